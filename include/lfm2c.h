@@ -1,0 +1,182 @@
+/* lfm2c.h — the one public header of liblfm2c, an inference engine for Liquid AI's LFM2 models.
+ *
+ * Flow: open a model (GGUF), create sessions (one per conversation: its own KV cache and conv
+ * state), feed tokens, read logits, sample. Nothing here prints or exits: every fallible call
+ * takes an lfm2c_error* and returns NULL / a negative value with err->msg set.
+ * A model may be shared by many sessions; decode calls on one model must not run concurrently
+ * (the server's scheduler serializes them and batches sessions into one forward instead). */
+#ifndef LFM2C_H
+#define LFM2C_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ---------------------------------------------------------------------------- */
+typedef struct lfm2c_error {
+    int code;        /* 0 = ok, else one of LFM2C_E* */
+    char msg[512];   /* one line naming the problem */
+} lfm2c_error;
+
+enum {
+    LFM2C_OK = 0,
+    LFM2C_EIO = 1,        /* file missing / unreadable */
+    LFM2C_EFORMAT = 2,    /* not a GGUF, truncated, corrupt, bad shapes */
+    LFM2C_EUNSUPPORTED = 3, /* unknown architecture / tensor type / feature */
+    LFM2C_ENOMEM = 4,
+    LFM2C_EINVAL = 5,     /* bad argument (token id out of range, …) */
+    LFM2C_ECONTEXT = 6,   /* would exceed the session's context */
+    LFM2C_ECANCELLED = 7,
+};
+
+/* ---- model ------------------------------------------------------------------------------ */
+typedef struct lfm2c_model lfm2c_model;
+
+typedef struct lfm2c_model_params {
+    int n_threads;      /* 0 = all online cores */
+    bool reference;     /* plain scalar float path (dequantized weights, float activations) */
+    int device;         /* LFM2C_DEVICE_CPU or LFM2C_DEVICE_CUDA */
+} lfm2c_model_params;
+
+enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1 };
+
+lfm2c_model_params lfm2c_model_default_params(void);
+lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params, lfm2c_error *err);
+void lfm2c_model_free(lfm2c_model *model);
+
+#define LFM2C_MAX_LAYERS 256
+
+typedef struct lfm2c_model_info {
+    char arch[32];            /* "lfm2" or "lfm2moe" */
+    char name[128];           /* general.name, may be empty */
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv_max, head_dim, n_ctx_train;
+    int n_ff;                 /* dense FFN width (from tensor shapes) */
+    int n_expert, n_expert_used, n_ff_exp, n_dense_lead;
+    int conv_l_cache;
+    float rope_theta, norm_eps;
+    bool is_attention[LFM2C_MAX_LAYERS];
+    bool is_moe[LFM2C_MAX_LAYERS];
+    int n_head_kv[LFM2C_MAX_LAYERS];
+    int file_type;            /* general.file_type, -1 if absent */
+    uint64_t n_params;        /* total parameters */
+    uint64_t n_params_active; /* parameters touched per token (MoE: only k experts) */
+    uint64_t weight_bytes;        /* bytes of all tensors */
+    uint64_t weight_bytes_active; /* bytes of weights read per decoded token */
+    int bos_id, eos_id, pad_id;   /* -1 if absent */
+    bool add_bos;
+    /* sampling defaults carried by the file (general.sampling.*), NAN / -1 when absent */
+    float def_temp, def_top_p, def_min_p, def_repeat_penalty;
+    int def_top_k;
+} lfm2c_model_info;
+
+const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
+/* Number of tensors and a description of tensor i (name, type name, shape), for `info`. */
+int lfm2c_model_n_tensors(const lfm2c_model *model);
+void lfm2c_model_tensor_desc(const lfm2c_model *model, int i, const char **name,
+                             const char **type_name, int64_t ne[4], int *n_dims, uint64_t *nbytes);
+/* GGUF metadata string by key (e.g. "tokenizer.chat_template"), NULL if absent. */
+const char *lfm2c_model_meta_str(const lfm2c_model *model, const char *key);
+bool lfm2c_token_is_eog(const lfm2c_model *model, int32_t token);
+
+/* ---- session: one sequence's state (attention KV cache + conv state + token history) ------ */
+typedef struct lfm2c_session lfm2c_session;
+
+lfm2c_session *lfm2c_session_new(lfm2c_model *model, int n_ctx, lfm2c_error *err);
+void lfm2c_session_free(lfm2c_session *s);
+int lfm2c_session_n_ctx(const lfm2c_session *s);
+int lfm2c_session_n_past(const lfm2c_session *s);
+const int32_t *lfm2c_session_tokens(const lfm2c_session *s); /* the n_past tokens fed so far */
+
+enum { LFM2C_LOGITS_NONE = 0, LFM2C_LOGITS_LAST = 1, LFM2C_LOGITS_ALL = 2 };
+
+/* Feed n tokens (a prompt as one batch, or one token while decoding). Returns 0 or -1. */
+int lfm2c_session_decode(lfm2c_session *s, const int32_t *tokens, int n, int logits_mode,
+                         lfm2c_error *err);
+/* Logits of the last decode: row i of the rows it produced (LAST: row 0 only). */
+const float *lfm2c_session_logits(const lfm2c_session *s, int row);
+int lfm2c_session_n_logits_rows(const lfm2c_session *s);
+
+/* Forget everything (n_past = 0). */
+void lfm2c_session_reset(lfm2c_session *s);
+/* Keep the first n_keep tokens. Conv state cannot be rewound, so the session restores the
+ * nearest checkpoint at or before n_keep and re-feeds the tokens after it. */
+int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err);
+/* Remember the conv state at the current position (cheap: 2 columns per conv layer). */
+void lfm2c_session_checkpoint(lfm2c_session *s);
+
+/* Several sessions in ONE forward (continuous batching): item i feeds n[i] tokens to
+ * sessions[i]. Answers equal those of separate decodes. */
+int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, const int *n,
+                       const int *logits_mode, int n_items, lfm2c_error *err);
+
+/* ---- tokenizer ----------------------------------------------------------------------------- */
+/* Encode text (len bytes; need not be NUL-terminated). Returns a malloc'd id array (caller
+ * frees) and its length in *n_out, or NULL on error. */
+int32_t *lfm2c_tokenize(const lfm2c_model *model, const char *text, size_t len, bool add_bos,
+                        bool parse_special, int *n_out, lfm2c_error *err);
+/* Bytes of one token (special tokens as their text when `special`, else nothing).
+ * Returns the number of bytes (may exceed cap: then nothing beyond cap is written). */
+int lfm2c_token_to_bytes(const lfm2c_model *model, int32_t token, bool special, char *buf, int cap);
+/* Streaming decoder: pushes a token, writes only complete UTF-8 characters (invalid bytes come
+ * out as U+FFFD), keeps partial ones for the next push. */
+typedef struct lfm2c_detok { char pending[8]; int n_pending; bool special; } lfm2c_detok;
+void lfm2c_detok_init(lfm2c_detok *d, bool special);
+/* Returns bytes written to out (cap >= 64 + longest token is always enough). */
+int lfm2c_detok_push(lfm2c_detok *d, const lfm2c_model *model, int32_t token, char *out, int cap);
+int lfm2c_detok_flush(lfm2c_detok *d, char *out, int cap);
+int lfm2c_vocab_size(const lfm2c_model *model);
+
+/* ---- sampling ----------------------------------------------------------------------------- */
+typedef struct lfm2c_sampler_params {
+    float temperature;       /* <= 0: greedy */
+    int top_k;               /* <= 0: off */
+    float top_p;             /* >= 1: off */
+    float min_p;             /* <= 0: off */
+    float repeat_penalty;    /* 1: off (llama.cpp semantics over the last repeat_last_n tokens) */
+    int repeat_last_n;       /* 64 */
+    float presence_penalty, frequency_penalty; /* OpenAI semantics, 0: off */
+    uint64_t seed;
+} lfm2c_sampler_params;
+
+typedef struct lfm2c_sampler lfm2c_sampler;
+lfm2c_sampler_params lfm2c_sampler_default_params(void);
+/* Defaults: the file's general.sampling.* when present, else Liquid's recommendation. */
+lfm2c_sampler_params lfm2c_sampler_params_for_model(const lfm2c_model *model);
+lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab);
+void lfm2c_sampler_free(lfm2c_sampler *s);
+/* Sample from logits (not modified). history = tokens seen so far (for penalties). */
+int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *history,
+                             int n_history);
+/* Optional per-token additive bias (OpenAI logit_bias); NULL clears. Copied. */
+void lfm2c_sampler_set_logit_bias(lfm2c_sampler *s, const float *bias);
+/* Optional mask hook (constrained decoding): called with the logits copy before sampling;
+ * it sets disallowed entries to -INFINITY. */
+typedef void (*lfm2c_logits_filter)(void *user, float *logits, int n_vocab);
+void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *user);
+
+/* ---- chat templates and tool calls ------------------------------------------------------ */
+/* Render a conversation with a Jinja chat template: template_src, or when NULL the model's
+ * tokenizer.chat_template (or the built-in LFM2 format if the file has none).
+ * messages_json: an OpenAI-style messages array; tools_json: an array or NULL.
+ * Returns a malloc'd UTF-8 string (caller frees) or NULL with err set. */
+char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
+                        const char *messages_json, const char *tools_json,
+                        bool add_generation_prompt, lfm2c_error *err);
+/* Same, for a template alone (no model): bos/eos are the strings to give the template. */
+char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
+                                 const char *tools_json, bool add_generation_prompt,
+                                 const char *bos_token, const char *eos_token, lfm2c_error *err);
+
+/* Parse LFM2 tool calls out of model output text (special tokens as text). Returns a malloc'd
+ * JSON object {"content": str, "tool_calls": [{"name": str, "arguments": {...}}], "parsed": bool}.
+ * Never fails on malformed calls (parsed=false, content = the whole text). */
+char *lfm2c_parse_tool_calls(const char *text, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,356 @@
+/* gguf.c — GGUF reader over mmap. Parsing walks the header with a bounds-checked cursor; any
+ * count, length or offset that points past the end of the file is an error, never a read. */
+#include "gguf.h"
+#include "quant.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
+
+static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
+    if (!err) return;
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+}
+
+size_t gguf_vtype_size(uint32_t t) {
+    static const size_t sz[GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return t < GGUF_NTYPES ? sz[t] : 0;
+}
+
+const char *gguf_vtype_name(uint32_t t) {
+    static const char *names[GGUF_NTYPES] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+                                             "bool", "str", "arr", "u64", "i64", "f64"};
+    return t < GGUF_NTYPES ? names[t] : "?";
+}
+
+typedef struct cursor { const uint8_t *base; size_t size, pos; bool bad; } cursor;
+
+static bool need(cursor *c, uint64_t n) {
+    if (c->bad || n > c->size - c->pos) { c->bad = true; return false; }
+    return true;
+}
+static uint32_t rd_u32(cursor *c) {
+    uint32_t v = 0;
+    if (need(c, 4)) { memcpy(&v, c->base + c->pos, 4); c->pos += 4; }
+    return v;
+}
+static uint64_t rd_u64(cursor *c) {
+    uint64_t v = 0;
+    if (need(c, 8)) { memcpy(&v, c->base + c->pos, 8); c->pos += 8; }
+    return v;
+}
+static gguf_str rd_str(cursor *c) {
+    gguf_str s = {0, 0};
+    uint64_t n = rd_u64(c);
+    if (need(c, n)) { s.p = (const char *)c->base + c->pos; s.n = n; c->pos += n; }
+    return s;
+}
+static char *dup_str(gguf_str s) {
+    char *p = malloc(s.n + 1);
+    if (p) { memcpy(p, s.p, s.n); p[s.n] = 0; }
+    return p;
+}
+
+/* Reads one KV value at the cursor into kv (without the key). */
+static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
+    kv->data = c->base + c->pos;
+    kv->n = 1;
+    if (kv->type == GGUF_STR) {
+        kv->strs = malloc(sizeof(gguf_str));
+        if (!kv->strs) { seterr(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        kv->strs[0] = rd_str(c);
+        return !c->bad;
+    }
+    if (kv->type == GGUF_ARR) {
+        kv->arr_type = rd_u32(c);
+        kv->n = rd_u64(c);
+        if (c->bad) return false;
+        kv->data = c->base + c->pos;
+        if (kv->arr_type == GGUF_STR) {
+            /* each string is at least 8 bytes: reject impossible counts before allocating */
+            if (kv->n > (c->size - c->pos) / 8) { c->bad = true; return false; }
+            kv->strs = malloc((kv->n ? kv->n : 1) * sizeof(gguf_str));
+            if (!kv->strs) { seterr(err, LFM2C_ENOMEM, "out of memory"); return false; }
+            for (uint64_t i = 0; i < kv->n && !c->bad; i++) kv->strs[i] = rd_str(c);
+            return !c->bad;
+        }
+        size_t es = gguf_vtype_size(kv->arr_type);
+        if (es == 0) {
+            seterr(err, LFM2C_EFORMAT, "key '%s': unsupported array element type %u", kv->key, kv->arr_type);
+            return false;
+        }
+        if (kv->n > (c->size - c->pos) / es) { c->bad = true; return false; }
+        c->pos += kv->n * es;
+        return true;
+    }
+    size_t sz = gguf_vtype_size(kv->type);
+    if (sz == 0) {
+        seterr(err, LFM2C_EFORMAT, "key '%s': unknown value type %u", kv->key, kv->type);
+        return false;
+    }
+    need(c, sz);
+    c->pos += c->bad ? 0 : sz;
+    return !c->bad;
+}
+
+static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
+    cursor c = {g->map, g->size, 0, false};
+    if (g->size < 24 || rd_u32(&c) != GGUF_MAGIC) {
+        seterr(err, LFM2C_EFORMAT, "not a GGUF file (bad magic)");
+        return NULL;
+    }
+    g->version = rd_u32(&c);
+    if (g->version != 2 && g->version != 3) {
+        seterr(err, LFM2C_EFORMAT, "unsupported GGUF version %u (expected 3)", g->version);
+        return NULL;
+    }
+    g->n_tensors = rd_u64(&c);
+    g->n_kv = rd_u64(&c);
+    /* every KV needs >= 12 bytes and every tensor info >= 24: bound the counts by the file */
+    if (g->n_kv > g->size / 12 || g->n_tensors > g->size / 24) {
+        seterr(err, LFM2C_EFORMAT, "corrupt GGUF header (n_kv=%llu, n_tensors=%llu)",
+               (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
+        return NULL;
+    }
+    g->kv = calloc(g->n_kv + 1, sizeof(gguf_kv));
+    g->tensors = calloc(g->n_tensors + 1, sizeof(gguf_tensor));
+    if (!g->kv || !g->tensors) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    g->alignment = 32;
+    for (uint64_t i = 0; i < g->n_kv; i++) {
+        gguf_kv *kv = &g->kv[i];
+        gguf_str key = rd_str(&c);
+        if (c.bad) break;
+        kv->key = dup_str(key);
+        kv->type = rd_u32(&c);
+        if (c.bad || !kv->key) break;
+        if (!read_value(&c, kv, err)) {
+            if (err && err->code) return NULL;
+            break;
+        }
+        if (!strcmp(kv->key, "general.alignment")) {
+            int64_t a;
+            if (!gguf_arr_int(kv, 0, &a) || a <= 0 || (a & (a - 1)) || a > 65536) {
+                seterr(err, LFM2C_EFORMAT, "invalid general.alignment");
+                return NULL;
+            }
+            g->alignment = (uint64_t)a;
+        }
+    }
+    if (c.bad) { seterr(err, LFM2C_EFORMAT, "truncated or corrupt GGUF metadata"); return NULL; }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        gguf_tensor *t = &g->tensors[i];
+        gguf_str name = rd_str(&c);
+        t->n_dims = rd_u32(&c);
+        if (c.bad) break;
+        t->name = dup_str(name);
+        if (!t->name) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+        if (t->n_dims == 0 || t->n_dims > 4) {
+            seterr(err, LFM2C_EFORMAT, "tensor '%s': bad dimension count %u", t->name, t->n_dims);
+            return NULL;
+        }
+        for (int d = 0; d < 4; d++) t->ne[d] = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) {
+            uint64_t ne = rd_u64(&c);
+            if (ne == 0 || ne > ((uint64_t)1 << 40)) {
+                seterr(err, LFM2C_EFORMAT, "tensor '%s': bad dimension %llu", t->name, (unsigned long long)ne);
+                return NULL;
+            }
+            t->ne[d] = (int64_t)ne;
+        }
+        t->type = rd_u32(&c);
+        t->offset = rd_u64(&c);
+        if (c.bad) break;
+        const ggml_type_info *ti = ggml_type_get(t->type);
+        if (!ti) {
+            seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown tensor type %u", t->name, t->type);
+            return NULL;
+        }
+        if (t->ne[0] % ti->block_size) {
+            seterr(err, LFM2C_EFORMAT, "tensor '%s': row of %lld not a multiple of the %s block (%d)",
+                   t->name, (long long)t->ne[0], ti->name, ti->block_size);
+            return NULL;
+        }
+        /* nbytes = rows * row size, with overflow checks */
+        uint64_t rows = (uint64_t)t->ne[1] * (uint64_t)t->ne[2];
+        if (rows > ((uint64_t)1 << 40) || (uint64_t)t->ne[3] > ((uint64_t)1 << 20)) {
+            seterr(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
+            return NULL;
+        }
+        rows *= (uint64_t)t->ne[3];
+        uint64_t row = (uint64_t)t->ne[0] / ti->block_size * ti->type_size;
+        if (row && rows > UINT64_MAX / row) {
+            seterr(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
+            return NULL;
+        }
+        t->nbytes = rows * row;
+        if (t->offset % g->alignment) {
+            seterr(err, LFM2C_EFORMAT, "tensor '%s': misaligned data offset", t->name);
+            return NULL;
+        }
+    }
+    if (c.bad) { seterr(err, LFM2C_EFORMAT, "truncated or corrupt GGUF tensor table"); return NULL; }
+    g->data_offset = (c.pos + g->alignment - 1) / g->alignment * g->alignment;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        gguf_tensor *t = &g->tensors[i];
+        if (g->data_offset > g->size || t->offset > g->size - g->data_offset ||
+            t->nbytes > g->size - g->data_offset - t->offset) {
+            seterr(err, LFM2C_EFORMAT, "tensor '%s' extends past the end of the file (truncated file?)", t->name);
+            return NULL;
+        }
+        t->data = g->map + g->data_offset + t->offset;
+        for (uint64_t j = 0; j < i; j++)
+            if (!strcmp(g->tensors[j].name, t->name)) {
+                seterr(err, LFM2C_EFORMAT, "duplicate tensor name '%s'", t->name);
+                return NULL;
+            }
+    }
+    return g;
+}
+
+static void free_tables(gguf_file *g) {
+    if (g->kv)
+        for (uint64_t i = 0; i < g->n_kv; i++) { free(g->kv[i].key); free(g->kv[i].strs); }
+    if (g->tensors)
+        for (uint64_t i = 0; i < g->n_tensors; i++) free(g->tensors[i].name);
+    free(g->kv);
+    free(g->tensors);
+}
+
+gguf_file *gguf_open(const char *path, lfm2c_error *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        seterr(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        seterr(err, LFM2C_EIO, "'%s' is not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    if (st.st_size < 24) {
+        seterr(err, LFM2C_EFORMAT, "'%s' is not a GGUF file (only %lld bytes)", path, (long long)st.st_size);
+        close(fd);
+        return NULL;
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        seterr(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    gguf_file *g = calloc(1, sizeof *g);
+    if (!g) { munmap(map, (size_t)st.st_size); seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    g->map = map;
+    g->size = (size_t)st.st_size;
+    g->owns_map = true;
+    if (!parse(g, err)) {
+        if (err) {
+            char msg[sizeof err->msg];
+            memcpy(msg, err->msg, sizeof msg);
+            snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", path, msg);
+        }
+        gguf_close(g);
+        return NULL;
+    }
+    return g;
+}
+
+gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
+    gguf_file *g = calloc(1, sizeof *g);
+    if (!g) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    g->map = (uint8_t *)buf;
+    g->size = size;
+    if (!parse(g, err)) {
+        free_tables(g);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void gguf_close(gguf_file *g) {
+    if (!g) return;
+    free_tables(g);
+    if (g->map && g->owns_map) munmap(g->map, g->size);
+    free(g);
+}
+
+const gguf_kv *gguf_find(const gguf_file *g, const char *key) {
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (g->kv[i].key && !strcmp(g->kv[i].key, key)) return &g->kv[i];
+    return NULL;
+}
+
+static bool scalar_int(uint32_t type, const uint8_t *p, int64_t *out) {
+    switch (type) {
+    case GGUF_U8: *out = *p; return true;
+    case GGUF_I8: *out = (int8_t)*p; return true;
+    case GGUF_BOOL: *out = *p != 0; return true;
+    case GGUF_U16: { uint16_t v; memcpy(&v, p, 2); *out = v; return true; }
+    case GGUF_I16: { int16_t v; memcpy(&v, p, 2); *out = v; return true; }
+    case GGUF_U32: { uint32_t v; memcpy(&v, p, 4); *out = v; return true; }
+    case GGUF_I32: { int32_t v; memcpy(&v, p, 4); *out = v; return true; }
+    case GGUF_U64: { uint64_t v; memcpy(&v, p, 8); *out = (int64_t)v; return true; }
+    case GGUF_I64: { int64_t v; memcpy(&v, p, 8); *out = v; return true; }
+    default: return false;
+    }
+}
+
+bool gguf_arr_int(const gguf_kv *kv, uint64_t i, int64_t *out) {
+    if (kv->type != GGUF_ARR) return i == 0 && scalar_int(kv->type, kv->data, out);
+    if (i >= kv->n) return false;
+    return scalar_int(kv->arr_type, kv->data + i * gguf_vtype_size(kv->arr_type), out);
+}
+
+bool gguf_arr_float(const gguf_kv *kv, uint64_t i, double *out) {
+    uint32_t t = kv->type == GGUF_ARR ? kv->arr_type : kv->type;
+    if (kv->type == GGUF_ARR ? i >= kv->n : i != 0) return false;
+    const uint8_t *p = kv->data + (kv->type == GGUF_ARR ? i * gguf_vtype_size(t) : 0);
+    if (t == GGUF_F32) { float v; memcpy(&v, p, 4); *out = v; return true; }
+    if (t == GGUF_F64) { double v; memcpy(&v, p, 8); *out = v; return true; }
+    int64_t v;
+    if (scalar_int(t, p, &v)) { *out = (double)v; return true; }
+    return false;
+}
+
+bool gguf_get_int(const gguf_file *g, const char *key, int64_t *out) {
+    const gguf_kv *kv = gguf_find(g, key);
+    return kv && kv->type != GGUF_ARR && scalar_int(kv->type, kv->data, out);
+}
+
+bool gguf_get_float(const gguf_file *g, const char *key, double *out) {
+    const gguf_kv *kv = gguf_find(g, key);
+    return kv && kv->type != GGUF_ARR && gguf_arr_float(kv, 0, out);
+}
+
+bool gguf_get_bool(const gguf_file *g, const char *key, bool *out) {
+    int64_t v;
+    if (!gguf_get_int(g, key, &v)) return false;
+    *out = v != 0;
+    return true;
+}
+
+char *gguf_get_string(const gguf_file *g, const char *key) {
+    const gguf_kv *kv = gguf_find(g, key);
+    if (!kv || kv->type != GGUF_STR) return NULL;
+    return dup_str(kv->strs[0]);
+}
+
+const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name) {
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (!strcmp(g->tensors[i].name, name)) return &g->tensors[i];
+    return NULL;
+}

@@ -1,0 +1,71 @@
+/* quant.h — GGML tensor types and block formats: sizes, bit-exact dequantization, and the
+ * scalar reference dot products (quantized weights x quantized activations). The SIMD kernels
+ * (kernels_*.c) implement the same contracts and are tested against these. */
+#ifndef LFM2C_QUANT_H
+#define LFM2C_QUANT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <stdbool.h>
+
+enum ggml_type {
+    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
+    GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13,
+    GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_IQ4_NL = 20, GGML_IQ4_XS = 23, GGML_BF16 = 30,
+    GGML_MXFP4 = 39, GGML_NTYPES = 40
+};
+
+#define QK4_0 32
+#define QK8_0 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+typedef uint16_t ggml_half;
+
+typedef struct { ggml_half d; uint8_t qs[16]; } block_q4_0;
+typedef struct { ggml_half d, m; uint8_t qs[16]; } block_q4_1;
+typedef struct { ggml_half d; uint8_t qh[4]; uint8_t qs[16]; } block_q5_0;
+typedef struct { ggml_half d, m; uint8_t qh[4]; uint8_t qs[16]; } block_q5_1;
+typedef struct { ggml_half d; int8_t qs[32]; } block_q8_0;
+typedef struct { uint8_t scales[16]; uint8_t qs[64]; ggml_half d, dmin; } block_q2_K;
+typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; ggml_half d; } block_q3_K;
+typedef struct { ggml_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } block_q4_K;
+typedef struct { ggml_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } block_q5_K;
+typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; ggml_half d; } block_q6_K;
+/* activation format for K-quant dot products: f32 scale, 256 int8, sums of each 16 */
+typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } block_q8_K;
+typedef struct { ggml_half d; uint8_t qs[16]; } block_iq4_nl;
+typedef struct { ggml_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } block_iq4_xs;
+typedef struct { uint8_t e; uint8_t qs[16]; } block_mxfp4;
+
+typedef struct ggml_type_info {
+    const char *name;
+    int block_size;     /* weights per block (1 for float types) */
+    int type_size;      /* bytes per block */
+    bool supported;     /* we can dequantize / multiply it */
+} ggml_type_info;
+
+const ggml_type_info *ggml_type_get(uint32_t type); /* NULL for unknown ids */
+/* bytes of a row of n weights; 0 if n is not a multiple of the block size */
+size_t ggml_row_size(uint32_t type, int64_t n);
+
+float fp16_to_f32(ggml_half h);
+ggml_half f32_to_fp16(float f);      /* round to nearest even, like F16C */
+float bf16_to_f32(uint16_t b);
+uint16_t f32_to_bf16(float f);       /* round to nearest even; NaN kept quiet */
+
+/* Dequantize n weights (a multiple of the block size) of `type` starting at src. */
+void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
+
+/* Activation quantization (reference semantics, see spec 2.8). */
+void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n);
+void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
+
+/* The activation format a weight type is multiplied with on the fast path:
+ * GGML_Q8_0, GGML_Q8_K, or GGML_F32 (float weights: plain float dot). */
+uint32_t vec_dot_type(uint32_t weight_type);
+
+/* Scalar reference dot products of one row of n weights with quantized activations. */
+float vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *act);
+
+#endif

@@ -1,0 +1,44 @@
+/* test.h — a tiny test harness: CHECK records a failure and goes on; TEST_MAIN_END prints the
+ * "N passed, N failed" line and sets the exit code. */
+#ifndef LFM2C_TEST_H
+#define LFM2C_TEST_H
+#include <stdio.h>
+#include <stdlib.h>
+
+static int test_passed, test_failed;
+
+#define CHECK(cond, ...)                                                            \
+    do {                                                                            \
+        if (cond) {                                                                 \
+            test_passed++;                                                          \
+        } else {                                                                    \
+            test_failed++;                                                          \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);         \
+            fprintf(stderr, __VA_ARGS__);                                           \
+            fputc('\n', stderr);                                                    \
+        }                                                                           \
+    } while (0)
+
+#define TEST_MAIN_END()                                                             \
+    do {                                                                            \
+        printf("%d passed, %d failed\n", test_passed, test_failed);                 \
+        return test_failed ? 1 : 0;                                                 \
+    } while (0)
+
+/* Tests run with tests/ as the working directory. */
+#define DATA(name) "data/" name
+
+static inline void *test_read_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    if (buf) buf[n] = 0;
+    fclose(f);
+    if (size) *size = (size_t)n;
+    return buf;
+}
+#endif

@@ -1,0 +1,36 @@
+/* cli.h — what the subcommands of the lfm2c program share: one entry point per command and
+ * small argument helpers. Each command lives in tools/cmd_<name>.c. */
+#ifndef LFM2C_CLI_H
+#define LFM2C_CLI_H
+#include "lfm2c.h"
+#include <stdbool.h>
+
+#define CLI_COMMANDS(X)                                                                   \
+    X(run, "generate text from a prompt")                                                 \
+    X(chat, "interactive multi-turn chat")                                                \
+    X(serve, "OpenAI-compatible HTTP server")                                             \
+    X(logits, "write the logits at every position (float32)")                             \
+    X(info, "architecture, layer plan, tensor types, memory")                             \
+    X(tokenize, "text -> token ids")                                                      \
+    X(detokenize, "token ids -> text")                                                    \
+    X(template, "render a conversation with the model's chat template")                   \
+    X(toolcalls, "parse tool calls out of model output")                                  \
+    X(bench, "prefill / decode speed (llama-bench style)")                                \
+    X(synth, "write a random-weight model of a real architecture")                        \
+    X(quantize, "requantize a GGUF")                                                      \
+    X(convert, "Hugging Face checkpoint -> GGUF")
+
+#define CLI_DECLARE(name, help) int cmd_##name(int argc, char **argv);
+CLI_COMMANDS(CLI_DECLARE)
+#undef CLI_DECLARE
+
+/* Prints "lfm2c: <msg>" to stderr; returns 1 so commands can `return cli_fail(...)`. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parses an int / float argument or exits with a clear message. */
+int cli_int(const char *flag, const char *value);
+double cli_float(const char *flag, const char *value);
+/* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
+const char *cli_value(int argc, char **argv, int *i);
+/* Reads a whole file (binary); NULL + message on failure. Caller frees. */
+char *cli_read_file(const char *path, size_t *len);
+#endif
