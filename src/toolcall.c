@@ -122,16 +122,23 @@ static void write_json_string(strbuf *b, const char *s, size_t n) {
     sb_putc(b, '"');
 }
 
-/* Shortest decimal form that reads back as the same double, always with a '.' or an exponent so
- * it stays a float for the reader. Callers run under the C numeric locale. */
+/* Shortest decimal form that reads back as the same double, laid out as Python's repr does
+ * (1000.0, 0.0025, 1e+23, 2.5e-05): always with a '.' or an exponent so it stays a float.
+ * Callers run under the C numeric locale. */
 static void write_json_real(strbuf *b, double v) {
-    char s[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(s, sizeof s, "%.*g", prec, v);
+    char s[48];
+    int prec = 1;
+    for (; prec < 17; prec++) {
+        snprintf(s, sizeof s, "%.*e", prec - 1, v);
         if (strtod(s, NULL) == v) break;
     }
-    sb_puts(b, s);
-    if (!strpbrk(s, ".e")) sb_puts(b, ".0");
+    snprintf(s, sizeof s, "%.*e", prec - 1, v);
+    int exp = atoi(strchr(s, 'e') + 1);
+    if (exp >= -4 && exp < 16) {
+        snprintf(s, sizeof s, "%.*f", prec - 1 - exp > 0 ? prec - 1 - exp : 0, v);
+        sb_puts(b, s);
+        if (!strchr(s, '.')) sb_puts(b, ".0");
+    } else sb_puts(b, s);
 }
 
 static void write_json(strbuf *b, const json_t *v) {
