@@ -362,7 +362,10 @@ static size_t read_digits(cursor *c, int base) {
 /* Python int / float literal with an optional sign: 12, -0.25, 1e3, 2.5E-3, .5, 5., 0x1F, 1_000. */
 static json_t *read_number(cursor *c) {
     c->tmp.n = 0;
-    if (at(c, '+') || at(c, '-')) sb_putc(&c->tmp, *c->p++);
+    if (at(c, '+') || at(c, '-')) {
+        sb_putc(&c->tmp, *c->p++);
+        skip_ws(c); /* Python reads "- 5" as -5 */
+    }
     int base = 10;
     if (c->end - c->p >= 2 && c->p[0] == '0' && c->p[1] && strchr("xXoObB", c->p[1])) {
         base = c->p[1] == 'x' || c->p[1] == 'X' ? 16 : c->p[1] == 'o' || c->p[1] == 'O' ? 8 : 2;

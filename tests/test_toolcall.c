@@ -226,9 +226,9 @@ static void test_forms(void) {
 }
 
 static void test_values(void) {
-    PARSE("[f(a=+3, b=.5, c=5., d=0x1F, e=-0o17, f=0b101, g=1_000, h=007, i=-0.0, j=1E+2)]",
+    PARSE("[f(a=+3, b=.5, c=5., d=0x1F, e=-0o17, f=0b101, g=1_000, h=007, i=-0.0, j=1E+2, k=- 4)]",
           "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"a\":3,\"b\":0.5,\"c\":5.0,\"d\":31,"
-          "\"e\":-15,\"f\":5,\"g\":1000,\"h\":7,\"i\":-0.0,\"j\":100.0}}],\"parsed\":true}");
+          "\"e\":-15,\"f\":5,\"g\":1000,\"h\":7,\"i\":-0.0,\"j\":100.0,\"k\":-4}}],\"parsed\":true}");
     /* beyond 64 bits an integer keeps its magnitude as a float */
     PARSE("[f(n=123456789012345678901234567890)]",
           "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"n\":1.2345678901234568e+29}}],"
