@@ -51,10 +51,7 @@ int cmd_quantize(int argc, char **argv) {
         else if (npos < 3) pos[npos++] = argv[i];
         else return cli_fail("quantize: too many arguments ('%s')", argv[i]);
     }
-    if (npos != 3) {
-        usage(stderr);
-        return cli_fail("quantize: expected IN.gguf OUT.gguf TYPE");
-    }
+    if (npos != 3) return cli_fail("quantize: expected IN.gguf OUT.gguf TYPE (lfm2c quantize --help)");
     const quant_ftype *ft = quant_ftype_find(pos[2]);
     if (!ft) return cli_fail("quantize: unknown type '%s' (expected one of %s)", pos[2], quant_ftype_list());
     if (threads < 0) return cli_fail("quantize: -t must be >= 0");
