@@ -125,7 +125,7 @@ char *lfm2c_chat_render_template(const char *template_src, const char *messages_
     json_decref(vars);
     if (!out && err) { /* say where the error comes from, keeping one line */
         char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "chat template: %s", err->msg);
+        snprintf(msg, sizeof msg, "chat template: %.490s", err->msg);
         memcpy(err->msg, msg, sizeof msg);
     }
     return out;
