@@ -83,12 +83,15 @@ static _Noreturn __attribute__((format(printf, 3, 4))) void fail(jfail *f, int l
     failv(f, LFM2C_EINVAL, line, fmt, ap);
 }
 
+static _Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, int code, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    failv(f, code, line, fmt, ap);
+}
+
 static void *xalloc(jfail *f, size_t n) {
     void *p = arena_alloc(f->a, n ? n : 1);
-    if (!p) {
-        if (f->err) f->err->code = LFM2C_ENOMEM;
-        fail(f, 0, "out of memory (the template needs more than %zu MiB)", f->a->limit >> 20);
-    }
+    if (!p) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (the template needs more than %zu MiB)", f->a->limit >> 20);
     return p;
 }
 
@@ -1269,6 +1272,7 @@ static node *parse_statement(parser *P) {
                 expect_block_end(P);
                 static const char *const ends[] = {"endset"};
                 parse_body(P, &x->items, ends, 1);
+                expect_block_end(P);
             }
         }
         return x;
@@ -1486,7 +1490,7 @@ static _Noreturn void fail_undef(ctx *c, int line, value u) {
 static frame *frame_new(ctx *c, frame *parent) {
     frame *fr = xzalloc(&c->f, sizeof *fr);
     fr->parent = parent;
-    fr->vars = dict_new(&c->f, 8);
+    fr->vars = dict_new(&c->f, 4);
     return fr;
 }
 
@@ -2159,6 +2163,23 @@ static uint32_t u_upper(ctx *c, uint32_t x) {
 }
 static bool u_cased(ctx *c, uint32_t x) { return u_lower(c, x) != x || u_upper(c, x) != x; }
 
+/* Python's full case mappings that change the length (SpecialCasing.txt, unconditional). */
+static const char *special_upper(uint32_t x) {
+    switch (x) {
+    case 0xDF: return "SS";
+    case 0x149: return "\u02BCN";
+    case 0x1F0: return "J\u030C";
+    case 0x587: return "\u0535\u0552";
+    case 0xFB00: return "FF";
+    case 0xFB01: return "FI";
+    case 0xFB02: return "FL";
+    case 0xFB03: return "FFI";
+    case 0xFB04: return "FFL";
+    case 0xFB05: case 0xFB06: return "ST";
+    default: return NULL;
+    }
+}
+
 static value str_case(ctx *c, value s, int mode) {
     sbuf b = {0};
     bool prev_cased = false, first = true;
@@ -2173,8 +2194,14 @@ static value str_case(ctx *c, value s, int mode) {
         case CASE_SWAP: y = u_lower(c, x) != x ? u_lower(c, x) : u_upper(c, x); break;
         }
         first = false;
-        char enc[4];
-        sb_put(&c->f, &b, enc, (size_t)utf8_enc(y, enc));
+        const char *sp = NULL;
+        if (mode == CASE_UPPER || (mode == CASE_SWAP && y == x)) sp = special_upper(x);
+        if (mode == CASE_LOWER && x == 0x130) sp = "i\u0307";
+        if (sp) sb_puts(&c->f, &b, sp);
+        else {
+            char enc[4];
+            sb_put(&c->f, &b, enc, (size_t)utf8_enc(y, enc));
+        }
         i += (size_t)l;
     }
     return sb_value(&b);
@@ -3249,14 +3276,16 @@ static value capture(ctx *c, frame *fr, const nlist *body) {
     return sb_value(&buf);
 }
 
+/* Each iteration runs in a fresh scope (as in jinja2): what the body sets is gone at the next
+ * iteration and after the loop. */
 static void exec_for(ctx *c, frame *fr, const node *x) {
     list *items = iter_list(c, x->line, eval(c, fr, x->a));
-    frame *lf = frame_new(c, fr);
     if (x->b) { /* the loop filter runs before `loop` exists and decides loop.length */
         list *kept = list_new(&c->f, items->n);
+        frame *ff = frame_new(c, fr);
         for (size_t i = 0; i < items->n; i++) {
-            assign(c, lf, x->line, x->names, x->n_names, items->v[i]);
-            if (v_truthy(eval(c, lf, x->b))) list_push(&c->f, kept, items->v[i]);
+            assign(c, ff, x->line, x->names, x->n_names, items->v[i]);
+            if (v_truthy(eval(c, ff, x->b))) list_push(&c->f, kept, items->v[i]);
         }
         items = kept;
     }
@@ -3276,7 +3305,7 @@ static void exec_for(ctx *c, frame *fr, const node *x) {
     ld->v[L_DEPTH0] = v_int(0);
     int64_t n = (int64_t)items->n;
     ld->v[L_LENGTH] = v_int(n);
-    frame_set(c, lf, "loop", loop);
+    value no_prev = v_undef_msg(c, "there is no previous item"), no_next = v_undef_msg(c, "there is no next item");
     for (int64_t i = 0; i < n; i++) {
         ld->v[L_INDEX] = v_int(i + 1);
         ld->v[L_INDEX0] = v_int(i);
@@ -3284,10 +3313,11 @@ static void exec_for(ctx *c, frame *fr, const node *x) {
         ld->v[L_REVINDEX0] = v_int(n - i - 1);
         ld->v[L_FIRST] = v_bool(i == 0);
         ld->v[L_LAST] = v_bool(i == n - 1);
-        ld->v[L_PREV] = i > 0 ? items->v[i - 1] : v_undef_msg(c, "there is no previous item");
-        ld->v[L_NEXT] = i < n - 1 ? items->v[i + 1] : v_undef_msg(c, "there is no next item");
-        assign(c, lf, x->line, x->names, x->n_names, items->v[i]);
+        ld->v[L_PREV] = i > 0 ? items->v[i - 1] : no_prev;
+        ld->v[L_NEXT] = i < n - 1 ? items->v[i + 1] : no_next;
+        frame *lf = frame_new(c, fr);
         frame_set(c, lf, "loop", loop);
+        assign(c, lf, x->line, x->names, x->n_names, items->v[i]);
         exec_body(c, lf, &x->items);
         int ctl = c->ctl;
         c->ctl = CTL_NONE;
@@ -3350,7 +3380,9 @@ static void exec_node(ctx *c, frame *fr, const node *x) {
         exec_body(c, wf, &x->items);
         return;
     }
-    case S_GENERATION: exec_body(c, fr, &x->items); return;
+    case S_GENERATION: /* transformers renders the body as a call block: a scope of its own */
+        exec_body(c, frame_new(c, fr), &x->items);
+        return;
     case S_BREAK: c->ctl = CTL_BREAK; return;
     case S_CONTINUE: c->ctl = CTL_CONTINUE; return;
     }
