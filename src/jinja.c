@@ -71,6 +71,14 @@ static _Noreturn void failv(jfail *f, int code, int line, const char *fmt, va_li
         int k = line > 0 ? snprintf(f->err->msg, sizeof f->err->msg, "template line %d: ", line)
                          : snprintf(f->err->msg, sizeof f->err->msg, "template: ");
         vsnprintf(f->err->msg + k, sizeof f->err->msg - (size_t)k, fmt, ap);
+        /* a message cut at the buffer's end must not end inside a UTF-8 character */
+        size_t n = strlen(f->err->msg), j = n;
+        while (j > 0 && ((unsigned char)f->err->msg[j - 1] & 0xC0) == 0x80) j--;
+        if (j > 0 && (unsigned char)f->err->msg[j - 1] >= 0xC0) {
+            unsigned char lead = (unsigned char)f->err->msg[j - 1];
+            size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+            if (n - (j - 1) < need) f->err->msg[j - 1] = 0;
+        }
         for (char *s = f->err->msg; *s; s++)
             if (*s == '\n' || *s == '\r') *s = ' '; /* one line */
     }
@@ -549,9 +557,16 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
                 return;
             }
         }
-        if (isalpha((unsigned char)*c) || *c == '_') {
-            size_t i = 1;
-            while (i < left && (isalnum((unsigned char)c[i]) || c[i] == '_')) i++;
+        if (isalpha((unsigned char)*c) || *c == '_' || ((unsigned char)*c >= 0x80 && !lstrip_len(c, left))) {
+            /* names: ASCII letters, digits, '_', and (as Python identifiers) non-ASCII characters */
+            size_t i = 0;
+            while (i < left) {
+                if (isalnum((unsigned char)c[i]) || c[i] == '_') { i++; continue; }
+                if ((unsigned char)c[i] < 0x80 || lstrip_len(c + i, left - i)) break;
+                int l;
+                utf8_dec(c + i, left - i, &l);
+                i += (size_t)l;
+            }
             lex_push(L, T_NAME, L->line, c, i);
             L->pos += i;
         } else if (isdigit((unsigned char)*c)) {
@@ -830,6 +845,24 @@ static void parse_args(parser *P, node *x) {
 
 static node *parse_filter_chain(parser *P, node *x);
 
+/* Filter and test names may be dotted (`a.b`), as in jinja2; none of ours are, so such a name
+ * is reported as unknown. */
+static const char *parse_dotted_name(parser *P) {
+    const char *name = expect_ident(P);
+    while (accept_op(P, ".")) {
+        const char *part = expect_ident(P);
+        size_t n = strlen(name), m = strlen(part);
+        char *joined = xalloc(P->f, n + m + 2);
+        memcpy(joined, name, n);
+        joined[n] = '.';
+        memcpy(joined + n + 1, part, m + 1);
+        name = joined;
+    }
+    return name;
+}
+static bool known_filter(const char *name);
+static bool known_test(const char *name);
+
 /* A test name after 'is' (optionally 'not'), with arguments in parentheses or one bare
  * argument (`is divisibleby 3`, `is sameas false`). */
 static node *parse_test(parser *P, node *x) {
@@ -838,10 +871,8 @@ static node *parse_test(parser *P, node *x) {
     if (accept_name(P, "not")) t->op = 1;
     token *nt = peek(P);
     if (nt->t != T_NAME) fail(P->f, nt->line, "expected a test name after 'is', got %s", tok_desc(P, nt));
-    t->name = expect_ident(P);
-    while (accept_op(P, ".")) { /* dotted test names: keep the last part */
-        t->name = expect_ident(P);
-    }
+    t->name = parse_dotted_name(P);
+
     if (accept_op(P, "(")) parse_args(P, t);
     else {
         token *a = peek(P);
@@ -854,6 +885,7 @@ static node *parse_test(parser *P, node *x) {
             nl_push(P->f, &t->items, arg);
         }
     }
+    if (tok_name(peek(P), "is")) fail(P->f, peek(P)->line, "you cannot chain multiple tests with 'is'");
     return t;
 }
 
@@ -862,8 +894,7 @@ static node *parse_filter_chain(parser *P, node *x) {
         if (accept_op(P, "|")) {
             node *fl = mk(P, E_FILTER, peek(P)->line);
             fl->a = x;
-            fl->name = expect_ident(P);
-            while (accept_op(P, ".")) fl->name = expect_ident(P);
+            fl->name = parse_dotted_name(P);
             if (accept_op(P, "(")) parse_args(P, fl);
             x = fl;
         } else if (accept_name(P, "is")) {
@@ -1141,19 +1172,22 @@ static node *parse_expr(parser *P) {
     return x;
 }
 
-/* An expression that may be an unparenthesised tuple: `{{ a, b }}`, `set x = 1, 2`. */
-static node *parse_tuple_expr(parser *P) {
-    node *x = parse_expr(P);
+/* An expression that may be an unparenthesised tuple: `{{ a, b }}`, `set x = 1, 2`. As in jinja2,
+ * an if/elif test takes no conditional expression (`{% if a if b %}` is a syntax error). */
+static node *parse_tuple_expr_cond(parser *P, bool condexpr) {
+    node *x = condexpr ? parse_expr(P) : parse_or(P);
     if (!tok_op(peek(P), ",")) return x;
     node *t = mk(P, E_TUPLE, x->line);
     nl_push(P->f, &t->items, x);
     while (accept_op(P, ",")) {
         token *n = peek(P);
         if (n->t == T_BEND || n->t == T_VEND) break;
-        nl_push(P->f, &t->items, parse_expr(P));
+        nl_push(P->f, &t->items, condexpr ? parse_expr(P) : parse_or(P));
     }
     return t;
 }
+
+static node *parse_tuple_expr(parser *P) { return parse_tuple_expr_cond(P, true); }
 
 /* ---- statements ---- */
 
@@ -1188,7 +1222,7 @@ static node *parse_block_filters(parser *P, int line, bool first_pipe_consumed) 
     if (first_pipe_consumed) {
         node *fl = mk(P, E_FILTER, line);
         fl->a = x;
-        fl->name = expect_ident(P);
+        fl->name = parse_dotted_name(P);
         if (accept_op(P, "(")) parse_args(P, fl);
         x = fl;
     }
@@ -1203,7 +1237,7 @@ static node *parse_statement(parser *P) {
     node *x;
     if (tok_name(kw, "if")) {
         x = mk(P, S_IF, line);
-        x->a = parse_tuple_expr(P);
+        x->a = parse_tuple_expr_cond(P, false);
         expect_block_end(P);
         static const char *const ends[] = {"elif", "else", "endif"};
         node *cur = x;
@@ -1211,7 +1245,7 @@ static node *parse_statement(parser *P) {
             int e = parse_body(P, &cur->items, ends, 3);
             if (e == 0) {
                 node *el = mk(P, S_IF, peek(P)->line);
-                el->a = parse_tuple_expr(P);
+                el->a = parse_tuple_expr_cond(P, false);
                 expect_block_end(P);
                 nl_push(P->f, &cur->items2, el);
                 cur = el;
@@ -1385,6 +1419,47 @@ static int parse_body(parser *P, nlist *body, const char *const *ends, int n_end
     }
 }
 
+/* jinja2 refuses unknown filter and test names when compiling, except inside an if statement or
+ * conditional expression ("soft" scopes, where it waits until the call is reached); loop, macro,
+ * call, with and block bodies start hard again. */
+static void check_names(jfail *f, const node *x, bool soft) {
+    if (!x) return;
+    bool inner_soft = soft;
+    switch (x->kind) {
+    case S_IF: case E_COND: inner_soft = true; break;
+    case E_FILTER:
+        if (!soft && !known_filter(x->name)) fail(f, x->line, "no filter named '%s'", x->name);
+        break;
+    case E_TEST:
+        if (!soft && !known_test(x->name)) fail(f, x->line, "no test named '%s'", x->name);
+        break;
+    default: break;
+    }
+    switch (x->kind) {
+    case S_FOR:
+        check_names(f, x->a, soft);
+        check_names(f, x->b, false);
+        for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], false);
+        for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], false);
+        return;
+    case S_CALLBLOCK:
+        check_names(f, x->a, soft);
+        inner_soft = false;
+        break;
+    case S_MACRO: case S_WITH: case S_FILTERBLOCK: case S_SETBLOCK: case S_GENERATION:
+        inner_soft = false;
+        break;
+    default:
+        check_names(f, x->a, inner_soft);
+        break;
+    }
+    check_names(f, x->b, inner_soft);
+    check_names(f, x->c, inner_soft);
+    check_names(f, x->d, inner_soft);
+    for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], inner_soft);
+    for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], inner_soft);
+}
+
 jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err) {
     jinja_template *volatile t = calloc(1, sizeof *t);
     if (!t) {
@@ -1415,6 +1490,7 @@ jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err) {
     lex_all(&L);
     parser P = {.f = &f, .tk = L.tk};
     parse_body(&P, &t->body, NULL, 0);
+    for (int i = 0; i < t->body.n; i++) check_names(&f, t->body.v[i], false);
     return t;
 }
 
@@ -3036,6 +3112,12 @@ static const struct { const char *name; filter_fn fn; } FILTERS[] = {
     {"attr", f_attr}, {"format", f_format}, {"center", f_center}, {"wordcount", f_wordcount}, {"batch", f_batch},
 };
 
+static bool known_filter(const char *name) {
+    for (size_t i = 0; i < sizeof FILTERS / sizeof *FILTERS; i++)
+        if (!strcmp(FILTERS[i].name, name)) return true;
+    return false;
+}
+
 static value apply_filter(ctx *c, int line, const char *name, value in, args *a) {
     for (size_t i = 0; i < sizeof FILTERS / sizeof *FILTERS; i++)
         if (!strcmp(FILTERS[i].name, name)) return FILTERS[i].fn(c, line, in, a);
@@ -3044,9 +3126,21 @@ static value apply_filter(ctx *c, int line, const char *name, value in, args *a)
 
 /* ---- tests ---- */
 
+static const char *const TESTS[] = {
+    "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string", "mapping",
+    "iterable", "sequence", "callable", "sameas", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=",
+    "gt", "greaterthan", ">", "ge", ">=", "in", "even", "odd", "divisibleby", "lower", "upper", "escaped", NULL};
+
+static bool known_test(const char *name) { return find_name(TESTS, name, strlen(name)) != NULL; }
+
 static bool apply_test(ctx *c, int line, const char *name, value in, args *a) {
     value x = arg_get(a, 0, NULL);
 #define IS(s) (!strcmp(name, s))
+    bool takes_arg = IS("sameas") || IS("eq") || IS("equalto") || IS("==") || IS("ne") || IS("!=") || IS("lt") ||
+                     IS("lessthan") || IS("<") || IS("le") || IS("<=") || IS("gt") || IS("greaterthan") || IS(">") ||
+                     IS("ge") || IS(">=") || IS("in") || IS("divisibleby");
+    if (a->npos + a->nkw > (takes_arg ? 1 : 0))
+        FAIL(c, line, "TypeError: test '%s' takes %s", name, takes_arg ? "one argument" : "no arguments");
     if (IS("defined")) return in.t != V_UNDEF;
     if (IS("undefined")) return in.t == V_UNDEF;
     if (IS("none")) return in.t == V_NONE;

@@ -221,7 +221,8 @@ static void test_errors(void) {
     expect_error("{{ raise_exception('Conversation roles must alternate') }}", "[]", NULL, "Conversation roles must alternate");
     expect_error("{% if x %}", "[]", NULL, "line 1");
     expect_error("{% extends 'base' %}", "[]", NULL, "unsupported tag 'extends'");
-    expect_error("{{ x | frobnicate }}", "[]", NULL, "unsupported filter 'frobnicate'");
+    expect_error("{{ x | frobnicate }}", "[]", NULL, "no filter named 'frobnicate'");
+    expect_error("{% if true %}{{ x | frobnicate }}{% endif %}", "[]", NULL, "filter 'frobnicate'");
     expect_error("\xff\xfe{{ x }}", "[]", NULL, "UTF-8");
     expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "[]", NULL, "recursion");
 
