@@ -112,6 +112,8 @@ int cmd_chat(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     if (tty) fprintf(stderr, "lfm2c chat — %s. /exit or Ctrl-D to leave, /reset to start over.\n", in->name[0] ? in->name : in->arch);
 
+    char *session_text = NULL;   /* the text the session's tokens stand for */
+    size_t session_len = 0;
     char *line;
     while (s && smp && (line = read_line(tty ? "> " : "", tty))) {
         interrupted = 0;
@@ -120,6 +122,7 @@ int cmd_chat(int argc, char **argv) {
             json_array_clear(messages);
             if (system) json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "system", "content", system));
             lfm2c_session_reset(s);
+            session_len = 0;
             free(line);
             continue;
         }
@@ -131,15 +134,34 @@ int cmd_chat(int argc, char **argv) {
         char *prompt = lfm2c_chat_render(m, tmpl, msgs, tools_json, true, &err);
         free(msgs);
         if (!prompt) { cli_fail("%s", err.msg); json_array_remove(messages, json_array_size(messages) - 1); continue; }
-        /* the template writes <|startoftext|> itself: tokenize without adding another BOS */
-        int n = 0;
-        int32_t *ids = lfm2c_tokenize(m, prompt, strlen(prompt), false, true, &n, &err);
-        free(prompt);
-        if (!ids) { cli_fail("%s", err.msg); continue; }
-        /* reuse what the session already holds: keep the common prefix, feed the rest */
-        int common = 0, past = lfm2c_session_n_past(s);
-        const int32_t *seen = lfm2c_session_tokens(s);
-        while (common < past && common < n && seen[common] == ids[common]) common++;
+        /* Reuse what the session holds. The session's text (the last rendering plus the reply
+         * as generated) is normally a prefix of the new rendering: then only the suffix is
+         * tokenized, so the reply keeps the tokens it was generated with. Otherwise fall back
+         * to the longest common token prefix. The template writes <|startoftext|> itself, so
+         * no BOS is added. */
+        int n = 0, common = 0, past = lfm2c_session_n_past(s);
+        int32_t *ids = NULL;
+        size_t plen = strlen(prompt);
+        if (past > 0 && session_text && plen > session_len && !memcmp(prompt, session_text, session_len)) {
+            int n_new = 0;
+            int32_t *tail = lfm2c_tokenize(m, prompt + session_len, plen - session_len, false, true, &n_new, &err);
+            if (tail && (ids = malloc(sizeof(int32_t) * (size_t)(past + n_new)))) {
+                memcpy(ids, lfm2c_session_tokens(s), sizeof(int32_t) * (size_t)past);
+                memcpy(ids + past, tail, sizeof(int32_t) * (size_t)n_new);
+                n = past + n_new;
+                common = past;
+            }
+            free(tail);
+        }
+        if (!ids) {
+            ids = lfm2c_tokenize(m, prompt, plen, false, true, &n, &err);
+            if (!ids) { cli_fail("%s", err.msg); free(prompt); continue; }
+            const int32_t *seen = lfm2c_session_tokens(s);
+            while (common < past && common < n && seen[common] == ids[common]) common++;
+        }
+        free(session_text);
+        session_text = prompt;
+        session_len = plen;
         if (common == n) common = n - 1;   /* always feed at least one token to get logits */
         if (n + 1 >= ctx) {
             cli_fail("the conversation (%d tokens) no longer fits in the context (%d); /reset to start over", n, ctx);
@@ -188,8 +210,17 @@ int cmd_chat(int argc, char **argv) {
         double t2 = now_s();
         /* close the turn in the session too, then remember the conv state at this boundary */
         int32_t end = in->eos_id >= 0 ? in->eos_id : 7;
-        if (lfm2c_session_n_past(s) < ctx && lfm2c_session_decode(s, &end, 1, LFM2C_LOGITS_NONE, &err) == 0)
+        if (lfm2c_session_n_past(s) < ctx && lfm2c_session_decode(s, &end, 1, LFM2C_LOGITS_NONE, &err) == 0) {
             lfm2c_session_checkpoint(s);
+            char endtxt[64];
+            int ne = lfm2c_token_to_bytes(m, end, true, endtxt, sizeof endtxt);
+            session_text = realloc(session_text, session_len + len + (size_t)ne + 1);
+            memcpy(session_text + session_len, reply, len);
+            memcpy(session_text + session_len + len, endtxt, (size_t)(ne < 64 ? ne : 0));
+            session_len += len + (size_t)(ne < 64 ? ne : 0);
+        } else {
+            session_len = 0;   /* state and text no longer agree: re-match on tokens next time */
+        }
 
         if (tools_json) {
             char *parsed = lfm2c_parse_tool_calls(reply, len);
@@ -211,6 +242,7 @@ int cmd_chat(int argc, char **argv) {
                     produced / (t2 - t1 > 0 ? t2 - t1 : 1), lfm2c_session_n_past(s), ctx);
     }
     if (!s) cli_fail("%s", err.msg);
+    free(session_text);
     json_decref(messages);
     lfm2c_sampler_free(smp);
     lfm2c_session_free(s);

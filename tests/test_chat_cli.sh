@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# test_chat_cli.sh LFM2C — the interactive chat driven through a pipe: several turns, each
+# feeding only the new tokens; /reset; errors.
+set -u
+bin=$1; pass=0; fail=0
+ok()  { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+m=data/lfm2-tiny-moe-q4_0.gguf
+printf 'Hello there\nSecond turn\n/reset\nAfter reset\n/exit\n' | "$bin" chat -m $m -n 6 --temp 0 -v >"$tmp/out" 2>"$tmp/err"
+[ $? -eq 0 ] && ok || bad "chat exit code: $(cat "$tmp/err")"
+[ "$(grep -c 'reply: 6 tokens' "$tmp/err")" = 3 ] && ok || bad "expected 3 replies: $(cat "$tmp/err")"
+# turn 2 feeds only its new tokens: fewer than the whole conversation so far
+new2=$(sed -n 2p "$tmp/err" | sed 's/.*prompt: \([0-9]*\) new.*/\1/')
+ctx2=$(sed -n 2p "$tmp/err" | sed 's/.*context \([0-9]*\)\/.*/\1/')
+[ -n "$new2" ] && [ "$new2" -lt $((ctx2 - 6 - 20)) ] && ok || bad "turn 2 re-fed the conversation: $(sed -n 2p "$tmp/err")"
+# after /reset the context starts over
+ctx3=$(sed -n 3p "$tmp/err" | sed 's/.*context \([0-9]*\)\/.*/\1/')
+[ -n "$ctx3" ] && [ "$ctx3" -lt "$ctx2" ] && ok || bad "/reset did not start over"
+# same conversation, same greedy replies (prefix reuse does not change answers)
+printf 'Hello there\nSecond turn\n' | "$bin" chat -m $m -n 6 --temp 0 >"$tmp/a" 2>/dev/null
+printf 'Hello there\n/reset\nHello there\nSecond turn\n' | "$bin" chat -m $m -n 6 --temp 0 >"$tmp/b" 2>/dev/null
+[ "$(tail -1 "$tmp/a")" == "$(tail -1 "$tmp/b")" ] && ok || bad "replies differ with and without reuse"
+echo '[{"name": "get_weather", "parameters": {"type": "object"}}]' > "$tmp/tools.json"
+printf 'Weather?\n' | "$bin" chat -m $m -n 4 --tools "$tmp/tools.json" >/dev/null 2>&1 && ok || bad "chat with tools"
+echo 'not json' > "$tmp/bad.json"
+printf 'x\n' | "$bin" chat -m $m --tools "$tmp/bad.json" >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "not a JSON array" "$tmp/err" && ok || bad "bad tools file accepted"
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
