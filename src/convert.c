@@ -9,6 +9,7 @@
 #include "convert.h"
 #include "gguf_write.h"
 #include "quant.h"
+#include "quantize.h"
 #include "safetensors.h"
 #include "threadpool.h"
 
@@ -935,26 +936,11 @@ static void convert_rows(void *arg, int ith, int nth) {
     for (int64_t r = r0; r < r1; r++) {
         uint8_t *o = j->out + (size_t)r * j->row_bytes;
         int64_t first = j->s->first + (j->row0 + r) * j->ne0;
-        switch (j->type) {
-        case GGML_F32: st_read_f32(j->s->t, first, j->ne0, (float *)(void *)o); break;
-        case GGML_F16:
+        if (j->type == GGML_F32) {
+            st_read_f32(j->s->t, first, j->ne0, (float *)(void *)o);
+        } else {
             st_read_f32(j->s->t, first, j->ne0, f);
-            for (int64_t i = 0; i < j->ne0; i++) {
-                ggml_half h = f32_to_fp16(f[i]);
-                memcpy(o + 2 * i, &h, 2);
-            }
-            break;
-        case GGML_BF16:
-            st_read_f32(j->s->t, first, j->ne0, f);
-            for (int64_t i = 0; i < j->ne0; i++) {
-                uint16_t h = f32_to_bf16(f[i]);
-                memcpy(o + 2 * i, &h, 2);
-            }
-            break;
-        case GGML_Q8_0:
-            st_read_f32(j->s->t, first, j->ne0, f);
-            quantize_row_q8_0(f, (block_q8_0 *)(void *)o, j->ne0);
-            break;
+            quantize_rows(j->type, f, o, 1, j->ne0); /* F16 / BF16 / Q8_0 rows, reference rounding */
         }
     }
 }
@@ -1005,7 +991,7 @@ bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_par
     snprintf(st->arch, sizeof st->arch, "%s", hp.moe ? "lfm2moe" : "lfm2");
     w = gguf_writer_new();
     if (!w) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-    char name[256];
+    char name[600];
     model_name(dir, cfg, name, sizeof name);
     bool wok = gguf_set_str(w, "general.architecture", st->arch) && gguf_set_str(w, "general.type", "model") &&
                add_sampling(w, gen) && gguf_set_str(w, "general.name", name) && add_hparams(w, &hp, want) &&

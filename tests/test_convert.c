@@ -307,8 +307,10 @@ static void tokenizer_files(const char *dir, bool pair_merges, bool config_templ
     write_text(dir, "chat_template.jinja", CHAT_JINJA);
 }
 
+static void ckpt_free(ckpt *c);
+
 static void build_dense(ckpt *c, int dtype) {
-    c->n = 0;
+    ckpt_free(c);
     c->seed = 7;
     char n[160];
     add(c, "model.embed_tokens.weight", dtype, 2, NV, H, 0);
@@ -496,7 +498,7 @@ static void test_dense(const char *root) {
 #define FE 48
 
 static void build_moe(ckpt *c, int dtype, bool fused) {
-    c->n = 0;
+    ckpt_free(c);
     c->seed = 11;
     char n[160];
     add(c, "model.embed_tokens.weight", dtype, 2, NV, H, 0);
@@ -775,7 +777,7 @@ static void test_bad(const char *root) {
 
     RESET();
     for (int i = 0; i < c.n; i++)
-        if (!strcmp(c.t[i].name, "model.layers.2.conv.out_proj.weight")) c.t[i] = c.t[--c.n];
+        if (!strcmp(c.t[i].name, "model.layers.2.conv.out_proj.weight")) free(c.t[i].v), c.t[i] = c.t[--c.n];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     write_safetensors(p, &c, -1);
     expect_fail(dir, root, "missing tensor 'model.layers.2.conv.out_proj.weight'", "missing tensor");
@@ -807,7 +809,7 @@ static void test_bad(const char *root) {
     mkdir(dir, 0755);
     build_moe(&c, ST_F32, false);
     for (int i = 0; i < c.n; i++)
-        if (!strcmp(c.t[i].name, "model.layers.3.feed_forward.experts.2.w3.weight")) c.t[i] = c.t[--c.n];
+        if (!strcmp(c.t[i].name, "model.layers.3.feed_forward.experts.2.w3.weight")) free(c.t[i].v), c.t[i] = c.t[--c.n];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     write_safetensors(p, &c, -1);
     write_json(dir, "config.json", moe_config());
