@@ -6,6 +6,7 @@
  * tensors and metadata exactly. Bad inputs must fail cleanly and leave no output file. */
 #include "convert.h"
 #include "gguf.h"
+#include "lfm2c.h"
 #include "quant.h"
 #include "safetensors.h"
 #include "test.h"
@@ -409,6 +410,37 @@ static bool convert(const char *dir, const char *out, uint32_t type, lfm2c_error
     return convert_hf_to_gguf(dir, out, &p, &st, err);
 }
 
+/* Logits of the engine at every position of ids (NULL on failure). */
+static float *logits_of(const char *path, const int32_t *ids, int n, bool reference, int *n_vocab) {
+    lfm2c_error err = {0};
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 2;
+    mp.reference = reference;
+    lfm2c_model *m = lfm2c_model_open(path, &mp, &err);
+    CHECK(m != NULL, "open %s: %s", path, err.msg);
+    if (!m) return NULL;
+    int V = lfm2c_model_get_info(m)->n_vocab;
+    lfm2c_session *s = lfm2c_session_new(m, n + 8, &err);
+    float *out = s ? malloc(sizeof(float) * (size_t)n * (size_t)V) : NULL;
+    if (out && lfm2c_session_decode(s, ids, n, LFM2C_LOGITS_ALL, &err) == 0)
+        for (int i = 0; i < n; i++) memcpy(out + (size_t)i * V, lfm2c_session_logits(s, i), sizeof(float) * (size_t)V);
+    else {
+        CHECK(0, "decode %s: %s", path, err.msg);
+        free(out);
+        out = NULL;
+    }
+    lfm2c_session_free(s);
+    lfm2c_model_free(m);
+    *n_vocab = V;
+    return out;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
+
 static void test_dense(const char *root) {
     char dir[1024], out[1024];
     snprintf(dir, sizeof dir, "%s/dense", root);
@@ -489,6 +521,20 @@ static void test_dense(const char *root) {
         CHECK(!gguf_find(g, "general.sampling.penalty_repeat"), "repetition_penalty is not a key the reference reads");
         gguf_close(g);
     }
+    /* BF16 weights are exact in a BF16 and an F32 GGUF: the engine must give the same logits */
+    static const int32_t ids[] = {1, 20, 50, 100, 272, 14, 299, 7, 33, 200};
+    int n = (int)(sizeof ids / sizeof ids[0]), V = 0;
+    snprintf(out, sizeof out, "%s/dense-2.gguf", root);
+    float *lb = logits_of(out, ids, n, true, &V);
+    snprintf(out, sizeof out, "%s/dense-3.gguf", root);
+    float *lf = logits_of(out, ids, n, true, &V);
+    if (lb && lf) {
+        double d = max_abs_diff(lb, lf, (size_t)n * (size_t)V);
+        CHECK(d <= 1e-4, "dense bf16 vs f32 logits differ by %g", d);
+        printf("dense BF16 checkpoint: logits of --type bf16 vs --type f32: max abs %.2e\n", d);
+    }
+    free(lb);
+    free(lf);
     ckpt_free(&c);
 }
 
@@ -974,6 +1020,60 @@ static void compare_to_fixture(const char *fixture, const char *out) {
     gguf_close(b);
 }
 
+/* HF dir -> convert -> engine: --type f32 reproduces the reference goldens; f16 / q8_0 are
+ * measured against the f32 conversion. */
+static void check_fixture_logits(const char *name, const char *root) {
+    char path[1100], gj[256], gl[256];
+    snprintf(gj, sizeof gj, DATA("%s.golden.json"), name);
+    snprintf(gl, sizeof gl, DATA("%s.golden.logits.f32.bin"), name);
+    json_error_t je;
+    json_t *g = json_load_file(gj, 0, &je);
+    CHECK(g != NULL, "%s: %s", gj, je.text);
+    if (!g) return;
+    json_t *jids = json_object_get(g, "token_ids");
+    int n = (int)json_array_size(jids), V = 0;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(jids, i));
+    json_decref(g);
+    size_t ng = 0;
+    float *golden = test_read_file(gl, &ng);
+    snprintf(path, sizeof path, "%s/%s.gguf", root, name);
+    float *l32 = logits_of(path, ids, n, false, &V);
+    if (golden && l32 && ng == sizeof(float) * (size_t)n * (size_t)V) {
+        double d = max_abs_diff(l32, golden, (size_t)n * (size_t)V);
+        CHECK(d <= 1e-3, "%s: converted --type f32 logits vs golden: %g", name, d);
+        printf("%-20s converted f32 vs llama.cpp golden: max abs %.2e\n", name, d);
+    } else CHECK(0, "%s: golden logits unreadable or wrong size", name);
+    static const struct { uint32_t type; const char *label; double limit; } T[] = {
+        /* random-weight fixtures amplify weight rounding (tests/data/README.md): loose bounds
+         * that a wrong layout (errors ~ the logits themselves, 10-20) still fails */
+        {GGML_F16, "f16", 0.25}, {GGML_BF16, "bf16", 1.0}, {GGML_Q8_0, "q8_0", 10.0}};
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    for (size_t k = 0; k < sizeof T / sizeof T[0] && l32; k++) {
+        snprintf(path, sizeof path, "%s/%s-%s.gguf", root, name, T[k].label);
+        lfm2c_error err;
+        if (!convert(dir, path, T[k].type, &err)) { CHECK(0, "convert %s: %s", path, err.msg); continue; }
+        float *lq = logits_of(path, ids, n, true, &V); /* float activations: the weights' own error */
+        if (!lq) continue;
+        double d = max_abs_diff(lq, l32, (size_t)n * (size_t)V);
+        int agree = 0;
+        for (int i = 0; i < n; i++) {
+            const float *a = lq + (size_t)i * V, *b = l32 + (size_t)i * V;
+            int ia = 0, ib = 0;
+            for (int v = 1; v < V; v++) ia = a[v] > a[ia] ? v : ia, ib = b[v] > b[ib] ? v : ib;
+            agree += ia == ib;
+        }
+        CHECK(d <= T[k].limit, "%s: %s logits vs f32: %g", name, T[k].label, d);
+        CHECK(T[k].type == GGML_Q8_0 || agree == n, "%s: %s top-1 agrees at %d/%d", name, T[k].label, agree, n);
+        printf("%-20s converted %-4s vs f32: max abs %.3e, top-1 agrees at %d/%d positions\n", name, T[k].label, d, agree, n);
+        free(lq);
+    }
+    free(l32);
+    free(golden);
+    free(ids);
+}
+
 static void test_fixtures(const char *root) {
     static const char *names[] = {"lfm2-tiny-dense-f32", "lfm2-tiny-moe-f32"};
     for (int i = 0; i < 2; i++) {
@@ -986,6 +1086,7 @@ static void test_fixtures(const char *root) {
         bool ok = convert(dir, out, GGML_F32, &err);
         CHECK(ok, "convert %s: %s", dir, err.msg);
         if (ok) compare_to_fixture(fx, out);
+        check_fixture_logits(names[i], root);
         /* --type q8_0 gives what llama-quantize made of the same F32 master */
         char fq[256];
         snprintf(fq, sizeof fq, DATA("%.*s-q8_0.gguf"), (int)strlen(names[i]) - 4, names[i]);
