@@ -28,6 +28,8 @@ struct cu_scratch {
     void *table;        /* device copy of the batch table */
     void *host_table;   /* pinned */
     float *host_logits; /* pinned */
+    const void **host_seq; /* [cap] batch structure, host side */
+    int *host_pos, *host_prev;
     size_t table_bytes, logits_cap;
 };
 
@@ -155,6 +157,9 @@ static void scratch_free(cu_scratch *s) {
     cudaFree(s->table);
     cudaFreeHost(s->host_table);
     cudaFreeHost(s->host_logits);
+    free(s->host_seq);
+    free(s->host_pos);
+    free(s->host_prev);
     memset(s, 0, sizeof *s);
 }
 
@@ -220,6 +225,13 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     if (e != cudaSuccess) {
         scratch_free(s);
         return cuda_fail(err, e, "allocating the forward buffers");
+    }
+    s->host_seq = (const void **)malloc(sizeof(void *) * c);
+    s->host_pos = (int *)malloc(sizeof(int) * c);
+    s->host_prev = (int *)malloc(sizeof(int) * c);
+    if (!s->host_seq || !s->host_pos || !s->host_prev) {
+        scratch_free(s);
+        return seterr(err, LFM2C_ENOMEM, "out of memory");
     }
     s->cap = cap;
     cm->generation++;
@@ -427,17 +439,15 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
 static int build_table(cu_model *cm, const fwd_token *toks, int T, int *n_out) {
     cu_tok *tt = (cu_tok *)cm->s.host_table;
     int *seq_last = (int *)(tt + cm->s.cap), *out_tok = seq_last + cm->s.cap;
-    int n_seq = 0, no = 0;
+    cu_scratch *sc = &cm->s;
     for (int t = 0; t < T; t++) {
-        lfm2c_session *s = toks[t].seq;
-        cu_session *cs = (cu_session *)s->cuda;
-        int prev = -1;
-        for (int j = t - 1; j >= 0; j--)
-            if (toks[j].seq == s) { prev = toks[j].pos == toks[t].pos - 1 ? j : -1; break; }
-        tt[t] = cu_tok{cs->k, cs->v, cs->conv, toks[t].token, toks[t].pos, prev, cs->cap};
-        bool last = true;
-        for (int j = t + 1; j < T && last; j++) last = toks[j].seq != s;
-        if (last) seq_last[n_seq++] = t;
+        sc->host_seq[t] = toks[t].seq;
+        sc->host_pos[t] = toks[t].pos;
+    }
+    int n_seq = cm_batch_links(sc->host_seq, sc->host_pos, T, sc->host_prev, seq_last), no = 0;
+    for (int t = 0; t < T; t++) {
+        cu_session *cs = (cu_session *)toks[t].seq->cuda;
+        tt[t] = cu_tok{cs->k, cs->v, cs->conv, toks[t].token, toks[t].pos, sc->host_prev[t], cs->cap};
         if (toks[t].out_row >= 0) out_tok[no++] = t;
     }
     *n_out = no;

@@ -287,6 +287,44 @@ HD float cm_conv_out(const float *w3, float u2, float u1, float u0, float C) {
     return C * (w3[0] * u2 + w3[1] * u1 + w3[2] * u0);
 }
 
+/* u = B * X of batch token t, channel c (z rows: B | C | X) */
+HD float cm_conv_u(const float *z, int t, int c, int H) {
+    const float *r = z + (size_t)t * 3 * H;
+    return r[c] * r[2 * H + c];
+}
+
+/* Conv output of batch token t, channel c. p1, p2: batch indices of the sequence's previous
+ * two tokens (-1: before this batch, so the u comes from the saved state [u_{-2} | u_{-1}]). */
+HD float cm_conv_elem(const float *z, const float *w, const float *state, int t, int p1, int p2, int c,
+                      int H) {
+    float u0 = cm_conv_u(z, t, c, H);
+    float u1 = p1 >= 0 ? cm_conv_u(z, p1, c, H) : state[H + c];
+    float u2 = p2 >= 0 ? cm_conv_u(z, p2, c, H) : p1 >= 0 ? state[H + c] : state[c];
+    return cm_conv_out(w + 3 * c, u2, u1, u0, z[(size_t)t * 3 * H + H + c]);
+}
+
+/* New saved state, channel c, of a sequence whose last batch token is t (previous one p1). */
+HD void cm_conv_state_elem(const float *z, float *state, int t, int p1, int c, int H) {
+    float older = p1 >= 0 ? cm_conv_u(z, p1, c, H) : state[H + c];
+    state[c] = older;
+    state[H + c] = cm_conv_u(z, t, c, H);
+}
+
+/* The sequence structure of a batch: prev1[t] = index of the same sequence's token at
+ * pos[t] - 1 (or -1), seq_last = the last token of each sequence. Returns the sequence count. */
+HD int cm_batch_links(const void *const *seq, const int *pos, int T, int *prev1, int *seq_last) {
+    int n_seq = 0;
+    for (int t = 0; t < T; t++) {
+        prev1[t] = -1;
+        for (int j = t - 1; j >= 0; j--)
+            if (seq[j] == seq[t]) { prev1[t] = pos[j] == pos[t] - 1 ? j : -1; break; }
+        bool last = true;
+        for (int j = t + 1; j < T && last; j++) last = seq[j] != seq[t];
+        if (last) seq_last[n_seq++] = t;
+    }
+    return n_seq;
+}
+
 /* Router of one token: sigmoid scores, the bias only ranks, the k chosen scores are
  * renormalised. Ties go to the lower expert id (as the CPU path). */
 HD void cm_route(const float *logits, const float *bias, int E, int k, int *sel, float *w) {
@@ -334,6 +372,19 @@ HD void cm_softmax_step(float s, const float *v, int n, float *m, float *l, floa
     *l = *l * corr + p;
     for (int i = 0; i < n; i++) acc[i] = acc[i] * corr + p * v[i];
     *m = mn;
+}
+
+
+/* Merges nw partial online-softmax states (m, l): f[w] = the factor of part w's sums; returns
+ * the total denominator. A part that saw no score has m = -inf and weighs nothing. */
+HD float cm_softmax_merge(const float *m, const float *l, int nw, float *f) {
+    float M = -INFINITY, L = 0;
+    for (int w = 0; w < nw; w++) M = m[w] > M ? m[w] : M;
+    for (int w = 0; w < nw; w++) {
+        f[w] = m[w] == -INFINITY ? 0.0f : expf(m[w] - M);
+        L += l[w] * f[w];
+    }
+    return L;
 }
 
 #endif

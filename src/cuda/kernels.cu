@@ -311,13 +311,7 @@ attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, in
     for (int j = 0; j < ATT_MAXD; j++) sm_acc[warp][lane + 32 * j] = acc[j];
     __syncthreads();
     if (warp) return;
-    float M = -INFINITY;
-    for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, sm_m[w]);
-    float L = 0, f[ATT_WARPS];
-    for (int w = 0; w < ATT_WARPS; w++) {   /* a warp that saw no position has m = -inf */
-        f[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M);
-        L += sm_l[w] * f[w];
-    }
+    float f[ATT_WARPS], L = cm_softmax_merge(sm_m, sm_l, ATT_WARPS, f);
     float *oh = o + (size_t)t * nh * hd + h * hd;
     for (int j = 0; j < ATT_MAXD; j++) {
         int i = lane + 32 * j;
@@ -336,12 +330,6 @@ void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, in
 
 /* ---- gated short conv ------------------------------------------------------------------------ */
 
-/* u = B * X of batch token t, channel c (z rows: B | C | X) */
-__device__ __forceinline__ float conv_u(const float *z, int t, int c, int H) {
-    const float *r = z + (size_t)t * 3 * H;
-    return r[c] * r[2 * H + c];
-}
-
 /* Every (token, channel) at once: the two previous u's come from earlier tokens of the batch
  * (prev1 links) or from the sequence's saved state; the state itself is updated afterwards. */
 __global__ void conv_kernel(const float *z, const float *w, const cu_tok *toks, int T, int H,
@@ -351,10 +339,7 @@ __global__ void conv_kernel(const float *z, const float *w, const cu_tok *toks, 
     int t = idx / H, c = idx % H;
     const float *state = toks[t].conv + (size_t)conv_index * 2 * H;
     int p1 = toks[t].prev1, p2 = p1 >= 0 ? toks[p1].prev1 : -1;
-    float u0 = conv_u(z, t, c, H);
-    float u1 = p1 >= 0 ? conv_u(z, p1, c, H) : state[H + c];
-    float u2 = p2 >= 0 ? conv_u(z, p2, c, H) : p1 >= 0 ? state[H + c] : state[c];
-    o[(size_t)t * H + c] = cm_conv_out(w + 3 * c, u2, u1, u0, z[(size_t)t * 3 * H + H + c]);
+    o[(size_t)t * H + c] = cm_conv_elem(z, w, state, t, p1, p2, c, H);
 }
 
 void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H,
@@ -368,11 +353,8 @@ __global__ void conv_state_kernel(const float *z, const cu_tok *toks, const int 
                                   int H, int conv_index) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n_seq * H) return;
-    int t = seq_last[idx / H], c = idx % H, p1 = toks[t].prev1;
-    float *state = toks[t].conv + (size_t)conv_index * 2 * H;
-    float older = p1 >= 0 ? conv_u(z, p1, c, H) : state[H + c];
-    state[c] = older;
-    state[H + c] = conv_u(z, t, c, H);
+    int t = seq_last[idx / H];
+    cm_conv_state_elem(z, toks[t].conv + (size_t)conv_index * 2 * H, t, toks[t].prev1, idx % H, H);
 }
 
 void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last,
