@@ -244,6 +244,7 @@ extern "C" int cuda_session_init(lfm2c_session *s, lfm2c_error *err) {
     lfm2c_model *m = s->model;
     cu_session *cs = (cu_session *)calloc(1, sizeof *cs);
     if (!cs) return seterr(err, LFM2C_ENOMEM, "out of memory");
+    cudaSetDevice(((cu_model *)m->cuda)->dev);
     size_t bytes = sizeof(float) * ((size_t)m->n_conv * 2 * m->info.n_embd + 1);
     cudaError_t e = cudaMalloc((void **)&cs->conv, bytes);
     if (e == cudaSuccess) e = cudaMemset(cs->conv, 0, bytes);
@@ -275,6 +276,7 @@ extern "C" int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err)
     if (!na) { cs->cap = cap; return 0; }
     size_t row = sizeof(float) * (size_t)cm->kv_dim_max;
     float *nk = nullptr, *nv = nullptr;
+    cudaSetDevice(cm->dev);
     cudaStreamSynchronize(cm->st);
     cudaError_t e = cudaMalloc((void **)&nk, row * cap * na);
     if (e == cudaSuccess) e = cudaMalloc((void **)&nv, row * cap * na);
@@ -457,6 +459,7 @@ static int build_table(cu_model *cm, const fwd_token *toks, int T, int *n_out) {
 extern "C" int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     cu_model *cm = (cu_model *)m->cuda;
     if (T <= 0) return 0;
+    cudaSetDevice(cm->dev);   /* the current device is per host thread (servers decode elsewhere) */
     if (scratch_reserve(cm, &m->info, T, err)) return -1;
     int n_out;
     int n_seq = build_table(cm, toks, T, &n_out);
