@@ -280,10 +280,11 @@ extern "C" int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err)
     cudaStreamSynchronize(cm->st);
     cudaError_t e = cudaMalloc((void **)&nk, row * cap * na);
     if (e == cudaSuccess) e = cudaMalloc((void **)&nv, row * cap * na);
-    if (e == cudaSuccess && cs->cap) {   /* layer by layer: the old positions keep their place */
-        e = cudaMemcpy2D(nk, row * cap, cs->k, row * cs->cap, row * cs->cap, na, cudaMemcpyDeviceToDevice);
+    for (int l = 0; l < na && e == cudaSuccess && cs->cap; l++) {   /* old positions keep their place */
+        size_t to = row * cap * l, from = row * cs->cap * l;
+        e = cudaMemcpy((char *)nk + to, (char *)cs->k + from, row * cs->cap, cudaMemcpyDeviceToDevice);
         if (e == cudaSuccess)
-            e = cudaMemcpy2D(nv, row * cap, cs->v, row * cs->cap, row * cs->cap, na, cudaMemcpyDeviceToDevice);
+            e = cudaMemcpy((char *)nv + to, (char *)cs->v + from, row * cs->cap, cudaMemcpyDeviceToDevice);
     }
     if (e != cudaSuccess) {
         cudaFree(nk);
