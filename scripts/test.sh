@@ -11,3 +11,10 @@ if [ "${LFM2C_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake --build build-asan -j"$jobs"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j"$jobs")
 fi
+# The CUDA backend must compile wherever nvcc is (CI has no GPU: the device tests skip, saying so).
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
+  nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  cmake -S . -B build-cuda -DLFM2C_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc_bin" >/dev/null
+  cmake --build build-cuda -j"$jobs"
+  (cd build-cuda && ctest -R cuda --output-on-failure)
+fi

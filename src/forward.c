@@ -8,6 +8,9 @@
 #include "model.h"
 #include "quant.h"
 #include "session.h"
+#ifdef LFM2C_HAVE_CUDA
+#include "cuda_backend.h"
+#endif
 
 #include <math.h>
 #include <stdio.h>
@@ -405,6 +408,9 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
 /* ---- the model ------------------------------------------------------------------------------- */
 
 int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the whole pass on the GPU */
+    if (m->cuda) return cuda_forward(m, toks, T, err);
+#endif
     const lfm2c_model_info *in = &m->info;
     const int H = in->n_embd, hd = in->head_dim;
     forward_scratch *s = m->scratch;

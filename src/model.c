@@ -4,6 +4,9 @@
 #include "model.h"
 #include "forward.h"
 #include "quant.h"
+#ifdef LFM2C_HAVE_CUDA
+#include "cuda_backend.h"
+#endif
 
 #include <math.h>
 #include <stdarg.h>
@@ -295,10 +298,12 @@ static void count_params(lfm2c_model *m) {
 lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params, lfm2c_error *err) {
     lfm2c_model_params p = params ? *params : lfm2c_model_default_params();
     if (err) { err->code = 0; err->msg[0] = 0; }
+#ifndef LFM2C_HAVE_CUDA
     if (p.device == LFM2C_DEVICE_CUDA) {
         seterr(err, LFM2C_EUNSUPPORTED, "this build has no CUDA backend (configure with -DLFM2C_CUDA=ON)");
         return NULL;
     }
+#endif
     lfm2c_model *m = calloc(1, sizeof *m);
     if (!m) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     m->gguf = gguf_open(path, err);
@@ -345,6 +350,9 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     m->pool = threadpool_new(p.n_threads);
     m->scratch = forward_scratch_new();
     if (!m->pool || !m->scratch) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: upload the bound weights */
+    if (p.device == LFM2C_DEVICE_CUDA && cuda_model_init(m, err)) goto fail;
+#endif
     return m;
 fail:
     lfm2c_model_free(m);
@@ -353,6 +361,9 @@ fail:
 
 void lfm2c_model_free(lfm2c_model *m) {
     if (!m) return;
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
+    cuda_model_free(m);
+#endif
     forward_scratch_free(m->scratch);
     threadpool_free(m->pool);
     if (m->tok) tokenizer_free(m->tok);

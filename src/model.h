@@ -39,6 +39,7 @@ struct lfm2c_model {
     const kernel_ops *kern;
     bool reference;
     struct forward_scratch *scratch;   /* reused buffers of the forward pass */
+    void *cuda;                        /* CUDA backend state (cuda_backend.h), NULL on the CPU */
 };
 
 const lfm2c_tokenizer *model_tokenizer(const lfm2c_model *m);

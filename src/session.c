@@ -3,6 +3,9 @@
  * columns per conv layer, small enough to checkpoint at every turn boundary. */
 #include "session.h"
 #include "forward.h"
+#ifdef LFM2C_HAVE_CUDA
+#include "cuda_backend.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +36,17 @@ lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
         fail(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: device KV cache + conv state */
+    if (m->cuda && cuda_session_init(s, err)) { lfm2c_session_free(s); return NULL; }
+#endif
     return s;
 }
 
 void lfm2c_session_free(lfm2c_session *s) {
     if (!s) return;
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
+    cuda_session_free(s);
+#endif
     for (int i = 0; s->k && i < s->model->n_attn; i++) { free(s->k[i]); free(s->v[i]); }
     for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
     free(s->k);
@@ -53,6 +62,13 @@ int session_reserve(lfm2c_session *s, int n, lfm2c_error *err) {
     int cap = s->kv_cap ? s->kv_cap : 256;
     while (cap < n) cap *= 2;
     if (cap > s->n_ctx) cap = s->n_ctx;
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the cache lives on the device only */
+    if (s->cuda) {
+        if (cuda_session_reserve(s, cap, err)) return -1;
+        s->kv_cap = cap;
+        return 0;
+    }
+#endif
     for (int i = 0; i < s->model->n_attn; i++) {
         float *k = realloc(s->k[i], sizeof(float) * (size_t)cap * s->kv_dim);
         if (k) s->k[i] = k;
@@ -151,12 +167,18 @@ void lfm2c_session_reset(lfm2c_session *s) {
     s->n_past = 0;
     s->n_rows = 0;
     memset(s->conv, 0, sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd);
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
+    cuda_session_push_conv(s);
+#endif
     for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
     s->n_ckpt = 0;
 }
 
 void lfm2c_session_checkpoint(lfm2c_session *s) {
     size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the current state is on the device */
+    cuda_session_pull_conv(s);
+#endif
     for (int i = 0; i < s->n_ckpt; i++)
         if (s->ckpt[i].pos == s->n_past) { memcpy(s->ckpt[i].conv, s->conv, bytes); return; }
     if (s->n_ckpt == SESSION_MAX_CHECKPOINTS) {   /* drop the oldest */
@@ -185,6 +207,9 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     } else {
         memset(s->conv, 0, bytes);
     }
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
+    cuda_session_push_conv(s);
+#endif
     for (int i = 0; i < s->n_ckpt;)
         if (s->ckpt[i].pos > n_keep) {
             free(s->ckpt[i].conv);

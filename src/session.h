@@ -19,6 +19,7 @@ struct lfm2c_session {
     int n_rows, rows_cap;
     conv_checkpoint ckpt[SESSION_MAX_CHECKPOINTS];
     int n_ckpt;
+    void *cuda;             /* device KV cache + conv state (cuda_backend.h), NULL on the CPU */
 };
 
 /* Makes room for positions [0, n) in the KV cache. */

@@ -1,0 +1,502 @@
+/* backend_cuda.cu — the LFM2 forward pass on one CUDA device (spec section 2, same blocks as
+ * forward.c). The GGUF's tensor data is uploaded once, as stored; a weight's device address is
+ * its offset in the file. Activations stay float; every batch is one pass of kernels on one
+ * stream, ending with the logits copied into the sessions' host buffers. Single-token decode
+ * (the latency case) is captured once in a CUDA graph and replayed. */
+extern "C" {
+#include "model.h"
+#include "session.h"
+#include "forward.h"
+}
+#include "cuda_backend.h"
+#include "cuda_kernels.h"
+#include "cuda_math.cuh"
+
+#include <cuda_runtime.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- state ------------------------------------------------------------------------------- */
+
+struct cu_scratch {
+    int cap;            /* tokens */
+    float *x, *a, *out, *big, *big2, *hid, *rope, *logits;
+    float *router, *wsel, *G, *U, *D;
+    int *ints;          /* sel | col_src | inv | count | start | fill | tiles (3x) | n_tiles */
+    void *table;        /* device copy of the batch table */
+    void *host_table;   /* pinned */
+    float *host_logits; /* pinned */
+    const void **host_seq; /* [cap] batch structure, host side */
+    int *host_pos, *host_prev;
+    size_t table_bytes, logits_cap;
+};
+
+struct cu_model {
+    int dev;
+    cudaStream_t st;
+    uint8_t *weights;            /* the GGUF data section on the device */
+    const uint8_t *host_base;    /* the same section in the mapping */
+    int kv_dim_max;
+    int big_w, hid_w;            /* widths of the scratch rows */
+    int max_ff_exp;
+    cu_scratch s;
+    int generation;              /* bumped when scratch moves: graphs hold its pointers */
+    cudaGraphExec_t graph;       /* single-token decode with logits */
+    int graph_generation;
+    bool use_graph;
+};
+
+struct cu_session {
+    float *k, *v;   /* [n_attn][cap][kv_dim_max] */
+    float *conv;    /* [n_conv][2][n_embd] */
+    int cap;
+};
+
+static int seterr(lfm2c_error *err, int code, const char *fmt, ...) {
+    if (err) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static int cuda_fail(lfm2c_error *err, cudaError_t e, const char *what) {
+    return seterr(err, e == cudaErrorMemoryAllocation ? LFM2C_ENOMEM : LFM2C_EIO, "CUDA: %s: %s", what,
+                  cudaGetErrorString(e));
+}
+
+extern "C" int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();   /* clear the sticky "no device" error */
+        return 0;
+    }
+    return n;
+}
+
+static const uint8_t *dev_ptr(const cu_model *cm, const tensor *t) {
+    return t->data ? cm->weights + (t->data - cm->host_base) : nullptr;
+}
+
+/* ---- model ------------------------------------------------------------------------------- */
+
+static int check_matrix(const tensor *t, lfm2c_error *err) {
+    if (t->data && !cm_type_ok(t->type, t->ne[0]))
+        return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: tensor '%s' (type %u, %lld wide) is not supported",
+                      t->name, t->type, (long long)t->ne[0]);
+    return 0;
+}
+
+static int check_model(const lfm2c_model *m, lfm2c_error *err) {
+    const lfm2c_model_info *in = &m->info;
+    if (in->head_dim > 256 || in->head_dim % 2)
+        return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: head dimension %d (at most 256)", in->head_dim);
+    if (check_matrix(&m->tok_embd, err) || check_matrix(&m->output, err)) return -1;
+    for (int l = 0; l < in->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        const tensor *mats[] = {&L->conv_in, &L->conv_out, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate,
+                                &L->ffn_up, &L->ffn_down, &L->router, &L->gate_exps, &L->up_exps, &L->down_exps};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
+            if (check_matrix(mats[i], err)) return -1;
+    }
+    return 0;
+}
+
+extern "C" int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
+    if (cuda_device_count() <= 0)
+        return seterr(err, LFM2C_EUNSUPPORTED, "no CUDA device found");
+    if (check_model(m, err)) return -1;
+    cu_model *cm = (cu_model *)calloc(1, sizeof *cm);
+    if (!cm) return seterr(err, LFM2C_ENOMEM, "out of memory");
+    cudaError_t e;
+    const char *dev_env = getenv("LFM2C_CUDA_DEVICE");
+    cm->dev = dev_env ? atoi(dev_env) : 0;
+    if ((e = cudaSetDevice(cm->dev)) != cudaSuccess || (e = cudaStreamCreate(&cm->st)) != cudaSuccess) {
+        free(cm);
+        return cuda_fail(err, e, "device setup");
+    }
+    const gguf_file *g = m->gguf;
+    cm->host_base = g->map + g->data_offset;
+    size_t bytes = g->size - g->data_offset;
+    if ((e = cudaMalloc((void **)&cm->weights, bytes ? bytes : 1)) != cudaSuccess ||
+        (e = cudaMemcpy(cm->weights, cm->host_base, bytes, cudaMemcpyHostToDevice)) != cudaSuccess) {
+        cudaFree(cm->weights);
+        cudaStreamDestroy(cm->st);
+        free(cm);
+        return cuda_fail(err, e, "uploading the weights");
+    }
+    const lfm2c_model_info *in = &m->info;
+    int H = in->n_embd, nq = in->n_head * in->head_dim;
+    cm->kv_dim_max = in->n_head_kv_max * in->head_dim;
+    int w = 3 * H;
+    if (nq > w) w = nq;
+    for (int l = 0; l < in->n_layer; l++) {   /* widths from the tensors themselves */
+        const layer *L = &m->layers[l];
+        if (L->ffn_gate.data && L->ffn_gate.ne[1] > w) w = (int)L->ffn_gate.ne[1];
+        if (L->gate_exps.data && L->gate_exps.ne[1] > cm->max_ff_exp) cm->max_ff_exp = (int)L->gate_exps.ne[1];
+    }
+    cm->big_w = w;
+    cm->hid_w = nq > H ? nq : H;
+    if (2 * cm->kv_dim_max > cm->hid_w) cm->hid_w = 2 * cm->kv_dim_max;
+    const char *ge = getenv("LFM2C_CUDA_GRAPH");
+    cm->use_graph = !(ge && !strcmp(ge, "0"));
+    m->cuda = cm;
+    return 0;
+}
+
+static void scratch_free(cu_scratch *s) {
+    float *fs[] = {s->x, s->a, s->out, s->big, s->big2, s->hid, s->rope, s->logits, s->router, s->wsel,
+                   s->G, s->U, s->D};
+    for (size_t i = 0; i < sizeof fs / sizeof *fs; i++) cudaFree(fs[i]);
+    cudaFree(s->ints);
+    cudaFree(s->table);
+    cudaFreeHost(s->host_table);
+    cudaFreeHost(s->host_logits);
+    free(s->host_seq);
+    free(s->host_pos);
+    free(s->host_prev);
+    memset(s, 0, sizeof *s);
+}
+
+extern "C" void cuda_model_free(lfm2c_model *m) {
+    cu_model *cm = (cu_model *)m->cuda;
+    if (!cm) return;
+    cudaStreamSynchronize(cm->st);
+    if (cm->graph) cudaGraphExecDestroy(cm->graph);
+    scratch_free(&cm->s);
+    cudaFree(cm->weights);
+    cudaStreamDestroy(cm->st);
+    free(cm);
+    m->cuda = nullptr;
+}
+
+/* int scratch layout for cap tokens */
+struct int_layout { size_t sel, col_src, inv, count, start, fill, te, tc, tn, nt, total; };
+
+static int_layout ints_for(const lfm2c_model_info *in, int cap) {
+    int_layout L;
+    size_t pairs = (size_t)cap * (in->n_expert_used ? in->n_expert_used : 1);
+    size_t E = in->n_expert ? in->n_expert : 1, tiles = pairs + E;
+    L.sel = 0;
+    L.col_src = L.sel + pairs;
+    L.inv = L.col_src + pairs;
+    L.count = L.inv + pairs;
+    L.start = L.count + E;
+    L.fill = L.start + E + 1;
+    L.te = L.fill + E;
+    L.tc = L.te + tiles;
+    L.tn = L.tc + tiles;
+    L.nt = L.tn + tiles;
+    L.total = L.nt + 1;
+    return L;
+}
+
+static size_t table_bytes_for(int cap) { return sizeof(cu_tok) * (size_t)cap + sizeof(int) * 2 * (size_t)cap; }
+
+static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2c_error *err) {
+    cu_scratch *s = &cm->s;
+    if (T <= s->cap) return 0;
+    cudaStreamSynchronize(cm->st);
+    scratch_free(s);
+    int cap = 16;
+    while (cap < T) cap *= 2;
+    size_t H = in->n_embd, k = in->n_expert_used, E = in->n_expert, Fe = cm->max_ff_exp;
+    size_t c = (size_t)cap;
+    struct { float **p; size_t n; } want[] = {
+        {&s->x, c * H}, {&s->a, c * H}, {&s->out, c * H}, {&s->big, c * cm->big_w}, {&s->big2, c * cm->big_w},
+        {&s->hid, c * cm->hid_w}, {&s->rope, c * in->head_dim}, {&s->logits, c * in->n_vocab},
+        {&s->router, c * (E ? E : 1)}, {&s->wsel, c * (k ? k : 1)}, {&s->G, c * k * Fe + 1},
+        {&s->U, c * k * Fe + 1}, {&s->D, c * k * H + 1},
+    };
+    cudaError_t e = cudaSuccess;
+    for (size_t i = 0; i < sizeof want / sizeof *want && e == cudaSuccess; i++)
+        e = cudaMalloc((void **)want[i].p, sizeof(float) * want[i].n);
+    s->table_bytes = table_bytes_for(cap);
+    s->logits_cap = c * in->n_vocab;
+    if (e == cudaSuccess) e = cudaMalloc((void **)&s->ints, sizeof(int) * ints_for(in, cap).total);
+    if (e == cudaSuccess) e = cudaMalloc(&s->table, s->table_bytes);
+    if (e == cudaSuccess) e = cudaMallocHost(&s->host_table, s->table_bytes);
+    if (e == cudaSuccess) e = cudaMallocHost((void **)&s->host_logits, sizeof(float) * s->logits_cap);
+    if (e != cudaSuccess) {
+        scratch_free(s);
+        return cuda_fail(err, e, "allocating the forward buffers");
+    }
+    s->host_seq = (const void **)malloc(sizeof(void *) * c);
+    s->host_pos = (int *)malloc(sizeof(int) * c);
+    s->host_prev = (int *)malloc(sizeof(int) * c);
+    if (!s->host_seq || !s->host_pos || !s->host_prev) {
+        scratch_free(s);
+        return seterr(err, LFM2C_ENOMEM, "out of memory");
+    }
+    s->cap = cap;
+    cm->generation++;
+    return 0;
+}
+
+/* ---- sessions ----------------------------------------------------------------------------- */
+
+extern "C" int cuda_session_init(lfm2c_session *s, lfm2c_error *err) {
+    lfm2c_model *m = s->model;
+    cu_session *cs = (cu_session *)calloc(1, sizeof *cs);
+    if (!cs) return seterr(err, LFM2C_ENOMEM, "out of memory");
+    cudaSetDevice(((cu_model *)m->cuda)->dev);
+    size_t bytes = sizeof(float) * ((size_t)m->n_conv * 2 * m->info.n_embd + 1);
+    cudaError_t e = cudaMalloc((void **)&cs->conv, bytes);
+    if (e == cudaSuccess) e = cudaMemset(cs->conv, 0, bytes);
+    if (e != cudaSuccess) {
+        cudaFree(cs->conv);
+        free(cs);
+        return cuda_fail(err, e, "allocating the conv state");
+    }
+    s->cuda = cs;
+    return 0;
+}
+
+extern "C" void cuda_session_free(lfm2c_session *s) {
+    cu_session *cs = (cu_session *)s->cuda;
+    if (!cs) return;
+    cudaStreamSynchronize(((cu_model *)s->model->cuda)->st);
+    cudaFree(cs->k);
+    cudaFree(cs->v);
+    cudaFree(cs->conv);
+    free(cs);
+    s->cuda = nullptr;
+}
+
+extern "C" int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
+    cu_session *cs = (cu_session *)s->cuda;
+    cu_model *cm = (cu_model *)s->model->cuda;
+    if (cap <= cs->cap) return 0;
+    int na = s->model->n_attn;
+    if (!na) { cs->cap = cap; return 0; }
+    size_t row = sizeof(float) * (size_t)cm->kv_dim_max;
+    float *nk = nullptr, *nv = nullptr;
+    cudaSetDevice(cm->dev);
+    cudaStreamSynchronize(cm->st);
+    cudaError_t e = cudaMalloc((void **)&nk, row * cap * na);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&nv, row * cap * na);
+    for (int l = 0; l < na && e == cudaSuccess && cs->cap; l++) {   /* old positions keep their place */
+        size_t to = row * cap * l, from = row * cs->cap * l;
+        e = cudaMemcpy((char *)nk + to, (char *)cs->k + from, row * cs->cap, cudaMemcpyDeviceToDevice);
+        if (e == cudaSuccess)
+            e = cudaMemcpy((char *)nv + to, (char *)cs->v + from, row * cs->cap, cudaMemcpyDeviceToDevice);
+    }
+    if (e != cudaSuccess) {
+        cudaFree(nk);
+        cudaFree(nv);
+        return cuda_fail(err, e, "growing the KV cache");
+    }
+    cudaFree(cs->k);
+    cudaFree(cs->v);
+    cs->k = nk;
+    cs->v = nv;
+    cs->cap = cap;
+    return 0;
+}
+
+static size_t conv_bytes(const lfm2c_session *s) {
+    return sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
+}
+
+extern "C" void cuda_session_pull_conv(lfm2c_session *s) {
+    cu_session *cs = (cu_session *)s->cuda;
+    if (cs) cudaMemcpy(s->conv, cs->conv, conv_bytes(s), cudaMemcpyDeviceToHost);
+}
+
+extern "C" void cuda_session_push_conv(lfm2c_session *s) {
+    cu_session *cs = (cu_session *)s->cuda;
+    if (cs) cudaMemcpy(cs->conv, s->conv, conv_bytes(s), cudaMemcpyHostToDevice);
+}
+
+/* ---- forward ------------------------------------------------------------------------------- */
+
+static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
+    mm_args a = {};
+    a.w = dev_ptr(cm, w);
+    a.type = w->type;
+    a.n = (int)w->ne[0];
+    a.rows = (int)w->ne[1];
+    a.row_bytes = w->row_bytes;
+    a.x = x;
+    a.ldx = a.n;
+    a.y = y;
+    a.ldy = a.rows;
+    a.ncols = T;
+    cu_matmul(cm->st, &a, T <= CU_GEMV_COLS);
+}
+
+static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f, float *out) {
+    const lfm2c_model_info *in = &m->info;
+    const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
+    cu_scratch *s = &cm->s;
+    matmul(cm, &L->router, f, T, s->router);
+    int_layout il = ints_for(in, s->cap);
+    int *I = s->ints;
+    bool gemv = T <= CU_GEMV_COLS;
+    int width = gemv ? CU_GEMV_COLS : CU_GEMM_COLS, n_pairs = T * k;
+    int max_tiles = (n_pairs + width - 1) / width + E;
+    if (max_tiles > n_pairs) max_tiles = n_pairs;
+    const float *bias = L->expert_bias.data ? (const float *)dev_ptr(cm, &L->expert_bias) : nullptr;
+    cu_moe_route(cm->st, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
+                 I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv);
+    mm_args a = {};
+    a.type = L->gate_exps.type;
+    a.n = H;
+    a.rows = Fe;
+    a.row_bytes = L->gate_exps.row_bytes;
+    a.expert_stride = L->gate_exps.row_bytes * (size_t)Fe;
+    a.x = f;
+    a.ldx = H;
+    a.col_src = I + il.col_src;
+    a.ldy = Fe;
+    a.ncols = n_pairs;
+    a.tile_e = I + il.te;
+    a.tile_c0 = I + il.tc;
+    a.tile_n = I + il.tn;
+    a.n_tiles = I + il.nt;
+    a.max_tiles = max_tiles;
+    a.w = dev_ptr(cm, &L->gate_exps);
+    a.y = s->G;
+    cu_matmul(cm->st, &a, gemv);
+    a.type = L->up_exps.type;
+    a.row_bytes = L->up_exps.row_bytes;
+    a.expert_stride = L->up_exps.row_bytes * (size_t)Fe;
+    a.w = dev_ptr(cm, &L->up_exps);
+    a.y = s->U;
+    cu_matmul(cm->st, &a, gemv);
+    cu_swiglu(cm->st, s->G, s->U, (size_t)n_pairs * Fe);
+    a.type = L->down_exps.type;
+    a.n = Fe;
+    a.rows = H;
+    a.row_bytes = L->down_exps.row_bytes;
+    a.expert_stride = L->down_exps.row_bytes * (size_t)H;
+    a.w = dev_ptr(cm, &L->down_exps);
+    a.x = s->G;
+    a.ldx = Fe;
+    a.col_src = nullptr;
+    a.y = s->D;
+    a.ldy = H;
+    cu_matmul(cm->st, &a, gemv);
+    cu_moe_combine(cm->st, s->D, s->wsel, I + il.inv, T, k, H, out);
+}
+
+/* Every kernel of one forward over a batch whose table is already in s->table. */
+static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
+    const lfm2c_model_info *in = &m->info;
+    const int H = in->n_embd, hd = in->head_dim, nh = in->n_head;
+    const float eps = in->norm_eps;
+    cu_scratch *s = &cm->s;
+    cudaStream_t st = cm->st;
+    const cu_tok *toks = (const cu_tok *)s->table;
+    const int *seq_last = (const int *)(toks + s->cap), *out_tok = seq_last + s->cap;
+    if (s->table_bytes) cudaMemcpyAsync(s->table, s->host_table, s->table_bytes, cudaMemcpyHostToDevice, st);
+    cu_embed(st, dev_ptr(cm, &m->tok_embd), m->tok_embd.type, m->tok_embd.row_bytes, H, toks, T, s->x);
+    cu_rope_table(st, toks, T, hd, in->rope_theta, s->rope);
+    cu_add_rmsnorm(st, s->x, nullptr, (const float *)dev_ptr(cm, &m->layers[0].attn_norm), s->a, T, H, eps, nullptr);
+    for (int l = 0; l < in->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        if (L->is_attn) {
+            const int nkv = L->n_head_kv, kvd = nkv * hd;
+            float *q = s->big, *k = s->hid, *v = s->hid + (size_t)T * kvd;
+            matmul(cm, &L->wq, s->a, T, q);
+            matmul(cm, &L->wk, s->a, T, k);
+            matmul(cm, &L->wv, s->a, T, v);
+            cu_qk_norm_rope_store(st, q, k, v, (const float *)dev_ptr(cm, &L->q_norm),
+                                  (const float *)dev_ptr(cm, &L->k_norm), s->rope, toks, T, nh, nkv, hd,
+                                  L->attn_index, cm->kv_dim_max, eps);
+            cu_attention(st, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2);
+            matmul(cm, &L->wo, s->big2, T, s->out);
+        } else {
+            matmul(cm, &L->conv_in, s->a, T, s->big);
+            cu_conv(st, s->big, (const float *)dev_ptr(cm, &L->conv_w), toks, T, H, L->conv_index, s->hid);
+            cu_conv_state(st, s->big, toks, seq_last, n_seq, H, L->conv_index);
+            matmul(cm, &L->conv_out, s->hid, T, s->out);
+        }
+        cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &L->ffn_norm), s->a, T, H, eps, nullptr);
+        if (L->is_moe) {
+            moe_ffn(m, cm, L, T, s->a, s->out);
+        } else {
+            matmul(cm, &L->ffn_gate, s->a, T, s->big);
+            matmul(cm, &L->ffn_up, s->a, T, s->big2);
+            cu_swiglu(st, s->big, s->big2, (size_t)T * L->ffn_gate.ne[1]);
+            matmul(cm, &L->ffn_down, s->big, T, s->out);
+        }
+        if (l + 1 < in->n_layer)
+            cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &m->layers[l + 1].attn_norm), s->a, T,
+                           H, eps, nullptr);
+    }
+    if (!n_out) return;
+    cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &m->out_norm), s->a, n_out, H, eps, out_tok);
+    matmul(cm, &m->output, s->a, n_out, s->logits);
+    cudaMemcpyAsync(s->host_logits, s->logits, sizeof(float) * (size_t)n_out * in->n_vocab,
+                    cudaMemcpyDeviceToHost, st);
+}
+
+/* Fills the pinned batch table: tokens, previous-token links, the last token of each sequence,
+ * the tokens whose logits are wanted. Returns n_seq; *n_out set. */
+static int build_table(cu_model *cm, const fwd_token *toks, int T, int *n_out) {
+    cu_tok *tt = (cu_tok *)cm->s.host_table;
+    int *seq_last = (int *)(tt + cm->s.cap), *out_tok = seq_last + cm->s.cap;
+    cu_scratch *sc = &cm->s;
+    for (int t = 0; t < T; t++) {
+        sc->host_seq[t] = toks[t].seq;
+        sc->host_pos[t] = toks[t].pos;
+    }
+    int n_seq = cm_batch_links(sc->host_seq, sc->host_pos, T, sc->host_prev, seq_last), no = 0;
+    for (int t = 0; t < T; t++) {
+        cu_session *cs = (cu_session *)toks[t].seq->cuda;
+        tt[t] = cu_tok{cs->k, cs->v, cs->conv, toks[t].token, toks[t].pos, sc->host_prev[t], cs->cap};
+        if (toks[t].out_row >= 0) out_tok[no++] = t;
+    }
+    *n_out = no;
+    return n_seq;
+}
+
+extern "C" int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
+    cu_model *cm = (cu_model *)m->cuda;
+    if (T <= 0) return 0;
+    cudaSetDevice(cm->dev);   /* the current device is per host thread (servers decode elsewhere) */
+    if (scratch_reserve(cm, &m->info, T, err)) return -1;
+    int n_out;
+    int n_seq = build_table(cm, toks, T, &n_out);
+    cudaError_t e = cudaSuccess;
+    /* one token with logits: the decode step; replay its graph (captured on first use) */
+    bool graph = cm->use_graph && T == 1 && n_out == 1;
+    if (graph && (!cm->graph || cm->graph_generation != cm->generation)) {
+        if (cm->graph) cudaGraphExecDestroy(cm->graph);
+        cm->graph = nullptr;
+        cudaGraph_t gr;
+        e = cudaStreamBeginCapture(cm->st, cudaStreamCaptureModeThreadLocal);
+        if (e == cudaSuccess) {
+            enqueue(m, cm, T, n_seq, n_out);
+            e = cudaStreamEndCapture(cm->st, &gr);
+        }
+        if (e == cudaSuccess) {
+            e = cudaGraphInstantiate(&cm->graph, gr, 0);
+            cudaGraphDestroy(gr);
+        }
+        if (e != cudaSuccess) {   /* capture unsupported here: plain launches from now on */
+            cudaGetLastError();
+            cm->graph = nullptr;
+            cm->use_graph = false;
+            graph = false;
+        }
+        cm->graph_generation = cm->generation;
+    }
+    if (graph) e = cudaGraphLaunch(cm->graph, cm->st);
+    else enqueue(m, cm, T, n_seq, n_out);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaStreamSynchronize(cm->st);
+    if (e != cudaSuccess) return cuda_fail(err, e, "forward");
+    const int V = m->info.n_vocab;
+    for (int t = 0, i = 0; t < T; t++)
+        if (toks[t].out_row >= 0)
+            memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, cm->s.host_logits + (size_t)i++ * V,
+                   sizeof(float) * V);
+    return 0;
+}

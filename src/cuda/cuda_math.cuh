@@ -1,0 +1,390 @@
+/* cuda_math.cuh — the per-element math of the CUDA kernels, as __host__ __device__ inline
+ * functions: dequantization of 8 consecutive weights of every block type, RMSNorm scale,
+ * NEOX rotation, SiLU, the sigmoid top-k router, the 3-tap conv step, the online-softmax
+ * update and the expert tile plan. The kernels call these on the GPU; tests/cuda/
+ * test_cuda_math.cu calls the very same functions on the host and compares them with the CPU
+ * reference (quant.c, forward.c semantics), so the math is tested where no GPU is present. */
+#ifndef LFM2C_CUDA_MATH_CUH
+#define LFM2C_CUDA_MATH_CUH
+
+#include <stdint.h>
+#include <math.h>
+#ifdef __CUDACC__
+#include <cuda_fp16.h>
+#define HD __host__ __device__ __forceinline__
+#else
+#define HD static inline
+#endif
+
+/* ggml type ids (same values as quant.h, which is C and not included here) */
+enum {
+    CM_F32 = 0, CM_F16 = 1, CM_Q4_0 = 2, CM_Q4_1 = 3, CM_Q5_0 = 6, CM_Q5_1 = 7, CM_Q8_0 = 8,
+    CM_Q2_K = 10, CM_Q3_K = 11, CM_Q4_K = 12, CM_Q5_K = 13, CM_Q6_K = 14, CM_IQ4_NL = 20,
+    CM_IQ4_XS = 23, CM_BF16 = 30, CM_MXFP4 = 39
+};
+
+/* ---- scalars ------------------------------------------------------------------------------ */
+
+HD uint32_t cm_u16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+HD uint32_t cm_u32(const uint8_t *p) { return cm_u16(p) | cm_u16(p + 2) << 16; }
+
+HD float cm_bits_f32(uint32_t b) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float(b);
+#else
+    union { uint32_t u; float f; } v;
+    v.u = b;
+    return v.f;
+#endif
+}
+
+/* IEEE half → float, exact (subnormals included). */
+HD float cm_half(uint32_t h) {
+#ifdef __CUDA_ARCH__
+    return __half2float(__ushort_as_half((unsigned short)h));
+#else
+    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else {
+        bits = sign | (exp + 112) << 23 | man << 13;
+    }
+    return cm_bits_f32(bits);
+#endif
+}
+
+HD float cm_half_at(const uint8_t *p) { return cm_half(cm_u16(p)); }
+HD float cm_bf16(uint32_t b) { return cm_bits_f32(b << 16); }
+
+/* 16-entry int8 tables packed in two 64-bit words (no memory table: works in registers) */
+HD int cm_iq4nl(int i) {
+    uint64_t w = i < 8 ? 0xf6eaddcfbfad9881ull : 0x7159453526190d01ull;
+    return (int8_t)(uint8_t)(w >> (8 * (i & 7)));
+}
+HD int cm_mxfp4(int i) {
+    uint64_t w = i < 8 ? 0x0c08060403020100ull : 0xf4f8fafcfdfeff00ull;
+    return (int8_t)(uint8_t)(w >> (8 * (i & 7)));
+}
+
+/* 6-bit scale / min of sub-block j of the 12 packed bytes of Q4_K / Q5_K */
+HD void cm_kq_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* 6-bit scale i (0..15, before the -32) of the 12 packed bytes of Q3_K */
+HD int cm_q3k_scale(int i, const uint8_t *s) {
+    int lo = i < 8 ? s[i] & 0xF : s[i - 8] >> 4;
+    int hi = (s[8 + (i & 3)] >> (2 * (i >> 2))) & 3;
+    return lo | hi << 4;
+}
+
+/* Bytes per block and weights per block (0 bytes: type not handled by the CUDA kernels). */
+HD int cm_block_bytes(uint32_t t) {
+    switch (t) {
+    case CM_F32: return 4;
+    case CM_F16: case CM_BF16: return 2;
+    case CM_Q4_0: case CM_IQ4_NL: return 18;
+    case CM_Q4_1: return 20;
+    case CM_Q5_0: return 22;
+    case CM_Q5_1: return 24;
+    case CM_Q8_0: return 34;
+    case CM_MXFP4: return 17;
+    case CM_Q2_K: return 84;
+    case CM_Q3_K: return 110;
+    case CM_Q4_K: return 144;
+    case CM_Q5_K: return 176;
+    case CM_Q6_K: return 210;
+    case CM_IQ4_XS: return 136;
+    default: return 0;
+    }
+}
+HD int cm_block_len(uint32_t t) {
+    switch (t) {
+    case CM_F32: case CM_F16: case CM_BF16: return 1;
+    case CM_Q2_K: case CM_Q3_K: case CM_Q4_K: case CM_Q5_K: case CM_Q6_K: case CM_IQ4_XS: return 256;
+    default: return 32;
+    }
+}
+
+/* ---- dequantization: weights k0..k0+7 of a row (k0 a multiple of 8) ------------------------ */
+
+HD void cm_dequant8(uint32_t t, const uint8_t *row, int k0, float *y) {
+    switch (t) {
+    case CM_F32: {
+        const float *p = (const float *)(const void *)row + k0;
+        for (int i = 0; i < 8; i++) y[i] = p[i];
+        return;
+    }
+    case CM_F16: {
+        const uint8_t *p = row + 2 * k0;
+        for (int i = 0; i < 8; i++) y[i] = cm_half_at(p + 2 * i);
+        return;
+    }
+    case CM_BF16: {
+        const uint8_t *p = row + 2 * k0;
+        for (int i = 0; i < 8; i++) y[i] = cm_bf16(cm_u16(p + 2 * i));
+        return;
+    }
+    case CM_Q4_0: case CM_IQ4_NL: {
+        const uint8_t *b = row + (k0 / 32) * 18;
+        int j = k0 % 32;
+        float d = cm_half_at(b);
+        const uint8_t *q = b + 2 + (j & 15);
+        for (int i = 0; i < 8; i++) {
+            int v = j < 16 ? q[i] & 0xF : q[i] >> 4;
+            y[i] = t == CM_Q4_0 ? d * (float)(v - 8) : d * (float)cm_iq4nl(v);
+        }
+        return;
+    }
+    case CM_Q4_1: {
+        const uint8_t *b = row + (k0 / 32) * 20;
+        int j = k0 % 32;
+        float d = cm_half_at(b), m = cm_half_at(b + 2);
+        const uint8_t *q = b + 4 + (j & 15);
+        for (int i = 0; i < 8; i++) y[i] = d * (float)(j < 16 ? q[i] & 0xF : q[i] >> 4) + m;
+        return;
+    }
+    case CM_Q5_0: case CM_Q5_1: {
+        int bs = t == CM_Q5_0 ? 22 : 24;
+        const uint8_t *b = row + (k0 / 32) * bs;
+        int j = k0 % 32;
+        float d = cm_half_at(b), m = t == CM_Q5_1 ? cm_half_at(b + 2) : 0.0f;
+        const uint8_t *hp = b + (t == CM_Q5_0 ? 2 : 4);
+        uint32_t h = cm_u32(hp);
+        const uint8_t *q = hp + 4 + (j & 15);
+        for (int i = 0; i < 8; i++) {
+            int v = (j < 16 ? q[i] & 0xF : q[i] >> 4) | (int)((h >> (j + i)) & 1) << 4;
+            y[i] = t == CM_Q5_0 ? d * (float)(v - 16) : d * (float)v + m;
+        }
+        return;
+    }
+    case CM_Q8_0: {
+        const uint8_t *b = row + (k0 / 32) * 34;
+        float d = cm_half_at(b);
+        const int8_t *q = (const int8_t *)(b + 2) + k0 % 32;
+        for (int i = 0; i < 8; i++) y[i] = d * (float)q[i];
+        return;
+    }
+    case CM_MXFP4: {
+        const uint8_t *b = row + (k0 / 32) * 17;
+        int j = k0 % 32;
+        float d = ldexpf(1.0f, (int)b[0] - 128);
+        const uint8_t *q = b + 1 + (j & 15);
+        for (int i = 0; i < 8; i++) y[i] = d * (float)cm_mxfp4(j < 16 ? q[i] & 0xF : q[i] >> 4);
+        return;
+    }
+    case CM_Q2_K: {
+        const uint8_t *b = row + (k0 / 256) * 84;
+        int j = k0 % 256, n = j / 128, r = j % 128, sh = (r / 32) * 2, half = (r % 32) / 16, l = r % 16;
+        int sc = b[n * 8 + (r / 32) * 2 + half];
+        float d = cm_half_at(b + 80), dmin = cm_half_at(b + 82);
+        float dl = d * (float)(sc & 0xF), ml = dmin * (float)(sc >> 4);
+        const uint8_t *q = b + 16 + 32 * n + 16 * half + l;
+        for (int i = 0; i < 8; i++) y[i] = dl * (float)((q[i] >> sh) & 3) - ml;
+        return;
+    }
+    case CM_Q3_K: {
+        const uint8_t *b = row + (k0 / 256) * 110;
+        int j = k0 % 256, n = j / 128, r = j % 128, sh = (r / 32) * 2, half = (r % 32) / 16, l = r % 16;
+        int kk = l + 16 * half, m = 1 << (n * 4 + r / 32);
+        float dl = cm_half_at(b + 108) * (float)(cm_q3k_scale(n * 8 + (r / 32) * 2 + half, b + 96) - 32);
+        const uint8_t *q = b + 32 + 32 * n + kk, *hm = b + kk;
+        for (int i = 0; i < 8; i++) y[i] = dl * (float)(((q[i] >> sh) & 3) - ((hm[i] & m) ? 0 : 4));
+        return;
+    }
+    case CM_Q4_K: case CM_Q5_K: {
+        int bs = t == CM_Q4_K ? 144 : 176;
+        const uint8_t *b = row + (k0 / 256) * bs;
+        int j = k0 % 256, c = j / 64, hi = (j % 64) / 32, l = j % 32, sub = 2 * c + hi, sc, mn;
+        cm_kq_scale_min(sub, b + 4, &sc, &mn);
+        float d = cm_half_at(b) * (float)sc, m = cm_half_at(b + 2) * (float)mn;
+        const uint8_t *q = b + (t == CM_Q4_K ? 16 : 48) + 32 * c + l;
+        const uint8_t *qh = b + 16 + l;   /* Q5_K only */
+        for (int i = 0; i < 8; i++) {
+            int v = hi ? q[i] >> 4 : q[i] & 0xF;
+            if (t == CM_Q5_K) v += ((qh[i] >> sub) & 1) << 4;
+            y[i] = d * (float)v - m;
+        }
+        return;
+    }
+    case CM_Q6_K: {
+        const uint8_t *b = row + (k0 / 256) * 210;
+        int j = k0 % 256, n = j / 128, r = j % 128, quarter = r / 32, l = r % 32;
+        float d = cm_half_at(b + 208) * (float)(int8_t)b[192 + 8 * n + l / 16 + 2 * quarter];
+        const uint8_t *ql = b + 64 * n + l + (quarter & 1) * 32, *qh = b + 128 + 32 * n + l;
+        for (int i = 0; i < 8; i++) {
+            int v = ((quarter < 2 ? ql[i] & 0xF : ql[i] >> 4) | ((qh[i] >> (2 * quarter)) & 3) << 4) - 32;
+            y[i] = d * (float)v;
+        }
+        return;
+    }
+    case CM_IQ4_XS: {
+        const uint8_t *b = row + (k0 / 256) * 136;
+        int j = k0 % 256, ib = j / 32, jj = j % 32;
+        int ls = ((b[4 + ib / 2] >> 4 * (ib % 2)) & 0xF) | (int)((cm_u16(b + 2) >> 2 * ib) & 3) << 4;
+        float dl = cm_half_at(b) * (float)(ls - 32);
+        const uint8_t *q = b + 8 + 16 * ib + (jj & 15);
+        for (int i = 0; i < 8; i++) y[i] = dl * (float)cm_iq4nl(jj < 16 ? q[i] & 0xF : q[i] >> 4);
+        return;
+    }
+    default:
+        for (int i = 0; i < 8; i++) y[i] = 0;
+        return;
+    }
+}
+
+/* True when the CUDA kernels handle weight type t for rows of n weights. */
+HD bool cm_type_ok(uint32_t t, int64_t n) {
+    return cm_block_bytes(t) > 0 && n % 8 == 0 && n % cm_block_len(t) == 0;
+}
+
+/* The lane partition of the decode GEMV: lane `lane` of `nlanes` takes chunks of 8 weights
+ * k0 = 8 * (lane + nlanes * it); its partial sums are then added across lanes. */
+HD float cm_dot_lane(uint32_t t, const uint8_t *row, const float *x, int n, int lane, int nlanes) {
+    float acc = 0, w[8];
+    for (int k0 = 8 * lane; k0 < n; k0 += 8 * nlanes) {
+        cm_dequant8(t, row, k0, w);
+        for (int i = 0; i < 8; i++) acc += w[i] * x[k0 + i];
+    }
+    return acc;
+}
+
+/* ---- small pieces of the forward ---------------------------------------------------------- */
+
+HD float cm_rms_scale(float sumsq, int n, float eps) { return 1.0f / sqrtf(sumsq / (float)n + eps); }
+HD float cm_silu(float x) { return x / (1.0f + expf(-x)); }
+HD float cm_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* NEOX rotation of the pair (a, b) = (x[i], x[i + d/2]) by cos c, sin s */
+HD void cm_rope_pair(float a, float b, float c, float s, float *ya, float *yb) {
+    *ya = a * c - b * s;
+    *yb = b * c + a * s;
+}
+
+/* cos / sin of position pos for pair i of a head of d dims (computed in double, like the CPU) */
+HD void cm_rope_cs(int pos, int i, int d, float theta, float *c, float *s) {
+    double angle = (double)pos * pow((double)theta, -2.0 * i / d);
+    *c = (float)cos(angle);
+    *s = (float)sin(angle);
+}
+
+/* One channel of the gated short conv: u_t = B * X; out = C * (w0 u_{t-2} + w1 u_{t-1} + w2 u_t) */
+HD float cm_conv_out(const float *w3, float u2, float u1, float u0, float C) {
+    return C * (w3[0] * u2 + w3[1] * u1 + w3[2] * u0);
+}
+
+/* u = B * X of batch token t, channel c (z rows: B | C | X) */
+HD float cm_conv_u(const float *z, int t, int c, int H) {
+    const float *r = z + (size_t)t * 3 * H;
+    return r[c] * r[2 * H + c];
+}
+
+/* Conv output of batch token t, channel c. p1, p2: batch indices of the sequence's previous
+ * two tokens (-1: before this batch, so the u comes from the saved state [u_{-2} | u_{-1}]). */
+HD float cm_conv_elem(const float *z, const float *w, const float *state, int t, int p1, int p2, int c,
+                      int H) {
+    float u0 = cm_conv_u(z, t, c, H);
+    float u1 = p1 >= 0 ? cm_conv_u(z, p1, c, H) : state[H + c];
+    float u2 = p2 >= 0 ? cm_conv_u(z, p2, c, H) : p1 >= 0 ? state[H + c] : state[c];
+    return cm_conv_out(w + 3 * c, u2, u1, u0, z[(size_t)t * 3 * H + H + c]);
+}
+
+/* New saved state, channel c, of a sequence whose last batch token is t (previous one p1). */
+HD void cm_conv_state_elem(const float *z, float *state, int t, int p1, int c, int H) {
+    float older = p1 >= 0 ? cm_conv_u(z, p1, c, H) : state[H + c];
+    state[c] = older;
+    state[H + c] = cm_conv_u(z, t, c, H);
+}
+
+/* The sequence structure of a batch: prev1[t] = index of the same sequence's token at
+ * pos[t] - 1 (or -1), seq_last = the last token of each sequence. Returns the sequence count. */
+HD int cm_batch_links(const void *const *seq, const int *pos, int T, int *prev1, int *seq_last) {
+    int n_seq = 0;
+    for (int t = 0; t < T; t++) {
+        prev1[t] = -1;
+        for (int j = t - 1; j >= 0; j--)
+            if (seq[j] == seq[t]) { prev1[t] = pos[j] == pos[t] - 1 ? j : -1; break; }
+        bool last = true;
+        for (int j = t + 1; j < T && last; j++) last = seq[j] != seq[t];
+        if (last) seq_last[n_seq++] = t;
+    }
+    return n_seq;
+}
+
+/* Router of one token: sigmoid scores, the bias only ranks, the k chosen scores are
+ * renormalised. Ties go to the lower expert id (as the CPU path). */
+HD void cm_route(const float *logits, const float *bias, int E, int k, int *sel, float *w) {
+    float sum = 0;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        float bv = 0;
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int i = 0; i < j; i++) taken = taken || sel[i] == e;
+            if (taken) continue;
+            float v = cm_sigmoid(logits[e]) + (bias ? bias[e] : 0.0f);
+            if (best < 0 || v > bv) { best = e; bv = v; }
+        }
+        sel[j] = best;
+        w[j] = cm_sigmoid(logits[best]);
+        sum += w[j];
+    }
+    if (sum < 6.103515625e-5f) sum = 6.103515625e-5f;
+    for (int j = 0; j < k; j++) w[j] /= sum;
+}
+
+/* The expert plan: from per-expert pair counts, start offsets (E + 1) and a list of column
+ * tiles (expert, first sorted pair, pairs) of at most `width` pairs. Returns the tile count. */
+HD int cm_plan_tiles(const int *count, int E, int width, int *start, int *tile_e, int *tile_c0,
+                     int *tile_n) {
+    int nt = 0;
+    start[0] = 0;
+    for (int e = 0; e < E; e++) {
+        start[e + 1] = start[e] + count[e];
+        for (int c = 0; c < count[e]; c += width) {
+            tile_e[nt] = e;
+            tile_c0[nt] = start[e] + c;
+            tile_n[nt] = count[e] - c < width ? count[e] - c : width;
+            nt++;
+        }
+    }
+    return nt;
+}
+
+/* Online softmax: folds score s with value row v (n entries) into (max m, sum l, acc). */
+HD void cm_softmax_step(float s, const float *v, int n, float *m, float *l, float *acc) {
+    float mn = s > *m ? s : *m;
+    float corr = expf(*m - mn), p = expf(s - mn);
+    *l = *l * corr + p;
+    for (int i = 0; i < n; i++) acc[i] = acc[i] * corr + p * v[i];
+    *m = mn;
+}
+
+
+/* Merges nw partial online-softmax states (m, l): f[w] = the factor of part w's sums; returns
+ * the total denominator. A part that saw no score has m = -inf and weighs nothing. */
+HD float cm_softmax_merge(const float *m, const float *l, int nw, float *f) {
+    float M = -INFINITY, L = 0;
+    for (int w = 0; w < nw; w++) M = m[w] > M ? m[w] : M;
+    for (int w = 0; w < nw; w++) {
+        f[w] = m[w] == -INFINITY ? 0.0f : expf(m[w] - M);
+        L += l[w] * f[w];
+    }
+    return L;
+}
+
+#endif

@@ -1,0 +1,425 @@
+/* kernels.cu — the CUDA kernels of the LFM2 forward pass. The per-element math lives in
+ * cuda_math.cuh (tested on the host); this file is the parallel decomposition: which thread
+ * does which element, shared-memory tiles, reductions. */
+#include "cuda_kernels.h"
+#include "cuda_math.cuh"
+
+/* ---- reductions ----------------------------------------------------------------------------- */
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* block-wide sum (blockDim.x a multiple of 32, at most 1024); every thread gets the result */
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    v = warp_sum(v);
+    int w = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        float s = lane < nw ? part[lane] : 0.0f;
+        s = warp_sum(s);
+        if (lane == 0) total = s;
+    }
+    __syncthreads();
+    float r = total;
+    __syncthreads();   /* part / total may be reused by the next call */
+    return r;
+}
+
+/* ---- matrix products ---------------------------------------------------------------------- */
+
+/* The column tile of blockIdx.y: expert e, first column c0, nc columns. False: no such tile. */
+__device__ __forceinline__ bool mm_tile(const mm_args &a, int y, int width, int *e, int *c0, int *nc) {
+    if (a.tile_e) {
+        if (y >= *a.n_tiles) return false;
+        *e = a.tile_e[y];
+        *c0 = a.tile_c0[y];
+        *nc = a.tile_n[y];
+        return true;
+    }
+    *e = 0;
+    *c0 = y * width;
+    *nc = a.ncols - *c0 < width ? a.ncols - *c0 : width;
+    return *nc > 0;
+}
+
+__device__ __forceinline__ const float *mm_xrow(const mm_args &a, int col) {
+    return a.x + (size_t)(a.col_src ? a.col_src[col] : col) * a.ldx;
+}
+
+enum { GEMV_WARPS = 4 };
+
+/* Decode: one warp per weight row; each lane dequantizes chunks of 8 weights once and uses
+ * them for every column of the tile (up to 8 tokens / pairs of one expert). */
+template <uint32_t T>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, CU_GEMV_COLS, &e, &c0, &nc)) return;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int r = blockIdx.x * GEMV_WARPS + warp;
+    if (r >= a.rows) return;
+    const uint8_t *row = a.w + (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
+    const float *xs[CU_GEMV_COLS];
+#pragma unroll
+    for (int c = 0; c < CU_GEMV_COLS; c++) xs[c] = c < nc ? mm_xrow(a, c0 + c) : a.x;
+    float acc[CU_GEMV_COLS] = {0};
+    for (int k0 = 8 * lane; k0 < a.n; k0 += 8 * 32) {
+        float w[8];
+        cm_dequant8(T, row, k0, w);
+#pragma unroll
+        for (int c = 0; c < CU_GEMV_COLS; c++) {
+            if (c < nc) {
+                float4 x0 = *(const float4 *)(xs[c] + k0), x1 = *(const float4 *)(xs[c] + k0 + 4);
+                acc[c] += w[0] * x0.x + w[1] * x0.y + w[2] * x0.z + w[3] * x0.w +
+                          w[4] * x1.x + w[5] * x1.y + w[6] * x1.z + w[7] * x1.w;
+            }
+        }
+    }
+#pragma unroll
+    for (int c = 0; c < CU_GEMV_COLS; c++) {
+        if (c < nc) {
+            float s = warp_sum(acc[c]);
+            if (lane == 0) a.y[(size_t)(c0 + c) * a.ldy + r] = s;
+        }
+    }
+}
+
+enum { GM_BM = 64, GM_BK = 32, GM_THREADS = 256 };
+
+/* Prefill / big batches: a 64-row x 32-column output tile per block. Each step dequantizes a
+ * 64 x 32 weight tile (one chunk of 8 per thread) and a 32 x 32 activation tile into shared
+ * memory; each thread then accumulates 4 rows x 2 columns. */
+template <uint32_t T>
+__global__ void __launch_bounds__(GM_THREADS) gemm_kernel(mm_args a) {
+    __shared__ float Ws[GM_BK][GM_BM + 4];
+    __shared__ float Xs[GM_BK][CU_GEMM_COLS + 4];
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
+    const int tid = threadIdx.x, r0 = blockIdx.x * GM_BM;
+    const int lr = tid / 4, kc = (tid % 4) * 8;        /* weight chunk this thread loads */
+    const int xc = tid / 8, kx = (tid % 8) * 4;        /* activation quad this thread loads */
+    const uint8_t *wrow = r0 + lr < a.rows
+                              ? a.w + (size_t)e * a.expert_stride + (size_t)(r0 + lr) * a.row_bytes
+                              : nullptr;
+    const float *xrow = xc < nc ? mm_xrow(a, c0 + xc) : nullptr;
+    const int tr = tid % 16, tc = tid / 16;
+    float acc[4][2] = {{0}};
+    for (int kb = 0; kb < a.n; kb += GM_BK) {
+        float w[8];
+        if (wrow && kb + kc < a.n) cm_dequant8(T, wrow, kb + kc, w);
+        else for (int i = 0; i < 8; i++) w[i] = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) Ws[kc + i][lr] = w[i];
+        float4 xv = make_float4(0, 0, 0, 0);
+        if (xrow && kb + kx < a.n) xv = *(const float4 *)(xrow + kb + kx);
+        Xs[kx + 0][xc] = xv.x;
+        Xs[kx + 1][xc] = xv.y;
+        Xs[kx + 2][xc] = xv.z;
+        Xs[kx + 3][xc] = xv.w;
+        __syncthreads();
+#pragma unroll 8
+        for (int k = 0; k < GM_BK; k++) {
+            float wr[4], xr[2];
+#pragma unroll
+            for (int i = 0; i < 4; i++) wr[i] = Ws[k][tr + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 2; j++) xr[j] = Xs[k][tc + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) acc[i][j] += wr[i] * xr[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        int c = tc + 16 * j;
+        if (c >= nc) continue;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int r = r0 + tr + 16 * i;
+            if (r < a.rows) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[i][j];
+        }
+    }
+}
+
+template <uint32_t T>
+static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
+    int width = gemv ? CU_GEMV_COLS : CU_GEMM_COLS;
+    int ny = a->tile_e ? a->max_tiles : (a->ncols + width - 1) / width;
+    if (ny <= 0) return;
+    if (gemv) {
+        dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny);
+        gemv_kernel<T><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+    } else {
+        dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);
+        gemm_kernel<T><<<grid, GM_THREADS, 0, st>>>(*a);
+    }
+}
+
+void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv) {
+    switch (a->type) {
+#define CASE(t) case t: launch_mm<t>(st, a, gemv); break;
+    CASE(CM_F32) CASE(CM_F16) CASE(CM_BF16) CASE(CM_Q4_0) CASE(CM_Q4_1) CASE(CM_Q5_0)
+    CASE(CM_Q5_1) CASE(CM_Q8_0) CASE(CM_Q2_K) CASE(CM_Q3_K) CASE(CM_Q4_K) CASE(CM_Q5_K)
+    CASE(CM_Q6_K) CASE(CM_IQ4_NL) CASE(CM_IQ4_XS) CASE(CM_MXFP4)
+#undef CASE
+    default: break;   /* rejected when the model was uploaded */
+    }
+}
+
+/* ---- embedding, rope, norms ------------------------------------------------------------------ */
+
+__global__ void embed_kernel(const uint8_t *w, uint32_t type, size_t row_bytes, int H,
+                             const cu_tok *toks, float *x) {
+    int t = blockIdx.x;
+    const uint8_t *row = w + (size_t)toks[t].token * row_bytes;
+    for (int k0 = 8 * threadIdx.x; k0 < H; k0 += 8 * blockDim.x) {
+        float v[8];
+        cm_dequant8(type, row, k0, v);
+        for (int i = 0; i < 8; i++) x[(size_t)t * H + k0 + i] = v[i];
+    }
+}
+
+void cu_embed(cudaStream_t st, const uint8_t *w, uint32_t type, size_t row_bytes, int H,
+              const cu_tok *toks, int T, float *x) {
+    embed_kernel<<<T, 128, 0, st>>>(w, type, row_bytes, H, toks, x);
+}
+
+/* cs[t][2i], cs[t][2i+1] = cos, sin of token t's position for pair i */
+__global__ void rope_kernel(const cu_tok *toks, int T, int hd, float theta, float *cs) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x, half = hd / 2;
+    if (idx >= T * half) return;
+    int t = idx / half, i = idx % half;
+    cm_rope_cs(toks[t].pos, i, hd, theta, &cs[(size_t)t * hd + 2 * i], &cs[(size_t)t * hd + 2 * i + 1]);
+}
+
+void cu_rope_table(cudaStream_t st, const cu_tok *toks, int T, int hd, float theta, float *cs) {
+    int n = T * (hd / 2);
+    rope_kernel<<<(n + 255) / 256, 256, 0, st>>>(toks, T, hd, theta, cs);
+}
+
+__global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w, float *y, int H,
+                                   float eps, const int *map) {
+    int src = map ? map[blockIdx.x] : blockIdx.x;
+    float *xr = x + (size_t)src * H;
+    float ss = 0;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) {
+        float v = xr[i];
+        if (delta) { v += delta[(size_t)src * H + i]; xr[i] = v; }
+        ss += v * v;
+    }
+    float scale = cm_rms_scale(block_sum(ss), H, eps);
+    float *yr = y + (size_t)blockIdx.x * H;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
+void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *w, float *y,
+                    int rows, int H, float eps, const int *map) {
+    if (rows > 0) add_rmsnorm_kernel<<<rows, 256, 0, st>>>(x, delta, w, y, H, eps, map);
+}
+
+/* ---- attention ------------------------------------------------------------------------------ */
+
+/* One warp per (token, head): q heads are normed + rotated in place, k heads normed + rotated
+ * into the cache, v heads copied into the cache. */
+__global__ void qk_kernel(float *q, const float *k, const float *v, const float *qn, const float *kn,
+                          const float *cs, const cu_tok *toks, int nh, int nkv, int hd,
+                          int attn_index, int kv_dim_max, float eps) {
+    int t = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
+    const cu_tok tk = toks[t];
+    const int kvd = nkv * hd;
+    size_t cache = (size_t)attn_index * tk.kv_cap * kv_dim_max + (size_t)tk.pos * kvd;
+    if (h >= nh + nkv) {   /* v head: copy */
+        int hv = h - nh - nkv;
+        for (int i = lane; i < hd; i += 32)
+            tk.v[cache + hv * hd + i] = v[(size_t)t * kvd + hv * hd + i];
+        return;
+    }
+    const float *src;
+    float *dst;
+    const float *nw;
+    if (h < nh) {
+        src = dst = q + (size_t)t * nh * hd + h * hd;
+        nw = qn;
+    } else {
+        src = k + (size_t)t * kvd + (h - nh) * hd;
+        dst = tk.k + cache + (h - nh) * hd;
+        nw = kn;
+    }
+    float ss = 0;
+    for (int i = lane; i < hd; i += 32) ss += src[i] * src[i];
+    float scale = cm_rms_scale(warp_sum(ss), hd, eps);
+    const float *c = cs + (size_t)t * hd;
+    const int half = hd / 2;
+    for (int i = lane; i < half; i += 32) {   /* each lane owns the pair (i, i + half) */
+        float a = src[i] * scale * nw[i], b = src[i + half] * scale * nw[i + half], ya, yb;
+        cm_rope_pair(a, b, c[2 * i], c[2 * i + 1], &ya, &yb);
+        dst[i] = ya;
+        dst[i + half] = yb;
+    }
+}
+
+void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const float *v,
+                           const float *qn, const float *kn, const float *cs, const cu_tok *toks,
+                           int T, int nh, int nkv, int hd, int attn_index, int kv_dim_max, float eps) {
+    dim3 grid(T, nh + 2 * nkv);
+    qk_kernel<<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps);
+}
+
+enum { ATT_WARPS = 4, ATT_MAXD = 8 };   /* head_dim <= 32 * ATT_MAXD */
+
+/* One block per (token, head): each warp runs an online softmax over every ATT_WARPS-th cached
+ * position (lanes split the head dims), then the warps' partial states are merged. */
+__global__ void __launch_bounds__(ATT_WARPS * 32)
+attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, int attn_index,
+                 int kv_dim_max, float *o) {
+    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
+    __shared__ float sm_acc[ATT_WARPS][32 * ATT_MAXD];
+    int t = blockIdx.x, h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const cu_tok tk = toks[t];
+    const int kvd = nkv * hd, g = h / (nh / nkv);
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *qh = q + (size_t)t * nh * hd + h * hd;
+    const float *K = tk.k + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
+    const float *V = tk.v + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
+    float qr[ATT_MAXD], acc[ATT_MAXD], m = -INFINITY, l = 0;
+#pragma unroll
+    for (int j = 0; j < ATT_MAXD; j++) {
+        int i = lane + 32 * j;
+        qr[j] = i < hd ? qh[i] : 0.0f;
+        acc[j] = 0;
+    }
+    for (int p = warp; p <= tk.pos; p += ATT_WARPS) {
+        const float *kp = K + (size_t)p * kvd, *vp = V + (size_t)p * kvd;
+        float d = 0, vr[ATT_MAXD];
+#pragma unroll
+        for (int j = 0; j < ATT_MAXD; j++) {
+            int i = lane + 32 * j;
+            if (i < hd) d += qr[j] * kp[i];
+            vr[j] = i < hd ? vp[i] : 0.0f;
+        }
+        float s = warp_sum(d) * scale;
+        cm_softmax_step(s, vr, ATT_MAXD, &m, &l, acc);
+    }
+    if (lane == 0) { sm_m[warp] = m; sm_l[warp] = l; }
+#pragma unroll
+    for (int j = 0; j < ATT_MAXD; j++) sm_acc[warp][lane + 32 * j] = acc[j];
+    __syncthreads();
+    if (warp) return;
+    float f[ATT_WARPS], L = cm_softmax_merge(sm_m, sm_l, ATT_WARPS, f);
+    float *oh = o + (size_t)t * nh * hd + h * hd;
+    for (int j = 0; j < ATT_MAXD; j++) {
+        int i = lane + 32 * j;
+        if (i >= hd) break;
+        float s = 0;
+        for (int w = 0; w < ATT_WARPS; w++) s += sm_acc[w][i] * f[w];
+        oh[i] = s / L;
+    }
+}
+
+void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv,
+                  int hd, int attn_index, int kv_dim_max, float *o) {
+    dim3 grid(T, nh);
+    attention_kernel<<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o);
+}
+
+/* ---- gated short conv ------------------------------------------------------------------------ */
+
+/* Every (token, channel) at once: the two previous u's come from earlier tokens of the batch
+ * (prev1 links) or from the sequence's saved state; the state itself is updated afterwards. */
+__global__ void conv_kernel(const float *z, const float *w, const cu_tok *toks, int T, int H,
+                            int conv_index, float *o) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= T * H) return;
+    int t = idx / H, c = idx % H;
+    const float *state = toks[t].conv + (size_t)conv_index * 2 * H;
+    int p1 = toks[t].prev1, p2 = p1 >= 0 ? toks[p1].prev1 : -1;
+    o[(size_t)t * H + c] = cm_conv_elem(z, w, state, t, p1, p2, c, H);
+}
+
+void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H,
+             int conv_index, float *o) {
+    int n = T * H;
+    conv_kernel<<<(n + 255) / 256, 256, 0, st>>>(z, w, toks, T, H, conv_index, o);
+}
+
+/* The new state of each sequence: its last two u's (the older one may still be in the state). */
+__global__ void conv_state_kernel(const float *z, const cu_tok *toks, const int *seq_last, int n_seq,
+                                  int H, int conv_index) {
+    int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= n_seq * H) return;
+    int t = seq_last[idx / H];
+    cm_conv_state_elem(z, toks[t].conv + (size_t)conv_index * 2 * H, t, toks[t].prev1, idx % H, H);
+}
+
+void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last,
+                   int n_seq, int H, int conv_index) {
+    int n = n_seq * H;
+    if (n > 0) conv_state_kernel<<<(n + 255) / 256, 256, 0, st>>>(z, toks, seq_last, n_seq, H, conv_index);
+}
+
+/* ---- feed-forward -------------------------------------------------------------------------- */
+
+__global__ void swiglu_kernel(float *g, const float *u, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) g[i] = cm_silu(g[i]) * u[i];
+}
+
+void cu_swiglu(cudaStream_t st, float *g, const float *u, size_t n) {
+    if (n) swiglu_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(g, u, n);
+}
+
+__global__ void route_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
+                             float *wsel, int *count) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) return;
+    cm_route(logits + (size_t)t * E, bias, E, k, sel + (size_t)t * k, wsel + (size_t)t * k);
+    for (int j = 0; j < k; j++) atomicAdd(&count[sel[(size_t)t * k + j]], 1);
+}
+
+__global__ void plan_kernel(const int *count, int E, int width, int *start, int *fill, int *tile_e,
+                            int *tile_c0, int *tile_n, int *n_tiles) {
+    *n_tiles = cm_plan_tiles(count, E, width, start, tile_e, tile_c0, tile_n);
+    for (int e = 0; e < E; e++) fill[e] = start[e];
+}
+
+/* Pairs in expert order; the order inside an expert does not change any result. */
+__global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, int *col_src, int *inv) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n_pairs) return;
+    int pos = atomicAdd(&fill[sel[i]], 1);
+    col_src[pos] = i / k;
+    inv[i] = pos;
+}
+
+void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T, int E, int k,
+                  int width, int *sel, float *wsel, int *count, int *start, int *fill,
+                  int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
+    cudaMemsetAsync(count, 0, sizeof(int) * (size_t)E, st);
+    route_kernel<<<(T + 63) / 64, 64, 0, st>>>(logits, bias, T, E, k, sel, wsel, count);
+    plan_kernel<<<1, 1, 0, st>>>(count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
+    int n = T * k;
+    scatter_kernel<<<(n + 255) / 256, 256, 0, st>>>(sel, n, k, fill, col_src, inv);
+}
+
+/* out[t] = sum over the token's k slots (in slot order) of weight * expert output */
+__global__ void combine_kernel(const float *D, const float *wsel, const int *inv, int T, int k, int H,
+                               float *out) {
+    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)T * H) return;
+    int t = (int)(idx / H), c = (int)(idx % H);
+    float s = 0;
+    for (int j = 0; j < k; j++) s += wsel[(size_t)t * k + j] * D[(size_t)inv[(size_t)t * k + j] * H + c];
+    out[idx] = s;
+}
+
+void cu_moe_combine(cudaStream_t st, const float *D, const float *wsel, const int *inv, int T,
+                    int k, int H, float *out) {
+    size_t n = (size_t)T * H;
+    combine_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(D, wsel, inv, T, k, H, out);
+}
