@@ -15,6 +15,12 @@ done
 a=$("$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -p "Hi" -n 12 --temp 0.9 --seed 3 2>/dev/null)
 b=$("$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -p "Hi" -n 12 --temp 0.9 --seed 3 -t 1 2>/dev/null)
 [ "$a" == "$b" ] && ok || bad "seeded sampling not reproducible"
+# --chat renders the prompt with the template: same as rendering it ourselves and running --no-bos
+echo '[{"role": "user", "content": "Hi there"}]' > "$tmp/conv.json"
+"$bin" template -m data/lfm2-tiny-dense-f32.gguf --messages "$tmp/conv.json" --add-generation-prompt > "$tmp/rendered" 2>/dev/null
+a=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hi there" --chat -n 6 --temp 0 2>/dev/null)
+b=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -f "$tmp/rendered" --no-bos -n 6 --temp 0 2>/dev/null)
+[ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "run --chat differs from the rendered prompt"
 # errors: one line, non-zero exit, no crash
 expect_err() { # what, pattern, command...
   local what=$1 pat=$2; shift 2

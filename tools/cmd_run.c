@@ -1,6 +1,7 @@
 /* cmd_run.c — `lfm2c run`: generate a continuation of a prompt, printed as it is produced. */
 #include "cli.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@ static int usage(void) {
             "  --no-bos           do not add BOS               --special  print special tokens\n"
             "  --ignore-eos       keep going past end-of-generation tokens\n"
             "  -v, --verbose      print speed to stderr\n"
+            "  --chat             treat the prompt as a user message: render it with the chat template\n"
+            "  --system TEXT      system message (implies --chat)\n"
+            "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
             "Sampling defaults come from the model file, else Liquid's recommendation\n"
             "(temperature 0.1, top-k 50, repetition penalty 1.05).\n");
     return 1;
@@ -31,6 +35,8 @@ static int usage(void) {
 
 int cmd_run(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *device = NULL;
+    const char *system = NULL, *tmpl_path = NULL;
+    bool chat = false;
     int n_gen = 256, n_ctx = 0, threads = 0;
     bool reference = false, no_bos = false, special = false, ignore_eos = false, verbose = false;
     /* sampling flags: parsed now, applied over the model's defaults once it is open */
@@ -54,6 +60,9 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) seed = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) { system = cli_value(argc, argv, &i); chat = true; }
+        else if (!strcmp(a, "--chat-template-file")) { tmpl_path = cli_value(argc, argv, &i); chat = true; }
         else if (!strcmp(a, "--no-bos")) no_bos = true;
         else if (!strcmp(a, "--special")) special = true;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
@@ -74,8 +83,25 @@ int cmd_run(int argc, char **argv) {
     lfm2c_error err = {0};
     lfm2c_session *s = NULL;
     lfm2c_sampler *smp = NULL;
+    int32_t *ids = NULL;
     int rc = 1, n_prompt = 0;
-    int32_t *ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !no_bos, true, &n_prompt, &err);
+    if (chat) {   /* render [system], user with the template; it writes BOS itself */
+        char *tmpl = tmpl_path ? cli_read_file(tmpl_path, NULL) : NULL;
+        json_t *msgs = json_array();
+        if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
+        json_array_append_new(msgs, json_pack("{s:s, s:s%}", "role", "user", "content", prompt, prompt_len));
+        char *mj = json_dumps(msgs, JSON_COMPACT);
+        char *rendered = (tmpl || !tmpl_path) ? lfm2c_chat_render(m, tmpl, mj, NULL, true, &err) : NULL;
+        free(mj);
+        free(tmpl);
+        json_decref(msgs);
+        if (!rendered) { if (err.code) cli_fail("%s", err.msg); goto done; }
+        free(file_text);
+        prompt = file_text = rendered;
+        prompt_len = strlen(rendered);
+        no_bos = true;
+    }
+    ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !no_bos, true, &n_prompt, &err);
     if (!ids) { cli_fail("%s", err.msg); goto done; }
     if (n_prompt == 0) { cli_fail("empty prompt"); goto done; }
     int ctx = n_ctx ? n_ctx : (n_gen < 0 ? in->n_ctx_train : n_prompt + n_gen);
