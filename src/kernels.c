@@ -23,9 +23,9 @@ static const kernel_ops SCALAR = {"scalar", scalar_quantize_act, scalar_matmul};
 
 const kernel_ops *kernels_scalar(void) { return &SCALAR; }
 
-/* Weak defaults so the library links when kernels_x86.c is absent (e.g. ARM builds). */
-__attribute__((weak)) const kernel_ops *kernels_x86_avx2(void) { return NULL; }
-__attribute__((weak)) const kernel_ops *kernels_x86_avx512(void) { return NULL; }
+/* kernels_x86_avx2/avx512 live in kernels_x86.c, which defines them on every architecture
+ * (NULL off x86). No weak defaults here: a weak definition in this object would satisfy the
+ * linker and kernels_x86.o would never be pulled out of the static library. */
 
 int kernels_available(const kernel_ops **out, int max) {
     const kernel_ops *all[] = {&SCALAR, kernels_x86_avx2(), kernels_x86_avx512()};
