@@ -936,10 +936,232 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
 }
 #undef ISA_T
 
+/* ================================ AMX (int8 tiles) ======================================= */
+/* Prefill of K-quants on CPUs with AMX-INT8: 16 weight rows x 16 activation columns per tile.
+ * Weights are unpacked once per 16-row tile to unsigned bytes in row-major order (the A
+ * operand), activations once per column chunk to the VNNI layout the B operand wants (4 bytes
+ * of one column per int32, 16 columns per 64-byte row). One tdpbusd per sub-block (K = 32 for
+ * Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums; they are scaled by the integer
+ * sub-block scales (vpmulld) and the offsets (mins / 32 x scale via bsums) in integers, then
+ * combined in float per block like the other kernels. Rows or columns that do not fill a tile
+ * go through the AVX-512 tiles above. */
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define TA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8,avx2,fma,f16c")))
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_tilecfg;
+
+/* Linux hands out the AMX register state only on request (once per process). */
+static int amx_request(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#else
+    return 0;
+#endif
+}
+
+/* Per 16-row tile and block: unpacked weights, integer scales (int32 for broadcast), int16
+ * pairs of the offset multipliers, and the float scales. */
+typedef struct {
+    uint8_t q[16][256];
+    int32_t sc[16][16];   /* per row, per sub-block */
+    int32_t op[16][8];    /* per row, int16 pairs: Q4/5_K mins, Q6_K scales */
+    float d[16], dmin[16];
+} amx_wblock;
+
+/* Per 16-column tile and block: the B operand, activation scales and int16 bsum pairs. */
+typedef struct {
+    int32_t b[64][16];    /* [4-byte group][column] */
+    float da[16];
+    int32_t bs[8][16];    /* [pair][column]: Q4/5_K pairs of 32-sums, Q6_K pairs of 16-sums */
+} amx_ablock;
+
+static TA void amx_unpack_w(uint32_t type, const uint8_t *w, size_t w_row, int64_t nb, amx_wblock *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *row = w + r * w_row;
+        for (int64_t b = 0; b < nb; b++) {
+            amx_wblock *o = out + b;
+            uint8_t *q = o->q[r];
+            if (type == GGML_Q6_K) {
+                const block_q6_K *x = (const block_q6_K *)row + b;
+                for (int h = 0; h < 2; h++) {
+                    __m256i hv = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                    __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                    __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                    uint8_t *qq = q + 128 * h;
+                    _mm256_storeu_si256((__m256i *)qq, _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30)));
+                    _mm256_storeu_si256((__m256i *)(qq + 32), _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30)));
+                    _mm256_storeu_si256((__m256i *)(qq + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30)));
+                    _mm256_storeu_si256((__m256i *)(qq + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30)));
+                }
+                for (int j = 0; j < 16; j++) o->sc[r][j] = x->scales[j];
+                for (int p = 0; p < 8; p++)
+                    o->op[r][p] = (int32_t)((uint32_t)(uint16_t)(32 * x->scales[2 * p]) | (uint32_t)(uint16_t)(32 * x->scales[2 * p + 1]) << 16);
+                o->d[r] = _cvtsh_ss(x->d);
+                o->dmin[r] = 0;
+            } else {
+                int is_q5 = type == GGML_Q5_K;
+                const uint8_t *p = row + b * (is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K));
+                const uint8_t *qs = is_q5 ? p + 48 : p + 16;
+                __m256i hv = is_q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
+                for (int c = 0; c < 4; c++) {
+                    __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+                    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    if (is_q5) {
+                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c), 4), _mm256_set1_epi8(16)));
+                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c + 1), 4), _mm256_set1_epi8(16)));
+                    }
+                    _mm256_storeu_si256((__m256i *)(q + 64 * c), lo);
+                    _mm256_storeu_si256((__m256i *)(q + 64 * c + 32), hi);
+                }
+                uint64_t sc, mn;
+                kq_unpack_scales(p + 4, &sc, &mn);
+                for (int j = 0; j < 8; j++) o->sc[r][j] = (int32_t)((sc >> (8 * j)) & 0xFF);
+                for (int pp = 0; pp < 4; pp++)
+                    o->op[r][pp] = (int32_t)(((mn >> (16 * pp)) & 0xFF) | ((mn >> (16 * pp + 8)) & 0xFF) << 16);
+                const uint16_t *dh = (const uint16_t *)p;
+                o->d[r] = _cvtsh_ss(dh[0]);
+                o->dmin[r] = _cvtsh_ss(dh[1]);
+            }
+        }
+    }
+}
+
+static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int64_t nb, amx_ablock *out) {
+    for (int c = 0; c < 16; c++) {
+        const block_q8_K *a = (const block_q8_K *)(act + c * act_row);
+        for (int64_t b = 0; b < nb; b++) {
+            amx_ablock *o = out + b;
+            for (int g = 0; g < 64; g++) memcpy(&o->b[g][c], a[b].qs + 4 * g, 4);
+            o->da[c] = a[b].d;
+            if (type == GGML_Q6_K) {
+                for (int p = 0; p < 8; p++)
+                    o->bs[p][c] = (int32_t)((uint32_t)(uint16_t)a[b].bsums[2 * p] | (uint32_t)(uint16_t)a[b].bsums[2 * p + 1] << 16);
+            } else {
+                for (int p = 0; p < 4; p++) {
+                    int16_t s0 = (int16_t)(a[b].bsums[4 * p] + a[b].bsums[4 * p + 1]);
+                    int16_t s1 = (int16_t)(a[b].bsums[4 * p + 2] + a[b].bsums[4 * p + 3]);
+                    o->bs[p][c] = (int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16);
+                }
+            }
+        }
+    }
+}
+
+/* One sub-block step: C[t] = A(j) x B(j) with the A/B pair (ra, rb). */
+#define AMX_STEP(t, ra, rb, j)                                                   \
+    do {                                                                         \
+        _tile_loadd(ra, wb->q[0] + S * (j), 256);                                \
+        _tile_loadd(rb, &ab->b[(j) * S / 4][0], 64);                             \
+        _tile_zero(t);                                                           \
+        _tile_dpbusd(t, ra, rb);                                                 \
+    } while (0)
+
+/* One 16 x 16 tile over all blocks; acc rows are written to out (row r, column c). */
+static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const amx_ablock *abs,
+                        size_t ab_stride, float *out, size_t os) {
+    const int S = type == GGML_Q6_K ? 16 : 32, NS = 256 / S;
+    __m512 acc[16];
+    for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+    int32_t cbuf[16][16][16] __attribute__((aligned(64)));   /* [sub-block][row][column] */
+    for (int64_t b = 0; b < nb; b++) {
+        const amx_wblock *wb = wbs + b;
+        const amx_ablock *ab = (const amx_ablock *)((const uint8_t *)abs + b * ab_stride);
+        for (int j = 0; j < NS; j += 4) {
+            AMX_STEP(0, 4, 5, j);
+            AMX_STEP(1, 6, 7, j + 1);
+            _tile_stored(0, cbuf[j], 64);
+            AMX_STEP(2, 4, 5, j + 2);
+            _tile_stored(1, cbuf[j + 1], 64);
+            AMX_STEP(3, 6, 7, j + 3);
+            _tile_stored(2, cbuf[j + 2], 64);
+            _tile_stored(3, cbuf[j + 3], 64);
+        }
+        __m512 da = _mm512_loadu_ps(ab->da);
+        __m512i bs[8];
+        for (int p = 0; p < NS / 2; p++) bs[p] = _mm512_loadu_si512(ab->bs[p]);
+        for (int r = 0; r < 16; r++) {
+            __m512i isum = _mm512_mullo_epi32(_mm512_load_si512(cbuf[0][r]), _mm512_set1_epi32(wb->sc[r][0]));
+            for (int j = 1; j < NS; j++)
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_load_si512(cbuf[j][r]), _mm512_set1_epi32(wb->sc[r][j])));
+            __m512i off = _mm512_setzero_si512();
+            for (int p = 0; p < NS / 2; p++) off = _mm512_dpwssd_epi32(off, _mm512_set1_epi32(wb->op[r][p]), bs[p]);
+            if (type == GGML_Q6_K) {
+                isum = _mm512_sub_epi32(isum, off);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
+            } else {
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
+                acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, _mm512_set1_ps(wb->dmin[r])), acc[r]);
+            }
+        }
+    }
+    float t[16][16];
+    for (int r = 0; r < 16; r++) _mm512_storeu_ps(t[r], acc[r]);
+    for (int c = 0; c < 16; c++)
+        for (int r = 0; r < 16; r++) out[c * os + r] = t[r][c];
+}
+
+/* Returns 0 when it did nothing (no memory); the caller then uses the AVX-512 tiles. */
+static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
+                         const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    const int64_t nb = n / QK_K;
+    int nr16 = nr / 16 * 16, nc16 = nc / 16 * 16;
+    /* columns per chunk: B operands of about 1 MB */
+    int ctiles = (int)((1 << 20) / (nb * (int64_t)sizeof(amx_ablock)));
+    if (ctiles < 1) ctiles = 1;
+    int chunk = ctiles * 16 < nc16 ? ctiles * 16 : nc16;
+    amx_wblock *wbs = aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
+    amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)(chunk / 16) * sizeof(amx_ablock));
+    if (!wbs || !abs) { free(wbs); free(abs); return 0; }
+    const int S = type == GGML_Q6_K ? 16 : 32;
+    amx_tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 4; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }          /* C */
+    for (int t = 4; t < 8; t += 2) { cfg.rows[t] = 16; cfg.colsb[t] = (uint16_t)S; } /* A */
+    for (int t = 5; t < 8; t += 2) { cfg.rows[t] = (uint8_t)(S / 4); cfg.colsb[t] = 64; } /* B */
+    _tile_loadconfig(&cfg);
+    for (int c0 = 0; c0 < nc16; c0 += chunk) {
+        int cn = nc16 - c0 < chunk ? nc16 - c0 : chunk;
+        for (int ct = 0; ct < cn / 16; ct++)
+            amx_pack_act(type, act + (size_t)(c0 + 16 * ct) * act_row, act_row, nb, abs + (size_t)ct * nb);
+        for (int r0 = 0; r0 < nr16; r0 += 16) {
+            amx_unpack_w(type, w + (size_t)r0 * w_row, w_row, nb, wbs);
+            for (int ct = 0; ct < cn / 16; ct++)
+                amx_tile(type, nb, wbs, abs + (size_t)ct * nb, sizeof(amx_ablock),
+                         out + (size_t)(c0 + 16 * ct) * os + r0, os);
+        }
+    }
+    _tile_release();
+    free(wbs);
+    free(abs);
+    /* the rest: rows below the last full tile (all columns), columns after the last full tile */
+    const tile_set *t = type == GGML_Q4_K ? &t5_q4_K : type == GGML_Q5_K ? &t5_q5_K : &t5_q6_K;
+    if (nr > nr16) run_tiles(t, nb, w + (size_t)nr16 * w_row, w_row, nr - nr16, act, act_row, nc, out + nr16, os);
+    if (nc > nc16) run_tiles(t, nb, w, w_row, nr16, act + (size_t)nc16 * act_row, act_row, nc - nc16, out + (size_t)nc16 * os, os);
+    return 1;
+}
+
+static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
+                       const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    if ((wtype == GGML_Q4_K || wtype == GGML_Q5_K || wtype == GGML_Q6_K) && nr >= 16 && nc >= 16 &&
+        amx_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
+        return;
+    matmul5(wtype, n, w, w_row, nr, act, act_row, nc, out, os);
+}
+
 /* ==================================== the tables ======================================== */
 
 static const kernel_ops AVX2_OPS = {"avx2", quantize_act2, matmul2};
 static const kernel_ops AVX512_OPS = {"avx512vnni", quantize_act5, matmul5};
+static const kernel_ops AMX_OPS = {"amx", quantize_act5, matmul_amx};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();
@@ -954,7 +1176,17 @@ const kernel_ops *kernels_x86_avx512(void) {
                ? &AVX512_OPS : NULL;
 }
 
+/* AMX-INT8 on top of the AVX-512 table, when the CPU has it and the kernel grants it. */
+const kernel_ops *kernels_x86_amx(void) {
+    static int granted = -1;   /* a cache of a per-process fact; racing writers store the same value */
+    if (!kernels_x86_avx512() || !__builtin_cpu_supports("amx-int8") || !__builtin_cpu_supports("amx-tile"))
+        return NULL;
+    if (granted < 0) granted = amx_request();
+    return granted ? &AMX_OPS : NULL;
+}
+
 #else /* not x86-64: no tables */
 const kernel_ops *kernels_x86_avx2(void) { return 0; }
 const kernel_ops *kernels_x86_avx512(void) { return 0; }
+const kernel_ops *kernels_x86_amx(void) { return 0; }
 #endif

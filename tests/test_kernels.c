@@ -84,8 +84,8 @@ static void random_act(int64_t n, float *x, int unit) {
         for (int64_t i = 0; i < n; i += 32) x[i + rnd() % 32] = -127.0f;
 }
 
-static uint8_t wbuf[17 * 4700 * 4 + 4096], abuf[17 * 12000 + 4096];
-static float xbuf[17 * 2400], ref[17 * 24], got[17 * 24], wf[2400], af[2400];
+static uint8_t wbuf[48 * 9300], abuf[32 * 9300];
+static float xbuf[32 * 2400], ref[64 * 64], got[64 * 64], wf[2400], af[2400];
 
 static int check_matmul(const kernel_ops *k, uint32_t t, int64_t n, int nr, int nc, int unit) {
     const kernel_ops *s = kernels_scalar();
@@ -136,7 +136,8 @@ static int check_matmul(const kernel_ops *k, uint32_t t, int64_t n, int nr, int 
 
 static void test_matmul(const kernel_ops *k) {
     static const int shapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 5}, {4, 1}, {4, 4}, {5, 3}, {8, 8},
-                                    {7, 17}, {17, 1}, {17, 7}, {16, 16}, {9, 4}, {4, 9}};
+                                    {7, 17}, {17, 1}, {17, 7}, {16, 16}, {9, 4}, {4, 9},
+                                    {33, 17}, {16, 32}, {48, 20}};
     for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
         uint32_t t = TYPES[ti];
         int bsz = ggml_type_get(t)->block_size;
