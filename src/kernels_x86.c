@@ -667,7 +667,6 @@ AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             const uint8_t *scales = p + 4, *qh = p + 16, *qs = is_q5 ? p + 48 : p + 16;
             uint64_t sc, mn;
             kq_unpack_scales(scales, &sc, &mn);
-            __m128i sc16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc));
             __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
             float d = _cvtsh_ss(dh[0]), dmin = _cvtsh_ss(dh[1]);
             __m256i hv = is_q5 ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
@@ -682,8 +681,8 @@ AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
                     q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
                     q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4), _mm256_set1_epi8(16)));
                 }
-                __m256i s0 = _mm256_broadcastw_epi16(_mm_srli_si128(sc16, 4 * k));
-                __m256i s1 = _mm256_broadcastw_epi16(_mm_srli_si128(sc16, 4 * k + 2));
+                __m256i s0 = _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF));
+                __m256i s1 = _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF));
 #pragma GCC unroll 2
                 for (int c = 0; c < CB; c++) {
                     __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k)));
