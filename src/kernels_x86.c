@@ -46,6 +46,9 @@ static inline void kq_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn
 
 /* Software prefetch of the weights PF_BLOCKS blocks ahead: decode is one pass over memory and
  * the hardware prefetcher alone leaves half of the bandwidth unused. */
+#ifndef RBD_K
+#define RBD_K 1   /* weight rows per decode tile of the K-quants */
+#endif
 #ifndef PF_BLOCKS
 #define PF_BLOCKS 16
 #endif
@@ -56,59 +59,60 @@ static inline void prefetch_block(const void *p, size_t size) {
     for (size_t o = 0; o < size; o += 64) __builtin_prefetch((const char *)p + o, 0, PF_LOC);
 }
 
-/* A tile function: RB rows x CB columns (fixed per function) over nb blocks. */
+/* A tile function: R rows x C columns (fixed per function) over nb blocks. */
 typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
                         size_t act_row, float *out, size_t os);
 typedef struct {
-    int rb, cb;
-    tile_fn full;  /* rb x cb */
-    tile_fn col1;  /* rb x 1 */
-    tile_fn row1;  /* 1 x cb */
-    tile_fn one;   /* 1 x 1 */
+    int rb, cb, rbd;
+    tile_fn full[4];  /* rb x k columns, k = 1..cb (index k - 1) */
+    tile_fn row1[4];  /* 1 x k, for the rows after the last full tile */
+    tile_fn dec;      /* rbd x 1: decode, one activation column */
 } tile_set;
 
 static void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
                       const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    if (nc == 1) {
+        int r = 0;
+        for (; r + t->rbd <= nr; r += t->rbd) t->dec(nb, w + r * w_row, w_row, act, act_row, out + r, os);
+        for (; r < nr; r++) t->row1[0](nb, w + r * w_row, w_row, act, act_row, out + r, os);
+        return;
+    }
+    /* rows outside, columns inside: a tile of weights is reused for a whole column chunk */
     int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));
     chunk = chunk < t->cb ? t->cb : chunk / t->cb * t->cb;
     for (int c0 = 0; c0 < nc; c0 += chunk) {
         int c1 = c0 + chunk < nc ? c0 + chunk : nc;
-        int r = 0;
-        for (; r + t->rb <= nr; r += t->rb) {
-            int c = c0;
-            for (; c + t->cb <= c1; c += t->cb)
-                t->full(nb, w + r * w_row, w_row, act + c * act_row, act_row, out + c * os + r, os);
-            for (; c < c1; c++)
-                t->col1(nb, w + r * w_row, w_row, act + c * act_row, act_row, out + c * os + r, os);
-        }
-        for (; r < nr; r++) {
-            int c = c0;
-            for (; c + t->cb <= c1; c += t->cb)
-                t->row1(nb, w + r * w_row, w_row, act + c * act_row, act_row, out + c * os + r, os);
-            for (; c < c1; c++)
-                t->one(nb, w + r * w_row, w_row, act + c * act_row, act_row, out + c * os + r, os);
+        for (int r = 0; r < nr;) {
+            int rows = nr - r >= t->rb ? t->rb : 1;
+            const tile_fn *f = rows == t->rb ? t->full : t->row1;
+            for (int c = c0; c < c1;) {
+                int k = c1 - c < t->cb ? c1 - c : t->cb;
+                f[k - 1](nb, w + r * w_row, w_row, act + c * act_row, act_row, out + c * os + r, os);
+                c += k;
+            }
+            r += rows;
         }
     }
 }
 
-#define TILE_SET(name, RB, CB, kern)                                                          \
-    static ISA_T void name##_full(int64_t nb, const uint8_t *w, size_t w_row,                  \
-                                  const uint8_t *a, size_t a_row, float *o, size_t os) {      \
-        kern(RB, CB, nb, w, w_row, a, a_row, o, os);                                          \
-    }                                                                                         \
-    static ISA_T void name##_col1(int64_t nb, const uint8_t *w, size_t w_row,                  \
-                                  const uint8_t *a, size_t a_row, float *o, size_t os) {      \
-        kern(RB, 1, nb, w, w_row, a, a_row, o, os);                                           \
-    }                                                                                         \
-    static ISA_T void name##_row1(int64_t nb, const uint8_t *w, size_t w_row,                  \
-                                  const uint8_t *a, size_t a_row, float *o, size_t os) {      \
-        kern(1, CB, nb, w, w_row, a, a_row, o, os);                                           \
-    }                                                                                         \
-    static ISA_T void name##_one(int64_t nb, const uint8_t *w, size_t w_row,                   \
-                                 const uint8_t *a, size_t a_row, float *o, size_t os) {       \
-        kern(1, 1, nb, w, w_row, a, a_row, o, os);                                            \
-    }                                                                                         \
-    static const tile_set name = {RB, CB, name##_full, name##_col1, name##_row1, name##_one};
+#define TILE_FN(name, sfx, R, C, kern)                                                        \
+    static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, \
+                                size_t a_row, float *o, size_t os) {                          \
+        kern(R, C, nb, w, w_row, a, a_row, o, os);                                            \
+    }
+/* tiles of RB x CB (CB <= 4) for prefill, RBD x 1 for decode */
+#define TILE_SET(name, RB, CB, RBD, kern)                                                     \
+    TILE_FN(name, _f1, RB, 1, kern)                                                           \
+    TILE_FN(name, _f2, RB, (2 < CB ? 2 : CB), kern)                                           \
+    TILE_FN(name, _f3, RB, (3 < CB ? 3 : CB), kern)                                           \
+    TILE_FN(name, _f4, RB, CB, kern)                                                          \
+    TILE_FN(name, _o1, 1, 1, kern)                                                            \
+    TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern)                                            \
+    TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern)                                            \
+    TILE_FN(name, _o4, 1, CB, kern)                                                           \
+    TILE_FN(name, _d, RBD, 1, kern)                                                           \
+    static const tile_set name = {RB, CB, RBD, {name##_f1, name##_f2, name##_f3, name##_f4},  \
+                                  {name##_o1, name##_o2, name##_o3, name##_o4}, name##_d};
 
 /* ===================================== AVX-512 ========================================== */
 #define ISA_T T5
@@ -201,11 +205,11 @@ Q32_KERN5(Q4_1)
 Q32_KERN5(Q5_0)
 Q32_KERN5(Q5_1)
 Q32_KERN5(Q8_0)
-TILE_SET(t5_q4_0, 4, 4, q32k5_Q4_0)
-TILE_SET(t5_q4_1, 4, 4, q32k5_Q4_1)
-TILE_SET(t5_q5_0, 4, 4, q32k5_Q5_0)
-TILE_SET(t5_q5_1, 4, 4, q32k5_Q5_1)
-TILE_SET(t5_q8_0, 4, 4, q32k5_Q8_0)
+TILE_SET(t5_q4_0, 4, 4, 4, q32k5_Q4_0)
+TILE_SET(t5_q4_1, 4, 4, 4, q32k5_Q4_1)
+TILE_SET(t5_q5_0, 4, 4, 4, q32k5_Q5_0)
+TILE_SET(t5_q5_1, 4, 4, 4, q32k5_Q5_1)
+TILE_SET(t5_q8_0, 4, 4, 4, q32k5_Q8_0)
 
 /* -- Q4_K / Q5_K x Q8_K, 512-bit: a vector holds two 32-weight sub-blocks (2c, 2c+1) ------ */
 
@@ -219,21 +223,22 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
         sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
         hbit[c] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * c))), _mm256_set1_epi8((char)(2 << (2 * c))), 1);
     }
-    __m512 acc[4][4];
-#pragma GCC unroll 4
+    __m512 acc[8][4];
+#pragma GCC unroll 8
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[4];
-        __m128i bs8[4];
+        __m256i bsum[4];
+        __m512 da[4];
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) {
             a[c] = (const block_q8_K *)(act + c * act_row) + b;
-            bs8[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[c]->bsums),
-                                    _mm_loadu_si128((const __m128i *)(a[c]->bsums + 8)));
+            bsum[c] = _mm256_loadu_si256((const __m256i *)a[c]->bsums);
+            da[c] = _mm512_set1_ps(a[c]->d);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             const uint8_t *p = w + r * w_row + b * bs;
             prefetch_block(p + PF_BLOCKS * bs, bs);
@@ -242,8 +247,12 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             uint64_t sc, mn;
             kq_unpack_scales(scales, &sc, &mn);
             __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
-            __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
-            float d = _cvtsh_ss(dh[0]), dmin = _cvtsh_ss(dh[1]);
+            /* each min twice, against the two 16-sums of its 32 weights */
+            __m128i mnb = _mm_cvtsi64_si128((long long)mn);
+            __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
+            uint32_t dd;
+            memcpy(&dd, dh, 4);
+            __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));   /* d, dmin */
             __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh)) : _mm512_setzero_si512();
             __m512i isum[4];
 #pragma GCC unroll 4
@@ -262,14 +271,15 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             }
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++) {
-                __m128i mins = _mm_madd_epi16(mn16, bs8[c]);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_set1_ps(d * a[c]->d), acc[r][c]);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi128_si512(mins)),
-                                            _mm512_set1_ps(-dmin * a[c]->d), acc[r][c]);
+                __m256i mins = _mm256_madd_epi16(mn16, bsum[c]);
+                __m512 dd16 = _mm512_mul_ps(_mm512_broadcastss_ps(dm), da[c]);
+                __m512 dm16 = _mm512_mul_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(dm)), da[c]);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), dd16, acc[r][c]);
+                acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(mins)), dm16, acc[r][c]);
             }
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) out[c * os + r] = hsum512(acc[r][c]);
@@ -279,8 +289,8 @@ AI T5 void q4Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const 
                  float *o, size_t os) { q45K_tile5(0, RB, CB, nb, w, wr, a, ar, o, os); }
 AI T5 void q5Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
                  float *o, size_t os) { q45K_tile5(1, RB, CB, nb, w, wr, a, ar, o, os); }
-TILE_SET(t5_q4_K, 4, 4, q4Kk5)
-TILE_SET(t5_q5_K, 4, 4, q5Kk5)
+TILE_SET(t5_q4_K, 4, 4, RBD_K, q4Kk5)
+TILE_SET(t5_q5_K, 4, 4, RBD_K, q5Kk5)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 
@@ -297,8 +307,8 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
         for (int l = 0; l < 32; l++) ix[l] = (short)(4 * k + l / 8);
         sidx[k] = _mm512_loadu_si512(ix);
     }
-    __m512 acc[4][4];
-#pragma GCC unroll 4
+    __m512 acc[8][4];
+#pragma GCC unroll 8
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
@@ -306,7 +316,7 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
         const block_q8_K *a[4];
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             const block_q6_K *q6 = (const block_q6_K *)(w + r * w_row) + b;
             prefetch_block(q6 + PF_BLOCKS, sizeof *q6);
@@ -342,12 +352,12 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
                 acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_set1_ps(d * a[c]->d), acc[r][c]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) out[c * os + r] = hsum512(acc[r][c]);
 }
-TILE_SET(t5_q6_K, 4, 4, q6K_tile5)
+TILE_SET(t5_q6_K, 4, 4, RBD_K, q6K_tile5)
 
 /* -- float activations: weights dequantized chunk by chunk, then RB x CB float dots -------- */
 
@@ -634,11 +644,11 @@ Q32_KERN2(Q4_1)
 Q32_KERN2(Q5_0)
 Q32_KERN2(Q5_1)
 Q32_KERN2(Q8_0)
-TILE_SET(t2_q4_0, 4, 2, q32k2_Q4_0)
-TILE_SET(t2_q4_1, 4, 2, q32k2_Q4_1)
-TILE_SET(t2_q5_0, 4, 2, q32k2_Q5_0)
-TILE_SET(t2_q5_1, 4, 2, q32k2_Q5_1)
-TILE_SET(t2_q8_0, 4, 2, q32k2_Q8_0)
+TILE_SET(t2_q4_0, 4, 2, 4, q32k2_Q4_0)
+TILE_SET(t2_q4_1, 4, 2, 4, q32k2_Q4_1)
+TILE_SET(t2_q5_0, 4, 2, 4, q32k2_Q5_0)
+TILE_SET(t2_q5_1, 4, 2, 4, q32k2_Q5_1)
+TILE_SET(t2_q8_0, 4, 2, 4, q32k2_Q8_0)
 
 /* -- Q4_K / Q5_K x Q8_K, 256-bit: a vector holds one 32-weight sub-block ------------------ */
 
@@ -660,7 +670,7 @@ AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             bs8[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[c]->bsums),
                                     _mm_loadu_si128((const __m128i *)(a[c]->bsums + 8)));
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             const uint8_t *p = w + r * w_row + b * bs;
             const uint16_t *dh = (const uint16_t *)p;
@@ -709,8 +719,8 @@ AI T2 void q4Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const 
                  float *o, size_t os) { q45K_tile2(0, RB, CB, nb, w, wr, a, ar, o, os); }
 AI T2 void q5Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
                  float *o, size_t os) { q45K_tile2(1, RB, CB, nb, w, wr, a, ar, o, os); }
-TILE_SET(t2_q4_K, 4, 2, q4Kk2)
-TILE_SET(t2_q5_K, 4, 2, q5Kk2)
+TILE_SET(t2_q4_K, 4, 2, 4, q4Kk2)
+TILE_SET(t2_q5_K, 4, 2, 4, q5Kk2)
 
 /* -- Q6_K x Q8_K, 256-bit: a vector holds 32 weights = two 16-weight sub-blocks ----------- */
 
@@ -771,7 +781,7 @@ AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
 #pragma GCC unroll 2
         for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_2(acc[r][c]);
 }
-TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
+TILE_SET(t2_q6_K, 4, 2, 4, q6K_tile2)
 
 /* -- float path ---------------------------------------------------------------------------- */
 
