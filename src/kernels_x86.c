@@ -53,7 +53,7 @@ static inline void kq_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn
 #define PF_BLOCKS 16
 #endif
 #ifndef PF_LOC
-#define PF_LOC 3
+#define PF_LOC 2   /* prefetcht1: into L2 */
 #endif
 static inline void prefetch_block(const void *p, size_t size) {
     for (size_t o = 0; o < size; o += 64) __builtin_prefetch((const char *)p + o, 0, PF_LOC);
@@ -1117,6 +1117,74 @@ static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const 
         for (int r = 0; r < 16; r++) out[c * os + r] = t[r][c];
 }
 
+/* Q4_K / Q5_K: the sub-block scales go into the A operand. A scale s (6 bits) is split as
+ * s = 8 hi + lo with hi, lo <= 7, so hi * q and lo * q (q <= 31) still fit in a byte; then
+ * sum_j s_j (q_j . a_j) = 8 (Hi . a) + (Lo . a) with Hi, Lo the scaled weight rows, and a whole
+ * block is two chains of four K = 64 tdpbusd instead of eight sub-block tiles to rescale. */
+typedef struct {
+    uint8_t hi[16][256], lo[16][256];
+    int32_t op[16][4];
+    float d[16], dmin[16];
+} amx_wblock_hl;
+
+static TA void amx_scale_w(int64_t nb, const amx_wblock *in, amx_wblock_hl *out) {
+    for (int64_t b = 0; b < nb; b++)
+        for (int r = 0; r < 16; r++) {
+            for (int j = 0; j < 8; j++) {
+                int s = in[b].sc[r][j];
+                __m512i q = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(in[b].q[r] + 32 * j)));
+                __m512i h = _mm512_mullo_epi16(q, _mm512_set1_epi16((short)(s >> 3)));
+                __m512i l = _mm512_mullo_epi16(q, _mm512_set1_epi16((short)(s & 7)));
+                _mm256_storeu_si256((__m256i *)(out[b].hi[r] + 32 * j), _mm512_cvtepi16_epi8(h));
+                _mm256_storeu_si256((__m256i *)(out[b].lo[r] + 32 * j), _mm512_cvtepi16_epi8(l));
+            }
+            memcpy(out[b].op[r], in[b].op[r], sizeof out[b].op[r]);
+            out[b].d[r] = in[b].d[r];
+            out[b].dmin[r] = in[b].dmin[r];
+        }
+}
+
+static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_ablock *abs, float *out, size_t os) {
+    __m512 acc[16];
+    for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+    int32_t cbuf[2][16][16] __attribute__((aligned(64)));
+    for (int64_t b = 0; b < nb; b++) {
+        const amx_wblock_hl *wb = wbs + b;
+        const amx_ablock *ab = abs + b;
+        _tile_zero(0);
+        _tile_zero(1);
+        for (int t = 0; t < 4; t += 2) {
+            _tile_loadd(2, &ab->b[16 * t][0], 64);
+            _tile_loadd(3, wb->hi[0] + 64 * t, 256);
+            _tile_loadd(4, wb->lo[0] + 64 * t, 256);
+            _tile_dpbusd(0, 3, 2);
+            _tile_dpbusd(1, 4, 2);
+            _tile_loadd(5, &ab->b[16 * t + 16][0], 64);
+            _tile_loadd(6, wb->hi[0] + 64 * t + 64, 256);
+            _tile_loadd(7, wb->lo[0] + 64 * t + 64, 256);
+            _tile_dpbusd(0, 6, 5);
+            _tile_dpbusd(1, 7, 5);
+        }
+        _tile_stored(0, cbuf[0], 64);
+        _tile_stored(1, cbuf[1], 64);
+        __m512 da = _mm512_loadu_ps(ab->da);
+        __m512i bs[4];
+        for (int p = 0; p < 4; p++) bs[p] = _mm512_loadu_si512(ab->bs[p]);
+        for (int r = 0; r < 16; r++) {
+            __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[0][r]), 3),
+                                            _mm512_load_si512(cbuf[1][r]));
+            __m512i off = _mm512_setzero_si512();
+            for (int p = 0; p < 4; p++) off = _mm512_dpwssd_epi32(off, _mm512_set1_epi32(wb->op[r][p]), bs[p]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
+            acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, _mm512_set1_ps(wb->dmin[r])), acc[r]);
+        }
+    }
+    float t[16][16];
+    for (int r = 0; r < 16; r++) _mm512_storeu_ps(t[r], acc[r]);
+    for (int c = 0; c < 16; c++)
+        for (int r = 0; r < 16; r++) out[c * os + r] = t[r][c];
+}
+
 /* Returns 0 when it did nothing (no memory); the caller then uses the AVX-512 tiles. */
 static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
                          const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
@@ -1126,16 +1194,22 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
     int ctiles = (int)((1 << 20) / (nb * (int64_t)sizeof(amx_ablock)));
     if (ctiles < 1) ctiles = 1;
     int chunk = ctiles * 16 < nc16 ? ctiles * 16 : nc16;
+    const int hl = type != GGML_Q6_K;
     amx_wblock *wbs = aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
+    amx_wblock_hl *whl = hl ? aligned_alloc(64, (size_t)nb * sizeof(amx_wblock_hl)) : NULL;
     amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)(chunk / 16) * sizeof(amx_ablock));
-    if (!wbs || !abs) { free(wbs); free(abs); return 0; }
+    if (!wbs || !abs || (hl && !whl)) { free(wbs); free(whl); free(abs); return 0; }
     const int S = type == GGML_Q6_K ? 16 : 32;
     amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    for (int t = 0; t < 4; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }          /* C */
-    for (int t = 4; t < 8; t += 2) { cfg.rows[t] = 16; cfg.colsb[t] = (uint16_t)S; } /* A */
-    for (int t = 5; t < 8; t += 2) { cfg.rows[t] = (uint8_t)(S / 4); cfg.colsb[t] = 64; } /* B */
+    if (hl) {   /* C: 0, 1; B: 2, 5; A: 3, 4, 6, 7 -- all 16 rows x 64 bytes */
+        for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    } else {
+        for (int t = 0; t < 4; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }          /* C */
+        for (int t = 4; t < 8; t += 2) { cfg.rows[t] = 16; cfg.colsb[t] = (uint16_t)S; } /* A */
+        for (int t = 5; t < 8; t += 2) { cfg.rows[t] = (uint8_t)(S / 4); cfg.colsb[t] = 64; } /* B */
+    }
     _tile_loadconfig(&cfg);
     for (int c0 = 0; c0 < nc16; c0 += chunk) {
         int cn = nc16 - c0 < chunk ? nc16 - c0 : chunk;
@@ -1143,13 +1217,17 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
             amx_pack_act(type, act + (size_t)(c0 + 16 * ct) * act_row, act_row, nb, abs + (size_t)ct * nb);
         for (int r0 = 0; r0 < nr16; r0 += 16) {
             amx_unpack_w(type, w + (size_t)r0 * w_row, w_row, nb, wbs);
-            for (int ct = 0; ct < cn / 16; ct++)
-                amx_tile(type, nb, wbs, abs + (size_t)ct * nb, sizeof(amx_ablock),
-                         out + (size_t)(c0 + 16 * ct) * os + r0, os);
+            if (hl) amx_scale_w(nb, wbs, whl);
+            for (int ct = 0; ct < cn / 16; ct++) {
+                float *o = out + (size_t)(c0 + 16 * ct) * os + r0;
+                if (hl) amx_tile_hl(nb, whl, abs + (size_t)ct * nb, o, os);
+                else amx_tile(type, nb, wbs, abs + (size_t)ct * nb, sizeof(amx_ablock), o, os);
+            }
         }
     }
     _tile_release();
     free(wbs);
+    free(whl);
     free(abs);
     /* the rest: rows below the last full tile (all columns), columns after the last full tile */
     const tile_set *t = type == GGML_Q4_K ? &t5_q4_K : type == GGML_Q5_K ? &t5_q5_K : &t5_q6_K;
