@@ -21,6 +21,7 @@
 #include "quant.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define T2 __attribute__((target("avx2,fma,f16c")))
@@ -408,10 +409,40 @@ static T5 void fdot_4x1_5(int m, const float *const *w, const float *const *x, f
 static T5 void fdot_1x4_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile5(1, 4, m, w, x, o, os, add); }
 static T5 void fdot_1x1_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile5(1, 1, m, w, x, o, os, add); }
 
+/* 32 weights: 16 bytes of nibbles (low nibbles first) looked up in a 16-entry int8 table, times d */
+AI T5 void lut32_5(const uint8_t *qs, __m128i table, float d, float *dst) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m128i lo = _mm_shuffle_epi8(table, _mm_and_si128(q, _mm_set1_epi8(0x0F)));
+    __m128i hi = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(0x0F)));
+    __m512 vd = _mm512_set1_ps(d);
+    _mm512_storeu_ps(dst, _mm512_mul_ps(vd, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
+    _mm512_storeu_ps(dst + 16, _mm512_mul_ps(vd, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))));
+}
+
 static T5 void dequant_chunk5(uint32_t type, const uint8_t *row, int64_t k0, int m, float *dst) {
+    static const int8_t iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    static const int8_t mxfp4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
     if (type == GGML_F16) f16_to_f32_5((const uint16_t *)row + k0, dst, m);
     else if (type == GGML_BF16) bf16_to_f32_5((const uint16_t *)row + k0, dst, m);
-    else {
+    else if (type == GGML_IQ4_NL) {
+        const block_iq4_nl *b = (const block_iq4_nl *)row + k0 / 32;
+        __m128i t = _mm_loadu_si128((const __m128i *)iq4nl);
+        for (int i = 0; i < m / 32; i++) lut32_5(b[i].qs, t, _cvtsh_ss(b[i].d), dst + 32 * i);
+    } else if (type == GGML_MXFP4) {
+        const block_mxfp4 *b = (const block_mxfp4 *)row + k0 / 32;
+        __m128i t = _mm_loadu_si128((const __m128i *)mxfp4);
+        for (int i = 0; i < m / 32; i++) lut32_5(b[i].qs, t, ldexpf(1.0f, (int)b[i].e - 128), dst + 32 * i);
+    } else if (type == GGML_IQ4_XS) {
+        const block_iq4_xs *b = (const block_iq4_xs *)row + k0 / QK_K;
+        __m128i t = _mm_loadu_si128((const __m128i *)iq4nl);
+        for (int i = 0; i < m / QK_K; i++) {
+            float d = _cvtsh_ss(b[i].d);
+            for (int ib = 0; ib < 8; ib++) {
+                int ls = ((b[i].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((b[i].scales_h >> 2 * ib) & 3) << 4);
+                lut32_5(b[i].qs + 16 * ib, t, d * (float)(ls - 32), dst + QK_K * i + 32 * ib);
+            }
+        }
+    } else {
         const ggml_type_info *ti = ggml_type_get(type);
         dequantize_row(type, row + (size_t)(k0 / ti->block_size) * ti->type_size, dst, m);
     }
