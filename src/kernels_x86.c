@@ -984,12 +984,16 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
  * Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums; they are scaled by the integer
  * sub-block scales (vpmulld) and the offsets (mins / 32 x scale via bsums) in integers, then
  * combined in float per block like the other kernels. Rows or columns that do not fill a tile
- * go through the AVX-512 tiles above. */
+ * are zero-padded. */
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define TA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8,avx2,fma,f16c")))
+
+#ifndef AMX_MIN_COLS
+#define AMX_MIN_COLS 8
+#endif
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -1022,9 +1026,17 @@ typedef struct {
     int32_t bs[8][16];    /* [pair][column]: Q4/5_K pairs of 32-sums, Q6_K pairs of 16-sums */
 } amx_ablock;
 
-static TA void amx_unpack_w(uint32_t type, const uint8_t *w, size_t w_row, int64_t nb, amx_wblock *out) {
+/* rows >= nrows are zero (a partial tile) */
+static TA void amx_unpack_w(uint32_t type, const uint8_t *w, size_t w_row, int nrows, int64_t nb, amx_wblock *out) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    for (int r = 0; r < 16; r++) {
+    for (int r = nrows; r < 16; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            memset(out[b].q[r], 0, sizeof out[b].q[r]);
+            memset(out[b].sc[r], 0, sizeof out[b].sc[r]);
+            memset(out[b].op[r], 0, sizeof out[b].op[r]);
+            out[b].d[r] = out[b].dmin[r] = 0;
+        }
+    for (int r = 0; r < nrows; r++) {
         const uint8_t *row = w + r * w_row;
         for (int64_t b = 0; b < nb; b++) {
             amx_wblock *o = out + b;
@@ -1074,8 +1086,15 @@ static TA void amx_unpack_w(uint32_t type, const uint8_t *w, size_t w_row, int64
     }
 }
 
-static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int64_t nb, amx_ablock *out) {
-    for (int c = 0; c < 16; c++) {
+/* columns >= ncols are zero (a partial tile) */
+static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int ncols, int64_t nb, amx_ablock *out) {
+    for (int c = ncols; c < 16; c++)
+        for (int64_t b = 0; b < nb; b++) {
+            for (int g = 0; g < 64; g++) out[b].b[g][c] = 0;
+            out[b].da[c] = 0;
+            for (int p = 0; p < 8; p++) out[b].bs[p][c] = 0;
+        }
+    for (int c = 0; c < ncols; c++) {
         const block_q8_K *a = (const block_q8_K *)(act + c * act_row);
         for (int64_t b = 0; b < nb; b++) {
             amx_ablock *o = out + b;
@@ -1106,7 +1125,7 @@ static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int6
 
 /* One 16 x 16 tile over all blocks; acc rows are written to out (row r, column c). */
 static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const amx_ablock *abs,
-                        size_t ab_stride, float *out, size_t os) {
+                        size_t ab_stride, float *out, size_t os, int nrows, int ncols) {
     const int S = type == GGML_Q6_K ? 16 : 32, NS = 256 / S;
     __m512 acc[16];
     for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
@@ -1144,8 +1163,8 @@ static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const 
     }
     float t[16][16];
     for (int r = 0; r < 16; r++) _mm512_storeu_ps(t[r], acc[r]);
-    for (int c = 0; c < 16; c++)
-        for (int r = 0; r < 16; r++) out[c * os + r] = t[r][c];
+    for (int c = 0; c < ncols; c++)
+        for (int r = 0; r < nrows; r++) out[c * os + r] = t[r][c];
 }
 
 /* Q4_K / Q5_K: the sub-block scales go into the A operand. A scale s (6 bits) is split as
@@ -1175,7 +1194,8 @@ static TA void amx_scale_w(int64_t nb, const amx_wblock *in, amx_wblock_hl *out)
         }
 }
 
-static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_ablock *abs, float *out, size_t os) {
+static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_ablock *abs, float *out, size_t os,
+                           int nrows, int ncols) {
     __m512 acc[16];
     for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
     int32_t cbuf[2][16][16] __attribute__((aligned(64)));
@@ -1212,23 +1232,23 @@ static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_abloc
     }
     float t[16][16];
     for (int r = 0; r < 16; r++) _mm512_storeu_ps(t[r], acc[r]);
-    for (int c = 0; c < 16; c++)
-        for (int r = 0; r < 16; r++) out[c * os + r] = t[r][c];
+    for (int c = 0; c < ncols; c++)
+        for (int r = 0; r < nrows; r++) out[c * os + r] = t[r][c];
 }
 
 /* Returns 0 when it did nothing (no memory); the caller then uses the AVX-512 tiles. */
 static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
                          const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
     const int64_t nb = n / QK_K;
-    int nr16 = nr / 16 * 16, nc16 = nc / 16 * 16;
-    /* columns per chunk: B operands of about 1 MB */
+    const int ntc = (nc + 15) / 16;   /* column tiles, the last one maybe partial */
+    /* column tiles per chunk: B operands of about 1 MB */
     int ctiles = (int)((1 << 20) / (nb * (int64_t)sizeof(amx_ablock)));
     if (ctiles < 1) ctiles = 1;
-    int chunk = ctiles * 16 < nc16 ? ctiles * 16 : nc16;
+    if (ctiles > ntc) ctiles = ntc;
     const int hl = type != GGML_Q6_K;
     amx_wblock *wbs = aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
     amx_wblock_hl *whl = hl ? aligned_alloc(64, (size_t)nb * sizeof(amx_wblock_hl)) : NULL;
-    amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)(chunk / 16) * sizeof(amx_ablock));
+    amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)ctiles * sizeof(amx_ablock));
     if (!wbs || !abs || (hl && !whl)) { free(wbs); free(whl); free(abs); return 0; }
     const int S = type == GGML_Q6_K ? 16 : 32;
     amx_tilecfg cfg;
@@ -1242,17 +1262,21 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
         for (int t = 5; t < 8; t += 2) { cfg.rows[t] = (uint8_t)(S / 4); cfg.colsb[t] = 64; } /* B */
     }
     _tile_loadconfig(&cfg);
-    for (int c0 = 0; c0 < nc16; c0 += chunk) {
-        int cn = nc16 - c0 < chunk ? nc16 - c0 : chunk;
-        for (int ct = 0; ct < cn / 16; ct++)
-            amx_pack_act(type, act + (size_t)(c0 + 16 * ct) * act_row, act_row, nb, abs + (size_t)ct * nb);
-        for (int r0 = 0; r0 < nr16; r0 += 16) {
-            amx_unpack_w(type, w + (size_t)r0 * w_row, w_row, nb, wbs);
+    for (int t0 = 0; t0 < ntc; t0 += ctiles) {
+        int tn = ntc - t0 < ctiles ? ntc - t0 : ctiles;
+        for (int ct = 0; ct < tn; ct++) {
+            int c = 16 * (t0 + ct), cols = nc - c < 16 ? nc - c : 16;
+            amx_pack_act(type, act + (size_t)c * act_row, act_row, cols, nb, abs + (size_t)ct * nb);
+        }
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows = nr - r0 < 16 ? nr - r0 : 16;
+            amx_unpack_w(type, w + (size_t)r0 * w_row, w_row, rows, nb, wbs);
             if (hl) amx_scale_w(nb, wbs, whl);
-            for (int ct = 0; ct < cn / 16; ct++) {
-                float *o = out + (size_t)(c0 + 16 * ct) * os + r0;
-                if (hl) amx_tile_hl(nb, whl, abs + (size_t)ct * nb, o, os);
-                else amx_tile(type, nb, wbs, abs + (size_t)ct * nb, sizeof(amx_ablock), o, os);
+            for (int ct = 0; ct < tn; ct++) {
+                int c = 16 * (t0 + ct), cols = nc - c < 16 ? nc - c : 16;
+                float *o = out + (size_t)c * os + r0;
+                if (hl) amx_tile_hl(nb, whl, abs + (size_t)ct * nb, o, os, rows, cols);
+                else amx_tile(type, nb, wbs, abs + (size_t)ct * nb, sizeof(amx_ablock), o, os, rows, cols);
             }
         }
     }
@@ -1260,16 +1284,13 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
     free(wbs);
     free(whl);
     free(abs);
-    /* the rest: rows below the last full tile (all columns), columns after the last full tile */
-    const tile_set *t = type == GGML_Q4_K ? &t5_q4_K : type == GGML_Q5_K ? &t5_q5_K : &t5_q6_K;
-    if (nr > nr16) run_tiles(t, nb, w + (size_t)nr16 * w_row, w_row, nr - nr16, act, act_row, nc, out + nr16, os);
-    if (nc > nc16) run_tiles(t, nb, w, w_row, nr16, act + (size_t)nc16 * act_row, act_row, nc - nc16, out + (size_t)nc16 * os, os);
     return 1;
 }
 
 static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
                        const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
-    if ((wtype == GGML_Q4_K || wtype == GGML_Q5_K || wtype == GGML_Q6_K) && nr >= 16 && nc >= 16 &&
+    /* partial tiles are zero-padded: worth it from about 8 columns (MoE expert batches) */
+    if ((wtype == GGML_Q4_K || wtype == GGML_Q5_K || wtype == GGML_Q6_K) && nr >= 16 && nc >= AMX_MIN_COLS &&
         amx_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
         return;
     matmul5(wtype, n, w, w_row, nr, act, act_row, nc, out, os);
