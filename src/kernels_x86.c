@@ -1320,8 +1320,12 @@ const kernel_ops *kernels_x86_amx(void) {
     static int granted = -1;   /* a cache of a per-process fact; racing writers store the same value */
     if (!kernels_x86_avx512() || !__builtin_cpu_supports("amx-int8") || !__builtin_cpu_supports("amx-tile"))
         return NULL;
-    if (granted < 0) granted = amx_request();
-    return granted ? &AMX_OPS : NULL;
+    int g = __atomic_load_n(&granted, __ATOMIC_RELAXED);
+    if (g < 0) {
+        g = amx_request();
+        __atomic_store_n(&granted, g, __ATOMIC_RELAXED);
+    }
+    return g ? &AMX_OPS : NULL;
 }
 
 #else /* not x86-64: no tables */
