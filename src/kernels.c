@@ -23,12 +23,12 @@ static const kernel_ops SCALAR = {"scalar", scalar_quantize_act, scalar_matmul};
 
 const kernel_ops *kernels_scalar(void) { return &SCALAR; }
 
-/* Weak defaults so the library links when kernels_x86.c is absent (e.g. ARM builds). */
-__attribute__((weak)) const kernel_ops *kernels_x86_avx2(void) { return NULL; }
-__attribute__((weak)) const kernel_ops *kernels_x86_avx512(void) { return NULL; }
+/* kernels_x86_avx2/avx512/amx live in kernels_x86.c, which defines them on every architecture
+ * (NULL off x86). No weak defaults here: a weak definition in this object would satisfy the
+ * linker and kernels_x86.o would never be pulled out of the static library. */
 
 int kernels_available(const kernel_ops **out, int max) {
-    const kernel_ops *all[] = {&SCALAR, kernels_x86_avx2(), kernels_x86_avx512()};
+    const kernel_ops *all[] = {&SCALAR, kernels_x86_avx2(), kernels_x86_avx512(), kernels_x86_amx()};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i] && n < max) out[n++] = all[i];
