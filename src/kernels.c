@@ -19,7 +19,7 @@ static void scalar_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_
             out[c * out_stride + r] = vec_dot_ref(wtype, n, w + r * w_row, act + c * act_row);
 }
 
-static const kernel_ops SCALAR = {"scalar", scalar_quantize_act, scalar_matmul};
+static const kernel_ops SCALAR = {"scalar", true, scalar_quantize_act, scalar_matmul};
 
 const kernel_ops *kernels_scalar(void) { return &SCALAR; }
 
@@ -43,5 +43,10 @@ const kernel_ops *kernels_get(void) {
         for (int i = 0; i < n; i++)
             if (!strncmp(avail[i]->isa, force, strlen(force))) return avail[i];
     }
-    return avail[n - 1]; /* the list is ordered from plainest to fastest */
+    /* the list is ordered from plainest to fastest. A table is the default only if its
+     * results do not depend on the tile shape (batch == one-by-one, bit for bit), which
+     * continuous batching needs: AMX is opt-in until its float combination matches. */
+    for (int i = n - 1; i > 0; i--)
+        if (avail[i]->tile_invariant) return avail[i];
+    return avail[0];
 }
