@@ -120,7 +120,7 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
     g->n_kv = rd_u64(&c);
     /* every KV needs >= 12 bytes and every tensor info >= 24: bound the counts by the file */
     if (g->n_kv > g->size / 12 || g->n_tensors > g->size / 24) {
-        seterr(err, LFM2C_EFORMAT, "corrupt GGUF header (n_kv=%llu, n_tensors=%llu)",
+        seterr(err, LFM2C_EFORMAT, "truncated or corrupt GGUF header (n_kv=%llu, n_tensors=%llu do not fit in the file)",
                (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
         return NULL;
     }
@@ -221,7 +221,7 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
 
 static void free_tables(gguf_file *g) {
     if (g->kv)
-        for (uint64_t i = 0; i < g->n_kv; i++) { free(g->kv[i].key); free(g->kv[i].strs); }
+        for (uint64_t i = 0; i < g->n_kv; i++) { free(g->kv[i].key); free(g->kv[i].strs); free(g->kv[i].cstr); }
     if (g->tensors)
         for (uint64_t i = 0; i < g->n_tensors; i++) free(g->tensors[i].name);
     free(g->kv);

@@ -440,20 +440,21 @@ float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {
     case GGML_Q4_K: return dot_q4_K(n, w, act);
     case GGML_Q5_K: return dot_q5_K(n, w, act);
     case GGML_Q6_K: return dot_q6_K(n, w, act);
-    default: {
-        /* float activations: dequantize the row in chunks and accumulate */
-        const float *x = act;
-        const ggml_type_info *ti = ggml_type_get(t);
-        int bs = ti->block_size;
-        int chunk = bs >= 256 ? 256 : 256 / bs * bs;
-        float buf[256], sum = 0;
-        const uint8_t *p = w;
-        for (int64_t i = 0; i < n; i += chunk) {
-            int m = (int)(n - i < chunk ? n - i : chunk);
-            dequantize_row(t, p + (size_t)(i / bs) * ti->type_size, buf, m);
-            for (int j = 0; j < m; j++) sum += buf[j] * x[i + j];
-        }
-        return sum;
+    default: return vec_dot_float(t, n, w, act);
     }
+}
+
+float vec_dot_float(uint32_t t, int64_t n, const void *w, const float *x) {
+    const ggml_type_info *ti = ggml_type_get(t);
+    int bs = ti->block_size;
+    int chunk = bs >= 256 ? bs : 256 / bs * bs;
+    float buf[256];
+    double sum = 0;
+    const uint8_t *p = w;
+    for (int64_t i = 0; i < n; i += chunk) {
+        int m = (int)(n - i < chunk ? n - i : chunk);
+        dequantize_row(t, p + (size_t)(i / bs) * ti->type_size, buf, m);
+        for (int j = 0; j < m; j++) sum += (double)buf[j] * x[i + j];
     }
+    return (float)sum;
 }

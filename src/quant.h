@@ -65,7 +65,11 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
  * GGML_Q8_0, GGML_Q8_K, or GGML_F32 (float weights: plain float dot). */
 uint32_t vec_dot_type(uint32_t weight_type);
 
-/* Scalar reference dot products of one row of n weights with quantized activations. */
+/* Dot of one weight row with float activations (double accumulation: the reference path). */
+float vec_dot_float(uint32_t weight_type, int64_t n, const void *w, const float *x);
+
+/* Scalar reference dot products of one row of n weights with quantized activations
+ * (activations in vec_dot_type(weight_type) format). */
 float vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *act);
 
 #endif

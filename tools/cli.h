@@ -31,6 +31,10 @@ int cli_int(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
 /* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
 const char *cli_value(int argc, char **argv, int *i);
+/* Opens a model, printing the library's error on failure. */
+lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device);
+/* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */
+int32_t *cli_parse_ids(const char *s, int *n_out);
 /* Reads a whole file (binary); NULL + message on failure. Caller frees. */
 char *cli_read_file(const char *path, size_t *len);
 #endif

@@ -1,3 +1,79 @@
-/* placeholder: replaced by the real command */
+/* cmd_info.c — `lfm2c info`: what a GGUF holds — architecture, layer plan, sizes, tensor types,
+ * memory needed. */
 #include "cli.h"
-int cmd_info(int argc, char **argv) { (void)argc; (void)argv; return cli_fail("'info' is not implemented yet"); }
+
+#include <stdio.h>
+#include <string.h>
+
+int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    bool tensors = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) path = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: lfm2c info -m MODEL.gguf [--tensors]\n");
+            return 0;
+        } else return cli_fail("info: unknown option '%s'", argv[i]);
+    }
+    lfm2c_model *m = cli_open_model(path, 1, false, NULL);
+    if (!m) return 1;
+    const lfm2c_model_info *in = lfm2c_model_get_info(m);
+    printf("model:        %s%s%s\n", path, in->name[0] ? "  name: " : "", in->name);
+    printf("architecture: %s\n", in->arch);
+    printf("parameters:   %.3f B total, %.3f B active per token\n", in->n_params / 1e9, in->n_params_active / 1e9);
+    printf("hidden %d, layers %d, heads %d, kv heads %d, head dim %d, vocab %d, context %d\n",
+           in->n_embd, in->n_layer, in->n_head, in->n_head_kv_max, in->head_dim, in->n_vocab, in->n_ctx_train);
+    printf("rope theta %g, rms eps %g, conv L_cache %d\n", in->rope_theta, in->norm_eps, in->conv_l_cache);
+    if (in->n_expert)
+        printf("experts %d, used %d, expert FFN %d, leading dense layers %d (FFN %d)\n", in->n_expert,
+               in->n_expert_used, in->n_ff_exp, in->n_dense_lead, in->n_ff);
+    else
+        printf("dense FFN %d\n", in->n_ff);
+    printf("layer plan:   ");
+    int n_attn = 0;
+    for (int l = 0; l < in->n_layer; l++) {
+        n_attn += in->is_attention[l];
+        printf("%s%s%s", l ? " " : "", in->is_attention[l] ? "A" : "c", in->is_moe[l] ? "+moe" : "");
+    }
+    printf("\n              (A = attention, c = conv; %d attention, %d conv)\n", n_attn, in->n_layer - n_attn);
+    printf("attention at: ");
+    for (int l = 0, first = 1; l < in->n_layer; l++)
+        if (in->is_attention[l]) { printf("%s%d", first ? "" : ",", l); first = 0; }
+    printf("\n");
+
+    /* tensor type census */
+    const char *types[32];
+    int counts[32] = {0}, n_types = 0;
+    uint64_t bytes_by[32] = {0};
+    int nt = lfm2c_model_n_tensors(m);
+    for (int i = 0; i < nt; i++) {
+        const char *name, *type;
+        int64_t ne[4];
+        int nd;
+        uint64_t nb;
+        lfm2c_model_tensor_desc(m, i, &name, &type, ne, &nd, &nb);
+        int k = 0;
+        while (k < n_types && strcmp(types[k], type)) k++;
+        if (k == n_types && n_types < 32) types[n_types++] = type;
+        if (k < 32) { counts[k]++; bytes_by[k] += nb; }
+        if (tensors) {
+            printf("  %-36s %-6s [", name, type);
+            for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)ne[d]);
+            printf("]  %.2f MB\n", nb / 1e6);
+        }
+    }
+    printf("tensor types: ");
+    for (int k = 0; k < n_types; k++) printf("%s%s:%d (%.1f MB)", k ? ", " : "", types[k], counts[k], bytes_by[k] / 1e6);
+    printf("\nfile type:    %d\n", in->file_type);
+    double kv_per_tok = 0;
+    for (int l = 0; l < in->n_layer; l++) kv_per_tok += 2.0 * in->n_head_kv[l] * in->head_dim * 4;
+    int n_conv = in->n_layer - n_attn;
+    printf("memory:       weights %.2f GB (mmap), read per token %.2f GB; KV cache %.1f KB/token (f32), "
+           "%.1f MB at 4096 tokens; conv state %.1f KB/sequence\n",
+           in->weight_bytes / 1e9, in->weight_bytes_active / 1e9, kv_per_tok / 1024, kv_per_tok * 4096 / 1e6,
+           n_conv * 2.0 * in->n_embd * 4 / 1024);
+    printf("special:      bos %d, eos %d, pad %d, add_bos %s\n", in->bos_id, in->eos_id, in->pad_id, in->add_bos ? "yes" : "no");
+    lfm2c_model_free(m);
+    return 0;
+}

@@ -1,3 +1,130 @@
-/* placeholder: replaced by the real command */
+/* cmd_run.c — `lfm2c run`: generate a continuation of a prompt, printed as it is produced. */
 #include "cli.h"
-int cmd_run(int argc, char **argv) { (void)argc; (void)argv; return cli_fail("'run' is not implemented yet"); }
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int usage(void) {
+    fprintf(stderr,
+            "usage: lfm2c run -m MODEL.gguf (-p PROMPT | -f FILE) [options]\n"
+            "  -n N               tokens to generate (default 256; -1 = until EOS or context end)\n"
+            "  --temp T           temperature (0 = greedy)     --top-k K   --top-p P   --min-p M\n"
+            "  --repeat-penalty R --repeat-last-n N            --seed S\n"
+            "  -c CTX             context size (default: prompt + n, at most the model's)\n"
+            "  -t THREADS         --device cpu|cuda            --reference (scalar float path)\n"
+            "  --no-bos           do not add BOS               --special  print special tokens\n"
+            "  --ignore-eos       keep going past end-of-generation tokens\n"
+            "  -v, --verbose      print speed to stderr\n"
+            "Sampling defaults come from the model file, else Liquid's recommendation\n"
+            "(temperature 0.1, top-k 50, repetition penalty 1.05).\n");
+    return 1;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *device = NULL;
+    int n_gen = 256, n_ctx = 0, threads = 0;
+    bool reference = false, no_bos = false, special = false, ignore_eos = false, verbose = false;
+    /* sampling flags: parsed now, applied over the model's defaults once it is open */
+    double temp = NAN, top_p = NAN, min_p = NAN, rep = NAN;
+    int top_k = -1, rep_n = -2;
+    long long seed = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) prompt_file = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) n_gen = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) temp = cli_float(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--top-k")) top_k = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--top-p")) top_p = cli_float(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--min-p")) min_p = cli_float(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--repeat-penalty")) rep = cli_float(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--repeat-last-n")) rep_n = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) seed = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--reference")) reference = true;
+        else if (!strcmp(a, "--no-bos")) no_bos = true;
+        else if (!strcmp(a, "--special")) special = true;
+        else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
+        else return cli_fail("run: unknown option '%s' (see lfm2c run --help)", a);
+    }
+    if (!prompt == !prompt_file) return usage();
+    if (n_ctx < 0) return cli_fail("-c must be positive");
+    char *file_text = NULL;
+    size_t prompt_len = prompt ? strlen(prompt) : 0;
+    if (prompt_file && !(file_text = cli_read_file(prompt_file, &prompt_len))) return 1;
+    if (file_text) prompt = file_text;
+
+    lfm2c_model *m = cli_open_model(model_path, threads, reference, device);
+    if (!m) { free(file_text); return 1; }
+    const lfm2c_model_info *in = lfm2c_model_get_info(m);
+    lfm2c_error err = {0};
+    lfm2c_session *s = NULL;
+    lfm2c_sampler *smp = NULL;
+    int rc = 1, n_prompt = 0;
+    int32_t *ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !no_bos, true, &n_prompt, &err);
+    if (!ids) { cli_fail("%s", err.msg); goto done; }
+    if (n_prompt == 0) { cli_fail("empty prompt"); goto done; }
+    int ctx = n_ctx ? n_ctx : (n_gen < 0 ? in->n_ctx_train : n_prompt + n_gen);
+    if (ctx > in->n_ctx_train && !n_ctx) ctx = in->n_ctx_train;
+    if (n_prompt >= ctx) {
+        cli_fail("prompt is %d tokens, longer than the context of %d (raise -c)", n_prompt, ctx);
+        goto done;
+    }
+    if (!(s = lfm2c_session_new(m, ctx, &err))) { cli_fail("%s", err.msg); goto done; }
+
+    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(m);
+    if (!isnan(temp)) sp.temperature = (float)temp;
+    if (top_k >= 0) sp.top_k = top_k;
+    if (!isnan(top_p)) sp.top_p = (float)top_p;
+    if (!isnan(min_p)) sp.min_p = (float)min_p;
+    if (!isnan(rep)) sp.repeat_penalty = (float)rep;
+    if (rep_n >= -1) sp.repeat_last_n = rep_n;
+    if (seed >= 0) sp.seed = (uint64_t)seed;
+    if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) { cli_fail("out of memory"); goto done; }
+
+    double t0 = now_s();
+    if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); goto done; }
+    double t1 = now_s();
+    lfm2c_detok dt;
+    lfm2c_detok_init(&dt, special);
+    char buf[1024];
+    int produced = 0;
+    for (; n_gen < 0 || produced < n_gen; produced++) {
+        if (lfm2c_session_n_past(s) >= ctx) break;
+        int32_t tok = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
+        if (!ignore_eos && lfm2c_token_is_eog(m, tok)) break;
+        int nb = lfm2c_detok_push(&dt, m, tok, buf, sizeof buf);
+        fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
+        fflush(stdout);
+        if (lfm2c_session_decode(s, &tok, 1, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); goto done; }
+    }
+    int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
+    fwrite(buf, 1, (size_t)nb, stdout);
+    printf("\n");
+    double t2 = now_s();
+    if (verbose)
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
+                n_prompt, t1 - t0, n_prompt / (t1 - t0), produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1));
+    rc = 0;
+done:
+    lfm2c_sampler_free(smp);
+    lfm2c_session_free(s);
+    free(ids);
+    free(file_text);
+    lfm2c_model_free(m);
+    return rc;
+}

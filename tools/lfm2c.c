@@ -71,6 +71,55 @@ char *cli_read_file(const char *path, size_t *len) {
     return buf;
 }
 
+lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device) {
+    if (!path) {
+        cli_fail("no model given (-m MODEL.gguf)");
+        return NULL;
+    }
+    lfm2c_model_params p = lfm2c_model_default_params();
+    p.n_threads = n_threads;
+    p.reference = reference;
+    if (device && !strcmp(device, "cuda")) p.device = LFM2C_DEVICE_CUDA;
+    else if (device && strcmp(device, "cpu")) {
+        cli_fail("unknown device '%s' (cpu or cuda)", device);
+        return NULL;
+    }
+    lfm2c_error err = {0};
+    lfm2c_model *m = lfm2c_model_open(path, &p, &err);
+    if (!m) cli_fail("%s", err.msg);
+    return m;
+}
+
+int32_t *cli_parse_ids(const char *s, int *n_out) {
+    size_t cap = 16;
+    int n = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) return NULL;
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '[' || *p == ']' || *p == '\n' || *p == '\t') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 2147483647L) {
+            cli_fail("bad token id list near '%.20s'", p);
+            free(ids);
+            return NULL;
+        }
+        if ((size_t)n == cap) {
+            int32_t *nb = realloc(ids, 2 * cap * sizeof *ids);
+            if (!nb) { free(ids); return NULL; }
+            ids = nb;
+            cap *= 2;
+        }
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    *n_out = n;
+    return ids;
+}
+
 static void usage(FILE *out) {
     fprintf(out, "usage: lfm2c <command> [options]   (lfm2c <command> --help for its options)\n\ncommands:\n");
 #define CLI_HELP(name, help) fprintf(out, "  %-11s %s\n", #name, help);

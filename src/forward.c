@@ -1,0 +1,462 @@
+/* forward.c — the LFM2 forward pass on the CPU (spec section 2).
+ *
+ * One function per block: conv_block, attention_block, dense_ffn, moe_ffn; forward() strings
+ * them together. A batch holds tokens of one or more sequences (prefill == decode with more
+ * tokens); all matrix work goes through matmul_run(), which splits rows over the thread pool
+ * and calls the kernel table (kernels.h), or in reference mode a plain float dot. */
+#include "forward.h"
+#include "model.h"
+#include "quant.h"
+#include "session.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- scratch buffers, reused across calls (grow-only) ---------------------------------------- */
+
+enum { S_X, S_A, S_OUT, S_BIG, S_BIG2, S_HID, S_ROUTER, S_MOE_G, S_MOE_U, S_MOE_D, S_ATT,
+       S_ROPE, S_LOGITS, S_ACT0, S_ACT1, S_ACT2, S_NSLOTS };
+
+struct forward_scratch {
+    void *buf[S_NSLOTS];
+    size_t cap[S_NSLOTS];
+    int *ints;
+    size_t ints_cap;
+};
+
+forward_scratch *forward_scratch_new(void) { return calloc(1, sizeof(forward_scratch)); }
+
+void forward_scratch_free(forward_scratch *s) {
+    if (!s) return;
+    for (int i = 0; i < S_NSLOTS; i++) free(s->buf[i]);
+    free(s->ints);
+    free(s);
+}
+
+static void *scratch(forward_scratch *s, int slot, size_t bytes) {
+    if (bytes > s->cap[slot]) {
+        free(s->buf[slot]);
+        size_t cap = (bytes + 63) / 64 * 64;
+        s->buf[slot] = aligned_alloc(64, cap);
+        s->cap[slot] = s->buf[slot] ? cap : 0;
+    }
+    return s->buf[slot];
+}
+
+/* ---- matrix products ---------------------------------------------------------------------- */
+
+/* y[c * ldy + r] = W_e[r] · x[c] for rows r < W.ne[1] and tokens c < n_cols. The activations
+ * are given already in the format the weight type multiplies with (act_format()). */
+typedef struct mm_task {
+    const tensor *w;
+    int expert;
+    const uint8_t *act;
+    size_t act_row;
+    int n_cols;
+    float *y;
+    size_t ldy;
+} mm_task;
+
+typedef struct mm_job {
+    const lfm2c_model *m;
+    const mm_task *tasks;
+    int n_tasks;
+    int64_t n_blocks; /* row blocks over all tasks */
+} mm_job;
+
+enum { ROW_BLOCK = 16, COL_BLOCK = 64 };
+
+static uint32_t act_format(const lfm2c_model *m, uint32_t wtype) {
+    return m->reference ? GGML_F32 : vec_dot_type(wtype);
+}
+
+static void mm_block(const lfm2c_model *m, const mm_task *t, int64_t r0, int nr) {
+    const tensor *w = t->w;
+    const uint8_t *wd = w->data + ((size_t)t->expert * w->ne[1] + r0) * w->row_bytes;
+    if (m->reference) {
+        for (int c = 0; c < t->n_cols; c++)
+            for (int r = 0; r < nr; r++)
+                t->y[c * t->ldy + r0 + r] = vec_dot_float(w->type, w->ne[0], wd + r * w->row_bytes,
+                                                          (const float *)(t->act + c * t->act_row));
+        return;
+    }
+    for (int c0 = 0; c0 < t->n_cols; c0 += COL_BLOCK) {
+        int nc = t->n_cols - c0 < COL_BLOCK ? t->n_cols - c0 : COL_BLOCK;
+        m->kern->matmul(w->type, w->ne[0], wd, w->row_bytes, nr, t->act + c0 * t->act_row, t->act_row,
+                        nc, t->y + c0 * t->ldy + r0, t->ldy);
+    }
+}
+
+static void mm_worker(void *arg, int ith, int nth) {
+    const mm_job *job = arg;
+    int64_t b0 = job->n_blocks * ith / nth, b1 = job->n_blocks * (ith + 1) / nth, base = 0;
+    for (int i = 0; i < job->n_tasks && b0 < b1; i++) {
+        const mm_task *t = &job->tasks[i];
+        int64_t rows = t->w->ne[1], nb = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+        for (int64_t b = b0 > base ? b0 - base : 0; b < nb && base + b < b1; b++) {
+            int64_t r0 = b * ROW_BLOCK;
+            mm_block(job->m, t, r0, (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK));
+        }
+        base += nb;
+    }
+}
+
+/* Runs several independent products in one parallel job (e.g. q, k and v; or all experts). */
+static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
+    mm_job job = {m, tasks, n, 0};
+    for (int i = 0; i < n; i++) job.n_blocks += (tasks[i].w->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK;
+    if (job.n_blocks) threadpool_run(m->pool, mm_worker, &job);
+}
+
+/* Activations x[T][n] in the format weights of type wtype multiply with, in scratch slot. */
+typedef struct act_buf { const uint8_t *data; size_t row; } act_buf;
+
+typedef struct quant_job { const lfm2c_model *m; uint32_t fmt; const float *x; int64_t n; uint8_t *dst; size_t row; int T; } quant_job;
+
+static void quant_worker(void *arg, int ith, int nth) {
+    const quant_job *q = arg;
+    for (int t = q->T * ith / nth; t < q->T * (ith + 1) / nth; t++)
+        q->m->kern->quantize_act(q->fmt, q->x + (size_t)t * q->n, q->dst + (size_t)t * q->row, q->n);
+}
+
+static act_buf prepare_act(lfm2c_model *m, int slot, const float *x, int T, int64_t n, uint32_t wtype) {
+    uint32_t fmt = act_format(m, wtype);
+    act_buf a;
+    if (fmt == GGML_F32) {
+        a.data = (const uint8_t *)x;
+        a.row = (size_t)n * sizeof(float);
+        return a;
+    }
+    a.row = ggml_row_size(fmt, n);
+    uint8_t *dst = scratch(m->scratch, slot, a.row * (size_t)T);
+    quant_job q = {m, fmt, x, n, dst, a.row, T};
+    if (T >= 8) threadpool_run(m->pool, quant_worker, &q);
+    else quant_worker(&q, 0, 1);
+    a.data = dst;
+    return a;
+}
+
+/* y[T][rows] = W · x for one weight (convenience for a single product). */
+static void matmul(lfm2c_model *m, const tensor *w, const float *x, int T, float *y) {
+    act_buf a = prepare_act(m, S_ACT0, x, T, w->ne[0], w->type);
+    mm_task t = {w, 0, a.data, a.row, T, y, (size_t)w->ne[1]};
+    matmul_run(m, &t, 1);
+}
+
+/* ---- small pieces --------------------------------------------------------------------------- */
+
+static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* NEOX rotation of one head: pairs (i, i + d/2) by angle pos * theta^(-2i/d). */
+static void rope_neox(float *x, const float *cs, int d) {
+    for (int i = 0; i < d / 2; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1], a = x[i], b = x[i + d / 2];
+        x[i] = a * c - b * s;
+        x[i + d / 2] = b * c + a * s;
+    }
+}
+
+/* ---- gated short-conv block (spec 2.3) ------------------------------------------------------ */
+
+typedef struct conv_job {
+    const fwd_token *toks; int T, H, layer_index;
+    const float *z;      /* [T][3H]: B | C | X */
+    const float *w;      /* [H][3] taps: oldest, previous, current */
+    float *o;            /* [T][H] */
+} conv_job;
+
+static void conv_worker(void *arg, int ith, int nth) {
+    const conv_job *j = arg;
+    int c0 = j->H * ith / nth, c1 = j->H * (ith + 1) / nth;
+    for (int t = 0; t < j->T; t++) {   /* in order: each token updates its sequence's state */
+        float *state = j->toks[t].seq->conv + (size_t)j->layer_index * 2 * j->H;
+        const float *B = j->z + (size_t)t * 3 * j->H, *C = B + j->H, *X = C + j->H;
+        for (int c = c0; c < c1; c++) {
+            float u = B[c] * X[c];
+            const float *w = j->w + 3 * c;
+            float v = w[0] * state[c] + w[1] * state[j->H + c] + w[2] * u;
+            state[c] = state[j->H + c];
+            state[j->H + c] = u;
+            j->o[(size_t)t * j->H + c] = C[c] * v;
+        }
+    }
+}
+
+static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, int T, const float *a, float *out) {
+    const int H = m->info.n_embd;
+    float *z = scratch(m->scratch, S_BIG, sizeof(float) * (size_t)T * 3 * H);
+    float *o = scratch(m->scratch, S_HID, sizeof(float) * (size_t)T * H);
+    matmul(m, &L->conv_in, a, T, z);
+    conv_job j = {toks, T, H, L->conv_index, z, (const float *)L->conv_w.data, o};
+    threadpool_run(m->pool, conv_worker, &j);
+    matmul(m, &L->conv_out, o, T, out);
+}
+
+/* ---- attention block (spec 2.4) ------------------------------------------------------------- */
+
+typedef struct attn_job {
+    const lfm2c_model *m; const layer *L; const fwd_token *toks; int T;
+    const float *q;  /* [T][nh*hd], normed and rotated */
+    float *o;        /* [T][nh*hd] */
+    float *scores;   /* [nth][max_pos+1] */
+    int scores_stride;
+} attn_job;
+
+static void attn_worker(void *arg, int ith, int nth) {
+    const attn_job *j = arg;
+    const int nh = j->m->info.n_head, hd = j->m->info.head_dim, nkv = j->L->n_head_kv;
+    const int kv_dim = nkv * hd, group = nh / nkv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *sc = j->scores + (size_t)ith * j->scores_stride;
+    int n_items = j->T * nh;
+    for (int it = n_items * ith / nth; it < n_items * (ith + 1) / nth; it++) {
+        int t = it / nh, h = it % nh, g = h / group;
+        const struct lfm2c_session *s = j->toks[t].seq;
+        const float *K = s->k[j->L->attn_index], *V = s->v[j->L->attn_index];
+        const float *q = j->q + (size_t)t * nh * hd + h * hd;
+        int n = j->toks[t].pos + 1;   /* causal: positions 0..pos */
+        float mx = -INFINITY;
+        for (int p = 0; p < n; p++) {
+            const float *k = K + (size_t)p * kv_dim + g * hd;
+            float d = 0;
+            for (int i = 0; i < hd; i++) d += q[i] * k[i];
+            sc[p] = d * scale;
+            if (sc[p] > mx) mx = sc[p];
+        }
+        float sum = 0;
+        for (int p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
+        float *o = j->o + (size_t)t * nh * hd + h * hd;
+        memset(o, 0, sizeof(float) * hd);
+        for (int p = 0; p < n; p++) {
+            const float *v = V + (size_t)p * kv_dim + g * hd;
+            float w = sc[p] / sum;
+            for (int i = 0; i < hd; i++) o[i] += w * v[i];
+        }
+    }
+}
+
+static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *toks, int T,
+                            const float *a, const float *rope, float *out) {
+    const int nh = m->info.n_head, hd = m->info.head_dim, nkv = L->n_head_kv;
+    const int nq = nh * hd, kv_dim = nkv * hd;
+    const float eps = m->info.norm_eps;
+    float *q = scratch(m->scratch, S_BIG, sizeof(float) * (size_t)T * nq);
+    float *kv = scratch(m->scratch, S_BIG2, sizeof(float) * (size_t)T * 2 * kv_dim);
+    float *k = kv, *v = kv + (size_t)T * kv_dim;
+
+    /* q, k, v in one parallel job; they share the input (but maybe not its format) */
+    act_buf aq = prepare_act(m, S_ACT0, a, T, L->wq.ne[0], L->wq.type);
+    act_buf ak = act_format(m, L->wk.type) == act_format(m, L->wq.type) ? aq
+                 : prepare_act(m, S_ACT1, a, T, L->wk.ne[0], L->wk.type);
+    act_buf av = act_format(m, L->wv.type) == act_format(m, L->wq.type) ? aq
+                 : act_format(m, L->wv.type) == act_format(m, L->wk.type) ? ak
+                 : prepare_act(m, S_ACT2, a, T, L->wv.ne[0], L->wv.type);
+    mm_task tasks[3] = {{&L->wq, 0, aq.data, aq.row, T, q, (size_t)nq},
+                        {&L->wk, 0, ak.data, ak.row, T, k, (size_t)kv_dim},
+                        {&L->wv, 0, av.data, av.row, T, v, (size_t)kv_dim}};
+    matmul_run(m, tasks, 3);
+
+    /* per-head RMSNorm, then RoPE, then store k / v in the sequence's cache */
+    const float *qn = (const float *)L->q_norm.data, *kn = (const float *)L->k_norm.data;
+    int max_pos = 0;
+    for (int t = 0; t < T; t++) {
+        const float *cs = rope + (size_t)t * hd;
+        for (int h = 0; h < nh; h++) {
+            float *x = q + (size_t)t * nq + h * hd;
+            rmsnorm(x, x, qn, hd, eps);
+            rope_neox(x, cs, hd);
+        }
+        struct lfm2c_session *s = toks[t].seq;
+        float *kc = s->k[L->attn_index] + (size_t)toks[t].pos * kv_dim;
+        float *vc = s->v[L->attn_index] + (size_t)toks[t].pos * kv_dim;
+        for (int h = 0; h < nkv; h++) {
+            float *x = k + (size_t)t * kv_dim + h * hd;
+            rmsnorm(kc + h * hd, x, kn, hd, eps);
+            rope_neox(kc + h * hd, cs, hd);
+        }
+        memcpy(vc, v + (size_t)t * kv_dim, sizeof(float) * kv_dim);
+        if (toks[t].pos > max_pos) max_pos = toks[t].pos;
+    }
+
+    float *o = scratch(m->scratch, S_HID, sizeof(float) * (size_t)T * nq);
+    int nth = threadpool_size(m->pool);
+    float *scores = scratch(m->scratch, S_ATT, sizeof(float) * (size_t)nth * (max_pos + 1));
+    attn_job j = {m, L, toks, T, q, o, scores, max_pos + 1};
+    threadpool_run(m->pool, attn_worker, &j);
+    matmul(m, &L->wo, o, T, out);
+}
+
+/* ---- feed-forward: dense SwiGLU (spec 2.5) and MoE (spec 2.6) -------------------------------- */
+
+static void swiglu(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
+}
+
+static void dense_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float *out) {
+    const int64_t F = L->ffn_gate.ne[1];
+    float *g = scratch(m->scratch, S_BIG, sizeof(float) * (size_t)T * F);
+    float *u = scratch(m->scratch, S_BIG2, sizeof(float) * (size_t)T * F);
+    act_buf a = prepare_act(m, S_ACT0, f, T, L->ffn_gate.ne[0], L->ffn_gate.type);
+    act_buf b = act_format(m, L->ffn_up.type) == act_format(m, L->ffn_gate.type) ? a
+                : prepare_act(m, S_ACT1, f, T, L->ffn_up.ne[0], L->ffn_up.type);
+    mm_task tasks[2] = {{&L->ffn_gate, 0, a.data, a.row, T, g, (size_t)F},
+                        {&L->ffn_up, 0, b.data, b.row, T, u, (size_t)F}};
+    matmul_run(m, tasks, 2);
+    swiglu(g, u, (size_t)T * F);
+    matmul(m, &L->ffn_down, g, T, out);
+}
+
+/* Router: sigmoid scores; the expert bias only ranks; the chosen scores are renormalised. */
+static void route_token(const float *logits, const float *bias, int E, int k, int *sel, float *w) {
+    float s[4096];
+    for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-logits[e]));
+    bool taken[4096] = {0};
+    float sum = 0;
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        float bv = -INFINITY;
+        for (int e = 0; e < E; e++) {
+            float v = s[e] + (bias ? bias[e] : 0);
+            if (!taken[e] && (best < 0 || v > bv)) { best = e; bv = v; }
+        }
+        taken[best] = true;
+        sel[j] = best;
+        w[j] = s[best];
+        sum += s[best];
+    }
+    if (sum < 6.103515625e-5f) sum = 6.103515625e-5f;
+    for (int j = 0; j < k; j++) w[j] /= sum;
+}
+
+static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float *out) {
+    const int E = m->info.n_expert, k = m->info.n_expert_used;
+    const int64_t H = m->info.n_embd, Fe = L->gate_exps.ne[1];
+    float *r = scratch(m->scratch, S_ROUTER, sizeof(float) * (size_t)T * (E + k));
+    matmul(m, &L->router, f, T, r);
+
+    /* route every token, then group the (token, slot) pairs by expert so each expert's weights
+     * are read once for the whole batch */
+    size_t need = (size_t)T * k * 2 + (size_t)E + 1;
+    if (m->scratch->ints_cap < need) {
+        free(m->scratch->ints);
+        m->scratch->ints = malloc(need * sizeof(int));
+        m->scratch->ints_cap = need;
+    }
+    int *sel = m->scratch->ints, *order = sel + (size_t)T * k, *start = order + (size_t)T * k;
+    float *wsel = scratch(m->scratch, S_LOGITS, sizeof(float) * (size_t)T * k);
+    const float *bias = L->expert_bias.data ? (const float *)L->expert_bias.data : NULL;
+    for (int t = 0; t < T; t++) route_token(r + (size_t)t * E, bias, E, k, sel + t * k, wsel + t * k);
+    memset(start, 0, sizeof(int) * (E + 1));
+    for (int i = 0; i < T * k; i++) start[sel[i] + 1]++;
+    for (int e = 0; e < E; e++) start[e + 1] += start[e];
+    int fill[4096];
+    memcpy(fill, start, sizeof(int) * E);
+    for (int i = 0; i < T * k; i++) order[fill[sel[i]]++] = i;   /* pair i = t * k + j */
+
+    /* gather each pair's activation row (already quantized once) into expert order */
+    act_buf a = prepare_act(m, S_ACT0, f, T, H, L->gate_exps.type);
+    const int n_pairs = T * k;
+    uint8_t *ga = scratch(m->scratch, S_ACT1, a.row * (size_t)n_pairs);
+    for (int i = 0; i < n_pairs; i++) memcpy(ga + i * a.row, a.data + (order[i] / k) * a.row, a.row);
+    float *G = scratch(m->scratch, S_MOE_G, sizeof(float) * (size_t)n_pairs * Fe);
+    float *U = scratch(m->scratch, S_MOE_U, sizeof(float) * (size_t)n_pairs * Fe);
+    float *D = scratch(m->scratch, S_MOE_D, sizeof(float) * (size_t)n_pairs * H);
+    mm_task *tasks = malloc(sizeof(mm_task) * 2 * (size_t)E);
+    if (!tasks) { memset(out, 0, sizeof(float) * (size_t)T * H); return; }
+    int nt = 0;
+    for (int e = 0; e < E; e++) {
+        int n = start[e + 1] - start[e];
+        if (!n) continue;
+        const uint8_t *ae = ga + (size_t)start[e] * a.row;
+        tasks[nt++] = (mm_task){&L->gate_exps, e, ae, a.row, n, G + (size_t)start[e] * Fe, (size_t)Fe};
+        tasks[nt++] = (mm_task){&L->up_exps, e, ae, a.row, n, U + (size_t)start[e] * Fe, (size_t)Fe};
+    }
+    matmul_run(m, tasks, nt);
+    swiglu(G, U, (size_t)n_pairs * Fe);
+    act_buf h = prepare_act(m, S_ACT2, G, n_pairs, Fe, L->down_exps.type);
+    nt = 0;
+    for (int e = 0; e < E; e++) {
+        int n = start[e + 1] - start[e];
+        if (!n) continue;
+        tasks[nt++] = (mm_task){&L->down_exps, e, h.data + (size_t)start[e] * h.row, h.row, n,
+                                D + (size_t)start[e] * H, (size_t)H};
+    }
+    matmul_run(m, tasks, nt);
+    free(tasks);
+    memset(out, 0, sizeof(float) * (size_t)T * H);
+    for (int i = 0; i < n_pairs; i++) {
+        int pair = order[i], t = pair / k;
+        float w = wsel[pair];
+        const float *d = D + (size_t)i * H;
+        float *o = out + (size_t)t * H;
+        for (int64_t c = 0; c < H; c++) o[c] += w * d[c];
+    }
+}
+
+/* ---- the model ------------------------------------------------------------------------------- */
+
+int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
+    const lfm2c_model_info *in = &m->info;
+    const int H = in->n_embd, hd = in->head_dim;
+    forward_scratch *s = m->scratch;
+    float *x = scratch(s, S_X, sizeof(float) * (size_t)T * H);
+    float *a = scratch(s, S_A, sizeof(float) * (size_t)T * H);
+    float *out = scratch(s, S_OUT, sizeof(float) * (size_t)T * H);
+    float *rope = scratch(s, S_ROPE, sizeof(float) * (size_t)T * hd);
+    if (!x || !a || !out || !rope) {
+        err->code = LFM2C_ENOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory for a batch of %d tokens", T);
+        return -1;
+    }
+    for (int t = 0; t < T; t++) {
+        dequantize_row(m->tok_embd.type, m->tok_embd.data + (size_t)toks[t].token * m->tok_embd.row_bytes,
+                       x + (size_t)t * H, H);
+        for (int i = 0; i < hd / 2; i++) {   /* cos / sin per token, shared by all layers */
+            double angle = toks[t].pos * pow(in->rope_theta, -2.0 * i / hd);
+            rope[(size_t)t * hd + 2 * i] = (float)cos(angle);
+            rope[(size_t)t * hd + 2 * i + 1] = (float)sin(angle);
+        }
+    }
+    for (int l = 0; l < in->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        for (int t = 0; t < T; t++)
+            rmsnorm(a + (size_t)t * H, x + (size_t)t * H, (const float *)L->attn_norm.data, H, in->norm_eps);
+        if (L->is_attn) attention_block(m, L, toks, T, a, rope, out);
+        else conv_block(m, L, toks, T, a, out);
+        for (size_t i = 0; i < (size_t)T * H; i++) x[i] += out[i];
+
+        for (int t = 0; t < T; t++)
+            rmsnorm(a + (size_t)t * H, x + (size_t)t * H, (const float *)L->ffn_norm.data, H, in->norm_eps);
+        if (L->is_moe) moe_ffn(m, L, T, a, out);
+        else dense_ffn(m, L, T, a, out);
+        for (size_t i = 0; i < (size_t)T * H; i++) x[i] += out[i];
+    }
+
+    /* final norm and the (tied) output head, only for the tokens whose logits are wanted */
+    int n_out = 0;
+    for (int t = 0; t < T; t++)
+        if (toks[t].out_row >= 0)
+            rmsnorm(a + (size_t)n_out++ * H, x + (size_t)t * H, (const float *)m->out_norm.data, H, in->norm_eps);
+    if (!n_out) return 0;
+    const int V = in->n_vocab;
+    float *logits = scratch(s, S_LOGITS, sizeof(float) * (size_t)n_out * V);
+    if (!logits) {
+        err->code = LFM2C_ENOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory for logits");
+        return -1;
+    }
+    matmul(m, &m->output, a, n_out, logits);
+    for (int t = 0, i = 0; t < T; t++)
+        if (toks[t].out_row >= 0)
+            memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, logits + (size_t)i++ * V, sizeof(float) * V);
+    return 0;
+}

@@ -1,0 +1,21 @@
+/* forward.h — one CPU forward pass over a batch of tokens from one or more sessions. */
+#ifndef LFM2C_FORWARD_H
+#define LFM2C_FORWARD_H
+#include "lfm2c.h"
+
+struct lfm2c_session;
+typedef struct forward_scratch forward_scratch;
+
+/* One token of a batch. Tokens of a session appear in increasing position order. */
+typedef struct fwd_token {
+    struct lfm2c_session *seq;
+    int32_t token;
+    int pos;        /* absolute position in its sequence */
+    int out_row;    /* row of seq->logits to fill, or -1 for no logits */
+} fwd_token;
+
+forward_scratch *forward_scratch_new(void);
+void forward_scratch_free(forward_scratch *s);
+/* Runs the model over toks[0..n). KV caches and conv states of the sessions are updated. */
+int forward(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
+#endif

@@ -1,0 +1,207 @@
+/* session.c — a sequence's state and the decode entry points of the public API.
+ * The KV cache grows with the sequence (no up-front n_ctx allocation); the conv state is two
+ * columns per conv layer, small enough to checkpoint at every turn boundary. */
+#include "session.h"
+#include "forward.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { UBATCH = 512 }; /* tokens per forward call: bounds the scratch memory of long prompts */
+
+static int fail(lfm2c_error *err, int code, const char *msg) {
+    if (err) { err->code = code; snprintf(err->msg, sizeof err->msg, "%s", msg); }
+    return -1;
+}
+
+lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
+    const lfm2c_model_info *in = &m->info;
+    if (n_ctx <= 0) n_ctx = in->n_ctx_train < 4096 ? in->n_ctx_train : 4096;
+    if (n_ctx > (1 << 22)) { fail(err, LFM2C_EINVAL, "context size too large"); return NULL; }
+    lfm2c_session *s = calloc(1, sizeof *s);
+    if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    s->model = m;
+    s->n_ctx = n_ctx;
+    s->kv_dim = in->n_head_kv_max * in->head_dim;
+    s->tokens = malloc(sizeof(int32_t) * (size_t)n_ctx);
+    s->k = calloc((size_t)m->n_attn + 1, sizeof(float *));
+    s->v = calloc((size_t)m->n_attn + 1, sizeof(float *));
+    s->conv = calloc((size_t)m->n_conv * 2 * in->n_embd + 1, sizeof(float));
+    if (!s->tokens || !s->k || !s->v || !s->conv) {
+        lfm2c_session_free(s);
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
+    return s;
+}
+
+void lfm2c_session_free(lfm2c_session *s) {
+    if (!s) return;
+    for (int i = 0; s->k && i < s->model->n_attn; i++) { free(s->k[i]); free(s->v[i]); }
+    for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
+    free(s->k);
+    free(s->v);
+    free(s->conv);
+    free(s->tokens);
+    free(s->logits);
+    free(s);
+}
+
+int session_reserve(lfm2c_session *s, int n, lfm2c_error *err) {
+    if (n <= s->kv_cap) return 0;
+    int cap = s->kv_cap ? s->kv_cap : 256;
+    while (cap < n) cap *= 2;
+    if (cap > s->n_ctx) cap = s->n_ctx;
+    for (int i = 0; i < s->model->n_attn; i++) {
+        float *k = realloc(s->k[i], sizeof(float) * (size_t)cap * s->kv_dim);
+        if (k) s->k[i] = k;
+        float *v = realloc(s->v[i], sizeof(float) * (size_t)cap * s->kv_dim);
+        if (v) s->v[i] = v;
+        if (!k || !v) return fail(err, LFM2C_ENOMEM, "out of memory for the KV cache");
+    }
+    s->kv_cap = cap;
+    return 0;
+}
+
+int session_reserve_rows(lfm2c_session *s, int rows, lfm2c_error *err) {
+    if (rows <= s->rows_cap) return 0;
+    float *l = realloc(s->logits, sizeof(float) * (size_t)rows * s->model->info.n_vocab);
+    if (!l) return fail(err, LFM2C_ENOMEM, "out of memory for logits");
+    s->logits = l;
+    s->rows_cap = rows;
+    return 0;
+}
+
+int lfm2c_session_n_ctx(const lfm2c_session *s) { return s->n_ctx; }
+int lfm2c_session_n_past(const lfm2c_session *s) { return s->n_past; }
+const int32_t *lfm2c_session_tokens(const lfm2c_session *s) { return s->tokens; }
+int lfm2c_session_n_logits_rows(const lfm2c_session *s) { return s->n_rows; }
+
+const float *lfm2c_session_logits(const lfm2c_session *s, int row) {
+    if (row < 0 || row >= s->n_rows) return NULL;
+    return s->logits + (size_t)row * s->model->info.n_vocab;
+}
+
+/* Checks one item of a batch before anything is changed. */
+static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_error *err) {
+    if (n < 0) return fail(err, LFM2C_EINVAL, "negative token count");
+    if (s->n_past + n > s->n_ctx) {
+        if (err) {
+            err->code = LFM2C_ECONTEXT;
+            snprintf(err->msg, sizeof err->msg, "%d tokens do not fit in the context (%d used of %d)",
+                     n, s->n_past, s->n_ctx);
+        }
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= s->model->info.n_vocab) {
+            if (err) {
+                err->code = LFM2C_EINVAL;
+                snprintf(err->msg, sizeof err->msg, "token id %d out of range (vocabulary of %d)",
+                         tokens[i], s->model->info.n_vocab);
+            }
+            return -1;
+        }
+    return 0;
+}
+
+int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const int *n,
+                       const int *logits_mode, int n_items, lfm2c_error *err) {
+    if (n_items <= 0) return 0;
+    lfm2c_model *m = ss[0]->model;
+    int total = 0;
+    for (int i = 0; i < n_items; i++) {
+        if (ss[i]->model != m) return fail(err, LFM2C_EINVAL, "sessions of different models in one batch");
+        for (int j = 0; j < i; j++)
+            if (ss[j] == ss[i]) return fail(err, LFM2C_EINVAL, "a session appears twice in one batch");
+        if (check_item(ss[i], tokens[i], n[i], err)) return -1;
+        int rows = logits_mode[i] == LFM2C_LOGITS_ALL ? n[i] : logits_mode[i] == LFM2C_LOGITS_LAST && n[i] > 0;
+        if (session_reserve(ss[i], ss[i]->n_past + n[i], err) || session_reserve_rows(ss[i], rows, err)) return -1;
+        ss[i]->n_rows = rows;
+        total += n[i];
+    }
+    fwd_token *toks = malloc(sizeof(fwd_token) * (size_t)(total < UBATCH ? total : UBATCH) + 1);
+    if (!toks) return fail(err, LFM2C_ENOMEM, "out of memory");
+    /* walk the items in order, cutting the token stream into ubatches */
+    int item = 0, off = 0, rc = 0;
+    while (item < n_items && rc == 0) {
+        int nt = 0;
+        while (nt < UBATCH && item < n_items) {
+            lfm2c_session *s = ss[item];
+            if (off == n[item]) { item++; off = 0; continue; }
+            int row = -1;
+            if (logits_mode[item] == LFM2C_LOGITS_ALL) row = off;
+            else if (logits_mode[item] == LFM2C_LOGITS_LAST && off == n[item] - 1) row = 0;
+            toks[nt++] = (fwd_token){s, tokens[item][off], s->n_past, row};
+            s->tokens[s->n_past++] = tokens[item][off];
+            off++;
+        }
+        if (nt) rc = forward(m, toks, nt, err);
+    }
+    free(toks);
+    return rc;
+}
+
+int lfm2c_session_decode(lfm2c_session *s, const int32_t *tokens, int n, int logits_mode, lfm2c_error *err) {
+    return lfm2c_decode_batch(&s, &tokens, &n, &logits_mode, 1, err);
+}
+
+void lfm2c_session_reset(lfm2c_session *s) {
+    s->n_past = 0;
+    s->n_rows = 0;
+    memset(s->conv, 0, sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd);
+    for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
+    s->n_ckpt = 0;
+}
+
+void lfm2c_session_checkpoint(lfm2c_session *s) {
+    size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
+    for (int i = 0; i < s->n_ckpt; i++)
+        if (s->ckpt[i].pos == s->n_past) { memcpy(s->ckpt[i].conv, s->conv, bytes); return; }
+    if (s->n_ckpt == SESSION_MAX_CHECKPOINTS) {   /* drop the oldest */
+        free(s->ckpt[0].conv);
+        memmove(s->ckpt, s->ckpt + 1, sizeof(conv_checkpoint) * (SESSION_MAX_CHECKPOINTS - 1));
+        s->n_ckpt--;
+    }
+    float *c = malloc(bytes + 1);
+    if (!c) return;   /* a missing checkpoint only costs re-computation later */
+    memcpy(c, s->conv, bytes);
+    s->ckpt[s->n_ckpt++] = (conv_checkpoint){s->n_past, c};
+}
+
+int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
+    if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
+    if (n_keep == s->n_past) return 0;
+    /* the newest checkpoint at or before n_keep; later ones describe tokens being dropped */
+    int best = -1;
+    for (int i = 0; i < s->n_ckpt; i++)
+        if (s->ckpt[i].pos <= n_keep && (best < 0 || s->ckpt[i].pos > s->ckpt[best].pos)) best = i;
+    size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
+    int from = 0;
+    if (best >= 0) {
+        memcpy(s->conv, s->ckpt[best].conv, bytes);
+        from = s->ckpt[best].pos;
+    } else {
+        memset(s->conv, 0, bytes);
+    }
+    for (int i = 0; i < s->n_ckpt;)
+        if (s->ckpt[i].pos > n_keep) {
+            free(s->ckpt[i].conv);
+            s->ckpt[i] = s->ckpt[--s->n_ckpt];
+        } else {
+            i++;
+        }
+    /* the KV entries before n_keep are still valid; re-feed [from, n_keep) to rebuild the conv
+     * state (attention layers just rewrite identical K/V values) */
+    s->n_past = from;
+    if (n_keep > from) {
+        int32_t *replay = malloc(sizeof(int32_t) * (size_t)(n_keep - from));
+        if (!replay) return fail(err, LFM2C_ENOMEM, "out of memory");
+        memcpy(replay, s->tokens + from, sizeof(int32_t) * (size_t)(n_keep - from));
+        int rc = lfm2c_session_decode(s, replay, n_keep - from, LFM2C_LOGITS_NONE, err);
+        free(replay);
+        return rc;
+    }
+    return 0;
+}
