@@ -593,7 +593,7 @@ oom:
     return NULL;
 }
 
-void sched_free(sched *s) {
+void sched_shutdown(sched *s) {
     if (!s) return;
     if (s->running) {
         pthread_mutex_lock(&s->mu);
@@ -601,19 +601,28 @@ void sched_free(sched *s) {
         pthread_cond_signal(&s->work);
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL);
+        s->running = false;
     }
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; s->slots && i < s->p.n_slots; i++) {
+    s->stopping = true;
+    for (int i = 0; s->slots && i < s->p.n_slots; i++)
         if (s->slots[i].req) slot_finish(s, &s->slots[i], FINISH_CANCELLED);
-        lfm2c_session_free(s->slots[i].sess);
-        free(s->slots[i].forced);
-    }
     for (int i = 0; i < s->n_queue; i++) {
         s->queue[i]->finish = FINISH_CANCELLED;
         pthread_cond_broadcast(&s->queue[i]->cond);
         req_unref(s->queue[i]);
     }
+    s->n_queue = 0;
     pthread_mutex_unlock(&s->mu);
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    sched_shutdown(s);
+    for (int i = 0; s->slots && i < s->p.n_slots; i++) {
+        lfm2c_session_free(s->slots[i].sess);
+        free(s->slots[i].forced);
+    }
     grammar_vocab_free(s->gvocab);
     free(s->slots);
     free(s->queue);

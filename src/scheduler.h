@@ -60,7 +60,7 @@ typedef struct sched_req {
     int n_generated, n_cached;  /* completion tokens; prompt tokens reused from a slot */
     double t_submit, t_first;   /* seconds (monotonic): submission and first token */
     int finish;                 /* FINISH_*; != NONE: done */
-    char error[256];
+    char error[600];
     bool cancelled;             /* set by the caller (client went away) */
 
     pthread_cond_t cond;        /* signalled when outputs change */
@@ -68,7 +68,10 @@ typedef struct sched_req {
 } sched_req;
 
 sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err);
-void sched_free(sched *s); /* stops the thread; pending requests finish as cancelled */
+/* Stops the thread; running and waiting requests finish as cancelled; later submits fail.
+ * The requests' owners may still read and release them until sched_free. */
+void sched_shutdown(sched *s);
+void sched_free(sched *s);
 
 sched_req *sched_req_new(void);
 /* Queues the request. Returns 0, or -1 when the queue is full (the caller answers 503). */
