@@ -1,14 +1,162 @@
-/* placeholder: the Jinja chat-template renderer replaces this file */
+/* chat.c — rendering conversations with a chat template: the model's own
+ * (tokenizer.chat_template), one given by the caller, or the built-in LFM2 format when the file
+ * carries none. All three go through the same Jinja interpreter (jinja.c); the built-in format is
+ * just the official LFM2 template text kept here. */
 #include "lfm2c.h"
+#include "jinja.h"
+
 #include <stdio.h>
-char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
-                        const char *messages_json, const char *tools_json,
-                        bool add_generation_prompt, lfm2c_error *err) {
-    if (err) { err->code = LFM2C_EUNSUPPORTED; snprintf(err->msg, sizeof err->msg, "chat templates not implemented yet"); }
-    return NULL;
+#include <stdlib.h>
+#include <string.h>
+
+/* The LFM2 chat template (spec section 6.1), as published with the LFM2 models. */
+static const char LFM2_TEMPLATE[] =
+    "{{- bos_token -}}\n"
+    "{%- set system_prompt = \"\" -%}\n"
+    "{%- set ns = namespace(system_prompt=\"\") -%}\n"
+    "{%- if messages[0][\"role\"] == \"system\" -%}\n"
+    "\t{%- set ns.system_prompt = messages[0][\"content\"] -%}\n"
+    "\t{%- set messages = messages[1:] -%}\n"
+    "{%- endif -%}\n"
+    "{%- if tools -%}\n"
+    "\t{%- set ns.system_prompt = ns.system_prompt + (\"\\n\" if ns.system_prompt else \"\") + \"List of tools: <|tool_list_start|>[\" -%}\n"
+    "\t{%- for tool in tools -%}\n"
+    "\t\t{%- if tool is not string -%}\n"
+    "            {%- set tool = tool | tojson -%}\n"
+    "\t\t{%- endif -%}\n"
+    "\t\t{%- set ns.system_prompt = ns.system_prompt + tool -%}\n"
+    "        {%- if not loop.last -%}\n"
+    "            {%- set ns.system_prompt = ns.system_prompt + \", \" -%}\n"
+    "        {%- endif -%}\n"
+    "\t{%- endfor -%}\n"
+    "\t{%- set ns.system_prompt = ns.system_prompt + \"]<|tool_list_end|>\" -%}\n"
+    "{%- endif -%}\n"
+    "{%- if ns.system_prompt -%}\n"
+    "\t{{- \"<|im_start|>system\\n\" + ns.system_prompt + \"<|im_end|>\\n\" -}}\n"
+    "{%- endif -%}\n"
+    "{%- for message in messages -%}\n"
+    "\t{{- \"<|im_start|>\" + message[\"role\"] + \"\\n\" -}}\n"
+    "\t{%- set content = message[\"content\"] -%}\n"
+    "\t{%- if content is not string -%}\n"
+    "\t\t{%- set content = content | tojson -%}\n"
+    "\t{%- endif -%}\n"
+    "\t{%- if message[\"role\"] == \"tool\" -%}\n"
+    "\t\t{%- set content = \"<|tool_response_start|>\" + content + \"<|tool_response_end|>\" -%}\n"
+    "\t{%- endif -%}\n"
+    "\t{{- content + \"<|im_end|>\\n\" -}}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "\t{{- \"<|im_start|>assistant\\n\" -}}\n"
+    "{%- endif -%}\n";
+
+static void set_err(lfm2c_error *err, int code, const char *fmt, const char *a, const char *b) {
+    if (!err) return;
+    err->code = code;
+    snprintf(err->msg, sizeof err->msg, fmt, a, b);
 }
+
+const char *lfm2c_chat_builtin_template(void) { return LFM2_TEMPLATE; }
+
+/* Parses a JSON document given to the renderer; what names it in errors. */
+static json_t *parse_json(const char *text, const char *what, lfm2c_error *err) {
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+    if (!j) {
+        char where[64];
+        snprintf(where, sizeof where, "line %d column %d", je.line, je.column);
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s (%s)", je.text, where);
+        set_err(err, LFM2C_EINVAL, "bad %s JSON: %s", what, msg);
+    }
+    return j;
+}
+
 char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
                                  const char *tools_json, bool add_generation_prompt,
                                  const char *bos_token, const char *eos_token, lfm2c_error *err) {
-    return lfm2c_chat_render(NULL, template_src, messages_json, tools_json, add_generation_prompt, err);
+    if (!template_src) template_src = LFM2_TEMPLATE;
+    if (!messages_json) {
+        set_err(err, LFM2C_EINVAL, "%s%s", "no messages given", "");
+        return NULL;
+    }
+    json_t *msgs = parse_json(messages_json, "messages", err);
+    if (!msgs) return NULL;
+    /* an object {"messages": [...], "tools": [...]} is accepted as well as the bare array */
+    json_t *tools_in = NULL;
+    if (json_is_object(msgs)) {
+        json_t *m = json_object_get(msgs, "messages");
+        tools_in = json_object_get(msgs, "tools");
+        if (m) json_incref(m);
+        if (tools_in) json_incref(tools_in);
+        json_decref(msgs);
+        msgs = m;
+    }
+    if (!json_is_array(msgs)) {
+        set_err(err, LFM2C_EINVAL, "%s%s", "messages must be a JSON array of {\"role\", \"content\"} objects", "");
+        json_decref(msgs);
+        json_decref(tools_in);
+        return NULL;
+    }
+    json_t *tools = tools_in;
+    if (tools_json) {
+        json_decref(tools_in);
+        tools = parse_json(tools_json, "tools", err);
+        if (!tools) { json_decref(msgs); return NULL; }
+    }
+    if (tools && !json_is_array(tools) && !json_is_null(tools)) {
+        set_err(err, LFM2C_EINVAL, "%s%s", "tools must be a JSON array", "");
+        json_decref(msgs);
+        json_decref(tools);
+        return NULL;
+    }
+    json_t *vars = json_object();
+    json_object_set_new(vars, "messages", msgs);
+    json_object_set_new(vars, "tools", tools ? tools : json_null());
+    json_object_set_new(vars, "add_generation_prompt", json_boolean(add_generation_prompt));
+    json_object_set_new(vars, "bos_token", json_string(bos_token ? bos_token : ""));
+    json_object_set_new(vars, "eos_token", json_string(eos_token ? eos_token : ""));
+
+    char *out = NULL;
+    jinja_template *t = jinja_parse(template_src, strlen(template_src), err);
+    if (t) {
+        out = jinja_render(t, vars, NULL, NULL, err);
+        jinja_free(t);
+    }
+    json_decref(vars);
+    if (!out && err) { /* say where the error comes from, keeping one line */
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "chat template: %.490s", err->msg);
+        memcpy(err->msg, msg, sizeof msg);
+    }
+    return out;
+}
+
+/* The text of a special token (bos/eos) as the template sees it; "" when absent. */
+static char *token_text(const lfm2c_model *model, int id) {
+    char tmp[256];
+    int n = id >= 0 ? lfm2c_token_to_bytes(model, id, true, tmp, (int)sizeof tmp) : 0;
+    if (n < 0) n = 0;
+    char *s = malloc((size_t)n + 1);
+    if (!s) return NULL;
+    if (n <= (int)sizeof tmp) memcpy(s, tmp, (size_t)n);
+    else n = lfm2c_token_to_bytes(model, id, true, s, n);
+    s[n] = 0;
+    return s;
+}
+
+char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
+                        const char *messages_json, const char *tools_json,
+                        bool add_generation_prompt, lfm2c_error *err) {
+    if (!model)
+        return lfm2c_chat_render_template(template_src, messages_json, tools_json, add_generation_prompt,
+                                          "<|startoftext|>", "<|im_end|>", err);
+    if (!template_src) template_src = lfm2c_model_meta_str(model, "tokenizer.chat_template");
+    const lfm2c_model_info *info = lfm2c_model_get_info(model);
+    char *bos = token_text(model, info->bos_id), *eos = token_text(model, info->eos_id);
+    char *out = NULL;
+    if (!bos || !eos) set_err(err, LFM2C_ENOMEM, "%s%s", "out of memory", "");
+    else out = lfm2c_chat_render_template(template_src, messages_json, tools_json, add_generation_prompt, bos, eos, err);
+    free(bos);
+    free(eos);
+    return out;
 }

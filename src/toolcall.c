@@ -122,16 +122,23 @@ static void write_json_string(strbuf *b, const char *s, size_t n) {
     sb_putc(b, '"');
 }
 
-/* Shortest decimal form that reads back as the same double, always with a '.' or an exponent so
- * it stays a float for the reader. Callers run under the C numeric locale. */
+/* Shortest decimal form that reads back as the same double, laid out as Python's repr does
+ * (1000.0, 0.0025, 1e+23, 2.5e-05): always with a '.' or an exponent so it stays a float.
+ * Callers run under the C numeric locale. */
 static void write_json_real(strbuf *b, double v) {
-    char s[40];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(s, sizeof s, "%.*g", prec, v);
+    char s[48];
+    int prec = 1;
+    for (; prec < 17; prec++) {
+        snprintf(s, sizeof s, "%.*e", prec - 1, v);
         if (strtod(s, NULL) == v) break;
     }
-    sb_puts(b, s);
-    if (!strpbrk(s, ".e")) sb_puts(b, ".0");
+    snprintf(s, sizeof s, "%.*e", prec - 1, v);
+    int exp = atoi(strchr(s, 'e') + 1);
+    if (exp >= -4 && exp < 16) {
+        snprintf(s, sizeof s, "%.*f", prec - 1 - exp > 0 ? prec - 1 - exp : 0, v);
+        sb_puts(b, s);
+        if (!strchr(s, '.')) sb_puts(b, ".0");
+    } else sb_puts(b, s);
 }
 
 static void write_json(strbuf *b, const json_t *v) {
@@ -355,7 +362,10 @@ static size_t read_digits(cursor *c, int base) {
 /* Python int / float literal with an optional sign: 12, -0.25, 1e3, 2.5E-3, .5, 5., 0x1F, 1_000. */
 static json_t *read_number(cursor *c) {
     c->tmp.n = 0;
-    if (at(c, '+') || at(c, '-')) sb_putc(&c->tmp, *c->p++);
+    if (at(c, '+') || at(c, '-')) {
+        sb_putc(&c->tmp, *c->p++);
+        skip_ws(c); /* Python reads "- 5" as -5 */
+    }
     int base = 10;
     if (c->end - c->p >= 2 && c->p[0] == '0' && c->p[1] && strchr("xXoObB", c->p[1])) {
         base = c->p[1] == 'x' || c->p[1] == 'X' ? 16 : c->p[1] == 'o' || c->p[1] == 'O' ? 8 : 2;

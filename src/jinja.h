@@ -1,0 +1,40 @@
+/* jinja.h — a small Jinja2 interpreter for chat templates.
+ *
+ * Parse a template once (jinja_parse), render it many times (jinja_render) with top-level
+ * variables given as a JSON object. The semantics follow Python jinja2 3.x as Hugging Face
+ * transformers configures it for chat templates (immutable sandbox, loopcontrols, a
+ * {% generation %} tag, tojson = json.dumps(ensure_ascii=False), raise_exception, strftime_now),
+ * with jinja2's default whitespace handling (trim_blocks/lstrip_blocks off, trailing newline
+ * dropped). Printed values use Python str(); JSON objects keep their key order and ints stay
+ * distinct from floats. Anything outside the supported subset is a clear error with a line
+ * number, never a wrong rendering.
+ *
+ * A parsed template is immutable: several threads may render it at once. */
+#ifndef LFM2C_JINJA_H
+#define LFM2C_JINJA_H
+
+#include "lfm2c.h"
+#include <jansson.h>
+#include <time.h>
+
+typedef struct jinja_template jinja_template;
+
+/* src need not be NUL-terminated; it must be valid UTF-8. NULL + err on a syntax error. */
+jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err);
+void jinja_free(jinja_template *t);
+
+typedef struct jinja_options {
+    time_t now;          /* clock for strftime_now (local time); 0 = the current time */
+    size_t memory_limit; /* bytes a render may allocate; 0 = 512 MiB */
+} jinja_options;
+
+/* vars: a JSON object (or NULL) whose members become the template's variables (null -> None).
+ * Returns the malloc'd, NUL-terminated output (its length in *out_len when not NULL), or NULL
+ * with err set when the template raises or fails. opt may be NULL. */
+char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_options *opt,
+                   size_t *out_len, lfm2c_error *err);
+
+/* The built-in LFM2 chat template (chat.c): used when a model file carries none. */
+const char *lfm2c_chat_builtin_template(void);
+
+#endif
