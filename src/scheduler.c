@@ -420,6 +420,7 @@ static void admit(sched *s) {
             int keep = common_prefix(lfm2c_session_tokens(sl->sess), lfm2c_session_n_past(sl->sess),
                                      r->prompt, r->n_prompt);
             if (keep > r->n_prompt - 1) keep = r->n_prompt - 1; /* feed at least one token */
+            if (s->p.no_prefix_reuse) keep = 0;
             if (keep > best_keep || (keep == best_keep && sl->last_used < s->slots[best].last_used)) {
                 best = i;
                 best_keep = keep;

@@ -22,6 +22,7 @@ typedef struct sched_params {
     int n_ctx;          /* context of each slot's session */
     int queue_max;      /* waiting requests beyond the slots; more are refused */
     int prefill_chunk;  /* prompt tokens per step (all prompts together) */
+    bool no_prefix_reuse; /* always start from an empty session (for measuring the reuse) */
 } sched_params;
 
 enum { FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_TOOL_CALLS, FINISH_CANCELLED, FINISH_ERROR };

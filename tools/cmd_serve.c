@@ -24,6 +24,7 @@ static void usage(FILE *out) {
             "  --metrics             serve Prometheus metrics at GET /metrics\n"
             "  --chat-template-file F  Jinja chat template instead of the model's\n"
             "  --max-body BYTES      largest request body (default 8 MiB)\n"
+            "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
             "  --reference           scalar reference kernels\n");
 }
 
@@ -41,7 +42,7 @@ int cmd_serve(int argc, char **argv) {
                *tmpl_file = NULL;
     int port = 8080, n_slots = 4, n_ctx = 4096, n_threads = 0, queue = 256;
     long max_body = 8L << 20;
-    bool metrics = false, reference = false;
+    bool metrics = false, reference = false, no_reuse = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -57,6 +58,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--alias")) alias = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--metrics")) metrics = true;
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
         else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
         else { usage(stderr); return cli_fail("serve: unknown option '%s'", a); }
@@ -96,7 +98,8 @@ int cmd_serve(int argc, char **argv) {
     const lfm2c_model_info *mi = lfm2c_model_get_info(model);
     if (mi->n_ctx_train > 0 && n_ctx > mi->n_ctx_train) n_ctx = mi->n_ctx_train;
 
-    sched_params sp = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue, .prefill_chunk = 512};
+    sched_params sp = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue, .prefill_chunk = 512,
+                       .no_prefix_reuse = no_reuse};
     sched *s = sched_new(model, &sp, &err);
     if (!s) { lfm2c_model_free(model); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
 
