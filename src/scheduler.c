@@ -90,7 +90,8 @@ void sched_release(sched *s, sched_req *r) {
 
 int sched_submit(sched *s, sched_req *r) {
     pthread_mutex_lock(&s->mu);
-    if (s->stopping || s->n_queue >= s->p.queue_max) {
+    /* free slots take requests at the next step: they count as room too */
+    if (s->stopping || s->n_queue >= s->p.queue_max + (s->p.n_slots - s->st.active_slots)) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
@@ -550,7 +551,7 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     s->slots = calloc((size_t)s->p.n_slots, sizeof *s->slots);
-    s->queue = calloc((size_t)s->p.queue_max, sizeof *s->queue);
+    s->queue = calloc((size_t)(s->p.queue_max + s->p.n_slots), sizeof *s->queue);
     s->allowed = calloc((size_t)s->n_vocab, sizeof *s->allowed);
     s->eog = calloc((size_t)s->n_vocab, sizeof *s->eog);
     if (!s->slots || !s->queue || !s->allowed || !s->eog) goto oom;

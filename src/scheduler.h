@@ -20,7 +20,7 @@ typedef struct sched sched;
 typedef struct sched_params {
     int n_slots;        /* sequences decoded together */
     int n_ctx;          /* context of each slot's session */
-    int queue_max;      /* waiting requests beyond the slots; more are refused */
+    int queue_max;      /* requests that may wait beyond the free slots; more are refused */
     int prefill_chunk;  /* prompt tokens per step (all prompts together) */
     bool no_prefix_reuse; /* always start from an empty session (for measuring the reuse) */
 } sched_params;

@@ -31,6 +31,7 @@ struct server {
     uint64_t id_counter, tool_ids;
     uint64_t http_by_class[6]; /* 1xx..5xx */
     time_t started;
+    int jobs;                  /* generation requests in flight (shutdown waits for them) */
 };
 
 /* Per request: the body being uploaded, and what the log line reports. */
@@ -429,6 +430,9 @@ typedef struct job {
 
 static void job_free(job *j) {
     if (!j) return;
+    pthread_mutex_lock(&j->srv->mu);
+    j->srv->jobs--;
+    pthread_mutex_unlock(&j->srv->mu);
     if (j->r) sched_release(j->srv->sched, j->r);
     grammar_free(j->g_json);
     grammar_free(j->g_tool);
@@ -887,6 +891,9 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, co
         return send_err(c, &e);
     }
     j->srv = srv;
+    pthread_mutex_lock(&srv->mu);
+    srv->jobs++;
+    pthread_mutex_unlock(&srv->mu);
     j->chat = chat;
     j->created = time(NULL);
     make_id(srv, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
@@ -1168,6 +1175,15 @@ int server_port(const server *srv) {
 
 void server_stop(server *srv) {
     if (!srv) return;
+    /* let answers of requests the scheduler just ended reach their clients (bounded wait) */
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&srv->mu);
+        int n = srv->jobs;
+        pthread_mutex_unlock(&srv->mu);
+        if (!n) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     MHD_stop_daemon(srv->mhd);
     pthread_mutex_destroy(&srv->mu);
     free(srv);
