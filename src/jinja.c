@@ -71,6 +71,14 @@ static _Noreturn void failv(jfail *f, int code, int line, const char *fmt, va_li
         int k = line > 0 ? snprintf(f->err->msg, sizeof f->err->msg, "template line %d: ", line)
                          : snprintf(f->err->msg, sizeof f->err->msg, "template: ");
         vsnprintf(f->err->msg + k, sizeof f->err->msg - (size_t)k, fmt, ap);
+        /* a message cut at the buffer's end must not end inside a UTF-8 character */
+        size_t n = strlen(f->err->msg), j = n;
+        while (j > 0 && ((unsigned char)f->err->msg[j - 1] & 0xC0) == 0x80) j--;
+        if (j > 0 && (unsigned char)f->err->msg[j - 1] >= 0xC0) {
+            unsigned char lead = (unsigned char)f->err->msg[j - 1];
+            size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+            if (n - (j - 1) < need) f->err->msg[j - 1] = 0;
+        }
         for (char *s = f->err->msg; *s; s++)
             if (*s == '\n' || *s == '\r') *s = ' '; /* one line */
     }
@@ -83,12 +91,15 @@ static _Noreturn __attribute__((format(printf, 3, 4))) void fail(jfail *f, int l
     failv(f, LFM2C_EINVAL, line, fmt, ap);
 }
 
+static _Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, int code, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    failv(f, code, line, fmt, ap);
+}
+
 static void *xalloc(jfail *f, size_t n) {
     void *p = arena_alloc(f->a, n ? n : 1);
-    if (!p) {
-        if (f->err) f->err->code = LFM2C_ENOMEM;
-        fail(f, 0, "out of memory (the template needs more than %zu MiB)", f->a->limit >> 20);
-    }
+    if (!p) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (the template needs more than %zu MiB)", f->a->limit >> 20);
     return p;
 }
 
@@ -546,9 +557,16 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
                 return;
             }
         }
-        if (isalpha((unsigned char)*c) || *c == '_') {
-            size_t i = 1;
-            while (i < left && (isalnum((unsigned char)c[i]) || c[i] == '_')) i++;
+        if (isalpha((unsigned char)*c) || *c == '_' || ((unsigned char)*c >= 0x80 && !lstrip_len(c, left))) {
+            /* names: ASCII letters, digits, '_', and (as Python identifiers) non-ASCII characters */
+            size_t i = 0;
+            while (i < left) {
+                if (isalnum((unsigned char)c[i]) || c[i] == '_') { i++; continue; }
+                if ((unsigned char)c[i] < 0x80 || lstrip_len(c + i, left - i)) break;
+                int l;
+                utf8_dec(c + i, left - i, &l);
+                i += (size_t)l;
+            }
             lex_push(L, T_NAME, L->line, c, i);
             L->pos += i;
         } else if (isdigit((unsigned char)*c)) {
@@ -827,6 +845,24 @@ static void parse_args(parser *P, node *x) {
 
 static node *parse_filter_chain(parser *P, node *x);
 
+/* Filter and test names may be dotted (`a.b`), as in jinja2; none of ours are, so such a name
+ * is reported as unknown. */
+static const char *parse_dotted_name(parser *P) {
+    const char *name = expect_ident(P);
+    while (accept_op(P, ".")) {
+        const char *part = expect_ident(P);
+        size_t n = strlen(name), m = strlen(part);
+        char *joined = xalloc(P->f, n + m + 2);
+        memcpy(joined, name, n);
+        joined[n] = '.';
+        memcpy(joined + n + 1, part, m + 1);
+        name = joined;
+    }
+    return name;
+}
+static bool known_filter(const char *name);
+static bool known_test(const char *name);
+
 /* A test name after 'is' (optionally 'not'), with arguments in parentheses or one bare
  * argument (`is divisibleby 3`, `is sameas false`). */
 static node *parse_test(parser *P, node *x) {
@@ -835,10 +871,8 @@ static node *parse_test(parser *P, node *x) {
     if (accept_name(P, "not")) t->op = 1;
     token *nt = peek(P);
     if (nt->t != T_NAME) fail(P->f, nt->line, "expected a test name after 'is', got %s", tok_desc(P, nt));
-    t->name = expect_ident(P);
-    while (accept_op(P, ".")) { /* dotted test names: keep the last part */
-        t->name = expect_ident(P);
-    }
+    t->name = parse_dotted_name(P);
+
     if (accept_op(P, "(")) parse_args(P, t);
     else {
         token *a = peek(P);
@@ -851,6 +885,7 @@ static node *parse_test(parser *P, node *x) {
             nl_push(P->f, &t->items, arg);
         }
     }
+    if (tok_name(peek(P), "is")) fail(P->f, peek(P)->line, "you cannot chain multiple tests with 'is'");
     return t;
 }
 
@@ -859,8 +894,7 @@ static node *parse_filter_chain(parser *P, node *x) {
         if (accept_op(P, "|")) {
             node *fl = mk(P, E_FILTER, peek(P)->line);
             fl->a = x;
-            fl->name = expect_ident(P);
-            while (accept_op(P, ".")) fl->name = expect_ident(P);
+            fl->name = parse_dotted_name(P);
             if (accept_op(P, "(")) parse_args(P, fl);
             x = fl;
         } else if (accept_name(P, "is")) {
@@ -1138,19 +1172,22 @@ static node *parse_expr(parser *P) {
     return x;
 }
 
-/* An expression that may be an unparenthesised tuple: `{{ a, b }}`, `set x = 1, 2`. */
-static node *parse_tuple_expr(parser *P) {
-    node *x = parse_expr(P);
+/* An expression that may be an unparenthesised tuple: `{{ a, b }}`, `set x = 1, 2`. As in jinja2,
+ * an if/elif test takes no conditional expression (`{% if a if b %}` is a syntax error). */
+static node *parse_tuple_expr_cond(parser *P, bool condexpr) {
+    node *x = condexpr ? parse_expr(P) : parse_or(P);
     if (!tok_op(peek(P), ",")) return x;
     node *t = mk(P, E_TUPLE, x->line);
     nl_push(P->f, &t->items, x);
     while (accept_op(P, ",")) {
         token *n = peek(P);
         if (n->t == T_BEND || n->t == T_VEND) break;
-        nl_push(P->f, &t->items, parse_expr(P));
+        nl_push(P->f, &t->items, condexpr ? parse_expr(P) : parse_or(P));
     }
     return t;
 }
+
+static node *parse_tuple_expr(parser *P) { return parse_tuple_expr_cond(P, true); }
 
 /* ---- statements ---- */
 
@@ -1185,7 +1222,7 @@ static node *parse_block_filters(parser *P, int line, bool first_pipe_consumed) 
     if (first_pipe_consumed) {
         node *fl = mk(P, E_FILTER, line);
         fl->a = x;
-        fl->name = expect_ident(P);
+        fl->name = parse_dotted_name(P);
         if (accept_op(P, "(")) parse_args(P, fl);
         x = fl;
     }
@@ -1200,7 +1237,7 @@ static node *parse_statement(parser *P) {
     node *x;
     if (tok_name(kw, "if")) {
         x = mk(P, S_IF, line);
-        x->a = parse_tuple_expr(P);
+        x->a = parse_tuple_expr_cond(P, false);
         expect_block_end(P);
         static const char *const ends[] = {"elif", "else", "endif"};
         node *cur = x;
@@ -1208,7 +1245,7 @@ static node *parse_statement(parser *P) {
             int e = parse_body(P, &cur->items, ends, 3);
             if (e == 0) {
                 node *el = mk(P, S_IF, peek(P)->line);
-                el->a = parse_tuple_expr(P);
+                el->a = parse_tuple_expr_cond(P, false);
                 expect_block_end(P);
                 nl_push(P->f, &cur->items2, el);
                 cur = el;
@@ -1269,6 +1306,7 @@ static node *parse_statement(parser *P) {
                 expect_block_end(P);
                 static const char *const ends[] = {"endset"};
                 parse_body(P, &x->items, ends, 1);
+                expect_block_end(P);
             }
         }
         return x;
@@ -1381,6 +1419,47 @@ static int parse_body(parser *P, nlist *body, const char *const *ends, int n_end
     }
 }
 
+/* jinja2 refuses unknown filter and test names when compiling, except inside an if statement or
+ * conditional expression ("soft" scopes, where it waits until the call is reached); loop, macro,
+ * call, with and block bodies start hard again. */
+static void check_names(jfail *f, const node *x, bool soft) {
+    if (!x) return;
+    bool inner_soft = soft;
+    switch (x->kind) {
+    case S_IF: case E_COND: inner_soft = true; break;
+    case E_FILTER:
+        if (!soft && !known_filter(x->name)) fail(f, x->line, "no filter named '%s'", x->name);
+        break;
+    case E_TEST:
+        if (!soft && !known_test(x->name)) fail(f, x->line, "no test named '%s'", x->name);
+        break;
+    default: break;
+    }
+    switch (x->kind) {
+    case S_FOR:
+        check_names(f, x->a, soft);
+        check_names(f, x->b, false);
+        for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], false);
+        for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], false);
+        return;
+    case S_CALLBLOCK:
+        check_names(f, x->a, soft);
+        inner_soft = false;
+        break;
+    case S_MACRO: case S_WITH: case S_FILTERBLOCK: case S_SETBLOCK: case S_GENERATION:
+        inner_soft = false;
+        break;
+    default:
+        check_names(f, x->a, inner_soft);
+        break;
+    }
+    check_names(f, x->b, inner_soft);
+    check_names(f, x->c, inner_soft);
+    check_names(f, x->d, inner_soft);
+    for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], inner_soft);
+    for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], inner_soft);
+}
+
 jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err) {
     jinja_template *volatile t = calloc(1, sizeof *t);
     if (!t) {
@@ -1411,6 +1490,7 @@ jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err) {
     lex_all(&L);
     parser P = {.f = &f, .tk = L.tk};
     parse_body(&P, &t->body, NULL, 0);
+    for (int i = 0; i < t->body.n; i++) check_names(&f, t->body.v[i], false);
     return t;
 }
 
@@ -1486,7 +1566,7 @@ static _Noreturn void fail_undef(ctx *c, int line, value u) {
 static frame *frame_new(ctx *c, frame *parent) {
     frame *fr = xzalloc(&c->f, sizeof *fr);
     fr->parent = parent;
-    fr->vars = dict_new(&c->f, 8);
+    fr->vars = dict_new(&c->f, 4);
     return fr;
 }
 
@@ -2159,6 +2239,23 @@ static uint32_t u_upper(ctx *c, uint32_t x) {
 }
 static bool u_cased(ctx *c, uint32_t x) { return u_lower(c, x) != x || u_upper(c, x) != x; }
 
+/* Python's full case mappings that change the length (SpecialCasing.txt, unconditional). */
+static const char *special_upper(uint32_t x) {
+    switch (x) {
+    case 0xDF: return "SS";
+    case 0x149: return "\u02BCN";
+    case 0x1F0: return "J\u030C";
+    case 0x587: return "\u0535\u0552";
+    case 0xFB00: return "FF";
+    case 0xFB01: return "FI";
+    case 0xFB02: return "FL";
+    case 0xFB03: return "FFI";
+    case 0xFB04: return "FFL";
+    case 0xFB05: case 0xFB06: return "ST";
+    default: return NULL;
+    }
+}
+
 static value str_case(ctx *c, value s, int mode) {
     sbuf b = {0};
     bool prev_cased = false, first = true;
@@ -2173,8 +2270,14 @@ static value str_case(ctx *c, value s, int mode) {
         case CASE_SWAP: y = u_lower(c, x) != x ? u_lower(c, x) : u_upper(c, x); break;
         }
         first = false;
-        char enc[4];
-        sb_put(&c->f, &b, enc, (size_t)utf8_enc(y, enc));
+        const char *sp = NULL;
+        if (mode == CASE_UPPER || (mode == CASE_SWAP && y == x)) sp = special_upper(x);
+        if (mode == CASE_LOWER && x == 0x130) sp = "i\u0307";
+        if (sp) sb_puts(&c->f, &b, sp);
+        else {
+            char enc[4];
+            sb_put(&c->f, &b, enc, (size_t)utf8_enc(y, enc));
+        }
         i += (size_t)l;
     }
     return sb_value(&b);
@@ -3009,6 +3112,12 @@ static const struct { const char *name; filter_fn fn; } FILTERS[] = {
     {"attr", f_attr}, {"format", f_format}, {"center", f_center}, {"wordcount", f_wordcount}, {"batch", f_batch},
 };
 
+static bool known_filter(const char *name) {
+    for (size_t i = 0; i < sizeof FILTERS / sizeof *FILTERS; i++)
+        if (!strcmp(FILTERS[i].name, name)) return true;
+    return false;
+}
+
 static value apply_filter(ctx *c, int line, const char *name, value in, args *a) {
     for (size_t i = 0; i < sizeof FILTERS / sizeof *FILTERS; i++)
         if (!strcmp(FILTERS[i].name, name)) return FILTERS[i].fn(c, line, in, a);
@@ -3017,9 +3126,21 @@ static value apply_filter(ctx *c, int line, const char *name, value in, args *a)
 
 /* ---- tests ---- */
 
+static const char *const TESTS[] = {
+    "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string", "mapping",
+    "iterable", "sequence", "callable", "sameas", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=",
+    "gt", "greaterthan", ">", "ge", ">=", "in", "even", "odd", "divisibleby", "lower", "upper", "escaped", NULL};
+
+static bool known_test(const char *name) { return find_name(TESTS, name, strlen(name)) != NULL; }
+
 static bool apply_test(ctx *c, int line, const char *name, value in, args *a) {
     value x = arg_get(a, 0, NULL);
 #define IS(s) (!strcmp(name, s))
+    bool takes_arg = IS("sameas") || IS("eq") || IS("equalto") || IS("==") || IS("ne") || IS("!=") || IS("lt") ||
+                     IS("lessthan") || IS("<") || IS("le") || IS("<=") || IS("gt") || IS("greaterthan") || IS(">") ||
+                     IS("ge") || IS(">=") || IS("in") || IS("divisibleby");
+    if (a->npos + a->nkw > (takes_arg ? 1 : 0))
+        FAIL(c, line, "TypeError: test '%s' takes %s", name, takes_arg ? "one argument" : "no arguments");
     if (IS("defined")) return in.t != V_UNDEF;
     if (IS("undefined")) return in.t == V_UNDEF;
     if (IS("none")) return in.t == V_NONE;
@@ -3249,14 +3370,16 @@ static value capture(ctx *c, frame *fr, const nlist *body) {
     return sb_value(&buf);
 }
 
+/* Each iteration runs in a fresh scope (as in jinja2): what the body sets is gone at the next
+ * iteration and after the loop. */
 static void exec_for(ctx *c, frame *fr, const node *x) {
     list *items = iter_list(c, x->line, eval(c, fr, x->a));
-    frame *lf = frame_new(c, fr);
     if (x->b) { /* the loop filter runs before `loop` exists and decides loop.length */
         list *kept = list_new(&c->f, items->n);
+        frame *ff = frame_new(c, fr);
         for (size_t i = 0; i < items->n; i++) {
-            assign(c, lf, x->line, x->names, x->n_names, items->v[i]);
-            if (v_truthy(eval(c, lf, x->b))) list_push(&c->f, kept, items->v[i]);
+            assign(c, ff, x->line, x->names, x->n_names, items->v[i]);
+            if (v_truthy(eval(c, ff, x->b))) list_push(&c->f, kept, items->v[i]);
         }
         items = kept;
     }
@@ -3276,7 +3399,7 @@ static void exec_for(ctx *c, frame *fr, const node *x) {
     ld->v[L_DEPTH0] = v_int(0);
     int64_t n = (int64_t)items->n;
     ld->v[L_LENGTH] = v_int(n);
-    frame_set(c, lf, "loop", loop);
+    value no_prev = v_undef_msg(c, "there is no previous item"), no_next = v_undef_msg(c, "there is no next item");
     for (int64_t i = 0; i < n; i++) {
         ld->v[L_INDEX] = v_int(i + 1);
         ld->v[L_INDEX0] = v_int(i);
@@ -3284,10 +3407,11 @@ static void exec_for(ctx *c, frame *fr, const node *x) {
         ld->v[L_REVINDEX0] = v_int(n - i - 1);
         ld->v[L_FIRST] = v_bool(i == 0);
         ld->v[L_LAST] = v_bool(i == n - 1);
-        ld->v[L_PREV] = i > 0 ? items->v[i - 1] : v_undef_msg(c, "there is no previous item");
-        ld->v[L_NEXT] = i < n - 1 ? items->v[i + 1] : v_undef_msg(c, "there is no next item");
-        assign(c, lf, x->line, x->names, x->n_names, items->v[i]);
+        ld->v[L_PREV] = i > 0 ? items->v[i - 1] : no_prev;
+        ld->v[L_NEXT] = i < n - 1 ? items->v[i + 1] : no_next;
+        frame *lf = frame_new(c, fr);
         frame_set(c, lf, "loop", loop);
+        assign(c, lf, x->line, x->names, x->n_names, items->v[i]);
         exec_body(c, lf, &x->items);
         int ctl = c->ctl;
         c->ctl = CTL_NONE;
@@ -3350,7 +3474,9 @@ static void exec_node(ctx *c, frame *fr, const node *x) {
         exec_body(c, wf, &x->items);
         return;
     }
-    case S_GENERATION: exec_body(c, fr, &x->items); return;
+    case S_GENERATION: /* transformers renders the body as a call block: a scope of its own */
+        exec_body(c, frame_new(c, fr), &x->items);
+        return;
     case S_BREAK: c->ctl = CTL_BREAK; return;
     case S_CONTINUE: c->ctl = CTL_CONTINUE; return;
     }

@@ -129,8 +129,9 @@ static void dq_q5_0(const block_q5_0 *b, float *y) {
     uint32_t h;
     memcpy(&h, b->qh, 4);
     for (int j = 0; j < 16; j++) {
-        y[j] = d * (((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) - 16);
-        y[j + 16] = d * (((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16);
+        /* int: the 5-bit value minus 16 is negative (h is unsigned) */
+        y[j] = d * ((int)((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) - 16);
+        y[j + 16] = d * ((int)((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16);
     }
 }
 static void dq_q5_1(const block_q5_1 *b, float *y) {

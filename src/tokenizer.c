@@ -404,7 +404,8 @@ oom:
     return false;
 }
 
-/* End-of-generation tokens: EOS, EOT / EOM if given, and the usual end-of-turn strings. */
+/* End-of-generation tokens: EOS, EOT / EOM if given, and the usual end-of-turn strings. Like the
+ * reference, a token with one of those strings is treated as CONTROL whatever its stored type. */
 static void build_eog(lfm2c_tokenizer *t, const gguf_file *g) {
     static const char *names[] = {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>",
                                   "<|end|>", "<end_of_turn>", "<|end_of_text|>", "<EOT>",
@@ -417,7 +418,8 @@ static void build_eog(lfm2c_tokenizer *t, const gguf_file *g) {
     cand[nc++] = gguf_get_int(g, "tokenizer.ggml.eom_token_id", &v) ? (int32_t)v : -1;
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         int id = tokenizer_find_token(t, names[i], strlen(names[i]));
-        cand[nc++] = id >= 0 && t->type[id] != TOKEN_TYPE_NORMAL ? id : -1;
+        if (id >= 0) t->type[id] = TOKEN_TYPE_CONTROL;
+        cand[nc++] = id;
     }
     for (int i = 0; i < nc; i++) {
         int id = cand[i];
@@ -447,7 +449,7 @@ lfm2c_tokenizer *tokenizer_new(const gguf_file *g, lfm2c_error *err) {
     uint32_t fwd[256];
     int16_t inv[0x144];
     byte_map(fwd, inv);
-    if (!build_vocab(t, g, inv, err) || !build_merges(t, g, inv, err) || !build_specials(t, err)) {
+    if (!build_vocab(t, g, inv, err) || !build_merges(t, g, inv, err)) {
         tokenizer_free(t);
         return NULL;
     }
@@ -465,6 +467,10 @@ lfm2c_tokenizer *tokenizer_new(const gguf_file *g, lfm2c_error *err) {
     gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos);
     gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos);
     build_eog(t, g);
+    if (!build_specials(t, err)) {
+        tokenizer_free(t);
+        return NULL;
+    }
     return t;
 }
 

@@ -1,3 +1,92 @@
-/* placeholder: replaced by the real command */
+/* cmd_quantize.c — `lfm2c quantize IN.gguf OUT.gguf TYPE [--stats] [-t THREADS]`: requantize a
+ * GGUF the way the reference quantizer does (same per-tensor types, same bytes). */
 #include "cli.h"
-int cmd_quantize(int argc, char **argv) { (void)argc; (void)argv; return cli_fail("'quantize' is not implemented yet"); }
+#include "quant.h"
+#include "quantize_file.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: lfm2c quantize IN.gguf OUT.gguf TYPE [--stats] [-t THREADS]\n"
+            "  TYPE     %s (case-insensitive)\n"
+            "  --stats  print each tensor's RMS error against the input\n"
+            "  -t N     threads (default: all cores)\n",
+            quant_ftype_list());
+}
+
+typedef struct bar { int last; } bar;
+
+static void progress(void *ud, uint64_t done, uint64_t total, const char *tensor) {
+    bar *b = ud;
+    int pct = total ? (int)(100 * done / total) : 100;
+    if (pct == b->last) return;
+    b->last = pct;
+    char fill[41];
+    int k = pct * 40 / 100;
+    for (int i = 0; i < 40; i++) fill[i] = i < k ? '#' : '.';
+    fill[40] = 0;
+    fprintf(stderr, "\r[%s] %3d%%  %-40.40s", fill, pct, tensor);
+    fflush(stderr);
+}
+
+static void fmt_shape(const quantize_tensor_report *t, char *buf, size_t n) {
+    int o = snprintf(buf, n, "[");
+    for (uint32_t d = 0; d < t->n_dims && o < (int)n; d++)
+        o += snprintf(buf + o, n - (size_t)o, "%s%lld", d ? ", " : "", (long long)t->ne[d]);
+    if (o < (int)n) snprintf(buf + o, n - (size_t)o, "]");
+}
+
+int cmd_quantize(int argc, char **argv) {
+    const char *pos[3] = {0};
+    int npos = 0, threads = 0;
+    bool stats = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(argv[i], "--stats")) stats = true;
+        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_int(argv[i], cli_value(argc, argv, &i));
+        else if (argv[i][0] == '-' && argv[i][1]) return cli_fail("quantize: unknown option '%s'", argv[i]);
+        else if (npos < 3) pos[npos++] = argv[i];
+        else return cli_fail("quantize: too many arguments ('%s')", argv[i]);
+    }
+    if (npos != 3) return cli_fail("quantize: expected IN.gguf OUT.gguf TYPE (lfm2c quantize --help)");
+    const quant_ftype *ft = quant_ftype_find(pos[2]);
+    if (!ft) return cli_fail("quantize: unknown type '%s' (expected one of %s)", pos[2], quant_ftype_list());
+    if (threads < 0) return cli_fail("quantize: -t must be >= 0");
+
+    bar b = {-1};
+    quantize_file_params p = {.n_threads = threads, .stats = stats};
+    if (isatty(fileno(stderr))) {
+        p.progress = progress;
+        p.progress_ud = &b;
+    }
+    quantize_report rep;
+    lfm2c_error err = {0};
+    bool ok = quantize_file(pos[0], pos[1], ft, &p, &rep, &err);
+    if (p.progress) fprintf(stderr, "\r%-90s\r", "");
+    if (!ok) return cli_fail("quantize: %s", err.msg);
+
+    int counts[GGML_NTYPES] = {0};
+    for (int i = 0; i < rep.n_tensors; i++) counts[rep.tensors[i].type_out]++;
+    if (stats) {
+        printf("%-40s %-18s %-6s -> %-6s %12s\n", "tensor", "shape", "from", "to", "rms_err");
+        for (int i = 0; i < rep.n_tensors; i++) {
+            const quantize_tensor_report *t = &rep.tensors[i];
+            char shape[64];
+            fmt_shape(t, shape, sizeof shape);
+            printf("%-40s %-18s %-6s -> %-6s %12.4e%s\n", t->name, shape, ggml_type_get(t->type_in)->name,
+                   ggml_type_get(t->type_out)->name, t->rms_err, t->converted ? "" : "  (copied)");
+        }
+    }
+    printf("quantized %s -> %s as %s: %d tensors (", pos[0], pos[1], ft->name, rep.n_tensors);
+    for (int t = 0, first = 1; t < GGML_NTYPES; t++)
+        if (counts[t]) { printf("%s%s: %d", first ? "" : ", ", ggml_type_get(t)->name, counts[t]); first = 0; }
+    double mb_in = rep.bytes_in / 1e6, mb_out = rep.bytes_out / 1e6;
+    printf(")\n  tensor data %.2f MB -> %.2f MB (%.1f%%), file %.2f MB -> %.2f MB, %.2f s, %.1f MB/s in\n", mb_in,
+           mb_out, mb_in > 0 ? 100.0 * mb_out / mb_in : 0.0, rep.file_bytes_in / 1e6, rep.file_bytes_out / 1e6,
+           rep.seconds, rep.seconds > 0 ? mb_in / rep.seconds : 0.0);
+    quantize_report_free(&rep);
+    return 0;
+}

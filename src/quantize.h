@@ -1,0 +1,62 @@
+/* quantize.h — weight quantization as the reference quantizer (llama-quantize without an
+ * importance matrix) does it, byte for byte: the per-block algorithms (scale searches included)
+ * and the per-tensor type recipe of each file type (spec 7.4). */
+#ifndef LFM2C_QUANTIZE_H
+#define LFM2C_QUANTIZE_H
+
+#include "lfm2c.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- blocks ---------------------------------------------------------------------------- */
+
+/* Types quantize_rows can produce: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
+ * Q4_K, Q5_K, Q6_K. */
+bool quantize_supported(uint32_t type);
+/* Quantizes nrows rows of n_per_row floats (n_per_row a multiple of the block size) into dst in
+ * `type`'s row layout. Returns the bytes written, 0 when the type or row length is unsupported.
+ * Rows are independent: quantizing a tensor in row chunks gives the same bytes. */
+size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row);
+
+/* ---- file types and the per-tensor recipe ---------------------------------------------- */
+
+/* llama_ftype ids (general.file_type) */
+enum llama_ftype_id {
+    FTYPE_ALL_F32 = 0, FTYPE_F16 = 1, FTYPE_Q4_0 = 2, FTYPE_Q4_1 = 3, FTYPE_Q8_0 = 7,
+    FTYPE_Q5_0 = 8, FTYPE_Q5_1 = 9, FTYPE_Q2_K = 10, FTYPE_Q3_K_S = 11, FTYPE_Q3_K_M = 12,
+    FTYPE_Q3_K_L = 13, FTYPE_Q4_K_S = 14, FTYPE_Q4_K_M = 15, FTYPE_Q5_K_S = 16,
+    FTYPE_Q5_K_M = 17, FTYPE_Q6_K = 18, FTYPE_BF16 = 32,
+};
+
+typedef struct quant_ftype {
+    const char *name;       /* "Q4_K_M" */
+    int id;                 /* enum llama_ftype_id */
+    uint32_t default_type;  /* ggml type of most matrices */
+} quant_ftype;
+
+/* Case-insensitive lookup among the file types `lfm2c quantize` offers; NULL if unknown. */
+const quant_ftype *quant_ftype_find(const char *name);
+/* The offered names, comma-separated, for messages. */
+const char *quant_ftype_list(void);
+
+typedef struct quant_tensor_desc {
+    const char *name;
+    uint32_t n_dims;
+    int64_t ne[4];
+    uint32_t type;          /* current type */
+} quant_tensor_desc;
+
+/* Chooses every tensor's target type the way the reference does for file type `ft`, given the
+ * tensors in output order (see quant_tensor_order_cmp), the model's layer count and expert
+ * count (0 for dense). Tensors the reference never quantizes (norms, 1-D, conv taps, router,
+ * names not ending in "weight") keep their current type. False (err set) when a tensor's layer
+ * cannot be determined or a row length fits no type. */
+bool quant_recipe(const quant_ftype *ft, int n_layer, int n_expert, const quant_tensor_desc *t, int n,
+                  uint32_t *out_types, lfm2c_error *err);
+
+/* Output order of the reference: tensors sorted by layer number ("blk.N."; others first), then by
+ * name. strcmp-like. */
+int quant_tensor_order_cmp(const char *a, const char *b);
+
+#endif
