@@ -601,6 +601,35 @@ static json_t *logprobs_json(server *srv, const sched_req *r, int from, int to) 
     return json_pack("{s:o}", "content", arr);
 }
 
+/* The legacy /v1/completions logprobs shape: parallel arrays (lock held). */
+static json_t *legacy_logprobs_json(server *srv, const sched_req *r, int from, int to) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    size_t off = 0;
+    for (int i = 0; i < to && i < r->n_logprobs_out; i++) {
+        const sched_logprob *lp = &r->logprobs[i];
+        char b[512];
+        int n = lfm2c_token_to_bytes(srv->model, lp->token, true, b, sizeof b);
+        n = n < 0 ? 0 : n > (int)sizeof b ? (int)sizeof b : n;
+        if (i >= from) {
+            json_t *t = json_stringn(b, (size_t)n);
+            json_array_append_new(tokens, t ? t : json_string("\xef\xbf\xbd"));
+            json_array_append_new(lps, json_real(lp->logprob));
+            json_t *top = json_object();
+            for (int k = 0; k < lp->n_top; k++) {
+                char tb[512];
+                int tn = lfm2c_token_to_bytes(srv->model, lp->top_token[k], true, tb, sizeof tb - 1);
+                tn = tn < 0 ? 0 : tn > (int)sizeof tb - 1 ? (int)sizeof tb - 1 : tn;
+                tb[tn] = 0;
+                json_object_set_new(top, tb, json_real(lp->top_logprob[k]));
+            }
+            json_array_append_new(tops, top);
+            json_array_append_new(offs, json_integer((json_int_t)off));
+        }
+        off += (size_t)n;
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
+}
+
 static json_t *usage_json(const sched_req *r) {
     return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
                      "total_tokens", r->n_prompt + r->n_generated, "prompt_tokens_details", "cached_tokens", r->n_cached);
@@ -634,7 +663,7 @@ static json_t *final_json(server *srv, job *j) {
                            j->o.logprobs ? logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
     } else {
         choice = json_pack("{s:i,s:s%,s:o,s:s}", "index", 0, "text", r->text ? r->text : "", r->n_text, "logprobs",
-                           j->o.logprobs ? logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
+                           j->o.logprobs ? legacy_logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
     }
     return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", j->id, "object", j->chat ? "chat.completion" : "text_completion",
                      "created", (json_int_t)j->created, "model", srv->alias, "choices", choice, "usage", usage_json(r));
@@ -706,7 +735,8 @@ static void stream_pump(stream *st) {
     }
     json_t *lp = NULL;
     if (j->o.logprobs && r->n_logprobs_out > st->sent_lp) {
-        lp = logprobs_json(srv, r, st->sent_lp, r->n_logprobs_out);
+        lp = j->chat ? logprobs_json(srv, r, st->sent_lp, r->n_logprobs_out)
+                     : legacy_logprobs_json(srv, r, st->sent_lp, r->n_logprobs_out);
         st->sent_lp = r->n_logprobs_out;
     }
     if (r->n_released > st->sent_text) {

@@ -270,6 +270,11 @@ await test('completions', async () => {
   let text = '';
   for await (const ch of s) text += ch.choices[0]?.text || '';
   check(text === r.choices[0].text, 'streamed completion equals plain');
+  const l = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 2 });
+  const lp = l.choices[0].logprobs;
+  check(lp.tokens.length === 4 && lp.token_logprobs.length === 4 && lp.top_logprobs.length === 4 && lp.text_offset[0] === 0,
+    'legacy completion logprobs arrays');
+  check(lp.tokens.join('') === l.choices[0].text && lp.token_logprobs.every((x) => x <= 0), 'logprob tokens spell the text');
 });
 
 await test('prefix reuse', async () => {
