@@ -1,0 +1,119 @@
+// serve_load.mjs — bounded load benchmark of `lfm2c serve` on loopback.
+//
+//   node bench/serve_load.mjs --lfm2c build/lfm2c --model tests/data/lfm2-kq-dense-f16.gguf \
+//        [--np 32] [--tokens 64] [--levels 1,8,32,128] [--threads 0]
+//
+// Starts the server itself (port 0, loopback), then for each concurrency level C runs C clients
+// at once, each streaming one chat completion of --tokens tokens (greedy; end-of-turn tokens are
+// biased away so every request generates the same number of tokens). Reports total tokens/s
+// (all streams), mean per-stream tokens/s (after the first token) and time to first token.
+// Then a 5-turn conversation with a long system prompt, against the server with prompt-prefix
+// reuse and against one started with --no-prefix-reuse: prompt processing time per turn.
+// Everything is bounded: at most sum(levels) + 10 requests. Plain fetch + SSE, no SDK needed.
+import { spawn } from 'node:child_process';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((a, x, i, all) => {
+  if (x.startsWith('--')) a.push([x.slice(2), all[i + 1]]);
+  return a;
+}, []));
+const lfm2c = args.lfm2c || 'build/lfm2c';
+const modelPath = args.model || 'tests/data/lfm2-kq-dense-f16.gguf';
+const np = Number(args.np || 32);
+const nTok = Number(args.tokens || 64);
+const levels = (args.levels || '1,8,32,128').split(',').map(Number);
+const threads = args.threads || '0';
+
+function startServer(extra) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(lfm2c, ['serve', '-m', modelPath, '--port', '0', '-np', String(np), '-c', '4096', '-t', threads,
+      '--queue', '1024', ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on 127\.0\.0\.1:(\d+)/);
+      if (m) resolve({ proc: p, base: `http://127.0.0.1:${m[1]}` });
+    });
+    p.on('exit', (code) => reject(new Error(`server exited (${code})`)));
+  });
+}
+const stopServer = (s) => new Promise((r) => { s.proc.removeAllListeners('exit'); s.proc.on('exit', r); s.proc.kill('SIGTERM'); });
+
+// One streamed chat completion: returns {ttft, total, tokens, cached, prompt}.
+async function streamChat(base, messages, maxTokens) {
+  const t0 = performance.now();
+  const res = await fetch(`${base}/v1/chat/completions`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ messages, max_tokens: maxTokens, temperature: 0, stream: true,
+      stream_options: { include_usage: true }, logit_bias: { 7: -100, 2: -100 } }),
+  });
+  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  let ttft = null, usage = null, text = '', buf = '';
+  const dec = new TextDecoder();
+  for await (const chunk of res.body) {
+    buf += dec.decode(chunk, { stream: true });
+    let i;
+    while ((i = buf.indexOf('\n\n')) >= 0) {
+      const ev = buf.slice(0, i); buf = buf.slice(i + 2);
+      if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+      const j = JSON.parse(ev.slice(6));
+      if (j.usage) usage = j.usage;
+      const d = j.choices?.[0]?.delta?.content;
+      if (d) { if (ttft === null) ttft = performance.now() - t0; text += d; }
+    }
+  }
+  const total = performance.now() - t0;
+  return { ttft: ttft ?? total, total, tokens: usage.completion_tokens, cached: usage.prompt_tokens_details.cached_tokens,
+    prompt: usage.prompt_tokens, text };
+}
+
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+const fmt = (x, d = 1) => x.toFixed(d);
+
+const server = await startServer([]);
+console.log(`model ${modelPath}, ${np} slots, ${nTok} tokens per request, greedy`);
+await streamChat(server.base, [{ role: 'user', content: 'warm up' }], 4);
+console.log('\n| concurrency | requests | wall s | total tok/s | per-stream tok/s | TTFT p50 ms | TTFT p90 ms |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|');
+for (const c of levels) {
+  const t0 = performance.now();
+  const rs = await Promise.all(Array.from({ length: c }, (_, i) =>
+    streamChat(server.base, [{ role: 'user', content: `Client ${i} of ${c}: write about the ocean.` }], nTok)));
+  const wall = (performance.now() - t0) / 1000;
+  const toks = rs.reduce((a, r) => a + r.tokens, 0);
+  const perStream = rs.reduce((a, r) => a + (r.tokens - 1) / ((r.total - r.ttft) / 1000), 0) / rs.length;
+  const ttfts = rs.map((r) => r.ttft);
+  console.log(`| ${c} | ${c} | ${fmt(wall, 2)} | ${fmt(toks / wall)} | ${fmt(perStream)} | ${fmt(pct(ttfts, 0.5))} | ${fmt(pct(ttfts, 0.9))} |`);
+}
+await stopServer(server);
+
+// Prefix reuse: 5 turns, each prompt = the whole conversation so far.
+const system = 'You are a meticulous assistant. ' + 'Follow the house rules about tone, brevity and sources. '.repeat(60);
+async function conversation(base) {
+  const msgs = [{ role: 'system', content: system }];
+  const turns = [];
+  for (let t = 0; t < 5; t++) {
+    msgs.push({ role: 'user', content: `Question ${t + 1}: what about topic ${t + 1}?` });
+    const r = await streamChat(base, msgs, 24);
+    turns.push(r);
+    msgs.push({ role: 'assistant', content: r.text });
+  }
+  return turns;
+}
+const on = await startServer([]);
+const withReuse = await conversation(on.base);
+await stopServer(on);
+const off = await startServer(['--no-prefix-reuse']);
+const without = await conversation(off.base);
+await stopServer(off);
+console.log('\n5-turn conversation (prompt grows each turn), time to first token:');
+console.log('| turn | prompt tokens | cached (reuse) | TTFT reuse ms | TTFT no reuse ms | speedup |');
+console.log('|---:|---:|---:|---:|---:|---:|');
+let sumOn = 0, sumOff = 0;
+for (let t = 0; t < 5; t++) {
+  const a = withReuse[t], b = without[t];
+  sumOn += a.ttft; sumOff += b.ttft;
+  console.log(`| ${t + 1} | ${a.prompt} | ${a.cached} | ${fmt(a.ttft)} | ${fmt(b.ttft)} | ${fmt(b.ttft / a.ttft, 2)}x |`);
+}
+console.log(`| all | | | ${fmt(sumOn)} | ${fmt(sumOff)} | ${fmt(sumOff / sumOn, 2)}x |`);
+const same = withReuse.every((r, i) => r.text === without[i].text);
+console.log(`answers identical with and without reuse: ${same}`);

@@ -1,0 +1,66 @@
+/* grammar.h — constrained decoding: a byte-level pushdown automaton that accepts exactly the JSON
+ * texts valid against a JSON-schema subset (or LFM2 Pythonic tool-call lists), and a token mask
+ * that lets the sampler pick only tokens whose bytes keep the automaton alive.
+ *
+ * Schema subset: type (one or a list of object/array/string/number/integer/boolean/null),
+ * properties, required, additionalProperties (false / true / a schema), items, enum, const,
+ * minItems/maxItems, minLength/maxLength, nesting. Structural keywords it cannot enforce
+ * (anyOf, oneOf, allOf, $ref, not, pattern, patternProperties, ...) are rejected with an error
+ * instead of being silently ignored. Output is compact JSON (at most one space after ':' and ','),
+ * properties in any order, enum/const values in their compact canonical form. */
+#ifndef LFM2C_GRAMMAR_H
+#define LFM2C_GRAMMAR_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct grammar grammar; /* compiled, immutable: share it between requests */
+
+/* A JSON schema (text). NULL + message in err on an unsupported or malformed schema. */
+grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap);
+/* Any JSON object (response_format json_object). */
+grammar *grammar_any_object(void);
+/* LFM2 tool calls: `[name(arg=value, ...), ...]` with Python literals, names and arguments from
+ * an OpenAI tools array (each {"type":"function","function":{name, parameters}}). only_name:
+ * restrict to that function (tool_choice named), else any of them; parallel: allow several. */
+grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel,
+                            char *err, size_t errcap);
+void grammar_free(grammar *g);
+
+#define GRAMMAR_MAX_DEPTH 32
+
+typedef struct grammar_frame {
+    uint64_t seen;      /* object / call: properties given so far */
+    uint64_t cand;      /* key, enum or name candidates still matching */
+    uint32_t count;     /* array items / string characters */
+    uint16_t node;      /* schema node */
+    uint16_t pos;       /* bytes matched of a key / literal / enum / name */
+    int16_t cur;        /* object: property being filled (-1: additional); calls: function */
+    uint8_t kind, phase, aux, sp;
+} grammar_frame;
+
+/* The parse position: a plain value, copy it freely. */
+typedef struct grammar_state {
+    int depth;          /* frames in use; 0 = a complete value was read */
+    bool dead;          /* a byte was rejected */
+    grammar_frame f[GRAMMAR_MAX_DEPTH];
+} grammar_state;
+
+void grammar_state_init(const grammar *g, grammar_state *st);
+/* Feeds bytes; false (and the state unchanged) if any is not allowed. */
+bool grammar_accept(const grammar *g, grammar_state *st, const char *bytes, size_t n);
+/* True when the bytes so far form a complete value (generation may stop here). */
+bool grammar_complete(const grammar *g, const grammar_state *st);
+/* The shortest-ish bytes that complete the value from st (minimal values for what is still
+ * required). Returns the length (NUL-terminated in out when it fits), -1 if cap is too small. */
+int grammar_completion(const grammar *g, const grammar_state *st, char *out, int cap);
+
+/* Token byte strings of a vocabulary in a trie, built once per model. */
+typedef struct grammar_vocab grammar_vocab;
+grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int n_tokens);
+void grammar_vocab_free(grammar_vocab *v);
+/* Marks allowed[i] for every token whose bytes the automaton accepts from st (tokens with no
+ * bytes never), plus the end tokens when st is complete. Returns how many are allowed. */
+int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v,
+                    const int32_t *end_tokens, int n_end, bool *allowed);
+#endif

@@ -1,0 +1,637 @@
+/* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step. */
+#include "scheduler.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct slot {
+    lfm2c_session *sess;
+    sched_req *req;            /* NULL: free */
+    int n_fed;                 /* prompt tokens in the session */
+    int32_t next;              /* sampled token to feed at the next step, -1: none */
+    bool has_logits;           /* the last decode of this slot produced a logits row */
+    lfm2c_sampler *sampler;
+    lfm2c_detok detok;
+    const grammar *g;          /* active grammar, NULL: free text */
+    bool g_tool;               /* the active grammar is the tool-call list */
+    grammar_state gst;
+    bool g_stuck;              /* the mask allowed nothing */
+    int32_t *forced;           /* tokens to emit without sampling */
+    int n_forced, i_forced, cap_forced;
+    int forced_finish;         /* finish reason once the forced tokens are out */
+    uint64_t last_used;
+    struct sched *owner;
+} slot;
+
+struct sched {
+    lfm2c_model *model;
+    sched_params p;
+    int n_vocab;
+    slot *slots;
+    sched_req **queue;
+    int n_queue;
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    pthread_t thread;
+    bool running, stopping;
+    sched_stats st;
+    grammar_vocab *gvocab;
+    bool *allowed;             /* mask scratch (the scheduler thread only) */
+    int32_t *eog;              /* end-of-generation tokens */
+    int n_eog;
+    int32_t tool_start, tool_end; /* -1 if the vocabulary lacks them */
+    float *scratch_logits;
+};
+
+double sched_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+sched_req *sched_req_new(void) {
+    sched_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_cond_init(&r->cond, NULL);
+    r->refs = 1;
+    r->n_logprobs = -1;
+    r->max_tokens = 256;
+    r->sampling = lfm2c_sampler_default_params();
+    return r;
+}
+
+static void req_free(sched_req *r) {
+    free(r->prompt);
+    free(r->logit_bias);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->stop);
+    free(r->text);
+    free(r->logprobs);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}
+
+static void req_unref(sched_req *r) {
+    if (--r->refs == 0) req_free(r);
+}
+
+void sched_release(sched *s, sched_req *r) {
+    pthread_mutex_lock(&s->mu);
+    r->cancelled = true;
+    req_unref(r);
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sched_submit(sched *s, sched_req *r) {
+    pthread_mutex_lock(&s->mu);
+    /* free slots take requests at the next step: they count as room too */
+    if (s->stopping || s->n_queue >= s->p.queue_max + (s->p.n_slots - s->st.active_slots)) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    r->refs++;
+    r->t_submit = sched_now();
+    s->queue[s->n_queue++] = r;
+    s->st.requests++;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void sched_lock(sched *s) { pthread_mutex_lock(&s->mu); }
+void sched_unlock(sched *s) { pthread_mutex_unlock(&s->mu); }
+
+void sched_wait(sched *s, sched_req *r, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_cond_timedwait(&r->cond, &s->mu, &ts);
+}
+
+void sched_get_stats(sched *s, sched_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    out->queue_depth = s->n_queue;
+    out->n_slots = s->p.n_slots;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- output of one token (lock held) ------------------------------------------------------- */
+
+static bool text_append(sched_req *r, const char *b, size_t n) {
+    if (r->n_text + n + 1 > r->cap_text) {
+        size_t cap = r->cap_text ? r->cap_text : 256;
+        while (cap < r->n_text + n + 1) cap *= 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return false;
+        r->text = t;
+        r->cap_text = cap;
+    }
+    memcpy(r->text + r->n_text, b, n);
+    r->n_text += n;
+    r->text[r->n_text] = 0;
+    return true;
+}
+
+/* Stop strings: cut at the first match; otherwise hold back a suffix that may start one. */
+static bool apply_stops(sched_req *r, size_t old_len) {
+    size_t hold = 0;
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        if (!sl) continue;
+        size_t from = old_len >= sl ? old_len - sl + 1 : 0;
+        for (size_t p = from; p + sl <= r->n_text; p++)
+            if (!memcmp(r->text + p, r->stop[i], sl)) {
+                r->n_text = p;
+                r->text[p] = 0;
+                r->n_released = r->n_text < r->n_released ? r->n_text : r->n_released;
+                return true;
+            }
+        for (size_t k = sl - 1; k > hold; k--)
+            if (k <= r->n_text && !memcmp(r->text + r->n_text - k, r->stop[i], k)) { hold = k; break; }
+    }
+    size_t rel = r->n_text - hold;
+    if (rel > r->n_released) r->n_released = rel;
+    return false;
+}
+
+static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok) {
+    if (r->n_logprobs < 0) return;
+    if (r->n_logprobs_out == r->cap_logprobs) {
+        int cap = r->cap_logprobs ? 2 * r->cap_logprobs : 64;
+        sched_logprob *n = realloc(r->logprobs, (size_t)cap * sizeof *n);
+        if (!n) return;
+        r->logprobs = n;
+        r->cap_logprobs = cap;
+    }
+    sched_logprob *lp = &r->logprobs[r->n_logprobs_out++];
+    memset(lp, 0, sizeof *lp);
+    lp->token = tok;
+    if (!logits) { lp->logprob = 0; return; } /* forced token: certain */
+    float mx = -INFINITY;
+    for (int i = 0; i < s->n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < s->n_vocab; i++) sum += exp((double)(logits[i] - mx));
+    float lse = mx + (float)log(sum);
+    lp->logprob = logits[tok] - lse;
+    int k = r->n_logprobs > SCHED_MAX_TOP_LOGPROBS ? SCHED_MAX_TOP_LOGPROBS : r->n_logprobs;
+    for (int i = 0; i < s->n_vocab; i++) { /* insertion into a small sorted list */
+        float v = logits[i];
+        if (lp->n_top == k && (k == 0 || v <= logits[lp->top_token[k - 1]])) continue;
+        int j = lp->n_top < k ? lp->n_top++ : k - 1;
+        while (j > 0 && logits[lp->top_token[j - 1]] < v) { lp->top_token[j] = lp->top_token[j - 1]; j--; }
+        lp->top_token[j] = i;
+    }
+    for (int j = 0; j < lp->n_top; j++) lp->top_logprob[j] = logits[lp->top_token[j]] - lse;
+}
+
+/* ---- slots -------------------------------------------------------------------------------- */
+
+static void slot_finish(sched *s, slot *sl, int reason) {
+    sched_req *r = sl->req;
+    char buf[64];
+    int n = lfm2c_detok_flush(&sl->detok, buf, sizeof buf);
+    if (n > 0 && reason != FINISH_CANCELLED) text_append(r, buf, (size_t)n);
+    r->n_released = r->n_text;
+    r->finish = reason;
+    pthread_cond_broadcast(&r->cond);
+    req_unref(r);
+    sl->req = NULL;
+    lfm2c_sampler_free(sl->sampler);
+    sl->sampler = NULL;
+    sl->n_forced = sl->i_forced = 0;
+    sl->next = -1;
+    sl->has_logits = false;
+    lfm2c_session_checkpoint(sl->sess);
+    s->st.active_slots--;
+}
+
+static void slot_fail(sched *s, slot *sl, const char *msg) {
+    snprintf(sl->req->error, sizeof sl->req->error, "%s", msg);
+    slot_finish(s, sl, FINISH_ERROR);
+}
+
+static bool force_push(slot *sl, int32_t t) {
+    if (sl->n_forced == sl->cap_forced) {
+        int cap = sl->cap_forced ? 2 * sl->cap_forced : 32;
+        int32_t *f = realloc(sl->forced, (size_t)cap * sizeof *f);
+        if (!f) return false;
+        sl->forced = f;
+        sl->cap_forced = cap;
+    }
+    sl->forced[sl->n_forced++] = t;
+    return true;
+}
+
+/* The sampler's filter hook: only tokens that keep the grammar alive. */
+static void mask_filter(void *user, float *logits, int n_vocab) {
+    slot *sl = user;
+    sched *s = sl->owner;
+    if (!sl->g) return;
+    const int32_t *ends = sl->g_tool ? NULL : s->eog;
+    int n = grammar_allowed(sl->g, &sl->gst, s->gvocab, ends, sl->g_tool ? 0 : s->n_eog, s->allowed);
+    if (n == 0) { sl->g_stuck = true; return; }
+    for (int i = 0; i < n_vocab; i++)
+        if (!s->allowed[i]) logits[i] = -INFINITY;
+}
+
+static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
+    sl->g = g;
+    sl->g_tool = tool;
+    sl->g_stuck = false;
+    grammar_state_init(g, &sl->gst);
+    (void)s;
+}
+
+/* With a grammar on: when the tokens left barely cover the shortest completion, emit it. */
+static void grammar_budget(sched *s, slot *sl) {
+    sched_req *r = sl->req;
+    int left = r->max_tokens - r->n_generated;
+    int ctx_left = lfm2c_session_n_ctx(sl->sess) - lfm2c_session_n_past(sl->sess) - 1;
+    if (ctx_left < left) left = ctx_left;
+    if (left > 512 && !sl->g_stuck) return;
+    char buf[8192];
+    int n = grammar_completion(sl->g, &sl->gst, buf, sizeof buf);
+    if (n < 0) return;
+    int n_tok = 0;
+    int32_t *toks = NULL;
+    if (n > 0) {
+        lfm2c_error err = {0};
+        toks = lfm2c_tokenize(s->model, buf, (size_t)n, false, false, &n_tok, &err);
+        if (!toks) return;
+    }
+    int need = n_tok + (sl->g_tool ? 1 : 0);
+    if (need >= left || sl->g_stuck) {
+        for (int i = 0; i < n_tok; i++) force_push(sl, toks[i]);
+        if (sl->g_tool && s->tool_end >= 0) force_push(sl, s->tool_end);
+        sl->forced_finish = sl->g_tool ? FINISH_TOOL_CALLS : FINISH_LENGTH;
+        if (sl->n_forced == 0) sl->forced_finish = FINISH_LENGTH;
+    }
+    free(toks);
+}
+
+/* Handles the token chosen for a slot (lock held). Returns true when the slot goes on. */
+static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
+    sched_req *r = sl->req;
+    bool forced = logits == NULL;
+    if (!sl->g && r->tool_grammar && t == s->tool_start && (r->tools_auto || forced))
+        grammar_start(s, sl, r->tool_grammar, true);
+    if (lfm2c_token_is_eog(s->model, t) && !(sl->g && !forced && !grammar_complete(sl->g, &sl->gst))) {
+        slot_finish(s, sl, FINISH_STOP);
+        return false;
+    }
+    if (r->n_generated == 0) r->t_first = sched_now();
+    r->n_generated++;
+    s->st.generated_tokens++;
+    logprob_record(s, r, logits, t);
+    char piece[512];
+    int n = lfm2c_detok_push(&sl->detok, s->model, t, piece, sizeof piece);
+    size_t old = r->n_text;
+    if (n > 0) text_append(r, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
+    if (sl->g && sl->g_tool && t == s->tool_end) {
+        slot_finish(s, sl, FINISH_TOOL_CALLS);
+        return false;
+    }
+    if (sl->g && t != s->tool_start) {
+        char bytes[512];
+        int nb = lfm2c_token_to_bytes(s->model, t, false, bytes, sizeof bytes);
+        if (nb > (int)sizeof bytes || !grammar_accept(sl->g, &sl->gst, bytes, (size_t)(nb > 0 ? nb : 0))) {
+            slot_fail(s, sl, "internal error: constrained decoding left its grammar");
+            return false;
+        }
+        if (sl->gst.depth == 0 && sl->i_forced >= sl->n_forced) {
+            if (!sl->g_tool) {
+                slot_finish(s, sl, sl->forced_finish ? sl->forced_finish : FINISH_STOP);
+                return false;
+            }
+            sl->n_forced = sl->i_forced = 0;
+            force_push(sl, s->tool_end);
+            sl->forced_finish = FINISH_TOOL_CALLS;
+        }
+    }
+    if (!sl->g && r->n_stop && apply_stops(r, old)) {
+        slot_finish(s, sl, FINISH_STOP);
+        return false;
+    }
+    if (!r->n_stop || sl->g) r->n_released = r->n_text;
+    if (sl->i_forced >= sl->n_forced && sl->n_forced > 0 && sl->forced_finish) {
+        slot_finish(s, sl, sl->forced_finish);
+        return false;
+    }
+    bool ctx_full = lfm2c_session_n_past(sl->sess) >= lfm2c_session_n_ctx(sl->sess);
+    if ((r->n_generated >= r->max_tokens || ctx_full) && sl->i_forced >= sl->n_forced) {
+        slot_finish(s, sl, FINISH_LENGTH);
+        return false;
+    }
+    sl->next = t;
+    pthread_cond_broadcast(&r->cond);
+    return true;
+}
+
+/* Picks the next token of a slot whose last decode produced logits (lock held). */
+static void slot_sample(sched *s, slot *sl, const float *logits) {
+    sched_req *r = sl->req;
+    sl->has_logits = false;
+    if (sl->i_forced >= sl->n_forced && sl->g) grammar_budget(s, sl);
+    if (sl->i_forced < sl->n_forced) {
+        slot_take(s, sl, sl->forced[sl->i_forced++], NULL);
+        return;
+    }
+    int hist_n = lfm2c_session_n_past(sl->sess);
+    const int32_t *hist = lfm2c_session_tokens(sl->sess);
+    int32_t t = lfm2c_sampler_sample(sl->sampler, logits, hist, hist_n);
+    if (sl->g && sl->g_stuck) { /* nothing fits: finish the value the shortest way */
+        grammar_budget(s, sl);
+        if (sl->i_forced < sl->n_forced) { slot_take(s, sl, sl->forced[sl->i_forced++], NULL); return; }
+        slot_finish(s, sl, FINISH_STOP);
+        return;
+    }
+    if (t < 0 || t >= s->n_vocab) { slot_fail(s, sl, "sampler returned no token"); return; }
+    (void)r;
+    slot_take(s, sl, t, logits);
+}
+
+static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
+    int n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
+ * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
+static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
+    lfm2c_error err = {0};
+    int n_past = lfm2c_session_n_past(sl->sess);
+    if (keep == 0) {
+        lfm2c_session_reset(sl->sess);
+    } else if (keep < n_past && lfm2c_session_truncate(sl->sess, keep, &err) != 0) {
+        lfm2c_session_reset(sl->sess);
+        keep = 0;
+    }
+    sl->n_fed = keep;
+    sl->next = -1;
+    sl->has_logits = false;
+    sl->g = NULL;
+    sl->g_stuck = false;
+    sl->n_forced = sl->i_forced = 0;
+    sl->forced_finish = 0;
+    lfm2c_detok_init(&sl->detok, true);
+    sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
+    if (sl->sampler) {
+        if (r->logit_bias) lfm2c_sampler_set_logit_bias(sl->sampler, r->logit_bias);
+        lfm2c_sampler_set_filter(sl->sampler, mask_filter, sl);
+    }
+    if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
+    if (r->force_tool_call && r->tool_grammar && s->tool_start >= 0) force_push(sl, s->tool_start);
+    pthread_mutex_lock(&s->mu);
+    r->n_cached = keep;
+    s->st.prompt_tokens += (uint64_t)r->n_prompt;
+    s->st.cached_tokens += (uint64_t)keep;
+    sl->req = r;
+    if (!sl->sampler) slot_fail(s, sl, "out of memory");
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void admit(sched *s) {
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        /* drop cancelled requests still waiting */
+        for (int i = 0; i < s->n_queue; i++)
+            if (s->queue[i]->cancelled) {
+                sched_req *r = s->queue[i];
+                memmove(&s->queue[i], &s->queue[i + 1], (size_t)(s->n_queue - i - 1) * sizeof *s->queue);
+                s->n_queue--;
+                i--;
+                r->finish = FINISH_CANCELLED;
+                req_unref(r);
+            }
+        int best = -1, best_keep = -1;
+        sched_req *r = s->n_queue ? s->queue[0] : NULL;
+        for (int i = 0; r && i < s->p.n_slots; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->req) continue;
+            int keep = common_prefix(lfm2c_session_tokens(sl->sess), lfm2c_session_n_past(sl->sess),
+                                     r->prompt, r->n_prompt);
+            if (keep > r->n_prompt - 1) keep = r->n_prompt - 1; /* feed at least one token */
+            if (s->p.no_prefix_reuse) keep = 0;
+            if (keep > best_keep || (keep == best_keep && sl->last_used < s->slots[best].last_used)) {
+                best = i;
+                best_keep = keep;
+            }
+        }
+        if (best < 0) { pthread_mutex_unlock(&s->mu); return; }
+        memmove(&s->queue[0], &s->queue[1], (size_t)(s->n_queue - 1) * sizeof *s->queue);
+        s->n_queue--;
+        s->st.active_slots++;
+        pthread_mutex_unlock(&s->mu);
+        slot_start(s, &s->slots[best], r, best_keep);
+    }
+}
+
+/* One step: one forward over every active slot. Returns false when there was nothing to do. */
+static bool step(sched *s) {
+    int n_slots = s->p.n_slots, n_items = 0, budget = s->p.prefill_chunk;
+    lfm2c_session *sess[n_slots];
+    const int32_t *toks[n_slots];
+    int ns[n_slots], modes[n_slots], which[n_slots];
+    int n_prefill = 0, n_decode = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->req && sl->req->cancelled) slot_finish(s, sl, FINISH_CANCELLED);
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n_slots; i++) {
+        slot *sl = &s->slots[i];
+        sched_req *r = sl->req;
+        if (!r) continue;
+        if (sl->n_fed < r->n_prompt) {
+            if (budget <= 0) continue;
+            int n = r->n_prompt - sl->n_fed;
+            if (n > budget) n = budget;
+            /* end a chunk at a turn boundary so a checkpoint lands there */
+            for (int j = 0; j < n - 1; j++)
+                if (lfm2c_token_is_eog(s->model, r->prompt[sl->n_fed + j]) && sl->n_fed + j + 1 < r->n_prompt) {
+                    n = j + 1;
+                    break;
+                }
+            budget -= n;
+            n_prefill += n;
+            sess[n_items] = sl->sess;
+            toks[n_items] = r->prompt + sl->n_fed;
+            ns[n_items] = n;
+            modes[n_items] = sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
+        } else if (sl->next >= 0) {
+            n_decode++;
+            sess[n_items] = sl->sess;
+            toks[n_items] = &sl->next;
+            ns[n_items] = 1;
+            modes[n_items] = LFM2C_LOGITS_LAST;
+        } else {
+            continue;
+        }
+        which[n_items++] = i;
+    }
+    if (!n_items) return false;
+    lfm2c_error err = {0};
+    double t0 = sched_now();
+    int rc = lfm2c_decode_batch(sess, toks, ns, modes, n_items, &err);
+    double dt = sched_now() - t0;
+    pthread_mutex_lock(&s->mu);
+    s->st.steps++;
+    s->st.batch_tokens += (uint64_t)(n_prefill + n_decode);
+    s->st.prefill_tokens += (uint64_t)n_prefill;
+    double share = (double)n_prefill / (double)(n_prefill + n_decode);
+    s->st.prefill_seconds += dt * share;
+    s->st.decode_seconds += dt * (1 - share);
+    for (int k = 0; k < n_items; k++) {
+        slot *sl = &s->slots[which[k]];
+        if (!sl->req) continue;
+        if (rc != 0) { slot_fail(s, sl, err.msg); continue; }
+        if (sl->n_fed < sl->req->n_prompt) {
+            sl->n_fed += ns[k];
+            lfm2c_session_checkpoint(sl->sess);
+            if (modes[k] == LFM2C_LOGITS_NONE) continue;
+        }
+        sl->next = -1;
+        sl->last_used = s->st.steps;
+        slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+    }
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+static void *sched_main(void *arg) {
+    sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool stop = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        admit(s);
+        if (step(s)) continue;
+        pthread_mutex_lock(&s->mu);
+        bool idle = !s->stopping && s->n_queue == 0;
+        for (int i = 0; idle && i < s->p.n_slots; i++)
+            if (s->slots[i].req) idle = false;
+        if (idle) pthread_cond_wait(&s->work, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------- */
+
+static int32_t single_token(lfm2c_model *m, const char *text) {
+    lfm2c_error err = {0};
+    int n = 0;
+    int32_t *t = lfm2c_tokenize(m, text, strlen(text), false, true, &n, &err);
+    int32_t id = t && n == 1 ? t[0] : -1;
+    free(t);
+    return id;
+}
+
+sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
+    sched *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->model = model;
+    s->p = *p;
+    if (s->p.n_slots < 1) s->p.n_slots = 1;
+    if (s->p.queue_max < 1) s->p.queue_max = 1;
+    if (s->p.prefill_chunk < 1) s->p.prefill_chunk = 512;
+    s->n_vocab = lfm2c_vocab_size(model);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    s->slots = calloc((size_t)s->p.n_slots, sizeof *s->slots);
+    s->queue = calloc((size_t)(s->p.queue_max + s->p.n_slots), sizeof *s->queue);
+    s->allowed = calloc((size_t)s->n_vocab, sizeof *s->allowed);
+    s->eog = calloc((size_t)s->n_vocab, sizeof *s->eog);
+    if (!s->slots || !s->queue || !s->allowed || !s->eog) goto oom;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (lfm2c_token_is_eog(model, i)) s->eog[s->n_eog++] = i;
+    s->tool_start = single_token(model, "<|tool_call_start|>");
+    s->tool_end = single_token(model, "<|tool_call_end|>");
+    /* token byte strings for the grammar mask */
+    char **bytes = calloc((size_t)s->n_vocab, sizeof *bytes);
+    int *lens = calloc((size_t)s->n_vocab, sizeof *lens);
+    bool ok = bytes && lens;
+    for (int i = 0; ok && i < s->n_vocab; i++) {
+        char buf[1024];
+        int n = lfm2c_token_to_bytes(model, i, false, buf, sizeof buf);
+        if (n < 0 || n > (int)sizeof buf) n = 0;
+        lens[i] = n;
+        if (!(bytes[i] = malloc((size_t)n + 1))) ok = false;
+        else memcpy(bytes[i], buf, (size_t)n);
+    }
+    if (ok) s->gvocab = grammar_vocab_new((const char *const *)bytes, lens, s->n_vocab);
+    for (int i = 0; bytes && i < s->n_vocab; i++) free(bytes[i]);
+    free(bytes);
+    free(lens);
+    if (!s->gvocab) goto oom;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        s->slots[i].owner = s;
+        s->slots[i].next = -1;
+        if (!(s->slots[i].sess = lfm2c_session_new(model, s->p.n_ctx, err))) { sched_free(s); return NULL; }
+    }
+    s->running = true;
+    if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+        s->running = false;
+        sched_free(s);
+        if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "cannot start the scheduler thread"); }
+        return NULL;
+    }
+    return s;
+oom:
+    sched_free(s);
+    if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "out of memory starting the scheduler"); }
+    return NULL;
+}
+
+void sched_shutdown(sched *s) {
+    if (!s) return;
+    if (s->running) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        s->running = false;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    for (int i = 0; s->slots && i < s->p.n_slots; i++)
+        if (s->slots[i].req) slot_finish(s, &s->slots[i], FINISH_CANCELLED);
+    for (int i = 0; i < s->n_queue; i++) {
+        s->queue[i]->finish = FINISH_CANCELLED;
+        pthread_cond_broadcast(&s->queue[i]->cond);
+        req_unref(s->queue[i]);
+    }
+    s->n_queue = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    sched_shutdown(s);
+    for (int i = 0; s->slots && i < s->p.n_slots; i++) {
+        lfm2c_session_free(s->slots[i].sess);
+        free(s->slots[i].forced);
+    }
+    grammar_vocab_free(s->gvocab);
+    free(s->slots);
+    free(s->queue);
+    free(s->allowed);
+    free(s->eog);
+    free(s->scratch_logits);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->work);
+    free(s);
+}

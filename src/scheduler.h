@@ -1,0 +1,98 @@
+/* scheduler.h — continuous batching of generation requests over one model.
+ *
+ * One thread owns the model: every step it runs ONE lfm2c_decode_batch over the next token of
+ * every generating slot plus a chunk of the prompts still being read, samples, detokenizes,
+ * applies stop strings and constrained decoding, and publishes the new text to the requests.
+ * A slot keeps its session between requests: a new request goes to the free slot whose token
+ * history shares the longest prefix with its prompt, and only the rest of the prompt is fed.
+ * Requests beyond the slots wait in a bounded queue; submit fails when it is full. */
+#ifndef LFM2C_SCHEDULER_H
+#define LFM2C_SCHEDULER_H
+#include "grammar.h"
+#include "lfm2c.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sched sched;
+
+typedef struct sched_params {
+    int n_slots;        /* sequences decoded together */
+    int n_ctx;          /* context of each slot's session */
+    int queue_max;      /* requests that may wait beyond the free slots; more are refused */
+    int prefill_chunk;  /* prompt tokens per step (all prompts together) */
+    bool no_prefix_reuse; /* always start from an empty session (for measuring the reuse) */
+} sched_params;
+
+enum { FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_TOOL_CALLS, FINISH_CANCELLED, FINISH_ERROR };
+
+#define SCHED_MAX_TOP_LOGPROBS 20
+
+typedef struct sched_logprob {
+    int32_t token;
+    float logprob;
+    int n_top;
+    int32_t top_token[SCHED_MAX_TOP_LOGPROBS];
+    float top_logprob[SCHED_MAX_TOP_LOGPROBS];
+} sched_logprob;
+
+/* A request: the caller fills the inputs, submits, then reads the outputs under sched_lock. */
+typedef struct sched_req {
+    /* inputs (not touched after submit) */
+    int32_t *prompt;
+    int n_prompt;
+    lfm2c_sampler_params sampling;
+    float *logit_bias;          /* n_vocab entries or NULL (owned, freed with the request) */
+    int max_tokens;
+    char **stop;                /* stop strings (owned) */
+    int n_stop;
+    int n_logprobs;             /* -1: none; else top-N alternatives (0..20) per token */
+    const grammar *json_grammar;   /* constrained output from the first token (borrowed) */
+    const grammar *tool_grammar;   /* tool-call list grammar (borrowed) */
+    bool force_tool_call;       /* start with <|tool_call_start|> (tool_choice required/named) */
+    bool tools_auto;            /* switch to tool_grammar when the model opens a call */
+
+    /* outputs (guarded by the scheduler lock) */
+    char *text;                 /* generated text; text[0..n_released) may be shown */
+    size_t n_text, cap_text, n_released;
+    sched_logprob *logprobs;    /* one per generated token */
+    int n_logprobs_out, cap_logprobs;
+    int n_generated, n_cached;  /* completion tokens; prompt tokens reused from a slot */
+    double t_submit, t_first;   /* seconds (monotonic): submission and first token */
+    int finish;                 /* FINISH_*; != NONE: done */
+    char error[600];
+    bool cancelled;             /* set by the caller (client went away) */
+
+    pthread_cond_t cond;        /* signalled when outputs change */
+    int refs;
+} sched_req;
+
+sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err);
+/* Stops the thread; running and waiting requests finish as cancelled; later submits fail.
+ * The requests' owners may still read and release them until sched_free. */
+void sched_shutdown(sched *s);
+void sched_free(sched *s);
+
+sched_req *sched_req_new(void);
+/* Queues the request. Returns 0, or -1 when the queue is full (the caller answers 503). */
+int sched_submit(sched *s, sched_req *r);
+/* Marks the request cancelled (frees its slot at the next step) and drops the caller's ref. */
+void sched_release(sched *s, sched_req *r);
+
+void sched_lock(sched *s);
+void sched_unlock(sched *s);
+/* Waits (lock held) until the request changes or timeout_ms passes. */
+void sched_wait(sched *s, sched_req *r, int timeout_ms);
+
+typedef struct sched_stats {
+    uint64_t requests, prompt_tokens, cached_tokens, generated_tokens;
+    uint64_t prefill_tokens;      /* prompt tokens actually fed */
+    double prefill_seconds, decode_seconds;
+    int queue_depth, active_slots, n_slots;
+    uint64_t steps, batch_tokens;
+} sched_stats;
+void sched_get_stats(sched *s, sched_stats *out);
+
+double sched_now(void);
+#endif

@@ -1,0 +1,1220 @@
+/* server.c — OpenAI-compatible HTTP API over the scheduler.
+ *
+ * libmicrohttpd runs one thread per connection, so a handler may block: a plain request waits
+ * for its completion, a stream's content reader waits for the next tokens. Both poll the socket
+ * while they wait, so a client that goes away cancels its request (and frees its slot) at once.
+ * JSON in and out goes through jansson; every field is type-checked and a bad request gets a 4xx
+ * in OpenAI's error shape. */
+#include "server.h"
+#include "toolcall.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+struct server {
+    lfm2c_model *model;
+    sched *sched;
+    server_params p;
+    struct MHD_Daemon *mhd;
+    int n_ctx, n_vocab;
+    char alias[256];
+    pthread_mutex_t mu;        /* ids and HTTP counters */
+    uint64_t id_counter, tool_ids;
+    uint64_t http_by_class[6]; /* 1xx..5xx */
+    time_t started;
+    int jobs;                  /* generation requests in flight (shutdown waits for them) */
+};
+
+/* Per request: the body being uploaded, and what the log line reports. */
+typedef struct conn {
+    char *body;
+    size_t n_body, cap_body;
+    bool too_big;
+    double t0;
+    int status;
+    bool streaming;
+    int prompt_tokens, completion_tokens, cached_tokens;
+    char method[12], url[80], addr[48];
+} conn;
+
+/* ---- small helpers --------------------------------------------------------------------------- */
+
+typedef struct http_err { int status; char type[40], code[40], param[64], msg[400]; } http_err;
+
+static int set_err(http_err *e, int status, const char *code, const char *param, const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->type, sizeof e->type, "%s", status == 401 ? "authentication_error"
+                                          : status >= 500 ? "server_error" : "invalid_request_error");
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static json_t *err_json(const http_err *e) {
+    return json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", e->msg, "type", e->type, "param",
+                     e->param[0] ? json_string(e->param) : json_null(), "code",
+                     e->code[0] ? json_string(e->code) : json_null());
+}
+
+static void make_id(server *srv, const char *prefix, char *out, size_t cap) {
+    pthread_mutex_lock(&srv->mu);
+    uint64_t x = ++srv->id_counter * 0x9E3779B97F4A7C15ull ^ (uint64_t)srv->started * 0xBF58476D1CE4E5B9ull;
+    pthread_mutex_unlock(&srv->mu);
+    x ^= x >> 31;
+    snprintf(out, cap, "%s%016llx", prefix, (unsigned long long)x);
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *ctype, char *body,
+                                 size_t len, const char *retry_after) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) { free(body); return MHD_NO; }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j) {
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) return MHD_NO;
+    return send_text(c, status, "application/json", s, strlen(s), NULL);
+}
+
+static enum MHD_Result send_err(struct MHD_Connection *c, const http_err *e) {
+    json_t *j = err_json(e);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) return MHD_NO;
+    return send_text(c, e->status, "application/json", s, strlen(s), e->status == 503 ? "1" : NULL);
+}
+
+/* True when the peer closed its end (or the socket broke). */
+static bool peer_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd pf = {fd, POLLIN | POLLRDHUP, 0};
+    if (poll(&pf, 1, 0) <= 0) return false;
+    if (pf.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return true;
+    char b;
+    return (pf.revents & POLLIN) && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+static int conn_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* ---- request fields ---------------------------------------------------------------------------- */
+
+/* Optional number field in [lo, hi]; returns -1 with the error set on a wrong type/range. */
+static int get_num(json_t *body, const char *key, double lo, double hi, double *out, http_err *e) {
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) return set_err(e, 400, "invalid_type", key, "'%s' must be a number", key);
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) return set_err(e, 400, "invalid_value", key, "'%s' must be between %g and %g", key, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int get_int(json_t *body, const char *key, long long lo, long long hi, long long *out, http_err *e) {
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_integer(v)) return set_err(e, 400, "invalid_type", key, "'%s' must be an integer", key);
+    long long x = json_integer_value(v);
+    if (x < lo || x > hi) return set_err(e, 400, "invalid_value", key, "'%s' must be between %lld and %lld", key, lo, hi);
+    *out = x;
+    return 0;
+}
+
+static int get_bool(json_t *body, const char *key, bool *out, http_err *e) {
+    json_t *v = json_object_get(body, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) return set_err(e, 400, "invalid_type", key, "'%s' must be a boolean", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+typedef struct gen_opts {
+    bool stream, include_usage, logprobs;
+    int top_logprobs;
+    long long max_tokens;      /* -1: up to the context */
+} gen_opts;
+
+/* Sampling, limits and stop strings common to both completion endpoints. */
+static int parse_common(server *srv, json_t *body, sched_req *r, gen_opts *o, bool chat, http_err *e) {
+    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(srv->model);
+    double temp = sp.temperature, top_p = sp.top_p, min_p = sp.min_p, pres = 0, freq = 0, rep = sp.repeat_penalty;
+    long long top_k = sp.top_k, seed = -1, n = 1, mt = -1, mct = -1, tl = -1;
+    if (get_num(body, "temperature", 0, 2, &temp, e) || get_num(body, "top_p", 0, 1, &top_p, e) ||
+        get_num(body, "min_p", 0, 1, &min_p, e) || get_num(body, "presence_penalty", -2, 2, &pres, e) ||
+        get_num(body, "frequency_penalty", -2, 2, &freq, e) ||
+        get_num(body, "repetition_penalty", 0.01, 10, &rep, e) ||
+        get_num(body, "repeat_penalty", 0.01, 10, &rep, e) || get_int(body, "top_k", -1, 1 << 30, &top_k, e) ||
+        get_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, e) || get_int(body, "n", 1, 1, &n, e) ||
+        get_int(body, "max_tokens", 1, 1 << 30, &mt, e) ||
+        get_int(body, "max_completion_tokens", 1, 1 << 30, &mct, e) || get_bool(body, "stream", &o->stream, e))
+        return -1;
+    if (sp.temperature != temp) sp.temperature = (float)temp;
+    sp.top_p = (float)top_p;
+    sp.min_p = (float)min_p;
+    sp.top_k = (int)top_k;
+    sp.presence_penalty = (float)pres;
+    sp.frequency_penalty = (float)freq;
+    sp.repeat_penalty = (float)rep;
+    if (seed >= 0) sp.seed = (uint64_t)seed;
+    else sp.seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)r;
+    r->sampling = sp;
+    o->max_tokens = mct > 0 ? mct : mt;
+
+    json_t *so = json_object_get(body, "stream_options");
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so)) return set_err(e, 400, "invalid_type", "stream_options", "'stream_options' must be an object");
+        if (get_bool(so, "include_usage", &o->include_usage, e)) return -1;
+    }
+
+    json_t *stop = json_object_get(body, "stop");
+    if (stop && !json_is_null(stop)) {
+        if (json_is_string(stop)) {
+            r->stop = calloc(1, sizeof *r->stop);
+            if (!r->stop || !(r->stop[0] = strdup(json_string_value(stop)))) return set_err(e, 500, NULL, NULL, "out of memory");
+            r->n_stop = 1;
+        } else if (json_is_array(stop) && json_array_size(stop) <= 4) {
+            r->stop = calloc(json_array_size(stop) + 1, sizeof *r->stop);
+            if (!r->stop) return set_err(e, 500, NULL, NULL, "out of memory");
+            size_t i;
+            json_t *s;
+            json_array_foreach(stop, i, s) {
+                if (!json_is_string(s)) return set_err(e, 400, "invalid_type", "stop", "'stop' must hold strings");
+                if (!(r->stop[r->n_stop] = strdup(json_string_value(s)))) return set_err(e, 500, NULL, NULL, "out of memory");
+                r->n_stop++;
+            }
+        } else {
+            return set_err(e, 400, "invalid_type", "stop", "'stop' must be a string or an array of up to 4 strings");
+        }
+    }
+
+    json_t *lb = json_object_get(body, "logit_bias");
+    if (lb && !json_is_null(lb)) {
+        if (!json_is_object(lb)) return set_err(e, 400, "invalid_type", "logit_bias", "'logit_bias' must be an object");
+        if (json_object_size(lb)) {
+            if (!(r->logit_bias = calloc((size_t)srv->n_vocab, sizeof(float)))) return set_err(e, 500, NULL, NULL, "out of memory");
+            const char *k;
+            json_t *v;
+            json_object_foreach(lb, k, v) {
+                char *end;
+                long id = strtol(k, &end, 10);
+                if (!*k || *end || id < 0 || id >= srv->n_vocab)
+                    return set_err(e, 400, "invalid_value", "logit_bias", "logit_bias key '%s' is not a token id", k);
+                if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
+                    return set_err(e, 400, "invalid_value", "logit_bias", "logit_bias values must be numbers in [-100, 100]");
+                double b = json_number_value(v);
+                r->logit_bias[id] = b <= -100 ? -INFINITY : (float)b;
+            }
+        }
+    }
+
+    if (chat) {
+        if (get_bool(body, "logprobs", &o->logprobs, e) || get_int(body, "top_logprobs", 0, 20, &tl, e)) return -1;
+        if (tl >= 0 && !o->logprobs)
+            return set_err(e, 400, "invalid_value", "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    } else {
+        long long lp = -1;
+        if (get_int(body, "logprobs", 0, 20, &lp, e)) return -1;
+        if (lp >= 0) { o->logprobs = true; tl = lp; }
+    }
+    o->top_logprobs = tl < 0 ? 0 : (int)tl;
+    r->n_logprobs = o->logprobs ? o->top_logprobs : -1;
+    return 0;
+}
+
+/* Limits the generation to the context, refuses prompts that do not fit. */
+static int fit_context(server *srv, sched_req *r, gen_opts *o, http_err *e) {
+    if (r->n_prompt <= 0) return set_err(e, 400, "invalid_value", "prompt", "the prompt is empty");
+    if (r->n_prompt >= srv->n_ctx)
+        return set_err(e, 400, "context_length_exceeded", "messages",
+                       "this model's context is %d tokens; the prompt has %d tokens", srv->n_ctx, r->n_prompt);
+    long long room = srv->n_ctx - r->n_prompt;
+    r->max_tokens = (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
+    return 0;
+}
+
+/* ---- chat messages --------------------------------------------------------------------------- */
+
+/* Python literal of a JSON value, as LFM2 writes tool-call arguments. */
+static void py_literal(json_t *v, json_t *out_parts, char **buf, size_t *len, size_t *cap);
+
+static void buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (!*buf) return;
+    if (*len + n + 1 > *cap) {
+        size_t nc = *cap * 2 + n + 1;
+        char *nb = realloc(*buf, nc);
+        if (!nb) { free(*buf); *buf = NULL; return; }
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = 0;
+}
+
+static void py_literal(json_t *v, json_t *unused, char **buf, size_t *len, size_t *cap) {
+    (void)unused;
+    if (json_is_true(v)) { buf_add(buf, len, cap, "True", 4); return; }
+    if (json_is_false(v)) { buf_add(buf, len, cap, "False", 5); return; }
+    if (json_is_null(v)) { buf_add(buf, len, cap, "None", 4); return; }
+    if (json_is_array(v)) {
+        buf_add(buf, len, cap, "[", 1);
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) {
+            if (i) buf_add(buf, len, cap, ", ", 2);
+            py_literal(x, NULL, buf, len, cap);
+        }
+        buf_add(buf, len, cap, "]", 1);
+        return;
+    }
+    if (json_is_object(v)) {
+        buf_add(buf, len, cap, "{", 1);
+        const char *k;
+        json_t *x;
+        int i = 0;
+        json_object_foreach(v, k, x) {
+            if (i++) buf_add(buf, len, cap, ", ", 2);
+            json_t *ks = json_string(k);
+            char *kt = json_dumps(ks, JSON_ENCODE_ANY);
+            json_decref(ks);
+            if (kt) { buf_add(buf, len, cap, kt, strlen(kt)); free(kt); }
+            buf_add(buf, len, cap, ": ", 2);
+            py_literal(x, NULL, buf, len, cap);
+        }
+        buf_add(buf, len, cap, "}", 1);
+        return;
+    }
+    char *t = json_dumps(v, JSON_ENCODE_ANY);
+    if (t) { buf_add(buf, len, cap, t, strlen(t)); free(t); }
+}
+
+/* Text of a message content: a string, or the text parts of an array; NULL content is "". */
+static int content_text(json_t *c, char **buf, size_t *len, size_t *cap, http_err *e) {
+    if (!c || json_is_null(c)) return 0;
+    if (json_is_string(c)) { buf_add(buf, len, cap, json_string_value(c), json_string_length(c)); return 0; }
+    if (!json_is_array(c)) return set_err(e, 400, "invalid_type", "messages", "message 'content' must be a string or an array");
+    size_t i;
+    json_t *part;
+    json_array_foreach(c, i, part) {
+        json_t *t = json_object_get(part, "text");
+        if (!json_is_object(part) || !json_is_string(t))
+            return set_err(e, 400, "invalid_value", "messages", "only text content parts are supported");
+        buf_add(buf, len, cap, json_string_value(t), json_string_length(t));
+    }
+    return 0;
+}
+
+/* OpenAI messages -> the array the chat template renders: content as text, assistant
+ * tool_calls written the way LFM2 emits them. */
+static json_t *normalize_messages(json_t *msgs, http_err *e) {
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        set_err(e, 400, json_is_array(msgs) ? "invalid_value" : "invalid_type", "messages",
+                "'messages' must be a non-empty array");
+        return NULL;
+    }
+    json_t *out = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (!json_is_object(m) || !role) {
+            set_err(e, 400, "invalid_type", "messages", "messages[%zu] must be an object with a string 'role'", i);
+            goto bad;
+        }
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "tool") &&
+            strcmp(role, "developer")) {
+            set_err(e, 400, "invalid_value", "messages", "messages[%zu].role '%s' is not one of system, user, assistant, tool", i, role);
+            goto bad;
+        }
+        size_t cap = 256, len = 0;
+        char *text = malloc(cap);
+        if (text) text[0] = 0;
+        json_t *calls = json_object_get(m, "tool_calls");
+        if (calls && !json_is_null(calls)) {
+            if (!json_is_array(calls)) { free(text); set_err(e, 400, "invalid_type", "messages", "'tool_calls' must be an array"); goto bad; }
+            buf_add(&text, &len, &cap, TOOLCALL_START "[", strlen(TOOLCALL_START) + 1);
+            size_t k;
+            json_t *tc;
+            json_array_foreach(calls, k, tc) {
+                json_t *fn = json_object_get(tc, "function");
+                const char *name = json_string_value(json_object_get(fn, "name"));
+                const char *args = json_string_value(json_object_get(fn, "arguments"));
+                json_t *a = args ? json_loads(args, 0, NULL) : json_object();
+                if (!name || !json_is_object(a)) {
+                    json_decref(a);
+                    free(text);
+                    set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
+                    goto bad;
+                }
+                if (k) buf_add(&text, &len, &cap, ", ", 2);
+                buf_add(&text, &len, &cap, name, strlen(name));
+                buf_add(&text, &len, &cap, "(", 1);
+                const char *key;
+                json_t *v;
+                int j = 0;
+                json_object_foreach(a, key, v) {
+                    if (j++) buf_add(&text, &len, &cap, ", ", 2);
+                    buf_add(&text, &len, &cap, key, strlen(key));
+                    buf_add(&text, &len, &cap, "=", 1);
+                    py_literal(v, NULL, &text, &len, &cap);
+                }
+                json_decref(a);
+                buf_add(&text, &len, &cap, ")", 1);
+            }
+            buf_add(&text, &len, &cap, "]" TOOLCALL_END, 1 + strlen(TOOLCALL_END));
+        }
+        if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) { free(text); goto bad; }
+        if (!text) { set_err(e, 500, NULL, NULL, "out of memory"); goto bad; }
+        json_array_append_new(out, json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system",
+                                             "content", text, len));
+        free(text);
+    }
+    return out;
+bad:
+    json_decref(out);
+    return NULL;
+}
+
+/* The function objects of an OpenAI tools array (what the LFM2 template lists). */
+static json_t *tool_functions(json_t *tools, http_err *e) {
+    if (!json_is_array(tools)) { set_err(e, 400, "invalid_type", "tools", "'tools' must be an array"); return NULL; }
+    json_t *out = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        json_t *fn = json_object_get(t, "function");
+        const char *type = json_string_value(json_object_get(t, "type"));
+        if (!json_is_object(t) || (type && strcmp(type, "function")) || !json_is_object(fn) ||
+            !json_is_string(json_object_get(fn, "name"))) {
+            json_decref(out);
+            set_err(e, 400, "invalid_value", "tools", "tools[%zu] must be {\"type\":\"function\",\"function\":{\"name\":...}}", i);
+            return NULL;
+        }
+        json_array_append(out, fn);
+    }
+    return out;
+}
+
+/* ---- building requests --------------------------------------------------------------------------- */
+
+typedef struct job {
+    server *srv;
+    sched_req *r;
+    gen_opts o;
+    bool chat, tools;          /* tools: parse tool calls out of the output */
+    grammar *g_json, *g_tool;  /* owned, outlive the request (freed with the job) */
+    char id[48];
+    time_t created;
+} job;
+
+static void job_free(job *j) {
+    if (!j) return;
+    pthread_mutex_lock(&j->srv->mu);
+    j->srv->jobs--;
+    pthread_mutex_unlock(&j->srv->mu);
+    if (j->r) sched_release(j->srv->sched, j->r);
+    grammar_free(j->g_json);
+    grammar_free(j->g_tool);
+    free(j);
+}
+
+static int tokenize_prompt(server *srv, const char *text, size_t len, bool add_bos, sched_req *r, http_err *e) {
+    lfm2c_error err = {0};
+    r->prompt = lfm2c_tokenize(srv->model, text, len, add_bos, true, &r->n_prompt, &err);
+    if (!r->prompt) return set_err(e, 400, "invalid_value", "prompt", "cannot tokenize the prompt: %s", err.msg);
+    return 0;
+}
+
+static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
+    sched_req *r = j->r;
+    if (parse_common(srv, body, r, &j->o, true, e)) return -1;
+    json_t *msgs = normalize_messages(json_object_get(body, "messages"), e);
+    if (!msgs) return -1;
+    json_t *tools = json_object_get(body, "tools"), *fns = NULL;
+    json_t *choice = json_object_get(body, "tool_choice");
+    const char *mode = "auto", *named = NULL;
+    bool parallel = true;
+    if (get_bool(body, "parallel_tool_calls", &parallel, e)) goto bad;
+    if (choice && !json_is_null(choice)) {
+        if (json_is_string(choice)) {
+            mode = json_string_value(choice);
+            if (strcmp(mode, "none") && strcmp(mode, "auto") && strcmp(mode, "required")) {
+                set_err(e, 400, "invalid_value", "tool_choice", "'tool_choice' must be none, auto, required or a function");
+                goto bad;
+            }
+        } else if (json_is_object(choice) && json_is_string(json_object_get(json_object_get(choice, "function"), "name"))) {
+            mode = "named";
+            named = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
+        } else {
+            set_err(e, 400, "invalid_type", "tool_choice", "'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":...}}");
+            goto bad;
+        }
+    }
+    if (tools && !json_is_null(tools)) {
+        if (!(fns = tool_functions(tools, e))) goto bad;
+        if (json_array_size(fns) == 0) { json_decref(fns); fns = NULL; }
+    }
+    if (!fns && (!strcmp(mode, "required") || named)) {
+        set_err(e, 400, "invalid_value", "tool_choice", "'tool_choice' %s needs 'tools'", mode);
+        goto bad;
+    }
+    bool use_tools = fns && strcmp(mode, "none");
+    json_t *rf = json_object_get(body, "response_format");
+    if (rf && !json_is_null(rf)) {
+        const char *type = json_string_value(json_object_get(rf, "type"));
+        char gerr[300] = "";
+        if (!json_is_object(rf) || !type) {
+            set_err(e, 400, "invalid_type", "response_format", "'response_format' must be an object with a 'type'");
+            goto bad;
+        }
+        if (!strcmp(type, "json_object")) {
+            j->g_json = grammar_any_object();
+        } else if (!strcmp(type, "json_schema")) {
+            json_t *js = json_object_get(rf, "json_schema");
+            json_t *schema = json_object_get(js, "schema");
+            if (!json_is_object(js) || !schema) {
+                set_err(e, 400, "invalid_value", "response_format", "'response_format.json_schema.schema' is missing");
+                goto bad;
+            }
+            char *st = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+            j->g_json = st ? grammar_from_schema(st, gerr, sizeof gerr) : NULL;
+            free(st);
+            if (!j->g_json) { set_err(e, 400, "invalid_value", "response_format", "unsupported JSON schema: %s", gerr); goto bad; }
+        } else if (strcmp(type, "text")) {
+            set_err(e, 400, "invalid_value", "response_format", "'response_format.type' must be text, json_object or json_schema");
+            goto bad;
+        }
+    }
+    if (use_tools && !j->g_json) {
+        char *tt = json_dumps(tools, JSON_COMPACT);
+        char gerr[300] = "";
+        bool forced = !strcmp(mode, "required") || named;
+        j->g_tool = tt ? grammar_tool_calls(tt, named, parallel && !named, gerr, sizeof gerr) : NULL;
+        free(tt);
+        if (!j->g_tool && forced) { set_err(e, 400, "invalid_value", "tools", "cannot constrain tool calls: %s", gerr); goto bad; }
+        r->tool_grammar = j->g_tool;
+        r->force_tool_call = forced;
+        r->tools_auto = !forced;
+        j->tools = true;
+    }
+    r->json_grammar = j->g_json;
+
+    char *mt = json_dumps(msgs, JSON_COMPACT), *ft = use_tools ? json_dumps(fns, JSON_COMPACT) : NULL;
+    lfm2c_error err = {0};
+    char *prompt = mt ? lfm2c_chat_render(srv->model, srv->p.chat_template, mt, ft, true, &err) : NULL;
+    free(mt);
+    free(ft);
+    json_decref(msgs);
+    json_decref(fns);
+    if (!prompt) return set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
+    int rc = tokenize_prompt(srv, prompt, strlen(prompt), false, r, e);
+    free(prompt);
+    if (rc) return -1;
+    return fit_context(srv, r, &j->o, e);
+bad:
+    json_decref(msgs);
+    json_decref(fns);
+    return -1;
+}
+
+static int build_completion(server *srv, json_t *body, job *j, http_err *e) {
+    sched_req *r = j->r;
+    if (parse_common(srv, body, r, &j->o, false, e)) return -1;
+    json_t *p = json_object_get(body, "prompt");
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0))) p = json_array_get(p, 0);
+    if (json_is_string(p)) {
+        const lfm2c_model_info *mi = lfm2c_model_get_info(srv->model);
+        if (tokenize_prompt(srv, json_string_value(p), json_string_length(p), mi->add_bos, r, e)) return -1;
+    } else if (json_is_array(p) && json_array_size(p) > 0) {
+        size_t n = json_array_size(p), i;
+        json_t *t;
+        if (!(r->prompt = malloc(n * sizeof *r->prompt))) return set_err(e, 500, NULL, NULL, "out of memory");
+        json_array_foreach(p, i, t) {
+            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= srv->n_vocab)
+                return set_err(e, 400, "invalid_value", "prompt", "prompt[%zu] is not a token id of this model", i);
+            r->prompt[i] = (int32_t)json_integer_value(t);
+        }
+        r->n_prompt = (int)n;
+    } else {
+        return set_err(e, 400, p ? "invalid_type" : "missing_required_parameter", "prompt",
+                       "'prompt' must be a string or a non-empty array of token ids");
+    }
+    if (!json_object_get(body, "max_tokens") && j->o.max_tokens < 0) j->o.max_tokens = 16; /* OpenAI's default */
+    return fit_context(srv, r, &j->o, e);
+}
+
+/* ---- responses ------------------------------------------------------------------------------------ */
+
+static const char *finish_name(int f) {
+    switch (f) {
+    case FINISH_LENGTH: return "length";
+    case FINISH_TOOL_CALLS: return "tool_calls";
+    default: return "stop";
+    }
+}
+
+static json_t *token_json(server *srv, int32_t tok, float lp, bool with_top_key) {
+    char b[512];
+    int n = lfm2c_token_to_bytes(srv->model, tok, true, b, sizeof b);
+    if (n < 0) n = 0;
+    if (n > (int)sizeof b) n = (int)sizeof b;
+    json_t *bytes = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(bytes, json_integer((unsigned char)b[i]));
+    json_t *o = json_pack("{s:s%,s:f,s:o}", "token", b, (size_t)n, "logprob", (double)lp, "bytes", bytes);
+    if (!o) o = json_pack("{s:s,s:f,s:o}", "token", "\xef\xbf\xbd", (double)lp, "bytes", bytes);
+    (void)with_top_key;
+    return o;
+}
+
+/* logprobs.content entries for tokens [from, to) (lock held). */
+static json_t *logprobs_json(server *srv, const sched_req *r, int from, int to) {
+    json_t *arr = json_array();
+    for (int i = from; i < to && i < r->n_logprobs_out; i++) {
+        const sched_logprob *lp = &r->logprobs[i];
+        json_t *o = token_json(srv, lp->token, lp->logprob, true);
+        json_t *top = json_array();
+        for (int k = 0; k < lp->n_top; k++) json_array_append_new(top, token_json(srv, lp->top_token[k], lp->top_logprob[k], false));
+        json_object_set_new(o, "top_logprobs", top);
+        json_array_append_new(arr, o);
+    }
+    return json_pack("{s:o}", "content", arr);
+}
+
+/* The legacy /v1/completions logprobs shape: parallel arrays (lock held). */
+static json_t *legacy_logprobs_json(server *srv, const sched_req *r, int from, int to) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    size_t off = 0;
+    for (int i = 0; i < to && i < r->n_logprobs_out; i++) {
+        const sched_logprob *lp = &r->logprobs[i];
+        char b[512];
+        int n = lfm2c_token_to_bytes(srv->model, lp->token, true, b, sizeof b);
+        n = n < 0 ? 0 : n > (int)sizeof b ? (int)sizeof b : n;
+        if (i >= from) {
+            json_t *t = json_stringn(b, (size_t)n);
+            json_array_append_new(tokens, t ? t : json_string("\xef\xbf\xbd"));
+            json_array_append_new(lps, json_real(lp->logprob));
+            json_t *top = json_object();
+            for (int k = 0; k < lp->n_top; k++) {
+                char tb[512];
+                int tn = lfm2c_token_to_bytes(srv->model, lp->top_token[k], true, tb, sizeof tb - 1);
+                tn = tn < 0 ? 0 : tn > (int)sizeof tb - 1 ? (int)sizeof tb - 1 : tn;
+                tb[tn] = 0;
+                json_object_set_new(top, tb, json_real(lp->top_logprob[k]));
+            }
+            json_array_append_new(tops, top);
+            json_array_append_new(offs, json_integer((json_int_t)off));
+        }
+        off += (size_t)n;
+    }
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
+}
+
+static json_t *usage_json(const sched_req *r) {
+    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
+                     "total_tokens", r->n_prompt + r->n_generated, "prompt_tokens_details", "cached_tokens", r->n_cached);
+}
+
+static json_t *tool_calls_json(server *srv, const toolcall_result *tr) {
+    pthread_mutex_lock(&srv->mu);
+    json_t *calls = toolcall_openai_json(tr, &srv->tool_ids);
+    pthread_mutex_unlock(&srv->mu);
+    return calls;
+}
+
+/* The whole answer of a finished request (lock held). */
+static json_t *final_json(server *srv, job *j) {
+    sched_req *r = j->r;
+    json_t *choice;
+    const char *finish = finish_name(r->finish);
+    if (j->chat) {
+        json_t *msg = json_pack("{s:s}", "role", "assistant");
+        toolcall_result tr = {0};
+        if (j->tools && toolcall_parse(r->text ? r->text : "", r->n_text, &tr) && tr.parsed && tr.n_calls > 0) {
+            json_object_set_new(msg, "content", tr.content_len ? json_stringn(tr.content, tr.content_len) : json_null());
+            json_object_set_new(msg, "tool_calls", tool_calls_json(srv, &tr));
+            finish = "tool_calls";
+        } else {
+            json_object_set_new(msg, "content", json_stringn(r->text ? r->text : "", r->n_text));
+            if (r->finish == FINISH_TOOL_CALLS) finish = "stop";
+        }
+        toolcall_result_free(&tr);
+        choice = json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "message", msg, "logprobs",
+                           j->o.logprobs ? logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
+    } else {
+        choice = json_pack("{s:i,s:s%,s:o,s:s}", "index", 0, "text", r->text ? r->text : "", r->n_text, "logprobs",
+                           j->o.logprobs ? legacy_logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
+    }
+    return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", j->id, "object", j->chat ? "chat.completion" : "text_completion",
+                     "created", (json_int_t)j->created, "model", srv->alias, "choices", choice, "usage", usage_json(r));
+}
+
+/* ---- streaming ------------------------------------------------------------------------------------- */
+
+typedef struct stream {
+    job *j;
+    int fd;
+    size_t sent_text;          /* bytes of r->text already turned into events */
+    int sent_lp;               /* logprob entries already sent */
+    bool started, finished, done_sent;
+    toolcall_stream *tcs;
+    char *out;                 /* pending SSE bytes */
+    size_t n_out, off_out, cap_out;
+    conn info;                 /* log line data (the connection may be gone first) */
+} stream;
+
+static void out_add(stream *st, const char *s, size_t n) {
+    if (st->n_out + n > st->cap_out) {
+        size_t cap = st->cap_out ? st->cap_out * 2 : 4096;
+        while (cap < st->n_out + n) cap *= 2;
+        char *o = realloc(st->out, cap);
+        if (!o) return;
+        st->out = o;
+        st->cap_out = cap;
+    }
+    memcpy(st->out + st->n_out, s, n);
+    st->n_out += n;
+}
+
+static void out_event(stream *st, json_t *j) {
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) return;
+    out_add(st, "data: ", 6);
+    out_add(st, s, strlen(s));
+    out_add(st, "\n\n", 2);
+    free(s);
+}
+
+static json_t *chunk(stream *st, json_t *delta_or_text, json_t *logprobs, const char *finish) {
+    job *j = st->j;
+    server *srv = j->srv;
+    json_t *choice = j->chat ? json_pack("{s:i,s:o}", "index", 0, "delta", delta_or_text)
+                             : json_pack("{s:i,s:o}", "index", 0, "text", delta_or_text);
+    json_object_set_new(choice, "logprobs", logprobs ? logprobs : json_null());
+    json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
+    return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", j->id, "object", j->chat ? "chat.completion.chunk" : "text_completion",
+                     "created", (json_int_t)j->created, "model", srv->alias, "choices", choice);
+}
+
+static void emit_content(stream *st, const char *s, size_t n, json_t *logprobs) {
+    if (!n && !logprobs) return;
+    json_t *piece = json_stringn(s, n);
+    if (!piece) piece = json_string("");
+    out_event(st, chunk(st, st->j->chat ? json_pack("{s:o}", "content", piece) : piece, logprobs, NULL));
+}
+
+/* Turns new output of the request into SSE events (lock held). */
+static void stream_pump(stream *st) {
+    job *j = st->j;
+    sched_req *r = j->r;
+    server *srv = j->srv;
+    if (!st->started) {
+        st->started = true;
+        if (j->chat) out_event(st, chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL));
+    }
+    json_t *lp = NULL;
+    if (j->o.logprobs && r->n_logprobs_out > st->sent_lp) {
+        lp = j->chat ? logprobs_json(srv, r, st->sent_lp, r->n_logprobs_out)
+                     : legacy_logprobs_json(srv, r, st->sent_lp, r->n_logprobs_out);
+        st->sent_lp = r->n_logprobs_out;
+    }
+    if (r->n_released > st->sent_text) {
+        const char *p = r->text + st->sent_text;
+        size_t n = r->n_released - st->sent_text;
+        st->sent_text = r->n_released;
+        if (st->tcs) {
+            size_t safe = 0;
+            const char *s = toolcall_stream_feed(st->tcs, p, n, &safe);
+            emit_content(st, s ? s : "", safe, lp);
+        } else {
+            emit_content(st, p, n, lp);
+        }
+        lp = NULL;
+    }
+    if (lp) emit_content(st, "", 0, lp);
+    if (r->finish == FINISH_NONE || st->finished) return;
+    st->finished = true;
+    if (r->finish == FINISH_ERROR) {
+        http_err e;
+        set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
+        out_event(st, err_json(&e));
+    } else {
+        const char *finish = finish_name(r->finish);
+        if (st->tcs) {
+            toolcall_result tr = {0};
+            const char *tail = NULL;
+            size_t tail_len = 0;
+            if (toolcall_stream_finish(st->tcs, &tr, &tail, &tail_len)) {
+                if (tail_len) emit_content(st, tail, tail_len, NULL);
+                if (tr.parsed && tr.n_calls > 0) {
+                    json_t *calls = tool_calls_json(srv, &tr);
+                    size_t i;
+                    json_t *c;
+                    json_array_foreach(calls, i, c) {
+                        json_object_set_new(c, "index", json_integer((json_int_t)i));
+                        out_event(st, chunk(st, json_pack("{s:[O]}", "tool_calls", c), NULL, NULL));
+                    }
+                    json_decref(calls);
+                    finish = "tool_calls";
+                } else if (r->finish == FINISH_TOOL_CALLS) {
+                    finish = "stop";
+                }
+            }
+            toolcall_result_free(&tr);
+        }
+        out_event(st, chunk(st, j->chat ? json_object() : json_string(""), NULL, finish));
+        if (j->o.include_usage) {
+            json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", j->id, "object",
+                                  j->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)j->created,
+                                  "model", srv->alias, "choices", "usage", usage_json(r));
+            out_event(st, u);
+        }
+    }
+    out_add(st, "data: [DONE]\n\n", 14);
+}
+
+/* ---- connections ------------------------------------------------------------------------------------ */
+
+
+static void log_request(server *srv, const conn *k) {
+    pthread_mutex_lock(&srv->mu);
+    int cls = k->status / 100;
+    if (cls >= 1 && cls <= 5) srv->http_by_class[cls]++;
+    pthread_mutex_unlock(&srv->mu);
+    if (!srv->p.log) return;
+    char line[400];
+    snprintf(line, sizeof line, "%s %s %s %d %.3fs prompt=%d cached=%d completion=%d%s", k->addr, k->method, k->url,
+             k->status, sched_now() - k->t0, k->prompt_tokens, k->cached_tokens, k->completion_tokens,
+             k->streaming ? " stream" : "");
+    srv->p.log(srv->p.log_user, line);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    stream *st = cls;
+    server *srv = st->j->srv;
+    (void)pos;
+    while (st->off_out == st->n_out) {
+        if (st->done_sent) return MHD_CONTENT_READER_END_OF_STREAM;
+        st->n_out = st->off_out = 0;
+        sched_lock(srv->sched);
+        for (;;) {
+            stream_pump(st);
+            if (st->n_out > 0) break;
+            if (peer_gone(st->fd)) {
+                sched_unlock(srv->sched);
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            }
+            sched_wait(srv->sched, st->j->r, 100);
+        }
+        sched_req *r = st->j->r;
+        st->info.prompt_tokens = r->n_prompt;
+        st->info.completion_tokens = r->n_generated;
+        st->info.cached_tokens = r->n_cached;
+        if (st->finished) st->done_sent = true;
+        sched_unlock(srv->sched);
+    }
+    size_t n = st->n_out - st->off_out;
+    if (n > max) n = max;
+    memcpy(buf, st->out + st->off_out, n);
+    st->off_out += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+    stream *st = cls;
+    if (!st->done_sent) st->info.status = 499; /* the client left before the end */
+    log_request(st->j->srv, &st->info);
+    job_free(st->j); /* cancels the request if it is still running */
+    toolcall_stream_free(st->tcs);
+    free(st->out);
+    free(st);
+}
+
+/* Runs a generation job: answers 503 when the queue is full, else waits or streams. */
+static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, job *j) {
+    http_err e;
+    sched_req *r = j->r;
+    k->prompt_tokens = r->n_prompt;
+    if (sched_submit(srv->sched, r) != 0) {
+        job_free(j);
+        set_err(&e, 503, "server_overloaded", NULL, "all slots are busy and the queue is full; retry later");
+        k->status = 503;
+        return send_err(c, &e);
+    }
+    int fd = conn_fd(c);
+    if (j->o.stream) {
+        stream *st = calloc(1, sizeof *st);
+        if (!st) { job_free(j); set_err(&e, 500, NULL, NULL, "out of memory"); k->status = 500; return send_err(c, &e); }
+        st->j = j;
+        st->fd = fd;
+        k->status = 200;
+        k->streaming = true;
+        st->info = *k;
+        st->info.body = NULL;
+        if (j->tools) st->tcs = toolcall_stream_new();
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+        if (!resp) { stream_free(st); return MHD_NO; }
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        k->status = 200;
+        k->streaming = true;
+        enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
+    sched_lock(srv->sched);
+    while (r->finish == FINISH_NONE) {
+        if (peer_gone(fd)) break;
+        sched_wait(srv->sched, r, 100);
+    }
+    if (r->finish == FINISH_NONE) { /* client left: cancel, answer nobody */
+        sched_unlock(srv->sched);
+        job_free(j);
+        k->status = 499;
+        return MHD_NO;
+    }
+    k->completion_tokens = r->n_generated;
+    k->cached_tokens = r->n_cached;
+    json_t *out;
+    int status = 200;
+    if (r->finish == FINISH_ERROR) {
+        set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
+        out = err_json(&e);
+        status = 500;
+    } else {
+        out = final_json(srv, j);
+    }
+    sched_unlock(srv->sched);
+    job_free(j);
+    k->status = status;
+    return send_json(c, status, out);
+}
+
+static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, conn *k, json_t *body, bool chat) {
+    http_err e;
+    job *j = calloc(1, sizeof *j);
+    if (!j || !(j->r = sched_req_new())) {
+        free(j);
+        set_err(&e, 500, NULL, NULL, "out of memory");
+        k->status = 500;
+        return send_err(c, &e);
+    }
+    j->srv = srv;
+    pthread_mutex_lock(&srv->mu);
+    srv->jobs++;
+    pthread_mutex_unlock(&srv->mu);
+    j->chat = chat;
+    j->created = time(NULL);
+    make_id(srv, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
+    if ((chat ? build_chat : build_completion)(srv, body, j, &e)) {
+        job_free(j);
+        k->status = e.status;
+        return send_err(c, &e);
+    }
+    return run_job(srv, c, k, j);
+}
+
+static enum MHD_Result handle_tokenize(server *srv, struct MHD_Connection *c, conn *k, json_t *body) {
+    http_err e;
+    json_t *content = json_object_get(body, "content");
+    bool add_special = false, parse_special = true;
+    if (!json_is_string(content)) { set_err(&e, 400, "invalid_type", "content", "'content' must be a string"); goto bad; }
+    if (get_bool(body, "add_special", &add_special, &e) || get_bool(body, "parse_special", &parse_special, &e)) goto bad;
+    lfm2c_error err = {0};
+    int n = 0;
+    int32_t *t = lfm2c_tokenize(srv->model, json_string_value(content), json_string_length(content), add_special,
+                                parse_special, &n, &err);
+    if (!t) { set_err(&e, 400, "invalid_value", "content", "%s", err.msg); goto bad; }
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(arr, json_integer(t[i]));
+    free(t);
+    k->status = 200;
+    return send_json(c, 200, json_pack("{s:o}", "tokens", arr));
+bad:
+    k->status = e.status;
+    return send_err(c, &e);
+}
+
+static enum MHD_Result handle_detokenize(server *srv, struct MHD_Connection *c, conn *k, json_t *body) {
+    http_err e;
+    json_t *tokens = json_object_get(body, "tokens");
+    if (!json_is_array(tokens)) {
+        set_err(&e, 400, "invalid_type", "tokens", "'tokens' must be an array of token ids");
+        k->status = 400;
+        return send_err(c, &e);
+    }
+    size_t cap = 256, len = 0, i;
+    char *text = malloc(cap);
+    if (text) text[0] = 0;
+    lfm2c_detok d;
+    lfm2c_detok_init(&d, true);
+    json_t *t;
+    json_array_foreach(tokens, i, t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= srv->n_vocab) {
+            free(text);
+            set_err(&e, 400, "invalid_value", "tokens", "tokens[%zu] is not a token id of this model", i);
+            k->status = 400;
+            return send_err(c, &e);
+        }
+        char piece[600];
+        int n = lfm2c_detok_push(&d, srv->model, (int32_t)json_integer_value(t), piece, sizeof piece);
+        if (n > 0) buf_add(&text, &len, &cap, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
+    }
+    char tail[64];
+    int n = lfm2c_detok_flush(&d, tail, sizeof tail);
+    if (n > 0) buf_add(&text, &len, &cap, tail, (size_t)n);
+    if (!text) return MHD_NO;
+    json_t *out = json_pack("{s:s%}", "content", text, len);
+    free(text);
+    k->status = 200;
+    return send_json(c, 200, out);
+}
+
+static enum MHD_Result handle_metrics(server *srv, struct MHD_Connection *c, conn *k) {
+    sched_stats st;
+    sched_get_stats(srv->sched, &st);
+    uint64_t h[6];
+    pthread_mutex_lock(&srv->mu);
+    memcpy(h, srv->http_by_class, sizeof h);
+    pthread_mutex_unlock(&srv->mu);
+    char *buf = malloc(4096);
+    if (!buf) return MHD_NO;
+    double hit = st.prompt_tokens ? (double)st.cached_tokens / (double)st.prompt_tokens : 0;
+    int n = snprintf(buf, 4096,
+        "# HELP lfm2c_requests_total Generation requests accepted.\n# TYPE lfm2c_requests_total counter\nlfm2c_requests_total %llu\n"
+        "# HELP lfm2c_http_responses_total HTTP responses by status class.\n# TYPE lfm2c_http_responses_total counter\n"
+        "lfm2c_http_responses_total{class=\"2xx\"} %llu\nlfm2c_http_responses_total{class=\"4xx\"} %llu\n"
+        "lfm2c_http_responses_total{class=\"5xx\"} %llu\n"
+        "# HELP lfm2c_prompt_tokens_total Prompt tokens of admitted requests.\n# TYPE lfm2c_prompt_tokens_total counter\nlfm2c_prompt_tokens_total %llu\n"
+        "# HELP lfm2c_prompt_tokens_cached_total Prompt tokens reused from a slot's cached state.\n# TYPE lfm2c_prompt_tokens_cached_total counter\nlfm2c_prompt_tokens_cached_total %llu\n"
+        "# HELP lfm2c_prefix_cache_hit_ratio Cached / all prompt tokens.\n# TYPE lfm2c_prefix_cache_hit_ratio gauge\nlfm2c_prefix_cache_hit_ratio %.6f\n"
+        "# HELP lfm2c_prefill_tokens_total Prompt tokens run through the model.\n# TYPE lfm2c_prefill_tokens_total counter\nlfm2c_prefill_tokens_total %llu\n"
+        "# HELP lfm2c_generated_tokens_total Completion tokens.\n# TYPE lfm2c_generated_tokens_total counter\nlfm2c_generated_tokens_total %llu\n"
+        "# HELP lfm2c_prefill_tokens_per_second Prompt throughput over the server's life.\n# TYPE lfm2c_prefill_tokens_per_second gauge\nlfm2c_prefill_tokens_per_second %.3f\n"
+        "# HELP lfm2c_decode_tokens_per_second Generation throughput over the server's life.\n# TYPE lfm2c_decode_tokens_per_second gauge\nlfm2c_decode_tokens_per_second %.3f\n"
+        "# HELP lfm2c_queue_depth Requests waiting for a slot.\n# TYPE lfm2c_queue_depth gauge\nlfm2c_queue_depth %d\n"
+        "# HELP lfm2c_slots_active Slots generating.\n# TYPE lfm2c_slots_active gauge\nlfm2c_slots_active %d\n"
+        "# HELP lfm2c_slots_total Slots.\n# TYPE lfm2c_slots_total gauge\nlfm2c_slots_total %d\n"
+        "# HELP lfm2c_batch_steps_total Batched forward passes.\n# TYPE lfm2c_batch_steps_total counter\nlfm2c_batch_steps_total %llu\n",
+        (unsigned long long)st.requests, (unsigned long long)h[2], (unsigned long long)h[4], (unsigned long long)h[5],
+        (unsigned long long)st.prompt_tokens, (unsigned long long)st.cached_tokens, hit,
+        (unsigned long long)st.prefill_tokens, (unsigned long long)st.generated_tokens,
+        st.prefill_seconds > 0 ? (double)st.prefill_tokens / st.prefill_seconds : 0,
+        st.decode_seconds > 0 ? (double)st.generated_tokens / st.decode_seconds : 0, st.queue_depth, st.active_slots,
+        st.n_slots, (unsigned long long)st.steps);
+    k->status = 200;
+    return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)(n < 4096 ? n : 4095), NULL);
+}
+
+static bool key_ok(server *srv, struct MHD_Connection *c) {
+    if (!srv->p.api_key) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
+    h += 7;
+    size_t a = strlen(h), b = strlen(srv->p.api_key);
+    unsigned diff = (unsigned)(a ^ b);
+    for (size_t i = 0; i < a; i++) diff |= (unsigned char)h[i] ^ (unsigned char)srv->p.api_key[i % (b ? b : 1)];
+    return diff == 0;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    server *srv = cls;
+    conn *k = *con_cls;
+    (void)version;
+    if (!k) {
+        if (!(k = calloc(1, sizeof *k))) return MHD_NO;
+        k->t0 = sched_now();
+        snprintf(k->method, sizeof k->method, "%s", method);
+        snprintf(k->url, sizeof k->url, "%s", url);
+        snprintf(k->addr, sizeof k->addr, "-");
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, k->addr, sizeof k->addr);
+        *con_cls = k;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!k->too_big) {
+            if (k->n_body + *upload_size > srv->p.max_body) {
+                k->too_big = true;
+                free(k->body);
+                k->body = NULL;
+            } else {
+                if (k->n_body + *upload_size + 1 > k->cap_body) {
+                    size_t cap = k->cap_body ? k->cap_body : 4096;
+                    while (cap < k->n_body + *upload_size + 1) cap *= 2;
+                    char *nb = realloc(k->body, cap);
+                    if (!nb) return MHD_NO;
+                    k->body = nb;
+                    k->cap_body = cap;
+                }
+                memcpy(k->body + k->n_body, upload, *upload_size);
+                k->n_body += *upload_size;
+            }
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    http_err e;
+    bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health") && get) {
+        k->status = 200;
+        return send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+    }
+    if (!key_ok(srv, c)) {
+        set_err(&e, 401, "invalid_api_key", NULL, "missing or incorrect API key (send 'Authorization: Bearer KEY')");
+        k->status = 401;
+        return send_err(c, &e);
+    }
+    if ((!strcmp(url, "/v1/models") || !strcmp(url, "/models")) && get) {
+        const lfm2c_model_info *mi = lfm2c_model_get_info(srv->model);
+        k->status = 200;
+        return send_json(c, 200, json_pack("{s:s,s:[{s:s,s:s,s:I,s:s,s:{s:s,s:i,s:i,s:I}}]}", "object", "list", "data", "id",
+                                           srv->alias, "object", "model", "created", (json_int_t)srv->started, "owned_by", "lfm2c",
+                                           "meta", "arch", mi->arch, "n_ctx", srv->n_ctx, "n_vocab", srv->n_vocab, "n_params",
+                                           (json_int_t)mi->n_params));
+    }
+    if (!strcmp(url, "/metrics") && get) {
+        if (!srv->p.metrics) {
+            set_err(&e, 404, "not_found", NULL, "metrics are off (start the server with --metrics)");
+            k->status = 404;
+            return send_err(c, &e);
+        }
+        return handle_metrics(srv, c, k);
+    }
+    static const char *posts[] = {"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
+                                  "/tokenize", "/detokenize"};
+    int which = -1;
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(url, posts[i])) which = i;
+    if (which < 0) {
+        set_err(&e, 404, "not_found", NULL, "no route %s %s", method, url);
+        k->status = 404;
+        return send_err(c, &e);
+    }
+    if (!post) {
+        set_err(&e, 405, "method_not_allowed", NULL, "%s needs POST", url);
+        k->status = 405;
+        return send_err(c, &e);
+    }
+    if (k->too_big) {
+        set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes", srv->p.max_body);
+        k->status = 413;
+        return send_err(c, &e);
+    }
+    json_error_t je;
+    json_t *body = k->body ? json_loadb(k->body, k->n_body, 0, &je) : NULL;
+    if (!body) {
+        set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", k->body ? ": " : "", k->body ? je.text : "");
+        k->status = 400;
+        return send_err(c, &e);
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        set_err(&e, 400, "invalid_type", NULL, "the body must be a JSON object");
+        k->status = 400;
+        return send_err(c, &e);
+    }
+    enum MHD_Result ret;
+    if (which < 2) ret = handle_generate(srv, c, k, body, true);
+    else if (which < 4) ret = handle_generate(srv, c, k, body, false);
+    else if (which == 4) ret = handle_tokenize(srv, c, k, body);
+    else ret = handle_detokenize(srv, c, k, body);
+    json_decref(body);
+    return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    server *srv = cls;
+    conn *k = *con_cls;
+    (void)c;
+    if (!k) return;
+    if (!k->streaming) { /* streams log when their response ends */
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && k->status == 200) k->status = 499;
+        if (!k->status) k->status = 499;
+        log_request(srv, k);
+    }
+    *con_cls = NULL;
+    free(k->body);
+    free(k);
+}
+
+server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c_error *err) {
+    server *srv = calloc(1, sizeof *srv);
+    if (!srv) return NULL;
+    srv->model = model;
+    srv->sched = s;
+    srv->p = *p;
+    if (!srv->p.max_body) srv->p.max_body = 8u << 20;
+    srv->n_vocab = lfm2c_vocab_size(model);
+    srv->started = time(NULL);
+    srv->tool_ids = (uint64_t)srv->started * 2654435761u;
+    pthread_mutex_init(&srv->mu, NULL);
+    snprintf(srv->alias, sizeof srv->alias, "%s", p->alias && *p->alias ? p->alias : "lfm2c");
+    srv->n_ctx = p->n_ctx;
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)p->port);
+    const char *host = p->host && *p->host ? p->host : "127.0.0.1";
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        if (err) { err->code = LFM2C_EINVAL; snprintf(err->msg, sizeof err->msg, "--host '%s' is not an IPv4 address", host); }
+        pthread_mutex_destroy(&srv->mu);
+        free(srv);
+        return NULL;
+    }
+    srv->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)p->port, NULL,
+                                NULL, handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                                MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)600, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
+    if (!srv->mhd) {
+        if (err) { err->code = LFM2C_EIO; snprintf(err->msg, sizeof err->msg, "cannot listen on %s:%d (in use?)", host, p->port); }
+        pthread_mutex_destroy(&srv->mu);
+        free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int server_port(const server *srv) {
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? di->port : 0;
+}
+
+void server_stop(server *srv) {
+    if (!srv) return;
+    /* let answers of requests the scheduler just ended reach their clients (bounded wait) */
+    for (int i = 0; i < 300; i++) {
+        pthread_mutex_lock(&srv->mu);
+        int n = srv->jobs;
+        pthread_mutex_unlock(&srv->mu);
+        if (!n) break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(srv->mhd);
+    pthread_mutex_destroy(&srv->mu);
+    free(srv);
+}

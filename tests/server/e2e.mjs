@@ -1,0 +1,308 @@
+// e2e.mjs — drives a running `lfm2c serve` with the official OpenAI Node.js SDK.
+// usage: node e2e.mjs BASE_URL API_KEY   (BASE_URL like http://127.0.0.1:PORT)
+// The fixture models have random weights: outputs are noise, so the checks are about shapes,
+// determinism, constraints and the protocol, never about what the text says.
+import OpenAI from 'openai';
+
+const [base, apiKey] = process.argv.slice(2);
+const client = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: 120000 });
+const model = 'fixture';
+let passed = 0, failed = 0;
+function check(cond, what) {
+  if (cond) passed++;
+  else { failed++; console.error(`FAIL ${what}`); }
+}
+async function test(name, fn) {
+  try { await fn(); } catch (e) { failed++; console.error(`FAIL ${name}: ${e.stack || e}`); }
+}
+const user = (content) => [{ role: 'user', content }];
+
+// A validator for the JSON-schema subset the server enforces.
+function validates(v, s) {
+  if (s.enum) return s.enum.some((e) => JSON.stringify(e) === JSON.stringify(v));
+  if ('const' in s) return JSON.stringify(s.const) === JSON.stringify(v);
+  const types = s.type ? [].concat(s.type) : null;
+  const typeOf = (x) => x === null ? 'null' : Array.isArray(x) ? 'array' : Number.isInteger(x) ? 'integer' : typeof x;
+  if (types) {
+    const t = typeOf(v);
+    if (!types.includes(t) && !(t === 'integer' && types.includes('number'))) return false;
+  }
+  if (typeOf(v) === 'object' && v !== null) {
+    for (const r of s.required || []) if (!(r in v)) return false;
+    for (const [k, x] of Object.entries(v)) {
+      if (s.properties && k in s.properties) { if (!validates(x, s.properties[k])) return false; }
+      else if (s.additionalProperties === false) return false;
+    }
+  }
+  if (Array.isArray(v)) {
+    if (s.minItems !== undefined && v.length < s.minItems) return false;
+    if (s.maxItems !== undefined && v.length > s.maxItems) return false;
+    if (s.items && !v.every((x) => validates(x, s.items))) return false;
+  }
+  if (typeof v === 'string') {
+    const n = [...v].length;
+    if (s.minLength !== undefined && n < s.minLength) return false;
+    if (s.maxLength !== undefined && n > s.maxLength) return false;
+  }
+  if (typeof v === 'number' && s.minimum !== undefined && v < s.minimum) return false;
+  return true;
+}
+
+const weatherTool = {
+  type: 'function',
+  function: {
+    name: 'get_weather', description: 'Current weather in a city',
+    parameters: {
+      type: 'object',
+      properties: { location: { type: 'string', maxLength: 12 }, unit: { enum: ['c', 'f'] }, days: { type: 'integer', minimum: 0 } },
+      required: ['location'],
+    },
+  },
+};
+const timeTool = {
+  type: 'function',
+  function: { name: 'get_time', description: 'Time in a zone', parameters: { type: 'object', properties: { zone: { type: 'string', maxLength: 8 } }, required: ['zone'] } },
+};
+
+await test('models', async () => {
+  const list = await client.models.list();
+  check(list.data.length === 1 && list.data[0].id === 'fixture', 'models.list gives the alias');
+});
+
+let greedy;
+await test('plain chat', async () => {
+  const r = await client.chat.completions.create({ model, messages: user('Hello there'), max_tokens: 12, temperature: 0 });
+  const c = r.choices[0];
+  check(r.object === 'chat.completion' && c.message.role === 'assistant', 'chat shape');
+  check(typeof c.message.content === 'string', 'content is a string');
+  check(['stop', 'length'].includes(c.finish_reason), `finish_reason ${c.finish_reason}`);
+  check(r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 12, `usage.completion_tokens ${r.usage.completion_tokens}`);
+  check(r.usage.total_tokens === r.usage.prompt_tokens + r.usage.completion_tokens, 'usage total');
+  const again = await client.chat.completions.create({ model, messages: user('Hello there'), max_tokens: 12, temperature: 0 });
+  check(again.choices[0].message.content === c.message.content, 'temperature 0 is deterministic');
+  check(again.usage.prompt_tokens_details.cached_tokens > 0, 'repeat prompt reuses the cached prefix');
+  greedy = c.message.content;
+});
+
+await test('streaming chat', async () => {
+  const stream = await client.chat.completions.create({
+    model, messages: user('Hello there'), max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true },
+  });
+  let text = '', finish = null, usage = null, role = null, n = 0;
+  for await (const ch of stream) {
+    n++;
+    if (ch.usage) usage = ch.usage;
+    for (const c of ch.choices) {
+      if (c.delta.role) role = c.delta.role;
+      if (c.delta.content) text += c.delta.content;
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  check(n >= 3, 'several chunks');
+  check(role === 'assistant', 'first delta has the role');
+  check(text === greedy, `streamed text equals the plain answer (${JSON.stringify(text)} vs ${JSON.stringify(greedy)})`);
+  check(finish === 'stop' || finish === 'length', 'stream finish_reason');
+  check(usage && usage.completion_tokens > 0, 'include_usage sends a usage chunk');
+});
+
+await test('sampling options', async () => {
+  const a = await client.chat.completions.create({ model, messages: user('Tell me'), max_tokens: 10, temperature: 1.2, top_p: 0.9, seed: 42 });
+  const b = await client.chat.completions.create({ model, messages: user('Tell me'), max_tokens: 10, temperature: 1.2, top_p: 0.9, seed: 42 });
+  check(a.choices[0].message.content === b.choices[0].message.content, 'same seed, same text');
+  const c = await client.chat.completions.create({
+    model, messages: user('Tell me'), max_tokens: 10, temperature: 0.8, top_k: 5, min_p: 0.05,
+    presence_penalty: 0.5, frequency_penalty: 0.5, repetition_penalty: 1.1, seed: 1,
+  });
+  check(typeof c.choices[0].message.content === 'string', 'penalties accepted');
+});
+
+await test('stop strings', async () => {
+  if (!greedy || greedy.length < 6) { check(true, 'skip'); return; }
+  const stop = greedy.slice(3, 6);
+  const idx = greedy.indexOf(stop);
+  const r = await client.chat.completions.create({ model, messages: user('Hello there'), max_tokens: 12, temperature: 0, stop: [stop] });
+  check(r.choices[0].message.content === greedy.slice(0, idx), `output cut before the stop string ${JSON.stringify(stop)}`);
+  check(r.choices[0].finish_reason === 'stop', 'stop finish_reason');
+});
+
+await test('logit_bias', async () => {
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ content: ' the' }) })).json();
+  check(tok.tokens.length === 1, '/tokenize gives one token for " the"');
+  const r = await client.chat.completions.create({ model, messages: user('Hello there'), max_tokens: 4, temperature: 0, logit_bias: { [tok.tokens[0]]: 100 } });
+  check(r.choices[0].message.content === ' the the the the', `logit_bias +100 forces the token (${JSON.stringify(r.choices[0].message.content)})`);
+  const det = await (await fetch(`${base}/detokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ tokens: tok.tokens }) })).json();
+  check(det.content === ' the', '/detokenize round trip');
+});
+
+await test('logprobs', async () => {
+  const r = await client.chat.completions.create({ model, messages: user('Hello there'), max_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 3 });
+  const lp = r.choices[0].logprobs.content;
+  check(lp.length === r.usage.completion_tokens, 'one logprob entry per token');
+  check(lp.every((e) => e.logprob <= 0 && e.top_logprobs.length === 3 && e.top_logprobs[0].logprob >= e.top_logprobs[2].logprob), 'top_logprobs sorted');
+  check(lp.every((e) => Math.abs(e.top_logprobs[0].logprob - e.logprob) < 1e-4), 'greedy picks the top token');
+});
+
+await test('tool call (named)', async () => {
+  const r = await client.chat.completions.create({
+    model, messages: user('Weather in Paris?'), tools: [weatherTool, timeTool], max_tokens: 64, temperature: 0,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  });
+  const c = r.choices[0];
+  check(c.finish_reason === 'tool_calls', `finish_reason tool_calls (got ${c.finish_reason})`);
+  const calls = c.message.tool_calls || [];
+  check(calls.length === 1 && calls[0].type === 'function' && calls[0].function.name === 'get_weather', 'one get_weather call');
+  const args = JSON.parse(calls[0]?.function.arguments || 'null');
+  check(args && validates(args, weatherTool.function.parameters), `arguments validate: ${calls[0]?.function.arguments}`);
+  check(typeof calls[0]?.id === 'string' && calls[0].id.length > 4, 'call id');
+});
+
+await test('tool calls (required, parallel)', async () => {
+  let maxCalls = 0;
+  for (let seed = 1; seed <= 12 && maxCalls < 2; seed++) {
+    const r = await client.chat.completions.create({
+      model, messages: user('Weather and time in Paris?'), tools: [weatherTool, timeTool], tool_choice: 'required',
+      max_tokens: 96, temperature: 1.0, seed,
+    });
+    const calls = r.choices[0].message.tool_calls || [];
+    check(r.choices[0].finish_reason === 'tool_calls' && calls.length >= 1, `required gives tool calls (seed ${seed})`);
+    for (const call of calls) {
+      const def = [weatherTool, timeTool].find((t) => t.function.name === call.function.name);
+      check(def && validates(JSON.parse(call.function.arguments), def.function.parameters), `call validates: ${call.function.name}(${call.function.arguments})`);
+    }
+    maxCalls = Math.max(maxCalls, calls.length);
+  }
+  check(maxCalls >= 2, `some answer holds parallel calls (max ${maxCalls})`);
+  const single = await client.chat.completions.create({
+    model, messages: user('Weather?'), tools: [weatherTool, timeTool], tool_choice: 'required', parallel_tool_calls: false,
+    max_tokens: 96, temperature: 1.0, seed: 3,
+  });
+  check((single.choices[0].message.tool_calls || []).length === 1, 'parallel_tool_calls false gives one call');
+});
+
+await test('tool result round trip', async () => {
+  const messages = [
+    { role: 'system', content: 'You are a helpful assistant.' },
+    { role: 'user', content: 'Weather and time in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [
+      { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"location":"Paris","unit":"c"}' } },
+      { id: 'call_2', type: 'function', function: { name: 'get_time', arguments: '{"zone":"CET"}' } }] },
+    { role: 'tool', tool_call_id: 'call_1', content: '{"temp_c": 18}' },
+    { role: 'tool', tool_call_id: 'call_2', content: '{"time": "12:00"}' },
+  ];
+  const r = await client.chat.completions.create({ model, messages, tools: [weatherTool, timeTool], tool_choice: 'none', max_tokens: 8, temperature: 0 });
+  check(typeof r.choices[0].message.content === 'string' && !r.choices[0].message.tool_calls, 'answer after tool results');
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ content: 'get_weather(location="Paris", unit="c")' }) })).json();
+  check(r.usage.prompt_tokens > tok.tokens.length + 20, 'the calls and results are in the prompt');
+});
+
+await test('tool call streaming', async () => {
+  const stream = await client.chat.completions.create({
+    model, messages: user('Weather in Paris?'), tools: [weatherTool], max_tokens: 64, temperature: 0, stream: true,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  });
+  const calls = [];
+  let finish = null, content = '';
+  for await (const ch of stream) {
+    for (const c of ch.choices) {
+      if (c.delta.content) content += c.delta.content;
+      for (const tc of c.delta.tool_calls || []) {
+        calls[tc.index] ??= { name: '', arguments: '' };
+        if (tc.function?.name) calls[tc.index].name += tc.function.name;
+        if (tc.function?.arguments) calls[tc.index].arguments += tc.function.arguments;
+      }
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  check(finish === 'tool_calls', `stream finish tool_calls (${finish})`);
+  check(calls.length === 1 && calls[0].name === 'get_weather' && validates(JSON.parse(calls[0].arguments), weatherTool.function.parameters), 'streamed call');
+  check(!content.includes('<|tool_call'), 'no markers in streamed content');
+});
+
+const personSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 20 },
+    age: { type: 'integer', minimum: 0 },
+    email: { type: ['string', 'null'] },
+    tags: { type: 'array', items: { enum: ['a', 'b', 'c'] }, minItems: 1, maxItems: 3 },
+    address: { type: 'object', properties: { city: { type: 'string' }, zip: { type: 'number' } }, required: ['city'], additionalProperties: false },
+    active: { type: 'boolean' },
+  },
+  required: ['name', 'age', 'tags', 'address'],
+  additionalProperties: false,
+};
+await test('json_schema', async () => {
+  for (const [max_tokens, temperature, seed] of [[200, 0, 0], [200, 1, 7], [25, 1, 3], [12, 0, 0]]) {
+    const r = await client.chat.completions.create({
+      model, messages: user('Describe a person as JSON'), max_tokens, temperature, seed,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: personSchema, strict: true } },
+    });
+    const text = r.choices[0].message.content;
+    let v = null;
+    try { v = JSON.parse(text); } catch (e) { /* checked below */ }
+    check(v !== null, `json_schema output parses (max_tokens ${max_tokens}): ${text}`);
+    check(v !== null && validates(v, personSchema), `json_schema output validates (max_tokens ${max_tokens}): ${text}`);
+  }
+  const s = await client.chat.completions.create({
+    model, messages: user('JSON please'), max_tokens: 40, temperature: 0, stream: true,
+    response_format: { type: 'json_schema', json_schema: { name: 'p', schema: personSchema } },
+  });
+  let text = '';
+  for await (const ch of s) for (const c of ch.choices) text += c.delta.content || '';
+  check(validates(JSON.parse(text), personSchema), `streamed json_schema validates: ${text}`);
+});
+
+await test('json_object', async () => {
+  const r = await client.chat.completions.create({ model, messages: user('JSON'), max_tokens: 30, temperature: 0.7, seed: 5, response_format: { type: 'json_object' } });
+  const v = JSON.parse(r.choices[0].message.content);
+  check(v !== null && typeof v === 'object' && !Array.isArray(v), `json_object gives an object: ${r.choices[0].message.content}`);
+});
+
+await test('completions', async () => {
+  const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
+  check(r.object === 'text_completion' && typeof r.choices[0].text === 'string', 'completion shape');
+  check(r.usage.completion_tokens === 8 && r.choices[0].finish_reason === 'length', 'completion length');
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ content: 'Once upon a time', add_special: true }) })).json();
+  const r2 = await client.completions.create({ model, prompt: tok.tokens, max_tokens: 8, temperature: 0 });
+  check(r2.choices[0].text === r.choices[0].text, 'token-array prompt = string prompt');
+  const s = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0, stream: true });
+  let text = '';
+  for await (const ch of s) text += ch.choices[0]?.text || '';
+  check(text === r.choices[0].text, 'streamed completion equals plain');
+  const l = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 2 });
+  const lp = l.choices[0].logprobs;
+  check(lp.tokens.length === 4 && lp.token_logprobs.length === 4 && lp.top_logprobs.length === 4 && lp.text_offset[0] === 0,
+    'legacy completion logprobs arrays');
+  check(lp.tokens.join('') === l.choices[0].text && lp.token_logprobs.every((x) => x <= 0), 'logprob tokens spell the text');
+});
+
+await test('prefix reuse', async () => {
+  const first = await client.chat.completions.create({ model, messages: user('My name is Ada.'), max_tokens: 6, temperature: 0 });
+  const second = await client.chat.completions.create({ model, max_tokens: 6, temperature: 0, messages: [
+    ...user('My name is Ada.'), { role: 'assistant', content: first.choices[0].message.content }, ...user('What is my name?')] });
+  const cached = second.usage.prompt_tokens_details.cached_tokens;
+  check(cached >= first.usage.prompt_tokens, `second turn reuses the first (${cached} of ${second.usage.prompt_tokens} cached)`);
+});
+
+await test('errors through the SDK', async () => {
+  const expect = async (what, status, fn, code) => {
+    try { await fn(); check(false, `${what}: no error`); }
+    catch (e) {
+      check(e.status === status, `${what}: status ${e.status}, want ${status}`);
+      if (code) check(e.code === code, `${what}: code ${e.code}, want ${code}`);
+    }
+  };
+  await expect('missing messages', 400, () => client.chat.completions.create({ model }));
+  await expect('bad role', 400, () => client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'x' }] }));
+  await expect('n=2', 400, () => client.chat.completions.create({ model, messages: user('x'), n: 2 }));
+  await expect('temperature type', 400, () => client.chat.completions.create({ model, messages: user('x'), temperature: 'hot' }));
+  await expect('unsupported schema', 400, () => client.chat.completions.create({ model, messages: user('x'),
+    response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { anyOf: [{ type: 'string' }] } } } }));
+  await expect('too long', 400, () => client.chat.completions.create({ model, messages: user('word '.repeat(3000)) }), 'context_length_exceeded');
+  const bad = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong-key', maxRetries: 0 });
+  await expect('wrong key', 401, () => bad.models.list(), 'invalid_api_key');
+});
+
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

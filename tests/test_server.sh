@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# test_server.sh — end-to-end tests of `lfm2c serve` on loopback with a fixture model:
+# the official OpenAI Node.js SDK (tests/server/*.mjs), raw HTTP for bad inputs, 32 concurrent
+# clients against serial answers, a full queue (503), a client going away, clean shutdown.
+# usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
+set -u
+LFM2C=$(realpath "$1")
+cd "$(dirname "$0")"
+MODEL=data/lfm2-tiny-moe-f32.gguf
+KEY=test-key-123
+TMP=$(mktemp -d)
+pass=0 fail=0
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*" >&2; }
+check() { if eval "$2"; then ok; else bad "$1"; fi; }
+
+for tool in node npm curl python3; do
+  command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
+done
+if [ ! -d server/node_modules/openai ]; then
+  (cd server && timeout 300 npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+    { echo "FAIL npm install of the openai SDK"; echo "0 passed, 1 failed"; exit 1; }
+fi
+
+# start_server NAME ARGS...: starts on a free port, sets PORT and PID.
+start_server() {
+  local name=$1; shift
+  "$LFM2C" serve -m $MODEL --host 127.0.0.1 --port 0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  PID=$!
+  PIDS+=("$PID")
+  for _ in $(seq 200); do
+    PORT=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
+    [ -n "$PORT" ] && return 0
+    kill -0 $PID 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server $name did not start:" >&2; cat "$TMP/$name.err" >&2
+  return 1
+}
+
+# req METHOD PATH BODY [curl args...]: sets STATUS; the body is in $TMP/body, headers in $TMP/hdr.
+req() {
+  local method=$1 path=$2 body=$3; shift 3
+  STATUS=$(curl -s -o "$TMP/body" -D "$TMP/hdr" -w '%{http_code}' -X "$method" "http://127.0.0.1:$PORT$path" \
+    -H 'Content-Type: application/json' "$@" ${body:+--data-binary "$body"})
+}
+# error_shape: the body is {"error":{"message":str,"type":str,"param":..,"code":..}}
+error_shape() {
+  python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; assert isinstance(e["message"],str) and e["message"] and isinstance(e["type"],str) and "param" in e and "code" in e' "$TMP/body" 2>/dev/null
+}
+error_code() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["code"])' "$TMP/body" 2>/dev/null; }
+error_param() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["error"]["param"])' "$TMP/body" 2>/dev/null; }
+AUTH=(-H "Authorization: Bearer $KEY")
+CHAT=/v1/chat/completions
+
+# ---- main server: SDK suites and raw HTTP ------------------------------------------------------
+if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --max-body 65536; then
+  ok
+  out=$(cd server && timeout 600 node e2e.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "e2e.mjs did not finish: $line"; fi
+
+  out=$(cd server && timeout 600 node concurrency.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "concurrency.mjs did not finish: $line"; fi
+
+  req GET /health ''
+  check "health" '[ "$STATUS" = 200 ] && grep -q "\"ok\"" "$TMP/body"'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}]}'
+  check "no key -> 401" '[ "$STATUS" = 401 ] && error_shape && [ "$(error_code)" = invalid_api_key ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}]}' -H "Authorization: Bearer nope"
+  check "wrong key -> 401" '[ "$STATUS" = 401 ] && error_shape'
+  req POST $CHAT '{"messages": [' "${AUTH[@]}"
+  check "malformed JSON -> 400" '[ "$STATUS" = 400 ] && error_shape && [ "$(error_code)" = invalid_json ]'
+  req POST $CHAT '' "${AUTH[@]}"
+  check "empty body -> 400" '[ "$STATUS" = 400 ] && error_shape'
+  req POST $CHAT '[1,2]' "${AUTH[@]}"
+  check "array body -> 400" '[ "$STATUS" = 400 ] && error_shape'
+  req POST $CHAT '{"messages":"hi"}' "${AUTH[@]}"
+  check "messages not an array -> 400" '[ "$STATUS" = 400 ] && error_shape && [ "$(error_param)" = messages ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"temperature":"hot"}' "${AUTH[@]}"
+  check "temperature string -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = temperature ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"max_tokens":1.5}' "${AUTH[@]}"
+  check "max_tokens float -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = max_tokens ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"max_tokens":0}' "${AUTH[@]}"
+  check "max_tokens 0 -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = max_tokens ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"top_p":7}' "${AUTH[@]}"
+  check "top_p out of range -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = top_p ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"stop":[1]}' "${AUTH[@]}"
+  check "stop of numbers -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = stop ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"logit_bias":{"abc":1}}' "${AUTH[@]}"
+  check "logit_bias bad key -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = logit_bias ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"logit_bias":{"99999999":1}}' "${AUTH[@]}"
+  check "logit_bias id out of range -> 400" '[ "$STATUS" = 400 ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"stream":"yes"}' "${AUTH[@]}"
+  check "stream string -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = stream ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"tools":{"a":1}}' "${AUTH[@]}"
+  check "tools object -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = tools ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"tool_choice":"required"}' "${AUTH[@]}"
+  check "tool_choice required without tools -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = tool_choice ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"xml"}}' "${AUTH[@]}"
+  check "response_format type -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = response_format ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' "${AUTH[@]}"
+  check "image parts -> 400" '[ "$STATUS" = 400 ] && error_shape'
+  long=$(python3 -c 'print("{\"messages\":[{\"role\":\"user\",\"content\":\"" + "word " * 20000 + "\"}]}")')
+  echo "$long" >"$TMP/long.json"
+  req POST $CHAT "@$TMP/long.json" "${AUTH[@]}"
+  check "body over --max-body -> 413" '[ "$STATUS" = 413 ] && error_shape'
+  long=$(python3 -c 'print("{\"messages\":[{\"role\":\"user\",\"content\":\"" + "word " * 2100 + "\"}]}")')
+  echo "$long" >"$TMP/long.json"
+  req POST $CHAT "@$TMP/long.json" "${AUTH[@]}"
+  check "prompt over the context -> 400" '[ "$STATUS" = 400 ] && [ "$(error_code)" = context_length_exceeded ]'
+  req POST /v1/completions '{"prompt":[1,2,99999999]}' "${AUTH[@]}"
+  check "bad token id in prompt -> 400" '[ "$STATUS" = 400 ] && [ "$(error_param)" = prompt ]'
+  req POST /v1/completions '{"prompt":{"a":1}}' "${AUTH[@]}"
+  check "prompt object -> 400" '[ "$STATUS" = 400 ]'
+  req POST /detokenize '{"tokens":["a"]}' "${AUTH[@]}"
+  check "detokenize strings -> 400" '[ "$STATUS" = 400 ] && error_shape'
+  req GET $CHAT '' "${AUTH[@]}"
+  check "GET on a POST route -> 405" '[ "$STATUS" = 405 ] && error_shape'
+  req GET /v1/nothing '' "${AUTH[@]}"
+  check "unknown route -> 404" '[ "$STATUS" = 404 ] && error_shape'
+  req POST $CHAT '{"messages":[{"role":"user","content":"still fine?"}],"max_tokens":3}' "${AUTH[@]}"
+  check "server still answers after bad requests" '[ "$STATUS" = 200 ]'
+  req POST /v1/completions '{"prompt":"Hello","max_tokens":2,"unknown_field":{"x":1}}' "${AUTH[@]}"
+  check "unknown fields are ignored" '[ "$STATUS" = 200 ]'
+
+  # a client that goes away mid-stream frees its slot at once
+  timeout 1 curl -s -N "http://127.0.0.1:$PORT$CHAT" "${AUTH[@]}" -H 'Content-Type: application/json' \
+    -d '{"messages":[{"role":"user","content":"go on forever"}],"max_tokens":1900,"stream":true,"temperature":1,"logit_bias":{"7":-100,"2":-100}}' >"$TMP/partial" 2>/dev/null
+  check "the stream started" 'grep -q "^data: " "$TMP/partial"'
+  sleep 0.3
+  before=$(curl -s "http://127.0.0.1:$PORT/metrics" "${AUTH[@]}" | sed -n 's/^lfm2c_generated_tokens_total //p')
+  sleep 0.5
+  req GET /metrics '' "${AUTH[@]}"
+  check "slot freed after the disconnect" 'grep -q "^lfm2c_slots_active 0$" "$TMP/body"'
+  after=$(sed -n 's/^lfm2c_generated_tokens_total //p' "$TMP/body")
+  check "generation stopped after the disconnect ($before -> $after)" '[ "$before" = "$after" ]'
+  check "metrics: cache hits counted" 'grep -q "^lfm2c_prompt_tokens_cached_total [1-9]" "$TMP/body" && grep -q "^lfm2c_prefix_cache_hit_ratio 0\.[0-9]*[1-9]" "$TMP/body"'
+  check "metrics: throughput" 'grep -q "^lfm2c_decode_tokens_per_second [1-9]" "$TMP/body"'
+  check "one log line per request" '[ "$(grep -c " POST /v1/chat/completions " "$TMP/main.err")" -gt 40 ]'
+
+  kill -TERM $PID
+  for _ in $(seq 100); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
+  wait $PID; rc=$?
+  check "SIGTERM: clean exit ($rc)" '[ $rc = 0 ]'
+else
+  bad "main server start"
+fi
+
+# ---- a full queue answers 503 with Retry-After ------------------------------------------------------
+if start_server small -np 1 --queue 1 --alias fixture; then
+  for i in 1 2 3 4 5 6; do
+    curl -s -o /dev/null -D "$TMP/h$i" -w '%{http_code}\n' "http://127.0.0.1:$PORT/v1/completions" \
+      -d '{"prompt":"Once","max_tokens":200,"temperature":0}' >"$TMP/s$i" &
+  done
+  wait $(jobs -p | grep -v "^$PID$") 2>/dev/null
+  n503=$(cat "$TMP"/s? | grep -c '^503$'); n200=$(cat "$TMP"/s? | grep -c '^200$')
+  check "queue full: some 503 ($n503) and some 200 ($n200)" '[ "$n503" -ge 1 ] && [ "$n200" -ge 2 ] && [ $((n503 + n200)) = 6 ]'
+  check "503 carries Retry-After" 'grep -qi "^retry-after: 1" $(grep -l "503" "$TMP"/h?) '
+  # SIGINT with a stream open: the stream ends, the server exits cleanly
+  curl -s -N "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt":"x","max_tokens":1900,"stream":true,"logit_bias":{"7":-100,"2":-100}}' >"$TMP/cut" 2>/dev/null &
+  cpid=$!
+  sleep 0.5
+  kill -INT $PID
+  for _ in $(seq 100); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
+  wait $PID; rc=$?
+  check "SIGINT with an open stream: clean exit ($rc)" '[ $rc = 0 ]'
+  wait $cpid
+  check "the open stream was ended" 'grep -q "data: \[DONE\]" "$TMP/cut"'
+else
+  bad "small server start"
+fi
+
+# ---- start-up errors ------------------------------------------------------------------------
+"$LFM2C" serve -m data/does-not-exist.gguf --port 0 >/dev/null 2>"$TMP/e1"; rc=$?
+check "missing model: one-line error" '[ $rc != 0 ] && [ "$(wc -l <"$TMP/e1")" = 1 ] && grep -q "^lfm2c: " "$TMP/e1"'
+"$LFM2C" serve -m $MODEL --host 999.1.1.1 --port 0 >/dev/null 2>"$TMP/e2"; rc=$?
+check "bad host: error" '[ $rc != 0 ] && grep -q "^lfm2c: " "$TMP/e2"'
+"$LFM2C" serve -m $MODEL --api-key-file "$TMP/none" >/dev/null 2>"$TMP/e3"; rc=$?
+check "missing key file: error" '[ $rc != 0 ] && grep -q "^lfm2c: " "$TMP/e3"'
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
