@@ -6,6 +6,7 @@
  *   3. metadata: general.*, {arch}.*, tokenizer.* from tokenizer.json / tokenizer_config.json /
  *      config.json, chat template, general.sampling.* from generation_config.json;
  *   4. tensor data streamed in row chunks, converted on a thread pool. */
+#include "error.h"
 #include "convert.h"
 #include "gguf_write.h"
 #include "quant.h"
@@ -26,16 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static bool fail(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
+/* set the error and return false, so callers can `return fail(...)` */
+#define fail(err, ...) ({ lfm2c_set_error(err, __VA_ARGS__); false; })
 
 int convert_parse_type(const char *s) {
     if (!strcasecmp(s, "f32")) return GGML_F32;

@@ -1,5 +1,6 @@
 /* gguf.c — GGUF reader over mmap. Parsing walks the header with a bounds-checked cursor; any
  * count, length or offset that points past the end of the file is an error, never a read. */
+#include "error.h"
 #include "gguf.h"
 #include "quant.h"
 
@@ -15,14 +16,6 @@
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
 
-static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (!err) return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
 
 size_t gguf_vtype_size(uint32_t t) {
     static const size_t sz[GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -69,7 +62,7 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
     kv->n = 1;
     if (kv->type == GGUF_STR) {
         kv->strs = malloc(sizeof(gguf_str));
-        if (!kv->strs) { seterr(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        if (!kv->strs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
         kv->strs[0] = rd_str(c);
         return !c->bad;
     }
@@ -82,13 +75,13 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
             /* each string is at least 8 bytes: reject impossible counts before allocating */
             if (kv->n > (c->size - c->pos) / 8) { c->bad = true; return false; }
             kv->strs = malloc((kv->n ? kv->n : 1) * sizeof(gguf_str));
-            if (!kv->strs) { seterr(err, LFM2C_ENOMEM, "out of memory"); return false; }
+            if (!kv->strs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
             for (uint64_t i = 0; i < kv->n && !c->bad; i++) kv->strs[i] = rd_str(c);
             return !c->bad;
         }
         size_t es = gguf_vtype_size(kv->arr_type);
         if (es == 0) {
-            seterr(err, LFM2C_EFORMAT, "key '%s': unsupported array element type %u", kv->key, kv->arr_type);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "key '%s': unsupported array element type %u", kv->key, kv->arr_type);
             return false;
         }
         if (kv->n > (c->size - c->pos) / es) { c->bad = true; return false; }
@@ -97,7 +90,7 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
     }
     size_t sz = gguf_vtype_size(kv->type);
     if (sz == 0) {
-        seterr(err, LFM2C_EFORMAT, "key '%s': unknown value type %u", kv->key, kv->type);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "key '%s': unknown value type %u", kv->key, kv->type);
         return false;
     }
     need(c, sz);
@@ -108,25 +101,25 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
 static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
     cursor c = {g->map, g->size, 0, false};
     if (g->size < 24 || rd_u32(&c) != GGUF_MAGIC) {
-        seterr(err, LFM2C_EFORMAT, "not a GGUF file (bad magic)");
+        lfm2c_set_error(err, LFM2C_EFORMAT, "not a GGUF file (bad magic)");
         return NULL;
     }
     g->version = rd_u32(&c);
     if (g->version != 2 && g->version != 3) {
-        seterr(err, LFM2C_EFORMAT, "unsupported GGUF version %u (expected 3)", g->version);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "unsupported GGUF version %u (expected 3)", g->version);
         return NULL;
     }
     g->n_tensors = rd_u64(&c);
     g->n_kv = rd_u64(&c);
     /* every KV needs >= 12 bytes and every tensor info >= 24: bound the counts by the file */
     if (g->n_kv > g->size / 12 || g->n_tensors > g->size / 24) {
-        seterr(err, LFM2C_EFORMAT, "truncated or corrupt GGUF header (n_kv=%llu, n_tensors=%llu do not fit in the file)",
+        lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF header (n_kv=%llu, n_tensors=%llu do not fit in the file)",
                (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
         return NULL;
     }
     g->kv = calloc(g->n_kv + 1, sizeof(gguf_kv));
     g->tensors = calloc(g->n_tensors + 1, sizeof(gguf_tensor));
-    if (!g->kv || !g->tensors) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!g->kv || !g->tensors) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     g->alignment = 32;
     for (uint64_t i = 0; i < g->n_kv; i++) {
         gguf_kv *kv = &g->kv[i];
@@ -142,29 +135,29 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
         if (!strcmp(kv->key, "general.alignment")) {
             int64_t a;
             if (!gguf_arr_int(kv, 0, &a) || a <= 0 || (a & (a - 1)) || a > 65536) {
-                seterr(err, LFM2C_EFORMAT, "invalid general.alignment");
+                lfm2c_set_error(err, LFM2C_EFORMAT, "invalid general.alignment");
                 return NULL;
             }
             g->alignment = (uint64_t)a;
         }
     }
-    if (c.bad) { seterr(err, LFM2C_EFORMAT, "truncated or corrupt GGUF metadata"); return NULL; }
+    if (c.bad) { lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF metadata"); return NULL; }
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         gguf_tensor *t = &g->tensors[i];
         gguf_str name = rd_str(&c);
         t->n_dims = rd_u32(&c);
         if (c.bad) break;
         t->name = dup_str(name);
-        if (!t->name) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+        if (!t->name) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
         if (t->n_dims == 0 || t->n_dims > 4) {
-            seterr(err, LFM2C_EFORMAT, "tensor '%s': bad dimension count %u", t->name, t->n_dims);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': bad dimension count %u", t->name, t->n_dims);
             return NULL;
         }
         for (int d = 0; d < 4; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             uint64_t ne = rd_u64(&c);
             if (ne == 0 || ne > ((uint64_t)1 << 40)) {
-                seterr(err, LFM2C_EFORMAT, "tensor '%s': bad dimension %llu", t->name, (unsigned long long)ne);
+                lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': bad dimension %llu", t->name, (unsigned long long)ne);
                 return NULL;
             }
             t->ne[d] = (int64_t)ne;
@@ -174,45 +167,45 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
         if (c.bad) break;
         const ggml_type_info *ti = ggml_type_get(t->type);
         if (!ti) {
-            seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown tensor type %u", t->name, t->type);
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown tensor type %u", t->name, t->type);
             return NULL;
         }
         if (t->ne[0] % ti->block_size) {
-            seterr(err, LFM2C_EFORMAT, "tensor '%s': row of %lld not a multiple of the %s block (%d)",
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': row of %lld not a multiple of the %s block (%d)",
                    t->name, (long long)t->ne[0], ti->name, ti->block_size);
             return NULL;
         }
         /* nbytes = rows * row size, with overflow checks */
         uint64_t rows = (uint64_t)t->ne[1] * (uint64_t)t->ne[2];
         if (rows > ((uint64_t)1 << 40) || (uint64_t)t->ne[3] > ((uint64_t)1 << 20)) {
-            seterr(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
             return NULL;
         }
         rows *= (uint64_t)t->ne[3];
         uint64_t row = (uint64_t)t->ne[0] / ti->block_size * ti->type_size;
         if (row && rows > UINT64_MAX / row) {
-            seterr(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
             return NULL;
         }
         t->nbytes = rows * row;
         if (t->offset % g->alignment) {
-            seterr(err, LFM2C_EFORMAT, "tensor '%s': misaligned data offset", t->name);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': misaligned data offset", t->name);
             return NULL;
         }
     }
-    if (c.bad) { seterr(err, LFM2C_EFORMAT, "truncated or corrupt GGUF tensor table"); return NULL; }
+    if (c.bad) { lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF tensor table"); return NULL; }
     g->data_offset = (c.pos + g->alignment - 1) / g->alignment * g->alignment;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         gguf_tensor *t = &g->tensors[i];
         if (g->data_offset > g->size || t->offset > g->size - g->data_offset ||
             t->nbytes > g->size - g->data_offset - t->offset) {
-            seterr(err, LFM2C_EFORMAT, "tensor '%s' extends past the end of the file (truncated file?)", t->name);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s' extends past the end of the file (truncated file?)", t->name);
             return NULL;
         }
         t->data = g->map + g->data_offset + t->offset;
         for (uint64_t j = 0; j < i; j++)
             if (!strcmp(g->tensors[j].name, t->name)) {
-                seterr(err, LFM2C_EFORMAT, "duplicate tensor name '%s'", t->name);
+                lfm2c_set_error(err, LFM2C_EFORMAT, "duplicate tensor name '%s'", t->name);
                 return NULL;
             }
     }
@@ -231,28 +224,28 @@ static void free_tables(gguf_file *g) {
 gguf_file *gguf_open(const char *path, lfm2c_error *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        seterr(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno));
+        lfm2c_set_error(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        seterr(err, LFM2C_EIO, "'%s' is not a regular file", path);
+        lfm2c_set_error(err, LFM2C_EIO, "'%s' is not a regular file", path);
         close(fd);
         return NULL;
     }
     if (st.st_size < 24) {
-        seterr(err, LFM2C_EFORMAT, "'%s' is not a GGUF file (only %lld bytes)", path, (long long)st.st_size);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "'%s' is not a GGUF file (only %lld bytes)", path, (long long)st.st_size);
         close(fd);
         return NULL;
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (map == MAP_FAILED) {
-        seterr(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno));
+        lfm2c_set_error(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno));
         return NULL;
     }
     gguf_file *g = calloc(1, sizeof *g);
-    if (!g) { munmap(map, (size_t)st.st_size); seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!g) { munmap(map, (size_t)st.st_size); lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     g->map = map;
     g->size = (size_t)st.st_size;
     g->owns_map = true;
@@ -270,7 +263,7 @@ gguf_file *gguf_open(const char *path, lfm2c_error *err) {
 
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
     gguf_file *g = calloc(1, sizeof *g);
-    if (!g) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!g) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     g->map = (uint8_t *)buf;
     g->size = size;
     if (!parse(g, err)) {

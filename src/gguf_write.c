@@ -1,6 +1,7 @@
 /* gguf_write.c — streaming GGUF v3 writer (see gguf_write.h). Each metadata value is kept
  * already encoded (the bytes that follow its type field in the file), so writing the header is a
  * plain copy and copying a key from a reader is a re-encode of what gguf.h parsed. */
+#include "error.h"
 #include "gguf_write.h"
 #include "quant.h"
 
@@ -44,14 +45,6 @@ struct gguf_writer {
     bool failed;
 };
 
-static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (!err) return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
 
 gguf_writer *gguf_writer_new(void) {
     gguf_writer *w = calloc(1, sizeof *w);
@@ -206,15 +199,15 @@ uint64_t gguf_writer_n_kv(const gguf_writer *w) { return w->n_kv; }
 
 bool gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                      const int64_t *ne, lfm2c_error *err) {
-    if (w->f) { seterr(err, LFM2C_EINVAL, "tensor '%s' declared after the file was opened", name); return false; }
+    if (w->f) { lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s' declared after the file was opened", name); return false; }
     size_t nl = strlen(name);
     if (nl == 0 || nl >= GGUF_MAX_NAME) {
-        seterr(err, LFM2C_EINVAL, "tensor name '%s' must have 1..%d bytes", name, GGUF_MAX_NAME - 1);
+        lfm2c_set_error(err, LFM2C_EINVAL, "tensor name '%s' must have 1..%d bytes", name, GGUF_MAX_NAME - 1);
         return false;
     }
     const ggml_type_info *ti = ggml_type_get(type);
-    if (!ti) { seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown type %u", name, type); return false; }
-    if (n_dims < 1 || n_dims > 4) { seterr(err, LFM2C_EINVAL, "tensor '%s': %u dims", name, n_dims); return false; }
+    if (!ti) { lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown type %u", name, type); return false; }
+    if (n_dims < 1 || n_dims > 4) { lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s': %u dims", name, n_dims); return false; }
     wtensor t = {0};
     t.type = type;
     t.n_dims = n_dims;
@@ -222,28 +215,28 @@ bool gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n
     for (int d = 0; d < 4; d++) {
         t.ne[d] = d < (int)n_dims ? ne[d] : 1;
         if (t.ne[d] <= 0 || (uint64_t)t.ne[d] > (UINT64_MAX >> 8) / nelem) {
-            seterr(err, LFM2C_EINVAL, "tensor '%s': bad dimension %lld", name, (long long)t.ne[d]);
+            lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s': bad dimension %lld", name, (long long)t.ne[d]);
             return false;
         }
         nelem *= (uint64_t)t.ne[d];
     }
     size_t row = ggml_row_size(type, t.ne[0]);
     if (row == 0) {
-        seterr(err, LFM2C_EINVAL, "tensor '%s': ne0 = %lld is not a multiple of %s's block of %d",
+        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s': ne0 = %lld is not a multiple of %s's block of %d",
                name, (long long)t.ne[0], ti->name, ti->block_size);
         return false;
     }
     t.nbytes = (uint64_t)row * (nelem / (uint64_t)t.ne[0]);
     for (size_t i = 0; i < w->n_t; i++)
-        if (!strcmp(w->t[i].name, name)) { seterr(err, LFM2C_EINVAL, "duplicate tensor '%s'", name); return false; }
+        if (!strcmp(w->t[i].name, name)) { lfm2c_set_error(err, LFM2C_EINVAL, "duplicate tensor '%s'", name); return false; }
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? 2 * w->cap_t : 64;
         wtensor *nt = realloc(w->t, cap * sizeof *nt);
-        if (!nt) { seterr(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        if (!nt) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
         w->t = nt;
         w->cap_t = cap;
     }
-    if (!(t.name = strdup(name))) { seterr(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!(t.name = strdup(name))) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
     w->t[w->n_t++] = t;
     return true;
 }
@@ -291,10 +284,10 @@ uint64_t gguf_writer_file_size(const gguf_writer *w) {
 /* ---- output ------------------------------------------------------------------------------ */
 
 static bool out(gguf_writer *w, const void *p, size_t n, lfm2c_error *err) {
-    if (w->failed) { seterr(err, LFM2C_EIO, "write to '%s' failed earlier", w->tmp_path); return false; }
+    if (w->failed) { lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed earlier", w->tmp_path); return false; }
     if (n && fwrite(p, 1, n, w->f) != n) {
         w->failed = true;
-        seterr(err, LFM2C_EIO, "write to '%s' failed: %s", w->tmp_path, strerror(errno));
+        lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed: %s", w->tmp_path, strerror(errno));
         return false;
     }
     return true;
@@ -316,16 +309,16 @@ static bool out_zeros(gguf_writer *w, uint64_t n, lfm2c_error *err) {
 }
 
 bool gguf_writer_open(gguf_writer *w, const char *path, lfm2c_error *err) {
-    if (w->f || w->path) { seterr(err, LFM2C_EINVAL, "writer already opened"); return false; }
+    if (w->f || w->path) { lfm2c_set_error(err, LFM2C_EINVAL, "writer already opened"); return false; }
     w->alignment = alignment_of(w);
     layout(w);
     w->path = strdup(path);
     w->tmp_path = malloc(strlen(path) + 5);
-    if (!w->path || !w->tmp_path) { seterr(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!w->path || !w->tmp_path) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
     sprintf(w->tmp_path, "%s.tmp", path);
     w->f = fopen(w->tmp_path, "wb");
     if (!w->f) {
-        seterr(err, LFM2C_EIO, "cannot create '%s': %s", w->tmp_path, strerror(errno));
+        lfm2c_set_error(err, LFM2C_EIO, "cannot create '%s': %s", w->tmp_path, strerror(errno));
         return false;
     }
     setvbuf(w->f, NULL, _IOFBF, 1 << 20);
@@ -350,11 +343,11 @@ bool gguf_writer_open(gguf_writer *w, const char *path, lfm2c_error *err) {
 }
 
 bool gguf_write_data(gguf_writer *w, const void *data, size_t n, lfm2c_error *err) {
-    if (!w->f) { seterr(err, LFM2C_EINVAL, "writer not opened"); return false; }
+    if (!w->f) { lfm2c_set_error(err, LFM2C_EINVAL, "writer not opened"); return false; }
     const uint8_t *p = data;
     while (n) {
         if (w->cur >= w->n_t) {
-            seterr(err, LFM2C_EINVAL, "more tensor data written than declared");
+            lfm2c_set_error(err, LFM2C_EINVAL, "more tensor data written than declared");
             return false;
         }
         const wtensor *t = &w->t[w->cur];
@@ -374,28 +367,28 @@ bool gguf_write_data(gguf_writer *w, const void *data, size_t n, lfm2c_error *er
 }
 
 bool gguf_writer_finish(gguf_writer *w, lfm2c_error *err) {
-    if (!w->f) { seterr(err, LFM2C_EINVAL, "writer not opened"); return false; }
+    if (!w->f) { lfm2c_set_error(err, LFM2C_EINVAL, "writer not opened"); return false; }
     if (w->cur < w->n_t) {
-        seterr(err, LFM2C_EINVAL, "tensor '%s' and %llu after it were not written", w->t[w->cur].name,
+        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s' and %llu after it were not written", w->t[w->cur].name,
                (unsigned long long)(w->n_t - w->cur - 1));
         return false;
     }
-    if (w->failed) { seterr(err, LFM2C_EIO, "write to '%s' failed", w->tmp_path); return false; }
+    if (w->failed) { lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed", w->tmp_path); return false; }
     FILE *f = w->f;
     w->f = NULL;
     if (fflush(f) != 0 || ferror(f)) {
-        seterr(err, LFM2C_EIO, "write to '%s' failed: %s", w->tmp_path, strerror(errno));
+        lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed: %s", w->tmp_path, strerror(errno));
         fclose(f);
         unlink(w->tmp_path);
         return false;
     }
     if (fclose(f) != 0) {
-        seterr(err, LFM2C_EIO, "closing '%s' failed: %s", w->tmp_path, strerror(errno));
+        lfm2c_set_error(err, LFM2C_EIO, "closing '%s' failed: %s", w->tmp_path, strerror(errno));
         unlink(w->tmp_path);
         return false;
     }
     if (rename(w->tmp_path, w->path) != 0) {
-        seterr(err, LFM2C_EIO, "cannot rename '%s' to '%s': %s", w->tmp_path, w->path, strerror(errno));
+        lfm2c_set_error(err, LFM2C_EIO, "cannot rename '%s' to '%s': %s", w->tmp_path, w->path, strerror(errno));
         unlink(w->tmp_path);
         return false;
     }

@@ -1,6 +1,7 @@
 /* model.c — opens an LFM2 / LFM2-MoE GGUF: reads the hyper-parameters, decides each layer's kind
  * from the file (head_count_kv[l] == 0 → conv, l >= leading_dense_block_count → MoE), binds every
  * weight to the mapped file after checking its shape and type. */
+#include "error.h"
 #include "model.h"
 #include "forward.h"
 #include "quant.h"
@@ -14,14 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (!err) return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
 
 lfm2c_model_params lfm2c_model_default_params(void) {
     lfm2c_model_params p = {0};
@@ -47,9 +40,9 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
     const gguf_file *g = m->gguf;
     lfm2c_model_info *in = &m->info;
     char *arch = gguf_get_string(g, "general.architecture");
-    if (!arch) { seterr(err, LFM2C_EFORMAT, "missing general.architecture"); return -1; }
+    if (!arch) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing general.architecture"); return -1; }
     if (strcmp(arch, "lfm2") && strcmp(arch, "lfm2moe")) {
-        seterr(err, LFM2C_EUNSUPPORTED, "unknown architecture '%.64s' (supported: lfm2, lfm2moe)", arch);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "unknown architecture '%.64s' (supported: lfm2, lfm2moe)", arch);
         free(arch);
         return -1;
     }
@@ -63,11 +56,11 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
 #define REQ_INT(key, dst, lo, hi)                                                              \
     do {                                                                                       \
         if (!arch_int(g, in->arch, key, &v)) {                                                 \
-            seterr(err, LFM2C_EFORMAT, "missing metadata %s.%s", in->arch, key);              \
+            lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s.%s", in->arch, key);              \
             return -1;                                                                         \
         }                                                                                      \
         if (v < (lo) || v > (hi)) {                                                            \
-            seterr(err, LFM2C_EFORMAT, "metadata %s.%s = %lld out of range", in->arch, key,   \
+            lfm2c_set_error(err, LFM2C_EFORMAT, "metadata %s.%s = %lld out of range", in->arch, key,   \
                    (long long)v);                                                              \
             return -1;                                                                         \
         }                                                                                      \
@@ -79,7 +72,7 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
     in->n_ctx_train = arch_int(g, in->arch, "context_length", &v) && v > 0 && v < (1 << 24) ? (int)v : 32768;
     in->conv_l_cache = arch_int(g, in->arch, "shortconv.l_cache", &v) ? (int)v : 3;
     if (in->conv_l_cache != 3) {
-        seterr(err, LFM2C_EUNSUPPORTED, "shortconv.l_cache = %d (only 3 is supported)", in->conv_l_cache);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "shortconv.l_cache = %d (only 3 is supported)", in->conv_l_cache);
         return -1;
     }
     in->norm_eps = arch_float(g, in->arch, "attention.layer_norm_rms_epsilon", &f) ? (float)f : 1e-5f;
@@ -87,7 +80,7 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
     in->head_dim = arch_int(g, in->arch, "attention.key_length", &v) && v > 0 && v <= 1024
                        ? (int)v : in->n_embd / in->n_head;
     if (in->head_dim <= 0 || in->head_dim % 2) {
-        seterr(err, LFM2C_EFORMAT, "bad head dimension %d", in->head_dim);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "bad head dimension %d", in->head_dim);
         return -1;
     }
 
@@ -95,15 +88,15 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
     char key[128];
     snprintf(key, sizeof key, "%s.attention.head_count_kv", in->arch);
     const gguf_kv *kv = gguf_find(g, key);
-    if (!kv) { seterr(err, LFM2C_EFORMAT, "missing metadata %s", key); return -1; }
+    if (!kv) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s", key); return -1; }
     if (kv->type == GGUF_ARR && kv->n != (uint64_t)in->n_layer) {
-        seterr(err, LFM2C_EFORMAT, "%s has %llu entries for %d layers", key, (unsigned long long)kv->n, in->n_layer);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s has %llu entries for %d layers", key, (unsigned long long)kv->n, in->n_layer);
         return -1;
     }
     for (int l = 0; l < in->n_layer; l++) {
         if (!gguf_arr_int(kv, kv->type == GGUF_ARR ? (uint64_t)l : 0, &v) || v < 0 || v > in->n_head ||
             (v && in->n_head % v)) {
-            seterr(err, LFM2C_EFORMAT, "%s[%d] is invalid", key, l);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "%s[%d] is invalid", key, l);
             return -1;
         }
         in->n_head_kv[l] = (int)v;
@@ -117,11 +110,11 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
         REQ_INT("expert_used_count", in->n_expert_used, 1, in->n_expert);
         in->n_dense_lead = arch_int(g, in->arch, "leading_dense_block_count", &v) ? (int)v : 0;
         if (in->n_dense_lead < 0 || in->n_dense_lead > in->n_layer) {
-            seterr(err, LFM2C_EFORMAT, "bad leading_dense_block_count %d", in->n_dense_lead);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "bad leading_dense_block_count %d", in->n_dense_lead);
             return -1;
         }
         if (arch_int(g, in->arch, "expert_gating_func", &v) && v != 2) {
-            seterr(err, LFM2C_EUNSUPPORTED, "expert_gating_func %lld (only sigmoid = 2 is used by LFM2)", (long long)v);
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "expert_gating_func %lld (only sigmoid = 2 is used by LFM2)", (long long)v);
             return -1;
         }
     } else {
@@ -150,7 +143,7 @@ static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2
     memset(t, 0, sizeof *t);
     if (!gt) {
         if (optional) return 0;
-        seterr(err, LFM2C_EFORMAT, "missing tensor '%s'", name);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing tensor '%s'", name);
         return -1;
     }
     int64_t want[3] = {d0, d1, d2};
@@ -158,14 +151,14 @@ static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2
     for (int i = 0; i < 3 && ok; i++) ok = gt->ne[i] == (want[i] ? want[i] : 1);
     ok = ok && gt->ne[3] == 1;
     if (!ok) {
-        seterr(err, LFM2C_EFORMAT, "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
                name, (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2],
                (long long)d0, (long long)(d1 ? d1 : 1), (long long)(d2 ? d2 : 1));
         return -1;
     }
     const ggml_type_info *ti = ggml_type_get(gt->type);
     if (!ti || !ti->supported) {
-        seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s' has unsupported type %s", name, ti ? ti->name : "?");
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s' has unsupported type %s", name, ti ? ti->name : "?");
         return -1;
     }
     t->name = gt->name;
@@ -180,7 +173,7 @@ static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2
  * directly; the reference converter always writes them F32. */
 static int require_f32(const tensor *t, lfm2c_error *err) {
     if (t->data && t->type != GGML_F32) {
-        seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s' must be F32, found %s", t->name, ggml_type_get(t->type)->name);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s' must be F32, found %s", t->name, ggml_type_get(t->type)->name);
         return -1;
     }
     return 0;
@@ -300,12 +293,12 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     if (err) { err->code = 0; err->msg[0] = 0; }
 #ifndef LFM2C_HAVE_CUDA
     if (p.device == LFM2C_DEVICE_CUDA) {
-        seterr(err, LFM2C_EUNSUPPORTED, "this build has no CUDA backend (configure with -DLFM2C_CUDA=ON)");
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "this build has no CUDA backend (configure with -DLFM2C_CUDA=ON)");
         return NULL;
     }
 #endif
     lfm2c_model *m = calloc(1, sizeof *m);
-    if (!m) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!m) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     m->gguf = gguf_open(path, err);
     if (!m->gguf) { free(m); return NULL; }
     lfm2c_model_info *in = &m->info;
@@ -313,13 +306,13 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
 
     /* token embedding [H, V]; the vocabulary size is its row count */
     const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) { seterr(err, LFM2C_EFORMAT, "missing tensor 'token_embd.weight'"); goto fail; }
+    if (!te) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing tensor 'token_embd.weight'"); goto fail; }
     in->n_vocab = (int)te->ne[1];
     if (bind(m, &m->tok_embd, "token_embd.weight", false, err, in->n_embd, in->n_vocab, 0)) goto fail;
     /* final norm: llama.cpp's name, or the Ollama-style alias */
     if (bind(m, &m->out_norm, "token_embd_norm.weight", true, err, in->n_embd, 0, 0)) goto fail;
     if (!m->out_norm.data && bind(m, &m->out_norm, "output_norm.weight", false, err, in->n_embd, 0, 0)) {
-        seterr(err, LFM2C_EFORMAT, "missing final norm tensor 'token_embd_norm.weight' (or 'output_norm.weight')");
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing final norm tensor 'token_embd_norm.weight' (or 'output_norm.weight')");
         goto fail;
     }
     if (require_f32(&m->out_norm, err)) goto fail;
@@ -327,7 +320,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     if (!m->output.data) m->output = m->tok_embd; /* tied head */
 
     m->layers = calloc((size_t)in->n_layer, sizeof(layer));
-    if (!m->layers) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
+    if (!m->layers) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
     for (int l = 0; l < in->n_layer; l++)
         if (bind_layer(m, l, err)) goto fail;
     count_params(m);
@@ -340,7 +333,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     in->pad_id = gguf_get_int(m->gguf, "tokenizer.ggml.padding_token_id", &v) ? (int)v : -1;
     in->add_bos = tokenizer_add_bos(m->tok);
     if (tokenizer_n_vocab(m->tok) > in->n_vocab) {
-        seterr(err, LFM2C_EFORMAT, "tokenizer has %d tokens but the embedding only %d rows",
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tokenizer has %d tokens but the embedding only %d rows",
                tokenizer_n_vocab(m->tok), in->n_vocab);
         goto fail;
     }
@@ -349,7 +342,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     m->kern = p.reference ? kernels_scalar() : kernels_get();
     m->pool = threadpool_new(p.n_threads);
     m->scratch = forward_scratch_new();
-    if (!m->pool || !m->scratch) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
+    if (!m->pool || !m->scratch) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
 #ifdef LFM2C_HAVE_CUDA   /* CUDA hook: upload the bound weights */
     if (p.device == LFM2C_DEVICE_CUDA && cuda_model_init(m, err)) goto fail;
 #endif

@@ -6,6 +6,7 @@
  * build compiles this file with -ffp-contract=off), rounding to the nearest integer is
  * round-half-to-even on |x| < 2^22 (the "add 1.5*2^23" trick) except where the reference uses
  * roundf or truncation, and fp16 scales are rounded to nearest even. */
+#include "error.h"
 #include "quantize.h"
 #include "quant.h"
 
@@ -609,14 +610,6 @@ typedef struct recipe_state {
     bool tied;
 } recipe_state;
 
-static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (!err) return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
 
 /* Layer of an FFN tensor: the counter for dense models, the name's block number with experts
  * (expert tensors need not come in layer order). */
@@ -627,11 +620,11 @@ static bool layer_of(const recipe_state *s, int counter, const char *name, int *
     }
     int l;
     if (sscanf(name, "blk.%d.", &l) != 1) {
-        seterr(err, LFM2C_EFORMAT, "cannot determine the layer of tensor '%s'", name);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "cannot determine the layer of tensor '%s'", name);
         return false;
     }
     if (l < 0 || l >= s->n_layer) {
-        seterr(err, LFM2C_EFORMAT, "tensor '%s': layer %d out of range [0, %d)", name, l, s->n_layer);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': layer %d out of range [0, %d)", name, l, s->n_layer);
         return false;
     }
     *layer = l;
@@ -690,7 +683,7 @@ static bool fallback(const quant_tensor_desc *t, uint32_t *type, lfm2c_error *er
     case GGML_Q5_K: nt = GGML_Q5_1; break;
     case GGML_Q6_K: nt = GGML_Q8_0; break;
     default:
-        seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s': rows of %lld weights do not fit %s blocks", t->name,
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': rows of %lld weights do not fit %s blocks", t->name,
                (long long)t->ne[0], ti->name);
         return false;
     }

@@ -2,6 +2,7 @@
  * Each tensor is processed in row chunks: the threads of the pool dequantize their rows of the
  * input to f32, quantize them to the target type and (with stats) measure the error; the chunk
  * is appended to the output and the input pages it came from are released. */
+#include "error.h"
 #include "quantize_file.h"
 #include "gguf.h"
 #include "gguf_write.h"
@@ -19,14 +20,6 @@
 #define CHUNK_ELEMS (4 << 20) /* f32 values per chunk, over all threads */
 #define COPY_CHUNK (16 << 20)
 
-static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (!err) return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -121,12 +114,12 @@ bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const
     const int n = (int)g->n_tensors;
 
     char *arch = gguf_get_string(g, "general.architecture");
-    if (!arch) { seterr(err, LFM2C_EFORMAT, "%s: no general.architecture key", in); goto done; }
+    if (!arch) { lfm2c_set_error(err, LFM2C_EFORMAT, "%s: no general.architecture key", in); goto done; }
     char key[160];
     int64_t n_layer = 0, n_expert = 0;
     snprintf(key, sizeof key, "%s.block_count", arch);
     if (!gguf_get_int(g, key, &n_layer) || n_layer <= 0 || n_layer > 100000) {
-        seterr(err, LFM2C_EFORMAT, "%s: missing or bad %s", in, key);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: missing or bad %s", in, key);
         goto done;
     }
     snprintf(key, sizeof key, "%s.expert_count", arch);
@@ -136,7 +129,7 @@ bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const
     desc = malloc((size_t)(n ? n : 1) * sizeof *desc);
     types = malloc((size_t)(n ? n : 1) * sizeof *types);
     tr = calloc((size_t)(n ? n : 1), sizeof *tr);
-    if (!order || !desc || !types || !tr) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!order || !desc || !types || !tr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     for (int i = 0; i < n; i++) order[i] = i;
     qsort_r(order, (size_t)n, sizeof *order, order_cmp, g);
     for (int i = 0; i < n; i++) {
@@ -152,25 +145,25 @@ bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const
         if (types[i] == t->type) continue;
         const ggml_type_info *ti = ggml_type_get(t->type);
         if (!ti || !ti->supported) {
-            seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot convert from type %s", t->name, ti ? ti->name : "?");
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot convert from type %s", t->name, ti ? ti->name : "?");
             goto done;
         }
         if (!quantize_supported(types[i])) {
-            seterr(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot produce type %s", t->name, ggml_type_get(types[i])->name);
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot produce type %s", t->name, ggml_type_get(types[i])->name);
             goto done;
         }
         if (t->ne[0] > max_row) max_row = t->ne[0];
     }
 
     w = gguf_writer_new();
-    if (!w) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     for (uint64_t i = 0; i < g->n_kv; i++)
         if (!skip_key(g->kv[i].key) && !gguf_set_kv(w, &g->kv[i])) {
-            seterr(err, LFM2C_ENOMEM, "cannot copy key '%s'", g->kv[i].key);
+            lfm2c_set_error(err, LFM2C_ENOMEM, "cannot copy key '%s'", g->kv[i].key);
             goto done;
         }
     if (!gguf_set_u32(w, "general.quantization_version", 2) || !gguf_set_u32(w, "general.file_type", (uint32_t)ft->id)) {
-        seterr(err, LFM2C_ENOMEM, "out of memory");
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         goto done;
     }
     for (int i = 0; i < n; i++) {
@@ -179,7 +172,7 @@ bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const
     }
 
     pool = threadpool_new(p->n_threads);
-    if (!pool) { seterr(err, LFM2C_ENOMEM, "cannot start threads"); goto done; }
+    if (!pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads"); goto done; }
     nth = threadpool_size(pool);
     int64_t rows_per_thread = CHUNK_ELEMS / nth / max_row;
     if (rows_per_thread < 1) rows_per_thread = 1;
@@ -187,17 +180,17 @@ bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const
     f32 = calloc((size_t)nth, sizeof *f32);
     deq = calloc((size_t)nth, sizeof *deq);
     sqerr = calloc((size_t)nth, sizeof *sqerr);
-    if (!f32 || !deq || !sqerr) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!f32 || !deq || !sqerr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     for (int i = 0; i < nth; i++) {
         f32[i] = malloc(scratch * sizeof(float));
         deq[i] = p->stats ? malloc((size_t)max_row * sizeof(float)) : NULL;
-        if (!f32[i] || (p->stats && !deq[i])) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+        if (!f32[i] || (p->stats && !deq[i])) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     }
     /* output chunk: at most 4 bytes per weight (F32) */
     size_t obuf_size = (size_t)nth * scratch * 4;
     if (obuf_size < COPY_CHUNK) obuf_size = COPY_CHUNK;
     obuf = malloc(obuf_size);
-    if (!obuf) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!obuf) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
 
     if (!gguf_writer_open(w, out, err)) goto done;
 

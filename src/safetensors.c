@@ -1,6 +1,7 @@
 /* safetensors.c — safetensors reader: 8-byte little-endian header length, a JSON header
  * {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__": {...}}, then the data
  * section the offsets point into. Everything is checked before a pointer is handed out. */
+#include "error.h"
 #include "safetensors.h"
 #include "quant.h"
 
@@ -33,16 +34,8 @@ const char *st_dtype_name(int dtype) {
 size_t st_dtype_size(int dtype) { return dtype >= 0 && dtype < ST_NDTYPES ? DTYPES[dtype].size : 0; }
 int st_dtype_is_float(int dtype) { return dtype == ST_F32 || dtype == ST_F16 || dtype == ST_BF16; }
 
-static void *fail(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return NULL;
-}
+/* set the error and return NULL, so callers can `return fail(...)` */
+#define fail(err, ...) ({ lfm2c_set_error(err, __VA_ARGS__); (void *)NULL; })
 
 void st_close(st_model *m) {
     if (!m) return;

@@ -6,6 +6,7 @@
  * (far too slow for 24B parameters) but made directly as random blocks: random quant bits with
  * scales chosen so the dequantized weights have the intended spread. Data is generated in fixed
  * pieces, each with its own seed, so the output does not depend on the thread count. */
+#include "error.h"
 #include "synth.h"
 #include "gguf_write.h"
 #include "lfm2_chat_template.h"
@@ -23,14 +24,6 @@
 #define PIECE_ELEMS (1 << 18)     /* weights per independently seeded piece */
 #define PIECES_PER_THREAD 8
 
-static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (!err) return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- presets (spec 1.2 / 1.3) ------------------------------------------------------------ */
 
@@ -133,7 +126,7 @@ static bool set_tokenizer(gguf_writer *w, int vocab, lfm2c_error *err) {
             fb |= !strcmp(tok[i], sp + 1);
         }
         if (!fa || !fb) {
-            seterr(err, LFM2C_EINVAL, "internal: merge '%s' joins unknown tokens", MERGES[m]);
+            lfm2c_set_error(err, LFM2C_EINVAL, "internal: merge '%s' joins unknown tokens", MERGES[m]);
             goto done;
         }
         snprintf(buf, sizeof buf, "%.*s%s", (int)la, MERGES[m], sp + 1);
@@ -160,7 +153,7 @@ static bool set_tokenizer(gguf_writer *w, int vocab, lfm2c_error *err) {
     ok = true;
     goto done;
 oom:
-    seterr(err, LFM2C_ENOMEM, "out of memory");
+    lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
 done:
     if (tok)
         for (int i = 0; i < vocab; i++) free(tok[i]);
@@ -175,45 +168,45 @@ static bool is_moe(const synth_config *c) { return !strcmp(c->arch, "lfm2moe"); 
 
 bool synth_validate(const synth_config *c, lfm2c_error *err) {
     if (strcmp(c->arch, "lfm2") && strcmp(c->arch, "lfm2moe")) {
-        seterr(err, LFM2C_EINVAL, "architecture must be lfm2 or lfm2moe");
+        lfm2c_set_error(err, LFM2C_EINVAL, "architecture must be lfm2 or lfm2moe");
         return false;
     }
     if (c->hidden <= 0 || c->hidden % 32 || c->hidden > 65536) {
-        seterr(err, LFM2C_EINVAL, "hidden size %d must be a positive multiple of 32", c->hidden);
+        lfm2c_set_error(err, LFM2C_EINVAL, "hidden size %d must be a positive multiple of 32", c->hidden);
         return false;
     }
     if (c->n_layer <= 0 || c->n_layer > SYNTH_MAX_LAYERS) {
-        seterr(err, LFM2C_EINVAL, "layers must be in 1..%d", SYNTH_MAX_LAYERS);
+        lfm2c_set_error(err, LFM2C_EINVAL, "layers must be in 1..%d", SYNTH_MAX_LAYERS);
         return false;
     }
     if (c->n_head <= 0 || c->hidden % c->n_head || c->n_head_kv <= 0 || c->n_head % c->n_head_kv ||
         (c->hidden / c->n_head) % 2) {
-        seterr(err, LFM2C_EINVAL, "heads (%d) must divide hidden (%d) into an even head size, kv heads (%d) must divide heads",
+        lfm2c_set_error(err, LFM2C_EINVAL, "heads (%d) must divide hidden (%d) into an even head size, kv heads (%d) must divide heads",
                c->n_head, c->hidden, c->n_head_kv);
         return false;
     }
     if ((c->hidden / c->n_head) * c->n_head_kv % 32) {
-        seterr(err, LFM2C_EINVAL, "kv width (head size x kv heads) must be a multiple of 32");
+        lfm2c_set_error(err, LFM2C_EINVAL, "kv width (head size x kv heads) must be a multiple of 32");
         return false;
     }
     for (int i = 0; i < c->n_attn; i++)
         if (c->attn_layers[i] < 0 || c->attn_layers[i] >= c->n_layer || (i && c->attn_layers[i] <= c->attn_layers[i - 1])) {
-            seterr(err, LFM2C_EINVAL, "attention layers must be increasing indices below %d", c->n_layer);
+            lfm2c_set_error(err, LFM2C_EINVAL, "attention layers must be increasing indices below %d", c->n_layer);
             return false;
         }
     if (c->ff <= 0 || c->ff % 32) {
-        seterr(err, LFM2C_EINVAL, "FFN width %d must be a positive multiple of 32", c->ff);
+        lfm2c_set_error(err, LFM2C_EINVAL, "FFN width %d must be a positive multiple of 32", c->ff);
         return false;
     }
     if (c->vocab < MIN_VOCAB || c->vocab > (1 << 24)) {
-        seterr(err, LFM2C_EINVAL, "vocab must be in %d..%d", MIN_VOCAB, 1 << 24);
+        lfm2c_set_error(err, LFM2C_EINVAL, "vocab must be in %d..%d", MIN_VOCAB, 1 << 24);
         return false;
     }
-    if (c->ctx <= 0) { seterr(err, LFM2C_EINVAL, "context length must be positive"); return false; }
+    if (c->ctx <= 0) { lfm2c_set_error(err, LFM2C_EINVAL, "context length must be positive"); return false; }
     if (is_moe(c)) {
         if (c->n_expert <= 0 || c->n_expert_used <= 0 || c->n_expert_used > c->n_expert || c->expert_ff <= 0 ||
             c->expert_ff % 32 || c->n_dense < 0 || c->n_dense > c->n_layer) {
-            seterr(err, LFM2C_EINVAL, "MoE settings: need experts >= experts-used >= 1, expert FFN a multiple of 32, "
+            lfm2c_set_error(err, LFM2C_EINVAL, "MoE settings: need experts >= experts-used >= 1, expert FFN a multiple of 32, "
                                       "0 <= dense layers <= layers");
             return false;
         }
@@ -451,17 +444,17 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
     quant_tensor_desc *desc = NULL;
     uint32_t *types = NULL;
 
-    if (!build_tensors(c, &l)) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!build_tensors(c, &l)) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     qsort(l.t, (size_t)l.n, sizeof *l.t, stensor_cmp);
     desc = malloc((size_t)l.n * sizeof *desc);
     types = malloc((size_t)l.n * sizeof *types);
-    if (!desc || !types) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!desc || !types) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     for (int i = 0; i < l.n; i++)
         desc[i] = (quant_tensor_desc){l.t[i].name, l.t[i].n_dims, {l.t[i].ne[0], l.t[i].ne[1], l.t[i].ne[2], 1}, GGML_F32};
     if (!quant_recipe(ft, c->n_layer, is_moe(c) ? c->n_expert : 0, desc, l.n, types, err)) goto done;
 
     w = gguf_writer_new();
-    if (!w) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     const char *a = c->arch;
     char k[128];
 #define KEY(suffix) (snprintf(k, sizeof k, "%s." suffix, a), k)
@@ -492,11 +485,11 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
               gguf_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)c->n_dense) &&
               gguf_set_u32(w, KEY("expert_gating_func"), 2);
 #undef KEY
-    if (!mok) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!mok) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     if (!set_tokenizer(w, c->vocab, err)) goto done;
     if (ft->default_type != GGML_F32 && ft->default_type != GGML_F16 && ft->default_type != GGML_BF16 &&
         !gguf_set_u32(w, "general.quantization_version", 2)) {
-        seterr(err, LFM2C_ENOMEM, "out of memory");
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         goto done;
     }
 
@@ -509,7 +502,7 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
         case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0:
         case GGML_Q5_1: case GGML_Q8_0: case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: break;
         default:
-            seterr(err, LFM2C_EUNSUPPORTED, "synth cannot generate %s tensors", ggml_type_get(t->type)->name);
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "synth cannot generate %s tensors", ggml_type_get(t->type)->name);
             goto done;
         }
         if (!gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err)) goto done;
@@ -519,11 +512,11 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
     }
 
     pool = threadpool_new(p->n_threads);
-    if (!pool) { seterr(err, LFM2C_ENOMEM, "cannot start threads"); goto done; }
+    if (!pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads"); goto done; }
     const int nth = threadpool_size(pool);
     const int64_t chunk_pieces = (int64_t)nth * PIECES_PER_THREAD;
     buf = malloc((size_t)chunk_pieces * PIECE_ELEMS * 4);
-    if (!buf) { seterr(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!buf) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     if (!gguf_writer_open(w, path, err)) goto done;
     uint64_t done_b = 0;
     for (int i = 0; i < l.n; i++) {

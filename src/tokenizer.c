@@ -5,6 +5,7 @@
  * Every string that BPE can produce gets a "symbol" id: token ids for vocabulary entries, ids from
  * n_vocab up for merge parts / results that are not in the vocabulary. A merge is then a hash
  * lookup (left symbol, right symbol) -> (rank, result symbol). */
+#include "error.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -13,14 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void seterr(lfm2c_error *err, int code, const char *fmt, ...) {
-    if (!err) return;
-    err->code = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- byte pool: strings addressed by (offset, length) ---------------------------------------- */
 typedef struct strpool {
@@ -248,17 +241,17 @@ static bool build_vocab(lfm2c_tokenizer *t, const gguf_file *g, const int16_t in
                         lfm2c_error *err) {
     const gguf_kv *tok = gguf_find(g, "tokenizer.ggml.tokens");
     if (!tok || tok->type != GGUF_ARR || tok->arr_type != GGUF_STR || tok->n == 0) {
-        seterr(err, LFM2C_EFORMAT, "GGUF has no tokenizer.ggml.tokens string array");
+        lfm2c_set_error(err, LFM2C_EFORMAT, "GGUF has no tokenizer.ggml.tokens string array");
         return false;
     }
     if (tok->n > (1u << 24)) {
-        seterr(err, LFM2C_EFORMAT, "vocabulary too large (%llu tokens)", (unsigned long long)tok->n);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "vocabulary too large (%llu tokens)", (unsigned long long)tok->n);
         return false;
     }
     int n = t->n_vocab = (int)tok->n;
     const gguf_kv *types = gguf_find(g, "tokenizer.ggml.token_type");
     if (types && (types->type != GGUF_ARR || types->n != tok->n)) {
-        seterr(err, LFM2C_EFORMAT, "tokenizer.ggml.token_type has %llu entries for %d tokens",
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tokenizer.ggml.token_type has %llu entries for %d tokens",
                (unsigned long long)types->n, n);
         return false;
     }
@@ -269,7 +262,7 @@ static bool build_vocab(lfm2c_tokenizer *t, const gguf_file *g, const int16_t in
     for (int i = 0; i < n; i++) {
         int64_t ty = TOKEN_TYPE_NORMAL;
         if (types && !gguf_arr_int(types, (uint64_t)i, &ty)) {
-            seterr(err, LFM2C_EFORMAT, "tokenizer.ggml.token_type is not an integer array");
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tokenizer.ggml.token_type is not an integer array");
             return false;
         }
         t->type[i] = (int32_t)ty;
@@ -296,7 +289,7 @@ static bool build_vocab(lfm2c_tokenizer *t, const gguf_file *g, const int16_t in
     free(buf);
     return true;
 oom:
-    seterr(err, LFM2C_ENOMEM, "out of memory building the vocabulary");
+    lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory building the vocabulary");
     return false;
 }
 
@@ -306,13 +299,13 @@ static bool build_merges(lfm2c_tokenizer *t, const gguf_file *g, const int16_t i
     uint64_t nm = 0;
     if (mk) {
         if (mk->type != GGUF_ARR || mk->arr_type != GGUF_STR) {
-            seterr(err, LFM2C_EFORMAT, "tokenizer.ggml.merges is not a string array");
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tokenizer.ggml.merges is not a string array");
             return false;
         }
         nm = mk->n;
     }
     if (nm > (1u << 26)) {
-        seterr(err, LFM2C_EFORMAT, "too many merges (%llu)", (unsigned long long)nm);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "too many merges (%llu)", (unsigned long long)nm);
         return false;
     }
     uint32_t cap = 16;
@@ -331,7 +324,7 @@ static bool build_merges(lfm2c_tokenizer *t, const gguf_file *g, const int16_t i
          * inside the byte-mapped strings) */
         const char *sp = s->n > 1 ? memchr(s->p + 1, ' ', s->n - 1) : NULL;
         if (!sp) {
-            seterr(err, LFM2C_EFORMAT, "tokenizer.ggml.merges[%llu] is not \"A B\"", (unsigned long long)i);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tokenizer.ggml.merges[%llu] is not \"A B\"", (unsigned long long)i);
             free(buf);
             return false;
         }
@@ -357,7 +350,7 @@ static bool build_merges(lfm2c_tokenizer *t, const gguf_file *g, const int16_t i
     }
     return true;
 oom:
-    seterr(err, LFM2C_ENOMEM, "out of memory building the merge table");
+    lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory building the merge table");
     return false;
 }
 
@@ -400,7 +393,7 @@ static bool build_specials(lfm2c_tokenizer *t, lfm2c_error *err) {
     }
     return true;
 oom:
-    seterr(err, LFM2C_ENOMEM, "out of memory");
+    lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
     return false;
 }
 
@@ -431,21 +424,21 @@ static void build_eog(lfm2c_tokenizer *t, const gguf_file *g) {
 lfm2c_tokenizer *tokenizer_new(const gguf_file *g, lfm2c_error *err) {
     char *model = gguf_get_string(g, "tokenizer.ggml.model");
     if (!model) {
-        seterr(err, LFM2C_EFORMAT, "GGUF has no tokenizer (tokenizer.ggml.model missing)");
+        lfm2c_set_error(err, LFM2C_EFORMAT, "GGUF has no tokenizer (tokenizer.ggml.model missing)");
         return NULL;
     }
     bool ok = strcmp(model, "gpt2") == 0;
-    if (!ok) seterr(err, LFM2C_EUNSUPPORTED, "tokenizer model '%.100s' not supported (only gpt2 byte-level BPE)", model);
+    if (!ok) lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tokenizer model '%.100s' not supported (only gpt2 byte-level BPE)", model);
     free(model);
     if (!ok) return NULL;
     char *pre = gguf_get_string(g, "tokenizer.ggml.pre");
     ok = !pre || !strcmp(pre, "lfm2") || !strcmp(pre, "llama-bpe") || !strcmp(pre, "llama3");
-    if (!ok) seterr(err, LFM2C_EUNSUPPORTED, "pre-tokenizer '%.100s' not supported (only lfm2 / llama3)", pre);
+    if (!ok) lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "pre-tokenizer '%.100s' not supported (only lfm2 / llama3)", pre);
     free(pre);
     if (!ok) return NULL;
 
     lfm2c_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) { seterr(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!t) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     uint32_t fwd[256];
     int16_t inv[0x144];
     byte_map(fwd, inv);
@@ -457,7 +450,7 @@ lfm2c_tokenizer *tokenizer_new(const gguf_file *g, lfm2c_error *err) {
     t->bos = gguf_get_int(g, "tokenizer.ggml.bos_token_id", &v) ? (int)v : -1;
     t->eos = gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v) ? (int)v : -1;
     if (t->bos >= t->n_vocab || t->eos >= t->n_vocab || t->bos < -1 || t->eos < -1) {
-        seterr(err, LFM2C_EFORMAT, "bos/eos token id out of range (%d / %d, vocabulary %d)",
+        lfm2c_set_error(err, LFM2C_EFORMAT, "bos/eos token id out of range (%d / %d, vocabulary %d)",
                t->bos, t->eos, t->n_vocab);
         tokenizer_free(t);
         return NULL;
@@ -748,8 +741,8 @@ done:
 int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
                           bool parse_special, int *n_out, lfm2c_error *err) {
     *n_out = 0;
-    if (!text && len) { seterr(err, LFM2C_EINVAL, "tokenize: NULL text"); return NULL; }
-    if (len > (size_t)1 << 30) { seterr(err, LFM2C_EINVAL, "tokenize: text too long (%zu bytes)", len); return NULL; }
+    if (!text && len) { lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: NULL text"); return NULL; }
+    if (len > (size_t)1 << 30) { lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: text too long (%zu bytes)", len); return NULL; }
     encoder e = {.t = t};
     bool ok = true;
     if (add_bos && t->add_bos && t->bos >= 0) ok = emit(&e, t->bos);
@@ -760,7 +753,7 @@ int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len
     free(e.s); free(e.heap);
     if (!ok) {
         free(e.ids);
-        seterr(err, LFM2C_ENOMEM, "tokenize: out of memory");
+        lfm2c_set_error(err, LFM2C_ENOMEM, "tokenize: out of memory");
         return NULL;
     }
     *n_out = (int)e.n_ids;
