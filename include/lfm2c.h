@@ -40,6 +40,7 @@ typedef struct lfm2c_model_params {
     int n_threads;      /* 0 = all online cores */
     bool reference;     /* plain scalar float path (dequantized weights, float activations) */
     int device;         /* LFM2C_DEVICE_CPU or LFM2C_DEVICE_CUDA */
+    bool no_populate;   /* do not map all weight pages at open (for inspection only) */
 } lfm2c_model_params;
 
 enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1 };

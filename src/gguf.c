@@ -274,6 +274,13 @@ gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
     return g;
 }
 
+void gguf_populate(const gguf_file *g) {
+#ifdef MADV_POPULATE_READ
+    if (madvise(g->map, g->size, MADV_POPULATE_READ) == 0) return;
+#endif
+    madvise(g->map, g->size, MADV_WILLNEED);
+}
+
 void gguf_close(gguf_file *g) {
     if (!g) return;
     free_tables(g);

@@ -53,6 +53,9 @@ gguf_file *gguf_open(const char *path, lfm2c_error *err);
 /* Parse a GGUF already in memory (not owned; must outlive the result). */
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err);
 void gguf_close(gguf_file *g);
+/* Maps every page of the file now (from the page cache when it is warm), so that no page
+ * faults in mid-generation the first time a token routes to an expert. */
+void gguf_populate(const gguf_file *g);
 
 const gguf_kv *gguf_find(const gguf_file *g, const char *key);
 /* Typed getters: false when absent or not convertible. Integers accept any integer type. */

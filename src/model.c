@@ -338,6 +338,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
         goto fail;
     }
 
+    if (!p.no_populate) gguf_populate(m->gguf);
     m->reference = p.reference;
     m->kern = p.reference ? kernels_scalar() : kernels_get();
     m->pool = threadpool_new(p.n_threads);

@@ -16,7 +16,12 @@ int cmd_info(int argc, char **argv) {
             return 0;
         } else return cli_fail("info: unknown option '%s'", argv[i]);
     }
-    lfm2c_model *m = cli_open_model(path, 1, false, NULL);
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 1;
+    mp.no_populate = true;   /* info reads only the header */
+    lfm2c_error err = {0};
+    lfm2c_model *m = path ? lfm2c_model_open(path, &mp, &err) : NULL;
+    if (!m) return cli_fail("%s", path ? err.msg : "no model given (-m MODEL.gguf)");
     if (!m) return 1;
     const lfm2c_model_info *in = lfm2c_model_get_info(m);
     printf("model:        %s%s%s\n", path, in->name[0] ? "  name: " : "", in->name);
