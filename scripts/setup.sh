@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs what lfm2c needs to build and test on a fresh Debian machine (run as root or with sudo).
+# Idempotent: installs only what is missing.
 set -euo pipefail
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-pkgs="build-essential cmake pkg-config libjansson-dev libpcre2-dev libmicrohttpd-dev libedit-dev
-      python3 python3-jinja2 nodejs npm curl"
-missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+missing=""
+for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev python3 python3-jinja2 curl; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+# node / npm may come from another source (e.g. nodesource, whose nodejs conflicts with Debian's
+# npm package): look for the commands, not the Debian packages
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
+  echo "setup: installing$missing"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi
