@@ -45,7 +45,7 @@ const kernel_ops *kernels_get(void) {
     }
     /* the list is ordered from plainest to fastest. A table is the default only if its
      * results do not depend on the tile shape (batch == one-by-one, bit for bit), which
-     * continuous batching needs: AMX is opt-in until its float combination matches. */
+     * continuous batching needs (tests/test_kernels.c checks every table that claims it). */
     for (int i = n - 1; i > 0; i--)
         if (avail[i]->tile_invariant) return avail[i];
     return avail[0];

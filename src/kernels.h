@@ -10,9 +10,9 @@
 #include <stdbool.h>
 
 typedef struct kernel_ops {
-    const char *isa;
+    const char *isa;      /* "scalar", "avx2", "avx512vnni", "amx", "neon" */
     /* out[r, c] is bitwise the same whatever nr / nc tile it is computed in */
-    bool tile_invariant;  /* "scalar", "avx2", "avx512vnni", "amx", "neon" */
+    bool tile_invariant;
     /* Quantize n activations (a multiple of the act type's block; F32 = copy) into dst. */
     void (*quantize_act)(uint32_t act_type, const float *x, void *dst, int64_t n);
     /* out[c * out_stride + r] = dot(weight row r, activation row c) for r < nr, c < nc.

@@ -3,8 +3,9 @@
  * time; on other architectures the file only defines the two getters, returning NULL.
  *
  * What is computed is exactly the scalar contract of quant.c: the integer part of every block
- * dot product is the same integer (only the order of the float combination differs). Integer
- * tricks used:
+ * dot product is the same integer (only the order of the float combination differs; every
+ * output's order is fixed whatever tile computes it, and for the K-quants it is the one the AMX
+ * tiles use too: see kq_add5). Integer tricks used:
  *  - u8 x s8 products (maddubs / vpdpbusd) need an unsigned operand: weights are kept unsigned
  *    (Q4_0 nibble 0..15, Q5_0 0..31, Q8_0 w^0x80) and off * sum(act) is subtracted afterwards;
  *    for K-quants the offsets are the mins (Q4_K/Q5_K, via bsums) or 32 * sum(sc * bsum) (Q6_K).
@@ -48,7 +49,7 @@ static inline void kq_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn
 /* Software prefetch of the weights PF_BLOCKS blocks ahead: decode is one pass over memory and
  * the hardware prefetcher alone leaves half of the bandwidth unused. */
 #ifndef RBD_K
-#define RBD_K 1   /* weight rows per decode tile of the K-quants */
+#define RBD_K 2   /* weight rows per decode tile of the K-quants: 2 share one integer reduction */
 #endif
 #ifndef PF_BLOCKS
 #define PF_BLOCKS 16
@@ -212,6 +213,54 @@ TILE_SET(t5_q5_0, 4, 4, 4, q32k5_Q5_0)
 TILE_SET(t5_q5_1, 4, 4, 4, q32k5_Q5_1)
 TILE_SET(t5_q8_0, 4, 4, 4, q32k5_Q8_0)
 
+/* -- K-quants: the float combination (shared with the AMX tiles) ---------------------------
+ * The integer part of a 256-weight block is reduced to exact int32 totals per output:
+ *   S = sum_j sc_j (q_j . a_j)  (Q6_K: minus 32 sum_j sc_j bsum_j),   M = sum_j mn_j bsum_j,
+ * and the block is then added in float by one fixed formula, block after block from 0:
+ *   acc = fma((float)S, d * da, acc);   acc = fnma((float)M, dmin * da, acc)   (no M for Q6_K).
+ * The AMX tiles (one lane per column) do exactly this, so every output is bitwise the same
+ * whatever table or tile computes it. Here the lanes of a __m128 are up to 4 outputs of a tile:
+ * the 4 columns of a row, or (one column) 4 rows. */
+AI T5 __m256i fold512_5(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+/* [total v0, total v1, total v2, total v3] of 8-lane int32 vectors (exact: integers wrap alike) */
+AI T5 __m128i hsum4x8_5(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+/* Adds one block to acc for cnt (1..4) outputs: s[k], m[k] the int32 partial sums of output k,
+ * dd / dm lanes d * da and dmin * da. Lanes >= cnt of the result are garbage, never stored. */
+AI T5 __m128 kq_add5(__m128 acc, int cnt, int has_m, const __m256i *s, const __m256i *m, __m128 dd, __m128 dm) {
+    const __m256i z = _mm256_setzero_si256();
+    if (cnt == 1 && !has_m) {
+        __m256i h = _mm256_hadd_epi32(s[0], s[0]);
+        __m128i x = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        return _mm_fmadd_ss(_mm_cvtepi32_ps(_mm_hadd_epi32(x, x)), dd, acc);
+    }
+    if (cnt <= 2 && has_m) {   /* [S0, S1, M0, M1] in one pass */
+        __m128 f = _mm_cvtepi32_ps(hsum4x8_5(s[0], cnt > 1 ? s[1] : z, m[0], cnt > 1 ? m[1] : z));
+        acc = _mm_fmadd_ps(f, dd, acc);
+        return _mm_fnmadd_ps(_mm_movehl_ps(f, f), dm, acc);
+    }
+    __m128 fs = _mm_cvtepi32_ps(hsum4x8_5(s[0], cnt > 1 ? s[1] : z, cnt > 2 ? s[2] : z, cnt > 3 ? s[3] : z));
+    acc = _mm_fmadd_ps(fs, dd, acc);
+    if (has_m) {
+        __m128 fm = _mm_cvtepi32_ps(hsum4x8_5(m[0], m[1], cnt > 2 ? m[2] : z, cnt > 3 ? m[3] : z));
+        acc = _mm_fnmadd_ps(fm, dm, acc);
+    }
+    return acc;
+}
+/* out from the accumulators: CB > 1: acc[r] lane c; CB == 1: acc[r / 4] lane r % 4 */
+AI T5 void kq_store5(int RB, int CB, const __m128 *acc, float *out, size_t os) {
+    float t[8][4];
+    for (int i = 0; i < (CB > 1 ? RB : (RB + 3) / 4); i++) _mm_storeu_ps(t[i], acc[i]);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) out[c * os + r] = CB > 1 ? t[r][c] : t[r / 4][r % 4];
+}
+
 /* -- Q4_K / Q5_K x Q8_K, 512-bit: a vector holds two 32-weight sub-blocks (2c, 2c+1) ------ */
 
 AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
@@ -224,21 +273,22 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
         sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
         hbit[c] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * c))), _mm256_set1_epi8((char)(2 << (2 * c))), 1);
     }
-    __m512 acc[8][4];
+    __m128 acc[8];
 #pragma GCC unroll 8
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int i = 0; i < 8; i++) acc[i] = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[4];
         __m256i bsum[4];
-        __m512 da[4];
+        float da[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) {
             a[c] = (const block_q8_K *)(act + c * act_row) + b;
             bsum[c] = _mm256_loadu_si256((const __m256i *)a[c]->bsums);
-            da[c] = _mm512_set1_ps(a[c]->d);
+            da[c] = a[c]->d;
         }
+        const __m128 da4 = _mm_loadu_ps(da);
+        __m256i ps[4], pm[4];   /* one column: the pending rows of a group of 4 */
+        float pd[4] = {0, 0, 0, 0}, pdm[4] = {0, 0, 0, 0};
 #pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             const uint8_t *p = w + r * w_row + b * bs;
@@ -251,9 +301,7 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             /* each min twice, against the two 16-sums of its 32 weights */
             __m128i mnb = _mm_cvtsi64_si128((long long)mn);
             __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
-            uint32_t dd;
-            memcpy(&dd, dh, 4);
-            __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)dd));   /* d, dmin */
+            const float d = _cvtsh_ss(dh[0]), dmin = _cvtsh_ss(dh[1]);
             __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh)) : _mm512_setzero_si512();
             __m512i isum[4];
 #pragma GCC unroll 4
@@ -270,20 +318,26 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
                     isum[c] = _mm512_dpwssd_epi32(isum[c], p16, s);
                 }
             }
+            if (CB > 1) {
+                __m256i s8[4], m8[4];
 #pragma GCC unroll 4
-            for (int c = 0; c < CB; c++) {
-                __m256i mins = _mm256_madd_epi16(mn16, bsum[c]);
-                __m512 dd16 = _mm512_mul_ps(_mm512_broadcastss_ps(dm), da[c]);
-                __m512 dm16 = _mm512_mul_ps(_mm512_broadcastss_ps(_mm_movehdup_ps(dm)), da[c]);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), dd16, acc[r][c]);
-                acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(mins)), dm16, acc[r][c]);
+                for (int c = 0; c < CB; c++) {
+                    s8[c] = fold512_5(isum[c]);
+                    m8[c] = _mm256_madd_epi16(mn16, bsum[c]);
+                }
+                acc[r] = kq_add5(acc[r], CB, 1, s8, m8, _mm_mul_ps(_mm_set1_ps(d), da4), _mm_mul_ps(_mm_set1_ps(dmin), da4));
+            } else {
+                ps[r % 4] = fold512_5(isum[0]);
+                pm[r % 4] = _mm256_madd_epi16(mn16, bsum[0]);
+                pd[r % 4] = d;
+                pdm[r % 4] = dmin;
+                if (r % 4 == 3 || r == RB - 1)
+                    acc[r / 4] = kq_add5(acc[r / 4], r % 4 + 1, 1, ps, pm, _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])),
+                                         _mm_mul_ps(_mm_loadu_ps(pdm), _mm_set1_ps(da[0])));
             }
         }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) out[c * os + r] = hsum512(acc[r][c]);
+    kq_store5(RB, CB, acc, out, os);
 }
 
 AI T5 void q4Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
@@ -308,15 +362,20 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
         for (int l = 0; l < 32; l++) ix[l] = (short)(4 * k + l / 8);
         sidx[k] = _mm512_loadu_si512(ix);
     }
-    __m512 acc[8][4];
+    __m128 acc[8];
 #pragma GCC unroll 8
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int i = 0; i < 8; i++) acc[i] = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[4];
+        float da[4] = {0, 0, 0, 0};
 #pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+        for (int c = 0; c < CB; c++) {
+            a[c] = (const block_q8_K *)(act + c * act_row) + b;
+            da[c] = a[c]->d;
+        }
+        const __m128 da4 = _mm_loadu_ps(da);
+        __m256i ps[4];
+        float pd[4] = {0, 0, 0, 0};
 #pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             const block_q6_K *q6 = (const block_q6_K *)(w + r * w_row) + b;
@@ -324,7 +383,7 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
             __m256i sc16y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q6->scales));
             __m512i sc16 = _mm512_castsi256_si512(sc16y);
             __m256i sc32 = _mm256_slli_epi16(sc16y, 5);
-            float d = _cvtsh_ss(q6->d);
+            const float d = _cvtsh_ss(q6->d);
             __m512i isum[4];
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++)
@@ -348,15 +407,20 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
                     isum[c] = _mm512_dpwssd_epi32(isum[c], pB, sB);
                 }
             }
+            if (CB > 1) {
+                __m256i s8[4];
 #pragma GCC unroll 4
-            for (int c = 0; c < CB; c++)
-                acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_set1_ps(d * a[c]->d), acc[r][c]);
+                for (int c = 0; c < CB; c++) s8[c] = fold512_5(isum[c]);
+                acc[r] = kq_add5(acc[r], CB, 0, s8, s8, _mm_mul_ps(_mm_set1_ps(d), da4), da4);
+            } else {
+                ps[r % 4] = fold512_5(isum[0]);
+                pd[r % 4] = d;
+                if (r % 4 == 3 || r == RB - 1)
+                    acc[r / 4] = kq_add5(acc[r / 4], r % 4 + 1, 0, ps, ps, _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])), da4);
+            }
         }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) out[c * os + r] = hsum512(acc[r][c]);
+    kq_store5(RB, CB, acc, out, os);
 }
 TILE_SET(t5_q6_K, 4, 4, RBD_K, q6K_tile5)
 
@@ -983,8 +1047,9 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
  * of one column per int32, 16 columns per 64-byte row). One tdpbusd per sub-block (K = 32 for
  * Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums; they are scaled by the integer
  * sub-block scales (vpmulld) and the offsets (mins / 32 x scale via bsums) in integers, then
- * combined in float per block like the other kernels. Rows or columns that do not fill a tile
- * are zero-padded. */
+ * combined in float per block by the formula of the AVX-512 K-quant tiles (kq_add5, one lane
+ * per column), so every output is bitwise what the AVX-512 table gives: prefill on AMX and
+ * decode on AVX-512 agree. Rows or columns that do not fill a tile are zero-padded. */
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -1300,7 +1365,7 @@ static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row
 
 static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2};
 static const kernel_ops AVX512_OPS = {"avx512vnni", true, quantize_act5, matmul5};
-static const kernel_ops AMX_OPS = {"amx", false, quantize_act5, matmul_amx};
+static const kernel_ops AMX_OPS = {"amx", true, quantize_act5, matmul_amx};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();

@@ -191,11 +191,95 @@ static void test_quantize(const kernel_ops *k) {
     }
 }
 
+/* Tile invariance: out[r, c] must not depend on the tile (nr x nc call) it is computed in, bit
+ * for bit, or a prompt fed as one batch would not give the logits of feeding it token by token.
+ * A 37 x 29 output in one call, element by element, and in tiles of several shapes. Returns the
+ * one-call output (malloc'd) for the cross-table comparison, NULL on failure to allocate. */
+enum { TI_R = 37, TI_C = 29 };
+static const int TI_SHAPES[][2] = {{1, 1}, {3, 17}, {17, 3}, {8, 8}, {16, 16}, {17, 16}, {16, 1}, {1, 17}};
+
+static float *tile_invariance(const kernel_ops *k, uint32_t t, int64_t n, const uint8_t *w, size_t w_row,
+                              const uint8_t *act, size_t a_row, int *fails) {
+    const size_t os = TI_R + 3;
+    float *full = malloc(sizeof(float) * os * TI_C), *part = malloc(sizeof(float) * os * TI_C);
+    if (!full || !part) { free(full); free(part); return NULL; }
+    k->matmul(t, n, w, w_row, TI_R, act, a_row, TI_C, full, os);
+    for (size_t si = 0; si < sizeof TI_SHAPES / sizeof *TI_SHAPES; si++) {
+        int tr = TI_SHAPES[si][0], tc = TI_SHAPES[si][1];
+        memset(part, 0xFF, sizeof(float) * os * TI_C);
+        for (int r0 = 0; r0 < TI_R; r0 += tr)
+            for (int c0 = 0; c0 < TI_C; c0 += tc) {
+                int nr = TI_R - r0 < tr ? TI_R - r0 : tr, nc = TI_C - c0 < tc ? TI_C - c0 : tc;
+                k->matmul(t, n, w + r0 * w_row, w_row, nr, act + c0 * a_row, a_row, nc, part + c0 * os + r0, os);
+            }
+        int diff = 0;
+        for (int c = 0; c < TI_C; c++)
+            for (int r = 0; r < TI_R; r++) diff += memcmp(&full[c * os + r], &part[c * os + r], sizeof(float)) != 0;
+        if (diff)
+            fprintf(stderr, "  %s %s n=%lld: %d of %d outputs in %dx%d tiles differ from one %dx%d call\n", k->isa,
+                    ggml_type_get(t)->name, (long long)n, diff, TI_R * TI_C, tr, tc, TI_R, TI_C);
+        *fails += diff != 0;
+    }
+    free(part);
+    return full;
+}
+
+/* Every tile-invariant table, and the AMX table equal to the AVX-512 one bitwise (the engine may
+ * run prefill on AMX tiles and decode on AVX-512 rows). */
+static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
+    const int64_t ns[] = {256, 2048, 4096};
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+        uint32_t t = TYPES[ti], at = vec_dot_type(t);
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+            int64_t n = ns[ni];
+            size_t w_row = ggml_row_size(t, n) + 16, a_row = (at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n)) + 48;
+            uint8_t *w = malloc(w_row * TI_R), *act = malloc(a_row * TI_C);
+            float *x = malloc(sizeof(float) * (size_t)n);
+            CHECK(w && act && x, "allocation");
+            if (!w || !act || !x) { free(w); free(act); free(x); return; }
+            for (int r = 0; r < TI_R; r++) random_row(t, n, w + r * w_row, 0);
+            for (int c = 0; c < TI_C; c++) {
+                random_act(n, x, 0);
+                kernels_scalar()->quantize_act(at, x, act + c * a_row, n);
+            }
+            float *avx512 = NULL, *amx = NULL;
+            for (int i = 0; i < nt; i++) {
+                int is512 = !strcmp(tables[i]->isa, "avx512vnni"), isamx = !strcmp(tables[i]->isa, "amx");
+                if (!tables[i]->tile_invariant && !is512 && !isamx) continue;
+                int fails = 0;
+                float *full = tile_invariance(tables[i], t, n, w, w_row, act, a_row, &fails);
+                if (tables[i]->tile_invariant)
+                    CHECK(full && fails == 0, "%s %s n=%lld: tile invariant (%d tile shapes differ)", tables[i]->isa,
+                          ggml_type_get(t)->name, (long long)n, fails);
+                if (is512) avx512 = full;
+                else if (isamx) amx = full;
+                else free(full);
+            }
+            if (avx512 && amx) {
+                int diff = 0;
+                for (int c = 0; c < TI_C; c++)
+                    for (int r = 0; r < TI_R; r++)
+                        diff += memcmp(&avx512[c * (TI_R + 3) + r], &amx[c * (TI_R + 3) + r], sizeof(float)) != 0;
+                CHECK(diff == 0, "amx %s n=%lld: %d of %d outputs differ from avx512vnni bitwise", ggml_type_get(t)->name,
+                      (long long)n, diff, TI_R * TI_C);
+            }
+            free(avx512);
+            free(amx);
+            free(w);
+            free(act);
+            free(x);
+        }
+    }
+}
+
 int main(void) {
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);
     CHECK(n >= 1 && !strcmp(tables[0]->isa, "scalar"), "the scalar table comes first");
     CHECK(kernels_get() != NULL, "kernels_get returns a table");
+    if (!getenv("LFM2C_ISA") || !*getenv("LFM2C_ISA"))
+        CHECK(kernels_get()->tile_invariant, "the default table (%s) is tile invariant", kernels_get()->isa);
+    printf("default table: %s\n", kernels_get()->isa);
     for (int i = 0; i < n; i++) printf("table: %s\n", tables[i]->isa);
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -206,5 +290,6 @@ int main(void) {
         test_quantize(tables[i]);
         test_matmul(tables[i]);
     }
+    test_tile_invariance(tables, n);
     TEST_MAIN_END();
 }
