@@ -69,27 +69,27 @@ typedef struct mm_job {
     int64_t n_blocks; /* row blocks over all tasks */
 } mm_job;
 
-enum { ROW_BLOCK = 16, COL_BLOCK = 64 };
+/* Work is split over threads in blocks of ROW_BLOCK rows; each thread then makes ONE kernel
+ * call per task over all its rows and all columns, so kernels that repack activations (AMX)
+ * do it once per call, and each tile of weights is loaded once for the whole batch. */
+enum { ROW_BLOCK = 16 };
 
 static uint32_t act_format(const lfm2c_model *m, uint32_t wtype) {
     return m->reference ? GGML_F32 : vec_dot_type(wtype);
 }
 
-static void mm_block(const lfm2c_model *m, const mm_task *t, int64_t r0, int nr) {
+static void mm_rows(const lfm2c_model *m, const mm_task *t, int64_t r0, int64_t nr) {
     const tensor *w = t->w;
     const uint8_t *wd = w->data + ((size_t)t->expert * w->ne[1] + r0) * w->row_bytes;
     if (m->reference) {
         for (int c = 0; c < t->n_cols; c++)
-            for (int r = 0; r < nr; r++)
+            for (int64_t r = 0; r < nr; r++)
                 t->y[c * t->ldy + r0 + r] = vec_dot_float(w->type, w->ne[0], wd + r * w->row_bytes,
                                                           (const float *)(t->act + c * t->act_row));
         return;
     }
-    for (int c0 = 0; c0 < t->n_cols; c0 += COL_BLOCK) {
-        int nc = t->n_cols - c0 < COL_BLOCK ? t->n_cols - c0 : COL_BLOCK;
-        m->kern->matmul(w->type, w->ne[0], wd, w->row_bytes, nr, t->act + c0 * t->act_row, t->act_row,
-                        nc, t->y + c0 * t->ldy + r0, t->ldy);
-    }
+    m->kern->matmul(w->type, w->ne[0], wd, w->row_bytes, (int)nr, t->act, t->act_row, t->n_cols,
+                    t->y + r0, t->ldy);
 }
 
 static void mm_worker(void *arg, int ith, int nth) {
@@ -98,9 +98,10 @@ static void mm_worker(void *arg, int ith, int nth) {
     for (int i = 0; i < job->n_tasks && b0 < b1; i++) {
         const mm_task *t = &job->tasks[i];
         int64_t rows = t->w->ne[1], nb = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
-        for (int64_t b = b0 > base ? b0 - base : 0; b < nb && base + b < b1; b++) {
-            int64_t r0 = b * ROW_BLOCK;
-            mm_block(job->m, t, r0, (int)(rows - r0 < ROW_BLOCK ? rows - r0 : ROW_BLOCK));
+        int64_t lo = b0 > base ? b0 - base : 0, hi = b1 - base < nb ? b1 - base : nb;
+        if (lo < hi) {
+            int64_t r0 = lo * ROW_BLOCK, r1 = hi * ROW_BLOCK < rows ? hi * ROW_BLOCK : rows;
+            mm_rows(job->m, t, r0, r1 - r0);
         }
         base += nb;
     }
@@ -214,14 +215,27 @@ typedef struct attn_job {
     int scores_stride;
 } attn_job;
 
+/* q · k with 16 independent partial sums: vectorizes without reassociating (the result is the
+ * same whatever the batch, which continuous batching needs). */
+static inline float dot16(const float *a, const float *b, int n) {
+    float acc[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
+    float s = 0;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int j = 0; j < 16; j++) s += acc[j];
+    return s;
+}
+
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_job *j = arg;
     const int nh = j->m->info.n_head, hd = j->m->info.head_dim, nkv = j->L->n_head_kv;
     const int kv_dim = nkv * hd, group = nh / nkv;
     const float scale = 1.0f / sqrtf((float)hd);
     float *sc = j->scores + (size_t)ith * j->scores_stride;
-    int n_items = j->T * nh;
-    for (int it = n_items * ith / nth; it < n_items * (ith + 1) / nth; it++) {
+    /* items interleaved over threads: under the causal mask later tokens cost more */
+    for (int it = ith; it < j->T * nh; it += nth) {
         int t = it / nh, h = it % nh, g = h / group;
         const struct lfm2c_session *s = j->toks[t].seq;
         const float *K = s->k[j->L->attn_index], *V = s->v[j->L->attn_index];
@@ -229,10 +243,7 @@ static void attn_worker(void *arg, int ith, int nth) {
         int n = j->toks[t].pos + 1;   /* causal: positions 0..pos */
         float mx = -INFINITY;
         for (int p = 0; p < n; p++) {
-            const float *k = K + (size_t)p * kv_dim + g * hd;
-            float d = 0;
-            for (int i = 0; i < hd; i++) d += q[i] * k[i];
-            sc[p] = d * scale;
+            sc[p] = dot16(q, K + (size_t)p * kv_dim + g * hd, hd) * scale;
             if (sc[p] > mx) mx = sc[p];
         }
         float sum = 0;
