@@ -66,7 +66,7 @@ typedef struct mm_job {
     const lfm2c_model *m;
     const mm_task *tasks;
     int n_tasks;
-    int64_t n_blocks; /* row blocks over all tasks */
+    double n_bytes;   /* weight bytes of all tasks, counted in whole row blocks */
 } mm_job;
 
 /* Work is split over threads in blocks of ROW_BLOCK rows; each thread then makes ONE kernel
@@ -92,26 +92,35 @@ static void mm_rows(const lfm2c_model *m, const mm_task *t, int64_t r0, int64_t 
                     t->y + r0, t->ldy);
 }
 
+/* Threads split the row blocks of all tasks by bytes of weights, not by rows: a job may mix
+ * Q4_K and Q6_K matrices, and decode time is the bytes read. */
 static void mm_worker(void *arg, int ith, int nth) {
     const mm_job *job = arg;
-    int64_t b0 = job->n_blocks * ith / nth, b1 = job->n_blocks * (ith + 1) / nth, base = 0;
-    for (int i = 0; i < job->n_tasks && b0 < b1; i++) {
+    const double lo_b = (double)job->n_bytes * ith / nth, hi_b = (double)job->n_bytes * (ith + 1) / nth;
+    double base = 0;
+    for (int i = 0; i < job->n_tasks; i++) {
         const mm_task *t = &job->tasks[i];
-        int64_t rows = t->w->ne[1], nb = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
-        int64_t lo = b0 > base ? b0 - base : 0, hi = b1 - base < nb ? b1 - base : nb;
-        if (lo < hi) {
-            int64_t r0 = lo * ROW_BLOCK, r1 = hi * ROW_BLOCK < rows ? hi * ROW_BLOCK : rows;
+        const int64_t rows = t->w->ne[1], nb = (rows + ROW_BLOCK - 1) / ROW_BLOCK;
+        const double block_bytes = (double)ROW_BLOCK * t->w->row_bytes;
+        /* blocks whose start lies in [lo_b, hi_b) are ours */
+        int64_t b0 = lo_b > base ? (int64_t)ceil((lo_b - base) / block_bytes) : 0;
+        int64_t b1 = hi_b > base ? (int64_t)ceil((hi_b - base) / block_bytes) : 0;
+        if (b0 > nb) b0 = nb;
+        if (b1 > nb) b1 = nb;
+        if (b0 < b1) {
+            int64_t r0 = b0 * ROW_BLOCK, r1 = b1 * ROW_BLOCK < rows ? b1 * ROW_BLOCK : rows;
             mm_rows(job->m, t, r0, r1 - r0);
         }
-        base += nb;
+        base += nb * block_bytes;
     }
 }
 
 /* Runs several independent products in one parallel job (e.g. q, k and v; or all experts). */
 static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
     mm_job job = {m, tasks, n, 0};
-    for (int i = 0; i < n; i++) job.n_blocks += (tasks[i].w->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK;
-    if (job.n_blocks) threadpool_run(m->pool, mm_worker, &job);
+    for (int i = 0; i < n; i++)
+        job.n_bytes += (double)((tasks[i].w->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK) * ROW_BLOCK * tasks[i].w->row_bytes;
+    if (job.n_bytes > 0) threadpool_run(m->pool, mm_worker, &job);
 }
 
 /* Activations x[T][n] in the format weights of type wtype multiply with, in scratch slot. */
