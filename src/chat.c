@@ -9,45 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The LFM2 chat template (spec section 6.1), as published with the LFM2 models. */
-static const char LFM2_TEMPLATE[] =
-    "{{- bos_token -}}\n"
-    "{%- set system_prompt = \"\" -%}\n"
-    "{%- set ns = namespace(system_prompt=\"\") -%}\n"
-    "{%- if messages[0][\"role\"] == \"system\" -%}\n"
-    "\t{%- set ns.system_prompt = messages[0][\"content\"] -%}\n"
-    "\t{%- set messages = messages[1:] -%}\n"
-    "{%- endif -%}\n"
-    "{%- if tools -%}\n"
-    "\t{%- set ns.system_prompt = ns.system_prompt + (\"\\n\" if ns.system_prompt else \"\") + \"List of tools: <|tool_list_start|>[\" -%}\n"
-    "\t{%- for tool in tools -%}\n"
-    "\t\t{%- if tool is not string -%}\n"
-    "            {%- set tool = tool | tojson -%}\n"
-    "\t\t{%- endif -%}\n"
-    "\t\t{%- set ns.system_prompt = ns.system_prompt + tool -%}\n"
-    "        {%- if not loop.last -%}\n"
-    "            {%- set ns.system_prompt = ns.system_prompt + \", \" -%}\n"
-    "        {%- endif -%}\n"
-    "\t{%- endfor -%}\n"
-    "\t{%- set ns.system_prompt = ns.system_prompt + \"]<|tool_list_end|>\" -%}\n"
-    "{%- endif -%}\n"
-    "{%- if ns.system_prompt -%}\n"
-    "\t{{- \"<|im_start|>system\\n\" + ns.system_prompt + \"<|im_end|>\\n\" -}}\n"
-    "{%- endif -%}\n"
-    "{%- for message in messages -%}\n"
-    "\t{{- \"<|im_start|>\" + message[\"role\"] + \"\\n\" -}}\n"
-    "\t{%- set content = message[\"content\"] -%}\n"
-    "\t{%- if content is not string -%}\n"
-    "\t\t{%- set content = content | tojson -%}\n"
-    "\t{%- endif -%}\n"
-    "\t{%- if message[\"role\"] == \"tool\" -%}\n"
-    "\t\t{%- set content = \"<|tool_response_start|>\" + content + \"<|tool_response_end|>\" -%}\n"
-    "\t{%- endif -%}\n"
-    "\t{{- content + \"<|im_end|>\\n\" -}}\n"
-    "{%- endfor -%}\n"
-    "{%- if add_generation_prompt -%}\n"
-    "\t{{- \"<|im_start|>assistant\\n\" -}}\n"
-    "{%- endif -%}\n";
+/* The LFM2 chat template (spec section 6.1), as published with the LFM2 models; the same text
+ * synth embeds in synthetic models. */
+#include "lfm2_chat_template.h"
 
 static void set_err(lfm2c_error *err, int code, const char *fmt, const char *a, const char *b) {
     if (!err) return;
@@ -55,7 +19,7 @@ static void set_err(lfm2c_error *err, int code, const char *fmt, const char *a, 
     snprintf(err->msg, sizeof err->msg, fmt, a, b);
 }
 
-const char *lfm2c_chat_builtin_template(void) { return LFM2_TEMPLATE; }
+const char *lfm2c_chat_builtin_template(void) { return LFM2_CHAT_TEMPLATE; }
 
 /* Parses a JSON document given to the renderer; what names it in errors. */
 static json_t *parse_json(const char *text, const char *what, lfm2c_error *err) {
@@ -74,7 +38,7 @@ static json_t *parse_json(const char *text, const char *what, lfm2c_error *err) 
 char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
                                  const char *tools_json, bool add_generation_prompt,
                                  const char *bos_token, const char *eos_token, lfm2c_error *err) {
-    if (!template_src) template_src = LFM2_TEMPLATE;
+    if (!template_src) template_src = LFM2_CHAT_TEMPLATE;
     if (!messages_json) {
         set_err(err, LFM2C_EINVAL, "%s%s", "no messages given", "");
         return NULL;

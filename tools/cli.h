@@ -31,6 +31,17 @@ int cli_int(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
 /* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
 const char *cli_value(int argc, char **argv, int *i);
+/* Sampling flags shared by run and chat (--temp --top-k --top-p --min-p --repeat-penalty
+ * --repeat-last-n --seed): parsed first, applied over the model's defaults once it is open. */
+typedef struct cli_sampling {
+    double temp, top_p, min_p, rep;   /* NAN = not given */
+    int top_k, rep_n;                 /* -1 / -2 = not given */
+    long long seed;                   /* -1 = not given */
+} cli_sampling;
+cli_sampling cli_sampling_init(void);
+/* If argv[*i] is a sampling flag, consumes it (and its value) and returns true. */
+bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i);
+lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_model *m);
 /* Opens a model, printing the library's error on failure. */
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device);
 /* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */

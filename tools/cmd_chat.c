@@ -55,12 +55,12 @@ static int usage(void) {
 
 int cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *system = NULL, *tools_path = NULL, *tmpl_path = NULL, *device = NULL;
-    int n_ctx = 0, threads = 0, max_reply = 1024, top_k = -1;
-    double temp = NAN, top_p = NAN, min_p = NAN, rep = NAN;
-    long long seed = -1;
+    int n_ctx = 0, threads = 0, max_reply = 1024;
+    cli_sampling samp = cli_sampling_init();
     bool verbose = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_sampling_flag(&samp, argc, argv, &i)) continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) system = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--tools")) tools_path = cli_value(argc, argv, &i);
@@ -68,12 +68,6 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) max_reply = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) temp = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--top-k")) top_k = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--top-p")) top_p = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--min-p")) min_p = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--repeat-penalty")) rep = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--seed")) seed = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
@@ -95,13 +89,7 @@ int cmd_chat(int argc, char **argv) {
     lfm2c_error err = {0};
     int ctx = n_ctx > 0 ? n_ctx : (in->n_ctx_train < 8192 ? in->n_ctx_train : 8192);
     lfm2c_session *s = lfm2c_session_new(m, ctx, &err);
-    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(m);
-    if (!isnan(temp)) sp.temperature = (float)temp;
-    if (top_k >= 0) sp.top_k = top_k;
-    if (!isnan(top_p)) sp.top_p = (float)top_p;
-    if (!isnan(min_p)) sp.min_p = (float)min_p;
-    if (!isnan(rep)) sp.repeat_penalty = (float)rep;
-    if (seed >= 0) sp.seed = (uint64_t)seed;
+    lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
     lfm2c_sampler *smp = lfm2c_sampler_new(&sp, in->n_vocab);
     json_t *messages = json_array();
     if (system) json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "system", "content", system));

@@ -39,25 +39,16 @@ int cmd_run(int argc, char **argv) {
     bool chat = false;
     int n_gen = 256, n_ctx = 0, threads = 0;
     bool reference = false, no_bos = false, special = false, ignore_eos = false, verbose = false;
-    /* sampling flags: parsed now, applied over the model's defaults once it is open */
-    double temp = NAN, top_p = NAN, min_p = NAN, rep = NAN;
-    int top_k = -1, rep_n = -2;
-    long long seed = -1;
+    cli_sampling samp = cli_sampling_init();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_sampling_flag(&samp, argc, argv, &i)) continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) prompt_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) n_gen = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) temp = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--top-k")) top_k = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--top-p")) top_p = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--min-p")) min_p = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--repeat-penalty")) rep = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--repeat-last-n")) rep_n = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) seed = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "--chat")) chat = true;
@@ -112,14 +103,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (!(s = lfm2c_session_new(m, ctx, &err))) { cli_fail("%s", err.msg); goto done; }
 
-    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(m);
-    if (!isnan(temp)) sp.temperature = (float)temp;
-    if (top_k >= 0) sp.top_k = top_k;
-    if (!isnan(top_p)) sp.top_p = (float)top_p;
-    if (!isnan(min_p)) sp.min_p = (float)min_p;
-    if (!isnan(rep)) sp.repeat_penalty = (float)rep;
-    if (rep_n >= -1) sp.repeat_last_n = rep_n;
-    if (seed >= 0) sp.seed = (uint64_t)seed;
+    lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
     if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) { cli_fail("out of memory"); goto done; }
 
     double t0 = now_s();

@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,35 @@ int32_t *cli_parse_ids(const char *s, int *n_out) {
     }
     *n_out = n;
     return ids;
+}
+
+cli_sampling cli_sampling_init(void) {
+    return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1};
+}
+
+bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) s->temp = cli_float(a, cli_value(argc, argv, i));
+    else if (!strcmp(a, "--top-k")) s->top_k = cli_int(a, cli_value(argc, argv, i));
+    else if (!strcmp(a, "--top-p")) s->top_p = cli_float(a, cli_value(argc, argv, i));
+    else if (!strcmp(a, "--min-p")) s->min_p = cli_float(a, cli_value(argc, argv, i));
+    else if (!strcmp(a, "--repeat-penalty")) s->rep = cli_float(a, cli_value(argc, argv, i));
+    else if (!strcmp(a, "--repeat-last-n")) s->rep_n = cli_int(a, cli_value(argc, argv, i));
+    else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) s->seed = cli_int(a, cli_value(argc, argv, i));
+    else return false;
+    return true;
+}
+
+lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_model *m) {
+    lfm2c_sampler_params p = lfm2c_sampler_params_for_model(m);
+    if (!isnan(s->temp)) p.temperature = (float)s->temp;
+    if (s->top_k >= 0) p.top_k = s->top_k;
+    if (!isnan(s->top_p)) p.top_p = (float)s->top_p;
+    if (!isnan(s->min_p)) p.min_p = (float)s->min_p;
+    if (!isnan(s->rep)) p.repeat_penalty = (float)s->rep;
+    if (s->rep_n >= -1) p.repeat_last_n = s->rep_n;
+    if (s->seed >= 0) p.seed = (uint64_t)s->seed;
+    return p;
 }
 
 static void usage(FILE *out) {
