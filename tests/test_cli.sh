@@ -21,6 +21,22 @@ echo '[{"role": "user", "content": "Hi there"}]' > "$tmp/conv.json"
 a=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hi there" --chat -n 6 --temp 0 2>/dev/null)
 b=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -f "$tmp/rendered" --no-bos -n 6 --temp 0 2>/dev/null)
 [ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "run --chat differs from the rendered prompt"
+# bench: llama-bench's JSON rows, csv, and the batched mode
+"$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 16 -n 8 -r 2 -t 1,2 -o json > "$tmp/bench.json" 2>/dev/null
+python3 - "$tmp/bench.json" <<'PY' && ok || bad "bench -o json shape"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+assert len(rows) == 4, rows
+for r in rows:
+    for k in ("n_prompt", "n_gen", "n_threads", "avg_ts", "stddev_ts", "samples_ts"):
+        assert k in r, k
+    assert len(r["samples_ts"]) == 2 and r["avg_ts"] > 0
+assert sorted((r["n_threads"], r["n_prompt"], r["n_gen"]) for r in rows) == [(1, 0, 8), (1, 16, 0), (2, 0, 8), (2, 16, 0)]
+PY
+"$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 8 -n 4 -r 1 -b 3 -o csv > "$tmp/bench.csv" 2>/dev/null && [ "$(wc -l < "$tmp/bench.csv")" = 2 ] && ok || bad "bench -b csv"
+expect_err_bench() { "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf "$@" >/dev/null 2>&1 && bad "bench $* accepted" || ok; }
+expect_err_bench -o yaml
+expect_err_bench -r 0
 # errors: one line, non-zero exit, no crash
 expect_err() { # what, pattern, command...
   local what=$1 pat=$2; shift 2
