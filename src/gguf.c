@@ -64,7 +64,10 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
         kv->strs = malloc(sizeof(gguf_str));
         if (!kv->strs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
         kv->strs[0] = rd_str(c);
-        return !c->bad;
+        if (c->bad) return false;
+        kv->cstr = dup_str(kv->strs[0]);   /* made now so readers never write to the table */
+        if (!kv->cstr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        return true;
     }
     if (kv->type == GGUF_ARR) {
         kv->arr_type = rd_u32(c);

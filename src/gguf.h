@@ -24,7 +24,7 @@ typedef struct gguf_kv {
     uint64_t n;             /* element count (1 for scalars) */
     const uint8_t *data;    /* value bytes in the mapping (for strings: the u64 length first) */
     gguf_str *strs;         /* string values indexed (type STR: 1 entry; ARR of STR: n entries) */
-    char *cstr;             /* NUL-terminated copy of a STR value, made on first request */
+    char *cstr;             /* NUL-terminated copy of a STR value */
 } gguf_kv;
 
 typedef struct gguf_tensor {

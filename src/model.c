@@ -382,12 +382,8 @@ void lfm2c_model_tensor_desc(const lfm2c_model *m, int i, const char **name, con
 }
 
 const char *lfm2c_model_meta_str(const lfm2c_model *m, const char *key) {
-    /* strings in the mapping are not NUL-terminated: keep one copy per key in the kv entry */
     const gguf_kv *kv = gguf_find(m->gguf, key);
-    if (!kv || kv->type != GGUF_STR) return NULL;
-    gguf_kv *mkv = (gguf_kv *)kv;
-    if (!mkv->cstr) mkv->cstr = gguf_get_string(m->gguf, key);
-    return mkv->cstr;
+    return kv && kv->type == GGUF_STR ? kv->cstr : NULL;
 }
 
 bool lfm2c_token_is_eog(const lfm2c_model *m, int32_t token) { return tokenizer_is_eog(m->tok, token); }
