@@ -368,12 +368,6 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
 
     /* route every token, then group the (token, slot) pairs by expert so each expert's weights
      * are read once for the whole batch */
-    size_t need = (size_t)T * k * 2 + (size_t)E + 1;
-    if (m->scratch->ints_cap < need) {
-        free(m->scratch->ints);
-        m->scratch->ints = malloc(need * sizeof(int));
-        m->scratch->ints_cap = need;
-    }
     int *sel = m->scratch->ints, *order = sel + (size_t)T * k, *start = order + (size_t)T * k;
     float *wsel = scratch(m->scratch, S_LOGITS, sizeof(float) * (size_t)T * k);
     const float *bias = L->expert_bias.data ? (const float *)L->expert_bias.data : NULL;
@@ -427,6 +421,46 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
 
 /* ---- the model ------------------------------------------------------------------------------- */
 
+/* Bytes of one activation row of n values in the widest 8-bit format (Q8_0 or Q8_K). */
+static size_t act_row_bytes(int64_t n) {
+    size_t q80 = (size_t)((n + 31) / 32) * sizeof(block_q8_0), q8k = (size_t)((n + 255) / 256) * sizeof(block_q8_K);
+    return q80 > q8k ? q80 : q8k;
+}
+
+/* Grows every scratch buffer to what a batch of T tokens (n_out of them wanting logits) needs,
+ * before any work starts: an allocation failure is then an error, not a crash mid-layer. */
+static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_out) {
+    const lfm2c_model_info *in = &m->info;
+    const size_t H = in->n_embd, hd = in->head_dim, nq = (size_t)in->n_head * hd;
+    const size_t kv = (size_t)in->n_head_kv_max * hd, F = in->n_ff, Fe = in->n_ff_exp, E = in->n_expert;
+    const size_t k = in->n_expert_used > 0 ? in->n_expert_used : 1, f = sizeof(float), t = (size_t)T;
+    size_t big = 3 * H > nq ? 3 * H : nq, widest = H > nq ? H : nq;
+    if (F > big) big = F;
+    if (F > widest) widest = F;
+    if (Fe > widest) widest = Fe;
+    int max_pos = 0;
+    for (int i = 0; i < T; i++) if (toks[i].pos > max_pos) max_pos = toks[i].pos;
+    const size_t need[S_NSLOTS] = {
+        [S_X] = t * H * f, [S_A] = t * H * f, [S_OUT] = t * H * f, [S_ROPE] = t * hd * f,
+        [S_BIG] = t * big * f, [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f, [S_HID] = t * widest * f,
+        [S_ATT] = (size_t)threadpool_size(m->pool) * ((size_t)max_pos + 1) * f,
+        [S_ROUTER] = t * (E + k) * f, [S_MOE_G] = t * k * Fe * f, [S_MOE_U] = t * k * Fe * f,
+        [S_MOE_D] = t * k * H * f, [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
+        [S_ACT0] = t * k * act_row_bytes((int64_t)widest), [S_ACT1] = t * k * act_row_bytes((int64_t)widest),
+        [S_ACT2] = t * k * act_row_bytes((int64_t)widest),
+    };
+    for (int i = 0; i < S_NSLOTS; i++)
+        if (need[i] && !scratch(m->scratch, i, need[i])) return false;
+    size_t n_ints = t * k * 2 + E + 1;
+    if (m->scratch->ints_cap < n_ints) {
+        free(m->scratch->ints);
+        m->scratch->ints = malloc(n_ints * sizeof(int));
+        m->scratch->ints_cap = m->scratch->ints ? n_ints : 0;
+        if (!m->scratch->ints) return false;
+    }
+    return true;
+}
+
 int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
 #ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the whole pass on the GPU */
     if (m->cuda) return cuda_forward(m, toks, T, err);
@@ -434,15 +468,17 @@ int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
     const int H = in->n_embd, hd = in->head_dim;
     forward_scratch *s = m->scratch;
-    float *x = scratch(s, S_X, sizeof(float) * (size_t)T * H);
-    float *a = scratch(s, S_A, sizeof(float) * (size_t)T * H);
-    float *out = scratch(s, S_OUT, sizeof(float) * (size_t)T * H);
-    float *rope = scratch(s, S_ROPE, sizeof(float) * (size_t)T * hd);
-    if (!x || !a || !out || !rope) {
+    int n_out = 0;
+    for (int t = 0; t < T; t++) n_out += toks[t].out_row >= 0;
+    if (!reserve_scratch(m, toks, T, n_out)) {
         err->code = LFM2C_ENOMEM;
         snprintf(err->msg, sizeof err->msg, "out of memory for a batch of %d tokens", T);
         return -1;
     }
+    float *x = scratch(s, S_X, sizeof(float) * (size_t)T * H);
+    float *a = scratch(s, S_A, sizeof(float) * (size_t)T * H);
+    float *out = scratch(s, S_OUT, sizeof(float) * (size_t)T * H);
+    float *rope = scratch(s, S_ROPE, sizeof(float) * (size_t)T * hd);
     for (int t = 0; t < T; t++) {
         dequantize_row(m->tok_embd.type, m->tok_embd.data + (size_t)toks[t].token * m->tok_embd.row_bytes,
                        x + (size_t)t * H, H);
@@ -468,18 +504,13 @@ int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     }
 
     /* final norm and the (tied) output head, only for the tokens whose logits are wanted */
-    int n_out = 0;
+    n_out = 0;
     for (int t = 0; t < T; t++)
         if (toks[t].out_row >= 0)
             rmsnorm(a + (size_t)n_out++ * H, x + (size_t)t * H, (const float *)m->out_norm.data, H, in->norm_eps);
     if (!n_out) return 0;
     const int V = in->n_vocab;
     float *logits = scratch(s, S_LOGITS, sizeof(float) * (size_t)n_out * V);
-    if (!logits) {
-        err->code = LFM2C_ENOMEM;
-        snprintf(err->msg, sizeof err->msg, "out of memory for logits");
-        return -1;
-    }
     matmul(m, &m->output, a, n_out, logits);
     for (int t = 0, i = 0; t < T; t++)
         if (toks[t].out_row >= 0)
