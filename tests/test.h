@@ -4,6 +4,7 @@
 #define LFM2C_TEST_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 
 static int test_passed, test_failed;
 
@@ -40,5 +41,20 @@ static inline void *test_read_file(const char *path, size_t *size) {
     fclose(f);
     if (size) *size = (size_t)n;
     return buf;
+}
+
+/* max |a[i] - b[i]| over n floats */
+static inline double test_maxabs(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+/* index of the largest value; ties to the lower index (the goldens' rule) */
+static inline int test_argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
 }
 #endif

@@ -15,18 +15,6 @@ static float *read_f32(const char *path, size_t *n) {
     return p;
 }
 
-static double maxabs(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
-}
-
 /* logits at every position, batch or one token at a time */
 static float *all_logits(lfm2c_model *m, const int32_t *ids, int n, bool one_by_one) {
     int V = lfm2c_model_get_info(m)->n_vocab;
@@ -77,21 +65,21 @@ static void check_fixture(const char *name) {
     CHECK(ng == (size_t)n * V, "%s: golden size", name);
 
     float *batch = all_logits(fast, ids, n, false), *one = all_logits(fast, ids, n, true);
-    double d_one = maxabs(batch, one, (size_t)n * V);
+    double d_one = test_maxabs(batch, one, (size_t)n * V);
     CHECK(d_one <= 1e-4, "%s: one-by-one vs batch %g", name, d_one);
     float *rb = all_logits(ref, ids, n, false), *ro = all_logits(ref, ids, n, true);
-    double d_ref_one = maxabs(rb, ro, (size_t)n * V);
+    double d_ref_one = test_maxabs(rb, ro, (size_t)n * V);
     CHECK(d_ref_one <= 1e-4, "%s: reference one-by-one vs batch %g", name, d_ref_one);
     if (is_f32) {
-        double d = maxabs(batch, golden, (size_t)n * V), dr = maxabs(rb, golden, (size_t)n * V);
+        double d = test_maxabs(batch, golden, (size_t)n * V), dr = test_maxabs(rb, golden, (size_t)n * V);
         CHECK(d <= 1e-3, "%s: vs golden %g", name, d);
         CHECK(dr <= 1e-3, "%s: reference vs golden %g", name, dr);
         printf("%-24s fast vs golden %.2e, reference vs golden %.2e, one-by-one %.2e\n", name, d, dr, d_one);
     } else {
         snprintf(gpath, sizeof gpath, "data/%s.dequant-ref.logits.f32.bin", name);
         float *dq = read_f32(gpath, &nd);
-        double dr = maxabs(rb, dq, (size_t)n * V), df = maxabs(batch, dq, (size_t)n * V);
-        double dg = maxabs(golden, dq, (size_t)n * V);
+        double dr = test_maxabs(rb, dq, (size_t)n * V), df = test_maxabs(batch, dq, (size_t)n * V);
+        double dg = test_maxabs(golden, dq, (size_t)n * V);
         CHECK(dr <= 1e-3, "%s: --reference vs dequant-ref %g", name, dr);
         CHECK(df <= 1.5 * dg + 0.5, "%s: fast vs dequant-ref %g (golden's %g)", name, df, dg);
         printf("%-24s reference vs dequant-ref %.2e; fast %.3f (limit %.3f, golden %.3f)\n", name, dr, df, 1.5 * dg + 0.5, dg);
@@ -104,7 +92,7 @@ static void check_fixture(const char *name) {
         lfm2c_session_decode(s, ids, n, LFM2C_LOGITS_LAST, &err);
         int ok = 1;
         for (size_t i = 0; i < json_array_size(jgreedy); i++) {
-            int32_t t = argmax(lfm2c_session_logits(s, 0), V);
+            int32_t t = test_argmax(lfm2c_session_logits(s, 0), V);
             ok &= t == (int32_t)json_integer_value(json_array_get(jgreedy, i));
             lfm2c_session_decode(s, &t, 1, LFM2C_LOGITS_LAST, &err);
         }
@@ -122,18 +110,18 @@ static void check_fixture(const char *name) {
         const int32_t *tk[2] = {ids + na, ids};
         int nn[2] = {n - na, n}, modes[2] = {LFM2C_LOGITS_ALL, LFM2C_LOGITS_ALL};
         CHECK(lfm2c_decode_batch(ss, tk, nn, modes, 2, &err) == 0, "%s: batch: %s", name, err.msg);
-        double da = maxabs(lfm2c_session_logits(a, n - na - 1), batch + (size_t)(n - 1) * V, V);
-        double db = maxabs(lfm2c_session_logits(b, n - 1), batch + (size_t)(n - 1) * V, V);
+        double da = test_maxabs(lfm2c_session_logits(a, n - na - 1), batch + (size_t)(n - 1) * V, V);
+        double db = test_maxabs(lfm2c_session_logits(b, n - 1), batch + (size_t)(n - 1) * V, V);
         CHECK(da <= 1e-4 && db <= 1e-4, "%s: batched sessions differ (%g, %g)", name, da, db);
         /* back to the checkpoint and beyond it: re-feeding gives the same logits */
         CHECK(lfm2c_session_truncate(a, na + 2, &err) == 0, "%s: truncate: %s", name, err.msg);
         CHECK(lfm2c_session_n_past(a) == na + 2, "%s: n_past after truncate", name);
         lfm2c_session_decode(a, ids + na + 2, n - na - 2, LFM2C_LOGITS_LAST, &err);
-        double dt = maxabs(lfm2c_session_logits(a, 0), batch + (size_t)(n - 1) * V, V);
+        double dt = test_maxabs(lfm2c_session_logits(a, 0), batch + (size_t)(n - 1) * V, V);
         CHECK(dt <= 1e-4, "%s: after truncate %g", name, dt);
         CHECK(lfm2c_session_truncate(a, 3, &err) == 0, "%s: truncate without checkpoint", name);
         lfm2c_session_decode(a, ids + 3, n - 3, LFM2C_LOGITS_LAST, &err);
-        dt = maxabs(lfm2c_session_logits(a, 0), batch + (size_t)(n - 1) * V, V);
+        dt = test_maxabs(lfm2c_session_logits(a, 0), batch + (size_t)(n - 1) * V, V);
         CHECK(dt <= 1e-4, "%s: after truncate to 3: %g", name, dt);
         lfm2c_session_free(a);
         lfm2c_session_free(b);

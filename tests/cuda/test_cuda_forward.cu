@@ -27,18 +27,6 @@ static std::vector<float> read_f32(const std::string &path) {
     return v;
 }
 
-static double maxabs(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++) if (x[i] > x[b]) b = i;
-    return b;
-}
-
 static lfm2c_model *open_model(const std::string &path, int device, bool reference) {
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = 2;
@@ -97,21 +85,21 @@ static void check_fixture(const std::string &name) {
     CHECK(golden.size() == NV, "%s: golden size", nm);
     std::vector<float> batch = all_logits(gpu, ids, false), one = all_logits(gpu, ids, true);
     std::vector<float> one_ng = all_logits(nograph, ids, true), rb = all_logits(ref, ids, false);
-    double d_one = maxabs(batch.data(), one.data(), NV), d_graph = maxabs(one.data(), one_ng.data(), NV);
-    double d_ref = maxabs(batch.data(), rb.data(), NV);
+    double d_one = test_maxabs(batch.data(), one.data(), NV), d_graph = test_maxabs(one.data(), one_ng.data(), NV);
+    double d_ref = test_maxabs(batch.data(), rb.data(), NV);
     CHECK(d_one <= 1e-3, "%s: one-by-one vs batch %g", nm, d_one);
     CHECK(d_graph <= 1e-5, "%s: decode graph vs plain launches %g", nm, d_graph);
     /* float activations, like --reference: only the summation order differs */
     CHECK(d_ref <= 1e-2, "%s: CUDA vs CPU --reference %g", nm, d_ref);
     if (is_f32 && golden.size() == NV) {
-        double d = maxabs(batch.data(), golden.data(), NV);
+        double d = test_maxabs(batch.data(), golden.data(), NV);
         CHECK(d <= 1e-3, "%s: CUDA vs golden %g", nm, d);
         printf("%-26s CUDA vs golden %.2e, vs --reference %.2e, one-by-one %.2e\n", nm, d, d_ref, d_one);
     } else if (golden.size() == NV) {
         std::vector<float> dq = read_f32(base + ".dequant-ref.logits.f32.bin");
         CHECK(dq.size() == NV, "%s: dequant-ref size", nm);
         if (dq.size() == NV) {
-            double df = maxabs(batch.data(), dq.data(), NV), dg = maxabs(golden.data(), dq.data(), NV);
+            double df = test_maxabs(batch.data(), dq.data(), NV), dg = test_maxabs(golden.data(), dq.data(), NV);
             CHECK(df <= 1.5 * dg + 0.5, "%s: CUDA vs dequant-ref %g (golden's %g)", nm, df, dg);
             printf("%-26s CUDA vs dequant-ref %.2e, vs --reference %.2e, one-by-one %.2e\n", nm, df, d_ref, d_one);
         }
@@ -123,7 +111,7 @@ static void check_fixture(const std::string &name) {
         lfm2c_session_decode(s, ids.data(), n, LFM2C_LOGITS_LAST, &err);
         bool ok = true;
         for (size_t i = 0; i < json_array_size(jgreedy); i++) {
-            int32_t t = argmax(lfm2c_session_logits(s, 0), V);
+            int32_t t = test_argmax(lfm2c_session_logits(s, 0), V);
             ok = ok && t == (int32_t)json_integer_value(json_array_get(jgreedy, i));
             lfm2c_session_decode(s, &t, 1, LFM2C_LOGITS_LAST, &err);
         }
@@ -151,21 +139,21 @@ static void check_fixture(const std::string &name) {
         CHECK(rc == 0, "%s: batch: %s", nm, err.msg);
         double worst = 0;
         for (int i = 0; i < NS && rc == 0; i++)
-            worst = fmax(worst, maxabs(lfm2c_session_logits(ss[i], nn[i] - 1), &batch[(size_t)(n - 1) * V], V));
+            worst = fmax(worst, test_maxabs(lfm2c_session_logits(ss[i], nn[i] - 1), &batch[(size_t)(n - 1) * V], V));
         CHECK(worst <= 1e-3, "%s: batched sessions differ by %g", nm, worst);
         /* truncate to past the checkpoint and re-feed; then to before it (no checkpoint) */
         lfm2c_session *a = ss[0];
         CHECK(lfm2c_session_truncate(a, na + 2, &err) == 0, "%s: truncate: %s", nm, err.msg);
         lfm2c_session_decode(a, ids.data() + na + 2, n - na - 2, LFM2C_LOGITS_LAST, &err);
-        double dt = maxabs(lfm2c_session_logits(a, 0), &batch[(size_t)(n - 1) * V], V);
+        double dt = test_maxabs(lfm2c_session_logits(a, 0), &batch[(size_t)(n - 1) * V], V);
         CHECK(dt <= 1e-3, "%s: after truncate %g", nm, dt);
         CHECK(lfm2c_session_truncate(a, 3, &err) == 0, "%s: truncate to 3", nm);
         lfm2c_session_decode(a, ids.data() + 3, n - 3, LFM2C_LOGITS_LAST, &err);
-        dt = maxabs(lfm2c_session_logits(a, 0), &batch[(size_t)(n - 1) * V], V);
+        dt = test_maxabs(lfm2c_session_logits(a, 0), &batch[(size_t)(n - 1) * V], V);
         CHECK(dt <= 1e-3, "%s: after truncate to 3: %g", nm, dt);
         lfm2c_session_reset(a);
         lfm2c_session_decode(a, ids.data(), n, LFM2C_LOGITS_LAST, &err);
-        dt = maxabs(lfm2c_session_logits(a, 0), &batch[(size_t)(n - 1) * V], V);
+        dt = test_maxabs(lfm2c_session_logits(a, 0), &batch[(size_t)(n - 1) * V], V);
         CHECK(dt <= 1e-3, "%s: after reset: %g", nm, dt);
         for (auto s : ss) lfm2c_session_free(s);
     }
