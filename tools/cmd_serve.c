@@ -25,7 +25,8 @@ static void usage(FILE *out) {
             "  --chat-template-file F  Jinja chat template instead of the model's\n"
             "  --max-body BYTES      largest request body (default 8 MiB)\n"
             "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
-            "  --reference           scalar reference kernels\n");
+            "  --reference           scalar reference kernels\n"
+            "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n");
 }
 
 static void log_line(void *user, const char *line) {
@@ -43,6 +44,7 @@ int cmd_serve(int argc, char **argv) {
     int port = 8080, n_slots = 4, n_ctx = 4096, n_threads = 0, queue = 256;
     long max_body = 8L << 20;
     bool metrics = false, reference = false, no_reuse = false;
+    int device = LFM2C_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -58,6 +60,11 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--alias")) alias = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--metrics")) metrics = true;
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (!strcmp(a, "--device")) {
+            const char *d = cli_value(argc, argv, &i);
+            if (strcmp(d, "cpu") && strcmp(d, "cuda")) return cli_fail("unknown device '%s' (cpu or cuda)", d);
+            device = !strcmp(d, "cuda") ? LFM2C_DEVICE_CUDA : LFM2C_DEVICE_CPU;
+        }
         else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
         else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
@@ -93,6 +100,7 @@ int cmd_serve(int argc, char **argv) {
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = n_threads;
     mp.reference = reference;
+    mp.device = device;
     lfm2c_model *model = lfm2c_model_open(model_path, &mp, &err);
     if (!model) { free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
     const lfm2c_model_info *mi = lfm2c_model_get_info(model);
