@@ -1056,6 +1056,9 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
 
 #define TA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8,avx2,fma,f16c")))
 
+#ifndef AMX_PF_BLOCKS
+#define AMX_PF_BLOCKS 16   /* weight unpacking streams rows from memory: prefetch ahead like decode */
+#endif
 #ifndef AMX_MIN_COLS
 #define AMX_MIN_COLS 8
 #endif
@@ -1107,6 +1110,7 @@ static TA void amx_unpack_w(const uint8_t *w, size_t w_row, int nrows, int64_t n
             amx_wblock *o = out + b;
             uint8_t *q = o->q[r];
             const block_q6_K *x = (const block_q6_K *)row + b;
+            prefetch_block(x + AMX_PF_BLOCKS, sizeof *x);
             for (int h = 0; h < 2; h++) {
                 __m256i hv = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
                 __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
@@ -1242,6 +1246,7 @@ static TA void amx_unpack_hl(uint32_t type, const uint8_t *w, size_t w_row, int 
         for (int64_t b = 0; b < nb; b++) {
             amx_wblock_hl *o = out + b;
             const uint8_t *p = row + b * bs;
+            prefetch_block(p + AMX_PF_BLOCKS * bs, bs);
             const uint8_t *qs = is_q5 ? p + 48 : p + 16;
             uint64_t sc, mn;
             kq_unpack_scales(p + 4, &sc, &mn);
