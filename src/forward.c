@@ -13,6 +13,7 @@
 #endif
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,12 +116,112 @@ static void mm_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Decode (a few columns): the same bytes do not take the same time on every thread (memory
+ * and cores are shared, Q6_K costs more per byte than Q4_K, a worker starts late), so a plain
+ * static split leaves one thread waiting. The rows are cut into chunks of about DYN_CHUNK_BYTES;
+ * each thread owns a contiguous range of them (the static split) and takes from its front, a
+ * few at a time, so it still reads one long stream; a thread that runs out takes single chunks
+ * from the back of another's range. Each output row is computed alone, so which thread computes
+ * it does not change a bit of it. Prefill keeps mm_worker: AMX repacks activations per call. */
+enum { DYN_MAX_COLS = 4, DYN_CHUNK_BYTES = 32 << 10, DYN_MAX_THREADS = 64, DYN_MAX_TASKS = 256 };
+
+typedef struct dyn_job {
+    const lfm2c_model *m;
+    const mm_task *tasks;
+    int n_tasks;
+    int64_t first[DYN_MAX_TASKS + 1];   /* first chunk of each task; first[n_tasks] = all */
+    int64_t chunk_rows[DYN_MAX_TASKS];
+    struct { _Alignas(64) _Atomic uint64_t fb; } range[DYN_MAX_THREADS];   /* front << 32 | back */
+} dyn_job;
+
+/* rows of chunks [u0, u1) of one task (a chunk range never crosses a task: see dyn_take) */
+static void dyn_rows(const dyn_job *j, int64_t u0, int64_t u1) {
+    int i = 0;
+    while (u0 >= j->first[i + 1]) i++;
+    const mm_task *t = &j->tasks[i];
+    int64_t r0 = (u0 - j->first[i]) * j->chunk_rows[i], r1 = (u1 - j->first[i]) * j->chunk_rows[i];
+    if (r1 > t->w->ne[1]) r1 = t->w->ne[1];
+    mm_rows(j->m, t, r0, r1 - r0);
+}
+
+/* Takes up to want chunks of range v, from the front or (one) from the back; 0 when empty. */
+static int dyn_take(dyn_job *j, int v, int from_front, int64_t *u0, int64_t *u1) {
+    uint64_t fb = atomic_load_explicit(&j->range[v].fb, memory_order_relaxed);
+    for (;;) {
+        uint32_t f = (uint32_t)(fb >> 32), b = (uint32_t)fb;
+        if (f >= b) return 0;
+        uint32_t nf = f, nb = b;
+        if (from_front) {
+            uint32_t k = (b - f) / 4 ? (b - f) / 4 : 1;
+            int i = 0;   /* stay inside f's task */
+            while ((int64_t)f >= j->first[i + 1]) i++;
+            if ((int64_t)(f + k) > j->first[i + 1]) k = (uint32_t)(j->first[i + 1] - f);
+            nf = f + k;
+        } else {
+            nb = b - 1;
+        }
+        if (atomic_compare_exchange_weak_explicit(&j->range[v].fb, &fb, (uint64_t)nf << 32 | nb,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            *u0 = from_front ? f : nb;
+            *u1 = from_front ? nf : b;
+            return 1;
+        }
+    }
+}
+
+static void mm_worker_dyn(void *arg, int ith, int nth) {
+    dyn_job *j = arg;
+    int64_t u0, u1;
+    while (dyn_take(j, ith, 1, &u0, &u1)) dyn_rows(j, u0, u1);
+    for (int d = 1; d < nth; d++)
+        while (dyn_take(j, (ith + d) % nth, 0, &u0, &u1)) dyn_rows(j, u0, u1);
+}
+
 /* Runs several independent products in one parallel job (e.g. q, k and v; or all experts). */
 static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
     mm_job job = {m, tasks, n, 0};
-    for (int i = 0; i < n; i++)
+    int max_cols = 0;
+    for (int i = 0; i < n; i++) {
         job.n_bytes += (double)((tasks[i].w->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK) * ROW_BLOCK * tasks[i].w->row_bytes;
-    if (job.n_bytes > 0) threadpool_run(m->pool, mm_worker, &job);
+        if (tasks[i].n_cols > max_cols) max_cols = tasks[i].n_cols;
+    }
+    if (job.n_bytes <= 0) return;
+    const int nth = threadpool_size(m->pool);
+    if (max_cols > DYN_MAX_COLS || nth < 2 || nth > DYN_MAX_THREADS || n > DYN_MAX_TASKS) {
+        threadpool_run(m->pool, mm_worker, &job);
+        return;
+    }
+    dyn_job djob, *dj = &djob;   /* about 8 KB of stack */
+    dj->m = m;
+    dj->tasks = tasks;
+    dj->n_tasks = n;
+    dj->first[0] = 0;
+    double bytes = 0;
+    for (int i = 0; i < n; i++) {
+        const tensor *w = tasks[i].w;
+        int64_t k = DYN_CHUNK_BYTES / ((int64_t)ROW_BLOCK * (int64_t)w->row_bytes);
+        dj->chunk_rows[i] = (k < 1 ? 1 : k) * ROW_BLOCK;
+        dj->first[i + 1] = dj->first[i] + (w->ne[1] + dj->chunk_rows[i] - 1) / dj->chunk_rows[i];
+    }
+    const int64_t N = dj->first[n];
+    if (N >= (int64_t)UINT32_MAX) {
+        threadpool_run(m->pool, mm_worker, &job);
+        return;
+    }
+    /* the static split by bytes, in whole chunks */
+    int64_t start = 0;
+    for (int t = 0, i = 0; t < nth; t++) {
+        double goal = job.n_bytes * (t + 1) / nth;
+        int64_t end = start;
+        while (end < N && (t == nth - 1 || bytes < goal)) {
+            while (end >= dj->first[i + 1]) i++;
+            bytes += (double)dj->chunk_rows[i] * tasks[i].w->row_bytes;
+            end++;
+        }
+        atomic_store_explicit(&dj->range[t].fb, (uint64_t)start << 32 | (uint64_t)end, memory_order_relaxed);
+        start = end;
+    }
+    threadpool_run(m->pool, mm_worker_dyn, dj);
 }
 
 /* Activations x[T][n] in the format weights of type wtype multiply with, in scratch slot. */

@@ -1056,6 +1056,9 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
 
 #define TA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8,avx2,fma,f16c")))
 
+#ifndef AMX_PF_BLOCKS
+#define AMX_PF_BLOCKS 16   /* weight unpacking streams rows from memory: prefetch ahead like decode */
+#endif
 #ifndef AMX_MIN_COLS
 #define AMX_MIN_COLS 8
 #endif
@@ -1091,8 +1094,8 @@ typedef struct {
     int32_t bs[8][16];    /* [pair][column]: Q4/5_K pairs of 32-sums, Q6_K pairs of 16-sums */
 } amx_ablock;
 
-/* rows >= nrows are zero (a partial tile) */
-static TA void amx_unpack_w(uint32_t type, const uint8_t *w, size_t w_row, int nrows, int64_t nb, amx_wblock *out) {
+/* Q6_K (Q4_K / Q5_K go through amx_unpack_hl); rows >= nrows are zero (a partial tile) */
+static TA void amx_unpack_w(const uint8_t *w, size_t w_row, int nrows, int64_t nb, amx_wblock *out) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int r = nrows; r < 16; r++)
         for (int64_t b = 0; b < nb; b++) {
@@ -1106,47 +1109,23 @@ static TA void amx_unpack_w(uint32_t type, const uint8_t *w, size_t w_row, int n
         for (int64_t b = 0; b < nb; b++) {
             amx_wblock *o = out + b;
             uint8_t *q = o->q[r];
-            if (type == GGML_Q6_K) {
-                const block_q6_K *x = (const block_q6_K *)row + b;
-                for (int h = 0; h < 2; h++) {
-                    __m256i hv = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
-                    __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
-                    __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
-                    uint8_t *qq = q + 128 * h;
-                    _mm256_storeu_si256((__m256i *)qq, _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30)));
-                    _mm256_storeu_si256((__m256i *)(qq + 32), _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30)));
-                    _mm256_storeu_si256((__m256i *)(qq + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30)));
-                    _mm256_storeu_si256((__m256i *)(qq + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30)));
-                }
-                for (int j = 0; j < 16; j++) o->sc[r][j] = x->scales[j];
-                for (int p = 0; p < 8; p++)
-                    o->op[r][p] = (int32_t)((uint32_t)(uint16_t)(32 * x->scales[2 * p]) | (uint32_t)(uint16_t)(32 * x->scales[2 * p + 1]) << 16);
-                o->d[r] = _cvtsh_ss(x->d);
-                o->dmin[r] = 0;
-            } else {
-                int is_q5 = type == GGML_Q5_K;
-                const uint8_t *p = row + b * (is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K));
-                const uint8_t *qs = is_q5 ? p + 48 : p + 16;
-                __m256i hv = is_q5 ? _mm256_loadu_si256((const __m256i *)(p + 16)) : _mm256_setzero_si256();
-                for (int c = 0; c < 4; c++) {
-                    __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-                    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-                    if (is_q5) {
-                        lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c), 4), _mm256_set1_epi8(16)));
-                        hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * c + 1), 4), _mm256_set1_epi8(16)));
-                    }
-                    _mm256_storeu_si256((__m256i *)(q + 64 * c), lo);
-                    _mm256_storeu_si256((__m256i *)(q + 64 * c + 32), hi);
-                }
-                uint64_t sc, mn;
-                kq_unpack_scales(p + 4, &sc, &mn);
-                for (int j = 0; j < 8; j++) o->sc[r][j] = (int32_t)((sc >> (8 * j)) & 0xFF);
-                for (int pp = 0; pp < 4; pp++)
-                    o->op[r][pp] = (int32_t)(((mn >> (16 * pp)) & 0xFF) | ((mn >> (16 * pp + 8)) & 0xFF) << 16);
-                const uint16_t *dh = (const uint16_t *)p;
-                o->d[r] = _cvtsh_ss(dh[0]);
-                o->dmin[r] = _cvtsh_ss(dh[1]);
+            const block_q6_K *x = (const block_q6_K *)row + b;
+            prefetch_block(x + AMX_PF_BLOCKS, sizeof *x);
+            for (int h = 0; h < 2; h++) {
+                __m256i hv = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                uint8_t *qq = q + 128 * h;
+                _mm256_storeu_si256((__m256i *)qq, _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30)));
+                _mm256_storeu_si256((__m256i *)(qq + 32), _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30)));
+                _mm256_storeu_si256((__m256i *)(qq + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30)));
+                _mm256_storeu_si256((__m256i *)(qq + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30)));
             }
+            for (int j = 0; j < 16; j++) o->sc[r][j] = x->scales[j];
+            for (int p = 0; p < 8; p++)
+                o->op[r][p] = (int32_t)((uint32_t)(uint16_t)(32 * x->scales[2 * p]) | (uint32_t)(uint16_t)(32 * x->scales[2 * p + 1]) << 16);
+            o->d[r] = _cvtsh_ss(x->d);
+            o->dmin[r] = 0;
         }
     }
 }
@@ -1242,21 +1221,53 @@ typedef struct {
     float d[16], dmin[16];
 } amx_wblock_hl;
 
-static TA void amx_scale_w(int64_t nb, const amx_wblock *in, amx_wblock_hl *out) {
+/* Unpacks Q4_K / Q5_K rows straight into the scaled Hi / Lo operands (one pass, no unscaled
+ * copy). A 16-bit multiply of two packed bytes q0 + 256 q1 by m <= 7 gives q0 m + 256 q1 m with
+ * q m <= 217 < 256, so it is the byte-wise product: no widening needed. Rows >= nrows are zero. */
+static TA void amx_unpack_hl(uint32_t type, const uint8_t *w, size_t w_row, int nrows, int64_t nb,
+                             amx_wblock_hl *out) {
+    const int is_q5 = type == GGML_Q5_K;
+    const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16), seven = _mm512_set1_epi16(7);
+    __m512i sidx[4], hbit[4];   /* int16 lane -> sub-block: lanes 0..15 2c, 16..31 2c+1 */
+    for (int c = 0; c < 4; c++) {
+        sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+        hbit[c] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * c))), _mm256_set1_epi8((char)(2 << (2 * c))), 1);
+    }
     for (int64_t b = 0; b < nb; b++)
-        for (int r = 0; r < 16; r++) {
-            for (int j = 0; j < 8; j++) {
-                int s = in[b].sc[r][j];
-                __m512i q = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(in[b].q[r] + 32 * j)));
-                __m512i h = _mm512_mullo_epi16(q, _mm512_set1_epi16((short)(s >> 3)));
-                __m512i l = _mm512_mullo_epi16(q, _mm512_set1_epi16((short)(s & 7)));
-                _mm256_storeu_si256((__m256i *)(out[b].hi[r] + 32 * j), _mm512_cvtepi16_epi8(h));
-                _mm256_storeu_si256((__m256i *)(out[b].lo[r] + 32 * j), _mm512_cvtepi16_epi8(l));
-            }
-            memcpy(out[b].op[r], in[b].op[r], sizeof out[b].op[r]);
-            out[b].d[r] = in[b].d[r];
-            out[b].dmin[r] = in[b].dmin[r];
+        for (int r = nrows; r < 16; r++) {
+            memset(out[b].hi[r], 0, sizeof out[b].hi[r]);
+            memset(out[b].lo[r], 0, sizeof out[b].lo[r]);
+            memset(out[b].op[r], 0, sizeof out[b].op[r]);
+            out[b].d[r] = out[b].dmin[r] = 0;
         }
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *row = w + r * w_row;
+        for (int64_t b = 0; b < nb; b++) {
+            amx_wblock_hl *o = out + b;
+            const uint8_t *p = row + b * bs;
+            prefetch_block(p + AMX_PF_BLOCKS * bs, bs);
+            const uint8_t *qs = is_q5 ? p + 48 : p + 16;
+            uint64_t sc, mn;
+            kq_unpack_scales(p + 4, &sc, &mn);
+            __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+            __m512i sh = _mm512_srli_epi16(sc16, 3), sl = _mm512_and_si512(sc16, seven);
+            __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16))) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+                q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), m4);
+                if (is_q5) q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hz, hbit[c]), q, sixteen);
+                _mm512_store_si512(o->hi[r] + 64 * c, _mm512_mullo_epi16(q, _mm512_permutexvar_epi16(sidx[c], sh)));
+                _mm512_store_si512(o->lo[r] + 64 * c, _mm512_mullo_epi16(q, _mm512_permutexvar_epi16(sidx[c], sl)));
+            }
+            for (int pp = 0; pp < 4; pp++)
+                o->op[r][pp] = (int32_t)(((mn >> (16 * pp)) & 0xFF) | ((mn >> (16 * pp + 8)) & 0xFF) << 16);
+            const uint16_t *dh = (const uint16_t *)p;
+            o->d[r] = _cvtsh_ss(dh[0]);
+            o->dmin[r] = _cvtsh_ss(dh[1]);
+        }
+    }
 }
 
 static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_ablock *abs, float *out, size_t os,
@@ -1311,10 +1322,10 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
     if (ctiles < 1) ctiles = 1;
     if (ctiles > ntc) ctiles = ntc;
     const int hl = type != GGML_Q6_K;
-    amx_wblock *wbs = aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
+    amx_wblock *wbs = hl ? NULL : aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
     amx_wblock_hl *whl = hl ? aligned_alloc(64, (size_t)nb * sizeof(amx_wblock_hl)) : NULL;
     amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)ctiles * sizeof(amx_ablock));
-    if (!wbs || !abs || (hl && !whl)) { free(wbs); free(whl); free(abs); return 0; }
+    if (!abs || (hl ? !whl : !wbs)) { free(wbs); free(whl); free(abs); return 0; }
     const int S = type == GGML_Q6_K ? 16 : 32;
     amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -1335,8 +1346,8 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
         }
         for (int r0 = 0; r0 < nr; r0 += 16) {
             int rows = nr - r0 < 16 ? nr - r0 : 16;
-            amx_unpack_w(type, w + (size_t)r0 * w_row, w_row, rows, nb, wbs);
-            if (hl) amx_scale_w(nb, wbs, whl);
+            if (hl) amx_unpack_hl(type, w + (size_t)r0 * w_row, w_row, rows, nb, whl);
+            else amx_unpack_w(w + (size_t)r0 * w_row, w_row, rows, nb, wbs);
             for (int ct = 0; ct < tn; ct++) {
                 int c = 16 * (t0 + ct), cols = nc - c < 16 ? nc - c : 16;
                 float *o = out + (size_t)c * os + r0;
