@@ -440,7 +440,7 @@ static void dense_ffn(lfm2c_model *m, const layer *L, int T, const float *f, flo
 }
 
 /* Router: sigmoid scores; the expert bias only ranks; the chosen scores are renormalised. */
-static void route_token(const float *logits, const float *bias, int E, int k, int *sel, float *w) {
+void moe_route(const float *logits, const float *bias, int E, int k, int *sel, float *w) {
     float s[4096];
     for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-logits[e]));
     bool taken[4096] = {0};
@@ -472,7 +472,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
     int *sel = m->scratch->ints, *order = sel + (size_t)T * k, *start = order + (size_t)T * k;
     float *wsel = scratch(m->scratch, S_LOGITS, sizeof(float) * (size_t)T * k);
     const float *bias = L->expert_bias.data ? (const float *)L->expert_bias.data : NULL;
-    for (int t = 0; t < T; t++) route_token(r + (size_t)t * E, bias, E, k, sel + t * k, wsel + t * k);
+    for (int t = 0; t < T; t++) moe_route(r + (size_t)t * E, bias, E, k, sel + t * k, wsel + t * k);
     memset(start, 0, sizeof(int) * (E + 1));
     for (int i = 0; i < T * k; i++) start[sel[i] + 1]++;
     for (int e = 0; e < E; e++) start[e + 1] += start[e];

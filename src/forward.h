@@ -14,8 +14,18 @@ typedef struct fwd_token {
     int out_row;    /* row of seq->logits to fill, or -1 for no logits */
 } fwd_token;
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* MoE routing of one token (spec 2.6): the k experts with the largest sigmoid(logit) + bias,
+ * weighted by their sigmoid scores renormalised to sum 1 (E <= 4096). */
+void moe_route(const float *logits, const float *bias, int E, int k, int *sel, float *w);
+
 forward_scratch *forward_scratch_new(void);
 void forward_scratch_free(forward_scratch *s);
 /* Runs the model over toks[0..n). KV caches and conv states of the sessions are updated. */
 int forward(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
+#ifdef __cplusplus
+}
+#endif
 #endif

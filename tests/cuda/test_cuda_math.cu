@@ -7,6 +7,7 @@ extern "C" {
 #include "quant.h"
 }
 #include "cuda_math.cuh"
+#include "forward.h"
 #include "test.h"
 
 #include <math.h>
@@ -149,28 +150,6 @@ static void test_norm_rope(void) {
     }
 }
 
-/* the CPU router (forward.c route_token), restated: sigmoid, bias ranks only, renormalise */
-static void route_ref(const float *lg, const float *bias, int E, int k, int *sel, float *w) {
-    std::vector<float> s(E);
-    std::vector<bool> taken(E, false);
-    for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-lg[e]));
-    float sum = 0;
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        float bv = -INFINITY;
-        for (int e = 0; e < E; e++) {
-            float v = s[e] + (bias ? bias[e] : 0);
-            if (!taken[e] && (best < 0 || v > bv)) { best = e; bv = v; }
-        }
-        taken[best] = true;
-        sel[j] = best;
-        w[j] = s[best];
-        sum += s[best];
-    }
-    if (sum < 6.103515625e-5f) sum = 6.103515625e-5f;
-    for (int j = 0; j < k; j++) w[j] /= sum;
-}
-
 static void test_router(void) {
     int bad = 0;
     for (int rep = 0; rep < 200; rep++) {
@@ -181,7 +160,7 @@ static void test_router(void) {
         const float *b = rep % 3 ? bias.data() : nullptr;
         int s1[8], s2[8];
         float w1[8], w2[8];
-        route_ref(lg.data(), b, E, k, s1, w1);
+        moe_route(lg.data(), b, E, k, s1, w1);
         cm_route(lg.data(), b, E, k, s2, w2);
         for (int j = 0; j < k; j++)
             if (s1[j] != s2[j] || !close_rel(w1[j], w2[j], 1e-6)) bad++;
