@@ -48,9 +48,6 @@ static inline void kq_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn
 
 /* Software prefetch of the weights PF_BLOCKS blocks ahead: decode is one pass over memory and
  * the hardware prefetcher alone leaves half of the bandwidth unused. */
-#ifndef RBD_K
-#define RBD_K 2   /* weight rows per decode tile of the K-quants: 2 share one integer reduction */
-#endif
 #ifndef PF_BLOCKS
 #define PF_BLOCKS 16
 #endif
@@ -73,10 +70,19 @@ typedef struct {
 
 static void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
                       const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
-    if (nc == 1) {
-        int r = 0;
-        for (; r + t->rbd <= nr; r += t->rbd) t->dec(nb, w + r * w_row, w_row, act, act_row, out + r, os);
-        for (; r < nr; r++) t->row1[0](nb, w + r * w_row, w_row, act, act_row, out + r, os);
+    if (nc <= t->cb) {
+        /* Decode reads each weight once: the rows are cut into k equal segments and one tile
+         * takes row r of every segment, so a core follows k independent streams and keeps
+         * more cache misses in flight than with one (+15-20% tok/s on the 24B MoE model). */
+        const int k = nc == 1 ? t->rbd : t->rb, seg = nr / k;
+        const tile_fn f = nc == 1 ? t->dec : t->full[nc - 1];
+        float o[8 * 4];
+        for (int r = 0; r < seg; r++) {
+            f(nb, w + r * w_row, (size_t)seg * w_row, act, act_row, o, (size_t)k);
+            for (int c = 0; c < nc; c++)
+                for (int i = 0; i < k; i++) out[c * os + r + i * seg] = o[c * k + i];
+        }
+        for (int r = seg * k; r < nr; r++) t->row1[nc - 1](nb, w + r * w_row, w_row, act, act_row, out + r, os);
         return;
     }
     /* rows outside, columns inside: a tile of weights is reused for a whole column chunk */
@@ -344,8 +350,8 @@ AI T5 void q4Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const 
                  float *o, size_t os) { q45K_tile5(0, RB, CB, nb, w, wr, a, ar, o, os); }
 AI T5 void q5Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
                  float *o, size_t os) { q45K_tile5(1, RB, CB, nb, w, wr, a, ar, o, os); }
-TILE_SET(t5_q4_K, 4, 4, RBD_K, q4Kk5)
-TILE_SET(t5_q5_K, 4, 4, RBD_K, q5Kk5)
+TILE_SET(t5_q4_K, 4, 4, 4, q4Kk5)
+TILE_SET(t5_q5_K, 4, 4, 4, q5Kk5)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 
@@ -422,7 +428,7 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
     }
     kq_store5(RB, CB, acc, out, os);
 }
-TILE_SET(t5_q6_K, 4, 4, RBD_K, q6K_tile5)
+TILE_SET(t5_q6_K, 4, 4, 4, q6K_tile5)
 
 /* -- float activations: weights dequantized chunk by chunk, then RB x CB float dots -------- */
 
