@@ -15,8 +15,8 @@ for preset in lfm2-24b-a2b lfm2-8b-a1b; do
 done
 echo "## memory read bandwidth"
 ./build/membw | tee "$dir/membw.txt"
-bw1=$(grep '^threads 1' "$dir/membw.txt" | sed 's/.*: \([0-9.]*\) GB\/s.*/\1/')
-bw2=$(grep '^threads 2' "$dir/membw.txt" | sed 's/.*: \([0-9.]*\) GB\/s.*/\1/')
+bw1=$(awk '/^threads 1:/{print $3}' "$dir/membw.txt")
+bw2=$(awk '/^threads 2:/{print $3}' "$dir/membw.txt")
 echo
 echo "| model | threads | pp512 t/s | tg128 t/s | decode GB/s | bandwidth limit t/s | fraction | peak RSS MB |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
