@@ -626,6 +626,57 @@ static T5 void quantize_act5(uint32_t act_type, const float *x, void *dst, int64
 
 static const fdot_fn FDOT5[4] = {fdot_4x4_5, fdot_4x1_5, fdot_1x4_5, fdot_1x1_5};
 
+/* Decode of F16 / BF16 / F32 weights: 4 rows (one of each of 4 row segments, as in run_tiles)
+ * x one column, converting 16 weights at a time in registers instead of through run_float's
+ * buffer. The float operations and their order are run_float's (16-lane fma per FKC chunk,
+ * hsum512, added to the previous chunks), so the outputs are bitwise the same. */
+AI T5 __m512 fweights5(uint32_t type, const uint8_t *row, int64_t i, __mmask16 k) {
+    if (type == GGML_F32) return _mm512_maskz_loadu_ps(k, (const float *)row + i);
+    __m256i h = _mm256_maskz_loadu_epi16(k, (const uint16_t *)row + i);
+    if (type == GGML_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+AI T5 void fdec_tile5(uint32_t type, int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) {
+    const size_t esz = type == GGML_F32 ? 4 : 2;
+    for (int64_t k0 = 0; k0 < n; k0 += FKC) {
+        const int64_t end = n - k0 < FKC ? n : k0 + FKC;
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int64_t i = k0; i < end; i += 16) {
+            __mmask16 k = end - i >= 16 ? 0xFFFF : (__mmask16)((1u << (end - i)) - 1);
+            __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *row = w + r * seg;
+                __builtin_prefetch(row + (i + 16 * PF_BLOCKS) * esz, 0, PF_LOC);
+                acc[r] = _mm512_fmadd_ps(fweights5(type, row, i, k), xv, acc[r]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            float sum = hsum512(acc[r]);
+            o[r] = k0 > 0 ? o[r] + sum : sum;
+        }
+    }
+}
+static T5 void fdec_f16_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) { fdec_tile5(GGML_F16, n, w, seg, x, o); }
+static T5 void fdec_bf16_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) { fdec_tile5(GGML_BF16, n, w, seg, x, o); }
+static T5 void fdec_f32_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) { fdec_tile5(GGML_F32, n, w, seg, x, o); }
+
+static void run_fdec5(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const float *x, float *out) {
+    void (*f)(int64_t, const uint8_t *, size_t, const float *, float *) =
+        type == GGML_F16 ? fdec_f16_5 : type == GGML_BF16 ? fdec_bf16_5 : fdec_f32_5;
+    const int seg = nr / 4;
+    float o[4];
+    for (int r = 0; r < seg; r++) {
+        f(n, w + r * w_row, (size_t)seg * w_row, x, o);
+        for (int i = 0; i < 4; i++) out[r + i * seg] = o[i];
+    }
+    /* the last nr % 4 rows: run_float's one-row tiles, whose order is the same */
+    if (nr > seg * 4)
+        run_float(type, n, w + (size_t)seg * 4 * w_row, w_row, nr - seg * 4, (const uint8_t *)x, 0, 1, out + seg * 4, 1,
+                  FDOT5, dequant_chunk5);
+}
+
 static void matmul5(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
                     const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
     const tile_set *t = NULL;
@@ -638,6 +689,9 @@ static void matmul5(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
     case GGML_Q4_K: t = &t5_q4_K; break;
     case GGML_Q5_K: t = &t5_q5_K; break;
     case GGML_Q6_K: t = &t5_q6_K; break;
+    case GGML_F16: case GGML_BF16: case GGML_F32:
+        if (nc == 1) { run_fdec5(wtype, n, w, w_row, nr, (const float *)act, out); return; }
+        /* fall through */
     default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT5, dequant_chunk5); return;
     }
     int64_t nb = n / ggml_type_get(wtype)->block_size;

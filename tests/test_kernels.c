@@ -196,7 +196,8 @@ static void test_quantize(const kernel_ops *k) {
  * A 37 x 29 output in one call, element by element, and in tiles of several shapes. Returns the
  * one-call output (malloc'd) for the cross-table comparison, NULL on failure to allocate. */
 enum { TI_R = 37, TI_C = 29 };
-static const int TI_SHAPES[][2] = {{1, 1}, {3, 17}, {17, 3}, {8, 8}, {16, 16}, {17, 16}, {16, 1}, {1, 17}};
+static const int TI_SHAPES[][2] = {{1, 1}, {3, 17}, {17, 3}, {8, 8}, {16, 16}, {17, 16}, {16, 1}, {1, 17},
+                                    {37, 1}, {37, 2}, {37, 4}, {5, 1}, {9, 3}};   /* nc <= 4: decode segments */
 
 static float *tile_invariance(const kernel_ops *k, uint32_t t, int64_t n, const uint8_t *w, size_t w_row,
                               const uint8_t *act, size_t a_row, int *fails) {
