@@ -121,6 +121,18 @@ static void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_
     TILE_FN(name, _d, RBD, 1, kern)                                                           \
     static const tile_set name = {RB, CB, RBD, {name##_f1, name##_f2, name##_f3, name##_f4},  \
                                   {name##_o1, name##_o2, name##_o3, name##_o4}, name##_d};
+/* the same with a hand-written 4 x 1 decode tile */
+#define TILE_SET_DEC(name, RB, CB, kern, dec)                                                  \
+    TILE_FN(name, _f1, RB, 1, kern)                                                           \
+    TILE_FN(name, _f2, RB, (2 < CB ? 2 : CB), kern)                                           \
+    TILE_FN(name, _f3, RB, (3 < CB ? 3 : CB), kern)                                           \
+    TILE_FN(name, _f4, RB, CB, kern)                                                          \
+    TILE_FN(name, _o1, 1, 1, kern)                                                            \
+    TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern)                                            \
+    TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern)                                            \
+    TILE_FN(name, _o4, 1, CB, kern)                                                           \
+    static const tile_set name = {RB, CB, 4, {name##_f1, name##_f2, name##_f3, name##_f4},    \
+                                  {name##_o1, name##_o2, name##_o3, name##_o4}, dec};
 
 /* ===================================== AVX-512 ========================================== */
 #define ISA_T T5
@@ -350,8 +362,101 @@ AI T5 void q4Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const 
                  float *o, size_t os) { q45K_tile5(0, RB, CB, nb, w, wr, a, ar, o, os); }
 AI T5 void q5Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
                  float *o, size_t os) { q45K_tile5(1, RB, CB, nb, w, wr, a, ar, o, os); }
-TILE_SET(t5_q4_K, 4, 4, 4, q4Kk5)
-TILE_SET(t5_q5_K, 4, 4, 4, q5Kk5)
+
+/* Decode tile of Q4_K / Q5_K: 4 rows x one column, the same exact integer totals S and M and
+ * the same float formula as q45K_tile5 (so bitwise its outputs), with the per-block work that
+ * does not touch the weights done for the 4 rows together in vector registers: the 16 header
+ * bytes of each row (d, dmin, 12 scale bytes) are unpacked side by side in one 512-bit vector,
+ * and the min term of the 4 rows is one multiply-add. */
+AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, float *out) {
+    const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
+    /* header lane [h, u0, u1, u2] -> [sc0-3, mn0-3, sc4-7, mn4-7] (kq_unpack_scales, by dwords) */
+    const __m512i lo_mask = _mm512_set4_epi32(0x0F0F0F0F, 0x0F0F0F0F, 0x3F3F3F3F, 0x3F3F3F3F);
+    const __m512i hi_mask = _mm512_set4_epi32(0x30303030, 0x30303030, 0, 0);
+    const __m512i shift4 = _mm512_set4_epi32(4, 0, 0, 0);
+    /* byte -> int16 lane selections from the unpacked headers: the scale of sub-block 2k in
+     * lanes 0..15 and of 2k+1 in lanes 16..31, for row r (header lane r); and the 8 mins of
+     * each row as int16 in its own 128-bit lane (mins 0-3 at bytes 4-7, 4-7 at bytes 12-15) */
+    __m512i sidx[4][4], midx;
+    for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 4; k++) {
+            const int lo = 2 * k < 4 ? 2 * k : 2 * k + 4, hi = 2 * k + 1 < 4 ? 2 * k + 1 : 2 * k + 5;
+            sidx[r][k] = _mm512_inserti64x4(_mm512_set1_epi16((short)(16 * r + lo)), _mm256_set1_epi16((short)(16 * r + hi)), 1);
+        }
+    {
+        short m[32];
+        for (int i = 0; i < 32; i++) m[i] = (short)(16 * (i / 8) + (i % 8 < 4 ? 4 + i % 8 : 8 + i % 8));
+        midx = _mm512_loadu_si512(m);
+    }
+    const __m512i hb[4] = {
+        _mm512_inserti64x4(_mm512_set1_epi8(1), _mm256_set1_epi8(2), 1),
+        _mm512_inserti64x4(_mm512_set1_epi8(4), _mm256_set1_epi8(8), 1),
+        _mm512_inserti64x4(_mm512_set1_epi8(16), _mm256_set1_epi8(32), 1),
+        _mm512_inserti64x4(_mm512_set1_epi8(64), _mm256_set1_epi8((char)128), 1)};
+    const __mmask64 even = 0x5555555555555555ull;
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a = (const block_q8_K *)act + b;
+        const __m512i a0 = _mm512_loadu_si512(a->qs), a1 = _mm512_loadu_si512(a->qs + 64);
+        const __m512i a2 = _mm512_loadu_si512(a->qs + 128), a3 = _mm512_loadu_si512(a->qs + 192);
+        const uint8_t *p[4];
+        for (int r = 0; r < 4; r++) {
+            p[r] = w + r * w_row + b * bs;
+            prefetch_block(p[r] + PF_BLOCKS * bs, bs);
+        }
+        __m512i h = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p[0]));
+        h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)p[1]), 1);
+        h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)p[2]), 2);
+        h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)p[3]), 3);
+        const __m512i x = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)0xF9);   /* [u0, u1, u2, u2] */
+        const __m512i y = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)0x9F);   /* [u2, u2, u0, u1] */
+        const __m512i sm = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srlv_epi32(x, shift4), lo_mask),
+                                                     _mm512_srli_epi32(y, 2), hi_mask, 0xF8); /* A | (B & C) */
+        __m512i isum[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *qs = is_q5 ? p[r] + 48 : p[r] + 16;
+            const __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p[r] + 16))) : _mm512_setzero_si512();
+            __m512i acc_i = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * k)));
+                q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), m4);
+                if (is_q5) q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hz, hb[k]), q, sixteen);
+                const __m512i sc = _mm512_maskz_permutexvar_epi8(even, sidx[r][k], sm);
+                const __m512i av = k == 0 ? a0 : k == 1 ? a1 : k == 2 ? a2 : a3;
+                acc_i = _mm512_dpwssd_epi32(acc_i, _mm512_maddubs_epi16(q, av), sc);
+            }
+            isum[r] = acc_i;
+        }
+        /* M of the 4 rows: mins (int16, 8 per row lane) . pair sums of bsums, then per lane */
+        const __m128i bsp = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+        __m512i mm = _mm512_madd_epi16(_mm512_maskz_permutexvar_epi8(even, midx, sm), _mm512_broadcast_i32x4(bsp));
+        mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, (_MM_PERM_ENUM)0x4E));
+        mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, (_MM_PERM_ENUM)0xB1));
+        const __m128i M = _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), mm));
+        const __m128i S = hsum4x8_5(fold512_5(isum[0]), fold512_5(isum[1]), fold512_5(isum[2]), fold512_5(isum[3]));
+        /* d and dmin of the 4 rows (fp16 words 0 and 1 of each header lane) */
+        const __m512i dw = _mm512_permutexvar_epi16(_mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                                     0, 0, 0, 0, 0, 0, 0, 0, 25, 17, 9, 1, 24, 16, 8, 0), h);
+        const __m256 dd = _mm256_cvtph_ps(_mm512_castsi512_si128(dw));   /* [d0..d3, dmin0..dmin3] */
+        const __m128 da = _mm_set1_ps(a->d);
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(S), _mm_mul_ps(_mm256_castps256_ps128(dd), da), acc);
+        acc = _mm_fnmadd_ps(_mm_cvtepi32_ps(M), _mm_mul_ps(_mm256_extractf128_ps(dd, 1), da), acc);
+    }
+    _mm_storeu_ps(out, acc);
+}
+static T5 void q4K_dec5(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
+    (void)ar, (void)os;
+    q45K_dec5(0, nb, w, wr, a, o);
+}
+static T5 void q5K_dec5(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
+    (void)ar, (void)os;
+    q45K_dec5(1, nb, w, wr, a, o);
+}
+TILE_SET_DEC(t5_q4_K, 4, 4, q4Kk5, q4K_dec5)
+TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 
