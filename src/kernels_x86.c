@@ -217,19 +217,54 @@ AI T5 void q32_tile5(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w
         for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_5(acc[r][c]);
 }
 
+/* Decode tile of the 32-blocks: 4 rows x one column, q32_tile5's operations per row and block
+ * (so bitwise its outputs) with the block size a constant and the activation work shared by
+ * the rows. It stays on 256-bit vectors: pairing two rows in a 512-bit one halves the
+ * instructions but leaves two vector ports instead of three, and measured slower. */
+AI T5 void q32_dec5(uint32_t type, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, float *out) {
+    const size_t bs = type == GGML_Q4_0 ? sizeof(block_q4_0) : type == GGML_Q4_1 ? sizeof(block_q4_1)
+                    : type == GGML_Q5_0 ? sizeof(block_q5_0) : type == GGML_Q5_1 ? sizeof(block_q5_1)
+                    : sizeof(block_q8_0);   /* a constant: prefetch_block unrolls */
+    const int off_shift = type == GGML_Q4_0 ? 3 : type == GGML_Q5_0 ? 4 : type == GGML_Q8_0 ? 7 : -1;
+    const int has_m = type == GGML_Q4_1 || type == GGML_Q5_1;
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_0 *a = (const block_q8_0 *)act + b;
+        const __m256i av = _mm256_loadu_si256((const __m256i *)a->qs);
+        const float da = _cvtsh_ss(a->d);
+        const __m256i as = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, av);
+        const __m256i off = off_shift >= 0 ? _mm256_slli_epi32(as, off_shift) : as;
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            prefetch_block(p + 4 * PF_BLOCKS * bs, bs);
+            float d, m;
+            __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q32_unpack5(type, p, &d, &m), av);
+            if (off_shift >= 0) dot = _mm256_sub_epi32(dot, off);
+            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da), acc[r]);
+            if (has_m) acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(as), _mm256_set1_ps(m * da), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) out[r] = hsum256_5(acc[r]);
+}
+
 #define Q32_KERN5(T) \
     AI T5 void q32k5_##T(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, \
-                         size_t ar, float *o, size_t os) { q32_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); }
+                         size_t ar, float *o, size_t os) { q32_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); } \
+    static T5 void q32d5_##T(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, \
+                             size_t os) { (void)ar, (void)os; q32_dec5(GGML_##T, nb, w, wr, a, o); }
 Q32_KERN5(Q4_0)
 Q32_KERN5(Q4_1)
 Q32_KERN5(Q5_0)
 Q32_KERN5(Q5_1)
 Q32_KERN5(Q8_0)
-TILE_SET(t5_q4_0, 4, 4, 4, q32k5_Q4_0)
-TILE_SET(t5_q4_1, 4, 4, 4, q32k5_Q4_1)
-TILE_SET(t5_q5_0, 4, 4, 4, q32k5_Q5_0)
-TILE_SET(t5_q5_1, 4, 4, 4, q32k5_Q5_1)
-TILE_SET(t5_q8_0, 4, 4, 4, q32k5_Q8_0)
+TILE_SET_DEC(t5_q4_0, 4, 4, q32k5_Q4_0, q32d5_Q4_0)
+TILE_SET_DEC(t5_q4_1, 4, 4, q32k5_Q4_1, q32d5_Q4_1)
+TILE_SET_DEC(t5_q5_0, 4, 4, q32k5_Q5_0, q32d5_Q5_0)
+TILE_SET_DEC(t5_q5_1, 4, 4, q32k5_Q5_1, q32d5_Q5_1)
+TILE_SET_DEC(t5_q8_0, 4, 4, q32k5_Q8_0, q32d5_Q8_0)
 
 /* -- K-quants: the float combination (shared with the AMX tiles) ---------------------------
  * The integer part of a 256-weight block is reduced to exact int32 totals per output:
@@ -375,18 +410,18 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
     const __m512i lo_mask = _mm512_set4_epi32(0x0F0F0F0F, 0x0F0F0F0F, 0x3F3F3F3F, 0x3F3F3F3F);
     const __m512i hi_mask = _mm512_set4_epi32(0x30303030, 0x30303030, 0, 0);
     const __m512i shift4 = _mm512_set4_epi32(4, 0, 0, 0);
-    /* byte -> int16 lane selections from the unpacked headers: the scale of sub-block 2k in
-     * lanes 0..15 and of 2k+1 in lanes 16..31, for row r (header lane r); and the 8 mins of
-     * each row as int16 in its own 128-bit lane (mins 0-3 at bytes 4-7, 4-7 at bytes 12-15) */
-    __m512i sidx[4][4], midx;
-    for (int r = 0; r < 4; r++)
-        for (int k = 0; k < 4; k++) {
-            const int lo = 2 * k < 4 ? 2 * k : 2 * k + 4, hi = 2 * k + 1 < 4 ? 2 * k + 1 : 2 * k + 5;
-            sidx[r][k] = _mm512_inserti64x4(_mm512_set1_epi16((short)(16 * r + lo)), _mm256_set1_epi16((short)(16 * r + hi)), 1);
-        }
+    /* in-lane byte shuffles (vpshufb; index bit 7 = zero byte) of the unpacked headers to int16
+     * lanes: the scale of sub-block 2k in lanes 0..15 and of 2k+1 in lanes 16..31 (from the
+     * header broadcast to all 4 lanes), and the 8 mins of each row in its own 128-bit lane */
+    __m512i sidx[4], midx, lane_r[4];
+    for (int r = 0; r < 4; r++) lane_r[r] = _mm512_add_epi32(_mm512_set1_epi32(4 * r), _mm512_set4_epi32(3, 2, 1, 0));
+    for (int k = 0; k < 4; k++) {
+        const int lo = 2 * k < 4 ? 2 * k : 2 * k + 4, hi = 2 * k + 1 < 4 ? 2 * k + 1 : 2 * k + 5;
+        sidx[k] = _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | lo)), _mm256_set1_epi16((short)(0x8000 | hi)), 1);
+    }
     {
         short m[32];
-        for (int i = 0; i < 32; i++) m[i] = (short)(16 * (i / 8) + (i % 8 < 4 ? 4 + i % 8 : 8 + i % 8));
+        for (int i = 0; i < 32; i++) m[i] = (short)(0x8000 | (i % 8 < 4 ? 4 + i % 8 : 8 + i % 8));
         midx = _mm512_loadu_si512(m);
     }
     const __m512i hb[4] = {
@@ -394,7 +429,6 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
         _mm512_inserti64x4(_mm512_set1_epi8(4), _mm256_set1_epi8(8), 1),
         _mm512_inserti64x4(_mm512_set1_epi8(16), _mm256_set1_epi8(32), 1),
         _mm512_inserti64x4(_mm512_set1_epi8(64), _mm256_set1_epi8((char)128), 1)};
-    const __mmask64 even = 0x5555555555555555ull;
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a = (const block_q8_K *)act + b;
@@ -418,13 +452,14 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
         for (int r = 0; r < 4; r++) {
             const uint8_t *qs = is_q5 ? p[r] + 48 : p[r] + 16;
             const __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p[r] + 16))) : _mm512_setzero_si512();
+            const __m512i smr = _mm512_permutexvar_epi32(lane_r[r], sm);   /* row r's header in every lane */
             __m512i acc_i = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * k)));
                 q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), m4);
                 if (is_q5) q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hz, hb[k]), q, sixteen);
-                const __m512i sc = _mm512_maskz_permutexvar_epi8(even, sidx[r][k], sm);
+                const __m512i sc = _mm512_shuffle_epi8(smr, sidx[k]);
                 const __m512i av = k == 0 ? a0 : k == 1 ? a1 : k == 2 ? a2 : a3;
                 acc_i = _mm512_dpwssd_epi32(acc_i, _mm512_maddubs_epi16(q, av), sc);
             }
@@ -432,7 +467,7 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
         }
         /* M of the 4 rows: mins (int16, 8 per row lane) . pair sums of bsums, then per lane */
         const __m128i bsp = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
-        __m512i mm = _mm512_madd_epi16(_mm512_maskz_permutexvar_epi8(even, midx, sm), _mm512_broadcast_i32x4(bsp));
+        __m512i mm = _mm512_madd_epi16(_mm512_shuffle_epi8(sm, midx), _mm512_broadcast_i32x4(bsp));
         mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, (_MM_PERM_ENUM)0x4E));
         mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, (_MM_PERM_ENUM)0xB1));
         const __m128i M = _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), mm));
