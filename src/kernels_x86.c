@@ -108,8 +108,9 @@ static void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_
                                 size_t a_row, float *o, size_t os) {                          \
         kern(R, C, nb, w, w_row, a, a_row, o, os);                                            \
     }
-/* tiles of RB x CB (CB <= 4) for prefill, RBD x 1 for decode */
-#define TILE_SET(name, RB, CB, RBD, kern)                                                     \
+/* tiles of RB x CB (CB <= 4) for prefill, and a decode tile of 4 x 1: TILE_SET makes it from
+ * the same kernel, TILE_SET_DEC takes a hand-written one (dec) */
+#define TILE_FNS(name, RB, CB, kern)                                                          \
     TILE_FN(name, _f1, RB, 1, kern)                                                           \
     TILE_FN(name, _f2, RB, (2 < CB ? 2 : CB), kern)                                           \
     TILE_FN(name, _f3, RB, (3 < CB ? 3 : CB), kern)                                           \
@@ -117,22 +118,14 @@ static void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_
     TILE_FN(name, _o1, 1, 1, kern)                                                            \
     TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern)                                            \
     TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern)                                            \
-    TILE_FN(name, _o4, 1, CB, kern)                                                           \
-    TILE_FN(name, _d, RBD, 1, kern)                                                           \
-    static const tile_set name = {RB, CB, RBD, {name##_f1, name##_f2, name##_f3, name##_f4},  \
-                                  {name##_o1, name##_o2, name##_o3, name##_o4}, name##_d};
-/* the same with a hand-written 4 x 1 decode tile */
-#define TILE_SET_DEC(name, RB, CB, kern, dec)                                                  \
-    TILE_FN(name, _f1, RB, 1, kern)                                                           \
-    TILE_FN(name, _f2, RB, (2 < CB ? 2 : CB), kern)                                           \
-    TILE_FN(name, _f3, RB, (3 < CB ? 3 : CB), kern)                                           \
-    TILE_FN(name, _f4, RB, CB, kern)                                                          \
-    TILE_FN(name, _o1, 1, 1, kern)                                                            \
-    TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern)                                            \
-    TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern)                                            \
-    TILE_FN(name, _o4, 1, CB, kern)                                                           \
+    TILE_FN(name, _o4, 1, CB, kern)
+#define TILE_SET_DEC(name, RB, CB, kern, dec)                                                 \
+    TILE_FNS(name, RB, CB, kern)                                                              \
     static const tile_set name = {RB, CB, 4, {name##_f1, name##_f2, name##_f3, name##_f4},    \
                                   {name##_o1, name##_o2, name##_o3, name##_o4}, dec};
+#define TILE_SET(name, RB, CB, kern)                                                          \
+    TILE_FN(name, _d, 4, 1, kern)                                                             \
+    TILE_SET_DEC(name, RB, CB, kern, name##_d)
 
 /* ===================================== AVX-512 ========================================== */
 #define ISA_T T5
@@ -568,7 +561,7 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
     }
     kq_store5(RB, CB, acc, out, os);
 }
-TILE_SET(t5_q6_K, 4, 4, 4, q6K_tile5)
+TILE_SET(t5_q6_K, 4, 4, q6K_tile5)
 
 /* -- float activations: weights dequantized chunk by chunk, then RB x CB float dots -------- */
 
@@ -939,11 +932,11 @@ Q32_KERN2(Q4_1)
 Q32_KERN2(Q5_0)
 Q32_KERN2(Q5_1)
 Q32_KERN2(Q8_0)
-TILE_SET(t2_q4_0, 4, 2, 4, q32k2_Q4_0)
-TILE_SET(t2_q4_1, 4, 2, 4, q32k2_Q4_1)
-TILE_SET(t2_q5_0, 4, 2, 4, q32k2_Q5_0)
-TILE_SET(t2_q5_1, 4, 2, 4, q32k2_Q5_1)
-TILE_SET(t2_q8_0, 4, 2, 4, q32k2_Q8_0)
+TILE_SET(t2_q4_0, 4, 2, q32k2_Q4_0)
+TILE_SET(t2_q4_1, 4, 2, q32k2_Q4_1)
+TILE_SET(t2_q5_0, 4, 2, q32k2_Q5_0)
+TILE_SET(t2_q5_1, 4, 2, q32k2_Q5_1)
+TILE_SET(t2_q8_0, 4, 2, q32k2_Q8_0)
 
 /* -- Q4_K / Q5_K x Q8_K, 256-bit: a vector holds one 32-weight sub-block ------------------ */
 
@@ -1014,8 +1007,8 @@ AI T2 void q4Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const 
                  float *o, size_t os) { q45K_tile2(0, RB, CB, nb, w, wr, a, ar, o, os); }
 AI T2 void q5Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
                  float *o, size_t os) { q45K_tile2(1, RB, CB, nb, w, wr, a, ar, o, os); }
-TILE_SET(t2_q4_K, 4, 2, 4, q4Kk2)
-TILE_SET(t2_q5_K, 4, 2, 4, q5Kk2)
+TILE_SET(t2_q4_K, 4, 2, q4Kk2)
+TILE_SET(t2_q5_K, 4, 2, q5Kk2)
 
 /* -- Q6_K x Q8_K, 256-bit: a vector holds 32 weights = two 16-weight sub-blocks ----------- */
 
@@ -1076,7 +1069,7 @@ AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
 #pragma GCC unroll 2
         for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_2(acc[r][c]);
 }
-TILE_SET(t2_q6_K, 4, 2, 4, q6K_tile2)
+TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
 
 /* -- float path ---------------------------------------------------------------------------- */
 
