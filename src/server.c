@@ -1,10 +1,26 @@
 /* server.c — OpenAI-compatible HTTP API over the scheduler.
  *
- * libmicrohttpd runs one thread per connection, so a handler may block: a plain request waits
- * for its completion, a stream's content reader waits for the next tokens. Both poll the socket
- * while they wait, so a client that goes away cancels its request (and frees its slot) at once.
- * JSON in and out goes through jansson; every field is type-checked and a bad request gets a 4xx
- * in OpenAI's error shape. */
+ * Threading: libmicrohttpd runs one thread per connection (poll(), not select(), so descriptors
+ * above 1024 work), so a handler may block: a plain request waits for its completion, a stream's
+ * content reader waits for the next tokens. We keep that model rather than an event loop with
+ * suspended connections because the blocking waits (scheduler, template render, tokenizer) stay
+ * simple and cancellable; its cost, a thread per open socket, is bounded by strict limits:
+ *  - every request is judged from its headers alone (OPTIONS preflight, /health, API key, route,
+ *    method, Content-Length against --max-body) before any body byte is stored; a refused request
+ *    is answered at once and its connection closed, so an unauthenticated upload never buffers;
+ *  - a connection that is not being answered (waiting for headers, a body, or idle between
+ *    keep-alive requests) is "pending"; pending connections have a short idle timeout
+ *    (--idle-timeout), at most --max-pending-per-ip of them per client address, and when a new
+ *    connection would pass a limit (per address, or --max-connections in all) the OLDEST pending
+ *    connection is closed to make room (slowloris: stalled sockets cannot starve real clients);
+ *  - a connection being answered gets the long --timeout (a stream waiting for tokens is never cut
+ *    by the idle timeout); --max-connections-per-ip optionally caps all connections of an address;
+ *  - /tokenize, /detokenize and bodies over 1 MiB run a few at a time, with caps on their input
+ *    and output sizes.
+ * Handlers poll the socket while they wait, so a client that resets or closes its connection
+ * cancels its request (and frees its slot); a half-closed socket (the client shut down its sending
+ * side after the request) still gets its answer. JSON in and out goes through jansson; every field
+ * is type-checked and a bad request gets a 4xx in OpenAI's error shape. */
 #include "server.h"
 #include "toolcall.h"
 
@@ -19,6 +35,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 struct server {
     lfm2c_model *model;
@@ -32,7 +49,26 @@ struct server {
     uint64_t http_by_class[6]; /* 1xx..5xx */
     time_t started;
     int jobs;                  /* generation requests in flight (shutdown waits for them) */
+    char model_file[256];      /* also accepted as a model id */
+    /* transport: open sockets (see the scope comment), guarded by net_mu */
+    pthread_mutex_t net_mu;
+    struct sock *socks;
+    int n_open, n_pending, n_evicting;
+    uint64_t n_evicted, n_refused;
+    bool stopping;
+    struct gate { pthread_mutex_t mu; pthread_cond_t cv; int busy, max; } aux, big;
 };
+
+/* One open TCP connection (the socket context): found by the accept policy to make room. */
+typedef struct sock {
+    struct sock *prev, *next;
+    int fd;
+    uint32_t ip;               /* IPv4 address (network order), 0 for others */
+    double since;              /* when it last became pending */
+    bool pending;              /* nobody is being answered on it */
+    bool evicted;              /* shut down by us, not closed yet */
+    server *srv;
+} sock;
 
 /* Per request: the body being uploaded, and what the log line reports. */
 typedef struct conn {
@@ -44,6 +80,8 @@ typedef struct conn {
     bool streaming;
     int prompt_tokens, completion_tokens, cached_tokens;
     char method[12], url[80], addr[48];
+    int route;                 /* ROUTE_* decided from the headers */
+    bool big;                  /* holds a place of srv->big */
 } conn;
 
 /* ---- small helpers --------------------------------------------------------------------------- */
@@ -52,8 +90,7 @@ typedef struct http_err { int status; char type[40], code[40], param[64], msg[40
 
 static int set_err(http_err *e, int status, const char *code, const char *param, const char *fmt, ...) {
     e->status = status;
-    snprintf(e->type, sizeof e->type, "%s", status == 401 ? "authentication_error"
-                                          : status >= 500 ? "server_error" : "invalid_request_error");
+    snprintf(e->type, sizeof e->type, "%s", status >= 500 ? "server_error" : "invalid_request_error");
     snprintf(e->code, sizeof e->code, "%s", code ? code : "");
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
@@ -77,10 +114,52 @@ static void make_id(server *srv, const char *prefix, char *out, size_t cap) {
     snprintf(out, cap, "%s%016llx", prefix, (unsigned long long)x);
 }
 
+static sock *conn_sock(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The origin to allow for this request under --cors-origin ("*" or a comma-separated list). */
+static const char *cors_allow(const server *srv, struct MHD_Connection *c) {
+    const char *allowed = srv->p.cors_origin;
+    if (!allowed || !*allowed) return NULL;
+    if (!strcmp(allowed, "*")) return "*";
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin || !*origin) return NULL;
+    size_t n = strlen(origin);
+    for (const char *p = allowed; *p;) {
+        size_t m = strcspn(p, ",");
+        const char *q = p;
+        size_t len = m;
+        while (len && *q == ' ') { q++; len--; }
+        while (len && q[len - 1] == ' ') len--;
+        if (len == n && !strncmp(q, origin, n)) return origin;
+        p += m + (p[m] == ',');
+    }
+    return NULL;
+}
+
+/* Headers every response carries: CORS when --cors-origin is set. */
+static void add_common_headers(struct MHD_Connection *c, struct MHD_Response *r) {
+    sock *sk = conn_sock(c);
+    const server *srv = sk ? sk->srv : NULL;
+    const char *origin = srv ? cors_allow(srv, c) : NULL;
+    if (!origin) return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    if (strcmp(origin, "*")) MHD_add_response_header(r, "Vary", "Origin");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            want && strlen(want) < 2048 ? want : "Authorization, Content-Type, X-Api-Key");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "Retry-After");
+}
+
 static enum MHD_Result send_text(struct MHD_Connection *c, int status, const char *ctype, char *body,
                                  size_t len, const char *retry_after) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(body); return MHD_NO; }
+    add_common_headers(c, r);
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     MHD_add_response_header(r, "Content-Type", ctype);
     if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
@@ -103,14 +182,15 @@ static enum MHD_Result send_err(struct MHD_Connection *c, const http_err *e) {
     return send_text(c, e->status, "application/json", s, strlen(s), e->status == 503 ? "1" : NULL);
 }
 
-/* True when the peer closed its end (or the socket broke). */
+/* True when the connection is broken: reset by the peer, or our own writes failed. An orderly
+ * end of the client's sending side (a 0-byte read, POLLRDHUP) is NOT a disconnect: a client may
+ * half-close after its request and still read the answer. A client that closed both directions
+ * is seen at the next write (its stack answers with a reset). */
 static bool peer_gone(int fd) {
     if (fd < 0) return false;
-    struct pollfd pf = {fd, POLLIN | POLLRDHUP, 0};
+    struct pollfd pf = {fd, 0, 0};
     if (poll(&pf, 1, 0) <= 0) return false;
-    if (pf.revents & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) return true;
-    char b;
-    return (pf.revents & POLLIN) && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    return (pf.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
 }
 
 static int conn_fd(struct MHD_Connection *c) {
@@ -875,6 +955,7 @@ static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, j
         if (j->tools) st->tcs = toolcall_stream_new();
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
         if (!resp) { stream_free(st); return MHD_NO; }
+        add_common_headers(c, resp);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         k->status = 200;
@@ -935,25 +1016,114 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, co
     return run_job(srv, c, k, j);
 }
 
+/* ---- bounded concurrent work ------------------------------------------------------------------- */
+
+#define BIG_BODY (1u << 20)     /* bodies above this parse a few at a time */
+#define GATE_WAIT_MS 10000      /* longest wait for a place before 503 */
+
+static void gate_init(struct gate *g, int max) {
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->busy = 0;
+    g->max = max > 0 ? max : 1;
+}
+
+/* Takes a place (waits up to GATE_WAIT_MS); false when none came free. */
+static bool gate_enter(struct gate *g) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += GATE_WAIT_MS / 1000;
+    pthread_mutex_lock(&g->mu);
+    int rc = 0;
+    while (g->busy >= g->max && rc == 0) rc = pthread_cond_timedwait(&g->cv, &g->mu, &until);
+    bool ok = g->busy < g->max;
+    if (ok) g->busy++;
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
+static void gate_leave(struct gate *g) {
+    pthread_mutex_lock(&g->mu);
+    g->busy--;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static enum MHD_Result send_busy(struct MHD_Connection *c, conn *k, const char *what) {
+    http_err e;
+    set_err(&e, 503, "server_overloaded", NULL, "too many %s in progress; retry later", what);
+    k->status = 503;
+    return send_err(c, &e);
+}
+
+/* ---- /tokenize, /detokenize --------------------------------------------------------------------- */
+
+/* {"tokens":[...]} written straight into text: a token costs its digits, not a JSON object. */
+static char *tokens_text(const int32_t *t, int n, size_t *len) {
+    size_t cap = 16 + (size_t)n * 12;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    size_t o = (size_t)snprintf(out, cap, "{\"tokens\":[");
+    for (int i = 0; i < n; i++) o += (size_t)snprintf(out + o, cap - o, i ? ",%d" : "%d", (int)t[i]);
+    o += (size_t)snprintf(out + o, cap - o, "]}");
+    *len = o;
+    return out;
+}
+
 static enum MHD_Result handle_tokenize(server *srv, struct MHD_Connection *c, conn *k, json_t *body) {
     http_err e;
     json_t *content = json_object_get(body, "content");
     bool add_special = false, parse_special = true;
     if (!json_is_string(content)) { set_err(&e, 400, "invalid_type", "content", "'content' must be a string"); goto bad; }
     if (get_bool(body, "add_special", &add_special, &e) || get_bool(body, "parse_special", &parse_special, &e)) goto bad;
+    if (json_string_length(content) > srv->p.max_tokenize_bytes) {
+        set_err(&e, 413, "request_too_large", "content", "'content' has %zu bytes; /tokenize takes at most %zu (--max-tokenize-bytes)",
+                json_string_length(content), srv->p.max_tokenize_bytes);
+        goto bad;
+    }
+    if (!gate_enter(&srv->aux)) return send_busy(c, k, "tokenizer requests");
     lfm2c_error err = {0};
     int n = 0;
     int32_t *t = lfm2c_tokenize(srv->model, json_string_value(content), json_string_length(content), add_special,
                                 parse_special, &n, &err);
-    if (!t) { set_err(&e, 400, "invalid_value", "content", "%s", err.msg); goto bad; }
-    json_t *arr = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(arr, json_integer(t[i]));
+    size_t len = 0;
+    char *out = t ? tokens_text(t, n, &len) : NULL;
+    gate_leave(&srv->aux);
     free(t);
+    if (!t) { set_err(&e, 400, "invalid_value", "content", "%s", err.msg); goto bad; }
+    if (!out) { set_err(&e, 500, NULL, NULL, "out of memory"); goto bad; }
     k->status = 200;
-    return send_json(c, 200, json_pack("{s:o}", "tokens", arr));
+    return send_text(c, 200, "application/json", out, len, NULL);
 bad:
     k->status = e.status;
     return send_err(c, &e);
+}
+
+/* The text of token ids, at most cap bytes; 0, or an error. */
+static int detok_text(server *srv, json_t *tokens, size_t cap_out, char **text, size_t *len, http_err *e) {
+    size_t cap = 256, i;
+    *len = 0;
+    *text = malloc(cap);
+    if (!*text) return set_err(e, 500, NULL, NULL, "out of memory");
+    (*text)[0] = 0;
+    lfm2c_detok d;
+    lfm2c_detok_init(&d, true);
+    json_t *t;
+    json_array_foreach(tokens, i, t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= srv->n_vocab)
+            return set_err(e, 400, "invalid_value", "tokens", "tokens[%zu] is not a token id of this model", i);
+        char piece[600];
+        int n = lfm2c_detok_push(&d, srv->model, (int32_t)json_integer_value(t), piece, sizeof piece);
+        if (n > 0) buf_add(text, len, &cap, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
+        if (!*text) return set_err(e, 500, NULL, NULL, "out of memory");
+        if (*len > cap_out)
+            return set_err(e, 413, "response_too_large", "tokens", "the text of these tokens is over %zu bytes", cap_out);
+    }
+    char tail[64];
+    int n = lfm2c_detok_flush(&d, tail, sizeof tail);
+    if (n > 0) buf_add(text, len, &cap, tail, (size_t)n);
+    if (!*text) return set_err(e, 500, NULL, NULL, "out of memory");
+    return 0;
 }
 
 static enum MHD_Result handle_detokenize(server *srv, struct MHD_Connection *c, conn *k, json_t *body) {
@@ -964,29 +1134,24 @@ static enum MHD_Result handle_detokenize(server *srv, struct MHD_Connection *c, 
         k->status = 400;
         return send_err(c, &e);
     }
-    size_t cap = 256, len = 0, i;
-    char *text = malloc(cap);
-    if (text) text[0] = 0;
-    lfm2c_detok d;
-    lfm2c_detok_init(&d, true);
-    json_t *t;
-    json_array_foreach(tokens, i, t) {
-        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= srv->n_vocab) {
-            free(text);
-            set_err(&e, 400, "invalid_value", "tokens", "tokens[%zu] is not a token id of this model", i);
-            k->status = 400;
-            return send_err(c, &e);
-        }
-        char piece[600];
-        int n = lfm2c_detok_push(&d, srv->model, (int32_t)json_integer_value(t), piece, sizeof piece);
-        if (n > 0) buf_add(&text, &len, &cap, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
+    if (json_array_size(tokens) > (size_t)srv->p.max_detokenize_tokens) {
+        set_err(&e, 413, "request_too_large", "tokens", "'tokens' has %zu ids; /detokenize takes at most %d (--max-detokenize-tokens)",
+                json_array_size(tokens), srv->p.max_detokenize_tokens);
+        k->status = 413;
+        return send_err(c, &e);
     }
-    char tail[64];
-    int n = lfm2c_detok_flush(&d, tail, sizeof tail);
-    if (n > 0) buf_add(&text, &len, &cap, tail, (size_t)n);
-    if (!text) return MHD_NO;
-    json_t *out = json_pack("{s:s%}", "content", text, len);
+    if (!gate_enter(&srv->aux)) return send_busy(c, k, "tokenizer requests");
+    char *text = NULL;
+    size_t len = 0;
+    int rc = detok_text(srv, tokens, srv->p.max_body, &text, &len, &e);
+    gate_leave(&srv->aux);
+    json_t *out = rc ? NULL : json_pack("{s:s%}", "content", text, len);
     free(text);
+    if (rc || !out) {
+        if (!rc) set_err(&e, 500, NULL, NULL, "out of memory");
+        k->status = e.status;
+        return send_err(c, &e);
+    }
     k->status = 200;
     return send_json(c, 200, out);
 }
@@ -998,10 +1163,15 @@ static enum MHD_Result handle_metrics(server *srv, struct MHD_Connection *c, con
     pthread_mutex_lock(&srv->mu);
     memcpy(h, srv->http_by_class, sizeof h);
     pthread_mutex_unlock(&srv->mu);
-    char *buf = malloc(4096);
+    pthread_mutex_lock(&srv->net_mu);
+    int n_open = srv->n_open, n_pending = srv->n_pending;
+    uint64_t evicted = srv->n_evicted, refused = srv->n_refused;
+    pthread_mutex_unlock(&srv->net_mu);
+    enum { CAP = 6144 };
+    char *buf = malloc(CAP);
     if (!buf) return MHD_NO;
     double hit = st.prompt_tokens ? (double)st.cached_tokens / (double)st.prompt_tokens : 0;
-    int n = snprintf(buf, 4096,
+    int n = snprintf(buf, CAP,
         "# HELP lfm2c_requests_total Generation requests accepted.\n# TYPE lfm2c_requests_total counter\nlfm2c_requests_total %llu\n"
         "# HELP lfm2c_http_responses_total HTTP responses by status class.\n# TYPE lfm2c_http_responses_total counter\n"
         "lfm2c_http_responses_total{class=\"2xx\"} %llu\nlfm2c_http_responses_total{class=\"4xx\"} %llu\n"
@@ -1016,26 +1186,284 @@ static enum MHD_Result handle_metrics(server *srv, struct MHD_Connection *c, con
         "# HELP lfm2c_queue_depth Requests waiting for a slot.\n# TYPE lfm2c_queue_depth gauge\nlfm2c_queue_depth %d\n"
         "# HELP lfm2c_slots_active Slots generating.\n# TYPE lfm2c_slots_active gauge\nlfm2c_slots_active %d\n"
         "# HELP lfm2c_slots_total Slots.\n# TYPE lfm2c_slots_total gauge\nlfm2c_slots_total %d\n"
-        "# HELP lfm2c_batch_steps_total Batched forward passes.\n# TYPE lfm2c_batch_steps_total counter\nlfm2c_batch_steps_total %llu\n",
+        "# HELP lfm2c_batch_steps_total Batched forward passes.\n# TYPE lfm2c_batch_steps_total counter\nlfm2c_batch_steps_total %llu\n"
+        "# HELP lfm2c_http_connections_open Open client connections.\n# TYPE lfm2c_http_connections_open gauge\nlfm2c_http_connections_open %d\n"
+        "# HELP lfm2c_http_connections_pending Connections not being answered (headers, body or keep-alive idle).\n# TYPE lfm2c_http_connections_pending gauge\nlfm2c_http_connections_pending %d\n"
+        "# HELP lfm2c_http_connections_evicted_total Pending connections closed to make room.\n# TYPE lfm2c_http_connections_evicted_total counter\nlfm2c_http_connections_evicted_total %llu\n"
+        "# HELP lfm2c_http_connections_refused_total Connections refused at a limit.\n# TYPE lfm2c_http_connections_refused_total counter\nlfm2c_http_connections_refused_total %llu\n",
         (unsigned long long)st.requests, (unsigned long long)h[2], (unsigned long long)h[4], (unsigned long long)h[5],
         (unsigned long long)st.prompt_tokens, (unsigned long long)st.cached_tokens, hit,
         (unsigned long long)st.prefill_tokens, (unsigned long long)st.generated_tokens,
         st.prefill_seconds > 0 ? (double)st.prefill_tokens / st.prefill_seconds : 0,
         st.decode_seconds > 0 ? (double)st.generated_tokens / st.decode_seconds : 0, st.queue_depth, st.active_slots,
-        st.n_slots, (unsigned long long)st.steps);
+        st.n_slots, (unsigned long long)st.steps, n_open, n_pending, (unsigned long long)evicted,
+        (unsigned long long)refused);
     k->status = 200;
-    return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)(n < 4096 ? n : 4095), NULL);
+    return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)(n < CAP ? n : CAP - 1), NULL);
 }
 
+/* ---- connections: accounting, eviction, timeouts ------------------------------------------------ */
+
+/* Closes the oldest pending connection (of ip when by_ip); false when there is none (net_mu held). */
+static bool evict_oldest(server *srv, uint32_t ip, bool by_ip) {
+    sock *best = NULL;
+    for (sock *x = srv->socks; x; x = x->next)
+        if (x->pending && !x->evicted && (!by_ip || x->ip == ip) && (!best || x->since < best->since)) best = x;
+    if (!best) return false;
+    best->evicted = true;
+    srv->n_evicting++;
+    srv->n_evicted++;
+    shutdown(best->fd, SHUT_RDWR); /* its thread sees the end and closes it */
+    return true;
+}
+
+static uint32_t addr_ip(const struct sockaddr *a, socklen_t len) {
+    if (a && a->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr;
+    return 0;
+}
+
+/* Called before a new connection is accepted: makes room or refuses it. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len) {
+    server *srv = cls;
+    uint32_t ip = addr_ip(addr, len);
+    bool ok = true;
+    pthread_mutex_lock(&srv->net_mu);
+    if (srv->stopping) {
+        ok = false;
+    } else {
+        int ip_pending = 0, ip_all = 0;
+        for (sock *x = srv->socks; x; x = x->next)
+            if (!x->evicted && x->ip == ip) { ip_all++; ip_pending += x->pending; }
+        if (srv->p.max_pending_per_ip > 0 && ip_pending >= srv->p.max_pending_per_ip && evict_oldest(srv, ip, true)) ip_all--;
+        if (srv->n_open - srv->n_evicting >= srv->p.max_connections && !evict_oldest(srv, 0, false)) ok = false;
+        if (ok && srv->p.max_connections_per_ip > 0 && ip_all >= srv->p.max_connections_per_ip && !evict_oldest(srv, ip, true))
+            ok = false;
+    }
+    if (!ok) srv->n_refused++;
+    pthread_mutex_unlock(&srv->net_mu);
+    return ok ? MHD_YES : MHD_NO;
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe) {
+    server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        sock *x = calloc(1, sizeof *x);
+        if (!x) return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        x->fd = ci ? ci->connect_fd : -1;
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        x->ip = ci ? addr_ip(ci->client_addr, sizeof(struct sockaddr_in)) : 0;
+        x->since = sched_now();
+        x->pending = true;
+        x->srv = srv;
+        pthread_mutex_lock(&srv->net_mu);
+        x->next = srv->socks;
+        if (srv->socks) srv->socks->prev = x;
+        srv->socks = x;
+        srv->n_open++;
+        srv->n_pending++;
+        pthread_mutex_unlock(&srv->net_mu);
+        *socket_context = x;
+        return;
+    }
+    sock *x = *socket_context;
+    if (!x) return;
+    pthread_mutex_lock(&srv->net_mu);
+    if (x->prev) x->prev->next = x->next;
+    else srv->socks = x->next;
+    if (x->next) x->next->prev = x->prev;
+    srv->n_open--;
+    srv->n_pending -= x->pending;
+    srv->n_evicting -= x->evicted;
+    pthread_mutex_unlock(&srv->net_mu);
+    *socket_context = NULL;
+    free(x);
+}
+
+/* Marks the connection pending (nobody answered: short idle timeout, may be evicted) or busy. */
+static void conn_pending(server *srv, struct MHD_Connection *c, bool pending) {
+    sock *x = conn_sock(c);
+    if (x) {
+        pthread_mutex_lock(&srv->net_mu);
+        srv->n_pending += (int)pending - (int)x->pending;
+        x->pending = pending;
+        x->since = sched_now();
+        pthread_mutex_unlock(&srv->net_mu);
+    }
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT,
+                              (unsigned)(pending ? srv->p.idle_timeout : srv->p.timeout));
+}
+
+/* The API key from 'Authorization: Bearer KEY' or 'x-api-key: KEY', compared in constant time. */
 static bool key_ok(server *srv, struct MHD_Connection *c) {
     if (!srv->p.api_key) return true;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
-    h += 7;
+    if (h && !strncasecmp(h, "Bearer ", 7)) h += 7;
+    else h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+    if (!h) return false;
     size_t a = strlen(h), b = strlen(srv->p.api_key);
     unsigned diff = (unsigned)(a ^ b);
     for (size_t i = 0; i < a; i++) diff |= (unsigned char)h[i] ^ (unsigned char)srv->p.api_key[i % (b ? b : 1)];
     return diff == 0;
+}
+
+enum { ROUTE_NONE, ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_TOKENIZE, ROUTE_DETOKENIZE };
+
+static int post_route(const char *url) {
+    static const struct { const char *url; int route; } posts[] = {
+        {"/v1/chat/completions", ROUTE_CHAT}, {"/chat/completions", ROUTE_CHAT}, {"/v1/completions", ROUTE_COMPLETIONS},
+        {"/completions", ROUTE_COMPLETIONS}, {"/tokenize", ROUTE_TOKENIZE}, {"/detokenize", ROUTE_DETOKENIZE}};
+    for (size_t i = 0; i < sizeof posts / sizeof *posts; i++)
+        if (!strcmp(url, posts[i].url)) return posts[i].route;
+    return ROUTE_NONE;
+}
+
+static json_t *model_json(server *srv) {
+    const lfm2c_model_info *mi = lfm2c_model_get_info(srv->model);
+    return json_pack("{s:s,s:s,s:I,s:s,s:{s:s,s:i,s:i,s:I}}", "id", srv->alias, "object", "model", "created",
+                     (json_int_t)srv->started, "owned_by", "lfm2c", "meta", "arch", mi->arch, "n_ctx", srv->n_ctx,
+                     "n_vocab", srv->n_vocab, "n_params", (json_int_t)mi->n_params);
+}
+
+static enum MHD_Result send_preflight(struct MHD_Connection *c, conn *k) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    add_common_headers(c, r);
+    MHD_add_response_header(r, "Allow", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    k->status = 204;
+    enum MHD_Result ret = MHD_queue_response(c, 204, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* The first call, with the headers only: answers whatever needs no body (and refuses what must
+ * not upload one), else records the route and lets the body come. */
+static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k, const char *url, const char *method) {
+    http_err e;
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
+    if (!strcmp(method, "OPTIONS")) { conn_pending(srv, c, false); return send_preflight(c, k); }
+    conn_pending(srv, c, false); /* answered now, or the body is on its way */
+    if (!strcmp(url, "/health") && get) {
+        k->status = 200;
+        return send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+    }
+    if (!key_ok(srv, c)) {
+        set_err(&e, 401, "invalid_api_key", NULL,
+                "Incorrect or missing API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
+        k->status = 401;
+        return send_err(c, &e);
+    }
+    const char *models = !strncmp(url, "/v1/models", 10) ? url + 10 : !strncmp(url, "/models", 7) ? url + 7 : NULL;
+    if (models && get && !*models) {
+        k->status = 200;
+        return send_json(c, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", model_json(srv)));
+    }
+    if (models && get && models[0] == '/' && models[1]) {
+        const char *id = models + 1;
+        if (!strcmp(id, srv->alias) || (srv->model_file[0] && !strcmp(id, srv->model_file))) {
+            k->status = 200;
+            return send_json(c, 200, model_json(srv));
+        }
+        set_err(&e, 404, "model_not_found", "model", "The model '%.200s' does not exist (this server has '%.200s')", id, srv->alias);
+        k->status = 404;
+        return send_err(c, &e);
+    }
+    if (!strcmp(url, "/metrics") && get) {
+        if (!srv->p.metrics) {
+            set_err(&e, 404, "not_found", NULL, "metrics are off (start the server with --metrics)");
+            k->status = 404;
+            return send_err(c, &e);
+        }
+        return handle_metrics(srv, c, k);
+    }
+    k->route = post_route(url);
+    if (k->route == ROUTE_NONE) {
+        set_err(&e, 404, "not_found", NULL, "no route %.11s %.300s", method, url);
+        k->status = 404;
+        return send_err(c, &e);
+    }
+    if (!post) {
+        set_err(&e, 405, "method_not_allowed", NULL, "%.300s needs POST", url);
+        k->status = 405;
+        return send_err(c, &e);
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (end == cl || n > srv->p.max_body) {
+            set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)", srv->p.max_body);
+            k->status = 413;
+            return send_err(c, &e);
+        }
+    }
+    conn_pending(srv, c, true); /* until the body is complete */
+    return MHD_YES;
+}
+
+static enum MHD_Result on_body(server *srv, conn *k, const char *upload, size_t n) {
+    if (k->too_big) return MHD_YES; /* chunked upload past the limit: read and dropped */
+    if (k->n_body + n > srv->p.max_body) {
+        k->too_big = true;
+        free(k->body);
+        k->body = NULL;
+        k->n_body = k->cap_body = 0;
+        return MHD_YES;
+    }
+    if (k->n_body + n + 1 > k->cap_body) {
+        size_t cap = k->cap_body ? k->cap_body : 4096;
+        while (cap < k->n_body + n + 1) cap *= 2;
+        char *nb = realloc(k->body, cap);
+        if (!nb) return MHD_NO;
+        k->body = nb;
+        k->cap_body = cap;
+    }
+    memcpy(k->body + k->n_body, upload, n);
+    k->n_body += n;
+    return MHD_YES;
+}
+
+/* The body is complete: parse it and run the route. */
+static enum MHD_Result on_request(server *srv, struct MHD_Connection *c, conn *k) {
+    http_err e;
+    conn_pending(srv, c, false);
+    if (k->too_big) {
+        set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)", srv->p.max_body);
+        k->status = 413;
+        return send_err(c, &e);
+    }
+    if (k->n_body > BIG_BODY) {
+        if (!gate_enter(&srv->big)) return send_busy(c, k, "large requests");
+        k->big = true;
+    }
+    json_error_t je;
+    json_t *body = k->body ? json_loadb(k->body, k->n_body, 0, &je) : NULL;
+    bool had_body = k->body != NULL;
+    free(k->body); /* not needed past here */
+    k->body = NULL;
+    k->n_body = k->cap_body = 0;
+    enum MHD_Result ret;
+    if (!body) {
+        set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", had_body ? ": " : "", had_body ? je.text : "");
+        k->status = 400;
+        ret = send_err(c, &e);
+    } else if (!json_is_object(body)) {
+        set_err(&e, 400, "invalid_type", NULL, "the body must be a JSON object");
+        k->status = 400;
+        ret = send_err(c, &e);
+    } else if (k->route == ROUTE_CHAT || k->route == ROUTE_COMPLETIONS) {
+        ret = handle_generate(srv, c, k, body, k->route == ROUTE_CHAT);
+    } else if (k->route == ROUTE_TOKENIZE) {
+        ret = handle_tokenize(srv, c, k, body);
+    } else {
+        ret = handle_detokenize(srv, c, k, body);
+    }
+    json_decref(body);
+    if (k->big) { gate_leave(&srv->big); k->big = false; }
+    return ret;
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -1053,112 +1481,41 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
             inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, k->addr, sizeof k->addr);
         *con_cls = k;
-        return MHD_YES;
+        return on_headers(srv, c, k, url, method);
     }
+    if (k->status) { *upload_size = 0; return MHD_YES; } /* answered from the headers */
     if (*upload_size) {
-        if (!k->too_big) {
-            if (k->n_body + *upload_size > srv->p.max_body) {
-                k->too_big = true;
-                free(k->body);
-                k->body = NULL;
-            } else {
-                if (k->n_body + *upload_size + 1 > k->cap_body) {
-                    size_t cap = k->cap_body ? k->cap_body : 4096;
-                    while (cap < k->n_body + *upload_size + 1) cap *= 2;
-                    char *nb = realloc(k->body, cap);
-                    if (!nb) return MHD_NO;
-                    k->body = nb;
-                    k->cap_body = cap;
-                }
-                memcpy(k->body + k->n_body, upload, *upload_size);
-                k->n_body += *upload_size;
-            }
-        }
+        enum MHD_Result r = on_body(srv, k, upload, *upload_size);
         *upload_size = 0;
-        return MHD_YES;
+        return r;
     }
-    http_err e;
-    bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
-    if (!strcmp(url, "/health") && get) {
-        k->status = 200;
-        return send_json(c, 200, json_pack("{s:s}", "status", "ok"));
-    }
-    if (!key_ok(srv, c)) {
-        set_err(&e, 401, "invalid_api_key", NULL, "missing or incorrect API key (send 'Authorization: Bearer KEY')");
-        k->status = 401;
-        return send_err(c, &e);
-    }
-    if ((!strcmp(url, "/v1/models") || !strcmp(url, "/models")) && get) {
-        const lfm2c_model_info *mi = lfm2c_model_get_info(srv->model);
-        k->status = 200;
-        return send_json(c, 200, json_pack("{s:s,s:[{s:s,s:s,s:I,s:s,s:{s:s,s:i,s:i,s:I}}]}", "object", "list", "data", "id",
-                                           srv->alias, "object", "model", "created", (json_int_t)srv->started, "owned_by", "lfm2c",
-                                           "meta", "arch", mi->arch, "n_ctx", srv->n_ctx, "n_vocab", srv->n_vocab, "n_params",
-                                           (json_int_t)mi->n_params));
-    }
-    if (!strcmp(url, "/metrics") && get) {
-        if (!srv->p.metrics) {
-            set_err(&e, 404, "not_found", NULL, "metrics are off (start the server with --metrics)");
-            k->status = 404;
-            return send_err(c, &e);
-        }
-        return handle_metrics(srv, c, k);
-    }
-    static const char *posts[] = {"/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions",
-                                  "/tokenize", "/detokenize"};
-    int which = -1;
-    for (int i = 0; i < 6; i++)
-        if (!strcmp(url, posts[i])) which = i;
-    if (which < 0) {
-        set_err(&e, 404, "not_found", NULL, "no route %s %s", method, url);
-        k->status = 404;
-        return send_err(c, &e);
-    }
-    if (!post) {
-        set_err(&e, 405, "method_not_allowed", NULL, "%s needs POST", url);
-        k->status = 405;
-        return send_err(c, &e);
-    }
-    if (k->too_big) {
-        set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes", srv->p.max_body);
-        k->status = 413;
-        return send_err(c, &e);
-    }
-    json_error_t je;
-    json_t *body = k->body ? json_loadb(k->body, k->n_body, 0, &je) : NULL;
-    if (!body) {
-        set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", k->body ? ": " : "", k->body ? je.text : "");
-        k->status = 400;
-        return send_err(c, &e);
-    }
-    if (!json_is_object(body)) {
-        json_decref(body);
-        set_err(&e, 400, "invalid_type", NULL, "the body must be a JSON object");
-        k->status = 400;
-        return send_err(c, &e);
-    }
-    enum MHD_Result ret;
-    if (which < 2) ret = handle_generate(srv, c, k, body, true);
-    else if (which < 4) ret = handle_generate(srv, c, k, body, false);
-    else if (which == 4) ret = handle_tokenize(srv, c, k, body);
-    else ret = handle_detokenize(srv, c, k, body);
-    json_decref(body);
-    return ret;
+    return on_request(srv, c, k);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     server *srv = cls;
     conn *k = *con_cls;
-    (void)c;
+    conn_pending(srv, c, true); /* idle until the next request (keep-alive) */
     if (!k) return;
     if (!k->streaming) { /* streams log when their response ends */
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && k->status == 200) k->status = 499;
         if (!k->status) k->status = 499;
         log_request(srv, k);
     }
+    if (k->big) gate_leave(&srv->big);
     *con_cls = NULL;
     free(k->body);
     free(k);
+}
+
+static void server_free(server *srv) {
+    pthread_mutex_destroy(&srv->mu);
+    pthread_mutex_destroy(&srv->net_mu);
+    pthread_mutex_destroy(&srv->aux.mu);
+    pthread_cond_destroy(&srv->aux.cv);
+    pthread_mutex_destroy(&srv->big.mu);
+    pthread_cond_destroy(&srv->big.cv);
+    free(srv);
 }
 
 server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c_error *err) {
@@ -1167,12 +1524,23 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     srv->model = model;
     srv->sched = s;
     srv->p = *p;
-    if (!srv->p.max_body) srv->p.max_body = 8u << 20;
+    server_params *q = &srv->p;
+    if (!q->max_body) q->max_body = SERVER_DEFAULT_MAX_BODY;
+    if (q->idle_timeout <= 0) q->idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT;
+    if (q->timeout <= 0) q->timeout = SERVER_DEFAULT_TIMEOUT;
+    if (q->max_connections <= 0) q->max_connections = SERVER_DEFAULT_MAX_CONNECTIONS;
+    if (q->max_pending_per_ip == 0) q->max_pending_per_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP;
+    if (!q->max_tokenize_bytes) q->max_tokenize_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
+    if (q->max_detokenize_tokens <= 0) q->max_detokenize_tokens = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
     srv->n_vocab = lfm2c_vocab_size(model);
     srv->started = time(NULL);
     srv->tool_ids = (uint64_t)srv->started * 2654435761u;
     pthread_mutex_init(&srv->mu, NULL);
+    pthread_mutex_init(&srv->net_mu, NULL);
+    gate_init(&srv->aux, SERVER_AUX_PARALLEL);
+    gate_init(&srv->big, SERVER_AUX_PARALLEL);
     snprintf(srv->alias, sizeof srv->alias, "%s", p->alias && *p->alias ? p->alias : "lfm2c");
+    snprintf(srv->model_file, sizeof srv->model_file, "%s", p->model_file ? p->model_file : "");
     srv->n_ctx = p->n_ctx;
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
@@ -1181,18 +1549,20 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
         if (err) { err->code = LFM2C_EINVAL; snprintf(err->msg, sizeof err->msg, "--host '%s' is not an IPv4 address", host); }
-        pthread_mutex_destroy(&srv->mu);
-        free(srv);
+        server_free(srv);
         return NULL;
     }
-    srv->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)p->port, NULL,
-                                NULL, handler, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                                MHD_OPTION_NOTIFY_COMPLETED, completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-                                (unsigned)600, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
+    /* MHD's own limit leaves room for connections we are closing (see accept_policy) */
+    unsigned mhd_limit = (unsigned)q->max_connections + 64;
+    srv->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC,
+                                (uint16_t)p->port, accept_policy, srv, handler, srv, MHD_OPTION_SOCK_ADDR,
+                                (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, srv,
+                                MHD_OPTION_NOTIFY_CONNECTION, notify_connection, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)q->idle_timeout, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
     if (!srv->mhd) {
         if (err) { err->code = LFM2C_EIO; snprintf(err->msg, sizeof err->msg, "cannot listen on %s:%d (in use?)", host, p->port); }
-        pthread_mutex_destroy(&srv->mu);
-        free(srv);
+        server_free(srv);
         return NULL;
     }
     return srv;
@@ -1205,8 +1575,12 @@ int server_port(const server *srv) {
 
 void server_stop(server *srv) {
     if (!srv) return;
+    pthread_mutex_lock(&srv->net_mu);
+    srv->stopping = true; /* refuse new connections */
+    pthread_mutex_unlock(&srv->net_mu);
+    MHD_socket lfd = MHD_quiesce_daemon(srv->mhd);
     /* let answers of requests the scheduler just ended reach their clients (bounded wait) */
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < 150; i++) {
         pthread_mutex_lock(&srv->mu);
         int n = srv->jobs;
         pthread_mutex_unlock(&srv->mu);
@@ -1214,7 +1588,12 @@ void server_stop(server *srv) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    /* whatever is still open is cut: blocked reads and writes of its thread end at once */
+    pthread_mutex_lock(&srv->net_mu);
+    for (sock *x = srv->socks; x; x = x->next)
+        if (x->fd >= 0) shutdown(x->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&srv->net_mu);
     MHD_stop_daemon(srv->mhd);
-    pthread_mutex_destroy(&srv->mu);
-    free(srv);
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    server_free(srv);
 }

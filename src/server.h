@@ -1,6 +1,7 @@
 /* server.h — the OpenAI-compatible HTTP API (libmicrohttpd, one thread per connection) on top
- * of the scheduler: /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics,
- * /tokenize, /detokenize. The library never prints: request log lines go to a callback. */
+ * of the scheduler: /v1/chat/completions, /v1/completions, /v1/models[/{id}], /health, /metrics,
+ * /tokenize, /detokenize. The library never prints: request log lines go to a callback.
+ * Zero in a limit field means its default (SERVER_DEFAULT_*). */
 #ifndef LFM2C_SERVER_H
 #define LFM2C_SERVER_H
 #include "lfm2c.h"
@@ -18,15 +19,35 @@ typedef struct server_params {
     const char *alias;          /* model id shown to clients */
     const char *chat_template;  /* template source, NULL: the model's */
     bool metrics;               /* serve GET /metrics */
-    size_t max_body;            /* bytes; larger bodies get 413 */
+    size_t max_body;            /* bytes; larger bodies get 413 (also the cap on /detokenize's text) */
     int n_ctx;                  /* context of a slot (the scheduler's n_ctx) */
+    const char *model_file;     /* the model's file name: accepted as a model id besides alias */
+    const char *cors_origin;    /* NULL: no CORS headers; "*" or a comma-separated list of origins */
+    int idle_timeout;           /* s: a connection waiting for headers/body or idle between requests */
+    int timeout;                /* s: longest silence while a request is being answered */
+    int max_connections;        /* open connections in all */
+    int max_connections_per_ip; /* open connections of one client address; 0: no limit */
+    int max_pending_per_ip;     /* pending connections (not being answered) of one address; <0: no limit */
+    size_t max_tokenize_bytes;  /* /tokenize 'content' */
+    int max_detokenize_tokens;  /* /detokenize 'tokens' */
     server_log_fn log;
     void *log_user;
 } server_params;
+
+#define SERVER_DEFAULT_MAX_BODY (8u << 20)
+#define SERVER_DEFAULT_IDLE_TIMEOUT 15
+#define SERVER_DEFAULT_TIMEOUT 600
+#define SERVER_DEFAULT_MAX_CONNECTIONS 1024
+#define SERVER_DEFAULT_MAX_PENDING_PER_IP 64
+#define SERVER_DEFAULT_MAX_TOKENIZE_BYTES (1u << 20)
+#define SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS (1 << 18)
+#define SERVER_AUX_PARALLEL 2   /* tokenizer requests, and bodies over 1 MiB, handled at once */
 
 typedef struct server server;
 
 server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c_error *err);
 int server_port(const server *srv);
-void server_stop(server *srv); /* closes the listener, ends open streams */
+/* Stops accepting, gives answers of requests the scheduler has ended ~1.5 s to reach their clients,
+ * then cuts every connection still open and joins the connection threads. */
+void server_stop(server *srv);
 #endif

@@ -1,9 +1,14 @@
-/* cmd_serve.c — `lfm2c serve`: the OpenAI-compatible HTTP server. */
+/* cmd_serve.c — `lfm2c serve`: the OpenAI-compatible HTTP server. SIGINT/SIGTERM stop it within
+ * a bounded time: requests are cancelled, open connections cut, and a watchdog ends the process
+ * if that still takes more than SHUTDOWN_LIMIT_S seconds (or on a second signal). */
 #include "cli.h"
 #include "scheduler.h"
 #include "server.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +28,54 @@ static void usage(FILE *out) {
             "  --alias NAME          model id shown by /v1/models and in responses\n"
             "  --metrics             serve Prometheus metrics at GET /metrics\n"
             "  --chat-template-file F  Jinja chat template instead of the model's\n"
-            "  --max-body BYTES      largest request body (default 8 MiB)\n"
+            "  --max-body BYTES      largest request body, and /detokenize's text (default 8 MiB)\n"
+            "  --cors-origin O       allow browser calls from origin O ('*' or a comma-separated list;\n"
+            "                        default: no CORS headers). OPTIONS preflights never need the key\n"
+            "  --timeout S           longest silence while a request is answered (default 600)\n"
+            "  --idle-timeout S      a connection waiting for its headers or body, or idle between\n"
+            "                        requests, is closed after S seconds (default 15)\n"
+            "  --max-connections N   open connections in all (default 1024); at the limit the oldest\n"
+            "                        connection not being answered is closed to make room\n"
+            "  --max-connections-per-ip N  open connections of one address (default 0: no limit)\n"
+            "  --max-pending-per-ip N  connections of one address not being answered (headers, body\n"
+            "                        or keep-alive idle); more close the oldest (default 64, 0: none)\n"
+            "  --max-tokenize-bytes N  largest /tokenize content (default 1 MiB)\n"
+            "  --max-detokenize-tokens N  most ids in one /detokenize (default 262144)\n"
             "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
             "  --reference           scalar reference kernels\n"
             "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n");
+}
+
+#define SHUTDOWN_LIMIT_S 5
+
+/* After the first stop signal: a second one, or SHUTDOWN_LIMIT_S seconds, end the process. */
+static void *shutdown_watchdog(void *arg) {
+    sigset_t *set = arg;
+    struct timespec ts = {SHUTDOWN_LIMIT_S, 0};
+    int sig = sigtimedwait(set, NULL, &ts);
+    fprintf(stderr, "lfm2c: %s, exiting now\n", sig > 0 ? "second stop signal" : "shutdown took too long");
+    _exit(1);
+    return NULL;
+}
+
+/* Room for the connection limit: raises the soft descriptor limit, lowers the connection limit
+ * when the hard limit is too small. */
+static int fit_fd_limit(int max_conn) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return max_conn;
+    rlim_t want = (rlim_t)max_conn + 64 + 128; /* MHD's slack + model files, pipes, ... */
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < want) {
+        int fit = (int)rl.rlim_cur - 64 - 128;
+        fprintf(stderr, "lfm2c: the descriptor limit (%llu) allows %d connections, not %d\n",
+                (unsigned long long)rl.rlim_cur, fit < 16 ? 16 : fit, max_conn);
+        return fit < 16 ? 16 : fit;
+    }
+    return max_conn;
 }
 
 static void log_line(void *user, const char *line) {
@@ -40,9 +89,12 @@ static void log_line(void *user, const char *line) {
 
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *key_file = NULL, *alias = NULL,
-               *tmpl_file = NULL;
+               *tmpl_file = NULL, *cors = NULL;
     int port = 8080, n_slots = 4, n_ctx = 4096, n_threads = 0, queue = 256;
-    long max_body = 8L << 20;
+    int timeout = SERVER_DEFAULT_TIMEOUT, idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT,
+        max_conn = SERVER_DEFAULT_MAX_CONNECTIONS, max_per_ip = 0, max_pending_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP,
+        max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
+    long max_body = 8L << 20, max_tok_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
     bool metrics = false, reference = false, no_reuse = false;
     int device = LFM2C_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
@@ -68,6 +120,14 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
         else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--cors-origin")) cors = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--timeout")) timeout = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--idle-timeout")) idle_timeout = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-connections")) max_conn = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-connections-per-ip")) max_per_ip = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-pending-per-ip")) max_pending_ip = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-tokenize-bytes")) max_tok_bytes = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-detokenize-tokens")) max_detok = cli_int(a, cli_value(argc, argv, &i));
         else { usage(stderr); return cli_fail("serve: unknown option '%s'", a); }
     }
     if (!model_path) { usage(stderr); return cli_fail("serve: -m MODEL.gguf is required"); }
@@ -77,6 +137,12 @@ int cmd_serve(int argc, char **argv) {
     if (queue < 1) return cli_fail("--queue must be at least 1");
     if (max_body < 1024) return cli_fail("--max-body must be at least 1024");
     if (api_key && key_file) return cli_fail("give --api-key or --api-key-file, not both");
+    if (timeout < 1 || idle_timeout < 1) return cli_fail("--timeout and --idle-timeout must be at least 1 second");
+    if (max_conn < 16) return cli_fail("--max-connections must be at least 16");
+    if (max_per_ip < 0 || max_pending_ip < 0) return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0");
+    if (max_tok_bytes < 1 || max_detok < 1) return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1");
+    if (cors && !*cors) return cli_fail("--cors-origin must not be empty");
+    max_conn = fit_fd_limit(max_conn);
 
     char *key_buf = NULL, *tmpl = NULL;
     if (key_file) {
@@ -114,7 +180,10 @@ int cmd_serve(int argc, char **argv) {
     const char *base = strrchr(model_path, '/');
     server_params p = {.host = host, .port = port, .api_key = api_key, .alias = alias ? alias : (base ? base + 1 : model_path),
                        .chat_template = tmpl, .metrics = metrics, .max_body = (size_t)max_body, .n_ctx = n_ctx,
-                       .log = log_line};
+                       .model_file = base ? base + 1 : model_path, .cors_origin = cors, .idle_timeout = idle_timeout,
+                       .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
+                       .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1,
+                       .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok, .log = log_line};
     server *srv = server_start(model, s, &p, &err);
     if (!srv) { sched_free(s); lfm2c_model_free(model); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
     fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p.alias, mi->arch, n_slots, n_ctx,
@@ -125,6 +194,8 @@ int cmd_serve(int argc, char **argv) {
     int sig = 0;
     sigwait(&stop_set, &sig);
     fprintf(stderr, "lfm2c: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    pthread_t dog;
+    pthread_create(&dog, NULL, shutdown_watchdog, &stop_set);
     sched_shutdown(s); /* ends running requests: open streams finish, handlers return */
     server_stop(srv);
     sched_free(s);
