@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_server.sh — end-to-end tests of `lfm2c serve` on loopback with a fixture model:
 # the official OpenAI Node.js SDK (tests/server/*.mjs), raw HTTP for bad inputs, 32 concurrent
-# clients against serial answers, a full queue (503), a client going away, clean shutdown.
+# clients against serial answers, a full queue (503), a client going away, clean shutdown, and the
+# transport under hostile clients (tests/server/hostile.py): stalled uploads, slowloris, half-close,
+# idle timeout, early answers from the headers, tokenizer caps, CORS, bounded shutdown.
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 set -u
 LFM2C=$(realpath "$1")
@@ -128,6 +130,28 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   check "GET on a POST route -> 405" '[ "$STATUS" = 405 ] && error_shape'
   req GET /v1/nothing '' "${AUTH[@]}"
   check "unknown route -> 404" '[ "$STATUS" = 404 ] && error_shape'
+  req GET /v1/models/fixture ''
+  check "model by id without key -> 401" '[ "$STATUS" = 401 ] && [ "$(error_code)" = invalid_api_key ] && grep -qi "^www-authenticate: Bearer" "$TMP/hdr"'
+  req GET /v1/models/fixture '' -H "x-api-key: $KEY"
+  check "x-api-key accepted; GET /v1/models/{alias}" '[ "$STATUS" = 200 ] && python3 -c "import json,sys; m=json.load(open(sys.argv[1])); assert m[\"id\"]==\"fixture\" and m[\"object\"]==\"model\"" "$TMP/body"'
+  req GET /v1/models/lfm2-tiny-moe-f32.gguf '' "${AUTH[@]}"
+  check "GET /v1/models/{file name}" '[ "$STATUS" = 200 ]'
+  req GET /v1/models/gpt-4o '' "${AUTH[@]}"
+  check "unknown model id -> 404 model_not_found" '[ "$STATUS" = 404 ] && error_shape && [ "$(error_code)" = model_not_found ]'
+  req OPTIONS $CHAT '' -H 'Origin: http://app.example' -H 'Access-Control-Request-Method: POST'
+  check "preflight without key -> 204 (no CORS headers without --cors-origin)" '[ "$STATUS" = 204 ] && ! grep -qi "^access-control-allow-origin" "$TMP/hdr"'
+  # refused from the headers: the body is never read (curl would wait for 100-continue; send it anyway)
+  python3 -c 'print("{\"messages\":[{\"role\":\"user\",\"content\":\"" + "word " * 20000 + "\"}]}")' >"$TMP/huge.json"
+  req POST $CHAT "@$TMP/huge.json" "${AUTH[@]}" -H 'Expect:'
+  check "Content-Length over --max-body -> 413 from the headers" '[ "$STATUS" = 413 ] && error_shape'
+  req PUT /tokenize '{"content":"x"}' "${AUTH[@]}"
+  check "PUT on a POST route -> 405" '[ "$STATUS" = 405 ] && error_shape'
+  python3 -c 'import json; print(json.dumps({"content": "ab " * 15000}))' >"$TMP/tok.json"
+  req POST /tokenize "@$TMP/tok.json" "${AUTH[@]}"
+  check "/tokenize within the cap" '[ "$STATUS" = 200 ] && python3 -c "import json,sys; assert len(json.load(open(sys.argv[1]))[\"tokens\"]) >= 15000" "$TMP/body"'
+  python3 -c 'import json; print(json.dumps({"tokens": [300] * 10000}))' >"$TMP/detok.json"
+  req POST /detokenize "@$TMP/detok.json" "${AUTH[@]}"
+  check "/detokenize within the caps" '[ "$STATUS" = 200 ] && grep -q "content" "$TMP/body"'
   req POST $CHAT '{"messages":[{"role":"user","content":"still fine?"}],"max_tokens":3}' "${AUTH[@]}"
   check "server still answers after bad requests" '[ "$STATUS" = 200 ]'
   req POST /v1/completions '{"prompt":"Hello","max_tokens":2,"unknown_field":{"x":1}}' "${AUTH[@]}"
@@ -178,6 +202,67 @@ if start_server small -np 1 --queue 1 --alias fixture; then
   check "the open stream was ended" 'grep -q "data: \[DONE\]" "$TMP/cut"'
 else
   bad "small server start"
+fi
+
+# ---- transport under hostile clients ---------------------------------------------------------------
+if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --idle-timeout 2 \
+    --cors-origin 'http://a.example, http://b.example' --max-tokenize-bytes 4096 --max-detokenize-tokens 100 --max-body 65536; then
+  H="python3 server/hostile.py"
+  out=$($H stalled-uploads $PORT $PID 50 2>&1); echo "$out" >&2
+  check "50 stalled unauthenticated 8 MB uploads: RSS flat, answered 401 from the headers" '[[ "$out" == ok* ]]'
+  out=$($H half-close $PORT $KEY 2>&1); echo "$out" >&2
+  check "a half-closed client gets its answer (plain and stream)" '! grep -q FAIL <<<"$out"'
+  grep -q ' 499 ' "$TMP/hostile.err" && bad "half-close logged 499"
+  out=$(timeout 60 $H slowloris $PORT $KEY 300 3 2>&1); echo "$out" >&2
+  check "slowloris: 900 stalled sockets from 3 addresses, /health and a chat still answered" '[[ "$out" == ok* ]]'
+  req GET /metrics '' "${AUTH[@]}"
+  check "metrics: stalled connections evicted" 'grep -q "^lfm2c_http_connections_evicted_total [1-9]" "$TMP/body"'
+  out=$($H idle-close $PORT 2 2>&1); echo "$out" >&2
+  check "unfinished headers closed by the idle timeout" '[[ "$out" == ok* ]]'
+  # a request being answered is not cut by the idle timeout: a stream queued behind long
+  # generations (both slots busy) waits for its first byte longer than --idle-timeout
+  for i in 1 2 3 4 5 6; do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/completions" "${AUTH[@]}" \
+      -d '{"prompt":"x","max_tokens":4000,"logit_bias":{"7":-100,"2":-100},"temperature":1}' &
+  done
+  sleep 0.3
+  t0=$(date +%s%N)
+  req POST /v1/completions '{"prompt":"Once","max_tokens":4,"stream":true}' "${AUTH[@]}" --max-time 60
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  check "a stream waiting ${ms} ms (idle timeout 2000) is not cut" '[ "$STATUS" = 200 ] && grep -q "data: \[DONE\]" "$TMP/body"'
+  [ $ms -gt 2000 ] || echo "note: the stream waited only $ms ms (machine fast), the idle-timeout check was weak" >&2
+  wait $(jobs -p | grep -v "^$PID$") 2>/dev/null
+  req OPTIONS $CHAT '' -H 'Origin: http://b.example' -H 'Access-Control-Request-Method: POST' \
+    -H 'Access-Control-Request-Headers: authorization, content-type, x-stainless-os'
+  check "CORS preflight without key -> 204 with the allow headers" '[ "$STATUS" = 204 ] && grep -qi "^access-control-allow-origin: http://b.example" "$TMP/hdr" && grep -qi "^access-control-allow-headers: .*x-stainless-os" "$TMP/hdr" && grep -qi "^access-control-allow-methods: .*POST" "$TMP/hdr"'
+  req POST /tokenize '{"content":"hi"}' "${AUTH[@]}" -H 'Origin: http://a.example'
+  check "CORS headers on answers" '[ "$STATUS" = 200 ] && grep -qi "^access-control-allow-origin: http://a.example" "$TMP/hdr"'
+  req POST /tokenize '{"content":"hi"}' -H 'Origin: http://a.example'
+  check "CORS headers on a 401 too" '[ "$STATUS" = 401 ] && grep -qi "^access-control-allow-origin: http://a.example" "$TMP/hdr"'
+  req POST /tokenize '{"content":"hi"}' "${AUTH[@]}" -H 'Origin: http://evil.example'
+  check "no CORS allow for an origin not listed" '[ "$STATUS" = 200 ] && ! grep -qi "^access-control-allow-origin" "$TMP/hdr"'
+  python3 -c 'import json; print(json.dumps({"content": "a" * 5000}))' >"$TMP/tok.json"
+  req POST /tokenize "@$TMP/tok.json" "${AUTH[@]}"
+  check "/tokenize over --max-tokenize-bytes -> 413" '[ "$STATUS" = 413 ] && error_shape && [ "$(error_param)" = content ]'
+  req POST /detokenize "{\"tokens\":[$(python3 -c 'print(",".join(["5"] * 101))')]}" "${AUTH[@]}"
+  check "/detokenize over --max-detokenize-tokens -> 413" '[ "$STATUS" = 413 ] && error_shape && [ "$(error_param)" = tokens ]'
+  # SIGTERM with a long generation, a stream nobody reads and a half-open connection: exits in time
+  curl -s -o "$TMP/long_gen" "http://127.0.0.1:$PORT$CHAT" "${AUTH[@]}" \
+    -d '{"messages":[{"role":"user","content":"go"}],"max_tokens":4000,"logit_bias":{"7":-100,"2":-100}}' &
+  $H slow-reader $PORT $KEY >/dev/null 2>&1 &
+  slow=$!
+  (exec 3<>/dev/tcp/127.0.0.1/$PORT; printf 'GET /health HTTP/1.1\r\n' >&3; sleep 20) 2>/dev/null &
+  half=$!
+  sleep 0.5
+  t0=$(date +%s%N)
+  kill -TERM $PID
+  for _ in $(seq 100); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
+  wait $PID; rc=$?
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  kill $slow $half 2>/dev/null
+  check "SIGTERM with work in flight: clean exit ($rc) in ${ms} ms" '[ $rc = 0 ] && [ $ms -lt 5000 ]'
+else
+  bad "hostile server start"
 fi
 
 # ---- start-up errors ------------------------------------------------------------------------

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""hostile.py — hostile and odd HTTP clients against `lfm2c serve` on loopback (used by
+test_server.sh). Each subcommand prints one line "ok ..." or "FAIL ..." and exits 0 / 1.
+
+  stalled-uploads PORT PID N    N unauthenticated uploads of 8 MB bodies that stall: RSS stays flat
+  slowloris PORT KEY N IPS      N half-open connections from each of IPS loopback addresses
+                                (127.0.0.1..), then /health and a chat from 127.0.0.1 must answer
+  half-close PORT KEY           requests sent, then shutdown(SHUT_WR): the answers still arrive
+  idle-close PORT SECONDS       a connection that never finishes its headers is closed in time
+  slow-reader PORT KEY          opens a stream it never reads (for the shutdown test; holds it)
+"""
+import json
+import socket
+import sys
+import time
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def connect(port, src="127.0.0.1", timeout=10):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def read_response(s):
+    """Reads one HTTP response (Content-Length or close-delimited); returns (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if not lines or len(lines[0].split()) < 2:
+        return 0, b""
+    status = int(lines[0].split()[1])
+    length = None
+    chunked = False
+    for h in lines[1:]:
+        k, _, v = h.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v.strip())
+        if k.strip().lower() == b"transfer-encoding" and b"chunked" in v.lower():
+            chunked = True
+    while True:
+        if length is not None and len(body) >= length:
+            break
+        if chunked and body.endswith(b"0\r\n\r\n"):
+            break
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, body
+
+
+def request(method, path, body, headers):
+    b = json.dumps(body).encode() if body is not None else b""
+    h = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    h += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    h += f"Content-Length: {len(b)}\r\n\r\n"
+    return h.encode() + b
+
+
+def stalled_uploads(port, pid, n):
+    before = rss_kb(pid)
+    socks, statuses = [], []
+    chunk = b"x" * 65536
+    for _ in range(n):
+        s = connect(port)
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 8000000\r\n\r\n")
+        s.setblocking(False)
+        sent = 0
+        try:  # push as much body as the server lets in, never the whole of it
+            while sent < 7_000_000:
+                sent += s.send(chunk)
+        except (BlockingIOError, ConnectionError, OSError):
+            pass
+        socks.append(s)
+    time.sleep(1.0)
+    after = rss_kb(pid)
+    for s in socks:
+        s.setblocking(True)
+        s.settimeout(5)
+        try:
+            st, _ = read_response(s)
+        except OSError:
+            st = -1  # reset: the server refused to read the body and closed
+        statuses.append(st)
+        s.close()
+    grew = (after - before) / 1024
+    answered = sum(1 for st in statuses if st == 401)
+    ok = grew < 24 and answered + statuses.count(-1) == n and answered > 0
+    print(f"{'ok' if ok else 'FAIL'} stalled uploads: RSS {before // 1024} -> {after // 1024} MB "
+          f"(+{grew:.1f} MB), {answered}/{n} answered 401, {statuses.count(-1)} reset")
+    return ok
+
+
+def http_get_status(port, path, key=None, src="127.0.0.1", body=None, timeout=10):
+    s = connect(port, src, timeout)
+    hdr = {"Authorization": f"Bearer {key}"} if key else {}
+    s.sendall(request("POST" if body is not None else "GET", path, body, hdr))
+    st, b = read_response(s)
+    s.close()
+    return st, b
+
+
+def slowloris(port, key, n, n_ips):
+    held = []
+    t0 = time.time()
+    refused = 0
+    for ip in range(1, n_ips + 1):
+        for _ in range(n):
+            try:
+                s = connect(port, f"127.0.0.{ip}", 5)
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # never ends its headers
+                held.append(s)
+            except OSError:
+                refused += 1
+    time.sleep(0.5)
+    t1 = time.time()
+    st1, _ = http_get_status(port, "/health", timeout=5)
+    st2, b2 = http_get_status(port, "/v1/chat/completions", key,
+                              body={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}, timeout=20)
+    dt = time.time() - t1
+    alive = 0  # how many of the attacker's sockets the server still keeps
+    for s in held:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                continue
+            alive += 1
+        except BlockingIOError:
+            alive += 1
+        except OSError:
+            pass
+    for s in held:
+        s.close()
+    ok = st1 == 200 and st2 == 200 and dt < 10
+    print(f"{'ok' if ok else 'FAIL'} slowloris: {len(held)} stalled sockets from {n_ips} addresses "
+          f"({refused} refused at connect, {alive} still open) in {t1 - t0:.1f} s; then /health {st1}, "
+          f"chat {st2} in {dt:.2f} s")
+    return ok
+
+
+def half_close(port, key):
+    ok = True
+    for stream in (False, True):
+        s = connect(port, timeout=30)
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "stream": stream}
+        s.sendall(request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}))
+        s.shutdown(socket.SHUT_WR)
+        st, b = read_response(s)
+        s.close()
+        good = st == 200 and ((b"[DONE]" in b) if stream else (b'"chat.completion"' in b))
+        print(f"{'ok' if good else 'FAIL'} half-closed {'stream' if stream else 'request'}: {st} {len(b)} bytes")
+        ok = ok and good
+    return ok
+
+
+def idle_close(port, seconds):
+    s = connect(port, timeout=seconds + 10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    t0 = time.time()
+    try:
+        got = s.recv(100)
+    except OSError:
+        got = b""
+    dt = time.time() - t0
+    ok = got == b"" and dt < seconds + 5
+    print(f"{'ok' if ok else 'FAIL'} idle connection closed after {dt:.1f} s (idle timeout {seconds} s)")
+    return ok
+
+
+def slow_reader(port, key):
+    s = connect(port, timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    body = {"messages": [{"role": "user", "content": "go"}], "max_tokens": 1900, "stream": True,
+            "logit_bias": {"7": -100, "2": -100}}
+    s.sendall(request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}))
+    print("ok slow reader holding its stream", flush=True)
+    time.sleep(60)  # never reads; the test kills it
+    return True
+
+
+def main():
+    cmd, port = sys.argv[1], int(sys.argv[2])
+    if cmd == "stalled-uploads":
+        ok = stalled_uploads(port, int(sys.argv[3]), int(sys.argv[4]))
+    elif cmd == "slowloris":
+        ok = slowloris(port, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "half-close":
+        ok = half_close(port, sys.argv[3])
+    elif cmd == "idle-close":
+        ok = idle_close(port, float(sys.argv[3]))
+    elif cmd == "slow-reader":
+        ok = slow_reader(port, sys.argv[3])
+    else:
+        print(f"FAIL unknown subcommand {cmd}")
+        ok = False
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
