@@ -5,6 +5,7 @@
 #include "scheduler.h"
 #include "server.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -51,8 +52,18 @@ static void usage(FILE *out) {
 /* After the first stop signal: a second one, or SHUTDOWN_LIMIT_S seconds, end the process. */
 static void *shutdown_watchdog(void *arg) {
     sigset_t *set = arg;
-    struct timespec ts = {SHUTDOWN_LIMIT_S, 0};
-    int sig = sigtimedwait(set, NULL, &ts);
+    struct timespec now, end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += SHUTDOWN_LIMIT_S;
+    int sig = -1;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long left = (end.tv_sec - now.tv_sec) * 1000000000LL + (end.tv_nsec - now.tv_nsec);
+        if (left <= 0) break;
+        struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+        sig = sigtimedwait(set, NULL, &ts);
+        if (sig > 0 || errno == EAGAIN) break; /* a signal, or the time is up; EINTR: wait on */
+    }
     fprintf(stderr, "lfm2c: %s, exiting now\n", sig > 0 ? "second stop signal" : "shutdown took too long");
     _exit(1);
     return NULL;
