@@ -10,6 +10,7 @@ test_server.sh). Each subcommand prints one line "ok ..." or "FAIL ..." and exit
   slow-reader PORT KEY          opens a stream it never reads (for the shutdown test; holds it)
 """
 import json
+import resource
 import socket
 import sys
 import time
@@ -108,12 +109,16 @@ def stalled_uploads(port, pid, n):
 
 
 def http_get_status(port, path, key=None, src="127.0.0.1", body=None, timeout=10):
-    s = connect(port, src, timeout)
-    hdr = {"Authorization": f"Bearer {key}"} if key else {}
-    s.sendall(request("POST" if body is not None else "GET", path, body, hdr))
-    st, b = read_response(s)
-    s.close()
-    return st, b
+    """(status, body) of one request; status -1 when the connection was refused or reset."""
+    try:
+        s = connect(port, src, timeout)
+        hdr = {"Authorization": f"Bearer {key}"} if key else {}
+        s.sendall(request("POST" if body is not None else "GET", path, body, hdr))
+        st, b = read_response(s)
+        s.close()
+        return st, b
+    except OSError:
+        return -1, b""
 
 
 def slowloris(port, key, n, n_ips):
@@ -195,6 +200,10 @@ def slow_reader(port, key):
 
 
 def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # room for the stalled sockets
+    want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     cmd, port = sys.argv[1], int(sys.argv[2])
     if cmd == "stalled-uploads":
         ok = stalled_uploads(port, int(sys.argv[3]), int(sys.argv[4]))
