@@ -3,7 +3,7 @@
 //
 //   node bench/soak.mjs --lfm2c build-asan/lfm2c --model tests/data/lfm2-tiny-moe-f32.gguf \
 //        [--duration 1800] [--clients 32] [--np 8] [--queue 64] [--max-requests 10000000]
-//        [--warmup 120] [--seed 1] [--json out.json] [--log server.log]
+//        [--warmup 120] [--seed 1] [--json out.json] [--log server.log] [--skip KIND,...]
 //
 // Starts the server itself (port 0, 127.0.0.1, --metrics, an API key), then each client loops
 // over a weighted mix until --duration seconds or --max-requests requests in all:
@@ -60,8 +60,10 @@ function startServer() {
   });
 }
 const rssMB = (pid) => {
-  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/);
-  return m ? Number(m[1]) / 1024 : NaN;
+  try {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/);
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch { return NaN; } // the server is gone: reported by the checks
 };
 
 // ---- bookkeeping ------------------------------------------------------------------------------
@@ -243,8 +245,9 @@ const kinds = {
     });
   },
 };
+const skip = new Set((args.skip || '').split(',').filter(Boolean)); // --skip logprobs,slow: leave kinds out
 const mix = [['chat', 16], ['stream', 14], ['stream_cancel', 10], ['tools', 12], ['schema', 10], ['logprobs', 10],
-  ['tokenize', 6], ['invalid', 10], ['health', 4], ['slow', 8]];
+  ['tokenize', 6], ['invalid', 10], ['health', 4], ['slow', 8]].filter(([k]) => !skip.has(k));
 const mixTotal = mix.reduce((a, [, w]) => a + w, 0);
 const pickKind = () => { let x = rand() * mixTotal; for (const [k, w] of mix) { if ((x -= w) < 0) return k; } return 'chat'; };
 
@@ -274,6 +277,7 @@ async function client() {
     }
   }
 }
+srv.proc.on('exit', (code, sig) => { console.error(`soak: the server died (${code ?? sig}); stopping`); stop = true; });
 console.error(`soak: ${nClients} clients for ${duration / 1000} s against ${lfm2c} (pid ${srv.proc.pid}), warm-up ${warmup / 1000} s`);
 const progress = setInterval(() => console.error(`  ${Math.round((Date.now() - t0) / 1000)} s: ${stats.total} requests, RSS ${rssMB(srv.proc.pid).toFixed(1)} MB`), 60000);
 await Promise.all(Array.from({ length: nClients }, client));
@@ -283,16 +287,18 @@ const elapsed = (Date.now() - t0) / 1000;
 await sleep(1500); // let cancelled requests and closing connections settle
 const rssEnd = rssMB(srv.proc.pid);
 if (Number.isNaN(rssWarm)) rssWarm = rssSamples.length ? rssSamples[0][1] : rssEnd;
-const metrics = await (await fetch(srv.base + '/metrics', { headers: { Authorization: `Bearer ${KEY}` } })).text();
+const metrics = await fetch(srv.base + '/metrics', { headers: { Authorization: `Bearer ${KEY}` } }).then((r) => r.text()).catch(() => '');
 const metric = (name) => Number((metrics.match(new RegExp(`^${name} (\\S+)$`, 'm')) || [])[1]);
 const slotsActive = metric('lfm2c_slots_active'), queueDepth = metric('lfm2c_queue_depth');
 const connsOpen = metric('lfm2c_http_connections_open'), connsPending = metric('lfm2c_http_connections_pending');
 const connsBusy = connsOpen - connsPending; // being answered (idle keep-alive sockets of fetch's pool are pending)
-const health = (await fetch(srv.base + '/health')).status;
+const health = await fetch(srv.base + '/health').then((r) => r.status).catch(() => 0);
 
 // stop the server: it must exit 0 within 5 s, and a sanitizer build must report nothing
 const tStop = Date.now();
-const exit = await new Promise((r) => { srv.proc.removeAllListeners('exit'); srv.proc.on('exit', (code, sig) => r({ code, sig })); srv.proc.kill('SIGTERM'); });
+const exit = srv.proc.exitCode !== null || srv.proc.signalCode !== null
+  ? { code: srv.proc.exitCode, sig: srv.proc.signalCode, died: true }
+  : await new Promise((r) => { srv.proc.removeAllListeners('exit'); srv.proc.on('exit', (code, sig) => r({ code, sig })); srv.proc.kill('SIGTERM'); });
 const stopMs = Date.now() - tStop;
 srv.log.end();
 const sanitizer = /ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:/.test(srv.stderr());
@@ -319,7 +325,7 @@ const checks = [
   [slotsActive === 0 && queueDepth === 0, `every slot free at the end (active ${slotsActive}, queued ${queueDepth})`],
   [connsBusy <= 1, `no connection being answered but the metrics one (${connsBusy}; ${connsOpen} open)`],
   [health === 200, '/health at the end'],
-  [exit.code === 0 && stopMs < 5000, `SIGTERM: exit ${exit.code} in ${stopMs} ms`],
+  [!exit.died && exit.code === 0 && stopMs < 5000, exit.died ? `the server died during the soak (${exit.code ?? exit.sig})` : `SIGTERM: exit ${exit.code} in ${stopMs} ms`],
   [!sanitizer, 'no sanitizer report in the server log'],
 ];
 result.checks = checks.map(([ok, what]) => ({ ok, what }));
