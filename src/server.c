@@ -17,9 +17,10 @@
  *    by the idle timeout); --max-connections-per-ip optionally caps all connections of an address;
  *  - /tokenize, /detokenize and bodies over 1 MiB run a few at a time, with caps on their input
  *    and output sizes.
- * Handlers poll the socket while they wait, so a client that resets or closes its connection
- * cancels its request (and frees its slot); a half-closed socket (the client shut down its sending
- * side after the request) still gets its answer. JSON in and out goes through jansson; every field
+ * Handlers poll the socket while they wait, so a client whose connection breaks cancels its
+ * request (and frees its slot); a half-closed socket (the client shut down its sending side after
+ * the request) still gets its answer. A closed socket looks like a half-closed one until we write
+ * to it: a stream notices at its next token, a plain request when its answer is written. JSON in and out goes through jansson; every field
  * is type-checked and a bad request gets a 4xx in OpenAI's error shape. */
 #include "server.h"
 #include "toolcall.h"
