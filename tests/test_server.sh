@@ -223,7 +223,7 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
   # generations (both slots busy) waits for its first byte longer than --idle-timeout
   for i in 1 2 3 4; do
     curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/completions" "${AUTH[@]}" \
-      -d '{"prompt":"x","max_tokens":2000,"logit_bias":{"7":-100,"2":-100},"temperature":1}' &
+      -d '{"prompt":"x","max_tokens":1500,"logit_bias":{"7":-100,"2":-100},"temperature":1}' &
   done
   sleep 0.3
   t0=$(date +%s%N)
