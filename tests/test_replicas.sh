@@ -12,9 +12,9 @@ KEY=replica-key
 TMP=$(mktemp -d)
 pass=0 fail=0
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
+# KEEP_TMP=1 keeps the logs (replicas, haproxy) for a look after a failure
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; if [ -n "${KEEP_TMP:-}" ]; then echo "kept $TMP"; else rm -rf "$TMP"; fi; }
 trap cleanup EXIT
-[ -n "${KEEP_TMP:-}" ] && trap "echo kept $TMP" EXIT
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*" >&2; }
 check() { if eval "$2"; then ok; else bad "$1"; fi; }
