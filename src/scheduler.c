@@ -121,6 +121,10 @@ void sched_get_stats(sched *s, sched_stats *out) {
     *out = s->st;
     out->queue_depth = s->n_queue;
     out->n_slots = s->p.n_slots;
+    double held = 0;
+    for (int i = 0; s->slots && i < s->p.n_slots; i++)
+        if (s->slots[i].req) held += s->slots[i].n_fed + s->slots[i].req->n_generated;
+    out->kv_usage = s->p.n_slots > 0 ? held / ((double)s->p.n_slots * s->p.n_ctx) : 0;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -195,8 +199,27 @@ static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t 
 
 /* ---- slots -------------------------------------------------------------------------------- */
 
+static void lat_observe(uint64_t *bucket, uint64_t *count, double *sum, double v) {
+    static const double bounds[SCHED_N_LAT] = SCHED_LAT_BOUNDS;
+    for (int i = 0; i < SCHED_N_LAT; i++)
+        if (v <= bounds[i]) bucket[i]++;
+    (*count)++;
+    *sum += v;
+}
+
+/* Latency of a request that produced tokens: time to first token, time per later token, whole. */
+static void stats_finished(sched_stats *st, const sched_req *r) {
+    if (r->n_generated < 1 || r->t_first <= 0) return;
+    double now = sched_now();
+    lat_observe(st->ttft_bucket, &st->ttft_count, &st->ttft_sum, r->t_first - r->t_submit);
+    if (r->n_generated > 1)
+        lat_observe(st->tpot_bucket, &st->tpot_count, &st->tpot_sum, (now - r->t_first) / (r->n_generated - 1));
+    lat_observe(st->e2e_bucket, &st->e2e_count, &st->e2e_sum, now - r->t_submit);
+}
+
 static void slot_finish(sched *s, slot *sl, int reason) {
     sched_req *r = sl->req;
+    stats_finished(&s->st, r);
     char buf[64];
     int n = lfm2c_detok_flush(&sl->detok, buf, sizeof buf);
     if (n > 0 && reason != FINISH_CANCELLED) text_append(r, buf, (size_t)n);

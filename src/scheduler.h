@@ -85,12 +85,21 @@ void sched_unlock(sched *s);
 /* Waits (lock held) until the request changes or timeout_ms passes. */
 void sched_wait(sched *s, sched_req *r, int timeout_ms);
 
+/* Upper bounds (seconds) of the latency histogram buckets; +Inf is the count. */
+#define SCHED_N_LAT 16
+#define SCHED_LAT_BOUNDS {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0}
+
 typedef struct sched_stats {
     uint64_t requests, prompt_tokens, cached_tokens, generated_tokens;
     uint64_t prefill_tokens;      /* prompt tokens actually fed */
     double prefill_seconds, decode_seconds;
     int queue_depth, active_slots, n_slots;
     uint64_t steps, batch_tokens;
+    double kv_usage;              /* tokens held by running requests / (slots x context), 0..1 */
+    /* latency histograms of finished requests (cumulative buckets up to SCHED_LAT_BOUNDS) */
+    uint64_t ttft_bucket[SCHED_N_LAT], tpot_bucket[SCHED_N_LAT], e2e_bucket[SCHED_N_LAT];
+    uint64_t ttft_count, tpot_count, e2e_count;
+    double ttft_sum, tpot_sum, e2e_sum;
 } sched_stats;
 void sched_get_stats(sched *s, sched_stats *out);
 

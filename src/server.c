@@ -31,6 +31,7 @@
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,7 @@ struct server {
     uint64_t n_evicted, n_refused;
     bool stopping;
     struct gate { pthread_mutex_t mu; pthread_cond_t cv; int busy, max; } aux, big;
+    _Atomic int state;         /* SERVER_LOADING / _READY / _DRAINING (server.h) */
 };
 
 /* One open TCP connection (the socket context): found by the accept policy to make room. */
@@ -1157,6 +1159,57 @@ static enum MHD_Result handle_detokenize(server *srv, struct MHD_Connection *c, 
     return send_json(c, 200, out);
 }
 
+static void metric_hist(FILE *f, const char *name, const char *help, const uint64_t *bucket, uint64_t count,
+                        double sum) {
+    static const double bounds[SCHED_N_LAT] = SCHED_LAT_BOUNDS;
+    fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (int i = 0; i < SCHED_N_LAT; i++)
+        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)bucket[i]);
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)count, name,
+            sum, name, (unsigned long long)count);
+}
+
+/* What a load balancer or an inference gateway reads: the model-server-protocol gauges of the
+ * Gateway API Inference Extension under vLLM's names (its endpoint picker works unchanged),
+ * prefix-cache counters, latency histograms, readiness. */
+static void metrics_gateway(FILE *f, const sched_stats *st, int state) {
+    fprintf(f,
+            "# HELP vllm:num_requests_waiting Requests waiting for a slot (TotalQueuedRequests).\n"
+            "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting %d\n"
+            "# HELP vllm:num_requests_running Requests being generated (TotalRunningRequests).\n"
+            "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running %d\n"
+            "# HELP vllm:kv_cache_usage_perc Context state held by running requests, 0..1 (KVCacheUtilization).\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc %.6f\n"
+            "# HELP vllm:gpu_cache_usage_perc Same as vllm:kv_cache_usage_perc (older name).\n"
+            "# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc %.6f\n"
+            "# HELP lfm2c_kv_cache_usage_ratio Context state held by running requests, 0..1.\n"
+            "# TYPE lfm2c_kv_cache_usage_ratio gauge\nlfm2c_kv_cache_usage_ratio %.6f\n"
+            "# HELP vllm:prefix_cache_queries_total Prompt tokens looked up in the slots' cached state.\n"
+            "# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total %llu\n"
+            "# HELP vllm:prefix_cache_hits_total Prompt tokens found in a slot's cached state.\n"
+            "# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total %llu\n"
+            "# HELP vllm:prompt_tokens_total Prompt tokens of admitted requests.\n"
+            "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total %llu\n"
+            "# HELP vllm:generation_tokens_total Generated tokens.\n"
+            "# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total %llu\n"
+            "# HELP lfm2c_ready 1 when GET /ready would answer 200 (queue limit aside).\n"
+            "# TYPE lfm2c_ready gauge\nlfm2c_ready %d\n",
+            st->queue_depth, st->active_slots, st->kv_usage, st->kv_usage, st->kv_usage,
+            (unsigned long long)st->prompt_tokens, (unsigned long long)st->cached_tokens,
+            (unsigned long long)st->prompt_tokens, (unsigned long long)st->generated_tokens, state == SERVER_READY);
+    static const struct { const char *a, *b, *help; } h[3] = {
+        {"vllm:time_to_first_token_seconds", "lfm2c_time_to_first_token_seconds", "Time to first token."},
+        {"vllm:time_per_output_token_seconds", "lfm2c_time_per_output_token_seconds", "Time per output token after the first."},
+        {"vllm:e2e_request_latency_seconds", "lfm2c_request_latency_seconds", "Submission to the last token."}};
+    const uint64_t *bk[3] = {st->ttft_bucket, st->tpot_bucket, st->e2e_bucket};
+    uint64_t cnt[3] = {st->ttft_count, st->tpot_count, st->e2e_count};
+    double sum[3] = {st->ttft_sum, st->tpot_sum, st->e2e_sum};
+    for (int i = 0; i < 3; i++) {
+        metric_hist(f, h[i].a, h[i].help, bk[i], cnt[i], sum[i]);
+        metric_hist(f, h[i].b, h[i].help, bk[i], cnt[i], sum[i]);
+    }
+}
+
 static enum MHD_Result handle_metrics(server *srv, struct MHD_Connection *c, conn *k) {
     sched_stats st;
     sched_get_stats(srv->sched, &st);
@@ -1200,7 +1253,22 @@ static enum MHD_Result handle_metrics(server *srv, struct MHD_Connection *c, con
         st.n_slots, (unsigned long long)st.steps, n_open, n_pending, (unsigned long long)evicted,
         (unsigned long long)refused);
     k->status = 200;
-    return send_text(c, 200, "text/plain; version=0.0.4", buf, (size_t)(n < CAP ? n : CAP - 1), NULL);
+    size_t len = (size_t)(n < CAP ? n : CAP - 1);
+    char *more = NULL;
+    size_t n_more = 0;
+    FILE *f = open_memstream(&more, &n_more);
+    if (f) {
+        metrics_gateway(f, &st, atomic_load(&srv->state));
+        fclose(f);
+    }
+    char *all = more ? realloc(buf, len + n_more + 1) : NULL;
+    if (all) {
+        memcpy(all + len, more, n_more + 1);
+        buf = all;
+        len += n_more;
+    }
+    free(more);
+    return send_text(c, 200, "text/plain; version=0.0.4", buf, len, NULL);
 }
 
 /* ---- connections: accounting, eviction, timeouts ------------------------------------------------ */
@@ -1342,15 +1410,67 @@ static enum MHD_Result send_preflight(struct MHD_Connection *c, conn *k) {
 
 /* The first call, with the headers only: answers whatever needs no body (and refuses what must
  * not upload one), else records the route and lets the body come. */
+/* ---- lifecycle: loading -> ready -> draining (what a load balancer's probes read) ---------- */
+
+static const char *state_name(int state) {
+    return state == SERVER_LOADING ? "loading" : state == SERVER_DRAINING ? "draining" : "ok";
+}
+
+/* GET /ready: 200 when this replica should get traffic; 503 while the model loads, while draining
+ * and, with ready_queue_max, while that many requests already wait for a slot. */
+static enum MHD_Result send_ready(server *srv, struct MHD_Connection *c, conn *k, int state) {
+    int queued = -1;
+    if (state == SERVER_READY && srv->p.ready_queue_max > 0) {
+        sched_stats st;
+        sched_get_stats(srv->sched, &st);
+        queued = st.queue_depth;
+        if (queued >= srv->p.ready_queue_max) state = -1;
+    }
+    bool ok = state == SERVER_READY;
+    k->status = ok ? 200 : 503;
+    const char *why = state == -1 ? "queue_full" : state_name(state);
+    json_t *j = queued >= 0 ? json_pack("{s:s,s:i}", "status", ok ? "ready" : why, "queued", queued)
+                            : json_pack("{s:s}", "status", ok ? "ready" : why);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) return MHD_NO;
+    return send_text(c, k->status, "application/json", s, strlen(s), ok ? NULL : "1");
+}
+
+/* 503 + Retry-After while loading or draining: a balancer retries it on another replica. */
+static enum MHD_Result send_not_ready(struct MHD_Connection *c, conn *k, int state) {
+    http_err e;
+    set_err(&e, 503, state == SERVER_LOADING ? "model_loading" : "server_draining", NULL,
+            state == SERVER_LOADING ? "the model is loading; retry shortly"
+                                    : "the server is shutting down; send the request to another replica");
+    k->status = 503;
+    return send_err(c, &e);
+}
+
+void server_attach(server *srv, lfm2c_model *model, sched *s, int n_ctx) {
+    srv->model = model;
+    srv->sched = s;
+    srv->n_ctx = n_ctx;
+    srv->n_vocab = lfm2c_vocab_size(model);
+    atomic_store(&srv->state, SERVER_READY);
+}
+
+void server_drain(server *srv) { atomic_store(&srv->state, SERVER_DRAINING); }
+
 static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k, const char *url, const char *method) {
     http_err e;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     if (!strcmp(method, "OPTIONS")) { conn_pending(srv, c, false); return send_preflight(c, k); }
     conn_pending(srv, c, false); /* answered now, or the body is on its way */
-    if (!strcmp(url, "/health") && get) {
+    int state = atomic_load(&srv->state);
+    if (!strcmp(url, "/health") && get) { /* liveness: the process answers HTTP */
         k->status = 200;
-        return send_json(c, 200, json_pack("{s:s}", "status", "ok"));
+        return send_json(c, 200, json_pack("{s:s}", "status", state_name(state)));
     }
+    if (!strcmp(url, "/ready") && get) return send_ready(srv, c, k, state);
+    /* not ready: GETs are answered 503 here; a POST's body is read first (on_request answers),
+     * since closing on an unread body resets the connection before a proxy reads the 503 */
+    if (state == SERVER_LOADING && !post) return send_not_ready(c, k, state);
     if (!key_ok(srv, c)) {
         set_err(&e, 401, "invalid_api_key", NULL,
                 "Incorrect or missing API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
@@ -1436,6 +1556,8 @@ static enum MHD_Result on_request(server *srv, struct MHD_Connection *c, conn *k
         k->status = 413;
         return send_err(c, &e);
     }
+    int state = atomic_load(&srv->state);
+    if (state != SERVER_READY) return send_not_ready(c, k, state);
     if (k->n_body > BIG_BODY) {
         if (!gate_enter(&srv->big)) return send_busy(c, k, "large requests");
         k->big = true;
@@ -1533,7 +1655,8 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     if (q->max_pending_per_ip == 0) q->max_pending_per_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP;
     if (!q->max_tokenize_bytes) q->max_tokenize_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
     if (q->max_detokenize_tokens <= 0) q->max_detokenize_tokens = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
-    srv->n_vocab = lfm2c_vocab_size(model);
+    srv->n_vocab = model ? lfm2c_vocab_size(model) : 0;
+    atomic_init(&srv->state, model && s ? SERVER_READY : SERVER_LOADING);
     srv->started = time(NULL);
     srv->tool_ids = (uint64_t)srv->started * 2654435761u;
     pthread_mutex_init(&srv->mu, NULL);

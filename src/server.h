@@ -28,6 +28,7 @@ typedef struct server_params {
     int max_connections;        /* open connections in all */
     int max_connections_per_ip; /* open connections of one client address; 0: no limit */
     int max_pending_per_ip;     /* pending connections (not being answered) of one address; <0: no limit */
+    int ready_queue_max;        /* GET /ready is 503 while this many requests wait; 0: never */
     size_t max_tokenize_bytes;  /* /tokenize 'content' */
     int max_detokenize_tokens;  /* /detokenize 'tokens' */
     server_log_fn log;
@@ -45,7 +46,15 @@ typedef struct server_params {
 
 typedef struct server server;
 
+enum { SERVER_LOADING, SERVER_READY, SERVER_DRAINING };
+
+/* Listens at once. model and s may be NULL: the server is then LOADING (GET /health answers,
+ * GET /ready and every other route are 503) until server_attach. */
 server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c_error *err);
+void server_attach(server *srv, lfm2c_model *model, sched *s, int n_ctx);
+/* DRAINING: GET /ready and new generation requests get 503 (a balancer sends them elsewhere);
+ * requests already admitted run on. */
+void server_drain(server *srv);
 int server_port(const server *srv);
 /* Stops accepting, gives answers of requests the scheduler has ended ~1.5 s to reach their clients,
  * then cuts every connection still open and joins the connection threads. */

@@ -1,6 +1,8 @@
-/* cmd_serve.c — `lfm2c serve`: the OpenAI-compatible HTTP server. SIGINT/SIGTERM stop it within
- * a bounded time: requests are cancelled, open connections cut, and a watchdog ends the process
- * if that still takes more than SHUTDOWN_LIMIT_S seconds (or on a second signal). */
+/* cmd_serve.c — `lfm2c serve`: the OpenAI-compatible HTTP server. It listens before the model is
+ * loaded (GET /health answers, GET /ready is 503 until the model is in). SIGINT/SIGTERM stop it
+ * within a bounded time: with --drain-timeout it first drains (no new requests, running ones
+ * finish, bounded); then requests are cancelled, open connections cut, and a watchdog ends the
+ * process if that still takes more than SHUTDOWN_LIMIT_S seconds (or on a second signal). */
 #include "cli.h"
 #include "scheduler.h"
 #include "server.h"
@@ -42,6 +44,10 @@ static void usage(FILE *out) {
             "                        or keep-alive idle); more close the oldest (default 64, 0: none)\n"
             "  --max-tokenize-bytes N  largest /tokenize content (default 1 MiB)\n"
             "  --max-detokenize-tokens N  most ids in one /detokenize (default 262144)\n"
+            "  --drain-timeout S     on SIGTERM, first drain: /ready and new requests get 503, running\n"
+            "                        requests finish for up to S seconds (default 0: cancel at once)\n"
+            "  --ready-queue-max N   GET /ready is 503 while N requests wait for a slot (default 0: never)\n"
+            "  --allow-no-key        listen on a non-loopback address without an API key (refused otherwise)\n"
             "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
             "  --reference           scalar reference kernels\n"
             "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n");
@@ -98,6 +104,22 @@ static void log_line(void *user, const char *line) {
     fprintf(stderr, "%s %s\n", ts, line);
 }
 
+/* Drain: /ready and new requests answer 503 so balancers go elsewhere; admitted requests run
+ * on until none is left or timeout_s passes. False when cut short (time or a second signal). */
+static bool drain(server *srv, sched *s, int timeout_s, const sigset_t *stop_set) {
+    server_drain(srv);
+    fprintf(stderr, "lfm2c: draining (up to %d s; a second signal stops at once)\n", timeout_s);
+    double end = sched_now() + timeout_s;
+    while (sched_now() < end) {
+        sched_stats st;
+        sched_get_stats(s, &st);
+        if (st.active_slots == 0 && st.queue_depth == 0) return true;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        if (sigtimedwait(stop_set, NULL, &ts) > 0) return false;
+    }
+    return false;
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *key_file = NULL, *alias = NULL,
                *tmpl_file = NULL, *cors = NULL;
@@ -106,7 +128,8 @@ int cmd_serve(int argc, char **argv) {
         max_conn = SERVER_DEFAULT_MAX_CONNECTIONS, max_per_ip = 0, max_pending_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP,
         max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
     long max_body = 8L << 20, max_tok_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
-    bool metrics = false, reference = false, no_reuse = false;
+    bool metrics = false, reference = false, no_reuse = false, allow_no_key = false;
+    int drain_timeout = 0, ready_queue_max = 0;
     int device = LFM2C_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -129,6 +152,9 @@ int cmd_serve(int argc, char **argv) {
             device = !strcmp(d, "cuda") ? LFM2C_DEVICE_CUDA : LFM2C_DEVICE_CPU;
         }
         else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
+        else if (!strcmp(a, "--drain-timeout")) drain_timeout = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--ready-queue-max")) ready_queue_max = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--allow-no-key")) allow_no_key = true;
         else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--cors-origin")) cors = cli_value(argc, argv, &i);
@@ -148,6 +174,11 @@ int cmd_serve(int argc, char **argv) {
     if (queue < 1) return cli_fail("--queue must be at least 1");
     if (max_body < 1024) return cli_fail("--max-body must be at least 1024");
     if (api_key && key_file) return cli_fail("give --api-key or --api-key-file, not both");
+    if (drain_timeout < 0 || drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds");
+    if (ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0");
+    if (!api_key && !key_file && !allow_no_key && strcmp(host, "localhost") && strncmp(host, "127.", 4))
+        return cli_fail("--host %s exposes the server beyond this machine: give --api-key / --api-key-file "
+                        "(or --allow-no-key if that is really meant)", host);
     if (timeout < 1 || idle_timeout < 1) return cli_fail("--timeout and --idle-timeout must be at least 1 second");
     if (max_conn < 16) return cli_fail("--max-connections must be at least 16");
     if (max_per_ip < 0 || max_pending_ip < 0) return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0");
@@ -173,37 +204,40 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    const char *base = strrchr(model_path, '/');
+    server_params p = {.host = host, .port = port, .api_key = api_key, .alias = alias ? alias : (base ? base + 1 : model_path),
+                       .chat_template = tmpl, .metrics = metrics, .max_body = (size_t)max_body, .n_ctx = n_ctx,
+                       .model_file = base ? base + 1 : model_path, .cors_origin = cors, .idle_timeout = idle_timeout,
+                       .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
+                       .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1, .ready_queue_max = ready_queue_max,
+                       .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok, .log = log_line};
     lfm2c_error err = {0};
+    server *srv = server_start(NULL, NULL, &p, &err); /* listens now: /health answers while loading */
+    if (!srv) { free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
+
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = n_threads;
     mp.reference = reference;
     mp.device = device;
     lfm2c_model *model = lfm2c_model_open(model_path, &mp, &err);
-    if (!model) { free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
+    if (!model) { server_stop(srv); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
     const lfm2c_model_info *mi = lfm2c_model_get_info(model);
     if (mi->n_ctx_train > 0 && n_ctx > mi->n_ctx_train) n_ctx = mi->n_ctx_train;
 
     sched_params sp = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue, .prefill_chunk = 512,
                        .no_prefix_reuse = no_reuse};
     sched *s = sched_new(model, &sp, &err);
-    if (!s) { lfm2c_model_free(model); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
-
-    const char *base = strrchr(model_path, '/');
-    server_params p = {.host = host, .port = port, .api_key = api_key, .alias = alias ? alias : (base ? base + 1 : model_path),
-                       .chat_template = tmpl, .metrics = metrics, .max_body = (size_t)max_body, .n_ctx = n_ctx,
-                       .model_file = base ? base + 1 : model_path, .cors_origin = cors, .idle_timeout = idle_timeout,
-                       .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
-                       .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1,
-                       .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok, .log = log_line};
-    server *srv = server_start(model, s, &p, &err);
-    if (!srv) { sched_free(s); lfm2c_model_free(model); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
+    if (!s) { server_stop(srv); lfm2c_model_free(model); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
+    server_attach(srv, model, s, n_ctx);
     fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p.alias, mi->arch, n_slots, n_ctx,
             host, server_port(srv), api_key ? " (API key required)" : "");
-    printf("listening on %s:%d\n", host, server_port(srv));
+    printf("listening on %s:%d\n", host, server_port(srv)); /* tests and scripts wait for this line */
     fflush(stdout);
 
     int sig = 0;
     sigwait(&stop_set, &sig);
+    if (drain_timeout > 0 && !drain(srv, s, drain_timeout, &stop_set))
+        fprintf(stderr, "lfm2c: drain cut short\n");
     fprintf(stderr, "lfm2c: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     pthread_t dog;
     pthread_create(&dog, NULL, shutdown_watchdog, &stop_set);
