@@ -7,7 +7,14 @@
  * Memory: everything a parse or a render creates lives in an arena freed at once at the end.
  * Values are immutable once built (the sandbox is immutable; only namespaces change), so they
  * can be shared freely without reference counts. Errors unwind with longjmp to the entry point,
- * which is safe because nothing outside the arena needs cleaning up. */
+ * which is safe because nothing outside the arena needs cleaning up.
+ *
+ * A template is a program from a file we did not write, run on every request: a render has a
+ * budget (jinja_options: steps, output bytes, memory, evaluation depth, wall time, a cancel flag)
+ * charged where work happens — every node evaluated, every list item and string byte built, every
+ * element compared or searched — and checked often, so no template can run away with a thread.
+ * Sizes and indices are computed with checked arithmetic (Python ints are unbounded; ours are
+ * int64, and an overflow is a clean render error, never a wrap). */
 #include "jinja.h"
 
 #include <ctype.h>
@@ -17,6 +24,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +44,7 @@ typedef struct arena {
 } arena;
 
 static void *arena_alloc(arena *a, size_t n) {
+    if (n > a->limit) return NULL; /* also keeps the rounding below from wrapping */
     n = (n + 15) & ~(size_t)15;
     if (!a->blk || a->blk->cap - a->blk->used < n) {
         size_t cap = n > 65536 - sizeof(arena_blk) ? n : 65536 - sizeof(arena_blk);
@@ -59,10 +68,18 @@ static void arena_free(arena *a) {
 
 /* ---- errors: both the parser and the evaluator unwind to their entry point ------------------- */
 
+/* What a render may still spend (NULL while parsing: the parser is linear in the source). */
+typedef struct budget {
+    uint64_t steps, max_steps, next_check;
+    double deadline;               /* CLOCK_MONOTONIC seconds */
+    const atomic_int *cancel;      /* non-zero: stop */
+} budget;
+
 typedef struct jfail {
     jmp_buf jb;
     lfm2c_error *err;
     arena *a;
+    budget *bud;
 } jfail;
 
 static _Noreturn void failv(jfail *f, int code, int line, const char *fmt, va_list ap) {
@@ -97,7 +114,27 @@ static _Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, 
     failv(f, code, line, fmt, ap);
 }
 
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Charges n units of work to the render; fails when the steps, the time or the caller run out. */
+static void tick(jfail *f, uint64_t n) {
+    budget *b = f->bud;
+    if (!b) return;
+    b->steps += n;
+    if (b->steps < b->next_check) return;
+    b->next_check = b->steps + 4096;
+    if (b->steps > b->max_steps)
+        fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its budget of %llu steps", (unsigned long long)b->max_steps);
+    if (b->cancel && atomic_load(b->cancel)) fail_code(f, LFM2C_ECANCELLED, 0, "template rendering cancelled");
+    if (mono_now() > b->deadline) fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its time budget");
+}
+
 static void *xalloc(jfail *f, size_t n) {
+    tick(f, 1 + n / 256);
     void *p = arena_alloc(f->a, n ? n : 1);
     if (!p) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (the template needs more than %zu MiB)", f->a->limit >> 20);
     return p;
@@ -235,32 +272,40 @@ static value v_cstr(const char *p) { return v_str(p, strlen(p)); }
 static value v_list(list *l) { value v = {V_LIST, {0}}; v.u.l = l; return v; }
 static value v_dict(dict *d) { value v = {V_DICT, {0}}; v.u.d = d; return v; }
 
+static size_t mul_size(jfail *f, size_t a, size_t b) {
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (size overflow)");
+    return r;
+}
+
 static list *list_new(jfail *f, size_t cap) {
     list *l = xzalloc(f, sizeof *l);
     l->cap = cap ? cap : 4;
-    l->v = xalloc(f, l->cap * sizeof(value));
+    l->v = xalloc(f, mul_size(f, l->cap, sizeof(value)));
     return l;
 }
 
 static void list_push(jfail *f, list *l, value v) {
     if (l->n == l->cap) {
-        value *nv = xalloc(f, 2 * l->cap * sizeof(value));
+        value *nv = xalloc(f, mul_size(f, 2 * l->cap, sizeof(value)));
         memcpy(nv, l->v, l->n * sizeof(value));
         l->v = nv;
         l->cap *= 2;
     }
     l->v[l->n++] = v;
+    tick(f, 1);
 }
 
 static dict *dict_new(jfail *f, size_t cap) {
     dict *d = xzalloc(f, sizeof *d);
     d->cap = cap ? cap : 4;
-    d->k = xalloc(f, d->cap * sizeof(value));
-    d->v = xalloc(f, d->cap * sizeof(value));
+    d->k = xalloc(f, mul_size(f, d->cap, sizeof(value)));
+    d->v = xalloc(f, mul_size(f, d->cap, sizeof(value)));
     return d;
 }
 
 static bool v_eq(value a, value b);
+static bool v_eq_d(value a, value b, int depth);
 
 static long dict_find(const dict *d, value k) {
     for (size_t i = 0; i < d->n; i++)
@@ -297,7 +342,12 @@ static bool v_num(value v) { return v.t == V_INT || v.t == V_FLOAT || v.t == V_B
 static double v_asf(value v) { return v.t == V_FLOAT ? v.u.f : v.t == V_INT ? (double)v.u.i : (double)v.u.b; }
 static int64_t v_asi(value v) { return v.t == V_INT ? v.u.i : (int64_t)v.u.b; }
 
-static bool v_eq(value a, value b) {
+/* Equality as Python's ==. Values nested deeper than 10,000 levels (a template can build them
+ * in a loop) compare unequal rather than exhaust the C stack. */
+static bool v_eq(value a, value b) { return v_eq_d(a, b, 0); }
+
+static bool v_eq_d(value a, value b, int depth) {
+    if (depth > 10000) return false;
     if (v_num(a) && v_num(b)) {
         if (a.t == V_FLOAT || b.t == V_FLOAT) return v_asf(a) == v_asf(b);
         return v_asi(a) == v_asi(b);
@@ -309,13 +359,13 @@ static bool v_eq(value a, value b) {
     case V_LIST:
         if (a.u.l->n != b.u.l->n) return false;
         for (size_t i = 0; i < a.u.l->n; i++)
-            if (!v_eq(a.u.l->v[i], b.u.l->v[i])) return false;
+            if (!v_eq_d(a.u.l->v[i], b.u.l->v[i], depth + 1)) return false;
         return true;
     case V_DICT:
         if (a.u.d->n != b.u.d->n) return false;
         for (size_t i = 0; i < a.u.d->n; i++) {
             long j = dict_find(b.u.d, a.u.d->k[i]);
-            if (j < 0 || !v_eq(a.u.d->v[i], b.u.d->v[j])) return false;
+            if (j < 0 || !v_eq_d(a.u.d->v[i], b.u.d->v[j], depth + 1)) return false;
         }
         return true;
     case V_NS: return a.u.d == b.u.d;
@@ -348,6 +398,8 @@ static const char *v_typename(value v) {
 typedef struct sbuf { char *p; size_t n, cap; } sbuf;
 
 static void sb_put(jfail *f, sbuf *b, const char *s, size_t n) {
+    tick(f, 1 + n / 256);
+    if (n > f->a->limit || b->n + n + 1 > f->a->limit) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (string too large)");
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         while (cap < b->n + n + 1) cap *= 2;
@@ -574,27 +626,32 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
             bool isf = false;
             char buf[64];
             size_t bn = 0;
+            /* every write is bounded: a longer literal sets bn to the cap and fails below */
+#define PUT(ch) do { if (bn < sizeof buf - 1) buf[bn++] = (ch); else bn = sizeof buf; } while (0)
 #define DIGITS()                                                                                         \
     while (i < left && (isdigit((unsigned char)c[i]) || (c[i] == '_' && i + 1 < left && isdigit((unsigned char)c[i + 1])))) { \
-        if (c[i] != '_' && bn < sizeof buf - 1) buf[bn++] = c[i];                                       \
+        if (c[i] != '_') PUT(c[i]);                                                                      \
         i++;                                                                                             \
     }
             DIGITS();
             if (i + 1 < left && c[i] == '.' && isdigit((unsigned char)c[i + 1])) {
                 isf = true;
-                buf[bn++] = c[i++];
+                PUT(c[i]);
+                i++;
                 DIGITS();
             }
             if (i + 1 < left && (c[i] == 'e' || c[i] == 'E') &&
                 (isdigit((unsigned char)c[i + 1]) || (i + 2 < left && (c[i + 1] == '+' || c[i + 1] == '-') && isdigit((unsigned char)c[i + 2])))) {
                 isf = true;
-                buf[bn++] = c[i++];
-                if (c[i] == '+' || c[i] == '-') buf[bn++] = c[i++];
+                PUT(c[i]);
+                i++;
+                if (c[i] == '+' || c[i] == '-') { PUT(c[i]); i++; }
                 DIGITS();
             }
 #undef DIGITS
+#undef PUT
+            if (bn >= sizeof buf - 1) fail(L->f, L->line, "number literal too long (at most %zu digits)", sizeof buf - 2);
             buf[bn] = 0;
-            if (bn >= sizeof buf - 1) fail(L->f, L->line, "number literal too long");
             token *t = lex_push(L, isf ? T_FLOAT : T_INT, L->line, c, i);
             if (isf) t->f = strtod(buf, NULL);
             else {
@@ -1532,7 +1589,9 @@ enum { CTL_NONE, CTL_BREAK, CTL_CONTINUE };
 struct ctx {
     jfail f;
     sbuf *out;
+    size_t max_output;
     int ctl, depth;
+    int eval_depth, max_depth; /* nested eval/exec calls (the C stack) */
     time_t now;
     locale_t loc;
     value captured; /* the body of a filter block / block set, for its filter chain */
@@ -1874,6 +1933,7 @@ static void slice_indices(ctx *c, int line, int64_t len, value vs, value ve, val
             FAIL(c, line, "TypeError: slice indices must be integers or None");
     *step = vstep.t == V_INT || vstep.t == V_BOOL ? v_asi(vstep) : 1;
     if (*step == 0) FAIL(c, line, "ValueError: slice step cannot be zero");
+    if (*step < -INT64_MAX) *step = -INT64_MAX; /* as Python clamps to -sys.maxsize */
     bool has_s = vs.t == V_INT || vs.t == V_BOOL, has_e = ve.t == V_INT || ve.t == V_BOOL;
     int64_t lo = *step < 0 ? -1 : 0, hi = *step < 0 ? len - 1 : len;
     if (!has_s) *start = *step < 0 ? hi : lo;
@@ -1890,14 +1950,23 @@ static void slice_indices(ctx *c, int line, int64_t len, value vs, value ve, val
     }
 }
 
+/* How many indices start, start+step, ... lie before stop (Python's slice length). The indices
+ * are within [-1, len] after slice_indices, so the differences cannot overflow, and start +
+ * k*step for k < count stays between start and stop. */
+static int64_t slice_count(int64_t start, int64_t stop, int64_t step) {
+    if (step > 0) return stop > start ? (stop - start - 1) / step + 1 : 0;
+    return start > stop ? (start - stop - 1) / (-(step + 1) + 1) + 1 : 0;
+}
+
 static value do_slice(ctx *c, int line, value obj, value vs, value ve, value vstep) {
     if (obj.t == V_UNDEF) fail_undef(c, line, obj);
     int64_t start, stop, step;
     if (obj.t == V_LIST) {
         slice_indices(c, line, (int64_t)obj.u.l->n, vs, ve, vstep, &start, &stop, &step);
-        list *r = list_new(&c->f, 0);
+        int64_t n = slice_count(start, stop, step);
+        list *r = list_new(&c->f, (size_t)(n ? n : 1));
         r->tuple = obj.u.l->tuple;
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) list_push(&c->f, r, obj.u.l->v[i]);
+        for (int64_t k = 0; k < n; k++) list_push(&c->f, r, obj.u.l->v[start + k * step]);
         return v_list(r);
     }
     if (obj.t == V_STR) {
@@ -1910,8 +1979,10 @@ static value do_slice(ctx *c, int line, value obj, value vs, value ve, value vst
             if (i < n) { int l; utf8_dec(obj.u.s.p + p, obj.u.s.n - (size_t)p, &l); p += l; }
         }
         sbuf b = {0};
-        for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+        for (int64_t k = 0, m = slice_count(start, stop, step); k < m; k++) {
+            int64_t i = start + k * step;
             sb_put(&c->f, &b, obj.u.s.p + off[i], off[i + 1] - off[i]);
+        }
         return sb_value(&b);
     }
     return v_undef_msg(c, "'%s' object is not subscriptable", v_typename(obj));
@@ -2029,7 +2100,7 @@ static value binop(ctx *c, int line, int op, value a, value b) {
                 for (size_t j = 0; j < a.u.l->n; j++) list_push(&c->f, l, a.u.l->v[j]);
             return v_list(l);
         }
-        if (b.t == V_STR || b.t == V_LIST) return binop(c, line, '*', b, a);
+        if ((b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL)) return binop(c, line, '*', b, a);
         fail_operands(c, line, "*", a, b);
     case '/':
         if (!num) fail_operands(c, line, "/", a, b);
@@ -2061,9 +2132,13 @@ static value binop(ctx *c, int line, int op, value a, value b) {
         if (!num) fail_operands(c, line, "**", a, b);
         if (!flt && v_asi(b) >= 0) {
             int64_t base = v_asi(a), e = v_asi(b), acc = 1;
-            while (e--) {
-                if (__builtin_mul_overflow(acc, base, &acc)) FAIL(c, line, "integer overflow");
-                if (acc == 0 || acc == 1) break;
+            if (base == 0 || base == 1) return v_int(e == 0 ? 1 : base);
+            if (base == -1) return v_int(e % 2 ? -1 : 1);
+            for (;;) { /* |base| >= 2: at most 63 squarings before an overflow */
+                if ((e & 1) && __builtin_mul_overflow(acc, base, &acc)) FAIL(c, line, "integer overflow");
+                e >>= 1;
+                if (!e) break;
+                if (__builtin_mul_overflow(base, base, &base)) FAIL(c, line, "integer overflow");
             }
             return v_int(acc);
         }
@@ -2113,12 +2188,14 @@ static bool v_contains(ctx *c, int line, value container, value item) {
     case V_UNDEF: return false;
     case V_STR:
         if (item.t != V_STR) FAIL(c, line, "TypeError: 'in <string>' requires string as left operand, not %s", v_typename(item));
+        tick(&c->f, 1 + container.u.s.n / 64);
         return item.u.s.n == 0 || memmem(container.u.s.p, container.u.s.n, item.u.s.p, item.u.s.n) != NULL;
     case V_LIST:
+        tick(&c->f, container.u.l->n);
         for (size_t i = 0; i < container.u.l->n; i++)
             if (v_eq(container.u.l->v[i], item)) return true;
         return false;
-    case V_DICT: return dict_find(container.u.d, item) >= 0;
+    case V_DICT: tick(&c->f, container.u.d->n); return dict_find(container.u.d, item) >= 0;
     default: FAIL(c, line, "TypeError: argument of type '%s' is not iterable", v_typename(container));
     }
 }
@@ -2517,7 +2594,7 @@ static value str_method(ctx *c, int line, func *fn, args *a) {
         int64_t maxsplit = arg_int(c, line, a, 1, "maxsplit", -1, m);
         value sep = arg_get(a, 0, "sep");
         list *all = str_split(c, line, s, sep, -1);
-        if (maxsplit < 0 || (int64_t)all->n <= maxsplit + 1) return v_list(all);
+        if (maxsplit < 0 || maxsplit >= (int64_t)all->n - 1) return v_list(all);
         if (sep.t != V_STR) FAIL(c, line, "rsplit(None, maxsplit) is not supported");
         size_t keep_from = all->n - (size_t)maxsplit;
         list *head = list_new(&c->f, keep_from);
@@ -2689,6 +2766,8 @@ static value py_format(ctx *c, int line, value fmt, value argv) {
         case 'd': case 'i': case 'x': case 'X': case 'o':
             if (!v_num(v)) FAIL(c, line, "TypeError: %%%c format: a number is required, not %s", conv, v_typename(v));
             spec[sl++] = 'l', spec[sl++] = 'l', spec[sl++] = conv == 'i' ? 'd' : conv, spec[sl] = 0;
+            if (v.t == V_FLOAT && !(isfinite(v.u.f) && fabs(v.u.f) < 9.2e18))
+                FAIL(c, line, "OverflowError: %%%c format of %g does not fit a 64-bit integer", conv, v.u.f);
             snprintf(out, sizeof out, spec, (long long)(v.t == V_FLOAT ? (int64_t)v.u.f : v_asi(v)));
             sb_puts(&c->f, &b, out);
             break;
@@ -3092,10 +3171,11 @@ static value f_batch(ctx *c, int line, value in, args *a) {
     value fill = arg_get(a, 1, "fill_with");
     list *l = iter_list(c, line, in), *r = list_new(&c->f, 4), *cur = NULL;
     for (size_t i = 0; i < l->n; i++) {
-        if (!cur || (int64_t)cur->n == size) cur = list_new(&c->f, (size_t)size), list_push(&c->f, r, v_list(cur));
+        if (!cur || (int64_t)cur->n == size)
+            cur = list_new(&c->f, (size_t)(size < (int64_t)(l->n - i) ? size : (int64_t)(l->n - i))), list_push(&c->f, r, v_list(cur));
         list_push(&c->f, cur, l->v[i]);
     }
-    if (cur && arg_has(a, 1, "fill_with"))
+    if (cur && arg_has(a, 1, "fill_with")) /* bounded by the budget: a huge size fails, never wraps */
         while ((int64_t)cur->n < size) list_push(&c->f, cur, fill);
     return v_list(r);
 }
@@ -3200,11 +3280,12 @@ static value g_range(ctx *c, int line, func *fn, args *a) {
     }
     if (a->npos < 1 || a->npos > 3) FAIL(c, line, "TypeError: range expects 1 to 3 arguments");
     if (step == 0) FAIL(c, line, "ValueError: range() arg 3 must not be zero");
-    list *l = list_new(&c->f, 8);
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-        if (l->n >= 10000000) FAIL(c, line, "range too large");
-        list_push(&c->f, l, v_int(i));
-    }
+    /* the length in 128-bit arithmetic: stop - start and the indices never overflow */
+    __int128 span = step > 0 ? (__int128)stop - start : (__int128)start - stop;
+    __int128 n = span > 0 ? (span - 1) / (step > 0 ? (__int128)step : -(__int128)step) + 1 : 0;
+    if (n > 10000000) FAIL(c, line, "range too large (%lld items; at most 10000000)", (long long)(n > INT64_MAX ? INT64_MAX : n));
+    list *l = list_new(&c->f, (size_t)(n ? n : 1));
+    for (int64_t k = 0; k < (int64_t)n; k++) list_push(&c->f, l, v_int((int64_t)(start + (__int128)k * step)));
     return v_list(l);
 }
 
@@ -3266,7 +3347,18 @@ static value lookup(ctx *c, frame *fr, const char *name) {
     return v_undef_msg(c, "'%s' is undefined", name);
 }
 
+static value eval_node(ctx *c, frame *fr, const node *x);
+
+/* Every evaluation is charged a step, and nesting is bounded so the C stack is too. */
 static value eval(ctx *c, frame *fr, const node *x) {
+    tick(&c->f, 1);
+    if (++c->eval_depth > c->max_depth) FAIL(c, x->line, "the template nests evaluations deeper than %d", c->max_depth);
+    value v = eval_node(c, fr, x);
+    c->eval_depth--;
+    return v;
+}
+
+static value eval_node(ctx *c, frame *fr, const node *x) {
     switch (x->kind) {
     case E_CONST: return x->val;
     case E_NAME: return lookup(c, fr, x->name);
@@ -3350,7 +3442,10 @@ static value eval(ctx *c, frame *fr, const node *x) {
     FAIL(c, x->line, "internal error: node %d is not an expression", x->kind);
 }
 
-static void emit(ctx *c, value v) { str_value(c, c->out, v, 0); }
+static void emit(ctx *c, value v) {
+    str_value(c, c->out, v, 0);
+    if (c->out->n > c->max_output) FAIL(c, 0, "the template's output exceeds %zu bytes", c->max_output);
+}
 
 /* Binds loop / set targets; several targets unpack a sequence of exactly that length. */
 static void assign(ctx *c, frame *fr, int line, const char *const *names, int n, value v) {
@@ -3419,9 +3514,21 @@ static void exec_for(ctx *c, frame *fr, const node *x) {
     }
 }
 
+static void exec_node_inner(ctx *c, frame *fr, const node *x);
+
 static void exec_node(ctx *c, frame *fr, const node *x) {
+    tick(&c->f, 1);
+    if (++c->eval_depth > c->max_depth) FAIL(c, x->line, "the template nests blocks deeper than %d", c->max_depth);
+    exec_node_inner(c, fr, x);
+    c->eval_depth--;
+}
+
+static void exec_node_inner(ctx *c, frame *fr, const node *x) {
     switch (x->kind) {
-    case S_TEXT: sb_put(&c->f, c->out, x->val.u.s.p, x->val.u.s.n); return;
+    case S_TEXT:
+        sb_put(&c->f, c->out, x->val.u.s.p, x->val.u.s.n);
+        if (c->out->n > c->max_output) FAIL(c, x->line, "the template's output exceeds %zu bytes", c->max_output);
+        return;
     case S_OUTPUT: emit(c, eval(c, fr, x->a)); return;
     case S_IF:
         exec_body(c, fr, v_truthy(eval(c, fr, x->a)) ? &x->items : &x->items2);
@@ -3515,11 +3622,17 @@ static value from_json(ctx *c, const json_t *j, int depth) {
 
 char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_options *opt, size_t *out_len,
                    lfm2c_error *err) {
-    arena a = {.limit = opt && opt->memory_limit ? opt->memory_limit : (size_t)512 << 20};
+    arena a = {.limit = opt && opt->memory_limit ? opt->memory_limit : JINJA_DEFAULT_MEMORY};
+    budget bud = {.max_steps = opt && opt->max_steps ? opt->max_steps : JINJA_DEFAULT_STEPS,
+                  .deadline = mono_now() + (opt && opt->max_seconds > 0 ? opt->max_seconds : JINJA_DEFAULT_SECONDS),
+                  .cancel = opt ? opt->cancel : NULL};
     ctx c;
     memset(&c, 0, sizeof c);
     c.f.err = err;
     c.f.a = &a;
+    c.f.bud = &bud;
+    c.max_output = opt && opt->max_output ? opt->max_output : JINJA_DEFAULT_OUTPUT;
+    c.max_depth = opt && opt->max_depth > 0 ? opt->max_depth : JINJA_DEFAULT_DEPTH;
     c.now = opt ? opt->now : 0;
     c.loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
     char *volatile result = NULL;

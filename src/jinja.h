@@ -15,6 +15,8 @@
 
 #include "lfm2c.h"
 #include <jansson.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <time.h>
 
 typedef struct jinja_template jinja_template;
@@ -23,10 +25,25 @@ typedef struct jinja_template jinja_template;
 jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err);
 void jinja_free(jinja_template *t);
 
+/* A render's budget: a template is a program from a model file, run on every request. Zero in a
+ * field means its default; a render that passes a limit fails with a clear error (no output). */
 typedef struct jinja_options {
     time_t now;          /* clock for strftime_now (local time); 0 = the current time */
-    size_t memory_limit; /* bytes a render may allocate; 0 = 512 MiB */
+    size_t memory_limit; /* bytes a render may allocate; 0 = JINJA_DEFAULT_MEMORY */
+    uint64_t max_steps;  /* units of work (nodes evaluated, items and bytes built, elements compared) */
+    size_t max_output;   /* bytes of rendered text */
+    int max_depth;       /* nested evaluations (expressions, calls, macros) */
+    double max_seconds;  /* wall time */
+    const atomic_int *cancel; /* when non-NULL and non-zero, the render stops (LFM2C_ECANCELLED) */
 } jinja_options;
+
+/* Defaults: far above what chat templates need (the LFM2 template renders a 32K-token
+ * conversation with tools in about a millisecond and ~10^5 steps) and far below harm. */
+#define JINJA_DEFAULT_MEMORY ((size_t)256 << 20)
+#define JINJA_DEFAULT_STEPS ((uint64_t)50 * 1000 * 1000)
+#define JINJA_DEFAULT_OUTPUT ((size_t)32 << 20)
+#define JINJA_DEFAULT_DEPTH 1000
+#define JINJA_DEFAULT_SECONDS 5.0
 
 /* vars: a JSON object (or NULL) whose members become the template's variables (null -> None).
  * Returns the malloc'd, NUL-terminated output (its length in *out_len when not NULL), or NULL

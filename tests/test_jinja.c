@@ -9,6 +9,7 @@
 #include "jinja.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -276,6 +277,102 @@ static void test_parse_once_render_many(void) {
     jinja_free(t);
 }
 
+
+/* ---- hostile templates (issue 12): each case crashed, hung or read out of bounds before ---- */
+
+/* Renders with a small budget; the result must be an error (no output) whose message has want. */
+static void expect_budget_error(const char *src, const char *want, const jinja_options *o) {
+    lfm2c_error err = {0};
+    jinja_template *t = jinja_parse(src, strlen(src), &err);
+    char *out = t ? jinja_render(t, NULL, o, NULL, &err) : NULL;
+    CHECK(!out && err.code != 0, "%s: expected an error, got [%.60s]", src, out ? out : "");
+    CHECK(strstr(err.msg, want), "%s: error [%s] does not say [%s]", src, err.msg, want);
+    free(out);
+    jinja_free(t);
+}
+
+static void expect_output(const char *src, const char *want) {
+    lfm2c_error err = {0};
+    char *out = render(src, NULL, 0, &err);
+    CHECK(out && !strcmp(out, want), "%s: got [%s] want [%s] (%s)", src, out ? out : "(error)", want, err.msg);
+    free(out);
+}
+
+static void test_hostile_templates(void) {
+    jinja_options small = {.max_seconds = 2.0};
+    /* binop recursion: str * str and list * list are TypeErrors, not infinite recursion */
+    expect_budget_error("{{ 'a' * 'b' }}", "unsupported operand", &small);
+    expect_budget_error("{{ [1] * [2] }}", "unsupported operand", &small);
+    expect_budget_error("{{ {} * 'a' }}", "unsupported operand", &small);
+    expect_output("{{ 3 * 'ab' }}|{{ 2 * [1] }}", "ababab|[1, 1]");
+    /* capacity multiplications that wrapped: batch(2**61), huge repetition */
+    expect_budget_error("{{ [1,2,3] | batch(2**61, 0) | list }}", "budget", &(jinja_options){.max_steps = 100000, .max_seconds = 2});
+    expect_output("{{ [1,2,3] | batch(2**61) | list }}", "[[1, 2, 3]]");
+    expect_budget_error("{{ 'ab' * 2**62 }}", "too large", &small);
+    expect_budget_error("{{ [1] * 2**62 }}", "too large", &small);
+    /* rsplit with a huge maxsplit, slices with huge steps (Python semantics, no out-of-bounds read) */
+    expect_output("{{ 'a,b,c'.rsplit(',', 9223372036854775807) }}", "['a', 'b', 'c']");
+    expect_output("{{ 'a,b,c'.rsplit(',', 1) }}", "['a,b', 'c']");
+    expect_output("{{ [1,2,3][1::9223372036854775807] }}", "[2]");
+    expect_output("{{ [1,2,3][::-9223372036854775807-1] }}|{{ [1,2,3][2::-9223372036854775807] }}", "[3]|[3]");
+    expect_output("{{ 'héllo'[1::2**62] }}|{{ 'héllo'[::-2] }}", "é|olh");
+    expect_output("{{ [1,2,3,4,5][-9223372036854775807-1:9223372036854775807:2] }}", "[1, 3, 5]");
+    /* range: huge bounds are a clean error; steps near the int64 edges do not wrap */
+    expect_budget_error("{{ range(2**62) | length }}", "range too large", &small);
+    expect_output("{{ range(9223372036854775807-2, 9223372036854775807) | list }}", "[9223372036854775805, 9223372036854775806]");
+    expect_output("{{ range(-9223372036854775807-1, -9223372036854775807+9, 2**62) | list }}", "[-9223372036854775808]");
+    expect_output("{{ range(0, 10, -1) | list }}|{{ range(5, 0, -2) | list }}", "[]|[5, 3, 1]");
+    /* %d of a float outside int64 (was UB), ** by squaring (was a loop of 2**62 steps) */
+    expect_budget_error("{{ '%d' % 1e300 }}", "OverflowError", &small);
+    expect_output("{{ '%d' % 12.7 }}", "12");
+    expect_output("{{ (-1) ** (2**62) }}|{{ (-1) ** (2**62+1) }}|{{ 0 ** 0 }}|{{ 2 ** 62 }}", "1|-1|1|4611686018427387904");
+    expect_budget_error("{{ 3 ** (2**62) }}", "integer overflow", &small);
+    expect_budget_error("{{ 2**63 }}", "integer overflow", &small);
+    /* a 63+ digit literal followed by a fraction and an exponent overflowed a stack buffer */
+    {
+        char src[256] = "{{ ";
+        for (int i = 0; i < 70; i++) strcat(src, "9");
+        strcat(src, ".5e+5 }}");
+        lfm2c_error err = {0};
+        jinja_template *t = jinja_parse(src, strlen(src), &err);
+        CHECK(!t && strstr(err.msg, "too long"), "long number literal: [%s]", err.msg);
+        jinja_free(t);
+    }
+    /* the render budget: steps, output, depth, time, cancel */
+    expect_budget_error("{% for i in range(10000000) %}{% for j in range(10000000) %}{% endfor %}{% endfor %}",
+                        "budget", &(jinja_options){.max_steps = 200000});
+    expect_budget_error("{% set l = range(3000) | list %}{% for i in l %}{% for j in l %}{% if j in l %}{% endif %}{% endfor %}{% endfor %}",
+                        "budget", &(jinja_options){.max_steps = 1000000});
+    expect_budget_error("{% for i in range(1000000) %}xxxxxxxxxxxxxxxx{% endfor %}", "output exceeds",
+                        &(jinja_options){.max_output = 100000});
+    expect_budget_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "too deep", &small);
+    expect_budget_error("{% set ns = namespace(x=0) %}{% for i in range(10000000) %}{% for j in range(10000000) %}"
+                        "{% set ns.x = ns.x + 1 %}{% endfor %}{% endfor %}", "time budget",
+                        &(jinja_options){.max_seconds = 0.3, .max_steps = (uint64_t)1 << 62});
+    {
+        atomic_int cancel = 1;
+        expect_budget_error("{% for i in range(10000000) %}{{ i }}{% endfor %}", "cancelled",
+                            &(jinja_options){.cancel = &cancel});
+    }
+    /* deep nesting built by a loop, then compared and printed: bounded, no stack overflow */
+    expect_budget_error("{% set ns = namespace(x=[]) %}{% for i in range(200000) %}{% set ns.x = [ns.x] %}{% endfor %}"
+                        "{{ ns.x == ns.x }}{{ ns.x }}", "nested too deeply", &small);
+    /* the defaults leave a real chat template plenty of room (the goldens above use them too) */
+    jinja_options dflt = {0};
+    lfm2c_error err = {0};
+    const char *src = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+    jinja_template *t = jinja_parse(src, strlen(src), &err);
+    json_t *msgs = json_array();
+    for (int i = 0; i < 20000; i++) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", i % 2 ? "assistant" : "user", "content", "some text of a turn"));
+    json_t *vars = json_pack("{s:o}", "messages", msgs);
+    size_t n = 0;
+    char *out = jinja_render(t, vars, &dflt, &n, &err);
+    CHECK(out && n > 20000 * 30, "20,000-message conversation within the default budget: %s", err.msg);
+    free(out);
+    json_decref(vars);
+    jinja_free(t);
+}
+
 int main(void) {
     test_unit_cases();
     test_public_goldens();
@@ -283,5 +380,6 @@ int main(void) {
     test_builtin_template();
     test_errors();
     test_parse_once_render_many();
+    test_hostile_templates();
     TEST_MAIN_END();
 }
