@@ -1761,7 +1761,7 @@ static int step_num(const gnode *n, grammar_frame *f, unsigned char b) {
         f->seen = M;
         f->cand = (uint64_t)digits;
         f->pos = (uint16_t)dec;
-    } else if (np == N_DOT && !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand)) {
+    } else if (np == N_DOT && (f->cand >= 15 || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
         return R_REJECT;
     }
     f->phase = (uint8_t)np;
@@ -1791,6 +1791,8 @@ static bool str_char(const gnode *n, grammar_frame *f, uint32_t cp) {
     if (n->rx) {
         int t = dfa_next(n->rx, (int)f->seen, cp);
         if (t < 0) return false;
+        /* maxLength and the pattern together: room for the shortest way to a match */
+        if (n->max_len >= 0 && (long)f->count + 1 + n->rx->dist[t] > n->max_len) return false;
         f->seen = (uint64_t)t;
     }
     f->count++;
@@ -1883,7 +1885,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
 /* ---- values, objects, arrays, calls ---- */
 
 /* The first byte of a value of node n starts frame f (an F_VALUE, not a union) as its kind. */
-static int start_value(const grammar *g, grammar_frame *f, unsigned char b) {
+static int start_value(const grammar *g, const grammar_stack *st, grammar_frame *f, unsigned char b) {
     const gnode *n = &g->nodes[f->node];
     if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
     f->sp = 0;
@@ -1891,7 +1893,9 @@ static int start_value(const grammar *g, grammar_frame *f, unsigned char b) {
         f->kind = F_ENUM;
         f->cand = all_bits(n->n_enum);
         f->pos = 0;
-        return R_AGAIN;
+        const grammar_frame *p = f > st->f ? f - 1 : NULL; /* uniqueItems: only new values */
+        if (p && p->kind == F_ARR && g->nodes[p->node].unique) f->cand &= ~p->cand;
+        return f->cand ? R_AGAIN : R_REJECT;
     }
     const char *const *lit = g->python ? LIT_PY : LIT_JSON;
     if (b == '{' && (n->types & T_OBJ)) { f->kind = F_OBJ; f->phase = O_FIRST; f->seen = 0; return R_OK; }
@@ -1954,7 +1958,7 @@ static int step(const grammar *g, grammar_stack *st, unsigned char b) {
     grammar_frame *f = &st->f[st->depth - 1];
     const gnode *n = &g->nodes[f->node];
     switch (f->kind) {
-    case F_VALUE: return start_value(g, f, b);
+    case F_VALUE: return start_value(g, st, f, b);
     case F_LIT: {
         const char *lit = (g->python ? LIT_PY : LIT_JSON)[f->aux];
         if ((unsigned char)lit[f->pos] != b) return R_REJECT;
@@ -1998,19 +2002,8 @@ static int step(const grammar *g, grammar_stack *st, unsigned char b) {
             f->sp = 0;
             f->aux = 0;
             return R_OK;
-        case O_KEY:
-            if (f->aux) { /* inside an escape of an additional key */
-                if (f->aux == 1) {
-                    if (b == 'u') { f->aux = 5; f->cand = 0; return R_OK; }
-                    if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
-                    f->aux = 0;
-                    return R_OK;
-                }
-                if (hexval(b) < 0) return R_REJECT;
-                f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
-                return R_OK;
-            }
-            if (b == '"') {
+        case O_KEY: {
+            if (b == '"' && !f->aux) {
                 int k = exact(n->keys, f->cand, f->pos);
                 if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
                 if (k < 0 && n->additional < 0) return R_REJECT;
@@ -2019,15 +2012,22 @@ static int step(const grammar *g, grammar_stack *st, unsigned char b) {
                 return R_OK;
             }
             if (b < 0x20 || b == 0x7f) return R_REJECT;
-            {
-                uint64_t c = narrow(n->keys, f->cand, f->pos, b);
-                if (!c && n->additional < 0) return R_REJECT;
-                if (b == '\\' && !c) { f->aux = 1; f->cand = 0; return R_OK; }
-                if (b >= 0x80 && !c) return R_REJECT; /* additional keys: ASCII only */
-                f->cand = c;
+            uint64_t c = narrow(n->keys, f->cand, f->pos, b);
+            if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
+            /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
+            if (!f->aux) { if (b == '\\') f->aux = 1; }
+            else if (f->aux == 1) {
+                if (b == 'u') f->aux = 5;
+                else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
+                else f->aux = 0;
+            } else {
+                if (hexval(b) < 0) return R_REJECT;
+                f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
             }
+            f->cand = c;
             if (f->pos < 0xffff) f->pos++;
             return R_OK;
+        }
         case O_COLON: {
             if (b != ':') return R_REJECT;
             int child = f->cur >= 0 ? n->prop_node[f->cur] : n->additional;
@@ -2305,8 +2305,13 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
     case F_VALUE: return first_byte_of_min_value(g, f->node, 0);
     case F_LIT: return (unsigned char)(g->python ? LIT_PY : LIT_JSON)[f->aux][f->pos];
     case F_ENUM: {
-        if (exact(n->enums, f->cand, f->pos) >= 0) return -1;
-        int k = pick(f->cand, 0);
+        uint64_t used = 0; /* uniqueItems: values the array already holds */
+        if (st->depth >= 2 && st->f[st->depth - 2].kind == F_ARR && g->nodes[st->f[st->depth - 2].node].unique)
+            used = st->f[st->depth - 2].cand;
+        int e = exact(n->enums, f->cand, f->pos);
+        if (e >= 0 && !(used >> e & 1)) return -1;
+        int k = pick(f->cand & ~used & ~(e >= 0 ? 1ull << e : 0), ~0ull);
+        if (k < 0) return 1; /* no way on: a byte nothing accepts */
         return (unsigned char)n->enums[k].s[f->pos];
     }
     case F_NUM: return frame_can_end(g, f) ? -1 : '0';
@@ -2328,6 +2333,7 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
         case O_FIRST: return missing ? '"' : '}';
         case O_NEXT: return '"';
         case O_KEY: {
+            if (!f->cand && f->aux) return f->aux == 1 ? 'n' : '0';
             int k = exact(n->keys, f->cand, f->pos);
             if ((k >= 0 && !(f->seen >> k & 1)) || !f->cand) return '"';
             k = pick(f->cand & ~f->seen, n->required & ~f->seen);
@@ -2339,6 +2345,10 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
     }
     case F_ARR: {
         bool need = !arr_can_close(n, f);
+        if (n->unique && need && f->phase != A_AFTER) { /* a value the array does not hold yet */
+            int k = pick(all_bits(g->nodes[n->items].n_enum) & ~f->cand, ~0ull);
+            return k >= 0 ? (unsigned char)g->nodes[n->items].enums[k].s[0] : ']';
+        }
         if (f->phase == A_FIRST) return need ? first_byte_of_min_value(g, item_node(n, (int)f->count), 0) : ']';
         if (f->phase == A_NEXT) return first_byte_of_min_value(g, item_node(n, (int)f->count), 0);
         return need ? ',' : ']';

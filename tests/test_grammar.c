@@ -4,6 +4,8 @@
 #include "test.h"
 
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool accepts(const grammar *g, const char *text, bool *complete) {
@@ -372,7 +374,93 @@ static void test_tool_calls(void) {
     CHECK(grammar_tool_calls("{}", NULL, false, err, sizeof err) == NULL, "tools not an array");
 }
 
-int main(void) {
+
+/* ---- corpus generator: test_grammar --generate N OUTDIR SCHEMA.json... ------------------- *
+ * For each schema, N random outputs walking the automaton (random allowed chunks, then the
+ * completion after a random budget), one per line in OUTDIR/<name>.jsonl, for the ajv oracle
+ * (tests/test_grammar_corpus.sh). Prints failures and "N passed, N failed". */
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static int generate_one(const grammar *g, char *text, int cap) {
+    static const char *chunks[] = {"true", "false", "null", "\":", "\", \"", "0", "12", "-3", ".5", "e+2", "abc",
+                                   "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "\\n", "\\\"", "\\u00e9", "2024-",
+                                   "T12:", "@ex", ".com", "http", "://", "[]", "{}", "\"a\"", ", ", "::", "Z"};
+    enum { N_CHUNKS = sizeof chunks / sizeof *chunks };
+    grammar_state *st = malloc(sizeof *st);
+    if (!st) return -1;
+    grammar_state_init(g, st);
+    int n = 0, budget = 10 + (int)(rnd() % 150);
+    for (int step = 0; step < budget && n < cap / 2; step++) {
+        if (grammar_complete(g, st) && rnd() % 6 == 0) break;
+        const char *opt[128 + N_CHUNKS];
+        int lens[128 + N_CHUNKS], k = 0;
+        static char bytes[96][2];
+        for (int b = 0x20; b < 0x7f; b++) { bytes[b - 0x20][0] = (char)b; opt[k] = bytes[b - 0x20]; lens[k++] = 1; }
+        for (int c = 0; c < N_CHUNKS; c++) { opt[k] = chunks[c]; lens[k++] = (int)strlen(chunks[c]); }
+        /* a random option among those the automaton accepts */
+        int ok_idx[128 + N_CHUNKS], n_ok = 0;
+        grammar_state *t = malloc(sizeof *t);
+        for (int i = 0; t && i < k; i++) {
+            *t = *st;
+            if (grammar_accept(g, t, opt[i], (size_t)lens[i])) ok_idx[n_ok++] = i;
+        }
+        int chosen = n_ok ? ok_idx[rnd() % (unsigned)n_ok] : -1;
+        if (chosen >= 0) grammar_accept(g, st, opt[chosen], (size_t)lens[chosen]);
+        free(t);
+        if (chosen < 0) break;
+        memcpy(text + n, opt[chosen], (size_t)lens[chosen]);
+        n += lens[chosen];
+    }
+    int m = grammar_completion(g, st, text + n, cap - n);
+    free(st);
+    if (m < 0) { text[n] = 0; return -1; }
+    n += m;
+    text[n] = 0;
+    return n;
+}
+
+static int generate(int argc, char **argv) {
+    int n_out = atoi(argv[2]), pass = 0, failn = 0;
+    const char *dir = argv[3];
+    for (int a = 4; a < argc; a++) {
+        char *schema = read_text(argv[a]), err[512];
+        const char *base = strrchr(argv[a], '/');
+        base = base ? base + 1 : argv[a];
+        grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
+        if (!g) { printf("FAIL compile %s: %s\n", base, schema ? err : "unreadable"); failn++; free(schema); continue; }
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%.*s.jsonl", dir, (int)(strlen(base) - 5), base);
+        FILE *f = fopen(path, "w");
+        for (int i = 0; f && i < n_out; i++) {
+            char text[16384];
+            int n = generate_one(g, text, (int)sizeof text);
+            grammar_state st;
+            grammar_state_init(g, &st);
+            if (n < 0 || !valid(g, text)) { printf("FAIL generate %s #%d: %s%s\n", base, i, n < 0 ? "no completion after " : "", text); failn++; continue; }
+            fprintf(f, "%s\n", text);
+            pass++;
+        }
+        if (f) fclose(f);
+        grammar_free(g);
+        free(schema);
+    }
+    printf("%d passed, %d failed\n", pass, failn);
+    return failn ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && !strcmp(argv[1], "--generate")) return generate(argc, argv);
     test_schema_accepts();
     test_schema_errors();
     test_any_object();
