@@ -31,6 +31,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -853,6 +854,8 @@ typedef struct gnode {
     rdfa *rx;                /* strings: pattern/format automaton */
 } gnode;
 
+typedef struct rxcache { int node, state, n; int *toks; } rxcache;
+
 struct grammar {
     gnode *nodes;
     int n_nodes;
@@ -863,6 +866,12 @@ struct grammar {
     int n_funcs;
     gstr *func_names;
     int *func_node;          /* parameters object node */
+    /* mask cache: the plain-text tokens a pattern string accepts from each DFA state */
+    pthread_mutex_t cache_mu;
+    const struct grammar_vocab *cache_vocab;
+    struct rxcache *cache;
+    int n_cache, cap_cache;
+    size_t cache_bytes;
 };
 
 #define I_LIMIT15 999999999999999LL
@@ -1466,6 +1475,7 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
 static grammar *grammar_alloc(compiler *c) {
     grammar *g = calloc(1, sizeof *g);
     if (!g) return NULL;
+    pthread_mutex_init(&g->cache_mu, NULL);
     c->g = g;
     if (new_node(c) != 0) { free(g); return NULL; } /* node 0: any value */
     return g;
@@ -1587,6 +1597,9 @@ void grammar_free(grammar *g) {
         free(n->any);
         dfa_free(n->rx);
     }
+    for (int i = 0; i < g->n_cache; i++) free(g->cache[i].toks);
+    free(g->cache);
+    pthread_mutex_destroy(&g->cache_mu);
     for (int i = 0; i < g->n_funcs; i++) free(g->func_names[i].s);
     free(g->func_names);
     free(g->func_node);
@@ -2448,6 +2461,11 @@ struct grammar_vocab {
     int *plain;              /* plain string-text tokens (no quote, backslash, control byte; whole
                                 UTF-8 characters), by code point count */
     int *plain_cps;
+    int n_ascii;
+    int *ascii;              /* the plain tokens that are ASCII only (free object keys) */
+    char *pool;              /* bytes of the plain tokens, in v->plain order */
+    size_t *poff;
+    int *plen;
 };
 
 static int trie_init(trie *t) {
@@ -2491,8 +2509,7 @@ static int plain_cps(const unsigned char *s, int n) {
         unsigned char b = s[i];
         if (b < 0x20 || b == 0x7f || b == '"' || b == '\\') return -1;
         int more = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
-        if (more < 0 || i + more >= n + (more ? 0 : 1)) { if (more) return -1; }
-        if (i + more >= n && more) return -1;
+        if (more < 0 || i + more >= n) return -1; /* not a lead byte, or the character is split */
         unsigned lo = 0x80, hi = 0xbf;
         if (b == 0xe0) lo = 0xa0;
         if (b == 0xed) hi = 0x9f;
@@ -2522,8 +2539,9 @@ grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int 
     v->tok_next_rest = malloc(nt * sizeof(int));
     v->plain = malloc(nt * sizeof(int));
     v->plain_cps = malloc(nt * sizeof(int));
+    v->ascii = malloc(nt * sizeof(int));
     int *cps = malloc(nt * sizeof(int));
-    if (!cps || !v->tok_next_all || !v->tok_next_rest || !v->plain || !v->plain_cps || trie_init(&v->all) ||
+    if (!cps || !v->ascii || !v->tok_next_all || !v->tok_next_rest || !v->plain || !v->plain_cps || trie_init(&v->all) ||
         trie_init(&v->rest)) { free(cps); grammar_vocab_free(v); return NULL; }
     v->n_tokens = n_tokens;
     for (int t = 0; t < n_tokens; t++) {
@@ -2532,14 +2550,28 @@ grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int 
         if (lens[t] <= 0) continue; /* special tokens: never allowed by bytes */
         if (trie_add(&v->all, v->tok_next_all, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
         cps[t] = plain_cps((const unsigned char *)bytes[t], lens[t]);
+        if (cps[t] == lens[t]) v->ascii[v->n_ascii++] = t;
         if (cps[t] >= 0) v->plain[v->n_plain++] = t;
         else if (trie_add(&v->rest, v->tok_next_rest, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
         if (lens[t] > v->max_len) v->max_len = lens[t];
     }
     g_sort_cps = cps;
     qsort(v->plain, (size_t)v->n_plain, sizeof(int), by_cps);
-    for (int i = 0; i < v->n_plain; i++) v->plain_cps[i] = cps[v->plain[i]];
+    size_t total = 0;
+    for (int i = 0; i < v->n_plain; i++) { v->plain_cps[i] = cps[v->plain[i]]; total += (size_t)lens[v->plain[i]]; }
     free(cps);
+    v->pool = malloc(total + 1);
+    v->poff = malloc((size_t)(v->n_plain + 1) * sizeof *v->poff);
+    v->plen = malloc((size_t)(v->n_plain + 1) * sizeof *v->plen);
+    if (!v->pool || !v->poff || !v->plen) { grammar_vocab_free(v); return NULL; }
+    total = 0;
+    for (int i = 0; i < v->n_plain; i++) {
+        int t = v->plain[i];
+        memcpy(v->pool + total, bytes[t], (size_t)lens[t]);
+        v->poff[i] = total;
+        v->plen[i] = lens[t];
+        total += (size_t)lens[t];
+    }
     return v;
 }
 
@@ -2551,7 +2583,75 @@ void grammar_vocab_free(grammar_vocab *v) {
     free(v->tok_next_rest);
     free(v->plain);
     free(v->plain_cps);
+    free(v->ascii);
+    free(v->pool);
+    free(v->poff);
+    free(v->plen);
     free(v);
+}
+
+/* Does the pattern DFA take plain token i (by its place in v->plain) from state s? */
+static bool plain_accepts(const grammar_vocab *v, int i, const rdfa *d, int s) {
+    const unsigned char *b = (const unsigned char *)v->pool + v->poff[i];
+    int n = v->plen[i];
+    for (int k = 0; k < n && s >= 0;) {
+        uint32_t cp = b[k];
+        int more = cp < 0x80 ? 0 : cp < 0xe0 ? 1 : cp < 0xf0 ? 2 : 3;
+        if (more) cp &= more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07;
+        for (int j = 1; j <= more; j++) cp = cp << 6 | (b[k + j] & 0x3f);
+        k += more + 1;
+        s = dfa_next(d, s, cp);
+    }
+    return s >= 0;
+}
+
+/* Is the length limit far enough that it cannot refuse a plain token here? */
+static bool rx_room(const gnode *n, const grammar_frame *f, const grammar_vocab *v) {
+    if (n->max_len < 0) return true;
+    int maxd = 0;
+    for (int i = 0; i < n->rx->n; i++) if (n->rx->dist[i] > maxd) maxd = n->rx->dist[i];
+    int maxc = v->n_plain ? v->plain_cps[v->n_plain - 1] : 0;
+    return (long)n->max_len - (long)f->count > (long)maxc + maxd + 1;
+}
+
+/* Marks the plain tokens a pattern string accepts from DFA state `state` (computed once per
+ * grammar, vocabulary and state, then cached). Returns how many, -1 if it could not cache. */
+static int rx_cached(const grammar *gc, const grammar_vocab *v, int node, int state, bool *allowed) {
+    grammar *g = (grammar *)gc; /* the cache is the only mutable part, under its lock */
+    pthread_mutex_lock(&g->cache_mu);
+    if (g->cache_vocab != v) {
+        for (int i = 0; i < g->n_cache; i++) free(g->cache[i].toks);
+        g->n_cache = 0;
+        g->cache_bytes = 0;
+        g->cache_vocab = v;
+    }
+    rxcache *e = NULL;
+    for (int i = 0; i < g->n_cache && !e; i++)
+        if (g->cache[i].node == node && g->cache[i].state == state) e = &g->cache[i];
+    if (!e && g->cache_bytes < (64u << 20) && g->n_cache == g->cap_cache) {
+        int nc = g->cap_cache ? 2 * g->cap_cache : 64;
+        rxcache *ncache = realloc(g->cache, (size_t)nc * sizeof *ncache);
+        if (ncache) { g->cache = ncache; g->cap_cache = nc; }
+    }
+    if (!e && g->cache_bytes < (64u << 20) && g->n_cache < g->cap_cache) {
+        const rdfa *d = g->nodes[node].rx;
+        int *toks = malloc((size_t)(v->n_plain + 1) * sizeof *toks), n = 0;
+        if (toks) {
+            for (int i = 0; i < v->n_plain; i++)
+                if (plain_accepts(v, i, d, state)) toks[n++] = v->plain[i];
+            int *shrunk = realloc(toks, (size_t)(n + 1) * sizeof *toks);
+            e = &g->cache[g->n_cache++];
+            *e = (rxcache){node, state, n, shrunk ? shrunk : toks};
+            g->cache_bytes += (size_t)(n + 1) * sizeof *toks;
+        }
+    }
+    int k = -1;
+    if (e) {
+        for (int i = 0; i < e->n; i++) allowed[e->toks[i]] = true;
+        k = e->n;
+    }
+    pthread_mutex_unlock(&g->cache_mu);
+    return k;
 }
 
 typedef struct walker {
@@ -2595,6 +2695,15 @@ int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_voc
             /* plain text inside a string: every plain token that fits the length limit */
             long room = n->max_len >= 0 ? (long)n->max_len - (long)f->count : 0x7fffffff;
             for (int i = 0; i < v->n_plain && v->plain_cps[i] <= room; i++) allowed[v->plain[i]] = true, w.n_allowed++;
+            w.t = &v->rest;
+            w.tok_next = v->tok_next_rest;
+        } else if (f && f->kind == F_STR && f->phase == S_CHAR && rx_room(n, f, v)) {
+            int k = rx_cached(g, v, f->node, (int)f->seen, allowed);
+            if (k >= 0) { w.n_allowed += k; w.t = &v->rest; w.tok_next = v->tok_next_rest; }
+        } else if (f && f->kind == F_OBJ && f->phase == O_KEY && !f->aux && n->additional >= 0) {
+            /* a free key: any ASCII text (declared-key prefixes included) */
+            for (int i = 0; i < v->n_ascii; i++) allowed[v->ascii[i]] = true;
+            w.n_allowed += v->n_ascii;
             w.t = &v->rest;
             w.tok_next = v->tok_next_rest;
         }

@@ -309,6 +309,52 @@ static void test_completion_more(void) {
     }
 }
 
+/* The mask (trie walk plus its fast paths for plain text, pattern strings and free keys) must
+ * equal a token-by-token check with grammar_accept, along random walks. */
+static void test_mask_equivalence(void) {
+    static const char *pieces[] = {"a", "b", "Z", "0", "1", "-", "@", ".", ":", " ", "\"", "\\", "{", "}", "[", "]", ",",
+        "ab", "abc", " the", "com", ".com", "@ex", "12", "2024", "-01", "T1", "Z\"", "\",", "\":", "\"}", "\\n", "\\u00",
+        "\xc3\xa9", "\xe4\xb8\xad", "\xe4\xb8", "\xad", "\xf0\x9f\x98\x80", "\xf0\x9f", "\x98\x80", "true", "null", "fa",
+        "e", "E", "+", "ffff", "a1b2", "x_y", "aaaaaaaaaa", "\xc3", "\xa9x", "AB CD", "\t", ""};
+    int n = (int)(sizeof pieces / sizeof *pieces), lens[128];
+    for (int i = 0; i < n; i++) lens[i] = (int)strlen(pieces[i]);
+    grammar_vocab *v = grammar_vocab_new(pieces, lens, n);
+    const char *schemas[] = {
+        "{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"format\":\"email\"},\"s\":{\"type\":\"string\",\"maxLength\":5},"
+        "\"p\":{\"type\":\"string\",\"pattern\":\"^[a-z\\u00e9\\u4e2d]*$\"}},\"additionalProperties\":{\"type\":\"string\"}}",
+        "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"format\":\"date\"},{\"type\":\"string\",\"maxLength\":3},{\"type\":\"integer\",\"minimum\":-5}]}}",
+        "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\",\"pattern\":\"ab\"}}"};
+    bool allowed[128];
+    int32_t end = n - 1;
+    for (size_t k = 0; k < sizeof schemas / sizeof *schemas; k++) {
+        char err[256];
+        grammar *g = grammar_from_schema(schemas[k], err, sizeof err);
+        CHECK(g != NULL, "compile: %s", err);
+        if (!g) continue;
+        for (int trial = 0; trial < 30; trial++) {
+            grammar_state st;
+            grammar_state_init(g, &st);
+            for (int step = 0; step < 40; step++) {
+                int cnt = grammar_allowed(g, &st, v, &end, 1, allowed);
+                int ref = 0, ok[128], n_ok = 0;
+                for (int t = 0; t < n; t++) {
+                    grammar_state tmp = st;
+                    bool a = t == end ? grammar_complete(g, &st) : grammar_accept(g, &tmp, pieces[t], (size_t)lens[t]);
+                    ref += a;
+                    CHECK(a == allowed[t], "schema %zu: token '%s' mask %d, accept %d", k, pieces[t], allowed[t], a);
+                    if (a && t != end) ok[n_ok++] = t;
+                }
+                CHECK(cnt == ref, "count %d vs %d", cnt, ref);
+                if (!n_ok) break;
+                int t = ok[rnd() % (unsigned)n_ok];
+                grammar_accept(g, &st, pieces[t], (size_t)lens[t]);
+            }
+        }
+        grammar_free(g);
+    }
+    grammar_vocab_free(v);
+}
+
 static void test_mask(void) {
     /* a toy vocabulary: single bytes, some merges, and a special token with no bytes */
     const char *toks[] = {"{", "}", "\"", "name", "\":", "\"name\":\"", "Al", "age", "1", "23", ",",
@@ -476,6 +522,7 @@ int main(int argc, char **argv) {
     test_structure();
     test_completion_more();
     test_mask();
+    test_mask_equivalence();
     test_tool_calls();
     TEST_MAIN_END();
 }
