@@ -612,11 +612,11 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
     b.x = x;
     b.words = (x->n_nfa + 63) / 64;
     int *stack = malloc((size_t)(x->n_nfa * 2 + 2) * sizeof *stack);
-    uint64_t *tmp = calloc((size_t)b.words, 8), *acc = calloc((size_t)b.words, 8);
+    uint64_t *tmp = calloc((size_t)b.words, 8), *acc = calloc((size_t)b.words, 8), *cur = calloc((size_t)b.words, 8);
     uint32_t *bounds = NULL;
     int cap_bounds = 0;
     rdfa *d = NULL;
-    bool ok = stack && tmp && acc;
+    bool ok = stack && tmp && acc && cur;
     if (ok) {
         closure(x, tmp, s0, true, false, stack);
         ok = dstate(&b, tmp) == 0;
@@ -632,7 +632,8 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
             if (!nf || !na) { ok = false; break; }
         }
         b.first[s] = b.n_edges;
-        const uint64_t *set = b.sets + (size_t)s * b.words;
+        memcpy(cur, b.sets + (size_t)s * b.words, (size_t)b.words * 8); /* dstate may move b.sets */
+        const uint64_t *set = cur;
         /* accepting: the end assertions lead to the match state */
         memset(acc, 0, (size_t)b.words * 8);
         for (int t = 0; t < x->n_nfa; t++)
@@ -675,7 +676,7 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
         d = dfa_prune(b.n, b.first, b.edges, b.accept);
         if (!d) rx_fail(x, "pattern can never match (or out of memory)");
     } else if (x->err && !x->err[0]) rx_fail(x, "out of memory");
-    free(stack); free(tmp); free(acc); free(bounds);
+    free(stack); free(tmp); free(acc); free(cur); free(bounds);
     free(b.sets); free(b.hash); free(b.edges); free(b.first); free(b.accept);
     return d;
 }
