@@ -417,6 +417,30 @@ static void test_tool_calls(void) {
           "named function, no parallel");
     grammar_free(g);
     CHECK(grammar_tool_calls(TOOLS, "nope", false, err, sizeof err) == NULL, "unknown named tool");
+    /* a Pydantic / zod parameter schema: $defs, anyOf with null, bounded int, format, nested */
+    const char *PY = "[{\"type\":\"function\",\"function\":{\"name\":\"book\",\"parameters\":{\"$defs\":{\"Room\":"
+        "{\"enum\":[\"single\",\"double\"],\"type\":\"string\"}},\"properties\":{\"room\":{\"$ref\":\"#/$defs/Room\"},"
+        "\"nights\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9007199254740991},\"day\":{\"type\":\"string\",\"format\":\"date\"},"
+        "\"note\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}],\"default\":null,\"title\":\"Note\"},"
+        "\"vip\":{\"type\":\"boolean\"}},\"required\":[\"room\",\"nights\",\"day\"],\"title\":\"Book\",\"type\":\"object\"}}}]";
+    g = grammar_tool_calls(PY, "book", false, err, sizeof err);
+    CHECK(g != NULL, "pydantic tool: %s", err);
+    if (g) {
+        CHECK(valid(g, "[book(room=\"double\", nights=3, day=\"2025-01-31\", note=None, vip=True)]"), "pydantic call");
+        CHECK(valid(g, "[book(room=\"single\", nights=1, day=\"2025-01-31\", note=\"x\")]"), "note as string");
+        CHECK(!valid(g, "[book(room=\"double\", nights=0, day=\"2025-01-31\")]"), "nights minimum");
+        CHECK(!valid(g, "[book(room=\"double\", nights=1, day=\"2025-02-30\")]"), "date format");
+        CHECK(!valid(g, "[book(room=\"double\", nights=1, day=\"2025-01-31\", note=null)]"), "JSON null is not Python");
+        grammar_state st;
+        grammar_state_init(g, &st);
+        char out[512];
+        int m = grammar_completion(g, &st, out, sizeof out);
+        CHECK(m > 0 && valid(g, out), "completion: %s", m > 0 ? out : "");
+        grammar_free(g);
+    }
+    CHECK(grammar_tool_calls("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+                             "\"properties\":{\"a\":{\"not\":{}}}}}}]", NULL, false, err, sizeof err) == NULL && strstr(err, "not"),
+          "unsupported keyword in a tool names it: %s", err);
     CHECK(grammar_tool_calls("{}", NULL, false, err, sizeof err) == NULL, "tools not an array");
 }
 
