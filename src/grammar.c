@@ -2454,8 +2454,8 @@ typedef struct tnode {
 typedef struct trie { tnode *nodes; int n_nodes, cap; } trie;
 
 struct grammar_vocab {
-    trie all, rest;          /* every token; the tokens that are not plain string text */
-    int *tok_next_all, *tok_next_rest;
+    trie all, rest, plaint;  /* every token; those that are not plain string text; the plain ones */
+    int *tok_next_all, *tok_next_rest, *tok_next_plain;
     int n_tokens;
     int max_len;
     int n_plain;
@@ -2464,9 +2464,6 @@ struct grammar_vocab {
     int *plain_cps;
     int n_ascii;
     int *ascii;              /* the plain tokens that are ASCII only (free object keys) */
-    char *pool;              /* bytes of the plain tokens, in v->plain order */
-    size_t *poff;
-    int *plen;
 };
 
 static int trie_init(trie *t) {
@@ -2538,41 +2535,31 @@ grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int 
     size_t nt = (size_t)(n_tokens > 0 ? n_tokens : 1);
     v->tok_next_all = malloc(nt * sizeof(int));
     v->tok_next_rest = malloc(nt * sizeof(int));
+    v->tok_next_plain = malloc(nt * sizeof(int));
     v->plain = malloc(nt * sizeof(int));
     v->plain_cps = malloc(nt * sizeof(int));
     v->ascii = malloc(nt * sizeof(int));
     int *cps = malloc(nt * sizeof(int));
-    if (!cps || !v->ascii || !v->tok_next_all || !v->tok_next_rest || !v->plain || !v->plain_cps || trie_init(&v->all) ||
-        trie_init(&v->rest)) { free(cps); grammar_vocab_free(v); return NULL; }
+    if (!cps || !v->ascii || !v->tok_next_all || !v->tok_next_rest || !v->tok_next_plain || !v->plain || !v->plain_cps ||
+        trie_init(&v->all) || trie_init(&v->rest) || trie_init(&v->plaint)) { free(cps); grammar_vocab_free(v); return NULL; }
     v->n_tokens = n_tokens;
     for (int t = 0; t < n_tokens; t++) {
-        v->tok_next_all[t] = v->tok_next_rest[t] = -1;
+        v->tok_next_all[t] = v->tok_next_rest[t] = v->tok_next_plain[t] = -1;
         cps[t] = -1;
         if (lens[t] <= 0) continue; /* special tokens: never allowed by bytes */
         if (trie_add(&v->all, v->tok_next_all, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
         cps[t] = plain_cps((const unsigned char *)bytes[t], lens[t]);
         if (cps[t] == lens[t]) v->ascii[v->n_ascii++] = t;
-        if (cps[t] >= 0) v->plain[v->n_plain++] = t;
-        else if (trie_add(&v->rest, v->tok_next_rest, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
+        if (cps[t] >= 0) {
+            v->plain[v->n_plain++] = t;
+            if (trie_add(&v->plaint, v->tok_next_plain, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
+        } else if (trie_add(&v->rest, v->tok_next_rest, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
         if (lens[t] > v->max_len) v->max_len = lens[t];
     }
     g_sort_cps = cps;
     qsort(v->plain, (size_t)v->n_plain, sizeof(int), by_cps);
-    size_t total = 0;
-    for (int i = 0; i < v->n_plain; i++) { v->plain_cps[i] = cps[v->plain[i]]; total += (size_t)lens[v->plain[i]]; }
+    for (int i = 0; i < v->n_plain; i++) v->plain_cps[i] = cps[v->plain[i]];
     free(cps);
-    v->pool = malloc(total + 1);
-    v->poff = malloc((size_t)(v->n_plain + 1) * sizeof *v->poff);
-    v->plen = malloc((size_t)(v->n_plain + 1) * sizeof *v->plen);
-    if (!v->pool || !v->poff || !v->plen) { grammar_vocab_free(v); return NULL; }
-    total = 0;
-    for (int i = 0; i < v->n_plain; i++) {
-        int t = v->plain[i];
-        memcpy(v->pool + total, bytes[t], (size_t)lens[t]);
-        v->poff[i] = total;
-        v->plen[i] = lens[t];
-        total += (size_t)lens[t];
-    }
     return v;
 }
 
@@ -2580,30 +2567,42 @@ void grammar_vocab_free(grammar_vocab *v) {
     if (!v) return;
     free(v->all.nodes);
     free(v->rest.nodes);
+    free(v->plaint.nodes);
+    free(v->tok_next_plain);
     free(v->tok_next_all);
     free(v->tok_next_rest);
     free(v->plain);
     free(v->plain_cps);
     free(v->ascii);
-    free(v->pool);
-    free(v->poff);
-    free(v->plen);
     free(v);
 }
 
-/* Does the pattern DFA take plain token i (by its place in v->plain) from state s? */
-static bool plain_accepts(const grammar_vocab *v, int i, const rdfa *d, int s) {
-    const unsigned char *b = (const unsigned char *)v->pool + v->poff[i];
-    int n = v->plen[i];
-    for (int k = 0; k < n && s >= 0;) {
-        uint32_t cp = b[k];
-        int more = cp < 0x80 ? 0 : cp < 0xe0 ? 1 : cp < 0xf0 ? 2 : 3;
-        if (more) cp &= more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07;
-        for (int j = 1; j <= more; j++) cp = cp << 6 | (b[k + j] & 0x3f);
-        k += more + 1;
-        s = dfa_next(d, s, cp);
+/* Collects the plain tokens the DFA takes from state s: a walk of the plain-token trie that
+ * decodes UTF-8 on the way and cuts a subtree at the first refused character. */
+static void rx_walk(const grammar_vocab *v, int node, const rdfa *d, int s, uint32_t cp, int rem, int *toks, int *n) {
+    const trie *t = &v->plaint;
+    for (int c = t->nodes[node].first_child; c >= 0; c = t->nodes[c].next_sibling) {
+        unsigned b = t->nodes[c].byte;
+        uint32_t ncp;
+        int nrem, ns = s;
+        if (rem == 0) {
+            if (b < 0x80) { ncp = b; nrem = 0; }
+            else if (b >= 0xc2 && b <= 0xf4) { nrem = b < 0xe0 ? 1 : b < 0xf0 ? 2 : 3; ncp = b & (nrem == 1 ? 0x1f : nrem == 2 ? 0x0f : 0x07); }
+            else continue;
+        } else {
+            if ((b & 0xc0) != 0x80) continue;
+            ncp = cp << 6 | (b & 0x3f);
+            nrem = rem - 1;
+        }
+        if (nrem == 0) {
+            if ((ns = dfa_next(d, s, ncp)) < 0) continue;
+            for (int k = t->nodes[c].tok_first; k >= 0; k = v->tok_next_plain[k]) toks[(*n)++] = k;
+        } else {
+            uint32_t lo = ncp << (6 * nrem), hi = lo | ((1u << (6 * nrem)) - 1);
+            if (!dfa_any(d, s, lo, hi)) continue;
+        }
+        rx_walk(v, c, d, ns, ncp, nrem, toks, n);
     }
-    return s >= 0;
 }
 
 /* Is the length limit far enough that it cannot refuse a plain token here? */
@@ -2638,8 +2637,7 @@ static int rx_cached(const grammar *gc, const grammar_vocab *v, int node, int st
         const rdfa *d = g->nodes[node].rx;
         int *toks = malloc((size_t)(v->n_plain + 1) * sizeof *toks), n = 0;
         if (toks) {
-            for (int i = 0; i < v->n_plain; i++)
-                if (plain_accepts(v, i, d, state)) toks[n++] = v->plain[i];
+            rx_walk(v, 0, d, state, 0, 0, toks, &n);
             int *shrunk = realloc(toks, (size_t)(n + 1) * sizeof *toks);
             e = &g->cache[g->n_cache++];
             *e = (rxcache){node, state, n, shrunk ? shrunk : toks};
