@@ -2676,15 +2676,10 @@ static void walk(walker *w, int node, int depth) {
 
 int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v,
                     const int32_t *end_tokens, int n_end, bool *allowed) {
-    static _Thread_local grammar_state *scratch;
-    static _Thread_local int scratch_n;
     memset(allowed, 0, (size_t)v->n_tokens * sizeof *allowed);
-    if (scratch_n < v->max_len + 2) {
-        grammar_state *ns = realloc(scratch, (size_t)(v->max_len + 2) * sizeof *ns);
-        if (!ns) return 0;
-        scratch = ns;
-        scratch_n = v->max_len + 2;
-    }
+    /* one state per trie depth (only the frames in use are ever written) */
+    grammar_state *scratch = malloc((size_t)(v->max_len + 2) * sizeof *scratch);
+    if (!scratch) return 0;
     walker w = {g, &v->all, v->tok_next_all, allowed, 0, scratch};
     if (!st->dead) {
         state_copy(&w.stack[0], st);
@@ -2708,6 +2703,7 @@ int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_voc
         }
         walk(&w, 0, 0);
     }
+    free(scratch);
     if (grammar_complete(g, st))
         for (int i = 0; i < n_end; i++)
             if (end_tokens[i] >= 0 && end_tokens[i] < v->n_tokens && !allowed[end_tokens[i]]) {
