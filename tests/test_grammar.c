@@ -529,8 +529,38 @@ static int generate(int argc, char **argv) {
     return failn ? 1 : 0;
 }
 
+/* test_grammar --reject NEGATIVE.jsonl SCHEMADIR: every {"schema","instance"} line is an invalid
+ * instance the automaton must refuse. */
+static int reject_mode(const char *path, const char *dir) {
+    FILE *f = fopen(path, "r");
+    int pass = 0, failn = 0;
+    char line[8192];
+    while (f && fgets(line, sizeof line, f)) {
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        const char *name = json_string_value(json_object_get(j, "schema"));
+        char *inst = name ? json_dumps(json_object_get(j, "instance"), JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char sp[1024], err[512];
+        snprintf(sp, sizeof sp, "%s/%s.json", dir, name ? name : "");
+        char *schema = inst ? read_text(sp) : NULL;
+        grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
+        if (!g) { printf("FAIL negative: bad line or schema: %s", line); failn++; }
+        else if (valid(g, inst)) { printf("FAIL negative %s: accepted %s\n", name, inst); failn++; }
+        else pass++;
+        grammar_free(g);
+        free(schema);
+        free(inst);
+        json_decref(j);
+    }
+    if (f) fclose(f);
+    else { printf("FAIL cannot read %s\n", path); failn++; }
+    printf("%d passed, %d failed\n", pass, failn);
+    return failn ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "--generate")) return generate(argc, argv);
+    if (argc == 4 && !strcmp(argv[1], "--reject")) return reject_mode(argv[2], argv[3]);
     test_schema_accepts();
     test_schema_errors();
     test_any_object();

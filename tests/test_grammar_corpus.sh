@@ -3,7 +3,8 @@
 # tests/grammar/schemas/ (hand-written in the shapes zod 4, Pydantic v2, TypeBox and OpenAI's
 # docs emit) and those zod 4 emits right now (tests/grammar/gen_zod.mjs), test_grammar
 # --generate walks the automaton to random complete outputs; ajv (+ ajv-formats) must accept
-# every one (tests/grammar/validate.mjs).
+# every one (tests/grammar/validate.mjs). Known-invalid instances (tests/grammar/negative.jsonl,
+# each confirmed invalid by ajv) must be refused by the automaton.
 # usage: bash test_grammar_corpus.sh PATH/TO/lfm2c   (test_grammar is taken from the same dir)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +31,8 @@ count() { # adds the "N passed, M failed" line of a step's output
 (cd "$here/grammar" && node gen_zod.mjs "$tmp/zod") || { echo "FAIL zod schema generation"; fail=$((fail + 1)); }
 "$gen" --generate "$N" "$tmp/out" "$here"/grammar/schemas/*.json "$tmp"/zod/*.json > "$tmp/gen.txt" 2>&1
 count "$tmp/gen.txt" generator
+"$gen" --reject "$here/grammar/negative.jsonl" "$here/grammar/schemas" > "$tmp/neg.txt" 2>&1
+count "$tmp/neg.txt" negatives
 (cd "$here/grammar" && node validate.mjs "$tmp/out" "$here/grammar/schemas" "$tmp/zod") > "$tmp/val.txt" 2>&1
 count "$tmp/val.txt" validator
 echo "$pass passed, $fail failed"

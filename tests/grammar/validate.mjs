@@ -27,5 +27,17 @@ for (const dir of schemaDirs) {
     }
   }
 }
+// the negative cases must really be invalid (so the automaton's refusals mean something)
+if (existsSync('negative.jsonl')) {
+  for (const line of readFileSync('negative.jsonl', 'utf8').split('\n').filter(l => l.length)) {
+    const { schema: name, instance } = JSON.parse(line);
+    const schema = JSON.parse(readFileSync(`schemas/${name}.json`, 'utf8'));
+    delete schema.$schema;
+    const ajv = new Ajv2020({ strict: false, multipleOfPrecision: 9 });
+    addFormats(ajv);
+    if (ajv.validate(schema, instance)) { failed++; console.log(`FAIL negative case valid for ajv: ${line}`); }
+    else passed++;
+  }
+}
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
