@@ -8,17 +8,18 @@
  * byte strings, cutting a subtree as soon as its prefix is rejected.
  *
  * Supported keywords: type (string or list), enum, const, properties, required,
- * additionalProperties (bool or schema), propertyNames (only {"type":"string"}), items (schema),
- * prefixItems, minItems, maxItems, uniqueItems (only where trivially true: maxItems <= 1 or
- * a single allowed value set of size 1 is not required -> otherwise rejected), minLength,
- * maxLength (code points), pattern, format (date-time, date, time, duration, email, uuid, uri,
- * hostname, ipv4, ipv6), minimum, maximum, exclusiveMinimum, exclusiveMaximum (numbers or the
- * draft-4 booleans), multipleOf (integers exact; numbers: an integer multipleOf makes them
- * integers, 10^-d allows at most d decimals), anyOf, oneOf (as anyOf: sound when the alternatives
- * are disjoint, as generators emit them), allOf (merged into one schema), $ref (local JSON
- * pointers), $defs, definitions, nullable (OpenAPI). Ignored annotations: title, description,
- * default, examples, $schema, $id, $comment, deprecated, readOnly, writeOnly, $anchor, format
- * names outside the list above are rejected.
+ * additionalProperties (bool or schema), propertyNames (only {"type":"string"}), items (schema or
+ * false), prefixItems (and draft-4 tuple items + additionalItems), minItems, maxItems,
+ * uniqueItems (arrays of enum/const/boolean items, or maxItems <= 1), minLength, maxLength (code
+ * points), pattern, format (date-time, date, time, duration, email, uuid, uri, hostname, ipv4,
+ * ipv6), minimum, maximum, exclusiveMinimum, exclusiveMaximum (numbers or the draft-4 booleans),
+ * multipleOf (integers exact; numbers: an integer multipleOf makes them integers, 10^-d allows at
+ * most d decimals), anyOf, oneOf (as anyOf: exact when the alternatives are disjoint, as
+ * generators emit them), allOf (merged into one schema), $ref (local JSON pointers), $defs,
+ * definitions, nullable (OpenAPI). Ignored annotations: title, description, default, examples,
+ * $schema, $id, $comment, deprecated, readOnly, writeOnly, $anchor, discriminator, x-*. Other
+ * keywords with a meaning we cannot enforce (not, if/then/else, contains, minProperties, ...) are
+ * an error naming them.
  *
  * Numbers: integers are exact in 64-bit arithmetic (at most 16 digits; 15 when unbounded). A
  * bounded number has no exponent and at most 15 significant digits, so the decimal text and the
