@@ -2,12 +2,17 @@
  * texts valid against a JSON-schema subset (or LFM2 Pythonic tool-call lists), and a token mask
  * that lets the sampler pick only tokens whose bytes keep the automaton alive.
  *
- * Schema subset: type (one or a list of object/array/string/number/integer/boolean/null),
- * properties, required, additionalProperties (false / true / a schema), items, enum, const,
- * minItems/maxItems, minLength/maxLength, nesting. Structural keywords it cannot enforce
- * (anyOf, oneOf, allOf, $ref, not, pattern, patternProperties, ...) are rejected with an error
- * instead of being silently ignored. Output is compact JSON (at most one space after ':' and ','),
- * properties in any order, enum/const values in their compact canonical form. */
+ * Schema subset (see grammar.c for the full list): type (one or a list), properties, required,
+ * additionalProperties, items, prefixItems, enum, const, anyOf/oneOf, allOf (merged), $ref into
+ * $defs/definitions (recursion included), integer/number bounds and multipleOf, minLength/
+ * maxLength (code points), pattern and the common formats (own regex -> DFA), minItems/maxItems;
+ * annotations are ignored. A keyword it cannot enforce is rejected with an error naming it,
+ * never silently ignored. Output is compact JSON (at most one space after ':' and ','),
+ * properties in any order, enum/const values in their compact canonical form.
+ *
+ * anyOf makes the automaton nondeterministic: a state is a small set of frame stacks (at most
+ * GRAMMAR_MAX_ALTS live at once; identical ones merge, dead ones drop, extra ones are dropped:
+ * the output stays valid, only rarer alternatives may become unreachable). */
 #ifndef LFM2C_GRAMMAR_H
 #define LFM2C_GRAMMAR_H
 #include <stdbool.h>
@@ -39,11 +44,19 @@ typedef struct grammar_frame {
     uint8_t kind, phase, aux, sp;
 } grammar_frame;
 
+#define GRAMMAR_MAX_ALTS 8
+
+typedef struct grammar_stack {
+    int depth;          /* frames in use; 0 = a complete value was read */
+    grammar_frame f[GRAMMAR_MAX_DEPTH];
+} grammar_stack;
+
 /* The parse position: a plain value, copy it freely. */
 typedef struct grammar_state {
-    int depth;          /* frames in use; 0 = a complete value was read */
+    int depth;          /* deepest alternative; 0 = a complete value was read, nothing may follow */
     bool dead;          /* a byte was rejected */
-    grammar_frame f[GRAMMAR_MAX_DEPTH];
+    int n_alt;          /* live alternatives */
+    grammar_stack alt[GRAMMAR_MAX_ALTS];
 } grammar_state;
 
 void grammar_state_init(const grammar *g, grammar_state *st);
