@@ -149,7 +149,8 @@ lfm2c_sampler_params lfm2c_sampler_default_params(void);
 lfm2c_sampler_params lfm2c_sampler_params_for_model(const lfm2c_model *model);
 lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab);
 void lfm2c_sampler_free(lfm2c_sampler *s);
-/* Sample from logits (not modified). history = tokens seen so far (for penalties). */
+/* Sample from logits (not modified). history = tokens seen so far (for penalties). Returns -1
+ * when no token is left (logit_bias / the filter excluded every one). */
 int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *history,
                              int n_history);
 /* Optional per-token additive bias (OpenAI logit_bias); NULL clears. Copied. */

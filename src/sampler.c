@@ -129,13 +129,13 @@ int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_
         int best = 0;
         for (int i = 1; i < V; i++)
             if (l[i] > l[best]) best = i;
-        return best;
+        return l[best] > -INFINITY ? best : -1; /* every token excluded (bias, filter): none */
     }
     /* candidates: finite logits, sorted (top-k first narrows what must be sorted) */
     int n = 0;
     for (int i = 0; i < V; i++)
         if (l[i] > -INFINITY) s->idx[n++] = i;
-    if (n == 0) return 0;
+    if (n == 0) return -1; /* every token excluded (bias, filter): none */
     int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
     if (k < n) {
         /* keep the k best in a min-heap (worst on top): O(V log k) instead of sorting V */

@@ -21,7 +21,6 @@ typedef struct slot {
     bool g_stuck;              /* the mask allowed nothing */
     int32_t *forced;           /* tokens to emit without sampling */
     int n_forced, i_forced, cap_forced;
-    int forced_finish;         /* finish reason once the forced tokens are out */
     uint64_t last_used;
     struct sched *owner;
 } slot;
@@ -274,33 +273,6 @@ static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
     (void)s;
 }
 
-/* With a grammar on: when the tokens left barely cover the shortest completion, emit it. */
-static void grammar_budget(sched *s, slot *sl) {
-    sched_req *r = sl->req;
-    int left = r->max_tokens - r->n_generated;
-    int ctx_left = lfm2c_session_n_ctx(sl->sess) - lfm2c_session_n_past(sl->sess) - 1;
-    if (ctx_left < left) left = ctx_left;
-    if (left > 512 && !sl->g_stuck) return;
-    char buf[8192];
-    int n = grammar_completion(sl->g, &sl->gst, buf, sizeof buf);
-    if (n < 0) return;
-    int n_tok = 0;
-    int32_t *toks = NULL;
-    if (n > 0) {
-        lfm2c_error err = {0};
-        toks = lfm2c_tokenize(s->model, buf, (size_t)n, false, false, &n_tok, &err);
-        if (!toks) return;
-    }
-    int need = n_tok + (sl->g_tool ? 1 : 0);
-    if (need >= left || sl->g_stuck) {
-        for (int i = 0; i < n_tok; i++) force_push(sl, toks[i]);
-        if (sl->g_tool && s->tool_end >= 0) force_push(sl, s->tool_end);
-        sl->forced_finish = sl->g_tool ? FINISH_TOOL_CALLS : FINISH_LENGTH;
-        if (sl->n_forced == 0) sl->forced_finish = FINISH_LENGTH;
-    }
-    free(toks);
-}
-
 /* Handles the token chosen for a slot (lock held). Returns true when the slot goes on. */
 static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     sched_req *r = sl->req;
@@ -330,14 +302,9 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
             slot_fail(s, sl, "internal error: constrained decoding left its grammar");
             return false;
         }
-        if (sl->gst.depth == 0 && sl->i_forced >= sl->n_forced) {
-            if (!sl->g_tool) {
-                slot_finish(s, sl, sl->forced_finish ? sl->forced_finish : FINISH_STOP);
-                return false;
-            }
-            sl->n_forced = sl->i_forced = 0;
-            force_push(sl, s->tool_end);
-            sl->forced_finish = FINISH_TOOL_CALLS;
+        if (sl->gst.depth == 0) { /* the value / the call list is complete: done (no marker is added) */
+            slot_finish(s, sl, sl->g_tool ? FINISH_TOOL_CALLS : FINISH_STOP);
+            return false;
         }
     }
     if (!sl->g && r->n_stop && apply_stops(r, old)) {
@@ -345,12 +312,10 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
         return false;
     }
     if (!r->n_stop || sl->g) r->n_released = r->n_text;
-    if (sl->i_forced >= sl->n_forced && sl->n_forced > 0 && sl->forced_finish) {
-        slot_finish(s, sl, sl->forced_finish);
-        return false;
-    }
+    /* max_tokens is a hard bound in every mode, forced tokens included: a constrained answer cut
+     * here ends with finish "length" and exactly what was generated (nothing is invented) */
     bool ctx_full = lfm2c_session_n_past(sl->sess) >= lfm2c_session_n_ctx(sl->sess);
-    if ((r->n_generated >= r->max_tokens || ctx_full) && sl->i_forced >= sl->n_forced) {
+    if (r->n_generated >= r->max_tokens || ctx_full) {
         slot_finish(s, sl, FINISH_LENGTH);
         return false;
     }
@@ -363,7 +328,6 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
 static void slot_sample(sched *s, slot *sl, const float *logits) {
     sched_req *r = sl->req;
     sl->has_logits = false;
-    if (sl->i_forced >= sl->n_forced && sl->g) grammar_budget(s, sl);
     if (sl->i_forced < sl->n_forced) {
         slot_take(s, sl, sl->forced[sl->i_forced++], NULL);
         return;
@@ -371,13 +335,13 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
     int hist_n = lfm2c_session_n_past(sl->sess);
     const int32_t *hist = lfm2c_session_tokens(sl->sess);
     int32_t t = lfm2c_sampler_sample(sl->sampler, logits, hist, hist_n);
-    if (sl->g && sl->g_stuck) { /* nothing fits: finish the value the shortest way */
-        grammar_budget(s, sl);
-        if (sl->i_forced < sl->n_forced) { slot_take(s, sl, sl->forced[sl->i_forced++], NULL); return; }
-        slot_finish(s, sl, FINISH_STOP);
+    if ((sl->g && sl->g_stuck) || t < 0) { /* the request's own limits leave no token */
+        r->error_status = 400;
+        slot_fail(s, sl, sl->g ? "no token satisfies the output constraints together with logit_bias"
+                                : "logit_bias excludes every token");
         return;
     }
-    if (t < 0 || t >= s->n_vocab) { slot_fail(s, sl, "sampler returned no token"); return; }
+    if (t >= s->n_vocab) { slot_fail(s, sl, "sampler returned no token"); return; }
     (void)r;
     slot_take(s, sl, t, logits);
 }
@@ -405,7 +369,6 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
     sl->g = NULL;
     sl->g_stuck = false;
     sl->n_forced = sl->i_forced = 0;
-    sl->forced_finish = 0;
     lfm2c_detok_init(&sl->detok, true);
     sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
     if (sl->sampler) {

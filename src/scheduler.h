@@ -62,6 +62,8 @@ typedef struct sched_req {
     double t_submit, t_first;   /* seconds (monotonic): submission and first token */
     int finish;                 /* FINISH_*; != NONE: done */
     char error[600];
+    int error_status;           /* with FINISH_ERROR: 400 when the request's own limits made it
+                                   impossible (e.g. logit_bias bans every allowed token), else 0 */
     bool cancelled;             /* set by the caller (client went away) */
 
     pthread_cond_t cond;        /* signalled when outputs change */

@@ -24,6 +24,7 @@
  * is type-checked and a bad request gets a 4xx in OpenAI's error shape. */
 #include "server.h"
 #include "toolcall.h"
+#include "unicode.h"
 
 #include <arpa/inet.h>
 #include <jansson.h>
@@ -657,16 +658,44 @@ static const char *finish_name(int f) {
     }
 }
 
-static json_t *token_json(server *srv, int32_t tok, float lp, bool with_top_key) {
-    char b[512];
-    int n = lfm2c_token_to_bytes(srv->model, tok, true, b, sizeof b);
-    if (n < 0) n = 0;
-    if (n > (int)sizeof b) n = (int)sizeof b;
+/* A token's text for logprobs, always valid UTF-8: the text itself when its bytes are valid
+ * UTF-8 on their own, else (a piece of a multi-byte character) "bytes:" and each byte as \xNN,
+ * the form OpenAI uses; the exact bytes are always in the entry's "bytes" array. */
+static bool utf8_whole(const char *b, int n) {
+    for (int i = 0; i < n;) {
+        int k = utf8_valid_prefix((const uint8_t *)b + i, (size_t)(n - i));
+        if (k <= 0 || (k == 1 && b[i] == 0)) return false;
+        int len;
+        uint32_t cp = utf8_decode_lenient((const uint8_t *)b + i, (size_t)k, &len);
+        if (cp >= 0xD800 && cp <= 0xDFFF) return false; /* JSON text cannot carry a lone surrogate */
+        i += k;
+    }
+    return true;
+}
+
+static int token_text(server *srv, int32_t tok, char *b, int cap, char *text, size_t text_cap) {
+    int n = lfm2c_token_to_bytes(srv->model, tok, true, b, cap);
+    n = n < 0 ? 0 : n > cap ? cap : n;
+    if (utf8_whole(b, n)) {
+        size_t k = (size_t)n < text_cap - 1 ? (size_t)n : text_cap - 1;
+        memcpy(text, b, k);
+        text[k] = 0;
+    } else {
+        size_t o = (size_t)snprintf(text, text_cap, "bytes:");
+        for (int i = 0; i < n && o + 5 <= text_cap; i++) o += (size_t)snprintf(text + o, text_cap - o, "\\x%02x", (unsigned char)b[i]);
+    }
+    return n;
+}
+
+static json_t *token_json(server *srv, int32_t tok, float lp) {
+    char b[512], text[4 * 512 + 8];
+    int n = token_text(srv, tok, b, (int)sizeof b, text, sizeof text);
     json_t *bytes = json_array();
     for (int i = 0; i < n; i++) json_array_append_new(bytes, json_integer((unsigned char)b[i]));
-    json_t *o = json_pack("{s:s%,s:f,s:o}", "token", b, (size_t)n, "logprob", (double)lp, "bytes", bytes);
-    if (!o) o = json_pack("{s:s,s:f,s:o}", "token", "\xef\xbf\xbd", (double)lp, "bytes", bytes);
-    (void)with_top_key;
+    json_t *o = json_object();
+    json_object_set_new(o, "token", json_string(text));
+    json_object_set_new(o, "logprob", json_real(lp));
+    json_object_set_new(o, "bytes", bytes);
     return o;
 }
 
@@ -675,9 +704,9 @@ static json_t *logprobs_json(server *srv, const sched_req *r, int from, int to) 
     json_t *arr = json_array();
     for (int i = from; i < to && i < r->n_logprobs_out; i++) {
         const sched_logprob *lp = &r->logprobs[i];
-        json_t *o = token_json(srv, lp->token, lp->logprob, true);
+        json_t *o = token_json(srv, lp->token, lp->logprob);
         json_t *top = json_array();
-        for (int k = 0; k < lp->n_top; k++) json_array_append_new(top, token_json(srv, lp->top_token[k], lp->top_logprob[k], false));
+        for (int k = 0; k < lp->n_top; k++) json_array_append_new(top, token_json(srv, lp->top_token[k], lp->top_logprob[k]));
         json_object_set_new(o, "top_logprobs", top);
         json_array_append_new(arr, o);
     }
@@ -690,20 +719,16 @@ static json_t *legacy_logprobs_json(server *srv, const sched_req *r, int from, i
     size_t off = 0;
     for (int i = 0; i < to && i < r->n_logprobs_out; i++) {
         const sched_logprob *lp = &r->logprobs[i];
-        char b[512];
-        int n = lfm2c_token_to_bytes(srv->model, lp->token, true, b, sizeof b);
-        n = n < 0 ? 0 : n > (int)sizeof b ? (int)sizeof b : n;
+        char b[512], text[4 * 512 + 8];
+        int n = token_text(srv, lp->token, b, (int)sizeof b, text, sizeof text);
         if (i >= from) {
-            json_t *t = json_stringn(b, (size_t)n);
-            json_array_append_new(tokens, t ? t : json_string("\xef\xbf\xbd"));
+            json_array_append_new(tokens, json_string(text));
             json_array_append_new(lps, json_real(lp->logprob));
             json_t *top = json_object();
             for (int k = 0; k < lp->n_top; k++) {
-                char tb[512];
-                int tn = lfm2c_token_to_bytes(srv->model, lp->top_token[k], true, tb, sizeof tb - 1);
-                tn = tn < 0 ? 0 : tn > (int)sizeof tb - 1 ? (int)sizeof tb - 1 : tn;
-                tb[tn] = 0;
-                json_object_set_new(top, tb, json_real(lp->top_logprob[k]));
+                char tb[512], tt[4 * 512 + 8];
+                token_text(srv, lp->top_token[k], tb, (int)sizeof tb, tt, sizeof tt);
+                json_object_set_new(top, tt, json_real(lp->top_logprob[k]));
             }
             json_array_append_new(tops, top);
             json_array_append_new(offs, json_integer((json_int_t)off));
@@ -726,6 +751,24 @@ static json_t *tool_calls_json(server *srv, const toolcall_result *tr) {
 }
 
 /* The whole answer of a finished request (lock held). */
+/* Where the text ends once a tool call that max_tokens cut off is dropped: at the start of its
+ * last call region when that region has no end marker (a cut call is not a call, and its raw
+ * markers and arguments never become content). */
+static size_t before_cut_call(server *srv, const char *text, size_t n) {
+    (void)srv;
+    static const char start[] = "<|tool_call_start|>", end[] = "<|tool_call_end|>";
+    const char *last = NULL;
+    for (const char *p = text; p && (size_t)(p - text) < n;) {
+        const char *q = memmem(p, n - (size_t)(p - text), start, sizeof start - 1);
+        if (!q) break;
+        last = q;
+        p = q + sizeof start - 1;
+    }
+    if (!last) return n;
+    if (memmem(last, n - (size_t)(last - text), end, sizeof end - 1)) return n;
+    return (size_t)(last - text);
+}
+
 static json_t *final_json(server *srv, job *j) {
     sched_req *r = j->r;
     json_t *choice;
@@ -733,12 +776,15 @@ static json_t *final_json(server *srv, job *j) {
     if (j->chat) {
         json_t *msg = json_pack("{s:s}", "role", "assistant");
         toolcall_result tr = {0};
-        if (j->tools && toolcall_parse(r->text ? r->text : "", r->n_text, &tr) && tr.parsed && tr.n_calls > 0) {
+        size_t n_text = r->n_text;
+        if (j->tools && r->finish == FINISH_LENGTH) n_text = before_cut_call(srv, r->text, n_text);
+        if (j->tools && r->finish != FINISH_LENGTH && toolcall_parse(r->text ? r->text : "", n_text, &tr) && tr.parsed &&
+            tr.n_calls > 0) {
             json_object_set_new(msg, "content", tr.content_len ? json_stringn(tr.content, tr.content_len) : json_null());
             json_object_set_new(msg, "tool_calls", tool_calls_json(srv, &tr));
             finish = "tool_calls";
         } else {
-            json_object_set_new(msg, "content", json_stringn(r->text ? r->text : "", r->n_text));
+            json_object_set_new(msg, "content", json_stringn(r->text ? r->text : "", n_text));
             if (r->finish == FINISH_TOOL_CALLS) finish = "stop";
         }
         toolcall_result_free(&tr);
@@ -840,7 +886,8 @@ static void stream_pump(stream *st) {
     st->finished = true;
     if (r->finish == FINISH_ERROR) {
         http_err e;
-        set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
+        if (r->error_status == 400) set_err(&e, 400, "unsatisfiable_request", NULL, "%s", r->error);
+        else set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
         out_event(st, err_json(&e));
     } else {
         const char *finish = finish_name(r->finish);
@@ -849,8 +896,10 @@ static void stream_pump(stream *st) {
             const char *tail = NULL;
             size_t tail_len = 0;
             if (toolcall_stream_finish(st->tcs, &tr, &tail, &tail_len)) {
+                bool cut = r->finish == FINISH_LENGTH; /* a call cut by max_tokens is not a call */
+                if (cut) tail_len = before_cut_call(srv, tail, tail_len);
                 if (tail_len) emit_content(st, tail, tail_len, NULL);
-                if (tr.parsed && tr.n_calls > 0) {
+                if (!cut && tr.parsed && tr.n_calls > 0) {
                     json_t *calls = tool_calls_json(srv, &tr);
                     size_t i;
                     json_t *c;
@@ -983,9 +1032,10 @@ static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, j
     json_t *out;
     int status = 200;
     if (r->finish == FINISH_ERROR) {
-        set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
+        if (r->error_status == 400) set_err(&e, 400, "unsatisfiable_request", NULL, "%s", r->error);
+        else set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
         out = err_json(&e);
-        status = 500;
+        status = e.status;
     } else {
         out = final_json(srv, j);
     }

@@ -80,6 +80,44 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   check "no key -> 401" '[ "$STATUS" = 401 ] && error_shape && [ "$(error_code)" = invalid_api_key ]'
   req POST $CHAT '{"messages":[{"role":"user","content":"hi"}]}' -H "Authorization: Bearer nope"
   check "wrong key -> 401" '[ "$STATUS" = 401 ] && error_shape'
+  # logprobs for tokens that are pieces of a UTF-8 character (was a use-after-free that dropped
+  # entries): the bias makes the byte tokens of '€😀' likely; every token gets its entry, its bytes,
+  # and top_logprobs of the asked length, streamed and not, chat and legacy
+  ids=$(curl -s -X POST "http://127.0.0.1:$PORT/tokenize" "${AUTH[@]}" -H 'Content-Type: application/json' \
+        -d '{"content":"€😀","add_special":false}' | python3 -c 'import json,sys; print(",".join("\"%d\":8" % t for t in json.load(sys.stdin)["tokens"]))')
+  for stream in false true; do
+    req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"max_tokens":120,"logprobs":true,"top_logprobs":4,"temperature":1,"seed":7,"stream":'$stream',"logit_bias":{'"$ids"'}}' "${AUTH[@]}"
+    check "logprobs with partial UTF-8 tokens (stream=$stream)" 'python3 - "$TMP/body" <<"PY"
+import json, sys
+raw = open(sys.argv[1], encoding="utf-8").read()
+if raw.lstrip().startswith("{"):
+    d = json.loads(raw); entries = d["choices"][0]["logprobs"]["content"]; n = d["usage"]["completion_tokens"]
+else:
+    entries, n = [], 0
+    for line in raw.splitlines():
+        if line.startswith("data: {"):
+            ch = json.loads(line[6:])["choices"]
+            if ch and ch[0].get("logprobs"): entries += ch[0]["logprobs"]["content"]
+            if ch and ch[0]["delta"].get("content") is not None or (ch and ch[0].get("logprobs")): pass
+    n = len(entries)
+partial = [e for e in entries if e["token"].startswith("bytes:")]
+assert n == 120 and len(entries) == 120, (n, len(entries))
+assert partial, "no partial-UTF-8 token was generated"
+for e in entries:
+    assert isinstance(e["bytes"], list) and len(e["top_logprobs"]) == 4
+    for t in [e] + e["top_logprobs"]:
+        if not t["token"].startswith("bytes:"): assert bytes(t["bytes"]).decode("utf-8") == t["token"]
+        else: assert t["token"] == "bytes:" + "".join("\\x%02x" % b for b in t["bytes"])
+PY'
+  done
+  # max_tokens is a hard bound under every constraint; a cut call is no call; never a 5xx
+  out=$(timeout 300 python3 server/budget.py "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' | head -20 >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "budget.py did not finish: $line"; fi
+  req POST /v1/completions '{"prompt":"hi","max_tokens":60,"logprobs":3,"temperature":1,"seed":7,"logit_bias":{'"$ids"'}}' "${AUTH[@]}"
+  check "legacy logprobs with partial UTF-8 tokens" 'python3 -c "import json,sys; l=json.load(open(sys.argv[1]))[\"choices\"][0][\"logprobs\"]; assert len(l[\"tokens\"])==60 and len(l[\"token_logprobs\"])==60 and all(len(t)>=1 for t in l[\"top_logprobs\"]) and any(t.startswith(\"bytes:\") for t in l[\"tokens\"])" "$TMP/body"'
   req POST $CHAT '{"messages": [' "${AUTH[@]}"
   check "malformed JSON -> 400" '[ "$STATUS" = 400 ] && error_shape && [ "$(error_code)" = invalid_json ]'
   req POST $CHAT '' "${AUTH[@]}"
@@ -182,6 +220,9 @@ fi
 
 # ---- a full queue answers 503 with Retry-After ------------------------------------------------------
 if start_server small -np 1 --queue 1 --alias fixture; then
+  out=$(timeout 120 python3 server/budget.py "http://127.0.0.1:$PORT" none --only-ban 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  check "logit_bias that bans every token is a 400 ($out)" 'echo "$out" | tail -1 | grep -q "^2 passed, 0 failed$"'
   for i in 1 2 3 4 5 6; do
     curl -s -o /dev/null -D "$TMP/h$i" -w '%{http_code}\n' "http://127.0.0.1:$PORT/v1/completions" \
       -d '{"prompt":"Once","max_tokens":200,"temperature":0}' >"$TMP/s$i" &

@@ -178,7 +178,7 @@ int cmd_chat(int argc, char **argv) {
         while (produced < max_reply && lfm2c_session_n_past(s) < ctx - 1) {
             if (interrupted) { stopped = true; break; }
             int32_t tok = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
-            if (lfm2c_token_is_eog(m, tok)) break;
+            if (tok < 0 || lfm2c_token_is_eog(m, tok)) break;
             /* keep special tokens (tool-call markers) in the reply text for parsing */
             int nb = lfm2c_token_to_bytes(m, tok, true, buf, sizeof buf);
             if (nb > (int)sizeof buf) nb = sizeof buf;

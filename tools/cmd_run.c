@@ -116,6 +116,7 @@ int cmd_run(int argc, char **argv) {
     for (; n_gen < 0 || produced < n_gen; produced++) {
         if (lfm2c_session_n_past(s) >= ctx) break;
         int32_t tok = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
+        if (tok < 0) { cli_fail("no token can be sampled (every logit is -inf)"); goto done; }
         if (!ignore_eos && lfm2c_token_is_eog(m, tok)) break;
         int nb = lfm2c_detok_push(&dt, m, tok, buf, sizeof buf);
         fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);

@@ -224,9 +224,9 @@ const personSchema = {
   properties: {
     name: { type: 'string', minLength: 1, maxLength: 20 },
     age: { type: 'integer', minimum: 0 },
-    email: { type: ['string', 'null'] },
+    email: { type: ['string', 'null'], maxLength: 30 },
     tags: { type: 'array', items: { enum: ['a', 'b', 'c'] }, minItems: 1, maxItems: 3 },
-    address: { type: 'object', properties: { city: { type: 'string' }, zip: { type: 'number' } }, required: ['city'], additionalProperties: false },
+    address: { type: 'object', properties: { city: { type: 'string', maxLength: 20 }, zip: { type: 'number' } }, required: ['city'], additionalProperties: false },
     active: { type: 'boolean' },
   },
   required: ['name', 'age', 'tags', 'address'],
@@ -238,14 +238,18 @@ await test('json_schema', async () => {
       model, messages: user('Describe a person as JSON'), max_tokens, temperature, seed,
       response_format: { type: 'json_schema', json_schema: { name: 'person', schema: personSchema, strict: true } },
     });
-    const text = r.choices[0].message.content;
+    const text = r.choices[0].message.content, finish = r.choices[0].finish_reason;
+    // max_tokens is a hard bound: an answer cut by it says "length" and is what was generated
+    check(r.usage.completion_tokens <= max_tokens, `json_schema within max_tokens (${r.usage.completion_tokens} > ${max_tokens})`);
+    if (max_tokens >= 200) check(finish === 'stop', `json_schema finishes within ${max_tokens} tokens (${finish}): ${text}`);
+    if (finish === 'length') { check(r.usage.completion_tokens === max_tokens, 'length means the budget was used'); continue; }
     let v = null;
     try { v = JSON.parse(text); } catch (e) { /* checked below */ }
     check(v !== null, `json_schema output parses (max_tokens ${max_tokens}): ${text}`);
     check(v !== null && validates(v, personSchema), `json_schema output validates (max_tokens ${max_tokens}): ${text}`);
   }
   const s = await client.chat.completions.create({
-    model, messages: user('JSON please'), max_tokens: 40, temperature: 0, stream: true,
+    model, messages: user('JSON please'), max_tokens: 300, temperature: 0, stream: true,
     response_format: { type: 'json_schema', json_schema: { name: 'p', schema: personSchema } },
   });
   let text = '';
