@@ -4,7 +4,7 @@
 set -euo pipefail
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
-for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev python3 python3-jinja2 python3-yaml curl haproxy; do
+for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev python3 python3-jinja2 python3-yaml curl haproxy clang libclang-rt-14-dev; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
 # node / npm may come from another source (e.g. nodesource, whose nodejs conflicts with Debian's

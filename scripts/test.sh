@@ -13,6 +13,10 @@ if [ "${LFM2C_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake --build build-asan -j"$jobs"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j"$jobs")
 fi
+# The parsers' fuzzers (libFuzzer, ASan + UBSan), briefly: scripts/fuzz.sh SECONDS runs them longer.
+if [ "${LFM2C_SKIP_FUZZ:-0}" != 1 ]; then
+  bash scripts/fuzz.sh "${LFM2C_FUZZ_SECONDS:-20}"
+fi
 # The CUDA backend must compile wherever nvcc is (CI has no GPU: the device tests skip, saying so).
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)

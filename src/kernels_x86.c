@@ -21,6 +21,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include "quant.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -1584,11 +1585,18 @@ const kernel_ops *kernels_x86_avx512(void) {
                ? &AVX512_OPS : NULL;
 }
 
+/* AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24, 25), read directly: not every compiler's
+ * __builtin_cpu_supports knows the AMX names (clang 14 does not). */
+static bool cpu_has_amx_int8(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (d >> 24 & 1) && (d >> 25 & 1);
+}
+
 /* AMX-INT8 on top of the AVX-512 table, when the CPU has it and the kernel grants it. */
 const kernel_ops *kernels_x86_amx(void) {
     static int granted = -1;   /* a cache of a per-process fact; racing writers store the same value */
-    if (!kernels_x86_avx512() || !__builtin_cpu_supports("amx-int8") || !__builtin_cpu_supports("amx-tile"))
-        return NULL;
+    if (!kernels_x86_avx512() || !cpu_has_amx_int8()) return NULL;
     int g = __atomic_load_n(&granted, __ATOMIC_RELAXED);
     if (g < 0) {
         g = amx_request();

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# fuzz.sh [SECONDS_PER_TARGET] [TARGET...] — builds the libFuzzer harnesses (tests/fuzz/fuzz_*.c,
+# clang, ASan + UBSan) in build-fuzz/ and runs each for the given time (default 30 s) from its seed
+# corpus (tests/fuzz/corpus/<target>/, read-only; new inputs go to build-fuzz/corpus/<target>/,
+# kept between runs). Prints executions and coverage per target; exits 1 on any crash, leak,
+# timeout or sanitizer report (the reproducer is in build-fuzz/artifacts/). The README's test
+# command runs it briefly; run it longer by hand: bash scripts/fuzz.sh 600
+set -uo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-30}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors jinja tokenizer toolcall grammar http)
+if ! command -v clang >/dev/null || [ -z "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ]; then
+  echo "fuzz: SKIP: clang and its libFuzzer runtime are not installed (scripts/setup.sh installs them)"
+  exit 0
+fi
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLFM2C_FUZZ=ON -DLFM2C_PORTABLE=ON \
+  -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null || exit 1
+cmake --build build-fuzz -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null || exit 1
+mkdir -p build-fuzz/artifacts
+status=0 total=0
+declare -A maxlen=([gguf]=65536 [safetensors]=16384 [jinja]=8192 [tokenizer]=4096 [toolcall]=4096 [grammar]=4096 [http]=8192)
+for t in "${targets[@]}"; do
+  mkdir -p "build-fuzz/corpus/$t"
+  log="build-fuzz/fuzz_$t.log"
+  LFM2C_FUZZ_MODEL=tests/data/lfm2-tiny-moe-q4_0.gguf ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "build-fuzz/fuzz_$t" "build-fuzz/corpus/$t" "tests/fuzz/corpus/$t" -max_total_time="$secs" \
+    -max_len="${maxlen[$t]}" -timeout=30 -rss_limit_mb=2560 -print_final_stats=1 \
+    -artifact_prefix="build-fuzz/artifacts/$t-" >"$log" 2>&1
+  rc=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  cov=$(grep -o 'cov: [0-9]* ft: [0-9]*' "$log" | tail -1)
+  total=$((total + ${execs:-0}))
+  if [ $rc -ne 0 ]; then
+    status=1
+    echo "fuzz_$t: FAILED (exit $rc) after ${execs:-?} executions — see $log"
+    grep -E 'ERROR|SUMMARY|runtime error' "$log" | head -5
+  else
+    echo "fuzz_$t: ${execs:-0} executions in ${secs}s, $cov, no crash"
+  fi
+done
+echo "fuzz: $total executions in all"
+exit $status

@@ -1,0 +1,64 @@
+/* fuzz_http.c — the HTTP request → JSON → scheduler-input path of `lfm2c serve`: one real server
+ * (the fixture model, 2 slots, a short context so any generation is short) on 127.0.0.1, and each
+ * input sent as the body of a POST to a route chosen by its first byte; the answer is read whole.
+ * The server must answer every input (4xx for bad ones) and never crash. */
+#include "fuzz_common.h"
+#include "scheduler.h"
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+static int port;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    lfm2c_error err = {0};
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 1;
+    lfm2c_model *m = lfm2c_model_open(fuzz_fixture(), &mp, &err);
+    if (!m) { fprintf(stderr, "fuzz_http: %s\n", err.msg); abort(); }
+    sched_params sp = {.n_slots = 2, .n_ctx = 256, .queue_max = 16, .prefill_chunk = 256};
+    sched *s = sched_new(m, &sp, &err);
+    server_params p = {.host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 256, .max_body = 1 << 20,
+                       .model_file = "fuzz.gguf"};
+    server *srv = s ? server_start(m, s, &p, &err) : NULL;
+    if (!srv) { fprintf(stderr, "fuzz_http: %s\n", err.msg); abort(); }
+    port = server_port(srv);
+    return 0; /* the server lives as long as the process */
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static const char *routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"};
+    const char *route = routes[size ? data[0] % 4 : 0];
+    const uint8_t *body = size ? data + 1 : data;
+    size_t n = size ? size - 1 : 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    struct timeval tv = {20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) abort();
+    char head[256];
+    int h = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n", route, n);
+    if (send(fd, head, (size_t)h, MSG_NOSIGNAL) != h) abort();
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(fd, body + off, n - off, MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += (size_t)w;
+    }
+    char buf[8192], status[4] = {0};
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r <= 0) break;
+        if (!got && r >= 12) memcpy(status, buf + 9, 3);
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!got) abort();                      /* every request gets an answer */
+    if (status[0] == '5' && strcmp(status, "503")) abort(); /* and never a server error */
+    return 0;
+}
