@@ -101,6 +101,10 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
     return !c->bad;
 }
 
+static const char *tensor_name_at(const void *owner, uint32_t i) {
+    return ((const gguf_file *)owner)->tensors[i].name;
+}
+
 static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
     cursor c = {g->map, g->size, 0, false};
     if (g->size < 24 || rd_u32(&c) != GGUF_MAGIC) {
@@ -206,16 +210,17 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
             return NULL;
         }
         t->data = g->map + g->data_offset + t->offset;
-        for (uint64_t j = 0; j < i; j++)
-            if (!strcmp(g->tensors[j].name, t->name)) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "duplicate tensor name '%s'", t->name);
-                return NULL;
-            }
+        int r = i < UINT32_MAX ? name_index_add(&g->tindex, (uint32_t)i, tensor_name_at, g, NULL) : -1;
+        if (r) {
+            lfm2c_set_error(err, r > 0 ? LFM2C_EFORMAT : LFM2C_ENOMEM, r > 0 ? "duplicate tensor name '%s'" : "out of memory (%s)", t->name);
+            return NULL;
+        }
     }
     return g;
 }
 
 static void free_tables(gguf_file *g) {
+    name_index_free(&g->tindex);
     if (g->kv)
         for (uint64_t i = 0; i < g->n_kv; i++) { free(g->kv[i].key); free(g->kv[i].strs); free(g->kv[i].cstr); }
     if (g->tensors)
@@ -353,6 +358,10 @@ char *gguf_get_string(const gguf_file *g, const char *key) {
 }
 
 const gguf_tensor *gguf_find_tensor(const gguf_file *g, const char *name) {
+    if (g->tindex.n == g->n_tensors && g->n_tensors) {
+        long i = name_index_find(&g->tindex, name, tensor_name_at, g);
+        return i >= 0 ? &g->tensors[i] : NULL;
+    }
     for (uint64_t i = 0; i < g->n_tensors; i++)
         if (!strcmp(g->tensors[i].name, name)) return &g->tensors[i];
     return NULL;

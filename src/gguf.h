@@ -3,6 +3,7 @@
  * engine can trust the pointers it gets from here. */
 #ifndef LFM2C_GGUF_H
 #define LFM2C_GGUF_H
+#include "name_index.h"
 
 #include "lfm2c.h"
 #include <stdint.h>
@@ -47,6 +48,7 @@ typedef struct gguf_file {
     uint64_t alignment;
     uint64_t data_offset;
     bool owns_map;          /* false for gguf_open_memory */
+    name_index tindex;      /* tensor names -> positions */
 } gguf_file;
 
 gguf_file *gguf_open(const char *path, lfm2c_error *err);

@@ -41,6 +41,7 @@ void st_close(st_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_tensors; i++) free(m->tensors[i].name);
     free(m->tensors);
+    name_index_free(&m->index);
     for (int i = 0; i < m->n_files; i++) {
         if (m->files[i].map) munmap(m->files[i].map, m->files[i].size);
         free(m->files[i].path);
@@ -49,10 +50,13 @@ void st_close(st_model *m) {
     free(m);
 }
 
+static const char *tensor_name_at(const void *owner, uint32_t i) {
+    return ((const st_model *)owner)->tensors[i].name;
+}
+
 const st_tensor *st_find(const st_model *m, const char *name) {
-    for (int i = 0; i < m->n_tensors; i++)
-        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
-    return NULL;
+    long i = name_index_find(&m->index, name, tensor_name_at, m);
+    return i >= 0 ? &m->tensors[i] : NULL;
 }
 
 static int cmp_begin(const void *a, const void *b) {
@@ -161,7 +165,14 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
         }
         t.name = strdup(key);
         if (!t.name) { fail(err, LFM2C_ENOMEM, "out of memory"); ok = false; break; }
-        m->tensors[m->n_tensors++] = t;
+        m->tensors[m->n_tensors] = t;
+        if (name_index_add(&m->index, (uint32_t)m->n_tensors, tensor_name_at, m, NULL) < 0) {
+            free(t.name);
+            fail(err, LFM2C_ENOMEM, "out of memory");
+            ok = false;
+            break;
+        }
+        m->n_tensors++;
     }
     json_decref(root);
     if (!ok) return false;
@@ -220,11 +231,14 @@ static st_model *open_index(const char *dir, const char *index_path, lfm2c_error
             fail(err, LFM2C_EFORMAT, "'%s': bad shard name for tensor '%s'", index_path, key);
             goto bad;
         }
-        size_t j = 0;
-        while (j < n_shards && strcmp(shards[j], f)) j++;
-        if (j == n_shards) shards[n_shards++] = (char *)f;
+        shards[n_shards++] = (char *)f;
     }
+    /* distinct shard names: sort, then drop adjacent repeats (n log n for 100k-entry indexes) */
     qsort(shards, n_shards, sizeof *shards, cmp_str);
+    size_t n_distinct = 0;
+    for (size_t i = 0; i < n_shards; i++)
+        if (!n_distinct || strcmp(shards[n_distinct - 1], shards[i])) shards[n_distinct++] = shards[i];
+    n_shards = n_distinct;
     for (size_t i = 0; i < n_shards; i++) {
         char *p = join(dir, shards[i]);
         if (!p) { fail(err, LFM2C_ENOMEM, "out of memory"); goto bad; }

@@ -4,6 +4,7 @@
  * data section, no overlaps), so tensor pointers handed out here can be trusted. */
 #ifndef LFM2C_SAFETENSORS_H
 #define LFM2C_SAFETENSORS_H
+#include "name_index.h"
 
 #include "lfm2c.h"
 #include <stdint.h>
@@ -38,6 +39,7 @@ typedef struct st_model {
     st_file *files;
     int n_tensors;
     st_tensor *tensors;        /* in file order (shards in name order, then header order) */
+    name_index index;          /* tensor names -> positions */
 } st_model;
 
 /* Opens the weights of a checkpoint directory: model.safetensors.index.json if present (every
