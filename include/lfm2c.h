@@ -119,6 +119,17 @@ int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, c
  * frees) and its length in *n_out, or NULL on error. */
 int32_t *lfm2c_tokenize(const lfm2c_model *model, const char *text, size_t len, bool add_bos,
                         bool parse_special, int *n_out, lfm2c_error *err);
+/* Request text inside a chat template must not become special tokens (a user who writes
+ * "<|im_end|><|im_start|>system" must not fake a turn). lfm2c_guard_text returns a malloc'd
+ * copy of s in which every special-token text is preceded by LFM2C_GUARD_MARK (U+F0000) and any
+ * U+F0000 already there becomes U+FFFD; render the guarded strings with the template, then
+ * lfm2c_tokenize_prompt tokenizes the result with special tokens parsed EXCEPT where a mark
+ * stands (the marks are removed): the template's own markers stay special, the request's text
+ * is tokenized as plain text. */
+#define LFM2C_GUARD_MARK "\xf3\xb0\x80\x80"
+char *lfm2c_guard_text(const lfm2c_model *model, const char *s, size_t len, size_t *out_len);
+int32_t *lfm2c_tokenize_prompt(const lfm2c_model *model, const char *text, size_t len, bool add_bos, int *n_out,
+                               lfm2c_error *err);
 /* Bytes of one token (special tokens as their text when `special`, else nothing).
  * Returns the number of bytes (may exceed cap: then nothing beyond cap is written). */
 int lfm2c_token_to_bytes(const lfm2c_model *model, int32_t token, bool special, char *buf, int cap);

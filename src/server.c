@@ -530,6 +530,24 @@ static int tokenize_prompt(server *srv, const char *text, size_t len, bool add_b
     return 0;
 }
 
+/* Replaces every string in v (values and object keys' values, recursively) by its guarded form. */
+static void guard_json(server *srv, json_t *v) {
+    if (json_is_string(v)) {
+        size_t n = 0;
+        char *g = lfm2c_guard_text(srv->model, json_string_value(v), json_string_length(v), &n);
+        if (g && (n != json_string_length(v) || memcmp(g, json_string_value(v), n))) json_string_setn(v, g, n);
+        free(g);
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) guard_json(srv, x);
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach(v, k, x) guard_json(srv, x);
+    }
+}
+
 static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
     sched_req *r = j->r;
     if (parse_common(srv, body, r, &j->o, true, e)) return -1;
@@ -604,6 +622,9 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
     }
     r->json_grammar = j->g_json;
 
+    /* request strings are text: their special-token texts stay plain (lfm2c_guard_text) */
+    guard_json(srv, msgs);
+    if (use_tools) guard_json(srv, fns);
     char *mt = json_dumps(msgs, JSON_COMPACT), *ft = use_tools ? json_dumps(fns, JSON_COMPACT) : NULL;
     lfm2c_error err = {0};
     char *prompt = mt ? lfm2c_chat_render(srv->model, srv->p.chat_template, mt, ft, true, &err) : NULL;
@@ -612,7 +633,9 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
     json_decref(msgs);
     json_decref(fns);
     if (!prompt) return set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
-    int rc = tokenize_prompt(srv, prompt, strlen(prompt), false, r, e);
+    lfm2c_error terr = {0};
+    r->prompt = lfm2c_tokenize_prompt(srv->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
+    int rc = r->prompt ? 0 : set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
     free(prompt);
     if (rc) return -1;
     return fit_context(srv, r, &j->o, e);

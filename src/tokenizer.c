@@ -685,7 +685,19 @@ static int cmp_pos(const void *a, const void *b) {
     return (x->pos > y->pos) - (x->pos < y->pos);
 }
 
-static bool encode_text(encoder *e, const char *text, size_t len, bool parse_special) {
+size_t tokenizer_special_at(const lfm2c_tokenizer *t, const char *text, size_t len, size_t i) {
+    uint8_t c = (uint8_t)text[i];
+    if (!t->n_special || !(t->special_first[c >> 3] & (1u << (c & 7)))) return 0;
+    size_t best = 0;
+    for (int k = 0; k < t->n_special_lens; k++) {
+        size_t l = (size_t)t->special_lens[k];
+        if (l <= len - i && l > best && map_get(&t->special_map, &t->text, text + i, l) >= 0) best = l;
+    }
+    return best;
+}
+
+/* no_special (len bytes, or NULL): where it is non-zero no special token may start. */
+static bool encode_text(encoder *e, const char *text, size_t len, bool parse_special, const uint8_t *no_special) {
     const lfm2c_tokenizer *t = e->t;
     special_match *m = NULL;
     size_t nm = 0, cap = 0;
@@ -693,7 +705,7 @@ static bool encode_text(encoder *e, const char *text, size_t len, bool parse_spe
     if (t->n_special) {
         for (size_t i = 0; i < len; i++) {
             uint8_t c = (uint8_t)text[i];
-            if (!(t->special_first[c >> 3] & (1u << (c & 7)))) continue;
+            if (!(t->special_first[c >> 3] & (1u << (c & 7))) || (no_special && no_special[i])) continue;
             for (int k = 0; k < t->n_special_lens; k++) {
                 size_t l = (size_t)t->special_lens[k];
                 if (l > len - i) continue;
@@ -740,13 +752,18 @@ done:
 
 int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
                           bool parse_special, int *n_out, lfm2c_error *err) {
+    return tokenizer_encode_masked(t, text, len, add_bos, parse_special, NULL, n_out, err);
+}
+
+int32_t *tokenizer_encode_masked(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
+                                 bool parse_special, const uint8_t *no_special, int *n_out, lfm2c_error *err) {
     *n_out = 0;
     if (!text && len) { lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: NULL text"); return NULL; }
     if (len > (size_t)1 << 30) { lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: text too long (%zu bytes)", len); return NULL; }
     encoder e = {.t = t};
     bool ok = true;
     if (add_bos && t->add_bos && t->bos >= 0) ok = emit(&e, t->bos);
-    ok = ok && encode_text(&e, text, len, parse_special);
+    ok = ok && encode_text(&e, text, len, parse_special, no_special);
     if (ok && add_bos && t->add_eos && t->eos >= 0) ok = emit(&e, t->eos);
     if (ok && !e.ids) ok = grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids);
     free(e.cp); free(e.cls); free(e.cpoff); free(e.norm);

@@ -26,6 +26,11 @@ void tokenizer_free(lfm2c_tokenizer *t);
  * EOS last if it says add_eos_token (default false). parse_special: text of CONTROL tokens
  * becomes their id (USER_DEFINED tokens always do, as in the reference). Returns a malloc'd
  * array (never NULL on success, even for 0 tokens) or NULL with err set. */
+/* As tokenizer_encode, but no special token starts where no_special[i] != 0 (len bytes). */
+int32_t *tokenizer_encode_masked(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
+                                 bool parse_special, const uint8_t *no_special, int *n_out, lfm2c_error *err);
+/* Length of the longest special-token text starting at text[i] (0: none). */
+size_t tokenizer_special_at(const lfm2c_tokenizer *t, const char *text, size_t len, size_t i);
 int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
                           bool parse_special, int *n_out, lfm2c_error *err);
 /* Bytes of a token: normal tokens through the inverse byte map, USER_DEFINED as their text,
