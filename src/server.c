@@ -274,6 +274,8 @@ static int parse_common(server *srv, json_t *body, sched_req *r, gen_opts *o, bo
     json_t *stop = json_object_get(body, "stop");
     if (stop && !json_is_null(stop)) {
         if (json_is_string(stop)) {
+            if (json_string_length(stop) > (size_t)srv->p.max_stop_bytes)
+                return set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes", srv->p.max_stop_bytes);
             r->stop = calloc(1, sizeof *r->stop);
             if (!r->stop || !(r->stop[0] = strdup(json_string_value(stop)))) return set_err(e, 500, NULL, NULL, "out of memory");
             r->n_stop = 1;
@@ -284,6 +286,8 @@ static int parse_common(server *srv, json_t *body, sched_req *r, gen_opts *o, bo
             json_t *s;
             json_array_foreach(stop, i, s) {
                 if (!json_is_string(s)) return set_err(e, 400, "invalid_type", "stop", "'stop' must hold strings");
+                if (json_string_length(s) > (size_t)srv->p.max_stop_bytes)
+                    return set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes", srv->p.max_stop_bytes);
                 if (!(r->stop[r->n_stop] = strdup(json_string_value(s)))) return set_err(e, 500, NULL, NULL, "out of memory");
                 r->n_stop++;
             }
@@ -327,10 +331,10 @@ static int parse_common(server *srv, json_t *body, sched_req *r, gen_opts *o, bo
 }
 
 /* Limits the generation to the context, refuses prompts that do not fit. */
-static int fit_context(server *srv, sched_req *r, gen_opts *o, http_err *e) {
-    if (r->n_prompt <= 0) return set_err(e, 400, "invalid_value", "prompt", "the prompt is empty");
+static int fit_context(server *srv, sched_req *r, gen_opts *o, const char *param, http_err *e) {
+    if (r->n_prompt <= 0) return set_err(e, 400, "invalid_value", param, "the prompt is empty");
     if (r->n_prompt >= srv->n_ctx)
-        return set_err(e, 400, "context_length_exceeded", "messages",
+        return set_err(e, 400, "context_length_exceeded", param,
                        "this model's context is %d tokens; the prompt has %d tokens", srv->n_ctx, r->n_prompt);
     long long room = srv->n_ctx - r->n_prompt;
     r->max_tokens = (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
@@ -551,7 +555,10 @@ static void guard_json(server *srv, json_t *v) {
 static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
     sched_req *r = j->r;
     if (parse_common(srv, body, r, &j->o, true, e)) return -1;
-    json_t *msgs = normalize_messages(json_object_get(body, "messages"), e);
+    json_t *given = json_object_get(body, "messages");
+    if (json_is_array(given) && json_array_size(given) > (size_t)srv->p.max_messages)
+        return set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)", srv->p.max_messages);
+    json_t *msgs = normalize_messages(given, e);
     if (!msgs) return -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;
     json_t *choice = json_object_get(body, "tool_choice");
@@ -634,11 +641,16 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
     json_decref(fns);
     if (!prompt) return set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
     lfm2c_error terr = {0};
+    if (strlen(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)srv->n_ctx) { /* cannot fit: no need to tokenize */
+        free(prompt);
+        return set_err(e, 400, "context_length_exceeded", "messages",
+                       "the conversation is far longer than the context of %d tokens", srv->n_ctx);
+    }
     r->prompt = lfm2c_tokenize_prompt(srv->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
     int rc = r->prompt ? 0 : set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
     free(prompt);
     if (rc) return -1;
-    return fit_context(srv, r, &j->o, e);
+    return fit_context(srv, r, &j->o, "messages", e);
 bad:
     json_decref(msgs);
     json_decref(fns);
@@ -668,7 +680,7 @@ static int build_completion(server *srv, json_t *body, job *j, http_err *e) {
                        "'prompt' must be a string or a non-empty array of token ids");
     }
     if (!json_object_get(body, "max_tokens") && j->o.max_tokens < 0) j->o.max_tokens = 16; /* OpenAI's default */
-    return fit_context(srv, r, &j->o, e);
+    return fit_context(srv, r, &j->o, "prompt", e);
 }
 
 /* ---- responses ------------------------------------------------------------------------------------ */
@@ -1728,6 +1740,8 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     if (q->max_pending_per_ip == 0) q->max_pending_per_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP;
     if (!q->max_tokenize_bytes) q->max_tokenize_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
     if (q->max_detokenize_tokens <= 0) q->max_detokenize_tokens = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
+    if (q->max_messages <= 0) q->max_messages = SERVER_DEFAULT_MAX_MESSAGES;
+    if (q->max_stop_bytes <= 0) q->max_stop_bytes = SERVER_DEFAULT_MAX_STOP_BYTES;
     srv->n_vocab = model ? lfm2c_vocab_size(model) : 0;
     atomic_init(&srv->state, model && s ? SERVER_READY : SERVER_LOADING);
     srv->started = time(NULL);

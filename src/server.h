@@ -31,6 +31,8 @@ typedef struct server_params {
     int ready_queue_max;        /* GET /ready is 503 while this many requests wait; 0: never */
     size_t max_tokenize_bytes;  /* /tokenize 'content' */
     int max_detokenize_tokens;  /* /detokenize 'tokens' */
+    int max_messages;           /* chat 'messages' per request */
+    int max_stop_bytes;         /* bytes of one stop string (at most 4 strings, as OpenAI) */
     server_log_fn log;
     void *log_user;
 } server_params;
@@ -42,6 +44,9 @@ typedef struct server_params {
 #define SERVER_DEFAULT_MAX_PENDING_PER_IP 64
 #define SERVER_DEFAULT_MAX_TOKENIZE_BYTES (1u << 20)
 #define SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS (1 << 18)
+#define SERVER_DEFAULT_MAX_MESSAGES 4096
+#define SERVER_DEFAULT_MAX_STOP_BYTES 1024
+#define SERVER_PROMPT_BYTES_PER_TOKEN 128 /* a rendered prompt longer than n_ctx x this cannot fit */
 #define SERVER_AUX_PARALLEL 2   /* tokenizer requests, and bodies over 1 MiB, handled at once */
 
 typedef struct server server;

@@ -220,6 +220,24 @@ fi
 
 # ---- a full queue answers 503 with Retry-After ------------------------------------------------------
 if start_server small -np 1 --queue 1 --alias fixture; then
+  # per-request caps (issue 12): messages, stop strings, prompts far beyond the context, decided
+  # before anything is tokenized; a too-long legacy prompt names 'prompt'
+  python3 -c 'import json; print(json.dumps({"messages":[{"role":"user","content":"x"}]*5000,"max_tokens":1}))' >"$TMP/many.json"
+  STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT$CHAT" -H 'Content-Type: application/json' --data-binary @"$TMP/many.json")
+  check "5000 messages -> 400 ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = messages ]'
+  req POST $CHAT '{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}'
+  check "5 stop strings -> 400 ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = stop ]'
+  long=$(python3 -c 'print("s"*2000)')
+  req POST $CHAT '{"messages":[{"role":"user","content":"x"}],"stop":"'$long'"}'
+  check "a 2000-byte stop string -> 400 ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = stop ]'
+  python3 -c 'import json; print(json.dumps({"messages":[{"role":"user","content":"word "*150000}],"max_tokens":1}))' >"$TMP/huge.json"
+  t0=$(date +%s%N)
+  STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT$CHAT" -H 'Content-Type: application/json' --data-binary @"$TMP/huge.json")
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  check "a 750 KB conversation is refused before tokenizing ($STATUS, $ms ms)" '[ "$STATUS" = 400 ] && [ "$(error_code)" = context_length_exceeded ]'
+  python3 -c 'import json; print(json.dumps({"prompt":"word "*5000,"max_tokens":1}))' >"$TMP/longp.json"
+  STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/v1/completions" -H 'Content-Type: application/json' --data-binary @"$TMP/longp.json")
+  check "a too-long legacy prompt names 'prompt' ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = prompt ]'
   out=$(timeout 120 python3 server/budget.py "http://127.0.0.1:$PORT" none --only-ban 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   check "logit_bias that bans every token is a 400 ($out)" 'echo "$out" | tail -1 | grep -q "^2 passed, 0 failed$"'

@@ -44,6 +44,8 @@ static void usage(FILE *out) {
             "                        or keep-alive idle); more close the oldest (default 64, 0: none)\n"
             "  --max-tokenize-bytes N  largest /tokenize content (default 1 MiB)\n"
             "  --max-detokenize-tokens N  most ids in one /detokenize (default 262144)\n"
+            "  --max-messages N      chat messages per request (default 4096)\n"
+            "  --max-stop-bytes N    bytes of one stop string (default 1024; at most 4 strings)\n"
             "  --drain-timeout S     on SIGTERM, first drain: /ready and new requests get 503, running\n"
             "                        requests finish for up to S seconds (default 0: cancel at once)\n"
             "  --ready-queue-max N   GET /ready is 503 while N requests wait for a slot (default 0: never)\n"
@@ -129,6 +131,7 @@ int cmd_serve(int argc, char **argv) {
         max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
     long max_body = 8L << 20, max_tok_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
     bool metrics = false, reference = false, no_reuse = false, allow_no_key = false;
+    int max_messages = SERVER_DEFAULT_MAX_MESSAGES, max_stop = SERVER_DEFAULT_MAX_STOP_BYTES;
     int drain_timeout = 0, ready_queue_max = 0;
     int device = LFM2C_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
@@ -165,6 +168,8 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-pending-per-ip")) max_pending_ip = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-tokenize-bytes")) max_tok_bytes = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-detokenize-tokens")) max_detok = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-messages")) max_messages = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-stop-bytes")) max_stop = cli_int(a, cli_value(argc, argv, &i));
         else { usage(stderr); return cli_fail("serve: unknown option '%s'", a); }
     }
     if (!model_path) { usage(stderr); return cli_fail("serve: -m MODEL.gguf is required"); }
@@ -174,6 +179,7 @@ int cmd_serve(int argc, char **argv) {
     if (queue < 1) return cli_fail("--queue must be at least 1");
     if (max_body < 1024) return cli_fail("--max-body must be at least 1024");
     if (api_key && key_file) return cli_fail("give --api-key or --api-key-file, not both");
+    if (max_messages < 1 || max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1");
     if (drain_timeout < 0 || drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds");
     if (ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0");
     if (!api_key && !key_file && !allow_no_key && strcmp(host, "localhost") && strncmp(host, "127.", 4))
@@ -210,7 +216,8 @@ int cmd_serve(int argc, char **argv) {
                        .model_file = base ? base + 1 : model_path, .cors_origin = cors, .idle_timeout = idle_timeout,
                        .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
                        .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1, .ready_queue_max = ready_queue_max,
-                       .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok, .log = log_line};
+                       .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok,
+                       .max_messages = max_messages, .max_stop_bytes = max_stop, .log = log_line};
     lfm2c_error err = {0};
     server *srv = server_start(NULL, NULL, &p, &err); /* listens now: /health answers while loading */
     if (!srv) { free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
