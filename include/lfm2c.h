@@ -37,7 +37,7 @@ enum {
 typedef struct lfm2c_model lfm2c_model;
 
 typedef struct lfm2c_model_params {
-    int n_threads;      /* 0 = all online cores */
+    int n_threads;      /* 0 = one per physical core (affinity respected); at most 512 */
     bool reference;     /* plain scalar float path (dequantized weights, float activations) */
     int device;         /* LFM2C_DEVICE_CPU or LFM2C_DEVICE_CUDA */
     bool no_populate;   /* do not map all weight pages at open (for inspection only) */

@@ -68,6 +68,8 @@ typedef struct mm_job {
     const mm_task *tasks;
     int n_tasks;
     double n_bytes;   /* weight bytes of all tasks, counted in whole row blocks */
+    int n_parts;      /* mm_worker: the bytes are cut into n_parts, claimed one at a time */
+    atomic_int next;
 } mm_job;
 
 /* Work is split over threads in blocks of ROW_BLOCK rows; each thread then makes ONE kernel
@@ -94,10 +96,9 @@ static void mm_rows(const lfm2c_model *m, const mm_task *t, int64_t r0, int64_t 
 }
 
 /* Threads split the row blocks of all tasks by bytes of weights, not by rows: a job may mix
- * Q4_K and Q6_K matrices, and decode time is the bytes read. */
-static void mm_worker(void *arg, int ith, int nth) {
-    const mm_job *job = arg;
-    const double lo_b = (double)job->n_bytes * ith / nth, hi_b = (double)job->n_bytes * (ith + 1) / nth;
+ * Q4_K and Q6_K matrices, and decode time is the bytes read. mm_part runs part ip of np. */
+static void mm_part(const mm_job *job, int ip, int np) {
+    const double lo_b = (double)job->n_bytes * ip / np, hi_b = (double)job->n_bytes * (ip + 1) / np;
     double base = 0;
     for (int i = 0; i < job->n_tasks; i++) {
         const mm_task *t = &job->tasks[i];
@@ -115,6 +116,21 @@ static void mm_worker(void *arg, int ith, int nth) {
         base += nb * block_bytes;
     }
 }
+
+/* The parts are claimed dynamically (MM_PARTS_PER_THREAD per thread): a descheduled thread
+ * delays the job by at most the part it is in; the rest of its share is taken by the others. */
+enum { MM_PARTS_PER_THREAD = 4 };
+
+static void mm_worker(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    mm_job *job = arg;
+    for (int ip; (ip = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed)) < job->n_parts;)
+        mm_part(job, ip, job->n_parts);
+}
+
+/* Jobs smaller than this (weight bytes x columns) run on the calling thread alone: waking
+ * and joining the others would cost more than the work (and, on a busy machine, much more). */
+enum { INLINE_WORK = 64 << 10 };
 
 /* Decode (a few columns): the same bytes do not take the same time on every thread (memory
  * and cores are shared, Q6_K costs more per byte than Q4_K, a worker starts late), so a plain
@@ -179,7 +195,7 @@ static void mm_worker_dyn(void *arg, int ith, int nth) {
 
 /* Runs several independent products in one parallel job (e.g. q, k and v; or all experts). */
 static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
-    mm_job job = {m, tasks, n, 0};
+    mm_job job = {m, tasks, n, 0, 0, 0};
     int max_cols = 0;
     for (int i = 0; i < n; i++) {
         job.n_bytes += (double)((tasks[i].w->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK) * ROW_BLOCK * tasks[i].w->row_bytes;
@@ -187,7 +203,12 @@ static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
     }
     if (job.n_bytes <= 0) return;
     const int nth = threadpool_size(m->pool);
-    if (max_cols > DYN_MAX_COLS || nth < 2 || nth > DYN_MAX_THREADS || n > DYN_MAX_TASKS) {
+    if (nth < 2 || job.n_bytes * max_cols < INLINE_WORK) {
+        mm_part(&job, 0, 1);
+        return;
+    }
+    job.n_parts = nth * MM_PARTS_PER_THREAD;
+    if (max_cols > DYN_MAX_COLS || nth > DYN_MAX_THREADS || n > DYN_MAX_TASKS) {
         threadpool_run(m->pool, mm_worker, &job);
         return;
     }
@@ -311,7 +332,8 @@ static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, in
     float *o = scratch(m->scratch, S_HID, sizeof(float) * (size_t)T * H);
     matmul(m, &L->conv_in, a, T, z);
     conv_job j = {toks, T, H, L->conv_index, z, (const float *)L->conv_w.data, o};
-    threadpool_run(m->pool, conv_worker, &j);
+    if ((int64_t)T * H < INLINE_WORK / 2) conv_worker(&j, 0, 1);   /* decode: a few µs at most */
+    else threadpool_run(m->pool, conv_worker, &j);
     matmul(m, &L->conv_out, o, T, out);
 }
 
@@ -323,6 +345,7 @@ typedef struct attn_job {
     float *o;        /* [T][nh*hd] */
     float *scores;   /* [nth][max_pos+1] */
     int scores_stride;
+    atomic_int next; /* next (token, head) item to claim */
 } attn_job;
 
 /* q · k with 16 independent partial sums: vectorizes without reassociating (the result is the
@@ -343,9 +366,12 @@ static void attn_worker(void *arg, int ith, int nth) {
     const int nh = j->m->info.n_head, hd = j->m->info.head_dim, nkv = j->L->n_head_kv;
     const int kv_dim = nkv * hd, group = nh / nkv;
     const float scale = 1.0f / sqrtf((float)hd);
-    float *sc = j->scores + (size_t)ith * j->scores_stride;
-    /* items interleaved over threads: under the causal mask later tokens cost more */
-    for (int it = ith; it < j->T * nh; it += nth) {
+    (void)nth;
+    attn_job *jm = arg;
+    float *sc = j->scores + (size_t)ith * j->scores_stride;   /* ith runs on one thread at a time */
+    /* items claimed one at a time: later tokens cost more under the causal mask, and a
+     * descheduled thread holds up only the item it is in */
+    for (int it; (it = atomic_fetch_add_explicit(&jm->next, 1, memory_order_relaxed)) < j->T * nh;) {
         int t = it / nh, h = it % nh, g = h / group;
         const struct lfm2c_session *s = j->toks[t].seq;
         const float *K = s->k[j->L->attn_index], *V = s->v[j->L->attn_index];
@@ -414,8 +440,9 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
     float *o = scratch(m->scratch, S_HID, sizeof(float) * (size_t)T * nq);
     int nth = threadpool_size(m->pool);
     float *scores = scratch(m->scratch, S_ATT, sizeof(float) * (size_t)nth * (max_pos + 1));
-    attn_job j = {m, L, toks, T, q, o, scores, max_pos + 1};
-    threadpool_run(m->pool, attn_worker, &j);
+    attn_job j = {m, L, toks, T, q, o, scores, max_pos + 1, 0};
+    if ((int64_t)T * nh * (max_pos + 1) * hd < INLINE_WORK / 2) attn_worker(&j, 0, 1);
+    else threadpool_run(m->pool, attn_worker, &j);
     matmul(m, &L->wo, o, T, out);
 }
 

@@ -341,6 +341,10 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     if (!p.no_populate) gguf_populate(m->gguf);
     m->reference = p.reference;
     m->kern = p.reference ? kernels_scalar() : kernels_get();
+    if (p.n_threads > THREADPOOL_MAX_THREADS) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "n_threads %d is more than %d", p.n_threads, THREADPOOL_MAX_THREADS);
+        goto fail;
+    }
     m->pool = threadpool_new(p.n_threads);
     m->scratch = forward_scratch_new();
     if (!m->pool || !m->scratch) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }

@@ -28,6 +28,8 @@ CLI_COMMANDS(CLI_DECLARE)
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an int / float argument or exits with a clear message. */
 int cli_int(const char *flag, const char *value);
+/* -t: 0 (one thread per physical core) .. THREADPOOL_MAX_THREADS, else fails and exits */
+int cli_threads(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
 /* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
 const char *cli_value(int argc, char **argv, int *i);

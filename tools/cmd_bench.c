@@ -2,6 +2,7 @@
  * JSON shapes so the numbers compare directly; plus achieved GB/s of weights per decoded token,
  * peak RSS, and a batched mode (-b B: B sequences decoded together, total tokens/s). */
 #include "cli.h"
+#include "threadpool.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -136,6 +137,9 @@ int cmd_bench(int argc, char **argv) {
         else return cli_fail("bench: unknown option '%s'", a);
     }
     if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64");
+    for (int k = 0; k < n_th; k++)
+        if (threads[k] < 0 || threads[k] > THREADPOOL_MAX_THREADS)
+            return cli_fail("-t must be 0 (one per physical core) to %d, got %d", THREADPOOL_MAX_THREADS, threads[k]);
     if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) return cli_fail("-o must be md, json or csv");
     bool json = !strcmp(fmt, "json"), csv = !strcmp(fmt, "csv");
     if (json) printf("[\n");

@@ -66,7 +66,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--tools")) tools_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--chat-template-file")) tmpl_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) max_reply = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;

@@ -34,7 +34,7 @@ int cmd_convert(int argc, char **argv) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--type") || !strcmp(argv[i], "--outtype")) type = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_int(argv[i], cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
         else if (argv[i][0] == '-' && argv[i][1]) { usage(stderr); return cli_fail("convert: unknown option '%s'", argv[i]); }
         else if (!dir) dir = argv[i];
         else { usage(stderr); return cli_fail("convert: unexpected argument '%s'", argv[i]); }

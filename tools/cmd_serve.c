@@ -24,7 +24,7 @@ static void usage(FILE *out) {
             "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
             "  -np, --parallel N     slots decoded together (default 4)\n"
             "  -c, --ctx-size N      context per slot (default 4096, at most the model's)\n"
-            "  -t, --threads N       worker threads (default: all cores)\n"
+            "  -t, --threads N       worker threads (default: one per physical core)\n"
             "  --queue N             requests that may wait for a slot before 503 (default 256)\n"
             "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
             "  --api-key-file F      the same, key read from the first line of F\n"
@@ -142,7 +142,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--port")) port = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) n_slots = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_threads = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--queue")) queue = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--api-key")) api_key = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--api-key-file")) key_file = cli_value(argc, argv, &i);

@@ -66,7 +66,7 @@ int cmd_synth(int argc, char **argv) {
             p.seed = strtoull(v, &end, 10);
             if (end == v || *end) return cli_fail("synth: --seed expects an integer, got '%s'", v);
         }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) p.n_threads = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) p.n_threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--hidden")) hidden = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--layers")) layers = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--attn-layers")) attn = cli_value(argc, argv, &i);

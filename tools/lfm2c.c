@@ -1,5 +1,6 @@
 /* lfm2c.c — the command-line program: dispatches `lfm2c <command> ...` to tools/cmd_*.c. */
 #include "cli.h"
+#include "threadpool.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,6 +28,15 @@ int cli_int(const char *flag, const char *value) {
         exit(1);
     }
     return (int)v;
+}
+
+int cli_threads(const char *flag, const char *value) {
+    int t = cli_int(flag, value);
+    if (t < 0 || t > THREADPOOL_MAX_THREADS) {
+        cli_fail("%s must be 0 (the default: one per physical core) to %d, got %d", flag, THREADPOOL_MAX_THREADS, t);
+        exit(1);
+    }
+    return t;
 }
 
 double cli_float(const char *flag, const char *value) {
