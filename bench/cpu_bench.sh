@@ -6,7 +6,7 @@
 #        bash bench/cpu_bench.sh --contention [MODELS_DIR]
 #   contention mode (issue 17): tg64 and pp128 at each of THREADS (default "1 2 4 16") on an
 #   idle machine and with one competing busy process (a shell loop) running the whole time, on
-#   the tiny test fixture and the synthetic CONTENTION_PRESETS (default "lfm2-350m lfm2-8b-a1b");
+#   the tiny test fixture and the synthetic CONTENTION_PRESETS (default "lfm2-350m lfm2-8b-a1b"; set empty for the fixture only);
 #   prints t/s and the ratios the issue's targets name (busy -t 2 / -t 1, -t 16 / -t 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +20,7 @@ cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 if [ $contention = 1 ]; then
   threads=${THREADS:-1 2 4 16}
   models=(tests/data/lfm2-tiny-moe-q4_0.gguf)
-  for preset in ${CONTENTION_PRESETS:-lfm2-350m lfm2-8b-a1b}; do
+  for preset in ${CONTENTION_PRESETS-lfm2-350m lfm2-8b-a1b}; do
     f="$dir/$preset-q4_k_m.gguf"
     [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
     models+=("$f")
