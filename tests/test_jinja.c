@@ -373,6 +373,40 @@ static void test_hostile_templates(void) {
     jinja_free(t);
 }
 
+/* Chains of operators, filters, attributes and concatenations are parsed by loops into left-deep
+ * trees: a long one overflowed the C stack (segfault) in the name check and the evaluator. */
+static void test_long_chains(void) {
+    static const char *const heads[] = {"{{ 1", "{{ x", "{{ 'a'", "{{ x", "{{ 1"};
+    static const char *const links[] = {"+1", "|e", "~'a'", ".a", " and 1"};
+    size_t n = 200000;
+    char *src = malloc(n * 6 + 32);
+    for (size_t h = 0; h < sizeof heads / sizeof *heads; h++) {
+        size_t k = (size_t)sprintf(src, "%s", heads[h]), ll = strlen(links[h]);
+        for (size_t i = 0; i < n; i++) memcpy(src + k, links[h], ll), k += ll;
+        strcpy(src + k, " }}");
+        lfm2c_error err = {0};
+        jinja_template *t = jinja_parse(src, strlen(src), &err);
+        CHECK(!t && strstr(err.msg, "too deep"), "chain %s...: %s", links[h], t ? "parsed" : err.msg);
+        jinja_free(t);
+    }
+    /* nested blocks */
+    size_t k = 0;
+    for (int i = 0; i < 5000; i++) k += (size_t)sprintf(src + k, "{%% if 1 %%}");
+    strcpy(src + k, "x");
+    lfm2c_error err = {0};
+    jinja_template *t = jinja_parse(src, strlen(src), &err);
+    CHECK(!t && strstr(err.msg, "too deep"), "nested blocks: %s", t ? "parsed" : err.msg);
+    jinja_free(t);
+    free(src);
+    /* chains of a sane length still work */
+    expect_output("{{ 1+1+1+1+1+1+1+1+1+1 }}|{{ 'a'~'b'~'c' }}|{{ 'x'|upper|lower|length }}", "10|abc|1");
+    char mid[2000];
+    k = (size_t)sprintf(mid, "{{ 0");
+    for (int i = 0; i < 200; i++) k += (size_t)sprintf(mid + k, "+1");
+    strcpy(mid + k, " }}");
+    expect_output(mid, "200");
+}
+
 int main(void) {
     test_unit_cases();
     test_public_goldens();
@@ -381,5 +415,6 @@ int main(void) {
     test_errors();
     test_parse_once_render_many();
     test_hostile_templates();
+    test_long_chains();
     TEST_MAIN_END();
 }
