@@ -407,6 +407,31 @@ static void test_long_chains(void) {
     expect_output(mid, "200");
 }
 
+/* The budget through the public chat API: limits and the cancel flag reach the interpreter. */
+static void test_chat_limits(void) {
+    const char *msgs = "[{\"role\": \"user\", \"content\": \"hi\"}]";
+    const char *spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    lfm2c_error err = {0};
+    lfm2c_template_limits lim = {.max_steps = 100000};
+    char *out = lfm2c_chat_render_limited(NULL, spin, msgs, NULL, true, &lim, &err);
+    CHECK(!out && strstr(err.msg, "budget"), "step limit through the chat API: %s", err.msg);
+    free(out);
+    _Atomic int cancel = 1;
+    lfm2c_template_limits lc = {.cancel = &cancel};
+    out = lfm2c_chat_render_limited(NULL, spin, msgs, NULL, true, &lc, &err);
+    CHECK(!out && err.code == LFM2C_ECANCELLED, "cancel through the chat API: %d %s", err.code, err.msg);
+    free(out);
+    lfm2c_template_limits lo = {.max_output = 10};
+    out = lfm2c_chat_render_limited(NULL, NULL, msgs, NULL, true, &lo, &err);
+    CHECK(!out, "output limit through the chat API");
+    free(out);
+    /* NULL limits = the defaults = lfm2c_chat_render */
+    out = lfm2c_chat_render_limited(NULL, NULL, msgs, NULL, true, NULL, &err);
+    char *ref = lfm2c_chat_render(NULL, NULL, msgs, NULL, true, &err);
+    CHECK(out && ref && !strcmp(out, ref), "default limits change the rendering");
+    free(out), free(ref);
+}
+
 int main(void) {
     test_unit_cases();
     test_public_goldens();
@@ -416,5 +441,6 @@ int main(void) {
     test_parse_once_render_many();
     test_hostile_templates();
     test_long_chains();
+    test_chat_limits();
     TEST_MAIN_END();
 }
