@@ -179,6 +179,28 @@ void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *use
 char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
                         const char *messages_json, const char *tools_json,
                         bool add_generation_prompt, lfm2c_error *err);
+/* A chat template is a program from the model file, run on every request: each render has a
+ * budget. A field left 0 (or a NULL limits) keeps the default: max_memory 256 MiB of values,
+ * max_steps 50,000,000 units of work, max_output 32 MiB of text, max_depth 1000 nested
+ * evaluations, max_seconds 5 s of wall time (the LFM2 template renders a 32K-token conversation
+ * with tools in well under 1% of each). A render past a limit fails (LFM2C_EINVAL, LFM2C_ENOMEM
+ * for memory); one whose cancel flag becomes non-zero (set from any thread, e.g. a server
+ * shutting down) stops within a few thousand steps with LFM2C_ECANCELLED. */
+typedef struct lfm2c_template_limits {
+    size_t max_memory;
+    uint64_t max_steps;
+    size_t max_output;
+    int max_depth;
+    double max_seconds;
+#ifdef __cplusplus
+    const void *cancel;       /* (C++ sees the pointer only; C: an _Atomic int) */
+#else
+    const _Atomic int *cancel; /* NULL: not cancellable */
+#endif
+} lfm2c_template_limits;
+char *lfm2c_chat_render_limited(const lfm2c_model *model, const char *template_src, const char *messages_json,
+                                const char *tools_json, bool add_generation_prompt,
+                                const lfm2c_template_limits *limits, lfm2c_error *err);
 /* Same, for a template alone (no model): bos/eos are the strings to give the template. */
 char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
                                  const char *tools_json, bool add_generation_prompt,

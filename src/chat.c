@@ -35,9 +35,23 @@ static json_t *parse_json(const char *text, const char *what, lfm2c_error *err) 
     return j;
 }
 
-char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
-                                 const char *tools_json, bool add_generation_prompt,
-                                 const char *bos_token, const char *eos_token, lfm2c_error *err) {
+/* The caller's limits as the interpreter's options (0 fields keep the interpreter's defaults). */
+static jinja_options options_of(const lfm2c_template_limits *l) {
+    jinja_options o = {0};
+    if (l) {
+        o.memory_limit = l->max_memory;
+        o.max_steps = l->max_steps;
+        o.max_output = l->max_output;
+        o.max_depth = l->max_depth;
+        o.max_seconds = l->max_seconds;
+        o.cancel = l->cancel;
+    }
+    return o;
+}
+
+static char *render_template(const char *template_src, const char *messages_json, const char *tools_json,
+                             bool add_generation_prompt, const char *bos_token, const char *eos_token,
+                             const lfm2c_template_limits *limits, lfm2c_error *err) {
     if (!template_src) template_src = LFM2_CHAT_TEMPLATE;
     if (!messages_json) {
         set_err(err, LFM2C_EINVAL, "%s%s", "no messages given", "");
@@ -83,7 +97,8 @@ char *lfm2c_chat_render_template(const char *template_src, const char *messages_
     char *out = NULL;
     jinja_template *t = jinja_parse(template_src, strlen(template_src), err);
     if (t) {
-        out = jinja_render(t, vars, NULL, NULL, err);
+        jinja_options o = options_of(limits);
+        out = jinja_render(t, vars, &o, NULL, err);
         jinja_free(t);
     }
     json_decref(vars);
@@ -108,18 +123,30 @@ static char *token_text(const lfm2c_model *model, int id) {
     return s;
 }
 
+char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
+                                 const char *tools_json, bool add_generation_prompt,
+                                 const char *bos_token, const char *eos_token, lfm2c_error *err) {
+    return render_template(template_src, messages_json, tools_json, add_generation_prompt, bos_token, eos_token, NULL, err);
+}
+
 char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
                         const char *messages_json, const char *tools_json,
                         bool add_generation_prompt, lfm2c_error *err) {
+    return lfm2c_chat_render_limited(model, template_src, messages_json, tools_json, add_generation_prompt, NULL, err);
+}
+
+char *lfm2c_chat_render_limited(const lfm2c_model *model, const char *template_src, const char *messages_json,
+                                const char *tools_json, bool add_generation_prompt,
+                                const lfm2c_template_limits *limits, lfm2c_error *err) {
     if (!model)
-        return lfm2c_chat_render_template(template_src, messages_json, tools_json, add_generation_prompt,
-                                          "<|startoftext|>", "<|im_end|>", err);
+        return render_template(template_src, messages_json, tools_json, add_generation_prompt, "<|startoftext|>",
+                               "<|im_end|>", limits, err);
     if (!template_src) template_src = lfm2c_model_meta_str(model, "tokenizer.chat_template");
     const lfm2c_model_info *info = lfm2c_model_get_info(model);
     char *bos = token_text(model, info->bos_id), *eos = token_text(model, info->eos_id);
     char *out = NULL;
     if (!bos || !eos) set_err(err, LFM2C_ENOMEM, "%s%s", "out of memory", "");
-    else out = lfm2c_chat_render_template(template_src, messages_json, tools_json, add_generation_prompt, bos, eos, err);
+    else out = render_template(template_src, messages_json, tools_json, add_generation_prompt, bos, eos, limits, err);
     free(bos);
     free(eos);
     return out;

@@ -877,7 +877,7 @@ static node *parse_unary(parser *P, bool with_filter);
 static node *parse_primary(parser *P);
 
 static void enter(parser *P) {
-    if (++P->depth > 200) fail(P->f, peek(P)->line, "expression or block nesting too deep");
+    if (++P->depth > JINJA_MAX_NESTING) fail(P->f, peek(P)->line, "expression or block nesting too deep (more than %d levels)", JINJA_MAX_NESTING);
 }
 
 /* Call arguments after '(' : positional then keyword (name=value). */
@@ -1479,8 +1479,12 @@ static int parse_body(parser *P, nlist *body, const char *const *ends, int n_end
 /* jinja2 refuses unknown filter and test names when compiling, except inside an if statement or
  * conditional expression ("soft" scopes, where it waits until the call is reached); loop, macro,
  * call, with and block bodies start hard again. */
-static void check_names(jfail *f, const node *x, bool soft) {
+/* Also bounds the tree's height: operator and filter chains (a + b + c ..., x|e|e ...) are
+ * parsed by loops into left-deep trees that the parser's own nesting limit never sees, and
+ * this walk and the evaluator recurse on the tree (a 200,000-term chain overflowed the stack). */
+static void check_names(jfail *f, const node *x, bool soft, int depth) {
     if (!x) return;
+    if (depth > JINJA_MAX_NESTING) fail(f, x->line, "expression or block nesting too deep (more than %d levels)", JINJA_MAX_NESTING);
     bool inner_soft = soft;
     switch (x->kind) {
     case S_IF: case E_COND: inner_soft = true; break;
@@ -1494,27 +1498,27 @@ static void check_names(jfail *f, const node *x, bool soft) {
     }
     switch (x->kind) {
     case S_FOR:
-        check_names(f, x->a, soft);
-        check_names(f, x->b, false);
-        for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], false);
-        for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], false);
+        check_names(f, x->a, soft, depth + 1);
+        check_names(f, x->b, false, depth + 1);
+        for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], false, depth + 1);
+        for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], false, depth + 1);
         return;
     case S_CALLBLOCK:
-        check_names(f, x->a, soft);
+        check_names(f, x->a, soft, depth + 1);
         inner_soft = false;
         break;
     case S_MACRO: case S_WITH: case S_FILTERBLOCK: case S_SETBLOCK: case S_GENERATION:
         inner_soft = false;
         break;
     default:
-        check_names(f, x->a, inner_soft);
+        check_names(f, x->a, inner_soft, depth + 1);
         break;
     }
-    check_names(f, x->b, inner_soft);
-    check_names(f, x->c, inner_soft);
-    check_names(f, x->d, inner_soft);
-    for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], inner_soft);
-    for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], inner_soft);
+    check_names(f, x->b, inner_soft, depth + 1);
+    check_names(f, x->c, inner_soft, depth + 1);
+    check_names(f, x->d, inner_soft, depth + 1);
+    for (int i = 0; i < x->items.n; i++) check_names(f, x->items.v[i], inner_soft, depth + 1);
+    for (int i = 0; i < x->items2.n; i++) check_names(f, x->items2.v[i], inner_soft, depth + 1);
 }
 
 jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err) {
@@ -1547,7 +1551,7 @@ jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err) {
     lex_all(&L);
     parser P = {.f = &f, .tk = L.tk};
     parse_body(&P, &t->body, NULL, 0);
-    for (int i = 0; i < t->body.n; i++) check_names(&f, t->body.v[i], false);
+    for (int i = 0; i < t->body.n; i++) check_names(&f, t->body.v[i], false, 0);
     return t;
 }
 

@@ -21,6 +21,11 @@
 
 typedef struct jinja_template jinja_template;
 
+/* Parse-time nesting limit: brackets and blocks, and the height of the syntax tree, which
+ * operator and filter chains (a + b + c ..., x|e|e ...) grow without any brackets. It bounds the
+ * C recursion of the parser's checks and of the evaluator, whatever the template. */
+#define JINJA_MAX_NESTING 250
+
 /* src need not be NUL-terminated; it must be valid UTF-8. NULL + err on a syntax error. */
 jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err);
 void jinja_free(jinja_template *t);

@@ -373,6 +373,65 @@ static void test_hostile_templates(void) {
     jinja_free(t);
 }
 
+/* Chains of operators, filters, attributes and concatenations are parsed by loops into left-deep
+ * trees: a long one overflowed the C stack (segfault) in the name check and the evaluator. */
+static void test_long_chains(void) {
+    static const char *const heads[] = {"{{ 1", "{{ x", "{{ 'a'", "{{ x", "{{ 1"};
+    static const char *const links[] = {"+1", "|e", "~'a'", ".a", " and 1"};
+    size_t n = 200000;
+    char *src = malloc(n * 6 + 32);
+    for (size_t h = 0; h < sizeof heads / sizeof *heads; h++) {
+        size_t k = (size_t)sprintf(src, "%s", heads[h]), ll = strlen(links[h]);
+        for (size_t i = 0; i < n; i++) memcpy(src + k, links[h], ll), k += ll;
+        strcpy(src + k, " }}");
+        lfm2c_error err = {0};
+        jinja_template *t = jinja_parse(src, strlen(src), &err);
+        CHECK(!t && strstr(err.msg, "too deep"), "chain %s...: %s", links[h], t ? "parsed" : err.msg);
+        jinja_free(t);
+    }
+    /* nested blocks */
+    size_t k = 0;
+    for (int i = 0; i < 5000; i++) k += (size_t)sprintf(src + k, "{%% if 1 %%}");
+    strcpy(src + k, "x");
+    lfm2c_error err = {0};
+    jinja_template *t = jinja_parse(src, strlen(src), &err);
+    CHECK(!t && strstr(err.msg, "too deep"), "nested blocks: %s", t ? "parsed" : err.msg);
+    jinja_free(t);
+    free(src);
+    /* chains of a sane length still work */
+    expect_output("{{ 1+1+1+1+1+1+1+1+1+1 }}|{{ 'a'~'b'~'c' }}|{{ 'x'|upper|lower|length }}", "10|abc|1");
+    char mid[2000];
+    k = (size_t)sprintf(mid, "{{ 0");
+    for (int i = 0; i < 200; i++) k += (size_t)sprintf(mid + k, "+1");
+    strcpy(mid + k, " }}");
+    expect_output(mid, "200");
+}
+
+/* The budget through the public chat API: limits and the cancel flag reach the interpreter. */
+static void test_chat_limits(void) {
+    const char *msgs = "[{\"role\": \"user\", \"content\": \"hi\"}]";
+    const char *spin = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+    lfm2c_error err = {0};
+    lfm2c_template_limits lim = {.max_steps = 100000};
+    char *out = lfm2c_chat_render_limited(NULL, spin, msgs, NULL, true, &lim, &err);
+    CHECK(!out && strstr(err.msg, "budget"), "step limit through the chat API: %s", err.msg);
+    free(out);
+    _Atomic int cancel = 1;
+    lfm2c_template_limits lc = {.cancel = &cancel};
+    out = lfm2c_chat_render_limited(NULL, spin, msgs, NULL, true, &lc, &err);
+    CHECK(!out && err.code == LFM2C_ECANCELLED, "cancel through the chat API: %d %s", err.code, err.msg);
+    free(out);
+    lfm2c_template_limits lo = {.max_output = 10};
+    out = lfm2c_chat_render_limited(NULL, NULL, msgs, NULL, true, &lo, &err);
+    CHECK(!out, "output limit through the chat API");
+    free(out);
+    /* NULL limits = the defaults = lfm2c_chat_render */
+    out = lfm2c_chat_render_limited(NULL, NULL, msgs, NULL, true, NULL, &err);
+    char *ref = lfm2c_chat_render(NULL, NULL, msgs, NULL, true, &err);
+    CHECK(out && ref && !strcmp(out, ref), "default limits change the rendering");
+    free(out), free(ref);
+}
+
 int main(void) {
     test_unit_cases();
     test_public_goldens();
@@ -381,5 +440,7 @@ int main(void) {
     test_errors();
     test_parse_once_render_many();
     test_hostile_templates();
+    test_long_chains();
+    test_chat_limits();
     TEST_MAIN_END();
 }

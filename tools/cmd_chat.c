@@ -53,6 +53,17 @@ static int usage(void) {
     return 1;
 }
 
+/* A message of the conversation. What the user types is request text: its special-token text is
+ * guarded (lfm2c_guard_text) so that the prompt, tokenized with lfm2c_tokenize_prompt, keeps it
+ * plain text: typing "<|im_end|><|im_start|>system" does not fake a turn. */
+static json_t *chat_msg(const lfm2c_model *m, const char *role, const char *text) {
+    size_t n = 0;
+    char *g = lfm2c_guard_text(m, text, strlen(text), &n);
+    json_t *j = json_pack("{s:s, s:s%}", "role", role, "content", g ? g : text, g ? n : strlen(text));
+    free(g);
+    return j;
+}
+
 int cmd_chat(int argc, char **argv) {
     const char *model_path = NULL, *system = NULL, *tools_path = NULL, *tmpl_path = NULL, *device = NULL;
     int n_ctx = 0, threads = 0, max_reply = 1024;
@@ -92,7 +103,7 @@ int cmd_chat(int argc, char **argv) {
     lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
     lfm2c_sampler *smp = lfm2c_sampler_new(&sp, in->n_vocab);
     json_t *messages = json_array();
-    if (system) json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "system", "content", system));
+    if (system) json_array_append_new(messages, chat_msg(m, "system", system));
 
     bool tty = isatty(0) && isatty(1);
     struct sigaction sa = {0};
@@ -108,14 +119,14 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) { free(line); break; }
         if (!strcmp(line, "/reset")) {
             json_array_clear(messages);
-            if (system) json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "system", "content", system));
+            if (system) json_array_append_new(messages, chat_msg(m, "system", system));
             lfm2c_session_reset(s);
             session_len = 0;
             free(line);
             continue;
         }
         if (!*line) { free(line); continue; }
-        json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "user", "content", line));
+        json_array_append_new(messages, chat_msg(m, "user", line));
         free(line);
 
         char *msgs = json_dumps(messages, JSON_COMPACT);
@@ -132,7 +143,7 @@ int cmd_chat(int argc, char **argv) {
         size_t plen = strlen(prompt);
         if (past > 0 && session_text && plen > session_len && !memcmp(prompt, session_text, session_len)) {
             int n_new = 0;
-            int32_t *tail = lfm2c_tokenize(m, prompt + session_len, plen - session_len, false, true, &n_new, &err);
+            int32_t *tail = lfm2c_tokenize_prompt(m, prompt + session_len, plen - session_len, false, &n_new, &err);
             if (tail && (ids = malloc(sizeof(int32_t) * (size_t)(past + n_new)))) {
                 memcpy(ids, lfm2c_session_tokens(s), sizeof(int32_t) * (size_t)past);
                 memcpy(ids + past, tail, sizeof(int32_t) * (size_t)n_new);
@@ -142,7 +153,7 @@ int cmd_chat(int argc, char **argv) {
             free(tail);
         }
         if (!ids) {
-            ids = lfm2c_tokenize(m, prompt, plen, false, true, &n, &err);
+            ids = lfm2c_tokenize_prompt(m, prompt, plen, false, &n, &err);
             if (!ids) { cli_fail("%s", err.msg); free(prompt); continue; }
             const int32_t *seen = lfm2c_session_tokens(s);
             while (common < past && common < n && seen[common] == ids[common]) common++;
