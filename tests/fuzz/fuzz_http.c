@@ -49,16 +49,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (w <= 0) break;
         off += (size_t)w;
     }
-    char buf[8192], status[4] = {0};
+    char buf[8192], head_buf[1024] = {0}, status[4] = {0};
     size_t got = 0;
     for (;;) {
         ssize_t r = recv(fd, buf, sizeof buf, 0);
         if (r <= 0) break;
-        if (!got && r >= 12) memcpy(status, buf + 9, 3);
+        if (got < sizeof head_buf - 1) memcpy(head_buf + got, buf, (size_t)r < sizeof head_buf - 1 - got ? (size_t)r : sizeof head_buf - 1 - got);
         got += (size_t)r;
     }
     close(fd);
+    if (got >= 12) memcpy(status, head_buf + 9, 3);
     if (!got) abort();                      /* every request gets an answer */
-    if (status[0] == '5' && strcmp(status, "503")) abort(); /* and never a server error */
+    if (status[0] == '5' && strcmp(status, "503")) { /* and never a server error */
+        fprintf(stderr, "fuzz_http: %s answered:\n%s\n", route, head_buf);
+        abort();
+    }
     return 0;
 }
