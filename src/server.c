@@ -549,6 +549,25 @@ static void guard_json(server *srv, json_t *v) {
         const char *k;
         json_t *x;
         json_object_foreach(v, k, x) guard_json(srv, x);
+        /* keys reach the prompt too (tool schemas, call arguments through tojson): a key holding
+         * special-token text is replaced by its guarded form, the order of the others kept */
+        bool any = false;
+        json_object_foreach(v, k, x) {
+            size_t n = 0, kl = strlen(k);
+            char *g = lfm2c_guard_text(srv->model, k, kl, &n);
+            if (g && (n != kl || memcmp(g, k, n))) any = true;
+            free(g);
+        }
+        if (!any) return;
+        json_t *copy = json_object();
+        json_object_foreach(v, k, x) {
+            char *g = lfm2c_guard_text(srv->model, k, strlen(k), NULL);
+            json_object_set(copy, g ? g : k, x);
+            free(g);
+        }
+        json_object_clear(v);
+        json_object_update(v, copy);
+        json_decref(copy);
     }
 }
 
