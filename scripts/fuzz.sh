@@ -24,8 +24,7 @@ declare -A maxlen=([gguf]=65536 [safetensors]=16384 [jinja]=8192 [tokenizer]=409
 for t in "${targets[@]}"; do
   mkdir -p "build-fuzz/corpus/$t"
   log="build-fuzz/fuzz_$t.log"
-  # "replay" runs the seed corpus once (no mutation): the test command's check of fuzz_http, whose
-  # long runs found a 5xx not yet reproduced alone (tests/fuzz/crashes/)
+  # "replay" runs the seed corpus once, without mutation (a quick regression check)
   if [ "$secs" = replay ]; then mode=(-runs=0); corpora=("tests/fuzz/corpus/$t"); else mode=(-max_total_time="$secs"); corpora=("build-fuzz/corpus/$t" "tests/fuzz/corpus/$t"); fi
   LFM2C_FUZZ_MODEL=tests/data/lfm2-tiny-moe-q4_0.gguf ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     "build-fuzz/fuzz_$t" "${corpora[@]}" "${mode[@]}" \

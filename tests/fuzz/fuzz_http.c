@@ -1,5 +1,5 @@
 /* fuzz_http.c — the HTTP request → JSON → scheduler-input path of `lfm2c serve`: one real server
- * (the fixture model, 2 slots, a short context so any generation is short) on 127.0.0.1, and each
+ * (the fixture model, 2 slots, a 128-token context so any generation is short) on 127.0.0.1, and each
  * input sent as the body of a POST to a route chosen by its first byte; the answer is read whole.
  * The server must answer every input (4xx for bad ones) and never crash. */
 #include "fuzz_common.h"
@@ -19,9 +19,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     mp.n_threads = 1;
     lfm2c_model *m = lfm2c_model_open(fuzz_fixture(), &mp, &err);
     if (!m) { fprintf(stderr, "fuzz_http: %s\n", err.msg); abort(); }
-    sched_params sp = {.n_slots = 2, .n_ctx = 256, .queue_max = 16, .prefill_chunk = 256};
+    /* a short context keeps every generation short (a request without max_tokens runs to the end
+     * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
+    sched_params sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128};
     sched *s = sched_new(m, &sp, &err);
-    server_params p = {.host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 256, .max_body = 1 << 20,
+    server_params p = {.host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 128, .max_body = 1 << 20,
                        .model_file = "fuzz.gguf"};
     server *srv = s ? server_start(m, s, &p, &err) : NULL;
     if (!srv) { fprintf(stderr, "fuzz_http: %s\n", err.msg); abort(); }
@@ -37,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    struct timeval tv = {20, 0};
+    struct timeval tv = {25, 0}; /* below libFuzzer's -timeout=30 */
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&a, sizeof a)) abort();
     char head[256];
@@ -59,7 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     close(fd);
     if (got >= 12) memcpy(status, head_buf + 9, 3);
-    if (!got) abort();                      /* every request gets an answer */
+    if (!got) { /* every request gets an answer */
+        fprintf(stderr, "fuzz_http: no answer from %s within 25 s\n", route);
+        abort();
+    }
     if (status[0] == '5' && strcmp(status, "503")) { /* and never a server error */
         fprintf(stderr, "fuzz_http: %s answered:\n%s\n", route, head_buf);
         abort();
