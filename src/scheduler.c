@@ -64,7 +64,10 @@ sched_req *sched_req_new(void) {
     return r;
 }
 
+static void req_unref(sched_req *r);
+
 static void req_free(sched_req *r) {
+    if (r->fork_of) req_unref(r->fork_of);
     free(r->prompt);
     free(r->logit_bias);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
@@ -79,29 +82,41 @@ static void req_unref(sched_req *r) {
     if (--r->refs == 0) req_free(r);
 }
 
+static void req_signal(sched_req *r) {
+    pthread_cond_broadcast(&r->cond);
+    if (r->notify) pthread_cond_broadcast(r->notify);
+}
+
 void sched_release(sched *s, sched_req *r) {
     pthread_mutex_lock(&s->mu);
     r->cancelled = true;
+    r->notify = NULL;   /* the caller's condition may be gone once it released the request */
     req_unref(r);
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
 }
 
-int sched_submit(sched *s, sched_req *r) {
+int sched_submit_group(sched *s, sched_req **rs, int n) {
     pthread_mutex_lock(&s->mu);
     /* free slots take requests at the next step: they count as room too */
-    if (s->stopping || s->n_queue >= s->p.queue_max + (s->p.n_slots - s->st.active_slots)) {
+    if (s->stopping || n < 1 || s->n_queue + n > s->p.queue_max + (s->p.n_slots - s->st.active_slots)) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    r->refs++;
-    r->t_submit = sched_now();
-    s->queue[s->n_queue++] = r;
-    s->st.requests++;
+    for (int i = 0; i < n; i++) {
+        sched_req *r = rs[i];
+        r->refs++;
+        if (r->fork_of) r->fork_of->refs++;   /* the child reads its parent's progress */
+        r->t_submit = sched_now();
+        s->queue[s->n_queue++] = r;
+        s->st.requests++;
+    }
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
+
+int sched_submit(sched *s, sched_req *r) { return sched_submit_group(s, &r, 1); }
 
 void sched_lock(sched *s) { pthread_mutex_lock(&s->mu); }
 void sched_unlock(sched *s) { pthread_mutex_unlock(&s->mu); }
@@ -112,7 +127,7 @@ void sched_wait(sched *s, sched_req *r, int timeout_ms) {
     ts.tv_sec += timeout_ms / 1000;
     ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    pthread_cond_timedwait(&r->cond, &s->mu, &ts);
+    pthread_cond_timedwait(r->notify ? r->notify : &r->cond, &s->mu, &ts);
 }
 
 void sched_get_stats(sched *s, sched_stats *out) {
@@ -224,7 +239,7 @@ static void slot_finish(sched *s, slot *sl, int reason) {
     if (n > 0 && reason != FINISH_CANCELLED) text_append(r, buf, (size_t)n);
     r->n_released = r->n_text;
     r->finish = reason;
-    pthread_cond_broadcast(&r->cond);
+    req_signal(r);
     req_unref(r);
     sl->req = NULL;
     lfm2c_sampler_free(sl->sampler);
@@ -320,7 +335,7 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
         return false;
     }
     sl->next = t;
-    pthread_cond_broadcast(&r->cond);
+    req_signal(r);
     return true;
 }
 
@@ -352,17 +367,8 @@ static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
     return i;
 }
 
-/* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
- * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
-static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
-    lfm2c_error err = {0};
-    int n_past = lfm2c_session_n_past(sl->sess);
-    if (keep == 0) {
-        lfm2c_session_reset(sl->sess);
-    } else if (keep < n_past && lfm2c_session_truncate(sl->sess, keep, &err) != 0) {
-        lfm2c_session_reset(sl->sess);
-        keep = 0;
-    }
+/* Sets a slot up for a request whose first `keep` prompt tokens are in its session (lock held). */
+static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     sl->n_fed = keep;
     sl->next = -1;
     sl->has_logits = false;
@@ -377,13 +383,58 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
     }
     if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
     if (r->force_tool_call && r->tool_grammar && s->tool_start >= 0) force_push(sl, s->tool_start);
-    pthread_mutex_lock(&s->mu);
     r->n_cached = keep;
     s->st.prompt_tokens += (uint64_t)r->n_prompt;
     s->st.cached_tokens += (uint64_t)keep;
     sl->req = r;
     if (!sl->sampler) slot_fail(s, sl, "out of memory");
+}
+
+/* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
+ * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
+static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
+    lfm2c_error err = {0};
+    int n_past = lfm2c_session_n_past(sl->sess);
+    if (keep == 0) {
+        lfm2c_session_reset(sl->sess);
+    } else if (keep < n_past && lfm2c_session_truncate(sl->sess, keep, &err) != 0) {
+        lfm2c_session_reset(sl->sess);
+        keep = 0;
+    }
+    pthread_mutex_lock(&s->mu);
+    slot_setup(s, sl, r, keep);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* A request copying its parent's state waits while the parent's prompt is still being read. */
+static bool waits_for_parent(sched *s, const sched_req *r) {
+    const sched_req *p = r->fork_of;
+    if (!p || p->finish != FINISH_NONE || p->cancelled) return false;
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (s->slots[i].req == p) return s->slots[i].n_fed < p->n_prompt;
+    return true; /* still queued */
+}
+
+/* The parent's prompt is read: each waiting child that finds a free slot starts from a copy of
+ * the parent's state and samples from the same logits (lock held). Children that find no slot
+ * are admitted later like any request. */
+static void fork_children(sched *s, slot *parent) {
+    for (int q = 0; q < s->n_queue; q++) {
+        sched_req *r = s->queue[q];
+        if (r->fork_of != parent->req || r->cancelled) continue;
+        slot *sl = NULL;
+        for (int i = 0; i < s->p.n_slots && !sl; i++)
+            if (!s->slots[i].req) sl = &s->slots[i];
+        if (!sl) return;
+        lfm2c_error err = {0};
+        if (lfm2c_session_copy(sl->sess, parent->sess, &err) != 0) return;
+        memmove(&s->queue[q], &s->queue[q + 1], (size_t)(s->n_queue - q - 1) * sizeof *s->queue);
+        s->n_queue--;
+        q--;
+        s->st.active_slots++;
+        slot_setup(s, sl, r, r->n_prompt);
+        if (sl->req) slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+    }
 }
 
 static void admit(sched *s) {
@@ -399,8 +450,9 @@ static void admit(sched *s) {
                 r->finish = FINISH_CANCELLED;
                 req_unref(r);
             }
-        int best = -1, best_keep = -1;
-        sched_req *r = s->n_queue ? s->queue[0] : NULL;
+        int best = -1, best_keep = -1, qi = 0;
+        while (qi < s->n_queue && waits_for_parent(s, s->queue[qi])) qi++;
+        sched_req *r = qi < s->n_queue ? s->queue[qi] : NULL;
         for (int i = 0; r && i < s->p.n_slots; i++) {
             slot *sl = &s->slots[i];
             if (sl->req) continue;
@@ -414,7 +466,7 @@ static void admit(sched *s) {
             }
         }
         if (best < 0) { pthread_mutex_unlock(&s->mu); return; }
-        memmove(&s->queue[0], &s->queue[1], (size_t)(s->n_queue - 1) * sizeof *s->queue);
+        memmove(&s->queue[qi], &s->queue[qi + 1], (size_t)(s->n_queue - qi - 1) * sizeof *s->queue);
         s->n_queue--;
         s->st.active_slots++;
         pthread_mutex_unlock(&s->mu);
@@ -486,6 +538,7 @@ static bool step(sched *s) {
             sl->n_fed += ns[k];
             lfm2c_session_checkpoint(sl->sess);
             if (modes[k] == LFM2C_LOGITS_NONE) continue;
+            fork_children(s, sl);
         }
         sl->next = -1;
         sl->last_used = s->st.steps;
@@ -597,7 +650,7 @@ void sched_shutdown(sched *s) {
         if (s->slots[i].req) slot_finish(s, &s->slots[i], FINISH_CANCELLED);
     for (int i = 0; i < s->n_queue; i++) {
         s->queue[i]->finish = FINISH_CANCELLED;
-        pthread_cond_broadcast(&s->queue[i]->cond);
+        req_signal(s->queue[i]);
         req_unref(s->queue[i]);
     }
     s->n_queue = 0;

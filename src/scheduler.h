@@ -52,6 +52,9 @@ typedef struct sched_req {
     const grammar *tool_grammar;   /* tool-call list grammar (borrowed) */
     bool force_tool_call;       /* start with <|tool_call_start|> (tool_choice required/named) */
     bool tools_auto;            /* switch to tool_grammar when the model opens a call */
+    struct sched_req *fork_of;  /* an earlier request of the same submit with the same prompt:
+                                   this one waits for its prefill and starts from a copy of its
+                                   state (n choices share one prefill) */
 
     /* outputs (guarded by the scheduler lock) */
     char *text;                 /* generated text; text[0..n_released) may be shown */
@@ -67,6 +70,7 @@ typedef struct sched_req {
     bool cancelled;             /* set by the caller (client went away) */
 
     pthread_cond_t cond;        /* signalled when outputs change */
+    pthread_cond_t *notify;     /* also signalled (set before submit: one waiter for several requests) */
     int refs;
 } sched_req;
 
@@ -79,12 +83,15 @@ void sched_free(sched *s);
 sched_req *sched_req_new(void);
 /* Queues the request. Returns 0, or -1 when the queue is full (the caller answers 503). */
 int sched_submit(sched *s, sched_req *r);
+/* Queues n requests together, all or none (-1: no room for all of them). */
+int sched_submit_group(sched *s, sched_req **rs, int n);
 /* Marks the request cancelled (frees its slot at the next step) and drops the caller's ref. */
 void sched_release(sched *s, sched_req *r);
 
 void sched_lock(sched *s);
 void sched_unlock(sched *s);
-/* Waits (lock held) until the request changes or timeout_ms passes. */
+/* Waits (lock held) until the request changes (its notify condition, if set, is signalled) or
+ * timeout_ms passes. */
 void sched_wait(sched *s, sched_req *r, int timeout_ms);
 
 /* Upper bounds (seconds) of the latency histogram buckets; +Inf is the count. */

@@ -289,6 +289,68 @@ await test('prefix reuse', async () => {
   check(cached >= first.usage.prompt_tokens, `second turn reuses the first (${cached} of ${second.usage.prompt_tokens} cached)`);
 });
 
+await test('n choices', async () => {
+  const metric = async () => {
+    const t = await (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${apiKey}` } })).text();
+    const m = t.match(/^lfm2c_prefill_tokens_total (\d+)/m);
+    return m ? Number(m[1]) : NaN;
+  };
+  const msgs = user('Count the ways: ' + 'one two three four five six seven eight nine ten '.repeat(8));
+  const before = await metric();
+  const r = await client.chat.completions.create({ model, messages: msgs, n: 4, max_tokens: 6, temperature: 0 });
+  const after = await metric();
+  check(r.choices.length === 4 && r.choices.every((c, i) => c.index === i), 'n=4 gives 4 choices indexed 0..3');
+  check(r.choices.every((c) => c.message.content === r.choices[0].message.content), 'temperature 0: the choices agree');
+  check(r.usage.completion_tokens === r.choices.reduce((a, c) => a + 6, 0), `usage sums the choices (${r.usage.completion_tokens})`);
+  check(after - before < 2 * r.usage.prompt_tokens, `the choices share one prefill (${after - before} tokens read for a prompt of ${r.usage.prompt_tokens} x 4)`);
+  const hot = await client.chat.completions.create({ model, messages: msgs, n: 8, max_tokens: 8, temperature: 1.5, seed: 11 });
+  check(new Set(hot.choices.map((c) => c.message.content)).size > 1, 'temperature 1.5: the choices differ');
+  const again = await client.chat.completions.create({ model, messages: msgs, n: 8, max_tokens: 8, temperature: 1.5, seed: 11 });
+  check(JSON.stringify(again.choices.map((c) => c.message.content)) === JSON.stringify(hot.choices.map((c) => c.message.content)),
+    'a seed makes n choices reproducible');
+  // streamed: every index gets its text and its own finish, equal to the plain answer
+  const stream = await client.chat.completions.create({ model, messages: msgs, n: 3, max_tokens: 6, temperature: 0, stream: true,
+    stream_options: { include_usage: true } });
+  const texts = ['', '', ''], finishes = [null, null, null];
+  let usage = null;
+  for await (const ch of stream) {
+    if (ch.usage) usage = ch.usage;
+    for (const c of ch.choices) {
+      texts[c.index] += c.delta.content || '';
+      if (c.finish_reason) finishes[c.index] = c.finish_reason;
+    }
+  }
+  check(texts.every((t) => t === r.choices[0].message.content), 'streamed choices equal the plain ones');
+  check(finishes.every((f) => f === 'length'), `each streamed choice finishes (${finishes})`);
+  check(usage && usage.completion_tokens === 18, 'streamed usage sums the choices');
+  // forced tool calls in every choice
+  const tc = await client.chat.completions.create({ model, messages: user('weather?'), n: 3, tools: [weatherTool], tool_choice: 'required',
+    max_tokens: 80, temperature: 0.8 });
+  check(tc.choices.every((c) => c.finish_reason === 'length' || (c.message.tool_calls && c.message.tool_calls.length > 0)),
+    'n=3 with tool_choice required: each choice calls the tool');
+});
+
+await test('legacy completions: prompt arrays and echo', async () => {
+  const r = await client.completions.create({ model, prompt: ['The cat', 'A dog'], n: 2, max_tokens: 3, temperature: 0, echo: true });
+  check(r.choices.length === 4 && r.choices.every((c, i) => c.index === i), 'two prompts x n=2: four choices');
+  check(r.choices[0].text.startsWith('The cat') && r.choices[1].text.startsWith('The cat') &&
+    r.choices[2].text.startsWith('A dog') && r.choices[3].text.startsWith('A dog'), 'choice p*n+k echoes prompt p');
+  const plain = await client.completions.create({ model, prompt: 'The cat', max_tokens: 3, temperature: 0 });
+  check(r.choices[0].text === 'The cat' + plain.choices[0].text, 'echo is the prompt followed by the completion');
+  const single = await client.completions.create({ model, prompt: 'A dog', max_tokens: 3, temperature: 0 });
+  check(r.usage.prompt_tokens === plain.usage.prompt_tokens + single.usage.prompt_tokens, 'usage counts each prompt once');
+  const ids = await client.completions.create({ model, prompt: [[1, 510, 2000], [1, 77]], max_tokens: 2, temperature: 0 });
+  check(ids.choices.length === 2, 'an array of token arrays: one choice per prompt');
+  const one = await client.completions.create({ model, prompt: [1, 510, 2000], max_tokens: 2, temperature: 0 });
+  check(one.choices.length === 1 && one.choices[0].text === ids.choices[0].text, 'a token array is one prompt');
+  const st = await client.completions.create({ model, prompt: ['x', 'y'], max_tokens: 2, temperature: 0, echo: true, stream: true });
+  const got = ['', ''];
+  for await (const ch of st) for (const c of ch.choices) got[c.index] += c.text;
+  check(got[0].startsWith('x') && got[1].startsWith('y'), 'streamed echo starts with each prompt');
+  const byFile = await client.completions.create({ model: 'lfm2-tiny-moe-f32', prompt: 'x', max_tokens: 1 });
+  check(byFile.choices.length === 1, 'the model file name (without .gguf) is accepted as the model');
+});
+
 await test('errors through the SDK', async () => {
   const expect = async (what, status, fn, code) => {
     try { await fn(); check(false, `${what}: no error`); }
@@ -299,7 +361,16 @@ await test('errors through the SDK', async () => {
   };
   await expect('missing messages', 400, () => client.chat.completions.create({ model }));
   await expect('bad role', 400, () => client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'x' }] }));
-  await expect('n=2', 400, () => client.chat.completions.create({ model, messages: user('x'), n: 2 }));
+  await expect('n=17', 400, () => client.chat.completions.create({ model, messages: user('x'), n: 17 }));
+  await expect('n=0', 400, () => client.chat.completions.create({ model, messages: user('x'), n: 0 }));
+  await expect('unknown model', 404, () => client.chat.completions.create({ model: 'gpt-4o', messages: user('x') }), 'model_not_found');
+  await expect('unknown model (legacy)', 404, () => client.completions.create({ model: 'nope', prompt: 'x' }), 'model_not_found');
+  await expect('legacy too long', 400, async () => {
+    try { await client.completions.create({ model, prompt: 'word '.repeat(3000) }); }
+    catch (e) { check(e.param === 'prompt', `too long legacy prompt names param ${e.param}`); throw e; } });
+  await expect('prompt array too large', 400, () => client.completions.create({ model, prompt: Array(40).fill('x'), n: 2 }));
+  await expect('prompt array of objects', 400, () => client.completions.create({ model, prompt: [{ a: 1 }] }));
+  await expect('bad token id in a prompt array', 400, () => client.completions.create({ model, prompt: [[1, 2], [1, -5]] }));
   await expect('temperature type', 400, () => client.chat.completions.create({ model, messages: user('x'), temperature: 'hot' }));
   await expect('unsupported schema', 400, () => client.chat.completions.create({ model, messages: user('x'),
     response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { not: { type: 'string' } } } } }));
