@@ -268,6 +268,14 @@ static bool force_push(slot *sl, int32_t t) {
     return true;
 }
 
+/* Under tool_choice "auto" with a JSON answer format, the first token may open a tool call
+ * instead of the JSON value. */
+static bool call_may_open(const sched *s, const slot *sl) {
+    const sched_req *r = sl->req;
+    return r && sl->g && !sl->g_tool && sl->g == r->json_grammar && r->tools_auto && r->tool_grammar &&
+           s->tool_start >= 0 && r->n_generated == 0;
+}
+
 /* The sampler's filter hook: only tokens that keep the grammar alive. */
 static void mask_filter(void *user, float *logits, int n_vocab) {
     slot *sl = user;
@@ -275,6 +283,10 @@ static void mask_filter(void *user, float *logits, int n_vocab) {
     if (!sl->g) return;
     const int32_t *ends = sl->g_tool ? NULL : s->eog;
     int n = grammar_allowed(sl->g, &sl->gst, s->gvocab, ends, sl->g_tool ? 0 : s->n_eog, s->allowed);
+    if (call_may_open(s, sl)) { /* tools under "auto" with a JSON answer: a call or the JSON */
+        if (!s->allowed[s->tool_start]) n++;
+        s->allowed[s->tool_start] = true;
+    }
     if (n == 0) { sl->g_stuck = true; return; }
     for (int i = 0; i < n_vocab; i++)
         if (!s->allowed[i]) logits[i] = -INFINITY;
@@ -292,7 +304,7 @@ static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
 static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     sched_req *r = sl->req;
     bool forced = logits == NULL;
-    if (!sl->g && r->tool_grammar && t == s->tool_start && (r->tools_auto || forced))
+    if (r->tool_grammar && t == s->tool_start && (r->tools_auto || forced) && (!sl->g || call_may_open(s, sl)))
         grammar_start(s, sl, r->tool_grammar, true);
     if (lfm2c_token_is_eog(s->model, t) && !(sl->g && !forced && !grammar_complete(sl->g, &sl->gst))) {
         slot_finish(s, sl, FINISH_STOP);

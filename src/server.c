@@ -727,7 +727,7 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
             goto bad;
         }
     }
-    if (use_tools && !j->g_json) {
+    if (use_tools) { /* with a response format too: the answer is a call or the JSON, as tool_choice allows */
         char *tt = json_dumps(tools, JSON_COMPACT);
         char gerr[300] = "";
         bool forced = !strcmp(mode, "required") || named;
@@ -739,7 +739,7 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
         r->tools_auto = !forced;
         j->tools = true;
     }
-    r->json_grammar = j->g_json;
+    r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
 
     /* request strings are text: their special-token texts stay plain (lfm2c_guard_text) */
     guard_json(srv, msgs);

@@ -330,6 +330,33 @@ await test('n choices', async () => {
     'n=3 with tool_choice required: each choice calls the tool');
 });
 
+await test('tools together with response_format', async () => {
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ content: '<|tool_call_start|>' }) })).json();
+  const start = tok.tokens[0];
+  const schema = { type: 'object', properties: { answer: { type: 'string', maxLength: 8 } }, required: ['answer'], additionalProperties: false };
+  const rf = { type: 'json_schema', json_schema: { name: 'a', schema } };
+  const isJson = (c) => { try { return validates(JSON.parse(c.message.content), schema); } catch { return false; } };
+  const isCall = (c) => c.finish_reason === 'tool_calls' && c.message.tool_calls.length > 0 &&
+    c.message.tool_calls.every((t) => t.function.name === 'get_weather' && validates(JSON.parse(t.function.arguments), weatherTool.function.parameters));
+  const ask = (extra) => client.chat.completions.create({ model, messages: user('weather in Paris?'), tools: [weatherTool],
+    response_format: rf, max_tokens: 200, parallel_tool_calls: false, ...extra });
+  const req = await ask({ tool_choice: 'required', temperature: 0 });
+  check(isCall(req.choices[0]), 'required + response_format: a tool call');
+  const none = await ask({ tool_choice: 'none', temperature: 0.7 });
+  check(isJson(none.choices[0]) && !none.choices[0].message.tool_calls, 'none + response_format: the JSON');
+  const toCall = await ask({ tool_choice: 'auto', logit_bias: { [start]: 100 } });
+  check(isCall(toCall.choices[0]), `auto + response_format, the model opens a call: a valid call (${JSON.stringify(toCall.choices[0].message)})`);
+  const toJson = await ask({ tool_choice: 'auto', logit_bias: { [start]: -100 } });
+  check(isJson(toJson.choices[0]), 'auto + response_format, the model answers: valid JSON');
+  const many = await ask({ tool_choice: 'auto', n: 8, temperature: 1.2, seed: 5 });
+  check(many.choices.every((c) => c.finish_reason === 'length' || isCall(c) || isJson(c)), 'auto + response_format: each answer is a call or the JSON');
+  const st = await ask({ tool_choice: 'required', stream: true, temperature: 0.7 });
+  let calls = 0, finish = null;
+  for await (const ch of st) { for (const c of ch.choices) { calls += (c.delta.tool_calls || []).length; finish = c.finish_reason || finish; } }
+  check(calls > 0 && finish === 'tool_calls', 'streamed required + response_format: a call');
+});
+
 await test('legacy completions: prompt arrays and echo', async () => {
   const r = await client.completions.create({ model, prompt: ['The cat', 'A dog'], n: 2, max_tokens: 3, temperature: 0, echo: true });
   check(r.choices.length === 4 && r.choices.every((c, i) => c.index === i), 'two prompts x n=2: four choices');
