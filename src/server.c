@@ -733,7 +733,10 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
         bool forced = !strcmp(mode, "required") || named;
         j->g_tool = tt ? grammar_tool_calls(tt, named, parallel && !named, gerr, sizeof gerr) : NULL;
         free(tt);
-        if (!j->g_tool && forced) { set_err(e, 400, "invalid_value", "tools", "cannot constrain tool calls: %s", gerr); goto bad; }
+        if (!j->g_tool) { /* in every mode alike: a call is never silently unconstrained */
+            set_err(e, 400, "invalid_value", "tools", "cannot constrain tool calls: %s", gerr);
+            goto bad;
+        }
         r->tool_grammar = j->g_tool;
         r->force_tool_call = forced;
         r->tools_auto = !forced;
