@@ -12,6 +12,7 @@
 #include <sys/time.h>
 
 static int port;
+static sched *sch;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lfm2c_error err = {0};
@@ -23,6 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
      * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
     sched_params sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128};
     sched *s = sched_new(m, &sp, &err);
+    sch = s;
     server_params p = {.host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 128, .max_body = 1 << 20,
                        .model_file = "fuzz.gguf"};
     server *srv = s ? server_start(m, s, &p, &err) : NULL;
@@ -62,7 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     close(fd);
     if (got >= 12) memcpy(status, head_buf + 9, 3);
     if (!got) { /* every request gets an answer */
-        fprintf(stderr, "fuzz_http: no answer from %s within 25 s\n", route);
+        sched_stats st;
+        sched_get_stats(sch, &st);
+        fprintf(stderr, "fuzz_http: no answer from %s within 25 s (scheduler: %d of %d slots active, %d queued, "
+                "%llu steps, %llu tokens generated)\n", route, st.active_slots, st.n_slots, st.queue_depth,
+                (unsigned long long)st.steps, (unsigned long long)st.generated_tokens);
         abort();
     }
     if (status[0] == '5' && strcmp(status, "503")) { /* and never a server error */
