@@ -22,6 +22,7 @@ typedef struct slot {
     int32_t *forced;           /* tokens to emit without sampling */
     int n_forced, i_forced, cap_forced;
     uint64_t last_used;
+    int cap_prompt_lp;         /* capacity of req->prompt_lp */
     struct sched *owner;
 } slot;
 
@@ -51,6 +52,8 @@ double sched_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+enum { PROMPT_LOGPROBS_CHUNK = 64 }; /* prompt tokens per step of a request reading all logits */
+
 /* ---- requests ------------------------------------------------------------------------------ */
 
 sched_req *sched_req_new(void) {
@@ -74,6 +77,7 @@ static void req_free(sched_req *r) {
     free(r->stop);
     free(r->text);
     free(r->logprobs);
+    free(r->prompt_lp);
     pthread_cond_destroy(&r->cond);
     free(r);
 }
@@ -181,26 +185,19 @@ static bool apply_stops(sched_req *r, size_t old_len) {
     return false;
 }
 
-static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok) {
-    if (r->n_logprobs < 0) return;
-    if (r->n_logprobs_out == r->cap_logprobs) {
-        int cap = r->cap_logprobs ? 2 * r->cap_logprobs : 64;
-        sched_logprob *n = realloc(r->logprobs, (size_t)cap * sizeof *n);
-        if (!n) return;
-        r->logprobs = n;
-        r->cap_logprobs = cap;
-    }
-    sched_logprob *lp = &r->logprobs[r->n_logprobs_out++];
+/* The log-probability of `tok` under `logits` and the top-k alternatives; NULL logits: a forced
+ * token (certain). */
+static void logprob_fill(const sched *s, int k, sched_logprob *lp, const float *logits, int32_t tok) {
     memset(lp, 0, sizeof *lp);
     lp->token = tok;
-    if (!logits) { lp->logprob = 0; return; } /* forced token: certain */
+    if (!logits) { lp->logprob = 0; return; }
     float mx = -INFINITY;
     for (int i = 0; i < s->n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0;
     for (int i = 0; i < s->n_vocab; i++) sum += exp((double)(logits[i] - mx));
     float lse = mx + (float)log(sum);
     lp->logprob = logits[tok] - lse;
-    int k = r->n_logprobs > SCHED_MAX_TOP_LOGPROBS ? SCHED_MAX_TOP_LOGPROBS : r->n_logprobs;
+    if (k > SCHED_MAX_TOP_LOGPROBS) k = SCHED_MAX_TOP_LOGPROBS;
     for (int i = 0; i < s->n_vocab; i++) { /* insertion into a small sorted list */
         float v = logits[i];
         if (lp->n_top == k && (k == 0 || v <= logits[lp->top_token[k - 1]])) continue;
@@ -209,6 +206,40 @@ static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t 
         lp->top_token[j] = i;
     }
     for (int j = 0; j < lp->n_top; j++) lp->top_logprob[j] = logits[lp->top_token[j]] - lse;
+}
+
+/* A new entry at the end of an array of logprobs (NULL when out of memory). */
+static sched_logprob *logprob_push(sched_logprob **a, int *n, int *cap) {
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 64;
+        sched_logprob *p = realloc(*a, (size_t)c * sizeof *p);
+        if (!p) return NULL;
+        *a = p;
+        *cap = c;
+    }
+    return &(*a)[(*n)++];
+}
+
+static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok) {
+    if (r->n_logprobs < 0) return;
+    sched_logprob *lp = logprob_push(&r->logprobs, &r->n_logprobs_out, &r->cap_logprobs);
+    if (lp) logprob_fill(s, r->n_logprobs, lp, logits, tok);
+}
+
+/* Prompt tokens [from+1, from+n] are predicted by logits rows 0..n-1 of the chunk just read from
+ * position `from` (lock held). */
+static void prompt_logprobs_record(sched *s, slot *sl, int from, int n) {
+    sched_req *r = sl->req;
+    int cap = sl->cap_prompt_lp;
+    if (from == 0) {
+        sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
+        if (lp) { memset(lp, 0, sizeof *lp); lp->token = r->prompt[0]; lp->logprob = NAN; }
+    }
+    for (int j = 0; j < n && from + j + 1 < r->n_prompt; j++) {
+        sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
+        if (lp) logprob_fill(s, r->n_logprobs < 0 ? 0 : r->n_logprobs, lp, lfm2c_session_logits(sl->sess, j), r->prompt[from + j + 1]);
+    }
+    sl->cap_prompt_lp = cap;
 }
 
 /* ---- slots -------------------------------------------------------------------------------- */
@@ -387,6 +418,7 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     sl->g = NULL;
     sl->g_stuck = false;
     sl->n_forced = sl->i_forced = 0;
+    sl->cap_prompt_lp = 0;
     lfm2c_detok_init(&sl->detok, true);
     sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
     if (sl->sampler) {
@@ -431,6 +463,7 @@ static bool waits_for_parent(sched *s, const sched_req *r) {
  * the parent's state and samples from the same logits (lock held). Children that find no slot
  * are admitted later like any request. */
 static void fork_children(sched *s, slot *parent) {
+    if (parent->req->prompt_logprobs) return; /* its logits are rows of the whole chunk */
     for (int q = 0; q < s->n_queue; q++) {
         sched_req *r = s->queue[q];
         if (r->fork_of != parent->req || r->cancelled) continue;
@@ -471,7 +504,7 @@ static void admit(sched *s) {
             int keep = common_prefix(lfm2c_session_tokens(sl->sess), lfm2c_session_n_past(sl->sess),
                                      r->prompt, r->n_prompt);
             if (keep > r->n_prompt - 1) keep = r->n_prompt - 1; /* feed at least one token */
-            if (s->p.no_prefix_reuse) keep = 0;
+            if (s->p.no_prefix_reuse || r->prompt_logprobs) keep = 0; /* every position's logits are needed */
             if (keep > best_keep || (keep == best_keep && sl->last_used < s->slots[best].last_used)) {
                 best = i;
                 best_keep = keep;
@@ -513,12 +546,14 @@ static bool step(sched *s) {
                     n = j + 1;
                     break;
                 }
+            if (r->prompt_logprobs && n > PROMPT_LOGPROBS_CHUNK) n = PROMPT_LOGPROBS_CHUNK; /* bounds the logits rows */
             budget -= n;
             n_prefill += n;
             sess[n_items] = sl->sess;
             toks[n_items] = r->prompt + sl->n_fed;
             ns[n_items] = n;
-            modes[n_items] = sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
+            modes[n_items] = r->prompt_logprobs ? LFM2C_LOGITS_ALL
+                           : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
         } else if (sl->next >= 0) {
             n_decode++;
             sess[n_items] = sl->sess;
@@ -546,15 +581,22 @@ static bool step(sched *s) {
         slot *sl = &s->slots[which[k]];
         if (!sl->req) continue;
         if (rc != 0) { slot_fail(s, sl, err.msg); continue; }
+        int row = 0;
         if (sl->n_fed < sl->req->n_prompt) {
+            if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
             sl->n_fed += ns[k];
             lfm2c_session_checkpoint(sl->sess);
-            if (modes[k] == LFM2C_LOGITS_NONE) continue;
+            if (sl->n_fed < sl->req->n_prompt) continue;
+            row = modes[k] == LFM2C_LOGITS_ALL ? ns[k] - 1 : 0;
+            if (sl->req->max_tokens <= 0) { /* the prompt only */
+                slot_finish(s, sl, FINISH_LENGTH);
+                continue;
+            }
             fork_children(s, sl);
         }
         sl->next = -1;
         sl->last_used = s->st.steps;
-        slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+        slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
     }
     pthread_mutex_unlock(&s->mu);
     return true;

@@ -261,7 +261,7 @@ static int parse_common(server *srv, json_t *body, sched_req *r, gen_opts *o, bo
         get_num(body, "repetition_penalty", 0.01, 10, &rep, e) ||
         get_num(body, "repeat_penalty", 0.01, 10, &rep, e) || get_int(body, "top_k", -1, 1 << 30, &top_k, e) ||
         get_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, e) || get_int(body, "n", 1, SERVER_MAX_N, &n, e) ||
-        get_int(body, "max_tokens", 1, 1 << 30, &mt, e) ||
+        get_int(body, "max_tokens", chat ? 1 : 0, 1 << 30, &mt, e) ||
         get_int(body, "max_completion_tokens", 1, 1 << 30, &mct, e) || get_bool(body, "stream", &o->stream, e))
         return -1;
     if (sp.temperature != temp) sp.temperature = (float)temp;
@@ -349,7 +349,7 @@ static int fit_context(server *srv, sched_req *r, gen_opts *o, const char *param
         return set_err(e, 400, "context_length_exceeded", param,
                        "this model's context is %d tokens; the prompt has %d tokens", srv->n_ctx, r->n_prompt);
     long long room = srv->n_ctx - r->n_prompt;
-    r->max_tokens = (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
+    r->max_tokens = o->max_tokens == 0 ? 0 : (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
     return 0;
 }
 
@@ -527,6 +527,7 @@ typedef struct job {
     grammar *g_json, *g_tool;  /* owned, outlive the requests (freed with the job) */
     char **echo;               /* completions with echo: each choice's prompt text */
     size_t *n_echo;
+    bool *echo_bos;            /* the choice's prompt token 0 is a BOS not in its echo text */
     pthread_cond_t cond;       /* the scheduler signals it when any choice changes */
     char id[48];
     time_t created;
@@ -555,6 +556,7 @@ static void job_free(job *j) {
     for (int i = 0; j->echo && i < j->n_rs; i++) free(j->echo[i]);
     free(j->echo);
     free(j->n_echo);
+    free(j->echo_bos);
     free(j->rs);
     grammar_free(j->g_json);
     grammar_free(j->g_tool);
@@ -594,20 +596,26 @@ static int job_expand(server *srv, job *j, http_err *e) {
     sched_req **rs = calloc((size_t)(np * n), sizeof *rs);
     char **echo = j->echo ? calloc((size_t)(np * n), sizeof *echo) : NULL;
     size_t *n_echo = j->echo ? calloc((size_t)(np * n), sizeof *n_echo) : NULL;
-    if (!rs || (j->echo && (!echo || !n_echo))) { free(rs); free(echo); free(n_echo); return set_err(e, 500, NULL, NULL, "out of memory"); }
+    bool *echo_bos = j->echo ? calloc((size_t)(np * n), sizeof *echo_bos) : NULL;
+    if (!rs || (j->echo && (!echo || !n_echo || !echo_bos))) {
+        free(rs); free(echo); free(n_echo); free(echo_bos);
+        return set_err(e, 500, NULL, NULL, "out of memory");
+    }
     for (int p = 0; p < np; p++) {
         sched_req *b = j->rs[p];
         rs[p * n] = b;
         j->rs[p] = NULL;
-        if (echo) { echo[p * n] = j->echo[p]; n_echo[p * n] = j->n_echo[p]; j->echo[p] = NULL; }
+        if (echo) { echo[p * n] = j->echo[p]; n_echo[p * n] = j->n_echo[p]; echo_bos[p * n] = j->echo_bos[p]; j->echo[p] = NULL; }
     }
     free(j->rs);
     for (int i = 0; j->echo && i < np; i++) free(j->echo[i]);
     free(j->echo);
     free(j->n_echo);
+    free(j->echo_bos);
     j->rs = rs;
     j->echo = echo;
     j->n_echo = n_echo;
+    j->echo_bos = echo_bos;
     j->n_rs = np * n;
     for (int p = 0; p < np; p++) {
         sched_req *b = rs[p * n];
@@ -617,9 +625,10 @@ static int job_expand(server *srv, job *j, http_err *e) {
                 if (r) sched_release(srv->sched, r);
                 return set_err(e, 500, NULL, NULL, "out of memory");
             }
-            if (echo) n_echo[p * n + k] = n_echo[p * n];
+            if (echo) { n_echo[p * n + k] = n_echo[p * n]; echo_bos[p * n + k] = echo_bos[p * n]; }
             r->sampling.seed = b->sampling.seed + (uint64_t)k;
-            r->fork_of = b;
+            r->prompt_logprobs = b->prompt_logprobs;
+            if (!b->prompt_logprobs) r->fork_of = b; /* prompt logprobs need every position's logits: no copy */
             r->notify = &j->cond;
             rs[p * n + k] = r;
         }
@@ -846,8 +855,9 @@ static int build_completion(server *srv, json_t *body, job *j, http_err *e) {
     sched_req *b = j->rs[0];
     if (parse_common(srv, body, b, &j->o, false, e) || get_bool(body, "echo", &j->o.echo, e)) return -1;
     if (!json_object_get(body, "max_tokens") && j->o.max_tokens < 0) j->o.max_tokens = 16; /* OpenAI's default */
-    if (j->o.echo && j->o.logprobs)
-        return set_err(e, 400, "invalid_value", "echo", "'echo' together with 'logprobs' (log probabilities of the prompt) is not supported");
+    if (j->o.max_tokens == 0 && !j->o.echo)
+        return set_err(e, 400, "invalid_value", "max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo': the prompt's logprobs)");
+    b->prompt_logprobs = j->o.echo && j->o.logprobs; /* echo + logprobs: the prompt's too */
     json_t *prompts = completion_prompts(json_object_get(body, "prompt"), e);
     if (!prompts) return -1;
     size_t np = json_array_size(prompts);
@@ -861,8 +871,9 @@ static int build_completion(server *srv, json_t *body, job *j, http_err *e) {
     if (j->o.echo) {
         j->echo = calloc(np, sizeof *j->echo);
         j->n_echo = calloc(np, sizeof *j->n_echo);
+        j->echo_bos = calloc(np, sizeof *j->echo_bos);
     }
-    if (!rs || (j->o.echo && (!j->echo || !j->n_echo))) { rc = set_err(e, 500, NULL, NULL, "out of memory"); goto out; }
+    if (!rs || (j->o.echo && (!j->echo || !j->n_echo || !j->echo_bos))) { rc = set_err(e, 500, NULL, NULL, "out of memory"); goto out; }
     for (size_t i = 0; i < np && !rc; i++) {
         json_t *p = json_array_get(prompts, i);
         int32_t *toks = NULL;
@@ -876,6 +887,7 @@ static int build_completion(server *srv, json_t *body, job *j, http_err *e) {
             if (json_is_string(p)) {
                 j->echo[i] = strndup(json_string_value(p), json_string_length(p));
                 j->n_echo[i] = json_string_length(p);
+                j->echo_bos[i] = lfm2c_model_get_info(srv->model)->add_bos;
             } else {
                 j->echo[i] = prompt_text(srv, r->prompt, r->n_prompt, &j->n_echo[i]);
             }
@@ -953,19 +965,23 @@ static json_t *logprobs_json(server *srv, const sched_req *r, int from, int to) 
     return json_pack("{s:o}", "content", arr);
 }
 
-/* The legacy /v1/completions logprobs shape: parallel arrays (lock held). */
-static json_t *legacy_logprobs_json(server *srv, const sched_req *r, int from, int to) {
-    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
-    size_t off = 0;
-    for (int i = 0; i < to && i < r->n_logprobs_out; i++) {
-        const sched_logprob *lp = &r->logprobs[i];
+/* Appends entries [from, to) of `a` to the legacy parallel arrays; entry 0 of `a` starts at text
+ * offset `base`. A NAN logprob (the first prompt token) is null; `zero_first`: entry 0 is not in
+ * the text (the BOS the server added before a string prompt) and takes no room. */
+static void legacy_add(server *srv, const sched_logprob *a, int n, int from, int to, size_t base, bool zero_first,
+                       json_t *tokens, json_t *lps, json_t *tops, json_t *offs) {
+    size_t off = base;
+    for (int i = 0; i < to && i < n; i++) {
+        const sched_logprob *lp = &a[i];
         char b[512], text[4 * 512 + 8];
-        int n = token_text(srv, lp->token, b, (int)sizeof b, text, sizeof text);
+        int len = token_text(srv, lp->token, b, (int)sizeof b, text, sizeof text);
+        if (i == 0 && zero_first) len = 0;
         if (i >= from) {
             json_array_append_new(tokens, json_string(text));
-            json_array_append_new(lps, json_real(lp->logprob));
-            json_t *top = json_object();
-            for (int k = 0; k < lp->n_top; k++) {
+            bool none = isnan(lp->logprob);
+            json_array_append_new(lps, none ? json_null() : json_real(lp->logprob));
+            json_t *top = none ? json_null() : json_object();
+            for (int k = 0; !none && k < lp->n_top; k++) {
                 char tb[512], tt[4 * 512 + 8];
                 token_text(srv, lp->top_token[k], tb, (int)sizeof tb, tt, sizeof tt);
                 json_object_set_new(top, tt, json_real(lp->top_logprob[k]));
@@ -973,8 +989,19 @@ static json_t *legacy_logprobs_json(server *srv, const sched_req *r, int from, i
             json_array_append_new(tops, top);
             json_array_append_new(offs, json_integer((json_int_t)off));
         }
-        off += (size_t)n;
+        off += (size_t)len;
     }
+}
+
+/* The legacy /v1/completions logprobs shape of choice i: parallel arrays over the generated
+ * entries [from, to), preceded by the prompt's entries when `with_prompt` (echo; lock held). */
+static json_t *legacy_logprobs_json(server *srv, const job *j, int i, bool with_prompt, int from, int to) {
+    const sched_req *r = j->rs[i];
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    if (with_prompt && r->prompt_logprobs)
+        legacy_add(srv, r->prompt_lp, r->n_prompt_lp, 0, r->n_prompt_lp, 0, j->echo_bos && j->echo_bos[i], tokens, lps, tops, offs);
+    size_t base = j->echo ? j->n_echo[i] : 0;
+    if (from < to) legacy_add(srv, r->logprobs, r->n_logprobs_out, from, to, base, false, tokens, lps, tops, offs);
     return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
 }
 
@@ -1033,7 +1060,7 @@ static json_t *final_choice(server *srv, job *j, int i) {
             }
         }
         return json_pack("{s:i,s:o,s:o,s:s}", "index", i, "text", text ? text : json_string(""), "logprobs",
-                         j->o.logprobs ? legacy_logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
+                         j->o.logprobs ? legacy_logprobs_json(srv, j, i, true, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
     }
     json_t *msg = json_pack("{s:s}", "role", "assistant");
     toolcall_result tr = {0};
@@ -1067,7 +1094,7 @@ static json_t *final_json(server *srv, job *j) {
 typedef struct stream_choice {
     size_t sent_text;          /* bytes of r->text already turned into events */
     int sent_lp;               /* logprob entries already sent */
-    bool started, finished;
+    bool started, finished, echoed;
     toolcall_stream *tcs;
 } stream_choice;
 
@@ -1167,12 +1194,17 @@ static void stream_pump_choice(stream *st, int i) {
     if (!c->started) {
         c->started = true;
         if (j->chat) out_event(st, chunk(st, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL));
-        else if (j->echo && j->n_echo[i]) emit_content(st, i, j->echo[i], j->n_echo[i], NULL);
+    }
+    if (j->echo && !c->echoed) { /* the prompt first (with its logprobs once it is read) */
+        if (r->prompt_logprobs && r->n_prompt_lp < r->n_prompt && r->finish == FINISH_NONE) return;
+        c->echoed = true;
+        json_t *plp = r->prompt_logprobs ? legacy_logprobs_json(srv, j, i, true, 0, 0) : NULL;
+        if (j->n_echo[i] || plp) emit_content(st, i, j->echo[i], j->n_echo[i], plp);
     }
     json_t *lp = NULL;
     if (j->o.logprobs && r->n_logprobs_out > c->sent_lp) {
         lp = j->chat ? logprobs_json(srv, r, c->sent_lp, r->n_logprobs_out)
-                     : legacy_logprobs_json(srv, r, c->sent_lp, r->n_logprobs_out);
+                     : legacy_logprobs_json(srv, j, i, false, c->sent_lp, r->n_logprobs_out);
         c->sent_lp = r->n_logprobs_out;
     }
     if (r->n_released > c->sent_text) {

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
+#include <stdlib.h>
 
 static int port;
 static sched *sch;
@@ -69,6 +71,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fprintf(stderr, "fuzz_http: no answer from %s within 25 s (scheduler: %d of %d slots active, %d queued, "
                 "%llu steps, %llu tokens generated)\n", route, st.active_slots, st.n_slots, st.queue_depth,
                 (unsigned long long)st.steps, (unsigned long long)st.generated_tokens);
+        if (getenv("LFM2C_FUZZ_HANG_WAIT")) { /* keep the process for a debugger */
+            fprintf(stderr, "fuzz_http: pid %d waits %s s\n", (int)getpid(), getenv("LFM2C_FUZZ_HANG_WAIT"));
+            sleep((unsigned)atoi(getenv("LFM2C_FUZZ_HANG_WAIT")));
+        }
         abort();
     }
     if (status[0] == '5' && strcmp(status, "503")) { /* and never a server error */

@@ -357,6 +357,41 @@ await test('tools together with response_format', async () => {
   check(calls > 0 && finish === 'tool_calls', 'streamed required + response_format: a call');
 });
 
+await test('legacy completions: echo with logprobs (the prompt scored)', async () => {
+  const post = async (path, body) => (await fetch(`${base}${path}`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify(body) })).json();
+  const prefix = [1, 500, 600, 700];
+  const next = await client.completions.create({ model, prompt: prefix, max_tokens: 1, temperature: 0, logprobs: 20 });
+  // a token among the alternatives whose text is one token: score prefix + it, compare
+  let id = -1, want = 0;
+  for (const [text, lp] of Object.entries(next.choices[0].logprobs.top_logprobs[0])) {
+    const t = await post('/tokenize', { content: text, parse_special: false });
+    if (t.tokens.length === 1) { id = t.tokens[0]; want = lp; break; }
+  }
+  check(id >= 0, 'a one-token alternative exists');
+  const scored = await client.completions.create({ model, prompt: [...prefix, id], max_tokens: 0, echo: true, logprobs: 3 });
+  const lp = scored.choices[0].logprobs;
+  check(lp.tokens.length === 5 && lp.token_logprobs[0] === null && lp.top_logprobs[0] === null, 'one entry per prompt token, the first null');
+  check(Math.abs(lp.token_logprobs[4] - want) < 1e-4, `the prompt token's logprob is what generation gives it (${lp.token_logprobs[4]} vs ${want})`);
+  check(scored.usage.completion_tokens === 0 && scored.choices[0].finish_reason === 'length', 'max_tokens 0: nothing generated');
+  check(lp.text_offset.every((o, i) => i === 0 || o >= lp.text_offset[i - 1]), 'text offsets grow');
+  const s1 = await client.completions.create({ model, prompt: 'The cat sat', max_tokens: 3, echo: true, logprobs: 1, temperature: 0 });
+  const l1 = s1.choices[0].logprobs;
+  check(l1.tokens.length === s1.usage.prompt_tokens + 3, 'echo + logprobs: prompt and completion entries');
+  check(l1.text_offset[0] === 0 && l1.text_offset[1] === 0, 'the added BOS takes no room in the text');
+  check(l1.tokens.slice(1).join('') === s1.choices[0].text, 'the entries spell the echoed text');
+  check(l1.text_offset.slice(1).every((o, i) => s1.choices[0].text.startsWith(l1.tokens[i + 1], o)), 'each offset points at its token');
+  const st = await client.completions.create({ model, prompt: 'The cat sat', max_tokens: 3, echo: true, logprobs: 1, temperature: 0, stream: true });
+  const toks = [], lps = [];
+  let text = '';
+  for await (const ch of st) for (const c of ch.choices) { text += c.text; if (c.logprobs) { toks.push(...c.logprobs.tokens); lps.push(...c.logprobs.token_logprobs); } }
+  check(text === s1.choices[0].text && JSON.stringify(toks) === JSON.stringify(l1.tokens), 'streamed echo + logprobs match');
+  check(lps.slice(1).every((x, i) => Math.abs(x - l1.token_logprobs[i + 1]) < 1e-5), 'streamed logprobs match');
+  const bad = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ model, prompt: 'x', max_tokens: 0 }) });
+  check(bad.status === 400, 'max_tokens 0 without echo is a 400');
+});
+
 await test('legacy completions: prompt arrays and echo', async () => {
   const r = await client.completions.create({ model, prompt: ['The cat', 'A dog'], n: 2, max_tokens: 3, temperature: 0, echo: true });
   check(r.choices.length === 4 && r.choices.every((c, i) => c.index === i), 'two prompts x n=2: four choices');
