@@ -1,5 +1,6 @@
 /* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step. */
 #include "scheduler.h"
+#include "toolcall.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -650,8 +651,8 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     if (!s->slots || !s->queue || !s->allowed || !s->eog) goto oom;
     for (int i = 0; i < s->n_vocab; i++)
         if (lfm2c_token_is_eog(model, i)) s->eog[s->n_eog++] = i;
-    s->tool_start = single_token(model, "<|tool_call_start|>");
-    s->tool_end = single_token(model, "<|tool_call_end|>");
+    s->tool_start = single_token(model, TOOLCALL_START);
+    s->tool_end = single_token(model, TOOLCALL_END);
     /* token byte strings for the grammar mask */
     char **bytes = calloc((size_t)s->n_vocab, sizeof *bytes);
     int *lens = calloc((size_t)s->n_vocab, sizeof *lens);

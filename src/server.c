@@ -1024,25 +1024,6 @@ static json_t *tool_calls_json(server *srv, const toolcall_result *tr) {
     return calls;
 }
 
-/* The whole answer of a finished request (lock held). */
-/* Where the text ends once a tool call that max_tokens cut off is dropped: at the start of its
- * last call region when that region has no end marker (a cut call is not a call, and its raw
- * markers and arguments never become content). */
-static size_t before_cut_call(server *srv, const char *text, size_t n) {
-    (void)srv;
-    static const char start[] = "<|tool_call_start|>", end[] = "<|tool_call_end|>";
-    const char *last = NULL;
-    for (const char *p = text; p && (size_t)(p - text) < n;) {
-        const char *q = memmem(p, n - (size_t)(p - text), start, sizeof start - 1);
-        if (!q) break;
-        last = q;
-        p = q + sizeof start - 1;
-    }
-    if (!last) return n;
-    if (memmem(last, n - (size_t)(last - text), end, sizeof end - 1)) return n;
-    return (size_t)(last - text);
-}
-
 /* One choice of the answer (lock held). */
 static json_t *final_choice(server *srv, job *j, int i) {
     sched_req *r = j->rs[i];
@@ -1065,7 +1046,7 @@ static json_t *final_choice(server *srv, job *j, int i) {
     json_t *msg = json_pack("{s:s}", "role", "assistant");
     toolcall_result tr = {0};
     size_t n_text = r->n_text;
-    if (j->tools && r->finish == FINISH_LENGTH) n_text = before_cut_call(srv, r->text, n_text);
+    if (j->tools && r->finish == FINISH_LENGTH) n_text = toolcall_before_cut(r->text, n_text);
     if (j->tools && r->finish != FINISH_LENGTH && toolcall_parse(r->text ? r->text : "", n_text, &tr) && tr.parsed &&
         tr.n_calls > 0) {
         json_object_set_new(msg, "content", tr.content_len ? json_stringn(tr.content, tr.content_len) : json_null());
@@ -1163,7 +1144,7 @@ static void stream_finish_choice(stream *st, int i) {
         size_t tail_len = 0;
         if (toolcall_stream_finish(c->tcs, &tr, &tail, &tail_len)) {
             bool cut = r->finish == FINISH_LENGTH; /* a call cut by max_tokens is not a call */
-            if (cut) tail_len = before_cut_call(srv, tail, tail_len);
+            if (cut) tail_len = toolcall_before_cut(tail, tail_len);
             if (tail_len) emit_content(st, i, tail, tail_len, NULL);
             if (!cut && tr.parsed && tr.n_calls > 0) {
                 json_t *calls = tool_calls_json(srv, &tr);

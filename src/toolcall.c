@@ -934,3 +934,16 @@ char *lfm2c_parse_tool_calls(const char *text, size_t len) {
     toolcall_result_free(&r);
     return json;
 }
+
+size_t toolcall_before_cut(const char *text, size_t n) {
+    static const char start[] = TOOLCALL_START, end[] = TOOLCALL_END;
+    const char *last = NULL;
+    for (const char *p = text; p && (size_t)(p - text) < n;) {
+        const char *q = memmem(p, n - (size_t)(p - text), start, sizeof start - 1);
+        if (!q) break;
+        last = q;
+        p = q + sizeof start - 1;
+    }
+    if (!last || memmem(last, n - (size_t)(last - text), end, sizeof end - 1)) return n;
+    return (size_t)(last - text);
+}

@@ -528,6 +528,20 @@ static void gen_mutate(gen *g) {
 
 /* Generated outputs, intact and broken: never crash, always valid JSON out, and streaming always
  * agrees with the one-shot parse. */
+static void test_before_cut(void) {
+    const char *t;
+    t = "hi";
+    CHECK(toolcall_before_cut(t, strlen(t)) == 2, "no call: all of it");
+    t = "ok <|tool_call_start|>[f(a=1)]<|tool_call_end|>";
+    CHECK(toolcall_before_cut(t, strlen(t)) == strlen(t), "a complete call stays");
+    t = "ok <|tool_call_start|>[f(a=";
+    CHECK(toolcall_before_cut(t, strlen(t)) == 3, "a cut call is dropped");
+    t = "<|tool_call_start|>[f()]<|tool_call_end|> and <|tool_call_start|>[g(";
+    CHECK(toolcall_before_cut(t, strlen(t)) == strlen(t) - strlen("<|tool_call_start|>[g("), "only the last, cut region");
+    t = "<|tool_call_start|>";
+    CHECK(toolcall_before_cut(t, 5) == 5, "a partial marker is not a region");
+}
+
 static void test_fuzz(void) {
     gen g = {.rng = 0x9E3779B97F4A7C15ull};
     int with_calls = 0, failed = 0;
@@ -573,6 +587,7 @@ int main(void) {
     test_deep_nesting();
     test_openai();
     test_stream_behaviour();
+    test_before_cut();
     test_fuzz();
     static const char *stream_texts[] = {
         "  lead <|tool_call_start|>[f(x=1)]<|tool_call_end|>  mid  <|tool_call_start|>[g(y='<|')]<|tool_call_end|>end ",
