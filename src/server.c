@@ -355,9 +355,6 @@ static int fit_context(server *srv, sched_req *r, gen_opts *o, const char *param
 
 /* ---- chat messages --------------------------------------------------------------------------- */
 
-/* Python literal of a JSON value, as LFM2 writes tool-call arguments. */
-static void py_literal(json_t *v, json_t *out_parts, char **buf, size_t *len, size_t *cap);
-
 static void buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
     if (!*buf) return;
     if (*len + n + 1 > *cap) {
@@ -370,43 +367,6 @@ static void buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t 
     memcpy(*buf + *len, s, n);
     *len += n;
     (*buf)[*len] = 0;
-}
-
-static void py_literal(json_t *v, json_t *unused, char **buf, size_t *len, size_t *cap) {
-    (void)unused;
-    if (json_is_true(v)) { buf_add(buf, len, cap, "True", 4); return; }
-    if (json_is_false(v)) { buf_add(buf, len, cap, "False", 5); return; }
-    if (json_is_null(v)) { buf_add(buf, len, cap, "None", 4); return; }
-    if (json_is_array(v)) {
-        buf_add(buf, len, cap, "[", 1);
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x) {
-            if (i) buf_add(buf, len, cap, ", ", 2);
-            py_literal(x, NULL, buf, len, cap);
-        }
-        buf_add(buf, len, cap, "]", 1);
-        return;
-    }
-    if (json_is_object(v)) {
-        buf_add(buf, len, cap, "{", 1);
-        const char *k;
-        json_t *x;
-        int i = 0;
-        json_object_foreach(v, k, x) {
-            if (i++) buf_add(buf, len, cap, ", ", 2);
-            json_t *ks = json_string(k);
-            char *kt = json_dumps(ks, JSON_ENCODE_ANY);
-            json_decref(ks);
-            if (kt) { buf_add(buf, len, cap, kt, strlen(kt)); free(kt); }
-            buf_add(buf, len, cap, ": ", 2);
-            py_literal(x, NULL, buf, len, cap);
-        }
-        buf_add(buf, len, cap, "}", 1);
-        return;
-    }
-    char *t = json_dumps(v, JSON_ENCODE_ANY);
-    if (t) { buf_add(buf, len, cap, t, strlen(t)); free(t); }
 }
 
 /* Text of a message content: a string, or the text parts of an array; NULL content is "". */
@@ -451,9 +411,9 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
         char *text = malloc(cap);
         if (text) text[0] = 0;
         json_t *calls = json_object_get(m, "tool_calls");
-        if (calls && !json_is_null(calls)) {
+        if (calls && !json_is_null(calls)) { /* written back the way LFM2 emits them (toolcall.c) */
             if (!json_is_array(calls)) { free(text); set_err(e, 400, "invalid_type", "messages", "'tool_calls' must be an array"); goto bad; }
-            buf_add(&text, &len, &cap, TOOLCALL_START "[", strlen(TOOLCALL_START) + 1);
+            json_t *plain = json_array();
             size_t k;
             json_t *tc;
             json_array_foreach(calls, k, tc) {
@@ -463,26 +423,19 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
                 json_t *a = args ? json_loads(args, 0, NULL) : json_object();
                 if (!name || !json_is_object(a)) {
                     json_decref(a);
+                    json_decref(plain);
                     free(text);
                     set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
                     goto bad;
                 }
-                if (k) buf_add(&text, &len, &cap, ", ", 2);
-                buf_add(&text, &len, &cap, name, strlen(name));
-                buf_add(&text, &len, &cap, "(", 1);
-                const char *key;
-                json_t *v;
-                int j = 0;
-                json_object_foreach(a, key, v) {
-                    if (j++) buf_add(&text, &len, &cap, ", ", 2);
-                    buf_add(&text, &len, &cap, key, strlen(key));
-                    buf_add(&text, &len, &cap, "=", 1);
-                    py_literal(v, NULL, &text, &len, &cap);
-                }
-                json_decref(a);
-                buf_add(&text, &len, &cap, ")", 1);
+                json_array_append_new(plain, json_pack("{s:s,s:o}", "name", name, "arguments", a));
             }
-            buf_add(&text, &len, &cap, "]" TOOLCALL_END, 1 + strlen(TOOLCALL_END));
+            size_t n_calls = 0;
+            char *ct = toolcall_format(plain, &n_calls);
+            json_decref(plain);
+            if (!ct) { free(text); set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls cannot be written", i); goto bad; }
+            buf_add(&text, &len, &cap, ct, n_calls);
+            free(ct);
         }
         if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) { free(text); goto bad; }
         if (!text) { set_err(e, 500, NULL, NULL, "out of memory"); goto bad; }
