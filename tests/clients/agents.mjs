@@ -8,6 +8,8 @@ import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { generateText, streamText, tool, Output, stepCountIs, NoObjectGeneratedError } from 'ai';
 import { ChatOpenAI } from '@langchain/openai';
 import { tool as lcTool } from '@langchain/core/tools';
+import OpenAI from 'openai';
+import { zodResponseFormat, zodFunction } from 'openai/helpers/zod';
 import { z } from 'zod';
 
 const [base, apiKey, modelId] = process.argv.slice(2);
@@ -187,6 +189,52 @@ await test('langchain: logprobs, n', async () => {
   check(lp && lp.content.every((e) => e.top_logprobs.length === 3 && Array.isArray(e.bytes)), 'langchain: top_logprobs and bytes');
   const many = await lc({ maxTokens: 4, n: 3, temperature: 1 }).generate([[{ role: 'user', content: 'hi' }]]);
   check(many.generations[0].length === 3, `langchain: n=3 gives 3 generations (${many.generations[0].length})`);
+});
+
+// ---- the openai SDK's own helpers (parse, runTools, stream) ------------------------------------
+// its strict mode wants every property required (optional ones nullable), checked client-side
+const WeatherStrict = z.object({ city: z.string().min(1).max(16), unit: z.enum(['celsius', 'fahrenheit']).nullable(),
+  days: z.number().int().min(1).max(7) });
+const oai = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0 });
+
+await test('openai: chat.completions.parse with zodResponseFormat', async () => {
+  const r = await oai.chat.completions.parse({ model: modelId, messages: [{ role: 'user', content: 'A contact.' }],
+    response_format: zodResponseFormat(Contact, 'contact'), max_tokens: 300, temperature: 0.5 });
+  const m = r.choices[0].message;
+  check(m.parsed && Contact.safeParse(m.parsed).success, `openai parse: message.parsed validates (${JSON.stringify(m.parsed)})`);
+  const t = await oai.chat.completions.parse({ model: modelId, messages: [{ role: 'user', content: 'Weather?' }],
+    tools: [zodFunction({ name: 'weather', parameters: WeatherStrict })], tool_choice: 'required', parallel_tool_calls: false,
+    max_tokens: 300, temperature: 0 });
+  const call = t.choices[0].message.tool_calls?.[0];
+  check(call && WeatherStrict.safeParse(call.function.parsed_arguments).success, `openai parse: strict tool call parsed_arguments validate (${JSON.stringify(call?.function)})`);
+});
+
+await test('openai: runTools runs the tool and finishes', async () => {
+  const ran = [];
+  const runner = oai.chat.completions.runTools({ model: modelId, messages: [{ role: 'user', content: 'Weather in Kyiv?' }],
+    tools: [{ type: 'function', function: { name: 'weather', parameters: z.toJSONSchema(Weather),
+      function: (args) => { ran.push(args); return { forecast: 'snow' }; }, parse: JSON.parse } }],
+    tool_choice: 'required', parallel_tool_calls: false, max_tokens: 300, temperature: 0 }, { maxChatCompletions: 1 });
+  const content = await runner.finalContent().catch(() => null);
+  check(ran.length >= 1 && ran.every((a) => Weather.safeParse(a).success), `openai runTools: the tool ran with valid args (${JSON.stringify(ran)})`);
+  const msgs = runner.messages;
+  check(msgs.some((m) => m.role === 'tool'), 'openai runTools: the tool result is in the conversation');
+  void content;
+});
+
+await test('openai: chat.completions.stream helper', async () => {
+  const st = oai.chat.completions.stream({ model: modelId, messages: [{ role: 'user', content: 'Hello' }], max_tokens: 8, temperature: 0,
+    stream_options: { include_usage: true } });
+  let deltas = '';
+  st.on('content', (d) => { deltas += d; });
+  const fin = await st.finalChatCompletion();
+  check(fin.choices[0].message.content === deltas && fin.usage?.completion_tokens === 8, 'openai stream helper: content events and the final completion agree');
+  const ts = oai.chat.completions.stream({ model: modelId, messages: [{ role: 'user', content: 'Weather?' }],
+    tools: [zodFunction({ name: 'weather', parameters: WeatherStrict })], tool_choice: 'required', parallel_tool_calls: false, max_tokens: 300, temperature: 0 });
+  let doneArgs = null;
+  ts.on('tool_calls.function.arguments.done', (e) => { doneArgs = e.parsed_arguments; });
+  await ts.finalChatCompletion();
+  check(doneArgs && WeatherStrict.safeParse(doneArgs).success, `openai stream helper: the streamed tool call parses (${JSON.stringify(doneArgs)})`);
 });
 
 console.log(`${passed} passed, ${failed} failed`);
