@@ -14,7 +14,7 @@
 /* ---- AVX-512: one __m512 per 16 lanes -------------------------------------------------------- */
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define FN(x) x##_avx512
-#define QG 8
+#define NCH 8   /* independent score chains (zmm accumulators) */
 typedef __m512 V;
 #define VZERO _mm512_setzero_ps()
 #define VSET1(x) _mm512_set1_ps(x)
@@ -33,7 +33,7 @@ typedef __m512 V;
 #include "kernels_attn_body.inc"
 #undef ATTR
 #undef FN
-#undef QG
+#undef NCH
 #undef VZERO
 #undef VSET1
 #undef VLOADF
@@ -54,7 +54,7 @@ typedef __m512 V;
 #define A2 static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 typedef struct { __m256 a, b; } v16x2;
 #define FN(x) x##_avx2
-#define QG 4
+#define NCH 4
 typedef v16x2 V2;
 #define V V2
 A2 V2 v2_set1(float x) { return (V2){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }

@@ -51,6 +51,7 @@ bool cli_kv_flag(int argc, char **argv, int *i);
 int cli_kv_type(const char *flag, const char *value);   /* a name, or fails and exits */
 void cli_kv_set_default(int type_k, int type_v);
 void cli_kv_apply(lfm2c_model_params *p);
+void cli_kv_current(int *type_k, int *type_v);   /* the types cli_kv_apply sets */
 /* Opens a model, printing the library's error on failure. */
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device);
 /* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */

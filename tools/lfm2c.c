@@ -105,6 +105,11 @@ bool cli_kv_flag(int argc, char **argv, int *i) {
 
 void cli_kv_set_default(int type_k, int type_v) { kv_default[0] = type_k, kv_default[1] = type_v; }
 
+void cli_kv_current(int *type_k, int *type_v) {
+    *type_k = kv_given[0] >= 0 ? kv_given[0] : kv_default[0];
+    *type_v = kv_given[1] >= 0 ? kv_given[1] : kv_default[1];
+}
+
 void cli_kv_apply(lfm2c_model_params *p) {
     p->type_k = kv_given[0] >= 0 ? kv_given[0] : kv_default[0];
     p->type_v = kv_given[1] >= 0 ? kv_given[1] : kv_default[1];
