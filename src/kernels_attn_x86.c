@@ -15,6 +15,7 @@
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define FN(x) x##_avx512
 #define NCH 8   /* independent score chains (zmm accumulators) */
+#define OB 4    /* queries whose outputs (4 zmm each) stay in registers over a V block */
 typedef __m512 V;
 #define VZERO _mm512_setzero_ps()
 #define VSET1(x) _mm512_set1_ps(x)
@@ -34,6 +35,7 @@ typedef __m512 V;
 #undef ATTR
 #undef FN
 #undef NCH
+#undef OB
 #undef VZERO
 #undef VSET1
 #undef VLOADF
@@ -55,6 +57,7 @@ typedef __m512 V;
 typedef struct { __m256 a, b; } v16x2;
 #define FN(x) x##_avx2
 #define NCH 4
+#define OB 1
 typedef v16x2 V2;
 #define V V2
 A2 V2 v2_set1(float x) { return (V2){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
