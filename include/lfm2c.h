@@ -41,6 +41,8 @@ typedef struct lfm2c_model_params {
     bool reference;     /* plain scalar float path (dequantized weights, float activations) */
     int device;         /* LFM2C_DEVICE_CPU or LFM2C_DEVICE_CUDA */
     bool no_populate;   /* do not map all weight pages at open (for inspection only) */
+    bool hugepages;     /* weights copied into anonymous memory in transparent huge pages (RSS =
+                           the file's size; default: the file is mapped, madvised MADV_HUGEPAGE) */
     int type_k, type_v; /* KV cache types of the sessions on the CPU: LFM2C_KV_* (0 = F16);
                            the CUDA backend keeps its own F32 cache and ignores them */
 } lfm2c_model_params;

@@ -55,6 +55,9 @@ PY
 cmp -s "$tmp/ld.f32" "$tmp/l32.f32" && ok || bad "logits default is not the f32 cache"
 [ -s "$tmp/lq.f32" ] && ! cmp -s "$tmp/ld.f32" "$tmp/lq.f32" && ok || bad "logits -ctk q8_0 -ctv f16"
 "$bin" run -m data/lfm2-kq-dense-q4_k_m.gguf -p "Hello" -n 4 --temp 0 -ctk q8_0 -ctv q8_0 >/dev/null 2>&1 && ok || bad "run -ctk q8_0"
+# --hugepages: the weights copied into anonymous memory give the same bits
+"$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 --hugepages -o "$tmp/lh.f32" >/dev/null 2>&1
+cmp -s "$tmp/ld.f32" "$tmp/lh.f32" && ok || bad "logits --hugepages differ"
 # errors: one line, non-zero exit, no crash
 expect_err() { # what, pattern, command...
   local what=$1 pat=$2; shift 2

@@ -124,6 +124,7 @@ static int usage(void) {
             "                   [-b BATCH]  (B sequences of -p prompt / -n generated tokens, total tok/s)\n"
             "                   [-d DEPTH]  (pp / tg on top of DEPTH tokens of context, prefilled untimed)\n"
             "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
+            "                   [--hugepages]  (weights copied into anonymous transparent huge pages)\n"
             "                   [--device cpu|cuda] [--reference]\n"
             "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
             "  a -p / -n test.\n");
@@ -144,6 +145,25 @@ static int parse_types(const char *flag, const char *s, int *out, int max) {
     snprintf(buf, sizeof buf, "%s", s);
     for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = cli_kv_type(flag, tok);
     return n;
+}
+
+/* How much of this process sits in 2 MB pages (/proc/self/smaps_rollup): AnonHugePages for the
+ * --hugepages copy, FilePmdMapped for the file mapping; and the system's THP settings. */
+static void print_huge_pages(bool hugepages) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256], en[128] = "?";
+    long anon = -1, file = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "AnonHugePages: %ld", &anon);
+        sscanf(line, "FilePmdMapped: %ld", &file);
+    }
+    if (f) fclose(f);
+    if ((f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r"))) {
+        if (fgets(en, sizeof en, f)) en[strcspn(en, "\n")] = 0;
+        fclose(f);
+    }
+    fprintf(stderr, "weights %s; huge pages: AnonHugePages %ld MB, FilePmdMapped %ld MB (THP enabled: %s)\n",
+            hugepages ? "copied (--hugepages)" : "mapped", anon / 1024, file / 1024, en);
 }
 
 static void print_row(const char *fmt, const char *model_path, const lfm2c_model_info *in, const char *device,
@@ -187,7 +207,7 @@ int cmd_bench(int argc, char **argv) {
     int pps[8] = {512}, n_pp = 1, tgs[8] = {128}, n_tg = 1, threads[8] = {0}, n_th = 1, reps = 5;
     int batches[8] = {0}, n_b = 0, depths[16] = {0}, n_d = 1;
     int tks[3] = {LFM2C_KV_F16}, n_tk = 1, tvs[3] = {LFM2C_KV_F16}, n_tv = 1;
-    bool reference = false;
+    bool reference = false, hugepages = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
@@ -203,6 +223,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i);   /* always blocked */
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (!strcmp(a, "--hugepages")) hugepages = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("bench: unknown option '%s'", a);
     }
@@ -233,6 +254,7 @@ int cmd_bench(int argc, char **argv) {
                 mp.reference = reference;
                 mp.type_k = tks[ki];
                 mp.type_v = tvs[vi];
+                mp.hugepages = hugepages;
                 if (device && !strcmp(device, "cuda")) mp.device = LFM2C_DEVICE_CUDA;
                 else if (device && strcmp(device, "cpu")) return cli_fail("unknown device '%s' (cpu or cuda)", device);
                 if (!model_path) return cli_fail("no model given (-m MODEL.gguf)");
@@ -283,6 +305,7 @@ int cmd_bench(int argc, char **argv) {
                     }
                 }
                 getrusage(RUSAGE_SELF, &ru);
+                if (!json && !csv) print_huge_pages(hugepages);
                 if (!json && !csv)
                     fprintf(stderr, "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
                             "%.1f MiB per 32768-token sequence%s\n", ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9,

@@ -23,6 +23,7 @@ static int usage(void) {
             "  -c CTX             context size (default: prompt + n, at most the model's)\n"
             "  -t THREADS         --device cpu|cuda            --reference (scalar float path)\n"
             "  -ctk / -ctv TYPE   KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
+            "  --hugepages        copy the weights into anonymous transparent huge pages\n"
             "  --no-bos           do not add BOS               --special  print special tokens\n"
             "  --ignore-eos       keep going past end-of-generation tokens\n"
             "  -v, --verbose      print speed to stderr\n"
