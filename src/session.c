@@ -239,10 +239,11 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     if (dst->cuda || src->cuda) return fail(err, LFM2C_EINVAL, "copying a session is not supported on the CUDA backend");
     if (src->n_past > dst->n_ctx) return fail(err, LFM2C_EINVAL, "the sequence does not fit the destination's context");
     if (session_reserve(dst, src->n_past, err) || session_reserve_rows(dst, src->n_rows, err)) return -1;
-    size_t kv = sizeof(float) * (size_t)src->n_past * (size_t)src->kv_dim;
-    for (int i = 0; kv && i < src->model->n_attn; i++) {
-        memcpy(dst->k[i], src->k[i], kv);
-        memcpy(dst->v[i], src->v[i], kv);
+    /* same model, so the same cache types and layouts: K in whole 16-position blocks, V rows */
+    size_t kb = ((size_t)src->n_past + KV_KB - 1) / KV_KB * src->k_block, vb = (size_t)src->n_past * src->v_row;
+    for (int i = 0; src->n_past && i < src->model->n_attn; i++) {
+        memcpy(dst->k[i], src->k[i], kb);
+        memcpy(dst->v[i], src->v[i], vb);
     }
     size_t conv = sizeof(float) * (size_t)src->model->n_conv * 2 * src->model->info.n_embd;
     memcpy(dst->conv, src->conv, conv);

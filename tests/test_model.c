@@ -217,6 +217,16 @@ static void check_kv_types(const char *name) {
         for (int i = 0; i < n; i++)
             CHECK(!memcmp(lfm2c_session_logits(a, i), whole + (size_t)i * V, sizeof(float) * V),
                   "%s kv %s: row %d differs beside another sequence", name, tn, i);
+        /* a copy of the session continues bitwise like it (the cache layouts of this type) */
+        lfm2c_session *cp = lfm2c_session_new(m, n + 8, &err);
+        CHECK(cp && lfm2c_session_copy(cp, a, &err) == 0, "%s kv %s: copy: %s", name, tn, err.msg);
+        if (cp) {
+            CHECK(lfm2c_session_decode(a, ids, 3, LFM2C_LOGITS_LAST, &err) == 0 &&
+                  lfm2c_session_decode(cp, ids, 3, LFM2C_LOGITS_LAST, &err) == 0, "%s: decode after copy", name);
+            CHECK(!memcmp(lfm2c_session_logits(a, 0), lfm2c_session_logits(cp, 0), sizeof(float) * V),
+                  "%s kv %s: the copy continues differently", name, tn);
+        }
+        lfm2c_session_free(cp);
         lfm2c_session_free(a);
         lfm2c_session_free(b);
         /* the tolerance, measured in reference mode (float activations: no quantization of
