@@ -8,15 +8,78 @@
 #   idle machine and with one competing busy process (a shell loop) running the whole time, on
 #   the tiny test fixture and the synthetic CONTENTION_PRESETS (default "lfm2-350m lfm2-8b-a1b"; set empty for the fixture only);
 #   prints t/s and the ratios the issue's targets name (busy -t 2 / -t 1, -t 16 / -t 2).
+#        bash bench/cpu_bench.sh --depth [MODELS_DIR]
+#   depth mode (issue 17, long context): pp512 / tg128 on top of DEPTHS tokens of context
+#   (default "0,4096,16384,32768"; llama-bench's -d) with the KV cache types CTK / CTV (default
+#   f16), THREADS (default 2), on DEPTH_PRESETS (default "lfm2-1.2b lfm2-24b-a2b"). With
+#   LLAMA_DIR (a llama.cpp build directory holding bin/llama-bench) llama-bench runs on the same
+#   files with the same -d / -ctk / -ctv and -fa 1, interleaved with lfm2c over ROUNDS rounds
+#   (default 2), and the table shows both and the worst ratio lfm2c / llama.cpp. DEPTH_FILES
+#   adds GGUF files of one's own (set DEPTH_PRESETS="" for those only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-contention=0
+contention=0; depth=0
 if [ "${1:-}" = "--contention" ]; then contention=1; shift; fi
+if [ "${1:-}" = "--depth" ]; then depth=1; shift; fi
 dir=${1:-/tmp/lfm2c-models}; reps=${REPS:-3}
 mkdir -p "$dir"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 
+if [ $depth = 1 ]; then
+  depths=${DEPTHS:-0,4096,16384,32768}; ctk=${CTK:-f16}; ctv=${CTV:-f16}; t=${THREADS:-2}; rounds=${ROUNDS:-2}
+  llama_bench=
+  if [ -n "${LLAMA_DIR:-}" ]; then
+    llama_bench=$LLAMA_DIR/bin/llama-bench
+    [ -x "$llama_bench" ] || { echo "no llama-bench at $llama_bench" >&2; exit 1; }
+  fi
+  out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+  files=()
+  for preset in ${DEPTH_PRESETS-lfm2-1.2b lfm2-24b-a2b}; do
+    f="$dir/$preset-q4_k_m.gguf"
+    [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
+    files+=("$f")
+  done
+  for f in ${DEPTH_FILES:-}; do files+=("$f"); done   # other GGUF files, e.g. real models
+  for f in "${files[@]}"; do
+    preset=$(basename "$f" .gguf)
+    cat "$f" > /dev/null
+    ./build/lfm2c info -m "$f" -ctk "$ctk" -ctv "$ctv" | sed -n 's/^memory: *//p' | sed "s/^/$preset: /"
+    for r in $(seq 1 "$rounds"); do
+      ./build/lfm2c bench -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -t "$t" -r "$reps" -o json \
+        > "$out/$preset.lfm2c.$r.json"
+      if [ -n "$llama_bench" ]; then
+        "$llama_bench" -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -fa 1 -t "$t" -r "$reps" -o json \
+          > "$out/$preset.llama.$r.json" 2>/dev/null
+      fi
+    done
+  done
+  python3 - "$out" "$ctk" "$ctv" "$t" <<'PY'
+import glob, json, os, sys
+out, ctk, ctv, t = sys.argv[1:]
+def rows(path):
+    res = {}
+    for r in json.load(open(path)):
+        test = ("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"])
+        if r.get("n_depth", 0): test += " @ d%d" % r["n_depth"]
+        res[test] = r["avg_ts"]
+    return res
+print(f"\n| model | threads | K/V | test | llama.cpp t/s | lfm2c t/s | lfm2c / llama.cpp (worst round) |")
+print("|---|---:|---|---|---:|---:|---:|")
+for lf in sorted(glob.glob(os.path.join(out, "*.lfm2c.1.json"))):
+    preset = os.path.basename(lf).split(".lfm2c.")[0]
+    ours = [rows(p) for p in sorted(glob.glob(os.path.join(out, preset + ".lfm2c.*.json")))]
+    theirs = [rows(p) for p in sorted(glob.glob(os.path.join(out, preset + ".llama.*.json")))]
+    for test in ours[0]:
+        o = [r[test] for r in ours if test in r]
+        l = [r[test] for r in theirs if test in r]
+        ratio = "-"
+        if l and len(l) == len(o): ratio = "%.2fx" % min(a / b for a, b in zip(o, l))
+        fmt = lambda v: "-" if not v else "%.2f-%.2f" % (min(v), max(v)) if len(v) > 1 else "%.2f" % v[0]
+        print(f"| {preset} | {t} | {ctk}/{ctv} | {test} | {fmt(l)} | {fmt(o)} | {ratio} |")
+PY
+  exit 0
+fi
 if [ $contention = 1 ]; then
   threads=${THREADS:-1 2 4 16}
   models=(tests/data/lfm2-tiny-moe-q4_0.gguf)

@@ -41,9 +41,19 @@ typedef struct lfm2c_model_params {
     bool reference;     /* plain scalar float path (dequantized weights, float activations) */
     int device;         /* LFM2C_DEVICE_CPU or LFM2C_DEVICE_CUDA */
     bool no_populate;   /* do not map all weight pages at open (for inspection only) */
+    bool hugepages;     /* weights copied into anonymous memory in transparent huge pages (RSS =
+                           the file's size; default: the file is mapped, madvised MADV_HUGEPAGE) */
+    int type_k, type_v; /* KV cache types of the sessions on the CPU: LFM2C_KV_* (0 = F16);
+                           the CUDA backend keeps its own F32 cache and ignores them */
 } lfm2c_model_params;
 
 enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1 };
+enum { LFM2C_KV_F16 = 0, LFM2C_KV_F32 = 1, LFM2C_KV_Q8_0 = 2 };
+/* "f16" / "f32" / "q8_0" -> LFM2C_KV_*, or -1 */
+int lfm2c_kv_type_from_name(const char *name);
+const char *lfm2c_kv_type_name(int type);
+/* Bytes of CPU KV cache that n_tokens positions of one sequence take with the model's types. */
+size_t lfm2c_kv_cache_bytes(const lfm2c_model *model, int n_tokens);
 
 lfm2c_model_params lfm2c_model_default_params(void);
 lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params, lfm2c_error *err);

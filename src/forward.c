@@ -5,6 +5,7 @@
  * tokens); all matrix work goes through matmul_run(), which splits rows over the thread pool
  * and calls the kernel table (kernels.h), or in reference mode a plain float dot. */
 #include "forward.h"
+#include "kernels.h"
 #include "model.h"
 #include "quant.h"
 #include "session.h"
@@ -339,66 +340,51 @@ static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, in
 
 /* ---- attention block (spec 2.4) ------------------------------------------------------------- */
 
+/* Attention work items: a run of consecutive tokens of one sequence (at most qt) x one KV
+ * head x one chunk of the query heads sharing it, so that one kernel call holds at most
+ * ATTN_MAX_Q queries that read the same K / V blocks. The kernel contract makes each query's
+ * result independent of the others in its call: how tokens are grouped changes no bit. */
 typedef struct attn_job {
-    const lfm2c_model *m; const layer *L; const fwd_token *toks; int T;
-    const float *q;  /* [T][nh*hd], normed and rotated */
-    float *o;        /* [T][nh*hd] */
-    float *scores;   /* [nth][max_pos+1] */
-    int scores_stride;
-    atomic_int next; /* next (token, head) item to claim */
+    const lfm2c_model *m; const layer *L; const fwd_token *toks;
+    const float *q;    /* [T][nh*hd], normed, rotated and scaled by 1/sqrt(hd) */
+    float *o;          /* [T][nh*hd] */
+    const int *runs;   /* run r = tokens runs[r] .. runs[r+1]-1 */
+    int n_runs, n_chunks, per_chunk;
+    atomic_int next;   /* next item to claim */
 } attn_job;
 
-/* q · k with 16 independent partial sums: vectorizes without reassociating (the result is the
- * same whatever the batch, which continuous batching needs). */
-static inline float dot16(const float *a, const float *b, int n) {
-    float acc[16] = {0};
-    int i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int j = 0; j < 16; j++) acc[j] += a[i + j] * b[i + j];
-    float s = 0;
-    for (; i < n; i++) s += a[i] * b[i];
-    for (int j = 0; j < 16; j++) s += acc[j];
-    return s;
+static void attn_item(const attn_job *j, int it) {
+    const int nh = j->m->info.n_head, hd = j->m->info.head_dim, nkv = j->L->n_head_kv;
+    const int group = nh / nkv, items_per_run = nkv * j->n_chunks;
+    const int r = it / items_per_run, g = it % items_per_run / j->n_chunks, ch = it % j->n_chunks;
+    const int h0 = g * group + ch * j->per_chunk;
+    const int h1 = h0 + j->per_chunk < (g + 1) * group ? h0 + j->per_chunk : (g + 1) * group;
+    const struct lfm2c_session *s = j->toks[j->runs[r]].seq;
+    attn_call c = {s->type_k, s->type_v, hd, j->m->info.n_head_kv_max, g, s->k[j->L->attn_index],
+                   s->v[j->L->attn_index], s->v_row, 0, {0}, {0}, {0}};
+    for (int t = j->runs[r]; t < j->runs[r + 1]; t++)
+        for (int h = h0; h < h1; h++) {
+            c.q[c.nq] = j->q + (size_t)t * nh * hd + (size_t)h * hd;
+            c.out[c.nq] = j->o + (size_t)t * nh * hd + (size_t)h * hd;
+            c.n[c.nq++] = j->toks[t].pos + 1;   /* causal: positions 0..pos */
+        }
+    j->m->kern->attention(&c);
 }
 
 static void attn_worker(void *arg, int ith, int nth) {
-    const attn_job *j = arg;
-    const int nh = j->m->info.n_head, hd = j->m->info.head_dim, nkv = j->L->n_head_kv;
-    const int kv_dim = nkv * hd, group = nh / nkv;
-    const float scale = 1.0f / sqrtf((float)hd);
-    (void)nth;
-    attn_job *jm = arg;
-    float *sc = j->scores + (size_t)ith * j->scores_stride;   /* ith runs on one thread at a time */
+    (void)ith, (void)nth;
+    attn_job *j = arg;
     /* items claimed one at a time: later tokens cost more under the causal mask, and a
      * descheduled thread holds up only the item it is in */
-    for (int it; (it = atomic_fetch_add_explicit(&jm->next, 1, memory_order_relaxed)) < j->T * nh;) {
-        int t = it / nh, h = it % nh, g = h / group;
-        const struct lfm2c_session *s = j->toks[t].seq;
-        const float *K = s->k[j->L->attn_index], *V = s->v[j->L->attn_index];
-        const float *q = j->q + (size_t)t * nh * hd + h * hd;
-        int n = j->toks[t].pos + 1;   /* causal: positions 0..pos */
-        float mx = -INFINITY;
-        for (int p = 0; p < n; p++) {
-            sc[p] = dot16(q, K + (size_t)p * kv_dim + g * hd, hd) * scale;
-            if (sc[p] > mx) mx = sc[p];
-        }
-        float sum = 0;
-        for (int p = 0; p < n; p++) { sc[p] = expf(sc[p] - mx); sum += sc[p]; }
-        float *o = j->o + (size_t)t * nh * hd + h * hd;
-        memset(o, 0, sizeof(float) * hd);
-        for (int p = 0; p < n; p++) {
-            const float *v = V + (size_t)p * kv_dim + g * hd;
-            float w = sc[p] / sum;
-            for (int i = 0; i < hd; i++) o[i] += w * v[i];
-        }
-    }
+    const int n_items = j->n_runs * j->L->n_head_kv * j->n_chunks;
+    for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < n_items;) attn_item(j, it);
 }
 
 static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *toks, int T,
                             const float *a, const float *rope, float *out) {
     const int nh = m->info.n_head, hd = m->info.head_dim, nkv = L->n_head_kv;
     const int nq = nh * hd, kv_dim = nkv * hd;
-    const float eps = m->info.norm_eps;
+    const float eps = m->info.norm_eps, scale = 1.0f / sqrtf((float)hd);
     float *q = scratch(m->scratch, S_BIG, sizeof(float) * (size_t)T * nq);
     float *kv = scratch(m->scratch, S_BIG2, sizeof(float) * (size_t)T * 2 * kv_dim);
     float *k = kv, *v = kv + (size_t)T * kv_dim;
@@ -415,33 +401,40 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
                         {&L->wv, 0, av.data, av.row, T, v, (size_t)kv_dim}};
     matmul_run(m, tasks, 3);
 
-    /* per-head RMSNorm, then RoPE, then store k / v in the sequence's cache */
+    /* per-head RMSNorm, then RoPE (q also scaled), then store k / v in the sequence's cache */
     const float *qn = (const float *)L->q_norm.data, *kn = (const float *)L->k_norm.data;
-    int max_pos = 0;
+    double work = 0;
     for (int t = 0; t < T; t++) {
         const float *cs = rope + (size_t)t * hd;
         for (int h = 0; h < nh; h++) {
             float *x = q + (size_t)t * nq + h * hd;
             rmsnorm(x, x, qn, hd, eps);
             rope_neox(x, cs, hd);
+            for (int i = 0; i < hd; i++) x[i] *= scale;
         }
         struct lfm2c_session *s = toks[t].seq;
-        float *kc = s->k[L->attn_index] + (size_t)toks[t].pos * kv_dim;
-        float *vc = s->v[L->attn_index] + (size_t)toks[t].pos * kv_dim;
         for (int h = 0; h < nkv; h++) {
             float *x = k + (size_t)t * kv_dim + h * hd;
-            rmsnorm(kc + h * hd, x, kn, hd, eps);
-            rope_neox(kc + h * hd, cs, hd);
+            rmsnorm(x, x, kn, hd, eps);
+            rope_neox(x, cs, hd);
         }
-        memcpy(vc, v + (size_t)t * kv_dim, sizeof(float) * kv_dim);
-        if (toks[t].pos > max_pos) max_pos = toks[t].pos;
+        kv_store_k(s->type_k, hd, m->info.n_head_kv_max, nkv, s->k[L->attn_index], toks[t].pos, k + (size_t)t * kv_dim);
+        kv_store_v(s->type_v, kv_dim, s->v[L->attn_index], s->v_row, toks[t].pos, v + (size_t)t * kv_dim);
+        work += (double)(toks[t].pos + 1) * nh * hd;
     }
 
+    /* runs of consecutive tokens of one sequence, at most qt long */
+    const int group = nh / nkv, n_chunks = (group + ATTN_MAX_Q - 1) / ATTN_MAX_Q;
+    const int per_chunk = (group + n_chunks - 1) / n_chunks, qt = ATTN_MAX_Q / per_chunk;
+    int *runs = scratch(m->scratch, S_ATT, sizeof(int) * ((size_t)T + 1));
+    int n_runs = 0;
+    for (int t = 0; t < T; t++)
+        if (t == 0 || toks[t].seq != toks[t - 1].seq || t - runs[n_runs - 1] == qt) runs[n_runs++] = t;
+    runs[n_runs] = T;
+
     float *o = scratch(m->scratch, S_HID, sizeof(float) * (size_t)T * nq);
-    int nth = threadpool_size(m->pool);
-    float *scores = scratch(m->scratch, S_ATT, sizeof(float) * (size_t)nth * (max_pos + 1));
-    attn_job j = {m, L, toks, T, q, o, scores, max_pos + 1, 0};
-    if ((int64_t)T * nh * (max_pos + 1) * hd < INLINE_WORK / 2) attn_worker(&j, 0, 1);
+    attn_job j = {m, L, toks, q, o, runs, n_runs, n_chunks, per_chunk, 0};
+    if (work < INLINE_WORK / 2) attn_worker(&j, 0, 1);
     else threadpool_run(m->pool, attn_worker, &j);
     matmul(m, &L->wo, o, T, out);
 }
@@ -566,12 +559,10 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
     if (F > big) big = F;
     if (F > widest) widest = F;
     if (Fe > widest) widest = Fe;
-    int max_pos = 0;
-    for (int i = 0; i < T; i++) if (toks[i].pos > max_pos) max_pos = toks[i].pos;
     const size_t need[S_NSLOTS] = {
         [S_X] = t * H * f, [S_A] = t * H * f, [S_OUT] = t * H * f, [S_ROPE] = t * hd * f,
         [S_BIG] = t * big * f, [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f, [S_HID] = t * widest * f,
-        [S_ATT] = (size_t)threadpool_size(m->pool) * ((size_t)max_pos + 1) * f,
+        [S_ATT] = (t + 1) * sizeof(int),
         [S_ROUTER] = t * (E + k) * f, [S_MOE_G] = t * k * Fe * f, [S_MOE_U] = t * k * Fe * f,
         [S_MOE_D] = t * k * H * f, [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
         [S_ACT0] = t * k * act_row_bytes((int64_t)widest), [S_ACT1] = t * k * act_row_bytes((int64_t)widest),

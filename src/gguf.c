@@ -229,7 +229,38 @@ static void free_tables(gguf_file *g) {
     free(g->tensors);
 }
 
-gguf_file *gguf_open(const char *path, lfm2c_error *err) {
+/* A private anonymous copy of the file, 2 MB aligned, asked for in transparent huge pages before
+ * the first touch (MADV_HUGEPAGE), filled with pread: the weights then sit in 2 MB pages where the
+ * kernel gives them, whatever happened to the page cache. NULL (err set) on failure. */
+static uint8_t *huge_copy(int fd, size_t size, const char *path, lfm2c_error *err) {
+    const size_t huge = 2u << 20, len = (size + 4095) / 4096 * 4096;
+    uint8_t *raw = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot allocate %zu bytes for the weights' copy", len);
+        return NULL;
+    }
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    if (raw + len + huge > p + len) munmap(p + len, (size_t)(raw + len + huge - (p + len)));
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE);
+#endif
+    for (size_t off = 0; off < size;) {
+        ssize_t n = pread(fd, p + off, size - off > (1u << 30) ? (1u << 30) : size - off, (off_t)off);
+        if (n <= 0) {
+            lfm2c_set_error(err, LFM2C_EIO, "cannot read '%s': %s", path, n < 0 ? strerror(errno) : "short read");
+            munmap(p, len);
+            return NULL;
+        }
+        off += (size_t)n;
+    }
+    mprotect(p, len, PROT_READ);
+    return p;
+}
+
+gguf_file *gguf_open(const char *path, lfm2c_error *err) { return gguf_open_ex(path, 0, err); }
+
+gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno));
@@ -246,11 +277,18 @@ gguf_file *gguf_open(const char *path, lfm2c_error *err) {
         close(fd);
         return NULL;
     }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        lfm2c_set_error(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno));
-        return NULL;
+    void *map;
+    if (flags & GGUF_OPEN_HUGE_COPY) {
+        map = huge_copy(fd, (size_t)st.st_size, path, err);
+        close(fd);
+        if (!map) return NULL;
+    } else {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        close(fd);
+        if (map == MAP_FAILED) {
+            lfm2c_set_error(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno));
+            return NULL;
+        }
     }
     gguf_file *g = calloc(1, sizeof *g);
     if (!g) { munmap(map, (size_t)st.st_size); lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
@@ -283,6 +321,9 @@ gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
 }
 
 void gguf_populate(const gguf_file *g) {
+#ifdef MADV_HUGEPAGE   /* file pages in large folios where the kernel does that (no effect elsewhere) */
+    madvise(g->map, g->size, MADV_HUGEPAGE);
+#endif
 #ifdef MADV_POPULATE_READ
     if (madvise(g->map, g->size, MADV_POPULATE_READ) == 0) return;
 #endif

@@ -52,6 +52,10 @@ typedef struct gguf_file {
 } gguf_file;
 
 gguf_file *gguf_open(const char *path, lfm2c_error *err);
+/* GGUF_OPEN_HUGE_COPY: read the file into private anonymous memory (2 MB aligned, MADV_HUGEPAGE)
+ * instead of mapping it */
+enum { GGUF_OPEN_HUGE_COPY = 1 };
+gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err);
 /* Parse a GGUF already in memory (not owned; must outlive the result). */
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err);
 void gguf_close(gguf_file *g);

@@ -9,6 +9,50 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+/* ---- attention over a sequence's KV cache (kernels_attn.c holds the scalar truth) ----------
+ * Cache types: KV_F32, KV_F16 (default) and KV_Q8_0 (blocks of 32 values along the head
+ * dimension with one f16 scale, as GGML's Q8_0: 34 bytes per 32 values).
+ * K layout (one layer of one sequence): positions in blocks of KV_KB = 16; block b holds, for
+ *   each KV head h, the head's hd values of its 16 positions transposed ([i][16], i < hd), so a
+ *   score is computed for 16 keys at once; Q8_0 keeps the int8 values [hd][16] followed by the
+ *   scales [hd/32][16] (f16). Bytes per block: n_head_kv * kv_k_head_block_bytes().
+ * V layout: one row per position of n_head_kv * hd values (F32 / F16 / GGML Q8_0 blocks).
+ * The contract for one query q (already multiplied by 1/sqrt(hd)) over keys 0..n-1:
+ *   keys go in blocks of 16 (from position 0); score = fma chain over i in order (Q8_0: an fma
+ *   chain per 32 values, then acc = fma(scale, part, acc)); online softmax with a running max M,
+ *   16 lane sums L[j] = fma(L[j], alpha, w[j]), outputs O[i] scaled by alpha (when alpha != 1)
+ *   then O[i] = fma(w[j], v[i], O[i]) for the block's keys in order (Q8_0: w*scale first);
+ *   exp is kv_exp() (a fixed polynomial), the final sum is a fixed tree over the 16 lanes.
+ * Every table computes exactly this (bitwise), and a query's result depends on nothing but its
+ * own q, n and the cache: not on the other queries of the call, nor on the batch. */
+enum { KV_F16 = 0, KV_F32 = 1, KV_Q8_0 = 2 };   /* = LFM2C_KV_* of lfm2c.h */
+enum { KV_KB = 16, ATTN_MAX_Q = 16 };
+
+typedef struct attn_call {
+    int type_k, type_v, hd, n_head_kv, kv_head;
+    const uint8_t *k;            /* the layer's K cache (block 0) */
+    const uint8_t *v;            /* the layer's V cache (row 0) */
+    size_t v_row;                /* bytes per V row */
+    int nq;                      /* queries sharing this KV head, <= ATTN_MAX_Q */
+    const float *q[ATTN_MAX_Q];  /* hd values each, pre-scaled */
+    int n[ATTN_MAX_Q];           /* keys 0..n-1 visible to each query (n >= 1) */
+    float *out[ATTN_MAX_Q];      /* hd values each */
+} attn_call;
+
+size_t kv_k_head_block_bytes(int type, int hd);
+size_t kv_v_row_bytes(int type, int kv_dim);
+/* bytes per position of one layer of K plus V (K counted per whole block / KV_KB) */
+size_t kv_bytes_per_token(int type_k, int type_v, int n_head_kv, int hd);
+/* Writes position pos (n_head_kv * hd values each) into the caches. */
+/* kv_store_k: the cache is laid out for n_head_kv heads; heads 0..n_write-1 are written. */
+void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x);
+void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x);
+float kv_exp(float x);   /* exp of x <= 0 (the contract's); 0 below -87.3 */
+void attention_scalar(const attn_call *c);
+void attention_x86_avx512(const attn_call *c);   /* kernels_attn_x86.c (x86 only) */
+void attention_x86_avx2(const attn_call *c);
+const char *kv_type_name(int type);
+
 typedef struct kernel_ops {
     const char *isa;      /* "scalar", "avx2", "avx512vnni", "amx", "neon" */
     /* out[r, c] is bitwise the same whatever nr / nc tile it is computed in */
@@ -20,6 +64,8 @@ typedef struct kernel_ops {
      * vec_dot_type(wtype) format, act_row bytes apart. */
     void (*matmul)(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
                    const uint8_t *act, size_t act_row, int nc, float *out, size_t out_stride);
+    /* the attention contract above */
+    void (*attention)(const attn_call *c);
 } kernel_ops;
 
 const kernel_ops *kernels_get(void);

@@ -1568,9 +1568,9 @@ static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row
 
 /* ==================================== the tables ======================================== */
 
-static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2};
-static const kernel_ops AVX512_OPS = {"avx512vnni", true, quantize_act5, matmul5};
-static const kernel_ops AMX_OPS = {"amx", true, quantize_act5, matmul_amx};
+static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2};
+static const kernel_ops AVX512_OPS = {"avx512vnni", true, quantize_act5, matmul5, attention_x86_avx512};
+static const kernel_ops AMX_OPS = {"amx", true, quantize_act5, matmul_amx, attention_x86_avx512};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();

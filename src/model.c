@@ -299,10 +299,13 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
 #endif
     lfm2c_model *m = calloc(1, sizeof *m);
     if (!m) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
-    m->gguf = gguf_open(path, err);
+    m->gguf = gguf_open_ex(path, p.hugepages ? GGUF_OPEN_HUGE_COPY : 0, err);
     if (!m->gguf) { free(m); return NULL; }
     lfm2c_model_info *in = &m->info;
     if (read_hparams(m, err) || read_widths(m, err)) goto fail;
+    m->type_k = p.type_k;
+    m->type_v = p.type_v;
+    if (kv_types_check(m, err)) goto fail;
 
     /* token embedding [H, V]; the vocabulary size is its row count */
     const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");

@@ -40,7 +40,11 @@ struct lfm2c_model {
     bool reference;
     struct forward_scratch *scratch;   /* reused buffers of the forward pass */
     void *cuda;                        /* CUDA backend state (cuda_backend.h), NULL on the CPU */
+    int type_k, type_v;                /* KV cache types of new sessions (LFM2C_KV_*) */
 };
+
+/* Validates m->type_k / type_v against the model (session.c). */
+int kv_types_check(const lfm2c_model *m, lfm2c_error *err);
 
 const lfm2c_tokenizer *model_tokenizer(const lfm2c_model *m);
 #endif

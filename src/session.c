@@ -2,7 +2,9 @@
  * The KV cache grows with the sequence (no up-front n_ctx allocation); the conv state is two
  * columns per conv layer, small enough to checkpoint at every turn boundary. */
 #include "session.h"
+#include "error.h"
 #include "forward.h"
+#include "kernels.h"
 #ifdef LFM2C_HAVE_CUDA
 #include "cuda_backend.h"
 #endif
@@ -18,6 +20,40 @@ static int fail(lfm2c_error *err, int code, const char *msg) {
     return -1;
 }
 
+int lfm2c_kv_type_from_name(const char *name) {
+    if (!name) return -1;
+    if (!strcmp(name, "f16")) return LFM2C_KV_F16;
+    if (!strcmp(name, "f32")) return LFM2C_KV_F32;
+    if (!strcmp(name, "q8_0")) return LFM2C_KV_Q8_0;
+    return -1;
+}
+
+const char *lfm2c_kv_type_name(int type) { return kv_type_name(type); }
+
+int kv_types_check(const lfm2c_model *m, lfm2c_error *err) {
+    const int types[2] = {m->type_k, m->type_v};
+    for (int i = 0; i < 2; i++) {
+        if (types[i] < LFM2C_KV_F16 || types[i] > LFM2C_KV_Q8_0) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "unknown KV cache type %d for %s", types[i], i ? "V" : "K");
+            return -1;
+        }
+        if (types[i] == LFM2C_KV_Q8_0 && m->info.head_dim % 32) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "a q8_0 KV cache needs a head dimension that is a multiple of 32 (this model's is %d)",
+                            m->info.head_dim);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+size_t lfm2c_kv_cache_bytes(const lfm2c_model *m, int n_tokens) {
+    const int hd = m->info.head_dim, nkv = m->info.n_head_kv_max;
+    size_t blocks = ((size_t)(n_tokens > 0 ? n_tokens : 0) + KV_KB - 1) / KV_KB;
+    size_t per_layer = blocks * nkv * kv_k_head_block_bytes(m->type_k, hd) +
+                       blocks * KV_KB * kv_v_row_bytes(m->type_v, nkv * hd);
+    return per_layer * (size_t)m->n_attn;
+}
+
 lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
     if (n_ctx <= 0) n_ctx = in->n_ctx_train < 4096 ? in->n_ctx_train : 4096;
@@ -27,9 +63,13 @@ lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
     s->model = m;
     s->n_ctx = n_ctx;
     s->kv_dim = in->n_head_kv_max * in->head_dim;
+    s->type_k = m->type_k;
+    s->type_v = m->type_v;
+    s->k_block = (size_t)in->n_head_kv_max * kv_k_head_block_bytes(s->type_k, in->head_dim);
+    s->v_row = kv_v_row_bytes(s->type_v, s->kv_dim);
     s->tokens = malloc(sizeof(int32_t) * (size_t)n_ctx);
-    s->k = calloc((size_t)m->n_attn + 1, sizeof(float *));
-    s->v = calloc((size_t)m->n_attn + 1, sizeof(float *));
+    s->k = calloc((size_t)m->n_attn + 1, sizeof(uint8_t *));
+    s->v = calloc((size_t)m->n_attn + 1, sizeof(uint8_t *));
     s->conv = calloc((size_t)m->n_conv * 2 * in->n_embd + 1, sizeof(float));
     if (!s->tokens || !s->k || !s->v || !s->conv) {
         lfm2c_session_free(s);
@@ -69,10 +109,11 @@ int session_reserve(lfm2c_session *s, int n, lfm2c_error *err) {
         return 0;
     }
 #endif
+    const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB;   /* whole K blocks; V rows to match */
     for (int i = 0; i < s->model->n_attn; i++) {
-        float *k = realloc(s->k[i], sizeof(float) * (size_t)cap * s->kv_dim);
+        uint8_t *k = realloc(s->k[i], blocks * s->k_block);
         if (k) s->k[i] = k;
-        float *v = realloc(s->v[i], sizeof(float) * (size_t)cap * s->kv_dim);
+        uint8_t *v = realloc(s->v[i], blocks * KV_KB * s->v_row);
         if (v) s->v[i] = v;
         if (!k || !v) return fail(err, LFM2C_ENOMEM, "out of memory for the KV cache");
     }
@@ -198,10 +239,11 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     if (dst->cuda || src->cuda) return fail(err, LFM2C_EINVAL, "copying a session is not supported on the CUDA backend");
     if (src->n_past > dst->n_ctx) return fail(err, LFM2C_EINVAL, "the sequence does not fit the destination's context");
     if (session_reserve(dst, src->n_past, err) || session_reserve_rows(dst, src->n_rows, err)) return -1;
-    size_t kv = sizeof(float) * (size_t)src->n_past * (size_t)src->kv_dim;
-    for (int i = 0; kv && i < src->model->n_attn; i++) {
-        memcpy(dst->k[i], src->k[i], kv);
-        memcpy(dst->v[i], src->v[i], kv);
+    /* same model, so the same cache types and layouts: K in whole 16-position blocks, V rows */
+    size_t kb = ((size_t)src->n_past + KV_KB - 1) / KV_KB * src->k_block, vb = (size_t)src->n_past * src->v_row;
+    for (int i = 0; src->n_past && i < src->model->n_attn; i++) {
+        memcpy(dst->k[i], src->k[i], kb);
+        memcpy(dst->v[i], src->v[i], vb);
     }
     size_t conv = sizeof(float) * (size_t)src->model->n_conv * 2 * src->model->info.n_embd;
     memcpy(dst->conv, src->conv, conv);

@@ -11,9 +11,12 @@ struct lfm2c_session {
     lfm2c_model *model;
     int n_ctx, n_past;
     int32_t *tokens;        /* [n_ctx] history */
-    int kv_cap;             /* positions allocated in each k / v array */
+    int kv_cap;             /* positions usable in each k / v array (allocated: rounded up to KV_KB) */
     int kv_dim;             /* n_head_kv * head_dim of the widest attention layer */
-    float **k, **v;         /* per attention layer: [kv_cap][kv_dim] */
+    int type_k, type_v;     /* LFM2C_KV_* (kernels.h KV_*) */
+    size_t k_block;         /* bytes of one K block (KV_KB positions, n_head_kv_max heads) */
+    size_t v_row;           /* bytes of one V row (kv_dim values) */
+    uint8_t **k, **v;       /* per attention layer, in the layouts of kernels.h */
     float *conv;            /* per conv layer: [2][n_embd] = the last two u columns, oldest first */
     float *logits;          /* [rows_cap][n_vocab] */
     int n_rows, rows_cap;

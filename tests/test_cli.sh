@@ -37,6 +37,27 @@ PY
 expect_err_bench() { "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf "$@" >/dev/null 2>&1 && bad "bench $* accepted" || ok; }
 expect_err_bench -o yaml
 expect_err_bench -r 0
+expect_err_bench -d -5
+expect_err_bench -ctk f8
+# bench -d (llama-bench's depth) and KV cache types, in the JSON rows
+"$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 16 -n 4 -r 1 -t 1 -d 0,40 -ctk f16,q8_0 -ctv f32 -o json > "$tmp/bd.json" 2>/dev/null
+python3 - "$tmp/bd.json" <<'PY' && ok || bad "bench -d / -ctk json"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+got = sorted((r["type_k"], r["type_v"], r["n_depth"], r["test"]) for r in rows)
+want = sorted((k, "f32", d, t + ("" if d == 0 else f" @ d{d}")) for k in ("f16", "q8_0") for d in (0, 40) for t in ("pp16", "tg4"))
+assert got == want, got
+PY
+# KV cache types on run / logits; logits default to an F32 cache (the goldens' precision)
+"$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 -o "$tmp/ld.f32" >/dev/null 2>&1
+"$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 -ctk f32 -ctv f32 -o "$tmp/l32.f32" >/dev/null 2>&1
+"$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 --cache-type-k q8_0 --cache-type-v f16 -o "$tmp/lq.f32" >/dev/null 2>&1
+cmp -s "$tmp/ld.f32" "$tmp/l32.f32" && ok || bad "logits default is not the f32 cache"
+[ -s "$tmp/lq.f32" ] && ! cmp -s "$tmp/ld.f32" "$tmp/lq.f32" && ok || bad "logits -ctk q8_0 -ctv f16"
+"$bin" run -m data/lfm2-kq-dense-q4_k_m.gguf -p "Hello" -n 4 --temp 0 -ctk q8_0 -ctv q8_0 >/dev/null 2>&1 && ok || bad "run -ctk q8_0"
+# --hugepages: the weights copied into anonymous memory give the same bits
+"$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 --hugepages -o "$tmp/lh.f32" >/dev/null 2>&1
+cmp -s "$tmp/ld.f32" "$tmp/lh.f32" && ok || bad "logits --hugepages differ"
 # errors: one line, non-zero exit, no crash
 expect_err() { # what, pattern, command...
   local what=$1 pat=$2; shift 2
@@ -53,5 +74,7 @@ expect_err "bad ids" "out of range" "$bin" logits -m data/lfm2-tiny-dense-f32.gg
 expect_err "bad flag" "unknown option" "$bin" run -m data/lfm2-tiny-dense-f32.gguf --bogus
 expect_err "bad number" "expects an integer" "$bin" run -m data/lfm2-tiny-dense-f32.gguf -p x -n abc
 expect_err "unknown command" "unknown command" "$bin" frobnicate
+expect_err "bad kv type" "unknown KV cache type" "$bin" run -m data/lfm2-tiny-dense-f32.gguf -p x -ctk f8
+expect_err "q8_0 kv, head_dim 16" "multiple of 32" "$bin" run -m data/lfm2-tiny-dense-f32.gguf -p x -ctv q8_0
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

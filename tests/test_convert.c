@@ -416,6 +416,7 @@ static float *logits_of(const char *path, const int32_t *ids, int n, bool refere
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 2;
     mp.reference = reference;
+    mp.type_k = mp.type_v = LFM2C_KV_F32;   /* compared with the goldens: the F32 cache (F16 is the default) */
     lfm2c_model *m = lfm2c_model_open(path, &mp, &err);
     CHECK(m != NULL, "open %s: %s", path, err.msg);
     if (!m) return NULL;

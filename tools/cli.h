@@ -44,6 +44,15 @@ cli_sampling cli_sampling_init(void);
 /* If argv[*i] is a sampling flag, consumes it (and its value) and returns true. */
 bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i);
 lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_model *m);
+/* KV cache types: -ctk / -ctv / --cache-type-k / --cache-type-v f16|q8_0|f32 (llama.cpp's flags).
+ * cli_kv_flag consumes one if argv[*i] is one; cli_open_model / cli_kv_apply use the types given,
+ * else the command's default (F16; cli_kv_set_default changes it, e.g. F32 for `logits`).
+ * cli_kv_flag also takes --hugepages (the weights copied into anonymous huge pages). */
+bool cli_kv_flag(int argc, char **argv, int *i);
+int cli_kv_type(const char *flag, const char *value);   /* a name, or fails and exits */
+void cli_kv_set_default(int type_k, int type_v);
+void cli_kv_apply(lfm2c_model_params *p);
+void cli_kv_current(int *type_k, int *type_v);   /* the types cli_kv_apply sets */
 /* Opens a model, printing the library's error on failure. */
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device);
 /* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */

@@ -20,7 +20,7 @@ static double now_s(void) {
 
 typedef struct result {
     const char *test;   /* "pp" / "tg" / "batch" */
-    int n_prompt, n_gen, batch;
+    int n_prompt, n_gen, batch, depth;
     double samples[64]; /* tokens/s per repetition */
     int n;
 } result;
@@ -38,35 +38,52 @@ static int32_t random_token(uint64_t *state, int n_vocab) {
     return (int32_t)((*state >> 33) % (uint64_t)(n_vocab > 300 ? n_vocab - 300 : n_vocab)) + (n_vocab > 300 ? 300 : 0);
 }
 
-/* prefill of n tokens as one batch into a fresh session */
-static double run_pp(lfm2c_model *m, int n, uint64_t *rng, lfm2c_error *err) {
+/* A session holding `depth` tokens of random context (prefilled once, not timed; llama-bench's
+ * -d), with room for `extra` more; back_to_depth() cuts it back before each repetition (the
+ * conv state comes from the checkpoint taken at the depth, the KV entries stay). */
+static lfm2c_session *depth_session(lfm2c_model *m, int depth, int extra, uint64_t *rng, lfm2c_error *err) {
     int V = lfm2c_model_get_info(m)->n_vocab;
-    lfm2c_session *s = lfm2c_session_new(m, n + 1, err);
-    if (!s) return -1;
+    lfm2c_session *s = lfm2c_session_new(m, depth + extra + 1, err);
+    if (!s || depth == 0) return s;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)depth);
+    if (!ids) { lfm2c_session_free(s); return NULL; }
+    for (int i = 0; i < depth; i++) ids[i] = random_token(rng, V);
+    int rc = lfm2c_session_decode(s, ids, depth, LFM2C_LOGITS_NONE, err);
+    free(ids);
+    if (rc) { lfm2c_session_free(s); return NULL; }
+    lfm2c_session_checkpoint(s);
+    return s;
+}
+
+static int back_to_depth(lfm2c_session *s, int depth, lfm2c_error *err) {
+    return lfm2c_session_truncate(s, depth, err);
+}
+
+/* prefill of n tokens as one batch on top of the session's context */
+static double run_pp(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_t *rng, lfm2c_error *err) {
+    if (back_to_depth(s, depth, err)) return -1;
+    int V = lfm2c_model_get_info(m)->n_vocab;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    if (!ids) return -1;
     for (int i = 0; i < n; i++) ids[i] = random_token(rng, V);
     double t0 = now_s();
     int rc = lfm2c_session_decode(s, ids, n, LFM2C_LOGITS_LAST, err);
     double t = now_s() - t0;
     free(ids);
-    lfm2c_session_free(s);
     return rc ? -1 : n / t;
 }
 
-/* decode of n tokens one at a time from an empty context (llama-bench's tgN) */
-static double run_tg(lfm2c_model *m, int n, uint64_t *rng, lfm2c_error *err) {
+/* decode of n tokens one at a time on top of the session's context (llama-bench's tgN) */
+static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_t *rng, lfm2c_error *err) {
+    if (back_to_depth(s, depth, err)) return -1;
     int V = lfm2c_model_get_info(m)->n_vocab;
-    lfm2c_session *s = lfm2c_session_new(m, n + 1, err);
-    if (!s) return -1;
     int32_t tok = random_token(rng, V);
     double t0 = now_s();
     for (int i = 0; i < n; i++) {
-        if (lfm2c_session_decode(s, &tok, 1, LFM2C_LOGITS_LAST, err)) { lfm2c_session_free(s); return -1; }
+        if (lfm2c_session_decode(s, &tok, 1, LFM2C_LOGITS_LAST, err)) return -1;
         tok = random_token(rng, V);
     }
-    double t = now_s() - t0;
-    lfm2c_session_free(s);
-    return n / t;
+    return n / (now_s() - t0);
 }
 
 /* B sequences: prefill each prompt (in batches), then decode all B together; total tok/s */
@@ -105,8 +122,12 @@ static int usage(void) {
     fprintf(stderr,
             "usage: lfm2c bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [-o md|json|csv]\n"
             "                   [-b BATCH]  (B sequences of -p prompt / -n generated tokens, total tok/s)\n"
+            "                   [-d DEPTH]  (pp / tg on top of DEPTH tokens of context, prefilled untimed)\n"
+            "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
+            "                   [--hugepages]  (weights copied into anonymous transparent huge pages)\n"
             "                   [--device cpu|cuda] [--reference]\n"
-            "  -p / -n / -t accept comma lists (e.g. -t 1,2); 0 skips a test.\n");
+            "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
+            "  a -p / -n test.\n");
     return 1;
 }
 
@@ -118,10 +139,75 @@ static int parse_list(const char *flag, const char *s, int *out, int max) {
     return n;
 }
 
+static int parse_types(const char *flag, const char *s, int *out, int max) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = cli_kv_type(flag, tok);
+    return n;
+}
+
+/* How much of this process sits in 2 MB pages (/proc/self/smaps_rollup): AnonHugePages for the
+ * --hugepages copy, FilePmdMapped for the file mapping; and the system's THP settings. */
+static void print_huge_pages(bool hugepages) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256], en[128] = "?";
+    long anon = -1, file = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        sscanf(line, "AnonHugePages: %ld", &anon);
+        sscanf(line, "FilePmdMapped: %ld", &file);
+    }
+    if (f) fclose(f);
+    if ((f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r"))) {
+        if (fgets(en, sizeof en, f)) en[strcspn(en, "\n")] = 0;
+        fclose(f);
+    }
+    fprintf(stderr, "weights %s; huge pages: AnonHugePages %ld MB, FilePmdMapped %ld MB (THP enabled: %s)\n",
+            hugepages ? "copied (--hugepages)" : "mapped", anon / 1024, file / 1024, en);
+}
+
+static void print_row(const char *fmt, const char *model_path, const lfm2c_model_info *in, const char *device,
+                      int nth, int tk, int tv, const result *r, double rss_mb, int *first_row) {
+    double avg, sd;
+    stats(r, &avg, &sd);
+    double gbps = !strcmp(r->test, "tg") ? avg * in->weight_bytes_active / 1e9 : 0;
+    char test[64], at[32] = "";
+    if (r->depth > 0) snprintf(at, sizeof at, " @ d%d", r->depth);
+    if (!strcmp(r->test, "batch"))
+        snprintf(test, sizeof test, "b%d pp%d+tg%d%s", r->batch, r->n_prompt, r->n_gen, at);
+    else
+        snprintf(test, sizeof test, "%s%d%s", r->test, r->n_prompt + r->n_gen, at);
+    const char *ktn = lfm2c_kv_type_name(tk), *vtn = lfm2c_kv_type_name(tv);
+    if (!strcmp(fmt, "json")) {
+        printf("%s  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %llu, "
+               "\"model_n_params\": %llu, \"backend\": \"%s\", \"n_threads\": %d, \"n_batch\": %d, "
+               "\"type_k\": \"%s\", \"type_v\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
+               "\"test\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
+               *first_row ? "" : ",\n", model_path, in->arch, (unsigned long long)in->weight_bytes,
+               (unsigned long long)in->n_params, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
+               r->n_gen, r->depth, test, avg, sd);
+        for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
+        printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f}", gbps, rss_mb);
+        *first_row = 0;
+    } else if (!strcmp(fmt, "csv")) {
+        printf("%s,%d,%d,%d,%d,%.3f,%.3f,%.3f,%.1f,%d,%s,%s\n", model_path, nth, r->batch, r->n_prompt, r->n_gen,
+               avg, sd, gbps, rss_mb, r->depth, ktn, vtn);
+    } else {
+        char gb[32] = "";
+        if (gbps > 0) snprintf(gb, sizeof gb, "%.1f", gbps);
+        printf("| %s %s | %.2f GiB | %.2f B | %s | %d | %s | %s | %s | %.2f ± %.2f | %s |\n", in->arch,
+               in->name[0] ? in->name : "", in->weight_bytes / 1073741824.0, in->n_params / 1e9,
+               device ? device : "CPU", nth, ktn, vtn, test, avg, sd, gb);
+    }
+    fflush(stdout);
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *fmt = "md", *device = NULL;
-    int pps[8] = {512}, n_pp = 1, tgs[8] = {128}, n_tg = 1, threads[8] = {0}, n_th = 1, reps = 5, batch = 0;
-    bool reference = false;
+    int pps[8] = {512}, n_pp = 1, tgs[8] = {128}, n_tg = 1, threads[8] = {0}, n_th = 1, reps = 5;
+    int batches[8] = {0}, n_b = 0, depths[16] = {0}, n_d = 1;
+    int tks[3] = {LFM2C_KV_F16}, n_tk = 1, tvs[3] = {LFM2C_KV_F16}, n_tv = 1;
+    bool reference = false, hugepages = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
@@ -130,9 +216,14 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fmt = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) n_b = parse_list(a, cli_value(argc, argv, &i), batches, 8);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) n_d = parse_list(a, cli_value(argc, argv, &i), depths, 16);
+        else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) n_tk = parse_types(a, cli_value(argc, argv, &i), tks, 3);
+        else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) n_tv = parse_types(a, cli_value(argc, argv, &i), tvs, 3);
+        else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i);   /* always blocked */
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (!strcmp(a, "--hugepages")) hugepages = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("bench: unknown option '%s'", a);
     }
@@ -140,91 +231,89 @@ int cmd_bench(int argc, char **argv) {
     for (int k = 0; k < n_th; k++)
         if (threads[k] < 0 || threads[k] > THREADPOOL_MAX_THREADS)
             return cli_fail("-t must be 0 (one per physical core) to %d, got %d", THREADPOOL_MAX_THREADS, threads[k]);
+    for (int k = 0; k < n_d; k++)
+        if (depths[k] < 0 || depths[k] > (1 << 21)) return cli_fail("-d must be 0 to %d, got %d", 1 << 21, depths[k]);
+    for (int k = 0; k < n_b; k++)
+        if (batches[k] < 1 || batches[k] > 256) return cli_fail("-b must be 1 to 256, got %d", batches[k]);
+    for (int k = 0; k < n_pp; k++)
+        if (pps[k] < 0 || pps[k] > (1 << 20)) return cli_fail("-p must be 0 to %d, got %d", 1 << 20, pps[k]);
+    for (int k = 0; k < n_tg; k++)
+        if (tgs[k] < 0 || tgs[k] > (1 << 20)) return cli_fail("-n must be 0 to %d, got %d", 1 << 20, tgs[k]);
     if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) return cli_fail("-o must be md, json or csv");
     bool json = !strcmp(fmt, "json"), csv = !strcmp(fmt, "csv");
     if (json) printf("[\n");
-    else if (csv) printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb\n");
-    else printf("| model | size | params | backend | threads | test | t/s | GB/s |\n|---|---:|---:|---|---:|---:|---:|---:|\n");
+    else if (csv) printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb,n_depth,type_k,type_v\n");
+    else printf("| model | size | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n"
+                "|---|---:|---:|---|---:|---|---|---:|---:|---:|\n");
     int first_row = 1;
-    for (int ti = 0; ti < n_th; ti++) {
-        lfm2c_model *m = cli_open_model(model_path, threads[ti], reference, device);
-        if (!m) return 1;
-        const lfm2c_model_info *in = lfm2c_model_get_info(m);
-        int nth = threads[ti] > 0 ? threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN);
-        uint64_t rng = 42;
-        lfm2c_error err = {0};
-        result rs[20];
-        int nr = 0;
-        if (batch > 0) {
-            rs[nr] = (result){"batch", pps[0], tgs[0], batch, {0}, 0};
-            for (int r = 0; r < reps; r++) {
-                double v = run_batched(m, batch, pps[0], tgs[0], &rng, &err);
-                if (v < 0) return cli_fail("%s", err.msg);
-                rs[nr].samples[rs[nr].n++] = v;
-            }
-            nr++;
-        } else {
-            /* warm-up: pages the weights in and settles the thread pool */
-            if (run_tg(m, 4, &rng, &err) < 0) return cli_fail("%s", err.msg);
-            for (int i = 0; i < n_pp; i++) {
-                if (pps[i] <= 0) continue;
-                rs[nr] = (result){"pp", pps[i], 0, 1, {0}, 0};
-                for (int r = 0; r < reps; r++) {
-                    double v = run_pp(m, pps[i], &rng, &err);
-                    if (v < 0) return cli_fail("%s", err.msg);
-                    rs[nr].samples[rs[nr].n++] = v;
+    for (int ti = 0; ti < n_th; ti++)
+        for (int ki = 0; ki < n_tk; ki++)
+            for (int vi = 0; vi < n_tv; vi++) {
+                lfm2c_model_params mp = lfm2c_model_default_params();
+                mp.n_threads = threads[ti];
+                mp.reference = reference;
+                mp.type_k = tks[ki];
+                mp.type_v = tvs[vi];
+                mp.hugepages = hugepages;
+                if (device && !strcmp(device, "cuda")) mp.device = LFM2C_DEVICE_CUDA;
+                else if (device && strcmp(device, "cpu")) return cli_fail("unknown device '%s' (cpu or cuda)", device);
+                if (!model_path) return cli_fail("no model given (-m MODEL.gguf)");
+                lfm2c_error err = {0};
+                lfm2c_model *m = lfm2c_model_open(model_path, &mp, &err);
+                if (!m) return cli_fail("%s", err.msg);
+                const lfm2c_model_info *in = lfm2c_model_get_info(m);
+                int nth = threads[ti] > 0 ? threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN);
+                uint64_t rng = 42;
+                struct rusage ru;
+                if (n_b > 0) {
+                    for (int bi = 0; bi < n_b; bi++) {
+                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0};
+                        for (int k = 0; k < reps; k++) {
+                            double v = run_batched(m, batches[bi], pps[0], tgs[0], &rng, &err);
+                            if (v < 0) return cli_fail("%s", err.msg);
+                            r.samples[r.n++] = v;
+                        }
+                        getrusage(RUSAGE_SELF, &ru);
+                        print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
+                    }
+                } else {
+                    /* warm-up: pages the weights in and settles the thread pool */
+                    lfm2c_session *w = depth_session(m, 0, 4, &rng, &err);
+                    if (!w || run_tg(m, w, 0, 4, &rng, &err) < 0) return cli_fail("%s", err.msg);
+                    lfm2c_session_free(w);
+                    int extra = 0;
+                    for (int i = 0; i < n_pp; i++) extra = pps[i] > extra ? pps[i] : extra;
+                    for (int i = 0; i < n_tg; i++) extra = tgs[i] > extra ? tgs[i] : extra;
+                    for (int di = 0; di < n_d; di++) {
+                        lfm2c_session *s = depth_session(m, depths[di], extra, &rng, &err);
+                        if (!s) return cli_fail("%s", err.msg);
+                        for (int pass = 0; pass < 2; pass++)
+                            for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
+                                int n = pass ? tgs[i] : pps[i];
+                                if (n <= 0) continue;
+                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0};
+                                for (int k = 0; k < reps; k++) {
+                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &err)
+                                                    : run_pp(m, s, depths[di], n, &rng, &err);
+                                    if (v < 0) return cli_fail("%s", err.msg);
+                                    r.samples[r.n++] = v;
+                                }
+                                getrusage(RUSAGE_SELF, &ru);
+                                print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
+                            }
+                        lfm2c_session_free(s);
+                    }
                 }
-                nr++;
+                getrusage(RUSAGE_SELF, &ru);
+                if (!json && !csv) print_huge_pages(hugepages);
+                if (!json && !csv)
+                    fprintf(stderr, "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
+                            "%.1f MiB per 32768-token sequence%s\n", ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9,
+                            lfm2c_kv_type_name(tks[ki]), lfm2c_kv_type_name(tvs[vi]),
+                            lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
+                            mp.device == LFM2C_DEVICE_CUDA ? " on the CPU (the CUDA backend keeps F32)" : "");
+                lfm2c_model_free(m);
             }
-            for (int i = 0; i < n_tg; i++) {
-                if (tgs[i] <= 0) continue;
-                rs[nr] = (result){"tg", 0, tgs[i], 1, {0}, 0};
-                for (int r = 0; r < reps; r++) {
-                    double v = run_tg(m, tgs[i], &rng, &err);
-                    if (v < 0) return cli_fail("%s", err.msg);
-                    rs[nr].samples[rs[nr].n++] = v;
-                }
-                nr++;
-            }
-        }
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        double rss_mb = ru.ru_maxrss / 1024.0;
-        for (int i = 0; i < nr; i++) {
-            double avg, sd;
-            stats(&rs[i], &avg, &sd);
-            double gbps = !strcmp(rs[i].test, "tg") ? avg * in->weight_bytes_active / 1e9 : 0;
-            char test[64];
-            if (!strcmp(rs[i].test, "batch"))
-                snprintf(test, sizeof test, "b%d pp%d+tg%d", rs[i].batch, rs[i].n_prompt, rs[i].n_gen);
-            else
-                snprintf(test, sizeof test, "%s%d", rs[i].test, rs[i].n_prompt + rs[i].n_gen);
-            if (json) {
-                printf("%s  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %llu, "
-                       "\"model_n_params\": %llu, \"backend\": \"%s\", \"n_threads\": %d, \"n_batch\": %d, "
-                       "\"n_prompt\": %d, \"n_gen\": %d, \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
-                       first_row ? "" : ",\n", model_path, in->arch, (unsigned long long)in->weight_bytes,
-                       (unsigned long long)in->n_params, device ? device : "CPU", nth, rs[i].batch,
-                       rs[i].n_prompt, rs[i].n_gen, avg, sd);
-                for (int k = 0; k < rs[i].n; k++) printf("%s%.6f", k ? ", " : "", rs[i].samples[k]);
-                printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f}", gbps, rss_mb);
-                first_row = 0;
-            } else if (csv) {
-                printf("%s,%d,%d,%d,%d,%.3f,%.3f,%.3f,%.1f\n", model_path, nth, rs[i].batch, rs[i].n_prompt,
-                       rs[i].n_gen, avg, sd, gbps, rss_mb);
-            } else {
-                char gb[32] = "";
-                if (gbps > 0) snprintf(gb, sizeof gb, "%.1f", gbps);
-                printf("| %s %s | %.2f GiB | %.2f B | %s | %d | %s | %.2f ± %.2f | %s |\n", in->arch,
-                       in->name[0] ? in->name : "", in->weight_bytes / 1073741824.0, in->n_params / 1e9,
-                       device ? device : "CPU", nth, test, avg, sd, gb);
-            }
-        }
-        if (!json && !csv)
-            fprintf(stderr, "peak RSS %.1f MB; weights read per decoded token %.3f GB\n", rss_mb,
-                    in->weight_bytes_active / 1e9);
-        lfm2c_model_free(m);
-    }
     if (json) printf("\n]\n");
     return 0;
 }

@@ -49,6 +49,8 @@ static int usage(void) {
             "  --chat-template-file F   use this Jinja template instead of the model's\n"
             "  -c CTX  -t THREADS  --temp T  --top-k K  --top-p P  --min-p M  --repeat-penalty R\n"
             "  --seed S  -n N (max tokens per reply, default 1024)  --device cpu|cuda  -v, --verbose\n"
+            "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
+            "  --hugepages        copy the weights into anonymous transparent huge pages\n"
             "In the chat: /reset starts over, /exit (or Ctrl-D) leaves, Ctrl-C stops a reply.\n");
     return 1;
 }
@@ -78,6 +80,7 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--chat-template-file")) tmpl_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
+        else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) max_reply = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;

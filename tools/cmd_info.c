@@ -11,8 +11,9 @@ int cmd_info(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lfm2c info -m MODEL.gguf [--tensors]\n");
+            printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n");
             return 0;
         } else return cli_fail("info: unknown option '%s'", argv[i]);
     }
@@ -20,6 +21,7 @@ int cmd_info(int argc, char **argv) {
     mp.n_threads = 1;
     mp.no_populate = true;   /* info reads only the header */
     lfm2c_error err = {0};
+    cli_kv_apply(&mp);
     lfm2c_model *m = path ? lfm2c_model_open(path, &mp, &err) : NULL;
     if (!m) return cli_fail("%s", path ? err.msg : "no model given (-m MODEL.gguf)");
     if (!m) return 1;
@@ -71,12 +73,13 @@ int cmd_info(int argc, char **argv) {
     printf("tensor types: ");
     for (int k = 0; k < n_types; k++) printf("%s%s:%d (%.1f MB)", k ? ", " : "", types[k], counts[k], bytes_by[k] / 1e6);
     printf("\nfile type:    %d\n", in->file_type);
-    double kv_per_tok = 0;
-    for (int l = 0; l < in->n_layer; l++) kv_per_tok += 2.0 * in->n_head_kv[l] * in->head_dim * 4;
-    int n_conv = in->n_layer - n_attn;
-    printf("memory:       weights %.2f GB (mmap), read per token %.2f GB; KV cache %.1f KB/token (f32), "
-           "%.1f MB at 4096 tokens; conv state %.1f KB/sequence\n",
-           in->weight_bytes / 1e9, in->weight_bytes_active / 1e9, kv_per_tok / 1024, kv_per_tok * 4096 / 1e6,
+    double kv_per_tok = lfm2c_kv_cache_bytes(m, 32768) / 32768.0;
+    int n_conv = in->n_layer - n_attn, tk, tv;
+    cli_kv_current(&tk, &tv);
+    printf("memory:       weights %.2f GB (mmap), read per token %.2f GB; KV cache %.1f KB/token (k %s, v %s), "
+           "%.1f MB at 4096 tokens, %.1f MiB at 32768; conv state %.1f KB/sequence\n",
+           in->weight_bytes / 1e9, in->weight_bytes_active / 1e9, kv_per_tok / 1024, lfm2c_kv_type_name(tk),
+           lfm2c_kv_type_name(tv), lfm2c_kv_cache_bytes(m, 4096) / 1e6, lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
            n_conv * 2.0 * in->n_embd * 4 / 1024);
     printf("special:      bos %d, eos %d, pad %d, add_bos %s\n", in->bos_id, in->eos_id, in->pad_id, in->add_bos ? "yes" : "no");
     lfm2c_model_free(m);

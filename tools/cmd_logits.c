@@ -11,7 +11,8 @@ static int usage(void) {
             "usage: lfm2c logits -m MODEL.gguf (--tokens 1,498,582 | -p TEXT) -o OUT.f32\n"
             "  --one-by-one   feed one token at a time (tests the caches) instead of one batch\n"
             "  --reference    plain scalar path: dequantized weights, float activations\n"
-            "  -t N           threads;  --device cpu|cuda\n");
+            "  -t N           threads;  --device cpu|cuda\n"
+            "  -ctk / -ctv T  KV cache types f32 (default here: the goldens' precision), f16, q8_0\n");
     return 1;
 }
 
@@ -19,6 +20,7 @@ int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *tokens_arg = NULL, *prompt = NULL, *out_path = NULL, *device = NULL;
     bool one_by_one = false, reference = false;
     int threads = 0;
+    cli_kv_set_default(LFM2C_KV_F32, LFM2C_KV_F32);   /* logits are compared with references */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
@@ -29,6 +31,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--one-by-one")) one_by_one = true;
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("logits: unknown option '%s'", a);
     }

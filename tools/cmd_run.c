@@ -22,6 +22,8 @@ static int usage(void) {
             "  --repeat-penalty R --repeat-last-n N            --seed S\n"
             "  -c CTX             context size (default: prompt + n, at most the model's)\n"
             "  -t THREADS         --device cpu|cuda            --reference (scalar float path)\n"
+            "  -ctk / -ctv TYPE   KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
+            "  --hugepages        copy the weights into anonymous transparent huge pages\n"
             "  --no-bos           do not add BOS               --special  print special tokens\n"
             "  --ignore-eos       keep going past end-of-generation tokens\n"
             "  -v, --verbose      print speed to stderr\n"
@@ -51,6 +53,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) { system = cli_value(argc, argv, &i); chat = true; }
         else if (!strcmp(a, "--chat-template-file")) { tmpl_path = cli_value(argc, argv, &i); chat = true; }

@@ -54,6 +54,8 @@ static void usage(FILE *out) {
             "  --allow-no-key        listen on a non-loopback address without an API key (refused otherwise)\n"
             "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
             "  --reference           scalar reference kernels\n"
+            "  -ctk / -ctv TYPE      KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
+            "  --hugepages        copy the weights into anonymous transparent huge pages\n"
             "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n");
 }
 
@@ -153,6 +155,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--metrics")) metrics = true;
         else if (!strcmp(a, "--accept-any-model")) any_model = true;
         else if (!strcmp(a, "--reference")) reference = true;
+        else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--device")) {
             const char *d = cli_value(argc, argv, &i);
             if (strcmp(d, "cpu") && strcmp(d, "cuda")) return cli_fail("unknown device '%s' (cpu or cuda)", d);
@@ -231,6 +234,7 @@ int cmd_serve(int argc, char **argv) {
     mp.n_threads = n_threads;
     mp.reference = reference;
     mp.device = device;
+    cli_kv_apply(&mp);
     lfm2c_model *model = lfm2c_model_open(model_path, &mp, &err);
     if (!model) { server_stop(srv); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
     const lfm2c_model_info *mi = lfm2c_model_get_info(model);

@@ -82,6 +82,42 @@ char *cli_read_file(const char *path, size_t *len) {
     return buf;
 }
 
+/* KV cache types given on the command line (-1: not given) and the command's default */
+static int kv_given[2] = {-1, -1}, kv_default[2] = {LFM2C_KV_F16, LFM2C_KV_F16};
+static bool hugepages;   /* --hugepages */
+
+int cli_kv_type(const char *flag, const char *value) {
+    int t = lfm2c_kv_type_from_name(value);
+    if (t < 0) {
+        cli_fail("%s: unknown KV cache type '%s' (f16, q8_0 or f32)", flag, value);
+        exit(1);
+    }
+    return t;
+}
+
+bool cli_kv_flag(int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    int which = !strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k") ? 0
+                : !strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v") ? 1 : -1;
+    if (!strcmp(a, "--hugepages")) return hugepages = true;
+    if (which < 0) return false;
+    kv_given[which] = cli_kv_type(a, cli_value(argc, argv, i));
+    return true;
+}
+
+void cli_kv_set_default(int type_k, int type_v) { kv_default[0] = type_k, kv_default[1] = type_v; }
+
+void cli_kv_current(int *type_k, int *type_v) {
+    *type_k = kv_given[0] >= 0 ? kv_given[0] : kv_default[0];
+    *type_v = kv_given[1] >= 0 ? kv_given[1] : kv_default[1];
+}
+
+void cli_kv_apply(lfm2c_model_params *p) {
+    p->type_k = kv_given[0] >= 0 ? kv_given[0] : kv_default[0];
+    p->type_v = kv_given[1] >= 0 ? kv_given[1] : kv_default[1];
+    p->hugepages = hugepages;
+}
+
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device) {
     if (!path) {
         cli_fail("no model given (-m MODEL.gguf)");
@@ -90,6 +126,7 @@ lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, con
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = n_threads;
     p.reference = reference;
+    cli_kv_apply(&p);
     if (device && !strcmp(device, "cuda")) p.device = LFM2C_DEVICE_CUDA;
     else if (device && strcmp(device, "cpu")) {
         cli_fail("unknown device '%s' (cpu or cuda)", device);

@@ -32,6 +32,7 @@ static lfm2c_model *open_model(const std::string &path, int device, bool referen
     p.n_threads = 2;
     p.device = device;
     p.reference = reference;
+    p.type_k = p.type_v = LFM2C_KV_F32;   /* the CPU side in F32 like the device cache (F16 is the default) */
     lfm2c_error err = {};
     lfm2c_model *m = lfm2c_model_open(path.c_str(), &p, &err);
     CHECK(m != NULL, "%s: %s", path.c_str(), err.msg);
