@@ -123,6 +123,8 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
         }
         json_t *tools = json_object_get(body, "tools");
         if (tools && !json_is_null(tools)) json_object_set(chat, "tools", tools);
+        json_t *tc = json_object_get(body, "tool_choice"); /* an lfm2c extension (Ollama has none) */
+        if (tc) json_object_set(chat, "tool_choice", tc);
     } else {
         json_t *sys = json_object_get(body, "system"), *suffix = json_object_get(body, "suffix");
         if (prompt && !json_is_null(prompt) && !json_is_string(prompt)) { dl_fail(e, 400, "prompt", "'prompt' must be a string"); goto bad; }
