@@ -32,8 +32,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const char *routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"};
-    const char *route = routes[size ? data[0] % 4 : 0];
+    static const char *routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
+                                   /* the other APIs (server_dialect.h) */
+                                   "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat",
+                                   "/api/generate", "/api/show"};
+    const char *route = routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
     const uint8_t *body = size ? data + 1 : data;
     size_t n = size ? size - 1 : 0;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
