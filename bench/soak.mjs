@@ -8,7 +8,8 @@
 // Starts the server itself (port 0, 127.0.0.1, --metrics, an API key), then each client loops
 // over a weighted mix until --duration seconds or --max-requests requests in all:
 //   chat (plain / streamed), streams cancelled midway, tool calls (auto / required), json_schema
-//   and json_object answers, logprobs (chat and legacy completions), /tokenize + /detokenize,
+//   and json_object answers, logprobs (chat and legacy completions), n choices, prompt arrays with
+//   echo and prompt logprobs, tools with a response format, /tokenize + /detokenize,
 //   invalid requests (bad JSON, bad fields, wrong key, unknown route, wrong method, too large),
 //   slow clients (headers and body trickled in pieces, a stream read slowly), half-closed
 //   clients, /health and /metrics.
@@ -182,6 +183,31 @@ const kinds = {
     }
     return res.status;
   },
+  async choices(base) { // n choices (shared prefill), prompt arrays + echo + prompt logprobs, tools with a response format
+    const which = Math.floor(rand() * 3);
+    let res, body;
+    if (which === 0) {
+      body = { model: 'soak', messages: [{ role: 'user', content: userMsg() }], n: 1 + Math.floor(rand() * 6), max_tokens: 16,
+        temperature: 0.8, stream: rand() < 0.4 };
+      res = await post(base, '/v1/chat/completions', body);
+    } else if (which === 1) {
+      body = { model: 'soak', prompt: [userMsg(), userMsg()], n: 1 + Math.floor(rand() * 3), echo: true, logprobs: Math.floor(rand() * 3),
+        max_tokens: Math.floor(rand() * 8), stream: rand() < 0.3 };
+      res = await post(base, '/v1/completions', body);
+    } else {
+      body = { model: 'soak', messages: [{ role: 'user', content: 'Weather or JSON?' }], tools: [weather],
+        tool_choice: pick(['auto', 'required', 'none']), response_format: { type: 'json_schema', json_schema: { name: 'p', schema } }, max_tokens: 64 };
+      res = await post(base, '/v1/chat/completions', body);
+    }
+    const t = await res.text();
+    if (res.status >= 500) bad('choices', `${res.status} ${t.slice(0, 120)}`);
+    if (res.status === 200 && !body.stream) {
+      const j = JSON.parse(t);
+      const want = which === 0 ? body.n : which === 1 ? 2 * body.n : 1;
+      if (j.choices.length !== want) bad('choices', `${j.choices.length} choices, want ${want}`);
+    }
+    return res.status;
+  },
   async tokenize(base) {
     const res = await post(base, '/tokenize', { content: userMsg().repeat(1 + Math.floor(rand() * 50)) });
     const j = await res.json();
@@ -247,7 +273,7 @@ const kinds = {
 };
 const skip = new Set((args.skip || '').split(',').filter(Boolean)); // --skip logprobs,slow: leave kinds out
 const mix = [['chat', 16], ['stream', 14], ['stream_cancel', 10], ['tools', 12], ['schema', 10], ['logprobs', 10],
-  ['tokenize', 6], ['invalid', 10], ['health', 4], ['slow', 8]].filter(([k]) => !skip.has(k));
+  ['choices', 8], ['tokenize', 6], ['invalid', 10], ['health', 4], ['slow', 8]].filter(([k]) => !skip.has(k));
 const mixTotal = mix.reduce((a, [, w]) => a + w, 0);
 const pickKind = () => { let x = rand() * mixTotal; for (const [k, w] of mix) { if ((x -= w) < 0) return k; } return 'chat'; };
 

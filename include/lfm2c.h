@@ -108,6 +108,9 @@ void lfm2c_session_reset(lfm2c_session *s);
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err);
 /* Remember the conv state at the current position (cheap: 2 columns per conv layer). */
 void lfm2c_session_checkpoint(lfm2c_session *s);
+/* Make dst an exact copy of src (history, KV cache, conv state, checkpoints, last logits), so
+ * several continuations of one prompt share its prefill. Same model; CPU sessions only. */
+int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error *err);
 
 /* Several sessions in ONE forward (continuous batching): item i feeds n[i] tokens to
  * sessions[i]. Answers equal those of separate decodes. */

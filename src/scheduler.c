@@ -1,5 +1,6 @@
 /* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step. */
 #include "scheduler.h"
+#include "toolcall.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ typedef struct slot {
     int32_t *forced;           /* tokens to emit without sampling */
     int n_forced, i_forced, cap_forced;
     uint64_t last_used;
+    int cap_prompt_lp;         /* capacity of req->prompt_lp */
     struct sched *owner;
 } slot;
 
@@ -51,6 +53,8 @@ double sched_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+enum { PROMPT_LOGPROBS_CHUNK = 64 }; /* prompt tokens per step of a request reading all logits */
+
 /* ---- requests ------------------------------------------------------------------------------ */
 
 sched_req *sched_req_new(void) {
@@ -65,13 +69,17 @@ sched_req *sched_req_new(void) {
     return r;
 }
 
+static void req_unref(sched_req *r);
+
 static void req_free(sched_req *r) {
+    if (r->fork_of) req_unref(r->fork_of);
     free(r->prompt);
     free(r->logit_bias);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     free(r->text);
     free(r->logprobs);
+    free(r->prompt_lp);
     pthread_cond_destroy(&r->cond);
     free(r);
 }
@@ -80,29 +88,41 @@ static void req_unref(sched_req *r) {
     if (--r->refs == 0) req_free(r);
 }
 
+static void req_signal(sched_req *r) {
+    pthread_cond_broadcast(&r->cond);
+    if (r->notify) pthread_cond_broadcast(r->notify);
+}
+
 void sched_release(sched *s, sched_req *r) {
     pthread_mutex_lock(&s->mu);
     r->cancelled = true;
+    r->notify = NULL;   /* the caller's condition may be gone once it released the request */
     req_unref(r);
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
 }
 
-int sched_submit(sched *s, sched_req *r) {
+int sched_submit_group(sched *s, sched_req **rs, int n) {
     pthread_mutex_lock(&s->mu);
     /* free slots take requests at the next step: they count as room too */
-    if (s->stopping || s->n_queue >= s->p.queue_max + (s->p.n_slots - s->st.active_slots)) {
+    if (s->stopping || n < 1 || s->n_queue + n > s->p.queue_max + (s->p.n_slots - s->st.active_slots)) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    r->refs++;
-    r->t_submit = sched_now();
-    s->queue[s->n_queue++] = r;
-    s->st.requests++;
+    for (int i = 0; i < n; i++) {
+        sched_req *r = rs[i];
+        r->refs++;
+        if (r->fork_of) r->fork_of->refs++;   /* the child reads its parent's progress */
+        r->t_submit = sched_now();
+        s->queue[s->n_queue++] = r;
+        s->st.requests++;
+    }
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
+
+int sched_submit(sched *s, sched_req *r) { return sched_submit_group(s, &r, 1); }
 
 void sched_lock(sched *s) { pthread_mutex_lock(&s->mu); }
 void sched_unlock(sched *s) { pthread_mutex_unlock(&s->mu); }
@@ -113,7 +133,7 @@ void sched_wait(sched *s, sched_req *r, int timeout_ms) {
     ts.tv_sec += timeout_ms / 1000;
     ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-    pthread_cond_timedwait(&r->cond, &s->mu, &ts);
+    pthread_cond_timedwait(r->notify ? r->notify : &r->cond, &s->mu, &ts);
 }
 
 void sched_get_stats(sched *s, sched_stats *out) {
@@ -168,26 +188,19 @@ static bool apply_stops(sched_req *r, size_t old_len) {
     return false;
 }
 
-static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok) {
-    if (r->n_logprobs < 0) return;
-    if (r->n_logprobs_out == r->cap_logprobs) {
-        int cap = r->cap_logprobs ? 2 * r->cap_logprobs : 64;
-        sched_logprob *n = realloc(r->logprobs, (size_t)cap * sizeof *n);
-        if (!n) return;
-        r->logprobs = n;
-        r->cap_logprobs = cap;
-    }
-    sched_logprob *lp = &r->logprobs[r->n_logprobs_out++];
+/* The log-probability of `tok` under `logits` and the top-k alternatives; NULL logits: a forced
+ * token (certain). */
+static void logprob_fill(const sched *s, int k, sched_logprob *lp, const float *logits, int32_t tok) {
     memset(lp, 0, sizeof *lp);
     lp->token = tok;
-    if (!logits) { lp->logprob = 0; return; } /* forced token: certain */
+    if (!logits) { lp->logprob = 0; return; }
     float mx = -INFINITY;
     for (int i = 0; i < s->n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0;
     for (int i = 0; i < s->n_vocab; i++) sum += exp((double)(logits[i] - mx));
     float lse = mx + (float)log(sum);
     lp->logprob = logits[tok] - lse;
-    int k = r->n_logprobs > SCHED_MAX_TOP_LOGPROBS ? SCHED_MAX_TOP_LOGPROBS : r->n_logprobs;
+    if (k > SCHED_MAX_TOP_LOGPROBS) k = SCHED_MAX_TOP_LOGPROBS;
     for (int i = 0; i < s->n_vocab; i++) { /* insertion into a small sorted list */
         float v = logits[i];
         if (lp->n_top == k && (k == 0 || v <= logits[lp->top_token[k - 1]])) continue;
@@ -196,6 +209,40 @@ static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t 
         lp->top_token[j] = i;
     }
     for (int j = 0; j < lp->n_top; j++) lp->top_logprob[j] = logits[lp->top_token[j]] - lse;
+}
+
+/* A new entry at the end of an array of logprobs (NULL when out of memory). */
+static sched_logprob *logprob_push(sched_logprob **a, int *n, int *cap) {
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 64;
+        sched_logprob *p = realloc(*a, (size_t)c * sizeof *p);
+        if (!p) return NULL;
+        *a = p;
+        *cap = c;
+    }
+    return &(*a)[(*n)++];
+}
+
+static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok) {
+    if (r->n_logprobs < 0) return;
+    sched_logprob *lp = logprob_push(&r->logprobs, &r->n_logprobs_out, &r->cap_logprobs);
+    if (lp) logprob_fill(s, r->n_logprobs, lp, logits, tok);
+}
+
+/* Prompt tokens [from+1, from+n] are predicted by logits rows 0..n-1 of the chunk just read from
+ * position `from` (lock held). */
+static void prompt_logprobs_record(sched *s, slot *sl, int from, int n) {
+    sched_req *r = sl->req;
+    int cap = sl->cap_prompt_lp;
+    if (from == 0) {
+        sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
+        if (lp) { memset(lp, 0, sizeof *lp); lp->token = r->prompt[0]; lp->logprob = NAN; }
+    }
+    for (int j = 0; j < n && from + j + 1 < r->n_prompt; j++) {
+        sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
+        if (lp) logprob_fill(s, r->n_logprobs < 0 ? 0 : r->n_logprobs, lp, lfm2c_session_logits(sl->sess, j), r->prompt[from + j + 1]);
+    }
+    sl->cap_prompt_lp = cap;
 }
 
 /* ---- slots -------------------------------------------------------------------------------- */
@@ -226,7 +273,7 @@ static void slot_finish(sched *s, slot *sl, int reason) {
     if (n > 0 && reason != FINISH_CANCELLED) text_append(r, buf, (size_t)n);
     r->n_released = r->n_text;
     r->finish = reason;
-    pthread_cond_broadcast(&r->cond);
+    req_signal(r);
     req_unref(r);
     sl->req = NULL;
     lfm2c_sampler_free(sl->sampler);
@@ -255,6 +302,14 @@ static bool force_push(slot *sl, int32_t t) {
     return true;
 }
 
+/* Under tool_choice "auto" with a JSON answer format, the first token may open a tool call
+ * instead of the JSON value. */
+static bool call_may_open(const sched *s, const slot *sl) {
+    const sched_req *r = sl->req;
+    return r && sl->g && !sl->g_tool && sl->g == r->json_grammar && r->tools_auto && r->tool_grammar &&
+           s->tool_start >= 0 && r->n_generated == 0;
+}
+
 /* The sampler's filter hook: only tokens that keep the grammar alive. */
 static void mask_filter(void *user, float *logits, int n_vocab) {
     slot *sl = user;
@@ -262,6 +317,10 @@ static void mask_filter(void *user, float *logits, int n_vocab) {
     if (!sl->g) return;
     const int32_t *ends = sl->g_tool ? NULL : s->eog;
     int n = grammar_allowed(sl->g, &sl->gst, s->gvocab, ends, sl->g_tool ? 0 : s->n_eog, s->allowed);
+    if (call_may_open(s, sl)) { /* tools under "auto" with a JSON answer: a call or the JSON */
+        if (!s->allowed[s->tool_start]) n++;
+        s->allowed[s->tool_start] = true;
+    }
     if (n == 0) { sl->g_stuck = true; return; }
     for (int i = 0; i < n_vocab; i++)
         if (!s->allowed[i]) logits[i] = -INFINITY;
@@ -279,7 +338,7 @@ static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
 static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     sched_req *r = sl->req;
     bool forced = logits == NULL;
-    if (!sl->g && r->tool_grammar && t == s->tool_start && (r->tools_auto || forced))
+    if (r->tool_grammar && t == s->tool_start && (r->tools_auto || forced) && (!sl->g || call_may_open(s, sl)))
         grammar_start(s, sl, r->tool_grammar, true);
     if (lfm2c_token_is_eog(s->model, t) && !(sl->g && !forced && !grammar_complete(sl->g, &sl->gst))) {
         slot_finish(s, sl, FINISH_STOP);
@@ -322,7 +381,7 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
         return false;
     }
     sl->next = t;
-    pthread_cond_broadcast(&r->cond);
+    req_signal(r);
     return true;
 }
 
@@ -354,6 +413,30 @@ static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
     return i;
 }
 
+/* Sets a slot up for a request whose first `keep` prompt tokens are in its session (lock held). */
+static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
+    sl->n_fed = keep;
+    sl->next = -1;
+    sl->has_logits = false;
+    sl->g = NULL;
+    sl->g_stuck = false;
+    sl->n_forced = sl->i_forced = 0;
+    sl->cap_prompt_lp = 0;
+    lfm2c_detok_init(&sl->detok, true);
+    sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
+    if (sl->sampler) {
+        if (r->logit_bias) lfm2c_sampler_set_logit_bias(sl->sampler, r->logit_bias);
+        lfm2c_sampler_set_filter(sl->sampler, mask_filter, sl);
+    }
+    if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
+    if (r->force_tool_call && r->tool_grammar && s->tool_start >= 0) force_push(sl, s->tool_start);
+    r->n_cached = keep;
+    s->st.prompt_tokens += (uint64_t)r->n_prompt;
+    s->st.cached_tokens += (uint64_t)keep;
+    sl->req = r;
+    if (!sl->sampler) slot_fail(s, sl, "out of memory");
+}
+
 /* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
  * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
 static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
@@ -365,27 +448,41 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
         lfm2c_session_reset(sl->sess);
         keep = 0;
     }
-    sl->n_fed = keep;
-    sl->next = -1;
-    sl->has_logits = false;
-    sl->g = NULL;
-    sl->g_stuck = false;
-    sl->n_forced = sl->i_forced = 0;
-    lfm2c_detok_init(&sl->detok, true);
-    sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
-    if (sl->sampler) {
-        if (r->logit_bias) lfm2c_sampler_set_logit_bias(sl->sampler, r->logit_bias);
-        lfm2c_sampler_set_filter(sl->sampler, mask_filter, sl);
-    }
-    if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
-    if (r->force_tool_call && r->tool_grammar && s->tool_start >= 0) force_push(sl, s->tool_start);
     pthread_mutex_lock(&s->mu);
-    r->n_cached = keep;
-    s->st.prompt_tokens += (uint64_t)r->n_prompt;
-    s->st.cached_tokens += (uint64_t)keep;
-    sl->req = r;
-    if (!sl->sampler) slot_fail(s, sl, "out of memory");
+    slot_setup(s, sl, r, keep);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* A request copying its parent's state waits while the parent's prompt is still being read. */
+static bool waits_for_parent(sched *s, const sched_req *r) {
+    const sched_req *p = r->fork_of;
+    if (!p || p->finish != FINISH_NONE || p->cancelled) return false;
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (s->slots[i].req == p) return s->slots[i].n_fed < p->n_prompt;
+    return true; /* still queued */
+}
+
+/* The parent's prompt is read: each waiting child that finds a free slot starts from a copy of
+ * the parent's state and samples from the same logits (lock held). Children that find no slot
+ * are admitted later like any request. */
+static void fork_children(sched *s, slot *parent) {
+    if (parent->req->prompt_logprobs) return; /* its logits are rows of the whole chunk */
+    for (int q = 0; q < s->n_queue; q++) {
+        sched_req *r = s->queue[q];
+        if (r->fork_of != parent->req || r->cancelled) continue;
+        slot *sl = NULL;
+        for (int i = 0; i < s->p.n_slots && !sl; i++)
+            if (!s->slots[i].req) sl = &s->slots[i];
+        if (!sl) return;
+        lfm2c_error err = {0};
+        if (lfm2c_session_copy(sl->sess, parent->sess, &err) != 0) return;
+        memmove(&s->queue[q], &s->queue[q + 1], (size_t)(s->n_queue - q - 1) * sizeof *s->queue);
+        s->n_queue--;
+        q--;
+        s->st.active_slots++;
+        slot_setup(s, sl, r, r->n_prompt);
+        if (sl->req) slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+    }
 }
 
 static void admit(sched *s) {
@@ -401,22 +498,23 @@ static void admit(sched *s) {
                 r->finish = FINISH_CANCELLED;
                 req_unref(r);
             }
-        int best = -1, best_keep = -1;
-        sched_req *r = s->n_queue ? s->queue[0] : NULL;
+        int best = -1, best_keep = -1, qi = 0;
+        while (qi < s->n_queue && waits_for_parent(s, s->queue[qi])) qi++;
+        sched_req *r = qi < s->n_queue ? s->queue[qi] : NULL;
         for (int i = 0; r && i < s->p.n_slots; i++) {
             slot *sl = &s->slots[i];
             if (sl->req) continue;
             int keep = common_prefix(lfm2c_session_tokens(sl->sess), lfm2c_session_n_past(sl->sess),
                                      r->prompt, r->n_prompt);
             if (keep > r->n_prompt - 1) keep = r->n_prompt - 1; /* feed at least one token */
-            if (s->p.no_prefix_reuse) keep = 0;
+            if (s->p.no_prefix_reuse || r->prompt_logprobs) keep = 0; /* every position's logits are needed */
             if (keep > best_keep || (keep == best_keep && sl->last_used < s->slots[best].last_used)) {
                 best = i;
                 best_keep = keep;
             }
         }
         if (best < 0) { pthread_mutex_unlock(&s->mu); return; }
-        memmove(&s->queue[0], &s->queue[1], (size_t)(s->n_queue - 1) * sizeof *s->queue);
+        memmove(&s->queue[qi], &s->queue[qi + 1], (size_t)(s->n_queue - qi - 1) * sizeof *s->queue);
         s->n_queue--;
         s->st.active_slots++;
         pthread_mutex_unlock(&s->mu);
@@ -451,12 +549,14 @@ static bool step(sched *s) {
                     n = j + 1;
                     break;
                 }
+            if (r->prompt_logprobs && n > PROMPT_LOGPROBS_CHUNK) n = PROMPT_LOGPROBS_CHUNK; /* bounds the logits rows */
             budget -= n;
             n_prefill += n;
             sess[n_items] = sl->sess;
             toks[n_items] = r->prompt + sl->n_fed;
             ns[n_items] = n;
-            modes[n_items] = sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
+            modes[n_items] = r->prompt_logprobs ? LFM2C_LOGITS_ALL
+                           : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
         } else if (sl->next >= 0) {
             n_decode++;
             sess[n_items] = sl->sess;
@@ -484,14 +584,22 @@ static bool step(sched *s) {
         slot *sl = &s->slots[which[k]];
         if (!sl->req) continue;
         if (rc != 0) { slot_fail(s, sl, err.msg); continue; }
+        int row = 0;
         if (sl->n_fed < sl->req->n_prompt) {
+            if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
             sl->n_fed += ns[k];
             lfm2c_session_checkpoint(sl->sess);
-            if (modes[k] == LFM2C_LOGITS_NONE) continue;
+            if (sl->n_fed < sl->req->n_prompt) continue;
+            row = modes[k] == LFM2C_LOGITS_ALL ? ns[k] - 1 : 0;
+            if (sl->req->max_tokens <= 0) { /* the prompt only */
+                slot_finish(s, sl, FINISH_LENGTH);
+                continue;
+            }
+            fork_children(s, sl);
         }
         sl->next = -1;
         sl->last_used = s->st.steps;
-        slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+        slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
     }
     pthread_mutex_unlock(&s->mu);
     return true;
@@ -545,8 +653,8 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     if (!s->slots || !s->queue || !s->allowed || !s->eog) goto oom;
     for (int i = 0; i < s->n_vocab; i++)
         if (lfm2c_token_is_eog(model, i)) s->eog[s->n_eog++] = i;
-    s->tool_start = single_token(model, "<|tool_call_start|>");
-    s->tool_end = single_token(model, "<|tool_call_end|>");
+    s->tool_start = single_token(model, TOOLCALL_START);
+    s->tool_end = single_token(model, TOOLCALL_END);
     /* token byte strings for the grammar mask */
     char **bytes = calloc((size_t)s->n_vocab, sizeof *bytes);
     int *lens = calloc((size_t)s->n_vocab, sizeof *lens);
@@ -599,7 +707,7 @@ void sched_shutdown(sched *s) {
         if (s->slots[i].req) slot_finish(s, &s->slots[i], FINISH_CANCELLED);
     for (int i = 0; i < s->n_queue; i++) {
         s->queue[i]->finish = FINISH_CANCELLED;
-        pthread_cond_broadcast(&s->queue[i]->cond);
+        req_signal(s->queue[i]);
         req_unref(s->queue[i]);
     }
     s->n_queue = 0;

@@ -44,7 +44,7 @@ typedef struct sched_req {
     int n_prompt;
     lfm2c_sampler_params sampling;
     float *logit_bias;          /* n_vocab entries or NULL (owned, freed with the request) */
-    int max_tokens;
+    int max_tokens;             /* 0: read the prompt only (its logprobs) */
     char **stop;                /* stop strings (owned) */
     int n_stop;
     int n_logprobs;             /* -1: none; else top-N alternatives (0..20) per token */
@@ -52,12 +52,20 @@ typedef struct sched_req {
     const grammar *tool_grammar;   /* tool-call list grammar (borrowed) */
     bool force_tool_call;       /* start with <|tool_call_start|> (tool_choice required/named) */
     bool tools_auto;            /* switch to tool_grammar when the model opens a call */
+    bool prompt_logprobs;       /* also the log-probability of each prompt token (n_logprobs
+                                   alternatives; echo of /v1/completions); reads the whole prompt */
+    struct sched_req *fork_of;  /* an earlier request of the same submit with the same prompt:
+                                   this one waits for its prefill and starts from a copy of its
+                                   state (n choices share one prefill) */
 
     /* outputs (guarded by the scheduler lock) */
     char *text;                 /* generated text; text[0..n_released) may be shown */
     size_t n_text, cap_text, n_released;
     sched_logprob *logprobs;    /* one per generated token */
     int n_logprobs_out, cap_logprobs;
+    sched_logprob *prompt_lp;   /* with prompt_logprobs: one per prompt token once it is read
+                                   (the first has logprob NAN: nothing predicts it) */
+    int n_prompt_lp;
     int n_generated, n_cached;  /* completion tokens; prompt tokens reused from a slot */
     double t_submit, t_first;   /* seconds (monotonic): submission and first token */
     int finish;                 /* FINISH_*; != NONE: done */
@@ -68,6 +76,7 @@ typedef struct sched_req {
     bool cancelled;             /* set by the caller (client went away) */
 
     pthread_cond_t cond;        /* signalled when outputs change */
+    pthread_cond_t *notify;     /* also signalled (set before submit: one waiter for several requests) */
     int refs;
 } sched_req;
 
@@ -80,12 +89,15 @@ void sched_free(sched *s);
 sched_req *sched_req_new(void);
 /* Queues the request. Returns 0, or -1 when the queue is full (the caller answers 503). */
 int sched_submit(sched *s, sched_req *r);
+/* Queues n requests together, all or none (-1: no room for all of them). */
+int sched_submit_group(sched *s, sched_req **rs, int n);
 /* Marks the request cancelled (frees its slot at the next step) and drops the caller's ref. */
 void sched_release(sched *s, sched_req *r);
 
 void sched_lock(sched *s);
 void sched_unlock(sched *s);
-/* Waits (lock held) until the request changes or timeout_ms passes. */
+/* Waits (lock held) until the request changes (its notify condition, if set, is signalled) or
+ * timeout_ms passes. */
 void sched_wait(sched *s, sched_req *r, int timeout_ms);
 
 /* Upper bounds (seconds) of the latency histogram buckets; +Inf is the count. */

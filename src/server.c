@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,6 +122,15 @@ static void make_id(server *srv, const char *prefix, char *out, size_t cap) {
     pthread_mutex_unlock(&srv->mu);
     x ^= x >> 31;
     snprintf(out, cap, "%s%016llx", prefix, (unsigned long long)x);
+}
+
+/* A model id names this server's model: its alias, or its file name with or without .gguf. */
+static bool server_model_matches(const server *srv, const char *id) {
+    if (!strcmp(id, srv->alias)) return true;
+    size_t n = strlen(srv->model_file), k = strlen(id);
+    if (!n) return false;
+    if (!strcmp(id, srv->model_file)) return true;
+    return n > 5 && !strcasecmp(srv->model_file + n - 5, ".gguf") && k == n - 5 && !strncmp(id, srv->model_file, k);
 }
 
 static sock *conn_sock(struct MHD_Connection *c) {
@@ -245,8 +255,9 @@ static int get_bool(json_t *body, const char *key, bool *out, http_err *e) {
 }
 
 typedef struct gen_opts {
-    bool stream, include_usage, logprobs;
+    bool stream, include_usage, logprobs, echo;
     int top_logprobs;
+    int n;                     /* choices per prompt (1..SERVER_MAX_N) */
     long long max_tokens;      /* -1: up to the context */
 } gen_opts;
 
@@ -260,8 +271,8 @@ static int parse_common(server *srv, json_t *body, sched_req *r, gen_opts *o, bo
         get_num(body, "frequency_penalty", -2, 2, &freq, e) ||
         get_num(body, "repetition_penalty", 0.01, 10, &rep, e) ||
         get_num(body, "repeat_penalty", 0.01, 10, &rep, e) || get_int(body, "top_k", -1, 1 << 30, &top_k, e) ||
-        get_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, e) || get_int(body, "n", 1, 1, &n, e) ||
-        get_int(body, "max_tokens", 1, 1 << 30, &mt, e) ||
+        get_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, e) || get_int(body, "n", 1, SERVER_MAX_N, &n, e) ||
+        get_int(body, "max_tokens", chat ? 1 : 0, 1 << 30, &mt, e) ||
         get_int(body, "max_completion_tokens", 1, 1 << 30, &mct, e) || get_bool(body, "stream", &o->stream, e))
         return -1;
     if (sp.temperature != temp) sp.temperature = (float)temp;
@@ -275,6 +286,7 @@ static int parse_common(server *srv, json_t *body, sched_req *r, gen_opts *o, bo
     else sp.seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)r;
     r->sampling = sp;
     o->max_tokens = mct > 0 ? mct : mt;
+    o->n = (int)n;
 
     json_t *so = json_object_get(body, "stream_options");
     if (so && !json_is_null(so)) {
@@ -348,14 +360,11 @@ static int fit_context(server *srv, sched_req *r, gen_opts *o, const char *param
         return set_err(e, 400, "context_length_exceeded", param,
                        "this model's context is %d tokens; the prompt has %d tokens", srv->n_ctx, r->n_prompt);
     long long room = srv->n_ctx - r->n_prompt;
-    r->max_tokens = (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
+    r->max_tokens = o->max_tokens == 0 ? 0 : (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
     return 0;
 }
 
 /* ---- chat messages --------------------------------------------------------------------------- */
-
-/* Python literal of a JSON value, as LFM2 writes tool-call arguments. */
-static void py_literal(json_t *v, json_t *out_parts, char **buf, size_t *len, size_t *cap);
 
 static void buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
     if (!*buf) return;
@@ -369,43 +378,6 @@ static void buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t 
     memcpy(*buf + *len, s, n);
     *len += n;
     (*buf)[*len] = 0;
-}
-
-static void py_literal(json_t *v, json_t *unused, char **buf, size_t *len, size_t *cap) {
-    (void)unused;
-    if (json_is_true(v)) { buf_add(buf, len, cap, "True", 4); return; }
-    if (json_is_false(v)) { buf_add(buf, len, cap, "False", 5); return; }
-    if (json_is_null(v)) { buf_add(buf, len, cap, "None", 4); return; }
-    if (json_is_array(v)) {
-        buf_add(buf, len, cap, "[", 1);
-        size_t i;
-        json_t *x;
-        json_array_foreach(v, i, x) {
-            if (i) buf_add(buf, len, cap, ", ", 2);
-            py_literal(x, NULL, buf, len, cap);
-        }
-        buf_add(buf, len, cap, "]", 1);
-        return;
-    }
-    if (json_is_object(v)) {
-        buf_add(buf, len, cap, "{", 1);
-        const char *k;
-        json_t *x;
-        int i = 0;
-        json_object_foreach(v, k, x) {
-            if (i++) buf_add(buf, len, cap, ", ", 2);
-            json_t *ks = json_string(k);
-            char *kt = json_dumps(ks, JSON_ENCODE_ANY);
-            json_decref(ks);
-            if (kt) { buf_add(buf, len, cap, kt, strlen(kt)); free(kt); }
-            buf_add(buf, len, cap, ": ", 2);
-            py_literal(x, NULL, buf, len, cap);
-        }
-        buf_add(buf, len, cap, "}", 1);
-        return;
-    }
-    char *t = json_dumps(v, JSON_ENCODE_ANY);
-    if (t) { buf_add(buf, len, cap, t, strlen(t)); free(t); }
 }
 
 /* Text of a message content: a string, or the text parts of an array; NULL content is "". */
@@ -450,9 +422,9 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
         char *text = malloc(cap);
         if (text) text[0] = 0;
         json_t *calls = json_object_get(m, "tool_calls");
-        if (calls && !json_is_null(calls)) {
+        if (calls && !json_is_null(calls)) { /* written back the way LFM2 emits them (toolcall.c) */
             if (!json_is_array(calls)) { free(text); set_err(e, 400, "invalid_type", "messages", "'tool_calls' must be an array"); goto bad; }
-            buf_add(&text, &len, &cap, TOOLCALL_START "[", strlen(TOOLCALL_START) + 1);
+            json_t *plain = json_array();
             size_t k;
             json_t *tc;
             json_array_foreach(calls, k, tc) {
@@ -462,26 +434,19 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
                 json_t *a = args ? json_loads(args, 0, NULL) : json_object();
                 if (!name || !json_is_object(a)) {
                     json_decref(a);
+                    json_decref(plain);
                     free(text);
                     set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
                     goto bad;
                 }
-                if (k) buf_add(&text, &len, &cap, ", ", 2);
-                buf_add(&text, &len, &cap, name, strlen(name));
-                buf_add(&text, &len, &cap, "(", 1);
-                const char *key;
-                json_t *v;
-                int j = 0;
-                json_object_foreach(a, key, v) {
-                    if (j++) buf_add(&text, &len, &cap, ", ", 2);
-                    buf_add(&text, &len, &cap, key, strlen(key));
-                    buf_add(&text, &len, &cap, "=", 1);
-                    py_literal(v, NULL, &text, &len, &cap);
-                }
-                json_decref(a);
-                buf_add(&text, &len, &cap, ")", 1);
+                json_array_append_new(plain, json_pack("{s:s,s:o}", "name", name, "arguments", a));
             }
-            buf_add(&text, &len, &cap, "]" TOOLCALL_END, 1 + strlen(TOOLCALL_END));
+            size_t n_calls = 0;
+            char *ct = toolcall_format(plain, &n_calls);
+            json_decref(plain);
+            if (!ct) { free(text); set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls cannot be written", i); goto bad; }
+            buf_add(&text, &len, &cap, ct, n_calls);
+            free(ct);
         }
         if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) { free(text); goto bad; }
         if (!text) { set_err(e, 500, NULL, NULL, "out of memory"); goto bad; }
@@ -519,32 +484,122 @@ static json_t *tool_functions(json_t *tools, http_err *e) {
 
 typedef struct job {
     server *srv;
-    sched_req *r;
+    sched_req **rs;            /* the choices; with several prompts, prompt p's k-th is p*n + k */
+    int n_rs;
     gen_opts o;
     bool chat, tools;          /* tools: parse tool calls out of the output */
-    grammar *g_json, *g_tool;  /* owned, outlive the request (freed with the job) */
+    grammar *g_json, *g_tool;  /* owned, outlive the requests (freed with the job) */
+    char **echo;               /* completions with echo: each choice's prompt text */
+    size_t *n_echo;
+    bool *echo_bos;            /* the choice's prompt token 0 is a BOS not in its echo text */
+    pthread_cond_t cond;       /* the scheduler signals it when any choice changes */
     char id[48];
     time_t created;
     const dialect *dl;         /* the API the answer is translated to (NULL: OpenAI) */
     void *dls;                 /* its state (owned) */
 } job;
 
+static job *job_new(server *srv) {
+    job *j = calloc(1, sizeof *j);
+    if (!j) return NULL;
+    j->rs = calloc(1, sizeof *j->rs);
+    if (!j->rs || !(j->rs[0] = sched_req_new())) { free(j->rs); free(j); return NULL; }
+    j->n_rs = 1;
+    j->srv = srv;
+    pthread_cond_init(&j->cond, NULL);
+    pthread_mutex_lock(&srv->mu);
+    srv->jobs++;
+    pthread_mutex_unlock(&srv->mu);
+    return j;
+}
+
 static void job_free(job *j) {
     if (!j) return;
     pthread_mutex_lock(&j->srv->mu);
     j->srv->jobs--;
     pthread_mutex_unlock(&j->srv->mu);
-    if (j->r) sched_release(j->srv->sched, j->r);
+    for (int i = 0; i < j->n_rs; i++) if (j->rs[i]) sched_release(j->srv->sched, j->rs[i]);
+    for (int i = 0; j->echo && i < j->n_rs; i++) free(j->echo[i]);
+    free(j->echo);
+    free(j->n_echo);
+    free(j->echo_bos);
+    free(j->rs);
     grammar_free(j->g_json);
     grammar_free(j->g_tool);
+    pthread_cond_destroy(&j->cond);
     if (j->dl && j->dl->free_state) j->dl->free_state(j->dls);
     free(j);
 }
 
-static int tokenize_prompt(server *srv, const char *text, size_t len, bool add_bos, sched_req *r, http_err *e) {
-    lfm2c_error err = {0};
-    r->prompt = lfm2c_tokenize(srv->model, text, len, add_bos, true, &r->n_prompt, &err);
-    if (!r->prompt) return set_err(e, 400, "invalid_value", "prompt", "cannot tokenize the prompt: %s", err.msg);
+/* A request with b's settings and its own copy of `prompt` (not submitted yet). */
+static sched_req *req_clone(server *srv, const sched_req *b, const int32_t *prompt, int n_prompt) {
+    sched_req *r = sched_req_new();
+    if (!r) return NULL;
+    r->sampling = b->sampling;
+    r->max_tokens = b->max_tokens;
+    r->n_logprobs = b->n_logprobs;
+    r->json_grammar = b->json_grammar;
+    r->tool_grammar = b->tool_grammar;
+    r->force_tool_call = b->force_tool_call;
+    r->tools_auto = b->tools_auto;
+    bool ok = (r->prompt = malloc(sizeof *r->prompt * (size_t)(n_prompt + 1))) != NULL;
+    if (ok) { memcpy(r->prompt, prompt, sizeof *r->prompt * (size_t)n_prompt); r->n_prompt = n_prompt; }
+    if (ok && b->logit_bias && (ok = (r->logit_bias = malloc(sizeof(float) * (size_t)srv->n_vocab)) != NULL))
+        memcpy(r->logit_bias, b->logit_bias, sizeof(float) * (size_t)srv->n_vocab);
+    if (ok && b->n_stop && (ok = (r->stop = calloc((size_t)b->n_stop + 1, sizeof *r->stop)) != NULL))
+        for (int i = 0; ok && i < b->n_stop; i++) ok = (r->stop[r->n_stop++] = strdup(b->stop[i])) != NULL;
+    if (!ok) { sched_release(srv->sched, r); return NULL; }
+    return r;
+}
+
+/* The job holds one request per prompt: makes o.n choices of each, choice k of a prompt with
+ * seed + k, waiting for the prompt's first choice and starting from a copy of its state. */
+static int job_expand(server *srv, job *j, http_err *e) {
+    int n = j->o.n < 1 ? 1 : j->o.n, np = j->n_rs;
+    if (np * n > SERVER_MAX_CHOICES)
+        return set_err(e, 400, "invalid_value", "n", "at most %d choices per request (prompts x n)", SERVER_MAX_CHOICES);
+    for (int i = 0; i < np; i++) j->rs[i]->notify = &j->cond;
+    if (n == 1) return 0;
+    sched_req **rs = calloc((size_t)(np * n), sizeof *rs);
+    char **echo = j->echo ? calloc((size_t)(np * n), sizeof *echo) : NULL;
+    size_t *n_echo = j->echo ? calloc((size_t)(np * n), sizeof *n_echo) : NULL;
+    bool *echo_bos = j->echo ? calloc((size_t)(np * n), sizeof *echo_bos) : NULL;
+    if (!rs || (j->echo && (!echo || !n_echo || !echo_bos))) {
+        free(rs); free(echo); free(n_echo); free(echo_bos);
+        return set_err(e, 500, NULL, NULL, "out of memory");
+    }
+    for (int p = 0; p < np; p++) {
+        sched_req *b = j->rs[p];
+        rs[p * n] = b;
+        j->rs[p] = NULL;
+        if (echo) { echo[p * n] = j->echo[p]; n_echo[p * n] = j->n_echo[p]; echo_bos[p * n] = j->echo_bos[p]; j->echo[p] = NULL; }
+    }
+    free(j->rs);
+    for (int i = 0; j->echo && i < np; i++) free(j->echo[i]);
+    free(j->echo);
+    free(j->n_echo);
+    free(j->echo_bos);
+    j->rs = rs;
+    j->echo = echo;
+    j->n_echo = n_echo;
+    j->echo_bos = echo_bos;
+    j->n_rs = np * n;
+    for (int p = 0; p < np; p++) {
+        sched_req *b = rs[p * n];
+        for (int k = 1; k < n; k++) {
+            sched_req *r = req_clone(srv, b, b->prompt, b->n_prompt);
+            if (!r || (echo && !(echo[p * n + k] = strndup(echo[p * n], n_echo[p * n])))) {
+                if (r) sched_release(srv->sched, r);
+                return set_err(e, 500, NULL, NULL, "out of memory");
+            }
+            if (echo) { n_echo[p * n + k] = n_echo[p * n]; echo_bos[p * n + k] = echo_bos[p * n]; }
+            r->sampling.seed = b->sampling.seed + (uint64_t)k;
+            r->prompt_logprobs = b->prompt_logprobs;
+            if (!b->prompt_logprobs) r->fork_of = b; /* prompt logprobs need every position's logits: no copy */
+            r->notify = &j->cond;
+            rs[p * n + k] = r;
+        }
+    }
     return 0;
 }
 
@@ -586,7 +641,7 @@ static void guard_json(server *srv, json_t *v) {
 }
 
 static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
-    sched_req *r = j->r;
+    sched_req *r = j->rs[0];
     if (parse_common(srv, body, r, &j->o, true, e)) return -1;
     json_t *given = json_object_get(body, "messages");
     if (json_is_array(given) && json_array_size(given) > (size_t)srv->p.max_messages)
@@ -648,19 +703,22 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
             goto bad;
         }
     }
-    if (use_tools && !j->g_json) {
+    if (use_tools) { /* with a response format too: the answer is a call or the JSON, as tool_choice allows */
         char *tt = json_dumps(tools, JSON_COMPACT);
         char gerr[300] = "";
         bool forced = !strcmp(mode, "required") || named;
         j->g_tool = tt ? grammar_tool_calls(tt, named, parallel && !named, gerr, sizeof gerr) : NULL;
         free(tt);
-        if (!j->g_tool && forced) { set_err(e, 400, "invalid_value", "tools", "cannot constrain tool calls: %s", gerr); goto bad; }
+        if (!j->g_tool) { /* in every mode alike: a call is never silently unconstrained */
+            set_err(e, 400, "invalid_value", "tools", "cannot constrain tool calls: %s", gerr);
+            goto bad;
+        }
         r->tool_grammar = j->g_tool;
         r->force_tool_call = forced;
         r->tools_auto = !forced;
         j->tools = true;
     }
-    r->json_grammar = j->g_json;
+    r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
 
     /* request strings are text: their special-token texts stay plain (lfm2c_guard_text) */
     guard_json(srv, msgs);
@@ -682,38 +740,131 @@ static int build_chat(server *srv, json_t *body, job *j, http_err *e) {
     r->prompt = lfm2c_tokenize_prompt(srv->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
     int rc = r->prompt ? 0 : set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
     free(prompt);
-    if (rc) return -1;
-    return fit_context(srv, r, &j->o, "messages", e);
+    if (rc || fit_context(srv, r, &j->o, "messages", e)) return -1;
+    return job_expand(srv, j, e);
 bad:
     json_decref(msgs);
     json_decref(fns);
     return -1;
 }
 
-static int build_completion(server *srv, json_t *body, job *j, http_err *e) {
-    sched_req *r = j->r;
-    if (parse_common(srv, body, r, &j->o, false, e)) return -1;
-    json_t *p = json_object_get(body, "prompt");
-    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0))) p = json_array_get(p, 0);
+/* The text of token ids (echo of a prompt given as ids). */
+static char *prompt_text(server *srv, const int32_t *t, int n, size_t *len) {
+    size_t cap = 256;
+    char *text = malloc(cap);
+    if (text) text[0] = 0;
+    *len = 0;
+    lfm2c_detok d;
+    lfm2c_detok_init(&d, true);
+    for (int i = 0; text && i < n; i++) {
+        char piece[600];
+        int k = lfm2c_detok_push(&d, srv->model, t[i], piece, sizeof piece);
+        if (k > 0) buf_add(&text, len, &cap, piece, (size_t)(k < (int)sizeof piece ? k : (int)sizeof piece));
+    }
+    char tail[64];
+    int k = text ? lfm2c_detok_flush(&d, tail, sizeof tail) : 0;
+    if (k > 0) buf_add(&text, len, &cap, tail, (size_t)k);
+    return text;
+}
+
+/* One prompt of /v1/completions (a string or an array of token ids) as token ids. */
+static int completion_prompt(server *srv, json_t *p, size_t which, int32_t **out, int *n_out, http_err *e) {
+    lfm2c_error err = {0};
     if (json_is_string(p)) {
         const lfm2c_model_info *mi = lfm2c_model_get_info(srv->model);
-        if (tokenize_prompt(srv, json_string_value(p), json_string_length(p), mi->add_bos, r, e)) return -1;
-    } else if (json_is_array(p) && json_array_size(p) > 0) {
-        size_t n = json_array_size(p), i;
-        json_t *t;
-        if (!(r->prompt = malloc(n * sizeof *r->prompt))) return set_err(e, 500, NULL, NULL, "out of memory");
-        json_array_foreach(p, i, t) {
-            if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= srv->n_vocab)
-                return set_err(e, 400, "invalid_value", "prompt", "prompt[%zu] is not a token id of this model", i);
-            r->prompt[i] = (int32_t)json_integer_value(t);
-        }
-        r->n_prompt = (int)n;
-    } else {
-        return set_err(e, 400, p ? "invalid_type" : "missing_required_parameter", "prompt",
-                       "'prompt' must be a string or a non-empty array of token ids");
+        if (json_string_length(p) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)srv->n_ctx)
+            return set_err(e, 400, "context_length_exceeded", "prompt", "the prompt is far longer than the context of %d tokens", srv->n_ctx);
+        *out = lfm2c_tokenize(srv->model, json_string_value(p), json_string_length(p), mi->add_bos, true, n_out, &err);
+        if (!*out) return set_err(e, 400, "invalid_value", "prompt", "cannot tokenize prompt %zu: %s", which, err.msg);
+        return 0;
     }
+    size_t n = json_array_size(p), i;
+    json_t *t;
+    if (!json_is_array(p) || n == 0)
+        return set_err(e, 400, "invalid_type", "prompt", "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
+    if (n > (size_t)srv->n_ctx)
+        return set_err(e, 400, "context_length_exceeded", "prompt", "this model's context is %d tokens; prompt %zu has %zu tokens", srv->n_ctx, which, n);
+    if (!(*out = malloc(n * sizeof **out))) return set_err(e, 500, NULL, NULL, "out of memory");
+    json_array_foreach(p, i, t) {
+        if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= srv->n_vocab) {
+            free(*out);
+            *out = NULL;
+            return set_err(e, 400, "invalid_value", "prompt", "prompt[%zu] is not a token id of this model", i);
+        }
+        (*out)[i] = (int32_t)json_integer_value(t);
+    }
+    *n_out = (int)n;
+    return 0;
+}
+
+/* The prompts of a /v1/completions body: one string or token array, or an array of them. */
+static json_t *completion_prompts(json_t *p, http_err *e) {
+    if (json_is_string(p)) return json_pack("[O]", p);
+    if (!json_is_array(p) || json_array_size(p) == 0) {
+        set_err(e, 400, p ? "invalid_type" : "missing_required_parameter", "prompt",
+                "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
+        return NULL;
+    }
+    json_t *first = json_array_get(p, 0);
+    if (json_is_integer(first)) return json_pack("[O]", p); /* one prompt of token ids */
+    size_t i;
+    json_t *x;
+    json_array_foreach(p, i, x) {
+        if (!json_is_string(x) && !json_is_array(x)) {
+            set_err(e, 400, "invalid_type", "prompt", "prompt[%zu] must be a string or an array of token ids", i);
+            return NULL;
+        }
+    }
+    return json_incref(p);
+}
+
+static int build_completion(server *srv, json_t *body, job *j, http_err *e) {
+    sched_req *b = j->rs[0];
+    if (parse_common(srv, body, b, &j->o, false, e) || get_bool(body, "echo", &j->o.echo, e)) return -1;
     if (!json_object_get(body, "max_tokens") && j->o.max_tokens < 0) j->o.max_tokens = 16; /* OpenAI's default */
-    return fit_context(srv, r, &j->o, "prompt", e);
+    if (j->o.max_tokens == 0 && !j->o.echo)
+        return set_err(e, 400, "invalid_value", "max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo': the prompt's logprobs)");
+    b->prompt_logprobs = j->o.echo && j->o.logprobs; /* echo + logprobs: the prompt's too */
+    json_t *prompts = completion_prompts(json_object_get(body, "prompt"), e);
+    if (!prompts) return -1;
+    size_t np = json_array_size(prompts);
+    int rc = 0;
+    if (np * (size_t)(j->o.n < 1 ? 1 : j->o.n) > SERVER_MAX_CHOICES) {
+        rc = set_err(e, 400, "invalid_value", "prompt", "at most %d choices per request (prompts x n)", SERVER_MAX_CHOICES);
+        goto out;
+    }
+    sched_req **rs = realloc(j->rs, np * sizeof *rs);
+    if (rs) j->rs = rs;
+    if (j->o.echo) {
+        j->echo = calloc(np, sizeof *j->echo);
+        j->n_echo = calloc(np, sizeof *j->n_echo);
+        j->echo_bos = calloc(np, sizeof *j->echo_bos);
+    }
+    if (!rs || (j->o.echo && (!j->echo || !j->n_echo || !j->echo_bos))) { rc = set_err(e, 500, NULL, NULL, "out of memory"); goto out; }
+    for (size_t i = 0; i < np && !rc; i++) {
+        json_t *p = json_array_get(prompts, i);
+        int32_t *toks = NULL;
+        int nt = 0;
+        if ((rc = completion_prompt(srv, p, i, &toks, &nt, e))) break;
+        sched_req *r = i == 0 ? b : req_clone(srv, b, toks, nt);
+        if (!r) { free(toks); rc = set_err(e, 500, NULL, NULL, "out of memory"); break; }
+        if (i == 0) { free(b->prompt); b->prompt = toks; b->n_prompt = nt; } else { free(toks); j->rs[j->n_rs++] = r; }
+        if ((rc = fit_context(srv, r, &j->o, "prompt", e))) break;
+        if (j->o.echo) {
+            if (json_is_string(p)) {
+                j->echo[i] = strndup(json_string_value(p), json_string_length(p));
+                j->n_echo[i] = json_string_length(p);
+                j->echo_bos[i] = lfm2c_model_get_info(srv->model)->add_bos;
+            } else {
+                j->echo[i] = prompt_text(srv, r->prompt, r->n_prompt, &j->n_echo[i]);
+            }
+            if (!j->echo[i]) rc = set_err(e, 500, NULL, NULL, "out of memory");
+        }
+    }
+    if (!rc) rc = job_expand(srv, j, e);
+out:
+    json_decref(prompts);
+    return rc;
 }
 
 /* ---- responses ------------------------------------------------------------------------------------ */
@@ -781,19 +932,23 @@ static json_t *logprobs_json(server *srv, const sched_req *r, int from, int to) 
     return json_pack("{s:o}", "content", arr);
 }
 
-/* The legacy /v1/completions logprobs shape: parallel arrays (lock held). */
-static json_t *legacy_logprobs_json(server *srv, const sched_req *r, int from, int to) {
-    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
-    size_t off = 0;
-    for (int i = 0; i < to && i < r->n_logprobs_out; i++) {
-        const sched_logprob *lp = &r->logprobs[i];
+/* Appends entries [from, to) of `a` to the legacy parallel arrays; entry 0 of `a` starts at text
+ * offset `base`. A NAN logprob (the first prompt token) is null; `zero_first`: entry 0 is not in
+ * the text (the BOS the server added before a string prompt) and takes no room. */
+static void legacy_add(server *srv, const sched_logprob *a, int n, int from, int to, size_t base, bool zero_first,
+                       json_t *tokens, json_t *lps, json_t *tops, json_t *offs) {
+    size_t off = base;
+    for (int i = 0; i < to && i < n; i++) {
+        const sched_logprob *lp = &a[i];
         char b[512], text[4 * 512 + 8];
-        int n = token_text(srv, lp->token, b, (int)sizeof b, text, sizeof text);
+        int len = token_text(srv, lp->token, b, (int)sizeof b, text, sizeof text);
+        if (i == 0 && zero_first) len = 0;
         if (i >= from) {
             json_array_append_new(tokens, json_string(text));
-            json_array_append_new(lps, json_real(lp->logprob));
-            json_t *top = json_object();
-            for (int k = 0; k < lp->n_top; k++) {
+            bool none = isnan(lp->logprob);
+            json_array_append_new(lps, none ? json_null() : json_real(lp->logprob));
+            json_t *top = none ? json_null() : json_object();
+            for (int k = 0; !none && k < lp->n_top; k++) {
                 char tb[512], tt[4 * 512 + 8];
                 token_text(srv, lp->top_token[k], tb, (int)sizeof tb, tt, sizeof tt);
                 json_object_set_new(top, tt, json_real(lp->top_logprob[k]));
@@ -801,14 +956,32 @@ static json_t *legacy_logprobs_json(server *srv, const sched_req *r, int from, i
             json_array_append_new(tops, top);
             json_array_append_new(offs, json_integer((json_int_t)off));
         }
-        off += (size_t)n;
+        off += (size_t)len;
     }
+}
+
+/* The legacy /v1/completions logprobs shape of choice i: parallel arrays over the generated
+ * entries [from, to), preceded by the prompt's entries when `with_prompt` (echo; lock held). */
+static json_t *legacy_logprobs_json(server *srv, const job *j, int i, bool with_prompt, int from, int to) {
+    const sched_req *r = j->rs[i];
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    if (with_prompt && r->prompt_logprobs)
+        legacy_add(srv, r->prompt_lp, r->n_prompt_lp, 0, r->n_prompt_lp, 0, j->echo_bos && j->echo_bos[i], tokens, lps, tops, offs);
+    size_t base = j->echo ? j->n_echo[i] : 0;
+    if (from < to) legacy_add(srv, r->logprobs, r->n_logprobs_out, from, to, base, false, tokens, lps, tops, offs);
     return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
 }
 
-static json_t *usage_json(const sched_req *r) {
-    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_generated,
-                     "total_tokens", r->n_prompt + r->n_generated, "prompt_tokens_details", "cached_tokens", r->n_cached);
+/* Usage of all choices: each prompt counted once (its choices share it), completions summed. */
+static json_t *usage_json(const job *j) {
+    int n = j->o.n < 1 ? 1 : j->o.n, prompt = 0, cached = 0, completion = 0;
+    for (int i = 0; i < j->n_rs; i++) {
+        const sched_req *r = j->rs[i];
+        if (i % n == 0) { prompt += r->n_prompt; cached += r->n_cached; }
+        completion += r->n_generated;
+    }
+    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", prompt, "completion_tokens", completion,
+                     "total_tokens", prompt + completion, "prompt_tokens_details", "cached_tokens", cached);
 }
 
 static json_t *tool_calls_json(server *srv, const toolcall_result *tr) {
@@ -818,63 +991,67 @@ static json_t *tool_calls_json(server *srv, const toolcall_result *tr) {
     return calls;
 }
 
-/* The whole answer of a finished request (lock held). */
-/* Where the text ends once a tool call that max_tokens cut off is dropped: at the start of its
- * last call region when that region has no end marker (a cut call is not a call, and its raw
- * markers and arguments never become content). */
-static size_t before_cut_call(server *srv, const char *text, size_t n) {
-    (void)srv;
-    static const char start[] = "<|tool_call_start|>", end[] = "<|tool_call_end|>";
-    const char *last = NULL;
-    for (const char *p = text; p && (size_t)(p - text) < n;) {
-        const char *q = memmem(p, n - (size_t)(p - text), start, sizeof start - 1);
-        if (!q) break;
-        last = q;
-        p = q + sizeof start - 1;
+/* One choice of the answer (lock held). */
+static json_t *final_choice(server *srv, job *j, int i) {
+    sched_req *r = j->rs[i];
+    const char *finish = finish_name(r->finish);
+    if (!j->chat) {
+        json_t *text = json_stringn(r->text ? r->text : "", r->n_text);
+        if (j->echo && text) { /* the prompt, then the completion */
+            char *both = malloc(j->n_echo[i] + r->n_text + 1);
+            if (both) {
+                memcpy(both, j->echo[i], j->n_echo[i]);
+                if (r->n_text) memcpy(both + j->n_echo[i], r->text, r->n_text);
+                json_t *t2 = json_stringn(both, j->n_echo[i] + r->n_text);
+                if (t2) { json_decref(text); text = t2; }
+                free(both);
+            }
+        }
+        return json_pack("{s:i,s:o,s:o,s:s}", "index", i, "text", text ? text : json_string(""), "logprobs",
+                         j->o.logprobs ? legacy_logprobs_json(srv, j, i, true, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
     }
-    if (!last) return n;
-    if (memmem(last, n - (size_t)(last - text), end, sizeof end - 1)) return n;
-    return (size_t)(last - text);
+    json_t *msg = json_pack("{s:s}", "role", "assistant");
+    toolcall_result tr = {0};
+    size_t n_text = r->n_text;
+    if (j->tools && r->finish == FINISH_LENGTH) n_text = toolcall_before_cut(r->text, n_text);
+    if (j->tools && r->finish != FINISH_LENGTH && toolcall_parse(r->text ? r->text : "", n_text, &tr) && tr.parsed &&
+        tr.n_calls > 0) {
+        json_object_set_new(msg, "content", tr.content_len ? json_stringn(tr.content, tr.content_len) : json_null());
+        json_object_set_new(msg, "tool_calls", tool_calls_json(srv, &tr));
+        finish = "tool_calls";
+    } else {
+        json_object_set_new(msg, "content", json_stringn(r->text ? r->text : "", n_text));
+        if (r->finish == FINISH_TOOL_CALLS) finish = "stop";
+    }
+    toolcall_result_free(&tr);
+    return json_pack("{s:i,s:o,s:o,s:s}", "index", i, "message", msg, "logprobs",
+                     j->o.logprobs ? logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
 }
 
+/* The whole answer of a finished job (lock held). */
 static json_t *final_json(server *srv, job *j) {
-    sched_req *r = j->r;
-    json_t *choice;
-    const char *finish = finish_name(r->finish);
-    if (j->chat) {
-        json_t *msg = json_pack("{s:s}", "role", "assistant");
-        toolcall_result tr = {0};
-        size_t n_text = r->n_text;
-        if (j->tools && r->finish == FINISH_LENGTH) n_text = before_cut_call(srv, r->text, n_text);
-        if (j->tools && r->finish != FINISH_LENGTH && toolcall_parse(r->text ? r->text : "", n_text, &tr) && tr.parsed &&
-            tr.n_calls > 0) {
-            json_object_set_new(msg, "content", tr.content_len ? json_stringn(tr.content, tr.content_len) : json_null());
-            json_object_set_new(msg, "tool_calls", tool_calls_json(srv, &tr));
-            finish = "tool_calls";
-        } else {
-            json_object_set_new(msg, "content", json_stringn(r->text ? r->text : "", n_text));
-            if (r->finish == FINISH_TOOL_CALLS) finish = "stop";
-        }
-        toolcall_result_free(&tr);
-        choice = json_pack("{s:i,s:o,s:o,s:s}", "index", 0, "message", msg, "logprobs",
-                           j->o.logprobs ? logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
-    } else {
-        choice = json_pack("{s:i,s:s%,s:o,s:s}", "index", 0, "text", r->text ? r->text : "", r->n_text, "logprobs",
-                           j->o.logprobs ? legacy_logprobs_json(srv, r, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
-    }
-    return json_pack("{s:s,s:s,s:I,s:s,s:[o],s:o}", "id", j->id, "object", j->chat ? "chat.completion" : "text_completion",
-                     "created", (json_int_t)j->created, "model", srv->alias, "choices", choice, "usage", usage_json(r));
+    json_t *choices = json_array();
+    for (int i = 0; i < j->n_rs; i++) json_array_append_new(choices, final_choice(srv, j, i));
+    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", j->id, "object", j->chat ? "chat.completion" : "text_completion",
+                     "created", (json_int_t)j->created, "model", srv->alias, "choices", choices, "usage", usage_json(j));
 }
 
 /* ---- streaming ------------------------------------------------------------------------------------- */
 
+/* What a stream has sent of one choice. */
+typedef struct stream_choice {
+    size_t sent_text;          /* bytes of r->text already turned into events */
+    int sent_lp;               /* logprob entries already sent */
+    bool started, finished, echoed;
+    toolcall_stream *tcs;
+} stream_choice;
+
 typedef struct stream {
     job *j;
     int fd;
-    size_t sent_text;          /* bytes of r->text already turned into events */
-    int sent_lp;               /* logprob entries already sent */
-    bool started, finished, done_sent;
-    toolcall_stream *tcs;
+    stream_choice *ch;         /* [j->n_rs] */
+    int n_finished;
+    bool finished, done_sent;
     char *out;                 /* pending SSE bytes */
     size_t n_out, off_out, cap_out;
     conn info;                 /* log line data (the connection may be gone first) */
@@ -902,7 +1079,7 @@ static dl_server dl_view(server *srv) {
 }
 
 static dl_run dl_run_of(const job *j) {
-    const sched_req *r = j->r;
+    const sched_req *r = j->rs[0]; /* the dialects ask for one choice */
     return (dl_run){.n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached, .stop_hit = r->stop_hit,
                     .stop_text = r->stop_hit >= 0 && r->stop_hit < r->n_stop ? r->stop[r->stop_hit] : NULL,
                     .t_submit = r->t_submit, .t_first = r->t_first, .t_now = sched_now()};
@@ -925,96 +1102,135 @@ static void out_event(stream *st, json_t *j) {
     free(s);
 }
 
-static json_t *chunk(stream *st, json_t *delta_or_text, json_t *logprobs, const char *finish) {
+static json_t *chunk(stream *st, int i, json_t *delta_or_text, json_t *logprobs, const char *finish) {
     job *j = st->j;
     server *srv = j->srv;
-    json_t *choice = j->chat ? json_pack("{s:i,s:o}", "index", 0, "delta", delta_or_text)
-                             : json_pack("{s:i,s:o}", "index", 0, "text", delta_or_text);
+    json_t *choice = j->chat ? json_pack("{s:i,s:o}", "index", i, "delta", delta_or_text)
+                             : json_pack("{s:i,s:o}", "index", i, "text", delta_or_text);
     json_object_set_new(choice, "logprobs", logprobs ? logprobs : json_null());
     json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
     return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", j->id, "object", j->chat ? "chat.completion.chunk" : "text_completion",
                      "created", (json_int_t)j->created, "model", srv->alias, "choices", choice);
 }
 
-static void emit_content(stream *st, const char *s, size_t n, json_t *logprobs) {
+static void emit_content(stream *st, int i, const char *s, size_t n, json_t *logprobs) {
     if (!n && !logprobs) return;
     json_t *piece = json_stringn(s, n);
     if (!piece) piece = json_string("");
-    out_event(st, chunk(st, st->j->chat ? json_pack("{s:o}", "content", piece) : piece, logprobs, NULL));
+    out_event(st, chunk(st, i, st->j->chat ? json_pack("{s:o}", "content", piece) : piece, logprobs, NULL));
 }
 
-/* Turns new output of the request into SSE events (lock held). */
-static void stream_pump(stream *st) {
+/* The end of one choice: a cut call dropped, parsed calls sent, the finish reason. */
+static void stream_finish_choice(stream *st, int i) {
     job *j = st->j;
-    sched_req *r = j->r;
+    sched_req *r = j->rs[i];
     server *srv = j->srv;
-    if (!st->started) {
-        st->started = true;
-        if (j->chat) out_event(st, chunk(st, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL));
+    stream_choice *c = &st->ch[i];
+    const char *finish = finish_name(r->finish);
+    if (c->tcs) {
+        toolcall_result tr = {0};
+        const char *tail = NULL;
+        size_t tail_len = 0;
+        if (toolcall_stream_finish(c->tcs, &tr, &tail, &tail_len)) {
+            bool cut = r->finish == FINISH_LENGTH; /* a call cut by max_tokens is not a call */
+            if (cut) tail_len = toolcall_before_cut(tail, tail_len);
+            if (tail_len) emit_content(st, i, tail, tail_len, NULL);
+            if (!cut && tr.parsed && tr.n_calls > 0) {
+                json_t *calls = tool_calls_json(srv, &tr);
+                size_t k;
+                json_t *call;
+                json_array_foreach(calls, k, call) {
+                    json_object_set_new(call, "index", json_integer((json_int_t)k));
+                    out_event(st, chunk(st, i, json_pack("{s:[O]}", "tool_calls", call), NULL, NULL));
+                }
+                json_decref(calls);
+                finish = "tool_calls";
+            } else if (r->finish == FINISH_TOOL_CALLS) {
+                finish = "stop";
+            }
+        }
+        toolcall_result_free(&tr);
+    }
+    out_event(st, chunk(st, i, j->chat ? json_object() : json_string(""), NULL, finish));
+}
+
+/* Turns new output of one choice into SSE events (lock held). */
+static void stream_pump_choice(stream *st, int i) {
+    job *j = st->j;
+    sched_req *r = j->rs[i];
+    server *srv = j->srv;
+    stream_choice *c = &st->ch[i];
+    if (c->finished) return;
+    if (!c->started) {
+        c->started = true;
+        if (j->chat) out_event(st, chunk(st, i, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL));
+    }
+    if (j->echo && !c->echoed) { /* the prompt first (with its logprobs once it is read) */
+        if (r->prompt_logprobs && r->n_prompt_lp < r->n_prompt && r->finish == FINISH_NONE) return;
+        c->echoed = true;
+        json_t *plp = r->prompt_logprobs ? legacy_logprobs_json(srv, j, i, true, 0, 0) : NULL;
+        if (j->n_echo[i] || plp) emit_content(st, i, j->echo[i], j->n_echo[i], plp);
     }
     json_t *lp = NULL;
-    if (j->o.logprobs && r->n_logprobs_out > st->sent_lp) {
-        lp = j->chat ? logprobs_json(srv, r, st->sent_lp, r->n_logprobs_out)
-                     : legacy_logprobs_json(srv, r, st->sent_lp, r->n_logprobs_out);
-        st->sent_lp = r->n_logprobs_out;
+    if (j->o.logprobs && r->n_logprobs_out > c->sent_lp) {
+        lp = j->chat ? logprobs_json(srv, r, c->sent_lp, r->n_logprobs_out)
+                     : legacy_logprobs_json(srv, j, i, false, c->sent_lp, r->n_logprobs_out);
+        c->sent_lp = r->n_logprobs_out;
     }
-    if (r->n_released > st->sent_text) {
-        const char *p = r->text + st->sent_text;
-        size_t n = r->n_released - st->sent_text;
-        st->sent_text = r->n_released;
-        if (st->tcs) {
+    if (r->n_released > c->sent_text) {
+        const char *p = r->text + c->sent_text;
+        size_t n = r->n_released - c->sent_text;
+        c->sent_text = r->n_released;
+        if (c->tcs) {
             size_t safe = 0;
-            const char *s = toolcall_stream_feed(st->tcs, p, n, &safe);
-            emit_content(st, s ? s : "", safe, lp);
+            const char *s = toolcall_stream_feed(c->tcs, p, n, &safe);
+            emit_content(st, i, s ? s : "", safe, lp);
         } else {
-            emit_content(st, p, n, lp);
+            emit_content(st, i, p, n, lp);
         }
         lp = NULL;
     }
-    if (lp) emit_content(st, "", 0, lp);
-    if (r->finish == FINISH_NONE || st->finished) return;
-    st->finished = true;
-    if (r->finish == FINISH_ERROR) {
+    if (lp) emit_content(st, i, "", 0, lp);
+    if (r->finish == FINISH_NONE || r->finish == FINISH_ERROR) return;
+    c->finished = true;
+    st->n_finished++;
+    stream_finish_choice(st, i);
+}
+
+/* The first failed choice, if any (lock held). */
+static const sched_req *job_failed(const job *j) {
+    for (int i = 0; i < j->n_rs; i++)
+        if (j->rs[i]->finish == FINISH_ERROR) return j->rs[i];
+    return NULL;
+}
+
+static void job_error(const sched_req *r, http_err *e) {
+    if (r->error_status == 400) set_err(e, 400, "unsatisfiable_request", NULL, "%s", r->error);
+    else set_err(e, 500, "generation_failed", NULL, "%s", r->error);
+}
+
+/* Turns new output of the job into SSE events (lock held). */
+static void stream_pump(stream *st) {
+    job *j = st->j;
+    if (st->finished) return;
+    const sched_req *bad = job_failed(j);
+    if (bad) { /* one failed choice fails the request */
         http_err e;
-        if (r->error_status == 400) set_err(&e, 400, "unsatisfiable_request", NULL, "%s", r->error);
-        else set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
+        job_error(bad, &e);
         out_event(st, err_json(&e));
     } else {
-        const char *finish = finish_name(r->finish);
-        if (st->tcs) {
-            toolcall_result tr = {0};
-            const char *tail = NULL;
-            size_t tail_len = 0;
-            if (toolcall_stream_finish(st->tcs, &tr, &tail, &tail_len)) {
-                bool cut = r->finish == FINISH_LENGTH; /* a call cut by max_tokens is not a call */
-                if (cut) tail_len = before_cut_call(srv, tail, tail_len);
-                if (tail_len) emit_content(st, tail, tail_len, NULL);
-                if (!cut && tr.parsed && tr.n_calls > 0) {
-                    json_t *calls = tool_calls_json(srv, &tr);
-                    size_t i;
-                    json_t *c;
-                    json_array_foreach(calls, i, c) {
-                        json_object_set_new(c, "index", json_integer((json_int_t)i));
-                        out_event(st, chunk(st, json_pack("{s:[O]}", "tool_calls", c), NULL, NULL));
-                    }
-                    json_decref(calls);
-                    finish = "tool_calls";
-                } else if (r->finish == FINISH_TOOL_CALLS) {
-                    finish = "stop";
-                }
-            }
-            toolcall_result_free(&tr);
-        }
-        out_event(st, chunk(st, j->chat ? json_object() : json_string(""), NULL, finish));
+        for (int i = 0; i < j->n_rs; i++) stream_pump_choice(st, i);
+        if (st->n_finished < j->n_rs) return;
         if (j->o.include_usage) {
             json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", j->id, "object",
                                   j->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)j->created,
-                                  "model", srv->alias, "choices", "usage", usage_json(r));
+                                  "model", j->srv->alias, "choices", "usage", usage_json(j));
             out_event(st, u);
         }
     }
+    st->finished = true;
     if (j->dl) {
-        dl_server v = dl_view(srv);
+        dl_server v = dl_view(j->srv);
         dl_run run = dl_run_of(j);
         j->dl->end(&v, j->dls, &run, dl_out, st);
     } else {
@@ -1038,6 +1254,22 @@ static void log_request(server *srv, const conn *k) {
     srv->p.log(srv->p.log_user, line);
 }
 
+/* Token counts of the job for the log line (lock held). */
+static void job_tokens(const job *j, conn *k) {
+    json_t *u = usage_json(j);
+    k->prompt_tokens = (int)json_integer_value(json_object_get(u, "prompt_tokens"));
+    k->completion_tokens = (int)json_integer_value(json_object_get(u, "completion_tokens"));
+    k->cached_tokens = (int)json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
+    json_decref(u);
+}
+
+static bool job_done(const job *j) {
+    if (job_failed(j)) return true;
+    for (int i = 0; i < j->n_rs; i++)
+        if (j->rs[i]->finish == FINISH_NONE) return false;
+    return true;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     stream *st = cls;
     server *srv = st->j->srv;
@@ -1053,12 +1285,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 sched_unlock(srv->sched);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
-            sched_wait(srv->sched, st->j->r, 100);
+            sched_wait(srv->sched, st->j->rs[0], 100);
         }
-        sched_req *r = st->j->r;
-        st->info.prompt_tokens = r->n_prompt;
-        st->info.completion_tokens = r->n_generated;
-        st->info.cached_tokens = r->n_cached;
+        job_tokens(st->j, &st->info);
         if (st->finished) st->done_sent = true;
         sched_unlock(srv->sched);
     }
@@ -1073,8 +1302,9 @@ static void stream_free(void *cls) {
     stream *st = cls;
     if (!st->done_sent) st->info.status = 499; /* the client left before the end */
     log_request(st->j->srv, &st->info);
-    job_free(st->j); /* cancels the request if it is still running */
-    toolcall_stream_free(st->tcs);
+    for (int i = 0; st->ch && i < st->j->n_rs; i++) toolcall_stream_free(st->ch[i].tcs);
+    free(st->ch);
+    job_free(st->j); /* cancels the requests still running */
     free(st->out);
     free(st);
 }
@@ -1082,9 +1312,8 @@ static void stream_free(void *cls) {
 /* Runs a generation job: answers 503 when the queue is full, else waits or streams. */
 static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, job *j) {
     http_err e;
-    sched_req *r = j->r;
-    k->prompt_tokens = r->n_prompt;
-    if (sched_submit(srv->sched, r) != 0) {
+    k->prompt_tokens = j->rs[0]->n_prompt;
+    if (sched_submit_group(srv->sched, j->rs, j->n_rs) != 0) {
         job_free(j);
         set_err(&e, 503, "server_overloaded", NULL, "all slots are busy and the queue is full; retry later");
         k->status = 503;
@@ -1093,43 +1322,42 @@ static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, j
     int fd = conn_fd(c);
     if (j->o.stream) {
         stream *st = calloc(1, sizeof *st);
-        if (!st) { job_free(j); set_err(&e, 500, NULL, NULL, "out of memory"); k->status = 500; return send_err(c, &e); }
+        stream_choice *ch = st ? calloc((size_t)j->n_rs, sizeof *ch) : NULL;
+        if (!ch) { free(st); job_free(j); set_err(&e, 500, NULL, NULL, "out of memory"); k->status = 500; return send_err(c, &e); }
         st->j = j;
+        st->ch = ch;
         st->fd = fd;
         k->status = 200;
         k->streaming = true;
         st->info = *k;
         st->info.body = NULL;
-        if (j->tools) st->tcs = toolcall_stream_new();
+        for (int i = 0; j->tools && i < j->n_rs; i++) st->ch[i].tcs = toolcall_stream_new();
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
         if (!resp) { stream_free(st); return MHD_NO; }
         add_common_headers(c, resp);
         MHD_add_response_header(resp, "Content-Type", j->dl ? j->dl->stream_type : "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        k->status = 200;
-        k->streaming = true;
         enum MHD_Result ret = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
         return ret;
     }
     sched_lock(srv->sched);
-    while (r->finish == FINISH_NONE) {
+    while (!job_done(j)) {
         if (peer_gone(fd)) break;
-        sched_wait(srv->sched, r, 100);
+        sched_wait(srv->sched, j->rs[0], 100);
     }
-    if (r->finish == FINISH_NONE) { /* client left: cancel, answer nobody */
+    if (!job_done(j)) { /* client left: cancel, answer nobody */
         sched_unlock(srv->sched);
         job_free(j);
         k->status = 499;
         return MHD_NO;
     }
-    k->completion_tokens = r->n_generated;
-    k->cached_tokens = r->n_cached;
+    job_tokens(j, k);
     json_t *out;
     int status = 200;
-    if (r->finish == FINISH_ERROR) {
-        if (r->error_status == 400) set_err(&e, 400, "unsatisfiable_request", NULL, "%s", r->error);
-        else set_err(&e, 500, "generation_failed", NULL, "%s", r->error);
+    const sched_req *bad = job_failed(j);
+    if (bad) {
+        job_error(bad, &e);
         out = dl_err_json(j->dl, &e);
         status = e.status;
     } else {
@@ -1148,26 +1376,33 @@ static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, j
     return send_json(c, status, out);
 }
 
+/* The request's "model" must name the served model (its alias or file name, with or without
+ * .gguf), unless the server accepts any name (--any-model). An absent model is accepted. */
+static int check_model(server *srv, json_t *body, http_err *e) {
+    json_t *m = json_object_get(body, "model");
+    if (!m || json_is_null(m) || srv->p.any_model) return 0;
+    if (!json_is_string(m)) return set_err(e, 400, "invalid_type", "model", "'model' must be a string");
+    const char *id = json_string_value(m);
+    if (server_model_matches(srv, id)) return 0;
+    return set_err(e, 404, "model_not_found", "model",
+                   "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')", id, srv->alias);
+}
+
 static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, conn *k, json_t *body, bool chat) {
     http_err e;
-    job *j = calloc(1, sizeof *j);
-    if (!j || !(j->r = sched_req_new())) {
-        free(j);
+    job *j = job_new(srv);
+    if (!j) {
         set_err(&e, 500, NULL, NULL, "out of memory");
         k->status = 500;
         return send_err(c, &e);
     }
-    j->srv = srv;
-    pthread_mutex_lock(&srv->mu);
-    srv->jobs++;
-    pthread_mutex_unlock(&srv->mu);
     j->chat = chat;
     j->created = time(NULL);
     j->dl = k->dl; /* the job owns the dialect's state from here */
     j->dls = k->dls;
     k->dls = NULL;
     make_id(srv, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
-    if ((chat ? build_chat : build_completion)(srv, body, j, &e)) {
+    if (check_model(srv, body, &e) || (chat ? build_chat : build_completion)(srv, body, j, &e)) {
         job_free(j);
         k->status = e.status;
         return send_err(c, &e);
@@ -1554,19 +1789,14 @@ static int post_route(const char *url) {
 /* POST /v1/messages/count_tokens: the prompt the chat request would render, counted. */
 static enum MHD_Result count_tokens(server *srv, struct MHD_Connection *c, conn *k, json_t *chat) {
     http_err e;
-    job *j = calloc(1, sizeof *j);
-    if (!j || !(j->r = sched_req_new())) {
-        free(j);
+    job *j = job_new(srv);
+    if (!j) {
         set_err(&e, 500, NULL, NULL, "out of memory");
         k->status = 500;
         return send_err(c, &e);
     }
-    j->srv = srv;
-    pthread_mutex_lock(&srv->mu);
-    srv->jobs++;
-    pthread_mutex_unlock(&srv->mu);
     j->chat = true;
-    int rc = build_chat(srv, chat, j, &e), n = j->r->n_prompt;
+    int rc = build_chat(srv, chat, j, &e), n = j->rs[0]->n_prompt;
     job_free(j);
     if (rc) { k->status = e.status; return send_err(c, &e); }
     k->status = 200;
@@ -1718,7 +1948,7 @@ static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k
     }
     if (models && get && models[0] == '/' && models[1]) {
         const char *id = models + 1;
-        if (!strcmp(id, srv->alias) || (srv->model_file[0] && !strcmp(id, srv->model_file))) {
+        if (server_model_matches(srv, id)) {
             k->status = 200;
             return send_json(c, 200, model_json(srv));
         }

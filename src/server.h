@@ -33,6 +33,7 @@ typedef struct server_params {
     int max_detokenize_tokens;  /* /detokenize 'tokens' */
     int max_messages;           /* chat 'messages' per request */
     int max_stop_bytes;         /* bytes of one stop string (at most 4 strings, as OpenAI) */
+    bool any_model;             /* accept any 'model' in requests (else 404 model_not_found) */
     server_log_fn log;
     void *log_user;
 } server_params;
@@ -46,6 +47,8 @@ typedef struct server_params {
 #define SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS (1 << 18)
 #define SERVER_DEFAULT_MAX_MESSAGES 4096
 #define SERVER_DEFAULT_MAX_STOP_BYTES 1024
+#define SERVER_MAX_N 16         /* 'n': choices per prompt */
+#define SERVER_MAX_CHOICES 64   /* choices per request (prompts x n) */
 #define SERVER_PROMPT_BYTES_PER_TOKEN 128 /* a rendered prompt longer than n_ctx x this cannot fit */
 #define SERVER_RESPONSES_KEPT 256          /* Responses API conversations kept for previous_response_id */
 #define SERVER_RESPONSES_BYTES (64u << 20) /* ... and their bytes in all (oldest dropped first) */

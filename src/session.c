@@ -192,6 +192,34 @@ void lfm2c_session_checkpoint(lfm2c_session *s) {
     s->ckpt[s->n_ckpt++] = (conv_checkpoint){s->n_past, c};
 }
 
+int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error *err) {
+    if (dst == src) return 0;
+    if (dst->model != src->model) return fail(err, LFM2C_EINVAL, "the sessions belong to different models");
+    if (dst->cuda || src->cuda) return fail(err, LFM2C_EINVAL, "copying a session is not supported on the CUDA backend");
+    if (src->n_past > dst->n_ctx) return fail(err, LFM2C_EINVAL, "the sequence does not fit the destination's context");
+    if (session_reserve(dst, src->n_past, err) || session_reserve_rows(dst, src->n_rows, err)) return -1;
+    size_t kv = sizeof(float) * (size_t)src->n_past * (size_t)src->kv_dim;
+    for (int i = 0; kv && i < src->model->n_attn; i++) {
+        memcpy(dst->k[i], src->k[i], kv);
+        memcpy(dst->v[i], src->v[i], kv);
+    }
+    size_t conv = sizeof(float) * (size_t)src->model->n_conv * 2 * src->model->info.n_embd;
+    memcpy(dst->conv, src->conv, conv);
+    memcpy(dst->tokens, src->tokens, sizeof(int32_t) * (size_t)src->n_past);
+    if (src->n_rows) memcpy(dst->logits, src->logits, sizeof(float) * (size_t)src->n_rows * src->model->info.n_vocab);
+    for (int i = 0; i < dst->n_ckpt; i++) free(dst->ckpt[i].conv);
+    dst->n_ckpt = 0;
+    for (int i = 0; i < src->n_ckpt; i++) { /* a checkpoint that cannot be copied only costs re-computation */
+        float *c = malloc(conv + 1);
+        if (!c) continue;
+        memcpy(c, src->ckpt[i].conv, conv);
+        dst->ckpt[dst->n_ckpt++] = (conv_checkpoint){src->ckpt[i].pos, c};
+    }
+    dst->n_past = src->n_past;
+    dst->n_rows = src->n_rows;
+    return 0;
+}
+
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
     if (n_keep == s->n_past) return 0;

@@ -934,3 +934,103 @@ char *lfm2c_parse_tool_calls(const char *text, size_t len) {
     toolcall_result_free(&r);
     return json;
 }
+
+size_t toolcall_before_cut(const char *text, size_t n) {
+    static const char start[] = TOOLCALL_START, end[] = TOOLCALL_END;
+    const char *last = NULL;
+    for (const char *p = text; p && (size_t)(p - text) < n;) {
+        const char *q = memmem(p, n - (size_t)(p - text), start, sizeof start - 1);
+        if (!q) break;
+        last = q;
+        p = q + sizeof start - 1;
+    }
+    if (!last || memmem(last, n - (size_t)(last - text), end, sizeof end - 1)) return n;
+    return (size_t)(last - text);
+}
+
+/* ---- the writer ------------------------------------------------------------------------------ */
+
+typedef struct wbuf { char *p; size_t n, cap; bool oom; } wbuf;
+
+static void w_add(wbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap * 2 + n + 64;
+        char *p = realloc(b->p, cap);
+        if (!p) { b->oom = true; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void w_json(wbuf *b, const json_t *v) {
+    char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!t) { b->oom = true; return; }
+    w_add(b, t, strlen(t));
+    free(t);
+}
+
+/* A JSON value as a Python literal (True/False/None, lists, dicts with string keys). */
+static void w_py(wbuf *b, const json_t *v) {
+    if (json_is_true(v)) { w_add(b, "True", 4); return; }
+    if (json_is_false(v)) { w_add(b, "False", 5); return; }
+    if (json_is_null(v)) { w_add(b, "None", 4); return; }
+    if (json_is_array(v)) {
+        w_add(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i) w_add(b, ", ", 2);
+            w_py(b, json_array_get(v, i));
+        }
+        w_add(b, "]", 1);
+        return;
+    }
+    if (json_is_object(v)) {
+        w_add(b, "{", 1);
+        const char *k;
+        json_t *x;
+        int i = 0;
+        json_object_foreach((json_t *)v, k, x) {
+            if (i++) w_add(b, ", ", 2);
+            json_t *ks = json_string(k);
+            if (ks) w_json(b, ks); else b->oom = true;
+            json_decref(ks);
+            w_add(b, ": ", 2);
+            w_py(b, x);
+        }
+        w_add(b, "}", 1);
+        return;
+    }
+    w_json(b, v); /* strings and numbers are the same in both */
+}
+
+char *toolcall_format(const json_t *calls, size_t *len) {
+    if (!json_is_array(calls)) return NULL;
+    wbuf b = {0};
+    w_add(&b, TOOLCALL_START "[", sizeof TOOLCALL_START);
+    for (size_t k = 0; k < json_array_size(calls); k++) {
+        const json_t *c = json_array_get(calls, k);
+        const char *name = json_string_value(json_object_get(c, "name"));
+        const json_t *args = json_object_get(c, "arguments");
+        if (!name || !*name || !json_is_object(args)) { free(b.p); return NULL; }
+        if (k) w_add(&b, ", ", 2);
+        w_add(&b, name, strlen(name));
+        w_add(&b, "(", 1);
+        const char *key;
+        json_t *v;
+        int j = 0;
+        json_object_foreach((json_t *)args, key, v) {
+            if (j++) w_add(&b, ", ", 2);
+            w_add(&b, key, strlen(key));
+            w_add(&b, "=", 1);
+            w_py(&b, v);
+        }
+        w_add(&b, ")", 1);
+    }
+    w_add(&b, "]" TOOLCALL_END, sizeof TOOLCALL_END);
+    if (b.oom) { free(b.p); return NULL; }
+    if (len) *len = b.n;
+    return b.p;
+}

@@ -47,6 +47,17 @@ char *toolcall_result_to_json(const toolcall_result *r);
  * server (e.g. from the time) to get ids unique across requests. NULL when out of memory. */
 json_t *toolcall_openai_json(const toolcall_result *r, uint64_t *id_counter);
 
+/* The writer, inverse of the reader: calls [{"name": str, "arguments": {object}}, ...] as LFM2
+ * writes them, TOOLCALL_START "[f(a=1, b=\"x\"), g()]" TOOLCALL_END (values as Python literals),
+ * for assistant turns fed back through the chat template. Returns malloc'd text (*len bytes) or
+ * NULL when a call lacks a name or object arguments, or out of memory. */
+char *toolcall_format(const json_t *calls, size_t *len);
+
+/* Where the text ends once a call region that has no end marker is dropped (a call cut by the
+ * token budget is not a call, and its markers and arguments never become content): the offset of
+ * the last TOOLCALL_START when no TOOLCALL_END follows it, else n. */
+size_t toolcall_before_cut(const char *text, size_t n);
+
 /* Streaming: feed the decoded text as tokens arrive; each feed returns the bytes that are now safe
  * to show as content (never part of a call, never half a UTF-8 character, never a piece of
  * "<|tool_call_start|>"). Held back: whitespace not yet followed by text (it may border a call),

@@ -126,6 +126,30 @@ static void check_fixture(const char *name) {
         lfm2c_session_free(a);
         lfm2c_session_free(b);
     }
+
+    /* a copied session continues exactly like its source (n choices share a prefill) */
+    {
+        lfm2c_session *a = lfm2c_session_new(fast, 64, &err), *c = lfm2c_session_new(fast, 8, &err);
+        lfm2c_session *b = lfm2c_session_new(fast, 64, &err);
+        int na = n / 2;
+        lfm2c_session_decode(b, ids, 2, LFM2C_LOGITS_LAST, &err); /* b has a history to replace */
+        lfm2c_session_decode(a, ids, na, LFM2C_LOGITS_LAST, &err);
+        lfm2c_session_checkpoint(a);
+        CHECK(lfm2c_session_copy(b, a, &err) == 0, "%s: copy: %s", name, err.msg);
+        CHECK(lfm2c_session_n_past(b) == na && !memcmp(lfm2c_session_tokens(b), ids, sizeof(int32_t) * (size_t)na),
+              "%s: the copy's history", name);
+        CHECK(!memcmp(lfm2c_session_logits(b, 0), lfm2c_session_logits(a, 0), sizeof(float) * V), "%s: the copy's logits", name);
+        lfm2c_session_decode(a, ids + na, n - na, LFM2C_LOGITS_LAST, &err);
+        lfm2c_session_decode(b, ids + na, n - na, LFM2C_LOGITS_LAST, &err);
+        CHECK(!memcmp(lfm2c_session_logits(b, 0), lfm2c_session_logits(a, 0), sizeof(float) * V),
+              "%s: the copy continues bitwise like its source", name);
+        CHECK(lfm2c_session_truncate(b, na + 1, &err) == 0 && lfm2c_session_n_past(b) == na + 1,
+              "%s: the copy's checkpoints work: %s", name, err.msg);
+        CHECK(n <= 8 || lfm2c_session_copy(c, a, &err) != 0, "%s: a copy into a too-small context fails", name);
+        lfm2c_session_free(a);
+        lfm2c_session_free(b);
+        lfm2c_session_free(c);
+    }
     free(batch); free(one); free(rb); free(ro); free(golden); free(ids);
     lfm2c_model_free(fast);
     lfm2c_model_free(ref);

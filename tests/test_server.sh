@@ -28,6 +28,11 @@ if [ ! -d server/node_modules/openai ] || [ ! -d server/node_modules/ollama ] ||
   (cd server && timeout 300 npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm install of the openai SDK"; echo "0 passed, 1 failed"; exit 1; }
 fi
+# the agent libraries (Vercel AI SDK, LangChain JS), pinned in clients/package.json
+if [ ! -d clients/node_modules/ai ] || [ ! -d clients/node_modules/@langchain/openai ]; then
+  (cd clients && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+    { echo "FAIL npm ci of the agent libraries (tests/clients)"; echo "0 passed, 1 failed"; exit 1; }
+fi
 
 # start_server NAME ARGS...: starts on a free port, sets PORT and PID.
 start_server() {
@@ -87,6 +92,11 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects_bad.py did not finish: $line"; fi
+  out=$(cd clients && timeout 600 node agents.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "agents.mjs did not finish: $line"; fi
 
   req GET /health ''
   check "health" '[ "$STATUS" = 200 ] && grep -q "\"ok\"" "$TMP/body"'

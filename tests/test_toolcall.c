@@ -528,6 +528,49 @@ static void gen_mutate(gen *g) {
 
 /* Generated outputs, intact and broken: never crash, always valid JSON out, and streaming always
  * agrees with the one-shot parse. */
+static void test_format(void) {
+    json_t *calls = json_loads("[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris \\\"x\\\" \u00e9\",\"days\":3,"
+                               "\"ok\":true,\"none\":null,\"list\":[1,2.5,false],\"obj\":{\"k\":\"v\"}}},"
+                               "{\"name\":\"pkg.noargs\",\"arguments\":{}}]", 0, NULL);
+    CHECK(calls != NULL, "test input parses");
+    size_t n = 0;
+    char *t = toolcall_format(calls, &n);
+    CHECK(t && n == strlen(t), "format");
+    CHECK(t && !strncmp(t, TOOLCALL_START "[get_weather(city=", strlen(TOOLCALL_START) + 18), "starts like LFM2's calls: %s", t ? t : "(null)");
+    CHECK(t && strstr(t, "ok=True, none=None, list=[1, 2.5, False], obj={\"k\": \"v\"}), pkg.noargs()]" TOOLCALL_END), "python literals: %s", t ? t : "(null)");
+    toolcall_result r = {0};
+    CHECK(t && toolcall_parse(t, n, &r) && r.parsed && r.n_calls == 2, "the reader reads what the writer writes");
+    if (r.n_calls == 2) {
+        json_t *a0 = json_object_get(json_array_get(calls, 0), "arguments");
+        char *want = json_dumps(a0, JSON_SORT_KEYS | JSON_COMPACT), *got = NULL;
+        json_t *oa = toolcall_openai_json(&r, &(uint64_t){1});
+        json_t *back = json_loads(json_string_value(json_object_get(json_object_get(json_array_get(oa, 0), "function"), "arguments")), 0, NULL);
+        got = json_dumps(back, JSON_SORT_KEYS | JSON_COMPACT);
+        CHECK(want && got && !strcmp(want, got), "round trip of the arguments: %s vs %s", want, got);
+        free(want); free(got); json_decref(back); json_decref(oa);
+    }
+    toolcall_result_free(&r);
+    free(t);
+    json_t *bad = json_loads("[{\"name\":\"f\",\"arguments\":[1]}]", 0, NULL);
+    CHECK(toolcall_format(bad, NULL) == NULL, "non-object arguments are refused");
+    json_decref(bad);
+    json_decref(calls);
+}
+
+static void test_before_cut(void) {
+    const char *t;
+    t = "hi";
+    CHECK(toolcall_before_cut(t, strlen(t)) == 2, "no call: all of it");
+    t = "ok <|tool_call_start|>[f(a=1)]<|tool_call_end|>";
+    CHECK(toolcall_before_cut(t, strlen(t)) == strlen(t), "a complete call stays");
+    t = "ok <|tool_call_start|>[f(a=";
+    CHECK(toolcall_before_cut(t, strlen(t)) == 3, "a cut call is dropped");
+    t = "<|tool_call_start|>[f()]<|tool_call_end|> and <|tool_call_start|>[g(";
+    CHECK(toolcall_before_cut(t, strlen(t)) == strlen(t) - strlen("<|tool_call_start|>[g("), "only the last, cut region");
+    t = "<|tool_call_start|>";
+    CHECK(toolcall_before_cut(t, 5) == 5, "a partial marker is not a region");
+}
+
 static void test_fuzz(void) {
     gen g = {.rng = 0x9E3779B97F4A7C15ull};
     int with_calls = 0, failed = 0;
@@ -573,6 +616,8 @@ int main(void) {
     test_deep_nesting();
     test_openai();
     test_stream_behaviour();
+    test_format();
+    test_before_cut();
     test_fuzz();
     static const char *stream_texts[] = {
         "  lead <|tool_call_start|>[f(x=1)]<|tool_call_end|>  mid  <|tool_call_start|>[g(y='<|')]<|tool_call_end|>end ",

@@ -30,7 +30,9 @@ static void usage(FILE *out) {
             "  --queue N             requests that may wait for a slot before 503 (default 256)\n"
             "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
             "  --api-key-file F      the same, key read from the first line of F\n"
-            "  --alias NAME          model id shown by /v1/models and in responses\n"
+            "  --alias NAME          model id shown by /v1/models and in responses; requests naming\n"
+            "                        another model get 404 model_not_found (the file name also works)\n"
+            "  --accept-any-model    answer requests whatever 'model' they name (clients with a fixed name)\n"
             "  --metrics             serve Prometheus metrics at GET /metrics\n"
             "  --chat-template-file F  Jinja chat template instead of the model's\n"
             "  --max-body BYTES      largest request body, and /detokenize's text (default 8 MiB)\n"
@@ -135,6 +137,7 @@ int cmd_serve(int argc, char **argv) {
     bool ollama = false, port_set = false, metrics = false, reference = false, no_reuse = false, allow_no_key = false;
     int max_messages = SERVER_DEFAULT_MAX_MESSAGES, max_stop = SERVER_DEFAULT_MAX_STOP_BYTES;
     int drain_timeout = 0, ready_queue_max = 0;
+    bool any_model = false;
     int device = LFM2C_DEVICE_CPU;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -151,6 +154,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--alias")) alias = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--metrics")) metrics = true;
         else if (!strcmp(a, "--ollama")) ollama = true;
+        else if (!strcmp(a, "--accept-any-model")) any_model = true;
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "--device")) {
             const char *d = cli_value(argc, argv, &i);
@@ -221,7 +225,8 @@ int cmd_serve(int argc, char **argv) {
                        .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
                        .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1, .ready_queue_max = ready_queue_max,
                        .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok,
-                       .max_messages = max_messages, .max_stop_bytes = max_stop, .log = log_line};
+                       .max_messages = max_messages, .max_stop_bytes = max_stop, .any_model = any_model,
+                       .log = log_line};
     lfm2c_error err = {0};
     server *srv = server_start(NULL, NULL, &p, &err); /* listens now: /health answers while loading */
     if (!srv) { free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }

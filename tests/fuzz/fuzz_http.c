@@ -10,8 +10,32 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
+#include <stdlib.h>
 
 static int port;
+
+#define ANSWER_WAIT_S 25.0 /* below libFuzzer's -timeout=30 */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int send_all(int fd, const uint8_t *p, size_t n) {
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(fd, p + off, n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        off += (size_t)w;
+    }
+    return 0;
+}
+static sched *sch;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lfm2c_error err = {0};
@@ -23,6 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
      * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
     sched_params sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128};
     sched *s = sched_new(m, &sp, &err);
+    sch = s;
     server_params p = {.host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 128, .max_body = 1 << 20,
                        .model_file = "fuzz.gguf"};
     server *srv = s ? server_start(m, s, &p, &err) : NULL;
@@ -39,33 +64,49 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *route = routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
     const uint8_t *body = size ? data + 1 : data;
     size_t n = size ? size - 1 : 0;
+    /* libFuzzer's -timeout is a periodic SIGALRM: every call below retries on EINTR (a recv cut
+     * by the alarm once passed for "no answer"), and the wait has its own deadline */
+    double deadline = now_s() + ANSWER_WAIT_S;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    struct timeval tv = {25, 0}; /* below libFuzzer's -timeout=30 */
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a)) abort();
+    int rc;
+    while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 && errno == EINTR) {}
+    if (rc != 0 && errno != EISCONN) abort();
     char head[256];
     int h = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n", route, n);
-    if (send(fd, head, (size_t)h, MSG_NOSIGNAL) != h) abort();
-    for (size_t off = 0; off < n;) {
-        ssize_t w = send(fd, body + off, n - off, MSG_NOSIGNAL);
-        if (w <= 0) break;
-        off += (size_t)w;
-    }
+    if (send_all(fd, (const uint8_t *)head, (size_t)h) != 0) abort();
+    send_all(fd, body, n); /* the server may answer (413, 4xx) before reading it all */
     char buf[8192], head_buf[1024] = {0}, status[4] = {0};
     size_t got = 0;
+    int why = 0;
     for (;;) {
+        double left = deadline - now_s();
+        if (left <= 0) { why = ETIMEDOUT; break; }
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        int pr = poll(&pf, 1, (int)(left * 1000) + 1);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) { why = pr ? errno : ETIMEDOUT; if (pr) continue; break; }
         ssize_t r = recv(fd, buf, sizeof buf, 0);
-        if (r <= 0) break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { why = r ? errno : 0; break; }
         if (got < sizeof head_buf - 1) memcpy(head_buf + got, buf, (size_t)r < sizeof head_buf - 1 - got ? (size_t)r : sizeof head_buf - 1 - got);
         got += (size_t)r;
     }
     close(fd);
     if (got >= 12) memcpy(status, head_buf + 9, 3);
     if (!got) { /* every request gets an answer */
-        fprintf(stderr, "fuzz_http: no answer from %s within 25 s\n", route);
+        sched_stats st;
+        sched_get_stats(sch, &st);
+        fprintf(stderr, "fuzz_http: no answer from %s (%s after %.1f s; scheduler: %d of %d slots active, %d queued, "
+                "%llu steps, %llu tokens generated)\n", route, why ? strerror(why) : "closed",
+                ANSWER_WAIT_S - (deadline - now_s()), st.active_slots, st.n_slots, st.queue_depth,
+                (unsigned long long)st.steps, (unsigned long long)st.generated_tokens);
+        if (getenv("LFM2C_FUZZ_HANG_WAIT")) { /* keep the process for a debugger */
+            fprintf(stderr, "fuzz_http: pid %d waits %s s\n", (int)getpid(), getenv("LFM2C_FUZZ_HANG_WAIT"));
+            sleep((unsigned)atoi(getenv("LFM2C_FUZZ_HANG_WAIT")));
+        }
         abort();
     }
     if (status[0] == '5' && strcmp(status, "503")) { /* and never a server error */

@@ -289,6 +289,130 @@ await test('prefix reuse', async () => {
   check(cached >= first.usage.prompt_tokens, `second turn reuses the first (${cached} of ${second.usage.prompt_tokens} cached)`);
 });
 
+await test('n choices', async () => {
+  const metric = async () => {
+    const t = await (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${apiKey}` } })).text();
+    const m = t.match(/^lfm2c_prefill_tokens_total (\d+)/m);
+    return m ? Number(m[1]) : NaN;
+  };
+  const msgs = user('Count the ways: ' + 'one two three four five six seven eight nine ten '.repeat(8));
+  const before = await metric();
+  const r = await client.chat.completions.create({ model, messages: msgs, n: 4, max_tokens: 6, temperature: 0 });
+  const after = await metric();
+  check(r.choices.length === 4 && r.choices.every((c, i) => c.index === i), 'n=4 gives 4 choices indexed 0..3');
+  check(r.choices.every((c) => c.message.content === r.choices[0].message.content), 'temperature 0: the choices agree');
+  check(r.usage.completion_tokens === r.choices.reduce((a, c) => a + 6, 0), `usage sums the choices (${r.usage.completion_tokens})`);
+  check(after - before < 2 * r.usage.prompt_tokens, `the choices share one prefill (${after - before} tokens read for a prompt of ${r.usage.prompt_tokens} x 4)`);
+  const hot = await client.chat.completions.create({ model, messages: msgs, n: 8, max_tokens: 8, temperature: 1.5, seed: 11 });
+  check(new Set(hot.choices.map((c) => c.message.content)).size > 1, 'temperature 1.5: the choices differ');
+  const again = await client.chat.completions.create({ model, messages: msgs, n: 8, max_tokens: 8, temperature: 1.5, seed: 11 });
+  check(JSON.stringify(again.choices.map((c) => c.message.content)) === JSON.stringify(hot.choices.map((c) => c.message.content)),
+    'a seed makes n choices reproducible');
+  // streamed: every index gets its text and its own finish, equal to the plain answer
+  const stream = await client.chat.completions.create({ model, messages: msgs, n: 3, max_tokens: 6, temperature: 0, stream: true,
+    stream_options: { include_usage: true } });
+  const texts = ['', '', ''], finishes = [null, null, null];
+  let usage = null;
+  for await (const ch of stream) {
+    if (ch.usage) usage = ch.usage;
+    for (const c of ch.choices) {
+      texts[c.index] += c.delta.content || '';
+      if (c.finish_reason) finishes[c.index] = c.finish_reason;
+    }
+  }
+  check(texts.every((t) => t === r.choices[0].message.content), 'streamed choices equal the plain ones');
+  check(finishes.every((f) => f === 'length'), `each streamed choice finishes (${finishes})`);
+  check(usage && usage.completion_tokens === 18, 'streamed usage sums the choices');
+  // forced tool calls in every choice
+  const tc = await client.chat.completions.create({ model, messages: user('weather?'), n: 3, tools: [weatherTool], tool_choice: 'required',
+    max_tokens: 80, temperature: 0.8 });
+  check(tc.choices.every((c) => c.finish_reason === 'length' || (c.message.tool_calls && c.message.tool_calls.length > 0)),
+    'n=3 with tool_choice required: each choice calls the tool');
+});
+
+await test('tools together with response_format', async () => {
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ content: '<|tool_call_start|>' }) })).json();
+  const start = tok.tokens[0];
+  const schema = { type: 'object', properties: { answer: { type: 'string', maxLength: 8 } }, required: ['answer'], additionalProperties: false };
+  const rf = { type: 'json_schema', json_schema: { name: 'a', schema } };
+  const isJson = (c) => { try { return validates(JSON.parse(c.message.content), schema); } catch { return false; } };
+  const isCall = (c) => c.finish_reason === 'tool_calls' && c.message.tool_calls.length > 0 &&
+    c.message.tool_calls.every((t) => t.function.name === 'get_weather' && validates(JSON.parse(t.function.arguments), weatherTool.function.parameters));
+  const ask = (extra) => client.chat.completions.create({ model, messages: user('weather in Paris?'), tools: [weatherTool],
+    response_format: rf, max_tokens: 200, parallel_tool_calls: false, ...extra });
+  const req = await ask({ tool_choice: 'required', temperature: 0 });
+  check(isCall(req.choices[0]), 'required + response_format: a tool call');
+  const none = await ask({ tool_choice: 'none', temperature: 0.7 });
+  check(isJson(none.choices[0]) && !none.choices[0].message.tool_calls, 'none + response_format: the JSON');
+  const toCall = await ask({ tool_choice: 'auto', logit_bias: { [start]: 100 } });
+  check(isCall(toCall.choices[0]), `auto + response_format, the model opens a call: a valid call (${JSON.stringify(toCall.choices[0].message)})`);
+  const toJson = await ask({ tool_choice: 'auto', logit_bias: { [start]: -100 } });
+  check(isJson(toJson.choices[0]), 'auto + response_format, the model answers: valid JSON');
+  const many = await ask({ tool_choice: 'auto', n: 8, temperature: 1.2, seed: 5 });
+  check(many.choices.every((c) => c.finish_reason === 'length' || isCall(c) || isJson(c)), 'auto + response_format: each answer is a call or the JSON');
+  const st = await ask({ tool_choice: 'required', stream: true, temperature: 0.7 });
+  let calls = 0, finish = null;
+  for await (const ch of st) { for (const c of ch.choices) { calls += (c.delta.tool_calls || []).length; finish = c.finish_reason || finish; } }
+  check(calls > 0 && finish === 'tool_calls', 'streamed required + response_format: a call');
+});
+
+await test('legacy completions: echo with logprobs (the prompt scored)', async () => {
+  const post = async (path, body) => (await fetch(`${base}${path}`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify(body) })).json();
+  const prefix = [1, 500, 600, 700];
+  const next = await client.completions.create({ model, prompt: prefix, max_tokens: 1, temperature: 0, logprobs: 20 });
+  // a token among the alternatives whose text is one token: score prefix + it, compare
+  let id = -1, want = 0;
+  for (const [text, lp] of Object.entries(next.choices[0].logprobs.top_logprobs[0])) {
+    const t = await post('/tokenize', { content: text, parse_special: false });
+    if (t.tokens.length === 1) { id = t.tokens[0]; want = lp; break; }
+  }
+  check(id >= 0, 'a one-token alternative exists');
+  const scored = await client.completions.create({ model, prompt: [...prefix, id], max_tokens: 0, echo: true, logprobs: 3 });
+  const lp = scored.choices[0].logprobs;
+  check(lp.tokens.length === 5 && lp.token_logprobs[0] === null && lp.top_logprobs[0] === null, 'one entry per prompt token, the first null');
+  check(Math.abs(lp.token_logprobs[4] - want) < 1e-4, `the prompt token's logprob is what generation gives it (${lp.token_logprobs[4]} vs ${want})`);
+  check(scored.usage.completion_tokens === 0 && scored.choices[0].finish_reason === 'length', 'max_tokens 0: nothing generated');
+  check(lp.text_offset.every((o, i) => i === 0 || o >= lp.text_offset[i - 1]), 'text offsets grow');
+  const s1 = await client.completions.create({ model, prompt: 'The cat sat', max_tokens: 3, echo: true, logprobs: 1, temperature: 0 });
+  const l1 = s1.choices[0].logprobs;
+  check(l1.tokens.length === s1.usage.prompt_tokens + 3, 'echo + logprobs: prompt and completion entries');
+  check(l1.text_offset[0] === 0 && l1.text_offset[1] === 0, 'the added BOS takes no room in the text');
+  check(l1.tokens.slice(1).join('') === s1.choices[0].text, 'the entries spell the echoed text');
+  check(l1.text_offset.slice(1).every((o, i) => s1.choices[0].text.startsWith(l1.tokens[i + 1], o)), 'each offset points at its token');
+  const st = await client.completions.create({ model, prompt: 'The cat sat', max_tokens: 3, echo: true, logprobs: 1, temperature: 0, stream: true });
+  const toks = [], lps = [];
+  let text = '';
+  for await (const ch of st) for (const c of ch.choices) { text += c.text; if (c.logprobs) { toks.push(...c.logprobs.tokens); lps.push(...c.logprobs.token_logprobs); } }
+  check(text === s1.choices[0].text && JSON.stringify(toks) === JSON.stringify(l1.tokens), 'streamed echo + logprobs match');
+  check(lps.slice(1).every((x, i) => Math.abs(x - l1.token_logprobs[i + 1]) < 1e-5), 'streamed logprobs match');
+  const bad = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ model, prompt: 'x', max_tokens: 0 }) });
+  check(bad.status === 400, 'max_tokens 0 without echo is a 400');
+});
+
+await test('legacy completions: prompt arrays and echo', async () => {
+  const r = await client.completions.create({ model, prompt: ['The cat', 'A dog'], n: 2, max_tokens: 3, temperature: 0, echo: true });
+  check(r.choices.length === 4 && r.choices.every((c, i) => c.index === i), 'two prompts x n=2: four choices');
+  check(r.choices[0].text.startsWith('The cat') && r.choices[1].text.startsWith('The cat') &&
+    r.choices[2].text.startsWith('A dog') && r.choices[3].text.startsWith('A dog'), 'choice p*n+k echoes prompt p');
+  const plain = await client.completions.create({ model, prompt: 'The cat', max_tokens: 3, temperature: 0 });
+  check(r.choices[0].text === 'The cat' + plain.choices[0].text, 'echo is the prompt followed by the completion');
+  const single = await client.completions.create({ model, prompt: 'A dog', max_tokens: 3, temperature: 0 });
+  check(r.usage.prompt_tokens === plain.usage.prompt_tokens + single.usage.prompt_tokens, 'usage counts each prompt once');
+  const ids = await client.completions.create({ model, prompt: [[1, 510, 2000], [1, 77]], max_tokens: 2, temperature: 0 });
+  check(ids.choices.length === 2, 'an array of token arrays: one choice per prompt');
+  const one = await client.completions.create({ model, prompt: [1, 510, 2000], max_tokens: 2, temperature: 0 });
+  check(one.choices.length === 1 && one.choices[0].text === ids.choices[0].text, 'a token array is one prompt');
+  const st = await client.completions.create({ model, prompt: ['x', 'y'], max_tokens: 2, temperature: 0, echo: true, stream: true });
+  const got = ['', ''];
+  for await (const ch of st) for (const c of ch.choices) got[c.index] += c.text;
+  check(got[0].startsWith('x') && got[1].startsWith('y'), 'streamed echo starts with each prompt');
+  const byFile = await client.completions.create({ model: 'lfm2-tiny-moe-f32', prompt: 'x', max_tokens: 1 });
+  check(byFile.choices.length === 1, 'the model file name (without .gguf) is accepted as the model');
+});
+
 await test('errors through the SDK', async () => {
   const expect = async (what, status, fn, code) => {
     try { await fn(); check(false, `${what}: no error`); }
@@ -299,10 +423,24 @@ await test('errors through the SDK', async () => {
   };
   await expect('missing messages', 400, () => client.chat.completions.create({ model }));
   await expect('bad role', 400, () => client.chat.completions.create({ model, messages: [{ role: 'wizard', content: 'x' }] }));
-  await expect('n=2', 400, () => client.chat.completions.create({ model, messages: user('x'), n: 2 }));
+  await expect('n=17', 400, () => client.chat.completions.create({ model, messages: user('x'), n: 17 }));
+  await expect('n=0', 400, () => client.chat.completions.create({ model, messages: user('x'), n: 0 }));
+  await expect('unknown model', 404, () => client.chat.completions.create({ model: 'gpt-4o', messages: user('x') }), 'model_not_found');
+  await expect('unknown model (legacy)', 404, () => client.completions.create({ model: 'nope', prompt: 'x' }), 'model_not_found');
+  await expect('legacy too long', 400, async () => {
+    try { await client.completions.create({ model, prompt: 'word '.repeat(3000) }); }
+    catch (e) { check(e.param === 'prompt', `too long legacy prompt names param ${e.param}`); throw e; } });
+  await expect('prompt array too large', 400, () => client.completions.create({ model, prompt: Array(40).fill('x'), n: 2 }));
+  await expect('prompt array of objects', 400, () => client.completions.create({ model, prompt: [{ a: 1 }] }));
+  await expect('bad token id in a prompt array', 400, () => client.completions.create({ model, prompt: [[1, 2], [1, -5]] }));
   await expect('temperature type', 400, () => client.chat.completions.create({ model, messages: user('x'), temperature: 'hot' }));
   await expect('unsupported schema', 400, () => client.chat.completions.create({ model, messages: user('x'),
     response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { not: { type: 'string' } } } } }));
+  const notTool = { type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { not: { type: 'string' } } } } } };
+  for (const tool_choice of ['auto', 'required', { type: 'function', function: { name: 'f' } }])
+    await expect(`unenforceable tool schema, tool_choice ${JSON.stringify(tool_choice)}`, 400, async () => {
+      try { await client.chat.completions.create({ model, messages: user('x'), tools: [notTool], tool_choice }); }
+      catch (e) { check(/not/.test(e.message), `the 400 names the keyword: ${e.message}`); throw e; } });
   await expect('too long', 400, () => client.chat.completions.create({ model, messages: user('word '.repeat(3000)) }), 'context_length_exceeded');
   const bad = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong-key', maxRetries: 0 });
   await expect('wrong key', 401, () => bad.models.list(), 'invalid_api_key');

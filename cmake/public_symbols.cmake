@@ -1,0 +1,14 @@
+# public_symbols.cmake — writes the names of the public API (every lfm2c_* function declared in
+# include/lfm2c.h), one per line, for objcopy --keep-global-symbols.
+# usage: cmake -DHEADER=include/lfm2c.h -DOUT=public.syms -P public_symbols.cmake
+file(READ ${HEADER} text)
+string(REGEX MATCHALL "lfm2c_[a-z0-9_]+[ \t\n]*\\(" calls "${text}")
+set(names "")
+foreach(c ${calls})
+  string(REGEX REPLACE "[ \t\n]*\\($" "" n "${c}")
+  list(APPEND names ${n})
+endforeach()
+list(REMOVE_DUPLICATES names)
+list(SORT names)
+string(REPLACE ";" "\n" body "${names}")
+file(WRITE ${OUT} "${body}\n")
