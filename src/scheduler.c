@@ -63,6 +63,7 @@ sched_req *sched_req_new(void) {
     pthread_cond_init(&r->cond, NULL);
     r->refs = 1;
     r->n_logprobs = -1;
+    r->stop_hit = -1;
     r->max_tokens = 256;
     r->sampling = lfm2c_sampler_default_params();
     return r;
@@ -173,6 +174,7 @@ static bool apply_stops(sched_req *r, size_t old_len) {
         size_t from = old_len >= sl ? old_len - sl + 1 : 0;
         for (size_t p = from; p + sl <= r->n_text; p++)
             if (!memcmp(r->text + p, r->stop[i], sl)) {
+                r->stop_hit = i;
                 r->n_text = p;
                 r->text[p] = 0;
                 r->n_released = r->n_text < r->n_released ? r->n_text : r->n_released;

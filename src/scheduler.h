@@ -69,6 +69,7 @@ typedef struct sched_req {
     int n_generated, n_cached;  /* completion tokens; prompt tokens reused from a slot */
     double t_submit, t_first;   /* seconds (monotonic): submission and first token */
     int finish;                 /* FINISH_*; != NONE: done */
+    int stop_hit;               /* index of the stop string that ended it, -1: none */
     char error[600];
     int error_status;           /* with FINISH_ERROR: 400 when the request's own limits made it
                                    impossible (e.g. logit_bias bans every allowed token), else 0 */

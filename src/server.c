@@ -23,6 +23,7 @@
  * to it: a stream notices at its next token, a plain request when its answer is written. JSON in and out goes through jansson; every field
  * is type-checked and a bad request gets a 4xx in OpenAI's error shape. */
 #include "server.h"
+#include "server_dialect.h"
 #include "toolcall.h"
 #include "unicode.h"
 
@@ -62,6 +63,7 @@ struct server {
     bool stopping;
     struct gate { pthread_mutex_t mu; pthread_cond_t cv; int busy, max; } aux, big;
     _Atomic int state;         /* SERVER_LOADING / _READY / _DRAINING (server.h) */
+    resp_store *responses;     /* Responses API conversations (previous_response_id) */
 };
 
 /* One open TCP connection (the socket context): found by the accept policy to make room. */
@@ -72,6 +74,7 @@ typedef struct sock {
     double since;              /* when it last became pending */
     bool pending;              /* nobody is being answered on it */
     bool evicted;              /* shut down by us, not closed yet */
+    const dialect *dl;         /* the API dialect of the request being answered (error shape) */
     server *srv;
 } sock;
 
@@ -87,6 +90,8 @@ typedef struct conn {
     char method[12], url[80], addr[48];
     int route;                 /* ROUTE_* decided from the headers */
     bool big;                  /* holds a place of srv->big */
+    const dialect *dl;         /* another API spoken on this route (server_dialect.h), NULL: OpenAI */
+    void *dls;                 /* its per-request state, until a job takes it */
 } conn;
 
 /* ---- small helpers --------------------------------------------------------------------------- */
@@ -188,8 +193,14 @@ static enum MHD_Result send_json(struct MHD_Connection *c, int status, json_t *j
     return send_text(c, status, "application/json", s, strlen(s), NULL);
 }
 
+/* The error body in the shape of the request's API dialect (OpenAI's by default). */
+static json_t *dl_err_json(const dialect *dl, const http_err *e) {
+    return dl && dl->error ? dl->error(e->status, e->code, e->param, e->msg) : err_json(e);
+}
+
 static enum MHD_Result send_err(struct MHD_Connection *c, const http_err *e) {
-    json_t *j = err_json(e);
+    sock *sk = conn_sock(c);
+    json_t *j = dl_err_json(sk ? sk->dl : NULL, e);
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!s) return MHD_NO;
@@ -484,6 +495,8 @@ typedef struct job {
     pthread_cond_t cond;       /* the scheduler signals it when any choice changes */
     char id[48];
     time_t created;
+    const dialect *dl;         /* the API the answer is translated to (NULL: OpenAI) */
+    void *dls;                 /* its state (owned) */
 } job;
 
 static job *job_new(server *srv) {
@@ -514,6 +527,7 @@ static void job_free(job *j) {
     grammar_free(j->g_json);
     grammar_free(j->g_tool);
     pthread_cond_destroy(&j->cond);
+    if (j->dl && j->dl->free_state) j->dl->free_state(j->dls);
     free(j);
 }
 
@@ -1056,7 +1070,29 @@ static void out_add(stream *st, const char *s, size_t n) {
     st->n_out += n;
 }
 
+static void dl_out(void *ctx, const char *s, size_t n) { out_add(ctx, s, n); }
+
+static dl_server dl_view(server *srv) {
+    return (dl_server){.model = srv->model, .alias = srv->alias, .model_file = srv->model_file[0] ? srv->model_file : NULL,
+                       .n_ctx = srv->n_ctx, .started = srv->started, .responses = srv->responses, .id_mu = &srv->mu,
+                       .id_counter = &srv->id_counter};
+}
+
+static dl_run dl_run_of(const job *j) {
+    const sched_req *r = j->rs[0]; /* the dialects ask for one choice */
+    return (dl_run){.n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached, .stop_hit = r->stop_hit,
+                    .stop_text = r->stop_hit >= 0 && r->stop_hit < r->n_stop ? r->stop[r->stop_hit] : NULL,
+                    .t_submit = r->t_submit, .t_first = r->t_first, .t_now = sched_now()};
+}
+
 static void out_event(stream *st, json_t *j) {
+    if (st->j->dl) { /* another API: the chunk is translated into its events */
+        dl_server v = dl_view(st->j->srv);
+        dl_run run = dl_run_of(st->j);
+        st->j->dl->event(&v, st->j->dls, j, &run, dl_out, st);
+        json_decref(j);
+        return;
+    }
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!s) return;
@@ -1193,7 +1229,13 @@ static void stream_pump(stream *st) {
         }
     }
     st->finished = true;
-    out_add(st, "data: [DONE]\n\n", 14);
+    if (j->dl) {
+        dl_server v = dl_view(j->srv);
+        dl_run run = dl_run_of(j);
+        j->dl->end(&v, j->dls, &run, dl_out, st);
+    } else {
+        out_add(st, "data: [DONE]\n\n", 14);
+    }
 }
 
 /* ---- connections ------------------------------------------------------------------------------------ */
@@ -1293,7 +1335,7 @@ static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, j
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
         if (!resp) { stream_free(st); return MHD_NO; }
         add_common_headers(c, resp);
-        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Content-Type", j->dl ? j->dl->stream_type : "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         enum MHD_Result ret = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
@@ -1316,10 +1358,17 @@ static enum MHD_Result run_job(server *srv, struct MHD_Connection *c, conn *k, j
     const sched_req *bad = job_failed(j);
     if (bad) {
         job_error(bad, &e);
-        out = err_json(&e);
+        out = dl_err_json(j->dl, &e);
         status = e.status;
     } else {
         out = final_json(srv, j);
+        if (j->dl) {
+            dl_server v = dl_view(srv);
+            dl_run run = dl_run_of(j);
+            json_t *o = j->dl->final(&v, j->dls, out, &run);
+            json_decref(out);
+            out = o;
+        }
     }
     sched_unlock(srv->sched);
     job_free(j);
@@ -1349,6 +1398,9 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, co
     }
     j->chat = chat;
     j->created = time(NULL);
+    j->dl = k->dl; /* the job owns the dialect's state from here */
+    j->dls = k->dls;
+    k->dls = NULL;
     make_id(srv, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
     if (check_model(srv, body, &e) || (chat ? build_chat : build_completion)(srv, body, j, &e)) {
         job_free(j);
@@ -1717,15 +1769,81 @@ static bool key_ok(server *srv, struct MHD_Connection *c) {
     return diff == 0;
 }
 
-enum { ROUTE_NONE, ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_TOKENIZE, ROUTE_DETOKENIZE };
+enum { ROUTE_NONE, ROUTE_CHAT, ROUTE_COMPLETIONS, ROUTE_TOKENIZE, ROUTE_DETOKENIZE, ROUTE_DIALECT, ROUTE_COUNT_TOKENS, ROUTE_OLLAMA_SHOW };
 
 static int post_route(const char *url) {
     static const struct { const char *url; int route; } posts[] = {
         {"/v1/chat/completions", ROUTE_CHAT}, {"/chat/completions", ROUTE_CHAT}, {"/v1/completions", ROUTE_COMPLETIONS},
-        {"/completions", ROUTE_COMPLETIONS}, {"/tokenize", ROUTE_TOKENIZE}, {"/detokenize", ROUTE_DETOKENIZE}};
+        {"/completions", ROUTE_COMPLETIONS}, {"/tokenize", ROUTE_TOKENIZE}, {"/detokenize", ROUTE_DETOKENIZE},
+        /* other APIs (server_dialect.h) */
+        {"/v1/responses", ROUTE_DIALECT}, {"/responses", ROUTE_DIALECT}, {"/v1/messages", ROUTE_DIALECT},
+        {"/v1/messages/count_tokens", ROUTE_COUNT_TOKENS}, {"/api/chat", ROUTE_DIALECT}, {"/api/generate", ROUTE_DIALECT},
+        {"/api/show", ROUTE_OLLAMA_SHOW}};
     for (size_t i = 0; i < sizeof posts / sizeof *posts; i++)
         if (!strcmp(url, posts[i].url)) return posts[i].route;
     return ROUTE_NONE;
+}
+
+/* ---- other APIs (server_dialect.h): translated into chat requests ------------------------------ */
+
+/* POST /v1/messages/count_tokens: the prompt the chat request would render, counted. */
+static enum MHD_Result count_tokens(server *srv, struct MHD_Connection *c, conn *k, json_t *chat) {
+    http_err e;
+    job *j = job_new(srv);
+    if (!j) {
+        set_err(&e, 500, NULL, NULL, "out of memory");
+        k->status = 500;
+        return send_err(c, &e);
+    }
+    j->chat = true;
+    int rc = build_chat(srv, chat, j, &e), n = j->rs[0]->n_prompt;
+    job_free(j);
+    if (rc) { k->status = e.status; return send_err(c, &e); }
+    k->status = 200;
+    k->prompt_tokens = n;
+    return send_json(c, 200, json_pack("{s:i}", "input_tokens", n));
+}
+
+static enum MHD_Result handle_dialect(server *srv, struct MHD_Connection *c, conn *k, json_t *body) {
+    dl_server v = dl_view(srv);
+    dl_err de = {0};
+    http_err e;
+    if (k->route == ROUTE_OLLAMA_SHOW) {
+        json_t *o = ollama_show(&v, body, &de);
+        if (o) { k->status = 200; return send_json(c, 200, o); }
+    } else if (k->route == ROUTE_COUNT_TOKENS) {
+        json_t *chat = anthropic_count_request(&v, body, &de);
+        if (chat) {
+            enum MHD_Result r = count_tokens(srv, c, k, chat);
+            json_decref(chat);
+            return r;
+        }
+    } else {
+        bool legacy = false;
+        json_t *chat = k->dl->request(&v, body, &k->dls, &legacy, &de);
+        if (chat) {
+            enum MHD_Result r = handle_generate(srv, c, k, chat, !legacy);
+            json_decref(chat);
+            if (k->dls) { k->dl->free_state(k->dls); k->dls = NULL; } /* no job took it */
+            return r;
+        }
+        if (de.status == 200 && de.answer) { k->status = 200; return send_json(c, 200, de.answer); }
+    }
+    json_decref(de.answer);
+    int status = de.status >= 400 ? de.status : 400;
+    set_err(&e, status, status == 404 ? "not_found" : status >= 500 ? NULL : "invalid_value", de.param[0] ? de.param : NULL,
+            "%s", de.msg);
+    k->status = status;
+    return send_err(c, &e);
+}
+
+/* HEAD / always, GET / from an Ollama client (its User-Agent): "Ollama is running". A browser's
+ * GET / is left to the other routes. */
+static bool ollama_root(struct MHD_Connection *c, const char *method) {
+    if (!strcmp(method, "HEAD")) return true;
+    if (strcmp(method, "GET")) return false;
+    const char *ua = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "User-Agent");
+    return ua && strcasestr(ua, "ollama");
 }
 
 static json_t *model_json(server *srv) {
@@ -1801,12 +1919,19 @@ static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     if (!strcmp(method, "OPTIONS")) { conn_pending(srv, c, false); return send_preflight(c, k); }
     conn_pending(srv, c, false); /* answered now, or the body is on its way */
+    sock *sk = conn_sock(c);
+    if (sk) sk->dl = dialect_for_url(url); /* errors from here take that API's shape */
     int state = atomic_load(&srv->state);
     if (!strcmp(url, "/health") && get) { /* liveness: the process answers HTTP */
         k->status = 200;
         return send_json(c, 200, json_pack("{s:s}", "status", state_name(state)));
     }
     if (!strcmp(url, "/ready") && get) return send_ready(srv, c, k, state);
+    if (!strcmp(url, "/") && ollama_root(c, method)) { /* Ollama clients probe this */
+        k->status = 200;
+        char *s = strdup("Ollama is running");
+        return s ? send_text(c, 200, "text/plain; charset=utf-8", s, strlen(s), NULL) : MHD_NO;
+    }
     /* not ready: GETs are answered 503 here; a POST's body is read first (on_request answers),
      * since closing on an unread body resets the connection before a proxy reads the 503 */
     if (state == SERVER_LOADING && !post) return send_not_ready(c, k, state);
@@ -1831,6 +1956,11 @@ static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k
         k->status = 404;
         return send_err(c, &e);
     }
+    if (get && (!strcmp(url, "/api/tags") || !strcmp(url, "/api/ps") || !strcmp(url, "/api/version"))) {
+        dl_server v = dl_view(srv);
+        k->status = 200;
+        return send_json(c, 200, url[5] == 'v' ? ollama_version() : ollama_tags(&v, url[5] == 'p'));
+    }
     if (!strcmp(url, "/metrics") && get) {
         if (!srv->p.metrics) {
             set_err(&e, 404, "not_found", NULL, "metrics are off (start the server with --metrics)");
@@ -1840,6 +1970,7 @@ static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k
         return handle_metrics(srv, c, k);
     }
     k->route = post_route(url);
+    if (k->route == ROUTE_DIALECT) k->dl = dialect_for_url(url);
     if (k->route == ROUTE_NONE) {
         set_err(&e, 404, "not_found", NULL, "no route %.11s %.300s", method, url);
         k->status = 404;
@@ -1918,6 +2049,8 @@ static enum MHD_Result on_request(server *srv, struct MHD_Connection *c, conn *k
         ret = send_err(c, &e);
     } else if (k->route == ROUTE_CHAT || k->route == ROUTE_COMPLETIONS) {
         ret = handle_generate(srv, c, k, body, k->route == ROUTE_CHAT);
+    } else if (k->route >= ROUTE_DIALECT) {
+        ret = handle_dialect(srv, c, k, body);
     } else if (k->route == ROUTE_TOKENIZE) {
         ret = handle_tokenize(srv, c, k, body);
     } else {
@@ -1973,6 +2106,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 static void server_free(server *srv) {
     pthread_mutex_destroy(&srv->mu);
     pthread_mutex_destroy(&srv->net_mu);
+    resp_store_free(srv->responses);
     pthread_mutex_destroy(&srv->aux.mu);
     pthread_cond_destroy(&srv->aux.cv);
     pthread_mutex_destroy(&srv->big.mu);
@@ -2002,6 +2136,7 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     srv->tool_ids = (uint64_t)srv->started * 2654435761u;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_mutex_init(&srv->net_mu, NULL);
+    srv->responses = resp_store_new(SERVER_RESPONSES_KEPT, SERVER_RESPONSES_BYTES);
     gate_init(&srv->aux, SERVER_AUX_PARALLEL);
     gate_init(&srv->big, SERVER_AUX_PARALLEL);
     snprintf(srv->alias, sizeof srv->alias, "%s", p->alias && *p->alias ? p->alias : "lfm2c");

@@ -23,7 +23,8 @@ check() { if eval "$2"; then ok; else bad "$1"; fi; }
 for tool in node npm curl python3; do
   command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
 done
-if [ ! -d server/node_modules/openai ]; then
+if [ ! -d server/node_modules/openai ] || [ ! -d server/node_modules/ollama ] || [ ! -d server/node_modules/@anthropic-ai/sdk ] ||
+   [ ! -d server/node_modules/@openai/agents ]; then
   (cd server && timeout 300 npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm install of the openai SDK"; echo "0 passed, 1 failed"; exit 1; }
 fi
@@ -79,6 +80,18 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "concurrency.mjs did not finish: $line"; fi
 
+  # the other APIs on the same port: Responses (openai, @openai/agents), Anthropic Messages, Ollama,
+  # each with its official client, then malformed requests in each API's own error shape
+  out=$(cd server && timeout 300 node dialects.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects.mjs did not finish: $line"; fi
+  out=$(timeout 300 python3 server/dialects_bad.py "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects_bad.py did not finish: $line"; fi
   out=$(cd clients && timeout 600 node agents.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   line=$(echo "$out" | tail -1)
@@ -335,6 +348,18 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
 else
   bad "hostile server start"
 fi
+
+# ---- --ollama: listens where Ollama clients look (or says that port is taken) -----------------
+"$LFM2C" serve -m $MODEL -np 1 -c 256 --ollama >"$TMP/ol.out" 2>"$TMP/ol.err" &
+olpid=$!
+PIDS+=("$olpid")
+for _ in $(seq 200); do grep -q 11434 "$TMP/ol.out" "$TMP/ol.err" 2>/dev/null && break; kill -0 $olpid 2>/dev/null || break; sleep 0.1; done
+check "--ollama: 127.0.0.1:11434" 'grep -q "127.0.0.1:11434" "$TMP/ol.out" "$TMP/ol.err"'
+if grep -q "^listening on 127.0.0.1:11434$" "$TMP/ol.out"; then
+  body=$(curl -s http://127.0.0.1:11434/ -A "ollama-js/0.6.4")
+  check "--ollama: GET / from an Ollama client" '[ "$body" = "Ollama is running" ]'
+fi
+kill $olpid 2>/dev/null; wait $olpid 2>/dev/null
 
 # ---- start-up errors ------------------------------------------------------------------------
 "$LFM2C" serve -m data/does-not-exist.gguf --port 0 >/dev/null 2>"$TMP/e1"; rc=$?

@@ -22,6 +22,8 @@ static void usage(FILE *out) {
             "usage: lfm2c serve -m MODEL.gguf [options]\n"
             "  --host ADDR           IPv4 address to bind (default 127.0.0.1: loopback only)\n"
             "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
+            "  --ollama              default port 11434, where Ollama clients look (the OpenAI, Responses,\n"
+            "                        Anthropic and Ollama APIs are served on every port)\n"
             "  -np, --parallel N     slots decoded together (default 4)\n"
             "  -c, --ctx-size N      context per slot (default 4096, at most the model's)\n"
             "  -t, --threads N       worker threads (default: one per physical core)\n"
@@ -134,7 +136,7 @@ int cmd_serve(int argc, char **argv) {
         max_conn = SERVER_DEFAULT_MAX_CONNECTIONS, max_per_ip = 0, max_pending_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP,
         max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
     long max_body = 8L << 20, max_tok_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
-    bool metrics = false, reference = false, no_reuse = false, allow_no_key = false;
+    bool ollama = false, port_set = false, metrics = false, reference = false, no_reuse = false, allow_no_key = false;
     int max_messages = SERVER_DEFAULT_MAX_MESSAGES, max_stop = SERVER_DEFAULT_MAX_STOP_BYTES;
     int drain_timeout = 0, ready_queue_max = 0;
     bool any_model = false;
@@ -144,7 +146,7 @@ int cmd_serve(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--host")) host = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--port")) port = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--port")) { port = cli_int(a, cli_value(argc, argv, &i)); port_set = true; }
         else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) n_slots = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_threads = cli_threads(a, cli_value(argc, argv, &i));
@@ -153,6 +155,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--api-key-file")) key_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--alias")) alias = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--metrics")) metrics = true;
+        else if (!strcmp(a, "--ollama")) ollama = true;
         else if (!strcmp(a, "--accept-any-model")) any_model = true;
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i)) continue;
@@ -180,6 +183,7 @@ int cmd_serve(int argc, char **argv) {
         else { usage(stderr); return cli_fail("serve: unknown option '%s'", a); }
     }
     if (!model_path) { usage(stderr); return cli_fail("serve: -m MODEL.gguf is required"); }
+    if (ollama && !port_set) port = 11434; /* --port wins over --ollama */
     if (port < 0 || port > 65535) return cli_fail("--port must be 0..65535");
     if (n_slots < 1 || n_slots > 1024) return cli_fail("-np must be 1..1024");
     if (n_ctx < 16) return cli_fail("-c must be at least 16");

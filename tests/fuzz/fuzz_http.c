@@ -57,8 +57,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const char *routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"};
-    const char *route = routes[size ? data[0] % 4 : 0];
+    static const char *routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
+                                   /* the other APIs (server_dialect.h) */
+                                   "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat",
+                                   "/api/generate", "/api/show"};
+    const char *route = routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
     const uint8_t *body = size ? data + 1 : data;
     size_t n = size ? size - 1 : 0;
     /* libFuzzer's -timeout is a periodic SIGALRM: every call below retries on EINTR (a recv cut
