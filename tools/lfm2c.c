@@ -1,5 +1,6 @@
 /* lfm2c.c — the command-line program: dispatches `lfm2c <command> ...` to tools/cmd_*.c. */
 #include "cli.h"
+#include "kernels.h"
 #include "threadpool.h"
 
 #include <errno.h>
@@ -25,7 +26,7 @@ int cli_int(const char *flag, const char *value) {
     long v = strtol(value, &end, 10);
     if (errno || end == value || *end || v < -2147483647L || v > 2147483647L) {
         cli_fail("%s expects an integer, got '%s'", flag, value);
-        exit(1);
+        exit(2);
     }
     return (int)v;
 }
@@ -34,7 +35,7 @@ int cli_threads(const char *flag, const char *value) {
     int t = cli_int(flag, value);
     if (t < 0 || t > THREADPOOL_MAX_THREADS) {
         cli_fail("%s must be 0 (the default: one per physical core) to %d, got %d", flag, THREADPOOL_MAX_THREADS, t);
-        exit(1);
+        exit(2);
     }
     return t;
 }
@@ -45,7 +46,7 @@ double cli_float(const char *flag, const char *value) {
     double v = strtod(value, &end);
     if (errno || end == value || *end) {
         cli_fail("%s expects a number, got '%s'", flag, value);
-        exit(1);
+        exit(2);
     }
     return v;
 }
@@ -53,7 +54,7 @@ double cli_float(const char *flag, const char *value) {
 const char *cli_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
         cli_fail("%s needs a value", argv[*i]);
-        exit(1);
+        exit(2);
     }
     return argv[++*i];
 }
@@ -160,6 +161,38 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
     return p;
 }
 
+#ifndef LFM2C_VERSION
+#define LFM2C_VERSION "0.0.0"
+#endif
+#ifndef LFM2C_GIT_COMMIT
+#define LFM2C_GIT_COMMIT "unknown"
+#endif
+
+static int print_version(void) {
+    printf("lfm2c %s (commit %s)\n", LFM2C_VERSION, LFM2C_GIT_COMMIT);
+    const kernel_ops *ks[8];
+    int nk = kernels_available(ks, 8);
+    printf("kernels (compiled in and usable on this CPU):");
+    for (int i = 0; i < nk; i++) printf(" %s", ks[i]->isa);
+    printf("; selected: %s\n", kernels_get()->isa);
+#ifdef LFM2C_HAVE_CUDA
+    printf("cuda: yes\n");
+#else
+    printf("cuda: no\n");
+#endif
+#ifdef LFM2C_HAVE_SERVER
+    printf("server: yes\n");
+#else
+    printf("server: no\n");
+#endif
+#ifdef LFM2C_HAVE_HUB
+    printf("hub (pull, -hf): yes\n");
+#else
+    printf("hub (pull, -hf): no (built without libcurl)\n");
+#endif
+    return 0;
+}
+
 static void usage(FILE *out) {
     fprintf(out, "usage: lfm2c <command> [options]   (lfm2c <command> --help for its options)\n\ncommands:\n");
 #define CLI_HELP(name, help) fprintf(out, "  %-11s %s\n", #name, help);
@@ -170,7 +203,25 @@ static void usage(FILE *out) {
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
+    /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
+    if (!strcmp(argv[1], "run") || !strcmp(argv[1], "chat") || !strcmp(argv[1], "serve") || !strcmp(argv[1], "bench")) {
+        char *model_path = NULL;
+        int n = argc;
+        char **av = cli_hub_rewrite(&n, argv, &model_path);
+        if (!av) { cli_fail("out of memory"); return 1; }
+        if (model_path) {
+            int rc = 1;
+#define CLI_DISPATCH_HF(name, help) \
+            if (!strcmp(av[1], #name)) rc = cmd_##name(n - 1, av + 1);
+            CLI_COMMANDS(CLI_DISPATCH_HF)
+#undef CLI_DISPATCH_HF
+            free(av);
+            free(model_path);
+            return rc;
+        }
     }
 #define CLI_DISPATCH(name, help) \
     if (!strcmp(argv[1], #name)) return cmd_##name(argc - 1, argv + 1);
@@ -178,5 +229,5 @@ int main(int argc, char **argv) {
 #undef CLI_DISPATCH
     cli_fail("unknown command '%s'", argv[1]);
     usage(stderr);
-    return 1;
+    return 2;
 }
