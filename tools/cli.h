@@ -39,6 +39,10 @@ int cli_int(const char *flag, const char *value);
 /* -t: 0 (one thread per physical core) .. THREADPOOL_MAX_THREADS, else fails and exits */
 int cli_threads(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
+/* an integer >= 1 (-c, -b, ...) / >= -1 (-n: -1 = no limit), else exits 2 with a message */
+int cli_positive(const char *flag, const char *value);
+int cli_n_predict(const char *flag, const char *value);
+#define CLI_SEED_RANDOM (-2)   /* --seed -1 */
 /* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
 const char *cli_value(int argc, char **argv, int *i);
 /* Sampling flags shared by run and chat (--temp --top-k --top-p --min-p --repeat-penalty

@@ -107,7 +107,7 @@ static int usage(void) {
             "                   [-b BATCH]  (B sequences of -p prompt / -n generated tokens, total tok/s)\n"
             "                   [--device cpu|cuda] [--reference]\n"
             "  -p / -n / -t accept comma lists (e.g. -t 1,2); 0 skips a test.\n");
-    return 1;
+    return 2;   /* a usage error (--help returns 0 itself) */
 }
 
 static int parse_list(const char *flag, const char *s, int *out, int max) {
@@ -128,13 +128,13 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8);
-        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fmt = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) batch = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("bench: unknown option '%s'", a);
+        else return cli_fail("bench: unknown option '%s'", a), 2;
     }
     if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64");
     for (int k = 0; k < n_th; k++)

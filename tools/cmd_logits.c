@@ -12,7 +12,7 @@ static int usage(void) {
             "  --one-by-one   feed one token at a time (tests the caches) instead of one batch\n"
             "  --reference    plain scalar path: dequantized weights, float activations\n"
             "  -t N           threads;  --device cpu|cuda\n");
-    return 1;
+    return 2;   /* a usage error (--help returns 0 itself) */
 }
 
 int cmd_logits(int argc, char **argv) {
@@ -30,7 +30,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--one-by-one")) one_by_one = true;
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("logits: unknown option '%s'", a);
+        else return cli_fail("logits: unknown option '%s'", a), 2;
     }
     if (!out_path || (!tokens_arg == !prompt)) return usage();
     lfm2c_model *m = cli_open_model(model_path, threads, reference, device);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 int cli_fail(const char *fmt, ...) {
     va_list ap;
@@ -33,11 +35,38 @@ int cli_int(const char *flag, const char *value) {
 
 int cli_threads(const char *flag, const char *value) {
     int t = cli_int(flag, value);
-    if (t < 0 || t > THREADPOOL_MAX_THREADS) {
-        cli_fail("%s must be 0 (the default: one per physical core) to %d, got %d", flag, THREADPOOL_MAX_THREADS, t);
+    if (t < 1 || t > THREADPOOL_MAX_THREADS) {
+        cli_fail("%s must be 1 to %d (leave it out for one thread per physical core), got %d", flag, THREADPOOL_MAX_THREADS, t);
         exit(2);
     }
     return t;
+}
+
+int cli_positive(const char *flag, const char *value) {
+    int v = cli_int(flag, value);
+    if (v < 1) {
+        cli_fail("%s must be at least 1, got %d", flag, v);
+        exit(2);
+    }
+    return v;
+}
+
+int cli_n_predict(const char *flag, const char *value) {
+    int v = cli_int(flag, value);
+    if (v < -1) {
+        cli_fail("%s must be -1 (no limit) or more, got %d", flag, v);
+        exit(2);
+    }
+    return v;
+}
+
+static double sampling_value(const char *flag, const char *value, double lo, double hi, bool lo_open, const char *range) {
+    double v = cli_float(flag, value);
+    if (isnan(v) || v < lo || v > hi || (lo_open && v == lo)) {
+        cli_fail("%s must be in %s, got '%s'", flag, range, value);
+        exit(2);
+    }
+    return v;
 }
 
 double cli_float(const char *flag, const char *value) {
@@ -133,18 +162,28 @@ int32_t *cli_parse_ids(const char *s, int *n_out) {
 }
 
 cli_sampling cli_sampling_init(void) {
-    return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1};
+    return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1};   /* seed -1: not given */
 }
 
 bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) s->temp = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--top-k")) s->top_k = cli_int(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--top-p")) s->top_p = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--min-p")) s->min_p = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--repeat-penalty")) s->rep = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--repeat-last-n")) s->rep_n = cli_int(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) s->seed = cli_int(a, cli_value(argc, argv, i));
+    if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) s->temp = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, false, "[0, ...)");
+    else if (!strcmp(a, "--top-k")) {
+        s->top_k = cli_int(a, cli_value(argc, argv, i));
+        if (s->top_k < 0) { cli_fail("%s must be 0 (off) or more, got %d", a, s->top_k); exit(2); }
+    }
+    else if (!strcmp(a, "--top-p")) s->top_p = sampling_value(a, cli_value(argc, argv, i), 0, 1, true, "(0, 1]");
+    else if (!strcmp(a, "--min-p")) s->min_p = sampling_value(a, cli_value(argc, argv, i), 0, 1, false, "[0, 1]");
+    else if (!strcmp(a, "--repeat-penalty")) s->rep = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, true, "(0, ...)");
+    else if (!strcmp(a, "--repeat-last-n")) {
+        s->rep_n = cli_int(a, cli_value(argc, argv, i));
+        if (s->rep_n < -1) { cli_fail("%s must be -1 (the whole context) or more, got %d", a, s->rep_n); exit(2); }
+    }
+    else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
+        s->seed = cli_int(a, cli_value(argc, argv, i));
+        if (s->seed < -1) { cli_fail("%s must be -1 (random) or more, got %lld", a, s->seed); exit(2); }
+        if (s->seed == -1) s->seed = CLI_SEED_RANDOM;
+    }
     else return false;
     return true;
 }
@@ -158,6 +197,11 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
     if (!isnan(s->rep)) p.repeat_penalty = (float)s->rep;
     if (s->rep_n >= -1) p.repeat_last_n = s->rep_n;
     if (s->seed >= 0) p.seed = (uint64_t)s->seed;
+    else if (s->seed == CLI_SEED_RANDOM) {   /* --seed -1: a different seed each run, as llama.cpp does */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    }
     return p;
 }
 
@@ -205,6 +249,10 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* `lfm2c CMD --help`: the usage is the output asked for, so it goes to stdout whatever stream
+     * the command writes it to (commands print usage to stderr on argument errors) */
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fflush(stderr); dup2(1, 2); break; }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
     /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
     if (!strcmp(argv[1], "run") || !strcmp(argv[1], "chat") || !strcmp(argv[1], "serve") || !strcmp(argv[1], "bench")) {
