@@ -251,7 +251,8 @@ static void common_opts(CURL *c, const hub_ctx *h, struct curl_slist *hdr) {
 static bool status_error(long code, const char *what, lfm2c_error *err, const hub_ctx *h) {
     if (code == 401 || code == 403) {
         lfm2c_set_error(err, LFM2C_HUB_E_AUTH,
-                        "%s: HTTP %ld: %s (a gated or private repository: accept its terms on the Hub and set HF_TOKEN or --hf-token)",
+                        "%s: HTTP %ld: %s (a gated or private repository, or one that does not exist: check the name; "
+                        "for a gated one accept its terms on the Hub and set HF_TOKEN or --hf-token)",
                         what, code, h->token && *h->token ? "the token was refused" : "authentication required");
         return true;
     }
@@ -443,6 +444,13 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
             break;
         }
         /* a network error or a short body: retry, resuming from what is on disk */
+        if (attempt < h->retries && h->p && h->p->notice) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s: %s after %llu of %llu bytes; retry %d of %d in %.2f s, resuming",
+                     name, cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", (unsigned long long)d.done,
+                     (unsigned long long)size, attempt + 1, h->retries, (h->backoff_ms << (attempt < 10 ? attempt : 10)) / 1000.0);
+            h->p->notice(h->p->progress_user, msg);
+        }
         if (attempt >= h->retries) {
             lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: %s after %d attempts (%llu of %llu bytes kept in '%s'; run the pull again to resume)",
                             name, cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", attempt + 1,

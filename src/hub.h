@@ -36,7 +36,8 @@ typedef struct lfm2c_hub_params {
     int max_retries;            /* network retries per file (default 5 when 0; -1 = none) */
     int backoff_ms;             /* first retry delay, doubled each time (default 1000 when 0) */
     lfm2c_hub_progress_fn progress;
-    void *progress_user;
+    void *progress_user;              /* also passed to notice */
+    void (*notice)(void *user, const char *msg);   /* optional: retries, in one line each */
     volatile sig_atomic_t *cancel;   /* optional: set non-zero (e.g. from SIGINT) to stop */
 } lfm2c_hub_params;
 

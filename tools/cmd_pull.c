@@ -79,6 +79,12 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
     fflush(stderr);
 }
 
+static void on_notice(void *user, const char *msg) {
+    progress_state *ps = user;
+    fprintf(stderr, "%s%s\n", ps->tty ? "\n" : "", msg);
+    ps->file[0] = 0;   /* the next progress call starts a new line (and reports the resume) */
+}
+
 /* Options shared by pull and -hf: parsed out of argv by the caller. */
 typedef struct { const char *repo, *file, *token, *revision; bool offline, quiet; } hub_opts;
 
@@ -86,7 +92,8 @@ static char *hub_fetch(const hub_opts *o) {
 #ifdef LFM2C_HAVE_HUB
     progress_state ps = {.tty = isatty(2) != 0};
     lfm2c_hub_params p = {.token = o->token, .revision = o->revision, .offline = o->offline,
-                          .progress = o->quiet ? NULL : on_progress, .progress_user = &ps, .cancel = &g_cancel};
+                          .progress = o->quiet ? NULL : on_progress, .progress_user = &ps, .cancel = &g_cancel,
+                          .notice = o->quiet ? NULL : on_notice};
     const char *r = getenv("LFM2C_HUB_RETRIES"), *b = getenv("LFM2C_HUB_BACKOFF_MS");   /* for tests */
     if (r) p.max_retries = atoi(r);
     if (b) p.backoff_ms = atoi(b);
