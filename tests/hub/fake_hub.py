@@ -13,7 +13,7 @@ whole file gets the full Content-Length but half the body, then the connection c
 (one byte of the body flipped), "slow" (the body in 16 KiB pieces, 30 ms apart), "5xx-once" (the
 first CDN request answers 503). Every request is logged to STATEDIR/requests.log with its Range.
 Repos: test/tiny-GGUF (Q4_0, Q8_0, F32 of the tiny fixture), test/kq-GGUF (Q4_K_M, F16),
-test/gated-GGUF (needs "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts)."""
+test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts)."""
 import hashlib, json, os, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -80,8 +80,9 @@ class Hub(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def repo_of(self, parts):
-        """parts start with org, name: the repo entry or an error answer (None)."""
+    def repo_of(self, parts, gate):
+        """parts start with org, name: the repo entry or an error answer (None). As on the Hub, a
+        gated repo's metadata and file list are public; its files need the token (gate)."""
         if len(parts) < 2:
             self.send_json(404, {"error": "Repository not found"})
             return None, None
@@ -90,7 +91,7 @@ class Hub(BaseHTTPRequestHandler):
         if repo is None:
             self.send_json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
             return None, None
-        if repo["gated"] and self.headers.get("Authorization") != "Bearer hf_good":
+        if gate and repo["gated"] and self.headers.get("Authorization") != "Bearer hf_good":
             self.send_json(401, {"error": "Access to model %s is restricted. You must have access to it and be authenticated to access it. Please log in." % name},
                            {"X-Error-Code": "GatedRepo"})
             return None, None
@@ -102,7 +103,7 @@ class Hub(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         parts = [p for p in path.split("/") if p]
         if parts[:2] == ["api", "models"]:
-            name, repo = self.repo_of(parts[2:])
+            name, repo = self.repo_of(parts[2:], False)
             if not repo:
                 return
             rest = parts[4:]
@@ -125,7 +126,7 @@ class Hub(BaseHTTPRequestHandler):
         if parts and parts[0] == "cdn" and len(parts) == 2:
             return self.serve_blob(parts[1])
         if len(parts) >= 5 and parts[2] == "resolve":
-            name, repo = self.repo_of(parts)
+            name, repo = self.repo_of(parts, True)
             if not repo:
                 return
             rev, file = parts[3], "/".join(parts[4:])
