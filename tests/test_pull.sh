@@ -50,6 +50,21 @@ HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/tiny-GGUF:Q8_0 --offline >/dev/n
 grep -q "offline" "$tmp/err" && ok || bad "offline message: $(cat "$tmp/err")"
 HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/nothing-GGUF --offline >/dev/null 2>"$tmp/err" && bad "offline pull of an uncached repo succeeded" || ok
 
+# 2b. serve and bench take -hf too (offline: from the cache)
+"$bin" bench -hf test/tiny-GGUF:Q4_0 --offline -p 8 -n 4 -r 1 -t 1 -o csv >"$tmp/bench" 2>"$tmp/err" && grep -q "tiny-Q4_0.gguf" "$tmp/bench" && ok || bad "bench -hf: $(cat "$tmp/err")"
+"$bin" serve -hf test/tiny-GGUF:Q4_0 --offline --host 127.0.0.1 --port 0 >"$tmp/serve" 2>&1 & spid=$!
+sport=
+for _ in $(seq 100); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
+[ -n "$sport" ] && curl -s "http://127.0.0.1:$sport/v1/models" | grep -q "tiny-Q4_0.gguf" && ok || bad "serve -hf: $(cat "$tmp/serve")"
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
+
+# 2c. on a terminal the progress is a bar redrawn in place (script(1) gives the command a tty)
+if command -v script >/dev/null; then
+  "$bin" rm test/tiny-GGUF:F32 >/dev/null 2>&1
+  script -qec "'$bin' pull test/tiny-GGUF:F32" /dev/null >"$tmp/tty" 2>&1
+  grep -q "\[#*\.*\] *100%" "$tmp/tty" && grep -q $'\r' "$tmp/tty" && ok || bad "no progress bar on a terminal: $(head -c 300 "$tmp/tty")"
+fi
+
 # 3. Q4_K_M is the default where it exists; mmproj files are not models; -hff picks a file
 p=$("$bin" pull -q test/kq-GGUF 2>"$tmp/err") && [ "${p##*/}" = "kq-Q4_K_M.gguf" ] && ok || bad "default quant: $p $(cat "$tmp/err")"
 p=$("$bin" pull -q test/tiny-GGUF -hff tiny-Q8_0.gguf 2>"$tmp/err") && cmp -s "$p" data/lfm2-tiny-dense-q8_0.gguf && ok || bad "-hff: $(cat "$tmp/err")"
