@@ -314,7 +314,7 @@ typedef struct {
     int write_errno;
     long status;           /* status of the final response, known at its first body byte */
     CURL *curl;
-    bool restart;          /* server ignored Range (200): start the file over */
+    bool overflow;         /* the body is longer than the size the API announced */
     struct timespec last;
 } dl_state;
 
@@ -330,6 +330,7 @@ static size_t file_write(char *ptr, size_t sz, size_t nm, void *ud) {
         d->done = d->resumed = 0;
     }
     d->status = code;
+    if (n > d->total - d->done) { d->overflow = true; return 0; }   /* never write past the announced size */
     if (fwrite(ptr, 1, n, d->f) != n || fflush(d->f)) { d->write_errno = errno ? errno : EIO; return 0; }
     sha256_update(&d->sha, ptr, n);
     d->done += n;
@@ -408,6 +409,12 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
                             name, (unsigned long long)d.done, (unsigned long long)size, part);
             break;
         }
+        if (d.overflow) {
+            unlink(part);
+            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the server sent more than the %llu bytes the API announced; the download was deleted",
+                            name, (unsigned long long)size);
+            break;
+        }
         if (d.write_errno) {
             lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s (%llu of %llu bytes written; kept for resume)",
                             part, strerror(d.write_errno), (unsigned long long)d.done, (unsigned long long)size);
@@ -436,12 +443,6 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
         }
         if (cr == CURLE_OK && code == 416) {   /* the server thinks we are past the end: start over */
             if (truncate(part, 0)) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno)); break; }
-        }
-        if (cr == CURLE_OK && d.done > size) {
-            unlink(part);
-            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the server sent more than the %llu bytes the API announced; deleted",
-                            name, (unsigned long long)size);
-            break;
         }
         /* a network error or a short body: retry, resuming from what is on disk */
         if (attempt < h->retries && h->p && h->p->notice) {

@@ -99,6 +99,12 @@ w8=$(sha data/lfm2-tiny-dense-q8_0.gguf)
 [ ! -e "$rd/blobs/$w8" ] && [ ! -e "$rd/blobs/$w8.incomplete" ] && [ ! -e "$rd/snapshots/$commit/tiny-Q8_0.gguf" ] && ok || bad "a corrupted download was published or kept"
 setmode none
 
+# 7b. a body longer than the size the tree announced: stopped there, deleted, nothing published
+setmode long
+"$bin" pull test/tiny-GGUF:Q8_0 >/dev/null 2>"$tmp/err" && bad "an overlong body was accepted" || ok
+grep -q "more than the" "$tmp/err" && [ ! -e "$rd/blobs/$w8" ] && [ ! -e "$rd/blobs/$w8.incomplete" ] && ok || bad "overlong: $(cat "$tmp/err")"
+setmode none
+
 # 8. gated: 401 without a token, a clear message; works with HF_TOKEN and --hf-token
 "$bin" pull test/gated-GGUF >/dev/null 2>"$tmp/err"; rc=$?
 [ $rc -ne 0 ] && grep -q "HF_TOKEN" "$tmp/err" && grep -q "401" "$tmp/err" && ok || bad "gated: rc=$rc $(cat "$tmp/err")"

@@ -11,7 +11,7 @@ Endpoints, as the Hub documents them:
 Faults, chosen by the contents of STATEDIR/mode (read at each request): "drop" (a request for the
 whole file gets the full Content-Length but half the body, then the connection closes), "corrupt"
 (one byte of the body flipped), "slow" (the body in 16 KiB pieces, 30 ms apart), "5xx-once" (the
-first CDN request answers 503). Every request is logged to STATEDIR/requests.log with its Range.
+first CDN request answers 503), "long" (4 KB more than the file). Every request is logged to STATEDIR/requests.log with its Range.
 Repos: test/tiny-GGUF (Q4_0, Q8_0, F32 of the tiny fixture), test/kq-GGUF (Q4_K_M, F16),
 test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts)."""
 import hashlib, json, os, sys, threading, time
@@ -171,6 +171,8 @@ class Hub(BaseHTTPRequestHandler):
                 self.end_headers()
                 return
         body = data[start:]
+        if m == "long":
+            body = body + b"trailing bytes the tree did not announce" * 100
         if m == "corrupt" and body:
             body = bytes([body[0] ^ 0xFF]) + body[1:]
         self.send_response(206 if rng else 200)
