@@ -19,7 +19,7 @@ fi
 tmp=$(mktemp -d); pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 shots="$(cd "$(dirname "$bin")" && pwd)/web-screenshots"; mkdir -p "$shots"
-"$bin" serve -m "$here/data/lfm2-kq-moe-q4_k_m.gguf" --reference -t 1 -np 2 -c 2048 --host 127.0.0.1 --port 0 \
+"$bin" serve -m "$here/data/lfm2-kq-moe-q4_k_m.gguf" -t 1 -np 2 -c 2048 --host 127.0.0.1 --port 0 \
   --api-key sekrit >"$tmp/out" 2>"$tmp/err" & pid=$!
 port=
 for _ in $(seq 200); do
