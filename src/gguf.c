@@ -258,9 +258,7 @@ static uint8_t *huge_copy(int fd, size_t size, const char *path, lfm2c_error *er
     return p;
 }
 
-gguf_file *gguf_open(const char *path, lfm2c_error *err) { return gguf_open_ex(path, 0, err); }
-
-gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err) {
+static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno));
@@ -307,6 +305,93 @@ gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err) {
     return g;
 }
 
+/* the path of part k of a split whose first part is `first` (…-00001-of-0000N.gguf) */
+static char *part_path(const char *first, int k, int count) {
+    size_t n = strlen(first);
+    const char *tail = n >= 20 ? first + n - 20 : NULL;   /* "-00001-of-00003.gguf" */
+    int a, b, used = 0;
+    if (!tail || sscanf(tail, "-%5d-of-%5d.gguf%n", &a, &b, &used) != 2 || used != 20 || a != 1 || b != count)
+        return NULL;
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    memcpy(p, first, n - 20);
+    snprintf(p + n - 20, 21, "-%05d-of-%05d.gguf", k, count);
+    return p;
+}
+
+/* joins the tensors of parts 2..count into g (part 1) */
+static bool join_split(gguf_file *g, const char *path, int64_t count, unsigned flags, lfm2c_error *err) {
+    if (count < 2 || count > 9999) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s: split.count %lld is out of range", path, (long long)count);
+        return false;
+    }
+    g->parts = calloc((size_t)count - 1, sizeof *g->parts);
+    if (!g->parts) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    uint64_t total = g->n_tensors;
+    for (int k = 2; k <= count; k++) {
+        char *pp = part_path(path, k, (int)count);
+        if (!pp) {
+            lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s: split.count is %lld but the name does not end in -00001-of-%05lld.gguf",
+                            path, (long long)count, (long long)count);
+            return false;
+        }
+        gguf_file *p = open_one(pp, flags, err);
+        int64_t no = -1;
+        if (p && (!gguf_get_int(p, "split.no", &no) || no != k - 1)) {
+            lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s: split.no is %lld, expected %d", pp, (long long)no, k - 1);
+            gguf_close(p);
+            p = NULL;
+        }
+        free(pp);
+        if (!p) return false;
+        g->parts[g->n_parts++] = p;
+        total += p->n_tensors;
+    }
+    int64_t declared;
+    if (gguf_get_int(g, "split.tensors.count", &declared) && (uint64_t)declared != total) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s: split.tensors.count is %lld but the parts hold %llu tensors",
+                        path, (long long)declared, (unsigned long long)total);
+        return false;
+    }
+    gguf_tensor *all = realloc(g->tensors, (size_t)(total ? total : 1) * sizeof *all);
+    if (!all) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    g->tensors = all;
+    for (uint32_t k = 0; k < g->n_parts; k++) {   /* move the tensors (and their names) over */
+        gguf_file *p = g->parts[k];
+        for (uint64_t i = 0; i < p->n_tensors; i++) {
+            all[g->n_tensors] = p->tensors[i];
+            p->tensors[i].name = NULL;
+            uint32_t dup = 0;
+            int r = g->n_tensors < UINT32_MAX ? name_index_add(&g->tindex, (uint32_t)g->n_tensors, tensor_name_at, g, &dup) : -1;
+            g->n_tensors++;
+            if (r) {
+                lfm2c_set_error(err, r < 0 ? LFM2C_ENOMEM : LFM2C_EFORMAT, "%.300s: tensor '%.100s' appears in two parts",
+                                path, all[g->n_tensors - 1].name);
+                return false;
+            }
+        }
+        name_index_free(&p->tindex);
+        p->n_tensors = 0;
+    }
+    return true;
+}
+
+gguf_file *gguf_open(const char *path, lfm2c_error *err) { return gguf_open_ex(path, 0, err); }
+
+gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err) {
+    gguf_file *g = open_one(path, flags, err);
+    int64_t count = 1, no = 0;
+    if (!g || !gguf_get_int(g, "split.count", &count) || count == 1) return g;
+    if (!gguf_get_int(g, "split.no", &no) || no != 0) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s is part %lld of a split model: open the first part (-00001-of-...)",
+                        path, (long long)no + 1);
+        gguf_close(g);
+        return NULL;
+    }
+    if (!join_split(g, path, count, flags, err)) { gguf_close(g); return NULL; }
+    return g;
+}
+
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
     gguf_file *g = calloc(1, sizeof *g);
     if (!g) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
@@ -321,6 +406,7 @@ gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
 }
 
 void gguf_populate(const gguf_file *g) {
+    for (uint32_t k = 0; k < g->n_parts; k++) gguf_populate(g->parts[k]);
 #ifdef MADV_HUGEPAGE   /* file pages in large folios where the kernel does that (no effect elsewhere) */
     madvise(g->map, g->size, MADV_HUGEPAGE);
 #endif
@@ -334,6 +420,8 @@ void gguf_close(gguf_file *g) {
     if (!g) return;
     free_tables(g);
     if (g->map && g->owns_map) munmap(g->map, g->size);
+    for (uint32_t k = 0; k < g->n_parts; k++) gguf_close(g->parts[k]);
+    free(g->parts);
     free(g);
 }
 

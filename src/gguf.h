@@ -49,8 +49,14 @@ typedef struct gguf_file {
     uint64_t data_offset;
     bool owns_map;          /* false for gguf_open_memory */
     name_index tindex;      /* tensor names -> positions */
+    /* a split model (NAME-00001-of-0000N.gguf, the first part opened): the other parts, whose
+     * tensors are joined into this file's table (their data pointers point into their maps) */
+    struct gguf_file **parts;
+    uint32_t n_parts;
 } gguf_file;
 
+/* Opens a GGUF; the first part of a split model (split.count > 1) opens the other parts
+ * (same name with -0000K-of-0000N) too and presents all tensors as one file. */
 gguf_file *gguf_open(const char *path, lfm2c_error *err);
 /* GGUF_OPEN_HUGE_COPY: read the file into private anonymous memory (2 MB aligned, MADV_HUGEPAGE)
  * instead of mapping it */

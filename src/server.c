@@ -1914,6 +1914,21 @@ void server_attach(server *srv, lfm2c_model *model, sched *s, int n_ctx) {
 
 void server_drain(server *srv) { atomic_store(&srv->state, SERVER_DRAINING); }
 
+/* The chat page (web/index.html, compiled in): public, so it can ask for the API key itself. */
+extern const unsigned char lfm2c_web_index[];
+extern const size_t lfm2c_web_index_len;
+static enum MHD_Result send_page(struct MHD_Connection *c, conn *k) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(lfm2c_web_index_len, (void *)lfm2c_web_index, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:");
+    k->status = 200;
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k, const char *url, const char *method) {
     http_err e;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
@@ -1932,6 +1947,7 @@ static enum MHD_Result on_headers(server *srv, struct MHD_Connection *c, conn *k
         char *s = strdup("Ollama is running");
         return s ? send_text(c, 200, "text/plain; charset=utf-8", s, strlen(s), NULL) : MHD_NO;
     }
+    if (!strcmp(method, "GET") && (!strcmp(url, "/") || !strcmp(url, "/index.html"))) return send_page(c, k);
     /* not ready: GETs are answered 503 here; a POST's body is read first (on_request answers),
      * since closing on an unread body resets the connection before a proxy reads the 503 */
     if (state == SERVER_LOADING && !post) return send_not_ready(c, k, state);

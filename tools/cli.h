@@ -18,11 +18,19 @@
     X(bench, "prefill / decode speed (llama-bench style)")                                \
     X(synth, "write a random-weight model of a real architecture")                        \
     X(quantize, "requantize a GGUF")                                                      \
-    X(convert, "Hugging Face checkpoint -> GGUF")
+    X(convert, "Hugging Face checkpoint -> GGUF")                                         \
+    X(pull, "download a GGUF model from the Hugging Face Hub")                            \
+    X(list, "models in the Hugging Face cache")                                           \
+    X(rm, "remove a model from the Hugging Face cache")
 
 #define CLI_DECLARE(name, help) int cmd_##name(int argc, char **argv);
 CLI_COMMANDS(CLI_DECLARE)
 #undef CLI_DECLARE
+
+/* -hf REPO[:QUANT] / -hff FILE / --hf-token / --offline / --revision on run, chat, serve, bench:
+ * pulls the model (exits on failure) and returns argv with those replaced by "-m PATH" (*model_path
+ * is the malloc'd path, NULL when no -hf was given and argv is returned as is). */
+char **cli_hub_rewrite(int *argc, char **argv, char **model_path);
 
 /* Prints "lfm2c: <msg>" to stderr; returns 1 so commands can `return cli_fail(...)`. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -31,6 +39,10 @@ int cli_int(const char *flag, const char *value);
 /* -t: 0 (one thread per physical core) .. THREADPOOL_MAX_THREADS, else fails and exits */
 int cli_threads(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
+/* an integer >= 1 (-c, -b, ...) / >= -1 (-n: -1 = no limit), else exits 2 with a message */
+int cli_positive(const char *flag, const char *value);
+int cli_n_predict(const char *flag, const char *value);
+#define CLI_SEED_RANDOM (-2)   /* --seed -1 */
 /* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
 const char *cli_value(int argc, char **argv, int *i);
 /* Sampling flags shared by run and chat (--temp --top-k --top-p --min-p --repeat-penalty

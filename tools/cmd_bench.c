@@ -128,7 +128,7 @@ static int usage(void) {
             "                   [--device cpu|cuda] [--reference]\n"
             "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
             "  a -p / -n test.\n");
-    return 1;
+    return 2;   /* a usage error (--help returns 0 itself) */
 }
 
 static int parse_list(const char *flag, const char *s, int *out, int max) {
@@ -136,6 +136,15 @@ static int parse_list(const char *flag, const char *s, int *out, int max) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = cli_int(flag, tok);
+    return n;
+}
+
+/* A list whose every entry must be >= 1 (-b): exits 2 otherwise. */
+static int parse_positive_list(const char *flag, const char *s, int *out, int max) {
+    int n = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = cli_positive(flag, tok);
     return n;
 }
 
@@ -214,9 +223,9 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8);
-        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fmt = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) n_b = parse_list(a, cli_value(argc, argv, &i), batches, 8);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) n_b = parse_positive_list(a, cli_value(argc, argv, &i), batches, 8);
         else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) n_d = parse_list(a, cli_value(argc, argv, &i), depths, 16);
         else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) n_tk = parse_types(a, cli_value(argc, argv, &i), tks, 3);
         else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) n_tv = parse_types(a, cli_value(argc, argv, &i), tvs, 3);
@@ -225,7 +234,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "--hugepages")) hugepages = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("bench: unknown option '%s'", a);
+        else return cli_fail("bench: unknown option '%s'", a), 2;
     }
     if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64");
     for (int k = 0; k < n_th; k++)

@@ -52,7 +52,7 @@ static int usage(void) {
             "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
             "  --hugepages        copy the weights into anonymous transparent huge pages\n"
             "In the chat: /reset starts over, /exit (or Ctrl-D) leaves, Ctrl-C stops a reply.\n");
-    return 1;
+    return 2;   /* a usage error (--help returns 0 itself) */
 }
 
 /* A message of the conversation. What the user types is request text: its special-token text is
@@ -78,14 +78,14 @@ int cmd_chat(int argc, char **argv) {
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) system = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--tools")) tools_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--chat-template-file")) tmpl_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i)) continue;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) max_reply = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) max_reply = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("chat: unknown option '%s' (see lfm2c chat --help)", a);
+        else return cli_fail("chat: unknown option '%s' (see lfm2c chat --help)", a), 2;
     }
     char *tools_json = NULL, *tmpl = NULL;
     if (tools_path) {

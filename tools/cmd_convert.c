@@ -35,9 +35,9 @@ int cmd_convert(int argc, char **argv) {
         else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--type") || !strcmp(argv[i], "--outtype")) type = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
-        else if (argv[i][0] == '-' && argv[i][1]) { usage(stderr); return cli_fail("convert: unknown option '%s'", argv[i]); }
+        else if (argv[i][0] == '-' && argv[i][1]) { usage(stderr); return cli_fail("convert: unknown option '%s'", argv[i]), 2; }
         else if (!dir) dir = argv[i];
-        else { usage(stderr); return cli_fail("convert: unexpected argument '%s'", argv[i]); }
+        else { usage(stderr); return cli_fail("convert: unexpected argument '%s'", argv[i]), 2; }
     }
     if (!dir || !out) { usage(stderr); return cli_fail("convert: needs HF_DIR and -o OUT.gguf"); }
     int t = convert_parse_type(type);

@@ -13,7 +13,7 @@ static int usage(void) {
             "  --reference    plain scalar path: dequantized weights, float activations\n"
             "  -t N           threads;  --device cpu|cuda\n"
             "  -ctk / -ctv T  KV cache types f32 (default here: the goldens' precision), f16, q8_0\n");
-    return 1;
+    return 2;   /* a usage error (--help returns 0 itself) */
 }
 
 int cmd_logits(int argc, char **argv) {
@@ -33,7 +33,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("logits: unknown option '%s'", a);
+        else return cli_fail("logits: unknown option '%s'", a), 2;
     }
     if (!out_path || (!tokens_arg == !prompt)) return usage();
     lfm2c_model *m = cli_open_model(model_path, threads, reference, device);

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(FILE *f) {
@@ -47,11 +48,14 @@ int cmd_quantize(int argc, char **argv) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--stats")) stats = true;
         else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
-        else if (argv[i][0] == '-' && argv[i][1]) return cli_fail("quantize: unknown option '%s'", argv[i]);
+        else if (argv[i][0] == '-' && argv[i][1]) return cli_fail("quantize: unknown option '%s'", argv[i]), 2;
         else if (npos < 3) pos[npos++] = argv[i];
         else return cli_fail("quantize: too many arguments ('%s')", argv[i]);
     }
     if (npos != 3) return cli_fail("quantize: expected IN.gguf OUT.gguf TYPE (lfm2c quantize --help)");
+    struct stat si, so;
+    if (!strcmp(pos[0], pos[1]) || (stat(pos[0], &si) == 0 && stat(pos[1], &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino))
+        return cli_fail("quantize: OUT is the same file as IN ('%s'): refusing to overwrite the input", pos[1]), 2;
     const quant_ftype *ft = quant_ftype_find(pos[2]);
     if (!ft) return cli_fail("quantize: unknown type '%s' (expected one of %s)", pos[2], quant_ftype_list());
     if (threads < 0) return cli_fail("quantize: -t must be >= 0");

@@ -32,7 +32,7 @@ static int usage(void) {
             "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
             "Sampling defaults come from the model file, else Liquid's recommendation\n"
             "(temperature 0.1, top-k 50, repetition penalty 1.05).\n");
-    return 1;
+    return 2;   /* a usage error (--help returns 0 itself) */
 }
 
 int cmd_run(int argc, char **argv) {
@@ -48,8 +48,8 @@ int cmd_run(int argc, char **argv) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) prompt_file = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) n_gen = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) n_gen = cli_n_predict(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
@@ -62,7 +62,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("run: unknown option '%s' (see lfm2c run --help)", a);
+        else return cli_fail("run: unknown option '%s' (see lfm2c run --help)", a), 2;
     }
     if (!prompt == !prompt_file) return usage();
     if (n_ctx < 0) return cli_fail("-c must be positive");
@@ -98,6 +98,10 @@ int cmd_run(int argc, char **argv) {
     ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !no_bos, true, &n_prompt, &err);
     if (!ids) { cli_fail("%s", err.msg); goto done; }
     if (n_prompt == 0) { cli_fail("empty prompt"); goto done; }
+    if (n_ctx > in->n_ctx_train && in->n_ctx_train > 0) {
+        cli_fail("-c %d is above the model's trained context of %d tokens", n_ctx, in->n_ctx_train);
+        goto done;
+    }
     int ctx = n_ctx ? n_ctx : (n_gen < 0 ? in->n_ctx_train : n_prompt + n_gen);
     if (ctx > in->n_ctx_train && !n_ctx) ctx = in->n_ctx_train;
     if (n_prompt >= ctx) {
@@ -117,7 +121,10 @@ int cmd_run(int argc, char **argv) {
     char buf[1024];
     int produced = 0;
     for (; n_gen < 0 || produced < n_gen; produced++) {
-        if (lfm2c_session_n_past(s) >= ctx) break;
+        if (lfm2c_session_n_past(s) >= ctx) {
+            if (n_gen < 0 || produced < n_gen) fprintf(stderr, "\nlfm2c: the context of %d tokens is full: generation stopped (raise -c)\n", ctx);
+            break;
+        }
         int32_t tok = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
         if (tok < 0) { cli_fail("no token can be sampled (every logit is -inf)"); goto done; }
         if (!ignore_eos && lfm2c_token_is_eog(m, tok)) break;

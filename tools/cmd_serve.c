@@ -148,7 +148,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--host")) host = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--port")) { port = cli_int(a, cli_value(argc, argv, &i)); port_set = true; }
         else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) n_slots = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--queue")) queue = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--api-key")) api_key = cli_value(argc, argv, &i);
@@ -180,7 +180,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-detokenize-tokens")) max_detok = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-messages")) max_messages = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-stop-bytes")) max_stop = cli_int(a, cli_value(argc, argv, &i));
-        else { usage(stderr); return cli_fail("serve: unknown option '%s'", a); }
+        else { usage(stderr); return cli_fail("serve: unknown option '%s'", a), 2; }
     }
     if (!model_path) { usage(stderr); return cli_fail("serve: -m MODEL.gguf is required"); }
     if (ollama && !port_set) port = 11434; /* --port wins over --ollama */

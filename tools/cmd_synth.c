@@ -79,7 +79,7 @@ int cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "--dense-layers")) dense = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--vocab")) vocab = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--ctx")) ctx = cli_int(a, cli_value(argc, argv, &i));
-        else return cli_fail("synth: unknown argument '%s'", a);
+        else return cli_fail("synth: unknown argument '%s'", a), 2;
     }
     if (!preset) return cli_fail("synth: --preset is required (%s)", synth_preset_list());
     if (!out) return cli_fail("synth: -o FILE.gguf is required");

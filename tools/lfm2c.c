@@ -1,5 +1,6 @@
 /* lfm2c.c — the command-line program: dispatches `lfm2c <command> ...` to tools/cmd_*.c. */
 #include "cli.h"
+#include "kernels.h"
 #include "threadpool.h"
 
 #include <errno.h>
@@ -8,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 int cli_fail(const char *fmt, ...) {
     va_list ap;
@@ -25,18 +28,45 @@ int cli_int(const char *flag, const char *value) {
     long v = strtol(value, &end, 10);
     if (errno || end == value || *end || v < -2147483647L || v > 2147483647L) {
         cli_fail("%s expects an integer, got '%s'", flag, value);
-        exit(1);
+        exit(2);
     }
     return (int)v;
 }
 
 int cli_threads(const char *flag, const char *value) {
     int t = cli_int(flag, value);
-    if (t < 0 || t > THREADPOOL_MAX_THREADS) {
-        cli_fail("%s must be 0 (the default: one per physical core) to %d, got %d", flag, THREADPOOL_MAX_THREADS, t);
-        exit(1);
+    if (t < 1 || t > THREADPOOL_MAX_THREADS) {
+        cli_fail("%s must be 1 to %d (leave it out for one thread per physical core), got %d", flag, THREADPOOL_MAX_THREADS, t);
+        exit(2);
     }
     return t;
+}
+
+int cli_positive(const char *flag, const char *value) {
+    int v = cli_int(flag, value);
+    if (v < 1) {
+        cli_fail("%s must be at least 1, got %d", flag, v);
+        exit(2);
+    }
+    return v;
+}
+
+int cli_n_predict(const char *flag, const char *value) {
+    int v = cli_int(flag, value);
+    if (v < -1) {
+        cli_fail("%s must be -1 (no limit) or more, got %d", flag, v);
+        exit(2);
+    }
+    return v;
+}
+
+static double sampling_value(const char *flag, const char *value, double lo, double hi, bool lo_open, const char *range) {
+    double v = cli_float(flag, value);
+    if (isnan(v) || v < lo || v > hi || (lo_open && v == lo)) {
+        cli_fail("%s must be in %s, got '%s'", flag, range, value);
+        exit(2);
+    }
+    return v;
 }
 
 double cli_float(const char *flag, const char *value) {
@@ -45,7 +75,7 @@ double cli_float(const char *flag, const char *value) {
     double v = strtod(value, &end);
     if (errno || end == value || *end) {
         cli_fail("%s expects a number, got '%s'", flag, value);
-        exit(1);
+        exit(2);
     }
     return v;
 }
@@ -53,7 +83,7 @@ double cli_float(const char *flag, const char *value) {
 const char *cli_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
         cli_fail("%s needs a value", argv[*i]);
-        exit(1);
+        exit(2);
     }
     return argv[++*i];
 }
@@ -169,18 +199,28 @@ int32_t *cli_parse_ids(const char *s, int *n_out) {
 }
 
 cli_sampling cli_sampling_init(void) {
-    return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1};
+    return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1};   /* seed -1: not given */
 }
 
 bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) s->temp = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--top-k")) s->top_k = cli_int(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--top-p")) s->top_p = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--min-p")) s->min_p = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--repeat-penalty")) s->rep = cli_float(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--repeat-last-n")) s->rep_n = cli_int(a, cli_value(argc, argv, i));
-    else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) s->seed = cli_int(a, cli_value(argc, argv, i));
+    if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) s->temp = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, false, "[0, ...)");
+    else if (!strcmp(a, "--top-k")) {
+        s->top_k = cli_int(a, cli_value(argc, argv, i));
+        if (s->top_k < 0) { cli_fail("%s must be 0 (off) or more, got %d", a, s->top_k); exit(2); }
+    }
+    else if (!strcmp(a, "--top-p")) s->top_p = sampling_value(a, cli_value(argc, argv, i), 0, 1, true, "(0, 1]");
+    else if (!strcmp(a, "--min-p")) s->min_p = sampling_value(a, cli_value(argc, argv, i), 0, 1, false, "[0, 1]");
+    else if (!strcmp(a, "--repeat-penalty")) s->rep = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, true, "(0, ...)");
+    else if (!strcmp(a, "--repeat-last-n")) {
+        s->rep_n = cli_int(a, cli_value(argc, argv, i));
+        if (s->rep_n < -1) { cli_fail("%s must be -1 (the whole context) or more, got %d", a, s->rep_n); exit(2); }
+    }
+    else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
+        s->seed = cli_int(a, cli_value(argc, argv, i));
+        if (s->seed < -1) { cli_fail("%s must be -1 (random) or more, got %lld", a, s->seed); exit(2); }
+        if (s->seed == -1) s->seed = CLI_SEED_RANDOM;
+    }
     else return false;
     return true;
 }
@@ -194,7 +234,44 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
     if (!isnan(s->rep)) p.repeat_penalty = (float)s->rep;
     if (s->rep_n >= -1) p.repeat_last_n = s->rep_n;
     if (s->seed >= 0) p.seed = (uint64_t)s->seed;
+    else if (s->seed == CLI_SEED_RANDOM) {   /* --seed -1: a different seed each run, as llama.cpp does */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    }
     return p;
+}
+
+#ifndef LFM2C_VERSION
+#define LFM2C_VERSION "0.0.0"
+#endif
+#ifndef LFM2C_GIT_COMMIT
+#define LFM2C_GIT_COMMIT "unknown"
+#endif
+
+static int print_version(void) {
+    printf("lfm2c %s (commit %s)\n", LFM2C_VERSION, LFM2C_GIT_COMMIT);
+    const kernel_ops *ks[8];
+    int nk = kernels_available(ks, 8);
+    printf("kernels (compiled in and usable on this CPU):");
+    for (int i = 0; i < nk; i++) printf(" %s", ks[i]->isa);
+    printf("; selected: %s\n", kernels_get()->isa);
+#ifdef LFM2C_HAVE_CUDA
+    printf("cuda: yes\n");
+#else
+    printf("cuda: no\n");
+#endif
+#ifdef LFM2C_HAVE_SERVER
+    printf("server: yes\n");
+#else
+    printf("server: no\n");
+#endif
+#ifdef LFM2C_HAVE_HUB
+    printf("hub (pull, -hf): yes\n");
+#else
+    printf("hub (pull, -hf): no (built without libcurl)\n");
+#endif
+    return 0;
 }
 
 static void usage(FILE *out) {
@@ -207,7 +284,29 @@ static void usage(FILE *out) {
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 1 : 0;
+        return argc < 2 ? 2 : 0;
+    }
+    /* `lfm2c CMD --help`: the usage is the output asked for, so it goes to stdout whatever stream
+     * the command writes it to (commands print usage to stderr on argument errors) */
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fflush(stderr); dup2(1, 2); break; }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
+    /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
+    if (!strcmp(argv[1], "run") || !strcmp(argv[1], "chat") || !strcmp(argv[1], "serve") || !strcmp(argv[1], "bench")) {
+        char *model_path = NULL;
+        int n = argc;
+        char **av = cli_hub_rewrite(&n, argv, &model_path);
+        if (!av) { cli_fail("out of memory"); return 1; }
+        if (model_path) {
+            int rc = 1;
+#define CLI_DISPATCH_HF(name, help) \
+            if (!strcmp(av[1], #name)) rc = cmd_##name(n - 1, av + 1);
+            CLI_COMMANDS(CLI_DISPATCH_HF)
+#undef CLI_DISPATCH_HF
+            free(av);
+            free(model_path);
+            return rc;
+        }
     }
 #define CLI_DISPATCH(name, help) \
     if (!strcmp(argv[1], #name)) return cmd_##name(argc - 1, argv + 1);
@@ -215,5 +314,5 @@ int main(int argc, char **argv) {
 #undef CLI_DISPATCH
     cli_fail("unknown command '%s'", argv[1]);
     usage(stderr);
-    return 1;
+    return 2;
 }

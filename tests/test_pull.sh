@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# test_pull.sh LFM2C — `lfm2c pull` / list / rm / -hf against an imitation of the Hugging Face Hub
+# (tests/hub/fake_hub.py, on 127.0.0.1): redirects to a CDN path, Range resume after a dropped
+# connection, a corrupted body, 401 gated, 404 repo / quant, a file-size limit, Ctrl-C, split files,
+# the cache layout, --offline. Nothing here reaches the internet.
+set -u
+bin=$1; pass=0; fail=0
+ok()   { pass=$((pass+1)); }
+bad()  { fail=$((fail+1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d)
+hubpid=
+cleanup() { [ -n "$hubpid" ] && kill "$hubpid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+if ! "$bin" --version | grep -q "hub (pull, -hf): yes"; then
+  echo "SKIP: built without libcurl"; exit 0
+fi
+mkdir -p "$tmp/state"
+python3 hub/fake_hub.py "$tmp/port" "$tmp/state" & hubpid=$!
+for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
+[ -s "$tmp/port" ] || { echo "FAIL: the imitation hub did not start"; exit 1; }
+export HF_ENDPOINT="http://127.0.0.1:$(cat "$tmp/port")" HF_HOME="$tmp/hf" LFM2C_HUB_BACKOFF_MS=50 LFM2C_HUB_RETRIES=3
+unset HF_TOKEN HF_HUB_CACHE HF_HUB_OFFLINE
+setmode() { echo "$1" > "$tmp/state/mode"; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+rd="$HF_HOME/hub/models--test--tiny-GGUF"
+
+# 1. the default quant (no Q4_K_M here: the nearest, Q4_0), redirect, cache layout
+setmode none
+p=$("$bin" pull test/tiny-GGUF 2>"$tmp/err") && ok || bad "pull tiny: $(cat "$tmp/err")"
+commit=$(cat "$rd/refs/main" 2>/dev/null)
+[ "$p" = "$rd/snapshots/$commit/tiny-Q4_0.gguf" ] && ok || bad "pull printed '$p'"
+cmp -s "$p" data/lfm2-tiny-dense-q4_0.gguf && ok || bad "pulled file differs from the served one"
+want=$(sha data/lfm2-tiny-dense-q4_0.gguf)
+[ "$(readlink "$rd/snapshots/$commit/tiny-Q4_0.gguf")" = "../../blobs/$want" ] && ok || bad "snapshot is not a relative link to blobs/<sha256>"
+[ -f "$rd/blobs/$want" ] && [ -z "$(ls "$rd/blobs" | grep incomplete)" ] && ok || bad "blob not published"
+grep -q "^/cdn/$want" "$tmp/state/requests.log" && ok || bad "the redirect to the CDN was not followed"
+grep -q "done, sha256 verified" "$tmp/err" && ok || bad "no plain progress lines: $(cat "$tmp/err")"
+# a second pull is served from the cache (no file request)
+: > "$tmp/state/requests.log"
+p2=$("$bin" pull test/tiny-GGUF:q4_0 2>"$tmp/err") && [ "$p2" = "$p" ] && ok || bad "second pull: $p2 $(cat "$tmp/err")"
+grep -q "/cdn/" "$tmp/state/requests.log" && bad "second pull downloaded again" || ok
+grep -q "already in the cache" "$tmp/err" && ok || bad "second pull did not say it was cached"
+
+# 2. -hf on run, and --offline with the hub gone from the address
+out=$("$bin" run -hf test/tiny-GGUF:Q4_0 -p "Hello" -n 4 --temp 0 2>"$tmp/err") && [ -n "$out" ] && ok || bad "run -hf: $(cat "$tmp/err")"
+ref=$("$bin" run -m data/lfm2-tiny-dense-q4_0.gguf -p "Hello" -n 4 --temp 0 2>/dev/null)
+[ "$out" = "$ref" ] && ok || bad "run -hf output differs from run -m"
+out=$(HF_ENDPOINT=http://127.0.0.1:9 "$bin" run -hf test/tiny-GGUF --offline -p "Hello" -n 4 --temp 0 2>"$tmp/err") && [ "$out" = "$ref" ] && ok || bad "run --offline: $(cat "$tmp/err")"
+HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/tiny-GGUF:Q8_0 --offline >/dev/null 2>"$tmp/err" && bad "offline pull of an uncached quant succeeded" || ok
+grep -q "offline" "$tmp/err" && ok || bad "offline message: $(cat "$tmp/err")"
+HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/nothing-GGUF --offline >/dev/null 2>"$tmp/err" && bad "offline pull of an uncached repo succeeded" || ok
+
+# 2b. serve and bench take -hf too (offline: from the cache)
+"$bin" bench -hf test/tiny-GGUF:Q4_0 --offline -p 8 -n 4 -r 1 -t 1 -o csv >"$tmp/bench" 2>"$tmp/err" && grep -q "tiny-Q4_0.gguf" "$tmp/bench" && ok || bad "bench -hf: $(cat "$tmp/err")"
+"$bin" serve -hf test/tiny-GGUF:Q4_0 --offline --host 127.0.0.1 --port 0 >"$tmp/serve" 2>&1 & spid=$!
+sport=
+for _ in $(seq 100); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
+[ -n "$sport" ] && curl -s "http://127.0.0.1:$sport/v1/models" | grep -q "tiny-Q4_0.gguf" && ok || bad "serve -hf: $(cat "$tmp/serve")"
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
+
+# 2c. on a terminal the progress is a bar redrawn in place (script(1) gives the command a tty)
+if command -v script >/dev/null; then
+  "$bin" rm test/tiny-GGUF:F32 >/dev/null 2>&1
+  script -qec "'$bin' pull test/tiny-GGUF:F32" /dev/null >"$tmp/tty" 2>&1
+  grep -q "\[#*\.*\] *100%" "$tmp/tty" && grep -q $'\r' "$tmp/tty" && ok || bad "no progress bar on a terminal: $(head -c 300 "$tmp/tty")"
+fi
+
+# 3. Q4_K_M is the default where it exists; mmproj files are not models; -hff picks a file
+p=$("$bin" pull -q test/kq-GGUF 2>"$tmp/err") && [ "${p##*/}" = "kq-Q4_K_M.gguf" ] && ok || bad "default quant: $p $(cat "$tmp/err")"
+p=$("$bin" pull -q test/tiny-GGUF -hff tiny-Q8_0.gguf 2>"$tmp/err") && cmp -s "$p" data/lfm2-tiny-dense-q8_0.gguf && ok || bad "-hff: $(cat "$tmp/err")"
+
+# 4. a connection dropped mid-file: retried with a Range request, verified
+"$bin" rm test/tiny-GGUF >/dev/null 2>&1
+[ -e "$rd/snapshots/$commit/tiny-Q4_0.gguf" ] && bad "rm left the file" || ok
+setmode drop; : > "$tmp/state/requests.log"
+p=$("$bin" pull test/tiny-GGUF:Q4_0 2>"$tmp/err") && cmp -s "$p" data/lfm2-tiny-dense-q4_0.gguf && ok || bad "pull after a drop: $(cat "$tmp/err")"
+grep -q "^/cdn/$want.* bytes=[1-9][0-9]*-" "$tmp/state/requests.log" && ok || bad "no Range request after the drop: $(cat "$tmp/state/requests.log")"
+grep -q "resuming a partial download" "$tmp/err" && ok || bad "resume not reported"
+cp "$tmp/err" "$tmp/transcript-drop"
+
+# 5. a drop with no retries left: the partial stays, the next pull resumes it
+"$bin" rm test/tiny-GGUF:Q4_0 >/dev/null 2>&1
+LFM2C_HUB_RETRIES=-1 "$bin" pull test/tiny-GGUF:Q4_0 >/dev/null 2>"$tmp/err" && bad "pull with a drop and no retries succeeded" || ok
+[ -s "$rd/blobs/$want.incomplete" ] && ok || bad "no partial file kept after a drop"
+grep -q "run the pull again to resume" "$tmp/err" && ok || bad "drop message: $(cat "$tmp/err")"
+setmode none
+p=$("$bin" pull test/tiny-GGUF:Q4_0 2>"$tmp/err") && cmp -s "$p" data/lfm2-tiny-dense-q4_0.gguf && ok || bad "resume of a kept partial: $(cat "$tmp/err")"
+grep -q "resuming" "$tmp/err" && ok || bad "the kept partial was not resumed"
+
+# 6. a 503 once: retried with backoff
+setmode 5xx-once
+p=$("$bin" pull -q test/kq-GGUF:F16 2>"$tmp/err") && cmp -s "$p" data/lfm2-kq-dense-f16.gguf && ok || bad "pull after a 503: $(cat "$tmp/err")"
+
+# 7. a corrupted body: sha256 mismatch, nothing published, the partial deleted
+setmode corrupt
+"$bin" pull test/tiny-GGUF:Q8_0 >/dev/null 2>"$tmp/err" && bad "corrupted body accepted" || ok
+grep -q "sha256 mismatch" "$tmp/err" && ok || bad "corrupt message: $(cat "$tmp/err")"
+w8=$(sha data/lfm2-tiny-dense-q8_0.gguf)
+[ ! -e "$rd/blobs/$w8" ] && [ ! -e "$rd/blobs/$w8.incomplete" ] && [ ! -e "$rd/snapshots/$commit/tiny-Q8_0.gguf" ] && ok || bad "a corrupted download was published or kept"
+setmode none
+
+# 7b. a body longer than the size the tree announced: stopped there, deleted, nothing published
+setmode long
+"$bin" pull test/tiny-GGUF:Q8_0 >/dev/null 2>"$tmp/err" && bad "an overlong body was accepted" || ok
+grep -q "more than the" "$tmp/err" && [ ! -e "$rd/blobs/$w8" ] && [ ! -e "$rd/blobs/$w8.incomplete" ] && ok || bad "overlong: $(cat "$tmp/err")"
+setmode none
+
+# 8. gated: 401 without a token, a clear message; works with HF_TOKEN and --hf-token
+"$bin" pull test/gated-GGUF >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "HF_TOKEN" "$tmp/err" && grep -q "401" "$tmp/err" && ok || bad "gated: rc=$rc $(cat "$tmp/err")"
+HF_TOKEN=hf_bad "$bin" pull test/gated-GGUF >/dev/null 2>"$tmp/err" && bad "bad token accepted" || ok
+grep -q "refused" "$tmp/err" && ok || bad "bad-token message: $(cat "$tmp/err")"
+HF_TOKEN=hf_good "$bin" pull -q test/gated-GGUF >/dev/null 2>"$tmp/err" && ok || bad "HF_TOKEN: $(cat "$tmp/err")"
+"$bin" rm test/gated-GGUF >/dev/null 2>&1
+"$bin" pull -q test/gated-GGUF --hf-token hf_good >/dev/null 2>"$tmp/err" && ok || bad "--hf-token: $(cat "$tmp/err")"
+
+# 9. 404s: the repo; the quant (the message lists the quants there are); the file; bad names
+"$bin" pull test/missing-GGUF >/dev/null 2>"$tmp/err" && bad "missing repo accepted" || ok
+grep -q "not found" "$tmp/err" && ok || bad "404 repo message: $(cat "$tmp/err")"
+"$bin" pull test/tiny-GGUF:Q6_K >/dev/null 2>"$tmp/err" && bad "missing quant accepted" || ok
+grep -q "no Q6_K GGUF; it has: .*Q4_0.*Q8_0.*F32" "$tmp/err" && ok || bad "404 quant message: $(cat "$tmp/err")"
+"$bin" pull test/tiny-GGUF -hff nope.gguf >/dev/null 2>"$tmp/err" && bad "missing file accepted" || ok
+for spec in "noslash" "../etc/passwd" "a/b/c" "test/tiny-GGUF:Q4 0" "test/tiny-GGUF:"; do
+  "$bin" pull "$spec" >/dev/null 2>"$tmp/err" && bad "bad spec '$spec' accepted" || ok
+done
+"$bin" pull test/tiny-GGUF -hff ../../x.gguf >/dev/null 2>&1 && bad "-hff with .. accepted" || ok
+"$bin" pull >/dev/null 2>&1; [ $? = 2 ] && ok || bad "pull without a repo: exit not 2"
+"$bin" pull --help | grep -q "usage: lfm2c pull" && ok || bad "pull --help"
+
+# 10. disk full (a 200 KiB file-size limit): a clear error, the partial kept, a later pull resumes
+"$bin" rm test/tiny-GGUF >/dev/null 2>&1
+(ulimit -f 200; "$bin" pull test/tiny-GGUF:Q4_0 >/dev/null 2>"$tmp/err") && bad "pull past the size limit succeeded" || ok
+grep -q "File too large\|No space left" "$tmp/err" && ok || bad "disk-full message: $(cat "$tmp/err")"
+[ -s "$rd/blobs/$want.incomplete" ] && [ ! -e "$rd/blobs/$want" ] && ok || bad "disk full: partial not kept or blob published"
+p=$("$bin" pull test/tiny-GGUF:Q4_0 2>"$tmp/err") && cmp -s "$p" data/lfm2-tiny-dense-q4_0.gguf && ok || bad "resume after disk full: $(cat "$tmp/err")"
+
+# 11. Ctrl-C mid-download: a resumable partial, nothing published; the next pull resumes
+"$bin" rm test/tiny-GGUF >/dev/null 2>&1
+setmode slow
+"$bin" pull test/tiny-GGUF:Q4_0 >/dev/null 2>"$tmp/err" & pid=$!
+for _ in $(seq 100); do [ -s "$rd/blobs/$want.incomplete" ] && break; sleep 0.05; done
+sleep 0.2
+kill -INT $pid; wait $pid; rc=$?
+cp "$tmp/err" "$tmp/err-sigint"
+[ $rc -ne 0 ] && grep -q "interrupted" "$tmp/err" && ok || bad "SIGINT: rc=$rc $(cat "$tmp/err")"
+part=$(stat -c %s "$rd/blobs/$want.incomplete" 2>/dev/null || echo 0)
+[ "$part" -gt 0 ] && [ ! -e "$rd/blobs/$want" ] && ok || bad "SIGINT: no partial ($part) or blob published"
+setmode none
+p=$("$bin" pull test/tiny-GGUF:Q4_0 2>"$tmp/err") && cmp -s "$p" data/lfm2-tiny-dense-q4_0.gguf && ok || bad "resume after SIGINT: $(cat "$tmp/err")"
+grep -q "resuming a partial download at .* ($part bytes)" "$tmp/err" && ok || bad "SIGINT resume not from $part: $(cat "$tmp/err")"
+{ echo "\$ lfm2c pull test/tiny-GGUF:Q4_0    # Ctrl-C"; cat "$tmp/err-sigint"; echo "\$ lfm2c pull test/tiny-GGUF:Q4_0"; cat "$tmp/err"; echo "$p"; } > "$tmp/transcript-sigint"
+
+# 12. split files: every part fetched, the first part's path printed
+p=$("$bin" pull -q test/split-GGUF 2>"$tmp/err") && [ "${p##*/}" = "split-Q8_0-00001-of-00003.gguf" ] && ok || bad "split: $p $(cat "$tmp/err")"
+cat "${p%00001-of-00003.gguf}"0000{1,2,3}-of-00003.gguf 2>/dev/null | cmp -s - data/lfm2-tiny-dense-q8_0.gguf && ok || bad "split parts do not add up"
+
+# 13. list and rm
+"$bin" list > "$tmp/list" 2>&1
+grep -q "test/tiny-GGUF *Q4_0" "$tmp/list" && grep -q "test/kq-GGUF *Q4_K_M" "$tmp/list" && ok || bad "list: $(cat "$tmp/list")"
+"$bin" rm test/kq-GGUF:F16 2>/dev/null && ok || bad "rm quant"
+"$bin" list 2>/dev/null | grep -q "kq-F16" && bad "rm left F16 listed" || ok
+"$bin" list 2>/dev/null | grep -q "kq-Q4_K_M" && ok || bad "rm of F16 removed Q4_K_M"
+"$bin" rm test/none-GGUF >/dev/null 2>&1 && bad "rm of an uncached repo succeeded" || ok
+
+[ -n "${LFM2C_PULL_TRANSCRIPT:-}" ] && { cat "$tmp/transcript-drop"; echo; cat "$tmp/transcript-sigint"; } > "$LFM2C_PULL_TRANSCRIPT"
+echo "pull: $pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# test_web.sh LFM2C — the chat page at "/" of `lfm2c serve`: served from the binary without the API
+# key, then driven in headless Chromium (tests/web/chat_page.mjs, puppeteer-core) against the real
+# server on loopback with --api-key. Screenshots: <build dir>/web-screenshots/*.png.
+set -u
+bin=$1; here=$(cd "$(dirname "$0")" && pwd)
+pass=0; fail=0
+ok()  { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL $*"; }
+chromium=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
+for tool in node npm curl; do
+  command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
+done
+[ -n "$chromium" ] || { echo "FAIL chromium is not installed (scripts/setup.sh installs Debian's chromium)"; echo "0 passed, 1 failed"; exit 1; }
+if [ ! -d "$here/web/node_modules/puppeteer-core" ]; then
+  (cd "$here/web" && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+    { echo "FAIL npm ci of puppeteer-core"; echo "0 passed, 1 failed"; exit 1; }
+fi
+tmp=$(mktemp -d); pid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+shots="$(cd "$(dirname "$bin")" && pwd)/web-screenshots"; mkdir -p "$shots"
+"$bin" serve -m "$here/data/lfm2-kq-moe-q4_k_m.gguf" -t 1 -np 2 -c 2048 --host 127.0.0.1 --port 0 \
+  --api-key sekrit >"$tmp/out" 2>"$tmp/err" & pid=$!
+port=
+for _ in $(seq 200); do
+  port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/out"); [ -n "$port" ] && break
+  kill -0 $pid 2>/dev/null || break; sleep 0.1
+done
+[ -n "$port" ] || { echo "FAIL the server did not start: $(cat "$tmp/err")"; echo "0 passed, 1 failed"; exit 1; }
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+# the page is public (it asks for the key itself); the API is not
+code=$(curl -s -o "$tmp/page" -w '%{http_code} %{content_type}' "http://127.0.0.1:$port/")
+[ "$code" = "200 text/html; charset=utf-8" ] && grep -q "<title>lfm2c chat</title>" "$tmp/page" && ok || bad "GET / answered $code"
+cmp -s "$tmp/page" "$here/../web/index.html" && ok || bad "GET / is not web/index.html"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/models")" = 401 ] && ok || bad "/v1/models without the key"
+grep -q "https\?://[a-z]" <(grep -o 'src="[^"]*"\|href="http[^"]*"' "$tmp/page") && bad "the page loads something from the network" || ok
+CHROMIUM=$chromium timeout 120 node "$here/web/chat_page.mjs" "http://127.0.0.1:$port/" "$shots" sekrit > "$tmp/browser" 2>&1
+cat "$tmp/browser"
+p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/browser"); f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/browser")
+[ -n "$p" ] || { bad "the browser test did not finish"; f=0; p=0; }
+pass=$((pass + p)); fail=$((fail + f))
+echo "web: $pass passed, $fail failed (screenshots in $shots)"
+[ $fail -eq 0 ]

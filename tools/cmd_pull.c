@@ -1,0 +1,334 @@
+/* cmd_pull.c — `lfm2c pull` / `list` / `rm`: models from the Hugging Face Hub in its cache layout,
+ * and `-hf REPO[:QUANT]` / `-hff FILE` on run, chat, serve and bench (turned into -m PATH before
+ * the command sees its arguments). Progress goes to stderr: a bar on a terminal, plain lines
+ * otherwise. */
+#include "cli.h"
+#include "hub.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_cancel;
+static void on_sigint(int sig) { (void)sig; g_cancel = 1; }
+
+typedef struct {
+    bool tty;
+    int last_decile;
+    double t0;
+    uint64_t start_bytes;
+    char file[256];
+} progress_state;
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void human(uint64_t b, char *out, size_t cap) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int i = 0;
+    while (v >= 1024 && i < 4) { v /= 1024; i++; }
+    snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void on_progress(void *user, const char *file, uint64_t done, uint64_t total, uint64_t resumed, bool finished) {
+    progress_state *ps = user;
+    if (strcmp(ps->file, file)) {   /* a new file */
+        snprintf(ps->file, sizeof ps->file, "%s", file);
+        ps->t0 = mono_s();
+        ps->start_bytes = resumed;
+        ps->last_decile = -1;
+        if (resumed && resumed < total) {
+            char r[32];
+            human(resumed, r, sizeof r);
+            fprintf(stderr, "%s: resuming a partial download at %s (%llu bytes)\n", file, r, (unsigned long long)resumed);
+        }
+        if (finished && resumed == total) {
+            fprintf(stderr, "%s: already in the cache\n", file);
+            return;
+        }
+    }
+    double dt = mono_s() - ps->t0;
+    double rate = dt >= 0.25 ? (double)(done - ps->start_bytes) / dt : 0;   /* too early to tell: 0 */
+    char d[32], t[32], r[40];
+    human(done, d, sizeof d);
+    human(total, t, sizeof t);
+    if (rate > 0) { human((uint64_t)rate, r, sizeof r); strcat(r, "/s"); }
+    else snprintf(r, sizeof r, "-");
+    int pct = total ? (int)(100.0 * (double)done / (double)total) : 0;
+    double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
+    if (ps->tty) {
+        char bar[31];
+        int fill = pct * 30 / 100;
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+        bar[30] = 0;
+        fprintf(stderr, "\r%s [%s] %3d%% %s / %s  %s  ETA %.0fs\033[K%s", file, bar, pct, d, t, r, eta, finished ? "\n" : "");
+    } else if (finished || pct / 10 > ps->last_decile) {
+        ps->last_decile = pct / 10;
+        fprintf(stderr, "%s: %3d%% %s / %s  %s  ETA %.0fs%s\n", file, pct, d, t, r, eta, finished ? "  done, sha256 verified" : "");
+    }
+    fflush(stderr);
+}
+
+static void on_notice(void *user, const char *msg) {
+    progress_state *ps = user;
+    fprintf(stderr, "%s%s\n", ps->tty ? "\n" : "", msg);
+    ps->file[0] = 0;   /* the next progress call starts a new line (and reports the resume) */
+}
+
+/* Options shared by pull and -hf: parsed out of argv by the caller. */
+typedef struct { const char *repo, *file, *token, *revision; bool offline, quiet; } hub_opts;
+
+static char *hub_fetch(const hub_opts *o) {
+#ifdef LFM2C_HAVE_HUB
+    progress_state ps = {.tty = isatty(2) != 0};
+    lfm2c_hub_params p = {.token = o->token, .revision = o->revision, .offline = o->offline,
+                          .progress = o->quiet ? NULL : on_progress, .progress_user = &ps, .cancel = &g_cancel,
+                          .notice = o->quiet ? NULL : on_notice};
+    const char *r = getenv("LFM2C_HUB_RETRIES"), *b = getenv("LFM2C_HUB_BACKOFF_MS");   /* for tests */
+    if (r) p.max_retries = atoi(r);
+    if (b) p.backoff_ms = atoi(b);
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    signal(SIGXFSZ, SIG_IGN);   /* a file-size limit makes write() fail with EFBIG instead of killing us */
+    lfm2c_error err = {0};
+    char *path = lfm2c_hub_pull(o->repo, o->file, &p, &err);
+    sigaction(SIGINT, &old, NULL);
+    if (!path) cli_fail("%s", err.msg);
+    return path;
+#else
+    (void)o;
+    cli_fail("this lfm2c was built without libcurl: -hf / pull are not available (install libcurl4-openssl-dev and rebuild)");
+    return NULL;
+#endif
+}
+
+int cli_hub_flag(const char *a) {
+    return !strcmp(a, "-hf") || !strcmp(a, "--hf-repo") || !strcmp(a, "-hff") || !strcmp(a, "--hf-file") ||
+           !strcmp(a, "--hf-token") || !strcmp(a, "--offline") || !strcmp(a, "--revision");
+}
+
+char **cli_hub_rewrite(int *argc, char **argv, char **model_path) {
+    hub_opts o = {0};
+    int n = *argc;
+    char **out = calloc((size_t)n + 3, sizeof *out);
+    if (!out) return NULL;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const char *a = argv[i];
+        if (i > 0 && cli_hub_flag(a)) {
+            if (!strcmp(a, "--offline")) { o.offline = true; continue; }
+            if (i + 1 >= n) { cli_fail("%s needs a value", a); free(out); exit(2); }
+            const char *v = argv[++i];
+            if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = v;
+            else if (!strcmp(a, "-hff") || !strcmp(a, "--hf-file")) o.file = v;
+            else if (!strcmp(a, "--hf-token")) o.token = v;
+            else o.revision = v;
+            continue;
+        }
+        out[k++] = argv[i];
+    }
+    if (!o.repo) {
+        if (o.file || o.token || o.offline || o.revision) { cli_fail("-hff, --hf-token, --offline and --revision need -hf REPO"); free(out); exit(2); }
+        free(out);
+        return argv;
+    }
+    char *path = hub_fetch(&o);
+    if (!path) { free(out); exit(1); }
+    out[k++] = "-m";
+    out[k++] = path;
+    out[k] = NULL;
+    *model_path = path;
+    *argc = k;
+    return out;
+}
+
+static int pull_usage(FILE *f, int rc) {
+    fprintf(f,
+            "usage: lfm2c pull ORG/NAME[:QUANT] [options]\n"
+            "  Downloads a GGUF model from the Hugging Face Hub into the Hugging Face cache\n"
+            "  ($HF_HOME/hub, default ~/.cache/huggingface/hub) and prints its path.\n"
+            "  QUANT defaults to Q4_K_M when the repo has it, else the nearest it has.\n"
+            "  -hff, --hf-file FILE  this file of the repo instead of a quant\n"
+            "  --hf-token TOKEN      token for gated / private repos (default $HF_TOKEN)\n"
+            "  --revision REV        branch, tag or commit (default main)\n"
+            "  --offline             only look in the cache (also HF_HUB_OFFLINE=1)\n"
+            "  -q, --quiet           no progress\n"
+            "  HF_ENDPOINT sets the Hub's address (mirrors). Interrupted downloads resume.\n"
+            "  The same options work on run, chat, serve and bench: -hf ORG/NAME[:QUANT].\n");
+    return rc;
+}
+
+int cmd_pull(int argc, char **argv) {
+    hub_opts o = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return pull_usage(stdout, 0);
+        else if (!strcmp(a, "-hff") || !strcmp(a, "--hf-file")) o.file = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--hf-token")) o.token = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--revision")) o.revision = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--offline")) o.offline = true;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o.quiet = true;
+        else if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = cli_value(argc, argv, &i);
+        else if (a[0] == '-') { cli_fail("pull: unknown option '%s' (see lfm2c pull --help)", a); return 2; }
+        else if (o.repo) { cli_fail("pull: one repository at a time ('%s' and '%s')", o.repo, a); return 2; }
+        else o.repo = a;
+    }
+    if (!o.repo) return pull_usage(stderr, 2);
+    char *path = hub_fetch(&o);
+    if (!path) return 1;
+    printf("%s\n", path);
+    free(path);
+    return 0;
+}
+
+/* ---------- list / rm ---------- */
+
+static char *cache_dir(void) {
+#ifdef LFM2C_HAVE_HUB
+    return lfm2c_hub_cache_dir(NULL);
+#else
+    const char *e = getenv("HF_HUB_CACHE"), *h = getenv("HF_HOME"), *home = getenv("HOME");
+    char buf[4096];
+    if (e && *e) snprintf(buf, sizeof buf, "%s", e);
+    else if (h && *h) snprintf(buf, sizeof buf, "%s/hub", h);
+    else snprintf(buf, sizeof buf, "%s/.cache/huggingface/hub", home ? home : ".");
+    return strdup(buf);
+#endif
+}
+
+/* "models--ORG--NAME" -> "ORG/NAME" */
+static bool repo_of_dir(const char *d, char *out, size_t cap) {
+    if (strncmp(d, "models--", 8)) return false;
+    const char *s = strstr(d + 8, "--");
+    if (!s || (size_t)(s - d - 8) + strlen(s + 2) + 2 > cap) return false;
+    snprintf(out, cap, "%.*s/%s", (int)(s - d - 8), d + 8, s + 2);
+    return true;
+}
+
+static bool quant_of(const char *name, char *q, size_t cap) {
+#ifdef LFM2C_HAVE_HUB
+    return lfm2c_hub_quant_of(name, q, cap);
+#else
+    (void)name; snprintf(q, cap, "?"); return true;
+#endif
+}
+
+typedef void (*gguf_visit)(void *u, const char *repo, const char *snapdir, const char *name, const char *full);
+
+static void walk_cache(const char *cache, const char *only_repo, gguf_visit fn, void *u) {
+    DIR *d = opendir(cache);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char repo[512];
+        if (!repo_of_dir(e->d_name, repo, sizeof repo)) continue;
+        if (only_repo && strcasecmp(repo, only_repo)) continue;
+        char snaps[4096];
+        snprintf(snaps, sizeof snaps, "%s/%s/snapshots", cache, e->d_name);
+        DIR *sd = opendir(snaps);
+        if (!sd) continue;
+        struct dirent *c;
+        while ((c = readdir(sd))) {
+            if (c->d_name[0] == '.') continue;
+            char snap[4096 + 256];
+            snprintf(snap, sizeof snap, "%s/%s", snaps, c->d_name);
+            DIR *fd = opendir(snap);
+            if (!fd) continue;
+            struct dirent *f;
+            while ((f = readdir(fd))) {
+                size_t n = strlen(f->d_name);
+                if (n < 5 || strcasecmp(f->d_name + n - 5, ".gguf")) continue;
+                char full[8192];
+                snprintf(full, sizeof full, "%s/%s", snap, f->d_name);
+                fn(u, repo, snap, f->d_name, full);
+            }
+            closedir(fd);
+        }
+        closedir(sd);
+    }
+    closedir(d);
+}
+
+static void list_one(void *u, const char *repo, const char *snap, const char *name, const char *full) {
+    int *count = u;
+    struct stat st;
+    char q[32] = "-", sz[32];
+    if (stat(full, &st)) return;   /* a dangling link: the blob was removed */
+    quant_of(name, q, sizeof q);
+    human((uint64_t)st.st_size, sz, sizeof sz);
+    if (!*count) printf("%-40s %-10s %10s  %s\n", "REPO", "QUANT", "SIZE", "FILE");
+    printf("%-40s %-10s %10s  %s\n", repo, q, sz, name);
+    ++*count;
+}
+
+int cmd_list(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: lfm2c list\n  GGUF models in the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub)\n");
+            return 0;
+        }
+        cli_fail("list: unknown argument '%s'", argv[i]);
+        return 2;
+    }
+    char *cache = cache_dir();
+    int count = 0;
+    walk_cache(cache, NULL, list_one, &count);
+    if (!count) fprintf(stderr, "no GGUF models in %s (lfm2c pull ORG/NAME[:QUANT] fetches one)\n", cache);
+    free(cache);
+    return 0;
+}
+
+typedef struct { const char *quant; int removed; bool fail; } rm_state;
+
+static void rm_one(void *u, const char *repo, const char *snap, const char *name, const char *full) {
+    rm_state *st = u;
+    char q[32];
+    if (st->quant && (!quant_of(name, q, sizeof q) || strcasecmp(q, st->quant))) return;
+    char target[4096];
+    ssize_t n = readlink(full, target, sizeof target - 1);
+    if (n > 0) {
+        target[n] = 0;
+        char blob[8192 + 4096];
+        snprintf(blob, sizeof blob, "%s/%s", snap, target);
+        if (unlink(blob) && errno != ENOENT) { cli_fail("cannot remove '%s': %s", blob, strerror(errno)); st->fail = true; }
+    }
+    if (unlink(full)) { cli_fail("cannot remove '%s': %s", full, strerror(errno)); st->fail = true; return; }
+    fprintf(stderr, "removed %s %s\n", repo, name);
+    st->removed++;
+}
+
+int cmd_rm(int argc, char **argv) {
+    const char *spec = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("usage: lfm2c rm ORG/NAME[:QUANT]\n  removes the model's GGUF files (only that quant if given) from the Hugging Face cache\n");
+            return 0;
+        }
+        if (argv[i][0] == '-' || spec) { cli_fail("rm: unexpected argument '%s' (see lfm2c rm --help)", argv[i]); return 2; }
+        spec = argv[i];
+    }
+    if (!spec) { fprintf(stderr, "usage: lfm2c rm ORG/NAME[:QUANT]\n"); return 2; }
+    char repo[512];
+    snprintf(repo, sizeof repo, "%s", spec);
+    char *colon = strchr(repo, ':');
+    if (colon) *colon = 0;
+    rm_state st = {colon ? colon + 1 : NULL, 0, false};
+    char *cache = cache_dir();
+    walk_cache(cache, repo, rm_one, &st);
+    free(cache);
+    if (st.fail) return 1;
+    if (!st.removed) { cli_fail("%s is not in the cache (see lfm2c list)", spec); return 1; }
+    return 0;
+}
