@@ -69,6 +69,11 @@ df = (d / "Dockerfile").read_text()
 need(re.search(r'ENTRYPOINT \[.*"serve".*"--host", "0.0.0.0".*"--metrics"', df) is not None,
      "Dockerfile ENTRYPOINT serves on 0.0.0.0 with --metrics")
 need("/ready" in df, "Dockerfile HEALTHCHECK uses /ready")
+# the image's build sees every top-level folder the build reads (CMakeLists.txt names them)
+cml = (d.parent / "CMakeLists.txt").read_text()
+for top in sorted(set(re.findall(r"\$\{CMAKE_SOURCE_DIR\}/([A-Za-z0-9_.-]+)/", cml))):
+    need(re.search(rf"^COPY {re.escape(top)} {re.escape(top)}$", df, re.M) is not None,
+         f"Dockerfile copies {top}/ (CMakeLists.txt reads it)")
 
 hp = (d / "haproxy.cfg").read_text()
 need("option httpchk GET /ready" in hp, "haproxy checks /ready")
