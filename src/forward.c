@@ -5,6 +5,7 @@
  * tokens); all matrix work goes through matmul_run(), which splits rows over the thread pool
  * and calls the kernel table (kernels.h), or in reference mode a plain float dot. */
 #include "forward.h"
+#include "error.h"
 #include "kernels.h"
 #include "model.h"
 #include "quant.h"
@@ -22,7 +23,7 @@
 /* ---- scratch buffers, reused across calls (grow-only) ---------------------------------------- */
 
 enum { S_X, S_A, S_OUT, S_BIG, S_BIG2, S_HID, S_ROUTER, S_MOE_G, S_MOE_U, S_MOE_D, S_ATT,
-       S_ROPE, S_LOGITS, S_ACT0, S_ACT1, S_ACT2, S_NSLOTS };
+       S_ROPE, S_LOGITS, S_ACT0, S_ACT1, S_ACT2, S_TASKS, S_NSLOTS };
 
 struct forward_scratch {
     void *buf[S_NSLOTS];
@@ -508,8 +509,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
     float *G = scratch(m->scratch, S_MOE_G, sizeof(float) * (size_t)n_pairs * Fe);
     float *U = scratch(m->scratch, S_MOE_U, sizeof(float) * (size_t)n_pairs * Fe);
     float *D = scratch(m->scratch, S_MOE_D, sizeof(float) * (size_t)n_pairs * H);
-    mm_task *tasks = malloc(sizeof(mm_task) * 2 * (size_t)E);
-    if (!tasks) { memset(out, 0, sizeof(float) * (size_t)T * H); return; }
+    mm_task *tasks = scratch(m->scratch, S_TASKS, sizeof(mm_task) * 2 * (size_t)E);   /* reserved */
     int nt = 0;
     for (int e = 0; e < E; e++) {
         int n = start[e + 1] - start[e];
@@ -529,7 +529,6 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
                                 D + (size_t)start[e] * H, (size_t)H};
     }
     matmul_run(m, tasks, nt);
-    free(tasks);
     memset(out, 0, sizeof(float) * (size_t)T * H);
     for (int i = 0; i < n_pairs; i++) {
         int pair = order[i], t = pair / k;
@@ -566,7 +565,7 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
         [S_ROUTER] = t * (E + k) * f, [S_MOE_G] = t * k * Fe * f, [S_MOE_U] = t * k * Fe * f,
         [S_MOE_D] = t * k * H * f, [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
         [S_ACT0] = t * k * act_row_bytes((int64_t)widest), [S_ACT1] = t * k * act_row_bytes((int64_t)widest),
-        [S_ACT2] = t * k * act_row_bytes((int64_t)widest),
+        [S_ACT2] = t * k * act_row_bytes((int64_t)widest), [S_TASKS] = 2 * E * sizeof(mm_task),
     };
     for (int i = 0; i < S_NSLOTS; i++)
         if (need[i] && !scratch(m->scratch, i, need[i])) return false;
@@ -590,8 +589,7 @@ int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     int n_out = 0;
     for (int t = 0; t < T; t++) n_out += toks[t].out_row >= 0;
     if (!reserve_scratch(m, toks, T, n_out)) {
-        err->code = LFM2C_ENOMEM;
-        snprintf(err->msg, sizeof err->msg, "out of memory for a batch of %d tokens", T);
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
         return -1;
     }
     float *x = scratch(s, S_X, sizeof(float) * (size_t)T * H);
