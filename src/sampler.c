@@ -14,6 +14,7 @@ struct lfm2c_sampler {
     float *bias;          /* NULL = none */
     float *work;          /* logits copy */
     int *idx;             /* candidate ids */
+    float *prob;          /* candidate weights */
     int *counts;          /* penalty counts per token */
     lfm2c_logits_filter filter;
     void *filter_user;
@@ -43,6 +44,7 @@ lfm2c_sampler_params lfm2c_sampler_params_for_model(const lfm2c_model *model) {
 }
 
 lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab) {
+    if (!p || n_vocab < 1) return NULL;
     lfm2c_sampler *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->p = *p;
@@ -50,8 +52,9 @@ lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab) {
     s->rng = p->seed ? p->seed : 0x9e3779b97f4a7c15ull;
     s->work = malloc(sizeof(float) * (size_t)n_vocab);
     s->idx = malloc(sizeof(int) * (size_t)n_vocab);
+    s->prob = malloc(sizeof(float) * (size_t)n_vocab);
     s->counts = calloc((size_t)n_vocab, sizeof(int));
-    if (!s->work || !s->idx || !s->counts) { lfm2c_sampler_free(s); return NULL; }
+    if (!s->work || !s->idx || !s->prob || !s->counts) { lfm2c_sampler_free(s); return NULL; }
     return s;
 }
 
@@ -60,6 +63,7 @@ void lfm2c_sampler_free(lfm2c_sampler *s) {
     free(s->bias);
     free(s->work);
     free(s->idx);
+    free(s->prob);
     free(s->counts);
     free(s);
 }
@@ -170,8 +174,7 @@ int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_
     /* softmax at temperature 1 for top-p / min-p (as llama.cpp), then temperature */
     float mx = l[s->idx[0]];
     double sum = 0;
-    float *prob = malloc(sizeof(float) * (size_t)n);
-    if (!prob) return s->idx[0];
+    float *prob = s->prob;
     for (int i = 0; i < n; i++) { prob[i] = expf(l[s->idx[i]] - mx); sum += prob[i]; }
     if (p->top_p < 1.0f) {
         double c = 0;
@@ -193,6 +196,5 @@ int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_
         c += prob[i];
         if (r < c) { chosen = s->idx[i]; break; }
     }
-    free(prob);
     return chosen;
 }
