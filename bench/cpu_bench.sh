@@ -8,6 +8,11 @@
 #   idle machine and with one competing busy process (a shell loop) running the whole time, on
 #   the tiny test fixture and the synthetic CONTENTION_PRESETS (default "lfm2-350m lfm2-8b-a1b"; set empty for the fixture only);
 #   prints t/s and the ratios the issue's targets name (busy -t 2 / -t 1, -t 16 / -t 2).
+#   With LLAMA_DIR, llama-bench runs the same tests right after each lfm2c run (two more columns).
+#        LLAMA_DIR=DIR bash bench/cpu_bench.sh --side [MODELS_DIR]
+#   side-by-side mode (issue 17): pp512 / tg128 of lfm2c bench and llama-bench interleaved on the
+#   same synthetic files (DEPTH_PRESETS, default all four of 350M, 1.2B, 8B-A1B, 24B-A2B, Q4_K_M)
+#   at each of THREADS (default 2), ROUNDS rounds, with the worst ratio; the depth mode's table.
 #        bash bench/cpu_bench.sh --depth [MODELS_DIR]
 #   depth mode (issue 17, long context): pp512 / tg128 on top of DEPTHS tokens of context
 #   (default "0,4096,16384,32768"; llama-bench's -d) with the KV cache types CTK / CTV (default
@@ -18,16 +23,23 @@
 #   adds GGUF files of one's own (set DEPTH_PRESETS="" for those only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-contention=0; depth=0
+contention=0; depth=0; side=0
 if [ "${1:-}" = "--contention" ]; then contention=1; shift; fi
 if [ "${1:-}" = "--depth" ]; then depth=1; shift; fi
+if [ "${1:-}" = "--side" ]; then depth=1; side=1; shift; fi
 dir=${1:-/tmp/lfm2c-models}; reps=${REPS:-3}
 mkdir -p "$dir"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 
 if [ $depth = 1 ]; then
-  depths=${DEPTHS:-0,4096,16384,32768}; ctk=${CTK:-f16}; ctv=${CTV:-f16}; t=${THREADS:-2}; rounds=${ROUNDS:-2}
+  if [ $side = 1 ]; then
+    depths=${DEPTHS:-0}; presets=${DEPTH_PRESETS-lfm2-350m lfm2-1.2b lfm2-8b-a1b lfm2-24b-a2b}
+    [ -n "${LLAMA_DIR:-}" ] || { echo "--side needs LLAMA_DIR (a llama.cpp build directory)" >&2; exit 2; }
+  else
+    depths=${DEPTHS:-0,4096,16384,32768}; presets=${DEPTH_PRESETS-lfm2-1.2b lfm2-24b-a2b}
+  fi
+  ctk=${CTK:-f16}; ctv=${CTV:-f16}; threads=${THREADS:-2}; rounds=${ROUNDS:-2}
   llama_bench=
   if [ -n "${LLAMA_DIR:-}" ]; then
     llama_bench=$LLAMA_DIR/bin/llama-bench
@@ -35,7 +47,7 @@ if [ $depth = 1 ]; then
   fi
   out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
   files=()
-  for preset in ${DEPTH_PRESETS-lfm2-1.2b lfm2-24b-a2b}; do
+  for preset in $presets; do
     f="$dir/$preset-q4_k_m.gguf"
     [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
     files+=("$f")
@@ -45,18 +57,20 @@ if [ $depth = 1 ]; then
     preset=$(basename "$f" .gguf)
     cat "$f" > /dev/null
     ./build/lfm2c info -m "$f" -ctk "$ctk" -ctv "$ctv" | sed -n 's/^memory: *//p' | sed "s/^/$preset: /"
-    for r in $(seq 1 "$rounds"); do
-      ./build/lfm2c bench -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -t "$t" -r "$reps" -o json \
-        > "$out/$preset.lfm2c.$r.json"
-      if [ -n "$llama_bench" ]; then
-        "$llama_bench" -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -fa 1 -t "$t" -r "$reps" -o json \
-          > "$out/$preset.llama.$r.json" 2>/dev/null
-      fi
+    for t in $threads; do
+      for r in $(seq 1 "$rounds"); do
+        ./build/lfm2c bench -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -t "$t" -r "$reps" -o json \
+          > "$out/$preset.t$t.lfm2c.$r.json"
+        if [ -n "$llama_bench" ]; then
+          "$llama_bench" -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -fa 1 -t "$t" -r "$reps" -o json \
+            > "$out/$preset.t$t.llama.$r.json" 2>/dev/null
+        fi
+      done
     done
   done
-  python3 - "$out" "$ctk" "$ctv" "$t" <<'PY'
+  python3 - "$out" "$ctk" "$ctv" <<'PY'
 import glob, json, os, sys
-out, ctk, ctv, t = sys.argv[1:]
+out, ctk, ctv = sys.argv[1:]
 def rows(path):
     res = {}
     for r in json.load(open(path)):
@@ -67,9 +81,10 @@ def rows(path):
 print(f"\n| model | threads | K/V | test | llama.cpp t/s | lfm2c t/s | lfm2c / llama.cpp (worst round) |")
 print("|---|---:|---|---|---:|---:|---:|")
 for lf in sorted(glob.glob(os.path.join(out, "*.lfm2c.1.json"))):
-    preset = os.path.basename(lf).split(".lfm2c.")[0]
-    ours = [rows(p) for p in sorted(glob.glob(os.path.join(out, preset + ".lfm2c.*.json")))]
-    theirs = [rows(p) for p in sorted(glob.glob(os.path.join(out, preset + ".llama.*.json")))]
+    key = os.path.basename(lf).split(".lfm2c.")[0]       # PRESET.tT
+    preset, t = key.rsplit(".t", 1)
+    ours = [rows(p) for p in sorted(glob.glob(os.path.join(out, key + ".lfm2c.*.json")))]
+    theirs = [rows(p) for p in sorted(glob.glob(os.path.join(out, key + ".llama.*.json")))]
     for test in ours[0]:
         o = [r[test] for r in ours if test in r]
         l = [r[test] for r in theirs if test in r]
@@ -88,10 +103,17 @@ if [ $contention = 1 ]; then
     [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
     models+=("$f")
   done
+  # llama-bench's CSV: the avg_ts of the row with n_prompt = $1 and n_gen = $2 ("none" if absent)
+  llama_csv='import csv, sys
+rows = list(csv.DictReader(sys.stdin))
+v = [r["avg_ts"] for r in rows if r.get("n_prompt") == sys.argv[1] and r.get("n_gen") == sys.argv[2]]
+print("%.2f" % float(v[0]) if v else "none")'
   busy_pid=
   trap '[ -n "$busy_pid" ] && kill $busy_pid 2>/dev/null; true' EXIT
-  echo "| model | load | threads | pp128 t/s | tg64 t/s | tg vs -t 1 | tg vs -t 2 |"
-  echo "|---|---|---:|---:|---:|---:|---:|"
+  llama_bench=
+  [ -n "${LLAMA_DIR:-}" ] && llama_bench=$LLAMA_DIR/bin/llama-bench
+  echo "| model | load | threads | pp128 t/s | tg64 t/s | tg vs -t 1 | tg vs -t 2 | llama.cpp pp128 | llama.cpp tg64 |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
   for f in "${models[@]}"; do
     cat "$f" > /dev/null
     for load in idle busy; do
@@ -105,7 +127,12 @@ if [ $contention = 1 ]; then
         [ "$t" = 2 ] && tg2=$tg
         r1=$(python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}' if b not in ('','none') and a!='none' else '-')" "$tg" "${tg1:-}")
         r2=$(python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}' if b not in ('','none') and a!='none' else '-')" "$tg" "${tg2:-}")
-        echo "| $(basename "$f" .gguf) | $load | $t | $pp | $tg | $r1 | $r2 |"
+        lpp=-; ltg=-
+        if [ -n "$llama_bench" ]; then
+          lout=$(timeout 600 "$llama_bench" -m "$f" -p 128 -n 64 -t "$t" -r "$reps" -o csv 2>/dev/null || true)
+          lpp=$(echo "$lout" | python3 -c "$llama_csv" 128 0); ltg=$(echo "$lout" | python3 -c "$llama_csv" 0 64)
+        fi
+        echo "| $(basename "$f" .gguf) | $load | $t | $pp | $tg | $r1 | $r2 | $lpp | $ltg |"
       done
       if [ $load = busy ]; then kill $busy_pid; wait $busy_pid 2>/dev/null || true; busy_pid=; fi
     done
