@@ -41,13 +41,19 @@ typedef struct lfm2c_model_params {
     bool reference;     /* plain scalar float path (dequantized weights, float activations) */
     int device;         /* LFM2C_DEVICE_CPU or LFM2C_DEVICE_CUDA */
     bool no_populate;   /* do not map all weight pages at open (for inspection only) */
-    bool hugepages;     /* weights copied into anonymous memory in transparent huge pages (RSS =
-                           the file's size; default: the file is mapped, madvised MADV_HUGEPAGE) */
+    int hugepages;      /* LFM2C_HUGEPAGES_AUTO (0, the default): the weights are copied into
+                           anonymous memory in transparent huge pages when the kernel offers THP
+                           (enabled: always or madvise) and MemAvailable exceeds the file by 1 GiB,
+                           else mapped; _ON: always copied; _OFF: always mapped (page cache shared
+                           between processes, madvised MADV_HUGEPAGE). RSS is the file's size
+                           either way; the copy keeps decode off 4 KB pages when the page cache
+                           is fragmented. CUDA models and no_populate opens map in AUTO. */
     int type_k, type_v; /* KV cache types of the sessions on the CPU: LFM2C_KV_* (0 = F16);
                            the CUDA backend keeps its own F32 cache and ignores them */
 } lfm2c_model_params;
 
 enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1 };
+enum { LFM2C_HUGEPAGES_AUTO = 0, LFM2C_HUGEPAGES_ON = 1, LFM2C_HUGEPAGES_OFF = -1 };
 enum { LFM2C_KV_F16 = 0, LFM2C_KV_F32 = 1, LFM2C_KV_Q8_0 = 2 };
 /* "f16" / "f32" / "q8_0" -> LFM2C_KV_*, or -1 */
 int lfm2c_kv_type_from_name(const char *name);
@@ -82,6 +88,7 @@ typedef struct lfm2c_model_info {
     /* sampling defaults carried by the file (general.sampling.*), NAN / -1 when absent */
     float def_temp, def_top_p, def_min_p, def_repeat_penalty;
     int def_top_k;
+    bool weights_copied;      /* the weights sit in an anonymous huge-page copy (see hugepages) */
 } lfm2c_model_info;
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);

@@ -258,6 +258,28 @@ static uint8_t *huge_copy(int fd, size_t size, const char *path, lfm2c_error *er
     return p;
 }
 
+bool gguf_huge_copy_wanted(uint64_t size, int64_t mem_available, const char *thp_enabled) {
+    if (!thp_enabled || !strchr(thp_enabled, '[') || strstr(thp_enabled, "[never]")) return false;
+    return mem_available >= 0 && (uint64_t)mem_available >= size + (1ull << 30);
+}
+
+/* this system's answer for a file of `size` bytes */
+static bool huge_copy_here(uint64_t size) {
+    char thp[128] = "", line[256];
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(thp, sizeof thp, f)) thp[0] = 0;
+        fclose(f);
+    }
+    long long avail_kb = -1;
+    if ((f = fopen("/proc/meminfo", "r"))) {
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lld kB", &avail_kb) == 1) break;
+        fclose(f);
+    }
+    return gguf_huge_copy_wanted(size, avail_kb < 0 ? -1 : (int64_t)avail_kb * 1024, thp);
+}
+
 static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
@@ -276,7 +298,8 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
         return NULL;
     }
     void *map;
-    if (flags & GGUF_OPEN_HUGE_COPY) {
+    const bool copy = (flags & GGUF_OPEN_HUGE_COPY) || ((flags & GGUF_OPEN_HUGE_AUTO) && huge_copy_here((uint64_t)st.st_size));
+    if (copy) {
         map = huge_copy(fd, (size_t)st.st_size, path, err);
         close(fd);
         if (!map) return NULL;
@@ -293,6 +316,7 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
     g->map = map;
     g->size = (size_t)st.st_size;
     g->owns_map = true;
+    g->copied = copy;
     if (!parse(g, err)) {
         if (err) {
             char msg[sizeof err->msg];

@@ -53,6 +53,7 @@ typedef struct gguf_file {
      * tensors are joined into this file's table (their data pointers point into their maps) */
     struct gguf_file **parts;
     uint32_t n_parts;
+    bool copied;            /* map is a private huge-page copy (GGUF_OPEN_HUGE_*) */
 } gguf_file;
 
 /* Opens a GGUF; the first part of a split model (split.count > 1) opens the other parts
@@ -60,7 +61,11 @@ typedef struct gguf_file {
 gguf_file *gguf_open(const char *path, lfm2c_error *err);
 /* GGUF_OPEN_HUGE_COPY: read the file into private anonymous memory (2 MB aligned, MADV_HUGEPAGE)
  * instead of mapping it */
-enum { GGUF_OPEN_HUGE_COPY = 1 };
+enum { GGUF_OPEN_HUGE_COPY = 1, GGUF_OPEN_HUGE_AUTO = 2 };
+/* GGUF_OPEN_HUGE_AUTO: copy a file of `size` bytes when gguf_huge_copy_wanted says so for this
+ * system (/sys/kernel/mm/transparent_hugepage/enabled and MemAvailable of /proc/meminfo).
+ * The rule itself, testable: THP not "[never]" (and known), and mem_available >= size + 1 GiB. */
+bool gguf_huge_copy_wanted(uint64_t size, int64_t mem_available, const char *thp_enabled);
 gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err);
 /* Parse a GGUF already in memory (not owned; must outlive the result). */
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err);

@@ -299,9 +299,13 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
 #endif
     lfm2c_model *m = calloc(1, sizeof *m);
     if (!m) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
-    m->gguf = gguf_open_ex(path, p.hugepages ? GGUF_OPEN_HUGE_COPY : 0, err);
+    unsigned flags = p.hugepages == LFM2C_HUGEPAGES_ON ? GGUF_OPEN_HUGE_COPY
+                     : p.hugepages == LFM2C_HUGEPAGES_AUTO && p.device == LFM2C_DEVICE_CPU && !p.no_populate
+                         ? GGUF_OPEN_HUGE_AUTO : 0;
+    m->gguf = gguf_open_ex(path, flags, err);
     if (!m->gguf) { free(m); return NULL; }
     lfm2c_model_info *in = &m->info;
+    in->weights_copied = m->gguf->copied;
     if (read_hparams(m, err) || read_widths(m, err)) goto fail;
     m->type_k = p.type_k;
     m->type_v = p.type_v;

@@ -58,6 +58,11 @@ cmp -s "$tmp/ld.f32" "$tmp/l32.f32" && ok || bad "logits default is not the f32 
 # --hugepages: the weights copied into anonymous memory give the same bits
 "$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 --hugepages -o "$tmp/lh.f32" >/dev/null 2>&1
 cmp -s "$tmp/ld.f32" "$tmp/lh.f32" && ok || bad "logits --hugepages differ"
+"$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 --no-hugepages -o "$tmp/ln.f32" >/dev/null 2>&1
+cmp -s "$tmp/ld.f32" "$tmp/ln.f32" && ok || bad "logits --no-hugepages differ"
+# bench says which it did: --hugepages copies, --no-hugepages maps
+"$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --hugepages 2>&1 >/dev/null | grep -q '^weights copied' && ok || bad "bench --hugepages does not say copied"
+"$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --no-hugepages 2>&1 >/dev/null | grep -q '^weights mapped' && ok || bad "bench --no-hugepages does not say mapped"
 # errors: one line, non-zero exit, no crash
 expect_err() { # what, pattern, command...
   local what=$1 pat=$2; shift 2

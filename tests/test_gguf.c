@@ -49,7 +49,20 @@ static float *logits_of(const char *path, int *n_vocab, lfm2c_error *err) {
     return out;
 }
 
+/* the automatic huge-page copy rule: THP offered (always / madvise), 1 GiB to spare */
+static void test_huge_copy_rule(void) {
+    const uint64_t G = 1ull << 30;
+    CHECK(gguf_huge_copy_wanted(14 * G, 16 * G, "always [madvise] never\n"), "madvise, 2 GiB spare: copy");
+    CHECK(gguf_huge_copy_wanted(14 * G, 15 * G, "[always] madvise never\n"), "always, exactly 1 GiB spare: copy");
+    CHECK(!gguf_huge_copy_wanted(14 * G, 15 * G - 1, "always [madvise] never\n"), "less than 1 GiB spare: map");
+    CHECK(!gguf_huge_copy_wanted(1 * G, 64 * G, "always madvise [never]\n"), "THP never: map");
+    CHECK(!gguf_huge_copy_wanted(1 * G, 64 * G, ""), "THP unknown: map");
+    CHECK(!gguf_huge_copy_wanted(1 * G, 64 * G, NULL), "no THP file: map");
+    CHECK(!gguf_huge_copy_wanted(1 * G, -1, "always [madvise] never"), "MemAvailable unknown: map");
+}
+
 int main(void) {
+    test_huge_copy_rule();
     lfm2c_error err = {0};
     const char *src = DATA("lfm2-tiny-dense-f32.gguf");
     gguf_file *g = gguf_open(src, &err);

@@ -59,7 +59,8 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
 /* KV cache types: -ctk / -ctv / --cache-type-k / --cache-type-v f16|q8_0|f32 (llama.cpp's flags).
  * cli_kv_flag consumes one if argv[*i] is one; cli_open_model / cli_kv_apply use the types given,
  * else the command's default (F16; cli_kv_set_default changes it, e.g. F32 for `logits`).
- * cli_kv_flag also takes --hugepages (the weights copied into anonymous huge pages). */
+ * cli_kv_flag also takes --hugepages / --no-hugepages (the weights always copied into anonymous
+ * huge pages / always mapped; by default the library decides: lfm2c_model_params.hugepages). */
 bool cli_kv_flag(int argc, char **argv, int *i);
 int cli_kv_type(const char *flag, const char *value);   /* a name, or fails and exits */
 void cli_kv_set_default(int type_k, int type_v);

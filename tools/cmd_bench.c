@@ -124,7 +124,8 @@ static int usage(void) {
             "                   [-b BATCH]  (B sequences of -p prompt / -n generated tokens, total tok/s)\n"
             "                   [-d DEPTH]  (pp / tg on top of DEPTH tokens of context, prefilled untimed)\n"
             "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
-            "                   [--hugepages]  (weights copied into anonymous transparent huge pages)\n"
+            "                   [--hugepages | --no-hugepages]  (weights always copied into anonymous transparent\n"
+            "                   huge pages | always mapped; default: copied when THP is on and RAM allows)\n"
             "                   [--device cpu|cuda] [--reference]\n"
             "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
             "  a -p / -n test.\n");
@@ -157,8 +158,8 @@ static int parse_types(const char *flag, const char *s, int *out, int max) {
 }
 
 /* How much of this process sits in 2 MB pages (/proc/self/smaps_rollup): AnonHugePages for the
- * --hugepages copy, FilePmdMapped for the file mapping; and the system's THP settings. */
-static void print_huge_pages(bool hugepages) {
+ * huge-page copy, FilePmdMapped for the file mapping; and the system's THP settings. */
+static void print_huge_pages(bool copied) {
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
     char line[256], en[128] = "?";
     long anon = -1, file = -1;
@@ -172,7 +173,7 @@ static void print_huge_pages(bool hugepages) {
         fclose(f);
     }
     fprintf(stderr, "weights %s; huge pages: AnonHugePages %ld MB, FilePmdMapped %ld MB (THP enabled: %s)\n",
-            hugepages ? "copied (--hugepages)" : "mapped", anon / 1024, file / 1024, en);
+            copied ? "copied" : "mapped", anon / 1024, file / 1024, en);
 }
 
 static void print_row(const char *fmt, const char *model_path, const lfm2c_model_info *in, const char *device,
@@ -216,7 +217,8 @@ int cmd_bench(int argc, char **argv) {
     int pps[8] = {512}, n_pp = 1, tgs[8] = {128}, n_tg = 1, threads[8] = {0}, n_th = 1, reps = 5;
     int batches[8] = {0}, n_b = 0, depths[16] = {0}, n_d = 1;
     int tks[3] = {LFM2C_KV_F16}, n_tk = 1, tvs[3] = {LFM2C_KV_F16}, n_tv = 1;
-    bool reference = false, hugepages = false;
+    bool reference = false;
+    int hugepages = LFM2C_HUGEPAGES_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
@@ -232,7 +234,8 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i);   /* always blocked */
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
-        else if (!strcmp(a, "--hugepages")) hugepages = true;
+        else if (!strcmp(a, "--hugepages")) hugepages = LFM2C_HUGEPAGES_ON;
+        else if (!strcmp(a, "--no-hugepages")) hugepages = LFM2C_HUGEPAGES_OFF;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("bench: unknown option '%s'", a), 2;
     }
@@ -314,7 +317,7 @@ int cmd_bench(int argc, char **argv) {
                     }
                 }
                 getrusage(RUSAGE_SELF, &ru);
-                if (!json && !csv) print_huge_pages(hugepages);
+                if (!json && !csv) print_huge_pages(in->weights_copied);
                 if (!json && !csv)
                     fprintf(stderr, "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
                             "%.1f MiB per 32768-token sequence%s\n", ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9,

@@ -50,7 +50,8 @@ static int usage(void) {
             "  -c CTX  -t THREADS  --temp T  --top-k K  --top-p P  --min-p M  --repeat-penalty R\n"
             "  --seed S  -n N (max tokens per reply, default 1024)  --device cpu|cuda  -v, --verbose\n"
             "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
-            "  --hugepages        copy the weights into anonymous transparent huge pages\n"
+            "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
+            "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
             "In the chat: /reset starts over, /exit (or Ctrl-D) leaves, Ctrl-C stops a reply.\n");
     return 2;   /* a usage error (--help returns 0 itself) */
 }

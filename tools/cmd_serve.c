@@ -57,7 +57,8 @@ static void usage(FILE *out) {
             "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
             "  --reference           scalar reference kernels\n"
             "  -ctk / -ctv TYPE      KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
-            "  --hugepages        copy the weights into anonymous transparent huge pages\n"
+            "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
+            "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
             "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n");
 }
 

@@ -114,7 +114,7 @@ char *cli_read_file(const char *path, size_t *len) {
 
 /* KV cache types given on the command line (-1: not given) and the command's default */
 static int kv_given[2] = {-1, -1}, kv_default[2] = {LFM2C_KV_F16, LFM2C_KV_F16};
-static bool hugepages;   /* --hugepages */
+static int hugepages = LFM2C_HUGEPAGES_AUTO;   /* --hugepages / --no-hugepages */
 
 int cli_kv_type(const char *flag, const char *value) {
     int t = lfm2c_kv_type_from_name(value);
@@ -129,7 +129,8 @@ bool cli_kv_flag(int argc, char **argv, int *i) {
     const char *a = argv[*i];
     int which = !strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k") ? 0
                 : !strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v") ? 1 : -1;
-    if (!strcmp(a, "--hugepages")) return hugepages = true;
+    if (!strcmp(a, "--hugepages")) return hugepages = LFM2C_HUGEPAGES_ON, true;
+    if (!strcmp(a, "--no-hugepages")) return hugepages = LFM2C_HUGEPAGES_OFF, true;
     if (which < 0) return false;
     kv_given[which] = cli_kv_type(a, cli_value(argc, argv, i));
     return true;
