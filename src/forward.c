@@ -147,6 +147,7 @@ typedef struct dyn_job {
     const lfm2c_model *m;
     const mm_task *tasks;
     int n_tasks;
+    int n_ranges;                        /* one per running thread */
     int64_t first[DYN_MAX_TASKS + 1];   /* first chunk of each task; first[n_tasks] = all */
     int64_t chunk_rows[DYN_MAX_TASKS];
     struct { _Alignas(64) _Atomic uint64_t fb; } range[DYN_MAX_THREADS];   /* front << 32 | back */
@@ -187,12 +188,20 @@ static int dyn_take(dyn_job *j, int v, int from_front, int64_t *u0, int64_t *u1)
     }
 }
 
+/* Index ith owns range ith when there is one (a pool of more indices than running threads has
+ * one range per thread; the other indices only help) and then helps the others. */
 static void mm_worker_dyn(void *arg, int ith, int nth) {
+    (void)nth;
     dyn_job *j = arg;
+    const int nr = j->n_ranges;
     int64_t u0, u1;
-    while (dyn_take(j, ith, 1, &u0, &u1)) dyn_rows(j, u0, u1);
-    for (int d = 1; d < nth; d++)
-        while (dyn_take(j, (ith + d) % nth, 0, &u0, &u1)) dyn_rows(j, u0, u1);
+    if (ith < nr)
+        while (dyn_take(j, ith, 1, &u0, &u1)) dyn_rows(j, u0, u1);
+    for (int d = 0; d < nr; d++) {
+        int v = (ith + d) % nr;
+        if (v != ith)
+            while (dyn_take(j, v, 0, &u0, &u1)) dyn_rows(j, u0, u1);
+    }
 }
 
 /* Runs several independent products in one parallel job (e.g. q, k and v; or all experts). */
@@ -204,7 +213,7 @@ static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
         if (tasks[i].n_cols > max_cols) max_cols = tasks[i].n_cols;
     }
     if (job.n_bytes <= 0) return;
-    const int nth = threadpool_size(m->pool);
+    const int nth = threadpool_threads(m->pool);   /* threads running, not indices */
     if (nth < 2 || job.n_bytes * max_cols < INLINE_WORK) {
         mm_part(&job, 0, 1);
         return;
@@ -218,6 +227,7 @@ static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
     dj->m = m;
     dj->tasks = tasks;
     dj->n_tasks = n;
+    dj->n_ranges = nth;
     dj->first[0] = 0;
     double bytes = 0;
     for (int i = 0; i < n; i++) {

@@ -7,10 +7,14 @@
  * elsewhere), both for the workers waiting for a job and for the caller waiting for the job's
  * end: decode launches hundreds of short jobs per token, so a short spin saves a sleep/wake
  * round trip when every thread has its own core, and the block gives the core away when a
- * thread it waits for is descheduled (a busy machine, or more threads than cores — where
- * nobody spins at all). Sleeping workers are woken a few at a time: the caller wakes as many
- * as there are other cores, and each worker that claims an index while more remain wakes one
- * more, so 1000 threads on 2 cores do not all wake for every job. */
+ * thread it waits for is descheduled (a busy machine). Sleeping workers are woken a few at a
+ * time: the caller wakes as many as there are other cores, and each worker that claims an index
+ * while more remain wakes one more.
+ *
+ * More threads than the CPUs this process may run on (its affinity mask) would only take turns
+ * on the same cores and wait for each other at every job's end: a pool of n keeps n indices
+ * (the work is still cut n ways, so results do not change) but starts at most one thread per
+ * allowed CPU, and those claim all the indices. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -33,8 +37,9 @@
 #define SPIN_ITERS 2000   /* ~ tens of microseconds of pause before blocking */
 
 struct threadpool {
-    int n;                    /* threads, the caller included */
-    int spin;                 /* pause iterations before blocking; 0 when oversubscribed */
+    int n;                    /* indices per job (the pool's size, as asked) */
+    int started;              /* threads running them, the caller included: min(n, CPUs) */
+    int spin;                 /* pause iterations before blocking */
     int wake_first;           /* sleepers the caller wakes per job */
     pthread_t *threads;
     threadpool_fn fn;         /* the current job; written only while no index is claimable */
@@ -188,16 +193,13 @@ threadpool *threadpool_new(int n_threads) {
     pthread_cond_init(&p->cv, NULL);
 #endif
     int cpus = threadpool_available_cpus();
-    p->spin = n_threads > cpus ? 0 : SPIN_ITERS;
+    p->spin = SPIN_ITERS;
     p->n = n_threads;
-    for (int i = 1; i < n_threads; i++) {
-        if (pthread_create(&p->threads[i], NULL, worker, p) != 0) {
-            p->n = i; /* run with the threads we got */
-            break;
-        }
-    }
-    p->wake_first = cpus - 1 < p->n - 1 ? cpus - 1 : p->n - 1;
-    if (p->wake_first < 1) p->wake_first = 1;
+    const int want = n_threads < cpus ? n_threads : cpus;
+    p->started = 1;
+    while (p->started < want && pthread_create(&p->threads[p->started], NULL, worker, p) == 0)
+        p->started++;   /* on failure: run with the threads we got (the indices are claimed) */
+    p->wake_first = p->started - 1 > 1 ? p->started - 1 : 1;
     return p;
 }
 
@@ -205,8 +207,8 @@ void threadpool_free(threadpool *p) {
     if (!p) return;
     atomic_store(&p->stop, true);
     atomic_fetch_add(&p->gen, 1);
-    word_wake(p, &p->gen, p->n);
-    for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    word_wake(p, &p->gen, p->started);
+    for (int i = 1; i < p->started; i++) pthread_join(p->threads[i], NULL);
 #if !defined(__linux__)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
@@ -216,6 +218,8 @@ void threadpool_free(threadpool *p) {
 }
 
 int threadpool_size(const threadpool *p) { return p ? p->n : 1; }
+
+int threadpool_threads(const threadpool *p) { return p ? p->started : 1; }
 
 void threadpool_run(threadpool *p, threadpool_fn fn, void *arg) {
     if (!p || p->n == 1) {
