@@ -46,6 +46,14 @@ if [ $depth = 1 ]; then
     [ -x "$llama_bench" ] || { echo "no llama-bench at $llama_bench" >&2; exit 1; }
   fi
   out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+  # each run starts from the same page cache: the other models' pages dropped, this one read in
+  # (after llama.cpp's repacked copy the file's pages may be gone; neither side pays the disk)
+  warm() {
+    for other in "$dir"/*.gguf; do
+      [ "$other" = "$1" ] || python3 -c "import os,sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)" "$other"
+    done
+    cat "$1" > /dev/null
+  }
   files=()
   for preset in $presets; do
     f="$dir/$preset-q4_k_m.gguf"
@@ -59,9 +67,11 @@ if [ $depth = 1 ]; then
     ./build/lfm2c info -m "$f" -ctk "$ctk" -ctv "$ctv" | sed -n 's/^memory: *//p' | sed "s/^/$preset: /"
     for t in $threads; do
       for r in $(seq 1 "$rounds"); do
+        warm "$f"
         ./build/lfm2c bench -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -t "$t" -r "$reps" -o json \
           > "$out/$preset.t$t.lfm2c.$r.json"
         if [ -n "$llama_bench" ]; then
+          warm "$f"
           "$llama_bench" -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -fa 1 -t "$t" -r "$reps" -o json \
             > "$out/$preset.t$t.llama.$r.json" 2>/dev/null
         fi
