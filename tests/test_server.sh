@@ -25,8 +25,8 @@ for tool in node npm curl python3; do
 done
 if [ ! -d server/node_modules/openai ] || [ ! -d server/node_modules/ollama ] || [ ! -d server/node_modules/@anthropic-ai/sdk ] ||
    [ ! -d server/node_modules/@openai/agents ]; then
-  (cd server && timeout 300 npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
-    { echo "FAIL npm install of the openai SDK"; echo "0 passed, 1 failed"; exit 1; }
+  (cd server && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+    { echo "FAIL npm ci of the client SDKs (tests/server)"; echo "0 passed, 1 failed"; exit 1; }
 fi
 # the agent libraries (Vercel AI SDK, LangChain JS), pinned in clients/package.json
 if [ ! -d clients/node_modules/ai ] || [ ! -d clients/node_modules/@langchain/openai ]; then
