@@ -8,6 +8,7 @@
 #include "quant.h"
 #include "quantize.h"
 #include "quantize_file.h"
+#include "sha256.h"
 #include "synth.h"
 #include "test.h"
 
@@ -15,58 +16,6 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
-
-/* ---- sha256 (FIPS 180-4), for comparing tensor data with the recorded digests ------------- */
-
-typedef struct sha256 { uint32_t h[8]; uint8_t buf[64]; uint64_t len; size_t n; } sha256;
-
-static const uint32_t K256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-static uint32_t ror(uint32_t x, int r) { return (x >> r) | (x << (32 - r)); }
-
-static void sha256_block(sha256 *s, const uint8_t *p) {
-    uint32_t w[64], a[8];
-    for (int i = 0; i < 16; i++) w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    memcpy(a, s->h, sizeof a);
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = a[7] + (ror(a[4], 6) ^ ror(a[4], 11) ^ ror(a[4], 25)) + ((a[4] & a[5]) ^ (~a[4] & a[6])) + K256[i] + w[i];
-        uint32_t t2 = (ror(a[0], 2) ^ ror(a[0], 13) ^ ror(a[0], 22)) + ((a[0] & a[1]) ^ (a[0] & a[2]) ^ (a[1] & a[2]));
-        memmove(a + 1, a, 7 * sizeof *a);
-        a[4] += t1;
-        a[0] = t1 + t2;
-    }
-    for (int i = 0; i < 8; i++) s->h[i] += a[i];
-}
-
-static void sha256_hex(const void *data, size_t len, char out[65]) {
-    sha256 s = {{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19}, {0}, 0, 0};
-    const uint8_t *p = data;
-    size_t i = 0;
-    for (; i + 64 <= len; i += 64) sha256_block(&s, p + i);
-    uint8_t tail[128] = {0};
-    size_t r = len - i;
-    memcpy(tail, p + i, r);
-    tail[r] = 0x80;
-    size_t tl = r + 1 + 8 <= 64 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
-    for (int k = 0; k < 8; k++) tail[tl - 1 - k] = (uint8_t)(bits >> (8 * k));
-    sha256_block(&s, tail);
-    if (tl == 128) sha256_block(&s, tail + 64);
-    for (int k = 0; k < 8; k++) sprintf(out + 8 * k, "%08x", s.h[k]);
-}
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
