@@ -132,28 +132,12 @@ static int usage(void) {
     return 2;   /* a usage error (--help returns 0 itself) */
 }
 
-static int parse_list(const char *flag, const char *s, int *out, int max) {
+/* "1,2,4" -> out[], each entry read by one of the cli_* readers (which exit 2 on a bad one) */
+static int parse_list(const char *flag, const char *s, int *out, int max, int (*read)(const char *, const char *)) {
     int n = 0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = cli_int(flag, tok);
-    return n;
-}
-
-/* A list whose every entry must be >= 1 (-b): exits 2 otherwise. */
-static int parse_positive_list(const char *flag, const char *s, int *out, int max) {
-    int n = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = cli_positive(flag, tok);
-    return n;
-}
-
-static int parse_types(const char *flag, const char *s, int *out, int max) {
-    int n = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = cli_kv_type(flag, tok);
+    for (char *tok = strtok(buf, ","); tok && n < max; tok = strtok(NULL, ",")) out[n++] = read(flag, tok);
     return n;
 }
 
@@ -222,15 +206,15 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8, cli_int);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8, cli_int);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8, cli_int);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fmt = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) n_b = parse_positive_list(a, cli_value(argc, argv, &i), batches, 8);
-        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) n_d = parse_list(a, cli_value(argc, argv, &i), depths, 16);
-        else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) n_tk = parse_types(a, cli_value(argc, argv, &i), tks, 3);
-        else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) n_tv = parse_types(a, cli_value(argc, argv, &i), tvs, 3);
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) n_b = parse_list(a, cli_value(argc, argv, &i), batches, 8, cli_positive);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) n_d = parse_list(a, cli_value(argc, argv, &i), depths, 16, cli_int);
+        else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) n_tk = parse_list(a, cli_value(argc, argv, &i), tks, 3, cli_kv_type);
+        else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) n_tv = parse_list(a, cli_value(argc, argv, &i), tvs, 3, cli_kv_type);
         else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i);   /* always blocked */
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
