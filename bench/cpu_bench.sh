@@ -29,6 +29,14 @@ if [ "${1:-}" = "--depth" ]; then depth=1; shift; fi
 if [ "${1:-}" = "--side" ]; then depth=1; side=1; shift; fi
 dir=${1:-/tmp/lfm2c-models}; reps=${REPS:-3}
 mkdir -p "$dir"
+# every measurement starts from the same page cache: the other models' pages dropped, this one
+# read in (after llama.cpp's repacked copy a file's pages may be gone; no side pays the disk)
+warm() {
+  for other in "$dir"/*.gguf; do
+    [ "$other" = "$1" ] || python3 -c "import os,sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)" "$other"
+  done
+  cat "$1" > /dev/null
+}
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 
@@ -46,14 +54,6 @@ if [ $depth = 1 ]; then
     [ -x "$llama_bench" ] || { echo "no llama-bench at $llama_bench" >&2; exit 1; }
   fi
   out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
-  # each run starts from the same page cache: the other models' pages dropped, this one read in
-  # (after llama.cpp's repacked copy the file's pages may be gone; neither side pays the disk)
-  warm() {
-    for other in "$dir"/*.gguf; do
-      [ "$other" = "$1" ] || python3 -c "import os,sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)" "$other"
-    done
-    cat "$1" > /dev/null
-  }
   files=()
   for preset in $presets; do
     f="$dir/$preset-q4_k_m.gguf"
@@ -63,7 +63,6 @@ if [ $depth = 1 ]; then
   for f in ${DEPTH_FILES:-}; do files+=("$f"); done   # other GGUF files, e.g. real models
   for f in "${files[@]}"; do
     preset=$(basename "$f" .gguf)
-    cat "$f" > /dev/null
     ./build/lfm2c info -m "$f" -ctk "$ctk" -ctv "$ctv" | sed -n 's/^memory: *//p' | sed "s/^/$preset: /"
     for t in $threads; do
       for r in $(seq 1 "$rounds"); do
@@ -164,10 +163,7 @@ for preset in lfm2-24b-a2b lfm2-8b-a1b; do
   f="$dir/$preset-q4_k_m.gguf"
   # only this model in the page cache: 14.4 + 5.0 GB and prefill's buffers do not fit together
   # on a 24 GB machine, and weights evicted mid-run would time the disk
-  for other in "$dir"/*.gguf; do
-    [ "$other" = "$f" ] || python3 -c "import os,sys; os.posix_fadvise(os.open(sys.argv[1], os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED)" "$other"
-  done
-  cat "$f" > /dev/null   # warm page cache: the table measures compute and memory, not the disk
+  warm "$f"   # the table measures compute and memory, not the disk
   for t in 1 2; do
     out=$(./build/lfm2c bench -m "$f" -p 512 -n 128 -t $t -r "$reps" -o csv)
     pp=$(echo "$out" | awk -F, '$4==512{print $6}'); tg=$(echo "$out" | awk -F, '$5==128{print $6}')
