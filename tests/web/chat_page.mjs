@@ -28,7 +28,9 @@ try {
   // send with Enter; the answer streams in (the content grows over several reads), stats appear
   const n0 = await page.$$eval(".msg", (m) => m.length);
   const setField = (id, v) => page.evaluate((id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event("input")); }, id, v);
-  await setField("maxt", "200");
+  // a long answer (about a second of tokens even with the fast kernels), so that it spans several
+  // network reads even when the machine is busy and the browser reads late
+  await setField("maxt", "1500");
   await setField("temp", "1.0");
   await page.type("#input", "Hello there");
   await page.keyboard.down("Shift"); await page.keyboard.press("Enter"); await page.keyboard.up("Shift");
