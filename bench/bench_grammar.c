@@ -8,7 +8,7 @@
  * For each schema a walk picks a random allowed token at every step (biased toward the
  * completion's next bytes after 150 tokens so outputs end) and times every mask call.
  * Usage: bench_grammar [SCHEMA.json ...] (default: a built-in set). Prints µs/token, mean and p99. */
-#include "grammar.h"
+#include "chat/grammar.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,9 +5,9 @@
  * Each figure is the best of several runs by wall time, and in parentheses by the slowest
  * thread's CPU time (what the kernel costs when other processes share the cores).
  * Usage: bench_kernels [decode_MB] [threads] [isa] [type] [reps] */
-#include "kernels.h"
-#include "quant.h"
-#include "threadpool.h"
+#include "cpu/kernels.h"
+#include "formats/ggml_types.h"
+#include "core/threadpool.h"
 
 #include <stddef.h>
 #include <stdint.h>

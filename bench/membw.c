@@ -6,7 +6,7 @@
  * Decode of a big model reads each weight once per token, so bandwidth / bytes-per-token is
  * the decode speed limit. The figure in parentheses divides by the slowest thread's CPU time
  * instead of wall time (other processes competing for the cores). Usage: membw [MB] [max_threads] */
-#include "threadpool.h"
+#include "core/threadpool.h"
 
 #include <immintrin.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * JSON shapes so the numbers compare directly; plus achieved GB/s of weights per decoded token,
  * peak RSS, and a batched mode (-b B: B sequences decoded together, total tokens/s). */
 #include "cli.h"
-#include "threadpool.h"
+#include "core/threadpool.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,8 +2,8 @@
  * Hugging Face LFM2 / LFM2-MoE checkpoint -> GGUF, with a progress bar on a terminal and a
  * summary (tensors per type, sizes, speed) at the end. */
 #include "cli.h"
-#include "convert.h"
-#include "quant.h"
+#include "convert/convert.h"
+#include "formats/ggml_types.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * the command sees its arguments). Progress goes to stderr: a bar on a terminal, plain lines
  * otherwise. */
 #include "cli.h"
-#include "hub.h"
+#include "hub/hub.h"
 
 #include <dirent.h>
 #include <errno.h>

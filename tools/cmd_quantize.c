@@ -1,8 +1,8 @@
 /* cmd_quantize.c — `lfm2c quantize IN.gguf OUT.gguf TYPE [--stats] [-t THREADS]`: requantize a
  * GGUF the way the reference quantizer does (same per-tensor types, same bytes). */
 #include "cli.h"
-#include "quant.h"
-#include "quantize_file.h"
+#include "formats/ggml_types.h"
+#include "convert/quantize_file.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -4,8 +4,8 @@
  * finish, bounded); then requests are cancelled, open connections cut, and a watchdog ends the
  * process if that still takes more than SHUTDOWN_LIMIT_S seconds (or on a second signal). */
 #include "cli.h"
-#include "scheduler.h"
-#include "server.h"
+#include "serve/scheduler.h"
+#include "serve/server.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,8 +1,8 @@
 /* cmd_synth.c — `lfm2c synth --preset P --type T -o FILE.gguf [overrides]`: write a random-weight
  * model of a real LFM2 architecture, laid out like the reference quantizer's files. */
 #include "cli.h"
-#include "quant.h"
-#include "synth.h"
+#include "formats/ggml_types.h"
+#include "convert/synth.h"
 
 #include <stdio.h>
 #include <stdlib.h>

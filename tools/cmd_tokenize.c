@@ -2,9 +2,9 @@
  * Only the tokenizer is needed, so the GGUF is opened directly rather than as a whole model:
  * no weights are touched and it starts instantly on any model size. */
 #include "cli.h"
-#include "gguf.h"
-#include "tokenizer.h"
-#include "unicode.h"
+#include "formats/gguf.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -4,11 +4,11 @@
  * stream, ending with the logits copied into the sessions' host buffers. Single-token decode
  * (the latency case) is captured once in a CUDA graph and replayed. */
 extern "C" {
-#include "model.h"
-#include "session.h"
-#include "forward.h"
+#include "core/model.h"
+#include "core/session.h"
+#include "core/forward.h"
 }
-#include "cuda_backend.h"
+#include "core/cuda_backend.h"
 #include "cuda_kernels.h"
 #include "cuda_math.cuh"
 

@@ -4,10 +4,10 @@
  * tile plan, the batch links and conv step against a sequential conv, and the warp-split online
  * softmax against a plain softmax. Needs no GPU. */
 extern "C" {
-#include "quant.h"
+#include "formats/ggml_types.h"
 }
 #include "cuda_math.cuh"
-#include "forward.h"
+#include "core/forward.h"
 #include "test.h"
 
 #include <math.h>

@@ -1,7 +1,7 @@
 /* fuzz_gguf.c — the GGUF reader and model open on arbitrary bytes: parse from memory and read every
  * key, then open the same bytes as a model file (shape checks, tokenizer, template). */
 #include "fuzz_common.h"
-#include "gguf.h"
+#include "formats/gguf.h"
 #include "lfm2c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

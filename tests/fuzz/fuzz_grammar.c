@@ -2,7 +2,7 @@
  * OpenAI tools array when it starts with '['; then walk the automaton with the bytes after the
  * NUL, ask for the mask over a small vocabulary and for a completion at each step. */
 #include "fuzz_common.h"
-#include "grammar.h"
+#include "chat/grammar.h"
 
 #include <stdbool.h>
 #include <string.h>

@@ -3,8 +3,8 @@
  * input sent as the body of a POST to a route chosen by its first byte; the answer is read whole.
  * The server must answer every input (4xx for bad ones) and never crash. */
 #include "fuzz_common.h"
-#include "scheduler.h"
-#include "server.h"
+#include "serve/scheduler.h"
+#include "serve/server.h"
 
 #include <arpa/inet.h>
 #include <string.h>

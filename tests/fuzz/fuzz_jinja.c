@@ -1,7 +1,7 @@
 /* fuzz_jinja.c — the Jinja interpreter: parse the input up to its first NUL byte as a template and
  * render it with the JSON after the NUL (or a chat-like default) as variables, under a small budget. */
 #include "fuzz_common.h"
-#include "jinja.h"
+#include "chat/jinja.h"
 
 #include <string.h>
 

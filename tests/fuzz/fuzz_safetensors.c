@@ -1,7 +1,7 @@
 /* fuzz_safetensors.c — the safetensors reader: the input as one .safetensors file, and (split at
  * the first NUL byte) as a Hugging Face directory: model.safetensors.index.json + one shard. */
 #include "fuzz_common.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 #include <string.h>
 #include <sys/stat.h>

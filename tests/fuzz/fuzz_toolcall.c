@@ -1,7 +1,7 @@
 /* fuzz_toolcall.c — the LFM2 tool-call parser, one-shot and streaming (the input fed in pieces
  * whose size comes from its first byte). */
 #include "fuzz_common.h"
-#include "toolcall.h"
+#include "chat/toolcall.h"
 
 #include <string.h>
 

@@ -1,0 +1,2715 @@
+/* grammar.c — JSON-schema constrained decoding as a byte-level pushdown automaton.
+ *
+ * The schema is compiled into nodes (allowed types + per-type constraints); $ref targets are
+ * compiled once and shared, so recursive schemas become cycles between nodes. The parse state is
+ * a small set of frame stacks (one frame per open value: object, array, string, number, literal,
+ * enum); anyOf forks a stack per alternative at the value's first byte and dead stacks are
+ * dropped, so a state is a plain struct the token mask can copy while it walks a trie of token
+ * byte strings, cutting a subtree as soon as its prefix is rejected.
+ *
+ * Supported keywords: type (string or list), enum, const, properties, required,
+ * additionalProperties (bool or schema), propertyNames (only {"type":"string"}), items (schema or
+ * false), prefixItems (and draft-4 tuple items + additionalItems), minItems, maxItems,
+ * uniqueItems (arrays of enum/const/boolean items, or maxItems <= 1), minLength, maxLength (code
+ * points), pattern, format (date-time, date, time, duration, email, uuid, uri, hostname, ipv4,
+ * ipv6), minimum, maximum, exclusiveMinimum, exclusiveMaximum (numbers or the draft-4 booleans),
+ * multipleOf (integers exact; numbers: an integer multipleOf makes them integers, 10^-d allows at
+ * most d decimals), anyOf, oneOf (as anyOf: exact when the alternatives are disjoint, as
+ * generators emit them), allOf (merged into one schema), $ref (local JSON pointers), $defs,
+ * definitions, nullable (OpenAPI). Ignored annotations: title, description, default, examples,
+ * $schema, $id, $comment, deprecated, readOnly, writeOnly, $anchor, discriminator, x-*. Other
+ * keywords with a meaning we cannot enforce (not, if/then/else, contains, minProperties, ...) are
+ * an error naming them.
+ *
+ * Numbers: integers are exact in 64-bit arithmetic (at most 16 digits; 15 when unbounded). A
+ * bounded number has no exponent and at most 15 significant digits, so the decimal text and the
+ * double a JSON parser reads have the same value; a prefix is kept while the interval of values
+ * it can still become meets the bounds.
+ *
+ * Regular expressions (pattern, format) are parsed from the ECMA-262 subset schemas use and
+ * compiled to a DFA over code points (see the regex section); strings carry the DFA state. */
+#include "chat/grammar.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64, T_ALL = 127 };
+enum { MAX_NODES = 8192, MAX_PROPS = 64, MAX_ENUM = 64, MAX_NUM_BYTES = 40, MAX_SCHEMA_DEPTH = 48,
+       MAX_PREFIX = 16, MAX_REFS = 512 };
+
+typedef struct gstr { char *s; int n; } gstr;
+
+/* ---- regular expressions: ECMA-262 subset -> NFA -> DFA over code points ----------------- *
+ * Syntax: literals, '.', classes [...] with ranges and negation, escapes \d \D \w \W \s \S \t \n
+ * \r \f \v \0 \xHH \uHHHH and escaped punctuation, groups (...), (?:...), (?<name>...),
+ * alternation, quantifiers * + ? {n} {n,} {n,m} (lazy forms match the same language), anchors
+ * ^ and $. Without a leading ^ / trailing $ the pattern matches anywhere (JSON Schema's
+ * "contains a match"): the compiled language is .* P .* with the anchors as assertions.
+ * Rejected (error): backreferences, lookahead/lookbehind, \b \B, Unicode property escapes. */
+
+typedef struct redge { uint32_t lo, hi; int to; } redge;
+typedef struct rdfa {
+    int n;                   /* states; 0 is the start */
+    int *first;              /* edges of state s: edges[first[s] .. first[s+1]) sorted by lo */
+    redge *edges;
+    unsigned char *accept;
+    int *dist;               /* code points to the nearest accepting state */
+    uint32_t *next_cp;       /* a code point on such a shortest path */
+} rdfa;
+
+typedef struct rxrange { uint32_t lo, hi; } rxrange;
+typedef struct rcls { rxrange *r; int n; } rcls;
+enum { RN_CHAR, RN_SPLIT, RN_EPS, RN_BOL, RN_EOL, RN_MATCH };
+typedef struct rnst { int type, out1, out2, cls; } rnst;
+
+enum { RA_CLS, RA_CAT, RA_ALT, RA_REP, RA_BOL, RA_EOL, RA_EMPTY };
+typedef struct rast { int type, a, b, min, max, cls; } rast; /* CAT/ALT: a,b children */
+
+typedef struct rxc {
+    const char *p, *end;
+    rast *ast; int n_ast, cap_ast;
+    rcls *cls; int n_cls, cap_cls;
+    rnst *nfa; int n_nfa, cap_nfa;
+    char *err; size_t errcap;
+    int depth;
+} rxc;
+
+static int rx_fail(rxc *x, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (x->err && x->errcap) vsnprintf(x->err, x->errcap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int rx_node(rxc *x, int type, int a, int b) {
+    if (x->n_ast >= 100000) return rx_fail(x, "pattern too large");
+    if (x->n_ast == x->cap_ast) {
+        int nc = x->cap_ast ? 2 * x->cap_ast : 64;
+        rast *na = realloc(x->ast, (size_t)nc * sizeof *na);
+        if (!na) return rx_fail(x, "out of memory");
+        x->ast = na; x->cap_ast = nc;
+    }
+    x->ast[x->n_ast] = (rast){type, a, b, 0, 0, -1};
+    return x->n_ast++;
+}
+
+/* Classes: sorted, merged ranges over 0..0x10FFFF minus the surrogates. */
+static int cls_new(rxc *x) {
+    if (x->n_cls == x->cap_cls) {
+        int nc = x->cap_cls ? 2 * x->cap_cls : 32;
+        rcls *n = realloc(x->cls, (size_t)nc * sizeof *n);
+        if (!n) return rx_fail(x, "out of memory");
+        x->cls = n; x->cap_cls = nc;
+    }
+    x->cls[x->n_cls] = (rcls){NULL, 0};
+    return x->n_cls++;
+}
+
+static int cls_add(rxc *x, int c, uint32_t lo, uint32_t hi) {
+    rcls *k = &x->cls[c];
+    if (k->n % 16 == 0) {
+        rxrange *n = realloc(k->r, (size_t)(k->n + 16) * sizeof *n);
+        if (!n) return rx_fail(x, "out of memory");
+        k->r = n;
+    }
+    k->r[k->n++] = (rxrange){lo, hi};
+    return 0;
+}
+
+static int range_cmp(const void *a, const void *b) {
+    const rxrange *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static void cls_norm(rxc *x, int c, bool negate) {
+    rcls *k = &x->cls[c];
+    qsort(k->r, (size_t)k->n, sizeof *k->r, range_cmp);
+    int m = 0;
+    for (int i = 0; i < k->n; i++) {
+        if (m && k->r[i].lo <= k->r[m - 1].hi + 1) {
+            if (k->r[i].hi > k->r[m - 1].hi) k->r[m - 1].hi = k->r[i].hi;
+        } else k->r[m++] = k->r[i];
+    }
+    k->n = m;
+    if (negate) {
+        rxrange tmp[512];
+        int t = 0;
+        uint32_t at = 0;
+        for (int i = 0; i < k->n && t < 510; i++) {
+            if (k->r[i].lo > at) tmp[t++] = (rxrange){at, k->r[i].lo - 1};
+            at = k->r[i].hi + 1;
+        }
+        if (at <= 0x10FFFF) tmp[t++] = (rxrange){at, 0x10FFFF};
+        k->n = 0;
+        for (int i = 0; i < t; i++) cls_add(x, c, tmp[i].lo, tmp[i].hi);
+    }
+    /* cut out the surrogates (never in UTF-8 text) */
+    int n = k->n;
+    for (int i = 0; i < n; i++) {
+        rxrange r = k->r[i];
+        if (r.hi < 0xD800 || r.lo > 0xDFFF) continue;
+        if (r.lo < 0xD800 && r.hi > 0xDFFF) { k->r[i].hi = 0xD7FF; cls_add(x, c, 0xE000, r.hi); }
+        else if (r.lo < 0xD800) k->r[i].hi = 0xD7FF;
+        else if (r.hi > 0xDFFF) k->r[i].lo = 0xE000;
+        else k->r[i].lo = 1, k->r[i].hi = 0; /* empty: dropped below */
+    }
+    m = 0;
+    for (int i = 0; i < k->n; i++) if (k->r[i].lo <= k->r[i].hi) k->r[m++] = k->r[i];
+    k->n = m;
+    qsort(k->r, (size_t)k->n, sizeof *k->r, range_cmp);
+}
+
+static void add_named(rxc *x, int c, char e) {
+    switch (e) {
+    case 'd': case 'D': cls_add(x, c, '0', '9'); break;
+    case 'w': case 'W': cls_add(x, c, '0', '9'); cls_add(x, c, 'A', 'Z'); cls_add(x, c, 'a', 'z'); cls_add(x, c, '_', '_'); break;
+    case 's': case 'S':
+        cls_add(x, c, 9, 13); cls_add(x, c, ' ', ' '); cls_add(x, c, 0xA0, 0xA0); cls_add(x, c, 0x1680, 0x1680);
+        cls_add(x, c, 0x2000, 0x200A); cls_add(x, c, 0x2028, 0x2029); cls_add(x, c, 0x202F, 0x202F);
+        cls_add(x, c, 0x205F, 0x205F); cls_add(x, c, 0x3000, 0x3000); cls_add(x, c, 0xFEFF, 0xFEFF); break;
+    }
+}
+
+static int hexval(int ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') return (ch | 0x20) - 'a' + 10;
+    return -1;
+}
+
+/* Reads one UTF-8 code point of the pattern text. */
+static int rx_cp(rxc *x, uint32_t *cp) {
+    const unsigned char *s = (const unsigned char *)x->p;
+    int n = s[0] < 0x80 ? 1 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+    if (x->p + n > x->end) return rx_fail(x, "pattern is not valid UTF-8");
+    uint32_t c = n == 1 ? s[0] : n == 2 ? s[0] & 0x1F : n == 3 ? s[0] & 0x0F : s[0] & 0x07;
+    for (int i = 1; i < n; i++) c = c << 6 | (s[i] & 0x3F);
+    x->p += n;
+    *cp = c;
+    return 0;
+}
+
+/* An escape after '\\' (x->p at the letter). Returns 1 and a code point, or 2 and a named class
+ * letter in *named, or -1. */
+static int rx_escape(rxc *x, uint32_t *cp, char *named) {
+    if (x->p >= x->end) return rx_fail(x, "pattern ends with '\\'");
+    char e = *x->p++;
+    switch (e) {
+    case 'd': case 'D': case 'w': case 'W': case 's': case 'S': *named = e; return 2;
+    case 't': *cp = 9; return 1;
+    case 'n': *cp = 10; return 1;
+    case 'r': *cp = 13; return 1;
+    case 'f': *cp = 12; return 1;
+    case 'v': *cp = 11; return 1;
+    case '0': *cp = 0; return 1;
+    case 'x': case 'u': {
+        int nd = e == 'x' ? 2 : 4;
+        uint32_t v = 0;
+        if (e == 'u' && x->p < x->end && *x->p == '{') {
+            x->p++;
+            int k = 0;
+            while (x->p < x->end && *x->p != '}' && hexval(*x->p) >= 0 && k < 6) v = v * 16 + (uint32_t)hexval(*x->p++), k++;
+            if (x->p >= x->end || *x->p != '}' || !k || v > 0x10FFFF) return rx_fail(x, "bad \\u{...} escape in pattern");
+            x->p++;
+            *cp = v;
+            return 1;
+        }
+        for (int i = 0; i < nd; i++) {
+            if (x->p >= x->end || hexval(*x->p) < 0) return rx_fail(x, "bad \\%c escape in pattern", e);
+            v = v * 16 + (uint32_t)hexval(*x->p++);
+        }
+        *cp = v;
+        return 1;
+    }
+    case 'b': case 'B': return rx_fail(x, "pattern: word boundaries (\\b, \\B) are not supported");
+    case 'p': case 'P': return rx_fail(x, "pattern: Unicode property escapes are not supported");
+    case 'k': return rx_fail(x, "pattern: backreferences are not supported");
+    case 'c': return rx_fail(x, "pattern: \\c escapes are not supported");
+    default:
+        if (e >= '1' && e <= '9') return rx_fail(x, "pattern: backreferences are not supported");
+        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) return rx_fail(x, "pattern: unknown escape \\%c", e);
+        x->p--;
+        return rx_cp(x, cp) ? -1 : 1;
+    }
+}
+
+static int rx_class(rxc *x) {
+    int c = cls_new(x);
+    if (c < 0) return -1;
+    bool neg = false;
+    if (x->p < x->end && *x->p == '^') { neg = true; x->p++; }
+    bool first = true;
+    for (;;) {
+        if (x->p >= x->end) return rx_fail(x, "pattern: unterminated character class");
+        if (*x->p == ']' && !first) { x->p++; break; }
+        first = false;
+        uint32_t lo;
+        char named = 0;
+        if (*x->p == '\\') {
+            x->p++;
+            if (x->p < x->end && *x->p == 'b') { x->p++; lo = 8; }
+            else {
+                int r = rx_escape(x, &lo, &named);
+                if (r < 0) return -1;
+            }
+        } else if (rx_cp(x, &lo)) return -1;
+        if (named) {
+            if (named >= 'A' && named <= 'Z') {
+                int t = cls_new(x);
+                if (t < 0) return -1;
+                add_named(x, t, named);
+                cls_norm(x, t, true);
+                for (int i = 0; i < x->cls[t].n; i++) cls_add(x, c, x->cls[t].r[i].lo, x->cls[t].r[i].hi);
+            } else add_named(x, c, named);
+            continue;
+        }
+        uint32_t hi = lo;
+        if (x->p + 1 < x->end && *x->p == '-' && x->p[1] != ']') {
+            x->p++;
+            if (*x->p == '\\') {
+                x->p++;
+                int r = rx_escape(x, &hi, &named);
+                if (r < 0) return -1;
+                if (named) return rx_fail(x, "pattern: class range ends in a class escape");
+            } else if (rx_cp(x, &hi)) return -1;
+            if (hi < lo) return rx_fail(x, "pattern: class range out of order");
+        }
+        cls_add(x, c, lo, hi);
+    }
+    cls_norm(x, c, neg);
+    int n = rx_node(x, RA_CLS, -1, -1);
+    if (n >= 0) x->ast[n].cls = c;
+    return n;
+}
+
+static int rx_alt(rxc *x);
+
+static int rx_atom(rxc *x) {
+    char ch = *x->p;
+    if (ch == '(') {
+        x->p++;
+        if (x->p < x->end && *x->p == '?') {
+            x->p++;
+            if (x->p < x->end && *x->p == ':') x->p++;
+            else if (x->p < x->end && *x->p == '<' && x->p + 1 < x->end && x->p[1] != '=' && x->p[1] != '!') {
+                while (x->p < x->end && *x->p != '>') x->p++;
+                if (x->p >= x->end) return rx_fail(x, "pattern: bad group name");
+                x->p++;
+            } else return rx_fail(x, "pattern: lookahead/lookbehind assertions are not supported");
+        }
+        if (++x->depth > 200) return rx_fail(x, "pattern nested too deeply");
+        int a = rx_alt(x);
+        x->depth--;
+        if (a < 0) return -1;
+        if (x->p >= x->end || *x->p != ')') return rx_fail(x, "pattern: missing ')'");
+        x->p++;
+        return a;
+    }
+    if (ch == '[') { x->p++; return rx_class(x); }
+    if (ch == '^') { x->p++; return rx_node(x, RA_BOL, -1, -1); }
+    if (ch == '$') { x->p++; return rx_node(x, RA_EOL, -1, -1); }
+    int c = cls_new(x);
+    if (c < 0) return -1;
+    if (ch == '.') {
+        x->p++;
+        cls_add(x, c, 10, 10); cls_add(x, c, 13, 13); cls_add(x, c, 0x2028, 0x2029);
+        cls_norm(x, c, true);
+    } else if (ch == '\\') {
+        x->p++;
+        uint32_t cp = 0;
+        char named = 0;
+        int r = rx_escape(x, &cp, &named);
+        if (r < 0) return -1;
+        if (named) add_named(x, c, named);
+        else cls_add(x, c, cp, cp);
+        cls_norm(x, c, named >= 'A' && named <= 'Z');
+    } else {
+        if (ch == '*' || ch == '+' || ch == '?' || ch == '{' || ch == ')' || ch == ']' || ch == '}' || ch == '|')
+            if (ch != ']' && ch != '}') return rx_fail(x, "pattern: nothing to repeat or unbalanced '%c'", ch);
+        uint32_t cp = 0;
+        if (rx_cp(x, &cp)) return -1;
+        cls_add(x, c, cp, cp);
+        cls_norm(x, c, false);
+    }
+    int n = rx_node(x, RA_CLS, -1, -1);
+    if (n >= 0) x->ast[n].cls = c;
+    return n;
+}
+
+static bool rx_number(rxc *x, int *v) {
+    if (x->p >= x->end || *x->p < '0' || *x->p > '9') return false;
+    long n = 0;
+    while (x->p < x->end && *x->p >= '0' && *x->p <= '9') { n = n * 10 + (*x->p++ - '0'); if (n > 100000) n = 100000; }
+    *v = (int)n;
+    return true;
+}
+
+static int rx_piece(rxc *x) {
+    int a = rx_atom(x);
+    if (a < 0) return -1;
+    for (;;) {
+        if (x->p >= x->end) return a;
+        int mn, mx;
+        char ch = *x->p;
+        if (ch == '*') { mn = 0; mx = -1; x->p++; }
+        else if (ch == '+') { mn = 1; mx = -1; x->p++; }
+        else if (ch == '?') { mn = 0; mx = 1; x->p++; }
+        else if (ch == '{') {
+            const char *save = x->p++;
+            if (!rx_number(x, &mn)) { x->p = save; return a; }
+            mx = mn;
+            if (x->p < x->end && *x->p == ',') {
+                x->p++;
+                if (!rx_number(x, &mx)) mx = -1;
+            }
+            if (x->p >= x->end || *x->p != '}') { x->p = save; return a; }
+            x->p++;
+            if (mx >= 0 && mx < mn) return rx_fail(x, "pattern: {m,n} with m > n");
+            if (mn > 1000 || mx > 1000) return rx_fail(x, "pattern: repetition count over 1000");
+        } else return a;
+        if (x->p < x->end && *x->p == '?') x->p++; /* lazy: same language */
+        int t = x->ast[a].type;
+        if (t == RA_BOL || t == RA_EOL) return rx_fail(x, "pattern: quantified anchor");
+        int r = rx_node(x, RA_REP, a, -1);
+        if (r < 0) return -1;
+        x->ast[r].min = mn;
+        x->ast[r].max = mx;
+        a = r;
+    }
+}
+
+static int rx_seq(rxc *x) {
+    int seq = rx_node(x, RA_EMPTY, -1, -1);
+    while (seq >= 0 && x->p < x->end && *x->p != '|' && *x->p != ')') {
+        int p = rx_piece(x);
+        if (p < 0) return -1;
+        seq = rx_node(x, RA_CAT, seq, p);
+    }
+    return seq;
+}
+
+static int rx_alt(rxc *x) {
+    int a = rx_seq(x);
+    while (a >= 0 && x->p < x->end && *x->p == '|') {
+        x->p++;
+        int b = rx_seq(x);
+        if (b < 0) return -1;
+        a = rx_node(x, RA_ALT, a, b);
+    }
+    return a;
+}
+
+static int nfa_new(rxc *x, int type, int out1, int out2, int cls) {
+    if (x->n_nfa >= 60000) return rx_fail(x, "pattern too large (automaton over 60000 states)");
+    if (x->n_nfa == x->cap_nfa) {
+        int nc = x->cap_nfa ? 2 * x->cap_nfa : 256;
+        rnst *n = realloc(x->nfa, (size_t)nc * sizeof *n);
+        if (!n) return rx_fail(x, "out of memory");
+        x->nfa = n; x->cap_nfa = nc;
+    }
+    x->nfa[x->n_nfa] = (rnst){type, out1, out2, cls};
+    return x->n_nfa++;
+}
+
+/* Builds the NFA of AST node a followed by state next; returns the entry state. */
+static int nfa_build(rxc *x, int a, int next) {
+    if (next < 0) return -1;
+    rast n = x->ast[a];
+    switch (n.type) {
+    case RA_EMPTY: return next;
+    case RA_CLS: return nfa_new(x, RN_CHAR, next, -1, n.cls);
+    case RA_BOL: return nfa_new(x, RN_BOL, next, -1, -1);
+    case RA_EOL: return nfa_new(x, RN_EOL, next, -1, -1);
+    case RA_CAT: return nfa_build(x, n.a, nfa_build(x, n.b, next));
+    case RA_ALT: {
+        int l = nfa_build(x, n.a, next), r = nfa_build(x, n.b, next);
+        return l < 0 || r < 0 ? -1 : nfa_new(x, RN_SPLIT, l, r, -1);
+    }
+    case RA_REP: {
+        int cur;
+        if (n.max < 0) {
+            int loop = nfa_new(x, RN_SPLIT, -1, next, -1);
+            if (loop < 0) return -1;
+            int body = nfa_build(x, n.a, loop);
+            if (body < 0) return -1;
+            x->nfa[loop].out1 = body;
+            cur = loop;
+        } else {
+            cur = next;
+            for (int i = 0; i < n.max - n.min && cur >= 0; i++) {
+                int body = nfa_build(x, n.a, cur);
+                cur = body < 0 ? -1 : nfa_new(x, RN_SPLIT, body, next, -1);
+            }
+        }
+        for (int i = 0; i < n.min && cur >= 0; i++) cur = nfa_build(x, n.a, cur);
+        return cur;
+    }
+    }
+    return -1;
+}
+
+/* ---- subset construction ---- */
+
+typedef struct dset { uint64_t *bits; int words; } dset;
+
+typedef struct dbuild {
+    rxc *x;
+    int words;
+    uint64_t *sets;          /* n * words */
+    int n, cap;
+    int *hash; int hcap;     /* open addressing of state ids, -1 empty */
+    redge *edges; int n_edges, cap_edges;
+    int *first;
+    unsigned char *accept;
+} dbuild;
+
+static void closure(const rxc *x, uint64_t *set, int s, bool at_start, bool at_end, int *stack) {
+    int sp = 0;
+    stack[sp++] = s;
+    while (sp) {
+        int t = stack[--sp];
+        if (t < 0 || (set[t >> 6] >> (t & 63) & 1)) continue;
+        set[t >> 6] |= 1ull << (t & 63);
+        const rnst *n = &x->nfa[t];
+        if (n->type == RN_SPLIT) { stack[sp++] = n->out1; stack[sp++] = n->out2; }
+        else if (n->type == RN_EPS) stack[sp++] = n->out1;
+        else if (n->type == RN_BOL && at_start) stack[sp++] = n->out1;
+        else if (n->type == RN_EOL && at_end) stack[sp++] = n->out1;
+    }
+}
+
+static uint64_t set_hash(const uint64_t *s, int w) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < w; i++) h = (h ^ s[i]) * 1099511628211ull;
+    return h ^ h >> 29;
+}
+
+/* Finds or adds the DFA state of a closed set. -1 on overflow. */
+static int dstate(dbuild *b, const uint64_t *set) {
+    if (b->n * 2 >= b->hcap) {
+        int nc = b->hcap ? 2 * b->hcap : 1024;
+        int *nh = malloc((size_t)nc * sizeof *nh);
+        if (!nh) return -1;
+        for (int i = 0; i < nc; i++) nh[i] = -1;
+        for (int i = 0; i < b->n; i++) {
+            uint64_t h = set_hash(b->sets + (size_t)i * b->words, b->words);
+            int k = (int)(h & (uint64_t)(nc - 1));
+            while (nh[k] >= 0) k = (k + 1) & (nc - 1);
+            nh[k] = i;
+        }
+        free(b->hash);
+        b->hash = nh;
+        b->hcap = nc;
+    }
+    uint64_t h = set_hash(set, b->words);
+    int k = (int)(h & (uint64_t)(b->hcap - 1));
+    while (b->hash[k] >= 0) {
+        if (!memcmp(b->sets + (size_t)b->hash[k] * b->words, set, (size_t)b->words * 8)) return b->hash[k];
+        k = (k + 1) & (b->hcap - 1);
+    }
+    if (b->n >= 4000) return -1;
+    if (b->n == b->cap) {
+        int nc = b->cap ? 2 * b->cap : 64;
+        uint64_t *ns = realloc(b->sets, (size_t)nc * b->words * 8);
+        if (!ns) return -1;
+        b->sets = ns;
+        b->cap = nc;
+    }
+    memcpy(b->sets + (size_t)b->n * b->words, set, (size_t)b->words * 8);
+    b->hash[k] = b->n;
+    return b->n++;
+}
+
+static int push_edge(dbuild *b, uint32_t lo, uint32_t hi, int to) {
+    if (b->n_edges && b->edges[b->n_edges - 1].to == to && b->edges[b->n_edges - 1].hi + 1 == lo &&
+        b->edges[b->n_edges - 1].lo <= lo) {
+        b->edges[b->n_edges - 1].hi = hi;
+        return 0;
+    }
+    if (b->n_edges == b->cap_edges) {
+        int nc = b->cap_edges ? 2 * b->cap_edges : 256;
+        redge *ne = realloc(b->edges, (size_t)nc * sizeof *ne);
+        if (!ne) return -1;
+        b->edges = ne;
+        b->cap_edges = nc;
+    }
+    b->edges[b->n_edges++] = (redge){lo, hi, to};
+    return 0;
+}
+
+static int u32cmp(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void dfa_free(rdfa *d) {
+    if (!d) return;
+    free(d->first); free(d->edges); free(d->accept); free(d->dist); free(d->next_cp);
+    free(d);
+}
+
+/* Keeps only states from which an accepting state is reachable; computes the distances. */
+static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsigned char *accept) {
+    int *dist = malloc((size_t)n * sizeof *dist);
+    uint32_t *ncp = malloc((size_t)n * sizeof *ncp);
+    if (!dist || !ncp) { free(dist); free(ncp); return NULL; }
+    for (int i = 0; i < n; i++) { dist[i] = accept[i] ? 0 : -1; ncp[i] = 0; }
+    /* Bellman-Ford-like relaxation (graphs are small) */
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int s = 0; s < n; s++)
+            for (int e = first[s]; e < first[s + 1]; e++) {
+                int t = edges[e].to;
+                if (dist[t] >= 0 && (dist[s] < 0 || dist[t] + 1 < dist[s])) {
+                    dist[s] = dist[t] + 1;
+                    uint32_t cp = edges[e].lo;
+                    /* prefer a printable ASCII character that needs no escape */
+                    for (uint32_t c = 'a'; c <= 'z'; c++) if (c >= edges[e].lo && c <= edges[e].hi) { cp = c; break; }
+                    if (cp == edges[e].lo && !(cp >= 'a' && cp <= 'z'))
+                        for (uint32_t c = 0x20; c < 0x7f; c++)
+                            if (c >= edges[e].lo && c <= edges[e].hi && c != '"' && c != '\\') { cp = c; break; }
+                    ncp[s] = cp;
+                    changed = true;
+                }
+            }
+    }
+    if (dist[0] < 0) { free(dist); free(ncp); return NULL; }
+    int *map = malloc((size_t)n * sizeof *map);
+    rdfa *d = calloc(1, sizeof *d);
+    if (!map || !d) { free(map); free(d); free(dist); free(ncp); return NULL; }
+    int m = 0;
+    for (int i = 0; i < n; i++) map[i] = dist[i] >= 0 ? m++ : -1;
+    d->n = m;
+    d->first = malloc((size_t)(m + 1) * sizeof *d->first);
+    d->edges = malloc((size_t)(first[n] + 1) * sizeof *d->edges);
+    d->accept = malloc((size_t)m);
+    d->dist = malloc((size_t)m * sizeof *d->dist);
+    d->next_cp = malloc((size_t)m * sizeof *d->next_cp);
+    if (!d->first || !d->edges || !d->accept || !d->dist || !d->next_cp) { free(map); free(dist); free(ncp); dfa_free(d); return NULL; }
+    int ne = 0;
+    for (int s = 0; s < n; s++) {
+        if (map[s] < 0) continue;
+        int k = map[s];
+        d->first[k] = ne;
+        d->accept[k] = accept[s];
+        d->dist[k] = dist[s];
+        d->next_cp[k] = ncp[s];
+        for (int e = first[s]; e < first[s + 1]; e++)
+            if (map[edges[e].to] >= 0) { d->edges[ne] = edges[e]; d->edges[ne++].to = map[edges[e].to]; }
+    }
+    d->first[m] = ne;
+    free(map); free(dist); free(ncp);
+    return d;
+}
+
+/* The DFA of a parsed NFA (start state s0, match state). NULL + error. */
+static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
+    dbuild b = {0};
+    b.x = x;
+    b.words = (x->n_nfa + 63) / 64;
+    int *stack = malloc((size_t)(x->n_nfa * 2 + 2) * sizeof *stack);
+    uint64_t *tmp = calloc((size_t)b.words, 8), *acc = calloc((size_t)b.words, 8), *cur = calloc((size_t)b.words, 8);
+    uint32_t *bounds = NULL;
+    int cap_bounds = 0;
+    rdfa *d = NULL;
+    bool ok = stack && tmp && acc && cur;
+    if (ok) {
+        closure(x, tmp, s0, true, false, stack);
+        ok = dstate(&b, tmp) == 0;
+    }
+    int cap_first = 0;
+    for (int s = 0; ok && s < b.n; s++) {
+        if (s + 2 > cap_first) {
+            cap_first = 2 * (s + 2);
+            int *nf = realloc(b.first, (size_t)cap_first * sizeof *nf);
+            unsigned char *na = realloc(b.accept, (size_t)cap_first);
+            if (nf) b.first = nf;
+            if (na) b.accept = na;
+            if (!nf || !na) { ok = false; break; }
+        }
+        b.first[s] = b.n_edges;
+        memcpy(cur, b.sets + (size_t)s * b.words, (size_t)b.words * 8); /* dstate may move b.sets */
+        const uint64_t *set = cur;
+        /* accepting: the end assertions lead to the match state */
+        memset(acc, 0, (size_t)b.words * 8);
+        for (int t = 0; t < x->n_nfa; t++)
+            if (set[t >> 6] >> (t & 63) & 1) closure(x, acc, t, s == 0, true, stack);
+        b.accept[s] = acc[match >> 6] >> (match & 63) & 1;
+        /* the elementary intervals of the classes leaving this set */
+        int nb = 0;
+        for (int t = 0; t < x->n_nfa; t++) {
+            if (!(set[t >> 6] >> (t & 63) & 1) || x->nfa[t].type != RN_CHAR) continue;
+            const rcls *c = &x->cls[x->nfa[t].cls];
+            if (nb + 2 * c->n > cap_bounds) {
+                cap_bounds = 2 * (nb + 2 * c->n) + 16;
+                uint32_t *nbnd = realloc(bounds, (size_t)cap_bounds * sizeof *nbnd);
+                if (!nbnd) { ok = false; break; }
+                bounds = nbnd;
+            }
+            for (int i = 0; i < c->n; i++) { bounds[nb++] = c->r[i].lo; bounds[nb++] = c->r[i].hi + 1; }
+        }
+        if (!ok) break;
+        qsort(bounds, (size_t)nb, sizeof *bounds, u32cmp);
+        for (int i = 0; i + 1 < nb && ok; i++) {
+            if (bounds[i] == bounds[i + 1]) continue;
+            uint32_t lo = bounds[i], hi = bounds[i + 1] - 1;
+            memset(tmp, 0, (size_t)b.words * 8);
+            bool any = false;
+            for (int t = 0; t < x->n_nfa; t++) {
+                if (!(set[t >> 6] >> (t & 63) & 1) || x->nfa[t].type != RN_CHAR) continue;
+                const rcls *c = &x->cls[x->nfa[t].cls];
+                for (int r = 0; r < c->n; r++)
+                    if (c->r[r].lo <= lo && lo <= c->r[r].hi) { closure(x, tmp, x->nfa[t].out1, false, false, stack); any = true; break; }
+            }
+            if (!any) continue;
+            int to = dstate(&b, tmp);
+            if (to < 0) { rx_fail(x, "pattern too complex (DFA over 4000 states)"); ok = false; break; }
+            if (push_edge(&b, lo, hi, to)) ok = false;
+        }
+    }
+    if (ok) {
+        b.first[b.n] = b.n_edges;
+        d = dfa_prune(b.n, b.first, b.edges, b.accept);
+        if (!d) rx_fail(x, "pattern can never match (or out of memory)");
+    } else if (x->err && !x->err[0]) rx_fail(x, "out of memory");
+    free(stack); free(tmp); free(acc); free(cur); free(bounds);
+    free(b.sets); free(b.hash); free(b.edges); free(b.first); free(b.accept);
+    return d;
+}
+
+/* A compiled pattern; anchored=false means "contains a match" (JSON Schema's rule). */
+static rdfa *regex_compile(const char *pat, size_t len, char *err, size_t errcap) {
+    rxc x = {0};
+    x.p = pat;
+    x.end = pat + len;
+    x.err = err;
+    x.errcap = errcap;
+    if (err && errcap) err[0] = 0;
+    rdfa *d = NULL;
+    int ast = rx_alt(&x);
+    if (ast >= 0 && x.p < x.end) ast = rx_fail(&x, "pattern: unbalanced ')'");
+    if (ast >= 0) {
+        /* .* P .* with the anchors as assertions */
+        int any = cls_new(&x);
+        if (any >= 0) { cls_add(&x, any, 0, 0x10FFFF); cls_norm(&x, any, false); }
+        int match = nfa_new(&x, RN_MATCH, -1, -1, -1);
+        int tail = nfa_new(&x, RN_SPLIT, -1, match, -1);
+        if (any >= 0 && match >= 0 && tail >= 0) {
+            int t1 = nfa_new(&x, RN_CHAR, tail, -1, any);
+            if (t1 >= 0) x.nfa[tail].out1 = t1;
+            int body = nfa_build(&x, ast, tail);
+            int head = body >= 0 ? nfa_new(&x, RN_SPLIT, -1, body, -1) : -1;
+            if (head >= 0) {
+                int h1 = nfa_new(&x, RN_CHAR, head, -1, any);
+                if (h1 >= 0) { x.nfa[head].out1 = h1; d = dfa_from_nfa(&x, head, match); }
+            }
+        }
+    }
+    free(x.ast);
+    for (int i = 0; i < x.n_cls; i++) free(x.cls[i].r);
+    free(x.cls);
+    free(x.nfa);
+    return d;
+}
+
+/* Intersection of two DFAs (a pattern and a format). */
+static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
+    int cap = 64, n = 1, *pa = malloc((size_t)cap * sizeof(int)), *pb = malloc((size_t)cap * sizeof(int));
+    int *first = NULL;
+    unsigned char *acc = NULL;
+    redge *edges = NULL;
+    int n_edges = 0, cap_edges = 0;
+    rdfa *d = NULL;
+    bool ok = pa && pb;
+    if (ok) { pa[0] = 0; pb[0] = 0; }
+    for (int s = 0; ok && s < n; s++) {
+        int *nf = realloc(first, (size_t)(s + 2) * sizeof *nf);
+        unsigned char *na = realloc(acc, (size_t)(s + 1));
+        if (nf) first = nf;
+        if (na) acc = na;
+        if (!nf || !na) { ok = false; break; }
+        first[s] = n_edges;
+        acc[s] = a->accept[pa[s]] && b->accept[pb[s]];
+        for (int i = a->first[pa[s]]; i < a->first[pa[s] + 1] && ok; i++)
+            for (int j = b->first[pb[s]]; j < b->first[pb[s] + 1]; j++) {
+                uint32_t lo = a->edges[i].lo > b->edges[j].lo ? a->edges[i].lo : b->edges[j].lo;
+                uint32_t hi = a->edges[i].hi < b->edges[j].hi ? a->edges[i].hi : b->edges[j].hi;
+                if (lo > hi) continue;
+                int ta = a->edges[i].to, tb = b->edges[j].to, to = -1;
+                for (int k = 0; k < n; k++) if (pa[k] == ta && pb[k] == tb) { to = k; break; }
+                if (to < 0) {
+                    if (n >= 4000) { ok = false; break; }
+                    if (n == cap) {
+                        cap *= 2;
+                        int *x1 = realloc(pa, (size_t)cap * sizeof(int)), *x2 = realloc(pb, (size_t)cap * sizeof(int));
+                        if (x1) pa = x1;
+                        if (x2) pb = x2;
+                        if (!x1 || !x2) { ok = false; break; }
+                    }
+                    pa[n] = ta; pb[n] = tb; to = n++;
+                }
+                if (n_edges == cap_edges) {
+                    cap_edges = cap_edges ? 2 * cap_edges : 256;
+                    redge *ne = realloc(edges, (size_t)cap_edges * sizeof *ne);
+                    if (!ne) { ok = false; break; }
+                    edges = ne;
+                }
+                edges[n_edges++] = (redge){lo, hi, to};
+            }
+    }
+    if (ok) {
+        /* edges of a state are in a's order, then b's: sort each state's list by lo */
+        for (int s = 0; s < n; s++) {
+            redge *e = edges + first[s];
+            int m = (s + 1 < n ? first[s + 1] : n_edges) - first[s];
+            for (int i = 1; i < m; i++)
+                for (int j = i; j > 0 && e[j].lo < e[j - 1].lo; j--) { redge t = e[j]; e[j] = e[j - 1]; e[j - 1] = t; }
+        }
+        first[n] = n_edges;
+        d = dfa_prune(n, first, edges, acc);
+    }
+    free(pa); free(pb); free(first); free(acc); free(edges);
+    return d;
+}
+
+/* The edge of state s taking code point cp, -1 if none. */
+static int dfa_next(const rdfa *d, int s, uint32_t cp) {
+    int lo = d->first[s], hi = d->first[s + 1] - 1;
+    while (lo <= hi) {
+        int m = (lo + hi) / 2;
+        if (d->edges[m].hi < cp) lo = m + 1;
+        else if (d->edges[m].lo > cp) hi = m - 1;
+        else return d->edges[m].to;
+    }
+    return -1;
+}
+
+/* Does some code point in [a, b] leave state s? */
+static bool dfa_any(const rdfa *d, int s, uint32_t a, uint32_t b) {
+    int lo = d->first[s], hi = d->first[s + 1] - 1, at = d->first[s + 1];
+    while (lo <= hi) {
+        int m = (lo + hi) / 2;
+        if (d->edges[m].hi >= a) { at = m; hi = m - 1; } else lo = m + 1;
+    }
+    return at < d->first[s + 1] && d->edges[at].lo <= b;
+}
+
+/* Formats as patterns (each a subset of what RFC 3339 / 5321 / 3986 / 1123 / 4291 and the
+ * common validators accept). */
+static const char *format_pattern(const char *f) {
+#define DATE "\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))"
+#define TIME "(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,9})?(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)"
+#define H16 "[0-9a-fA-F]{1,4}"
+#define LABEL "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    static const struct { const char *name, *rx; } F[] = {
+        {"date", "^" DATE "$"},
+        {"time", "^" TIME "$"},
+        {"date-time", "^" DATE "T" TIME "$"},
+        {"duration", "^P(?:(?:\\d+Y(?:\\d+M)?(?:\\d+D)?|\\d+M(?:\\d+D)?|\\d+D)(?:T(?:\\d+H(?:\\d+M)?(?:\\d+S)?|\\d+M(?:\\d+S)?|\\d+S))?"
+                     "|T(?:\\d+H(?:\\d+M)?(?:\\d+S)?|\\d+M(?:\\d+S)?|\\d+S)|\\d+W)$"},
+        {"email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}$"},
+        {"uuid", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
+        {"uri", "^[A-Za-z][A-Za-z0-9+.-]{0,15}://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?"
+                "(?::\\d{1,5})?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*"
+                "(?:\\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?(?:#(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"},
+        {"hostname", "^" LABEL "(?:\\." LABEL ")*$"},
+        {"ipv4", "^(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?:\\.(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$"},
+        {"ipv6", "^(?:" H16 "(?::" H16 "){7}|::(?:" H16 "(?::" H16 "){0,6})?)$"},
+    };
+    for (size_t i = 0; i < sizeof F / sizeof *F; i++)
+        if (!strcmp(f, F[i].name)) return F[i].rx;
+    return NULL;
+#undef DATE
+#undef TIME
+#undef H16
+#undef LABEL
+}
+
+/* ---- schema compilation ------------------------------------------------------------------ */
+
+typedef struct gnode {
+    int types;
+    int n_enum;
+    gstr *enums;             /* canonical compact JSON of each allowed value */
+    int n_props;
+    gstr *keys;              /* property names, JSON-escaped, without quotes */
+    int *prop_node;
+    uint64_t required;
+    int additional;          /* node for other keys, -1: none allowed */
+    int items;               /* node of array items after the prefix, -1: none */
+    int n_prefix;
+    int *prefix;             /* prefixItems nodes */
+    bool unique;             /* uniqueItems over enum items */
+    int min_items, max_items, min_len, max_len; /* -1: unbounded */
+    int n_any;
+    int *any;                /* anyOf alternatives (a union node has nothing else) */
+    int64_t ilo, ihi, imult; /* integers: inclusive bounds, multipleOf (0: none) */
+    bool nbound;             /* numbers: bounds or frac_max apply */
+    double lo, hi;
+    bool lo_ex, hi_ex;
+    int frac_max;            /* at most this many decimals, -1: any */
+    rdfa *rx;                /* strings: pattern/format automaton */
+} gnode;
+
+typedef struct rxcache { int node, state, n; int *toks; } rxcache;
+
+struct grammar {
+    gnode *nodes;
+    int n_nodes;
+    int root;
+    bool python;             /* literals True/False/None (tool-call arguments) */
+    bool calls;              /* root is a tool-call list */
+    bool parallel;
+    int n_funcs;
+    gstr *func_names;
+    int *func_node;          /* parameters object node */
+    /* mask cache: the plain-text tokens a pattern string accepts from each DFA state */
+    pthread_mutex_t cache_mu;
+    const struct grammar_vocab *cache_vocab;
+    struct rxcache *cache;
+    int n_cache, cap_cache;
+    size_t cache_bytes;
+};
+
+#define I_LIMIT15 999999999999999LL
+#define I_LIMIT16 9999999999999999LL
+
+typedef struct refent { char *ptr; int node; } refent;
+typedef struct compiler {
+    grammar *g; char *err; size_t errcap; int cap;
+    json_t *root;            /* document $ref pointers resolve in */
+    refent refs[MAX_REFS]; int n_refs;
+} compiler;
+
+static int fail(compiler *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (c->err && c->errcap) vsnprintf(c->err, c->errcap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int new_node(compiler *c) {
+    grammar *g = c->g;
+    if (g->n_nodes >= MAX_NODES) return fail(c, "schema too large (more than %d nodes)", MAX_NODES);
+    if (g->n_nodes == c->cap) {
+        int ncap = c->cap ? 2 * c->cap : 16;
+        gnode *nn = realloc(g->nodes, (size_t)ncap * sizeof *nn);
+        if (!nn) return fail(c, "out of memory");
+        g->nodes = nn;
+        c->cap = ncap;
+    }
+    gnode *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->types = T_ALL;
+    n->additional = 0; /* node 0 is "any value" */
+    n->items = 0;
+    n->min_items = n->max_items = n->min_len = n->max_len = -1;
+    n->ilo = -I_LIMIT15;
+    n->ihi = I_LIMIT15;
+    n->lo = -INFINITY;
+    n->hi = INFINITY;
+    n->frac_max = -1;
+    return g->n_nodes++;
+}
+
+static gstr dup_str(const char *s, int n) {
+    gstr r = {malloc((size_t)n + 1), n};
+    if (r.s) { memcpy(r.s, s, (size_t)n); r.s[n] = 0; }
+    return r;
+}
+
+/* Compact canonical JSON text of a value (enum/const); Python literals in tool calls. */
+static int canonical(compiler *c, json_t *v, gstr *out) {
+    if (c->g->python && (json_is_boolean(v) || json_is_null(v))) {
+        const char *t = json_is_null(v) ? "None" : json_is_true(v) ? "True" : "False";
+        *out = dup_str(t, (int)strlen(t));
+        return out->s ? 0 : fail(c, "out of memory");
+    }
+    if (c->g->python && (json_is_array(v) || json_is_object(v)))
+        return fail(c, "tool parameter enum/const values must be scalars");
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s) return fail(c, "out of memory");
+    *out = dup_str(s, (int)strlen(s));
+    free(s);
+    return out->s ? 0 : fail(c, "out of memory");
+}
+
+static int escaped_key(compiler *c, const char *key, gstr *out) {
+    json_t *js = json_string(key);
+    if (!js) return fail(c, "property name is not valid UTF-8");
+    char *s = json_dumps(js, JSON_ENCODE_ANY);
+    json_decref(js);
+    if (!s) return fail(c, "out of memory");
+    *out = dup_str(s + 1, (int)strlen(s) - 2);
+    free(s);
+    return out->s ? 0 : fail(c, "out of memory");
+}
+
+static int type_bit(const char *t) {
+    static const char *names[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
+    for (int i = 0; i < 7; i++)
+        if (!strcmp(t, names[i])) return 1 << i;
+    return 0;
+}
+
+static int get_count(compiler *c, json_t *s, const char *key, int *out) {
+    json_t *v = json_object_get(s, key);
+    if (!v) return 0;
+    double d = json_number_value(v);
+    if (!json_is_number(v) || d < 0 || d > 1000000 || d != floor(d))
+        return fail(c, "schema '%s' must be a non-negative integer", key);
+    *out = (int)d;
+    return 0;
+}
+
+static const char *ANNOTATIONS[] = {"title", "description", "default", "examples", "$schema", "$id", "id",
+    "$comment", "deprecated", "readOnly", "writeOnly", "$anchor", "$defs", "definitions", "discriminator",
+    "example", "externalDocs", "xml", "$dynamicAnchor", "contentEncoding", "contentMediaType", "strict", NULL};
+
+static bool is_annotation(const char *k) {
+    if (!strncmp(k, "x-", 2)) return true;
+    for (int i = 0; ANNOTATIONS[i]; i++)
+        if (!strcmp(k, ANNOTATIONS[i])) return true;
+    return false;
+}
+
+/* A local JSON pointer ("#", "#/$defs/Name", "#/definitions/a~1b"). NULL + error. */
+static json_t *resolve_ref(compiler *c, const char *ref) {
+    if (ref[0] != '#') { fail(c, "$ref '%s' is not a local reference ('#/...')", ref); return NULL; }
+    json_t *cur = c->root;
+    const char *p = ref + 1;
+    while (*p) {
+        if (*p != '/') { fail(c, "$ref '%s' is not a JSON pointer", ref); return NULL; }
+        p++;
+        char tok[256];
+        int n = 0;
+        while (*p && *p != '/' && n < 255) {
+            char ch = *p++;
+            if (ch == '~' && (*p == '0' || *p == '1')) ch = *p++ == '0' ? '~' : '/';
+            else if (ch == '%' && hexval(p[0]) >= 0 && hexval(p[1]) >= 0) { ch = (char)(hexval(p[0]) * 16 + hexval(p[1])); p += 2; }
+            tok[n++] = ch;
+        }
+        tok[n] = 0;
+        if (json_is_object(cur)) cur = json_object_get(cur, tok);
+        else if (json_is_array(cur)) cur = json_array_get(cur, (size_t)atoi(tok));
+        else cur = NULL;
+        if (!cur) { fail(c, "$ref '%s' points nowhere", ref); return NULL; }
+    }
+    return cur;
+}
+
+static bool only_annotations(json_t *s, const char *except) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(s, k, v)
+        if (strcmp(k, except) && !is_annotation(k)) return false;
+    return true;
+}
+
+/* A copy of s without `key` and the annotations. */
+static json_t *without(json_t *s, const char *key) {
+    json_t *r = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(s, k, v)
+        if (strcmp(k, key) && !is_annotation(k)) json_object_set(r, k, v);
+    return r;
+}
+
+/* allOf: merges src into dst (both objects; $ref at their top already resolved). */
+static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
+    if (depth > 16) return fail(c, "allOf nested too deeply");
+    if (json_is_true(src)) return 0;
+    if (json_is_false(src)) return fail(c, "allOf with false can never be satisfied");
+    if (!json_is_object(src)) return fail(c, "allOf members must be schemas");
+    for (int guard = 0; json_object_get(src, "$ref"); guard++) {
+        if (guard > 16) return fail(c, "$ref cycle inside allOf");
+        json_t *t = resolve_ref(c, json_string_value(json_object_get(src, "$ref")) ? json_string_value(json_object_get(src, "$ref")) : "");
+        if (!t) return -1;
+        json_t *rest = without(src, "$ref");
+        int r = merge_schema(c, dst, rest, depth + 1);
+        json_decref(rest);
+        if (r) return -1;
+        src = t;
+        if (!json_is_object(src)) return json_is_true(src) ? 0 : fail(c, "$ref target must be a schema");
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(src, k, v) {
+        if (is_annotation(k)) continue;
+        json_t *d = json_object_get(dst, k);
+        if (!d) { json_object_set(dst, k, v); continue; }
+        if (json_equal(d, v)) continue;
+        if (!strcmp(k, "allOf")) {
+            json_t *a = json_copy(d);
+            json_array_extend(a, v);
+            json_object_set_new(dst, k, a);
+        } else if (!strcmp(k, "properties") && json_is_object(d) && json_is_object(v)) {
+            json_t *np = json_copy(d);
+            const char *pk;
+            json_t *pv;
+            json_object_foreach(v, pk, pv) {
+                json_t *old = json_object_get(np, pk);
+                if (!old) json_object_set(np, pk, pv);
+                else json_object_set_new(np, pk, json_pack("{s:[O,O]}", "allOf", old, pv));
+            }
+            json_object_set_new(dst, k, np);
+        } else if (!strcmp(k, "required") && json_is_array(d) && json_is_array(v)) {
+            json_t *nr = json_copy(d);
+            size_t i;
+            json_t *r;
+            json_array_foreach(v, i, r) {
+                bool have = false;
+                for (size_t j = 0; j < json_array_size(nr); j++) if (json_equal(json_array_get(nr, j), r)) have = true;
+                if (!have) json_array_append(nr, r);
+            }
+            json_object_set_new(dst, k, nr);
+        } else if (!strcmp(k, "type")) {
+            int a = 0, b = 0;
+            json_t *arr[2] = {d, v};
+            int *bits[2] = {&a, &b};
+            for (int i = 0; i < 2; i++) {
+                if (json_is_string(arr[i])) *bits[i] = type_bit(json_string_value(arr[i]));
+                else { size_t j; json_t *t; json_array_foreach(arr[i], j, t) *bits[i] |= json_is_string(t) ? type_bit(json_string_value(t)) : 0; }
+                if (*bits[i] & T_NUM) *bits[i] |= T_INT;
+            }
+            int m = a & b;
+            if (!m) return fail(c, "allOf: the types do not intersect");
+            json_t *t = json_array();
+            static const char *names[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
+            for (int i = 0; i < 7; i++)
+                if (m & 1 << i && !(i == 2 && (m & T_NUM))) json_array_append_new(t, json_string(names[i]));
+            json_object_set_new(dst, k, t);
+        } else if (!strcmp(k, "minimum") || !strcmp(k, "exclusiveMinimum") || !strcmp(k, "minLength") ||
+                   !strcmp(k, "minItems")) {
+            if (json_is_number(d) && json_is_number(v)) { if (json_number_value(v) > json_number_value(d)) json_object_set(dst, k, v); }
+            else return fail(c, "allOf: cannot merge '%s'", k);
+        } else if (!strcmp(k, "maximum") || !strcmp(k, "exclusiveMaximum") || !strcmp(k, "maxLength") ||
+                   !strcmp(k, "maxItems")) {
+            if (json_is_number(d) && json_is_number(v)) { if (json_number_value(v) < json_number_value(d)) json_object_set(dst, k, v); }
+            else return fail(c, "allOf: cannot merge '%s'", k);
+        } else if (!strcmp(k, "items") || !strcmp(k, "additionalProperties")) {
+            if (json_is_false(d) || json_is_false(v)) json_object_set_new(dst, k, json_false());
+            else json_object_set_new(dst, k, json_pack("{s:[O,O]}", "allOf", d, v));
+        } else if (!strcmp(k, "enum") && json_is_array(d) && json_is_array(v)) {
+            json_t *ne = json_array();
+            size_t i;
+            json_t *e;
+            json_array_foreach(d, i, e)
+                for (size_t j = 0; j < json_array_size(v); j++)
+                    if (json_equal(e, json_array_get(v, j))) { json_array_append(ne, e); break; }
+            if (!json_array_size(ne)) { json_decref(ne); return fail(c, "allOf: the enums do not intersect"); }
+            json_object_set_new(dst, k, ne);
+        } else {
+            return fail(c, "allOf: cannot merge two different '%s'", k);
+        }
+    }
+    return 0;
+}
+
+static int compile(compiler *c, json_t *s, int depth);
+static int compile_into(compiler *c, json_t *s, int id, int depth);
+
+static int compile_ref(compiler *c, const char *ref, int depth) {
+    for (int i = 0; i < c->n_refs; i++)
+        if (!strcmp(c->refs[i].ptr, ref)) return c->refs[i].node;
+    if (c->n_refs >= MAX_REFS) return fail(c, "too many $ref targets");
+    json_t *t = resolve_ref(c, ref);
+    if (!t) return -1;
+    int id = new_node(c);
+    if (id < 0) return -1;
+    char *p = strdup(ref);
+    if (!p) return fail(c, "out of memory");
+    c->refs[c->n_refs++] = (refent){p, id};
+    return compile_into(c, t, id, depth + 1) < 0 ? -1 : id;
+}
+
+static int compile(compiler *c, json_t *s, int depth) {
+    if (json_is_object(s)) {
+        json_t *ref = json_object_get(s, "$ref");
+        if (ref && only_annotations(s, "$ref")) {
+            if (!json_is_string(ref)) return fail(c, "$ref must be a string");
+            return compile_ref(c, json_string_value(ref), depth);
+        }
+    }
+    int id = new_node(c);
+    if (id < 0) return -1;
+    return compile_into(c, s, id, depth);
+}
+
+/* Bounds and multipleOf of integers and numbers. */
+static int compile_numeric(compiler *c, json_t *s, int id) {
+#define N (c->g->nodes[id])
+    double lo = -INFINITY, hi = INFINITY;
+    bool lo_ex = false, hi_ex = false;
+    json_t *v;
+    if ((v = json_object_get(s, "minimum"))) { if (!json_is_number(v)) return fail(c, "'minimum' must be a number"); lo = json_number_value(v); }
+    if ((v = json_object_get(s, "maximum"))) { if (!json_is_number(v)) return fail(c, "'maximum' must be a number"); hi = json_number_value(v); }
+    if ((v = json_object_get(s, "exclusiveMinimum"))) {
+        if (json_is_boolean(v)) lo_ex = json_is_true(v);
+        else if (!json_is_number(v)) return fail(c, "'exclusiveMinimum' must be a number");
+        else if (json_number_value(v) >= lo) { lo = json_number_value(v); lo_ex = true; }
+    }
+    if ((v = json_object_get(s, "exclusiveMaximum"))) {
+        if (json_is_boolean(v)) hi_ex = json_is_true(v);
+        else if (!json_is_number(v)) return fail(c, "'exclusiveMaximum' must be a number");
+        else if (json_number_value(v) <= hi) { hi = json_number_value(v); hi_ex = true; }
+    }
+    int64_t K = 0;
+    int d = 0;
+    if ((v = json_object_get(s, "multipleOf"))) {
+        double m = json_number_value(v);
+        if (!json_is_number(v) || !(m > 0)) return fail(c, "'multipleOf' must be a positive number");
+        double p = 1;
+        for (d = 0; d <= 9; d++, p *= 10) {
+            double k = m * p;
+            if (fabs(k - nearbyint(k)) <= 1e-9 * k) break;
+        }
+        if (d > 9 || m * p > 1e15) return fail(c, "'multipleOf' %g is not supported (at most 9 decimals)", m);
+        K = (int64_t)nearbyint(m * p);
+        if (N.types & T_NUM) {
+            if (d == 0) N.types &= ~T_NUM;
+            else if (K == 1) N.frac_max = d;
+            else return fail(c, "'multipleOf' %g on a number is supported only as an integer or 10^-n", m);
+        }
+    }
+    /* integers */
+    double ilo = lo_ex ? floor(lo) + 1 : ceil(lo), ihi = hi_ex ? ceil(hi) - 1 : floor(hi);
+    double lim = (fabs(lo) >= 1e15 && isfinite(lo)) || (fabs(hi) >= 1e15 && isfinite(hi)) ? (double)I_LIMIT16 : (double)I_LIMIT15;
+    N.ilo = ilo < -lim ? -(int64_t)lim : (int64_t)ilo;
+    N.ihi = ihi > lim ? (int64_t)lim : (int64_t)ihi;
+    if (K) {
+        int64_t p10 = 1;
+        for (int i = 0; i < d; i++) p10 *= 10;
+        int64_t a = K, b = p10;
+        while (b) { int64_t t = a % b; a = b; b = t; }
+        N.imult = K / a;
+    }
+    N.lo = lo; N.hi = hi; N.lo_ex = lo_ex; N.hi_ex = hi_ex;
+    N.nbound = isfinite(lo) || isfinite(hi) || N.frac_max >= 0;
+    if ((N.types & (T_INT | T_NUM)) == T_INT && N.ilo > N.ihi)
+        return fail(c, "no integer satisfies the schema's bounds");
+    if ((N.types & T_NUM) && (lo > hi || (lo == hi && (lo_ex || hi_ex))))
+        return fail(c, "no number satisfies the schema's bounds");
+    return 0;
+#undef N
+}
+
+static int compile_string(compiler *c, json_t *s, int id) {
+#define N (c->g->nodes[id])
+    if (get_count(c, s, "minLength", &N.min_len) || get_count(c, s, "maxLength", &N.max_len)) return -1;
+    if (N.max_len >= 0 && N.min_len > N.max_len) return fail(c, "minLength > maxLength");
+    json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
+    if (pat && !json_is_string(pat)) return fail(c, "'pattern' must be a string");
+    if (fmt && !json_is_string(fmt)) return fail(c, "'format' must be a string");
+    const char *frx = fmt ? format_pattern(json_string_value(fmt)) : NULL;
+    if (fmt && !frx && !pat)
+        return fail(c, "schema 'format' \"%s\" is not supported", json_string_value(fmt));
+    if (fmt && !strcmp(json_string_value(fmt), "hostname") && (N.max_len < 0 || N.max_len > 253)) N.max_len = 253;
+    char rerr[200];
+    rdfa *a = NULL, *b = NULL;
+    if (pat) {
+        a = regex_compile(json_string_value(pat), json_string_length(pat), rerr, sizeof rerr);
+        if (!a) return fail(c, "schema 'pattern' %s: %s", json_string_value(pat), rerr);
+    }
+    if (frx) {
+        b = regex_compile(frx, strlen(frx), rerr, sizeof rerr);
+        if (!b) { dfa_free(a); return fail(c, "format %s: %s", json_string_value(fmt), rerr); }
+    }
+    if (a && b) {
+        N.rx = dfa_product(a, b);
+        dfa_free(a);
+        dfa_free(b);
+        if (!N.rx) return fail(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
+    } else N.rx = a ? a : b;
+    return 0;
+#undef N
+}
+
+static int compile_object(compiler *c, json_t *s, int id, int depth) {
+#define N (c->g->nodes[id])
+    json_t *props = json_object_get(s, "properties");
+    if (props && !json_is_object(props)) return fail(c, "schema 'properties' must be an object");
+    if (props) {
+        int n = (int)json_object_size(props);
+        if (n > MAX_PROPS) return fail(c, "more than %d properties in one object", MAX_PROPS);
+        N.keys = calloc((size_t)n + 1, sizeof(gstr));
+        N.prop_node = calloc((size_t)n + 1, sizeof(int));
+        if (!N.keys || !N.prop_node) return fail(c, "out of memory");
+        const char *key;
+        json_t *sub;
+        json_object_foreach(props, key, sub) {
+            int k = N.n_props;
+            if (escaped_key(c, key, &N.keys[k])) return -1;
+            N.n_props++;
+            int child = compile(c, sub, depth + 1);
+            if (child < 0) return -1;
+            N.prop_node[k] = child;
+        }
+    }
+    json_t *req = json_object_get(s, "required");
+    if (req && !json_is_array(req)) return fail(c, "schema 'required' must be an array");
+    if (req) {
+        size_t i;
+        json_t *r;
+        json_array_foreach(req, i, r) {
+            if (!json_is_string(r)) return fail(c, "schema 'required' must list strings");
+            gstr k;
+            if (escaped_key(c, json_string_value(r), &k)) return -1;
+            int found = -1;
+            for (int p = 0; p < N.n_props; p++)
+                if (N.keys[p].n == k.n && !memcmp(N.keys[p].s, k.s, (size_t)k.n)) found = p;
+            free(k.s);
+            if (found < 0)
+                return fail(c, "required property '%s' is not in 'properties'", json_string_value(r));
+            N.required |= 1ull << found;
+        }
+    }
+    json_t *add = json_object_get(s, "additionalProperties");
+    if (add && json_is_false(add)) {
+        N.additional = -1;
+    } else if (add && !json_is_true(add)) {
+        int child = compile(c, add, depth + 1);
+        if (child < 0) return -1;
+        N.additional = child;
+    } else if (!add && props) {
+        N.additional = -1; /* generate only the declared properties (still valid output) */
+    }
+    json_t *pn = json_object_get(s, "propertyNames");
+    if (pn && !json_is_true(pn)) {
+        json_t *t = json_is_object(pn) ? json_object_get(pn, "type") : NULL;
+        bool plain = json_is_object(pn) && (!t || (json_is_string(t) && !strcmp(json_string_value(t), "string")));
+        const char *k;
+        json_t *v;
+        if (plain) json_object_foreach(pn, k, v) if (strcmp(k, "type") && !is_annotation(k)) plain = false;
+        if (!plain) return fail(c, "schema keyword 'propertyNames' is supported only as {\"type\":\"string\"}");
+    }
+    json_t *pp = json_object_get(s, "patternProperties");
+    if (pp && !(json_is_object(pp) && json_object_size(pp) == 0))
+        return fail(c, "schema keyword 'patternProperties' is not supported");
+    return 0;
+#undef N
+}
+
+static int compile_array(compiler *c, json_t *s, int id, int depth) {
+#define N (c->g->nodes[id])
+    json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems");
+    json_t *extra = json_object_get(s, "additionalItems");
+    if (json_is_array(items)) { /* draft 4-2019 tuples */
+        if (prefix) return fail(c, "both 'prefixItems' and a tuple 'items'");
+        prefix = items;
+        items = extra;
+    } else if (extra) {
+        return fail(c, "schema keyword 'additionalItems' is supported only with a tuple 'items'");
+    }
+    if (prefix) {
+        if (!json_is_array(prefix) || json_array_size(prefix) > MAX_PREFIX)
+            return fail(c, "'prefixItems' must be an array of at most %d schemas", MAX_PREFIX);
+        int n = (int)json_array_size(prefix);
+        if (!(N.prefix = calloc((size_t)n + 1, sizeof(int)))) return fail(c, "out of memory");
+        for (int i = 0; i < n; i++) {
+            int child = compile(c, json_array_get(prefix, (size_t)i), depth + 1);
+            if (child < 0) return -1;
+            N.prefix[i] = child;
+            N.n_prefix++;
+        }
+    }
+    if (items && json_is_false(items)) N.items = -1;
+    else if (items && !json_is_true(items)) {
+        int child = compile(c, items, depth + 1);
+        if (child < 0) return -1;
+        N.items = child;
+    }
+    if (get_count(c, s, "minItems", &N.min_items) || get_count(c, s, "maxItems", &N.max_items)) return -1;
+    if (N.items < 0 && (N.max_items < 0 || N.max_items > N.n_prefix)) N.max_items = N.n_prefix;
+    if (N.max_items >= 0 && N.min_items > N.max_items) return fail(c, "minItems > maxItems");
+    json_t *u = json_object_get(s, "uniqueItems");
+    if (u && json_is_true(u) && !(N.max_items >= 0 && N.max_items <= 1)) {
+        if (N.n_prefix) return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
+        int it = N.items;
+        gnode *in = it > 0 ? &c->g->nodes[it] : NULL;
+        if (in && !in->n_enum && !in->n_any && in->types == T_BOOL) {
+            in->enums = calloc(2, sizeof(gstr));
+            if (!in->enums) return fail(c, "out of memory");
+            json_t *t = json_true(), *f = json_false();
+            if (canonical(c, t, &in->enums[0]) || canonical(c, f, &in->enums[1])) return -1;
+            in->n_enum = 2;
+        }
+        if (!in || !in->n_enum || in->n_any)
+            return fail(c, "schema keyword 'uniqueItems' is enforced only for arrays of enum, const or boolean items");
+        N.unique = true;
+        if (N.max_items < 0 || N.max_items > in->n_enum) N.max_items = in->n_enum;
+        if (N.min_items > N.max_items) return fail(c, "uniqueItems: minItems exceeds the distinct values");
+    }
+    json_t *ct = json_object_get(s, "contains");
+    if (ct) return fail(c, "schema keyword 'contains' is not supported");
+    return 0;
+#undef N
+}
+
+static int compile_into(compiler *c, json_t *s, int id, int depth) {
+    if (depth > MAX_SCHEMA_DEPTH) return fail(c, "schema nested deeper than %d", MAX_SCHEMA_DEPTH);
+    if (json_is_true(s) || (json_is_object(s) && only_annotations(s, ""))) return id; /* any value */
+    if (json_is_false(s)) return fail(c, "schema 'false' admits no value");
+    if (!json_is_object(s)) return fail(c, "schema must be an object");
+    static const char *unsupported[] = {"not", "if", "then", "else", "dependentRequired", "dependentSchemas",
+        "dependencies", "minContains", "maxContains", "minProperties", "maxProperties",
+        "unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef", NULL};
+    for (int i = 0; unsupported[i]; i++)
+        if (json_object_get(s, unsupported[i]))
+            return fail(c, "schema keyword '%s' is not supported", unsupported[i]);
+#define N (c->g->nodes[id])
+    json_t *ref = json_object_get(s, "$ref"), *all = json_object_get(s, "allOf");
+    if (ref || all) { /* merge everything into one schema */
+        json_t *m = without(s, "$ref");
+        json_object_del(m, "allOf");
+        int r = 0;
+        if (ref) {
+            json_t *one = json_pack("{s:O}", "$ref", ref);
+            r = merge_schema(c, m, one, 0);
+            json_decref(one);
+        }
+        if (all && !r) {
+            if (!json_is_array(all)) r = fail(c, "'allOf' must be an array");
+            size_t i;
+            json_t *a;
+            if (!r) json_array_foreach(all, i, a) if ((r = merge_schema(c, m, a, 0))) break;
+        }
+        if (!r && json_object_get(m, "allOf")) r = fail(c, "allOf could not be merged");
+        if (!r) r = compile_into(c, m, id, depth + 1) < 0 ? -1 : 0;
+        json_decref(m);
+        return r ? -1 : id;
+    }
+    json_t *any = json_object_get(s, "anyOf");
+    if (!any) any = json_object_get(s, "oneOf");
+    if (any && json_object_get(s, "anyOf") && json_object_get(s, "oneOf"))
+        return fail(c, "both 'anyOf' and 'oneOf' in one schema are not supported");
+    json_t *nullable = json_object_get(s, "nullable");
+    if (any || json_is_true(nullable)) {
+        if (any && (!json_is_array(any) || json_array_size(any) == 0 || json_array_size(any) > 64))
+            return fail(c, "'anyOf'/'oneOf' must be an array of 1..64 schemas");
+        json_t *rest = without(s, any == json_object_get(s, "anyOf") ? "anyOf" : "oneOf");
+        json_object_del(rest, "nullable");
+        if (!any) { any = json_pack("[O]", rest); json_decref(rest); rest = json_object(); }
+        else json_incref(any);
+        int n = (int)json_array_size(any) + (json_is_true(nullable) ? 1 : 0);
+        int *alts = calloc((size_t)n, sizeof(int));
+        int r = alts ? 0 : fail(c, "out of memory");
+        for (int i = 0; !r && i < (int)json_array_size(any); i++) {
+            json_t *a = json_array_get(any, (size_t)i);
+            if (json_object_size(rest)) {
+                json_t *m = json_deep_copy(rest);
+                r = merge_schema(c, m, a, 0);
+                if (!r && (alts[i] = compile(c, m, depth + 1)) < 0) r = -1;
+                json_decref(m);
+            } else if ((alts[i] = compile(c, a, depth + 1)) < 0) r = -1;
+        }
+        if (!r && json_is_true(nullable)) {
+            json_t *ns = json_pack("{s:s}", "type", "null");
+            if ((alts[n - 1] = compile(c, ns, depth + 1)) < 0) r = -1;
+            json_decref(ns);
+        }
+        json_decref(rest);
+        json_decref(any);
+        if (r) { free(alts); return -1; }
+        N.any = alts;
+        N.n_any = n;
+        return id;
+    }
+    json_t *type = json_object_get(s, "type");
+    int types = 0;
+    if (json_is_string(type)) {
+        if (!(types = type_bit(json_string_value(type))))
+            return fail(c, "unknown schema type '%s'", json_string_value(type));
+    } else if (json_is_array(type)) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(type, i, t) {
+            int b = json_is_string(t) ? type_bit(json_string_value(t)) : 0;
+            if (!b) return fail(c, "schema 'type' lists an unknown type");
+            types |= b;
+        }
+        if (!types) return fail(c, "schema 'type' is empty");
+    } else if (type) {
+        return fail(c, "schema 'type' must be a string or an array");
+    } else if (json_object_get(s, "properties") || json_object_get(s, "additionalProperties")) {
+        types = T_OBJ;
+    } else if (json_object_get(s, "items") || json_object_get(s, "prefixItems")) {
+        types = T_ARR;
+    } else if (json_object_get(s, "pattern") || json_object_get(s, "format") || json_object_get(s, "minLength") ||
+               json_object_get(s, "maxLength")) {
+        types = T_STR;
+    } else if (json_object_get(s, "minimum") || json_object_get(s, "maximum") || json_object_get(s, "multipleOf") ||
+               json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum")) {
+        types = T_NUM;
+    } else {
+        types = T_ALL;
+    }
+    if (types & T_NUM) types |= T_INT;
+    N.types = types;
+
+    json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
+    if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM))
+        return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM);
+    if (en || cn) {
+        int n = cn ? 1 : (int)json_array_size(en);
+        if (!(N.enums = calloc((size_t)n, sizeof(gstr)))) return fail(c, "out of memory");
+        for (int i = 0; i < n; i++) {
+            if (canonical(c, cn ? cn : json_array_get(en, (size_t)i), &N.enums[N.n_enum])) return -1;
+            N.n_enum++;
+        }
+        return id; /* the values themselves are the constraint (sibling keywords: see notes) */
+    }
+    if ((types & (T_INT | T_NUM)) && compile_numeric(c, s, id)) return -1;
+    if ((types & T_STR) && compile_string(c, s, id)) return -1;
+    if ((types & T_OBJ) && compile_object(c, s, id, depth)) return -1;
+    if ((types & T_ARR) && compile_array(c, s, id, depth)) return -1;
+#undef N
+    return id;
+}
+
+static grammar *grammar_alloc(compiler *c) {
+    grammar *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    pthread_mutex_init(&g->cache_mu, NULL);
+    c->g = g;
+    if (new_node(c) != 0) { free(g); return NULL; } /* node 0: any value */
+    return g;
+}
+
+static void refs_clear(compiler *c) {
+    for (int i = 0; i < c->n_refs; i++) free(c->refs[i].ptr);
+    c->n_refs = 0;
+}
+
+/* The compiler state is large: keep it off small stacks. */
+static compiler *compiler_new(char *err, size_t errcap) {
+    compiler *c = calloc(1, sizeof *c);
+    if (!c) { if (err && errcap) snprintf(err, errcap, "out of memory"); return NULL; }
+    c->err = err;
+    c->errcap = errcap;
+    return c;
+}
+
+grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap) {
+    compiler *c = compiler_new(err, errcap);
+    if (!c) return NULL;
+    json_error_t je;
+    json_t *s = json_loads(schema_json, JSON_DECODE_ANY, &je);
+    grammar *g = NULL;
+    if (!s) fail(c, "schema is not valid JSON: %s", je.text);
+    else if (!(g = grammar_alloc(c))) fail(c, "out of memory");
+    else {
+        c->root = s;
+        g->root = compile(c, s, 0);
+        if (g->root < 0) { grammar_free(g); g = NULL; }
+    }
+    json_decref(s);
+    refs_clear(c);
+    free(c);
+    return g;
+}
+
+grammar *grammar_any_object(void) {
+    compiler c = {0};
+    grammar *g = grammar_alloc(&c);
+    if (!g) return NULL;
+    g->root = new_node(&c);
+    if (g->root < 0) { grammar_free(g); return NULL; }
+    g->nodes[g->root].types = T_OBJ;
+    return g;
+}
+
+grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel,
+                            char *err, size_t errcap) {
+    compiler *c = compiler_new(err, errcap);
+    if (!c) return NULL;
+    json_error_t je;
+    json_t *tools = json_loads(tools_json, 0, &je);
+    grammar *g = NULL;
+    if (!tools || !json_is_array(tools) || json_array_size(tools) == 0 || json_array_size(tools) > MAX_PROPS) {
+        fail(c, "'tools' must be an array of 1..%d functions", MAX_PROPS);
+        goto bad;
+    }
+    if (!(g = grammar_alloc(c))) { fail(c, "out of memory"); goto bad; }
+    g->python = g->calls = true;
+    g->parallel = parallel;
+    g->func_names = calloc(json_array_size(tools), sizeof(gstr));
+    g->func_node = calloc(json_array_size(tools), sizeof(int));
+    if (!g->func_names || !g->func_node) { fail(c, "out of memory"); goto bad; }
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        json_t *fn = json_object_get(t, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        if (!name || !*name) { fail(c, "tools[%zu].function.name is missing", i); goto bad; }
+        if (only_name && strcmp(name, only_name)) continue;
+        json_t *params = json_object_get(fn, "parameters");
+        int node;
+        refs_clear(c);
+        c->root = params;
+        if (params) {
+            if ((node = compile(c, params, 1)) < 0) {
+                char tmp[256];
+                snprintf(tmp, sizeof tmp, "%s", err ? err : "");
+                fail(c, "tool '%s': %s", name, tmp);
+                goto bad;
+            }
+            const gnode *pn = &g->nodes[node];
+            if (pn->n_any || pn->n_enum || !(pn->types & T_OBJ))
+                { fail(c, "tool '%s': parameters must be an object schema", name); goto bad; }
+        } else if ((node = new_node(c)) >= 0) {
+            g->nodes[node].types = T_OBJ;
+            g->nodes[node].additional = -1;
+        } else {
+            goto bad;
+        }
+        g->func_names[g->n_funcs] = dup_str(name, (int)strlen(name));
+        g->func_node[g->n_funcs++] = node;
+    }
+    if (!g->n_funcs) { fail(c, "no function named '%s' in 'tools'", only_name ? only_name : ""); goto bad; }
+    json_decref(tools);
+    refs_clear(c);
+    free(c);
+    return g;
+bad:
+    json_decref(tools);
+    grammar_free(g);
+    refs_clear(c);
+    free(c);
+    return NULL;
+}
+
+void grammar_free(grammar *g) {
+    if (!g) return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        gnode *n = &g->nodes[i];
+        for (int k = 0; k < n->n_enum; k++) free(n->enums[k].s);
+        for (int k = 0; k < n->n_props; k++) free(n->keys[k].s);
+        free(n->enums);
+        free(n->keys);
+        free(n->prop_node);
+        free(n->prefix);
+        free(n->any);
+        dfa_free(n->rx);
+    }
+    for (int i = 0; i < g->n_cache; i++) free(g->cache[i].toks);
+    free(g->cache);
+    pthread_mutex_destroy(&g->cache_mu);
+    for (int i = 0; i < g->n_funcs; i++) free(g->func_names[i].s);
+    free(g->func_names);
+    free(g->func_node);
+    free(g->nodes);
+    free(g);
+}
+
+/* ---- the automaton ------------------------------------------------------------------------- */
+
+/* R_POP: the frame ended before this byte, feed it to the parent; R_AGAIN: feed it to the
+ * (new) top frame. */
+enum { R_REJECT, R_OK, R_POP, R_AGAIN };
+
+/* Frame kinds and phases. */
+enum { F_VALUE, F_OBJ, F_ARR, F_STR, F_NUM, F_LIT, F_ENUM, F_CALLS };
+enum { O_FIRST, O_KEY, O_COLON, O_AFTER, O_NEXT };
+enum { A_FIRST, A_AFTER, A_NEXT };
+enum { S_CHAR, S_ESC, S_HEX, S_UTF8 };
+enum { N_MINUS, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP };
+enum { C_OPEN, C_NAME, C_ARGFIRST, C_KEY, C_ARGAFTER, C_ARGNEXT, C_CALLAFTER, C_NEXTCALL };
+
+static const char *LIT_JSON[3] = {"null", "true", "false"};
+static const char *LIT_PY[3] = {"None", "True", "False"};
+
+static uint64_t all_bits(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+
+static bool push(grammar_stack *st, int kind, int node, int sp) {
+    if (st->depth >= GRAMMAR_MAX_DEPTH) return false;
+    grammar_frame *f = &st->f[st->depth++];
+    memset(f, 0, sizeof *f);
+    f->kind = (uint8_t)kind;
+    f->node = (uint16_t)node;
+    f->sp = (uint8_t)sp;
+    f->cur = -1;
+    return true;
+}
+
+void grammar_state_init(const grammar *g, grammar_state *st) {
+    st->dead = false;
+    st->n_alt = 1;
+    st->alt[0].depth = 0;
+    push(&st->alt[0], g->calls ? F_CALLS : F_VALUE, g->root, 0);
+    st->depth = 1;
+}
+
+/* Narrows candidates (names/keys/enum texts) by the byte at position pos. */
+static uint64_t narrow(const gstr *cands, uint64_t cand, int pos, unsigned char b) {
+    uint64_t out = 0;
+    for (uint64_t m = cand; m; m &= m - 1) {
+        int i = __builtin_ctzll(m);
+        if (pos < cands[i].n && (unsigned char)cands[i].s[pos] == b) out |= 1ull << i;
+    }
+    return out;
+}
+
+static int exact(const gstr *cands, uint64_t cand, int pos) {
+    for (uint64_t m = cand; m; m &= m - 1) {
+        int i = __builtin_ctzll(m);
+        if (cands[i].n == pos) return i;
+    }
+    return -1;
+}
+
+static bool longer(const gstr *cands, uint64_t cand, int pos) {
+    for (uint64_t m = cand; m; m &= m - 1)
+        if (cands[__builtin_ctzll(m)].n > pos) return true;
+    return false;
+}
+
+static bool is_digit(unsigned char b) { return b >= '0' && b <= '9'; }
+
+/* ---- numbers ---- */
+
+typedef __int128 i128;
+static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                                 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Is there a multiple of m (0: any integer) in [x, y] within [lo, hi]? */
+static bool int_range_has(const gnode *n, i128 x, i128 y) {
+    if (x < n->ilo) x = n->ilo;
+    if (y > n->ihi) y = n->ihi;
+    if (x > y) return false;
+    if (!n->imult) return true;
+    i128 m = n->imult, q = x / m;
+    if (q * m < x) q++;
+    return q * m <= y;
+}
+
+/* Integer prefix: sign, value p of k digits (k = 0: only '-'). Can it still become valid? */
+static bool int_viable(const gnode *n, bool neg, uint64_t p, int k) {
+    if (k == 0) return int_range_has(n, 0, 0) || int_range_has(n, -(i128)I_LIMIT16, -1);
+    if (p == 0) return int_range_has(n, 0, 0);
+    i128 w = 1;
+    for (int j = 0; k + j <= 16; j++, w *= 10) {
+        i128 x = (i128)p * w, y = x + w - 1;
+        if (neg ? int_range_has(n, -y, -x) : int_range_has(n, x, y)) return true;
+    }
+    return false;
+}
+
+static bool int_ok(const gnode *n, bool neg, uint64_t p) {
+    i128 v = neg ? -(i128)p : (i128)p;
+    return int_range_has(n, v, v);
+}
+
+static bool num_in(const gnode *n, double v) {
+    if (n->lo_ex ? !(v > n->lo) : !(v >= n->lo)) return false;
+    if (n->hi_ex ? !(v < n->hi) : !(v <= n->hi)) return false;
+    return true;
+}
+
+/* Bounded number prefix: mantissa M with f decimals (frac: '.' seen), digits used. The values
+ * it can still become form [a, b) (mirrored when negative); with no digits left, only a. */
+static bool num_viable(const gnode *n, bool neg, uint64_t M, int f, bool frac, int digits) {
+    int left = 15 - digits;
+    if (frac && n->frac_max >= 0 && f >= n->frac_max) left = 0;
+    if (!frac && M == 0) { /* a leading zero: 0 or 0.xxx */
+        if (num_in(n, 0)) return true;
+        if (left == 0) return false;
+        return neg ? n->hi > -1 && n->lo < 0 : n->lo < 1 && n->hi > 0;
+    }
+    for (int j = 0; j <= (frac ? 0 : left); j++) {
+        double a, b;
+        if (frac) { a = (double)M / POW10[f]; b = (double)(M + 1) / POW10[f]; }
+        else { a = (double)M * POW10[j]; b = (double)(M + 1) * POW10[j]; }
+        if (left == 0) { if (num_in(n, neg ? -a : a)) return true; continue; }
+        if (!neg) { if ((n->hi_ex ? a < n->hi : a <= n->hi) && b > n->lo) return true; }
+        else if ((n->lo_ex ? -a > n->lo : -a >= n->lo) && -b < n->hi) return true;
+    }
+    return false;
+}
+
+/* The number frame: phase, count (bytes), aux (digits in the current part), seen (mantissa),
+ * pos (decimals), cur (1: negative), cand (digits in the mantissa). */
+static int step_num(const gnode *n, grammar_frame *f, unsigned char b) {
+    bool integer = !(n->types & T_NUM), bounded = integer || n->nbound;
+    if (f->count >= MAX_NUM_BYTES && (is_digit(b) || b == '.' || b == 'e' || b == 'E' || b == '+' || b == '-'))
+        return R_REJECT;
+    int ph = f->phase, np = -1;
+    if (ph == N_MINUS) np = b == '0' ? N_ZERO : is_digit(b) ? N_INT : -1;
+    else if (ph == N_ZERO || ph == N_INT) {
+        if (ph == N_INT && is_digit(b)) np = N_INT;
+        else if (b == '.' && !integer && n->frac_max != 0) np = N_DOT;
+        else if ((b == 'e' || b == 'E') && !integer && !bounded) np = N_E;
+    } else if (ph == N_DOT) np = is_digit(b) ? N_FRAC : -1;
+    else if (ph == N_FRAC) np = is_digit(b) ? N_FRAC : (b == 'e' || b == 'E') && !bounded ? N_E : -1;
+    else if (ph == N_E) np = is_digit(b) ? N_EXP : (b == '+' || b == '-') ? N_ESIGN : -1;
+    else if (ph == N_ESIGN || ph == N_EXP) np = is_digit(b) ? N_EXP : -1;
+    if (np < 0) {
+        bool done = ph == N_ZERO || ph == N_INT || ph == N_FRAC || ph == N_EXP;
+        if (done && integer && !int_ok(n, f->cur, f->seen)) return R_REJECT;
+        if (done && !integer && bounded && !num_in(n, (f->cur ? -1.0 : 1.0) * (double)f->seen / POW10[f->pos]))
+            return R_REJECT;
+        return done ? R_POP : R_REJECT;
+    }
+    bool digit = is_digit(b) && np != N_ESIGN;
+    if (!bounded) {
+        /* digits per part are bounded so every number fits a double: 15 / 15 / 2 */
+        int part_max = np == N_EXP ? 2 : 15;
+        if (digit && np != ph && !(ph == N_MINUS || ph == N_ESIGN)) f->aux = 0;
+        if (digit && ++f->aux > part_max) return R_REJECT;
+        if (!digit) f->aux = 0;
+    } else if (digit) {
+        uint64_t M = f->seen * 10 + (uint64_t)(b - '0');
+        int digits = (int)f->cand + 1, dec = f->pos + (np == N_FRAC);
+        if (n->frac_max >= 0 && dec > n->frac_max) return R_REJECT;
+        if (integer) {
+            if (digits > 16 || !int_viable(n, f->cur, M, digits)) return R_REJECT;
+        } else {
+            if (digits > 15 || !num_viable(n, f->cur, M, dec, np == N_FRAC, digits)) return R_REJECT;
+        }
+        f->seen = M;
+        f->cand = (uint64_t)digits;
+        f->pos = (uint16_t)dec;
+    } else if (np == N_DOT && (f->cand >= 15 || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
+        return R_REJECT;
+    }
+    f->phase = (uint8_t)np;
+    f->count++;
+    return R_OK;
+}
+
+/* ---- strings ---- */
+
+/* Escapes allowed in strings; in Python tool-call arguments '/' needs no escape. */
+static uint32_t esc_cp(unsigned char b, bool python) {
+    switch (b) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '/': return python ? 0xFFFFFFFF : '/';
+    case 'b': return 8;
+    case 'f': return 12;
+    case 'n': return 10;
+    case 'r': return 13;
+    case 't': return 9;
+    }
+    return 0xFFFFFFFF;
+}
+
+/* A complete code point in a string frame; false if the pattern rejects it. */
+static bool str_char(const gnode *n, grammar_frame *f, uint32_t cp) {
+    if (n->rx) {
+        int t = dfa_next(n->rx, (int)f->seen, cp);
+        if (t < 0) return false;
+        /* maxLength and the pattern together: room for the shortest way to a match */
+        if (n->max_len >= 0 && (long)f->count + 1 + n->rx->dist[t] > n->max_len) return false;
+        f->seen = (uint64_t)t;
+    }
+    f->count++;
+    return true;
+}
+
+/* The string frame: phase, count (code points), aux (bytes still to come in a UTF-8 sequence or
+ * hex digits), seen (DFA state), cand (code point bits so far), pos (the next UTF-8 byte's
+ * range: lo | hi << 8). */
+static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    switch (f->phase) {
+    case S_CHAR:
+        if (b == '"') {
+            if (n->min_len > 0 && (int)f->count < n->min_len) return R_REJECT;
+            if (n->rx && !n->rx->accept[f->seen]) return R_REJECT;
+            st->depth--;
+            return R_OK;
+        }
+        if (b < 0x20 || b == 0x7f) return R_REJECT;
+        if (n->max_len >= 0 && (int)f->count >= n->max_len) return R_REJECT;
+        if (b == '\\') {
+            if (n->rx) {
+                static const char E[] = "\"\\/bfnrt";
+                bool any = false;
+                for (int i = 0; E[i] && !any; i++) {
+                    uint32_t cp = esc_cp((unsigned char)E[i], g->python);
+                    any = cp != 0xFFFFFFFF && dfa_next(n->rx, (int)f->seen, cp) >= 0;
+                }
+                if (!any) return R_REJECT;
+            }
+            f->phase = S_ESC;
+            return R_OK;
+        }
+        if (b < 0x80) return str_char(n, f, b) ? R_OK : R_REJECT;
+        uint32_t lo, hi;
+        int more;
+        unsigned nlo = 0x80, nhi = 0xBF;
+        if (b >= 0xc2 && b <= 0xdf) { more = 1; lo = (uint32_t)(b & 0x1f) << 6; hi = lo | 0x3f; }
+        else if (b >= 0xe0 && b <= 0xef) {
+            more = 2; lo = (uint32_t)(b & 0x0f) << 12; hi = lo | 0xfff;
+            if (b == 0xe0) { nlo = 0xa0; lo = 0x800; }
+            if (b == 0xed) { nhi = 0x9f; hi = 0xd7ff; }
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            more = 3; lo = (uint32_t)(b & 0x07) << 18; hi = lo | 0x3ffff;
+            if (b == 0xf0) { nlo = 0x90; lo = 0x10000; }
+            if (b == 0xf4) { nhi = 0x8f; hi = 0x10ffff; }
+        } else return R_REJECT;
+        if (n->rx && !dfa_any(n->rx, (int)f->seen, lo, hi)) return R_REJECT;
+        f->phase = S_UTF8;
+        f->aux = (uint8_t)more;
+        f->cand = b & (more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07);
+        f->pos = (uint16_t)(nlo | nhi << 8);
+        return R_OK;
+    case S_UTF8: {
+        if (b < (f->pos & 0xff) || b > (f->pos >> 8)) return R_REJECT;
+        uint64_t c = f->cand << 6 | (b & 0x3f);
+        int rem = f->aux - 1;
+        if (rem == 0) {
+            if (!str_char(n, f, (uint32_t)c)) return R_REJECT;
+            f->phase = S_CHAR;
+        } else {
+            uint32_t lo = (uint32_t)(c << (6 * rem)), hi = lo | ((1u << (6 * rem)) - 1);
+            if (n->rx && !dfa_any(n->rx, (int)f->seen, lo, hi)) return R_REJECT;
+            f->cand = c;
+            f->aux = (uint8_t)rem;
+            f->pos = 0x80 | 0xbf << 8;
+        }
+        return R_OK;
+    }
+    case S_ESC: {
+        if (b == 'u' && !n->rx) { f->phase = S_HEX; f->aux = 4; f->cand = 0; return R_OK; }
+        uint32_t cp = esc_cp(b, g->python);
+        if (cp == 0xFFFFFFFF || !str_char(n, f, cp)) return R_REJECT;
+        f->phase = S_CHAR;
+        return R_OK;
+    }
+    case S_HEX: {
+        int h = hexval(b);
+        if (h < 0) return R_REJECT;
+        f->cand = f->cand << 4 | (uint64_t)h;
+        /* no surrogates: every escape is one whole code point */
+        if (f->aux == 3 && (f->cand >> 4) == 0xd && h >= 8) return R_REJECT;
+        if (--f->aux == 0) { f->phase = S_CHAR; f->count++; }
+        return R_OK;
+    }
+    }
+    return R_REJECT;
+}
+
+/* ---- values, objects, arrays, calls ---- */
+
+/* The first byte of a value of node n starts frame f (an F_VALUE, not a union) as its kind. */
+static int start_value(const grammar *g, const grammar_stack *st, grammar_frame *f, unsigned char b) {
+    const gnode *n = &g->nodes[f->node];
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    f->sp = 0;
+    if (n->n_enum) {
+        f->kind = F_ENUM;
+        f->cand = all_bits(n->n_enum);
+        f->pos = 0;
+        const grammar_frame *p = f > st->f ? f - 1 : NULL; /* uniqueItems: only new values */
+        if (p && p->kind == F_ARR && g->nodes[p->node].unique) f->cand &= ~p->cand;
+        return f->cand ? R_AGAIN : R_REJECT;
+    }
+    const char *const *lit = g->python ? LIT_PY : LIT_JSON;
+    if (b == '{' && (n->types & T_OBJ)) { f->kind = F_OBJ; f->phase = O_FIRST; f->seen = 0; return R_OK; }
+    if (b == '[' && (n->types & T_ARR)) { f->kind = F_ARR; f->phase = A_FIRST; f->count = 0; f->cand = 0; return R_OK; }
+    if (b == '"' && (n->types & T_STR)) {
+        f->kind = F_STR; f->phase = S_CHAR; f->count = 0; f->seen = 0; return R_OK;
+    }
+    if ((b == '-' || is_digit(b)) && (n->types & (T_INT | T_NUM))) {
+        bool integer = !(n->types & T_NUM);
+        f->kind = F_NUM;
+        f->phase = b == '-' ? N_MINUS : b == '0' ? N_ZERO : N_INT;
+        f->count = 1;
+        f->aux = b != '-';
+        f->cur = b == '-';
+        f->seen = b == '-' ? 0 : (uint64_t)(b - '0');
+        f->cand = b != '-';
+        f->pos = 0;
+        if (integer && !int_viable(n, b == '-', f->seen, (int)f->cand)) return R_REJECT;
+        if (!integer && n->nbound) {
+            if (b == '-' ? !(n->lo < 0 || (n->lo == 0 && !n->lo_ex)) : !num_viable(n, false, f->seen, 0, false, 1))
+                return R_REJECT;
+        }
+        return R_OK;
+    }
+    int li = -1;
+    if ((n->types & T_NULL) && b == (unsigned char)lit[0][0]) li = 0;
+    if ((n->types & T_BOOL) && b == (unsigned char)lit[1][0]) li = 1;
+    if ((n->types & T_BOOL) && b == (unsigned char)lit[2][0]) li = 2;
+    if (li < 0) return R_REJECT;
+    f->kind = F_LIT;
+    f->aux = (uint8_t)li;
+    f->pos = 1;
+    return R_OK;
+}
+
+/* An enum frame is about to end with value k: an array with uniqueItems records it. */
+static bool enum_end(const grammar *g, grammar_stack *st, int k) {
+    if (st->depth < 2) return true;
+    grammar_frame *p = &st->f[st->depth - 2];
+    if (p->kind != F_ARR || !g->nodes[p->node].unique) return true;
+    if (p->cand >> k & 1) return false;
+    p->cand |= 1ull << k;
+    return true;
+}
+
+/* Schema node of the array item at index i. */
+static int item_node(const gnode *n, int i) { return i < n->n_prefix ? n->prefix[i] : n->items; }
+
+static bool arr_can_close(const gnode *n, const grammar_frame *f) {
+    return !(n->min_items > 0 && (int)f->count < n->min_items);
+}
+
+static bool arr_can_add(const gnode *n, const grammar_frame *f) {
+    if (n->max_items >= 0 && (int)f->count >= n->max_items) return false;
+    return item_node(n, (int)f->count) >= 0;
+}
+
+/* One byte into the top frame of a stack. May push/pop frames. */
+static int step(const grammar *g, grammar_stack *st, unsigned char b) {
+    grammar_frame *f = &st->f[st->depth - 1];
+    const gnode *n = &g->nodes[f->node];
+    switch (f->kind) {
+    case F_VALUE: return start_value(g, st, f, b);
+    case F_LIT: {
+        const char *lit = (g->python ? LIT_PY : LIT_JSON)[f->aux];
+        if ((unsigned char)lit[f->pos] != b) return R_REJECT;
+        if (!lit[++f->pos]) st->depth--;
+        return R_OK;
+    }
+    case F_ENUM: {
+        uint64_t c = narrow(n->enums, f->cand, f->pos, b);
+        if (!c) {
+            int k = exact(n->enums, f->cand, f->pos);
+            if (k < 0 || !enum_end(g, st, k)) return R_REJECT;
+            return R_POP;
+        }
+        f->cand = c;
+        f->pos++;
+        int k = exact(n->enums, c, f->pos);
+        if (k >= 0 && !longer(n->enums, c, f->pos)) {
+            if (!enum_end(g, st, k)) return R_REJECT;
+            st->depth--;
+        }
+        return R_OK;
+    }
+    case F_STR: return step_str(g, st, f, n, b);
+    case F_NUM: return step_num(n, f, b);
+    case F_OBJ:
+        switch (f->phase) {
+        case O_FIRST:
+        case O_NEXT:
+            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+            if (b == '}' && f->phase == O_FIRST) {
+                if (n->required & ~f->seen) return R_REJECT;
+                st->depth--;
+                return R_OK;
+            }
+            if (b != '"') return R_REJECT;
+            if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+            /* with additional keys allowed, track every declared key to refuse duplicates */
+            f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen : all_bits(n->n_props);
+            f->phase = O_KEY;
+            f->pos = 0;
+            f->sp = 0;
+            f->aux = 0;
+            return R_OK;
+        case O_KEY: {
+            if (b == '"' && !f->aux) {
+                int k = exact(n->keys, f->cand, f->pos);
+                if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
+                if (k < 0 && n->additional < 0) return R_REJECT;
+                f->cur = (int16_t)k;
+                f->phase = O_COLON;
+                return R_OK;
+            }
+            if (b < 0x20 || b == 0x7f) return R_REJECT;
+            uint64_t c = narrow(n->keys, f->cand, f->pos, b);
+            if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
+            /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
+            if (!f->aux) { if (b == '\\') f->aux = 1; }
+            else if (f->aux == 1) {
+                if (b == 'u') f->aux = 5;
+                else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
+                else f->aux = 0;
+            } else {
+                if (hexval(b) < 0) return R_REJECT;
+                f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
+            }
+            f->cand = c;
+            if (f->pos < 0xffff) f->pos++;
+            return R_OK;
+        }
+        case O_COLON: {
+            if (b != ':') return R_REJECT;
+            int child = f->cur >= 0 ? n->prop_node[f->cur] : n->additional;
+            if (f->cur >= 0) f->seen |= 1ull << f->cur;
+            f->phase = O_AFTER;
+            return push(st, F_VALUE, child, 1) ? R_OK : R_REJECT;
+        }
+        case O_AFTER:
+            if (b == '}') {
+                if (n->required & ~f->seen) return R_REJECT;
+                st->depth--;
+                return R_OK;
+            }
+            if (b == ',') {
+                if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+                f->phase = O_NEXT;
+                f->sp = 1;
+                return R_OK;
+            }
+            return R_REJECT;
+        }
+        return R_REJECT;
+    case F_ARR:
+        switch (f->phase) {
+        case A_FIRST:
+        case A_NEXT:
+            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+            if (b == ']' && f->phase == A_FIRST) {
+                if (!arr_can_close(n, f)) return R_REJECT;
+                st->depth--;
+                return R_OK;
+            }
+            if (!arr_can_add(n, f)) return R_REJECT;
+            f->phase = A_AFTER;
+            f->sp = 0;
+            if (!push(st, F_VALUE, item_node(n, (int)f->count++), 0)) return R_REJECT;
+            return R_AGAIN;
+        case A_AFTER:
+            if (b == ']') {
+                if (!arr_can_close(n, f)) return R_REJECT;
+                st->depth--;
+                return R_OK;
+            }
+            if (b == ',') {
+                if (!arr_can_add(n, f)) return R_REJECT;
+                f->phase = A_NEXT;
+                f->sp = 1;
+                return R_OK;
+            }
+            return R_REJECT;
+        }
+        return R_REJECT;
+    case F_CALLS: {
+        const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
+        switch (f->phase) {
+        case C_OPEN:
+            if (b != '[') return R_REJECT;
+            f->phase = C_NEXTCALL;
+            return R_OK;
+        case C_NEXTCALL:
+            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+            f->sp = 0;
+            f->phase = C_NAME;
+            f->cand = all_bits(g->n_funcs);
+            f->pos = 0;
+            /* fall through */
+        case C_NAME: {
+            if (b == '(') {
+                int k = exact(g->func_names, f->cand, f->pos);
+                if (k < 0) return R_REJECT;
+                f->cur = (int16_t)k;
+                f->seen = 0;
+                f->phase = C_ARGFIRST;
+                return R_OK;
+            }
+            uint64_t c = narrow(g->func_names, f->cand, f->pos, b);
+            if (!c) return R_REJECT;
+            f->cand = c;
+            f->pos++;
+            return R_OK;
+        }
+        case C_ARGFIRST:
+        case C_ARGNEXT:
+            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+            f->sp = 0;
+            if (b == ')' && f->phase == C_ARGFIRST) {
+                if (pn->required & ~f->seen) return R_REJECT;
+                f->phase = C_CALLAFTER;
+                return R_OK;
+            }
+            f->cand = all_bits(pn->n_props) & ~f->seen;
+            f->pos = 0;
+            f->phase = C_KEY;
+            /* fall through */
+        case C_KEY: {
+            if (b == '=') {
+                int k = exact(pn->keys, f->cand, f->pos);
+                if (k < 0) return R_REJECT;
+                f->seen |= 1ull << k;
+                f->phase = C_ARGAFTER;
+                return push(st, F_VALUE, pn->prop_node[k], 0) ? R_OK : R_REJECT;
+            }
+            uint64_t c = narrow(pn->keys, f->cand, f->pos, b);
+            if (!c) return R_REJECT;
+            f->cand = c;
+            f->pos++;
+            return R_OK;
+        }
+        case C_ARGAFTER:
+            if (b == ')') {
+                if (pn->required & ~f->seen) return R_REJECT;
+                f->phase = C_CALLAFTER;
+                return R_OK;
+            }
+            if (b == ',' && (all_bits(pn->n_props) & ~f->seen)) {
+                f->phase = C_ARGNEXT;
+                f->sp = 1;
+                return R_OK;
+            }
+            return R_REJECT;
+        case C_CALLAFTER:
+            if (b == ']') { st->depth--; return R_OK; }
+            if (b == ',' && g->parallel) { f->phase = C_NEXTCALL; f->sp = 1; f->cur = -1; return R_OK; }
+            return R_REJECT;
+        }
+        return R_REJECT;
+    }
+    }
+    return R_REJECT;
+}
+
+/* ---- the set of stacks ---- */
+
+static void stack_copy(grammar_stack *dst, const grammar_stack *src) {
+    dst->depth = src->depth;
+    memcpy(dst->f, src->f, (size_t)src->depth * sizeof src->f[0]);
+}
+
+static bool stack_equal(const grammar_stack *a, const grammar_stack *b) {
+    return a->depth == b->depth && !memcmp(a->f, b->f, (size_t)a->depth * sizeof a->f[0]);
+}
+
+/* Feeds b to a copy of src; a surviving stack is appended to out (unless a twin is there). A
+ * union value forks one stack per alternative. */
+static void run_alt(const grammar *g, grammar_state *out, const grammar_stack *src, unsigned char b, int fork_depth) {
+    if (out->n_alt >= GRAMMAR_MAX_ALTS) return;
+    grammar_stack *s = &out->alt[out->n_alt];
+    stack_copy(s, src);
+    for (;;) {
+        if (s->depth == 0) return; /* nothing may follow a complete value */
+        grammar_frame *f = &s->f[s->depth - 1];
+        const gnode *n = &g->nodes[f->node];
+        if (f->kind == F_VALUE && n->n_any) {
+            if (f->sp && b == ' ') { f->sp = 0; break; }
+            if (fork_depth > 16) return;
+            grammar_stack tmp;
+            stack_copy(&tmp, s);
+            tmp.f[tmp.depth - 1].sp = 0;
+            for (int i = 0; i < n->n_any; i++) {
+                tmp.f[tmp.depth - 1].node = (uint16_t)n->any[i];
+                run_alt(g, out, &tmp, b, fork_depth + 1);
+            }
+            return;
+        }
+        int r = step(g, s, b);
+        if (r == R_OK) break;
+        if (r == R_REJECT) return;
+        if (r == R_POP) s->depth--;
+    }
+    for (int i = 0; i < out->n_alt; i++)
+        if (stack_equal(&out->alt[i], s)) return;
+    out->n_alt++;
+}
+
+static bool accept_byte(const grammar *g, const grammar_state *in, grammar_state *out, unsigned char b) {
+    out->n_alt = 0;
+    out->dead = false;
+    for (int i = 0; i < in->n_alt; i++) run_alt(g, out, &in->alt[i], b, 0);
+    int d = 0;
+    for (int i = 0; i < out->n_alt; i++) if (out->alt[i].depth > d) d = out->alt[i].depth;
+    out->depth = d;
+    return out->n_alt > 0;
+}
+
+static void state_copy(grammar_state *dst, const grammar_state *src) {
+    dst->depth = src->depth;
+    dst->dead = src->dead;
+    dst->n_alt = src->n_alt;
+    for (int i = 0; i < src->n_alt; i++) stack_copy(&dst->alt[i], &src->alt[i]);
+}
+
+bool grammar_accept(const grammar *g, grammar_state *st, const char *bytes, size_t n) {
+    if (st->dead) return false;
+    if (n == 0) return true;
+    grammar_state *a = malloc(2 * sizeof *a);
+    if (!a) return false;
+    const grammar_state *cur = st;
+    for (size_t i = 0; i < n; i++) {
+        grammar_state *nx = &a[i & 1];
+        if (!accept_byte(g, cur, nx, (unsigned char)bytes[i])) { free(a); return false; }
+        cur = nx;
+    }
+    state_copy(st, cur);
+    free(a);
+    return true;
+}
+
+/* Can the top frame end here without another byte (a number or enum awaiting its delimiter)? */
+static bool frame_can_end(const grammar *g, const grammar_frame *f) {
+    const gnode *n = &g->nodes[f->node];
+    if (f->kind == F_NUM) {
+        if (!(f->phase == N_ZERO || f->phase == N_INT || f->phase == N_FRAC || f->phase == N_EXP)) return false;
+        if (!(n->types & T_NUM)) return int_ok(n, f->cur, f->seen);
+        if (n->nbound) return num_in(n, (f->cur ? -1.0 : 1.0) * (double)f->seen / POW10[f->pos]);
+        return true;
+    }
+    if (f->kind == F_ENUM) return exact(n->enums, f->cand, f->pos) >= 0;
+    return false;
+}
+
+static bool stack_complete(const grammar *g, const grammar_stack *s) {
+    for (int d = s->depth; d > 0; d--) {
+        const grammar_frame *f = &s->f[d - 1];
+        if (!frame_can_end(g, f)) return false;
+        if (f->kind == F_ENUM && d >= 2) { /* uniqueItems: the value must be new */
+            const grammar_frame *p = &s->f[d - 2];
+            int k = exact(g->nodes[f->node].enums, f->cand, f->pos);
+            if (p->kind == F_ARR && g->nodes[p->node].unique && (p->cand >> k & 1)) return false;
+        }
+    }
+    return true;
+}
+
+bool grammar_complete(const grammar *g, const grammar_state *st) {
+    if (st->dead) return false;
+    for (int i = 0; i < st->n_alt; i++)
+        if (stack_complete(g, &st->alt[i])) return true;
+    return false;
+}
+
+/* ---- completion ------------------------------------------------------------------------ */
+
+static int first_byte_of_min_value(const grammar *g, int node, int guard) {
+    const gnode *n = &g->nodes[node];
+    if (n->n_any) {
+        if (guard > 8) return '{';
+        int pick = n->any[0];
+        for (int i = 0; i < n->n_any; i++) {
+            const gnode *a = &g->nodes[n->any[i]];
+            if (!a->n_any && !a->n_enum && (a->types & T_NULL)) { pick = n->any[i]; break; }
+        }
+        return first_byte_of_min_value(g, pick, guard + 1);
+    }
+    if (n->n_enum) return (unsigned char)n->enums[0].s[0];
+    const char *const *lit = g->python ? LIT_PY : LIT_JSON;
+    if (n->types & T_NULL) return lit[0][0];
+    if (n->types & T_BOOL) return lit[2][0];
+    if (n->types & (T_INT | T_NUM)) return '0';
+    if (n->types & T_STR) return '"';
+    if (n->types & T_ARR) return '[';
+    return '{';
+}
+
+/* Lowest candidate, preferring those in `prefer`. */
+static int pick(uint64_t cand, uint64_t prefer) {
+    uint64_t m = (cand & prefer) ? (cand & prefer) : cand;
+    return m ? __builtin_ctzll(m) : -1;
+}
+
+/* The byte that moves the stack towards completion fastest; -1: pop the top frame. */
+static int closing_byte(const grammar *g, const grammar_stack *st) {
+    const grammar_frame *f = &st->f[st->depth - 1];
+    const gnode *n = &g->nodes[f->node];
+    switch (f->kind) {
+    case F_VALUE: return first_byte_of_min_value(g, f->node, 0);
+    case F_LIT: return (unsigned char)(g->python ? LIT_PY : LIT_JSON)[f->aux][f->pos];
+    case F_ENUM: {
+        uint64_t used = 0; /* uniqueItems: values the array already holds */
+        if (st->depth >= 2 && st->f[st->depth - 2].kind == F_ARR && g->nodes[st->f[st->depth - 2].node].unique)
+            used = st->f[st->depth - 2].cand;
+        int e = exact(n->enums, f->cand, f->pos);
+        if (e >= 0 && !(used >> e & 1)) return -1;
+        int k = pick(f->cand & ~used & ~(e >= 0 ? 1ull << e : 0), ~0ull);
+        if (k < 0) return 1; /* no way on: a byte nothing accepts */
+        return (unsigned char)n->enums[k].s[f->pos];
+    }
+    case F_NUM: return frame_can_end(g, f) ? -1 : '0';
+    case F_STR:
+        if (f->phase == S_ESC) return 'n';
+        if (f->phase == S_HEX) return '0';
+        if (f->phase == S_UTF8) return f->pos & 0xff;
+        if (n->rx) {
+            if (n->rx->accept[f->seen] && (int)f->count >= n->min_len) return '"';
+            uint32_t cp = n->rx->next_cp[f->seen];
+            if (n->rx->dist[f->seen] == 0) cp = 'a';
+            if (cp == '"' || cp == '\\') return '\\';
+            return cp < 0x80 ? (int)cp : cp < 0x800 ? (int)(0xc0 | cp >> 6) : cp < 0x10000 ? (int)(0xe0 | cp >> 12) : (int)(0xf0 | cp >> 18);
+        }
+        return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
+    case F_OBJ: {
+        uint64_t missing = n->required & ~f->seen;
+        switch (f->phase) {
+        case O_FIRST: return missing ? '"' : '}';
+        case O_NEXT: return '"';
+        case O_KEY: {
+            if (!f->cand && f->aux) return f->aux == 1 ? 'n' : '0';
+            int k = exact(n->keys, f->cand, f->pos);
+            if ((k >= 0 && !(f->seen >> k & 1)) || !f->cand) return '"';
+            k = pick(f->cand & ~f->seen, n->required & ~f->seen);
+            return k >= 0 && f->pos < n->keys[k].n ? (unsigned char)n->keys[k].s[f->pos] : '"';
+        }
+        case O_COLON: return ':';
+        default: return missing ? ',' : '}';
+        }
+    }
+    case F_ARR: {
+        bool need = !arr_can_close(n, f);
+        if (n->unique && need && f->phase != A_AFTER) { /* a value the array does not hold yet */
+            int k = pick(all_bits(g->nodes[n->items].n_enum) & ~f->cand, ~0ull);
+            return k >= 0 ? (unsigned char)g->nodes[n->items].enums[k].s[0] : ']';
+        }
+        if (f->phase == A_FIRST) return need ? first_byte_of_min_value(g, item_node(n, (int)f->count), 0) : ']';
+        if (f->phase == A_NEXT) return first_byte_of_min_value(g, item_node(n, (int)f->count), 0);
+        return need ? ',' : ']';
+    }
+    case F_CALLS: {
+        const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
+        switch (f->phase) {
+        case C_OPEN: return '[';
+        case C_NEXTCALL: return (unsigned char)g->func_names[0].s[0];
+        case C_NAME: {
+            if (exact(g->func_names, f->cand, f->pos) >= 0) return '(';
+            return (unsigned char)g->func_names[pick(f->cand, 0)].s[f->pos];
+        }
+        case C_ARGFIRST:
+        case C_ARGNEXT: {
+            uint64_t missing = pn->required & ~f->seen;
+            if (!missing && f->phase == C_ARGFIRST) return ')';
+            int k = pick(all_bits(pn->n_props) & ~f->seen, pn->required);
+            return (unsigned char)pn->keys[k].s[0];
+        }
+        case C_KEY: {
+            if (exact(pn->keys, f->cand, f->pos) >= 0) return '=';
+            return (unsigned char)pn->keys[pick(f->cand, pn->required)].s[f->pos];
+        }
+        case C_ARGAFTER: return (pn->required & ~f->seen) ? ',' : ')';
+        default: return ']';
+        }
+    }
+    }
+    return -1;
+}
+
+/* Completion of one stack (st holds only it); -1 if it cannot be finished within cap. */
+static int complete_one(const grammar *g, grammar_state *st, grammar_state *tmp, char *out, int cap) {
+    static const char PREF[] = "\"}],:0123456789-a{[ntfTFN.eE+";
+    int n = 0;
+    for (int guard = 0; guard < 4 * cap + 64; guard++) {
+        grammar_stack *s = &st->alt[0];
+        if (s->depth == 0) break;
+        int b = closing_byte(g, s);
+        if (b < 0) {
+            grammar_frame *f = &s->f[s->depth - 1];
+            if (f->kind == F_ENUM && !enum_end(g, s, exact(g->nodes[f->node].enums, f->cand, f->pos))) return -1;
+            s->depth--;
+            st->depth = s->depth;
+            continue;
+        }
+        bool ok = accept_byte(g, st, tmp, (unsigned char)b);
+        for (int i = 0; !ok && i < 256 + (int)sizeof PREF; i++) { /* the preferred byte is refused: any that fits */
+            b = i < (int)sizeof PREF - 1 ? (unsigned char)PREF[i] : i - (int)sizeof PREF + 1;
+            ok = b > 0 && accept_byte(g, st, tmp, (unsigned char)b);
+        }
+        if (!ok || n + 1 >= cap) return -1;
+        out[n++] = (char)b;
+        tmp->n_alt = 1; /* follow one stack */
+        state_copy(st, tmp);
+        if (grammar_complete(g, st) && st->alt[0].depth == 0) break;
+    }
+    if (!grammar_complete(g, st)) return -1;
+    out[n] = 0;
+    return n;
+}
+
+int grammar_completion(const grammar *g, const grammar_state *st0, char *out, int cap) {
+    if (st0->dead || cap < 1) return -1;
+    if (grammar_complete(g, st0)) { out[0] = 0; return 0; }
+    grammar_state *w = malloc(2 * sizeof *w);
+    if (!w) return -1;
+    int r = -1;
+    for (int i = 0; i < st0->n_alt && r < 0; i++) {
+        w[0].dead = false;
+        w[0].n_alt = 1;
+        stack_copy(&w[0].alt[0], &st0->alt[i]);
+        w[0].depth = w[0].alt[0].depth;
+        r = complete_one(g, &w[0], &w[1], out, cap);
+    }
+    free(w);
+    return r;
+}
+
+/* ---- token trie and mask ------------------------------------------------------------------- */
+
+typedef struct tnode {
+    int first_child, next_sibling;
+    int tok_first;           /* tokens ending here: a chain through tok_next */
+    unsigned char byte;
+} tnode;
+
+typedef struct trie { tnode *nodes; int n_nodes, cap; } trie;
+
+struct grammar_vocab {
+    trie all, rest, plaint;  /* every token; those that are not plain string text; the plain ones */
+    int *tok_next_all, *tok_next_rest, *tok_next_plain;
+    int n_tokens;
+    int max_len;
+    int n_plain;
+    int *plain;              /* plain string-text tokens (no quote, backslash, control byte; whole
+                                UTF-8 characters), by code point count */
+    int *plain_cps;
+    int n_ascii;
+    int *ascii;              /* the plain tokens that are ASCII only (free object keys) */
+};
+
+static int trie_init(trie *t) {
+    t->cap = 1024;
+    t->nodes = malloc((size_t)t->cap * sizeof *t->nodes);
+    if (!t->nodes) return -1;
+    t->nodes[0] = (tnode){-1, -1, -1, 0};
+    t->n_nodes = 1;
+    return 0;
+}
+
+static int trie_child(trie *v, int parent, unsigned char b) {
+    for (int c = v->nodes[parent].first_child; c >= 0; c = v->nodes[c].next_sibling)
+        if (v->nodes[c].byte == b) return c;
+    if (v->n_nodes == v->cap) {
+        int ncap = v->cap * 2;
+        tnode *nn = realloc(v->nodes, (size_t)ncap * sizeof *nn);
+        if (!nn) return -1;
+        v->nodes = nn;
+        v->cap = ncap;
+    }
+    int c = v->n_nodes++;
+    v->nodes[c] = (tnode){-1, v->nodes[parent].first_child, -1, b};
+    v->nodes[parent].first_child = c;
+    return c;
+}
+
+static int trie_add(trie *v, int *tok_next, int t, const char *bytes, int len) {
+    int node = 0;
+    for (int i = 0; i < len && node >= 0; i++) node = trie_child(v, node, (unsigned char)bytes[i]);
+    if (node < 0) return -1;
+    tok_next[t] = v->nodes[node].tok_first;
+    v->nodes[node].tok_first = t;
+    return 0;
+}
+
+/* Code points of a plain string-text token, -1 if it is not one. */
+static int plain_cps(const unsigned char *s, int n) {
+    int cps = 0;
+    for (int i = 0; i < n;) {
+        unsigned char b = s[i];
+        if (b < 0x20 || b == 0x7f || b == '"' || b == '\\') return -1;
+        int more = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+        if (more < 0 || i + more >= n) return -1; /* not a lead byte, or the character is split */
+        unsigned lo = 0x80, hi = 0xbf;
+        if (b == 0xe0) lo = 0xa0;
+        if (b == 0xed) hi = 0x9f;
+        if (b == 0xf0) lo = 0x90;
+        if (b == 0xf4) hi = 0x8f;
+        for (int k = 1; k <= more; k++) {
+            unsigned c = s[i + k];
+            if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xbf)) return -1;
+        }
+        i += more + 1;
+        cps++;
+    }
+    return cps;
+}
+
+static int *g_sort_cps;
+static int by_cps(const void *a, const void *b) {
+    int x = g_sort_cps[*(const int *)a], y = g_sort_cps[*(const int *)b];
+    return x < y ? -1 : x > y ? 1 : *(const int *)a - *(const int *)b;
+}
+
+grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int n_tokens) {
+    grammar_vocab *v = calloc(1, sizeof *v);
+    if (!v) return NULL;
+    size_t nt = (size_t)(n_tokens > 0 ? n_tokens : 1);
+    v->tok_next_all = malloc(nt * sizeof(int));
+    v->tok_next_rest = malloc(nt * sizeof(int));
+    v->tok_next_plain = malloc(nt * sizeof(int));
+    v->plain = malloc(nt * sizeof(int));
+    v->plain_cps = malloc(nt * sizeof(int));
+    v->ascii = malloc(nt * sizeof(int));
+    int *cps = malloc(nt * sizeof(int));
+    if (!cps || !v->ascii || !v->tok_next_all || !v->tok_next_rest || !v->tok_next_plain || !v->plain || !v->plain_cps ||
+        trie_init(&v->all) || trie_init(&v->rest) || trie_init(&v->plaint)) { free(cps); grammar_vocab_free(v); return NULL; }
+    v->n_tokens = n_tokens;
+    for (int t = 0; t < n_tokens; t++) {
+        v->tok_next_all[t] = v->tok_next_rest[t] = v->tok_next_plain[t] = -1;
+        cps[t] = -1;
+        if (lens[t] <= 0) continue; /* special tokens: never allowed by bytes */
+        if (trie_add(&v->all, v->tok_next_all, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
+        cps[t] = plain_cps((const unsigned char *)bytes[t], lens[t]);
+        if (cps[t] == lens[t]) v->ascii[v->n_ascii++] = t;
+        if (cps[t] >= 0) {
+            v->plain[v->n_plain++] = t;
+            if (trie_add(&v->plaint, v->tok_next_plain, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
+        } else if (trie_add(&v->rest, v->tok_next_rest, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
+        if (lens[t] > v->max_len) v->max_len = lens[t];
+    }
+    g_sort_cps = cps;
+    qsort(v->plain, (size_t)v->n_plain, sizeof(int), by_cps);
+    for (int i = 0; i < v->n_plain; i++) v->plain_cps[i] = cps[v->plain[i]];
+    free(cps);
+    return v;
+}
+
+void grammar_vocab_free(grammar_vocab *v) {
+    if (!v) return;
+    free(v->all.nodes);
+    free(v->rest.nodes);
+    free(v->plaint.nodes);
+    free(v->tok_next_plain);
+    free(v->tok_next_all);
+    free(v->tok_next_rest);
+    free(v->plain);
+    free(v->plain_cps);
+    free(v->ascii);
+    free(v);
+}
+
+/* Collects the plain tokens the DFA takes from state s: a walk of the plain-token trie that
+ * decodes UTF-8 on the way and cuts a subtree at the first refused character. */
+static void rx_walk(const grammar_vocab *v, int node, const rdfa *d, int s, uint32_t cp, int rem, int *toks, int *n) {
+    const trie *t = &v->plaint;
+    for (int c = t->nodes[node].first_child; c >= 0; c = t->nodes[c].next_sibling) {
+        unsigned b = t->nodes[c].byte;
+        uint32_t ncp;
+        int nrem, ns = s;
+        if (rem == 0) {
+            if (b < 0x80) { ncp = b; nrem = 0; }
+            else if (b >= 0xc2 && b <= 0xf4) { nrem = b < 0xe0 ? 1 : b < 0xf0 ? 2 : 3; ncp = b & (nrem == 1 ? 0x1f : nrem == 2 ? 0x0f : 0x07); }
+            else continue;
+        } else {
+            if ((b & 0xc0) != 0x80) continue;
+            ncp = cp << 6 | (b & 0x3f);
+            nrem = rem - 1;
+        }
+        if (nrem == 0) {
+            if ((ns = dfa_next(d, s, ncp)) < 0) continue;
+            for (int k = t->nodes[c].tok_first; k >= 0; k = v->tok_next_plain[k]) toks[(*n)++] = k;
+        } else {
+            uint32_t lo = ncp << (6 * nrem), hi = lo | ((1u << (6 * nrem)) - 1);
+            if (!dfa_any(d, s, lo, hi)) continue;
+        }
+        rx_walk(v, c, d, ns, ncp, nrem, toks, n);
+    }
+}
+
+/* Is the length limit far enough that it cannot refuse a plain token here? */
+static bool rx_room(const gnode *n, const grammar_frame *f, const grammar_vocab *v) {
+    if (n->max_len < 0) return true;
+    int maxd = 0;
+    for (int i = 0; i < n->rx->n; i++) if (n->rx->dist[i] > maxd) maxd = n->rx->dist[i];
+    int maxc = v->n_plain ? v->plain_cps[v->n_plain - 1] : 0;
+    return (long)n->max_len - (long)f->count > (long)maxc + maxd + 1;
+}
+
+/* Marks the plain tokens a pattern string accepts from DFA state `state` (computed once per
+ * grammar, vocabulary and state, then cached). Returns how many, -1 if it could not cache. */
+static int rx_cached(const grammar *gc, const grammar_vocab *v, int node, int state, bool *allowed) {
+    grammar *g = (grammar *)gc; /* the cache is the only mutable part, under its lock */
+    pthread_mutex_lock(&g->cache_mu);
+    if (g->cache_vocab != v) {
+        for (int i = 0; i < g->n_cache; i++) free(g->cache[i].toks);
+        g->n_cache = 0;
+        g->cache_bytes = 0;
+        g->cache_vocab = v;
+    }
+    rxcache *e = NULL;
+    for (int i = 0; i < g->n_cache && !e; i++)
+        if (g->cache[i].node == node && g->cache[i].state == state) e = &g->cache[i];
+    if (!e && g->cache_bytes < (64u << 20) && g->n_cache == g->cap_cache) {
+        int nc = g->cap_cache ? 2 * g->cap_cache : 64;
+        rxcache *ncache = realloc(g->cache, (size_t)nc * sizeof *ncache);
+        if (ncache) { g->cache = ncache; g->cap_cache = nc; }
+    }
+    if (!e && g->cache_bytes < (64u << 20) && g->n_cache < g->cap_cache) {
+        const rdfa *d = g->nodes[node].rx;
+        int *toks = malloc((size_t)(v->n_plain + 1) * sizeof *toks), n = 0;
+        if (toks) {
+            rx_walk(v, 0, d, state, 0, 0, toks, &n);
+            int *shrunk = realloc(toks, (size_t)(n + 1) * sizeof *toks);
+            e = &g->cache[g->n_cache++];
+            *e = (rxcache){node, state, n, shrunk ? shrunk : toks};
+            g->cache_bytes += (size_t)(n + 1) * sizeof *toks;
+        }
+    }
+    int k = -1;
+    if (e) {
+        for (int i = 0; i < e->n; i++) allowed[e->toks[i]] = true;
+        k = e->n;
+    }
+    pthread_mutex_unlock(&g->cache_mu);
+    return k;
+}
+
+typedef struct walker {
+    const grammar *g;
+    const trie *t;
+    const int *tok_next;
+    bool *allowed;
+    int n_allowed;
+    grammar_state *stack; /* one state per trie depth */
+} walker;
+
+static void walk(walker *w, int node, int depth) {
+    const trie *v = w->t;
+    for (int c = v->nodes[node].first_child; c >= 0; c = v->nodes[c].next_sibling) {
+        if (!accept_byte(w->g, &w->stack[depth], &w->stack[depth + 1], v->nodes[c].byte)) continue;
+        for (int t = v->nodes[c].tok_first; t >= 0; t = w->tok_next[t]) {
+            w->allowed[t] = true;
+            w->n_allowed++;
+        }
+        walk(w, c, depth + 1);
+    }
+}
+
+int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v,
+                    const int32_t *end_tokens, int n_end, bool *allowed) {
+    memset(allowed, 0, (size_t)v->n_tokens * sizeof *allowed);
+    /* one state per trie depth (only the frames in use are ever written) */
+    grammar_state *scratch = malloc((size_t)(v->max_len + 2) * sizeof *scratch);
+    if (!scratch) return 0;
+    walker w = {g, &v->all, v->tok_next_all, allowed, 0, scratch};
+    if (!st->dead) {
+        state_copy(&w.stack[0], st);
+        const grammar_frame *f = st->n_alt == 1 && st->alt[0].depth ? &st->alt[0].f[st->alt[0].depth - 1] : NULL;
+        const gnode *n = f ? &g->nodes[f->node] : NULL;
+        if (f && f->kind == F_STR && f->phase == S_CHAR && !n->rx) {
+            /* plain text inside a string: every plain token that fits the length limit */
+            long room = n->max_len >= 0 ? (long)n->max_len - (long)f->count : 0x7fffffff;
+            for (int i = 0; i < v->n_plain && v->plain_cps[i] <= room; i++) allowed[v->plain[i]] = true, w.n_allowed++;
+            w.t = &v->rest;
+            w.tok_next = v->tok_next_rest;
+        } else if (f && f->kind == F_STR && f->phase == S_CHAR && rx_room(n, f, v)) {
+            int k = rx_cached(g, v, f->node, (int)f->seen, allowed);
+            if (k >= 0) { w.n_allowed += k; w.t = &v->rest; w.tok_next = v->tok_next_rest; }
+        } else if (f && f->kind == F_OBJ && f->phase == O_KEY && !f->aux && n->additional >= 0) {
+            /* a free key: any ASCII text (declared-key prefixes included) */
+            for (int i = 0; i < v->n_ascii; i++) allowed[v->ascii[i]] = true;
+            w.n_allowed += v->n_ascii;
+            w.t = &v->rest;
+            w.tok_next = v->tok_next_rest;
+        }
+        walk(&w, 0, 0);
+    }
+    free(scratch);
+    if (grammar_complete(g, st))
+        for (int i = 0; i < n_end; i++)
+            if (end_tokens[i] >= 0 && end_tokens[i] < v->n_tokens && !allowed[end_tokens[i]]) {
+                allowed[end_tokens[i]] = true;
+                w.n_allowed++;
+            }
+    return w.n_allowed;
+}

@@ -1,0 +1,723 @@
+/* quantize.c — weight quantizers that reproduce the reference quantizer's bytes, and its
+ * per-tensor type recipe.
+ *
+ * Byte parity depends on doing every float operation in the same order and precision as the
+ * reference's scalar code: sums accumulate left to right in float, no fused multiply-adds (the
+ * build compiles this file with -ffp-contract=off), rounding to the nearest integer is
+ * round-half-to-even on |x| < 2^22 (the "add 1.5*2^23" trick) except where the reference uses
+ * roundf or truncation, and fp16 scales are rounded to nearest even. */
+#include "core/error.h"
+#include "convert/quantize.h"
+#include "formats/ggml_types.h"
+
+#include <ctype.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GROUP_MAX_EPS 1e-15f
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+
+/* Round to nearest, ties to even, for |f| < 2^22: adding 1.5*2^23 puts the integer part in the
+ * low mantissa bits. */
+static inline int nearest_int(float f) {
+    float v = f + 12582912.f;
+    int32_t i;
+    memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* ---- 32-weight blocks -------------------------------------------------------------------- */
+
+/* value of largest magnitude (the first one on ties) */
+static float signed_absmax(const float *x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++)
+        if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+    return max;
+}
+
+static void q4_0_rows(const float *x, block_q4_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        const float d = signed_absmax(x, 32) / -8, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_fp16(d);
+        for (int j = 0; j < 16; j++) {
+            int a = imin(15, (int)(int8_t)(x[j] * id + 8.5f));
+            int b = imin(15, (int)(int8_t)(x[j + 16] * id + 8.5f));
+            y[i].qs[j] = (uint8_t)(a | (b << 4));
+        }
+    }
+}
+
+static void minmax(const float *x, int n, float *mn, float *mx) {
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < lo) lo = x[j];
+        if (x[j] > hi) hi = x[j];
+    }
+    *mn = lo;
+    *mx = hi;
+}
+
+static void q4_1_rows(const float *x, block_q4_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float lo, hi;
+        minmax(x, 32, &lo, &hi);
+        const float d = (hi - lo) / 15, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_fp16(d);
+        y[i].m = f32_to_fp16(lo);
+        for (int j = 0; j < 16; j++) {
+            int a = imin(15, (int)(int8_t)((x[j] - lo) * id + 0.5f));
+            int b = imin(15, (int)(int8_t)((x[j + 16] - lo) * id + 0.5f));
+            y[i].qs[j] = (uint8_t)(a | (b << 4));
+        }
+    }
+}
+
+static void q5_0_rows(const float *x, block_q5_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        const float d = signed_absmax(x, 32) / -16, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_fp16(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            int a = imin(31, (int)(int8_t)(x[j] * id + 16.5f));
+            int b = imin(31, (int)(int8_t)(x[j + 16] * id + 16.5f));
+            y[i].qs[j] = (uint8_t)((a & 15) | ((b & 15) << 4));
+            qh |= (uint32_t)((a >> 4) & 1) << j;
+            qh |= (uint32_t)((b >> 4) & 1) << (j + 16);
+        }
+        memcpy(y[i].qh, &qh, 4);
+    }
+}
+
+static void q5_1_rows(const float *x, block_q5_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float lo, hi;
+        minmax(x, 32, &lo, &hi);
+        const float d = (hi - lo) / 31, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_fp16(d);
+        y[i].m = f32_to_fp16(lo);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; j++) {
+            int a = (uint8_t)((x[j] - lo) * id + 0.5f);
+            int b = (uint8_t)((x[j + 16] - lo) * id + 0.5f);
+            y[i].qs[j] = (uint8_t)((a & 15) | ((b & 15) << 4));
+            qh |= (uint32_t)((a >> 4) & 1) << j;
+            qh |= (uint32_t)((b >> 4) & 1) << (j + 16);
+        }
+        memcpy(y[i].qh, &qh, 4);
+    }
+}
+
+static void q8_0_rows(const float *x, block_q8_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_fp16(d);
+        for (int j = 0; j < 32; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+/* ---- scale searches of the K-quants ------------------------------------------------------ */
+
+/* Symmetric quants in [-nmax, nmax-1] (stored +nmax) for n weights, weighted by x^2: tries the
+ * plain scale and 18 nearby ones, keeps the least-squares best. Returns the scale. */
+static float sym_quants_search(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) { amax = ax; max = x[i]; }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)(l + nmax);
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+            float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++)
+                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* Symmetric 3-bit-style quants with iterative per-weight refinement (Q3_K). */
+static float sym_quants_refine(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        float ax = fabsf(x[i]);
+        if (ax > amax) { amax = ax; max = x[i]; }
+    }
+    if (amax < GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        L[i] = (int8_t)l;
+        float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int changed = 0;
+        for (int i = 0; i < n; i++) {
+            float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                int nl = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+                if (nl != L[i]) {
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)nl;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed++;
+                    }
+                }
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Asymmetric quants in [0, nmax] with a scale and a min (x ~ scale*L - the_min): starts from
+ * the min/max fit, then tries nstep+1 scales around it, each refit by weighted least squares,
+ * keeping the one of smallest weighted error (squared, or absolute with use_mad). */
+static float asym_quants_search(int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                                float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
+                                bool use_mad) {
+    float min = x[0], max = x[0];
+    float sum_w = weights[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; i++) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)imax(0, imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += weights[i] * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
+            Laux[i] = (uint8_t)l;
+            float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float err = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                err += weights[i] * diff;
+            }
+            if (err < best_error) {
+                memcpy(L, Laux, (size_t)n);
+                best_error = err;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+static inline void kq_get_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+/* ---- 256-weight super-blocks ------------------------------------------------------------- */
+
+static void q2_K_rows(const float *x, block_q2_K *y, int64_t nb) {
+    uint8_t L[QK_K], Laux[16];
+    float weights[16], mins[16], scales[16];
+    const float q4scale = 15.f;
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; j++) {
+            for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+            scales[j] = asym_quants_search(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            float iscale = q4scale / max_scale;
+            for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            y[i].d = f32_to_fp16(max_scale / q4scale);
+        } else {
+            memset(y[i].scales, 0, 16);
+            y[i].d = f32_to_fp16(0.f);
+        }
+        if (max_min > 0) {
+            float iscale = q4scale / max_min;
+            for (int j = 0; j < 16; j++) y[i].scales[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            y[i].dmin = f32_to_fp16(max_min / q4scale);
+        } else {
+            y[i].dmin = f32_to_fp16(0.f);
+        }
+        for (int j = 0; j < 16; j++) {
+            const float d = fp16_to_f32(y[i].d) * (y[i].scales[j] & 0xF);
+            if (!d) continue;
+            const float dm = fp16_to_f32(y[i].dmin) * (y[i].scales[j] >> 4);
+            for (int ii = 0; ii < 16; ii++)
+                L[16 * j + ii] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + ii] + dm) / d)));
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
+static void q3_K_rows(const float *x, block_q3_K *y, int64_t nb) {
+    int8_t L[QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; j++) {
+            scales[j] = sym_quants_refine(16, 4, x + 16 * j, L + 16 * j);
+            float a = fabsf(scales[j]);
+            if (a > amax) { amax = a; max_scale = scales[j]; }
+        }
+        memset(y[i].scales, 0, 12);
+        if (max_scale) {
+            float iscale = -32.f / max_scale;
+            for (int j = 0; j < 16; j++) {
+                int8_t l8 = (int8_t)nearest_int(iscale * scales[j]);
+                int l = imax(-32, imin(31, l8)) + 32;
+                if (j < 8) y[i].scales[j] = (uint8_t)(l & 0xF);
+                else y[i].scales[j - 8] |= (uint8_t)((l & 0xF) << 4);
+                l >>= 4;
+                y[i].scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+            }
+            y[i].d = f32_to_fp16(1 / iscale);
+        } else {
+            y[i].d = f32_to_fp16(0.f);
+        }
+        for (int j = 0; j < 16; j++) {
+            int sc = j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4;
+            sc = (int8_t)((sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+            float d = fp16_to_f32(y[i].d) * sc;
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++)
+                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + ii] / d))) + 4);
+        }
+        memset(y[i].hmask, 0, 32);
+        int m = 0;
+        uint8_t hm = 1;
+        for (int j = 0; j < QK_K; j++) {
+            if (L[j] > 3) {
+                y[i].hmask[m] |= hm;
+                L[j] -= 4;
+            }
+            if (++m == 32) { m = 0; hm <<= 1; }
+        }
+        for (int j = 0; j < QK_K; j += 128)
+            for (int l = 0; l < 32; l++)
+                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    }
+}
+
+/* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): eight sub-blocks of 32, each with a 6-bit scale
+ * and min; returns the final quants in L. */
+static void k45_block(const float *x, int nmax, float rmin, float rdelta, int nstep, ggml_half *pd,
+                      ggml_half *pdmin, uint8_t *sc12, uint8_t *L) {
+    uint8_t Laux[32];
+    float weights[32], mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = asym_quants_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < 8; j++) {
+        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);
+        uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
+        ls = ls < 63 ? ls : 63;
+        lm = lm < 63 ? lm : 63;
+        if (j < 4) {
+            sc12[j] = ls;
+            sc12[j + 4] = lm;
+        } else {
+            sc12[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            sc12[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            sc12[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    *pd = f32_to_fp16(max_scale / 63.f);
+    *pdmin = f32_to_fp16(max_min / 63.f);
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        kq_get_scale_min(j, sc12, &sc, &m);
+        const float d = fp16_to_f32(*pd) * sc;
+        if (!d) continue;
+        const float dm = fp16_to_f32(*pdmin) * m;
+        for (int ii = 0; ii < 32; ii++)
+            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm) / d)));
+    }
+}
+
+static void q4_K_rows(const float *x, block_q4_K *y, int64_t nb) {
+    uint8_t L[QK_K];
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        k45_block(x, 15, -1.f, 0.1f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+static void q5_K_rows(const float *x, block_q5_K *y, int64_t nb) {
+    uint8_t L[QK_K];
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        k45_block(x, 31, -0.5f, 0.1f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
+        uint8_t *qh = y[i].qh, *ql = y[i].qs;
+        memset(qh, 0, 32);
+        uint8_t m1 = 1, m2 = 2;
+        for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[n + j], l2 = L[n + j + 32];
+                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
+                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                ql[j] = (uint8_t)(l1 | (l2 << 4));
+            }
+        }
+    }
+}
+
+static void q6_K_rows(const float *x, block_q6_K *y, int64_t nb) {
+    int8_t L[QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float max_scale = 0, max_abs_scale = 0;
+        for (int ib = 0; ib < 16; ib++) {
+            scales[ib] = sym_quants_search(16, 32, x + 16 * ib, L + 16 * ib);
+            float a = fabsf(scales[ib]);
+            if (a > max_abs_scale) { max_abs_scale = a; max_scale = scales[ib]; }
+        }
+        if (max_abs_scale < GROUP_MAX_EPS) {
+            memset(&y[i], 0, sizeof y[i]);
+            y[i].d = f32_to_fp16(0.f);
+            continue;
+        }
+        float iscale = -128.f / max_scale;
+        y[i].d = f32_to_fp16(1 / iscale);
+        for (int ib = 0; ib < 16; ib++) y[i].scales[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
+        for (int j = 0; j < 16; j++) {
+            float d = fp16_to_f32(y[i].d) * y[i].scales[j];
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++)
+                L[16 * j + ii] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
+        }
+        uint8_t *ql = y[i].ql, *qh = y[i].qh;
+        for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
+                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                ql[l] = (uint8_t)(q1 | (q3 << 4));
+                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                                  ((L[j + l + 96] >> 4) << 6));
+            }
+        }
+    }
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+bool quantize_supported(uint32_t type) {
+    switch (type) {
+    case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0:
+    case GGML_Q5_1: case GGML_Q8_0: case GGML_Q2_K: case GGML_Q3_K: case GGML_Q4_K: case GGML_Q5_K:
+    case GGML_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row) {
+    size_t row = ggml_row_size(type, n_per_row);
+    if (!quantize_supported(type) || row == 0 || nrows < 0) return 0;
+    const int64_t n = nrows * n_per_row;
+    const int64_t nb = n / ggml_type_get(type)->block_size;
+    switch (type) {
+    case GGML_F32: memcpy(dst, src, (size_t)n * 4); break;
+    case GGML_F16: { ggml_half *h = dst; for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]); break; }
+    case GGML_BF16: { uint16_t *h = dst; for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]); break; }
+    case GGML_Q4_0: q4_0_rows(src, dst, nb); break;
+    case GGML_Q4_1: q4_1_rows(src, dst, nb); break;
+    case GGML_Q5_0: q5_0_rows(src, dst, nb); break;
+    case GGML_Q5_1: q5_1_rows(src, dst, nb); break;
+    case GGML_Q8_0: q8_0_rows(src, dst, nb); break;
+    case GGML_Q2_K: q2_K_rows(src, dst, nb); break;
+    case GGML_Q3_K: q3_K_rows(src, dst, nb); break;
+    case GGML_Q4_K: q4_K_rows(src, dst, nb); break;
+    case GGML_Q5_K: q5_K_rows(src, dst, nb); break;
+    case GGML_Q6_K: q6_K_rows(src, dst, nb); break;
+    }
+    return row * (size_t)nrows;
+}
+
+/* ---- file types -------------------------------------------------------------------------- */
+
+static const quant_ftype FTYPES[] = {
+    {"Q4_0", FTYPE_Q4_0, GGML_Q4_0},     {"Q4_1", FTYPE_Q4_1, GGML_Q4_1},
+    {"Q5_0", FTYPE_Q5_0, GGML_Q5_0},     {"Q5_1", FTYPE_Q5_1, GGML_Q5_1},
+    {"Q8_0", FTYPE_Q8_0, GGML_Q8_0},     {"Q4_K_S", FTYPE_Q4_K_S, GGML_Q4_K},
+    {"Q4_K_M", FTYPE_Q4_K_M, GGML_Q4_K}, {"Q5_K_S", FTYPE_Q5_K_S, GGML_Q5_K},
+    {"Q5_K_M", FTYPE_Q5_K_M, GGML_Q5_K}, {"Q6_K", FTYPE_Q6_K, GGML_Q6_K},
+    {"F16", FTYPE_F16, GGML_F16},        {"BF16", FTYPE_BF16, GGML_BF16},
+    {"F32", FTYPE_ALL_F32, GGML_F32},
+};
+
+const quant_ftype *quant_ftype_find(const char *name) {
+    for (size_t i = 0; i < sizeof FTYPES / sizeof FTYPES[0]; i++)
+        if (!strcasecmp(name, FTYPES[i].name)) return &FTYPES[i];
+    return NULL;
+}
+
+const char *quant_ftype_list(void) {
+    return "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32";
+}
+
+/* ---- the recipe -------------------------------------------------------------------------- */
+
+enum tcat { CAT_TOKEN_EMBD, CAT_ATTN_Q, CAT_ATTN_V, CAT_ATTN_K, CAT_ATTN_QKV, CAT_ATTN_KV_B,
+            CAT_ATTN_OUT, CAT_FFN_UP, CAT_FFN_GATE, CAT_FFN_DOWN, CAT_OUTPUT, CAT_OTHER };
+
+static enum tcat category(const char *name) {
+    if (!strcmp(name, "output.weight")) return CAT_OUTPUT;
+    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "per_layer_token_embd.weight")) return CAT_TOKEN_EMBD;
+    if (strstr(name, "attn_qkv.weight")) return CAT_ATTN_QKV;
+    if (strstr(name, "attn_kv_b.weight")) return CAT_ATTN_KV_B;
+    if (strstr(name, "attn_v.weight")) return CAT_ATTN_V;
+    if (strstr(name, "attn_k.weight")) return CAT_ATTN_K;
+    if (strstr(name, "attn_q.weight")) return CAT_ATTN_Q;
+    if (strstr(name, "attn_output.weight")) return CAT_ATTN_OUT;
+    if (strstr(name, "ffn_up")) return CAT_FFN_UP;
+    if (strstr(name, "ffn_gate")) return CAT_FFN_GATE;
+    if (strstr(name, "ffn_down")) return CAT_FFN_DOWN;
+    return CAT_OTHER;
+}
+
+static bool is_attn_v_like(enum tcat c) { return c == CAT_ATTN_V || c == CAT_ATTN_QKV || c == CAT_ATTN_KV_B; }
+
+/* dims counted like the reference: trailing size-1 dims do not count */
+static int n_dims_of(const quant_tensor_desc *t) {
+    for (int i = 3; i >= 1; i--)
+        if (t->ne[i] > 1) return i + 1;
+    return 1;
+}
+
+static bool allows_quantization(const quant_tensor_desc *t) {
+    if (n_dims_of(t) < 2) return false;
+    const char *n = t->name;
+    size_t len = strlen(n);
+    if (len < 6 || strcmp(n + len - 6, "weight")) return false;
+    static const char *never[] = {"_norm.weight", "ffn_gate_inp.weight", "shortconv.conv.weight", "ssm_conv1d",
+                                  "attn_rel_b.weight", "position_embd", "token_types", "altup", "laurel",
+                                  "per_layer_model_proj", "ffn_gate_tid2eid.weight"};
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
+        if (strstr(n, never[i])) return false;
+    return true;
+}
+
+static bool is_quantized_type(uint32_t t) { return t != GGML_F32 && t != GGML_F16 && t != GGML_BF16; }
+
+static bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+typedef struct recipe_state {
+    const quant_ftype *ft;
+    int n_layer, n_expert;
+    int n_attn_v, i_attn_v, i_ffn_down, i_ffn_gate, i_ffn_up;
+    bool tied;
+} recipe_state;
+
+
+/* Layer of an FFN tensor: the counter for dense models, the name's block number with experts
+ * (expert tensors need not come in layer order). */
+static bool layer_of(const recipe_state *s, int counter, const char *name, int *layer, lfm2c_error *err) {
+    if (s->n_expert <= 1) {
+        *layer = counter;
+        return true;
+    }
+    int l;
+    if (sscanf(name, "blk.%d.", &l) != 1) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "cannot determine the layer of tensor '%s'", name);
+        return false;
+    }
+    if (l < 0 || l >= s->n_layer) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': layer %d out of range [0, %d)", name, l, s->n_layer);
+        return false;
+    }
+    *layer = l;
+    return true;
+}
+
+static bool mix_type(recipe_state *s, const quant_tensor_desc *t, enum tcat cat, uint32_t *type, lfm2c_error *err) {
+    const int ft = s->ft->id;
+    uint32_t nt = *type;
+    if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
+        if (t->ne[0] % ggml_type_get(nt)->block_size != 0) nt = GGML_Q8_0;
+        else if (nt != GGML_Q8_0) nt = GGML_Q6_K;
+    } else if (cat == CAT_TOKEN_EMBD) {
+        /* untied embedding: the default type for these file types */
+    } else if (is_attn_v_like(cat)) {
+        if ((ft == FTYPE_Q4_K_M || ft == FTYPE_Q5_K_M) && more_bits(s->i_attn_v, s->n_attn_v)) nt = GGML_Q6_K;
+        else if (ft == FTYPE_Q4_K_S && s->i_attn_v < 4) nt = GGML_Q5_K;
+        if (s->n_expert == 8) nt = GGML_Q8_0; /* the reference's bump for 8-expert models */
+        s->i_attn_v++;
+    } else if (cat == CAT_ATTN_K) {
+        if (s->n_expert == 8) nt = GGML_Q8_0;
+    } else if (cat == CAT_FFN_DOWN) {
+        int il;
+        if (!layer_of(s, s->i_ffn_down, t->name, &il, err)) return false;
+        if (ft == FTYPE_Q4_K_M) {
+            if (more_bits(il, s->n_layer)) nt = GGML_Q6_K;
+        } else if (ft == FTYPE_Q5_K_M && more_bits(il, s->n_layer)) {
+            nt = GGML_Q6_K;
+        } else if (ft == FTYPE_Q4_K_S && il < s->n_layer / 8) {
+            nt = GGML_Q5_K;
+        }
+        s->i_ffn_down++;
+    } else if (cat == CAT_ATTN_OUT) {
+        if (s->n_expert == 8 && (ft == FTYPE_Q4_K_S || ft == FTYPE_Q4_K_M)) nt = GGML_Q5_K;
+    } else if (cat == CAT_ATTN_QKV) {
+        if (ft == FTYPE_Q4_K_M) nt = GGML_Q5_K;
+        else if (ft == FTYPE_Q5_K_M) nt = GGML_Q6_K;
+    } else if (cat == CAT_FFN_GATE || cat == CAT_FFN_UP) {
+        int il;
+        if (!layer_of(s, cat == CAT_FFN_GATE ? s->i_ffn_gate : s->i_ffn_up, t->name, &il, err)) return false;
+        if (cat == CAT_FFN_GATE) s->i_ffn_gate++;
+        else s->i_ffn_up++;
+    }
+    *type = nt;
+    return true;
+}
+
+/* A K-quant whose rows are not a multiple of 256 falls back to a 32-block type. */
+static bool fallback(const quant_tensor_desc *t, uint32_t *type, lfm2c_error *err) {
+    const ggml_type_info *ti = ggml_type_get(*type);
+    if (t->ne[0] % ti->block_size == 0) return true;
+    uint32_t nt;
+    switch (*type) {
+    case GGML_Q2_K: case GGML_Q3_K: nt = GGML_Q4_0; break;
+    case GGML_Q4_K: nt = GGML_Q5_0; break;
+    case GGML_Q5_K: nt = GGML_Q5_1; break;
+    case GGML_Q6_K: nt = GGML_Q8_0; break;
+    default:
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': rows of %lld weights do not fit %s blocks", t->name,
+               (long long)t->ne[0], ti->name);
+        return false;
+    }
+    if (t->ne[0] % ggml_type_get(nt)->block_size) nt = GGML_F16;
+    *type = nt;
+    return true;
+}
+
+bool quant_recipe(const quant_ftype *ft, int n_layer, int n_expert, const quant_tensor_desc *t, int n,
+                  uint32_t *out_types, lfm2c_error *err) {
+    recipe_state s = {.ft = ft, .n_layer = n_layer, .n_expert = n_expert, .tied = true};
+    for (int i = 0; i < n; i++) {
+        enum tcat c = category(t[i].name);
+        if (is_attn_v_like(c)) s.n_attn_v++;
+        if (c == CAT_OUTPUT) s.tied = false;
+    }
+    for (int i = 0; i < n; i++) {
+        uint32_t type = t[i].type;
+        if (allows_quantization(&t[i])) {
+            type = ft->default_type;
+            if (is_quantized_type(type)) {
+                if (!mix_type(&s, &t[i], category(t[i].name), &type, err)) return false;
+                if (!fallback(&t[i], &type, err)) return false;
+            }
+        }
+        out_types[i] = type;
+    }
+    return true;
+}
+
+int quant_tensor_order_cmp(const char *a, const char *b) {
+    int la = -1, lb = -1;
+    sscanf(a, "blk.%d.", &la);
+    sscanf(b, "blk.%d.", &lb);
+    if (la != lb) return la < lb ? -1 : 1;
+    return strcmp(a, b);
+}

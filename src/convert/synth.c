@@ -1,0 +1,555 @@
+/* synth.c — write a random-weight LFM2 model (see synth.h).
+ *
+ * Weights: matrices ~N(0, 1/sqrt(fan_in)) (residual-writing projections further / sqrt(2L)),
+ * norms U(0.9, 1.1), conv taps N(0, 1/sqrt(3)), router N(0, 1/sqrt(H)), expert bias N(0, 0.05):
+ * the forward pass stays finite and well scaled. Quantized tensors are not quantized from floats
+ * (far too slow for 24B parameters) but made directly as random blocks: random quant bits with
+ * scales chosen so the dequantized weights have the intended spread. Data is generated in fixed
+ * pieces, each with its own seed, so the output does not depend on the thread count. */
+#include "core/error.h"
+#include "convert/synth.h"
+#include "formats/gguf_write.h"
+#include "chat/lfm2_chat_template.h"
+#include "formats/ggml_types.h"
+#include "core/threadpool.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define PIECE_ELEMS (1 << 18)     /* weights per independently seeded piece */
+#define PIECES_PER_THREAD 8
+
+
+/* ---- presets (spec 1.2 / 1.3) ------------------------------------------------------------ */
+
+typedef struct preset {
+    const char *name;
+    synth_config c;
+} preset;
+
+#define DENSE(nm, h, l, nh, ff_, ...) \
+    {nm, {.arch = "lfm2", .name = nm, .hidden = h, .n_layer = l, .n_head = nh, .n_head_kv = 8, .ff = ff_, \
+          .vocab = 65536, .ctx = 128000, .n_attn = sizeof((int[]){__VA_ARGS__}) / sizeof(int),            \
+          .attn_layers = {__VA_ARGS__}, .rope_theta = 1e6f, .norm_eps = 1e-5f, .l_cache = 3}}
+
+static const preset PRESETS[] = {
+    DENSE("lfm2-350m", 1024, 16, 16, 4608, 2, 5, 8, 10, 12, 14),
+    DENSE("lfm2-700m", 1536, 16, 24, 6912, 2, 5, 8, 10, 12, 14),
+    DENSE("lfm2-1.2b", 2048, 16, 32, 8192, 2, 5, 8, 10, 12, 14),
+    DENSE("lfm2-2.6b", 2048, 30, 32, 10752, 2, 5, 9, 13, 17, 21, 24, 27),
+    {"lfm2-8b-a1b", {.arch = "lfm2moe", .name = "lfm2-8b-a1b", .hidden = 2048, .n_layer = 24, .n_head = 32,
+                     .n_head_kv = 8, .ff = 7168, .vocab = 65536, .ctx = 128000, .n_attn = 6,
+                     .attn_layers = {2, 6, 10, 14, 18, 21}, .n_expert = 32, .n_expert_used = 4,
+                     .expert_ff = 1792, .n_dense = 2, .rope_theta = 1e6f, .norm_eps = 1e-5f, .l_cache = 3}},
+    /* 24B-A2B: dense FFN 11776 is the spec's inference, attention placement unknown: spread every
+     * 4th layer from 2 like the 8B */
+    {"lfm2-24b-a2b", {.arch = "lfm2moe", .name = "lfm2-24b-a2b", .hidden = 2048, .n_layer = 40, .n_head = 32,
+                      .n_head_kv = 8, .ff = 11776, .vocab = 65536, .ctx = 32768, .n_attn = 10,
+                      .attn_layers = {2, 6, 10, 14, 18, 22, 26, 30, 34, 38}, .n_expert = 64, .n_expert_used = 4,
+                      .expert_ff = 1536, .n_dense = 2, .rope_theta = 1e6f, .norm_eps = 1e-5f, .l_cache = 3}},
+};
+
+bool synth_preset(const char *name, synth_config *c) {
+    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
+        if (!strcasecmp(name, PRESETS[i].name)) {
+            *c = PRESETS[i].c;
+            return true;
+        }
+    return false;
+}
+
+const char *synth_preset_list(void) {
+    return "lfm2-350m, lfm2-700m, lfm2-1.2b, lfm2-2.6b, lfm2-8b-a1b, lfm2-24b-a2b";
+}
+
+/* ---- tokenizer --------------------------------------------------------------------------- */
+
+static const char *SPECIALS[14] = {
+    "<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|fim_pre|>", "<|fim_mid|>", "<|fim_suf|>",
+    "<|im_start|>", "<|im_end|>", "<|tool_list_start|>", "<|tool_list_end|>", "<|tool_call_start|>",
+    "<|tool_call_end|>", "<|tool_response_start|>", "<|tool_response_end|>"};
+
+#define G "\xc4\xa0" /* "Ġ": the byte-level form of a space */
+static const char *MERGES[] = {
+    G " t", "h e", G " a", "i n", "e r", "o n", G "t he", G " o", G " s", "r e", G " w", "a t", "e n",
+    G " c", "i s", "o r", G " b", G " f", "i t", G " p", "a n", "e s", G " m", "o u", G " d", G " h",
+    G " l", G " in", "n g", "i ng", "e d", "n d", G "a nd", G "o f", G "t o", G " is", "l l", G " y",
+    G "y ou", "a r", G " e", G " n", "o w", G " g", "l e", G " re"};
+#undef G
+#define N_MERGES ((int)(sizeof MERGES / sizeof MERGES[0]))
+#define FIRST_BYTE_TOKEN 32
+#define MIN_VOCAB (FIRST_BYTE_TOKEN + 256 + N_MERGES)
+
+/* GPT-2's byte -> code point map, UTF-8 encoded into out (NUL-terminated). */
+static void byte_token(int b, char out[4]) {
+    int cp;
+    if ((b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff)) {
+        cp = b;
+    } else {
+        int n = 0; /* rank among the unprintable bytes */
+        for (int x = 0; x < b; x++)
+            if (!((x >= 0x21 && x <= 0x7e) || (x >= 0xa1 && x <= 0xac) || (x >= 0xae && x <= 0xff))) n++;
+        cp = 256 + n;
+    }
+    if (cp < 0x80) { out[0] = (char)cp; out[1] = 0; }
+    else { out[0] = (char)(0xc0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3f)); out[2] = 0; }
+}
+
+static bool set_tokenizer(gguf_writer *w, int vocab, lfm2c_error *err) {
+    bool ok = false;
+    char **tok = calloc((size_t)vocab, sizeof *tok);
+    int32_t *type = malloc((size_t)vocab * sizeof *type);
+    if (!tok || !type) goto oom;
+    char buf[64];
+    int n = 0;
+    for (; n < 14; n++) tok[n] = strdup(SPECIALS[n]);
+    for (; n < FIRST_BYTE_TOKEN; n++) {
+        snprintf(buf, sizeof buf, "<|reserved_%d|>", n - 10);
+        tok[n] = strdup(buf);
+    }
+    for (int b = 0; b < 256; b++, n++) {
+        byte_token(b, buf);
+        tok[n] = strdup(buf);
+    }
+    for (int m = 0; m < N_MERGES; m++, n++) {
+        const char *sp = strchr(MERGES[m], ' ');
+        size_t la = (size_t)(sp - MERGES[m]);
+        /* both halves must already be tokens */
+        bool fa = false, fb = false;
+        for (int i = FIRST_BYTE_TOKEN; i < n; i++) {
+            fa |= strlen(tok[i]) == la && !memcmp(tok[i], MERGES[m], la);
+            fb |= !strcmp(tok[i], sp + 1);
+        }
+        if (!fa || !fb) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "internal: merge '%s' joins unknown tokens", MERGES[m]);
+            goto done;
+        }
+        snprintf(buf, sizeof buf, "%.*s%s", (int)la, MERGES[m], sp + 1);
+        tok[n] = strdup(buf);
+    }
+    for (; n < vocab; n++) {
+        snprintf(buf, sizeof buf, "\xc4\xa0synth%d", n);
+        tok[n] = strdup(buf);
+    }
+    for (int i = 0; i < vocab; i++) {
+        if (!tok[i]) goto oom;
+        type[i] = i < FIRST_BYTE_TOKEN ? 3 : 1; /* control / normal */
+    }
+    if (!gguf_set_str(w, "tokenizer.ggml.model", "gpt2") || !gguf_set_str(w, "tokenizer.ggml.pre", "lfm2") ||
+        !gguf_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tok, (uint64_t)vocab) ||
+        !gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, type, (uint64_t)vocab) ||
+        !gguf_set_arr_str(w, "tokenizer.ggml.merges", MERGES, N_MERGES) ||
+        !gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 1) || !gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 7) ||
+        !gguf_set_u32(w, "tokenizer.ggml.padding_token_id", 0) ||
+        !gguf_set_bool(w, "tokenizer.ggml.add_bos_token", true) ||
+        !gguf_set_bool(w, "tokenizer.ggml.add_eos_token", false) ||
+        !gguf_set_str(w, "tokenizer.chat_template", LFM2_CHAT_TEMPLATE))
+        goto oom;
+    ok = true;
+    goto done;
+oom:
+    lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+done:
+    if (tok)
+        for (int i = 0; i < vocab; i++) free(tok[i]);
+    free(tok);
+    free(type);
+    return ok;
+}
+
+/* ---- configuration ----------------------------------------------------------------------- */
+
+static bool is_moe(const synth_config *c) { return !strcmp(c->arch, "lfm2moe"); }
+
+bool synth_validate(const synth_config *c, lfm2c_error *err) {
+    if (strcmp(c->arch, "lfm2") && strcmp(c->arch, "lfm2moe")) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "architecture must be lfm2 or lfm2moe");
+        return false;
+    }
+    if (c->hidden <= 0 || c->hidden % 32 || c->hidden > 65536) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "hidden size %d must be a positive multiple of 32", c->hidden);
+        return false;
+    }
+    if (c->n_layer <= 0 || c->n_layer > SYNTH_MAX_LAYERS) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "layers must be in 1..%d", SYNTH_MAX_LAYERS);
+        return false;
+    }
+    if (c->n_head <= 0 || c->hidden % c->n_head || c->n_head_kv <= 0 || c->n_head % c->n_head_kv ||
+        (c->hidden / c->n_head) % 2) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "heads (%d) must divide hidden (%d) into an even head size, kv heads (%d) must divide heads",
+               c->n_head, c->hidden, c->n_head_kv);
+        return false;
+    }
+    if ((c->hidden / c->n_head) * c->n_head_kv % 32) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "kv width (head size x kv heads) must be a multiple of 32");
+        return false;
+    }
+    for (int i = 0; i < c->n_attn; i++)
+        if (c->attn_layers[i] < 0 || c->attn_layers[i] >= c->n_layer || (i && c->attn_layers[i] <= c->attn_layers[i - 1])) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "attention layers must be increasing indices below %d", c->n_layer);
+            return false;
+        }
+    if (c->ff <= 0 || c->ff % 32) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "FFN width %d must be a positive multiple of 32", c->ff);
+        return false;
+    }
+    if (c->vocab < MIN_VOCAB || c->vocab > (1 << 24)) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "vocab must be in %d..%d", MIN_VOCAB, 1 << 24);
+        return false;
+    }
+    if (c->ctx <= 0) { lfm2c_set_error(err, LFM2C_EINVAL, "context length must be positive"); return false; }
+    if (is_moe(c)) {
+        if (c->n_expert <= 0 || c->n_expert_used <= 0 || c->n_expert_used > c->n_expert || c->expert_ff <= 0 ||
+            c->expert_ff % 32 || c->n_dense < 0 || c->n_dense > c->n_layer) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "MoE settings: need experts >= experts-used >= 1, expert FFN a multiple of 32, "
+                                      "0 <= dense layers <= layers");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- tensors ----------------------------------------------------------------------------- */
+
+enum init_kind { INIT_GAUSS, INIT_NORM };
+
+typedef struct stensor {
+    char name[64];
+    uint32_t n_dims;
+    int64_t ne[4];
+    enum init_kind init;
+    float sigma;
+    uint32_t type;
+    uint64_t seed;
+} stensor;
+
+typedef struct tlist { stensor *t; int n, cap; } tlist;
+
+static bool add(tlist *l, const char *name, enum init_kind init, float sigma, uint32_t n_dims, int64_t ne0,
+                int64_t ne1, int64_t ne2) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 256;
+        stensor *nt = realloc(l->t, (size_t)cap * sizeof *nt);
+        if (!nt) return false;
+        l->t = nt;
+        l->cap = cap;
+    }
+    stensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_dims = n_dims;
+    t->ne[0] = ne0; t->ne[1] = ne1; t->ne[2] = ne2; t->ne[3] = 1;
+    t->init = init;
+    t->sigma = sigma;
+    return true;
+}
+
+static bool build_tensors(const synth_config *c, tlist *l) {
+    const int64_t H = c->hidden, hd = c->hidden / c->n_head;
+    const float resid = 1.0f / sqrtf(2.0f * (float)c->n_layer);
+    const float sH = 1.0f / sqrtf((float)H);
+    char nm[64];
+    bool ok = add(l, "token_embd.weight", INIT_GAUSS, sH, 2, H, c->vocab, 1) &&
+              add(l, "token_embd_norm.weight", INIT_NORM, 0, 1, H, 1, 1);
+    for (int i = 0; ok && i < c->n_layer; i++) {
+        bool attn = false;
+        for (int k = 0; k < c->n_attn; k++) attn |= c->attn_layers[k] == i;
+#define T(suffix, ...) (snprintf(nm, sizeof nm, "blk.%d." suffix, i), add(l, nm, __VA_ARGS__))
+        ok = T("attn_norm.weight", INIT_NORM, 0, 1, H, 1, 1) && T("ffn_norm.weight", INIT_NORM, 0, 1, H, 1, 1);
+        if (attn) {
+            const int64_t q = c->n_head * hd, kv = c->n_head_kv * hd;
+            ok = ok && T("attn_q.weight", INIT_GAUSS, sH, 2, H, q, 1) && T("attn_k.weight", INIT_GAUSS, sH, 2, H, kv, 1) &&
+                 T("attn_v.weight", INIT_GAUSS, sH, 2, H, kv, 1) &&
+                 T("attn_output.weight", INIT_GAUSS, resid / sqrtf((float)q), 2, q, H, 1) &&
+                 T("attn_q_norm.weight", INIT_NORM, 0, 1, hd, 1, 1) && T("attn_k_norm.weight", INIT_NORM, 0, 1, hd, 1, 1);
+        } else {
+            ok = ok && T("shortconv.conv.weight", INIT_GAUSS, 1.0f / sqrtf(3.0f), 2, c->l_cache, H, 1) &&
+                 T("shortconv.in_proj.weight", INIT_GAUSS, sH, 2, H, 3 * H, 1) &&
+                 T("shortconv.out_proj.weight", INIT_GAUSS, sH * resid, 2, H, H, 1);
+        }
+        if (is_moe(c) && i >= c->n_dense) {
+            const int64_t E = c->n_expert, Fe = c->expert_ff;
+            ok = ok && T("ffn_gate_inp.weight", INIT_GAUSS, sH, 2, H, E, 1) &&
+                 T("exp_probs_b.bias", INIT_GAUSS, 0.05f, 1, E, 1, 1) &&
+                 T("ffn_gate_exps.weight", INIT_GAUSS, sH, 3, H, Fe, E) &&
+                 T("ffn_up_exps.weight", INIT_GAUSS, sH, 3, H, Fe, E) &&
+                 T("ffn_down_exps.weight", INIT_GAUSS, resid / sqrtf((float)Fe), 3, Fe, H, E);
+        } else {
+            ok = ok && T("ffn_gate.weight", INIT_GAUSS, sH, 2, H, c->ff, 1) &&
+                 T("ffn_up.weight", INIT_GAUSS, sH, 2, H, c->ff, 1) &&
+                 T("ffn_down.weight", INIT_GAUSS, resid / sqrtf((float)c->ff), 2, c->ff, H, 1);
+        }
+#undef T
+    }
+    return ok;
+}
+
+static int stensor_cmp(const void *a, const void *b) {
+    return quant_tensor_order_cmp(((const stensor *)a)->name, ((const stensor *)b)->name);
+}
+
+/* ---- random data ------------------------------------------------------------------------- */
+
+static inline uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash_str(const char *s, uint64_t h) {
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* approximately N(0,1): sum of four 16-bit uniforms, centred and scaled to unit variance */
+static inline float gauss(uint64_t *s) {
+    uint64_t r = splitmix64(s);
+    float u = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff) + (float)((r >> 32) & 0xffff) + (float)(r >> 48);
+    return (u / 65536.0f - 2.0f) * 1.7320508f;
+}
+
+static inline float uniform(uint64_t *s) { return (float)(splitmix64(s) >> 40) * (1.0f / 16777216.0f); }
+
+static void random_bytes(uint8_t *p, size_t n, uint64_t *s) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t r = splitmix64(s);
+        memcpy(p + i, &r, 8);
+    }
+    if (i < n) {
+        uint64_t r = splitmix64(s);
+        memcpy(p + i, &r, n - i);
+    }
+}
+
+static void pack_k_scales(uint8_t *sc12, const uint8_t ls[8], const uint8_t lm[8]) {
+    memset(sc12, 0, 12);
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            sc12[j] = ls[j];
+            sc12[j + 4] = lm[j];
+        } else {
+            sc12[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+            sc12[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+            sc12[j] |= (uint8_t)((lm[j] >> 4) << 6);
+        }
+    }
+}
+
+/* n weights of tensor t into dst (n a multiple of the block size), seeded by s. Quant blocks:
+ * random bits, scales set so the weights spread like N(0, sigma). Std of a uniform integer over
+ * k levels is ~k/sqrt(12): 4.61 (16 levels), 9.23 (32), 18.5 (64), 73.6 (255). */
+static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s) {
+    const float sg = t->sigma;
+    if (t->type == GGML_F32 || t->type == GGML_F16 || t->type == GGML_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = t->init == INIT_NORM ? 0.9f + 0.2f * uniform(&s) : sg * gauss(&s);
+            if (t->type == GGML_F32) memcpy(dst + 4 * i, &v, 4);
+            else {
+                uint16_t h = t->type == GGML_F16 ? f32_to_fp16(v) : f32_to_bf16(v);
+                memcpy(dst + 2 * i, &h, 2);
+            }
+        }
+        return;
+    }
+    const ggml_type_info *ti = ggml_type_get(t->type);
+    const int64_t nb = n / ti->block_size;
+    random_bytes(dst, (size_t)(nb * ti->type_size), &s);
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *blk = dst + b * ti->type_size;
+        switch (t->type) {
+        case GGML_Q4_0: ((block_q4_0 *)blk)->d = f32_to_fp16(sg / 4.61f); break;
+        case GGML_Q5_0: ((block_q5_0 *)blk)->d = f32_to_fp16(sg / 9.23f); break;
+        case GGML_Q8_0: ((block_q8_0 *)blk)->d = f32_to_fp16(sg / 73.6f); break;
+        case GGML_Q4_1: {
+            block_q4_1 *q = (block_q4_1 *)blk;
+            q->d = f32_to_fp16(sg / 4.61f);
+            q->m = f32_to_fp16(-7.5f * sg / 4.61f);
+            break;
+        }
+        case GGML_Q5_1: {
+            block_q5_1 *q = (block_q5_1 *)blk;
+            q->d = f32_to_fp16(sg / 9.23f);
+            q->m = f32_to_fp16(-15.5f * sg / 9.23f);
+            break;
+        }
+        case GGML_Q4_K: case GGML_Q5_K: {
+            /* sub-block scale = min = 32..63: weight = d*s*(q - mid), mid = 7.5 or 15.5 */
+            const bool q5 = t->type == GGML_Q5_K;
+            const float d = sg / ((q5 ? 9.23f : 4.61f) * 47.5f);
+            uint8_t ls[8];
+            uint64_t r = splitmix64(&s);
+            for (int j = 0; j < 8; j++) ls[j] = (uint8_t)(32 + ((r >> (8 * j)) & 31));
+            ggml_half *hd = (ggml_half *)blk;
+            hd[0] = f32_to_fp16(d);
+            hd[1] = f32_to_fp16(d * (q5 ? 15.5f : 7.5f));
+            pack_k_scales(blk + 4, ls, ls);
+            break;
+        }
+        case GGML_Q6_K: {
+            block_q6_K *q = (block_q6_K *)blk;
+            uint64_t r0 = splitmix64(&s), r1 = splitmix64(&s);
+            for (int j = 0; j < 16; j++) q->scales[j] = (int8_t)(64 + (((j < 8 ? r0 : r1) >> (8 * (j & 7))) & 63));
+            q->d = f32_to_fp16(sg / (18.5f * 95.5f));
+            break;
+        }
+        default: break; /* rejected before writing */
+        }
+    }
+}
+
+typedef struct gen_job {
+    const stensor *t;
+    uint8_t *buf;
+    int64_t first_piece, n_pieces, n_elems; /* pieces of this chunk; elements of the tensor */
+    int64_t piece_elems;
+    size_t piece_bytes;
+} gen_job;
+
+static void gen_work(void *arg, int ith, int nth) {
+    gen_job *j = arg;
+    for (int64_t k = ith; k < j->n_pieces; k += nth) {
+        int64_t piece = j->first_piece + k, e0 = piece * j->piece_elems;
+        int64_t n = j->n_elems - e0 < j->piece_elems ? j->n_elems - e0 : j->piece_elems;
+        uint64_t s = j->t->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(piece + 1));
+        splitmix64(&s);
+        gen_piece(j->t, j->buf + (size_t)k * j->piece_bytes, n, s);
+    }
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_params *p, const char *path,
+                 synth_report *rep, lfm2c_error *err) {
+    const double t0 = now_s();
+    synth_params defaults = {0};
+    if (!p) p = &defaults;
+    if (rep) memset(rep, 0, sizeof *rep);
+    if (!synth_validate(c, err)) return false;
+    bool ok = false;
+    tlist l = {0};
+    gguf_writer *w = NULL;
+    threadpool *pool = NULL;
+    uint8_t *buf = NULL;
+    quant_tensor_desc *desc = NULL;
+    uint32_t *types = NULL;
+
+    if (!build_tensors(c, &l)) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    qsort(l.t, (size_t)l.n, sizeof *l.t, stensor_cmp);
+    desc = malloc((size_t)l.n * sizeof *desc);
+    types = malloc((size_t)l.n * sizeof *types);
+    if (!desc || !types) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < l.n; i++)
+        desc[i] = (quant_tensor_desc){l.t[i].name, l.t[i].n_dims, {l.t[i].ne[0], l.t[i].ne[1], l.t[i].ne[2], 1}, GGML_F32};
+    if (!quant_recipe(ft, c->n_layer, is_moe(c) ? c->n_expert : 0, desc, l.n, types, err)) goto done;
+
+    w = gguf_writer_new();
+    if (!w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    const char *a = c->arch;
+    char k[128];
+#define KEY(suffix) (snprintf(k, sizeof k, "%s." suffix, a), k)
+    int32_t kv[SYNTH_MAX_LAYERS];
+    for (int i = 0; i < c->n_layer; i++) kv[i] = 0;
+    for (int i = 0; i < c->n_attn; i++) kv[c->attn_layers[i]] = c->n_head_kv;
+    char desc_s[160];
+    snprintf(desc_s, sizeof desc_s, "random weights, seed %llu, written by lfm2c synth; tokenizer synthetic",
+             (unsigned long long)p->seed);
+    bool mok = gguf_set_str(w, "general.architecture", a) && gguf_set_str(w, "general.type", "model") &&
+               gguf_set_str(w, "general.name", c->name[0] ? c->name : "synthetic") &&
+               gguf_set_str(w, "general.description", desc_s) &&
+               gguf_set_u32(w, "general.file_type", (uint32_t)ft->id) &&
+               gguf_set_u32(w, KEY("block_count"), (uint32_t)c->n_layer) &&
+               gguf_set_u32(w, KEY("context_length"), (uint32_t)c->ctx) &&
+               gguf_set_u32(w, KEY("embedding_length"), (uint32_t)c->hidden) &&
+               gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->ff) &&
+               gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_head) &&
+               gguf_set_arr(w, KEY("attention.head_count_kv"), GGUF_I32, kv, (uint64_t)c->n_layer) &&
+               gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta) &&
+               gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps) &&
+               gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->vocab) &&
+               gguf_set_u32(w, KEY("shortconv.l_cache"), (uint32_t)c->l_cache);
+    if (mok && is_moe(c))
+        mok = gguf_set_u32(w, KEY("expert_count"), (uint32_t)c->n_expert) &&
+              gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)c->n_expert_used) &&
+              gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)c->expert_ff) &&
+              gguf_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)c->n_dense) &&
+              gguf_set_u32(w, KEY("expert_gating_func"), 2);
+#undef KEY
+    if (!mok) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!set_tokenizer(w, c->vocab, err)) goto done;
+    if (ft->default_type != GGML_F32 && ft->default_type != GGML_F16 && ft->default_type != GGML_BF16 &&
+        !gguf_set_u32(w, "general.quantization_version", 2)) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
+
+    uint64_t total = 0, n_params = 0;
+    for (int i = 0; i < l.n; i++) {
+        stensor *t = &l.t[i];
+        t->type = types[i];
+        t->seed = hash_str(t->name, 0xcbf29ce484222325ull ^ (p->seed * 0x9e3779b97f4a7c15ull));
+        switch (t->type) {
+        case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0:
+        case GGML_Q5_1: case GGML_Q8_0: case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: break;
+        default:
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "synth cannot generate %s tensors", ggml_type_get(t->type)->name);
+            goto done;
+        }
+        if (!gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err)) goto done;
+        total += gguf_writer_tensor_nbytes(w, (uint64_t)i);
+        n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]);
+        if (rep) rep->type_count[t->type]++;
+    }
+
+    pool = threadpool_new(p->n_threads);
+    if (!pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads"); goto done; }
+    const int nth = threadpool_size(pool);
+    const int64_t chunk_pieces = (int64_t)nth * PIECES_PER_THREAD;
+    buf = malloc((size_t)chunk_pieces * PIECE_ELEMS * 4);
+    if (!buf) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!gguf_writer_open(w, path, err)) goto done;
+    uint64_t done_b = 0;
+    for (int i = 0; i < l.n; i++) {
+        stensor *t = &l.t[i];
+        gen_job j = {.t = t, .buf = buf, .n_elems = t->ne[0] * t->ne[1] * t->ne[2], .piece_elems = PIECE_ELEMS,
+                     .piece_bytes = ggml_row_size(t->type, PIECE_ELEMS)};
+        const int64_t pieces = (j.n_elems + PIECE_ELEMS - 1) / PIECE_ELEMS;
+        for (j.first_piece = 0; j.first_piece < pieces; j.first_piece += chunk_pieces) {
+            j.n_pieces = pieces - j.first_piece < chunk_pieces ? pieces - j.first_piece : chunk_pieces;
+            threadpool_run(pool, gen_work, &j);
+            int64_t e0 = j.first_piece * PIECE_ELEMS, e1 = e0 + j.n_pieces * PIECE_ELEMS;
+            if (e1 > j.n_elems) e1 = j.n_elems;
+            size_t bytes = ggml_row_size(t->type, e1 - e0);
+            if (!gguf_write_data(w, buf, bytes, err)) goto done;
+            done_b += bytes;
+            if (p->progress) p->progress(p->progress_ud, done_b, total, t->name);
+        }
+    }
+    uint64_t fsize = gguf_writer_file_size(w);
+    if (!gguf_writer_finish(w, err)) goto done;
+    if (rep) {
+        rep->n_tensors = l.n;
+        rep->n_params = n_params;
+        rep->file_bytes = fsize;
+        rep->seconds = now_s() - t0;
+    }
+    ok = true;
+done:
+    gguf_writer_free(w);
+    threadpool_free(pool);
+    free(buf);
+    free(desc);
+    free(types);
+    free(l.t);
+    return ok;
+}

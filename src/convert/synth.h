@@ -1,0 +1,52 @@
+/* synth.h — random-weight LFM2 / LFM2-MoE models with the real architectures, the reference
+ * quantizer's per-tensor type layout, the full metadata and a synthetic byte-level tokenizer, so
+ * speed can be measured without downloading a model. Written as a stream: memory stays a few MB
+ * whatever the model size. */
+#ifndef LFM2C_SYNTH_H
+#define LFM2C_SYNTH_H
+
+#include "lfm2c.h"
+#include "convert/quantize.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SYNTH_MAX_LAYERS 256
+
+typedef struct synth_config {
+    char arch[16];              /* "lfm2" or "lfm2moe" */
+    char name[64];
+    int hidden, n_layer, n_head, n_head_kv;
+    int ff;                     /* dense FFN width */
+    int vocab, ctx;
+    int n_attn, attn_layers[SYNTH_MAX_LAYERS];
+    int n_expert, n_expert_used, expert_ff, n_dense; /* lfm2moe only */
+    float rope_theta, norm_eps;
+    int l_cache;
+} synth_config;
+
+/* Fills c with a named preset (lfm2-350m, lfm2-700m, lfm2-1.2b, lfm2-2.6b, lfm2-8b-a1b,
+ * lfm2-24b-a2b; case-insensitive); false if unknown. */
+bool synth_preset(const char *name, synth_config *c);
+const char *synth_preset_list(void);
+/* Checks a (possibly overridden) configuration; false with a message if inconsistent. */
+bool synth_validate(const synth_config *c, lfm2c_error *err);
+
+typedef struct synth_params {
+    uint64_t seed;
+    int n_threads;              /* <= 0: all cores */
+    void (*progress)(void *ud, uint64_t done, uint64_t total, const char *tensor);
+    void *progress_ud;
+} synth_params;
+
+typedef struct synth_report {
+    int n_tensors;
+    int type_count[64];         /* tensors per ggml type */
+    uint64_t n_params, file_bytes;
+    double seconds;
+} synth_report;
+
+/* Writes the model to path (via path.tmp + rename). */
+bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_params *p, const char *path,
+                 synth_report *rep, lfm2c_error *err);
+
+#endif

@@ -1,0 +1,50 @@
+/* model.h — the loaded model: hyper-parameters, weights bound to the mapped GGUF, and the
+ * per-session state. Internal to the library. */
+#ifndef LFM2C_MODEL_H
+#define LFM2C_MODEL_H
+#include "lfm2c.h"
+#include "formats/gguf.h"
+#include "cpu/kernels.h"
+#include "text/tokenizer.h"
+#include "core/threadpool.h"
+
+/* A weight matrix as stored: rows of ne[0] inputs; ne[1] rows (outputs); ne[2] experts. */
+typedef struct tensor {
+    const char *name;
+    const uint8_t *data;
+    uint32_t type;
+    int64_t ne[3];
+    size_t row_bytes;
+} tensor;
+
+typedef struct layer {
+    bool is_attn, is_moe;
+    int n_head_kv;
+    tensor attn_norm, ffn_norm;
+    tensor conv_in, conv_w, conv_out;              /* gated short conv */
+    tensor wq, wk, wv, wo, q_norm, k_norm;         /* attention */
+    tensor ffn_gate, ffn_up, ffn_down;             /* dense SwiGLU */
+    tensor router, expert_bias, gate_exps, up_exps, down_exps; /* MoE */
+    int attn_index, conv_index;                    /* ordinal among attention / conv layers */
+} layer;
+
+struct lfm2c_model {
+    gguf_file *gguf;
+    lfm2c_model_info info;
+    tensor tok_embd, out_norm, output;
+    layer *layers;
+    int n_attn, n_conv;
+    lfm2c_tokenizer *tok;
+    threadpool *pool;
+    const kernel_ops *kern;
+    bool reference;
+    struct forward_scratch *scratch;   /* reused buffers of the forward pass */
+    void *cuda;                        /* CUDA backend state (cuda_backend.h), NULL on the CPU */
+    int type_k, type_v;                /* KV cache types of new sessions (LFM2C_KV_*) */
+};
+
+/* Validates m->type_k / type_v against the model (session.c). */
+int kv_types_check(const lfm2c_model *m, lfm2c_error *err);
+
+const lfm2c_tokenizer *model_tokenizer(const lfm2c_model *m);
+#endif

@@ -1,0 +1,302 @@
+/* session.c — a sequence's state and the decode entry points of the public API.
+ * The KV cache grows with the sequence (no up-front n_ctx allocation); the conv state is two
+ * columns per conv layer, small enough to checkpoint at every turn boundary. */
+#include "core/session.h"
+#include "core/error.h"
+#include "core/forward.h"
+#include "cpu/kernels.h"
+#ifdef LFM2C_HAVE_CUDA
+#include "core/cuda_backend.h"
+#endif
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { UBATCH = 512 }; /* tokens per forward call: bounds the scratch memory of long prompts */
+
+static int fail(lfm2c_error *err, int code, const char *msg) {
+    if (err) { err->code = code; snprintf(err->msg, sizeof err->msg, "%s", msg); }
+    return -1;
+}
+
+int lfm2c_kv_type_from_name(const char *name) {
+    if (!name) return -1;
+    if (!strcmp(name, "f16")) return LFM2C_KV_F16;
+    if (!strcmp(name, "f32")) return LFM2C_KV_F32;
+    if (!strcmp(name, "q8_0")) return LFM2C_KV_Q8_0;
+    return -1;
+}
+
+const char *lfm2c_kv_type_name(int type) { return kv_type_name(type); }
+
+int kv_types_check(const lfm2c_model *m, lfm2c_error *err) {
+    const int types[2] = {m->type_k, m->type_v};
+    for (int i = 0; i < 2; i++) {
+        if (types[i] < LFM2C_KV_F16 || types[i] > LFM2C_KV_Q8_0) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "unknown KV cache type %d for %s", types[i], i ? "V" : "K");
+            return -1;
+        }
+        if (types[i] == LFM2C_KV_Q8_0 && m->info.head_dim % 32) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "a q8_0 KV cache needs a head dimension that is a multiple of 32 (this model's is %d)",
+                            m->info.head_dim);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+size_t lfm2c_kv_cache_bytes(const lfm2c_model *m, int n_tokens) {
+    const int hd = m->info.head_dim, nkv = m->info.n_head_kv_max;
+    size_t blocks = ((size_t)(n_tokens > 0 ? n_tokens : 0) + KV_KB - 1) / KV_KB;
+    size_t per_layer = blocks * nkv * kv_k_head_block_bytes(m->type_k, hd) +
+                       blocks * KV_KB * kv_v_row_bytes(m->type_v, nkv * hd);
+    return per_layer * (size_t)m->n_attn;
+}
+
+lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
+    const lfm2c_model_info *in = &m->info;
+    if (n_ctx <= 0) n_ctx = in->n_ctx_train < 4096 ? in->n_ctx_train : 4096;
+    if (n_ctx > (1 << 22)) { fail(err, LFM2C_EINVAL, "context size too large"); return NULL; }
+    lfm2c_session *s = calloc(1, sizeof *s);
+    if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    s->model = m;
+    s->n_ctx = n_ctx;
+    s->kv_dim = in->n_head_kv_max * in->head_dim;
+    s->type_k = m->type_k;
+    s->type_v = m->type_v;
+    s->k_block = (size_t)in->n_head_kv_max * kv_k_head_block_bytes(s->type_k, in->head_dim);
+    s->v_row = kv_v_row_bytes(s->type_v, s->kv_dim);
+    s->tokens = malloc(sizeof(int32_t) * (size_t)n_ctx);
+    s->k = calloc((size_t)m->n_attn + 1, sizeof(uint8_t *));
+    s->v = calloc((size_t)m->n_attn + 1, sizeof(uint8_t *));
+    s->conv = calloc((size_t)m->n_conv * 2 * in->n_embd + 1, sizeof(float));
+    if (!s->tokens || !s->k || !s->v || !s->conv) {
+        lfm2c_session_free(s);
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: device KV cache + conv state */
+    if (m->cuda && cuda_session_init(s, err)) { lfm2c_session_free(s); return NULL; }
+#endif
+    return s;
+}
+
+void lfm2c_session_free(lfm2c_session *s) {
+    if (!s) return;
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
+    cuda_session_free(s);
+#endif
+    for (int i = 0; s->k && i < s->model->n_attn; i++) { free(s->k[i]); free(s->v[i]); }
+    for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
+    free(s->k);
+    free(s->v);
+    free(s->conv);
+    free(s->tokens);
+    free(s->logits);
+    free(s);
+}
+
+int session_reserve(lfm2c_session *s, int n, lfm2c_error *err) {
+    if (n <= s->kv_cap) return 0;
+    int cap = s->kv_cap ? s->kv_cap : 256;
+    while (cap < n) cap *= 2;
+    if (cap > s->n_ctx) cap = s->n_ctx;
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the cache lives on the device only */
+    if (s->cuda) {
+        if (cuda_session_reserve(s, cap, err)) return -1;
+        s->kv_cap = cap;
+        return 0;
+    }
+#endif
+    const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB;   /* whole K blocks; V rows to match */
+    for (int i = 0; i < s->model->n_attn; i++) {
+        uint8_t *k = realloc(s->k[i], blocks * s->k_block);
+        if (k) s->k[i] = k;
+        uint8_t *v = realloc(s->v[i], blocks * KV_KB * s->v_row);
+        if (v) s->v[i] = v;
+        if (!k || !v) return fail(err, LFM2C_ENOMEM, "out of memory for the KV cache");
+    }
+    s->kv_cap = cap;
+    return 0;
+}
+
+int session_reserve_rows(lfm2c_session *s, int rows, lfm2c_error *err) {
+    if (rows <= s->rows_cap) return 0;
+    float *l = realloc(s->logits, sizeof(float) * (size_t)rows * s->model->info.n_vocab);
+    if (!l) return fail(err, LFM2C_ENOMEM, "out of memory for logits");
+    s->logits = l;
+    s->rows_cap = rows;
+    return 0;
+}
+
+int lfm2c_session_n_ctx(const lfm2c_session *s) { return s->n_ctx; }
+int lfm2c_session_n_past(const lfm2c_session *s) { return s->n_past; }
+const int32_t *lfm2c_session_tokens(const lfm2c_session *s) { return s->tokens; }
+int lfm2c_session_n_logits_rows(const lfm2c_session *s) { return s->n_rows; }
+
+const float *lfm2c_session_logits(const lfm2c_session *s, int row) {
+    if (row < 0 || row >= s->n_rows) return NULL;
+    return s->logits + (size_t)row * s->model->info.n_vocab;
+}
+
+/* Checks one item of a batch before anything is changed. */
+static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_error *err) {
+    if (n < 0) return fail(err, LFM2C_EINVAL, "negative token count");
+    if (s->n_past + n > s->n_ctx) {
+        if (err) {
+            err->code = LFM2C_ECONTEXT;
+            snprintf(err->msg, sizeof err->msg, "%d tokens do not fit in the context (%d used of %d)",
+                     n, s->n_past, s->n_ctx);
+        }
+        return -1;
+    }
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= s->model->info.n_vocab) {
+            if (err) {
+                err->code = LFM2C_EINVAL;
+                snprintf(err->msg, sizeof err->msg, "token id %d out of range (vocabulary of %d)",
+                         tokens[i], s->model->info.n_vocab);
+            }
+            return -1;
+        }
+    return 0;
+}
+
+int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const int *n,
+                       const int *logits_mode, int n_items, lfm2c_error *err) {
+    if (n_items <= 0) return 0;
+    lfm2c_model *m = ss[0]->model;
+    int total = 0;
+    for (int i = 0; i < n_items; i++) {
+        if (ss[i]->model != m) return fail(err, LFM2C_EINVAL, "sessions of different models in one batch");
+        for (int j = 0; j < i; j++)
+            if (ss[j] == ss[i]) return fail(err, LFM2C_EINVAL, "a session appears twice in one batch");
+        if (check_item(ss[i], tokens[i], n[i], err)) return -1;
+        int rows = logits_mode[i] == LFM2C_LOGITS_ALL ? n[i] : logits_mode[i] == LFM2C_LOGITS_LAST && n[i] > 0;
+        if (session_reserve(ss[i], ss[i]->n_past + n[i], err) || session_reserve_rows(ss[i], rows, err)) return -1;
+        ss[i]->n_rows = rows;
+        total += n[i];
+    }
+    fwd_token *toks = malloc(sizeof(fwd_token) * (size_t)(total < UBATCH ? total : UBATCH) + 1);
+    if (!toks) return fail(err, LFM2C_ENOMEM, "out of memory");
+    /* walk the items in order, cutting the token stream into ubatches */
+    int item = 0, off = 0, rc = 0;
+    while (item < n_items && rc == 0) {
+        int nt = 0;
+        while (nt < UBATCH && item < n_items) {
+            lfm2c_session *s = ss[item];
+            if (off == n[item]) { item++; off = 0; continue; }
+            int row = -1;
+            if (logits_mode[item] == LFM2C_LOGITS_ALL) row = off;
+            else if (logits_mode[item] == LFM2C_LOGITS_LAST && off == n[item] - 1) row = 0;
+            toks[nt++] = (fwd_token){s, tokens[item][off], s->n_past, row};
+            s->tokens[s->n_past++] = tokens[item][off];
+            off++;
+        }
+        if (nt) rc = forward(m, toks, nt, err);
+    }
+    free(toks);
+    return rc;
+}
+
+int lfm2c_session_decode(lfm2c_session *s, const int32_t *tokens, int n, int logits_mode, lfm2c_error *err) {
+    return lfm2c_decode_batch(&s, &tokens, &n, &logits_mode, 1, err);
+}
+
+void lfm2c_session_reset(lfm2c_session *s) {
+    s->n_past = 0;
+    s->n_rows = 0;
+    memset(s->conv, 0, sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd);
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
+    cuda_session_push_conv(s);
+#endif
+    for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
+    s->n_ckpt = 0;
+}
+
+void lfm2c_session_checkpoint(lfm2c_session *s) {
+    size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the current state is on the device */
+    cuda_session_pull_conv(s);
+#endif
+    for (int i = 0; i < s->n_ckpt; i++)
+        if (s->ckpt[i].pos == s->n_past) { memcpy(s->ckpt[i].conv, s->conv, bytes); return; }
+    if (s->n_ckpt == SESSION_MAX_CHECKPOINTS) {   /* drop the oldest */
+        free(s->ckpt[0].conv);
+        memmove(s->ckpt, s->ckpt + 1, sizeof(conv_checkpoint) * (SESSION_MAX_CHECKPOINTS - 1));
+        s->n_ckpt--;
+    }
+    float *c = malloc(bytes + 1);
+    if (!c) return;   /* a missing checkpoint only costs re-computation later */
+    memcpy(c, s->conv, bytes);
+    s->ckpt[s->n_ckpt++] = (conv_checkpoint){s->n_past, c};
+}
+
+int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error *err) {
+    if (dst == src) return 0;
+    if (dst->model != src->model) return fail(err, LFM2C_EINVAL, "the sessions belong to different models");
+    if (dst->cuda || src->cuda) return fail(err, LFM2C_EINVAL, "copying a session is not supported on the CUDA backend");
+    if (src->n_past > dst->n_ctx) return fail(err, LFM2C_EINVAL, "the sequence does not fit the destination's context");
+    if (session_reserve(dst, src->n_past, err) || session_reserve_rows(dst, src->n_rows, err)) return -1;
+    /* same model, so the same cache types and layouts: K in whole 16-position blocks, V rows */
+    size_t kb = ((size_t)src->n_past + KV_KB - 1) / KV_KB * src->k_block, vb = (size_t)src->n_past * src->v_row;
+    for (int i = 0; src->n_past && i < src->model->n_attn; i++) {
+        memcpy(dst->k[i], src->k[i], kb);
+        memcpy(dst->v[i], src->v[i], vb);
+    }
+    size_t conv = sizeof(float) * (size_t)src->model->n_conv * 2 * src->model->info.n_embd;
+    memcpy(dst->conv, src->conv, conv);
+    memcpy(dst->tokens, src->tokens, sizeof(int32_t) * (size_t)src->n_past);
+    if (src->n_rows) memcpy(dst->logits, src->logits, sizeof(float) * (size_t)src->n_rows * src->model->info.n_vocab);
+    for (int i = 0; i < dst->n_ckpt; i++) free(dst->ckpt[i].conv);
+    dst->n_ckpt = 0;
+    for (int i = 0; i < src->n_ckpt; i++) { /* a checkpoint that cannot be copied only costs re-computation */
+        float *c = malloc(conv + 1);
+        if (!c) continue;
+        memcpy(c, src->ckpt[i].conv, conv);
+        dst->ckpt[dst->n_ckpt++] = (conv_checkpoint){src->ckpt[i].pos, c};
+    }
+    dst->n_past = src->n_past;
+    dst->n_rows = src->n_rows;
+    return 0;
+}
+
+int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
+    if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
+    if (n_keep == s->n_past) return 0;
+    /* the newest checkpoint at or before n_keep; later ones describe tokens being dropped */
+    int best = -1;
+    for (int i = 0; i < s->n_ckpt; i++)
+        if (s->ckpt[i].pos <= n_keep && (best < 0 || s->ckpt[i].pos > s->ckpt[best].pos)) best = i;
+    size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
+    int from = 0;
+    if (best >= 0) {
+        memcpy(s->conv, s->ckpt[best].conv, bytes);
+        from = s->ckpt[best].pos;
+    } else {
+        memset(s->conv, 0, bytes);
+    }
+#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
+    cuda_session_push_conv(s);
+#endif
+    for (int i = 0; i < s->n_ckpt;)
+        if (s->ckpt[i].pos > n_keep) {
+            free(s->ckpt[i].conv);
+            s->ckpt[i] = s->ckpt[--s->n_ckpt];
+        } else {
+            i++;
+        }
+    /* the KV entries before n_keep are still valid; re-feed [from, n_keep) to rebuild the conv
+     * state (attention layers just rewrite identical K/V values) */
+    s->n_past = from;
+    if (n_keep > from) {
+        int32_t *replay = malloc(sizeof(int32_t) * (size_t)(n_keep - from));
+        if (!replay) return fail(err, LFM2C_ENOMEM, "out of memory");
+        memcpy(replay, s->tokens + from, sizeof(int32_t) * (size_t)(n_keep - from));
+        int rc = lfm2c_session_decode(s, replay, n_keep - from, LFM2C_LOGITS_NONE, err);
+        free(replay);
+        return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,31 @@
+/* session.h — per-sequence state: attention KV cache, conv state, token history, checkpoints. */
+#ifndef LFM2C_SESSION_H
+#define LFM2C_SESSION_H
+#include "core/model.h"
+
+typedef struct conv_checkpoint { int pos; float *conv; } conv_checkpoint;
+
+#define SESSION_MAX_CHECKPOINTS 16
+
+struct lfm2c_session {
+    lfm2c_model *model;
+    int n_ctx, n_past;
+    int32_t *tokens;        /* [n_ctx] history */
+    int kv_cap;             /* positions usable in each k / v array (allocated: rounded up to KV_KB) */
+    int kv_dim;             /* n_head_kv * head_dim of the widest attention layer */
+    int type_k, type_v;     /* LFM2C_KV_* (kernels.h KV_*) */
+    size_t k_block;         /* bytes of one K block (KV_KB positions, n_head_kv_max heads) */
+    size_t v_row;           /* bytes of one V row (kv_dim values) */
+    uint8_t **k, **v;       /* per attention layer, in the layouts of kernels.h */
+    float *conv;            /* per conv layer: [2][n_embd] = the last two u columns, oldest first */
+    float *logits;          /* [rows_cap][n_vocab] */
+    int n_rows, rows_cap;
+    conv_checkpoint ckpt[SESSION_MAX_CHECKPOINTS];
+    int n_ckpt;
+    void *cuda;             /* device KV cache + conv state (cuda_backend.h), NULL on the CPU */
+};
+
+/* Makes room for positions [0, n) in the KV cache. */
+int session_reserve(struct lfm2c_session *s, int n, lfm2c_error *err);
+int session_reserve_rows(struct lfm2c_session *s, int rows, lfm2c_error *err);
+#endif

@@ -1,0 +1,461 @@
+/* quant.c — GGML block formats: type table, half/bfloat conversion, bit-exact dequantization
+ * (spec section 7), activation quantization and the scalar reference dot products that every
+ * SIMD kernel is tested against. */
+#include "formats/ggml_types.h"
+
+#include <math.h>
+#include <string.h>
+
+static const ggml_type_info TYPES[GGML_NTYPES] = {
+    [GGML_F32] = {"F32", 1, 4, true},
+    [GGML_F16] = {"F16", 1, 2, true},
+    [GGML_Q4_0] = {"Q4_0", 32, sizeof(block_q4_0), true},
+    [GGML_Q4_1] = {"Q4_1", 32, sizeof(block_q4_1), true},
+    [GGML_Q5_0] = {"Q5_0", 32, sizeof(block_q5_0), true},
+    [GGML_Q5_1] = {"Q5_1", 32, sizeof(block_q5_1), true},
+    [GGML_Q8_0] = {"Q8_0", 32, sizeof(block_q8_0), true},
+    [GGML_Q8_1] = {"Q8_1", 32, 36, false},
+    [GGML_Q2_K] = {"Q2_K", 256, sizeof(block_q2_K), true},
+    [GGML_Q3_K] = {"Q3_K", 256, sizeof(block_q3_K), true},
+    [GGML_Q4_K] = {"Q4_K", 256, sizeof(block_q4_K), true},
+    [GGML_Q5_K] = {"Q5_K", 256, sizeof(block_q5_K), true},
+    [GGML_Q6_K] = {"Q6_K", 256, sizeof(block_q6_K), true},
+    [GGML_Q8_K] = {"Q8_K", 256, sizeof(block_q8_K), false},
+    [GGML_IQ4_NL] = {"IQ4_NL", 32, sizeof(block_iq4_nl), true},
+    [GGML_IQ4_XS] = {"IQ4_XS", 256, sizeof(block_iq4_xs), true},
+    [GGML_BF16] = {"BF16", 1, 2, true},
+    [GGML_MXFP4] = {"MXFP4", 32, sizeof(block_mxfp4), true},
+};
+
+const ggml_type_info *ggml_type_get(uint32_t type) {
+    if (type >= GGML_NTYPES || !TYPES[type].name) return NULL;
+    return &TYPES[type];
+}
+
+size_t ggml_row_size(uint32_t type, int64_t n) {
+    const ggml_type_info *t = ggml_type_get(type);
+    if (!t || n % t->block_size) return 0;
+    return (size_t)(n / t->block_size) * t->type_size;
+}
+
+/* ---- scalar conversions ------------------------------------------------------------------ */
+
+float fp16_to_f32(ggml_half h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000 | (man << 13);          /* inf / nan */
+    } else if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {                                          /* subnormal: normalise */
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else {
+        bits = sign | (exp + 112) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+ggml_half f32_to_fp16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffff;
+    if (absx > 0x7f800000) return (ggml_half)(sign | 0x7e00);          /* nan */
+    if (absx >= 0x477ff000) return (ggml_half)(sign | 0x7c00);         /* overflow -> inf */
+    if (absx < 0x38800000) {                                            /* subnormal or zero */
+        if (absx < 0x33000000) return (ggml_half)sign;                  /* < half the smallest */
+        uint32_t e = absx >> 23, man = (absx & 0x7fffff) | 0x800000;
+        int shift = 126 - (int)e;                                       /* 14 + (113 - e) - 1 */
+        uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+        return (ggml_half)(sign | q);
+    }
+    uint32_t q = (absx >> 13) - (112u << 10), rem = absx & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (q & 1))) q++;
+    return (ggml_half)(sign | q);
+}
+
+float bf16_to_f32(uint16_t b) {
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 64); /* quiet nan */
+    return (uint16_t)((x + (0x7fff + ((x >> 16) & 1))) >> 16);
+}
+
+/* ---- dequantization (spec 7) ------------------------------------------------------------- */
+
+static const int8_t IQ4NL_TABLE[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                       1, 13, 25, 38, 53, 69, 89, 113};
+static const int8_t MXFP4_TABLE[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K */
+static inline void kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+static void dq_q4_0(const block_q4_0 *b, float *y) {
+    float d = fp16_to_f32(b->d);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * ((b->qs[j] & 0xF) - 8);
+        y[j + 16] = d * ((b->qs[j] >> 4) - 8);
+    }
+}
+static void dq_q4_1(const block_q4_1 *b, float *y) {
+    float d = fp16_to_f32(b->d), m = fp16_to_f32(b->m);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (b->qs[j] & 0xF) + m;
+        y[j + 16] = d * (b->qs[j] >> 4) + m;
+    }
+}
+static void dq_q5_0(const block_q5_0 *b, float *y) {
+    float d = fp16_to_f32(b->d);
+    uint32_t h;
+    memcpy(&h, b->qh, 4);
+    for (int j = 0; j < 16; j++) {
+        /* int: the 5-bit value minus 16 is negative (h is unsigned) */
+        y[j] = d * ((int)((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) - 16);
+        y[j + 16] = d * ((int)((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16);
+    }
+}
+static void dq_q5_1(const block_q5_1 *b, float *y) {
+    float d = fp16_to_f32(b->d), m = fp16_to_f32(b->m);
+    uint32_t h;
+    memcpy(&h, b->qh, 4);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * ((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) + m;
+        y[j + 16] = d * ((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) + m;
+    }
+}
+static void dq_q8_0(const block_q8_0 *b, float *y) {
+    float d = fp16_to_f32(b->d);
+    for (int j = 0; j < 32; j++) y[j] = d * b->qs[j];
+}
+static void dq_q2_K(const block_q2_K *b, float *y) {
+    float d = fp16_to_f32(b->d), dmin = fp16_to_f32(b->dmin);
+    const uint8_t *q = b->qs;
+    int is = 0;
+    for (int n = 0; n < 2; n++, q += 32)
+        for (int s = 0; s < 8; s += 2) {
+            for (int half = 0; half < 2; half++) {
+                uint8_t sc = b->scales[is++];
+                float dl = d * (sc & 0xF), ml = dmin * (sc >> 4);
+                for (int l = 0; l < 16; l++) *y++ = dl * ((q[l + 16 * half] >> s) & 3) - ml;
+            }
+        }
+}
+static void dq_q3_K(const block_q3_K *b, float *y) {
+    float d = fp16_to_f32(b->d);
+    uint32_t a[3], A[4];
+    memcpy(a, b->scales, 12);
+    const uint32_t m1 = 0x03030303, m2 = 0x0f0f0f0f, t = a[2];
+    A[2] = ((a[0] >> 4) & m2) | (((t >> 4) & m1) << 4);
+    A[3] = ((a[1] >> 4) & m2) | (((t >> 6) & m1) << 4);
+    A[0] = (a[0] & m2) | (((t >> 0) & m1) << 4);
+    A[1] = (a[1] & m2) | (((t >> 2) & m1) << 4);
+    int8_t sc[16];
+    memcpy(sc, A, 16);
+    const uint8_t *q = b->qs;
+    uint8_t m = 1;
+    int is = 0;
+    for (int n = 0; n < 2; n++, q += 32)
+        for (int s = 0; s < 8; s += 2, m <<= 1)
+            for (int half = 0; half < 2; half++) {
+                float dl = d * (sc[is++] - 32);
+                for (int l = 0; l < 16; l++) {
+                    int k = l + 16 * half;
+                    *y++ = dl * (((q[k] >> s) & 3) - ((b->hmask[k] & m) ? 0 : 4));
+                }
+            }
+}
+static void dq_q4_K(const block_q4_K *b, float *y) {
+    float d = fp16_to_f32(b->d), dmin = fp16_to_f32(b->dmin);
+    for (int c = 0; c < 4; c++) {
+        uint8_t sc0, m0, sc1, m1;
+        kq_scale_min(2 * c, b->scales, &sc0, &m0);
+        kq_scale_min(2 * c + 1, b->scales, &sc1, &m1);
+        float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
+        const uint8_t *q = b->qs + 32 * c;
+        for (int l = 0; l < 32; l++) y[64 * c + l] = d0 * (q[l] & 0xF) - mm0;
+        for (int l = 0; l < 32; l++) y[64 * c + 32 + l] = d1 * (q[l] >> 4) - mm1;
+    }
+}
+static void dq_q5_K(const block_q5_K *b, float *y) {
+    float d = fp16_to_f32(b->d), dmin = fp16_to_f32(b->dmin);
+    for (int c = 0; c < 4; c++) {
+        uint8_t sc0, m0, sc1, m1;
+        kq_scale_min(2 * c, b->scales, &sc0, &m0);
+        kq_scale_min(2 * c + 1, b->scales, &sc1, &m1);
+        float d0 = d * sc0, mm0 = dmin * m0, d1 = d * sc1, mm1 = dmin * m1;
+        const uint8_t *q = b->qs + 32 * c;
+        uint8_t u0 = 1 << (2 * c), u1 = 2 << (2 * c);
+        for (int l = 0; l < 32; l++) y[64 * c + l] = d0 * ((q[l] & 0xF) + (b->qh[l] & u0 ? 16 : 0)) - mm0;
+        for (int l = 0; l < 32; l++) y[64 * c + 32 + l] = d1 * ((q[l] >> 4) + (b->qh[l] & u1 ? 16 : 0)) - mm1;
+    }
+}
+static void dq_q6_K(const block_q6_K *b, float *y) {
+    float d = fp16_to_f32(b->d);
+    for (int n = 0; n < 2; n++) {
+        const uint8_t *ql = b->ql + 64 * n, *qh = b->qh + 32 * n;
+        const int8_t *sc = b->scales + 8 * n;
+        float *yy = y + 128 * n;
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            yy[l] = d * sc[is + 0] * q1;
+            yy[l + 32] = d * sc[is + 2] * q2;
+            yy[l + 64] = d * sc[is + 4] * q3;
+            yy[l + 96] = d * sc[is + 6] * q4;
+        }
+    }
+}
+static void dq_iq4_nl(const block_iq4_nl *b, float *y) {
+    float d = fp16_to_f32(b->d);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * IQ4NL_TABLE[b->qs[j] & 0xF];
+        y[j + 16] = d * IQ4NL_TABLE[b->qs[j] >> 4];
+    }
+}
+static void dq_iq4_xs(const block_iq4_xs *b, float *y) {
+    float d = fp16_to_f32(b->d);
+    for (int ib = 0; ib < 8; ib++) {
+        int ls = ((b->scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((b->scales_h >> 2 * ib) & 3) << 4);
+        float dl = d * (ls - 32);
+        for (int j = 0; j < 16; j++) {
+            y[32 * ib + j] = dl * IQ4NL_TABLE[b->qs[16 * ib + j] & 0xF];
+            y[32 * ib + j + 16] = dl * IQ4NL_TABLE[b->qs[16 * ib + j] >> 4];
+        }
+    }
+}
+static void dq_mxfp4(const block_mxfp4 *b, float *y) {
+    float d = ldexpf(1.0f, (int)b->e - 128);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * MXFP4_TABLE[b->qs[j] & 0xF];
+        y[j + 16] = d * MXFP4_TABLE[b->qs[j] >> 4];
+    }
+}
+
+void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
+    const uint8_t *p = src;
+    switch (type) {
+    case GGML_F32: memcpy(dst, src, (size_t)n * 4); return;
+    case GGML_F16: for (int64_t i = 0; i < n; i++) { ggml_half h; memcpy(&h, p + 2 * i, 2); dst[i] = fp16_to_f32(h); } return;
+    case GGML_BF16: for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = bf16_to_f32(h); } return;
+    default: break;
+    }
+    const ggml_type_info *t = ggml_type_get(type);
+    for (int64_t i = 0; i < n / t->block_size; i++, p += t->type_size, dst += t->block_size) {
+        switch (type) {
+        case GGML_Q4_0: dq_q4_0((const void *)p, dst); break;
+        case GGML_Q4_1: dq_q4_1((const void *)p, dst); break;
+        case GGML_Q5_0: dq_q5_0((const void *)p, dst); break;
+        case GGML_Q5_1: dq_q5_1((const void *)p, dst); break;
+        case GGML_Q8_0: dq_q8_0((const void *)p, dst); break;
+        case GGML_Q2_K: dq_q2_K((const void *)p, dst); break;
+        case GGML_Q3_K: dq_q3_K((const void *)p, dst); break;
+        case GGML_Q4_K: dq_q4_K((const void *)p, dst); break;
+        case GGML_Q5_K: dq_q5_K((const void *)p, dst); break;
+        case GGML_Q6_K: dq_q6_K((const void *)p, dst); break;
+        case GGML_IQ4_NL: dq_iq4_nl((const void *)p, dst); break;
+        case GGML_IQ4_XS: dq_iq4_xs((const void *)p, dst); break;
+        case GGML_MXFP4: dq_mxfp4((const void *)p, dst); break;
+        default: memset(dst, 0, (size_t)t->block_size * 4); break;
+        }
+    }
+}
+
+/* ---- activation quantization -------------------------------------------------------------- */
+
+void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n) {
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_fp16(d);
+        for (int j = 0; j < 32; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+/* Scale chosen so the largest-magnitude value maps to -127 exactly (sign kept), rounding
+ * half to even: the integer grid then covers [-127, 127] with the extreme value exact. */
+void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+        if (amax == 0) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        for (int j = 0; j < QK_K; j++) {
+            int v = (int)nearbyintf(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v > 127 ? 127 : v < -128 ? -128 : v);
+        }
+        for (int j = 0; j < QK_K / 16; j++) {
+            int s = 0;
+            for (int k = 0; k < 16; k++) s += y[i].qs[16 * j + k];
+            y[i].bsums[j] = (int16_t)s;
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+uint32_t vec_dot_type(uint32_t t) {
+    switch (t) {
+    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0: return GGML_Q8_0;
+    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: return GGML_Q8_K;
+    default: return GGML_F32;
+    }
+}
+
+/* ---- scalar reference dot products: one weight row x quantized activations --------------- */
+
+/* Unpacks a 32-weight block of the Q4/Q5 families to integers q[32] (before d/m). */
+static void unpack_q32(uint32_t t, const uint8_t *p, int *q, float *d, float *m) {
+    *m = 0;
+    switch (t) {
+    case GGML_Q4_0: { const block_q4_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
+        for (int j = 0; j < 16; j++) { q[j] = (b->qs[j] & 0xF) - 8; q[j + 16] = (b->qs[j] >> 4) - 8; } break; }
+    case GGML_Q4_1: { const block_q4_1 *b = (const void *)p; *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
+        for (int j = 0; j < 16; j++) { q[j] = b->qs[j] & 0xF; q[j + 16] = b->qs[j] >> 4; } break; }
+    case GGML_Q5_0: { const block_q5_0 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4); *d = fp16_to_f32(b->d);
+        for (int j = 0; j < 16; j++) {
+            q[j] = ((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) - 16;
+            q[j + 16] = ((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16;
+        } break; }
+    case GGML_Q5_1: { const block_q5_1 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4);
+        *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
+        for (int j = 0; j < 16; j++) {
+            q[j] = (b->qs[j] & 0xF) | (((h >> j) & 1) << 4);
+            q[j + 16] = (b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4);
+        } break; }
+    default: { const block_q8_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
+        for (int j = 0; j < 32; j++) q[j] = b->qs[j];
+        break; }
+    }
+}
+
+static float dot_q32_q8_0(uint32_t t, int64_t n, const uint8_t *w, const block_q8_0 *a) {
+    size_t bs = ggml_type_get(t)->type_size;
+    float sum = 0;
+    for (int64_t i = 0; i < n / 32; i++, w += bs) {
+        int q[32];
+        float d, m;
+        unpack_q32(t, w, q, &d, &m);
+        int isum = 0, asum = 0;
+        for (int j = 0; j < 32; j++) { isum += q[j] * a[i].qs[j]; asum += a[i].qs[j]; }
+        float da = fp16_to_f32(a[i].d);
+        sum += d * da * (float)isum + m * da * (float)asum;
+    }
+    return sum;
+}
+
+static float dot_q4_K(int64_t n, const block_q4_K *w, const block_q8_K *a) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, mn;
+            kq_scale_min(j, w[i].scales, &sc, &mn);
+            const uint8_t *q = w[i].qs + 32 * (j / 2);
+            int s = 0;
+            for (int l = 0; l < 32; l++) s += ((j & 1) ? q[l] >> 4 : q[l] & 0xF) * a[i].qs[32 * j + l];
+            sumi += sc * s;
+            summ += mn * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        }
+        sum += a[i].d * (fp16_to_f32(w[i].d) * sumi - fp16_to_f32(w[i].dmin) * summ);
+    }
+    return sum;
+}
+
+static float dot_q5_K(int64_t n, const block_q5_K *w, const block_q8_K *a) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, mn;
+            kq_scale_min(j, w[i].scales, &sc, &mn);
+            const uint8_t *q = w[i].qs + 32 * (j / 2);
+            int s = 0;
+            for (int l = 0; l < 32; l++) {
+                int v = ((j & 1) ? q[l] >> 4 : q[l] & 0xF) + ((w[i].qh[l] >> j) & 1) * 16;
+                s += v * a[i].qs[32 * j + l];
+            }
+            sumi += sc * s;
+            summ += mn * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        }
+        sum += a[i].d * (fp16_to_f32(w[i].d) * sumi - fp16_to_f32(w[i].dmin) * summ);
+    }
+    return sum;
+}
+
+static float dot_q6_K(int64_t n, const block_q6_K *w, const block_q8_K *a) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int8_t q[256];
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
+            int8_t *qq = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                qq[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                qq[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                qq[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                qq[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += q[16 * j + l] * a[i].qs[16 * j + l];
+            sumi += w[i].scales[j] * s;
+        }
+        sum += a[i].d * fp16_to_f32(w[i].d) * sumi;
+    }
+    return sum;
+}
+
+float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {
+    switch (t) {
+    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0:
+        return dot_q32_q8_0(t, n, w, act);
+    case GGML_Q4_K: return dot_q4_K(n, w, act);
+    case GGML_Q5_K: return dot_q5_K(n, w, act);
+    case GGML_Q6_K: return dot_q6_K(n, w, act);
+    default: return vec_dot_float(t, n, w, act);
+    }
+}
+
+float vec_dot_float(uint32_t t, int64_t n, const void *w, const float *x) {
+    const ggml_type_info *ti = ggml_type_get(t);
+    int bs = ti->block_size;
+    int chunk = bs >= 256 ? bs : 256 / bs * bs;
+    float buf[256];
+    double sum = 0;
+    const uint8_t *p = w;
+    for (int64_t i = 0; i < n; i += chunk) {
+        int m = (int)(n - i < chunk ? n - i : chunk);
+        dequantize_row(t, p + (size_t)(i / bs) * ti->type_size, buf, m);
+        for (int j = 0; j < m; j++) sum += (double)buf[j] * x[i + j];
+    }
+    return (float)sum;
+}

@@ -1,0 +1,751 @@
+/* hub.c — `pull`: fetch GGUF files of a Hugging Face repository into the Hugging Face cache.
+ *
+ * The Hub's documented HTTP API: GET /api/models/{repo}/revision/{rev} gives the commit ("sha"),
+ * GET /api/models/{repo}/tree/{commit}?recursive=true the files with their sizes and, for LFS
+ * files, lfs.oid = the sha256 of the content; GET /{repo}/resolve/{commit}/{file} serves the file
+ * (usually a redirect to a CDN). Files go to blobs/<sha256>.incomplete first (the name
+ * huggingface_hub uses, so a partial download by either tool resumes with a Range request), are
+ * verified against the sha256 and renamed to blobs/<sha256>; snapshots/<commit>/<file> is a
+ * relative symlink to the blob and refs/<revision> holds the commit, as huggingface_hub does.
+ * A sha256 mismatch deletes the partial file (its bytes cannot be trusted for a resume). */
+#include "hub/hub.h"
+#include "core/error.h"
+#include "hub/sha256.h"
+
+#include <curl/curl.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------- small helpers ---------- */
+
+static char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xstrdup_printf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    va_end(ap);
+    return s;
+}
+
+static int mkdirs(const char *path) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+    return 0;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {}
+}
+
+char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p) {
+    if (p && p->cache_dir) return strdup(p->cache_dir);
+    const char *e = getenv("HF_HUB_CACHE");
+    if (e && *e) return strdup(e);
+    if ((e = getenv("HF_HOME")) && *e) return xstrdup_printf("%s/hub", e);
+    if ((e = getenv("XDG_CACHE_HOME")) && *e) return xstrdup_printf("%s/huggingface/hub", e);
+    const char *home = getenv("HOME");
+    return xstrdup_printf("%s/.cache/huggingface/hub", home && *home ? home : ".");
+}
+
+static bool env_true(const char *name) {
+    const char *e = getenv(name);
+    return e && (!strcmp(e, "1") || !strcasecmp(e, "true") || !strcasecmp(e, "yes") || !strcasecmp(e, "on"));
+}
+
+/* a repo name: ORG/NAME, each [A-Za-z0-9._-]+, no "..", no leading '.' or '-' */
+static bool valid_repo(const char *r) {
+    const char *slash = strchr(r, '/');
+    if (!slash || slash == r || !slash[1] || strchr(slash + 1, '/') || strstr(r, "..")) return false;
+    for (const char *q = r; *q; q++)
+        if (!(isalnum((unsigned char)*q) || *q == '.' || *q == '_' || *q == '-' || *q == '/')) return false;
+    return r[0] != '.' && r[0] != '-' && slash[1] != '.' && slash[1] != '-';
+}
+
+/* a file path inside the repo: no "..", no absolute path, printable without spaces */
+static bool valid_file(const char *f) {
+    if (!*f || f[0] == '/' || strlen(f) > 512) return false;
+    for (const char *q = f; *q; q++)
+        if ((unsigned char)*q <= ' ' || *q == '\\' || *q == '?' || *q == '#' || *q == '%') return false;
+    for (const char *q = f; (q = strstr(q, "..")); q += 2)
+        if ((q == f || q[-1] == '/') && (q[2] == 0 || q[2] == '/')) return false;
+    return true;
+}
+
+bool lfm2c_hub_quant_of(const char *name, char *out, size_t cap) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    size_t n = strlen(base);
+    if (n < 5 || strcasecmp(base + n - 5, ".gguf")) return false;
+    n -= 5;
+    /* strip a split suffix -00001-of-00003 */
+    if (n > 15 && !strncmp(base + n - 9, "-of-", 4) && base[n - 15] == '-') n -= 15;
+    size_t start = n;
+    while (start > 0 && base[start - 1] != '-' && base[start - 1] != '.') start--;
+    size_t len = n - start;
+    if (len == 0 || len + 1 > cap) return false;
+    /* a quant tag starts with Q, IQ, F, BF or TQ and contains a digit */
+    bool digit = false;
+    for (size_t i = 0; i < len; i++) {
+        out[i] = (char)toupper((unsigned char)base[start + i]);
+        if (isdigit((unsigned char)out[i])) digit = true;
+    }
+    out[len] = 0;
+    if (!digit) return false;
+    return out[0] == 'Q' || !strncmp(out, "IQ", 2) || out[0] == 'F' || !strncmp(out, "BF", 2) || !strncmp(out, "TQ", 2);
+}
+
+/* split part: "...-00002-of-00003.gguf" -> part 2 of 3 (and the prefix length before it) */
+static bool split_part(const char *name, int *part, int *count, size_t *prefix) {
+    size_t n = strlen(name);
+    if (n < 5 + 15 || strcasecmp(name + n - 5, ".gguf")) return false;
+    const char *s = name + n - 5 - 15;
+    int a, b;
+    char tail[8];
+    if (s[0] != '-' || sscanf(s, "-%5d-of-%5d%7s", &a, &b, tail) != 3 || strcasecmp(tail, ".gguf")) return false;
+    if (!isdigit((unsigned char)s[1]) || !isdigit((unsigned char)s[11])) return false;
+    *part = a; *count = b; *prefix = (size_t)(s - name);
+    return a >= 1 && b >= 1 && a <= b;
+}
+
+/* ---------- HTTP ---------- */
+
+typedef struct { char *data; size_t len, cap, limit; } membuf;
+
+static size_t mem_write(char *p, size_t sz, size_t nm, void *ud) {
+    membuf *b = ud;
+    size_t n = sz * nm;
+    if (b->len + n > b->limit) return 0;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = (b->len + n + 1) * 2;
+        char *nd = realloc(b->data, cap);
+        if (!nd) return 0;
+        b->data = nd;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return n;
+}
+
+typedef struct {
+    const lfm2c_hub_params *p;
+    const char *endpoint, *token;
+    int retries, backoff_ms;
+} hub_ctx;
+
+static struct curl_slist *auth_headers(const hub_ctx *h) {
+    struct curl_slist *l = curl_slist_append(NULL, "User-Agent: lfm2c");
+    if (h->token && *h->token) {
+        char *a = xstrdup_printf("Authorization: Bearer %s", h->token);
+        if (a) l = curl_slist_append(l, a);
+        free(a);
+    }
+    return l;
+}
+
+static int cancelled(const hub_ctx *h) { return h->p && h->p->cancel && *h->p->cancel; }
+
+static int xfer_cancel(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+    return cancelled(ud) ? 1 : 0;
+}
+
+static void common_opts(CURL *c, const hub_ctx *h, struct curl_slist *hdr) {
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);     /* a stalled transfer is a network error */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, xfer_cancel);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)h);
+}
+
+static bool status_error(long code, const char *what, lfm2c_error *err, const hub_ctx *h) {
+    if (code == 401 || code == 403) {
+        lfm2c_set_error(err, LFM2C_HUB_E_AUTH,
+                        "%s: HTTP %ld: %s (a gated or private repository, or one that does not exist: check the name; "
+                        "for a gated one accept its terms on the Hub and set HF_TOKEN or --hf-token)",
+                        what, code, h->token && *h->token ? "the token was refused" : "authentication required");
+        return true;
+    }
+    if (code == 404) {
+        lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s: not found (HTTP 404)", what);
+        return true;
+    }
+    if (code >= 400 && code < 500) {
+        lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: HTTP %ld", what, code);
+        return true;
+    }
+    return false;
+}
+
+/* GET url into memory (JSON answers: at most 64 MiB), retrying network errors and 5xx. */
+static char *http_get(const hub_ctx *h, const char *url, const char *what, lfm2c_error *err) {
+    for (int attempt = 0;; attempt++) {
+        CURL *c = curl_easy_init();
+        if (!c) { lfm2c_set_error(err, LFM2C_HUB_E_NET, "cannot start libcurl"); return NULL; }
+        struct curl_slist *hdr = auth_headers(h);
+        membuf b = {NULL, 0, 0, 64u << 20};
+        common_opts(c, h, hdr);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+        CURLcode rc = curl_easy_perform(c);
+        long code = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        curl_slist_free_all(hdr);
+        curl_easy_cleanup(c);
+        if (rc == CURLE_ABORTED_BY_CALLBACK || cancelled(h)) {
+            free(b.data);
+            lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted", what);
+            return NULL;
+        }
+        if (rc == CURLE_OK && code >= 200 && code < 300) {
+            if (!b.data) b.data = strdup("");
+            return b.data;
+        }
+        free(b.data);
+        if (rc == CURLE_OK && status_error(code, what, err, h)) return NULL;
+        if (attempt >= h->retries) {
+            if (rc != CURLE_OK) lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: %s (%s)", what, curl_easy_strerror(rc), url);
+            else lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: HTTP %ld (%s)", what, code, url);
+            return NULL;
+        }
+        sleep_ms(h->backoff_ms << (attempt < 10 ? attempt : 10));
+    }
+}
+
+/* ---------- the download of one file ---------- */
+
+typedef struct {
+    FILE *f;
+    sha256_ctx sha;
+    uint64_t done, total, resumed;
+    const char *name;
+    const hub_ctx *h;
+    int write_errno;
+    long status;           /* status of the final response, known at its first body byte */
+    CURL *curl;
+    bool overflow;         /* the body is longer than the size the API announced */
+    struct timespec last;
+} dl_state;
+
+static size_t file_write(char *ptr, size_t sz, size_t nm, void *ud) {
+    dl_state *d = ud;
+    size_t n = sz * nm;
+    long code = 0;
+    curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code != 200 && code != 206) return n;   /* an error body: ignored, status handled later */
+    if (d->status == 0 && code == 200 && d->done > 0) {   /* Range not honoured: start over */
+        if (ftruncate(fileno(d->f), 0) || fseek(d->f, 0, SEEK_SET)) { d->write_errno = errno; return 0; }
+        sha256_init(&d->sha);
+        d->done = d->resumed = 0;
+    }
+    d->status = code;
+    if (n > d->total - d->done) { d->overflow = true; return 0; }   /* never write past the announced size */
+    if (fwrite(ptr, 1, n, d->f) != n || fflush(d->f)) { d->write_errno = errno ? errno : EIO; return 0; }
+    sha256_update(&d->sha, ptr, n);
+    d->done += n;
+    if (d->h->p && d->h->p->progress) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double dt = (now.tv_sec - d->last.tv_sec) + (now.tv_nsec - d->last.tv_nsec) * 1e-9;
+        if (dt >= 0.1) {
+            d->last = now;
+            d->h->p->progress(d->h->p->progress_user, d->name, d->done, d->total, d->resumed, false);
+        }
+    }
+    return n;
+}
+
+/* hashes the partial file already on disk (its bytes count as downloaded) */
+static int hash_existing(FILE *f, dl_state *d) {
+    if (fseek(f, 0, SEEK_SET)) return -1;
+    char *buf = malloc(1 << 20);
+    if (!buf) return -1;
+    size_t r;
+    while ((r = fread(buf, 1, 1 << 20, f)) > 0) {
+        sha256_update(&d->sha, buf, r);
+        d->done += r;
+        if (cancelled(d->h)) break;
+    }
+    free(buf);
+    int bad = ferror(f);
+    return bad || fseek(f, 0, SEEK_END) ? -1 : 0;
+}
+
+static int download_blob(const hub_ctx *h, const char *url, const char *name, const char *sha_expect,
+                         uint64_t size, const char *blob, lfm2c_error *err) {
+    char *part = xstrdup_printf("%s.incomplete", blob);
+    if (!part) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory"); return -1; }
+    int rc = -1;
+    for (int attempt = 0;; attempt++) {
+        FILE *f = fopen(part, "a+b");
+        if (!f) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", part, strerror(errno)); break; }
+        dl_state d = {.f = f, .total = size, .name = name, .h = h};
+        sha256_init(&d.sha);
+        clock_gettime(CLOCK_MONOTONIC, &d.last);
+        if (hash_existing(f, &d)) {
+            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot read '%s': %s", part, strerror(errno));
+            fclose(f);
+            break;
+        }
+        if (cancelled(h)) { fclose(f); lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted", name); break; }
+        d.resumed = d.done;
+        CURLcode cr = CURLE_OK;
+        long code = 0;
+        if (d.done > size) {   /* longer than the file: cannot be a prefix of it */
+            if (ftruncate(fileno(f), 0) == 0) { fclose(f); continue; }
+            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno));
+            fclose(f);
+            break;
+        }
+        if (d.done < size) {
+            CURL *c = curl_easy_init();
+            struct curl_slist *hdr = auth_headers(h);
+            d.curl = c;
+            common_opts(c, h, hdr);
+            curl_easy_setopt(c, CURLOPT_URL, url);
+            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, file_write);
+            curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
+            if (d.done) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d.done);
+            cr = curl_easy_perform(c);
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+            curl_slist_free_all(hdr);
+            curl_easy_cleanup(c);
+        }
+        if (fflush(f) && !d.write_errno) d.write_errno = errno;
+        if (fclose(f) && !d.write_errno) d.write_errno = errno;
+        if (cr == CURLE_ABORTED_BY_CALLBACK || cancelled(h)) {
+            lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted; %llu of %llu bytes kept in '%s', the next pull resumes",
+                            name, (unsigned long long)d.done, (unsigned long long)size, part);
+            break;
+        }
+        if (d.overflow) {
+            unlink(part);
+            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the server sent more than the %llu bytes the API announced; the download was deleted",
+                            name, (unsigned long long)size);
+            break;
+        }
+        if (d.write_errno) {
+            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s (%llu of %llu bytes written; kept for resume)",
+                            part, strerror(d.write_errno), (unsigned long long)d.done, (unsigned long long)size);
+            break;
+        }
+        if (cr == CURLE_OK && d.done < size && code != 0 && code != 200 && code != 206 && code != 416) {
+            if (status_error(code, name, err, h)) break;
+        }
+        if (cr == CURLE_OK && d.done == size) {
+            char hex[65];
+            sha256_final_hex(&d.sha, hex);
+            if (sha_expect && strcmp(hex, sha_expect)) {
+                unlink(part);
+                lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
+                                "%s: sha256 mismatch (expected %s, got %s); the download was deleted, nothing was published",
+                                name, sha_expect, hex);
+                break;
+            }
+            if (rename(part, blob)) {
+                lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot rename '%s': %s", part, strerror(errno));
+                break;
+            }
+            if (h->p && h->p->progress) h->p->progress(h->p->progress_user, name, d.done, size, d.resumed, true);
+            rc = 0;
+            break;
+        }
+        if (cr == CURLE_OK && code == 416) {   /* the server thinks we are past the end: start over */
+            if (truncate(part, 0)) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno)); break; }
+        }
+        /* a network error or a short body: retry, resuming from what is on disk */
+        if (attempt < h->retries && h->p && h->p->notice) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s: %s after %llu of %llu bytes; retry %d of %d in %.2f s, resuming",
+                     name, cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", (unsigned long long)d.done,
+                     (unsigned long long)size, attempt + 1, h->retries, (h->backoff_ms << (attempt < 10 ? attempt : 10)) / 1000.0);
+            h->p->notice(h->p->progress_user, msg);
+        }
+        if (attempt >= h->retries) {
+            lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: %s after %d attempts (%llu of %llu bytes kept in '%s'; run the pull again to resume)",
+                            name, cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", attempt + 1,
+                            (unsigned long long)d.done, (unsigned long long)size, part);
+            break;
+        }
+        sleep_ms(h->backoff_ms << (attempt < 10 ? attempt : 10));
+    }
+    free(part);
+    return rc;
+}
+
+/* ---------- resolution ---------- */
+
+typedef struct { char *path, *sha; uint64_t size; } repo_file;
+
+static const char *const QUANT_ORDER[] = {
+    "Q4_K_M", "Q4_K_S", "Q4_K", "Q4_0", "IQ4_XS", "IQ4_NL", "Q4_1", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1",
+    "Q3_K_L", "Q3_K_M", "Q6_K", "Q3_K_S", "Q8_0", "IQ3_M", "IQ3_XS", "Q2_K", "F16", "BF16", "F32", NULL};
+
+static int quant_rank(const char *q) {
+    for (int i = 0; QUANT_ORDER[i]; i++)
+        if (!strcmp(q, QUANT_ORDER[i])) return i;
+    return 1000;
+}
+
+static bool is_model_gguf(const char *path) {
+    size_t n = strlen(path);
+    if (n < 5 || strcasecmp(path + n - 5, ".gguf")) return false;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    return strncasecmp(base, "mmproj", 6) != 0;   /* vision projectors are not models */
+}
+
+/* picks the files of the requested quant/file among the repo's GGUFs; fills idx[] (sorted parts) */
+static int choose(repo_file *fs, int nf, const char *quant, const char *file, int *idx, const char *repo, lfm2c_error *err) {
+    int pick = -1;
+    if (file) {
+        for (int i = 0; i < nf; i++)
+            if (!strcmp(fs[i].path, file)) pick = i;
+        if (pick < 0) { lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s has no file '%s'", repo, file); return -1; }
+    } else {
+        char want[32];
+        snprintf(want, sizeof want, "%s", quant ? quant : "Q4_K_M");
+        for (char *q = want; *q; q++) *q = (char)toupper((unsigned char)*q);
+        int best = -1, best_rank = 1 << 30;
+        for (int i = 0; i < nf; i++) {
+            char q[32];
+            if (!is_model_gguf(fs[i].path) || !lfm2c_hub_quant_of(fs[i].path, q, sizeof q)) continue;
+            int part, cnt; size_t pre;
+            if (split_part(fs[i].path, &part, &cnt, &pre) && part != 1) continue;
+            if (!strcmp(q, want)) { pick = i; break; }
+            int r = quant_rank(q);
+            if (!quant && r < best_rank) { best = i; best_rank = r; }
+        }
+        if (pick < 0 && !quant) pick = best;
+        if (pick < 0) {
+            char list[1024] = "";
+            size_t used = 0;
+            for (int i = 0; i < nf; i++) {
+                char q[32];
+                int part, cnt; size_t pre;
+                if (!is_model_gguf(fs[i].path) || !lfm2c_hub_quant_of(fs[i].path, q, sizeof q)) continue;
+                if (split_part(fs[i].path, &part, &cnt, &pre) && part != 1) continue;
+                if (used + strlen(q) + 3 < sizeof list) used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", q);
+            }
+            if (used) lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s has no %s GGUF; it has: %s", repo, want, list);
+            else lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s has no GGUF model files", repo);
+            return -1;
+        }
+    }
+    int part, cnt; size_t pre;
+    if (!split_part(fs[pick].path, &part, &cnt, &pre)) { idx[0] = pick; return 1; }
+    if (cnt > 256) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "%s: %d split parts is too many", fs[pick].path, cnt); return -1; }
+    for (int k = 1; k <= cnt; k++) {
+        idx[k - 1] = -1;
+        for (int i = 0; i < nf; i++) {
+            int p2, c2; size_t pre2;
+            if (split_part(fs[i].path, &p2, &c2, &pre2) && p2 == k && c2 == cnt && pre2 == pre && !strncmp(fs[i].path, fs[pick].path, pre))
+                idx[k - 1] = i;
+        }
+        if (idx[k - 1] < 0) {
+            lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s: part %d of %d of '%.*s' is missing", repo, k, cnt, (int)pre, fs[pick].path);
+            return -1;
+        }
+    }
+    return cnt;
+}
+
+static void free_files(repo_file *fs, int nf) {
+    for (int i = 0; i < nf; i++) { free(fs[i].path); free(fs[i].sha); }
+    free(fs);
+}
+
+static bool is_hex64(const char *s) {
+    if (!s || strlen(s) != 64) return false;
+    for (; *s; s++) if (!isxdigit((unsigned char)*s)) return false;
+    return true;
+}
+
+static bool is_commit(const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    if (n < 7 || n > 64) return false;
+    for (; *s; s++) if (!isxdigit((unsigned char)*s)) return false;
+    return true;
+}
+
+/* the tree of `commit` as repo_file[] (files only) */
+static repo_file *list_tree(const hub_ctx *h, const char *repo, const char *commit, int *nf, lfm2c_error *err) {
+    char *url = xstrdup_printf("%s/api/models/%s/tree/%s?recursive=true", h->endpoint, repo, commit);
+    char *body = url ? http_get(h, url, repo, err) : NULL;
+    free(url);
+    if (!body) return NULL;
+    json_error_t je;
+    json_t *arr = json_loads(body, 0, &je);
+    free(body);
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: the file list is not a JSON array", repo);
+        return NULL;
+    }
+    size_t n = json_array_size(arr);
+    repo_file *fs = calloc(n ? n : 1, sizeof *fs);
+    int k = 0;
+    for (size_t i = 0; fs && i < n; i++) {
+        json_t *e = json_array_get(arr, i);
+        const char *type = json_string_value(json_object_get(e, "type"));
+        const char *path = json_string_value(json_object_get(e, "path"));
+        if (!type || strcmp(type, "file") || !path || !valid_file(path)) continue;
+        json_t *lfs = json_object_get(e, "lfs");
+        const char *sha = json_string_value(json_object_get(lfs, "oid"));
+        json_t *sz = json_object_get(lfs, "size");
+        if (!json_is_integer(sz)) sz = json_object_get(e, "size");
+        if (!json_is_integer(sz) || json_integer_value(sz) < 0) continue;
+        fs[k].path = strdup(path);
+        fs[k].sha = is_hex64(sha) ? strdup(sha) : NULL;
+        fs[k].size = (uint64_t)json_integer_value(sz);
+        k++;
+    }
+    json_decref(arr);
+    if (!fs) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory"); return NULL; }
+    *nf = k;
+    return fs;
+}
+
+static int write_text(const char *path, const char *text) {
+    char *tmp = xstrdup_printf("%s.tmp%d", path, (int)getpid());
+    if (!tmp) return -1;
+    FILE *f = fopen(tmp, "w");
+    int bad = !f || fputs(text, f) < 0;
+    if (f && fclose(f)) bad = 1;
+    if (bad || rename(tmp, path)) { unlink(tmp); free(tmp); return -1; }
+    free(tmp);
+    return 0;
+}
+
+/* snapshots/<commit>/<file> -> ../../blobs/<sha> (one more ../ per directory level of file) */
+static int link_snapshot(const char *repo_dir, const char *commit, const char *file, const char *sha, lfm2c_error *err) {
+    char *dst = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, file);
+    if (!dst) return -1;
+    char *slash = strrchr(dst, '/');
+    *slash = 0;
+    int ok = mkdirs(dst) == 0;
+    *slash = '/';
+    char target[PATH_MAX] = "../../";
+    for (const char *q = file; (q = strchr(q, '/')); q++) strncat(target, "../", sizeof target - strlen(target) - 1);
+    strncat(target, "blobs/", sizeof target - strlen(target) - 1);
+    strncat(target, sha, sizeof target - strlen(target) - 1);
+    char *tmp = xstrdup_printf("%s.lnk%d", dst, (int)getpid());
+    if (ok && tmp) {
+        unlink(tmp);
+        ok = symlink(target, tmp) == 0 && rename(tmp, dst) == 0;
+    }
+    if (!ok) {
+        lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot link '%s': %s", dst, strerror(errno));
+        if (tmp) unlink(tmp);
+    }
+    free(tmp);
+    free(dst);
+    return ok ? 0 : -1;
+}
+
+/* offline: the cached snapshot of refs/<revision> (or the revision itself when it is a commit) */
+static char *resolve_offline(const char *repo_dir, const char *revision, const char *repo, const char *quant,
+                             const char *file, lfm2c_error *err) {
+    char commit[128] = "";
+    char *refp = xstrdup_printf("%s/refs/%s", repo_dir, revision);
+    FILE *f = refp ? fopen(refp, "r") : NULL;
+    free(refp);
+    if (f) {
+        if (!fgets(commit, sizeof commit, f)) commit[0] = 0;
+        fclose(f);
+        commit[strcspn(commit, "\r\n")] = 0;
+    } else if (is_commit(revision)) {
+        snprintf(commit, sizeof commit, "%s", revision);
+    }
+    if (!commit[0] || !is_commit(commit)) {
+        lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s is not in the cache (%s) and we are offline", repo, repo_dir);
+        return NULL;
+    }
+    char *snap = xstrdup_printf("%s/snapshots/%s", repo_dir, commit);
+    DIR *d = snap ? opendir(snap) : NULL;
+    if (!d) {
+        lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s: snapshot %s is not in the cache and we are offline", repo, commit);
+        free(snap);
+        return NULL;
+    }
+    /* the snapshot's top-level files stand in for the tree */
+    int nf = 0, cap = 16;
+    repo_file *fs = calloc((size_t)cap, sizeof *fs);
+    struct dirent *de;
+    while (fs && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char *full = xstrdup_printf("%s/%s", snap, de->d_name);
+        struct stat st;
+        bool ok = full && stat(full, &st) == 0 && S_ISREG(st.st_mode);
+        free(full);
+        if (!ok) continue;
+        if (nf == cap) {
+            repo_file *nfs = realloc(fs, (size_t)cap * 2 * sizeof *fs);
+            if (!nfs) break;
+            fs = nfs;
+            cap *= 2;
+        }
+        fs[nf].path = strdup(de->d_name);
+        fs[nf].sha = NULL;
+        fs[nf].size = (uint64_t)st.st_size;
+        nf++;
+    }
+    closedir(d);
+    char *out = NULL;
+    int idx[256];
+    if (fs) {
+        int n = choose(fs, nf, quant, file, idx, repo, err);
+        if (n > 0) out = xstrdup_printf("%s/%s", snap, fs[idx[0]].path);
+        else if (err) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%.400s (offline: looked only in the cache)", err->msg);
+            lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s", msg);
+        }
+        free_files(fs, nf);
+    }
+    free(snap);
+    return out;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params *p, lfm2c_error *err) {
+    lfm2c_hub_params defaults = {0};
+    if (!p) p = &defaults;
+    if (!spec || !*spec) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "no repository given (ORG/NAME[:QUANT])"); return NULL; }
+    char repo[256], quant_buf[32];
+    const char *quant = NULL;
+    const char *colon;
+    /* "hf.co/ORG/NAME" and "huggingface.co/ORG/NAME" (ollama's spelling) are accepted too */
+    if (!strncmp(spec, "hf.co/", 6)) spec += 6;
+    else if (!strncmp(spec, "huggingface.co/", 15)) spec += 15;
+    colon = strchr(spec, ':');
+    size_t rlen = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (rlen >= sizeof repo) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "repository name too long"); return NULL; }
+    memcpy(repo, spec, rlen);
+    repo[rlen] = 0;
+    if (!valid_repo(repo)) {
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "'%s' is not a repository name (ORG/NAME[:QUANT], e.g. LiquidAI/LFM2-1.2B-GGUF:Q4_K_M)", spec);
+        return NULL;
+    }
+    if (colon) {
+        if (!colon[1] || strlen(colon + 1) >= sizeof quant_buf) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant in '%s'", spec); return NULL; }
+        for (const char *q = colon + 1; *q; q++)
+            if (!isalnum((unsigned char)*q) && *q != '_') { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant '%s'", colon + 1); return NULL; }
+        snprintf(quant_buf, sizeof quant_buf, "%s", colon + 1);
+        quant = quant_buf;
+    }
+    if (file && !valid_file(file)) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad file name '%s'", file); return NULL; }
+    const char *revision = p->revision ? p->revision : "main";
+    if (!valid_file(revision) || strchr(revision, '/')) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad revision '%s'", revision); return NULL; }
+
+    char *cache = lfm2c_hub_cache_dir(p);
+    char *repo_slash = strchr(repo, '/');
+    char *repo_dir = cache ? xstrdup_printf("%s/models--%.*s--%s", cache, (int)(repo_slash - repo), repo, repo_slash + 1) : NULL;
+    free(cache);
+    if (!repo_dir) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory"); return NULL; }
+    char *out = NULL;
+    if (p->offline || env_true("HF_HUB_OFFLINE")) {
+        out = resolve_offline(repo_dir, revision, repo, quant, file, err);
+        free(repo_dir);
+        return out;
+    }
+
+    pthread_once(&curl_once, curl_init_once);
+    hub_ctx h = {.p = p};
+    const char *ep = p->endpoint ? p->endpoint : getenv("HF_ENDPOINT");
+    char *endpoint = strdup(ep && *ep ? ep : "https://huggingface.co");
+    if (!endpoint) { free(repo_dir); return NULL; }
+    for (size_t n = strlen(endpoint); n && endpoint[n - 1] == '/'; n--) endpoint[n - 1] = 0;
+    h.endpoint = endpoint;
+    h.token = p->token ? p->token : getenv("HF_TOKEN");
+    h.retries = p->max_retries < 0 ? 0 : p->max_retries ? p->max_retries : 5;
+    h.backoff_ms = p->backoff_ms > 0 ? p->backoff_ms : 1000;
+
+    repo_file *fs = NULL;
+    int nf = 0;
+    char commit[128];
+    char *url = xstrdup_printf("%s/api/models/%s/revision/%s", endpoint, repo, revision);
+    char *body = url ? http_get(&h, url, repo, err) : NULL;
+    free(url);
+    if (!body) goto done;
+    json_t *info = json_loads(body, 0, NULL);
+    free(body);
+    const char *sha = json_string_value(json_object_get(info, "sha"));
+    if (!is_commit(sha)) {
+        json_decref(info);
+        lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: the model info has no commit id", repo);
+        goto done;
+    }
+    snprintf(commit, sizeof commit, "%s", sha);
+    json_decref(info);
+    if (!(fs = list_tree(&h, repo, commit, &nf, err))) goto done;
+    int idx[256];
+    int n = choose(fs, nf, quant, file, idx, repo, err);
+    if (n <= 0) goto done;
+    char *blobs = xstrdup_printf("%s/blobs", repo_dir), *refs = xstrdup_printf("%s/refs", repo_dir);
+    int mk = blobs && refs && !mkdirs(blobs) && !mkdirs(refs) ? 0 : -1;
+    if (mk) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot create '%s': %s", repo_dir, strerror(errno));
+    free(blobs);
+    free(refs);
+    if (mk) goto done;
+    for (int k = 0; k < n; k++) {
+        repo_file *rf = &fs[idx[k]];
+        if (!rf->sha) { lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the Hub gives no sha256 for '%s' (not an LFS file)", repo, rf->path); goto done; }
+        char *blob = xstrdup_printf("%s/blobs/%s", repo_dir, rf->sha);
+        struct stat st;
+        int rc = 0;
+        if (!blob) rc = -1;
+        else if (stat(blob, &st) == 0 && (uint64_t)st.st_size == rf->size) {
+            if (p->progress) p->progress(p->progress_user, rf->path, rf->size, rf->size, rf->size, true);
+        } else {
+            char *furl = xstrdup_printf("%s/%s/resolve/%s/%s", endpoint, repo, commit, rf->path);
+            rc = furl ? download_blob(&h, furl, rf->path, rf->sha, rf->size, blob, err) : -1;
+            free(furl);
+        }
+        if (rc == 0) rc = link_snapshot(repo_dir, commit, rf->path, rf->sha, err);
+        free(blob);
+        if (rc) goto done;
+    }
+    char *ref = xstrdup_printf("%s/refs/%s", repo_dir, revision);
+    if (!ref || write_text(ref, commit)) {
+        lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", ref ? ref : "refs", strerror(errno));
+        free(ref);
+        goto done;
+    }
+    free(ref);
+    out = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
+done:
+    free_files(fs, nf);
+    free(endpoint);
+    free(repo_dir);
+    return out;
+}

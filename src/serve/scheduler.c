@@ -1,0 +1,733 @@
+/* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step. */
+#include "serve/scheduler.h"
+#include "chat/toolcall.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct slot {
+    lfm2c_session *sess;
+    sched_req *req;            /* NULL: free */
+    int n_fed;                 /* prompt tokens in the session */
+    int32_t next;              /* sampled token to feed at the next step, -1: none */
+    bool has_logits;           /* the last decode of this slot produced a logits row */
+    lfm2c_sampler *sampler;
+    lfm2c_detok detok;
+    const grammar *g;          /* active grammar, NULL: free text */
+    bool g_tool;               /* the active grammar is the tool-call list */
+    grammar_state gst;
+    bool g_stuck;              /* the mask allowed nothing */
+    int32_t *forced;           /* tokens to emit without sampling */
+    int n_forced, i_forced, cap_forced;
+    uint64_t last_used;
+    int cap_prompt_lp;         /* capacity of req->prompt_lp */
+    struct sched *owner;
+} slot;
+
+struct sched {
+    lfm2c_model *model;
+    sched_params p;
+    int n_vocab;
+    slot *slots;
+    sched_req **queue;
+    int n_queue;
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    pthread_t thread;
+    bool running, stopping;
+    sched_stats st;
+    grammar_vocab *gvocab;
+    bool *allowed;             /* mask scratch (the scheduler thread only) */
+    int32_t *eog;              /* end-of-generation tokens */
+    int n_eog;
+    int32_t tool_start, tool_end; /* -1 if the vocabulary lacks them */
+    float *scratch_logits;
+};
+
+double sched_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+enum { PROMPT_LOGPROBS_CHUNK = 64 }; /* prompt tokens per step of a request reading all logits */
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+sched_req *sched_req_new(void) {
+    sched_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_cond_init(&r->cond, NULL);
+    r->refs = 1;
+    r->n_logprobs = -1;
+    r->stop_hit = -1;
+    r->max_tokens = 256;
+    r->sampling = lfm2c_sampler_default_params();
+    return r;
+}
+
+static void req_unref(sched_req *r);
+
+static void req_free(sched_req *r) {
+    if (r->fork_of) req_unref(r->fork_of);
+    free(r->prompt);
+    free(r->logit_bias);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->stop);
+    free(r->text);
+    free(r->logprobs);
+    free(r->prompt_lp);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}
+
+static void req_unref(sched_req *r) {
+    if (--r->refs == 0) req_free(r);
+}
+
+static void req_signal(sched_req *r) {
+    pthread_cond_broadcast(&r->cond);
+    if (r->notify) pthread_cond_broadcast(r->notify);
+}
+
+void sched_release(sched *s, sched_req *r) {
+    pthread_mutex_lock(&s->mu);
+    r->cancelled = true;
+    r->notify = NULL;   /* the caller's condition may be gone once it released the request */
+    req_unref(r);
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sched_submit_group(sched *s, sched_req **rs, int n) {
+    pthread_mutex_lock(&s->mu);
+    /* free slots take requests at the next step: they count as room too */
+    if (s->stopping || n < 1 || s->n_queue + n > s->p.queue_max + (s->p.n_slots - s->st.active_slots)) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        sched_req *r = rs[i];
+        r->refs++;
+        if (r->fork_of) r->fork_of->refs++;   /* the child reads its parent's progress */
+        r->t_submit = sched_now();
+        s->queue[s->n_queue++] = r;
+        s->st.requests++;
+    }
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+int sched_submit(sched *s, sched_req *r) { return sched_submit_group(s, &r, 1); }
+
+void sched_lock(sched *s) { pthread_mutex_lock(&s->mu); }
+void sched_unlock(sched *s) { pthread_mutex_unlock(&s->mu); }
+
+void sched_wait(sched *s, sched_req *r, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_cond_timedwait(r->notify ? r->notify : &r->cond, &s->mu, &ts);
+}
+
+void sched_get_stats(sched *s, sched_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->st;
+    out->queue_depth = s->n_queue;
+    out->n_slots = s->p.n_slots;
+    double held = 0;
+    for (int i = 0; s->slots && i < s->p.n_slots; i++)
+        if (s->slots[i].req) held += s->slots[i].n_fed + s->slots[i].req->n_generated;
+    out->kv_usage = s->p.n_slots > 0 ? held / ((double)s->p.n_slots * s->p.n_ctx) : 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- output of one token (lock held) ------------------------------------------------------- */
+
+static bool text_append(sched_req *r, const char *b, size_t n) {
+    if (r->n_text + n + 1 > r->cap_text) {
+        size_t cap = r->cap_text ? r->cap_text : 256;
+        while (cap < r->n_text + n + 1) cap *= 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return false;
+        r->text = t;
+        r->cap_text = cap;
+    }
+    memcpy(r->text + r->n_text, b, n);
+    r->n_text += n;
+    r->text[r->n_text] = 0;
+    return true;
+}
+
+/* Stop strings: cut at the first match; otherwise hold back a suffix that may start one. */
+static bool apply_stops(sched_req *r, size_t old_len) {
+    size_t hold = 0;
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        if (!sl) continue;
+        size_t from = old_len >= sl ? old_len - sl + 1 : 0;
+        for (size_t p = from; p + sl <= r->n_text; p++)
+            if (!memcmp(r->text + p, r->stop[i], sl)) {
+                r->stop_hit = i;
+                r->n_text = p;
+                r->text[p] = 0;
+                r->n_released = r->n_text < r->n_released ? r->n_text : r->n_released;
+                return true;
+            }
+        for (size_t k = sl - 1; k > hold; k--)
+            if (k <= r->n_text && !memcmp(r->text + r->n_text - k, r->stop[i], k)) { hold = k; break; }
+    }
+    size_t rel = r->n_text - hold;
+    if (rel > r->n_released) r->n_released = rel;
+    return false;
+}
+
+/* The log-probability of `tok` under `logits` and the top-k alternatives; NULL logits: a forced
+ * token (certain). */
+static void logprob_fill(const sched *s, int k, sched_logprob *lp, const float *logits, int32_t tok) {
+    memset(lp, 0, sizeof *lp);
+    lp->token = tok;
+    if (!logits) { lp->logprob = 0; return; }
+    float mx = -INFINITY;
+    for (int i = 0; i < s->n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < s->n_vocab; i++) sum += exp((double)(logits[i] - mx));
+    float lse = mx + (float)log(sum);
+    lp->logprob = logits[tok] - lse;
+    if (k > SCHED_MAX_TOP_LOGPROBS) k = SCHED_MAX_TOP_LOGPROBS;
+    for (int i = 0; i < s->n_vocab; i++) { /* insertion into a small sorted list */
+        float v = logits[i];
+        if (lp->n_top == k && (k == 0 || v <= logits[lp->top_token[k - 1]])) continue;
+        int j = lp->n_top < k ? lp->n_top++ : k - 1;
+        while (j > 0 && logits[lp->top_token[j - 1]] < v) { lp->top_token[j] = lp->top_token[j - 1]; j--; }
+        lp->top_token[j] = i;
+    }
+    for (int j = 0; j < lp->n_top; j++) lp->top_logprob[j] = logits[lp->top_token[j]] - lse;
+}
+
+/* A new entry at the end of an array of logprobs (NULL when out of memory). */
+static sched_logprob *logprob_push(sched_logprob **a, int *n, int *cap) {
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 64;
+        sched_logprob *p = realloc(*a, (size_t)c * sizeof *p);
+        if (!p) return NULL;
+        *a = p;
+        *cap = c;
+    }
+    return &(*a)[(*n)++];
+}
+
+static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok) {
+    if (r->n_logprobs < 0) return;
+    sched_logprob *lp = logprob_push(&r->logprobs, &r->n_logprobs_out, &r->cap_logprobs);
+    if (lp) logprob_fill(s, r->n_logprobs, lp, logits, tok);
+}
+
+/* Prompt tokens [from+1, from+n] are predicted by logits rows 0..n-1 of the chunk just read from
+ * position `from` (lock held). */
+static void prompt_logprobs_record(sched *s, slot *sl, int from, int n) {
+    sched_req *r = sl->req;
+    int cap = sl->cap_prompt_lp;
+    if (from == 0) {
+        sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
+        if (lp) { memset(lp, 0, sizeof *lp); lp->token = r->prompt[0]; lp->logprob = NAN; }
+    }
+    for (int j = 0; j < n && from + j + 1 < r->n_prompt; j++) {
+        sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
+        if (lp) logprob_fill(s, r->n_logprobs < 0 ? 0 : r->n_logprobs, lp, lfm2c_session_logits(sl->sess, j), r->prompt[from + j + 1]);
+    }
+    sl->cap_prompt_lp = cap;
+}
+
+/* ---- slots -------------------------------------------------------------------------------- */
+
+static void lat_observe(uint64_t *bucket, uint64_t *count, double *sum, double v) {
+    static const double bounds[SCHED_N_LAT] = SCHED_LAT_BOUNDS;
+    for (int i = 0; i < SCHED_N_LAT; i++)
+        if (v <= bounds[i]) bucket[i]++;
+    (*count)++;
+    *sum += v;
+}
+
+/* Latency of a request that produced tokens: time to first token, time per later token, whole. */
+static void stats_finished(sched_stats *st, const sched_req *r) {
+    if (r->n_generated < 1 || r->t_first <= 0) return;
+    double now = sched_now();
+    lat_observe(st->ttft_bucket, &st->ttft_count, &st->ttft_sum, r->t_first - r->t_submit);
+    if (r->n_generated > 1)
+        lat_observe(st->tpot_bucket, &st->tpot_count, &st->tpot_sum, (now - r->t_first) / (r->n_generated - 1));
+    lat_observe(st->e2e_bucket, &st->e2e_count, &st->e2e_sum, now - r->t_submit);
+}
+
+static void slot_finish(sched *s, slot *sl, int reason) {
+    sched_req *r = sl->req;
+    stats_finished(&s->st, r);
+    char buf[64];
+    int n = lfm2c_detok_flush(&sl->detok, buf, sizeof buf);
+    if (n > 0 && reason != FINISH_CANCELLED) text_append(r, buf, (size_t)n);
+    r->n_released = r->n_text;
+    r->finish = reason;
+    req_signal(r);
+    req_unref(r);
+    sl->req = NULL;
+    lfm2c_sampler_free(sl->sampler);
+    sl->sampler = NULL;
+    sl->n_forced = sl->i_forced = 0;
+    sl->next = -1;
+    sl->has_logits = false;
+    lfm2c_session_checkpoint(sl->sess);
+    s->st.active_slots--;
+}
+
+static void slot_fail(sched *s, slot *sl, const char *msg) {
+    snprintf(sl->req->error, sizeof sl->req->error, "%s", msg);
+    slot_finish(s, sl, FINISH_ERROR);
+}
+
+static bool force_push(slot *sl, int32_t t) {
+    if (sl->n_forced == sl->cap_forced) {
+        int cap = sl->cap_forced ? 2 * sl->cap_forced : 32;
+        int32_t *f = realloc(sl->forced, (size_t)cap * sizeof *f);
+        if (!f) return false;
+        sl->forced = f;
+        sl->cap_forced = cap;
+    }
+    sl->forced[sl->n_forced++] = t;
+    return true;
+}
+
+/* Under tool_choice "auto" with a JSON answer format, the first token may open a tool call
+ * instead of the JSON value. */
+static bool call_may_open(const sched *s, const slot *sl) {
+    const sched_req *r = sl->req;
+    return r && sl->g && !sl->g_tool && sl->g == r->json_grammar && r->tools_auto && r->tool_grammar &&
+           s->tool_start >= 0 && r->n_generated == 0;
+}
+
+/* The sampler's filter hook: only tokens that keep the grammar alive. */
+static void mask_filter(void *user, float *logits, int n_vocab) {
+    slot *sl = user;
+    sched *s = sl->owner;
+    if (!sl->g) return;
+    const int32_t *ends = sl->g_tool ? NULL : s->eog;
+    int n = grammar_allowed(sl->g, &sl->gst, s->gvocab, ends, sl->g_tool ? 0 : s->n_eog, s->allowed);
+    if (call_may_open(s, sl)) { /* tools under "auto" with a JSON answer: a call or the JSON */
+        if (!s->allowed[s->tool_start]) n++;
+        s->allowed[s->tool_start] = true;
+    }
+    if (n == 0) { sl->g_stuck = true; return; }
+    for (int i = 0; i < n_vocab; i++)
+        if (!s->allowed[i]) logits[i] = -INFINITY;
+}
+
+static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
+    sl->g = g;
+    sl->g_tool = tool;
+    sl->g_stuck = false;
+    grammar_state_init(g, &sl->gst);
+    (void)s;
+}
+
+/* Handles the token chosen for a slot (lock held). Returns true when the slot goes on. */
+static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
+    sched_req *r = sl->req;
+    bool forced = logits == NULL;
+    if (r->tool_grammar && t == s->tool_start && (r->tools_auto || forced) && (!sl->g || call_may_open(s, sl)))
+        grammar_start(s, sl, r->tool_grammar, true);
+    if (lfm2c_token_is_eog(s->model, t) && !(sl->g && !forced && !grammar_complete(sl->g, &sl->gst))) {
+        slot_finish(s, sl, FINISH_STOP);
+        return false;
+    }
+    if (r->n_generated == 0) r->t_first = sched_now();
+    r->n_generated++;
+    s->st.generated_tokens++;
+    logprob_record(s, r, logits, t);
+    char piece[512];
+    int n = lfm2c_detok_push(&sl->detok, s->model, t, piece, sizeof piece);
+    size_t old = r->n_text;
+    if (n > 0) text_append(r, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
+    if (sl->g && sl->g_tool && t == s->tool_end) {
+        slot_finish(s, sl, FINISH_TOOL_CALLS);
+        return false;
+    }
+    if (sl->g && t != s->tool_start) {
+        char bytes[512];
+        int nb = lfm2c_token_to_bytes(s->model, t, false, bytes, sizeof bytes);
+        if (nb > (int)sizeof bytes || !grammar_accept(sl->g, &sl->gst, bytes, (size_t)(nb > 0 ? nb : 0))) {
+            slot_fail(s, sl, "internal error: constrained decoding left its grammar");
+            return false;
+        }
+        if (sl->gst.depth == 0) { /* the value / the call list is complete: done (no marker is added) */
+            slot_finish(s, sl, sl->g_tool ? FINISH_TOOL_CALLS : FINISH_STOP);
+            return false;
+        }
+    }
+    if (!sl->g && r->n_stop && apply_stops(r, old)) {
+        slot_finish(s, sl, FINISH_STOP);
+        return false;
+    }
+    if (!r->n_stop || sl->g) r->n_released = r->n_text;
+    /* max_tokens is a hard bound in every mode, forced tokens included: a constrained answer cut
+     * here ends with finish "length" and exactly what was generated (nothing is invented) */
+    bool ctx_full = lfm2c_session_n_past(sl->sess) >= lfm2c_session_n_ctx(sl->sess);
+    if (r->n_generated >= r->max_tokens || ctx_full) {
+        slot_finish(s, sl, FINISH_LENGTH);
+        return false;
+    }
+    sl->next = t;
+    req_signal(r);
+    return true;
+}
+
+/* Picks the next token of a slot whose last decode produced logits (lock held). */
+static void slot_sample(sched *s, slot *sl, const float *logits) {
+    sched_req *r = sl->req;
+    sl->has_logits = false;
+    if (sl->i_forced < sl->n_forced) {
+        slot_take(s, sl, sl->forced[sl->i_forced++], NULL);
+        return;
+    }
+    int hist_n = lfm2c_session_n_past(sl->sess);
+    const int32_t *hist = lfm2c_session_tokens(sl->sess);
+    int32_t t = lfm2c_sampler_sample(sl->sampler, logits, hist, hist_n);
+    if ((sl->g && sl->g_stuck) || t < 0) { /* the request's own limits leave no token */
+        r->error_status = 400;
+        slot_fail(s, sl, sl->g ? "no token satisfies the output constraints together with logit_bias"
+                                : "logit_bias excludes every token");
+        return;
+    }
+    if (t >= s->n_vocab) { slot_fail(s, sl, "sampler returned no token"); return; }
+    (void)r;
+    slot_take(s, sl, t, logits);
+}
+
+static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
+    int n = na < nb ? na : nb, i = 0;
+    while (i < n && a[i] == b[i]) i++;
+    return i;
+}
+
+/* Sets a slot up for a request whose first `keep` prompt tokens are in its session (lock held). */
+static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
+    sl->n_fed = keep;
+    sl->next = -1;
+    sl->has_logits = false;
+    sl->g = NULL;
+    sl->g_stuck = false;
+    sl->n_forced = sl->i_forced = 0;
+    sl->cap_prompt_lp = 0;
+    lfm2c_detok_init(&sl->detok, true);
+    sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
+    if (sl->sampler) {
+        if (r->logit_bias) lfm2c_sampler_set_logit_bias(sl->sampler, r->logit_bias);
+        lfm2c_sampler_set_filter(sl->sampler, mask_filter, sl);
+    }
+    if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
+    if (r->force_tool_call && r->tool_grammar && s->tool_start >= 0) force_push(sl, s->tool_start);
+    r->n_cached = keep;
+    s->st.prompt_tokens += (uint64_t)r->n_prompt;
+    s->st.cached_tokens += (uint64_t)keep;
+    sl->req = r;
+    if (!sl->sampler) slot_fail(s, sl, "out of memory");
+}
+
+/* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
+ * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
+static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
+    lfm2c_error err = {0};
+    int n_past = lfm2c_session_n_past(sl->sess);
+    if (keep == 0) {
+        lfm2c_session_reset(sl->sess);
+    } else if (keep < n_past && lfm2c_session_truncate(sl->sess, keep, &err) != 0) {
+        lfm2c_session_reset(sl->sess);
+        keep = 0;
+    }
+    pthread_mutex_lock(&s->mu);
+    slot_setup(s, sl, r, keep);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A request copying its parent's state waits while the parent's prompt is still being read. */
+static bool waits_for_parent(sched *s, const sched_req *r) {
+    const sched_req *p = r->fork_of;
+    if (!p || p->finish != FINISH_NONE || p->cancelled) return false;
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (s->slots[i].req == p) return s->slots[i].n_fed < p->n_prompt;
+    return true; /* still queued */
+}
+
+/* The parent's prompt is read: each waiting child that finds a free slot starts from a copy of
+ * the parent's state and samples from the same logits (lock held). Children that find no slot
+ * are admitted later like any request. */
+static void fork_children(sched *s, slot *parent) {
+    if (parent->req->prompt_logprobs) return; /* its logits are rows of the whole chunk */
+    for (int q = 0; q < s->n_queue; q++) {
+        sched_req *r = s->queue[q];
+        if (r->fork_of != parent->req || r->cancelled) continue;
+        slot *sl = NULL;
+        for (int i = 0; i < s->p.n_slots && !sl; i++)
+            if (!s->slots[i].req) sl = &s->slots[i];
+        if (!sl) return;
+        lfm2c_error err = {0};
+        if (lfm2c_session_copy(sl->sess, parent->sess, &err) != 0) return;
+        memmove(&s->queue[q], &s->queue[q + 1], (size_t)(s->n_queue - q - 1) * sizeof *s->queue);
+        s->n_queue--;
+        q--;
+        s->st.active_slots++;
+        slot_setup(s, sl, r, r->n_prompt);
+        if (sl->req) slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+    }
+}
+
+static void admit(sched *s) {
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        /* drop cancelled requests still waiting */
+        for (int i = 0; i < s->n_queue; i++)
+            if (s->queue[i]->cancelled) {
+                sched_req *r = s->queue[i];
+                memmove(&s->queue[i], &s->queue[i + 1], (size_t)(s->n_queue - i - 1) * sizeof *s->queue);
+                s->n_queue--;
+                i--;
+                r->finish = FINISH_CANCELLED;
+                req_unref(r);
+            }
+        int best = -1, best_keep = -1, qi = 0;
+        while (qi < s->n_queue && waits_for_parent(s, s->queue[qi])) qi++;
+        sched_req *r = qi < s->n_queue ? s->queue[qi] : NULL;
+        for (int i = 0; r && i < s->p.n_slots; i++) {
+            slot *sl = &s->slots[i];
+            if (sl->req) continue;
+            int keep = common_prefix(lfm2c_session_tokens(sl->sess), lfm2c_session_n_past(sl->sess),
+                                     r->prompt, r->n_prompt);
+            if (keep > r->n_prompt - 1) keep = r->n_prompt - 1; /* feed at least one token */
+            if (s->p.no_prefix_reuse || r->prompt_logprobs) keep = 0; /* every position's logits are needed */
+            if (keep > best_keep || (keep == best_keep && sl->last_used < s->slots[best].last_used)) {
+                best = i;
+                best_keep = keep;
+            }
+        }
+        if (best < 0) { pthread_mutex_unlock(&s->mu); return; }
+        memmove(&s->queue[qi], &s->queue[qi + 1], (size_t)(s->n_queue - qi - 1) * sizeof *s->queue);
+        s->n_queue--;
+        s->st.active_slots++;
+        pthread_mutex_unlock(&s->mu);
+        slot_start(s, &s->slots[best], r, best_keep);
+    }
+}
+
+/* One step: one forward over every active slot. Returns false when there was nothing to do. */
+static bool step(sched *s) {
+    int n_slots = s->p.n_slots, n_items = 0, budget = s->p.prefill_chunk;
+    lfm2c_session *sess[n_slots];
+    const int32_t *toks[n_slots];
+    int ns[n_slots], modes[n_slots], which[n_slots];
+    int n_prefill = 0, n_decode = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->req && sl->req->cancelled) slot_finish(s, sl, FINISH_CANCELLED);
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n_slots; i++) {
+        slot *sl = &s->slots[i];
+        sched_req *r = sl->req;
+        if (!r) continue;
+        if (sl->n_fed < r->n_prompt) {
+            if (budget <= 0) continue;
+            int n = r->n_prompt - sl->n_fed;
+            if (n > budget) n = budget;
+            /* end a chunk at a turn boundary so a checkpoint lands there */
+            for (int j = 0; j < n - 1; j++)
+                if (lfm2c_token_is_eog(s->model, r->prompt[sl->n_fed + j]) && sl->n_fed + j + 1 < r->n_prompt) {
+                    n = j + 1;
+                    break;
+                }
+            if (r->prompt_logprobs && n > PROMPT_LOGPROBS_CHUNK) n = PROMPT_LOGPROBS_CHUNK; /* bounds the logits rows */
+            budget -= n;
+            n_prefill += n;
+            sess[n_items] = sl->sess;
+            toks[n_items] = r->prompt + sl->n_fed;
+            ns[n_items] = n;
+            modes[n_items] = r->prompt_logprobs ? LFM2C_LOGITS_ALL
+                           : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
+        } else if (sl->next >= 0) {
+            n_decode++;
+            sess[n_items] = sl->sess;
+            toks[n_items] = &sl->next;
+            ns[n_items] = 1;
+            modes[n_items] = LFM2C_LOGITS_LAST;
+        } else {
+            continue;
+        }
+        which[n_items++] = i;
+    }
+    if (!n_items) return false;
+    lfm2c_error err = {0};
+    double t0 = sched_now();
+    int rc = lfm2c_decode_batch(sess, toks, ns, modes, n_items, &err);
+    double dt = sched_now() - t0;
+    pthread_mutex_lock(&s->mu);
+    s->st.steps++;
+    s->st.batch_tokens += (uint64_t)(n_prefill + n_decode);
+    s->st.prefill_tokens += (uint64_t)n_prefill;
+    double share = (double)n_prefill / (double)(n_prefill + n_decode);
+    s->st.prefill_seconds += dt * share;
+    s->st.decode_seconds += dt * (1 - share);
+    for (int k = 0; k < n_items; k++) {
+        slot *sl = &s->slots[which[k]];
+        if (!sl->req) continue;
+        if (rc != 0) { slot_fail(s, sl, err.msg); continue; }
+        int row = 0;
+        if (sl->n_fed < sl->req->n_prompt) {
+            if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
+            sl->n_fed += ns[k];
+            lfm2c_session_checkpoint(sl->sess);
+            if (sl->n_fed < sl->req->n_prompt) continue;
+            row = modes[k] == LFM2C_LOGITS_ALL ? ns[k] - 1 : 0;
+            if (sl->req->max_tokens <= 0) { /* the prompt only */
+                slot_finish(s, sl, FINISH_LENGTH);
+                continue;
+            }
+            fork_children(s, sl);
+        }
+        sl->next = -1;
+        sl->last_used = s->st.steps;
+        slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
+    }
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
+static void *sched_main(void *arg) {
+    sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        bool stop = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        admit(s);
+        if (step(s)) continue;
+        pthread_mutex_lock(&s->mu);
+        bool idle = !s->stopping && s->n_queue == 0;
+        for (int i = 0; idle && i < s->p.n_slots; i++)
+            if (s->slots[i].req) idle = false;
+        if (idle) pthread_cond_wait(&s->work, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------- */
+
+static int32_t single_token(lfm2c_model *m, const char *text) {
+    lfm2c_error err = {0};
+    int n = 0;
+    int32_t *t = lfm2c_tokenize(m, text, strlen(text), false, true, &n, &err);
+    int32_t id = t && n == 1 ? t[0] : -1;
+    free(t);
+    return id;
+}
+
+sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
+    sched *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->model = model;
+    s->p = *p;
+    if (s->p.n_slots < 1) s->p.n_slots = 1;
+    if (s->p.queue_max < 1) s->p.queue_max = 1;
+    if (s->p.prefill_chunk < 1) s->p.prefill_chunk = 512;
+    s->n_vocab = lfm2c_vocab_size(model);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    s->slots = calloc((size_t)s->p.n_slots, sizeof *s->slots);
+    s->queue = calloc((size_t)(s->p.queue_max + s->p.n_slots), sizeof *s->queue);
+    s->allowed = calloc((size_t)s->n_vocab, sizeof *s->allowed);
+    s->eog = calloc((size_t)s->n_vocab, sizeof *s->eog);
+    if (!s->slots || !s->queue || !s->allowed || !s->eog) goto oom;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (lfm2c_token_is_eog(model, i)) s->eog[s->n_eog++] = i;
+    s->tool_start = single_token(model, TOOLCALL_START);
+    s->tool_end = single_token(model, TOOLCALL_END);
+    /* token byte strings for the grammar mask */
+    char **bytes = calloc((size_t)s->n_vocab, sizeof *bytes);
+    int *lens = calloc((size_t)s->n_vocab, sizeof *lens);
+    bool ok = bytes && lens;
+    for (int i = 0; ok && i < s->n_vocab; i++) {
+        char buf[1024];
+        int n = lfm2c_token_to_bytes(model, i, false, buf, sizeof buf);
+        if (n < 0 || n > (int)sizeof buf) n = 0;
+        lens[i] = n;
+        if (!(bytes[i] = malloc((size_t)n + 1))) ok = false;
+        else memcpy(bytes[i], buf, (size_t)n);
+    }
+    if (ok) s->gvocab = grammar_vocab_new((const char *const *)bytes, lens, s->n_vocab);
+    for (int i = 0; bytes && i < s->n_vocab; i++) free(bytes[i]);
+    free(bytes);
+    free(lens);
+    if (!s->gvocab) goto oom;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        s->slots[i].owner = s;
+        s->slots[i].next = -1;
+        if (!(s->slots[i].sess = lfm2c_session_new(model, s->p.n_ctx, err))) { sched_free(s); return NULL; }
+    }
+    s->running = true;
+    if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
+        s->running = false;
+        sched_free(s);
+        if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "cannot start the scheduler thread"); }
+        return NULL;
+    }
+    return s;
+oom:
+    sched_free(s);
+    if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "out of memory starting the scheduler"); }
+    return NULL;
+}
+
+void sched_shutdown(sched *s) {
+    if (!s) return;
+    if (s->running) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        s->running = false;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    for (int i = 0; s->slots && i < s->p.n_slots; i++)
+        if (s->slots[i].req) slot_finish(s, &s->slots[i], FINISH_CANCELLED);
+    for (int i = 0; i < s->n_queue; i++) {
+        s->queue[i]->finish = FINISH_CANCELLED;
+        req_signal(s->queue[i]);
+        req_unref(s->queue[i]);
+    }
+    s->n_queue = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    sched_shutdown(s);
+    for (int i = 0; s->slots && i < s->p.n_slots; i++) {
+        lfm2c_session_free(s->slots[i].sess);
+        free(s->slots[i].forced);
+    }
+    grammar_vocab_free(s->gvocab);
+    free(s->slots);
+    free(s->queue);
+    free(s->allowed);
+    free(s->eog);
+    free(s->scratch_logits);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->work);
+    free(s);
+}

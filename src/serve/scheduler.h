@@ -1,0 +1,122 @@
+/* scheduler.h — continuous batching of generation requests over one model.
+ *
+ * One thread owns the model: every step it runs ONE lfm2c_decode_batch over the next token of
+ * every generating slot plus a chunk of the prompts still being read, samples, detokenizes,
+ * applies stop strings and constrained decoding, and publishes the new text to the requests.
+ * A slot keeps its session between requests: a new request goes to the free slot whose token
+ * history shares the longest prefix with its prompt, and only the rest of the prompt is fed.
+ * Requests beyond the slots wait in a bounded queue; submit fails when it is full. */
+#ifndef LFM2C_SCHEDULER_H
+#define LFM2C_SCHEDULER_H
+#include "chat/grammar.h"
+#include "lfm2c.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sched sched;
+
+typedef struct sched_params {
+    int n_slots;        /* sequences decoded together */
+    int n_ctx;          /* context of each slot's session */
+    int queue_max;      /* requests that may wait beyond the free slots; more are refused */
+    int prefill_chunk;  /* prompt tokens per step (all prompts together) */
+    bool no_prefix_reuse; /* always start from an empty session (for measuring the reuse) */
+} sched_params;
+
+enum { FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_TOOL_CALLS, FINISH_CANCELLED, FINISH_ERROR };
+
+#define SCHED_MAX_TOP_LOGPROBS 20
+
+typedef struct sched_logprob {
+    int32_t token;
+    float logprob;
+    int n_top;
+    int32_t top_token[SCHED_MAX_TOP_LOGPROBS];
+    float top_logprob[SCHED_MAX_TOP_LOGPROBS];
+} sched_logprob;
+
+/* A request: the caller fills the inputs, submits, then reads the outputs under sched_lock. */
+typedef struct sched_req {
+    /* inputs (not touched after submit) */
+    int32_t *prompt;
+    int n_prompt;
+    lfm2c_sampler_params sampling;
+    float *logit_bias;          /* n_vocab entries or NULL (owned, freed with the request) */
+    int max_tokens;             /* 0: read the prompt only (its logprobs) */
+    char **stop;                /* stop strings (owned) */
+    int n_stop;
+    int n_logprobs;             /* -1: none; else top-N alternatives (0..20) per token */
+    const grammar *json_grammar;   /* constrained output from the first token (borrowed) */
+    const grammar *tool_grammar;   /* tool-call list grammar (borrowed) */
+    bool force_tool_call;       /* start with <|tool_call_start|> (tool_choice required/named) */
+    bool tools_auto;            /* switch to tool_grammar when the model opens a call */
+    bool prompt_logprobs;       /* also the log-probability of each prompt token (n_logprobs
+                                   alternatives; echo of /v1/completions); reads the whole prompt */
+    struct sched_req *fork_of;  /* an earlier request of the same submit with the same prompt:
+                                   this one waits for its prefill and starts from a copy of its
+                                   state (n choices share one prefill) */
+
+    /* outputs (guarded by the scheduler lock) */
+    char *text;                 /* generated text; text[0..n_released) may be shown */
+    size_t n_text, cap_text, n_released;
+    sched_logprob *logprobs;    /* one per generated token */
+    int n_logprobs_out, cap_logprobs;
+    sched_logprob *prompt_lp;   /* with prompt_logprobs: one per prompt token once it is read
+                                   (the first has logprob NAN: nothing predicts it) */
+    int n_prompt_lp;
+    int n_generated, n_cached;  /* completion tokens; prompt tokens reused from a slot */
+    double t_submit, t_first;   /* seconds (monotonic): submission and first token */
+    int finish;                 /* FINISH_*; != NONE: done */
+    int stop_hit;               /* index of the stop string that ended it, -1: none */
+    char error[600];
+    int error_status;           /* with FINISH_ERROR: 400 when the request's own limits made it
+                                   impossible (e.g. logit_bias bans every allowed token), else 0 */
+    bool cancelled;             /* set by the caller (client went away) */
+
+    pthread_cond_t cond;        /* signalled when outputs change */
+    pthread_cond_t *notify;     /* also signalled (set before submit: one waiter for several requests) */
+    int refs;
+} sched_req;
+
+sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err);
+/* Stops the thread; running and waiting requests finish as cancelled; later submits fail.
+ * The requests' owners may still read and release them until sched_free. */
+void sched_shutdown(sched *s);
+void sched_free(sched *s);
+
+sched_req *sched_req_new(void);
+/* Queues the request. Returns 0, or -1 when the queue is full (the caller answers 503). */
+int sched_submit(sched *s, sched_req *r);
+/* Queues n requests together, all or none (-1: no room for all of them). */
+int sched_submit_group(sched *s, sched_req **rs, int n);
+/* Marks the request cancelled (frees its slot at the next step) and drops the caller's ref. */
+void sched_release(sched *s, sched_req *r);
+
+void sched_lock(sched *s);
+void sched_unlock(sched *s);
+/* Waits (lock held) until the request changes (its notify condition, if set, is signalled) or
+ * timeout_ms passes. */
+void sched_wait(sched *s, sched_req *r, int timeout_ms);
+
+/* Upper bounds (seconds) of the latency histogram buckets; +Inf is the count. */
+#define SCHED_N_LAT 16
+#define SCHED_LAT_BOUNDS {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0}
+
+typedef struct sched_stats {
+    uint64_t requests, prompt_tokens, cached_tokens, generated_tokens;
+    uint64_t prefill_tokens;      /* prompt tokens actually fed */
+    double prefill_seconds, decode_seconds;
+    int queue_depth, active_slots, n_slots;
+    uint64_t steps, batch_tokens;
+    double kv_usage;              /* tokens held by running requests / (slots x context), 0..1 */
+    /* latency histograms of finished requests (cumulative buckets up to SCHED_LAT_BOUNDS) */
+    uint64_t ttft_bucket[SCHED_N_LAT], tpot_bucket[SCHED_N_LAT], e2e_bucket[SCHED_N_LAT];
+    uint64_t ttft_count, tpot_count, e2e_count;
+    double ttft_sum, tpot_sum, e2e_sum;
+} sched_stats;
+void sched_get_stats(sched *s, sched_stats *out);
+
+double sched_now(void);
+#endif

@@ -1,0 +1,72 @@
+/* server.h — the OpenAI-compatible HTTP API (libmicrohttpd, one thread per connection) on top
+ * of the scheduler: /v1/chat/completions, /v1/completions, /v1/models[/{id}], /health, /metrics,
+ * /tokenize, /detokenize. The library never prints: request log lines go to a callback.
+ * Zero in a limit field means its default (SERVER_DEFAULT_*). */
+#ifndef LFM2C_SERVER_H
+#define LFM2C_SERVER_H
+#include "lfm2c.h"
+#include "serve/scheduler.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef void (*server_log_fn)(void *user, const char *line);
+
+typedef struct server_params {
+    const char *host;           /* IPv4 address or "localhost"; default 127.0.0.1 */
+    int port;                   /* 0: any free port (see server_port) */
+    const char *api_key;        /* NULL: no authentication */
+    const char *alias;          /* model id shown to clients */
+    const char *chat_template;  /* template source, NULL: the model's */
+    bool metrics;               /* serve GET /metrics */
+    size_t max_body;            /* bytes; larger bodies get 413 (also the cap on /detokenize's text) */
+    int n_ctx;                  /* context of a slot (the scheduler's n_ctx) */
+    const char *model_file;     /* the model's file name: accepted as a model id besides alias */
+    const char *cors_origin;    /* NULL: no CORS headers; "*" or a comma-separated list of origins */
+    int idle_timeout;           /* s: a connection waiting for headers/body or idle between requests */
+    int timeout;                /* s: longest silence while a request is being answered */
+    int max_connections;        /* open connections in all */
+    int max_connections_per_ip; /* open connections of one client address; 0: no limit */
+    int max_pending_per_ip;     /* pending connections (not being answered) of one address; <0: no limit */
+    int ready_queue_max;        /* GET /ready is 503 while this many requests wait; 0: never */
+    size_t max_tokenize_bytes;  /* /tokenize 'content' */
+    int max_detokenize_tokens;  /* /detokenize 'tokens' */
+    int max_messages;           /* chat 'messages' per request */
+    int max_stop_bytes;         /* bytes of one stop string (at most 4 strings, as OpenAI) */
+    bool any_model;             /* accept any 'model' in requests (else 404 model_not_found) */
+    server_log_fn log;
+    void *log_user;
+} server_params;
+
+#define SERVER_DEFAULT_MAX_BODY (8u << 20)
+#define SERVER_DEFAULT_IDLE_TIMEOUT 15
+#define SERVER_DEFAULT_TIMEOUT 600
+#define SERVER_DEFAULT_MAX_CONNECTIONS 1024
+#define SERVER_DEFAULT_MAX_PENDING_PER_IP 64
+#define SERVER_DEFAULT_MAX_TOKENIZE_BYTES (1u << 20)
+#define SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS (1 << 18)
+#define SERVER_DEFAULT_MAX_MESSAGES 4096
+#define SERVER_DEFAULT_MAX_STOP_BYTES 1024
+#define SERVER_MAX_N 16         /* 'n': choices per prompt */
+#define SERVER_MAX_CHOICES 64   /* choices per request (prompts x n) */
+#define SERVER_PROMPT_BYTES_PER_TOKEN 128 /* a rendered prompt longer than n_ctx x this cannot fit */
+#define SERVER_RESPONSES_KEPT 256          /* Responses API conversations kept for previous_response_id */
+#define SERVER_RESPONSES_BYTES (64u << 20) /* ... and their bytes in all (oldest dropped first) */
+#define SERVER_AUX_PARALLEL 2   /* tokenizer requests, and bodies over 1 MiB, handled at once */
+
+typedef struct server server;
+
+enum { SERVER_LOADING, SERVER_READY, SERVER_DRAINING };
+
+/* Listens at once. model and s may be NULL: the server is then LOADING (GET /health answers,
+ * GET /ready and every other route are 503) until server_attach. */
+server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c_error *err);
+void server_attach(server *srv, lfm2c_model *model, sched *s, int n_ctx);
+/* DRAINING: GET /ready and new generation requests get 503 (a balancer sends them elsewhere);
+ * requests already admitted run on. */
+void server_drain(server *srv);
+int server_port(const server *srv);
+/* Stops accepting, gives answers of requests the scheduler has ended ~1.5 s to reach their clients,
+ * then cuts every connection still open and joins the connection threads. */
+void server_stop(server *srv);
+#endif

@@ -1,0 +1,317 @@
+/* server_anthropic.c — Anthropic's Messages API (POST /v1/messages, /v1/messages/count_tokens)
+ * as a dialect of the chat API: 'system' (string or text blocks), messages with text / tool_use /
+ * tool_result blocks, tools with input_schema, tool_choice auto/any/tool/none, max_tokens
+ * (required), stop_sequences, temperature/top_p/top_k become a chat request; the answer becomes a
+ * message (text and tool_use blocks, stop_reason end_turn / max_tokens / tool_use /
+ * stop_sequence, usage), the stream becomes message_start, content_block_start/delta/stop,
+ * message_delta and message_stop, and errors take Anthropic's shape
+ * {"type":"error","error":{"type":...,"message":...}}. */
+#include "serve/server_dialect.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct an_state {
+    char id[48];
+    json_t *stops;             /* stop_sequences (for stop_reason stop_sequence) */
+    int block;                 /* index of the next content block */
+    bool started, text_open, stopped;
+} an_state;
+
+static void an_free(void *p) {
+    an_state *st = p;
+    if (!st) return;
+    json_decref(st->stops);
+    free(st);
+}
+
+static const char *err_type(int status) {
+    switch (status) {
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503: return "overloaded_error";
+    default: return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+static json_t *an_error(int status, const char *code, const char *param, const char *msg) {
+    (void)code, (void)param;
+    return json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", err_type(status), "message", msg);
+}
+
+/* One message's blocks -> chat messages (tool results first: they answer the previous turn). */
+static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    if (!json_is_object(m) || !role || (strcmp(role, "user") && strcmp(role, "assistant")))
+        return dl_fail(e, 400, "messages", "messages.%zu: 'role' must be user or assistant", i);
+    json_t *content = json_object_get(m, "content");
+    if (json_is_string(content)) {
+        json_array_append_new(out, json_pack("{s:s,s:O}", "role", role, "content", content));
+        return 0;
+    }
+    if (!json_is_array(content)) return dl_fail(e, 400, "messages", "messages.%zu.content must be a string or an array of blocks", i);
+    dl_buf text = {0};
+    dl_buf_add(&text, "", 0);
+    json_t *calls = json_array();
+    size_t k;
+    json_t *b;
+    json_array_foreach(content, k, b) {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (!json_is_object(b) || !type) { dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a block needs a 'type'", i, k); goto bad; }
+        if (!strcmp(type, "text")) {
+            json_t *t = json_object_get(b, "text");
+            if (!json_is_string(t)) { dl_fail(e, 400, "messages", "messages.%zu.content.%zu.text must be a string", i, k); goto bad; }
+            dl_buf_add(&text, json_string_value(t), json_string_length(t));
+        } else if (!strcmp(type, "tool_use")) {
+            json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"), *input = json_object_get(b, "input");
+            if (strcmp(role, "assistant") || !json_is_string(id) || !json_is_string(name) || !json_is_object(input)) {
+                dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a tool_use block (assistant) needs 'id', 'name' and an object 'input'", i, k);
+                goto bad;
+            }
+            char *args = json_dumps(input, JSON_COMPACT);
+            json_array_append_new(calls, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function", "name", name,
+                                                   "arguments", args ? args : "{}"));
+            free(args);
+        } else if (!strcmp(type, "tool_result")) {
+            json_t *id = json_object_get(b, "tool_use_id"), *c = json_object_get(b, "content");
+            dl_buf r = {0};
+            if (strcmp(role, "user") || !json_is_string(id) || (c && dl_text_of(c, "text", &r))) {
+                free(r.p);
+                dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a tool_result block (user) needs 'tool_use_id' and text content", i, k);
+                goto bad;
+            }
+            if (json_is_true(json_object_get(b, "is_error"))) {
+                dl_buf x = {0};
+                dl_buf_add(&x, "Error: ", 7);
+                dl_buf_add(&x, r.p ? r.p : "", r.n);
+                free(r.p);
+                r = x;
+            }
+            json_array_append_new(out, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", id, "content", r.p ? r.p : "", r.n));
+            free(r.p);
+        } else if (!strcmp(type, "thinking") || !strcmp(type, "redacted_thinking")) {
+            /* earlier reasoning is not rendered */
+        } else {
+            dl_fail(e, 400, "messages", "messages.%zu.content.%zu: block type '%.40s' is not supported (text, tool_use, tool_result)", i, k, type);
+            goto bad;
+        }
+    }
+    if (text.n || json_array_size(calls) || !json_array_size(content)) {
+        json_t *msg = json_pack("{s:s,s:s%}", "role", role, "content", text.p ? text.p : "", text.n);
+        if (json_array_size(calls)) json_object_set(msg, "tool_calls", calls);
+        json_array_append_new(out, msg);
+    }
+    free(text.p);
+    json_decref(calls);
+    return 0;
+bad:
+    free(text.p);
+    json_decref(calls);
+    return -1;
+}
+
+/* The parts shared by messages and count_tokens: system, messages, tools, tool_choice. */
+static json_t *translate(json_t *body, dl_err *e) {
+    json_t *chat = json_object(), *msgs = json_array();
+    json_object_set_new(chat, "messages", msgs);
+    json_t *sys = json_object_get(body, "system");
+    if (sys && !json_is_null(sys)) {
+        dl_buf b = {0};
+        if (dl_text_of(sys, "text", &b)) { free(b.p); dl_fail(e, 400, "system", "'system' must be a string or an array of text blocks"); goto bad; }
+        json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", "system", "content", b.p ? b.p : "", b.n));
+        free(b.p);
+    }
+    json_t *given = json_object_get(body, "messages");
+    if (!json_is_array(given) || !json_array_size(given)) { dl_fail(e, 400, "messages", "messages: Field required (a non-empty array)"); goto bad; }
+    size_t i;
+    json_t *m;
+    json_array_foreach(given, i, m) if (add_message(msgs, m, i, e)) goto bad;
+
+    json_t *tools = json_object_get(body, "tools");
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools)) { dl_fail(e, 400, "tools", "'tools' must be an array"); goto bad; }
+        json_t *ct = json_array();
+        json_object_set_new(chat, "tools", ct);
+        json_t *t;
+        json_array_foreach(tools, i, t) {
+            json_t *name = json_object_get(t, "name"), *schema = json_object_get(t, "input_schema");
+            const char *type = json_string_value(json_object_get(t, "type"));
+            if (!json_is_string(name) || !json_is_object(schema) || (type && strcmp(type, "custom"))) {
+                dl_fail(e, 400, "tools", "tools.%zu: only client tools {\"name\",\"input_schema\"} are supported", i);
+                goto bad;
+            }
+            json_t *fn = json_pack("{s:O,s:O}", "name", name, "parameters", schema);
+            json_t *d = json_object_get(t, "description");
+            if (json_is_string(d)) json_object_set(fn, "description", d);
+            json_array_append_new(ct, json_pack("{s:s,s:o}", "type", "function", "function", fn));
+        }
+    }
+    json_t *tc = json_object_get(body, "tool_choice");
+    if (tc && !json_is_null(tc)) {
+        const char *type = json_string_value(json_object_get(tc, "type"));
+        if (!json_is_object(tc) || !type) { dl_fail(e, 400, "tool_choice", "'tool_choice' must be an object with a 'type'"); goto bad; }
+        if (!strcmp(type, "auto")) json_object_set_new(chat, "tool_choice", json_string("auto"));
+        else if (!strcmp(type, "any")) json_object_set_new(chat, "tool_choice", json_string("required"));
+        else if (!strcmp(type, "none")) json_object_set_new(chat, "tool_choice", json_string("none"));
+        else if (!strcmp(type, "tool") && json_is_string(json_object_get(tc, "name")))
+            json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
+        else { dl_fail(e, 400, "tool_choice", "'tool_choice.type' must be auto, any, tool (with 'name') or none"); goto bad; }
+        json_t *dp = json_object_get(tc, "disable_parallel_tool_use");
+        if (json_is_boolean(dp)) json_object_set_new(chat, "parallel_tool_calls", json_boolean(!json_is_true(dp)));
+    }
+    return chat;
+bad:
+    json_decref(chat);
+    return NULL;
+}
+
+json_t *anthropic_count_request(const dl_server *s, json_t *body, dl_err *e) {
+    (void)s;
+    return translate(body, e);
+}
+
+static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
+    *legacy = false;
+    json_t *mt = json_object_get(body, "max_tokens");
+    if (!json_is_integer(mt) || json_integer_value(mt) < 1) {
+        dl_fail(e, 400, "max_tokens", mt ? "max_tokens: must be an integer >= 1" : "max_tokens: Field required");
+        return NULL;
+    }
+    json_t *temp = json_object_get(body, "temperature");
+    if (temp && !json_is_null(temp) && (!json_is_number(temp) || json_number_value(temp) < 0 || json_number_value(temp) > 1)) {
+        dl_fail(e, 400, "temperature", "temperature: must be a number in [0, 1]");
+        return NULL;
+    }
+    json_t *stops = json_object_get(body, "stop_sequences");
+    if (stops && !json_is_null(stops) && !json_is_array(stops)) {
+        dl_fail(e, 400, "stop_sequences", "stop_sequences: must be an array of strings");
+        return NULL;
+    }
+    json_t *chat = translate(body, e);
+    if (!chat) return NULL;
+    json_object_set(chat, "max_tokens", mt);
+    static const char *same[] = {"temperature", "top_p", "top_k", "stream"};
+    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
+        json_t *v = json_object_get(body, same[k]);
+        if (v) json_object_set(chat, same[k], v);
+    }
+    if (json_array_size(stops)) json_object_set(chat, "stop", stops);
+    an_state *st = calloc(1, sizeof *st);
+    if (!st) { json_decref(chat); dl_fail(e, 500, NULL, "out of memory"); return NULL; }
+    dl_make_id(s, "msg_", st->id, sizeof st->id);
+    st->stops = json_is_array(stops) ? json_incref(stops) : NULL;
+    *state = st;
+    return chat;
+}
+
+static const char *stop_reason(const char *finish, const dl_run *run) {
+    if (!finish) return "end_turn";
+    if (!strcmp(finish, "length")) return "max_tokens";
+    if (!strcmp(finish, "tool_calls")) return "tool_use";
+    return run->stop_text ? "stop_sequence" : "end_turn";
+}
+
+static json_t *tool_use_block(json_t *call, bool empty_input) {
+    json_t *fn = json_object_get(call, "function");
+    json_t *input = empty_input ? NULL : json_loads(json_string_value(json_object_get(fn, "arguments")) ? json_string_value(json_object_get(fn, "arguments")) : "{}", 0, NULL);
+    if (!json_is_object(input)) { json_decref(input); input = json_object(); }
+    const char *id = json_string_value(json_object_get(call, "id"));
+    char tid[64];
+    snprintf(tid, sizeof tid, "toolu_%s", id && !strncmp(id, "call_", 5) ? id + 5 : id ? id : "0");
+    return json_pack("{s:s,s:s,s:O,s:o}", "type", "tool_use", "id", tid, "name", json_object_get(fn, "name"), "input", input);
+}
+
+static json_t *an_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {
+    an_state *st = state;
+    json_t *ch = json_array_get(json_object_get(openai, "choices"), 0), *msg = json_object_get(ch, "message");
+    json_t *content = json_array(), *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
+    if (json_is_string(text) && (json_string_length(text) || !json_array_size(calls)))
+        json_array_append_new(content, json_pack("{s:s,s:O}", "type", "text", "text", text));
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) json_array_append_new(content, tool_use_block(c, false));
+    const char *reason = stop_reason(json_string_value(json_object_get(ch, "finish_reason")), run);
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:{s:i,s:i,s:i,s:i}}", "id", st->id, "type", "message", "role", "assistant",
+                     "model", s->alias, "content", content, "stop_reason", reason, "stop_sequence",
+                     strcmp(reason, "stop_sequence") ? json_null() : json_string(run->stop_text), "usage", "input_tokens",
+                     run->n_prompt - run->n_cached, "output_tokens", run->n_generated, "cache_read_input_tokens", run->n_cached,
+                     "cache_creation_input_tokens", 0);
+}
+
+static void close_block(an_state *st, dl_write w, void *wctx) {
+    if (!st->text_open) return;
+    st->text_open = false;
+    dl_sse(w, wctx, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", st->block++));
+}
+
+static void an_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
+    an_state *st = state;
+    dl_chunk c;
+    dl_chunk_parse(chunk, &c);
+    if (c.error) {
+        const char *m = json_string_value(json_object_get(c.error, "message"));
+        json_t *e = an_error(500, NULL, NULL, m ? m : "generation failed");
+        dl_sse(w, wctx, "error", e);
+        return;
+    }
+    if (!st->started) {
+        st->started = true;
+        dl_sse(w, wctx, "message_start",
+               json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:{s:i,s:i,s:i,s:i}}}", "type", "message_start", "message", "id",
+                         st->id, "type", "message", "role", "assistant", "model", s->alias, "content", "stop_reason",
+                         "stop_sequence", "usage", "input_tokens", run->n_prompt - run->n_cached, "output_tokens", 0,
+                         "cache_read_input_tokens", run->n_cached, "cache_creation_input_tokens", 0));
+        dl_sse(w, wctx, "ping", json_pack("{s:s}", "type", "ping"));
+    }
+    if (c.text) {
+        if (!st->text_open) {
+            st->text_open = true;
+            dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start", "index",
+                                                             st->block, "content_block", "type", "text", "text", ""));
+        }
+        dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block,
+                                                         "delta", "type", "text_delta", "text", c.text, c.n_text));
+    }
+    if (c.call) {
+        close_block(st, w, wctx);
+        const char *args = json_string_value(json_object_get(json_object_get(c.call, "function"), "arguments"));
+        dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block,
+                                                         "content_block", tool_use_block(c.call, true)));
+        dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", st->block,
+                                                         "delta", "type", "input_json_delta", "partial_json", args ? args : "{}"));
+        dl_sse(w, wctx, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", st->block++));
+    }
+    if (c.finish && !st->stopped) {
+        st->stopped = true;
+        if (st->block == 0 && !st->text_open) { /* an empty answer is one empty text block */
+            st->text_open = true;
+            dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start", "index",
+                                                             st->block, "content_block", "type", "text", "text", ""));
+        }
+        close_block(st, w, wctx);
+        const char *reason = stop_reason(c.finish, run);
+        dl_sse(w, wctx, "message_delta",
+               json_pack("{s:s,s:{s:s,s:o},s:{s:i}}", "type", "message_delta", "delta", "stop_reason", reason, "stop_sequence",
+                         strcmp(reason, "stop_sequence") ? json_null() : json_string(run->stop_text), "usage", "output_tokens",
+                         run->n_generated));
+        dl_sse(w, wctx, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+    }
+}
+
+static void an_end(const dl_server *s, void *state, const dl_run *run, dl_write w, void *wctx) {
+    (void)s, (void)state, (void)run, (void)w, (void)wctx; /* message_stop ended the stream */
+}
+
+const dialect dialect_anthropic = {
+    .name = "anthropic",
+    .stream_type = "text/event-stream",
+    .request = an_request,
+    .final = an_final,
+    .event = an_event,
+    .end = an_end,
+    .error = an_error,
+    .free_state = an_free,
+};

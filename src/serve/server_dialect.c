@@ -1,0 +1,187 @@
+/* server_dialect.c — helpers shared by the API dialects (server_dialect.h): parsing the OpenAI
+ * stream chunks they translate, writing SSE events and NDJSON lines, ids, times, text of content
+ * parts, and the bounded in-memory store behind the Responses API's previous_response_id. */
+#include "serve/server_dialect.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int dl_fail(dl_err *e, int status, const char *param, const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const dialect *dialect_for_url(const char *url) {
+    if (!strcmp(url, "/v1/responses") || !strncmp(url, "/v1/responses/", 14) || !strcmp(url, "/responses"))
+        return &dialect_responses;
+    if (!strcmp(url, "/v1/messages") || !strncmp(url, "/v1/messages/", 13)) return &dialect_anthropic;
+    if (!strcmp(url, "/api/generate")) return &dialect_ollama_generate;
+    if (!strncmp(url, "/api/", 5)) return &dialect_ollama;
+    return NULL;
+}
+
+void dl_chunk_parse(json_t *chunk, dl_chunk *c) {
+    memset(c, 0, sizeof *c);
+    json_t *err = json_object_get(chunk, "error");
+    if (json_is_object(err)) { c->error = err; return; }
+    json_t *ch = json_array_get(json_object_get(chunk, "choices"), 0);
+    if (!ch) return;
+    json_t *delta = json_object_get(ch, "delta");
+    if (!delta) delta = ch; /* a completion chunk has "text" in the choice */
+    c->role = json_object_get(delta, "role") != NULL;
+    json_t *t = json_object_get(delta, "content");
+    if (!json_is_string(t)) t = json_object_get(delta, "text");
+    if (json_is_string(t) && json_string_length(t)) { c->text = json_string_value(t); c->n_text = json_string_length(t); }
+    c->call = json_array_get(json_object_get(delta, "tool_calls"), 0);
+    c->finish = json_string_value(json_object_get(ch, "finish_reason"));
+}
+
+void dl_sse(dl_write w, void *wctx, const char *event, json_t *data) {
+    char *s = data ? json_dumps(data, JSON_COMPACT) : NULL;
+    json_decref(data);
+    if (!s) return;
+    w(wctx, "event: ", 7);
+    w(wctx, event, strlen(event));
+    w(wctx, "\ndata: ", 7);
+    w(wctx, s, strlen(s));
+    w(wctx, "\n\n", 2);
+    free(s);
+}
+
+void dl_ndjson(dl_write w, void *wctx, json_t *data) {
+    char *s = data ? json_dumps(data, JSON_COMPACT) : NULL;
+    json_decref(data);
+    if (!s) return;
+    w(wctx, s, strlen(s));
+    w(wctx, "\n", 1);
+    free(s);
+}
+
+void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap) {
+    pthread_mutex_lock(s->id_mu);
+    unsigned long long x = (unsigned long long)++*s->id_counter * 0x9E3779B97F4A7C15ull ^ (unsigned long long)s->started * 0xBF58476D1CE4E5B9ull;
+    pthread_mutex_unlock(s->id_mu);
+    x ^= x >> 29;
+    x *= 0x94D049BB133111EBull;
+    x ^= x >> 32;
+    snprintf(out, cap, "%s%016llx", prefix, x);
+}
+
+void dl_iso_time(time_t t, char *out, size_t cap) {
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void dl_buf_add(dl_buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static bool type_in(const char *type, const char *types) {
+    if (!types) return true;
+    if (!type) return false;
+    size_t n = strlen(type);
+    for (const char *p = types; *p;) {
+        size_t m = strcspn(p, ",");
+        if (m == n && !strncmp(p, type, n)) return true;
+        p += m + (p[m] == ',');
+    }
+    return false;
+}
+
+int dl_text_of(json_t *v, const char *types, dl_buf *out) {
+    dl_buf_add(out, "", 0);
+    if (json_is_string(v)) { dl_buf_add(out, json_string_value(v), json_string_length(v)); return 0; }
+    if (!json_is_array(v)) return -1;
+    size_t i;
+    json_t *part;
+    json_array_foreach(v, i, part) {
+        json_t *t = json_object_get(part, "text");
+        if (!json_is_object(part) || !json_is_string(t) ||
+            !type_in(json_string_value(json_object_get(part, "type")), types))
+            return -1;
+        dl_buf_add(out, json_string_value(t), json_string_length(t));
+    }
+    return 0;
+}
+
+/* ---- the Responses store ---------------------------------------------------------------------- */
+
+typedef struct resp_entry { char id[64]; json_t *messages; size_t bytes; } resp_entry;
+
+struct resp_store {
+    pthread_mutex_t mu;
+    resp_entry *e;             /* oldest first */
+    int n, max;
+    size_t bytes, max_bytes;
+};
+
+resp_store *resp_store_new(int max_entries, size_t max_bytes) {
+    resp_store *st = calloc(1, sizeof *st);
+    if (!st) return NULL;
+    if (!(st->e = calloc((size_t)max_entries, sizeof *st->e))) { free(st); return NULL; }
+    pthread_mutex_init(&st->mu, NULL);
+    st->max = max_entries;
+    st->max_bytes = max_bytes;
+    return st;
+}
+
+void resp_store_free(resp_store *st) {
+    if (!st) return;
+    for (int i = 0; i < st->n; i++) json_decref(st->e[i].messages);
+    pthread_mutex_destroy(&st->mu);
+    free(st->e);
+    free(st);
+}
+
+static void drop_oldest(resp_store *st) {
+    st->bytes -= st->e[0].bytes;
+    json_decref(st->e[0].messages);
+    memmove(st->e, st->e + 1, (size_t)(st->n - 1) * sizeof *st->e);
+    st->n--;
+}
+
+void resp_store_put(resp_store *st, const char *id, json_t *messages) {
+    if (!st) return;
+    char *s = json_dumps(messages, JSON_COMPACT);
+    size_t bytes = s ? strlen(s) : 0;
+    free(s);
+    if (!bytes || bytes > st->max_bytes) return;
+    json_t *copy = json_deep_copy(messages);
+    if (!copy) return;
+    pthread_mutex_lock(&st->mu);
+    while (st->n && (st->n >= st->max || st->bytes + bytes > st->max_bytes)) drop_oldest(st);
+    resp_entry *e = &st->e[st->n++];
+    snprintf(e->id, sizeof e->id, "%s", id);
+    e->messages = copy;
+    e->bytes = bytes;
+    st->bytes += bytes;
+    pthread_mutex_unlock(&st->mu);
+}
+
+json_t *resp_store_get(resp_store *st, const char *id) {
+    if (!st) return NULL;
+    json_t *out = NULL;
+    pthread_mutex_lock(&st->mu);
+    for (int i = st->n - 1; i >= 0; i--)
+        if (!strcmp(st->e[i].id, id)) { out = json_deep_copy(st->e[i].messages); break; }
+    pthread_mutex_unlock(&st->mu);
+    return out;
+}

@@ -1,0 +1,368 @@
+/* server_ollama.c — the Ollama API as a dialect of the chat API: /api/chat and /api/generate
+ * (NDJSON streaming by default, stream:false, format "json" or a JSON schema, options
+ * {temperature, top_k, top_p, min_p, num_predict, stop, seed, num_ctx, repeat_penalty, ...},
+ * tools and message.tool_calls with arguments as objects, keep_alive accepted) become chat (or,
+ * with raw, completion) requests and their answers Ollama's objects with done_reason and the
+ * durations in nanoseconds; /api/tags, /api/ps, /api/show (from the GGUF: family, parameter size,
+ * quantization, context length, template) and /api/version answer from the model. Errors are
+ * {"error":"..."}. */
+#include "serve/server_dialect.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ol_state {
+    char model[200];
+    bool generate;             /* /api/generate: "response" instead of "message" */
+    bool ended;
+} ol_state;
+
+static void ol_free(void *p) { free(p); }
+
+static json_t *ol_error(int status, const char *code, const char *param, const char *msg) {
+    (void)status, (void)code, (void)param;
+    return json_pack("{s:s}", "error", msg);
+}
+
+/* Ollama's options -> chat fields (types and ranges are checked by the chat request). */
+static int map_options(json_t *opts, json_t *chat, dl_err *e) {
+    if (!opts || json_is_null(opts)) return 0;
+    if (!json_is_object(opts)) return dl_fail(e, 400, "options", "'options' must be an object");
+    static const char *same[] = {"temperature", "top_k", "top_p", "min_p", "seed", "repeat_penalty", "presence_penalty",
+                                 "frequency_penalty", "stop"};
+    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
+        json_t *v = json_object_get(opts, same[k]);
+        if (v && !json_is_null(v)) json_object_set(chat, same[k], v);
+    }
+    json_t *np = json_object_get(opts, "num_predict");
+    if (np && !json_is_null(np)) {
+        if (!json_is_integer(np)) return dl_fail(e, 400, "options", "option num_predict must be an integer");
+        if (json_integer_value(np) > 0) json_object_set(chat, "max_tokens", np);
+        else if (json_integer_value(np) == 0) return dl_fail(e, 400, "options", "option num_predict must not be 0");
+    }
+    json_t *nc = json_object_get(opts, "num_ctx");
+    if (nc && !json_is_null(nc) && !json_is_integer(nc)) return dl_fail(e, 400, "options", "option num_ctx must be an integer");
+    return 0;
+}
+
+static int map_format(json_t *fmt, json_t *chat, dl_err *e) {
+    if (!fmt || json_is_null(fmt) || (json_is_string(fmt) && !json_string_length(fmt))) return 0;
+    if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json"))
+        json_object_set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
+    else if (json_is_object(fmt))
+        json_object_set_new(chat, "response_format", json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name",
+                                                               "format", "schema", fmt));
+    else
+        return dl_fail(e, 400, "format", "'format' must be \"json\" or a JSON schema object");
+    return 0;
+}
+
+static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    if (!json_is_object(m) || !role) return dl_fail(e, 400, "messages", "messages[%zu] must be an object with a string 'role'", i);
+    json_t *content = json_object_get(m, "content"), *images = json_object_get(m, "images");
+    if (content && !json_is_null(content) && !json_is_string(content))
+        return dl_fail(e, 400, "messages", "messages[%zu].content must be a string", i);
+    if (json_array_size(images)) return dl_fail(e, 400, "messages", "messages[%zu]: images are not supported by this model", i);
+    json_t *msg = json_pack("{s:s,s:s}", "role", role, "content", json_is_string(content) ? json_string_value(content) : "");
+    json_t *calls = json_object_get(m, "tool_calls");
+    if (calls && !json_is_null(calls)) {
+        if (!json_is_array(calls)) { json_decref(msg); return dl_fail(e, 400, "messages", "messages[%zu].tool_calls must be an array", i); }
+        json_t *tc = json_array();
+        json_object_set_new(msg, "tool_calls", tc);
+        size_t k;
+        json_t *c;
+        json_array_foreach(calls, k, c) {
+            json_t *fn = json_object_get(c, "function"), *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
+            if (!json_is_string(name) || !(json_is_object(args) || json_is_string(args) || !args)) {
+                json_decref(msg);
+                return dl_fail(e, 400, "messages", "messages[%zu].tool_calls[%zu] needs function.name and object arguments", i, k);
+            }
+            char *a = json_is_object(args) ? json_dumps(args, JSON_COMPACT) : strdup(args ? json_string_value(args) : "{}");
+            char id[48];
+            snprintf(id, sizeof id, "call_%zu_%zu", i, k);
+            json_array_append_new(tc, json_pack("{s:s,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function", "name", name,
+                                                "arguments", a ? a : "{}"));
+            free(a);
+        }
+    }
+    json_array_append_new(out, msg);
+    return 0;
+}
+
+static void set_model(ol_state *st, const dl_server *s, json_t *body) {
+    const char *m = json_string_value(json_object_get(body, "model"));
+    snprintf(st->model, sizeof st->model, "%s", m && *m ? m : s->alias);
+}
+
+static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e, bool generate) {
+    *legacy = false;
+    json_t *chat = json_object(), *msgs = json_array();
+    json_object_set_new(chat, "messages", msgs);
+    ol_state *st = calloc(1, sizeof *st);
+    if (!st) { dl_fail(e, 500, NULL, "out of memory"); goto bad; }
+    set_model(st, s, body);
+    json_t *model = json_object_get(body, "model");
+    if (model && !json_is_string(model)) { dl_fail(e, 400, "model", "'model' must be a string"); goto bad; }
+    json_t *given = json_object_get(body, "messages"), *prompt = json_object_get(body, "prompt");
+    st->generate = generate;
+    if (!st->generate) {
+        if (!json_is_array(given)) { dl_fail(e, 400, "messages", "'messages' must be an array"); goto bad; }
+        size_t i;
+        json_t *m;
+        json_array_foreach(given, i, m) if (add_message(msgs, m, i, e)) goto bad;
+        if (!json_array_size(msgs)) { /* Ollama loads the model and answers done */
+            char t[40];
+            dl_iso_time(time(NULL), t, sizeof t);
+            e->status = 200;
+            e->answer = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:b}", "model", st->model, "created_at", t, "message", "role",
+                                  "assistant", "content", "", "done_reason", "load", "done", 1);
+            goto bad;
+        }
+        json_t *tools = json_object_get(body, "tools");
+        if (tools && !json_is_null(tools)) json_object_set(chat, "tools", tools);
+        json_t *tc = json_object_get(body, "tool_choice"); /* an lfm2c extension (Ollama has none) */
+        if (tc) json_object_set(chat, "tool_choice", tc);
+    } else {
+        json_t *sys = json_object_get(body, "system"), *suffix = json_object_get(body, "suffix");
+        if (prompt && !json_is_null(prompt) && !json_is_string(prompt)) { dl_fail(e, 400, "prompt", "'prompt' must be a string"); goto bad; }
+        if (sys && !json_is_null(sys) && !json_is_string(sys)) { dl_fail(e, 400, "system", "'system' must be a string"); goto bad; }
+        if (json_is_string(suffix) && json_string_length(suffix)) { dl_fail(e, 400, "suffix", "this model does not support insert (suffix)"); goto bad; }
+        if (json_array_size(json_object_get(body, "images"))) { dl_fail(e, 400, "images", "images are not supported by this model"); goto bad; }
+        json_t *raw = json_object_get(body, "raw");
+        if (raw && !json_is_null(raw) && !json_is_boolean(raw)) { dl_fail(e, 400, "raw", "'raw' must be a boolean"); goto bad; }
+        if (!json_is_string(prompt) || !json_string_length(prompt)) {
+            char t[40];
+            dl_iso_time(time(NULL), t, sizeof t);
+            e->status = 200;
+            e->answer = json_pack("{s:s,s:s,s:s,s:s,s:b}", "model", st->model, "created_at", t, "response", "", "done_reason", "load",
+                                  "done", 1);
+            goto bad;
+        }
+        if (json_is_true(raw)) {
+            *legacy = true;
+            json_object_del(chat, "messages");
+            json_object_set(chat, "prompt", prompt);
+        } else {
+            if (json_is_string(sys) && json_string_length(sys))
+                json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
+            json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));
+        }
+    }
+    if (map_options(json_object_get(body, "options"), chat, e) || map_format(json_object_get(body, "format"), chat, e)) goto bad;
+    json_t *stream = json_object_get(body, "stream");
+    if (stream && !json_is_null(stream) && !json_is_boolean(stream)) { dl_fail(e, 400, "stream", "'stream' must be a boolean"); goto bad; }
+    json_object_set_new(chat, "stream", json_boolean(!json_is_false(stream)));
+    if (*legacy && !json_object_get(chat, "max_tokens")) json_object_set_new(chat, "max_tokens", json_integer(1 << 30));
+    *state = st;
+    return chat;
+bad:
+    free(st);
+    json_decref(chat);
+    return NULL;
+}
+
+static json_t *ol_chat(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
+    return ol_request(s, body, state, legacy, e, false);
+}
+
+static json_t *ol_generate(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
+    return ol_request(s, body, state, legacy, e, true);
+}
+
+static json_t *ol_calls(json_t *calls) {
+    json_t *out = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        json_t *fn = json_object_get(c, "function");
+        const char *a = json_string_value(json_object_get(fn, "arguments"));
+        json_t *args = a ? json_loads(a, 0, NULL) : NULL;
+        if (!json_is_object(args)) { json_decref(args); args = json_object(); }
+        json_array_append_new(out, json_pack("{s:{s:O,s:o}}", "function", "name", json_object_get(fn, "name"), "arguments", args));
+    }
+    return out;
+}
+
+static json_int_t ns(double s) { return s > 0 ? (json_int_t)(s * 1e9) : 0; }
+
+/* The done object (steals msg_or_text). */
+static json_t *done_obj(ol_state *st, json_t *msg_or_text, const char *finish, const dl_run *run) {
+    char t[40];
+    dl_iso_time(time(NULL), t, sizeof t);
+    double first = run->t_first > 0 ? run->t_first : run->t_now;
+    return json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
+                     st->generate ? "response" : "message", msg_or_text, "done", 1, "done_reason",
+                     finish && !strcmp(finish, "length") ? "length" : "stop", "total_duration", ns(run->t_now - run->t_submit),
+                     "load_duration", (json_int_t)0, "prompt_eval_count", run->n_prompt, "prompt_eval_duration",
+                     ns(first - run->t_submit), "eval_count", run->n_generated, "eval_duration", ns(run->t_now - first));
+}
+
+static json_t *ol_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {
+    ol_state *st = state;
+    (void)s;
+    json_t *ch = json_array_get(json_object_get(openai, "choices"), 0);
+    const char *finish = json_string_value(json_object_get(ch, "finish_reason"));
+    if (st->generate) {
+        json_t *msg = json_object_get(ch, "message");
+        json_t *text = msg ? json_object_get(msg, "content") : json_object_get(ch, "text");
+        return done_obj(st, json_is_string(text) ? json_incref(text) : json_string(""), finish, run);
+    }
+    json_t *msg = json_object_get(ch, "message"), *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
+    json_t *m = json_pack("{s:s,s:o}", "role", "assistant", "content", json_is_string(text) ? json_incref(text) : json_string(""));
+    if (json_array_size(calls)) json_object_set_new(m, "tool_calls", ol_calls(calls));
+    return done_obj(st, m, finish, run);
+}
+
+static void ol_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
+    ol_state *st = state;
+    (void)s;
+    dl_chunk c;
+    dl_chunk_parse(chunk, &c);
+    if (c.error) {
+        const char *m = json_string_value(json_object_get(c.error, "message"));
+        dl_ndjson(w, wctx, json_pack("{s:s}", "error", m ? m : "generation failed"));
+        return;
+    }
+    char t[40];
+    dl_iso_time(time(NULL), t, sizeof t);
+    if (c.text) {
+        json_t *piece = json_stringn(c.text, c.n_text);
+        json_t *o = st->generate ? piece : json_pack("{s:s,s:o}", "role", "assistant", "content", piece);
+        dl_ndjson(w, wctx, json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0));
+    }
+    if (c.call && !st->generate) {
+        json_t *one = json_pack("[O]", c.call);
+        json_t *m = json_pack("{s:s,s:s,s:o}", "role", "assistant", "content", "", "tool_calls", ol_calls(one));
+        json_decref(one);
+        dl_ndjson(w, wctx, json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, "message", m, "done", 0));
+    }
+    if (c.finish && !st->ended) {
+        st->ended = true;
+        json_t *last = st->generate ? json_string("") : json_pack("{s:s,s:s}", "role", "assistant", "content", "");
+        dl_ndjson(w, wctx, done_obj(st, last, c.finish, run));
+    }
+}
+
+static void ol_end(const dl_server *s, void *state, const dl_run *run, dl_write w, void *wctx) {
+    (void)s, (void)state, (void)run, (void)w, (void)wctx; /* the done:true line ended the stream */
+}
+
+const dialect dialect_ollama = {
+    .name = "ollama",
+    .stream_type = "application/x-ndjson",
+    .request = ol_chat,
+    .final = ol_final,
+    .event = ol_event,
+    .end = ol_end,
+    .error = ol_error,
+    .free_state = ol_free,
+};
+
+const dialect dialect_ollama_generate = {
+    .name = "ollama-generate",
+    .stream_type = "application/x-ndjson",
+    .request = ol_generate,
+    .final = ol_final,
+    .event = ol_event,
+    .end = ol_end,
+    .error = ol_error,
+    .free_state = ol_free,
+};
+
+/* ---- model information ---- */
+
+static const char *quant_name(int ft) {
+    static const struct { int id; const char *name; } names[] = {
+        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"}, {10, "Q2_K"},
+        {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
+        {18, "Q6_K"}, {32, "BF16"}};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (names[i].id == ft) return names[i].name;
+    return "unknown";
+}
+
+static json_t *details(const dl_server *s) {
+    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
+    char size[32];
+    double n = (double)mi->n_params;
+    if (n >= 1e9) snprintf(size, sizeof size, "%.1fB", n / 1e9);
+    else if (n >= 1e6) snprintf(size, sizeof size, "%.0fM", n / 1e6);
+    else snprintf(size, sizeof size, "%.0fK", n / 1e3);
+    return json_pack("{s:s,s:s,s:s,s:[s],s:s,s:s}", "parent_model", "", "format", "gguf", "family", mi->arch, "families", mi->arch,
+                     "parameter_size", size, "quantization_level", quant_name(mi->file_type));
+}
+
+static void name_of(const dl_server *s, char *out, size_t cap) {
+    snprintf(out, cap, "%s%s", s->alias, strchr(s->alias, ':') ? "" : ":latest");
+}
+
+/* A stable 64-hex digest of what identifies the served model (not a file hash). */
+static void digest(const dl_server *s, char *out) {
+    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = s->alias; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h ^= mi->n_params * 0x9E3779B97F4A7C15ull ^ mi->weight_bytes;
+    for (int i = 0; i < 4; i++) {
+        h ^= h >> 31;
+        h *= 0xBF58476D1CE4E5B9ull;
+        snprintf(out + 16 * i, 17, "%016llx", (unsigned long long)h);
+    }
+}
+
+json_t *ollama_tags(const dl_server *s, bool ps) {
+    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
+    char name[300], dg[72], t[40];
+    name_of(s, name, sizeof name);
+    digest(s, dg);
+    dl_iso_time(s->started, t, sizeof t);
+    json_t *m = json_pack("{s:s,s:s,s:I,s:s,s:o}", "name", name, "model", name, "size", (json_int_t)mi->weight_bytes, "digest", dg,
+                          "details", details(s));
+    if (ps) {
+        json_object_set_new(m, "expires_at", json_string("2318-01-01T00:00:00Z")); /* loaded until the server stops */
+        json_object_set_new(m, "size_vram", json_integer(0));
+        json_object_set_new(m, "context_length", json_integer(s->n_ctx));
+    } else {
+        json_object_set_new(m, "modified_at", json_string(t));
+    }
+    return json_pack("{s:[o]}", "models", m);
+}
+
+json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
+    json_t *mv = json_object_get(body, "model");
+    if (!mv) mv = json_object_get(body, "name");
+    const char *m = json_string_value(mv);
+    if (!m) { dl_fail(e, 400, "model", "'model' is required"); return NULL; }
+    char name[300];
+    name_of(s, name, sizeof name);
+    if (strcmp(m, s->alias) && strcmp(m, name) && !(s->model_file && !strcmp(m, s->model_file))) {
+        dl_fail(e, 404, "model", "model '%.200s' not found", m);
+        return NULL;
+    }
+    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
+    const char *tmpl = lfm2c_model_meta_str(s->model, "tokenizer.chat_template");
+    char key[96], t[40];
+    json_t *info = json_pack("{s:s,s:I,s:s}", "general.architecture", mi->arch, "general.parameter_count", (json_int_t)mi->n_params,
+                             "general.name", mi->name);
+#define ARCH_KEY(k, v) (snprintf(key, sizeof key, "%s." k, mi->arch), json_object_set_new(info, key, json_integer(v)))
+    ARCH_KEY("context_length", mi->n_ctx_train);
+    ARCH_KEY("embedding_length", mi->n_embd);
+    ARCH_KEY("block_count", mi->n_layer);
+    ARCH_KEY("attention.head_count", mi->n_head);
+    ARCH_KEY("vocab_size", mi->n_vocab);
+    if (mi->n_expert) { ARCH_KEY("expert_count", mi->n_expert); ARCH_KEY("expert_used_count", mi->n_expert_used); }
+#undef ARCH_KEY
+    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(s->model);
+    char params[256];
+    snprintf(params, sizeof params, "temperature %g\ntop_k %d\ntop_p %g\nmin_p %g\nrepeat_penalty %g\nnum_ctx %d",
+             sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.repeat_penalty, s->n_ctx);
+    char modelfile[512];
+    snprintf(modelfile, sizeof modelfile, "# served by lfm2c\nFROM %s\n", s->model_file ? s->model_file : s->alias);
+    dl_iso_time(s->started, t, sizeof t);
+    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:[s,s],s:s}", "modelfile", modelfile, "parameters", params, "template", tmpl ? tmpl : "",
+                     "details", details(s), "model_info", info, "capabilities", "completion", "tools", "modified_at", t);
+}
+
+json_t *ollama_version(void) { return json_pack("{s:s}", "version", "0.12.0"); }

@@ -1,0 +1,367 @@
+/* server_responses.c — the OpenAI Responses API (POST /v1/responses) as a dialect of the chat
+ * API: 'input' (a string or items: messages, function_call, function_call_output),
+ * 'instructions', function tools + tool_choice, text.format (json_schema / json_object),
+ * max_output_tokens, temperature/top_p and previous_response_id become a chat request; the chat
+ * answer becomes a response object (message and function_call output items, usage), and the chat
+ * stream becomes the documented event sequence (response.created ... response.completed). Recent
+ * conversations are kept in a bounded store (server_dialect.c) unless 'store' is false. */
+#include "serve/server_dialect.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct rs_state {
+    char id[48], msg_id[48];
+    time_t created;
+    json_t *echo;              /* request fields the response object repeats */
+    json_t *messages;          /* the conversation in chat form, without instructions */
+    bool store;
+    /* streaming */
+    int seq, n_out;
+    bool started, msg_open, completed;
+    dl_buf text;
+    json_t *output;            /* finished output items */
+    json_t *calls;             /* chat tool_calls of the answer (for the store) */
+} rs_state;
+
+static void rs_free(void *p) {
+    rs_state *st = p;
+    if (!st) return;
+    json_decref(st->echo);
+    json_decref(st->messages);
+    json_decref(st->output);
+    json_decref(st->calls);
+    free(st->text.p);
+    free(st);
+}
+
+static json_t *opt(json_t *v) { return v && !json_is_null(v) ? json_incref(v) : json_null(); }
+
+/* One input item -> appended to the chat messages. */
+static int add_item(json_t *msgs, json_t *it, size_t i, dl_err *e) {
+    if (json_is_string(it)) return json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", it)), 0;
+    if (!json_is_object(it)) return dl_fail(e, 400, "input", "input[%zu] must be an object", i);
+    const char *type = json_string_value(json_object_get(it, "type"));
+    const char *role = json_string_value(json_object_get(it, "role"));
+    if (!type || !strcmp(type, "message")) {
+        if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")))
+            return dl_fail(e, 400, "input", "input[%zu].role must be user, assistant, system or developer", i);
+        dl_buf b = {0};
+        if (dl_text_of(json_object_get(it, "content"), "input_text,output_text,text", &b)) {
+            free(b.p);
+            return dl_fail(e, 400, "input", "input[%zu].content must be a string or text parts (input_text, output_text)", i);
+        }
+        json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", role, "content", b.p ? b.p : "", b.n));
+        free(b.p);
+        return 0;
+    }
+    if (!strcmp(type, "function_call")) {
+        json_t *name = json_object_get(it, "name"), *args = json_object_get(it, "arguments"), *cid = json_object_get(it, "call_id");
+        if (!json_is_string(name) || !json_is_string(args) || !json_is_string(cid))
+            return dl_fail(e, 400, "input", "input[%zu]: a function_call needs string 'call_id', 'name' and 'arguments'", i);
+        json_t *call = json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", cid, "type", "function", "function", "name", name, "arguments", args);
+        json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+        json_t *calls = json_object_get(last, "tool_calls");
+        if (json_is_array(calls)) json_array_append_new(calls, call);
+        else json_array_append_new(msgs, json_pack("{s:s,s:n,s:[o]}", "role", "assistant", "content", "tool_calls", call));
+        return 0;
+    }
+    if (!strcmp(type, "function_call_output")) {
+        json_t *cid = json_object_get(it, "call_id"), *out = json_object_get(it, "output");
+        if (!json_is_string(cid) || !out)
+            return dl_fail(e, 400, "input", "input[%zu]: a function_call_output needs a string 'call_id' and an 'output'", i);
+        dl_buf b = {0};
+        if (json_is_object(out) && json_is_string(json_object_get(out, "text"))) out = json_object_get(out, "text");
+        if (dl_text_of(out, "input_text,output_text,text", &b)) {
+            free(b.p);
+            return dl_fail(e, 400, "input", "input[%zu].output must be a string or text parts", i);
+        }
+        json_array_append_new(msgs, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", cid, "content", b.p ? b.p : "", b.n));
+        free(b.p);
+        return 0;
+    }
+    if (!strcmp(type, "reasoning")) return 0; /* nothing to render */
+    return dl_fail(e, 400, "input", "input[%zu].type '%.60s' is not supported (message, function_call, function_call_output)", i, type);
+}
+
+static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
+    *legacy = false;
+    json_t *input = json_object_get(body, "input");
+    json_t *prev = json_object_get(body, "previous_response_id"), *instr = json_object_get(body, "instructions");
+    json_t *msgs = NULL, *chat = NULL;
+    if (prev && !json_is_null(prev)) {
+        if (!json_is_string(prev)) { dl_fail(e, 400, "previous_response_id", "'previous_response_id' must be a string"); return NULL; }
+        if (!(msgs = resp_store_get(s->responses, json_string_value(prev)))) {
+            dl_fail(e, 404, "previous_response_id", "Previous response with id '%.100s' not found.", json_string_value(prev));
+            return NULL;
+        }
+    } else {
+        msgs = json_array();
+    }
+    if (json_is_string(input)) {
+        json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", input));
+    } else if (json_is_array(input)) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(input, i, it) if (add_item(msgs, it, i, e)) goto bad;
+    } else if (input && !json_is_null(input)) {
+        dl_fail(e, 400, "input", "'input' must be a string or an array of items");
+        goto bad;
+    }
+    if (!json_array_size(msgs)) { dl_fail(e, 400, "input", "'input' is missing or empty"); goto bad; }
+    if (instr && !json_is_null(instr) && !json_is_string(instr)) { dl_fail(e, 400, "instructions", "'instructions' must be a string"); goto bad; }
+    json_t *store = json_object_get(body, "store");
+    if (store && !json_is_null(store) && !json_is_boolean(store)) { dl_fail(e, 400, "store", "'store' must be a boolean"); goto bad; }
+    json_t *mot = json_object_get(body, "max_output_tokens");
+    if (mot && !json_is_null(mot) && (!json_is_integer(mot) || json_integer_value(mot) < 1)) {
+        dl_fail(e, 400, "max_output_tokens", "'max_output_tokens' must be a positive integer");
+        goto bad;
+    }
+
+    chat = json_object();
+    json_t *cm = json_array();
+    if (json_is_string(instr)) json_array_append_new(cm, json_pack("{s:s,s:O}", "role", "system", "content", instr));
+    json_array_extend(cm, msgs);
+    json_object_set_new(chat, "messages", cm);
+    static const char *same[] = {"temperature", "top_p", "stream", "parallel_tool_calls", "seed", "top_logprobs"};
+    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
+        json_t *v = json_object_get(body, same[k]);
+        if (v && strcmp(same[k], "top_logprobs")) json_object_set(chat, same[k], v);
+    }
+    if (mot && !json_is_null(mot)) json_object_set(chat, "max_tokens", mot);
+
+    json_t *tools = json_object_get(body, "tools");
+    if (tools && !json_is_null(tools)) {
+        if (!json_is_array(tools)) { dl_fail(e, 400, "tools", "'tools' must be an array"); goto bad; }
+        json_t *ct = json_array();
+        json_object_set_new(chat, "tools", ct);
+        size_t i;
+        json_t *t;
+        json_array_foreach(tools, i, t) {
+            const char *type = json_string_value(json_object_get(t, "type"));
+            json_t *name = json_object_get(t, "name");
+            if (!type || strcmp(type, "function") || !json_is_string(name)) {
+                dl_fail(e, 400, "tools", "tools[%zu]: only {\"type\":\"function\",\"name\":...} tools are supported", i);
+                goto bad;
+            }
+            json_t *fn = json_pack("{s:O}", "name", name);
+            json_t *d = json_object_get(t, "description"), *p = json_object_get(t, "parameters");
+            if (json_is_string(d)) json_object_set(fn, "description", d);
+            if (p && !json_is_null(p)) json_object_set(fn, "parameters", p);
+            json_array_append_new(ct, json_pack("{s:s,s:o}", "type", "function", "function", fn));
+        }
+    }
+    json_t *tc = json_object_get(body, "tool_choice");
+    if (tc && !json_is_null(tc)) {
+        if (json_is_string(tc)) json_object_set(chat, "tool_choice", tc);
+        else if (json_is_object(tc) && json_is_string(json_object_get(tc, "name")))
+            json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
+        else { dl_fail(e, 400, "tool_choice", "'tool_choice' must be none, auto, required or {\"type\":\"function\",\"name\":...}"); goto bad; }
+    }
+    json_t *text = json_object_get(body, "text"), *fmt = json_object_get(text, "format");
+    if (text && !json_is_null(text) && !json_is_object(text)) { dl_fail(e, 400, "text", "'text' must be an object"); goto bad; }
+    if (fmt && !json_is_null(fmt)) {
+        const char *ft = json_string_value(json_object_get(fmt, "type"));
+        if (!ft) { dl_fail(e, 400, "text.format", "'text.format' must be an object with a 'type'"); goto bad; }
+        if (!strcmp(ft, "json_schema")) {
+            json_t *schema = json_object_get(fmt, "schema");
+            if (!json_is_object(schema)) { dl_fail(e, 400, "text.format.schema", "'text.format.schema' must be an object"); goto bad; }
+            json_t *nm = json_object_get(fmt, "name");
+            json_object_set_new(chat, "response_format", json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name",
+                                                                   json_is_string(nm) ? json_string_value(nm) : "schema", "schema", schema));
+        } else if (!strcmp(ft, "json_object")) {
+            json_object_set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
+        } else if (strcmp(ft, "text")) {
+            dl_fail(e, 400, "text.format", "'text.format.type' must be text, json_object or json_schema");
+            goto bad;
+        }
+    }
+
+    rs_state *st = calloc(1, sizeof *st);
+    if (!st) { dl_fail(e, 500, NULL, "out of memory"); goto bad; }
+    dl_make_id(s, "resp_", st->id, sizeof st->id);
+    dl_make_id(s, "msg_", st->msg_id, sizeof st->msg_id);
+    st->created = time(NULL);
+    st->store = !json_is_false(store);
+    st->messages = msgs;
+    st->output = json_array();
+    st->echo = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "instructions", opt(instr), "tools",
+                         tools && !json_is_null(tools) ? json_incref(tools) : json_array(), "tool_choice",
+                         tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"), "temperature",
+                         opt(json_object_get(body, "temperature")), "top_p", opt(json_object_get(body, "top_p")),
+                         "max_output_tokens", opt(mot), "previous_response_id", opt(prev), "text",
+                         json_is_object(text) ? json_incref(text) : json_pack("{s:{s:s}}", "format", "type", "text"),
+                         "store", st->store, "metadata",
+                         json_is_object(json_object_get(body, "metadata")) ? json_incref(json_object_get(body, "metadata")) : json_object());
+    json_t *ptc = json_object_get(body, "parallel_tool_calls");
+    json_object_set_new(st->echo, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
+    *state = st;
+    return chat;
+bad:
+    json_decref(msgs);
+    json_decref(chat);
+    return NULL;
+}
+
+static json_t *usage(int in, int cached, int out) {
+    return json_pack("{s:i,s:{s:i},s:i,s:{s:i},s:i}", "input_tokens", in, "input_tokens_details", "cached_tokens", cached,
+                     "output_tokens", out, "output_tokens_details", "reasoning_tokens", 0, "total_tokens", in + out);
+}
+
+/* The response object (steals output and usage). */
+static json_t *rs_object(const dl_server *s, rs_state *st, const char *status, json_t *output, json_t *use) {
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:s,s:o,s:o}", "id", st->id, "object", "response", "created_at",
+                          (json_int_t)st->created, "status", status, "error", "incomplete_details",
+                          strcmp(status, "incomplete") ? json_null() : json_pack("{s:s}", "reason", "max_output_tokens"),
+                          "model", s->alias, "output", output, "usage", use ? use : json_null());
+    json_object_update(o, st->echo);
+    return o;
+}
+
+static json_t *message_item(rs_state *st, const char *status, const char *text, size_t n) {
+    return json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:s%,s:[],s:[]}]}", "id", st->msg_id, "type", "message", "status", status,
+                     "role", "assistant", "content", "type", "output_text", "text", text, n, "annotations", "logprobs");
+}
+
+static json_t *call_item(const dl_server *s, json_t *call, const char *status, const char *args) {
+    char id[48];
+    dl_make_id(s, "fc_", id, sizeof id);
+    json_t *fn = json_object_get(call, "function");
+    return json_pack("{s:s,s:s,s:s,s:O,s:O,s:s}", "id", id, "type", "function_call", "status", status, "call_id",
+                     json_object_get(call, "id"), "name", json_object_get(fn, "name"), "arguments", args);
+}
+
+static void remember(rs_state *st, const dl_server *s, const char *text, size_t n) {
+    if (!st->store) return;
+    json_t *m = json_pack("{s:s}", "role", "assistant");
+    json_object_set_new(m, "content", n || !json_array_size(st->calls) ? json_stringn(text, n) : json_null());
+    if (json_array_size(st->calls)) json_object_set(m, "tool_calls", st->calls);
+    json_array_append_new(st->messages, m);
+    resp_store_put(s->responses, st->id, st->messages);
+}
+
+static json_t *rs_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {
+    rs_state *st = state;
+    (void)run;
+    json_t *ch = json_array_get(json_object_get(openai, "choices"), 0), *msg = json_object_get(ch, "message");
+    const char *finish = json_string_value(json_object_get(ch, "finish_reason"));
+    json_t *content = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
+    json_t *out = json_array();
+    const char *text = json_is_string(content) ? json_string_value(content) : "";
+    size_t n = json_is_string(content) ? json_string_length(content) : 0;
+    if (n || !json_array_size(calls)) json_array_append_new(out, message_item(st, "completed", text, n));
+    st->calls = json_is_array(calls) ? json_incref(calls) : json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(st->calls, i, c)
+        json_array_append_new(out, call_item(s, c, "completed", json_string_value(json_object_get(json_object_get(c, "function"), "arguments"))));
+    remember(st, s, text, n);
+    json_t *u = json_object_get(openai, "usage");
+    int pt = (int)json_integer_value(json_object_get(u, "prompt_tokens"));
+    int ct = (int)json_integer_value(json_object_get(u, "completion_tokens"));
+    int cached = (int)json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
+    return rs_object(s, st, finish && !strcmp(finish, "length") ? "incomplete" : "completed", out, usage(pt, cached, ct));
+}
+
+/* ---- streaming ---- */
+
+static void ev(rs_state *st, dl_write w, void *wctx, const char *type, json_t *data) {
+    json_object_set_new(data, "type", json_string(type));
+    json_object_set_new(data, "sequence_number", json_integer(st->seq++));
+    dl_sse(w, wctx, type, data);
+}
+
+static void open_msg(rs_state *st, dl_write w, void *wctx) {
+    if (st->msg_open) return;
+    st->msg_open = true;
+    json_t *item = json_pack("{s:s,s:s,s:s,s:s,s:[]}", "id", st->msg_id, "type", "message", "status", "in_progress", "role",
+                             "assistant", "content");
+    ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:o}", "output_index", st->n_out, "item", item));
+    ev(st, w, wctx, "response.content_part.added",
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0,
+                 "part", "type", "output_text", "text", "", "annotations"));
+}
+
+static void close_msg(rs_state *st, dl_write w, void *wctx) {
+    if (!st->msg_open) return;
+    st->msg_open = false;
+    const char *t = st->text.p ? st->text.p : "";
+    ev(st, w, wctx, "response.output_text.done",
+       json_pack("{s:s,s:i,s:i,s:s%,s:[]}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "text", t,
+                 st->text.n, "logprobs"));
+    ev(st, w, wctx, "response.content_part.done",
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0,
+                 "part", "type", "output_text", "text", t, st->text.n, "annotations"));
+    json_t *item = message_item(st, "completed", t, st->text.n);
+    json_array_append(st->output, item);
+    ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
+}
+
+static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
+    rs_state *st = state;
+    dl_chunk c;
+    dl_chunk_parse(chunk, &c);
+    if (c.error) {
+        json_t *code = json_object_get(c.error, "code"), *msg = json_object_get(c.error, "message");
+        ev(st, w, wctx, "error", json_pack("{s:o,s:O,s:n}", "code", opt(code), "message", msg ? msg : json_string(""), "param"));
+        return;
+    }
+    if (!st->started) {
+        st->started = true;
+        ev(st, w, wctx, "response.created", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
+        ev(st, w, wctx, "response.in_progress", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
+    }
+    if (c.text) {
+        open_msg(st, w, wctx);
+        dl_buf_add(&st->text, c.text, c.n_text);
+        ev(st, w, wctx, "response.output_text.delta",
+           json_pack("{s:s,s:i,s:i,s:s%,s:[]}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "delta",
+                     c.text, c.n_text, "logprobs"));
+    }
+    if (c.call) {
+        close_msg(st, w, wctx);
+        if (!st->calls) st->calls = json_array();
+        json_t *call = json_deep_copy(c.call);
+        json_object_del(call, "index");
+        json_array_append_new(st->calls, call);
+        const char *args = json_string_value(json_object_get(json_object_get(call, "function"), "arguments"));
+        if (!args) args = "{}";
+        json_t *item = call_item(s, call, "in_progress", "");
+        const char *iid = json_string_value(json_object_get(item, "id"));
+        ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:O}", "output_index", st->n_out, "item", item));
+        ev(st, w, wctx, "response.function_call_arguments.delta",
+           json_pack("{s:s,s:i,s:s}", "item_id", iid, "output_index", st->n_out, "delta", args));
+        ev(st, w, wctx, "response.function_call_arguments.done",
+           json_pack("{s:s,s:i,s:O,s:s}", "item_id", iid, "output_index", st->n_out, "name",
+                     json_object_get(json_object_get(call, "function"), "name"), "arguments", args));
+        json_object_set_new(item, "status", json_string("completed"));
+        json_object_set_new(item, "arguments", json_string(args));
+        json_array_append(st->output, item);
+        ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
+    }
+    if (c.finish && !st->completed) {
+        st->completed = true;
+        if (!json_array_size(st->output) && !st->msg_open) open_msg(st, w, wctx);
+        close_msg(st, w, wctx);
+        remember(st, s, st->text.p ? st->text.p : "", st->text.n);
+        bool cut = !strcmp(c.finish, "length");
+        json_t *o = rs_object(s, st, cut ? "incomplete" : "completed", json_incref(st->output),
+                              usage(run->n_prompt, run->n_cached, run->n_generated));
+        ev(st, w, wctx, cut ? "response.incomplete" : "response.completed", json_pack("{s:o}", "response", o));
+    }
+}
+
+static void rs_end(const dl_server *s, void *state, const dl_run *run, dl_write w, void *wctx) {
+    (void)s, (void)state, (void)run, (void)w, (void)wctx; /* the stream ends after response.completed */
+}
+
+const dialect dialect_responses = {
+    .name = "responses",
+    .stream_type = "text/event-stream",
+    .request = rs_request,
+    .final = rs_final,
+    .event = rs_event,
+    .end = rs_end,
+    .error = NULL, /* OpenAI's shape */
+    .free_state = rs_free,
+};

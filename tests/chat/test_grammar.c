@@ -1,0 +1,582 @@
+/* test_grammar.c — the JSON-schema automaton: accepts exactly the valid texts, completes any
+ * prefix into a valid value, and masks tokens of a vocabulary correctly. */
+#include "chat/grammar.h"
+#include "test.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool accepts(const grammar *g, const char *text, bool *complete) {
+    grammar_state st;
+    grammar_state_init(g, &st);
+    bool ok = grammar_accept(g, &st, text, strlen(text));
+    if (complete) *complete = ok && grammar_complete(g, &st);
+    return ok;
+}
+
+static bool valid(const grammar *g, const char *text) {
+    bool c;
+    return accepts(g, text, &c) && c;
+}
+
+static const char *PERSON =
+    "{\"type\":\"object\",\"properties\":{"
+    "\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":8},"
+    "\"age\":{\"type\":\"integer\",\"minimum\":0},"
+    "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\",\"b\",1.5,null]},\"minItems\":1,\"maxItems\":3},"
+    "\"ok\":{\"type\":[\"boolean\",\"null\"]},"
+    "\"kind\":{\"const\":\"x\"},"
+    "\"pos\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\"},\"y\":{\"type\":\"number\"}},\"required\":[\"x\",\"y\"]}"
+    "},\"required\":[\"name\",\"age\",\"tags\",\"pos\"],\"additionalProperties\":false}";
+
+static void test_schema_accepts(void) {
+    char err[256];
+    grammar *g = grammar_from_schema(PERSON, err, sizeof err);
+    CHECK(g != NULL, "compile: %s", err);
+    if (!g) return;
+    CHECK(valid(g, "{\"name\":\"Al\",\"age\":30,\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":-2.5e3}}"), "basic");
+    CHECK(valid(g, "{\"age\": 0, \"pos\": {\"y\":1, \"x\":0.5}, \"tags\":[1.5, null], \"name\":\"\\u00e9\", \"ok\":null}"),
+          "any order, one space, escapes");
+    CHECK(valid(g, "{\"name\":\"h\xc3\xa9\",\"age\":1,\"tags\":[\"b\"],\"pos\":{\"x\":1,\"y\":2},\"kind\":\"x\",\"ok\":true}"),
+          "utf-8, const, bool");
+    CHECK(!valid(g, "{\"name\":\"Al\",\"age\":30,\"tags\":[\"a\"]}"), "missing required pos");
+    CHECK(!accepts(g, "{\"nam\":", NULL), "unknown key");
+    CHECK(!accepts(g, "{\"name\":\"\"", NULL), "minLength");
+    CHECK(!accepts(g, "{\"name\":\"123456789", NULL), "maxLength");
+    CHECK(!accepts(g, "{\"age\":-1", NULL), "minimum 0");
+    CHECK(!accepts(g, "{\"age\":1.5", NULL), "integer");
+    CHECK(!accepts(g, "{\"age\":01", NULL), "leading zero");
+    CHECK(!accepts(g, "{\"age\":1234567890123456", NULL), "16 digits (unbounded integers: 15)");
+    CHECK(accepts(g, "{\"pos\":{\"x\":-123456789012345.123456789012345e-99", NULL), "15/15/2 digits");
+    CHECK(!accepts(g, "{\"pos\":{\"x\":1e100", NULL), "3 exponent digits");
+    CHECK(!accepts(g, "{\"tags\":[]", NULL), "minItems");
+    CHECK(!accepts(g, "{\"tags\":[\"a\",\"a\",\"a\",", NULL), "maxItems");
+    CHECK(!accepts(g, "{\"tags\":[\"c\"", NULL), "enum");
+    CHECK(!accepts(g, "{\"tags\":[1.5e", NULL), "enum number");
+    CHECK(!accepts(g, "{\"kind\":\"y", NULL), "const");
+    CHECK(!accepts(g, "{\"ok\":1", NULL), "type union");
+    CHECK(!accepts(g, "{  ", NULL), "two spaces");
+    CHECK(!accepts(g, " {", NULL), "leading space");
+    CHECK(!accepts(g, "{\"name\":\"a\nb", NULL), "raw newline in string");
+    CHECK(!accepts(g, "{\"name\":\"\\x", NULL), "bad escape");
+    CHECK(!accepts(g, "{\"name\":\"\xff", NULL), "bad utf-8");
+    CHECK(!accepts(g, "{\"name\":\"Al\",\"name\":", NULL), "duplicate key");
+    bool c;
+    CHECK(accepts(g, "{\"name\":\"Al\",\"age\":3", &c) && !c, "prefix is not complete");
+    CHECK(!accepts(g, "{\"name\":\"Al\",\"age\":30,\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":2}}x", NULL),
+          "nothing after the value");
+    grammar_free(g);
+}
+
+static void test_schema_errors(void) {
+    char err[256];
+    const char *bad[] = {
+        "{\"not\":{\"type\":\"string\"}}", "{\"$ref\":\"#/x\"}", "{\"type\":\"strin\"}",
+        "{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "{\"type\":\"string\",\"pattern\":\"(?=a)b\"}",
+        "{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"]}",
+        "not json", "{\"type\":3}", "{\"enum\":[]}", "{\"type\":\"integer\",\"minimum\":3,\"maximum\":2}", "[1]",
+        "{\"$ref\":\"http://example.com/s.json\"}", "{\"type\":\"string\",\"format\":\"unknown-format\"}",
+        "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}",
+        "{\"minProperties\":1}", "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
+        "{\"type\":\"string\",\"pattern\":\"[a-\"}", "{\"type\":\"string\",\"pattern\":\"a\\\\b\"}",
+        "{\"type\":\"number\",\"multipleOf\":0.25}", "{\"type\":\"string\",\"pattern\":\"^a$\",\"format\":\"uuid\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = 0;
+        grammar *g = grammar_from_schema(bad[i], err, sizeof err);
+        CHECK(g == NULL && err[0], "schema %s should be rejected", bad[i]);
+        grammar_free(g);
+    }
+}
+
+static void test_any_object(void) {
+    grammar *g = grammar_any_object();
+    CHECK(valid(g, "{}"), "empty object");
+    CHECK(valid(g, "{\"a\":[1,{\"b\":null},\"x\",true,-0.5E+2],\"c\":{}}"), "nested any");
+    CHECK(!accepts(g, "[", NULL), "array at root");
+    CHECK(!accepts(g, "\"s\"", NULL), "string at root");
+    grammar_free(g);
+}
+
+/* A random walk of the automaton: random allowed bytes, then the completion, must give a text
+ * that jansson parses and that the automaton accepts as complete. */
+static unsigned rng_state = 12345;
+static unsigned rnd(void) { rng_state = rng_state * 1103515245u + 12345u; return rng_state >> 8; }
+
+static void test_completion(const char *schema) {
+    char err[256];
+    grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : grammar_any_object();
+    CHECK(g != NULL, "compile: %s", err);
+    if (!g) return;
+    const char alphabet[] = "{}[]\",:0123456789.-+eEtruefalsnbxyzAgpkigo \\u";
+    for (int trial = 0; trial < 300; trial++) {
+        grammar_state st;
+        grammar_state_init(g, &st);
+        char text[4096];
+        int n = 0, steps = (int)(rnd() % 60);
+        for (int i = 0; i < steps * 8 && n < steps; i++) {
+            char b = alphabet[rnd() % (sizeof alphabet - 1)];
+            if (grammar_accept(g, &st, &b, 1)) text[n++] = b;
+        }
+        int m = grammar_completion(g, &st, text + n, (int)sizeof text - n);
+        CHECK(m >= 0, "completion failed after %.*s", n, text);
+        if (m < 0) continue;
+        n += m;
+        text[n] = 0;
+        CHECK(valid(g, text), "completed text not accepted: %s", text);
+        json_error_t je;
+        json_t *j = json_loads(text, 0, &je);
+        CHECK(j != NULL && json_is_object(j), "completed text not a JSON object: %s (%s)", text, je.text);
+        json_decref(j);
+    }
+    grammar_free(g);
+}
+
+
+/* A schema (single quotes stand for double quotes) must accept each of ok[] as a complete value
+ * and refuse each of bad[] (as a value: refused at some byte or incomplete). */
+static void expect(const char *schema_sq, const char *const *ok, const char *const *bad) {
+    char schema[4096], err[256];
+    snprintf(schema, sizeof schema, "%s", schema_sq);
+    for (char *p = schema; *p; p++) if (*p == '\'') *p = '"';
+    grammar *g = grammar_from_schema(schema, err, sizeof err);
+    CHECK(g != NULL, "compile %s: %s", schema, err);
+    if (!g) return;
+    for (int i = 0; ok && ok[i]; i++) CHECK(valid(g, ok[i]), "%s should accept %s", schema, ok[i]);
+    for (int i = 0; bad && bad[i]; i++) CHECK(!valid(g, bad[i]), "%s should refuse %s", schema, bad[i]);
+    grammar_free(g);
+}
+#define L(...) (const char *const[]){__VA_ARGS__, NULL}
+
+static void test_integers(void) {
+    expect("{'type':'integer','minimum':-5,'maximum':17}", L("-5", "0", "17", "9", "-0", "10"),
+           L("-6", "18", "170", "-10", "1.0", "01", "-"));
+    expect("{'type':'integer','exclusiveMinimum':10,'exclusiveMaximum':13}", L("11", "12"), L("10", "13", "1", "120"));
+    expect("{'type':'integer','minimum':-9007199254740991,'maximum':9007199254740991}",
+           L("9007199254740991", "-9007199254740991", "0", "123"), L("9007199254740992", "-9007199254740992", "10000000000000000"));
+    expect("{'type':'integer','multipleOf':3}", L("0", "3", "-3", "999"), L("1", "-4", "1000"));
+    expect("{'type':'integer','minimum':10,'maximum':20,'multipleOf':7}", L("14"), L("7", "21", "10", "1"));
+    expect("{'type':'integer','minimum':100}", L("100", "12345"), L("99", "-100", "0"));
+    expect("{'type':'integer','maximum':-100}", L("-100", "-5000"), L("-99", "0", "5"));
+    expect("{'type':'integer','minimum':1.5,'maximum':3.5}", L("2", "3"), L("1", "4"));
+    expect("{'type':'integer','minimum':0,'exclusiveMinimum':true}", L("1"), L("0"));
+    expect("{'type':'integer','multipleOf':0.5}", L("1", "7"), L("1.5"));
+}
+
+static void test_numbers(void) {
+    expect("{'type':'number','minimum':0.5,'maximum':2.25}", L("0.5", "1", "2.25", "2.2", "0.75", "1.999"),
+           L("0.49", "2.26", "3", "-1", "0.4", "1e0", "2.250001"));
+    expect("{'type':'number','exclusiveMinimum':0}", L("0.001", "5", "12.5"), L("0", "-0.5", "0.0", "-0"));
+    expect("{'type':'number','minimum':-1,'maximum':1}", L("-1", "-0.5", "0", "1", "0.999"), L("-1.5", "1.1", "2"));
+    expect("{'type':'number','multipleOf':0.01}", L("1.25", "3", "-0.01"), L("1.255", "0.001"));
+    expect("{'type':'number','multipleOf':2}", L("4", "-8"), L("3", "4.5"));
+    expect("{'type':'number'}", L("1e5", "-2.5E-3", "0"), L("1.", ".5", "+1", "01"));
+}
+
+static void test_strings(void) {
+    expect("{'type':'string','minLength':2,'maxLength':3}",
+           L("\"ab\"", "\"abc\"", "\"\xc3\xa9\xc3\xa9\"", "\"\xf0\x9f\x98\x80\xe4\xb8\xad\"", "\"\\u00e9x\"", "\"\\n\\t\""),
+           L("\"a\"", "\"abcd\"", "\"\xc3\xa9\"", "\"\xf0\x9f\x98\x80\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\""));
+    expect("{'type':'string'}", L("\"\xe2\x82\xac\""),
+           L("\"\xc0\x80\"", "\"\xe0\x80\x80\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xc3\"", "\"\\ud800\\udc00\"", "\"\x80\""));
+    /* a token ending inside a character is a valid prefix */
+    char err[256];
+    grammar *g = grammar_from_schema("{\"type\":\"string\",\"maxLength\":1}", err, sizeof err);
+    bool c;
+    CHECK(g && accepts(g, "\"\xe4\xb8", &c) && !c, "half a character");
+    CHECK(g && accepts(g, "\"\xe4\xb8\xad", NULL) && !accepts(g, "\"\xe4\xb8\xad\xe4", NULL), "maxLength in code points");
+    grammar_free(g);
+}
+
+static void test_regex(void) {
+    expect("{'type':'string','pattern':'^a+b?$'}", L("\"a\"", "\"aaab\""), L("\"\"", "\"b\"", "\"abb\"", "\"xa\""));
+    expect("{'type':'string','pattern':'abc'}", L("\"abc\"", "\"xxabcyy\"", "\"abcabc\""), L("\"ab\"", "\"acb\""));
+    expect("{'type':'string','pattern':'^\\\\d{3}-\\\\d{4}$'}", L("\"555-1234\""), L("\"55-1234\"", "\"555-12345\"", "\"abc-defg\""));
+    expect("{'type':'string','pattern':'^(?:ab|cd){2}$'}", L("\"abcd\"", "\"cdcd\""), L("\"ab\"", "\"abc\"", "\"abcdab\""));
+    expect("{'type':'string','pattern':'^[^x]{2,}$'}", L("\"ab\"", "\"\xc3\xa9\xc3\xa9\xc3\xa9\""), L("\"a\"", "\"axb\""));
+    expect("{'type':'string','pattern':'^[A-Z][a-z]*(?<rest>[0-9]{1,2})?$'}", L("\"Ab\"", "\"A12\"", "\"Xyz9\""), L("\"ab\"", "\"A123\""));
+    expect("{'type':'string','pattern':'^\\\\w+\\\\s\\\\S$'}", L("\"ab_1 x\""), L("\"ab  x\"", "\"a-b x\""));
+    expect("{'type':'string','pattern':'^a.c$'}", L("\"abc\"", "\"a\xe2\x82\xac" "c\""), L("\"ac\"", "\"a\\nc\""));
+    expect("{'type':'string','pattern':'x$'}", L("\"x\"", "\"abx\""), L("\"xa\""));
+    expect("{'type':'string','pattern':'^a|b$'}", L("\"ax\"", "\"xb\""), L("\"xa\"", "\"bx\""));
+    expect("{'type':'string','pattern':'^[\\\\-+.]\\\\.\\\\u0041\\\\x42$'}", L("\"-.AB\"", "\"+.AB\""), L("\"a.AB\""));
+    expect("{'type':'string','pattern':'^a{2,3}?$'}", L("\"aa\"", "\"aaa\""), L("\"a\"", "\"aaaa\""));
+}
+
+static void test_formats(void) {
+    expect("{'type':'string','format':'date'}", L("\"2024-02-28\"", "\"1999-12-31\""),
+           L("\"2024-13-01\"", "\"2024-04-31\"", "\"2024-1-01\"", "\"2024-02-30\""));
+    expect("{'type':'string','format':'date-time'}", L("\"2024-05-06T07:08:09Z\"", "\"2024-05-06T23:59:59.123+02:00\""),
+           L("\"2024-05-06 07:08:09Z\"", "\"2024-05-06T24:00:00Z\"", "\"2024-05-06T07:08:09\""));
+    expect("{'type':'string','format':'time'}", L("\"07:08:09Z\"", "\"07:08:09-05:30\""), L("\"7:08:09Z\"", "\"07:60:00Z\""));
+    expect("{'type':'string','format':'duration'}", L("\"P1D\"", "\"PT1H30M\"", "\"P1Y2M3DT4H5M6S\"", "\"P2W\""),
+           L("\"P\"", "\"PT\"", "\"1D\"", "\"P1H\""));
+    expect("{'type':'string','format':'email'}", L("\"a.b+c@example.com\"", "\"x@y.co\""),
+           L("\"a@b\"", "\"@x.com\"", "\"a..b@x.com\"", "\"a b@x.com\""));
+    expect("{'type':'string','format':'uuid'}", L("\"123e4567-e89b-12d3-a456-426614174000\""),
+           L("\"123e4567e89b12d3a456426614174000\"", "\"123e4567-e89b-12d3-a456-42661417400g\""));
+    expect("{'type':'string','format':'ipv4'}", L("\"192.168.0.1\"", "\"0.0.0.0\"", "\"255.255.255.255\""),
+           L("\"256.1.1.1\"", "\"1.2.3\"", "\"01.2.3.4\""));
+    expect("{'type':'string','format':'ipv6'}", L("\"2001:db8:0:0:0:0:0:1\"", "\"::1\"", "\"::\""), L("\"1:2:3\"", "\"12345::\""));
+    expect("{'type':'string','format':'hostname'}", L("\"example.com\"", "\"a-b.c\""), L("\"-a.com\"", "\"a..b\"", "\"a_b\""));
+    expect("{'type':'string','format':'uri'}", L("\"https://example.com/a/b?x=1#f\"", "\"http://h:8080\""),
+           L("\"example.com\"", "\"http://\"", "\"https://a b\""));
+    /* pattern and format together: both hold */
+    expect("{'type':'string','format':'email','pattern':'@corp\\\\.com$'}", L("\"a@corp.com\""), L("\"a@x.com\""));
+}
+
+static const char *TREE =
+    "{'$defs':{'Node':{'type':'object','properties':{'value':{'type':'integer'},"
+    "'children':{'type':'array','items':{'$ref':'#/$defs/Node'}}},'required':['value','children'],"
+    "'additionalProperties':false}},'$ref':'#/$defs/Node'}";
+
+static void test_structure(void) {
+    expect(TREE, L("{\"value\":1,\"children\":[]}", "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":3,\"children\":[]}]}]}"),
+           L("{\"value\":1}", "{\"value\":1,\"children\":[{\"value\":2}]}"));
+    expect("{'type':'object','properties':{'head':{'$ref':'#/definitions/L'}},'required':['head'],"
+           "'definitions':{'L':{'anyOf':[{'type':'null'},{'type':'object','properties':{'v':{'type':'string'},"
+           "'next':{'$ref':'#/definitions/L'}},'required':['v','next']}]}}}",
+           L("{\"head\":null}", "{\"head\":{\"v\":\"a\",\"next\":{\"v\":\"b\",\"next\":null}}}"),
+           L("{\"head\":{\"v\":\"a\"}}", "{\"head\":1}"));
+    /* anyOf with overlapping first bytes: a discriminated union of objects */
+    const char *U = "{'oneOf':[{'type':'object','properties':{'kind':{'const':'circle'},'r':{'type':'number'}},"
+                    "'required':['kind','r'],'additionalProperties':false},"
+                    "{'type':'object','properties':{'kind':{'const':'rect'},'w':{'type':'number'},'h':{'type':'number'}},"
+                    "'required':['kind','w','h'],'additionalProperties':false}]}";
+    expect(U, L("{\"kind\":\"circle\",\"r\":1}", "{\"kind\":\"rect\",\"w\":1,\"h\":2}", "{\"r\":2,\"kind\":\"circle\"}"),
+           L("{\"kind\":\"circle\",\"w\":1,\"h\":2}", "{\"kind\":\"rect\",\"r\":1}", "{\"r\":1}"));
+    expect("{'anyOf':[{'type':'string','maxLength':2},{'type':'integer','minimum':5},{'type':'null'}]}",
+           L("\"ab\"", "7", "null"), L("\"abc\"", "4", "true"));
+    expect("{'anyOf':[{'type':'string','pattern':'^a+$'},{'type':'string','pattern':'^b+$'}]}",
+           L("\"aa\"", "\"bbb\""), L("\"ab\"", "\"\""));
+    expect("{'type':'string','nullable':true,'maxLength':1}", L("null", "\"a\""), L("\"ab\"", "1"));
+    expect("{'title':'T','description':'d','default':1,'examples':[1],'$schema':'x','$comment':'c','type':'integer'}",
+           L("1"), L("\"1\""));
+    expect("{'allOf':[{'type':'object','properties':{'a':{'type':'integer'}},'required':['a']},"
+           "{'properties':{'b':{'type':'string'}},'required':['b']}]}",
+           L("{\"a\":1,\"b\":\"x\"}"), L("{\"a\":1}", "{\"b\":\"x\"}"));
+    expect("{'type':'object','properties':{'p':{'$ref':'#/$defs/P','description':'x'}},'required':['p'],"
+           "'$defs':{'P':{'type':'string','enum':['a','b']}}}", L("{\"p\":\"a\"}"), L("{\"p\":\"c\"}"));
+    expect("{'type':'array','prefixItems':[{'type':'integer'},{'type':'string'}],'items':false}",
+           L("[1,\"a\"]", "[1]", "[]"), L("[1,\"a\",2]", "[\"a\"]"));
+    expect("{'type':'array','prefixItems':[{'type':'integer'}],'items':{'type':'boolean'},'minItems':2}",
+           L("[1,true]", "[1,true,false]"), L("[1]", "[1,2]"));
+    expect("{'type':'array','items':{'enum':['a','b','c']},'uniqueItems':true}",
+           L("[]", "[\"a\",\"c\"]", "[\"c\",\"b\",\"a\"]"), L("[\"a\",\"a\"]", "[\"b\",\"c\",\"b\"]"));
+    expect("{'type':'array','items':{'type':'boolean'},'uniqueItems':true}", L("[true,false]"), L("[true,true]"));
+    expect("{'type':'object','additionalProperties':{'type':'number'},'propertyNames':{'type':'string'}}",
+           L("{}", "{\"a\":1,\"b\":2.5}"), L("{\"a\":\"x\"}"));
+    expect("{'type':'object','properties':{'a':{'type':'integer'}},'additionalProperties':true}",
+           L("{\"a\":1,\"zz\":[1]}"), L("{\"a\":1,\"a\":2}"));
+}
+
+/* Random walks through recursive / union schemas, then the completion: always valid. */
+static void test_completion_more(void) {
+    const char *schemas[] = {TREE,
+        "{'anyOf':[{'type':'object','properties':{'n':{'type':'integer','minimum':10,'maximum':99}},'required':['n']},"
+        "{'type':'object','properties':{'s':{'type':'string','format':'date'}},'required':['s']}]}",
+        "{'type':'object','properties':{'id':{'type':'string','format':'uuid'},'t':{'type':'string','pattern':'^[A-Z]{3}\\\\d+$'},"
+        "'x':{'type':'number','minimum':-2.5,'maximum':-1}},'required':['id','t','x']}"};
+    const char alphabet[] = "{}[]\",:0123456789.-abcdefAZTnulr \\";
+    for (size_t k = 0; k < sizeof schemas / sizeof *schemas; k++) {
+        char schema[2048], err[256];
+        snprintf(schema, sizeof schema, "%s", schemas[k]);
+        for (char *p = schema; *p; p++) if (*p == '\'') *p = '"';
+        grammar *g = grammar_from_schema(schema, err, sizeof err);
+        CHECK(g != NULL, "compile %s: %s", schema, err);
+        if (!g) continue;
+        for (int trial = 0; trial < 200; trial++) {
+            grammar_state st;
+            grammar_state_init(g, &st);
+            char text[4096];
+            int n = 0, steps = (int)(rnd() % 80);
+            for (int i = 0; i < steps * 8 && n < steps; i++) {
+                char b = alphabet[rnd() % (sizeof alphabet - 1)];
+                if (grammar_accept(g, &st, &b, 1)) text[n++] = b;
+            }
+            int m = grammar_completion(g, &st, text + n, (int)sizeof text - n);
+            CHECK(m >= 0, "completion failed after %.*s", n, text);
+            if (m < 0) continue;
+            text[n + m] = 0;
+            CHECK(valid(g, text), "completed text not accepted: %s", text);
+            json_error_t je;
+            json_t *j = json_loads(text, 0, &je);
+            CHECK(j != NULL, "completed text not JSON: %s (%s)", text, je.text);
+            json_decref(j);
+        }
+        grammar_free(g);
+    }
+}
+
+/* The mask (trie walk plus its fast paths for plain text, pattern strings and free keys) must
+ * equal a token-by-token check with grammar_accept, along random walks. */
+static void test_mask_equivalence(void) {
+    static const char *pieces[] = {"a", "b", "Z", "0", "1", "-", "@", ".", ":", " ", "\"", "\\", "{", "}", "[", "]", ",",
+        "ab", "abc", " the", "com", ".com", "@ex", "12", "2024", "-01", "T1", "Z\"", "\",", "\":", "\"}", "\\n", "\\u00",
+        "\xc3\xa9", "\xe4\xb8\xad", "\xe4\xb8", "\xad", "\xf0\x9f\x98\x80", "\xf0\x9f", "\x98\x80", "true", "null", "fa",
+        "e", "E", "+", "ffff", "a1b2", "x_y", "aaaaaaaaaa", "\xc3", "\xa9x", "AB CD", "\t", ""};
+    int n = (int)(sizeof pieces / sizeof *pieces), lens[128];
+    for (int i = 0; i < n; i++) lens[i] = (int)strlen(pieces[i]);
+    grammar_vocab *v = grammar_vocab_new(pieces, lens, n);
+    const char *schemas[] = {
+        "{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"format\":\"email\"},\"s\":{\"type\":\"string\",\"maxLength\":5},"
+        "\"p\":{\"type\":\"string\",\"pattern\":\"^[a-z\\u00e9\\u4e2d]*$\"}},\"additionalProperties\":{\"type\":\"string\"}}",
+        "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"format\":\"date\"},{\"type\":\"string\",\"maxLength\":3},{\"type\":\"integer\",\"minimum\":-5}]}}",
+        "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\",\"pattern\":\"ab\"}}"};
+    bool allowed[128];
+    int32_t end = n - 1;
+    for (size_t k = 0; k < sizeof schemas / sizeof *schemas; k++) {
+        char err[256];
+        grammar *g = grammar_from_schema(schemas[k], err, sizeof err);
+        CHECK(g != NULL, "compile: %s", err);
+        if (!g) continue;
+        for (int trial = 0; trial < 30; trial++) {
+            grammar_state st;
+            grammar_state_init(g, &st);
+            for (int step = 0; step < 40; step++) {
+                int cnt = grammar_allowed(g, &st, v, &end, 1, allowed);
+                int ref = 0, ok[128], n_ok = 0;
+                for (int t = 0; t < n; t++) {
+                    grammar_state tmp = st;
+                    bool a = t == end ? grammar_complete(g, &st) : grammar_accept(g, &tmp, pieces[t], (size_t)lens[t]);
+                    ref += a;
+                    CHECK(a == allowed[t], "schema %zu: token '%s' mask %d, accept %d", k, pieces[t], allowed[t], a);
+                    if (a && t != end) ok[n_ok++] = t;
+                }
+                CHECK(cnt == ref, "count %d vs %d", cnt, ref);
+                if (!n_ok) break;
+                int t = ok[rnd() % (unsigned)n_ok];
+                grammar_accept(g, &st, pieces[t], (size_t)lens[t]);
+            }
+        }
+        grammar_free(g);
+    }
+    grammar_vocab_free(v);
+}
+
+static void test_mask(void) {
+    /* a toy vocabulary: single bytes, some merges, and a special token with no bytes */
+    const char *toks[] = {"{", "}", "\"", "name", "\":", "\"name\":\"", "Al", "age", "1", "23", ",",
+                          "x", "", "[", "]", "\"a\"", " ", "tags", "pos", "y", ":", "\"}", "\\", "n"};
+    int n = (int)(sizeof toks / sizeof *toks), lens[32];
+    for (int i = 0; i < n; i++) lens[i] = (int)strlen(toks[i]);
+    grammar_vocab *v = grammar_vocab_new(toks, lens, n);
+    CHECK(v != NULL, "vocab");
+    char err[256];
+    grammar *g = grammar_from_schema(PERSON, err, sizeof err);
+    bool allowed[32];
+    int32_t end = 12;
+    grammar_state st;
+    grammar_state_init(g, &st);
+    int k = grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(k == 1 && allowed[0], "only '{' at the start (got %d)", k);
+    grammar_accept(g, &st, "{", 1);
+    grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(allowed[2] && allowed[5] && !allowed[16] && !allowed[1] && !allowed[3] && !allowed[12],
+          "after '{': quote, merged key; not space, '}' (required), end");
+    grammar_accept(g, &st, "\"name\":\"", 8);
+    grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(allowed[6] && allowed[3] && allowed[22] && !allowed[2] && !allowed[21] && !allowed[12],
+          "inside name: text and escapes, not an empty close");
+    const char *rest = "Al\",\"age\":1,\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":23}}";
+    CHECK(grammar_accept(g, &st, rest, strlen(rest)), "rest");
+    k = grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(k == 1 && allowed[12], "complete: only the end token (got %d)", k);
+    grammar_free(g);
+    grammar_vocab_free(v);
+}
+
+static const char *TOOLS =
+    "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\","
+    "\"properties\":{\"location\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"f\"]},\"days\":{\"type\":\"integer\"},"
+    "\"hourly\":{\"type\":\"boolean\"}},\"required\":[\"location\"]}}},"
+    "{\"type\":\"function\",\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}}]";
+
+static void test_tool_calls(void) {
+    char err[256];
+    grammar *g = grammar_tool_calls(TOOLS, NULL, true, err, sizeof err);
+    CHECK(g != NULL, "compile tools: %s", err);
+    if (!g) return;
+    CHECK(valid(g, "[get_weather(location=\"Paris\")]"), "one call");
+    CHECK(valid(g, "[get_weather(location=\"Paris\", unit=\"c\", hourly=False), get()]"), "parallel");
+    CHECK(valid(g, "[get_weather(days=3,location=\"x\")]"), "any order");
+    CHECK(!accepts(g, "[get_weather()", NULL), "missing required");
+    CHECK(!accepts(g, "[get_weather(hourly=false", NULL), "python literals only");
+    CHECK(!accepts(g, "[set(", NULL), "unknown function");
+    CHECK(!accepts(g, "[get(x=", NULL), "unknown argument");
+    grammar_state st;
+    grammar_state_init(g, &st);
+    char out[512];
+    int m = grammar_completion(g, &st, out, sizeof out);
+    CHECK(m > 0 && valid(g, out), "completion from start: %s", m > 0 ? out : "");
+    grammar_free(g);
+
+    g = grammar_tool_calls(TOOLS, "get", false, err, sizeof err);
+    CHECK(g && valid(g, "[get()]") && !accepts(g, "[get_", NULL) && !accepts(g, "[get(), ", NULL),
+          "named function, no parallel");
+    grammar_free(g);
+    CHECK(grammar_tool_calls(TOOLS, "nope", false, err, sizeof err) == NULL, "unknown named tool");
+    /* a Pydantic / zod parameter schema: $defs, anyOf with null, bounded int, format, nested */
+    const char *PY = "[{\"type\":\"function\",\"function\":{\"name\":\"book\",\"parameters\":{\"$defs\":{\"Room\":"
+        "{\"enum\":[\"single\",\"double\"],\"type\":\"string\"}},\"properties\":{\"room\":{\"$ref\":\"#/$defs/Room\"},"
+        "\"nights\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9007199254740991},\"day\":{\"type\":\"string\",\"format\":\"date\"},"
+        "\"note\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}],\"default\":null,\"title\":\"Note\"},"
+        "\"vip\":{\"type\":\"boolean\"}},\"required\":[\"room\",\"nights\",\"day\"],\"title\":\"Book\",\"type\":\"object\"}}}]";
+    g = grammar_tool_calls(PY, "book", false, err, sizeof err);
+    CHECK(g != NULL, "pydantic tool: %s", err);
+    if (g) {
+        CHECK(valid(g, "[book(room=\"double\", nights=3, day=\"2025-01-31\", note=None, vip=True)]"), "pydantic call");
+        CHECK(valid(g, "[book(room=\"single\", nights=1, day=\"2025-01-31\", note=\"x\")]"), "note as string");
+        CHECK(!valid(g, "[book(room=\"double\", nights=0, day=\"2025-01-31\")]"), "nights minimum");
+        CHECK(!valid(g, "[book(room=\"double\", nights=1, day=\"2025-02-30\")]"), "date format");
+        CHECK(!valid(g, "[book(room=\"double\", nights=1, day=\"2025-01-31\", note=null)]"), "JSON null is not Python");
+        grammar_state st;
+        grammar_state_init(g, &st);
+        char out[512];
+        int m = grammar_completion(g, &st, out, sizeof out);
+        CHECK(m > 0 && valid(g, out), "completion: %s", m > 0 ? out : "");
+        grammar_free(g);
+    }
+    CHECK(grammar_tool_calls("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+                             "\"properties\":{\"a\":{\"not\":{}}}}}}]", NULL, false, err, sizeof err) == NULL && strstr(err, "not"),
+          "unsupported keyword in a tool names it: %s", err);
+    CHECK(grammar_tool_calls("{}", NULL, false, err, sizeof err) == NULL, "tools not an array");
+}
+
+
+/* ---- corpus generator: test_grammar --generate N OUTDIR SCHEMA.json... ------------------- *
+ * For each schema, N random outputs walking the automaton (random allowed chunks, then the
+ * completion after a random budget), one per line in OUTDIR/<name>.jsonl, for the ajv oracle
+ * (tests/test_grammar_corpus.sh). Prints failures and "N passed, N failed". */
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s) s[n] = 0;
+    fclose(f);
+    return s;
+}
+
+static int generate_one(const grammar *g, char *text, int cap) {
+    static const char *chunks[] = {"true", "false", "null", "\":", "\", \"", "0", "12", "-3", ".5", "e+2", "abc",
+                                   "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "\\n", "\\\"", "\\u00e9", "2024-",
+                                   "T12:", "@ex", ".com", "http", "://", "[]", "{}", "\"a\"", ", ", "::", "Z"};
+    enum { N_CHUNKS = sizeof chunks / sizeof *chunks };
+    grammar_state *st = malloc(sizeof *st);
+    if (!st) return -1;
+    grammar_state_init(g, st);
+    int n = 0, budget = 10 + (int)(rnd() % 150);
+    for (int step = 0; step < budget && n < cap / 2; step++) {
+        if (grammar_complete(g, st) && rnd() % 6 == 0) break;
+        const char *opt[128 + N_CHUNKS];
+        int lens[128 + N_CHUNKS], k = 0;
+        static char bytes[96][2];
+        for (int b = 0x20; b < 0x7f; b++) { bytes[b - 0x20][0] = (char)b; opt[k] = bytes[b - 0x20]; lens[k++] = 1; }
+        for (int c = 0; c < N_CHUNKS; c++) { opt[k] = chunks[c]; lens[k++] = (int)strlen(chunks[c]); }
+        /* a random option among those the automaton accepts */
+        int ok_idx[128 + N_CHUNKS], n_ok = 0;
+        grammar_state *t = malloc(sizeof *t);
+        for (int i = 0; t && i < k; i++) {
+            *t = *st;
+            if (grammar_accept(g, t, opt[i], (size_t)lens[i])) ok_idx[n_ok++] = i;
+        }
+        int chosen = n_ok ? ok_idx[rnd() % (unsigned)n_ok] : -1;
+        if (chosen >= 0) grammar_accept(g, st, opt[chosen], (size_t)lens[chosen]);
+        free(t);
+        if (chosen < 0) break;
+        memcpy(text + n, opt[chosen], (size_t)lens[chosen]);
+        n += lens[chosen];
+    }
+    int m = grammar_completion(g, st, text + n, cap - n);
+    free(st);
+    if (m < 0) { text[n] = 0; return -1; }
+    n += m;
+    text[n] = 0;
+    return n;
+}
+
+static int generate(int argc, char **argv) {
+    int n_out = atoi(argv[2]), pass = 0, failn = 0;
+    const char *dir = argv[3];
+    for (int a = 4; a < argc; a++) {
+        char *schema = read_text(argv[a]), err[512];
+        const char *base = strrchr(argv[a], '/');
+        base = base ? base + 1 : argv[a];
+        grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
+        if (!g) { printf("FAIL compile %s: %s\n", base, schema ? err : "unreadable"); failn++; free(schema); continue; }
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%.*s.jsonl", dir, (int)(strlen(base) - 5), base);
+        FILE *f = fopen(path, "w");
+        for (int i = 0; f && i < n_out; i++) {
+            char text[16384];
+            int n = generate_one(g, text, (int)sizeof text);
+            grammar_state st;
+            grammar_state_init(g, &st);
+            if (n < 0 || !valid(g, text)) { printf("FAIL generate %s #%d: %s%s\n", base, i, n < 0 ? "no completion after " : "", text); failn++; continue; }
+            fprintf(f, "%s\n", text);
+            pass++;
+        }
+        if (f) fclose(f);
+        grammar_free(g);
+        free(schema);
+    }
+    printf("%d passed, %d failed\n", pass, failn);
+    return failn ? 1 : 0;
+}
+
+/* test_grammar --reject NEGATIVE.jsonl SCHEMADIR: every {"schema","instance"} line is an invalid
+ * instance the automaton must refuse. */
+static int reject_mode(const char *path, const char *dir) {
+    FILE *f = fopen(path, "r");
+    int pass = 0, failn = 0;
+    char line[8192];
+    while (f && fgets(line, sizeof line, f)) {
+        json_error_t je;
+        json_t *j = json_loads(line, 0, &je);
+        const char *name = json_string_value(json_object_get(j, "schema"));
+        char *inst = name ? json_dumps(json_object_get(j, "instance"), JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        char sp[1024], err[512];
+        snprintf(sp, sizeof sp, "%s/%s.json", dir, name ? name : "");
+        char *schema = inst ? read_text(sp) : NULL;
+        grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
+        if (!g) { printf("FAIL negative: bad line or schema: %s", line); failn++; }
+        else if (valid(g, inst)) { printf("FAIL negative %s: accepted %s\n", name, inst); failn++; }
+        else pass++;
+        grammar_free(g);
+        free(schema);
+        free(inst);
+        json_decref(j);
+    }
+    if (f) fclose(f);
+    else { printf("FAIL cannot read %s\n", path); failn++; }
+    printf("%d passed, %d failed\n", pass, failn);
+    return failn ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 4 && !strcmp(argv[1], "--generate")) return generate(argc, argv);
+    if (argc == 4 && !strcmp(argv[1], "--reject")) return reject_mode(argv[2], argv[3]);
+    test_schema_accepts();
+    test_schema_errors();
+    test_any_object();
+    test_completion(PERSON);
+    test_completion(NULL);
+    test_completion("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
+                    "\"properties\":{\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}}},\"additionalProperties\":{\"type\":\"integer\"}}");
+    test_integers();
+    test_numbers();
+    test_strings();
+    test_regex();
+    test_formats();
+    test_structure();
+    test_completion_more();
+    test_mask();
+    test_mask_equivalence();
+    test_tool_calls();
+    TEST_MAIN_END();
+}

@@ -1,0 +1,296 @@
+/* test_kernels.c — every kernel table this CPU can run against the scalar table (src/kernels.c):
+ * random valid blocks of every weight type, many tile shapes and strides, and byte equality of
+ * the activation quantizers. Two kinds of matmul checks:
+ *  - random scales: results agree within 1e-5 of the sum of |w_i * a_i| (float order differs);
+ *  - unit scales (every fp16 scale 1.0, integer activations with d = 1): every product and sum is
+ *    an exact small integer, so results must be bitwise equal — this catches any integer slip. */
+#include "cpu/kernels.h"
+#include "formats/ggml_types.h"
+#include "test.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+static float frand(void) { return (float)(rnd() & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f; }
+
+static const uint32_t TYPES[] = {GGML_F32, GGML_F16, GGML_BF16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
+                                 GGML_Q5_1, GGML_Q8_0, GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K,
+                                 GGML_Q6_K, GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};
+
+static void set_half(uint8_t *p, float v) {
+    ggml_half h = f32_to_fp16(v);
+    memcpy(p, &h, 2);
+}
+
+/* Byte offsets of the fp16 fields (d, then m/dmin) in one block; count returned. */
+static int half_fields(uint32_t t, size_t off[2]) {
+    switch (t) {
+    case GGML_Q4_0: off[0] = offsetof(block_q4_0, d); return 1;
+    case GGML_Q4_1: off[0] = offsetof(block_q4_1, d); off[1] = offsetof(block_q4_1, m); return 2;
+    case GGML_Q5_0: off[0] = offsetof(block_q5_0, d); return 1;
+    case GGML_Q5_1: off[0] = offsetof(block_q5_1, d); off[1] = offsetof(block_q5_1, m); return 2;
+    case GGML_Q8_0: off[0] = offsetof(block_q8_0, d); return 1;
+    case GGML_Q2_K: off[0] = offsetof(block_q2_K, d); off[1] = offsetof(block_q2_K, dmin); return 2;
+    case GGML_Q3_K: off[0] = offsetof(block_q3_K, d); return 1;
+    case GGML_Q4_K: off[0] = offsetof(block_q4_K, d); off[1] = offsetof(block_q4_K, dmin); return 2;
+    case GGML_Q5_K: off[0] = offsetof(block_q5_K, d); off[1] = offsetof(block_q5_K, dmin); return 2;
+    case GGML_Q6_K: off[0] = offsetof(block_q6_K, d); return 1;
+    case GGML_IQ4_NL: off[0] = offsetof(block_iq4_nl, d); return 1;
+    case GGML_IQ4_XS: off[0] = offsetof(block_iq4_xs, d); return 1;
+    default: return 0;
+    }
+}
+
+/* A random row of n valid weights: random bytes, sane finite scales (exactly 1.0 if unit). */
+static void random_row(uint32_t t, int64_t n, uint8_t *dst, int unit) {
+    size_t size = ggml_row_size(t, n);
+    for (size_t i = 0; i < size; i++) dst[i] = (uint8_t)rnd();
+    if (t == GGML_F32) {
+        for (int64_t i = 0; i < n; i++) { float v = unit ? (float)(int)(rnd() % 7) - 3 : frand(); memcpy(dst + 4 * i, &v, 4); }
+        return;
+    }
+    if (t == GGML_F16 || t == GGML_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            float v = unit ? (float)(int)(rnd() % 7) - 3 : frand();
+            uint16_t h = t == GGML_F16 ? f32_to_fp16(v) : f32_to_bf16(v);
+            memcpy(dst + 2 * i, &h, 2);
+        }
+        return;
+    }
+    const ggml_type_info *ti = ggml_type_get(t);
+    for (int64_t b = 0; b < n / ti->block_size; b++) {
+        uint8_t *blk = dst + b * ti->type_size;
+        size_t off[2];
+        int k = half_fields(t, off);
+        for (int j = 0; j < k; j++) set_half(blk + off[j], unit ? 1.0f : frand() * 0.05f + (j ? 0.0f : 0.001f));
+        if (t == GGML_MXFP4) blk[0] = (uint8_t)(unit ? 128 : 120 + rnd() % 16);
+    }
+}
+
+/* Activations: random floats, or (unit) small integers with one -127 per 256 so the
+ * quantizers pick d = 1 exactly and keep every value. */
+static void random_act(int64_t n, float *x, int unit) {
+    for (int64_t i = 0; i < n; i++) x[i] = unit ? (float)((int)(rnd() % 17) - 8) : frand() * 3.0f;
+    if (unit)
+        for (int64_t i = 0; i < n; i += 32) x[i + rnd() % 32] = -127.0f;
+}
+
+static uint8_t wbuf[48 * 9300], abuf[32 * 9300];
+static float xbuf[32 * 2400], ref[64 * 64], got[64 * 64], wf[2400], af[2400];
+
+static int check_matmul(const kernel_ops *k, uint32_t t, int64_t n, int nr, int nc, int unit) {
+    const kernel_ops *s = kernels_scalar();
+    uint32_t at = vec_dot_type(t);
+    size_t w_row = ggml_row_size(t, n) + 16 * (rnd() % 3);
+    size_t a_row = (at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n)) + 16 * (rnd() % 3);
+    size_t os = (size_t)nr + rnd() % 4;
+    for (int r = 0; r < nr; r++) random_row(t, n, wbuf + r * w_row, unit);
+    for (int c = 0; c < nc; c++) {
+        random_act(n, xbuf + c * n, unit);
+        s->quantize_act(at, xbuf + c * n, abuf + c * a_row, n);
+    }
+    for (size_t i = 0; i < sizeof ref / sizeof *ref; i++) ref[i] = got[i] = -12345.0f;
+    s->matmul(t, n, wbuf, w_row, nr, abuf, a_row, nc, ref, os);
+    k->matmul(t, n, wbuf, w_row, nr, abuf, a_row, nc, got, os);
+    int bad = 0;
+    for (int c = 0; c < nc && !bad; c++) {
+        if (at == GGML_Q8_K) {   /* dequantize_row does not know the activation-only type */
+            const block_q8_K *qa = (const block_q8_K *)(abuf + c * a_row);
+            for (int64_t i = 0; i < n; i++) af[i] = qa[i / QK_K].d * qa[i / QK_K].qs[i % QK_K];
+        } else {
+            dequantize_row(at, abuf + c * a_row, af, n);
+        }
+        for (int r = 0; r < nr && !bad; r++) {
+            float e = ref[c * os + r], g = got[c * os + r];
+            int ok;
+            if (unit) {
+                ok = e == g;
+            } else {
+                dequantize_row(t, wbuf + r * w_row, wf, n);
+                double mag = 0;
+                for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * af[i]);
+                ok = fabs((double)e - g) <= 1e-5 * mag + 1e-30;
+            }
+            if (!ok) {
+                fprintf(stderr, "  %s %s n=%lld nr=%d nc=%d unit=%d: [c=%d r=%d] scalar %.9g, got %.9g\n",
+                        k->isa, ggml_type_get(t)->name, (long long)n, nr, nc, unit, c, r, e, g);
+                bad = 1;
+            }
+        }
+    }
+    /* cells outside the tile are left alone */
+    for (int c = 0; c < nc && !bad; c++)
+        for (size_t r = (size_t)nr; r < os && !bad; r++)
+            if (got[c * os + r] != -12345.0f) bad = 1;
+    for (size_t i = (size_t)nc * os; i < sizeof got / sizeof *got && !bad; i++)
+        if (got[i] != -12345.0f) bad = 1;
+    return !bad;
+}
+
+static void test_matmul(const kernel_ops *k) {
+    static const int shapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 5}, {4, 1}, {4, 4}, {5, 3}, {8, 8},
+                                    {7, 17}, {17, 1}, {17, 7}, {16, 16}, {9, 4}, {4, 9},
+                                    {33, 17}, {16, 32}, {48, 20}, {20, 9}, {31, 8}};
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+        uint32_t t = TYPES[ti];
+        int bsz = ggml_type_get(t)->block_size;
+        int64_t ns[] = {256, 512, 2304, bsz == 1 ? 37 : 256, bsz == 1 ? 1000 : 512};
+        int fails = 0, runs = 0;
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+            for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+                for (int unit = 0; unit < 2; unit++) {
+                    if (unit && ns[ni] > 1024) continue;   /* keep exact sums below 2^24 */
+                    runs++;
+                    fails += !check_matmul(k, t, ns[ni], shapes[si][0], shapes[si][1], unit);
+                }
+        CHECK(fails == 0, "%s matmul %s: %d of %d shapes differ from scalar", k->isa, ggml_type_get(t)->name, fails, runs);
+    }
+}
+
+static void test_quantize(const kernel_ops *k) {
+    const kernel_ops *s = kernels_scalar();
+    enum { N = 2048 };
+    static float x[N];
+    static uint8_t a[N * 2], b[N * 2];
+    for (int trial = 0; trial < 40; trial++) {
+        float scale = trial % 4 == 0 ? 1e-3f : trial % 4 == 1 ? 1.0f : trial % 4 == 2 ? 50.0f : 1e4f;
+        for (int i = 0; i < N; i++) x[i] = frand() * scale;
+        if (trial % 5 == 1) {   /* ties: amax 127 gives d = 1 and exact .5 products */
+            for (int i = 0; i < N; i++) x[i] = (float)((int)(rnd() % 200) - 100) + 0.5f;
+            for (int i = 0; i < N; i += 32) x[i + rnd() % 32] = trial % 2 ? 127.0f : -127.0f;
+        }
+        if (trial % 5 == 2) {   /* opposite values of equal magnitude: the first decides the sign */
+            for (int i = 0; i < N; i += 256) { x[i + 3] = 40.0f; x[i + 200] = -40.0f; }
+            for (int i = 256; i < 512; i++) x[i] = 0.0f;           /* an all-zero block */
+            for (int i = 512; i < 544; i++) x[i] = -0.0f;
+        }
+        for (int ai = 0; ai < 2; ai++) {
+            uint32_t at = ai ? GGML_Q8_K : GGML_Q8_0;
+            size_t size = ggml_row_size(at, N);
+            memset(a, 0xAA, sizeof a);
+            memset(b, 0xAA, sizeof b);
+            s->quantize_act(at, x, a, N);
+            k->quantize_act(at, x, b, N);
+            size_t diff = 0;
+            while (diff < size && a[diff] == b[diff]) diff++;
+            CHECK(diff == size && !memcmp(a, b, sizeof a), "%s quantize %s trial %d: first byte differing at %zu of %zu",
+                  k->isa, at == GGML_Q8_0 ? "Q8_0" : "Q8_K", trial, diff, size);
+        }
+        /* float activations are copied */
+        k->quantize_act(GGML_F32, x, b, 256);
+        CHECK(!memcmp(x, b, 256 * sizeof(float)), "%s quantize F32 is a copy", k->isa);
+    }
+}
+
+/* Tile invariance: out[r, c] must not depend on the tile (nr x nc call) it is computed in, bit
+ * for bit, or a prompt fed as one batch would not give the logits of feeding it token by token.
+ * A 37 x 29 output in one call, element by element, and in tiles of several shapes. Returns the
+ * one-call output (malloc'd) for the cross-table comparison, NULL on failure to allocate. */
+enum { TI_R = 37, TI_C = 29 };
+static const int TI_SHAPES[][2] = {{1, 1}, {3, 17}, {17, 3}, {8, 8}, {16, 16}, {17, 16}, {16, 1}, {1, 17},
+                                    {37, 1}, {37, 2}, {37, 4}, {5, 1}, {9, 3}};   /* nc <= 4: decode segments */
+
+static float *tile_invariance(const kernel_ops *k, uint32_t t, int64_t n, const uint8_t *w, size_t w_row,
+                              const uint8_t *act, size_t a_row, int *fails) {
+    const size_t os = TI_R + 3;
+    float *full = malloc(sizeof(float) * os * TI_C), *part = malloc(sizeof(float) * os * TI_C);
+    if (!full || !part) { free(full); free(part); return NULL; }
+    k->matmul(t, n, w, w_row, TI_R, act, a_row, TI_C, full, os);
+    for (size_t si = 0; si < sizeof TI_SHAPES / sizeof *TI_SHAPES; si++) {
+        int tr = TI_SHAPES[si][0], tc = TI_SHAPES[si][1];
+        memset(part, 0xFF, sizeof(float) * os * TI_C);
+        for (int r0 = 0; r0 < TI_R; r0 += tr)
+            for (int c0 = 0; c0 < TI_C; c0 += tc) {
+                int nr = TI_R - r0 < tr ? TI_R - r0 : tr, nc = TI_C - c0 < tc ? TI_C - c0 : tc;
+                k->matmul(t, n, w + r0 * w_row, w_row, nr, act + c0 * a_row, a_row, nc, part + c0 * os + r0, os);
+            }
+        int diff = 0;
+        for (int c = 0; c < TI_C; c++)
+            for (int r = 0; r < TI_R; r++) diff += memcmp(&full[c * os + r], &part[c * os + r], sizeof(float)) != 0;
+        if (diff)
+            fprintf(stderr, "  %s %s n=%lld: %d of %d outputs in %dx%d tiles differ from one %dx%d call\n", k->isa,
+                    ggml_type_get(t)->name, (long long)n, diff, TI_R * TI_C, tr, tc, TI_R, TI_C);
+        *fails += diff != 0;
+    }
+    free(part);
+    return full;
+}
+
+/* Every tile-invariant table, and the AMX table equal to the AVX-512 one bitwise (the engine may
+ * run prefill on AMX tiles and decode on AVX-512 rows). */
+static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
+    const int64_t ns[] = {256, 2048, 4096};
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+        uint32_t t = TYPES[ti], at = vec_dot_type(t);
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+            int64_t n = ns[ni];
+            size_t w_row = ggml_row_size(t, n) + 16, a_row = (at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n)) + 48;
+            uint8_t *w = malloc(w_row * TI_R), *act = malloc(a_row * TI_C);
+            float *x = malloc(sizeof(float) * (size_t)n);
+            CHECK(w && act && x, "allocation");
+            if (!w || !act || !x) { free(w); free(act); free(x); return; }
+            for (int r = 0; r < TI_R; r++) random_row(t, n, w + r * w_row, 0);
+            for (int c = 0; c < TI_C; c++) {
+                random_act(n, x, 0);
+                kernels_scalar()->quantize_act(at, x, act + c * a_row, n);
+            }
+            float *avx512 = NULL, *amx = NULL;
+            for (int i = 0; i < nt; i++) {
+                int is512 = !strcmp(tables[i]->isa, "avx512vnni"), isamx = !strcmp(tables[i]->isa, "amx");
+                if (!tables[i]->tile_invariant && !is512 && !isamx) continue;
+                int fails = 0;
+                float *full = tile_invariance(tables[i], t, n, w, w_row, act, a_row, &fails);
+                if (tables[i]->tile_invariant)
+                    CHECK(full && fails == 0, "%s %s n=%lld: tile invariant (%d tile shapes differ)", tables[i]->isa,
+                          ggml_type_get(t)->name, (long long)n, fails);
+                if (is512) avx512 = full;
+                else if (isamx) amx = full;
+                else free(full);
+            }
+            if (avx512 && amx) {
+                int diff = 0;
+                for (int c = 0; c < TI_C; c++)
+                    for (int r = 0; r < TI_R; r++)
+                        diff += memcmp(&avx512[c * (TI_R + 3) + r], &amx[c * (TI_R + 3) + r], sizeof(float)) != 0;
+                CHECK(diff == 0, "amx %s n=%lld: %d of %d outputs differ from avx512vnni bitwise", ggml_type_get(t)->name,
+                      (long long)n, diff, TI_R * TI_C);
+            }
+            free(avx512);
+            free(amx);
+            free(w);
+            free(act);
+            free(x);
+        }
+    }
+}
+
+int main(void) {
+    const kernel_ops *tables[8];
+    int n = kernels_available(tables, 8);
+    CHECK(n >= 1 && !strcmp(tables[0]->isa, "scalar"), "the scalar table comes first");
+    CHECK(kernels_get() != NULL, "kernels_get returns a table");
+    if (!getenv("LFM2C_ISA") || !*getenv("LFM2C_ISA"))
+        CHECK(kernels_get()->tile_invariant, "the default table (%s) is tile invariant", kernels_get()->isa);
+    printf("default table: %s\n", kernels_get()->isa);
+    for (int i = 0; i < n; i++) printf("table: %s\n", tables[i]->isa);
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) CHECK(kernels_x86_avx2() != NULL, "AVX2 table on an AVX2 CPU");
+    if (__builtin_cpu_supports("avx512vnni")) CHECK(kernels_x86_avx512() != NULL, "AVX-512 table on a VNNI CPU");
+#endif
+    for (int i = 0; i < n; i++) {
+        test_quantize(tables[i]);
+        test_matmul(tables[i]);
+    }
+    test_tile_invariance(tables, n);
+    TEST_MAIN_END();
+}

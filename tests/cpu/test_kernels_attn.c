@@ -1,0 +1,172 @@
+/* test_kernels_attn.c — the attention contract (src/kernels_attn.c, kernels.h): kv_exp against
+ * exp; the scalar truth against attention in double precision over the same cache values (so
+ * the layouts and the online softmax are right); every SIMD table bitwise against the truth for
+ * each K / V type, head dimension and causal length; and a query's bits do not depend on the
+ * other queries of the call. */
+#include "cpu/kernels.h"
+#include "formats/ggml_types.h"
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 0x243F6A8885A308D3ull;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f;
+}
+
+static void test_exp(void) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f * (float)i / 200000.0f;
+        double e = exp((double)x), r = fabs(kv_exp(x) - e) / e;
+        if (r > worst) worst = r;
+    }
+    CHECK(worst < 1e-6, "kv_exp relative error %g", worst);
+    CHECK(kv_exp(0.0f) == 1.0f, "kv_exp(0) = %g", kv_exp(0.0f));
+    CHECK(kv_exp(-INFINITY) == 0.0f && kv_exp(-88.0f) == 0.0f && kv_exp(NAN) == 0.0f, "kv_exp below the cut");
+    printf("kv_exp: max relative error %.2e on [-87, 0]\n", worst);
+}
+
+/* value the cache holds for x (what the truth computes with) */
+static float cached(int type, float x) {
+    if (type == KV_F32) return x;
+    return fp16_to_f32(f32_to_fp16(x));
+}
+
+enum { NKV = 3, NPOS = 300, NQ = 7 };
+
+typedef struct fixture {
+    int tk, tv, hd;
+    uint8_t *k, *v;
+    size_t v_row;
+    float *kx, *vx;   /* the floats stored, [NPOS][NKV*hd] */
+    float *kd, *vd;   /* the values the cache holds */
+} fixture;
+
+static void fixture_make(fixture *f, int tk, int tv, int hd, float kscale) {
+    f->tk = tk, f->tv = tv, f->hd = hd;
+    const int kv_dim = NKV * hd, blocks = (NPOS + KV_KB - 1) / KV_KB;
+    f->k = calloc((size_t)blocks, NKV * kv_k_head_block_bytes(tk, hd));
+    f->v_row = kv_v_row_bytes(tv, kv_dim);
+    f->v = calloc((size_t)blocks * KV_KB, f->v_row);
+    f->kx = malloc(sizeof(float) * NPOS * kv_dim);
+    f->vx = malloc(sizeof(float) * NPOS * kv_dim);
+    f->kd = malloc(sizeof(float) * NPOS * kv_dim);
+    f->vd = malloc(sizeof(float) * NPOS * kv_dim);
+    for (int p = 0; p < NPOS; p++) {
+        float *kx = f->kx + (size_t)p * kv_dim, *vx = f->vx + (size_t)p * kv_dim;
+        for (int i = 0; i < kv_dim; i++) kx[i] = frand() * kscale, vx[i] = frand();
+        kv_store_k(tk, hd, NKV, NKV, f->k, p, kx);
+        kv_store_v(tv, kv_dim, f->v, f->v_row, p, vx);
+        for (int i = 0; i < kv_dim; i++) {
+            f->kd[(size_t)p * kv_dim + i] = cached(tk, kx[i]);
+            f->vd[(size_t)p * kv_dim + i] = cached(tv, vx[i]);
+        }
+        if (tk == KV_Q8_0 || tv == KV_Q8_0) {
+            block_q8_0 q[64];
+            float back[2048];
+            if (tk == KV_Q8_0) {
+                quantize_row_q8_0(kx, q, kv_dim);
+                dequantize_row(GGML_Q8_0, (const uint8_t *)q, back, kv_dim);
+                memcpy(f->kd + (size_t)p * kv_dim, back, sizeof(float) * kv_dim);
+            }
+            if (tv == KV_Q8_0) {
+                quantize_row_q8_0(vx, q, kv_dim);
+                dequantize_row(GGML_Q8_0, (const uint8_t *)q, back, kv_dim);
+                memcpy(f->vd + (size_t)p * kv_dim, back, sizeof(float) * kv_dim);
+            }
+        }
+    }
+}
+
+static void fixture_free(fixture *f) {
+    free(f->k); free(f->v); free(f->kx); free(f->vx); free(f->kd); free(f->vd);
+}
+
+/* softmax(q . k) v in double over the values the cache holds */
+static void exact(const fixture *f, int head, const float *q, int n, double *out) {
+    const int hd = f->hd, kv_dim = NKV * hd;
+    double *s = malloc(sizeof(double) * n), mx = -INFINITY, sum = 0;
+    for (int p = 0; p < n; p++) {
+        double d = 0;
+        for (int i = 0; i < hd; i++) d += (double)q[i] * f->kd[(size_t)p * kv_dim + head * hd + i];
+        s[p] = d;
+        if (d > mx) mx = d;
+    }
+    for (int p = 0; p < n; p++) sum += s[p] = exp(s[p] - mx);
+    for (int i = 0; i < hd; i++) {
+        double o = 0;
+        for (int p = 0; p < n; p++) o += s[p] * f->vd[(size_t)p * kv_dim + head * hd + i];
+        out[i] = o / sum;
+    }
+    free(s);
+}
+
+static void run_case(const kernel_ops *const *tables, int nt, int tk, int tv, int hd, float kscale) {
+    fixture f;
+    fixture_make(&f, tk, tv, hd, kscale);
+    static float q[NQ][1024], want[NQ][1024], got[NQ][1024], alone[1024];
+    attn_call c = {tk, tv, hd, NKV, 1, f.k, f.v, f.v_row, NQ, {0}, {0}, {0}};
+    const int lens[NQ] = {1, 15, 16, 17, 100, NPOS - 1, NPOS};
+    for (int i = 0; i < NQ; i++) {
+        for (int d = 0; d < hd; d++) q[i][d] = frand() / sqrtf((float)hd);
+        c.q[i] = q[i];
+        c.n[i] = lens[i];
+        c.out[i] = want[i];
+    }
+    attention_scalar(&c);
+    double worst = 0, ex[1024];
+    for (int i = 0; i < NQ; i++) {
+        exact(&f, 1, q[i], lens[i], ex);
+        for (int d = 0; d < hd; d++) {
+            double e = fabs(want[i][d] - ex[d]);
+            if (e > worst) worst = e;
+        }
+    }
+    CHECK(worst < 1e-5, "k %s v %s hd %d: truth vs double %g", kv_type_name(tk), kv_type_name(tv), hd, worst);
+    for (int t = 0; t < nt; t++) {
+        if (!tables[t]->attention) { CHECK(0, "%s: no attention kernel", tables[t]->isa); continue; }
+        for (int i = 0; i < NQ; i++) c.out[i] = got[i];
+        tables[t]->attention(&c);
+        int same = 1;
+        for (int i = 0; i < NQ; i++) same &= !memcmp(got[i], want[i], sizeof(float) * hd);
+        CHECK(same, "%s k %s v %s hd %d: differs from the scalar truth", tables[t]->isa, kv_type_name(tk),
+              kv_type_name(tv), hd);
+        /* each query alone, and the queries in the reverse order */
+        for (int i = 0; i < NQ; i++) {
+            attn_call one = c;
+            one.nq = 1, one.q[0] = q[i], one.n[0] = lens[i], one.out[0] = alone;
+            tables[t]->attention(&one);
+            CHECK(!memcmp(alone, want[i], sizeof(float) * hd), "%s: query %d alone differs", tables[t]->isa, i);
+        }
+        attn_call rev = c;
+        for (int i = 0; i < NQ; i++) rev.q[i] = q[NQ - 1 - i], rev.n[i] = lens[NQ - 1 - i], rev.out[i] = got[NQ - 1 - i];
+        tables[t]->attention(&rev);
+        same = 1;
+        for (int i = 0; i < NQ; i++) same &= !memcmp(got[i], want[i], sizeof(float) * hd);
+        CHECK(same, "%s: queries in another order differ", tables[t]->isa);
+    }
+    fixture_free(&f);
+}
+
+int main(void) {
+    const kernel_ops *tables[8];
+    int nt = kernels_available(tables, 8);
+    test_exp();
+    const int types[3] = {KV_F32, KV_F16, KV_Q8_0};
+    const int hds[] = {64, 32, 128, 40, 8};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            for (size_t h = 0; h < sizeof hds / sizeof *hds; h++) {
+                if ((types[a] == KV_Q8_0 || types[b] == KV_Q8_0) && hds[h] % 32) continue;
+                run_case(tables, nt, types[a], types[b], hds[h], 1.0f);
+                run_case(tables, nt, types[a], types[b], hds[h], 30.0f);   /* peaked softmax: max moves */
+            }
+    /* layout sizes: F16 is half of F32; Q8_0 is 34 bytes per 32 values like GGML's */
+    CHECK(kv_bytes_per_token(KV_F16, KV_F16, 8, 64) == 2 * 8 * 64 * 2, "f16 bytes per token");
+    CHECK(kv_bytes_per_token(KV_Q8_0, KV_Q8_0, 8, 64) == 2 * 8 * 2 * 34, "q8_0 bytes per token");
+    TEST_MAIN_END();
+}
