@@ -213,7 +213,7 @@ static void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
         if (tasks[i].n_cols > max_cols) max_cols = tasks[i].n_cols;
     }
     if (job.n_bytes <= 0) return;
-    const int nth = threadpool_threads(m->pool);   /* threads running, not indices */
+    const int nth = threadpool_active(m->pool);   /* threads taking part, not indices */
     if (nth < 2 || job.n_bytes * max_cols < INLINE_WORK) {
         mm_part(&job, 0, 1);
         return;
@@ -602,6 +602,7 @@ int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
         return -1;
     }
+    threadpool_step(m->pool, T);   /* passes of T tokens cost alike: a busy machine may go solo */
     float *x = scratch(s, S_X, sizeof(float) * (size_t)T * H);
     float *a = scratch(s, S_A, sizeof(float) * (size_t)T * H);
     float *out = scratch(s, S_OUT, sizeof(float) * (size_t)T * H);

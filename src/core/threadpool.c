@@ -14,7 +14,16 @@
  * More threads than the CPUs this process may run on (its affinity mask) would only take turns
  * on the same cores and wait for each other at every job's end: a pool of n keeps n indices
  * (the work is still cut n ways, so results do not change) but starts at most one thread per
- * allowed CPU, and those claim all the indices. */
+ * allowed CPU, and those claim all the indices.
+ *
+ * A busy machine (threadpool_step): with another process on the same cores, a worker preempted
+ * in the middle of a job's work holds the job until its next time slice. The caller marks each
+ * repeated step (a forward pass); every CHECK_S seconds it reads how long the pool's threads
+ * waited on a run queue (/proc/thread-self/schedstat). Past DELAY_FRAC of their time, it probes:
+ * a few steps run solo (the caller runs every index itself, in order), and their mean time is
+ * compared with the recent mean of normal steps; the faster way is kept. Solo mode probes the
+ * normal mode again after a back-off that doubles while nothing changes. The indices and what
+ * each computes are the same either way, so no result changes. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -28,6 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -35,6 +47,32 @@
 #endif
 
 #define SPIN_ITERS 2000   /* ~ tens of microseconds of pause before blocking */
+
+/* the busy-machine controller */
+#define CHECK_S 0.1         /* run-queue delay read at most this often */
+#define DELAY_FRAC 0.05     /* share of the threads' time spent waiting for a CPU that starts a probe */
+#define PROBE_STEPS 4       /* steps measured per probe (after one warm-up step) ... */
+#define PROBE_MIN_S 0.03    /* ... and at least this long */
+#define SWITCH_GAIN 0.95    /* the other way must take at most this share of the time */
+#define BACKOFF_MIN 0.2     /* seconds before the next probe after a switch */
+#define BACKOFF_MAX 3.2
+#define EWMA_ALPHA 0.125    /* steady-mode step time: mean over ~8 steps */
+
+typedef struct {
+    bool on, solo, steady_solo;   /* solo now; solo outside a probe */
+    int key, have_key;            /* key of the steps being compared */
+    double last;                  /* start of the current step */
+    double ewma;                  /* steady mode's step time; < 0 unknown */
+    int probe_left;               /* steps left in the probe (the first is a warm-up) */
+    double probe_t, probe_start;  /* measured probe time, probe start */
+    int probe_n;
+    double next_check, next_probe, backoff, delay_seen, delay_at;
+    double (*delay_fn)(void *);
+    void *delay_arg;
+    threadpool_stats st;
+} adapt;
+
+typedef struct threadpool_worker_arg { struct threadpool *p; int i; } worker_arg;
 
 struct threadpool {
     int n;                    /* indices per job (the pool's size, as asked) */
@@ -50,6 +88,9 @@ struct threadpool {
     atomic_int sleepers;      /* workers blocked (or about to block) on gen */
     atomic_int caller_sleeping;
     atomic_bool stop;
+    atomic_int *stat_fd;      /* each worker's /proc/thread-self/schedstat, or -1 */
+    worker_arg *wargs;
+    adapt ad;                 /* touched by the caller of threadpool_run / threadpool_step only */
 #if !defined(__linux__)
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -107,11 +148,19 @@ static void run_indices(threadpool *p, unsigned g) {
     }
 }
 
-typedef struct { threadpool *p; } worker_arg;
+static int open_schedstat(void) {
+#if defined(__linux__)
+    return open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+#else
+    return -1;
+#endif
+}
 
 static void *worker(void *varg) {
-    threadpool *p = varg;
+    const worker_arg *wa = varg;
+    threadpool *p = wa->p;
     unsigned seen = 0;
+    atomic_store(&p->stat_fd[wa->i], open_schedstat());
     for (;;) {
         unsigned g = atomic_load_explicit(&p->gen, memory_order_acquire);
         for (int i = 0; i < p->spin && g == seen && !atomic_load(&p->stop); i++) {
@@ -179,6 +228,121 @@ int threadpool_default_threads(void) {
     return n_cores > 0 ? n_cores : CPU_COUNT(&set);
 }
 
+/* ---- a busy machine: normal or solo (see the top of the file) ---- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void adapt_init(adapt *a) {
+    const char *e = getenv("LFM2C_ADAPT");
+    a->on = !(e && !strcmp(e, "0"));
+    a->ewma = -1;
+    a->backoff = BACKOFF_MIN;
+    a->delay_seen = -1;
+}
+
+/* run-queue delay (seconds) in the second field of a schedstat file; -1 if unreadable */
+static double schedstat_delay(int fd) {
+    char buf[128];
+    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    unsigned long long run, wait;
+    return sscanf(buf, "%llu %llu", &run, &wait) == 2 ? 1e-9 * (double)wait : -1;
+}
+
+/* Seconds the pool's threads (the caller and every started worker) have waited for a CPU. */
+static double pool_delay(threadpool *p) {
+    if (p->ad.delay_fn) return p->ad.delay_fn(p->ad.delay_arg);
+    int fd = open_schedstat();
+    double total = schedstat_delay(fd);
+    if (fd >= 0) close(fd);
+    for (int i = 1; i < p->started && total >= 0; i++) {
+        double d = schedstat_delay(atomic_load(&p->stat_fd[i]));
+        total = d < 0 ? -1 : total + d;
+    }
+    return total;
+}
+
+static void start_probe(adapt *a, double now) {
+    a->solo = !a->steady_solo;
+    a->probe_left = PROBE_STEPS + 1;
+    a->probe_t = 0;
+    a->probe_n = 0;
+    a->probe_start = now;
+    a->st.probes++;
+}
+
+static void end_probe(adapt *a, double now) {
+    const double mean = a->probe_t / a->probe_n;
+    if (a->ewma > 0 && mean < SWITCH_GAIN * a->ewma) {   /* the other way is faster: keep it */
+        a->steady_solo = a->solo;
+        a->ewma = mean;
+        a->backoff = BACKOFF_MIN;
+        a->st.switches++;
+    } else {
+        a->solo = a->steady_solo;
+        a->backoff = a->backoff * 2 < BACKOFF_MAX ? a->backoff * 2 : BACKOFF_MAX;
+    }
+    a->probe_left = 0;
+    a->next_probe = now + a->backoff;
+    a->delay_seen = -1;   /* measure the delay afresh in the mode now running */
+}
+
+/* Normal mode: is a probe due? Only while the threads wait for CPUs (the machine is busy). */
+static bool busy_machine(threadpool *p, double now) {
+    adapt *a = &p->ad;
+    if (now < a->next_check) return false;
+    a->next_check = now + CHECK_S;
+    const double d = pool_delay(p), was = a->delay_seen, at = a->delay_at;
+    a->delay_seen = d;
+    a->delay_at = now;
+    if (d < 0 || was < 0 || now <= at) return false;
+    return (d - was) / ((now - at) * p->started) > DELAY_FRAC;
+}
+
+void threadpool_step(threadpool *p, int key) {
+    if (!p || !p->ad.on || p->started < 2 || p->n < 2) return;
+    adapt *a = &p->ad;
+    const double now = now_s(), dt = now - a->last;
+    a->last = now;
+    if (!a->have_key || key != a->key) {   /* steps of another cost: nothing to compare yet */
+        a->have_key = 1;
+        a->key = key;
+        a->ewma = -1;
+        if (a->probe_left) a->solo = a->steady_solo, a->probe_left = 0;
+        return;
+    }
+    a->st.steps++;
+    a->st.solo_steps += a->solo;
+    if (a->probe_left) {
+        if (a->probe_left-- <= PROBE_STEPS) a->probe_t += dt, a->probe_n++;   /* after the warm-up */
+        if (a->probe_left <= 0 && now - a->probe_start < PROBE_MIN_S) a->probe_left = 1;
+        if (a->probe_left <= 0) end_probe(a, now);
+        return;
+    }
+    a->ewma = a->ewma < 0 ? dt : a->ewma + EWMA_ALPHA * (dt - a->ewma);
+    if (now < a->next_probe) return;
+    if (a->steady_solo || busy_machine(p, now)) start_probe(a, now);
+}
+
+int threadpool_active(const threadpool *p) { return !p ? 1 : p->ad.solo ? 1 : p->started; }
+
+threadpool_stats threadpool_get_stats(const threadpool *p) {
+    threadpool_stats s = {0};
+    if (p) s = p->ad.st, s.solo = p->ad.steady_solo;
+    return s;
+}
+
+void threadpool_set_delay_probe(threadpool *p, double (*fn)(void *), void *arg) {
+    p->ad.delay_fn = fn;
+    p->ad.delay_arg = arg;
+    p->ad.delay_seen = -1;
+}
+
 /* ---- the pool ---- */
 
 threadpool *threadpool_new(int n_threads) {
@@ -187,7 +351,14 @@ threadpool *threadpool_new(int n_threads) {
     threadpool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->threads = calloc((size_t)n_threads, sizeof(pthread_t));
-    if (!p->threads) { free(p); return NULL; }
+    p->wargs = calloc((size_t)n_threads, sizeof *p->wargs);
+    p->stat_fd = calloc((size_t)n_threads, sizeof *p->stat_fd);
+    if (!p->threads || !p->wargs || !p->stat_fd) {
+        free(p->threads), free(p->wargs), free(p->stat_fd), free(p);
+        return NULL;
+    }
+    for (int i = 0; i < n_threads; i++) atomic_init(&p->stat_fd[i], -1);
+    adapt_init(&p->ad);
 #if !defined(__linux__)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
@@ -197,8 +368,10 @@ threadpool *threadpool_new(int n_threads) {
     p->n = n_threads;
     const int want = n_threads < cpus ? n_threads : cpus;
     p->started = 1;
-    while (p->started < want && pthread_create(&p->threads[p->started], NULL, worker, p) == 0)
-        p->started++;   /* on failure: run with the threads we got (the indices are claimed) */
+    for (; p->started < want; p->started++) {
+        p->wargs[p->started] = (worker_arg){p, p->started};
+        if (pthread_create(&p->threads[p->started], NULL, worker, &p->wargs[p->started]) != 0) break;
+    }   /* on failure: run with the threads we got (the indices are claimed) */
     p->wake_first = p->started - 1 > 1 ? p->started - 1 : 1;
     return p;
 }
@@ -209,11 +382,15 @@ void threadpool_free(threadpool *p) {
     atomic_fetch_add(&p->gen, 1);
     word_wake(p, &p->gen, p->started);
     for (int i = 1; i < p->started; i++) pthread_join(p->threads[i], NULL);
+    for (int i = 1; i < p->started; i++)
+        if (atomic_load(&p->stat_fd[i]) >= 0) close(atomic_load(&p->stat_fd[i]));
 #if !defined(__linux__)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 #endif
     free(p->threads);
+    free(p->wargs);
+    free(p->stat_fd);
     free(p);
 }
 
@@ -224,6 +401,10 @@ int threadpool_threads(const threadpool *p) { return p ? p->started : 1; }
 void threadpool_run(threadpool *p, threadpool_fn fn, void *arg) {
     if (!p || p->n == 1) {
         fn(arg, 0, 1);
+        return;
+    }
+    if (p->ad.solo) {   /* a busy machine: the caller alone, every index in order */
+        for (int i = 0; i < p->n; i++) fn(arg, i, p->n);
         return;
     }
     const unsigned n = (unsigned)p->n;

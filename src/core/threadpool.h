@@ -23,4 +23,22 @@ void threadpool_run(threadpool *p, threadpool_fn fn, void *arg);
 int threadpool_default_threads(void);
 /* CPUs this process may run on (affinity mask; else online CPUs); at least 1. */
 int threadpool_available_cpus(void);
+
+/* A busy machine. When another process competes for the cores, a worker that is preempted in
+ * the middle of its share makes every job wait for its next time slice, and n threads can be
+ * slower than the caller alone. The pool then runs jobs on the caller alone ("solo": every
+ * index, in order, on the calling thread; results do not change) while that is measured to be
+ * faster. The caller marks its repeated unit of work (a forward pass) with threadpool_step:
+ * steps with the same key are assumed to cost the same, so their wall times compare the two
+ * ways of running. Nothing is probed while the pool's threads wait on no run queue (a quiet
+ * machine): there the pool never leaves the normal mode. LFM2C_ADAPT=0 turns this off. */
+void threadpool_step(threadpool *p, int key);
+/* Threads that take part in the next job: 1 in solo mode, else threadpool_threads(). */
+int threadpool_active(const threadpool *p);
+/* Counters for tests and `bench`: steps run solo, mode switches, probes started; solo: the mode
+ * kept outside probes. */
+typedef struct { long steps, solo_steps, switches, probes; int solo; } threadpool_stats;
+threadpool_stats threadpool_get_stats(const threadpool *p);
+/* Tests: replace the run-queue delay reading (seconds of delay of the pool's threads so far). */
+void threadpool_set_delay_probe(threadpool *p, double (*fn)(void *), void *arg);
 #endif
