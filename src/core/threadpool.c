@@ -18,7 +18,7 @@
  *
  * A busy machine (threadpool_step): with another process on the same cores, a worker preempted
  * in the middle of a job's work holds the job until its next time slice. The caller marks each
- * repeated step (a forward pass); every CHECK_S seconds it reads how long the pool's threads
+ * repeated step (a forward pass); every CHECK_S seconds (or CHECK_STEPS steps) it reads how long the pool's threads
  * waited on a run queue (/proc/thread-self/schedstat). Past DELAY_FRAC of their time, it probes:
  * a few steps run solo (the caller runs every index itself, in order), and their mean time is
  * compared with the recent mean of normal steps; the faster way is kept. Solo mode probes the
@@ -49,10 +49,12 @@
 #define SPIN_ITERS 2000   /* ~ tens of microseconds of pause before blocking */
 
 /* the busy-machine controller */
-#define CHECK_S 0.1         /* run-queue delay read at most this often */
+#define CHECK_S 0.1         /* run-queue delay read at least this often ... */
+#define CHECK_STEPS 16      /* ... or after this many steps, if CHECK_MIN_S have passed */
+#define CHECK_MIN_S 0.002
 #define DELAY_FRAC 0.05     /* share of the threads' time spent waiting for a CPU that starts a probe */
 #define PROBE_STEPS 4       /* steps measured per probe (after one warm-up step) ... */
-#define PROBE_MIN_S 0.03    /* ... and at least this long */
+#define PROBE_MIN_S 0.01    /* ... and at least this long (a time slice is a few ms) */
 #define SWITCH_GAIN 0.95    /* the other way must take at most this share of the time */
 #define BACKOFF_MIN 0.2     /* seconds before the next probe after a switch */
 #define BACKOFF_MAX 3.2
@@ -66,7 +68,8 @@ typedef struct {
     int probe_left;               /* steps left in the probe (the first is a warm-up) */
     double probe_t, probe_start;  /* measured probe time, probe start */
     int probe_n;
-    double next_check, next_probe, backoff, delay_seen, delay_at;
+    double next_probe, backoff, delay_seen, delay_at;
+    int steps_since_check;
     double (*delay_fn)(void *);
     void *delay_arg;
     threadpool_stats st;
@@ -295,8 +298,10 @@ static void end_probe(adapt *a, double now) {
 /* Normal mode: is a probe due? Only while the threads wait for CPUs (the machine is busy). */
 static bool busy_machine(threadpool *p, double now) {
     adapt *a = &p->ad;
-    if (now < a->next_check) return false;
-    a->next_check = now + CHECK_S;
+    a->steps_since_check++;
+    if (now - a->delay_at < CHECK_S && (a->steps_since_check < CHECK_STEPS || now - a->delay_at < CHECK_MIN_S))
+        return false;
+    a->steps_since_check = 0;
     const double d = pool_delay(p), was = a->delay_seen, at = a->delay_at;
     a->delay_seen = d;
     a->delay_at = now;
