@@ -676,140 +676,146 @@ static char *replace_spm_space(const char *s) {
     return o;
 }
 
-static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *hp, json_t *cfg, json_t *gen,
-                          convert_stats *st, lfm2c_error *err) {
-    json_t *tj = NULL, *tc = NULL;
-    vocab v = {0};
-    gguf_str *merges = NULL;
-    char **merge_owned = NULL;
-    size_t n_merges = 0;
-    bool ok = false;
-    if (!load_json(dir, "tokenizer.json", true, &tj, err) || !load_json(dir, "tokenizer_config.json", false, &tc, err)) goto done;
-    json_t *model = json_object_get(tj, "model");
-    const char *mtype = json_string_value(json_object_get(model, "type"));
-    json_t *jvocab = json_object_get(model, "vocab");
-    if (!mtype || strcmp(mtype, "BPE") || !json_is_object(jvocab)) {
-        fail(err, LFM2C_EUNSUPPORTED, "tokenizer.json: expected a BPE model with a vocab");
-        goto done;
-    }
-    json_t *added = json_object_get(tj, "added_tokens");
-    if (added && !json_is_array(added)) { fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens is not an array"); goto done; }
-
-    /* tokens in id order: the BPE vocab, then added tokens over it; unused ids are padding */
-    v.n = hp->n_vocab;
-    v.tok = calloc((size_t)v.n, sizeof *v.tok);
-    v.type = calloc((size_t)v.n, sizeof *v.type);
-    v.owned = calloc((size_t)v.n + (added ? json_array_size(added) : 0) + 1, sizeof *v.owned);
-    if (!v.tok || !v.type || !v.owned) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+/* Tokens in id order: the BPE vocab, then added tokens over it; unused ids are padding. */
+static bool vocab_read(vocab *v, json_t *jvocab, json_t *added, int n_vocab, lfm2c_error *err) {
+    v->n = n_vocab;
+    v->tok = calloc((size_t)v->n, sizeof *v->tok);
+    v->type = calloc((size_t)v->n, sizeof *v->type);
+    v->owned = calloc((size_t)v->n + (added ? json_array_size(added) : 0) + 1, sizeof *v->owned);
+    if (!v->tok || !v->type || !v->owned) return fail(err, LFM2C_ENOMEM, "out of memory");
     const char *key;
     json_t *val;
     json_object_foreach(jvocab, key, val) {
         json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
-        if (id < 0 || id >= v.n) {
-            fail(err, LFM2C_EFORMAT, "tokenizer.json: token '%s' has id %lld, outside vocab_size %d", key, (long long)id, v.n);
-            goto done;
-        }
-        v.tok[id] = (gguf_str){key, strlen(key)};
-        v.type[id] = 1; /* normal */
+        if (id < 0 || id >= v->n)
+            return fail(err, LFM2C_EFORMAT, "tokenizer.json: token '%s' has id %lld, outside vocab_size %d", key, (long long)id, v->n);
+        v->tok[id] = (gguf_str){key, strlen(key)};
+        v->type[id] = 1; /* normal */
     }
     for (size_t i = 0; added && i < json_array_size(added); i++) {
         json_t *a = json_array_get(added, i);
         json_t *jid = json_object_get(a, "id");
         const char *content = json_string_value(json_object_get(a, "content"));
         json_int_t id = json_is_integer(jid) ? json_integer_value(jid) : -1;
-        if (!content || id < 0 || id >= v.n) {
-            fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens[%zu] has no content or an id outside vocab_size %d", i, v.n);
-            goto done;
-        }
+        if (!content || id < 0 || id >= v->n)
+            return fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens[%zu] has no content or an id outside vocab_size %d", i, v->n);
         if (json_is_true(json_object_get(a, "special")) || looks_special(content)) {
-            v.tok[id] = (gguf_str){content, json_string_length(json_object_get(a, "content"))};
-            v.type[id] = 3; /* control */
+            v->tok[id] = (gguf_str){content, json_string_length(json_object_get(a, "content"))};
+            v->type[id] = 3; /* control */
         } else {
-            char *s = vocab_own(&v, replace_spm_space(content));
-            if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-            v.tok[id] = (gguf_str){s, strlen(s)};
-            v.type[id] = 4; /* user-defined */
+            char *s = vocab_own(v, replace_spm_space(content));
+            if (!s) return fail(err, LFM2C_ENOMEM, "out of memory");
+            v->tok[id] = (gguf_str){s, strlen(s)};
+            v->type[id] = 4; /* user-defined */
         }
     }
-    for (int i = 0; i < v.n; i++)
-        if (!v.type[i]) {
+    for (int i = 0; i < v->n; i++)
+        if (!v->type[i]) {
             char buf[32];
             snprintf(buf, sizeof buf, "[PAD%d]", i);
-            char *s = vocab_own(&v, strdup(buf));
-            if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-            v.tok[i] = (gguf_str){s, strlen(s)};
-            v.type[i] = 5; /* unused */
+            char *s = vocab_own(v, strdup(buf));
+            if (!s) return fail(err, LFM2C_ENOMEM, "out of memory");
+            v->tok[i] = (gguf_str){s, strlen(s)};
+            v->type[i] = 5; /* unused */
         }
+    return true;
+}
 
-    /* merges: "a b" strings, or [a, b] pairs (spaces inside a part become U+0120) */
+typedef struct merge_list {
+    gguf_str *m;
+    char **owned;     /* strings made here from [a, b] pairs */
+    size_t n;
+} merge_list;
+
+static void merge_list_free(merge_list *ml) {
+    for (size_t i = 0; ml->owned && i < ml->n; i++) free(ml->owned[i]);
+    free(ml->owned);
+    free(ml->m);
+}
+
+/* "a b" from the pair [a, b]; spaces inside a part become U+0120 */
+static char *merge_join(const char *pa, const char *pb, size_t *len) {
+    size_t la = strlen(pa), lb = strlen(pb), k = 0;
+    char *s = malloc(2 * (la + lb) + 2);
+    if (!s) return NULL;
+    for (int part = 0; part < 2; part++) {
+        for (const char *c = part ? pb : pa; *c; c++)
+            if (*c == ' ') { s[k++] = (char)0xc4; s[k++] = (char)0xa0; } /* U+0120 */
+            else s[k++] = *c;
+        if (!part) s[k++] = ' ';
+    }
+    s[k] = 0;
+    *len = k;
+    return s;
+}
+
+/* merges: "a b" strings, or [a, b] pairs */
+static bool merges_read(json_t *model, merge_list *ml, lfm2c_error *err) {
     json_t *jm = json_object_get(model, "merges");
-    if (jm && !json_is_array(jm)) { fail(err, LFM2C_EFORMAT, "tokenizer.json: merges is not an array"); goto done; }
-    n_merges = jm ? json_array_size(jm) : 0;
-    merges = calloc(n_merges + 1, sizeof *merges);
-    merge_owned = calloc(n_merges + 1, sizeof *merge_owned);
-    if (!merges || !merge_owned) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-    for (size_t i = 0; i < n_merges; i++) {
+    if (jm && !json_is_array(jm)) return fail(err, LFM2C_EFORMAT, "tokenizer.json: merges is not an array");
+    ml->n = jm ? json_array_size(jm) : 0;
+    ml->m = calloc(ml->n + 1, sizeof *ml->m);
+    ml->owned = calloc(ml->n + 1, sizeof *ml->owned);
+    if (!ml->m || !ml->owned) return fail(err, LFM2C_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ml->n; i++) {
         json_t *e = json_array_get(jm, i);
         if (json_is_string(e)) {
-            merges[i] = (gguf_str){json_string_value(e), json_string_length(e)};
+            ml->m[i] = (gguf_str){json_string_value(e), json_string_length(e)};
             continue;
         }
         const char *pa = json_string_value(json_array_get(e, 0)), *pb = json_string_value(json_array_get(e, 1));
-        if (!json_is_array(e) || json_array_size(e) != 2 || !pa || !pb) {
-            fail(err, LFM2C_EFORMAT, "tokenizer.json: merges[%zu] is neither \"a b\" nor [a, b]", i);
-            goto done;
-        }
-        size_t la = strlen(pa), lb = strlen(pb), k = 0;
-        char *s = malloc(2 * (la + lb) + 2);
-        if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-        for (int part = 0; part < 2; part++) {
-            for (const char *c = part ? pb : pa; *c; c++)
-                if (*c == ' ') { s[k++] = (char)0xc4; s[k++] = (char)0xa0; } /* U+0120 */
-                else s[k++] = *c;
-            if (!part) s[k++] = ' ';
-        }
-        s[k] = 0;
-        merge_owned[i] = s;
-        merges[i] = (gguf_str){s, k};
+        if (!json_is_array(e) || json_array_size(e) != 2 || !pa || !pb)
+            return fail(err, LFM2C_EFORMAT, "tokenizer.json: merges[%zu] is neither \"a b\" nor [a, b]", i);
+        size_t k;
+        char *s = merge_join(pa, pb, &k);
+        if (!s) return fail(err, LFM2C_ENOMEM, "out of memory");
+        ml->owned[i] = s;
+        ml->m[i] = (gguf_str){s, k};
     }
+    return true;
+}
 
-    bool wok = gguf_set_str(w, "tokenizer.ggml.model", "gpt2") && gguf_set_str(w, "tokenizer.ggml.pre", "lfm2") &&
-               gguf_set_arr_gstr(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n) &&
-               gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, v.type, (uint64_t)v.n) &&
-               (n_merges == 0 || gguf_set_arr_gstr(w, "tokenizer.ggml.merges", merges, n_merges));
+/* special tokens: tokenizer_config's "<typ>_token" and the GGUF id key each becomes */
+static const struct { const char *typ, *key; } SPECIAL[] = {
+    {"bos", "tokenizer.ggml.bos_token_id"},      {"eos", "tokenizer.ggml.eos_token_id"},
+    {"unk", "tokenizer.ggml.unknown_token_id"},  {"sep", "tokenizer.ggml.seperator_token_id"},
+    {"pad", "tokenizer.ggml.padding_token_id"},  {"cls", "tokenizer.ggml.cls_token_id"},
+    {"mask", "tokenizer.ggml.mask_token_id"},
+};
+enum { SP_BOS, SP_EOS, SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK, SP_N };
 
-    /* special ids: tokenizer_config contents looked up among added tokens, then config.json
-     * <typ>_token_id, then (beyond the reference) generation_config.json */
-    static const struct { const char *typ, *key; } SPECIAL[] = {
-        {"bos", "tokenizer.ggml.bos_token_id"},      {"eos", "tokenizer.ggml.eos_token_id"},
-        {"unk", "tokenizer.ggml.unknown_token_id"},  {"sep", "tokenizer.ggml.seperator_token_id"},
-        {"pad", "tokenizer.ggml.padding_token_id"},  {"cls", "tokenizer.ggml.cls_token_id"},
-        {"mask", "tokenizer.ggml.mask_token_id"},
-    };
-    int64_t ids[7];
-    const char *content[7];
-    for (int s = 0; s < 7; s++) content[s] = special_content(tc, SPECIAL[s].typ);
-    if (!content[0] && content[5]) content[0] = content[5]; /* bos <- cls */
-    if (!content[1] && content[3]) content[1] = content[3]; /* eos <- sep */
-    for (int s = 0; s < 7; s++) {
-        ids[s] = -1;
-        for (size_t i = 0; content[s] && added && i < json_array_size(added) && ids[s] < 0; i++) {
+static void special_contents(json_t *tc, const char *content[SP_N]) {
+    for (int s = 0; s < SP_N; s++) content[s] = special_content(tc, SPECIAL[s].typ);
+    if (!content[SP_BOS] && content[SP_CLS]) content[SP_BOS] = content[SP_CLS]; /* bos <- cls */
+    if (!content[SP_EOS] && content[SP_SEP]) content[SP_EOS] = content[SP_SEP]; /* eos <- sep */
+}
+
+/* Special ids: tokenizer_config contents looked up among added tokens, then config.json
+ * <typ>_token_id, then (beyond the reference) generation_config.json. */
+static bool write_special_ids(gguf_writer *w, const char *const content[SP_N], json_t *added, json_t *cfg, json_t *gen, int n_vocab) {
+    bool wok = true;
+    for (int s = 0; s < SP_N; s++) {
+        int64_t id = -1;
+        for (size_t i = 0; content[s] && added && i < json_array_size(added) && id < 0; i++) {
             json_t *a = json_array_get(added, i);
             const char *c = json_string_value(json_object_get(a, "content"));
-            if (c && !strcmp(c, content[s])) ids[s] = json_integer_value(json_object_get(a, "id"));
+            if (c && !strcmp(c, content[s])) id = json_integer_value(json_object_get(a, "id"));
         }
         json_t *sources[2] = {cfg, gen};
-        for (int src = 0; src < 2 && ids[s] < 0; src++) {
+        for (int src = 0; src < 2 && id < 0; src++) {
             char key2[32];
             snprintf(key2, sizeof key2, "%s_token_id", SPECIAL[s].typ);
             json_t *jv = sources[src] ? cfg_get(sources[src], key2) : NULL;
-            if (json_is_integer(jv) && json_integer_value(jv) >= 0 && json_integer_value(jv) < v.n) ids[s] = json_integer_value(jv);
+            if (json_is_integer(jv) && json_integer_value(jv) >= 0 && json_integer_value(jv) < n_vocab) id = json_integer_value(jv);
         }
-        if (ids[s] >= 0) wok &= gguf_set_u32(w, SPECIAL[s].key, (uint32_t)ids[s]);
+        if (id >= 0) wok &= gguf_set_u32(w, SPECIAL[s].key, (uint32_t)id);
     }
+    return wok;
+}
 
-    /* add_bos / add_eos: TemplateProcessing of the post-processor, overridden by
-     * tokenizer_config's add_<typ>_token */
+/* add_bos / add_eos: TemplateProcessing of the post-processor, overridden by tokenizer_config's
+ * add_<typ>_token */
+static bool write_add_special(gguf_writer *w, json_t *tj, json_t *tc, const char *const content[SP_N]) {
     int add_bos = -1, add_eos = -1;
     json_t *pp = json_object_get(tj, "post_processor");
     json_t *procs = json_object_get(pp, "processors");
@@ -823,16 +829,43 @@ static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *h
         if (ns < 2) continue;
         const char *first = json_string_value(json_object_get(json_object_get(json_array_get(single, 0), "SpecialToken"), "id"));
         const char *last = json_string_value(json_object_get(json_object_get(json_array_get(single, ns - 1), "SpecialToken"), "id"));
-        if (first) add_bos = (content[0] && !strcmp(first, content[0])) || (content[5] && !strcmp(first, content[5]));
-        if (last) add_eos = content[1] && !strcmp(last, content[1]);
+        if (first)
+            add_bos = (content[SP_BOS] && !strcmp(first, content[SP_BOS])) || (content[SP_CLS] && !strcmp(first, content[SP_CLS]));
+        if (last) add_eos = content[SP_EOS] && !strcmp(last, content[SP_EOS]);
     }
     json_t *ab = tc ? json_object_get(tc, "add_bos_token") : NULL, *ae = tc ? json_object_get(tc, "add_eos_token") : NULL;
     if (json_is_boolean(ab)) add_bos = json_is_true(ab);
     if (json_is_boolean(ae)) add_eos = json_is_true(ae);
+    bool wok = true;
     if (add_bos >= 0) wok &= gguf_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
     if (add_eos >= 0) wok &= gguf_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
+    return wok;
+}
 
-    /* chat template: tokenizer_config's, else chat_template.jinja, else chat_template.json */
+/* named templates: default + tokenizer.chat_template.<name>, names listed in tokenizer.chat_templates */
+static bool write_named_templates(gguf_writer *w, json_t *ct) {
+    const char *names[64];
+    size_t nn = 0;
+    bool wok = true;
+    for (size_t i = 0; i < json_array_size(ct); i++) {
+        const char *nm = json_string_value(json_object_get(json_array_get(ct, i), "name"));
+        const char *tp = json_string_value(json_object_get(json_array_get(ct, i), "template"));
+        if (!nm || !tp) continue;
+        char k[256];
+        if (!strcmp(nm, "default")) snprintf(k, sizeof k, "tokenizer.chat_template");
+        else {
+            snprintf(k, sizeof k, "tokenizer.chat_template.%s", nm);
+            if (nn < 64) names[nn++] = nm;
+        }
+        wok &= gguf_set_str(w, k, tp);
+    }
+    if (nn) wok &= gguf_set_arr_str(w, "tokenizer.chat_templates", names, nn);
+    return wok;
+}
+
+/* chat template: tokenizer_config's, else chat_template.jinja, else chat_template.json (an
+ * unreadable chat_template.json is skipped, as by the reference) */
+static bool write_chat_template(gguf_writer *w, const char *dir, json_t *tc, lfm2c_error *err) {
     json_t *ct = tc ? json_object_get(tc, "chat_template") : NULL;
     json_t *ctj = NULL;
     char *jinja = NULL;
@@ -840,35 +873,48 @@ static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *h
         jinja = read_text(dir, "chat_template.jinja");
         if (!jinja && load_json(dir, "chat_template.json", false, &ctj, err) && ctj) ct = json_object_get(ctj, "chat_template");
     }
-    if (jinja) wok &= gguf_set_str(w, "tokenizer.chat_template", jinja);
-    else if (json_is_string(ct)) wok &= gguf_set_str(w, "tokenizer.chat_template", json_string_value(ct));
-    else if (json_is_array(ct)) { /* named templates: default + tokenizer.chat_template.<name> */
-        const char *names[64];
-        size_t nn = 0;
-        for (size_t i = 0; i < json_array_size(ct); i++) {
-            const char *nm = json_string_value(json_object_get(json_array_get(ct, i), "name"));
-            const char *tp = json_string_value(json_object_get(json_array_get(ct, i), "template"));
-            if (!nm || !tp) continue;
-            char k[256];
-            if (!strcmp(nm, "default")) snprintf(k, sizeof k, "tokenizer.chat_template");
-            else {
-                snprintf(k, sizeof k, "tokenizer.chat_template.%s", nm);
-                if (nn < 64) names[nn++] = nm;
-            }
-            wok &= gguf_set_str(w, k, tp);
-        }
-        if (nn) wok &= gguf_set_arr_str(w, "tokenizer.chat_templates", names, nn);
-    }
+    bool wok = true;
+    if (jinja) wok = gguf_set_str(w, "tokenizer.chat_template", jinja);
+    else if (json_is_string(ct)) wok = gguf_set_str(w, "tokenizer.chat_template", json_string_value(ct));
+    else if (json_is_array(ct)) wok = write_named_templates(w, ct);
     free(jinja);
     json_decref(ctj);
+    return wok;
+}
+
+static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *hp, json_t *cfg, json_t *gen,
+                          convert_stats *st, lfm2c_error *err) {
+    json_t *tj = NULL, *tc = NULL;
+    vocab v = {0};
+    merge_list ml = {0};
+    bool ok = false;
+    if (!load_json(dir, "tokenizer.json", true, &tj, err) || !load_json(dir, "tokenizer_config.json", false, &tc, err)) goto done;
+    json_t *model = json_object_get(tj, "model");
+    const char *mtype = json_string_value(json_object_get(model, "type"));
+    json_t *jvocab = json_object_get(model, "vocab");
+    if (!mtype || strcmp(mtype, "BPE") || !json_is_object(jvocab)) {
+        fail(err, LFM2C_EUNSUPPORTED, "tokenizer.json: expected a BPE model with a vocab");
+        goto done;
+    }
+    json_t *added = json_object_get(tj, "added_tokens");
+    if (added && !json_is_array(added)) { fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens is not an array"); goto done; }
+    if (!vocab_read(&v, jvocab, added, hp->n_vocab, err) || !merges_read(model, &ml, err)) goto done;
+
+    bool wok = gguf_set_str(w, "tokenizer.ggml.model", "gpt2") && gguf_set_str(w, "tokenizer.ggml.pre", "lfm2") &&
+               gguf_set_arr_gstr(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n) &&
+               gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, v.type, (uint64_t)v.n) &&
+               (ml.n == 0 || gguf_set_arr_gstr(w, "tokenizer.ggml.merges", ml.m, ml.n));
+    const char *content[SP_N];
+    special_contents(tc, content);
+    wok &= write_special_ids(w, content, added, cfg, gen, v.n);
+    wok &= write_add_special(w, tj, tc, content);
+    wok &= write_chat_template(w, dir, tc, err);
     if (!wok) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     st->n_vocab = v.n;
-    st->n_merges = (int)n_merges;
+    st->n_merges = (int)ml.n;
     ok = true;
 done:
-    for (size_t i = 0; merge_owned && i < n_merges; i++) free(merge_owned[i]);
-    free(merge_owned);
-    free(merges);
+    merge_list_free(&ml);
     vocab_free(&v);
     json_decref(tj);
     json_decref(tc);
