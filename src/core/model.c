@@ -163,7 +163,7 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
 }
 
 /* Widths come from tensor shapes, never from metadata alone: some third-party files store the
- * unadjusted feed_forward_length (spec 3, pitfall 3 of spec 8). */
+ * unadjusted feed_forward_length (spec 3; spec 8, pitfall 3). */
 static int read_widths(lfm2c_model *m, lfm2c_error *err) {
     lfm2c_model_info *in = &m->info;
     char n[128];
