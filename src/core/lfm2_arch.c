@@ -71,15 +71,17 @@ int lfm2_meta_first_missing(const gguf_file *g, const char *arch) {
     return -1;
 }
 
-/* The value of an integer row, from the hyper-parameters. */
-static int64_t meta_value(const lfm2_meta *m, const lfm2_hparams *hp) {
-    if (m->need == LFM2_FIXED) return (int64_t)m->def;
+/* The value of a scalar row, from the hyper-parameters (exact in a double: counts and floats). */
+static double meta_value(const lfm2_meta *m, const lfm2_hparams *hp) {
+    if (m->need == LFM2_FIXED) return m->def;
     switch (m->id) {
     case LFM2_KEY_BLOCK_COUNT: return hp->n_layer;
     case LFM2_KEY_CONTEXT_LENGTH: return hp->n_ctx;
     case LFM2_KEY_EMBEDDING_LENGTH: return hp->n_embd;
     case LFM2_KEY_FF_LENGTH: return hp->n_ff;
     case LFM2_KEY_HEAD_COUNT: return hp->n_head;
+    case LFM2_KEY_ROPE_FREQ_BASE: return hp->rope_theta;
+    case LFM2_KEY_RMS_EPS: return hp->norm_eps;
     case LFM2_KEY_EXPERT_COUNT: return hp->n_expert;
     case LFM2_KEY_EXPERT_USED_COUNT: return hp->n_expert_used;
     case LFM2_KEY_KEY_LENGTH: case LFM2_KEY_VALUE_LENGTH: return hp->head_dim;
@@ -92,13 +94,16 @@ static int64_t meta_value(const lfm2_meta *m, const lfm2_hparams *hp) {
     }
 }
 
+_Static_assert(sizeof(int) == 4, "lfm2_hparams.n_head_kv is written as an I32 array");
+
 static bool meta_write_row(gguf_writer *w, const lfm2_meta *m, const lfm2_hparams *hp) {
     char k[128];
     lfm2_meta_key(m->id, lfm2_arch_name(hp->moe), k, sizeof k);
     switch (m->type) {
-    case GGUF_F32: return gguf_set_f32(w, k, m->id == LFM2_KEY_ROPE_FREQ_BASE ? hp->rope_theta : hp->norm_eps);
-    case GGUF_ARR: return gguf_set_arr(w, k, GGUF_I32, hp->n_head_kv, (uint64_t)hp->n_layer); /* head_count_kv */
-    default: return gguf_set_u32(w, k, (uint32_t)meta_value(m, hp));
+    case GGUF_F32: return gguf_set_f32(w, k, (float)meta_value(m, hp));
+    case GGUF_ARR: /* head_count_kv: the ints of hp->n_head_kv as I32 */
+        return gguf_set_arr(w, k, GGUF_I32, hp->n_head_kv, (uint64_t)hp->n_layer);
+    default: return gguf_set_u32(w, k, (uint32_t)(int64_t)meta_value(m, hp));
     }
 }
 
