@@ -3,10 +3,12 @@
  *      through AutoConfig), the dense FFN width rule, the layer plan;
  *   2. a tensor plan: every safetensors tensor mapped to its GGUF name, conv taps squeezed,
  *      per-expert or fused expert matrices stacked / split, each shape checked against 1;
+ *      names, shapes and layer kinds are the architecture table's (core/lfm2_arch.h);
  *   3. metadata: general.*, {arch}.*, tokenizer.* from tokenizer.json / tokenizer_config.json /
  *      config.json, chat template, general.sampling.* from generation_config.json;
  *   4. tensor data streamed in row chunks, converted on a thread pool. */
 #include "core/error.h"
+#include "core/lfm2_arch.h"
 #include "convert/convert.h"
 #include "formats/gguf_write.h"
 #include "formats/ggml_types.h"
@@ -49,18 +51,6 @@ uint32_t convert_file_type(uint32_t t) {
 
 /* ---- 1. hyper-parameters -------------------------------------------------------------- */
 
-typedef struct hparams {
-    bool moe;
-    int n_layer, n_embd, n_head, n_head_kv, head_dim, n_ctx, n_vocab, l_cache;
-    int n_ff;                 /* dense FFN width as GGUF stores it */
-    bool has_head_dim;        /* config carried head_dim: key_length / value_length written */
-    double rope_theta, eps;
-    bool tied;
-    int n_expert, n_expert_used, n_ff_exp, n_dense;
-    bool expert_bias;
-    bool is_attn[LFM2C_MAX_LAYERS];
-} hparams;
-
 /* Multimodal configs nest the language model under text_config; its keys win. */
 static json_t *cfg_get(json_t *cfg, const char *key) {
     json_t *tc = json_object_get(cfg, "text_config");
@@ -97,8 +87,9 @@ static bool cfg_bool(json_t *cfg, const char *key, bool def) {
     return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
-static bool parse_config(json_t *cfg, hparams *hp, lfm2c_error *err) {
-    memset(hp, 0, sizeof *hp);
+/* Sizes, norms, RoPE, tied head. Defaults: those of transformers' Lfm2Config / Lfm2MoeConfig,
+ * which the reference converter sees through AutoConfig. */
+static bool parse_dims(json_t *cfg, lfm2_hparams *hp, int *n_head_kv, lfm2c_error *err) {
     json_t *mt = cfg_get(cfg, "model_type");
     const char *type = json_string_value(mt);
     if (!type) return fail(err, LFM2C_EFORMAT, "config.json has no model_type");
@@ -106,12 +97,10 @@ static bool parse_config(json_t *cfg, hparams *hp, lfm2c_error *err) {
     else if (!strcmp(type, "lfm2_moe")) hp->moe = true;
     else return fail(err, LFM2C_EUNSUPPORTED, "unsupported model_type '%s' (expected lfm2 or lfm2_moe)", type);
 
-    /* defaults: those of transformers' Lfm2Config / Lfm2MoeConfig, which the reference
-     * converter sees through AutoConfig */
     if (!cfg_int(cfg, "num_hidden_layers", REQUIRED, &hp->n_layer, err) ||
         !cfg_int(cfg, "hidden_size", REQUIRED, &hp->n_embd, err) ||
         !cfg_int(cfg, "num_attention_heads", REQUIRED, &hp->n_head, err) ||
-        !cfg_int(cfg, "num_key_value_heads", 8, &hp->n_head_kv, err) ||
+        !cfg_int(cfg, "num_key_value_heads", 8, n_head_kv, err) ||
         !cfg_int(cfg, "max_position_embeddings", 128000, &hp->n_ctx, err) ||
         !cfg_int(cfg, "vocab_size", 65536, &hp->n_vocab, err) ||
         !cfg_int(cfg, "conv_L_cache", 3, &hp->l_cache, err))
@@ -133,14 +122,17 @@ static bool parse_config(json_t *cfg, hparams *hp, lfm2c_error *err) {
     json_t *rp = cfg_get(cfg, "rope_parameters");
     json_t *th = cfg_get(cfg, "rope_theta");
     if (!th && json_is_object(rp)) th = json_object_get(rp, "rope_theta");
-    hp->rope_theta = json_is_number(th) ? json_number_value(th) : 1000000.0;
+    hp->rope_theta = (float)(json_is_number(th) ? json_number_value(th) : 1000000.0);
     /* the reference asks rms_norm_eps first, then the LFM2 classes write norm_eps over it */
     double eps_a, eps_b;
     if (!cfg_num(cfg, "rms_norm_eps", 1e-5, &eps_a, err) || !cfg_num(cfg, "norm_eps", eps_a, &eps_b, err)) return false;
-    hp->eps = hp->moe ? (cfg_get(cfg, "rms_norm_eps") ? eps_a : eps_b) : eps_b;
+    hp->norm_eps = (float)(hp->moe ? (cfg_get(cfg, "rms_norm_eps") ? eps_a : eps_b) : eps_b);
     hp->tied = cfg_bool(cfg, "tie_word_embeddings", cfg_bool(cfg, "tie_embedding", true));
+    return true;
+}
 
-    /* layer plan: layer_types, else full_attn_idxs, else every layer attention */
+/* layer plan: layer_types, else full_attn_idxs, else every layer attention */
+static bool parse_layer_plan(json_t *cfg, lfm2_hparams *hp, lfm2c_error *err) {
     json_t *lt = cfg_get(cfg, "layer_types"), *fi = cfg_get(cfg, "full_attn_idxs");
     if (lt) {
         if (!json_is_array(lt) || json_array_size(lt) != (size_t)hp->n_layer)
@@ -162,73 +154,59 @@ static bool parse_config(json_t *cfg, hparams *hp, lfm2c_error *err) {
     } else {
         for (int l = 0; l < hp->n_layer; l++) hp->is_attn[l] = true;
     }
-
-    if (!hp->moe) {
-        /* spec 1.2: block_ff_dim wins over intermediate_size, then the auto-adjust rule */
-        int ff;
-        double mult;
-        int multiple_of;
-        if (!cfg_int(cfg, "intermediate_size", 12288, &ff, err) || !cfg_int(cfg, "block_ff_dim", ff, &ff, err) ||
-            !cfg_num(cfg, "block_ffn_dim_multiplier", 1.0, &mult, err) ||
-            !cfg_int(cfg, "block_multiple_of", 256, &multiple_of, err))
-            return false;
-        /* an explicit null multiplier skips that step (the reference tests for None) */
-        json_t *tc = json_object_get(cfg, "text_config");
-        json_t *raw = json_is_object(tc) && json_object_get(tc, "block_ffn_dim_multiplier")
-                          ? json_object_get(tc, "block_ffn_dim_multiplier") : json_object_get(cfg, "block_ffn_dim_multiplier");
-        bool has_mult = !json_is_null(raw);
-        if (cfg_bool(cfg, "block_auto_adjust_ff_dim", true)) {
-            if (multiple_of < 1) return fail(err, LFM2C_EFORMAT, "config.json: block_multiple_of must be positive");
-            double f = floor(2.0 * ff / 3.0);
-            if (has_mult) f = floor(mult * f);
-            ff = (int)(multiple_of * ceil(f / multiple_of));
-        }
-        hp->n_ff = ff;
-        hp->n_dense = hp->n_layer;
-    } else {
-        if (!cfg_int(cfg, "intermediate_size", 7168, &hp->n_ff, err) ||
-            !cfg_int(cfg, "num_experts", REQUIRED, &hp->n_expert, err) ||
-            !cfg_int(cfg, "num_experts_per_tok", REQUIRED, &hp->n_expert_used, err) ||
-            !cfg_int(cfg, "moe_intermediate_size", REQUIRED, &hp->n_ff_exp, err) ||
-            !cfg_int(cfg, "num_dense_layers", 2, &hp->n_dense, err))
-            return false;
-        if (hp->n_expert < 1 || hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert || hp->n_ff_exp < 1)
-            return fail(err, LFM2C_EFORMAT, "config.json: num_experts %d / num_experts_per_tok %d / moe_intermediate_size %d are inconsistent",
-                        hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
-        if (hp->n_dense > hp->n_layer) hp->n_dense = hp->n_layer;
-        hp->expert_bias = cfg_bool(cfg, "use_expert_bias", true);
-    }
     return true;
 }
 
-/* ---- 2. tensor plan ------------------------------------------------------------------- */
+/* spec 1.2: block_ff_dim wins over intermediate_size, then the auto-adjust rule */
+static bool parse_dense_ffn(json_t *cfg, lfm2_hparams *hp, lfm2c_error *err) {
+    int ff;
+    double mult;
+    int multiple_of;
+    if (!cfg_int(cfg, "intermediate_size", 12288, &ff, err) || !cfg_int(cfg, "block_ff_dim", ff, &ff, err) ||
+        !cfg_num(cfg, "block_ffn_dim_multiplier", 1.0, &mult, err) ||
+        !cfg_int(cfg, "block_multiple_of", 256, &multiple_of, err))
+        return false;
+    /* an explicit null multiplier skips that step (the reference tests for None) */
+    json_t *tc = json_object_get(cfg, "text_config");
+    json_t *raw = json_is_object(tc) && json_object_get(tc, "block_ffn_dim_multiplier")
+                      ? json_object_get(tc, "block_ffn_dim_multiplier") : json_object_get(cfg, "block_ffn_dim_multiplier");
+    bool has_mult = !json_is_null(raw);
+    if (cfg_bool(cfg, "block_auto_adjust_ff_dim", true)) {
+        if (multiple_of < 1) return fail(err, LFM2C_EFORMAT, "config.json: block_multiple_of must be positive");
+        double f = floor(2.0 * ff / 3.0);
+        if (has_mult) f = floor(mult * f);
+        ff = (int)(multiple_of * ceil(f / multiple_of));
+    }
+    hp->n_ff = ff;
+    hp->n_dense = hp->n_layer;
+    return true;
+}
 
-/* per-layer tensor kinds: HF suffix after "model.layers.L.", GGUF suffix after "blk.L." */
-enum kind {
-    K_ATTN_NORM, K_FFN_NORM, K_CONV_IN, K_CONV, K_CONV_OUT, K_Q, K_K, K_V, K_O, K_QN, K_KN,
-    K_GATE, K_UP, K_DOWN, K_GATE_INP, K_EXP_B, K_GATE_EXPS, K_UP_EXPS, K_DOWN_EXPS, K_N
-};
-static const struct { const char *hf, *gguf; } KINDS[K_N] = {
-    [K_ATTN_NORM] = {"operator_norm.weight", "attn_norm.weight"},
-    [K_FFN_NORM] = {"ffn_norm.weight", "ffn_norm.weight"},
-    [K_CONV_IN] = {"conv.in_proj.weight", "shortconv.in_proj.weight"},
-    [K_CONV] = {"conv.conv.weight", "shortconv.conv.weight"},
-    [K_CONV_OUT] = {"conv.out_proj.weight", "shortconv.out_proj.weight"},
-    [K_Q] = {"self_attn.q_proj.weight", "attn_q.weight"},
-    [K_K] = {"self_attn.k_proj.weight", "attn_k.weight"},
-    [K_V] = {"self_attn.v_proj.weight", "attn_v.weight"},
-    [K_O] = {"self_attn.out_proj.weight", "attn_output.weight"},
-    [K_QN] = {"self_attn.q_layernorm.weight", "attn_q_norm.weight"},
-    [K_KN] = {"self_attn.k_layernorm.weight", "attn_k_norm.weight"},
-    [K_GATE] = {"feed_forward.w1.weight", "ffn_gate.weight"},
-    [K_UP] = {"feed_forward.w3.weight", "ffn_up.weight"},
-    [K_DOWN] = {"feed_forward.w2.weight", "ffn_down.weight"},
-    [K_GATE_INP] = {"feed_forward.gate.weight", "ffn_gate_inp.weight"},
-    [K_EXP_B] = {"feed_forward.expert_bias", "exp_probs_b.bias"},
-    [K_GATE_EXPS] = {"feed_forward.experts.w1", "ffn_gate_exps.weight"},
-    [K_UP_EXPS] = {"feed_forward.experts.w3", "ffn_up_exps.weight"},
-    [K_DOWN_EXPS] = {"feed_forward.experts.w2", "ffn_down_exps.weight"},
-};
+/* spec 1.3: the dense layers' intermediate_size verbatim, experts, router bias */
+static bool parse_moe(json_t *cfg, lfm2_hparams *hp, lfm2c_error *err) {
+    if (!cfg_int(cfg, "intermediate_size", 7168, &hp->n_ff, err) ||
+        !cfg_int(cfg, "num_experts", REQUIRED, &hp->n_expert, err) ||
+        !cfg_int(cfg, "num_experts_per_tok", REQUIRED, &hp->n_expert_used, err) ||
+        !cfg_int(cfg, "moe_intermediate_size", REQUIRED, &hp->n_ff_exp, err) ||
+        !cfg_int(cfg, "num_dense_layers", 2, &hp->n_dense, err))
+        return false;
+    if (hp->n_expert < 1 || hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert || hp->n_ff_exp < 1)
+        return fail(err, LFM2C_EFORMAT, "config.json: num_experts %d / num_experts_per_tok %d / moe_intermediate_size %d are inconsistent",
+                    hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
+    if (hp->n_dense > hp->n_layer) hp->n_dense = hp->n_layer;
+    hp->expert_bias = cfg_bool(cfg, "use_expert_bias", true);
+    return true;
+}
+
+static bool parse_config(json_t *cfg, lfm2_hparams *hp, lfm2c_error *err) {
+    memset(hp, 0, sizeof *hp);
+    int n_head_kv;
+    if (!parse_dims(cfg, hp, &n_head_kv, err) || !parse_layer_plan(cfg, hp, err)) return false;
+    for (int l = 0; l < hp->n_layer; l++) hp->n_head_kv[l] = hp->is_attn[l] ? n_head_kv : 0;
+    return hp->moe ? parse_moe(cfg, hp, err) : parse_dense_ffn(cfg, hp, err);
+}
+
+/* ---- 2. tensor plan ------------------------------------------------------------------- */
 
 /* A run of whole rows of one source tensor. */
 typedef struct seg { const st_tensor *t; int64_t first, n; } seg;
@@ -236,6 +214,7 @@ typedef struct seg { const st_tensor *t; int64_t first, n; } seg;
 typedef struct out_tensor {
     char name[64];
     char src[160];            /* the HF name it came from, for messages */
+    const lfm2_tensor *row;   /* its row of the architecture table */
     int n_dims;
     int64_t shape[4];         /* torch order */
     uint32_t type;
@@ -243,14 +222,20 @@ typedef struct out_tensor {
     seg *segs;
 } out_tensor;
 
+/* transformers >= 5 keeps the experts fused: gate_up_proj [E, 2Fe, H] = concat(w1, w3) (spec 3) */
+#define HF_FUSED_GATE_UP "feed_forward.experts.gate_up_proj"
+#define N_EXPERT_ROWS 3       /* table rows with LFM2_TF_EXPERTS */
+
 typedef struct plan {
     out_tensor *t;
     int n, cap;
-    /* per layer: kinds seen, and per-expert pieces waiting to be stacked [layer][w1,w2,w3][e] */
-    uint32_t seen[LFM2C_MAX_LAYERS];
+    /* table rows seen: per layer, and of the global tensors */
+    uint32_t seen[LFM2C_MAX_LAYERS], seen_global;
+    /* the expert rows in the order of their HF names (w1, w2, w3: the reference's stacking order),
+     * and per-expert pieces waiting to be stacked [layer][row][e] */
+    const lfm2_tensor *exp_rows[N_EXPERT_ROWS];
     const st_tensor **pieces;
     int *n_pieces;
-    bool has_output, has_embd, has_norm;
 } plan;
 
 static void plan_free(plan *p) {
@@ -289,62 +274,36 @@ static void shape_str(char *buf, size_t n, int nd, const int64_t *s) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-/* Torch shape a GGUF tensor must have, from the hyper-parameters. */
-static int expected_shape(const hparams *hp, int kind, int64_t *s) {
-    int64_t H = hp->n_embd, hd = hp->head_dim, E = hp->n_expert, Fe = hp->n_ff_exp, F = hp->n_ff;
-#define S1(a) (s[0] = (a), 1)
-#define S2(a, b) (s[0] = (a), s[1] = (b), 2)
-#define S3(a, b, c) (s[0] = (a), s[1] = (b), s[2] = (c), 3)
-    switch (kind) {
-    case K_ATTN_NORM: case K_FFN_NORM: return S1(H);
-    case K_CONV_IN: return S2(3 * H, H);
-    case K_CONV: return S2(H, hp->l_cache);
-    case K_CONV_OUT: return S2(H, H);
-    case K_Q: return S2(hp->n_head * hd, H);
-    case K_K: case K_V: return S2(hp->n_head_kv * hd, H);
-    case K_O: return S2(H, hp->n_head * hd);
-    case K_QN: case K_KN: return S1(hd);
-    case K_GATE: case K_UP: return S2(F, H);
-    case K_DOWN: return S2(H, F);
-    case K_GATE_INP: return S2(E, H);
-    case K_EXP_B: return S1(E);
-    case K_GATE_EXPS: case K_UP_EXPS: return S3(E, Fe, H);
-    case K_DOWN_EXPS: return S3(E, H, Fe);
-    }
-    return 0;
-#undef S1
-#undef S2
-#undef S3
-}
-
-/* Which kinds layer l must have (bit set). */
-static uint32_t layer_kinds(const hparams *hp, int l) {
-    uint32_t k = 1u << K_ATTN_NORM | 1u << K_FFN_NORM;
-    if (hp->is_attn[l]) k |= 1u << K_Q | 1u << K_K | 1u << K_V | 1u << K_O | 1u << K_QN | 1u << K_KN;
-    else k |= 1u << K_CONV_IN | 1u << K_CONV | 1u << K_CONV_OUT;
-    if (l < hp->n_dense) k |= 1u << K_GATE | 1u << K_UP | 1u << K_DOWN;
-    else k |= 1u << K_GATE_INP | 1u << K_GATE_EXPS | 1u << K_UP_EXPS | 1u << K_DOWN_EXPS | (hp->expert_bias ? 1u << K_EXP_B : 0);
-    return k;
+/* Torch shape a GGUF tensor must have: the table's, reversed. */
+static int expected_shape(const lfm2_hparams *hp, const lfm2_tensor *row, int l, int64_t *s) {
+    int64_t ne[3];
+    int nd = lfm2_tensor_shape(row, hp, l, ne);
+    for (int i = 0; i < nd; i++) s[i] = ne[nd - 1 - i];
+    return nd;
 }
 
 /* Reference type rule: 1-D tensors, norms, the router, conv taps and non-".weight" tensors are
- * F32; other matrices take the requested type (Q8_0 falls back to F16 on rows that are not a
- * multiple of its block). */
+ * F32 (the table's LFM2_TF_F32 rows are the matrices among them); other matrices take the
+ * requested type (Q8_0 falls back to F16 on rows that are not a multiple of its block). */
 static uint32_t tensor_type(const out_tensor *o, uint32_t want) {
     size_t n = strlen(o->name);
-    if (o->n_dims <= 1 || (n > 12 && !strcmp(o->name + n - 12, "_norm.weight")) || strstr(o->name, "ffn_gate_inp") ||
-        strstr(o->name, "shortconv.conv") || n < 7 || strcmp(o->name + n - 7, ".weight"))
-        return GGML_F32;
+    if (o->n_dims <= 1 || (o->row->flags & LFM2_TF_F32) || n < 7 || strcmp(o->name + n - 7, ".weight")) return GGML_F32;
     if (want == GGML_Q8_0 && o->shape[o->n_dims - 1] % QK8_0) return GGML_F16;
     return want;
 }
 
+/* Output tensor for table row `row` of layer l (-1: global), from HF tensor `src`. */
+static out_tensor *plan_row(plan *p, const lfm2_tensor *row, int l, const char *src, lfm2c_error *err) {
+    char name[64];
+    out_tensor *o = plan_add(p, lfm2_tensor_name(row, l, false, name, sizeof name), src, err);
+    if (o) o->row = row;
+    return o;
+}
+
 /* Finishes a planned tensor: shape from its sources (stacking adds a leading dim), checked. */
-static bool plan_check(const hparams *hp, out_tensor *o, int kind, lfm2c_error *err) {
+static bool plan_check(const lfm2_hparams *hp, out_tensor *o, int l, lfm2c_error *err) {
     int64_t want[4];
-    int nd = kind >= 0 ? expected_shape(hp, kind, want) : 0;
-    if (kind == -1) { nd = 2; want[0] = hp->n_vocab; want[1] = hp->n_embd; } /* token_embd / output */
-    if (kind == -2) { nd = 1; want[0] = hp->n_embd; }                         /* final norm */
+    int nd = expected_shape(hp, o->row, l, want);
     bool ok = nd == o->n_dims;
     for (int i = 0; ok && i < nd; i++) ok = want[i] == o->shape[i];
     if (!ok) {
@@ -357,27 +316,26 @@ static bool plan_check(const hparams *hp, out_tensor *o, int kind, lfm2c_error *
 }
 
 /* Simple 1:1 tensor (with the conv squeeze). */
-static bool plan_simple(plan *p, const hparams *hp, const st_tensor *t, const char *gname, int kind, lfm2c_error *err) {
-    out_tensor *o = plan_add(p, gname, t->name, err);
+static bool plan_simple(plan *p, const lfm2_hparams *hp, const st_tensor *t, const lfm2_tensor *row, int l, lfm2c_error *err) {
+    out_tensor *o = plan_row(p, row, l, t->name, err);
     if (!o) return false;
     o->n_dims = 0;
     for (int i = 0; i < t->n_dims; i++) {
-        if (kind == K_CONV && i == 1 && t->n_dims == 3 && t->shape[1] == 1) continue; /* squeeze(1) */
+        if ((row->flags & LFM2_TF_SQUEEZE) && i == 1 && t->n_dims == 3 && t->shape[1] == 1) continue; /* squeeze(1) */
         if (o->n_dims == 4) return fail(err, LFM2C_EFORMAT, "'%s' has too many dimensions", t->name);
         o->shape[o->n_dims++] = t->shape[i];
     }
-    if (!plan_check(hp, o, kind, err)) return false;
+    if (!plan_check(hp, o, l, err)) return false;
     return add_seg(o, t, 0, t->numel, err);
 }
 
-/* Stacks the E pieces of one expert matrix of layer l (w = 0,1,2 for w1,w2,w3). */
-static bool plan_stack(plan *p, const hparams *hp, int l, int w, lfm2c_error *err) {
-    static const int kind_of[3] = {K_GATE_EXPS, K_DOWN_EXPS, K_UP_EXPS};
-    const st_tensor **pc = p->pieces + ((size_t)l * 3 + (size_t)w) * (size_t)hp->n_expert;
-    char name[64], src[160];
-    snprintf(name, sizeof name, "blk.%d.%s", l, KINDS[kind_of[w]].gguf);
-    snprintf(src, sizeof src, "model.layers.%d.feed_forward.experts.*.w%d.weight", l, w + 1);
-    out_tensor *o = plan_add(p, name, src, err);
+/* Stacks the E pieces of expert row w (index into p->exp_rows) of layer l. */
+static bool plan_stack(plan *p, const lfm2_hparams *hp, int l, int w, lfm2c_error *err) {
+    const lfm2_tensor *row = p->exp_rows[w];
+    const st_tensor **pc = p->pieces + ((size_t)l * N_EXPERT_ROWS + (size_t)w) * (size_t)hp->n_expert;
+    char src[160];
+    snprintf(src, sizeof src, "model.layers.%d.%s", l, row->hf);
+    out_tensor *o = plan_row(p, row, l, src, err);
     if (!o) return false;
     const st_tensor *t0 = pc[0];
     if (t0->n_dims != 2) return fail(err, LFM2C_EFORMAT, "'%s' is not a matrix", t0->name);
@@ -388,41 +346,161 @@ static bool plan_stack(plan *p, const hparams *hp, int l, int w, lfm2c_error *er
     o->shape[0] = hp->n_expert;
     o->shape[1] = t0->shape[0];
     o->shape[2] = t0->shape[1];
-    if (!plan_check(hp, o, kind_of[w], err)) return false;
+    if (!plan_check(hp, o, l, err)) return false;
     for (int e = 0; e < hp->n_expert; e++)
         if (!add_seg(o, pc[e], 0, pc[e]->numel, err)) return false;
-    p->seen[l] |= 1u << kind_of[w];
+    p->seen[l] |= 1u << row->id;
     return true;
 }
 
 /* Fused gate_up_proj [E, 2Fe, H]: the first Fe rows of each expert are w1 (gate), the rest w3. */
-static bool plan_gate_up(plan *p, const hparams *hp, int l, const st_tensor *t, lfm2c_error *err) {
+static bool plan_gate_up(plan *p, const lfm2_hparams *hp, int l, const st_tensor *t, lfm2c_error *err) {
     if (t->n_dims != 3 || t->shape[1] % 2)
         return fail(err, LFM2C_EFORMAT, "'%s' must be [experts, 2*expert_ffn, hidden]", t->name);
     int64_t E = t->shape[0], F2 = t->shape[1], H = t->shape[2];
     for (int half = 0; half < 2; half++) {
-        int kind = half ? K_UP_EXPS : K_GATE_EXPS;
-        char name[64];
-        snprintf(name, sizeof name, "blk.%d.%s", l, KINDS[kind].gguf);
-        out_tensor *o = plan_add(p, name, t->name, err);
+        const lfm2_tensor *row = &LFM2_TENSORS[half ? LFM2_T_UP_EXPS : LFM2_T_GATE_EXPS];
+        out_tensor *o = plan_row(p, row, l, t->name, err);
         if (!o) return false;
         o->n_dims = 3;
         o->shape[0] = E;
         o->shape[1] = F2 / 2;
         o->shape[2] = H;
-        if (!plan_check(hp, o, kind, err)) return false;
+        if (!plan_check(hp, o, l, err)) return false;
         for (int64_t e = 0; e < E; e++)
             if (!add_seg(o, t, (e * F2 + half * (F2 / 2)) * H, F2 / 2 * H, err)) return false;
-        if (p->seen[l] & 1u << kind) return fail(err, LFM2C_EFORMAT, "layer %d has two %s", l, KINDS[kind].gguf);
-        p->seen[l] |= 1u << kind;
+        if (p->seen[l] & 1u << row->id) return fail(err, LFM2C_EFORMAT, "layer %d has two %s", l, row->gguf);
+        p->seen[l] |= 1u << row->id;
     }
     return true;
 }
 
-static bool build_plan(const st_model *m, const hparams *hp, plan *p, lfm2c_error *err) {
+/* The expert rows sorted by HF name; false if the table does not have N_EXPERT_ROWS of them. */
+static bool find_expert_rows(plan *p) {
+    int n = 0;
+    for (int i = 0; i < LFM2_T_COUNT; i++) {
+        const lfm2_tensor *r = &LFM2_TENSORS[i];
+        if (!(r->flags & LFM2_TF_EXPERTS)) continue;
+        if (n == N_EXPERT_ROWS) return false;
+        int k = n++;
+        for (; k > 0 && strcmp(p->exp_rows[k - 1]->hf, r->hf) > 0; k--) p->exp_rows[k] = p->exp_rows[k - 1];
+        p->exp_rows[k] = r;
+    }
+    return n == N_EXPERT_ROWS;
+}
+
+/* Index into p->exp_rows of the per-expert HF name `rest` ("...experts.E.w1.weight" against the
+ * row's "...experts.*.w1.weight"), with the expert in *e; -1 if it is not one. */
+static int match_expert(const plan *p, const char *rest, int *e) {
+    for (int w = 0; w < N_EXPERT_ROWS; w++) {
+        const char *pat = p->exp_rows[w]->hf, *star = strchr(pat, '*');
+        size_t pre = (size_t)(star - pat);
+        if (strncmp(rest, pat, pre) || !isdigit((unsigned char)rest[pre])) continue;
+        char *end;
+        long v = strtol(rest + pre, &end, 10);
+        if (strcmp(end, star + 1)) continue;
+        *e = v > INT_MAX ? INT_MAX : (int)v;
+        return w;
+    }
+    return -1;
+}
+
+/* "base" or "base.weight" */
+static bool is_name(const char *rest, const char *base) {
+    size_t n = strlen(base);
+    return !strncmp(rest, base, n) && (!rest[n] || !strcmp(rest + n, ".weight"));
+}
+
+/* Global tensors: embedding, final norm, lm_head (dropped when tied: the engine reuses token_embd). */
+static bool plan_global(plan *p, const lfm2_hparams *hp, const st_tensor *t, const lfm2_tensor *row, lfm2c_error *err) {
+    if (row->cond == LFM2_IF_UNTIED && hp->tied) return true;
+    if (p->seen_global & 1u << row->id) return fail(err, LFM2C_EFORMAT, "tensor '%s' given twice", t->name);
+    p->seen_global |= 1u << row->id;
+    return plan_simple(p, hp, t, row, -1, err);
+}
+
+/* One per-expert matrix; all of a layer's stacks are written when its last piece arrives, like
+ * the reference. */
+static bool plan_piece(plan *p, const lfm2_hparams *hp, const st_tensor *t, int l, int w, int e, lfm2c_error *err) {
+    if (!hp->moe || l < hp->n_dense) return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
+    if (e < 0 || e >= hp->n_expert)
+        return fail(err, LFM2C_EFORMAT, "tensor '%s': expert %d out of range (num_experts %d)", t->name, e, hp->n_expert);
+    const st_tensor **slot = &p->pieces[((size_t)l * N_EXPERT_ROWS + (size_t)w) * (size_t)hp->n_expert + (size_t)e];
+    if (*slot) return fail(err, LFM2C_EFORMAT, "tensor '%s' given twice", t->name);
+    *slot = t;
+    if (++p->n_pieces[l] == N_EXPERT_ROWS * hp->n_expert)
+        for (int ww = 0; ww < N_EXPERT_ROWS; ww++)
+            if (!plan_stack(p, hp, l, ww, err)) return false;
+    return true;
+}
+
+/* Fused expert matrices (transformers >= 5): gate_up_proj split in two, down_proj as it is. */
+static bool plan_fused(plan *p, const lfm2_hparams *hp, const st_tensor *t, int l, const char *rest, lfm2c_error *err) {
+    if (!hp->moe || l < hp->n_dense) return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
+    if (is_name(rest, HF_FUSED_GATE_UP)) return plan_gate_up(p, hp, l, t, err);
+    const lfm2_tensor *row = &LFM2_TENSORS[LFM2_T_DOWN_EXPS];
+    if (p->seen[l] & 1u << row->id) return fail(err, LFM2C_EFORMAT, "layer %d has two expert down matrices", l);
+    if (!plan_simple(p, hp, t, row, l, err)) return false;
+    p->seen[l] |= 1u << row->id;
+    return true;
+}
+
+/* A 1:1 layer tensor: it must belong to the layer's kinds (an expert bias is accepted even when
+ * use_expert_bias is false). */
+static bool plan_layer_row(plan *p, const lfm2_hparams *hp, const st_tensor *t, int l, const char *rest, lfm2c_error *err) {
+    const lfm2_tensor *row = lfm2_tensor_by_hf(rest, true);
+    if (!row) return fail(err, LFM2C_EFORMAT, "unexpected tensor '%s' in an LFM2 checkpoint", t->name);
+    if (!lfm2_tensor_in_layer(row, hp, l))
+        return fail(err, LFM2C_EFORMAT, "tensor '%s' does not belong in layer %d (a %s %s layer per config.json)", t->name, l,
+                    hp->is_attn[l] ? "attention" : "conv", l < hp->n_dense ? "dense" : "MoE");
+    if (p->seen[l] & 1u << row->id) return fail(err, LFM2C_EFORMAT, "tensor '%s' given twice", t->name);
+    p->seen[l] |= 1u << row->id;
+    return plan_simple(p, hp, t, row, l, err);
+}
+
+/* Plans one safetensors tensor (HF name `name`, the language_model. prefix removed). */
+static bool plan_tensor(plan *p, const lfm2_hparams *hp, const st_tensor *t, const char *name, lfm2c_error *err) {
+    const lfm2_tensor *row = lfm2_tensor_by_hf(name, false);
+    if (row) return plan_global(p, hp, t, row, err);
+    int l, nc = 0;
+    if (sscanf(name, "model.layers.%d.%n", &l, &nc) != 1 || nc == 0)
+        return fail(err, LFM2C_EFORMAT, "unexpected tensor '%s' in an LFM2 checkpoint", t->name);
+    if (l < 0 || l >= hp->n_layer)
+        return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d is beyond num_hidden_layers %d", t->name, l, hp->n_layer);
+    const char *rest = name + nc;
+    int e, w = match_expert(p, rest, &e);
+    if (w >= 0) return plan_piece(p, hp, t, l, w, e, err);
+    if (is_name(rest, HF_FUSED_GATE_UP) || is_name(rest, LFM2_TENSORS[LFM2_T_DOWN_EXPS].hf_alias))
+        return plan_fused(p, hp, t, l, rest, err);
+    return plan_layer_row(p, hp, t, l, rest, err);
+}
+
+/* Every tensor a complete model has, after all were planned. */
+static bool plan_complete(const plan *p, const lfm2_hparams *hp, lfm2c_error *err) {
+    for (int i = 0; i < LFM2_T_FIRST_LAYER; i++) {
+        const lfm2_tensor *row = &LFM2_TENSORS[i];
+        if (lfm2_tensor_wanted(row, hp, -1) && !(p->seen_global & 1u << row->id))
+            return fail(err, LFM2C_EFORMAT, "missing tensor '%s'%s", row->hf,
+                        row->cond == LFM2_IF_UNTIED ? " (tie_word_embeddings is false)" : "");
+    }
+    for (int l = 0; l < hp->n_layer; l++)
+        for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++) {
+            const lfm2_tensor *row = &LFM2_TENSORS[i];
+            if (!lfm2_tensor_wanted(row, hp, l) || (p->seen[l] & 1u << row->id)) continue;
+            if ((row->flags & LFM2_TF_EXPERTS) && p->n_pieces && p->n_pieces[l])
+                return fail(err, LFM2C_EFORMAT, "layer %d has %d of the %d per-expert matrices", l, p->n_pieces[l],
+                            N_EXPERT_ROWS * hp->n_expert);
+            return fail(err, LFM2C_EFORMAT, "missing tensor 'model.layers.%d.%s' (%s layer)", l, row->hf,
+                        hp->is_attn[l] ? "attention" : "conv");
+        }
+    return true;
+}
+
+static bool build_plan(const st_model *m, const lfm2_hparams *hp, plan *p, lfm2c_error *err) {
     memset(p, 0, sizeof *p);
+    if (!find_expert_rows(p)) return fail(err, LFM2C_EINVAL, "internal: the architecture table does not have %d expert rows", N_EXPERT_ROWS);
     if (hp->moe) {
-        size_t n = (size_t)hp->n_layer * 3 * (size_t)hp->n_expert;
+        size_t n = (size_t)hp->n_layer * N_EXPERT_ROWS * (size_t)hp->n_expert;
         p->pieces = calloc(n ? n : 1, sizeof *p->pieces);
         p->n_pieces = calloc((size_t)hp->n_layer, sizeof *p->n_pieces);
         if (!p->pieces || !p->n_pieces) return fail(err, LFM2C_ENOMEM, "out of memory");
@@ -442,88 +520,9 @@ static bool build_plan(const st_model *m, const hparams *hp, plan *p, lfm2c_erro
         name[k] = 0;
         if (!st_dtype_is_float(t->dtype))
             return fail(err, LFM2C_EUNSUPPORTED, "tensor '%s' has dtype %s (only F32, F16, BF16 are supported)", t->name, st_dtype_name(t->dtype));
-
-        if (!strcmp(name, "model.embed_tokens.weight")) {
-            if (p->has_embd) return fail(err, LFM2C_EFORMAT, "two token embeddings");
-            p->has_embd = true;
-            if (!plan_simple(p, hp, t, "token_embd.weight", -1, err)) return false;
-            continue;
-        }
-        if (!strcmp(name, "model.embedding_norm.weight")) {
-            if (p->has_norm) return fail(err, LFM2C_EFORMAT, "two final norms");
-            p->has_norm = true;
-            if (!plan_simple(p, hp, t, "token_embd_norm.weight", -2, err)) return false;
-            continue;
-        }
-        if (!strcmp(name, "lm_head.weight")) {
-            if (hp->tied) continue; /* tied: the engine reuses token_embd */
-            p->has_output = true;
-            if (!plan_simple(p, hp, t, "output.weight", -1, err)) return false;
-            continue;
-        }
-        int l, nc = 0;
-        if (sscanf(name, "model.layers.%d.%n", &l, &nc) != 1 || nc == 0)
-            return fail(err, LFM2C_EFORMAT, "unexpected tensor '%s' in an LFM2 checkpoint", t->name);
-        if (l < 0 || l >= hp->n_layer)
-            return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d is beyond num_hidden_layers %d", t->name, l, hp->n_layer);
-        const char *rest = name + nc;
-        int e, w, nc2 = 0;
-        if (sscanf(rest, "feed_forward.experts.%d.w%d.weight%n", &e, &w, &nc2) == 2 && nc2 && !rest[nc2]) {
-            if (!hp->moe || l < hp->n_dense)
-                return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
-            if (e < 0 || e >= hp->n_expert || w < 1 || w > 3)
-                return fail(err, LFM2C_EFORMAT, "tensor '%s': expert %d out of range (num_experts %d)", t->name, e, hp->n_expert);
-            const st_tensor **slot = &p->pieces[((size_t)l * 3 + (size_t)(w - 1)) * (size_t)hp->n_expert + (size_t)e];
-            if (*slot) return fail(err, LFM2C_EFORMAT, "tensor '%s' given twice", t->name);
-            *slot = t;
-            /* like the reference: all three stacks are written when the layer's last piece arrives */
-            if (++p->n_pieces[l] == 3 * hp->n_expert)
-                for (int ww = 0; ww < 3; ww++)
-                    if (!plan_stack(p, hp, l, ww, err)) return false;
-            continue;
-        }
-        if (!strcmp(rest, "feed_forward.experts.gate_up_proj") || !strcmp(rest, "feed_forward.experts.gate_up_proj.weight") ||
-            !strcmp(rest, "feed_forward.experts.down_proj") || !strcmp(rest, "feed_forward.experts.down_proj.weight")) {
-            if (!hp->moe || l < hp->n_dense)
-                return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
-            if (strstr(rest, "gate_up")) {
-                if (!plan_gate_up(p, hp, l, t, err)) return false;
-            } else {
-                char g[64];
-                snprintf(g, sizeof g, "blk.%d.%s", l, KINDS[K_DOWN_EXPS].gguf);
-                if (p->seen[l] & 1u << K_DOWN_EXPS) return fail(err, LFM2C_EFORMAT, "layer %d has two expert down matrices", l);
-                if (!plan_simple(p, hp, t, g, K_DOWN_EXPS, err)) return false;
-                p->seen[l] |= 1u << K_DOWN_EXPS;
-            }
-            continue;
-        }
-        int kind = -1;
-        for (int kk = 0; kk < K_N && kind < 0; kk++)
-            if (kk != K_GATE_EXPS && kk != K_UP_EXPS && kk != K_DOWN_EXPS && !strcmp(rest, KINDS[kk].hf)) kind = kk;
-        if (!strcmp(rest, "feed_forward.expert_bias.weight")) kind = K_EXP_B; /* LFM2.5 spelling */
-        if (kind < 0) return fail(err, LFM2C_EFORMAT, "unexpected tensor '%s' in an LFM2 checkpoint", t->name);
-        if (!(layer_kinds(hp, l) & 1u << kind) && !(kind == K_EXP_B && hp->moe && l >= hp->n_dense))
-            return fail(err, LFM2C_EFORMAT, "tensor '%s' does not belong in layer %d (a %s %s layer per config.json)", t->name, l,
-                        hp->is_attn[l] ? "attention" : "conv", l < hp->n_dense ? "dense" : "MoE");
-        if (p->seen[l] & 1u << kind) return fail(err, LFM2C_EFORMAT, "tensor '%s' given twice", t->name);
-        p->seen[l] |= 1u << kind;
-        char g[64];
-        snprintf(g, sizeof g, "blk.%d.%s", l, KINDS[kind].gguf);
-        if (!plan_simple(p, hp, t, g, kind, err)) return false;
+        if (!plan_tensor(p, hp, t, name, err)) return false;
     }
-    if (!p->has_embd) return fail(err, LFM2C_EFORMAT, "missing tensor 'model.embed_tokens.weight'");
-    if (!p->has_norm) return fail(err, LFM2C_EFORMAT, "missing tensor 'model.embedding_norm.weight'");
-    if (!hp->tied && !p->has_output) return fail(err, LFM2C_EFORMAT, "missing tensor 'lm_head.weight' (tie_word_embeddings is false)");
-    for (int l = 0; l < hp->n_layer; l++) {
-        uint32_t missing = layer_kinds(hp, l) & ~p->seen[l];
-        if (!missing) continue;
-        int kind = __builtin_ctz(missing);
-        if (kind >= K_GATE_EXPS && p->n_pieces && p->n_pieces[l])
-            return fail(err, LFM2C_EFORMAT, "layer %d has %d of the %d per-expert matrices", l, p->n_pieces[l], 3 * hp->n_expert);
-        return fail(err, LFM2C_EFORMAT, "missing tensor 'model.layers.%d.%s' (%s layer)", l, KINDS[kind].hf,
-                    hp->is_attn[l] ? "attention" : "conv");
-    }
-    return true;
+    return plan_complete(p, hp, err);
 }
 
 /* ---- 3. metadata ---------------------------------------------------------------------- */
@@ -624,41 +623,6 @@ static bool add_sampling(gguf_writer *w, json_t *gen) {
     return ok;
 }
 
-static bool add_hparams(gguf_writer *w, const hparams *hp, uint32_t out_type) {
-    const char *a = hp->moe ? "lfm2moe" : "lfm2";
-    char k[128];
-    bool ok = true;
-#define KEY(s) (snprintf(k, sizeof k, "%s.%s", a, s), k)
-    ok &= gguf_set_u32(w, KEY("block_count"), (uint32_t)hp->n_layer);
-    ok &= gguf_set_u32(w, KEY("context_length"), (uint32_t)hp->n_ctx);
-    ok &= gguf_set_u32(w, KEY("embedding_length"), (uint32_t)hp->n_embd);
-    ok &= gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)hp->n_ff);
-    ok &= gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)hp->n_head);
-    int32_t kv[LFM2C_MAX_LAYERS];
-    for (int l = 0; l < hp->n_layer; l++) kv[l] = hp->is_attn[l] ? hp->n_head_kv : 0;
-    ok &= gguf_set_arr(w, KEY("attention.head_count_kv"), GGUF_I32, kv, (uint64_t)hp->n_layer);
-    ok &= gguf_set_f32(w, KEY("rope.freq_base"), (float)hp->rope_theta);
-    ok &= gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), (float)hp->eps);
-    if (hp->moe) {
-        ok &= gguf_set_u32(w, KEY("expert_count"), (uint32_t)hp->n_expert);
-        ok &= gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)hp->n_expert_used);
-    }
-    if (hp->has_head_dim) {
-        ok &= gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)hp->head_dim);
-        ok &= gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)hp->head_dim);
-    }
-    ok &= gguf_set_u32(w, "general.file_type", convert_file_type(out_type));
-    if (hp->moe) {
-        ok &= gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)hp->n_ff_exp);
-        ok &= gguf_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)hp->n_dense);
-        ok &= gguf_set_u32(w, KEY("expert_gating_func"), 2); /* sigmoid */
-    }
-    ok &= gguf_set_u32(w, KEY("vocab_size"), (uint32_t)hp->n_vocab);
-    ok &= gguf_set_u32(w, KEY("shortconv.l_cache"), (uint32_t)hp->l_cache);
-#undef KEY
-    return ok;
-}
-
 /* Names that the reference treats as control tokens even when not flagged special. */
 static bool looks_special(const char *s) {
     size_t n = strlen(s);
@@ -712,140 +676,146 @@ static char *replace_spm_space(const char *s) {
     return o;
 }
 
-static bool add_tokenizer(gguf_writer *w, const char *dir, const hparams *hp, json_t *cfg, json_t *gen,
-                          convert_stats *st, lfm2c_error *err) {
-    json_t *tj = NULL, *tc = NULL;
-    vocab v = {0};
-    gguf_str *merges = NULL;
-    char **merge_owned = NULL;
-    size_t n_merges = 0;
-    bool ok = false;
-    if (!load_json(dir, "tokenizer.json", true, &tj, err) || !load_json(dir, "tokenizer_config.json", false, &tc, err)) goto done;
-    json_t *model = json_object_get(tj, "model");
-    const char *mtype = json_string_value(json_object_get(model, "type"));
-    json_t *jvocab = json_object_get(model, "vocab");
-    if (!mtype || strcmp(mtype, "BPE") || !json_is_object(jvocab)) {
-        fail(err, LFM2C_EUNSUPPORTED, "tokenizer.json: expected a BPE model with a vocab");
-        goto done;
-    }
-    json_t *added = json_object_get(tj, "added_tokens");
-    if (added && !json_is_array(added)) { fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens is not an array"); goto done; }
-
-    /* tokens in id order: the BPE vocab, then added tokens over it; unused ids are padding */
-    v.n = hp->n_vocab;
-    v.tok = calloc((size_t)v.n, sizeof *v.tok);
-    v.type = calloc((size_t)v.n, sizeof *v.type);
-    v.owned = calloc((size_t)v.n + (added ? json_array_size(added) : 0) + 1, sizeof *v.owned);
-    if (!v.tok || !v.type || !v.owned) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+/* Tokens in id order: the BPE vocab, then added tokens over it; unused ids are padding. */
+static bool vocab_read(vocab *v, json_t *jvocab, json_t *added, int n_vocab, lfm2c_error *err) {
+    v->n = n_vocab;
+    v->tok = calloc((size_t)v->n, sizeof *v->tok);
+    v->type = calloc((size_t)v->n, sizeof *v->type);
+    v->owned = calloc((size_t)v->n + (added ? json_array_size(added) : 0) + 1, sizeof *v->owned);
+    if (!v->tok || !v->type || !v->owned) return fail(err, LFM2C_ENOMEM, "out of memory");
     const char *key;
     json_t *val;
     json_object_foreach(jvocab, key, val) {
         json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
-        if (id < 0 || id >= v.n) {
-            fail(err, LFM2C_EFORMAT, "tokenizer.json: token '%s' has id %lld, outside vocab_size %d", key, (long long)id, v.n);
-            goto done;
-        }
-        v.tok[id] = (gguf_str){key, strlen(key)};
-        v.type[id] = 1; /* normal */
+        if (id < 0 || id >= v->n)
+            return fail(err, LFM2C_EFORMAT, "tokenizer.json: token '%s' has id %lld, outside vocab_size %d", key, (long long)id, v->n);
+        v->tok[id] = (gguf_str){key, strlen(key)};
+        v->type[id] = 1; /* normal */
     }
     for (size_t i = 0; added && i < json_array_size(added); i++) {
         json_t *a = json_array_get(added, i);
         json_t *jid = json_object_get(a, "id");
         const char *content = json_string_value(json_object_get(a, "content"));
         json_int_t id = json_is_integer(jid) ? json_integer_value(jid) : -1;
-        if (!content || id < 0 || id >= v.n) {
-            fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens[%zu] has no content or an id outside vocab_size %d", i, v.n);
-            goto done;
-        }
+        if (!content || id < 0 || id >= v->n)
+            return fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens[%zu] has no content or an id outside vocab_size %d", i, v->n);
         if (json_is_true(json_object_get(a, "special")) || looks_special(content)) {
-            v.tok[id] = (gguf_str){content, json_string_length(json_object_get(a, "content"))};
-            v.type[id] = 3; /* control */
+            v->tok[id] = (gguf_str){content, json_string_length(json_object_get(a, "content"))};
+            v->type[id] = 3; /* control */
         } else {
-            char *s = vocab_own(&v, replace_spm_space(content));
-            if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-            v.tok[id] = (gguf_str){s, strlen(s)};
-            v.type[id] = 4; /* user-defined */
+            char *s = vocab_own(v, replace_spm_space(content));
+            if (!s) return fail(err, LFM2C_ENOMEM, "out of memory");
+            v->tok[id] = (gguf_str){s, strlen(s)};
+            v->type[id] = 4; /* user-defined */
         }
     }
-    for (int i = 0; i < v.n; i++)
-        if (!v.type[i]) {
+    for (int i = 0; i < v->n; i++)
+        if (!v->type[i]) {
             char buf[32];
             snprintf(buf, sizeof buf, "[PAD%d]", i);
-            char *s = vocab_own(&v, strdup(buf));
-            if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-            v.tok[i] = (gguf_str){s, strlen(s)};
-            v.type[i] = 5; /* unused */
+            char *s = vocab_own(v, strdup(buf));
+            if (!s) return fail(err, LFM2C_ENOMEM, "out of memory");
+            v->tok[i] = (gguf_str){s, strlen(s)};
+            v->type[i] = 5; /* unused */
         }
+    return true;
+}
 
-    /* merges: "a b" strings, or [a, b] pairs (spaces inside a part become U+0120) */
+typedef struct merge_list {
+    gguf_str *m;
+    char **owned;     /* strings made here from [a, b] pairs */
+    size_t n;
+} merge_list;
+
+static void merge_list_free(merge_list *ml) {
+    for (size_t i = 0; ml->owned && i < ml->n; i++) free(ml->owned[i]);
+    free(ml->owned);
+    free(ml->m);
+}
+
+/* "a b" from the pair [a, b]; spaces inside a part become U+0120 */
+static char *merge_join(const char *pa, const char *pb, size_t *len) {
+    size_t la = strlen(pa), lb = strlen(pb), k = 0;
+    char *s = malloc(2 * (la + lb) + 2);
+    if (!s) return NULL;
+    for (int part = 0; part < 2; part++) {
+        for (const char *c = part ? pb : pa; *c; c++)
+            if (*c == ' ') { s[k++] = (char)0xc4; s[k++] = (char)0xa0; } /* U+0120 */
+            else s[k++] = *c;
+        if (!part) s[k++] = ' ';
+    }
+    s[k] = 0;
+    *len = k;
+    return s;
+}
+
+/* merges: "a b" strings, or [a, b] pairs */
+static bool merges_read(json_t *model, merge_list *ml, lfm2c_error *err) {
     json_t *jm = json_object_get(model, "merges");
-    if (jm && !json_is_array(jm)) { fail(err, LFM2C_EFORMAT, "tokenizer.json: merges is not an array"); goto done; }
-    n_merges = jm ? json_array_size(jm) : 0;
-    merges = calloc(n_merges + 1, sizeof *merges);
-    merge_owned = calloc(n_merges + 1, sizeof *merge_owned);
-    if (!merges || !merge_owned) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-    for (size_t i = 0; i < n_merges; i++) {
+    if (jm && !json_is_array(jm)) return fail(err, LFM2C_EFORMAT, "tokenizer.json: merges is not an array");
+    ml->n = jm ? json_array_size(jm) : 0;
+    ml->m = calloc(ml->n + 1, sizeof *ml->m);
+    ml->owned = calloc(ml->n + 1, sizeof *ml->owned);
+    if (!ml->m || !ml->owned) return fail(err, LFM2C_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ml->n; i++) {
         json_t *e = json_array_get(jm, i);
         if (json_is_string(e)) {
-            merges[i] = (gguf_str){json_string_value(e), json_string_length(e)};
+            ml->m[i] = (gguf_str){json_string_value(e), json_string_length(e)};
             continue;
         }
         const char *pa = json_string_value(json_array_get(e, 0)), *pb = json_string_value(json_array_get(e, 1));
-        if (!json_is_array(e) || json_array_size(e) != 2 || !pa || !pb) {
-            fail(err, LFM2C_EFORMAT, "tokenizer.json: merges[%zu] is neither \"a b\" nor [a, b]", i);
-            goto done;
-        }
-        size_t la = strlen(pa), lb = strlen(pb), k = 0;
-        char *s = malloc(2 * (la + lb) + 2);
-        if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-        for (int part = 0; part < 2; part++) {
-            for (const char *c = part ? pb : pa; *c; c++)
-                if (*c == ' ') { s[k++] = (char)0xc4; s[k++] = (char)0xa0; } /* U+0120 */
-                else s[k++] = *c;
-            if (!part) s[k++] = ' ';
-        }
-        s[k] = 0;
-        merge_owned[i] = s;
-        merges[i] = (gguf_str){s, k};
+        if (!json_is_array(e) || json_array_size(e) != 2 || !pa || !pb)
+            return fail(err, LFM2C_EFORMAT, "tokenizer.json: merges[%zu] is neither \"a b\" nor [a, b]", i);
+        size_t k;
+        char *s = merge_join(pa, pb, &k);
+        if (!s) return fail(err, LFM2C_ENOMEM, "out of memory");
+        ml->owned[i] = s;
+        ml->m[i] = (gguf_str){s, k};
     }
+    return true;
+}
 
-    bool wok = gguf_set_str(w, "tokenizer.ggml.model", "gpt2") && gguf_set_str(w, "tokenizer.ggml.pre", "lfm2") &&
-               gguf_set_arr_gstr(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n) &&
-               gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, v.type, (uint64_t)v.n) &&
-               (n_merges == 0 || gguf_set_arr_gstr(w, "tokenizer.ggml.merges", merges, n_merges));
+/* special tokens: tokenizer_config's "<typ>_token" and the GGUF id key each becomes */
+static const struct { const char *typ, *key; } SPECIAL[] = {
+    {"bos", "tokenizer.ggml.bos_token_id"},      {"eos", "tokenizer.ggml.eos_token_id"},
+    {"unk", "tokenizer.ggml.unknown_token_id"},  {"sep", "tokenizer.ggml.seperator_token_id"},
+    {"pad", "tokenizer.ggml.padding_token_id"},  {"cls", "tokenizer.ggml.cls_token_id"},
+    {"mask", "tokenizer.ggml.mask_token_id"},
+};
+enum { SP_BOS, SP_EOS, SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK, SP_N };
 
-    /* special ids: tokenizer_config contents looked up among added tokens, then config.json
-     * <typ>_token_id, then (beyond the reference) generation_config.json */
-    static const struct { const char *typ, *key; } SPECIAL[] = {
-        {"bos", "tokenizer.ggml.bos_token_id"},      {"eos", "tokenizer.ggml.eos_token_id"},
-        {"unk", "tokenizer.ggml.unknown_token_id"},  {"sep", "tokenizer.ggml.seperator_token_id"},
-        {"pad", "tokenizer.ggml.padding_token_id"},  {"cls", "tokenizer.ggml.cls_token_id"},
-        {"mask", "tokenizer.ggml.mask_token_id"},
-    };
-    int64_t ids[7];
-    const char *content[7];
-    for (int s = 0; s < 7; s++) content[s] = special_content(tc, SPECIAL[s].typ);
-    if (!content[0] && content[5]) content[0] = content[5]; /* bos <- cls */
-    if (!content[1] && content[3]) content[1] = content[3]; /* eos <- sep */
-    for (int s = 0; s < 7; s++) {
-        ids[s] = -1;
-        for (size_t i = 0; content[s] && added && i < json_array_size(added) && ids[s] < 0; i++) {
+static void special_contents(json_t *tc, const char *content[SP_N]) {
+    for (int s = 0; s < SP_N; s++) content[s] = special_content(tc, SPECIAL[s].typ);
+    if (!content[SP_BOS] && content[SP_CLS]) content[SP_BOS] = content[SP_CLS]; /* bos <- cls */
+    if (!content[SP_EOS] && content[SP_SEP]) content[SP_EOS] = content[SP_SEP]; /* eos <- sep */
+}
+
+/* Special ids: tokenizer_config contents looked up among added tokens, then config.json
+ * <typ>_token_id, then (beyond the reference) generation_config.json. */
+static bool write_special_ids(gguf_writer *w, const char *const content[SP_N], json_t *added, json_t *cfg, json_t *gen, int n_vocab) {
+    bool wok = true;
+    for (int s = 0; s < SP_N; s++) {
+        int64_t id = -1;
+        for (size_t i = 0; content[s] && added && i < json_array_size(added) && id < 0; i++) {
             json_t *a = json_array_get(added, i);
             const char *c = json_string_value(json_object_get(a, "content"));
-            if (c && !strcmp(c, content[s])) ids[s] = json_integer_value(json_object_get(a, "id"));
+            if (c && !strcmp(c, content[s])) id = json_integer_value(json_object_get(a, "id"));
         }
         json_t *sources[2] = {cfg, gen};
-        for (int src = 0; src < 2 && ids[s] < 0; src++) {
+        for (int src = 0; src < 2 && id < 0; src++) {
             char key2[32];
             snprintf(key2, sizeof key2, "%s_token_id", SPECIAL[s].typ);
             json_t *jv = sources[src] ? cfg_get(sources[src], key2) : NULL;
-            if (json_is_integer(jv) && json_integer_value(jv) >= 0 && json_integer_value(jv) < v.n) ids[s] = json_integer_value(jv);
+            if (json_is_integer(jv) && json_integer_value(jv) >= 0 && json_integer_value(jv) < n_vocab) id = json_integer_value(jv);
         }
-        if (ids[s] >= 0) wok &= gguf_set_u32(w, SPECIAL[s].key, (uint32_t)ids[s]);
+        if (id >= 0) wok &= gguf_set_u32(w, SPECIAL[s].key, (uint32_t)id);
     }
+    return wok;
+}
 
-    /* add_bos / add_eos: TemplateProcessing of the post-processor, overridden by
-     * tokenizer_config's add_<typ>_token */
+/* add_bos / add_eos: TemplateProcessing of the post-processor, overridden by tokenizer_config's
+ * add_<typ>_token */
+static bool write_add_special(gguf_writer *w, json_t *tj, json_t *tc, const char *const content[SP_N]) {
     int add_bos = -1, add_eos = -1;
     json_t *pp = json_object_get(tj, "post_processor");
     json_t *procs = json_object_get(pp, "processors");
@@ -859,16 +829,43 @@ static bool add_tokenizer(gguf_writer *w, const char *dir, const hparams *hp, js
         if (ns < 2) continue;
         const char *first = json_string_value(json_object_get(json_object_get(json_array_get(single, 0), "SpecialToken"), "id"));
         const char *last = json_string_value(json_object_get(json_object_get(json_array_get(single, ns - 1), "SpecialToken"), "id"));
-        if (first) add_bos = (content[0] && !strcmp(first, content[0])) || (content[5] && !strcmp(first, content[5]));
-        if (last) add_eos = content[1] && !strcmp(last, content[1]);
+        if (first)
+            add_bos = (content[SP_BOS] && !strcmp(first, content[SP_BOS])) || (content[SP_CLS] && !strcmp(first, content[SP_CLS]));
+        if (last) add_eos = content[SP_EOS] && !strcmp(last, content[SP_EOS]);
     }
     json_t *ab = tc ? json_object_get(tc, "add_bos_token") : NULL, *ae = tc ? json_object_get(tc, "add_eos_token") : NULL;
     if (json_is_boolean(ab)) add_bos = json_is_true(ab);
     if (json_is_boolean(ae)) add_eos = json_is_true(ae);
+    bool wok = true;
     if (add_bos >= 0) wok &= gguf_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos);
     if (add_eos >= 0) wok &= gguf_set_bool(w, "tokenizer.ggml.add_eos_token", add_eos);
+    return wok;
+}
 
-    /* chat template: tokenizer_config's, else chat_template.jinja, else chat_template.json */
+/* named templates: default + tokenizer.chat_template.<name>, names listed in tokenizer.chat_templates */
+static bool write_named_templates(gguf_writer *w, json_t *ct) {
+    const char *names[64];
+    size_t nn = 0;
+    bool wok = true;
+    for (size_t i = 0; i < json_array_size(ct); i++) {
+        const char *nm = json_string_value(json_object_get(json_array_get(ct, i), "name"));
+        const char *tp = json_string_value(json_object_get(json_array_get(ct, i), "template"));
+        if (!nm || !tp) continue;
+        char k[256];
+        if (!strcmp(nm, "default")) snprintf(k, sizeof k, "tokenizer.chat_template");
+        else {
+            snprintf(k, sizeof k, "tokenizer.chat_template.%s", nm);
+            if (nn < 64) names[nn++] = nm;
+        }
+        wok &= gguf_set_str(w, k, tp);
+    }
+    if (nn) wok &= gguf_set_arr_str(w, "tokenizer.chat_templates", names, nn);
+    return wok;
+}
+
+/* chat template: tokenizer_config's, else chat_template.jinja, else chat_template.json (an
+ * unreadable chat_template.json is skipped, as by the reference) */
+static bool write_chat_template(gguf_writer *w, const char *dir, json_t *tc, lfm2c_error *err) {
     json_t *ct = tc ? json_object_get(tc, "chat_template") : NULL;
     json_t *ctj = NULL;
     char *jinja = NULL;
@@ -876,35 +873,48 @@ static bool add_tokenizer(gguf_writer *w, const char *dir, const hparams *hp, js
         jinja = read_text(dir, "chat_template.jinja");
         if (!jinja && load_json(dir, "chat_template.json", false, &ctj, err) && ctj) ct = json_object_get(ctj, "chat_template");
     }
-    if (jinja) wok &= gguf_set_str(w, "tokenizer.chat_template", jinja);
-    else if (json_is_string(ct)) wok &= gguf_set_str(w, "tokenizer.chat_template", json_string_value(ct));
-    else if (json_is_array(ct)) { /* named templates: default + tokenizer.chat_template.<name> */
-        const char *names[64];
-        size_t nn = 0;
-        for (size_t i = 0; i < json_array_size(ct); i++) {
-            const char *nm = json_string_value(json_object_get(json_array_get(ct, i), "name"));
-            const char *tp = json_string_value(json_object_get(json_array_get(ct, i), "template"));
-            if (!nm || !tp) continue;
-            char k[256];
-            if (!strcmp(nm, "default")) snprintf(k, sizeof k, "tokenizer.chat_template");
-            else {
-                snprintf(k, sizeof k, "tokenizer.chat_template.%s", nm);
-                if (nn < 64) names[nn++] = nm;
-            }
-            wok &= gguf_set_str(w, k, tp);
-        }
-        if (nn) wok &= gguf_set_arr_str(w, "tokenizer.chat_templates", names, nn);
-    }
+    bool wok = true;
+    if (jinja) wok = gguf_set_str(w, "tokenizer.chat_template", jinja);
+    else if (json_is_string(ct)) wok = gguf_set_str(w, "tokenizer.chat_template", json_string_value(ct));
+    else if (json_is_array(ct)) wok = write_named_templates(w, ct);
     free(jinja);
     json_decref(ctj);
+    return wok;
+}
+
+static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *hp, json_t *cfg, json_t *gen,
+                          convert_stats *st, lfm2c_error *err) {
+    json_t *tj = NULL, *tc = NULL;
+    vocab v = {0};
+    merge_list ml = {0};
+    bool ok = false;
+    if (!load_json(dir, "tokenizer.json", true, &tj, err) || !load_json(dir, "tokenizer_config.json", false, &tc, err)) goto done;
+    json_t *model = json_object_get(tj, "model");
+    const char *mtype = json_string_value(json_object_get(model, "type"));
+    json_t *jvocab = json_object_get(model, "vocab");
+    if (!mtype || strcmp(mtype, "BPE") || !json_is_object(jvocab)) {
+        fail(err, LFM2C_EUNSUPPORTED, "tokenizer.json: expected a BPE model with a vocab");
+        goto done;
+    }
+    json_t *added = json_object_get(tj, "added_tokens");
+    if (added && !json_is_array(added)) { fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens is not an array"); goto done; }
+    if (!vocab_read(&v, jvocab, added, hp->n_vocab, err) || !merges_read(model, &ml, err)) goto done;
+
+    bool wok = gguf_set_str(w, "tokenizer.ggml.model", "gpt2") && gguf_set_str(w, "tokenizer.ggml.pre", "lfm2") &&
+               gguf_set_arr_gstr(w, "tokenizer.ggml.tokens", v.tok, (uint64_t)v.n) &&
+               gguf_set_arr(w, "tokenizer.ggml.token_type", GGUF_I32, v.type, (uint64_t)v.n) &&
+               (ml.n == 0 || gguf_set_arr_gstr(w, "tokenizer.ggml.merges", ml.m, ml.n));
+    const char *content[SP_N];
+    special_contents(tc, content);
+    wok &= write_special_ids(w, content, added, cfg, gen, v.n);
+    wok &= write_add_special(w, tj, tc, content);
+    wok &= write_chat_template(w, dir, tc, err);
     if (!wok) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     st->n_vocab = v.n;
-    st->n_merges = (int)n_merges;
+    st->n_merges = (int)ml.n;
     ok = true;
 done:
-    for (size_t i = 0; merge_owned && i < n_merges; i++) free(merge_owned[i]);
-    free(merge_owned);
-    free(merges);
+    merge_list_free(&ml);
     vocab_free(&v);
     json_decref(tj);
     json_decref(tc);
@@ -971,7 +981,7 @@ bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_par
     uint8_t *buf = NULL;
     int nth = 0;
     bool ok = false;
-    hparams hp;
+    lfm2_hparams hp;
 
     if (!load_json(dir, "config.json", true, &cfg, err) || !parse_config(cfg, &hp, err)) goto done;
     if (!load_json(dir, "generation_config.json", false, &gen, err)) {
@@ -981,13 +991,14 @@ bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_par
     if (!(m = st_open_dir(dir, err))) goto done;
     if (!build_plan(m, &hp, &p, err)) goto done;
 
-    snprintf(st->arch, sizeof st->arch, "%s", hp.moe ? "lfm2moe" : "lfm2");
+    hp.file_type = convert_file_type(want);
+    snprintf(st->arch, sizeof st->arch, "%s", lfm2_arch_name(hp.moe));
     w = gguf_writer_new();
     if (!w) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     char name[600];
     model_name(dir, cfg, name, sizeof name);
     bool wok = gguf_set_str(w, "general.architecture", st->arch) && gguf_set_str(w, "general.type", "model") &&
-               add_sampling(w, gen) && gguf_set_str(w, "general.name", name) && add_hparams(w, &hp, want) &&
+               add_sampling(w, gen) && gguf_set_str(w, "general.name", name) && lfm2_meta_write(w, &hp, LFM2_WRITE_ALL) &&
                gguf_set_u32(w, "general.quantization_version", 2);
     if (!wok) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     if (!add_tokenizer(w, dir, &hp, cfg, gen, st, err)) goto done;

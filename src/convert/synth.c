@@ -5,8 +5,11 @@
  * the forward pass stays finite and well scaled. Quantized tensors are not quantized from floats
  * (far too slow for 24B parameters) but made directly as random blocks: random quant bits with
  * scales chosen so the dequantized weights have the intended spread. Data is generated in fixed
- * pieces, each with its own seed, so the output does not depend on the thread count. */
+ * pieces, each with its own seed, so the output does not depend on the thread count. The tensors,
+ * their shapes and the metadata keys are the architecture table's (core/lfm2_arch.h); each row's
+ * `init` says which of the spreads above it gets. */
 #include "core/error.h"
+#include "core/lfm2_arch.h"
 #include "convert/synth.h"
 #include "formats/gguf_write.h"
 #include "chat/lfm2_chat_template.h"
@@ -249,43 +252,65 @@ static bool add(tlist *l, const char *name, enum init_kind init, float sigma, ui
     return true;
 }
 
-static bool build_tensors(const synth_config *c, tlist *l) {
-    const int64_t H = c->hidden, hd = c->hidden / c->n_head;
-    const float resid = 1.0f / sqrtf(2.0f * (float)c->n_layer);
-    const float sH = 1.0f / sqrtf((float)H);
-    char nm[64];
-    bool ok = add(l, "token_embd.weight", INIT_GAUSS, sH, 2, H, c->vocab, 1) &&
-              add(l, "token_embd_norm.weight", INIT_NORM, 0, 1, H, 1, 1);
-    for (int i = 0; ok && i < c->n_layer; i++) {
-        bool attn = false;
-        for (int k = 0; k < c->n_attn; k++) attn |= c->attn_layers[k] == i;
-#define T(suffix, ...) (snprintf(nm, sizeof nm, "blk.%d." suffix, i), add(l, nm, __VA_ARGS__))
-        ok = T("attn_norm.weight", INIT_NORM, 0, 1, H, 1, 1) && T("ffn_norm.weight", INIT_NORM, 0, 1, H, 1, 1);
-        if (attn) {
-            const int64_t q = c->n_head * hd, kv = c->n_head_kv * hd;
-            ok = ok && T("attn_q.weight", INIT_GAUSS, sH, 2, H, q, 1) && T("attn_k.weight", INIT_GAUSS, sH, 2, H, kv, 1) &&
-                 T("attn_v.weight", INIT_GAUSS, sH, 2, H, kv, 1) &&
-                 T("attn_output.weight", INIT_GAUSS, resid / sqrtf((float)q), 2, q, H, 1) &&
-                 T("attn_q_norm.weight", INIT_NORM, 0, 1, hd, 1, 1) && T("attn_k_norm.weight", INIT_NORM, 0, 1, hd, 1, 1);
-        } else {
-            ok = ok && T("shortconv.conv.weight", INIT_GAUSS, 1.0f / sqrtf(3.0f), 2, c->l_cache, H, 1) &&
-                 T("shortconv.in_proj.weight", INIT_GAUSS, sH, 2, H, 3 * H, 1) &&
-                 T("shortconv.out_proj.weight", INIT_GAUSS, sH * resid, 2, H, H, 1);
-        }
-        if (is_moe(c) && i >= c->n_dense) {
-            const int64_t E = c->n_expert, Fe = c->expert_ff;
-            ok = ok && T("ffn_gate_inp.weight", INIT_GAUSS, sH, 2, H, E, 1) &&
-                 T("exp_probs_b.bias", INIT_GAUSS, 0.05f, 1, E, 1, 1) &&
-                 T("ffn_gate_exps.weight", INIT_GAUSS, sH, 3, H, Fe, E) &&
-                 T("ffn_up_exps.weight", INIT_GAUSS, sH, 3, H, Fe, E) &&
-                 T("ffn_down_exps.weight", INIT_GAUSS, resid / sqrtf((float)Fe), 3, Fe, H, E);
-        } else {
-            ok = ok && T("ffn_gate.weight", INIT_GAUSS, sH, 2, H, c->ff, 1) &&
-                 T("ffn_up.weight", INIT_GAUSS, sH, 2, H, c->ff, 1) &&
-                 T("ffn_down.weight", INIT_GAUSS, resid / sqrtf((float)c->ff), 2, c->ff, H, 1);
-        }
-#undef T
+/* The configuration as the architecture tables want it. */
+static void synth_hparams(const synth_config *c, uint32_t file_type, lfm2_hparams *hp) {
+    _Static_assert(SYNTH_MAX_LAYERS <= LFM2C_MAX_LAYERS, "synth layers must fit the architecture's");
+    memset(hp, 0, sizeof *hp);
+    hp->moe = is_moe(c);
+    hp->n_layer = c->n_layer;
+    hp->n_embd = c->hidden;
+    hp->n_head = c->n_head;
+    hp->head_dim = c->hidden / c->n_head;
+    hp->n_ctx = c->ctx;
+    hp->n_vocab = c->vocab;
+    hp->l_cache = c->l_cache;
+    hp->n_ff = c->ff;
+    hp->n_expert = c->n_expert;
+    hp->n_expert_used = c->n_expert_used;
+    hp->n_ff_exp = c->expert_ff;
+    hp->n_dense = c->n_dense;
+    hp->rope_theta = c->rope_theta;
+    hp->norm_eps = c->norm_eps;
+    hp->tied = true;
+    hp->expert_bias = true;
+    hp->file_type = file_type;
+    for (int i = 0; i < c->n_attn; i++) {
+        hp->is_attn[c->attn_layers[i]] = true;
+        hp->n_head_kv[c->attn_layers[i]] = c->n_head_kv;
     }
+}
+
+/* Spread of a row's random weights (see the top of the file); ne0 is the fan-in. */
+static float init_sigma(lfm2_init init, int64_t ne0, float resid) {
+    switch (init) {
+    case LFM2_INIT_FANIN: return 1.0f / sqrtf((float)ne0);
+    case LFM2_INIT_RESID: return resid / sqrtf((float)ne0);
+    case LFM2_INIT_FANIN_RESID: return 1.0f / sqrtf((float)ne0) * resid;
+    case LFM2_INIT_SMALL: return 0.05f;
+    default: return 0;
+    }
+}
+
+/* Every tensor the table wants for layer l (-1: the global ones). */
+static bool add_rows(tlist *tl, const lfm2_hparams *hp, int l, float resid) {
+    char nm[64];
+    int64_t ne[3];
+    for (int i = l < 0 ? 0 : LFM2_T_FIRST_LAYER; i < (l < 0 ? LFM2_T_FIRST_LAYER : LFM2_T_COUNT); i++) {
+        const lfm2_tensor *row = &LFM2_TENSORS[i];
+        if (!lfm2_tensor_wanted(row, hp, l)) continue;
+        int nd = lfm2_tensor_shape(row, hp, l, ne);
+        enum init_kind kind = row->init == LFM2_INIT_NORM ? INIT_NORM : INIT_GAUSS;
+        if (!add(tl, lfm2_tensor_name(row, l, false, nm, sizeof nm), kind, init_sigma(row->init, ne[0], resid),
+                 (uint32_t)nd, ne[0], ne[1], ne[2]))
+            return false;
+    }
+    return true;
+}
+
+static bool build_tensors(const lfm2_hparams *hp, tlist *l) {
+    const float resid = 1.0f / sqrtf(2.0f * (float)hp->n_layer);
+    bool ok = add_rows(l, hp, -1, resid);
+    for (int i = 0; ok && i < hp->n_layer; i++) ok = add_rows(l, hp, i, resid);
     return ok;
 }
 
@@ -444,7 +469,9 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
     quant_tensor_desc *desc = NULL;
     uint32_t *types = NULL;
 
-    if (!build_tensors(c, &l)) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    lfm2_hparams hp;
+    synth_hparams(c, (uint32_t)ft->id, &hp);
+    if (!build_tensors(&hp, &l)) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     qsort(l.t, (size_t)l.n, sizeof *l.t, stensor_cmp);
     desc = malloc((size_t)l.n * sizeof *desc);
     types = malloc((size_t)l.n * sizeof *types);
@@ -455,36 +482,14 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
 
     w = gguf_writer_new();
     if (!w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-    const char *a = c->arch;
-    char k[128];
-#define KEY(suffix) (snprintf(k, sizeof k, "%s." suffix, a), k)
-    int32_t kv[SYNTH_MAX_LAYERS];
-    for (int i = 0; i < c->n_layer; i++) kv[i] = 0;
-    for (int i = 0; i < c->n_attn; i++) kv[c->attn_layers[i]] = c->n_head_kv;
     char desc_s[160];
     snprintf(desc_s, sizeof desc_s, "random weights, seed %llu, written by lfm2c synth; tokenizer synthetic",
              (unsigned long long)p->seed);
-    bool mok = gguf_set_str(w, "general.architecture", a) && gguf_set_str(w, "general.type", "model") &&
+    /* general.*, then the keys of both archs, then the MoE ones */
+    bool mok = gguf_set_str(w, "general.architecture", lfm2_arch_name(hp.moe)) && gguf_set_str(w, "general.type", "model") &&
                gguf_set_str(w, "general.name", c->name[0] ? c->name : "synthetic") &&
-               gguf_set_str(w, "general.description", desc_s) &&
-               gguf_set_u32(w, "general.file_type", (uint32_t)ft->id) &&
-               gguf_set_u32(w, KEY("block_count"), (uint32_t)c->n_layer) &&
-               gguf_set_u32(w, KEY("context_length"), (uint32_t)c->ctx) &&
-               gguf_set_u32(w, KEY("embedding_length"), (uint32_t)c->hidden) &&
-               gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->ff) &&
-               gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_head) &&
-               gguf_set_arr(w, KEY("attention.head_count_kv"), GGUF_I32, kv, (uint64_t)c->n_layer) &&
-               gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta) &&
-               gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps) &&
-               gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->vocab) &&
-               gguf_set_u32(w, KEY("shortconv.l_cache"), (uint32_t)c->l_cache);
-    if (mok && is_moe(c))
-        mok = gguf_set_u32(w, KEY("expert_count"), (uint32_t)c->n_expert) &&
-              gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)c->n_expert_used) &&
-              gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)c->expert_ff) &&
-              gguf_set_u32(w, KEY("leading_dense_block_count"), (uint32_t)c->n_dense) &&
-              gguf_set_u32(w, KEY("expert_gating_func"), 2);
-#undef KEY
+               gguf_set_str(w, "general.description", desc_s) && lfm2_meta_write(w, &hp, LFM2_WRITE_GENERAL) &&
+               lfm2_meta_write(w, &hp, LFM2_WRITE_COMMON) && lfm2_meta_write(w, &hp, LFM2_WRITE_MOE);
     if (!mok) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
     if (!set_tokenizer(w, c->vocab, err)) goto done;
     if (ft->default_type != GGML_F32 && ft->default_type != GGML_F16 && ft->default_type != GGML_BF16 &&

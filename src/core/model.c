@@ -1,8 +1,11 @@
 /* model.c — opens an LFM2 / LFM2-MoE GGUF: reads the hyper-parameters, decides each layer's kind
  * from the file (head_count_kv[l] == 0 → conv, l >= leading_dense_block_count → MoE), binds every
- * weight to the mapped file after checking its shape and type. */
+ * weight to the mapped file after checking its shape and type. Key names, which keys are required,
+ * tensor names and shapes come from the architecture tables (core/lfm2_arch.h); this file holds
+ * what the loader does with them: validation, defaults, and where each tensor is bound. */
 #include "core/error.h"
 #include "core/model.h"
+#include "core/lfm2_arch.h"
 #include "core/forward.h"
 #include "formats/ggml_types.h"
 #ifdef LFM2C_HAVE_CUDA
@@ -11,6 +14,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,22 +28,9 @@ lfm2c_model_params lfm2c_model_default_params(void) {
 
 /* ---- hyper-parameters ------------------------------------------------------------------------ */
 
-static bool arch_int(const gguf_file *g, const char *arch, const char *key, int64_t *out) {
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", arch, key);
-    return gguf_get_int(g, full, out);
-}
-
-static bool arch_float(const gguf_file *g, const char *arch, const char *key, double *out) {
-    char full[128];
-    snprintf(full, sizeof full, "%s.%s", arch, key);
-    return gguf_get_float(g, full, out);
-}
-
-static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
-    const gguf_file *g = m->gguf;
+static int read_arch(lfm2c_model *m, lfm2c_error *err) {
     lfm2c_model_info *in = &m->info;
-    char *arch = gguf_get_string(g, "general.architecture");
+    char *arch = gguf_get_string(m->gguf, "general.architecture");
     if (!arch) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing general.architecture"); return -1; }
     if (strcmp(arch, "lfm2") && strcmp(arch, "lfm2moe")) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "unknown architecture '%.64s' (supported: lfm2, lfm2moe)", arch);
@@ -48,46 +39,42 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
     }
     snprintf(in->arch, sizeof in->arch, "%s", arch);
     free(arch);
-    char *name = gguf_get_string(g, "general.name");
+    char *name = gguf_get_string(m->gguf, "general.name");
     if (name) { snprintf(in->name, sizeof in->name, "%s", name); free(name); }
-
-    int64_t v;
-    double f;
-#define REQ_INT(key, dst, lo, hi)                                                              \
-    do {                                                                                       \
-        if (!arch_int(g, in->arch, key, &v)) {                                                 \
-            lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s.%s", in->arch, key);              \
-            return -1;                                                                         \
-        }                                                                                      \
-        if (v < (lo) || v > (hi)) {                                                            \
-            lfm2c_set_error(err, LFM2C_EFORMAT, "metadata %s.%s = %lld out of range", in->arch, key,   \
-                   (long long)v);                                                              \
-            return -1;                                                                         \
-        }                                                                                      \
-        dst = (int)v;                                                                          \
-    } while (0)
-    REQ_INT("embedding_length", in->n_embd, 1, 1 << 16);
-    REQ_INT("block_count", in->n_layer, 1, LFM2C_MAX_LAYERS);
-    REQ_INT("attention.head_count", in->n_head, 1, 1024);
-    in->n_ctx_train = arch_int(g, in->arch, "context_length", &v) && v > 0 && v < (1 << 24) ? (int)v : 32768;
-    in->conv_l_cache = arch_int(g, in->arch, "shortconv.l_cache", &v) ? (int)v : 3;
-    if (in->conv_l_cache != 3) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "shortconv.l_cache = %d (only 3 is supported)", in->conv_l_cache);
-        return -1;
-    }
-    in->norm_eps = arch_float(g, in->arch, "attention.layer_norm_rms_epsilon", &f) ? (float)f : 1e-5f;
-    in->rope_theta = arch_float(g, in->arch, "rope.freq_base", &f) ? (float)f : 1e6f;
-    in->head_dim = arch_int(g, in->arch, "attention.key_length", &v) && v > 0 && v <= 1024
-                       ? (int)v : in->n_embd / in->n_head;
-    if (in->head_dim <= 0 || in->head_dim % 2) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "bad head dimension %d", in->head_dim);
-        return -1;
-    }
-
-    /* head_count_kv: per-layer array (0 on conv layers), or a scalar for all layers */
     char key[128];
-    snprintf(key, sizeof key, "%s.attention.head_count_kv", in->arch);
-    const gguf_kv *kv = gguf_find(g, key);
+    int missing = lfm2_meta_first_missing(m->gguf, in->arch);
+    if (missing >= 0) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s", lfm2_meta_key((lfm2_meta_id)missing, in->arch, key, sizeof key));
+        return -1;
+    }
+    return 0;
+}
+
+/* An integer key within [lo, hi]. */
+static int meta_int_in(const lfm2c_model *m, lfm2_meta_id id, int64_t lo, int64_t hi, int *dst, lfm2c_error *err) {
+    char key[128];
+    int64_t v;
+    lfm2_meta_key(id, m->info.arch, key, sizeof key);
+    if (!lfm2_meta_int(m->gguf, m->info.arch, id, &v)) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s", key);
+        return -1;
+    }
+    if (v < lo || v > hi) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "metadata %s = %lld out of range", key, (long long)v);
+        return -1;
+    }
+    *dst = (int)v;
+    return 0;
+}
+
+static double meta_def(lfm2_meta_id id) { return LFM2_META[id].def; }
+
+/* head_count_kv: per-layer array (0 on conv layers), or a scalar for all layers */
+static int read_head_count_kv(lfm2c_model *m, lfm2c_error *err) {
+    lfm2c_model_info *in = &m->info;
+    char key[128];
+    int64_t v;
+    const gguf_kv *kv = gguf_find(m->gguf, lfm2_meta_key(LFM2_KEY_HEAD_COUNT_KV, in->arch, key, sizeof key));
     if (!kv) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s", key); return -1; }
     if (kv->type == GGUF_ARR && kv->n != (uint64_t)in->n_layer) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "%s has %llu entries for %d layers", key, (unsigned long long)kv->n, in->n_layer);
@@ -103,17 +90,24 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
         in->is_attention[l] = v != 0;
         if (v > in->n_head_kv_max) in->n_head_kv_max = (int)v;
     }
+    return 0;
+}
 
-    bool moe = !strcmp(in->arch, "lfm2moe");
+static int read_moe(lfm2c_model *m, lfm2c_error *err) {
+    lfm2c_model_info *in = &m->info;
+    const char *a = in->arch;
+    int64_t v;
+    bool moe = !strcmp(a, "lfm2moe");
     if (moe) {
-        REQ_INT("expert_count", in->n_expert, 1, 4096);
-        REQ_INT("expert_used_count", in->n_expert_used, 1, in->n_expert);
-        in->n_dense_lead = arch_int(g, in->arch, "leading_dense_block_count", &v) ? (int)v : 0;
+        if (meta_int_in(m, LFM2_KEY_EXPERT_COUNT, 1, 4096, &in->n_expert, err) ||
+            meta_int_in(m, LFM2_KEY_EXPERT_USED_COUNT, 1, in->n_expert, &in->n_expert_used, err))
+            return -1;
+        in->n_dense_lead = lfm2_meta_int(m->gguf, a, LFM2_KEY_LEADING_DENSE, &v) ? (int)v : (int)meta_def(LFM2_KEY_LEADING_DENSE);
         if (in->n_dense_lead < 0 || in->n_dense_lead > in->n_layer) {
             lfm2c_set_error(err, LFM2C_EFORMAT, "bad leading_dense_block_count %d", in->n_dense_lead);
             return -1;
         }
-        if (arch_int(g, in->arch, "expert_gating_func", &v) && v != 2) {
+        if (lfm2_meta_int(m->gguf, a, LFM2_KEY_GATING_FUNC, &v) && v != (int64_t)meta_def(LFM2_KEY_GATING_FUNC)) {
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "expert_gating_func %lld (only sigmoid = 2 is used by LFM2)", (long long)v);
             return -1;
         }
@@ -121,16 +115,100 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
         in->n_dense_lead = in->n_layer;
     }
     for (int l = 0; l < in->n_layer; l++) in->is_moe[l] = moe && l >= in->n_dense_lead;
+    return 0;
+}
 
-    /* sampling defaults written by newer converters */
+/* sampling defaults written by newer converters */
+static void read_sampling(lfm2c_model *m) {
+    const gguf_file *g = m->gguf;
+    lfm2c_model_info *in = &m->info;
+    int64_t v;
+    double f;
     in->def_temp = gguf_get_float(g, "general.sampling.temp", &f) ? (float)f : NAN;
     in->def_top_p = gguf_get_float(g, "general.sampling.top_p", &f) ? (float)f : NAN;
     in->def_min_p = gguf_get_float(g, "general.sampling.min_p", &f) ? (float)f : NAN;
     in->def_repeat_penalty = gguf_get_float(g, "general.sampling.penalty_repeat", &f) ? (float)f : NAN;
     in->def_top_k = gguf_get_int(g, "general.sampling.top_k", &v) ? (int)v : -1;
-    in->file_type = gguf_get_int(g, "general.file_type", &v) ? (int)v : -1;
+    in->file_type = lfm2_meta_int(g, in->arch, LFM2_KEY_FILE_TYPE, &v) ? (int)v : (int)meta_def(LFM2_KEY_FILE_TYPE);
+}
+
+static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
+    const gguf_file *g = m->gguf;
+    lfm2c_model_info *in = &m->info;
+    if (read_arch(m, err)) return -1;
+    const char *a = in->arch;
+    int64_t v;
+    double f;
+    if (meta_int_in(m, LFM2_KEY_EMBEDDING_LENGTH, 1, 1 << 16, &in->n_embd, err) ||
+        meta_int_in(m, LFM2_KEY_BLOCK_COUNT, 1, LFM2C_MAX_LAYERS, &in->n_layer, err) ||
+        meta_int_in(m, LFM2_KEY_HEAD_COUNT, 1, 1024, &in->n_head, err))
+        return -1;
+    in->n_ctx_train = lfm2_meta_int(g, a, LFM2_KEY_CONTEXT_LENGTH, &v) && v > 0 && v < (1 << 24)
+                          ? (int)v : (int)meta_def(LFM2_KEY_CONTEXT_LENGTH);
+    in->conv_l_cache = lfm2_meta_int(g, a, LFM2_KEY_L_CACHE, &v) ? (int)v : (int)meta_def(LFM2_KEY_L_CACHE);
+    if (in->conv_l_cache != 3) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "shortconv.l_cache = %d (only 3 is supported)", in->conv_l_cache);
+        return -1;
+    }
+    in->norm_eps = lfm2_meta_float(g, a, LFM2_KEY_RMS_EPS, &f) ? (float)f : (float)meta_def(LFM2_KEY_RMS_EPS);
+    in->rope_theta = lfm2_meta_float(g, a, LFM2_KEY_ROPE_FREQ_BASE, &f) ? (float)f : (float)meta_def(LFM2_KEY_ROPE_FREQ_BASE);
+    in->head_dim = lfm2_meta_int(g, a, LFM2_KEY_KEY_LENGTH, &v) && v > 0 && v <= 1024 ? (int)v : in->n_embd / in->n_head;
+    if (in->head_dim <= 0 || in->head_dim % 2) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "bad head dimension %d", in->head_dim);
+        return -1;
+    }
+    if (read_head_count_kv(m, err) || read_moe(m, err)) return -1;
+    read_sampling(m);
     return 0;
-#undef REQ_INT
+}
+
+/* Widths come from tensor shapes, never from metadata alone: some third-party files store the
+ * unadjusted feed_forward_length (spec 3; spec 8, pitfall 3). */
+static int read_widths(lfm2c_model *m, lfm2c_error *err) {
+    lfm2c_model_info *in = &m->info;
+    char n[128];
+    in->n_ff = 0;
+    in->n_ff_exp = 0;
+    for (int l = 0; l < in->n_layer; l++) {
+        const gguf_tensor *t;
+        if (!in->is_moe[l] && !in->n_ff) {
+            lfm2_tensor_name(&LFM2_TENSORS[LFM2_T_GATE], l, false, n, sizeof n);
+            if ((t = gguf_find_tensor(m->gguf, n))) in->n_ff = (int)t->ne[1];
+        }
+        if (in->is_moe[l] && !in->n_ff_exp) {
+            lfm2_tensor_name(&LFM2_TENSORS[LFM2_T_GATE_EXPS], l, false, n, sizeof n);
+            if ((t = gguf_find_tensor(m->gguf, n))) in->n_ff_exp = (int)t->ne[1];
+        }
+    }
+    int64_t v;
+    if (!in->n_ff && lfm2_meta_int(m->gguf, in->arch, LFM2_KEY_FF_LENGTH, &v)) in->n_ff = (int)v;
+    if (!in->n_ff_exp && lfm2_meta_int(m->gguf, in->arch, LFM2_KEY_EXPERT_FF_LENGTH, &v)) in->n_ff_exp = (int)v;
+    return 0;
+    (void)err;
+}
+
+/* The architecture's hyper-parameters as the tables want them. */
+static void arch_hparams(const lfm2c_model_info *in, lfm2_hparams *hp) {
+    memset(hp, 0, sizeof *hp);
+    hp->moe = !strcmp(in->arch, "lfm2moe");
+    hp->n_layer = in->n_layer;
+    hp->n_embd = in->n_embd;
+    hp->n_head = in->n_head;
+    hp->head_dim = in->head_dim;
+    hp->n_ctx = in->n_ctx_train;
+    hp->n_vocab = in->n_vocab;
+    hp->l_cache = in->conv_l_cache;
+    hp->n_ff = in->n_ff;
+    hp->n_expert = in->n_expert;
+    hp->n_expert_used = in->n_expert_used;
+    hp->n_ff_exp = in->n_ff_exp;
+    hp->n_dense = in->n_dense_lead;
+    hp->rope_theta = in->rope_theta;
+    hp->norm_eps = in->norm_eps;
+    for (int l = 0; l < in->n_layer; l++) {
+        hp->is_attn[l] = in->is_attention[l];
+        hp->n_head_kv[l] = in->n_head_kv[l];
+    }
 }
 
 /* ---- tensors --------------------------------------------------------------------------------- */
@@ -169,6 +247,27 @@ static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2
     return 0;
 }
 
+/* Binds one row of the tensor table (its alias when only that is in the file); a row with a
+ * condition (expert bias, untied head) may be absent. */
+static int bind_row(lfm2c_model *m, tensor *t, const lfm2_tensor *row, const lfm2_hparams *hp, int l, lfm2c_error *err) {
+    char name[128], alias[128];
+    int64_t ne[3];
+    lfm2_tensor_shape(row, hp, l, ne);
+    const char *n = lfm2_tensor_name(row, l, false, name, sizeof name);
+    const char *a = lfm2_tensor_name(row, l, true, alias, sizeof alias);
+    const bool optional = row->cond != LFM2_ALWAYS;
+    if (a && !gguf_find_tensor(m->gguf, n)) {
+        if (!gguf_find_tensor(m->gguf, a)) {
+            memset(t, 0, sizeof *t);
+            if (optional) return 0;
+            lfm2c_set_error(err, LFM2C_EFORMAT, "missing tensor '%s' (or '%s')", n, a);
+            return -1;
+        }
+        n = a;
+    }
+    return bind(m, t, n, optional, err, ne[0], ne[1], ne[2]);
+}
+
 /* Small vectors (norms, conv taps, router, bias) must be float so the forward can read them
  * directly; the reference converter always writes them F32. */
 static int require_f32(const tensor *t, lfm2c_error *err) {
@@ -179,83 +278,65 @@ static int require_f32(const tensor *t, lfm2c_error *err) {
     return 0;
 }
 
-static int bind_layer(lfm2c_model *m, int l, lfm2c_error *err) {
+/* Where each table row is bound: a field of the layer (or of the model, for global tensors). */
+static const size_t SLOT[LFM2_T_COUNT] = {
+    [LFM2_T_TOKEN_EMBD] = offsetof(lfm2c_model, tok_embd),
+    [LFM2_T_OUTPUT_NORM] = offsetof(lfm2c_model, out_norm),
+    [LFM2_T_OUTPUT] = offsetof(lfm2c_model, output),
+    [LFM2_T_ATTN_NORM] = offsetof(layer, attn_norm),
+    [LFM2_T_FFN_NORM] = offsetof(layer, ffn_norm),
+    [LFM2_T_CONV_IN] = offsetof(layer, conv_in),
+    [LFM2_T_CONV] = offsetof(layer, conv_w),
+    [LFM2_T_CONV_OUT] = offsetof(layer, conv_out),
+    [LFM2_T_Q] = offsetof(layer, wq),
+    [LFM2_T_K] = offsetof(layer, wk),
+    [LFM2_T_V] = offsetof(layer, wv),
+    [LFM2_T_O] = offsetof(layer, wo),
+    [LFM2_T_Q_NORM] = offsetof(layer, q_norm),
+    [LFM2_T_K_NORM] = offsetof(layer, k_norm),
+    [LFM2_T_GATE] = offsetof(layer, ffn_gate),
+    [LFM2_T_UP] = offsetof(layer, ffn_up),
+    [LFM2_T_DOWN] = offsetof(layer, ffn_down),
+    [LFM2_T_ROUTER] = offsetof(layer, router),
+    [LFM2_T_GATE_EXPS] = offsetof(layer, gate_exps),
+    [LFM2_T_UP_EXPS] = offsetof(layer, up_exps),
+    [LFM2_T_DOWN_EXPS] = offsetof(layer, down_exps),
+    [LFM2_T_EXP_BIAS] = offsetof(layer, expert_bias),
+};
+
+static tensor *slot(void *owner, lfm2_tensor_id id) { return (tensor *)(void *)((char *)owner + SLOT[id]); }
+
+static int bind_layer(lfm2c_model *m, const lfm2_hparams *hp, int l, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
     layer *L = &m->layers[l];
-    const int64_t H = in->n_embd, hd = in->head_dim;
-    char n[128];
-#define NAME(suffix) (snprintf(n, sizeof n, "blk.%d.%s", l, suffix), n)
     L->is_attn = in->is_attention[l];
     L->is_moe = in->is_moe[l];
     L->n_head_kv = in->n_head_kv[l];
-    if (bind(m, &L->attn_norm, NAME("attn_norm.weight"), false, err, H, 0, 0) ||
-        bind(m, &L->ffn_norm, NAME("ffn_norm.weight"), false, err, H, 0, 0))
-        return -1;
-    if (L->is_attn) {
-        L->attn_index = m->n_attn++;
-        int64_t nq = in->n_head * hd, nkv = L->n_head_kv * hd;
-        if (bind(m, &L->wq, NAME("attn_q.weight"), false, err, H, nq, 0) ||
-            bind(m, &L->wk, NAME("attn_k.weight"), false, err, H, nkv, 0) ||
-            bind(m, &L->wv, NAME("attn_v.weight"), false, err, H, nkv, 0) ||
-            bind(m, &L->wo, NAME("attn_output.weight"), false, err, nq, H, 0) ||
-            bind(m, &L->q_norm, NAME("attn_q_norm.weight"), false, err, hd, 0, 0) ||
-            bind(m, &L->k_norm, NAME("attn_k_norm.weight"), false, err, hd, 0, 0))
+    if (L->is_attn) L->attn_index = m->n_attn++;
+    else L->conv_index = m->n_conv++;
+    for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++)
+        if (lfm2_tensor_in_layer(&LFM2_TENSORS[i], hp, l) && bind_row(m, slot(L, (lfm2_tensor_id)i), &LFM2_TENSORS[i], hp, l, err))
             return -1;
-    } else {
-        L->conv_index = m->n_conv++;
-        if (bind(m, &L->conv_in, NAME("shortconv.in_proj.weight"), false, err, H, 3 * H, 0) ||
-            bind(m, &L->conv_w, NAME("shortconv.conv.weight"), false, err, in->conv_l_cache, H, 0) ||
-            bind(m, &L->conv_out, NAME("shortconv.out_proj.weight"), false, err, H, H, 0))
-            return -1;
-    }
-    if (L->is_moe) {
-        const int64_t E = in->n_expert, Fe = in->n_ff_exp;
-        if (bind(m, &L->router, NAME("ffn_gate_inp.weight"), false, err, H, E, 0) ||
-            bind(m, &L->gate_exps, NAME("ffn_gate_exps.weight"), false, err, H, Fe, E) ||
-            bind(m, &L->up_exps, NAME("ffn_up_exps.weight"), false, err, H, Fe, E) ||
-            bind(m, &L->down_exps, NAME("ffn_down_exps.weight"), false, err, Fe, H, E))
-            return -1;
-        if (bind(m, &L->expert_bias, NAME("exp_probs_b.bias"), true, err, E, 0, 0)) return -1;
-        if (!L->expert_bias.data && bind(m, &L->expert_bias, NAME("exp_probs_b.weight"), true, err, E, 0, 0))
-            return -1;
-    } else {
-        const int64_t F = in->n_ff;
-        if (bind(m, &L->ffn_gate, NAME("ffn_gate.weight"), false, err, H, F, 0) ||
-            bind(m, &L->ffn_up, NAME("ffn_up.weight"), false, err, H, F, 0) ||
-            bind(m, &L->ffn_down, NAME("ffn_down.weight"), false, err, F, H, 0))
-            return -1;
-    }
-#undef NAME
-    const tensor *small[] = {&L->attn_norm, &L->ffn_norm, &L->q_norm, &L->k_norm, &L->conv_w,
-                             &L->router, &L->expert_bias};
-    for (size_t i = 0; i < sizeof small / sizeof *small; i++)
-        if (require_f32(small[i], err)) return -1;
+    for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++)
+        if ((LFM2_TENSORS[i].flags & LFM2_TF_F32) && require_f32(slot(L, (lfm2_tensor_id)i), err)) return -1;
     return 0;
 }
 
-/* Widths come from tensor shapes, never from metadata alone: some third-party files store the
- * unadjusted feed_forward_length (spec 3, pitfall 3). */
-static int read_widths(lfm2c_model *m, lfm2c_error *err) {
+/* token embedding [H, V] (the vocabulary size is its row count), final norm, output head (absent:
+ * tied to the embedding) */
+static int bind_globals(lfm2c_model *m, lfm2_hparams *hp, lfm2c_error *err) {
     lfm2c_model_info *in = &m->info;
-    char n[128];
-    in->n_ff = 0;
-    in->n_ff_exp = 0;
-    for (int l = 0; l < in->n_layer; l++) {
-        const gguf_tensor *t;
-        if (!in->is_moe[l] && !in->n_ff) {
-            snprintf(n, sizeof n, "blk.%d.ffn_gate.weight", l);
-            if ((t = gguf_find_tensor(m->gguf, n))) in->n_ff = (int)t->ne[1];
-        }
-        if (in->is_moe[l] && !in->n_ff_exp) {
-            snprintf(n, sizeof n, "blk.%d.ffn_gate_exps.weight", l);
-            if ((t = gguf_find_tensor(m->gguf, n))) in->n_ff_exp = (int)t->ne[1];
-        }
+    const char *embd = LFM2_TENSORS[LFM2_T_TOKEN_EMBD].gguf;
+    const gguf_tensor *te = gguf_find_tensor(m->gguf, embd);
+    if (!te) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing tensor '%s'", embd); return -1; }
+    hp->n_vocab = in->n_vocab = (int)te->ne[1];
+    for (int i = 0; i < LFM2_T_FIRST_LAYER; i++) {
+        tensor *t = slot(m, (lfm2_tensor_id)i);
+        if (bind_row(m, t, &LFM2_TENSORS[i], hp, -1, err)) return -1;
+        if ((LFM2_TENSORS[i].flags & LFM2_TF_F32) && require_f32(t, err)) return -1;
     }
-    int64_t v;
-    if (!in->n_ff && arch_int(m->gguf, in->arch, "feed_forward_length", &v)) in->n_ff = (int)v;
-    if (!in->n_ff_exp && arch_int(m->gguf, in->arch, "expert_feed_forward_length", &v)) in->n_ff_exp = (int)v;
+    if (!m->output.data) m->output = m->tok_embd; /* tied head */
     return 0;
-    (void)err;
 }
 
 static void count_params(lfm2c_model *m) {
@@ -311,25 +392,13 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     m->type_v = p.type_v;
     if (kv_types_check(m, err)) goto fail;
 
-    /* token embedding [H, V]; the vocabulary size is its row count */
-    const gguf_tensor *te = gguf_find_tensor(m->gguf, "token_embd.weight");
-    if (!te) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing tensor 'token_embd.weight'"); goto fail; }
-    in->n_vocab = (int)te->ne[1];
-    if (bind(m, &m->tok_embd, "token_embd.weight", false, err, in->n_embd, in->n_vocab, 0)) goto fail;
-    /* final norm: llama.cpp's name, or the Ollama-style alias */
-    if (bind(m, &m->out_norm, "token_embd_norm.weight", true, err, in->n_embd, 0, 0)) goto fail;
-    if (!m->out_norm.data && bind(m, &m->out_norm, "output_norm.weight", false, err, in->n_embd, 0, 0)) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "missing final norm tensor 'token_embd_norm.weight' (or 'output_norm.weight')");
-        goto fail;
-    }
-    if (require_f32(&m->out_norm, err)) goto fail;
-    if (bind(m, &m->output, "output.weight", true, err, in->n_embd, in->n_vocab, 0)) goto fail;
-    if (!m->output.data) m->output = m->tok_embd; /* tied head */
-
+    lfm2_hparams hp;
+    arch_hparams(in, &hp);
+    if (bind_globals(m, &hp, err)) goto fail;
     m->layers = calloc((size_t)in->n_layer, sizeof(layer));
     if (!m->layers) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
     for (int l = 0; l < in->n_layer; l++)
-        if (bind_layer(m, l, err)) goto fail;
+        if (bind_layer(m, &hp, l, err)) goto fail;
     count_params(m);
 
     m->tok = tokenizer_new(m->gguf, err);
