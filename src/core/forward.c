@@ -10,9 +10,6 @@
 #include "core/model.h"
 #include "formats/ggml_types.h"
 #include "core/session.h"
-#ifdef LFM2C_HAVE_CUDA
-#include "core/cuda_backend.h"
-#endif
 
 #include <math.h>
 #include <stdatomic.h>
@@ -589,10 +586,7 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
     return true;
 }
 
-int forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the whole pass on the GPU */
-    if (m->cuda) return cuda_forward(m, toks, T, err);
-#endif
+int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
     const int H = in->n_embd, hd = in->head_dim;
     forward_scratch *s = m->scratch;

@@ -1,4 +1,5 @@
-/* forward.h — one CPU forward pass over a batch of tokens from one or more sessions. */
+/* forward.h — a forward pass over a batch of tokens from one or more sessions: the batch every
+ * backend takes (fwd_token, backend.h's forward), and the CPU backend's pass (forward.c). */
 #ifndef LFM2C_FORWARD_H
 #define LFM2C_FORWARD_H
 #include "lfm2c.h"
@@ -23,8 +24,9 @@ void moe_route(const float *logits, const float *bias, int E, int k, int *sel, f
 
 forward_scratch *forward_scratch_new(void);
 void forward_scratch_free(forward_scratch *s);
-/* Runs the model over toks[0..n). KV caches and conv states of the sessions are updated. */
-int forward(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
+/* The CPU backend's forward (backend_cpu.c): runs the model over toks[0..n). KV caches and conv
+ * states of the sessions are updated. */
+int forward_cpu(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
 #ifdef __cplusplus
 }
 #endif
