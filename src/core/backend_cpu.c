@@ -5,6 +5,7 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/forward.h"
+#include "core/scratch.h"
 #include "core/session.h"
 #include "cpu/kernels.h"
 
@@ -18,7 +19,7 @@ static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
 }
 
 static void cpu_model_free(lfm2c_model *m) {
-    forward_scratch_free(m->scratch);
+    scratch_free(m->scratch);
     m->scratch = NULL;
 }
 
