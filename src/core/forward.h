@@ -1,10 +1,11 @@
-/* forward.h — one CPU forward pass over a batch of tokens from one or more sessions. */
+/* forward.h — a forward pass over a batch of tokens from one or more sessions: the batch every
+ * backend takes (fwd_token, backend.h's forward), and the CPU backend's pass (forward.c). */
 #ifndef LFM2C_FORWARD_H
 #define LFM2C_FORWARD_H
 #include "lfm2c.h"
 
 struct lfm2c_session;
-typedef struct forward_scratch forward_scratch;
+struct scratch;
 
 /* One token of a batch. Tokens of a session appear in increasing position order. */
 typedef struct fwd_token {
@@ -21,10 +22,11 @@ extern "C" {
  * weighted by their sigmoid scores renormalised to sum 1 (E <= 4096). */
 void moe_route(const float *logits, const float *bias, int E, int k, int *sel, float *w);
 
-forward_scratch *forward_scratch_new(void);
-void forward_scratch_free(forward_scratch *s);
-/* Runs the model over toks[0..n). KV caches and conv states of the sessions are updated. */
-int forward(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
+/* The CPU pass's scratch slots (scratch.h; free with scratch_free). */
+struct scratch *forward_scratch_new(void);
+/* The CPU backend's forward (backend_cpu.c): runs the model over toks[0..n). KV caches and conv
+ * states of the sessions are updated. */
+int forward_cpu(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
 #ifdef __cplusplus
 }
 #endif

@@ -6,11 +6,8 @@
 #include "core/error.h"
 #include "core/model.h"
 #include "core/lfm2_arch.h"
-#include "core/forward.h"
+#include "core/backend.h"
 #include "formats/ggml_types.h"
-#ifdef LFM2C_HAVE_CUDA
-#include "core/cuda_backend.h"
-#endif
 
 #include <math.h>
 #include <stdarg.h>
@@ -372,12 +369,8 @@ static void count_params(lfm2c_model *m) {
 lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params, lfm2c_error *err) {
     lfm2c_model_params p = params ? *params : lfm2c_model_default_params();
     if (err) { err->code = 0; err->msg[0] = 0; }
-#ifndef LFM2C_HAVE_CUDA
-    if (p.device == LFM2C_DEVICE_CUDA) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "this build has no CUDA backend (configure with -DLFM2C_CUDA=ON)");
-        return NULL;
-    }
-#endif
+    const lfm2c_backend *backend = backend_for_device(p.device, err);
+    if (!backend) return NULL;
     lfm2c_model *m = calloc(1, sizeof *m);
     if (!m) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     unsigned flags = p.hugepages == LFM2C_HUGEPAGES_ON ? GGUF_OPEN_HUGE_COPY
@@ -422,11 +415,9 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
         goto fail;
     }
     m->pool = threadpool_new(p.n_threads);
-    m->scratch = forward_scratch_new();
-    if (!m->pool || !m->scratch) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: upload the bound weights */
-    if (p.device == LFM2C_DEVICE_CUDA && cuda_model_init(m, err)) goto fail;
-#endif
+    if (!m->pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
+    if (backend->model_init(m, err)) goto fail;   /* the backend attaches: buffers, device upload */
+    m->backend = backend;
     return m;
 fail:
     lfm2c_model_free(m);
@@ -435,10 +426,7 @@ fail:
 
 void lfm2c_model_free(lfm2c_model *m) {
     if (!m) return;
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
-    cuda_model_free(m);
-#endif
-    forward_scratch_free(m->scratch);
+    if (m->backend) m->backend->model_free(m);
     threadpool_free(m->pool);
     if (m->tok) tokenizer_free(m->tok);
     free(m->layers);

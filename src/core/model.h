@@ -38,8 +38,9 @@ struct lfm2c_model {
     threadpool *pool;
     const kernel_ops *kern;
     bool reference;
-    struct forward_scratch *scratch;   /* reused buffers of the forward pass */
-    void *cuda;                        /* CUDA backend state (cuda_backend.h), NULL on the CPU */
+    struct scratch *scratch;           /* reused buffers of the CPU forward pass (scratch.h) */
+    const struct lfm2c_backend *backend;   /* what runs it (backend.h); set once attached */
+    void *backend_state;               /* the backend's own (CUDA: the device copy), or NULL */
     int type_k, type_v;                /* KV cache types of new sessions (LFM2C_KV_*) */
 };
 

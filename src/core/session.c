@@ -1,13 +1,12 @@
 /* session.c — a sequence's state and the decode entry points of the public API.
  * The KV cache grows with the sequence (no up-front n_ctx allocation); the conv state is two
- * columns per conv layer, small enough to checkpoint at every turn boundary. */
+ * columns per conv layer, small enough to checkpoint at every turn boundary. Where the KV cache
+ * lives, and how a batch is run, is the model's backend's (backend.h). */
 #include "core/session.h"
+#include "core/backend.h"
 #include "core/error.h"
 #include "core/forward.h"
 #include "cpu/kernels.h"
-#ifdef LFM2C_HAVE_CUDA
-#include "core/cuda_backend.h"
-#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,29 +67,20 @@ lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
     s->k_block = (size_t)in->n_head_kv_max * kv_k_head_block_bytes(s->type_k, in->head_dim);
     s->v_row = kv_v_row_bytes(s->type_v, s->kv_dim);
     s->tokens = malloc(sizeof(int32_t) * (size_t)n_ctx);
-    s->k = calloc((size_t)m->n_attn + 1, sizeof(uint8_t *));
-    s->v = calloc((size_t)m->n_attn + 1, sizeof(uint8_t *));
     s->conv = calloc((size_t)m->n_conv * 2 * in->n_embd + 1, sizeof(float));
-    if (!s->tokens || !s->k || !s->v || !s->conv) {
+    if (!s->tokens || !s->conv) {
         lfm2c_session_free(s);
         fail(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: device KV cache + conv state */
-    if (m->cuda && cuda_session_init(s, err)) { lfm2c_session_free(s); return NULL; }
-#endif
+    if (m->backend->session_init(s, err)) { lfm2c_session_free(s); return NULL; }
     return s;
 }
 
 void lfm2c_session_free(lfm2c_session *s) {
     if (!s) return;
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
-    cuda_session_free(s);
-#endif
-    for (int i = 0; s->k && i < s->model->n_attn; i++) { free(s->k[i]); free(s->v[i]); }
+    s->model->backend->session_free(s);
     for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
-    free(s->k);
-    free(s->v);
     free(s->conv);
     free(s->tokens);
     free(s->logits);
@@ -102,21 +92,7 @@ int session_reserve(lfm2c_session *s, int n, lfm2c_error *err) {
     int cap = s->kv_cap ? s->kv_cap : 256;
     while (cap < n) cap *= 2;
     if (cap > s->n_ctx) cap = s->n_ctx;
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the cache lives on the device only */
-    if (s->cuda) {
-        if (cuda_session_reserve(s, cap, err)) return -1;
-        s->kv_cap = cap;
-        return 0;
-    }
-#endif
-    const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB;   /* whole K blocks; V rows to match */
-    for (int i = 0; i < s->model->n_attn; i++) {
-        uint8_t *k = realloc(s->k[i], blocks * s->k_block);
-        if (k) s->k[i] = k;
-        uint8_t *v = realloc(s->v[i], blocks * KV_KB * s->v_row);
-        if (v) s->v[i] = v;
-        if (!k || !v) return fail(err, LFM2C_ENOMEM, "out of memory for the KV cache");
-    }
+    if (s->model->backend->kv_reserve(s, cap, err)) return -1;
     s->kv_cap = cap;
     return 0;
 }
@@ -194,7 +170,7 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
             s->tokens[s->n_past++] = tokens[item][off];
             off++;
         }
-        if (nt) rc = forward(m, toks, nt, err);
+        if (nt) rc = m->backend->forward(m, toks, nt, err);
     }
     free(toks);
     return rc;
@@ -204,22 +180,27 @@ int lfm2c_session_decode(lfm2c_session *s, const int32_t *tokens, int n, int log
     return lfm2c_decode_batch(&s, &tokens, &n, &logits_mode, 1, err);
 }
 
+/* The conv state where the backend keeps it <-> the host copy s->conv (backend.h). */
+static void conv_pull(lfm2c_session *s) {
+    if (s->model->backend->conv_pull) s->model->backend->conv_pull(s);
+}
+
+static void conv_push(lfm2c_session *s) {
+    if (s->model->backend->conv_push) s->model->backend->conv_push(s);
+}
+
 void lfm2c_session_reset(lfm2c_session *s) {
     s->n_past = 0;
     s->n_rows = 0;
     memset(s->conv, 0, sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd);
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
-    cuda_session_push_conv(s);
-#endif
+    conv_push(s);
     for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
     s->n_ckpt = 0;
 }
 
 void lfm2c_session_checkpoint(lfm2c_session *s) {
     size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook: the current state is on the device */
-    cuda_session_pull_conv(s);
-#endif
+    conv_pull(s);   /* the current state may be the backend's */
     for (int i = 0; i < s->n_ckpt; i++)
         if (s->ckpt[i].pos == s->n_past) { memcpy(s->ckpt[i].conv, s->conv, bytes); return; }
     if (s->n_ckpt == SESSION_MAX_CHECKPOINTS) {   /* drop the oldest */
@@ -236,15 +217,13 @@ void lfm2c_session_checkpoint(lfm2c_session *s) {
 int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error *err) {
     if (dst == src) return 0;
     if (dst->model != src->model) return fail(err, LFM2C_EINVAL, "the sessions belong to different models");
-    if (dst->cuda || src->cuda) return fail(err, LFM2C_EINVAL, "copying a session is not supported on the CUDA backend");
+    if (!src->model->backend->kv_copy) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "copying a session is not supported on the %s backend", src->model->backend->name);
+        return -1;
+    }
     if (src->n_past > dst->n_ctx) return fail(err, LFM2C_EINVAL, "the sequence does not fit the destination's context");
     if (session_reserve(dst, src->n_past, err) || session_reserve_rows(dst, src->n_rows, err)) return -1;
-    /* same model, so the same cache types and layouts: K in whole 16-position blocks, V rows */
-    size_t kb = ((size_t)src->n_past + KV_KB - 1) / KV_KB * src->k_block, vb = (size_t)src->n_past * src->v_row;
-    for (int i = 0; src->n_past && i < src->model->n_attn; i++) {
-        memcpy(dst->k[i], src->k[i], kb);
-        memcpy(dst->v[i], src->v[i], vb);
-    }
+    src->model->backend->kv_copy(dst, src, src->n_past);
     size_t conv = sizeof(float) * (size_t)src->model->n_conv * 2 * src->model->info.n_embd;
     memcpy(dst->conv, src->conv, conv);
     memcpy(dst->tokens, src->tokens, sizeof(int32_t) * (size_t)src->n_past);
@@ -277,9 +256,7 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     } else {
         memset(s->conv, 0, bytes);
     }
-#ifdef LFM2C_HAVE_CUDA   /* CUDA hook */
-    cuda_session_push_conv(s);
-#endif
+    conv_push(s);
     for (int i = 0; i < s->n_ckpt;)
         if (s->ckpt[i].pos > n_keep) {
             free(s->ckpt[i].conv);

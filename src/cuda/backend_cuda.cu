@@ -8,7 +8,7 @@ extern "C" {
 #include "core/session.h"
 #include "core/forward.h"
 }
-#include "core/cuda_backend.h"
+#include "backend_cuda.h"
 #include "cuda_kernels.h"
 #include "cuda_math.cuh"
 
@@ -107,7 +107,7 @@ static int check_model(const lfm2c_model *m, lfm2c_error *err) {
     return 0;
 }
 
-extern "C" int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
+static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     if (cuda_device_count() <= 0)
         return seterr(err, LFM2C_EUNSUPPORTED, "no CUDA device found");
     if (check_model(m, err)) return -1;
@@ -145,7 +145,7 @@ extern "C" int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     if (2 * cm->kv_dim_max > cm->hid_w) cm->hid_w = 2 * cm->kv_dim_max;
     const char *ge = getenv("LFM2C_CUDA_GRAPH");
     cm->use_graph = !(ge && !strcmp(ge, "0"));
-    m->cuda = cm;
+    m->backend_state = cm;
     return 0;
 }
 
@@ -163,8 +163,8 @@ static void scratch_free(cu_scratch *s) {
     memset(s, 0, sizeof *s);
 }
 
-extern "C" void cuda_model_free(lfm2c_model *m) {
-    cu_model *cm = (cu_model *)m->cuda;
+static void cuda_model_free(lfm2c_model *m) {
+    cu_model *cm = (cu_model *)m->backend_state;
     if (!cm) return;
     cudaStreamSynchronize(cm->st);
     if (cm->graph) cudaGraphExecDestroy(cm->graph);
@@ -172,7 +172,7 @@ extern "C" void cuda_model_free(lfm2c_model *m) {
     cudaFree(cm->weights);
     cudaStreamDestroy(cm->st);
     free(cm);
-    m->cuda = nullptr;
+    m->backend_state = nullptr;
 }
 
 /* int scratch layout for cap tokens */
@@ -240,11 +240,11 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
 
 /* ---- sessions ----------------------------------------------------------------------------- */
 
-extern "C" int cuda_session_init(lfm2c_session *s, lfm2c_error *err) {
+static int cuda_session_init(lfm2c_session *s, lfm2c_error *err) {
     lfm2c_model *m = s->model;
     cu_session *cs = (cu_session *)calloc(1, sizeof *cs);
     if (!cs) return seterr(err, LFM2C_ENOMEM, "out of memory");
-    cudaSetDevice(((cu_model *)m->cuda)->dev);
+    cudaSetDevice(((cu_model *)m->backend_state)->dev);
     size_t bytes = sizeof(float) * ((size_t)m->n_conv * 2 * m->info.n_embd + 1);
     cudaError_t e = cudaMalloc((void **)&cs->conv, bytes);
     if (e == cudaSuccess) e = cudaMemset(cs->conv, 0, bytes);
@@ -253,24 +253,24 @@ extern "C" int cuda_session_init(lfm2c_session *s, lfm2c_error *err) {
         free(cs);
         return cuda_fail(err, e, "allocating the conv state");
     }
-    s->cuda = cs;
+    s->backend_state = cs;
     return 0;
 }
 
-extern "C" void cuda_session_free(lfm2c_session *s) {
-    cu_session *cs = (cu_session *)s->cuda;
+static void cuda_session_free(lfm2c_session *s) {
+    cu_session *cs = (cu_session *)s->backend_state;
     if (!cs) return;
-    cudaStreamSynchronize(((cu_model *)s->model->cuda)->st);
+    cudaStreamSynchronize(((cu_model *)s->model->backend_state)->st);
     cudaFree(cs->k);
     cudaFree(cs->v);
     cudaFree(cs->conv);
     free(cs);
-    s->cuda = nullptr;
+    s->backend_state = nullptr;
 }
 
-extern "C" int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
-    cu_session *cs = (cu_session *)s->cuda;
-    cu_model *cm = (cu_model *)s->model->cuda;
+static int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
+    cu_session *cs = (cu_session *)s->backend_state;
+    cu_model *cm = (cu_model *)s->model->backend_state;
     if (cap <= cs->cap) return 0;
     int na = s->model->n_attn;
     if (!na) { cs->cap = cap; return 0; }
@@ -303,13 +303,13 @@ static size_t conv_bytes(const lfm2c_session *s) {
     return sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
 }
 
-extern "C" void cuda_session_pull_conv(lfm2c_session *s) {
-    cu_session *cs = (cu_session *)s->cuda;
+static void cuda_session_pull_conv(lfm2c_session *s) {
+    cu_session *cs = (cu_session *)s->backend_state;
     if (cs) cudaMemcpy(s->conv, cs->conv, conv_bytes(s), cudaMemcpyDeviceToHost);
 }
 
-extern "C" void cuda_session_push_conv(lfm2c_session *s) {
-    cu_session *cs = (cu_session *)s->cuda;
+static void cuda_session_push_conv(lfm2c_session *s) {
+    cu_session *cs = (cu_session *)s->backend_state;
     if (cs) cudaMemcpy(cs->conv, s->conv, conv_bytes(s), cudaMemcpyHostToDevice);
 }
 
@@ -449,7 +449,7 @@ static int build_table(cu_model *cm, const fwd_token *toks, int T, int *n_out) {
     }
     int n_seq = cm_batch_links(sc->host_seq, sc->host_pos, T, sc->host_prev, seq_last), no = 0;
     for (int t = 0; t < T; t++) {
-        cu_session *cs = (cu_session *)toks[t].seq->cuda;
+        cu_session *cs = (cu_session *)toks[t].seq->backend_state;
         tt[t] = cu_tok{cs->k, cs->v, cs->conv, toks[t].token, toks[t].pos, sc->host_prev[t], cs->cap};
         if (toks[t].out_row >= 0) out_tok[no++] = t;
     }
@@ -457,8 +457,8 @@ static int build_table(cu_model *cm, const fwd_token *toks, int T, int *n_out) {
     return n_seq;
 }
 
-extern "C" int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
-    cu_model *cm = (cu_model *)m->cuda;
+static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
+    cu_model *cm = (cu_model *)m->backend_state;
     if (T <= 0) return 0;
     cudaSetDevice(cm->dev);   /* the current device is per host thread (servers decode elsewhere) */
     if (scratch_reserve(cm, &m->info, T, err)) return -1;
@@ -500,3 +500,15 @@ extern "C" int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_
                    sizeof(float) * V);
     return 0;
 }
+
+/* ---- the backend table entry (backend.h) ---------------------------------------------------- */
+
+extern "C" const lfm2c_backend backend_cuda = {
+    "cuda", LFM2C_DEVICE_CUDA,
+    cuda_model_init, cuda_model_free,
+    cuda_session_init, cuda_session_free,
+    cuda_session_reserve,
+    nullptr,   /* kv_copy: sessions on the device cannot be copied (yet) */
+    cuda_session_pull_conv, cuda_session_push_conv,
+    cuda_forward,
+};

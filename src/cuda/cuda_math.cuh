@@ -3,12 +3,16 @@
  * NEOX rotation, SiLU, the sigmoid top-k router, the 3-tap conv step, the online-softmax
  * update and the expert tile plan. The kernels call these on the GPU; tests/cuda/
  * test_cuda_math.cu calls the very same functions on the host and compares them with the CPU
- * reference (quant.c, forward.c semantics), so the math is tested where no GPU is present. */
+ * reference (formats/ggml_types.c, forward.c semantics), so the math is tested where no GPU is
+ * present. Type ids, block layouts and block sizes are those of formats/ggml_types.h (plain C,
+ * shared with the CPU): sizes are sizeof the block structs, field positions their offsetof. */
 #ifndef LFM2C_CUDA_MATH_CUH
 #define LFM2C_CUDA_MATH_CUH
 
 #include <stdint.h>
+#include <stddef.h>
 #include <math.h>
+#include "formats/ggml_types.h"
 #ifdef __CUDACC__
 #include <cuda_fp16.h>
 #define HD __host__ __device__ __forceinline__
@@ -16,12 +20,8 @@
 #define HD static inline
 #endif
 
-/* ggml type ids (same values as quant.h, which is C and not included here) */
-enum {
-    CM_F32 = 0, CM_F16 = 1, CM_Q4_0 = 2, CM_Q4_1 = 3, CM_Q5_0 = 6, CM_Q5_1 = 7, CM_Q8_0 = 8,
-    CM_Q2_K = 10, CM_Q3_K = 11, CM_Q4_K = 12, CM_Q5_K = 13, CM_Q6_K = 14, CM_IQ4_NL = 20,
-    CM_IQ4_XS = 23, CM_BF16 = 30, CM_MXFP4 = 39
-};
+/* byte offset of field f in block struct B (ggml_types.h) */
+#define CM_AT(B, f) ((int)offsetof(B, f))
 
 /* ---- scalars ------------------------------------------------------------------------------ */
 
@@ -92,31 +92,33 @@ HD int cm_q3k_scale(int i, const uint8_t *s) {
     return lo | hi << 4;
 }
 
-/* Bytes per block and weights per block (0 bytes: type not handled by the CUDA kernels). */
+/* Bytes per block and weights per block (0 bytes: type not handled by the CUDA kernels). The
+ * device cannot read ggml_type_get()'s table (host memory), so the switch names the structs. */
 HD int cm_block_bytes(uint32_t t) {
     switch (t) {
-    case CM_F32: return 4;
-    case CM_F16: case CM_BF16: return 2;
-    case CM_Q4_0: case CM_IQ4_NL: return 18;
-    case CM_Q4_1: return 20;
-    case CM_Q5_0: return 22;
-    case CM_Q5_1: return 24;
-    case CM_Q8_0: return 34;
-    case CM_MXFP4: return 17;
-    case CM_Q2_K: return 84;
-    case CM_Q3_K: return 110;
-    case CM_Q4_K: return 144;
-    case CM_Q5_K: return 176;
-    case CM_Q6_K: return 210;
-    case CM_IQ4_XS: return 136;
+    case GGML_F32: return (int)sizeof(float);
+    case GGML_F16: case GGML_BF16: return (int)sizeof(ggml_half);
+    case GGML_Q4_0: return (int)sizeof(block_q4_0);
+    case GGML_IQ4_NL: return (int)sizeof(block_iq4_nl);
+    case GGML_Q4_1: return (int)sizeof(block_q4_1);
+    case GGML_Q5_0: return (int)sizeof(block_q5_0);
+    case GGML_Q5_1: return (int)sizeof(block_q5_1);
+    case GGML_Q8_0: return (int)sizeof(block_q8_0);
+    case GGML_MXFP4: return (int)sizeof(block_mxfp4);
+    case GGML_Q2_K: return (int)sizeof(block_q2_K);
+    case GGML_Q3_K: return (int)sizeof(block_q3_K);
+    case GGML_Q4_K: return (int)sizeof(block_q4_K);
+    case GGML_Q5_K: return (int)sizeof(block_q5_K);
+    case GGML_Q6_K: return (int)sizeof(block_q6_K);
+    case GGML_IQ4_XS: return (int)sizeof(block_iq4_xs);
     default: return 0;
     }
 }
 HD int cm_block_len(uint32_t t) {
     switch (t) {
-    case CM_F32: case CM_F16: case CM_BF16: return 1;
-    case CM_Q2_K: case CM_Q3_K: case CM_Q4_K: case CM_Q5_K: case CM_Q6_K: case CM_IQ4_XS: return 256;
-    default: return 32;
+    case GGML_F32: case GGML_F16: case GGML_BF16: return 1;
+    case GGML_Q2_K: case GGML_Q3_K: case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: case GGML_IQ4_XS: return QK_K;
+    default: return QK4_0;   /* the 32-weight blocks: Q4_0 .. Q8_0, IQ4_NL, MXFP4 */
     }
 }
 
@@ -124,120 +126,124 @@ HD int cm_block_len(uint32_t t) {
 
 HD void cm_dequant8(uint32_t t, const uint8_t *row, int k0, float *y) {
     switch (t) {
-    case CM_F32: {
+    case GGML_F32: {
         const float *p = (const float *)(const void *)row + k0;
         for (int i = 0; i < 8; i++) y[i] = p[i];
         return;
     }
-    case CM_F16: {
-        const uint8_t *p = row + 2 * k0;
-        for (int i = 0; i < 8; i++) y[i] = cm_half_at(p + 2 * i);
+    case GGML_F16: {
+        const uint8_t *p = row + sizeof(ggml_half) * k0;
+        for (int i = 0; i < 8; i++) y[i] = cm_half_at(p + sizeof(ggml_half) * i);
         return;
     }
-    case CM_BF16: {
+    case GGML_BF16: {
         const uint8_t *p = row + 2 * k0;
         for (int i = 0; i < 8; i++) y[i] = cm_bf16(cm_u16(p + 2 * i));
         return;
     }
-    case CM_Q4_0: case CM_IQ4_NL: {
-        const uint8_t *b = row + (k0 / 32) * 18;
-        int j = k0 % 32;
-        float d = cm_half_at(b);
-        const uint8_t *q = b + 2 + (j & 15);
+    case GGML_Q4_0: case GGML_IQ4_NL: {
+        const uint8_t *b = row + (k0 / QK4_0) * sizeof(block_q4_0);   /* block_iq4_nl: the same layout */
+        int j = k0 % QK4_0;
+        float d = cm_half_at(b + CM_AT(block_q4_0, d));
+        const uint8_t *q = b + CM_AT(block_q4_0, qs) + (j & 15);
         for (int i = 0; i < 8; i++) {
             int v = j < 16 ? q[i] & 0xF : q[i] >> 4;
-            y[i] = t == CM_Q4_0 ? d * (float)(v - 8) : d * (float)cm_iq4nl(v);
+            y[i] = t == GGML_Q4_0 ? d * (float)(v - 8) : d * (float)cm_iq4nl(v);
         }
         return;
     }
-    case CM_Q4_1: {
-        const uint8_t *b = row + (k0 / 32) * 20;
-        int j = k0 % 32;
-        float d = cm_half_at(b), m = cm_half_at(b + 2);
-        const uint8_t *q = b + 4 + (j & 15);
+    case GGML_Q4_1: {
+        const uint8_t *b = row + (k0 / QK4_0) * sizeof(block_q4_1);
+        int j = k0 % QK4_0;
+        float d = cm_half_at(b + CM_AT(block_q4_1, d)), m = cm_half_at(b + CM_AT(block_q4_1, m));
+        const uint8_t *q = b + CM_AT(block_q4_1, qs) + (j & 15);
         for (int i = 0; i < 8; i++) y[i] = d * (float)(j < 16 ? q[i] & 0xF : q[i] >> 4) + m;
         return;
     }
-    case CM_Q5_0: case CM_Q5_1: {
-        int bs = t == CM_Q5_0 ? 22 : 24;
-        const uint8_t *b = row + (k0 / 32) * bs;
-        int j = k0 % 32;
-        float d = cm_half_at(b), m = t == CM_Q5_1 ? cm_half_at(b + 2) : 0.0f;
-        const uint8_t *hp = b + (t == CM_Q5_0 ? 2 : 4);
-        uint32_t h = cm_u32(hp);
-        const uint8_t *q = hp + 4 + (j & 15);
+    case GGML_Q5_0: case GGML_Q5_1: {
+        const bool q50 = t == GGML_Q5_0;
+        const uint8_t *b = row + (k0 / QK4_0) * (q50 ? sizeof(block_q5_0) : sizeof(block_q5_1));
+        int j = k0 % QK4_0;
+        float d = cm_half_at(b), m = q50 ? 0.0f : cm_half_at(b + CM_AT(block_q5_1, m));   /* d first in both */
+        uint32_t h = cm_u32(b + (q50 ? CM_AT(block_q5_0, qh) : CM_AT(block_q5_1, qh)));
+        const uint8_t *q = b + (q50 ? CM_AT(block_q5_0, qs) : CM_AT(block_q5_1, qs)) + (j & 15);
         for (int i = 0; i < 8; i++) {
             int v = (j < 16 ? q[i] & 0xF : q[i] >> 4) | (int)((h >> (j + i)) & 1) << 4;
-            y[i] = t == CM_Q5_0 ? d * (float)(v - 16) : d * (float)v + m;
+            y[i] = t == GGML_Q5_0 ? d * (float)(v - 16) : d * (float)v + m;
         }
         return;
     }
-    case CM_Q8_0: {
-        const uint8_t *b = row + (k0 / 32) * 34;
-        float d = cm_half_at(b);
-        const int8_t *q = (const int8_t *)(b + 2) + k0 % 32;
+    case GGML_Q8_0: {
+        const uint8_t *b = row + (k0 / QK8_0) * sizeof(block_q8_0);
+        float d = cm_half_at(b + CM_AT(block_q8_0, d));
+        const int8_t *q = (const int8_t *)(b + CM_AT(block_q8_0, qs)) + k0 % QK8_0;
         for (int i = 0; i < 8; i++) y[i] = d * (float)q[i];
         return;
     }
-    case CM_MXFP4: {
-        const uint8_t *b = row + (k0 / 32) * 17;
-        int j = k0 % 32;
-        float d = ldexpf(1.0f, (int)b[0] - 128);
-        const uint8_t *q = b + 1 + (j & 15);
+    case GGML_MXFP4: {
+        const uint8_t *b = row + (k0 / QK4_0) * sizeof(block_mxfp4);
+        int j = k0 % QK4_0;
+        float d = ldexpf(1.0f, (int)b[CM_AT(block_mxfp4, e)] - 128);
+        const uint8_t *q = b + CM_AT(block_mxfp4, qs) + (j & 15);
         for (int i = 0; i < 8; i++) y[i] = d * (float)cm_mxfp4(j < 16 ? q[i] & 0xF : q[i] >> 4);
         return;
     }
-    case CM_Q2_K: {
-        const uint8_t *b = row + (k0 / 256) * 84;
-        int j = k0 % 256, n = j / 128, r = j % 128, sh = (r / 32) * 2, half = (r % 32) / 16, l = r % 16;
-        int sc = b[n * 8 + (r / 32) * 2 + half];
-        float d = cm_half_at(b + 80), dmin = cm_half_at(b + 82);
+    case GGML_Q2_K: {
+        const uint8_t *b = row + (k0 / QK_K) * sizeof(block_q2_K);
+        int j = k0 % QK_K, n = j / 128, r = j % 128, sh = (r / 32) * 2, half = (r % 32) / 16, l = r % 16;
+        int sc = b[CM_AT(block_q2_K, scales) + n * 8 + (r / 32) * 2 + half];
+        float d = cm_half_at(b + CM_AT(block_q2_K, d)), dmin = cm_half_at(b + CM_AT(block_q2_K, dmin));
         float dl = d * (float)(sc & 0xF), ml = dmin * (float)(sc >> 4);
-        const uint8_t *q = b + 16 + 32 * n + 16 * half + l;
+        const uint8_t *q = b + CM_AT(block_q2_K, qs) + 32 * n + 16 * half + l;
         for (int i = 0; i < 8; i++) y[i] = dl * (float)((q[i] >> sh) & 3) - ml;
         return;
     }
-    case CM_Q3_K: {
-        const uint8_t *b = row + (k0 / 256) * 110;
-        int j = k0 % 256, n = j / 128, r = j % 128, sh = (r / 32) * 2, half = (r % 32) / 16, l = r % 16;
+    case GGML_Q3_K: {
+        const uint8_t *b = row + (k0 / QK_K) * sizeof(block_q3_K);
+        int j = k0 % QK_K, n = j / 128, r = j % 128, sh = (r / 32) * 2, half = (r % 32) / 16, l = r % 16;
         int kk = l + 16 * half, m = 1 << (n * 4 + r / 32);
-        float dl = cm_half_at(b + 108) * (float)(cm_q3k_scale(n * 8 + (r / 32) * 2 + half, b + 96) - 32);
-        const uint8_t *q = b + 32 + 32 * n + kk, *hm = b + kk;
+        int sc = cm_q3k_scale(n * 8 + (r / 32) * 2 + half, b + CM_AT(block_q3_K, scales));
+        float dl = cm_half_at(b + CM_AT(block_q3_K, d)) * (float)(sc - 32);
+        const uint8_t *q = b + CM_AT(block_q3_K, qs) + 32 * n + kk, *hm = b + CM_AT(block_q3_K, hmask) + kk;
         for (int i = 0; i < 8; i++) y[i] = dl * (float)(((q[i] >> sh) & 3) - ((hm[i] & m) ? 0 : 4));
         return;
     }
-    case CM_Q4_K: case CM_Q5_K: {
-        int bs = t == CM_Q4_K ? 144 : 176;
-        const uint8_t *b = row + (k0 / 256) * bs;
-        int j = k0 % 256, c = j / 64, hi = (j % 64) / 32, l = j % 32, sub = 2 * c + hi, sc, mn;
-        cm_kq_scale_min(sub, b + 4, &sc, &mn);
-        float d = cm_half_at(b) * (float)sc, m = cm_half_at(b + 2) * (float)mn;
-        const uint8_t *q = b + (t == CM_Q4_K ? 16 : 48) + 32 * c + l;
-        const uint8_t *qh = b + 16 + l;   /* Q5_K only */
+    case GGML_Q4_K: case GGML_Q5_K: {
+        /* d, dmin and scales open both blocks alike; Q5_K has qh before qs */
+        const bool q4k = t == GGML_Q4_K;
+        const uint8_t *b = row + (k0 / QK_K) * (q4k ? sizeof(block_q4_K) : sizeof(block_q5_K));
+        int j = k0 % QK_K, c = j / 64, hi = (j % 64) / 32, l = j % 32, sub = 2 * c + hi, sc, mn;
+        cm_kq_scale_min(sub, b + CM_AT(block_q4_K, scales), &sc, &mn);
+        float d = cm_half_at(b + CM_AT(block_q4_K, d)) * (float)sc, m = cm_half_at(b + CM_AT(block_q4_K, dmin)) * (float)mn;
+        const uint8_t *q = b + (q4k ? CM_AT(block_q4_K, qs) : CM_AT(block_q5_K, qs)) + 32 * c + l;
+        const uint8_t *qh = b + CM_AT(block_q5_K, qh) + l;   /* Q5_K only */
         for (int i = 0; i < 8; i++) {
             int v = hi ? q[i] >> 4 : q[i] & 0xF;
-            if (t == CM_Q5_K) v += ((qh[i] >> sub) & 1) << 4;
+            if (t == GGML_Q5_K) v += ((qh[i] >> sub) & 1) << 4;
             y[i] = d * (float)v - m;
         }
         return;
     }
-    case CM_Q6_K: {
-        const uint8_t *b = row + (k0 / 256) * 210;
-        int j = k0 % 256, n = j / 128, r = j % 128, quarter = r / 32, l = r % 32;
-        float d = cm_half_at(b + 208) * (float)(int8_t)b[192 + 8 * n + l / 16 + 2 * quarter];
-        const uint8_t *ql = b + 64 * n + l + (quarter & 1) * 32, *qh = b + 128 + 32 * n + l;
+    case GGML_Q6_K: {
+        const uint8_t *b = row + (k0 / QK_K) * sizeof(block_q6_K);
+        int j = k0 % QK_K, n = j / 128, r = j % 128, quarter = r / 32, l = r % 32;
+        int sc = (int8_t)b[CM_AT(block_q6_K, scales) + 8 * n + l / 16 + 2 * quarter];
+        float d = cm_half_at(b + CM_AT(block_q6_K, d)) * (float)sc;
+        const uint8_t *ql = b + CM_AT(block_q6_K, ql) + 64 * n + l + (quarter & 1) * 32;
+        const uint8_t *qh = b + CM_AT(block_q6_K, qh) + 32 * n + l;
         for (int i = 0; i < 8; i++) {
             int v = ((quarter < 2 ? ql[i] & 0xF : ql[i] >> 4) | ((qh[i] >> (2 * quarter)) & 3) << 4) - 32;
             y[i] = d * (float)v;
         }
         return;
     }
-    case CM_IQ4_XS: {
-        const uint8_t *b = row + (k0 / 256) * 136;
-        int j = k0 % 256, ib = j / 32, jj = j % 32;
-        int ls = ((b[4 + ib / 2] >> 4 * (ib % 2)) & 0xF) | (int)((cm_u16(b + 2) >> 2 * ib) & 3) << 4;
-        float dl = cm_half_at(b) * (float)(ls - 32);
-        const uint8_t *q = b + 8 + 16 * ib + (jj & 15);
+    case GGML_IQ4_XS: {
+        const uint8_t *b = row + (k0 / QK_K) * sizeof(block_iq4_xs);
+        int j = k0 % QK_K, ib = j / 32, jj = j % 32;
+        int ls = ((b[CM_AT(block_iq4_xs, scales_l) + ib / 2] >> 4 * (ib % 2)) & 0xF) |
+                 (int)((cm_u16(b + CM_AT(block_iq4_xs, scales_h)) >> 2 * ib) & 3) << 4;
+        float dl = cm_half_at(b + CM_AT(block_iq4_xs, d)) * (float)(ls - 32);
+        const uint8_t *q = b + CM_AT(block_iq4_xs, qs) + 16 * ib + (jj & 15);
         for (int i = 0; i < 8; i++) y[i] = dl * (float)cm_iq4nl(jj < 16 ? q[i] & 0xF : q[i] >> 4);
         return;
     }

@@ -164,9 +164,9 @@ static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
 void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv) {
     switch (a->type) {
 #define CASE(t) case t: launch_mm<t>(st, a, gemv); break;
-    CASE(CM_F32) CASE(CM_F16) CASE(CM_BF16) CASE(CM_Q4_0) CASE(CM_Q4_1) CASE(CM_Q5_0)
-    CASE(CM_Q5_1) CASE(CM_Q8_0) CASE(CM_Q2_K) CASE(CM_Q3_K) CASE(CM_Q4_K) CASE(CM_Q5_K)
-    CASE(CM_Q6_K) CASE(CM_IQ4_NL) CASE(CM_IQ4_XS) CASE(CM_MXFP4)
+    CASE(GGML_F32) CASE(GGML_F16) CASE(GGML_BF16) CASE(GGML_Q4_0) CASE(GGML_Q4_1) CASE(GGML_Q5_0)
+    CASE(GGML_Q5_1) CASE(GGML_Q8_0) CASE(GGML_Q2_K) CASE(GGML_Q3_K) CASE(GGML_Q4_K) CASE(GGML_Q5_K)
+    CASE(GGML_Q6_K) CASE(GGML_IQ4_NL) CASE(GGML_IQ4_XS) CASE(GGML_MXFP4)
 #undef CASE
     default: break;   /* rejected when the model was uploaded */
     }

@@ -38,6 +38,10 @@ typedef struct { ggml_half d; uint8_t qs[16]; } block_iq4_nl;
 typedef struct { ggml_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } block_iq4_xs;
 typedef struct { uint8_t e; uint8_t qs[16]; } block_mxfp4;
 
+#ifdef __cplusplus   /* the CUDA sources include this file (the enum and block structs) */
+extern "C" {
+#endif
+
 typedef struct ggml_type_info {
     const char *name;
     int block_size;     /* weights per block (1 for float types) */
@@ -72,4 +76,7 @@ float vec_dot_float(uint32_t weight_type, int64_t n, const void *w, const float 
  * (activations in vec_dot_type(weight_type) format). */
 float vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *act);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -6,7 +6,7 @@
  * "SKIP: no CUDA device" and exits 0. */
 extern "C" {
 #include "lfm2c.h"
-#include "core/cuda_backend.h"
+#include "cuda/backend_cuda.h"
 }
 #include "test.h"
 

@@ -1,0 +1,21 @@
+/* backend_cuda.h — the CUDA backend (built with -DLFM2C_CUDA=ON): its entry in the backend table
+ * (backend.h), listed in backend.c. The model's weights are uploaded once, as quantized in the
+ * file; each session keeps its KV cache and conv state on the GPU (conv_pull / conv_push keep
+ * the host copy s->conv in step); logits land in the sessions' host buffers as on the CPU. */
+#ifndef LFM2C_BACKEND_CUDA_H
+#define LFM2C_BACKEND_CUDA_H
+#include "core/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+extern const lfm2c_backend backend_cuda;
+
+/* Number of usable CUDA devices (0 when there is no driver or no device). */
+int cuda_device_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
