@@ -1968,208 +1968,273 @@ static bool arr_can_add(const gnode *n, const grammar_frame *f) {
     return item_node(n, (int)f->count) >= 0;
 }
 
+/* A literal (null/true/false, or None/True/False in Python mode): the next byte of its text. */
+static int step_lit(const grammar *g, grammar_stack *st, grammar_frame *f, unsigned char b) {
+    const char *lit = (g->python ? LIT_PY : LIT_JSON)[f->aux];
+    if ((unsigned char)lit[f->pos] != b) return R_REJECT;
+    if (!lit[++f->pos]) st->depth--;
+    return R_OK;
+}
+
+/* An enum value: b narrows the candidate texts; a byte that no candidate continues ends the
+ * value (R_POP) when one candidate is complete; the only complete candidate ends it at once. */
+static int step_enum(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    uint64_t c = narrow(n->enums, f->cand, f->pos, b);
+    if (!c) {
+        int k = exact(n->enums, f->cand, f->pos);
+        if (k < 0 || !enum_end(g, st, k)) return R_REJECT;
+        return R_POP;
+    }
+    f->cand = c;
+    f->pos++;
+    int k = exact(n->enums, c, f->pos);
+    if (k >= 0 && !longer(n->enums, c, f->pos)) {
+        if (!enum_end(g, st, k)) return R_REJECT;
+        st->depth--;
+    }
+    return R_OK;
+}
+
+/* After '{' (O_FIRST) or ',' (O_NEXT): an optional space, '}' (only right after '{') or the
+ * opening quote of a key that may still come. */
+static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (b == '}' && f->phase == O_FIRST) {
+        if (n->required & ~f->seen) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (b != '"') return R_REJECT;
+    if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+    /* with additional keys allowed, track every declared key to refuse duplicates */
+    f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen : all_bits(n->n_props);
+    f->phase = O_KEY;
+    f->pos = 0;
+    f->sp = 0;
+    f->aux = 0;
+    return R_OK;
+}
+
+/* Inside a key: the closing quote picks the declared key (or an additional one), any other
+ * byte narrows the declared keys and follows escapes. */
+static int obj_key_byte(const grammar *g, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b == '"' && !f->aux) {
+        int k = exact(n->keys, f->cand, f->pos);
+        if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
+        if (k < 0 && n->additional < 0) return R_REJECT;
+        f->cur = (int16_t)k;
+        f->phase = O_COLON;
+        return R_OK;
+    }
+    if (b < 0x20 || b == 0x7f) return R_REJECT;
+    uint64_t c = narrow(n->keys, f->cand, f->pos, b);
+    if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
+    /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
+    if (!f->aux) { if (b == '\\') f->aux = 1; }
+    else if (f->aux == 1) {
+        if (b == 'u') f->aux = 5;
+        else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
+        else f->aux = 0;
+    } else {
+        if (hexval(b) < 0) return R_REJECT;
+        f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
+    }
+    f->cand = c;
+    if (f->pos < 0xffff) f->pos++;
+    return R_OK;
+}
+
+/* After a key: the colon, then the property's value (or the additional value) as a new frame. */
+static int obj_colon(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b != ':') return R_REJECT;
+    int child = f->cur >= 0 ? n->prop_node[f->cur] : n->additional;
+    if (f->cur >= 0) f->seen |= 1ull << f->cur;
+    f->phase = O_AFTER;
+    return push(st, F_VALUE, child, 1) ? R_OK : R_REJECT;
+}
+
+/* After a member's value: '}' once every required key is seen, or ',' if a key may follow. */
+static int obj_after_value(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b == '}') {
+        if (n->required & ~f->seen) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (b == ',') {
+        if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+        f->phase = O_NEXT;
+        f->sp = 1;
+        return R_OK;
+    }
+    return R_REJECT;
+}
+
+static int step_obj(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    switch (f->phase) {
+    case O_FIRST:
+    case O_NEXT: return obj_key_open(st, f, n, b);
+    case O_KEY: return obj_key_byte(g, f, n, b);
+    case O_COLON: return obj_colon(st, f, n, b);
+    case O_AFTER: return obj_after_value(st, f, n, b);
+    }
+    return R_REJECT;
+}
+
+/* After '[' (A_FIRST) or ',' (A_NEXT): an optional space, ']' (only right after '['), or the
+ * first byte of the next item, which goes to the item's new frame (R_AGAIN). */
+static int arr_item_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (b == ']' && f->phase == A_FIRST) {
+        if (!arr_can_close(n, f)) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (!arr_can_add(n, f)) return R_REJECT;
+    f->phase = A_AFTER;
+    f->sp = 0;
+    if (!push(st, F_VALUE, item_node(n, (int)f->count++), 0)) return R_REJECT;
+    return R_AGAIN;
+}
+
+/* After an item: ']' when enough items were given, ',' when another may come. */
+static int arr_after_item(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b == ']') {
+        if (!arr_can_close(n, f)) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (b == ',') {
+        if (!arr_can_add(n, f)) return R_REJECT;
+        f->phase = A_NEXT;
+        f->sp = 1;
+        return R_OK;
+    }
+    return R_REJECT;
+}
+
+static int step_arr(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    switch (f->phase) {
+    case A_FIRST:
+    case A_NEXT: return arr_item_open(st, f, n, b);
+    case A_AFTER: return arr_after_item(st, f, n, b);
+    }
+    return R_REJECT;
+}
+
+/* Python-style calls `[name(key=value, ...), ...]`: inside a function name, '(' ends a name
+ * that is complete, any other byte narrows the names. */
+static int call_name_byte(const grammar *g, grammar_frame *f, unsigned char b) {
+    if (b == '(') {
+        int k = exact(g->func_names, f->cand, f->pos);
+        if (k < 0) return R_REJECT;
+        f->cur = (int16_t)k;
+        f->seen = 0;
+        f->phase = C_ARGFIRST;
+        return R_OK;
+    }
+    uint64_t c = narrow(g->func_names, f->cand, f->pos, b);
+    if (!c) return R_REJECT;
+    f->cand = c;
+    f->pos++;
+    return R_OK;
+}
+
+/* After '[' or ',' between calls: an optional space, then a name starts with this byte. */
+static int call_name_start(const grammar *g, grammar_frame *f, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    f->sp = 0;
+    f->phase = C_NAME;
+    f->cand = all_bits(g->n_funcs);
+    f->pos = 0;
+    return call_name_byte(g, f, b);
+}
+
+/* Inside an argument name (pn: the function's parameters): '=' ends a complete name and
+ * starts its value's frame, any other byte narrows the names not given yet. */
+static int call_key_byte(grammar_stack *st, grammar_frame *f, const gnode *pn, unsigned char b) {
+    if (b == '=') {
+        int k = exact(pn->keys, f->cand, f->pos);
+        if (k < 0) return R_REJECT;
+        f->seen |= 1ull << k;
+        f->phase = C_ARGAFTER;
+        return push(st, F_VALUE, pn->prop_node[k], 0) ? R_OK : R_REJECT;
+    }
+    uint64_t c = narrow(pn->keys, f->cand, f->pos, b);
+    if (!c) return R_REJECT;
+    f->cand = c;
+    f->pos++;
+    return R_OK;
+}
+
+/* After '(' (C_ARGFIRST) or ',' (C_ARGNEXT): an optional space, ')' (only right after '(',
+ * when nothing is required), or the first byte of an argument name. */
+static int call_arg_start(grammar_stack *st, grammar_frame *f, const gnode *pn, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    f->sp = 0;
+    if (b == ')' && f->phase == C_ARGFIRST) {
+        if (pn->required & ~f->seen) return R_REJECT;
+        f->phase = C_CALLAFTER;
+        return R_OK;
+    }
+    f->cand = all_bits(pn->n_props) & ~f->seen;
+    f->pos = 0;
+    f->phase = C_KEY;
+    return call_key_byte(st, f, pn, b);
+}
+
+/* After an argument's value: ')' once every required argument is given, ',' if one is left. */
+static int call_arg_after(grammar_frame *f, const gnode *pn, unsigned char b) {
+    if (b == ')') {
+        if (pn->required & ~f->seen) return R_REJECT;
+        f->phase = C_CALLAFTER;
+        return R_OK;
+    }
+    if (b == ',' && (all_bits(pn->n_props) & ~f->seen)) {
+        f->phase = C_ARGNEXT;
+        f->sp = 1;
+        return R_OK;
+    }
+    return R_REJECT;
+}
+
+/* After a call's ')': ']' ends the list, ',' starts another call when calls may be parallel. */
+static int call_after(const grammar *g, grammar_stack *st, grammar_frame *f, unsigned char b) {
+    if (b == ']') { st->depth--; return R_OK; }
+    if (b == ',' && g->parallel) { f->phase = C_NEXTCALL; f->sp = 1; f->cur = -1; return R_OK; }
+    return R_REJECT;
+}
+
+static int step_calls(const grammar *g, grammar_stack *st, grammar_frame *f, unsigned char b) {
+    const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
+    switch (f->phase) {
+    case C_OPEN:
+        if (b != '[') return R_REJECT;
+        f->phase = C_NEXTCALL;
+        return R_OK;
+    case C_NEXTCALL: return call_name_start(g, f, b);
+    case C_NAME: return call_name_byte(g, f, b);
+    case C_ARGFIRST:
+    case C_ARGNEXT: return call_arg_start(st, f, pn, b);
+    case C_KEY: return call_key_byte(st, f, pn, b);
+    case C_ARGAFTER: return call_arg_after(f, pn, b);
+    case C_CALLAFTER: return call_after(g, st, f, b);
+    }
+    return R_REJECT;
+}
+
 /* One byte into the top frame of a stack. May push/pop frames. */
 static int step(const grammar *g, grammar_stack *st, unsigned char b) {
     grammar_frame *f = &st->f[st->depth - 1];
     const gnode *n = &g->nodes[f->node];
     switch (f->kind) {
     case F_VALUE: return start_value(g, st, f, b);
-    case F_LIT: {
-        const char *lit = (g->python ? LIT_PY : LIT_JSON)[f->aux];
-        if ((unsigned char)lit[f->pos] != b) return R_REJECT;
-        if (!lit[++f->pos]) st->depth--;
-        return R_OK;
-    }
-    case F_ENUM: {
-        uint64_t c = narrow(n->enums, f->cand, f->pos, b);
-        if (!c) {
-            int k = exact(n->enums, f->cand, f->pos);
-            if (k < 0 || !enum_end(g, st, k)) return R_REJECT;
-            return R_POP;
-        }
-        f->cand = c;
-        f->pos++;
-        int k = exact(n->enums, c, f->pos);
-        if (k >= 0 && !longer(n->enums, c, f->pos)) {
-            if (!enum_end(g, st, k)) return R_REJECT;
-            st->depth--;
-        }
-        return R_OK;
-    }
+    case F_LIT: return step_lit(g, st, f, b);
+    case F_ENUM: return step_enum(g, st, f, n, b);
     case F_STR: return step_str(g, st, f, n, b);
     case F_NUM: return step_num(n, f, b);
-    case F_OBJ:
-        switch (f->phase) {
-        case O_FIRST:
-        case O_NEXT:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            if (b == '}' && f->phase == O_FIRST) {
-                if (n->required & ~f->seen) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (b != '"') return R_REJECT;
-            if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
-            /* with additional keys allowed, track every declared key to refuse duplicates */
-            f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen : all_bits(n->n_props);
-            f->phase = O_KEY;
-            f->pos = 0;
-            f->sp = 0;
-            f->aux = 0;
-            return R_OK;
-        case O_KEY: {
-            if (b == '"' && !f->aux) {
-                int k = exact(n->keys, f->cand, f->pos);
-                if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
-                if (k < 0 && n->additional < 0) return R_REJECT;
-                f->cur = (int16_t)k;
-                f->phase = O_COLON;
-                return R_OK;
-            }
-            if (b < 0x20 || b == 0x7f) return R_REJECT;
-            uint64_t c = narrow(n->keys, f->cand, f->pos, b);
-            if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
-            /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
-            if (!f->aux) { if (b == '\\') f->aux = 1; }
-            else if (f->aux == 1) {
-                if (b == 'u') f->aux = 5;
-                else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
-                else f->aux = 0;
-            } else {
-                if (hexval(b) < 0) return R_REJECT;
-                f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
-            }
-            f->cand = c;
-            if (f->pos < 0xffff) f->pos++;
-            return R_OK;
-        }
-        case O_COLON: {
-            if (b != ':') return R_REJECT;
-            int child = f->cur >= 0 ? n->prop_node[f->cur] : n->additional;
-            if (f->cur >= 0) f->seen |= 1ull << f->cur;
-            f->phase = O_AFTER;
-            return push(st, F_VALUE, child, 1) ? R_OK : R_REJECT;
-        }
-        case O_AFTER:
-            if (b == '}') {
-                if (n->required & ~f->seen) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (b == ',') {
-                if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
-                f->phase = O_NEXT;
-                f->sp = 1;
-                return R_OK;
-            }
-            return R_REJECT;
-        }
-        return R_REJECT;
-    case F_ARR:
-        switch (f->phase) {
-        case A_FIRST:
-        case A_NEXT:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            if (b == ']' && f->phase == A_FIRST) {
-                if (!arr_can_close(n, f)) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (!arr_can_add(n, f)) return R_REJECT;
-            f->phase = A_AFTER;
-            f->sp = 0;
-            if (!push(st, F_VALUE, item_node(n, (int)f->count++), 0)) return R_REJECT;
-            return R_AGAIN;
-        case A_AFTER:
-            if (b == ']') {
-                if (!arr_can_close(n, f)) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (b == ',') {
-                if (!arr_can_add(n, f)) return R_REJECT;
-                f->phase = A_NEXT;
-                f->sp = 1;
-                return R_OK;
-            }
-            return R_REJECT;
-        }
-        return R_REJECT;
-    case F_CALLS: {
-        const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
-        switch (f->phase) {
-        case C_OPEN:
-            if (b != '[') return R_REJECT;
-            f->phase = C_NEXTCALL;
-            return R_OK;
-        case C_NEXTCALL:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            f->sp = 0;
-            f->phase = C_NAME;
-            f->cand = all_bits(g->n_funcs);
-            f->pos = 0;
-            /* fall through */
-        case C_NAME: {
-            if (b == '(') {
-                int k = exact(g->func_names, f->cand, f->pos);
-                if (k < 0) return R_REJECT;
-                f->cur = (int16_t)k;
-                f->seen = 0;
-                f->phase = C_ARGFIRST;
-                return R_OK;
-            }
-            uint64_t c = narrow(g->func_names, f->cand, f->pos, b);
-            if (!c) return R_REJECT;
-            f->cand = c;
-            f->pos++;
-            return R_OK;
-        }
-        case C_ARGFIRST:
-        case C_ARGNEXT:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            f->sp = 0;
-            if (b == ')' && f->phase == C_ARGFIRST) {
-                if (pn->required & ~f->seen) return R_REJECT;
-                f->phase = C_CALLAFTER;
-                return R_OK;
-            }
-            f->cand = all_bits(pn->n_props) & ~f->seen;
-            f->pos = 0;
-            f->phase = C_KEY;
-            /* fall through */
-        case C_KEY: {
-            if (b == '=') {
-                int k = exact(pn->keys, f->cand, f->pos);
-                if (k < 0) return R_REJECT;
-                f->seen |= 1ull << k;
-                f->phase = C_ARGAFTER;
-                return push(st, F_VALUE, pn->prop_node[k], 0) ? R_OK : R_REJECT;
-            }
-            uint64_t c = narrow(pn->keys, f->cand, f->pos, b);
-            if (!c) return R_REJECT;
-            f->cand = c;
-            f->pos++;
-            return R_OK;
-        }
-        case C_ARGAFTER:
-            if (b == ')') {
-                if (pn->required & ~f->seen) return R_REJECT;
-                f->phase = C_CALLAFTER;
-                return R_OK;
-            }
-            if (b == ',' && (all_bits(pn->n_props) & ~f->seen)) {
-                f->phase = C_ARGNEXT;
-                f->sp = 1;
-                return R_OK;
-            }
-            return R_REJECT;
-        case C_CALLAFTER:
-            if (b == ']') { st->depth--; return R_OK; }
-            if (b == ',' && g->parallel) { f->phase = C_NEXTCALL; f->sp = 1; f->cur = -1; return R_OK; }
-            return R_REJECT;
-        }
-        return R_REJECT;
-    }
+    case F_OBJ: return step_obj(g, st, f, n, b);
+    case F_ARR: return step_arr(st, f, n, b);
+    case F_CALLS: return step_calls(g, st, f, b);
     }
     return R_REJECT;
 }
