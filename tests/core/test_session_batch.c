@@ -1,18 +1,25 @@
 /* test_session_batch.c — the session API of src/core/session.c seen from outside (include/lfm2c.h
- * only), on the fixture models of tests/data (dense and MoE, F32 and quantized): several sessions
- * decoded in one lfm2c_decode_batch call give bitwise the logits each gives alone (sessions at
- * different positions, batches that span several forward calls, items with no tokens); truncating
- * to k tokens (with, without and with stale checkpoints) and re-feeding gives bitwise the logits
- * of a fresh prefill; lfm2c_session_copy gives an independent session; bad arguments are refused
- * with an error code and leave every session as it was. (Prefix reuse lives in test_session.c.) */
+ * only), on the fixture models of tests/data (dense and MoE, F32 and quantized; F16, F32 and Q8_0
+ * KV caches): several sessions decoded in one lfm2c_decode_batch call give bitwise the logits
+ * each gives alone (sessions at different positions, batches that span several forward calls,
+ * items with no tokens); truncating to k tokens (with, without and with stale checkpoints) and
+ * re-feeding gives bitwise the logits of a fresh prefill; lfm2c_session_copy gives an independent
+ * session; bad arguments are refused with an error code and leave every session as it was.
+ * (Prefix reuse lives in test_session.c.) */
 #include "lfm2c.h"
 #include "test.h"
 
 #include <stdint.h>
 #include <string.h>
 
-static const char *MODELS[] = {"lfm2-tiny-dense-f32", "lfm2-tiny-moe-f32", "lfm2-tiny-moe-q8_0",
-                               "lfm2-kq-moe-q4_k_m"};
+/* every dense F32 and MoE fixture, with the default F16 KV cache and the other cache types */
+static const struct { const char *name; int kv; } MODELS[] = {
+    {"lfm2-tiny-dense-f32", LFM2C_KV_F16}, {"lfm2-tiny-dense-f32", LFM2C_KV_F32},
+    {"lfm2-tiny-moe-f32", LFM2C_KV_F16},   {"lfm2-tiny-moe-q8_0", LFM2C_KV_F16},
+    {"lfm2-tiny-moe-q4_0", LFM2C_KV_F16},  {"lfm2-kq-moe-q4_k_m", LFM2C_KV_F16},
+    {"lfm2-kq-moe-q4_k_m", LFM2C_KV_Q8_0}, {"lfm2-kq-moe-q5_k_m", LFM2C_KV_F16},
+    {"lfm2-kq-moe-q6_k", LFM2C_KV_F32},
+};
 
 static int V;   /* vocabulary of the model under test */
 
@@ -351,17 +358,19 @@ int main(void) {
     lfm2c_model *other = lfm2c_model_open(DATA("lfm2-tiny-dense-q8_0.gguf"), &p, &err);
     CHECK(other != NULL, "open: %s", err.msg);
     for (int i = 0; i < n_models && other; i++) {
-        char path[256];
-        snprintf(path, sizeof path, DATA("%s.gguf"), MODELS[i]);
+        char path[256], name[128];
+        snprintf(path, sizeof path, DATA("%s.gguf"), MODELS[i].name);
+        snprintf(name, sizeof name, "%s kv %s", MODELS[i].name, lfm2c_kv_type_name(MODELS[i].kv));
+        p.type_k = p.type_v = MODELS[i].kv;
         lfm2c_model *m = lfm2c_model_open(path, &p, &err);
-        CHECK(m != NULL, "%s: %s", path, err.msg);
+        CHECK(m != NULL, "%s: %s", name, err.msg);
         if (!m) continue;
         V = lfm2c_model_get_info(m)->n_vocab;
-        check_batch_equals_alone(m, MODELS[i]);
-        check_long_batch(m, MODELS[i]);
-        check_truncate(m, MODELS[i]);
-        check_copy(m, MODELS[i]);
-        check_bad_arguments(m, other, MODELS[i]);
+        check_batch_equals_alone(m, name);
+        check_long_batch(m, name);
+        check_truncate(m, name);
+        check_copy(m, name);
+        check_bad_arguments(m, other, name);
         lfm2c_model_free(m);
     }
     lfm2c_model_free(other);
