@@ -3,6 +3,7 @@
  * carries none. All three go through the same Jinja interpreter (jinja.c); the built-in format is
  * just the official LFM2 template text kept here. */
 #include "lfm2c.h"
+#include "core/error.h"
 #include "chat/jinja.h"
 
 #include <stdio.h>
@@ -12,12 +13,6 @@
 /* The LFM2 chat template (spec section 6.1), as published with the LFM2 models; the same text
  * synth embeds in synthetic models. */
 #include "chat/lfm2_chat_template.h"
-
-static void set_err(lfm2c_error *err, int code, const char *fmt, const char *a, const char *b) {
-    if (!err) return;
-    err->code = code;
-    snprintf(err->msg, sizeof err->msg, fmt, a, b);
-}
 
 const char *lfm2c_chat_builtin_template(void) { return LFM2_CHAT_TEMPLATE; }
 
@@ -30,7 +25,7 @@ static json_t *parse_json(const char *text, const char *what, lfm2c_error *err) 
         snprintf(where, sizeof where, "line %d column %d", je.line, je.column);
         char msg[300];
         snprintf(msg, sizeof msg, "%s (%s)", je.text, where);
-        set_err(err, LFM2C_EINVAL, "bad %s JSON: %s", what, msg);
+        lfm2c_set_error(err, LFM2C_EINVAL, "bad %s JSON: %s", what, msg);
     }
     return j;
 }
@@ -54,7 +49,7 @@ static char *render_template(const char *template_src, const char *messages_json
                              const lfm2c_template_limits *limits, lfm2c_error *err) {
     if (!template_src) template_src = LFM2_CHAT_TEMPLATE;
     if (!messages_json) {
-        set_err(err, LFM2C_EINVAL, "%s%s", "no messages given", "");
+        lfm2c_set_error(err, LFM2C_EINVAL, "no messages given");
         return NULL;
     }
     json_t *msgs = parse_json(messages_json, "messages", err);
@@ -70,7 +65,7 @@ static char *render_template(const char *template_src, const char *messages_json
         msgs = m;
     }
     if (!json_is_array(msgs)) {
-        set_err(err, LFM2C_EINVAL, "%s%s", "messages must be a JSON array of {\"role\", \"content\"} objects", "");
+        lfm2c_set_error(err, LFM2C_EINVAL, "messages must be a JSON array of {\"role\", \"content\"} objects");
         json_decref(msgs);
         json_decref(tools_in);
         return NULL;
@@ -82,7 +77,7 @@ static char *render_template(const char *template_src, const char *messages_json
         if (!tools) { json_decref(msgs); return NULL; }
     }
     if (tools && !json_is_array(tools) && !json_is_null(tools)) {
-        set_err(err, LFM2C_EINVAL, "%s%s", "tools must be a JSON array", "");
+        lfm2c_set_error(err, LFM2C_EINVAL, "tools must be a JSON array");
         json_decref(msgs);
         json_decref(tools);
         return NULL;
@@ -145,7 +140,7 @@ char *lfm2c_chat_render_limited(const lfm2c_model *model, const char *template_s
     const lfm2c_model_info *info = lfm2c_model_get_info(model);
     char *bos = token_text(model, info->bos_id), *eos = token_text(model, info->eos_id);
     char *out = NULL;
-    if (!bos || !eos) set_err(err, LFM2C_ENOMEM, "%s%s", "out of memory", "");
+    if (!bos || !eos) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
     else out = render_template(template_src, messages_json, tools_json, add_generation_prompt, bos, eos, limits, err);
     free(bos);
     free(eos);

@@ -29,6 +29,7 @@
  * Regular expressions (pattern, format) are parsed from the ECMA-262 subset schemas use and
  * compiled to a DFA over code points (see the regex section); strings carry the DFA state. */
 #include "chat/grammar.h"
+#include "core/error.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -75,15 +76,26 @@ typedef struct rxc {
     rast *ast; int n_ast, cap_ast;
     rcls *cls; int n_cls, cap_cls;
     rnst *nfa; int n_nfa, cap_nfa;
-    char *err; size_t errcap;
+    lfm2c_error *err; bool failed;   /* failed: a message is set */
     int depth;
 } rxc;
 
+/* Sets the message of a pattern that cannot be compiled; returns -1. */
+static int rx_fail(rxc *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int rx_fail(rxc *x, const char *fmt, ...) {
+    char msg[sizeof x->err->msg];
     va_list ap;
     va_start(ap, fmt);
-    if (x->err && x->errcap) vsnprintf(x->err, x->errcap, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    lfm2c_set_error(x->err, LFM2C_EINVAL, "%s", msg);
+    x->failed = true;
+    return -1;
+}
+
+static int rx_oom(rxc *x) {
+    lfm2c_set_error(x->err, LFM2C_ENOMEM, "out of memory");
+    x->failed = true;
     return -1;
 }
 
@@ -92,7 +104,7 @@ static int rx_node(rxc *x, int type, int a, int b) {
     if (x->n_ast == x->cap_ast) {
         int nc = x->cap_ast ? 2 * x->cap_ast : 64;
         rast *na = realloc(x->ast, (size_t)nc * sizeof *na);
-        if (!na) return rx_fail(x, "out of memory");
+        if (!na) return rx_oom(x);
         x->ast = na; x->cap_ast = nc;
     }
     x->ast[x->n_ast] = (rast){type, a, b, 0, 0, -1};
@@ -104,7 +116,7 @@ static int cls_new(rxc *x) {
     if (x->n_cls == x->cap_cls) {
         int nc = x->cap_cls ? 2 * x->cap_cls : 32;
         rcls *n = realloc(x->cls, (size_t)nc * sizeof *n);
-        if (!n) return rx_fail(x, "out of memory");
+        if (!n) return rx_oom(x);
         x->cls = n; x->cap_cls = nc;
     }
     x->cls[x->n_cls] = (rcls){NULL, 0};
@@ -115,7 +127,7 @@ static int cls_add(rxc *x, int c, uint32_t lo, uint32_t hi) {
     rcls *k = &x->cls[c];
     if (k->n % 16 == 0) {
         rxrange *n = realloc(k->r, (size_t)(k->n + 16) * sizeof *n);
-        if (!n) return rx_fail(x, "out of memory");
+        if (!n) return rx_oom(x);
         k->r = n;
     }
     k->r[k->n++] = (rxrange){lo, hi};
@@ -409,7 +421,7 @@ static int nfa_new(rxc *x, int type, int out1, int out2, int cls) {
     if (x->n_nfa == x->cap_nfa) {
         int nc = x->cap_nfa ? 2 * x->cap_nfa : 256;
         rnst *n = realloc(x->nfa, (size_t)nc * sizeof *n);
-        if (!n) return rx_fail(x, "out of memory");
+        if (!n) return rx_oom(x);
         x->nfa = n; x->cap_nfa = nc;
     }
     x->nfa[x->n_nfa] = (rnst){type, out1, out2, cls};
@@ -676,20 +688,18 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
         b.first[b.n] = b.n_edges;
         d = dfa_prune(b.n, b.first, b.edges, b.accept);
         if (!d) rx_fail(x, "pattern can never match (or out of memory)");
-    } else if (x->err && !x->err[0]) rx_fail(x, "out of memory");
+    } else if (!x->failed) rx_oom(x);
     free(stack); free(tmp); free(acc); free(cur); free(bounds);
     free(b.sets); free(b.hash); free(b.edges); free(b.first); free(b.accept);
     return d;
 }
 
 /* A compiled pattern; anchored=false means "contains a match" (JSON Schema's rule). */
-static rdfa *regex_compile(const char *pat, size_t len, char *err, size_t errcap) {
+static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
     rxc x = {0};
     x.p = pat;
     x.end = pat + len;
     x.err = err;
-    x.errcap = errcap;
-    if (err && errcap) err[0] = 0;
     rdfa *d = NULL;
     int ast = rx_alt(&x);
     if (ast >= 0 && x.p < x.end) ast = rx_fail(&x, "pattern: unbalanced ')'");
@@ -881,16 +891,25 @@ struct grammar {
 
 typedef struct refent { char *ptr; int node; } refent;
 typedef struct compiler {
-    grammar *g; char *err; size_t errcap; int cap;
+    grammar *g; lfm2c_error *err; int cap;
     json_t *root;            /* document $ref pointers resolve in */
     refent refs[MAX_REFS]; int n_refs;
 } compiler;
 
+/* Sets the message of a schema that cannot be compiled; returns -1. */
+static int fail(compiler *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(compiler *c, const char *fmt, ...) {
+    char msg[sizeof c->err->msg];
     va_list ap;
     va_start(ap, fmt);
-    if (c->err && c->errcap) vsnprintf(c->err, c->errcap, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    lfm2c_set_error(c->err, LFM2C_EINVAL, "%s", msg);
+    return -1;
+}
+
+static int oom(compiler *c) {
+    lfm2c_set_error(c->err, LFM2C_ENOMEM, "out of memory");
     return -1;
 }
 
@@ -900,7 +919,7 @@ static int new_node(compiler *c) {
     if (g->n_nodes == c->cap) {
         int ncap = c->cap ? 2 * c->cap : 16;
         gnode *nn = realloc(g->nodes, (size_t)ncap * sizeof *nn);
-        if (!nn) return fail(c, "out of memory");
+        if (!nn) return oom(c);
         g->nodes = nn;
         c->cap = ncap;
     }
@@ -929,15 +948,15 @@ static int canonical(compiler *c, json_t *v, gstr *out) {
     if (c->g->python && (json_is_boolean(v) || json_is_null(v))) {
         const char *t = json_is_null(v) ? "None" : json_is_true(v) ? "True" : "False";
         *out = dup_str(t, (int)strlen(t));
-        return out->s ? 0 : fail(c, "out of memory");
+        return out->s ? 0 : oom(c);
     }
     if (c->g->python && (json_is_array(v) || json_is_object(v)))
         return fail(c, "tool parameter enum/const values must be scalars");
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s) return fail(c, "out of memory");
+    if (!s) return oom(c);
     *out = dup_str(s, (int)strlen(s));
     free(s);
-    return out->s ? 0 : fail(c, "out of memory");
+    return out->s ? 0 : oom(c);
 }
 
 static int escaped_key(compiler *c, const char *key, gstr *out) {
@@ -945,10 +964,10 @@ static int escaped_key(compiler *c, const char *key, gstr *out) {
     if (!js) return fail(c, "property name is not valid UTF-8");
     char *s = json_dumps(js, JSON_ENCODE_ANY);
     json_decref(js);
-    if (!s) return fail(c, "out of memory");
+    if (!s) return oom(c);
     *out = dup_str(s + 1, (int)strlen(s) - 2);
     free(s);
-    return out->s ? 0 : fail(c, "out of memory");
+    return out->s ? 0 : oom(c);
 }
 
 static int type_bit(const char *t) {
@@ -1125,7 +1144,7 @@ static int compile_ref(compiler *c, const char *ref, int depth) {
     int id = new_node(c);
     if (id < 0) return -1;
     char *p = strdup(ref);
-    if (!p) return fail(c, "out of memory");
+    if (!p) return oom(c);
     c->refs[c->n_refs++] = (refent){p, id};
     return compile_into(c, t, id, depth + 1) < 0 ? -1 : id;
 }
@@ -1212,15 +1231,15 @@ static int compile_string(compiler *c, json_t *s, int id) {
     if (fmt && !frx && !pat)
         return fail(c, "schema 'format' \"%s\" is not supported", json_string_value(fmt));
     if (fmt && !strcmp(json_string_value(fmt), "hostname") && (N.max_len < 0 || N.max_len > 253)) N.max_len = 253;
-    char rerr[200];
+    lfm2c_error rerr = {0};   /* the pattern's message, cut to 199 bytes inside the schema's */
     rdfa *a = NULL, *b = NULL;
     if (pat) {
-        a = regex_compile(json_string_value(pat), json_string_length(pat), rerr, sizeof rerr);
-        if (!a) return fail(c, "schema 'pattern' %s: %s", json_string_value(pat), rerr);
+        a = regex_compile(json_string_value(pat), json_string_length(pat), &rerr);
+        if (!a) return fail(c, "schema 'pattern' %s: %.199s", json_string_value(pat), rerr.msg);
     }
     if (frx) {
-        b = regex_compile(frx, strlen(frx), rerr, sizeof rerr);
-        if (!b) { dfa_free(a); return fail(c, "format %s: %s", json_string_value(fmt), rerr); }
+        b = regex_compile(frx, strlen(frx), &rerr);
+        if (!b) { dfa_free(a); return fail(c, "format %s: %.199s", json_string_value(fmt), rerr.msg); }
     }
     if (a && b) {
         N.rx = dfa_product(a, b);
@@ -1241,7 +1260,7 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
         if (n > MAX_PROPS) return fail(c, "more than %d properties in one object", MAX_PROPS);
         N.keys = calloc((size_t)n + 1, sizeof(gstr));
         N.prop_node = calloc((size_t)n + 1, sizeof(int));
-        if (!N.keys || !N.prop_node) return fail(c, "out of memory");
+        if (!N.keys || !N.prop_node) return oom(c);
         const char *key;
         json_t *sub;
         json_object_foreach(props, key, sub) {
@@ -1312,7 +1331,7 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
         if (!json_is_array(prefix) || json_array_size(prefix) > MAX_PREFIX)
             return fail(c, "'prefixItems' must be an array of at most %d schemas", MAX_PREFIX);
         int n = (int)json_array_size(prefix);
-        if (!(N.prefix = calloc((size_t)n + 1, sizeof(int)))) return fail(c, "out of memory");
+        if (!(N.prefix = calloc((size_t)n + 1, sizeof(int)))) return oom(c);
         for (int i = 0; i < n; i++) {
             int child = compile(c, json_array_get(prefix, (size_t)i), depth + 1);
             if (child < 0) return -1;
@@ -1336,7 +1355,7 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
         gnode *in = it > 0 ? &c->g->nodes[it] : NULL;
         if (in && !in->n_enum && !in->n_any && in->types == T_BOOL) {
             in->enums = calloc(2, sizeof(gstr));
-            if (!in->enums) return fail(c, "out of memory");
+            if (!in->enums) return oom(c);
             json_t *t = json_true(), *f = json_false();
             if (canonical(c, t, &in->enums[0]) || canonical(c, f, &in->enums[1])) return -1;
             in->n_enum = 2;
@@ -1400,7 +1419,7 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
         else json_incref(any);
         int n = (int)json_array_size(any) + (json_is_true(nullable) ? 1 : 0);
         int *alts = calloc((size_t)n, sizeof(int));
-        int r = alts ? 0 : fail(c, "out of memory");
+        int r = alts ? 0 : oom(c);
         for (int i = 0; !r && i < (int)json_array_size(any); i++) {
             json_t *a = json_array_get(any, (size_t)i);
             if (json_object_size(rest)) {
@@ -1459,7 +1478,7 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
         return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM);
     if (en || cn) {
         int n = cn ? 1 : (int)json_array_size(en);
-        if (!(N.enums = calloc((size_t)n, sizeof(gstr)))) return fail(c, "out of memory");
+        if (!(N.enums = calloc((size_t)n, sizeof(gstr)))) return oom(c);
         for (int i = 0; i < n; i++) {
             if (canonical(c, cn ? cn : json_array_get(en, (size_t)i), &N.enums[N.n_enum])) return -1;
             N.n_enum++;
@@ -1489,22 +1508,28 @@ static void refs_clear(compiler *c) {
 }
 
 /* The compiler state is large: keep it off small stacks. */
-static compiler *compiler_new(char *err, size_t errcap) {
+static compiler *compiler_new(lfm2c_error *err) {
     compiler *c = calloc(1, sizeof *c);
-    if (!c) { if (err && errcap) snprintf(err, errcap, "out of memory"); return NULL; }
+    if (!c) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     c->err = err;
-    c->errcap = errcap;
     return c;
 }
 
-grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap) {
-    compiler *c = compiler_new(err, errcap);
+/* grammar.h still hands the message back in the caller's buffer (see there): the last message
+ * set, if any, whether or not the compilation failed in the end (as when the buffer was filled
+ * directly). */
+static void message_to_buffer(const lfm2c_error *e, char *buf, size_t cap) {
+    if (e->code && buf && cap) snprintf(buf, cap, "%s", e->msg);
+}
+
+static grammar *schema_grammar(const char *schema_json, lfm2c_error *err) {
+    compiler *c = compiler_new(err);
     if (!c) return NULL;
     json_error_t je;
     json_t *s = json_loads(schema_json, JSON_DECODE_ANY, &je);
     grammar *g = NULL;
     if (!s) fail(c, "schema is not valid JSON: %s", je.text);
-    else if (!(g = grammar_alloc(c))) fail(c, "out of memory");
+    else if (!(g = grammar_alloc(c))) oom(c);
     else {
         c->root = s;
         g->root = compile(c, s, 0);
@@ -1526,9 +1551,9 @@ grammar *grammar_any_object(void) {
     return g;
 }
 
-grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel,
-                            char *err, size_t errcap) {
-    compiler *c = compiler_new(err, errcap);
+static grammar *tool_calls_grammar(const char *tools_json, const char *only_name, bool parallel,
+                                   lfm2c_error *err) {
+    compiler *c = compiler_new(err);
     if (!c) return NULL;
     json_error_t je;
     json_t *tools = json_loads(tools_json, 0, &je);
@@ -1537,12 +1562,12 @@ grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool 
         fail(c, "'tools' must be an array of 1..%d functions", MAX_PROPS);
         goto bad;
     }
-    if (!(g = grammar_alloc(c))) { fail(c, "out of memory"); goto bad; }
+    if (!(g = grammar_alloc(c))) { oom(c); goto bad; }
     g->python = g->calls = true;
     g->parallel = parallel;
     g->func_names = calloc(json_array_size(tools), sizeof(gstr));
     g->func_node = calloc(json_array_size(tools), sizeof(int));
-    if (!g->func_names || !g->func_node) { fail(c, "out of memory"); goto bad; }
+    if (!g->func_names || !g->func_node) { oom(c); goto bad; }
     size_t i;
     json_t *t;
     json_array_foreach(tools, i, t) {
@@ -1556,8 +1581,8 @@ grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool 
         c->root = params;
         if (params) {
             if ((node = compile(c, params, 1)) < 0) {
-                char tmp[256];
-                snprintf(tmp, sizeof tmp, "%s", err ? err : "");
+                char tmp[256];   /* the schema's message, with the tool named in front */
+                snprintf(tmp, sizeof tmp, "%.255s", err ? err->msg : "");
                 fail(c, "tool '%s': %s", name, tmp);
                 goto bad;
             }
@@ -1584,6 +1609,20 @@ bad:
     refs_clear(c);
     free(c);
     return NULL;
+}
+
+grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap) {
+    lfm2c_error e = {0};
+    grammar *g = schema_grammar(schema_json, &e);
+    message_to_buffer(&e, err, errcap);
+    return g;
+}
+
+grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel, char *err, size_t errcap) {
+    lfm2c_error e = {0};
+    grammar *g = tool_calls_grammar(tools_json, only_name, parallel, &e);
+    message_to_buffer(&e, err, errcap);
+    return g;
 }
 
 void grammar_free(grammar *g) {
@@ -1968,208 +2007,273 @@ static bool arr_can_add(const gnode *n, const grammar_frame *f) {
     return item_node(n, (int)f->count) >= 0;
 }
 
+/* A literal (null/true/false, or None/True/False in Python mode): the next byte of its text. */
+static int step_lit(const grammar *g, grammar_stack *st, grammar_frame *f, unsigned char b) {
+    const char *lit = (g->python ? LIT_PY : LIT_JSON)[f->aux];
+    if ((unsigned char)lit[f->pos] != b) return R_REJECT;
+    if (!lit[++f->pos]) st->depth--;
+    return R_OK;
+}
+
+/* An enum value: b narrows the candidate texts; a byte that no candidate continues ends the
+ * value (R_POP) when one candidate is complete; the only complete candidate ends it at once. */
+static int step_enum(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    uint64_t c = narrow(n->enums, f->cand, f->pos, b);
+    if (!c) {
+        int k = exact(n->enums, f->cand, f->pos);
+        if (k < 0 || !enum_end(g, st, k)) return R_REJECT;
+        return R_POP;
+    }
+    f->cand = c;
+    f->pos++;
+    int k = exact(n->enums, c, f->pos);
+    if (k >= 0 && !longer(n->enums, c, f->pos)) {
+        if (!enum_end(g, st, k)) return R_REJECT;
+        st->depth--;
+    }
+    return R_OK;
+}
+
+/* After '{' (O_FIRST) or ',' (O_NEXT): an optional space, '}' (only right after '{') or the
+ * opening quote of a key that may still come. */
+static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (b == '}' && f->phase == O_FIRST) {
+        if (n->required & ~f->seen) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (b != '"') return R_REJECT;
+    if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+    /* with additional keys allowed, track every declared key to refuse duplicates */
+    f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen : all_bits(n->n_props);
+    f->phase = O_KEY;
+    f->pos = 0;
+    f->sp = 0;
+    f->aux = 0;
+    return R_OK;
+}
+
+/* Inside a key: the closing quote picks the declared key (or an additional one), any other
+ * byte narrows the declared keys and follows escapes. */
+static int obj_key_byte(const grammar *g, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b == '"' && !f->aux) {
+        int k = exact(n->keys, f->cand, f->pos);
+        if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
+        if (k < 0 && n->additional < 0) return R_REJECT;
+        f->cur = (int16_t)k;
+        f->phase = O_COLON;
+        return R_OK;
+    }
+    if (b < 0x20 || b == 0x7f) return R_REJECT;
+    uint64_t c = narrow(n->keys, f->cand, f->pos, b);
+    if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
+    /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
+    if (!f->aux) { if (b == '\\') f->aux = 1; }
+    else if (f->aux == 1) {
+        if (b == 'u') f->aux = 5;
+        else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
+        else f->aux = 0;
+    } else {
+        if (hexval(b) < 0) return R_REJECT;
+        f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
+    }
+    f->cand = c;
+    if (f->pos < 0xffff) f->pos++;
+    return R_OK;
+}
+
+/* After a key: the colon, then the property's value (or the additional value) as a new frame. */
+static int obj_colon(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b != ':') return R_REJECT;
+    int child = f->cur >= 0 ? n->prop_node[f->cur] : n->additional;
+    if (f->cur >= 0) f->seen |= 1ull << f->cur;
+    f->phase = O_AFTER;
+    return push(st, F_VALUE, child, 1) ? R_OK : R_REJECT;
+}
+
+/* After a member's value: '}' once every required key is seen, or ',' if a key may follow. */
+static int obj_after_value(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b == '}') {
+        if (n->required & ~f->seen) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (b == ',') {
+        if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+        f->phase = O_NEXT;
+        f->sp = 1;
+        return R_OK;
+    }
+    return R_REJECT;
+}
+
+static int step_obj(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    switch (f->phase) {
+    case O_FIRST:
+    case O_NEXT: return obj_key_open(st, f, n, b);
+    case O_KEY: return obj_key_byte(g, f, n, b);
+    case O_COLON: return obj_colon(st, f, n, b);
+    case O_AFTER: return obj_after_value(st, f, n, b);
+    }
+    return R_REJECT;
+}
+
+/* After '[' (A_FIRST) or ',' (A_NEXT): an optional space, ']' (only right after '['), or the
+ * first byte of the next item, which goes to the item's new frame (R_AGAIN). */
+static int arr_item_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (b == ']' && f->phase == A_FIRST) {
+        if (!arr_can_close(n, f)) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (!arr_can_add(n, f)) return R_REJECT;
+    f->phase = A_AFTER;
+    f->sp = 0;
+    if (!push(st, F_VALUE, item_node(n, (int)f->count++), 0)) return R_REJECT;
+    return R_AGAIN;
+}
+
+/* After an item: ']' when enough items were given, ',' when another may come. */
+static int arr_after_item(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    if (b == ']') {
+        if (!arr_can_close(n, f)) return R_REJECT;
+        st->depth--;
+        return R_OK;
+    }
+    if (b == ',') {
+        if (!arr_can_add(n, f)) return R_REJECT;
+        f->phase = A_NEXT;
+        f->sp = 1;
+        return R_OK;
+    }
+    return R_REJECT;
+}
+
+static int step_arr(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    switch (f->phase) {
+    case A_FIRST:
+    case A_NEXT: return arr_item_open(st, f, n, b);
+    case A_AFTER: return arr_after_item(st, f, n, b);
+    }
+    return R_REJECT;
+}
+
+/* Python-style calls `[name(key=value, ...), ...]`: inside a function name, '(' ends a name
+ * that is complete, any other byte narrows the names. */
+static int call_name_byte(const grammar *g, grammar_frame *f, unsigned char b) {
+    if (b == '(') {
+        int k = exact(g->func_names, f->cand, f->pos);
+        if (k < 0) return R_REJECT;
+        f->cur = (int16_t)k;
+        f->seen = 0;
+        f->phase = C_ARGFIRST;
+        return R_OK;
+    }
+    uint64_t c = narrow(g->func_names, f->cand, f->pos, b);
+    if (!c) return R_REJECT;
+    f->cand = c;
+    f->pos++;
+    return R_OK;
+}
+
+/* After '[' or ',' between calls: an optional space, then a name starts with this byte. */
+static int call_name_start(const grammar *g, grammar_frame *f, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    f->sp = 0;
+    f->phase = C_NAME;
+    f->cand = all_bits(g->n_funcs);
+    f->pos = 0;
+    return call_name_byte(g, f, b);
+}
+
+/* Inside an argument name (pn: the function's parameters): '=' ends a complete name and
+ * starts its value's frame, any other byte narrows the names not given yet. */
+static int call_key_byte(grammar_stack *st, grammar_frame *f, const gnode *pn, unsigned char b) {
+    if (b == '=') {
+        int k = exact(pn->keys, f->cand, f->pos);
+        if (k < 0) return R_REJECT;
+        f->seen |= 1ull << k;
+        f->phase = C_ARGAFTER;
+        return push(st, F_VALUE, pn->prop_node[k], 0) ? R_OK : R_REJECT;
+    }
+    uint64_t c = narrow(pn->keys, f->cand, f->pos, b);
+    if (!c) return R_REJECT;
+    f->cand = c;
+    f->pos++;
+    return R_OK;
+}
+
+/* After '(' (C_ARGFIRST) or ',' (C_ARGNEXT): an optional space, ')' (only right after '(',
+ * when nothing is required), or the first byte of an argument name. */
+static int call_arg_start(grammar_stack *st, grammar_frame *f, const gnode *pn, unsigned char b) {
+    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    f->sp = 0;
+    if (b == ')' && f->phase == C_ARGFIRST) {
+        if (pn->required & ~f->seen) return R_REJECT;
+        f->phase = C_CALLAFTER;
+        return R_OK;
+    }
+    f->cand = all_bits(pn->n_props) & ~f->seen;
+    f->pos = 0;
+    f->phase = C_KEY;
+    return call_key_byte(st, f, pn, b);
+}
+
+/* After an argument's value: ')' once every required argument is given, ',' if one is left. */
+static int call_arg_after(grammar_frame *f, const gnode *pn, unsigned char b) {
+    if (b == ')') {
+        if (pn->required & ~f->seen) return R_REJECT;
+        f->phase = C_CALLAFTER;
+        return R_OK;
+    }
+    if (b == ',' && (all_bits(pn->n_props) & ~f->seen)) {
+        f->phase = C_ARGNEXT;
+        f->sp = 1;
+        return R_OK;
+    }
+    return R_REJECT;
+}
+
+/* After a call's ')': ']' ends the list, ',' starts another call when calls may be parallel. */
+static int call_after(const grammar *g, grammar_stack *st, grammar_frame *f, unsigned char b) {
+    if (b == ']') { st->depth--; return R_OK; }
+    if (b == ',' && g->parallel) { f->phase = C_NEXTCALL; f->sp = 1; f->cur = -1; return R_OK; }
+    return R_REJECT;
+}
+
+static int step_calls(const grammar *g, grammar_stack *st, grammar_frame *f, unsigned char b) {
+    const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
+    switch (f->phase) {
+    case C_OPEN:
+        if (b != '[') return R_REJECT;
+        f->phase = C_NEXTCALL;
+        return R_OK;
+    case C_NEXTCALL: return call_name_start(g, f, b);
+    case C_NAME: return call_name_byte(g, f, b);
+    case C_ARGFIRST:
+    case C_ARGNEXT: return call_arg_start(st, f, pn, b);
+    case C_KEY: return call_key_byte(st, f, pn, b);
+    case C_ARGAFTER: return call_arg_after(f, pn, b);
+    case C_CALLAFTER: return call_after(g, st, f, b);
+    }
+    return R_REJECT;
+}
+
 /* One byte into the top frame of a stack. May push/pop frames. */
 static int step(const grammar *g, grammar_stack *st, unsigned char b) {
     grammar_frame *f = &st->f[st->depth - 1];
     const gnode *n = &g->nodes[f->node];
     switch (f->kind) {
     case F_VALUE: return start_value(g, st, f, b);
-    case F_LIT: {
-        const char *lit = (g->python ? LIT_PY : LIT_JSON)[f->aux];
-        if ((unsigned char)lit[f->pos] != b) return R_REJECT;
-        if (!lit[++f->pos]) st->depth--;
-        return R_OK;
-    }
-    case F_ENUM: {
-        uint64_t c = narrow(n->enums, f->cand, f->pos, b);
-        if (!c) {
-            int k = exact(n->enums, f->cand, f->pos);
-            if (k < 0 || !enum_end(g, st, k)) return R_REJECT;
-            return R_POP;
-        }
-        f->cand = c;
-        f->pos++;
-        int k = exact(n->enums, c, f->pos);
-        if (k >= 0 && !longer(n->enums, c, f->pos)) {
-            if (!enum_end(g, st, k)) return R_REJECT;
-            st->depth--;
-        }
-        return R_OK;
-    }
+    case F_LIT: return step_lit(g, st, f, b);
+    case F_ENUM: return step_enum(g, st, f, n, b);
     case F_STR: return step_str(g, st, f, n, b);
     case F_NUM: return step_num(n, f, b);
-    case F_OBJ:
-        switch (f->phase) {
-        case O_FIRST:
-        case O_NEXT:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            if (b == '}' && f->phase == O_FIRST) {
-                if (n->required & ~f->seen) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (b != '"') return R_REJECT;
-            if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
-            /* with additional keys allowed, track every declared key to refuse duplicates */
-            f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen : all_bits(n->n_props);
-            f->phase = O_KEY;
-            f->pos = 0;
-            f->sp = 0;
-            f->aux = 0;
-            return R_OK;
-        case O_KEY: {
-            if (b == '"' && !f->aux) {
-                int k = exact(n->keys, f->cand, f->pos);
-                if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
-                if (k < 0 && n->additional < 0) return R_REJECT;
-                f->cur = (int16_t)k;
-                f->phase = O_COLON;
-                return R_OK;
-            }
-            if (b < 0x20 || b == 0x7f) return R_REJECT;
-            uint64_t c = narrow(n->keys, f->cand, f->pos, b);
-            if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
-            /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
-            if (!f->aux) { if (b == '\\') f->aux = 1; }
-            else if (f->aux == 1) {
-                if (b == 'u') f->aux = 5;
-                else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
-                else f->aux = 0;
-            } else {
-                if (hexval(b) < 0) return R_REJECT;
-                f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
-            }
-            f->cand = c;
-            if (f->pos < 0xffff) f->pos++;
-            return R_OK;
-        }
-        case O_COLON: {
-            if (b != ':') return R_REJECT;
-            int child = f->cur >= 0 ? n->prop_node[f->cur] : n->additional;
-            if (f->cur >= 0) f->seen |= 1ull << f->cur;
-            f->phase = O_AFTER;
-            return push(st, F_VALUE, child, 1) ? R_OK : R_REJECT;
-        }
-        case O_AFTER:
-            if (b == '}') {
-                if (n->required & ~f->seen) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (b == ',') {
-                if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
-                f->phase = O_NEXT;
-                f->sp = 1;
-                return R_OK;
-            }
-            return R_REJECT;
-        }
-        return R_REJECT;
-    case F_ARR:
-        switch (f->phase) {
-        case A_FIRST:
-        case A_NEXT:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            if (b == ']' && f->phase == A_FIRST) {
-                if (!arr_can_close(n, f)) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (!arr_can_add(n, f)) return R_REJECT;
-            f->phase = A_AFTER;
-            f->sp = 0;
-            if (!push(st, F_VALUE, item_node(n, (int)f->count++), 0)) return R_REJECT;
-            return R_AGAIN;
-        case A_AFTER:
-            if (b == ']') {
-                if (!arr_can_close(n, f)) return R_REJECT;
-                st->depth--;
-                return R_OK;
-            }
-            if (b == ',') {
-                if (!arr_can_add(n, f)) return R_REJECT;
-                f->phase = A_NEXT;
-                f->sp = 1;
-                return R_OK;
-            }
-            return R_REJECT;
-        }
-        return R_REJECT;
-    case F_CALLS: {
-        const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
-        switch (f->phase) {
-        case C_OPEN:
-            if (b != '[') return R_REJECT;
-            f->phase = C_NEXTCALL;
-            return R_OK;
-        case C_NEXTCALL:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            f->sp = 0;
-            f->phase = C_NAME;
-            f->cand = all_bits(g->n_funcs);
-            f->pos = 0;
-            /* fall through */
-        case C_NAME: {
-            if (b == '(') {
-                int k = exact(g->func_names, f->cand, f->pos);
-                if (k < 0) return R_REJECT;
-                f->cur = (int16_t)k;
-                f->seen = 0;
-                f->phase = C_ARGFIRST;
-                return R_OK;
-            }
-            uint64_t c = narrow(g->func_names, f->cand, f->pos, b);
-            if (!c) return R_REJECT;
-            f->cand = c;
-            f->pos++;
-            return R_OK;
-        }
-        case C_ARGFIRST:
-        case C_ARGNEXT:
-            if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
-            f->sp = 0;
-            if (b == ')' && f->phase == C_ARGFIRST) {
-                if (pn->required & ~f->seen) return R_REJECT;
-                f->phase = C_CALLAFTER;
-                return R_OK;
-            }
-            f->cand = all_bits(pn->n_props) & ~f->seen;
-            f->pos = 0;
-            f->phase = C_KEY;
-            /* fall through */
-        case C_KEY: {
-            if (b == '=') {
-                int k = exact(pn->keys, f->cand, f->pos);
-                if (k < 0) return R_REJECT;
-                f->seen |= 1ull << k;
-                f->phase = C_ARGAFTER;
-                return push(st, F_VALUE, pn->prop_node[k], 0) ? R_OK : R_REJECT;
-            }
-            uint64_t c = narrow(pn->keys, f->cand, f->pos, b);
-            if (!c) return R_REJECT;
-            f->cand = c;
-            f->pos++;
-            return R_OK;
-        }
-        case C_ARGAFTER:
-            if (b == ')') {
-                if (pn->required & ~f->seen) return R_REJECT;
-                f->phase = C_CALLAFTER;
-                return R_OK;
-            }
-            if (b == ',' && (all_bits(pn->n_props) & ~f->seen)) {
-                f->phase = C_ARGNEXT;
-                f->sp = 1;
-                return R_OK;
-            }
-            return R_REJECT;
-        case C_CALLAFTER:
-            if (b == ']') { st->depth--; return R_OK; }
-            if (b == ',' && g->parallel) { f->phase = C_NEXTCALL; f->sp = 1; f->cur = -1; return R_OK; }
-            return R_REJECT;
-        }
-        return R_REJECT;
-    }
+    case F_OBJ: return step_obj(g, st, f, n, b);
+    case F_ARR: return step_arr(st, f, n, b);
+    case F_CALLS: return step_calls(g, st, f, b);
     }
     return R_REJECT;
 }

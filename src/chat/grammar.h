@@ -21,7 +21,10 @@
 
 typedef struct grammar grammar; /* compiled, immutable: share it between requests */
 
-/* A JSON schema (text). NULL + message in err on an unsupported or malformed schema. */
+/* A JSON schema (text). NULL + message in err on an unsupported or malformed schema.
+ * (The two compilers hand their message back in the caller's buffer, the last place in src/chat
+ * outside core/error.h's convention: inside, the compiler uses an lfm2c_error; these signatures
+ * move to `lfm2c_error *err` together with their caller in src/serve/server.c.) */
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap);
 /* Any JSON object (response_format json_object). */
 grammar *grammar_any_object(void);

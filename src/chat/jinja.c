@@ -15,6 +15,7 @@
  * element compared or searched — and checked often, so no template can run away with a thread.
  * Sizes and indices are computed with checked arithmetic (Python ints are unbounded; ours are
  * int64, and an overflow is a clean render error, never a wrap). */
+#include "core/error.h"
 #include "chat/jinja.h"
 
 #include <ctype.h>
@@ -1524,7 +1525,7 @@ static void check_names(jfail *f, const node *x, bool soft, int depth) {
 jinja_template *jinja_parse(const char *src, size_t len, lfm2c_error *err) {
     jinja_template *volatile t = calloc(1, sizeof *t);
     if (!t) {
-        if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "out of memory"); }
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
     t->a.limit = (size_t)1 << 30;

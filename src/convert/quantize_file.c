@@ -91,185 +91,245 @@ void quantize_report_free(quantize_report *rep) {
     rep->tensors = NULL;
 }
 
-bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const quantize_file_params *p,
-                   quantize_report *rep, lfm2c_error *err) {
-    const double t0 = now_s();
-    quantize_file_params defaults = {0};
-    if (!p) p = &defaults;
-    if (rep) memset(rep, 0, sizeof *rep);
-    bool ok = false;
-    gguf_writer *w = NULL;
-    threadpool *pool = NULL;
-    int *order = NULL;
-    quant_tensor_desc *desc = NULL;
-    uint32_t *types = NULL;
-    quantize_tensor_report *tr = NULL;
-    float **f32 = NULL, **deq = NULL;
-    double *sqerr = NULL;
-    uint8_t *obuf = NULL;
-    int nth = 0;
+/* Everything one quantize_file call holds; qf_free releases it whatever was reached. */
+typedef struct qf_run {
+    const quantize_file_params *p;
+    gguf_file *g;
+    int n;                          /* tensors */
+    int *order;                     /* output position -> input tensor index */
+    quant_tensor_desc *desc;        /* in output order */
+    uint32_t *types;                /* output type of each output position */
+    quantize_tensor_report *tr;
+    int64_t max_row;                /* longest row of a converted tensor (1 if none) */
+    gguf_writer *w;
+    threadpool *pool;
+    int nth;
+    float **f32, **deq;             /* per-thread scratch (chunk_job) */
+    double *sqerr;
+    uint8_t *obuf;                  /* one output chunk */
+    uint64_t total_in, done_in, total_out;
+} qf_run;
 
-    gguf_file *g = gguf_open(in, err);
-    if (!g) return false;
-    const int n = (int)g->n_tensors;
+static void qf_free(qf_run *q) {
+    gguf_writer_free(q->w); /* removes out.tmp unless finished */
+    threadpool_free(q->pool);
+    for (int i = 0; i < q->nth; i++) {
+        if (q->f32) free(q->f32[i]);
+        if (q->deq) free(q->deq[i]);
+    }
+    free(q->f32);
+    free(q->deq);
+    free(q->sqerr);
+    free(q->obuf);
+    free(q->tr);
+    free(q->types);
+    free(q->desc);
+    free(q->order);
+    gguf_close(q->g);
+}
 
+/* The architecture's block and expert counts, which the recipe needs. */
+static bool read_layer_counts(const gguf_file *g, const char *in, int64_t *n_layer, int64_t *n_expert,
+                              lfm2c_error *err) {
     char *arch = gguf_get_string(g, "general.architecture");
-    if (!arch) { lfm2c_set_error(err, LFM2C_EFORMAT, "%s: no general.architecture key", in); goto done; }
+    if (!arch) { lfm2c_set_error(err, LFM2C_EFORMAT, "%s: no general.architecture key", in); return false; }
     char key[160];
-    int64_t n_layer = 0, n_expert = 0;
+    bool ok = true;
+    *n_layer = *n_expert = 0;
     snprintf(key, sizeof key, "%s.block_count", arch);
-    if (!gguf_get_int(g, key, &n_layer) || n_layer <= 0 || n_layer > 100000) {
+    if (!gguf_get_int(g, key, n_layer) || *n_layer <= 0 || *n_layer > 100000) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "%s: missing or bad %s", in, key);
-        goto done;
+        ok = false;
+    } else {
+        snprintf(key, sizeof key, "%s.expert_count", arch);
+        if (!gguf_get_int(g, key, n_expert) || *n_expert < 0) *n_expert = 0;
     }
-    snprintf(key, sizeof key, "%s.expert_count", arch);
-    if (!gguf_get_int(g, key, &n_expert) || n_expert < 0) n_expert = 0;
+    free(arch);
+    return ok;
+}
 
-    order = malloc((size_t)(n ? n : 1) * sizeof *order);
-    desc = malloc((size_t)(n ? n : 1) * sizeof *desc);
-    types = malloc((size_t)(n ? n : 1) * sizeof *types);
-    tr = calloc((size_t)(n ? n : 1), sizeof *tr);
-    if (!order || !desc || !types || !tr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-    for (int i = 0; i < n; i++) order[i] = i;
-    qsort_r(order, (size_t)n, sizeof *order, order_cmp, g);
+/* Puts the tensors in the output order and picks each one's type with the recipe of ft. */
+static bool plan_types(qf_run *q, const quant_ftype *ft, int64_t n_layer, int64_t n_expert, lfm2c_error *err) {
+    const int n = q->n;
+    q->order = malloc((size_t)(n ? n : 1) * sizeof *q->order);
+    q->desc = malloc((size_t)(n ? n : 1) * sizeof *q->desc);
+    q->types = malloc((size_t)(n ? n : 1) * sizeof *q->types);
+    q->tr = calloc((size_t)(n ? n : 1), sizeof *q->tr);
+    if (!q->order || !q->desc || !q->types || !q->tr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    for (int i = 0; i < n; i++) q->order[i] = i;
+    qsort_r(q->order, (size_t)n, sizeof *q->order, order_cmp, q->g);
     for (int i = 0; i < n; i++) {
-        const gguf_tensor *t = &g->tensors[order[i]];
-        desc[i] = (quant_tensor_desc){t->name, t->n_dims, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]}, t->type};
+        const gguf_tensor *t = &q->g->tensors[q->order[i]];
+        q->desc[i] = (quant_tensor_desc){t->name, t->n_dims, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]}, t->type};
     }
-    if (!quant_recipe(ft, (int)n_layer, (int)n_expert, desc, n, types, err)) goto done;
+    return quant_recipe(ft, (int)n_layer, (int)n_expert, q->desc, n, q->types, err);
+}
 
-    /* every conversion must be possible before anything is written */
-    int64_t max_row = 1;
-    for (int i = 0; i < n; i++) {
-        const gguf_tensor *t = &g->tensors[order[i]];
-        if (types[i] == t->type) continue;
+/* Every conversion must be possible before anything is written; also finds max_row. */
+static bool check_conversions(qf_run *q, lfm2c_error *err) {
+    q->max_row = 1;
+    for (int i = 0; i < q->n; i++) {
+        const gguf_tensor *t = &q->g->tensors[q->order[i]];
+        if (q->types[i] == t->type) continue;
         const ggml_type_info *ti = ggml_type_get(t->type);
         if (!ti || !ti->supported) {
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot convert from type %s", t->name, ti ? ti->name : "?");
-            goto done;
+            return false;
         }
-        if (!quantize_supported(types[i])) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot produce type %s", t->name, ggml_type_get(types[i])->name);
-            goto done;
+        if (!quantize_supported(q->types[i])) {
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot produce type %s", t->name,
+                            ggml_type_get(q->types[i])->name);
+            return false;
         }
-        if (t->ne[0] > max_row) max_row = t->ne[0];
+        if (t->ne[0] > q->max_row) q->max_row = t->ne[0];
     }
+    return true;
+}
 
-    w = gguf_writer_new();
-    if (!w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+/* The output's header: the input's keys (but the quantization ones), the new file type, the
+ * tensors with their new types. */
+static bool describe_output(qf_run *q, const quant_ftype *ft, lfm2c_error *err) {
+    const gguf_file *g = q->g;
+    q->w = gguf_writer_new();
+    if (!q->w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
     for (uint64_t i = 0; i < g->n_kv; i++)
-        if (!skip_key(g->kv[i].key) && !gguf_set_kv(w, &g->kv[i])) {
+        if (!skip_key(g->kv[i].key) && !gguf_set_kv(q->w, &g->kv[i])) {
             lfm2c_set_error(err, LFM2C_ENOMEM, "cannot copy key '%s'", g->kv[i].key);
-            goto done;
+            return false;
         }
-    if (!gguf_set_u32(w, "general.quantization_version", 2) || !gguf_set_u32(w, "general.file_type", (uint32_t)ft->id)) {
+    if (!gguf_set_u32(q->w, "general.quantization_version", 2) || !gguf_set_u32(q->w, "general.file_type", (uint32_t)ft->id)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        goto done;
+        return false;
     }
-    for (int i = 0; i < n; i++) {
-        const gguf_tensor *t = &g->tensors[order[i]];
-        if (!gguf_add_tensor(w, t->name, types[i], t->n_dims, t->ne, err)) goto done;
+    for (int i = 0; i < q->n; i++) {
+        const gguf_tensor *t = &g->tensors[q->order[i]];
+        if (!gguf_add_tensor(q->w, t->name, q->types[i], t->n_dims, t->ne, err)) return false;
     }
+    return true;
+}
 
-    pool = threadpool_new(p->n_threads);
-    if (!pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads"); goto done; }
-    nth = threadpool_size(pool);
-    int64_t rows_per_thread = CHUNK_ELEMS / nth / max_row;
+/* The thread pool, its per-thread scratch (rows of max_row floats) and the output chunk. */
+static bool start_workers(qf_run *q, lfm2c_error *err) {
+    q->pool = threadpool_new(q->p->n_threads);
+    if (!q->pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads"); return false; }
+    const int nth = threadpool_size(q->pool);
+    int64_t rows_per_thread = CHUNK_ELEMS / nth / q->max_row;
     if (rows_per_thread < 1) rows_per_thread = 1;
-    size_t scratch = (size_t)rows_per_thread * (size_t)max_row;
-    f32 = calloc((size_t)nth, sizeof *f32);
-    deq = calloc((size_t)nth, sizeof *deq);
-    sqerr = calloc((size_t)nth, sizeof *sqerr);
-    if (!f32 || !deq || !sqerr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    size_t scratch = (size_t)rows_per_thread * (size_t)q->max_row;
+    q->f32 = calloc((size_t)nth, sizeof *q->f32);
+    q->deq = calloc((size_t)nth, sizeof *q->deq);
+    q->sqerr = calloc((size_t)nth, sizeof *q->sqerr);
+    if (!q->f32 || !q->deq || !q->sqerr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    q->nth = nth;
     for (int i = 0; i < nth; i++) {
-        f32[i] = malloc(scratch * sizeof(float));
-        deq[i] = p->stats ? malloc((size_t)max_row * sizeof(float)) : NULL;
-        if (!f32[i] || (p->stats && !deq[i])) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+        q->f32[i] = malloc(scratch * sizeof(float));
+        q->deq[i] = q->p->stats ? malloc((size_t)q->max_row * sizeof(float)) : NULL;
+        if (!q->f32[i] || (q->p->stats && !q->deq[i])) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
     }
     /* output chunk: at most 4 bytes per weight (F32) */
     size_t obuf_size = (size_t)nth * scratch * 4;
     if (obuf_size < COPY_CHUNK) obuf_size = COPY_CHUNK;
-    obuf = malloc(obuf_size);
-    if (!obuf) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    q->obuf = malloc(obuf_size);
+    if (!q->obuf) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    return true;
+}
 
-    if (!gguf_writer_open(w, out, err)) goto done;
+static void report_progress(qf_run *q, const char *tensor) {
+    if (q->p->progress) q->p->progress(q->p->progress_ud, q->done_in, q->total_in, tensor);
+}
 
-    uint64_t total_in = 0, done_in = 0, total_out = 0;
-    for (int i = 0; i < n; i++) total_in += g->tensors[order[i]].nbytes;
-    for (int i = 0; i < n; i++) {
-        const gguf_tensor *t = &g->tensors[order[i]];
-        quantize_tensor_report *r = &tr[i];
+/* A tensor that keeps its type: its bytes pass through in COPY_CHUNK pieces. */
+static bool copy_tensor(qf_run *q, const gguf_tensor *t, lfm2c_error *err) {
+    for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
+        size_t k = t->nbytes - off < COPY_CHUNK ? (size_t)(t->nbytes - off) : COPY_CHUNK;
+        if (!gguf_write_data(q->w, t->data + off, k, err)) return false;
+        release_pages(q->g->map, t->data + off, k);
+        q->done_in += k;
+        report_progress(q, t->name);
+    }
+    return true;
+}
+
+/* A tensor converted to type_out in chunks of rows spread over the pool; with stats, its RMS
+ * error goes to r. */
+static bool convert_tensor(qf_run *q, const gguf_tensor *t, uint32_t type_out, quantize_tensor_report *r,
+                           lfm2c_error *err) {
+    const int nth = q->nth;
+    const int64_t npr = t->ne[0], nrows = (int64_t)(t->nbytes / ggml_row_size(t->type, npr));
+    chunk_job j = {.type_in = t->type, .type_out = type_out, .n_per_row = npr,
+                   .rows_per_thread = CHUNK_ELEMS / nth / npr, .row_in = ggml_row_size(t->type, npr),
+                   .row_out = ggml_row_size(type_out, npr), .f32 = q->f32, .deq = q->deq, .sqerr = q->sqerr,
+                   .stats = q->p->stats, .dst = q->obuf};
+    if (j.rows_per_thread < 1) j.rows_per_thread = 1;
+    for (int k = 0; k < nth; k++) q->sqerr[k] = 0;
+    for (int64_t r0 = 0; r0 < nrows; r0 += j.rows_per_thread * nth) {
+        j.nrows = nrows - r0 < j.rows_per_thread * nth ? nrows - r0 : j.rows_per_thread * nth;
+        j.src = t->data + (size_t)r0 * j.row_in;
+        threadpool_run(q->pool, chunk_work, &j);
+        if (!gguf_write_data(q->w, q->obuf, (size_t)j.nrows * j.row_out, err)) return false;
+        release_pages(q->g->map, j.src, (size_t)j.nrows * j.row_in);
+        q->done_in += (uint64_t)j.nrows * j.row_in;
+        report_progress(q, t->name);
+    }
+    if (q->p->stats) {
+        double s = 0;
+        for (int k = 0; k < nth; k++) s += q->sqerr[k];
+        r->rms_err = sqrt(s / (double)(nrows * npr));
+    }
+    return true;
+}
+
+/* Every tensor's data in output order, each noted in its report row. */
+static bool write_tensors(qf_run *q, lfm2c_error *err) {
+    q->total_in = q->done_in = q->total_out = 0;
+    for (int i = 0; i < q->n; i++) q->total_in += q->g->tensors[q->order[i]].nbytes;
+    for (int i = 0; i < q->n; i++) {
+        const gguf_tensor *t = &q->g->tensors[q->order[i]];
+        quantize_tensor_report *r = &q->tr[i];
         snprintf(r->name, sizeof r->name, "%s", t->name);
         r->type_in = t->type;
-        r->type_out = types[i];
+        r->type_out = q->types[i];
         r->n_dims = t->n_dims;
         memcpy(r->ne, t->ne, sizeof r->ne);
         r->bytes_in = t->nbytes;
-        r->bytes_out = gguf_writer_tensor_nbytes(w, (uint64_t)i);
-        r->converted = types[i] != t->type;
-        total_out += r->bytes_out;
-        if (!r->converted) { /* same type: the bytes pass through */
-            for (uint64_t off = 0; off < t->nbytes; off += COPY_CHUNK) {
-                size_t k = t->nbytes - off < COPY_CHUNK ? (size_t)(t->nbytes - off) : COPY_CHUNK;
-                if (!gguf_write_data(w, t->data + off, k, err)) goto done;
-                release_pages(g->map, t->data + off, k);
-                done_in += k;
-                if (p->progress) p->progress(p->progress_ud, done_in, total_in, t->name);
-            }
-            continue;
-        }
-        const int64_t npr = t->ne[0], nrows = (int64_t)(t->nbytes / ggml_row_size(t->type, npr));
-        chunk_job j = {.type_in = t->type, .type_out = types[i], .n_per_row = npr,
-                       .rows_per_thread = CHUNK_ELEMS / nth / npr, .row_in = ggml_row_size(t->type, npr),
-                       .row_out = ggml_row_size(types[i], npr), .f32 = f32, .deq = deq, .sqerr = sqerr,
-                       .stats = p->stats, .dst = obuf};
-        if (j.rows_per_thread < 1) j.rows_per_thread = 1;
-        for (int k = 0; k < nth; k++) sqerr[k] = 0;
-        for (int64_t r0 = 0; r0 < nrows; r0 += j.rows_per_thread * nth) {
-            j.nrows = nrows - r0 < j.rows_per_thread * nth ? nrows - r0 : j.rows_per_thread * nth;
-            j.src = t->data + (size_t)r0 * j.row_in;
-            threadpool_run(pool, chunk_work, &j);
-            if (!gguf_write_data(w, obuf, (size_t)j.nrows * j.row_out, err)) goto done;
-            release_pages(g->map, j.src, (size_t)j.nrows * j.row_in);
-            done_in += (uint64_t)j.nrows * j.row_in;
-            if (p->progress) p->progress(p->progress_ud, done_in, total_in, t->name);
-        }
-        if (p->stats) {
-            double s = 0;
-            for (int k = 0; k < nth; k++) s += sqerr[k];
-            r->rms_err = sqrt(s / (double)(nrows * npr));
-        }
+        r->bytes_out = gguf_writer_tensor_nbytes(q->w, (uint64_t)i);
+        r->converted = q->types[i] != t->type;
+        q->total_out += r->bytes_out;
+        if (!(r->converted ? convert_tensor(q, t, q->types[i], r, err) : copy_tensor(q, t, err))) return false;
     }
-    uint64_t out_size = gguf_writer_file_size(w);
-    if (!gguf_writer_finish(w, err)) goto done;
-    if (rep) {
-        rep->n_tensors = n;
-        rep->tensors = tr;
-        tr = NULL;
-        rep->bytes_in = total_in;
-        rep->bytes_out = total_out;
-        rep->file_bytes_in = g->size;
-        rep->file_bytes_out = out_size;
-        rep->seconds = now_s() - t0;
-    }
-    ok = true;
+    return true;
+}
 
-done:
-    gguf_writer_free(w); /* removes out.tmp unless finished */
-    threadpool_free(pool);
-    for (int i = 0; i < nth; i++) {
-        if (f32) free(f32[i]);
-        if (deq) free(deq[i]);
+/* Hands the per-tensor rows (tr) and the totals to rep. */
+static void fill_report(qf_run *q, quantize_report *rep, uint64_t out_size, double t0) {
+    rep->n_tensors = q->n;
+    rep->tensors = q->tr;
+    q->tr = NULL;
+    rep->bytes_in = q->total_in;
+    rep->bytes_out = q->total_out;
+    rep->file_bytes_in = q->g->size;
+    rep->file_bytes_out = out_size;
+    rep->seconds = now_s() - t0;
+}
+
+bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const quantize_file_params *p,
+                   quantize_report *rep, lfm2c_error *err) {
+    const double t0 = now_s();
+    quantize_file_params defaults = {0};
+    if (rep) memset(rep, 0, sizeof *rep);
+    qf_run q = {.p = p ? p : &defaults};
+    q.g = gguf_open(in, err);
+    if (!q.g) return false;
+    q.n = (int)q.g->n_tensors;
+    int64_t n_layer, n_expert;
+    bool ok = read_layer_counts(q.g, in, &n_layer, &n_expert, err) && plan_types(&q, ft, n_layer, n_expert, err) &&
+              check_conversions(&q, err) && describe_output(&q, ft, err) && start_workers(&q, err) &&
+              gguf_writer_open(q.w, out, err) && write_tensors(&q, err);
+    if (ok) {
+        uint64_t out_size = gguf_writer_file_size(q.w);
+        ok = gguf_writer_finish(q.w, err);
+        if (ok && rep) fill_report(&q, rep, out_size, t0);
     }
-    free(f32);
-    free(deq);
-    free(sqerr);
-    free(obuf);
-    free(tr);
-    free(types);
-    free(desc);
-    free(order);
-    free(arch);
-    gguf_close(g);
+    qf_free(&q);
     return ok;
 }

@@ -142,13 +142,21 @@ static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_erro
 int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const int *n,
                        const int *logits_mode, int n_items, lfm2c_error *err) {
     if (n_items <= 0) return 0;
+    if (!ss || !tokens || !n || !logits_mode) return fail(err, LFM2C_EINVAL, "NULL array in a batch");
+    for (int i = 0; i < n_items; i++) {
+        if (!ss[i]) return fail(err, LFM2C_EINVAL, "NULL session in a batch");
+        if (!tokens[i] && n[i] > 0) return fail(err, LFM2C_EINVAL, "NULL tokens in a batch");
+    }
     lfm2c_model *m = ss[0]->model;
-    int total = 0;
+    /* every item is checked before any session is changed */
     for (int i = 0; i < n_items; i++) {
         if (ss[i]->model != m) return fail(err, LFM2C_EINVAL, "sessions of different models in one batch");
         for (int j = 0; j < i; j++)
             if (ss[j] == ss[i]) return fail(err, LFM2C_EINVAL, "a session appears twice in one batch");
         if (check_item(ss[i], tokens[i], n[i], err)) return -1;
+    }
+    int total = 0;
+    for (int i = 0; i < n_items; i++) {
         int rows = logits_mode[i] == LFM2C_LOGITS_ALL ? n[i] : logits_mode[i] == LFM2C_LOGITS_LAST && n[i] > 0;
         if (session_reserve(ss[i], ss[i]->n_past + n[i], err) || session_reserve_rows(ss[i], rows, err)) return -1;
         ss[i]->n_rows = rows;
@@ -215,6 +223,7 @@ void lfm2c_session_checkpoint(lfm2c_session *s) {
 }
 
 int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error *err) {
+    if (!dst || !src) return fail(err, LFM2C_EINVAL, "NULL session");
     if (dst == src) return 0;
     if (dst->model != src->model) return fail(err, LFM2C_EINVAL, "the sessions belong to different models");
     if (!src->model->backend->kv_copy) {
@@ -242,6 +251,7 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
 }
 
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
+    if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
     if (n_keep == s->n_past) return 0;
     /* the newest checkpoint at or before n_keep; later ones describe tokens being dropped */

@@ -56,7 +56,8 @@ static char *dup_str(gguf_str s) {
     return p;
 }
 
-/* Reads one KV value at the cursor into kv (without the key). */
+/* Reads one KV value at the cursor into kv (without the key). On failure either the cursor is
+ * bad (the data is truncated or corrupt: the caller says so) or err says why. */
 static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
     kv->data = c->base + c->pos;
     kv->n = 1;
@@ -136,7 +137,7 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
         kv->type = rd_u32(&c);
         if (c.bad || !kv->key) break;
         if (!read_value(&c, kv, err)) {
-            if (err && err->code) return NULL;
+            if (!c.bad) return NULL;   /* read_value said why; a bad cursor is reported below */
             break;
         }
         if (!strcmp(kv->key, "general.alignment")) {

@@ -1,5 +1,6 @@
 /* tokenizer_api.c — the public tokenizer functions of lfm2c.h, on the model's tokenizer. Kept
  * apart from tokenizer.c so that the tokenizer links (tests, tools) without the model. */
+#include "core/error.h"
 #include "core/model.h"
 #include "text/tokenizer.h"
 
@@ -12,10 +13,7 @@ int32_t *lfm2c_tokenize(const lfm2c_model *m, const char *text, size_t len, bool
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
     if (!t) {
         *n_out = 0;
-        if (err) {
-            err->code = LFM2C_EINVAL;
-            snprintf(err->msg, sizeof err->msg, "tokenize: the model has no tokenizer");
-        }
+        lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: the model has no tokenizer");
         return NULL;
     }
     return tokenizer_encode(t, text, len, add_bos, parse_special, n_out, err);
@@ -73,7 +71,7 @@ int32_t *lfm2c_tokenize_prompt(const lfm2c_model *m, const char *text, size_t le
         ids = tokenizer_encode_masked(t, plain, n, add_bos, true, no_special, n_out, err);
     } else {
         *n_out = 0;
-        if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "tokenize: out of memory"); }
+        lfm2c_set_error(err, LFM2C_ENOMEM, "tokenize: out of memory");
     }
     free(plain);
     free(no_special);

@@ -2,6 +2,7 @@
  * than cores; at most one thread per allowed CPU is started): every index of every job runs exactly once, jobs see the previous job's writes,
  * a thread that stalls in its index does not keep the other indices from being run by others,
  * many jobs on a heavily oversubscribed pool all complete (counted, no timing assertions),
+ * two oversubscribed pools driven at once from two threads (two models decoding side by side),
  * shutdown with workers blocked, the thread-count bounds and the default thread count. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -177,6 +179,45 @@ static void check_bounds(void) {
     threadpool_free(d);
 }
 
+/* Two pools of 24 indices each, driven at once by two caller threads: 48 indices compete for
+ * the CPUs, and every index of every job of both still runs exactly once. */
+typedef struct { int bad; bool started; } drive_result;
+
+/* runs 500 jobs on a pool of 24; counts (no CHECK: the harness counters are not shared safely
+ * between threads) the indices not run exactly once, the wrong sums and the stale reads */
+static void *drive_pool(void *arg) {
+    drive_result *res = arg;
+    threadpool *p = threadpool_new(24);
+    res->started = p != NULL;
+    if (!p) return NULL;
+    count_job j = {.nth_seen = threadpool_size(p), .n_data = 1000};
+    j.hits = calloc((size_t)j.nth_seen, sizeof *j.hits);
+    j.data = calloc((size_t)j.n_data, sizeof *j.data);
+    const long want_sum = (long)j.n_data * (j.n_data - 1) / 2;
+    for (int r = 1; r <= 500; r++) {
+        j.round = r;
+        for (int i = 0; i < j.nth_seen; i++) atomic_store(&j.hits[i], 0);
+        atomic_store(&j.sum, 0);
+        threadpool_run(p, count_fn, &j);
+        for (int i = 0; i < j.nth_seen; i++) res->bad += atomic_load(&j.hits[i]) != 1;
+        res->bad += atomic_load(&j.sum) != want_sum;
+    }
+    res->bad += atomic_load(&j.bad_nth);
+    free(j.hits);
+    free(j.data);
+    threadpool_free(p);
+    return NULL;
+}
+
+static void check_two_pools(void) {
+    pthread_t t[2];
+    drive_result res[2] = {{0}};
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, drive_pool, &res[i]);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++)
+        CHECK(res[i].started && res[i].bad == 0, "pool %d of two at once: started %d, %d bad", i, res[i].started, res[i].bad);
+}
+
 /* the default follows the affinity mask: pinned to one CPU, it is 1 */
 static void *pinned_default(void *out) {
     cpu_set_t set;
@@ -188,12 +229,15 @@ static void *pinned_default(void *out) {
 }
 
 int main(void) {
+    check_pool(1, 2000);   /* one index: the caller alone */
     check_pool(2, 2000);
+    check_pool(3, 2000);   /* an odd count: indices do not divide evenly among threads */
     check_pool(4, 2000);
     check_pool(64, 300);   /* far more threads than cores */
     check_pool(32, 2000);  /* many jobs, oversubscribed: must all complete */
     check_pool(THREADPOOL_MAX_THREADS, 20);
     check_dynamic_sharing();
+    check_two_pools();
     check_sleep_and_shutdown();
     check_bounds();
     pthread_t t;
