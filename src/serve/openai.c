@@ -177,7 +177,7 @@ static int fit_context(openai *api, sched_req *r, gen_opts *o, const char *param
     if (r->n_prompt <= 0) return http_set_err(e, 400, "invalid_value", param, "the prompt is empty");
     if (r->n_prompt >= api->n_ctx)
         return http_set_err(e, 400, "context_length_exceeded", param,
-                       "this model's context is %d tokens; the prompt has %d tokens", api->n_ctx, r->n_prompt);
+                            "this model's context is %d tokens; the prompt has %d tokens", api->n_ctx, r->n_prompt);
     long long room = api->n_ctx - r->n_prompt;
     r->max_tokens = o->max_tokens == 0 ? 0 : (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
     return 0;
@@ -220,7 +220,7 @@ static int content_text(json_t *c, char **buf, size_t *len, size_t *cap, http_er
 static json_t *normalize_messages(json_t *msgs, http_err *e) {
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         http_set_err(e, 400, json_is_array(msgs) ? "invalid_value" : "invalid_type", "messages",
-                "'messages' must be a non-empty array");
+                     "'messages' must be a non-empty array");
         return NULL;
     }
     json_t *out = json_array();
@@ -554,7 +554,7 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     if (strlen(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) { /* cannot fit: no need to tokenize */
         free(prompt);
         return http_set_err(e, 400, "context_length_exceeded", "messages",
-                       "the conversation is far longer than the context of %d tokens", api->n_ctx);
+                            "the conversation is far longer than the context of %d tokens", api->n_ctx);
     }
     r->prompt = lfm2c_tokenize_prompt(api->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
     int rc = r->prompt ? 0 : http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
@@ -621,7 +621,7 @@ static json_t *completion_prompts(json_t *p, http_err *e) {
     if (json_is_string(p)) return json_pack("[O]", p);
     if (!json_is_array(p) || json_array_size(p) == 0) {
         http_set_err(e, 400, p ? "invalid_type" : "missing_required_parameter", "prompt",
-                "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
+                     "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
         return NULL;
     }
     json_t *first = json_array_get(p, 0);
@@ -1056,7 +1056,9 @@ static void stream_pump(stream *st) {
     }
 }
 
+/* ---- running a job: a plain answer, or a stream ---------------------------------------------- */
 
+/* Token counts of the job for the log line (lock held). */
 static void job_tokens(const job *j, http_log *k) {
     json_t *u = usage_json(j);
     k->prompt_tokens = (int)json_integer_value(json_object_get(u, "prompt_tokens"));
@@ -1171,7 +1173,7 @@ static int check_model(openai *api, json_t *body, http_err *e) {
     const char *id = json_string_value(m);
     if (server_model_matches(api, id)) return 0;
     return http_set_err(e, 404, "model_not_found", "model",
-                   "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')", id, api->alias);
+                        "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')", id, api->alias);
 }
 
 /* Runs a chat or completion body; dl, dls: the API it came in (NULL: OpenAI) and its state,
@@ -1218,7 +1220,7 @@ static int handle_tokenize(openai *api, http_req *q, json_t *body) {
     if (get_bool(body, "add_special", &add_special, &e) || get_bool(body, "parse_special", &parse_special, &e)) goto bad;
     if (json_string_length(content) > api->p.max_tokenize_bytes) {
         http_set_err(&e, 413, "request_too_large", "content", "'content' has %zu bytes; /tokenize takes at most %zu (--max-tokenize-bytes)",
-                json_string_length(content), api->p.max_tokenize_bytes);
+                     json_string_length(content), api->p.max_tokenize_bytes);
         goto bad;
     }
     if (!http_gate_enter(&api->aux)) return http_send_busy(q, "tokenizer requests");
@@ -1273,7 +1275,7 @@ static int handle_detokenize(openai *api, http_req *q, json_t *body) {
     }
     if (json_array_size(tokens) > (size_t)api->p.max_detokenize_tokens) {
         http_set_err(&e, 413, "request_too_large", "tokens", "'tokens' has %zu ids; /detokenize takes at most %d (--max-detokenize-tokens)",
-                json_array_size(tokens), api->p.max_detokenize_tokens);
+                     json_array_size(tokens), api->p.max_detokenize_tokens);
         return http_send_err(q, &e);
     }
     if (!http_gate_enter(&api->aux)) return http_send_busy(q, "tokenizer requests");
