@@ -4,6 +4,7 @@
  * server's life: loading -> ready -> draining (what a load balancer's probes read), stop.
  * A new endpoint is one row in one of those tables and its handler. */
 #include "serve/server.h"
+#include "core/error.h"
 #include "serve/http.h"
 #include "serve/openai.h"
 #include "serve/server_dialect.h"
@@ -213,10 +214,14 @@ static const http_route lifecycle_routes[] = {
 /* The one route table: every API's rows, in one array (built once, read-only after). */
 static http_route routes[64];
 static int n_routes;
+static bool routes_overflow;   /* a row did not fit: the server refuses to start */
 static pthread_once_t routes_once = PTHREAD_ONCE_INIT;
 
 static void add_routes(const http_route *r, int n) {
-    for (int i = 0; i < n && n_routes < (int)(sizeof routes / sizeof *routes); i++) routes[n_routes++] = r[i];
+    for (int i = 0; i < n; i++) {
+        if (n_routes == (int)(sizeof routes / sizeof *routes)) { routes_overflow = true; return; }
+        routes[n_routes++] = r[i];
+    }
 }
 
 static void build_routes(void) {
@@ -255,8 +260,13 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     if (q.max_detokenize_tokens <= 0) q.max_detokenize_tokens = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
     if (q.max_messages <= 0) q.max_messages = SERVER_DEFAULT_MAX_MESSAGES;
     if (q.max_stop_bytes <= 0) q.max_stop_bytes = SERVER_DEFAULT_MAX_STOP_BYTES;
-    openai_init(&srv->api, model, s, &q);
     pthread_once(&routes_once, build_routes);
+    if (routes_overflow) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "the route table holds at most %d routes", (int)(sizeof routes / sizeof *routes));
+        free(srv);
+        return NULL;
+    }
+    openai_init(&srv->api, model, s, &q);
     http_params hp = {.host = q.host, .port = q.port, .api_key = q.api_key, .cors_origin = q.cors_origin,
                       .max_body = q.max_body, .idle_timeout = q.idle_timeout, .timeout = q.timeout,
                       .max_connections = q.max_connections, .max_connections_per_ip = q.max_connections_per_ip,
