@@ -123,6 +123,16 @@ void lfm2c_session_reset(lfm2c_session *s);
 /* Keep the first n_keep tokens. Conv state cannot be rewound, so the session restores the
  * nearest checkpoint at or before n_keep and re-feeds the tokens after it. */
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err);
+/* How many leading tokens of tokens[0..n) the session already holds that lfm2c_session_sync
+ * would keep: the common prefix of its history and tokens, at most n - 1 (the last token is
+ * always fed again, so its logits come out). Reads only. */
+int lfm2c_session_reusable(const lfm2c_session *s, const int32_t *tokens, int n);
+/* Prompt-prefix reuse: make the session hold the longest usable prefix of tokens[0..n) (see
+ * lfm2c_session_reusable), dropping the rest of its history. The conv state is rebuilt from the
+ * newest checkpoint at or before that point (lfm2c_session_truncate); with nothing in common the
+ * session is reset. *n_reused (may be NULL) gets the number of tokens kept: the caller feeds
+ * tokens[*n_reused..n) next. Returns 0, or -1 with err set and the session reset (n_past 0). */
+int lfm2c_session_sync(lfm2c_session *s, const int32_t *tokens, int n, int *n_reused, lfm2c_error *err);
 /* Remember the conv state at the current position (cheap: 2 columns per conv layer). */
 void lfm2c_session_checkpoint(lfm2c_session *s);
 /* Make dst an exact copy of src (history, KV cache, conv state, checkpoints, last logits), so

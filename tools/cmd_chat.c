@@ -67,188 +67,245 @@ static json_t *chat_msg(const lfm2c_model *m, const char *role, const char *text
     return j;
 }
 
-int cmd_chat(int argc, char **argv) {
-    const char *model_path = NULL, *system = NULL, *tools_path = NULL, *tmpl_path = NULL, *device = NULL;
-    int n_ctx = 0, threads = 0, max_reply = 1024;
-    cli_sampling samp = cli_sampling_init();
-    bool verbose = false;
+/* What the command line asks for. */
+typedef struct chat_opts {
+    const char *model_path, *system, *tools_path, *tmpl_path, *device;
+    int n_ctx, threads, max_reply;
+    cli_sampling samp;
+    bool verbose;
+} chat_opts;
+
+/* Reads the options; returns -1 to go on, else the exit status (--help: 0, a bad option: 2). */
+static int parse_args(int argc, char **argv, chat_opts *o) {
+    *o = (chat_opts){.max_reply = 1024, .samp = cli_sampling_init()};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (cli_sampling_flag(&samp, argc, argv, &i)) continue;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) system = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--tools")) tools_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--chat-template-file")) tmpl_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
+        if (cli_sampling_flag(&o->samp, argc, argv, &i)) continue;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) o->system = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--tools")) o->tools_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--chat-template-file")) o->tmpl_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) o->n_ctx = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i)) continue;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) max_reply = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--device")) o->device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("chat: unknown option '%s' (see lfm2c chat --help)", a), 2;
     }
-    char *tools_json = NULL, *tmpl = NULL;
-    if (tools_path) {
-        if (!(tools_json = cli_read_file(tools_path, NULL))) return 1;
-        json_error_t je;
-        json_t *t = json_loads(tools_json, 0, &je);
-        bool ok = t && json_is_array(t);
-        json_decref(t);
-        if (!ok) { free(tools_json); return cli_fail("%s: not a JSON array of tools (%s)", tools_path, je.text); }
-    }
-    if (tmpl_path && !(tmpl = cli_read_file(tmpl_path, NULL))) { free(tools_json); return 1; }
-    lfm2c_model *m = cli_open_model(model_path, threads, false, device);
-    if (!m) { free(tools_json); free(tmpl); return 1; }
-    const lfm2c_model_info *in = lfm2c_model_get_info(m);
-    lfm2c_error err = {0};
-    int ctx = n_ctx > 0 ? n_ctx : (in->n_ctx_train < 8192 ? in->n_ctx_train : 8192);
-    lfm2c_session *s = lfm2c_session_new(m, ctx, &err);
-    lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
-    lfm2c_sampler *smp = lfm2c_sampler_new(&sp, in->n_vocab);
-    json_t *messages = json_array();
-    if (system) json_array_append_new(messages, chat_msg(m, "system", system));
+    return -1;
+}
 
+/* The --tools file, checked to be a JSON array (NULL with a message when it is not). */
+static char *read_tools(const char *path) {
+    char *tools_json = cli_read_file(path, NULL);
+    if (!tools_json) return NULL;
+    json_error_t je;
+    json_t *t = json_loads(tools_json, 0, &je);
+    bool ok = t && json_is_array(t);
+    json_decref(t);
+    if (!ok) { free(tools_json); cli_fail("%s: not a JSON array of tools (%s)", path, je.text); return NULL; }
+    return tools_json;
+}
+
+/* One conversation: the session, what its tokens stand for, and the messages so far. */
+typedef struct chat {
+    lfm2c_model *m;
+    const lfm2c_model_info *in;
+    lfm2c_session *s;
+    lfm2c_sampler *smp;
+    int ctx;
+    const chat_opts *o;
+    const char *tools_json, *tmpl;
+    json_t *messages;
+    char *session_text;        /* the text the session's tokens stand for */
+    size_t session_len;
+} chat;
+
+/* The rendered conversation as tokens. The session's text (the last rendering plus the reply as
+ * generated) is normally a prefix of the new rendering: then only the suffix is tokenized, so the
+ * reply keeps the tokens it was generated with. Otherwise the whole rendering is tokenized and
+ * lfm2c_session_sync finds the longest common token prefix. The template writes <|startoftext|>
+ * itself, so no BOS is added. */
+static int32_t *prompt_tokens(chat *ch, const char *prompt, int *n, lfm2c_error *err) {
+    int past = lfm2c_session_n_past(ch->s);
+    size_t plen = strlen(prompt);
+    if (past > 0 && ch->session_text && plen > ch->session_len && !memcmp(prompt, ch->session_text, ch->session_len)) {
+        int n_new = 0;
+        int32_t *ids = NULL, *tail = lfm2c_tokenize_prompt(ch->m, prompt + ch->session_len, plen - ch->session_len, false, &n_new, err);
+        if (tail && (ids = malloc(sizeof(int32_t) * (size_t)(past + n_new)))) {
+            memcpy(ids, lfm2c_session_tokens(ch->s), sizeof(int32_t) * (size_t)past);
+            memcpy(ids + past, tail, sizeof(int32_t) * (size_t)n_new);
+            *n = past + n_new;
+        }
+        free(tail);
+        if (ids) return ids;
+    }
+    return lfm2c_tokenize_prompt(ch->m, prompt, plen, false, n, err);
+}
+
+/* Streams one reply (complete UTF-8 characters) and returns its text with special tokens kept
+ * (tool-call markers, for parsing); *stopped when Ctrl-C cut it. */
+static char *generate_reply(chat *ch, size_t *len_out, int *produced, bool *stopped) {
+    lfm2c_error err = {0};
+    lfm2c_detok dt;
+    lfm2c_detok_init(&dt, false);
+    size_t cap = 4096, len = 0;
+    char *reply = malloc(cap), buf[1024];
+    *produced = 0;
+    *stopped = false;
+    while (*produced < ch->o->max_reply && lfm2c_session_n_past(ch->s) < ch->ctx - 1) {
+        if (interrupted) { *stopped = true; break; }
+        int32_t tok = lfm2c_sampler_sample(ch->smp, lfm2c_session_logits(ch->s, 0), lfm2c_session_tokens(ch->s),
+                                           lfm2c_session_n_past(ch->s));
+        if (tok < 0 || lfm2c_token_is_eog(ch->m, tok)) break;
+        int nb = lfm2c_token_to_bytes(ch->m, tok, true, buf, sizeof buf);
+        if (nb > (int)sizeof buf) nb = sizeof buf;
+        while (len + (size_t)nb + 1 > cap) reply = realloc(reply, cap *= 2);
+        memcpy(reply + len, buf, (size_t)nb);
+        len += (size_t)nb;
+        nb = lfm2c_detok_push(&dt, ch->m, tok, buf, sizeof buf);
+        fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
+        fflush(stdout);
+        (*produced)++;
+        if (lfm2c_session_decode(ch->s, &tok, 1, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); break; }
+    }
+    int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
+    fwrite(buf, 1, (size_t)nb, stdout);
+    printf(*stopped ? " [stopped]\n" : "\n");
+    reply[len] = 0;
+    *len_out = len;
+    return reply;
+}
+
+/* Closes the turn in the session too, then remembers the conv state at this boundary. */
+static void close_turn(chat *ch, const char *reply, size_t len) {
+    lfm2c_error err = {0};
+    int32_t end = ch->in->eos_id >= 0 ? ch->in->eos_id : 7;
+    if (lfm2c_session_n_past(ch->s) < ch->ctx && lfm2c_session_decode(ch->s, &end, 1, LFM2C_LOGITS_NONE, &err) == 0) {
+        lfm2c_session_checkpoint(ch->s);
+        char endtxt[64];
+        int ne = lfm2c_token_to_bytes(ch->m, end, true, endtxt, sizeof endtxt);
+        ch->session_text = realloc(ch->session_text, ch->session_len + len + (size_t)ne + 1);
+        memcpy(ch->session_text + ch->session_len, reply, len);
+        memcpy(ch->session_text + ch->session_len + len, endtxt, (size_t)(ne < 64 ? ne : 0));
+        ch->session_len += len + (size_t)(ne < 64 ? ne : 0);
+    } else {
+        ch->session_len = 0;   /* state and text no longer agree: re-match on tokens next time */
+    }
+}
+
+static void print_tool_calls(const char *reply, size_t len) {
+    char *parsed = lfm2c_parse_tool_calls(reply, len);
+    json_t *pj = parsed ? json_loads(parsed, 0, NULL) : NULL;
+    json_t *calls = pj ? json_object_get(pj, "tool_calls") : NULL;
+    if (calls && json_array_size(calls)) {
+        char *c = json_dumps(calls, JSON_COMPACT | JSON_ENSURE_ASCII);
+        printf("[tool calls] %s\n", c);
+        free(c);
+    }
+    json_decref(pj);
+    free(parsed);
+}
+
+static void drop_last_message(chat *ch) { json_array_remove(ch->messages, json_array_size(ch->messages) - 1); }
+
+/* One user line: render, feed what the session lacks, reply. Returns false when the chat must end. */
+static bool chat_turn(chat *ch, const char *line) {
+    lfm2c_error err = {0};
+    json_array_append_new(ch->messages, chat_msg(ch->m, "user", line));
+    char *msgs = json_dumps(ch->messages, JSON_COMPACT);
+    char *prompt = lfm2c_chat_render(ch->m, ch->tmpl, msgs, ch->tools_json, true, &err);
+    free(msgs);
+    if (!prompt) { cli_fail("%s", err.msg); drop_last_message(ch); return true; }
+    int n = 0;
+    int32_t *ids = prompt_tokens(ch, prompt, &n, &err);
+    if (!ids) { cli_fail("%s", err.msg); free(prompt); return true; }
+    free(ch->session_text);
+    ch->session_text = prompt;
+    ch->session_len = strlen(prompt);
+    if (n + 1 >= ch->ctx) {
+        cli_fail("the conversation (%d tokens) no longer fits in the context (%d); /reset to start over", n, ch->ctx);
+        free(ids);
+        drop_last_message(ch);
+        return true;
+    }
+    double t0 = now_s();
+    int common = 0;
+    if (lfm2c_session_sync(ch->s, ids, n, &common, &err) ||
+        lfm2c_session_decode(ch->s, ids + common, n - common, LFM2C_LOGITS_LAST, &err)) {
+        cli_fail("%s", err.msg);
+        free(ids);
+        return false;
+    }
+    double t1 = now_s();
+    int fed = n - common, produced = 0;
+    free(ids);
+    size_t len = 0;
+    bool stopped = false;
+    char *reply = generate_reply(ch, &len, &produced, &stopped);
+    double t2 = now_s();
+    close_turn(ch, reply, len);
+    if (ch->tools_json) print_tool_calls(reply, len);
+    json_array_append_new(ch->messages, json_pack("{s:s, s:s}", "role", "assistant", "content", reply));
+    free(reply);
+    if (ch->o->verbose)
+        fprintf(stderr, "[prompt: %d new tokens in %.2f s (%.1f tok/s); reply: %d tokens in %.2f s (%.1f tok/s); context %d/%d]\n",
+                fed, t1 - t0, fed / (t1 - t0 > 0 ? t1 - t0 : 1), produced, t2 - t1,
+                produced / (t2 - t1 > 0 ? t2 - t1 : 1), lfm2c_session_n_past(ch->s), ch->ctx);
+    return true;
+}
+
+/* /reset: the system message only, an empty session. */
+static void chat_reset(chat *ch) {
+    json_array_clear(ch->messages);
+    if (ch->o->system) json_array_append_new(ch->messages, chat_msg(ch->m, "system", ch->o->system));
+    lfm2c_session_reset(ch->s);
+    ch->session_len = 0;
+}
+
+/* Reads lines until /exit or the end of input. */
+static void chat_loop(chat *ch) {
     bool tty = isatty(0) && isatty(1);
     struct sigaction sa = {0};
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, NULL);
-    if (tty) fprintf(stderr, "lfm2c chat — %s. /exit or Ctrl-D to leave, /reset to start over.\n", in->name[0] ? in->name : in->arch);
-
-    char *session_text = NULL;   /* the text the session's tokens stand for */
-    size_t session_len = 0;
+    if (tty) fprintf(stderr, "lfm2c chat — %s. /exit or Ctrl-D to leave, /reset to start over.\n", ch->in->name[0] ? ch->in->name : ch->in->arch);
     char *line;
-    while (s && smp && (line = read_line(tty ? "> " : "", tty))) {
+    bool go = true;
+    while (go && (line = read_line(tty ? "> " : "", tty))) {
         interrupted = 0;
         if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) { free(line); break; }
-        if (!strcmp(line, "/reset")) {
-            json_array_clear(messages);
-            if (system) json_array_append_new(messages, chat_msg(m, "system", system));
-            lfm2c_session_reset(s);
-            session_len = 0;
-            free(line);
-            continue;
-        }
-        if (!*line) { free(line); continue; }
-        json_array_append_new(messages, chat_msg(m, "user", line));
+        if (!strcmp(line, "/reset")) chat_reset(ch);
+        else if (*line) go = chat_turn(ch, line);
         free(line);
-
-        char *msgs = json_dumps(messages, JSON_COMPACT);
-        char *prompt = lfm2c_chat_render(m, tmpl, msgs, tools_json, true, &err);
-        free(msgs);
-        if (!prompt) { cli_fail("%s", err.msg); json_array_remove(messages, json_array_size(messages) - 1); continue; }
-        /* Reuse what the session holds. The session's text (the last rendering plus the reply
-         * as generated) is normally a prefix of the new rendering: then only the suffix is
-         * tokenized, so the reply keeps the tokens it was generated with. Otherwise fall back
-         * to the longest common token prefix. The template writes <|startoftext|> itself, so
-         * no BOS is added. */
-        int n = 0, common = 0, past = lfm2c_session_n_past(s);
-        int32_t *ids = NULL;
-        size_t plen = strlen(prompt);
-        if (past > 0 && session_text && plen > session_len && !memcmp(prompt, session_text, session_len)) {
-            int n_new = 0;
-            int32_t *tail = lfm2c_tokenize_prompt(m, prompt + session_len, plen - session_len, false, &n_new, &err);
-            if (tail && (ids = malloc(sizeof(int32_t) * (size_t)(past + n_new)))) {
-                memcpy(ids, lfm2c_session_tokens(s), sizeof(int32_t) * (size_t)past);
-                memcpy(ids + past, tail, sizeof(int32_t) * (size_t)n_new);
-                n = past + n_new;
-                common = past;
-            }
-            free(tail);
-        }
-        if (!ids) {
-            ids = lfm2c_tokenize_prompt(m, prompt, plen, false, &n, &err);
-            if (!ids) { cli_fail("%s", err.msg); free(prompt); continue; }
-            const int32_t *seen = lfm2c_session_tokens(s);
-            while (common < past && common < n && seen[common] == ids[common]) common++;
-        }
-        free(session_text);
-        session_text = prompt;
-        session_len = plen;
-        if (common == n) common = n - 1;   /* always feed at least one token to get logits */
-        if (n + 1 >= ctx) {
-            cli_fail("the conversation (%d tokens) no longer fits in the context (%d); /reset to start over", n, ctx);
-            free(ids);
-            json_array_remove(messages, json_array_size(messages) - 1);
-            continue;
-        }
-        double t0 = now_s();
-        if (lfm2c_session_truncate(s, common, &err) ||
-            lfm2c_session_decode(s, ids + common, n - common, LFM2C_LOGITS_LAST, &err)) {
-            cli_fail("%s", err.msg);
-            free(ids);
-            break;
-        }
-        double t1 = now_s();
-        int fed = n - common;
-        free(ids);
-
-        /* generate the reply, streaming complete UTF-8 characters */
-        lfm2c_detok dt;
-        lfm2c_detok_init(&dt, false);
-        size_t cap = 4096, len = 0;
-        char *reply = malloc(cap), buf[1024];
-        int produced = 0;
-        bool stopped = false;
-        while (produced < max_reply && lfm2c_session_n_past(s) < ctx - 1) {
-            if (interrupted) { stopped = true; break; }
-            int32_t tok = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
-            if (tok < 0 || lfm2c_token_is_eog(m, tok)) break;
-            /* keep special tokens (tool-call markers) in the reply text for parsing */
-            int nb = lfm2c_token_to_bytes(m, tok, true, buf, sizeof buf);
-            if (nb > (int)sizeof buf) nb = sizeof buf;
-            while (len + (size_t)nb + 1 > cap) reply = realloc(reply, cap *= 2);
-            memcpy(reply + len, buf, (size_t)nb);
-            len += (size_t)nb;
-            nb = lfm2c_detok_push(&dt, m, tok, buf, sizeof buf);
-            fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
-            fflush(stdout);
-            produced++;
-            if (lfm2c_session_decode(s, &tok, 1, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); break; }
-        }
-        int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
-        fwrite(buf, 1, (size_t)nb, stdout);
-        printf(stopped ? " [stopped]\n" : "\n");
-        reply[len] = 0;
-        double t2 = now_s();
-        /* close the turn in the session too, then remember the conv state at this boundary */
-        int32_t end = in->eos_id >= 0 ? in->eos_id : 7;
-        if (lfm2c_session_n_past(s) < ctx && lfm2c_session_decode(s, &end, 1, LFM2C_LOGITS_NONE, &err) == 0) {
-            lfm2c_session_checkpoint(s);
-            char endtxt[64];
-            int ne = lfm2c_token_to_bytes(m, end, true, endtxt, sizeof endtxt);
-            session_text = realloc(session_text, session_len + len + (size_t)ne + 1);
-            memcpy(session_text + session_len, reply, len);
-            memcpy(session_text + session_len + len, endtxt, (size_t)(ne < 64 ? ne : 0));
-            session_len += len + (size_t)(ne < 64 ? ne : 0);
-        } else {
-            session_len = 0;   /* state and text no longer agree: re-match on tokens next time */
-        }
-
-        if (tools_json) {
-            char *parsed = lfm2c_parse_tool_calls(reply, len);
-            json_t *pj = parsed ? json_loads(parsed, 0, NULL) : NULL;
-            json_t *calls = pj ? json_object_get(pj, "tool_calls") : NULL;
-            if (calls && json_array_size(calls)) {
-                char *c = json_dumps(calls, JSON_COMPACT | JSON_ENSURE_ASCII);
-                printf("[tool calls] %s\n", c);
-                free(c);
-            }
-            json_decref(pj);
-            free(parsed);
-        }
-        json_array_append_new(messages, json_pack("{s:s, s:s}", "role", "assistant", "content", reply));
-        free(reply);
-        if (verbose)
-            fprintf(stderr, "[prompt: %d new tokens in %.2f s (%.1f tok/s); reply: %d tokens in %.2f s (%.1f tok/s); context %d/%d]\n",
-                    fed, t1 - t0, fed / (t1 - t0 > 0 ? t1 - t0 : 1), produced, t2 - t1,
-                    produced / (t2 - t1 > 0 ? t2 - t1 : 1), lfm2c_session_n_past(s), ctx);
     }
-    if (!s) cli_fail("%s", err.msg);
-    free(session_text);
-    json_decref(messages);
-    lfm2c_sampler_free(smp);
-    lfm2c_session_free(s);
+}
+
+int cmd_chat(int argc, char **argv) {
+    chat_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0) return rc;
+    char *tools_json = NULL, *tmpl = NULL;
+    if (o.tools_path && !(tools_json = read_tools(o.tools_path))) return 1;
+    if (o.tmpl_path && !(tmpl = cli_read_file(o.tmpl_path, NULL))) { free(tools_json); return 1; }
+    lfm2c_model *m = cli_open_model(o.model_path, o.threads, false, o.device);
+    if (!m) { free(tools_json); free(tmpl); return 1; }
+    lfm2c_error err = {0};
+    chat ch = {.m = m, .in = lfm2c_model_get_info(m), .o = &o, .tools_json = tools_json, .tmpl = tmpl};
+    ch.ctx = o.n_ctx > 0 ? o.n_ctx : (ch.in->n_ctx_train < 8192 ? ch.in->n_ctx_train : 8192);
+    ch.s = lfm2c_session_new(m, ch.ctx, &err);
+    lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);
+    ch.smp = lfm2c_sampler_new(&sp, ch.in->n_vocab);
+    ch.messages = json_array();
+    if (o.system) json_array_append_new(ch.messages, chat_msg(m, "system", o.system));
+    if (ch.s && ch.smp) chat_loop(&ch);
+    if (!ch.s) cli_fail("%s", err.msg);
+    free(ch.session_text);
+    json_decref(ch.messages);
+    lfm2c_sampler_free(ch.smp);
+    lfm2c_session_free(ch.s);
     lfm2c_model_free(m);
     free(tools_json);
     free(tmpl);

@@ -287,3 +287,28 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     }
     return 0;
 }
+
+/* ---- prompt-prefix reuse: one rule for the CLI chat and the server's slots ------------------ */
+
+int lfm2c_session_reusable(const lfm2c_session *s, const int32_t *tokens, int n) {
+    int limit = s->n_past < n - 1 ? s->n_past : n - 1; /* the last token is always fed: its logits */
+    int i = 0;
+    while (i < limit && s->tokens[i] == tokens[i]) i++;
+    return i;
+}
+
+int lfm2c_session_sync(lfm2c_session *s, const int32_t *tokens, int n, int *n_reused, lfm2c_error *err) {
+    int keep = lfm2c_session_reusable(s, tokens, n);
+    if (n_reused) *n_reused = 0;
+    if (keep == 0) {
+        lfm2c_session_reset(s);
+        return 0;
+    }
+    /* truncate restores the newest conv checkpoint at or before keep and re-feeds the rest */
+    if (lfm2c_session_truncate(s, keep, err) != 0) {
+        lfm2c_session_reset(s); /* a half-rebuilt state is no use: start over */
+        return -1;
+    }
+    if (n_reused) *n_reused = keep;
+    return 0;
+}

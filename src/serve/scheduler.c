@@ -407,12 +407,6 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
     slot_take(s, sl, t, logits);
 }
 
-static int common_prefix(const int32_t *a, int na, const int32_t *b, int nb) {
-    int n = na < nb ? na : nb, i = 0;
-    while (i < n && a[i] == b[i]) i++;
-    return i;
-}
-
 /* Sets a slot up for a request whose first `keep` prompt tokens are in its session (lock held). */
 static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     sl->n_fed = keep;
@@ -437,17 +431,19 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     if (!sl->sampler) slot_fail(s, sl, "out of memory");
 }
 
+/* Prompt tokens of r a slot's session can keep (lfm2c_session_reusable), 0 when the request
+ * must read its whole prompt (lock held; the session of a free slot is not being fed). */
+static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
+    if (s->p.no_prefix_reuse || r->prompt_logprobs) return 0; /* every position's logits are needed */
+    return lfm2c_session_reusable(sl->sess, r->prompt, r->n_prompt);
+}
+
 /* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
  * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
 static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
     lfm2c_error err = {0};
-    int n_past = lfm2c_session_n_past(sl->sess);
-    if (keep == 0) {
-        lfm2c_session_reset(sl->sess);
-    } else if (keep < n_past && lfm2c_session_truncate(sl->sess, keep, &err) != 0) {
-        lfm2c_session_reset(sl->sess);
-        keep = 0;
-    }
+    if (keep == 0) lfm2c_session_reset(sl->sess);
+    else if (lfm2c_session_sync(sl->sess, r->prompt, r->n_prompt, &keep, &err) != 0) keep = 0; /* reset: read it all */
     pthread_mutex_lock(&s->mu);
     slot_setup(s, sl, r, keep);
     pthread_mutex_unlock(&s->mu);
@@ -504,10 +500,7 @@ static void admit(sched *s) {
         for (int i = 0; r && i < s->p.n_slots; i++) {
             slot *sl = &s->slots[i];
             if (sl->req) continue;
-            int keep = common_prefix(lfm2c_session_tokens(sl->sess), lfm2c_session_n_past(sl->sess),
-                                     r->prompt, r->n_prompt);
-            if (keep > r->n_prompt - 1) keep = r->n_prompt - 1; /* feed at least one token */
-            if (s->p.no_prefix_reuse || r->prompt_logprobs) keep = 0; /* every position's logits are needed */
+            int keep = slot_reusable(s, sl, r);
             if (keep > best_keep || (keep == best_keep && sl->last_used < s->slots[best].last_used)) {
                 best = i;
                 best_keep = keep;

@@ -7,6 +7,7 @@
  * message_delta and message_stop, and errors take Anthropic's shape
  * {"type":"error","error":{"type":...,"message":...}}. */
 #include "serve/server_dialect.h"
+#include "serve/openai.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -168,7 +169,7 @@ bad:
     return NULL;
 }
 
-json_t *anthropic_count_request(const dl_server *s, json_t *body, dl_err *e) {
+static json_t *anthropic_count_request(const dl_server *s, json_t *body, dl_err *e) {
     (void)s;
     return translate(body, e);
 }
@@ -315,3 +316,11 @@ const dialect dialect_anthropic = {
     .error = an_error,
     .free_state = an_free,
 };
+
+static const dl_hook count_hook = {anthropic_count_request};
+
+const http_route anthropic_routes[] = {
+    {HTTP_POST, "/v1/messages", openai_route_dialect, 0, &dialect_anthropic},
+    {HTTP_POST, "/v1/messages/count_tokens", openai_route_count, 0, &count_hook},
+};
+const int anthropic_n_routes = sizeof anthropic_routes / sizeof *anthropic_routes;

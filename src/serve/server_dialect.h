@@ -1,13 +1,16 @@
-/* server_dialect.h — the seam between server.c (the OpenAI API) and the other APIs it speaks on
- * the same port: the OpenAI Responses API (server_responses.c), Anthropic Messages
+/* server_dialect.h — the seam between openai.c (the OpenAI API) and the other APIs the server
+ * speaks on the same port: the OpenAI Responses API (server_responses.c), Anthropic Messages
  * (server_anthropic.c) and Ollama (server_ollama.c). A dialect is a thin translation: its request
- * becomes an OpenAI chat (or completion) body that server.c validates and runs as usual (tools,
+ * becomes an OpenAI chat (or completion) body that openai.c validates and runs as usual (tools,
  * constrained decoding, stops, sampling, limits and the special-token guard are shared), and the
  * OpenAI results (the final object, each stream chunk, each error) are rewritten in its own shape.
- * Internal to the server; shared helpers are in server_dialect.c. */
+ * Each dialect file registers its routes (a table of http_route, http.h) in the server's one
+ * route table, with openai.h's handlers. Internal to the server; shared helpers are in
+ * server_dialect.c. */
 #ifndef LFM2C_SERVER_DIALECT_H
 #define LFM2C_SERVER_DIALECT_H
 #include "lfm2c.h"
+#include "serve/http.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -94,10 +97,11 @@ void resp_store_free(resp_store *st);
 void resp_store_put(resp_store *st, const char *id, json_t *messages); /* borrows messages */
 json_t *resp_store_get(resp_store *st, const char *id);              /* new reference or NULL */
 
-/* Ollama's non-generation routes. */
-json_t *ollama_tags(const dl_server *s, bool ps);
-json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e);
-json_t *ollama_version(void);
-/* Anthropic count_tokens: the body -> the chat body to render (max_tokens not needed). */
-json_t *anthropic_count_request(const dl_server *s, json_t *body, dl_err *e);
+/* A route's hook (the arg of openai_route_count and openai_route_answer, openai.h): the body
+ * (NULL for a GET) -> a new JSON value, or NULL with e set. */
+typedef struct dl_hook { json_t *(*fn)(const dl_server *s, json_t *body, dl_err *e); } dl_hook;
+
+/* Each API's routes, put in the server's route table (server.c). */
+extern const http_route responses_routes[], anthropic_routes[], ollama_routes[];
+extern const int responses_n_routes, anthropic_n_routes, ollama_n_routes;
 #endif

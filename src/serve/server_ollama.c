@@ -7,6 +7,7 @@
  * quantization, context length, template) and /api/version answer from the model. Errors are
  * {"error":"..."}. */
 #include "serve/server_dialect.h"
+#include "serve/openai.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -312,7 +313,7 @@ static void digest(const dl_server *s, char *out) {
     }
 }
 
-json_t *ollama_tags(const dl_server *s, bool ps) {
+static json_t *ollama_tags(const dl_server *s, bool ps) {
     const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
     char name[300], dg[72], t[40];
     name_of(s, name, sizeof name);
@@ -330,7 +331,7 @@ json_t *ollama_tags(const dl_server *s, bool ps) {
     return json_pack("{s:[o]}", "models", m);
 }
 
-json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
+static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
     json_t *mv = json_object_get(body, "model");
     if (!mv) mv = json_object_get(body, "name");
     const char *m = json_string_value(mv);
@@ -365,4 +366,21 @@ json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
                      "details", details(s), "model_info", info, "capabilities", "completion", "tools", "modified_at", t);
 }
 
-json_t *ollama_version(void) { return json_pack("{s:s}", "version", "0.12.0"); }
+static json_t *ollama_version(void) { return json_pack("{s:s}", "version", "0.12.0"); }
+
+/* ---- routes ----------------------------------------------------------------------------------- */
+
+static json_t *tags_hook(const dl_server *s, json_t *body, dl_err *e) { (void)body; (void)e; return ollama_tags(s, false); }
+static json_t *ps_hook(const dl_server *s, json_t *body, dl_err *e) { (void)body; (void)e; return ollama_tags(s, true); }
+static json_t *version_hook(const dl_server *s, json_t *body, dl_err *e) { (void)s; (void)body; (void)e; return ollama_version(); }
+static const dl_hook show_hook = {ollama_show}, tags = {tags_hook}, ps = {ps_hook}, version = {version_hook};
+
+const http_route ollama_routes[] = {
+    {HTTP_POST, "/api/chat", openai_route_dialect, 0, &dialect_ollama},
+    {HTTP_POST, "/api/generate", openai_route_dialect, 0, &dialect_ollama_generate},
+    {HTTP_POST, "/api/show", openai_route_answer, 0, &show_hook},
+    {HTTP_GET | HTTP_HEAD, "/api/tags", openai_route_answer, 0, &tags},
+    {HTTP_GET | HTTP_HEAD, "/api/ps", openai_route_answer, 0, &ps},
+    {HTTP_GET | HTTP_HEAD, "/api/version", openai_route_answer, 0, &version},
+};
+const int ollama_n_routes = sizeof ollama_routes / sizeof *ollama_routes;

@@ -6,6 +6,7 @@
  * stream becomes the documented event sequence (response.created ... response.completed). Recent
  * conversations are kept in a bounded store (server_dialect.c) unless 'store' is false. */
 #include "serve/server_dialect.h"
+#include "serve/openai.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -365,3 +366,9 @@ const dialect dialect_responses = {
     .error = NULL, /* OpenAI's shape */
     .free_state = rs_free,
 };
+
+const http_route responses_routes[] = {
+    {HTTP_POST, "/v1/responses", openai_route_dialect, 0, &dialect_responses},
+    {HTTP_POST, "/responses", openai_route_dialect, 0, &dialect_responses},
+};
+const int responses_n_routes = sizeof responses_routes / sizeof *responses_routes;

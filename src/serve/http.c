@@ -1,0 +1,712 @@
+/* http.c — the HTTP transport of `lfm2c serve` (http.h): connections, limits, bodies, the API
+ * key, CORS, the route table, senders and streams. No API lives here: handlers come from the
+ * route table the server hands in (server.c, openai.c and the dialects).
+ *
+ * Threading: libmicrohttpd runs one thread per connection (poll(), not select(), so descriptors
+ * above 1024 work), so a handler may block: a plain request waits for its completion, a stream's
+ * content reader waits for the next tokens. We keep that model rather than an event loop with
+ * suspended connections because the blocking waits (scheduler, template render, tokenizer) stay
+ * simple and cancellable; its cost, a thread per open socket, is bounded by strict limits:
+ *  - every request is judged from its headers alone (OPTIONS preflight, public routes, API key,
+ *    route, method, Content-Length against --max-body) before any body byte is stored; a refused
+ *    request is answered at once and its connection closed, so an unauthenticated upload never
+ *    buffers;
+ *  - a connection that is not being answered (waiting for headers, a body, or idle between
+ *    keep-alive requests) is "pending"; pending connections have a short idle timeout
+ *    (--idle-timeout), at most --max-pending-per-ip of them per client address, and when a new
+ *    connection would pass a limit (per address, or --max-connections in all) the OLDEST pending
+ *    connection is closed to make room (slowloris: stalled sockets cannot starve real clients);
+ *  - a connection being answered gets the long --timeout (a stream waiting for tokens is never cut
+ *    by the idle timeout); --max-connections-per-ip optionally caps all connections of an address;
+ *  - bodies over 1 MiB are parsed a few at a time (handlers gate their own costly work the same
+ *    way, http_gate).
+ * Handlers poll the socket while they wait (http_fd_gone), so a client whose connection breaks
+ * cancels its request (and frees its slot); a half-closed socket (the client shut down its
+ * sending side after the request) still gets its answer. A closed socket looks like a half-closed
+ * one until we write to it: a stream notices at its next token, a plain request when its answer
+ * is written. */
+#include "serve/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BIG_BODY (1u << 20)     /* bodies above this parse a few at a time */
+#define GATE_WAIT_MS 10000      /* longest wait for a place before 503 */
+
+struct http {
+    http_params p;
+    struct MHD_Daemon *mhd;
+    MHD_socket lfd;            /* the listening socket once quiesced */
+    pthread_mutex_t mu;        /* HTTP counters */
+    uint64_t by_class[6];      /* 1xx..5xx */
+    /* open sockets (see the scope comment), guarded by net_mu */
+    pthread_mutex_t net_mu;
+    struct sock *socks;
+    int n_open, n_pending, n_evicting;
+    uint64_t n_evicted, n_refused;
+    bool stopping;
+    http_gate big;
+    _Atomic int state;         /* HTTP_LOADING / _READY / _DRAINING */
+};
+
+/* One open TCP connection (the socket context): found by the accept policy to make room. */
+typedef struct sock {
+    struct sock *prev, *next;
+    int fd;
+    uint32_t ip;               /* IPv4 address (network order), 0 for others */
+    double since;              /* when it last became pending */
+    bool pending;              /* nobody is being answered on it */
+    bool evicted;              /* shut down by us, not closed yet */
+    http *h;
+} sock;
+
+/* Per request: the body being uploaded, the route, and what the log line reports. */
+struct http_req {
+    http *h;
+    struct MHD_Connection *c;
+    const http_route *route;   /* decided from the headers */
+    const char *rest;          /* while a GET route runs: what its '*' matched */
+    http_err_shape shape;      /* the API whose error shape this path gets (NULL: default) */
+    char *body;
+    size_t n_body, cap_body;
+    bool too_big;
+    bool big;                  /* holds a place of h->big */
+    http_log log;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- errors ------------------------------------------------------------------------------------ */
+
+int http_set_err(http_err *e, int status, const char *code, const char *param, const char *fmt, ...) {
+    e->status = status;
+    snprintf(e->type, sizeof e->type, "%s", status >= 500 ? "server_error" : "invalid_request_error");
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "");
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+json_t *http_err_json(const http_err *e) {
+    return json_pack("{s:{s:s,s:s,s:o,s:o}}", "error", "message", e->msg, "type", e->type, "param",
+                     e->param[0] ? json_string(e->param) : json_null(), "code",
+                     e->code[0] ? json_string(e->code) : json_null());
+}
+
+/* ---- request accessors ------------------------------------------------------------------------- */
+
+void *http_app(const http_req *q) { return q->h->p.app; }
+http *http_of(const http_req *q) { return q->h; }
+const void *http_arg(const http_req *q) { return q->route ? q->route->arg : NULL; }
+const char *http_rest(const http_req *q) { return q->rest ? q->rest : ""; }
+const char *http_method(const http_req *q) { return q->log.method; }
+http_log *http_req_log(http_req *q) { return &q->log; }
+http_err_shape http_shape(const http_req *q) { return q->shape; }
+
+const char *http_header(http_req *q, const char *name) {
+    return MHD_lookup_connection_value(q->c, MHD_HEADER_KIND, name);
+}
+
+int http_req_fd(http_req *q) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(q->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* True when the connection is broken: reset by the peer, or our own writes failed. An orderly
+ * end of the client's sending side (a 0-byte read, POLLRDHUP) is NOT a disconnect: a client may
+ * half-close after its request and still read the answer. A client that closed both directions
+ * is seen at the next write (its stack answers with a reset). */
+bool http_fd_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd pf = {fd, 0, 0};
+    if (poll(&pf, 1, 0) <= 0) return false;
+    return (pf.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
+}
+
+static sock *conn_sock(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* ---- senders ----------------------------------------------------------------------------------- */
+
+/* The origin to allow for this request under --cors-origin ("*" or a comma-separated list). */
+static const char *cors_allow(const http *h, struct MHD_Connection *c) {
+    const char *allowed = h->p.cors_origin;
+    if (!allowed || !*allowed) return NULL;
+    if (!strcmp(allowed, "*")) return "*";
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin || !*origin) return NULL;
+    size_t n = strlen(origin);
+    for (const char *p = allowed; *p;) {
+        size_t m = strcspn(p, ",");
+        const char *q = p;
+        size_t len = m;
+        while (len && *q == ' ') { q++; len--; }
+        while (len && q[len - 1] == ' ') len--;
+        if (len == n && !strncmp(q, origin, n)) return origin;
+        p += m + (p[m] == ',');
+    }
+    return NULL;
+}
+
+/* Headers every response carries: CORS when --cors-origin is set. */
+static void add_common_headers(const http *h, struct MHD_Connection *c, struct MHD_Response *r) {
+    const char *origin = cors_allow(h, c);
+    if (!origin) return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
+    if (strcmp(origin, "*")) MHD_add_response_header(r, "Vary", "Origin");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                            want && strlen(want) < 2048 ? want : "Authorization, Content-Type, X-Api-Key");
+    MHD_add_response_header(r, "Access-Control-Expose-Headers", "Retry-After");
+}
+
+static int queue(struct MHD_Connection *c, int status, struct MHD_Response *r) {
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret == MHD_YES ? 0 : -1;
+}
+
+int http_send_text(http_req *q, int status, const char *ctype, char *body, size_t len, const char *retry_after) {
+    q->log.status = status;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) { free(body); return -1; }
+    add_common_headers(q->h, q->c, r);
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
+    return queue(q->c, status, r);
+}
+
+int http_send_json(http_req *q, int status, json_t *j) {
+    q->log.status = status;
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s) return -1;
+    return http_send_text(q, status, "application/json", s, strlen(s), NULL);
+}
+
+int http_send_err(http_req *q, const http_err *e) {
+    q->log.status = e->status;
+    json_t *j = q->shape ? q->shape(e->status, e->code, e->param, e->msg) : http_err_json(e);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) return -1;
+    return http_send_text(q, e->status, "application/json", s, strlen(s), e->status == 503 ? "1" : NULL);
+}
+
+int http_send_busy(http_req *q, const char *what) {
+    http_err e;
+    http_set_err(&e, 503, "server_overloaded", NULL, "too many %s in progress; retry later", what);
+    return http_send_err(q, &e);
+}
+
+int http_send_static(http_req *q, const char *ctype, const void *body, size_t len, const char *const *headers) {
+    q->log.status = 200;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_PERSISTENT);
+    if (!r) return -1;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    for (int i = 0; headers && headers[i]; i += 2) MHD_add_response_header(r, headers[i], headers[i + 1]);
+    return queue(q->c, 200, r);
+}
+
+int http_drop(http_req *q) {
+    q->log.status = 499;
+    return -1;
+}
+
+static int send_preflight(http_req *q) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!r) return -1;
+    add_common_headers(q->h, q->c, r);
+    MHD_add_response_header(r, "Allow", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+    q->log.status = 204;
+    return queue(q->c, 204, r);
+}
+
+/* 503 + Retry-After while loading or draining: a balancer retries it on another replica. */
+static int send_not_ready(http_req *q, int state) {
+    http_err e;
+    http_set_err(&e, 503, state == HTTP_LOADING ? "model_loading" : "server_draining", NULL,
+                 state == HTTP_LOADING ? "the model is loading; retry shortly"
+                                       : "the server is shutting down; send the request to another replica");
+    return http_send_err(q, &e);
+}
+
+/* ---- the request log ---------------------------------------------------------------------------- */
+
+static void log_request(http *h, const http_log *k) {
+    pthread_mutex_lock(&h->mu);
+    int cls = k->status / 100;
+    if (cls >= 1 && cls <= 5) h->by_class[cls]++;
+    pthread_mutex_unlock(&h->mu);
+    if (!h->p.log) return;
+    char line[400];
+    snprintf(line, sizeof line, "%s %s %s %d %.3fs prompt=%d cached=%d completion=%d%s", k->addr, k->method, k->url,
+             k->status, now_s() - k->t0, k->prompt_tokens, k->cached_tokens, k->completion_tokens,
+             k->streaming ? " stream" : "");
+    h->p.log(h->p.log_user, line);
+}
+
+/* ---- streams ------------------------------------------------------------------------------------ */
+
+typedef struct stream {
+    http *h;
+    http_stream_read read;
+    http_stream_done done;
+    void *ctx;
+    http_log log;              /* the request's log line (the connection may be gone first) */
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    stream *st = cls;
+    (void)pos;
+    ssize_t n = st->read(st->ctx, buf, max, &st->log);
+    if (n == HTTP_STREAM_END) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    return n;
+}
+
+static void stream_free(void *cls) {
+    stream *st = cls;
+    st->done(st->ctx, &st->log);
+    log_request(st->h, &st->log);
+    free(st);
+}
+
+int http_send_stream(http_req *q, const char *ctype, http_stream_read read, http_stream_done done, void *ctx) {
+    stream *st = calloc(1, sizeof *st);
+    if (!st) { done(ctx, &q->log); return -1; }
+    q->log.status = 200;
+    q->log.streaming = true;
+    *st = (stream){.h = q->h, .read = read, .done = done, .ctx = ctx, .log = q->log};
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+    if (!resp) { stream_free(st); return -1; }
+    add_common_headers(q->h, q->c, resp);
+    MHD_add_response_header(resp, "Content-Type", ctype);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    return queue(q->c, 200, resp);
+}
+
+/* ---- bounded concurrent work ------------------------------------------------------------------- */
+
+void http_gate_init(http_gate *g, int max) {
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->busy = 0;
+    g->max = max > 0 ? max : 1;
+}
+
+void http_gate_destroy(http_gate *g) {
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+}
+
+/* Takes a place (waits up to GATE_WAIT_MS); false when none came free. */
+bool http_gate_enter(http_gate *g) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += GATE_WAIT_MS / 1000;
+    pthread_mutex_lock(&g->mu);
+    int rc = 0;
+    while (g->busy >= g->max && rc == 0) rc = pthread_cond_timedwait(&g->cv, &g->mu, &until);
+    bool ok = g->busy < g->max;
+    if (ok) g->busy++;
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
+void http_gate_leave(http_gate *g) {
+    pthread_mutex_lock(&g->mu);
+    g->busy--;
+    pthread_cond_signal(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* ---- connections: accounting, eviction, timeouts ------------------------------------------------ */
+
+/* Closes the oldest pending connection (of ip when by_ip); false when there is none (net_mu held). */
+static bool evict_oldest(http *h, uint32_t ip, bool by_ip) {
+    sock *best = NULL;
+    for (sock *x = h->socks; x; x = x->next)
+        if (x->pending && !x->evicted && (!by_ip || x->ip == ip) && (!best || x->since < best->since)) best = x;
+    if (!best) return false;
+    best->evicted = true;
+    h->n_evicting++;
+    h->n_evicted++;
+    shutdown(best->fd, SHUT_RDWR); /* its thread sees the end and closes it */
+    return true;
+}
+
+static uint32_t addr_ip(const struct sockaddr *a, socklen_t len) {
+    if (a && a->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in))
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr;
+    return 0;
+}
+
+/* Called before a new connection is accepted: makes room or refuses it. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len) {
+    http *h = cls;
+    uint32_t ip = addr_ip(addr, len);
+    bool ok = true;
+    pthread_mutex_lock(&h->net_mu);
+    if (h->stopping) {
+        ok = false;
+    } else {
+        int ip_pending = 0, ip_all = 0;
+        for (sock *x = h->socks; x; x = x->next)
+            if (!x->evicted && x->ip == ip) { ip_all++; ip_pending += x->pending; }
+        if (h->p.max_pending_per_ip > 0 && ip_pending >= h->p.max_pending_per_ip && evict_oldest(h, ip, true)) ip_all--;
+        if (h->n_open - h->n_evicting >= h->p.max_connections && !evict_oldest(h, 0, false)) ok = false;
+        if (ok && h->p.max_connections_per_ip > 0 && ip_all >= h->p.max_connections_per_ip && !evict_oldest(h, ip, true))
+            ok = false;
+    }
+    if (!ok) h->n_refused++;
+    pthread_mutex_unlock(&h->net_mu);
+    return ok ? MHD_YES : MHD_NO;
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe) {
+    http *h = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        sock *x = calloc(1, sizeof *x);
+        if (!x) return;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        x->fd = ci ? ci->connect_fd : -1;
+        ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        x->ip = ci ? addr_ip(ci->client_addr, sizeof(struct sockaddr_in)) : 0;
+        x->since = now_s();
+        x->pending = true;
+        x->h = h;
+        pthread_mutex_lock(&h->net_mu);
+        x->next = h->socks;
+        if (h->socks) h->socks->prev = x;
+        h->socks = x;
+        h->n_open++;
+        h->n_pending++;
+        pthread_mutex_unlock(&h->net_mu);
+        *socket_context = x;
+        return;
+    }
+    sock *x = *socket_context;
+    if (!x) return;
+    pthread_mutex_lock(&h->net_mu);
+    if (x->prev) x->prev->next = x->next;
+    else h->socks = x->next;
+    if (x->next) x->next->prev = x->prev;
+    h->n_open--;
+    h->n_pending -= x->pending;
+    h->n_evicting -= x->evicted;
+    pthread_mutex_unlock(&h->net_mu);
+    *socket_context = NULL;
+    free(x);
+}
+
+/* Marks the connection pending (nobody answered: short idle timeout, may be evicted) or busy. */
+static void conn_pending(http *h, struct MHD_Connection *c, bool pending) {
+    sock *x = conn_sock(c);
+    if (x) {
+        pthread_mutex_lock(&h->net_mu);
+        h->n_pending += (int)pending - (int)x->pending;
+        x->pending = pending;
+        x->since = now_s();
+        pthread_mutex_unlock(&h->net_mu);
+    }
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(pending ? h->p.idle_timeout : h->p.timeout));
+}
+
+/* The API key from 'Authorization: Bearer KEY' or 'x-api-key: KEY', compared in constant time. */
+static bool key_ok(http *h, struct MHD_Connection *c) {
+    if (!h->p.api_key) return true;
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (v && !strncasecmp(v, "Bearer ", 7)) v += 7;
+    else v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+    if (!v) return false;
+    size_t a = strlen(v), b = strlen(h->p.api_key);
+    unsigned diff = (unsigned)(a ^ b);
+    for (size_t i = 0; i < a; i++) diff |= (unsigned char)v[i] ^ (unsigned char)h->p.api_key[i % (b ? b : 1)];
+    return diff == 0;
+}
+
+/* ---- the route table ------------------------------------------------------------------------------ */
+
+static unsigned method_bit(const char *method) {
+    return !strcmp(method, "GET") ? HTTP_GET : !strcmp(method, "HEAD") ? HTTP_HEAD : !strcmp(method, "POST") ? HTTP_POST : 0;
+}
+
+/* Does path match the route's? *rest: what a trailing '*' matched. */
+static bool path_match(const char *pattern, const char *path, const char **rest) {
+    size_t n = strlen(pattern);
+    *rest = NULL;
+    if (n && pattern[n - 1] == '*') {
+        if (strncmp(pattern, path, n - 1) || !path[n - 1]) return false;
+        *rest = path + n - 1;
+        return true;
+    }
+    return !strcmp(pattern, path);
+}
+
+/* The route for (method, path): methods 0 matches any method. */
+static const http_route *route_find(const http *h, unsigned methods, const char *path, const char **rest) {
+    for (int i = 0; i < h->p.n_routes; i++) {
+        const http_route *r = &h->p.routes[i];
+        if ((!methods || (r->methods & methods)) && path_match(r->path, path, rest)) return r;
+    }
+    return NULL;
+}
+
+/* Runs a GET/HEAD route from the headers. */
+static enum MHD_Result run_now(http_req *q, const http_route *r, const char *rest) {
+    q->route = r;
+    q->rest = rest;
+    int rc = r->fn(q, NULL);
+    q->rest = NULL;
+    return rc == 0 ? MHD_YES : MHD_NO;
+}
+
+/* The first call, with the headers only: answers whatever needs no body (and refuses what must
+ * not upload one), else records the route and lets the body come. */
+static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q, const char *url, const char *method) {
+    http_err e;
+    unsigned m = method_bit(method);
+    if (!strcmp(method, "OPTIONS")) { conn_pending(h, c, false); return send_preflight(q) == 0 ? MHD_YES : MHD_NO; }
+    conn_pending(h, c, false); /* answered now, or the body is on its way */
+    q->shape = h->p.error_for_path ? h->p.error_for_path(url) : NULL; /* errors from here take that API's shape */
+    int state = atomic_load(&h->state);
+    const char *rest = NULL;
+    const http_route *r = m ? route_find(h, m, url, &rest) : NULL;
+    if (r && (r->flags & HTTP_PUBLIC)) return run_now(q, r, rest);
+    /* not ready: GETs are answered 503 here; a POST's body is read first (on_request answers),
+     * since closing on an unread body resets the connection before a proxy reads the 503 */
+    if (state == HTTP_LOADING && m != HTTP_POST) return send_not_ready(q, state) == 0 ? MHD_YES : MHD_NO;
+    if (!key_ok(h, c)) {
+        http_set_err(&e, 401, "invalid_api_key", NULL,
+                     "Incorrect or missing API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
+        return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
+    }
+    if (r && !(r->methods & HTTP_POST)) return run_now(q, r, rest);
+    if (!r) {
+        if (route_find(h, HTTP_POST, url, &rest)) http_set_err(&e, 405, "method_not_allowed", NULL, "%.300s needs POST", url);
+        else http_set_err(&e, 404, "not_found", NULL, "no route %.11s %.300s", method, url);
+        return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
+    }
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (end == cl || n > h->p.max_body) {
+            http_set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)", h->p.max_body);
+            return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
+        }
+    }
+    q->route = r;
+    conn_pending(h, c, true); /* until the body is complete */
+    return MHD_YES;
+}
+
+static enum MHD_Result on_body(http *h, http_req *q, const char *upload, size_t n) {
+    if (q->too_big) return MHD_YES; /* chunked upload past the limit: read and dropped */
+    if (q->n_body + n > h->p.max_body) {
+        q->too_big = true;
+        free(q->body);
+        q->body = NULL;
+        q->n_body = q->cap_body = 0;
+        return MHD_YES;
+    }
+    if (q->n_body + n + 1 > q->cap_body) {
+        size_t cap = q->cap_body ? q->cap_body : 4096;
+        while (cap < q->n_body + n + 1) cap *= 2;
+        char *nb = realloc(q->body, cap);
+        if (!nb) return MHD_NO;
+        q->body = nb;
+        q->cap_body = cap;
+    }
+    memcpy(q->body + q->n_body, upload, n);
+    q->n_body += n;
+    return MHD_YES;
+}
+
+/* The body is complete: parse it and run the route. */
+static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
+    http_err e;
+    conn_pending(h, c, false);
+    if (q->too_big) {
+        http_set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)", h->p.max_body);
+        return http_send_err(q, &e);
+    }
+    int state = atomic_load(&h->state);
+    if (state != HTTP_READY) return send_not_ready(q, state);
+    if (q->n_body > BIG_BODY) {
+        if (!http_gate_enter(&h->big)) return http_send_busy(q, "large requests");
+        q->big = true;
+    }
+    json_error_t je;
+    json_t *body = q->body ? json_loadb(q->body, q->n_body, 0, &je) : NULL;
+    bool had_body = q->body != NULL;
+    free(q->body); /* not needed past here */
+    q->body = NULL;
+    q->n_body = q->cap_body = 0;
+    int ret;
+    if (!body) {
+        http_set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", had_body ? ": " : "", had_body ? je.text : "");
+        ret = http_send_err(q, &e);
+    } else if (!json_is_object(body)) {
+        http_set_err(&e, 400, "invalid_type", NULL, "the body must be a JSON object");
+        ret = http_send_err(q, &e);
+    } else {
+        ret = q->route->fn(q, body);
+    }
+    json_decref(body);
+    if (q->big) { http_gate_leave(&h->big); q->big = false; }
+    return ret;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    http *h = cls;
+    http_req *q = *con_cls;
+    (void)version;
+    if (!q) {
+        if (!(q = calloc(1, sizeof *q))) return MHD_NO;
+        q->h = h;
+        q->c = c;
+        q->log.t0 = now_s();
+        snprintf(q->log.method, sizeof q->log.method, "%s", method);
+        snprintf(q->log.url, sizeof q->log.url, "%s", url);
+        snprintf(q->log.addr, sizeof q->log.addr, "-");
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, q->log.addr, sizeof q->log.addr);
+        *con_cls = q;
+        return on_headers(h, c, q, url, method);
+    }
+    if (q->log.status) { *upload_size = 0; return MHD_YES; } /* answered from the headers */
+    if (*upload_size) {
+        enum MHD_Result r = on_body(h, q, upload, *upload_size);
+        *upload_size = 0;
+        return r;
+    }
+    return on_request(h, c, q) == 0 ? MHD_YES : MHD_NO;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    http *h = cls;
+    http_req *q = *con_cls;
+    conn_pending(h, c, true); /* idle until the next request (keep-alive) */
+    if (!q) return;
+    if (!q->log.streaming) { /* streams log when their response ends */
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && q->log.status == 200) q->log.status = 499;
+        if (!q->log.status) q->log.status = 499;
+        log_request(h, &q->log);
+    }
+    if (q->big) http_gate_leave(&h->big);
+    *con_cls = NULL;
+    free(q->body);
+    free(q);
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------------ */
+
+static void http_free(http *h) {
+    pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->net_mu);
+    http_gate_destroy(&h->big);
+    free(h);
+}
+
+http *http_start(const http_params *p, int state, lfm2c_error *err) {
+    http *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->p = *p;
+    h->lfd = MHD_INVALID_SOCKET;
+    atomic_init(&h->state, state);
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_mutex_init(&h->net_mu, NULL);
+    http_gate_init(&h->big, p->big_parallel);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)p->port);
+    const char *host = p->host && *p->host ? p->host : "127.0.0.1";
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        if (err) { err->code = LFM2C_EINVAL; snprintf(err->msg, sizeof err->msg, "--host '%s' is not an IPv4 address", host); }
+        http_free(h);
+        return NULL;
+    }
+    /* MHD's own limit leaves room for connections we are closing (see accept_policy) */
+    unsigned mhd_limit = (unsigned)p->max_connections + 64;
+    h->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC,
+                              (uint16_t)p->port, accept_policy, h, handler, h, MHD_OPTION_SOCK_ADDR,
+                              (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+                              MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
+                              (unsigned)p->idle_timeout, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+                              MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
+    if (!h->mhd) {
+        if (err) { err->code = LFM2C_EIO; snprintf(err->msg, sizeof err->msg, "cannot listen on %s:%d (in use?)", host, p->port); }
+        http_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void http_set_state(http *h, int state) { atomic_store(&h->state, state); }
+int http_state(http *h) { return atomic_load(&h->state); }
+
+int http_port(const http *h) {
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    return di ? di->port : 0;
+}
+
+void http_get_stats(http *h, http_stats *out) {
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&h->mu);
+    memcpy(out->by_class, h->by_class, sizeof out->by_class);
+    pthread_mutex_unlock(&h->mu);
+    pthread_mutex_lock(&h->net_mu);
+    out->n_open = h->n_open;
+    out->n_pending = h->n_pending;
+    out->evicted = h->n_evicted;
+    out->refused = h->n_refused;
+    pthread_mutex_unlock(&h->net_mu);
+}
+
+void http_quiesce(http *h) {
+    pthread_mutex_lock(&h->net_mu);
+    h->stopping = true; /* refuse new connections */
+    pthread_mutex_unlock(&h->net_mu);
+    h->lfd = MHD_quiesce_daemon(h->mhd);
+}
+
+void http_stop(http *h) {
+    if (!h) return;
+    if (!h->stopping) http_quiesce(h);
+    /* whatever is still open is cut: blocked reads and writes of its thread end at once */
+    pthread_mutex_lock(&h->net_mu);
+    for (sock *x = h->socks; x; x = x->next)
+        if (x->fd >= 0) shutdown(x->fd, SHUT_RDWR);
+    pthread_mutex_unlock(&h->net_mu);
+    MHD_stop_daemon(h->mhd);
+    if (h->lfd != MHD_INVALID_SOCKET) close(h->lfd);
+    http_free(h);
+}

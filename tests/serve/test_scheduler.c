@@ -1,0 +1,189 @@
+/* test_scheduler.c — the continuous-batching scheduler (src/serve/scheduler.c) driven directly,
+ * without HTTP, on the tiny dense fixture at temperature 0: requests admitted together give the
+ * same tokens as each alone (and share forward passes); a request sharing a prompt prefix with a
+ * slot's history reuses it (n_cached, and still the same tokens); a running and a queued request
+ * are cancelled; the queue limit refuses what does not fit (a group all or none); a shut-down
+ * scheduler refuses new work. */
+#include "serve/scheduler.h"
+#include "test.h"
+
+#include <string.h>
+
+enum { PROMPT = 24, GEN = 12, N_REQ = 3 };
+
+static lfm2c_model *model;
+static int n_vocab;
+
+static void make_tokens(int32_t *t, int n, uint32_t seed) {
+    for (int i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        t[i] = 1 + (int32_t)((seed >> 8) % (uint32_t)(n_vocab - 1));
+    }
+}
+
+/* A greedy request for prompt[0..n) that records its tokens (logprobs entries). */
+static sched_req *greedy(const int32_t *prompt, int n, int max_tokens) {
+    sched_req *r = sched_req_new();
+    r->prompt = malloc(sizeof(int32_t) * (size_t)n);
+    memcpy(r->prompt, prompt, sizeof(int32_t) * (size_t)n);
+    r->n_prompt = n;
+    r->sampling.temperature = 0;
+    r->max_tokens = max_tokens;
+    r->n_logprobs = 0;
+    return r;
+}
+
+/* A request that cannot end by itself before max_tokens: every end-of-generation token banned. */
+static sched_req *endless(const int32_t *prompt, int n, int max_tokens) {
+    sched_req *r = greedy(prompt, n, max_tokens);
+    r->logit_bias = calloc((size_t)n_vocab, sizeof(float));
+    for (int i = 0; i < n_vocab; i++)
+        if (lfm2c_token_is_eog(model, i)) r->logit_bias[i] = -INFINITY;
+    return r;
+}
+
+/* Waits (up to 60 s) until r finishes, or until it generated at least `tokens` (0: finish only). */
+static void wait_for(sched *s, sched_req *r, int tokens) {
+    double t0 = sched_now();
+    sched_lock(s);
+    while (r->finish == FINISH_NONE && !(tokens > 0 && r->n_generated >= tokens) && sched_now() - t0 < 60)
+        sched_wait(s, r, 100);
+    sched_unlock(s);
+}
+
+static bool same_tokens(const sched_req *a, const sched_req *b) {
+    if (a->n_logprobs_out != b->n_logprobs_out || a->finish != b->finish) return false;
+    for (int i = 0; i < a->n_logprobs_out; i++)
+        if (a->logprobs[i].token != b->logprobs[i].token) return false;
+    return true;
+}
+
+static sched *new_sched(int n_slots, int queue_max, int n_ctx, bool no_reuse) {
+    lfm2c_error err = {0};
+    sched_params p = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue_max, .prefill_chunk = 512,
+                      .no_prefix_reuse = no_reuse};
+    sched *s = sched_new(model, &p, &err);
+    CHECK(s != NULL, "sched_new: %s", err.msg);
+    return s;
+}
+
+/* Runs r alone on s (one slot, no reuse): the reference answer. */
+static sched_req *alone(sched *s, const int32_t *prompt, int n) {
+    sched_req *r = greedy(prompt, n, GEN);
+    CHECK(sched_submit(s, r) == 0, "submit alone");
+    wait_for(s, r, 0);
+    CHECK(r->finish == FINISH_STOP || r->finish == FINISH_LENGTH, "alone: finish %d", r->finish);
+    return r;
+}
+
+static void test_batching_and_prefix(void) {
+    int32_t prompts[N_REQ + 1][PROMPT + 8];
+    int lens[N_REQ + 1] = {PROMPT, PROMPT - 5, PROMPT + 3, PROMPT + 8};
+    for (int i = 0; i < N_REQ; i++) make_tokens(prompts[i], lens[i], 11u + 17u * (unsigned)i);
+    sched *one = new_sched(1, 4, 256, true), *s = new_sched(4, 8, 256, false);
+    if (!one || !s) { sched_free(one); sched_free(s); return; }
+    sched_req *ref[N_REQ + 1];
+    for (int i = 0; i < N_REQ; i++) ref[i] = alone(one, prompts[i], lens[i]);
+
+    /* admitted together: one forward per step over all of them, the same tokens */
+    sched_req *rs[N_REQ];
+    for (int i = 0; i < N_REQ; i++) rs[i] = greedy(prompts[i], lens[i], GEN);
+    CHECK(sched_submit_group(s, rs, N_REQ) == 0, "submit the group");
+    for (int i = 0; i < N_REQ; i++) wait_for(s, rs[i], 0);
+    int total = 0;
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK(same_tokens(rs[i], ref[i]), "request %d batched differs from alone (%d vs %d tokens)", i,
+              rs[i]->n_logprobs_out, ref[i]->n_logprobs_out);
+        CHECK(rs[i]->n_cached == 0, "request %d: nothing to reuse in fresh slots, got %d", i, rs[i]->n_cached);
+        total += rs[i]->n_generated;
+    }
+    sched_stats st;
+    sched_get_stats(s, &st);
+    /* alone, every generated token costs a step; together they share steps */
+    CHECK(total > GEN && st.steps < (uint64_t)total, "%llu steps for %d tokens: not batched", (unsigned long long)st.steps, total);
+    CHECK(st.requests == N_REQ && st.prompt_tokens == (uint64_t)(lens[0] + lens[1] + lens[2]),
+          "stats: %llu requests, %llu prompt tokens", (unsigned long long)st.requests, (unsigned long long)st.prompt_tokens);
+
+    /* a follow-up: prompt 0, then tokens of its own (not what request 0 generated next), goes to
+     * request 0's slot and reads only its new tokens */
+    memcpy(prompts[N_REQ], prompts[0], sizeof(int32_t) * PROMPT);
+    make_tokens(prompts[N_REQ] + PROMPT, 8, 4242);
+    if (rs[0]->n_logprobs_out && prompts[N_REQ][PROMPT] == rs[0]->logprobs[0].token)
+        prompts[N_REQ][PROMPT] = prompts[N_REQ][PROMPT] % (n_vocab - 1) + 1;
+    ref[N_REQ] = alone(one, prompts[N_REQ], lens[N_REQ]);
+    sched_req *f = greedy(prompts[N_REQ], lens[N_REQ], GEN);
+    CHECK(sched_submit(s, f) == 0, "submit the follow-up");
+    wait_for(s, f, 0);
+    CHECK(f->n_cached == PROMPT, "prefix-cache hit: %d tokens reused, want %d", f->n_cached, PROMPT);
+    CHECK(same_tokens(f, ref[N_REQ]), "the follow-up with reuse differs from alone");
+    sched_get_stats(s, &st);
+    CHECK(st.cached_tokens == PROMPT, "stats: %llu cached tokens, want %d", (unsigned long long)st.cached_tokens, PROMPT);
+    CHECK(ref[N_REQ]->n_cached == 0, "no reuse when asked for none, got %d", ref[N_REQ]->n_cached);
+    sched_release(s, f);
+    for (int i = 0; i < N_REQ; i++) sched_release(s, rs[i]);
+    for (int i = 0; i <= N_REQ; i++) sched_release(one, ref[i]);
+    sched_free(s);
+    sched_free(one);
+}
+
+static void test_cancel_and_queue(void) {
+    sched *s = new_sched(1, 2, 2048, false);
+    if (!s) return;
+    int32_t p[PROMPT];
+    make_tokens(p, PROMPT, 99);
+    /* a running request, cancelled by its caller */
+    sched_req *a = endless(p, PROMPT, 2000);
+    CHECK(sched_submit(s, a) == 0, "submit a");
+    wait_for(s, a, 1);
+    CHECK(a->finish == FINISH_NONE && a->n_generated >= 1, "a should be generating (finish %d)", a->finish);
+
+    /* the queue: one slot busy, room for queue_max = 2 more; a group that does not fit is refused whole */
+    sched_req *b = endless(p, PROMPT, 2000), *c = greedy(p, PROMPT, 4), *d = greedy(p, PROMPT, 4);
+    sched_req *cd[2] = {c, d};
+    CHECK(sched_submit(s, b) == 0, "submit b (queued)");
+    CHECK(sched_submit_group(s, cd, 2) == -1, "a group of 2 with room for 1 must be refused");
+    CHECK(sched_submit(s, c) == 0, "submit c (queued, the queue is now full)");
+    CHECK(sched_submit(s, d) == -1, "d must be refused: the queue is full");
+    sched_stats st;
+    sched_get_stats(s, &st);
+    CHECK(st.queue_depth == 2 && st.active_slots == 1, "queue %d, active %d", st.queue_depth, st.active_slots);
+
+    /* cancel the queued b: dropped without running; then the running a: its slot frees */
+    sched_lock(s);
+    b->cancelled = true;
+    a->cancelled = true;
+    sched_unlock(s);
+    wait_for(s, a, 0);
+    wait_for(s, c, 0);
+    CHECK(a->finish == FINISH_CANCELLED && a->n_generated < 2000, "a: finish %d after %d tokens", a->finish, a->n_generated);
+    CHECK(b->finish == FINISH_CANCELLED && b->n_generated == 0, "b: finish %d, %d tokens", b->finish, b->n_generated);
+    CHECK(c->finish == FINISH_STOP || c->finish == FINISH_LENGTH, "c runs once the slot is free (finish %d)", c->finish);
+    CHECK(sched_submit(s, d) == 0, "d fits now");
+    wait_for(s, d, 0);
+    CHECK(same_tokens(c, d), "c and d, same prompt, greedy: same tokens");
+    sched_release(s, a);
+    sched_release(s, b);
+    sched_release(s, c);
+    sched_release(s, d);
+
+    /* after shutdown nothing is accepted */
+    sched_shutdown(s);
+    sched_req *e = greedy(p, PROMPT, 4);
+    CHECK(sched_submit(s, e) == -1, "a shut-down scheduler must refuse requests");
+    sched_release(s, e);
+    sched_free(s);
+}
+
+int main(void) {
+    lfm2c_error err = {0};
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 2;
+    model = lfm2c_model_open(DATA("lfm2-tiny-dense-f32.gguf"), &mp, &err);
+    CHECK(model != NULL, "open: %s", err.msg);
+    if (!model) TEST_MAIN_END();
+    n_vocab = lfm2c_vocab_size(model);
+    test_batching_and_prefix();
+    test_cancel_and_queue();
+    lfm2c_model_free(model);
+    TEST_MAIN_END();
+}
