@@ -9,12 +9,12 @@
 # which lives in /usr/lib/aarch64-linux-gnu. Debian's cross gcc already searches /usr/include
 # and /usr/lib/aarch64-linux-gnu, so only pkg-config has to be pointed at the arm64 .pc files.
 #
-# The programs are linked dynamically, as a native build's are; qemu runs them with the cross
-# libc's loader (-L below). (A static link would clash: the internal archive's utf8_encode meets
-# libjansson.a's.) The emulated CPU model is the cache variable
-# LFM2C_QEMU_CPU (-DLFM2C_QEMU_CPU=cortex-a72 on a configured build switches it without
-# rebuilding); its first value comes from the environment variable of that name, else "max"
-# (every extension qemu implements, dotprod and i8mm included). "cortex-a72" is plain ARMv8.0 NEON.
+# The programs are linked dynamically, as a native build's are, and qemu runs them with the arm64
+# multiarch loader and libc (-L below). (A static link would clash: the internal archive's
+# utf8_encode meets libjansson.a's.) The emulated CPU model is the cache variable LFM2C_QEMU_CPU
+# (-DLFM2C_QEMU_CPU=cortex-a72 on a configured build switches it without rebuilding); its first
+# value comes from the environment variable of that name, else "max" (every extension qemu
+# implements, dotprod and i8mm included). "cortex-a72" is plain ARMv8.0 NEON.
 
 set(CMAKE_SYSTEM_NAME Linux)
 set(CMAKE_SYSTEM_PROCESSOR aarch64)
@@ -51,7 +51,11 @@ endif()
 set(LFM2C_QEMU_CPU "${LFM2C_QEMU_CPU}" CACHE STRING "qemu-aarch64 -cpu model the tests run on (max, cortex-a72, ...)")
 find_program(LFM2C_QEMU NAMES qemu-aarch64 qemu-aarch64-static)
 if(LFM2C_QEMU)
-  # -L: the arm64 loader and libc come from the cross libc's tree (libc6-arm64-cross), whatever
-  # the host has in /lib; libjansson.so.4, which is not there, from /usr/lib/aarch64-linux-gnu.
-  set(CMAKE_CROSSCOMPILING_EMULATOR ${LFM2C_QEMU} -cpu ${LFM2C_QEMU_CPU} -L /usr/${LFM2C_CROSS_TRIPLE})
+  # -L /: the programs run with the host's arm64 multiarch loader and libc (libc6:arm64, which
+  # libjansson4:arm64 depends on: /lib/ld-linux-aarch64.so.1, /lib/aarch64-linux-gnu), the same
+  # build of glibc as its libjansson. Not the cross tree /usr/aarch64-linux-gnu (libc6-arm64-cross,
+  # for linking): its loader with the multiarch libc.so.6, a different Debian build of glibc,
+  # hangs in the first pthread_create. Explicit, as Debian's qemu otherwise looks in
+  # /etc/qemu-binfmt/aarch64, which may point anywhere.
+  set(CMAKE_CROSSCOMPILING_EMULATOR ${LFM2C_QEMU} -cpu ${LFM2C_QEMU_CPU} -L /)
 endif()
