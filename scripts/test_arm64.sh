@@ -8,9 +8,9 @@
 #
 # Chosen by time: under emulation a test runs 10-50 times slower, so test_model runs quick
 # (LFM2C_TEST_QUICK=1: every fixture's fast path against its goldens and the cache paths; no
-# reference-mode forwards, no KV cache types: 22 s instead of 140 s), the tests that take minutes
-# there (convert, quantize, the threadpool's oversubscription, the tokenizer API's corpus) stay
-# with the x86 stages, and so does test_jinja (its time-budget check measures wall time).
+# reference-mode forwards, no KV cache types: 22 s instead of 140 s), test_quantize (minutes
+# there) stays with the x86 stages, and so does test_jinja (its time-budget check measures wall
+# time).
 export LFM2C_TEST_QUICK=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,8 @@ fi
 
 # every CPU model runs the kernel-dependent tests; the first also runs the rest
 kernel_tests="test_kernels test_kernels_attn test_model"
-other_tests="test_gguf test_gguf_write test_sampler test_tokenizer test_sha256 test_grammar test_toolcall test_public_api"
+other_tests="test_gguf test_gguf_write test_name_index test_sampler test_threadpool test_tokenizer test_tokenizer_api
+             test_sha256 test_grammar test_toolcall test_convert test_public_api"
 re() { echo "^($(echo "$*" | tr ' ' '|'))\$"; }
 
 start=$SECONDS
