@@ -8,16 +8,42 @@ if [ "$(id -u)" != 0 ]; then
   command -v sudo >/dev/null 2>&1 || { echo "setup: not root and no sudo: run this as root (su -c 'bash scripts/setup.sh')" >&2; exit 1; }
   SUDO=sudo
 fi
+# installed PKG[:ARCH]: dpkg has PKG installed for ARCH (default: this machine's architecture, or
+# "all"). Not `dpkg -s PKG`: it fails (ambiguous) once PKG is installed for two architectures, as
+# libjansson-dev is with libjansson-dev:arm64, and it succeeds for a removed package whose
+# config files remain. (grep without -q reads all of dpkg-query's lines: no SIGPIPE for pipefail.)
+native=$(dpkg --print-architecture)
+installed() {
+  local name=${1%%:*} arch=${1#*:}
+  [ "$arch" = "$1" ] && arch=$native
+  dpkg-query -W -f='${Architecture} ${db:Status-Status}\n' "$name" 2>/dev/null | grep -E "^($arch|all) installed$" >/dev/null
+}
 missing=""
 for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev python3 python3-jinja2 python3-yaml curl haproxy clang libclang-rt-14-dev libcurl4-openssl-dev chromium; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+  installed "$p" || missing="$missing $p"
 done
+# The ARM64 stage of scripts/test.sh: the cross compiler and its C library, qemu-aarch64 (from
+# qemu-user, or qemu-user-static's qemu-aarch64-static), and jansson for arm64 from Debian's
+# multiarch archive, which needs the arm64 architecture added to dpkg before apt-get update.
+for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross; do
+  installed "$p" || missing="$missing $p"
+done
+command -v qemu-aarch64 >/dev/null 2>&1 || command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$missing qemu-user"
+add_arm64=0
+if ! installed libjansson-dev:arm64; then
+  missing="$missing libjansson-dev:arm64"
+  dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
+fi
 # node / npm may come from another source (e.g. nodesource, whose nodejs conflicts with Debian's
 # npm package): look for the commands, not the Debian packages
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 if [ -n "$missing" ]; then
   echo "setup: installing$missing"
+  if [ "$add_arm64" = 1 ]; then
+    echo "setup: dpkg --add-architecture arm64 (for libjansson-dev:arm64)"
+    $SUDO dpkg --add-architecture arm64
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
 fi

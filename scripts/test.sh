@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The test command: builds (release, then ASan+UBSan) and runs the whole suite in each build.
+# The test command: builds (release, then ASan+UBSan) and runs the whole suite in each build;
+# then the parsers' fuzzers, the CUDA build where nvcc is, and the ARM64 stage (cross-compiled,
+# run under qemu). LFM2C_SKIP_SANITIZE=1, LFM2C_SKIP_FUZZ=1, LFM2C_SKIP_ARM=1 skip a stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -23,4 +25,14 @@ if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   cmake -S . -B build-cuda -DLFM2C_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc_bin" >/dev/null
   cmake --build build-cuda -j"$jobs"
   (cd build-cuda && ctest -R cuda --output-on-failure)
+fi
+# ARM64 without ARM hardware: cross-compiled (cmake/toolchain-aarch64.cmake) and run under
+# qemu-aarch64, once on a CPU with dotprod + i8mm ("max") and once on plain ARMv8.0 NEON
+# ("cortex-a72"), so each kernel table the dispatcher can pick on ARM meets the tests. Only the
+# library and the C tests that finish in seconds under emulation (the kernels, the golden logits
+# of every fixture, the formats and text layers) are built and run; the server and the hub are
+# left out of this build. scripts/setup.sh installs the cross compiler, qemu-user and
+# libjansson-dev:arm64.
+if [ "${LFM2C_SKIP_ARM:-0}" != 1 ]; then
+  bash scripts/test_arm64.sh
 fi

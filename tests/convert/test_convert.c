@@ -436,12 +436,6 @@ static float *logits_of(const char *path, const int32_t *ids, int n, bool refere
     return out;
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
-    return m;
-}
-
 static void test_dense(const char *root) {
     char dir[1024], out[1024];
     snprintf(dir, sizeof dir, "%s/dense", root);
@@ -530,7 +524,7 @@ static void test_dense(const char *root) {
     snprintf(out, sizeof out, "%s/dense-3.gguf", root);
     float *lf = logits_of(out, ids, n, true, &V);
     if (lb && lf) {
-        double d = max_abs_diff(lb, lf, (size_t)n * (size_t)V);
+        double d = test_maxabs(lb, lf, (size_t)n * (size_t)V);
         CHECK(d <= 1e-4, "dense bf16 vs f32 logits differ by %g", d);
         printf("dense BF16 checkpoint: logits of --type bf16 vs --type f32: max abs %.2e\n", d);
     }
@@ -1041,7 +1035,7 @@ static void check_fixture_logits(const char *name, const char *root) {
     snprintf(path, sizeof path, "%s/%s.gguf", root, name);
     float *l32 = logits_of(path, ids, n, false, &V);
     if (golden && l32 && ng == sizeof(float) * (size_t)n * (size_t)V) {
-        double d = max_abs_diff(l32, golden, (size_t)n * (size_t)V);
+        double d = test_maxabs(l32, golden, (size_t)n * (size_t)V);
         CHECK(d <= 1e-3, "%s: converted --type f32 logits vs golden: %g", name, d);
         printf("%-20s converted f32 vs llama.cpp golden: max abs %.2e\n", name, d);
     } else CHECK(0, "%s: golden logits unreadable or wrong size", name);
@@ -1057,7 +1051,7 @@ static void check_fixture_logits(const char *name, const char *root) {
         if (!convert(dir, path, T[k].type, &err)) { CHECK(0, "convert %s: %s", path, err.msg); continue; }
         float *lq = logits_of(path, ids, n, true, &V); /* float activations: the weights' own error */
         if (!lq) continue;
-        double d = max_abs_diff(lq, l32, (size_t)n * (size_t)V);
+        double d = test_maxabs(lq, l32, (size_t)n * (size_t)V);
         int agree = 0;
         for (int i = 0; i < n; i++) {
             const float *a = lq + (size_t)i * V, *b = l32 + (size_t)i * V;
