@@ -10,7 +10,7 @@
 # (LFM2C_TEST_QUICK=1: every fixture's fast path against its goldens and the cache paths; no
 # reference-mode forwards, no KV cache types: 22 s instead of 140 s), test_quantize (minutes
 # there) stays with the x86 stages, and so does test_jinja (its time-budget check measures wall
-# time).
+# time), and so does test_session_batch (5 minutes there).
 export LFM2C_TEST_QUICK=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ fi
 
 # every CPU model runs the kernel-dependent tests; the first also runs the rest
 kernel_tests="test_kernels test_kernels_attn test_model"
-other_tests="test_gguf test_gguf_write test_name_index test_sampler test_threadpool test_tokenizer test_tokenizer_api
+other_tests="test_gguf test_gguf_write test_name_index test_sampler test_threadpool test_tokenizer test_tokenizer_api test_lfm2_arch test_matmul test_session
              test_sha256 test_grammar test_toolcall test_convert test_public_api"
 re() { echo "^($(echo "$*" | tr ' ' '|'))\$"; }
 
