@@ -1,7 +1,8 @@
 /* kernels.h — the dispatch table between the model code and the per-ISA matrix kernels.
  * The forward pass never calls SIMD code directly: it asks kernels_get() for the best table
  * this CPU supports (LFM2C_ISA=scalar|avx2|avx512|amx forces one) and calls through it.
- * Every table computes what the scalar one computes (kernels.c); tests/test_kernels.c checks. */
+ * Every table computes what the scalar truth computes (vec_dot_ref / vec_dot_float below,
+ * kernels_scalar.c); tests/cpu/test_kernels.c checks. */
 #ifndef LFM2C_KERNELS_H
 #define LFM2C_KERNELS_H
 
@@ -67,6 +68,14 @@ typedef struct kernel_ops {
     /* the attention contract above */
     void (*attention)(const attn_call *c);
 } kernel_ops;
+
+/* ---- the scalar truth (kernels_scalar.c) ---------------------------------------------------- */
+
+/* Scalar reference dot product of one row of n weights with quantized activations (activations
+ * in vec_dot_type(weight_type) format; float activations for the other types). */
+float vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *act);
+/* Dot of one weight row with float activations (double accumulation: the reference path). */
+float vec_dot_float(uint32_t weight_type, int64_t n, const void *w, const float *x);
 
 const kernel_ops *kernels_get(void);
 const kernel_ops *kernels_scalar(void);
