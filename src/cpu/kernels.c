@@ -11,7 +11,8 @@
  * the ISA's object would never be pulled out of the static library. */
 
 int kernels_available(const kernel_ops **out, int max) {
-    const kernel_ops *all[] = {kernels_scalar(), kernels_x86_avx2(), kernels_x86_avx512(), kernels_x86_amx()};
+    const kernel_ops *all[] = {kernels_scalar(), kernels_x86_avx2(), kernels_x86_avx512(), kernels_x86_amx(),
+                               kernels_neon(), kernels_neon_dotprod(), kernels_neon_i8mm()};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i] && n < max) out[n++] = all[i];
@@ -22,7 +23,9 @@ const kernel_ops *kernels_get(void) {
     const char *force = getenv("LFM2C_ISA");
     const kernel_ops *avail[8];
     int n = kernels_available(avail, 8);
-    if (force && *force) {
+    if (force && *force) {   /* the table of that name, else the first whose name starts with it */
+        for (int i = 0; i < n; i++)
+            if (!strcmp(avail[i]->isa, force)) return avail[i];
         for (int i = 0; i < n; i++)
             if (!strncmp(avail[i]->isa, force, strlen(force))) return avail[i];
     }

@@ -1,6 +1,7 @@
 /* kernels.h — the dispatch table between the model code and the per-ISA matrix kernels.
  * The forward pass never calls SIMD code directly: it asks kernels_get() for the best table
- * this CPU supports (LFM2C_ISA=scalar|avx2|avx512|amx forces one) and calls through it.
+ * this CPU supports (LFM2C_ISA=scalar|avx2|avx512|amx|neon|neon-dotprod|neon-i8mm forces one:
+ * the table of that name, else the first whose name starts with it) and calls through it.
  * Every table computes what the scalar truth computes (vec_dot_ref / vec_dot_float below,
  * kernels_scalar.c); tests/cpu/test_kernels.c checks. */
 #ifndef LFM2C_KERNELS_H
@@ -55,7 +56,7 @@ void attention_x86_avx2(const attn_call *c);
 const char *kv_type_name(int type);
 
 typedef struct kernel_ops {
-    const char *isa;      /* "scalar", "avx2", "avx512vnni", "amx", "neon" */
+    const char *isa;      /* "scalar", "avx2", "avx512vnni", "amx", "neon", "neon-dotprod", "neon-i8mm" */
     /* out[r, c] is bitwise the same whatever nr / nc tile it is computed in */
     bool tile_invariant;
     /* Quantize n activations (a multiple of the act type's block; F32 = copy) into dst. */
@@ -86,4 +87,7 @@ int kernels_available(const kernel_ops **out, int max);
 const kernel_ops *kernels_x86_avx2(void);
 const kernel_ops *kernels_x86_avx512(void);
 const kernel_ops *kernels_x86_amx(void);   /* AVX-512 + AMX-INT8 tiles for K-quant prefill */
+const kernel_ops *kernels_neon(void);          /* ARM64 ASIMD (kernels_neon.c) */
+const kernel_ops *kernels_neon_dotprod(void);  /* + SDOT (FEAT_DotProd) */
+const kernel_ops *kernels_neon_i8mm(void);     /* + SMMLA (FEAT_I8MM) for prefill tiles */
 #endif
