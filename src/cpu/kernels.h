@@ -53,6 +53,7 @@ float kv_exp(float x);   /* exp of x <= 0 (the contract's); 0 below -87.3 */
 void attention_scalar(const attn_call *c);
 void attention_x86_avx512(const attn_call *c);   /* kernels_attn_x86.c (x86 only) */
 void attention_x86_avx2(const attn_call *c);
+void attention_arm_neon(const attn_call *c);     /* kernels_attn_neon.c (ARM64 only) */
 const char *kv_type_name(int type);
 
 typedef struct kernel_ops {

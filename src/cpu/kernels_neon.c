@@ -19,7 +19,7 @@
  * prefill through SMMLA and the rest through the SDOT tiles. The float path (F32, F16, BF16 and
  * the types without integer tiles: Q2_K, Q3_K, IQ4_NL, IQ4_XS, MXFP4) dequantizes a chunk and runs
  * float32x4 dot tiles through run_float (tiles.h); the activation quantizers give the scalar
- * quantizers' bytes. Attention is the scalar truth (attention_scalar) for now. */
+ * quantizers' bytes. Attention is kernels_attn_neon.c's (the contract of kernels.h, bitwise). */
 #include "cpu/kernels.h"
 
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
@@ -494,9 +494,9 @@ static void matmul_mm(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row,
 
 /* ---- the tables ------------------------------------------------------------------------------ */
 
-static const kernel_ops NEON_OPS = {"neon", true, quantize_act_n, matmul_nn, attention_scalar};
-static const kernel_ops DOTPROD_OPS = {"neon-dotprod", true, quantize_act_n, matmul_dp, attention_scalar};
-static const kernel_ops I8MM_OPS = {"neon-i8mm", true, quantize_act_n, matmul_mm, attention_scalar};
+static const kernel_ops NEON_OPS = {"neon", true, quantize_act_n, matmul_nn, attention_arm_neon};
+static const kernel_ops DOTPROD_OPS = {"neon-dotprod", true, quantize_act_n, matmul_dp, attention_arm_neon};
+static const kernel_ops I8MM_OPS = {"neon-i8mm", true, quantize_act_n, matmul_mm, attention_arm_neon};
 
 #if defined(__linux__)
 #ifndef HWCAP_ASIMDDP
