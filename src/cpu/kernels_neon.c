@@ -1,9 +1,10 @@
 /* kernels_neon.c — the ARM64 kernel tables: plain NEON (ASIMD, every ARMv8-A CPU), NEON with the
  * dot-product instructions (SDOT, FEAT_DotProd: Cortex-A55/A76 and later, Neoverse, Apple) and
  * NEON with the int8 matrix multiply (SMMLA, FEAT_I8MM: Neoverse V1/N2, Cortex-A710 and later).
- * Each function carries its own target attribute, so a generic armv8-a build contains all three
- * tables and the one to use is chosen at run time from the kernel's HWCAPs; on other
- * architectures the file only defines the getters, returning NULL.
+ * Each function carries its own target attribute, so a generic armv8-a build with GCC contains
+ * all three tables and the one to use is chosen at run time from the kernel's HWCAPs (clang 14
+ * declares the SDOT / SMMLA intrinsics only for a file built for them: there the tables are those
+ * of -march); on other architectures the file only defines the getters, returning NULL.
  *
  * What is computed is the scalar contract of kernels_scalar.c. NEON multiplies signed by signed
  * bytes, so weights are unpacked to their signed values (Q4_0 nibble - 8, Q5_0 - 16, Q6_K - 32;
@@ -34,8 +35,21 @@
 #endif
 
 #define AI static inline __attribute__((always_inline))
+#if !defined(__clang__)
+#define NEON_DP 1   /* GCC declares the SDOT / SMMLA intrinsics for functions with these targets */
+#define NEON_MM 1
 #define TDP __attribute__((target("arch=armv8.2-a+dotprod")))
 #define TMM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
+#else /* clang (14) declares them only when the whole file targets them: -march=...+dotprod+i8mm */
+#if defined(__ARM_FEATURE_DOTPROD)
+#define NEON_DP 1
+#endif
+#if defined(__ARM_FEATURE_DOTPROD) && defined(__ARM_FEATURE_MATMUL_INT8)
+#define NEON_MM 1
+#endif
+#define TDP
+#define TMM
+#endif
 /* TILE_SET pastes suffixes onto the name: expand FN(...) first */
 #define TSET(name, RB, CB, kern) TILE_SET(name, RB, CB, kern)
 
@@ -281,6 +295,7 @@ static void quantize_act_n(uint32_t act_type, const float *x, void *dst, int64_t
 #undef FN
 #undef DOT16
 
+#if NEON_DP
 /* SDOT: 4 products of 4 bytes summed into each int32 lane */
 #define ATTR TDP
 #define ISA_T TDP
@@ -291,7 +306,9 @@ static void quantize_act_n(uint32_t act_type, const float *x, void *dst, int64_t
 #undef ISA_T
 #undef FN
 #undef DOT16
+#endif
 
+#if NEON_MM
 /* ---- i8mm: SMMLA tiles of 2 rows x 2 columns for prefill -------------------------------------
  * vmmlaq_s32(acc, A, B) adds the 2 x 2 products of A's two 8-byte rows with B's: A holds 8 weights
  * of rows r and r + 1, B 8 activations of columns c and c + 1 (zip of the 64-bit halves), and
@@ -491,12 +508,17 @@ static void matmul_mm(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row,
     }
     run_tiles(t, n / ggml_type_get(wtype)->block_size, w, w_row, nr, act, act_row, nc, out, os);
 }
+#endif
 
 /* ---- the tables ------------------------------------------------------------------------------ */
 
 static const kernel_ops NEON_OPS = {"neon", true, quantize_act_n, matmul_nn, attention_arm_neon};
+#if NEON_DP
 static const kernel_ops DOTPROD_OPS = {"neon-dotprod", true, quantize_act_n, matmul_dp, attention_arm_neon};
+#endif
+#if NEON_MM
 static const kernel_ops I8MM_OPS = {"neon-i8mm", true, quantize_act_n, matmul_mm, attention_arm_neon};
+#endif
 
 #if defined(__linux__)
 #ifndef HWCAP_ASIMDDP
@@ -505,17 +527,17 @@ static const kernel_ops I8MM_OPS = {"neon-i8mm", true, quantize_act_n, matmul_mm
 #ifndef HWCAP2_I8MM
 #define HWCAP2_I8MM (1 << 13)
 #endif
-static bool cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
-static bool cpu_has_i8mm(void) { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
+__attribute__((unused)) static bool cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+__attribute__((unused)) static bool cpu_has_i8mm(void) { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
 #else /* no HWCAPs: what the compiler was told the CPU has */
-static bool cpu_has_dotprod(void) {
+__attribute__((unused)) static bool cpu_has_dotprod(void) {
 #if defined(__ARM_FEATURE_DOTPROD)
     return true;
 #else
     return false;
 #endif
 }
-static bool cpu_has_i8mm(void) {
+__attribute__((unused)) static bool cpu_has_i8mm(void) {
 #if defined(__ARM_FEATURE_MATMUL_INT8)
     return true;
 #else
@@ -525,8 +547,16 @@ static bool cpu_has_i8mm(void) {
 #endif
 
 const kernel_ops *kernels_neon(void) { return &NEON_OPS; }   /* ASIMD is part of ARMv8-A */
+#if NEON_DP
 const kernel_ops *kernels_neon_dotprod(void) { return cpu_has_dotprod() ? &DOTPROD_OPS : NULL; }
+#else
+const kernel_ops *kernels_neon_dotprod(void) { return NULL; }
+#endif
+#if NEON_MM
 const kernel_ops *kernels_neon_i8mm(void) { return cpu_has_dotprod() && cpu_has_i8mm() ? &I8MM_OPS : NULL; }
+#else
+const kernel_ops *kernels_neon_i8mm(void) { return NULL; }
+#endif
 
 #else /* not aarch64: no tables */
 const kernel_ops *kernels_neon(void) { return 0; }

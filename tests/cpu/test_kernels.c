@@ -1,4 +1,4 @@
-/* test_kernels.c — every kernel table this CPU can run against the scalar table (src/kernels.c):
+/* test_kernels.c — every kernel table this CPU can run against the scalar table (src/cpu/kernels_scalar.c):
  * random valid blocks of every weight type, many tile shapes and strides, and byte equality of
  * the activation quantizers. Two kinds of matmul checks:
  *  - random scales: results agree within 1e-5 of the sum of |w_i * a_i| (float order differs);
