@@ -1,5 +1,6 @@
 /* membw.c — the machine's read bandwidth: every thread streams its slice of a 1 GB buffer
- * with 512-bit loads (256-bit without AVX-512), best of several passes, for 1..N threads.
+ * with 512-bit loads (256-bit without AVX-512; on other CPUs, e.g. ARM64, 64-bit loads the
+ * compiler widens to its vectors), best of several passes, for 1..N threads.
  * A core keeps more misses in flight when it reads several streams at once (and with software
  * prefetch), so each thread count tries 1, 2, 4 and 8 interleaved streams per thread, with and
  * without prefetch, and reports the best: the honest ceiling, not the easiest pattern.
@@ -8,7 +9,9 @@
  * instead of wall time (other processes competing for the cores). Usage: membw [MB] [max_threads] */
 #include "core/threadpool.h"
 
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@ static double thread_cpu(void) {
 }
 
 /* ns streams of n / ns bytes each, read side by side; pf > 0: prefetch pf bytes ahead */
+#if defined(__x86_64__)
 __attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     const size_t per = n / (size_t)ns / 256 * 256;
@@ -59,6 +63,23 @@ __attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t
     memcpy(v, &a0, 32);
     return v[0] + v[1] + v[2] + v[3];
 }
+#else /* portable: 16 words of 64 bits per 128 bytes (ARM64 gcc makes them 128-bit loads) */
+static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf) { (void)p, (void)n, (void)ns, (void)pf; return 0; }
+static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf) {
+    uint64_t a[16] = {0};
+    const size_t per = n / (size_t)ns / 128 * 128;
+    for (size_t i = 0; i < per; i += 128)
+        for (int s = 0; s < ns; s++) {
+            const uint64_t *q = (const uint64_t *)(const void *)(p + s * per + i);
+            if (pf)
+                for (int o = 0; o < 128; o += 64) __builtin_prefetch((const uint8_t *)q + pf + o, 0, 2);
+            for (int k = 0; k < 16; k++) a[k] ^= q[k];
+        }
+    uint64_t v = 0;
+    for (int k = 0; k < 16; k++) v += a[k];
+    return v;
+}
+#endif
 
 static void worker(void *arg, int ith, int nth) {
     job *j = arg;
@@ -83,9 +104,14 @@ int main(int argc, char **argv) {
     uint8_t *buf = aligned_alloc(4096, size);
     if (!buf) { fprintf(stderr, "membw: cannot allocate %zu MB\n", mb); return 1; }
     memset(buf, 1, size);
+#if defined(__x86_64__)
     __builtin_cpu_init();
     job j = {.buf = buf, .size = size, .wide = __builtin_cpu_supports("avx512f")};
     printf("membw: %zu MB buffer, %s loads\n", mb, j.wide ? "512-bit" : "256-bit");
+#else
+    job j = {.buf = buf, .size = size, .wide = 0};
+    printf("membw: %zu MB buffer, portable loads\n", mb);
+#endif
     static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024};
     for (int t = 1; t <= maxt; t++) {
         threadpool *pool = threadpool_new(t);

@@ -1,7 +1,9 @@
 /* kernels.h — the dispatch table between the model code and the per-ISA matrix kernels.
  * The forward pass never calls SIMD code directly: it asks kernels_get() for the best table
- * this CPU supports (LFM2C_ISA=scalar|avx2|avx512|amx forces one) and calls through it.
- * Every table computes what the scalar one computes (kernels.c); tests/test_kernels.c checks. */
+ * this CPU supports (LFM2C_ISA=scalar|avx2|avx512|amx|neon|neon-dotprod|neon-i8mm forces one:
+ * the table of that name, else the first whose name starts with it) and calls through it.
+ * Every table computes what the scalar truth computes (vec_dot_ref / vec_dot_float below,
+ * kernels_scalar.c); tests/cpu/test_kernels.c checks. */
 #ifndef LFM2C_KERNELS_H
 #define LFM2C_KERNELS_H
 
@@ -51,10 +53,11 @@ float kv_exp(float x);   /* exp of x <= 0 (the contract's); 0 below -87.3 */
 void attention_scalar(const attn_call *c);
 void attention_x86_avx512(const attn_call *c);   /* kernels_attn_x86.c (x86 only) */
 void attention_x86_avx2(const attn_call *c);
+void attention_arm_neon(const attn_call *c);     /* kernels_attn_neon.c (ARM64 only) */
 const char *kv_type_name(int type);
 
 typedef struct kernel_ops {
-    const char *isa;      /* "scalar", "avx2", "avx512vnni", "amx", "neon" */
+    const char *isa;      /* "scalar", "avx2", "avx512vnni", "amx", "neon", "neon-dotprod", "neon-i8mm" */
     /* out[r, c] is bitwise the same whatever nr / nc tile it is computed in */
     bool tile_invariant;
     /* Quantize n activations (a multiple of the act type's block; F32 = copy) into dst. */
@@ -68,6 +71,14 @@ typedef struct kernel_ops {
     void (*attention)(const attn_call *c);
 } kernel_ops;
 
+/* ---- the scalar truth (kernels_scalar.c) ---------------------------------------------------- */
+
+/* Scalar reference dot product of one row of n weights with quantized activations (activations
+ * in vec_dot_type(weight_type) format; float activations for the other types). */
+float vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *act);
+/* Dot of one weight row with float activations (double accumulation: the reference path). */
+float vec_dot_float(uint32_t weight_type, int64_t n, const void *w, const float *x);
+
 const kernel_ops *kernels_get(void);
 const kernel_ops *kernels_scalar(void);
 /* Tables compiled in and usable on this CPU (for tests): fills up to max, returns count. */
@@ -77,4 +88,7 @@ int kernels_available(const kernel_ops **out, int max);
 const kernel_ops *kernels_x86_avx2(void);
 const kernel_ops *kernels_x86_avx512(void);
 const kernel_ops *kernels_x86_amx(void);   /* AVX-512 + AMX-INT8 tiles for K-quant prefill */
+const kernel_ops *kernels_neon(void);          /* ARM64 ASIMD (kernels_neon.c) */
+const kernel_ops *kernels_neon_dotprod(void);  /* + SDOT (FEAT_DotProd) */
+const kernel_ops *kernels_neon_i8mm(void);     /* + SMMLA (FEAT_I8MM) for prefill tiles */
 #endif

@@ -1,6 +1,7 @@
-/* quant.c — GGML block formats: type table, half/bfloat conversion, bit-exact dequantization
- * (spec section 7), activation quantization and the scalar reference dot products that every
- * SIMD kernel is tested against. */
+/* ggml_types.c — GGML block formats: type table, half/bfloat conversion, bit-exact
+ * dequantization (spec section 7) and activation quantization (the Q8_0 / Q8_K activation
+ * formats). The scalar reference dot products built on them are the CPU kernels' truth and live
+ * with the kernel tables (cpu/kernels_scalar.c). */
 #include "formats/ggml_types.h"
 
 #include <math.h>
@@ -98,17 +99,6 @@ uint16_t f32_to_bf16(float f) {
 static const int8_t IQ4NL_TABLE[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                        1, 13, 25, 38, 53, 69, 89, 113};
 static const int8_t MXFP4_TABLE[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
-/* 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K */
-static inline void kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
 
 static void dq_q4_0(const block_q4_0 *b, float *y) {
     float d = fp16_to_f32(b->d);
@@ -326,136 +316,4 @@ uint32_t vec_dot_type(uint32_t t) {
     case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: return GGML_Q8_K;
     default: return GGML_F32;
     }
-}
-
-/* ---- scalar reference dot products: one weight row x quantized activations --------------- */
-
-/* Unpacks a 32-weight block of the Q4/Q5 families to integers q[32] (before d/m). */
-static void unpack_q32(uint32_t t, const uint8_t *p, int *q, float *d, float *m) {
-    *m = 0;
-    switch (t) {
-    case GGML_Q4_0: { const block_q4_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
-        for (int j = 0; j < 16; j++) { q[j] = (b->qs[j] & 0xF) - 8; q[j + 16] = (b->qs[j] >> 4) - 8; } break; }
-    case GGML_Q4_1: { const block_q4_1 *b = (const void *)p; *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
-        for (int j = 0; j < 16; j++) { q[j] = b->qs[j] & 0xF; q[j + 16] = b->qs[j] >> 4; } break; }
-    case GGML_Q5_0: { const block_q5_0 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4); *d = fp16_to_f32(b->d);
-        for (int j = 0; j < 16; j++) {
-            q[j] = ((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) - 16;
-            q[j + 16] = ((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16;
-        } break; }
-    case GGML_Q5_1: { const block_q5_1 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4);
-        *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
-        for (int j = 0; j < 16; j++) {
-            q[j] = (b->qs[j] & 0xF) | (((h >> j) & 1) << 4);
-            q[j + 16] = (b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4);
-        } break; }
-    default: { const block_q8_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
-        for (int j = 0; j < 32; j++) q[j] = b->qs[j];
-        break; }
-    }
-}
-
-static float dot_q32_q8_0(uint32_t t, int64_t n, const uint8_t *w, const block_q8_0 *a) {
-    size_t bs = ggml_type_get(t)->type_size;
-    float sum = 0;
-    for (int64_t i = 0; i < n / 32; i++, w += bs) {
-        int q[32];
-        float d, m;
-        unpack_q32(t, w, q, &d, &m);
-        int isum = 0, asum = 0;
-        for (int j = 0; j < 32; j++) { isum += q[j] * a[i].qs[j]; asum += a[i].qs[j]; }
-        float da = fp16_to_f32(a[i].d);
-        sum += d * da * (float)isum + m * da * (float)asum;
-    }
-    return sum;
-}
-
-static float dot_q4_K(int64_t n, const block_q4_K *w, const block_q8_K *a) {
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        int sumi = 0, summ = 0;
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, mn;
-            kq_scale_min(j, w[i].scales, &sc, &mn);
-            const uint8_t *q = w[i].qs + 32 * (j / 2);
-            int s = 0;
-            for (int l = 0; l < 32; l++) s += ((j & 1) ? q[l] >> 4 : q[l] & 0xF) * a[i].qs[32 * j + l];
-            sumi += sc * s;
-            summ += mn * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
-        }
-        sum += a[i].d * (fp16_to_f32(w[i].d) * sumi - fp16_to_f32(w[i].dmin) * summ);
-    }
-    return sum;
-}
-
-static float dot_q5_K(int64_t n, const block_q5_K *w, const block_q8_K *a) {
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        int sumi = 0, summ = 0;
-        for (int j = 0; j < 8; j++) {
-            uint8_t sc, mn;
-            kq_scale_min(j, w[i].scales, &sc, &mn);
-            const uint8_t *q = w[i].qs + 32 * (j / 2);
-            int s = 0;
-            for (int l = 0; l < 32; l++) {
-                int v = ((j & 1) ? q[l] >> 4 : q[l] & 0xF) + ((w[i].qh[l] >> j) & 1) * 16;
-                s += v * a[i].qs[32 * j + l];
-            }
-            sumi += sc * s;
-            summ += mn * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
-        }
-        sum += a[i].d * (fp16_to_f32(w[i].d) * sumi - fp16_to_f32(w[i].dmin) * summ);
-    }
-    return sum;
-}
-
-static float dot_q6_K(int64_t n, const block_q6_K *w, const block_q8_K *a) {
-    float sum = 0;
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        int8_t q[256];
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
-            int8_t *qq = q + 128 * h;
-            for (int l = 0; l < 32; l++) {
-                qq[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
-                qq[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
-                qq[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-                qq[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-            }
-        }
-        int sumi = 0;
-        for (int j = 0; j < 16; j++) {
-            int s = 0;
-            for (int l = 0; l < 16; l++) s += q[16 * j + l] * a[i].qs[16 * j + l];
-            sumi += w[i].scales[j] * s;
-        }
-        sum += a[i].d * fp16_to_f32(w[i].d) * sumi;
-    }
-    return sum;
-}
-
-float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {
-    switch (t) {
-    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0:
-        return dot_q32_q8_0(t, n, w, act);
-    case GGML_Q4_K: return dot_q4_K(n, w, act);
-    case GGML_Q5_K: return dot_q5_K(n, w, act);
-    case GGML_Q6_K: return dot_q6_K(n, w, act);
-    default: return vec_dot_float(t, n, w, act);
-    }
-}
-
-float vec_dot_float(uint32_t t, int64_t n, const void *w, const float *x) {
-    const ggml_type_info *ti = ggml_type_get(t);
-    int bs = ti->block_size;
-    int chunk = bs >= 256 ? bs : 256 / bs * bs;
-    float buf[256];
-    double sum = 0;
-    const uint8_t *p = w;
-    for (int64_t i = 0; i < n; i += chunk) {
-        int m = (int)(n - i < chunk ? n - i : chunk);
-        dequantize_row(t, p + (size_t)(i / bs) * ti->type_size, buf, m);
-        for (int j = 0; j < m; j++) sum += (double)buf[j] * x[i + j];
-    }
-    return (float)sum;
 }

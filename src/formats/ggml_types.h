@@ -1,6 +1,7 @@
-/* quant.h — GGML tensor types and block formats: sizes, bit-exact dequantization, and the
- * scalar reference dot products (quantized weights x quantized activations). The SIMD kernels
- * (kernels_*.c) implement the same contracts and are tested against these. */
+/* ggml_types.h — GGML tensor types and block formats: sizes, bit-exact dequantization, the
+ * activation quantizers and the activation format each weight type is multiplied with. Format
+ * facts, used by the kernels (cpu/), convert and quantize alike; the scalar reference dot
+ * products are the kernels' (cpu/kernels.h). */
 #ifndef LFM2C_QUANT_H
 #define LFM2C_QUANT_H
 
@@ -69,12 +70,16 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
  * GGML_Q8_0, GGML_Q8_K, or GGML_F32 (float weights: plain float dot). */
 uint32_t vec_dot_type(uint32_t weight_type);
 
-/* Dot of one weight row with float activations (double accumulation: the reference path). */
-float vec_dot_float(uint32_t weight_type, int64_t n, const void *w, const float *x);
-
-/* Scalar reference dot products of one row of n weights with quantized activations
- * (activations in vec_dot_type(weight_type) format). */
-float vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *act);
+/* 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K */
+static inline void kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
 
 #ifdef __cplusplus
 }

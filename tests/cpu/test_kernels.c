@@ -1,4 +1,4 @@
-/* test_kernels.c — every kernel table this CPU can run against the scalar table (src/kernels.c):
+/* test_kernels.c — every kernel table this CPU can run against the scalar table (src/cpu/kernels_scalar.c):
  * random valid blocks of every weight type, many tile shapes and strides, and byte equality of
  * the activation quantizers. Two kinds of matmul checks:
  *  - random scales: results agree within 1e-5 of the sum of |w_i * a_i| (float order differs);
@@ -12,6 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 static uint32_t rnd(void) {
@@ -225,8 +228,8 @@ static float *tile_invariance(const kernel_ops *k, uint32_t t, int64_t n, const 
     return full;
 }
 
-/* Every tile-invariant table, and the AMX table equal to the AVX-512 one bitwise (the engine may
- * run prefill on AMX tiles and decode on AVX-512 rows). */
+/* Every tile-invariant table, the AMX table equal to the AVX-512 one bitwise (the engine may
+ * run prefill on AMX tiles and decode on AVX-512 rows), and the NEON tables equal to each other. */
 static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
     const int64_t ns[] = {256, 2048, 4096};
     for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
@@ -243,10 +246,11 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
                 random_act(n, x, 0);
                 kernels_scalar()->quantize_act(at, x, act + c * a_row, n);
             }
-            float *avx512 = NULL, *amx = NULL;
+            float *avx512 = NULL, *amx = NULL, *neon = NULL;
             for (int i = 0; i < nt; i++) {
                 int is512 = !strcmp(tables[i]->isa, "avx512vnni"), isamx = !strcmp(tables[i]->isa, "amx");
-                if (!tables[i]->tile_invariant && !is512 && !isamx) continue;
+                int isneon = !strncmp(tables[i]->isa, "neon", 4);
+                if (!tables[i]->tile_invariant && !is512 && !isamx && !isneon) continue;
                 int fails = 0;
                 float *full = tile_invariance(tables[i], t, n, w, w_row, act, a_row, &fails);
                 if (tables[i]->tile_invariant)
@@ -254,8 +258,18 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
                           ggml_type_get(t)->name, (long long)n, fails);
                 if (is512) avx512 = full;
                 else if (isamx) amx = full;
-                else free(full);
+                else if (isneon && !neon) neon = full;
+                else if (isneon && full) {   /* the NEON tables agree bitwise (prefill on i8mm, decode on dotprod) */
+                    int diff = 0;
+                    for (int c = 0; c < TI_C; c++)
+                        for (int r = 0; r < TI_R; r++)
+                            diff += memcmp(&neon[c * (TI_R + 3) + r], &full[c * (TI_R + 3) + r], sizeof(float)) != 0;
+                    CHECK(diff == 0, "%s %s n=%lld: %d of %d outputs differ from neon bitwise", tables[i]->isa,
+                          ggml_type_get(t)->name, (long long)n, diff, TI_R * TI_C);
+                    free(full);
+                } else free(full);
             }
+            free(neon);
             if (avx512 && amx) {
                 int diff = 0;
                 for (int c = 0; c < TI_C; c++)
@@ -278,10 +292,19 @@ int main(void) {
     int n = kernels_available(tables, 8);
     CHECK(n >= 1 && !strcmp(tables[0]->isa, "scalar"), "the scalar table comes first");
     CHECK(kernels_get() != NULL, "kernels_get returns a table");
-    if (!getenv("LFM2C_ISA") || !*getenv("LFM2C_ISA"))
+    const char *force = getenv("LFM2C_ISA");
+    if (!force || !*force)
         CHECK(kernels_get()->tile_invariant, "the default table (%s) is tile invariant", kernels_get()->isa);
+    else   /* a forced table this CPU cannot run is a failed run, not a silent fallback */
+        CHECK(!strncmp(kernels_get()->isa, force, strlen(force)), "LFM2C_ISA=%s is available (got %s)", force,
+              kernels_get()->isa);
     printf("default table: %s\n", kernels_get()->isa);
     for (int i = 0; i < n; i++) printf("table: %s\n", tables[i]->isa);
+#if defined(__aarch64__) && defined(__linux__)
+    CHECK(kernels_neon() != NULL, "the NEON table on an ARM64 CPU");
+    if (getauxval(AT_HWCAP) & (1 << 20)) CHECK(kernels_neon_dotprod() != NULL, "the dotprod table on a CPU with ASIMDDP");
+    if (getauxval(AT_HWCAP2) & (1 << 13)) CHECK(kernels_neon_i8mm() != NULL, "the i8mm table on a CPU with I8MM");
+#endif
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) CHECK(kernels_x86_avx2() != NULL, "AVX2 table on an AVX2 CPU");

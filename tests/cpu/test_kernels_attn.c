@@ -155,6 +155,7 @@ static void run_case(const kernel_ops *const *tables, int nt, int tk, int tv, in
 int main(void) {
     const kernel_ops *tables[8];
     int nt = kernels_available(tables, 8);
+    for (int i = 0; i < nt; i++) printf("table: %s\n", tables[i]->isa);
     test_exp();
     const int types[3] = {KV_F32, KV_F16, KV_Q8_0};
     const int hds[] = {64, 32, 128, 40, 8};

@@ -4,6 +4,7 @@
  * tile plan, the batch links and conv step against a sequential conv, and the warp-split online
  * softmax against a plain softmax. Needs no GPU. */
 extern "C" {
+#include "cpu/kernels.h"
 #include "formats/ggml_types.h"
 }
 #include "cuda_math.cuh"

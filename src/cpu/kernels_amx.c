@@ -1,0 +1,373 @@
+/* kernels_amx.c — the AMX table: prefill of K-quants on CPUs with AMX-INT8, 16 weight rows x 16
+ * activation columns per tile.
+ * Weights are unpacked once per 16-row tile to unsigned bytes in row-major order (the A
+ * operand), activations once per column chunk to the VNNI layout the B operand wants (4 bytes
+ * of one column per int32, 16 columns per 64-byte row). One tdpbusd per sub-block (K = 32 for
+ * Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums; they are scaled by the integer
+ * sub-block scales (vpmulld) and the offsets (mins / 32 x scale via bsums) in integers, then
+ * combined in float per block by the formula of the AVX-512 K-quant tiles (kq_add5, one lane
+ * per column), so every output is bitwise what the AVX-512 table gives: prefill on AMX and
+ * decode on AVX-512 agree. Rows or columns that do not fill a tile are zero-padded.
+ * Everything else (decode, the other types, activations) is the AVX-512 table's
+ * (kernels_avx512.c); off x86-64 the file only defines the getter, returning NULL. */
+#include "cpu/kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu/kernels_avx512.h"
+#include "cpu/tiles.h"
+#include "formats/ggml_types.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AI static inline __attribute__((always_inline))
+
+#define TA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8,avx2,fma,f16c")))
+
+#ifndef AMX_PF_BLOCKS
+#define AMX_PF_BLOCKS 16   /* weight unpacking streams rows from memory: prefetch ahead like decode */
+#endif
+#ifndef AMX_MIN_COLS
+#define AMX_MIN_COLS 8
+#endif
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_tilecfg;
+
+/* Linux hands out the AMX register state only on request (once per process). */
+static int amx_request(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#else
+    return 0;
+#endif
+}
+
+/* Per 16-row tile and block: unpacked weights, integer scales (int32 for broadcast), int16
+ * pairs of the offset multipliers, and the float scales. */
+typedef struct {
+    uint8_t q[16][256];
+    int32_t sc[16][16];   /* per row, per sub-block */
+    int32_t op[16][8];    /* per row, int16 pairs: Q4/5_K mins, Q6_K scales */
+    float d[16], dmin[16];
+} amx_wblock;
+
+/* Per 16-column tile and block: the B operand, activation scales and int16 bsum pairs. */
+typedef struct {
+    int32_t b[64][16];    /* [4-byte group][column] */
+    float da[16];
+    int32_t bs[8][16];    /* [pair][column]: Q4/5_K pairs of 32-sums, Q6_K pairs of 16-sums */
+} amx_ablock;
+
+/* Q6_K (Q4_K / Q5_K go through amx_unpack_hl); rows >= nrows are zero (a partial tile) */
+static TA void amx_unpack_w(const uint8_t *w, size_t w_row, int nrows, int64_t nb, amx_wblock *out) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (int r = nrows; r < 16; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            memset(out[b].q[r], 0, sizeof out[b].q[r]);
+            memset(out[b].sc[r], 0, sizeof out[b].sc[r]);
+            memset(out[b].op[r], 0, sizeof out[b].op[r]);
+            out[b].d[r] = out[b].dmin[r] = 0;
+        }
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *row = w + r * w_row;
+        for (int64_t b = 0; b < nb; b++) {
+            amx_wblock *o = out + b;
+            uint8_t *q = o->q[r];
+            const block_q6_K *x = (const block_q6_K *)row + b;
+            prefetch_block(x + AMX_PF_BLOCKS, sizeof *x);
+            for (int h = 0; h < 2; h++) {
+                __m256i hv = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+                uint8_t *qq = q + 128 * h;
+                _mm256_storeu_si256((__m256i *)qq, _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30)));
+                _mm256_storeu_si256((__m256i *)(qq + 32), _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30)));
+                _mm256_storeu_si256((__m256i *)(qq + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30)));
+                _mm256_storeu_si256((__m256i *)(qq + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30)));
+            }
+            for (int j = 0; j < 16; j++) o->sc[r][j] = x->scales[j];
+            for (int p = 0; p < 8; p++)
+                o->op[r][p] = (int32_t)((uint32_t)(uint16_t)(32 * x->scales[2 * p]) | (uint32_t)(uint16_t)(32 * x->scales[2 * p + 1]) << 16);
+            o->d[r] = _cvtsh_ss(x->d);
+            o->dmin[r] = 0;
+        }
+    }
+}
+
+/* columns >= ncols are zero (a partial tile) */
+static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int ncols, int64_t nb, amx_ablock *out) {
+    for (int c = ncols; c < 16; c++)
+        for (int64_t b = 0; b < nb; b++) {
+            for (int g = 0; g < 64; g++) out[b].b[g][c] = 0;
+            out[b].da[c] = 0;
+            for (int p = 0; p < 8; p++) out[b].bs[p][c] = 0;
+        }
+    for (int c = 0; c < ncols; c++) {
+        const block_q8_K *a = (const block_q8_K *)(act + c * act_row);
+        for (int64_t b = 0; b < nb; b++) {
+            amx_ablock *o = out + b;
+            for (int g = 0; g < 64; g++) memcpy(&o->b[g][c], a[b].qs + 4 * g, 4);
+            o->da[c] = a[b].d;
+            if (type == GGML_Q6_K) {
+                for (int p = 0; p < 8; p++)
+                    o->bs[p][c] = (int32_t)((uint32_t)(uint16_t)a[b].bsums[2 * p] | (uint32_t)(uint16_t)a[b].bsums[2 * p + 1] << 16);
+            } else {
+                for (int p = 0; p < 4; p++) {
+                    int16_t s0 = (int16_t)(a[b].bsums[4 * p] + a[b].bsums[4 * p + 1]);
+                    int16_t s1 = (int16_t)(a[b].bsums[4 * p + 2] + a[b].bsums[4 * p + 3]);
+                    o->bs[p][c] = (int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16);
+                }
+            }
+        }
+    }
+}
+
+/* One sub-block step: C[t] = A(j) x B(j) with the A/B pair (ra, rb). */
+#define AMX_STEP(t, ra, rb, j)                                                   \
+    do {                                                                         \
+        _tile_loadd(ra, wb->q[0] + S * (j), 256);                                \
+        _tile_loadd(rb, &ab->b[(j) * S / 4][0], 64);                             \
+        _tile_zero(t);                                                           \
+        _tile_dpbusd(t, ra, rb);                                                 \
+    } while (0)
+
+/* One 16 x 16 tile over all blocks; acc rows are written to out (row r, column c). */
+static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const amx_ablock *abs,
+                        size_t ab_stride, float *out, size_t os, int nrows, int ncols) {
+    const int S = type == GGML_Q6_K ? 16 : 32, NS = 256 / S;
+    __m512 acc[16];
+    for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+    int32_t cbuf[16][16][16] __attribute__((aligned(64)));   /* [sub-block][row][column] */
+    for (int64_t b = 0; b < nb; b++) {
+        const amx_wblock *wb = wbs + b;
+        const amx_ablock *ab = (const amx_ablock *)((const uint8_t *)abs + b * ab_stride);
+        for (int j = 0; j < NS; j += 4) {
+            AMX_STEP(0, 4, 5, j);
+            AMX_STEP(1, 6, 7, j + 1);
+            _tile_stored(0, cbuf[j], 64);
+            AMX_STEP(2, 4, 5, j + 2);
+            _tile_stored(1, cbuf[j + 1], 64);
+            AMX_STEP(3, 6, 7, j + 3);
+            _tile_stored(2, cbuf[j + 2], 64);
+            _tile_stored(3, cbuf[j + 3], 64);
+        }
+        __m512 da = _mm512_loadu_ps(ab->da);
+        __m512i bs[8];
+        for (int p = 0; p < NS / 2; p++) bs[p] = _mm512_loadu_si512(ab->bs[p]);
+        for (int r = 0; r < 16; r++) {
+            __m512i isum = _mm512_mullo_epi32(_mm512_load_si512(cbuf[0][r]), _mm512_set1_epi32(wb->sc[r][0]));
+            for (int j = 1; j < NS; j++)
+                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_load_si512(cbuf[j][r]), _mm512_set1_epi32(wb->sc[r][j])));
+            __m512i off = _mm512_setzero_si512();
+            for (int p = 0; p < NS / 2; p++) off = _mm512_dpwssd_epi32(off, _mm512_set1_epi32(wb->op[r][p]), bs[p]);
+            if (type == GGML_Q6_K) {
+                isum = _mm512_sub_epi32(isum, off);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
+            } else {
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
+                acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, _mm512_set1_ps(wb->dmin[r])), acc[r]);
+            }
+        }
+    }
+    float t[16][16];
+    for (int r = 0; r < 16; r++) _mm512_storeu_ps(t[r], acc[r]);
+    for (int c = 0; c < ncols; c++)
+        for (int r = 0; r < nrows; r++) out[c * os + r] = t[r][c];
+}
+
+/* Q4_K / Q5_K: the sub-block scales go into the A operand. A scale s (6 bits) is split as
+ * s = 8 hi + lo with hi, lo <= 7, so hi * q and lo * q (q <= 31) still fit in a byte; then
+ * sum_j s_j (q_j . a_j) = 8 (Hi . a) + (Lo . a) with Hi, Lo the scaled weight rows, and a whole
+ * block is two chains of four K = 64 tdpbusd instead of eight sub-block tiles to rescale. */
+typedef struct {
+    uint8_t hi[16][256], lo[16][256];
+    int32_t op[16][4];
+    float d[16], dmin[16];
+} amx_wblock_hl;
+
+/* Unpacks Q4_K / Q5_K rows straight into the scaled Hi / Lo operands (one pass, no unscaled
+ * copy). A 16-bit multiply of two packed bytes q0 + 256 q1 by m <= 7 gives q0 m + 256 q1 m with
+ * q m <= 217 < 256, so it is the byte-wise product: no widening needed. Rows >= nrows are zero. */
+static TA void amx_unpack_hl(uint32_t type, const uint8_t *w, size_t w_row, int nrows, int64_t nb,
+                             amx_wblock_hl *out) {
+    const int is_q5 = type == GGML_Q5_K;
+    const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16), seven = _mm512_set1_epi16(7);
+    __m512i sidx[4], hbit[4];   /* int16 lane -> sub-block: lanes 0..15 2c, 16..31 2c+1 */
+    for (int c = 0; c < 4; c++) {
+        sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+        hbit[c] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * c))), _mm256_set1_epi8((char)(2 << (2 * c))), 1);
+    }
+    for (int64_t b = 0; b < nb; b++)
+        for (int r = nrows; r < 16; r++) {
+            memset(out[b].hi[r], 0, sizeof out[b].hi[r]);
+            memset(out[b].lo[r], 0, sizeof out[b].lo[r]);
+            memset(out[b].op[r], 0, sizeof out[b].op[r]);
+            out[b].d[r] = out[b].dmin[r] = 0;
+        }
+    for (int r = 0; r < nrows; r++) {
+        const uint8_t *row = w + r * w_row;
+        for (int64_t b = 0; b < nb; b++) {
+            amx_wblock_hl *o = out + b;
+            const uint8_t *p = row + b * bs;
+            prefetch_block(p + AMX_PF_BLOCKS * bs, bs);
+            const uint8_t *qs = is_q5 ? p + 48 : p + 16;
+            uint64_t sc, mn;
+            kq_unpack_scales(p + 4, &sc, &mn);
+            __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+            __m512i sh = _mm512_srli_epi16(sc16, 3), sl = _mm512_and_si512(sc16, seven);
+            __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16))) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+                q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), m4);
+                if (is_q5) q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hz, hbit[c]), q, sixteen);
+                _mm512_store_si512(o->hi[r] + 64 * c, _mm512_mullo_epi16(q, _mm512_permutexvar_epi16(sidx[c], sh)));
+                _mm512_store_si512(o->lo[r] + 64 * c, _mm512_mullo_epi16(q, _mm512_permutexvar_epi16(sidx[c], sl)));
+            }
+            for (int pp = 0; pp < 4; pp++)
+                o->op[r][pp] = (int32_t)(((mn >> (16 * pp)) & 0xFF) | ((mn >> (16 * pp + 8)) & 0xFF) << 16);
+            const uint16_t *dh = (const uint16_t *)p;
+            o->d[r] = _cvtsh_ss(dh[0]);
+            o->dmin[r] = _cvtsh_ss(dh[1]);
+        }
+    }
+}
+
+static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_ablock *abs, float *out, size_t os,
+                           int nrows, int ncols) {
+    __m512 acc[16];
+    for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+    int32_t cbuf[2][16][16] __attribute__((aligned(64)));
+    for (int64_t b = 0; b < nb; b++) {
+        const amx_wblock_hl *wb = wbs + b;
+        const amx_ablock *ab = abs + b;
+        _tile_zero(0);
+        _tile_zero(1);
+        for (int t = 0; t < 4; t += 2) {
+            _tile_loadd(2, &ab->b[16 * t][0], 64);
+            _tile_loadd(3, wb->hi[0] + 64 * t, 256);
+            _tile_loadd(4, wb->lo[0] + 64 * t, 256);
+            _tile_dpbusd(0, 3, 2);
+            _tile_dpbusd(1, 4, 2);
+            _tile_loadd(5, &ab->b[16 * t + 16][0], 64);
+            _tile_loadd(6, wb->hi[0] + 64 * t + 64, 256);
+            _tile_loadd(7, wb->lo[0] + 64 * t + 64, 256);
+            _tile_dpbusd(0, 6, 5);
+            _tile_dpbusd(1, 7, 5);
+        }
+        _tile_stored(0, cbuf[0], 64);
+        _tile_stored(1, cbuf[1], 64);
+        __m512 da = _mm512_loadu_ps(ab->da);
+        __m512i bs[4];
+        for (int p = 0; p < 4; p++) bs[p] = _mm512_loadu_si512(ab->bs[p]);
+        for (int r = 0; r < 16; r++) {
+            __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[0][r]), 3),
+                                            _mm512_load_si512(cbuf[1][r]));
+            __m512i off = _mm512_setzero_si512();
+            for (int p = 0; p < 4; p++) off = _mm512_dpwssd_epi32(off, _mm512_set1_epi32(wb->op[r][p]), bs[p]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
+            acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, _mm512_set1_ps(wb->dmin[r])), acc[r]);
+        }
+    }
+    float t[16][16];
+    for (int r = 0; r < 16; r++) _mm512_storeu_ps(t[r], acc[r]);
+    for (int c = 0; c < ncols; c++)
+        for (int r = 0; r < nrows; r++) out[c * os + r] = t[r][c];
+}
+
+/* Returns 0 when it did nothing (no memory); the caller then uses the AVX-512 tiles. */
+static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
+                         const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    const int64_t nb = n / QK_K;
+    const int ntc = (nc + 15) / 16;   /* column tiles, the last one maybe partial */
+    /* column tiles per chunk: B operands of about 1 MB */
+    int ctiles = (int)((1 << 20) / (nb * (int64_t)sizeof(amx_ablock)));
+    if (ctiles < 1) ctiles = 1;
+    if (ctiles > ntc) ctiles = ntc;
+    const int hl = type != GGML_Q6_K;
+    amx_wblock *wbs = hl ? NULL : aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
+    amx_wblock_hl *whl = hl ? aligned_alloc(64, (size_t)nb * sizeof(amx_wblock_hl)) : NULL;
+    amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)ctiles * sizeof(amx_ablock));
+    if (!abs || (hl ? !whl : !wbs)) { free(wbs); free(whl); free(abs); return 0; }
+    const int S = type == GGML_Q6_K ? 16 : 32;
+    amx_tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    if (hl) {   /* C: 0, 1; B: 2, 5; A: 3, 4, 6, 7 -- all 16 rows x 64 bytes */
+        for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    } else {
+        for (int t = 0; t < 4; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }          /* C */
+        for (int t = 4; t < 8; t += 2) { cfg.rows[t] = 16; cfg.colsb[t] = (uint16_t)S; } /* A */
+        for (int t = 5; t < 8; t += 2) { cfg.rows[t] = (uint8_t)(S / 4); cfg.colsb[t] = 64; } /* B */
+    }
+    _tile_loadconfig(&cfg);
+    for (int t0 = 0; t0 < ntc; t0 += ctiles) {
+        int tn = ntc - t0 < ctiles ? ntc - t0 : ctiles;
+        for (int ct = 0; ct < tn; ct++) {
+            int c = 16 * (t0 + ct), cols = nc - c < 16 ? nc - c : 16;
+            amx_pack_act(type, act + (size_t)c * act_row, act_row, cols, nb, abs + (size_t)ct * nb);
+        }
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            int rows = nr - r0 < 16 ? nr - r0 : 16;
+            if (hl) amx_unpack_hl(type, w + (size_t)r0 * w_row, w_row, rows, nb, whl);
+            else amx_unpack_w(w + (size_t)r0 * w_row, w_row, rows, nb, wbs);
+            for (int ct = 0; ct < tn; ct++) {
+                int c = 16 * (t0 + ct), cols = nc - c < 16 ? nc - c : 16;
+                float *o = out + (size_t)c * os + r0;
+                if (hl) amx_tile_hl(nb, whl, abs + (size_t)ct * nb, o, os, rows, cols);
+                else amx_tile(type, nb, wbs, abs + (size_t)ct * nb, sizeof(amx_ablock), o, os, rows, cols);
+            }
+        }
+    }
+    _tile_release();
+    free(wbs);
+    free(whl);
+    free(abs);
+    return 1;
+}
+
+static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
+                       const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    /* partial tiles are zero-padded: worth it from about 8 columns (MoE expert batches) */
+    if ((wtype == GGML_Q4_K || wtype == GGML_Q5_K || wtype == GGML_Q6_K) && nr >= 16 && nc >= AMX_MIN_COLS &&
+        amx_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
+        return;
+    avx512_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os);
+}
+
+
+static const kernel_ops AMX_OPS = {"amx", true, avx512_quantize_act, matmul_amx, attention_x86_avx512};
+
+/* AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24, 25), read directly: not every compiler's
+ * __builtin_cpu_supports knows the AMX names (clang 14 does not). */
+static bool cpu_has_amx_int8(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (d >> 24 & 1) && (d >> 25 & 1);
+}
+
+/* AMX-INT8 on top of the AVX-512 table, when the CPU has it and the kernel grants it. */
+const kernel_ops *kernels_x86_amx(void) {
+    static int granted = -1;   /* a cache of a per-process fact; racing writers store the same value */
+    if (!kernels_x86_avx512() || !cpu_has_amx_int8()) return NULL;
+    int g = __atomic_load_n(&granted, __ATOMIC_RELAXED);
+    if (g < 0) {
+        g = amx_request();
+        __atomic_store_n(&granted, g, __ATOMIC_RELAXED);
+    }
+    return g ? &AMX_OPS : NULL;
+}
+
+#else /* not x86-64: no table */
+const kernel_ops *kernels_x86_amx(void) { return 0; }
+#endif

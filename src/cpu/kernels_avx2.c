@@ -1,0 +1,439 @@
+/* kernels_avx2.c — the AVX2 (+ FMA, F16C) kernel table. Each function carries its own target
+ * attribute, so a portable (-march=x86-64) build still contains the table and picks it at run
+ * time; on other architectures the file only defines the getter, returning NULL.
+ *
+ * What is computed is exactly the scalar contract of kernels_scalar.c: the integer part of every
+ * block dot product is the same integer (only the order of the float combination differs; every
+ * output's order is fixed whatever tile computes it). Integer tricks used:
+ *  - u8 x s8 products (maddubs / vpdpbusd) need an unsigned operand: weights are kept unsigned
+ *    (Q4_0 nibble 0..15, Q5_0 0..31, Q8_0 w^0x80) and off * sum(act) is subtracted afterwards;
+ *    for K-quants the offsets are the mins (Q4_K/Q5_K, via bsums) or 32 * sum(sc * bsum) (Q6_K).
+ *  - per-sub-block scales are applied as int16 x int16 pair products (vpdpwssd / pmaddwd) on the
+ *    int16 pair sums of maddubs, which cannot saturate: |u| <= 63 and |act| <= 128.
+ *  - AVX2 has no vpdpbusd; Q8_0 there uses |w| x sign(act, w), exact because activations made
+ *    by quantize_row_q8_0 lie in [-127, 127].
+ * A matmul is cut into tiles of RB weight rows x CB activation columns (run_tiles, tiles.h): each
+ * weight block is unpacked once per tile and used for CB columns, each activation block is loaded
+ * once per tile row; columns are processed in chunks whose activations fit in L2. */
+#include "cpu/kernels.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu/tiles.h"
+#include "formats/ggml_types.h"
+
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+#define T2 __attribute__((target("avx2,fma,f16c")))
+
+#define ISA_T T2
+
+AI T2 float hsum256_2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* sum of u8 x s8 products in 4-byte groups; no saturation while |u * s| pairs fit int16 */
+AI T2 __m256i dot4_2(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+/* 32 bits -> 32 bytes of 0x10 where the bit is set */
+AI T2 __m256i bits_to_16_2(uint32_t h) {
+    const __m256i sel = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h), sel);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(16));
+}
+
+AI T2 __m256i q32_unpack2(uint32_t type, const uint8_t *p, float *d, float *m) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    switch (type) {
+    case GGML_Q4_0: case GGML_Q4_1: {
+        const uint8_t *qs = type == GGML_Q4_0 ? p + 2 : p + 4;
+        __m128i q = _mm_loadu_si128((const __m128i *)qs);
+        *d = _cvtsh_ss(((const uint16_t *)p)[0]);
+        *m = type == GGML_Q4_1 ? _cvtsh_ss(((const uint16_t *)p)[1]) : 0;
+        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+    }
+    case GGML_Q5_0: case GGML_Q5_1: {
+        int hoff = type == GGML_Q5_0 ? 2 : 4;
+        uint32_t h;
+        memcpy(&h, p + hoff, 4);
+        __m128i q = _mm_loadu_si128((const __m128i *)(p + hoff + 4));
+        *d = _cvtsh_ss(((const uint16_t *)p)[0]);
+        *m = type == GGML_Q5_1 ? _cvtsh_ss(((const uint16_t *)p)[1]) : 0;
+        __m256i u = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+        return _mm256_or_si256(u, bits_to_16_2(h));
+    }
+    default: /* Q8_0: signed weights, handled by the caller */
+        *d = _cvtsh_ss(((const uint16_t *)p)[0]);
+        *m = 0;
+        return _mm256_loadu_si256((const __m256i *)(p + 2));
+    }
+}
+
+AI T2 void q32_tile2(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
+                     const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const size_t bs = ggml_type_get(type)->type_size;
+    const int off_shift = type == GGML_Q4_0 ? 3 : type == GGML_Q5_0 ? 4 : -1;
+    const int has_m = type == GGML_Q4_1 || type == GGML_Q5_1, is_q8 = type == GGML_Q8_0;
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (int64_t b = 0; b < nb; b++) {
+        __m256i av[2], as[2];
+        float da[2];
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) {
+            const block_q8_0 *a = (const block_q8_0 *)(act + c * act_row) + b;
+            av[c] = _mm256_loadu_si256((const __m256i *)a->qs);
+            da[c] = _cvtsh_ss(a->d);
+            as[c] = is_q8 ? _mm256_setzero_si256() : dot4_2(ones, av[c]);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            float d, m;
+            __m256i u = q32_unpack2(type, w + r * w_row + b * bs, &d, &m);
+            __m256i uabs = is_q8 ? _mm256_abs_epi8(u) : u;
+#pragma GCC unroll 2
+            for (int c = 0; c < CB; c++) {
+                __m256i dot = is_q8 ? dot4_2(uabs, _mm256_sign_epi8(av[c], u)) : dot4_2(u, av[c]);
+                if (off_shift >= 0) dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(as[c], off_shift));
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da[c]), acc[r][c]);
+                if (has_m)
+                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(as[c]), _mm256_set1_ps(m * da[c]), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_2(acc[r][c]);
+}
+
+#define Q32_KERN2(T) \
+    AI T2 void q32k2_##T(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, \
+                         size_t ar, float *o, size_t os) { q32_tile2(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); }
+Q32_KERN2(Q4_0)
+Q32_KERN2(Q4_1)
+Q32_KERN2(Q5_0)
+Q32_KERN2(Q5_1)
+Q32_KERN2(Q8_0)
+TILE_SET(t2_q4_0, 4, 2, q32k2_Q4_0)
+TILE_SET(t2_q4_1, 4, 2, q32k2_Q4_1)
+TILE_SET(t2_q5_0, 4, 2, q32k2_Q5_0)
+TILE_SET(t2_q5_1, 4, 2, q32k2_Q5_1)
+TILE_SET(t2_q8_0, 4, 2, q32k2_Q8_0)
+
+/* -- Q4_K / Q5_K x Q8_K, 256-bit: a vector holds one 32-weight sub-block ------------------ */
+
+AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
+                      const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[2];
+        __m128i bs8[2];
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) {
+            a[c] = (const block_q8_K *)(act + c * act_row) + b;
+            bs8[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[c]->bsums),
+                                    _mm_loadu_si128((const __m128i *)(a[c]->bsums + 8)));
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            const uint16_t *dh = (const uint16_t *)p;
+            const uint8_t *scales = p + 4, *qh = p + 16, *qs = is_q5 ? p + 48 : p + 16;
+            uint64_t sc, mn;
+            kq_unpack_scales(scales, &sc, &mn);
+            __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
+            float d = _cvtsh_ss(dh[0]), dmin = _cvtsh_ss(dh[1]);
+            __m256i hv = is_q5 ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+            __m256i isum[2];
+#pragma GCC unroll 2
+            for (int c = 0; c < CB; c++) isum[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
+                __m256i q0 = _mm256_and_si256(q, m4), q1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (is_q5) {
+                    q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
+                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4), _mm256_set1_epi8(16)));
+                }
+                __m256i s0 = _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF));
+                __m256i s1 = _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF));
+#pragma GCC unroll 2
+                for (int c = 0; c < CB; c++) {
+                    __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k)));
+                    __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k + 32)));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p0, s0));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p1, s1));
+                }
+            }
+#pragma GCC unroll 2
+            for (int c = 0; c < CB; c++) {
+                __m128i mins = _mm_madd_epi16(mn16, bs8[c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * a[c]->d), acc[r][c]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_zextsi128_si256(mins)),
+                                            _mm256_set1_ps(-dmin * a[c]->d), acc[r][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_2(acc[r][c]);
+}
+AI T2 void q4Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
+                 float *o, size_t os) { q45K_tile2(0, RB, CB, nb, w, wr, a, ar, o, os); }
+AI T2 void q5Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
+                 float *o, size_t os) { q45K_tile2(1, RB, CB, nb, w, wr, a, ar, o, os); }
+TILE_SET(t2_q4_K, 4, 2, q4Kk2)
+TILE_SET(t2_q5_K, 4, 2, q5Kk2)
+
+/* -- Q6_K x Q8_K, 256-bit: a vector holds 32 weights = two 16-weight sub-blocks ----------- */
+
+AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
+                     const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[2];
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const block_q6_K *q6 = (const block_q6_K *)(w + r * w_row) + b;
+            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q6->scales));
+            __m256i sc32 = _mm256_slli_epi16(sc16, 5);
+            float d = _cvtsh_ss(q6->d);
+            __m256i isum[2];
+#pragma GCC unroll 2
+            for (int c = 0; c < CB; c++)
+                isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                              _mm256_madd_epi16(sc32, _mm256_loadu_si256((const __m256i *)a[c]->bsums)));
+            /* weights 32 j .. 32 j + 31 are sub-blocks 2j, 2j+1 */
+            int16_t scv[16];
+            _mm256_storeu_si256((__m256i *)scv, sc16);
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                __m256i hv = _mm256_loadu_si256((const __m256i *)(q6->qh + 32 * h));
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)(q6->ql + 64 * h));
+                __m256i l1 = _mm256_loadu_si256((const __m256i *)(q6->ql + 64 * h + 32));
+                __m256i q[4];
+                q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30));
+                q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30));
+                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30));
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    int sb = 8 * h + 2 * j;
+                    __m256i s = _mm256_set_m128i(_mm_set1_epi16(scv[sb + 1]), _mm_set1_epi16(scv[sb]));
+#pragma GCC unroll 2
+                    for (int c = 0; c < CB; c++) {
+                        __m256i p = _mm256_maddubs_epi16(q[j], _mm256_loadu_si256((const __m256i *)(a[c]->qs + 128 * h + 32 * j)));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, s));
+                    }
+                }
+            }
+#pragma GCC unroll 2
+            for (int c = 0; c < CB; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * a[c]->d), acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_2(acc[r][c]);
+}
+TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
+
+/* -- float path ---------------------------------------------------------------------------- */
+
+AI T2 void fdot_tile2(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os, int add) {
+    __m256 acc[4][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= m; i += 8) {
+        __m256 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) wv[r] = _mm256_loadu_ps(wr[r] + i);
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) {
+            __m256 x = _mm256_loadu_ps(xc[c] + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < RB; r++) acc[r][c] = _mm256_fmadd_ps(wv[r], x, acc[r][c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) {
+            float s = hsum256_2(acc[r][c]);
+            for (int j = i; j < m; j++) s += wr[r][j] * xc[c][j];
+            out[c * os + r] = add ? out[c * os + r] + s : s;
+        }
+}
+/* the float driver walks 4 x 4 tiles; with 16 ymm registers a 4 x 4 tile is two 4 x 2 */
+static T2 void fdot_4x4_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile2(4, 2, m, w, x, o, os, add);
+    fdot_tile2(4, 2, m, w, x + 2, o + 2 * os, os, add);
+}
+static T2 void fdot_4x1_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile2(4, 1, m, w, x, o, os, add); }
+static T2 void fdot_1x4_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile2(1, 2, m, w, x, o, os, add);
+    fdot_tile2(1, 2, m, w, x + 2, o + 2 * os, os, add);
+}
+static T2 void fdot_1x1_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile2(1, 1, m, w, x, o, os, add); }
+
+static T2 void dequant_chunk2(uint32_t type, const uint8_t *row, int64_t k0, int m, float *dst) {
+    if (type == GGML_F16) {
+        const uint16_t *src = (const uint16_t *)row + k0;
+        int i = 0;
+        for (; i + 8 <= m; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+        for (; i < m; i++) dst[i] = _cvtsh_ss(src[i]);
+    } else if (type == GGML_BF16) {
+        const uint16_t *src = (const uint16_t *)row + k0;
+        int i = 0;
+        for (; i + 8 <= m; i += 8) {
+            __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+            _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+        }
+        for (; i < m; i++) dst[i] = bf16_to_f32(src[i]);
+    } else {
+        const ggml_type_info *ti = ggml_type_get(type);
+        dequantize_row(type, row + (size_t)(k0 / ti->block_size) * ti->type_size, dst, m);
+    }
+}
+
+/* -- activation quantization ------------------------------------------------------------- */
+
+AI T2 float hmax256_2(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+/* 8 int32 in [-128, 127] -> 8 bytes */
+AI T2 void store8_i8_2(int8_t *dst, __m256i q) {
+    __m128i p = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    p = _mm_packs_epi16(p, p);
+    _mm_storel_epi64((__m128i *)dst, p);
+}
+
+static T2 void quantize_q8_0_2(const float *x, block_q8_0 *y, int64_t n) {
+    const __m256 signbit = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    for (int64_t i = 0; i < n / 32; i++, x += 32) {
+        __m256 amax = _mm256_setzero_ps();
+        for (int j = 0; j < 32; j += 8) amax = _mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), amax);
+        float am = hmax256_2(amax);
+        float d = am / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = f32_to_fp16(d);
+        __m256 vid = _mm256_set1_ps(id);
+        for (int j = 0; j < 32; j += 8) {
+            __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x + j), vid);
+            __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            __m256 frac = _mm256_andnot_ps(signbit, _mm256_sub_ps(s, t));
+            __m256 up = _mm256_cmp_ps(frac, half, _CMP_GE_OQ);
+            __m256 step = _mm256_and_ps(up, _mm256_or_ps(one, _mm256_and_ps(s, signbit)));
+            store8_i8_2(y[i].qs + j, _mm256_cvtps_epi32(_mm256_add_ps(t, step)));
+        }
+    }
+}
+
+static T2 void quantize_q8_K_2(const float *x, block_q8_K *y, int64_t n) {
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m256 amax = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8)
+            amax = _mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), amax);
+        float am = hmax256_2(amax);
+        if (am == 0) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0;
+        __m256 vam = _mm256_set1_ps(am);
+        for (int j = 0; j < QK_K; j += 8) {
+            int k = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), vam, _CMP_EQ_OQ));
+            if (k) { max = x[j + __builtin_ctz((unsigned)k)]; break; }
+        }
+        float iscale = -127.0f / max;
+        __m256 vis = _mm256_set1_ps(iscale);
+        const __m256i lo = _mm256_set1_epi32(-128), hi = _mm256_set1_epi32(127);
+        for (int j = 0; j < QK_K; j += 16) {
+            __m256i q0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j)),
+                                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            __m256i q1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(vis, _mm256_loadu_ps(x + j + 8)),
+                                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            q0 = _mm256_min_epi32(_mm256_max_epi32(q0, lo), hi);
+            q1 = _mm256_min_epi32(_mm256_max_epi32(q1, lo), hi);
+            store8_i8_2(y[i].qs + j, q0);
+            store8_i8_2(y[i].qs + j + 8, q1);
+            __m256i s = _mm256_add_epi32(q0, q1);
+            __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+            s4 = _mm_hadd_epi32(s4, s4);
+            s4 = _mm_hadd_epi32(s4, s4);
+            y[i].bsums[j / 16] = (int16_t)_mm_cvtsi128_si32(s4);
+        }
+        y[i].d = 1.0f / iscale;
+    }
+}
+
+static T2 void quantize_act2(uint32_t act_type, const float *x, void *dst, int64_t n) {
+    if (act_type == GGML_Q8_0) quantize_q8_0_2(x, dst, n);
+    else if (act_type == GGML_Q8_K) quantize_q8_K_2(x, dst, n);
+    else memcpy(dst, x, (size_t)n * sizeof(float));
+}
+
+static const fdot_fn FDOT2[4] = {fdot_4x4_2, fdot_4x1_2, fdot_1x4_2, fdot_1x1_2};
+
+static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
+                    const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    const tile_set *t = NULL;
+    switch (wtype) {
+    case GGML_Q4_0: t = &t2_q4_0; break;
+    case GGML_Q4_1: t = &t2_q4_1; break;
+    case GGML_Q5_0: t = &t2_q5_0; break;
+    case GGML_Q5_1: t = &t2_q5_1; break;
+    case GGML_Q8_0: t = &t2_q8_0; break;
+    case GGML_Q4_K: t = &t2_q4_K; break;
+    case GGML_Q5_K: t = &t2_q5_K; break;
+    case GGML_Q6_K: t = &t2_q6_K; break;
+    default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT2, dequant_chunk2); return;
+    }
+    int64_t nb = n / ggml_type_get(wtype)->block_size;
+    run_tiles(t, nb, w, w_row, nr, act, act_row, nc, out, os);
+}
+#undef ISA_T
+
+static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2};
+
+const kernel_ops *kernels_x86_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? &AVX2_OPS : NULL;
+}
+
+#else /* not x86-64: no table */
+const kernel_ops *kernels_x86_avx2(void) { return 0; }
+#endif

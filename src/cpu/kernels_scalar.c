@@ -1,0 +1,157 @@
+/* kernels_scalar.c — the scalar kernel table and the scalar truth every SIMD table is tested
+ * against (tests/cpu/test_kernels.c): vec_dot_ref, one weight row x quantized activations, with
+ * the exact integer sum of each block combined in float block after block; vec_dot_float, one
+ * weight row x float activations in double precision. Plain C, no ISA-specific code. */
+#include "cpu/kernels.h"
+#include "formats/ggml_types.h"
+
+#include <string.h>
+
+/* Unpacks a 32-weight block of the Q4/Q5 families to integers q[32] (before d/m). */
+static void unpack_q32(uint32_t t, const uint8_t *p, int *q, float *d, float *m) {
+    *m = 0;
+    switch (t) {
+    case GGML_Q4_0: { const block_q4_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
+        for (int j = 0; j < 16; j++) { q[j] = (b->qs[j] & 0xF) - 8; q[j + 16] = (b->qs[j] >> 4) - 8; } break; }
+    case GGML_Q4_1: { const block_q4_1 *b = (const void *)p; *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
+        for (int j = 0; j < 16; j++) { q[j] = b->qs[j] & 0xF; q[j + 16] = b->qs[j] >> 4; } break; }
+    case GGML_Q5_0: { const block_q5_0 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4); *d = fp16_to_f32(b->d);
+        for (int j = 0; j < 16; j++) {
+            q[j] = ((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) - 16;
+            q[j + 16] = ((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16;
+        } break; }
+    case GGML_Q5_1: { const block_q5_1 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4);
+        *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
+        for (int j = 0; j < 16; j++) {
+            q[j] = (b->qs[j] & 0xF) | (((h >> j) & 1) << 4);
+            q[j + 16] = (b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4);
+        } break; }
+    default: { const block_q8_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
+        for (int j = 0; j < 32; j++) q[j] = b->qs[j];
+        break; }
+    }
+}
+
+static float dot_q32_q8_0(uint32_t t, int64_t n, const uint8_t *w, const block_q8_0 *a) {
+    size_t bs = ggml_type_get(t)->type_size;
+    float sum = 0;
+    for (int64_t i = 0; i < n / 32; i++, w += bs) {
+        int q[32];
+        float d, m;
+        unpack_q32(t, w, q, &d, &m);
+        int isum = 0, asum = 0;
+        for (int j = 0; j < 32; j++) { isum += q[j] * a[i].qs[j]; asum += a[i].qs[j]; }
+        float da = fp16_to_f32(a[i].d);
+        sum += d * da * (float)isum + m * da * (float)asum;
+    }
+    return sum;
+}
+
+static float dot_q4_K(int64_t n, const block_q4_K *w, const block_q8_K *a) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, mn;
+            kq_scale_min(j, w[i].scales, &sc, &mn);
+            const uint8_t *q = w[i].qs + 32 * (j / 2);
+            int s = 0;
+            for (int l = 0; l < 32; l++) s += ((j & 1) ? q[l] >> 4 : q[l] & 0xF) * a[i].qs[32 * j + l];
+            sumi += sc * s;
+            summ += mn * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        }
+        sum += a[i].d * (fp16_to_f32(w[i].d) * sumi - fp16_to_f32(w[i].dmin) * summ);
+    }
+    return sum;
+}
+
+static float dot_q5_K(int64_t n, const block_q5_K *w, const block_q8_K *a) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int sumi = 0, summ = 0;
+        for (int j = 0; j < 8; j++) {
+            uint8_t sc, mn;
+            kq_scale_min(j, w[i].scales, &sc, &mn);
+            const uint8_t *q = w[i].qs + 32 * (j / 2);
+            int s = 0;
+            for (int l = 0; l < 32; l++) {
+                int v = ((j & 1) ? q[l] >> 4 : q[l] & 0xF) + ((w[i].qh[l] >> j) & 1) * 16;
+                s += v * a[i].qs[32 * j + l];
+            }
+            sumi += sc * s;
+            summ += mn * (a[i].bsums[2 * j] + a[i].bsums[2 * j + 1]);
+        }
+        sum += a[i].d * (fp16_to_f32(w[i].d) * sumi - fp16_to_f32(w[i].dmin) * summ);
+    }
+    return sum;
+}
+
+static float dot_q6_K(int64_t n, const block_q6_K *w, const block_q8_K *a) {
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int8_t q[256];
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w[i].ql + 64 * h, *qh = w[i].qh + 32 * h;
+            int8_t *qq = q + 128 * h;
+            for (int l = 0; l < 32; l++) {
+                qq[l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                qq[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                qq[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                qq[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        int sumi = 0;
+        for (int j = 0; j < 16; j++) {
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += q[16 * j + l] * a[i].qs[16 * j + l];
+            sumi += w[i].scales[j] * s;
+        }
+        sum += a[i].d * fp16_to_f32(w[i].d) * sumi;
+    }
+    return sum;
+}
+
+float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {
+    switch (t) {
+    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0:
+        return dot_q32_q8_0(t, n, w, act);
+    case GGML_Q4_K: return dot_q4_K(n, w, act);
+    case GGML_Q5_K: return dot_q5_K(n, w, act);
+    case GGML_Q6_K: return dot_q6_K(n, w, act);
+    default: return vec_dot_float(t, n, w, act);
+    }
+}
+
+float vec_dot_float(uint32_t t, int64_t n, const void *w, const float *x) {
+    const ggml_type_info *ti = ggml_type_get(t);
+    int bs = ti->block_size;
+    int chunk = bs >= 256 ? bs : 256 / bs * bs;
+    float buf[256];
+    double sum = 0;
+    const uint8_t *p = w;
+    for (int64_t i = 0; i < n; i += chunk) {
+        int m = (int)(n - i < chunk ? n - i : chunk);
+        dequantize_row(t, p + (size_t)(i / bs) * ti->type_size, buf, m);
+        for (int j = 0; j < m; j++) sum += (double)buf[j] * x[i + j];
+    }
+    return (float)sum;
+}
+
+/* ---- the scalar table -------------------------------------------------------------------- */
+
+static void scalar_quantize_act(uint32_t act_type, const float *x, void *dst, int64_t n) {
+    if (act_type == GGML_Q8_0) quantize_row_q8_0(x, dst, n);
+    else if (act_type == GGML_Q8_K) quantize_row_q8_K(x, dst, n);
+    else memcpy(dst, x, (size_t)n * sizeof(float));
+}
+
+static void scalar_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
+                          const uint8_t *act, size_t act_row, int nc, float *out, size_t out_stride) {
+    for (int c = 0; c < nc; c++)
+        for (int r = 0; r < nr; r++)
+            out[c * out_stride + r] = vec_dot_ref(wtype, n, w + r * w_row, act + c * act_row);
+}
+
+static const kernel_ops SCALAR = {"scalar", true, scalar_quantize_act, scalar_matmul, attention_scalar};
+
+const kernel_ops *kernels_scalar(void) { return &SCALAR; }

@@ -1,0 +1,81 @@
+/* tiles.c — the tile drivers of tiles.h: run_tiles (integer tile kernels of any ISA) and
+ * run_float (dequantize a chunk, then float dot tiles of any ISA). They only cut the work and
+ * call through the function pointers they are given; all arithmetic is in the ISA files, so
+ * every output is computed by the same operations whatever tile or table shape reaches it. */
+#include "cpu/tiles.h"
+#include "formats/ggml_types.h"
+
+void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
+               const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    if (nc <= t->cb) {
+        /* Decode reads each weight once: the rows are cut into k equal segments and one tile
+         * takes row r of every segment, so a core follows k independent streams and keeps
+         * more cache misses in flight than with one (+15-20% tok/s on the 24B MoE model). */
+        const int k = nc == 1 ? t->rbd : t->rb, seg = nr / k;
+        const tile_fn f = nc == 1 ? t->dec : t->full[nc - 1];
+        float o[8 * 4];
+        for (int r = 0; r < seg; r++) {
+            f(nb, w + r * w_row, (size_t)seg * w_row, act, act_row, o, (size_t)k);
+            for (int c = 0; c < nc; c++)
+                for (int i = 0; i < k; i++) out[c * os + r + i * seg] = o[c * k + i];
+        }
+        for (int r = seg * k; r < nr; r++) t->row1[nc - 1](nb, w + r * w_row, w_row, act, act_row, out + r, os);
+        return;
+    }
+    /* rows outside, columns inside: a tile of weights is reused for a whole column chunk */
+    int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));
+    chunk = chunk < t->cb ? t->cb : chunk / t->cb * t->cb;
+    for (int c0 = 0; c0 < nc; c0 += chunk) {
+        int c1 = c0 + chunk < nc ? c0 + chunk : nc;
+        for (int r = 0; r < nr;) {
+            int rows = nr - r >= t->rb ? t->rb : 1;
+            const tile_fn *f = rows == t->rb ? t->full : t->row1;
+            for (int c = c0; c < c1;) {
+                int k = c1 - c < t->cb ? c1 - c : t->cb;
+                f[k - 1](nb, w + r * w_row, w_row, act + c * act_row, act_row, out + c * os + r, os);
+                c += k;
+            }
+            r += rows;
+        }
+    }
+}
+
+void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+               size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
+    enum { RB = 4, CB = 4 };
+    float buf[RB][FKC];
+    int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));
+    chunk = chunk < CB ? CB : chunk;
+    for (int c0 = 0; c0 < nc; c0 += chunk) {
+        int c1 = c0 + chunk < nc ? c0 + chunk : nc;
+        for (int r0 = 0; r0 < nr; r0 += RB) {
+            int rn = nr - r0 < RB ? nr - r0 : RB;
+            for (int64_t k0 = 0; k0 < n; k0 += FKC) {
+                int m = (int)(n - k0 < FKC ? n - k0 : FKC);
+                const float *wr[RB];
+                for (int r = 0; r < rn; r++) {
+                    const uint8_t *row = w + (r0 + r) * w_row;
+                    if (type == GGML_F32) wr[r] = (const float *)row + k0;
+                    else { dq(type, row, k0, m, buf[r]); wr[r] = buf[r]; }
+                }
+                for (int r = rn; r < RB; r++) wr[r] = wr[0];
+                for (int c = c0; c < c1;) {
+                    const float *xc[CB];
+                    int cn = c1 - c < CB ? c1 - c : CB;
+                    for (int j = 0; j < CB; j++) xc[j] = (const float *)(act + (c + (j < cn ? j : 0)) * act_row) + k0;
+                    float *o = out + c * os + r0;
+                    if (rn == RB) {
+                        if (cn == CB) f[0](m, wr, xc, o, os, k0 > 0);
+                        else for (int j = 0; j < cn; j++) f[1](m, wr, xc + j, o + j * os, os, k0 > 0);
+                    } else {
+                        for (int r = 0; r < rn; r++) {
+                            if (cn == CB) f[2](m, wr + r, xc, o + r, os, k0 > 0);
+                            else for (int j = 0; j < cn; j++) f[3](m, wr + r, xc + j, o + j * os + r, os, k0 > 0);
+                        }
+                    }
+                    c += cn;
+                }
+            }
+        }
+    }
+}

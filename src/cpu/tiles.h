@@ -1,0 +1,90 @@
+/* tiles.h — the ISA-independent half of the SIMD matmul kernels: how a matmul of nr weight rows
+ * x nc activation columns is cut into tiles (run_tiles), the float path that dequantizes a chunk
+ * of weights and runs float dot tiles (run_float), and small format helpers the tile kernels of
+ * every ISA share (kq_unpack_scales, prefetch_block). No SIMD intrinsics here: each ISA file
+ * (kernels_avx2.c, kernels_avx512.c, kernels_amx.c, kernels_neon.c) writes its tile functions
+ * and hands them over in a tile_set / an fdot_fn array. */
+#ifndef LFM2C_TILES_H
+#define LFM2C_TILES_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ACT_CHUNK_BYTES (1 << 20) /* activations per column chunk: half of a 2 MB L2 */
+#define FKC 512                   /* float path: weights dequantized per chunk of a row */
+
+/* The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block, one per byte. */
+static inline void kq_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    uint32_t sc_hi = (u2 & 0x0f0f0f0f) | ((u0 >> 2) & 0x30303030);
+    uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 2) & 0x30303030);
+    *sc = (u0 & 0x3f3f3f3f) | (uint64_t)sc_hi << 32;
+    *mn = (u1 & 0x3f3f3f3f) | (uint64_t)mn_hi << 32;
+}
+
+/* Software prefetch of the weights PF_BLOCKS blocks ahead: decode is one pass over memory and
+ * the hardware prefetcher alone leaves half of the bandwidth unused. */
+#ifndef PF_BLOCKS
+#define PF_BLOCKS 16
+#endif
+#ifndef PF_LOC
+#define PF_LOC 2   /* into L2: prefetcht1 on x86, PLDL2KEEP on ARM */
+#endif
+static inline void prefetch_block(const void *p, size_t size) {
+    for (size_t o = 0; o < size; o += 64) __builtin_prefetch((const char *)p + o, 0, PF_LOC);
+}
+
+/* A tile function: R rows x C columns (fixed per function) over nb blocks. */
+typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                        size_t act_row, float *out, size_t os);
+typedef struct {
+    int rb, cb, rbd;
+    tile_fn full[4];  /* rb x k columns, k = 1..cb (index k - 1) */
+    tile_fn row1[4];  /* 1 x k, for the rows after the last full tile */
+    tile_fn dec;      /* rbd x 1: decode, one activation column */
+} tile_set;
+
+/* Runs the matmul through the tiles of t: decode (nc <= cb) as segment-interleaved row tiles,
+ * prefill as rb x cb tiles over column chunks of ACT_CHUNK_BYTES (tiles.c). */
+void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
+               const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
+
+#define TILE_FN(name, sfx, R, C, kern)                                                        \
+    static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, \
+                                size_t a_row, float *o, size_t os) {                          \
+        kern(R, C, nb, w, w_row, a, a_row, o, os);                                            \
+    }
+/* tiles of RB x CB (CB <= 4) for prefill, and a decode tile of 4 x 1: TILE_SET makes it from
+ * the same kernel, TILE_SET_DEC takes a hand-written one (dec) */
+#define TILE_FNS(name, RB, CB, kern)                                                          \
+    TILE_FN(name, _f1, RB, 1, kern)                                                           \
+    TILE_FN(name, _f2, RB, (2 < CB ? 2 : CB), kern)                                           \
+    TILE_FN(name, _f3, RB, (3 < CB ? 3 : CB), kern)                                           \
+    TILE_FN(name, _f4, RB, CB, kern)                                                          \
+    TILE_FN(name, _o1, 1, 1, kern)                                                            \
+    TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern)                                            \
+    TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern)                                            \
+    TILE_FN(name, _o4, 1, CB, kern)
+#define TILE_SET_DEC(name, RB, CB, kern, dec)                                                 \
+    TILE_FNS(name, RB, CB, kern)                                                              \
+    static const tile_set name = {RB, CB, 4, {name##_f1, name##_f2, name##_f3, name##_f4},    \
+                                  {name##_o1, name##_o2, name##_o3, name##_o4}, dec};
+#define TILE_SET(name, RB, CB, kern)                                                          \
+    TILE_FN(name, _d, 4, 1, kern)                                                             \
+    TILE_SET_DEC(name, RB, CB, kern, name##_d)
+
+/* -- the float path: weights dequantized chunk by chunk, then RB x CB float dots ----------- */
+
+/* out[c][r] (+)= dot(w[r][0..m), x[c][0..m)); the tiles are 4x4, 4x1, 1x4, 1x1 (in this order
+ * in an fdot_fn array); add: add to out instead of storing. */
+typedef void (*fdot_fn)(int m, const float *const *w, const float *const *x, float *o, size_t os, int add);
+typedef void (*dequant_fn)(uint32_t type, const uint8_t *row, int64_t k0, int m, float *dst);
+/* The float path, shared by every ISA through its two function pointer arguments (tiles.c). */
+void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+               size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq);
+
+#endif
