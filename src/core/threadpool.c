@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
