@@ -89,6 +89,7 @@ typedef struct lfm2c_model_info {
     float def_temp, def_top_p, def_min_p, def_repeat_penalty;
     int def_top_k;
     bool weights_copied;      /* the weights sit in an anonymous huge-page copy (see hugepages) */
+    int weights_packed;       /* matrices rearranged in that copy into the kernels' interleaved layout */
 } lfm2c_model_info;
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);

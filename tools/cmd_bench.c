@@ -302,6 +302,8 @@ int cmd_bench(int argc, char **argv) {
                 }
                 getrusage(RUSAGE_SELF, &ru);
                 if (!json && !csv) print_huge_pages(in->weights_copied);
+                if (!json && !csv && in->weights_packed)
+                    fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
                 if (!json && !csv)
                     fprintf(stderr, "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
                             "%.1f MiB per 32768-token sequence%s\n", ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9,

@@ -76,7 +76,10 @@ int cmd_info(int argc, char **argv) {
     double kv_per_tok = lfm2c_kv_cache_bytes(m, 32768) / 32768.0;
     int n_conv = in->n_layer - n_attn, tk, tv;
     cli_kv_current(&tk, &tv);
-    printf("memory:       weights %.2f GB (mmap), read per token %.2f GB; KV cache %.1f KB/token (k %s, v %s), "
+    printf("layout:       weights %s", in->weights_copied ? "copied into anonymous huge pages" : "mapped from the file");
+    if (in->weights_packed) printf(", %d matrices interleaved for the kernels", in->weights_packed);
+    printf("\n");
+    printf("memory:       weights %.2f GB, read per token %.2f GB; KV cache %.1f KB/token (k %s, v %s), "
            "%.1f MB at 4096 tokens, %.1f MiB at 32768; conv state %.1f KB/sequence\n",
            in->weight_bytes / 1e9, in->weight_bytes_active / 1e9, kv_per_tok / 1024, lfm2c_kv_type_name(tk),
            lfm2c_kv_type_name(tv), lfm2c_kv_cache_bytes(m, 4096) / 1e6, lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,

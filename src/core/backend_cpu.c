@@ -1,21 +1,102 @@
 /* backend_cpu.c — the CPU backend's entry in the backend table (backend.h): the forward pass of
  * forward.c over the kernel tables (src/cpu), its scratch buffers, and the KV cache in host
  * memory in the layouts of kernels.h (K in blocks of KV_KB positions, V in rows), one pair of
- * arrays per attention layer, grown with the sequence. The conv state is s->conv itself. */
+ * arrays per attention layer, grown with the sequence. The conv state is s->conv itself.
+ * When the weights are a private copy (gguf.h: huge pages), matrices are rearranged in place
+ * into the layout the kernel table multiplies fastest (kernel_ops.packed_type; same bytes,
+ * same results bit for bit), in parallel on the pool. */
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/forward.h"
 #include "core/scratch.h"
 #include "core/session.h"
 #include "cpu/kernels.h"
+#include "formats/ggml_types.h"
+#include "formats/gguf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- weights in the kernel table's layout ------------------------------------------------ */
+
+enum { PACK_MAX = 1024 };
+typedef struct pack_job {
+    tensor *t[PACK_MAX];
+    uint32_t to[PACK_MAX];
+    int n;
+    int64_t groups;         /* groups of X16_ROWS rows in all tensors */
+    int64_t first[PACK_MAX + 1];
+    int failed;
+} pack_job;
+
+/* Thread ith packs its share of the groups (each group is independent: rows in, group out). */
+static void pack_worker(void *arg, int ith, int nth) {
+    pack_job *j = arg;
+    const int64_t g0 = j->groups * ith / nth, g1 = j->groups * (ith + 1) / nth;
+    uint8_t *tmp = NULL;
+    size_t cap = 0;
+    for (int i = 0, k = 0; i < j->n && k == 0; i++) {
+        tensor *t = j->t[i];
+        const size_t gb = X16_ROWS * t->row_bytes;
+        for (int64_t g = g0 > j->first[i] ? g0 : j->first[i]; g < g1 && g < j->first[i + 1]; g++) {
+            if (gb > cap) {
+                free(tmp);
+                tmp = malloc(gb);
+                cap = tmp ? gb : 0;
+                if (!tmp) { j->failed = 1; k = 1; break; }
+            }
+            uint8_t *p = (uint8_t *)t->data + (size_t)(g - j->first[i]) * gb;
+            memcpy(tmp, p, gb);
+            x16_pack_q4_K(tmp, t->row_bytes, X16_ROWS, p);
+        }
+    }
+    free(tmp);
+}
+
+static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
+    if (!t->data || j->n == PACK_MAX || t == &m->output && m->output.data == m->tok_embd.data) return;
+    const int64_t rows = t->ne[1] * t->ne[2];
+    const uint32_t to = m->kern->packed_type(t->type, t->ne[1]);
+    if (to == t->type || to != GGML_Q4_K_X16) return;
+    j->t[j->n] = t;
+    j->to[j->n] = to;
+    j->first[j->n + 1] = j->first[j->n] + rows / X16_ROWS;
+    j->n++;
+}
+
+/* Rearranges the matrices in place (the file's copy is private); nothing when it is mapped. */
+static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
+    if (!m->kern->packed_type || !m->gguf->copied) return 0;
+    pack_job *j = calloc(1, sizeof *j);
+    if (!j) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    pack_add(j, m, &m->output);
+    for (int l = 0; l < m->info.n_layer; l++) {
+        layer *L = &m->layers[l];
+        tensor *ts[] = {&L->conv_in, &L->conv_out, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
+                        &L->ffn_down, &L->gate_exps, &L->up_exps, &L->down_exps};
+        for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) pack_add(j, m, ts[i]);
+    }
+    j->groups = j->first[j->n];
+    int rc = 0;
+    if (j->n && gguf_set_writable(m->gguf, true) == 0) {
+        threadpool_run(m->pool, pack_worker, j);
+        gguf_set_writable(m->gguf, false);
+        if (j->failed) {   /* some groups may be packed already: the model is unusable */
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory while arranging the weights");
+            rc = -1;
+        } else {
+            for (int i = 0; i < j->n; i++) j->t[i]->type = j->to[i];
+            m->info.weights_packed = j->n;
+        }
+    }
+    free(j);
+    return rc;
+}
+
 static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
     m->scratch = forward_scratch_new();
     if (!m->scratch) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
-    return 0;
+    return pack_weights(m, err);
 }
 
 static void cpu_model_free(lfm2c_model *m) {

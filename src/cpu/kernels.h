@@ -69,6 +69,11 @@ typedef struct kernel_ops {
                    const uint8_t *act, size_t act_row, int nc, float *out, size_t out_stride);
     /* the attention contract above */
     void (*attention)(const attn_call *c);
+    /* The layout this table wants a weight matrix of wtype and n_rows rows in: wtype itself, or
+     * an internal interleaved type (GGML_Q4_K_X16, ggml_types.h) its matmul takes instead, with
+     * the same results bit for bit. NULL: always wtype. Row ranges given to matmul then start
+     * and end on multiples of the group (16 rows). */
+    uint32_t (*packed_type)(uint32_t wtype, int64_t n_rows);
 } kernel_ops;
 
 /* ---- the scalar truth (kernels_scalar.c) ---------------------------------------------------- */

@@ -387,6 +387,126 @@ static T5 void q5K_dec5(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *
 TILE_SET_DEC(t5_q4_K, 4, 4, q4Kk5, q4K_dec5)
 TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
 
+/* -- Q4_K_X16 x Q8_K: 16 interleaved rows per tile (the layout: ggml_types.h) --------------
+ * One 512-bit vector holds 4 consecutive weights of each of 16 rows, so vpdpbusd against the
+ * 4 matching activations (broadcast) sums 4 products per row lane, and a sub-block's scale is
+ * applied once per 32 weights (an int32 multiply) instead of once per pair as in q45K_tile5.
+ * The integers are the same exact S = sum_j sc_j (q_j . a_j) and M = sum_j mn_j bsum_j per
+ * output, and the float step is kq_add5's (acc = fma(S, d da, acc); acc = fnma(M, dmin da, acc)),
+ * so every output equals the Q4_K tiles' bit for bit. A tile is 16 rows x CB columns; CB == 1
+ * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. */
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_PF = 4 };   /* block bytes; prefetch distance (blocks) */
+
+/* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
+AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    /* 128-bit lane j % 4 holds sub-block j; its high bits sit at 2e (scale) and 4 + 2e (min),
+     * e = j & 1: shift them to bits 4-5 */
+    const __m512i shl = _mm512_mask_blend_epi64(0xCC, _mm512_set1_epi16(4), _mm512_set1_epi16(2));
+    const __m512i shr = _mm512_mask_blend_epi64(0xCC, _mm512_set1_epi16(0), _mm512_set1_epi16(2));
+    const __m512i lo = _mm512_loadu_si512(p + 64 + 64 * h), hi4 = _mm512_loadu_si512(p + 192);
+    const __m512i hi = h ? _mm512_shuffle_i64x2(hi4, hi4, 0xFA) : _mm512_shuffle_i64x2(hi4, hi4, 0x50);
+    const __m512i sch = _mm512_and_si512(_mm512_sllv_epi16(hi, shl), m30);
+    const __m512i mnh = _mm512_and_si512(_mm512_srlv_epi16(hi, shr), m30);
+    *sc = _mm512_ternarylogic_epi32(m4, lo, sch, 0xCA);   /* m4 ? lo : sch, bit by bit */
+    *mn = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(lo, 4), mnh, 0xCA);
+}
+AI T5 __m512i x16_lane5(__m512i v, int i) {   /* bytes of 128-bit lane i, zero-extended to int32 */
+    return _mm512_cvtepu8_epi32(i == 0 ? _mm512_castsi512_si128(v) : _mm512_extracti32x4_epi32(v, i));
+}
+/* (mn_2i, mn_2i+1) as an int16 pair in each row lane, from the min bytes of lanes 2i % 4, +1 */
+AI T5 __m512i x16_minpair5(__m512i mn, int i) {
+    const __m128i a = (i & 1) ? _mm512_extracti32x4_epi32(mn, 2) : _mm512_castsi512_si128(mn);
+    const __m128i b = (i & 1) ? _mm512_extracti32x4_epi32(mn, 3) : _mm512_extracti32x4_epi32(mn, 1);
+    return _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b)));
+}
+
+AI T5 void x16_tile5(int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * X16_BYTES;
+        const uint8_t *pf = p + X16_PF * X16_BYTES;
+        const block_q8_K *a[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+        __m512i S[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
+        __m512i sc8[2], mn8[2];
+        x16_scales5(p, 0, &sc8[0], &mn8[0]);
+        x16_scales5(p, 1, &sc8[1], &mn8[1]);
+#pragma GCC unroll 4
+        for (int jj = 0; jj < 4; jj++) {
+            __m512i A0[4], A1[4], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) A0[c] = A1[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                const int i = 8 * jj + g;
+                if (CB == 1) {
+                    __builtin_prefetch(pf + 64 * i, 0, PF_LOC);
+                    if (i < 4) __builtin_prefetch(pf + 2048 + 64 * i, 0, PF_LOC);
+                }
+                const __m512i v = _mm512_loadu_si512(p + 256 + 64 * i);
+                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 4
+                for (int c = 0; c < CB; c++) {
+                    int32_t x0, x1;
+                    memcpy(&x0, a[c]->qs + 64 * jj + 4 * g, 4);
+                    memcpy(&x1, a[c]->qs + 64 * jj + 32 + 4 * g, 4);
+                    if (CB == 1 && (g & 1)) {
+                        B0 = _mm512_dpbusd_epi32(B0, lo, _mm512_set1_epi32(x0));
+                        B1 = _mm512_dpbusd_epi32(B1, hi, _mm512_set1_epi32(x1));
+                    } else {
+                        A0[c] = _mm512_dpbusd_epi32(A0[c], lo, _mm512_set1_epi32(x0));
+                        A1[c] = _mm512_dpbusd_epi32(A1[c], hi, _mm512_set1_epi32(x1));
+                    }
+                }
+            }
+            if (CB == 1) {
+                A0[0] = _mm512_add_epi32(A0[0], B0);
+                A1[0] = _mm512_add_epi32(A1[0], B1);
+            }
+            const __m512i s0 = x16_lane5(sc8[jj / 2], 2 * (jj % 2)), s1 = x16_lane5(sc8[jj / 2], 2 * (jj % 2) + 1);
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++)
+                S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
+        }
+        if (CB == 1)
+            for (int i = 0; i < 4; i++) __builtin_prefetch(pf + 2048 + 64 * i, 0, PF_LOC);
+        __m512i mp[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) mp[i] = x16_minpair5(mn8[i / 2], i);
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) {
+            /* pair sums of the 16-sums: dword i = (bsum of sub-block 2i, of 2i + 1) as int16 */
+            const __m256i s32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[c]->bsums), _mm256_set1_epi16(1));
+            const __m512i bp = _mm512_castsi128_si512(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
+            __m512i M = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) M = _mm512_dpwssd_epi32(M, mp[i], _mm512_permutexvar_epi32(_mm512_set1_epi32(i), bp));
+            const __m512 da = _mm512_set1_ps(a[c]->d);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, da), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M), _mm512_mul_ps(dmin, da), acc[c]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+#define X16_FN(C) \
+    static T5 void x16k5_##C(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile5(C, nb, w, a, ar, o, os); }
+X16_FN(1)
+X16_FN(2)
+X16_FN(3)
+X16_FN(4)
+static const tile_set t5_q4_K_x16 = {X16_ROWS, 4, X16_ROWS, {x16k5_1, x16k5_2, x16k5_3, x16k5_4}, {0, 0, 0, 0}, x16k5_1};
+
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 
 AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
@@ -680,6 +800,9 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
     case GGML_Q4_K: t = &t5_q4_K; break;
     case GGML_Q5_K: t = &t5_q5_K; break;
     case GGML_Q6_K: t = &t5_q6_K; break;
+    case GGML_Q4_K_X16:
+        run_groups(&t5_q4_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
+        return;
     case GGML_F16: case GGML_BF16: case GGML_F32:
         if (nc == 1) { run_fdec5(wtype, n, w, w_row, nr, (const float *)act, out); return; }
         /* fall through */
@@ -691,7 +814,14 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
 
 #undef ISA_T
 
-static const kernel_ops AVX512_OPS = {"avx512vnni", true, avx512_quantize_act, avx512_matmul, attention_x86_avx512};
+/* Weights this table multiplies faster in an interleaved layout (ggml_types.h): Q4_K whose
+ * row count is a multiple of 16. */
+static uint32_t avx512_packed_type(uint32_t wtype, int64_t n_rows) {
+    return wtype == GGML_Q4_K && n_rows % X16_ROWS == 0 ? GGML_Q4_K_X16 : wtype;
+}
+
+static const kernel_ops AVX512_OPS = {"avx512vnni", true, avx512_quantize_act, avx512_matmul, attention_x86_avx512,
+                                      avx512_packed_type};
 
 const kernel_ops *kernels_x86_avx512(void) {
     __builtin_cpu_init();

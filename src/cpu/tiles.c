@@ -40,6 +40,22 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
     }
 }
 
+void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
+                const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+    const size_t gb = (size_t)t->rb * w_row;
+    int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));
+    chunk = chunk < t->cb ? t->cb : chunk / t->cb * t->cb;
+    for (int c0 = 0; c0 < nc; c0 += chunk) {
+        int c1 = c0 + chunk < nc ? c0 + chunk : nc;
+        for (int r = 0; r + t->rb <= nr; r += t->rb)
+            for (int c = c0; c < c1;) {
+                int k = c1 - c < t->cb ? c1 - c : t->cb;
+                t->full[k - 1](nb, w + (size_t)(r / t->rb) * gb, w_row, act + c * act_row, act_row, out + c * os + r, os);
+                c += k;
+            }
+    }
+}
+
 void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
                size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
     enum { RB = 4, CB = 4 };

@@ -48,6 +48,12 @@ typedef struct {
     tile_fn dec;      /* rbd x 1: decode, one activation column */
 } tile_set;
 
+/* The same for an interleaved layout of groups of t->rb rows (ggml_types.h: GGML_Q4_K_X16):
+ * nr is a multiple of t->rb, group g starts at w + g * t->rb * w_row, and a tile computes one
+ * group for k <= t->cb columns (t->full[k - 1]); t->row1 is unused. */
+void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
+                const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
+
 /* Runs the matmul through the tiles of t: decode (nc <= cb) as segment-interleaved row tiles,
  * prefill as rb x cb tiles over column chunks of ACT_CHUNK_BYTES (tiles.c). */
 void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,

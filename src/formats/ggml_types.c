@@ -28,7 +28,10 @@ static const ggml_type_info TYPES[GGML_NTYPES] = {
     [GGML_MXFP4] = {"MXFP4", 32, sizeof(block_mxfp4), true},
 };
 
+static const ggml_type_info Q4_K_X16 = {"Q4_K_X16", 256, sizeof(block_q4_K), true};
+
 const ggml_type_info *ggml_type_get(uint32_t type) {
+    if (type == GGML_Q4_K_X16) return &Q4_K_X16;
     if (type >= GGML_NTYPES || !TYPES[type].name) return NULL;
     return &TYPES[type];
 }
@@ -313,7 +316,71 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
 uint32_t vec_dot_type(uint32_t t) {
     switch (t) {
     case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0: return GGML_Q8_0;
-    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: return GGML_Q8_K;
+    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: case GGML_Q4_K_X16: return GGML_Q8_K;
     default: return GGML_F32;
     }
+}
+
+/* ---- GGML_Q4_K_X16 (ggml_types.h): one block of 16 rows at a time ------------------------ */
+
+enum { X16_BLOCK = X16_ROWS * sizeof(block_q4_K) };
+
+static void x16_pack_block(const block_q4_K *const *b, uint8_t *o) {
+    for (int r = 0; r < X16_ROWS; r++) {
+        memcpy(o + 2 * r, &b[r]->d, 2);
+        memcpy(o + 32 + 2 * r, &b[r]->dmin, 2);
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) kq_scale_min(j, b[r]->scales, &sc[j], &mn[j]);
+        for (int j = 0; j < 8; j++) o[64 + 16 * j + r] = (uint8_t)((sc[j] & 15) | (mn[j] & 15) << 4);
+        for (int jj = 0; jj < 4; jj++)
+            o[192 + 16 * jj + r] = (uint8_t)(sc[2 * jj] >> 4 | (sc[2 * jj + 1] >> 4) << 2 |
+                                             (mn[2 * jj] >> 4) << 4 | (mn[2 * jj + 1] >> 4) << 6);
+        for (int jj = 0; jj < 4; jj++)
+            for (int g = 0; g < 8; g++) memcpy(o + 256 + 64 * (8 * jj + g) + 4 * r, b[r]->qs + 32 * jj + 4 * g, 4);
+    }
+}
+
+/* The 12 packed scale bytes of Q4_K from 8 six-bit scales and mins (kq_scale_min's inverse). */
+static void kq_pack_scales(const uint8_t *sc, const uint8_t *mn, uint8_t *s) {
+    for (int j = 0; j < 4; j++) {
+        s[j] = (uint8_t)((sc[j] & 63) | (sc[j + 4] >> 4) << 6);
+        s[j + 4] = (uint8_t)((mn[j] & 63) | (mn[j + 4] >> 4) << 6);
+        s[j + 8] = (uint8_t)((sc[j + 4] & 15) | (mn[j + 4] & 15) << 4);
+    }
+}
+
+static void x16_unpack_block(const uint8_t *o, block_q4_K *const *b) {
+    for (int r = 0; r < X16_ROWS; r++) {
+        memcpy(&b[r]->d, o + 2 * r, 2);
+        memcpy(&b[r]->dmin, o + 32 + 2 * r, 2);
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            const uint8_t lo = o[64 + 16 * j + r], hi = o[192 + 16 * (j / 2) + r];
+            sc[j] = (uint8_t)((lo & 15) | ((hi >> (2 * (j & 1))) & 3) << 4);
+            mn[j] = (uint8_t)((lo >> 4) | ((hi >> (4 + 2 * (j & 1))) & 3) << 4);
+        }
+        kq_pack_scales(sc, mn, b[r]->scales);
+        for (int jj = 0; jj < 4; jj++)
+            for (int g = 0; g < 8; g++) memcpy(b[r]->qs + 32 * jj + 4 * g, o + 256 + 64 * (8 * jj + g) + 4 * r, 4);
+    }
+}
+
+void x16_pack_q4_K(const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst) {
+    const int64_t nb = (int64_t)(row_bytes / sizeof(block_q4_K));
+    for (int64_t g0 = 0; g0 + X16_ROWS <= n_rows; g0 += X16_ROWS)
+        for (int64_t i = 0; i < nb; i++) {
+            const block_q4_K *b[X16_ROWS];
+            for (int r = 0; r < X16_ROWS; r++) b[r] = (const block_q4_K *)(rows + (size_t)(g0 + r) * row_bytes) + i;
+            x16_pack_block(b, dst + (size_t)g0 * row_bytes + (size_t)i * X16_BLOCK);
+        }
+}
+
+void x16_unpack_q4_K(const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows) {
+    const int64_t nb = (int64_t)(row_bytes / sizeof(block_q4_K));
+    for (int64_t g0 = 0; g0 + X16_ROWS <= n_rows; g0 += X16_ROWS)
+        for (int64_t i = 0; i < nb; i++) {
+            block_q4_K *b[X16_ROWS];
+            for (int r = 0; r < X16_ROWS; r++) b[r] = (block_q4_K *)(rows + (size_t)(g0 + r) * row_bytes) + i;
+            x16_unpack_block(src + (size_t)g0 * row_bytes + (size_t)i * X16_BLOCK, b);
+        }
 }

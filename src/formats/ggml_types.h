@@ -13,7 +13,10 @@ enum ggml_type {
     GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
     GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13,
     GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_IQ4_NL = 20, GGML_IQ4_XS = 23, GGML_BF16 = 30,
-    GGML_MXFP4 = 39, GGML_NTYPES = 40
+    GGML_MXFP4 = 39, GGML_NTYPES = 40,
+    /* internal layouts, made at load time from a file's type; never in a file (the GGUF reader
+     * refuses ids >= GGML_NTYPES) */
+    GGML_Q4_K_X16 = 64
 };
 
 #define QK4_0 32
@@ -69,6 +72,23 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
 /* The activation format a weight type is multiplied with on the fast path:
  * GGML_Q8_0, GGML_Q8_K, or GGML_F32 (float weights: plain float dot). */
 uint32_t vec_dot_type(uint32_t weight_type);
+
+/* GGML_Q4_K_X16: the same bytes as 16 consecutive Q4_K rows, interleaved so that one 512-bit
+ * vector holds 4 consecutive weights of each of the 16 rows (the int8 dot product instructions
+ * then sum 4 weights per row lane, and a sub-block's scale is applied once per 32 weights).
+ * A group of 16 rows of nb blocks takes 16 * nb * 144 bytes, as the rows did, so row r0 (a
+ * multiple of 16) still starts at r0 * row_bytes. Block b of the group is 2304 bytes at b * 2304:
+ *   [0, 32)      d of rows 0..15 (fp16)            [32, 64)     dmin of rows 0..15 (fp16)
+ *   [64, 192)    byte j * 16 + r: low 4 bits of row r's scale of sub-block j, min's in the high 4
+ *   [192, 256)   byte jj * 16 + r: the high 2 bits of row r's scales of sub-blocks 2jj, 2jj + 1
+ *                (bits 0-1, 2-3) and of its mins of those sub-blocks (bits 4-5, 6-7)
+ *   [256, 2304)  64 bytes per (jj, g), jj < 4, g < 8, in that order: for each row r the 4 bytes
+ *                qs[32 jj + 4 g .. + 3] of its Q4_K block (low nibbles: weights 64 jj + 4 g + i
+ *                of sub-block 2 jj; high nibbles: the same positions of sub-block 2 jj + 1).
+ * x16_pack makes groups from rows (n_rows a multiple of 16), x16_unpack gives the rows back. */
+enum { X16_ROWS = 16 };
+void x16_pack_q4_K(const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst);
+void x16_unpack_q4_K(const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows);
 
 /* 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K */
 static inline void kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {

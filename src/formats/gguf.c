@@ -173,7 +173,7 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
         t->type = rd_u32(&c);
         t->offset = rd_u64(&c);
         if (c.bad) break;
-        const ggml_type_info *ti = ggml_type_get(t->type);
+        const ggml_type_info *ti = t->type < GGML_NTYPES ? ggml_type_get(t->type) : NULL;   /* not an internal layout */
         if (!ti) {
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown tensor type %u", t->name, t->type);
             return NULL;
@@ -257,6 +257,17 @@ static uint8_t *huge_copy(int fd, size_t size, const char *path, lfm2c_error *er
     }
     mprotect(p, len, PROT_READ);
     return p;
+}
+
+int gguf_set_writable(gguf_file *g, bool writable) {
+    for (uint32_t i = 0; i < g->n_parts; i++)
+        if (!g->parts[i]->copied) return -1;
+    if (!g->copied) return -1;
+    const size_t len = (g->size + 4095) / 4096 * 4096;
+    if (mprotect(g->map, len, writable ? PROT_READ | PROT_WRITE : PROT_READ)) return -1;
+    for (uint32_t i = 0; i < g->n_parts; i++)
+        if (gguf_set_writable(g->parts[i], writable)) return -1;
+    return 0;
 }
 
 bool gguf_huge_copy_wanted(uint64_t size, int64_t mem_available, const char *thp_enabled) {

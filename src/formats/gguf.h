@@ -70,6 +70,9 @@ gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err);
 /* Parse a GGUF already in memory (not owned; must outlive the result). */
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err);
 void gguf_close(gguf_file *g);
+/* A copied file (and every part of a split one) made writable (or read-only again), for the
+ * CPU backend to rearrange weights in place; -1 when some part is a shared mapping of the file. */
+int gguf_set_writable(gguf_file *g, bool writable);
 /* Maps every page of the file now (from the page cache when it is warm), so that no page
  * faults in mid-generation the first time a token routes to an expert. */
 void gguf_populate(const gguf_file *g);

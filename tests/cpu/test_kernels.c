@@ -287,6 +287,53 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
     }
 }
 
+/* A table's packed layouts (kernel_ops.packed_type): the pack / unpack round trip gives the rows
+ * back byte for byte, and the matmul on the packed groups equals the same table's matmul on the
+ * plain rows bit for bit, for every column count (decode and prefill tiles, column chunks) and
+ * for sub-ranges of whole groups (as the threads split the rows). */
+static void test_packed(const kernel_ops *k) {
+    if (!k->packed_type) return;
+    const int64_t ns[] = {256, 1024, 2304};
+    const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 17};
+    for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+        for (size_t ri = 0; ri < sizeof nrs / sizeof *nrs; ri++) {
+            const int64_t n = ns[ni];
+            const int nr = nrs[ri];
+            const uint32_t t = GGML_Q4_K, pt = k->packed_type(t, nr);
+            CHECK(k->packed_type(t, nr + 8) == t, "%s: no packing for rows not in whole groups", k->isa);
+            if (pt == t) continue;
+            const size_t w_row = ggml_row_size(t, n), a_row = ggml_row_size(GGML_Q8_K, n);
+            uint8_t *w = malloc(w_row * nr), *pw = malloc(w_row * nr), *back = malloc(w_row * nr), *act = malloc(a_row * 17);
+            float *x = malloc(sizeof(float) * n), *o1 = malloc(sizeof(float) * nr * 17), *o2 = malloc(sizeof(float) * nr * 17);
+            CHECK(w && pw && back && act && x && o1 && o2, "allocation");
+            if (w && pw && back && act && x && o1 && o2) {
+                for (int r = 0; r < nr; r++) random_row(t, n, w + r * w_row, 0);
+                x16_pack_q4_K(w, w_row, nr, pw);
+                x16_unpack_q4_K(pw, w_row, nr, back);
+                CHECK(!memcmp(w, back, w_row * nr), "%s n=%lld nr=%d: pack / unpack round trip", ggml_type_get(pt)->name,
+                      (long long)n, nr);
+                for (int c = 0; c < 17; c++) {
+                    random_act(n, x, 0);
+                    k->quantize_act(GGML_Q8_K, x, act + c * a_row, n);
+                }
+                for (size_t ci = 0; ci < sizeof ncs / sizeof *ncs; ci++) {
+                    const int nc = ncs[ci];
+                    k->matmul(t, n, w, w_row, nr, act, a_row, nc, o1, nr);
+                    k->matmul(pt, n, pw, w_row, nr, act, a_row, nc, o2, nr);
+                    CHECK(!memcmp(o1, o2, sizeof(float) * nr * nc), "%s %s n=%lld nr=%d nc=%d: packed = plain bitwise",
+                          k->isa, ggml_type_get(pt)->name, (long long)n, nr, nc);
+                    if (nr > 16) {   /* the second group alone */
+                        k->matmul(pt, n, pw + 16 * w_row, w_row, 16, act, a_row, nc, o2, nr);
+                        int diff = 0;
+                        for (int c = 0; c < nc; c++) diff += memcmp(o1 + c * nr + 16, o2 + c * nr, 16 * sizeof(float)) != 0;
+                        CHECK(diff == 0, "%s n=%lld nc=%d: a group range alone", k->isa, (long long)n, nc);
+                    }
+                }
+            }
+            free(w); free(pw); free(back); free(act); free(x); free(o1); free(o2);
+        }
+}
+
 int main(void) {
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);
@@ -313,6 +360,7 @@ int main(void) {
     for (int i = 0; i < n; i++) {
         test_quantize(tables[i]);
         test_matmul(tables[i]);
+        test_packed(tables[i]);
     }
     test_tile_invariance(tables, n);
     TEST_MAIN_END();
