@@ -395,7 +395,7 @@ TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
  * output, and the float step is kq_add5's (acc = fma(S, d da, acc); acc = fnma(M, dmin da, acc)),
  * so every output equals the Q4_K tiles' bit for bit. A tile is 16 rows x CB columns; CB == 1
  * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. */
-enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_PF = 4 };   /* block bytes; prefetch distance (blocks) */
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_PF = 1, X16_DEC = 2 };   /* block bytes; prefetch distance (blocks); decode streams */
 
 /* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
 AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
@@ -421,79 +421,80 @@ AI T5 __m512i x16_minpair5(__m512i mn, int i) {
     return _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b)));
 }
 
-AI T5 void x16_tile5(int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+/* One block (256 weights) of one group for CB columns (a[c] their Q8_K blocks), added to acc[c]. */
+AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i S[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
+    __m512i sc8[2], mn8[2];
+    x16_scales5(p, 0, &sc8[0], &mn8[0]);
+    x16_scales5(p, 1, &sc8[1], &mn8[1]);
+#pragma GCC unroll 4
+    for (int jj = 0; jj < 4; jj++) {
+        __m512i A0[4], A1[4], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) A0[c] = A1[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m512i v = _mm512_loadu_si512(p + 256 + 64 * (8 * jj + g));
+            const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) {
+                int32_t x0, x1;
+                memcpy(&x0, a[c]->qs + 64 * jj + 4 * g, 4);
+                memcpy(&x1, a[c]->qs + 64 * jj + 32 + 4 * g, 4);
+                if (CB == 1 && (g & 1)) {
+                    B0 = _mm512_dpbusd_epi32(B0, lo, _mm512_set1_epi32(x0));
+                    B1 = _mm512_dpbusd_epi32(B1, hi, _mm512_set1_epi32(x1));
+                } else {
+                    A0[c] = _mm512_dpbusd_epi32(A0[c], lo, _mm512_set1_epi32(x0));
+                    A1[c] = _mm512_dpbusd_epi32(A1[c], hi, _mm512_set1_epi32(x1));
+                }
+            }
+        }
+        if (CB == 1) {
+            A0[0] = _mm512_add_epi32(A0[0], B0);
+            A1[0] = _mm512_add_epi32(A1[0], B1);
+        }
+        const __m512i s0 = x16_lane5(sc8[jj / 2], 2 * (jj % 2)), s1 = x16_lane5(sc8[jj / 2], 2 * (jj % 2) + 1);
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
+    }
+    __m512i mp[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) mp[i] = x16_minpair5(mn8[i / 2], i);
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) {
+        /* pair sums of the 16-sums: dword i = (bsum of sub-block 2i, of 2i + 1) as int16 */
+        const __m256i s32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[c]->bsums), _mm256_set1_epi16(1));
+        const __m512i bp = _mm512_castsi128_si512(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
+        __m512i M = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) M = _mm512_dpwssd_epi32(M, mp[i], _mm512_permutexvar_epi32(_mm512_set1_epi32(i), bp));
+        const __m512 da = _mm512_set1_ps(a[c]->d);
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, da), acc[c]);
+        acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M), _mm512_mul_ps(dmin, da), acc[c]);
+    }
+}
+
+AI T5 void x16_prefetch5(const uint8_t *p) {
+    for (int i = 0; i < X16_BYTES / 64; i++) __builtin_prefetch(p + 64 * i, 0, PF_LOC);
+}
+
+/* Prefill: one group, CB columns. */
+AI T5 void x16_tile5(int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = w + b * X16_BYTES;
-        const uint8_t *pf = p + X16_PF * X16_BYTES;
         const block_q8_K *a[4];
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        __m512i S[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
-        __m512i sc8[2], mn8[2];
-        x16_scales5(p, 0, &sc8[0], &mn8[0]);
-        x16_scales5(p, 1, &sc8[1], &mn8[1]);
-#pragma GCC unroll 4
-        for (int jj = 0; jj < 4; jj++) {
-            __m512i A0[4], A1[4], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int c = 0; c < CB; c++) A0[c] = A1[c] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                const int i = 8 * jj + g;
-                if (CB == 1) {
-                    __builtin_prefetch(pf + 64 * i, 0, PF_LOC);
-                    if (i < 4) __builtin_prefetch(pf + 2048 + 64 * i, 0, PF_LOC);
-                }
-                const __m512i v = _mm512_loadu_si512(p + 256 + 64 * i);
-                const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-#pragma GCC unroll 4
-                for (int c = 0; c < CB; c++) {
-                    int32_t x0, x1;
-                    memcpy(&x0, a[c]->qs + 64 * jj + 4 * g, 4);
-                    memcpy(&x1, a[c]->qs + 64 * jj + 32 + 4 * g, 4);
-                    if (CB == 1 && (g & 1)) {
-                        B0 = _mm512_dpbusd_epi32(B0, lo, _mm512_set1_epi32(x0));
-                        B1 = _mm512_dpbusd_epi32(B1, hi, _mm512_set1_epi32(x1));
-                    } else {
-                        A0[c] = _mm512_dpbusd_epi32(A0[c], lo, _mm512_set1_epi32(x0));
-                        A1[c] = _mm512_dpbusd_epi32(A1[c], hi, _mm512_set1_epi32(x1));
-                    }
-                }
-            }
-            if (CB == 1) {
-                A0[0] = _mm512_add_epi32(A0[0], B0);
-                A1[0] = _mm512_add_epi32(A1[0], B1);
-            }
-            const __m512i s0 = x16_lane5(sc8[jj / 2], 2 * (jj % 2)), s1 = x16_lane5(sc8[jj / 2], 2 * (jj % 2) + 1);
-#pragma GCC unroll 4
-            for (int c = 0; c < CB; c++)
-                S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
-        }
-        if (CB == 1)
-            for (int i = 0; i < 4; i++) __builtin_prefetch(pf + 2048 + 64 * i, 0, PF_LOC);
-        __m512i mp[4];
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) mp[i] = x16_minpair5(mn8[i / 2], i);
-        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) {
-            /* pair sums of the 16-sums: dword i = (bsum of sub-block 2i, of 2i + 1) as int16 */
-            const __m256i s32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[c]->bsums), _mm256_set1_epi16(1));
-            const __m512i bp = _mm512_castsi128_si512(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
-            __m512i M = _mm512_setzero_si512();
-#pragma GCC unroll 4
-            for (int i = 0; i < 4; i++) M = _mm512_dpwssd_epi32(M, mp[i], _mm512_permutexvar_epi32(_mm512_set1_epi32(i), bp));
-            const __m512 da = _mm512_set1_ps(a[c]->d);
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, da), acc[c]);
-            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M), _mm512_mul_ps(dmin, da), acc[c]);
-        }
+        x16_block5(CB, w + b * X16_BYTES, a, acc);
     }
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
@@ -505,7 +506,25 @@ X16_FN(1)
 X16_FN(2)
 X16_FN(3)
 X16_FN(4)
-static const tile_set t5_q4_K_x16 = {X16_ROWS, 4, X16_ROWS, {x16k5_1, x16k5_2, x16k5_3, x16k5_4}, {0, 0, 0, 0}, x16k5_1};
+
+/* Decode: X16_DEC groups, one column; group k is seg bytes after group k - 1 (run_groups cuts the
+ * rows into X16_DEC segments: a core then follows several streams and keeps more misses in flight). */
+static T5 void x16d5(int64_t nb, const uint8_t *w, size_t seg, const uint8_t *act, size_t ar, float *o, size_t os) {
+    (void)ar;
+    __m512 acc[X16_DEC];
+    for (int k = 0; k < X16_DEC; k++) acc[k] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[1] = {(const block_q8_K *)act + b};
+#pragma GCC unroll 4
+        for (int k = 0; k < X16_DEC; k++) {
+            const uint8_t *p = w + k * seg + b * X16_BYTES;
+            if (X16_PF) x16_prefetch5(p + X16_PF * X16_BYTES);
+            x16_block5(1, p, a, &acc[k]);
+        }
+    }
+    for (int k = 0; k < X16_DEC; k++) _mm512_storeu_ps(o + k * os, acc[k]);
+}
+static const tile_set t5_q4_K_x16 = {X16_ROWS, 4, X16_DEC, {x16k5_1, x16k5_2, x16k5_3, x16k5_4}, {0, 0, 0, 0}, x16d5};
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 

@@ -43,14 +43,21 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
 void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
                 const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
     const size_t gb = (size_t)t->rb * w_row;
+    const int ng = nr / t->rb;
+    if (nc == 1) {   /* decode: t->rbd groups at once, one from each of t->rbd segments */
+        const int k = t->rbd, seg = ng / k;
+        for (int g = 0; g < seg; g++) t->dec(nb, w + (size_t)g * gb, (size_t)seg * gb, act, act_row, out + g * t->rb, (size_t)seg * t->rb);
+        for (int g = seg * k; g < ng; g++) t->full[0](nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
+        return;
+    }
     int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));
     chunk = chunk < t->cb ? t->cb : chunk / t->cb * t->cb;
     for (int c0 = 0; c0 < nc; c0 += chunk) {
         int c1 = c0 + chunk < nc ? c0 + chunk : nc;
-        for (int r = 0; r + t->rb <= nr; r += t->rb)
+        for (int g = 0; g < ng; g++)
             for (int c = c0; c < c1;) {
                 int k = c1 - c < t->cb ? c1 - c : t->cb;
-                t->full[k - 1](nb, w + (size_t)(r / t->rb) * gb, w_row, act + c * act_row, act_row, out + c * os + r, os);
+                t->full[k - 1](nb, w + (size_t)g * gb, w_row, act + c * act_row, act_row, out + c * os + g * t->rb, os);
                 c += k;
             }
     }

@@ -50,7 +50,9 @@ typedef struct {
 
 /* The same for an interleaved layout of groups of t->rb rows (ggml_types.h: GGML_Q4_K_X16):
  * nr is a multiple of t->rb, group g starts at w + g * t->rb * w_row, and a tile computes one
- * group for k <= t->cb columns (t->full[k - 1]); t->row1 is unused. */
+ * group for k <= t->cb columns (t->full[k - 1]); decode (one column) takes t->rbd groups per
+ * call, one from each of t->rbd equal segments (t->dec: its w_row argument is the segment's
+ * bytes, its os the segment's rows); t->row1 is unused. */
 void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
                 const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
 
