@@ -47,17 +47,17 @@ static void pack_worker(void *arg, int ith, int nth) {
             }
             uint8_t *p = (uint8_t *)t->data + (size_t)(g - j->first[i]) * gb;
             memcpy(tmp, p, gb);
-            x16_pack_q4_K(tmp, t->row_bytes, X16_ROWS, p);
+            x16_pack(t->type, tmp, t->row_bytes, X16_ROWS, p);
         }
     }
     free(tmp);
 }
 
 static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
-    if (!t->data || j->n == PACK_MAX || t == &m->output && m->output.data == m->tok_embd.data) return;
+    if (!t->data || j->n == PACK_MAX || (t == &m->output && m->output.data == m->tok_embd.data)) return;
     const int64_t rows = t->ne[1] * t->ne[2];
     const uint32_t to = m->kern->packed_type(t->type, t->ne[1]);
-    if (to == t->type || to != GGML_Q4_K_X16) return;
+    if (to == t->type || to != x16_type(t->type)) return;
     j->t[j->n] = t;
     j->to[j->n] = to;
     j->first[j->n + 1] = j->first[j->n] + rows / X16_ROWS;

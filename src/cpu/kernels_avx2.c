@@ -427,7 +427,7 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
 }
 #undef ISA_T
 
-static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2};
+static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, NULL};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();

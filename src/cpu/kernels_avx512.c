@@ -395,7 +395,7 @@ TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
  * output, and the float step is kq_add5's (acc = fma(S, d da, acc); acc = fnma(M, dmin da, acc)),
  * so every output equals the Q4_K tiles' bit for bit. A tile is 16 rows x CB columns; CB == 1
  * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. */
-enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_PF = 1, X16_DEC = 2 };   /* block bytes; prefetch distance (blocks); decode streams */
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 1, X16_DEC = 2 };   /* block bytes; prefetch distance (blocks); decode streams */
 
 /* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
 AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
@@ -481,12 +481,77 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
     }
 }
 
-AI T5 void x16_prefetch5(const uint8_t *p) {
-    for (int i = 0; i < X16_BYTES / 64; i++) __builtin_prefetch(p + 64 * i, 0, PF_LOC);
+/* The same for one block of a Q6_K_X16 group: quads v (sub-block v / 4) and v + 32 (sub-block
+ * 8 + v / 4) share a nibble vector; S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j exactly, and
+ * acc = fma(S, d da, acc) as q6K_tile5 does. */
+AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512i S[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        __m512i A0[4], A1[4], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) A0[c] = A1[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const int v = 4 * j + t;
+            const __m512i n = _mm512_loadu_si512(p + 288 + 64 * v), h = _mm512_loadu_si512(p + 2336 + 64 * (v % 16));
+            /* high bits of quad v at 2 (v / 16), of quad v + 32 at 4 + 2 (v / 16): to bits 4-5 */
+            const __m512i hl = j < 4 ? _mm512_slli_epi16(h, 4) : _mm512_slli_epi16(h, 2);
+            const __m512i hh = j < 4 ? h : _mm512_srli_epi16(h, 2);
+            const __m512i wl = _mm512_ternarylogic_epi32(n, m4, _mm512_and_si512(hl, m30), 0xEA);   /* (a & b) | c */
+            const __m512i wh = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n, 4), m4, _mm512_and_si512(hh, m30), 0xEA);
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) {
+                int32_t x0, x1;
+                memcpy(&x0, a[c]->qs + 4 * v, 4);
+                memcpy(&x1, a[c]->qs + 4 * (v + 32), 4);
+                if (CB == 1 && (t & 1)) {
+                    B0 = _mm512_dpbusd_epi32(B0, wl, _mm512_set1_epi32(x0));
+                    B1 = _mm512_dpbusd_epi32(B1, wh, _mm512_set1_epi32(x1));
+                } else {
+                    A0[c] = _mm512_dpbusd_epi32(A0[c], wl, _mm512_set1_epi32(x0));
+                    A1[c] = _mm512_dpbusd_epi32(A1[c], wh, _mm512_set1_epi32(x1));
+                }
+            }
+        }
+        if (CB == 1) {
+            A0[0] = _mm512_add_epi32(A0[0], B0);
+            A1[0] = _mm512_add_epi32(A1[0], B1);
+        }
+        const __m512i s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * j)));
+        const __m512i s1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * (j + 8))));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
+    }
+    /* 32 sum_j sc_j bsum_j: (sc_2i, sc_2i+1) int16 pairs per row lane against bsums dword i */
+    __m512i sp[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)), y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
+        sp[i] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(x, y), _mm_unpacklo_epi8(x, y)));
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) {
+        __m512i O = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            int32_t bp;
+            memcpy(&bp, a[c]->bsums + 2 * i, 4);
+            O = _mm512_dpwssd_epi32(O, sp[i], _mm512_set1_epi32(bp));
+        }
+        S[c] = _mm512_sub_epi32(S[c], _mm512_slli_epi32(O, 5));
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, _mm512_set1_ps(a[c]->d)), acc[c]);
+    }
 }
 
 /* Prefill: one group, CB columns. */
-AI T5 void x16_tile5(int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) acc[c] = _mm512_setzero_ps();
@@ -494,37 +559,46 @@ AI T5 void x16_tile5(int CB, int64_t nb, const uint8_t *w, const uint8_t *act, s
         const block_q8_K *a[4];
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        x16_block5(CB, w + b * X16_BYTES, a, acc);
+        if (q6) x16q6_block5(CB, w + b * bb, a, acc);
+        else x16_block5(CB, w + b * bb, a, acc);
     }
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
 }
-#define X16_FN(C) \
-    static T5 void x16k5_##C(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile5(C, nb, w, a, ar, o, os); }
-X16_FN(1)
-X16_FN(2)
-X16_FN(3)
-X16_FN(4)
 
 /* Decode: X16_DEC groups, one column; group k is seg bytes after group k - 1 (run_groups cuts the
  * rows into X16_DEC segments: a core then follows several streams and keeps more misses in flight). */
-static T5 void x16d5(int64_t nb, const uint8_t *w, size_t seg, const uint8_t *act, size_t ar, float *o, size_t os) {
-    (void)ar;
+AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, size_t seg, const uint8_t *act, float *o, size_t os) {
+    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
     __m512 acc[X16_DEC];
     for (int k = 0; k < X16_DEC; k++) acc[k] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
 #pragma GCC unroll 4
         for (int k = 0; k < X16_DEC; k++) {
-            const uint8_t *p = w + k * seg + b * X16_BYTES;
-            if (X16_PF) x16_prefetch5(p + X16_PF * X16_BYTES);
-            x16_block5(1, p, a, &acc[k]);
+            const uint8_t *p = w + k * seg + b * bb;
+            if (X16_PF)
+                for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF * bb + i, 0, PF_LOC);
+            if (q6) x16q6_block5(1, p, a, &acc[k]);
+            else x16_block5(1, p, a, &acc[k]);
         }
     }
     for (int k = 0; k < X16_DEC; k++) _mm512_storeu_ps(o + k * os, acc[k]);
 }
-static const tile_set t5_q4_K_x16 = {X16_ROWS, 4, X16_DEC, {x16k5_1, x16k5_2, x16k5_3, x16k5_4}, {0, 0, 0, 0}, x16d5};
+#define X16_FNS(name, q6)                                                                                          \
+    static T5 void name##_1(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile5(q6, 1, nb, w, a, ar, o, os); }                                                          \
+    static T5 void name##_2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile5(q6, 2, nb, w, a, ar, o, os); }                                                          \
+    static T5 void name##_3(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile5(q6, 3, nb, w, a, ar, o, os); }                                                          \
+    static T5 void name##_4(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile5(q6, 4, nb, w, a, ar, o, os); }                                                          \
+    static T5 void name##_d(int64_t nb, const uint8_t *w, size_t seg, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)ar; x16_dec5(q6, nb, w, seg, a, o, os); }                                                             \
+    static const tile_set name = {X16_ROWS, 4, X16_DEC, {name##_1, name##_2, name##_3, name##_4}, {0, 0, 0, 0}, name##_d};
+X16_FNS(t5_q4_K_x16, 0)
+X16_FNS(t5_q6_K_x16, 1)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 
@@ -819,8 +893,8 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
     case GGML_Q4_K: t = &t5_q4_K; break;
     case GGML_Q5_K: t = &t5_q5_K; break;
     case GGML_Q6_K: t = &t5_q6_K; break;
-    case GGML_Q4_K_X16:
-        run_groups(&t5_q4_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
+    case GGML_Q4_K_X16: case GGML_Q6_K_X16:
+        run_groups(wtype == GGML_Q4_K_X16 ? &t5_q4_K_x16 : &t5_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
         return;
     case GGML_F16: case GGML_BF16: case GGML_F32:
         if (nc == 1) { run_fdec5(wtype, n, w, w_row, nr, (const float *)act, out); return; }
@@ -833,10 +907,10 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
 
 #undef ISA_T
 
-/* Weights this table multiplies faster in an interleaved layout (ggml_types.h): Q4_K whose
- * row count is a multiple of 16. */
+/* Weights this table multiplies faster in an interleaved layout (ggml_types.h): Q4_K and Q6_K
+ * whose row count is a multiple of 16. */
 static uint32_t avx512_packed_type(uint32_t wtype, int64_t n_rows) {
-    return wtype == GGML_Q4_K && n_rows % X16_ROWS == 0 ? GGML_Q4_K_X16 : wtype;
+    return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }
 
 static const kernel_ops AVX512_OPS = {"avx512vnni", true, avx512_quantize_act, avx512_matmul, attention_x86_avx512,

@@ -29,9 +29,11 @@ static const ggml_type_info TYPES[GGML_NTYPES] = {
 };
 
 static const ggml_type_info Q4_K_X16 = {"Q4_K_X16", 256, sizeof(block_q4_K), true};
+static const ggml_type_info Q6_K_X16 = {"Q6_K_X16", 256, sizeof(block_q6_K), true};
 
 const ggml_type_info *ggml_type_get(uint32_t type) {
     if (type == GGML_Q4_K_X16) return &Q4_K_X16;
+    if (type == GGML_Q6_K_X16) return &Q6_K_X16;
     if (type >= GGML_NTYPES || !TYPES[type].name) return NULL;
     return &TYPES[type];
 }
@@ -316,16 +318,14 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
 uint32_t vec_dot_type(uint32_t t) {
     switch (t) {
     case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0: return GGML_Q8_0;
-    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: case GGML_Q4_K_X16: return GGML_Q8_K;
+    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: case GGML_Q4_K_X16: case GGML_Q6_K_X16: return GGML_Q8_K;
     default: return GGML_F32;
     }
 }
 
-/* ---- GGML_Q4_K_X16 (ggml_types.h): one block of 16 rows at a time ------------------------ */
+/* ---- the X16 layouts (ggml_types.h): one block of 16 rows at a time ------------------------ */
 
-enum { X16_BLOCK = X16_ROWS * sizeof(block_q4_K) };
-
-static void x16_pack_block(const block_q4_K *const *b, uint8_t *o) {
+static void x16_pack_q4_K(const block_q4_K *const *b, uint8_t *o) {
     for (int r = 0; r < X16_ROWS; r++) {
         memcpy(o + 2 * r, &b[r]->d, 2);
         memcpy(o + 32 + 2 * r, &b[r]->dmin, 2);
@@ -349,7 +349,7 @@ static void kq_pack_scales(const uint8_t *sc, const uint8_t *mn, uint8_t *s) {
     }
 }
 
-static void x16_unpack_block(const uint8_t *o, block_q4_K *const *b) {
+static void x16_unpack_q4_K(const uint8_t *o, block_q4_K *const *b) {
     for (int r = 0; r < X16_ROWS; r++) {
         memcpy(&b[r]->d, o + 2 * r, 2);
         memcpy(&b[r]->dmin, o + 32 + 2 * r, 2);
@@ -365,22 +365,88 @@ static void x16_unpack_block(const uint8_t *o, block_q4_K *const *b) {
     }
 }
 
-void x16_pack_q4_K(const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst) {
-    const int64_t nb = (int64_t)(row_bytes / sizeof(block_q4_K));
-    for (int64_t g0 = 0; g0 + X16_ROWS <= n_rows; g0 += X16_ROWS)
-        for (int64_t i = 0; i < nb; i++) {
-            const block_q4_K *b[X16_ROWS];
-            for (int r = 0; r < X16_ROWS; r++) b[r] = (const block_q4_K *)(rows + (size_t)(g0 + r) * row_bytes) + i;
-            x16_pack_block(b, dst + (size_t)g0 * row_bytes + (size_t)i * X16_BLOCK);
+/* The unsigned 6-bit values of a Q6_K block in weight order, and back (spec: Q6_K layout). */
+static void q6_values(const block_q6_K *b, uint8_t *q) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t *ql = b->ql + 64 * h, hb = b->qh[32 * h + l];
+            q[128 * h + l] = (uint8_t)((ql[l] & 15) | (hb & 3) << 4);
+            q[128 * h + l + 32] = (uint8_t)((ql[l + 32] & 15) | ((hb >> 2) & 3) << 4);
+            q[128 * h + l + 64] = (uint8_t)((ql[l] >> 4) | ((hb >> 4) & 3) << 4);
+            q[128 * h + l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((hb >> 6) & 3) << 4);
+        }
+}
+static void q6_store(const uint8_t *q, block_q6_K *b) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t *qq = q + 128 * h;
+            b->ql[64 * h + l] = (uint8_t)((qq[l] & 15) | (qq[l + 64] & 15) << 4);
+            b->ql[64 * h + l + 32] = (uint8_t)((qq[l + 32] & 15) | (qq[l + 96] & 15) << 4);
+            b->qh[32 * h + l] = (uint8_t)(qq[l] >> 4 | (qq[l + 32] >> 4) << 2 | (qq[l + 64] >> 4) << 4 | (qq[l + 96] >> 4) << 6);
         }
 }
 
-void x16_unpack_q4_K(const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows) {
-    const int64_t nb = (int64_t)(row_bytes / sizeof(block_q4_K));
+static void x16_pack_q6_K(const block_q6_K *const *b, uint8_t *o) {
+    for (int r = 0; r < X16_ROWS; r++) {
+        uint8_t q[QK_K];
+        q6_values(b[r], q);
+        memcpy(o + 2 * r, &b[r]->d, 2);
+        for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = (uint8_t)b[r]->scales[j];
+        for (int v = 0; v < 32; v++)
+            for (int i = 0; i < 4; i++)
+                o[288 + 64 * v + 4 * r + i] = (uint8_t)((q[4 * v + i] & 15) | (q[4 * (v + 32) + i] & 15) << 4);
+        for (int u = 0; u < 16; u++)
+            for (int i = 0; i < 4; i++)
+                o[2336 + 64 * u + 4 * r + i] = (uint8_t)(q[4 * u + i] >> 4 | (q[4 * (u + 16) + i] >> 4) << 2 |
+                                                         (q[4 * (u + 32) + i] >> 4) << 4 | (q[4 * (u + 48) + i] >> 4) << 6);
+    }
+}
+
+static void x16_unpack_q6_K(const uint8_t *o, block_q6_K *const *b) {
+    for (int r = 0; r < X16_ROWS; r++) {
+        uint8_t q[QK_K];
+        for (int k = 0; k < 64; k++)
+            for (int i = 0; i < 4; i++) {
+                const uint8_t lo = o[288 + 64 * (k % 32) + 4 * r + i], hi = o[2336 + 64 * (k % 16) + 4 * r + i];
+                q[4 * k + i] = (uint8_t)((k < 32 ? lo & 15 : lo >> 4) | ((hi >> (2 * (k / 16))) & 3) << 4);
+            }
+        q6_store(q, b[r]);
+        memcpy(&b[r]->d, o + 2 * r, 2);
+        for (int j = 0; j < 16; j++) b[r]->scales[j] = (int8_t)o[32 + 16 * j + r];
+    }
+}
+
+uint32_t x16_type(uint32_t type) {
+    return type == GGML_Q4_K ? GGML_Q4_K_X16 : type == GGML_Q6_K ? GGML_Q6_K_X16 : 0;
+}
+
+/* the blocks i of rows g0 .. g0 + 15, and the group's block i */
+static void x16_blocks(const uint8_t *rows, size_t row_bytes, size_t bs, int64_t g0, int64_t i, const uint8_t **b) {
+    for (int r = 0; r < X16_ROWS; r++) b[r] = rows + (size_t)(g0 + r) * row_bytes + (size_t)i * bs;
+}
+
+void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst) {
+    const size_t bs = ggml_type_get(type)->type_size;
+    const int64_t nb = (int64_t)(row_bytes / bs);
     for (int64_t g0 = 0; g0 + X16_ROWS <= n_rows; g0 += X16_ROWS)
         for (int64_t i = 0; i < nb; i++) {
-            block_q4_K *b[X16_ROWS];
-            for (int r = 0; r < X16_ROWS; r++) b[r] = (block_q4_K *)(rows + (size_t)(g0 + r) * row_bytes) + i;
-            x16_unpack_block(src + (size_t)g0 * row_bytes + (size_t)i * X16_BLOCK, b);
+            const uint8_t *b[X16_ROWS];
+            x16_blocks(rows, row_bytes, bs, g0, i, b);
+            uint8_t *o = dst + (size_t)g0 * row_bytes + (size_t)i * X16_ROWS * bs;
+            if (type == GGML_Q4_K) x16_pack_q4_K((const block_q4_K *const *)b, o);
+            else x16_pack_q6_K((const block_q6_K *const *)b, o);
+        }
+}
+
+void x16_unpack(uint32_t type, const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows) {
+    const size_t bs = ggml_type_get(type)->type_size;
+    const int64_t nb = (int64_t)(row_bytes / bs);
+    for (int64_t g0 = 0; g0 + X16_ROWS <= n_rows; g0 += X16_ROWS)
+        for (int64_t i = 0; i < nb; i++) {
+            const uint8_t *b[X16_ROWS];
+            x16_blocks(rows, row_bytes, bs, g0, i, b);
+            const uint8_t *o = src + (size_t)g0 * row_bytes + (size_t)i * X16_ROWS * bs;
+            if (type == GGML_Q4_K) x16_unpack_q4_K(o, (block_q4_K *const *)b);
+            else x16_unpack_q6_K(o, (block_q6_K *const *)b);
         }
 }

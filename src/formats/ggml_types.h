@@ -16,7 +16,7 @@ enum ggml_type {
     GGML_MXFP4 = 39, GGML_NTYPES = 40,
     /* internal layouts, made at load time from a file's type; never in a file (the GGUF reader
      * refuses ids >= GGML_NTYPES) */
-    GGML_Q4_K_X16 = 64
+    GGML_Q4_K_X16 = 64, GGML_Q6_K_X16 = 65
 };
 
 #define QK4_0 32
@@ -73,11 +73,13 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
  * GGML_Q8_0, GGML_Q8_K, or GGML_F32 (float weights: plain float dot). */
 uint32_t vec_dot_type(uint32_t weight_type);
 
-/* GGML_Q4_K_X16: the same bytes as 16 consecutive Q4_K rows, interleaved so that one 512-bit
- * vector holds 4 consecutive weights of each of the 16 rows (the int8 dot product instructions
- * then sum 4 weights per row lane, and a sub-block's scale is applied once per 32 weights).
- * A group of 16 rows of nb blocks takes 16 * nb * 144 bytes, as the rows did, so row r0 (a
- * multiple of 16) still starts at r0 * row_bytes. Block b of the group is 2304 bytes at b * 2304:
+/* The X16 layouts: the same bytes as 16 consecutive rows of a K-quant, interleaved so that one
+ * 512-bit vector holds 4 consecutive weights of each of the 16 rows (the int8 dot product
+ * instructions then sum 4 weights per row lane, and a sub-block's scale is applied once per
+ * sub-block instead of once per pair of weights). A group of 16 rows of nb blocks takes as many
+ * bytes as the rows did, so row r0 (a multiple of 16) still starts at r0 * row_bytes; block b of
+ * a group is 16 blocks' bytes at b * 16 * type_size.
+ * GGML_Q4_K_X16 (2304 bytes a block):
  *   [0, 32)      d of rows 0..15 (fp16)            [32, 64)     dmin of rows 0..15 (fp16)
  *   [64, 192)    byte j * 16 + r: low 4 bits of row r's scale of sub-block j, min's in the high 4
  *   [192, 256)   byte jj * 16 + r: the high 2 bits of row r's scales of sub-blocks 2jj, 2jj + 1
@@ -85,10 +87,20 @@ uint32_t vec_dot_type(uint32_t weight_type);
  *   [256, 2304)  64 bytes per (jj, g), jj < 4, g < 8, in that order: for each row r the 4 bytes
  *                qs[32 jj + 4 g .. + 3] of its Q4_K block (low nibbles: weights 64 jj + 4 g + i
  *                of sub-block 2 jj; high nibbles: the same positions of sub-block 2 jj + 1).
- * x16_pack makes groups from rows (n_rows a multiple of 16), x16_unpack gives the rows back. */
+ * GGML_Q6_K_X16 (3360 bytes a block; q = the unsigned 6-bit values, weight = d * sc * (q - 32);
+ * quad k = weights 4k .. 4k + 3, k < 64):
+ *   [0, 32)      d of rows 0..15 (fp16)
+ *   [32, 288)    byte j * 16 + r: row r's scale of sub-block j (int8), j < 16
+ *   [288, 2336)  64 bytes per v < 32: for each row r 4 bytes, byte i = low 4 bits of q of weight
+ *                i of quad v | those of quad v + 32 << 4
+ *   [2336, 3360) 64 bytes per u < 16: for each row r 4 bytes, byte i = the high 2 bits of q of
+ *                weight i of quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7).
+ * x16_type says which layout a type has (0: none); x16_pack makes groups from rows (n_rows a
+ * multiple of 16), x16_unpack gives the rows back. */
 enum { X16_ROWS = 16 };
-void x16_pack_q4_K(const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst);
-void x16_unpack_q4_K(const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows);
+uint32_t x16_type(uint32_t type);
+void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst);
+void x16_unpack(uint32_t type, const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows);
 
 /* 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K */
 static inline void kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {

@@ -295,11 +295,13 @@ static void test_packed(const kernel_ops *k) {
     if (!k->packed_type) return;
     const int64_t ns[] = {256, 1024, 2304};
     const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 17};
+    const uint32_t types[] = {GGML_Q4_K, GGML_Q6_K};
+    for (size_t ti = 0; ti < 2; ti++)
     for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
         for (size_t ri = 0; ri < sizeof nrs / sizeof *nrs; ri++) {
             const int64_t n = ns[ni];
             const int nr = nrs[ri];
-            const uint32_t t = GGML_Q4_K, pt = k->packed_type(t, nr);
+            const uint32_t t = types[ti], pt = k->packed_type(t, nr);
             CHECK(k->packed_type(t, nr + 8) == t, "%s: no packing for rows not in whole groups", k->isa);
             if (pt == t) continue;
             const size_t w_row = ggml_row_size(t, n), a_row = ggml_row_size(GGML_Q8_K, n);
@@ -308,8 +310,8 @@ static void test_packed(const kernel_ops *k) {
             CHECK(w && pw && back && act && x && o1 && o2, "allocation");
             if (w && pw && back && act && x && o1 && o2) {
                 for (int r = 0; r < nr; r++) random_row(t, n, w + r * w_row, 0);
-                x16_pack_q4_K(w, w_row, nr, pw);
-                x16_unpack_q4_K(pw, w_row, nr, back);
+                x16_pack(t, w, w_row, nr, pw);
+                x16_unpack(t, pw, w_row, nr, back);
                 CHECK(!memcmp(w, back, w_row * nr), "%s n=%lld nr=%d: pack / unpack round trip", ggml_type_get(pt)->name,
                       (long long)n, nr);
                 for (int c = 0; c < 17; c++) {
