@@ -4,6 +4,7 @@
  *  prefill: a 512-column tile against a 2048 x n matrix; prints GOP/s (2 ops per weight x column)
  * Each figure is the best of several runs by wall time, and in parentheses by the slowest
  * thread's CPU time (what the kernel costs when other processes share the cores).
+ * A table's interleaved layouts (kernel_ops.packed_type) get a row of their own after the type's.
  * Usage: bench_kernels [decode_MB] [threads] [isa] [type] [reps] */
 #include "cpu/kernels.h"
 #include "formats/ggml_types.h"
@@ -82,9 +83,12 @@ static void mm_worker(void *arg, int ith, int nth) {
     int per = (j->nr / nth + 15) / 16 * 16;
     int r0 = per * ith, r1 = r0 + per < j->nr ? r0 + per : j->nr;
     double t0 = thread_cpu();
-    if (r0 < r1)
-        j->k->matmul(j->t, j->n, j->w + (size_t)r0 * j->w_row, j->w_row, r1 - r0, j->act, j->act_row, j->nc,
-                     j->out + r0, (size_t)j->nr);
+    /* CALL_ROWS=N: one matmul call per N rows (the size of an expert's matrix), as MoE decode calls */
+    const char *cr = getenv("CALL_ROWS");
+    const int step = cr && atoi(cr) > 0 ? atoi(cr) : r1 - r0;
+    for (int r = r0; r < r1; r += step)
+        j->k->matmul(j->t, j->n, j->w + (size_t)r * j->w_row, j->w_row, r + step < r1 ? step : r1 - r, j->act, j->act_row,
+                     j->nc, j->out + r, (size_t)j->nr);
     j->cpu[ith] = thread_cpu() - t0;
 }
 
@@ -137,6 +141,17 @@ int main(int argc, char **argv) {
             uint8_t *w = aligned_alloc(64, (w_row * (size_t)nr + 63) / 64 * 64);
             if (!w) { fprintf(stderr, "out of memory\n"); return 1; }
             fill_weights(t, w, (size_t)nr, n);
+            for (int packed = 0; packed < 2; packed++) {
+            const uint32_t pt = k->packed_type ? k->packed_type(t, nr) : t;
+            if (packed && pt == t) break;
+            if (packed) {   /* the same matrix in the table's interleaved layout, in place */
+                uint8_t *tmp = malloc(w_row * (size_t)nr);
+                if (!tmp) { fprintf(stderr, "out of memory\n"); return 1; }
+                memcpy(tmp, w, w_row * (size_t)nr);
+                x16_pack(t, tmp, w_row, nr, w);
+                free(tmp);
+                t = pt;
+            }
             size_t act_row = at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n);
             for (int c = 0; c < 512; c++) k->quantize_act(at, x + c * n, act + c * act_row, n);
             printf("%-10s %-7s %12.1f", k->isa, ggml_type_get(t)->name, w_row * (double)nr / 1e6);
@@ -153,6 +168,7 @@ int main(int argc, char **argv) {
             }
             printf("\n");
             fflush(stdout);
+            }
             free(w);
         }
     }

@@ -46,8 +46,14 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
     const int ng = nr / t->rb;
     if (nc == 1) {   /* decode: t->rbd groups at once, one from each of t->rbd segments */
         const int k = t->rbd, seg = ng / k;
+        /* the tiles prefetch a few blocks ahead of themselves: start the first ones too (a call
+         * may be short: an expert's rows, a thread's share of them) */
+        for (int i = 0; i < k; i++) {
+            const uint8_t *s0 = w + (size_t)i * seg * gb;
+            prefetch_block(s0, gb < DEC_PROLOGUE_BYTES ? gb : DEC_PROLOGUE_BYTES);
+        }
         for (int g = 0; g < seg; g++) t->dec(nb, w + (size_t)g * gb, (size_t)seg * gb, act, act_row, out + g * t->rb, (size_t)seg * t->rb);
-        for (int g = seg * k; g < ng; g++) t->full[0](nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
+        for (int g = seg * k; g < ng; g++) t->row1[0](nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
         return;
     }
     int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));

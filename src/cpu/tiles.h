@@ -13,6 +13,7 @@
 
 #define ACT_CHUNK_BYTES (1 << 20) /* activations per column chunk: half of a 2 MB L2 */
 #define FKC 512                   /* float path: weights dequantized per chunk of a row */
+#define DEC_PROLOGUE_BYTES 8192   /* run_groups: prefetched at the start of a decode call */
 
 /* The 8 six-bit scales and 8 mins of a Q4_K / Q5_K block, one per byte. */
 static inline void kq_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn) {
@@ -52,7 +53,7 @@ typedef struct {
  * nr is a multiple of t->rb, group g starts at w + g * t->rb * w_row, and a tile computes one
  * group for k <= t->cb columns (t->full[k - 1]); decode (one column) takes t->rbd groups per
  * call, one from each of t->rbd equal segments (t->dec: its w_row argument is the segment's
- * bytes, its os the segment's rows); t->row1 is unused. */
+ * bytes, its os the segment's rows), and the groups left over one at a time (t->row1[0]). */
 void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
                 const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
 
