@@ -87,6 +87,27 @@ static void rope_neox(float *x, const float *cs, int d) {
     }
 }
 
+/* Runs fn(arg, i0, i1) over [0, n), one range per pool index when the job is big enough (n
+ * elements of about `cost` operations each); small jobs (decode) run inline. Every element is
+ * computed by the same code whichever thread takes it, so no bit depends on the split. */
+typedef void (*range_fn)(void *arg, size_t i0, size_t i1);
+typedef struct range_job { range_fn fn; void *arg; size_t n; } range_job;
+
+static void range_worker(void *p, int ith, int nth) {
+    const range_job *j = p;
+    const size_t i0 = j->n * (size_t)ith / (size_t)nth, i1 = j->n * (size_t)(ith + 1) / (size_t)nth;
+    if (i0 < i1) j->fn(j->arg, i0, i1);
+}
+
+static void par_range(lfm2c_model *m, size_t n, size_t cost, range_fn fn, void *arg) {
+    if (n * cost < (size_t)INLINE_WORK) {
+        if (n) fn(arg, 0, n);
+        return;
+    }
+    range_job j = {fn, arg, n};
+    threadpool_run(m->pool, range_worker, &j);
+}
+
 /* ---- gated short-conv block (spec 2.3) ------------------------------------------------------ */
 
 typedef struct conv_job {
@@ -168,6 +189,38 @@ static void attn_worker(void *arg, int ith, int nth) {
     for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < n_items;) attn_item(j, it);
 }
 
+/* Tokens [t0, t1) of q, k, v: per-head RMSNorm, RoPE (q also scaled by 1/sqrt(hd)), and k / v
+ * stored at the token's position in its sequence's cache (each token its own cache cells). */
+typedef struct qk_job {
+    const lfm2c_model *m; const layer *L; const fwd_token *toks;
+    float *q, *k; const float *v; const float *rope;
+} qk_job;
+
+static void qk_tokens(void *arg, size_t t0, size_t t1) {
+    const qk_job *j = arg;
+    const lfm2c_model_info *in = &j->m->info;
+    const int nh = in->n_head, hd = in->head_dim, nkv = j->L->n_head_kv, nq = nh * hd, kv_dim = nkv * hd;
+    const float eps = in->norm_eps, scale = 1.0f / sqrtf((float)hd);
+    const float *qn = (const float *)j->L->q_norm.data, *kn = (const float *)j->L->k_norm.data;
+    for (size_t t = t0; t < t1; t++) {
+        const float *cs = j->rope + t * hd;
+        for (int h = 0; h < nh; h++) {
+            float *x = j->q + t * nq + h * hd;
+            rmsnorm(x, x, qn, hd, eps);
+            rope_neox(x, cs, hd);
+            for (int i = 0; i < hd; i++) x[i] *= scale;
+        }
+        struct lfm2c_session *s = j->toks[t].seq;
+        for (int h = 0; h < nkv; h++) {
+            float *x = j->k + t * kv_dim + h * hd;
+            rmsnorm(x, x, kn, hd, eps);
+            rope_neox(x, cs, hd);
+        }
+        kv_store_k(s->type_k, hd, in->n_head_kv_max, nkv, s->k[j->L->attn_index], j->toks[t].pos, j->k + t * kv_dim);
+        kv_store_v(s->type_v, kv_dim, s->v[j->L->attn_index], s->v_row, j->toks[t].pos, j->v + t * kv_dim);
+    }
+}
+
 /* scratch: q; k then v; the input for wq / wk / wv when their formats differ; the runs; the
  * attention output (input of wo) */
 enum { ATTN_Q = S_BIG, ATTN_KV = S_BIG2, ATTN_ACT_Q = S_ACT0, ATTN_ACT_K = S_ACT1, ATTN_ACT_V = S_ACT2,
@@ -177,7 +230,6 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
                             const float *a, const float *rope, float *out) {
     const int nh = m->info.n_head, hd = m->info.head_dim, nkv = L->n_head_kv;
     const int nq = nh * hd, kv_dim = nkv * hd;
-    const float eps = m->info.norm_eps, scale = 1.0f / sqrtf((float)hd);
     float *q = slot(m, ATTN_Q, sizeof(float) * (size_t)T * nq);
     float *kv = slot(m, ATTN_KV, sizeof(float) * (size_t)T * 2 * kv_dim);
     float *k = kv, *v = kv + (size_t)T * kv_dim;
@@ -195,26 +247,10 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
     matmul_run(m, tasks, 3);
 
     /* per-head RMSNorm, then RoPE (q also scaled), then store k / v in the sequence's cache */
-    const float *qn = (const float *)L->q_norm.data, *kn = (const float *)L->k_norm.data;
+    qk_job qj = {m, L, toks, q, k, v, rope};
+    par_range(m, (size_t)T, (size_t)(nh + 2 * nkv) * hd * 4, qk_tokens, &qj);
     double work = 0;
-    for (int t = 0; t < T; t++) {
-        const float *cs = rope + (size_t)t * hd;
-        for (int h = 0; h < nh; h++) {
-            float *x = q + (size_t)t * nq + h * hd;
-            rmsnorm(x, x, qn, hd, eps);
-            rope_neox(x, cs, hd);
-            for (int i = 0; i < hd; i++) x[i] *= scale;
-        }
-        struct lfm2c_session *s = toks[t].seq;
-        for (int h = 0; h < nkv; h++) {
-            float *x = k + (size_t)t * kv_dim + h * hd;
-            rmsnorm(x, x, kn, hd, eps);
-            rope_neox(x, cs, hd);
-        }
-        kv_store_k(s->type_k, hd, m->info.n_head_kv_max, nkv, s->k[L->attn_index], toks[t].pos, k + (size_t)t * kv_dim);
-        kv_store_v(s->type_v, kv_dim, s->v[L->attn_index], s->v_row, toks[t].pos, v + (size_t)t * kv_dim);
-        work += (double)(toks[t].pos + 1) * nh * hd;
-    }
+    for (int t = 0; t < T; t++) work += (double)(toks[t].pos + 1) * nh * hd;
 
     /* runs of consecutive tokens of one sequence, at most qt long */
     const int group = nh / nkv, n_chunks = (group + ATTN_MAX_Q - 1) / ATTN_MAX_Q;
@@ -234,8 +270,17 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
 
 /* ---- feed-forward: dense SwiGLU (spec 2.5) and MoE (spec 2.6) -------------------------------- */
 
-static void swiglu(float *g, const float *u, size_t n) {
-    for (size_t i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
+typedef struct swiglu_job { float *g; const float *u; } swiglu_job;
+
+static void swiglu_range(void *arg, size_t i0, size_t i1) {
+    const swiglu_job *j = arg;
+    for (size_t i = i0; i < i1; i++) j->g[i] = silu(j->g[i]) * j->u[i];
+}
+
+/* g = silu(g) * u, elementwise */
+static void swiglu(lfm2c_model *m, float *g, const float *u, size_t n) {
+    swiglu_job j = {g, u};
+    par_range(m, n, 16, swiglu_range, &j);
 }
 
 /* scratch: gate (then silu(gate) * up, the input of ffn_down); up; the input for gate / up */
@@ -251,7 +296,7 @@ static void dense_ffn(lfm2c_model *m, const layer *L, int T, const float *f, flo
     mm_task tasks[2] = {{&L->ffn_gate, 0, a.data, a.row, T, g, (size_t)F},
                         {&L->ffn_up, 0, b.data, b.row, T, u, (size_t)F}};
     matmul_run(m, tasks, 2);
-    swiglu(g, u, (size_t)T * F);
+    swiglu(m, g, u, (size_t)T * F);
     matmul(m, &L->ffn_down, g, T, out);
 }
 
@@ -322,7 +367,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
         tasks[nt++] = (mm_task){&L->up_exps, e, ae, a.row, n, U + (size_t)start[e] * Fe, (size_t)Fe};
     }
     matmul_run(m, tasks, nt);
-    swiglu(G, U, (size_t)n_pairs * Fe);
+    swiglu(m, G, U, (size_t)n_pairs * Fe);
     act_buf h = prepare_act(m, MOE_ACT_HID, G, n_pairs, Fe, L->down_exps.type);
     nt = 0;
     for (int e = 0; e < E; e++) {
@@ -376,6 +421,26 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
     return true;
 }
 
+/* Per token of [t0, t1): x += out (when out), then a = RMSNorm(x) * w (when a). */
+typedef struct norm_job { const lfm2c_model *m; float *x; const float *out; float *a; const tensor *w; } norm_job;
+
+static void add_norm_tokens(void *arg, size_t t0, size_t t1) {
+    const norm_job *j = arg;
+    const size_t H = (size_t)j->m->info.n_embd;
+    for (size_t t = t0; t < t1; t++) {
+        float *x = j->x + t * H;
+        if (j->out)
+            for (size_t i = 0; i < H; i++) x[i] += j->out[t * H + i];
+        if (j->a) rmsnorm(j->a + t * H, x, (const float *)j->w->data, (int)H, j->m->info.norm_eps);
+    }
+}
+
+/* the residual stream x of T tokens gets a block's output, and the next block's normed input */
+static void add_norm(lfm2c_model *m, int T, float *x, const float *out, float *a, const tensor *w) {
+    norm_job j = {m, x, out, a, w};
+    par_range(m, (size_t)T, (size_t)m->info.n_embd * 4, add_norm_tokens, &j);
+}
+
 /* scratch: the residual stream; a block's (normed) input, at the end the final-normed rows that
  * want logits; a block's output; cos / sin per token; the logits */
 enum { FWD_X = S_X, FWD_A = S_A, FWD_OUT = S_OUT, FWD_ROPE = S_ROPE, FWD_LOGITS = S_LOGITS };
@@ -405,17 +470,13 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     }
     for (int l = 0; l < in->n_layer; l++) {
         const layer *L = &m->layers[l];
-        for (int t = 0; t < T; t++)
-            rmsnorm(a + (size_t)t * H, x + (size_t)t * H, (const float *)L->attn_norm.data, H, in->norm_eps);
+        add_norm(m, T, x, NULL, a, &L->attn_norm);
         if (L->is_attn) attention_block(m, L, toks, T, a, rope, out);
         else conv_block(m, L, toks, T, a, out);
-        for (size_t i = 0; i < (size_t)T * H; i++) x[i] += out[i];
-
-        for (int t = 0; t < T; t++)
-            rmsnorm(a + (size_t)t * H, x + (size_t)t * H, (const float *)L->ffn_norm.data, H, in->norm_eps);
+        add_norm(m, T, x, out, a, &L->ffn_norm);
         if (L->is_moe) moe_ffn(m, L, T, a, out);
         else dense_ffn(m, L, T, a, out);
-        for (size_t i = 0; i < (size_t)T * H; i++) x[i] += out[i];
+        add_norm(m, T, x, out, NULL, NULL);
     }
 
     /* final norm and the (tied) output head, only for the tokens whose logits are wanted */
