@@ -21,7 +21,7 @@
  * repeated step (a forward pass); every CHECK_S seconds (or CHECK_STEPS steps) it reads how long the pool's threads
  * waited on a run queue (/proc/thread-self/schedstat). Past DELAY_FRAC of their time, it probes:
  * a few steps run solo (the caller runs every index itself, in order), and their mean time is
- * compared with the recent mean of normal steps; the faster way is kept. Solo mode probes the
+ * compared with the recent mean of normal steps; the faster way is kept (a tie goes to solo). Solo mode probes the
  * normal mode again after a back-off that doubles while nothing changes. The indices and what
  * each computes are the same either way, so no result changes. */
 #ifndef _GNU_SOURCE
@@ -54,7 +54,11 @@
 #define DELAY_FRAC 0.05     /* share of the threads' time spent waiting for a CPU that starts a probe */
 #define PROBE_STEPS 4       /* steps measured per probe (after one warm-up step) ... */
 #define PROBE_MIN_S 0.01    /* ... and at least this long (a time slice is a few ms) */
-#define SWITCH_GAIN 0.95    /* the other way must take at most this share of the time */
+/* The other way is kept when it takes at most this share of the time. Solo is favoured: on a
+ * busy machine it leaves a core to the other process, and a tie between one thread and several
+ * that keep waiting for each other is one thread's win; leaving solo asks for a clear gain. */
+#define SOLO_GAIN 1.02      /* probe solo, steady normal */
+#define NORMAL_GAIN 0.90    /* probe normal, steady solo */
 #define BACKOFF_MIN 0.2     /* seconds before the next probe after a switch */
 #define BACKOFF_MAX 3.2
 #define EWMA_ALPHA 0.125    /* steady-mode step time: mean over ~8 steps */
@@ -280,7 +284,7 @@ static void start_probe(adapt *a, double now) {
 
 static void end_probe(adapt *a, double now) {
     const double mean = a->probe_t / a->probe_n;
-    if (a->ewma > 0 && mean < SWITCH_GAIN * a->ewma) {   /* the other way is faster: keep it */
+    if (a->ewma > 0 && mean < (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma) {   /* the other way wins: keep it */
         a->steady_solo = a->solo;
         a->ewma = mean;
         a->backoff = BACKOFF_MIN;
