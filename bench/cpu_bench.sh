@@ -21,9 +21,15 @@
 #   files with the same -d / -ctk / -ctv and -fa 1, interleaved with lfm2c over ROUNDS rounds
 #   (default 2), and the table shows both and the worst ratio lfm2c / llama.cpp. DEPTH_FILES
 #   adds GGUF files of one's own (set DEPTH_PRESETS="" for those only).
+#        LLAMA_DIR=DIR bash bench/cpu_bench.sh --batch [MODELS_DIR]
+#   batch mode (issue 17, many users): B sequences of a 128-token prompt + 64 generated tokens
+#   each, total tok/s, for each B of BATCHES (default 4,8,16): `lfm2c bench -b` beside
+#   `llama-batched-bench -npl` (same threads, F16 KV, -fa 1), on BATCH_PRESETS (default 8B-A1B
+#   and 24B-A2B), ROUNDS rounds (default 1), with the worst ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-contention=0; depth=0; side=0
+contention=0; depth=0; side=0; batch=0
+if [ "${1:-}" = "--batch" ]; then batch=1; shift; fi
 if [ "${1:-}" = "--contention" ]; then contention=1; shift; fi
 if [ "${1:-}" = "--depth" ]; then depth=1; shift; fi
 if [ "${1:-}" = "--side" ]; then depth=1; side=1; shift; fi
@@ -40,6 +46,39 @@ warm() {
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 
+if [ $batch = 1 ]; then
+  [ -n "${LLAMA_DIR:-}" ] || { echo "--batch needs LLAMA_DIR (a llama.cpp build directory)" >&2; exit 2; }
+  bs=${BATCHES:-4,8,16}; threads=${THREADS:-2}; rounds=${ROUNDS:-1}
+  out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
+  for preset in ${BATCH_PRESETS-lfm2-8b-a1b lfm2-24b-a2b}; do
+    f="$dir/$preset-q4_k_m.gguf"
+    [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
+    for r in $(seq 1 "$rounds"); do
+      warm "$f"
+      ./build/lfm2c bench -m "$f" -b "$bs" -p 128 -n 64 -t "$threads" -r 1 -o json > "$out/$preset.lfm2c.$r.json"
+      warm "$f"
+      maxb=$(echo "$bs" | tr , '\n' | sort -n | tail -1)
+      "$LLAMA_DIR/bin/llama-batched-bench" -m "$f" -c $((maxb * 192 + 256)) -b 2048 -ub 512 -npp 128 -ntg 64 -npl "$bs" \
+        -t "$threads" -fa on -ctk f16 -ctv f16 --output-format jsonl 2>/dev/null | grep '^{' > "$out/$preset.llama.$r.jsonl"
+    done
+  done
+  python3 - "$out" "$threads" <<'PY'
+import glob, json, os, sys
+out, threads = sys.argv[1:]
+print(f"\n| model | threads | B | llama-batched-bench t/s | lfm2c bench -b t/s | lfm2c / llama.cpp (worst round) |")
+print("|---|---:|---:|---:|---:|---:|")
+for lf in sorted(glob.glob(os.path.join(out, "*.lfm2c.1.json"))):
+    preset = os.path.basename(lf).split(".lfm2c.")[0]
+    ours = [{r["n_batch"]: r["avg_ts"] for r in json.load(open(p))} for p in sorted(glob.glob(os.path.join(out, preset + ".lfm2c.*.json")))]
+    theirs = [{r["pl"]: r["speed"] for r in map(json.loads, open(p))} for p in sorted(glob.glob(os.path.join(out, preset + ".llama.*.jsonl")))]
+    for b in sorted(ours[0]):
+        o = [x[b] for x in ours]; l = [x.get(b) for x in theirs]
+        ratio = "%.2fx" % min(a / c for a, c in zip(o, l)) if l and all(l) else "-"
+        fmt = lambda v: "-" if not v or not all(v) else "/".join("%.1f" % x for x in v)
+        print(f"| {preset} | {threads} | {b} | {fmt(l)} | {fmt(o)} | {ratio} |")
+PY
+  exit 0
+fi
 if [ $depth = 1 ]; then
   if [ $side = 1 ]; then
     depths=${DEPTHS:-0}; presets=${DEPTH_PRESETS-lfm2-350m lfm2-1.2b lfm2-8b-a1b lfm2-24b-a2b}
