@@ -276,12 +276,11 @@ TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
  * lane l holds the quads k with k % 8 == l (each times its sub-block's scale; for Q6_K minus
  * 32 (sc_2l bsum_2l + sc_2l+1 bsum_2l+1), for Q4_K a separate M_l = mn_2l B_2l + mn_2l+1 B_2l+1,
  * l < 4, B_j the 32-sums), each lane goes into its own float accumulator (fma(S_l, d da), then
- * for Q4_K fnma(M_l, dmin da)), and hsum256_2 adds the 8 at the end. The X16 tiles compute the
- * same S_l / M_l for 16 rows at once (in both layouts the quads of one vector share k % 8) and
- * keep 8 float accumulators per output, combined in hsum256_2's order, so every output equals
- * the plain tiles' bit for bit. (Lanes 4..7 of the plain Q4_K tile add fma(0, -dmin da): a no-op
- * for a finite dmin, as an accumulator that starts at +0 never becomes -0.) Bounds: Q4_K pairs
- * |q a + q a| <= 2 * 15 * 128, Q6_K <= 2 * 63 * 128, both inside int16. */
+ * for Q4_K fma(M_l, -dmin da), M_l = 0 for l >= 4), and hsum256_2 adds the 8 at the end. The
+ * X16 tiles compute the same S_l / M_l for 16 rows at once (in both layouts the quads of one
+ * vector share k % 8), keep 8 float accumulators per output and apply the same float operations
+ * to each, combined in hsum256_2's order, so every output equals the plain tiles' bit for bit.
+ * Bounds: Q4_K pairs |q a + q a| <= 2 * 15 * 128, Q6_K <= 2 * 63 * 128, both inside int16. */
 enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K), X16_PF2 = 4 };
 
 /* 8 int16 scales (rows 8h..8h+7) -> the same scale in both int16 halves of each row lane */
@@ -338,7 +337,7 @@ AI T2 void x16_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m2
         mp[i][0] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8[2 * i], mn8[2 * i + 1]));
         mp[i][1] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(mn8[2 * i], mn8[2 * i + 1]));
     }
-    __m256 dd[4][2], dm[4][2];
+    __m256 dd[4][2], ndm[4][2];   /* d da and -dmin da, rounded as the plain tile's scalars */
     __m256i bp[4][4];
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) {
@@ -346,7 +345,8 @@ AI T2 void x16_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m2
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             dd[c][h] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16 * h))), da);
-            dm[c][h] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * h))), da);
+            const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * h)));
+            ndm[c][h] = _mm256_mul_ps(_mm256_xor_ps(dmin, _mm256_set1_ps(-0.0f)), da);
         }
         int16_t B[8];   /* the 32-sums, as int16 like the plain tile's hadd */
         for (int j = 0; j < 8; j++) B[j] = (int16_t)(a[c]->bsums[2 * j] + a[c]->bsums[2 * j + 1]);
@@ -371,11 +371,11 @@ AI T2 void x16_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m2
             }
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++) {
+                /* lanes 4..7 add 0 * -dmin da too, as the plain tile does (not a no-op for a
+                 * non-finite dmin) */
+                const __m256 M = l < 4 ? _mm256_cvtepi32_ps(_mm256_madd_epi16(mp[l][h], bp[c][l])) : _mm256_setzero_ps();
                 acc[c][l][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[c]), dd[c][h], acc[c][l][h]);
-                if (l < 4) {
-                    const __m256i M = _mm256_madd_epi16(mp[l][h], bp[c][l]);
-                    acc[c][l][h] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(M), dm[c][h], acc[c][l][h]);
-                }
+                acc[c][l][h] = _mm256_fmadd_ps(M, ndm[c][h], acc[c][l][h]);
             }
         }
 }
