@@ -280,7 +280,9 @@ TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
  * X16 tiles compute the same S_l / M_l for 16 rows at once (in both layouts the quads of one
  * vector share k % 8), keep 8 float accumulators per output and apply the same float operations
  * to each, combined in hsum256_2's order, so every output equals the plain tiles' bit for bit.
- * Bounds: Q4_K pairs |q a + q a| <= 2 * 15 * 128, Q6_K <= 2 * 63 * 128, both inside int16. */
+ * Bounds: Q4_K pairs |q a + q a| <= 2 * 15 * 128, Q6_K <= 2 * 63 * 128, both inside int16.
+ * The maddubs results of several quads of one sub-block are not summed in int16 before one madd
+ * (fewer ops): that would mix lanes l, and each lane's float rounding is part of the result. */
 enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K), X16_PF2 = 4 };
 
 /* 8 int16 scales (rows 8h..8h+7) -> the same scale in both int16 halves of each row lane */
@@ -321,10 +323,9 @@ AI T2 void x16_scmn2(const uint8_t *p, int j, __m128i *sc, __m128i *mn) {
     *mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(lo, 4), m4), _mm_and_si128(mh, m30));
 }
 
-/* One block of a Q4_K_X16 group for CB columns; acc[c][l][h]: lane l of rows 8h..8h+7. */
-AI T2 void x16_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m256 (*acc)[8][2]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i sc[8][2], mp[4][2];
+/* sc[j][h]: scale of sub-block j in both int16 halves of the lanes of rows 8h..8h+7;
+ * mp[i][h]: (mn_2i, mn_2i+1) as the int16 pair of those lanes */
+AI T2 void x16_q4scales2(const uint8_t *p, __m256i sc[8][2], __m256i mp[4][2]) {
     __m128i sc8[8], mn8[8];
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
@@ -333,10 +334,17 @@ AI T2 void x16_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m2
         sc[j][1] = x16_scdup2(_mm_cvtepu8_epi16(_mm_srli_si128(sc8[j], 8)));
     }
 #pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {   /* (mn_2i, mn_2i+1) per row lane */
+    for (int i = 0; i < 4; i++) {
         mp[i][0] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8[2 * i], mn8[2 * i + 1]));
         mp[i][1] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(mn8[2 * i], mn8[2 * i + 1]));
     }
+}
+
+/* One block of a Q4_K_X16 group for CB columns; acc[c][l][h]: lane l of rows 8h..8h+7. */
+AI T2 void x16_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m256 (*acc)[8][2]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i sc[8][2], mp[4][2];
+    x16_q4scales2(p, sc, mp);
     __m256 dd[4][2], ndm[4][2];   /* d da and -dmin da, rounded as the plain tile's scalars */
     __m256i bp[4][4];
 #pragma GCC unroll 4
