@@ -412,7 +412,12 @@ AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
     *mn = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(lo, 4), mnh, 0xCA);
 }
 AI T5 __m512i x16_lane5(__m512i v, int i) {   /* bytes of 128-bit lane i, zero-extended to int32 */
-    return _mm512_cvtepu8_epi32(i == 0 ? _mm512_castsi512_si128(v) : _mm512_extracti32x4_epi32(v, i));
+    switch (i) {   /* the lane is an immediate: one constant per case (also at -O0) */
+    case 0: return _mm512_cvtepu8_epi32(_mm512_castsi512_si128(v));
+    case 1: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 1));
+    case 2: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 2));
+    default: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 3));
+    }
 }
 /* (mn_2i, mn_2i+1) as an int16 pair in each row lane, from the min bytes of lanes 2i % 4, +1 */
 AI T5 __m512i x16_minpair5(__m512i mn, int i) {
