@@ -14,10 +14,7 @@
  *    by quantize_row_q8_0 lie in [-127, 127].
  * A matmul is cut into tiles of RB weight rows x CB activation columns (run_tiles, tiles.h): each
  * weight block is unpacked once per tile and used for CB columns, each activation block is loaded
- * once per tile row; columns are processed in chunks whose activations fit in L2.
- * Q4_K and Q6_K matrices of a private weight copy are interleaved by 16 rows (packed_type;
- * ggml_types.h: Q4_K_X16, Q6_K_X16) and run as groups (run_groups): one 16-row tile applies each
- * scale vector and each broadcast activation quad to 16 rows, and gives the plain tiles' bits. */
+ * once per tile row; columns are processed in chunks whose activations fit in L2. */
 #include "cpu/kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -268,224 +265,6 @@ AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
 }
 TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
 
-/* -- Q4_K_X16 / Q6_K_X16 x Q8_K: 16 interleaved rows per tile (the layout: ggml_types.h) ---
- * A 256-bit half of a 64-byte X16 vector holds 4 consecutive weights (a quad) of each of 8
- * rows, so maddubs against the 4 matching activations (broadcast) gives each row lane its quad
- * as two int16 pair sums, and madd with the sub-block's scale in both int16 halves of the lane
- * gives sc * (quad . act) exactly. The tiles above keep, per output and block, 8 int32 lanes:
- * lane l holds the quads k with k % 8 == l (each times its sub-block's scale; for Q6_K minus
- * 32 (sc_2l bsum_2l + sc_2l+1 bsum_2l+1), for Q4_K a separate M_l = mn_2l B_2l + mn_2l+1 B_2l+1,
- * l < 4, B_j the 32-sums), each lane goes into its own float accumulator (fma(S_l, d da), then
- * for Q4_K fma(M_l, -dmin da), M_l = 0 for l >= 4), and hsum256_2 adds the 8 at the end. The
- * X16 tiles compute the same S_l / M_l for 16 rows at once (in both layouts the quads of one
- * vector share k % 8), keep 8 float accumulators per output and apply the same float operations
- * to each, combined in hsum256_2's order, so every output equals the plain tiles' bit for bit.
- * Bounds: Q4_K pairs |q a + q a| <= 2 * 15 * 128, Q6_K <= 2 * 63 * 128, both inside int16.
- * The maddubs results of several quads of one sub-block are not summed in int16 before one madd
- * (fewer ops): that would mix lanes l, and each lane's float rounding is part of the result. */
-enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K), X16_PF2 = 4 };
-
-/* 8 int16 scales (rows 8h..8h+7) -> the same scale in both int16 halves of each row lane */
-AI T2 __m256i x16_scdup2(__m128i s16) {
-    const __m256i t = _mm256_cvtepu16_epi32(s16);
-    return _mm256_or_si256(t, _mm256_slli_epi32(t, 16));
-}
-/* the 4 activations of quad k of a Q8_K block, broadcast to every row lane */
-AI T2 __m256i x16_act2(const block_q8_K *a, int k) {
-    int32_t x;
-    memcpy(&x, a->qs + 4 * k, 4);
-    return _mm256_set1_epi32(x);
-}
-/* (x, y) as the two int16 halves of one int32, broadcast */
-AI T2 __m256i x16_pair2(int16_t x, int16_t y) {
-    return _mm256_set1_epi32((int)((uint32_t)(uint16_t)x | (uint32_t)(uint16_t)y << 16));
-}
-/* sc * (quad . act) per row lane, added to s */
-AI T2 __m256i x16_dot2(__m256i s, __m256i q, __m256i act, __m256i sc) {
-    return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(q, act), sc));
-}
-/* the 8 lane accumulators of 8 rows, added in hsum256_2's order: ((0+4)+(2+6))+((1+5)+(3+7)) */
-AI T2 __m256 x16_hsum2(const __m256 *acc) {
-    const __m256 s0 = _mm256_add_ps(acc[0], acc[4]), s1 = _mm256_add_ps(acc[1], acc[5]);
-    const __m256 s2 = _mm256_add_ps(acc[2], acc[6]), s3 = _mm256_add_ps(acc[3], acc[7]);
-    return _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3));
-}
-
-/* Q4_K_X16 scales of sub-block j (bytes = rows) and its mins: the low 4 bits at [64, 192),
- * the high 2 at [192, 256) (bits 2e, 4 + 2e of byte (j / 2) * 16 + r, e = j & 1) */
-AI T2 void x16_scmn2(const uint8_t *p, int j, __m128i *sc, __m128i *mn) {
-    const __m128i m4 = _mm_set1_epi8(0x0F), m30 = _mm_set1_epi8(0x30);
-    const __m128i lo = _mm_loadu_si128((const __m128i *)(p + 64 + 16 * j));
-    const __m128i hi = _mm_loadu_si128((const __m128i *)(p + 192 + 16 * (j / 2)));
-    const __m128i sh = (j & 1) ? _mm_slli_epi16(hi, 2) : _mm_slli_epi16(hi, 4);
-    const __m128i mh = (j & 1) ? _mm_srli_epi16(hi, 2) : hi;
-    *sc = _mm_or_si128(_mm_and_si128(lo, m4), _mm_and_si128(sh, m30));
-    *mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(lo, 4), m4), _mm_and_si128(mh, m30));
-}
-
-/* sc[j][h]: scale of sub-block j in both int16 halves of the lanes of rows 8h..8h+7;
- * mp[i][h]: (mn_2i, mn_2i+1) as the int16 pair of those lanes */
-AI T2 void x16_q4scales2(const uint8_t *p, __m256i sc[8][2], __m256i mp[4][2]) {
-    __m128i sc8[8], mn8[8];
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) {
-        x16_scmn2(p, j, &sc8[j], &mn8[j]);
-        sc[j][0] = x16_scdup2(_mm_cvtepu8_epi16(sc8[j]));
-        sc[j][1] = x16_scdup2(_mm_cvtepu8_epi16(_mm_srli_si128(sc8[j], 8)));
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++) {
-        mp[i][0] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn8[2 * i], mn8[2 * i + 1]));
-        mp[i][1] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(mn8[2 * i], mn8[2 * i + 1]));
-    }
-}
-
-/* One block of a Q4_K_X16 group for CB columns; acc[c][l][h]: lane l of rows 8h..8h+7. */
-AI T2 void x16_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m256 (*acc)[8][2]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256i sc[8][2], mp[4][2];
-    x16_q4scales2(p, sc, mp);
-    __m256 dd[4][2], ndm[4][2];   /* d da and -dmin da, rounded as the plain tile's scalars */
-    __m256i bp[4][4];
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++) {
-        const __m256 da = _mm256_set1_ps(a[c]->d);
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            dd[c][h] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16 * h))), da);
-            const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * h)));
-            ndm[c][h] = _mm256_mul_ps(_mm256_xor_ps(dmin, _mm256_set1_ps(-0.0f)), da);
-        }
-        int16_t B[8];   /* the 32-sums, as int16 like the plain tile's hadd */
-        for (int j = 0; j < 8; j++) B[j] = (int16_t)(a[c]->bsums[2 * j] + a[c]->bsums[2 * j + 1]);
-        for (int i = 0; i < 4; i++) bp[c][i] = x16_pair2(B[2 * i], B[2 * i + 1]);
-    }
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int l = 0; l < 8; l++) {
-            __m256i S[4];
-#pragma GCC unroll 4
-            for (int c = 0; c < CB; c++) S[c] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-            for (int jj = 0; jj < 4; jj++) {   /* quads 16 jj + l (sub-block 2 jj), + 8 (2 jj + 1) */
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 256 + 64 * (8 * jj + l) + 32 * h));
-                const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-#pragma GCC unroll 4
-                for (int c = 0; c < CB; c++) {
-                    S[c] = x16_dot2(S[c], lo, x16_act2(a[c], 16 * jj + l), sc[2 * jj][h]);
-                    S[c] = x16_dot2(S[c], hi, x16_act2(a[c], 16 * jj + 8 + l), sc[2 * jj + 1][h]);
-                }
-            }
-#pragma GCC unroll 4
-            for (int c = 0; c < CB; c++) {
-                /* lanes 4..7 add 0 * -dmin da too, as the plain tile does (not a no-op for a
-                 * non-finite dmin) */
-                const __m256 M = l < 4 ? _mm256_cvtepi32_ps(_mm256_madd_epi16(mp[l][h], bp[c][l])) : _mm256_setzero_ps();
-                acc[c][l][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[c]), dd[c][h], acc[c][l][h]);
-                acc[c][l][h] = _mm256_fmadd_ps(M, ndm[c][h], acc[c][l][h]);
-            }
-        }
-}
-
-/* One block of a Q6_K_X16 group: quads v (sub-block v / 4) and v + 32 (sub-block 8 + v / 4)
- * share a nibble vector, their high bits sit in vector v % 16 at bits 2 (v / 16) and
- * 4 + 2 (v / 16); lane l takes v = l, l + 8, l + 16, l + 24. */
-AI T2 void x16q6_block2(int CB, const uint8_t *p, const block_q8_K *const *a, __m256 (*acc)[8][2]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m256i sc[16][2], sp[8][2];
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++)
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++)
-            sc[j][h] = x16_scdup2(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + 32 + 16 * j + 8 * h))));
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {   /* (sc_2i, sc_2i+1) per row lane, for the -32 offset */
-        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)), y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
-        sp[i][0] = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(x, y));
-        sp[i][1] = _mm256_cvtepi8_epi16(_mm_unpackhi_epi8(x, y));
-    }
-    __m256 dd[4][2];
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++)
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++)
-            dd[c][h] = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16 * h))), _mm256_set1_ps(a[c]->d));
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; h++)
-#pragma GCC unroll 8
-        for (int l = 0; l < 8; l++) {
-            __m256i S[4];
-#pragma GCC unroll 4
-            for (int c = 0; c < CB; c++) {
-                const __m256i o = _mm256_madd_epi16(sp[l][h], x16_pair2(a[c]->bsums[2 * l], a[c]->bsums[2 * l + 1]));
-                S[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(o, 5));
-            }
-#pragma GCC unroll 4
-            for (int t = 0; t < 4; t++) {
-                const int v = l + 8 * t;
-                const __m256i n = _mm256_loadu_si256((const __m256i *)(p + 288 + 64 * v + 32 * h));
-                const __m256i hb = _mm256_loadu_si256((const __m256i *)(p + 2336 + 64 * (v % 16) + 32 * h));
-                const __m256i hl = v < 16 ? _mm256_slli_epi16(hb, 4) : _mm256_slli_epi16(hb, 2);
-                const __m256i hh = v < 16 ? hb : _mm256_srli_epi16(hb, 2);
-                const __m256i wl = _mm256_or_si256(_mm256_and_si256(n, m4), _mm256_and_si256(hl, m30));
-                const __m256i wh = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n, 4), m4), _mm256_and_si256(hh, m30));
-#pragma GCC unroll 4
-                for (int c = 0; c < CB; c++) {
-                    S[c] = x16_dot2(S[c], wl, x16_act2(a[c], v), sc[v / 4][h]);
-                    S[c] = x16_dot2(S[c], wh, x16_act2(a[c], v + 32), sc[v / 4 + 8][h]);
-                }
-            }
-#pragma GCC unroll 4
-            for (int c = 0; c < CB; c++)
-                acc[c][l][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[c]), dd[c][h], acc[c][l][h]);
-        }
-}
-
-/* One group of 16 rows, CB columns; pf: prefetch X16_PF2 blocks ahead (decode streams). */
-AI T2 void x16_tile2(int q6, int CB, int pf, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
-                     float *out, size_t os) {
-    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
-    __m256 acc[4][8][2];
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++)
-        for (int l = 0; l < 8; l++) acc[c][l][0] = acc[c][l][1] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = w + b * bb;
-        const block_q8_K *a[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        if (pf)
-            for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF2 * bb + i, 0, PF_LOC);
-        if (q6) x16q6_block2(CB, p, a, acc);
-        else x16_block2(CB, p, a, acc);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++)
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; h++) {
-            __m256 v[8];
-            for (int l = 0; l < 8; l++) v[l] = acc[c][l][h];
-            _mm256_storeu_ps(out + c * os + 8 * h, x16_hsum2(v));
-        }
-}
-/* prefill tiles (16 rows x 1..4 columns) and decode: one group per call, one stream
- * (run_groups with rbd = 1: seg is not used), prefetching ahead as the AVX-512 table does */
-#define X16_FNS2(name, q6)                                                                                          \
-    static T2 void name##_1(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 1, 0, nb, w, a, ar, o, os); }                                                       \
-    static T2 void name##_2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 2, 0, nb, w, a, ar, o, os); }                                                       \
-    static T2 void name##_3(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 3, 0, nb, w, a, ar, o, os); }                                                       \
-    static T2 void name##_4(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 4, 0, nb, w, a, ar, o, os); }                                                       \
-    static T2 void name##_d(int64_t nb, const uint8_t *w, size_t seg, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)seg; x16_tile2(q6, 1, 1, nb, w, a, ar, o, os); }                                                      \
-    static const tile_set name = {X16_ROWS, 4, 1, {name##_1, name##_2, name##_3, name##_4}, {name##_d, 0, 0, 0}, name##_d};
-X16_FNS2(t2_q4_K_x16, 0)
-X16_FNS2(t2_q6_K_x16, 1)
-
 /* -- float path ---------------------------------------------------------------------------- */
 
 AI T2 void fdot_tile2(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os, int add) {
@@ -641,9 +420,6 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
     case GGML_Q4_K: t = &t2_q4_K; break;
     case GGML_Q5_K: t = &t2_q5_K; break;
     case GGML_Q6_K: t = &t2_q6_K; break;
-    case GGML_Q4_K_X16: case GGML_Q6_K_X16:
-        run_groups(wtype == GGML_Q4_K_X16 ? &t2_q4_K_x16 : &t2_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
-        return;
     default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT2, dequant_chunk2); return;
     }
     int64_t nb = n / ggml_type_get(wtype)->block_size;
@@ -651,13 +427,7 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
 }
 #undef ISA_T
 
-/* Weights this table multiplies faster in an interleaved layout (ggml_types.h): Q4_K and Q6_K
- * whose row count is a multiple of 16. */
-static uint32_t avx2_packed_type(uint32_t wtype, int64_t n_rows) {
-    return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
-}
-
-static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type};
+static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, NULL};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();
