@@ -395,7 +395,7 @@ TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
  * output, and the float step is kq_add5's (acc = fma(S, d da, acc); acc = fnma(M, dmin da, acc)),
  * so every output equals the Q4_K tiles' bit for bit. A tile is 16 rows x CB columns; CB == 1
  * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. */
-enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 4, X16_DEC = 1 };   /* block bytes; prefetch distance (blocks); decode streams */
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 4 };   /* block bytes; prefetch distance (blocks) */
 
 /* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
 AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
@@ -571,24 +571,20 @@ AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
     for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
 }
 
-/* Decode: X16_DEC groups, one column; group k is seg bytes after group k - 1 (run_groups cuts the
- * rows into X16_DEC segments: a core then follows several streams and keeps more misses in flight). */
-AI T5 void x16_dec5(int q6, int ng, int64_t nb, const uint8_t *w, size_t seg, const uint8_t *act, float *o, size_t os) {
+/* Decode: one group, one column, prefetching X16_PF blocks ahead (the group is one stream; a
+ * second stream from another part of the rows measured no faster, and run_groups starts the
+ * first blocks of a call). */
+AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
     const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
-    __m512 acc[X16_DEC];
-    for (int k = 0; k < ng; k++) acc[k] = _mm512_setzero_ps();
+    __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
-#pragma GCC unroll 4
-        for (int k = 0; k < ng; k++) {
-            const uint8_t *p = w + k * seg + b * bb;
-            if (X16_PF)
-                for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF * bb + i, 0, PF_LOC);
-            if (q6) x16q6_block5(1, p, a, &acc[k]);
-            else x16_block5(1, p, a, &acc[k]);
-        }
+        const uint8_t *p = w + b * bb;
+        for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF * bb + i, 0, PF_LOC);
+        if (q6) x16q6_block5(1, p, a, &acc);
+        else x16_block5(1, p, a, &acc);
     }
-    for (int k = 0; k < ng; k++) _mm512_storeu_ps(o + k * os, acc[k]);
+    _mm512_storeu_ps(o, acc);
 }
 #define X16_FNS(name, q6)                                                                                          \
     static T5 void name##_1(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
@@ -599,11 +595,9 @@ AI T5 void x16_dec5(int q6, int ng, int64_t nb, const uint8_t *w, size_t seg, co
         (void)wr; x16_tile5(q6, 3, nb, w, a, ar, o, os); }                                                          \
     static T5 void name##_4(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
         (void)wr; x16_tile5(q6, 4, nb, w, a, ar, o, os); }                                                          \
-    static T5 void name##_d(int64_t nb, const uint8_t *w, size_t seg, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)ar; x16_dec5(q6, X16_DEC, nb, w, seg, a, o, os); }                                                    \
-    static T5 void name##_d1(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)ar, (void)wr; x16_dec5(q6, 1, nb, w, 0, a, o, os); }                                                  \
-    static const tile_set name = {X16_ROWS, 4, X16_DEC, {name##_1, name##_2, name##_3, name##_4}, {name##_d1, 0, 0, 0}, name##_d};
+    static T5 void name##_d(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr, (void)ar, (void)os; x16_dec5(q6, nb, w, a, o); }                                                  \
+    static const tile_set name = {X16_ROWS, 4, 1, {name##_1, name##_2, name##_3, name##_4}, {0, 0, 0, 0}, name##_d};
 X16_FNS(t5_q4_K_x16, 0)
 X16_FNS(t5_q6_K_x16, 1)
 

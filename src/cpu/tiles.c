@@ -44,16 +44,11 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
                 const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
     const size_t gb = (size_t)t->rb * w_row;
     const int ng = nr / t->rb;
-    if (nc == 1) {   /* decode: t->rbd groups at once, one from each of t->rbd segments */
-        const int k = t->rbd, seg = ng / k;
-        /* the tiles prefetch a few blocks ahead of themselves: start the first ones too (a call
+    if (nc == 1) {   /* decode: group after group, one stream */
+        /* the tile prefetches a few blocks ahead of itself: start the first ones too (a call
          * may be short: an expert's rows, a thread's share of them) */
-        for (int i = 0; i < k; i++) {
-            const uint8_t *s0 = w + (size_t)i * seg * gb;
-            prefetch_block(s0, gb < DEC_PROLOGUE_BYTES ? gb : DEC_PROLOGUE_BYTES);
-        }
-        for (int g = 0; g < seg; g++) t->dec(nb, w + (size_t)g * gb, (size_t)seg * gb, act, act_row, out + g * t->rb, (size_t)seg * t->rb);
-        for (int g = seg * k; g < ng; g++) t->row1[0](nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
+        prefetch_block(w, gb < DEC_PROLOGUE_BYTES ? gb : DEC_PROLOGUE_BYTES);
+        for (int g = 0; g < ng; g++) t->dec(nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
         return;
     }
     int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));

@@ -51,9 +51,8 @@ typedef struct {
 
 /* The same for an interleaved layout of groups of t->rb rows (ggml_types.h: GGML_Q4_K_X16):
  * nr is a multiple of t->rb, group g starts at w + g * t->rb * w_row, and a tile computes one
- * group for k <= t->cb columns (t->full[k - 1]); decode (one column) takes t->rbd groups per
- * call, one from each of t->rbd equal segments (t->dec: its w_row argument is the segment's
- * bytes, its os the segment's rows), and the groups left over one at a time (t->row1[0]). */
+ * group for k <= t->cb columns (t->full[k - 1]) and t->dec one group for one column (decode);
+ * t->rbd and t->row1 are unused. */
 void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
                 const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
 
