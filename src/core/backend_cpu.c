@@ -14,6 +14,7 @@
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,30 +22,23 @@
 
 enum { PACK_MAX = 1024 };
 typedef struct pack_job {
-    tensor *t[PACK_MAX];
-    uint32_t to[PACK_MAX];
+    tensor *t[PACK_MAX];                /* packed into x16_type(t->type) */
+    int64_t first[PACK_MAX + 1];        /* first group of each tensor; first[n] = all groups */
     int n;
-    int64_t groups;         /* groups of X16_ROWS rows in all tensors */
-    int64_t first[PACK_MAX + 1];
-    int failed;
+    size_t max_group;                   /* bytes of the largest group */
+    atomic_int failed;
 } pack_job;
 
 /* Thread ith packs its share of the groups (each group is independent: rows in, group out). */
 static void pack_worker(void *arg, int ith, int nth) {
     pack_job *j = arg;
-    const int64_t g0 = j->groups * ith / nth, g1 = j->groups * (ith + 1) / nth;
-    uint8_t *tmp = NULL;
-    size_t cap = 0;
-    for (int i = 0, k = 0; i < j->n && k == 0; i++) {
-        tensor *t = j->t[i];
+    const int64_t g0 = j->first[j->n] * ith / nth, g1 = j->first[j->n] * (ith + 1) / nth;
+    uint8_t *tmp = g0 < g1 ? malloc(j->max_group) : NULL;
+    if (g0 < g1 && !tmp) { atomic_store(&j->failed, 1); return; }
+    for (int i = 0; i < j->n; i++) {
+        const tensor *t = j->t[i];
         const size_t gb = X16_ROWS * t->row_bytes;
         for (int64_t g = g0 > j->first[i] ? g0 : j->first[i]; g < g1 && g < j->first[i + 1]; g++) {
-            if (gb > cap) {
-                free(tmp);
-                tmp = malloc(gb);
-                cap = tmp ? gb : 0;
-                if (!tmp) { j->failed = 1; k = 1; break; }
-            }
             uint8_t *p = (uint8_t *)t->data + (size_t)(g - j->first[i]) * gb;
             memcpy(tmp, p, gb);
             x16_pack(t->type, tmp, t->row_bytes, X16_ROWS, p);
@@ -55,12 +49,11 @@ static void pack_worker(void *arg, int ith, int nth) {
 
 static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
     if (!t->data || j->n == PACK_MAX || (t == &m->output && m->output.data == m->tok_embd.data)) return;
-    const int64_t rows = t->ne[1] * t->ne[2];
     const uint32_t to = m->kern->packed_type(t->type, t->ne[1]);
-    if (to == t->type || to != x16_type(t->type)) return;
+    if (to == t->type || to != x16_type(t->type)) return;   /* X16 is the one layout we pack */
     j->t[j->n] = t;
-    j->to[j->n] = to;
-    j->first[j->n + 1] = j->first[j->n] + rows / X16_ROWS;
+    j->first[j->n + 1] = j->first[j->n] + t->ne[1] * t->ne[2] / X16_ROWS;
+    if (X16_ROWS * t->row_bytes > j->max_group) j->max_group = X16_ROWS * t->row_bytes;
     j->n++;
 }
 
@@ -76,16 +69,15 @@ static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
                         &L->ffn_down, &L->gate_exps, &L->up_exps, &L->down_exps};
         for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) pack_add(j, m, ts[i]);
     }
-    j->groups = j->first[j->n];
     int rc = 0;
     if (j->n && gguf_set_writable(m->gguf, true) == 0) {
         threadpool_run(m->pool, pack_worker, j);
         gguf_set_writable(m->gguf, false);
-        if (j->failed) {   /* some groups may be packed already: the model is unusable */
+        if (atomic_load(&j->failed)) {   /* some groups may be packed already: the model is unusable */
             lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory while arranging the weights");
             rc = -1;
         } else {
-            for (int i = 0; i < j->n; i++) j->t[i]->type = j->to[i];
+            for (int i = 0; i < j->n; i++) j->t[i]->type = x16_type(j->t[i]->type);
             m->info.weights_packed = j->n;
         }
     }
