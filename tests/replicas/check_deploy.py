@@ -77,8 +77,9 @@ for top in sorted(set(re.findall(r"\$\{CMAKE_SOURCE_DIR\}/([A-Za-z0-9_.-]+)/", c
 
 hp = (d / "haproxy.cfg").read_text()
 need("option httpchk GET /ready" in hp, "haproxy checks /ready")
-need(re.search(r"balance hdr\(X-Session-Id\)", hp) and "hash-type consistent" in hp,
-     "haproxy hashes on X-Session-Id consistently")
+need(re.search(r"^\s*stick on req\.hdr\(X-Session-Id\)", hp, re.M) and re.search(r"^\s*stick-table type string", hp, re.M),
+     "haproxy sticks a session (X-Session-Id) to one replica")
+need(re.search(r"^\s*balance roundrobin", hp, re.M), "haproxy spreads new sessions round-robin (a redispatch avoids the failed replica)")
 need(re.search(r"retry-on .*503", hp) and "option redispatch" in hp, "haproxy retries 503s elsewhere")
 
 for p in problems:
