@@ -112,7 +112,7 @@ p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(
 if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "replicas.mjs did not finish: $line"; fi
 if [ "${f:-1}" != 0 ]; then # what the balancer saw: every answer that was not a 200, and the retries
   echo "haproxy log (not 200, or retried):" >&2
-  grep -E ' [0-9]+/[0-9]+/[0-9]+/[0-9]+/\+[0-9]+ | (4|5)[0-9][0-9] |DOWN|UP' "$TMP/haproxy.log" | tail -40 >&2
+  grep -E '/\+[0-9]+ |/-?[0-9]+ [45][0-9][0-9] |is (DOWN|UP)' "$TMP/haproxy.log" | tail -40 >&2
 fi
 wait $PID_r2 2>/dev/null; rc=$?
 check "drained replica exited 0 ($rc)" '[ $rc = 0 ]'
