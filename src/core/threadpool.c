@@ -22,8 +22,12 @@
  * waited on a run queue (/proc/thread-self/schedstat). Past DELAY_FRAC of their time, it probes:
  * a few steps run solo (the caller runs every index itself, in order), and their mean time is
  * compared with the recent mean of normal steps; the faster way is kept (a tie goes to solo). Solo mode probes the
- * normal mode again after a back-off that doubles while nothing changes. The indices and what
- * each computes are the same either way, so no result changes. */
+ * normal mode again after a back-off that doubles while nothing changes, and only when the
+ * machine seems to have room for the pool's threads (runnable tasks in /proc/loadavg, read every
+ * CHECK_S; past FORCE_PROBE_S it probes anyway, since in a container that count is the host's):
+ * on a busy machine a normal step can cost ten solo ones (a worker waits out a time slice at
+ * every job), so a probe bound to lose is not run, and one that is losing stops early. The
+ * indices and what each computes are the same either way, so no result changes. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -49,7 +53,7 @@
 
 /* the busy-machine controller */
 #define CHECK_S 0.1         /* run-queue delay read at least this often ... */
-#define CHECK_STEPS 16      /* ... or after this many steps, if CHECK_MIN_S have passed */
+#define CHECK_STEPS 4       /* ... or after this many steps, if CHECK_MIN_S have passed */
 #define CHECK_MIN_S 0.002
 #define DELAY_FRAC 0.05     /* share of the threads' time spent waiting for a CPU that starts a probe */
 #define PROBE_STEPS 4       /* steps measured per probe (after one warm-up step) ... */
@@ -61,6 +65,7 @@
 #define NORMAL_GAIN 0.90    /* probe normal, steady solo */
 #define BACKOFF_MIN 0.2     /* seconds before the next probe after a switch */
 #define BACKOFF_MAX 3.2
+#define FORCE_PROBE_S 10.0  /* solo probes the normal mode at least this often, room seen or not */
 #define EWMA_ALPHA 0.125    /* steady-mode step time: mean over ~8 steps */
 
 typedef struct {
@@ -71,10 +76,12 @@ typedef struct {
     int probe_left;               /* steps left in the probe (the first is a warm-up) */
     double probe_t, probe_start;  /* measured probe time, probe start */
     int probe_n;
-    double next_probe, backoff, delay_seen, delay_at;
+    double next_probe, backoff, delay_seen, delay_at, room_at, last_probe;
     int steps_since_check;
     double (*delay_fn)(void *);
     void *delay_arg;
+    int (*room_fn)(void *);       /* tests: replaces the /proc/loadavg reading */
+    void *room_arg;
     threadpool_stats st;
 } adapt;
 
@@ -273,18 +280,43 @@ static double pool_delay(threadpool *p) {
     return total;
 }
 
+/* Tasks runnable on the whole machine now (the 4th field of /proc/loadavg, "R/T"), the reader
+ * included; -1 if unreadable. */
+static int procs_running(void) {
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    int running;
+    return sscanf(buf, "%*f %*f %*f %d/", &running) == 1 ? running : -1;
+}
+
+/* Is there a CPU for every thread of the pool? 1 yes, 0 no, -1 unknown. The others are the
+ * runnable tasks beyond the pool's own: the caller and the workers not blocked. */
+static int pool_has_room(threadpool *p) {
+    if (p->ad.room_fn) return p->ad.room_fn(p->ad.room_arg);
+    const int running = procs_running();
+    if (running < 0) return -1;
+    const int others = running - (p->started - atomic_load(&p->sleepers));
+    return others + p->started <= threadpool_available_cpus();
+}
+
 static void start_probe(adapt *a, double now) {
     a->solo = !a->steady_solo;
     a->probe_left = PROBE_STEPS + 1;
     a->probe_t = 0;
     a->probe_n = 0;
     a->probe_start = now;
+    a->last_probe = now;
     a->st.probes++;
 }
 
-static void end_probe(adapt *a, double now) {
-    const double mean = a->probe_t / a->probe_n;
-    if (a->ewma > 0 && mean < (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma) {   /* the other way wins: keep it */
+static void end_probe(adapt *a, double now, bool lost) {
+    const double mean = a->probe_n ? a->probe_t / a->probe_n : 0;
+    if (!lost && a->ewma > 0 && mean < (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma) {   /* the other way wins: keep it */
         a->steady_solo = a->solo;
         a->ewma = mean;
         a->backoff = BACKOFF_MIN;
@@ -298,6 +330,16 @@ static void end_probe(adapt *a, double now) {
     a->delay_seen = -1;   /* measure the delay afresh in the mode now running */
 }
 
+/* Solo mode: probe the normal mode? When the machine has room for the pool's threads (the caller
+ * runs, the workers sleep), read at most every CHECK_S; at least every FORCE_PROBE_S. */
+static bool solo_may_probe(threadpool *p, double now) {
+    adapt *a = &p->ad;
+    if (now - a->last_probe >= FORCE_PROBE_S) return true;
+    if (now - a->room_at < CHECK_S) return false;
+    a->room_at = now;
+    return pool_has_room(p) != 0;
+}
+
 /* Normal mode: is a probe due? Only while the threads wait for CPUs (the machine is busy). */
 static bool busy_machine(threadpool *p, double now) {
     adapt *a = &p->ad;
@@ -309,7 +351,9 @@ static bool busy_machine(threadpool *p, double now) {
     a->delay_seen = d;
     a->delay_at = now;
     if (d < 0 || was < 0 || now <= at) return false;
-    return (d - was) / ((now - at) * p->started) > DELAY_FRAC;
+    if ((d - was) / ((now - at) * p->started) <= DELAY_FRAC) return false;
+    /* and more tasks runnable than CPUs (a passing kernel thread is not a busy machine) */
+    return pool_has_room(p) != 1;
 }
 
 void threadpool_step(threadpool *p, int key) {
@@ -327,14 +371,19 @@ void threadpool_step(threadpool *p, int key) {
     a->st.steps++;
     a->st.solo_steps += a->solo;
     if (a->probe_left) {
-        if (a->probe_left-- <= PROBE_STEPS) a->probe_t += dt, a->probe_n++;   /* after the warm-up */
+        const bool warm_up = a->probe_left-- > PROBE_STEPS;
+        if (!warm_up) a->probe_t += dt, a->probe_n++;
         if (a->probe_left <= 0 && now - a->probe_start < PROBE_MIN_S) a->probe_left = 1;
-        if (a->probe_left <= 0) end_probe(a, now);
+        /* lost already: the warm-up step, or the measured steps so far, took longer than all the
+         * measured steps may take to win */
+        const double limit = PROBE_STEPS * (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma;
+        const bool lost = a->ewma > 0 && (warm_up ? dt : a->probe_t) > limit;
+        if (lost || a->probe_left <= 0) end_probe(a, now, lost);
         return;
     }
     a->ewma = a->ewma < 0 ? dt : a->ewma + EWMA_ALPHA * (dt - a->ewma);
     if (now < a->next_probe) return;
-    if (a->steady_solo || busy_machine(p, now)) start_probe(a, now);
+    if (a->steady_solo ? solo_may_probe(p, now) : busy_machine(p, now)) start_probe(a, now);
 }
 
 int threadpool_active(const threadpool *p) { return !p ? 1 : p->ad.solo ? 1 : p->started; }
@@ -349,6 +398,11 @@ void threadpool_set_delay_probe(threadpool *p, double (*fn)(void *), void *arg) 
     p->ad.delay_fn = fn;
     p->ad.delay_arg = arg;
     p->ad.delay_seen = -1;
+}
+
+void threadpool_set_room_probe(threadpool *p, int (*fn)(void *), void *arg) {
+    p->ad.room_fn = fn;
+    p->ad.room_arg = arg;
 }
 
 /* ---- the pool ---- */

@@ -41,4 +41,6 @@ typedef struct { long steps, solo_steps, switches, probes; int solo; } threadpoo
 threadpool_stats threadpool_get_stats(const threadpool *p);
 /* Tests: replace the run-queue delay reading (seconds of delay of the pool's threads so far). */
 void threadpool_set_delay_probe(threadpool *p, double (*fn)(void *), void *arg);
+/* Tests: replace the "is there a CPU for each of the pool's threads" reading (1 yes, 0 no). */
+void threadpool_set_room_probe(threadpool *p, int (*fn)(void *), void *arg);
 #endif

@@ -1,8 +1,9 @@
 /* test_threadpool_busy.c — the pool on a busy machine (src/core/threadpool.c, threadpool_step):
  * with a worker that is slow (it sleeps in every index it runs, as a preempted thread would) and
  * the pool's threads seen waiting on a run queue, the pool goes solo (the caller runs every index);
- * when the caller becomes the slow one, a probe brings the normal mode back; on a quiet machine
- * (no run-queue delay) nothing is ever probed. Every index of every job runs exactly once in
+ * when the caller becomes the slow one and the machine has room again, a probe brings the normal
+ * mode back; while solo on a machine without room, the normal mode is not probed; on a quiet
+ * machine (no run-queue delay, or delay with room: a passing task) nothing is ever probed. Every index of every job runs exactly once in
  * every mode. The slow side sleeps milliseconds against microseconds of work, so the outcome
  * does not depend on how loaded the test machine is; each phase is bounded in steps. */
 #ifndef _GNU_SOURCE
@@ -55,6 +56,11 @@ static void fn(void *arg, int ith, int nth) {
 }
 
 static double fake_delay;   /* seconds of run-queue delay the pool sees */
+static int fake_room = 1;   /* a CPU for each of the pool's threads? */
+static int room_probe(void *arg) {
+    (void)arg;
+    return fake_room;
+}
 static double delay_probe(void *arg) {
     (void)arg;
     return fake_delay;
@@ -80,6 +86,7 @@ int main(void) {
     threadpool *p = pool = threadpool_new(2);
     CHECK(p && threadpool_threads(p) == 2, "a pool of 2 threads");
     threadpool_set_delay_probe(p, delay_probe, NULL);
+    threadpool_set_room_probe(p, room_probe, NULL);
 
     /* quiet: no delay, slow workers or not, nothing is probed */
     atomic_store(&slow_side, 1);
@@ -87,6 +94,14 @@ int main(void) {
     threadpool_stats st = threadpool_get_stats(p);
     CHECK(st.probes == 0 && st.solo_steps == 0, "quiet machine: %ld probes, %ld solo steps", st.probes, st.solo_steps);
     CHECK(threadpool_active(p) == 2, "quiet machine: both threads take part");
+    /* run-queue delay but room for every thread: a passing task, not a busy machine */
+    for (int i = 0; i < 60; i++) {
+        fake_delay += 1.0;
+        step(p);
+    }
+    st = threadpool_get_stats(p);
+    CHECK(st.probes == 0 && st.solo_steps == 0, "delay with room: %ld probes, %ld solo steps", st.probes, st.solo_steps);
+    fake_room = 0;
 
     /* busy: the threads wait for CPUs and the workers are slow: solo within a bounded count */
     int i = 0;
@@ -105,9 +120,21 @@ int main(void) {
         step(p);
     }
     CHECK(threadpool_get_stats(p).solo, "busy machine: stays solo");
+    /* no room: the normal mode is not probed (a probe there would cost ten solo steps), for
+     * longer than the longest back-off between probes (3.2 s) */
+    const long probes = threadpool_get_stats(p).probes;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        step(p);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec) < 3.6);
+    st = threadpool_get_stats(p);
+    CHECK(st.solo && st.probes == probes, "busy machine without room: %ld probes in 3.6 s solo", st.probes - probes);
 
-    /* the caller is now the slow one: a probe of the normal mode wins and it stays */
+    /* the caller is now the slow one and there is room: a probe of the normal mode wins and it stays */
     atomic_store(&slow_side, 2);
+    fake_room = 1;
     for (i = 0; i < 400 && threadpool_get_stats(p).solo; i++) step(p);
     st = threadpool_get_stats(p);
     CHECK(!st.solo && threadpool_active(p) == 2, "normal mode back after %d steps (%ld probes)", i, st.probes);
