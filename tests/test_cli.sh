@@ -60,19 +60,21 @@ cmp -s "$tmp/ld.f32" "$tmp/l32.f32" && ok || bad "logits default is not the f32 
 cmp -s "$tmp/ld.f32" "$tmp/lh.f32" && ok || bad "logits --hugepages differ"
 "$bin" logits -m data/lfm2-kq-dense-q4_k_m.gguf --tokens 1,498,582,1000 --no-hugepages -o "$tmp/ln.f32" >/dev/null 2>&1
 cmp -s "$tmp/ld.f32" "$tmp/ln.f32" && ok || bad "logits --no-hugepages differ"
-# the AVX-512 table interleaves Q4_K matrices in the copy (ggml_types.h: Q4_K_X16): the same bits
-# as the plain rows of the mapped file, in one batch and token by token, dense and MoE
-if "$bin" --version | grep -q 'avx512vnni'; then
+# the AVX-512 and AVX2 tables interleave Q4_K / Q6_K matrices in the copy (ggml_types.h:
+# Q4_K_X16, Q6_K_X16): the same bits as the plain rows of the mapped file, in one batch and token
+# by token, dense and MoE, for each table this CPU runs
+for isa in avx512vnni avx2; do
+  "$bin" --version | grep -q "$isa" || continue
   for m in data/lfm2-kq-dense-q4_k_m.gguf data/lfm2-kq-moe-q4_k_m.gguf; do
-    LFM2C_ISA=avx512vnni "$bin" info -m "$m" --hugepages 2>&1 | grep -Eq 'layout: .*, [1-9][0-9]* matrices interleaved' && ok || bad "info $m: no matrices interleaved"
-    LFM2C_ISA=avx512vnni "$bin" info -m "$m" --no-hugepages 2>&1 | grep -q 'interleaved' && bad "info $m: interleaved in a mapped file" || ok
+    LFM2C_ISA=$isa "$bin" info -m "$m" --hugepages 2>&1 | grep -Eq 'layout: .*, [1-9][0-9]* matrices interleaved' && ok || bad "$isa info $m: no matrices interleaved"
+    LFM2C_ISA=$isa "$bin" info -m "$m" --no-hugepages 2>&1 | grep -q 'interleaved' && bad "$isa info $m: interleaved in a mapped file" || ok
     for mode in "" --one-by-one; do
-      LFM2C_ISA=avx512vnni "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 $mode --hugepages -t 2 -o "$tmp/x1.f32" >/dev/null 2>&1
-      LFM2C_ISA=avx512vnni "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 $mode --no-hugepages -t 2 -o "$tmp/x2.f32" >/dev/null 2>&1
-      [ -s "$tmp/x1.f32" ] && cmp -s "$tmp/x1.f32" "$tmp/x2.f32" && ok || bad "logits $m $mode: interleaved differ from plain"
+      LFM2C_ISA=$isa "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 $mode --hugepages -t 2 -o "$tmp/x1.f32" >/dev/null 2>&1
+      LFM2C_ISA=$isa "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 $mode --no-hugepages -t 2 -o "$tmp/x2.f32" >/dev/null 2>&1
+      [ -s "$tmp/x1.f32" ] && cmp -s "$tmp/x1.f32" "$tmp/x2.f32" && ok || bad "$isa logits $m $mode: interleaved differ from plain"
     done
   done
-fi
+done
 # bench says which it did: --hugepages copies, --no-hugepages maps
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --hugepages 2>&1 >/dev/null | grep -q '^weights copied' && ok || bad "bench --hugepages does not say copied"
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --no-hugepages 2>&1 >/dev/null | grep -q '^weights mapped' && ok || bad "bench --no-hugepages does not say mapped"

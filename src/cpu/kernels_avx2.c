@@ -132,17 +132,38 @@ TILE_SET(t2_q5_0, 4, 2, q32k2_Q5_0)
 TILE_SET(t2_q5_1, 4, 2, q32k2_Q5_1)
 TILE_SET(t2_q8_0, 4, 2, q32k2_Q8_0)
 
+/* -- K-quants: the float order ----------------------------------------------------------------
+ * Every K-quant output accumulates one float per block, as the AVX-512 and AMX tiles do
+ * (kq_add5): S and M are the block's exact integers (the scalar contract's), then
+ * acc = fma(S, d da, acc) and, for Q4_K / Q5_K, acc = fnma(M, dmin da, acc), d da and dmin da
+ * rounded as float products. So the order does not depend on how a tile holds its integers,
+ * and this table's K-quant outputs are the AVX-512 table's bit for bit (test_kernels). */
+
+/* [total of a, of b, of c, of d] (each 8 int32 lanes; exact integers: any order) */
+AI T2 __m128i hsum4x8_2(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i u = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(u), _mm256_extracti128_si256(u, 1));
+}
+/* the tiles below keep one float per output: acc[r] holds row r, a lane per column */
+AI T2 void kq_store2(int RB, int CB, const __m128 *acc, float *out, size_t os) {
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        float o[4];
+        _mm_storeu_ps(o, acc[r]);
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) out[c * os + r] = o[c];
+    }
+}
+
 /* -- Q4_K / Q5_K x Q8_K, 256-bit: a vector holds one 32-weight sub-block ------------------ */
 
 AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
                       const uint8_t *act, size_t act_row, float *out, size_t os) {
     const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc[4][2];
+    const __m256i m4 = _mm256_set1_epi8(0x0F), z = _mm256_setzero_si256();
+    __m128 acc[4];
 #pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 2
-        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int r = 0; r < RB; r++) acc[r] = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[2];
         __m128i bs8[2];
@@ -152,19 +173,17 @@ AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             bs8[c] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a[c]->bsums),
                                     _mm_loadu_si128((const __m128i *)(a[c]->bsums + 8)));
         }
-#pragma GCC unroll 8
+        const __m128 da = _mm_setr_ps(a[0]->d, CB > 1 ? a[1]->d : 0.0f, 0.0f, 0.0f);
+#pragma GCC unroll 4
         for (int r = 0; r < RB; r++) {
             const uint8_t *p = w + r * w_row + b * bs;
             const uint16_t *dh = (const uint16_t *)p;
             const uint8_t *scales = p + 4, *qh = p + 16, *qs = is_q5 ? p + 48 : p + 16;
             uint64_t sc, mn;
             kq_unpack_scales(scales, &sc, &mn);
-            __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
-            float d = _cvtsh_ss(dh[0]), dmin = _cvtsh_ss(dh[1]);
-            __m256i hv = is_q5 ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
-            __m256i isum[2];
-#pragma GCC unroll 2
-            for (int c = 0; c < CB; c++) isum[c] = _mm256_setzero_si256();
+            const __m128i mn16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn));
+            const __m256i hv = is_q5 ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+            __m256i isum[2] = {z, z};
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
@@ -173,70 +192,117 @@ AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
                     q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
                     q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4), _mm256_set1_epi8(16)));
                 }
-                __m256i s0 = _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF));
-                __m256i s1 = _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF));
+                const __m256i s0 = _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF));
+                const __m256i s1 = _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF));
 #pragma GCC unroll 2
                 for (int c = 0; c < CB; c++) {
-                    __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k)));
-                    __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k + 32)));
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p0, s0));
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p1, s1));
+                    const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k)));
+                    const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k + 32)));
+                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
                 }
             }
-#pragma GCC unroll 2
-            for (int c = 0; c < CB; c++) {
-                __m128i mins = _mm_madd_epi16(mn16, bs8[c]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * a[c]->d), acc[r][c]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_zextsi128_si256(mins)),
-                                            _mm256_set1_ps(-dmin * a[c]->d), acc[r][c]);
-            }
+            /* [S0, S1, M0, M1], then acc = fma(S, d da, acc), acc = fnma(M, dmin da, acc) */
+            const __m256i m0 = _mm256_zextsi128_si256(_mm_madd_epi16(mn16, bs8[0]));
+            const __m256i m1 = CB > 1 ? _mm256_zextsi128_si256(_mm_madd_epi16(mn16, bs8[1])) : z;
+            const __m128 f = _mm_cvtepi32_ps(hsum4x8_2(isum[0], isum[1], m0, m1));
+            acc[r] = _mm_fmadd_ps(f, _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(dh[0])), da), acc[r]);
+            acc[r] = _mm_fnmadd_ps(_mm_movehl_ps(f, f), _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(dh[1])), da), acc[r]);
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 2
-        for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_2(acc[r][c]);
+    kq_store2(RB, CB, acc, out, os);
 }
 AI T2 void q4Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
                  float *o, size_t os) { q45K_tile2(0, RB, CB, nb, w, wr, a, ar, o, os); }
 AI T2 void q5Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
                  float *o, size_t os) { q45K_tile2(1, RB, CB, nb, w, wr, a, ar, o, os); }
-TILE_SET(t2_q4_K, 4, 2, q4Kk2)
-TILE_SET(t2_q5_K, 4, 2, q5Kk2)
+/* Decode: 4 rows x one column, the same S, M and float step per output as q45K_tile2, with
+ * the 4 rows' totals reduced together (a lane per row). */
+AI T2 void q45K_dec2(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, float *out) {
+    const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a = (const block_q8_K *)act + b;
+        const __m128i bs8 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+        __m256i isum[4], mins[4];
+        float d[4], dmin[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            prefetch_block(p + PF_BLOCKS * bs, bs);
+            const uint16_t *dh = (const uint16_t *)p;
+            const uint8_t *qh = p + 16, *qs = is_q5 ? p + 48 : p + 16;
+            d[r] = _cvtsh_ss(dh[0]);
+            dmin[r] = _cvtsh_ss(dh[1]);
+            uint64_t sc, mn;
+            kq_unpack_scales(p + 4, &sc, &mn);
+            mins[r] = _mm256_zextsi128_si256(_mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mn)), bs8));
+            const __m256i hv = is_q5 ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+            __m256i s = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
+                __m256i q0 = _mm256_and_si256(q, m4), q1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (is_q5) {
+                    q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
+                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4), _mm256_set1_epi8(16)));
+                }
+                const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * k)));
+                const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * k + 32)));
+                s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF))),
+                                                         _mm256_madd_epi16(p1, _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF)))));
+            }
+            isum[r] = s;
+        }
+        const __m128 da = _mm_set1_ps(a->d);
+        const __m128 S = _mm_cvtepi32_ps(hsum4x8_2(isum[0], isum[1], isum[2], isum[3]));
+        const __m128 M = _mm_cvtepi32_ps(hsum4x8_2(mins[0], mins[1], mins[2], mins[3]));
+        acc = _mm_fmadd_ps(S, _mm_mul_ps(_mm_setr_ps(d[0], d[1], d[2], d[3]), da), acc);
+        acc = _mm_fnmadd_ps(M, _mm_mul_ps(_mm_setr_ps(dmin[0], dmin[1], dmin[2], dmin[3]), da), acc);
+    }
+    _mm_storeu_ps(out, acc);
+}
+static T2 void q4K_dec2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
+    (void)ar, (void)os;
+    q45K_dec2(0, nb, w, wr, a, o);
+}
+static T2 void q5K_dec2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
+    (void)ar, (void)os;
+    q45K_dec2(1, nb, w, wr, a, o);
+}
+TILE_SET_DEC(t2_q4_K, 4, 2, q4Kk2, q4K_dec2)
+TILE_SET_DEC(t2_q5_K, 4, 2, q5Kk2, q5K_dec2)
 
 /* -- Q6_K x Q8_K, 256-bit: a vector holds 32 weights = two 16-weight sub-blocks ----------- */
 
 AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
                      const uint8_t *act, size_t act_row, float *out, size_t os) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    __m256 acc[4][2];
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), z = _mm256_setzero_si256();
+    __m128 acc[4];
 #pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 2
-        for (int c = 0; c < CB; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int r = 0; r < RB; r++) acc[r] = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[2];
 #pragma GCC unroll 2
         for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+        const __m128 da = _mm_setr_ps(a[0]->d, CB > 1 ? a[1]->d : 0.0f, 0.0f, 0.0f);
 #pragma GCC unroll 4
         for (int r = 0; r < RB; r++) {
             const block_q6_K *q6 = (const block_q6_K *)(w + r * w_row) + b;
-            __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q6->scales));
-            __m256i sc32 = _mm256_slli_epi16(sc16, 5);
-            float d = _cvtsh_ss(q6->d);
-            __m256i isum[2];
+            const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q6->scales));
+            const __m256i sc32 = _mm256_slli_epi16(sc16, 5);
+            __m256i isum[2] = {z, z};
 #pragma GCC unroll 2
             for (int c = 0; c < CB; c++)
-                isum[c] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                              _mm256_madd_epi16(sc32, _mm256_loadu_si256((const __m256i *)a[c]->bsums)));
+                isum[c] = _mm256_sub_epi32(z, _mm256_madd_epi16(sc32, _mm256_loadu_si256((const __m256i *)a[c]->bsums)));
             /* weights 32 j .. 32 j + 31 are sub-blocks 2j, 2j+1 */
             int16_t scv[16];
             _mm256_storeu_si256((__m256i *)scv, sc16);
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
-                __m256i hv = _mm256_loadu_si256((const __m256i *)(q6->qh + 32 * h));
-                __m256i l0 = _mm256_loadu_si256((const __m256i *)(q6->ql + 64 * h));
-                __m256i l1 = _mm256_loadu_si256((const __m256i *)(q6->ql + 64 * h + 32));
+                const __m256i hv = _mm256_loadu_si256((const __m256i *)(q6->qh + 32 * h));
+                const __m256i l0 = _mm256_loadu_si256((const __m256i *)(q6->ql + 64 * h));
+                const __m256i l1 = _mm256_loadu_si256((const __m256i *)(q6->ql + 64 * h + 32));
                 __m256i q[4];
                 q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30));
                 q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30));
@@ -244,26 +310,203 @@ AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
                 q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30));
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) {
-                    int sb = 8 * h + 2 * j;
-                    __m256i s = _mm256_set_m128i(_mm_set1_epi16(scv[sb + 1]), _mm_set1_epi16(scv[sb]));
+                    const int sb = 8 * h + 2 * j;
+                    const __m256i s = _mm256_set_m128i(_mm_set1_epi16(scv[sb + 1]), _mm_set1_epi16(scv[sb]));
 #pragma GCC unroll 2
                     for (int c = 0; c < CB; c++) {
-                        __m256i p = _mm256_maddubs_epi16(q[j], _mm256_loadu_si256((const __m256i *)(a[c]->qs + 128 * h + 32 * j)));
-                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(p, s));
+                        const __m256i pr = _mm256_maddubs_epi16(q[j], _mm256_loadu_si256((const __m256i *)(a[c]->qs + 128 * h + 32 * j)));
+                        isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(pr, s));
                     }
                 }
             }
+            const __m128 f = _mm_cvtepi32_ps(hsum4x8_2(isum[0], isum[1], z, z));
+            acc[r] = _mm_fmadd_ps(f, _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(q6->d)), da), acc[r]);
+        }
+    }
+    kq_store2(RB, CB, acc, out, os);
+}
+TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
+
+/* -- Q4_K_X16 / Q6_K_X16 x Q8_K: 16 interleaved rows (the layout: ggml_types.h) ------------
+ * A 256-bit half of a 64-byte X16 vector holds 4 consecutive weights (a quad) of each of 8
+ * rows, so maddubs against the quad's 4 activations (broadcast) gives each row lane two int16
+ * pair sums. The quads of one sub-block are summed in int16 (Q4_K: 8 quads, |sum| <= 8 * 2 *
+ * 15 * 128 = 30720; Q6_K: 2 quads, <= 2 * 2 * 63 * 128 = 32256), then one madd with the
+ * sub-block's scale (in both int16 halves of the lane) gives int32. A tile is 8 rows (a half of
+ * the group) x CB columns, one float vector per column, so S, M and the float step are the
+ * plain tiles' (see above), lane by lane. */
+enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K), X16_PF2 = 4 };
+
+/* 8 int16 scales (one per row lane) -> the same scale in both int16 halves of each lane */
+AI T2 __m256i x16_scdup2(__m128i s16) {
+    const __m256i t = _mm256_cvtepu16_epi32(s16);
+    return _mm256_or_si256(t, _mm256_slli_epi32(t, 16));
+}
+/* the 4 activations of quad k of a Q8_K block, broadcast to every row lane */
+AI T2 __m256i x16_act2(const block_q8_K *a, int k) {
+    int32_t x;
+    memcpy(&x, a->qs + 4 * k, 4);
+    return _mm256_set1_epi32(x);
+}
+/* (x, y) as the two int16 halves of one int32, broadcast */
+AI T2 __m256i x16_pair2(int16_t x, int16_t y) {
+    return _mm256_set1_epi32((int)((uint32_t)(uint16_t)x | (uint32_t)(uint16_t)y << 16));
+}
+/* 8 fp16 values of rows 8h..8h+7 at p + off, times da */
+AI T2 __m256 x16_f2(const uint8_t *p, int off, int h, float da) {
+    return _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + off + 16 * h))), _mm256_set1_ps(da));
+}
+
+/* Q4_K_X16 scales of sub-block j (a byte per row) and its mins: the low 4 bits at [64, 192),
+ * the high 2 at [192, 256) (bits 2e, 4 + 2e of byte (j / 2) * 16 + r, e = j & 1) */
+AI T2 void x16_scmn2(const uint8_t *p, int j, __m128i *sc, __m128i *mn) {
+    const __m128i m4 = _mm_set1_epi8(0x0F), m30 = _mm_set1_epi8(0x30);
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(p + 64 + 16 * j));
+    const __m128i hi = _mm_loadu_si128((const __m128i *)(p + 192 + 16 * (j / 2)));
+    const __m128i sh = (j & 1) ? _mm_slli_epi16(hi, 2) : _mm_slli_epi16(hi, 4);
+    const __m128i mh = (j & 1) ? _mm_srli_epi16(hi, 2) : hi;
+    *sc = _mm_or_si128(_mm_and_si128(lo, m4), _mm_and_si128(sh, m30));
+    *mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(lo, 4), m4), _mm_and_si128(mh, m30));
+}
+
+/* One block of a Q4_K_X16 group, rows 8h..8h+7, CB columns, into acc[c] (a lane per row). */
+AI T2 void x16_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a, __m256 *acc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i S[4], M[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) S[c] = M[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int jj = 0; jj < 4; jj++) {   /* sub-blocks 2 jj (low nibbles) and 2 jj + 1 (high) */
+        __m128i sc8[2], mn8[2];
+        x16_scmn2(p, 2 * jj, &sc8[0], &mn8[0]);
+        x16_scmn2(p, 2 * jj + 1, &sc8[1], &mn8[1]);
+        /* M += (mn_2jj, mn_2jj+1) . (B_2jj, B_2jj+1) per row lane, B_j the 32-sums */
+        const __m256i mp = _mm256_cvtepu8_epi16(h ? _mm_unpackhi_epi8(mn8[0], mn8[1]) : _mm_unpacklo_epi8(mn8[0], mn8[1]));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) {
+            const int16_t *bs = a[c]->bsums + 4 * jj;
+            M[c] = _mm256_add_epi32(M[c], _mm256_madd_epi16(mp, x16_pair2((int16_t)(bs[0] + bs[1]), (int16_t)(bs[2] + bs[3]))));
+        }
 #pragma GCC unroll 2
-            for (int c = 0; c < CB; c++)
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_set1_ps(d * a[c]->d), acc[r][c]);
+        for (int e = 0; e < 2; e++) {
+            const __m256i sc = x16_scdup2(_mm_cvtepu8_epi16(h ? _mm_srli_si128(sc8[e], 8) : sc8[e]));
+            __m256i P[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) P[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {   /* quad 8 j + g, j = 2 jj + e: nibbles e of vector 8 jj + g */
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 256 + 64 * (8 * jj + g) + 32 * h));
+                const __m256i x = e ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
+#pragma GCC unroll 4
+                for (int c = 0; c < CB; c++)
+                    P[c] = _mm256_add_epi16(P[c], _mm256_maddubs_epi16(x, x16_act2(a[c], 8 * (2 * jj + e) + g)));
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) S[c] = _mm256_add_epi32(S[c], _mm256_madd_epi16(P[c], sc));
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 2
-        for (int c = 0; c < CB; c++) out[c * os + r] = hsum256_2(acc[r][c]);
+    for (int c = 0; c < CB; c++) {
+        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[c]), x16_f2(p, 0, h, a[c]->d), acc[c]);
+        acc[c] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(M[c]), x16_f2(p, 32, h, a[c]->d), acc[c]);
+    }
 }
-TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
+
+/* One block of a Q6_K_X16 group, rows 8h..8h+7: quads v (sub-block v / 4) and v + 32
+ * (sub-block 8 + v / 4) share nibble vector v at [288, 2336); their high bits sit in vector
+ * v % 16 at [2336, 3360), bits 2 (v / 16) and 4 + 2 (v / 16); scales (int8) of sub-block j at
+ * 32 + 16 j. S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j. */
+AI T2 void x16q6_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a, __m256 *acc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    __m256i S[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) S[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {   /* the offset: (sc_2i, sc_2i+1) . (bsum_2i, bsum_2i+1), times 32 */
+        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)), y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
+        const __m256i sp = _mm256_cvtepi8_epi16(h ? _mm_unpackhi_epi8(x, y) : _mm_unpacklo_epi8(x, y));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            S[c] = _mm256_sub_epi32(S[c], _mm256_slli_epi32(_mm256_madd_epi16(sp, x16_pair2(a[c]->bsums[2 * i], a[c]->bsums[2 * i + 1])), 5));
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) {
+        const __m256i sc = x16_scdup2(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + 32 + 16 * j + 8 * h))));
+        __m256i P[2][4];
+#pragma GCC unroll 2
+        for (int u = 0; u < 2; u++)
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) P[u][c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const int v = 4 * (j & 7) + t;
+            const __m256i n = _mm256_loadu_si256((const __m256i *)(p + 288 + 64 * v + 32 * h));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(p + 2336 + 64 * (v % 16) + 32 * h));
+            __m256i x;
+            if (j < 8) x = _mm256_or_si256(_mm256_and_si256(n, m4), _mm256_and_si256(v < 16 ? _mm256_slli_epi16(hb, 4) : _mm256_slli_epi16(hb, 2), m30));
+            else x = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n, 4), m4), _mm256_and_si256(v < 16 ? hb : _mm256_srli_epi16(hb, 2), m30));
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++)
+                P[t / 2][c] = _mm256_add_epi16(P[t / 2][c], _mm256_maddubs_epi16(x, x16_act2(a[c], j < 8 ? v : v + 32)));
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            S[c] = _mm256_add_epi32(S[c], _mm256_add_epi32(_mm256_madd_epi16(P[0][c], sc), _mm256_madd_epi16(P[1][c], sc)));
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[c]), x16_f2(p, 0, h, a[c]->d), acc[c]);
+}
+
+/* One group of 16 rows x CB columns: a half at a time (the group's blocks stay in L1 / L2). */
+AI T2 void x16_tile2(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256 acc[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) acc[c] = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q8_K *a[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+            if (q6) x16q6_half2(CB, h, w + b * bb, a, acc);
+            else x16_half2(CB, h, w + b * bb, a, acc);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) _mm256_storeu_ps(out + c * os + 8 * h, acc[c]);
+    }
+}
+/* Decode: one group, one column, both halves per block, prefetching X16_PF2 blocks ahead. */
+AI T2 void x16_dec2(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, float *out) {
+    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[1] = {(const block_q8_K *)act + b};
+        const uint8_t *p = w + b * bb;
+        for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF2 * bb + i, 0, PF_LOC);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            if (q6) x16q6_half2(1, h, p, a, &acc[h]);
+            else x16_half2(1, h, p, a, &acc[h]);
+        }
+    }
+    _mm256_storeu_ps(out, acc[0]);
+    _mm256_storeu_ps(out + 8, acc[1]);
+}
+#define X16_FNS2(name, q6)                                                                                          \
+    static T2 void name##_1(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile2(q6, 1, nb, w, a, ar, o, os); }                                                          \
+    static T2 void name##_2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile2(q6, 2, nb, w, a, ar, o, os); }                                                          \
+    static T2 void name##_3(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile2(q6, 3, nb, w, a, ar, o, os); }                                                          \
+    static T2 void name##_4(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr; x16_tile2(q6, 4, nb, w, a, ar, o, os); }                                                          \
+    static T2 void name##_d(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
+        (void)wr, (void)ar, (void)os; x16_dec2(q6, nb, w, a, o); }                                                  \
+    static const tile_set name = {X16_ROWS, 4, 1, {name##_1, name##_2, name##_3, name##_4}, {0, 0, 0, 0}, name##_d};
+X16_FNS2(t2_q4_K_x16, 0)
+X16_FNS2(t2_q6_K_x16, 1)
 
 /* -- float path ---------------------------------------------------------------------------- */
 
@@ -420,6 +663,9 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
     case GGML_Q4_K: t = &t2_q4_K; break;
     case GGML_Q5_K: t = &t2_q5_K; break;
     case GGML_Q6_K: t = &t2_q6_K; break;
+    case GGML_Q4_K_X16: case GGML_Q6_K_X16:
+        run_groups(wtype == GGML_Q4_K_X16 ? &t2_q4_K_x16 : &t2_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
+        return;
     default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT2, dequant_chunk2); return;
     }
     int64_t nb = n / ggml_type_get(wtype)->block_size;
@@ -427,7 +673,13 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
 }
 #undef ISA_T
 
-static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, NULL};
+/* Weights this table multiplies faster interleaved (ggml_types.h): Q4_K and Q6_K whose row
+ * count is a multiple of 16. */
+static uint32_t avx2_packed_type(uint32_t wtype, int64_t n_rows) {
+    return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
+}
+
+static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();

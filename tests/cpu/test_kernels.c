@@ -336,6 +336,46 @@ static void test_packed(const kernel_ops *k) {
         }
 }
 
+/* The x86 tables share one float order for the K-quants (kernels_avx2.c: acc = fma(S, d da,
+ * acc), acc = fnma(M, dmin da, acc) per block): the AVX2 and the AVX-512 tables give the same
+ * bits for Q4_K, Q5_K and Q6_K, in every tile shape. */
+static void test_x86_kquants_agree(const kernel_ops *const *tables, int nt) {
+    const kernel_ops *a2 = NULL, *a5 = NULL;
+    for (int i = 0; i < nt; i++) {
+        if (!strcmp(tables[i]->isa, "avx2")) a2 = tables[i];
+        if (!strcmp(tables[i]->isa, "avx512vnni")) a5 = tables[i];
+    }
+    if (!a2 || !a5) return;
+    const uint32_t types[] = {GGML_Q4_K, GGML_Q5_K, GGML_Q6_K};
+    const int64_t n = 1024;
+    const int nrs[] = {1, 5, 16, 19}, ncs[] = {1, 2, 3, 6, 9};
+    const size_t a_row = ggml_row_size(GGML_Q8_K, n);
+    uint8_t *act = malloc(a_row * 9);
+    float *x = malloc(sizeof(float) * n), *o2 = malloc(sizeof(float) * 19 * 9), *o5 = malloc(sizeof(float) * 19 * 9);
+    for (size_t ti = 0; ti < 3; ti++) {
+        const uint32_t t = types[ti];
+        const size_t w_row = ggml_row_size(t, n);
+        uint8_t *w = malloc(w_row * 19);
+        CHECK(w && act && x && o2 && o5, "allocation");
+        if (!w || !act || !x || !o2 || !o5) { free(w); break; }
+        for (int r = 0; r < 19; r++) random_row(t, n, w + r * w_row, 0);
+        for (int c = 0; c < 9; c++) {
+            random_act(n, x, 0);
+            a5->quantize_act(GGML_Q8_K, x, act + c * a_row, n);
+        }
+        for (size_t ri = 0; ri < sizeof nrs / sizeof *nrs; ri++)
+            for (size_t ci = 0; ci < sizeof ncs / sizeof *ncs; ci++) {
+                const int nr = nrs[ri], nc = ncs[ci];
+                a2->matmul(t, n, w, w_row, nr, act, a_row, nc, o2, nr);
+                a5->matmul(t, n, w, w_row, nr, act, a_row, nc, o5, nr);
+                CHECK(!memcmp(o2, o5, sizeof(float) * nr * nc), "%s nr=%d nc=%d: avx2 = avx512vnni bitwise",
+                      ggml_type_get(t)->name, nr, nc);
+            }
+        free(w);
+    }
+    free(act), free(x), free(o2), free(o5);
+}
+
 int main(void) {
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);
@@ -365,5 +405,6 @@ int main(void) {
         test_packed(tables[i]);
     }
     test_tile_invariance(tables, n);
+    test_x86_kquants_agree(tables, n);
     TEST_MAIN_END();
 }
