@@ -4,7 +4,10 @@
  *
  * What is computed is exactly the scalar contract of kernels_scalar.c: the integer part of every
  * block dot product is the same integer (only the order of the float combination differs; every
- * output's order is fixed whatever tile computes it). Integer tricks used:
+ * output's order is fixed whatever tile computes it, and for the K-quants it is the AVX-512
+ * table's: one float per output and block, so the two tables agree bit for bit there). Q4_K and
+ * Q6_K matrices of a private weight copy are interleaved by 16 rows (packed_type; ggml_types.h)
+ * and run as groups (run_groups). Integer tricks used:
  *  - u8 x s8 products (maddubs / vpdpbusd) need an unsigned operand: weights are kept unsigned
  *    (Q4_0 nibble 0..15, Q5_0 0..31, Q8_0 w^0x80) and off * sum(act) is subtracted afterwards;
  *    for K-quants the offsets are the mins (Q4_K/Q5_K, via bsums) or 32 * sum(sc * bsum) (Q6_K).
