@@ -496,20 +496,8 @@ AI T2 void x16_dec2(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
     _mm256_storeu_ps(out, acc[0]);
     _mm256_storeu_ps(out + 8, acc[1]);
 }
-#define X16_FNS2(name, q6)                                                                                          \
-    static T2 void name##_1(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 1, nb, w, a, ar, o, os); }                                                          \
-    static T2 void name##_2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 2, nb, w, a, ar, o, os); }                                                          \
-    static T2 void name##_3(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 3, nb, w, a, ar, o, os); }                                                          \
-    static T2 void name##_4(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile2(q6, 4, nb, w, a, ar, o, os); }                                                          \
-    static T2 void name##_d(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr, (void)ar, (void)os; x16_dec2(q6, nb, w, a, o); }                                                  \
-    static const tile_set name = {X16_ROWS, 4, 1, {name##_1, name##_2, name##_3, name##_4}, {0, 0, 0, 0}, name##_d};
-X16_FNS2(t2_q4_K_x16, 0)
-X16_FNS2(t2_q6_K_x16, 1)
+GROUP_SET(t2_q4_K_x16, x16_tile2, x16_dec2, 0)
+GROUP_SET(t2_q6_K_x16, x16_tile2, x16_dec2, 1)
 
 /* -- float path ---------------------------------------------------------------------------- */
 

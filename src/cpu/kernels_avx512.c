@@ -586,20 +586,8 @@ AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
     }
     _mm512_storeu_ps(o, acc);
 }
-#define X16_FNS(name, q6)                                                                                          \
-    static T5 void name##_1(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile5(q6, 1, nb, w, a, ar, o, os); }                                                          \
-    static T5 void name##_2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile5(q6, 2, nb, w, a, ar, o, os); }                                                          \
-    static T5 void name##_3(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile5(q6, 3, nb, w, a, ar, o, os); }                                                          \
-    static T5 void name##_4(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr; x16_tile5(q6, 4, nb, w, a, ar, o, os); }                                                          \
-    static T5 void name##_d(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) { \
-        (void)wr, (void)ar, (void)os; x16_dec5(q6, nb, w, a, o); }                                                  \
-    static const tile_set name = {X16_ROWS, 4, 1, {name##_1, name##_2, name##_3, name##_4}, {0, 0, 0, 0}, name##_d};
-X16_FNS(t5_q4_K_x16, 0)
-X16_FNS(t5_q6_K_x16, 1)
+GROUP_SET(t5_q4_K_x16, x16_tile5, x16_dec5, 0)
+GROUP_SET(t5_q6_K_x16, x16_tile5, x16_dec5, 1)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 
