@@ -265,14 +265,8 @@ AI T2 void q45K_dec2(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
     }
     _mm_storeu_ps(out, acc);
 }
-static T2 void q4K_dec2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
-    (void)ar, (void)os;
-    q45K_dec2(0, nb, w, wr, a, o);
-}
-static T2 void q5K_dec2(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
-    (void)ar, (void)os;
-    q45K_dec2(1, nb, w, wr, a, o);
-}
+DEC_FN(q4K_dec2, q45K_dec2, 0)
+DEC_FN(q5K_dec2, q45K_dec2, 1)
 TILE_SET_DEC(t2_q4_K, 4, 2, q4Kk2, q4K_dec2)
 TILE_SET_DEC(t2_q5_K, 4, 2, q5Kk2, q5K_dec2)
 

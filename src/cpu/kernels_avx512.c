@@ -376,14 +376,8 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
     }
     _mm_storeu_ps(out, acc);
 }
-static T5 void q4K_dec5(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
-    (void)ar, (void)os;
-    q45K_dec5(0, nb, w, wr, a, o);
-}
-static T5 void q5K_dec5(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, size_t os) {
-    (void)ar, (void)os;
-    q45K_dec5(1, nb, w, wr, a, o);
-}
+DEC_FN(q4K_dec5, q45K_dec5, 0)
+DEC_FN(q5K_dec5, q45K_dec5, 1)
 TILE_SET_DEC(t5_q4_K, 4, 4, q4Kk5, q4K_dec5)
 TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
 

@@ -77,6 +77,13 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
     TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern)                                            \
     TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern)                                            \
     TILE_FN(name, _o4, 1, CB, kern)
+/* a decode tile from a hand-written dec(arg, nb, w, w_row, act, out) of 4 rows x 1 column */
+#define DEC_FN(name, dec, arg)                                                                \
+    static ISA_T void name(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a,      \
+                           size_t a_row, float *o, size_t os) {                               \
+        (void)a_row, (void)os;                                                                \
+        dec(arg, nb, w, w_row, a, o);                                                         \
+    }
 #define TILE_SET_DEC(name, RB, CB, kern, dec)                                                 \
     TILE_FNS(name, RB, CB, kern)                                                              \
     static const tile_set name = {RB, CB, 4, {name##_f1, name##_f2, name##_f3, name##_f4},    \
