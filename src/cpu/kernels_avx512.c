@@ -580,8 +580,8 @@ AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
     }
     _mm512_storeu_ps(o, acc);
 }
-GROUP_SET(t5_q4_K_x16, x16_tile5, x16_dec5, 0)
-GROUP_SET(t5_q6_K_x16, x16_tile5, x16_dec5, 1)
+GROUP_SET(t5_q4_K_x16, 4, x16_tile5, x16_dec5, 0)
+GROUP_SET(t5_q6_K_x16, 4, x16_tile5, x16_dec5, 1)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 

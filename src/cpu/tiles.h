@@ -93,25 +93,25 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
     TILE_SET_DEC(name, RB, CB, kern, name##_d)
 
 /* The tile_set of an interleaved layout (run_groups; X16_ROWS rows per group, ggml_types.h):
- * the tiles of a group x 1..4 columns from grp(q6, CB, nb, w, act, act_row, out, os) and the
- * decode tile from dec(q6, nb, w, act, out); q6: Q6_K_X16 rather than Q4_K_X16. */
+ * tiles of a group x 1..CB columns (CB <= 4) from grp(q6, cols, nb, w, act, act_row, out, os),
+ * and the decode tile from dec(q6, nb, w, act, out); q6: Q6_K_X16 rather than Q4_K_X16. */
 #define GROUP_FN(name, sfx, C, grp, q6)                                                       \
     static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, \
                                 size_t a_row, float *o, size_t os) {                          \
         (void)w_row;                                                                          \
         grp(q6, C, nb, w, a, a_row, o, os);                                                   \
     }
-#define GROUP_SET(name, grp, dec, q6)                                                         \
+#define GROUP_SET(name, CB, grp, dec, q6)                                                     \
     GROUP_FN(name, _1, 1, grp, q6)                                                            \
-    GROUP_FN(name, _2, 2, grp, q6)                                                            \
-    GROUP_FN(name, _3, 3, grp, q6)                                                            \
-    GROUP_FN(name, _4, 4, grp, q6)                                                            \
+    GROUP_FN(name, _2, (2 < CB ? 2 : CB), grp, q6)                                            \
+    GROUP_FN(name, _3, (3 < CB ? 3 : CB), grp, q6)                                            \
+    GROUP_FN(name, _4, CB, grp, q6)                                                           \
     static ISA_T void name##_d(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a,  \
                                size_t a_row, float *o, size_t os) {                           \
         (void)w_row, (void)a_row, (void)os;                                                   \
         dec(q6, nb, w, a, o);                                                                 \
     }                                                                                         \
-    static const tile_set name = {X16_ROWS, 4, 1, {name##_1, name##_2, name##_3, name##_4},   \
+    static const tile_set name = {X16_ROWS, CB, 1, {name##_1, name##_2, name##_3, name##_4},  \
                                   {0, 0, 0, 0}, name##_d};
 
 /* -- the float path: weights dequantized chunk by chunk, then RB x CB float dots ----------- */
