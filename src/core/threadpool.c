@@ -314,9 +314,11 @@ static void start_probe(adapt *a, double now) {
     a->st.probes++;
 }
 
+/* lost: stopped early, already slower (it may have no measured step) */
 static void end_probe(adapt *a, double now, bool lost) {
-    const double mean = a->probe_n ? a->probe_t / a->probe_n : 0;
-    if (!lost && a->ewma > 0 && mean < (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma) {   /* the other way wins: keep it */
+    const bool measured = !lost && a->probe_n > 0 && a->ewma > 0;
+    const double mean = measured ? a->probe_t / a->probe_n : 0;
+    if (measured && mean < (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma) {   /* the other way wins: keep it */
         a->steady_solo = a->solo;
         a->ewma = mean;
         a->backoff = BACKOFF_MIN;
