@@ -53,7 +53,9 @@ typedef struct gguf_file {
      * tensors are joined into this file's table (their data pointers point into their maps) */
     struct gguf_file **parts;
     uint32_t n_parts;
-    bool copied;            /* map is a private huge-page copy (GGUF_OPEN_HUGE_*) */
+    bool copied;            /* map is a private huge-page copy (GGUF_OPEN_HUGE_*) ... */
+    uint8_t *copy_base;     /* ... at this offset (<= 63 bytes) into this 2 MB aligned mapping */
+    size_t copy_len;
 } gguf_file;
 
 /* Opens a GGUF; the first part of a split model (split.count > 1) opens the other parts
@@ -73,6 +75,9 @@ void gguf_close(gguf_file *g);
 /* A copied file (and every part of a split one) made writable (or read-only again), for the
  * CPU backend to rearrange weights in place; -1 when some part is a shared mapping of the file. */
 int gguf_set_writable(gguf_file *g, bool writable);
+/* Where a copy puts the file (0..63 bytes into its 2 MB aligned mapping) so that the largest
+ * share of tensor bytes starts on a 64-byte cache line. */
+size_t gguf_copy_shift(const gguf_file *g);
 /* Maps every page of the file now (from the page cache when it is warm), so that no page
  * faults in mid-generation the first time a token routes to an expert. */
 void gguf_populate(const gguf_file *g);

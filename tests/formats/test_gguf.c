@@ -2,7 +2,8 @@
  * (NAME-0000K-of-00003.gguf with split.no / split.count / split.tensors.count, as gguf-split
  * writes them) loads as one model whose logits are bitwise those of the single file; a part
  * other than the first, a missing part, a wrong split.no and a tensor count that does not add up
- * are refused with a clear error. */
+ * are refused with a clear error. The huge-page copy holds the file's bytes with its tensors
+ * moved onto 64-byte lines (gguf_copy_shift). */
 #include "formats/gguf.h"
 #include "formats/gguf_write.h"
 #include "test.h"
@@ -61,8 +62,38 @@ static void test_huge_copy_rule(void) {
     CHECK(!gguf_huge_copy_wanted(1 * G, -1, "always [madvise] never"), "MemAvailable unknown: map");
 }
 
+/* the copy puts the file where most tensor bytes start on a 64-byte line, and holds the same
+ * bytes as the mapped file */
+static void test_copy_alignment(void) {
+    gguf_tensor ts[3] = {{.offset = 0, .nbytes = 100}, {.offset = 32, .nbytes = 1000}, {.offset = 96, .nbytes = 10}};
+    gguf_file f = {.n_tensors = 3, .tensors = ts, .data_offset = 64 * 7 + 16};
+    CHECK(gguf_copy_shift(&f) == 16, "shift %zu: the 1010 bytes at 48 mod 64 go to 0", gguf_copy_shift(&f));
+    f.data_offset = 64 * 7 + 32;
+    CHECK(gguf_copy_shift(&f) == 0, "shift %zu: the 1010 bytes at 0 mod 64 stay", gguf_copy_shift(&f));
+    lfm2c_error err = {0};
+    const char *path = DATA("lfm2-kq-moe-q4_k_m.gguf");
+    gguf_file *m = gguf_open(path, &err), *c = gguf_open_ex(path, GGUF_OPEN_HUGE_COPY, &err);
+    CHECK(m && c && c->copied && !m->copied, "open mapped and copied: %s", err.msg);
+    if (m && c) {
+        double best[64] = {0}, aligned = 0, top = 0;
+        CHECK(m->n_tensors == c->n_tensors, "same tensor count");
+        for (uint64_t i = 0; i < m->n_tensors && i < c->n_tensors; i++) {
+            const gguf_tensor *a = &m->tensors[i], *b = &c->tensors[i];
+            CHECK(a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes), "tensor %s: same bytes", a->name);
+            best[(m->data_offset + a->offset) % 64] += (double)a->nbytes;
+            if ((uintptr_t)b->data % 64 == 0) aligned += (double)b->nbytes;
+        }
+        for (int r = 0; r < 64; r++) top = best[r] > top ? best[r] : top;
+        CHECK(aligned == top && top > 0, "%.0f of the most aligned %.0f tensor bytes start on a 64-byte line", aligned, top);
+        CHECK(gguf_set_writable(c, true) == 0 && gguf_set_writable(c, false) == 0, "the copy can be made writable and back");
+    }
+    gguf_close(m);
+    gguf_close(c);
+}
+
 int main(void) {
     test_huge_copy_rule();
+    test_copy_alignment();
     lfm2c_error err = {0};
     const char *src = DATA("lfm2-tiny-dense-f32.gguf");
     gguf_file *g = gguf_open(src, &err);
