@@ -26,9 +26,18 @@
 #   each, total tok/s, for each B of BATCHES (default 4,8,16): `lfm2c bench -b` beside
 #   `llama-batched-bench -npl` (same threads, F16 KV, -fa 1), on BATCH_PRESETS (default 8B-A1B
 #   and 24B-A2B), ROUNDS rounds (default 1), with the worst ratio.
+#        bash bench/cpu_bench.sh --decode [MODELS_DIR]
+#   decode mode (issue 17, decode at the read bandwidth): ROUNDS rounds (default 3) of, for each of
+#   DECODE_PRESETS (default all four) and THREADS (default "1 2"): membw over 1 GB (each thread one
+#   slice, the best of its stream / prefetch patterns), for MoE models membw over PIECE_BUFFER_MB
+#   (default 12288) read in random pieces of one expert matrix (the pattern MoE decode reads), and
+#   `lfm2c bench -n 128 -r REPS` without its first repetition (the weights' first seconds after
+#   the copy; a server decodes for hours). Prints every round and the medians: decode GB/s
+#   (t/s x weights read per token) as a fraction of each bandwidth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-contention=0; depth=0; side=0; batch=0
+contention=0; depth=0; side=0; batch=0; decode=0
+if [ "${1:-}" = "--decode" ]; then decode=1; shift; fi
 if [ "${1:-}" = "--batch" ]; then batch=1; shift; fi
 if [ "${1:-}" = "--contention" ]; then contention=1; shift; fi
 if [ "${1:-}" = "--depth" ]; then depth=1; shift; fi
@@ -45,6 +54,61 @@ warm() {
 }
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
+
+if [ $decode = 1 ]; then
+  presets=${DECODE_PRESETS-lfm2-350m lfm2-1.2b lfm2-8b-a1b lfm2-24b-a2b}; rounds=${ROUNDS:-3}; reps=${REPS:-4}
+  log=$(mktemp)
+  for preset in $presets; do
+    f="$dir/$preset-q4_k_m.gguf"
+    [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
+  done
+  echo "| round | model | threads | tg128 t/s | decode GB/s | membw GB/s | fraction | expert pieces GB/s | fraction |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  for r in $(seq 1 "$rounds"); do
+    for preset in $presets; do
+      f="$dir/$preset-q4_k_m.gguf"
+      info=$(./build/lfm2c info -m "$f")
+      piece_kb=$(echo "$info" | python3 -c "
+import re,sys; s=sys.stdin.read(); e=re.search(r'expert FFN (\d+)', s); h=re.search(r'hidden (\d+)', s)
+print(int(e.group(1))*int(h.group(1))*144//256//1024 if e else 0)")
+      warm "$f"
+      for t in ${THREADS:-1 2}; do
+        bw=$(./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
+        pbw=-
+        [ "$piece_kb" = 0 ] || pbw=$(./build/membw "${PIECE_BUFFER_MB:-12288}" "$t" "$piece_kb" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
+        ./build/lfm2c bench -m "$f" -p 0 -n 128 -t "$t" -r "$reps" -o json > "$log.json" 2> "$log.err"
+        python3 - "$log.json" "$log.err" "$r" "$preset" "$t" "$bw" "$pbw" <<'PY' | tee -a "$log"
+import json, sys
+js, err, r, preset, t, bw, pbw = sys.argv[1:]
+d = json.load(open(js))
+d = d[0] if isinstance(d, list) else d
+s = d["samples_ts"][1:] or d["samples_ts"]
+ts = sum(s) / len(s)
+gb = ts * d["gbps"] / d["avg_ts"]   # t/s x weights read per token
+pf = "-" if pbw == "-" else f"{gb / float(pbw) * 100:.0f}%"
+print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {pf} |")
+PY
+      done
+    done
+  done
+  echo
+  echo "medians over the rounds:"
+  python3 - "$log" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    c = [x.strip() for x in line.strip().strip("|").split("|")]
+    rows.setdefault((c[1], c[2]), []).append(c)
+print("| model | threads | tg128 t/s | decode GB/s | of membw | of expert pieces |")
+print("|---|---:|---:|---:|---:|---:|")
+for (m, t), rs in rows.items():
+    med = lambda i: statistics.median(float(x[i].rstrip("%")) for x in rs if x[i] != "-") if any(x[i] != "-" for x in rs) else None
+    p = med(8)
+    print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {'-' if p is None else f'{p:.0f}%'} |")
+PY
+  rm -f "$log" "$log.json" "$log.err"
+  exit 0
+fi
 
 if [ $batch = 1 ]; then
   [ -n "${LLAMA_DIR:-}" ] || { echo "--batch needs LLAMA_DIR (a llama.cpp build directory)" >&2; exit 2; }

@@ -6,7 +6,11 @@
  * without prefetch, and reports the best: the honest ceiling, not the easiest pattern.
  * Decode of a big model reads each weight once per token, so bandwidth / bytes-per-token is
  * the decode speed limit. The figure in parentheses divides by the slowest thread's CPU time
- * instead of wall time (other processes competing for the cores). Usage: membw [MB] [max_threads] */
+ * instead of wall time (other processes competing for the cores).
+ * With PIECE_KB, every thread reads pieces of that size at random places of the buffer instead
+ * of one slice: MoE decode reads its experts so (an expert's matrix of the 24B-A2B is 1.7 MB,
+ * four of 64 chosen per token and layer), and on a virtual machine with a large buffer this
+ * reads slower than one long stream. Usage: membw [MB] [max_threads] [PIECE_KB] */
 #include "core/threadpool.h"
 
 #if defined(__x86_64__)
@@ -17,8 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 
-typedef struct { const uint8_t *buf; size_t size; uint64_t sink[64]; double cpu[64]; int wide, streams, pf; } job;
+typedef struct { const uint8_t *buf; size_t size, piece; uint64_t sink[64]; double cpu[64]; int wide, streams, pf; unsigned seed; } job;
 
 static double thread_cpu(void) {
     struct timespec ts;
@@ -86,7 +91,17 @@ static void worker(void *arg, int ith, int nth) {
     size_t per = j->size / (size_t)nth / 4096 * 4096;
     const uint8_t *p = j->buf + per * (size_t)ith;
     double t0 = thread_cpu();
-    j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf) : read256(p, per, j->streams, j->pf);
+    if (j->piece) {   /* as many random pieces as fill this thread's share */
+        const size_t n = j->size / j->piece;
+        uint64_t x = (uint64_t)j->seed * 2654435761u + (uint64_t)ith * 40503u + 1;
+        for (size_t i = 0; i < per / j->piece; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            const uint8_t *q = j->buf + (x % n) * j->piece;
+            j->sink[ith] += j->wide ? read512(q, j->piece, j->streams, j->pf) : read256(q, j->piece, j->streams, j->pf);
+        }
+    } else {
+        j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf) : read256(p, per, j->streams, j->pf);
+    }
     j->cpu[ith] = thread_cpu() - t0;
 }
 
@@ -99,19 +114,26 @@ static double now(void) {
 int main(int argc, char **argv) {
     size_t mb = argc > 1 ? (size_t)atol(argv[1]) : 1024;
     int maxt = argc > 2 ? atoi(argv[2]) : 0;
+    const size_t piece = argc > 3 ? (size_t)atol(argv[3]) / 4 * 4 << 10 : 0;   /* whole 4 KB */
     if (maxt <= 0) { threadpool *p = threadpool_new(0); maxt = threadpool_size(p); threadpool_free(p); }
     size_t size = mb << 20;
-    uint8_t *buf = aligned_alloc(4096, size);
+    uint8_t *buf = aligned_alloc(2u << 20, (size + (2u << 20) - 1) / (2u << 20) * (2u << 20));
     if (!buf) { fprintf(stderr, "membw: cannot allocate %zu MB\n", mb); return 1; }
+#ifdef MADV_HUGEPAGE   /* in 2 MB pages where the kernel gives them, as the weights' copy is */
+    madvise(buf, size, MADV_HUGEPAGE);
+#endif
     memset(buf, 1, size);
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    job j = {.buf = buf, .size = size, .wide = __builtin_cpu_supports("avx512f")};
-    printf("membw: %zu MB buffer, %s loads\n", mb, j.wide ? "512-bit" : "256-bit");
+    job j = {.buf = buf, .size = size, .piece = piece, .wide = __builtin_cpu_supports("avx512f")};
+    printf("membw: %zu MB buffer, %s loads", mb, j.wide ? "512-bit" : "256-bit");
 #else
-    job j = {.buf = buf, .size = size, .wide = 0};
-    printf("membw: %zu MB buffer, portable loads\n", mb);
+    job j = {.buf = buf, .size = size, .piece = piece, .wide = 0};
+    printf("membw: %zu MB buffer, portable loads", mb);
 #endif
+    if (piece && piece * 2 > size) { fprintf(stderr, "membw: pieces of %zu KB need a larger buffer\n", piece >> 10); return 2; }
+    if (piece) printf(", random pieces of %zu KB", piece >> 10);
+    printf("\n");
     static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024};
     for (int t = 1; t <= maxt; t++) {
         threadpool *pool = threadpool_new(t);
@@ -123,6 +145,7 @@ int main(int argc, char **argv) {
                 j.pf = pfs[pi];
                 double b = 1e30;
                 for (int rep = 0; rep < 5; rep++) {
+                    j.seed++;
                     double t0 = now();
                     threadpool_run(pool, worker, &j);
                     double dt = now() - t0, c = 0;
@@ -133,7 +156,7 @@ int main(int argc, char **argv) {
                 if (si == 0 && pi == 0) plain = b;
                 if (b < best) best = b, best_s = streams[si], best_pf = pfs[pi];
             }
-        size_t bytes = size / (size_t)t / 4096 * 4096 * (size_t)t;
+        size_t per = size / (size_t)t / 4096 * 4096, bytes = (piece ? per / piece * piece : per) * (size_t)t;
         printf("threads %d: %.1f GB/s (best: %d stream%s per thread%s; one plain stream %.1f GB/s; by thread CPU time %.1f GB/s)\n",
                t, bytes / best / 1e9, best_s, best_s > 1 ? "s" : "", best_pf ? ", prefetch" : "", bytes / plain / 1e9,
                bytes / cbest / 1e9);
