@@ -72,22 +72,21 @@ if [ $decode = 1 ]; then
       piece_kb=$(echo "$info" | python3 -c "
 import re,sys; s=sys.stdin.read(); e=re.search(r'expert FFN (\d+)', s); h=re.search(r'hidden (\d+)', s)
 print(int(e.group(1))*int(h.group(1))*144//256//1024 if e else 0)")
+      mb=$(( $(stat -c %s "$f") >> 20 ))
       warm "$f"
       for t in ${THREADS:-1 2}; do
         bw=$(./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
-        mb=$(( $(stat -c %s "$f") >> 20 ))
         pbw=$(./build/membw "$mb" "$t" $([ "$piece_kb" = 0 ] || echo "$piece_kb") | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
-        ./build/lfm2c bench -m "$f" -p 0 -n 128 -t "$t" -r "$reps" -o json > "$log.json" 2> "$log.err"
-        python3 - "$log.json" "$log.err" "$r" "$preset" "$t" "$bw" "$pbw" <<'PY' | tee -a "$log"
+        ./build/lfm2c bench -m "$f" -p 0 -n 128 -t "$t" -r "$reps" -o json > "$log.json" 2>/dev/null
+        python3 - "$log.json" "$r" "$preset" "$t" "$bw" "$pbw" <<'PY' | tee -a "$log"
 import json, sys
-js, err, r, preset, t, bw, pbw = sys.argv[1:]
+js, r, preset, t, bw, pbw = sys.argv[1:]
 d = json.load(open(js))
 d = d[0] if isinstance(d, list) else d
 s = d["samples_ts"][1:] or d["samples_ts"]
 ts = sum(s) / len(s)
 gb = ts * d["gbps"] / d["avg_ts"]   # t/s x weights read per token
-pf = "-" if pbw == "-" else f"{gb / float(pbw) * 100:.0f}%"
-print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {pf} |")
+print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% |")
 PY
       done
     done
@@ -103,11 +102,10 @@ for line in open(sys.argv[1]):
 print("| model | threads | tg128 t/s | decode GB/s | of membw 1 GB | of membw model-sized |")
 print("|---|---:|---:|---:|---:|---:|")
 for (m, t), rs in rows.items():
-    med = lambda i: statistics.median(float(x[i].rstrip("%")) for x in rs if x[i] != "-") if any(x[i] != "-" for x in rs) else None
-    p = med(8)
-    print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {'-' if p is None else f'{p:.0f}%'} |")
+    med = lambda i: statistics.median(float(x[i].rstrip("%")) for x in rs)
+    print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {med(8):.0f}% |")
 PY
-  rm -f "$log" "$log.json" "$log.err"
+  rm -f "$log" "$log.json"
   exit 0
 fi
 

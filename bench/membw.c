@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
     const size_t piece = argc > 3 ? (size_t)atol(argv[3]) / 4 * 4 << 10 : 0;   /* whole 4 KB */
     if (maxt <= 0) { threadpool *p = threadpool_new(0); maxt = threadpool_size(p); threadpool_free(p); }
     size_t size = mb << 20;
+    if (piece && piece * 2 > size) { fprintf(stderr, "membw: pieces of %zu KB need a larger buffer\n", piece >> 10); return 2; }
     uint8_t *buf = aligned_alloc(2u << 20, (size + (2u << 20) - 1) / (2u << 20) * (2u << 20));
     if (!buf) { fprintf(stderr, "membw: cannot allocate %zu MB\n", mb); return 1; }
 #ifdef MADV_HUGEPAGE   /* in 2 MB pages where the kernel gives them, as the weights' copy is */
@@ -131,7 +132,6 @@ int main(int argc, char **argv) {
     job j = {.buf = buf, .size = size, .piece = piece, .wide = 0};
     printf("membw: %zu MB buffer, portable loads", mb);
 #endif
-    if (piece && piece * 2 > size) { fprintf(stderr, "membw: pieces of %zu KB need a larger buffer\n", piece >> 10); return 2; }
     if (piece) printf(", random pieces of %zu KB", piece >> 10);
     printf("\n");
     static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024};

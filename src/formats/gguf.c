@@ -344,7 +344,9 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
     g->size = (size_t)st.st_size;
     g->owns_map = true;
     bool ok = parse(g, err);
-    if (ok && copy) {   /* parsed on the file's pages; now the copy, laid out by what was read */
+    /* a copy is placed by what the table says (gguf_copy_shift), then parsed again: the
+     * metadata values and tensor pointers point into the bytes (one header, milliseconds) */
+    if (ok && copy) {
         const size_t shift = gguf_copy_shift(g);
         free_tables(g);
         memset(g, 0, sizeof *g);
