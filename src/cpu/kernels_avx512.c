@@ -388,8 +388,11 @@ TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
  * The integers are the same exact S = sum_j sc_j (q_j . a_j) and M = sum_j mn_j bsum_j per
  * output, and the float step is kq_add5's (acc = fma(S, d da, acc); acc = fnma(M, dmin da, acc)),
  * so every output equals the Q4_K tiles' bit for bit. A tile is 16 rows x CB columns; CB == 1
- * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. */
-enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 4 };   /* block bytes; prefetch distance (blocks) */
+ * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. The high
+ * nibbles stay in place (16 x their value, still a byte) and the sub-block's sum is shifted back
+ * once, exactly; the activations come as vpdpbusd's broadcast operand (dpbusd_b5). */
+/* block bytes; decode's prefetch distance (blocks) and locality (0: prefetchnta) */
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 2, X16_PF_LOC = 0 };
 
 /* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
 AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
@@ -420,6 +423,19 @@ AI T5 __m512i x16_minpair5(__m512i mn, int i) {
     return _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b)));
 }
 
+/* acc + the dot of w's unsigned bytes with the 4 signed bytes at x, broadcast: vpdpbusd with an
+ * embedded broadcast operand (one instruction; the compiler emits a separate vpbroadcastd) */
+AI T5 __m512i dpbusd_b5(__m512i acc, __m512i w, const int8_t *x) {
+#if defined(__GNUC__) && !defined(LFM2C_NO_ASM)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)x));
+    return acc;
+#else
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(v));
+#endif
+}
+
 /* One block (256 weights) of one group for CB columns (a[c] their Q8_K blocks), added to acc[c]. */
 AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -437,18 +453,16 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i v = _mm512_loadu_si512(p + 256 + 64 * (8 * jj + g));
-            const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_andnot_si512(m4, v);   /* 16 x nibble */
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++) {
-                int32_t x0, x1;
-                memcpy(&x0, a[c]->qs + 64 * jj + 4 * g, 4);
-                memcpy(&x1, a[c]->qs + 64 * jj + 32 + 4 * g, 4);
+                const int8_t *x0 = a[c]->qs + 64 * jj + 4 * g, *x1 = a[c]->qs + 64 * jj + 32 + 4 * g;
                 if (CB == 1 && (g & 1)) {
-                    B0 = _mm512_dpbusd_epi32(B0, lo, _mm512_set1_epi32(x0));
-                    B1 = _mm512_dpbusd_epi32(B1, hi, _mm512_set1_epi32(x1));
+                    B0 = dpbusd_b5(B0, lo, x0);
+                    B1 = dpbusd_b5(B1, hi, x1);
                 } else {
-                    A0[c] = _mm512_dpbusd_epi32(A0[c], lo, _mm512_set1_epi32(x0));
-                    A1[c] = _mm512_dpbusd_epi32(A1[c], hi, _mm512_set1_epi32(x1));
+                    A0[c] = dpbusd_b5(A0[c], lo, x0);
+                    A1[c] = dpbusd_b5(A1[c], hi, x1);
                 }
             }
         }
@@ -456,6 +470,8 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
             A0[0] = _mm512_add_epi32(A0[0], B0);
             A1[0] = _mm512_add_epi32(A1[0], B1);
         }
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) A1[c] = _mm512_srai_epi32(A1[c], 4);   /* exact: a multiple of 16 */
         const __m512i s0 = x16_lane5(sc8[jj / 2], 2 * (jj % 2)), s1 = x16_lane5(sc8[jj / 2], 2 * (jj % 2) + 1);
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++)
@@ -504,15 +520,13 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
             const __m512i wh = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n, 4), m4, _mm512_and_si512(hh, m30), 0xEA);
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++) {
-                int32_t x0, x1;
-                memcpy(&x0, a[c]->qs + 4 * v, 4);
-                memcpy(&x1, a[c]->qs + 4 * (v + 32), 4);
+                const int8_t *x0 = a[c]->qs + 4 * v, *x1 = a[c]->qs + 4 * (v + 32);
                 if (CB == 1 && (t & 1)) {
-                    B0 = _mm512_dpbusd_epi32(B0, wl, _mm512_set1_epi32(x0));
-                    B1 = _mm512_dpbusd_epi32(B1, wh, _mm512_set1_epi32(x1));
+                    B0 = dpbusd_b5(B0, wl, x0);
+                    B1 = dpbusd_b5(B1, wh, x1);
                 } else {
-                    A0[c] = _mm512_dpbusd_epi32(A0[c], wl, _mm512_set1_epi32(x0));
-                    A1[c] = _mm512_dpbusd_epi32(A1[c], wh, _mm512_set1_epi32(x1));
+                    A0[c] = dpbusd_b5(A0[c], wl, x0);
+                    A1[c] = dpbusd_b5(A1[c], wh, x1);
                 }
             }
         }
@@ -565,16 +579,19 @@ AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
     for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
 }
 
-/* Decode: one group, one column, prefetching X16_PF blocks ahead (the group is one stream; a
- * second stream from another part of the rows measured no faster, and run_groups starts the
- * first blocks of a call). */
+/* Decode: one group, one column, one stream: each block's lines are prefetched X16_PF blocks
+ * ahead, non-temporal (into L1 only: the weights are read once per token, so they do not push
+ * the activations and the KV cache out of L2 / L3). Measured (bench_kernels 1024, one thread):
+ * Q4_K_X16 31-33 GB/s with prefetcht1 4 blocks ahead, 37-41 with prefetchnta 2 ahead, and
+ * worse again 3, 6, 8 ahead; Q6_K_X16 27-28 -> 31-34. Following 2 or 4 groups at once
+ * (one per segment of the rows, as the plain decode tiles do) measured slower: 24-29. */
 AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
     const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
-        for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF * bb + i, 0, PF_LOC);
+        for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF * bb + i, 0, X16_PF_LOC);
         if (q6) x16q6_block5(1, p, a, &acc);
         else x16_block5(1, p, a, &acc);
     }
