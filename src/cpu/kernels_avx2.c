@@ -232,7 +232,7 @@ AI T2 void q45K_dec2(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *p = w + r * w_row + b * bs;
-            prefetch_block(p + PF_BLOCKS * bs, bs);
+            prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
             const uint16_t *dh = (const uint16_t *)p;
             const uint8_t *qh = p + 16, *qs = is_q5 ? p + 48 : p + 16;
             d[r] = _cvtsh_ss(dh[0]);

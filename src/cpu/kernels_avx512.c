@@ -132,7 +132,7 @@ AI T5 void q32_dec5(uint32_t type, int64_t nb, const uint8_t *w, size_t w_row, c
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *p = w + r * w_row + b * bs;
-            prefetch_block(p + 4 * PF_BLOCKS * bs, bs);
+            prefetch_dec(p + 4 * DEC_PF_BLOCKS * bs, bs);
             float d, m;
             __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q32_unpack5(type, p, &d, &m), av);
             if (off_shift >= 0) dot = _mm256_sub_epi32(dot, off);
@@ -331,7 +331,7 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
         const uint8_t *p[4];
         for (int r = 0; r < 4; r++) {
             p[r] = w + r * w_row + b * bs;
-            prefetch_block(p[r] + PF_BLOCKS * bs, bs);
+            prefetch_dec(p[r] + DEC_PF_BLOCKS * bs, bs);
         }
         __m512i h = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p[0]));
         h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)p[1]), 1);
@@ -632,7 +632,8 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
 #pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             const block_q6_K *q6 = (const block_q6_K *)(w + r * w_row) + b;
-            prefetch_block(q6 + PF_BLOCKS, sizeof *q6);
+            if (CB == 1) prefetch_dec(q6 + DEC_PF_BLOCKS, sizeof *q6);
+            else prefetch_block(q6 + PF_BLOCKS, sizeof *q6);
             __m256i sc16y = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)q6->scales));
             __m512i sc16 = _mm512_castsi256_si512(sc16y);
             __m256i sc32 = _mm256_slli_epi16(sc16y, 5);
@@ -851,7 +852,7 @@ AI T5 void fdec_tile5(uint32_t type, int64_t n, const uint8_t *w, size_t seg, co
 #pragma GCC unroll 4
             for (int r = 0; r < 4; r++) {
                 const uint8_t *row = w + r * seg;
-                __builtin_prefetch(row + (i + 16 * PF_BLOCKS) * esz, 0, PF_LOC);
+                __builtin_prefetch(row + (i + 16 * DEC_PF_BLOCKS) * esz, 0, DEC_PF_LOC);
                 acc[r] = _mm512_fmadd_ps(fweights5(type, row, i, k), xv, acc[r]);
             }
         }
