@@ -2,8 +2,9 @@
  * with 512-bit loads (256-bit without AVX-512; on other CPUs, e.g. ARM64, 64-bit loads the
  * compiler widens to its vectors), best of several passes, for 1..N threads.
  * A core keeps more misses in flight when it reads several streams at once (and with software
- * prefetch), so each thread count tries 1, 2, 4 and 8 interleaved streams per thread, with and
- * without prefetch, and reports the best: the honest ceiling, not the easiest pattern.
+ * prefetch), so each thread count tries 1, 2, 4 and 8 interleaved streams per thread, without
+ * prefetch, with prefetch into L2 and with non-temporal prefetch (the decode kernels' kind), and
+ * reports the best: the honest ceiling, not the easiest pattern.
  * Decode of a big model reads each weight once per token, so bandwidth / bytes-per-token is
  * the decode speed limit. The figure in parentheses divides by the slowest thread's CPU time
  * instead of wall time (other processes competing for the cores).
@@ -23,7 +24,7 @@
 #include <time.h>
 #include <sys/mman.h>
 
-typedef struct { const uint8_t *buf; size_t size, piece; uint64_t sink[64]; double cpu[64]; int wide, streams, pf; unsigned seed; } job;
+typedef struct { const uint8_t *buf; size_t size, piece; uint64_t sink[64]; double cpu[64]; int wide, streams, pf, nta; unsigned seed; } job;
 
 static double thread_cpu(void) {
     struct timespec ts;
@@ -31,16 +32,20 @@ static double thread_cpu(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ns streams of n / ns bytes each, read side by side; pf > 0: prefetch pf bytes ahead */
+/* ns streams of n / ns bytes each, read side by side; pf > 0: prefetch pf bytes ahead, into L2
+ * or (nta) non-temporal, into L1 only, as the decode kernels do */
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf) {
+__attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     const size_t per = n / (size_t)ns / 256 * 256;
     for (size_t i = 0; i < per; i += 256)
         for (int s = 0; s < ns; s++) {
             const uint8_t *q = p + s * per + i;
             if (pf)
-                for (int o = 0; o < 256; o += 64) _mm_prefetch((const char *)q + pf + o, _MM_HINT_T1);
+                for (int o = 0; o < 256; o += 64) {
+                    if (nta) _mm_prefetch((const char *)q + pf + o, _MM_HINT_NTA);
+                    else _mm_prefetch((const char *)q + pf + o, _MM_HINT_T1);
+                }
             a0 = _mm512_xor_si512(a0, _mm512_load_si512(q));
             a1 = _mm512_xor_si512(a1, _mm512_load_si512(q + 64));
             a2 = _mm512_xor_si512(a2, _mm512_load_si512(q + 128));
@@ -50,14 +55,17 @@ __attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, siz
     return (uint64_t)_mm512_reduce_add_epi64(a0);
 }
 
-__attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf) {
+__attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf, int nta) {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     const size_t per = n / (size_t)ns / 128 * 128;
     for (size_t i = 0; i < per; i += 128)
         for (int s = 0; s < ns; s++) {
             const uint8_t *q = p + s * per + i;
             if (pf)
-                for (int o = 0; o < 128; o += 64) _mm_prefetch((const char *)q + pf + o, _MM_HINT_T1);
+                for (int o = 0; o < 128; o += 64) {
+                    if (nta) _mm_prefetch((const char *)q + pf + o, _MM_HINT_NTA);
+                    else _mm_prefetch((const char *)q + pf + o, _MM_HINT_T1);
+                }
             a0 = _mm256_xor_si256(a0, _mm256_load_si256((const __m256i *)q));
             a1 = _mm256_xor_si256(a1, _mm256_load_si256((const __m256i *)(q + 32)));
             a2 = _mm256_xor_si256(a2, _mm256_load_si256((const __m256i *)(q + 64)));
@@ -69,15 +77,18 @@ __attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t
     return v[0] + v[1] + v[2] + v[3];
 }
 #else /* portable: 16 words of 64 bits per 128 bytes (ARM64 gcc makes them 128-bit loads) */
-static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf) { (void)p, (void)n, (void)ns, (void)pf; return 0; }
-static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf) {
+static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta) { (void)p, (void)n, (void)ns, (void)pf, (void)nta; return 0; }
+static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf, int nta) {
     uint64_t a[16] = {0};
     const size_t per = n / (size_t)ns / 128 * 128;
     for (size_t i = 0; i < per; i += 128)
         for (int s = 0; s < ns; s++) {
             const uint64_t *q = (const uint64_t *)(const void *)(p + s * per + i);
             if (pf)
-                for (int o = 0; o < 128; o += 64) __builtin_prefetch((const uint8_t *)q + pf + o, 0, 2);
+                for (int o = 0; o < 128; o += 64) {
+                    if (nta) __builtin_prefetch((const uint8_t *)q + pf + o, 0, 0);
+                    else __builtin_prefetch((const uint8_t *)q + pf + o, 0, 2);
+                }
             for (int k = 0; k < 16; k++) a[k] ^= q[k];
         }
     uint64_t v = 0;
@@ -97,10 +108,10 @@ static void worker(void *arg, int ith, int nth) {
         for (size_t i = 0; i < per / j->piece; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             const uint8_t *q = j->buf + (x % n) * j->piece;
-            j->sink[ith] += j->wide ? read512(q, j->piece, j->streams, j->pf) : read256(q, j->piece, j->streams, j->pf);
+            j->sink[ith] += j->wide ? read512(q, j->piece, j->streams, j->pf, j->nta) : read256(q, j->piece, j->streams, j->pf, j->nta);
         }
     } else {
-        j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf) : read256(p, per, j->streams, j->pf);
+        j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf, j->nta) : read256(p, per, j->streams, j->pf, j->nta);
     }
     j->cpu[ith] = thread_cpu() - t0;
 }
@@ -134,15 +145,18 @@ int main(int argc, char **argv) {
 #endif
     if (piece) printf(", random pieces of %zu KB", piece >> 10);
     printf("\n");
-    static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024};
+    /* prefetch: none; 1 KB ahead into L2; 1 KB and 4 KB ahead non-temporal */
+    static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024, 1024, 4096}, ntas[] = {0, 0, 1, 1};
+    static const char *pf_names[] = {"", ", prefetch", ", prefetchnta 1 KB", ", prefetchnta 4 KB"};
     for (int t = 1; t <= maxt; t++) {
         threadpool *pool = threadpool_new(t);
         double best = 1e30, cbest = 1e30, plain = 0;
         int best_s = 1, best_pf = 0;
         for (int si = 0; si < 4; si++)
-            for (int pi = 0; pi < 2; pi++) {
+            for (int pi = 0; pi < 4; pi++) {
                 j.streams = streams[si];
                 j.pf = pfs[pi];
+                j.nta = ntas[pi];
                 double b = 1e30;
                 for (int rep = 0; rep < 5; rep++) {
                     j.seed++;
@@ -154,11 +168,11 @@ int main(int argc, char **argv) {
                     if (c < cbest) cbest = c;
                 }
                 if (si == 0 && pi == 0) plain = b;
-                if (b < best) best = b, best_s = streams[si], best_pf = pfs[pi];
+                if (b < best) best = b, best_s = streams[si], best_pf = pi;
             }
         size_t per = size / (size_t)t / 4096 * 4096, bytes = (piece ? per / piece * piece : per) * (size_t)t;
         printf("threads %d: %.1f GB/s (best: %d stream%s per thread%s; one plain stream %.1f GB/s; by thread CPU time %.1f GB/s)\n",
-               t, bytes / best / 1e9, best_s, best_s > 1 ? "s" : "", best_pf ? ", prefetch" : "", bytes / plain / 1e9,
+               t, bytes / best / 1e9, best_s, best_s > 1 ? "s" : "", pf_names[best_pf], bytes / plain / 1e9,
                bytes / cbest / 1e9);
         threadpool_free(pool);
     }
