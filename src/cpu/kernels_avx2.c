@@ -332,8 +332,8 @@ TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
  * sub-block's scale (in both int16 halves of the lane) gives int32. A tile is 8 rows (a half of
  * the group) x CB columns, one float vector per column, so S, M and the float step are the
  * plain tiles' (see above), lane by lane. */
-/* block bytes; decode's prefetch distance (blocks) and locality: as kernels_avx512.c's x16_dec5 */
-enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K), X16_PF2 = 2, X16_LOC2 = 0 };
+/* block bytes; decode's prefetch distance (blocks; as kernels_avx512.c's x16_dec5) */
+enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K), X16_PF2 = 2 };
 
 /* 8 int16 scales (one per row lane) -> the same scale in both int16 halves of each lane */
 AI T2 __m256i x16_scdup2(__m128i s16) {
@@ -482,7 +482,7 @@ AI T2 void x16_dec2(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
-        for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF2 * bb + i, 0, X16_LOC2);
+        prefetch_dec(p + X16_PF2 * bb, bb);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             if (q6) x16q6_half2(1, h, p, a, &acc[h]);

@@ -391,8 +391,8 @@ TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
  * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. The high
  * nibbles stay in place (16 x their value, still a byte) and the sub-block's sum is shifted back
  * once, exactly; the activations come as vpdpbusd's broadcast operand (dpbusd_b5). */
-/* block bytes; decode's prefetch distance (blocks) and locality (0: prefetchnta) */
-enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 2, X16_PF_LOC = 0 };
+/* block bytes; decode's prefetch distance (blocks; the locality is prefetch_dec's, tiles.h) */
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 2 };
 
 /* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
 AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
@@ -426,7 +426,7 @@ AI T5 __m512i x16_minpair5(__m512i mn, int i) {
 /* acc + the dot of w's unsigned bytes with the 4 signed bytes at x, broadcast: vpdpbusd with an
  * embedded broadcast operand (one instruction; the compiler emits a separate vpbroadcastd) */
 AI T5 __m512i dpbusd_b5(__m512i acc, __m512i w, const int8_t *x) {
-#if defined(__GNUC__) && !defined(LFM2C_NO_ASM)
+#if defined(__GNUC__)
     __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)x));
     return acc;
 #else
@@ -591,7 +591,7 @@ AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
-        for (size_t i = 0; i < bb; i += 64) __builtin_prefetch(p + X16_PF * bb + i, 0, X16_PF_LOC);
+        prefetch_dec(p + X16_PF * bb, bb);
         if (q6) x16q6_block5(1, p, a, &acc);
         else x16_block5(1, p, a, &acc);
     }
