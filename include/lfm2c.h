@@ -93,6 +93,18 @@ typedef struct lfm2c_model_info {
 } lfm2c_model_info;
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
+
+/* Where decode spends its time: the weight products of the CPU backend's one-token forward
+ * passes (decode of one sequence) since the model was opened, as wall seconds inside them and bytes of
+ * weights they read. Against a clock around the steps (lfm2c bench) this gives the share of
+ * decode time in the products and the rate the kernels stream at, to set beside the machine's
+ * read bandwidth (bench/membw); the rest is everything between products. Zero on the CUDA
+ * backend. */
+typedef struct lfm2c_decode_profile {
+    double matmul_seconds, matmul_bytes;
+    long matmul_calls;   /* matmul jobs (one per product, or per group of independent ones) */
+} lfm2c_decode_profile;
+lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *model);
 /* Number of tensors and a description of tensor i (name, type name, shape), for `info`. */
 int lfm2c_model_n_tensors(const lfm2c_model *model);
 void lfm2c_model_tensor_desc(const lfm2c_model *model, int i, const char **name,

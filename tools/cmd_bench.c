@@ -74,16 +74,39 @@ static double run_pp(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_
 }
 
 /* decode of n tokens one at a time on top of the session's context (llama-bench's tgN) */
-static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_t *rng, lfm2c_error *err) {
+/* Decode time and what the weight products took of it (lfm2c_model_decode_profile), summed
+ * over a result's repetitions. */
+typedef struct tg_prof { double seconds, mm_seconds, mm_bytes; long tokens; } tg_prof;
+
+static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_t *rng, tg_prof *p,
+                     lfm2c_error *err) {
     if (back_to_depth(s, depth, err)) return -1;
     int V = lfm2c_model_get_info(m)->n_vocab;
     int32_t tok = random_token(rng, V);
+    const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
     double t0 = now_s();
     for (int i = 0; i < n; i++) {
         if (lfm2c_session_decode(s, &tok, 1, LFM2C_LOGITS_LAST, err)) return -1;
         tok = random_token(rng, V);
     }
-    return n / (now_s() - t0);
+    const double dt = now_s() - t0;
+    if (p) {
+        const lfm2c_decode_profile p1 = lfm2c_model_decode_profile(m);
+        p->seconds += dt;
+        p->mm_seconds += p1.matmul_seconds - p0.matmul_seconds;
+        p->mm_bytes += p1.matmul_bytes - p0.matmul_bytes;
+        p->tokens += n;
+    }
+    return n / dt;
+}
+
+/* Where a tg result's time went: in the weight products (and the rate they read the weights
+ * at, to compare with bench/membw) and between them. */
+static void print_tg_prof(int n, const tg_prof *p) {
+    if (p->mm_seconds <= 0 || p->seconds <= 0) return;   /* not profiled (CUDA) */
+    fprintf(stderr, "tg%d: weight products %.1f%% of the decode time, reading %.1f GB/s; "
+            "%.0f us per token between them\n", n, 100 * p->mm_seconds / p->seconds,
+            p->mm_bytes / p->mm_seconds / 1e9, 1e6 * (p->seconds - p->mm_seconds) / p->tokens);
 }
 
 /* B sequences: prefill each prompt (in batches), then decode all B together; total tok/s */
@@ -275,7 +298,7 @@ int cmd_bench(int argc, char **argv) {
                 } else {
                     /* warm-up: pages the weights in and settles the thread pool */
                     lfm2c_session *w = depth_session(m, 0, 4, &rng, &err);
-                    if (!w || run_tg(m, w, 0, 4, &rng, &err) < 0) return cli_fail("%s", err.msg);
+                    if (!w || run_tg(m, w, 0, 4, &rng, NULL, &err) < 0) return cli_fail("%s", err.msg);
                     lfm2c_session_free(w);
                     int extra = 0;
                     for (int i = 0; i < n_pp; i++) extra = pps[i] > extra ? pps[i] : extra;
@@ -288,14 +311,16 @@ int cmd_bench(int argc, char **argv) {
                                 int n = pass ? tgs[i] : pps[i];
                                 if (n <= 0) continue;
                                 result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0};
+                                tg_prof prof = {0, 0, 0, 0};
                                 for (int k = 0; k < reps; k++) {
-                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &err)
+                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &prof, &err)
                                                     : run_pp(m, s, depths[di], n, &rng, &err);
                                     if (v < 0) return cli_fail("%s", err.msg);
                                     r.samples[r.n++] = v;
                                 }
                                 getrusage(RUSAGE_SELF, &ru);
                                 print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
+                                if (pass && !json && !csv) print_tg_prof(n, &prof);
                             }
                         lfm2c_session_free(s);
                     }

@@ -455,6 +455,7 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
         return -1;
     }
     threadpool_step(m->pool, T);   /* passes of T tokens cost alike: a busy machine may go solo */
+    m->prof_pass = T == 1;         /* decode of one sequence: its products are profiled */
     float *x = slot(m, FWD_X, sizeof(float) * (size_t)T * H);
     float *a = slot(m, FWD_A, sizeof(float) * (size_t)T * H);
     float *out = slot(m, FWD_OUT, sizeof(float) * (size_t)T * H);

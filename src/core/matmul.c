@@ -1,6 +1,7 @@
 /* matmul.c — the threaded matmul (matmul.h): byte-balanced split of the row blocks of all tasks
  * across the pool (mm_part / mm_worker, for prefill), and for decode a static split by bytes with
- * work stealing (mm_worker_dyn); plus the activation quantization that feeds it (prepare_act). */
+ * work stealing (mm_worker_dyn), timed into the model's decode profile (lfm2c.h); plus the
+ * activation quantization that feeds it (prepare_act). */
 #include "core/matmul.h"
 #include "core/scratch.h"
 #include "formats/ggml_types.h"
@@ -8,6 +9,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct mm_job {
     const lfm2c_model *m;
@@ -144,23 +146,16 @@ static void mm_worker_dyn(void *arg, int ith, int nth) {
     }
 }
 
-/* Runs several independent products in one parallel job (e.g. q, k and v; or all experts). */
-void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
-    mm_job job = {m, tasks, n, 0, 0, 0};
-    int max_cols = 0;
-    for (int i = 0; i < n; i++) {
-        job.n_bytes += (double)((tasks[i].w->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK) * ROW_BLOCK * tasks[i].w->row_bytes;
-        if (tasks[i].n_cols > max_cols) max_cols = tasks[i].n_cols;
-    }
-    if (job.n_bytes <= 0) return;
+/* Splits the job over the pool (or runs it here when small). */
+static void matmul_split(lfm2c_model *m, const mm_task *tasks, int n, mm_job *job, int max_cols) {
     const int nth = threadpool_active(m->pool);   /* threads taking part, not indices */
-    if (nth < 2 || job.n_bytes * max_cols < INLINE_WORK) {
-        mm_part(&job, 0, 1);
+    if (nth < 2 || job->n_bytes * max_cols < INLINE_WORK) {
+        mm_part(job, 0, 1);
         return;
     }
-    job.n_parts = nth * MM_PARTS_PER_THREAD;
+    job->n_parts = nth * MM_PARTS_PER_THREAD;
     if (max_cols > DYN_MAX_COLS || nth > DYN_MAX_THREADS || n > DYN_MAX_TASKS) {
-        threadpool_run(m->pool, mm_worker, &job);
+        threadpool_run(m->pool, mm_worker, job);
         return;
     }
     dyn_job djob, *dj = &djob;   /* about 8 KB of stack */
@@ -178,13 +173,13 @@ void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
     }
     const int64_t N = dj->first[n];
     if (N >= (int64_t)UINT32_MAX) {
-        threadpool_run(m->pool, mm_worker, &job);
+        threadpool_run(m->pool, mm_worker, job);
         return;
     }
     /* the static split by bytes, in whole chunks */
     int64_t start = 0;
     for (int t = 0, i = 0; t < nth; t++) {
-        double goal = job.n_bytes * (t + 1) / nth;
+        double goal = job->n_bytes * (t + 1) / nth;
         int64_t end = start;
         while (end < N && (t == nth - 1 || bytes < goal)) {
             while (end >= dj->first[i + 1]) i++;
@@ -195,6 +190,35 @@ void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
         start = end;
     }
     threadpool_run(m->pool, mm_worker_dyn, dj);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Runs several independent products in one parallel job (e.g. q, k and v; or all experts);
+ * during a one-token pass (m->prof_pass) they are timed into m->prof. */
+void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
+    mm_job job = {m, tasks, n, 0, 0, 0};
+    int max_cols = 0;
+    double bytes = 0;
+    for (int i = 0; i < n; i++) {
+        job.n_bytes += (double)((tasks[i].w->ne[1] + ROW_BLOCK - 1) / ROW_BLOCK) * ROW_BLOCK * tasks[i].w->row_bytes;
+        bytes += (double)tasks[i].w->ne[1] * tasks[i].w->row_bytes;
+        if (tasks[i].n_cols > max_cols) max_cols = tasks[i].n_cols;
+    }
+    if (job.n_bytes <= 0) return;
+    if (!m->prof_pass) {
+        matmul_split(m, tasks, n, &job, max_cols);
+        return;
+    }
+    const double t0 = now_s();
+    matmul_split(m, tasks, n, &job, max_cols);
+    m->prof.matmul_seconds += now_s() - t0;
+    m->prof.matmul_bytes += bytes;
+    m->prof.matmul_calls++;
 }
 
 typedef struct quant_job { const lfm2c_model *m; uint32_t fmt; const float *x; int64_t n; uint8_t *dst; size_t row; int T; } quant_job;

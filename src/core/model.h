@@ -42,6 +42,8 @@ struct lfm2c_model {
     const struct lfm2c_backend *backend;   /* what runs it (backend.h); set once attached */
     void *backend_state;               /* the backend's own (CUDA: the device copy), or NULL */
     int type_k, type_v;                /* KV cache types of new sessions (LFM2C_KV_*) */
+    lfm2c_decode_profile prof;         /* matmul_run's products in one-token passes (lfm2c.h) */
+    bool prof_pass;                    /* forward_cpu: the pass is one token (decode) */
 };
 
 /* Validates m->type_k / type_v against the model (session.c). */

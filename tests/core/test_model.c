@@ -342,6 +342,34 @@ static void bad_files(void) {
     lfm2c_model_free(m);
 }
 
+/* The decode profile (lfm2c_model_decode_profile) counts the products of one-token passes only,
+ * and per token they read the weights a decoded token reads (model info), less the small
+ * tensors that are no product (norms, conv kernels, the embedding row). */
+static void check_decode_profile(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "data/%s.gguf", name);
+    lfm2c_error err = {0};
+    lfm2c_model_params p = lfm2c_model_default_params();
+    p.n_threads = 2;
+    lfm2c_model *m = lfm2c_model_open(path, &p, &err);
+    CHECK(m != NULL, "%s: %s", path, err.msg);
+    if (!m) return;
+    lfm2c_session *s = lfm2c_session_new(m, 64, &err);
+    const int32_t ids[] = {1, 498, 582, 1000, 7, 42, 9};
+    CHECK(s && lfm2c_session_decode(s, ids, 4, LFM2C_LOGITS_LAST, &err) == 0, "%s: prefill: %s", name, err.msg);
+    lfm2c_decode_profile a = lfm2c_model_decode_profile(m);
+    CHECK(a.matmul_calls == 0 && a.matmul_seconds == 0 && a.matmul_bytes == 0, "%s: a prefill was profiled", name);
+    for (int i = 4; i < 7; i++) CHECK(lfm2c_session_decode(s, ids + i, 1, LFM2C_LOGITS_LAST, &err) == 0, "%s", err.msg);
+    lfm2c_decode_profile b = lfm2c_model_decode_profile(m);
+    const double per_token = b.matmul_bytes / 3, active = (double)lfm2c_model_get_info(m)->weight_bytes_active;
+    printf("%s: %ld products, %.0f of %.0f bytes per token in them\n", name, b.matmul_calls, per_token, active);
+    CHECK(b.matmul_calls > 0 && b.matmul_calls % 3 == 0 && b.matmul_seconds > 0, "%s: decode not profiled", name);
+    CHECK(per_token > 0.9 * active && per_token <= active, "%s: %.0f bytes per token in products, %.0f read", name,
+          per_token, active);
+    lfm2c_session_free(s);
+    lfm2c_model_free(m);
+}
+
 int main(void) {
     const char *fixtures[] = {"lfm2-tiny-dense-f32", "lfm2-tiny-moe-f32", "lfm2-tiny-dense-q8_0",
                               "lfm2-tiny-dense-q4_0", "lfm2-tiny-moe-q8_0", "lfm2-tiny-moe-q4_0",
@@ -352,6 +380,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(fixtures[i]);
     if (!quick)
         for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_kv_types(fixtures[i]);
+    check_decode_profile("lfm2-kq-dense-q4_k_m");
+    check_decode_profile("lfm2-kq-moe-q4_k_m");
     bad_files();
     TEST_MAIN_END();
 }
