@@ -76,7 +76,6 @@ static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) 
     for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
 
 /* NEOX rotation of one head: pairs (i, i + d/2) by angle pos * theta^(-2i/d). */
 static void rope_neox(float *x, const float *cs, int d) {
@@ -270,16 +269,16 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
 
 /* ---- feed-forward: dense SwiGLU (spec 2.5) and MoE (spec 2.6) -------------------------------- */
 
-typedef struct swiglu_job { float *g; const float *u; } swiglu_job;
+typedef struct swiglu_job { float *g; const float *u; const kernel_ops *k; } swiglu_job;
 
 static void swiglu_range(void *arg, size_t i0, size_t i1) {
     const swiglu_job *j = arg;
-    for (size_t i = i0; i < i1; i++) j->g[i] = silu(j->g[i]) * j->u[i];
+    j->k->swiglu(j->g + i0, j->u + i0, (int64_t)(i1 - i0));
 }
 
-/* g = silu(g) * u, elementwise */
+/* g = silu(g) * u, elementwise (the kernel table's, kernels.h: the same bits on every table) */
 static void swiglu(lfm2c_model *m, float *g, const float *u, size_t n) {
-    swiglu_job j = {g, u};
+    swiglu_job j = {g, u, m->kern};
     par_range(m, n, 16, swiglu_range, &j);
 }
 

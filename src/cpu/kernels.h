@@ -50,6 +50,15 @@ size_t kv_bytes_per_token(int type_k, int type_v, int n_head_kv, int hd);
 void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x);
 void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x);
 float kv_exp(float x);   /* exp of x <= 0 (the contract's); 0 below -87.3 */
+/* ---- SwiGLU, elementwise: g[i] = silu(g[i]) * u[i], the contract: with E = kv_exp(-|x|),
+ * silu(x) = x / (1 + E) for x >= 0 and (x * E) / (1 + E) otherwise (never exp of a positive
+ * argument, so no overflow), each operation rounded once as written. Every table computes
+ * exactly this (bitwise), whatever the length and start of the call (kernels_attn.c holds the
+ * truth). */
+void swiglu_scalar(float *g, const float *u, int64_t n);
+void swiglu_x86_avx512(float *g, const float *u, int64_t n);   /* kernels_attn_x86.c */
+void swiglu_x86_avx2(float *g, const float *u, int64_t n);
+void swiglu_arm_neon(float *g, const float *u, int64_t n);      /* kernels_attn_neon.c */
 void attention_scalar(const attn_call *c);
 void attention_x86_avx512(const attn_call *c);   /* kernels_attn_x86.c (x86 only) */
 void attention_x86_avx2(const attn_call *c);
@@ -74,6 +83,8 @@ typedef struct kernel_ops {
      * the same results bit for bit. NULL: always wtype. Row ranges given to matmul then start
      * and end on multiples of the group (16 rows). */
     uint32_t (*packed_type)(uint32_t wtype, int64_t n_rows);
+    /* the SwiGLU contract above */
+    void (*swiglu)(float *g, const float *u, int64_t n);
 } kernel_ops;
 
 /* ---- the scalar truth (kernels_scalar.c) ---------------------------------------------------- */

@@ -91,6 +91,13 @@ float kv_exp(float x) {
     return p * s;
 }
 
+void swiglu_scalar(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i], e = kv_exp(-fabsf(x));
+        g[i] = (x >= 0.0f ? x / (1.0f + e) : (x * e) / (1.0f + e)) * u[i];
+    }
+}
+
 static float k_value(int type, const uint8_t *b, int i, int j) {
     if (type == KV_F32) { float f; memcpy(&f, b + ((size_t)i * KV_KB + j) * 4, 4); return f; }
     ggml_half h;

@@ -1,7 +1,7 @@
 /* kernels_attn_neon.c — the attention contract (kernels.h, truth in kernels_attn.c) with ARM64
  * NEON: a 16-lane vector is four float32x4 (the K cache is transposed in blocks of 16 positions),
  * the head dimension walked in order, fp16 (FCVTL) and int8 widened exactly. The body is
- * kernels_attn_body.inc, as for x86; -ffp-contract=off as the truth, every fma named. Plain ASIMD,
+ * kernels_attn_body.inc, as for x86 (with the SwiGLU contract); -ffp-contract=off as the truth, every fma named. Plain ASIMD,
  * so all three NEON tables use it. */
 #include "cpu/kernels.h"
 
@@ -55,6 +55,12 @@ AN V4 v4_keep_gt(V4 v, V4 x, float lim) {
     const float32x4_t l = vdupq_n_f32(lim);
     return (V4){keep_gt(v.a, x.a, l), keep_gt(v.b, x.b, l), keep_gt(v.c, x.c, l), keep_gt(v.d, x.d, l)};
 }
+AN V4 v4_div(V4 a, V4 b) { return (V4){vdivq_f32(a.a, b.a), vdivq_f32(a.b, b.b), vdivq_f32(a.c, b.c), vdivq_f32(a.d, b.d)}; }
+AN V4 v4_negabs(V4 x) { return (V4){vnegq_f32(vabsq_f32(x.a)), vnegq_f32(vabsq_f32(x.b)), vnegq_f32(vabsq_f32(x.c)), vnegq_f32(vabsq_f32(x.d))}; }
+AN float32x4_t sel_ge0(float32x4_t x, float32x4_t a, float32x4_t b) { return vbslq_f32(vcgeq_f32(x, vdupq_n_f32(0.0f)), a, b); }
+AN V4 v4_sel_ge0(V4 x, V4 a, V4 b) {   /* x >= 0 ? a : b */
+    return (V4){sel_ge0(x.a, a.a, b.a), sel_ge0(x.b, a.b, b.b), sel_ge0(x.c, a.c, b.c), sel_ge0(x.d, a.d, b.d)};
+}
 AN V4 v4_tail(V4 v, int nb) {
     float t[16];
     v4_store(t, v);
@@ -75,7 +81,11 @@ AN V4 v4_tail(V4 v, int nb) {
 #define VPOW2(fn) v4_pow2(fn)
 #define VKEEP_GT(v, x, lim) v4_keep_gt((v), (x), (lim))
 #define VTAIL_NEGINF(v, nb) v4_tail((v), (nb))
+#define VDIV(a, b) v4_div((a), (b))
+#define VNEGABS(x) v4_negabs(x)
+#define VSEL_GE0(x, a, b) v4_sel_ge0((x), (a), (b))
 #include "cpu/kernels_attn_body.inc"
 
 void attention_arm_neon(const attn_call *c) { attention_neon(c); }
+void swiglu_arm_neon(float *g, const float *u, int64_t n) { swiglu_neon(g, u, n); }
 #endif

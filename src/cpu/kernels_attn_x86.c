@@ -9,6 +9,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* ---- AVX-512: one __m512 per 16 lanes -------------------------------------------------------- */
@@ -31,6 +32,9 @@ typedef __m512 V;
 #define VPOW2(fn) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fn), _mm512_set1_epi32(127)), 23))
 #define VKEEP_GT(v, x, lim) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((x), _mm512_set1_ps(lim), _CMP_GT_OQ), (v))
 #define VTAIL_NEGINF(v, nb) _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << (nb)) - 1), (v))
+#define VDIV(a, b) _mm512_div_ps((a), (b))
+#define VNEGABS(x) _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN)))
+#define VSEL_GE0(x, a, b) _mm512_mask_mov_ps((b), _mm512_cmp_ps_mask((x), _mm512_setzero_ps(), _CMP_GE_OQ), (a))
 #include "cpu/kernels_attn_body.inc"
 #undef ATTR
 #undef FN
@@ -50,6 +54,9 @@ typedef __m512 V;
 #undef VPOW2
 #undef VKEEP_GT
 #undef VTAIL_NEGINF
+#undef VDIV
+#undef VNEGABS
+#undef VSEL_GE0
 
 /* ---- AVX2: two __m256 per 16 lanes ---------------------------------------------------------- */
 #define ATTR __attribute__((target("avx2,fma,f16c")))
@@ -89,6 +96,16 @@ A2 V2 v2_keep_gt(V2 v, V2 x, float lim) {
     __m256 l = _mm256_set1_ps(lim);
     return (V2){_mm256_and_ps(v.a, _mm256_cmp_ps(x.a, l, _CMP_GT_OQ)), _mm256_and_ps(v.b, _mm256_cmp_ps(x.b, l, _CMP_GT_OQ))};
 }
+A2 V2 v2_div(V2 a, V2 b) { return (V2){_mm256_div_ps(a.a, b.a), _mm256_div_ps(a.b, b.b)}; }
+A2 V2 v2_negabs(V2 x) {
+    const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(INT32_MIN));
+    return (V2){_mm256_or_ps(x.a, s), _mm256_or_ps(x.b, s)};
+}
+A2 V2 v2_sel_ge0(V2 x, V2 a, V2 b) {   /* x >= 0 ? a : b */
+    const __m256 z = _mm256_setzero_ps();
+    return (V2){_mm256_blendv_ps(b.a, a.a, _mm256_cmp_ps(x.a, z, _CMP_GE_OQ)),
+                _mm256_blendv_ps(b.b, a.b, _mm256_cmp_ps(x.b, z, _CMP_GE_OQ))};
+}
 A2 V2 v2_tail(V2 v, int nb) {
     float t[16];
     v2_store(t, v);
@@ -109,8 +126,13 @@ A2 V2 v2_tail(V2 v, int nb) {
 #define VPOW2(fn) v2_pow2(fn)
 #define VKEEP_GT(v, x, lim) v2_keep_gt((v), (x), (lim))
 #define VTAIL_NEGINF(v, nb) v2_tail((v), (nb))
+#define VDIV(a, b) v2_div((a), (b))
+#define VNEGABS(x) v2_negabs(x)
+#define VSEL_GE0(x, a, b) v2_sel_ge0((x), (a), (b))
 #include "cpu/kernels_attn_body.inc"
 
 void attention_x86_avx512(const attn_call *c) { attention_avx512(c); }
 void attention_x86_avx2(const attn_call *c) { attention_avx2(c); }
+void swiglu_x86_avx512(float *g, const float *u, int64_t n) { swiglu_avx512(g, u, n); }
+void swiglu_x86_avx2(float *g, const float *u, int64_t n) { swiglu_avx2(g, u, n); }
 #endif

@@ -376,6 +376,41 @@ static void test_x86_kquants_agree(const kernel_ops *const *tables, int nt) {
     free(act), free(x), free(o2), free(o5);
 }
 
+/* SwiGLU (kernels.h): every table gives the truth's bits for any length and start (the forward
+ * pass cuts the vector among threads anywhere), and the truth is silu(x) * u to a few ulp
+ * (and about 1e-36 absolute, where the contract's exp is 0),
+ * specials included (signed zeros, overflowing exp arguments, infinities, NaN). */
+static void test_swiglu(const kernel_ops *k) {
+    enum { N = 203 };
+    float g[N], u[N], want[N], got[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (float)((int)(rnd() % 4001) - 2000) * (i % 3 ? 0.01f : 0.1f);
+        u[i] = (float)((int)(rnd() % 2001) - 1000) * 0.003f;
+    }
+    const float specials[] = {0.0f, -0.0f, 87.0f, -87.0f, 88.5f, -88.5f, 200.0f, -200.0f, 1e-30f, -1e-30f,
+                              INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < sizeof specials / sizeof *specials; i++) g[3 + 7 * i] = specials[i];
+    memcpy(want, g, sizeof g);
+    swiglu_scalar(want, u, N);
+    int far = 0;
+    for (int i = 0; i < N; i++) {
+        const double x = g[i], ref = x / (1.0 + exp(-x)) * u[i];
+        if (isnan(x)) { far += !isnan(want[i]); continue; }
+        if (isinf(x) && x < 0) { far += !isnan(want[i]); continue; }   /* -inf * 0, as x / (1 + exp(-x)) */
+        if (isinf(x)) { far += !(want[i] == (float)(x * u[i]) || (u[i] == 0 && isnan(want[i]))); continue; }
+        far += fabs(want[i] - ref) > 4e-7 * fabs(ref) + 1e-35;   /* exp below -87.3 is 0 */
+    }
+    CHECK(far == 0, "swiglu truth: %d of %d values off silu(x) * u", far, N);
+    for (int start = 0; start < 20; start += 3)
+        for (int len = 0; start + len <= N; len += len < 40 ? 1 : 37) {
+            memcpy(got, g, sizeof g);
+            k->swiglu(got + start, u + start, len);
+            int diff = memcmp(got, g, sizeof(float) * start) || memcmp(got + start + len, g + start + len, sizeof(float) * (N - start - len));
+            for (int i = start; i < start + len; i++) diff += memcmp(&got[i], &want[i], 4) != 0;
+            CHECK(diff == 0, "%s swiglu start %d length %d: %d values differ from the truth", k->isa, start, len, diff);
+        }
+}
+
 int main(void) {
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);
@@ -403,6 +438,7 @@ int main(void) {
         test_quantize(tables[i]);
         test_matmul(tables[i]);
         test_packed(tables[i]);
+        test_swiglu(tables[i]);
     }
     test_tile_invariance(tables, n);
     test_x86_kquants_agree(tables, n);
