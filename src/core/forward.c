@@ -394,8 +394,9 @@ static size_t act_row_bytes(int64_t n) {
     return q80 > q8k ? q80 : q8k;
 }
 
-/* Grows every scratch buffer to what a batch of T tokens (n_out of them wanting logits) needs,
- * before any work starts: an allocation failure is then an error, not a crash mid-layer. */
+/* Grows every scratch buffer to what a batch of T tokens (n_out of them wanting logits in
+ * scratch) needs, before any work starts: an allocation failure is then an error, not a crash
+ * mid-layer. */
 static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_out) {
     const lfm2c_model_info *in = &m->info;
     const size_t H = in->n_embd, hd = in->head_dim, nq = (size_t)in->n_head * hd;
@@ -444,12 +445,28 @@ static void add_norm(lfm2c_model *m, int T, float *x, const float *out, float *a
  * want logits; a block's output; cos / sin per token; the logits */
 enum { FWD_X = S_X, FWD_A = S_A, FWD_OUT = S_OUT, FWD_ROPE = S_ROPE, FWD_LOGITS = S_LOGITS };
 
+/* Where the head can write the logits itself: when the tokens that want them are consecutive
+ * rows of one sequence's logits (a decode step; a prompt with every position's logits), their
+ * first row; else NULL (they are computed together and copied out). */
+static float *head_rows(const fwd_token *toks, int T, int V) {
+    struct lfm2c_session *seq = NULL;
+    int first = -1, n = 0;
+    for (int t = 0; t < T; t++) {
+        if (toks[t].out_row < 0) continue;
+        if (!n) seq = toks[t].seq, first = toks[t].out_row;
+        else if (toks[t].seq != seq || toks[t].out_row != first + n) return NULL;
+        n++;
+    }
+    return n ? seq->logits + (size_t)first * V : NULL;
+}
+
 int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
     const int H = in->n_embd, hd = in->head_dim;
     int n_out = 0;
     for (int t = 0; t < T; t++) n_out += toks[t].out_row >= 0;
-    if (!reserve_scratch(m, toks, T, n_out)) {
+    /* logits the head writes straight into the sequence need no scratch */
+    if (!reserve_scratch(m, toks, T, head_rows(toks, T, in->n_vocab) ? 0 : n_out)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
         return -1;
     }
@@ -486,9 +503,10 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
             rmsnorm(a + (size_t)n_out++ * H, x + (size_t)t * H, (const float *)m->out_norm.data, H, in->norm_eps);
     if (!n_out) return 0;
     const int V = in->n_vocab;
-    float *logits = slot(m, FWD_LOGITS, sizeof(float) * (size_t)n_out * V);
+    float *direct = head_rows(toks, T, V);
+    float *logits = direct ? direct : slot(m, FWD_LOGITS, sizeof(float) * (size_t)n_out * V);
     matmul(m, &m->output, a, n_out, logits);
-    for (int t = 0, i = 0; t < T; t++)
+    for (int t = 0, i = 0; !direct && t < T; t++)
         if (toks[t].out_row >= 0)
             memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, logits + (size_t)i++ * V, sizeof(float) * V);
     return 0;
