@@ -70,8 +70,15 @@ static void matmul(lfm2c_model *m, const tensor *w, const float *x, int T, float
 /* ---- small pieces --------------------------------------------------------------------------- */
 
 static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    /* the sum of squares in double, in 8 interleaved partial sums added as a fixed tree: the
+     * compiler can vectorize it (one serial chain costs ~4 cycles a value) and every token gets
+     * the same order */
+    double p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) p[k] += (double)x[i + k] * x[i + k];
+    for (; i < n; i++) p[0] += (double)x[i] * x[i];
+    const double ss = ((p[0] + p[4]) + (p[2] + p[6])) + ((p[1] + p[5]) + (p[3] + p[7]));
     float scale = (float)(1.0 / sqrt(ss / n + eps));
     for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
