@@ -34,7 +34,8 @@
 #   memory: on a virtual machine 12 GB read slower than 1 GB, whatever the pattern); and `lfm2c
 #   bench -n 128 -r REPS` without its first repetition (the weights' first seconds after the copy;
 #   a server decodes for hours). Prints every round and the medians: decode GB/s (t/s x weights
-#   read per token) as a fraction of each bandwidth.
+#   read per token) as a fraction of each bandwidth, and from the decode profile the share of
+#   decode time inside the weight products and the GB/s they read at (the kernels' own stream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contention=0; depth=0; side=0; batch=0; decode=0
@@ -63,8 +64,8 @@ if [ $decode = 1 ]; then
     f="$dir/$preset-q4_k_m.gguf"
     [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
   done
-  echo "| round | model | threads | tg128 t/s | decode GB/s | membw 1 GB | fraction | membw model-sized | fraction |"
-  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| round | model | threads | tg128 t/s | decode GB/s | membw 1 GB | fraction | membw model-sized | fraction | in weight products | their GB/s |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for r in $(seq 1 "$rounds"); do
     for preset in $presets; do
       f="$dir/$preset-q4_k_m.gguf"
@@ -86,7 +87,8 @@ d = d[0] if isinstance(d, list) else d
 s = d["samples_ts"][1:] or d["samples_ts"]
 ts = sum(s) / len(s)
 gb = ts * d["gbps"] / d["avg_ts"]   # t/s x weights read per token
-print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% |")
+share, mgb = d.get("matmul_share", 0), d.get("matmul_gbps", 0)   # all repetitions (lfm2c_model_decode_profile)
+print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% | {share * 100:.1f}% | {mgb:.1f} |")
 PY
       done
     done
@@ -99,11 +101,11 @@ rows = {}
 for line in open(sys.argv[1]):
     c = [x.strip() for x in line.strip().strip("|").split("|")]
     rows.setdefault((c[1], c[2]), []).append(c)
-print("| model | threads | tg128 t/s | decode GB/s | of membw 1 GB | of membw model-sized |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| model | threads | tg128 t/s | decode GB/s | of membw 1 GB | of membw model-sized | in weight products | their GB/s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for (m, t), rs in rows.items():
     med = lambda i: statistics.median(float(x[i].rstrip("%")) for x in rs)
-    print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {med(8):.0f}% |")
+    print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {med(8):.0f}% | {med(9):.1f}% | {med(10):.1f} |")
 PY
   rm -f "$log" "$log.json"
   exit 0

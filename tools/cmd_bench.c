@@ -18,11 +18,16 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Decode time and what the weight products took of it (lfm2c_model_decode_profile), summed
+ * over a result's repetitions. */
+typedef struct tg_prof { double seconds, mm_seconds, mm_bytes; long tokens; } tg_prof;
+
 typedef struct result {
     const char *test;   /* "pp" / "tg" / "batch" */
     int n_prompt, n_gen, batch, depth;
     double samples[64]; /* tokens/s per repetition */
     int n;
+    tg_prof prof;       /* tg: where the time went (zero when not profiled: CUDA) */
 } result;
 
 static void stats(const result *r, double *avg, double *sd) {
@@ -74,10 +79,6 @@ static double run_pp(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_
 }
 
 /* decode of n tokens one at a time on top of the session's context (llama-bench's tgN) */
-/* Decode time and what the weight products took of it (lfm2c_model_decode_profile), summed
- * over a result's repetitions. */
-typedef struct tg_prof { double seconds, mm_seconds, mm_bytes; long tokens; } tg_prof;
-
 static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_t *rng, tg_prof *p,
                      lfm2c_error *err) {
     if (back_to_depth(s, depth, err)) return -1;
@@ -204,7 +205,12 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                (unsigned long long)in->n_params, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
                r->n_gen, r->depth, test, avg, sd);
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
-        printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f}", gbps, rss_mb);
+        printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f", gbps, rss_mb);
+        const tg_prof *p = &r->prof;
+        if (p->mm_seconds > 0 && p->seconds > 0)   /* the share of decode time in the weight products, their GB/s */
+            printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f", p->mm_seconds / p->seconds,
+                   p->mm_bytes / p->mm_seconds / 1e9);
+        printf("}");
         *first_row = 0;
     } else if (!strcmp(fmt, "csv")) {
         printf("%s,%d,%d,%d,%d,%.3f,%.3f,%.3f,%.1f,%d,%s,%s\n", model_path, nth, r->batch, r->n_prompt, r->n_gen,
@@ -286,7 +292,7 @@ int cmd_bench(int argc, char **argv) {
                 struct rusage ru;
                 if (n_b > 0) {
                     for (int bi = 0; bi < n_b; bi++) {
-                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0};
+                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {0, 0, 0, 0}};
                         for (int k = 0; k < reps; k++) {
                             double v = run_batched(m, batches[bi], pps[0], tgs[0], &rng, &err);
                             if (v < 0) return cli_fail("%s", err.msg);
@@ -310,17 +316,16 @@ int cmd_bench(int argc, char **argv) {
                             for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
                                 int n = pass ? tgs[i] : pps[i];
                                 if (n <= 0) continue;
-                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0};
-                                tg_prof prof = {0, 0, 0, 0};
+                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {0, 0, 0, 0}};
                                 for (int k = 0; k < reps; k++) {
-                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &prof, &err)
+                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &r.prof, &err)
                                                     : run_pp(m, s, depths[di], n, &rng, &err);
                                     if (v < 0) return cli_fail("%s", err.msg);
                                     r.samples[r.n++] = v;
                                 }
                                 getrusage(RUSAGE_SELF, &ru);
                                 print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
-                                if (pass && !json && !csv) print_tg_prof(n, &prof);
+                                if (pass && !json && !csv) print_tg_prof(n, &r.prof);
                             }
                         lfm2c_session_free(s);
                     }
