@@ -87,7 +87,9 @@ d = d[0] if isinstance(d, list) else d
 s = d["samples_ts"][1:] or d["samples_ts"]
 ts = sum(s) / len(s)
 gb = ts * d["gbps"] / d["avg_ts"]   # t/s x weights read per token
-share, mgb = d.get("matmul_share", 0), d.get("matmul_gbps", 0)   # all repetitions (lfm2c_model_decode_profile)
+ps, pg = d.get("samples_matmul_share", [0]), d.get("samples_matmul_gbps", [0])   # lfm2c_model_decode_profile
+ps, pg = ps[1:] or ps, pg[1:] or pg   # the same repetitions as the t/s
+share, mgb = sum(ps) / len(ps), sum(pg) / len(pg)
 print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% | {share * 100:.1f}% | {mgb:.1f} |")
 PY
       done

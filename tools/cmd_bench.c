@@ -18,8 +18,9 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Decode time and what the weight products took of it (lfm2c_model_decode_profile), summed
- * over a result's repetitions. */
+/* Decode time and what the weight products took of it (lfm2c_model_decode_profile): summed
+ * over a result's repetitions, and per repetition (the first is often slow: weights just
+ * copied, caches cold). */
 typedef struct tg_prof { double seconds, mm_seconds, mm_bytes; long tokens; } tg_prof;
 
 typedef struct result {
@@ -28,6 +29,7 @@ typedef struct result {
     double samples[64]; /* tokens/s per repetition */
     int n;
     tg_prof prof;       /* tg: where the time went (zero when not profiled: CUDA) */
+    double mm_share[64], mm_gbps[64];   /* the same per repetition */
 } result;
 
 static void stats(const result *r, double *avg, double *sd) {
@@ -208,8 +210,14 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
         printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f", gbps, rss_mb);
         const tg_prof *p = &r->prof;
         if (p->mm_seconds > 0 && p->seconds > 0)   /* the share of decode time in the weight products, their GB/s */
-            printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f", p->mm_seconds / p->seconds,
-                   p->mm_bytes / p->mm_seconds / 1e9);
+        {
+            printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [",
+                   p->mm_seconds / p->seconds, p->mm_bytes / p->mm_seconds / 1e9);
+            for (int k = 0; k < r->n; k++) printf("%s%.4f", k ? ", " : "", r->mm_share[k]);
+            printf("], \"samples_matmul_gbps\": [");
+            for (int k = 0; k < r->n; k++) printf("%s%.3f", k ? ", " : "", r->mm_gbps[k]);
+            printf("]");
+        }
         printf("}");
         *first_row = 0;
     } else if (!strcmp(fmt, "csv")) {
@@ -292,7 +300,7 @@ int cmd_bench(int argc, char **argv) {
                 struct rusage ru;
                 if (n_b > 0) {
                     for (int bi = 0; bi < n_b; bi++) {
-                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {0, 0, 0, 0}};
+                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {0, 0, 0, 0}, {0}, {0}};
                         for (int k = 0; k < reps; k++) {
                             double v = run_batched(m, batches[bi], pps[0], tgs[0], &rng, &err);
                             if (v < 0) return cli_fail("%s", err.msg);
@@ -316,11 +324,16 @@ int cmd_bench(int argc, char **argv) {
                             for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
                                 int n = pass ? tgs[i] : pps[i];
                                 if (n <= 0) continue;
-                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {0, 0, 0, 0}};
+                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {0, 0, 0, 0}, {0}, {0}};
                                 for (int k = 0; k < reps; k++) {
-                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &r.prof, &err)
+                                    tg_prof one = {0, 0, 0, 0};
+                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &one, &err)
                                                     : run_pp(m, s, depths[di], n, &rng, &err);
                                     if (v < 0) return cli_fail("%s", err.msg);
+                                    r.mm_share[r.n] = one.seconds > 0 ? one.mm_seconds / one.seconds : 0;
+                                    r.mm_gbps[r.n] = one.mm_seconds > 0 ? one.mm_bytes / one.mm_seconds / 1e9 : 0;
+                                    r.prof.seconds += one.seconds, r.prof.mm_seconds += one.mm_seconds;
+                                    r.prof.mm_bytes += one.mm_bytes, r.prof.tokens += one.tokens;
                                     r.samples[r.n++] = v;
                                 }
                                 getrusage(RUSAGE_SELF, &ru);
