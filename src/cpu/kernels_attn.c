@@ -1,6 +1,7 @@
 /* kernels_attn.c — the KV cache layouts (kernels.h) and the scalar truth of the attention
- * contract: one query against keys 0..n-1, blocked over 16 keys with an online softmax.
- * The SIMD versions (kernels_attn_x86.c) compute the same operations in the same order, so
+ * contract: one query against keys 0..n-1, blocked over 16 keys with an online softmax; and of
+ * the SwiGLU contract, which shares its exp. The SIMD versions (kernels_attn_x86.c,
+ * kernels_attn_neon.c) compute the same operations in the same order, so
  * they are tested bitwise against this file. Built with -ffp-contract=off: every fused
  * multiply-add here is an explicit fmaf, and no other product may be fused. */
 #include "cpu/kernels.h"
