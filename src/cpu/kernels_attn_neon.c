@@ -1,8 +1,8 @@
 /* kernels_attn_neon.c — the attention contract (kernels.h, truth in kernels_attn.c) with ARM64
  * NEON: a 16-lane vector is four float32x4 (the K cache is transposed in blocks of 16 positions),
  * the head dimension walked in order, fp16 (FCVTL) and int8 widened exactly. The body is
- * kernels_attn_body.inc, as for x86 (with the SwiGLU contract); -ffp-contract=off as the truth, every fma named. Plain ASIMD,
- * so all three NEON tables use it. */
+ * kernels_attn_body.inc, as for x86 (the SwiGLU contract too); -ffp-contract=off as the truth,
+ * every fma named. Plain ASIMD, so all three NEON tables use it. */
 #include "cpu/kernels.h"
 
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
