@@ -95,8 +95,8 @@ typedef struct lfm2c_model_info {
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
 
 /* Where decode spends its time: the weight products of the CPU backend's one-token forward
- * passes (decode of one sequence) since the model was opened, as wall seconds inside them and bytes of
- * weights they read. Against a clock around the steps (lfm2c bench) this gives the share of
+ * passes (decode of one sequence) since the model was opened, as wall seconds inside them and
+ * bytes of weights they read. Against a clock around the steps (lfm2c bench) this gives the share of
  * decode time in the products and the rate the kernels stream at, to set beside the machine's
  * read bandwidth (bench/membw); the rest is everything between products. Zero on the CUDA
  * backend. */

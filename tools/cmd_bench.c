@@ -28,8 +28,7 @@ typedef struct result {
     int n_prompt, n_gen, batch, depth;
     double samples[64]; /* tokens/s per repetition */
     int n;
-    tg_prof prof;       /* tg: where the time went (zero when not profiled: CUDA) */
-    double mm_share[64], mm_gbps[64];   /* the same per repetition */
+    tg_prof prof[64];   /* tg: where each repetition's time went (zero when not profiled: CUDA) */
 } result;
 
 static void stats(const result *r, double *avg, double *sd) {
@@ -103,13 +102,28 @@ static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_
     return n / dt;
 }
 
+static bool profiled(const tg_prof *p) { return p->mm_seconds > 0 && p->seconds > 0; }   /* not on CUDA */
+static double prof_share(const tg_prof *p) { return profiled(p) ? p->mm_seconds / p->seconds : 0; }
+static double prof_gbps(const tg_prof *p) { return profiled(p) ? p->mm_bytes / p->mm_seconds / 1e9 : 0; }
+
+/* a result's repetitions together */
+static tg_prof prof_sum(const result *r) {
+    tg_prof s = {0, 0, 0, 0};
+    for (int k = 0; k < r->n; k++) {
+        s.seconds += r->prof[k].seconds, s.mm_seconds += r->prof[k].mm_seconds;
+        s.mm_bytes += r->prof[k].mm_bytes, s.tokens += r->prof[k].tokens;
+    }
+    return s;
+}
+
 /* Where a tg result's time went: in the weight products (and the rate they read the weights
  * at, to compare with bench/membw) and between them. */
-static void print_tg_prof(int n, const tg_prof *p) {
-    if (p->mm_seconds <= 0 || p->seconds <= 0) return;   /* not profiled (CUDA) */
+static void print_tg_prof(const result *r) {
+    const tg_prof p = prof_sum(r);
+    if (!profiled(&p)) return;
     fprintf(stderr, "tg%d: weight products %.1f%% of the decode time, reading %.1f GB/s; "
-            "%.0f us per token between them\n", n, 100 * p->mm_seconds / p->seconds,
-            p->mm_bytes / p->mm_seconds / 1e9, 1e6 * (p->seconds - p->mm_seconds) / p->tokens);
+            "%.0f us per token between them\n", r->n_gen, 100 * prof_share(&p), prof_gbps(&p),
+            1e6 * (p.seconds - p.mm_seconds) / p.tokens);
 }
 
 /* B sequences: prefill each prompt (in batches), then decode all B together; total tok/s */
@@ -208,14 +222,13 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                r->n_gen, r->depth, test, avg, sd);
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
         printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f", gbps, rss_mb);
-        const tg_prof *p = &r->prof;
-        if (p->mm_seconds > 0 && p->seconds > 0)   /* the share of decode time in the weight products, their GB/s */
-        {
+        const tg_prof p = prof_sum(r);
+        if (profiled(&p)) {   /* the share of decode time in the weight products, their GB/s */
             printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [",
-                   p->mm_seconds / p->seconds, p->mm_bytes / p->mm_seconds / 1e9);
-            for (int k = 0; k < r->n; k++) printf("%s%.4f", k ? ", " : "", r->mm_share[k]);
+                   prof_share(&p), prof_gbps(&p));
+            for (int k = 0; k < r->n; k++) printf("%s%.4f", k ? ", " : "", prof_share(&r->prof[k]));
             printf("], \"samples_matmul_gbps\": [");
-            for (int k = 0; k < r->n; k++) printf("%s%.3f", k ? ", " : "", r->mm_gbps[k]);
+            for (int k = 0; k < r->n; k++) printf("%s%.3f", k ? ", " : "", prof_gbps(&r->prof[k]));
             printf("]");
         }
         printf("}");
@@ -300,7 +313,7 @@ int cmd_bench(int argc, char **argv) {
                 struct rusage ru;
                 if (n_b > 0) {
                     for (int bi = 0; bi < n_b; bi++) {
-                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {0, 0, 0, 0}, {0}, {0}};
+                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {{0, 0, 0, 0}}};
                         for (int k = 0; k < reps; k++) {
                             double v = run_batched(m, batches[bi], pps[0], tgs[0], &rng, &err);
                             if (v < 0) return cli_fail("%s", err.msg);
@@ -324,21 +337,16 @@ int cmd_bench(int argc, char **argv) {
                             for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
                                 int n = pass ? tgs[i] : pps[i];
                                 if (n <= 0) continue;
-                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {0, 0, 0, 0}, {0}, {0}};
+                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {{0, 0, 0, 0}}};
                                 for (int k = 0; k < reps; k++) {
-                                    tg_prof one = {0, 0, 0, 0};
-                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &one, &err)
+                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &r.prof[r.n], &err)
                                                     : run_pp(m, s, depths[di], n, &rng, &err);
                                     if (v < 0) return cli_fail("%s", err.msg);
-                                    r.mm_share[r.n] = one.seconds > 0 ? one.mm_seconds / one.seconds : 0;
-                                    r.mm_gbps[r.n] = one.mm_seconds > 0 ? one.mm_bytes / one.mm_seconds / 1e9 : 0;
-                                    r.prof.seconds += one.seconds, r.prof.mm_seconds += one.mm_seconds;
-                                    r.prof.mm_bytes += one.mm_bytes, r.prof.tokens += one.tokens;
                                     r.samples[r.n++] = v;
                                 }
                                 getrusage(RUSAGE_SELF, &ru);
                                 print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
-                                if (pass && !json && !csv) print_tg_prof(n, &r.prof);
+                                if (pass && !json && !csv) print_tg_prof(&r);
                             }
                         lfm2c_session_free(s);
                     }

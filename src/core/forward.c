@@ -83,7 +83,6 @@ static void rmsnorm(float *y, const float *x, const float *w, int n, float eps) 
     for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
-
 /* NEOX rotation of one head: pairs (i, i + d/2) by angle pos * theta^(-2i/d). */
 static void rope_neox(float *x, const float *cs, int d) {
     for (int i = 0; i < d / 2; i++) {
@@ -472,8 +471,8 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     const int H = in->n_embd, hd = in->head_dim;
     int n_out = 0;
     for (int t = 0; t < T; t++) n_out += toks[t].out_row >= 0;
-    /* logits the head writes straight into the sequence need no scratch */
-    if (!reserve_scratch(m, toks, T, head_rows(toks, T, in->n_vocab) ? 0 : n_out)) {
+    float *direct = head_rows(toks, T, in->n_vocab);   /* such logits need no scratch */
+    if (!reserve_scratch(m, toks, T, direct ? 0 : n_out)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
         return -1;
     }
@@ -510,7 +509,6 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
             rmsnorm(a + (size_t)n_out++ * H, x + (size_t)t * H, (const float *)m->out_norm.data, H, in->norm_eps);
     if (!n_out) return 0;
     const int V = in->n_vocab;
-    float *direct = head_rows(toks, T, V);
     float *logits = direct ? direct : slot(m, FWD_LOGITS, sizeof(float) * (size_t)n_out * V);
     matmul(m, &m->output, a, n_out, logits);
     for (int t = 0, i = 0; !direct && t < T; t++)

@@ -210,15 +210,13 @@ void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
         if (tasks[i].n_cols > max_cols) max_cols = tasks[i].n_cols;
     }
     if (job.n_bytes <= 0) return;
-    if (!m->prof_pass) {
-        matmul_split(m, tasks, n, &job, max_cols);
-        return;
-    }
-    const double t0 = now_s();
+    const double t0 = m->prof_pass ? now_s() : 0;
     matmul_split(m, tasks, n, &job, max_cols);
-    m->prof.matmul_seconds += now_s() - t0;
-    m->prof.matmul_bytes += bytes;
-    m->prof.matmul_calls++;
+    if (m->prof_pass) {
+        m->prof.matmul_seconds += now_s() - t0;
+        m->prof.matmul_bytes += bytes;
+        m->prof.matmul_calls++;
+    }
 }
 
 typedef struct quant_job { const lfm2c_model *m; uint32_t fmt; const float *x; int64_t n; uint8_t *dst; size_t row; int T; } quant_job;

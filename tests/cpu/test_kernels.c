@@ -377,9 +377,9 @@ static void test_x86_kquants_agree(const kernel_ops *const *tables, int nt) {
 }
 
 /* SwiGLU (kernels.h): every table gives the truth's bits for any length and start (the forward
- * pass cuts the vector among threads anywhere), and the truth is silu(x) * u to a few ulp
- * (and about 1e-36 absolute, where the contract's exp is 0),
- * specials included (signed zeros, overflowing exp arguments, infinities, NaN). */
+ * pass cuts the vector among threads anywhere), and the truth is silu(x) * u to a few ulp (and
+ * about 1e-36 absolute, where the contract's exp is 0), specials included (signed zeros,
+ * overflowing exp arguments, infinities, NaN). */
 static void test_swiglu(const kernel_ops *k) {
     enum { N = 203 };
     float g[N], u[N], want[N], got[N];
