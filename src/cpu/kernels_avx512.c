@@ -436,6 +436,19 @@ AI T5 __m512i dpbusd_b5(__m512i acc, __m512i w, const int8_t *x) {
 #endif
 }
 
+/* A 512-bit load the compiler cannot fold into its uses: folded, one vector feeding two
+ * instructions is loaded twice, and in these tiles the load ports, not the ALUs, set the pace
+ * (one thread, weights in L2: Q4_K_X16 decode 46-50 -> 62-66 GB/s, Q6_K_X16 42 -> 58-65). */
+AI T5 __m512i ld5(const uint8_t *p) {
+#if defined(__GNUC__)
+    __m512i v;
+    __asm__("vmovdqu64 %1, %0" : "=v"(v) : "m"(*(const uint8_t (*)[64])p));
+    return v;
+#else
+    return _mm512_loadu_si512(p);
+#endif
+}
+
 /* One block (256 weights) of one group for CB columns (a[c] their Q8_K blocks), added to acc[c]. */
 AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
@@ -452,7 +465,7 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
         for (int c = 0; c < CB; c++) A0[c] = A1[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
-            const __m512i v = _mm512_loadu_si512(p + 256 + 64 * (8 * jj + g));
+            const __m512i v = ld5(p + 256 + 64 * (8 * jj + g));
             const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_andnot_si512(m4, v);   /* 16 x nibble */
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++) {
@@ -512,7 +525,7 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             const int v = 4 * j + t;
-            const __m512i n = _mm512_loadu_si512(p + 288 + 64 * v), h = _mm512_loadu_si512(p + 2336 + 64 * (v % 16));
+            const __m512i n = ld5(p + 288 + 64 * v), h = ld5(p + 2336 + 64 * (v % 16));
             /* high bits of quad v at 2 (v / 16), of quad v + 32 at 4 + 2 (v / 16): to bits 4-5 */
             const __m512i hl = j < 4 ? _mm512_slli_epi16(h, 4) : _mm512_slli_epi16(h, 2);
             const __m512i hh = j < 4 ? h : _mm512_srli_epi16(h, 2);
@@ -562,6 +575,46 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
     }
 }
 
+/* Decode's Q6_K_X16 block (one column): the walk follows the 16 high-bit vectors u, each
+ * completing the weights of quads u, u + 16 (low nibbles of nibble vectors u, u + 16), u + 32,
+ * u + 48 (their high nibbles), so every vector is loaded once (x16q6_block5 loads a high-bit
+ * vector twice); quads 4j..4j+3 are sub-block j, so a run of 4 vectors u ends sub-blocks j,
+ * j + 4, j + 8, j + 12, each taking its -32 bsum offset before its scale:
+ * S = sum_j sc_j (q_j . a_j - 32 bsum_j), the same integer as x16q6_block5's. */
+AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512i S = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512i A[4][2];   /* [quarter s: quads 16 s + 4 j ..][even / odd u: two chains] */
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) A[s][0] = A[s][1] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const int u = 4 * j + t;
+            const __m512i h = ld5(p + 2336 + 64 * u), n0 = ld5(p + 288 + 64 * u), n1 = ld5(p + 288 + 64 * (u + 16));
+            const __m512i w0 = _mm512_ternarylogic_epi32(n0, m4, _mm512_and_si512(_mm512_slli_epi16(h, 4), m30), 0xEA);
+            const __m512i w1 = _mm512_ternarylogic_epi32(n1, m4, _mm512_and_si512(_mm512_slli_epi16(h, 2), m30), 0xEA);
+            const __m512i w2 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n0, 4), m4, _mm512_and_si512(h, m30), 0xEA);
+            const __m512i w3 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n1, 4), m4,
+                                                         _mm512_and_si512(_mm512_srli_epi16(h, 2), m30), 0xEA);
+            A[0][t & 1] = dpbusd_b5(A[0][t & 1], w0, a->qs + 4 * u);
+            A[1][t & 1] = dpbusd_b5(A[1][t & 1], w1, a->qs + 4 * (u + 16));
+            A[2][t & 1] = dpbusd_b5(A[2][t & 1], w2, a->qs + 4 * (u + 32));
+            A[3][t & 1] = dpbusd_b5(A[3][t & 1], w3, a->qs + 4 * (u + 48));
+        }
+#pragma GCC unroll 4
+        for (int s = 0; s < 4; s++) {
+            const int sb = j + 4 * s;
+            const __m512i x = _mm512_sub_epi32(_mm512_add_epi32(A[s][0], A[s][1]), _mm512_set1_epi32(32 * a->bsums[sb]));
+            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * sb)));
+            S = _mm512_add_epi32(S, _mm512_mullo_epi32(x, sc));
+        }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(d, _mm512_set1_ps(a->d)), *acc);
+}
+
 /* Prefill: one group, CB columns. */
 AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
     const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
@@ -592,7 +645,7 @@ AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
         prefetch_dec(p + X16_PF * bb, bb);
-        if (q6) x16q6_block5(1, p, a, &acc);
+        if (q6) x16q6_dec_block5(p, a[0], &acc);
         else x16_block5(1, p, a, &acc);
     }
     _mm512_storeu_ps(o, acc);
