@@ -48,7 +48,7 @@ static void pack_worker(void *arg, int ith, int nth) {
 }
 
 static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
-    if (!t->data || j->n == PACK_MAX || (t == &m->output && m->output.data == m->tok_embd.data)) return;
+    if (!t->data || j->n == PACK_MAX) return;
     const uint32_t to = m->kern->packed_type(t->type, t->ne[1]);
     if (to == t->type || to != x16_type(t->type)) return;   /* X16 is the one layout we pack */
     j->t[j->n] = t;
@@ -78,6 +78,7 @@ static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
             rc = -1;
         } else {
             for (int i = 0; i < j->n; i++) j->t[i]->type = x16_type(j->t[i]->type);
+            if (m->tok_embd.data == m->output.data) m->tok_embd.type = m->output.type;   /* tied: one matrix */
             m->info.weights_packed = j->n;
         }
     }

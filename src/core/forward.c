@@ -412,9 +412,11 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
     if (F > big) big = F;
     if (F > widest) widest = F;
     if (Fe > widest) widest = Fe;
+    const uint32_t et = m->tok_embd.type;
+    const size_t emb = et == GGML_Q4_K_X16 || et == GGML_Q6_K_X16 ? X16_ROWS * m->tok_embd.row_bytes : 0;   /* FWD_EMB */
     const size_t need[S_NSLOTS] = {
         [S_X] = t * H * f, [S_A] = t * H * f, [S_OUT] = t * H * f, [S_ROPE] = t * hd * f,
-        [S_BIG] = t * big * f, [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f, [S_HID] = t * widest * f,
+        [S_BIG] = t * big * f > emb ? t * big * f : emb, [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f, [S_HID] = t * widest * f,
         [S_ATT] = (t + 1) * sizeof(int),
         [S_ROUTER] = t * (E + k) * f, [S_MOE_G] = t * k * Fe * f, [S_MOE_U] = t * k * Fe * f,
         [S_MOE_D] = t * k * H * f, [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
@@ -448,8 +450,24 @@ static void add_norm(lfm2c_model *m, int T, float *x, const float *out, float *a
 }
 
 /* scratch: the residual stream; a block's (normed) input, at the end the final-normed rows that
- * want logits; a block's output; cos / sin per token; the logits */
-enum { FWD_X = S_X, FWD_A = S_A, FWD_OUT = S_OUT, FWD_ROPE = S_ROPE, FWD_LOGITS = S_LOGITS };
+ * want logits; a block's output; cos / sin per token; the logits; the rows of an interleaved
+ * embedding's group */
+enum { FWD_X = S_X, FWD_A = S_A, FWD_OUT = S_OUT, FWD_ROPE = S_ROPE, FWD_LOGITS = S_LOGITS, FWD_EMB = S_BIG };
+
+/* Row `token` of the embedding as n floats. A tied embedding is also the output head, which the
+ * CPU backend may have interleaved (X16, backend_cpu.c): its row comes out of its group of 16. */
+static void embed_row(lfm2c_model *m, int token, float *dst, int64_t n) {
+    const tensor *e = &m->tok_embd;
+    const uint8_t *row = e->data + (size_t)token * e->row_bytes;
+    uint32_t type = e->type;
+    if (type == GGML_Q4_K_X16 || type == GGML_Q6_K_X16) {
+        type = type == GGML_Q4_K_X16 ? GGML_Q4_K : GGML_Q6_K;
+        uint8_t *rows = slot(m, FWD_EMB, X16_ROWS * e->row_bytes);
+        x16_unpack(type, e->data + (size_t)(token / X16_ROWS) * X16_ROWS * e->row_bytes, e->row_bytes, X16_ROWS, rows);
+        row = rows + (size_t)(token % X16_ROWS) * e->row_bytes;
+    }
+    dequantize_row(type, row, dst, n);
+}
 
 /* Where the head can write the logits itself: when the tokens that want them are consecutive
  * rows of one sequence's logits (a decode step; a prompt with every position's logits), their
@@ -483,8 +501,7 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     float *out = slot(m, FWD_OUT, sizeof(float) * (size_t)T * H);
     float *rope = slot(m, FWD_ROPE, sizeof(float) * (size_t)T * hd);
     for (int t = 0; t < T; t++) {
-        dequantize_row(m->tok_embd.type, m->tok_embd.data + (size_t)toks[t].token * m->tok_embd.row_bytes,
-                       x + (size_t)t * H, H);
+        embed_row(m, toks[t].token, x + (size_t)t * H, H);
         for (int i = 0; i < hd / 2; i++) {   /* cos / sin per token, shared by all layers */
             double angle = toks[t].pos * pow(in->rope_theta, -2.0 * i / hd);
             rope[(size_t)t * hd + 2 * i] = (float)cos(angle);

@@ -370,6 +370,41 @@ static void check_decode_profile(const char *name) {
     lfm2c_model_free(m);
 }
 
+/* Weights copied and interleaved for the kernels (X16, the tied embedding and head included)
+ * give the same logits, bit for bit, as the same file mapped and multiplied in its own layout:
+ * prompt as a batch and token by token (each token's embedding row then comes out of a group). */
+static void check_packed(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "data/%s.gguf", name);
+    int32_t ids[] = {1, 498, 582, 1000, 7, 42, 9, 0 /* the last id */, 16, 17, 31};
+    const int n = (int)(sizeof ids / sizeof *ids);
+    float *lg[2][2] = {{0}};
+    int packed[2] = {0};
+    for (int i = 0; i < 2; i++) {
+        lfm2c_error err = {0};
+        lfm2c_model_params p = lfm2c_model_default_params();
+        p.n_threads = 2;
+        p.hugepages = i ? LFM2C_HUGEPAGES_ON : LFM2C_HUGEPAGES_OFF;
+        lfm2c_model *m = lfm2c_model_open(path, &p, &err);
+        CHECK(m != NULL, "%s: %s", path, err.msg);
+        if (!m) return;
+        const lfm2c_model_info *in = lfm2c_model_get_info(m);
+        ids[7] = in->n_vocab - 1;
+        packed[i] = in->weights_packed;
+        lg[i][0] = all_logits(m, ids, n, false);
+        lg[i][1] = all_logits(m, ids, n, true);
+        const size_t bytes = sizeof(float) * (size_t)n * in->n_vocab;
+        if (i) {
+            CHECK(!memcmp(lg[0][0], lg[1][0], bytes), "%s: packed weights change the prompt's logits", name);
+            CHECK(!memcmp(lg[0][1], lg[1][1], bytes), "%s: packed weights change the decoded logits", name);
+        }
+        lfm2c_model_free(m);
+    }
+    printf("%s: %d matrices interleaved, logits bitwise equal to the mapped file's\n", name, packed[1]);
+    CHECK(packed[0] == 0 && packed[1] > 0, "%s: packed %d mapped / %d copied", name, packed[0], packed[1]);
+    for (int i = 0; i < 2; i++) { free(lg[i][0]); free(lg[i][1]); }
+}
+
 int main(void) {
     const char *fixtures[] = {"lfm2-tiny-dense-f32", "lfm2-tiny-moe-f32", "lfm2-tiny-dense-q8_0",
                               "lfm2-tiny-dense-q4_0", "lfm2-tiny-moe-q8_0", "lfm2-tiny-moe-q4_0",
@@ -380,6 +415,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(fixtures[i]);
     if (!quick)
         for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_kv_types(fixtures[i]);
+    check_packed("lfm2-kq-dense-q4_k_m");   /* tied embedding (Q6_K) */
+    check_packed("lfm2-kq-moe-q4_k_m");
     check_decode_profile("lfm2-kq-dense-q4_k_m");
     check_decode_profile("lfm2-kq-moe-q4_k_m");
     bad_files();
