@@ -15,8 +15,12 @@
 #include "formats/gguf.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 /* ---- weights in the kernel table's layout ------------------------------------------------ */
 
@@ -97,29 +101,97 @@ static void cpu_model_free(lfm2c_model *m) {
     m->scratch = NULL;
 }
 
+/* ---- the KV arrays ------------------------------------------------------------------------ */
+
+/* An array of kv_map_min bytes (8 MB) or more is an anonymous mapping aligned to, and advised into,
+ * 2 MB pages (transparent huge pages in madvise or always mode): a decode step at depth reads
+ * all of every layer's cache, each head's K blocks and V slices strided, and on 4 KB pages most
+ * blocks cost TLB misses (350M, 8192 tokens deep, two threads: tg 72 -> 91 t/s). Smaller arrays
+ * stay with malloc, so that a short session is not made resident 2 MB at a time. The session
+ * keeps each array's capacity in bytes (backend_state: k then v, per attention layer). */
+#define KV_PAGE ((size_t)2 << 20)
+static size_t kv_map_min = (size_t)8 << 20;
+
+void backend_cpu_kv_map_min(size_t bytes) { kv_map_min = bytes; }
+
+static bool kv_mapped(size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    return bytes >= kv_map_min;
+#else
+    (void)bytes;
+    return false;
+#endif
+}
+
+static void kv_array_free(uint8_t *p, size_t cap) {
+    if (!p) return;
+#if defined(__linux__)
+    if (kv_mapped(cap)) { munmap(p, (cap + KV_PAGE - 1) / KV_PAGE * KV_PAGE); return; }
+#endif
+    free(p);
+}
+
+/* Array p of cap bytes grown to n, its first `keep` bytes kept (what the cached positions use:
+ * a mapping's untouched pages are not copied into residence); NULL when out of memory (p
+ * untouched). */
+static uint8_t *kv_array_grow(uint8_t *p, size_t cap, size_t keep, size_t n) {
+    if (!kv_mapped(n)) return realloc(p, n);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const size_t len = (n + KV_PAGE - 1) / KV_PAGE * KV_PAGE;
+    uint8_t *m = mmap(NULL, len + KV_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    uint8_t *a = (uint8_t *)(((uintptr_t)m + KV_PAGE - 1) / KV_PAGE * KV_PAGE);   /* 2 MB aligned */
+    if (a > m) munmap(m, (size_t)(a - m));
+    if (m + KV_PAGE > a) munmap(a + len, (size_t)(m + KV_PAGE - a));
+    madvise(a, len, MADV_HUGEPAGE);
+    if (p) {
+        memcpy(a, p, keep < cap ? keep : cap);
+        kv_array_free(p, cap);
+    }
+    return a;
+#else
+    (void)cap, (void)keep;
+    return NULL;
+#endif
+}
+
 static int cpu_session_init(lfm2c_session *s, lfm2c_error *err) {
-    s->k = calloc((size_t)s->model->n_attn + 1, sizeof(uint8_t *));
-    s->v = calloc((size_t)s->model->n_attn + 1, sizeof(uint8_t *));
-    if (!s->k || !s->v) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    const int n = s->model->n_attn;
+    s->k = calloc((size_t)n + 1, sizeof(uint8_t *));
+    s->v = calloc((size_t)n + 1, sizeof(uint8_t *));
+    s->backend_state = calloc(2 * (size_t)n + 1, sizeof(size_t));
+    if (!s->k || !s->v || !s->backend_state) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
     return 0;
 }
 
 static void cpu_session_free(lfm2c_session *s) {
-    for (int i = 0; s->k && s->v && i < s->model->n_attn; i++) { free(s->k[i]); free(s->v[i]); }
+    const size_t *cap = s->backend_state;
+    for (int i = 0; s->k && s->v && cap && i < s->model->n_attn; i++) {
+        kv_array_free(s->k[i], cap[2 * i]);
+        kv_array_free(s->v[i], cap[2 * i + 1]);
+    }
     free(s->k);
     free(s->v);
+    free(s->backend_state);
     s->k = s->v = NULL;
+    s->backend_state = NULL;
 }
 
 static int cpu_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB;   /* whole K blocks; V rows to match */
-    for (int i = 0; i < s->model->n_attn; i++) {
-        uint8_t *k = realloc(s->k[i], blocks * s->k_block);
-        if (k) s->k[i] = k;
-        uint8_t *v = realloc(s->v[i], blocks * KV_KB * s->v_row);
-        if (v) s->v[i] = v;
-        if (!k || !v) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the KV cache"); return -1; }
-    }
+    const size_t n[2] = {blocks * s->k_block, blocks * KV_KB * s->v_row};
+    const size_t used[2] = {((size_t)s->n_past + KV_KB - 1) / KV_KB * s->k_block, (size_t)s->n_past * s->v_row};
+    size_t *c = s->backend_state;
+    for (int i = 0; i < s->model->n_attn; i++)
+        for (int kv = 0; kv < 2; kv++) {
+            uint8_t **a = kv ? &s->v[i] : &s->k[i];
+            size_t *have = &c[2 * i + kv];
+            if (n[kv] <= *have) continue;
+            uint8_t *p = kv_array_grow(*a, *have, used[kv], n[kv]);
+            if (!p) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the KV cache"); return -1; }
+            *a = p;
+            *have = n[kv];
+        }
     return 0;
 }
 

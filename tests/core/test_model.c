@@ -5,6 +5,7 @@
  * the fast path of every fixture against its goldens and the cache paths, and leaves out the
  * reference-mode forwards (float activations: no kernel table's code) and the KV cache types. */
 #include "lfm2c.h"
+#include "core/backend.h"
 #include "test.h"
 
 #include <jansson.h>
@@ -405,6 +406,50 @@ static void check_packed(const char *name) {
     for (int i = 0; i < 2; i++) { free(lg[i][0]); free(lg[i][1]); }
 }
 
+/* FNV-1a of the logits' bytes */
+static uint64_t logits_hash(const float *x, int n) {
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *b = (const unsigned char *)x;
+    for (size_t i = 0; i < sizeof(float) * (size_t)n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* A session that grows its KV cache token by token (256 -> 512 -> 1024 positions) gives the
+ * same logits at every step whether the arrays are malloc'd or 2 MB-page mappings (map_min
+ * bytes and up; 0 = all), which are copied, not reallocated, when they grow. */
+static void check_kv_growth(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "data/%s.gguf", name);
+    enum { N = 600 };
+    uint64_t *h[2] = {calloc(N, sizeof(uint64_t)), calloc(N, sizeof(uint64_t))};
+    for (int i = 0; i < 2; i++) {
+        backend_cpu_kv_map_min(i ? 0 : (size_t)8 << 20);
+        lfm2c_error err = {0};
+        lfm2c_model_params p = lfm2c_model_default_params();
+        p.n_threads = 2;
+        lfm2c_model *m = lfm2c_model_open(path, &p, &err);
+        CHECK(m != NULL, "%s: %s", path, err.msg);
+        if (!m) break;
+        const int V = lfm2c_model_get_info(m)->n_vocab;
+        lfm2c_session *s = lfm2c_session_new(m, N + 8, &err);
+        for (int t = 0; s && t < N; t++) {
+            const int32_t id = (int32_t)((t * 7919 + 3) % V);
+            if (lfm2c_session_decode(s, &id, 1, LFM2C_LOGITS_LAST, &err)) break;
+            h[i][t] = logits_hash(lfm2c_session_logits(s, 0), V);
+        }
+        CHECK(s && err.code == 0, "%s: decode: %s", name, err.msg);
+        lfm2c_session_free(s);
+        lfm2c_model_free(m);
+    }
+    backend_cpu_kv_map_min((size_t)8 << 20);
+    int first = -1;
+    for (int t = 0; t < N && first < 0; t++)
+        if (h[0][t] != h[1][t]) first = t;
+    CHECK(first < 0, "%s: mapped KV arrays change the logits from position %d", name, first);
+    free(h[0]);
+    free(h[1]);
+}
+
 int main(void) {
     const char *fixtures[] = {"lfm2-tiny-dense-f32", "lfm2-tiny-moe-f32", "lfm2-tiny-dense-q8_0",
                               "lfm2-tiny-dense-q4_0", "lfm2-tiny-moe-q8_0", "lfm2-tiny-moe-q4_0",
@@ -415,6 +460,13 @@ int main(void) {
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(fixtures[i]);
     if (!quick)
         for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_kv_types(fixtures[i]);
+    /* every KV array in its own 2 MB-page mapping (backend_cpu.c; from 8 MB by default): the
+     * same goldens, copies, truncations and batches */
+    backend_cpu_kv_map_min(0);
+    check_fixture("lfm2-kq-dense-q4_k_m");
+    check_fixture("lfm2-tiny-moe-q8_0");
+    backend_cpu_kv_map_min((size_t)8 << 20);
+    check_kv_growth("lfm2-tiny-dense-q8_0");
     check_packed("lfm2-kq-dense-q4_k_m");   /* tied embedding (Q6_K) */
     check_packed("lfm2-kq-moe-q4_k_m");
     check_decode_profile("lfm2-kq-dense-q4_k_m");
