@@ -48,7 +48,8 @@ typedef struct lfm2c_backend {
 const lfm2c_backend *backend_for_device(int device, lfm2c_error *err);
 
 extern const lfm2c_backend backend_cpu;   /* backend_cpu.c */
-/* Tests: the size from which the CPU backend maps a KV array in 2 MB pages (default 8 MB). */
+/* Tests: the size from which the CPU backend maps a KV array in 2 MB pages (default 8 MB);
+ * to be changed only while no CPU session exists (an array is freed by the rule it was made by). */
 void backend_cpu_kv_map_min(size_t bytes);
 
 #ifdef __cplusplus
