@@ -343,17 +343,25 @@ static void bad_files(void) {
     lfm2c_model_free(m);
 }
 
-/* The decode profile (lfm2c_model_decode_profile) counts the products of one-token passes only,
- * and per token they read the weights a decoded token reads (model info), less the small
- * tensors that are no product (norms, conv kernels, the embedding row). */
-static void check_decode_profile(const char *name) {
+/* A fixture opened with 2 threads and the given huge-page mode (NULL on failure, reported). */
+static lfm2c_model *open_fixture(const char *name, int hugepages) {
     char path[256];
     snprintf(path, sizeof path, "data/%s.gguf", name);
     lfm2c_error err = {0};
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = 2;
+    p.hugepages = hugepages;
     lfm2c_model *m = lfm2c_model_open(path, &p, &err);
     CHECK(m != NULL, "%s: %s", path, err.msg);
+    return m;
+}
+
+/* The decode profile (lfm2c_model_decode_profile) counts the products of one-token passes only,
+ * and per token they read the weights a decoded token reads (model info), less the small
+ * tensors that are no product (norms, conv kernels, the embedding row). */
+static void check_decode_profile(const char *name) {
+    lfm2c_error err = {0};
+    lfm2c_model *m = open_fixture(name, LFM2C_HUGEPAGES_AUTO);
     if (!m) return;
     lfm2c_session *s = lfm2c_session_new(m, 64, &err);
     const int32_t ids[] = {1, 498, 582, 1000, 7, 42, 9};
@@ -375,19 +383,12 @@ static void check_decode_profile(const char *name) {
  * give the same logits, bit for bit, as the same file mapped and multiplied in its own layout:
  * prompt as a batch and token by token (each token's embedding row then comes out of a group). */
 static void check_packed(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, "data/%s.gguf", name);
     int32_t ids[] = {1, 498, 582, 1000, 7, 42, 9, 0 /* the last id */, 16, 17, 31};
     const int n = (int)(sizeof ids / sizeof *ids);
     float *lg[2][2] = {{0}};
     int packed[2] = {0};
     for (int i = 0; i < 2; i++) {
-        lfm2c_error err = {0};
-        lfm2c_model_params p = lfm2c_model_default_params();
-        p.n_threads = 2;
-        p.hugepages = i ? LFM2C_HUGEPAGES_ON : LFM2C_HUGEPAGES_OFF;
-        lfm2c_model *m = lfm2c_model_open(path, &p, &err);
-        CHECK(m != NULL, "%s: %s", path, err.msg);
+        lfm2c_model *m = open_fixture(name, i ? LFM2C_HUGEPAGES_ON : LFM2C_HUGEPAGES_OFF);
         if (!m) return;
         const lfm2c_model_info *in = lfm2c_model_get_info(m);
         ids[7] = in->n_vocab - 1;
@@ -418,17 +419,12 @@ static uint64_t logits_hash(const float *x, int n) {
  * same logits at every step whether the arrays are malloc'd or 2 MB-page mappings (map_min
  * bytes and up; 0 = all), which are copied, not reallocated, when they grow. */
 static void check_kv_growth(const char *name) {
-    char path[256];
-    snprintf(path, sizeof path, "data/%s.gguf", name);
     enum { N = 600 };
     uint64_t *h[2] = {calloc(N, sizeof(uint64_t)), calloc(N, sizeof(uint64_t))};
     for (int i = 0; i < 2; i++) {
         backend_cpu_kv_map_min(i ? 0 : (size_t)8 << 20);
         lfm2c_error err = {0};
-        lfm2c_model_params p = lfm2c_model_default_params();
-        p.n_threads = 2;
-        lfm2c_model *m = lfm2c_model_open(path, &p, &err);
-        CHECK(m != NULL, "%s: %s", path, err.msg);
+        lfm2c_model *m = open_fixture(name, LFM2C_HUGEPAGES_AUTO);
         if (!m) break;
         const int V = lfm2c_model_get_info(m)->n_vocab;
         lfm2c_session *s = lfm2c_session_new(m, N + 8, &err);
