@@ -1,10 +1,10 @@
 /* backend_cpu.c — the CPU backend's entry in the backend table (backend.h): the forward pass of
  * forward.c over the kernel tables (src/cpu), its scratch buffers, and the KV cache in host
  * memory in the layouts of kernels.h (K in blocks of KV_KB positions, V in rows), one pair of
- * arrays per attention layer, grown with the sequence. The conv state is s->conv itself.
- * When the weights are a private copy (gguf.h: huge pages), matrices are rearranged in place
- * into the layout the kernel table multiplies fastest (kernel_ops.packed_type; same bytes,
- * same results bit for bit), in parallel on the pool. */
+ * arrays per attention layer, grown with the sequence (from 8 MB on in 2 MB pages). The conv
+ * state is s->conv itself. When the weights are a private copy (gguf.h: huge pages), matrices
+ * are rearranged in place into the layout the kernel table multiplies fastest
+ * (kernel_ops.packed_type; same bytes, same results bit for bit), in parallel on the pool. */
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/forward.h"
