@@ -29,7 +29,8 @@
 #        bash bench/cpu_bench.sh --decode [MODELS_DIR]
 #   decode mode (issue 17, decode at the read bandwidth): ROUNDS rounds (default 3) of, for each of
 #   DECODE_PRESETS (default all four) and THREADS (default "1 2"): membw over 1 GB (each thread one
-#   slice, the best of its stream / prefetch patterns); membw over a buffer of the model file's
+#   slice, the best of its stream / prefetch patterns; the mean of a run before and one after the
+#   decode, as this VM's bandwidth drifts within minutes); membw over a buffer of the model file's
 #   size, for MoE models in random pieces of one expert matrix (what the decode reads, from as much
 #   memory: on a virtual machine 12 GB read slower than 1 GB, whatever the pattern); and `lfm2c
 #   bench -n 128 -r REPS` without its first repetition (the weights' first seconds after the copy;
@@ -76,9 +77,11 @@ print(int(e.group(1))*int(h.group(1))*144//256//1024 if e else 0)")
       mb=$(( $(stat -c %s "$f") >> 20 ))
       warm "$f"
       for t in ${THREADS:-1 2}; do
-        bw=$(./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
+        membw1() { ./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}'; }
+        bw0=$(membw1)
         pbw=$(./build/membw "$mb" "$t" $([ "$piece_kb" = 0 ] || echo "$piece_kb") | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
         ./build/lfm2c bench -m "$f" -p 0 -n 128 -t "$t" -r "$reps" -o json > "$log.json" 2>/dev/null
+        bw=$(python3 -c "import sys; print('%.1f' % ((float(sys.argv[1]) + float(sys.argv[2])) / 2))" "$bw0" "$(membw1)")
         python3 - "$log.json" "$r" "$preset" "$t" "$bw" "$pbw" <<'PY' | tee -a "$log"
 import json, sys
 js, r, preset, t, bw, pbw = sys.argv[1:]
