@@ -412,8 +412,7 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
     if (F > big) big = F;
     if (F > widest) widest = F;
     if (Fe > widest) widest = Fe;
-    const uint32_t et = m->tok_embd.type;
-    const size_t emb = et == GGML_Q4_K_X16 || et == GGML_Q6_K_X16 ? X16_ROWS * m->tok_embd.row_bytes : 0;   /* FWD_EMB */
+    const size_t emb = x16_base(m->tok_embd.type) ? m->tok_embd.row_bytes : 0;   /* FWD_EMB */
     const size_t need[S_NSLOTS] = {
         [S_X] = t * H * f, [S_A] = t * H * f, [S_OUT] = t * H * f, [S_ROPE] = t * hd * f,
         [S_BIG] = t * big * f > emb ? t * big * f : emb, [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f, [S_HID] = t * widest * f,
@@ -450,23 +449,22 @@ static void add_norm(lfm2c_model *m, int T, float *x, const float *out, float *a
 }
 
 /* scratch: the residual stream; a block's (normed) input, at the end the final-normed rows that
- * want logits; a block's output; cos / sin per token; the logits; the rows of an interleaved
- * embedding's group */
+ * want logits; a block's output; cos / sin per token; the logits; a row of an interleaved
+ * embedding */
 enum { FWD_X = S_X, FWD_A = S_A, FWD_OUT = S_OUT, FWD_ROPE = S_ROPE, FWD_LOGITS = S_LOGITS, FWD_EMB = S_BIG };
 
 /* Row `token` of the embedding as n floats. A tied embedding is also the output head, which the
  * CPU backend may have interleaved (X16, backend_cpu.c): its row comes out of its group of 16. */
 static void embed_row(lfm2c_model *m, int token, float *dst, int64_t n) {
     const tensor *e = &m->tok_embd;
-    const uint8_t *row = e->data + (size_t)token * e->row_bytes;
-    uint32_t type = e->type;
-    if (type == GGML_Q4_K_X16 || type == GGML_Q6_K_X16) {
-        type = type == GGML_Q4_K_X16 ? GGML_Q4_K : GGML_Q6_K;
-        uint8_t *rows = slot(m, FWD_EMB, X16_ROWS * e->row_bytes);
-        x16_unpack(type, e->data + (size_t)(token / X16_ROWS) * X16_ROWS * e->row_bytes, e->row_bytes, X16_ROWS, rows);
-        row = rows + (size_t)(token % X16_ROWS) * e->row_bytes;
+    const uint32_t base = x16_base(e->type);
+    if (!base) {
+        dequantize_row(e->type, e->data + (size_t)token * e->row_bytes, dst, n);
+        return;
     }
-    dequantize_row(type, row, dst, n);
+    uint8_t *row = slot(m, FWD_EMB, e->row_bytes);
+    x16_unpack_row(base, e->data + (size_t)(token / X16_ROWS) * X16_ROWS * e->row_bytes, e->row_bytes, token % X16_ROWS, row);
+    dequantize_row(base, row, dst, n);
 }
 
 /* Where the head can write the logits itself: when the tokens that want them are consecutive

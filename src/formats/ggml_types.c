@@ -349,20 +349,19 @@ static void kq_pack_scales(const uint8_t *sc, const uint8_t *mn, uint8_t *s) {
     }
 }
 
-static void x16_unpack_q4_K(const uint8_t *o, block_q4_K *const *b) {
-    for (int r = 0; r < X16_ROWS; r++) {
-        memcpy(&b[r]->d, o + 2 * r, 2);
-        memcpy(&b[r]->dmin, o + 32 + 2 * r, 2);
-        uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) {
-            const uint8_t lo = o[64 + 16 * j + r], hi = o[192 + 16 * (j / 2) + r];
-            sc[j] = (uint8_t)((lo & 15) | ((hi >> (2 * (j & 1))) & 3) << 4);
-            mn[j] = (uint8_t)((lo >> 4) | ((hi >> (4 + 2 * (j & 1))) & 3) << 4);
-        }
-        kq_pack_scales(sc, mn, b[r]->scales);
-        for (int jj = 0; jj < 4; jj++)
-            for (int g = 0; g < 8; g++) memcpy(b[r]->qs + 32 * jj + 4 * g, o + 256 + 64 * (8 * jj + g) + 4 * r, 4);
+/* row r's block out of a group's block o */
+static void x16_unpack_q4_K(const uint8_t *o, int r, block_q4_K *b) {
+    memcpy(&b->d, o + 2 * r, 2);
+    memcpy(&b->dmin, o + 32 + 2 * r, 2);
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) {
+        const uint8_t lo = o[64 + 16 * j + r], hi = o[192 + 16 * (j / 2) + r];
+        sc[j] = (uint8_t)((lo & 15) | ((hi >> (2 * (j & 1))) & 3) << 4);
+        mn[j] = (uint8_t)((lo >> 4) | ((hi >> (4 + 2 * (j & 1))) & 3) << 4);
     }
+    kq_pack_scales(sc, mn, b->scales);
+    for (int jj = 0; jj < 4; jj++)
+        for (int g = 0; g < 8; g++) memcpy(b->qs + 32 * jj + 4 * g, o + 256 + 64 * (8 * jj + g) + 4 * r, 4);
 }
 
 /* The unsigned 6-bit values of a Q6_K block in weight order, and back (spec: Q6_K layout). */
@@ -402,22 +401,25 @@ static void x16_pack_q6_K(const block_q6_K *const *b, uint8_t *o) {
     }
 }
 
-static void x16_unpack_q6_K(const uint8_t *o, block_q6_K *const *b) {
-    for (int r = 0; r < X16_ROWS; r++) {
-        uint8_t q[QK_K];
-        for (int k = 0; k < 64; k++)
-            for (int i = 0; i < 4; i++) {
-                const uint8_t lo = o[288 + 64 * (k % 32) + 4 * r + i], hi = o[2336 + 64 * (k % 16) + 4 * r + i];
-                q[4 * k + i] = (uint8_t)((k < 32 ? lo & 15 : lo >> 4) | ((hi >> (2 * (k / 16))) & 3) << 4);
-            }
-        q6_store(q, b[r]);
-        memcpy(&b[r]->d, o + 2 * r, 2);
-        for (int j = 0; j < 16; j++) b[r]->scales[j] = (int8_t)o[32 + 16 * j + r];
-    }
+/* row r's block out of a group's block o */
+static void x16_unpack_q6_K(const uint8_t *o, int r, block_q6_K *b) {
+    uint8_t q[QK_K];
+    for (int k = 0; k < 64; k++)
+        for (int i = 0; i < 4; i++) {
+            const uint8_t lo = o[288 + 64 * (k % 32) + 4 * r + i], hi = o[2336 + 64 * (k % 16) + 4 * r + i];
+            q[4 * k + i] = (uint8_t)((k < 32 ? lo & 15 : lo >> 4) | ((hi >> (2 * (k / 16))) & 3) << 4);
+        }
+    q6_store(q, b);
+    memcpy(&b->d, o + 2 * r, 2);
+    for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)o[32 + 16 * j + r];
 }
 
 uint32_t x16_type(uint32_t type) {
     return type == GGML_Q4_K ? GGML_Q4_K_X16 : type == GGML_Q6_K ? GGML_Q6_K_X16 : 0;
+}
+
+uint32_t x16_base(uint32_t type) {
+    return type == GGML_Q4_K_X16 ? GGML_Q4_K : type == GGML_Q6_K_X16 ? GGML_Q6_K : 0;
 }
 
 /* the blocks i of rows g0 .. g0 + 15, and the group's block i */
@@ -438,15 +440,17 @@ void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_ro
         }
 }
 
-void x16_unpack(uint32_t type, const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows) {
+void x16_unpack_row(uint32_t type, const uint8_t *group, size_t row_bytes, int r, uint8_t *row) {
     const size_t bs = ggml_type_get(type)->type_size;
-    const int64_t nb = (int64_t)(row_bytes / bs);
+    for (size_t i = 0; i < row_bytes / bs; i++) {
+        const uint8_t *o = group + i * X16_ROWS * bs;
+        if (type == GGML_Q4_K) x16_unpack_q4_K(o, r, (block_q4_K *)(void *)(row + i * bs));
+        else x16_unpack_q6_K(o, r, (block_q6_K *)(void *)(row + i * bs));
+    }
+}
+
+void x16_unpack(uint32_t type, const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows) {
     for (int64_t g0 = 0; g0 + X16_ROWS <= n_rows; g0 += X16_ROWS)
-        for (int64_t i = 0; i < nb; i++) {
-            const uint8_t *b[X16_ROWS];
-            x16_blocks(rows, row_bytes, bs, g0, i, b);
-            const uint8_t *o = src + (size_t)g0 * row_bytes + (size_t)i * X16_ROWS * bs;
-            if (type == GGML_Q4_K) x16_unpack_q4_K(o, (block_q4_K *const *)b);
-            else x16_unpack_q6_K(o, (block_q6_K *const *)b);
-        }
+        for (int r = 0; r < X16_ROWS; r++)
+            x16_unpack_row(type, src + (size_t)g0 * row_bytes, row_bytes, r, rows + (size_t)(g0 + r) * row_bytes);
 }

@@ -95,12 +95,15 @@ uint32_t vec_dot_type(uint32_t weight_type);
  *                i of quad v | those of quad v + 32 << 4
  *   [2336, 3360) 64 bytes per u < 16: for each row r 4 bytes, byte i = the high 2 bits of q of
  *                weight i of quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7).
- * x16_type says which layout a type has (0: none); x16_pack makes groups from rows (n_rows a
- * multiple of 16), x16_unpack gives the rows back. */
+ * x16_type says which layout a type has (0: none) and x16_base which type a layout holds (0:
+ * not a layout); x16_pack makes groups from rows (n_rows a multiple of 16), x16_unpack gives the
+ * rows back, x16_unpack_row row r (0..15) of one group. */
 enum { X16_ROWS = 16 };
 uint32_t x16_type(uint32_t type);
+uint32_t x16_base(uint32_t type);
 void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst);
 void x16_unpack(uint32_t type, const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows);
+void x16_unpack_row(uint32_t type, const uint8_t *group, size_t row_bytes, int r, uint8_t *row);
 
 /* 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K */
 static inline void kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
