@@ -142,7 +142,7 @@ static uint8_t *kv_array_grow(uint8_t *p, size_t cap, size_t keep, size_t n) {
     if (m == MAP_FAILED) return NULL;
     uint8_t *a = (uint8_t *)(((uintptr_t)m + KV_PAGE - 1) / KV_PAGE * KV_PAGE);   /* 2 MB aligned */
     if (a > m) munmap(m, (size_t)(a - m));
-    if (m + KV_PAGE > a) munmap(a + len, (size_t)(m + KV_PAGE - a));
+    munmap(a + len, (size_t)(m + KV_PAGE - a));   /* the tail past the aligned len (a < m + KV_PAGE) */
     madvise(a, len, MADV_HUGEPAGE);
     if (p) {
         memcpy(a, p, keep < cap ? keep : cap);
