@@ -90,15 +90,17 @@ static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
     return rc;
 }
 
-static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
-    m->scratch = forward_scratch_new();
-    if (!m->scratch) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
-    return pack_weights(m, err);
-}
-
 static void cpu_model_free(lfm2c_model *m) {
     scratch_free(m->scratch);
     m->scratch = NULL;
+}
+
+static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
+    m->scratch = forward_scratch_new();
+    if (!m->scratch) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    if (pack_weights(m, err) == 0) return 0;
+    cpu_model_free(m);   /* a failed init leaves nothing to free (backend.h) */
+    return -1;
 }
 
 /* ---- the KV arrays ------------------------------------------------------------------------ */
