@@ -376,6 +376,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     unsigned flags = p.hugepages == LFM2C_HUGEPAGES_ON ? GGUF_OPEN_HUGE_COPY
                      : p.hugepages == LFM2C_HUGEPAGES_AUTO && p.device == LFM2C_DEVICE_CPU && !p.no_populate
                          ? GGUF_OPEN_HUGE_AUTO : 0;
+    if (flags) flags |= GGUF_OPEN_READERS(p.n_threads > 0 ? p.n_threads : threadpool_default_threads());
     m->gguf = gguf_open_ex(path, flags, err);
     if (!m->gguf) { free(m); return NULL; }
     lfm2c_model_info *in = &m->info;

@@ -5,6 +5,8 @@
 #include "formats/ggml_types.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -230,12 +232,49 @@ static void free_tables(gguf_file *g) {
     free(g->tensors);
 }
 
+/* The copy is read in chunks claimed one at a time by n_readers threads: the kernel zeroes each
+ * fresh 2 MB page and copies the page cache into it in the reading thread (on a virtual machine
+ * that is also where the host backs the page), so one thread read a cached 14.4 GB file at
+ * ~2 GB/s (24B-A2B: 7.3 s) and two at ~3.7 (3.9 s). A chunk is a quarter of a reader's share,
+ * 1 to 64 MB (whole MB). */
+typedef struct copy_job {
+    int fd;
+    uint8_t *dst;                 /* the file's first byte in the copy */
+    size_t size, chunk;
+    atomic_size_t next;           /* next chunk to claim */
+    atomic_int err;               /* first errno (or -1: short read); 0 while all went well */
+} copy_job;
+
+static size_t copy_chunk(size_t size, int n_readers) {
+    const size_t mb = (size_t)1 << 20, c = size / (4 * (size_t)n_readers) / mb * mb;
+    return c < mb ? mb : c > 64 * mb ? 64 * mb : c;
+}
+
+static void *copy_reader(void *arg) {
+    copy_job *j = arg;
+    for (size_t c; !atomic_load(&j->err) && (c = atomic_fetch_add(&j->next, 1)) * j->chunk < j->size;) {
+        const size_t off = c * j->chunk, end = j->size - off > j->chunk ? off + j->chunk : j->size;
+        for (size_t o = off; o < end;) {
+            ssize_t n = pread(j->fd, j->dst + o, end - o, (off_t)o);
+            if (n <= 0) {
+                int none = 0;
+                atomic_compare_exchange_strong(&j->err, &none, n < 0 ? (errno ? errno : EIO) : -1);
+                return NULL;
+            }
+            o += (size_t)n;
+        }
+    }
+    return NULL;
+}
+
 /* A private anonymous copy of the file, asked for in transparent huge pages before the first
- * touch (MADV_HUGEPAGE), filled with pread: the weights then sit in 2 MB pages where the kernel
- * gives them, whatever happened to the page cache. The mapping is 2 MB aligned and the file
- * starts `shift` bytes into it (copy_shift), so that the weights start on cache lines.
- * *len: the mapping's length. NULL (err set) on failure. */
-static uint8_t *huge_copy(int fd, size_t size, size_t shift, const char *path, size_t *len, lfm2c_error *err) {
+ * touch (MADV_HUGEPAGE), filled with pread by n_readers threads (the caller among them; fewer
+ * when threads cannot be started): the weights then sit in 2 MB pages where the kernel gives
+ * them, whatever happened to the page cache. The mapping is 2 MB aligned and the file starts
+ * `shift` bytes into it (copy_shift), so that the weights start on cache lines. *len: the
+ * mapping's length. NULL (err set) on failure. */
+static uint8_t *huge_copy(int fd, size_t size, size_t shift, int n_readers, const char *path, size_t *len,
+                          lfm2c_error *err) {
     const size_t huge = 2u << 20;
     *len = (size + shift + 4095) / 4096 * 4096;
     uint8_t *raw = mmap(NULL, *len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -249,14 +288,21 @@ static uint8_t *huge_copy(int fd, size_t size, size_t shift, const char *path, s
 #ifdef MADV_HUGEPAGE
     madvise(p, *len, MADV_HUGEPAGE);
 #endif
-    for (size_t off = 0; off < size;) {
-        ssize_t n = pread(fd, p + shift + off, size - off > (1u << 30) ? (1u << 30) : size - off, (off_t)off);
-        if (n <= 0) {
-            lfm2c_set_error(err, LFM2C_EIO, "cannot read '%s': %s", path, n < 0 ? strerror(errno) : "short read");
-            munmap(p, *len);
-            return NULL;
-        }
-        off += (size_t)n;
+    if (n_readers < 1) n_readers = 1;
+    copy_job j = {.fd = fd, .dst = p + shift, .size = size, .chunk = copy_chunk(size, n_readers)};
+    pthread_t th[GGUF_MAX_READERS];
+    int started = 0;
+    const size_t chunks = (size + j.chunk - 1) / j.chunk;
+    while (started + 1 < n_readers && (size_t)started + 1 < chunks &&
+           pthread_create(&th[started], NULL, copy_reader, &j) == 0)
+        started++;
+    copy_reader(&j);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    const int e = atomic_load(&j.err);
+    if (e) {
+        lfm2c_set_error(err, LFM2C_EIO, "cannot read '%s': %s", path, e > 0 ? strerror(e) : "short read");
+        munmap(p, *len);
+        return NULL;
     }
     mprotect(p, *len, PROT_READ);
     return p;
@@ -352,7 +398,7 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
         memset(g, 0, sizeof *g);
         munmap(map, (size_t)st.st_size);
         size_t len;
-        uint8_t *base = huge_copy(fd, (size_t)st.st_size, shift, path, &len, err);
+        uint8_t *base = huge_copy(fd, (size_t)st.st_size, shift, GGUF_READERS_OF(flags), path, &len, err);
         if (!base) { free(g); close(fd); return NULL; }
         g->copy_base = base;
         g->copy_len = len;

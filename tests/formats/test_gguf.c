@@ -87,6 +87,12 @@ static void test_copy_alignment(void) {
         CHECK(aligned == top && top > 0, "%.0f of the most aligned %.0f tensor bytes start on a 64-byte line", aligned, top);
         CHECK(gguf_set_writable(c, true) == 0 && gguf_set_writable(c, false) == 0, "the copy can be made writable and back");
     }
+    /* read by several threads (1 MB chunks for a 7 MB file): the same bytes, the same place */
+    gguf_file *c4 = gguf_open_ex(path, GGUF_OPEN_HUGE_COPY | GGUF_OPEN_READERS(4), &err);
+    CHECK(m && c && c4 && c4->copied && c4->size == m->size && c4->map - c4->copy_base == c->map - c->copy_base,
+          "copied by 4 readers: %s", err.msg);
+    if (m && c4) CHECK(!memcmp(m->map, c4->map, m->size), "4 readers copy the file's bytes");
+    gguf_close(c4);
     gguf_close(m);
     gguf_close(c);
 }
