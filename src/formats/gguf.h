@@ -64,15 +64,15 @@ gguf_file *gguf_open(const char *path, lfm2c_error *err);
 /* GGUF_OPEN_HUGE_COPY: read the file into private anonymous memory (2 MB aligned, MADV_HUGEPAGE)
  * instead of mapping it */
 enum { GGUF_OPEN_HUGE_COPY = 1, GGUF_OPEN_HUGE_AUTO = 2 };
-/* ... read by n threads at once (the caller and n - 1 more; 0 or 1: the caller alone): flags |
- * GGUF_OPEN_READERS(n), n clamped to 1 .. GGUF_MAX_READERS */
-enum { GGUF_MAX_READERS = 64 };
-#define GGUF_OPEN_READERS(n) ((unsigned)((n) < 1 ? 1 : (n) > GGUF_MAX_READERS ? GGUF_MAX_READERS : (n)) << 8)
-#define GGUF_READERS_OF(flags) ((int)((flags) >> 8 & 0xff))
 /* GGUF_OPEN_HUGE_AUTO: copy a file of `size` bytes when gguf_huge_copy_wanted says so for this
  * system (/sys/kernel/mm/transparent_hugepage/enabled and MemAvailable of /proc/meminfo).
  * The rule itself, testable: THP not "[never]" (and known), and mem_available >= size + 1 GiB. */
 bool gguf_huge_copy_wanted(uint64_t size, int64_t mem_available, const char *thp_enabled);
+/* flags | GGUF_OPEN_READERS(n): a copy is read by n threads at once (the caller and n - 1 more;
+ * without it, the caller alone); n is clamped to 1 .. GGUF_MAX_READERS */
+enum { GGUF_MAX_READERS = 64 };
+#define GGUF_OPEN_READERS(n) ((unsigned)((n) < 1 ? 1 : (n) > GGUF_MAX_READERS ? GGUF_MAX_READERS : (n)) << 8)
+#define GGUF_READERS_OF(flags) ((int)((flags) >> 8 & 0xff))
 gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err);
 /* Parse a GGUF already in memory (not owned; must outlive the result). */
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err);
