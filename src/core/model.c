@@ -376,7 +376,8 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     unsigned flags = p.hugepages == LFM2C_HUGEPAGES_ON ? GGUF_OPEN_HUGE_COPY
                      : p.hugepages == LFM2C_HUGEPAGES_AUTO && p.device == LFM2C_DEVICE_CPU && !p.no_populate
                          ? GGUF_OPEN_HUGE_AUTO : 0;
-    if (flags) flags |= GGUF_OPEN_READERS(p.n_threads > 0 ? p.n_threads : threadpool_default_threads());
+    const int n_threads = p.n_threads > 0 ? p.n_threads : threadpool_default_threads();   /* the pool's; the copy's readers */
+    if (flags) flags |= GGUF_OPEN_READERS(n_threads);
     m->gguf = gguf_open_ex(path, flags, err);
     if (!m->gguf) { free(m); return NULL; }
     lfm2c_model_info *in = &m->info;
@@ -415,7 +416,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
         lfm2c_set_error(err, LFM2C_EINVAL, "n_threads %d is more than %d", p.n_threads, THREADPOOL_MAX_THREADS);
         goto fail;
     }
-    m->pool = threadpool_new(p.n_threads);
+    m->pool = threadpool_new(n_threads);
     if (!m->pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
     if (backend->model_init(m, err)) goto fail;   /* the backend attaches: buffers, device upload */
     m->backend = backend;
