@@ -475,7 +475,8 @@ AI T2 void x16_tile2(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
     }
 }
 /* Decode: one group, one column, both halves per block, prefetching X16_PF2 blocks ahead
- * (non-temporal: Q4_K_X16 one thread 19-24 -> 25-27 GB/s, bench_kernels 1024). */
+ * (non-temporal: Q4_K_X16 one thread 19-24 -> 25-27 GB/s, bench_kernels 1024) and one line
+ * DEC_TLB_BLOCKS ahead for its page's translation (tiles.h). */
 AI T2 void x16_dec2(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, float *out) {
     const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -483,6 +484,7 @@ AI T2 void x16_dec2(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
         prefetch_dec(p + X16_PF2 * bb, bb);
+        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             if (q6) x16q6_half2(1, h, p, a, &acc[h]);

@@ -634,7 +634,8 @@ AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
 
 /* Decode: one group, one column, one stream: each block's lines are prefetched X16_PF blocks
  * ahead, non-temporal (into L1 only: the weights are read once per token, so they do not push
- * the activations and the KV cache out of L2 / L3). Measured (bench_kernels 1024, one thread):
+ * the activations and the KV cache out of L2 / L3), and one line DEC_TLB_BLOCKS ahead for its
+ * page's translation (tiles.h). Measured (bench_kernels 1024, one thread):
  * Q4_K_X16 31-33 GB/s with prefetcht1 4 blocks ahead, 37-41 with prefetchnta 2 ahead, and
  * worse again 3, 6, 8 ahead; Q6_K_X16 27-28 -> 31-34. Following 2 or 4 groups at once
  * (one per segment of the rows, as the plain decode tiles do) measured slower: 24-29. */
@@ -645,6 +646,7 @@ AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
         prefetch_dec(p + X16_PF * bb, bb);
+        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         if (q6) x16q6_dec_block5(p, a[0], &acc);
         else x16_block5(1, p, a, &acc);
     }

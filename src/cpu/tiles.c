@@ -48,6 +48,9 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
         /* the tile prefetches a few blocks ahead of itself: start the first ones too (a call
          * may be short: an expert's rows, a thread's share of them) */
         prefetch_block(w, gb < DEC_PROLOGUE_BYTES ? gb : DEC_PROLOGUE_BYTES);
+        /* and the pages the tile's page prefetch (DEC_TLB_BLOCKS ahead) skips at its start */
+        const size_t reach = nb > 0 ? DEC_TLB_BLOCKS * (gb / (size_t)nb) : 0;
+        for (size_t o = 4096; o < reach && o < (size_t)ng * gb; o += 4096) prefetch_page(w + o);
         for (int g = 0; g < ng; g++) t->dec(nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
         return;
     }
