@@ -24,7 +24,7 @@
 #include <time.h>
 #include <sys/mman.h>
 
-typedef struct { const uint8_t *buf; size_t size, piece; uint64_t sink[64]; double cpu[64]; int wide, streams, pf, nta; unsigned seed; } job;
+typedef struct { const uint8_t *buf; size_t size, piece; uint64_t sink[64]; double cpu[64]; int wide, streams, pf, nta, page; unsigned seed; } job;
 
 static double thread_cpu(void) {
     struct timespec ts;
@@ -35,12 +35,13 @@ static double thread_cpu(void) {
 /* ns streams of n / ns bytes each, read side by side; pf > 0: prefetch pf bytes ahead, into L2
  * or (nta) non-temporal, into L1 only, as the decode kernels do */
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta) {
+__attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     const size_t per = n / (size_t)ns / 256 * 256;
     for (size_t i = 0; i < per; i += 256)
         for (int s = 0; s < ns; s++) {
             const uint8_t *q = p + s * per + i;
+            if (page && i % 4096 == 0) _mm_prefetch((const char *)q + page, _MM_HINT_T2);
             if (pf)
                 for (int o = 0; o < 256; o += 64) {
                     if (nta) _mm_prefetch((const char *)q + pf + o, _MM_HINT_NTA);
@@ -55,12 +56,13 @@ __attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, siz
     return (uint64_t)_mm512_reduce_add_epi64(a0);
 }
 
-__attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf, int nta) {
+__attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
     const size_t per = n / (size_t)ns / 128 * 128;
     for (size_t i = 0; i < per; i += 128)
         for (int s = 0; s < ns; s++) {
             const uint8_t *q = p + s * per + i;
+            if (page && i % 4096 == 0) _mm_prefetch((const char *)q + page, _MM_HINT_T2);
             if (pf)
                 for (int o = 0; o < 128; o += 64) {
                     if (nta) _mm_prefetch((const char *)q + pf + o, _MM_HINT_NTA);
@@ -77,13 +79,14 @@ __attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t
     return v[0] + v[1] + v[2] + v[3];
 }
 #else /* portable: 16 words of 64 bits per 128 bytes (ARM64 gcc makes them 128-bit loads) */
-static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta) { (void)p, (void)n, (void)ns, (void)pf, (void)nta; return 0; }
-static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf, int nta) {
+static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) { (void)p, (void)n, (void)ns, (void)pf, (void)nta, (void)page; return 0; }
+static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) {
     uint64_t a[16] = {0};
     const size_t per = n / (size_t)ns / 128 * 128;
     for (size_t i = 0; i < per; i += 128)
         for (int s = 0; s < ns; s++) {
             const uint64_t *q = (const uint64_t *)(const void *)(p + s * per + i);
+            if (page && i % 4096 == 0) __builtin_prefetch((const uint8_t *)q + page, 0, 1);
             if (pf)
                 for (int o = 0; o < 128; o += 64) {
                     if (nta) __builtin_prefetch((const uint8_t *)q + pf + o, 0, 0);
@@ -108,10 +111,10 @@ static void worker(void *arg, int ith, int nth) {
         for (size_t i = 0; i < per / j->piece; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             const uint8_t *q = j->buf + (x % n) * j->piece;
-            j->sink[ith] += j->wide ? read512(q, j->piece, j->streams, j->pf, j->nta) : read256(q, j->piece, j->streams, j->pf, j->nta);
+            j->sink[ith] += j->wide ? read512(q, j->piece, j->streams, j->pf, j->nta, j->page) : read256(q, j->piece, j->streams, j->pf, j->nta, j->page);
         }
     } else {
-        j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf, j->nta) : read256(p, per, j->streams, j->pf, j->nta);
+        j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf, j->nta, j->page) : read256(p, per, j->streams, j->pf, j->nta, j->page);
     }
     j->cpu[ith] = thread_cpu() - t0;
 }
@@ -145,18 +148,22 @@ int main(int argc, char **argv) {
 #endif
     if (piece) printf(", random pieces of %zu KB", piece >> 10);
     printf("\n");
-    /* prefetch: none; 1 KB ahead into L2; 1 KB and 4 KB ahead non-temporal */
-    static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024, 1024, 4096}, ntas[] = {0, 0, 1, 1};
-    static const char *pf_names[] = {"", ", prefetch", ", prefetchnta 1 KB", ", prefetchnta 4 KB"};
+    /* prefetch: none; 1 KB ahead into L2; 1 KB and 4 KB ahead non-temporal; 1 KB non-temporal
+     * and one line a page 64 KB ahead (the decode kernels' page prefetch, src/cpu/tiles.h) */
+    static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024, 1024, 4096, 1024}, ntas[] = {0, 0, 1, 1, 1},
+                     pages[] = {0, 0, 0, 0, 65536};
+    static const char *pf_names[] = {"", ", prefetch", ", prefetchnta 1 KB", ", prefetchnta 4 KB",
+                                     ", prefetchnta 1 KB + pages 64 KB ahead"};
     for (int t = 1; t <= maxt; t++) {
         threadpool *pool = threadpool_new(t);
         double best = 1e30, cbest = 1e30, plain = 0;
         int best_s = 1, best_pf = 0;
         for (int si = 0; si < 4; si++)
-            for (int pi = 0; pi < 4; pi++) {
+            for (int pi = 0; pi < 5; pi++) {
                 j.streams = streams[si];
                 j.pf = pfs[pi];
                 j.nta = ntas[pi];
+                j.page = pages[pi];
                 double b = 1e30;
                 for (int rep = 0; rep < 5; rep++) {
                     j.seed++;
