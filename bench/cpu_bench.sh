@@ -189,19 +189,21 @@ if [ $depth = 1 ]; then
   python3 - "$out" "$ctk" "$ctv" <<'PY'
 import glob, json, os, sys
 out, ctk, ctv = sys.argv[1:]
-def rows(path):
+solo = set()   # (preset.tT, test) where lfm2c's pool ran passes solo: it saw a busy machine
+def rows(path, key=None):
     res = {}
     for r in json.load(open(path)):
         test = ("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"])
         if r.get("n_depth", 0): test += " @ d%d" % r["n_depth"]
         res[test] = r["avg_ts"]
+        if key and r.get("pool_solo_steps", 0) > 0: solo.add((key, test))
     return res
 print(f"\n| model | threads | K/V | test | llama.cpp t/s | lfm2c t/s | lfm2c / llama.cpp (worst round) |")
 print("|---|---:|---|---|---:|---:|---:|")
 for lf in sorted(glob.glob(os.path.join(out, "*.lfm2c.1.json"))):
     key = os.path.basename(lf).split(".lfm2c.")[0]       # PRESET.tT
     preset, t = key.rsplit(".t", 1)
-    ours = [rows(p) for p in sorted(glob.glob(os.path.join(out, key + ".lfm2c.*.json")))]
+    ours = [rows(p, key) for p in sorted(glob.glob(os.path.join(out, key + ".lfm2c.*.json")))]
     theirs = [rows(p) for p in sorted(glob.glob(os.path.join(out, key + ".llama.*.json")))]
     for test in ours[0]:
         o = [r[test] for r in ours if test in r]
@@ -209,7 +211,11 @@ for lf in sorted(glob.glob(os.path.join(out, "*.lfm2c.1.json"))):
         ratio = "-"
         if l and len(l) == len(o): ratio = "%.2fx" % min(a / b for a, b in zip(o, l))
         fmt = lambda v: "-" if not v else "%.2f-%.2f" % (min(v), max(v)) if len(v) > 1 else "%.2f" % v[0]
-        print(f"| {preset} | {t} | {ctk}/{ctv} | {test} | {fmt(l)} | {fmt(o)} | {ratio} |")
+        mark = " *" if (key, test) in solo else ""
+        print(f"| {preset} | {t} | {ctk}/{ctv} | {test} | {fmt(l)} | {fmt(o)}{mark} | {ratio} |")
+if solo:
+    print("\n\\* lfm2c's thread pool ran some of these passes on one thread: it measured other processes")
+    print("holding the cores (a busy machine), so the row is not a quiet-machine figure; run it again.")
 PY
   exit 0
 fi

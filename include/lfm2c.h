@@ -99,10 +99,14 @@ const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
  * bytes of weights they read. Against a clock around the steps (lfm2c bench) this gives the share of
  * decode time in the products and the rate the kernels stream at, to set beside the machine's
  * read bandwidth (bench/membw); the rest is everything between products. Zero on the CUDA
- * backend. */
+ * backend. steps / solo_steps: the forward passes a thread pool of two or more threads timed
+ * for its busy-machine check (each after one of the same size), and how many of them it ran on
+ * the calling thread alone, having measured that faster while other processes held the cores:
+ * a benchmark with solo steps did not run on a quiet machine. */
 typedef struct lfm2c_decode_profile {
     double matmul_seconds, matmul_bytes;
     long matmul_calls;   /* matmul jobs (one per product, or per group of independent ones) */
+    long steps, solo_steps;
 } lfm2c_decode_profile;
 lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *model);
 /* Number of tensors and a description of tensor i (name, type name, shape), for `info`. */

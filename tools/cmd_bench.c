@@ -29,7 +29,16 @@ typedef struct result {
     double samples[64]; /* tokens/s per repetition */
     int n;
     tg_prof prof[64];   /* tg: where each repetition's time went (zero when not profiled: CUDA) */
+    long steps, solo_steps;   /* the pool's passes over the repetitions, and those run solo */
 } result;
+
+/* The repetitions' passes the pool ran solo (a busy machine: lfm2c_decode_profile), from a
+ * profile taken before them. */
+static void count_solo(const lfm2c_model *m, const lfm2c_decode_profile *before, result *r) {
+    const lfm2c_decode_profile now = lfm2c_model_decode_profile(m);
+    r->steps = now.steps - before->steps;
+    r->solo_steps = now.solo_steps - before->solo_steps;
+}
 
 static void stats(const result *r, double *avg, double *sd) {
     double s = 0, ss = 0;
@@ -221,7 +230,8 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                (unsigned long long)in->n_params, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
                r->n_gen, r->depth, test, avg, sd);
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
-        printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f", gbps, rss_mb);
+        printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f, \"pool_steps\": %ld, \"pool_solo_steps\": %ld", gbps,
+               rss_mb, r->steps, r->solo_steps);
         const tg_prof p = prof_sum(r);
         if (profiled(&p)) {   /* the share of decode time in the weight products, their GB/s */
             printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [",
@@ -244,6 +254,9 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                device ? device : "CPU", nth, ktn, vtn, test, avg, sd, gb);
     }
     fflush(stdout);
+    if (r->solo_steps > 0)   /* in every format: a figure not to compare with a quiet machine's */
+        fprintf(stderr, "%s: the thread pool ran %ld of %ld passes on one thread (it measured other processes "
+                "holding the cores: not a quiet-machine figure)\n", test, r->solo_steps, r->steps);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -313,12 +326,14 @@ int cmd_bench(int argc, char **argv) {
                 struct rusage ru;
                 if (n_b > 0) {
                     for (int bi = 0; bi < n_b; bi++) {
-                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {{0, 0, 0, 0}}};
+                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {{0, 0, 0, 0}}, 0, 0};
+                        const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
                         for (int k = 0; k < reps; k++) {
                             double v = run_batched(m, batches[bi], pps[0], tgs[0], &rng, &err);
                             if (v < 0) return cli_fail("%s", err.msg);
                             r.samples[r.n++] = v;
                         }
+                        count_solo(m, &p0, &r);
                         getrusage(RUSAGE_SELF, &ru);
                         print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
                     }
@@ -337,13 +352,15 @@ int cmd_bench(int argc, char **argv) {
                             for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
                                 int n = pass ? tgs[i] : pps[i];
                                 if (n <= 0) continue;
-                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {{0, 0, 0, 0}}};
+                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {{0, 0, 0, 0}}, 0, 0};
+                                const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
                                 for (int k = 0; k < reps; k++) {
                                     double v = pass ? run_tg(m, s, depths[di], n, &rng, &r.prof[r.n], &err)
                                                     : run_pp(m, s, depths[di], n, &rng, &err);
                                     if (v < 0) return cli_fail("%s", err.msg);
                                     r.samples[r.n++] = v;
                                 }
+                                count_solo(m, &p0, &r);
                                 getrusage(RUSAGE_SELF, &ru);
                                 print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
                                 if (pass && !json && !csv) print_tg_prof(&r);

@@ -437,7 +437,12 @@ void lfm2c_model_free(lfm2c_model *m) {
 }
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *m) { return &m->info; }
-lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *m) { return m->prof; }
+lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *m) {
+    lfm2c_decode_profile p = m->prof;
+    const threadpool_stats s = threadpool_get_stats(m->pool);
+    p.steps = s.steps, p.solo_steps = s.solo_steps;
+    return p;
+}
 const lfm2c_tokenizer *model_tokenizer(const lfm2c_model *m) { return m->tok; }
 
 int lfm2c_model_n_tensors(const lfm2c_model *m) { return (int)m->gguf->n_tensors; }

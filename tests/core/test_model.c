@@ -376,6 +376,9 @@ static void check_decode_profile(const char *name) {
     CHECK(b.matmul_calls > 0 && b.matmul_calls % 3 == 0 && b.matmul_seconds > 0, "%s: decode not profiled", name);
     CHECK(per_token > 0.9 * active && per_token <= active, "%s: %.0f bytes per token in products, %.0f read", name,
           per_token, active);
+    /* the pool's passes (of 4 run; each counted after one of its size) and those run solo */
+    CHECK(b.steps >= 0 && b.steps <= 3 && b.solo_steps >= 0 && b.solo_steps <= b.steps,
+          "%s: %ld passes counted, %ld solo", name, b.steps, b.solo_steps);
     lfm2c_session_free(s);
     lfm2c_model_free(m);
 }
