@@ -189,14 +189,17 @@ if [ $depth = 1 ]; then
   python3 - "$out" "$ctk" "$ctv" <<'PY'
 import glob, json, os, sys
 out, ctk, ctv = sys.argv[1:]
-solo = set()   # (preset.tT, test) where lfm2c's pool ran passes solo: it saw a busy machine
+solo = {}   # (preset.tT, test) -> [passes run solo, passes]: lfm2c's pool went solo on a busy machine
 def rows(path, key=None):
     res = {}
     for r in json.load(open(path)):
         test = ("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"])
         if r.get("n_depth", 0): test += " @ d%d" % r["n_depth"]
         res[test] = r["avg_ts"]
-        if key and r.get("pool_solo_steps", 0) > 0: solo.add((key, test))
+        # over 5% of the passes: more than a lost probe costs (5 passes, at least 10 ms)
+        if key and 20 * r.get("pool_solo_steps", 0) > r.get("pool_steps", 0):
+            c = solo.setdefault((key, test), [0, 0])
+            c[0] += r["pool_solo_steps"]; c[1] += r["pool_steps"]
     return res
 print(f"\n| model | threads | K/V | test | llama.cpp t/s | lfm2c t/s | lfm2c / llama.cpp (worst round) |")
 print("|---|---:|---|---|---:|---:|---:|")
@@ -216,6 +219,7 @@ for lf in sorted(glob.glob(os.path.join(out, "*.lfm2c.1.json"))):
 if solo:
     print("\n\\* lfm2c's thread pool ran some of these passes on one thread: it measured other processes")
     print("holding the cores (a busy machine), so the row is not a quiet-machine figure; run it again.")
+    for (key, test), (n, m) in sorted(solo.items()): print(f"{key} {test}: {n} of {m} passes solo (rounds with any)")
 PY
   exit 0
 fi
