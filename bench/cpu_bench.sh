@@ -196,8 +196,7 @@ def rows(path, key=None):
         test = ("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"])
         if r.get("n_depth", 0): test += " @ d%d" % r["n_depth"]
         res[test] = r["avg_ts"]
-        # over 5% of the passes: more than a lost probe costs (5 passes, at least 10 ms)
-        if key and 20 * r.get("pool_solo_steps", 0) > r.get("pool_steps", 0):
+        if key and r.get("pool_went_solo"):   # more than a lost probe of the solo mode (lfm2c bench)
             c = solo.setdefault((key, test), [0, 0])
             c[0] += r["pool_solo_steps"]; c[1] += r["pool_steps"]
     return res

@@ -101,8 +101,8 @@ const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
  * read bandwidth (bench/membw); the rest is everything between products. Zero on the CUDA
  * backend. steps / solo_steps: the forward passes a thread pool of two or more threads timed
  * for its busy-machine check (each after one of the same size), and how many of them it ran on
- * the calling thread alone, having measured that faster while other processes held the cores:
- * a benchmark with solo steps did not run on a quiet machine. */
+ * the calling thread alone, having measured that faster while other processes held the cores
+ * (on a quiet machine only a probe of that mode now and then, 5 steps, which loses). */
 typedef struct lfm2c_decode_profile {
     double matmul_seconds, matmul_bytes;
     long matmul_calls;   /* matmul jobs (one per product, or per group of independent ones) */

@@ -40,6 +40,10 @@ static void count_solo(const lfm2c_model *m, const lfm2c_decode_profile *before,
     r->solo_steps = now.solo_steps - before->solo_steps;
 }
 
+/* Did the pool go solo for more than a lost probe costs a model of real size (threadpool.c: 5
+ * passes, and at least 10 ms)? Then the result is no quiet-machine figure. */
+static bool ran_solo(const result *r) { return 20 * r->solo_steps > r->steps; }
+
 static void stats(const result *r, double *avg, double *sd) {
     double s = 0, ss = 0;
     for (int i = 0; i < r->n; i++) s += r->samples[i];
@@ -230,8 +234,8 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                (unsigned long long)in->n_params, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
                r->n_gen, r->depth, test, avg, sd);
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
-        printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f, \"pool_steps\": %ld, \"pool_solo_steps\": %ld", gbps,
-               rss_mb, r->steps, r->solo_steps);
+        printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f, \"pool_steps\": %ld, \"pool_solo_steps\": %ld, "
+               "\"pool_went_solo\": %s", gbps, rss_mb, r->steps, r->solo_steps, ran_solo(r) ? "true" : "false");
         const tg_prof p = prof_sum(r);
         if (profiled(&p)) {   /* the share of decode time in the weight products, their GB/s */
             printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [",
@@ -254,10 +258,7 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                device ? device : "CPU", nth, ktn, vtn, test, avg, sd, gb);
     }
     fflush(stdout);
-    /* in every format: a figure not to compare with a quiet machine's. Over 5% of the passes:
-     * more than a lost probe of the solo mode costs a model of real size (threadpool.c: 5
-     * passes, and at least 10 ms) */
-    if (20 * r->solo_steps > r->steps)
+    if (ran_solo(r))   /* in every format: a figure not to compare with a quiet machine's */
         fprintf(stderr, "%s: the thread pool ran %ld of %ld passes on one thread (it measured other processes "
                 "holding the cores: not a quiet-machine figure)\n", test, r->solo_steps, r->steps);
 }
