@@ -150,20 +150,21 @@ int main(int argc, char **argv) {
     printf("\n");
     /* prefetch: none; 1 KB ahead into L2; 1 KB and 4 KB ahead non-temporal; 1 KB non-temporal
      * and one line a page 64 KB ahead (the decode kernels' page prefetch, src/cpu/tiles.h) */
-    static const int streams[] = {1, 2, 4, 8}, pfs[] = {0, 1024, 1024, 4096, 1024}, ntas[] = {0, 0, 1, 1, 1},
-                     pages[] = {0, 0, 0, 0, 65536};
-    static const char *pf_names[] = {"", ", prefetch", ", prefetchnta 1 KB", ", prefetchnta 4 KB",
-                                     ", prefetchnta 1 KB + pages 64 KB ahead"};
+    static const int streams[] = {1, 2, 4, 8};
+    static const struct { int pf, nta, page; const char *name; } pats[] = {
+        {0, 0, 0, ""}, {1024, 0, 0, ", prefetch"}, {1024, 1, 0, ", prefetchnta 1 KB"},
+        {4096, 1, 0, ", prefetchnta 4 KB"}, {1024, 1, 65536, ", prefetchnta 1 KB + pages 64 KB ahead"}};
+    enum { N_STREAMS = sizeof streams / sizeof *streams, N_PATS = sizeof pats / sizeof *pats };
     for (int t = 1; t <= maxt; t++) {
         threadpool *pool = threadpool_new(t);
         double best = 1e30, cbest = 1e30, plain = 0;
         int best_s = 1, best_pf = 0;
-        for (int si = 0; si < 4; si++)
-            for (int pi = 0; pi < 5; pi++) {
+        for (int si = 0; si < N_STREAMS; si++)
+            for (int pi = 0; pi < N_PATS; pi++) {
                 j.streams = streams[si];
-                j.pf = pfs[pi];
-                j.nta = ntas[pi];
-                j.page = pages[pi];
+                j.pf = pats[pi].pf;
+                j.nta = pats[pi].nta;
+                j.page = pats[pi].page;
                 double b = 1e30;
                 for (int rep = 0; rep < 5; rep++) {
                     j.seed++;
@@ -179,7 +180,7 @@ int main(int argc, char **argv) {
             }
         size_t per = size / (size_t)t / 4096 * 4096, bytes = (piece ? per / piece * piece : per) * (size_t)t;
         printf("threads %d: %.1f GB/s (best: %d stream%s per thread%s; one plain stream %.1f GB/s; by thread CPU time %.1f GB/s)\n",
-               t, bytes / best / 1e9, best_s, best_s > 1 ? "s" : "", pf_names[best_pf], bytes / plain / 1e9,
+               t, bytes / best / 1e9, best_s, best_s > 1 ? "s" : "", pats[best_pf].name, bytes / plain / 1e9,
                bytes / cbest / 1e9);
         threadpool_free(pool);
     }
