@@ -55,8 +55,8 @@ static inline void prefetch_dec(const void *p, size_t size) {
 /* Decode also touches one line DEC_TLB_BLOCKS blocks ahead of its stream (prefetcht2 on x86),
  * so that each 4 KB page's address translation is under way long before the stream's own
  * prefetch (2 blocks ahead) needs it. On this project's VMs even weights in the guest's 2 MB
- * pages gain (the host likely maps guest memory in 4 KB pages, so the TLB holds 4 KB entries). A block is 2.3-3.4 KB, so every page
- * is touched. One thread, alternating per repetition in one process (median of 20 pairs):
+ * pages gain (the host likely maps guest memory in 4 KB pages, so the TLB holds 4 KB entries).
+ * A block is 2.3-3.4 KB, so every page is touched. One thread, alternating per repetition in one process (median of 20 pairs):
  * 350M +4-11%, 1.2B +5%, 8B-A1B +4%, 24B-A2B +3-6%; two threads -1% to +10%. 8 and 24
  * blocks ahead gained less on 24B-A2B; prefetcht1 gained nothing on 350M. */
 #ifndef DEC_TLB_BLOCKS
