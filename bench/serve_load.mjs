@@ -1,7 +1,7 @@
 // serve_load.mjs — bounded load benchmark of `lfm2c serve` on loopback.
 //
 //   node bench/serve_load.mjs --lfm2c build/lfm2c --model tests/data/lfm2-kq-dense-f16.gguf \
-//        [--np 32] [--tokens 64] [--levels 1,8,32,128] [--threads 0]
+//        [--np 32] [--tokens 64] [--levels 1,8,32,128] [--threads N] [--device cpu|cuda] [--skip-reuse 1]
 //
 // Starts the server itself (port 0, loopback), then for each concurrency level C runs C clients
 // at once, each streaming one chat completion of --tokens tokens (greedy; end-of-turn tokens are
@@ -10,6 +10,7 @@
 // Then a 5-turn conversation with a long system prompt, against the server with prompt-prefix
 // reuse and against one started with --no-prefix-reuse: prompt processing time per turn.
 // Everything is bounded: at most sum(levels) + 10 requests. Plain fetch + SSE, no SDK needed.
+// --device is passed to the server; --skip-reuse 1 leaves out the conversation (scripts/gpu_check.sh).
 import { spawn } from 'node:child_process';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, x, i, all) => {
@@ -21,12 +22,14 @@ const modelPath = args.model || 'tests/data/lfm2-kq-dense-f16.gguf';
 const np = Number(args.np || 32);
 const nTok = Number(args.tokens || 64);
 const levels = (args.levels || '1,8,32,128').split(',').map(Number);
-const threads = args.threads || '0';
+const threads = args.threads ? ['-t', args.threads] : [];   // default: the server's own
+const device = args.device ? ['--device', args.device] : [];
+const skipReuse = args['skip-reuse'] === '1';
 
 function startServer(extra) {
   return new Promise((resolve, reject) => {
-    const p = spawn(lfm2c, ['serve', '-m', modelPath, '--port', '0', '-np', String(np), '-c', '4096', '-t', threads,
-      '--queue', '1024', ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const p = spawn(lfm2c, ['serve', '-m', modelPath, '--port', '0', '-np', String(np), '-c', '4096', ...threads,
+      '--queue', '1024', ...device, ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     p.stdout.on('data', (d) => {
       out += d;
@@ -72,8 +75,8 @@ const fmt = (x, d = 1) => x.toFixed(d);
 const server = await startServer([]);
 console.log(`model ${modelPath}, ${np} slots, ${nTok} tokens per request, greedy`);
 await streamChat(server.base, [{ role: 'user', content: 'warm up' }], 4);
-console.log('\n| concurrency | requests | wall s | total tok/s | per-stream tok/s | TTFT p50 ms | TTFT p90 ms |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|');
+console.log('\n| concurrency | requests | wall s | total tok/s | per-stream tok/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const c of levels) {
   const t0 = performance.now();
   const rs = await Promise.all(Array.from({ length: c }, (_, i) =>
@@ -82,9 +85,10 @@ for (const c of levels) {
   const toks = rs.reduce((a, r) => a + r.tokens, 0);
   const perStream = rs.reduce((a, r) => a + (r.tokens - 1) / ((r.total - r.ttft) / 1000), 0) / rs.length;
   const ttfts = rs.map((r) => r.ttft);
-  console.log(`| ${c} | ${c} | ${fmt(wall, 2)} | ${fmt(toks / wall)} | ${fmt(perStream)} | ${fmt(pct(ttfts, 0.5))} | ${fmt(pct(ttfts, 0.9))} |`);
+  console.log(`| ${c} | ${c} | ${fmt(wall, 2)} | ${fmt(toks / wall)} | ${fmt(perStream)} | ${fmt(pct(ttfts, 0.5))} | ${fmt(pct(ttfts, 0.9))} | ${fmt(pct(ttfts, 0.99))} |`);
 }
 await stopServer(server);
+if (skipReuse) process.exit(0);
 
 // Prefix reuse: 5 turns, each prompt = the whole conversation so far.
 const system = 'You are a meticulous assistant. ' + 'Follow the house rules about tone, brevity and sources. '.repeat(60);

@@ -3,7 +3,7 @@
  * CPU --reference path and the goldens, greedy continuations of the F32 fixtures, batches of
  * several sessions (the GEMM paths), checkpoints and truncation (conv state device <-> host).
  * Without a CUDA device it checks that opening a model on CUDA fails cleanly, then prints
- * "SKIP: no CUDA device" and exits 0. */
+ * "SKIP: no CUDA device" and exits 0. LFM2C_TEST_FIXTURES=name,name limits it to those fixtures. */
 extern "C" {
 #include "lfm2c.h"
 #include "cuda/backend_cuda.h"
@@ -185,6 +185,16 @@ int main(void) {
     }
     if (d) closedir(d);
     CHECK(names.size() >= 10, "found only %zu fixtures", names.size());
+    /* LFM2C_TEST_FIXTURES=a,b: only these (scripts/gpu_check.sh runs compute-sanitizer on a few) */
+    if (const char *only = getenv("LFM2C_TEST_FIXTURES")) {
+        std::string list = std::string(",") + only + ",";
+        std::vector<std::string> kept;
+        for (auto &nm : names)
+            if (list.find("," + nm + ",") != std::string::npos) kept.push_back(nm);
+        CHECK(!kept.empty(), "LFM2C_TEST_FIXTURES=%s names no fixture", only);
+        printf("LFM2C_TEST_FIXTURES: %zu of %zu fixtures\n", kept.size(), names.size());
+        names = kept;
+    }
     for (auto &nm : names) check_fixture(nm);
     TEST_MAIN_END();
 }

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""serve_load.py — the concurrency part of serve_load.mjs for machines without node (the GPU
+machines scripts/gpu_check.sh runs on have python3 only): starts `lfm2c serve` on loopback
+(port 0), then for each concurrency level C runs C clients at once, each streaming one greedy
+chat completion of --tokens tokens, and prints the same table as serve_load.mjs (total tok/s,
+mean per-stream tok/s after the first token, TTFT p50/p90/p99). Standard library only; bounded:
+sum(levels) + 1 requests, each with a timeout.
+
+  python3 bench/serve_load.py --lfm2c build/lfm2c --model M.gguf [--np 32] [--tokens 64]
+                              [--levels 1,8,32,128] [--threads N] [--device cpu|cuda]
+"""
+import argparse
+import http.client
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+
+ap = argparse.ArgumentParser()
+ap.add_argument('--lfm2c', default='build/lfm2c')
+ap.add_argument('--model', default='tests/data/lfm2-kq-dense-f16.gguf')
+ap.add_argument('--np', type=int, default=32)
+ap.add_argument('--tokens', type=int, default=64)
+ap.add_argument('--levels', default='1,8,32,128')
+ap.add_argument('--threads')
+ap.add_argument('--device')
+ap.add_argument('--timeout', type=float, default=300, help='seconds per request')
+a = ap.parse_args()
+levels = [int(x) for x in a.levels.split(',')]
+
+cmd = [a.lfm2c, 'serve', '-m', a.model, '--port', '0', '-np', str(a.np), '-c', '4096', '--queue', '1024']
+cmd += ['-t', a.threads] if a.threads else []
+cmd += ['--device', a.device] if a.device else []
+srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+port = None
+deadline = time.time() + 600
+while port is None and time.time() < deadline:
+    line = srv.stdout.readline()
+    if not line:
+        sys.exit('server exited (%s)' % srv.wait())
+    m = re.search(r'listening on 127\.0\.0\.1:(\d+)', line)
+    if m:
+        port = int(m.group(1))
+threading.Thread(target=lambda: [None for _ in srv.stdout], daemon=True).start()   # keep its pipe drained
+
+
+def stream_chat(content, max_tokens):
+    """one streamed chat completion: (ttft, total, completion tokens)"""
+    t0 = time.perf_counter()
+    c = http.client.HTTPConnection('127.0.0.1', port, timeout=a.timeout)
+    body = json.dumps({'messages': [{'role': 'user', 'content': content}], 'max_tokens': max_tokens,
+                       'temperature': 0, 'stream': True, 'stream_options': {'include_usage': True},
+                       'logit_bias': {'7': -100, '2': -100}})
+    c.request('POST', '/v1/chat/completions', body, {'Content-Type': 'application/json'})
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError('HTTP %d: %s' % (r.status, r.read()[:200]))
+    ttft, usage = None, None
+    for raw in r:
+        line = raw.decode().strip()
+        if not line.startswith('data: ') or line == 'data: [DONE]':
+            continue
+        j = json.loads(line[6:])
+        if j.get('usage'):
+            usage = j['usage']
+        ch = j.get('choices') or [{}]
+        if ch[0].get('delta', {}).get('content') and ttft is None:
+            ttft = time.perf_counter() - t0
+    total = time.perf_counter() - t0
+    c.close()
+    return (ttft if ttft is not None else total), total, usage['completion_tokens'] if usage else 0
+
+
+def pct(xs, p):
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p * len(s)))]
+
+
+try:
+    stream_chat('warm up', 4)
+    print('model %s, %d slots, %d tokens per request, greedy' % (a.model, a.np, a.tokens))
+    print('\n| concurrency | requests | wall s | total tok/s | per-stream tok/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms |')
+    print('|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for c in levels:
+        res, errs = [None] * c, []
+
+        def client(i, c=c, res=res, errs=errs):
+            try:
+                res[i] = stream_chat('Client %d of %d: write about the ocean.' % (i, c), a.tokens)
+            except Exception as e:   # reported below, the level still completes
+                errs.append(str(e))
+        th = [threading.Thread(target=client, args=(i,)) for i in range(c)]
+        t0 = time.perf_counter()
+        for t in th:
+            t.start()
+        for t in th:
+            t.join()
+        wall = time.perf_counter() - t0
+        ok = [r for r in res if r]
+        if errs:
+            print('concurrency %d: %d requests failed, first: %s' % (c, len(errs), errs[0]), file=sys.stderr)
+        if not ok:
+            continue
+        toks = sum(r[2] for r in ok)
+        per = sum((r[2] - 1) / max(r[1] - r[0], 1e-9) for r in ok) / len(ok)
+        tt = [r[0] * 1000 for r in ok]
+        print('| %d | %d | %.2f | %.1f | %.1f | %.1f | %.1f | %.1f |' % (c, len(ok), wall, toks / wall, per,
+              pct(tt, 0.5), pct(tt, 0.9), pct(tt, 0.99)))
+        sys.stdout.flush()
+finally:
+    srv.terminate()
+    try:
+        srv.wait(30)
+    except subprocess.TimeoutExpired:
+        srv.kill()

@@ -1,0 +1,521 @@
+#!/usr/bin/env bash
+# gpu_check.sh — the whole GPU check of the CUDA backend in one command (issue 35), for a machine
+# with an NVIDIA GPU that receives the repository only. It finds the GPU and its compute
+# capability, builds with CUDA for it, makes the synthetic models it needs there (`lfm2c synth`),
+# checks correctness (the CUDA tests, compute-sanitizer, golden logits of every fixture against
+# the CPU --reference path, greedy continuations, batched == solo) and measures speed (bench,
+# batched bench, nsys, serve under load), and writes OUTDIR/report.md, OUTDIR/results.json and
+# OUTDIR/logs.tar.gz. Every step has its own timeout and the whole call a budget, so a hang
+# costs one step, and the stages can be split over several calls: the build and the models stay
+# in the build folder between calls, each call rewrites the report from every stage run so far.
+# Without a GPU it says so, writes that into the report and exits 0.
+#
+#   scripts/gpu_check.sh [--stage all|build,correct,sanitize,speed,serve,bf16] [--budget S]
+#                        [--build-dir DIR] [--device cuda|cpu] [--arch CC] [--quick] OUTDIR
+#   scripts/gpu_check.sh --fetch-deps     (here, before the GPU call: .gpu-deps/, see below)
+#
+# --device cpu runs the same stages on the CPU (a dry run of everything but the GPU: the
+# comparisons, the report); --quick shrinks the synthetic model and the benchmark sizes;
+# --arch CC builds for compute capability CC without asking a GPU (a build-only dry run).
+# A GPU machine without pkg-config / jansson / libmicrohttpd: run --fetch-deps where apt works;
+# it downloads their Debian packages into .gpu-deps/ (git-ignored: carry it to the GPU machine),
+# which the build stage unpacks into the build folder when the system lacks them.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+usage() {
+  sed -n '13,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+die() { echo "gpu_check: $*" >&2; exit 2; }
+
+stages=all device=cuda build_dir= budget=570 arch= quick=0 outdir= fetch=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --stage) [ $# -ge 2 ] || usage; stages=$2; shift 2;;
+    --device) [ $# -ge 2 ] || usage; device=$2; shift 2;;
+    --build-dir) [ $# -ge 2 ] || usage; build_dir=$2; shift 2;;
+    --budget) [ $# -ge 2 ] || usage; budget=$2; shift 2;;
+    --arch) [ $# -ge 2 ] || usage; arch=$2; shift 2;;
+    --quick) quick=1; shift;;
+    --fetch-deps) fetch=1; shift;;
+    -h|--help) sed -n "2,23p" "$0" | sed "s/^# \{0,1\}//"; exit 0;;
+    -*) die "unknown option '$1' (see --help)";;
+    *) [ -z "$outdir" ] || die "one OUTDIR only (got '$outdir' and '$1')"; outdir=$1; shift;;
+  esac
+done
+
+ALL_STAGES="build correct sanitize speed serve bf16"
+if [ "$fetch" = 1 ]; then
+  mkdir -p "$ROOT/.gpu-deps" && cd "$ROOT/.gpu-deps" || exit 1
+  apt-get download pkgconf pkgconf-bin libpkgconf3 libjansson4 libjansson-dev libmicrohttpd12 libmicrohttpd-dev \
+    || die "apt-get download failed (run apt-get update first)"
+  echo "gpu_check: $(ls *.deb | wc -l) packages in .gpu-deps/ ($(du -sh . | cut -f1)); carry .gpu-deps to the GPU machine"
+  exit 0
+fi
+[ -n "$outdir" ] || usage
+case $device in cuda|cpu) ;; *) die "--device must be cuda or cpu, not '$device'";; esac
+[[ $budget =~ ^[0-9]+$ ]] || die "--budget expects seconds, not '$budget'"
+[ -z "$arch" ] || [[ $arch =~ ^[0-9]+[a-z]?$ ]] || die "--arch expects a compute capability like 90, not '$arch'"
+[ "$stages" = all ] && stages=${ALL_STAGES// /,}
+for s in ${stages//,/ }; do
+  [[ " $ALL_STAGES " == *" $s "* ]] || die "unknown stage '$s' (stages: ${ALL_STAGES// /, }, all)"
+done
+mkdir -p "$outdir" || die "cannot create '$outdir'"
+outdir=$(cd "$outdir" && pwd)
+[ -n "$build_dir" ] || build_dir=$ROOT/build-gpu
+[ "$device" = cpu ] && [ "$build_dir" = "$ROOT/build-gpu" ] && build_dir=$ROOT/build-gpu-cpu
+mkdir -p "$build_dir" && build_dir=$(cd "$build_dir" && pwd)
+WORK=$build_dir/gpu-check            # persists between calls: fragments, JSON, logs, models
+mkdir -p "$WORK/frag" "$WORK/json" "$WORK/logs" "$WORK/models"
+T0=$(date +%s)
+BIN=$build_dir/lfm2c
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+# ---- helpers ---------------------------------------------------------------------------------
+left() { [ "$budget" = 0 ] && { echo 99999; return; }; echo $(( budget - ($(date +%s) - T0) )); }
+# step_timeout WANT: WANT seconds, or what is left of the budget less a margin for the report
+step_timeout() { local l; l=$(( $(left) - 20 )); [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
+# run_step NAME WANT CMD...: runs CMD with a timeout into logs/NAME.log; sets RC (124 = timed out,
+# 125 = no budget left) and DUR
+run_step() {
+  local name=$1 want=$2; shift 2
+  local t; t=$(step_timeout "$want")
+  local log=$WORK/logs/$name.log
+  if [ "$t" -lt 10 ]; then
+    RC=125 DUR=0; echo "(skipped: this call's budget is spent)" >"$log"; echo "  $name: skipped (budget)" >&2; return
+  fi
+  local s; s=$(date +%s)
+  echo "  $name (timeout ${t}s) ..." >&2
+  { echo "\$ $*"; } >"$log"
+  timeout -k 10 "$t" "$@" >>"$log" 2>&1
+  RC=$?
+  DUR=$(( $(date +%s) - s ))
+  echo "  $name: rc $RC in ${DUR}s" >&2
+}
+rc_word() {  # what an exit status means, for the report
+  case $1 in 0) echo ok;; 124|137) echo "TIMED OUT";; 125) echo "skipped (budget spent: rerun this stage)";; *) echo "FAILED (rc $1)";; esac
+}
+frag() { cat >>"$WORK/frag/$CUR.md"; }   # append markdown to the current stage's fragment
+tailog() { echo '```'; tail -n "${2:-15}" "$WORK/logs/$1.log" | cut -c1-300; echo '```'; }
+begin_stage() {
+  CUR=$1
+  rm -f "$WORK/frag/$CUR.md" "$WORK/json/$CUR.json"
+  echo "gpu_check: stage $CUR ($(left)s of the budget left)"
+  echo "## $CUR  ($(date -u '+%Y-%m-%d %H:%M UTC'))" | frag
+  echo | frag
+}
+py() { python3 - "$@"; }
+
+# ---- the machine -----------------------------------------------------------------------------
+gpu_name= gpu_cc= gpu_driver= gpu_mem=
+detect_gpu() {
+  local smi=${GPU_CHECK_NVIDIA_SMI:-nvidia-smi} line
+  command -v "$smi" >/dev/null 2>&1 || { NO_GPU="nvidia-smi not found"; return 1; }
+  line=$("$smi" --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
+  if [ -z "$line" ] || [[ $line == *"NVIDIA-SMI has failed"* ]] || [[ $line == *"No devices"* ]] || [[ $line != *,*,* ]]; then
+    NO_GPU="nvidia-smi lists no GPU (${line:-no output})"; return 1
+  fi
+  IFS=, read -r gpu_name gpu_cc gpu_driver gpu_mem <<<"$line"
+  gpu_name=$(echo $gpu_name) gpu_cc=$(echo $gpu_cc) gpu_driver=$(echo $gpu_driver) gpu_mem=$(echo $gpu_mem)
+  return 0
+}
+find_cuda_tool() {  # find_cuda_tool NAME: on PATH, else under /usr/local/cuda*/bin or /opt/nvidia
+  command -v "$1" 2>/dev/null && return 0
+  local c
+  for c in /usr/local/cuda/bin/"$1" /usr/local/cuda-*/bin/"$1" /opt/nvidia/nsight-systems/*/bin/"$1" \
+           /opt/nvidia/nsight-systems*/bin/"$1" /usr/local/cuda/nsight-systems*/bin/"$1"; do
+    [ -x "$c" ] && { echo "$c"; return 0; }
+  done
+  return 1
+}
+
+write_report() {
+  local f=$outdir/report.md
+  {
+    echo "# lfm2c GPU check"
+    echo
+    echo "- commit: $(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (with local changes)'), report written $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- device: $device; $( [ -n "$gpu_name" ] && echo "GPU: $gpu_name, compute capability $gpu_cc, driver $gpu_driver, $gpu_mem" || echo "GPU: ${NO_GPU:-not used}")"
+    echo "- host: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //'), $JOBS cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo 2>/dev/null)"
+    echo "- build: $build_dir$( [ -f "$WORK/build.info" ] && echo "; $(cat "$WORK/build.info")")"
+    echo "- stages in this report: $(cd "$WORK/frag" && ls *.md 2>/dev/null | sed 's/\.md$//' | tr '\n' ' ')"
+    echo
+    for s in $ALL_STAGES; do [ -f "$WORK/frag/$s.md" ] && { cat "$WORK/frag/$s.md"; echo; }; done
+  } >"$f"
+  py "$WORK/json" "$outdir/results.json" <<'EOF'
+import json, os, sys
+d, out = sys.argv[1], sys.argv[2]
+res = {}
+for f in sorted(os.listdir(d)):
+    if f.endswith('.json'):
+        try: res[f[:-5]] = json.load(open(os.path.join(d, f)))
+        except Exception as e: res[f[:-5]] = {"error": str(e)}
+json.dump(res, open(out, 'w'), indent=1)
+EOF
+  # logs, each cut to its last 256 KB so the archive stays small
+  local tmp; tmp=$(mktemp -d)
+  mkdir -p "$tmp/logs"
+  for l in "$WORK"/logs/*.log; do [ -f "$l" ] && tail -c 262144 "$l" >"$tmp/logs/$(basename "$l")"; done
+  tar -C "$tmp" -czf "$outdir/logs.tar.gz" logs 2>/dev/null
+  rm -rf "$tmp"
+  echo "gpu_check: wrote $f, $outdir/results.json, $outdir/logs.tar.gz"
+}
+
+if [ "$device" = cuda ] && ! detect_gpu; then
+  if [ -n "$arch" ] && [ "$stages" = build ]; then
+    gpu_cc=$arch; echo "gpu_check: $NO_GPU; building for compute capability $arch as asked (--arch)"
+  else
+    msg="no NVIDIA GPU here ($NO_GPU): nothing to check. Run this on a machine with an NVIDIA GPU (H100/H200), or with --device cpu for a dry run."
+    echo "gpu_check: $msg"
+    { echo "# lfm2c GPU check"; echo; echo "$msg"; } >"$outdir/report.md"
+    exit 0
+  fi
+fi
+[ -n "$arch" ] && gpu_cc=$arch
+cc_num=${gpu_cc//./}
+
+# ---- stage: build ----------------------------------------------------------------------------
+# use_deps (not in a subshell: it exports): where the system lacks pkg-config / jansson / libmicrohttpd, unpack .gpu-deps/*.deb
+# into the build folder and point pkg-config there (prefixes rewritten in the .pc files)
+PKGCFG=()
+use_deps() {
+  local have=1
+  command -v pkg-config >/dev/null 2>&1 && pkg-config --exists jansson libmicrohttpd 2>/dev/null || have=0
+  [ "${GPU_CHECK_USE_DEPS:-0}" = 1 ] && have=0
+  [ "$have" = 1 ] && { DEPS="system pkg-config, jansson, libmicrohttpd"; return 0; }
+  ls "$ROOT"/.gpu-deps/*.deb >/dev/null 2>&1 || { DEPS="the system lacks pkg-config / jansson / libmicrohttpd and there is no .gpu-deps/ (scripts/gpu_check.sh --fetch-deps)"; return 0; }
+  local d=$build_dir/deps deb
+  rm -rf "$d" && mkdir -p "$d/root" "$d/pc" "$d/bin"
+  for deb in "$ROOT"/.gpu-deps/*.deb; do
+    if command -v dpkg-deb >/dev/null 2>&1; then dpkg-deb -x "$deb" "$d/root"
+    else (cd "$d" && ar x "$deb" data.tar.xz && tar -C root -xf data.tar.xz && rm -f data.tar.xz); fi
+  done
+  local lib=$d/root/usr/lib/x86_64-linux-gnu
+  for pc in "$lib"/pkgconfig/*.pc; do sed "s|^prefix=.*|prefix=$d/root/usr|" "$pc" >"$d/pc/$(basename "$pc")"; done
+  export PKG_CONFIG_PATH=$d/pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+  export LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  if ! command -v pkg-config >/dev/null 2>&1; then
+    printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$d/root/usr/bin/pkgconf" >"$d/bin/pkg-config"
+    chmod +x "$d/bin/pkg-config"
+    export PATH=$d/bin:$PATH
+    PKGCFG=(-DPKG_CONFIG_EXECUTABLE="$d/bin/pkg-config")
+  fi
+  DEPS="from .gpu-deps/ ($(ls "$ROOT"/.gpu-deps/*.deb | wc -l) packages, unpacked into $d)"
+}
+# the build folder's environment in later calls too (a later call starts a fresh shell)
+deps_env() {
+  local d=$build_dir/deps lib=$build_dir/deps/root/usr/lib/x86_64-linux-gnu
+  [ -d "$lib" ] && export LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  [ -x "$d/bin/pkg-config" ] && export PATH=$d/bin:$PATH
+  return 0
+}
+
+stage_build() {
+  begin_stage build
+  local nvcc= cfg=(-DCMAKE_BUILD_TYPE=Release)
+  use_deps   # sets DEPS, and PKG_CONFIG_PATH etc. in this shell
+  echo "- dependencies: $DEPS" | frag
+  if [ "$device" = cuda ]; then
+    nvcc=$(find_cuda_tool nvcc) || { echo "- **FAILED**: nvcc not found (PATH, /usr/local/cuda/bin)" | frag; BUILD_OK=0; return; }
+    export PATH=$(dirname "$nvcc"):$PATH
+    cfg+=(-DLFM2C_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" "-DLFM2C_CUDA_ARCHS=${cc_num}-real;${cc_num}-virtual")
+    echo "- nvcc: $nvcc ($("$nvcc" --version | grep -o 'release [0-9.]*' | head -1)); architectures ${cc_num}-real;${cc_num}-virtual" | frag
+  fi
+  command -v ninja >/dev/null 2>&1 && [ ! -f "$build_dir/CMakeCache.txt" ] && cfg+=(-G Ninja)
+  local server=ON
+  pkg-config --exists libmicrohttpd 2>/dev/null || { server=OFF; echo "- libmicrohttpd not found: built without the server (the serve stage is skipped)" | frag; }
+  run_step configure 120 cmake -S "$ROOT" -B "$build_dir" "${cfg[@]}" "${PKGCFG[@]}" -DLFM2C_SERVER=$server
+  if [ "$RC" = 0 ]; then run_step compile 420 cmake --build "$build_dir" -j"$JOBS"; fi
+  if [ "$RC" != 0 ] && [ "$server" = ON ] && grep -q -i -E "microhttpd|gnutls" "$WORK/logs/compile.log" 2>/dev/null; then
+    echo "- the server did not link (libmicrohttpd / gnutls): rebuilt without it" | frag
+    server=OFF
+    run_step configure2 120 cmake -S "$ROOT" -B "$build_dir" -DLFM2C_SERVER=OFF
+    [ "$RC" = 0 ] && run_step compile2 420 cmake --build "$build_dir" -j"$JOBS"
+  fi
+  if [ "$RC" = 0 ] && [ -x "$BIN" ]; then
+    BUILD_OK=1
+    echo "- build: ok in ${DUR}s (-j$JOBS), server $server" | frag
+    echo '```' | frag; "$BIN" --version 2>&1 | frag; echo '```' | frag
+    echo "$( [ "$device" = cuda ] && echo "CUDA ${cc_num}, ")server $server" >"$WORK/build.info"
+  else
+    BUILD_OK=0
+    echo "- **build $(rc_word "$RC")**" | frag; tailog "$( [ -f "$WORK/logs/compile.log" ] && echo compile || echo configure)" 30 | frag
+  fi
+  echo "{\"ok\": $([ "$BUILD_OK" = 1 ] && echo true || echo false), \"seconds\": $DUR, \"server\": \"$server\", \"cc\": \"$cc_num\"}" >"$WORK/json/build.json"
+}
+
+need_bin() {
+  [ -x "$BIN" ] && return 0
+  echo "- **skipped**: no $BIN (run the build stage first)" | frag
+  return 1
+}
+
+# ---- stage: correct --------------------------------------------------------------------------
+stage_correct() {
+  begin_stage correct
+  need_bin || return
+  # 1. the CUDA tests
+  if [ "$device" = cuda ]; then
+    run_step ctest_cuda 300 bash -c "cd '$build_dir' && ctest -R cuda --output-on-failure"
+    echo "- \`ctest -R cuda\`: $(rc_word "$RC") in ${DUR}s — $(grep -E 'tests passed|tests failed' "$WORK/logs/ctest_cuda.log" | tail -1)" | frag
+    tailog ctest_cuda 12 | frag
+    grep -h -E "SKIP|CUDA vs|batched sessions|FAIL" "$WORK/logs/ctest_cuda.log" | head -40 >"$WORK/logs/ctest_cuda.summary"
+  else
+    echo "- \`ctest -R cuda\`: not run (--device cpu)" | frag
+  fi
+  # 2. golden logits of every fixture, device vs the CPU --reference path; 3. greedy continuations
+  local data=$ROOT/tests/data n=0
+  : >"$WORK/logs/logits.tsv"
+  for js in "$data"/*.golden.json; do
+    local name; name=$(basename "$js" .golden.json)
+    local ids; ids=$(py "$js" <<<'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["token_ids"])))')
+    local o=$WORK/logits/$name; mkdir -p "$o"
+    run_step "logits_$name" 60 bash -c "
+      '$BIN' logits -m '$data/$name.gguf' --tokens $ids --device $device -o '$o/dev.f32' &&
+      '$BIN' logits -m '$data/$name.gguf' --tokens $ids --device $device --one-by-one -o '$o/one.f32' &&
+      '$BIN' logits -m '$data/$name.gguf' --tokens $ids --reference -o '$o/ref.f32'"
+    echo -e "$name\t$RC" >>"$WORK/logs/logits.tsv"
+    n=$((n+1))
+  done
+  py "$data" "$WORK/logits" "$WORK/logs/logits.tsv" "$device" "$WORK/json/correct_logits.json" >"$WORK/logs/logits_table.md" <<'EOF'
+import array, json, os, sys
+data, ldir, tsv, device, out = sys.argv[1:6]
+def rd(p):
+    a = array.array('f')
+    with open(p, 'rb') as f: a.frombytes(f.read())
+    return a
+def maxabs(a, b):
+    if len(a) != len(b): return float('inf')
+    return max(abs(x - y) for x, y in zip(a, b)) if a else 0.0
+def argmax_agree(a, b, V):
+    n = len(a) // V; same = 0
+    for i in range(n):
+        ra, rb = a[i*V:(i+1)*V], b[i*V:(i+1)*V]
+        same += max(range(V), key=ra.__getitem__) == max(range(V), key=rb.__getitem__)
+    return same, n
+rows, ok_all = [], True
+print("| fixture | one-by-one vs batch (≤1e-3) | %s vs --reference | vs golden / dequant-ref | top-1 = reference | verdict |" % device)
+print("|---|---:|---:|---:|---:|---|")
+for line in open(tsv):
+    name, rc = line.split('\t'); rc = int(rc)
+    r = {"fixture": name, "rc": rc}
+    if rc != 0:
+        r["ok"] = False; ok_all = False; rows.append(r)
+        print("| %s | | | | | **run failed (rc %d)** |" % (name, rc)); continue
+    g = json.load(open(os.path.join(data, name + '.golden.json'))); V = g["n_vocab"]
+    dev, one, ref = (rd(os.path.join(ldir, name, x)) for x in ('dev.f32', 'one.f32', 'ref.f32'))
+    gold = rd(os.path.join(data, name + '.golden.logits.f32.bin'))
+    f32 = 'f32' in name
+    d_one, d_ref = maxabs(dev, one), maxabs(dev, ref)
+    same, npos = argmax_agree(dev, ref, V)
+    if f32:
+        d_gold = maxabs(dev, gold); lim_gold = 1e-3; lim_ref = 1e-3
+        gtxt = "golden %.2e (≤1e-3)" % d_gold
+    else:
+        dq = rd(os.path.join(data, name + '.dequant-ref.logits.f32.bin'))
+        d_gold = maxabs(dev, dq); lim_gold = 1.5 * maxabs(gold, dq) + 0.5
+        # CUDA keeps activations in float like --reference; the CPU fast path quantizes them
+        lim_ref = 1e-2 if device == 'cuda' else float('inf')
+        gtxt = "dequant-ref %.3f (≤%.3f)" % (d_gold, lim_gold)
+    ok = d_one <= 1e-3 and d_gold <= lim_gold and d_ref <= lim_ref
+    ok_all &= ok
+    r.update(ok=ok, one_vs_batch=d_one, vs_reference=d_ref, vs_reference_limit=lim_ref if lim_ref != float('inf') else None,
+             vs_golden_or_dequant_ref=d_gold, limit=lim_gold, top1_agree=same, positions=npos)
+    rows.append(r)
+    print("| %s | %.2e | %.2e%s | %s | %d/%d | %s |" % (name, d_one, d_ref,
+          " (≤%g)" % lim_ref if lim_ref != float('inf') else " (fast path: no limit)", gtxt, same, npos, "ok" if ok else "**FAIL**"))
+json.dump({"ok": ok_all, "fixtures": rows}, open(out, 'w'), indent=1)
+print("\n%d fixtures: %s" % (len(rows), "all within limits" if ok_all else "FAILURES"))
+EOF
+  echo | frag
+  echo "### golden logits ($n fixtures, \`lfm2c logits --device $device\` batch and \`--one-by-one\` vs \`--reference\`)" | frag
+  echo | frag
+  cat "$WORK/logs/logits_table.md" | frag
+  # greedy continuations of the F32 fixtures: device vs the CPU fast path vs the golden text
+  echo | frag
+  echo "### greedy continuations (F32 fixtures, 16 tokens, \`lfm2c run --temp 0\`)" | frag
+  echo | frag
+  local gjson="[" sep=""
+  for js in "$data"/*f32.golden.json; do
+    local name; name=$(basename "$js" .golden.json)
+    local prompt; prompt=$(py "$js" <<<'import json,sys; print(json.load(open(sys.argv[1]))["prompt"])')
+    local o=$WORK/logits/$name
+    run_step "greedy_$name" 60 bash -c "
+      '$BIN' run -m '$data/$name.gguf' -p \"\$1\" -n 16 --temp 0 --ignore-eos --special -ctk f32 -ctv f32 --device $device >'$o/greedy_dev.txt' &&
+      '$BIN' run -m '$data/$name.gguf' -p \"\$1\" -n 16 --temp 0 --ignore-eos --special -ctk f32 -ctv f32 --device cpu >'$o/greedy_cpu.txt'" _ "$prompt"
+    local verdict
+    verdict=$(py "$js" "$o/greedy_dev.txt" "$o/greedy_cpu.txt" "$RC" <<'EOF'
+import json, sys
+g = json.load(open(sys.argv[1]))
+if sys.argv[4] != '0': print("**run failed (rc %s)**|false" % sys.argv[4]); sys.exit()
+dev, cpu = open(sys.argv[2], 'rb').read().rstrip(b'\n'), open(sys.argv[3], 'rb').read().rstrip(b'\n')
+# the CLI prints invalid UTF-8 as U+FFFD, the golden holds the raw bytes
+gold = bytes.fromhex(g["greedy_text_hex"]).decode("utf-8", "replace").encode()
+same = dev == cpu
+print("%s; device %s the golden text|%s" % ("identical to the CPU" if same else "**DIFFERS from the CPU**",
+      "equals" if dev == gold else "differs from", "true" if same else "false"))
+EOF
+)
+    echo "- $name: ${verdict%|*}" | frag
+    gjson+="$sep{\"fixture\": \"$name\", \"identical\": ${verdict##*|}}"; sep=", "
+  done
+  echo "$gjson]" >"$WORK/json/correct_greedy.json"
+  echo | frag
+  if [ "$device" = cuda ]; then
+    echo "- batched sessions == solo: test_cuda_forward (20 sessions in one lfm2c_decode_batch vs one session, every fixture, ≤1e-3; in \`ctest -R cuda\` above):" | frag
+    echo '```' | frag; grep -h -E "batched|batch:" "$WORK/logs/ctest_cuda.log" | head -10 | frag; echo "(no line above = no failure reported)" | frag; echo '```' | frag
+  fi
+}
+
+# ---- stage: sanitize (compute-sanitizer memcheck and racecheck on the CUDA tests) ------------
+stage_sanitize() {
+  begin_stage sanitize
+  need_bin || return
+  [ "$device" = cuda ] || { echo "- not run (--device cpu)" | frag; return; }
+  local cs; cs=$(find_cuda_tool compute-sanitizer) || { echo "- compute-sanitizer not found: not run" | frag; return; }
+  local js="{" sep=""
+  # a few fixtures (every weight type family, dense and MoE): the sanitizers slow kernels 10-100x
+  local fx=${GPU_CHECK_SANITIZE_FIXTURES:-lfm2-tiny-dense-f32,lfm2-tiny-moe-q4_0,lfm2-kq-moe-q4_k_m,lfm2-kq-dense-q4_k_m}
+  for tool in memcheck racecheck; do
+    for t in test_cuda_math test_cuda_forward; do
+      [ -x "$build_dir/$t" ] || continue
+      local f=$fx; [ "$tool" = racecheck ] && f=${fx%%,*},lfm2-kq-moe-q4_k_m
+      run_step "${tool}_$t" 240 bash -c "cd '$ROOT/tests' && LFM2C_TEST_FIXTURES='$f' '$cs' --tool $tool --error-exitcode 99 '$build_dir/$t'"
+      local summary; summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$WORK/logs/${tool}_$t.log" | tail -2 | tr '\n' ' ')
+      echo "- $tool $t ($f): $(rc_word "$RC") in ${DUR}s — $summary" | frag
+      [ "$RC" = 0 ] || tailog "${tool}_$t" 20 | frag
+      js+="$sep\"${tool}_$t\": {\"rc\": $RC, \"seconds\": $DUR}"; sep=", "
+    done
+  done
+  echo "$js}" >"$WORK/json/sanitize.json"
+}
+
+# ---- the synthetic 24B-A2B -------------------------------------------------------------------
+# make_model TYPE: the model's path on stdout (made once; kept in the build folder between calls)
+make_model() {
+  local type=$1 m=$WORK/models/lfm2-24b-a2b-$1$( [ "$quick" = 1 ] && echo -quick).gguf extra=()
+  [ "$quick" = 1 ] && extra=(--layers 4 --experts 8 --experts-used 2 --dense-layers 1)
+  if [ ! -s "$m" ]; then
+    run_step "synth_$type" 300 "$BIN" synth --preset lfm2-24b-a2b --type "$type" -t "$JOBS" "${extra[@]}" -o "$m.part"
+    [ "$RC" = 0 ] && mv "$m.part" "$m" || { rm -f "$m.part"; return 1; }
+    echo "- made $(basename "$m") in ${DUR}s: $(tail -1 "$WORK/logs/synth_$type.log" | sed 's/^wrote [^:]*: //' | cut -c1-200)" | frag
+  fi
+  echo "$m"
+}
+# bench_table NAME: the llama-bench-style JSON of logs/NAME.log as markdown rows + json/NAME.json
+bench_rows() {
+  py "$WORK/logs/$1.log" "$WORK/json/$1.json" <<'EOF'
+import json, sys
+lines = open(sys.argv[1]).read().split('\n')
+try:   # the JSON array: from a line "[" to the next line "]" (stderr's notes come after it)
+    i = lines.index('['); j = lines.index(']', i)
+    rows = json.loads('\n'.join(lines[i:j + 1]))
+except Exception: rows = []
+json.dump(rows, open(sys.argv[2], 'w'), indent=1)
+for r in rows:
+    print("| %s | %s | %.1f ± %.1f | %s |" % (r.get("test"), r.get("backend"), r.get("avg_ts", 0), r.get("stddev_ts", 0),
+          ("%.1f" % r["gbps"]) if r.get("gbps") else ""))
+EOF
+}
+
+stage_speed() {
+  begin_stage speed
+  need_bin || return
+  local m; m=$(make_model q4_k_m) || { echo "- **could not make the Q4_K_M model**" | frag; tailog synth_q4_k_m | frag; return; }
+  local p=512 n=128 b=1024 bp=1024 bn=512 reps=3
+  [ "$quick" = 1 ] && p=64 n=16 b=8 bp=32 bn=16 reps=1
+  echo "| test | backend | tok/s | GB/s |" >"$WORK/logs/speed_table.md"
+  echo "|---|---|---:|---:|" >>"$WORK/logs/speed_table.md"
+  run_step bench_single 240 "$BIN" bench -m "$m" --device "$device" -p $p -n $n -r $reps -o json
+  echo "- \`lfm2c bench --device $device -p $p -n $n -r $reps\` on $(basename "$m"): $(rc_word "$RC") in ${DUR}s (target on H100: tg128 ≥ 600 tok/s; llama.cpp 293; bandwidth bound ~2,400)" | frag
+  bench_rows bench_single >>"$WORK/logs/speed_table.md"
+  run_step bench_batched 300 "$BIN" bench -m "$m" --device "$device" -b $b -p $bp -n $bn -r 1 -o json
+  echo "- \`lfm2c bench --device $device -b $b -p $bp -n $bn\`: $(rc_word "$RC") in ${DUR}s (target on H100: ≥ 30K total tok/s; vLLM 26.8K at BF16)" | frag
+  bench_rows bench_batched >>"$WORK/logs/speed_table.md"
+  if [ "$RC" = 124 ] || [ "$RC" = 137 ]; then   # too slow for the full size: the closest smaller one
+    run_step bench_batched_small 120 "$BIN" bench -m "$m" --device "$device" -b $((b / 4)) -p $((bp / 4)) -n $((bn / 4)) -r 1 -o json
+    echo "- the full batch timed out; \`-b $((b / 4)) -p $((bp / 4)) -n $((bn / 4))\`: $(rc_word "$RC") in ${DUR}s" | frag
+    bench_rows bench_batched_small >>"$WORK/logs/speed_table.md"
+  fi
+  echo | frag; cat "$WORK/logs/speed_table.md" | frag; echo | frag
+  grep -h -E "^tg|peak RSS|weights read" "$WORK/logs/bench_single.log" | sed 's/^/    /' | frag
+  # where a decode step's time goes: nsys
+  local nsys
+  if [ "$device" = cuda ] && nsys=$(find_cuda_tool nsys); then
+    local rep=$WORK/nsys_decode
+    run_step nsys_decode 240 bash -c "'$nsys' profile -f true -o '$rep' --trace=cuda,osrt '$BIN' bench -m '$m' --device cuda -p 0 -n 64 -r 1 &&
+      '$nsys' stats -f csv -r cuda_gpu_kern_sum,cuda_api_sum,cuda_gpu_mem_time_sum '$rep.nsys-rep'"
+    echo "- nsys (decode of 64 tokens): $(rc_word "$RC"); the kernel and API summaries are in logs/nsys_decode.log:" | frag
+    echo '```' | frag; grep -A12 -i "cuda_gpu_kern_sum" "$WORK/logs/nsys_decode.log" | cut -c1-200 | head -16 | frag; echo '```' | frag
+  else
+    echo "- nsys: $( [ "$device" = cuda ] && echo "not found (PATH, /usr/local/cuda/bin, /opt/nvidia/nsight-systems)" || echo "not run (--device cpu)")" | frag
+  fi
+}
+
+# ---- stage: serve under load -----------------------------------------------------------------
+stage_serve() {
+  begin_stage serve
+  need_bin || return
+  "$BIN" --version 2>/dev/null | grep -q "server: yes" || { echo "- not run: built without the server" | frag; return; }
+  local m; m=$(make_model q4_k_m) || { echo "- **could not make the model**" | frag; return; }
+  local levels=64,256 np=256 tok=128 load
+  [ "$quick" = 1 ] && levels=2,4 np=4 tok=8
+  # node runs bench/serve_load.mjs; without node (the GPU machines have python3) its python twin
+  if command -v node >/dev/null 2>&1 && [ "${GPU_CHECK_NO_NODE:-0}" != 1 ]; then
+    load=(node "$ROOT/bench/serve_load.mjs" --skip-reuse 1)
+  else
+    load=(python3 "$ROOT/bench/serve_load.py")
+  fi
+  run_step serve_load 420 "${load[@]}" --lfm2c "$BIN" --model "$m" --device "$device" --np $np --tokens $tok --levels $levels
+  echo "- \`${load[0]} bench/$(basename "${load[1]}") --device $device --np $np --tokens $tok --levels $levels\` on $(basename "$m"): $(rc_word "$RC") in ${DUR}s" | frag
+  echo | frag; grep -E "^\||^model" "$WORK/logs/serve_load.log" | frag
+  py "$WORK/logs/serve_load.log" "$WORK/json/serve.json" <<'EOF'
+import json, sys
+rows = []
+for l in open(sys.argv[1]):
+    c = [x.strip() for x in l.strip().strip('|').split('|')]
+    if len(c) >= 8 and c[0].isdigit():
+        rows.append(dict(concurrency=int(c[0]), wall_s=float(c[2]), total_tps=float(c[3]), per_stream_tps=float(c[4]),
+                         ttft_p50_ms=float(c[5]), ttft_p90_ms=float(c[6]), ttft_p99_ms=float(c[7])))
+json.dump(rows, open(sys.argv[2], 'w'), indent=1)
+EOF
+}
+
+# ---- stage: bf16 (the batched figure at BF16, vLLM's precision) -------------------------------
+stage_bf16() {
+  begin_stage bf16
+  need_bin || return
+  # the BF16 24B-A2B is ~48 GB: make room by dropping the Q4_K_M file if the disk is short
+  local need_gb=$([ "$quick" = 1 ] && echo 1 || echo 52) free_gb
+  free_gb=$(df -BG --output=avail "$WORK/models" | tail -1 | tr -dc 0-9)
+  if [ "$free_gb" -lt "$need_gb" ] && ls "$WORK"/models/*q4_k_m*.gguf >/dev/null 2>&1; then
+    rm -f "$WORK"/models/*q4_k_m*.gguf
+    echo "- removed the Q4_K_M model to make room (${free_gb} GB free, BF16 needs ~${need_gb})" | frag
+    free_gb=$(df -BG --output=avail "$WORK/models" | tail -1 | tr -dc 0-9)
+  fi
+  [ "$free_gb" -ge "$need_gb" ] || [ -s "$WORK/models/lfm2-24b-a2b-bf16.gguf" ] || { echo "- not run: ${free_gb} GB free, BF16 needs ~${need_gb}" | frag; return; }
+  local m; m=$(make_model bf16) || { echo "- **could not make the BF16 model**" | frag; tailog synth_bf16 | frag; return; }
+  local b=1024 bp=1024 bn=512 p=512 n=128
+  [ "$quick" = 1 ] && b=8 bp=32 bn=16 p=64 n=16
+  echo "| test | backend | tok/s | GB/s |" >"$WORK/logs/bf16_table.md"; echo "|---|---|---:|---:|" >>"$WORK/logs/bf16_table.md"
+  run_step bench_bf16_single 200 "$BIN" bench -m "$m" --device "$device" -p $p -n $n -r 2 -o json
+  echo "- \`lfm2c bench --device $device -p $p -n $n\` (BF16): $(rc_word "$RC") in ${DUR}s" | frag
+  bench_rows bench_bf16_single >>"$WORK/logs/bf16_table.md"
+  run_step bench_bf16_batched 300 "$BIN" bench -m "$m" --device "$device" -b $b -p $bp -n $bn -r 1 -o json
+  echo "- \`lfm2c bench --device $device -b $b -p $bp -n $bn\` (BF16; vLLM 26.8K, target ≥ 30K): $(rc_word "$RC") in ${DUR}s" | frag
+  bench_rows bench_bf16_batched >>"$WORK/logs/bf16_table.md"
+  echo | frag; cat "$WORK/logs/bf16_table.md" | frag
+}
+
+# ---- run the stages asked for -----------------------------------------------------------------
+deps_env
+BUILD_OK=1
+[ -n "$gpu_name" ] && echo "gpu_check: $gpu_name (compute capability $gpu_cc, driver $gpu_driver, $gpu_mem)"
+for s in $ALL_STAGES; do
+  [[ ",$stages," == *",$s,"* ]] || continue
+  "stage_$s"
+  if [ "$s" = build ] && [ "$BUILD_OK" = 0 ]; then echo "gpu_check: the build failed: later stages skipped"; break; fi
+done
+write_report
+exit 0
