@@ -3,6 +3,7 @@
  * peak RSS, and a batched mode (-b B: B sequences decoded together, total tokens/s). */
 #include "cli.h"
 #include "core/threadpool.h"
+#include "cpu/kernels.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -43,6 +44,10 @@ static void count_solo(const lfm2c_model *m, const lfm2c_decode_profile *before,
 /* Did the pool go solo for more than a lost probe costs a model of real size (threadpool.c: 5
  * passes, and at least 10 ms)? Then the result is no quiet-machine figure. */
 static bool ran_solo(const result *r) { return 20 * r->solo_steps > r->steps; }
+
+/* The CPU kernel table the benchmark runs (--reference: the scalar truth) and how it was chosen
+ * (kernels_choose.c), for the table's notes and the JSON. */
+static const char *kernels_in_use = "", *kernels_how = "";
 
 static void stats(const result *r, double *avg, double *sd) {
     double s = 0, ss = 0;
@@ -236,6 +241,8 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
         printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f, \"pool_steps\": %ld, \"pool_solo_steps\": %ld, "
                "\"pool_went_solo\": %s", gbps, rss_mb, r->steps, r->solo_steps, ran_solo(r) ? "true" : "false");
+        if (!device || !strcmp(device, "cpu"))   /* the CPU kernel table that ran, and how it was chosen */
+            printf(", \"kernels\": \"%s\", \"kernels_choice\": \"%s\"", kernels_in_use, kernels_how);
         const tg_prof p = prof_sum(r);
         if (profiled(&p)) {   /* the share of decode time in the weight products, their GB/s */
             printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [",
@@ -291,6 +298,8 @@ int cmd_bench(int argc, char **argv) {
         else return cli_fail("bench: unknown option '%s'", a), 2;
     }
     if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64");
+    kernels_in_use = reference ? "scalar" : kernels_choice()->ops->isa;
+    kernels_how = reference ? "--reference" : kernels_choice()->how;
     for (int k = 0; k < n_th; k++)
         if (threads[k] < 0 || threads[k] > THREADPOOL_MAX_THREADS)
             return cli_fail("-t must be 0 (one per physical core) to %d, got %d", THREADPOOL_MAX_THREADS, threads[k]);
@@ -374,6 +383,8 @@ int cmd_bench(int argc, char **argv) {
                 }
                 getrusage(RUSAGE_SELF, &ru);
                 if (!json && !csv) print_huge_pages(in->weights_copied);
+                if (!json && !csv && (!device || !strcmp(device, "cpu")))
+                    fprintf(stderr, "kernels: %s (%s: %s)\n", kernels_in_use, kernels_how, kernels_choice()->why);
                 if (!json && !csv && in->weights_packed)
                     fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
                 if (!json && !csv)

@@ -256,7 +256,10 @@ static int print_version(void) {
     int nk = kernels_available(ks, 8);
     printf("kernels (compiled in and usable on this CPU):");
     for (int i = 0; i < nk; i++) printf(" %s", ks[i]->isa);
-    printf("; selected: %s\n", kernels_get()->isa);
+    const kernel_choice *kc = kernels_choice();
+    printf("; selected: %s\n", kc->ops->isa);
+    printf("kernel choice: %s: %s; CPU: %s (%s family %d model %d)\n", kc->how, kc->why, kc->cpu.name, kc->cpu.vendor,
+           kc->cpu.family, kc->cpu.model);
 #ifdef LFM2C_HAVE_CUDA
     printf("cuda: yes\n");
 #else

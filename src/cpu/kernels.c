@@ -1,6 +1,6 @@
-/* kernels.c — the run-time choice of the kernel table for this CPU: every ISA's table is listed
- * here, plainest first (the tables themselves live one file per ISA: kernels_scalar.c,
- * kernels_avx2.c, kernels_avx512.c, kernels_amx.c, kernels_neon.c). */
+/* kernels.c — the kernel tables this CPU can run: every ISA's table is listed here, plainest
+ * first (the tables themselves live one file per ISA: kernels_scalar.c, kernels_avx2.c,
+ * kernels_avx512.c, kernels_amx.c, kernels_neon.c; which one runs: kernels_choose.c). */
 #include "cpu/kernels.h"
 
 #include <stdlib.h>
@@ -19,20 +19,6 @@ int kernels_available(const kernel_ops **out, int max) {
     return n;
 }
 
-const kernel_ops *kernels_get(void) {
-    const char *force = getenv("LFM2C_ISA");
-    const kernel_ops *avail[8];
-    int n = kernels_available(avail, 8);
-    if (force && *force) {   /* the table of that name, else the first whose name starts with it */
-        for (int i = 0; i < n; i++)
-            if (!strcmp(avail[i]->isa, force)) return avail[i];
-        for (int i = 0; i < n; i++)
-            if (!strncmp(avail[i]->isa, force, strlen(force))) return avail[i];
-    }
-    /* the list is ordered from plainest to fastest. A table is the default only if its
-     * results do not depend on the tile shape (batch == one-by-one, bit for bit), which
-     * continuous batching needs (tests/test_kernels.c checks every table that claims it). */
-    for (int i = n - 1; i > 0; i--)
-        if (avail[i]->tile_invariant) return avail[i];
-    return avail[0];
-}
+/* The list above is ordered from plainest to fastest; which table runs is kernels_choose.c's
+ * decision (LFM2C_ISA, a table of known CPUs, a timing), made once per process. */
+const kernel_ops *kernels_get(void) { return kernels_choice()->ops; }

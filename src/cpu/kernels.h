@@ -1,7 +1,8 @@
 /* kernels.h — the dispatch table between the model code and the per-ISA matrix kernels.
- * The forward pass never calls SIMD code directly: it asks kernels_get() for the best table
- * this CPU supports (LFM2C_ISA=scalar|avx2|avx512|amx|neon|neon-dotprod|neon-i8mm forces one:
- * the table of that name, else the first whose name starts with it) and calls through it.
+ * The forward pass never calls SIMD code directly: it asks kernels_get() for the table chosen
+ * for this CPU (kernels_choose.c: LFM2C_ISA=scalar|avx2|avx512|amx|neon|neon-dotprod|neon-i8mm
+ * forces one, the table of that name, else the first whose name starts with it; else a table
+ * of known CPU kinds, else a timing) and calls through it.
  * Every table computes what the scalar truth computes (vec_dot_ref / vec_dot_float below,
  * kernels_scalar.c); tests/cpu/test_kernels.c checks. */
 #ifndef LFM2C_KERNELS_H
@@ -95,8 +96,32 @@ float vec_dot_ref(uint32_t weight_type, int64_t n, const void *w, const void *ac
 /* Dot of one weight row with float activations (double accumulation: the reference path). */
 float vec_dot_float(uint32_t weight_type, int64_t n, const void *w, const float *x);
 
+/* The table this process runs (chosen once: kernels_choice() below). */
 const kernel_ops *kernels_get(void);
 const kernel_ops *kernels_scalar(void);
+
+/* ---- the choice among the tables this CPU supports (kernels_choose.c) ----------------------
+ * LFM2C_ISA forces a table; else a table of known CPU kinds; else a timing of the candidates'
+ * decode tile, cached per CPU (LFM2C_KERNEL_TIMING=0: no timing, the list's default; =again:
+ * time again, ignoring the cache); else the default. */
+typedef struct kernel_cpu {
+    char vendor[16];   /* "AuthenticAMD", "GenuineIntel", "arm-0x41", "unknown" */
+    int family, model; /* as the vendor numbers them (x86 display family / model); -1 unknown */
+    char name[64];     /* the brand string ("AMD EPYC 9B14 96-Core Processor") */
+} kernel_cpu;
+typedef struct kernel_choice {
+    const kernel_ops *ops;
+    const char *how;   /* "forced", "table", "timed", "cached", "only", "default" */
+    char why[320];     /* one line: what decided (the CPU kind, the timings, LFM2C_ISA=...) */
+    kernel_cpu cpu;
+} kernel_choice;
+enum { KERNELS_NO_TABLE = 1, KERNELS_NO_TIMING = 2, KERNELS_NO_CACHE = 4, KERNELS_RETIME = 8 };
+void kernels_cpu_id(kernel_cpu *c);
+/* The choice for cpu (force: LFM2C_ISA's value or NULL; cache_dir: the folder of the cache
+ * file, NULL for the user's cache folder). Deterministic except for "timed". */
+void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out);
+/* This process's choice, made once from the environment and this CPU. */
+const kernel_choice *kernels_choice(void);
 /* Tables compiled in and usable on this CPU (for tests): fills up to max, returns count. */
 int kernels_available(const kernel_ops **out, int max);
 

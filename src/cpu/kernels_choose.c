@@ -1,0 +1,321 @@
+/* kernels_choose.c — which of the kernel tables this CPU supports runs, and why. In order:
+ * LFM2C_ISA forces one (by name or prefix); else a table of known CPU kinds (vendor, family,
+ * model range -> the table measured fastest on that kind; docs: README "Kernels"); else, when
+ * more than one tile-invariant table is usable, a short timing of the candidates' decode tile
+ * (one Q4_K and one Q6_K weight matrix of about 1 MB each, times one activation column, each in
+ * the layout the table packs the model into; a few milliseconds), cached per CPU in
+ * $XDG_CACHE_HOME/lfm2c/kernels.tsv (else ~/.cache/lfm2c/kernels.tsv) so a CPU is timed once;
+ * else the plainest-to-fastest list's default (kernels.c). Every candidate meets the scalar
+ * contract (tests/cpu/test_kernels.c), so the choice changes speed, not what the contract
+ * allows. The cache is only a cache: a line it cannot read, or one naming a table that is not
+ * usable here, is timed again; a cache that cannot be written costs a timing per process. */
+#include "cpu/kernels.h"
+#include "formats/ggml_types.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
+/* ---- the CPU ---------------------------------------------------------------------------------- */
+
+void kernels_cpu_id(kernel_cpu *c) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->vendor, sizeof c->vendor, "unknown");
+    c->family = c->model = -1;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    unsigned a, b, cx, d;
+    if (__get_cpuid(0, &a, &b, &cx, &d)) {
+        memcpy(c->vendor, &b, 4), memcpy(c->vendor + 4, &d, 4), memcpy(c->vendor + 8, &cx, 4);
+        c->vendor[12] = 0;
+    }
+    if (__get_cpuid(1, &a, &b, &cx, &d)) {   /* display family / model as the vendors define them */
+        int fam = (a >> 8) & 0xf, mod = (a >> 4) & 0xf;
+        if (fam == 0xf) fam += (a >> 20) & 0xff;
+        if (fam == 0x6 || fam >= 0xf) mod |= ((a >> 16) & 0xf) << 4;
+        c->family = fam, c->model = mod;
+    }
+    unsigned br[12];
+    if (__get_cpuid(0x80000000, &a, &b, &cx, &d) && a >= 0x80000004) {
+        for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002 + i, &br[4 * i], &br[4 * i + 1], &br[4 * i + 2], &br[4 * i + 3]);
+        char s[49];
+        memcpy(s, br, 48), s[48] = 0;
+        char *p = s;
+        while (*p == ' ') p++;
+        snprintf(c->name, sizeof c->name, "%s", p);
+    }
+#else
+    FILE *f = fopen("/proc/cpuinfo", "r");   /* ARM64 Linux: implementer and part */
+    char line[256];
+    unsigned impl = 0, part = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "CPU implementer", 15)) sscanf(strchr(line, ':') + 1, "%x", &impl);
+        if (!strncmp(line, "CPU part", 8)) sscanf(strchr(line, ':') + 1, "%x", &part);
+    }
+    if (f) fclose(f);
+    if (impl) snprintf(c->vendor, sizeof c->vendor, "arm-0x%02x", impl), c->model = (int)part;
+#endif
+    size_t n = strlen(c->name);
+    while (n && c->name[n - 1] == ' ') c->name[--n] = 0;
+    if (!n) snprintf(c->name, sizeof c->name, "%s family %d model %d", c->vendor, c->family, c->model);
+}
+
+/* ---- known kinds --------------------------------------------------------------------------- */
+
+/* The first row whose vendor, family and model range match and whose table is usable here
+ * wins. The measurements behind each row are in the README ("Kernels: which table runs"). */
+typedef struct known_kind {
+    const char *vendor;
+    int family, model_lo, model_hi;   /* -1: any */
+    const char *isa, *kind;
+} known_kind;
+
+static const known_kind KNOWN[] = {
+    {"AuthenticAMD", 25, -1, -1, "avx512vnni", "AMD Zen 4"},   /* Zen 3 shares family 25: no AVX-512 table there */
+    {"AuthenticAMD", 26, -1, -1, "avx512vnni", "AMD Zen 5"},
+    {"GenuineIntel", 6, -1, -1, "amx", "Intel with AMX"},     /* the amx table exists only where AMX does */
+};
+
+static const kernel_ops *find_isa(const kernel_ops *const *avail, int n, const char *isa) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(avail[i]->isa, isa)) return avail[i];
+    return NULL;
+}
+
+static const known_kind *known_match(const kernel_cpu *c, const kernel_ops *const *avail, int n) {
+    for (size_t i = 0; i < sizeof KNOWN / sizeof *KNOWN; i++) {
+        const known_kind *k = &KNOWN[i];
+        if (strcmp(k->vendor, c->vendor) || (k->family >= 0 && k->family != c->family)) continue;
+        if (k->model_lo >= 0 && (c->model < k->model_lo || c->model > k->model_hi)) continue;
+        if (find_isa(avail, n, k->isa)) return k;
+    }
+    return NULL;
+}
+
+/* ---- timing the candidates' decode tile --------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t mix(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 24;
+}
+
+enum { TIME_N = 4096, TIME_ROWS4 = 512, TIME_ROWS6 = 256, TIME_REPS = 15 };
+
+/* Random blocks with finite, moderate scales (no NaN / subnormal slow paths). */
+static void random_blocks(uint32_t type, uint8_t *w, size_t bytes, uint64_t seed) {
+    for (size_t i = 0; i < bytes; i++) w[i] = (uint8_t)mix(&seed);
+    const size_t bs = ggml_type_get(type)->type_size;
+    for (size_t b = 0; b + bs <= bytes; b += bs) {
+        if (type == GGML_Q4_K) {
+            block_q4_K *q = (block_q4_K *)(w + b);
+            q->d = f32_to_fp16(1e-3f), q->dmin = f32_to_fp16(2e-4f);
+        } else {
+            ((block_q6_K *)(w + b))->d = f32_to_fp16(1e-3f);
+        }
+    }
+}
+
+/* Seconds for the best of TIME_REPS products of the weights (laid out as t wants them) with one
+ * activation column; -1 when memory is short. */
+static double time_table(const kernel_ops *t, uint32_t type, int rows, const uint8_t *plain, const float *x) {
+    const size_t row = ggml_row_size(type, TIME_N), bytes = row * (size_t)rows;
+    const uint32_t pt = t->packed_type ? t->packed_type(type, rows) : type;
+    uint8_t *w = malloc(bytes), *act = malloc(ggml_row_size(GGML_Q8_K, TIME_N));
+    float *out = malloc(sizeof(float) * (size_t)rows);
+    double best = -1;
+    if (w && act && out) {
+        if (pt != type) x16_pack(type, plain, row, rows, w);
+        else memcpy(w, plain, bytes);
+        t->quantize_act(vec_dot_type(type), x, act, TIME_N);
+        for (int r = 0; r <= TIME_REPS; r++) {   /* the first is a warm-up */
+            double t0 = now_s();
+            t->matmul(pt, TIME_N, w, row, rows, act, ggml_row_size(GGML_Q8_K, TIME_N), 1, out, (size_t)rows);
+            double dt = now_s() - t0;
+            if (r && (best < 0 || dt < best)) best = dt;
+        }
+    }
+    free(w), free(act), free(out);
+    return best;
+}
+
+/* The candidate whose Q4_K + Q6_K decode products take least time, if it beats the default (the
+ * last candidate) by 10%; else the default, so that processes timing at once on a machine where
+ * the tables are close choose alike. why says the times. */
+static const kernel_ops *time_candidates(const kernel_ops *const *cand, int nc, char *why, size_t wn) {
+    const size_t b4 = ggml_row_size(GGML_Q4_K, TIME_N) * TIME_ROWS4, b6 = ggml_row_size(GGML_Q6_K, TIME_N) * TIME_ROWS6;
+    uint8_t *w4 = malloc(b4), *w6 = malloc(b6);
+    float *x = malloc(sizeof(float) * TIME_N);
+    const kernel_ops *best = NULL;
+    double best_t = 0, dflt_t = -1;
+    if (w4 && w6 && x) {
+        uint64_t s = 12345;
+        random_blocks(GGML_Q4_K, w4, b4, 1), random_blocks(GGML_Q6_K, w6, b6, 2);
+        for (int i = 0; i < TIME_N; i++) x[i] = (float)((int)(mix(&s) % 2001) - 1000) / 1000.0f;
+        size_t at = snprintf(why, wn, "Q4_K + Q6_K decode tile, %.1f MB:", (b4 + b6) / 1e6);
+        for (int i = 0; i < nc; i++) {
+            double a = time_table(cand[i], GGML_Q4_K, TIME_ROWS4, w4, x), b = time_table(cand[i], GGML_Q6_K, TIME_ROWS6, w6, x);
+            if (a < 0 || b < 0) continue;
+            if (at < wn) at += snprintf(why + at, wn - at, " %s %.3f ms", cand[i]->isa, (a + b) * 1e3);
+            if (!best || a + b < best_t) best = cand[i], best_t = a + b;
+            if (i == nc - 1) dflt_t = a + b;
+        }
+        if (best && best != cand[nc - 1] && dflt_t > 0 && best_t > 0.9 * dflt_t) {
+            best = cand[nc - 1];
+            if (at < wn) snprintf(why + at, wn - at, "; within 10%%: the default");
+        }
+    }
+    free(w4), free(w6), free(x);
+    return best;
+}
+
+/* ---- the cache: one line per CPU, "KEY\tISA\tWHY" ------------------------------------------ */
+
+static void cache_key(const kernel_cpu *c, const kernel_ops *const *cand, int nc, char *key, size_t kn) {
+    size_t at = snprintf(key, kn, "v1 %s|%s %d %d|", c->name, c->vendor, c->family, c->model);
+    for (int i = 0; i < nc && at < kn; i++) at += snprintf(key + at, kn - at, "%s%s", i ? "," : "", cand[i]->isa);
+    for (char *p = key; *p; p++)
+        if (*p == '\t' || *p == '\n') *p = ' ';
+}
+
+static bool cache_path(const char *dir, char *path, size_t pn) {
+    if (dir && *dir) return (size_t)snprintf(path, pn, "%s/kernels.tsv", dir) < pn;
+    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (x && *x) return (size_t)snprintf(path, pn, "%s/lfm2c/kernels.tsv", x) < pn;
+    if (h && *h) return (size_t)snprintf(path, pn, "%s/.cache/lfm2c/kernels.tsv", h) < pn;
+    return false;
+}
+
+/* The ISA cached for key, into isa / why; false when there is none. */
+static bool cache_read(const char *path, const char *key, char *isa, size_t in, char *why, size_t wn) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char line[1024];
+    bool found = false;
+    const size_t kl = strlen(key);
+    while (!found && fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, kl) || line[kl] != '\t') continue;
+        char *a = line + kl + 1, *b = strchr(a, '\t');
+        if (!b || b == a) continue;
+        *b++ = 0;
+        b[strcspn(b, "\n")] = 0;
+        snprintf(isa, in, "%s", a), snprintf(why, wn, "%s", b);
+        found = true;
+    }
+    fclose(f);
+    return found;
+}
+
+static void mkdirs(const char *path) {   /* every folder above the file */
+    char p[1024];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') { *s = 0; mkdir(p, 0755); *s = '/'; }
+}
+
+/* Replaces key's line (other CPUs' lines kept), through a temporary file and a rename. */
+static void cache_write(const char *path, const char *key, const char *isa, const char *why) {
+    char tmp[1100], line[1024];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= sizeof tmp) return;
+    mkdirs(path);
+    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
+    if (!out) { if (in) fclose(in); return; }
+    const size_t kl = strlen(key);
+    for (int n = 0; in && n < 256 && fgets(line, sizeof line, in); n++)
+        if (strchr(line, '\n') && !(strncmp(line, key, kl) == 0 && line[kl] == '\t')) fputs(line, out);
+    fprintf(out, "%s\t%s\t%s\n", key, isa, why);
+    if (in) fclose(in);
+    if (fclose(out) == 0) rename(tmp, path);
+    else remove(tmp);
+}
+
+/* ---- the choice ------------------------------------------------------------------------------ */
+
+void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out) {
+    const kernel_ops *avail[8];
+    const int n = kernels_available(avail, 8);
+    memset(out, 0, sizeof *out);
+    out->cpu = *cpu;
+    if (force && *force) {   /* the table of that name, else the first whose name starts with it */
+        const kernel_ops *f = find_isa(avail, n, force);
+        for (int i = 0; i < n && !f; i++)
+            if (!strncmp(avail[i]->isa, force, strlen(force))) f = avail[i];
+        if (f) {
+            out->ops = f, out->how = "forced";
+            snprintf(out->why, sizeof out->why, "LFM2C_ISA=%s", force);
+            return;
+        }
+    }
+    /* the candidates: the tables whose results do not depend on the tile shape (batch ==
+     * one-by-one, bit for bit, which continuous batching needs), plainest first */
+    const kernel_ops *cand[8];
+    int nc = 0;
+    for (int i = 1; i < n; i++)
+        if (avail[i]->tile_invariant) cand[nc++] = avail[i];
+    const kernel_ops *dflt = nc ? cand[nc - 1] : avail[0];
+    const char *bad_force = force && *force ? force : NULL;
+    if (nc <= 1) {
+        out->ops = dflt, out->how = "only";
+        snprintf(out->why, sizeof out->why, "%s%s", bad_force ? "LFM2C_ISA names no table here; " : "",
+                 nc ? "the one vector table this CPU supports" : "no vector table for this CPU");
+        return;
+    }
+    const known_kind *k = (flags & KERNELS_NO_TABLE) ? NULL : known_match(cpu, avail, n);
+    if (k) {
+        out->ops = find_isa(avail, n, k->isa), out->how = "table";
+        snprintf(out->why, sizeof out->why, "%s%s (%s family %d model %d)", bad_force ? "LFM2C_ISA names no table here; " : "",
+                 k->kind, cpu->vendor, cpu->family, cpu->model);
+        return;
+    }
+    if (flags & KERNELS_NO_TIMING) {
+        out->ops = dflt, out->how = "default";
+        snprintf(out->why, sizeof out->why, "LFM2C_KERNEL_TIMING=0: the last of the list");
+        return;
+    }
+    char key[512], path[1024], isa[32], why[sizeof out->why];
+    cache_key(cpu, cand, nc, key, sizeof key);
+    const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
+    if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, isa, sizeof isa, why, sizeof why)) {
+        const kernel_ops *c = find_isa(cand, nc, isa);
+        if (c) {
+            out->ops = c, out->how = "cached";
+            snprintf(out->why, sizeof out->why, "%.200s (cached in %.100s)", why, path);
+            return;
+        }
+    }
+    const kernel_ops *t = time_candidates(cand, nc, why, sizeof why);
+    if (!t) {
+        out->ops = dflt, out->how = "default";
+        snprintf(out->why, sizeof out->why, "the timing could not run (memory): the last of the list");
+        return;
+    }
+    out->ops = t, out->how = "timed";
+    snprintf(out->why, sizeof out->why, "%s", why);
+    if (cacheable) cache_write(path, key, t->isa, why);
+}
+
+static kernel_choice the_choice;
+static void choose_once(void) {
+    kernel_cpu c;
+    kernels_cpu_id(&c);
+    const char *t = getenv("LFM2C_KERNEL_TIMING");   /* 0: no timing; "again": time, ignoring the cache */
+    int flags = t && !strcmp(t, "0") ? KERNELS_NO_TIMING : t && !strcmp(t, "again") ? KERNELS_RETIME : 0;
+    kernels_choose(getenv("LFM2C_ISA"), &c, NULL, flags, &the_choice);
+}
+
+const kernel_choice *kernels_choice(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, choose_once);
+    return &the_choice;
+}

@@ -1,0 +1,163 @@
+/* test_kernels_choose.c — the choice of the kernel table (src/cpu/kernels_choose.c): LFM2C_ISA
+ * by name and by prefix, a name that matches nothing, the table of known CPU kinds, and for a
+ * CPU nobody knows the timing of the candidates, its cache (written, read back, timed again when
+ * asked, when unreadable or when it names a table not usable here; other CPUs' lines kept), and
+ * that whatever is chosen is a tile-invariant table this CPU supports (every table meets the
+ * scalar contract: test_kernels.c). */
+#include "cpu/kernels.h"
+#include "test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const kernel_ops *avail[8];
+static int n_avail;
+static const kernel_ops *cand[8];   /* the tile-invariant vector tables */
+static int n_cand;
+static char dir[256], path[300];
+
+static const kernel_ops *by_isa(const char *isa) {
+    for (int i = 0; i < n_avail; i++)
+        if (!strcmp(avail[i]->isa, isa)) return avail[i];
+    return NULL;
+}
+
+static bool is_candidate(const kernel_ops *k) {
+    for (int i = 0; i < n_cand; i++)
+        if (cand[i] == k) return true;
+    return false;
+}
+
+static char *slurp(void) {
+    size_t n = 0;
+    char *s = test_read_file(path, &n);
+    return s;
+}
+
+static void write_file(const char *text) {
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (f) fputs(text, f), fclose(f);
+}
+
+static void test_forced(const kernel_cpu *cpu) {
+    kernel_choice c;
+    kernels_choose("scalar", cpu, dir, 0, &c);
+    CHECK(c.ops == kernels_scalar() && !strcmp(c.how, "forced") && strstr(c.why, "LFM2C_ISA=scalar"),
+          "LFM2C_ISA=scalar: %s %s (%s)", c.ops->isa, c.how, c.why);
+    for (int i = 1; i < n_avail; i++) {   /* every table by its name, and by a prefix of it */
+        kernels_choose(avail[i]->isa, cpu, dir, 0, &c);
+        CHECK(c.ops == avail[i] && !strcmp(c.how, "forced"), "LFM2C_ISA=%s gave %s", avail[i]->isa, c.ops->isa);
+        char pre[8];
+        snprintf(pre, sizeof pre, "%.4s", avail[i]->isa);
+        kernels_choose(pre, cpu, dir, 0, &c);
+        CHECK(!strncmp(c.ops->isa, pre, strlen(pre)) && !strcmp(c.how, "forced"), "LFM2C_ISA=%s gave %s", pre, c.ops->isa);
+    }
+    kernels_choose("no-such-isa", cpu, dir, KERNELS_NO_TIMING, &c);
+    CHECK(strcmp(c.how, "forced") && strstr(c.why, "LFM2C_ISA names no table here"), "a name that matches nothing: %s (%s)",
+          c.how, c.why);
+}
+
+static void test_known(void) {
+    kernel_choice c;
+    kernel_cpu zen4 = {"AuthenticAMD", 25, 17, "AMD EPYC 9B14 96-Core Processor"};
+    kernel_cpu zen5 = {"AuthenticAMD", 26, 2, "AMD EPYC 9B45"};
+    kernel_cpu spr = {"GenuineIntel", 6, 143, "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"};
+    if (by_isa("avx512vnni") && n_cand > 1) {
+        kernels_choose(NULL, &zen4, dir, 0, &c);
+        CHECK(c.ops == by_isa("avx512vnni") && !strcmp(c.how, "table") && strstr(c.why, "Zen 4"), "Zen 4: %s %s (%s)",
+              c.ops->isa, c.how, c.why);
+        kernels_choose(NULL, &zen5, dir, 0, &c);
+        CHECK(c.ops == by_isa("avx512vnni") && !strcmp(c.how, "table") && strstr(c.why, "Zen 5"), "Zen 5: %s %s", c.ops->isa, c.how);
+        kernels_choose(NULL, &zen4, dir, KERNELS_NO_TABLE | KERNELS_NO_TIMING, &c);
+        CHECK(!strcmp(c.how, "default") && c.ops == cand[n_cand - 1], "no table, no timing: the default, got %s", c.how);
+    }
+    kernels_choose(NULL, &spr, dir, KERNELS_NO_TIMING, &c);
+    if (by_isa("amx"))
+        CHECK(c.ops == by_isa("amx") && !strcmp(c.how, "table"), "Intel with AMX: %s %s", c.ops->isa, c.how);
+    else   /* the row asks for a table this CPU lacks: it does not apply */
+        CHECK(strcmp(c.how, "table") != 0, "the AMX row applied without an amx table (%s)", c.ops->isa);
+}
+
+static void test_timed(void) {
+    kernel_choice c, d;
+    kernel_cpu cpu = {"TestVendor", 1, 2, ""};
+    snprintf(cpu.name, sizeof cpu.name, "lfm2c test CPU %d", (int)getpid());
+    if (n_cand <= 1) {   /* one vector table or none: nothing to time */
+        kernels_choose(NULL, &cpu, dir, 0, &c);
+        CHECK(!strcmp(c.how, "only"), "one candidate: %s", c.how);
+        printf("one candidate on this CPU: no timing to test\n");
+        return;
+    }
+    remove(path);
+    kernels_choose(NULL, &cpu, dir, 0, &c);
+    CHECK(!strcmp(c.how, "timed") && is_candidate(c.ops), "unknown CPU: %s %s (%s)", c.ops->isa, c.how, c.why);
+    for (int i = 0; i < n_cand; i++) CHECK(strstr(c.why, cand[i]->isa) != NULL, "the timing names %s: %s", cand[i]->isa, c.why);
+    printf("timed: %s (%s)\n", c.ops->isa, c.why);
+    char *s = slurp();
+    CHECK(s && strstr(s, cpu.name) && strstr(s, c.ops->isa), "the cache holds the choice: %s", s ? s : "(no file)");
+    free(s);
+
+    kernels_choose(NULL, &cpu, dir, 0, &d);   /* read back, not timed again */
+    CHECK(!strcmp(d.how, "cached") && d.ops == c.ops && strstr(d.why, path), "cached: %s %s (%s)", d.ops->isa, d.how, d.why);
+    kernels_choose(NULL, &cpu, dir, KERNELS_RETIME, &d);
+    CHECK(!strcmp(d.how, "timed"), "LFM2C_KERNEL_TIMING=again times again: %s", d.how);
+
+    /* a line naming a table not usable here, a broken line, another CPU's line */
+    char key_line[600];
+    s = slurp();
+    snprintf(key_line, sizeof key_line, "%s", s ? s : "");
+    free(s);
+    char *tab = strchr(key_line, '\t');
+    CHECK(tab != NULL, "cache line has fields: %s", key_line);
+    if (!tab) return;
+    *tab = 0;
+    char text[1400];
+    snprintf(text, sizeof text, "v1 some other CPU|X 1 1|avx2\tavx2\tkept\nbroken line without fields\n%s\tneon-i8mm-9000\tnope\n", key_line);
+    write_file(text);
+    kernels_choose(NULL, &cpu, dir, 0, &d);
+    CHECK(!strcmp(d.how, "timed") && is_candidate(d.ops), "a cached table not usable here is timed again: %s", d.how);
+    s = slurp();
+    CHECK(s && strstr(s, "v1 some other CPU|X 1 1|avx2\tavx2\tkept\n") && !strstr(s, "neon-i8mm-9000"),
+          "other CPUs' lines kept, the stale one replaced: %s", s ? s : "(no file)");
+    free(s);
+    write_file("\x01\x02 garbage \xff\n\n\t\t\n");
+    kernels_choose(NULL, &cpu, dir, 0, &d);
+    CHECK(!strcmp(d.how, "timed"), "an unreadable cache is timed again: %s", d.how);
+    kernels_choose(NULL, &cpu, dir, 0, &d);
+    CHECK(!strcmp(d.how, "cached"), "and written anew: %s", d.how);
+
+    remove(path);
+    kernels_choose(NULL, &cpu, dir, KERNELS_NO_CACHE, &d);
+    CHECK(!strcmp(d.how, "timed") && access(path, F_OK) != 0, "no cache: timed, nothing written");
+    kernels_choose(NULL, &cpu, dir, KERNELS_NO_TIMING, &d);
+    CHECK(!strcmp(d.how, "default") && d.ops == cand[n_cand - 1], "no timing: the list's default (%s)", d.ops->isa);
+    /* a cache folder that cannot be made: still a choice */
+    kernels_choose(NULL, &cpu, "/proc/lfm2c-no-such/dir", 0, &d);
+    CHECK(!strcmp(d.how, "timed") && is_candidate(d.ops), "unwritable cache: %s", d.how);
+}
+
+int main(void) {
+    n_avail = kernels_available(avail, 8);
+    for (int i = 1; i < n_avail; i++)
+        if (avail[i]->tile_invariant) cand[n_cand++] = avail[i];
+    snprintf(dir, sizeof dir, "/tmp/lfm2c-test-choose-%d", (int)getpid());
+    snprintf(path, sizeof path, "%s/kernels.tsv", dir);
+
+    kernel_cpu me;
+    kernels_cpu_id(&me);
+    printf("this CPU: %s (%s family %d model %d); %d candidate tables\n", me.name, me.vendor, me.family, me.model, n_cand);
+    CHECK(me.vendor[0] && me.name[0], "the CPU has a vendor and a name");
+    const kernel_choice *k = kernels_choice();
+    CHECK(k->ops == kernels_get() && k->ops && k->how && k->why[0], "the process's choice is kernels_get()'s");
+    printf("this process: %s (%s: %s)\n", k->ops->isa, k->how, k->why);
+
+    test_forced(&me);
+    test_known();
+    test_timed();
+    remove(path);
+    rmdir(dir);
+    TEST_MAIN_END();
+}
