@@ -391,8 +391,12 @@ TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
  * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. The high
  * nibbles stay in place (16 x their value, still a byte) and the sub-block's sum is shifted back
  * once, exactly; the activations come as vpdpbusd's broadcast operand (dpbusd_b5). */
-/* block bytes; decode's prefetch distance (blocks; the locality is prefetch_dec's, tiles.h) */
-enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = 2 };
+/* block bytes; decode's prefetch distance (blocks; the locality is prefetch_dec's, tiles.h; a
+ * build may set another distance with -DX16_PF_BLOCKS=N to measure it on a new core) */
+#ifndef X16_PF_BLOCKS
+#define X16_PF_BLOCKS 2
+#endif
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = X16_PF_BLOCKS };
 
 /* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
 AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
