@@ -35,6 +35,8 @@ for r in rows:
     assert 0 <= r["pool_solo_steps"] <= r["pool_steps"], r
     assert r["n_threads"] == 2 or r["pool_steps"] == 0, r
     assert r["pool_went_solo"] == (20 * r["pool_solo_steps"] > r["pool_steps"]), r
+    # the kernel table that ran and how it was chosen (kernels_choose.c)
+    assert r["kernels"] and r["kernels_choice"] in ("forced", "table", "timed", "cached", "only", "default"), r
 assert sorted((r["n_threads"], r["n_prompt"], r["n_gen"]) for r in rows) == [(1, 0, 8), (1, 16, 0), (2, 0, 8), (2, 16, 0)]
 PY
 "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 8 -n 4 -r 1 -b 3 -o csv > "$tmp/bench.csv" 2>/dev/null && [ "$(wc -l < "$tmp/bench.csv")" = 2 ] && ok || bad "bench -b csv"
