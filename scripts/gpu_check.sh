@@ -572,6 +572,11 @@ stage_bf16() {
 deps_env
 BUILD_OK=1
 [ -n "$gpu_name" ] && echo "gpu_check: $gpu_name (compute capability $gpu_cc, driver $gpu_driver, $gpu_mem)"
+# a fresh machine (the build folder gone since the last call): build first, whatever was asked
+if [[ ",$stages," != *",build,"* ]] && [ ! -x "$BIN" ]; then
+  echo "gpu_check: no $BIN: building first"
+  stages=build,$stages
+fi
 for s in $ALL_STAGES; do
   [[ ",$stages," == *",$s,"* ]] || continue
   "stage_$s"

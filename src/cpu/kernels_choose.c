@@ -55,8 +55,10 @@ void kernels_cpu_id(kernel_cpu *c) {
     char line[256];
     unsigned impl = 0, part = 0;
     while (f && fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "CPU implementer", 15)) sscanf(strchr(line, ':') + 1, "%x", &impl);
-        if (!strncmp(line, "CPU part", 8)) sscanf(strchr(line, ':') + 1, "%x", &part);
+        const char *colon = strchr(line, ':');
+        if (!colon) continue;
+        if (!strncmp(line, "CPU implementer", 15)) sscanf(colon + 1, "%x", &impl);
+        if (!strncmp(line, "CPU part", 8)) sscanf(colon + 1, "%x", &part);
     }
     if (f) fclose(f);
     if (impl) snprintf(c->vendor, sizeof c->vendor, "arm-0x%02x", impl), c->model = (int)part;
@@ -242,7 +244,7 @@ static void cache_write(const char *path, const char *key, const char *isa, cons
 
 /* ---- the choice ------------------------------------------------------------------------------ */
 
-void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out) {
+static void choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out) {
     const kernel_ops *avail[8];
     const int n = kernels_available(avail, 8);
     memset(out, 0, sizeof *out);
@@ -264,18 +266,15 @@ void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_
     for (int i = 1; i < n; i++)
         if (avail[i]->tile_invariant) cand[nc++] = avail[i];
     const kernel_ops *dflt = nc ? cand[nc - 1] : avail[0];
-    const char *bad_force = force && *force ? force : NULL;
     if (nc <= 1) {
         out->ops = dflt, out->how = "only";
-        snprintf(out->why, sizeof out->why, "%s%s", bad_force ? "LFM2C_ISA names no table here; " : "",
-                 nc ? "the one vector table this CPU supports" : "no vector table for this CPU");
+        snprintf(out->why, sizeof out->why, "%s", nc ? "the one vector table this CPU supports" : "no vector table for this CPU");
         return;
     }
     const known_kind *k = (flags & KERNELS_NO_TABLE) ? NULL : known_match(cpu, avail, n);
     if (k) {
         out->ops = find_isa(avail, n, k->isa), out->how = "table";
-        snprintf(out->why, sizeof out->why, "%s%s (%s family %d model %d)", bad_force ? "LFM2C_ISA names no table here; " : "",
-                 k->kind, cpu->vendor, cpu->family, cpu->model);
+        snprintf(out->why, sizeof out->why, "%s (%s family %d model %d)", k->kind, cpu->vendor, cpu->family, cpu->model);
         return;
     }
     if (flags & KERNELS_NO_TIMING) {
@@ -303,6 +302,15 @@ void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_
     out->ops = t, out->how = "timed";
     snprintf(out->why, sizeof out->why, "%s", why);
     if (cacheable) cache_write(path, key, t->isa, why);
+}
+
+void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out) {
+    choose(force, cpu, cache_dir, flags, out);
+    if (force && *force && strcmp(out->how, "forced")) {   /* say so when LFM2C_ISA was set but matched nothing */
+        char why[sizeof out->why];
+        snprintf(why, sizeof why, "LFM2C_ISA=%.24s names no table here; %.250s", force, out->why);
+        memcpy(out->why, why, sizeof why);
+    }
 }
 
 static kernel_choice the_choice;
