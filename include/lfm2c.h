@@ -161,6 +161,32 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
 int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, const int *n,
                        const int *logits_mode, int n_items, lfm2c_error *err);
 
+/* ---- LoRA adapters ---------------------------------------------------------------------------
+ * A LoRA adapter changes weight matrices by a low-rank update, W' = W + s B A, without touching
+ * the model file: the CPU backend adds s B (A x) after each adapted product. An adapter is a PEFT
+ * folder (adapter_config.json + adapter_model.safetensors, as PEFT / TRL / Unsloth save it) or a
+ * GGUF adapter (llama.cpp's format; `lfm2c convert --lora-out` writes one). Adapted modules: conv
+ * in/out projections, attention q/k/v/out, the FFN (w1/w2/w3) and the experts' w1/w2/w3.
+ * s = user scale * alpha / r (alpha / sqrt(r) with use_rslora; PEFT's rank_pattern and
+ * alpha_pattern per module; a GGUF adapter without alpha: 1). */
+typedef struct lfm2c_lora lfm2c_lora;
+#define LFM2C_MAX_LORA 8
+/* Loads the adapter at path (a PEFT folder or a GGUF file) for model: every tensor must name a
+ * module the model has, with the model's shapes and one rank per matrix (the config's, for PEFT),
+ * A and B both present; otherwise NULL with err naming the first problem (LFM2C_EFORMAT,
+ * LFM2C_EUNSUPPORTED for modules or features LoRA here does not adapt: embeddings, lm_head,
+ * DoRA, biases). The adapter does not hold the model but must only be used with it. */
+lfm2c_lora *lfm2c_lora_load(const lfm2c_model *model, const char *path, lfm2c_error *err);
+void lfm2c_lora_free(lfm2c_lora *lora);
+int lfm2c_lora_n_matrices(const lfm2c_lora *lora);   /* adapted (layer, module) matrices */
+/* The adapters (at most LFM2C_MAX_LORA, each with its user scale) the session's tokens run with
+ * from now on; n = 0 removes them. Sessions with different adapters may share a batch
+ * (lfm2c_decode_batch). A change of adapters resets the session (its cache was computed with the
+ * old weights); setting the same list again keeps it. The adapters must outlive their use. CPU
+ * backend only (LFM2C_EUNSUPPORTED elsewhere). A copied session (lfm2c_session_copy) keeps the
+ * source's adapters. */
+int lfm2c_session_set_lora(lfm2c_session *s, lfm2c_lora *const *loras, const float *scales, int n, lfm2c_error *err);
+
 /* ---- tokenizer ----------------------------------------------------------------------------- */
 /* Encode text (len bytes; need not be NUL-terminated). Returns a malloc'd id array (caller
  * frees) and its length in *n_out, or NULL on error. */

@@ -66,6 +66,18 @@ int cli_kv_type(const char *flag, const char *value);   /* a name, or fails and 
 void cli_kv_set_default(int type_k, int type_v);
 void cli_kv_apply(lfm2c_model_params *p);
 void cli_kv_current(int *type_k, int *type_v);   /* the types cli_kv_apply sets */
+/* LoRA adapters (cli_lora.c): --lora PATH[:SCALE] (repeatable) and --lora-scaled PATH SCALE.
+ * cli_lora_flag consumes one if argv[*i] is one; cli_lora_attach loads them for m (once per
+ * model) and sets them on s, printing the library's error and returning 1 on failure;
+ * cli_lora_forget frees them (call it before freeing their model). */
+#define CLI_LORA_HELP "  --lora PATH[:S]     LoRA adapter (PEFT folder or GGUF), scale S (default 1); repeatable\n" \
+                      "  --lora-scaled PATH S  the same with an explicit scale\n"
+bool cli_lora_flag(int argc, char **argv, int *i);
+int cli_lora_count(void);
+int cli_lora_list(lfm2c_lora **los, float *scales);   /* the loaded adapters and their scales; count */
+int cli_lora_load(lfm2c_model *m);   /* loads them now (attach does it when needed) */
+int cli_lora_attach(lfm2c_model *m, lfm2c_session *s);
+void cli_lora_forget(void);
 /* Opens a model, printing the library's error on failure. */
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device);
 /* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */

@@ -68,6 +68,11 @@ static int32_t random_token(uint64_t *state, int n_vocab) {
 static lfm2c_session *depth_session(lfm2c_model *m, int depth, int extra, uint64_t *rng, lfm2c_error *err) {
     int V = lfm2c_model_get_info(m)->n_vocab;
     lfm2c_session *s = lfm2c_session_new(m, depth + extra + 1, err);
+    if (s && cli_lora_attach(m, s)) {   /* --lora: the adapters' cost is measured too */
+        lfm2c_session_free(s);
+        snprintf(err->msg, sizeof err->msg, "cannot attach the LoRA adapters");
+        return NULL;
+    }
     if (!s || depth == 0) return s;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)depth);
     if (!ids) { lfm2c_session_free(s); return NULL; }
@@ -153,6 +158,7 @@ static double run_batched(lfm2c_model *m, int B, int np, int ng, uint64_t *rng, 
     double rate = -1;
     for (int b = 0; b < B; b++) {
         if (!(ss[b] = lfm2c_session_new(m, np + ng + 1, err))) goto done;
+        if (cli_lora_attach(m, ss[b])) { snprintf(err->msg, sizeof err->msg, "cannot attach the LoRA adapters"); goto done; }
         toks[b] = malloc(sizeof(int32_t) * (size_t)(np > 1 ? np : 1));
         for (int i = 0; i < np; i++) toks[b][i] = random_token(rng, V);
         mode[b] = LFM2C_LOGITS_LAST;
@@ -184,7 +190,8 @@ static int usage(void) {
             "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
             "                   [--hugepages | --no-hugepages]  (weights always copied into anonymous transparent\n"
             "                   huge pages | always mapped; default: copied when THP is on and RAM allows)\n"
-            "                   [--device cpu|cuda] [--reference]\n"
+            "                   [--device cpu|cuda] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
+            "                   (every session runs with the adapters: their cost is in the numbers)\n"
             "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
             "  a -p / -n test.\n");
     return 2;   /* a usage error (--help returns 0 itself) */
@@ -294,6 +301,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "--hugepages")) hugepages = LFM2C_HUGEPAGES_ON;
         else if (!strcmp(a, "--no-hugepages")) hugepages = LFM2C_HUGEPAGES_OFF;
+        else if (cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("bench: unknown option '%s'", a), 2;
     }
@@ -333,6 +341,8 @@ int cmd_bench(int argc, char **argv) {
                 lfm2c_error err = {0};
                 lfm2c_model *m = lfm2c_model_open(model_path, &mp, &err);
                 if (!m) return cli_fail("%s", err.msg);
+                if (cli_lora_load(m)) return 1;
+                if (cli_lora_count() && !json && !csv) fprintf(stderr, "with %d LoRA adapter(s)\n", cli_lora_count());
                 const lfm2c_model_info *in = lfm2c_model_get_info(m);
                 int nth = threads[ti] > 0 ? threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN);
                 uint64_t rng = 42;
@@ -393,6 +403,7 @@ int cmd_bench(int argc, char **argv) {
                             lfm2c_kv_type_name(tks[ki]), lfm2c_kv_type_name(tvs[vi]),
                             lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
                             mp.device == LFM2C_DEVICE_CUDA ? " on the CPU (the CUDA backend keeps F32)" : "");
+                cli_lora_forget();
                 lfm2c_model_free(m);
             }
     if (json) printf("\n]\n");

@@ -52,6 +52,7 @@ static int usage(void) {
             "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
             "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
             "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
+            CLI_LORA_HELP
             "In the chat: /reset starts over, /exit (or Ctrl-D) leaves, Ctrl-C stops a reply.\n");
     return 2;   /* a usage error (--help returns 0 itself) */
 }
@@ -87,7 +88,7 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "--chat-template-file")) o->tmpl_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) o->n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
-        else if (cli_kv_flag(argc, argv, &i)) continue;
+        else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) o->device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
@@ -300,14 +301,17 @@ int cmd_chat(int argc, char **argv) {
     ch.smp = lfm2c_sampler_new(&sp, ch.in->n_vocab);
     ch.messages = json_array();
     if (o.system) json_array_append_new(ch.messages, chat_msg(m, "system", o.system));
-    if (ch.s && ch.smp) chat_loop(&ch);
-    if (!ch.s) cli_fail("%s", err.msg);
+    rc = 0;
+    if (!ch.s) rc = cli_fail("%s", err.msg);
+    else if (cli_lora_attach(m, ch.s)) rc = 1;
+    if (!rc && ch.smp) chat_loop(&ch);
     free(ch.session_text);
     json_decref(ch.messages);
     lfm2c_sampler_free(ch.smp);
     lfm2c_session_free(ch.s);
+    cli_lora_forget();
     lfm2c_model_free(m);
     free(tools_json);
     free(tmpl);
-    return 0;
+    return rc;
 }

@@ -3,10 +3,13 @@
  * summary (tensors per type, sizes, speed) at the end. */
 #include "cli.h"
 #include "convert/convert.h"
+#include "convert/lora_file.h"
 #include "formats/ggml_types.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void usage(FILE *f) {
@@ -14,7 +17,45 @@ static void usage(FILE *f) {
                "  HF_DIR   config.json, model.safetensors (or shards + model.safetensors.index.json),\n"
                "           tokenizer.json, tokenizer_config.json, chat_template.jinja, generation_config.json\n"
                "  --type   type of the weight matrices (default f16); norms, conv taps, router stay f32\n"
-               "  -t       threads (default: all cores)\n");
+               "  -t       threads (default: all cores)\n"
+               "LoRA adapters:\n"
+               "  lfm2c convert PEFT_DIR --base BASE.gguf -o ADAPTER.gguf\n"
+               "           a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) -> a GGUF\n"
+               "           adapter (llama.cpp's layout), checked against the base it adapts\n"
+               "  lfm2c convert BASE.gguf --lora PATH[:S]... [--lora-scaled PATH S] -o MERGED.gguf\n"
+               "           the adapters merged into the base: a plain model file; quantized matrices are\n"
+               "           dequantized, added to and requantized to their own type\n");
+}
+
+/* PEFT_DIR -> GGUF adapter, or BASE + adapters -> merged GGUF */
+static int convert_lora(const char *in, const char *base, const char *out) {
+    struct stat sb;
+    bool peft = !stat(in, &sb) && S_ISDIR(sb.st_mode);
+    if (peft && !base) return cli_fail("convert: a PEFT adapter needs --base BASE.gguf (the model it adapts)");
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 1;
+    mp.no_populate = true;
+    mp.hugepages = LFM2C_HUGEPAGES_OFF;
+    lfm2c_error err = {0};
+    lfm2c_model *m = lfm2c_model_open(peft ? base : in, &mp, &err);
+    if (!m) return cli_fail("convert: %s", err.msg);
+    int rc = 1;
+    if (peft) {
+        lfm2c_lora *lo = lfm2c_lora_load(m, in, &err);
+        if (!lo) cli_fail("convert: %s", err.msg);
+        else if (!lora_write_gguf(lo, out, &err)) cli_fail("convert: %s", err.msg);
+        else rc = 0, printf("converted %s -> %s (%d adapted matrices)\n", in, out, lfm2c_lora_n_matrices(lo));
+        lfm2c_lora_free(lo);
+    } else if (cli_lora_load(m) == 0) {
+        lfm2c_lora *los[LFM2C_MAX_LORA];
+        float sc[LFM2C_MAX_LORA];
+        int n = cli_lora_list(los, sc);
+        if (!lora_merge(in, los, sc, n, out, &err)) cli_fail("convert: %s", err.msg);
+        else rc = 0, printf("merged %d adapter(s) into %s -> %s\n", n, in, out);
+    }
+    cli_lora_forget();
+    lfm2c_model_free(m);
+    return rc;
 }
 
 static void progress(void *ud, uint64_t done, uint64_t total) {
@@ -28,18 +69,23 @@ static void progress(void *ud, uint64_t done, uint64_t total) {
 }
 
 int cmd_convert(int argc, char **argv) {
-    const char *dir = NULL, *out = NULL, *type = "f16";
+    const char *dir = NULL, *out = NULL, *type = "f16", *base = NULL;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--type") || !strcmp(argv[i], "--outtype")) type = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "--base")) base = cli_value(argc, argv, &i);
+        else if (cli_lora_flag(argc, argv, &i)) continue;
         else if (argv[i][0] == '-' && argv[i][1]) { usage(stderr); return cli_fail("convert: unknown option '%s'", argv[i]), 2; }
         else if (!dir) dir = argv[i];
         else { usage(stderr); return cli_fail("convert: unexpected argument '%s'", argv[i]), 2; }
     }
     if (!dir || !out) { usage(stderr); return cli_fail("convert: needs HF_DIR and -o OUT.gguf"); }
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
+    if (base || cli_lora_count() || access(cfg, F_OK) == 0) return convert_lora(dir, base, out);
     int t = convert_parse_type(type);
     if (t < 0) return cli_fail("convert: unknown --type '%s' (f16, bf16, f32, q8_0)", type);
 

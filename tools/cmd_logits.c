@@ -12,7 +12,8 @@ static int usage(void) {
             "  --one-by-one   feed one token at a time (tests the caches) instead of one batch\n"
             "  --reference    plain scalar path: dequantized weights, float activations\n"
             "  -t N           threads;  --device cpu|cuda\n"
-            "  -ctk / -ctv T  KV cache types f32 (default here: the goldens' precision), f16, q8_0\n");
+            "  -ctk / -ctv T  KV cache types f32 (default here: the goldens' precision), f16, q8_0\n"
+            CLI_LORA_HELP);
     return 2;   /* a usage error (--help returns 0 itself) */
 }
 
@@ -31,7 +32,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--one-by-one")) one_by_one = true;
         else if (!strcmp(a, "--reference")) reference = true;
-        else if (cli_kv_flag(argc, argv, &i)) continue;
+        else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("logits: unknown option '%s'", a), 2;
     }
@@ -47,6 +48,7 @@ int cmd_logits(int argc, char **argv) {
     if (!ids) { if (err.code) cli_fail("%s", err.msg); goto done; }
     if (n == 0) { cli_fail("no tokens"); goto done; }
     if (!(s = lfm2c_session_new(m, n, &err))) { cli_fail("%s", err.msg); goto done; }
+    if (cli_lora_attach(m, s)) goto done;
     if (!(f = fopen(out_path, "wb"))) { cli_fail("cannot write '%s'", out_path); goto done; }
     const int V = lfm2c_model_get_info(m)->n_vocab;
     if (one_by_one) {
@@ -66,6 +68,7 @@ done:
     if (f) fclose(f);
     lfm2c_session_free(s);
     free(ids);
+    cli_lora_forget();
     lfm2c_model_free(m);
     return rc;
 }

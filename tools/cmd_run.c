@@ -28,6 +28,7 @@ static int usage(void) {
             "  --no-bos           do not add BOS               --special  print special tokens\n"
             "  --ignore-eos       keep going past end-of-generation tokens\n"
             "  -v, --verbose      print speed to stderr\n"
+            CLI_LORA_HELP
             "  --chat             treat the prompt as a user message: render it with the chat template\n"
             "  --system TEXT      system message (implies --chat)\n"
             "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
@@ -54,7 +55,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reference")) reference = true;
-        else if (cli_kv_flag(argc, argv, &i)) continue;
+        else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) { system = cli_value(argc, argv, &i); chat = true; }
         else if (!strcmp(a, "--chat-template-file")) { tmpl_path = cli_value(argc, argv, &i); chat = true; }
@@ -110,6 +111,7 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
     if (!(s = lfm2c_session_new(m, ctx, &err))) { cli_fail("%s", err.msg); goto done; }
+    if (cli_lora_attach(m, s)) goto done;
 
     lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
     if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) { cli_fail("out of memory"); goto done; }
@@ -147,6 +149,7 @@ done:
     lfm2c_session_free(s);
     free(ids);
     free(file_text);
+    cli_lora_forget();
     lfm2c_model_free(m);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "formats/ggml_types.h"
 #include "convert/synth.h"
+#include "convert/lora_file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,11 @@ static void usage(FILE *f) {
             "  --seed S          random seed (default 1)\n"
             "  -t N              threads (default: all cores)\n"
             "overrides: --hidden N --layers N --attn-layers 2,6,... --heads N --kv-heads N --ff N\n"
-            "           --experts N --experts-used N --expert-ff N --dense-layers N --vocab N --ctx N\n",
+            "           --experts N --experts-used N --expert-ff N --dense-layers N --vocab N --ctx N\n"
+            "a random LoRA adapter (GGUF) for an existing model:\n"
+            "  lfm2c synth --lora-for BASE.gguf -o ADAPTER.gguf [--rank R (8)] [--alpha A (2R)] [--seed S]\n"
+            "              [--targets attn_q,attn_k,attn_v,attn_output,shortconv.in_proj,shortconv.out_proj,\n"
+            "               ffn_gate,ffn_up,ffn_down,ffn_gate_exps,ffn_up_exps,ffn_down_exps (default: all)]\n",
             synth_preset_list(), quant_ftype_list());
 }
 
@@ -53,7 +58,9 @@ int cmd_synth(int argc, char **argv) {
     /* overrides are applied after the preset; -1 = not given */
     int hidden = -1, layers = -1, heads = -1, kv_heads = -1, ff = -1, experts = -1, used = -1, eff = -1;
     int dense = -1, vocab = -1, ctx = -1;
-    const char *attn = NULL;
+    const char *attn = NULL, *lora_for = NULL, *targets = NULL;
+    int rank = 8;
+    double alpha = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -79,7 +86,19 @@ int cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "--dense-layers")) dense = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--vocab")) vocab = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--ctx")) ctx = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--lora-for")) lora_for = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--rank")) rank = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--alpha")) alpha = cli_float(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--targets")) targets = cli_value(argc, argv, &i);
         else return cli_fail("synth: unknown argument '%s'", a), 2;
+    }
+    if (lora_for) {
+        if (!out) return cli_fail("synth: -o ADAPTER.gguf is required");
+        lora_synth_params lp = {rank, (float)alpha, p.seed, targets};
+        lfm2c_error lerr = {0};
+        if (!lora_synth(lora_for, &lp, out, &lerr)) return cli_fail("synth: %s", lerr.msg);
+        printf("wrote %s: LoRA adapter for %s, rank %d, alpha %g\n", out, lora_for, rank, alpha > 0 ? alpha : 2.0 * rank);
+        return 0;
     }
     if (!preset) return cli_fail("synth: --preset is required (%s)", synth_preset_list());
     if (!out) return cli_fail("synth: -o FILE.gguf is required");

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "cpu/kernels.h"
 #include "core/matmul.h"
+#include "core/lora.h"
 #include "core/model.h"
 #include "core/scratch.h"
 #include "formats/ggml_types.h"
@@ -43,7 +44,7 @@
  *   S_MOE_U   k Fe                                                                        MOE_U
  *   S_MOE_D   k H                                                                         MOE_D
  *   S_TASKS   2 E tasks (in all)                                                          MOE_TASKS
- *   S_INTS    2 k ints (+E+1)                                                             MOE_INTS
+ *   S_INTS    3 k ints (+E+1)                                                             MOE_INTS
  *
  * ACT_IN is the input of matmul(), the one-product helper, in its weight's activation format:
  * every block uses it (conv in/out, wo, ffn_down, the router, the output head), never while the
@@ -60,11 +61,13 @@ static void *slot(lfm2c_model *m, int i, size_t bytes) { return scratch_get(m->s
 
 enum { ACT_IN = S_ACT0 };   /* matmul(): its input in the weight's activation format */
 
-/* y[T][rows] = W · x for one weight (convenience for a single product). */
-static void matmul(lfm2c_model *m, const tensor *w, const float *x, int T, float *y) {
+/* y[T][rows] = W · x for one weight (convenience for a single product), plus the LoRA updates of
+ * the tokens' sequences (toks: row t is token t; NULL for products no adapter touches). */
+static void matmul(lfm2c_model *m, const fwd_token *toks, const tensor *w, const float *x, int T, float *y) {
     act_buf a = prepare_act(m, ACT_IN, x, T, w->ne[0], w->type);
     mm_task t = {w, 0, a.data, a.row, T, y, (size_t)w->ne[1]};
     matmul_run(m, &t, 1);
+    lora_apply(m, toks, w, 0, x, (size_t)w->ne[0], NULL, NULL, T, y, (size_t)w->ne[1]);
 }
 
 /* ---- small pieces --------------------------------------------------------------------------- */
@@ -145,11 +148,11 @@ static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, in
     const int H = m->info.n_embd;
     float *z = slot(m, CONV_Z, sizeof(float) * (size_t)T * 3 * H);
     float *o = slot(m, CONV_O, sizeof(float) * (size_t)T * H);
-    matmul(m, &L->conv_in, a, T, z);
+    matmul(m, toks, &L->conv_in, a, T, z);
     conv_job j = {toks, T, H, L->conv_index, z, (const float *)L->conv_w.data, o};
     if ((int64_t)T * H < INLINE_WORK / 2) conv_worker(&j, 0, 1);   /* decode: a few µs at most */
     else threadpool_run(m->pool, conv_worker, &j);
-    matmul(m, &L->conv_out, o, T, out);
+    matmul(m, toks, &L->conv_out, o, T, out);
 }
 
 /* ---- attention block (spec 2.4) ------------------------------------------------------------- */
@@ -250,6 +253,8 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
                         {&L->wk, 0, ak.data, ak.row, T, k, (size_t)kv_dim},
                         {&L->wv, 0, av.data, av.row, T, v, (size_t)kv_dim}};
     matmul_run(m, tasks, 3);
+    for (int i = 0; i < 3; i++)
+        lora_apply(m, toks, tasks[i].w, 0, a, (size_t)L->wq.ne[0], NULL, NULL, T, tasks[i].y, tasks[i].ldy);
 
     /* per-head RMSNorm, then RoPE (q also scaled), then store k / v in the sequence's cache */
     qk_job qj = {m, L, toks, q, k, v, rope};
@@ -270,7 +275,7 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
     attn_job j = {m, L, toks, q, o, runs, n_runs, n_chunks, per_chunk, 0};
     if (work < INLINE_WORK / 2) attn_worker(&j, 0, 1);
     else threadpool_run(m->pool, attn_worker, &j);
-    matmul(m, &L->wo, o, T, out);
+    matmul(m, toks, &L->wo, o, T, out);
 }
 
 /* ---- feed-forward: dense SwiGLU (spec 2.5) and MoE (spec 2.6) -------------------------------- */
@@ -291,7 +296,7 @@ static void swiglu(lfm2c_model *m, float *g, const float *u, size_t n) {
 /* scratch: gate (then silu(gate) * up, the input of ffn_down); up; the input for gate / up */
 enum { FFN_GATE = S_BIG, FFN_UP = S_BIG2, FFN_ACT_GATE = S_ACT0, FFN_ACT_UP = S_ACT1 };
 
-static void dense_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float *out) {
+static void dense_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T, const float *f, float *out) {
     const int64_t F = L->ffn_gate.ne[1];
     float *g = slot(m, FFN_GATE, sizeof(float) * (size_t)T * F);
     float *u = slot(m, FFN_UP, sizeof(float) * (size_t)T * F);
@@ -301,8 +306,9 @@ static void dense_ffn(lfm2c_model *m, const layer *L, int T, const float *f, flo
     mm_task tasks[2] = {{&L->ffn_gate, 0, a.data, a.row, T, g, (size_t)F},
                         {&L->ffn_up, 0, b.data, b.row, T, u, (size_t)F}};
     matmul_run(m, tasks, 2);
+    for (int i = 0; i < 2; i++) lora_apply(m, toks, tasks[i].w, 0, f, (size_t)L->ffn_gate.ne[0], NULL, NULL, T, tasks[i].y, (size_t)F);
     swiglu(m, g, u, (size_t)T * F);
-    matmul(m, &L->ffn_down, g, T, out);
+    matmul(m, toks, &L->ffn_down, g, T, out);
 }
 
 /* Router: sigmoid scores; the expert bias only ranks; the chosen scores are renormalised. */
@@ -327,23 +333,23 @@ void moe_route(const float *logits, const float *bias, int E, int k, int *sel, f
     for (int j = 0; j < k; j++) w[j] /= sum;
 }
 
-/* scratch: router logits; the routing ints (sel | order | start); the pairs' weights; the input,
+/* scratch: router logits; the routing ints (sel | order | start | each pair's token); the pairs' weights; the input,
  * its rows gathered per pair in expert order, the hidden rows; gate, up, down of every pair; the
  * task list */
 enum { MOE_ROUTER = S_ROUTER, MOE_INTS = S_INTS, MOE_WSEL = S_LOGITS, MOE_ACT_IN = S_ACT0,
        MOE_ACT_PAIRS = S_ACT1, MOE_ACT_HID = S_ACT2, MOE_G = S_MOE_G, MOE_U = S_MOE_U, MOE_D = S_MOE_D,
        MOE_TASKS = S_TASKS };
 
-static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float *out) {
+static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T, const float *f, float *out) {
     const int E = m->info.n_expert, k = m->info.n_expert_used;
     const int64_t H = m->info.n_embd, Fe = L->gate_exps.ne[1];
     float *r = slot(m, MOE_ROUTER, sizeof(float) * (size_t)T * (E + k));
-    matmul(m, &L->router, f, T, r);
+    matmul(m, NULL, &L->router, f, T, r);
 
     /* route every token, then group the (token, slot) pairs by expert so each expert's weights
      * are read once for the whole batch */
-    int *sel = slot(m, MOE_INTS, sizeof(int) * ((size_t)T * k * 2 + E + 1));
-    int *order = sel + (size_t)T * k, *start = order + (size_t)T * k;
+    int *sel = slot(m, MOE_INTS, sizeof(int) * ((size_t)T * k * 3 + E + 1));
+    int *order = sel + (size_t)T * k, *start = order + (size_t)T * k, *ptok = start + E + 1;
     float *wsel = slot(m, MOE_WSEL, sizeof(float) * (size_t)T * k);
     const float *bias = L->expert_bias.data ? (const float *)L->expert_bias.data : NULL;
     for (int t = 0; t < T; t++) moe_route(r + (size_t)t * E, bias, E, k, sel + t * k, wsel + t * k);
@@ -353,6 +359,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
     int fill[4096];
     memcpy(fill, start, sizeof(int) * E);
     for (int i = 0; i < T * k; i++) order[fill[sel[i]]++] = i;   /* pair i = t * k + j */
+    for (int i = 0; i < T * k; i++) ptok[i] = order[i] / k;      /* the token of the i-th pair in expert order */
 
     /* gather each pair's activation row (already quantized once) into expert order */
     act_buf a = prepare_act(m, MOE_ACT_IN, f, T, H, L->gate_exps.type);
@@ -372,6 +379,11 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
         tasks[nt++] = (mm_task){&L->up_exps, e, ae, a.row, n, U + (size_t)start[e] * Fe, (size_t)Fe};
     }
     matmul_run(m, tasks, nt);
+    for (int e = 0; m->lora_pass && e < E; e++) {   /* adapters: gate and up of each expert's pairs */
+        const int s0 = start[e], n = start[e + 1] - s0;
+        lora_apply(m, toks, &L->gate_exps, e, f, (size_t)H, ptok + s0, ptok + s0, n, G + (size_t)s0 * Fe, (size_t)Fe);
+        lora_apply(m, toks, &L->up_exps, e, f, (size_t)H, ptok + s0, ptok + s0, n, U + (size_t)s0 * Fe, (size_t)Fe);
+    }
     swiglu(m, G, U, (size_t)n_pairs * Fe);
     act_buf h = prepare_act(m, MOE_ACT_HID, G, n_pairs, Fe, L->down_exps.type);
     nt = 0;
@@ -382,6 +394,10 @@ static void moe_ffn(lfm2c_model *m, const layer *L, int T, const float *f, float
                                 D + (size_t)start[e] * H, (size_t)H};
     }
     matmul_run(m, tasks, nt);
+    for (int e = 0; m->lora_pass && e < E; e++) {
+        const int s0 = start[e], n = start[e + 1] - s0;
+        lora_apply(m, toks, &L->down_exps, e, G + (size_t)s0 * Fe, (size_t)Fe, NULL, ptok + s0, n, D + (size_t)s0 * H, (size_t)H);
+    }
     memset(out, 0, sizeof(float) * (size_t)T * H);
     for (int i = 0; i < n_pairs; i++) {
         int pair = order[i], t = pair / k;
@@ -421,7 +437,7 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
         [S_MOE_D] = t * k * H * f, [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
         [S_ACT0] = t * k * act_row_bytes((int64_t)widest), [S_ACT1] = t * k * act_row_bytes((int64_t)widest),
         [S_ACT2] = t * k * act_row_bytes((int64_t)widest), [S_TASKS] = 2 * E * sizeof(mm_task),
-        [S_INTS] = (t * k * 2 + E + 1) * sizeof(int),
+        [S_INTS] = (t * k * 3 + E + 1) * sizeof(int),
     };
     for (int i = 0; i < S_NSLOTS; i++)
         if (need[i] && !slot(m, i, need[i])) return false;
@@ -494,6 +510,8 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     }
     threadpool_step(m->pool, T);   /* passes of T tokens cost alike: a busy machine may go solo */
     m->prof_pass = T == 1;         /* decode of one sequence: its products are profiled */
+    m->lora_pass = false;          /* some token's sequence runs with adapters (lora.h) */
+    for (int t = 0; t < T && !m->lora_pass; t++) m->lora_pass = toks[t].seq->n_lora > 0;
     float *x = slot(m, FWD_X, sizeof(float) * (size_t)T * H);
     float *a = slot(m, FWD_A, sizeof(float) * (size_t)T * H);
     float *out = slot(m, FWD_OUT, sizeof(float) * (size_t)T * H);
@@ -512,8 +530,8 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
         if (L->is_attn) attention_block(m, L, toks, T, a, rope, out);
         else conv_block(m, L, toks, T, a, out);
         add_norm(m, T, x, out, a, &L->ffn_norm);
-        if (L->is_moe) moe_ffn(m, L, T, a, out);
-        else dense_ffn(m, L, T, a, out);
+        if (L->is_moe) moe_ffn(m, L, toks, T, a, out);
+        else dense_ffn(m, L, toks, T, a, out);
         add_norm(m, T, x, out, NULL, NULL);
     }
 
@@ -525,7 +543,7 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     if (!n_out) return 0;
     const int V = in->n_vocab;
     float *logits = direct ? direct : slot(m, FWD_LOGITS, sizeof(float) * (size_t)n_out * V);
-    matmul(m, &m->output, a, n_out, logits);
+    matmul(m, NULL, &m->output, a, n_out, logits);
     for (int t = 0, i = 0; !direct && t < T; t++)
         if (toks[t].out_row >= 0)
             memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, logits + (size_t)i++ * V, sizeof(float) * V);

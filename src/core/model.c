@@ -7,6 +7,7 @@
 #include "core/model.h"
 #include "core/lfm2_arch.h"
 #include "core/backend.h"
+#include "core/lora.h"
 #include "formats/ggml_types.h"
 
 #include <math.h>
@@ -316,6 +317,8 @@ static int bind_layer(lfm2c_model *m, const lfm2_hparams *hp, int l, lfm2c_error
             return -1;
     for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++)
         if ((LFM2_TENSORS[i].flags & LFM2_TF_F32) && require_f32(slot(L, (lfm2_tensor_id)i), err)) return -1;
+    for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++)   /* where run-time adapters find it (lora.h) */
+        if (lora_target_ok(i) && slot(L, (lfm2_tensor_id)i)->data) slot(L, (lfm2_tensor_id)i)->lora_key = l * LFM2_T_COUNT + i + 1;
     return 0;
 }
 

@@ -15,6 +15,7 @@ typedef struct tensor {
     uint32_t type;
     int64_t ne[3];
     size_t row_bytes;
+    int lora_key;           /* layer * LFM2_T_COUNT + table row + 1 of a matrix LoRA may adapt, else 0 */
 } tensor;
 
 typedef struct layer {
@@ -44,6 +45,7 @@ struct lfm2c_model {
     int type_k, type_v;                /* KV cache types of new sessions (LFM2C_KV_*) */
     lfm2c_decode_profile prof;         /* matmul_run's products in one-token passes (lfm2c.h) */
     bool prof_pass;                    /* forward_cpu: the pass is one token (decode) */
+    bool lora_pass;                    /* forward_cpu: some token of the pass has adapters (lora.h) */
 };
 
 /* Validates m->type_k / type_v against the model (session.c). */

@@ -247,6 +247,9 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     }
     dst->n_past = src->n_past;
     dst->n_rows = src->n_rows;
+    memcpy(dst->lora, src->lora, sizeof dst->lora);   /* the copy continues with the same weights */
+    memcpy(dst->lora_scale, src->lora_scale, sizeof dst->lora_scale);
+    dst->n_lora = src->n_lora;
     return 0;
 }
 

@@ -23,6 +23,9 @@ struct lfm2c_session {
     conv_checkpoint ckpt[SESSION_MAX_CHECKPOINTS];
     int n_ckpt;
     void *backend_state;    /* the backend's own (CUDA: device KV cache + conv state), or NULL */
+    struct lfm2c_lora *lora[LFM2C_MAX_LORA];   /* adapters applied to this sequence (lora.h) */
+    float lora_scale[LFM2C_MAX_LORA];
+    int n_lora;
 };
 
 /* Makes room for positions [0, n) in the KV cache. */
