@@ -3,7 +3,8 @@
 # the official OpenAI Node.js SDK (tests/server/*.mjs), raw HTTP for bad inputs, 32 concurrent
 # clients against serial answers, a full queue (503), a client going away, clean shutdown, and the
 # transport under hostile clients (tests/server/hostile.py): stalled uploads, slowloris, half-close,
-# idle timeout, early answers from the headers, tokenizer caps, CORS, bounded shutdown.
+# idle timeout, early answers from the headers, tokenizer caps, CORS, bounded shutdown; LoRA
+# adapters picked per request (tests/server/lora.mjs).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 set -u
 LFM2C=$(realpath "$1")
@@ -348,6 +349,27 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
 else
   bad "hostile server start"
 fi
+
+# ---- LoRA adapters chosen per request (tests/server/lora.mjs) ----------------------------------
+"$LFM2C" synth --lora-for $MODEL -o "$TMP/one.gguf" --rank 4 --seed 5 >/dev/null 2>&1
+"$LFM2C" synth --lora-for $MODEL -o "$TMP/two.gguf" --rank 2 --seed 6 >/dev/null 2>&1
+if start_server lora -np 4 -c 512 --alias fixture --api-key $KEY --lora one="$TMP/one.gguf" --lora "two=$TMP/two.gguf:0.5"; then
+  ok
+  out=$(cd server && timeout 300 node lora.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "lora.mjs did not finish: $line"; fi
+  check "lora: adapters named at start" 'grep -q "LoRA adapter .one." "$TMP/lora.err" && grep -q "LoRA adapter .two.*scale 0.5" "$TMP/lora.err"'
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "lora server start"
+fi
+"$LFM2C" synth --lora-for data/lfm2-tiny-dense-f32.gguf -o "$TMP/dense.gguf" >/dev/null 2>&1
+"$LFM2C" serve -m $MODEL --port 0 --lora bad="$TMP/dense.gguf" >/dev/null 2>"$TMP/e4"; rc=$?
+check "lora: an adapter of another base is a one-line error" '[ $rc != 0 ] && [ "$(wc -l <"$TMP/e4")" = 1 ] && grep -q "^lfm2c: --lora bad: .*adapts architecture" "$TMP/e4"'
+"$LFM2C" serve -m $MODEL --port 0 --lora a="$TMP/one.gguf" --lora a="$TMP/two.gguf" >/dev/null 2>"$TMP/e5"; rc=$?
+check "lora: a name given twice" '[ $rc = 2 ] && grep -q "given twice" "$TMP/e5"'
 
 # ---- --ollama: listens where Ollama clients look (or says that port is taken) -----------------
 "$LFM2C" serve -m $MODEL -np 1 -c 256 --ollama >"$TMP/ol.out" 2>"$TMP/ol.err" &

@@ -33,6 +33,9 @@ static void usage(FILE *out) {
             "  --alias NAME          model id shown by /v1/models and in responses; requests naming\n"
             "                        another model get 404 model_not_found (the file name also works)\n"
             "  --accept-any-model    answer requests whatever 'model' they name (clients with a fixed name)\n"
+            "  --lora NAME=PATH[:S]  serve a LoRA adapter (PEFT folder or GGUF; scale S, default 1) besides\n"
+            "                        the base: requests naming model NAME or ALIAS:NAME run with it;\n"
+            "                        listed by /v1/models and /api/tags; repeatable (up to 64)\n"
             "  --metrics             serve Prometheus metrics at GET /metrics\n"
             "  --chat-template-file F  Jinja chat template instead of the model's\n"
             "  --max-body BYTES      largest request body, and /detokenize's text (default 8 MiB)\n"
@@ -129,7 +132,31 @@ static bool drain(server *srv, sched *s, int timeout_s, const sigset_t *stop_set
     return false;
 }
 
+enum { SERVE_MAX_LORA = 64 };
+
+/* --lora NAME=PATH[:SCALE] (PATH alone: NAME is its file name without .gguf) */
+static int parse_lora(const char *v, char **name, char **path, float *scale) {
+    const char *eq = strchr(v, '=');
+    char *p = strdup(eq ? eq + 1 : v), *colon = strrchr(p, ':');
+    *scale = 1;
+    if (colon && colon[1]) {
+        char *end;
+        double s = strtod(colon + 1, &end);
+        if (!*end) { *scale = (float)s; *colon = 0; }
+    }
+    const char *base = strrchr(p, '/');
+    base = base && base[1] ? base + 1 : p;
+    *name = eq ? strndup(v, (size_t)(eq - v)) : strndup(base, strlen(base) > 5 && !strcmp(base + strlen(base) - 5, ".gguf") ? strlen(base) - 5 : strlen(base));
+    *path = p;
+    if (!**name || !*p || strchr(*name, ':') || strchr(*name, '/')) return cli_fail("--lora expects NAME=PATH[:SCALE] (a NAME without ':' or '/'), got '%s'", v);
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
+    static char *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
+    static lfm2c_lora *loras[SERVE_MAX_LORA];
+    static float lora_scales[SERVE_MAX_LORA];
+    int n_lora = 0;
     const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *key_file = NULL, *alias = NULL,
                *tmpl_file = NULL, *cors = NULL;
     int port = 8080, n_slots = 4, n_ctx = 4096, n_threads = 0, queue = 256;
@@ -156,6 +183,13 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--api-key-file")) key_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--alias")) alias = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--metrics")) metrics = true;
+        else if (!strcmp(a, "--lora")) {
+            if (n_lora == SERVE_MAX_LORA) return cli_fail("--lora: at most %d adapters", SERVE_MAX_LORA), 2;
+            if (parse_lora(cli_value(argc, argv, &i), &lora_names[n_lora], &lora_paths[n_lora], &lora_scales[n_lora])) return 2;
+            for (int k = 0; k < n_lora; k++)
+                if (!strcmp(lora_names[k], lora_names[n_lora])) return cli_fail("--lora: the name '%s' is given twice", lora_names[k]), 2;
+            n_lora++;
+        }
         else if (!strcmp(a, "--ollama")) ollama = true;
         else if (!strcmp(a, "--accept-any-model")) any_model = true;
         else if (!strcmp(a, "--reference")) reference = true;
@@ -230,7 +264,8 @@ int cmd_serve(int argc, char **argv) {
                        .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1, .ready_queue_max = ready_queue_max,
                        .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok,
                        .max_messages = max_messages, .max_stop_bytes = max_stop, .any_model = any_model,
-                       .log = log_line};
+                       .n_lora = n_lora, .lora_names = (const char *const *)lora_names, .loras = loras,
+                       .lora_scales = lora_scales, .log = log_line};
     lfm2c_error err = {0};
     server *srv = server_start(NULL, NULL, &p, &err); /* listens now: /health answers while loading */
     if (!srv) { free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
@@ -244,6 +279,15 @@ int cmd_serve(int argc, char **argv) {
     if (!model) { server_stop(srv); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
     const lfm2c_model_info *mi = lfm2c_model_get_info(model);
     if (mi->n_ctx_train > 0 && n_ctx > mi->n_ctx_train) n_ctx = mi->n_ctx_train;
+    for (int k = 0; k < n_lora; k++)
+        if (!(loras[k] = lfm2c_lora_load(model, lora_paths[k], &err))) {
+            server_stop(srv);
+            for (int j = 0; j < k; j++) lfm2c_lora_free(loras[j]);
+            lfm2c_model_free(model);
+            free(key_buf);
+            free(tmpl);
+            return cli_fail("--lora %s: %s", lora_names[k], err.msg);
+        }
 
     sched_params sp = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue, .prefill_chunk = 512,
                        .no_prefix_reuse = no_reuse};
@@ -252,6 +296,9 @@ int cmd_serve(int argc, char **argv) {
     server_attach(srv, model, s, n_ctx);
     fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p.alias, mi->arch, n_slots, n_ctx,
             host, server_port(srv), api_key ? " (API key required)" : "");
+    for (int k = 0; k < n_lora; k++)
+        fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", lora_names[k], lora_paths[k], lora_scales[k],
+                lfm2c_lora_n_matrices(loras[k]));
     printf("listening on %s:%d\n", host, server_port(srv)); /* tests and scripts wait for this line */
     fflush(stdout);
 
@@ -265,6 +312,7 @@ int cmd_serve(int argc, char **argv) {
     sched_shutdown(s); /* ends running requests: open streams finish, handlers return */
     server_stop(srv);
     sched_free(s);
+    for (int k = 0; k < n_lora; k++) lfm2c_lora_free(loras[k]);
     lfm2c_model_free(model);
     free(key_buf);
     free(tmpl);

@@ -42,6 +42,16 @@ static bool server_model_matches(const openai *api, const char *id) {
     return n > 5 && !strcasecmp(api->model_file + n - 5, ".gguf") && k == n - 5 && !strncmp(id, api->model_file, k);
 }
 
+/* The LoRA adapter a model id names: NAME or ALIAS:NAME of a served adapter; -1: none. */
+static int lora_index(const openai *api, const char *id) {
+    size_t na = strlen(api->alias);
+    for (int i = 0; i < api->p.n_lora; i++) {
+        const char *n = api->p.lora_names[i];
+        if (!strcmp(id, n) || (!strncmp(id, api->alias, na) && id[na] == ':' && !strcmp(id + na + 1, n))) return i;
+    }
+    return -1;
+}
+
 /* ---- request fields ---------------------------------------------------------------------------- */
 
 /* Optional number field in [lo, hi]; returns -1 with the error set on a wrong type/range. */
@@ -316,6 +326,7 @@ typedef struct job {
     time_t created;
     const dialect *dl;         /* the API the answer is translated to (NULL: OpenAI) */
     void *dls;                 /* its state (owned) */
+    const char *model_id;      /* the answers' "model": the alias, or the LoRA adapter's name */
 } job;
 
 static job *job_new(openai *api) {
@@ -325,6 +336,7 @@ static job *job_new(openai *api) {
     if (!j->rs || !(j->rs[0] = sched_req_new())) { free(j->rs); free(j); return NULL; }
     j->n_rs = 1;
     j->api = api;
+    j->model_id = api->alias;
     pthread_cond_init(&j->cond, NULL);
     pthread_mutex_lock(&api->mu);
     api->jobs++;
@@ -361,6 +373,8 @@ static sched_req *req_clone(openai *api, const sched_req *b, const int32_t *prom
     r->tool_grammar = b->tool_grammar;
     r->force_tool_call = b->force_tool_call;
     r->tools_auto = b->tools_auto;
+    r->lora = b->lora;
+    r->lora_scale = b->lora_scale;
     bool ok = (r->prompt = malloc(sizeof *r->prompt * (size_t)(n_prompt + 1))) != NULL;
     if (ok) { memcpy(r->prompt, prompt, sizeof *r->prompt * (size_t)n_prompt); r->n_prompt = n_prompt; }
     if (ok && b->logit_bias && (ok = (r->logit_bias = malloc(sizeof(float) * (size_t)api->n_vocab)) != NULL))
@@ -852,7 +866,7 @@ static json_t *final_json(openai *api, job *j) {
     json_t *choices = json_array();
     for (int i = 0; i < j->n_rs; i++) json_array_append_new(choices, final_choice(api, j, i));
     return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", j->id, "object", j->chat ? "chat.completion" : "text_completion",
-                     "created", (json_int_t)j->created, "model", api->alias, "choices", choices, "usage", usage_json(j));
+                     "created", (json_int_t)j->created, "model", j->model_id, "choices", choices, "usage", usage_json(j));
 }
 
 /* ---- streaming ------------------------------------------------------------------------------------- */
@@ -892,7 +906,7 @@ static void dl_out(void *ctx, const char *s, size_t n) { out_add(ctx, s, n); }
 
 static dl_server dl_view(openai *api) {
     return (dl_server){.model = api->model, .alias = api->alias, .model_file = api->model_file[0] ? api->model_file : NULL,
-                       .n_ctx = api->n_ctx, .started = api->started, .responses = api->responses, .id_mu = &api->mu,
+                       .n_lora = api->p.n_lora, .lora_names = api->p.lora_names, .n_ctx = api->n_ctx, .started = api->started, .responses = api->responses, .id_mu = &api->mu,
                        .id_counter = &api->id_counter};
 }
 
@@ -922,13 +936,12 @@ static void out_event(stream *st, json_t *j) {
 
 static json_t *chunk(stream *st, int i, json_t *delta_or_text, json_t *logprobs, const char *finish) {
     job *j = st->j;
-    openai *api = j->api;
     json_t *choice = j->chat ? json_pack("{s:i,s:o}", "index", i, "delta", delta_or_text)
                              : json_pack("{s:i,s:o}", "index", i, "text", delta_or_text);
     json_object_set_new(choice, "logprobs", logprobs ? logprobs : json_null());
     json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
     return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", j->id, "object", j->chat ? "chat.completion.chunk" : "text_completion",
-                     "created", (json_int_t)j->created, "model", api->alias, "choices", choice);
+                     "created", (json_int_t)j->created, "model", j->model_id, "choices", choice);
 }
 
 static void emit_content(stream *st, int i, const char *s, size_t n, json_t *logprobs) {
@@ -1042,7 +1055,7 @@ static void stream_pump(stream *st) {
         if (j->o.include_usage) {
             json_t *u = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", j->id, "object",
                                   j->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)j->created,
-                                  "model", j->api->alias, "choices", "usage", usage_json(j));
+                                  "model", j->model_id, "choices", "usage", usage_json(j));
             out_event(st, u);
         }
     }
@@ -1165,13 +1178,23 @@ static int run_job(openai *api, http_req *q, job *j) {
 }
 
 /* The request's "model" must name the served model (its alias or file name, with or without
- * .gguf), unless the server accepts any name (--any-model). An absent model is accepted. */
-static int check_model(openai *api, json_t *body, http_err *e) {
+ * .gguf) or one of its LoRA adapters (NAME or ALIAS:NAME: the request runs with it), unless the
+ * server accepts any name (--any-model). An absent model is accepted. */
+static int check_model(openai *api, json_t *body, job *j, http_err *e) {
+    sched_req *r = j->rs[0];
     json_t *m = json_object_get(body, "model");
-    if (!m || json_is_null(m) || api->p.any_model) return 0;
-    if (!json_is_string(m)) return http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
+    j->model_id = api->alias;
+    if (!m || json_is_null(m)) return 0;
+    if (!json_is_string(m)) return api->p.any_model ? 0 : http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
     const char *id = json_string_value(m);
-    if (server_model_matches(api, id)) return 0;
+    int li = lora_index(api, id);
+    if (li >= 0) {
+        r->lora = api->p.loras[li];
+        r->lora_scale = api->p.lora_scales ? api->p.lora_scales[li] : 1.0f;
+        j->model_id = api->p.lora_names[li];
+        return 0;
+    }
+    if (api->p.any_model || server_model_matches(api, id)) return 0;
     return http_set_err(e, 404, "model_not_found", "model",
                         "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')", id, api->alias);
 }
@@ -1191,7 +1214,7 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
     j->dls = dls ? *dls : NULL;
     if (dls) *dls = NULL;
     make_id(api, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
-    if (check_model(api, body, &e) || (chat ? build_chat : build_completion)(api, body, j, &e)) {
+    if (check_model(api, body, j, &e) || (chat ? build_chat : build_completion)(api, body, j, &e)) {
         job_free(j);
         return http_send_err(q, &e);
     }
@@ -1328,6 +1351,8 @@ int openai_route_dialect(http_req *q, json_t *body) {
     bool legacy = false;
     void *dls = NULL;
     json_t *chat = dl->request(&v, body, &dls, &legacy, &de);
+    const char *id = json_string_value(json_object_get(body, "model"));
+    if (chat && id && lora_index(api, id) >= 0) json_object_set_new(chat, "model", json_string(id));   /* the adapter it names */
     if (chat) {
         int r = handle_generate(api, q, chat, !legacy, dl, &dls);
         json_decref(chat);
@@ -1363,11 +1388,21 @@ int openai_route_answer(http_req *q, json_t *body) {
 }
 
 
-static json_t *model_json(openai *api) {
+/* The model (lora -1) or one of its adapters, in OpenAI's shape and Anthropic's (type,
+ * display_name, created_at), which share GET /v1/models. */
+static json_t *model_json(openai *api, int lora) {
     const lfm2c_model_info *mi = lfm2c_model_get_info(api->model);
-    return json_pack("{s:s,s:s,s:I,s:s,s:{s:s,s:i,s:i,s:I}}", "id", api->alias, "object", "model", "created",
-                     (json_int_t)api->started, "owned_by", "lfm2c", "meta", "arch", mi->arch, "n_ctx", api->n_ctx,
-                     "n_vocab", api->n_vocab, "n_params", (json_int_t)mi->n_params);
+    const char *id = lora < 0 ? api->alias : api->p.lora_names[lora];
+    char t[40];
+    dl_iso_time(api->started, t, sizeof t);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:i,s:I}}", "id", id, "object", "model", "created",
+                          (json_int_t)api->started, "owned_by", "lfm2c", "type", "model", "display_name", id, "created_at", t,
+                          "meta", "arch", mi->arch, "n_ctx", api->n_ctx, "n_vocab", api->n_vocab, "n_params", (json_int_t)mi->n_params);
+    if (o && lora >= 0) {   /* vLLM's way of listing an adapter */
+        json_object_set_new(o, "parent", json_string(api->alias));
+        json_object_set_new(o, "root", json_string(api->alias));
+    }
+    return o;
 }
 
 /* ---- the OpenAI routes ------------------------------------------------------------------------ */
@@ -1378,8 +1413,13 @@ static int route_tokenize(http_req *q, json_t *body) { return handle_tokenize(ht
 static int route_detokenize(http_req *q, json_t *body) { return handle_detokenize(http_app(q), q, body); }
 
 static int route_models(http_req *q, json_t *body) {
+    openai *api = http_app(q);
     (void)body;
-    return http_send_json(q, 200, json_pack("{s:s,s:[o]}", "object", "list", "data", model_json(http_app(q))));
+    json_t *data = json_array();
+    for (int i = -1; i < api->p.n_lora; i++) json_array_append_new(data, model_json(api, i));
+    const char *last = api->p.n_lora ? api->p.lora_names[api->p.n_lora - 1] : api->alias;
+    return http_send_json(q, 200, json_pack("{s:s,s:o,s:b,s:s,s:s}", "object", "list", "data", data, "has_more", 0,
+                                            "first_id", api->alias, "last_id", last));
 }
 
 /* GET /v1/models/{id} */
@@ -1387,7 +1427,8 @@ static int route_model(http_req *q, json_t *body) {
     openai *api = http_app(q);
     const char *id = http_rest(q);
     (void)body;
-    if (server_model_matches(api, id)) return http_send_json(q, 200, model_json(api));
+    if (server_model_matches(api, id)) return http_send_json(q, 200, model_json(api, -1));
+    if (lora_index(api, id) >= 0) return http_send_json(q, 200, model_json(api, lora_index(api, id)));
     http_err e;
     http_set_err(&e, 404, "model_not_found", "model", "The model '%.200s' does not exist (this server has '%.200s')", id, api->alias);
     return http_send_err(q, &e);

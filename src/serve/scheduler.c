@@ -23,6 +23,8 @@ typedef struct slot {
     int32_t *forced;           /* tokens to emit without sampling */
     int n_forced, i_forced, cap_forced;
     uint64_t last_used;
+    lfm2c_lora *lora;          /* the adapter its session runs with (NULL: none) */
+    float lora_scale;
     int cap_prompt_lp;         /* capacity of req->prompt_lp */
     struct sched *owner;
 } slot;
@@ -435,6 +437,7 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
  * must read its whole prompt (lock held; the session of a free slot is not being fed). */
 static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
     if (s->p.no_prefix_reuse || r->prompt_logprobs) return 0; /* every position's logits are needed */
+    if (sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) return 0;   /* other weights */
     return lfm2c_session_reusable(sl->sess, r->prompt, r->n_prompt);
 }
 
@@ -442,6 +445,21 @@ static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
  * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
 static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
     lfm2c_error err = {0};
+    if (sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) {   /* resets the session */
+        float scale = r->lora_scale;
+        int rc = lfm2c_session_set_lora(sl->sess, r->lora ? &r->lora : NULL, &scale, r->lora ? 1 : 0, &err);
+        sl->lora = rc ? NULL : r->lora;
+        sl->lora_scale = scale;
+        if (rc) {
+            lfm2c_session_set_lora(sl->sess, NULL, NULL, 0, NULL);
+            pthread_mutex_lock(&s->mu);
+            slot_setup(s, sl, r, 0);
+            if (sl->req) slot_fail(s, sl, err.msg);
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
+        keep = 0;
+    }
     if (keep == 0) lfm2c_session_reset(sl->sess);
     else if (lfm2c_session_sync(sl->sess, r->prompt, r->n_prompt, &keep, &err) != 0) keep = 0; /* reset: read it all */
     pthread_mutex_lock(&s->mu);
@@ -472,6 +490,8 @@ static void fork_children(sched *s, slot *parent) {
         if (!sl) return;
         lfm2c_error err = {0};
         if (lfm2c_session_copy(sl->sess, parent->sess, &err) != 0) return;
+        sl->lora = parent->lora;   /* the copy runs with the parent's adapter */
+        sl->lora_scale = parent->lora_scale;
         memmove(&s->queue[q], &s->queue[q + 1], (size_t)(s->n_queue - q - 1) * sizeof *s->queue);
         s->n_queue--;
         q--;

@@ -5,7 +5,9 @@
  * applies stop strings and constrained decoding, and publishes the new text to the requests.
  * A slot keeps its session between requests: a new request goes to the free slot whose token
  * history shares the longest prefix with its prompt, and only the rest of the prompt is fed.
- * Requests beyond the slots wait in a bounded queue; submit fails when it is full. */
+ * Requests beyond the slots wait in a bounded queue; submit fails when it is full. A request may
+ * name a LoRA adapter: its slot's session runs with it (lfm2c_session_set_lora), so one step
+ * batches sequences of different adapters; a slot keeps its prefix only for the same adapter. */
 #ifndef LFM2C_SCHEDULER_H
 #define LFM2C_SCHEDULER_H
 #include "chat/grammar.h"
@@ -54,6 +56,8 @@ typedef struct sched_req {
     bool tools_auto;            /* switch to tool_grammar when the model opens a call */
     bool prompt_logprobs;       /* also the log-probability of each prompt token (n_logprobs
                                    alternatives; echo of /v1/completions); reads the whole prompt */
+    lfm2c_lora *lora;           /* the LoRA adapter it runs with (borrowed; NULL: the base model) */
+    float lora_scale;
     struct sched_req *fork_of;  /* an earlier request of the same submit with the same prompt:
                                    this one waits for its prefill and starts from a copy of its
                                    state (n choices share one prefill) */

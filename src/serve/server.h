@@ -34,6 +34,13 @@ typedef struct server_params {
     int max_messages;           /* chat 'messages' per request */
     int max_stop_bytes;         /* bytes of one stop string (at most 4 strings, as OpenAI) */
     bool any_model;             /* accept any 'model' in requests (else 404 model_not_found) */
+    /* LoRA adapters served besides the base: a request picks one by 'model' (NAME or
+     * ALIAS:NAME); listed by /v1/models and /api/tags. The arrays are the caller's and outlive the
+     * server; loras[i] may be filled after server_start, before server_attach. */
+    int n_lora;
+    const char *const *lora_names;
+    lfm2c_lora *const *loras;
+    const float *lora_scales;
     server_log_fn log;
     void *log_user;
 } server_params;

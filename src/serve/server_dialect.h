@@ -25,6 +25,8 @@ typedef struct resp_store resp_store;
 typedef struct dl_server {
     lfm2c_model *model;
     const char *alias, *model_file;
+    int n_lora;                /* LoRA adapters served besides the base, by name */
+    const char *const *lora_names;
     int n_ctx;
     time_t started;
     resp_store *responses;     /* recent Responses conversations (previous_response_id) */

@@ -313,11 +313,14 @@ static void digest(const dl_server *s, char *out) {
     }
 }
 
-static json_t *ollama_tags(const dl_server *s, bool ps) {
+/* The model (lora -1), or its LoRA adapter `lora` as ALIAS:NAME (a request naming it runs with it). */
+static json_t *tag_json(const dl_server *s, bool ps, int lora) {
     const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
     char name[300], dg[72], t[40];
-    name_of(s, name, sizeof name);
+    if (lora < 0) name_of(s, name, sizeof name);
+    else snprintf(name, sizeof name, "%s:%s", s->alias, s->lora_names[lora]);
     digest(s, dg);
+    if (lora >= 0) snprintf(dg + 48, 17, "%016x", (unsigned)lora + 1u);
     dl_iso_time(s->started, t, sizeof t);
     json_t *m = json_pack("{s:s,s:s,s:I,s:s,s:o}", "name", name, "model", name, "size", (json_int_t)mi->weight_bytes, "digest", dg,
                           "details", details(s));
@@ -328,7 +331,23 @@ static json_t *ollama_tags(const dl_server *s, bool ps) {
     } else {
         json_object_set_new(m, "modified_at", json_string(t));
     }
-    return json_pack("{s:[o]}", "models", m);
+    return m;
+}
+
+static json_t *ollama_tags(const dl_server *s, bool ps) {
+    json_t *models = json_array();
+    for (int i = -1; i < s->n_lora; i++) json_array_append_new(models, tag_json(s, ps, i));
+    return json_pack("{s:o}", "models", models);
+}
+
+/* m names the model or one of its adapters (NAME or ALIAS:NAME) */
+static bool names_served(const dl_server *s, const char *m, const char *name) {
+    if (!strcmp(m, s->alias) || !strcmp(m, name) || (s->model_file && !strcmp(m, s->model_file))) return true;
+    size_t na = strlen(s->alias);
+    for (int i = 0; i < s->n_lora; i++)
+        if (!strcmp(m, s->lora_names[i]) || (!strncmp(m, s->alias, na) && m[na] == ':' && !strcmp(m + na + 1, s->lora_names[i])))
+            return true;
+    return false;
 }
 
 static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
@@ -338,7 +357,7 @@ static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
     if (!m) { dl_fail(e, 400, "model", "'model' is required"); return NULL; }
     char name[300];
     name_of(s, name, sizeof name);
-    if (strcmp(m, s->alias) && strcmp(m, name) && !(s->model_file && !strcmp(m, s->model_file))) {
+    if (!names_served(s, m, name)) {
         dl_fail(e, 404, "model", "model '%.200s' not found", m);
         return NULL;
     }
