@@ -1,5 +1,5 @@
 // lora.mjs — LoRA adapters served by a running `lfm2c serve --lora one=... --lora two=...:0.5`
-// (alias 'fixture'), through the official clients: the adapters are listed by the OpenAI models
+// (alias 'fixture'), through the official clients (OpenAI incl. Responses, Anthropic, Ollama): the adapters are listed by the OpenAI models
 // list, the Anthropic models list and Ollama's tags; a request picks one by 'model' (NAME or
 // fixture:NAME) and gets the adapted model's greedy answer; requests for different adapters run
 // at the same time (one batch per step) and give the answers they give alone.
@@ -80,6 +80,9 @@ await test('anthropic and ollama pick the adapter by model', async () => {
     options: { temperature: 0, num_predict: 10 } })).message.content;
   const [c1, c2, cb] = [await chat('fixture:two'), await chat('two'), await chat('fixture:latest')];
   check(c1 === c2 && c1 !== cb, `ollama: adapter two (${JSON.stringify(c1)}) vs base (${JSON.stringify(cb)})`);
+  const resp = async (model) => (await oa.responses.create({ model, input: 'Hello there', temperature: 0, max_output_tokens: 10 })).output_text;
+  const [r1, rb] = [await resp('one'), await resp('fixture')];
+  check(r1 !== rb, `responses: adapter one (${JSON.stringify(r1)}) vs base (${JSON.stringify(rb)})`);
 });
 
 await test('unknown model', async () => {
