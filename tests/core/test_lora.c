@@ -2,7 +2,8 @@
  * (and none) batched in one lfm2c_decode_batch give each the logits it gets alone; scale 0 gives
  * the base's bits; attaching another adapter resets the session and the same one keeps it; a
  * copied session keeps its adapters; bad arguments are refused. The adapters are written by
- * lora_synth (convert/lora_file.c) for the F32 fixtures, dense and MoE. */
+ * lora_synth (convert/lora_file.c) for the fixtures, dense and MoE; the kq ones are large enough
+ * that a decoded row's adapter work is split over the pool, and a batch's rows too. */
 #include "lfm2c.h"
 #include "convert/lora_file.h"
 #include "test.h"
@@ -48,6 +49,15 @@ static void check_model(const char *path, const char *tag) {
     float *base = alone(m, NULL, 0), *r1 = alone(m, l1, 1), *r2 = alone(m, l2, 0.7f), *z = alone(m, l1, 0);
     CHECK(!memcmp(base, z, sizeof(float) * V), "%s: scale 0 == base bit for bit", tag);
     CHECK(test_maxabs(base, r1, V) > 0.1 && test_maxabs(base, r2, V) > 0.01, "%s: the adapters change the logits", tag);
+
+    /* token by token (decode: a row's work split over the pool on the larger fixtures) == one batch */
+    lfm2c_session *tb = lfm2c_session_new(m, 64, &err);
+    float one_s = 1;
+    CHECK(lfm2c_session_set_lora(tb, &l1, &one_s, 1, &err) == 0, "set: %s", err.msg);
+    for (int i = 0; i < N; i++) lfm2c_session_decode(tb, ids + i, 1, LFM2C_LOGITS_LAST, &err);
+    CHECK(test_maxabs(lfm2c_session_logits(tb, 0), r1, V) <= 1e-4, "%s: token by token == batch (%g)", tag,
+          test_maxabs(lfm2c_session_logits(tb, 0), r1, V));
+    lfm2c_session_free(tb);
 
     /* one batch: adapter 1, none, adapter 2, both */
     lfm2c_session *ss[4];
@@ -104,5 +114,7 @@ int main(void) {
     check_model(DATA("lfm2-tiny-dense-f32.gguf"), "dense");
     check_model(DATA("lfm2-tiny-moe-f32.gguf"), "moe");
     check_model(DATA("lfm2-tiny-moe-q4_0.gguf"), "moe-q4_0");
+    check_model(DATA("lfm2-kq-dense-q4_k_m.gguf"), "kq-dense");   /* large enough for the pool paths */
+    check_model(DATA("lfm2-kq-moe-q4_k_m.gguf"), "kq-moe");
     TEST_MAIN_END();
 }
