@@ -99,6 +99,12 @@ done
 ad=$tmp/lfm2-tiny-dense-f32.lora.gguf
 "$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hello" -n 4 --temp 0 --lora "$ad" >"$tmp/out" 2>&1
 check "run --lora" "[ $? -eq 0 ]"
+printf 'Hello there\nSecond turn\n/reset\nHello there\n' | "$bin" chat -m data/lfm2-tiny-dense-f32.gguf -n 6 --temp 0 --lora "$ad" >"$tmp/chat_a" 2>/dev/null
+check "chat --lora" "[ $? -eq 0 ] && [ -s \"$tmp/chat_a\" ]"
+printf 'Hello there\n' | "$bin" chat -m data/lfm2-tiny-dense-f32.gguf -n 6 --temp 0 >"$tmp/chat_b" 2>/dev/null
+check "chat --lora answers differently from the base" "! cmp -s \"$tmp/chat_a\" \"$tmp/chat_b\""
+"$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hello" -n 4 --temp 0 --lora "$tmp/none.gguf" >/dev/null 2>"$tmp/err"
+check "run --lora with a missing adapter fails in one line" "[ $? -ne 0 ] && [ \$(wc -l <\"$tmp/err\") -eq 1 ]"
 "$bin" bench -m data/lfm2-tiny-dense-f32.gguf -p 16 -n 4 -r 1 -t 1 --lora "$ad" >"$tmp/out" 2>&1
 check "bench --lora" "[ $? -eq 0 ] && grep -q 'with 1 LoRA adapter' \"$tmp/out\" && grep -q 'tg4' \"$tmp/out\""
 
