@@ -187,6 +187,18 @@ int lfm2c_lora_n_matrices(const lfm2c_lora *lora);   /* adapted (layer, module) 
  * source's adapters. */
 int lfm2c_session_set_lora(lfm2c_session *s, lfm2c_lora *const *loras, const float *scales, int n, lfm2c_error *err);
 
+/* Exact rollback for speculative decoding. lfm2c_session_mark starts a conv trail at the
+ * current position: the CPU forward then records, for each of the next n_ahead positions, what
+ * the conv state needs (one column per conv layer), beside a copy of the state at the mark.
+ * lfm2c_session_rollback(s, n_keep) then drops the tokens past n_keep: the KV entries past it
+ * are forgotten (rewritten before anything reads them) and the conv state becomes exactly the
+ * one after n_keep tokens, rebuilt from the trail without running the model. Outside the
+ * trail (n_keep before the mark or past its n_ahead positions; a backend that keeps the conv
+ * state on a device) it falls back to lfm2c_session_truncate (checkpoint + re-feed). A mark
+ * holds until the next mark, a reset, or a truncate/rollback before it. Both return 0 or -1. */
+int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err);
+int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err);
+
 /* ---- tokenizer ----------------------------------------------------------------------------- */
 /* Encode text (len bytes; need not be NUL-terminated). Returns a malloc'd id array (caller
  * frees) and its length in *n_out, or NULL on error. */
@@ -243,6 +255,65 @@ void lfm2c_sampler_set_logit_bias(lfm2c_sampler *s, const float *bias);
  * it sets disallowed entries to -INFINITY. */
 typedef void (*lfm2c_logits_filter)(void *user, float *logits, int n_vocab);
 void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *user);
+
+/* ---- speculative decoding -------------------------------------------------------------- */
+/* A drafter proposes tokens; the target verifies them all in one forward over k+1 tokens of its
+ * session (the batched prefill path) and keeps the longest accepted run, rolling back exactly
+ * (lfm2c_session_rollback). Two drafters behind one loop: a draft model (a second, smaller
+ * lfm2c model with the same vocabulary), or prompt lookup (the continuation of the most recent
+ * earlier occurrence of the context's last n tokens; no second model).
+ * Exact: at temperature 0 the output is token for token the target's greedy output; above it,
+ * a drafted token d is accepted with probability min(1, p(d) / q(d)) (p: the target sampler's
+ * distribution, q: the drafter's; a lookup draft has q(d) = 1), a rejected one replaced by a
+ * draw from max(0, p - q) renormalised: every token out is distributed as the target's sampler
+ * would draw it (the RNG is consumed differently, so a seed gives another, equally likely text).
+ * A sampler with a filter hook (constrained decoding) must not be used: the filter would see
+ * tokens that are later rejected. */
+typedef struct lfm2c_spec_params {
+    int draft_max;       /* most tokens drafted per step (16; llama.cpp's --draft-max) */
+    int draft_min;       /* a draft shorter than this is dropped: plain decode (0) */
+    float draft_p_min;   /* draft model: stop drafting at a token the draft model gives a
+                            probability (softmax of its logits) below this (0.75) */
+    int lookup_min, lookup_max; /* prompt lookup: n-gram sizes tried, longest first; 0 0 = off
+                            (a draft model, when given, is used instead) */
+    float force_accept;  /* benchmarks only: < 0 (default) off; a in [0, 1]: accept each drafted
+                            token with probability a whatever the models say (output is then NOT
+                            the target's), to measure what an acceptance rate buys */
+    uint64_t seed;       /* force_accept's RNG */
+} lfm2c_spec_params;
+lfm2c_spec_params lfm2c_spec_default_params(void);
+
+typedef struct lfm2c_spec lfm2c_spec;
+/* A speculator for sessions of `target` (n_ctx: their context, for the draft model's session).
+ * draft: a draft model, or NULL for prompt lookup (then lookup_max >= lookup_min >= 1 needed).
+ * Fails (LFM2C_EINVAL) when the draft's vocabulary differs from the target's. The draft model
+ * must outlive the speculator; one speculator serves one sequence at a time (it keeps the draft
+ * model's session in step with the target's history, re-syncing by common prefix). */
+lfm2c_spec *lfm2c_spec_new(lfm2c_model *target, lfm2c_model *draft, int n_ctx, const lfm2c_spec_params *p,
+                           lfm2c_error *err);
+void lfm2c_spec_free(lfm2c_spec *sp);
+/* One step: `last` is the token just chosen and not yet fed to s (s's last decode gave the
+ * logits it was sampled from). Drafts up to min(draft_max, max_out - 1) tokens, feeds last and
+ * the draft in one forward, and writes to out the accepted drafted tokens and one more token
+ * from the target (1 to k+1 tokens, at most max_out). s then holds last and the accepted
+ * tokens; the final token of out is the next `last`. The caller stops at an end-of-generation
+ * token among them. Returns the number written, or -1 (err set; LFM2C_ECONTEXT when s cannot
+ * take `last`). */
+int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *out,
+                    int max_out, lfm2c_error *err);
+/* The same step in two halves, for a caller that runs the forward itself (the server puts the
+ * verification of several sessions in one lfm2c_decode_batch): lfm2c_spec_draft writes up to
+ * max drafted tokens to draft and marks s (lfm2c_session_mark); the caller then feeds
+ * last, draft[0..k) to s with LFM2C_LOGITS_ALL, and lfm2c_spec_accept reads the k+1 logits rows,
+ * writes 1..k+1 tokens to out and rolls s back to last + the accepted tokens. */
+int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *draft, int max,
+                     lfm2c_error *err);
+int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k,
+                      int32_t *out, lfm2c_error *err);
+/* Counts since the speculator was made: verification forwards that carried a draft, tokens
+ * drafted, and tokens of them accepted. */
+typedef struct lfm2c_spec_stats { long steps, drafted, accepted; } lfm2c_spec_stats;
+lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp);
 
 /* ---- chat templates and tool calls ------------------------------------------------------ */
 /* Render a conversation with a Jinja chat template: template_src, or when NULL the model's

@@ -119,7 +119,7 @@ static void par_range(lfm2c_model *m, size_t n, size_t cost, range_fn fn, void *
 /* ---- gated short-conv block (spec 2.3) ------------------------------------------------------ */
 
 typedef struct conv_job {
-    const fwd_token *toks; int T, H, layer_index;
+    const fwd_token *toks; int T, H, layer_index, n_conv;
     const float *z;      /* [T][3H]: B | C | X */
     const float *w;      /* [H][3] taps: oldest, previous, current */
     float *o;            /* [T][H] */
@@ -131,8 +131,13 @@ static void conv_worker(void *arg, int ith, int nth) {
     for (int t = 0; t < j->T; t++) {   /* in order: each token updates its sequence's state */
         float *state = j->toks[t].seq->conv + (size_t)j->layer_index * 2 * j->H;
         const float *B = j->z + (size_t)t * 3 * j->H, *C = B + j->H, *X = C + j->H;
+        /* a session keeping a conv trail (session.h) records u for rollback */
+        const struct lfm2c_session *sq = j->toks[t].seq;
+        int d = j->toks[t].pos - sq->trail_pos;
+        float *rec = d >= 0 && d < sq->trail_cap ? sq->trail + ((size_t)d * j->n_conv + j->layer_index) * j->H : NULL;
         for (int c = c0; c < c1; c++) {
             float u = B[c] * X[c];
+            if (rec) rec[c] = u;
             const float *w = j->w + 3 * c;
             float v = w[0] * state[c] + w[1] * state[j->H + c] + w[2] * u;
             state[c] = state[j->H + c];
@@ -149,7 +154,7 @@ static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, in
     float *z = slot(m, CONV_Z, sizeof(float) * (size_t)T * 3 * H);
     float *o = slot(m, CONV_O, sizeof(float) * (size_t)T * H);
     matmul(m, toks, &L->conv_in, a, T, z);
-    conv_job j = {toks, T, H, L->conv_index, z, (const float *)L->conv_w.data, o};
+    conv_job j = {toks, T, H, L->conv_index, m->n_conv, z, (const float *)L->conv_w.data, o};
     if ((int64_t)T * H < INLINE_WORK / 2) conv_worker(&j, 0, 1);   /* decode: a few µs at most */
     else threadpool_run(m->pool, conv_worker, &j);
     matmul(m, toks, &L->conv_out, o, T, out);

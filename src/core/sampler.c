@@ -1,7 +1,7 @@
 /* sampler.c — turns logits into the next token. Order of operations (llama.cpp's default chain,
  * so users get what they are used to): logit bias, penalties, filter hook (constrained
  * decoding), then greedy or top-k → top-p → min-p → temperature → draw with a seeded RNG. */
-#include "lfm2c.h"
+#include "core/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -119,7 +119,10 @@ static int cmp_desc(const void *a, const void *b, void *ctx) {
     return *(const int *)a - *(const int *)b;
 }
 
-int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist) {
+/* The distribution the sampler draws from: bias, penalties, filter, then greedy (n = 1: the
+ * best token) or top-k -> top-p -> min-p -> temperature. Candidates in s->idx[0..n), weights
+ * in s->prob[0..n) (unnormalised; *sum_out their sum). Returns n, 0 when every token is out. */
+static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist, double *sum_out) {
     const lfm2c_sampler_params *p = &s->p;
     const int V = s->n_vocab;
     float *l = s->work;
@@ -133,13 +136,17 @@ int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_
         int best = 0;
         for (int i = 1; i < V; i++)
             if (l[i] > l[best]) best = i;
-        return l[best] > -INFINITY ? best : -1; /* every token excluded (bias, filter): none */
+        if (!(l[best] > -INFINITY)) return 0; /* every token excluded (bias, filter): none */
+        s->idx[0] = best;
+        s->prob[0] = 1.0f;
+        *sum_out = 1.0;
+        return 1;
     }
     /* candidates: finite logits, sorted (top-k first narrows what must be sorted) */
     int n = 0;
     for (int i = 0; i < V; i++)
         if (l[i] > -INFINITY) s->idx[n++] = i;
-    if (n == 0) return -1; /* every token excluded (bias, filter): none */
+    if (n == 0) return 0; /* every token excluded (bias, filter): none */
     int k = p->top_k > 0 && p->top_k < n ? p->top_k : n;
     if (k < n) {
         /* keep the k best in a min-heap (worst on top): O(V log k) instead of sorting V */
@@ -190,11 +197,47 @@ int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_
     }
     sum = 0;
     for (int i = 0; i < n; i++) { prob[i] = expf((l[s->idx[i]] - mx) / p->temperature); sum += prob[i]; }
+    *sum_out = sum;
+    return n;
+}
+
+int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist) {
+    double sum = 0;
+    int n = candidates(s, logits, hist, n_hist, &sum);
+    if (n == 0) return -1;
+    if (s->p.temperature <= 0) return s->idx[0];
     double r = next_uniform(&s->rng) * sum, c = 0;
     int chosen = s->idx[n - 1];
     for (int i = 0; i < n; i++) {
-        c += prob[i];
+        c += s->prob[i];
         if (r < c) { chosen = s->idx[i]; break; }
     }
     return chosen;
 }
+
+int sampler_probs(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist, float *probs) {
+    double sum = 0;
+    int n = candidates(s, logits, hist, n_hist, &sum);
+    memset(probs, 0, sizeof(float) * (size_t)s->n_vocab);
+    for (int i = 0; i < n; i++) probs[s->idx[i]] = (float)(s->prob[i] / sum);
+    return n ? 0 : -1;
+}
+
+double sampler_uniform(lfm2c_sampler *s) { return next_uniform(&s->rng); }
+
+int32_t sampler_draw(lfm2c_sampler *s, const float *weights) {
+    double sum = 0;
+    int last = -1;
+    for (int i = 0; i < s->n_vocab; i++)
+        if (weights[i] > 0) { sum += weights[i]; last = i; }
+    if (last < 0) return -1;
+    double r = next_uniform(&s->rng) * sum, c = 0;
+    for (int i = 0; i < s->n_vocab; i++) {
+        if (!(weights[i] > 0)) continue;
+        c += weights[i];
+        if (r < c) return i;
+    }
+    return last;
+}
+
+const lfm2c_sampler_params *sampler_params(const lfm2c_sampler *s) { return &s->p; }

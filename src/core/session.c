@@ -81,6 +81,8 @@ void lfm2c_session_free(lfm2c_session *s) {
     if (!s) return;
     s->model->backend->session_free(s);
     for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
+    free(s->trail);
+    free(s->trail_conv);
     free(s->conv);
     free(s->tokens);
     free(s->logits);
@@ -198,6 +200,7 @@ static void conv_push(lfm2c_session *s) {
 }
 
 void lfm2c_session_reset(lfm2c_session *s) {
+    s->trail_cap = 0;
     s->n_past = 0;
     s->n_rows = 0;
     memset(s->conv, 0, sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd);
@@ -250,6 +253,7 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     memcpy(dst->lora, src->lora, sizeof dst->lora);   /* the copy continues with the same weights */
     memcpy(dst->lora_scale, src->lora_scale, sizeof dst->lora_scale);
     dst->n_lora = src->n_lora;
+    dst->trail_cap = 0;
     return 0;
 }
 
@@ -257,6 +261,7 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
     if (n_keep == s->n_past) return 0;
+    if (n_keep < s->trail_pos) s->trail_cap = 0;   /* the trail's starting state is being dropped */
     /* the newest checkpoint at or before n_keep; later ones describe tokens being dropped */
     int best = -1;
     for (int i = 0; i < s->n_ckpt; i++)
@@ -288,6 +293,62 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
         free(replay);
         return rc;
     }
+    return 0;
+}
+
+/* ---- exact rollback (speculative decoding) ------------------------------------------------ */
+
+static size_t conv_floats(const lfm2c_session *s) { return (size_t)s->model->n_conv * 2 * s->model->info.n_embd; }
+
+int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
+    if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
+    if (n_ahead < 0 || n_ahead > s->n_ctx) return fail(err, LFM2C_EINVAL, "bad number of positions to mark");
+    s->trail_cap = 0;
+    if (s->model->backend->conv_pull || n_ahead == 0) return 0;   /* the conv state is elsewhere: rollback re-feeds */
+    const int H = s->model->info.n_embd;
+    if (n_ahead > s->trail_alloc) {
+        float *t = realloc(s->trail, sizeof(float) * ((size_t)n_ahead * s->model->n_conv * H + 1));
+        if (!t) return fail(err, LFM2C_ENOMEM, "out of memory for the conv trail");
+        s->trail = t;
+        s->trail_alloc = n_ahead;
+    }
+    if (!s->trail_conv && !(s->trail_conv = malloc(sizeof(float) * conv_floats(s) + 1)))
+        return fail(err, LFM2C_ENOMEM, "out of memory for the conv trail");
+    memcpy(s->trail_conv, s->conv, sizeof(float) * conv_floats(s));
+    s->trail_pos = s->n_past;
+    s->trail_cap = n_ahead;
+    return 0;
+}
+
+/* u of position p of conv layer l (p in [trail_pos - 2, n_past), p >= 0 or zeros) */
+static const float *trail_u(const lfm2c_session *s, int l, int p) {
+    const int H = s->model->info.n_embd;
+    if (p >= s->trail_pos) return s->trail + ((size_t)(p - s->trail_pos) * s->model->n_conv + l) * H;
+    return s->trail_conv + ((size_t)l * 2 + (p == s->trail_pos - 1)) * H;   /* [oldest, newest] */
+}
+
+int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
+    if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
+    if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "rollback beyond the sequence");
+    if (n_keep == s->n_past) return 0;
+    bool exact = s->trail_cap > 0 && n_keep >= s->trail_pos && n_keep - s->trail_pos <= s->trail_cap;
+    if (!exact) return lfm2c_session_truncate(s, n_keep, err);
+    /* the state after n_keep tokens: the u of positions n_keep - 2 and n_keep - 1 */
+    const int H = s->model->info.n_embd;
+    for (int l = 0; l < s->model->n_conv; l++) {
+        float *st = s->conv + (size_t)l * 2 * H;
+        memcpy(st, trail_u(s, l, n_keep - 2), sizeof(float) * (size_t)H);
+        memcpy(st + H, trail_u(s, l, n_keep - 1), sizeof(float) * (size_t)H);
+    }
+    for (int i = 0; i < s->n_ckpt;)   /* checkpoints past n_keep describe dropped tokens */
+        if (s->ckpt[i].pos > n_keep) {
+            free(s->ckpt[i].conv);
+            s->ckpt[i] = s->ckpt[--s->n_ckpt];
+        } else {
+            i++;
+        }
+    s->n_past = n_keep;   /* KV entries past n_keep are rewritten before anything reads them */
+    s->n_rows = 0;
     return 0;
 }
 

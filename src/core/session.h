@@ -26,6 +26,13 @@ struct lfm2c_session {
     struct lfm2c_lora *lora[LFM2C_MAX_LORA];   /* adapters applied to this sequence (lora.h) */
     float lora_scale[LFM2C_MAX_LORA];
     int n_lora;
+    /* The conv trail (lfm2c_session_mark): positions [trail_pos, trail_pos + trail_cap) have
+     * their conv input u recorded by the CPU forward, trail[(pos - trail_pos)][conv layer][n_embd],
+     * and trail_conv is the conv state at trail_pos (a checkpoint of the same layout as ckpt[]):
+     * together they give the conv state after any of those positions exactly (rollback). */
+    float *trail, *trail_conv;
+    int trail_pos, trail_cap;   /* trail_cap 0: no trail */
+    int trail_alloc;            /* positions trail has room for */
 };
 
 /* Makes room for positions [0, n) in the KV cache. */

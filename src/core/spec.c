@@ -1,0 +1,319 @@
+/* spec.c — speculative decoding: two drafters (a draft model; prompt lookup) behind one
+ * verify-and-accept loop. The target verifies a draft in one forward over last + k drafted
+ * tokens of its session (lfm2c_decode_batch: the prefill path), reads the k+1 logits rows,
+ * keeps the longest accepted run and rolls the session back exactly to it (the conv trail of
+ * session.c: no recomputation). The accept rule keeps the target sampler's distribution:
+ * accept d with min(1, p(d)/q(d)), else draw from max(0, p - q) (see include/lfm2c.h). */
+#include "lfm2c.h"
+#include "core/error.h"
+#include "core/sampler.h"
+#include "core/session.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lfm2c_spec {
+    lfm2c_spec_params p;
+    lfm2c_model *target, *draft_model;
+    lfm2c_session *draft;         /* the draft model's session (NULL: prompt lookup) */
+    lfm2c_sampler *dsmp;          /* the draft model's sampler: the target's settings */
+    lfm2c_sampler_params dsmp_params;
+    int V;
+    float *q;                     /* [draft_max][V]: the draft model's distribution per drafted token */
+    float *pv, *rv;               /* [V]: the target's distribution, the residual */
+    int32_t *feed;                /* [draft_max + 1]: last + the draft */
+    int n_drafted;                /* k of the last lfm2c_spec_draft */
+    bool q_valid;                 /* q holds the drafted tokens' distributions (draft model) */
+    uint64_t rng;                 /* force_accept */
+    lfm2c_spec_stats stats;
+};
+
+lfm2c_spec_params lfm2c_spec_default_params(void) {
+    return (lfm2c_spec_params){.draft_max = 16, .draft_min = 0, .draft_p_min = 0.75f, .lookup_min = 0,
+                               .lookup_max = 0, .force_accept = -1.0f, .seed = 0x5eed};
+}
+
+/* The draft model's tokens must mean what the target's mean: same count, same bytes. */
+static int vocab_check(const lfm2c_model *t, const lfm2c_model *d, lfm2c_error *err) {
+    int nt = lfm2c_vocab_size(t), nd = lfm2c_vocab_size(d);
+    if (nt != nd) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "the draft model's vocabulary (%d tokens) is not the target's (%d tokens)", nd, nt);
+        return -1;
+    }
+    char a[512], b[512];
+    for (int i = 0; i < nt; i++) {
+        int la = lfm2c_token_to_bytes(t, i, true, a, sizeof a), lb = lfm2c_token_to_bytes(d, i, true, b, sizeof b);
+        if (la != lb || memcmp(a, b, (size_t)(la < (int)sizeof a ? la : (int)sizeof a))) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "the draft model's vocabulary differs from the target's (token %d)", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int params_check(const lfm2c_spec_params *p, bool lookup, lfm2c_error *err) {
+    if (p->draft_max < 0 || p->draft_max > 256) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "draft-max must be in 0..256 (got %d)", p->draft_max);
+        return -1;
+    }
+    if (p->draft_min < 0 || p->draft_min > p->draft_max) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "draft-min must be in 0..draft-max (got %d)", p->draft_min);
+        return -1;
+    }
+    if (!(p->draft_p_min >= 0 && p->draft_p_min <= 1)) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "draft-p-min must be in [0, 1]");
+        return -1;
+    }
+    if (!(p->force_accept <= 1)) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "force_accept must be at most 1 (negative: off)");
+        return -1;
+    }
+    if (lookup && (p->lookup_min < 1 || p->lookup_max < p->lookup_min || p->lookup_max > 64)) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "prompt lookup needs n-gram sizes 1 <= min <= max <= 64 (got %d..%d)",
+                        p->lookup_min, p->lookup_max);
+        return -1;
+    }
+    return 0;
+}
+
+lfm2c_spec *lfm2c_spec_new(lfm2c_model *target, lfm2c_model *draft, int n_ctx, const lfm2c_spec_params *p,
+                           lfm2c_error *err) {
+    if (!target || !p) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL model or parameters"); return NULL; }
+    if (params_check(p, !draft, err)) return NULL;
+    if (draft && vocab_check(target, draft, err)) return NULL;
+    lfm2c_spec *sp = calloc(1, sizeof *sp);
+    if (!sp) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    sp->p = *p;
+    sp->target = target;
+    sp->draft_model = draft;
+    sp->V = lfm2c_vocab_size(target);
+    sp->rng = p->seed ? p->seed : 1;
+    size_t V = (size_t)sp->V;
+    sp->pv = malloc(sizeof(float) * V);
+    sp->rv = malloc(sizeof(float) * V);
+    sp->feed = malloc(sizeof(int32_t) * ((size_t)p->draft_max + 1));
+    if (draft) sp->q = malloc(sizeof(float) * V * ((size_t)p->draft_max + 1));
+    if (!sp->pv || !sp->rv || !sp->feed || (draft && !sp->q)) {
+        lfm2c_spec_free(sp);
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
+    if (draft && !(sp->draft = lfm2c_session_new(draft, n_ctx, err))) { lfm2c_spec_free(sp); return NULL; }
+    return sp;
+}
+
+void lfm2c_spec_free(lfm2c_spec *sp) {
+    if (!sp) return;
+    lfm2c_session_free(sp->draft);
+    lfm2c_sampler_free(sp->dsmp);
+    free(sp->q);
+    free(sp->pv);
+    free(sp->rv);
+    free(sp->feed);
+    free(sp);
+}
+
+lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp) {
+    return sp ? sp->stats : (lfm2c_spec_stats){0};
+}
+
+/* splitmix64 for force_accept */
+static double uniform(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+/* ---- prompt lookup ------------------------------------------------------------------------ */
+
+/* token i of the context: the session's history, then last */
+static inline int32_t ctx_at(const lfm2c_session *s, int32_t last, int i) { return i < s->n_past ? s->tokens[i] : last; }
+
+/* The continuation of the most recent earlier occurrence of the context's last g tokens, for
+ * g from lookup_max down to lookup_min; at most max tokens. */
+static int draft_lookup(const lfm2c_spec *sp, const lfm2c_session *s, int32_t last, int32_t *d, int max) {
+    const int n = s->n_past + 1;
+    for (int g = sp->p.lookup_max; g >= sp->p.lookup_min; g--) {
+        if (g >= n) continue;
+        for (int j = n - g - 1; j >= 0; j--) {
+            int i = 0;
+            while (i < g && ctx_at(s, last, j + i) == ctx_at(s, last, n - g + i)) i++;
+            if (i < g) continue;
+            int k = 0;
+            while (k < max && j + g + k < n) { d[k] = ctx_at(s, last, j + g + k); k++; }
+            return k;
+        }
+    }
+    return 0;
+}
+
+/* ---- draft model -------------------------------------------------------------------------- */
+
+/* The draft sampler: the target sampler's settings (no bias, no filter), its own RNG. */
+static int draft_sampler(lfm2c_spec *sp, const lfm2c_sampler *smp, lfm2c_error *err) {
+    lfm2c_sampler_params want = *sampler_params(smp);
+    want.seed ^= 0xd7af7ull;
+    if (sp->dsmp && !memcmp(&want, &sp->dsmp_params, sizeof want)) return 0;
+    lfm2c_sampler_free(sp->dsmp);
+    if (!(sp->dsmp = lfm2c_sampler_new(&want, sp->V))) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the draft sampler");
+        return -1;
+    }
+    sp->dsmp_params = want;
+    return 0;
+}
+
+/* The draft model's probability of token d at temperature 1 (what draft_p_min is against). */
+static float own_prob(const float *logits, int V, int d) {
+    float mx = logits[0];
+    for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += expf(logits[i] - mx);
+    return (float)(expf(logits[d] - mx) / sum);
+}
+
+/* Brings the draft session to the target's history + last (common prefix kept, the rest fed). */
+static int draft_sync(lfm2c_spec *sp, const lfm2c_session *s, int32_t last, lfm2c_error *err) {
+    lfm2c_session *ds = sp->draft;
+    const int n = s->n_past;
+    int keep = 0, lim = ds->n_past < n ? ds->n_past : n;
+    while (keep < lim && ds->tokens[keep] == s->tokens[keep]) keep++;
+    if (keep < ds->n_past && lfm2c_session_rollback(ds, keep, err)) return -1;
+    if (keep < n) {   /* new tokens (a prompt, a chat turn): a checkpoint keeps the next sync cheap */
+        if (lfm2c_session_decode(ds, s->tokens + keep, n - keep, LFM2C_LOGITS_NONE, err)) return -1;
+        if (n - keep > sp->p.draft_max + 1) lfm2c_session_checkpoint(ds);
+    }
+    if (lfm2c_session_mark(ds, sp->p.draft_max + 1, err)) return -1;
+    return lfm2c_session_decode(ds, &last, 1, LFM2C_LOGITS_LAST, err);
+}
+
+static int draft_model(lfm2c_spec *sp, const lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *d, int max,
+                       lfm2c_error *err) {
+    if (draft_sampler(sp, smp, err) || draft_sync(sp, s, last, err)) return -1;
+    lfm2c_session *ds = sp->draft;
+    const bool greedy = sampler_params(smp)->temperature <= 0;
+    int k = 0;
+    while (k < max) {
+        const float *logits = lfm2c_session_logits(ds, 0);
+        float *q = sp->q + (size_t)k * sp->V;
+        if (sampler_probs(sp->dsmp, logits, ds->tokens, ds->n_past, q)) break;
+        int32_t t = -1;
+        if (greedy) {
+            for (int i = 0; i < sp->V && t < 0; i++)
+                if (q[i] > 0) t = i;
+        } else {
+            t = sampler_draw(sp->dsmp, q);
+        }
+        if (t < 0 || own_prob(logits, sp->V, t) < sp->p.draft_p_min) break;
+        d[k++] = t;
+        if (lfm2c_token_is_eog(sp->target, t) || k == max || ds->n_past >= ds->n_ctx) break;
+        if (lfm2c_session_decode(ds, &t, 1, LFM2C_LOGITS_LAST, err)) return -1;
+    }
+    return k;
+}
+
+/* ---- the loop ----------------------------------------------------------------------------- */
+
+int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *draft, int max,
+                     lfm2c_error *err) {
+    if (!sp || !s || !smp || (!draft && max > 0)) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL argument"); return -1; }
+    if (s->model != sp->target) { lfm2c_set_error(err, LFM2C_EINVAL, "the session is not of the speculator's target model"); return -1; }
+    if (last < 0 || last >= sp->V) { lfm2c_set_error(err, LFM2C_EINVAL, "token id %d out of range", last); return -1; }
+    if (max > sp->p.draft_max) max = sp->p.draft_max;
+    if (max > s->n_ctx - s->n_past - 1) max = s->n_ctx - s->n_past - 1;   /* last + the draft must fit */
+    int k = 0;
+    sp->q_valid = false;
+    if (max > 0) {
+        if (sp->draft) {
+            if ((k = draft_model(sp, s, smp, last, draft, max, err)) < 0) return -1;
+            sp->q_valid = true;
+        } else {
+            k = draft_lookup(sp, s, last, draft, max);
+        }
+    }
+    if (k < sp->p.draft_min) k = 0;
+    sp->n_drafted = k;
+    if (lfm2c_session_mark(s, k + 1, err)) return -1;
+    return k;
+}
+
+/* Verifies drafted token d against the target's row (history hist[0..n_hist)): accepted (1), or
+ * rejected with the replacement written to *repl (0), or -1 when no token can be sampled. */
+static int verify_one(lfm2c_spec *sp, lfm2c_sampler *smp, const float *row, const int32_t *hist, int n_hist, int32_t d,
+                      const float *q, int32_t *repl) {
+    if (sp->p.force_accept >= 0) {   /* benchmarks: a chosen acceptance rate */
+        if (uniform(&sp->rng) < sp->p.force_accept) return 1;
+        *repl = lfm2c_sampler_sample(smp, row, hist, n_hist);
+        return *repl < 0 ? -1 : 0;
+    }
+    float *p = sp->pv;
+    if (sampler_probs(smp, row, hist, n_hist, p)) return -1;
+    if (sampler_params(smp)->temperature <= 0) {   /* p is 1 at the greedy pick */
+        if (p[d] > 0) return 1;
+        for (int i = 0; i < sp->V; i++)
+            if (p[i] > 0) { *repl = i; break; }
+        return 0;
+    }
+    float qd = q ? q[d] : 1.0f;
+    if (qd > 0 && sampler_uniform(smp) * qd < p[d]) return 1;   /* u < p/q: accepted */
+    float *r = sp->rv;
+    for (int i = 0; i < sp->V; i++) {
+        float x = p[i] - (q ? q[i] : (i == d));
+        r[i] = x > 0 ? x : 0;
+    }
+    *repl = sampler_draw(smp, r);
+    if (*repl < 0) *repl = sampler_draw(smp, p);   /* p == q up to rounding: any draw from p */
+    return *repl < 0 ? -1 : 0;
+}
+
+int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k,
+                      int32_t *out, lfm2c_error *err) {
+    if (!sp || !s || !smp || !out || k < 0 || (k && !draft)) { lfm2c_set_error(err, LFM2C_EINVAL, "bad argument"); return -1; }
+    if (s->n_rows != k + 1 || s->n_past < k + 1) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "the session's last decode did not verify a draft of %d tokens", k);
+        return -1;
+    }
+    const int base = s->n_past - (k + 1);   /* where last went */
+    const bool use_q = sp->q_valid && sp->n_drafted == k;
+    int n = 0, acc = 0;
+    for (int i = 0; i <= k; i++) {
+        const float *row = lfm2c_session_logits(s, i);
+        int n_hist = base + 1 + i;
+        if (i == k) {   /* every drafted token accepted: one more from the target */
+            int32_t t = lfm2c_sampler_sample(smp, row, s->tokens, n_hist);
+            if (t < 0) goto none;
+            out[n++] = t;
+            break;
+        }
+        int32_t repl = -1;
+        int v = verify_one(sp, smp, row, s->tokens, n_hist, draft[i], use_q ? sp->q + (size_t)i * sp->V : NULL, &repl);
+        if (v < 0) goto none;
+        if (v == 0) { out[n++] = repl; break; }
+        out[n++] = draft[i];
+        acc++;
+    }
+    if (k) { sp->stats.steps++; sp->stats.drafted += k; sp->stats.accepted += acc; }
+    if (lfm2c_session_rollback(s, base + 1 + acc, err)) return -1;
+    if (sp->draft && sp->draft->n_past > base + 1 + acc && lfm2c_session_rollback(sp->draft, base + 1 + acc, err)) return -1;
+    return n;
+none:
+    lfm2c_set_error(err, LFM2C_EINVAL, "no token can be sampled (every logit is -inf)");
+    return -1;
+}
+
+int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *out, int max_out,
+                    lfm2c_error *err) {
+    if (!sp || !s || !out || max_out < 1) { lfm2c_set_error(err, LFM2C_EINVAL, "bad argument"); return -1; }
+    if (s->n_past >= s->n_ctx) {
+        lfm2c_set_error(err, LFM2C_ECONTEXT, "the context of %d tokens is full", s->n_ctx);
+        return -1;
+    }
+    int k = lfm2c_spec_draft(sp, s, smp, last, sp->feed + 1, max_out - 1, err);
+    if (k < 0) return -1;
+    sp->feed[0] = last;
+    if (lfm2c_session_decode(s, sp->feed, k + 1, LFM2C_LOGITS_ALL, err)) return -1;
+    return lfm2c_spec_accept(sp, s, smp, sp->feed + 1, k, out, err);
+}
