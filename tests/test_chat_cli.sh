@@ -21,6 +21,14 @@ ctx3=$(sed -n 3p "$tmp/err" | sed 's/.*context \([0-9]*\)\/.*/\1/')
 printf 'Hello there\nSecond turn\n' | "$bin" chat -m $m -n 6 --temp 0 >"$tmp/a" 2>/dev/null
 printf 'Hello there\n/reset\nHello there\nSecond turn\n' | "$bin" chat -m $m -n 6 --temp 0 >"$tmp/b" 2>/dev/null
 [ "$(tail -1 "$tmp/a")" == "$(tail -1 "$tmp/b")" ] && ok || bad "replies differ with and without reuse"
+# speculative decoding in chat: the same greedy replies over several turns, with a draft model
+# and with prompt lookup
+printf 'Hello there\nSecond turn\nThird\n' | "$bin" chat -m $m -n 12 --temp 0 >"$tmp/a" 2>/dev/null
+for opt in "-md $m --draft-p-min 0" "-md data/lfm2-tiny-moe-q8_0.gguf --draft-p-min 0 --draft-max 3" "--spec-lookup"; do
+  printf 'Hello there\nSecond turn\nThird\n' | "$bin" chat -m $m -n 12 --temp 0 $opt -v >"$tmp/b" 2>"$tmp/err"
+  cmp -s "$tmp/a" "$tmp/b" && ok || bad "chat $opt: replies differ from plain decode"
+  [ "$(grep -c 'speculative: ' "$tmp/err")" = 3 ] && ok || bad "chat $opt -v: $(cat "$tmp/err")"
+done
 echo '[{"name": "get_weather", "parameters": {"type": "object"}}]' > "$tmp/tools.json"
 printf 'Weather?\n' | "$bin" chat -m $m -n 4 --tools "$tmp/tools.json" >/dev/null 2>&1 && ok || bad "chat with tools"
 echo 'not json' > "$tmp/bad.json"

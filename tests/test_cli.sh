@@ -84,6 +84,49 @@ done
 # bench says which it did: --hugepages copies, --no-hugepages maps
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --hugepages 2>&1 >/dev/null | grep -q '^weights copied' && ok || bad "bench --hugepages does not say copied"
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --no-hugepages 2>&1 >/dev/null | grep -q '^weights mapped' && ok || bad "bench --no-hugepages does not say mapped"
+# speculative decoding: at --temp 0 the output is the plain run's, with a draft model (itself, a
+# quantized copy, an MoE) and with prompt lookup; -v reports drafted / accepted
+t=data/lfm2-tiny-dense-f32.gguf
+rep="one two three four five one two three four five one two three four five one two three"
+"$bin" run -m $t -p "$rep" -n 40 --temp 0 >"$tmp/plain" 2>/dev/null
+for opt in "-md $t --draft-p-min 0" "-md data/lfm2-tiny-dense-q4_0.gguf --draft-p-min 0 --draft-max 3" \
+           "-md data/lfm2-tiny-moe-f32.gguf" "--spec-lookup" "--spec-lookup 2..4 --draft-max 6 --draft-min 2"; do
+  "$bin" run -m $t -p "$rep" -n 40 --temp 0 $opt -v >"$tmp/spec" 2>"$tmp/spec.err"
+  cmp -s "$tmp/plain" "$tmp/spec" && ok || bad "run $opt: output differs from plain decode"
+  grep -q "speculative: [0-9]* drafted, [0-9]* accepted" "$tmp/spec.err" && ok || bad "run $opt -v: no drafted/accepted line"
+done
+"$bin" run -m $t -p "$rep" -n 40 --temp 0 -md $t --draft-p-min 0 -v 2>&1 >/dev/null | grep -q "speculative: \([0-9]*\) drafted, \1 accepted" \
+  && ok || bad "the target as its own draft must accept every drafted token"
+# a context that fills up stops at the same token
+"$bin" run -m $t -p "$rep" -n 100 -c 40 --temp 0 >"$tmp/plain" 2>/dev/null
+"$bin" run -m $t -p "$rep" -n 100 -c 40 --temp 0 -md $t --draft-p-min 0 >"$tmp/spec" 2>/dev/null
+cmp -s "$tmp/plain" "$tmp/spec" && ok || bad "full context: speculative output differs"
+# sampling with a draft runs and is reproducible for a seed
+a=$("$bin" run -m $t -p "Hi" -n 16 --temp 0.9 --seed 5 -md data/lfm2-tiny-moe-f32.gguf 2>/dev/null)
+b=$("$bin" run -m $t -p "Hi" -n 16 --temp 0.9 --seed 5 -md data/lfm2-tiny-moe-f32.gguf 2>/dev/null)
+[ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "seeded speculative sampling not reproducible"
+# bench --spec: verification cost for k = 1..8, then plain / own draft / forced acceptance rows
+"$bin" bench --spec -m $t -md data/lfm2-tiny-dense-q4_0.gguf -p 16 -n 24 -r 1 -t 1 --spec-accept 0.5,1 -o json > "$tmp/spec.json" 2>/dev/null
+python3 - "$tmp/spec.json" <<'PY' && ok || bad "bench --spec json"
+import json, sys
+rows = json.load(open(sys.argv[1]))
+tests = [r["test"] for r in rows]
+assert tests[0] == "decode step" and tests.count("verify k+1 tokens") == 8, tests
+assert [r["k"] for r in rows if r["test"] == "verify k+1 tokens"] == list(range(1, 9))
+assert all(r["value"] > 0 for r in rows), rows
+own = [r for r in rows if r["test"] == "target as own draft"][0]
+assert own["drafted"] > 0 and own["accepted"] == own["drafted"], own
+forced = [r for r in rows if r["test"] == "draft, forced acceptance"]
+assert [r["accept"] for r in forced] == [0.5, 1.0], forced
+assert forced[1]["accepted"] == forced[1]["drafted"] > 0, forced
+assert 0 < forced[0]["accepted"] < forced[0]["drafted"], forced
+PY
+"$bin" bench --spec -m $t -p 8 -n 8 -r 1 -t 1 > "$tmp/spec.md" 2>/dev/null && grep -q "| target as own draft | 4 | 1.00 |" "$tmp/spec.md" \
+  && ok || bad "bench --spec markdown: $(cat "$tmp/spec.md")"
+# -md with another vocabulary: a clear error
+"$bin" synth --preset lfm2-350m --type f32 -o "$tmp/v.gguf" --hidden 64 --layers 2 --attn-layers 1 --heads 4 --kv-heads 2 --ff 128 --vocab 4096 --ctx 256 -t 1 >/dev/null 2>&1
+"$bin" run -m $t -p x -md "$tmp/v.gguf" >/dev/null 2>"$tmp/err" && bad "a draft with another vocabulary accepted" || \
+  { grep -q "draft model: the draft model's vocabulary (4096 tokens) is not the target's (8192 tokens)" "$tmp/err" && ok || bad "vocab error: $(cat "$tmp/err")"; }
 # errors: one line, non-zero exit, no crash
 expect_err() { # what, pattern, command...
   local what=$1 pat=$2; shift 2
@@ -102,5 +145,11 @@ expect_err "bad number" "expects an integer" "$bin" run -m data/lfm2-tiny-dense-
 expect_err "unknown command" "unknown command" "$bin" frobnicate
 expect_err "bad kv type" "unknown KV cache type" "$bin" run -m data/lfm2-tiny-dense-f32.gguf -p x -ctk f8
 expect_err "q8_0 kv, head_dim 16" "multiple of 32" "$bin" run -m data/lfm2-tiny-dense-f32.gguf -p x -ctv q8_0
+expect_err "two drafters" "two drafters" "$bin" run -m $t -p x -md $t --spec-lookup
+expect_err "bad lookup sizes" "spec-lookup takes" "$bin" run -m $t -p x --spec-lookup 5..2
+expect_err "draft-min above draft-max" "above --draft-max" "$bin" run -m $t -p x -md $t --draft-max 2 --draft-min 3
+expect_err "bad draft-p-min" "draft-p-min" "$bin" run -m $t -p x -md $t --draft-p-min 2
+expect_err "missing draft" "cannot open" "$bin" run -m $t -p x -md "$tmp/none.gguf"
+expect_err "spec flags without --spec" "go with --spec" "$bin" bench -m $t -md $t
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

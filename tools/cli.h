@@ -27,10 +27,11 @@
 CLI_COMMANDS(CLI_DECLARE)
 #undef CLI_DECLARE
 
-/* -hf REPO[:QUANT] / -hff FILE / --hf-token / --offline / --revision on run, chat, serve, bench:
- * pulls the model (exits on failure) and returns argv with those replaced by "-m PATH" (*model_path
- * is the malloc'd path, NULL when no -hf was given and argv is returned as is). */
-char **cli_hub_rewrite(int *argc, char **argv, char **model_path);
+/* -hf REPO[:QUANT] / -hff FILE / --hf-token / --offline / --revision / -hfd REPO[:QUANT] (the
+ * draft model) on run, chat, serve, bench: pulls the models (exits on failure) and returns argv
+ * with those replaced by "-m PATH" / "-md PATH" (*model_path / *draft_path: the malloc'd paths,
+ * NULL when not given; with neither, argv is returned as is). */
+char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path);
 
 /* Prints "lfm2c: <msg>" to stderr; returns 1 so commands can `return cli_fail(...)`. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -84,4 +85,40 @@ lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, con
 int32_t *cli_parse_ids(const char *s, int *n_out);
 /* Reads a whole file (binary); NULL + message on failure. Caller frees. */
 char *cli_read_file(const char *path, size_t *len);
+
+/* Speculative decoding on run / chat / bench (cli_gen.c): -md/--model-draft FILE, --draft-max N,
+ * --draft-min N, --draft-p-min P, --spec-lookup [N | A..B]. */
+typedef struct cli_spec {
+    const char *draft_path;
+    int draft_max, draft_min, lookup_min, lookup_max;   /* lookup_max 0: no prompt lookup */
+    double p_min, force_accept;                         /* force_accept < 0: off (bench only) */
+} cli_spec;
+cli_spec cli_spec_init(void);
+bool cli_spec_flag(cli_spec *s, int argc, char **argv, int *i);
+bool cli_spec_on(const cli_spec *s);
+/* Opens the draft model (if any) and the speculator; NULL with a message on failure. */
+lfm2c_spec *cli_spec_open(const cli_spec *s, lfm2c_model *target, int n_ctx, int threads, const char *device,
+                          lfm2c_model **draft_out);
+void cli_spec_report(const lfm2c_spec *sp);   /* drafted / accepted to stderr (-v) */
+
+/* A token source over a session whose last decode left the logits of the next token: plain
+ * steps, or speculative steps when spec is set. A token i (from 0) comes out only while the
+ * session would then hold fewer than `limit` tokens before it (run: the context size; chat: one
+ * less, room for the end of turn). */
+enum { CLI_GEN_MAX = 257 };   /* --draft-max 256 + 1 */
+typedef struct cli_gen {
+    lfm2c_session *s;
+    lfm2c_sampler *smp;
+    lfm2c_spec *spec;
+    int limit, start, emitted;
+    int32_t pend[CLI_GEN_MAX];   /* tokens out of the last step; pend[ip..np) not handed out yet */
+    int np, ip;
+} cli_gen;
+void cli_gen_start(cli_gen *g, lfm2c_session *s, lfm2c_sampler *smp, lfm2c_spec *spec, int limit);
+/* The next token in *tok (1), 0 when the context rule stops generation, -1 on error. `want`:
+ * how many more tokens the caller may take (bounds a draft). */
+int cli_gen_next(cli_gen *g, int want, int32_t *tok, lfm2c_error *err);
+/* Makes the session hold exactly the first n_tokens handed out (after the start): rolls back
+ * drafted tokens past them, feeds the ones not fed yet. */
+int cli_gen_settle(cli_gen *g, int n_tokens, lfm2c_error *err);
 #endif

@@ -182,6 +182,147 @@ done:
     return rate;
 }
 
+/* ---- --spec: speculative decoding ---------------------------------------------------------- */
+
+/* Seconds of one forward over n tokens of one sequence at depth (mark, feed, roll back exactly),
+ * the mean of reps. n = 1: a decode step; n = k + 1: the verification of k drafted tokens. */
+static double verify_seconds(lfm2c_model *m, lfm2c_session *s, int n, int reps, uint64_t *rng, lfm2c_error *err) {
+    int V = lfm2c_model_get_info(m)->n_vocab, past = lfm2c_session_n_past(s);
+    int32_t ids[16];
+    double total = 0;
+    for (int r = 0; r < reps; r++) {
+        for (int i = 0; i < n; i++) ids[i] = random_token(rng, V);
+        if (lfm2c_session_mark(s, n, err)) return -1;
+        double t0 = now_s();
+        if (lfm2c_session_decode(s, ids, n, n > 1 ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST, err)) return -1;
+        total += now_s() - t0;
+        if (lfm2c_session_rollback(s, past, err)) return -1;
+    }
+    return total / reps;
+}
+
+/* Tokens/s generating n tokens at temperature 0 after a random prompt of np tokens: plainly
+ * (spec NULL) or with the speculator; the prompt is not timed. */
+static double spec_rate(lfm2c_model *m, lfm2c_spec *spec, int np, int n, uint64_t *rng, lfm2c_error *err) {
+    int V = lfm2c_model_get_info(m)->n_vocab;
+    lfm2c_session *s = lfm2c_session_new(m, np + n + 2, err);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np > n + 1 ? np : n + 1));
+    lfm2c_sampler_params sp = lfm2c_sampler_default_params();
+    sp.temperature = 0;
+    sp.repeat_penalty = 1;
+    lfm2c_sampler *smp = lfm2c_sampler_new(&sp, V);
+    double rate = -1;
+    if (!s || !ids || !smp) goto done;
+    for (int i = 0; i < np; i++) ids[i] = random_token(rng, V);
+    if (lfm2c_session_decode(s, ids, np, LFM2C_LOGITS_LAST, err)) goto done;
+    double t0 = now_s();
+    int32_t last = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), np);
+    int got = 1;
+    while (got < n) {
+        int k = 1;
+        if (spec) {
+            if ((k = lfm2c_spec_step(spec, s, smp, last, ids, n - got, err)) < 0) goto done;
+            last = ids[k - 1];
+        } else {
+            if (lfm2c_session_decode(s, &last, 1, LFM2C_LOGITS_LAST, err)) goto done;
+            last = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
+        }
+        got += k;
+    }
+    rate = got / (now_s() - t0);
+done:
+    lfm2c_sampler_free(smp);
+    free(ids);
+    lfm2c_session_free(s);
+    return rate;
+}
+
+typedef struct spec_bench {
+    const char *draft_path;
+    int draft_max, depth, np, n, reps;
+    double accept[16];
+    int n_accept;
+} spec_bench;
+
+static void spec_row(bool json, int *first, const char *test, int k, double accept, double value, const char *unit,
+                     double rel, long drafted, long accepted) {
+    if (json) {
+        printf("%s  {\"test\": \"%s\", \"k\": %d, \"accept\": %.3f, \"value\": %.6f, \"unit\": \"%s\", \"relative\": %.4f, "
+               "\"drafted\": %ld, \"accepted\": %ld}", *first ? "" : ",\n", test, k, accept, value, unit, rel, drafted, accepted);
+        *first = 0;
+    } else {
+        char acc[16] = "-";
+        if (accept >= 0) snprintf(acc, sizeof acc, "%.2f", accept);
+        char ad[48] = "-";
+        if (drafted) snprintf(ad, sizeof ad, "%ld / %ld", accepted, drafted);
+        printf("| %s | %d | %s | %.3f %s | %.2fx | %s |\n", test, k, acc, value, unit, rel, ad);
+    }
+    fflush(stdout);
+}
+
+/* The cost of verifying k = 1..8 drafted tokens against one decode step, then tokens/s plain,
+ * with the target as its own draft (everything accepted), and with the draft model at each
+ * forced acceptance rate (--spec-accept). Random weights cannot show real acceptance rates:
+ * the forced rates show what each would buy. */
+static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_bench *b, bool json, int threads,
+                          const char *device) {
+    lfm2c_error err = {0};
+    uint64_t rng = 42;
+    int first = 1;
+    lfm2c_model *draft = NULL;
+    if (b->draft_path && strcmp(b->draft_path, model_path) && !(draft = cli_open_model(b->draft_path, threads, false, device)))
+        return 1;
+    if (json) printf("[\n");
+    else printf("| test | k | acceptance | time or speed | vs decode step / plain | accepted / drafted |\n|---|---:|---:|---:|---:|---:|\n");
+    int rc = 1;
+    lfm2c_session *s = depth_session(m, b->depth, 16, &rng, &err);
+    if (!s) goto fail;
+    double t1 = verify_seconds(m, s, 1, b->reps, &rng, &err);   /* warm-up, then the step */
+    if (t1 < 0 || (t1 = verify_seconds(m, s, 1, b->reps, &rng, &err)) < 0) goto fail;
+    spec_row(json, &first, "decode step", 0, -1, t1 * 1e3, "ms", 1, 0, 0);
+    for (int k = 1; k <= 8; k++) {
+        double tk = verify_seconds(m, s, k + 1, b->reps, &rng, &err);
+        if (tk < 0) goto fail;
+        spec_row(json, &first, "verify k+1 tokens", k, -1, tk * 1e3, "ms", tk / t1, 0, 0);
+    }
+    lfm2c_session_free(s);
+    s = NULL;
+    double plain = 0;
+    for (int r = 0; r < b->reps; r++) {
+        double v = spec_rate(m, NULL, b->np, b->n, &rng, &err);
+        if (v < 0) goto fail;
+        plain += v / b->reps;
+    }
+    spec_row(json, &first, "plain decode", 0, -1, plain, "tok/s", 1, 0, 0);
+    /* the target as its own draft (acceptance 1), then the draft at forced rates */
+    for (int a = -1; a < b->n_accept; a++) {
+        lfm2c_spec_params p = lfm2c_spec_default_params();
+        p.draft_max = b->draft_max;
+        p.draft_p_min = 0;
+        if (a >= 0) p.force_accept = (float)b->accept[a];
+        lfm2c_spec *spec = lfm2c_spec_new(m, a < 0 || !draft ? m : draft, b->np + b->n + 2, &p, &err);
+        if (!spec) goto fail;
+        double v = 0;
+        for (int r = 0; r < b->reps && v >= 0; r++) {
+            double x = spec_rate(m, spec, b->np, b->n, &rng, &err);
+            v = x < 0 ? -1 : v + x / b->reps;
+        }
+        lfm2c_spec_stats st = lfm2c_spec_get_stats(spec);
+        lfm2c_spec_free(spec);
+        if (v < 0) goto fail;
+        spec_row(json, &first, a < 0 ? "target as own draft" : draft ? "draft, forced acceptance" : "own draft, forced acceptance",
+                 b->draft_max, a < 0 ? (st.drafted ? (double)st.accepted / st.drafted : 0) : b->accept[a], v, "tok/s",
+                 plain > 0 ? v / plain : 0, st.drafted, st.accepted);
+    }
+    rc = 0;
+fail:
+    if (rc) cli_fail("%s", err.msg);
+    if (json) printf("\n]\n");
+    lfm2c_session_free(s);
+    lfm2c_model_free(draft);
+    return rc;
+}
+
 static int usage(void) {
     fprintf(stderr,
             "usage: lfm2c bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [-o md|json|csv]\n"
@@ -193,7 +334,14 @@ static int usage(void) {
             "                   [--device cpu|cuda] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
             "                   (every session runs with the adapters: their cost is in the numbers)\n"
             "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
-            "  a -p / -n test.\n");
+            "  a -p / -n test.\n"
+            "  --spec  speculative decoding instead: one forward over k+1 tokens against one decode step\n"
+            "          (k = 1..8, at -d DEPTH), then tokens/s (-n tokens after a -p prompt, temperature 0)\n"
+            "          plain, with the target as its own draft (acceptance 1), and with the draft model at\n"
+            "          forced acceptance rates (each drafted token accepted with probability a):\n"
+            "    -md FILE             the draft model (default: the target itself)\n"
+            "    --draft-max K        tokens drafted per step (default 4)\n"
+            "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n");
     return 2;   /* a usage error (--help returns 0 itself) */
 }
 
@@ -282,8 +430,9 @@ int cmd_bench(int argc, char **argv) {
     int pps[8] = {512}, n_pp = 1, tgs[8] = {128}, n_tg = 1, threads[8] = {0}, n_th = 1, reps = 5;
     int batches[8] = {0}, n_b = 0, depths[16] = {0}, n_d = 1;
     int tks[3] = {LFM2C_KV_F16}, n_tk = 1, tvs[3] = {LFM2C_KV_F16}, n_tv = 1;
-    bool reference = false;
+    bool reference = false, spec = false;
     int hugepages = LFM2C_HUGEPAGES_AUTO;
+    spec_bench sb = {.draft_max = 4, .accept = {0.5, 0.7, 0.9, 1}, .n_accept = 4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
@@ -302,6 +451,21 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--hugepages")) hugepages = LFM2C_HUGEPAGES_ON;
         else if (!strcmp(a, "--no-hugepages")) hugepages = LFM2C_HUGEPAGES_OFF;
         else if (cli_lora_flag(argc, argv, &i)) continue;
+        else if (!strcmp(a, "--spec")) spec = true;
+        else if (!strcmp(a, "-md") || !strcmp(a, "--model-draft")) sb.draft_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--draft-max")) {
+            sb.draft_max = cli_int(a, cli_value(argc, argv, &i));
+            if (sb.draft_max < 1 || sb.draft_max > 64) return cli_fail("--draft-max must be 1 to 64"), 2;
+        } else if (!strcmp(a, "--spec-accept")) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", cli_value(argc, argv, &i));
+            sb.n_accept = 0;
+            for (char *t = strtok(buf, ","); t && sb.n_accept < 16; t = strtok(NULL, ",")) {
+                double v = cli_float(a, t);
+                if (!(v >= 0 && v <= 1)) return cli_fail("--spec-accept rates must be in [0, 1]"), 2;
+                sb.accept[sb.n_accept++] = v;
+            }
+        }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_fail("bench: unknown option '%s'", a), 2;
     }
@@ -321,6 +485,24 @@ int cmd_bench(int argc, char **argv) {
         if (tgs[k] < 0 || tgs[k] > (1 << 20)) return cli_fail("-n must be 0 to %d, got %d", 1 << 20, tgs[k]);
     if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) return cli_fail("-o must be md, json or csv");
     bool json = !strcmp(fmt, "json"), csv = !strcmp(fmt, "csv");
+    if ((sb.draft_path || sb.n_accept != 4 || sb.draft_max != 4) && !spec) return cli_fail("-md, --draft-max and --spec-accept go with --spec"), 2;
+    if (spec) {
+        if (csv) return cli_fail("--spec writes md or json"), 2;
+        if (!model_path) return cli_fail("no model given (-m MODEL.gguf)");
+        sb.depth = depths[0], sb.np = pps[0] > 0 ? pps[0] : 16, sb.n = tgs[0] > 1 ? tgs[0] : 2, sb.reps = reps;
+        lfm2c_model_params mp = lfm2c_model_default_params();
+        mp.n_threads = threads[0];
+        mp.hugepages = hugepages;
+        mp.type_k = tks[0];
+        mp.type_v = tvs[0];
+        if (device && !strcmp(device, "cuda")) mp.device = LFM2C_DEVICE_CUDA;
+        lfm2c_error err = {0};
+        lfm2c_model *m = lfm2c_model_open(model_path, &mp, &err);
+        if (!m) return cli_fail("%s", err.msg);
+        int rc = run_spec_bench(m, model_path, &sb, json, threads[0], device);
+        lfm2c_model_free(m);
+        return rc;
+    }
     if (json) printf("[\n");
     else if (csv) printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb,n_depth,type_k,type_v\n");
     else printf("| model | size | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n"

@@ -53,6 +53,8 @@ static int usage(void) {
             "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
             "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
             CLI_LORA_HELP
+            "  -md FILE / -hfd REPO  a draft model (speculative decoding; same vocabulary)\n"
+            "  --spec-lookup [N | A..B]  prompt lookup drafting   --draft-max N  --draft-min N  --draft-p-min P\n"
             "In the chat: /reset starts over, /exit (or Ctrl-D) leaves, Ctrl-C stops a reply.\n");
     return 2;   /* a usage error (--help returns 0 itself) */
 }
@@ -73,15 +75,17 @@ typedef struct chat_opts {
     const char *model_path, *system, *tools_path, *tmpl_path, *device;
     int n_ctx, threads, max_reply;
     cli_sampling samp;
+    cli_spec spec;
     bool verbose;
 } chat_opts;
 
 /* Reads the options; returns -1 to go on, else the exit status (--help: 0, a bad option: 2). */
 static int parse_args(int argc, char **argv, chat_opts *o) {
-    *o = (chat_opts){.max_reply = 1024, .samp = cli_sampling_init()};
+    *o = (chat_opts){.max_reply = 1024, .samp = cli_sampling_init(), .spec = cli_spec_init()};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_sampling_flag(&o->samp, argc, argv, &i)) continue;
+        if (cli_spec_flag(&o->spec, argc, argv, &i)) continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) o->system = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--tools")) o->tools_path = cli_value(argc, argv, &i);
@@ -116,6 +120,7 @@ typedef struct chat {
     const lfm2c_model_info *in;
     lfm2c_session *s;
     lfm2c_sampler *smp;
+    lfm2c_spec *spec;         /* speculative decoding, or NULL */
     int ctx;
     const chat_opts *o;
     const char *tools_json, *tmpl;
@@ -156,11 +161,14 @@ static char *generate_reply(chat *ch, size_t *len_out, int *produced, bool *stop
     char *reply = malloc(cap), buf[1024];
     *produced = 0;
     *stopped = false;
-    while (*produced < ch->o->max_reply && lfm2c_session_n_past(ch->s) < ch->ctx - 1) {
+    cli_gen g;
+    cli_gen_start(&g, ch->s, ch->smp, ch->spec, ch->ctx - 1);
+    while (*produced < ch->o->max_reply) {
         if (interrupted) { *stopped = true; break; }
-        int32_t tok = lfm2c_sampler_sample(ch->smp, lfm2c_session_logits(ch->s, 0), lfm2c_session_tokens(ch->s),
-                                           lfm2c_session_n_past(ch->s));
-        if (tok < 0 || lfm2c_token_is_eog(ch->m, tok)) break;
+        int32_t tok;
+        int r = cli_gen_next(&g, ch->o->max_reply - *produced, &tok, &err);
+        if (r < 0) cli_fail("%s", err.msg);
+        if (r <= 0 || lfm2c_token_is_eog(ch->m, tok)) break;
         int nb = lfm2c_token_to_bytes(ch->m, tok, true, buf, sizeof buf);
         if (nb > (int)sizeof buf) nb = sizeof buf;
         while (len + (size_t)nb + 1 > cap) reply = realloc(reply, cap *= 2);
@@ -170,8 +178,9 @@ static char *generate_reply(chat *ch, size_t *len_out, int *produced, bool *stop
         fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
         fflush(stdout);
         (*produced)++;
-        if (lfm2c_session_decode(ch->s, &tok, 1, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); break; }
     }
+    /* the session holds exactly the reply's tokens (drafted ones past it rolled back) */
+    if (cli_gen_settle(&g, *produced, &err)) cli_fail("%s", err.msg);
     int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
     fwrite(buf, 1, (size_t)nb, stdout);
     printf(*stopped ? " [stopped]\n" : "\n");
@@ -255,6 +264,7 @@ static bool chat_turn(chat *ch, const char *line) {
         fprintf(stderr, "[prompt: %d new tokens in %.2f s (%.1f tok/s); reply: %d tokens in %.2f s (%.1f tok/s); context %d/%d]\n",
                 fed, t1 - t0, fed / (t1 - t0 > 0 ? t1 - t0 : 1), produced, t2 - t1,
                 produced / (t2 - t1 > 0 ? t2 - t1 : 1), lfm2c_session_n_past(ch->s), ch->ctx);
+    if (ch->o->verbose && ch->spec) cli_spec_report(ch->spec);
     return true;
 }
 
@@ -299,6 +309,15 @@ int cmd_chat(int argc, char **argv) {
     ch.s = lfm2c_session_new(m, ch.ctx, &err);
     lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);
     ch.smp = lfm2c_sampler_new(&sp, ch.in->n_vocab);
+    lfm2c_model *draft = NULL;
+    if (ch.s && ch.smp && cli_spec_on(&o.spec) && !(ch.spec = cli_spec_open(&o.spec, m, ch.ctx, o.threads, o.device, &draft))) {
+        lfm2c_sampler_free(ch.smp);
+        lfm2c_session_free(ch.s);
+        lfm2c_model_free(m);
+        free(tools_json);
+        free(tmpl);
+        return 1;
+    }
     ch.messages = json_array();
     if (o.system) json_array_append_new(ch.messages, chat_msg(m, "system", o.system));
     rc = 0;
@@ -307,6 +326,8 @@ int cmd_chat(int argc, char **argv) {
     if (!rc && ch.smp) chat_loop(&ch);
     free(ch.session_text);
     json_decref(ch.messages);
+    lfm2c_spec_free(ch.spec);
+    lfm2c_model_free(draft);
     lfm2c_sampler_free(ch.smp);
     lfm2c_session_free(ch.s);
     cli_lora_forget();

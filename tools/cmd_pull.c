@@ -116,13 +116,15 @@ static char *hub_fetch(const hub_opts *o) {
 
 int cli_hub_flag(const char *a) {
     return !strcmp(a, "-hf") || !strcmp(a, "--hf-repo") || !strcmp(a, "-hff") || !strcmp(a, "--hf-file") ||
-           !strcmp(a, "--hf-token") || !strcmp(a, "--offline") || !strcmp(a, "--revision");
+           !strcmp(a, "--hf-token") || !strcmp(a, "--offline") || !strcmp(a, "--revision") ||
+           !strcmp(a, "-hfd") || !strcmp(a, "--hf-repo-draft");
 }
 
-char **cli_hub_rewrite(int *argc, char **argv, char **model_path) {
+char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path) {
     hub_opts o = {0};
+    const char *draft_repo = NULL;
     int n = *argc;
-    char **out = calloc((size_t)n + 3, sizeof *out);
+    char **out = calloc((size_t)n + 5, sizeof *out);
     if (!out) return NULL;
     int k = 0;
     for (int i = 0; i < n; i++) {
@@ -134,22 +136,35 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path) {
             if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = v;
             else if (!strcmp(a, "-hff") || !strcmp(a, "--hf-file")) o.file = v;
             else if (!strcmp(a, "--hf-token")) o.token = v;
+            else if (!strcmp(a, "-hfd") || !strcmp(a, "--hf-repo-draft")) draft_repo = v;
             else o.revision = v;
             continue;
         }
         out[k++] = argv[i];
     }
-    if (!o.repo) {
+    if (!o.repo && !draft_repo) {
         if (o.file || o.token || o.offline || o.revision) { cli_fail("-hff, --hf-token, --offline and --revision need -hf REPO"); free(out); exit(2); }
         free(out);
         return argv;
     }
-    char *path = hub_fetch(&o);
-    if (!path) { free(out); exit(1); }
-    out[k++] = "-m";
-    out[k++] = path;
+    if (o.repo) {
+        char *path = hub_fetch(&o);
+        if (!path) { free(out); exit(1); }
+        out[k++] = "-m";
+        out[k++] = path;
+        *model_path = path;
+    }
+    if (draft_repo) {   /* the draft: same token / revision / offline settings, its repo's default quant */
+        hub_opts d = o;
+        d.repo = draft_repo;
+        d.file = NULL;
+        char *path = hub_fetch(&d);
+        if (!path) { free(out); free(*model_path); *model_path = NULL; exit(1); }
+        out[k++] = "-md";
+        out[k++] = path;
+        *draft_path = path;
+    }
     out[k] = NULL;
-    *model_path = path;
     *argc = k;
     return out;
 }
@@ -166,7 +181,8 @@ static int pull_usage(FILE *f, int rc) {
             "  --offline             only look in the cache (also HF_HUB_OFFLINE=1)\n"
             "  -q, --quiet           no progress\n"
             "  HF_ENDPOINT sets the Hub's address (mirrors). Interrupted downloads resume.\n"
-            "  The same options work on run, chat, serve and bench: -hf ORG/NAME[:QUANT].\n");
+            "  The same options work on run, chat, serve and bench: -hf ORG/NAME[:QUANT]\n"
+            "  (and -hfd ORG/NAME[:QUANT] for a draft model: speculative decoding).\n");
     return rc;
 }
 

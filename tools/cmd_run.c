@@ -27,8 +27,15 @@ static int usage(void) {
             "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
             "  --no-bos           do not add BOS               --special  print special tokens\n"
             "  --ignore-eos       keep going past end-of-generation tokens\n"
-            "  -v, --verbose      print speed to stderr\n"
+            "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n"
             CLI_LORA_HELP
+            "speculative decoding (the output is the target's: token for token at --temp 0):\n"
+            "  -md, --model-draft FILE  a smaller model with the same vocabulary drafts tokens\n"
+            "  -hfd REPO[:QUANT]  the draft model from the Hugging Face Hub\n"
+            "  --spec-lookup [N | A..B] prompt lookup: draft the continuation of the last N..1\n"
+            "                     (or B..A) tokens' earlier occurrence in the context (default 3..1)\n"
+            "  --draft-max N      most tokens drafted per step (16)   --draft-min N  drop shorter drafts (0)\n"
+            "  --draft-p-min P    stop drafting below this draft-model probability (0.75)\n"
             "  --chat             treat the prompt as a user message: render it with the chat template\n"
             "  --system TEXT      system message (implies --chat)\n"
             "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
@@ -44,9 +51,11 @@ int cmd_run(int argc, char **argv) {
     int n_gen = 256, n_ctx = 0, threads = 0;
     bool reference = false, no_bos = false, special = false, ignore_eos = false, verbose = false;
     cli_sampling samp = cli_sampling_init();
+    cli_spec spec_opts = cli_spec_init();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_sampling_flag(&samp, argc, argv, &i)) continue;
+        if (cli_spec_flag(&spec_opts, argc, argv, &i)) continue;
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-f") || !strcmp(a, "--file")) prompt_file = cli_value(argc, argv, &i);
@@ -79,6 +88,8 @@ int cmd_run(int argc, char **argv) {
     lfm2c_error err = {0};
     lfm2c_session *s = NULL;
     lfm2c_sampler *smp = NULL;
+    lfm2c_spec *spec = NULL;
+    lfm2c_model *draft = NULL;
     int32_t *ids = NULL;
     int rc = 1, n_prompt = 0;
     if (chat) {   /* render [system], user with the template; it writes BOS itself */
@@ -115,6 +126,7 @@ int cmd_run(int argc, char **argv) {
 
     lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
     if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) { cli_fail("out of memory"); goto done; }
+    if (cli_spec_on(&spec_opts) && !(spec = cli_spec_open(&spec_opts, m, ctx, threads, device, &draft))) goto done;
 
     double t0 = now_s();
     if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); goto done; }
@@ -123,18 +135,21 @@ int cmd_run(int argc, char **argv) {
     lfm2c_detok_init(&dt, special);
     char buf[1024];
     int produced = 0;
-    for (; n_gen < 0 || produced < n_gen; produced++) {
-        if (lfm2c_session_n_past(s) >= ctx) {
-            if (n_gen < 0 || produced < n_gen) fprintf(stderr, "\nlfm2c: the context of %d tokens is full: generation stopped (raise -c)\n", ctx);
+    cli_gen g;
+    cli_gen_start(&g, s, smp, spec, ctx);
+    while (n_gen < 0 || produced < n_gen) {
+        int32_t tok;
+        int r = cli_gen_next(&g, n_gen < 0 ? CLI_GEN_MAX : n_gen - produced, &tok, &err);
+        if (r < 0) { cli_fail("%s", err.msg); goto done; }
+        if (r == 0) {
+            fprintf(stderr, "\nlfm2c: the context of %d tokens is full: generation stopped (raise -c)\n", ctx);
             break;
         }
-        int32_t tok = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
-        if (tok < 0) { cli_fail("no token can be sampled (every logit is -inf)"); goto done; }
         if (!ignore_eos && lfm2c_token_is_eog(m, tok)) break;
         int nb = lfm2c_detok_push(&dt, m, tok, buf, sizeof buf);
         fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
         fflush(stdout);
-        if (lfm2c_session_decode(s, &tok, 1, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); goto done; }
+        produced++;
     }
     int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
     fwrite(buf, 1, (size_t)nb, stdout);
@@ -143,8 +158,11 @@ int cmd_run(int argc, char **argv) {
     if (verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
                 n_prompt, t1 - t0, n_prompt / (t1 - t0), produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1));
+    if (verbose && spec) cli_spec_report(spec);
     rc = 0;
 done:
+    lfm2c_spec_free(spec);
+    lfm2c_model_free(draft);
     lfm2c_sampler_free(smp);
     lfm2c_session_free(s);
     free(ids);

@@ -297,11 +297,11 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
     /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
     if (!strcmp(argv[1], "run") || !strcmp(argv[1], "chat") || !strcmp(argv[1], "serve") || !strcmp(argv[1], "bench")) {
-        char *model_path = NULL;
+        char *model_path = NULL, *draft_path = NULL;
         int n = argc;
-        char **av = cli_hub_rewrite(&n, argv, &model_path);
+        char **av = cli_hub_rewrite(&n, argv, &model_path, &draft_path);
         if (!av) { cli_fail("out of memory"); return 1; }
-        if (model_path) {
+        if (model_path || draft_path) {
             int rc = 1;
 #define CLI_DISPATCH_HF(name, help) \
             if (!strcmp(av[1], #name)) rc = cmd_##name(n - 1, av + 1);
@@ -309,6 +309,7 @@ int main(int argc, char **argv) {
 #undef CLI_DISPATCH_HF
             free(av);
             free(model_path);
+            free(draft_path);
             return rc;
         }
     }
