@@ -310,6 +310,10 @@ int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32
                      lfm2c_error *err);
 int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k,
                       int32_t *out, lfm2c_error *err);
+/* Changes the parameters (e.g. per request): draft_max at most the value the speculator was
+ * made with; a prompt-lookup speculator keeps needing valid n-gram sizes. 0 or -1 (EINVAL). */
+int lfm2c_spec_set_params(lfm2c_spec *sp, const lfm2c_spec_params *p, lfm2c_error *err);
+const lfm2c_spec_params *lfm2c_spec_get_params(const lfm2c_spec *sp);
 /* Counts since the speculator was made: verification forwards that carried a draft, tokens
  * drafted, and tokens of them accepted. */
 typedef struct lfm2c_spec_stats { long steps, drafted, accepted; } lfm2c_spec_stats;

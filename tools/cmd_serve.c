@@ -58,6 +58,10 @@ static void usage(FILE *out) {
             "  --ready-queue-max N   GET /ready is 503 while N requests wait for a slot (default 0: never)\n"
             "  --allow-no-key        listen on a non-loopback address without an API key (refused otherwise)\n"
             "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
+            "  -md FILE / -hfd REPO  speculative decoding with a draft model (same vocabulary), per slot\n"
+            "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
+            "  --draft-max N  --draft-min N  --draft-p-min P  (16, 0, 0.75; per request: speculative.n_max,\n"
+            "                        speculative.n_min, speculative.p_min, n_max at most --draft-max)\n"
             "  --reference           scalar reference kernels\n"
             "  -ctk / -ctv TYPE      KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
             "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
@@ -169,8 +173,10 @@ int cmd_serve(int argc, char **argv) {
     int drain_timeout = 0, ready_queue_max = 0;
     bool any_model = false;
     int device = LFM2C_DEVICE_CPU;
+    cli_spec spec_opts = cli_spec_init();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (cli_spec_flag(&spec_opts, argc, argv, &i)) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--host")) host = cli_value(argc, argv, &i);
@@ -236,6 +242,9 @@ int cmd_serve(int argc, char **argv) {
     if (max_per_ip < 0 || max_pending_ip < 0) return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0");
     if (max_tok_bytes < 1 || max_detok < 1) return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1");
     if (cors && !*cors) return cli_fail("--cors-origin must not be empty");
+    if (spec_opts.draft_path && spec_opts.lookup_max > 0) return cli_fail("-md and --spec-lookup are two drafters: give one");
+    if (spec_opts.draft_min > spec_opts.draft_max)
+        return cli_fail("--draft-min %d is above --draft-max %d", spec_opts.draft_min, spec_opts.draft_max);
     max_conn = fit_fd_limit(max_conn);
 
     char *key_buf = NULL, *tmpl = NULL;
@@ -290,15 +299,32 @@ int cmd_serve(int argc, char **argv) {
         }
 
     sched_params sp = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue, .prefill_chunk = 512,
-                       .no_prefix_reuse = no_reuse};
+                       .no_prefix_reuse = no_reuse, .spec_on = cli_spec_on(&spec_opts), .spec = lfm2c_spec_default_params()};
+    lfm2c_model *draft = NULL;
+    if (spec_opts.draft_path && !(draft = lfm2c_model_open(spec_opts.draft_path, &mp, &err))) {
+        server_stop(srv); lfm2c_model_free(model); free(key_buf); free(tmpl);
+        return cli_fail("draft model: %s", err.msg);
+    }
+    sp.draft = draft;
+    sp.spec.draft_max = spec_opts.draft_max;
+    sp.spec.draft_min = spec_opts.draft_min;
+    sp.spec.draft_p_min = (float)spec_opts.p_min;
+    sp.spec.lookup_min = spec_opts.lookup_min;
+    sp.spec.lookup_max = spec_opts.lookup_max;
     sched *s = sched_new(model, &sp, &err);
-    if (!s) { server_stop(srv); lfm2c_model_free(model); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
+    if (!s) {
+        server_stop(srv); lfm2c_model_free(model); lfm2c_model_free(draft); free(key_buf); free(tmpl);
+        return cli_fail("%s%s", draft ? "draft model: " : "", err.msg);
+    }
     server_attach(srv, model, s, n_ctx);
     fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p.alias, mi->arch, n_slots, n_ctx,
             host, server_port(srv), api_key ? " (API key required)" : "");
     for (int k = 0; k < n_lora; k++)
         fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", lora_names[k], lora_paths[k], lora_scales[k],
                 lfm2c_lora_n_matrices(loras[k]));
+    if (sp.spec_on)
+        fprintf(stderr, "lfm2c: speculative decoding: %s, draft-max %d\n", draft ? spec_opts.draft_path : "prompt lookup",
+                spec_opts.draft_max);
     printf("listening on %s:%d\n", host, server_port(srv)); /* tests and scripts wait for this line */
     fflush(stdout);
 
@@ -314,6 +340,7 @@ int cmd_serve(int argc, char **argv) {
     sched_free(s);
     for (int k = 0; k < n_lora; k++) lfm2c_lora_free(loras[k]);
     lfm2c_model_free(model);
+    lfm2c_model_free(draft);
     free(key_buf);
     free(tmpl);
     return 0;

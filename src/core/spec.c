@@ -25,6 +25,7 @@ struct lfm2c_spec {
     int32_t *feed;                /* [draft_max + 1]: last + the draft */
     int n_drafted;                /* k of the last lfm2c_spec_draft */
     bool q_valid;                 /* q holds the drafted tokens' distributions (draft model) */
+    int cap;                      /* draft_max the buffers were made for */
     uint64_t rng;                 /* force_accept */
     lfm2c_spec_stats stats;
 };
@@ -85,6 +86,7 @@ lfm2c_spec *lfm2c_spec_new(lfm2c_model *target, lfm2c_model *draft, int n_ctx, c
     lfm2c_spec *sp = calloc(1, sizeof *sp);
     if (!sp) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
     sp->p = *p;
+    sp->cap = p->draft_max;
     sp->target = target;
     sp->draft_model = draft;
     sp->V = lfm2c_vocab_size(target);
@@ -113,6 +115,19 @@ void lfm2c_spec_free(lfm2c_spec *sp) {
     free(sp->feed);
     free(sp);
 }
+
+int lfm2c_spec_set_params(lfm2c_spec *sp, const lfm2c_spec_params *p, lfm2c_error *err) {
+    if (!sp || !p) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL argument"); return -1; }
+    if (params_check(p, !sp->draft, err)) return -1;
+    if (p->draft_max > sp->cap) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "draft-max %d is above the speculator's %d", p->draft_max, sp->cap);
+        return -1;
+    }
+    sp->p = *p;
+    return 0;
+}
+
+const lfm2c_spec_params *lfm2c_spec_get_params(const lfm2c_spec *sp) { return &sp->p; }
 
 lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp) {
     return sp ? sp->stats : (lfm2c_spec_stats){0};

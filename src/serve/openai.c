@@ -179,6 +179,16 @@ static int parse_common(openai *api, json_t *body, sched_req *r, gen_opts *o, bo
     }
     o->top_logprobs = tl < 0 ? 0 : (int)tl;
     r->n_logprobs = o->logprobs ? o->top_logprobs : -1;
+    /* llama-server's per-request speculative settings (the server's when absent; n_max is
+     * capped by the server's --draft-max) */
+    long long sn_max = -1, sn_min = -1;
+    double sp_min = -1;
+    if (get_int(body, "speculative.n_max", 0, 256, &sn_max, e) || get_int(body, "speculative.n_min", 0, 256, &sn_min, e) ||
+        get_num(body, "speculative.p_min", 0, 1, &sp_min, e))
+        return -1;
+    r->spec_n_max = (int)sn_max;
+    r->spec_n_min = (int)sn_min;
+    r->spec_p_min = (float)sp_min;
     return 0;
 }
 
@@ -375,6 +385,9 @@ static sched_req *req_clone(openai *api, const sched_req *b, const int32_t *prom
     r->tools_auto = b->tools_auto;
     r->lora = b->lora;
     r->lora_scale = b->lora_scale;
+    r->spec_n_max = b->spec_n_max;
+    r->spec_n_min = b->spec_n_min;
+    r->spec_p_min = b->spec_p_min;
     bool ok = (r->prompt = malloc(sizeof *r->prompt * (size_t)(n_prompt + 1))) != NULL;
     if (ok) { memcpy(r->prompt, prompt, sizeof *r->prompt * (size_t)n_prompt); r->n_prompt = n_prompt; }
     if (ok && b->logit_bias && (ok = (r->logit_bias = malloc(sizeof(float) * (size_t)api->n_vocab)) != NULL))

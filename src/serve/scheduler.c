@@ -27,6 +27,9 @@ typedef struct slot {
     float lora_scale;
     int cap_prompt_lp;         /* capacity of req->prompt_lp */
     struct sched *owner;
+    lfm2c_spec *spec;          /* speculative decoding, NULL: off */
+    int32_t *spec_feed;        /* next + the draft verified this step */
+    int spec_k;                /* tokens drafted this step (0: a plain step) */
 } slot;
 
 struct sched {
@@ -67,6 +70,8 @@ sched_req *sched_req_new(void) {
     r->n_logprobs = -1;
     r->stop_hit = -1;
     r->max_tokens = 256;
+    r->spec_n_max = r->spec_n_min = -1;
+    r->spec_p_min = -1;
     r->sampling = lfm2c_sampler_default_params();
     return r;
 }
@@ -413,6 +418,7 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
 static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     sl->n_fed = keep;
     sl->next = -1;
+    sl->spec_k = 0;
     sl->has_logits = false;
     sl->g = NULL;
     sl->g_stuck = false;
@@ -535,6 +541,48 @@ static void admit(sched *s) {
     }
 }
 
+/* ---- speculative decoding (one slot's draft rides in the step's batch) ----------------------- */
+
+/* Drafts tokens after sl->next for the step's verification forward; the number drafted, 0 for a
+ * plain step (no speculator, or a request whose tokens must each see their own logits: a
+ * grammar, tool calls, forced tokens, logprobs). Scheduler thread, lock not held. */
+static int slot_draft(sched *s, slot *sl) {
+    sched_req *r = sl->req;
+    sl->spec_k = 0;
+    if (!sl->spec || sl->g || r->json_grammar || r->tool_grammar || r->n_logprobs >= 0 || sl->i_forced < sl->n_forced)
+        return 0;
+    lfm2c_spec_params p = s->p.spec;
+    if (r->spec_n_max >= 0 && r->spec_n_max < p.draft_max) p.draft_max = r->spec_n_max;
+    if (r->spec_n_min >= 0) p.draft_min = r->spec_n_min;
+    if (p.draft_min > p.draft_max) p.draft_min = p.draft_max;
+    if (r->spec_p_min >= 0) p.draft_p_min = r->spec_p_min;
+    int room = r->max_tokens - r->n_generated - 1;   /* next and the draft's tokens all count */
+    if (p.draft_max == 0 || room < 1 || lfm2c_spec_set_params(sl->spec, &p, NULL)) return 0;
+    int k = lfm2c_spec_draft(sl->spec, sl->sess, sl->sampler, sl->next, sl->spec_feed + 1, room, NULL);
+    if (k <= 0) return 0;   /* a draft that failed is just no draft: the next one re-syncs */
+    sl->spec_feed[0] = sl->next;
+    sl->spec_k = k;
+    return k;
+}
+
+/* After the verification forward: the accepted tokens and the target's next one, each taken
+ * as if sampled alone (stop strings, max_tokens, end of generation). Lock held. */
+static void slot_accept(sched *s, slot *sl) {
+    int k = sl->spec_k, V = s->n_vocab;
+    int32_t out[k + 1];
+    const float *rows = lfm2c_session_logits(sl->sess, 0);   /* row i: what out[i] was drawn from */
+    lfm2c_error err = {0};
+    sl->spec_k = 0;
+    sl->has_logits = false;
+    int n = lfm2c_spec_accept(sl->spec, sl->sess, sl->sampler, sl->spec_feed + 1, k, out, &err);
+    if (n < 1) { slot_fail(s, sl, err.msg); return; }
+    s->st.spec_steps++;
+    s->st.spec_drafted += (uint64_t)k;
+    s->st.spec_accepted += (uint64_t)(n - 1);
+    for (int i = 0; i < n; i++)
+        if (!slot_take(s, sl, out[i], rows + (size_t)i * V)) break;
+}
+
 /* One step: one forward over every active slot. Returns false when there was nothing to do. */
 static bool step(sched *s) {
     int n_slots = s->p.n_slots, n_items = 0, budget = s->p.prefill_chunk;
@@ -571,11 +619,12 @@ static bool step(sched *s) {
             modes[n_items] = r->prompt_logprobs ? LFM2C_LOGITS_ALL
                            : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
         } else if (sl->next >= 0) {
-            n_decode++;
+            int k = slot_draft(s, sl);
+            n_decode += 1 + k;
             sess[n_items] = sl->sess;
-            toks[n_items] = &sl->next;
-            ns[n_items] = 1;
-            modes[n_items] = LFM2C_LOGITS_LAST;
+            toks[n_items] = k ? sl->spec_feed : &sl->next;
+            ns[n_items] = 1 + k;
+            modes[n_items] = k ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST;
         } else {
             continue;
         }
@@ -596,7 +645,7 @@ static bool step(sched *s) {
     for (int k = 0; k < n_items; k++) {
         slot *sl = &s->slots[which[k]];
         if (!sl->req) continue;
-        if (rc != 0) { slot_fail(s, sl, err.msg); continue; }
+        if (rc != 0) { sl->spec_k = 0; slot_fail(s, sl, err.msg); continue; }
         int row = 0;
         if (sl->n_fed < sl->req->n_prompt) {
             if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
@@ -612,7 +661,8 @@ static bool step(sched *s) {
         }
         sl->next = -1;
         sl->last_used = s->st.steps;
-        slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
+        if (sl->spec_k) slot_accept(s, sl);
+        else slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
     }
     pthread_mutex_unlock(&s->mu);
     return true;
@@ -656,6 +706,7 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     if (s->p.n_slots < 1) s->p.n_slots = 1;
     if (s->p.queue_max < 1) s->p.queue_max = 1;
     if (s->p.prefill_chunk < 1) s->p.prefill_chunk = 512;
+    if (s->p.spec_on && s->p.spec.draft_max < 1) s->p.spec_on = false;
     s->n_vocab = lfm2c_vocab_size(model);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
@@ -689,6 +740,10 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
         s->slots[i].owner = s;
         s->slots[i].next = -1;
         if (!(s->slots[i].sess = lfm2c_session_new(model, s->p.n_ctx, err))) { sched_free(s); return NULL; }
+        if (s->p.spec_on) {
+            if (!(s->slots[i].spec = lfm2c_spec_new(model, s->p.draft, s->p.n_ctx, &s->p.spec, err))) { sched_free(s); return NULL; }
+            if (!(s->slots[i].spec_feed = malloc(sizeof(int32_t) * ((size_t)s->p.spec.draft_max + 1)))) goto oom;
+        }
     }
     s->running = true;
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
@@ -732,6 +787,8 @@ void sched_free(sched *s) {
     sched_shutdown(s);
     for (int i = 0; s->slots && i < s->p.n_slots; i++) {
         lfm2c_session_free(s->slots[i].sess);
+        lfm2c_spec_free(s->slots[i].spec);
+        free(s->slots[i].spec_feed);
         free(s->slots[i].forced);
     }
     grammar_vocab_free(s->gvocab);

@@ -25,6 +25,11 @@ typedef struct sched_params {
     int queue_max;      /* requests that may wait beyond the free slots; more are refused */
     int prefill_chunk;  /* prompt tokens per step (all prompts together) */
     bool no_prefix_reuse; /* always start from an empty session (for measuring the reuse) */
+    /* speculative decoding per slot (lfm2c_spec): a draft model (borrowed) or prompt lookup
+     * (spec.lookup_max > 0); spec_on false: off */
+    bool spec_on;
+    lfm2c_model *draft;
+    lfm2c_spec_params spec;
 } sched_params;
 
 enum { FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_TOOL_CALLS, FINISH_CANCELLED, FINISH_ERROR };
@@ -58,6 +63,8 @@ typedef struct sched_req {
                                    alternatives; echo of /v1/completions); reads the whole prompt */
     lfm2c_lora *lora;           /* the LoRA adapter it runs with (borrowed; NULL: the base model) */
     float lora_scale;
+    int spec_n_max, spec_n_min; /* speculative.n_max / n_min: -1 = the server's (n_max at most it) */
+    float spec_p_min;           /* speculative.p_min: < 0 = the server's */
     struct sched_req *fork_of;  /* an earlier request of the same submit with the same prompt:
                                    this one waits for its prefill and starts from a copy of its
                                    state (n choices share one prefill) */
@@ -114,6 +121,8 @@ typedef struct sched_stats {
     double prefill_seconds, decode_seconds;
     int queue_depth, active_slots, n_slots;
     uint64_t steps, batch_tokens;
+    uint64_t spec_drafted, spec_accepted, spec_steps; /* speculative decoding: tokens drafted,
+                                  accepted, verification forwards that carried a draft */
     double kv_usage;              /* tokens held by running requests / (slots x context), 0..1 */
     /* latency histograms of finished requests (cumulative buckets up to SCHED_LAT_BOUNDS) */
     uint64_t ttft_bucket[SCHED_N_LAT], tpot_bucket[SCHED_N_LAT], e2e_bucket[SCHED_N_LAT];

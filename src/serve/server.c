@@ -191,6 +191,13 @@ static int route_metrics(http_req *q, json_t *body) {
     FILE *f = open_memstream(&more, &n_more);
     if (f) {
         metrics_gateway(f, &st, http_state(http_of(q)));
+        fprintf(f, "# HELP lfm2c_spec_drafted_tokens_total Tokens drafted for speculative decoding.\n"
+                   "# TYPE lfm2c_spec_drafted_tokens_total counter\nlfm2c_spec_drafted_tokens_total %llu\n"
+                   "# HELP lfm2c_spec_accepted_tokens_total Drafted tokens the model accepted.\n"
+                   "# TYPE lfm2c_spec_accepted_tokens_total counter\nlfm2c_spec_accepted_tokens_total %llu\n"
+                   "# HELP lfm2c_spec_steps_total Verification forwards that carried a draft.\n"
+                   "# TYPE lfm2c_spec_steps_total counter\nlfm2c_spec_steps_total %llu\n",
+                (unsigned long long)st.spec_drafted, (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_steps);
         fclose(f);
     }
     char *all = more ? realloc(buf, len + n_more + 1) : NULL;
