@@ -272,8 +272,8 @@ void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *use
 typedef struct lfm2c_spec_params {
     int draft_max;       /* most tokens drafted per step (16; llama.cpp's --draft-max) */
     int draft_min;       /* a draft shorter than this is dropped: plain decode (0) */
-    float draft_p_min;   /* draft model: stop drafting at a token the draft model gives a
-                            probability (softmax of its logits) below this (0.75) */
+    float draft_p_min;   /* draft model: stop drafting where the draft model's most likely
+                            next token has a probability (softmax of its logits) below this (0.75) */
     int lookup_min, lookup_max; /* prompt lookup: n-gram sizes tried, longest first; 0 0 = off
                             (a draft model, when given, is used instead) */
     float force_accept;  /* benchmarks only: < 0 (default) off; a in [0, 1]: accept each drafted

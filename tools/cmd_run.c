@@ -35,7 +35,7 @@ static int usage(void) {
             "  --spec-lookup [N | A..B] prompt lookup: draft the continuation of the last N..1\n"
             "                     (or B..A) tokens' earlier occurrence in the context (default 3..1)\n"
             "  --draft-max N      most tokens drafted per step (16)   --draft-min N  drop shorter drafts (0)\n"
-            "  --draft-p-min P    stop drafting below this draft-model probability (0.75)\n"
+            "  --draft-p-min P    stop drafting where the draft model's top token is below P (0.75)\n"
             "  --chat             treat the prompt as a user message: render it with the chat template\n"
             "  --system TEXT      system message (implies --chat)\n"
             "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"

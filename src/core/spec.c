@@ -181,13 +181,15 @@ static int draft_sampler(lfm2c_spec *sp, const lfm2c_sampler *smp, lfm2c_error *
     return 0;
 }
 
-/* The draft model's probability of token d at temperature 1 (what draft_p_min is against). */
-static float own_prob(const float *logits, int V, int d) {
+/* The draft model's probability of its most likely next token at temperature 1 (what
+ * draft_p_min is against). It must not depend on the token drawn: deciding whether to propose
+ * a token by its own value would make the proposal differ from q and break the accept rule. */
+static float top_prob(const float *logits, int V) {
     float mx = logits[0];
     for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0;
     for (int i = 0; i < V; i++) sum += expf(logits[i] - mx);
-    return (float)(expf(logits[d] - mx) / sum);
+    return (float)(1.0 / sum);
 }
 
 /* Brings the draft session to the target's history + last (common prefix kept, the rest fed). */
@@ -213,6 +215,7 @@ static int draft_model(lfm2c_spec *sp, const lfm2c_session *s, lfm2c_sampler *sm
     int k = 0;
     while (k < max) {
         const float *logits = lfm2c_session_logits(ds, 0);
+        if (sp->p.draft_p_min > 0 && top_prob(logits, sp->V) < sp->p.draft_p_min) break;
         float *q = sp->q + (size_t)k * sp->V;
         if (sampler_probs(sp->dsmp, logits, ds->tokens, ds->n_past, q)) break;
         int32_t t = -1;
@@ -222,7 +225,7 @@ static int draft_model(lfm2c_spec *sp, const lfm2c_session *s, lfm2c_sampler *sm
         } else {
             t = sampler_draw(sp->dsmp, q);
         }
-        if (t < 0 || own_prob(logits, sp->V, t) < sp->p.draft_p_min) break;
+        if (t < 0) break;
         d[k++] = t;
         if (lfm2c_token_is_eog(sp->target, t) || k == max || ds->n_past >= ds->n_ctx) break;
         if (lfm2c_session_decode(ds, &t, 1, LFM2C_LOGITS_LAST, err)) return -1;

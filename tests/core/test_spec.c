@@ -10,7 +10,8 @@
  *     draft-max are obeyed;
  *   - temperature > 0: the joint histogram of the first two tokens out of the speculative loop
  *     over 6000 seeds against the exact distribution of the target's sampler (computed from its
- *     logits), with a chi-square bound; the same bound passes for the plain sampler and fails for
+ *     logits), with a chi-square bound (also with draft-p-min cutting drafts short); the same
+ *     bound passes for the plain sampler and fails for
  *     a loop that accepts every drafted token (the draft's distribution), so it can fail;
  *   - a draft model whose vocabulary differs is refused with a clear error. */
 #include "lfm2c.h"
@@ -251,7 +252,8 @@ static double chi_square(const long *count, const double *expect, int n, long to
     return chi;
 }
 
-/* mode 0: plain sampling; 1: speculative with the draft; 2: speculative, every draft accepted */
+/* mode 0: plain sampling; 1: speculative with the draft; 2: speculative, every draft accepted;
+ * 3: speculative with draft-p-min 0.25 (about half the draft model's positions stop the draft) */
 static double run_histogram(lfm2c_model *t, lfm2c_model *d, int mode, const int32_t *prompt, int np, const int32_t *ids1,
                             const int32_t ids2[TOPK][TOPK], const double *expect, int *dof, double *acc_rate) {
     lfm2c_error err = {0};
@@ -263,6 +265,7 @@ static double run_histogram(lfm2c_model *t, lfm2c_model *d, int mode, const int3
     p.draft_max = 3;
     p.draft_p_min = 0;
     if (mode == 2) p.force_accept = 1.0f;
+    if (mode == 3) p.draft_p_min = 0.25f;
     lfm2c_session *base = lfm2c_session_new(t, 256, &err), *s = lfm2c_session_new(t, 256, &err);
     lfm2c_spec *spec = lfm2c_spec_new(t, d, 256, &p, &err);
     lfm2c_session_decode(base, prompt, np - 1, LFM2C_LOGITS_LAST, &err);
@@ -335,6 +338,9 @@ static void test_distribution(void) {
     CHECK(acc > 0.05 && acc < 0.95, "speculative: acceptance %.2f: both paths of the rule should run", acc);
     fprintf(stderr, "temperature 1.5, top-k %d, %d seeds: chi-square plain %.1f, speculative %.1f (acceptance %.2f), ",
             TOPK, NS, chi0, chi1, acc);
+    double chi3 = run_histogram(t, d, 3, prompt, NP, ids1, (const int32_t(*)[TOPK])ids2, expect, &dof, &acc);
+    CHECK(chi3 < BOUND, "speculative, draft-p-min 0.25: chi-square %.1f (%d dof) over the bound %.0f", chi3, dof, BOUND);
+    fprintf(stderr, "with draft-p-min %.1f, ", chi3);
     double chi2 = run_histogram(t, d, 2, prompt, NP, ids1, (const int32_t(*)[TOPK])ids2, expect, &dof, &acc);
     CHECK(chi2 > BOUND, "accept-all: chi-square %.1f should exceed the bound (the test must be able to fail)", chi2);
     fprintf(stderr, "accept-all %.1f; %d dof\n", chi2, dof);
