@@ -97,6 +97,10 @@ for opt in "-md $t --draft-p-min 0" "-md data/lfm2-tiny-dense-q4_0.gguf --draft-
 done
 "$bin" run -m $t -p "$rep" -n 40 --temp 0 -md $t --draft-p-min 0 -v 2>&1 >/dev/null | grep -q "speculative: \([0-9]*\) drafted, \1 accepted" \
   && ok || bad "the target as its own draft must accept every drafted token"
+# a context shorter than --draft-max (the default 16): drafts shrink to fit
+"$bin" run -m $t -p "Hello" -n 3 --temp 0 >"$tmp/plain" 2>/dev/null
+"$bin" run -m $t -p "Hello" -n 3 --temp 0 -md $t --draft-p-min 0 >"$tmp/spec" 2>"$tmp/spec.err"
+cmp -s "$tmp/plain" "$tmp/spec" && ok || bad "-n 3 with a draft model: $(cat "$tmp/spec.err")"
 # a context that fills up stops at the same token
 "$bin" run -m $t -p "$rep" -n 100 -c 40 --temp 0 >"$tmp/plain" 2>/dev/null
 "$bin" run -m $t -p "$rep" -n 100 -c 40 --temp 0 -md $t --draft-p-min 0 >"$tmp/spec" 2>/dev/null

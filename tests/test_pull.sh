@@ -46,6 +46,11 @@ out=$("$bin" run -hf test/tiny-GGUF:Q4_0 -p "Hello" -n 4 --temp 0 2>"$tmp/err") 
 ref=$("$bin" run -m data/lfm2-tiny-dense-q4_0.gguf -p "Hello" -n 4 --temp 0 2>/dev/null)
 [ "$out" = "$ref" ] && ok || bad "run -hf output differs from run -m"
 out=$(HF_ENDPOINT=http://127.0.0.1:9 "$bin" run -hf test/tiny-GGUF --offline -p "Hello" -n 4 --temp 0 2>"$tmp/err") && [ "$out" = "$ref" ] && ok || bad "run --offline: $(cat "$tmp/err")"
+# -hfd: the draft model from the Hub (speculative decoding), beside -m or -hf; same greedy output
+out=$("$bin" run -m data/lfm2-tiny-dense-q4_0.gguf -hfd test/tiny-GGUF:Q4_0 --draft-p-min 0 -p "Hello" -n 4 --temp 0 -v 2>"$tmp/err") &&
+  [ "$out" = "$ref" ] && grep -q "speculative: " "$tmp/err" && ok || bad "run -hfd: $out $(cat "$tmp/err")"
+out=$("$bin" run -hf test/tiny-GGUF:Q4_0 -hfd test/tiny-GGUF:Q4_0 --offline -p "Hello" -n 4 --temp 0 2>"$tmp/err") &&
+  [ "$out" = "$ref" ] && ok || bad "run -hf -hfd: $(cat "$tmp/err")"
 HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/tiny-GGUF:Q8_0 --offline >/dev/null 2>"$tmp/err" && bad "offline pull of an uncached quant succeeded" || ok
 grep -q "offline" "$tmp/err" && ok || bad "offline message: $(cat "$tmp/err")"
 HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/nothing-GGUF --offline >/dev/null 2>"$tmp/err" && bad "offline pull of an uncached repo succeeded" || ok

@@ -302,7 +302,8 @@ static size_t conv_floats(const lfm2c_session *s) { return (size_t)s->model->n_c
 
 int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
-    if (n_ahead < 0 || n_ahead > s->n_ctx) return fail(err, LFM2C_EINVAL, "bad number of positions to mark");
+    if (n_ahead < 0) return fail(err, LFM2C_EINVAL, "bad number of positions to mark");
+    if (n_ahead > s->n_ctx - s->n_past) n_ahead = s->n_ctx - s->n_past;   /* no more can be fed */
     s->trail_cap = 0;
     if (s->model->backend->conv_pull || n_ahead == 0) return 0;   /* the conv state is elsewhere: rollback re-feeds */
     const int H = s->model->info.n_embd;

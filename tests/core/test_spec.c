@@ -74,6 +74,12 @@ static void test_rollback(const char *path) {
         CHECK(rc == 0 && fresh_equal(m, seq, keep + 1, lfm2c_session_logits(s, 0)),
               "%s: rollback to %d then one token differs from a fresh prefill", path, keep);
     }
+    /* a mark reaching past the context is cut to what can still be fed */
+    lfm2c_session *small = lfm2c_session_new(m, P + 2, &err);
+    int rs = lfm2c_session_decode(small, ids, P, LFM2C_LOGITS_LAST, &err) | lfm2c_session_mark(small, 40, &err);
+    rs |= lfm2c_session_decode(small, ids + P, 2, LFM2C_LOGITS_ALL, &err) | lfm2c_session_rollback(small, P + 1, &err);
+    CHECK(rs == 0 && lfm2c_session_n_past(small) == P + 1, "mark past the context: %s", err.msg);
+    lfm2c_session_free(small);
     /* a second verify after a rollback, then a rollback into it */
     lfm2c_session_reset(s);
     int rc = lfm2c_session_decode(s, ids, P, LFM2C_LOGITS_LAST, &err);
