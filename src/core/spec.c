@@ -23,6 +23,7 @@ struct lfm2c_spec {
     float *q;                     /* [draft_max][V]: the draft model's distribution per drafted token */
     float *pv, *rv;               /* [V]: the target's distribution, the residual */
     int32_t *feed;                /* [draft_max + 1]: last + the draft */
+    int32_t *dfeed;               /* [draft_max + 2]: what the draft session lacks + last */
     int n_drafted;                /* k of the last lfm2c_spec_draft */
     bool q_valid;                 /* q holds the drafted tokens' distributions (draft model) */
     int cap;                      /* draft_max the buffers were made for */
@@ -95,8 +96,9 @@ lfm2c_spec *lfm2c_spec_new(lfm2c_model *target, lfm2c_model *draft, int n_ctx, c
     sp->pv = malloc(sizeof(float) * V);
     sp->rv = malloc(sizeof(float) * V);
     sp->feed = malloc(sizeof(int32_t) * ((size_t)p->draft_max + 1));
+    sp->dfeed = malloc(sizeof(int32_t) * ((size_t)p->draft_max + 2));
     if (draft) sp->q = malloc(sizeof(float) * V * ((size_t)p->draft_max + 1));
-    if (!sp->pv || !sp->rv || !sp->feed || (draft && !sp->q)) {
+    if (!sp->pv || !sp->rv || !sp->feed || !sp->dfeed || (draft && !sp->q)) {
         lfm2c_spec_free(sp);
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
@@ -113,6 +115,7 @@ void lfm2c_spec_free(lfm2c_spec *sp) {
     free(sp->pv);
     free(sp->rv);
     free(sp->feed);
+    free(sp->dfeed);
     free(sp);
 }
 
@@ -199,6 +202,12 @@ static int draft_sync(lfm2c_spec *sp, const lfm2c_session *s, int32_t last, lfm2
     int keep = 0, lim = ds->n_past < n ? ds->n_past : n;
     while (keep < lim && ds->tokens[keep] == s->tokens[keep]) keep++;
     if (keep < ds->n_past && lfm2c_session_rollback(ds, keep, err)) return -1;
+    if (n - keep <= sp->p.draft_max + 1) {   /* a step's worth (the tokens of a full accept): one forward */
+        memcpy(sp->dfeed, s->tokens + keep, sizeof(int32_t) * (size_t)(n - keep));
+        sp->dfeed[n - keep] = last;
+        if (lfm2c_session_mark(ds, n - keep + 1 + sp->p.draft_max, err)) return -1;
+        return lfm2c_session_decode(ds, sp->dfeed, n - keep + 1, LFM2C_LOGITS_LAST, err);
+    }
     if (keep < n) {   /* new tokens (a prompt, a chat turn): a checkpoint keeps the next sync cheap */
         if (lfm2c_session_decode(ds, s->tokens + keep, n - keep, LFM2C_LOGITS_NONE, err)) return -1;
         if (n - keep > sp->p.draft_max + 1) lfm2c_session_checkpoint(ds);
