@@ -192,10 +192,11 @@ int lfm2c_session_set_lora(lfm2c_session *s, lfm2c_lora *const *loras, const flo
  * the conv state needs (one column per conv layer), beside a copy of the state at the mark.
  * lfm2c_session_rollback(s, n_keep) then drops the tokens past n_keep: the KV entries past it
  * are forgotten (rewritten before anything reads them) and the conv state becomes exactly the
- * one after n_keep tokens, rebuilt from the trail without running the model. Outside the
- * trail (n_keep before the mark or past its n_ahead positions; a backend that keeps the conv
- * state on a device) it falls back to lfm2c_session_truncate (checkpoint + re-feed). A mark
- * holds until the next mark, a reset, or a truncate/rollback before it. Both return 0 or -1. */
+ * one after n_keep tokens, rebuilt from the trail without running the model. Past the trail's
+ * n_ahead positions, or on a backend that keeps the conv state on a device (CUDA: no columns
+ * are recorded), the state at the mark is restored and the kept tokens after it re-fed; before
+ * the mark it falls back to lfm2c_session_truncate (checkpoint + re-feed). A mark holds until
+ * the next mark, a reset, or a truncate/rollback before it. Both return 0 or -1. */
 int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err);
 int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err);
 

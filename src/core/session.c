@@ -201,6 +201,7 @@ static void conv_push(lfm2c_session *s) {
 
 void lfm2c_session_reset(lfm2c_session *s) {
     s->trail_cap = 0;
+    s->trail_ok = false;
     s->n_past = 0;
     s->n_rows = 0;
     memset(s->conv, 0, sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd);
@@ -254,6 +255,7 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     memcpy(dst->lora_scale, src->lora_scale, sizeof dst->lora_scale);
     dst->n_lora = src->n_lora;
     dst->trail_cap = 0;
+    dst->trail_ok = false;
     return 0;
 }
 
@@ -261,7 +263,7 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
     if (n_keep == s->n_past) return 0;
-    if (n_keep < s->trail_pos) s->trail_cap = 0;   /* the trail's starting state is being dropped */
+    if (n_keep < s->trail_pos) s->trail_cap = 0, s->trail_ok = false;   /* the trail's start is being dropped */
     /* the newest checkpoint at or before n_keep; later ones describe tokens being dropped */
     int best = -1;
     for (int i = 0; i < s->n_ckpt; i++)
@@ -300,12 +302,29 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
 
 static size_t conv_floats(const lfm2c_session *s) { return (size_t)s->model->n_conv * 2 * s->model->info.n_embd; }
 
+static void drop_checkpoints_after(lfm2c_session *s, int n_keep) {   /* they describe dropped tokens */
+    for (int i = 0; i < s->n_ckpt;)
+        if (s->ckpt[i].pos > n_keep) {
+            free(s->ckpt[i].conv);
+            s->ckpt[i] = s->ckpt[--s->n_ckpt];
+        } else {
+            i++;
+        }
+}
+
 int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_ahead < 0) return fail(err, LFM2C_EINVAL, "bad number of positions to mark");
     if (n_ahead > s->n_ctx - s->n_past) n_ahead = s->n_ctx - s->n_past;   /* no more can be fed */
     s->trail_cap = 0;
-    if (s->model->backend->conv_pull || n_ahead == 0) return 0;   /* the conv state is elsewhere: rollback re-feeds */
+    s->trail_ok = false;
+    if (!s->trail_conv && !(s->trail_conv = malloc(sizeof(float) * conv_floats(s) + 1)))
+        return fail(err, LFM2C_ENOMEM, "out of memory for the conv trail");
+    conv_pull(s);   /* the current state may be the backend's */
+    memcpy(s->trail_conv, s->conv, sizeof(float) * conv_floats(s));
+    s->trail_pos = s->n_past;
+    s->trail_ok = true;
+    if (s->model->backend->conv_pull || n_ahead == 0) return 0;   /* the state is on a device: no columns */
     const int H = s->model->info.n_embd;
     if (n_ahead > s->trail_alloc) {
         float *t = realloc(s->trail, sizeof(float) * ((size_t)n_ahead * s->model->n_conv * H + 1));
@@ -313,10 +332,6 @@ int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
         s->trail = t;
         s->trail_alloc = n_ahead;
     }
-    if (!s->trail_conv && !(s->trail_conv = malloc(sizeof(float) * conv_floats(s) + 1)))
-        return fail(err, LFM2C_ENOMEM, "out of memory for the conv trail");
-    memcpy(s->trail_conv, s->conv, sizeof(float) * conv_floats(s));
-    s->trail_pos = s->n_past;
     s->trail_cap = n_ahead;
     return 0;
 }
@@ -333,7 +348,22 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "rollback beyond the sequence");
     if (n_keep == s->n_past) return 0;
     bool exact = s->trail_cap > 0 && n_keep >= s->trail_pos && n_keep - s->trail_pos <= s->trail_cap;
-    if (!exact) return lfm2c_session_truncate(s, n_keep, err);
+    if (!exact && !(s->trail_ok && n_keep >= s->trail_pos)) return lfm2c_session_truncate(s, n_keep, err);
+    if (!exact) {   /* no columns for n_keep: the state at the mark, then the kept tokens after it */
+        int from = s->trail_pos, n = n_keep - from;
+        memcpy(s->conv, s->trail_conv, sizeof(float) * conv_floats(s));
+        conv_push(s);
+        drop_checkpoints_after(s, n_keep);
+        s->n_past = from;
+        s->n_rows = 0;
+        if (n == 0) return 0;
+        int32_t *replay = malloc(sizeof(int32_t) * (size_t)n);
+        if (!replay) return fail(err, LFM2C_ENOMEM, "out of memory");
+        memcpy(replay, s->tokens + from, sizeof(int32_t) * (size_t)n);
+        int rc = lfm2c_session_decode(s, replay, n, LFM2C_LOGITS_NONE, err);
+        free(replay);
+        return rc;
+    }
     /* the state after n_keep tokens: the u of positions n_keep - 2 and n_keep - 1 */
     const int H = s->model->info.n_embd;
     for (int l = 0; l < s->model->n_conv; l++) {
@@ -341,13 +371,7 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
         memcpy(st, trail_u(s, l, n_keep - 2), sizeof(float) * (size_t)H);
         memcpy(st + H, trail_u(s, l, n_keep - 1), sizeof(float) * (size_t)H);
     }
-    for (int i = 0; i < s->n_ckpt;)   /* checkpoints past n_keep describe dropped tokens */
-        if (s->ckpt[i].pos > n_keep) {
-            free(s->ckpt[i].conv);
-            s->ckpt[i] = s->ckpt[--s->n_ckpt];
-        } else {
-            i++;
-        }
+    drop_checkpoints_after(s, n_keep);
     s->n_past = n_keep;   /* KV entries past n_keep are rewritten before anything reads them */
     s->n_rows = 0;
     return 0;

@@ -31,7 +31,9 @@ struct lfm2c_session {
      * and trail_conv is the conv state at trail_pos (a checkpoint of the same layout as ckpt[]):
      * together they give the conv state after any of those positions exactly (rollback). */
     float *trail, *trail_conv;
-    int trail_pos, trail_cap;   /* trail_cap 0: no trail */
+    int trail_pos, trail_cap;   /* trail_cap 0: no columns recorded */
+    bool trail_ok;              /* trail_conv holds the state at trail_pos (a device backend keeps
+                                   only this: rollback restores it and re-feeds the kept tokens) */
     int trail_alloc;            /* positions trail has room for */
 };
 

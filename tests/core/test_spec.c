@@ -74,6 +74,12 @@ static void test_rollback(const char *path) {
         CHECK(rc == 0 && fresh_equal(m, seq, keep + 1, lfm2c_session_logits(s, 0)),
               "%s: rollback to %d then one token differs from a fresh prefill", path, keep);
     }
+    /* past the trail's columns: the state at the mark and a re-feed (what a device backend does) */
+    lfm2c_session_reset(s);
+    int rt = lfm2c_session_decode(s, ids, P, LFM2C_LOGITS_LAST, &err) | lfm2c_session_mark(s, 2, &err);
+    rt |= lfm2c_session_decode(s, ids + P, K, LFM2C_LOGITS_ALL, &err) | lfm2c_session_rollback(s, P + 5, &err);
+    rt |= lfm2c_session_decode(s, ids + P + 5, 1, LFM2C_LOGITS_LAST, &err);
+    CHECK(rt == 0 && fresh_equal(m, ids, P + 6, lfm2c_session_logits(s, 0)), "%s: rollback past the trail's columns", path);
     /* a mark reaching past the context is cut to what can still be fed */
     lfm2c_session *small = lfm2c_session_new(m, P + 2, &err);
     int rs = lfm2c_session_decode(small, ids, P, LFM2C_LOGITS_LAST, &err) | lfm2c_session_mark(small, 40, &err);
