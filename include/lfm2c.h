@@ -311,6 +311,13 @@ int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32
                      lfm2c_error *err);
 int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k,
                       int32_t *out, lfm2c_error *err);
+/* lfm2c_spec_draft for n sequences at once (the server's slots): item i drafts up to max[i]
+ * tokens after last[i] into drafts[i], their number in k[i]. Speculators with the same draft
+ * model draft together, one forward of the draft model per drafted position for all of them.
+ * Returns 0, or -1 (err set, every k[i] 0). */
+int lfm2c_spec_draft_batch(lfm2c_spec *const *sps, lfm2c_session *const *ss, lfm2c_sampler *const *smps,
+                           const int32_t *last, int32_t *const *drafts, const int *max, int *k, int n,
+                           lfm2c_error *err);
 /* Changes the parameters (e.g. per request): draft_max at most the value the speculator was
  * made with; a prompt-lookup speculator keeps needing valid n-gram sizes. 0 or -1 (EINVAL). */
 int lfm2c_spec_set_params(lfm2c_spec *sp, const lfm2c_spec_params *p, lfm2c_error *err);

@@ -195,75 +195,161 @@ static float top_prob(const float *logits, int V) {
     return (float)(1.0 / sum);
 }
 
-/* Brings the draft session to the target's history + last (common prefix kept, the rest fed). */
-static int draft_sync(lfm2c_spec *sp, const lfm2c_session *s, int32_t last, lfm2c_error *err) {
+/* Makes the draft session ready to read the target's history + last: keeps the common prefix,
+ * feeds a long catch-up (a prompt, a chat turn) on its own, and leaves in sp->dfeed[0..*n_feed)
+ * the rest, ending with last, for the batch (after a step that accepted everything: the tokens
+ * the draft did not read, then last). Marks the draft session for the rollback after the step. */
+static int draft_prepare(lfm2c_spec *sp, const lfm2c_session *s, int32_t last, int *n_feed, lfm2c_error *err) {
     lfm2c_session *ds = sp->draft;
     const int n = s->n_past;
     int keep = 0, lim = ds->n_past < n ? ds->n_past : n;
     while (keep < lim && ds->tokens[keep] == s->tokens[keep]) keep++;
     if (keep < ds->n_past && lfm2c_session_rollback(ds, keep, err)) return -1;
-    if (n - keep <= sp->p.draft_max + 1) {   /* a step's worth (the tokens of a full accept): one forward */
-        memcpy(sp->dfeed, s->tokens + keep, sizeof(int32_t) * (size_t)(n - keep));
-        sp->dfeed[n - keep] = last;
-        if (lfm2c_session_mark(ds, n - keep + 1 + sp->p.draft_max, err)) return -1;
-        return lfm2c_session_decode(ds, sp->dfeed, n - keep + 1, LFM2C_LOGITS_LAST, err);
-    }
-    if (keep < n) {   /* new tokens (a prompt, a chat turn): a checkpoint keeps the next sync cheap */
+    if (n - keep > sp->p.draft_max + 1) {   /* a checkpoint after it keeps the next sync cheap */
         if (lfm2c_session_decode(ds, s->tokens + keep, n - keep, LFM2C_LOGITS_NONE, err)) return -1;
-        if (n - keep > sp->p.draft_max + 1) lfm2c_session_checkpoint(ds);
+        lfm2c_session_checkpoint(ds);
+        keep = n;
     }
-    if (lfm2c_session_mark(ds, sp->p.draft_max + 1, err)) return -1;
-    return lfm2c_session_decode(ds, &last, 1, LFM2C_LOGITS_LAST, err);
+    memcpy(sp->dfeed, s->tokens + keep, sizeof(int32_t) * (size_t)(n - keep));
+    sp->dfeed[n - keep] = last;
+    *n_feed = n - keep + 1;
+    return lfm2c_session_mark(ds, n - keep + 1 + sp->p.draft_max, err);
 }
 
-static int draft_model(lfm2c_spec *sp, const lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *d, int max,
-                       lfm2c_error *err) {
-    if (draft_sampler(sp, smp, err) || draft_sync(sp, s, last, err)) return -1;
+/* One drafting job: a target session, its sampler, what it drafts into. */
+typedef struct draft_job {
+    lfm2c_spec *sp;
+    const lfm2c_session *s;
+    lfm2c_sampler *smp;
+    int32_t last, *d, feed;
+    int max, k;
+    bool active;
+} draft_job;
+
+/* The next drafted token of job j from its draft session's last logits: 1 when it drafted one
+ * and goes on (j->feed to be read next), 0 when it stopped. */
+static int draft_next(draft_job *j) {
+    lfm2c_spec *sp = j->sp;
     lfm2c_session *ds = sp->draft;
-    const bool greedy = sampler_params(smp)->temperature <= 0;
-    int k = 0;
-    while (k < max) {
-        const float *logits = lfm2c_session_logits(ds, 0);
-        if (sp->p.draft_p_min > 0 && top_prob(logits, sp->V) < sp->p.draft_p_min) break;
-        float *q = sp->q + (size_t)k * sp->V;
-        if (sampler_probs(sp->dsmp, logits, ds->tokens, ds->n_past, q)) break;
-        int32_t t = -1;
-        if (greedy) {
-            for (int i = 0; i < sp->V && t < 0; i++)
-                if (q[i] > 0) t = i;
-        } else {
-            t = sampler_draw(sp->dsmp, q);
-        }
-        if (t < 0) break;
-        d[k++] = t;
-        if (lfm2c_token_is_eog(sp->target, t) || k == max || ds->n_past >= ds->n_ctx) break;
-        if (lfm2c_session_decode(ds, &t, 1, LFM2C_LOGITS_LAST, err)) return -1;
+    const float *logits = lfm2c_session_logits(ds, 0);
+    if (!logits || (sp->p.draft_p_min > 0 && top_prob(logits, sp->V) < sp->p.draft_p_min)) return 0;
+    float *q = sp->q + (size_t)j->k * sp->V;
+    if (sampler_probs(sp->dsmp, logits, ds->tokens, ds->n_past, q)) return 0;
+    int32_t t = -1;
+    if (sampler_params(j->smp)->temperature <= 0) {
+        for (int i = 0; i < sp->V && t < 0; i++)
+            if (q[i] > 0) t = i;
+    } else {
+        t = sampler_draw(sp->dsmp, q);
     }
-    return k;
+    if (t < 0) return 0;
+    j->d[j->k++] = t;
+    if (lfm2c_token_is_eog(sp->target, t) || j->k == j->max || ds->n_past >= ds->n_ctx) return 0;
+    j->feed = t;
+    return 1;
+}
+
+/* Drafts for n jobs whose speculators share one draft model: the draft sessions read in one
+ * forward per drafted position (lfm2c_decode_batch on the draft model). */
+static int draft_models(draft_job *jobs, int n, lfm2c_error *err) {
+    lfm2c_session **ss = calloc((size_t)n, sizeof *ss);
+    const int32_t **toks = calloc((size_t)n, sizeof *toks);
+    int *ns = calloc((size_t)n, sizeof *ns), *modes = calloc((size_t)n, sizeof *modes);
+    int rc = -1;
+    if (!ss || !toks || !ns || !modes) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < n; i++) {
+        draft_job *j = &jobs[i];
+        if (draft_sampler(j->sp, j->smp, err) || draft_prepare(j->sp, j->s, j->last, &ns[i], err)) goto done;
+        ss[i] = j->sp->draft;
+        toks[i] = j->sp->dfeed;
+        modes[i] = LFM2C_LOGITS_LAST;
+        j->active = true;
+    }
+    if (lfm2c_decode_batch(ss, toks, ns, modes, n, err)) goto done;
+    for (;;) {
+        int m = 0;
+        for (int i = 0; i < n; i++) {
+            draft_job *j = &jobs[i];
+            if (!j->active || !(j->active = draft_next(j) == 1)) continue;
+            ss[m] = j->sp->draft;
+            toks[m] = &j->feed;
+            ns[m] = 1;
+            modes[m++] = LFM2C_LOGITS_LAST;
+        }
+        if (!m) break;
+        if (lfm2c_decode_batch(ss, toks, ns, modes, m, err)) goto done;
+    }
+    rc = 0;
+done:
+    free(ss);
+    free(toks);
+    free(ns);
+    free(modes);
+    return rc;
 }
 
 /* ---- the loop ----------------------------------------------------------------------------- */
 
-int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *draft, int max,
-                     lfm2c_error *err) {
+static int draft_check(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, const int32_t *draft, int max,
+                       lfm2c_error *err) {
     if (!sp || !s || !smp || (!draft && max > 0)) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL argument"); return -1; }
     if (s->model != sp->target) { lfm2c_set_error(err, LFM2C_EINVAL, "the session is not of the speculator's target model"); return -1; }
     if (last < 0 || last >= sp->V) { lfm2c_set_error(err, LFM2C_EINVAL, "token id %d out of range", last); return -1; }
-    if (max > sp->p.draft_max) max = sp->p.draft_max;
-    if (max > s->n_ctx - s->n_past - 1) max = s->n_ctx - s->n_past - 1;   /* last + the draft must fit */
-    int k = 0;
-    sp->q_valid = false;
-    if (max > 0) {
-        if (sp->draft) {
-            if ((k = draft_model(sp, s, smp, last, draft, max, err)) < 0) return -1;
-            sp->q_valid = true;
-        } else {
-            k = draft_lookup(sp, s, last, draft, max);
-        }
-    }
+    return 0;
+}
+
+/* After drafting: draft-min, and the target session marked for the rollback. */
+static int draft_done(lfm2c_spec *sp, lfm2c_session *s, int k, lfm2c_error *err) {
     if (k < sp->p.draft_min) k = 0;
     sp->n_drafted = k;
     if (lfm2c_session_mark(s, k + 1, err)) return -1;
+    return k;
+}
+
+int lfm2c_spec_draft_batch(lfm2c_spec *const *sps, lfm2c_session *const *ss, lfm2c_sampler *const *smps,
+                           const int32_t *last, int32_t *const *drafts, const int *max, int *k, int n, lfm2c_error *err) {
+    if (n <= 0) return 0;
+    if (!sps || !ss || !smps || !last || !drafts || !max || !k) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL array"); return -1; }
+    draft_job *jobs = calloc((size_t)n, sizeof *jobs);
+    if (!jobs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    int nj = 0, rc = 0;
+    lfm2c_model *dm = NULL;
+    for (int i = 0; i < n && !rc; i++) {
+        lfm2c_spec *sp = sps[i];
+        k[i] = 0;
+        if (draft_check(sp, ss[i], smps[i], last[i], drafts[i], max[i], err)) { rc = -1; break; }
+        for (int j = 0; j < i && !rc; j++)
+            if (sps[j] == sp || ss[j] == ss[i]) { lfm2c_set_error(err, LFM2C_EINVAL, "a speculator or session twice in one batch"); rc = -1; }
+        if (rc) break;
+        int m = max[i] < sp->p.draft_max ? max[i] : sp->p.draft_max;
+        if (m > ss[i]->n_ctx - ss[i]->n_past - 1) m = ss[i]->n_ctx - ss[i]->n_past - 1;   /* last + the draft must fit */
+        sp->q_valid = sp->draft != NULL;
+        if (m <= 0) continue;
+        if (!sp->draft) k[i] = draft_lookup(sp, ss[i], last[i], drafts[i], m);
+        else if (!dm || sp->draft_model == dm) {   /* one draft model per batch; others alone */
+            dm = sp->draft_model;
+            jobs[nj++] = (draft_job){.sp = sp, .s = ss[i], .smp = smps[i], .last = last[i], .d = drafts[i], .max = m};
+        } else {
+            draft_job one = {.sp = sp, .s = ss[i], .smp = smps[i], .last = last[i], .d = drafts[i], .max = m};
+            if (draft_models(&one, 1, err)) rc = -1;
+            k[i] = one.k;
+        }
+    }
+    if (!rc && nj && draft_models(jobs, nj, err)) rc = -1;
+    for (int i = 0, q = 0; !rc && i < n; i++) {
+        if (q < nj && jobs[q].sp == sps[i]) k[i] = jobs[q++].k;
+        if ((k[i] = draft_done(sps[i], ss[i], k[i], err)) < 0) rc = -1;
+    }
+    free(jobs);
+    if (rc)
+        for (int i = 0; i < n; i++) k[i] = 0;
+    return rc;
+}
+
+int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *draft, int max,
+                     lfm2c_error *err) {
+    int k = 0;
+    if (lfm2c_spec_draft_batch(&sp, &s, &smp, &last, &draft, &max, &k, 1, err)) return -1;
     return k;
 }
 

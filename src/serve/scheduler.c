@@ -543,26 +543,48 @@ static void admit(sched *s) {
 
 /* ---- speculative decoding (one slot's draft rides in the step's batch) ----------------------- */
 
-/* Drafts tokens after sl->next for the step's verification forward; the number drafted, 0 for a
- * plain step (no speculator, or a request whose tokens must each see their own logits: a
- * grammar, tool calls, forced tokens, logprobs). Scheduler thread, lock not held. */
-static int slot_draft(sched *s, slot *sl) {
+/* Whether a slot drafts this step, with the request's settings put on its speculator; *room:
+ * tokens it may draft. Not for requests whose tokens must each see their own logits (a grammar,
+ * tool calls, forced tokens, logprobs). */
+static bool slot_speculates(sched *s, slot *sl, int *room) {
     sched_req *r = sl->req;
-    sl->spec_k = 0;
-    if (!sl->spec || sl->g || r->json_grammar || r->tool_grammar || r->n_logprobs >= 0 || sl->i_forced < sl->n_forced)
-        return 0;
+    if (!sl->spec || !r || sl->next < 0 || sl->n_fed < r->n_prompt || sl->g || r->json_grammar || r->tool_grammar ||
+        r->n_logprobs >= 0 || sl->i_forced < sl->n_forced)
+        return false;
     lfm2c_spec_params p = s->p.spec;
     if (r->spec_n_max >= 0 && r->spec_n_max < p.draft_max) p.draft_max = r->spec_n_max;
     if (r->spec_n_min >= 0) p.draft_min = r->spec_n_min;
     if (p.draft_min > p.draft_max) p.draft_min = p.draft_max;
     if (r->spec_p_min >= 0) p.draft_p_min = r->spec_p_min;
-    int room = r->max_tokens - r->n_generated - 1;   /* next and the draft's tokens all count */
-    if (p.draft_max == 0 || room < 1 || lfm2c_spec_set_params(sl->spec, &p, NULL)) return 0;
-    int k = lfm2c_spec_draft(sl->spec, sl->sess, sl->sampler, sl->next, sl->spec_feed + 1, room, NULL);
-    if (k <= 0) return 0;   /* a draft that failed is just no draft: the next one re-syncs */
-    sl->spec_feed[0] = sl->next;
-    sl->spec_k = k;
-    return k;
+    *room = r->max_tokens - r->n_generated - 1;   /* next and the draft's tokens all count */
+    return p.draft_max > 0 && *room > 0 && lfm2c_spec_set_params(sl->spec, &p, NULL) == 0;
+}
+
+/* Drafts for every speculating slot at once (lfm2c_spec_draft_batch: one forward of the draft
+ * model per drafted position for all of them); sl->spec_k is each slot's draft for the step's
+ * verification forward. A failed draft is just no draft: the next one re-syncs. Scheduler
+ * thread, lock not held. */
+static void slots_draft(sched *s) {
+    const int n_slots = s->p.n_slots;
+    lfm2c_spec *sps[n_slots];
+    lfm2c_session *ss[n_slots];
+    lfm2c_sampler *smps[n_slots];
+    int32_t last[n_slots], *drafts[n_slots];
+    int max[n_slots], k[n_slots], which[n_slots], n = 0;
+    for (int i = 0; i < n_slots; i++) {
+        slot *sl = &s->slots[i];
+        sl->spec_k = 0;
+        int room = 0;
+        if (!slot_speculates(s, sl, &room)) continue;
+        sps[n] = sl->spec, ss[n] = sl->sess, smps[n] = sl->sampler, last[n] = sl->next;
+        drafts[n] = sl->spec_feed + 1, max[n] = room, k[n] = 0, which[n++] = i;
+    }
+    if (!n || lfm2c_spec_draft_batch(sps, ss, smps, last, drafts, max, k, n, NULL)) return;
+    for (int i = 0; i < n; i++) {
+        slot *sl = &s->slots[which[i]];
+        sl->spec_feed[0] = sl->next;
+        sl->spec_k = k[i];
+    }
 }
 
 /* After the verification forward: the accepted tokens and the target's next one, each taken
@@ -596,6 +618,7 @@ static bool step(sched *s) {
         if (sl->req && sl->req->cancelled) slot_finish(s, sl, FINISH_CANCELLED);
     }
     pthread_mutex_unlock(&s->mu);
+    slots_draft(s);
     for (int i = 0; i < n_slots; i++) {
         slot *sl = &s->slots[i];
         sched_req *r = sl->req;
@@ -619,7 +642,7 @@ static bool step(sched *s) {
             modes[n_items] = r->prompt_logprobs ? LFM2C_LOGITS_ALL
                            : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
         } else if (sl->next >= 0) {
-            int k = slot_draft(s, sl);
+            int k = sl->spec_k;
             n_decode += 1 + k;
             sess[n_items] = sl->sess;
             toks[n_items] = k ? sl->spec_feed : &sl->next;

@@ -7,7 +7,8 @@
  *   - temperature 0: the output is token for token the plain greedy loop's with a fixture as its
  *     own draft (every drafted token accepted), with a different fixture as the draft (part
  *     accepted), and with prompt lookup on a repetitive prompt (some accepted); draft-min and
- *     draft-max are obeyed;
+ *     draft-max are obeyed; several sequences drafting in one lfm2c_spec_draft_batch draft
+ *     what each drafts alone;
  *   - temperature > 0: the joint histogram of the first two tokens out of the speculative loop
  *     over 6000 seeds against the exact distribution of the target's sampler (computed from its
  *     logits), with a chi-square bound (also with draft-p-min cutting drafts short); the same
@@ -214,6 +215,68 @@ static void test_greedy(void) {
     lfm2c_model_free(moe);
 }
 
+/* ---- several sequences drafting together --------------------------------------------------- */
+
+/* lfm2c_spec_draft_batch drafts what lfm2c_spec_draft drafts for each sequence alone (greedy);
+ * a draft model, prompt lookup and a second draft model mixed in one call; errors. */
+static void test_draft_batch(void) {
+    lfm2c_model *t = open_model(DATA("lfm2-tiny-dense-f32.gguf"));
+    lfm2c_model *q4 = open_model(DATA("lfm2-tiny-dense-q4_0.gguf"));
+    lfm2c_model *moe = open_model(DATA("lfm2-tiny-moe-f32.gguf"));
+    if (!t || !q4 || !moe) { CHECK(0, "open fixtures"); return; }
+    enum { N = 4, NP = 30 };
+    lfm2c_model *drafts[N] = {q4, q4, NULL, moe};
+    lfm2c_error err = {0};
+    lfm2c_sampler_params sp = lfm2c_sampler_default_params();
+    sp.temperature = 0;
+    int32_t want[N][8], got[N][8], last[N];
+    int kw[N], kg[N], max[N];
+    for (int pass = 0; pass < 2; pass++) {
+        lfm2c_spec *sps[N];
+        lfm2c_session *ss[N];
+        lfm2c_sampler *smps[N];
+        int32_t *outs[N];
+        for (int i = 0; i < N; i++) {
+            lfm2c_spec_params p = lfm2c_spec_default_params();
+            p.draft_max = 6;
+            p.draft_p_min = 0;
+            p.lookup_min = 1, p.lookup_max = 2;
+            int32_t prompt[NP];
+            make_ids(prompt, NP, 100 + (uint32_t)i, lfm2c_vocab_size(t));
+            if (i == 2) for (int j = 10; j < NP; j++) prompt[j] = prompt[j % 10];   /* something to look up */
+            sps[i] = lfm2c_spec_new(t, drafts[i], 128, &p, &err);
+            ss[i] = lfm2c_session_new(t, 128, &err);
+            smps[i] = lfm2c_sampler_new(&sp, lfm2c_vocab_size(t));
+            lfm2c_session_decode(ss[i], prompt, NP - 1, LFM2C_LOGITS_LAST, &err);
+            last[i] = prompt[NP - 1];
+            max[i] = i == 1 ? 3 : 8;
+            outs[i] = pass ? got[i] : want[i];
+        }
+        if (pass == 0) {
+            for (int i = 0; i < N; i++) kw[i] = lfm2c_spec_draft(sps[i], ss[i], smps[i], last[i], want[i], max[i], &err);
+        } else {
+            int rc = lfm2c_spec_draft_batch(sps, ss, smps, last, outs, max, kg, N, &err);
+            CHECK(rc == 0, "draft batch: %s", err.msg);
+            for (int i = 0; i < N; i++)
+                CHECK(kg[i] == kw[i] && !memcmp(got[i], want[i], sizeof(int32_t) * (size_t)(kw[i] > 0 ? kw[i] : 0)),
+                      "item %d: batch drafted %d, alone %d", i, kg[i], kw[i]);
+            CHECK(kg[0] == 6 && kg[1] == 3 && kg[2] > 0, "drafted %d %d %d", kg[0], kg[1], kg[2]);
+            lfm2c_spec *twice[2] = {sps[0], sps[0]};
+            lfm2c_session *s2[2] = {ss[0], ss[1]};
+            CHECK(lfm2c_spec_draft_batch(twice, s2, smps, last, outs, max, kg, 2, &err) == -1 && err.code == LFM2C_EINVAL,
+                  "a speculator twice accepted");
+        }
+        for (int i = 0; i < N; i++) {
+            lfm2c_spec_free(sps[i]);
+            lfm2c_session_free(ss[i]);
+            lfm2c_sampler_free(smps[i]);
+        }
+    }
+    lfm2c_model_free(t);
+    lfm2c_model_free(q4);
+    lfm2c_model_free(moe);
+}
+
 /* ---- temperature > 0 ----------------------------------------------------------------------- */
 
 enum { TOPK = 6, NS = 6000 };
@@ -394,6 +457,7 @@ int main(void) {
     test_rollback(DATA("lfm2-tiny-moe-q8_0.gguf"));
     test_rollback(DATA("lfm2-kq-moe-q4_k_m.gguf"));
     test_greedy();
+    test_draft_batch();
     test_distribution();
     test_vocab();
     TEST_MAIN_END();
