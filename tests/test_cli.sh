@@ -97,6 +97,11 @@ for opt in "-md $t --draft-p-min 0" "-md data/lfm2-tiny-dense-q4_0.gguf --draft-
 done
 "$bin" run -m $t -p "$rep" -n 40 --temp 0 -md $t --draft-p-min 0 -v 2>&1 >/dev/null | grep -q "speculative: \([0-9]*\) drafted, \1 accepted" \
   && ok || bad "the target as its own draft must accept every drafted token"
+# with a LoRA adapter on the target (the draft runs without it): still the plain output
+"$bin" synth --lora-for $t -o "$tmp/ad.gguf" --rank 4 --seed 7 >/dev/null 2>&1
+"$bin" run -m $t --lora "$tmp/ad.gguf" -p "$rep" -n 30 --temp 0 >"$tmp/plain" 2>/dev/null
+"$bin" run -m $t --lora "$tmp/ad.gguf" -p "$rep" -n 30 --temp 0 -md $t --draft-p-min 0 >"$tmp/spec" 2>"$tmp/spec.err"
+[ -s "$tmp/plain" ] && cmp -s "$tmp/plain" "$tmp/spec" && ok || bad "--lora with a draft model: output differs $(cat "$tmp/spec.err")"
 # a context shorter than --draft-max (the default 16): drafts shrink to fit
 "$bin" run -m $t -p "Hello" -n 3 --temp 0 >"$tmp/plain" 2>/dev/null
 "$bin" run -m $t -p "Hello" -n 3 --temp 0 -md $t --draft-p-min 0 >"$tmp/spec" 2>"$tmp/spec.err"
