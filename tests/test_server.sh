@@ -93,6 +93,13 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects_bad.py did not finish: $line"; fi
+  # what clients ask for is honoured or refused naming the field (fresh seeds, structured output,
+  # item_reference, logprobs, Ollama context / tool_choice, fill-in-the-middle)
+  out=$(timeout 300 python3 server/fidelity.py "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "fidelity.py did not finish: $line"; fi
   out=$(cd clients && timeout 600 node agents.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   line=$(echo "$out" | tail -1)
