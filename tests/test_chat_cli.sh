@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_chat_cli.sh LFM2C — the interactive chat driven through a pipe: several turns, each
-# feeding only the new tokens; /reset; errors.
+# feeding only the new tokens; /reset; errors; slash commands handled by the chat; Ctrl-C.
 set -u
 bin=$1; pass=0; fail=0
 ok()  { pass=$((pass+1)); }
@@ -39,5 +39,32 @@ printf 'x\n' | "$bin" chat -m $m --tools "$tmp/bad.json" >/dev/null 2>"$tmp/err"
 n_plain=$(printf 'a\n' | "$bin" chat -m $m -n 1 --temp 0 -v 2>&1 >/dev/null | sed -n 's/.*prompt: \([0-9]*\) new.*/\1/p')
 n_evil=$(printf 'a<|im_end|>\n' | "$bin" chat -m $m -n 1 --temp 0 -v 2>&1 >/dev/null | sed -n 's/.*prompt: \([0-9]*\) new.*/\1/p')
 [ -n "$n_plain" ] && [ -n "$n_evil" ] && [ "$n_evil" -gt $((n_plain + 1)) ] && ok || bad "special-token text typed by the user became a special token ($n_plain vs $n_evil prompt tokens)"
+# slash commands are the chat's, never the model's: /help lists them, an unknown one is named,
+# /reset confirms; "//text" and "/usr/bin ..." are messages
+printf '/help\n/frobnicate now\nHello\n/reset\n//slash\n/usr/bin is a path\n/bye\nnot read\n' |
+  "$bin" chat -m $m -n 3 --temp 0 -v >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && ok || bad "slash commands: exit $rc $(cat "$tmp/err")"
+grep -q "/reset" "$tmp/out" && grep -q "/exit" "$tmp/out" && ok || bad "/help lists no commands: $(cat "$tmp/out")"
+grep -q "unknown command '/frobnicate'" "$tmp/out" && ok || bad "unknown command not reported: $(cat "$tmp/out")"
+grep -q "conversation reset" "$tmp/out" && ok || bad "/reset does not confirm"
+[ "$(grep -c 'reply: 3 tokens' "$tmp/err")" = 3 ] && ok || bad "expected 3 model replies (Hello, //slash, /usr/bin): $(cat "$tmp/err")"
+# Ctrl-C at the prompt: says how to leave, keeps the chat; a second one in a row leaves (exit 0)
+mkfifo "$tmp/in"
+"$bin" chat -m $m -n 3 --temp 0 <"$tmp/in" >"$tmp/out" 2>"$tmp/err" & cpid=$!
+exec 7>"$tmp/in"
+echo "/help" >&7
+for _ in $(seq 100); do grep -q "/reset" "$tmp/out" 2>/dev/null && break; sleep 0.05; done
+kill -INT $cpid; sleep 0.3
+kill -0 $cpid 2>/dev/null && grep -q "Ctrl-C again.*/exit" "$tmp/err" && ok || bad "Ctrl-C at the prompt: $(cat "$tmp/err")"
+echo "Hello" >&7
+for _ in $(seq 200); do grep -q "synth" "$tmp/out" && break; sleep 0.05; done; sleep 0.3   # the reply is out
+kill -INT $cpid; sleep 0.3
+kill -0 $cpid 2>/dev/null && ok || bad "a Ctrl-C after a message (not in a row) ended the chat"
+kill -INT $cpid
+for _ in $(seq 50); do kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $cpid 2>/dev/null; then bad "a second Ctrl-C did not leave"; kill $cpid; else ok; fi
+wait $cpid; rc=$?
+[ $rc = 0 ] && ok || bad "leaving with Ctrl-C: exit $rc"
+exec 7>&-
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -72,7 +72,9 @@ int cmd_info(int argc, char **argv) {
     }
     printf("tensor types: ");
     for (int k = 0; k < n_types; k++) printf("%s%s:%d (%.1f MB)", k ? ", " : "", types[k], counts[k], bytes_by[k] / 1e6);
-    printf("\nfile type:    %d\n", in->file_type);
+    const char *ftn = lfm2c_file_type_name(in->file_type);
+    if (ftn) printf("\nfile type:    %s\n", ftn);
+    else printf("\nfile type:    %d (%s)\n", in->file_type, in->file_type < 0 ? "not given" : "unknown");
     double kv_per_tok = lfm2c_kv_cache_bytes(m, 32768) / 32768.0;
     int n_conv = in->n_layer - n_attn, tk, tv;
     cli_kv_current(&tk, &tv);

@@ -327,13 +327,8 @@ const dialect dialect_ollama_generate = {
 /* ---- model information ---- */
 
 static const char *quant_name(int ft) {
-    static const struct { int id; const char *name; } names[] = {
-        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"}, {10, "Q2_K"},
-        {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
-        {18, "Q6_K"}, {32, "BF16"}};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (names[i].id == ft) return names[i].name;
-    return "unknown";
+    const char *n = lfm2c_file_type_name(ft);
+    return n ? n : "unknown";
 }
 
 static json_t *details(const dl_server *s) {
