@@ -187,6 +187,11 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
         }
     }
     if (map_options(json_object_get(body, "options"), chat, e) || map_format(json_object_get(body, "format"), chat, e)) goto bad;
+    json_t *tmt = json_object_get(body, "max_tokens"); /* not Ollama's, but clients send it: honoured, not dropped */
+    if (tmt && !json_is_null(tmt) && !json_object_get(chat, "max_tokens")) {
+        if (!json_is_integer(tmt) || json_integer_value(tmt) < 1) { dl_fail(e, 400, "max_tokens", "'max_tokens' must be a positive integer"); goto bad; }
+        json_object_set(chat, "max_tokens", tmt);
+    }
     json_t *stream = json_object_get(body, "stream");
     if (stream && !json_is_null(stream) && !json_is_boolean(stream)) { dl_fail(e, 400, "stream", "'stream' must be a boolean"); goto bad; }
     json_object_set_new(chat, "stream", json_boolean(!json_is_false(stream)));
@@ -283,7 +288,11 @@ static void ol_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
         if (st->generate) dl_buf_add(&st->text, c.text, c.n_text);
         json_t *piece = json_stringn(c.text, c.n_text);
         json_t *o = st->generate ? piece : json_pack("{s:s,s:o}", "role", "assistant", "content", piece);
-        dl_ndjson(w, wctx, json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0));
+        json_t *line = json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0);
+        /* an empty 'context' on /api/generate's partial lines too (the done line has the ids): a
+         * client that validates every line against one schema (ollama-ai-provider-v2) reads them */
+        if (st->generate) json_object_set_new(line, "context", json_array());
+        dl_ndjson(w, wctx, line);
     }
     if (c.call && !st->generate) {
         json_t *one = json_pack("[O]", c.call);

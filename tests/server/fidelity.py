@@ -188,6 +188,9 @@ check(s == 200 and s0 == 200 and g2["prompt_eval_count"] == g0["prompt_eval_coun
 s, t = req("POST", "/api/generate", {"model": "x", "prompt": "Hello", "options": {"num_predict": 5, "seed": 1}})
 lines = [json.loads(x) for x in t.splitlines() if x.strip()]
 check(s == 200 and lines[-1]["done"] and lines[-1].get("context") == ctx, "streamed /api/generate: the done line carries the same 'context'")
+check(all(x.get("context") == [] for x in lines[:-1]), "streamed /api/generate: partial lines carry an empty 'context'")
+s, t = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "max_tokens": 3})
+check(s == 200 and t["eval_count"] == 3, "/api/generate top-level max_tokens honoured (%d)" % s)
 s, t = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "raw": True, "context": ctx, "options": {"num_predict": 2}})
 check(s == 200 and t["prompt_eval_count"] > len(ctx), "raw with context (%d)" % s)
 s, t = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "context": [1, 2, 10 ** 9]})
