@@ -406,30 +406,8 @@ static char *command_names(void) {
     return names;
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || (!strcmp(argv[1], "help") && argc == 2)) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    char *help_argv[3];
-    if (!strcmp(argv[1], "help") && argv[2][0] == '-') {
-        if (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) { usage(stdout); return 0; }
-        return cli_unknown_option("help", argv[2], "--help");
-    }
-    if (!strcmp(argv[1], "help")) { /* lfm2c help CMD = lfm2c CMD --help */
-        help_argv[0] = argv[0], help_argv[1] = argv[2], help_argv[2] = "--help";
-        argv = help_argv;
-        argc = 3;
-    }
-    /* `lfm2c CMD --help`: the usage is the output asked for, so it goes to stdout whatever stream
-     * the command writes it to (commands print usage to stderr on argument errors) */
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fflush(stderr); dup2(1, 2); break; }
-    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
-    int prc = 0;
-    char **pv = positional_model(&argc, argv, &prc);
-    if (!pv) return prc;
-    argv = pv;
+/* Runs argv[1] (after the positional model is rewritten): -hf first, then the command. */
+static int dispatch(int argc, char **argv) {
     /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
     if (opens_model(argv[1])) {
         char *model_path = NULL, *draft_path = NULL;
@@ -458,4 +436,32 @@ int main(int argc, char **argv) {
     else
         cli_fail("unknown command '%s'; 'lfm2c help' lists the commands", argv[1]);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || (!strcmp(argv[1], "help") && argc == 2)) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    char *help_argv[3];
+    if (!strcmp(argv[1], "help") && argv[2][0] == '-') {
+        if (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) { usage(stdout); return 0; }
+        return cli_unknown_option("help", argv[2], "--help");
+    }
+    if (!strcmp(argv[1], "help")) { /* lfm2c help CMD = lfm2c CMD --help */
+        help_argv[0] = argv[0], help_argv[1] = argv[2], help_argv[2] = "--help";
+        argv = help_argv;
+        argc = 3;
+    }
+    /* `lfm2c CMD --help`: the usage is the output asked for, so it goes to stdout whatever stream
+     * the command writes it to (commands print usage to stderr on argument errors) */
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fflush(stderr); dup2(1, 2); break; }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
+    int prc = 0;
+    char **pv = positional_model(&argc, argv, &prc);
+    if (!pv) return prc;
+    int rc = dispatch(argc, pv);
+    if (pv != argv) free(pv);
+    return rc;
 }
