@@ -15,7 +15,7 @@ int cmd_info(int argc, char **argv) {
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n");
             return 0;
-        } else return cli_fail("info: unknown option '%s'", argv[i]), 2;
+        } else return cli_unknown_option("info", argv[i], "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages");
     }
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;

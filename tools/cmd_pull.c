@@ -197,7 +197,7 @@ int cmd_pull(int argc, char **argv) {
         else if (!strcmp(a, "--offline")) o.offline = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o.quiet = true;
         else if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = cli_value(argc, argv, &i);
-        else if (a[0] == '-') { cli_fail("pull: unknown option '%s' (see lfm2c pull --help)", a); return 2; }
+        else if (a[0] == '-') return cli_unknown_option("pull", a, "-hff --hf-file --hf-token --revision --offline -q --quiet -hf --hf-repo");
         else if (o.repo) { cli_fail("pull: one repository at a time ('%s' and '%s')", o.repo, a); return 2; }
         else o.repo = a;
     }
