@@ -66,5 +66,36 @@ if kill -0 $cpid 2>/dev/null; then bad "a second Ctrl-C did not leave"; kill $cp
 wait $cpid; rc=$?
 [ $rc = 0 ] && ok || bad "leaving with Ctrl-C: exit $rc"
 exec 7>&-
+# the same on a terminal (line editing when built with libedit): Ctrl-C typed at the prompt
+if command -v python3 >/dev/null; then
+  out=$(timeout 30 python3 - "$bin" $m <<'PY'
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "chat", "-m", sys.argv[2], "-n", "3", "--temp", "0"])
+buf = b""
+def wait_for(text, t=10):
+    global buf
+    end = time.time() + t
+    while time.time() < end and text not in buf:
+        if select.select([fd], [], [], 0.05)[0]:
+            try: buf += os.read(fd, 4096)
+            except OSError: break
+    return text in buf
+wait_for(b"> ")
+time.sleep(0.5)   # (a Ctrl-C before the line editor reads is not at the prompt yet)
+os.write(fd, b"\x03")
+hint = wait_for(b"Ctrl-C again")
+alive = os.waitpid(pid, os.WNOHANG)[0] == 0
+time.sleep(0.2)
+os.write(fd, b"\x03")
+end = time.time() + 10
+while time.time() < end and os.waitpid(pid, os.WNOHANG)[0] == 0:
+    wait_for(b"never", 0.1)
+print("hint" if hint else "no-hint", "alive" if alive else "dead", "left" if time.time() < end else "stuck")
+PY
+)
+  [ "$out" = "hint alive left" ] && ok || bad "Ctrl-C at a terminal prompt: $out"
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
