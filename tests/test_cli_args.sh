@@ -73,6 +73,10 @@ refuse serve -m $m -ctk q4_0
 refuse serve -m $m --host ::1
 refuse serve -m $m --host not-an-address
 refuse serve -m $m --host 0.0.0.0
+refuse run -m $m -p hi --device tpu
+refuse run -p hi
+refuse bench -p 8
+refuse run -hf 'not a repo' -p hi
 "$bin" serve -m $m --bogus >"$tmp/out" 2>"$tmp/err"; rc=$?
 [ $rc = 2 ] && [ "$(wc -l <"$tmp/err")" = 1 ] && grep -q "unknown option '--bogus'.*serve --help" "$tmp/err" && ok || bad "serve --bogus: rc=$rc, $(wc -l <"$tmp/err") lines: $(head -3 "$tmp/err")"
 "$bin" serve -m $m --prot 8080 >/dev/null 2>"$tmp/err"; rc=$?

@@ -47,6 +47,8 @@ int cli_int(const char *flag, const char *value);
 /* -t: 0 (one thread per physical core) .. THREADPOOL_MAX_THREADS, else fails and exits */
 int cli_threads(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
+/* --device: "cpu" or "cuda", else exits 2 with a message */
+const char *cli_device(const char *flag, const char *value);
 /* an integer >= 1 (-c, -b, ...) / >= -1 (-n: -1 = no limit), else exits 2 with a message */
 int cli_positive(const char *flag, const char *value);
 int cli_n_predict(const char *flag, const char *value);

@@ -450,7 +450,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) n_tk = parse_list(a, cli_value(argc, argv, &i), tks, 3, cli_kv_type);
         else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) n_tv = parse_list(a, cli_value(argc, argv, &i), tvs, 3, cli_kv_type);
         else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i);   /* always blocked */
-        else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "--hugepages")) hugepages = LFM2C_HUGEPAGES_ON;
         else if (!strcmp(a, "--no-hugepages")) hugepages = LFM2C_HUGEPAGES_OFF;
@@ -476,6 +476,7 @@ int cmd_bench(int argc, char **argv) {
                                                    "--device --reference --hugepages --no-hugepages");
     }
     if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64"), 2;
+    if (!model_path) return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     kernels_in_use = reference ? "scalar" : kernels_choice()->ops->isa;
     kernels_how = reference ? "--reference" : kernels_choice()->how;
     for (int k = 0; k < n_d; k++)

@@ -101,7 +101,7 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--device")) o->device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_unknown_option("chat", a, USAGE);
@@ -347,6 +347,7 @@ int cmd_chat(int argc, char **argv) {
     chat_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
+    if (!o.model_path) return cli_fail("chat: no model given: lfm2c chat MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     char *tools_json = NULL, *tmpl = NULL;
     if (o.tools_path && !(tools_json = read_tools(o.tools_path))) return 1;
     if (o.tmpl_path && !(tmpl = cli_read_file(o.tmpl_path, NULL))) { free(tools_json); return 1; }

@@ -66,7 +66,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) n_gen = cli_n_predict(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) chat = true;
@@ -79,6 +79,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_unknown_option("run", a, USAGE);
     }
+    if (!model_path) return cli_fail("run: no model given: lfm2c run MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     if (!prompt == !prompt_file)
         return cli_fail("run: give one prompt: -p PROMPT or -f FILE (or lfm2c run MODEL PROMPT); 'lfm2c run --help' lists the options"), 2;
     if (n_ctx < 0) return cli_fail("-c must be positive");

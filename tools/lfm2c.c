@@ -97,6 +97,14 @@ int cli_threads(const char *flag, const char *value) {
     return t;
 }
 
+const char *cli_device(const char *flag, const char *value) {
+    if (strcmp(value, "cpu") && strcmp(value, "cuda")) {
+        cli_fail("%s: unknown device '%s' (cpu or cuda)", flag, value);
+        exit(2);
+    }
+    return value;
+}
+
 int cli_positive(const char *flag, const char *value) {
     int v = cli_int(flag, value);
     if (v < 1) {
