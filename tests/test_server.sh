@@ -275,6 +275,9 @@ if start_server small -np 1 --queue 1 --alias fixture; then
   STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT$CHAT" -H 'Content-Type: application/json' --data-binary @"$TMP/huge.json")
   ms=$(( ($(date +%s%N) - t0) / 1000000 ))
   check "a 750 KB conversation is refused before tokenizing ($STATUS, $ms ms)" '[ "$STATUS" = 400 ] && [ "$(error_code)" = context_length_exceeded ]'
+  python3 -c 'import json; print(json.dumps({"prompt":"x","suffix":"word "*150000,"max_tokens":1}))' >"$TMP/longs.json"
+  STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/v1/completions" -H 'Content-Type: application/json' --data-binary @"$TMP/longs.json")
+  check "a 750 KB suffix is refused before tokenizing, naming 'suffix' ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = suffix ]'
   python3 -c 'import json; print(json.dumps({"prompt":"word "*5000,"max_tokens":1}))' >"$TMP/longp.json"
   STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/v1/completions" -H 'Content-Type: application/json' --data-binary @"$TMP/longp.json")
   check "a too-long legacy prompt names 'prompt' ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = prompt ]'

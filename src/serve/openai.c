@@ -758,6 +758,8 @@ static int build_completion(openai *api, json_t *body, job *j, http_err *e) {
         return http_set_err(e, 400, "invalid_type", "suffix", "'suffix' must be a string");
     if (!json_string_length(suffix)) suffix = NULL;
     if (suffix && j->o.echo) return http_set_err(e, 400, "invalid_value", "suffix", "'suffix' cannot be used with 'echo'");
+    if (suffix && json_string_length(suffix) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) /* before tokenizing */
+        return http_set_err(e, 400, "context_length_exceeded", "suffix", "'suffix' is far longer than the context of %d tokens", api->n_ctx);
     json_t *prompts = completion_prompts(json_object_get(body, "prompt"), e);
     if (!prompts) return -1;
     size_t np = json_array_size(prompts);

@@ -168,6 +168,10 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
             *legacy = true;
             json_object_del(chat, "messages");
             if (json_array_size(ctx)) { /* the earlier ids, then this prompt's */
+                if (json_string_length(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)s->n_ctx) {
+                    dl_fail(e, 400, "prompt", "the prompt is far longer than the context of %d tokens", s->n_ctx);
+                    goto bad;
+                }
                 int n = 0;
                 lfm2c_error err = {0};
                 int32_t *t = lfm2c_tokenize(s->model, json_string_value(prompt), json_string_length(prompt), false, true, &n, &err);
