@@ -34,7 +34,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_unknown_option("logits", a, "-m --model --tokens -p --prompt -o --output -t --threads --device --one-by-one --reference -ctk -ctv --hugepages --no-hugepages");
+        else return cli_unknown_option("logits", a, "-m --model --tokens -p --prompt -o --output -t --threads --device --one-by-one --reference -ctk -ctv --hugepages --no-hugepages --lora --lora-scaled");
     }
     if (!out_path || (!tokens_arg == !prompt)) return usage();
     lfm2c_model *m = cli_open_model(model_path, threads, reference, device);
