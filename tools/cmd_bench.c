@@ -473,7 +473,8 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_unknown_option("bench", a, "-m --model -p --n-prompt -n --n-gen -t --threads -r --repetitions -o --output -b "
                                                    "--batch -d --n-depth -ctk --cache-type-k -ctv --cache-type-v -fa --flash-attn "
-                                                   "--device --reference --hugepages --no-hugepages --lora --lora-scaled");
+                                                   "--device --reference --hugepages --no-hugepages --lora --lora-scaled --spec -md --model-draft "
+                                                   "--draft-max --spec-accept");
     }
     if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64"), 2;
     if (!model_path) return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
