@@ -694,8 +694,8 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
     return d;
 }
 
-/* A compiled pattern; anchored=false means "contains a match" (JSON Schema's rule). */
-static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
+/* A compiled pattern without lookarounds: "contains a match" (JSON Schema's rule) unless anchored. */
+static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err) {
     rxc x = {0};
     x.p = pat;
     x.end = pat + len;
@@ -724,6 +724,75 @@ static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
     for (int i = 0; i < x.n_cls; i++) free(x.cls[i].r);
     free(x.cls);
     free(x.nfa);
+    return d;
+}
+
+static rdfa *dfa_product(const rdfa *a, const rdfa *b);
+static rdfa *dfa_complement(const rdfa *a);
+
+/* The end of a group that opens at p ('('), or NULL: escapes and classes are skipped. */
+static const char *group_end(const char *p, const char *end) {
+    int depth = 0;
+    bool cls = false;
+    for (; p < end; p++) {
+        if (*p == '\\') { p++; continue; }
+        if (cls) { if (*p == ']') cls = false; continue; }
+        if (*p == '[') cls = true;
+        else if (*p == '(') depth++;
+        else if (*p == ')' && --depth == 0) return p;
+    }
+    return NULL;
+}
+
+/* A pattern: lookaheads right after a leading '^' ("^(?!\\.)(?=.*\\d)REST") become
+ * intersections: REST's language with X.* for (?=X), with the complement of X.* for (?!X).
+ * Lookarounds anywhere else stay refused (by the parser). */
+static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
+    const char *end = pat + len, *p = pat;
+    if (len < 4 || pat[0] != '^' || pat[1] != '(' || pat[2] != '?' || (pat[3] != '=' && pat[3] != '!'))
+        return regex_compile1(pat, len, err);
+    p = pat + 1;
+    const char *la[16];
+    int n_la = 0;
+    while (p + 3 < end && p[0] == '(' && p[1] == '?' && (p[2] == '=' || p[2] == '!')) {
+        const char *e = group_end(p, end);
+        if (!e) { lfm2c_set_error(err, LFM2C_EINVAL, "pattern: missing ')'"); return NULL; }
+        if (n_la == 16) { lfm2c_set_error(err, LFM2C_EINVAL, "pattern: more than 16 lookaheads"); return NULL; }
+        la[n_la++] = p;
+        p = e + 1;
+    }
+    /* the rest, anchored */
+    size_t rl = (size_t)(end - p);
+    char *rest = malloc(rl + 2);
+    if (!rest) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    rest[0] = '^';
+    memcpy(rest + 1, p, rl);
+    rest[rl + 1] = 0;
+    rdfa *d = regex_compile1(rest, rl + 1, err);
+    free(rest);
+    for (int i = 0; i < n_la && d; i++) {
+        const char *e = group_end(la[i], end);
+        size_t bl = (size_t)(e - (la[i] + 3));
+        char *body = malloc(bl + 6);
+        if (!body) { dfa_free(d); lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+        memcpy(body, "^(?:", 4);
+        memcpy(body + 4, la[i] + 3, bl);
+        memcpy(body + 4 + bl, ")", 2);
+        rdfa *x = regex_compile1(body, bl + 5, err);
+        free(body);
+        if (!x) { dfa_free(d); return NULL; }
+        if (la[i][2] == '!') {
+            rdfa *nx = dfa_complement(x);
+            dfa_free(x);
+            if (!nx) { dfa_free(d); lfm2c_set_error(err, LFM2C_EINVAL, "pattern: a negative lookahead excludes every string"); return NULL; }
+            x = nx;
+        }
+        rdfa *r = dfa_product(d, x);
+        dfa_free(d);
+        dfa_free(x);
+        d = r;
+        if (!d) lfm2c_set_error(err, LFM2C_EINVAL, "pattern: the lookaheads leave no string that matches");
+    }
     return d;
 }
 
@@ -787,6 +856,37 @@ static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
     return d;
 }
 
+/* The complement of a DFA over all code points but the surrogates: a sink state takes the code
+ * points a state has no edge for, acceptance flips. NULL when empty or out of memory. */
+static rdfa *dfa_complement(const rdfa *a) {
+    int n = a->n + 1, sink = a->n, cap = 2 * (a->first[a->n] + a->n) + 4, ne = 0;
+    int *first = malloc((size_t)(n + 1) * sizeof *first);
+    redge *edges = malloc((size_t)cap * sizeof *edges);
+    unsigned char *acc = malloc((size_t)n);
+    rdfa *d = NULL;
+    if (first && edges && acc) {
+        static const rxrange SIGMA[2] = {{0, 0xD7FF}, {0xE000, 0x10FFFF}};
+        for (int s = 0; s < n; s++) {
+            first[s] = ne;
+            acc[s] = s == sink ? 1 : !a->accept[s];
+            int e = s == sink ? 0 : a->first[s], end = s == sink ? 0 : a->first[s + 1];
+            for (int k = 0; k < 2; k++) {
+                uint32_t at = SIGMA[k].lo;
+                for (; e < end && a->edges[e].lo <= SIGMA[k].hi; e++) {
+                    if (a->edges[e].lo > at) edges[ne++] = (redge){at, a->edges[e].lo - 1, sink};
+                    edges[ne++] = a->edges[e];
+                    at = a->edges[e].hi + 1;
+                }
+                if (at <= SIGMA[k].hi) edges[ne++] = (redge){at, SIGMA[k].hi, sink};
+            }
+        }
+        first[n] = ne;
+        d = dfa_prune(n, first, edges, acc);
+    }
+    free(first); free(edges); free(acc);
+    return d;
+}
+
 /* The edge of state s taking code point cp, -1 if none. */
 static int dfa_next(const rdfa *d, int s, uint32_t cp) {
     int lo = d->first[s], hi = d->first[s + 1] - 1;
@@ -830,10 +930,31 @@ static const char *format_pattern(const char *f) {
         {"hostname", "^" LABEL "(?:\\." LABEL ")*$"},
         {"ipv4", "^(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?:\\.(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$"},
         {"ipv6", "^(?:" H16 "(?::" H16 "){7}|::(?:" H16 "(?::" H16 "){0,6})?)$"},
+        {"url", "^https?://[a-z0-9]+(?:-[a-z0-9]+)*(?:\\.[a-z0-9]+(?:-[a-z0-9]+)*)*\\.[a-z]{2,24}(?:/[A-Za-z0-9._~-]*)*$"},
+        {"uri-reference", "^(?:[A-Za-z][A-Za-z0-9+.-]{0,15}:)?(?:/?[A-Za-z0-9._~-]+)*/?$"},
+        {"iri", "^[A-Za-z][A-Za-z0-9+.-]{0,15}://[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?(?:/[A-Za-z0-9._~-]*)*$"},
+        {"iri-reference", "^(?:[A-Za-z][A-Za-z0-9+.-]{0,15}:)?(?:/?[A-Za-z0-9._~-]+)*/?$"},
+        {"uri-template", "^[A-Za-z0-9/:._~-]*$"},
+        {"json-pointer", "^(?:/(?:[^~/]|~[01])*)*$"},
+        {"relative-json-pointer", "^(?:0|[1-9][0-9]{0,8})(?:#|(?:/(?:[^~/]|~[01])*)*)$"},
+        {"regex", "^[A-Za-z0-9 _-]*$"},
+        {"byte", "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
+        {"idn-email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}$"},
+        {"idn-hostname", "^" LABEL "(?:\\." LABEL ")*$"},
+        {"iso-time", "^" TIME "$"},
+        {"iso-date-time", "^" DATE "T" TIME "$"},
     };
     for (size_t i = 0; i < sizeof F / sizeof *F; i++)
         if (!strcmp(f, F[i].name)) return F[i].rx;
-    return NULL;
+    /* formats whose text is unchecked (ajv-formats: password, binary), and names outside the
+     * standard and OpenAPI vocabularies, which validators treat as annotations */
+    static const char *KNOWN[] = {"date", "time", "date-time", "duration", "email", "idn-email", "hostname",
+        "idn-hostname", "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template",
+        "json-pointer", "relative-json-pointer", "regex", "url", "byte", "json-pointer-uri-fragment", NULL};
+    for (int i = 0; KNOWN[i]; i++)
+        if (!strcmp(f, KNOWN[i])) return NULL;
+    return "";
+
 #undef DATE
 #undef TIME
 #undef H16
@@ -855,6 +976,15 @@ typedef struct gnode {
     int n_prefix;
     int *prefix;             /* prefixItems nodes */
     bool unique;             /* uniqueItems over enum items */
+    bool one_of;             /* a union from oneOf: its alternatives are made mutually exclusive */
+    bool add_false;          /* the schema forbids keys outside 'properties' */
+    bool rx_exact;           /* rx is exactly the schema's pattern (no format narrowing it) */
+    int stypes;              /* the types the schema itself admits (T_ALL without 'type') */
+    uint64_t banned;         /* declared properties never generated (oneOf exclusion) */
+    uint64_t sreq;           /* the schema's own 'required' (required may grow by narrowing) */
+    uint64_t dropped;        /* union: alternatives never generated (oneOf exclusion) */
+    bool narrowed;           /* generates less than its schema admits (oneOf exclusion) */
+    int cut_items;           /* arrays: at most this many items are generated (-1: no cut) */
     int min_items, max_items, min_len, max_len; /* -1: unbounded */
     int n_any;
     int *any;                /* anyOf alternatives (a union node has nothing else) */
@@ -878,6 +1008,7 @@ struct grammar {
     int n_funcs;
     gstr *func_names;
     int *func_node;          /* parameters object node */
+    unsigned char *finite;   /* per node: some finite value can be generated from it */
     /* mask cache: the plain-text tokens a pattern string accepts from each DFA state */
     pthread_mutex_t cache_mu;
     const struct grammar_vocab *cache_vocab;
@@ -934,6 +1065,8 @@ static int new_node(compiler *c) {
     n->lo = -INFINITY;
     n->hi = INFINITY;
     n->frac_max = -1;
+    n->stypes = T_ALL;
+    n->cut_items = -1;
     return g->n_nodes++;
 }
 
@@ -1198,11 +1331,27 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
             else return fail(c, "'multipleOf' %g on a number is supported only as an integer or 10^-n", m);
         }
     }
-    /* integers */
+    /* numeric formats (OpenAPI's, as ajv-formats checks them): the integer ones make the value
+     * an integer within their range; float/double are any number; others are annotations */
+    json_t *fmt = json_object_get(s, "format");
+    if (json_is_string(fmt)) {
+        static const struct { const char *name; double lo, hi; } F[] = {
+            {"int8", -128, 127}, {"int16", -32768, 32767}, {"int32", -2147483648.0, 2147483647.0},
+            {"int64", -9223372036854775808.0, 9223372036854775807.0}, {"uint8", 0, 255}, {"uint16", 0, 65535},
+            {"uint32", 0, 4294967295.0}, {"uint64", 0, 18446744073709551615.0}};
+        for (size_t i = 0; i < sizeof F / sizeof *F; i++) {
+            if (strcmp(json_string_value(fmt), F[i].name)) continue;
+            N.types &= ~T_NUM;
+            if (F[i].lo > lo || (F[i].lo == lo && lo_ex)) { lo = F[i].lo; lo_ex = false; }
+            if (F[i].hi < hi || (F[i].hi == hi && hi_ex)) { hi = F[i].hi; hi_ex = false; }
+        }
+    }
+    /* integers (bounds beyond what 16 digits can write clamp to the limit; none left: an error
+     * below) */
     double ilo = lo_ex ? floor(lo) + 1 : ceil(lo), ihi = hi_ex ? ceil(hi) - 1 : floor(hi);
     double lim = (fabs(lo) >= 1e15 && isfinite(lo)) || (fabs(hi) >= 1e15 && isfinite(hi)) ? (double)I_LIMIT16 : (double)I_LIMIT15;
-    N.ilo = ilo < -lim ? -(int64_t)lim : (int64_t)ilo;
-    N.ihi = ihi > lim ? (int64_t)lim : (int64_t)ihi;
+    N.ilo = ilo < -lim ? -(int64_t)lim : ilo > lim ? (int64_t)lim + 1 : (int64_t)ilo;
+    N.ihi = ihi > lim ? (int64_t)lim : ihi < -lim ? -(int64_t)lim - 1 : (int64_t)ihi;
     if (K) {
         int64_t p10 = 1;
         for (int i = 0; i < d; i++) p10 *= 10;
@@ -1213,9 +1362,12 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
     N.lo = lo; N.hi = hi; N.lo_ex = lo_ex; N.hi_ex = hi_ex;
     N.nbound = isfinite(lo) || isfinite(hi) || N.frac_max >= 0;
     if ((N.types & (T_INT | T_NUM)) == T_INT && N.ilo > N.ihi)
-        return fail(c, "no integer satisfies the schema's bounds");
+        return fail(c, "no integer satisfies the schema's bounds (at most 16 digits are written): 'minimum'/'maximum'");
     if ((N.types & T_NUM) && (lo > hi || (lo == hi && (lo_ex || hi_ex))))
         return fail(c, "no number satisfies the schema's bounds");
+    /* bounded numbers are written with at most 15 significant digits and no exponent */
+    if ((N.types & T_NUM) && (lo > 999999999999999.0 || hi < -999999999999999.0))
+        return fail(c, "number bounds beyond 15 digits are not supported: 'minimum'/'maximum'");
     return 0;
 #undef N
 }
@@ -1228,7 +1380,8 @@ static int compile_string(compiler *c, json_t *s, int id) {
     if (pat && !json_is_string(pat)) return fail(c, "'pattern' must be a string");
     if (fmt && !json_is_string(fmt)) return fail(c, "'format' must be a string");
     const char *frx = fmt ? format_pattern(json_string_value(fmt)) : NULL;
-    if (fmt && !frx && !pat)
+    if (frx && !*frx) frx = NULL, fmt = NULL; /* an annotation */
+    if (fmt && !frx)
         return fail(c, "schema 'format' \"%s\" is not supported", json_string_value(fmt));
     if (fmt && !strcmp(json_string_value(fmt), "hostname") && (N.max_len < 0 || N.max_len > 253)) N.max_len = 253;
     lfm2c_error rerr = {0};   /* the pattern's message, cut to 199 bytes inside the schema's */
@@ -1247,6 +1400,7 @@ static int compile_string(compiler *c, json_t *s, int id) {
         dfa_free(b);
         if (!N.rx) return fail(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
     } else N.rx = a ? a : b;
+    N.rx_exact = N.rx && !b;
     return 0;
 #undef N
 }
@@ -1290,7 +1444,9 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
             N.required |= 1ull << found;
         }
     }
+    N.sreq = N.required;
     json_t *add = json_object_get(s, "additionalProperties");
+    N.add_false = add && json_is_false(add) && !json_object_get(s, "patternProperties");
     if (add && json_is_false(add)) {
         N.additional = -1;
     } else if (add && !json_is_true(add)) {
@@ -1372,6 +1528,41 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
 #undef N
 }
 
+static bool node_accepts(const grammar *g, int node, const char *text, size_t len);
+
+/* enum / const: the values that also satisfy the sibling keywords (type, bounds, pattern, ...:
+ * each value is run through the automaton of the schema without them; when the siblings cannot
+ * be compiled, the values of the allowed types). */
+static int compile_enum(compiler *c, json_t *s, int id, json_t *en, json_t *cn, int depth) {
+    json_t *rest = without(s, "enum");
+    json_object_del(rest, "const");
+    int check = -1;
+    if (json_object_size(rest)) {
+        lfm2c_error saved = *c->err;
+        check = compile(c, rest, depth + 1);
+        if (check < 0) *c->err = saved;
+    }
+    json_decref(rest);
+    int n = cn ? 1 : (int)json_array_size(en), types = c->g->nodes[id].types;
+    if (!(c->g->nodes[id].enums = calloc((size_t)n, sizeof(gstr)))) return oom(c);
+    for (int i = 0; i < n; i++) {
+        json_t *v = cn ? cn : json_array_get(en, (size_t)i);
+        int vt = json_is_null(v) ? T_NULL : json_is_boolean(v) ? T_BOOL : json_is_integer(v) ? T_INT :
+                 json_is_real(v) ? (json_real_value(v) == floor(json_real_value(v)) ? T_INT : T_NUM) :
+                 json_is_string(v) ? T_STR : json_is_array(v) ? T_ARR : T_OBJ;
+        if (!(vt & types)) continue;
+        gstr t;
+        if (canonical(c, v, &t)) return -1;
+        bool dup = false;
+        for (int k = 0; k < c->g->nodes[id].n_enum && !dup; k++)
+            dup = c->g->nodes[id].enums[k].n == t.n && !memcmp(c->g->nodes[id].enums[k].s, t.s, (size_t)t.n);
+        if (dup || (check >= 0 && !node_accepts(c->g, check, t.s, (size_t)t.n))) { free(t.s); continue; }
+        c->g->nodes[id].enums[c->g->nodes[id].n_enum++] = t;
+    }
+    if (!c->g->nodes[id].n_enum) return fail(c, "no '%s' value satisfies the schema's other keywords", cn ? "const" : "enum");
+    return id;
+}
+
 static int compile_into(compiler *c, json_t *s, int id, int depth) {
     if (depth > MAX_SCHEMA_DEPTH) return fail(c, "schema nested deeper than %d", MAX_SCHEMA_DEPTH);
     if (json_is_true(s) || (json_is_object(s) && only_annotations(s, ""))) return id; /* any value */
@@ -1439,6 +1630,7 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
         if (r) { free(alts); return -1; }
         N.any = alts;
         N.n_any = n;
+        N.one_of = json_object_get(s, "oneOf") != NULL;
         return id;
     }
     json_t *type = json_object_get(s, "type");
@@ -1472,25 +1664,284 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
     }
     if (types & T_NUM) types |= T_INT;
     N.types = types;
+    N.stypes = type ? types : T_ALL;
 
     json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
     if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM))
         return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM);
-    if (en || cn) {
-        int n = cn ? 1 : (int)json_array_size(en);
-        if (!(N.enums = calloc((size_t)n, sizeof(gstr)))) return oom(c);
-        for (int i = 0; i < n; i++) {
-            if (canonical(c, cn ? cn : json_array_get(en, (size_t)i), &N.enums[N.n_enum])) return -1;
-            N.n_enum++;
-        }
-        return id; /* the values themselves are the constraint (sibling keywords: see notes) */
-    }
+    if (en || cn) return compile_enum(c, s, id, cn ? NULL : en, cn, depth);
     if ((types & (T_INT | T_NUM)) && compile_numeric(c, s, id)) return -1;
     if ((types & T_STR) && compile_string(c, s, id)) return -1;
     if ((types & T_OBJ) && compile_object(c, s, id, depth)) return -1;
     if ((types & T_ARR) && compile_array(c, s, id, depth)) return -1;
 #undef N
     return id;
+}
+
+static uint64_t all_bits_of(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+
+static int item_node_of(const gnode *n, int i) { return i < n->n_prefix ? n->prefix[i] : n->items; }
+
+static int prop_index(const gnode *n, const gstr *key) {
+    for (int p = 0; p < n->n_props; p++)
+        if (n->keys[p].n == key->n && !memcmp(n->keys[p].s, key->s, (size_t)key->n)) return p;
+    return -1;
+}
+
+/* ---- oneOf: exactly one alternative -------------------------------------------------------- *
+ * The automaton accepts a value when some alternative does; oneOf also needs every other
+ * alternative to refuse it. After compilation each oneOf is checked pair by pair: no value the
+ * automaton generates from alternative i may validate against the schema of alternative j. The
+ * test is conservative (types, enum values, numeric ranges, lengths, pattern languages, required
+ * and forbidden keys, discriminating properties); where it fails, i is narrowed when that is
+ * enough (an optional key j requires is never generated in i; a type j admits is dropped from
+ * i), else the schema is refused naming 'oneOf'. */
+
+/* The kind (T_NULL, T_BOOL, T_NUM for every number, T_STR, T_ARR, T_OBJ) of a value's JSON text. */
+static int text_kind(const gstr *t) {
+    switch (t->s[0]) {
+    case 'n': case 'N': return T_NULL;
+    case 't': case 'f': case 'T': case 'F': return T_BOOL;
+    case '"': return T_STR;
+    case '[': return T_ARR;
+    case '{': return T_OBJ;
+    }
+    return T_NUM;
+}
+
+static int kinds(int types) { return (types & ~T_INT) | (types & T_INT ? T_NUM : 0); }
+
+/* Kinds of the values node n generates (a union: its alternatives'). */
+static int gen_kinds(const grammar *g, int node, int depth) {
+    const gnode *n = &g->nodes[node];
+    if (depth > 16) return T_ALL;
+    if (n->n_any) {
+        int k = 0;
+        for (int i = 0; i < n->n_any; i++) if (!(n->dropped >> i & 1)) k |= gen_kinds(g, n->any[i], depth + 1);
+        return k;
+    }
+    if (n->n_enum) {
+        int k = 0;
+        for (int i = 0; i < n->n_enum; i++) k |= text_kind(&n->enums[i]);
+        return k;
+    }
+    return kinds(n->types);
+}
+
+/* Is the automaton of node n exact for values of kind k (accepts every valid text it could
+ * meet), so that its refusal proves a value invalid against the schema? */
+static bool exact_for(const gnode *n, int k) {
+    if (n->n_any || n->narrowed) return false;
+    if (k == T_NULL || k == T_BOOL) return true;
+    if (k == T_NUM) return true;
+    if (k == T_STR) return !n->rx || n->rx_exact;
+    return false;
+}
+
+static bool excl(const grammar *g, int a, int b, int depth);
+
+/* Kind k: no value node a generates validates against b (both plain nodes, b's kinds include k). */
+static bool excl_kind(const grammar *g, int a, int b, int k, int depth) {
+    const gnode *A = &g->nodes[a], *B = &g->nodes[b];
+    if (A->n_enum) { /* every generated value of kind k is refused by b's exact automaton */
+        if (!exact_for(B, k)) return false;
+        for (int i = 0; i < A->n_enum; i++)
+            if (text_kind(&A->enums[i]) == k && node_accepts(g, b, A->enums[i].s, (size_t)A->enums[i].n)) return false;
+        return true;
+    }
+    if (B->n_enum) { /* a generates none of b's values of kind k */
+        if (k == T_OBJ || k == T_ARR) return false;
+        for (int i = 0; i < B->n_enum; i++)
+            if (text_kind(&B->enums[i]) == k && node_accepts(g, a, B->enums[i].s, (size_t)B->enums[i].n)) return false;
+        return true;
+    }
+    switch (k) {
+    case T_NUM: {
+        bool aint = !(A->types & T_NUM);
+        double alo = aint ? (double)A->ilo : A->lo, ahi = aint ? (double)A->ihi : A->hi;
+        bool alx = !aint && A->lo_ex, ahx = !aint && A->hi_ex;
+        if (ahi < B->lo || (ahi == B->lo && (ahx || B->lo_ex))) return true;
+        if (alo > B->hi || (alo == B->hi && (alx || B->hi_ex))) return true;
+        /* b admits only integers, a only numbers with a fraction: never, a writes integers too */
+        return false;
+    }
+    case T_STR:
+        if (A->max_len >= 0 && B->min_len > A->max_len) return true;
+        if (B->max_len >= 0 && A->min_len > B->max_len) return true;
+        if (A->rx && B->rx && B->rx_exact) {
+            rdfa *p = dfa_product(A->rx, B->rx);
+            if (!p) return true;
+            dfa_free(p);
+        }
+        return false;
+    case T_ARR: {
+        if (B->max_items >= 0 && A->min_items > B->max_items) return true;
+        if (A->max_items >= 0 && B->min_items > A->max_items) return true;
+        for (int i = 0; i < A->min_items && i < 4; i++) { /* an item a always writes that b refuses */
+            int ia = item_node_of(A, i), ib = item_node_of(B, i);
+            if (ia >= 0 && ib < 0) return true;
+            if (ia >= 0 && ib >= 0 && excl(g, ia, ib, depth + 1)) return true;
+        }
+        return false;
+    }
+    case T_OBJ: {
+        for (int r = 0; r < B->n_props; r++) {
+            if (!(B->sreq >> r & 1)) continue;
+            int ka = prop_index(A, &B->keys[r]);
+            bool gen = ka >= 0 ? !(A->banned >> ka & 1) : A->additional >= 0;
+            if (!gen) return true; /* b requires a key a never writes */
+            if (ka >= 0 && (A->required >> ka & 1) && excl(g, A->prop_node[ka], B->prop_node[r], depth + 1)) return true;
+        }
+        for (int p = 0; p < A->n_props; p++) {
+            if (!(A->required >> p & 1)) continue;
+            int kb = prop_index(B, &A->keys[p]);
+            if (kb < 0 && B->add_false) return true; /* a always writes a key b forbids */
+            if (kb >= 0 && excl(g, A->prop_node[p], B->prop_node[kb], depth + 1)) return true;
+        }
+        return false;
+    }
+    }
+    return false;
+}
+
+static bool excl(const grammar *g, int a, int b, int depth) {
+    if (depth > 12) return false;
+    const gnode *A = &g->nodes[a], *B = &g->nodes[b];
+    if (A->n_any) {
+        for (int i = 0; i < A->n_any; i++) if (!(A->dropped >> i & 1) && !excl(g, A->any[i], b, depth + 1)) return false;
+        return true;
+    }
+    if (B->n_any) {
+        for (int i = 0; i < B->n_any; i++) if (!excl(g, a, B->any[i], depth + 1)) return false;
+        return true;
+    }
+    int common = gen_kinds(g, a, 0) & (B->n_enum ? gen_kinds(g, b, 0) : kinds(B->stypes));
+    for (int k = 1; k < T_ALL; k <<= 1)
+        if ((common & k) && k != T_INT && !excl_kind(g, a, b, k, depth)) return false;
+    return true;
+}
+
+/* Narrows a (not a union) so that it excludes b where one cheap step can: drops the kinds b
+ * admits that a need not produce; bans an optional key that b requires, or requires a key
+ * whose value b refuses or that b forbids; keeps a's strings out of b's pattern. */
+static void narrow_for(grammar *g, int a, int b) {
+    gnode *A = &g->nodes[a];
+    const gnode *B = &g->nodes[b];
+    if (A->n_any || A->n_enum || B->n_any) return;
+    int bk = B->n_enum ? gen_kinds(g, b, 0) : kinds(B->stypes);
+    for (int k = 1; k < T_ALL; k <<= 1) {
+        int bits = k == T_NUM ? (T_INT | T_NUM) : k;
+        if (k == T_INT || !(kinds(A->types) & k) || !(bk & k) || excl_kind(g, a, b, k, 0)) continue;
+        if (k == T_STR && B->rx && B->rx_exact && !B->n_enum) { /* a's strings outside b's pattern */
+            rdfa *nb = dfa_complement(B->rx), *r = NULL;
+            if (nb) r = A->rx ? dfa_product(A->rx, nb) : nb;
+            if (r && r != nb) dfa_free(nb);
+            if (r) { dfa_free(A->rx); A->rx = r; A->rx_exact = false; A->narrowed = true; continue; }
+        }
+        if (A->types & ~bits) { A->types &= ~bits; A->narrowed = true; }
+    }
+    if (!(A->types & T_OBJ) || excl_kind(g, a, b, T_OBJ, 0)) return;
+    for (int r = 0; r < B->n_props && A->additional < 0; r++) { /* never write a key b requires */
+        int ka = (B->sreq >> r & 1) ? prop_index(A, &B->keys[r]) : -1;
+        if (ka >= 0 && !(A->required >> ka & 1)) { A->banned |= 1ull << ka; A->narrowed = true; return; }
+    }
+    for (int p = 0; p < A->n_props; p++) { /* always write a key b refuses or forbids */
+        if ((A->required | A->banned) >> p & 1 || !g->finite[A->prop_node[p]]) continue;
+        int kb = prop_index(B, &A->keys[p]);
+        if ((kb < 0 && B->add_false) || (kb >= 0 && excl(g, A->prop_node[p], B->prop_node[kb], 1))) {
+            A->required |= 1ull << p;
+            A->narrowed = true;
+            return;
+        }
+    }
+}
+
+/* ---- finite values ---- *
+ * A node is finite when the automaton can finish a value from it: a recursion that every
+ * instance must take again (a required property, a minimum of items, ...) has none. Found as
+ * a least fixpoint; then what is not finite is never generated (an optional property banned,
+ * an alternative dropped, a type removed, items cut), so no prefix leads into a dead end. */
+static bool part_finite(const grammar *g, const gnode *n, int t) {
+    const unsigned char *fin = g->finite;
+    switch (t) {
+    case T_STR:
+        return !(n->rx && n->max_len >= 0 && n->rx->dist[0] > n->max_len);
+    case T_ARR:
+        for (int i = 0; i < n->min_items; i++) {
+            int it = item_node_of(n, i);
+            if (it < 0 || !fin[it]) return false;
+            if (i >= n->n_prefix) break; /* the same node from here on */
+        }
+        return true;
+    case T_OBJ:
+        if (n->required & n->banned) return false;
+        for (int p = 0; p < n->n_props; p++)
+            if ((n->required >> p & 1) && !fin[n->prop_node[p]]) return false;
+        return true;
+    }
+    return true;
+}
+
+static bool node_finite(const grammar *g, const gnode *n) {
+    if (n->n_enum) return true;
+    if (n->n_any) {
+        for (int i = 0; i < n->n_any; i++) if (!(n->dropped >> i & 1) && g->finite[n->any[i]]) return true;
+        return false;
+    }
+    for (int t = 1; t < T_ALL; t <<= 1)
+        if ((n->types & t) && part_finite(g, n, t)) return true;
+    return false;
+}
+
+/* Computes g->finite and prunes what is not; -1 (and a message) when the root is not. */
+static int prune_infinite(compiler *c, int root) {
+    grammar *g = c->g;
+    free(g->finite);
+    if (!(g->finite = calloc((size_t)g->n_nodes + 1, 1))) return oom(c);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < g->n_nodes; i++)
+            if (!g->finite[i] && node_finite(g, &g->nodes[i])) { g->finite[i] = 1; changed = true; }
+    }
+    if (root >= 0 && !g->finite[root])
+        return fail(c, "the schema admits no finite value (a recursion through required properties, 'minItems' or 'anyOf' never ends)");
+    for (int i = 0; i < g->n_nodes; i++) {
+        gnode *n = &g->nodes[i];
+        if (!g->finite[i]) continue;
+        for (int a = 0; a < n->n_any; a++) if (!g->finite[n->any[a]]) n->dropped |= 1ull << a;
+        if (n->n_any || n->n_enum) continue;
+        for (int t = 1; t < T_ALL; t <<= 1) {
+            int bits = t == T_NUM ? T_NUM : t;
+            if ((n->types & t) && !part_finite(g, n, t) && (n->types & ~bits)) n->types &= ~bits;
+        }
+        for (int p = 0; p < n->n_props; p++)
+            if (!(n->required >> p & 1) && !g->finite[n->prop_node[p]]) n->banned |= 1ull << p;
+        if (n->additional > 0 && !g->finite[n->additional]) n->additional = -1;
+        for (int k = n->min_items > 0 ? n->min_items : 0; k < n->n_prefix + 1; k++) {
+            int it = item_node_of(n, k);
+            if (it >= 0 && !g->finite[it]) { n->cut_items = k; break; }
+        }
+    }
+    return 0;
+}
+
+static int check_one_of(compiler *c) {
+    grammar *g = c->g;
+    for (int id = 0; id < g->n_nodes; id++) {
+        gnode *n = &g->nodes[id];
+        if (!n->one_of) continue;
+        for (int i = 0; i < n->n_any; i++)
+            for (int j = 0; j < n->n_any; j++) {
+                if (i == j || excl(g, n->any[i], n->any[j], 0)) continue;
+                narrow_for(g, n->any[i], n->any[j]);
+                if (excl(g, n->any[i], n->any[j], 0)) continue;
+                n->dropped |= 1ull << i; /* i cannot be kept out of j: never generate it */
+                break;
+            }
+        if (n->dropped == all_bits_of(n->n_any))
+            return fail(c, "'oneOf': no alternative can be generated so that exactly one matches");
+    }
+    return 0;
 }
 
 static grammar *grammar_alloc(compiler *c) {
@@ -1533,6 +1984,7 @@ static grammar *schema_grammar(const char *schema_json, lfm2c_error *err) {
     else {
         c->root = s;
         g->root = compile(c, s, 0);
+        if (g->root >= 0 && (prune_infinite(c, g->root) || check_one_of(c) || prune_infinite(c, g->root))) g->root = -1;
         if (g->root < 0) { grammar_free(g); g = NULL; }
     }
     json_decref(s);
@@ -1599,6 +2051,9 @@ static grammar *tool_calls_grammar(const char *tools_json, const char *only_name
         g->func_node[g->n_funcs++] = node;
     }
     if (!g->n_funcs) { fail(c, "no function named '%s' in 'tools'", only_name ? only_name : ""); goto bad; }
+    if (prune_infinite(c, -1) || check_one_of(c) || prune_infinite(c, -1)) goto bad;
+    for (int f = 0; f < g->n_funcs; f++)
+        if (!g->finite[g->func_node[f]]) { fail(c, "tool '%s': the parameters admit no finite value", g->func_names[f].s); goto bad; }
     json_decref(tools);
     refs_clear(c);
     free(c);
@@ -1644,6 +2099,7 @@ void grammar_free(grammar *g) {
     for (int i = 0; i < g->n_funcs; i++) free(g->func_names[i].s);
     free(g->func_names);
     free(g->func_node);
+    free(g->finite);
     free(g->nodes);
     free(g);
 }
@@ -2004,6 +2460,7 @@ static bool arr_can_close(const gnode *n, const grammar_frame *f) {
 
 static bool arr_can_add(const gnode *n, const grammar_frame *f) {
     if (n->max_items >= 0 && (int)f->count >= n->max_items) return false;
+    if (n->cut_items >= 0 && (int)f->count >= n->cut_items) return false;
     return item_node(n, (int)f->count) >= 0;
 }
 
@@ -2044,9 +2501,9 @@ static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, uns
         return R_OK;
     }
     if (b != '"') return R_REJECT;
-    if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+    if (!(all_bits(n->n_props) & ~f->seen & ~n->banned) && n->additional < 0) return R_REJECT;
     /* with additional keys allowed, track every declared key to refuse duplicates */
-    f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen : all_bits(n->n_props);
+    f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen & ~n->banned : all_bits(n->n_props);
     f->phase = O_KEY;
     f->pos = 0;
     f->sp = 0;
@@ -2059,7 +2516,7 @@ static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, uns
 static int obj_key_byte(const grammar *g, grammar_frame *f, const gnode *n, unsigned char b) {
     if (b == '"' && !f->aux) {
         int k = exact(n->keys, f->cand, f->pos);
-        if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
+        if (k >= 0 && ((f->seen | n->banned) >> k & 1)) return R_REJECT;
         if (k < 0 && n->additional < 0) return R_REJECT;
         f->cur = (int16_t)k;
         f->phase = O_COLON;
@@ -2100,7 +2557,7 @@ static int obj_after_value(grammar_stack *st, grammar_frame *f, const gnode *n, 
         return R_OK;
     }
     if (b == ',') {
-        if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+        if (!(all_bits(n->n_props) & ~f->seen & ~n->banned) && n->additional < 0) return R_REJECT;
         f->phase = O_NEXT;
         f->sp = 1;
         return R_OK;
@@ -2306,6 +2763,7 @@ static void run_alt(const grammar *g, grammar_state *out, const grammar_stack *s
             stack_copy(&tmp, s);
             tmp.f[tmp.depth - 1].sp = 0;
             for (int i = 0; i < n->n_any; i++) {
+                if (n->dropped >> i & 1) continue;
                 tmp.f[tmp.depth - 1].node = (uint16_t)n->any[i];
                 run_alt(g, out, &tmp, b, fork_depth + 1);
             }
@@ -2387,14 +2845,30 @@ bool grammar_complete(const grammar *g, const grammar_state *st) {
     return false;
 }
 
+/* Does the automaton started at node accept text as one complete value? */
+static bool node_accepts(const grammar *g, int node, const char *text, size_t len) {
+    grammar_state *st = malloc(sizeof *st);
+    if (!st) return true;
+    st->dead = false;
+    st->n_alt = 1;
+    st->alt[0].depth = 0;
+    push(&st->alt[0], F_VALUE, node, 0);
+    st->depth = 1;
+    bool ok = grammar_accept(g, st, text, len) && grammar_complete(g, st);
+    free(st);
+    return ok;
+}
+
 /* ---- completion ------------------------------------------------------------------------ */
 
 static int first_byte_of_min_value(const grammar *g, int node, int guard) {
     const gnode *n = &g->nodes[node];
     if (n->n_any) {
         if (guard > 8) return '{';
-        int pick = n->any[0];
+        int pick = -1;
         for (int i = 0; i < n->n_any; i++) {
+            if (n->dropped >> i & 1) continue;
+            if (pick < 0) pick = n->any[i];
             const gnode *a = &g->nodes[n->any[i]];
             if (!a->n_any && !a->n_enum && (a->types & T_NULL)) { pick = n->any[i]; break; }
         }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static bool accepts(const grammar *g, const char *text, bool *complete) {
     grammar_state st;
@@ -77,7 +78,7 @@ static void test_schema_errors(void) {
         "{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "{\"type\":\"string\",\"pattern\":\"(?=a)b\"}",
         "{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"]}",
         "not json", "{\"type\":3}", "{\"enum\":[]}", "{\"type\":\"integer\",\"minimum\":3,\"maximum\":2}", "[1]",
-        "{\"$ref\":\"http://example.com/s.json\"}", "{\"type\":\"string\",\"format\":\"unknown-format\"}",
+        "{\"$ref\":\"http://example.com/s.json\"}", "{\"type\":\"string\",\"format\":\"json-pointer-uri-fragment\"}",
         "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}",
         "{\"minProperties\":1}", "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
         "{\"type\":\"string\",\"pattern\":\"[a-\"}", "{\"type\":\"string\",\"pattern\":\"a\\\\b\"}",
@@ -529,6 +530,51 @@ static int generate(int argc, char **argv) {
     return failn ? 1 : 0;
 }
 
+/* test_grammar --survey N OUTDIR SCHEMA.json...: the corpus harness's step
+ * (tests/grammar/jsonschemabench.mjs). Per schema one tab-separated line: name, then OK (N outputs
+ * in OUTDIR/<name>.jsonl), REJECT (the compiler's message) or DEADEND (a prefix the automaton took
+ * but can neither extend nor complete), then the compile time in ms. Always exits 0. */
+static int survey(int argc, char **argv) {
+    int n_out = atoi(argv[2]);
+    const char *dir = argv[3];
+    for (int a = 4; a < argc; a++) {
+        char *schema = read_text(argv[a]), err[512] = "unreadable";
+        const char *base = strrchr(argv[a], '/');
+        base = base ? base + 1 : argv[a];
+        int blen = (int)strlen(base) - 5;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (!g) {
+            for (char *p = err; *p; p++) if (*p == '\t' || *p == '\n') *p = ' ';
+            printf("%.*s\tREJECT\t%s\t%.1f\n", blen, base, err, ms);
+            free(schema);
+            fflush(stdout);
+            continue;
+        }
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%.*s.jsonl", dir, blen, base);
+        FILE *f = fopen(path, "w");
+        static char text[65536];
+        bool dead = false;
+        for (int i = 0; f && i < n_out && !dead; i++) {
+            int n = generate_one(g, text, (int)sizeof text);
+            if (n < 0 || !valid(g, text)) dead = true;
+            else fprintf(f, "%s\n", text);
+        }
+        if (f) fclose(f);
+        for (char *p = text; dead && *p; p++) if (*p == '\t' || *p == '\n') *p = ' ';
+        if (dead) printf("%.*s\tDEADEND\t%.300s\t%.1f\n", blen, base, text, ms);
+        else printf("%.*s\tOK\t%d\t%.1f\n", blen, base, n_out, ms);
+        fflush(stdout);
+        grammar_free(g);
+        free(schema);
+    }
+    return 0;
+}
+
 /* test_grammar --reject NEGATIVE.jsonl SCHEMADIR: every {"schema","instance"} line is an invalid
  * instance the automaton must refuse. */
 static int reject_mode(const char *path, const char *dir) {
@@ -560,6 +606,7 @@ static int reject_mode(const char *path, const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "--generate")) return generate(argc, argv);
+    if (argc >= 4 && !strcmp(argv[1], "--survey")) return survey(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "--reject")) return reject_mode(argv[2], argv[3]);
     test_schema_accepts();
     test_schema_errors();

@@ -1,0 +1,155 @@
+// jsonschemabench.mjs — the schema compiler over a corpus of real-world schemas (JSONSchemaBench's
+// layout: one folder per set, one schema per .json file), judged by ajv.
+//
+// For each set, `test_grammar --survey N` compiles every schema and walks the automaton to N random
+// complete answers (a dead end — a prefix it took but can neither extend nor complete — is
+// reported); every answer must then validate with ajv (draft-04 schemas with ajv-draft-04, draft-06/07
+// with Ajv, 2019-09/2020-12 with Ajv2020; ajv-formats). Prints per set: schemas, coverage (compiled,
+// no dead end, every answer valid), invalid answers, dead ends, rejections; then rejections by
+// keyword, and lists the invalid / dead-end schemas.
+//
+// usage: node jsonschemabench.mjs --bin PATH/test_grammar --corpus DIR [--sets A,B] [--n N]
+//        [--jobs J] [--limit K] [--expect-clean]
+//   --limit K: the first K schemas of each set (sorted by name); --expect-clean: exit 1 when any
+//   answer is invalid or any schema reaches a dead end (the CI gate).
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Ajv from 'ajv';
+import Ajv2020 from 'ajv/dist/2020.js';
+import AjvDraft04 from 'ajv-draft-04';
+import addFormats from 'ajv-formats';
+
+const args = { n: 3, jobs: 2, limit: 0, sets: '', expectClean: false };
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a === '--bin') args.bin = process.argv[++i];
+  else if (a === '--corpus') args.corpus = process.argv[++i];
+  else if (a === '--sets') args.sets = process.argv[++i];
+  else if (a === '--n') args.n = +process.argv[++i];
+  else if (a === '--jobs') args.jobs = +process.argv[++i];
+  else if (a === '--limit') args.limit = +process.argv[++i];
+  else if (a === '--expect-clean') args.expectClean = true;
+  else { console.error(`unknown argument ${a}`); process.exit(2); }
+}
+if (!args.bin || !args.corpus) { console.error('usage: --bin TEST_GRAMMAR --corpus DIR [...]'); process.exit(2); }
+
+const CHUNK = 20, CHUNK_TIMEOUT_MS = 120000;
+
+// One test_grammar --survey run over a chunk of files; resolves to its lines (a chunk that ran
+// out of time reports its unanswered schemas as TIMEOUT).
+function survey(files, outDir) {
+  return new Promise(resolve => {
+    const p = spawn(args.bin, ['--survey', String(args.n), outDir, ...files], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', d => { out += d; });
+    p.stderr.on('data', () => {});
+    const timer = setTimeout(() => p.kill('SIGKILL'), CHUNK_TIMEOUT_MS);
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const lines = out.split('\n').filter(l => l.includes('\t'));
+      const seen = new Set(lines.map(l => l.split('\t')[0]));
+      for (const f of files) {
+        const name = f.split('/').pop().slice(0, -5);
+        if (!seen.has(name)) lines.push(`${name}\t${signal ? 'TIMEOUT' : 'CRASH'}\t${signal || code}\t0`);
+      }
+      resolve(lines);
+    });
+  });
+}
+
+async function pool(tasks, jobs) {
+  const results = [];
+  let next = 0;
+  async function worker() { while (next < tasks.length) { const i = next++; results[i] = await tasks[i](); } }
+  await Promise.all(Array.from({ length: jobs }, worker));
+  return results;
+}
+
+// The validator for a schema's draft ($schema, else the keywords it uses).
+function validatorFor(schema) {
+  const id = typeof schema.$schema === 'string' ? schema.$schema : '';
+  const opts = { logger: false, strict: false, allErrors: false, multipleOfPrecision: 9, validateSchema: false };
+  let ajv;
+  if (/draft-04/.test(id)) ajv = new AjvDraft04(opts);
+  else if (/2019-09|2020-12/.test(id) || /"prefixItems"|"\$dynamicRef"|"dependentRequired"/.test(JSON.stringify(schema)))
+    ajv = new Ajv2020(opts);
+  else ajv = new Ajv(opts);
+  addFormats(ajv);
+  const copy = { ...schema };
+  if (!(ajv instanceof AjvDraft04)) delete copy.$schema;
+  return ajv.compile(copy);
+}
+
+// The keyword a rejection names (the first quoted word), else the message's first words.
+function keywordOf(msg) {
+  const m = /'([^']{1,40})'/.exec(msg) || /"([^"]{1,40})"/.exec(msg);
+  return m ? m[1] : msg.split(' ').slice(0, 4).join(' ');
+}
+
+const sets = readdirSync(args.corpus, { withFileTypes: true }).filter(d => d.isDirectory()).map(d => d.name).sort()
+  .filter(s => !args.sets || args.sets.split(',').includes(s));
+const work = mkdtempSync(join(tmpdir(), 'jsb-'));
+const table = [], byKeyword = new Map(), bad = [];
+let totalInvalid = 0, totalDead = 0;
+for (const set of sets) {
+  let files = readdirSync(join(args.corpus, set)).filter(f => f.endsWith('.json')).sort();
+  if (args.limit) files = files.slice(0, args.limit);
+  const paths = files.map(f => join(args.corpus, set, f));
+  const outDir = join(work, set);
+  rmSync(outDir, { recursive: true, force: true });
+  readdirSync(work); // keep the folder
+  await import('node:fs').then(fs => fs.mkdirSync(outDir, { recursive: true }));
+  const chunks = [];
+  for (let i = 0; i < paths.length; i += CHUNK) chunks.push(paths.slice(i, i + CHUNK));
+  const lines = (await pool(chunks.map(c => () => survey(c, outDir)), args.jobs)).flat();
+  const st = { set, n: files.length, ok: 0, invalidAnswers: 0, invalidSchemas: 0, dead: 0, rejected: 0, timeout: 0, unchecked: 0 };
+  for (const line of lines) {
+    const [name, status, detail] = line.split('\t');
+    if (status === 'REJECT') {
+      st.rejected++;
+      const k = keywordOf(detail);
+      const e = byKeyword.get(k) || { n: 0, ex: [] };
+      e.n++;
+      if (e.ex.length < 3) e.ex.push(`${set}/${name}`);
+      byKeyword.set(k, e);
+      continue;
+    }
+    if (status === 'DEADEND') { st.dead++; bad.push(`DEADEND ${set}/${name}: ${detail}`); continue; }
+    if (status !== 'OK') { st.timeout++; bad.push(`${status} ${set}/${name}`); continue; }
+    const schema = JSON.parse(readFileSync(join(args.corpus, set, `${name}.json`), 'utf8'));
+    let validate;
+    try { validate = validatorFor(schema); } catch (e) { st.unchecked++; continue; }
+    const out = join(outDir, `${name}.jsonl`);
+    const answers = existsSync(out) ? readFileSync(out, 'utf8').split('\n').filter(l => l.length) : [];
+    let wrong = 0;
+    for (const a of answers) {
+      let v, okv = false;
+      try { v = JSON.parse(a); okv = validate(v); } catch { okv = false; }
+      if (!okv) {
+        wrong++;
+        if (wrong === 1) bad.push(`INVALID ${set}/${name}: ${a.slice(0, 300)}\n    ${JSON.stringify(validate.errors || 'not JSON').slice(0, 300)}`);
+      }
+    }
+    if (!answers.length) { st.unchecked++; continue; }
+    st.invalidAnswers += wrong;
+    if (wrong) st.invalidSchemas++;
+    else st.ok++;
+  }
+  totalInvalid += st.invalidAnswers;
+  totalDead += st.dead;
+  table.push(st);
+  console.log(`${set}: ${st.n} schemas, coverage ${(100 * st.ok / Math.max(st.n, 1)).toFixed(1)}%, ` +
+    `invalid answers ${st.invalidAnswers} (${st.invalidSchemas} schemas), dead ends ${st.dead}, rejected ${st.rejected}, ` +
+    `timeouts/crashes ${st.timeout}, unchecked (ajv cannot compile) ${st.unchecked}`);
+}
+rmSync(work, { recursive: true, force: true });
+console.log('\n| set | n | coverage | invalid answers | dead ends | rejected | timeouts | unchecked |\n|---|---:|---:|---:|---:|---:|---:|---:|');
+for (const s of table)
+  console.log(`| ${s.set} | ${s.n} | ${(100 * s.ok / Math.max(s.n, 1)).toFixed(1)}% | ${s.invalidAnswers} | ${s.dead} | ${s.rejected} | ${s.timeout} | ${s.unchecked} |`);
+console.log('\nrejections by keyword:');
+for (const [k, v] of [...byKeyword].sort((a, b) => b[1].n - a[1].n).slice(0, 40)) console.log(`  ${v.n}\t${k}\t(${v.ex.join(' ')})`);
+if (bad.length) console.log('\n' + bad.join('\n'));
+console.log(`\ninvalid answers: ${totalInvalid}, dead ends: ${totalDead}`);
+process.exit(args.expectClean && (totalInvalid || totalDead) ? 1 : 0);
