@@ -41,7 +41,7 @@
 
 enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64, T_ALL = 127 };
 enum { MAX_NODES = 8192, MAX_PROPS = 64, MAX_ENUM = 64, MAX_NUM_BYTES = 40, MAX_SCHEMA_DEPTH = 48,
-       MAX_PREFIX = 16, MAX_REFS = 512 };
+       MAX_PREFIX = 16, MAX_REFS = 512, MAX_ENUM_VALUES = 4096 };
 
 typedef struct gstr { char *s; int n; } gstr;
 
@@ -54,6 +54,16 @@ typedef struct gstr { char *s; int n; } gstr;
  * Rejected (error): backreferences, lookahead/lookbehind, \b \B, Unicode property escapes. */
 
 typedef struct redge { uint32_t lo, hi; int to; } redge;
+
+/* Work units (NFA states visited, product pairs probed) left for the patterns of one request; a
+ * set cancel flag empties it. Past zero a pattern fails with "too costly to compile". */
+enum { RX_BUDGET = 60000000 };
+typedef struct rxbudget { long left; const volatile bool *cancel; } rxbudget;
+
+static bool rx_spent(rxbudget *b) {
+    if (b->cancel && *b->cancel) b->left = -1;
+    return b->left < 0;
+}
 typedef struct rdfa {
     int n;                   /* states; 0 is the start */
     int *first;              /* edges of state s: edges[first[s] .. first[s+1]) sorted by lo */
@@ -78,6 +88,7 @@ typedef struct rxc {
     rnst *nfa; int n_nfa, cap_nfa;
     lfm2c_error *err; bool failed;   /* failed: a message is set */
     int depth;
+    rxbudget *budget;            /* work units left for this request's patterns (see RX_BUDGET) */
 } rxc;
 
 /* Sets the message of a pattern that cannot be compiled; returns -1. */
@@ -480,11 +491,12 @@ typedef struct dbuild {
     unsigned char *accept;
 } dbuild;
 
-static void closure(const rxc *x, uint64_t *set, int s, bool at_start, bool at_end, int *stack) {
+static void closure(rxc *x, uint64_t *set, int s, bool at_start, bool at_end, int *stack) {
     int sp = 0;
     stack[sp++] = s;
     while (sp) {
         int t = stack[--sp];
+        --x->budget->left;
         if (t < 0 || (set[t >> 6] >> (t & 63) & 1)) continue;
         set[t >> 6] |= 1ull << (t & 63);
         const rnst *n = &x->nfa[t];
@@ -645,6 +657,8 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
             if (!nf || !na) { ok = false; break; }
         }
         b.first[s] = b.n_edges;
+        x->budget->left -= 4L * x->n_nfa;
+        if (rx_spent(x->budget)) { rx_fail(x, "pattern too costly to compile (DFA construction over its budget)"); ok = false; break; }
         memcpy(cur, b.sets + (size_t)s * b.words, (size_t)b.words * 8); /* dstate may move b.sets */
         const uint64_t *set = cur;
         /* accepting: the end assertions lead to the match state */
@@ -669,6 +683,8 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
         qsort(bounds, (size_t)nb, sizeof *bounds, u32cmp);
         for (int i = 0; i + 1 < nb && ok; i++) {
             if (bounds[i] == bounds[i + 1]) continue;
+            x->budget->left -= x->n_nfa;
+            if (x->budget->left < 0) { rx_fail(x, "pattern too costly to compile (DFA construction over its budget)"); ok = false; break; }
             uint32_t lo = bounds[i], hi = bounds[i + 1] - 1;
             memset(tmp, 0, (size_t)b.words * 8);
             bool any = false;
@@ -695,8 +711,9 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
 }
 
 /* A compiled pattern without lookarounds: "contains a match" (JSON Schema's rule) unless anchored. */
-static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err) {
+static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err, rxbudget *budget) {
     rxc x = {0};
+    x.budget = budget;
     x.p = pat;
     x.end = pat + len;
     x.err = err;
@@ -727,8 +744,8 @@ static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err) {
     return d;
 }
 
-static rdfa *dfa_product(const rdfa *a, const rdfa *b);
-static rdfa *dfa_complement(const rdfa *a);
+static rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget);
+static rdfa *dfa_complement(const rdfa *a, rxbudget *budget);
 
 /* The end of a group that opens at p ('('), or NULL: escapes and classes are skipped. */
 static const char *group_end(const char *p, const char *end) {
@@ -747,10 +764,10 @@ static const char *group_end(const char *p, const char *end) {
 /* A pattern: lookaheads right after a leading '^' ("^(?!\\.)(?=.*\\d)REST") become
  * intersections: REST's language with X.* for (?=X), with the complement of X.* for (?!X).
  * Lookarounds anywhere else stay refused (by the parser). */
-static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
+static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, rxbudget *budget) {
     const char *end = pat + len, *p = pat;
     if (len < 4 || pat[0] != '^' || pat[1] != '(' || pat[2] != '?' || (pat[3] != '=' && pat[3] != '!'))
-        return regex_compile1(pat, len, err);
+        return regex_compile1(pat, len, err, budget);
     p = pat + 1;
     const char *la[16];
     int n_la = 0;
@@ -768,7 +785,7 @@ static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
     rest[0] = '^';
     memcpy(rest + 1, p, rl);
     rest[rl + 1] = 0;
-    rdfa *d = regex_compile1(rest, rl + 1, err);
+    rdfa *d = regex_compile1(rest, rl + 1, err, budget);
     free(rest);
     for (int i = 0; i < n_la && d; i++) {
         const char *e = group_end(la[i], end);
@@ -778,26 +795,27 @@ static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
         memcpy(body, "^(?:", 4);
         memcpy(body + 4, la[i] + 3, bl);
         memcpy(body + 4 + bl, ")", 2);
-        rdfa *x = regex_compile1(body, bl + 5, err);
+        rdfa *x = regex_compile1(body, bl + 5, err, budget);
         free(body);
         if (!x) { dfa_free(d); return NULL; }
         if (la[i][2] == '!') {
-            rdfa *nx = dfa_complement(x);
+            rdfa *nx = dfa_complement(x, budget);
             dfa_free(x);
             if (!nx) { dfa_free(d); lfm2c_set_error(err, LFM2C_EINVAL, "pattern: a negative lookahead excludes every string"); return NULL; }
             x = nx;
         }
-        rdfa *r = dfa_product(d, x);
+        rdfa *r = dfa_product(d, x, budget);
         dfa_free(d);
         dfa_free(x);
         d = r;
-        if (!d) lfm2c_set_error(err, LFM2C_EINVAL, "pattern: the lookaheads leave no string that matches");
+        if (!d) lfm2c_set_error(err, LFM2C_EINVAL, "%s", budget->left < 0 ? "pattern too costly to compile (DFA construction over its budget)"
+                                                                        : "pattern: the lookaheads leave no string that matches");
     }
     return d;
 }
 
 /* Intersection of two DFAs (a pattern and a format). */
-static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
+static rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
     int cap = 64, n = 1, *pa = malloc((size_t)cap * sizeof(int)), *pb = malloc((size_t)cap * sizeof(int));
     int *first = NULL;
     unsigned char *acc = NULL;
@@ -820,6 +838,8 @@ static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
                 uint32_t hi = a->edges[i].hi < b->edges[j].hi ? a->edges[i].hi : b->edges[j].hi;
                 if (lo > hi) continue;
                 int ta = a->edges[i].to, tb = b->edges[j].to, to = -1;
+                budget->left -= n;
+                if (budget->left < 0) { ok = false; break; }
                 for (int k = 0; k < n; k++) if (pa[k] == ta && pb[k] == tb) { to = k; break; }
                 if (to < 0) {
                     if (n >= 4000) { ok = false; break; }
@@ -858,7 +878,7 @@ static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
 
 /* The complement of a DFA over all code points but the surrogates: a sink state takes the code
  * points a state has no edge for, acceptance flips. NULL when empty or out of memory. */
-static rdfa *dfa_complement(const rdfa *a) {
+static rdfa *dfa_complement(const rdfa *a, rxbudget *budget) {
     int n = a->n + 1, sink = a->n, cap = 2 * (a->first[a->n] + a->n) + 4, ne = 0;
     int *first = malloc((size_t)(n + 1) * sizeof *first);
     redge *edges = malloc((size_t)cap * sizeof *edges);
@@ -881,7 +901,8 @@ static rdfa *dfa_complement(const rdfa *a) {
             }
         }
         first[n] = ne;
-        d = dfa_prune(n, first, edges, acc);
+        budget->left -= ne;
+        if (budget->left >= 0) d = dfa_prune(n, first, edges, acc);
     }
     free(first); free(edges); free(acc);
     return d;
@@ -985,6 +1006,8 @@ typedef struct gnode {
     uint64_t dropped;        /* union: alternatives never generated (oneOf exclusion) */
     bool narrowed;           /* generates less than its schema admits (oneOf exclusion) */
     int cut_items;           /* arrays: at most this many items are generated (-1: no cut) */
+    int min_props, max_props; /* declared properties written (-1: unbounded) */
+    int not_node;            /* 'not': a node no generated value may validate against (-1: none) */
     int min_items, max_items, min_len, max_len; /* -1: unbounded */
     int n_any;
     int *any;                /* anyOf alternatives (a union node has nothing else) */
@@ -1009,6 +1032,8 @@ struct grammar {
     gstr *func_names;
     int *func_node;          /* parameters object node */
     unsigned char *finite;   /* per node: some finite value can be generated from it */
+    unsigned char *mind;     /* per node: the fewest frames a value of it needs (255: more) */
+    rxbudget budget;         /* while compiling: the patterns' work budget */
     /* mask cache: the plain-text tokens a pattern string accepts from each DFA state */
     pthread_mutex_t cache_mu;
     const struct grammar_vocab *cache_vocab;
@@ -1067,6 +1092,8 @@ static int new_node(compiler *c) {
     n->frac_max = -1;
     n->stypes = T_ALL;
     n->cut_items = -1;
+    n->min_props = n->max_props = -1;
+    n->not_node = -1;
     return g->n_nodes++;
 }
 
@@ -1387,17 +1414,19 @@ static int compile_string(compiler *c, json_t *s, int id) {
     lfm2c_error rerr = {0};   /* the pattern's message, cut to 199 bytes inside the schema's */
     rdfa *a = NULL, *b = NULL;
     if (pat) {
-        a = regex_compile(json_string_value(pat), json_string_length(pat), &rerr);
+        a = regex_compile(json_string_value(pat), json_string_length(pat), &rerr, &c->g->budget);
         if (!a) return fail(c, "schema 'pattern' %s: %.199s", json_string_value(pat), rerr.msg);
     }
     if (frx) {
-        b = regex_compile(frx, strlen(frx), &rerr);
+        b = regex_compile(frx, strlen(frx), &rerr, &c->g->budget);
         if (!b) { dfa_free(a); return fail(c, "format %s: %.199s", json_string_value(fmt), rerr.msg); }
     }
     if (a && b) {
-        N.rx = dfa_product(a, b);
+        N.rx = dfa_product(a, b, &c->g->budget);
         dfa_free(a);
         dfa_free(b);
+        if (!N.rx && c->g->budget.left < 0)
+            return fail(c, "schema 'pattern' %s: too costly to compile (DFA construction over its budget)", json_string_value(pat));
         if (!N.rx) return fail(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
     } else N.rx = a ? a : b;
     N.rx_exact = N.rx && !b;
@@ -1405,69 +1434,196 @@ static int compile_string(compiler *c, json_t *s, int id) {
 #undef N
 }
 
+static bool node_accepts(const grammar *g, int node, const char *text, size_t len);
+static int prop_index(const gnode *n, const gstr *key);
+
+/* Does the pattern DFA match the whole UTF-8 text (JSON Schema's "contains" rule is built in)? */
+static bool rx_matches(const rdfa *d, const char *t) {
+    const unsigned char *p = (const unsigned char *)t;
+    int st = 0;
+    while (*p) {
+        uint32_t cp;
+        int n = p[0] < 0x80 ? 1 : p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : 4;
+        cp = n == 1 ? p[0] : n == 2 ? p[0] & 0x1F : n == 3 ? p[0] & 0x0F : p[0] & 0x07;
+        for (int i = 1; i < n; i++) { if (!p[i]) return false; cp = cp << 6 | (p[i] & 0x3F); }
+        p += n;
+        if ((st = dfa_next(d, st, cp)) < 0) return false;
+    }
+    return d->accept[st];
+}
+
+static bool in_array(json_t *arr, const char *key) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), key)) return true;
+    return false;
+}
+
+/* The schema of property `key`: its own (NULL: none) and every patternProperties schema whose
+ * pattern matches it, as one allOf; with neither, additionalProperties' (NULL: forbidden).
+ * A new reference. */
+static json_t *prop_schema(compiler *c, json_t *own, const char *key, json_t *pp, rdfa **pdfa, json_t *add, bool *err) {
+    json_t *all = json_array();
+    if (own) json_array_append(all, own);
+    const char *pk;
+    json_t *ps;
+    int i = 0;
+    if (pp) json_object_foreach(pp, pk, ps) {
+        if (rx_matches(pdfa[i], key)) json_array_append(all, ps);
+        i++;
+    }
+    (void)c;
+    *err = false;
+    if (json_array_size(all) == 0) {
+        json_decref(all);
+        if (add && json_is_false(add)) return NULL;
+        return add ? json_incref(add) : json_true();
+    }
+    if (json_array_size(all) == 1) { json_t *one = json_incref(json_array_get(all, 0)); json_decref(all); return one; }
+    json_t *r = json_pack("{s:o}", "allOf", all);
+    return r;
+}
+
 static int compile_object(compiler *c, json_t *s, int id, int depth) {
 #define N (c->g->nodes[id])
-    json_t *props = json_object_get(s, "properties");
+    json_t *props = json_object_get(s, "properties"), *pp = json_object_get(s, "patternProperties");
+    json_t *add = json_object_get(s, "additionalProperties"), *req = json_object_get(s, "required");
     if (props && !json_is_object(props)) return fail(c, "schema 'properties' must be an object");
-    if (props) {
-        int n = (int)json_object_size(props);
-        if (n > MAX_PROPS) return fail(c, "more than %d properties in one object", MAX_PROPS);
-        N.keys = calloc((size_t)n + 1, sizeof(gstr));
-        N.prop_node = calloc((size_t)n + 1, sizeof(int));
-        if (!N.keys || !N.prop_node) return oom(c);
+    if (pp && !json_is_object(pp)) return fail(c, "schema 'patternProperties' must be an object");
+    if (req && !json_is_array(req)) return fail(c, "schema 'required' must be an array");
+    if (pp && !json_object_size(pp)) pp = NULL;
+    json_t *deps[3] = {json_object_get(s, "dependentRequired"), json_object_get(s, "dependencies"),
+                       json_object_get(s, "dependentSchemas")};
+    static const char *DEP_NAMES[3] = {"dependentRequired", "dependencies", "dependentSchemas"};
+    for (int k = 0; k < 3; k++) if (deps[k] && !json_is_object(deps[k])) return fail(c, "schema '%s' must be an object", DEP_NAMES[k]);
+    /* required names: 'required', plus what a required property's dependencies require */
+    json_t *reqs = json_array();
+    size_t i;
+    json_t *r;
+    if (req) json_array_foreach(req, i, r) {
+        if (!json_is_string(r)) { json_decref(reqs); return fail(c, "schema 'required' must list strings"); }
+        if (!in_array(reqs, json_string_value(r))) json_array_append(reqs, r);
+    }
+    for (size_t at = 0; at < json_array_size(reqs); at++) {
+        const char *key = json_string_value(json_array_get(reqs, at));
+        for (int k = 0; k < 3; k++) {
+            json_t *d = deps[k] ? json_object_get(deps[k], key) : NULL;
+            if (!d) continue;
+            if (json_is_array(d)) { json_array_foreach(d, i, r) if (json_is_string(r) && !in_array(reqs, json_string_value(r))) json_array_append(reqs, r); }
+            else if (!json_is_true(d) && !(json_is_object(d) && only_annotations(d, ""))) {
+                json_decref(reqs);
+                return fail(c, "schema keyword '%s' is supported only for optional properties or as a list of names", DEP_NAMES[k]);
+            }
+        }
+    }
+    /* patterns */
+    int n_pp = pp ? (int)json_object_size(pp) : 0, rc = 0;
+    rdfa **pdfa = n_pp ? calloc((size_t)n_pp, sizeof *pdfa) : NULL;
+    if (n_pp && !pdfa) { json_decref(reqs); return oom(c); }
+    if (pp) {
+        const char *pk;
+        json_t *ps;
+        int k = 0;
+        json_object_foreach(pp, pk, ps) {
+            lfm2c_error rerr = {0};
+            if (!(pdfa[k++] = regex_compile(pk, strlen(pk), &rerr, &c->g->budget))) {
+                rc = fail(c, "schema 'patternProperties' pattern %s: %.199s", pk, rerr.msg);
+                break;
+            }
+        }
+    }
+    /* the properties written: every required one, then optional ones up to MAX_PROPS */
+    json_t *names = json_array();
+    bool cut = false;
+    if (!rc && json_array_size(reqs) > MAX_PROPS) rc = fail(c, "more than %d required properties in one object", MAX_PROPS);
+    if (!rc) {
+        json_array_extend(names, reqs);
         const char *key;
         json_t *sub;
-        json_object_foreach(props, key, sub) {
-            int k = N.n_props;
-            if (escaped_key(c, key, &N.keys[k])) return -1;
-            N.n_props++;
-            int child = compile(c, sub, depth + 1);
-            if (child < 0) return -1;
-            N.prop_node[k] = child;
+        if (props) json_object_foreach(props, key, sub) {
+            if (in_array(names, key)) continue;
+            if (json_array_size(names) >= MAX_PROPS) { cut = true; break; }
+            json_array_append_new(names, json_string(key));
         }
     }
-    json_t *req = json_object_get(s, "required");
-    if (req && !json_is_array(req)) return fail(c, "schema 'required' must be an array");
-    if (req) {
-        size_t i;
-        json_t *r;
-        json_array_foreach(req, i, r) {
-            if (!json_is_string(r)) return fail(c, "schema 'required' must list strings");
-            gstr k;
-            if (escaped_key(c, json_string_value(r), &k)) return -1;
-            int found = -1;
-            for (int p = 0; p < N.n_props; p++)
-                if (N.keys[p].n == k.n && !memcmp(N.keys[p].s, k.s, (size_t)k.n)) found = p;
-            free(k.s);
-            if (found < 0)
-                return fail(c, "required property '%s' is not in 'properties'", json_string_value(r));
-            N.required |= 1ull << found;
-        }
+    int n = (int)json_array_size(names);
+    if (!rc) {
+        N.keys = calloc((size_t)n + 1, sizeof(gstr));
+        N.prop_node = calloc((size_t)n + 1, sizeof(int));
+        if (!N.keys || !N.prop_node) rc = oom(c);
+    }
+    for (int k = 0; !rc && k < n; k++) {
+        const char *key = json_string_value(json_array_get(names, (size_t)k));
+        bool perr;
+        json_t *sub = prop_schema(c, props ? json_object_get(props, key) : NULL, key, pp, pdfa, add, &perr);
+        if (!sub) { rc = fail(c, "required property '%s' is forbidden by 'additionalProperties': false", key); break; }
+        if (escaped_key(c, key, &N.keys[k])) { json_decref(sub); rc = -1; break; }
+        N.n_props++;
+        int child = compile(c, sub, depth + 1);
+        json_decref(sub);
+        if (child < 0) { rc = -1; break; }
+        N.prop_node[k] = child;
+        if (in_array(reqs, key)) N.required |= 1ull << k;
     }
     N.sreq = N.required;
-    json_t *add = json_object_get(s, "additionalProperties");
-    N.add_false = add && json_is_false(add) && !json_object_get(s, "patternProperties");
+    for (int k = 0; k < n_pp; k++) dfa_free(pdfa[k]);
+    free(pdfa);
+    json_decref(names);
+    if (rc) { json_decref(reqs); return -1; }
+    /* keys outside the declared ones */
+    N.add_false = add && json_is_false(add) && !pp;
+    if (get_count(c, s, "minProperties", &N.min_props) || get_count(c, s, "maxProperties", &N.max_props)) { json_decref(reqs); return -1; }
     if (add && json_is_false(add)) {
         N.additional = -1;
+    } else if (pp || cut || N.max_props >= 0 || (!add && props) || (!add && json_array_size(reqs))) {
+        N.additional = -1; /* declared properties only (the output stays valid) */
     } else if (add && !json_is_true(add)) {
         int child = compile(c, add, depth + 1);
-        if (child < 0) return -1;
+        if (child < 0) { json_decref(reqs); return -1; }
         N.additional = child;
-    } else if (!add && props) {
-        N.additional = -1; /* generate only the declared properties (still valid output) */
     }
-    json_t *pn = json_object_get(s, "propertyNames");
-    if (pn && !json_is_true(pn)) {
-        json_t *t = json_is_object(pn) ? json_object_get(pn, "type") : NULL;
-        bool plain = json_is_object(pn) && (!t || (json_is_string(t) && !strcmp(json_string_value(t), "string")));
-        const char *k;
-        json_t *v;
-        if (plain) json_object_foreach(pn, k, v) if (strcmp(k, "type") && !is_annotation(k)) plain = false;
-        if (!plain) return fail(c, "schema keyword 'propertyNames' is supported only as {\"type\":\"string\"}");
+    /* an optional property with dependencies is never written */
+    for (int k = 0; k < 3; k++) {
+        const char *key;
+        json_t *d;
+        if (deps[k]) json_object_foreach(deps[k], key, d) {
+            if (in_array(reqs, key)) continue;
+            gstr ek;
+            if (escaped_key(c, key, &ek)) { json_decref(reqs); return -1; }
+            int p = prop_index(&N, &ek);
+            free(ek.s);
+            if (p >= 0) N.banned |= 1ull << p;
+            else N.additional = -1;
+        }
     }
-    json_t *pp = json_object_get(s, "patternProperties");
-    if (pp && !(json_is_object(pp) && json_object_size(pp) == 0))
-        return fail(c, "schema keyword 'patternProperties' is not supported");
+    json_decref(reqs);
+    int n_req = __builtin_popcountll(N.required), n_free = N.n_props - __builtin_popcountll(N.banned & ~N.required);
+    if (N.max_props >= 0 && n_req > N.max_props) return fail(c, "'maxProperties' is less than the required properties");
+    if (N.min_props > n_free)
+        return fail(c, "'minProperties' %d is more than the declared properties that can be written", N.min_props);
+    if (N.max_props >= 0 && N.min_props > N.max_props) return fail(c, "'minProperties' > 'maxProperties'");
+    json_t *pn = json_object_get(s, "propertyNames"), *pnt = json_is_object(pn) ? json_object_get(pn, "type") : NULL;
+    if (pn && json_is_object(pn) && (!pnt || (json_is_string(pnt) && !strcmp(json_string_value(pnt), "string"))) &&
+        only_annotations(pn, "type"))
+        pn = NULL; /* every key is a string */
+    if (pn && !json_is_true(pn)) { /* declared names that fail it are never written; no others */
+        int check = compile(c, pn, depth + 1);
+        if (check < 0) return -1;
+        for (int k = 0; k < N.n_props; k++) {
+            char *q = malloc((size_t)N.keys[k].n + 3);
+            if (!q) return oom(c);
+            q[0] = '"';
+            memcpy(q + 1, N.keys[k].s, (size_t)N.keys[k].n);
+            q[N.keys[k].n + 1] = '"';
+            q[N.keys[k].n + 2] = 0;
+            bool ok = node_accepts(c->g, check, q, (size_t)N.keys[k].n + 2);
+            free(q);
+            if (ok) continue;
+            if (N.required >> k & 1) return fail(c, "required property '%.*s' fails 'propertyNames'", N.keys[k].n, N.keys[k].s);
+            N.banned |= 1ull << k;
+        }
+        N.additional = -1;
+    }
     return 0;
 #undef N
 }
@@ -1480,9 +1636,7 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
         if (prefix) return fail(c, "both 'prefixItems' and a tuple 'items'");
         prefix = items;
         items = extra;
-    } else if (extra) {
-        return fail(c, "schema keyword 'additionalItems' is supported only with a tuple 'items'");
-    }
+    } /* else additionalItems has no effect */
     if (prefix) {
         if (!json_is_array(prefix) || json_array_size(prefix) > MAX_PREFIX)
             return fail(c, "'prefixItems' must be an array of at most %d schemas", MAX_PREFIX);
@@ -1506,7 +1660,8 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
     if (N.max_items >= 0 && N.min_items > N.max_items) return fail(c, "minItems > maxItems");
     json_t *u = json_object_get(s, "uniqueItems");
     if (u && json_is_true(u) && !(N.max_items >= 0 && N.max_items <= 1)) {
-        if (N.n_prefix) return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
+        if (N.n_prefix && N.min_items > 1) return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
+        if (N.n_prefix) { N.cut_items = 1; return 0; }
         int it = N.items;
         gnode *in = it > 0 ? &c->g->nodes[it] : NULL;
         if (in && !in->n_enum && !in->n_any && in->types == T_BOOL) {
@@ -1516,8 +1671,12 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
             if (canonical(c, t, &in->enums[0]) || canonical(c, f, &in->enums[1])) return -1;
             in->n_enum = 2;
         }
-        if (!in || !in->n_enum || in->n_any)
-            return fail(c, "schema keyword 'uniqueItems' is enforced only for arrays of enum, const or boolean items");
+        if (!in || !in->n_enum || in->n_any) { /* other items: one item at most is written */
+            if (N.min_items > 1)
+                return fail(c, "schema keyword 'uniqueItems' is enforced only for arrays of enum, const or boolean items (or of at most one item)");
+            N.cut_items = 1;
+            return 0;
+        }
         N.unique = true;
         if (N.max_items < 0 || N.max_items > in->n_enum) N.max_items = in->n_enum;
         if (N.min_items > N.max_items) return fail(c, "uniqueItems: minItems exceeds the distinct values");
@@ -1528,7 +1687,42 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
 #undef N
 }
 
-static bool node_accepts(const grammar *g, int node, const char *text, size_t len);
+
+static int gstr_cmp(const void *a, const void *b) {
+    const gstr *x = a, *y = b;
+    int m = x->n < y->n ? x->n : y->n, r = memcmp(x->s, y->s, (size_t)m);
+    return r ? r : x->n - y->n;
+}
+
+/* An enum past MAX_ENUM values (the width of a frame's candidate mask) becomes a union of enums
+ * of up to MAX_ENUM sorted values each; the parse state follows at most GRAMMAR_MAX_ALTS of them
+ * at once, so values past the first few chunks sharing a prefix may not be reachable. */
+static int split_enum(compiler *c, int id) {
+    gstr *vals = c->g->nodes[id].enums;
+    int n = c->g->nodes[id].n_enum, chunks = (n + MAX_ENUM - 1) / MAX_ENUM, types = c->g->nodes[id].types;
+    qsort(vals, (size_t)n, sizeof *vals, gstr_cmp);
+    int *alts = calloc((size_t)chunks, sizeof *alts);
+    if (!alts) return oom(c);
+    for (int k = 0; k < chunks; k++) {
+        int a = new_node(c);
+        if (a < 0) { free(alts); return -1; }
+        gnode *A = &c->g->nodes[a];
+        int m = n - k * MAX_ENUM < MAX_ENUM ? n - k * MAX_ENUM : MAX_ENUM;
+        A->types = types;
+        A->stypes = types;
+        if (!(A->enums = calloc((size_t)m, sizeof(gstr)))) { free(alts); return oom(c); }
+        memcpy(A->enums, vals + k * MAX_ENUM, (size_t)m * sizeof(gstr));
+        A->n_enum = m;
+        alts[k] = a;
+    }
+    gnode *N = &c->g->nodes[id];
+    free(N->enums);
+    N->enums = NULL;
+    N->n_enum = 0;
+    N->any = alts;
+    N->n_any = chunks;
+    return id;
+}
 
 /* enum / const: the values that also satisfy the sibling keywords (type, bounds, pattern, ...:
  * each value is run through the automaton of the schema without them; when the siblings cannot
@@ -1560,7 +1754,7 @@ static int compile_enum(compiler *c, json_t *s, int id, json_t *en, json_t *cn, 
         c->g->nodes[id].enums[c->g->nodes[id].n_enum++] = t;
     }
     if (!c->g->nodes[id].n_enum) return fail(c, "no '%s' value satisfies the schema's other keywords", cn ? "const" : "enum");
-    return id;
+    return c->g->nodes[id].n_enum > MAX_ENUM ? split_enum(c, id) : id;
 }
 
 static int compile_into(compiler *c, json_t *s, int id, int depth) {
@@ -1568,8 +1762,7 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
     if (json_is_true(s) || (json_is_object(s) && only_annotations(s, ""))) return id; /* any value */
     if (json_is_false(s)) return fail(c, "schema 'false' admits no value");
     if (!json_is_object(s)) return fail(c, "schema must be an object");
-    static const char *unsupported[] = {"not", "if", "then", "else", "dependentRequired", "dependentSchemas",
-        "dependencies", "minContains", "maxContains", "minProperties", "maxProperties",
+    static const char *unsupported[] = {"if", "then", "else", "minContains", "maxContains",
         "unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef", NULL};
     for (int i = 0; unsupported[i]; i++)
         if (json_object_get(s, unsupported[i]))
@@ -1595,6 +1788,12 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
         if (!r) r = compile_into(c, m, id, depth + 1) < 0 ? -1 : 0;
         json_decref(m);
         return r ? -1 : id;
+    }
+    json_t *nt = json_object_get(s, "not");
+    if (nt) { /* enforced after compilation (check_not) */
+        int x = compile(c, nt, depth + 1);
+        if (x < 0) return -1;
+        c->g->nodes[id].not_node = x;
     }
     json_t *any = json_object_get(s, "anyOf");
     if (!any) any = json_object_get(s, "oneOf");
@@ -1667,8 +1866,8 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
     N.stypes = type ? types : T_ALL;
 
     json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
-    if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM))
-        return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM);
+    if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM_VALUES))
+        return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM_VALUES);
     if (en || cn) return compile_enum(c, s, id, cn ? NULL : en, cn, depth);
     if ((types & (T_INT | T_NUM)) && compile_numeric(c, s, id)) return -1;
     if ((types & T_STR) && compile_string(c, s, id)) return -1;
@@ -1769,8 +1968,9 @@ static bool excl_kind(const grammar *g, int a, int b, int k, int depth) {
         if (A->max_len >= 0 && B->min_len > A->max_len) return true;
         if (B->max_len >= 0 && A->min_len > B->max_len) return true;
         if (A->rx && B->rx && B->rx_exact) {
-            rdfa *p = dfa_product(A->rx, B->rx);
-            if (!p) return true;
+            rxbudget *bud = (rxbudget *)&g->budget; /* compile time only */
+            rdfa *p = dfa_product(A->rx, B->rx, bud);
+            if (!p) return bud->left >= 0;
             dfa_free(p);
         }
         return false;
@@ -1833,8 +2033,8 @@ static void narrow_for(grammar *g, int a, int b) {
         int bits = k == T_NUM ? (T_INT | T_NUM) : k;
         if (k == T_INT || !(kinds(A->types) & k) || !(bk & k) || excl_kind(g, a, b, k, 0)) continue;
         if (k == T_STR && B->rx && B->rx_exact && !B->n_enum) { /* a's strings outside b's pattern */
-            rdfa *nb = dfa_complement(B->rx), *r = NULL;
-            if (nb) r = A->rx ? dfa_product(A->rx, nb) : nb;
+            rdfa *nb = dfa_complement(B->rx, &g->budget), *r = NULL;
+            if (nb) r = A->rx ? dfa_product(A->rx, nb, &g->budget) : nb;
             if (r && r != nb) dfa_free(nb);
             if (r) { dfa_free(A->rx); A->rx = r; A->rx_exact = false; A->narrowed = true; continue; }
         }
@@ -1893,6 +2093,57 @@ static bool node_finite(const grammar *g, const gnode *n) {
     return false;
 }
 
+/* The fewest frames a value of a node needs (1 while the table is not computed yet). */
+static int mind_of(const grammar *g, int node) { return g->mind ? g->mind[node] : 1; }
+
+/* The fewest frames a value of type part t of node n needs (objects and arrays: their own frame
+ * and their deepest required member), from the current g->mind. */
+static int part_depth(const grammar *g, const gnode *n, int t) {
+    int d = 0;
+    if (t == T_OBJ) {
+        for (int p = 0; p < n->n_props; p++)
+            if ((n->required >> p & 1) && mind_of(g, n->prop_node[p]) > d) d = mind_of(g, n->prop_node[p]);
+    } else if (t == T_ARR) {
+        for (int i = 0; i < n->min_items; i++) {
+            int it = item_node_of(n, i);
+            if (it >= 0 && mind_of(g, it) > d) d = mind_of(g, it);
+            if (i >= n->n_prefix) break;
+        }
+    }
+    return d + 1 > 255 ? 255 : d + 1;
+}
+
+static int node_depth(const grammar *g, const gnode *n) {
+    int best = 255;
+    if (n->n_enum) return 1;
+    if (n->n_any) {
+        for (int i = 0; i < n->n_any; i++)
+            if (!(n->dropped >> i & 1) && mind_of(g, n->any[i]) < best) best = mind_of(g, n->any[i]);
+        return best;
+    }
+    for (int t = 1; t < T_ALL; t <<= 1)
+        if (n->types & t) { int d = part_depth(g, n, t); if (d < best) best = d; }
+    return best;
+}
+
+/* g->mind by relaxation; the automaton then opens only what fits in GRAMMAR_MAX_DEPTH frames. */
+static int min_depths(compiler *c, int root) {
+    grammar *g = c->g;
+    free(g->mind);
+    if (!(g->mind = malloc((size_t)g->n_nodes + 1))) return oom(c);
+    memset(g->mind, 255, (size_t)g->n_nodes + 1);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < g->n_nodes; i++) {
+            int d = node_depth(g, &g->nodes[i]);
+            if (d < g->mind[i]) { g->mind[i] = (unsigned char)d; changed = true; }
+        }
+    }
+    if (root >= 0 && g->mind[root] > GRAMMAR_MAX_DEPTH)
+        return fail(c, "the schema requires values nested deeper than %d levels", GRAMMAR_MAX_DEPTH);
+    return 0;
+}
+
 /* Computes g->finite and prunes what is not; -1 (and a message) when the root is not. */
 static int prune_infinite(compiler *c, int root) {
     grammar *g = c->g;
@@ -1919,10 +2170,10 @@ static int prune_infinite(compiler *c, int root) {
         if (n->additional > 0 && !g->finite[n->additional]) n->additional = -1;
         for (int k = n->min_items > 0 ? n->min_items : 0; k < n->n_prefix + 1; k++) {
             int it = item_node_of(n, k);
-            if (it >= 0 && !g->finite[it]) { n->cut_items = k; break; }
+            if (it >= 0 && !g->finite[it]) { if (n->cut_items < 0 || k < n->cut_items) n->cut_items = k; break; }
         }
     }
-    return 0;
+    return min_depths(c, root);
 }
 
 static int check_one_of(compiler *c) {
@@ -1944,11 +2195,26 @@ static int check_one_of(compiler *c) {
     return 0;
 }
 
+/* 'not': no value generated from the node may validate against the 'not' schema (the same
+ * exclusion as oneOf's, with the same narrowing); else the schema is refused naming 'not'. */
+static int check_not(compiler *c) {
+    grammar *g = c->g;
+    for (int id = 0; id < g->n_nodes; id++) {
+        int x = g->nodes[id].not_node;
+        if (x < 0 || excl(g, id, x, 0)) continue;
+        narrow_for(g, id, x);
+        if (!excl(g, id, x, 0))
+            return fail(c, "schema keyword 'not' cannot be enforced here (the values written might match it)");
+    }
+    return 0;
+}
+
 static grammar *grammar_alloc(compiler *c) {
     grammar *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     pthread_mutex_init(&g->cache_mu, NULL);
     c->g = g;
+    g->budget.left = RX_BUDGET;
     if (new_node(c) != 0) { free(g); return NULL; } /* node 0: any value */
     return g;
 }
@@ -1973,18 +2239,60 @@ static void message_to_buffer(const lfm2c_error *e, char *buf, size_t cap) {
     if (e->code && buf && cap) snprintf(buf, cap, "%s", e->msg);
 }
 
-static grammar *schema_grammar(const char *schema_json, lfm2c_error *err) {
+/* A copy of JSON text whose integer literals past 18 digits read as reals ("...0" -> "...0.0"):
+ * JSON has no integer size limit, jansson's integers are 64-bit. NULL when out of memory. */
+static char *widen_big_ints(const char *t) {
+    size_t n = strlen(t), cap = n + n / 2 + 16, o = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    bool str = false;
+    for (size_t i = 0; i < n;) {
+        char ch = t[i];
+        if (str) {
+            out[o++] = ch;
+            if (ch == '\\' && i + 1 < n) out[o++] = t[++i];
+            else if (ch == '"') str = false;
+            i++;
+            continue;
+        }
+        if (ch == '"') { str = true; out[o++] = ch; i++; continue; }
+        if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            size_t j = i + (ch == '-'), digits = 0;
+            while (j < n && t[j] >= '0' && t[j] <= '9') j++, digits++;
+            memcpy(out + o, t + i, j - i);
+            o += j - i;
+            bool integer = j >= n || (t[j] != '.' && t[j] != 'e' && t[j] != 'E');
+            if (integer && digits > 18) { out[o++] = '.'; out[o++] = '0'; }
+            i = j;
+            continue;
+        }
+        out[o++] = ch;
+        i++;
+        if (o + 8 >= cap) break; /* cannot happen: each widening adds 2 bytes to 19+ */
+    }
+    out[o] = 0;
+    return out;
+}
+
+static grammar *schema_grammar(const char *schema_json, const volatile bool *cancel, lfm2c_error *err) {
     compiler *c = compiler_new(err);
     if (!c) return NULL;
     json_error_t je;
     json_t *s = json_loads(schema_json, JSON_DECODE_ANY, &je);
+    if (!s && strstr(je.text, "too big integer")) {
+        char *w = widen_big_ints(schema_json);
+        if (w) s = json_loads(w, JSON_DECODE_ANY, &je);
+        free(w);
+    }
     grammar *g = NULL;
     if (!s) fail(c, "schema is not valid JSON: %s", je.text);
     else if (!(g = grammar_alloc(c))) oom(c);
     else {
+        g->budget.cancel = cancel;
         c->root = s;
         g->root = compile(c, s, 0);
-        if (g->root >= 0 && (prune_infinite(c, g->root) || check_one_of(c) || prune_infinite(c, g->root))) g->root = -1;
+        if (g->root >= 0 && (prune_infinite(c, g->root) || check_one_of(c) || check_not(c) || prune_infinite(c, g->root)))
+            g->root = -1;
         if (g->root < 0) { grammar_free(g); g = NULL; }
     }
     json_decref(s);
@@ -2000,6 +2308,7 @@ grammar *grammar_any_object(void) {
     g->root = new_node(&c);
     if (g->root < 0) { grammar_free(g); return NULL; }
     g->nodes[g->root].types = T_OBJ;
+    if (prune_infinite(&c, g->root)) { grammar_free(g); return NULL; }
     return g;
 }
 
@@ -2051,7 +2360,7 @@ static grammar *tool_calls_grammar(const char *tools_json, const char *only_name
         g->func_node[g->n_funcs++] = node;
     }
     if (!g->n_funcs) { fail(c, "no function named '%s' in 'tools'", only_name ? only_name : ""); goto bad; }
-    if (prune_infinite(c, -1) || check_one_of(c) || prune_infinite(c, -1)) goto bad;
+    if (prune_infinite(c, -1) || check_one_of(c) || check_not(c) || prune_infinite(c, -1)) goto bad;
     for (int f = 0; f < g->n_funcs; f++)
         if (!g->finite[g->func_node[f]]) { fail(c, "tool '%s': the parameters admit no finite value", g->func_names[f].s); goto bad; }
     json_decref(tools);
@@ -2067,8 +2376,12 @@ bad:
 }
 
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap) {
+    return grammar_from_schema_cancel(schema_json, NULL, err, errcap);
+}
+
+grammar *grammar_from_schema_cancel(const char *schema_json, const volatile bool *cancel, char *err, size_t errcap) {
     lfm2c_error e = {0};
-    grammar *g = schema_grammar(schema_json, &e);
+    grammar *g = schema_grammar(schema_json, cancel, &e);
     message_to_buffer(&e, err, errcap);
     return g;
 }
@@ -2100,6 +2413,7 @@ void grammar_free(grammar *g) {
     free(g->func_names);
     free(g->func_node);
     free(g->finite);
+    free(g->mind);
     free(g->nodes);
     free(g);
 }
@@ -2309,6 +2623,17 @@ static bool str_char(const gnode *n, grammar_frame *f, uint32_t cp) {
     return true;
 }
 
+/* Can a code point in [lo, hi] come next in a pattern string, leaving room under maxLength for
+ * the shortest way on to a match? */
+static bool rx_can_take(const gnode *n, const grammar_frame *f, uint32_t lo, uint32_t hi) {
+    const rdfa *d = n->rx;
+    if (n->max_len < 0) return dfa_any(d, (int)f->seen, lo, hi);
+    for (int e = d->first[f->seen]; e < d->first[f->seen + 1]; e++)
+        if (d->edges[e].hi >= lo && d->edges[e].lo <= hi && (long)f->count + 1 + d->dist[d->edges[e].to] <= n->max_len)
+            return true;
+    return false;
+}
+
 /* The string frame: phase, count (code points), aux (bytes still to come in a UTF-8 sequence or
  * hex digits), seen (DFA state), cand (code point bits so far), pos (the next UTF-8 byte's
  * range: lo | hi << 8). */
@@ -2329,7 +2654,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
                 bool any = false;
                 for (int i = 0; E[i] && !any; i++) {
                     uint32_t cp = esc_cp((unsigned char)E[i], g->python);
-                    any = cp != 0xFFFFFFFF && dfa_next(n->rx, (int)f->seen, cp) >= 0;
+                    any = cp != 0xFFFFFFFF && rx_can_take(n, f, cp, cp);
                 }
                 if (!any) return R_REJECT;
             }
@@ -2350,7 +2675,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
             if (b == 0xf0) { nlo = 0x90; lo = 0x10000; }
             if (b == 0xf4) { nhi = 0x8f; hi = 0x10ffff; }
         } else return R_REJECT;
-        if (n->rx && !dfa_any(n->rx, (int)f->seen, lo, hi)) return R_REJECT;
+        if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
         f->phase = S_UTF8;
         f->aux = (uint8_t)more;
         f->cand = b & (more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07);
@@ -2365,7 +2690,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
             f->phase = S_CHAR;
         } else {
             uint32_t lo = (uint32_t)(c << (6 * rem)), hi = lo | ((1u << (6 * rem)) - 1);
-            if (n->rx && !dfa_any(n->rx, (int)f->seen, lo, hi)) return R_REJECT;
+            if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
             f->cand = c;
             f->aux = (uint8_t)rem;
             f->pos = 0x80 | 0xbf << 8;
@@ -2408,8 +2733,9 @@ static int start_value(const grammar *g, const grammar_stack *st, grammar_frame 
         return f->cand ? R_AGAIN : R_REJECT;
     }
     const char *const *lit = g->python ? LIT_PY : LIT_JSON;
-    if (b == '{' && (n->types & T_OBJ)) { f->kind = F_OBJ; f->phase = O_FIRST; f->seen = 0; return R_OK; }
-    if (b == '[' && (n->types & T_ARR)) { f->kind = F_ARR; f->phase = A_FIRST; f->count = 0; f->cand = 0; return R_OK; }
+    int room = GRAMMAR_MAX_DEPTH - st->depth + 1;
+    if (b == '{' && (n->types & T_OBJ) && part_depth(g, n, T_OBJ) <= room) { f->kind = F_OBJ; f->phase = O_FIRST; f->seen = 0; return R_OK; }
+    if (b == '[' && (n->types & T_ARR) && part_depth(g, n, T_ARR) <= room) { f->kind = F_ARR; f->phase = A_FIRST; f->count = 0; f->cand = 0; return R_OK; }
     if (b == '"' && (n->types & T_STR)) {
         f->kind = F_STR; f->phase = S_CHAR; f->count = 0; f->seen = 0; return R_OK;
     }
@@ -2458,10 +2784,11 @@ static bool arr_can_close(const gnode *n, const grammar_frame *f) {
     return !(n->min_items > 0 && (int)f->count < n->min_items);
 }
 
-static bool arr_can_add(const gnode *n, const grammar_frame *f) {
+static bool arr_can_add(const grammar *g, const grammar_stack *st, const gnode *n, const grammar_frame *f) {
     if (n->max_items >= 0 && (int)f->count >= n->max_items) return false;
     if (n->cut_items >= 0 && (int)f->count >= n->cut_items) return false;
-    return item_node(n, (int)f->count) >= 0;
+    int it = item_node(n, (int)f->count);
+    return it >= 0 && st->depth + mind_of(g, it) <= GRAMMAR_MAX_DEPTH;
 }
 
 /* A literal (null/true/false, or None/True/False in Python mode): the next byte of its text. */
@@ -2491,19 +2818,41 @@ static int step_enum(const grammar *g, grammar_stack *st, grammar_frame *f, cons
     return R_OK;
 }
 
+/* Declared keys that may still be written here: not given yet, not banned, their value fits
+ * in the frames left, and, when maxProperties leaves room only for them, the required ones. */
+static uint64_t obj_keys_left(const grammar *g, const grammar_stack *st, const grammar_frame *f, const gnode *n) {
+    uint64_t left = all_bits(n->n_props) & ~f->seen & ~n->banned, missing = n->required & ~f->seen;
+    for (uint64_t m = left; m; m &= m - 1) {
+        int p = __builtin_ctzll(m);
+        if (st->depth + mind_of(g, n->prop_node[p]) > GRAMMAR_MAX_DEPTH) left &= ~(1ull << p);
+    }
+    if (n->max_props >= 0 && __builtin_popcountll(f->seen) + __builtin_popcountll(missing) >= n->max_props) left &= missing;
+    return left;
+}
+
+static bool obj_free_ok(const grammar *g, const grammar_stack *st, const gnode *n) {
+    return n->additional >= 0 && st->depth + mind_of(g, n->additional) <= GRAMMAR_MAX_DEPTH;
+}
+
+static bool obj_can_close(const grammar_frame *f, const gnode *n) {
+    return !(n->required & ~f->seen) && (n->min_props < 0 || __builtin_popcountll(f->seen) >= n->min_props);
+}
+
 /* After '{' (O_FIRST) or ',' (O_NEXT): an optional space, '}' (only right after '{') or the
  * opening quote of a key that may still come. */
-static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int obj_key_open(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
     if (b == '}' && f->phase == O_FIRST) {
-        if (n->required & ~f->seen) return R_REJECT;
+        if (!obj_can_close(f, n)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
     if (b != '"') return R_REJECT;
-    if (!(all_bits(n->n_props) & ~f->seen & ~n->banned) && n->additional < 0) return R_REJECT;
+    uint64_t left = obj_keys_left(g, st, f, n);
+    bool free_ok = obj_free_ok(g, st, n);
+    if (!left && !free_ok) return R_REJECT;
     /* with additional keys allowed, track every declared key to refuse duplicates */
-    f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen & ~n->banned : all_bits(n->n_props);
+    f->cand = free_ok ? all_bits(n->n_props) : left;
     f->phase = O_KEY;
     f->pos = 0;
     f->sp = 0;
@@ -2513,18 +2862,19 @@ static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, uns
 
 /* Inside a key: the closing quote picks the declared key (or an additional one), any other
  * byte narrows the declared keys and follows escapes. */
-static int obj_key_byte(const grammar *g, grammar_frame *f, const gnode *n, unsigned char b) {
+static int obj_key_byte(const grammar *g, const grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    bool free_ok = obj_free_ok(g, st, n);
     if (b == '"' && !f->aux) {
         int k = exact(n->keys, f->cand, f->pos);
-        if (k >= 0 && ((f->seen | n->banned) >> k & 1)) return R_REJECT;
-        if (k < 0 && n->additional < 0) return R_REJECT;
+        if (k >= 0 && !(obj_keys_left(g, st, f, n) >> k & 1)) return R_REJECT;
+        if (k < 0 && !free_ok) return R_REJECT;
         f->cur = (int16_t)k;
         f->phase = O_COLON;
         return R_OK;
     }
     if (b < 0x20 || b == 0x7f) return R_REJECT;
     uint64_t c = narrow(n->keys, f->cand, f->pos, b);
-    if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
+    if (!c && (!free_ok || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
     /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
     if (!f->aux) { if (b == '\\') f->aux = 1; }
     else if (f->aux == 1) {
@@ -2550,14 +2900,14 @@ static int obj_colon(grammar_stack *st, grammar_frame *f, const gnode *n, unsign
 }
 
 /* After a member's value: '}' once every required key is seen, or ',' if a key may follow. */
-static int obj_after_value(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int obj_after_value(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (b == '}') {
-        if (n->required & ~f->seen) return R_REJECT;
+        if (!obj_can_close(f, n)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
     if (b == ',') {
-        if (!(all_bits(n->n_props) & ~f->seen & ~n->banned) && n->additional < 0) return R_REJECT;
+        if (!obj_keys_left(g, st, f, n) && !obj_free_ok(g, st, n)) return R_REJECT;
         f->phase = O_NEXT;
         f->sp = 1;
         return R_OK;
@@ -2568,24 +2918,24 @@ static int obj_after_value(grammar_stack *st, grammar_frame *f, const gnode *n, 
 static int step_obj(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     switch (f->phase) {
     case O_FIRST:
-    case O_NEXT: return obj_key_open(st, f, n, b);
-    case O_KEY: return obj_key_byte(g, f, n, b);
+    case O_NEXT: return obj_key_open(g, st, f, n, b);
+    case O_KEY: return obj_key_byte(g, st, f, n, b);
     case O_COLON: return obj_colon(st, f, n, b);
-    case O_AFTER: return obj_after_value(st, f, n, b);
+    case O_AFTER: return obj_after_value(g, st, f, n, b);
     }
     return R_REJECT;
 }
 
 /* After '[' (A_FIRST) or ',' (A_NEXT): an optional space, ']' (only right after '['), or the
  * first byte of the next item, which goes to the item's new frame (R_AGAIN). */
-static int arr_item_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int arr_item_open(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
     if (b == ']' && f->phase == A_FIRST) {
         if (!arr_can_close(n, f)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
-    if (!arr_can_add(n, f)) return R_REJECT;
+    if (!arr_can_add(g, st, n, f)) return R_REJECT;
     f->phase = A_AFTER;
     f->sp = 0;
     if (!push(st, F_VALUE, item_node(n, (int)f->count++), 0)) return R_REJECT;
@@ -2593,14 +2943,14 @@ static int arr_item_open(grammar_stack *st, grammar_frame *f, const gnode *n, un
 }
 
 /* After an item: ']' when enough items were given, ',' when another may come. */
-static int arr_after_item(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int arr_after_item(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (b == ']') {
         if (!arr_can_close(n, f)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
     if (b == ',') {
-        if (!arr_can_add(n, f)) return R_REJECT;
+        if (!arr_can_add(g, st, n, f)) return R_REJECT;
         f->phase = A_NEXT;
         f->sp = 1;
         return R_OK;
@@ -2608,11 +2958,11 @@ static int arr_after_item(grammar_stack *st, grammar_frame *f, const gnode *n, u
     return R_REJECT;
 }
 
-static int step_arr(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int step_arr(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     switch (f->phase) {
     case A_FIRST:
-    case A_NEXT: return arr_item_open(st, f, n, b);
-    case A_AFTER: return arr_after_item(st, f, n, b);
+    case A_NEXT: return arr_item_open(g, st, f, n, b);
+    case A_AFTER: return arr_after_item(g, st, f, n, b);
     }
     return R_REJECT;
 }
@@ -2729,7 +3079,7 @@ static int step(const grammar *g, grammar_stack *st, unsigned char b) {
     case F_STR: return step_str(g, st, f, n, b);
     case F_NUM: return step_num(n, f, b);
     case F_OBJ: return step_obj(g, st, f, n, b);
-    case F_ARR: return step_arr(st, f, n, b);
+    case F_ARR: return step_arr(g, st, f, n, b);
     case F_CALLS: return step_calls(g, st, f, b);
     }
     return R_REJECT;
@@ -2866,9 +3216,12 @@ static int first_byte_of_min_value(const grammar *g, int node, int guard) {
     if (n->n_any) {
         if (guard > 8) return '{';
         int pick = -1;
+        for (int i = 0; i < n->n_any; i++) { /* the alternative needing the fewest frames */
+            if (n->dropped >> i & 1) continue;
+            if (pick < 0 || mind_of(g, n->any[i]) < mind_of(g, pick)) pick = n->any[i];
+        }
         for (int i = 0; i < n->n_any; i++) {
             if (n->dropped >> i & 1) continue;
-            if (pick < 0) pick = n->any[i];
             const gnode *a = &g->nodes[n->any[i]];
             if (!a->n_any && !a->n_enum && (a->types & T_NULL)) { pick = n->any[i]; break; }
         }
@@ -2921,23 +3274,25 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
         }
         return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
     case F_OBJ: {
-        uint64_t missing = n->required & ~f->seen;
+        bool more = !obj_can_close(f, n);
         switch (f->phase) {
-        case O_FIRST: return missing ? '"' : '}';
+        case O_FIRST: return more ? '"' : '}';
         case O_NEXT: return '"';
         case O_KEY: {
             if (!f->cand && f->aux) return f->aux == 1 ? 'n' : '0';
-            int k = exact(n->keys, f->cand, f->pos);
-            if ((k >= 0 && !(f->seen >> k & 1)) || !f->cand) return '"';
-            k = pick(f->cand & ~f->seen, n->required & ~f->seen);
+            uint64_t left = f->cand & obj_keys_left(g, st, f, n);
+            int k = exact(n->keys, left, f->pos);
+            if (k >= 0 || !f->cand) return '"';
+            k = pick(left, n->required & ~f->seen);
             return k >= 0 && f->pos < n->keys[k].n ? (unsigned char)n->keys[k].s[f->pos] : '"';
         }
         case O_COLON: return ':';
-        default: return missing ? ',' : '}';
+        default: return more ? ',' : '}';
         }
     }
     case F_ARR: {
         bool need = !arr_can_close(n, f);
+        (void)0;
         if (n->unique && need && f->phase != A_AFTER) { /* a value the array does not hold yet */
             int k = pick(all_bits(g->nodes[n->items].n_enum) & ~f->cand, ~0ull);
             return k >= 0 ? (unsigned char)g->nodes[n->items].enums[k].s[0] : ']';
@@ -2996,7 +3351,16 @@ static int complete_one(const grammar *g, grammar_state *st, grammar_state *tmp,
         }
         if (!ok || n + 1 >= cap) return -1;
         out[n++] = (char)b;
-        tmp->n_alt = 1; /* follow one stack */
+        /* follow one stack: the one whose open value needs the fewest frames (a union's
+         * recursive alternatives last) */
+        int best = 0;
+        for (int i = 1; i < tmp->n_alt; i++) {
+            const grammar_stack *x = &tmp->alt[i], *y = &tmp->alt[best];
+            if (x->depth && y->depth && mind_of(g, x->f[x->depth - 1].node) < mind_of(g, y->f[y->depth - 1].node)) best = i;
+        }
+        if (best) stack_copy(&tmp->alt[0], &tmp->alt[best]);
+        tmp->n_alt = 1;
+        tmp->depth = tmp->alt[0].depth;
         state_copy(st, tmp);
         if (grammar_complete(g, st) && st->alt[0].depth == 0) break;
     }

@@ -26,6 +26,9 @@ typedef struct grammar grammar; /* compiled, immutable: share it between request
  * outside core/error.h's convention: inside, the compiler uses an lfm2c_error; these signatures
  * move to `lfm2c_error *err` together with their caller in src/serve/server.c.) */
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap);
+/* The same, given up ("too costly to compile") as soon as *cancel becomes true (the request is
+ * gone). Pattern compilation has a work budget per call either way (see RX_BUDGET). */
+grammar *grammar_from_schema_cancel(const char *schema_json, const volatile bool *cancel, char *err, size_t errcap);
 /* Any JSON object (response_format json_object). */
 grammar *grammar_any_object(void);
 /* LFM2 tool calls: `[name(arg=value, ...), ...]` with Python literals, names and arguments from

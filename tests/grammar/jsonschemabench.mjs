@@ -37,23 +37,27 @@ if (!args.bin || !args.corpus) { console.error('usage: --bin TEST_GRAMMAR --corp
 
 const CHUNK = 20, CHUNK_TIMEOUT_MS = 120000;
 
-// One test_grammar --survey run over a chunk of files; resolves to its lines (a chunk that ran
-// out of time reports its unanswered schemas as TIMEOUT).
-function survey(files, outDir) {
+// One test_grammar --survey run over a chunk of files; resolves to its lines. When the run dies
+// (a crash, or past CHUNK_TIMEOUT_MS), the schemas it did not answer are run one by one, so the
+// one that failed is named (CRASH or TIMEOUT) and the others are still judged.
+function survey(files, outDir, alone = false) {
   return new Promise(resolve => {
     const p = spawn(args.bin, ['--survey', String(args.n), outDir, ...files], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
+    let out = '', timedOut = false;
     p.stdout.on('data', d => { out += d; });
     p.stderr.on('data', () => {});
-    const timer = setTimeout(() => p.kill('SIGKILL'), CHUNK_TIMEOUT_MS);
-    p.on('close', (code, signal) => {
+    const timer = setTimeout(() => { timedOut = true; p.kill('SIGKILL'); }, alone ? CHUNK_TIMEOUT_MS / 4 : CHUNK_TIMEOUT_MS);
+    p.on('close', async (code, signal) => {
       clearTimeout(timer);
       const lines = out.split('\n').filter(l => l.includes('\t'));
       const seen = new Set(lines.map(l => l.split('\t')[0]));
-      for (const f of files) {
-        const name = f.split('/').pop().slice(0, -5);
-        if (!seen.has(name)) lines.push(`${name}\t${signal ? 'TIMEOUT' : 'CRASH'}\t${signal || code}\t0`);
+      const missing = files.filter(f => !seen.has(f.split('/').pop().slice(0, -5)));
+      if (alone || !missing.length) {
+        for (const f of missing) lines.push(`${f.split('/').pop().slice(0, -5)}\t${timedOut ? 'TIMEOUT' : 'CRASH'}\t${signal || code}\t0`);
+        resolve(lines);
+        return;
       }
+      for (const f of missing) lines.push(...await survey([f], outDir, true));
       resolve(lines);
     });
   });
