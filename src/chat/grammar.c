@@ -589,7 +589,9 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
         for (int s = 0; s < n; s++)
             for (int e = first[s]; e < first[s + 1]; e++) {
                 int t = edges[e].to;
-                if (dist[t] >= 0 && (dist[s] < 0 || dist[t] + 1 < dist[s])) {
+                bool printable_here = edges[e].hi >= 0x20 && edges[e].lo < 0x7f;
+                if (dist[t] >= 0 && (dist[s] < 0 || dist[t] + 1 < dist[s] ||
+                                     (dist[t] + 1 == dist[s] && ncp[s] < 0x20 && printable_here))) {
                     dist[s] = dist[t] + 1;
                     uint32_t cp = edges[e].lo;
                     /* prefer a printable ASCII character that needs no escape */
@@ -1000,6 +1002,7 @@ typedef struct gnode {
     bool one_of;             /* a union from oneOf: its alternatives are made mutually exclusive */
     bool add_false;          /* the schema forbids keys outside 'properties' */
     bool rx_exact;           /* rx is exactly the schema's pattern (no format narrowing it) */
+    rdfa *srx;               /* the schema's own pattern automaton (exact), or NULL; may be rx */
     int stypes;              /* the types the schema itself admits (T_ALL without 'type') */
     uint64_t banned;         /* declared properties never generated (oneOf exclusion) */
     uint64_t sreq;           /* the schema's own 'required' (required may grow by narrowing) */
@@ -1050,6 +1053,7 @@ typedef struct compiler {
     grammar *g; lfm2c_error *err; int cap;
     json_t *root;            /* document $ref pointers resolve in */
     refent refs[MAX_REFS]; int n_refs;
+    bool unsat;              /* the failure being returned is "no value satisfies this part" */
 } compiler;
 
 /* Sets the message of a schema that cannot be compiled; returns -1. */
@@ -1061,6 +1065,20 @@ static int fail(compiler *c, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     lfm2c_set_error(c->err, LFM2C_EINVAL, "%s", msg);
+    return -1;
+}
+
+/* A schema (or part) that no value satisfies: an error at the root; inside, compile_into turns
+ * the part into a node that admits nothing, which is then never generated (prune_infinite). */
+static int unsat(compiler *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int unsat(compiler *c, const char *fmt, ...) {
+    char msg[sizeof c->err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lfm2c_set_error(c->err, LFM2C_EINVAL, "%s", msg);
+    c->unsat = true;
     return -1;
 }
 
@@ -1201,11 +1219,15 @@ static json_t *without(json_t *s, const char *key) {
     return r;
 }
 
+static int merge_keys(compiler *c, json_t *dst, json_t *src);
+static int restrict_props(compiler *c, json_t *dst, json_t *side_props[2], json_t *side_add[2]);
+static bool in_array(json_t *arr, const char *key);
+
 /* allOf: merges src into dst (both objects; $ref at their top already resolved). */
 static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
     if (depth > 16) return fail(c, "allOf nested too deeply");
     if (json_is_true(src)) return 0;
-    if (json_is_false(src)) return fail(c, "allOf with false can never be satisfied");
+    if (json_is_false(src)) return unsat(c, "allOf with false can never be satisfied");
     if (!json_is_object(src)) return fail(c, "allOf members must be schemas");
     for (int guard = 0; json_object_get(src, "$ref"); guard++) {
         if (guard > 16) return fail(c, "$ref cycle inside allOf");
@@ -1218,6 +1240,49 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
         src = t;
         if (!json_is_object(src)) return json_is_true(src) ? 0 : fail(c, "$ref target must be a schema");
     }
+    /* what each side says of keys outside its own properties, before they are merged */
+    json_t *side_props[2] = {json_object_get(dst, "properties"), json_object_get(src, "properties")};
+    json_t *side_add[2] = {json_object_get(dst, "additionalProperties"), json_object_get(src, "additionalProperties")};
+    for (int i = 0; i < 2; i++) {
+        side_props[i] = json_is_object(side_props[i]) ? json_copy(side_props[i]) : json_object();
+        json_incref(side_add[i]);
+    }
+    int r = merge_keys(c, dst, src);
+    if (!r) r = restrict_props(c, dst, side_props, side_add);
+    for (int i = 0; i < 2; i++) { json_decref(side_props[i]); json_decref(side_add[i]); }
+    return r;
+}
+
+/* After an allOf merge: a property one side does not declare is forbidden by that side's
+ * additionalProperties false (dropped; an error when required) or must also satisfy its
+ * additionalProperties schema. */
+static int restrict_props(compiler *c, json_t *dst, json_t *side_props[2], json_t *side_add[2]) {
+    json_t *props = json_object_get(dst, "properties");
+    if (!json_is_object(props)) return 0;
+    json_t *np = json_copy(props), *req = json_object_get(dst, "required");
+    const char *k;
+    json_t *v;
+    json_object_foreach(props, k, v) {
+        for (int i = 0; i < 2; i++) {
+            if (!side_add[i] || json_is_true(side_add[i]) || json_object_get(side_props[i], k)) continue;
+            if (json_is_false(side_add[i])) {
+                if (json_is_array(req) && in_array(req, k)) {
+                    json_decref(np);
+                    return unsat(c, "allOf: required property '%s' is forbidden by 'additionalProperties': false", k);
+                }
+                json_object_del(np, k);
+                break;
+            }
+            json_t *cur = json_object_get(np, k);
+            json_object_set_new(np, k, json_pack("{s:[O,O]}", "allOf", cur, side_add[i]));
+        }
+    }
+    json_object_set_new(dst, "properties", np);
+    return 0;
+}
+
+/* The keyword-by-keyword merge of src into dst. */
+static int merge_keys(compiler *c, json_t *dst, json_t *src) {
     const char *k;
     json_t *v;
     json_object_foreach(src, k, v) {
@@ -1259,7 +1324,7 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
                 if (*bits[i] & T_NUM) *bits[i] |= T_INT;
             }
             int m = a & b;
-            if (!m) return fail(c, "allOf: the types do not intersect");
+            if (!m) return unsat(c, "allOf: the types do not intersect");
             json_t *t = json_array();
             static const char *names[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
             for (int i = 0; i < 7; i++)
@@ -1283,7 +1348,7 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
             json_array_foreach(d, i, e)
                 for (size_t j = 0; j < json_array_size(v); j++)
                     if (json_equal(e, json_array_get(v, j))) { json_array_append(ne, e); break; }
-            if (!json_array_size(ne)) { json_decref(ne); return fail(c, "allOf: the enums do not intersect"); }
+            if (!json_array_size(ne)) { json_decref(ne); return unsat(c, "allOf: the enums do not intersect"); }
             json_object_set_new(dst, k, ne);
         } else {
             return fail(c, "allOf: cannot merge two different '%s'", k);
@@ -1391,9 +1456,11 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
     if ((N.types & (T_INT | T_NUM)) == T_INT && N.ilo > N.ihi)
         return fail(c, "no integer satisfies the schema's bounds (at most 16 digits are written): 'minimum'/'maximum'");
     if ((N.types & T_NUM) && (lo > hi || (lo == hi && (lo_ex || hi_ex))))
-        return fail(c, "no number satisfies the schema's bounds");
-    /* bounded numbers are written with at most 15 significant digits and no exponent */
-    if ((N.types & T_NUM) && (lo > 999999999999999.0 || hi < -999999999999999.0))
+        return unsat(c, "no number satisfies the schema's bounds");
+    /* bounded numbers are written with at most 15 significant digits (6 under a decimal
+     * multipleOf) and no exponent */
+    double nlim = N.frac_max >= 0 ? 999999.0 : 999999999999999.0;
+    if ((N.types & T_NUM) && (lo > nlim || hi < -nlim))
         return fail(c, "number bounds beyond 15 digits are not supported: 'minimum'/'maximum'");
     return 0;
 #undef N
@@ -1402,7 +1469,7 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
 static int compile_string(compiler *c, json_t *s, int id) {
 #define N (c->g->nodes[id])
     if (get_count(c, s, "minLength", &N.min_len) || get_count(c, s, "maxLength", &N.max_len)) return -1;
-    if (N.max_len >= 0 && N.min_len > N.max_len) return fail(c, "minLength > maxLength");
+    if (N.max_len >= 0 && N.min_len > N.max_len) return unsat(c, "minLength > maxLength");
     json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
     if (pat && !json_is_string(pat)) return fail(c, "'pattern' must be a string");
     if (fmt && !json_is_string(fmt)) return fail(c, "'format' must be a string");
@@ -1427,9 +1494,10 @@ static int compile_string(compiler *c, json_t *s, int id) {
         dfa_free(b);
         if (!N.rx && c->g->budget.left < 0)
             return fail(c, "schema 'pattern' %s: too costly to compile (DFA construction over its budget)", json_string_value(pat));
-        if (!N.rx) return fail(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
+        if (!N.rx) return unsat(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
     } else N.rx = a ? a : b;
     N.rx_exact = N.rx && !b;
+    N.srx = N.rx_exact ? N.rx : NULL;
     return 0;
 #undef N
 }
@@ -1556,7 +1624,7 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
         const char *key = json_string_value(json_array_get(names, (size_t)k));
         bool perr;
         json_t *sub = prop_schema(c, props ? json_object_get(props, key) : NULL, key, pp, pdfa, add, &perr);
-        if (!sub) { rc = fail(c, "required property '%s' is forbidden by 'additionalProperties': false", key); break; }
+        if (!sub) { rc = unsat(c, "required property '%s' is forbidden by 'additionalProperties': false", key); break; }
         if (escaped_key(c, key, &N.keys[k])) { json_decref(sub); rc = -1; break; }
         N.n_props++;
         int child = compile(c, sub, depth + 1);
@@ -1657,7 +1725,7 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
     }
     if (get_count(c, s, "minItems", &N.min_items) || get_count(c, s, "maxItems", &N.max_items)) return -1;
     if (N.items < 0 && (N.max_items < 0 || N.max_items > N.n_prefix)) N.max_items = N.n_prefix;
-    if (N.max_items >= 0 && N.min_items > N.max_items) return fail(c, "minItems > maxItems");
+    if (N.max_items >= 0 && N.min_items > N.max_items) return unsat(c, "minItems > maxItems");
     json_t *u = json_object_get(s, "uniqueItems");
     if (u && json_is_true(u) && !(N.max_items >= 0 && N.max_items <= 1)) {
         if (N.n_prefix && N.min_items > 1) return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
@@ -1753,14 +1821,31 @@ static int compile_enum(compiler *c, json_t *s, int id, json_t *en, json_t *cn, 
         if (dup || (check >= 0 && !node_accepts(c->g, check, t.s, (size_t)t.n))) { free(t.s); continue; }
         c->g->nodes[id].enums[c->g->nodes[id].n_enum++] = t;
     }
-    if (!c->g->nodes[id].n_enum) return fail(c, "no '%s' value satisfies the schema's other keywords", cn ? "const" : "enum");
+    if (!c->g->nodes[id].n_enum) return unsat(c, "no '%s' value satisfies the schema's other keywords", cn ? "const" : "enum");
     return c->g->nodes[id].n_enum > MAX_ENUM ? split_enum(c, id) : id;
 }
 
+static int compile_into_inner(compiler *c, json_t *s, int id, int depth);
+
 static int compile_into(compiler *c, json_t *s, int id, int depth) {
+    lfm2c_error saved = *c->err;
+    int r = compile_into_inner(c, s, id, depth);
+    bool empty = r < 0 && c->unsat && depth > 0;
+    c->unsat = false;
+    if (!empty) return r;
+    gnode *n = &c->g->nodes[id]; /* a part that admits nothing */
+    for (int k = 0; k < n->n_enum; k++) free(n->enums[k].s);
+    n->n_enum = 0;
+    n->n_any = 0;
+    n->types = n->stypes = 0;
+    *c->err = saved;
+    return id;
+}
+
+static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
     if (depth > MAX_SCHEMA_DEPTH) return fail(c, "schema nested deeper than %d", MAX_SCHEMA_DEPTH);
     if (json_is_true(s) || (json_is_object(s) && only_annotations(s, ""))) return id; /* any value */
-    if (json_is_false(s)) return fail(c, "schema 'false' admits no value");
+    if (json_is_false(s)) return unsat(c, "schema 'false' admits no value");
     if (!json_is_object(s)) return fail(c, "schema must be an object");
     static const char *unsupported[] = {"if", "then", "else", "minContains", "maxContains",
         "unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef", NULL};
@@ -1933,7 +2018,7 @@ static bool exact_for(const gnode *n, int k) {
     if (n->n_any || n->narrowed) return false;
     if (k == T_NULL || k == T_BOOL) return true;
     if (k == T_NUM) return true;
-    if (k == T_STR) return !n->rx || n->rx_exact;
+    if (k == T_STR) return !n->rx || n->rx == n->srx;
     return false;
 }
 
@@ -1967,9 +2052,9 @@ static bool excl_kind(const grammar *g, int a, int b, int k, int depth) {
     case T_STR:
         if (A->max_len >= 0 && B->min_len > A->max_len) return true;
         if (B->max_len >= 0 && A->min_len > B->max_len) return true;
-        if (A->rx && B->rx && B->rx_exact) {
+        if (A->rx && B->srx) {
             rxbudget *bud = (rxbudget *)&g->budget; /* compile time only */
-            rdfa *p = dfa_product(A->rx, B->rx, bud);
+            rdfa *p = dfa_product(A->rx, B->srx, bud);
             if (!p) return bud->left >= 0;
             dfa_free(p);
         }
@@ -2032,11 +2117,17 @@ static void narrow_for(grammar *g, int a, int b) {
     for (int k = 1; k < T_ALL; k <<= 1) {
         int bits = k == T_NUM ? (T_INT | T_NUM) : k;
         if (k == T_INT || !(kinds(A->types) & k) || !(bk & k) || excl_kind(g, a, b, k, 0)) continue;
-        if (k == T_STR && B->rx && B->rx_exact && !B->n_enum) { /* a's strings outside b's pattern */
-            rdfa *nb = dfa_complement(B->rx, &g->budget), *r = NULL;
+        if (k == T_STR && B->srx && !B->n_enum) { /* a's strings outside b's pattern */
+            rdfa *nb = dfa_complement(B->srx, &g->budget), *r = NULL;
             if (nb) r = A->rx ? dfa_product(A->rx, nb, &g->budget) : nb;
             if (r && r != nb) dfa_free(nb);
-            if (r) { dfa_free(A->rx); A->rx = r; A->rx_exact = false; A->narrowed = true; continue; }
+            if (r) {
+                if (A->rx != A->srx) dfa_free(A->rx);
+                A->rx = r;
+                A->rx_exact = false;
+                A->narrowed = true;
+                continue;
+            }
         }
         if (A->types & ~bits) { A->types &= ~bits; A->narrowed = true; }
     }
@@ -2404,6 +2495,7 @@ void grammar_free(grammar *g) {
         free(n->prop_node);
         free(n->prefix);
         free(n->any);
+        if (n->srx != n->rx) dfa_free(n->srx);
         dfa_free(n->rx);
     }
     for (int i = 0; i < g->n_cache; i++) free(g->cache[i].toks);
@@ -2522,10 +2614,15 @@ static bool num_in(const gnode *n, double v) {
     return true;
 }
 
+/* Significant digits of a bounded number: 15, so the text and the double agree; 6 under a
+ * multipleOf of 10^-d, so that a validator's float division value / 10^-d stays within 1e-9 of
+ * an integer. */
+static int num_digits(const gnode *n) { return n->frac_max >= 0 ? 6 : 15; }
+
 /* Bounded number prefix: mantissa M with f decimals (frac: '.' seen), digits used. The values
  * it can still become form [a, b) (mirrored when negative); with no digits left, only a. */
 static bool num_viable(const gnode *n, bool neg, uint64_t M, int f, bool frac, int digits) {
-    int left = 15 - digits;
+    int left = num_digits(n) - digits;
     if (frac && n->frac_max >= 0 && f >= n->frac_max) left = 0;
     if (!frac && M == 0) { /* a leading zero: 0 or 0.xxx */
         if (num_in(n, 0)) return true;
@@ -2580,12 +2677,12 @@ static int step_num(const gnode *n, grammar_frame *f, unsigned char b) {
         if (integer) {
             if (digits > 16 || !int_viable(n, f->cur, M, digits)) return R_REJECT;
         } else {
-            if (digits > 15 || !num_viable(n, f->cur, M, dec, np == N_FRAC, digits)) return R_REJECT;
+            if (digits > num_digits(n) || !num_viable(n, f->cur, M, dec, np == N_FRAC, digits)) return R_REJECT;
         }
         f->seen = M;
         f->cand = (uint64_t)digits;
         f->pos = (uint16_t)dec;
-    } else if (np == N_DOT && (f->cand >= 15 || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
+    } else if (np == N_DOT && ((int)f->cand >= num_digits(n) || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
         return R_REJECT;
     }
     f->phase = (uint8_t)np;
@@ -3262,6 +3359,16 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
     }
     case F_NUM: return frame_can_end(g, f) ? -1 : '0';
     case F_STR:
+        if (f->phase == S_ESC && n->rx) { /* the escape whose character gets closest to a match */
+            static const char E[] = "nt\"\\/bfr";
+            int best = 'n', bd = -1;
+            for (int i = 0; E[i]; i++) {
+                uint32_t cp = esc_cp((unsigned char)E[i], g->python);
+                int t = cp == 0xFFFFFFFF ? -1 : dfa_next(n->rx, (int)f->seen, cp);
+                if (t >= 0 && (bd < 0 || n->rx->dist[t] < bd)) { bd = n->rx->dist[t]; best = E[i]; }
+            }
+            return best;
+        }
         if (f->phase == S_ESC) return 'n';
         if (f->phase == S_HEX) return '0';
         if (f->phase == S_UTF8) return f->pos & 0xff;
@@ -3269,7 +3376,7 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
             if (n->rx->accept[f->seen] && (int)f->count >= n->min_len) return '"';
             uint32_t cp = n->rx->next_cp[f->seen];
             if (n->rx->dist[f->seen] == 0) cp = 'a';
-            if (cp == '"' || cp == '\\') return '\\';
+            if (cp == '"' || cp == '\\' || cp < 0x20) return '\\';
             return cp < 0x80 ? (int)cp : cp < 0x800 ? (int)(0xc0 | cp >> 6) : cp < 0x10000 ? (int)(0xe0 | cp >> 12) : (int)(0xf0 | cp >> 18);
         }
         return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
