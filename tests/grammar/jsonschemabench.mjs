@@ -9,9 +9,10 @@
 // keyword, and lists the invalid / dead-end schemas.
 //
 // usage: node jsonschemabench.mjs --bin PATH/test_grammar --corpus DIR [--sets A,B] [--n N]
-//        [--jobs J] [--limit K] [--expect-clean]
+//        [--jobs J] [--limit K] [--expect-clean] [--min-coverage P]
 //   --limit K: the first K schemas of each set (sorted by name); --expect-clean: exit 1 when any
-//   answer is invalid or any schema reaches a dead end (the CI gate).
+//   answer is invalid, any schema reaches a dead end, crashes or times out (the CI gate);
+//   --min-coverage P: exit 1 when the coverage over all sets is under P percent.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +22,7 @@ import Ajv2020 from 'ajv/dist/2020.js';
 import AjvDraft04 from 'ajv-draft-04';
 import addFormats from 'ajv-formats';
 
-const args = { n: 3, jobs: 2, limit: 0, sets: '', expectClean: false };
+const args = { n: 3, jobs: 2, limit: 0, sets: '', expectClean: false, minCoverage: 0 };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
   if (a === '--bin') args.bin = process.argv[++i];
@@ -31,6 +32,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--jobs') args.jobs = +process.argv[++i];
   else if (a === '--limit') args.limit = +process.argv[++i];
   else if (a === '--expect-clean') args.expectClean = true;
+  else if (a === '--min-coverage') args.minCoverage = +process.argv[++i];
   else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
 if (!args.bin || !args.corpus) { console.error('usage: --bin TEST_GRAMMAR --corpus DIR [...]'); process.exit(2); }
@@ -155,5 +157,9 @@ for (const s of table)
 console.log('\nrejections by keyword:');
 for (const [k, v] of [...byKeyword].sort((a, b) => b[1].n - a[1].n).slice(0, 40)) console.log(`  ${v.n}\t${k}\t(${v.ex.join(' ')})`);
 if (bad.length) console.log('\n' + bad.join('\n'));
-console.log(`\ninvalid answers: ${totalInvalid}, dead ends: ${totalDead}`);
-process.exit(args.expectClean && (totalInvalid || totalDead) ? 1 : 0);
+const all = table.reduce((a, s) => ({ n: a.n + s.n, ok: a.ok + s.ok, bad: a.bad + s.timeout }), { n: 0, ok: 0, bad: 0 });
+const coverage = 100 * all.ok / Math.max(all.n, 1);
+console.log(`\nschemas: ${all.n}, coverage ${coverage.toFixed(1)}%, invalid answers: ${totalInvalid}, dead ends: ${totalDead}, timeouts/crashes: ${all.bad}`);
+let failed = args.expectClean && (totalInvalid || totalDead || all.bad);
+if (coverage < args.minCoverage) { console.log(`FAIL coverage ${coverage.toFixed(1)}% is under ${args.minCoverage}%`); failed = true; }
+process.exit(failed ? 1 : 0);
