@@ -2330,10 +2330,11 @@ static void message_to_buffer(const lfm2c_error *e, char *buf, size_t cap) {
     if (e->code && buf && cap) snprintf(buf, cap, "%s", e->msg);
 }
 
-/* A copy of JSON text whose integer literals past 18 digits read as reals ("...0" -> "...0.0"):
- * JSON has no integer size limit, jansson's integers are 64-bit. NULL when out of memory. */
-static char *widen_big_ints(const char *t) {
-    size_t n = strlen(t), cap = n + n / 2 + 16, o = 0;
+/* A copy of JSON text (n bytes, NUL-terminated copy) whose integer literals past 18 digits read as
+ * reals ("...0" -> "...0.0"): JSON has no integer size limit, jansson's integers are 64-bit. NULL
+ * when out of memory. */
+char *grammar_json_widen_big_ints(const char *t, size_t n) {
+    size_t cap = n + n / 8 + 16, o = 0;
     char *out = malloc(cap);
     if (!out) return NULL;
     bool str = false;
@@ -2353,13 +2354,12 @@ static char *widen_big_ints(const char *t) {
             memcpy(out + o, t + i, j - i);
             o += j - i;
             bool integer = j >= n || (t[j] != '.' && t[j] != 'e' && t[j] != 'E');
-            if (integer && digits > 18) { out[o++] = '.'; out[o++] = '0'; }
+            if (integer && digits > 18) { out[o++] = '.'; out[o++] = '0'; } /* 2 more per 19+ bytes */
             i = j;
             continue;
         }
         out[o++] = ch;
         i++;
-        if (o + 8 >= cap) break; /* cannot happen: each widening adds 2 bytes to 19+ */
     }
     out[o] = 0;
     return out;
@@ -2371,7 +2371,7 @@ static grammar *schema_grammar(const char *schema_json, const volatile bool *can
     json_error_t je;
     json_t *s = json_loads(schema_json, JSON_DECODE_ANY, &je);
     if (!s && strstr(je.text, "too big integer")) {
-        char *w = widen_big_ints(schema_json);
+        char *w = grammar_json_widen_big_ints(schema_json, strlen(schema_json));
         if (w) s = json_loads(w, JSON_DECODE_ANY, &je);
         free(w);
     }

@@ -37,6 +37,9 @@ grammar *grammar_any_object(void);
 grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel,
                             char *err, size_t errcap);
 void grammar_free(grammar *g);
+/* JSON text whose integers past 18 digits are written as reals (jansson refuses integers beyond
+ * int64: "too big integer"); a malloc'd NUL-terminated copy, NULL when out of memory. */
+char *grammar_json_widen_big_ints(const char *text, size_t n);
 
 #define GRAMMAR_MAX_DEPTH 32
 

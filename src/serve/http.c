@@ -26,6 +26,7 @@
  * one until we write to it: a stream notices at its next token, a plain request when its answer
  * is written. */
 #include "serve/http.h"
+#include "chat/grammar.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -563,6 +564,11 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     }
     json_error_t je;
     json_t *body = q->body ? json_loadb(q->body, q->n_body, 0, &je) : NULL;
+    if (!body && q->body && strstr(je.text, "too big integer")) { /* a schema bound like 2^64: read as a real */
+        char *w = grammar_json_widen_big_ints(q->body, q->n_body);
+        if (w) body = json_loads(w, 0, &je);
+        free(w);
+    }
     bool had_body = q->body != NULL;
     free(q->body); /* not needed past here */
     q->body = NULL;
