@@ -13,6 +13,11 @@
 //   --limit K: the first K schemas of each set (sorted by name); --expect-clean: exit 1 when any
 //   answer is invalid, any schema reaches a dead end, crashes or times out (the CI gate);
 //   --min-coverage P: exit 1 when the coverage over all sets is under P percent.
+// With --server URL [--key K] [--max-tokens M] instead of --bin, each schema goes to a running
+// `lfm2c serve` (a tiny fixture model does) as one /v1/chat/completions request with
+// response_format json_schema strict (seeded, temperature 1): a 400 before generation is a
+// rejection, a 4xx/5xx after it started or an unparsable answer a dead end, an answer cut by
+// max_tokens ("length") is counted apart, a finished answer is judged by ajv.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +27,7 @@ import Ajv2020 from 'ajv/dist/2020.js';
 import AjvDraft04 from 'ajv-draft-04';
 import addFormats from 'ajv-formats';
 
-const args = { n: 3, jobs: 2, limit: 0, sets: '', expectClean: false, minCoverage: 0 };
+const args = { n: 3, jobs: 2, limit: 0, sets: '', expectClean: false, minCoverage: 0, server: '', key: '', maxTokens: 512 };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
   if (a === '--bin') args.bin = process.argv[++i];
@@ -32,10 +37,13 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--jobs') args.jobs = +process.argv[++i];
   else if (a === '--limit') args.limit = +process.argv[++i];
   else if (a === '--expect-clean') args.expectClean = true;
+  else if (a === '--server') args.server = process.argv[++i];
+  else if (a === '--key') args.key = process.argv[++i];
+  else if (a === '--max-tokens') args.maxTokens = +process.argv[++i];
   else if (a === '--min-coverage') args.minCoverage = +process.argv[++i];
   else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
-if (!args.bin || !args.corpus) { console.error('usage: --bin TEST_GRAMMAR --corpus DIR [...]'); process.exit(2); }
+if ((!args.bin && !args.server) || !args.corpus) { console.error('usage: --bin TEST_GRAMMAR | --server URL --corpus DIR [...]'); process.exit(2); }
 
 const CHUNK = 20, CHUNK_TIMEOUT_MS = 120000;
 
@@ -63,6 +71,33 @@ function survey(files, outDir, alone = false) {
       resolve(lines);
     });
   });
+}
+
+// One schema through the server, written like --survey's lines (the answer in OUTDIR/name.jsonl).
+async function viaServer(file, outDir) {
+  const name = file.split('/').pop().slice(0, -5);
+  let schema;
+  try { schema = JSON.parse(readFileSync(file, 'utf8')); } catch (e) { return [`${name}\tREJECT\tnot JSON\t0`]; }
+  const body = { messages: [{ role: 'user', content: 'Answer with a JSON value for this schema.' }], max_tokens: args.maxTokens,
+    temperature: 1, seed: 7, response_format: { type: 'json_schema', json_schema: { name: 'answer', strict: true, schema } } };
+  const t0 = Date.now();
+  let r, text;
+  try {
+    r = await fetch(`${args.server}/v1/chat/completions`, { method: 'POST', body: JSON.stringify(body),
+      headers: { 'Content-Type': 'application/json', ...(args.key ? { Authorization: `Bearer ${args.key}` } : {}) } });
+    text = await r.text();
+  } catch (e) { return [`${name}\tCRASH\t${e.message}\t0`]; }
+  const ms = Date.now() - t0;
+  let j = null;
+  try { j = JSON.parse(text); } catch { /* below */ }
+  if (r.status === 400 && j && j.error && j.error.code !== 'unsatisfiable_request')
+    return [`${name}\tREJECT\t${String(j.error.message).replace(/[\t\n]/g, ' ')}\t${ms}`];
+  if (r.status !== 200 || !j || !j.choices) return [`${name}\tDEADEND\tHTTP ${r.status} ${text.slice(0, 200).replace(/[\t\n]/g, ' ')}\t${ms}`];
+  const c = j.choices[0];
+  if (c.finish_reason === 'length') return [`${name}\tCUT\t${args.maxTokens}\t${ms}`];
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(join(outDir, `${name}.jsonl`), String(c.message.content).replace(/\n/g, ' ') + '\n');
+  return [`${name}\tOK\t1\t${ms}`];
 }
 
 async function pool(tasks, jobs) {
@@ -109,8 +144,9 @@ for (const set of sets) {
   await import('node:fs').then(fs => fs.mkdirSync(outDir, { recursive: true }));
   const chunks = [];
   for (let i = 0; i < paths.length; i += CHUNK) chunks.push(paths.slice(i, i + CHUNK));
-  const lines = (await pool(chunks.map(c => () => survey(c, outDir)), args.jobs)).flat();
-  const st = { set, n: files.length, ok: 0, invalidAnswers: 0, invalidSchemas: 0, dead: 0, rejected: 0, timeout: 0, unchecked: 0 };
+  const lines = args.server ? (await pool(paths.map(f => () => viaServer(f, outDir)), args.jobs)).flat()
+                            : (await pool(chunks.map(c => () => survey(c, outDir)), args.jobs)).flat();
+  const st = { set, n: files.length, ok: 0, invalidAnswers: 0, invalidSchemas: 0, dead: 0, rejected: 0, timeout: 0, unchecked: 0, cut: 0 };
   for (const line of lines) {
     const [name, status, detail] = line.split('\t');
     if (status === 'REJECT') {
@@ -123,6 +159,7 @@ for (const set of sets) {
       continue;
     }
     if (status === 'DEADEND') { st.dead++; bad.push(`DEADEND ${set}/${name}: ${detail}`); continue; }
+    if (status === 'CUT') { st.cut++; continue; }
     if (status !== 'OK') { st.timeout++; bad.push(`${status} ${set}/${name}`); continue; }
     const schema = JSON.parse(readFileSync(join(args.corpus, set, `${name}.json`), 'utf8'));
     let validate;
@@ -148,12 +185,14 @@ for (const set of sets) {
   table.push(st);
   console.log(`${set}: ${st.n} schemas, coverage ${(100 * st.ok / Math.max(st.n, 1)).toFixed(1)}%, ` +
     `invalid answers ${st.invalidAnswers} (${st.invalidSchemas} schemas), dead ends ${st.dead}, rejected ${st.rejected}, ` +
-    `timeouts/crashes ${st.timeout}, unchecked (ajv cannot compile) ${st.unchecked}`);
+    `timeouts/crashes ${st.timeout}, unchecked (ajv cannot compile) ${st.unchecked}` + (args.server ? `, cut by max_tokens ${st.cut}` : ''));
 }
 rmSync(work, { recursive: true, force: true });
-console.log('\n| set | n | coverage | invalid answers | dead ends | rejected | timeouts | unchecked |\n|---|---:|---:|---:|---:|---:|---:|---:|');
+console.log('\n| set | n | coverage | invalid answers | dead ends | rejected | timeouts | unchecked |' + (args.server ? ' cut |' : '') +
+  '\n|---|---:|---:|---:|---:|---:|---:|---:|' + (args.server ? '---:|' : ''));
 for (const s of table)
-  console.log(`| ${s.set} | ${s.n} | ${(100 * s.ok / Math.max(s.n, 1)).toFixed(1)}% | ${s.invalidAnswers} | ${s.dead} | ${s.rejected} | ${s.timeout} | ${s.unchecked} |`);
+  console.log(`| ${s.set} | ${s.n} | ${(100 * s.ok / Math.max(s.n, 1)).toFixed(1)}% | ${s.invalidAnswers} | ${s.dead} | ${s.rejected} | ${s.timeout} | ${s.unchecked} |` +
+    (args.server ? ` ${s.cut} |` : ''));
 console.log('\nrejections by keyword:');
 for (const [k, v] of [...byKeyword].sort((a, b) => b[1].n - a[1].n).slice(0, 40)) console.log(`  ${v.n}\t${k}\t(${v.ex.join(' ')})`);
 if (bad.length) console.log('\n' + bad.join('\n'));
