@@ -583,26 +583,37 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
     uint32_t *ncp = malloc((size_t)n * sizeof *ncp);
     if (!dist || !ncp) { free(dist); free(ncp); return NULL; }
     for (int i = 0; i < n; i++) { dist[i] = accept[i] ? 0 : -1; ncp[i] = 0; }
-    /* Bellman-Ford-like relaxation (graphs are small) */
-    for (bool changed = true; changed;) {
-        changed = false;
-        for (int s = 0; s < n; s++)
-            for (int e = first[s]; e < first[s + 1]; e++) {
-                int t = edges[e].to;
-                bool printable_here = edges[e].hi >= 0x20 && edges[e].lo < 0x7f;
-                if (dist[t] >= 0 && (dist[s] < 0 || dist[t] + 1 < dist[s] ||
-                                     (dist[t] + 1 == dist[s] && ncp[s] < 0x20 && printable_here))) {
-                    dist[s] = dist[t] + 1;
-                    uint32_t cp = edges[e].lo;
-                    /* prefer a printable ASCII character that needs no escape */
-                    for (uint32_t c = 'a'; c <= 'z'; c++) if (c >= edges[e].lo && c <= edges[e].hi) { cp = c; break; }
-                    if (cp == edges[e].lo && !(cp >= 'a' && cp <= 'z'))
-                        for (uint32_t c = 0x20; c < 0x7f; c++)
-                            if (c >= edges[e].lo && c <= edges[e].hi && c != '"' && c != '\\') { cp = c; break; }
-                    ncp[s] = cp;
-                    changed = true;
-                }
-            }
+    /* shortest distances to acceptance: a breadth-first search over the reversed edges */
+    int n_e = first[n], *rfirst = calloc((size_t)n + 1, sizeof *rfirst), *rsrc = malloc(((size_t)n_e + 1) * sizeof *rsrc);
+    int *queue = malloc((size_t)n * sizeof *queue);
+    if (!rfirst || !rsrc || !queue) { free(rfirst); free(rsrc); free(queue); free(dist); free(ncp); return NULL; }
+    for (int e = 0; e < n_e; e++) rfirst[edges[e].to + 1]++;
+    for (int i = 0; i < n; i++) rfirst[i + 1] += rfirst[i];
+    for (int s = 0; s < n; s++)
+        for (int e = first[s]; e < first[s + 1]; e++) rsrc[rfirst[edges[e].to]++] = s;
+    for (int i = n; i > 0; i--) rfirst[i] = rfirst[i - 1];
+    rfirst[0] = 0;
+    int qh = 0, qt = 0;
+    for (int i = 0; i < n; i++) if (accept[i]) queue[qt++] = i;
+    while (qh < qt) {
+        int t = queue[qh++];
+        for (int k = rfirst[t]; k < rfirst[t + 1]; k++)
+            if (dist[rsrc[k]] < 0) { dist[rsrc[k]] = dist[t] + 1; queue[qt++] = rsrc[k]; }
+    }
+    free(rfirst); free(rsrc); free(queue);
+    /* a code point on a shortest way: a printable ASCII character that needs no escape when one
+     * is there (a lowercase letter first) */
+    for (int s = 0; s < n; s++) {
+        int best = 3;
+        for (int e = first[s]; e < first[s + 1] && dist[s] > 0; e++) {
+            if (dist[edges[e].to] != dist[s] - 1) continue;
+            uint32_t cp = edges[e].lo;
+            int rank = 2;
+            for (uint32_t c = 'a'; c <= 'z' && rank > 0; c++) if (c >= edges[e].lo && c <= edges[e].hi) { cp = c; rank = 0; }
+            for (uint32_t c = 0x20; c < 0x7f && rank > 1; c++)
+                if (c >= edges[e].lo && c <= edges[e].hi && c != '"' && c != '\\') { cp = c; rank = 1; }
+            if (rank < best) { best = rank; ncp[s] = cp; }
+        }
     }
     if (dist[0] < 0) { free(dist); free(ncp); return NULL; }
     int *map = malloc((size_t)n * sizeof *map);
@@ -1054,6 +1065,7 @@ typedef struct compiler {
     json_t *root;            /* document $ref pointers resolve in */
     refent refs[MAX_REFS]; int n_refs;
     bool unsat;              /* the failure being returned is "no value satisfies this part" */
+    bool not_dropped;        /* a part whose 'not' could not be enforced is never generated */
 } compiler;
 
 /* Sets the message of a schema that cannot be compiled; returns -1. */
@@ -1614,6 +1626,15 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
             json_array_append_new(names, json_string(key));
         }
     }
+    /* minProperties past the declared names, where other keys are allowed: named ones */
+    json_t *minp = json_object_get(s, "minProperties");
+    if (!rc && json_is_number(minp) && !(add && json_is_false(add)) && !json_object_get(s, "propertyNames"))
+        for (int k = 1; k <= MAX_PROPS && (double)json_array_size(names) < json_number_value(minp) &&
+                        json_array_size(names) < MAX_PROPS; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "property%d", k);
+            if (!in_array(names, name) && !(props && json_object_get(props, name))) json_array_append_new(names, json_string(name));
+        }
     int n = (int)json_array_size(names);
     if (!rc) {
         N.keys = calloc((size_t)n + 1, sizeof(gstr));
@@ -1696,10 +1717,24 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
 #undef N
 }
 
+static int compile_array_with(compiler *c, json_t *s, int id, int depth, json_t **own);
+
+/* Arrays (what compile_array_with builds for 'contains' is freed here). */
 static int compile_array(compiler *c, json_t *s, int id, int depth) {
+    json_t *own = NULL;
+    int r = compile_array_with(c, s, id, depth, &own);
+    json_decref(own);
+    return r;
+}
+
+static int compile_array_with(compiler *c, json_t *s, int id, int depth, json_t **own) {
 #define N (c->g->nodes[id])
     json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems");
-    json_t *extra = json_object_get(s, "additionalItems");
+    json_t *extra = json_object_get(s, "additionalItems"), *ct = json_object_get(s, "contains"), *own_prefix = NULL;
+    if (ct && !prefix && !json_is_array(items)) { /* contains: the first item is written to satisfy it */
+        *own = own_prefix = json_pack("[{s:[O,O]}]", "allOf", items ? items : json_true(), ct);
+        prefix = own_prefix;
+    } else if (ct) return fail(c, "schema keyword 'contains' is supported only without a tuple of items");
     if (json_is_array(items)) { /* draft 4-2019 tuples */
         if (prefix) return fail(c, "both 'prefixItems' and a tuple 'items'");
         prefix = items;
@@ -1724,6 +1759,7 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
         N.items = child;
     }
     if (get_count(c, s, "minItems", &N.min_items) || get_count(c, s, "maxItems", &N.max_items)) return -1;
+    if (own_prefix && N.min_items < 1) N.min_items = 1;
     if (N.items < 0 && (N.max_items < 0 || N.max_items > N.n_prefix)) N.max_items = N.n_prefix;
     if (N.max_items >= 0 && N.min_items > N.max_items) return unsat(c, "minItems > maxItems");
     json_t *u = json_object_get(s, "uniqueItems");
@@ -1749,8 +1785,6 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
         if (N.max_items < 0 || N.max_items > in->n_enum) N.max_items = in->n_enum;
         if (N.min_items > N.max_items) return fail(c, "uniqueItems: minItems exceeds the distinct values");
     }
-    json_t *ct = json_object_get(s, "contains");
-    if (ct) return fail(c, "schema keyword 'contains' is not supported");
     return 0;
 #undef N
 }
@@ -1847,7 +1881,31 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
     if (json_is_true(s) || (json_is_object(s) && only_annotations(s, ""))) return id; /* any value */
     if (json_is_false(s)) return unsat(c, "schema 'false' admits no value");
     if (!json_is_object(s)) return fail(c, "schema must be an object");
-    static const char *unsupported[] = {"if", "then", "else", "minContains", "maxContains",
+    json_t *cif = json_object_get(s, "if");
+    if (cif) { /* the values written take one branch: 'if' and 'then' merged in, else 'not if' and 'else' */
+        json_t *base = without(s, "if"), *thn = json_object_get(s, "then"), *els = json_object_get(s, "else");
+        json_object_del(base, "then");
+        json_object_del(base, "else");
+        json_t *m = json_pack("{s:[O,O,O]}", "allOf", base, cif, thn ? thn : json_true());
+        lfm2c_error saved = *c->err;
+        int a = compile(c, m, depth + 1);
+        json_decref(m);
+        if (a < 0) *c->err = saved;
+        m = json_pack("{s:[O,O],s:O}", "allOf", base, els ? els : json_true(), "not", cif);
+        int b = compile(c, m, depth + 1);
+        json_decref(m);
+        json_decref(base);
+        if (b < 0 && a >= 0) *c->err = saved;
+        if (a < 0 && b < 0) return -1;
+        int *alts = malloc(2 * sizeof *alts), n = 0;
+        if (!alts) return oom(c);
+        if (a >= 0) alts[n++] = a;
+        if (b >= 0) alts[n++] = b;
+        c->g->nodes[id].any = alts;
+        c->g->nodes[id].n_any = n;
+        return id;
+    }
+    static const char *unsupported[] = {"minContains", "maxContains",
         "unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef", NULL};
     for (int i = 0; unsupported[i]; i++)
         if (json_object_get(s, unsupported[i]))
@@ -2245,6 +2303,8 @@ static int prune_infinite(compiler *c, int root) {
         for (int i = 0; i < g->n_nodes; i++)
             if (!g->finite[i] && node_finite(g, &g->nodes[i])) { g->finite[i] = 1; changed = true; }
     }
+    if (root >= 0 && !g->finite[root] && c->not_dropped)
+        return fail(c, "schema keyword 'not' cannot be enforced (the values written might match it)");
     if (root >= 0 && !g->finite[root])
         return fail(c, "the schema admits no finite value (a recursion through required properties, 'minItems' or 'anyOf' never ends)");
     for (int i = 0; i < g->n_nodes; i++) {
@@ -2288,14 +2348,21 @@ static int check_one_of(compiler *c) {
 
 /* 'not': no value generated from the node may validate against the 'not' schema (the same
  * exclusion as oneOf's, with the same narrowing); else the schema is refused naming 'not'. */
-static int check_not(compiler *c) {
+static int check_not(compiler *c, int root) {
     grammar *g = c->g;
     for (int id = 0; id < g->n_nodes; id++) {
         int x = g->nodes[id].not_node;
         if (x < 0 || excl(g, id, x, 0)) continue;
         narrow_for(g, id, x);
-        if (!excl(g, id, x, 0))
+        if (excl(g, id, x, 0)) continue;
+        if (id == root)
             return fail(c, "schema keyword 'not' cannot be enforced here (the values written might match it)");
+        gnode *n = &g->nodes[id]; /* never generated (at the root, the error names 'not') */
+        n->types = 0;
+        n->n_any = 0;
+        for (int k = 0; k < n->n_enum; k++) free(n->enums[k].s);
+        n->n_enum = 0;
+        c->not_dropped = true;
     }
     return 0;
 }
@@ -2382,7 +2449,7 @@ static grammar *schema_grammar(const char *schema_json, const volatile bool *can
         g->budget.cancel = cancel;
         c->root = s;
         g->root = compile(c, s, 0);
-        if (g->root >= 0 && (prune_infinite(c, g->root) || check_one_of(c) || check_not(c) || prune_infinite(c, g->root)))
+        if (g->root >= 0 && (prune_infinite(c, g->root) || check_one_of(c) || check_not(c, g->root) || prune_infinite(c, g->root)))
             g->root = -1;
         if (g->root < 0) { grammar_free(g); g = NULL; }
     }
@@ -2451,7 +2518,7 @@ static grammar *tool_calls_grammar(const char *tools_json, const char *only_name
         g->func_node[g->n_funcs++] = node;
     }
     if (!g->n_funcs) { fail(c, "no function named '%s' in 'tools'", only_name ? only_name : ""); goto bad; }
-    if (prune_infinite(c, -1) || check_one_of(c) || check_not(c) || prune_infinite(c, -1)) goto bad;
+    if (prune_infinite(c, -1) || check_one_of(c) || check_not(c, -1) || prune_infinite(c, -1)) goto bad;
     for (int f = 0; f < g->n_funcs; f++)
         if (!g->finite[g->func_node[f]]) { fail(c, "tool '%s': the parameters admit no finite value", g->func_names[f].s); goto bad; }
     json_decref(tools);

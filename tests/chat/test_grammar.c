@@ -83,7 +83,7 @@ static void test_schema_errors(void) {
         "{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "{\"type\":\"integer\",\"minimum\":1e19}",
         "{\"type\":\"number\",\"maximum\":-1e300}", "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}},\"required\":[\"a\"]}",
         "{\"type\":\"string\",\"not\":{\"type\":\"string\"}}", "{\"type\":\"string\",\"pattern\":\"a(?=b)\"}",
-        "{\"minProperties\":1}", "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
+        "{\"minProperties\":1,\"additionalProperties\":false}", "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
         "{\"type\":\"string\",\"pattern\":\"[a-\"}", "{\"type\":\"string\",\"pattern\":\"a\\\\b\"}",
         "{\"type\":\"number\",\"multipleOf\":0.25}", "{\"type\":\"string\",\"pattern\":\"^a$\",\"format\":\"uuid\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -443,7 +443,7 @@ static void test_tool_calls(void) {
         grammar_free(g);
     }
     CHECK(grammar_tool_calls("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
-                             "\"properties\":{\"a\":{\"not\":{}}}}}}]", NULL, false, err, sizeof err) == NULL && strstr(err, "not"),
+                             "\"properties\":{\"a\":{\"type\":\"array\",\"contains\":{},\"maxContains\":1}}}}}]", NULL, false, err, sizeof err) == NULL && strstr(err, "maxContains"),
           "unsupported keyword in a tool names it: %s", err);
     CHECK(grammar_tool_calls("{}", NULL, false, err, sizeof err) == NULL, "tools not an array");
 }
@@ -498,6 +498,17 @@ static void test_corpus_keywords(void) {
         snprintf(big + n, sizeof big - (size_t)n, "},'required':['p79']}");
         expect(big, (const char *[]){"{\"p79\":1,\"p0\":2}", NULL}, (const char *[]){"{\"p0\":2}", NULL});
     }
+    expect("{'type':'array','items':{'type':['integer','string']},'contains':{'type':'string'}}",
+           (const char *[]){"[\"a\",1]", NULL}, (const char *[]){"[]", "[1]", NULL});
+    /* if/then/else: one branch taken; minProperties past the declared names */
+    expect("{'type':'object','properties':{'k':{'enum':['a','b']},'v':{}},'if':{'properties':{'k':{'const':'a'}}},"
+           "'then':{'properties':{'v':{'type':'integer'}}},'else':{'properties':{'v':{'type':'string'}}}}",
+           (const char *[]){"{\"k\":\"a\",\"v\":1}", NULL}, (const char *[]){"{\"k\":\"a\",\"v\":\"x\"}", NULL});
+    expect("{'type':'object','if':{'required':['a'],'properties':{'a':false}},'then':{'required':['b']},"
+           "'else':{'properties':{'c':{'type':'integer'}},'required':['c']}}",
+           (const char *[]){"{\"c\":1}", NULL}, (const char *[]){"{}", NULL});
+    expect("{'type':'object','additionalProperties':{'type':'integer'},'minProperties':2}",
+           (const char *[]){"{\"property1\":1,\"property2\":2}", NULL}, (const char *[]){"{\"property1\":1}", NULL});
     /* not (by exclusion), uniqueItems over any items, large enums, additionalItems */
     expect("{'type':['string','null'],'not':{'type':'null'}}", (const char *[]){"\"a\"", NULL}, (const char *[]){"null", NULL});
     expect("{'type':'string','not':{'pattern':'^a'}}", (const char *[]){"\"ba\"", NULL}, (const char *[]){"\"ab\"", NULL});
