@@ -1231,7 +1231,8 @@ static json_t *without(json_t *s, const char *key) {
     return r;
 }
 
-static int merge_keys(compiler *c, json_t *dst, json_t *src);
+static int merge_keys(compiler *c, json_t *dst, json_t *src, int depth);
+static int merge_values(compiler *c, json_t *dst, json_t *src, int depth);
 static int restrict_props(compiler *c, json_t *dst, json_t *side_props[2], json_t *side_add[2]);
 static bool in_array(json_t *arr, const char *key);
 
@@ -1259,7 +1260,7 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
         side_props[i] = json_is_object(side_props[i]) ? json_copy(side_props[i]) : json_object();
         json_incref(side_add[i]);
     }
-    int r = merge_keys(c, dst, src);
+    int r = merge_keys(c, dst, src, depth);
     if (!r) r = restrict_props(c, dst, side_props, side_add);
     for (int i = 0; i < 2; i++) { json_decref(side_props[i]); json_decref(side_add[i]); }
     return r;
@@ -1294,11 +1295,58 @@ static int restrict_props(compiler *c, json_t *dst, json_t *side_props[2], json_
 }
 
 /* The keyword-by-keyword merge of src into dst. */
-static int merge_keys(compiler *c, json_t *dst, json_t *src) {
+/* [{allOf:[a_i, {key: other}]} for each a_i of alts]: the conjunction of two unions, distributed. */
+static json_t *distribute(json_t *alts, const char *key, json_t *other) {
+    json_t *r = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(alts, i, a) json_array_append_new(r, json_pack("{s:[O,{s:O}]}", "allOf", a, key, other));
+    return r;
+}
+
+static int merge_keys(compiler *c, json_t *dst, json_t *src, int depth) {
+    /* keywords that cannot be merged as values, conjoined instead: two if/then/else (the second
+     * inside both branches of the first), two not (not anyOf), two anyOf / oneOf (distributed) */
+    json_t *sif = json_object_get(src, "if"), *dif = json_object_get(dst, "if"), *own = NULL;
+    if (sif && dif && !json_equal(sif, dif)) {
+        json_t *g2 = json_pack("{s:O}", "if", sif);
+        if (json_object_get(src, "then")) json_object_set(g2, "then", json_object_get(src, "then"));
+        if (json_object_get(src, "else")) json_object_set(g2, "else", json_object_get(src, "else"));
+        json_t *t1 = json_object_get(dst, "then"), *e1 = json_object_get(dst, "else");
+        json_object_set_new(dst, "then", json_pack("{s:[O,O]}", "allOf", t1 ? t1 : json_true(), g2));
+        json_object_set_new(dst, "else", json_pack("{s:[O,O]}", "allOf", e1 ? e1 : json_true(), g2));
+        json_decref(g2);
+        src = own = json_copy(src);
+        json_object_del(own, "if");
+        json_object_del(own, "then");
+        json_object_del(own, "else");
+    }
+    static const char *UNIONS[3] = {"not", "anyOf", "oneOf"};
+    for (int u = 0; u < 3; u++) {
+        json_t *sv = json_object_get(src, UNIONS[u]), *dv = json_object_get(dst, UNIONS[u]);
+        if (!sv || !dv || json_equal(sv, dv)) continue;
+        if (u == 0) json_object_set_new(dst, "not", json_pack("{s:[O,O]}", "anyOf", dv, sv));
+        else if (json_is_array(dv)) json_object_set_new(dst, UNIONS[u], distribute(dv, UNIONS[u], sv));
+        else continue;
+        if (!own) src = own = json_copy(src);
+        json_object_del(own, UNIONS[u]);
+    }
+    int r = merge_values(c, dst, src, depth);
+    json_decref(own);
+    return r;
+}
+
+static int merge_values(compiler *c, json_t *dst, json_t *src, int depth) {
     const char *k;
     json_t *v;
     json_object_foreach(src, k, v) {
         if (is_annotation(k)) continue;
+        if (!strcmp(k, "allOf") && json_is_array(v)) { /* a member's own allOf: its members merged in */
+            size_t i;
+            json_t *a;
+            json_array_foreach(v, i, a) if (merge_schema(c, dst, a, depth + 1)) return -1;
+            continue;
+        }
         json_t *d = json_object_get(dst, k);
         if (!d) { json_object_set(dst, k, v); continue; }
         if (json_equal(d, v)) continue;
@@ -1940,8 +1988,14 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
     }
     json_t *any = json_object_get(s, "anyOf");
     if (!any) any = json_object_get(s, "oneOf");
-    if (any && json_object_get(s, "anyOf") && json_object_get(s, "oneOf"))
-        return fail(c, "both 'anyOf' and 'oneOf' in one schema are not supported");
+    if (any && json_object_get(s, "anyOf") && json_object_get(s, "oneOf")) { /* anyOf A, oneOf B: A distributed over B */
+        json_t *m = without(s, "anyOf");
+        json_object_del(m, "oneOf");
+        json_object_set_new(m, "anyOf", distribute(json_object_get(s, "anyOf"), "oneOf", json_object_get(s, "oneOf")));
+        int r = compile_into(c, m, id, depth + 1);
+        json_decref(m);
+        return r;
+    }
     json_t *nullable = json_object_get(s, "nullable");
     if (any || json_is_true(nullable)) {
         if (any && (!json_is_array(any) || json_array_size(any) == 0 || json_array_size(any) > 64))

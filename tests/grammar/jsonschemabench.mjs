@@ -108,18 +108,32 @@ async function pool(tasks, jobs) {
   return results;
 }
 
+// Draft-04's `id` (a string) in a schema labelled as a later draft: an annotation there, which
+// Ajv refuses by name.
+function withoutDraft4Ids(v) {
+  if (Array.isArray(v)) return v.map(withoutDraft4Ids);
+  if (!v || typeof v !== 'object') return v;
+  const o = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (k === 'id' && typeof x === 'string') continue;
+    o[k] = ['enum', 'const', 'default', 'examples'].includes(k) ? x : withoutDraft4Ids(x);
+  }
+  return o;
+}
+
 // The validator for a schema's draft ($schema, else the keywords it uses).
 function validatorFor(schema) {
   const id = typeof schema.$schema === 'string' ? schema.$schema : '';
-  const opts = { logger: false, strict: false, allErrors: false, multipleOfPrecision: 9, validateSchema: false };
+  // unicodeRegExp off: patterns written for plain JavaScript RegExp (`\:`) compile as they do there
+  const opts = { logger: false, strict: false, allErrors: false, multipleOfPrecision: 9, validateSchema: false, unicodeRegExp: false };
   let ajv;
   if (/draft-04/.test(id)) ajv = new AjvDraft04(opts);
   else if (/2019-09|2020-12/.test(id) || /"prefixItems"|"\$dynamicRef"|"dependentRequired"/.test(JSON.stringify(schema)))
     ajv = new Ajv2020(opts);
   else ajv = new Ajv(opts);
   addFormats(ajv);
-  const copy = { ...schema };
-  if (!(ajv instanceof AjvDraft04)) delete copy.$schema;
+  let copy = { ...schema };
+  if (!(ajv instanceof AjvDraft04)) { delete copy.$schema; copy = withoutDraft4Ids(copy); }
   return ajv.compile(copy);
 }
 
