@@ -168,9 +168,12 @@ static void cls_norm(rxc *x, int c, bool negate) {
             if (k->r[i].lo > at) tmp[t++] = (rxrange){at, k->r[i].lo - 1};
             at = k->r[i].hi + 1;
         }
-        if (at <= 0x10FFFF) tmp[t++] = (rxrange){at, 0x10FFFF};
+        /* only the Basic Multilingual Plane: a character past it is one code point for a
+         * validator that reads patterns with the u flag and two for one that does not, so '.',
+         * [^...] and \\S-like classes keep to characters both count alike */
+        if (at <= 0xFFFF) tmp[t++] = (rxrange){at, 0xFFFF};
         k->n = 0;
-        for (int i = 0; i < t; i++) cls_add(x, c, tmp[i].lo, tmp[i].hi);
+        for (int i = 0; i < t; i++) if (tmp[i].lo <= 0xFFFF) cls_add(x, c, tmp[i].lo, tmp[i].hi > 0xFFFF ? 0xFFFF : tmp[i].hi);
     }
     /* cut out the surrogates (never in UTF-8 text) */
     int n = k->n;
@@ -2065,6 +2068,11 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
     json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
     if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM_VALUES))
         return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM_VALUES);
+    if (cn && en) { /* both: the const, if the enum holds it */
+        bool in = false;
+        for (size_t i = 0; i < json_array_size(en) && !in; i++) in = json_equal(json_array_get(en, i), cn);
+        if (!in) return unsat(c, "'const' is not among the 'enum' values");
+    }
     if (en || cn) return compile_enum(c, s, id, cn ? NULL : en, cn, depth);
     if ((types & (T_INT | T_NUM)) && compile_numeric(c, s, id)) return -1;
     if ((types & T_STR) && compile_string(c, s, id)) return -1;
@@ -2276,11 +2284,15 @@ static bool part_finite(const grammar *g, const gnode *n, int t) {
             if (i >= n->n_prefix) break; /* the same node from here on */
         }
         return true;
-    case T_OBJ:
+    case T_OBJ: {
         if (n->required & n->banned) return false;
-        for (int p = 0; p < n->n_props; p++)
+        int writable = 0;
+        for (int p = 0; p < n->n_props; p++) {
             if ((n->required >> p & 1) && !fin[n->prop_node[p]]) return false;
-        return true;
+            writable += !(n->banned >> p & 1) && fin[n->prop_node[p]];
+        }
+        return n->min_props <= writable; /* minProperties counts declared keys */
+    }
     }
     return true;
 }
@@ -2304,8 +2316,13 @@ static int mind_of(const grammar *g, int node) { return g->mind ? g->mind[node] 
 static int part_depth(const grammar *g, const gnode *n, int t) {
     int d = 0;
     if (t == T_OBJ) {
-        for (int p = 0; p < n->n_props; p++)
-            if ((n->required >> p & 1) && mind_of(g, n->prop_node[p]) > d) d = mind_of(g, n->prop_node[p]);
+        int opt = 255;
+        for (int p = 0; p < n->n_props; p++) {
+            int m = mind_of(g, n->prop_node[p]);
+            if ((n->required >> p & 1) && m > d) d = m;
+            if (!((n->required | n->banned) >> p & 1) && m < opt) opt = m;
+        }
+        if (n->min_props > __builtin_popcountll(n->required) && opt > d) d = opt; /* roughly: one more key */
     } else if (t == T_ARR) {
         for (int i = 0; i < n->min_items; i++) {
             int it = item_node_of(n, i);

@@ -500,6 +500,9 @@ static void test_corpus_keywords(void) {
     }
     expect("{'type':'array','items':{'type':['integer','string']},'contains':{'type':'string'}}",
            (const char *[]){"[\"a\",1]", NULL}, (const char *[]){"[]", "[1]", NULL});
+    expect("{'type':'object','properties':{'x':{'enum':['a','b'],'const':'c'},'y':{}}}", (const char *[]){"{\"y\":1}", NULL},
+           (const char *[]){"{\"x\":\"c\"}", "{\"x\":\"a\"}", NULL});
+    expect("{'type':'string','pattern':'^.$'}", (const char *[]){"\"\xc3\xa9\"", NULL}, (const char *[]){"\"\xf0\x9f\x98\x80\"", NULL});
     /* if/then/else: one branch taken; minProperties past the declared names */
     expect("{'type':'object','properties':{'k':{'enum':['a','b']},'v':{}},'if':{'properties':{'k':{'const':'a'}}},"
            "'then':{'properties':{'v':{'type':'integer'}}},'else':{'properties':{'v':{'type':'string'}}}}",
