@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_install.sh LFM2C — `cmake --install` of the build LFM2C came from into a temporary prefix:
 # the binary runs, and a program compiled with `pkg-config --cflags --libs lfm2c` against
-# the installed header and library loads a model and generates.
+# the installed header and library loads a model and generates; the library installed is the
+# engine alone (pkg-config names neither libmicrohttpd nor libcurl), static and shared.
 set -u
 bin=$1; build=$(cd "$(dirname "$bin")" && pwd); pass=0; fail=0
 ok()  { pass=$((pass+1)); }
@@ -11,6 +12,9 @@ cmake --install "$build" --prefix "$tmp/p" >"$tmp/log" 2>&1 && ok || { bad "cmak
 for f in bin/lfm2c include/lfm2c.h; do [ -e "$tmp/p/$f" ] && ok || bad "$f not installed"; done
 lib=$(ls "$tmp"/p/lib*/liblfm2c.a 2>/dev/null | head -1); [ -n "$lib" ] && ok || bad "liblfm2c.a not installed"
 pc=$(ls "$tmp"/p/lib*/pkgconfig/lfm2c.pc 2>/dev/null | head -1); [ -n "$pc" ] && ok || bad "lfm2c.pc not installed"
+ls "$tmp"/p/lib*/liblfm2c.so.0 >/dev/null 2>&1 && ok || bad "liblfm2c.so.0 not installed"
+PKG_CONFIG_PATH="$(dirname "$pc")" pkg-config --print-requires --libs lfm2c | grep -qE 'microhttpd|curl' &&
+  bad "pkg-config lfm2c needs more than the engine: $(PKG_CONFIG_PATH="$(dirname "$pc")" pkg-config --libs lfm2c)" || ok
 "$tmp/p/bin/lfm2c" --version | grep -q "^lfm2c " && ok || bad "installed binary --version"
 cat > "$tmp/hello.c" <<'C'
 #include <lfm2c.h>
