@@ -1,0 +1,486 @@
+"""lfm2c — Python bindings of liblfm2c, the inference engine for Liquid AI's LFM2 models.
+
+Pure Python over the C API (include/lfm2c.h) through ctypes: no compiler, nothing fetched at
+install. The engine is liblfm2c.so (see _lib.py for where it is looked for).
+
+    import lfm2c
+    model = lfm2c.Model("LFM2-350M-Q4_0.gguf")
+    print(model.generate("The capital of France is", max_tokens=16, temperature=0))
+    for piece in model.generate("Once upon a time", stream=True):
+        print(piece, end="", flush=True)
+    reply = model.chat([{"role": "user", "content": "Weather in Paris?"}], tools=[...])
+    reply["content"], reply["tool_calls"]
+
+Errors of the library come out as lfm2c.Error carrying its code and one-line message.
+A model may be shared by several sessions, but calls that decode on one model must not run
+concurrently (as in C).
+"""
+import array
+import ctypes
+import json
+
+from . import _lib
+from ._lib import lib
+
+__all__ = ["Error", "Model", "Session", "Sampler", "ChatStream", "decode_batch", "parse_tool_calls",
+           "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED"]
+__version__ = "0.1.0"
+
+EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED = range(1, 8)
+_LOGITS = {"none": 0, "last": 1, "all": 2}
+_DEVICES = {"cpu": 0, "cuda": 1}
+
+
+class Error(Exception):
+    """An error of liblfm2c: .code is one of lfm2c.E* (0 when the library gave none), str() its message."""
+
+    def __init__(self, message, code=0):
+        super().__init__(message)
+        self.code = code
+
+
+def _check(err):
+    raise Error(err.msg.decode("utf-8", "replace") or "lfm2c: unknown error", err.code)
+
+
+def _take_string(ptr):
+    """A malloc'd char* from the library as str (the memory is freed)."""
+    if not ptr:
+        raise Error("out of memory", ENOMEM)
+    try:
+        return ctypes.string_at(ptr).decode("utf-8", "replace")
+    finally:
+        _lib.free(ptr)
+
+
+def _take_tokens(ptr, n):
+    try:
+        return list(ctypes.cast(ptr, _lib.c_int32_p)[:n])
+    finally:
+        _lib.free(ptr)
+
+
+def _ids(tokens):
+    tokens = list(tokens)
+    return (ctypes.c_int32 * max(len(tokens), 1))(*tokens), len(tokens)
+
+
+def _text_bytes(s):
+    return s.encode("utf-8") if isinstance(s, str) else bytes(s)
+
+
+def parse_tool_calls(text):
+    """LFM2 tool calls in model output (special tokens as text) -> {"content": str, "tool_calls":
+    [{"name": str, "arguments": {...}}], "parsed": bool}. Malformed calls never raise: parsed is
+    False and content is the whole text."""
+    b = _text_bytes(text)
+    return json.loads(_take_string(lib.lfm2c_parse_tool_calls(b, len(b))))
+
+
+def render_template(template, messages, tools=None, add_generation_prompt=True, bos_token="", eos_token=""):
+    """Render messages (OpenAI-style list of dicts) with a Jinja chat template given as source."""
+    err = _lib.ErrorStruct()
+    ptr = lib.lfm2c_chat_render_template(template.encode(), json.dumps(messages).encode(),
+                                         json.dumps(tools).encode() if tools is not None else None,
+                                         add_generation_prompt, bos_token.encode(), eos_token.encode(),
+                                         ctypes.byref(err))
+    if not ptr:
+        _check(err)
+    return _take_string(ptr)
+
+
+class Model:
+    """A GGUF model. Model(path, n_threads=0 (one per core), device="cpu"|"cuda", reference=False,
+    kv_type="f16"|"q8_0"|"f32"). Use as a context manager, or call close(), to free it early."""
+
+    def __init__(self, path, n_threads=0, device="cpu", reference=False, kv_type=None):
+        self._m = None
+        p = lib.lfm2c_model_default_params()
+        p.n_threads = n_threads
+        p.reference = reference
+        if device not in _DEVICES:
+            raise Error("device must be one of %s, not %r" % (", ".join(_DEVICES), device), EINVAL)
+        p.device = _DEVICES[device]
+        if kv_type is not None:
+            t = lib.lfm2c_kv_type_from_name(kv_type.encode())
+            if t < 0:
+                raise Error("unknown KV cache type %r (f16, q8_0, f32)" % kv_type, EINVAL)
+            p.type_k = p.type_v = t
+        err = _lib.ErrorStruct()
+        m = lib.lfm2c_model_open(str(path).encode(), ctypes.byref(p), ctypes.byref(err))
+        if not m:
+            _check(err)
+        self._m = m
+        info = lib.lfm2c_model_get_info(m).contents
+        self.arch = info.arch.decode()
+        self.name = info.name.decode("utf-8", "replace")
+        self.n_vocab, self.n_embd, self.n_layer = info.n_vocab, info.n_embd, info.n_layer
+        self.n_ctx_train = info.n_ctx_train
+        self.bos_id, self.eos_id, self.add_bos = info.bos_id, info.eos_id, info.add_bos
+        self.n_params = info.n_params
+
+    # -- lifetime
+    def close(self):
+        if self._m:
+            lib.lfm2c_model_free(self._m)
+            self._m = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    @property
+    def handle(self):
+        if not self._m:
+            raise Error("the model is closed", EINVAL)
+        return self._m
+
+    # -- metadata
+    def meta(self, key):
+        """A GGUF metadata string (e.g. "tokenizer.chat_template"), or None."""
+        v = lib.lfm2c_model_meta_str(self.handle, key.encode())
+        return v.decode("utf-8", "replace") if v is not None else None
+
+    def is_eog(self, token):
+        return bool(lib.lfm2c_token_is_eog(self.handle, token))
+
+    # -- tokenizer
+    def tokenize(self, text, add_bos=None, special=True):
+        """Token ids of text; add_bos None follows the model file; special: control-token text
+        (<|im_start|>, ...) becomes its id."""
+        b = _text_bytes(text)
+        n = ctypes.c_int(0)
+        err = _lib.ErrorStruct()
+        ptr = lib.lfm2c_tokenize(self.handle, b, len(b), self.add_bos if add_bos is None else add_bos, special,
+                                 ctypes.byref(n), ctypes.byref(err))
+        if not ptr:
+            _check(err)
+        return _take_tokens(ptr, n.value)
+
+    def token_bytes(self, token, special=False):
+        """The bytes of one token (special tokens as their text when special, else b"")."""
+        buf = ctypes.create_string_buffer(256)
+        n = lib.lfm2c_token_to_bytes(self.handle, token, special, buf, len(buf))
+        if n > len(buf):
+            buf = ctypes.create_string_buffer(n)
+            n = lib.lfm2c_token_to_bytes(self.handle, token, special, buf, len(buf))
+        if n < 0:
+            raise Error("token %d is out of range" % token, EINVAL)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens, special=False):
+        """Text of tokens (invalid UTF-8 as U+FFFD, as the streaming decoder writes it)."""
+        d = _Detok(self, special)
+        return "".join(d.push(t) for t in tokens) + d.flush()
+
+    # -- chat
+    def render_chat(self, messages, tools=None, add_generation_prompt=True, template=None):
+        """The prompt for messages (and tools) rendered with the model's chat template (or template)."""
+        err = _lib.ErrorStruct()
+        ptr = lib.lfm2c_chat_render(self.handle, template.encode() if template is not None else None,
+                                    json.dumps(messages).encode(),
+                                    json.dumps(tools).encode() if tools is not None else None,
+                                    add_generation_prompt, ctypes.byref(err))
+        if not ptr:
+            _check(err)
+        return _take_string(ptr)
+
+    def _guard(self, s):
+        b = s.encode("utf-8")
+        n = ctypes.c_size_t(0)
+        ptr = lib.lfm2c_guard_text(self.handle, b, len(b), ctypes.byref(n))
+        if not ptr:
+            raise Error("out of memory", ENOMEM)
+        try:
+            return ctypes.string_at(ptr, n.value).decode("utf-8")
+        finally:
+            _lib.free(ptr)
+
+    def chat_tokens(self, messages, tools=None, template=None):
+        """The prompt tokens of a conversation: every string content of messages is guarded
+        (a user who writes "<|im_end|>" gets text, not a control token), the template's own
+        markers stay special."""
+        guarded = [dict(m, content=self._guard(m["content"])) if isinstance(m.get("content"), str) else m
+                   for m in messages]
+        prompt = self.render_chat(guarded, tools, True, template).encode("utf-8")
+        n = ctypes.c_int(0)
+        err = _lib.ErrorStruct()
+        ptr = lib.lfm2c_tokenize_prompt(self.handle, prompt, len(prompt), False, ctypes.byref(n), ctypes.byref(err))
+        if not ptr:
+            _check(err)
+        return _take_tokens(ptr, n.value)
+
+    def chat(self, messages, tools=None, max_tokens=512, stream=False, template=None, session=None, **sampling):
+        """One assistant turn: {"content", "tool_calls", "parsed", "text"} (text: the raw reply,
+        special tokens as text). stream=True returns a ChatStream: iterate it for the text as it
+        comes, then read .result. A session given keeps the conversation's prefix between turns
+        (only the new part of the prompt is computed). Sampling options as for generate."""
+        ids = self.chat_tokens(messages, tools, template)
+        if session is None:
+            session = Session(self, min(len(ids) + max_tokens, self.n_ctx_train or len(ids) + max_tokens))
+        session.sync(ids)
+        cs = ChatStream(self, session, Sampler(self, **sampling), max_tokens)
+        if stream:
+            return cs
+        for _ in cs:
+            pass
+        return cs.result
+
+    # -- generation
+    def generate(self, prompt, max_tokens=256, stream=False, add_bos=None, special=False, n_ctx=None, **sampling):
+        """The continuation of prompt (str, or a list of token ids), at most max_tokens tokens, up
+        to an end-of-generation token. stream=True: an iterator of text pieces instead. Sampling:
+        temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+        presence_penalty, frequency_penalty, seed; unset ones are the model file's defaults."""
+        ids = list(prompt) if not isinstance(prompt, (str, bytes)) else self.tokenize(prompt, add_bos)
+        if not ids:
+            raise Error("empty prompt", EINVAL)
+        s = Session(self, n_ctx or min(len(ids) + max_tokens, max(self.n_ctx_train, len(ids) + 1)))
+        s.decode(ids)
+        pieces = _stream_text(self, s, Sampler(self, **sampling), max_tokens, special)
+        return pieces if stream else "".join(pieces)
+
+    def generate_batch(self, prompts, max_tokens=256, special=False, **sampling):
+        """Continuations of several prompts decoded together: all prefills in one forward, then one
+        token of every running sequence per forward. Each answer equals generate's for its prompt
+        (with the same sampling)."""
+        seqs = []
+        for p in prompts:
+            ids = self.tokenize(p)
+            s = Session(self, len(ids) + max_tokens + 1)
+            seqs.append([s, Sampler(self, **sampling), _Detok(self, special), ids, [], max_tokens > 0])
+        if not seqs:
+            return []
+        decode_batch([q[0] for q in seqs], [q[3] for q in seqs])
+        while True:
+            run = []
+            for q in seqs:
+                if not q[5]:
+                    continue
+                tok = q[1].sample(q[0])
+                if tok < 0 or self.is_eog(tok):
+                    q[5] = False
+                    continue
+                q[4].append(q[2].push(tok))
+                if len(q[4]) >= max_tokens:
+                    q[5] = False
+                    continue
+                run.append((q[0], [tok]))
+            if not run:
+                break
+            decode_batch([r[0] for r in run], [r[1] for r in run])
+        return ["".join(q[4]) + q[2].flush() for q in seqs]
+
+    def session(self, n_ctx=None):
+        """A new session (KV cache + conv state) of n_ctx positions (default: the trained context)."""
+        return Session(self, n_ctx or self.n_ctx_train)
+
+
+class Session:
+    """One sequence's state on a model: feed tokens, read logits."""
+
+    def __init__(self, model, n_ctx):
+        self._s = None
+        self.model = model
+        err = _lib.ErrorStruct()
+        s = lib.lfm2c_session_new(model.handle, n_ctx, ctypes.byref(err))
+        if not s:
+            _check(err)
+        self._s = s
+
+    def close(self):
+        if self._s:
+            lib.lfm2c_session_free(self._s)
+            self._s = None
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def handle(self):
+        if not self._s:
+            raise Error("the session is closed", EINVAL)
+        return self._s
+
+    @property
+    def n_ctx(self):
+        return lib.lfm2c_session_n_ctx(self.handle)
+
+    @property
+    def n_past(self):
+        return lib.lfm2c_session_n_past(self.handle)
+
+    @property
+    def tokens(self):
+        """The tokens fed so far."""
+        n = self.n_past
+        return list(lib.lfm2c_session_tokens(self.handle)[:n]) if n else []
+
+    def decode(self, tokens, logits="last"):
+        """Feed tokens (logits: "last", "all" or "none")."""
+        buf, n = _ids(tokens)
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_decode(self.handle, buf, n, _LOGITS[logits], ctypes.byref(err)):
+            _check(err)
+
+    def logits(self, row=0):
+        """Row `row` of the last decode's logits, as array('f') of n_vocab values."""
+        if row < 0 or row >= lib.lfm2c_session_n_logits_rows(self.handle):
+            raise Error("no logits row %d (the last decode produced %d)"
+                        % (row, lib.lfm2c_session_n_logits_rows(self.handle)), EINVAL)
+        p = lib.lfm2c_session_logits(self.handle, row)
+        return array.array("f", ctypes.string_at(p, self.model.n_vocab * 4))
+
+    def reset(self):
+        lib.lfm2c_session_reset(self.handle)
+
+    def truncate(self, n_keep):
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_truncate(self.handle, n_keep, ctypes.byref(err)):
+            _check(err)
+
+    def checkpoint(self):
+        lib.lfm2c_session_checkpoint(self.handle)
+
+    def sync(self, tokens):
+        """Keep the longest usable prefix of tokens this session holds, feed the rest; returns the
+        number of tokens reused."""
+        buf, n = _ids(tokens)
+        reused = ctypes.c_int(0)
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_sync(self.handle, buf, n, ctypes.byref(reused), ctypes.byref(err)):
+            _check(err)
+        rest = list(tokens)[reused.value:]
+        if rest:
+            self.decode(rest)
+        return reused.value
+
+    def copy_from(self, other):
+        """Become an exact copy of other (same model, CPU sessions)."""
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_copy(self.handle, other.handle, ctypes.byref(err)):
+            _check(err)
+
+
+def decode_batch(sessions, tokens, logits="last"):
+    """Several sessions in one forward: sessions[i] is fed tokens[i]; answers equal separate decodes."""
+    k = len(sessions)
+    if k != len(tokens):
+        raise Error("decode_batch: %d sessions but %d token lists" % (k, len(tokens)), EINVAL)
+    bufs = [_ids(t) for t in tokens]
+    S = (ctypes.c_void_p * k)(*[s.handle for s in sessions])
+    T = (_lib.c_int32_p * k)(*[ctypes.cast(b[0], _lib.c_int32_p) for b in bufs])
+    N = (ctypes.c_int * k)(*[b[1] for b in bufs])
+    M = (ctypes.c_int * k)(*([_LOGITS[logits]] * k))
+    err = _lib.ErrorStruct()
+    if lib.lfm2c_decode_batch(S, T, N, M, k, ctypes.byref(err)):
+        _check(err)
+
+
+class Sampler:
+    """Chooses the next token from a session's last logits. Options left None are the model
+    file's defaults (else Liquid's recommendation); temperature 0 is greedy."""
+
+    _OPTIONS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n",
+                "presence_penalty", "frequency_penalty", "seed")
+
+    def __init__(self, model, **options):
+        self._p = None
+        p = lib.lfm2c_sampler_params_for_model(model.handle)
+        for k, v in options.items():
+            if k not in self._OPTIONS:
+                raise TypeError("unknown sampling option %r (%s)" % (k, ", ".join(self._OPTIONS)))
+            if v is not None:
+                setattr(p, k, v)
+        self._p = lib.lfm2c_sampler_new(ctypes.byref(p), model.n_vocab)
+        if not self._p:
+            raise Error("out of memory", ENOMEM)
+
+    def close(self):
+        if self._p:
+            lib.lfm2c_sampler_free(self._p)
+            self._p = None
+
+    def __del__(self):
+        self.close()
+
+    def sample(self, session):
+        """The next token after session's last decode (-1 when no token is left)."""
+        h = session.handle
+        return lib.lfm2c_sampler_sample(self._p, lib.lfm2c_session_logits(h, 0), lib.lfm2c_session_tokens(h),
+                                        lib.lfm2c_session_n_past(h))
+
+
+class _Detok:
+    """The streaming decoder: whole UTF-8 characters only."""
+
+    def __init__(self, model, special):
+        self.model = model
+        self.d = _lib.Detok()
+        lib.lfm2c_detok_init(ctypes.byref(self.d), special)
+        self.buf = ctypes.create_string_buffer(64 + 4096)
+
+    def _out(self, n):
+        if n > len(self.buf):
+            raise Error("a token longer than the decode buffer", EINVAL)
+        return self.buf.raw[:n].decode("utf-8", "replace")
+
+    def push(self, token):
+        return self._out(lib.lfm2c_detok_push(ctypes.byref(self.d), self.model.handle, token, self.buf, len(self.buf)))
+
+    def flush(self):
+        return self._out(lib.lfm2c_detok_flush(ctypes.byref(self.d), self.buf, len(self.buf)))
+
+
+def _stream_text(model, session, sampler, max_tokens, special):
+    d = _Detok(model, special)
+    for i in range(max_tokens):
+        if session.n_past >= session.n_ctx:
+            break
+        tok = sampler.sample(session)
+        if tok < 0 or model.is_eog(tok):
+            break
+        piece = d.push(tok)
+        if piece:
+            yield piece
+        if i + 1 < max_tokens:
+            session.decode([tok])
+    tail = d.flush()
+    if tail:
+        yield tail
+
+
+class ChatStream:
+    """An assistant turn being generated: iterate for text pieces (special tokens as text, so
+    tool-call markup shows); .result then holds the parsed turn."""
+
+    def __init__(self, model, session, sampler, max_tokens):
+        self.session = session
+        self.result = None
+        self._pieces = []
+        self._it = _stream_text(model, session, sampler, max_tokens, True)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            piece = next(self._it)
+        except StopIteration:
+            if self.result is None:
+                text = "".join(self._pieces)
+                self.result = dict(parse_tool_calls(text), text=text)
+            raise
+        self._pieces.append(piece)
+        return piece

@@ -1,0 +1,169 @@
+"""test_lfm2c.py — the Python package (python/lfm2c) over liblfm2c.so: model info against the
+library's own answers (so a struct layout out of step with lfm2c.h fails here), tokenize /
+detokenize against the CLI, generate and streaming against `lfm2c run --temp 0`, batched
+generation against separate ones, sessions (prefix reuse, copy, truncate), chat with the
+model's template and tool-call parsing, and errors as lfm2c.Error with the library's message."""
+import json
+import subprocess
+
+import pytest
+
+import lfm2c
+
+
+def run_cli(cli, *args):
+    return subprocess.run([cli, *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_info_matches_the_library(model, model_path, cli):
+    assert model.arch == "lfm2"
+    assert model.n_vocab == lfm2c._lib.lib.lfm2c_vocab_size(model.handle) > 0
+    info = run_cli(cli, "info", "-m", model_path)
+    assert str(model.n_layer) in info and str(model.n_embd) in info
+    # fields at the struct's end: a layout shifted by one field would not give these
+    assert model.eos_id >= 0 and model.is_eog(model.eos_id)
+    assert model.n_params > 0 and model.n_ctx_train > 0
+
+
+def test_tokenize_matches_cli(model, model_path, cli):
+    text = "Hello world, héllo <|im_start|>user"
+    want = json.loads(run_cli(cli, "tokenize", "-m", model_path, "--ids", "--parse-special", text))
+    assert model.tokenize(text) == want
+    plain = json.loads(run_cli(cli, "tokenize", "-m", model_path, "--ids", text))
+    assert model.tokenize(text, special=False) == plain
+    assert plain != want   # the control token's text was tokenized as text
+
+
+def test_detokenize_roundtrip(model):
+    text = "The quick brown fox — ünïcödé ✓"
+    assert model.detokenize(model.tokenize(text, add_bos=False)) == text
+    assert model.token_bytes(model.tokenize("fox", add_bos=False)[0]) != b""
+
+
+@pytest.mark.parametrize("prompt", ["The capital of France is", "Once upon a time"])
+def test_generate_matches_cli(model, model_path, cli, prompt):
+    want = run_cli(cli, "run", "-m", model_path, "-p", prompt, "-n", "24", "--temp", "0")
+    got = model.generate(prompt, max_tokens=24, temperature=0)
+    assert got + "\n" == want
+    assert "".join(model.generate(prompt, max_tokens=24, temperature=0, stream=True)) == got
+
+
+def test_generate_seeded_sampling_is_repeatable(model):
+    a = model.generate("Once upon a time", max_tokens=16, temperature=0.8, seed=7)
+    b = model.generate("Once upon a time", max_tokens=16, temperature=0.8, seed=7)
+    assert a == b
+
+
+def test_generate_batch_equals_separate(model):
+    prompts = ["The capital of France is", "Once upon a time", "1, 2, 3,"]
+    got = model.generate_batch(prompts, max_tokens=20, temperature=0)
+    assert got == [model.generate(p, max_tokens=20, temperature=0) for p in prompts]
+
+
+def test_sessions(model):
+    ids = model.tokenize("Once upon a time there was")
+    with model.session(64) as s, model.session(64) as t:
+        s.decode(ids)
+        assert s.n_past == len(ids) and s.tokens == ids
+        logits = s.logits()
+        assert len(logits) == model.n_vocab
+        t.copy_from(s)
+        assert t.tokens == ids and list(t.logits()) == list(logits)
+        # prefix reuse: the same prompt again keeps all but the last token, whose logits come out anew
+        assert s.sync(ids) == len(ids) - 1
+        assert list(s.logits()) == list(logits)
+        s.truncate(2)
+        assert s.n_past == 2
+        s.reset()
+        assert s.n_past == 0
+        # batched decode equals separate decodes
+        s.decode(ids[:3])
+        t.reset()
+        t.decode(ids[:3])
+        a, b = model.session(64), model.session(64)
+        lfm2c.decode_batch([a, b], [ids[:3], ids])
+        assert list(a.logits()) == list(s.logits())
+        t.decode(ids[3:])
+        assert list(b.logits()) == list(t.logits())
+
+
+def test_parse_tool_calls():
+    r = lfm2c.parse_tool_calls('Sure.<|tool_call_start|>[get_weather(city="Paris", days=2)]<|tool_call_end|>')
+    assert r["parsed"] is True
+    assert r["tool_calls"][0]["name"] == "get_weather"
+    assert r["tool_calls"][0]["arguments"] == {"city": "Paris", "days": 2}
+    bad = lfm2c.parse_tool_calls("<|tool_call_start|>[not a call(<|tool_call_end|>")
+    assert bad["parsed"] is False and bad["tool_calls"] == []
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+def test_render_chat_uses_the_model_template(model, model_path, cli, tmp_path):
+    msgs = [{"role": "user", "content": "Hi there"}]
+    (tmp_path / "m.json").write_text(json.dumps(msgs))
+    (tmp_path / "t.json").write_text(json.dumps(TOOLS))
+    want = run_cli(cli, "template", "-m", model_path, "--messages", str(tmp_path / "m.json"),
+                   "--tools", str(tmp_path / "t.json"), "--add-generation-prompt")
+    got = model.render_chat(msgs, TOOLS)
+    assert got == want or got + "\n" == want
+    assert "get_weather" in got
+
+
+def test_chat_guards_user_text(model):
+    plain = model.chat_tokens([{"role": "user", "content": "hello"}])
+    faked = model.chat_tokens([{"role": "user", "content": "hello<|im_end|>"}])
+    im_end = model.tokenize("<|im_end|>", add_bos=False)
+    assert len(im_end) == 1
+    assert faked.count(im_end[0]) == plain.count(im_end[0])
+
+
+def test_chat_and_stream(model):
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = model.chat(msgs, tools=TOOLS, max_tokens=16, temperature=0)
+    assert set(r) == {"content", "tool_calls", "parsed", "text"}
+    st = model.chat(msgs, tools=TOOLS, max_tokens=16, temperature=0, stream=True)
+    pieces = list(st)
+    assert "".join(pieces) == r["text"] == st.result["text"]
+    assert st.result == r
+    # a session carried across turns reuses the conversation's prefix
+    s = model.session(512)
+    model.chat(msgs, max_tokens=4, temperature=0, session=s)
+    before = s.n_past
+    msgs2 = msgs + [{"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "Tomorrow?"}]
+    model.chat(msgs2, max_tokens=4, temperature=0, session=s)
+    assert s.n_past > before
+
+
+def test_render_template_alone():
+    out = lfm2c.render_template("{% for m in messages %}[{{ m.role }}:{{ m.content }}]{% endfor %}",
+                                [{"role": "user", "content": "x"}])
+    assert out == "[user:x]"
+    with pytest.raises(lfm2c.Error) as e:
+        lfm2c.render_template("{% for %}", [])
+    assert e.value.code == lfm2c.EINVAL or e.value.code > 0
+    assert str(e.value)
+
+
+def test_errors_carry_the_library_message(model, tmp_path):
+    with pytest.raises(lfm2c.Error) as e:
+        lfm2c.Model(str(tmp_path / "missing.gguf"))
+    assert e.value.code == lfm2c.EIO and "missing.gguf" in str(e.value)
+    (tmp_path / "bad.gguf").write_bytes(b"not a gguf file at all" * 4)
+    with pytest.raises(lfm2c.Error) as e:
+        lfm2c.Model(str(tmp_path / "bad.gguf"))
+    assert e.value.code == lfm2c.EFORMAT and str(e.value)
+    s = model.session(4)
+    with pytest.raises(lfm2c.Error) as e:
+        s.decode(list(range(1, 10)))
+    assert e.value.code == lfm2c.ECONTEXT and str(e.value)
+    with pytest.raises(lfm2c.Error) as e:
+        s.decode([model.n_vocab + 5])
+    assert e.value.code == lfm2c.EINVAL
+    with pytest.raises(lfm2c.Error):
+        model.session(8).logits()
+    with pytest.raises(lfm2c.Error):
+        lfm2c.Model("x", kv_type="f13")
+    with pytest.raises(TypeError):
+        lfm2c.Sampler(model, temprature=1)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# test_python.sh LFM2C — the Python package (python/) as a user installs it: `pip install
+# --no-build-isolation --no-index` (offline, the installed setuptools) into a temporary folder,
+# then its pytest suite (python/tests) against the liblfm2c.so beside LFM2C, with LFM2C_LIB
+# naming it; then installed again with the library bundled (LFM2C_BUNDLE_LIB) and imported with
+# no LFM2C_LIB. A sanitized build's liblfm2c.so cannot be loaded into an uninstrumented Python:
+# there the stage says so and passes nothing (the C tests cover that build).
+set -u
+build=$(cd "$(dirname "$1")" && pwd); bin=$build/$(basename "$1"); src=$(cd "$(dirname "$0")/.." && pwd); pass=0; fail=0
+ok()  { pass=$((pass+1)); }
+bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+if nm "$bin" 2>/dev/null | grep -q __asan_init; then
+  echo "python: skipped in the sanitized build (liblfm2c.so needs the ASan runtime loaded first)"
+  echo "python: 0 passed, 0 failed, 1 skipped"; exit 0
+fi
+# a Python with pip and pytest: python3 on PATH, else Debian's (python3-pip, python3-pytest)
+py=
+for p in python3 /usr/bin/python3; do
+  "$p" -c 'import setuptools, pytest, pip' 2>/dev/null && { py=$p; break; }
+done
+[ -n "$py" ] || { echo "FAIL: no python3 with pip, setuptools and pytest (scripts/setup.sh installs python3-pip python3-setuptools python3-pytest)"; echo "python: 0 passed, 1 failed"; exit 1; }
+so=$build/liblfm2c.so
+[ -e "$so" ] && ok || bad "no $so"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cp -r "$src/python" "$tmp/src"   # pip builds in place: keep build/ and *.egg-info out of the tree
+install() {   # install DEST [ENV...]: the package into DEST, offline
+  local dest=$1; shift
+  env "$@" PIP_NO_INPUT=1 "$py" -m pip install -q --no-build-isolation --no-index --no-deps --no-cache-dir \
+      --target "$dest" "$tmp/src" >"$tmp/pip.log" 2>&1
+}
+install "$tmp/site" && ok || bad "pip install: $(tail -5 "$tmp/pip.log")"
+[ -f "$tmp/site/lfm2c/__init__.py" ] && [ ! -e "$tmp/site/lfm2c/liblfm2c.so" ] && ok || bad "the plain install is not the pure package"
+# the suite, from the installed copy (not the source tree)
+(cd "$tmp" && LFM2C_LIB=$so LFM2C_CLI=$bin PYTHONPATH="$tmp/site" "$py" -m pytest -q -p no:cacheprovider \
+   "$src/python/tests" --rootdir "$tmp" >"$tmp/pytest.log" 2>&1); rc=$?
+tail -3 "$tmp/pytest.log"
+# pytest's 5 (no test collected) is a failure here too
+[ $rc = 0 ] && grep -qE '^[0-9]+ passed' <(tail -1 "$tmp/pytest.log" | sed 's/^=* *//') && ok || bad "pytest exited $rc: $(tail -20 "$tmp/pytest.log")"
+(cd "$tmp" && LFM2C_LIB=$so PYTHONPATH="$tmp/site" "$py" -c 'import lfm2c, os; assert os.path.dirname(lfm2c.__file__) == os.environ["PYTHONPATH"] + "/lfm2c"') && ok ||
+  bad "the suite's lfm2c is not the installed one"
+# without LFM2C_LIB and nothing on the loader's path: an ImportError naming LFM2C_LIB
+(cd "$tmp" && env -u LFM2C_LIB LD_LIBRARY_PATH= PYTHONPATH="$tmp/site" "$py" -c 'import lfm2c' 2>"$tmp/err")
+if ldconfig -p 2>/dev/null | grep -q liblfm2c.so; then ok   # (installed system-wide: it loads)
+else grep -q "LFM2C_LIB" "$tmp/err" && ok || bad "import without the library: $(tail -2 "$tmp/err")"; fi
+# the library bundled into the package at build time
+rm -rf "$tmp/src/build" "$tmp/src"/*.egg-info
+install "$tmp/site2" LFM2C_BUNDLE_LIB="$so" && ok || bad "pip install with LFM2C_BUNDLE_LIB: $(tail -5 "$tmp/pip.log")"
+(cd "$tmp" && env -u LFM2C_LIB PYTHONPATH="$tmp/site2" "$py" -c '
+import lfm2c, sys
+m = lfm2c.Model(sys.argv[1], n_threads=1)
+assert m.detokenize(m.tokenize("bundled", add_bos=False)) == "bundled"' "$src/tests/data/lfm2-tiny-dense-q4_0.gguf" 2>"$tmp/err") && ok ||
+  bad "the bundled library does not load: $(tail -3 "$tmp/err")"
+echo "python: $pass passed, $fail failed"
+[ $fail -eq 0 ]
