@@ -91,10 +91,14 @@ def render_template(template, messages, tools=None, add_generation_prompt=True, 
 
 class Model:
     """A GGUF model. Model(path, n_threads=0 (one per core), device="cpu"|"cuda", reference=False,
-    kv_type="f16"|"q8_0"|"f32"). Use as a context manager, or call close(), to free it early."""
+    kv_type="f16"|"q8_0"|"f32"). Use as a context manager, or call close(), to free it early.
+    Its sessions need it: closed while some are open, the model is unusable at once and freed
+    when the last of them closes (in whatever order the garbage collector finalizes them)."""
 
     def __init__(self, path, n_threads=0, device="cpu", reference=False, kv_type=None):
         self._m = None
+        self._closed = False
+        self._n_sessions = 0
         p = lib.lfm2c_model_default_params()
         p.n_threads = n_threads
         p.reference = reference
@@ -121,9 +125,15 @@ class Model:
 
     # -- lifetime
     def close(self):
-        if self._m:
+        self._closed = True
+        if self._m and self._n_sessions == 0:
             lib.lfm2c_model_free(self._m)
             self._m = None
+
+    def _session_closed(self):
+        self._n_sessions -= 1
+        if self._closed:
+            self.close()
 
     def __enter__(self):
         return self
@@ -136,7 +146,7 @@ class Model:
 
     @property
     def handle(self):
-        if not self._m:
+        if not self._m or self._closed:
             raise Error("the model is closed", EINVAL)
         return self._m
 
@@ -292,11 +302,13 @@ class Session:
         if not s:
             _check(err)
         self._s = s
+        model._n_sessions += 1
 
     def close(self):
         if self._s:
             lib.lfm2c_session_free(self._s)
             self._s = None
+            self.model._session_closed()
 
     def __del__(self):
         self.close()

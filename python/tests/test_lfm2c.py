@@ -167,3 +167,20 @@ def test_errors_carry_the_library_message(model, tmp_path):
         lfm2c.Model("x", kv_type="f13")
     with pytest.raises(TypeError):
         lfm2c.Sampler(model, temprature=1)
+
+
+def test_model_closed_before_its_sessions(model_path):
+    m = lfm2c.Model(model_path, n_threads=1)
+    s = m.session(16)
+    s.decode(m.tokenize("Hello"))
+    m.close()   # the session still holds the C model: freed when the session goes
+    with pytest.raises(lfm2c.Error, match="closed"):
+        m.tokenize("x")
+    assert s.n_past > 0
+    s.close()
+    assert m._m is None
+    # both left to the garbage collector, the model's finalizer first
+    m2 = lfm2c.Model(model_path, n_threads=1)
+    s2 = m2.session(16)
+    m2.close()
+    del m2, s2
