@@ -22,7 +22,7 @@ import json
 from . import _lib
 from ._lib import lib
 
-__all__ = ["Error", "Model", "Session", "Sampler", "ChatStream", "decode_batch", "parse_tool_calls",
+__all__ = ["Error", "Model", "Session", "Sampler", "Lora", "ChatStream", "decode_batch", "parse_tool_calls",
            "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED"]
 __version__ = "0.1.0"
 
@@ -242,15 +242,23 @@ class Model:
         return cs.result
 
     # -- generation
-    def generate(self, prompt, max_tokens=256, stream=False, add_bos=None, special=False, n_ctx=None, **sampling):
+    def load_lora(self, path):
+        """A LoRA adapter for this model (a PEFT folder or a GGUF adapter)."""
+        return Lora(self, path)
+
+    def generate(self, prompt, max_tokens=256, stream=False, add_bos=None, special=False, n_ctx=None, lora=None,
+                 **sampling):
         """The continuation of prompt (str, or a list of token ids), at most max_tokens tokens, up
         to an end-of-generation token. stream=True: an iterator of text pieces instead. Sampling:
         temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
-        presence_penalty, frequency_penalty, seed; unset ones are the model file's defaults."""
+        presence_penalty, frequency_penalty, seed; unset ones are the model file's defaults.
+        lora: adapters to run with (as Session.set_lora takes them)."""
         ids = list(prompt) if not isinstance(prompt, (str, bytes)) else self.tokenize(prompt, add_bos)
         if not ids:
             raise Error("empty prompt", EINVAL)
         s = Session(self, n_ctx or min(len(ids) + max_tokens, max(self.n_ctx_train, len(ids) + 1)))
+        if lora is not None:
+            s.set_lora(lora)
         s.decode(ids)
         pieces = _stream_text(self, s, Sampler(self, **sampling), max_tokens, special)
         return pieces if stream else "".join(pieces)
@@ -378,11 +386,62 @@ class Session:
             self.decode(rest)
         return reused.value
 
+    def set_lora(self, loras):
+        """Run with these adapters from now on: a Lora, or a list of Lora / (Lora, scale); [] or
+        None removes them. A change resets the session (its cache came from other weights)."""
+        if loras is None:
+            loras = []
+        elif isinstance(loras, (Lora, tuple)):
+            loras = [loras]
+        pairs = [x if isinstance(x, tuple) else (x, 1.0) for x in loras]
+        k = len(pairs)
+        L = (ctypes.c_void_p * max(k, 1))(*[p[0].handle for p in pairs])
+        F = (ctypes.c_float * max(k, 1))(*[p[1] for p in pairs])
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_set_lora(self.handle, L, F, k, ctypes.byref(err)):
+            _check(err)
+        self._loras = [p[0] for p in pairs]   # they must outlive their use
+
     def copy_from(self, other):
         """Become an exact copy of other (same model, CPU sessions)."""
         err = _lib.ErrorStruct()
         if lib.lfm2c_session_copy(self.handle, other.handle, ctypes.byref(err)):
             _check(err)
+
+
+class Lora:
+    """A LoRA adapter loaded for one model (Model.load_lora); used through Session.set_lora or
+    generate(lora=...)."""
+
+    def __init__(self, model, path):
+        self._l = None
+        self.model = model
+        err = _lib.ErrorStruct()
+        h = lib.lfm2c_lora_load(model.handle, str(path).encode(), ctypes.byref(err))
+        if not h:
+            _check(err)
+        self._l = h
+
+    @property
+    def handle(self):
+        if not self._l:
+            raise Error("the adapter is closed", EINVAL)
+        return self._l
+
+    @property
+    def n_matrices(self):
+        """The adapted (layer, module) matrices."""
+        return lib.lfm2c_lora_n_matrices(self.handle)
+
+    def close(self):
+        """Frees the adapter: only once no session runs with it (a session keeps the adapters it
+        was given alive, so dropping the references is always safe)."""
+        if self._l:
+            lib.lfm2c_lora_free(self._l)
+            self._l = None
+
+    def __del__(self):
+        self.close()
 
 
 def decode_batch(sessions, tokens, logits="last"):

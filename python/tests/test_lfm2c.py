@@ -1,8 +1,9 @@
 """test_lfm2c.py — the Python package (python/lfm2c) over liblfm2c.so: model info against the
 library's own answers (so a struct layout out of step with lfm2c.h fails here), tokenize /
 detokenize against the CLI, generate and streaming against `lfm2c run --temp 0`, batched
-generation against separate ones, sessions (prefix reuse, copy, truncate), chat with the
-model's template and tool-call parsing, and errors as lfm2c.Error with the library's message."""
+generation against separate ones, sessions (prefix reuse, copy, truncate), LoRA adapters
+against `lfm2c run --lora`, chat with the model's template and tool-call parsing, and errors as
+lfm2c.Error with the library's message."""
 import json
 import subprocess
 
@@ -184,3 +185,20 @@ def test_model_closed_before_its_sessions(model_path):
     s2 = m2.session(16)
     m2.close()
     del m2, s2
+
+
+def test_lora_matches_cli(model, model_path, cli, tmp_path):
+    ad = str(tmp_path / "ad.gguf")
+    run_cli(cli, "synth", "--lora-for", model_path, "-o", ad, "--rank", "4", "--seed", "7")
+    lo = model.load_lora(ad)
+    assert lo.n_matrices > 0
+    prompt = "Once upon a time"
+    want = run_cli(cli, "run", "-m", model_path, "--lora", ad, "-p", prompt, "-n", "16", "--temp", "0")
+    got = model.generate(prompt, 16, temperature=0, lora=lo)
+    assert got + "\n" == want
+    assert got != model.generate(prompt, 16, temperature=0)   # the adapter changes the answer
+    assert model.generate(prompt, 16, temperature=0, lora=[(lo, 0.0)]) == model.generate(prompt, 16, temperature=0)
+    with pytest.raises(lfm2c.Error) as e:
+        model.load_lora(str(tmp_path / "missing.gguf"))
+    assert "missing.gguf" in str(e.value)
+    lo.close()
