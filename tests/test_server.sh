@@ -3,8 +3,8 @@
 # the official OpenAI Node.js SDK (tests/server/*.mjs), raw HTTP for bad inputs, 32 concurrent
 # clients against serial answers, a full queue (503), a client going away, clean shutdown, and the
 # transport under hostile clients (tests/server/hostile.py): stalled uploads, slowloris, half-close,
-# idle timeout, early answers from the headers, tokenizer caps, CORS, bounded shutdown; LoRA
-# adapters picked per request (tests/server/lora.mjs).
+# abandoned requests, idle timeout, early answers from the headers, tokenizer caps, CORS, bounded
+# shutdown; LoRA adapters picked per request (tests/server/lora.mjs).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 set -u
 LFM2C=$(realpath "$1")
@@ -298,6 +298,8 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
   out=$($H half-close $PORT $KEY 2>&1); echo "$out" >&2
   check "a half-closed client gets its answer (plain and stream)" '! grep -q FAIL <<<"$out"'
   grep -q ' 499 ' "$TMP/hostile.err" && bad "half-close logged 499"
+  out=$(timeout 120 $H abandon $PORT $KEY 200 5 2>&1); echo "$out" >&2
+  check "200 long requests sent and closed at once are cancelled: a new request served within 5 s" '[[ "$out" == ok* ]]'
   out=$(timeout 60 $H slowloris $PORT $KEY 300 4 2>&1); echo "$out" >&2
   check "slowloris: 1200 stalled sockets from 4 addresses, /health and a chat still answered" '[[ "$out" == ok* ]]'
   req GET /metrics '' "${AUTH[@]}"

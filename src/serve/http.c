@@ -20,14 +20,17 @@
  *    by the idle timeout); --max-connections-per-ip optionally caps all connections of an address;
  *  - bodies over 1 MiB are parsed a few at a time (handlers gate their own costly work the same
  *    way, http_gate).
- * Handlers poll the socket while they wait (http_fd_gone), so a client whose connection breaks
- * cancels its request (and frees its slot); a half-closed socket (the client shut down its
- * sending side after the request) still gets its answer. A closed socket looks like a half-closed
- * one until we write to it: a stream notices at its next token, a plain request when its answer
- * is written. */
+ * Handlers poll the socket while they wait (http_client_gone, http_fd_gone), so a client whose
+ * connection breaks cancels its request (and frees its slot and queue place); a half-closed
+ * socket (the client shut down its sending side after the request) still gets its answer. A
+ * closed socket looks like a half-closed one until we write to it, so when the client's side
+ * ends we write once at once: a plain request an interim "102 Processing" (HTTP/1.1 clients skip
+ * 1xx answers), a stream a line its format ignores (openai.c). A client that closed both
+ * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -81,6 +84,8 @@ struct http_req {
     size_t n_body, cap_body;
     bool too_big;
     bool big;                  /* holds a place of h->big */
+    bool http11;               /* HTTP/1.1 (may get an interim 1xx answer) */
+    bool probed;               /* the client's side ended and the interim answer was written */
     http_log log;
 };
 
@@ -138,6 +143,25 @@ bool http_fd_gone(int fd) {
     struct pollfd pf = {fd, 0, 0};
     if (poll(&pf, 1, 0) <= 0) return false;
     return (pf.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
+}
+
+/* True when the peer shut down its sending side (a half-close, or a close seen as one). */
+bool http_fd_eof(int fd) {
+    if (fd < 0) return false;
+    struct pollfd pf = {fd, POLLRDHUP, 0};
+    if (poll(&pf, 1, 0) <= 0) return false;
+    return (pf.revents & (POLLRDHUP | POLLERR | POLLHUP)) != 0;
+}
+
+bool http_client_gone(http_req *q) {
+    int fd = http_req_fd(q);
+    if (http_fd_gone(fd)) return true;
+    if (q->probed || !http_fd_eof(fd)) return false;
+    q->probed = true;
+    if (!q->http11) return false; /* no interim answers in HTTP/1.0: wait for the write */
+    static const char interim[] = "HTTP/1.1 102 Processing\r\n\r\n";
+    ssize_t n = send(fd, interim, sizeof interim - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 static sock *conn_sock(struct MHD_Connection *c) {
@@ -586,12 +610,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                                const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     http *h = cls;
     http_req *q = *con_cls;
-    (void)version;
     if (!q) {
         if (!(q = calloc(1, sizeof *q))) return MHD_NO;
         q->h = h;
         q->c = c;
         q->log.t0 = now_s();
+        q->http11 = version && !strcmp(version, MHD_HTTP_VERSION_1_1);
         snprintf(q->log.method, sizeof q->log.method, "%s", method);
         snprintf(q->log.url, sizeof q->log.url, "%s", url);
         snprintf(q->log.addr, sizeof q->log.addr, "-");

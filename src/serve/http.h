@@ -104,6 +104,12 @@ http_err_shape http_shape(const http_req *q); /* the error shape of this request
 int http_req_fd(http_req *q);
 /* True when the connection is broken (reset, or our writes failed); a half-closed one is not. */
 bool http_fd_gone(int fd);
+/* True when the peer shut down its sending side: half-closed, or closed (not known until we write). */
+bool http_fd_eof(int fd);
+/* For a handler waiting before its answer: true when the client is gone. The first time the
+ * client's side is seen ended, writes an interim "102 Processing" (HTTP/1.1) so that a closed
+ * client answers with a reset and is seen gone at a later call; a half-closed one is not gone. */
+bool http_client_gone(http_req *q);
 
 /* Senders: set the log status, return 0 or -1. send_text takes body (malloc'd). */
 int http_send_text(http_req *q, int status, const char *ctype, char *body, size_t len, const char *retry_after);

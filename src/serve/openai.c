@@ -898,6 +898,7 @@ typedef struct stream {
     stream_choice *ch;         /* [j->n_rs] */
     int n_finished;
     bool finished, done_sent;
+    bool probed;               /* the client's side ended: one ignorable line was written */
     char *out;                 /* pending SSE bytes */
     size_t n_out, off_out, cap_out;
 } stream;
@@ -1114,6 +1115,12 @@ static ssize_t stream_read(void *cls, char *buf, size_t max, http_log *log) {
                 sched_unlock(api->sched);
                 return HTTP_STREAM_ERROR;
             }
+            if (!st->probed && http_fd_eof(st->fd)) { /* closed or half-closed: a write tells */
+                st->probed = true;
+                bool sse = !st->j->dl || strstr(st->j->dl->stream_type, "event-stream");
+                out_add(st, sse ? ": ping\n\n" : "\n", sse ? 8 : 1);
+                break;
+            }
             sched_wait(api->sched, st->j->rs[0], 100);
         }
         job_tokens(st->j, log);
@@ -1159,7 +1166,7 @@ static int run_job(openai *api, http_req *q, job *j) {
     }
     sched_lock(api->sched);
     while (!job_done(j)) {
-        if (http_fd_gone(fd)) break;
+        if (http_client_gone(q)) break;
         sched_wait(api->sched, j->rs[0], 100);
     }
     if (!job_done(j)) { /* client left: cancel, answer nobody */

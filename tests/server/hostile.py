@@ -8,6 +8,8 @@ test_server.sh). Each subcommand prints one line "ok ..." or "FAIL ..." and exit
   half-close PORT KEY           requests sent, then shutdown(SHUT_WR): the answers still arrive
   idle-close PORT SECONDS       a connection that never finishes its headers is closed in time
   slow-reader PORT KEY          opens a stream it never reads (for the shutdown test; holds it)
+  abandon PORT KEY N SECONDS    N long requests (plain and streams) sent and closed at once: a normal
+                                request is then served within SECONDS (their jobs were cancelled)
 """
 import json
 import resource
@@ -35,11 +37,18 @@ def connect(port, src="127.0.0.1", timeout=10):
 def read_response(s):
     """Reads one HTTP response (Content-Length or close-delimited); returns (status, body)."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        # an interim 1xx answer (102 Processing: the server checking on a half-closed client)
+        # comes before the final one: skip it, as HTTP/1.1 clients must
+        if data.startswith(b"HTTP/1.1 1") and b"\r\n\r\n" in data:
+            data = data.partition(b"\r\n\r\n")[2]
+            continue
+        break
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     if not lines or len(lines[0].split()) < 2:
@@ -199,6 +208,45 @@ def slow_reader(port, key):
     return True
 
 
+LONG = {"max_tokens": 1500, "temperature": 1, "logit_bias": {"7": -100, "2": -100}}
+
+
+def abandon(port, key, n, limit):
+    """N long generations (every third a stream) sent at once and their connections closed."""
+    t0 = time.time()
+    socks = []
+    for i in range(n):
+        try:
+            s = connect(port, timeout=10)
+            body = dict(LONG, messages=[{"role": "user", "content": f"go {i}"}], stream=(i % 3 == 0))
+            s.sendall(request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}))
+            socks.append(s)
+        except OSError:
+            pass
+    for s in socks:
+        s.close()
+    t_closed = time.time()
+    status, tries = 0, 0
+    while time.time() - t_closed < limit + 30:
+        tries += 1
+        try:
+            s = connect(port, timeout=limit + 30)
+            body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+            s.sendall(request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}))
+            status, _ = read_response(s)
+            s.close()
+        except OSError:
+            status = 0
+        if status == 200:
+            break
+        time.sleep(0.05)
+    dt = time.time() - t_closed
+    ok = status == 200 and dt <= limit
+    print(f"{'ok' if ok else 'FAIL'} {len(socks)} abandoned requests sent and closed in {t_closed - t0:.2f} s; "
+          f"a normal request served {dt:.2f} s later (status {status}, {tries} tries, limit {limit} s)")
+    return ok
+
+
 def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # room for the stalled sockets
     want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
@@ -213,6 +261,8 @@ def main():
         ok = half_close(port, sys.argv[3])
     elif cmd == "idle-close":
         ok = idle_close(port, float(sys.argv[3]))
+    elif cmd == "abandon":
+        ok = abandon(port, sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
     elif cmd == "slow-reader":
         ok = slow_reader(port, sys.argv[3])
     else:
