@@ -289,6 +289,21 @@ else
   bad "small server start"
 fi
 
+# ---- memory held by requests (--max-request-memory) ------------------------------------------------
+if start_server memory -np 2 --api-key $KEY --max-body 2097152 --max-request-memory 67108864; then
+  H="python3 server/hostile.py"
+  out=$(timeout 60 $H memory-full $PORT $KEY 32 2>&1); echo "$out" >&2
+  check "uploads holding the request memory: 503 + Retry-After, then room again" '[[ "$out" == ok* ]]'
+  out=$(timeout 120 $H big-bodies $PORT $PID $KEY 24 150 2>&1); echo "$out" >&2
+  check "24 long requests with 400 KiB bodies of small JSON values: RSS grows < 150 MB" '[[ "$out" == ok* ]]'
+  python3 -c 'print("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"x\":[" + ",".join(["{}"] * 600000) + "]}")' >"$TMP/objs.json"
+  req POST $CHAT "@$TMP/objs.json" "${AUTH[@]}"
+  check "a body whose parse could never fit the request memory -> 413" '[ "$STATUS" = 413 ] && error_shape'
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "memory server start"
+fi
+
 # ---- transport under hostile clients ---------------------------------------------------------------
 if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --idle-timeout 1 \
     --cors-origin 'http://a.example, http://b.example' --max-tokenize-bytes 4096 --max-detokenize-tokens 100 --max-body 65536; then

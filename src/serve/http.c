@@ -19,7 +19,14 @@
  *  - a connection being answered gets the long --timeout (a stream waiting for tokens is never cut
  *    by the idle timeout); --max-connections-per-ip optionally caps all connections of an address;
  *  - bodies over 1 MiB are parsed a few at a time (handlers gate their own costly work the same
- *    way, http_gate).
+ *    way, http_gate);
+ *  - memory: every request is charged what it holds against one budget (--max-request-memory):
+ *    its body as it arrives, then the parse tree (estimated from the body before parsing: a
+ *    jansson tree costs up to ~75x its text), then what its job keeps while it waits (the handler
+ *    frees the tree, http_hold), then its answer until the answer is written. A request that
+ *    would pass the budget is refused 503 + Retry-After (413 when it could never fit), and to
+ *    make room the answers nobody reads are cut first, oldest first; a written answer the client
+ *    does not read for --idle-timeout is cut too.
  * Handlers poll the socket while they wait (http_client_gone, http_fd_gone), so a client whose
  * connection breaks cancels its request (and frees its slot and queue place); a half-closed
  * socket (the client shut down its sending side after the request) still gets its answer. A
@@ -31,6 +38,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -45,6 +53,7 @@
 
 #define BIG_BODY (1u << 20)     /* bodies above this parse a few at a time */
 #define GATE_WAIT_MS 10000      /* longest wait for a place before 503 */
+#define TRIM_BYTES (4u << 20)   /* a freed parse tree this big is trimmed from the heap at once */
 
 struct http {
     http_params p;
@@ -59,6 +68,7 @@ struct http {
     uint64_t n_evicted, n_refused;
     bool stopping;
     http_gate big;
+    size_t mem_used;           /* bytes charged by requests (guarded by mu) */
     _Atomic int state;         /* HTTP_LOADING / _READY / _DRAINING */
 };
 
@@ -70,6 +80,8 @@ typedef struct sock {
     double since;              /* when it last became pending */
     bool pending;              /* nobody is being answered on it */
     bool evicted;              /* shut down by us, not closed yet */
+    size_t answer;             /* bytes of a queued answer not yet written, 0: none */
+    double answer_since;       /* when it was queued */
     http *h;
 } sock;
 
@@ -86,6 +98,10 @@ struct http_req {
     bool big;                  /* holds a place of h->big */
     bool http11;               /* HTTP/1.1 (may get an interim 1xx answer) */
     bool probed;               /* the client's side ended and the interim answer was written */
+    bool over_memory;          /* the body passed the memory budget while arriving */
+    json_t *json;              /* the parsed body while the handler runs (until http_hold) */
+    size_t mem;                /* bytes charged to the budget */
+    size_t answer;             /* bytes of the answer queued by the handler */
     http_log log;
 };
 
@@ -169,6 +185,98 @@ static sock *conn_sock(struct MHD_Connection *c) {
     return ci ? ci->socket_context : NULL;
 }
 
+/* ---- the memory budget --------------------------------------------------------------------------- */
+
+/* Sets the request's charge to n bytes, whatever the budget says (memory already held). */
+static void mem_set(http_req *q, size_t n) {
+    http *h = q->h;
+    pthread_mutex_lock(&h->mu);
+    h->mem_used = h->mem_used - q->mem + n;
+    q->mem = n;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static bool mem_try(http_req *q, size_t n) {
+    http *h = q->h;
+    pthread_mutex_lock(&h->mu);
+    bool ok = h->mem_used + n <= h->p.max_memory;
+    if (ok) { h->mem_used += n; q->mem += n; }
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+/* Cuts the connection whose answer has waited longest for its reader (queued over 100 ms ago);
+ * false when there is none. */
+static bool evict_unread(http *h) {
+    double now = now_s();
+    sock *best = NULL;
+    pthread_mutex_lock(&h->net_mu);
+    for (sock *x = h->socks; x; x = x->next)
+        if (x->answer && !x->evicted && now - x->answer_since > 0.1 && (!best || x->answer_since < best->answer_since)) best = x;
+    if (best) {
+        best->evicted = true;
+        h->n_evicting++;
+        h->n_evicted++;
+        shutdown(best->fd, SHUT_RDWR); /* its write fails: the answer is freed */
+    }
+    pthread_mutex_unlock(&h->net_mu);
+    return best != NULL;
+}
+
+/* Charges n more bytes to the request; when the budget is spent, cuts unread answers and waits
+ * up to a second for room. False: no room (nothing charged). */
+static bool mem_charge(http_req *q, size_t n) {
+    for (int i = 0; i < 100; i++) {
+        if (mem_try(q, n)) return true;
+        if (i == 0 || i % 10 == 0) evict_unread(q->h);
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* An upper estimate of the bytes jansson takes to hold the parsed text (measured: an object
+ * ~224 B, an array ~142 B, a value or member ~50-130 B, a string its bytes + ~90 B). */
+static size_t json_cost(const char *b, size_t n) {
+    size_t cost = n + 256;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = false;
+            continue;
+        }
+        if (c == '"') in_str = true;
+        else if (c == '{' || c == '[') cost += 256;
+        else if (c == ',' || c == ':') cost += 112;
+    }
+    return cost;
+}
+
+/* Frees the parse tree; a big one's pages go back to the system at once (freed in a connection
+ * thread's own malloc arena they would stay in the RSS, one tree's worth per arena). */
+static void tree_free(http_req *q) {
+    if (!q->json) return;
+    json_decref(q->json);
+    q->json = NULL;
+#ifdef __GLIBC__
+    if (q->mem >= TRIM_BYTES) malloc_trim(0);
+#endif
+}
+
+void http_hold(http_req *q, size_t bytes) {
+    tree_free(q);
+    mem_set(q, bytes);
+}
+
+size_t http_memory_used(http *h) {
+    pthread_mutex_lock(&h->mu);
+    size_t n = h->mem_used;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
 /* ---- senders ----------------------------------------------------------------------------------- */
 
 /* The origin to allow for this request under --cors-origin ("*" or a comma-separated list). */
@@ -212,6 +320,7 @@ static int queue(struct MHD_Connection *c, int status, struct MHD_Response *r) {
 
 int http_send_text(http_req *q, int status, const char *ctype, char *body, size_t len, const char *retry_after) {
     q->log.status = status;
+    q->answer += len;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(body); return -1; }
     add_common_headers(q->h, q->c, r);
@@ -460,6 +569,27 @@ static void conn_pending(http *h, struct MHD_Connection *c, bool pending) {
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(pending ? h->p.idle_timeout : h->p.timeout));
 }
 
+/* 503 + Retry-After: the requests in progress hold the memory budget. */
+static int send_no_memory(http_req *q) {
+    http_err e;
+    http_set_err(&e, 503, "server_overloaded", NULL,
+                 "the requests in progress hold the server's request memory (--max-request-memory); retry later");
+    return http_send_err(q, &e);
+}
+
+/* A plain answer of n bytes is queued: its connection may be cut for memory from now on, and
+ * a client that reads none of it for the idle timeout is cut. */
+static void answer_queued(http *h, struct MHD_Connection *c, size_t n) {
+    sock *x = conn_sock(c);
+    if (x) {
+        pthread_mutex_lock(&h->net_mu);
+        x->answer = n;
+        x->answer_since = now_s();
+        pthread_mutex_unlock(&h->net_mu);
+    }
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)h->p.idle_timeout);
+}
+
 /* The API key from 'Authorization: Bearer KEY' or 'x-api-key: KEY', compared in constant time. */
 static bool key_ok(http *h, struct MHD_Connection *c) {
     if (!h->p.api_key) return true;
@@ -550,7 +680,7 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
 }
 
 static enum MHD_Result on_body(http *h, http_req *q, const char *upload, size_t n) {
-    if (q->too_big) return MHD_YES; /* chunked upload past the limit: read and dropped */
+    if (q->too_big || q->over_memory) return MHD_YES; /* past a limit: read and dropped */
     if (q->n_body + n > h->p.max_body) {
         q->too_big = true;
         free(q->body);
@@ -561,6 +691,14 @@ static enum MHD_Result on_body(http *h, http_req *q, const char *upload, size_t 
     if (q->n_body + n + 1 > q->cap_body) {
         size_t cap = q->cap_body ? q->cap_body : 4096;
         while (cap < q->n_body + n + 1) cap *= 2;
+        if (!mem_try(q, cap - q->cap_body)) { /* no waiting here: the upload goes on */
+            q->over_memory = true;
+            free(q->body);
+            q->body = NULL;
+            q->n_body = q->cap_body = 0;
+            mem_set(q, 0);
+            return MHD_YES;
+        }
         char *nb = realloc(q->body, cap);
         if (!nb) return MHD_NO;
         q->body = nb;
@@ -581,16 +719,27 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     }
     int state = atomic_load(&h->state);
     if (state != HTTP_READY) return send_not_ready(q, state);
+    if (q->over_memory) return send_no_memory(q);
     if (q->n_body > BIG_BODY) {
         if (!http_gate_enter(&h->big)) return http_send_busy(q, "large requests");
         q->big = true;
     }
+    size_t cost = q->body ? json_cost(q->body, q->n_body) : 0;
+    if (cost > h->p.max_memory) {
+        http_set_err(&e, 413, "request_too_large", NULL,
+                     "the request's JSON would take about %zu MiB to hold (limit %zu MiB, --max-request-memory)",
+                     cost >> 20, h->p.max_memory >> 20);
+        return http_send_err(q, &e);
+    }
+    if (!mem_charge(q, cost)) return send_no_memory(q);
     json_error_t je;
     json_t *body = q->body ? json_loadb(q->body, q->n_body, 0, &je) : NULL;
     bool had_body = q->body != NULL;
     free(q->body); /* not needed past here */
     q->body = NULL;
     q->n_body = q->cap_body = 0;
+    mem_set(q, cost); /* the tree */
+    q->json = body;
     int ret;
     if (!body) {
         http_set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", had_body ? ": " : "", had_body ? je.text : "");
@@ -601,7 +750,9 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     } else {
         ret = q->route->fn(q, body);
     }
-    json_decref(body);
+    tree_free(q); /* unless the handler let it go already (http_hold) */
+    mem_set(q, q->answer); /* what is held now: the answer, until it is written */
+    if (q->answer) answer_queued(h, c, q->answer);
     if (q->big) { http_gate_leave(&h->big); q->big = false; }
     return ret;
 }
@@ -638,7 +789,15 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     http *h = cls;
     http_req *q = *con_cls;
     conn_pending(h, c, true); /* idle until the next request (keep-alive) */
+    sock *x = conn_sock(c);
+    if (x) {
+        pthread_mutex_lock(&h->net_mu);
+        x->answer = 0;
+        pthread_mutex_unlock(&h->net_mu);
+    }
     if (!q) return;
+    tree_free(q);
+    mem_set(q, 0);
     if (!q->log.streaming) { /* streams log when their response ends */
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && q->log.status == 200) q->log.status = 499;
         if (!q->log.status) q->log.status = 499;
@@ -663,6 +822,13 @@ http *http_start(const http_params *p, int state, lfm2c_error *err) {
     http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     h->p = *p;
+    if (!h->p.max_memory) h->p.max_memory = (size_t)512 << 20;
+#ifdef __GLIBC__
+    /* a fixed mmap threshold: glibc's moving one (raised by every big block freed, e.g. a body)
+     * put later bodies and trees in the connection threads' arenas, where freed pages stayed in
+     * the RSS several trees deep (measured: +300 MB where the budget held 64 MiB) */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     h->lfd = MHD_INVALID_SOCKET;
     atomic_init(&h->state, state);
     pthread_mutex_init(&h->mu, NULL);

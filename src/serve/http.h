@@ -57,6 +57,8 @@ typedef struct http_params {
     int idle_timeout, timeout;  /* s: pending connections / a request being answered */
     int max_connections, max_connections_per_ip, max_pending_per_ip; /* see server.h */
     int big_parallel;           /* bodies over 1 MiB parsed at once */
+    size_t max_memory;          /* bytes all requests in progress may hold (bodies, parse trees,
+                                   waiting jobs, unwritten answers); 0: 512 MiB */
     void (*log)(void *user, const char *line);
     void *log_user;
     http_err_shape (*error_for_path)(const char *path); /* error body shape by path (NULL: default) */
@@ -118,6 +120,11 @@ int http_send_err(http_req *q, const http_err *e);      /* in the request's erro
 int http_send_busy(http_req *q, const char *what);       /* 503: too many `what` in progress */
 /* 200 with a static body and extra headers (name, value pairs, NULL-terminated); no CORS. */
 int http_send_static(http_req *q, const char *ctype, const void *body, size_t len, const char *const *headers);
+/* For a handler about to wait (a job): frees the parsed body (the `body` it was given is gone
+ * after this) and charges the request `bytes` (what it keeps while it waits) instead. */
+void http_hold(http_req *q, size_t bytes);
+/* Bytes charged by the requests in progress (the budget is http_params.max_memory). */
+size_t http_memory_used(http *h);
 /* Closes the connection without an answer (the client left: 499 in the log). */
 int http_drop(http_req *q);
 

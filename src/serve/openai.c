@@ -1219,9 +1219,27 @@ static int check_model(openai *api, json_t *body, job *j, http_err *e) {
                         "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')", id, api->alias);
 }
 
+/* What the job will hold while it runs: prompts, biases, stop strings, echoes, and its output
+ * at most (text and logprobs of max_tokens tokens). */
+static size_t job_bytes(const openai *api, const job *j) {
+    size_t n = sizeof *j;
+    for (int i = 0; i < j->n_rs; i++) {
+        const sched_req *r = j->rs[i];
+        size_t out = (size_t)(r->max_tokens > 0 ? r->max_tokens : 0);
+        n += sizeof *r + (size_t)r->n_prompt * sizeof(int32_t) + out * 16;
+        if (r->logit_bias) n += (size_t)api->n_vocab * sizeof(float);
+        if (r->n_logprobs >= 0) n += out * sizeof(sched_logprob);
+        if (r->prompt_logprobs) n += (size_t)r->n_prompt * sizeof(sched_logprob);
+        for (int k = 0; k < r->n_stop; k++) n += strlen(r->stop[k]) + 1;
+        if (j->n_echo) n += j->n_echo[i];
+    }
+    return n;
+}
+
 /* Runs a chat or completion body; dl, dls: the API it came in (NULL: OpenAI) and its state,
- * which the job owns from here (*dls is cleared once taken). */
-static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls) {
+ * which the job owns from here (*dls is cleared once taken); own: a tree of the caller's to free
+ * once the job is built (NULL: none). */
+static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own) {
     http_err e;
     job *j = job_new(api);
     if (!j) {
@@ -1238,6 +1256,9 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
         job_free(j);
         return http_send_err(q, &e);
     }
+    /* the job holds what generation needs: the parse trees go before the wait */
+    if (own) { json_decref(*own); *own = NULL; }
+    http_hold(q, job_bytes(api, j));
     return run_job(api, q, j);
 }
 
@@ -1374,7 +1395,7 @@ int openai_route_dialect(http_req *q, json_t *body) {
     const char *id = json_string_value(json_object_get(body, "model"));
     if (chat && id && lora_index(api, id) >= 0) json_object_set_new(chat, "model", json_string(id));   /* the adapter it names */
     if (chat) {
-        int r = handle_generate(api, q, chat, !legacy, dl, &dls);
+        int r = handle_generate(api, q, chat, !legacy, dl, &dls, &chat);
         json_decref(chat);
         if (dls) dl->free_state(dls); /* no job took it */
         return r;
@@ -1427,8 +1448,8 @@ static json_t *model_json(openai *api, int lora) {
 
 /* ---- the OpenAI routes ------------------------------------------------------------------------ */
 
-static int route_chat(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, true, NULL, NULL); }
-static int route_completions(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, false, NULL, NULL); }
+static int route_chat(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, true, NULL, NULL, NULL); }
+static int route_completions(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, false, NULL, NULL, NULL); }
 static int route_tokenize(http_req *q, json_t *body) { return handle_tokenize(http_app(q), q, body); }
 static int route_detokenize(http_req *q, json_t *body) { return handle_detokenize(http_app(q), q, body); }
 

@@ -259,6 +259,7 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     if (!srv) return NULL;
     server_params q = *p;
     if (!q.max_body) q.max_body = SERVER_DEFAULT_MAX_BODY;
+    if (!q.max_request_memory) q.max_request_memory = SERVER_DEFAULT_REQUEST_MEMORY;
     if (q.idle_timeout <= 0) q.idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT;
     if (q.timeout <= 0) q.timeout = SERVER_DEFAULT_TIMEOUT;
     if (q.max_connections <= 0) q.max_connections = SERVER_DEFAULT_MAX_CONNECTIONS;
@@ -278,6 +279,7 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
                       .max_body = q.max_body, .idle_timeout = q.idle_timeout, .timeout = q.timeout,
                       .max_connections = q.max_connections, .max_connections_per_ip = q.max_connections_per_ip,
                       .max_pending_per_ip = q.max_pending_per_ip, .big_parallel = SERVER_AUX_PARALLEL,
+                      .max_memory = q.max_request_memory,
                       .log = q.log, .log_user = q.log_user, .error_for_path = error_for_path,
                       .routes = routes, .n_routes = n_routes, .app = &srv->api};
     srv->h = http_start(&hp, model && s ? SERVER_READY : SERVER_LOADING, err);
