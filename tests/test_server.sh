@@ -313,6 +313,16 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
   out=$($H half-close $PORT $KEY 2>&1); echo "$out" >&2
   check "a half-closed client gets its answer (plain and stream)" '! grep -q FAIL <<<"$out"'
   grep -q ' 499 ' "$TMP/hostile.err" && bad "half-close logged 499"
+  # an error message quoting the client's bytes, cut mid-character or not UTF-8 at all, is still
+  # a JSON answer (valid UTF-8)
+  M=$(python3 -c 'print("a" * 199 + "\u00e9")')
+  req POST $CHAT "{\"model\":\"$M\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" "${AUTH[@]}"
+  check "an error message cut inside a UTF-8 character -> 404 JSON" '[ "$STATUS" = 404 ] && error_shape'
+  req GET '/v1/%FF%FEx' '' "${AUTH[@]}"
+  check "an error message quoting bytes that are not UTF-8 -> 404 JSON" '[ "$STATUS" = 404 ] && error_shape'
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2}' "${AUTH[@]}" \
+    -H 'Transfer-Encoding: chunked' -H 'Content-Length: 5'
+  check "both Content-Length and Transfer-Encoding -> 400" '[ "$STATUS" = 400 ] && error_shape'
   out=$(timeout 120 $H abandon $PORT $KEY 200 5 2>&1); echo "$out" >&2
   check "200 long requests sent and closed at once are cancelled: a new request served within 5 s" '[[ "$out" == ok* ]]'
   out=$(timeout 60 $H slowloris $PORT $KEY 300 4 2>&1); echo "$out" >&2

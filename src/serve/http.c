@@ -113,6 +113,31 @@ static double now_s(void) {
 
 /* ---- errors ------------------------------------------------------------------------------------ */
 
+/* Makes s valid UTF-8 in place: a byte that does not start or continue a well-formed sequence
+ * (a cut one at the end too: printf's precision cuts bytes) becomes '?'. */
+static void utf8_clean(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3 : -1;
+        bool ok = n >= 0;
+        for (int k = 1; ok && k <= n; k++) ok = (p[k] & 0xC0) == 0x80;
+        if (ok && n == 2) { /* no overlong forms, no surrogates */
+            unsigned v = ((c & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+            ok = v >= 0x800 && (v < 0xD800 || v > 0xDFFF);
+        }
+        if (ok && n == 3) {
+            unsigned v = ((c & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12);
+            ok = v >= 0x10000 && v <= 0x10FFFF;
+        }
+        if (!ok) { *p++ = '?'; continue; }
+        p += n + 1;
+    }
+}
+
+/* The answer when an answer cannot be encoded. */
+#define ENCODE_FAILED "{\"error\":{\"message\":\"the answer could not be encoded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"
+
 int http_set_err(http_err *e, int status, const char *code, const char *param, const char *fmt, ...) {
     e->status = status;
     snprintf(e->type, sizeof e->type, "%s", status >= 500 ? "server_error" : "invalid_request_error");
@@ -122,6 +147,9 @@ int http_set_err(http_err *e, int status, const char *code, const char *param, c
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    utf8_clean(e->code); /* what the client sent may be quoted, cut or not valid UTF-8 */
+    utf8_clean(e->param);
+    utf8_clean(e->msg);
     return -1;
 }
 
@@ -334,16 +362,19 @@ int http_send_json(http_req *q, int status, json_t *j) {
     q->log.status = status;
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!s) return -1;
+    if (!s) { /* an answer that could not be built (bad UTF-8 in it, no memory): still an answer */
+        if (!(s = strdup(ENCODE_FAILED))) return -1;
+        q->log.status = status = 500;
+    }
     return http_send_text(q, status, "application/json", s, strlen(s), NULL);
 }
 
 int http_send_err(http_req *q, const http_err *e) {
     q->log.status = e->status;
     json_t *j = q->shape ? q->shape(e->status, e->code, e->param, e->msg) : http_err_json(e);
-    char *s = json_dumps(j, JSON_COMPACT);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!s) return -1;
+    if (!s && !(s = strdup(ENCODE_FAILED))) return -1;
     return http_send_text(q, e->status, "application/json", s, strlen(s), e->status == 503 ? "1" : NULL);
 }
 
@@ -644,6 +675,13 @@ static enum MHD_Result run_now(http_req *q, const http_route *r, const char *res
 static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q, const char *url, const char *method) {
     http_err e;
     unsigned m = method_bit(method);
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding") &&
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length")) {
+        /* two framings: a proxy in front may read the other one (request smuggling) */
+        conn_pending(h, c, false);
+        http_set_err(&e, 400, "invalid_request", NULL, "a request may not have both Content-Length and Transfer-Encoding");
+        return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
+    }
     if (!strcmp(method, "OPTIONS")) { conn_pending(h, c, false); return send_preflight(q) == 0 ? MHD_YES : MHD_NO; }
     conn_pending(h, c, false); /* answered now, or the body is on its way */
     q->shape = h->p.error_for_path ? h->p.error_for_path(url) : NULL; /* errors from here take that API's shape */
