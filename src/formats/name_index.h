@@ -1,4 +1,4 @@
-/* name_index.h — a hash index from names to positions in an owner's table (GGUF tensors,
+/* name_index.h — a keyed hash index (SipHash-1-3, a random key per process) from names to positions in an owner's table (GGUF tensors,
  * safetensors tensors): linear-time duplicate checks and constant-time lookups on files that
  * hold hundreds of thousands of names. The owner keeps the names; the index keeps positions. */
 #ifndef LFM2C_NAME_INDEX_H
