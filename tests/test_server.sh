@@ -245,6 +245,19 @@ fi
 
 # ---- a full queue answers 503 with Retry-After ------------------------------------------------------
 if start_server small -np 1 --queue 1 --alias fixture; then
+  # Responses ids come from a CSPRNG, and a stored response is found only with the key that made
+  # it (the server checks no key here, so each client's key tells them apart)
+  req POST /v1/responses '{"input":"hi","max_output_tokens":2}' -H 'Authorization: Bearer alice'
+  rid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/body" 2>/dev/null)
+  req POST /v1/responses '{"input":"hi","max_output_tokens":2}' -H 'Authorization: Bearer alice'
+  rid2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$TMP/body" 2>/dev/null)
+  check "Responses ids: 128 random bits ($rid, $rid2)" '[[ "$rid" =~ ^resp_[0-9a-f]{32}$ ]] && [[ "$rid2" =~ ^resp_[0-9a-f]{32}$ ]] && [ "$rid" != "$rid2" ]'
+  req POST /v1/responses '{"input":"more","max_output_tokens":2,"previous_response_id":"'$rid'"}' -H 'Authorization: Bearer bob'
+  check "another key's previous_response_id -> 404" '[ "$STATUS" = 404 ]'
+  req POST /v1/responses '{"input":"more","max_output_tokens":2,"previous_response_id":"'$rid'"}'
+  check "no key for a keyed response's previous_response_id -> 404" '[ "$STATUS" = 404 ]'
+  req POST /v1/responses '{"input":"more","max_output_tokens":2,"previous_response_id":"'$rid'"}' -H 'x-api-key: alice'
+  check "the same key (either header) continues the conversation -> 200" '[ "$STATUS" = 200 ]'
   # per-request caps (issue 12): messages, stop strings, prompts far beyond the context, decided
   # before anything is tokenized; a too-long legacy prompt names 'prompt'
   python3 -c 'import json; print(json.dumps({"messages":[{"role":"user","content":"x"}]*5000,"max_tokens":1}))' >"$TMP/many.json"

@@ -35,6 +35,7 @@
  * 1xx answers), a stream a line its format ignores (openai.c). A client that closed both
  * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
+#include "hub/sha256.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -621,12 +622,24 @@ static void answer_queued(http *h, struct MHD_Connection *c, size_t n) {
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)h->p.idle_timeout);
 }
 
+/* The key a request sent: 'Authorization: Bearer KEY' or 'x-api-key: KEY' (NULL: none). */
+static const char *sent_key(struct MHD_Connection *c) {
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (v && !strncasecmp(v, "Bearer ", 7)) return v + 7;
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+}
+
+void http_key_digest(http_req *q, char *out, size_t cap) {
+    const char *k = sent_key(q->c);
+    char hex[65] = "";
+    if (k) sha256_hex(k, strlen(k), hex);
+    snprintf(out, cap, "%.32s", hex);
+}
+
 /* The API key from 'Authorization: Bearer KEY' or 'x-api-key: KEY', compared in constant time. */
 static bool key_ok(http *h, struct MHD_Connection *c) {
     if (!h->p.api_key) return true;
-    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (v && !strncasecmp(v, "Bearer ", 7)) v += 7;
-    else v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+    const char *v = sent_key(c);
     if (!v) return false;
     size_t a = strlen(v), b = strlen(h->p.api_key);
     unsigned diff = (unsigned)(a ^ b);

@@ -104,6 +104,9 @@ const char *http_header(http_req *q, const char *name); /* NULL if absent */
 http_log *http_req_log(http_req *q);
 http_err_shape http_shape(const http_req *q); /* the error shape of this request (NULL: default) */
 int http_req_fd(http_req *q);
+/* The first cap-1 hex digits of the SHA-256 of the API key the request sent ("" when none): who
+ * owns what the request stores. */
+void http_key_digest(http_req *q, char *out, size_t cap);
 /* True when the connection is broken (reset, or our writes failed); a half-closed one is not. */
 bool http_fd_gone(int fd);
 /* True when the peer shut down its sending side: half-closed, or closed (not known until we write). */

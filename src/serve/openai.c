@@ -26,11 +26,7 @@ static json_t *dl_err_json(const dialect *dl, const http_err *e) {
 }
 
 static void make_id(openai *api, const char *prefix, char *out, size_t cap) {
-    pthread_mutex_lock(&api->mu);
-    uint64_t x = ++api->id_counter * 0x9E3779B97F4A7C15ull ^ (uint64_t)api->started * 0xBF58476D1CE4E5B9ull;
-    pthread_mutex_unlock(&api->mu);
-    x ^= x >> 31;
-    snprintf(out, cap, "%s%016llx", prefix, (unsigned long long)x);
+    dl_random_id(&api->mu, &api->id_counter, api->started, prefix, out, cap);
 }
 
 /* A model id names this server's model: its alias, or its file name with or without .gguf. */
@@ -333,6 +329,7 @@ typedef struct job {
     bool *echo_bos;            /* the choice's prompt token 0 is a BOS not in its echo text */
     pthread_cond_t cond;       /* the scheduler signals it when any choice changes */
     char id[48];
+    char owner[DL_OWNER_LEN];  /* digest of the request's API key (the Responses store's owner) */
     time_t created;
     const dialect *dl;         /* the API the answer is translated to (NULL: OpenAI) */
     void *dls;                 /* its state (owned) */
@@ -918,11 +915,12 @@ static void out_add(stream *st, const char *s, size_t n) {
 
 static void dl_out(void *ctx, const char *s, size_t n) { out_add(ctx, s, n); }
 
-static dl_server dl_view(openai *api) {
+static dl_server dl_view_of(openai *api, const char *owner) {
     return (dl_server){.model = api->model, .alias = api->alias, .model_file = api->model_file[0] ? api->model_file : NULL,
                        .n_lora = api->p.n_lora, .lora_names = api->p.lora_names, .n_ctx = api->n_ctx, .started = api->started, .responses = api->responses, .id_mu = &api->mu,
-                       .id_counter = &api->id_counter};
+                       .id_counter = &api->id_counter, .owner = owner};
 }
+
 
 static dl_run dl_run_of(const job *j) {
     const sched_req *r = j->rs[0]; /* the dialects ask for one choice */
@@ -933,7 +931,7 @@ static dl_run dl_run_of(const job *j) {
 
 static void out_event(stream *st, json_t *j) {
     if (st->j->dl) { /* another API: the chunk is translated into its events */
-        dl_server v = dl_view(st->j->api);
+        dl_server v = dl_view_of(st->j->api, st->j->owner);
         dl_run run = dl_run_of(st->j);
         st->j->dl->event(&v, st->j->dls, j, &run, dl_out, st);
         json_decref(j);
@@ -1075,7 +1073,7 @@ static void stream_pump(stream *st) {
     }
     st->finished = true;
     if (j->dl) {
-        dl_server v = dl_view(j->api);
+        dl_server v = dl_view_of(j->api, j->owner);
         dl_run run = dl_run_of(j);
         j->dl->end(&v, j->dls, &run, dl_out, st);
     } else {
@@ -1185,7 +1183,7 @@ static int run_job(openai *api, http_req *q, job *j) {
     } else {
         out = final_json(api, j);
         if (j->dl) {
-            dl_server v = dl_view(api);
+            dl_server v = dl_view_of(api, j->owner);
             dl_run run = dl_run_of(j);
             json_t *o = j->dl->final(&v, j->dls, out, &run);
             json_decref(out);
@@ -1252,6 +1250,7 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
     j->dls = dls ? *dls : NULL;
     if (dls) *dls = NULL;
     make_id(api, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
+    http_key_digest(q, j->owner, sizeof j->owner);
     if (check_model(api, body, j, &e) || (chat ? build_chat : build_completion)(api, body, j, &e)) {
         job_free(j);
         return http_send_err(q, &e);
@@ -1387,7 +1386,9 @@ static int send_dl_err(http_req *q, dl_err *de) {
 int openai_route_dialect(http_req *q, json_t *body) {
     openai *api = http_app(q);
     const dialect *dl = http_arg(q);
-    dl_server v = dl_view(api);
+    char owner[DL_OWNER_LEN];
+    http_key_digest(q, owner, sizeof owner);
+    dl_server v = dl_view_of(api, owner);
     dl_err de = {0};
     bool legacy = false;
     void *dls = NULL;
@@ -1408,7 +1409,9 @@ int openai_route_dialect(http_req *q, json_t *body) {
 int openai_route_count(http_req *q, json_t *body) {
     openai *api = http_app(q);
     const dl_hook *h = http_arg(q);
-    dl_server v = dl_view(api);
+    char owner[DL_OWNER_LEN];
+    http_key_digest(q, owner, sizeof owner);
+    dl_server v = dl_view_of(api, owner);
     dl_err de = {0};
     json_t *chat = h->fn(&v, body, &de);
     if (!chat) return send_dl_err(q, &de);
@@ -1420,7 +1423,9 @@ int openai_route_count(http_req *q, json_t *body) {
 int openai_route_answer(http_req *q, json_t *body) {
     openai *api = http_app(q);
     const dl_hook *h = http_arg(q);
-    dl_server v = dl_view(api);
+    char owner[DL_OWNER_LEN];
+    http_key_digest(q, owner, sizeof owner);
+    dl_server v = dl_view_of(api, owner);
     dl_err de = {0};
     json_t *o = h->fn(&v, body, &de);
     if (o) return http_send_json(q, 200, o);
