@@ -233,7 +233,21 @@ static int content_text(json_t *c, char **buf, size_t *len, size_t *cap, http_er
 
 /* OpenAI messages -> the array the chat template renders: content as text, assistant
  * tool_calls written the way LFM2 emits them. */
-static json_t *normalize_messages(json_t *msgs, http_err *e) {
+static void guard_json(openai *api, json_t *v);
+
+/* Appends s[0..n) guarded (lfm2c_guard_text: its special-token texts stay plain) to the buffer. */
+static void buf_add_guarded(openai *api, char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    size_t gn = 0;
+    char *g = lfm2c_guard_text(api->model, s, n, &gn);
+    if (g) buf_add(buf, len, cap, g, gn);
+    else { free(*buf); *buf = NULL; }
+    free(g);
+}
+
+/* The request's messages as {role, content} for the template. Every string the client sent is
+ * guarded here (its special-token texts stay plain); past tool calls are written back the way
+ * LFM2 emits them, between the real call markers, which stay special tokens. */
+static json_t *normalize_messages(openai *api, json_t *msgs, http_err *e) {
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         http_set_err(e, 400, json_is_array(msgs) ? "invalid_value" : "invalid_type", "messages",
                      "'messages' must be a non-empty array");
@@ -274,7 +288,9 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
                     http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
                     goto bad;
                 }
-                json_array_append_new(plain, json_pack("{s:s,s:o}", "name", name, "arguments", a));
+                json_t *call = json_pack("{s:s,s:o}", "name", name, "arguments", a);
+                guard_json(api, call); /* the name and the arguments are the client's text */
+                json_array_append_new(plain, call);
             }
             size_t n_calls = 0;
             char *ct = toolcall_format(plain, &n_calls);
@@ -283,7 +299,17 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
             buf_add(&text, &len, &cap, ct, n_calls);
             free(ct);
         }
+        size_t from = len;
         if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) { free(text); goto bad; }
+        if (text && len > from) { /* the content is the client's text: guarded (the markers before it are ours) */
+            char *mine = malloc(len - from);
+            if (mine) memcpy(mine, text + from, len - from);
+            size_t n_mine = len - from;
+            len = from;
+            if (mine) buf_add_guarded(api, &text, &len, &cap, mine, n_mine);
+            else { free(text); text = NULL; }
+            free(mine);
+        }
         if (!text) { http_set_err(e, 500, NULL, NULL, "out of memory"); goto bad; }
         json_array_append_new(out, json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system",
                                              "content", text, len));
@@ -489,7 +515,7 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     json_t *given = json_object_get(body, "messages");
     if (json_is_array(given) && json_array_size(given) > (size_t)api->p.max_messages)
         return http_set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)", api->p.max_messages);
-    json_t *msgs = normalize_messages(given, e);
+    json_t *msgs = normalize_messages(api, given, e);
     if (!msgs) return -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;
     json_t *choice = json_object_get(body, "tool_choice");
@@ -563,8 +589,8 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     }
     r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
 
-    /* request strings are text: their special-token texts stay plain (lfm2c_guard_text) */
-    guard_json(api, msgs);
+    /* request strings are text: their special-token texts stay plain (lfm2c_guard_text); the
+     * messages were guarded as they were normalized (all but our own tool-call markers) */
     if (use_tools) guard_json(api, fns);
     char *mt = json_dumps(msgs, JSON_COMPACT), *ft = use_tools ? json_dumps(fns, JSON_COMPACT) : NULL;
     lfm2c_error err = {0};
