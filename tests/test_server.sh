@@ -328,6 +328,15 @@ else
   bad "memory server start"
 fi
 
+# ---- answers nobody reads: cut for memory and after the idle timeout --------------------------------
+if start_server unread -np 2 --api-key $KEY --max-request-memory 16777216 --idle-timeout 3; then
+  out=$(timeout 120 python3 server/hostile.py unread $PORT $KEY 4 3 2>&1); echo "$out" >&2
+  check "4 unread 10 MB answers over a 16 MiB budget: a new request served, all four cut" '[[ "$out" == ok* ]]'
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "unread server start"
+fi
+
 # ---- transport under hostile clients ---------------------------------------------------------------
 if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --idle-timeout 1 \
     --cors-origin 'http://a.example, http://b.example' --max-tokenize-bytes 4096 --max-detokenize-tokens 100 --max-body 65536; then

@@ -11,6 +11,9 @@ test_server.sh). Each subcommand prints one line "ok ..." or "FAIL ..." and exit
                                 more parsed than sent: the server's RSS grows by less than MB
   memory-full PORT KEY N        N uploads that stall holding most of the request memory budget:
                                 a further request gets 503 + Retry-After, and 200 once they are gone
+  unread PORT KEY N SECONDS     N clients ask for ~10 MB answers and never read them: a new request is
+                                still served (the oldest unread answers are cut for memory), and
+                                every unread answer is cut once it is SECONDS (--idle-timeout) old
   slow-reader PORT KEY          opens a stream it never reads (for the shutdown test; holds it)
   abandon PORT KEY N SECONDS    N long requests (plain and streams) sent and closed at once: a normal
                                 request is then served within SECONDS (their jobs were cancelled)
@@ -339,6 +342,54 @@ def memory_full(port, key, n):
     return ok
 
 
+def unread(port, key, n, idle):
+    """Answers of ~10 MB (16 choices with logprobs) asked for and never read."""
+    body = dict(LONG, messages=[{"role": "user", "content": "go"}], n=16, logprobs=True, top_logprobs=20, max_tokens=300)
+    held = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(60)
+        s.connect(("127.0.0.1", port))
+        s.sendall(request("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"}))
+        held.append(s)
+    time.sleep(0.5)
+    t0 = time.time()
+    s = connect(port, timeout=120)
+    small = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    s.sendall(request("POST", "/v1/chat/completions", small, {"Authorization": f"Bearer {key}"}))
+    st, _ = read_response(s)  # queued behind the big ones: served once they are done
+    s.close()
+    dt = time.time() - t0
+    time.sleep(idle + 3)
+    cut, kinds = 0, {}
+    for h in held:
+        data, eof = b"", False
+        h.settimeout(5)
+        try:
+            while True:
+                chunk = h.recv(1 << 20)
+                if not chunk:
+                    eof = True
+                    break
+                data += chunk
+        except OSError as e:
+            eof = not isinstance(e, socket.timeout)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        m = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
+        length = int(m[0].split(b":")[1]) if m else -1
+        status = head[9:12].decode(errors="replace") or "-"
+        was_cut = eof and status == "200" and len(rest) < length
+        cut += was_cut
+        k = status + ("/cut" if was_cut else "")
+        kinds[k] = kinds.get(k, 0) + 1
+        h.close()
+    ok = st == 200 and cut == n
+    print(f"{'ok' if ok else 'FAIL'} {n} unread ~10 MB answers: a new request served {st} in {dt:.2f} s; "
+          f"{cut} of {n} unread answers cut (idle timeout {idle} s; seen: {kinds})")
+    return ok
+
+
 def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # room for the stalled sockets
     want = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
@@ -359,6 +410,8 @@ def main():
         ok = big_bodies(port, int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
     elif cmd == "memory-full":
         ok = memory_full(port, sys.argv[3], int(sys.argv[4]))
+    elif cmd == "unread":
+        ok = unread(port, sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
     elif cmd == "slow-reader":
         ok = slow_reader(port, sys.argv[3])
     else:
