@@ -383,6 +383,7 @@ const metrics = await fetch(srv.base + '/metrics', { headers: { Authorization: `
 const metric = (name) => Number((metrics.match(new RegExp(`^${name} (\\S+)$`, 'm')) || [])[1]);
 const slotsActive = metric('lfm2c_slots_active'), queueDepth = metric('lfm2c_queue_depth');
 const connsOpen = metric('lfm2c_http_connections_open'), connsPending = metric('lfm2c_http_connections_pending');
+const memHeld = metric('lfm2c_http_request_memory_bytes'); // charged by requests in progress: none left
 const connsBusy = connsOpen - connsPending; // being answered (idle keep-alive sockets of fetch's pool are pending)
 const health = await fetch(srv.base + '/health').then((r) => r.status).catch(() => 0);
 
@@ -409,7 +410,7 @@ const result = {
   by_status: stats.byStatus, by_kind: stats.byKind, errors: stats.errors, bad_answers: stats.badAnswers,
   latency_ms: { p50: Math.round(q(0.5)), p90: Math.round(q(0.9)), p99: Math.round(q(0.99)), max: Math.round(lat[lat.length - 1] || 0) },
   rss_mb: { after_warmup: Math.round(rssWarm * 10) / 10, end: Math.round(rssEnd * 10) / 10, growth_pct: Math.round(rssGrowth * 1000) / 10, samples: rssSamples },
-  end: { slots_active: slotsActive, queue_depth: queueDepth, connections_open: connsOpen, connections_busy: connsBusy, health, exit_code: exit.code, exit_signal: exit.sig, stop_ms: stopMs, sanitizer_report: sanitizer },
+  end: { slots_active: slotsActive, queue_depth: queueDepth, request_memory_bytes: memHeld, connections_open: connsOpen, connections_busy: connsBusy, health, exit_code: exit.code, exit_signal: exit.sig, stop_ms: stopMs, sanitizer_report: sanitizer },
 };
 const checks = [
   [n5xx === 0, `5xx other than 503: ${n5xx}`],
@@ -417,6 +418,7 @@ const checks = [
   [rssGrowth <= 0.10, `RSS end within 10% of after warm-up (${result.rss_mb.after_warmup} -> ${result.rss_mb.end} MB)`],
   [slotsActive === 0 && queueDepth === 0, `every slot free at the end (active ${slotsActive}, queued ${queueDepth})`],
   [connsBusy <= 1, `no connection being answered but the metrics one (${connsBusy}; ${connsOpen} open)`],
+  [memHeld === 0, `no request memory charged at the end (${memHeld} bytes)`],
   [health === 200, '/health at the end'],
   [!exit.died && exit.code === 0 && stopMs < 5000, exit.died ? `the server died during the soak (${exit.code ?? exit.sig})` : `SIGTERM: exit ${exit.code} in ${stopMs} ms`],
   [!sanitizer, 'no sanitizer report in the server log'],

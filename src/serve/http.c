@@ -299,12 +299,8 @@ void http_hold(http_req *q, size_t bytes) {
     mem_set(q, bytes);
 }
 
-size_t http_memory_used(http *h) {
-    pthread_mutex_lock(&h->mu);
-    size_t n = h->mem_used;
-    pthread_mutex_unlock(&h->mu);
-    return n;
-}
+size_t http_charged(const http_req *q) { return q->mem; }
+
 
 /* ---- senders ----------------------------------------------------------------------------------- */
 
@@ -923,6 +919,7 @@ void http_get_stats(http *h, http_stats *out) {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&h->mu);
     memcpy(out->by_class, h->by_class, sizeof out->by_class);
+    out->memory = h->mem_used;
     pthread_mutex_unlock(&h->mu);
     pthread_mutex_lock(&h->net_mu);
     out->n_open = h->n_open;

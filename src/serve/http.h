@@ -81,6 +81,7 @@ typedef struct http_stats {
     uint64_t by_class[6];       /* responses by status class 1xx..5xx */
     int n_open, n_pending;
     uint64_t evicted, refused;
+    size_t memory;              /* bytes charged by the requests in progress (of max_memory) */
 } http_stats;
 void http_get_stats(http *h, http_stats *out);
 
@@ -126,8 +127,8 @@ int http_send_static(http_req *q, const char *ctype, const void *body, size_t le
 /* For a handler about to wait (a job): frees the parsed body (the `body` it was given is gone
  * after this) and charges the request `bytes` (what it keeps while it waits) instead. */
 void http_hold(http_req *q, size_t bytes);
-/* Bytes charged by the requests in progress (the budget is http_params.max_memory). */
-size_t http_memory_used(http *h);
+/* Bytes charged to this request now. */
+size_t http_charged(const http_req *q);
 /* Closes the connection without an answer (the client left: 499 in the log). */
 int http_drop(http_req *q);
 

@@ -1281,9 +1281,10 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
         job_free(j);
         return http_send_err(q, &e);
     }
-    /* the job holds what generation needs: the parse trees go before the wait */
+    /* the job holds what generation needs: the parse trees go before the wait (a dialect's state
+     * may keep parts of its request, echoed in the answer: its charge stays too) */
     if (own) { json_decref(*own); *own = NULL; }
-    http_hold(q, job_bytes(api, j));
+    http_hold(q, job_bytes(api, j) + (dl ? http_charged(q) : 0));
     return run_job(api, q, j);
 }
 

@@ -177,14 +177,15 @@ static int route_metrics(http_req *q, json_t *body) {
         "# HELP lfm2c_http_connections_open Open client connections.\n# TYPE lfm2c_http_connections_open gauge\nlfm2c_http_connections_open %d\n"
         "# HELP lfm2c_http_connections_pending Connections not being answered (headers, body or keep-alive idle).\n# TYPE lfm2c_http_connections_pending gauge\nlfm2c_http_connections_pending %d\n"
         "# HELP lfm2c_http_connections_evicted_total Pending connections closed to make room.\n# TYPE lfm2c_http_connections_evicted_total counter\nlfm2c_http_connections_evicted_total %llu\n"
-        "# HELP lfm2c_http_connections_refused_total Connections refused at a limit.\n# TYPE lfm2c_http_connections_refused_total counter\nlfm2c_http_connections_refused_total %llu\n",
+        "# HELP lfm2c_http_connections_refused_total Connections refused at a limit.\n# TYPE lfm2c_http_connections_refused_total counter\nlfm2c_http_connections_refused_total %llu\n"
+        "# HELP lfm2c_http_request_memory_bytes Memory charged by the requests in progress (--max-request-memory).\n# TYPE lfm2c_http_request_memory_bytes gauge\nlfm2c_http_request_memory_bytes %zu\n",
         (unsigned long long)st.requests, (unsigned long long)h[2], (unsigned long long)h[4], (unsigned long long)h[5],
         (unsigned long long)st.prompt_tokens, (unsigned long long)st.cached_tokens, hit,
         (unsigned long long)st.prefill_tokens, (unsigned long long)st.generated_tokens,
         st.prefill_seconds > 0 ? (double)st.prefill_tokens / st.prefill_seconds : 0,
         st.decode_seconds > 0 ? (double)st.generated_tokens / st.decode_seconds : 0, st.queue_depth, st.active_slots,
         st.n_slots, (unsigned long long)st.steps, n_open, n_pending, (unsigned long long)evicted,
-        (unsigned long long)refused);
+        (unsigned long long)refused, hs.memory);
     size_t len = (size_t)(n < CAP ? n : CAP - 1);
     char *more = NULL;
     size_t n_more = 0;
