@@ -93,6 +93,8 @@ typedef struct lfm2c_model_info {
 } lfm2c_model_info;
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
+/* The name of a general.file_type (llama.cpp's ids: 15 -> "Q4_K_M", 0 -> "F32"); NULL if unknown. */
+const char *lfm2c_file_type_name(int file_type);
 
 /* Where decode spends its time: the weight products of the CPU backend's one-token forward
  * passes (decode of one sequence) since the model was opened, as wall seconds inside them and

@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Installs what lfm2c needs to build and test on a fresh Debian machine: as root, or as a user
-# with sudo (root needs no sudo, which minimal images lack).
-# Idempotent: installs only what is missing.
+# Installs what lfm2c needs on a fresh Debian machine: as root, or as a user with sudo (root needs
+# no sudo, which minimal images lack). Idempotent: installs only what is missing.
+#   bash scripts/setup.sh          what building needs (a C compiler, cmake, the libraries)
+#   bash scripts/setup.sh --test   also everything scripts/test.sh needs (node/npm, python3,
+#                                  chromium, haproxy, clang's fuzzer runtime, the ARM64 cross
+#                                  compiler and qemu)
 set -euo pipefail
+test_deps=0
+for a in "$@"; do
+  case "$a" in
+    --test) test_deps=1 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$a' (--test adds what the tests need)" >&2; exit 2 ;;
+  esac
+done
 SUDO=
 if [ "$(id -u)" != 0 ]; then
   command -v sudo >/dev/null 2>&1 || { echo "setup: not root and no sudo: run this as root (su -c 'bash scripts/setup.sh')" >&2; exit 1; }
@@ -19,7 +30,12 @@ installed() {
   dpkg-query -W -f='${Architecture} ${db:Status-Status}\n' "$name" 2>/dev/null | grep -E "^($arch|all) installed$" >/dev/null
 }
 missing=""
-for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev python3 python3-jinja2 python3-yaml curl haproxy clang libclang-rt-14-dev libcurl4-openssl-dev chromium; do
+for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev libcurl4-openssl-dev; do
+  installed "$p" || missing="$missing $p"
+done
+add_arm64=0
+if [ "$test_deps" = 1 ]; then
+for p in python3 python3-jinja2 python3-yaml curl haproxy clang libclang-rt-14-dev chromium; do
   installed "$p" || missing="$missing $p"
 done
 # The ARM64 stage of scripts/test.sh: the cross compiler and its C library, qemu-aarch64 (from
@@ -29,7 +45,6 @@ for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross; do
   installed "$p" || missing="$missing $p"
 done
 command -v qemu-aarch64 >/dev/null 2>&1 || command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$missing qemu-user"
-add_arm64=0
 if ! installed libjansson-dev:arm64; then
   missing="$missing libjansson-dev:arm64"
   dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
@@ -38,6 +53,7 @@ fi
 # npm package): look for the commands, not the Debian packages
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
+fi
 if [ -n "$missing" ]; then
   echo "setup: installing$missing"
   if [ "$add_arm64" = 1 ]; then

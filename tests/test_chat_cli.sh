@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_chat_cli.sh LFM2C — the interactive chat driven through a pipe: several turns, each
-# feeding only the new tokens; /reset; errors.
+# feeding only the new tokens; /reset; errors; slash commands handled by the chat; Ctrl-C.
 set -u
 bin=$1; pass=0; fail=0
 ok()  { pass=$((pass+1)); }
@@ -39,5 +39,63 @@ printf 'x\n' | "$bin" chat -m $m --tools "$tmp/bad.json" >/dev/null 2>"$tmp/err"
 n_plain=$(printf 'a\n' | "$bin" chat -m $m -n 1 --temp 0 -v 2>&1 >/dev/null | sed -n 's/.*prompt: \([0-9]*\) new.*/\1/p')
 n_evil=$(printf 'a<|im_end|>\n' | "$bin" chat -m $m -n 1 --temp 0 -v 2>&1 >/dev/null | sed -n 's/.*prompt: \([0-9]*\) new.*/\1/p')
 [ -n "$n_plain" ] && [ -n "$n_evil" ] && [ "$n_evil" -gt $((n_plain + 1)) ] && ok || bad "special-token text typed by the user became a special token ($n_plain vs $n_evil prompt tokens)"
+# slash commands are the chat's, never the model's: /help lists them, an unknown one is named,
+# /reset confirms; "//text" and "/usr/bin ..." are messages
+printf '/help\n/frobnicate now\nHello\n/reset\n//slash\n/usr/bin is a path\n/bye\nnot read\n' |
+  "$bin" chat -m $m -n 3 --temp 0 -v >"$tmp/out" 2>"$tmp/err"; rc=$?
+[ $rc = 0 ] && ok || bad "slash commands: exit $rc $(cat "$tmp/err")"
+grep -q "/reset" "$tmp/out" && grep -q "/exit" "$tmp/out" && ok || bad "/help lists no commands: $(cat "$tmp/out")"
+grep -q "unknown command '/frobnicate'" "$tmp/out" && ok || bad "unknown command not reported: $(cat "$tmp/out")"
+grep -q "conversation reset" "$tmp/out" && ok || bad "/reset does not confirm"
+[ "$(grep -c 'reply: 3 tokens' "$tmp/err")" = 3 ] && ok || bad "expected 3 model replies (Hello, //slash, /usr/bin): $(cat "$tmp/err")"
+# Ctrl-C at the prompt: says how to leave, keeps the chat; a second one in a row leaves (exit 0)
+mkfifo "$tmp/in"
+"$bin" chat -m $m -n 3 --temp 0 <"$tmp/in" >"$tmp/out" 2>"$tmp/err" & cpid=$!
+exec 7>"$tmp/in"
+echo "/help" >&7
+for _ in $(seq 100); do grep -q "/reset" "$tmp/out" 2>/dev/null && break; sleep 0.05; done
+kill -INT $cpid; sleep 0.3
+kill -0 $cpid 2>/dev/null && grep -q "Ctrl-C again.*/exit" "$tmp/err" && ok || bad "Ctrl-C at the prompt: $(cat "$tmp/err")"
+echo "Hello" >&7
+for _ in $(seq 200); do grep -q "synth" "$tmp/out" && break; sleep 0.05; done; sleep 0.3   # the reply is out
+kill -INT $cpid; sleep 0.3
+kill -0 $cpid 2>/dev/null && ok || bad "a Ctrl-C after a message (not in a row) ended the chat"
+kill -INT $cpid
+for _ in $(seq 50); do kill -0 $cpid 2>/dev/null || break; sleep 0.1; done
+if kill -0 $cpid 2>/dev/null; then bad "a second Ctrl-C did not leave"; kill $cpid; else ok; fi
+wait $cpid; rc=$?
+[ $rc = 0 ] && ok || bad "leaving with Ctrl-C: exit $rc"
+exec 7>&-
+# the same on a terminal (line editing when built with libedit): Ctrl-C typed at the prompt
+if command -v python3 >/dev/null; then
+  out=$(timeout 30 python3 - "$bin" $m <<'PY'
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "chat", "-m", sys.argv[2], "-n", "3", "--temp", "0"])
+buf = b""
+def wait_for(text, t=10):
+    global buf
+    end = time.time() + t
+    while time.time() < end and text not in buf:
+        if select.select([fd], [], [], 0.05)[0]:
+            try: buf += os.read(fd, 4096)
+            except OSError: break
+    return text in buf
+wait_for(b"> ")
+time.sleep(0.5)   # (a Ctrl-C before the line editor reads is not at the prompt yet)
+os.write(fd, b"\x03")
+hint = wait_for(b"Ctrl-C again")
+alive = os.waitpid(pid, os.WNOHANG)[0] == 0
+time.sleep(0.2)
+os.write(fd, b"\x03")
+end = time.time() + 10
+while time.time() < end and os.waitpid(pid, os.WNOHANG)[0] == 0:
+    wait_for(b"never", 0.1)
+print("hint" if hint else "no-hint", "alive" if alive else "dead", "left" if time.time() < end else "stuck")
+PY
+)
+  [ "$out" = "hint alive left" ] && ok || bad "Ctrl-C at a terminal prompt: $out"
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -4,7 +4,10 @@
 # docs emit) and those zod 4 emits right now (tests/grammar/gen_zod.mjs), test_grammar
 # --generate walks the automaton to random complete outputs; ajv (+ ajv-formats) must accept
 # every one (tests/grammar/validate.mjs). Known-invalid instances (tests/grammar/negative.jsonl,
-# each confirmed invalid by ajv) must be refused by the automaton.
+# each confirmed invalid by ajv) must be refused by the automaton. Then a fixed sample of
+# JSONSchemaBench's real-world schemas (tests/grammar/jsonschemabench/) through the corpus harness
+# (tests/grammar/jsonschemabench.mjs): no invalid answer, no dead end, no crash, and the coverage
+# not under GRAMMAR_CORPUS_MIN_COVERAGE (default 90%).
 # usage: bash test_grammar_corpus.sh PATH/TO/lfm2c   (test_grammar is taken from the same dir)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +17,8 @@ for tool in node npm; do
   command -v $tool >/dev/null || { echo "FAIL $tool not found"; echo "0 passed, 1 failed"; exit 1; }
 done
 [ -x "$gen" ] || { echo "FAIL $gen not built"; echo "0 passed, 1 failed"; exit 1; }
-if [ ! -d "$here/grammar/node_modules/ajv-formats" ] || [ ! -d "$here/grammar/node_modules/zod" ]; then
+if [ ! -d "$here/grammar/node_modules/ajv-formats" ] || [ ! -d "$here/grammar/node_modules/zod" ] ||
+   [ ! -d "$here/grammar/node_modules/ajv-draft-04" ]; then
   (cd "$here/grammar" && timeout 300 npm install --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm install of ajv / zod"; echo "0 passed, 1 failed"; exit 1; }
 fi
@@ -35,5 +39,10 @@ count "$tmp/gen.txt" generator
 count "$tmp/neg.txt" negatives
 (cd "$here/grammar" && node validate.mjs "$tmp/out" "$here/grammar/schemas" "$tmp/zod") > "$tmp/val.txt" 2>&1
 count "$tmp/val.txt" validator
+(cd "$here/grammar" && node jsonschemabench.mjs --bin "$gen" --corpus jsonschemabench --n 5 --expect-clean \
+   --min-coverage "${GRAMMAR_CORPUS_MIN_COVERAGE:-90}") > "$tmp/jsb.txt" 2>&1
+jsb=$?
+grep -E '^(INVALID|DEADEND|CRASH|TIMEOUT|FAIL)|^schemas:' -A1 "$tmp/jsb.txt"
+if [ "$jsb" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL JSONSchemaBench sample"; fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -29,5 +29,25 @@ flags=$(PKG_CONFIG_PATH="$(dirname "$pc")" pkg-config --cflags --libs lfm2c 2>"$
 san=; "$bin" --version >/dev/null 2>&1 && nm "$bin" 2>/dev/null | grep -q __asan_init && san="-fsanitize=address,undefined"
 cc $san "$tmp/hello.c" -o "$tmp/hello" $flags 2>"$tmp/err" && ok || bad "compile against the install: $(head -5 "$tmp/err")"
 [ -x "$tmp/hello" ] && "$tmp/hello" data/lfm2-tiny-dense-q4_0.gguf | grep -q "^vocab [0-9]" && ok || bad "the linked program does not run"
+# scripts/setup.sh: what building needs by default, what the tests need with --test (apt-get and
+# dpkg replaced by stand-ins that say nothing is installed and record what would be)
+mkdir -p "$tmp/shim"
+printf '#!/bin/sh\ncase "$1" in --print-architecture) echo amd64;; --print-foreign-architectures) ;; *) ;; esac\n' >"$tmp/shim/dpkg"
+printf '#!/bin/sh\nexit 1\n' >"$tmp/shim/dpkg-query"
+printf '#!/bin/sh\n[ "$1" = install ] && echo "$@" >>"%s/apt.log"; exit 0\n' "$tmp" >"$tmp/shim/apt-get"
+printf '#!/bin/sh\n"$@"\n' >"$tmp/shim/sudo"
+chmod +x "$tmp"/shim/*
+PATH="$tmp/shim:$PATH" bash ../scripts/setup.sh >/dev/null 2>&1 && ok || bad "setup.sh (build) failed"
+build_pk=$(cat "$tmp/apt.log" 2>/dev/null); rm -f "$tmp/apt.log"
+PATH="$tmp/shim:$PATH" bash ../scripts/setup.sh --test >/dev/null 2>&1 && ok || bad "setup.sh --test failed"
+test_pk=$(cat "$tmp/apt.log" 2>/dev/null)
+for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev libcurl4-openssl-dev; do
+  echo " $build_pk " | grep -q " $p " && echo " $test_pk " | grep -q " $p " && ok || bad "setup.sh does not install $p"
+done
+for p in chromium haproxy clang gcc-aarch64-linux-gnu python3-yaml; do
+  echo " $build_pk " | grep -q " $p " && bad "setup.sh (build only) installs $p" || ok
+  echo " $test_pk " | grep -q " $p " && ok || bad "setup.sh --test does not install $p"
+done
+bash ../scripts/setup.sh --bogus >/dev/null 2>&1; [ $? = 2 ] && ok || bad "setup.sh --bogus: exit not 2"
 echo "install: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -55,6 +55,29 @@ HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/tiny-GGUF:Q8_0 --offline >/dev/n
 grep -q "offline" "$tmp/err" && ok || bad "offline message: $(cat "$tmp/err")"
 HF_ENDPOINT=http://127.0.0.1:9 "$bin" pull test/nothing-GGUF --offline >/dev/null 2>"$tmp/err" && bad "offline pull of an uncached repo succeeded" || ok
 
+# lfm2c run ORG/NAME[:QUANT] PROMPT (the model first, as ollama run)
+out=$("$bin" run test/tiny-GGUF:Q4_0 "Hello" -n 4 --temp 0 --offline 2>"$tmp/err") && [ "$out" = "$ref" ] && ok || bad "run ORG/NAME:QUANT PROMPT: $(cat "$tmp/err")"
+
+# 2a. the Hub unreachable, the model cached: the cache is used at once (no retries, short
+# timeouts), and the user is told so and pointed to --offline; an uncached model still fails
+t0=$(date +%s%N)
+out=$(HF_ENDPOINT=http://127.0.0.1:9 LFM2C_HUB_RETRIES=5 LFM2C_HUB_BACKOFF_MS=1000 "$bin" run -hf test/tiny-GGUF:Q4_0 -p "Hello" -n 4 --temp 0 2>"$tmp/err")
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$out" = "$ref" ] && [ $ms -lt 3000 ] && ok || bad "-hf with the Hub refusing connections did not use the cache at once ($ms ms): $(cat "$tmp/err")"
+grep -q "cannot be reached.*cached copy.*--offline" "$tmp/err" && ok || bad "-hf falling back to the cache does not say so: $(cat "$tmp/err")"
+setmode api-down
+t0=$(date +%s%N)
+p3=$(LFM2C_HUB_RETRIES=5 LFM2C_HUB_BACKOFF_MS=1000 "$bin" pull test/tiny-GGUF:Q4_0 2>"$tmp/err")
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$p3" = "$p" ] && [ $ms -lt 3000 ] && grep -q "cached copy" "$tmp/err" && ok || bad "pull with the Hub answering 503: $p3 ($ms ms) $(cat "$tmp/err")"
+LFM2C_HUB_RETRIES=1 LFM2C_HUB_BACKOFF_MS=50 "$bin" pull test/tiny-GGUF:F32 >/dev/null 2>"$tmp/err" && bad "an uncached quant with the Hub down succeeded" || ok
+setmode api-hang
+t0=$(date +%s%N)
+p3=$("$bin" pull test/tiny-GGUF:Q4_0 2>"$tmp/err")
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$p3" = "$p" ] && [ $ms -lt 15000 ] && ok || bad "pull with the Hub not answering: $p3 ($ms ms) $(cat "$tmp/err")"
+setmode none
+
 # 2b. serve and bench take -hf too (offline: from the cache)
 "$bin" bench -hf test/tiny-GGUF:Q4_0 --offline -p 8 -n 4 -r 1 -t 1 -o csv >"$tmp/bench" 2>"$tmp/err" && grep -q "tiny-Q4_0.gguf" "$tmp/bench" && ok || bad "bench -hf: $(cat "$tmp/err")"
 "$bin" serve -hf test/tiny-GGUF:Q4_0 --offline --host 127.0.0.1 --port 0 >"$tmp/serve" 2>&1 & spid=$!

@@ -49,7 +49,7 @@ start_replica() {
 
 # ---- lifecycle: /health while loading, /ready, --host without a key --------------------------
 "$LFM2C" serve -m $MODEL --host 0.0.0.0 --port 0 >/dev/null 2>"$TMP/nokey.err"
-check "--host 0.0.0.0 without --api-key is refused" '[ $? = 1 ] && grep -q "api-key" "$TMP/nokey.err"'
+check "--host 0.0.0.0 without --api-key is refused" '[ $? = 2 ] && grep -q "api-key" "$TMP/nokey.err"'
 P0=$(free_port)
 start_replica solo "$P0" --drain-timeout 20 --ready-queue-max 1000 -np 1
 check "/ready after load" '[ "$(curl -s -o /dev/null -w "%{http_code}" http://127.0.0.1:$P0/ready)" = 200 ]'

@@ -29,8 +29,9 @@ if [ ! -d server/node_modules/openai ] || [ ! -d server/node_modules/ollama ] ||
   (cd server && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm ci of the client SDKs (tests/server)"; echo "0 passed, 1 failed"; exit 1; }
 fi
-# the agent libraries (Vercel AI SDK, LangChain JS), pinned in clients/package.json
-if [ ! -d clients/node_modules/ai ] || [ ! -d clients/node_modules/@langchain/openai ]; then
+# the agent libraries (Vercel AI SDK and its providers, LangChain JS), pinned in clients/package.json
+if [ ! -d clients/node_modules/ai ] || [ ! -d clients/node_modules/@langchain/openai ] || [ ! -d clients/node_modules/@ai-sdk/anthropic ] ||
+   [ ! -d clients/node_modules/ollama-ai-provider-v2 ] || [ ! -d clients/node_modules/@langchain/ollama ]; then
   (cd clients && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm ci of the agent libraries (tests/clients)"; echo "0 passed, 1 failed"; exit 1; }
 fi
@@ -93,11 +94,25 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects_bad.py did not finish: $line"; fi
+  # what clients ask for is honoured or refused naming the field (fresh seeds, structured output,
+  # item_reference, logprobs, Ollama context / tool_choice, fill-in-the-middle)
+  out=$(timeout 300 python3 server/fidelity.py "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "fidelity.py did not finish: $line"; fi
   out=$(cd clients && timeout 600 node agents.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "agents.mjs did not finish: $line"; fi
+  # the provider libraries that found server-side failures (issue 36): @ai-sdk/openai (Responses),
+  # @ai-sdk/anthropic, ollama-ai-provider-v2, @langchain/anthropic, @langchain/ollama
+  out=$(cd clients && timeout 300 node providers.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "providers.mjs did not finish: $line"; fi
 
   req GET /health ''
   check "health" '[ "$STATUS" = 200 ] && grep -q "\"ok\"" "$TMP/body"'
@@ -284,6 +299,9 @@ if start_server small -np 1 --queue 1 --alias fixture; then
   STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT$CHAT" -H 'Content-Type: application/json' --data-binary @"$TMP/huge.json")
   ms=$(( ($(date +%s%N) - t0) / 1000000 ))
   check "a 750 KB conversation is refused before tokenizing ($STATUS, $ms ms)" '[ "$STATUS" = 400 ] && [ "$(error_code)" = context_length_exceeded ]'
+  python3 -c 'import json; print(json.dumps({"prompt":"x","suffix":"word "*150000,"max_tokens":1}))' >"$TMP/longs.json"
+  STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/v1/completions" -H 'Content-Type: application/json' --data-binary @"$TMP/longs.json")
+  check "a 750 KB suffix is refused before tokenizing, naming 'suffix' ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = suffix ]'
   python3 -c 'import json; print(json.dumps({"prompt":"word "*5000,"max_tokens":1}))' >"$TMP/longp.json"
   STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X POST "http://127.0.0.1:$PORT/v1/completions" -H 'Content-Type: application/json' --data-binary @"$TMP/longp.json")
   check "a too-long legacy prompt names 'prompt' ($STATUS)" '[ "$STATUS" = 400 ] && [ "$(error_param)" = prompt ]'

@@ -33,6 +33,13 @@ CLI_COMMANDS(CLI_DECLARE)
  * NULL when not given; with neither, argv is returned as is). */
 char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path);
 
+/* An unknown option of CMD: one line naming it, the closest option found in the command's usage
+ * text ("did you mean ...?") and where the options are listed. Returns 2 (a usage error). */
+int cli_unknown_option(const char *cmd, const char *arg, const char *usage_text);
+/* The word of candidates (space-separated words; those of a usage text starting with '-', when
+ * dashes) closest to word, within a few edits; NULL if none is close. Copied into out. */
+const char *cli_closest(const char *word, const char *candidates, bool dashes, char *out, size_t cap);
+
 /* Prints "lfm2c: <msg>" to stderr; returns 1 so commands can `return cli_fail(...)`. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses an int / float argument or exits with a clear message. */
@@ -40,6 +47,8 @@ int cli_int(const char *flag, const char *value);
 /* -t: 0 (one thread per physical core) .. THREADPOOL_MAX_THREADS, else fails and exits */
 int cli_threads(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
+/* --device: "cpu" or "cuda", else exits 2 with a message */
+const char *cli_device(const char *flag, const char *value);
 /* an integer >= 1 (-c, -b, ...) / >= -1 (-n: -1 = no limit), else exits 2 with a message */
 int cli_positive(const char *flag, const char *value);
 int cli_n_predict(const char *flag, const char *value);

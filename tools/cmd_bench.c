@@ -323,25 +323,27 @@ fail:
     return rc;
 }
 
+static const char USAGE[] =
+    "usage: lfm2c bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [-o md|json|csv]\n"
+    "                   [-b BATCH]  (B sequences of -p prompt / -n generated tokens, total tok/s)\n"
+    "                   [-d DEPTH]  (pp / tg on top of DEPTH tokens of context, prefilled untimed)\n"
+    "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
+    "                   [--hugepages | --no-hugepages]  (weights always copied into anonymous transparent\n"
+    "                   huge pages | always mapped; default: copied when THP is on and RAM allows)\n"
+    "                   [--device cpu|cuda] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
+    "                   (every session runs with the adapters: their cost is in the numbers)\n"
+    "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
+    "  a -p / -n test.\n"
+    "  --spec  speculative decoding instead: one forward over k+1 tokens against one decode step\n"
+    "          (k = 1..8, at -d DEPTH), then tokens/s (-n tokens after a -p prompt, temperature 0)\n"
+    "          plain, with the target as its own draft (acceptance 1), and with the draft model at\n"
+    "          forced acceptance rates (each drafted token accepted with probability a):\n"
+    "    -md FILE             the draft model (default: the target itself)\n"
+    "    --draft-max K        tokens drafted per step (default 4)\n"
+    "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n";
+
 static int usage(void) {
-    fprintf(stderr,
-            "usage: lfm2c bench -m MODEL.gguf [-p 512] [-n 128] [-t THREADS] [-r REPS] [-o md|json|csv]\n"
-            "                   [-b BATCH]  (B sequences of -p prompt / -n generated tokens, total tok/s)\n"
-            "                   [-d DEPTH]  (pp / tg on top of DEPTH tokens of context, prefilled untimed)\n"
-            "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
-            "                   [--hugepages | --no-hugepages]  (weights always copied into anonymous transparent\n"
-            "                   huge pages | always mapped; default: copied when THP is on and RAM allows)\n"
-            "                   [--device cpu|cuda] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
-            "                   (every session runs with the adapters: their cost is in the numbers)\n"
-            "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
-            "  a -p / -n test.\n"
-            "  --spec  speculative decoding instead: one forward over k+1 tokens against one decode step\n"
-            "          (k = 1..8, at -d DEPTH), then tokens/s (-n tokens after a -p prompt, temperature 0)\n"
-            "          plain, with the target as its own draft (acceptance 1), and with the draft model at\n"
-            "          forced acceptance rates (each drafted token accepted with probability a):\n"
-            "    -md FILE             the draft model (default: the target itself)\n"
-            "    --draft-max K        tokens drafted per step (default 4)\n"
-            "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n");
+    fputs(USAGE, stderr);
     return 2;   /* a usage error (--help returns 0 itself) */
 }
 
@@ -385,13 +387,15 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
     else
         snprintf(test, sizeof test, "%s%d%s", r->test, r->n_prompt + r->n_gen, at);
     const char *ktn = lfm2c_kv_type_name(tk), *vtn = lfm2c_kv_type_name(tv);
+    const char *ftn = lfm2c_file_type_name(in->file_type);   /* the quantization, as llama-bench shows it */
+    if (!ftn) ftn = "?";
     if (!strcmp(fmt, "json")) {
         printf("%s  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %llu, "
-               "\"model_n_params\": %llu, \"backend\": \"%s\", \"n_threads\": %d, \"n_batch\": %d, "
+               "\"model_n_params\": %llu, \"file_type\": \"%s\", \"backend\": \"%s\", \"n_threads\": %d, \"n_batch\": %d, "
                "\"type_k\": \"%s\", \"type_v\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
                "\"test\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
                *first_row ? "" : ",\n", model_path, in->arch, (unsigned long long)in->weight_bytes,
-               (unsigned long long)in->n_params, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
+               (unsigned long long)in->n_params, ftn, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
                r->n_gen, r->depth, test, avg, sd);
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
         printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f, \"pool_steps\": %ld, \"pool_solo_steps\": %ld, "
@@ -415,8 +419,8 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
     } else {
         char gb[32] = "";
         if (gbps > 0) snprintf(gb, sizeof gb, "%.1f", gbps);
-        printf("| %s %s | %.2f GiB | %.2f B | %s | %d | %s | %s | %s | %.2f ± %.2f | %s |\n", in->arch,
-               in->name[0] ? in->name : "", in->weight_bytes / 1073741824.0, in->n_params / 1e9,
+        printf("| %s %s%s%s | %.2f GiB | %.2f B | %s | %d | %s | %s | %s | %.2f ± %.2f | %s |\n", in->arch,
+               in->name[0] ? in->name : "", in->name[0] ? " " : "", ftn, in->weight_bytes / 1073741824.0, in->n_params / 1e9,
                device ? device : "CPU", nth, ktn, vtn, test, avg, sd, gb);
     }
     fflush(stdout);
@@ -438,7 +442,7 @@ int cmd_bench(int argc, char **argv) {
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8, cli_int);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8, cli_int);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8, cli_int);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8, cli_threads);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fmt = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) n_b = parse_list(a, cli_value(argc, argv, &i), batches, 8, cli_positive);
@@ -446,7 +450,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) n_tk = parse_list(a, cli_value(argc, argv, &i), tks, 3, cli_kv_type);
         else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) n_tv = parse_list(a, cli_value(argc, argv, &i), tvs, 3, cli_kv_type);
         else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i);   /* always blocked */
-        else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "--hugepages")) hugepages = LFM2C_HUGEPAGES_ON;
         else if (!strcmp(a, "--no-hugepages")) hugepages = LFM2C_HUGEPAGES_OFF;
@@ -467,23 +471,24 @@ int cmd_bench(int argc, char **argv) {
             }
         }
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("bench: unknown option '%s'", a), 2;
+        else return cli_unknown_option("bench", a, "-m --model -p --n-prompt -n --n-gen -t --threads -r --repetitions -o --output -b "
+                                                   "--batch -d --n-depth -ctk --cache-type-k -ctv --cache-type-v -fa --flash-attn "
+                                                   "--device --reference --hugepages --no-hugepages --lora --lora-scaled --spec -md --model-draft "
+                                                   "--draft-max --spec-accept");
     }
-    if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64");
+    if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64"), 2;
+    if (!model_path) return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     kernels_in_use = reference ? "scalar" : kernels_choice()->ops->isa;
     kernels_how = reference ? "--reference" : kernels_choice()->how;
-    for (int k = 0; k < n_th; k++)
-        if (threads[k] < 0 || threads[k] > THREADPOOL_MAX_THREADS)
-            return cli_fail("-t must be 0 (one per physical core) to %d, got %d", THREADPOOL_MAX_THREADS, threads[k]);
     for (int k = 0; k < n_d; k++)
-        if (depths[k] < 0 || depths[k] > (1 << 21)) return cli_fail("-d must be 0 to %d, got %d", 1 << 21, depths[k]);
+        if (depths[k] < 0 || depths[k] > (1 << 21)) return cli_fail("-d must be 0 to %d, got %d", 1 << 21, depths[k]), 2;
     for (int k = 0; k < n_b; k++)
-        if (batches[k] < 1 || batches[k] > 256) return cli_fail("-b must be 1 to 256, got %d", batches[k]);
+        if (batches[k] < 1 || batches[k] > 256) return cli_fail("-b must be 1 to 256, got %d", batches[k]), 2;
     for (int k = 0; k < n_pp; k++)
-        if (pps[k] < 0 || pps[k] > (1 << 20)) return cli_fail("-p must be 0 to %d, got %d", 1 << 20, pps[k]);
+        if (pps[k] < 0 || pps[k] > (1 << 20)) return cli_fail("-p must be 0 to %d, got %d", 1 << 20, pps[k]), 2;
     for (int k = 0; k < n_tg; k++)
-        if (tgs[k] < 0 || tgs[k] > (1 << 20)) return cli_fail("-n must be 0 to %d, got %d", 1 << 20, tgs[k]);
-    if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) return cli_fail("-o must be md, json or csv");
+        if (tgs[k] < 0 || tgs[k] > (1 << 20)) return cli_fail("-n must be 0 to %d, got %d", 1 << 20, tgs[k]), 2;
+    if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) return cli_fail("-o must be md, json or csv"), 2;
     bool json = !strcmp(fmt, "json"), csv = !strcmp(fmt, "csv");
     if ((sb.draft_path || sb.n_accept != 4 || sb.draft_max != 4) && !spec) return cli_fail("-md, --draft-max and --spec-accept go with --spec"), 2;
     if (spec) {

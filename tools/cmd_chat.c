@@ -1,7 +1,9 @@
 /* cmd_chat.c — `lfm2c chat`: multi-turn chat in the terminal. Each turn renders the whole
  * conversation with the model's chat template, then feeds only the tokens the session has not
  * seen (the conv state is checkpointed at every turn boundary, so a follow-up costs only its
- * new tokens). Ctrl-C stops the current reply; Ctrl-D or /exit leaves. */
+ * new tokens). Slash commands (/help, /reset, /exit) are handled here, never sent to the model;
+ * Ctrl-C stops the current reply, at the prompt it says how to leave and a second one leaves;
+ * Ctrl-D or /exit leaves. */
 #include "cli.h"
 
 #include <jansson.h>
@@ -15,6 +17,8 @@
 #ifdef LFM2C_HAVE_LIBEDIT
 #include <editline/readline.h>
 #endif
+#include <ctype.h>
+#include <errno.h>
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
@@ -43,19 +47,22 @@ static char *read_line(const char *prompt, bool tty) {
     return line;
 }
 
+static const char USAGE[] =
+    "usage: lfm2c chat -m MODEL.gguf [--system TEXT] [--tools tools.json] [options]\n"
+    "  --chat-template-file F   use this Jinja template instead of the model's\n"
+    "  -c CTX  -t THREADS  --temp T  --top-k K  --top-p P  --min-p M  --repeat-penalty R\n"
+    "  --seed S  -n N (max tokens per reply, default 1024)  --device cpu|cuda  -v, --verbose\n"
+    "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
+    "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
+    "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
+    CLI_LORA_HELP
+    "  -md FILE / -hfd REPO  a draft model (speculative decoding; same vocabulary)\n"
+    "  --spec-lookup [N | A..B]  prompt lookup drafting   --draft-max N  --draft-min N  --draft-p-min P\n"
+    "In the chat: /help lists the commands, /reset starts over, /exit (or Ctrl-D) leaves,\n"
+    "Ctrl-C stops a reply (at the prompt: twice to leave).\n";
+
 static int usage(void) {
-    fprintf(stderr,
-            "usage: lfm2c chat -m MODEL.gguf [--system TEXT] [--tools tools.json] [options]\n"
-            "  --chat-template-file F   use this Jinja template instead of the model's\n"
-            "  -c CTX  -t THREADS  --temp T  --top-k K  --top-p P  --min-p M  --repeat-penalty R\n"
-            "  --seed S  -n N (max tokens per reply, default 1024)  --device cpu|cuda  -v, --verbose\n"
-            "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
-            "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
-            "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
-            CLI_LORA_HELP
-            "  -md FILE / -hfd REPO  a draft model (speculative decoding; same vocabulary)\n"
-            "  --spec-lookup [N | A..B]  prompt lookup drafting   --draft-max N  --draft-min N  --draft-p-min P\n"
-            "In the chat: /reset starts over, /exit (or Ctrl-D) leaves, Ctrl-C stops a reply.\n");
+    fputs(USAGE, stderr);
     return 2;   /* a usage error (--help returns 0 itself) */
 }
 
@@ -94,10 +101,10 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--device")) o->device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("chat: unknown option '%s' (see lfm2c chat --help)", a), 2;
+        else return cli_unknown_option("chat", a, USAGE);
     }
     return -1;
 }
@@ -276,20 +283,62 @@ static void chat_reset(chat *ch) {
     ch->session_len = 0;
 }
 
-/* Reads lines until /exit or the end of input. */
+static const char CHAT_HELP[] =
+    "commands (never sent to the model):\n"
+    "  /help, /?          this list\n"
+    "  /reset, /clear     forget the conversation (the system message stays)\n"
+    "  /exit, /quit, /bye leave (also Ctrl-D, or Ctrl-C twice at the prompt)\n"
+    "Ctrl-C stops a reply. A message that starts with '/' is sent as text when it starts with '//'\n"
+    "(one '/' is dropped) or when its first word is a path such as /usr/bin.\n";
+
+/* A slash command: '/' then letters (or "/?"), alone or before a space. "/usr/bin ..." is text. */
+static bool is_command(const char *line) {
+    if (line[0] != '/') return false;
+    if (line[1] == '?') return !line[2] || isspace((unsigned char)line[2]);
+    const char *p = line + 1;
+    while (isalpha((unsigned char)*p)) p++;
+    return p > line + 1 && (!*p || isspace((unsigned char)*p));
+}
+
+/* Handles a slash command; false when the chat must end. */
+static bool chat_command(chat *ch, const char *line) {
+    size_t n = strcspn(line, " \t");
+#define IS(cmd) (n == strlen(cmd) && !strncmp(line, cmd, n))
+    if (IS("/exit") || IS("/quit") || IS("/bye")) return false;
+    if (IS("/help") || IS("/?")) fputs(CHAT_HELP, stdout);
+    else if (IS("/reset") || IS("/clear")) {
+        chat_reset(ch);
+        printf("(conversation reset%s)\n", ch->o->system ? "; the system message is kept" : "");
+    } else
+        printf("unknown command '%.*s' (/help lists them; start a message with '//' to send it as text)\n", (int)n, line);
+#undef IS
+    fflush(stdout);
+    return true;
+}
+
+/* Reads lines until /exit, the end of input or a second Ctrl-C at the prompt. */
 static void chat_loop(chat *ch) {
     bool tty = isatty(0) && isatty(1);
     struct sigaction sa = {0};
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_sigint;   /* no SA_RESTART: a Ctrl-C ends the wait for a line */
     sigaction(SIGINT, &sa, NULL);
-    if (tty) fprintf(stderr, "lfm2c chat — %s. /exit or Ctrl-D to leave, /reset to start over.\n", ch->in->name[0] ? ch->in->name : ch->in->arch);
-    char *line;
+    if (tty) fprintf(stderr, "lfm2c chat — %s. /help for commands, /exit or Ctrl-D to leave.\n", ch->in->name[0] ? ch->in->name : ch->in->arch);
     bool go = true;
-    while (go && (line = read_line(tty ? "> " : "", tty))) {
+    int ctrl_c = 0;            /* Ctrl-C at the prompt, in a row */
+    while (go) {
         interrupted = 0;
-        if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) { free(line); break; }
-        if (!strcmp(line, "/reset")) chat_reset(ch);
-        else if (*line) go = chat_turn(ch, line);
+        errno = 0;
+        char *line = read_line(tty ? "> " : "", tty);
+        if (!line) {
+            if (!interrupted) break;                /* end of input */
+            clearerr(stdin);
+            if (++ctrl_c >= 2) { fputc('\n', stderr); break; }
+            fprintf(stderr, "\n(Ctrl-C again, Ctrl-D or /exit to leave)\n");
+            continue;
+        }
+        ctrl_c = 0;
+        if (is_command(line)) go = chat_command(ch, line);
+        else if (*line) go = chat_turn(ch, line[0] == '/' && line[1] == '/' ? line + 1 : line);
         free(line);
     }
 }
@@ -298,6 +347,7 @@ int cmd_chat(int argc, char **argv) {
     chat_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
+    if (!o.model_path) return cli_fail("chat: no model given: lfm2c chat MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     char *tools_json = NULL, *tmpl = NULL;
     if (o.tools_path && !(tools_json = read_tools(o.tools_path))) return 1;
     if (o.tmpl_path && !(tmpl = cli_read_file(o.tmpl_path, NULL))) { free(tools_json); return 1; }

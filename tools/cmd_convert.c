@@ -78,7 +78,8 @@ int cmd_convert(int argc, char **argv) {
         else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--base")) base = cli_value(argc, argv, &i);
         else if (cli_lora_flag(argc, argv, &i)) continue;
-        else if (argv[i][0] == '-' && argv[i][1]) { usage(stderr); return cli_fail("convert: unknown option '%s'", argv[i]), 2; }
+        else if (argv[i][0] == '-' && argv[i][1])
+            return cli_unknown_option("convert", argv[i], "-o --output --type --outtype -t --threads --base --lora --lora-scaled");
         else if (!dir) dir = argv[i];
         else { usage(stderr); return cli_fail("convert: unexpected argument '%s'", argv[i]), 2; }
     }

@@ -15,7 +15,7 @@ int cmd_info(int argc, char **argv) {
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n");
             return 0;
-        } else return cli_fail("info: unknown option '%s'", argv[i]), 2;
+        } else return cli_unknown_option("info", argv[i], "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages");
     }
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
@@ -72,7 +72,9 @@ int cmd_info(int argc, char **argv) {
     }
     printf("tensor types: ");
     for (int k = 0; k < n_types; k++) printf("%s%s:%d (%.1f MB)", k ? ", " : "", types[k], counts[k], bytes_by[k] / 1e6);
-    printf("\nfile type:    %d\n", in->file_type);
+    const char *ftn = lfm2c_file_type_name(in->file_type);
+    if (ftn) printf("\nfile type:    %s\n", ftn);
+    else printf("\nfile type:    %d (%s)\n", in->file_type, in->file_type < 0 ? "not given" : "unknown");
     double kv_per_tok = lfm2c_kv_cache_bytes(m, 32768) / 32768.0;
     int n_conv = in->n_layer - n_attn, tk, tv;
     cli_kv_current(&tk, &tv);

@@ -29,12 +29,12 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--one-by-one")) one_by_one = true;
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("logits: unknown option '%s'", a), 2;
+        else return cli_unknown_option("logits", a, "-m --model --tokens -p --prompt -o --output -t --threads --device --one-by-one --reference -ctk -ctv --hugepages --no-hugepages --lora --lora-scaled");
     }
     if (!out_path || (!tokens_arg == !prompt)) return usage();
     lfm2c_model *m = cli_open_model(model_path, threads, reference, device);

@@ -88,7 +88,10 @@ static void on_notice(void *user, const char *msg) {
 /* Options shared by pull and -hf: parsed out of argv by the caller. */
 typedef struct { const char *repo, *file, *token, *revision; bool offline, quiet; } hub_opts;
 
-static char *hub_fetch(const hub_opts *o) {
+/* The model's path, or NULL with the error printed; *rc: the exit status then (2 for a bad
+ * repository name or file: a usage error, else 1). */
+static char *hub_fetch(const hub_opts *o, int *rc) {
+    *rc = 1;
 #ifdef LFM2C_HAVE_HUB
     progress_state ps = {.tty = isatty(2) != 0};
     lfm2c_hub_params p = {.token = o->token, .revision = o->revision, .offline = o->offline,
@@ -106,6 +109,7 @@ static char *hub_fetch(const hub_opts *o) {
     char *path = lfm2c_hub_pull(o->repo, o->file, &p, &err);
     sigaction(SIGINT, &old, NULL);
     if (!path) cli_fail("%s", err.msg);
+    if (!path && err.code == LFM2C_HUB_E_ARG) *rc = 2;
     return path;
 #else
     (void)o;
@@ -147,9 +151,10 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         free(out);
         return argv;
     }
+    int rc;
     if (o.repo) {
-        char *path = hub_fetch(&o);
-        if (!path) { free(out); exit(1); }
+        char *path = hub_fetch(&o, &rc);
+        if (!path) { free(out); exit(rc); }
         out[k++] = "-m";
         out[k++] = path;
         *model_path = path;
@@ -158,8 +163,8 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         hub_opts d = o;
         d.repo = draft_repo;
         d.file = NULL;
-        char *path = hub_fetch(&d);
-        if (!path) { free(out); free(*model_path); *model_path = NULL; exit(1); }
+        char *path = hub_fetch(&d, &rc);
+        if (!path) { free(out); free(*model_path); *model_path = NULL; exit(rc); }
         out[k++] = "-md";
         out[k++] = path;
         *draft_path = path;
@@ -197,13 +202,14 @@ int cmd_pull(int argc, char **argv) {
         else if (!strcmp(a, "--offline")) o.offline = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o.quiet = true;
         else if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = cli_value(argc, argv, &i);
-        else if (a[0] == '-') { cli_fail("pull: unknown option '%s' (see lfm2c pull --help)", a); return 2; }
+        else if (a[0] == '-') return cli_unknown_option("pull", a, "-hff --hf-file --hf-token --revision --offline -q --quiet -hf --hf-repo");
         else if (o.repo) { cli_fail("pull: one repository at a time ('%s' and '%s')", o.repo, a); return 2; }
         else o.repo = a;
     }
     if (!o.repo) return pull_usage(stderr, 2);
-    char *path = hub_fetch(&o);
-    if (!path) return 1;
+    int rc;
+    char *path = hub_fetch(&o, &rc);
+    if (!path) return rc;
     printf("%s\n", path);
     free(path);
     return 0;

@@ -48,7 +48,7 @@ int cmd_quantize(int argc, char **argv) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         else if (!strcmp(argv[i], "--stats")) stats = true;
         else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
-        else if (argv[i][0] == '-' && argv[i][1]) return cli_fail("quantize: unknown option '%s'", argv[i]), 2;
+        else if (argv[i][0] == '-' && argv[i][1]) return cli_unknown_option("quantize", argv[i], "--stats -t --threads");
         else if (npos < 3) pos[npos++] = argv[i];
         else return cli_fail("quantize: too many arguments ('%s')", argv[i]);
     }

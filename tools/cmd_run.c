@@ -14,33 +14,37 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static const char USAGE[] =
+    "usage: lfm2c run -m MODEL.gguf (-p PROMPT | -f FILE) [options]\n"
+    "       lfm2c run MODEL [PROMPT] [options]   (MODEL: a .gguf file or a Hub repository ORG/NAME[:QUANT];\n"
+    "                                             without a prompt: the interactive chat)\n"
+    "  -n N               tokens to generate (default 256; -1 = until EOS or context end)\n"
+    "  --temp T           temperature (0 = greedy)     --top-k K   --top-p P   --min-p M\n"
+    "  --repeat-penalty R --repeat-last-n N            --seed S\n"
+    "  -c CTX             context size (default: prompt + n, at most the model's)\n"
+    "  -t THREADS         --device cpu|cuda            --reference (scalar float path)\n"
+    "  -ctk / -ctv TYPE   KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
+    "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
+    "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
+    "  --no-bos           do not add BOS               --special  print special tokens\n"
+    "  --ignore-eos       keep going past end-of-generation tokens\n"
+    "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n"
+    CLI_LORA_HELP
+    "speculative decoding (the output is the target's: token for token at --temp 0):\n"
+    "  -md, --model-draft FILE  a smaller model with the same vocabulary drafts tokens\n"
+    "  -hfd REPO[:QUANT]  the draft model from the Hugging Face Hub\n"
+    "  --spec-lookup [N | A..B] prompt lookup: draft the continuation of the last N..1\n"
+    "                     (or B..A) tokens' earlier occurrence in the context (default 3..1)\n"
+    "  --draft-max N      most tokens drafted per step (16)   --draft-min N  drop shorter drafts (0)\n"
+    "  --draft-p-min P    stop drafting where the draft model's top token is below P (0.75)\n"
+    "  --chat             treat the prompt as a user message: render it with the chat template\n"
+    "  --system TEXT      system message (implies --chat)\n"
+    "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
+    "Sampling defaults come from the model file, else Liquid's recommendation\n"
+    "(temperature 0.1, top-k 50, repetition penalty 1.05).\n";
+
 static int usage(void) {
-    fprintf(stderr,
-            "usage: lfm2c run -m MODEL.gguf (-p PROMPT | -f FILE) [options]\n"
-            "  -n N               tokens to generate (default 256; -1 = until EOS or context end)\n"
-            "  --temp T           temperature (0 = greedy)     --top-k K   --top-p P   --min-p M\n"
-            "  --repeat-penalty R --repeat-last-n N            --seed S\n"
-            "  -c CTX             context size (default: prompt + n, at most the model's)\n"
-            "  -t THREADS         --device cpu|cuda            --reference (scalar float path)\n"
-            "  -ctk / -ctv TYPE   KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
-            "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
-            "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
-            "  --no-bos           do not add BOS               --special  print special tokens\n"
-            "  --ignore-eos       keep going past end-of-generation tokens\n"
-            "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n"
-            CLI_LORA_HELP
-            "speculative decoding (the output is the target's: token for token at --temp 0):\n"
-            "  -md, --model-draft FILE  a smaller model with the same vocabulary drafts tokens\n"
-            "  -hfd REPO[:QUANT]  the draft model from the Hugging Face Hub\n"
-            "  --spec-lookup [N | A..B] prompt lookup: draft the continuation of the last N..1\n"
-            "                     (or B..A) tokens' earlier occurrence in the context (default 3..1)\n"
-            "  --draft-max N      most tokens drafted per step (16)   --draft-min N  drop shorter drafts (0)\n"
-            "  --draft-p-min P    stop drafting where the draft model's top token is below P (0.75)\n"
-            "  --chat             treat the prompt as a user message: render it with the chat template\n"
-            "  --system TEXT      system message (implies --chat)\n"
-            "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
-            "Sampling defaults come from the model file, else Liquid's recommendation\n"
-            "(temperature 0.1, top-k 50, repetition penalty 1.05).\n");
+    fputs(USAGE, stderr);
     return 2;   /* a usage error (--help returns 0 itself) */
 }
 
@@ -62,7 +66,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) n_gen = cli_n_predict(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--device")) device = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) chat = true;
@@ -73,9 +77,11 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_fail("run: unknown option '%s' (see lfm2c run --help)", a), 2;
+        else return cli_unknown_option("run", a, USAGE);
     }
-    if (!prompt == !prompt_file) return usage();
+    if (!model_path) return cli_fail("run: no model given: lfm2c run MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
+    if (!prompt == !prompt_file)
+        return cli_fail("run: give one prompt: -p PROMPT or -f FILE (or lfm2c run MODEL PROMPT); 'lfm2c run --help' lists the options"), 2;
     if (n_ctx < 0) return cli_fail("-c must be positive");
     char *file_text = NULL;
     size_t prompt_len = prompt ? strlen(prompt) : 0;
@@ -115,7 +121,7 @@ int cmd_run(int argc, char **argv) {
         cli_fail("-c %d is above the model's trained context of %d tokens", n_ctx, in->n_ctx_train);
         goto done;
     }
-    int ctx = n_ctx ? n_ctx : (n_gen < 0 ? in->n_ctx_train : n_prompt + n_gen);
+    int ctx = n_ctx ? n_ctx : (n_gen < 0 ? in->n_ctx_train : n_prompt + (n_gen > 0 ? n_gen : 1)); /* -n 0: read the prompt only */
     if (ctx > in->n_ctx_train && !n_ctx) ctx = in->n_ctx_train;
     if (n_prompt >= ctx) {
         cli_fail("prompt is %d tokens, longer than the context of %d (raise -c)", n_prompt, ctx);

@@ -7,6 +7,7 @@
 #include "serve/scheduler.h"
 #include "serve/server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,58 +18,80 @@
 #include <string.h>
 #include <time.h>
 
-static void usage(FILE *out) {
-    fprintf(out,
-            "usage: lfm2c serve -m MODEL.gguf [options]\n"
-            "  --host ADDR           IPv4 address to bind (default 127.0.0.1: loopback only)\n"
-            "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
-            "  --ollama              default port 11434, where Ollama clients look (the OpenAI, Responses,\n"
-            "                        Anthropic and Ollama APIs are served on every port)\n"
-            "  -np, --parallel N     slots decoded together (default 4)\n"
-            "  -c, --ctx-size N      context per slot (default 4096, at most the model's)\n"
-            "  -t, --threads N       worker threads (default: one per physical core)\n"
-            "  --queue N             requests that may wait for a slot before 503 (default 256)\n"
-            "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
-            "  --api-key-file F      the same, key read from the first line of F\n"
-            "  --alias NAME          model id shown by /v1/models and in responses; requests naming\n"
-            "                        another model get 404 model_not_found (the file name also works)\n"
-            "  --accept-any-model    answer requests whatever 'model' they name (clients with a fixed name)\n"
-            "  --lora NAME=PATH[:S]  serve a LoRA adapter (PEFT folder or GGUF; scale S, default 1) besides\n"
-            "                        the base: requests naming model NAME or ALIAS:NAME run with it;\n"
-            "                        listed by /v1/models and /api/tags; repeatable (up to 64)\n"
-            "  --metrics             serve Prometheus metrics at GET /metrics\n"
-            "  --chat-template-file F  Jinja chat template instead of the model's\n"
-            "  --max-body BYTES      largest request body, and /detokenize's text (default 8 MiB)\n"
-            "  --max-request-memory BYTES  memory all requests in progress may hold: bodies, their\n"
-            "                        parse, waiting jobs, unwritten answers (default 512 MiB); more: 503\n"
-            "  --cors-origin O       allow browser calls from origin O ('*' or a comma-separated list;\n"
-            "                        default: no CORS headers). OPTIONS preflights never need the key\n"
-            "  --timeout S           longest silence while a request is answered (default 600)\n"
-            "  --idle-timeout S      a connection waiting for its headers or body, or idle between\n"
-            "                        requests, is closed after S seconds (default 15)\n"
-            "  --max-connections N   open connections in all (default 1024); at the limit the oldest\n"
-            "                        connection not being answered is closed to make room\n"
-            "  --max-connections-per-ip N  open connections of one address (default 0: no limit)\n"
-            "  --max-pending-per-ip N  connections of one address not being answered (headers, body\n"
-            "                        or keep-alive idle); more close the oldest (default 64, 0: none)\n"
-            "  --max-tokenize-bytes N  largest /tokenize content (default 1 MiB)\n"
-            "  --max-detokenize-tokens N  most ids in one /detokenize (default 262144)\n"
-            "  --max-messages N      chat messages per request (default 4096)\n"
-            "  --max-stop-bytes N    bytes of one stop string (default 1024; at most 4 strings)\n"
-            "  --drain-timeout S     on SIGTERM, first drain: /ready and new requests get 503, running\n"
-            "                        requests finish for up to S seconds (default 0: cancel at once)\n"
-            "  --ready-queue-max N   GET /ready is 503 while N requests wait for a slot (default 0: never)\n"
-            "  --allow-no-key        listen on a non-loopback address without an API key (refused otherwise)\n"
-            "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
-            "  -md FILE / -hfd REPO  speculative decoding with a draft model (same vocabulary), per slot\n"
-            "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
-            "  --draft-max N  --draft-min N  --draft-p-min P  (16, 0, 0.75; per request: speculative.n_max,\n"
-            "                        speculative.n_min, speculative.p_min, n_max at most --draft-max)\n"
-            "  --reference           scalar reference kernels\n"
-            "  -ctk / -ctv TYPE      KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
-            "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
-            "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
-            "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n");
+static const char USAGE[] =
+    "usage: lfm2c serve -m MODEL.gguf [options]\n"
+    "  --host ADDR           IPv4 address to bind (default 127.0.0.1: loopback only)\n"
+    "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
+    "  --ollama              default port 11434, where Ollama clients look (the OpenAI, Responses,\n"
+    "                        Anthropic and Ollama APIs are served on every port)\n"
+    "  -np, --parallel N     slots decoded together (default 4)\n"
+    "  -c, --ctx-size N      context per slot (default 4096, at most the model's)\n"
+    "  -t, --threads N       worker threads (default: one per physical core)\n"
+    "  --queue N             requests that may wait for a slot before 503 (default 256)\n"
+    "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
+    "  --api-key-file F      the same, key read from the first line of F\n"
+    "  --alias NAME          model id shown by /v1/models and in responses; requests naming\n"
+    "                        another model get 404 model_not_found (the file name also works)\n"
+    "  --accept-any-model    answer requests whatever 'model' they name (clients with a fixed name)\n"
+    "  --lora NAME=PATH[:S]  serve a LoRA adapter (PEFT folder or GGUF; scale S, default 1) besides\n"
+    "                        the base: requests naming model NAME or ALIAS:NAME run with it;\n"
+    "                        listed by /v1/models and /api/tags; repeatable (up to 64)\n"
+    "  --metrics             serve Prometheus metrics at GET /metrics\n"
+    "  --chat-template-file F  Jinja chat template instead of the model's\n"
+    "  --max-body BYTES      largest request body, and /detokenize's text (default 8 MiB)\n"
+    "  --max-request-memory BYTES  memory all requests in progress may hold: bodies, their\n"
+    "                        parse, waiting jobs, unwritten answers (default 512 MiB); more: 503\n"
+    "  --cors-origin O       allow browser calls from origin O ('*' or a comma-separated list;\n"
+    "                        default: no CORS headers). OPTIONS preflights never need the key\n"
+    "  --timeout S           longest silence while a request is answered (default 600)\n"
+    "  --idle-timeout S      a connection waiting for its headers or body, or idle between\n"
+    "                        requests, is closed after S seconds (default 15)\n"
+    "  --max-connections N   open connections in all (default 1024); at the limit the oldest\n"
+    "                        connection not being answered is closed to make room\n"
+    "  --max-connections-per-ip N  open connections of one address (default 0: no limit)\n"
+    "  --max-pending-per-ip N  connections of one address not being answered (headers, body\n"
+    "                        or keep-alive idle); more close the oldest (default 64, 0: none)\n"
+    "  --max-tokenize-bytes N  largest /tokenize content (default 1 MiB)\n"
+    "  --max-detokenize-tokens N  most ids in one /detokenize (default 262144)\n"
+    "  --max-messages N      chat messages per request (default 4096)\n"
+    "  --max-stop-bytes N    bytes of one stop string (default 1024; at most 4 strings)\n"
+    "  --drain-timeout S     on SIGTERM, first drain: /ready and new requests get 503, running\n"
+    "                        requests finish for up to S seconds (default 0: cancel at once)\n"
+    "  --ready-queue-max N   GET /ready is 503 while N requests wait for a slot (default 0: never)\n"
+    "  --allow-no-key        listen on a non-loopback address without an API key (refused otherwise)\n"
+    "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
+    "  -md FILE / -hfd REPO  speculative decoding with a draft model (same vocabulary), per slot\n"
+    "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
+    "  --draft-max N  --draft-min N  --draft-p-min P  (16, 0, 0.75; per request: speculative.n_max,\n"
+    "                        speculative.n_min, speculative.p_min, n_max at most --draft-max)\n"
+    "  --reference           scalar reference kernels\n"
+    "  -ctk / -ctv TYPE      KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
+    "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
+    "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
+    "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n";
+
+static void usage(FILE *out) { fputs(USAGE, out); }
+
+/* --host: an IPv4 address (or localhost). Loopback (127.x) stays on this machine; any other
+ * address exposes the server to the network: refused without an API key (unless
+ * --allow-no-key), and said in a warning in every case. IPv6 and names are clear errors. */
+static int check_host(const char *host, bool key, bool allow_no_key) {
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (!strcmp(host, "localhost")) return 0;
+    if (inet_pton(AF_INET, host, &a4) != 1) {
+        if (inet_pton(AF_INET6, host, &a6) == 1)
+            return cli_fail("--host %s: IPv6 addresses are not supported; use 127.0.0.1 (this machine only) or 0.0.0.0 "
+                            "(every IPv4 interface, with --api-key)", host);
+        return cli_fail("--host '%s' is not an IPv4 address (127.0.0.1: this machine only; 0.0.0.0: every interface)", host);
+    }
+    if ((ntohl(a4.s_addr) >> 24) == 127) return 0;
+    if (!key && !allow_no_key)
+        return cli_fail("--host %s exposes the server beyond this machine: give --api-key / --api-key-file "
+                        "(or --allow-no-key if that is really meant)", host);
+    fprintf(stderr, "lfm2c: warning: --host %s exposes the server to other machines%s\n", host,
+            key ? " (API key required)" : ", without an API key (--allow-no-key)");
+    return 0;
 }
 
 #define SHUTDOWN_LIMIT_S 5
@@ -205,7 +228,7 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--device")) {
             const char *d = cli_value(argc, argv, &i);
-            if (strcmp(d, "cpu") && strcmp(d, "cuda")) return cli_fail("unknown device '%s' (cpu or cuda)", d);
+            if (strcmp(d, "cpu") && strcmp(d, "cuda")) return cli_fail("unknown device '%s' (cpu or cuda)", d), 2;
             device = !strcmp(d, "cuda") ? LFM2C_DEVICE_CUDA : LFM2C_DEVICE_CPU;
         }
         else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
@@ -225,31 +248,30 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--max-detokenize-tokens")) max_detok = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-messages")) max_messages = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-stop-bytes")) max_stop = cli_int(a, cli_value(argc, argv, &i));
-        else { usage(stderr); return cli_fail("serve: unknown option '%s'", a), 2; }
+        else return cli_unknown_option("serve", a, USAGE);
     }
-    if (!model_path) { usage(stderr); return cli_fail("serve: -m MODEL.gguf is required"); }
+    if (!model_path)
+        return cli_fail("serve: no model given: lfm2c serve MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT] ('lfm2c serve --help')"), 2;
     if (ollama && !port_set) port = 11434; /* --port wins over --ollama */
-    if (port < 0 || port > 65535) return cli_fail("--port must be 0..65535");
-    if (n_slots < 1 || n_slots > 1024) return cli_fail("-np must be 1..1024");
-    if (n_ctx < 16) return cli_fail("-c must be at least 16");
-    if (queue < 1) return cli_fail("--queue must be at least 1");
-    if (max_body < 1024) return cli_fail("--max-body must be at least 1024");
-    if (max_req_mem && max_req_mem < (1L << 20)) return cli_fail("--max-request-memory must be at least 1 MiB");
-    if (api_key && key_file) return cli_fail("give --api-key or --api-key-file, not both");
-    if (max_messages < 1 || max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1");
-    if (drain_timeout < 0 || drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds");
-    if (ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0");
-    if (!api_key && !key_file && !allow_no_key && strcmp(host, "localhost") && strncmp(host, "127.", 4))
-        return cli_fail("--host %s exposes the server beyond this machine: give --api-key / --api-key-file "
-                        "(or --allow-no-key if that is really meant)", host);
-    if (timeout < 1 || idle_timeout < 1) return cli_fail("--timeout and --idle-timeout must be at least 1 second");
-    if (max_conn < 16) return cli_fail("--max-connections must be at least 16");
-    if (max_per_ip < 0 || max_pending_ip < 0) return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0");
-    if (max_tok_bytes < 1 || max_detok < 1) return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1");
-    if (cors && !*cors) return cli_fail("--cors-origin must not be empty");
-    if (spec_opts.draft_path && spec_opts.lookup_max > 0) return cli_fail("-md and --spec-lookup are two drafters: give one");
+    if (port < 0 || port > 65535) return cli_fail("--port must be 0..65535"), 2;
+    if (n_slots < 1 || n_slots > 1024) return cli_fail("-np must be 1..1024"), 2;
+    if (n_ctx < 16) return cli_fail("-c must be at least 16"), 2;
+    if (queue < 1) return cli_fail("--queue must be at least 1"), 2;
+    if (max_body < 1024) return cli_fail("--max-body must be at least 1024"), 2;
+    if (max_req_mem && max_req_mem < (1L << 20)) return cli_fail("--max-request-memory must be at least 1 MiB"), 2;
+    if (api_key && key_file) return cli_fail("give --api-key or --api-key-file, not both"), 2;
+    if (max_messages < 1 || max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1"), 2;
+    if (drain_timeout < 0 || drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds"), 2;
+    if (ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0"), 2;
+    if (check_host(host, api_key || key_file, allow_no_key)) return 2;
+    if (timeout < 1 || idle_timeout < 1) return cli_fail("--timeout and --idle-timeout must be at least 1 second"), 2;
+    if (max_conn < 16) return cli_fail("--max-connections must be at least 16"), 2;
+    if (max_per_ip < 0 || max_pending_ip < 0) return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0"), 2;
+    if (max_tok_bytes < 1 || max_detok < 1) return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1"), 2;
+    if (cors && !*cors) return cli_fail("--cors-origin must not be empty"), 2;
+    if (spec_opts.draft_path && spec_opts.lookup_max > 0) return cli_fail("-md and --spec-lookup are two drafters: give one"), 2;
     if (spec_opts.draft_min > spec_opts.draft_max)
-        return cli_fail("--draft-min %d is above --draft-max %d", spec_opts.draft_min, spec_opts.draft_max);
+        return cli_fail("--draft-min %d is above --draft-max %d", spec_opts.draft_min, spec_opts.draft_max), 2;
     max_conn = fit_fd_limit(max_conn);
 
     char *key_buf = NULL, *tmpl = NULL;

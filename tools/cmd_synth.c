@@ -90,7 +90,9 @@ int cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "--rank")) rank = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--alpha")) alpha = cli_float(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--targets")) targets = cli_value(argc, argv, &i);
-        else return cli_fail("synth: unknown argument '%s'", a), 2;
+        else return cli_unknown_option("synth", a, "--preset --type -o --output --seed -t --threads --hidden --layers --attn-layers --heads "
+                                                   "--kv-heads --ff --experts --experts-used --expert-ff --dense-layers --vocab --ctx "
+                                                   "--lora-for --rank --alpha --targets");
     }
     if (lora_for) {
         if (!out) return cli_fail("synth: -o ADAPTER.gguf is required");

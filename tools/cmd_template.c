@@ -23,7 +23,7 @@ int cmd_template(int argc, char **argv) {
         else if (!strcmp(argv[i], "--chat-template-file")) template_path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--add-generation-prompt")) add_gen = true;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(); return 0; }
-        else return cli_fail("template: unknown option '%s'", argv[i]), 2;
+        else return cli_unknown_option("template", argv[i], "-m --model --messages --tools --chat-template-file --add-generation-prompt");
     }
     if (!messages_path) return cli_fail("template: --messages CONV.json is required");
     if (!model_path && !template_path) return cli_fail("template: give -m MODEL.gguf or --chat-template-file FILE");

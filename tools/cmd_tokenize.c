@@ -58,7 +58,7 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--ids")) ids_only = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { tokenize_usage(); return 0; }
         else if (!strcmp(a, "--") && i + 1 < argc && !text) text = argv[++i];
-        else if (a[0] == '-' && a[1]) return cli_fail("tokenize: unknown option '%s'", a), 2;
+        else if (a[0] == '-' && a[1]) return cli_unknown_option("tokenize", a, "-m --model -f --file --no-bos --parse-special --ids");
         else if (!text) text = a;
         else return cli_fail("tokenize: give the text as one argument (quote it) or use -f FILE");
     }
@@ -150,7 +150,7 @@ int cmd_detokenize(int argc, char **argv) {
             return 0;
         } else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) {
             free(idtext);
-            return cli_fail("detokenize: unknown option '%s'", a), 2;
+            return cli_unknown_option("detokenize", a, "-m --model --no-special");
         } else {   /* ids may come as several arguments */
             size_t k = strlen(a);
             if (len + k + 2 > cap) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,60 @@ int cli_fail(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     return 1;
+}
+
+/* Edit distance (insertions, deletions, substitutions, adjacent swaps), for "did you mean". */
+static int edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63) return 99;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best) best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+const char *cli_closest(const char *word, const char *candidates, bool dashes, char *out, size_t cap) {
+    int best = 99;
+    size_t wl = strlen(word);
+    int limit = wl <= 4 ? 1 : wl <= 8 ? 2 : 3;
+    for (const char *p = candidates; *p;) {
+        while (*p && !(dashes ? *p == '-' && (p == candidates || strchr(" \t\n[(,/|", p[-1])) : !strchr(" \t\n", *p))) p++;
+        if (!*p) break;
+        size_t k = 0;
+        char w[64];
+        while (p[k] && (dashes ? (p[k] == '-' || p[k] == '_' || (p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' && p[k] <= 'Z') ||
+                                  (p[k] >= '0' && p[k] <= '9'))
+                               : !strchr(" \t\n", p[k])) && k < sizeof w - 1) {
+            w[k] = p[k];
+            k++;
+        }
+        w[k] = 0;
+        p += k ? k : 1;
+        if (k < 2 || (dashes && !strcmp(w, "--"))) continue;
+        int dist = edit_distance(word, w);
+        if (dist < best && dist <= limit) {
+            best = dist;
+            snprintf(out, cap, "%s", w);
+        }
+    }
+    return best <= limit ? out : NULL;
+}
+
+int cli_unknown_option(const char *cmd, const char *arg, const char *usage_text) {
+    char near[64];
+    if (cli_closest(arg, usage_text, true, near, sizeof near))
+        cli_fail("%s: unknown option '%s' (did you mean '%s'?); 'lfm2c %s --help' lists the options", cmd, arg, near, cmd);
+    else
+        cli_fail("%s: unknown option '%s'; 'lfm2c %s --help' lists the options", cmd, arg, cmd);
+    return 2;
 }
 
 int cli_int(const char *flag, const char *value) {
@@ -40,6 +95,14 @@ int cli_threads(const char *flag, const char *value) {
         exit(2);
     }
     return t;
+}
+
+const char *cli_device(const char *flag, const char *value) {
+    if (strcmp(value, "cpu") && strcmp(value, "cuda")) {
+        cli_fail("%s: unknown device '%s' (cpu or cuda)", flag, value);
+        exit(2);
+    }
+    return value;
 }
 
 int cli_positive(const char *flag, const char *value) {
@@ -119,8 +182,8 @@ static int hugepages = LFM2C_HUGEPAGES_AUTO;   /* --hugepages / --no-hugepages *
 int cli_kv_type(const char *flag, const char *value) {
     int t = lfm2c_kv_type_from_name(value);
     if (t < 0) {
-        cli_fail("%s: unknown KV cache type '%s' (f16, q8_0 or f32)", flag, value);
-        exit(1);
+        cli_fail("%s: unknown KV cache type '%s' (supported: f16, q8_0 or f32)", flag, value);
+        exit(2);
     }
     return t;
 }
@@ -283,20 +346,78 @@ static void usage(FILE *out) {
 #define CLI_HELP(name, help) fprintf(out, "  %-11s %s\n", #name, help);
     CLI_COMMANDS(CLI_HELP)
 #undef CLI_HELP
+    fprintf(out, "  %-11s %s\n", "help", "this list; help COMMAND: its options");
+    fprintf(out, "\nrun, chat, serve and bench take the model as -m FILE.gguf, -hf ORG/NAME[:QUANT], or first:\n"
+                 "    lfm2c run MODEL [PROMPT]   (no prompt: an interactive chat, as ollama run)\n");
 }
 
-int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+static bool opens_model(const char *cmd) {
+    return !strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "serve") || !strcmp(cmd, "bench");
+}
+
+static bool is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* ORG/NAME or ORG/NAME:QUANT (a Hub repository), with no spaces and no path look. */
+static bool looks_like_repo(const char *s) {
+    const char *slash = strchr(s, '/');
+    return slash && slash > s && slash[1] && !strchr(slash + 1, '/') && !strpbrk(s, " \t") && s[0] != '.' &&
+           strlen(s) < 200;
+}
+
+/* `lfm2c run MODEL [PROMPT] [options]` (ollama's habit): MODEL first, a file (-m) or a Hub
+ * repository ORG/NAME[:QUANT] (-hf); for run, a second word is the prompt (-p), and without a
+ * prompt run is the interactive chat. Returns argv rewritten (or as is), NULL after an error
+ * (printed; *rc set). */
+static char **positional_model(int *argc, char **argv, int *rc) {
+    if (*argc < 3 || !opens_model(argv[1]) || argv[2][0] == '-') return argv;
+    const char *model = argv[2];
+    size_t n = strlen(model);
+    bool gguf = n > 5 && !strcmp(model + n - 5, ".gguf");
+    const char *flag = is_file(model) ? "-m" : !gguf && looks_like_repo(model) ? "-hf" : NULL;
+    if (!flag) {
+        if (gguf)
+            cli_fail("%s: no such model file '%s'", argv[1], model);
+        else
+            cli_fail("%s: '%s' is neither a model file nor a Hub repository ORG/NAME[:QUANT]", argv[1], model);
+        *rc = 2;
+        return NULL;
     }
-    /* `lfm2c CMD --help`: the usage is the output asked for, so it goes to stdout whatever stream
-     * the command writes it to (commands print usage to stderr on argument errors) */
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fflush(stderr); dup2(1, 2); break; }
-    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
+    char **out = calloc((size_t)*argc + 4, sizeof *out);
+    if (!out) { cli_fail("out of memory"); *rc = 1; return NULL; }
+    bool run = !strcmp(argv[1], "run"), prompt = run && *argc >= 4 && argv[3][0] != '-';
+    int k = 0;
+    out[k++] = argv[0];
+    out[k++] = argv[1];
+    out[k++] = (char *)flag;
+    out[k++] = argv[2];
+    if (prompt) { out[k++] = "-p"; out[k++] = argv[3]; }
+    bool has_prompt = prompt;
+    for (int i = prompt ? 4 : 3; i < *argc; i++) {
+        if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--prompt") || !strcmp(argv[i], "-f") || !strcmp(argv[i], "--file")) has_prompt = true;
+        out[k++] = argv[i];
+    }
+    if (run && !has_prompt) out[1] = "chat";
+    *argc = k;
+    return out;
+}
+
+static char *command_names(void) {
+    static char names[512];
+    size_t n = 0;
+#define CLI_NAME(name, help) n += (size_t)snprintf(names + n, sizeof names - n, "%s ", #name);
+    CLI_COMMANDS(CLI_NAME)
+#undef CLI_NAME
+    snprintf(names + n, sizeof names - n, "help version");
+    return names;
+}
+
+/* Runs argv[1] (after the positional model is rewritten): -hf first, then the command. */
+static int dispatch(int argc, char **argv) {
     /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
-    if (!strcmp(argv[1], "run") || !strcmp(argv[1], "chat") || !strcmp(argv[1], "serve") || !strcmp(argv[1], "bench")) {
+    if (opens_model(argv[1])) {
         char *model_path = NULL, *draft_path = NULL;
         int n = argc;
         char **av = cli_hub_rewrite(&n, argv, &model_path, &draft_path);
@@ -317,7 +438,38 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], #name)) return cmd_##name(argc - 1, argv + 1);
     CLI_COMMANDS(CLI_DISPATCH)
 #undef CLI_DISPATCH
-    cli_fail("unknown command '%s'", argv[1]);
-    usage(stderr);
+    char near[64];
+    if (cli_closest(argv[1], command_names(), false, near, sizeof near))
+        cli_fail("unknown command '%s' (did you mean '%s'?); 'lfm2c help' lists the commands", argv[1], near);
+    else
+        cli_fail("unknown command '%s'; 'lfm2c help' lists the commands", argv[1]);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || (!strcmp(argv[1], "help") && argc == 2)) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    char *help_argv[3];
+    if (!strcmp(argv[1], "help") && argv[2][0] == '-') {
+        if (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) { usage(stdout); return 0; }
+        return cli_unknown_option("help", argv[2], "--help");
+    }
+    if (!strcmp(argv[1], "help")) { /* lfm2c help CMD = lfm2c CMD --help */
+        help_argv[0] = argv[0], help_argv[1] = argv[2], help_argv[2] = "--help";
+        argv = help_argv;
+        argc = 3;
+    }
+    /* `lfm2c CMD --help`: the usage is the output asked for, so it goes to stdout whatever stream
+     * the command writes it to (commands print usage to stderr on argument errors) */
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fflush(stderr); dup2(1, 2); break; }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
+    int prc = 0;
+    char **pv = positional_model(&argc, argv, &prc);
+    if (!pv) return prc;
+    int rc = dispatch(argc, pv);
+    if (pv != argv) free(pv);
+    return rc;
 }

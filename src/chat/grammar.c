@@ -41,7 +41,7 @@
 
 enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64, T_ALL = 127 };
 enum { MAX_NODES = 8192, MAX_PROPS = 64, MAX_ENUM = 64, MAX_NUM_BYTES = 40, MAX_SCHEMA_DEPTH = 48,
-       MAX_PREFIX = 16, MAX_REFS = 512 };
+       MAX_PREFIX = 16, MAX_REFS = 512, MAX_ENUM_VALUES = 4096 };
 
 typedef struct gstr { char *s; int n; } gstr;
 
@@ -54,6 +54,16 @@ typedef struct gstr { char *s; int n; } gstr;
  * Rejected (error): backreferences, lookahead/lookbehind, \b \B, Unicode property escapes. */
 
 typedef struct redge { uint32_t lo, hi; int to; } redge;
+
+/* Work units (NFA states visited, product pairs probed) left for the patterns of one request; a
+ * set cancel flag empties it. Past zero a pattern fails with "too costly to compile". */
+enum { RX_BUDGET = 60000000 };
+typedef struct rxbudget { long left; const volatile bool *cancel; } rxbudget;
+
+static bool rx_spent(rxbudget *b) {
+    if (b->cancel && *b->cancel) b->left = -1;
+    return b->left < 0;
+}
 typedef struct rdfa {
     int n;                   /* states; 0 is the start */
     int *first;              /* edges of state s: edges[first[s] .. first[s+1]) sorted by lo */
@@ -78,6 +88,7 @@ typedef struct rxc {
     rnst *nfa; int n_nfa, cap_nfa;
     lfm2c_error *err; bool failed;   /* failed: a message is set */
     int depth;
+    rxbudget *budget;            /* work units left for this request's patterns (see RX_BUDGET) */
 } rxc;
 
 /* Sets the message of a pattern that cannot be compiled; returns -1. */
@@ -157,9 +168,12 @@ static void cls_norm(rxc *x, int c, bool negate) {
             if (k->r[i].lo > at) tmp[t++] = (rxrange){at, k->r[i].lo - 1};
             at = k->r[i].hi + 1;
         }
-        if (at <= 0x10FFFF) tmp[t++] = (rxrange){at, 0x10FFFF};
+        /* only the Basic Multilingual Plane: a character past it is one code point for a
+         * validator that reads patterns with the u flag and two for one that does not, so '.',
+         * [^...] and \\S-like classes keep to characters both count alike */
+        if (at <= 0xFFFF) tmp[t++] = (rxrange){at, 0xFFFF};
         k->n = 0;
-        for (int i = 0; i < t; i++) cls_add(x, c, tmp[i].lo, tmp[i].hi);
+        for (int i = 0; i < t; i++) if (tmp[i].lo <= 0xFFFF) cls_add(x, c, tmp[i].lo, tmp[i].hi > 0xFFFF ? 0xFFFF : tmp[i].hi);
     }
     /* cut out the surrogates (never in UTF-8 text) */
     int n = k->n;
@@ -480,11 +494,12 @@ typedef struct dbuild {
     unsigned char *accept;
 } dbuild;
 
-static void closure(const rxc *x, uint64_t *set, int s, bool at_start, bool at_end, int *stack) {
+static void closure(rxc *x, uint64_t *set, int s, bool at_start, bool at_end, int *stack) {
     int sp = 0;
     stack[sp++] = s;
     while (sp) {
         int t = stack[--sp];
+        --x->budget->left;
         if (t < 0 || (set[t >> 6] >> (t & 63) & 1)) continue;
         set[t >> 6] |= 1ull << (t & 63);
         const rnst *n = &x->nfa[t];
@@ -571,24 +586,37 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
     uint32_t *ncp = malloc((size_t)n * sizeof *ncp);
     if (!dist || !ncp) { free(dist); free(ncp); return NULL; }
     for (int i = 0; i < n; i++) { dist[i] = accept[i] ? 0 : -1; ncp[i] = 0; }
-    /* Bellman-Ford-like relaxation (graphs are small) */
-    for (bool changed = true; changed;) {
-        changed = false;
-        for (int s = 0; s < n; s++)
-            for (int e = first[s]; e < first[s + 1]; e++) {
-                int t = edges[e].to;
-                if (dist[t] >= 0 && (dist[s] < 0 || dist[t] + 1 < dist[s])) {
-                    dist[s] = dist[t] + 1;
-                    uint32_t cp = edges[e].lo;
-                    /* prefer a printable ASCII character that needs no escape */
-                    for (uint32_t c = 'a'; c <= 'z'; c++) if (c >= edges[e].lo && c <= edges[e].hi) { cp = c; break; }
-                    if (cp == edges[e].lo && !(cp >= 'a' && cp <= 'z'))
-                        for (uint32_t c = 0x20; c < 0x7f; c++)
-                            if (c >= edges[e].lo && c <= edges[e].hi && c != '"' && c != '\\') { cp = c; break; }
-                    ncp[s] = cp;
-                    changed = true;
-                }
-            }
+    /* shortest distances to acceptance: a breadth-first search over the reversed edges */
+    int n_e = first[n], *rfirst = calloc((size_t)n + 1, sizeof *rfirst), *rsrc = malloc(((size_t)n_e + 1) * sizeof *rsrc);
+    int *queue = malloc((size_t)n * sizeof *queue);
+    if (!rfirst || !rsrc || !queue) { free(rfirst); free(rsrc); free(queue); free(dist); free(ncp); return NULL; }
+    for (int e = 0; e < n_e; e++) rfirst[edges[e].to + 1]++;
+    for (int i = 0; i < n; i++) rfirst[i + 1] += rfirst[i];
+    for (int s = 0; s < n; s++)
+        for (int e = first[s]; e < first[s + 1]; e++) rsrc[rfirst[edges[e].to]++] = s;
+    for (int i = n; i > 0; i--) rfirst[i] = rfirst[i - 1];
+    rfirst[0] = 0;
+    int qh = 0, qt = 0;
+    for (int i = 0; i < n; i++) if (accept[i]) queue[qt++] = i;
+    while (qh < qt) {
+        int t = queue[qh++];
+        for (int k = rfirst[t]; k < rfirst[t + 1]; k++)
+            if (dist[rsrc[k]] < 0) { dist[rsrc[k]] = dist[t] + 1; queue[qt++] = rsrc[k]; }
+    }
+    free(rfirst); free(rsrc); free(queue);
+    /* a code point on a shortest way: a printable ASCII character that needs no escape when one
+     * is there (a lowercase letter first) */
+    for (int s = 0; s < n; s++) {
+        int best = 3;
+        for (int e = first[s]; e < first[s + 1] && dist[s] > 0; e++) {
+            if (dist[edges[e].to] != dist[s] - 1) continue;
+            uint32_t cp = edges[e].lo;
+            int rank = 2;
+            for (uint32_t c = 'a'; c <= 'z' && rank > 0; c++) if (c >= edges[e].lo && c <= edges[e].hi) { cp = c; rank = 0; }
+            for (uint32_t c = 0x20; c < 0x7f && rank > 1; c++)
+                if (c >= edges[e].lo && c <= edges[e].hi && c != '"' && c != '\\') { cp = c; rank = 1; }
+            if (rank < best) { best = rank; ncp[s] = cp; }
+        }
     }
     if (dist[0] < 0) { free(dist); free(ncp); return NULL; }
     int *map = malloc((size_t)n * sizeof *map);
@@ -645,6 +673,8 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
             if (!nf || !na) { ok = false; break; }
         }
         b.first[s] = b.n_edges;
+        x->budget->left -= 4L * x->n_nfa;
+        if (rx_spent(x->budget)) { rx_fail(x, "pattern too costly to compile (DFA construction over its budget)"); ok = false; break; }
         memcpy(cur, b.sets + (size_t)s * b.words, (size_t)b.words * 8); /* dstate may move b.sets */
         const uint64_t *set = cur;
         /* accepting: the end assertions lead to the match state */
@@ -669,6 +699,8 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
         qsort(bounds, (size_t)nb, sizeof *bounds, u32cmp);
         for (int i = 0; i + 1 < nb && ok; i++) {
             if (bounds[i] == bounds[i + 1]) continue;
+            x->budget->left -= x->n_nfa;
+            if (x->budget->left < 0) { rx_fail(x, "pattern too costly to compile (DFA construction over its budget)"); ok = false; break; }
             uint32_t lo = bounds[i], hi = bounds[i + 1] - 1;
             memset(tmp, 0, (size_t)b.words * 8);
             bool any = false;
@@ -694,9 +726,10 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
     return d;
 }
 
-/* A compiled pattern; anchored=false means "contains a match" (JSON Schema's rule). */
-static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
+/* A compiled pattern without lookarounds: "contains a match" (JSON Schema's rule) unless anchored. */
+static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err, rxbudget *budget) {
     rxc x = {0};
+    x.budget = budget;
     x.p = pat;
     x.end = pat + len;
     x.err = err;
@@ -727,8 +760,78 @@ static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err) {
     return d;
 }
 
+static rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget);
+static rdfa *dfa_complement(const rdfa *a, rxbudget *budget);
+
+/* The end of a group that opens at p ('('), or NULL: escapes and classes are skipped. */
+static const char *group_end(const char *p, const char *end) {
+    int depth = 0;
+    bool cls = false;
+    for (; p < end; p++) {
+        if (*p == '\\') { p++; continue; }
+        if (cls) { if (*p == ']') cls = false; continue; }
+        if (*p == '[') cls = true;
+        else if (*p == '(') depth++;
+        else if (*p == ')' && --depth == 0) return p;
+    }
+    return NULL;
+}
+
+/* A pattern: lookaheads right after a leading '^' ("^(?!\\.)(?=.*\\d)REST") become
+ * intersections: REST's language with X.* for (?=X), with the complement of X.* for (?!X).
+ * Lookarounds anywhere else stay refused (by the parser). */
+static rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, rxbudget *budget) {
+    const char *end = pat + len, *p = pat;
+    if (len < 4 || pat[0] != '^' || pat[1] != '(' || pat[2] != '?' || (pat[3] != '=' && pat[3] != '!'))
+        return regex_compile1(pat, len, err, budget);
+    p = pat + 1;
+    const char *la[16];
+    int n_la = 0;
+    while (p + 3 < end && p[0] == '(' && p[1] == '?' && (p[2] == '=' || p[2] == '!')) {
+        const char *e = group_end(p, end);
+        if (!e) { lfm2c_set_error(err, LFM2C_EINVAL, "pattern: missing ')'"); return NULL; }
+        if (n_la == 16) { lfm2c_set_error(err, LFM2C_EINVAL, "pattern: more than 16 lookaheads"); return NULL; }
+        la[n_la++] = p;
+        p = e + 1;
+    }
+    /* the rest, anchored */
+    size_t rl = (size_t)(end - p);
+    char *rest = malloc(rl + 2);
+    if (!rest) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    rest[0] = '^';
+    memcpy(rest + 1, p, rl);
+    rest[rl + 1] = 0;
+    rdfa *d = regex_compile1(rest, rl + 1, err, budget);
+    free(rest);
+    for (int i = 0; i < n_la && d; i++) {
+        const char *e = group_end(la[i], end);
+        size_t bl = (size_t)(e - (la[i] + 3));
+        char *body = malloc(bl + 6);
+        if (!body) { dfa_free(d); lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+        memcpy(body, "^(?:", 4);
+        memcpy(body + 4, la[i] + 3, bl);
+        memcpy(body + 4 + bl, ")", 2);
+        rdfa *x = regex_compile1(body, bl + 5, err, budget);
+        free(body);
+        if (!x) { dfa_free(d); return NULL; }
+        if (la[i][2] == '!') {
+            rdfa *nx = dfa_complement(x, budget);
+            dfa_free(x);
+            if (!nx) { dfa_free(d); lfm2c_set_error(err, LFM2C_EINVAL, "pattern: a negative lookahead excludes every string"); return NULL; }
+            x = nx;
+        }
+        rdfa *r = dfa_product(d, x, budget);
+        dfa_free(d);
+        dfa_free(x);
+        d = r;
+        if (!d) lfm2c_set_error(err, LFM2C_EINVAL, "%s", budget->left < 0 ? "pattern too costly to compile (DFA construction over its budget)"
+                                                                        : "pattern: the lookaheads leave no string that matches");
+    }
+    return d;
+}
+
 /* Intersection of two DFAs (a pattern and a format). */
-static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
+static rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
     int cap = 64, n = 1, *pa = malloc((size_t)cap * sizeof(int)), *pb = malloc((size_t)cap * sizeof(int));
     int *first = NULL;
     unsigned char *acc = NULL;
@@ -751,6 +854,8 @@ static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
                 uint32_t hi = a->edges[i].hi < b->edges[j].hi ? a->edges[i].hi : b->edges[j].hi;
                 if (lo > hi) continue;
                 int ta = a->edges[i].to, tb = b->edges[j].to, to = -1;
+                budget->left -= n;
+                if (budget->left < 0) { ok = false; break; }
                 for (int k = 0; k < n; k++) if (pa[k] == ta && pb[k] == tb) { to = k; break; }
                 if (to < 0) {
                     if (n >= 4000) { ok = false; break; }
@@ -784,6 +889,38 @@ static rdfa *dfa_product(const rdfa *a, const rdfa *b) {
         d = dfa_prune(n, first, edges, acc);
     }
     free(pa); free(pb); free(first); free(acc); free(edges);
+    return d;
+}
+
+/* The complement of a DFA over all code points but the surrogates: a sink state takes the code
+ * points a state has no edge for, acceptance flips. NULL when empty or out of memory. */
+static rdfa *dfa_complement(const rdfa *a, rxbudget *budget) {
+    int n = a->n + 1, sink = a->n, cap = 2 * (a->first[a->n] + a->n) + 4, ne = 0;
+    int *first = malloc((size_t)(n + 1) * sizeof *first);
+    redge *edges = malloc((size_t)cap * sizeof *edges);
+    unsigned char *acc = malloc((size_t)n);
+    rdfa *d = NULL;
+    if (first && edges && acc) {
+        static const rxrange SIGMA[2] = {{0, 0xD7FF}, {0xE000, 0x10FFFF}};
+        for (int s = 0; s < n; s++) {
+            first[s] = ne;
+            acc[s] = s == sink ? 1 : !a->accept[s];
+            int e = s == sink ? 0 : a->first[s], end = s == sink ? 0 : a->first[s + 1];
+            for (int k = 0; k < 2; k++) {
+                uint32_t at = SIGMA[k].lo;
+                for (; e < end && a->edges[e].lo <= SIGMA[k].hi; e++) {
+                    if (a->edges[e].lo > at) edges[ne++] = (redge){at, a->edges[e].lo - 1, sink};
+                    edges[ne++] = a->edges[e];
+                    at = a->edges[e].hi + 1;
+                }
+                if (at <= SIGMA[k].hi) edges[ne++] = (redge){at, SIGMA[k].hi, sink};
+            }
+        }
+        first[n] = ne;
+        budget->left -= ne;
+        if (budget->left >= 0) d = dfa_prune(n, first, edges, acc);
+    }
+    free(first); free(edges); free(acc);
     return d;
 }
 
@@ -830,10 +967,31 @@ static const char *format_pattern(const char *f) {
         {"hostname", "^" LABEL "(?:\\." LABEL ")*$"},
         {"ipv4", "^(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?:\\.(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$"},
         {"ipv6", "^(?:" H16 "(?::" H16 "){7}|::(?:" H16 "(?::" H16 "){0,6})?)$"},
+        {"url", "^https?://[a-z0-9]+(?:-[a-z0-9]+)*(?:\\.[a-z0-9]+(?:-[a-z0-9]+)*)*\\.[a-z]{2,24}(?:/[A-Za-z0-9._~-]*)*$"},
+        {"uri-reference", "^(?:[A-Za-z][A-Za-z0-9+.-]{0,15}:)?(?:/?[A-Za-z0-9._~-]+)*/?$"},
+        {"iri", "^[A-Za-z][A-Za-z0-9+.-]{0,15}://[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?(?:/[A-Za-z0-9._~-]*)*$"},
+        {"iri-reference", "^(?:[A-Za-z][A-Za-z0-9+.-]{0,15}:)?(?:/?[A-Za-z0-9._~-]+)*/?$"},
+        {"uri-template", "^[A-Za-z0-9/:._~-]*$"},
+        {"json-pointer", "^(?:/(?:[^~/]|~[01])*)*$"},
+        {"relative-json-pointer", "^(?:0|[1-9][0-9]{0,8})(?:#|(?:/(?:[^~/]|~[01])*)*)$"},
+        {"regex", "^[A-Za-z0-9 _-]*$"},
+        {"byte", "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
+        {"idn-email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}$"},
+        {"idn-hostname", "^" LABEL "(?:\\." LABEL ")*$"},
+        {"iso-time", "^" TIME "$"},
+        {"iso-date-time", "^" DATE "T" TIME "$"},
     };
     for (size_t i = 0; i < sizeof F / sizeof *F; i++)
         if (!strcmp(f, F[i].name)) return F[i].rx;
-    return NULL;
+    /* formats whose text is unchecked (ajv-formats: password, binary), and names outside the
+     * standard and OpenAPI vocabularies, which validators treat as annotations */
+    static const char *KNOWN[] = {"date", "time", "date-time", "duration", "email", "idn-email", "hostname",
+        "idn-hostname", "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template",
+        "json-pointer", "relative-json-pointer", "regex", "url", "byte", "json-pointer-uri-fragment", NULL};
+    for (int i = 0; KNOWN[i]; i++)
+        if (!strcmp(f, KNOWN[i])) return NULL;
+    return "";
+
 #undef DATE
 #undef TIME
 #undef H16
@@ -855,6 +1013,18 @@ typedef struct gnode {
     int n_prefix;
     int *prefix;             /* prefixItems nodes */
     bool unique;             /* uniqueItems over enum items */
+    bool one_of;             /* a union from oneOf: its alternatives are made mutually exclusive */
+    bool add_false;          /* the schema forbids keys outside 'properties' */
+    bool rx_exact;           /* rx is exactly the schema's pattern (no format narrowing it) */
+    rdfa *srx;               /* the schema's own pattern automaton (exact), or NULL; may be rx */
+    int stypes;              /* the types the schema itself admits (T_ALL without 'type') */
+    uint64_t banned;         /* declared properties never generated (oneOf exclusion) */
+    uint64_t sreq;           /* the schema's own 'required' (required may grow by narrowing) */
+    uint64_t dropped;        /* union: alternatives never generated (oneOf exclusion) */
+    bool narrowed;           /* generates less than its schema admits (oneOf exclusion) */
+    int cut_items;           /* arrays: at most this many items are generated (-1: no cut) */
+    int min_props, max_props; /* declared properties written (-1: unbounded) */
+    int not_node;            /* 'not': a node no generated value may validate against (-1: none) */
     int min_items, max_items, min_len, max_len; /* -1: unbounded */
     int n_any;
     int *any;                /* anyOf alternatives (a union node has nothing else) */
@@ -878,6 +1048,9 @@ struct grammar {
     int n_funcs;
     gstr *func_names;
     int *func_node;          /* parameters object node */
+    unsigned char *finite;   /* per node: some finite value can be generated from it */
+    unsigned char *mind;     /* per node: the fewest frames a value of it needs (255: more) */
+    rxbudget budget;         /* while compiling: the patterns' work budget */
     /* mask cache: the plain-text tokens a pattern string accepts from each DFA state */
     pthread_mutex_t cache_mu;
     const struct grammar_vocab *cache_vocab;
@@ -894,6 +1067,8 @@ typedef struct compiler {
     grammar *g; lfm2c_error *err; int cap;
     json_t *root;            /* document $ref pointers resolve in */
     refent refs[MAX_REFS]; int n_refs;
+    bool unsat;              /* the failure being returned is "no value satisfies this part" */
+    bool not_dropped;        /* a part whose 'not' could not be enforced is never generated */
 } compiler;
 
 /* Sets the message of a schema that cannot be compiled; returns -1. */
@@ -905,6 +1080,20 @@ static int fail(compiler *c, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     lfm2c_set_error(c->err, LFM2C_EINVAL, "%s", msg);
+    return -1;
+}
+
+/* A schema (or part) that no value satisfies: an error at the root; inside, compile_into turns
+ * the part into a node that admits nothing, which is then never generated (prune_infinite). */
+static int unsat(compiler *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int unsat(compiler *c, const char *fmt, ...) {
+    char msg[sizeof c->err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lfm2c_set_error(c->err, LFM2C_EINVAL, "%s", msg);
+    c->unsat = true;
     return -1;
 }
 
@@ -934,6 +1123,10 @@ static int new_node(compiler *c) {
     n->lo = -INFINITY;
     n->hi = INFINITY;
     n->frac_max = -1;
+    n->stypes = T_ALL;
+    n->cut_items = -1;
+    n->min_props = n->max_props = -1;
+    n->not_node = -1;
     return g->n_nodes++;
 }
 
@@ -1041,11 +1234,16 @@ static json_t *without(json_t *s, const char *key) {
     return r;
 }
 
+static int merge_keys(compiler *c, json_t *dst, json_t *src, int depth);
+static int merge_values(compiler *c, json_t *dst, json_t *src, int depth);
+static int restrict_props(compiler *c, json_t *dst, json_t *side_props[2], json_t *side_add[2]);
+static bool in_array(json_t *arr, const char *key);
+
 /* allOf: merges src into dst (both objects; $ref at their top already resolved). */
 static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
     if (depth > 16) return fail(c, "allOf nested too deeply");
     if (json_is_true(src)) return 0;
-    if (json_is_false(src)) return fail(c, "allOf with false can never be satisfied");
+    if (json_is_false(src)) return unsat(c, "allOf with false can never be satisfied");
     if (!json_is_object(src)) return fail(c, "allOf members must be schemas");
     for (int guard = 0; json_object_get(src, "$ref"); guard++) {
         if (guard > 16) return fail(c, "$ref cycle inside allOf");
@@ -1058,10 +1256,100 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
         src = t;
         if (!json_is_object(src)) return json_is_true(src) ? 0 : fail(c, "$ref target must be a schema");
     }
+    /* what each side says of keys outside its own properties, before they are merged */
+    json_t *side_props[2] = {json_object_get(dst, "properties"), json_object_get(src, "properties")};
+    json_t *side_add[2] = {json_object_get(dst, "additionalProperties"), json_object_get(src, "additionalProperties")};
+    for (int i = 0; i < 2; i++) {
+        side_props[i] = json_is_object(side_props[i]) ? json_copy(side_props[i]) : json_object();
+        json_incref(side_add[i]);
+    }
+    int r = merge_keys(c, dst, src, depth);
+    if (!r) r = restrict_props(c, dst, side_props, side_add);
+    for (int i = 0; i < 2; i++) { json_decref(side_props[i]); json_decref(side_add[i]); }
+    return r;
+}
+
+/* After an allOf merge: a property one side does not declare is forbidden by that side's
+ * additionalProperties false (dropped; an error when required) or must also satisfy its
+ * additionalProperties schema. */
+static int restrict_props(compiler *c, json_t *dst, json_t *side_props[2], json_t *side_add[2]) {
+    json_t *props = json_object_get(dst, "properties");
+    if (!json_is_object(props)) return 0;
+    json_t *np = json_copy(props), *req = json_object_get(dst, "required");
+    const char *k;
+    json_t *v;
+    json_object_foreach(props, k, v) {
+        for (int i = 0; i < 2; i++) {
+            if (!side_add[i] || json_is_true(side_add[i]) || json_object_get(side_props[i], k)) continue;
+            if (json_is_false(side_add[i])) {
+                if (json_is_array(req) && in_array(req, k)) {
+                    json_decref(np);
+                    return unsat(c, "allOf: required property '%s' is forbidden by 'additionalProperties': false", k);
+                }
+                json_object_del(np, k);
+                break;
+            }
+            json_t *cur = json_object_get(np, k);
+            json_object_set_new(np, k, json_pack("{s:[O,O]}", "allOf", cur, side_add[i]));
+        }
+    }
+    json_object_set_new(dst, "properties", np);
+    return 0;
+}
+
+/* The keyword-by-keyword merge of src into dst. */
+/* [{allOf:[a_i, {key: other}]} for each a_i of alts]: the conjunction of two unions, distributed. */
+static json_t *distribute(json_t *alts, const char *key, json_t *other) {
+    json_t *r = json_array();
+    size_t i;
+    json_t *a;
+    json_array_foreach(alts, i, a) json_array_append_new(r, json_pack("{s:[O,{s:O}]}", "allOf", a, key, other));
+    return r;
+}
+
+static int merge_keys(compiler *c, json_t *dst, json_t *src, int depth) {
+    /* keywords that cannot be merged as values, conjoined instead: two if/then/else (the second
+     * inside both branches of the first), two not (not anyOf), two anyOf / oneOf (distributed) */
+    json_t *sif = json_object_get(src, "if"), *dif = json_object_get(dst, "if"), *own = NULL;
+    if (sif && dif && !json_equal(sif, dif)) {
+        json_t *g2 = json_pack("{s:O}", "if", sif);
+        if (json_object_get(src, "then")) json_object_set(g2, "then", json_object_get(src, "then"));
+        if (json_object_get(src, "else")) json_object_set(g2, "else", json_object_get(src, "else"));
+        json_t *t1 = json_object_get(dst, "then"), *e1 = json_object_get(dst, "else");
+        json_object_set_new(dst, "then", json_pack("{s:[O,O]}", "allOf", t1 ? t1 : json_true(), g2));
+        json_object_set_new(dst, "else", json_pack("{s:[O,O]}", "allOf", e1 ? e1 : json_true(), g2));
+        json_decref(g2);
+        src = own = json_copy(src);
+        json_object_del(own, "if");
+        json_object_del(own, "then");
+        json_object_del(own, "else");
+    }
+    static const char *UNIONS[3] = {"not", "anyOf", "oneOf"};
+    for (int u = 0; u < 3; u++) {
+        json_t *sv = json_object_get(src, UNIONS[u]), *dv = json_object_get(dst, UNIONS[u]);
+        if (!sv || !dv || json_equal(sv, dv)) continue;
+        if (u == 0) json_object_set_new(dst, "not", json_pack("{s:[O,O]}", "anyOf", dv, sv));
+        else if (json_is_array(dv)) json_object_set_new(dst, UNIONS[u], distribute(dv, UNIONS[u], sv));
+        else continue;
+        if (!own) src = own = json_copy(src);
+        json_object_del(own, UNIONS[u]);
+    }
+    int r = merge_values(c, dst, src, depth);
+    json_decref(own);
+    return r;
+}
+
+static int merge_values(compiler *c, json_t *dst, json_t *src, int depth) {
     const char *k;
     json_t *v;
     json_object_foreach(src, k, v) {
         if (is_annotation(k)) continue;
+        if (!strcmp(k, "allOf") && json_is_array(v)) { /* a member's own allOf: its members merged in */
+            size_t i;
+            json_t *a;
+            json_array_foreach(v, i, a) if (merge_schema(c, dst, a, depth + 1)) return -1;
+            continue;
+        }
         json_t *d = json_object_get(dst, k);
         if (!d) { json_object_set(dst, k, v); continue; }
         if (json_equal(d, v)) continue;
@@ -1099,7 +1387,7 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
                 if (*bits[i] & T_NUM) *bits[i] |= T_INT;
             }
             int m = a & b;
-            if (!m) return fail(c, "allOf: the types do not intersect");
+            if (!m) return unsat(c, "allOf: the types do not intersect");
             json_t *t = json_array();
             static const char *names[] = {"null", "boolean", "integer", "number", "string", "array", "object"};
             for (int i = 0; i < 7; i++)
@@ -1123,7 +1411,7 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
             json_array_foreach(d, i, e)
                 for (size_t j = 0; j < json_array_size(v); j++)
                     if (json_equal(e, json_array_get(v, j))) { json_array_append(ne, e); break; }
-            if (!json_array_size(ne)) { json_decref(ne); return fail(c, "allOf: the enums do not intersect"); }
+            if (!json_array_size(ne)) { json_decref(ne); return unsat(c, "allOf: the enums do not intersect"); }
             json_object_set_new(dst, k, ne);
         } else {
             return fail(c, "allOf: cannot merge two different '%s'", k);
@@ -1198,11 +1486,27 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
             else return fail(c, "'multipleOf' %g on a number is supported only as an integer or 10^-n", m);
         }
     }
-    /* integers */
+    /* numeric formats (OpenAPI's, as ajv-formats checks them): the integer ones make the value
+     * an integer within their range; float/double are any number; others are annotations */
+    json_t *fmt = json_object_get(s, "format");
+    if (json_is_string(fmt)) {
+        static const struct { const char *name; double lo, hi; } F[] = {
+            {"int8", -128, 127}, {"int16", -32768, 32767}, {"int32", -2147483648.0, 2147483647.0},
+            {"int64", -9223372036854775808.0, 9223372036854775807.0}, {"uint8", 0, 255}, {"uint16", 0, 65535},
+            {"uint32", 0, 4294967295.0}, {"uint64", 0, 18446744073709551615.0}};
+        for (size_t i = 0; i < sizeof F / sizeof *F; i++) {
+            if (strcmp(json_string_value(fmt), F[i].name)) continue;
+            N.types &= ~T_NUM;
+            if (F[i].lo > lo || (F[i].lo == lo && lo_ex)) { lo = F[i].lo; lo_ex = false; }
+            if (F[i].hi < hi || (F[i].hi == hi && hi_ex)) { hi = F[i].hi; hi_ex = false; }
+        }
+    }
+    /* integers (bounds beyond what 16 digits can write clamp to the limit; none left: an error
+     * below) */
     double ilo = lo_ex ? floor(lo) + 1 : ceil(lo), ihi = hi_ex ? ceil(hi) - 1 : floor(hi);
     double lim = (fabs(lo) >= 1e15 && isfinite(lo)) || (fabs(hi) >= 1e15 && isfinite(hi)) ? (double)I_LIMIT16 : (double)I_LIMIT15;
-    N.ilo = ilo < -lim ? -(int64_t)lim : (int64_t)ilo;
-    N.ihi = ihi > lim ? (int64_t)lim : (int64_t)ihi;
+    N.ilo = ilo < -lim ? -(int64_t)lim : ilo > lim ? (int64_t)lim + 1 : (int64_t)ilo;
+    N.ihi = ihi > lim ? (int64_t)lim : ihi < -lim ? -(int64_t)lim - 1 : (int64_t)ihi;
     if (K) {
         int64_t p10 = 1;
         for (int i = 0; i < d; i++) p10 *= 10;
@@ -1213,9 +1517,14 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
     N.lo = lo; N.hi = hi; N.lo_ex = lo_ex; N.hi_ex = hi_ex;
     N.nbound = isfinite(lo) || isfinite(hi) || N.frac_max >= 0;
     if ((N.types & (T_INT | T_NUM)) == T_INT && N.ilo > N.ihi)
-        return fail(c, "no integer satisfies the schema's bounds");
+        return fail(c, "no integer satisfies the schema's bounds (at most 16 digits are written): 'minimum'/'maximum'");
     if ((N.types & T_NUM) && (lo > hi || (lo == hi && (lo_ex || hi_ex))))
-        return fail(c, "no number satisfies the schema's bounds");
+        return unsat(c, "no number satisfies the schema's bounds");
+    /* bounded numbers are written with at most 15 significant digits (6 under a decimal
+     * multipleOf) and no exponent */
+    double nlim = N.frac_max >= 0 ? 999999.0 : 999999999999999.0;
+    if ((N.types & T_NUM) && (lo > nlim || hi < -nlim))
+        return fail(c, "number bounds beyond 15 digits are not supported: 'minimum'/'maximum'");
     return 0;
 #undef N
 }
@@ -1223,110 +1532,265 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
 static int compile_string(compiler *c, json_t *s, int id) {
 #define N (c->g->nodes[id])
     if (get_count(c, s, "minLength", &N.min_len) || get_count(c, s, "maxLength", &N.max_len)) return -1;
-    if (N.max_len >= 0 && N.min_len > N.max_len) return fail(c, "minLength > maxLength");
+    if (N.max_len >= 0 && N.min_len > N.max_len) return unsat(c, "minLength > maxLength");
     json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
     if (pat && !json_is_string(pat)) return fail(c, "'pattern' must be a string");
     if (fmt && !json_is_string(fmt)) return fail(c, "'format' must be a string");
     const char *frx = fmt ? format_pattern(json_string_value(fmt)) : NULL;
-    if (fmt && !frx && !pat)
+    if (frx && !*frx) frx = NULL, fmt = NULL; /* an annotation */
+    if (fmt && !frx)
         return fail(c, "schema 'format' \"%s\" is not supported", json_string_value(fmt));
     if (fmt && !strcmp(json_string_value(fmt), "hostname") && (N.max_len < 0 || N.max_len > 253)) N.max_len = 253;
     lfm2c_error rerr = {0};   /* the pattern's message, cut to 199 bytes inside the schema's */
     rdfa *a = NULL, *b = NULL;
     if (pat) {
-        a = regex_compile(json_string_value(pat), json_string_length(pat), &rerr);
+        a = regex_compile(json_string_value(pat), json_string_length(pat), &rerr, &c->g->budget);
         if (!a) return fail(c, "schema 'pattern' %s: %.199s", json_string_value(pat), rerr.msg);
     }
     if (frx) {
-        b = regex_compile(frx, strlen(frx), &rerr);
+        b = regex_compile(frx, strlen(frx), &rerr, &c->g->budget);
         if (!b) { dfa_free(a); return fail(c, "format %s: %.199s", json_string_value(fmt), rerr.msg); }
     }
     if (a && b) {
-        N.rx = dfa_product(a, b);
+        N.rx = dfa_product(a, b, &c->g->budget);
         dfa_free(a);
         dfa_free(b);
-        if (!N.rx) return fail(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
+        if (!N.rx && c->g->budget.left < 0)
+            return fail(c, "schema 'pattern' %s: too costly to compile (DFA construction over its budget)", json_string_value(pat));
+        if (!N.rx) return unsat(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
     } else N.rx = a ? a : b;
+    N.rx_exact = N.rx && !b;
+    N.srx = N.rx_exact ? N.rx : NULL;
     return 0;
 #undef N
+}
+
+static bool node_accepts(const grammar *g, int node, const char *text, size_t len);
+static int prop_index(const gnode *n, const gstr *key);
+
+/* Does the pattern DFA match the whole UTF-8 text (JSON Schema's "contains" rule is built in)? */
+static bool rx_matches(const rdfa *d, const char *t) {
+    const unsigned char *p = (const unsigned char *)t;
+    int st = 0;
+    while (*p) {
+        uint32_t cp;
+        int n = p[0] < 0x80 ? 1 : p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : 4;
+        cp = n == 1 ? p[0] : n == 2 ? p[0] & 0x1F : n == 3 ? p[0] & 0x0F : p[0] & 0x07;
+        for (int i = 1; i < n; i++) { if (!p[i]) return false; cp = cp << 6 | (p[i] & 0x3F); }
+        p += n;
+        if ((st = dfa_next(d, st, cp)) < 0) return false;
+    }
+    return d->accept[st];
+}
+
+static bool in_array(json_t *arr, const char *key) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (json_is_string(v) && !strcmp(json_string_value(v), key)) return true;
+    return false;
+}
+
+/* The schema of property `key`: its own (NULL: none) and every patternProperties schema whose
+ * pattern matches it, as one allOf; with neither, additionalProperties' (NULL: forbidden).
+ * A new reference. */
+static json_t *prop_schema(compiler *c, json_t *own, const char *key, json_t *pp, rdfa **pdfa, json_t *add, bool *err) {
+    json_t *all = json_array();
+    if (own) json_array_append(all, own);
+    const char *pk;
+    json_t *ps;
+    int i = 0;
+    if (pp) json_object_foreach(pp, pk, ps) {
+        if (rx_matches(pdfa[i], key)) json_array_append(all, ps);
+        i++;
+    }
+    (void)c;
+    *err = false;
+    if (json_array_size(all) == 0) {
+        json_decref(all);
+        if (add && json_is_false(add)) return NULL;
+        return add ? json_incref(add) : json_true();
+    }
+    if (json_array_size(all) == 1) { json_t *one = json_incref(json_array_get(all, 0)); json_decref(all); return one; }
+    json_t *r = json_pack("{s:o}", "allOf", all);
+    return r;
 }
 
 static int compile_object(compiler *c, json_t *s, int id, int depth) {
 #define N (c->g->nodes[id])
-    json_t *props = json_object_get(s, "properties");
+    json_t *props = json_object_get(s, "properties"), *pp = json_object_get(s, "patternProperties");
+    json_t *add = json_object_get(s, "additionalProperties"), *req = json_object_get(s, "required");
     if (props && !json_is_object(props)) return fail(c, "schema 'properties' must be an object");
-    if (props) {
-        int n = (int)json_object_size(props);
-        if (n > MAX_PROPS) return fail(c, "more than %d properties in one object", MAX_PROPS);
-        N.keys = calloc((size_t)n + 1, sizeof(gstr));
-        N.prop_node = calloc((size_t)n + 1, sizeof(int));
-        if (!N.keys || !N.prop_node) return oom(c);
+    if (pp && !json_is_object(pp)) return fail(c, "schema 'patternProperties' must be an object");
+    if (req && !json_is_array(req)) return fail(c, "schema 'required' must be an array");
+    if (pp && !json_object_size(pp)) pp = NULL;
+    json_t *deps[3] = {json_object_get(s, "dependentRequired"), json_object_get(s, "dependencies"),
+                       json_object_get(s, "dependentSchemas")};
+    static const char *DEP_NAMES[3] = {"dependentRequired", "dependencies", "dependentSchemas"};
+    for (int k = 0; k < 3; k++) if (deps[k] && !json_is_object(deps[k])) return fail(c, "schema '%s' must be an object", DEP_NAMES[k]);
+    /* required names: 'required', plus what a required property's dependencies require */
+    json_t *reqs = json_array();
+    size_t i;
+    json_t *r;
+    if (req) json_array_foreach(req, i, r) {
+        if (!json_is_string(r)) { json_decref(reqs); return fail(c, "schema 'required' must list strings"); }
+        if (!in_array(reqs, json_string_value(r))) json_array_append(reqs, r);
+    }
+    for (size_t at = 0; at < json_array_size(reqs); at++) {
+        const char *key = json_string_value(json_array_get(reqs, at));
+        for (int k = 0; k < 3; k++) {
+            json_t *d = deps[k] ? json_object_get(deps[k], key) : NULL;
+            if (!d) continue;
+            if (json_is_array(d)) { json_array_foreach(d, i, r) if (json_is_string(r) && !in_array(reqs, json_string_value(r))) json_array_append(reqs, r); }
+            else if (!json_is_true(d) && !(json_is_object(d) && only_annotations(d, ""))) {
+                json_decref(reqs);
+                return fail(c, "schema keyword '%s' is supported only for optional properties or as a list of names", DEP_NAMES[k]);
+            }
+        }
+    }
+    /* patterns */
+    int n_pp = pp ? (int)json_object_size(pp) : 0, rc = 0;
+    rdfa **pdfa = n_pp ? calloc((size_t)n_pp, sizeof *pdfa) : NULL;
+    if (n_pp && !pdfa) { json_decref(reqs); return oom(c); }
+    if (pp) {
+        const char *pk;
+        json_t *ps;
+        int k = 0;
+        json_object_foreach(pp, pk, ps) {
+            lfm2c_error rerr = {0};
+            if (!(pdfa[k++] = regex_compile(pk, strlen(pk), &rerr, &c->g->budget))) {
+                rc = fail(c, "schema 'patternProperties' pattern %s: %.199s", pk, rerr.msg);
+                break;
+            }
+        }
+    }
+    /* the properties written: every required one, then optional ones up to MAX_PROPS */
+    json_t *names = json_array();
+    bool cut = false;
+    if (!rc && json_array_size(reqs) > MAX_PROPS) rc = fail(c, "more than %d required properties in one object", MAX_PROPS);
+    if (!rc) {
+        json_array_extend(names, reqs);
         const char *key;
         json_t *sub;
-        json_object_foreach(props, key, sub) {
-            int k = N.n_props;
-            if (escaped_key(c, key, &N.keys[k])) return -1;
-            N.n_props++;
-            int child = compile(c, sub, depth + 1);
-            if (child < 0) return -1;
-            N.prop_node[k] = child;
+        if (props) json_object_foreach(props, key, sub) {
+            if (in_array(names, key)) continue;
+            if (json_array_size(names) >= MAX_PROPS) { cut = true; break; }
+            json_array_append_new(names, json_string(key));
         }
     }
-    json_t *req = json_object_get(s, "required");
-    if (req && !json_is_array(req)) return fail(c, "schema 'required' must be an array");
-    if (req) {
-        size_t i;
-        json_t *r;
-        json_array_foreach(req, i, r) {
-            if (!json_is_string(r)) return fail(c, "schema 'required' must list strings");
-            gstr k;
-            if (escaped_key(c, json_string_value(r), &k)) return -1;
-            int found = -1;
-            for (int p = 0; p < N.n_props; p++)
-                if (N.keys[p].n == k.n && !memcmp(N.keys[p].s, k.s, (size_t)k.n)) found = p;
-            free(k.s);
-            if (found < 0)
-                return fail(c, "required property '%s' is not in 'properties'", json_string_value(r));
-            N.required |= 1ull << found;
+    /* minProperties past the declared names, where other keys are allowed: named ones */
+    json_t *minp = json_object_get(s, "minProperties");
+    if (!rc && json_is_number(minp) && !(add && json_is_false(add)) && !json_object_get(s, "propertyNames"))
+        for (int k = 1; k <= MAX_PROPS && (double)json_array_size(names) < json_number_value(minp) &&
+                        json_array_size(names) < MAX_PROPS; k++) {
+            char name[32];
+            snprintf(name, sizeof name, "property%d", k);
+            if (!in_array(names, name) && !(props && json_object_get(props, name))) json_array_append_new(names, json_string(name));
         }
+    int n = (int)json_array_size(names);
+    if (!rc) {
+        N.keys = calloc((size_t)n + 1, sizeof(gstr));
+        N.prop_node = calloc((size_t)n + 1, sizeof(int));
+        if (!N.keys || !N.prop_node) rc = oom(c);
     }
-    json_t *add = json_object_get(s, "additionalProperties");
+    for (int k = 0; !rc && k < n; k++) {
+        const char *key = json_string_value(json_array_get(names, (size_t)k));
+        bool perr;
+        json_t *sub = prop_schema(c, props ? json_object_get(props, key) : NULL, key, pp, pdfa, add, &perr);
+        if (!sub) { rc = unsat(c, "required property '%s' is forbidden by 'additionalProperties': false", key); break; }
+        if (escaped_key(c, key, &N.keys[k])) { json_decref(sub); rc = -1; break; }
+        N.n_props++;
+        int child = compile(c, sub, depth + 1);
+        json_decref(sub);
+        if (child < 0) { rc = -1; break; }
+        N.prop_node[k] = child;
+        if (in_array(reqs, key)) N.required |= 1ull << k;
+    }
+    N.sreq = N.required;
+    for (int k = 0; k < n_pp; k++) dfa_free(pdfa[k]);
+    free(pdfa);
+    json_decref(names);
+    if (rc) { json_decref(reqs); return -1; }
+    /* keys outside the declared ones */
+    N.add_false = add && json_is_false(add) && !pp;
+    if (get_count(c, s, "minProperties", &N.min_props) || get_count(c, s, "maxProperties", &N.max_props)) { json_decref(reqs); return -1; }
     if (add && json_is_false(add)) {
         N.additional = -1;
+    } else if (pp || cut || N.max_props >= 0 || (!add && props) || (!add && json_array_size(reqs))) {
+        N.additional = -1; /* declared properties only (the output stays valid) */
     } else if (add && !json_is_true(add)) {
         int child = compile(c, add, depth + 1);
-        if (child < 0) return -1;
+        if (child < 0) { json_decref(reqs); return -1; }
         N.additional = child;
-    } else if (!add && props) {
-        N.additional = -1; /* generate only the declared properties (still valid output) */
     }
-    json_t *pn = json_object_get(s, "propertyNames");
-    if (pn && !json_is_true(pn)) {
-        json_t *t = json_is_object(pn) ? json_object_get(pn, "type") : NULL;
-        bool plain = json_is_object(pn) && (!t || (json_is_string(t) && !strcmp(json_string_value(t), "string")));
-        const char *k;
-        json_t *v;
-        if (plain) json_object_foreach(pn, k, v) if (strcmp(k, "type") && !is_annotation(k)) plain = false;
-        if (!plain) return fail(c, "schema keyword 'propertyNames' is supported only as {\"type\":\"string\"}");
+    /* an optional property with dependencies is never written */
+    for (int k = 0; k < 3; k++) {
+        const char *key;
+        json_t *d;
+        if (deps[k]) json_object_foreach(deps[k], key, d) {
+            if (in_array(reqs, key)) continue;
+            gstr ek;
+            if (escaped_key(c, key, &ek)) { json_decref(reqs); return -1; }
+            int p = prop_index(&N, &ek);
+            free(ek.s);
+            if (p >= 0) N.banned |= 1ull << p;
+            else N.additional = -1;
+        }
     }
-    json_t *pp = json_object_get(s, "patternProperties");
-    if (pp && !(json_is_object(pp) && json_object_size(pp) == 0))
-        return fail(c, "schema keyword 'patternProperties' is not supported");
+    json_decref(reqs);
+    int n_req = __builtin_popcountll(N.required), n_free = N.n_props - __builtin_popcountll(N.banned & ~N.required);
+    if (N.max_props >= 0 && n_req > N.max_props) return fail(c, "'maxProperties' is less than the required properties");
+    if (N.min_props > n_free)
+        return fail(c, "'minProperties' %d is more than the declared properties that can be written", N.min_props);
+    if (N.max_props >= 0 && N.min_props > N.max_props) return fail(c, "'minProperties' > 'maxProperties'");
+    json_t *pn = json_object_get(s, "propertyNames"), *pnt = json_is_object(pn) ? json_object_get(pn, "type") : NULL;
+    if (pn && json_is_object(pn) && (!pnt || (json_is_string(pnt) && !strcmp(json_string_value(pnt), "string"))) &&
+        only_annotations(pn, "type"))
+        pn = NULL; /* every key is a string */
+    if (pn && !json_is_true(pn)) { /* declared names that fail it are never written; no others */
+        int check = compile(c, pn, depth + 1);
+        if (check < 0) return -1;
+        for (int k = 0; k < N.n_props; k++) {
+            char *q = malloc((size_t)N.keys[k].n + 3);
+            if (!q) return oom(c);
+            q[0] = '"';
+            memcpy(q + 1, N.keys[k].s, (size_t)N.keys[k].n);
+            q[N.keys[k].n + 1] = '"';
+            q[N.keys[k].n + 2] = 0;
+            bool ok = node_accepts(c->g, check, q, (size_t)N.keys[k].n + 2);
+            free(q);
+            if (ok) continue;
+            if (N.required >> k & 1) return fail(c, "required property '%.*s' fails 'propertyNames'", N.keys[k].n, N.keys[k].s);
+            N.banned |= 1ull << k;
+        }
+        N.additional = -1;
+    }
     return 0;
 #undef N
 }
 
+static int compile_array_with(compiler *c, json_t *s, int id, int depth, json_t **own);
+
+/* Arrays (what compile_array_with builds for 'contains' is freed here). */
 static int compile_array(compiler *c, json_t *s, int id, int depth) {
+    json_t *own = NULL;
+    int r = compile_array_with(c, s, id, depth, &own);
+    json_decref(own);
+    return r;
+}
+
+static int compile_array_with(compiler *c, json_t *s, int id, int depth, json_t **own) {
 #define N (c->g->nodes[id])
     json_t *items = json_object_get(s, "items"), *prefix = json_object_get(s, "prefixItems");
-    json_t *extra = json_object_get(s, "additionalItems");
+    json_t *extra = json_object_get(s, "additionalItems"), *ct = json_object_get(s, "contains"), *own_prefix = NULL;
+    if (ct && !prefix && !json_is_array(items)) { /* contains: the first item is written to satisfy it */
+        *own = own_prefix = json_pack("[{s:[O,O]}]", "allOf", items ? items : json_true(), ct);
+        prefix = own_prefix;
+    } else if (ct) return fail(c, "schema keyword 'contains' is supported only without a tuple of items");
     if (json_is_array(items)) { /* draft 4-2019 tuples */
         if (prefix) return fail(c, "both 'prefixItems' and a tuple 'items'");
         prefix = items;
         items = extra;
-    } else if (extra) {
-        return fail(c, "schema keyword 'additionalItems' is supported only with a tuple 'items'");
-    }
+    } /* else additionalItems has no effect */
     if (prefix) {
         if (!json_is_array(prefix) || json_array_size(prefix) > MAX_PREFIX)
             return fail(c, "'prefixItems' must be an array of at most %d schemas", MAX_PREFIX);
@@ -1346,11 +1810,13 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
         N.items = child;
     }
     if (get_count(c, s, "minItems", &N.min_items) || get_count(c, s, "maxItems", &N.max_items)) return -1;
+    if (own_prefix && N.min_items < 1) N.min_items = 1;
     if (N.items < 0 && (N.max_items < 0 || N.max_items > N.n_prefix)) N.max_items = N.n_prefix;
-    if (N.max_items >= 0 && N.min_items > N.max_items) return fail(c, "minItems > maxItems");
+    if (N.max_items >= 0 && N.min_items > N.max_items) return unsat(c, "minItems > maxItems");
     json_t *u = json_object_get(s, "uniqueItems");
     if (u && json_is_true(u) && !(N.max_items >= 0 && N.max_items <= 1)) {
-        if (N.n_prefix) return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
+        if (N.n_prefix && N.min_items > 1) return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
+        if (N.n_prefix) { N.cut_items = 1; return 0; }
         int it = N.items;
         gnode *in = it > 0 ? &c->g->nodes[it] : NULL;
         if (in && !in->n_enum && !in->n_any && in->types == T_BOOL) {
@@ -1360,25 +1826,137 @@ static int compile_array(compiler *c, json_t *s, int id, int depth) {
             if (canonical(c, t, &in->enums[0]) || canonical(c, f, &in->enums[1])) return -1;
             in->n_enum = 2;
         }
-        if (!in || !in->n_enum || in->n_any)
-            return fail(c, "schema keyword 'uniqueItems' is enforced only for arrays of enum, const or boolean items");
+        if (!in || !in->n_enum || in->n_any) { /* other items: one item at most is written */
+            if (N.min_items > 1)
+                return fail(c, "schema keyword 'uniqueItems' is enforced only for arrays of enum, const or boolean items (or of at most one item)");
+            N.cut_items = 1;
+            return 0;
+        }
         N.unique = true;
         if (N.max_items < 0 || N.max_items > in->n_enum) N.max_items = in->n_enum;
         if (N.min_items > N.max_items) return fail(c, "uniqueItems: minItems exceeds the distinct values");
     }
-    json_t *ct = json_object_get(s, "contains");
-    if (ct) return fail(c, "schema keyword 'contains' is not supported");
     return 0;
 #undef N
 }
 
+
+static int gstr_cmp(const void *a, const void *b) {
+    const gstr *x = a, *y = b;
+    int m = x->n < y->n ? x->n : y->n, r = memcmp(x->s, y->s, (size_t)m);
+    return r ? r : x->n - y->n;
+}
+
+/* An enum past MAX_ENUM values (the width of a frame's candidate mask) becomes a union of enums
+ * of up to MAX_ENUM sorted values each; the parse state follows at most GRAMMAR_MAX_ALTS of them
+ * at once, so values past the first few chunks sharing a prefix may not be reachable. */
+static int split_enum(compiler *c, int id) {
+    gstr *vals = c->g->nodes[id].enums;
+    int n = c->g->nodes[id].n_enum, chunks = (n + MAX_ENUM - 1) / MAX_ENUM, types = c->g->nodes[id].types;
+    qsort(vals, (size_t)n, sizeof *vals, gstr_cmp);
+    int *alts = calloc((size_t)chunks, sizeof *alts);
+    if (!alts) return oom(c);
+    for (int k = 0; k < chunks; k++) {
+        int a = new_node(c);
+        if (a < 0) { free(alts); return -1; }
+        gnode *A = &c->g->nodes[a];
+        int m = n - k * MAX_ENUM < MAX_ENUM ? n - k * MAX_ENUM : MAX_ENUM;
+        A->types = types;
+        A->stypes = types;
+        if (!(A->enums = calloc((size_t)m, sizeof(gstr)))) { free(alts); return oom(c); }
+        memcpy(A->enums, vals + k * MAX_ENUM, (size_t)m * sizeof(gstr));
+        A->n_enum = m;
+        alts[k] = a;
+    }
+    gnode *N = &c->g->nodes[id];
+    free(N->enums);
+    N->enums = NULL;
+    N->n_enum = 0;
+    N->any = alts;
+    N->n_any = chunks;
+    return id;
+}
+
+/* enum / const: the values that also satisfy the sibling keywords (type, bounds, pattern, ...:
+ * each value is run through the automaton of the schema without them; when the siblings cannot
+ * be compiled, the values of the allowed types). */
+static int compile_enum(compiler *c, json_t *s, int id, json_t *en, json_t *cn, int depth) {
+    json_t *rest = without(s, "enum");
+    json_object_del(rest, "const");
+    int check = -1;
+    if (json_object_size(rest)) {
+        lfm2c_error saved = *c->err;
+        check = compile(c, rest, depth + 1);
+        if (check < 0) *c->err = saved;
+    }
+    json_decref(rest);
+    int n = cn ? 1 : (int)json_array_size(en), types = c->g->nodes[id].types;
+    if (!(c->g->nodes[id].enums = calloc((size_t)n, sizeof(gstr)))) return oom(c);
+    for (int i = 0; i < n; i++) {
+        json_t *v = cn ? cn : json_array_get(en, (size_t)i);
+        int vt = json_is_null(v) ? T_NULL : json_is_boolean(v) ? T_BOOL : json_is_integer(v) ? T_INT :
+                 json_is_real(v) ? (json_real_value(v) == floor(json_real_value(v)) ? T_INT : T_NUM) :
+                 json_is_string(v) ? T_STR : json_is_array(v) ? T_ARR : T_OBJ;
+        if (!(vt & types)) continue;
+        gstr t;
+        if (canonical(c, v, &t)) return -1;
+        bool dup = false;
+        for (int k = 0; k < c->g->nodes[id].n_enum && !dup; k++)
+            dup = c->g->nodes[id].enums[k].n == t.n && !memcmp(c->g->nodes[id].enums[k].s, t.s, (size_t)t.n);
+        if (dup || (check >= 0 && !node_accepts(c->g, check, t.s, (size_t)t.n))) { free(t.s); continue; }
+        c->g->nodes[id].enums[c->g->nodes[id].n_enum++] = t;
+    }
+    if (!c->g->nodes[id].n_enum) return unsat(c, "no '%s' value satisfies the schema's other keywords", cn ? "const" : "enum");
+    return c->g->nodes[id].n_enum > MAX_ENUM ? split_enum(c, id) : id;
+}
+
+static int compile_into_inner(compiler *c, json_t *s, int id, int depth);
+
 static int compile_into(compiler *c, json_t *s, int id, int depth) {
+    lfm2c_error saved = *c->err;
+    int r = compile_into_inner(c, s, id, depth);
+    bool empty = r < 0 && c->unsat && depth > 0;
+    c->unsat = false;
+    if (!empty) return r;
+    gnode *n = &c->g->nodes[id]; /* a part that admits nothing */
+    for (int k = 0; k < n->n_enum; k++) free(n->enums[k].s);
+    n->n_enum = 0;
+    n->n_any = 0;
+    n->types = n->stypes = 0;
+    *c->err = saved;
+    return id;
+}
+
+static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
     if (depth > MAX_SCHEMA_DEPTH) return fail(c, "schema nested deeper than %d", MAX_SCHEMA_DEPTH);
     if (json_is_true(s) || (json_is_object(s) && only_annotations(s, ""))) return id; /* any value */
-    if (json_is_false(s)) return fail(c, "schema 'false' admits no value");
+    if (json_is_false(s)) return unsat(c, "schema 'false' admits no value");
     if (!json_is_object(s)) return fail(c, "schema must be an object");
-    static const char *unsupported[] = {"not", "if", "then", "else", "dependentRequired", "dependentSchemas",
-        "dependencies", "minContains", "maxContains", "minProperties", "maxProperties",
+    json_t *cif = json_object_get(s, "if");
+    if (cif) { /* the values written take one branch: 'if' and 'then' merged in, else 'not if' and 'else' */
+        json_t *base = without(s, "if"), *thn = json_object_get(s, "then"), *els = json_object_get(s, "else");
+        json_object_del(base, "then");
+        json_object_del(base, "else");
+        json_t *m = json_pack("{s:[O,O,O]}", "allOf", base, cif, thn ? thn : json_true());
+        lfm2c_error saved = *c->err;
+        int a = compile(c, m, depth + 1);
+        json_decref(m);
+        if (a < 0) *c->err = saved;
+        m = json_pack("{s:[O,O],s:O}", "allOf", base, els ? els : json_true(), "not", cif);
+        int b = compile(c, m, depth + 1);
+        json_decref(m);
+        json_decref(base);
+        if (b < 0 && a >= 0) *c->err = saved;
+        if (a < 0 && b < 0) return -1;
+        int *alts = malloc(2 * sizeof *alts), n = 0;
+        if (!alts) return oom(c);
+        if (a >= 0) alts[n++] = a;
+        if (b >= 0) alts[n++] = b;
+        c->g->nodes[id].any = alts;
+        c->g->nodes[id].n_any = n;
+        return id;
+    }
+    static const char *unsupported[] = {"minContains", "maxContains",
         "unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef", NULL};
     for (int i = 0; unsupported[i]; i++)
         if (json_object_get(s, unsupported[i]))
@@ -1405,10 +1983,22 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
         json_decref(m);
         return r ? -1 : id;
     }
+    json_t *nt = json_object_get(s, "not");
+    if (nt) { /* enforced after compilation (check_not) */
+        int x = compile(c, nt, depth + 1);
+        if (x < 0) return -1;
+        c->g->nodes[id].not_node = x;
+    }
     json_t *any = json_object_get(s, "anyOf");
     if (!any) any = json_object_get(s, "oneOf");
-    if (any && json_object_get(s, "anyOf") && json_object_get(s, "oneOf"))
-        return fail(c, "both 'anyOf' and 'oneOf' in one schema are not supported");
+    if (any && json_object_get(s, "anyOf") && json_object_get(s, "oneOf")) { /* anyOf A, oneOf B: A distributed over B */
+        json_t *m = without(s, "anyOf");
+        json_object_del(m, "oneOf");
+        json_object_set_new(m, "anyOf", distribute(json_object_get(s, "anyOf"), "oneOf", json_object_get(s, "oneOf")));
+        int r = compile_into(c, m, id, depth + 1);
+        json_decref(m);
+        return r;
+    }
     json_t *nullable = json_object_get(s, "nullable");
     if (any || json_is_true(nullable)) {
         if (any && (!json_is_array(any) || json_array_size(any) == 0 || json_array_size(any) > 64))
@@ -1439,6 +2029,7 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
         if (r) { free(alts); return -1; }
         N.any = alts;
         N.n_any = n;
+        N.one_of = json_object_get(s, "oneOf") != NULL;
         return id;
     }
     json_t *type = json_object_get(s, "type");
@@ -1472,19 +2063,17 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
     }
     if (types & T_NUM) types |= T_INT;
     N.types = types;
+    N.stypes = type ? types : T_ALL;
 
     json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
-    if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM))
-        return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM);
-    if (en || cn) {
-        int n = cn ? 1 : (int)json_array_size(en);
-        if (!(N.enums = calloc((size_t)n, sizeof(gstr)))) return oom(c);
-        for (int i = 0; i < n; i++) {
-            if (canonical(c, cn ? cn : json_array_get(en, (size_t)i), &N.enums[N.n_enum])) return -1;
-            N.n_enum++;
-        }
-        return id; /* the values themselves are the constraint (sibling keywords: see notes) */
+    if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM_VALUES))
+        return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM_VALUES);
+    if (cn && en) { /* both: the const, if the enum holds it */
+        bool in = false;
+        for (size_t i = 0; i < json_array_size(en) && !in; i++) in = json_equal(json_array_get(en, i), cn);
+        if (!in) return unsat(c, "'const' is not among the 'enum' values");
     }
+    if (en || cn) return compile_enum(c, s, id, cn ? NULL : en, cn, depth);
     if ((types & (T_INT | T_NUM)) && compile_numeric(c, s, id)) return -1;
     if ((types & T_STR) && compile_string(c, s, id)) return -1;
     if ((types & T_OBJ) && compile_object(c, s, id, depth)) return -1;
@@ -1493,11 +2082,368 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
     return id;
 }
 
+static uint64_t all_bits_of(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
+
+static int item_node_of(const gnode *n, int i) { return i < n->n_prefix ? n->prefix[i] : n->items; }
+
+static int prop_index(const gnode *n, const gstr *key) {
+    for (int p = 0; p < n->n_props; p++)
+        if (n->keys[p].n == key->n && !memcmp(n->keys[p].s, key->s, (size_t)key->n)) return p;
+    return -1;
+}
+
+/* ---- oneOf: exactly one alternative -------------------------------------------------------- *
+ * The automaton accepts a value when some alternative does; oneOf also needs every other
+ * alternative to refuse it. After compilation each oneOf is checked pair by pair: no value the
+ * automaton generates from alternative i may validate against the schema of alternative j. The
+ * test is conservative (types, enum values, numeric ranges, lengths, pattern languages, required
+ * and forbidden keys, discriminating properties); where it fails, i is narrowed when that is
+ * enough (an optional key j requires is never generated in i; a type j admits is dropped from
+ * i), else the schema is refused naming 'oneOf'. */
+
+/* The kind (T_NULL, T_BOOL, T_NUM for every number, T_STR, T_ARR, T_OBJ) of a value's JSON text. */
+static int text_kind(const gstr *t) {
+    switch (t->s[0]) {
+    case 'n': case 'N': return T_NULL;
+    case 't': case 'f': case 'T': case 'F': return T_BOOL;
+    case '"': return T_STR;
+    case '[': return T_ARR;
+    case '{': return T_OBJ;
+    }
+    return T_NUM;
+}
+
+static int kinds(int types) { return (types & ~T_INT) | (types & T_INT ? T_NUM : 0); }
+
+/* Kinds of the values node n generates (a union: its alternatives'). */
+static int gen_kinds(const grammar *g, int node, int depth) {
+    const gnode *n = &g->nodes[node];
+    if (depth > 16) return T_ALL;
+    if (n->n_any) {
+        int k = 0;
+        for (int i = 0; i < n->n_any; i++) if (!(n->dropped >> i & 1)) k |= gen_kinds(g, n->any[i], depth + 1);
+        return k;
+    }
+    if (n->n_enum) {
+        int k = 0;
+        for (int i = 0; i < n->n_enum; i++) k |= text_kind(&n->enums[i]);
+        return k;
+    }
+    return kinds(n->types);
+}
+
+/* Is the automaton of node n exact for values of kind k (accepts every valid text it could
+ * meet), so that its refusal proves a value invalid against the schema? */
+static bool exact_for(const gnode *n, int k) {
+    if (n->n_any || n->narrowed) return false;
+    if (k == T_NULL || k == T_BOOL) return true;
+    if (k == T_NUM) return true;
+    if (k == T_STR) return !n->rx || n->rx == n->srx;
+    return false;
+}
+
+static bool excl(const grammar *g, int a, int b, int depth);
+
+/* Kind k: no value node a generates validates against b (both plain nodes, b's kinds include k). */
+static bool excl_kind(const grammar *g, int a, int b, int k, int depth) {
+    const gnode *A = &g->nodes[a], *B = &g->nodes[b];
+    if (A->n_enum) { /* every generated value of kind k is refused by b's exact automaton */
+        if (!exact_for(B, k)) return false;
+        for (int i = 0; i < A->n_enum; i++)
+            if (text_kind(&A->enums[i]) == k && node_accepts(g, b, A->enums[i].s, (size_t)A->enums[i].n)) return false;
+        return true;
+    }
+    if (B->n_enum) { /* a generates none of b's values of kind k */
+        if (k == T_OBJ || k == T_ARR) return false;
+        for (int i = 0; i < B->n_enum; i++)
+            if (text_kind(&B->enums[i]) == k && node_accepts(g, a, B->enums[i].s, (size_t)B->enums[i].n)) return false;
+        return true;
+    }
+    switch (k) {
+    case T_NUM: {
+        bool aint = !(A->types & T_NUM);
+        double alo = aint ? (double)A->ilo : A->lo, ahi = aint ? (double)A->ihi : A->hi;
+        bool alx = !aint && A->lo_ex, ahx = !aint && A->hi_ex;
+        if (ahi < B->lo || (ahi == B->lo && (ahx || B->lo_ex))) return true;
+        if (alo > B->hi || (alo == B->hi && (alx || B->hi_ex))) return true;
+        /* b admits only integers, a only numbers with a fraction: never, a writes integers too */
+        return false;
+    }
+    case T_STR:
+        if (A->max_len >= 0 && B->min_len > A->max_len) return true;
+        if (B->max_len >= 0 && A->min_len > B->max_len) return true;
+        if (A->rx && B->srx) {
+            rxbudget *bud = (rxbudget *)&g->budget; /* compile time only */
+            rdfa *p = dfa_product(A->rx, B->srx, bud);
+            if (!p) return bud->left >= 0;
+            dfa_free(p);
+        }
+        return false;
+    case T_ARR: {
+        if (B->max_items >= 0 && A->min_items > B->max_items) return true;
+        if (A->max_items >= 0 && B->min_items > A->max_items) return true;
+        for (int i = 0; i < A->min_items && i < 4; i++) { /* an item a always writes that b refuses */
+            int ia = item_node_of(A, i), ib = item_node_of(B, i);
+            if (ia >= 0 && ib < 0) return true;
+            if (ia >= 0 && ib >= 0 && excl(g, ia, ib, depth + 1)) return true;
+        }
+        return false;
+    }
+    case T_OBJ: {
+        for (int r = 0; r < B->n_props; r++) {
+            if (!(B->sreq >> r & 1)) continue;
+            int ka = prop_index(A, &B->keys[r]);
+            bool gen = ka >= 0 ? !(A->banned >> ka & 1) : A->additional >= 0;
+            if (!gen) return true; /* b requires a key a never writes */
+            if (ka >= 0 && (A->required >> ka & 1) && excl(g, A->prop_node[ka], B->prop_node[r], depth + 1)) return true;
+        }
+        for (int p = 0; p < A->n_props; p++) {
+            if (!(A->required >> p & 1)) continue;
+            int kb = prop_index(B, &A->keys[p]);
+            if (kb < 0 && B->add_false) return true; /* a always writes a key b forbids */
+            if (kb >= 0 && excl(g, A->prop_node[p], B->prop_node[kb], depth + 1)) return true;
+        }
+        return false;
+    }
+    }
+    return false;
+}
+
+static bool excl(const grammar *g, int a, int b, int depth) {
+    if (depth > 12) return false;
+    const gnode *A = &g->nodes[a], *B = &g->nodes[b];
+    if (A->n_any) {
+        for (int i = 0; i < A->n_any; i++) if (!(A->dropped >> i & 1) && !excl(g, A->any[i], b, depth + 1)) return false;
+        return true;
+    }
+    if (B->n_any) {
+        for (int i = 0; i < B->n_any; i++) if (!excl(g, a, B->any[i], depth + 1)) return false;
+        return true;
+    }
+    int common = gen_kinds(g, a, 0) & (B->n_enum ? gen_kinds(g, b, 0) : kinds(B->stypes));
+    for (int k = 1; k < T_ALL; k <<= 1)
+        if ((common & k) && k != T_INT && !excl_kind(g, a, b, k, depth)) return false;
+    return true;
+}
+
+/* Narrows a (not a union) so that it excludes b where one cheap step can: drops the kinds b
+ * admits that a need not produce; bans an optional key that b requires, or requires a key
+ * whose value b refuses or that b forbids; keeps a's strings out of b's pattern. */
+static void narrow_for(grammar *g, int a, int b) {
+    gnode *A = &g->nodes[a];
+    const gnode *B = &g->nodes[b];
+    if (A->n_any || A->n_enum || B->n_any) return;
+    int bk = B->n_enum ? gen_kinds(g, b, 0) : kinds(B->stypes);
+    for (int k = 1; k < T_ALL; k <<= 1) {
+        int bits = k == T_NUM ? (T_INT | T_NUM) : k;
+        if (k == T_INT || !(kinds(A->types) & k) || !(bk & k) || excl_kind(g, a, b, k, 0)) continue;
+        if (k == T_STR && B->srx && !B->n_enum) { /* a's strings outside b's pattern */
+            rdfa *nb = dfa_complement(B->srx, &g->budget), *r = NULL;
+            if (nb) r = A->rx ? dfa_product(A->rx, nb, &g->budget) : nb;
+            if (r && r != nb) dfa_free(nb);
+            if (r) {
+                if (A->rx != A->srx) dfa_free(A->rx);
+                A->rx = r;
+                A->rx_exact = false;
+                A->narrowed = true;
+                continue;
+            }
+        }
+        if (A->types & ~bits) { A->types &= ~bits; A->narrowed = true; }
+    }
+    if (!(A->types & T_OBJ) || excl_kind(g, a, b, T_OBJ, 0)) return;
+    for (int r = 0; r < B->n_props && A->additional < 0; r++) { /* never write a key b requires */
+        int ka = (B->sreq >> r & 1) ? prop_index(A, &B->keys[r]) : -1;
+        if (ka >= 0 && !(A->required >> ka & 1)) { A->banned |= 1ull << ka; A->narrowed = true; return; }
+    }
+    for (int p = 0; p < A->n_props; p++) { /* always write a key b refuses or forbids */
+        if ((A->required | A->banned) >> p & 1 || !g->finite[A->prop_node[p]]) continue;
+        int kb = prop_index(B, &A->keys[p]);
+        if ((kb < 0 && B->add_false) || (kb >= 0 && excl(g, A->prop_node[p], B->prop_node[kb], 1))) {
+            A->required |= 1ull << p;
+            A->narrowed = true;
+            return;
+        }
+    }
+}
+
+/* ---- finite values ---- *
+ * A node is finite when the automaton can finish a value from it: a recursion that every
+ * instance must take again (a required property, a minimum of items, ...) has none. Found as
+ * a least fixpoint; then what is not finite is never generated (an optional property banned,
+ * an alternative dropped, a type removed, items cut), so no prefix leads into a dead end. */
+static bool part_finite(const grammar *g, const gnode *n, int t) {
+    const unsigned char *fin = g->finite;
+    switch (t) {
+    case T_STR:
+        return !(n->rx && n->max_len >= 0 && n->rx->dist[0] > n->max_len);
+    case T_ARR:
+        for (int i = 0; i < n->min_items; i++) {
+            int it = item_node_of(n, i);
+            if (it < 0 || !fin[it]) return false;
+            if (i >= n->n_prefix) break; /* the same node from here on */
+        }
+        return true;
+    case T_OBJ: {
+        if (n->required & n->banned) return false;
+        int writable = 0;
+        for (int p = 0; p < n->n_props; p++) {
+            if ((n->required >> p & 1) && !fin[n->prop_node[p]]) return false;
+            writable += !(n->banned >> p & 1) && fin[n->prop_node[p]];
+        }
+        return n->min_props <= writable; /* minProperties counts declared keys */
+    }
+    }
+    return true;
+}
+
+static bool node_finite(const grammar *g, const gnode *n) {
+    if (n->n_enum) return true;
+    if (n->n_any) {
+        for (int i = 0; i < n->n_any; i++) if (!(n->dropped >> i & 1) && g->finite[n->any[i]]) return true;
+        return false;
+    }
+    for (int t = 1; t < T_ALL; t <<= 1)
+        if ((n->types & t) && part_finite(g, n, t)) return true;
+    return false;
+}
+
+/* The fewest frames a value of a node needs (1 while the table is not computed yet). */
+static int mind_of(const grammar *g, int node) { return g->mind ? g->mind[node] : 1; }
+
+/* The fewest frames a value of type part t of node n needs (objects and arrays: their own frame
+ * and their deepest required member), from the current g->mind. */
+static int part_depth(const grammar *g, const gnode *n, int t) {
+    int d = 0;
+    if (t == T_OBJ) {
+        int opt = 255;
+        for (int p = 0; p < n->n_props; p++) {
+            int m = mind_of(g, n->prop_node[p]);
+            if ((n->required >> p & 1) && m > d) d = m;
+            if (!((n->required | n->banned) >> p & 1) && m < opt) opt = m;
+        }
+        if (n->min_props > __builtin_popcountll(n->required) && opt > d) d = opt; /* roughly: one more key */
+    } else if (t == T_ARR) {
+        for (int i = 0; i < n->min_items; i++) {
+            int it = item_node_of(n, i);
+            if (it >= 0 && mind_of(g, it) > d) d = mind_of(g, it);
+            if (i >= n->n_prefix) break;
+        }
+    }
+    return d + 1 > 255 ? 255 : d + 1;
+}
+
+static int node_depth(const grammar *g, const gnode *n) {
+    int best = 255;
+    if (n->n_enum) return 1;
+    if (n->n_any) {
+        for (int i = 0; i < n->n_any; i++)
+            if (!(n->dropped >> i & 1) && mind_of(g, n->any[i]) < best) best = mind_of(g, n->any[i]);
+        return best;
+    }
+    for (int t = 1; t < T_ALL; t <<= 1)
+        if (n->types & t) { int d = part_depth(g, n, t); if (d < best) best = d; }
+    return best;
+}
+
+/* g->mind by relaxation; the automaton then opens only what fits in GRAMMAR_MAX_DEPTH frames. */
+static int min_depths(compiler *c, int root) {
+    grammar *g = c->g;
+    free(g->mind);
+    if (!(g->mind = malloc((size_t)g->n_nodes + 1))) return oom(c);
+    memset(g->mind, 255, (size_t)g->n_nodes + 1);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < g->n_nodes; i++) {
+            int d = node_depth(g, &g->nodes[i]);
+            if (d < g->mind[i]) { g->mind[i] = (unsigned char)d; changed = true; }
+        }
+    }
+    if (root >= 0 && g->mind[root] > GRAMMAR_MAX_DEPTH)
+        return fail(c, "the schema requires values nested deeper than %d levels", GRAMMAR_MAX_DEPTH);
+    return 0;
+}
+
+/* Computes g->finite and prunes what is not; -1 (and a message) when the root is not. */
+static int prune_infinite(compiler *c, int root) {
+    grammar *g = c->g;
+    free(g->finite);
+    if (!(g->finite = calloc((size_t)g->n_nodes + 1, 1))) return oom(c);
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (int i = 0; i < g->n_nodes; i++)
+            if (!g->finite[i] && node_finite(g, &g->nodes[i])) { g->finite[i] = 1; changed = true; }
+    }
+    if (root >= 0 && !g->finite[root] && c->not_dropped)
+        return fail(c, "schema keyword 'not' cannot be enforced (the values written might match it)");
+    if (root >= 0 && !g->finite[root])
+        return fail(c, "the schema admits no finite value (a recursion through required properties, 'minItems' or 'anyOf' never ends)");
+    for (int i = 0; i < g->n_nodes; i++) {
+        gnode *n = &g->nodes[i];
+        if (!g->finite[i]) continue;
+        for (int a = 0; a < n->n_any; a++) if (!g->finite[n->any[a]]) n->dropped |= 1ull << a;
+        if (n->n_any || n->n_enum) continue;
+        for (int t = 1; t < T_ALL; t <<= 1) {
+            int bits = t == T_NUM ? T_NUM : t;
+            if ((n->types & t) && !part_finite(g, n, t) && (n->types & ~bits)) n->types &= ~bits;
+        }
+        for (int p = 0; p < n->n_props; p++)
+            if (!(n->required >> p & 1) && !g->finite[n->prop_node[p]]) n->banned |= 1ull << p;
+        if (n->additional > 0 && !g->finite[n->additional]) n->additional = -1;
+        for (int k = n->min_items > 0 ? n->min_items : 0; k < n->n_prefix + 1; k++) {
+            int it = item_node_of(n, k);
+            if (it >= 0 && !g->finite[it]) { if (n->cut_items < 0 || k < n->cut_items) n->cut_items = k; break; }
+        }
+    }
+    return min_depths(c, root);
+}
+
+static int check_one_of(compiler *c) {
+    grammar *g = c->g;
+    for (int id = 0; id < g->n_nodes; id++) {
+        gnode *n = &g->nodes[id];
+        if (!n->one_of) continue;
+        for (int i = 0; i < n->n_any; i++)
+            for (int j = 0; j < n->n_any; j++) {
+                if (i == j || excl(g, n->any[i], n->any[j], 0)) continue;
+                narrow_for(g, n->any[i], n->any[j]);
+                if (excl(g, n->any[i], n->any[j], 0)) continue;
+                n->dropped |= 1ull << i; /* i cannot be kept out of j: never generate it */
+                break;
+            }
+        if (n->dropped == all_bits_of(n->n_any))
+            return fail(c, "'oneOf': no alternative can be generated so that exactly one matches");
+    }
+    return 0;
+}
+
+/* 'not': no value generated from the node may validate against the 'not' schema (the same
+ * exclusion as oneOf's, with the same narrowing); else the schema is refused naming 'not'. */
+static int check_not(compiler *c, int root) {
+    grammar *g = c->g;
+    for (int id = 0; id < g->n_nodes; id++) {
+        int x = g->nodes[id].not_node;
+        if (x < 0 || excl(g, id, x, 0)) continue;
+        narrow_for(g, id, x);
+        if (excl(g, id, x, 0)) continue;
+        if (id == root)
+            return fail(c, "schema keyword 'not' cannot be enforced here (the values written might match it)");
+        gnode *n = &g->nodes[id]; /* never generated (at the root, the error names 'not') */
+        n->types = 0;
+        n->n_any = 0;
+        for (int k = 0; k < n->n_enum; k++) free(n->enums[k].s);
+        n->n_enum = 0;
+        c->not_dropped = true;
+    }
+    return 0;
+}
+
 static grammar *grammar_alloc(compiler *c) {
     grammar *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     pthread_mutex_init(&g->cache_mu, NULL);
     c->g = g;
+    g->budget.left = RX_BUDGET;
     if (new_node(c) != 0) { free(g); return NULL; } /* node 0: any value */
     return g;
 }
@@ -1522,17 +2468,60 @@ static void message_to_buffer(const lfm2c_error *e, char *buf, size_t cap) {
     if (e->code && buf && cap) snprintf(buf, cap, "%s", e->msg);
 }
 
-static grammar *schema_grammar(const char *schema_json, lfm2c_error *err) {
+/* A copy of JSON text (n bytes, NUL-terminated copy) whose integer literals past 18 digits read as
+ * reals ("...0" -> "...0.0"): JSON has no integer size limit, jansson's integers are 64-bit. NULL
+ * when out of memory. */
+char *grammar_json_widen_big_ints(const char *t, size_t n) {
+    size_t cap = n + n / 8 + 16, o = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    bool str = false;
+    for (size_t i = 0; i < n;) {
+        char ch = t[i];
+        if (str) {
+            out[o++] = ch;
+            if (ch == '\\' && i + 1 < n) out[o++] = t[++i];
+            else if (ch == '"') str = false;
+            i++;
+            continue;
+        }
+        if (ch == '"') { str = true; out[o++] = ch; i++; continue; }
+        if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            size_t j = i + (ch == '-'), digits = 0;
+            while (j < n && t[j] >= '0' && t[j] <= '9') j++, digits++;
+            memcpy(out + o, t + i, j - i);
+            o += j - i;
+            bool integer = j >= n || (t[j] != '.' && t[j] != 'e' && t[j] != 'E');
+            if (integer && digits > 18) { out[o++] = '.'; out[o++] = '0'; } /* 2 more per 19+ bytes */
+            i = j;
+            continue;
+        }
+        out[o++] = ch;
+        i++;
+    }
+    out[o] = 0;
+    return out;
+}
+
+static grammar *schema_grammar(const char *schema_json, const volatile bool *cancel, lfm2c_error *err) {
     compiler *c = compiler_new(err);
     if (!c) return NULL;
     json_error_t je;
     json_t *s = json_loads(schema_json, JSON_DECODE_ANY, &je);
+    if (!s && strstr(je.text, "too big integer")) {
+        char *w = grammar_json_widen_big_ints(schema_json, strlen(schema_json));
+        if (w) s = json_loads(w, JSON_DECODE_ANY, &je);
+        free(w);
+    }
     grammar *g = NULL;
     if (!s) fail(c, "schema is not valid JSON: %s", je.text);
     else if (!(g = grammar_alloc(c))) oom(c);
     else {
+        g->budget.cancel = cancel;
         c->root = s;
         g->root = compile(c, s, 0);
+        if (g->root >= 0 && (prune_infinite(c, g->root) || check_one_of(c) || check_not(c, g->root) || prune_infinite(c, g->root)))
+            g->root = -1;
         if (g->root < 0) { grammar_free(g); g = NULL; }
     }
     json_decref(s);
@@ -1548,6 +2537,7 @@ grammar *grammar_any_object(void) {
     g->root = new_node(&c);
     if (g->root < 0) { grammar_free(g); return NULL; }
     g->nodes[g->root].types = T_OBJ;
+    if (prune_infinite(&c, g->root)) { grammar_free(g); return NULL; }
     return g;
 }
 
@@ -1599,6 +2589,9 @@ static grammar *tool_calls_grammar(const char *tools_json, const char *only_name
         g->func_node[g->n_funcs++] = node;
     }
     if (!g->n_funcs) { fail(c, "no function named '%s' in 'tools'", only_name ? only_name : ""); goto bad; }
+    if (prune_infinite(c, -1) || check_one_of(c) || check_not(c, -1) || prune_infinite(c, -1)) goto bad;
+    for (int f = 0; f < g->n_funcs; f++)
+        if (!g->finite[g->func_node[f]]) { fail(c, "tool '%s': the parameters admit no finite value", g->func_names[f].s); goto bad; }
     json_decref(tools);
     refs_clear(c);
     free(c);
@@ -1612,8 +2605,12 @@ bad:
 }
 
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap) {
+    return grammar_from_schema_cancel(schema_json, NULL, err, errcap);
+}
+
+grammar *grammar_from_schema_cancel(const char *schema_json, const volatile bool *cancel, char *err, size_t errcap) {
     lfm2c_error e = {0};
-    grammar *g = schema_grammar(schema_json, &e);
+    grammar *g = schema_grammar(schema_json, cancel, &e);
     message_to_buffer(&e, err, errcap);
     return g;
 }
@@ -1636,6 +2633,7 @@ void grammar_free(grammar *g) {
         free(n->prop_node);
         free(n->prefix);
         free(n->any);
+        if (n->srx != n->rx) dfa_free(n->srx);
         dfa_free(n->rx);
     }
     for (int i = 0; i < g->n_cache; i++) free(g->cache[i].toks);
@@ -1644,6 +2642,8 @@ void grammar_free(grammar *g) {
     for (int i = 0; i < g->n_funcs; i++) free(g->func_names[i].s);
     free(g->func_names);
     free(g->func_node);
+    free(g->finite);
+    free(g->mind);
     free(g->nodes);
     free(g);
 }
@@ -1752,10 +2752,15 @@ static bool num_in(const gnode *n, double v) {
     return true;
 }
 
+/* Significant digits of a bounded number: 15, so the text and the double agree; 6 under a
+ * multipleOf of 10^-d, so that a validator's float division value / 10^-d stays within 1e-9 of
+ * an integer. */
+static int num_digits(const gnode *n) { return n->frac_max >= 0 ? 6 : 15; }
+
 /* Bounded number prefix: mantissa M with f decimals (frac: '.' seen), digits used. The values
  * it can still become form [a, b) (mirrored when negative); with no digits left, only a. */
 static bool num_viable(const gnode *n, bool neg, uint64_t M, int f, bool frac, int digits) {
-    int left = 15 - digits;
+    int left = num_digits(n) - digits;
     if (frac && n->frac_max >= 0 && f >= n->frac_max) left = 0;
     if (!frac && M == 0) { /* a leading zero: 0 or 0.xxx */
         if (num_in(n, 0)) return true;
@@ -1810,12 +2815,12 @@ static int step_num(const gnode *n, grammar_frame *f, unsigned char b) {
         if (integer) {
             if (digits > 16 || !int_viable(n, f->cur, M, digits)) return R_REJECT;
         } else {
-            if (digits > 15 || !num_viable(n, f->cur, M, dec, np == N_FRAC, digits)) return R_REJECT;
+            if (digits > num_digits(n) || !num_viable(n, f->cur, M, dec, np == N_FRAC, digits)) return R_REJECT;
         }
         f->seen = M;
         f->cand = (uint64_t)digits;
         f->pos = (uint16_t)dec;
-    } else if (np == N_DOT && (f->cand >= 15 || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
+    } else if (np == N_DOT && ((int)f->cand >= num_digits(n) || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
         return R_REJECT;
     }
     f->phase = (uint8_t)np;
@@ -1853,6 +2858,17 @@ static bool str_char(const gnode *n, grammar_frame *f, uint32_t cp) {
     return true;
 }
 
+/* Can a code point in [lo, hi] come next in a pattern string, leaving room under maxLength for
+ * the shortest way on to a match? */
+static bool rx_can_take(const gnode *n, const grammar_frame *f, uint32_t lo, uint32_t hi) {
+    const rdfa *d = n->rx;
+    if (n->max_len < 0) return dfa_any(d, (int)f->seen, lo, hi);
+    for (int e = d->first[f->seen]; e < d->first[f->seen + 1]; e++)
+        if (d->edges[e].hi >= lo && d->edges[e].lo <= hi && (long)f->count + 1 + d->dist[d->edges[e].to] <= n->max_len)
+            return true;
+    return false;
+}
+
 /* The string frame: phase, count (code points), aux (bytes still to come in a UTF-8 sequence or
  * hex digits), seen (DFA state), cand (code point bits so far), pos (the next UTF-8 byte's
  * range: lo | hi << 8). */
@@ -1873,7 +2889,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
                 bool any = false;
                 for (int i = 0; E[i] && !any; i++) {
                     uint32_t cp = esc_cp((unsigned char)E[i], g->python);
-                    any = cp != 0xFFFFFFFF && dfa_next(n->rx, (int)f->seen, cp) >= 0;
+                    any = cp != 0xFFFFFFFF && rx_can_take(n, f, cp, cp);
                 }
                 if (!any) return R_REJECT;
             }
@@ -1894,7 +2910,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
             if (b == 0xf0) { nlo = 0x90; lo = 0x10000; }
             if (b == 0xf4) { nhi = 0x8f; hi = 0x10ffff; }
         } else return R_REJECT;
-        if (n->rx && !dfa_any(n->rx, (int)f->seen, lo, hi)) return R_REJECT;
+        if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
         f->phase = S_UTF8;
         f->aux = (uint8_t)more;
         f->cand = b & (more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07);
@@ -1909,7 +2925,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
             f->phase = S_CHAR;
         } else {
             uint32_t lo = (uint32_t)(c << (6 * rem)), hi = lo | ((1u << (6 * rem)) - 1);
-            if (n->rx && !dfa_any(n->rx, (int)f->seen, lo, hi)) return R_REJECT;
+            if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
             f->cand = c;
             f->aux = (uint8_t)rem;
             f->pos = 0x80 | 0xbf << 8;
@@ -1952,8 +2968,9 @@ static int start_value(const grammar *g, const grammar_stack *st, grammar_frame 
         return f->cand ? R_AGAIN : R_REJECT;
     }
     const char *const *lit = g->python ? LIT_PY : LIT_JSON;
-    if (b == '{' && (n->types & T_OBJ)) { f->kind = F_OBJ; f->phase = O_FIRST; f->seen = 0; return R_OK; }
-    if (b == '[' && (n->types & T_ARR)) { f->kind = F_ARR; f->phase = A_FIRST; f->count = 0; f->cand = 0; return R_OK; }
+    int room = GRAMMAR_MAX_DEPTH - st->depth + 1;
+    if (b == '{' && (n->types & T_OBJ) && part_depth(g, n, T_OBJ) <= room) { f->kind = F_OBJ; f->phase = O_FIRST; f->seen = 0; return R_OK; }
+    if (b == '[' && (n->types & T_ARR) && part_depth(g, n, T_ARR) <= room) { f->kind = F_ARR; f->phase = A_FIRST; f->count = 0; f->cand = 0; return R_OK; }
     if (b == '"' && (n->types & T_STR)) {
         f->kind = F_STR; f->phase = S_CHAR; f->count = 0; f->seen = 0; return R_OK;
     }
@@ -2002,9 +3019,11 @@ static bool arr_can_close(const gnode *n, const grammar_frame *f) {
     return !(n->min_items > 0 && (int)f->count < n->min_items);
 }
 
-static bool arr_can_add(const gnode *n, const grammar_frame *f) {
+static bool arr_can_add(const grammar *g, const grammar_stack *st, const gnode *n, const grammar_frame *f) {
     if (n->max_items >= 0 && (int)f->count >= n->max_items) return false;
-    return item_node(n, (int)f->count) >= 0;
+    if (n->cut_items >= 0 && (int)f->count >= n->cut_items) return false;
+    int it = item_node(n, (int)f->count);
+    return it >= 0 && st->depth + mind_of(g, it) <= GRAMMAR_MAX_DEPTH;
 }
 
 /* A literal (null/true/false, or None/True/False in Python mode): the next byte of its text. */
@@ -2034,19 +3053,41 @@ static int step_enum(const grammar *g, grammar_stack *st, grammar_frame *f, cons
     return R_OK;
 }
 
+/* Declared keys that may still be written here: not given yet, not banned, their value fits
+ * in the frames left, and, when maxProperties leaves room only for them, the required ones. */
+static uint64_t obj_keys_left(const grammar *g, const grammar_stack *st, const grammar_frame *f, const gnode *n) {
+    uint64_t left = all_bits(n->n_props) & ~f->seen & ~n->banned, missing = n->required & ~f->seen;
+    for (uint64_t m = left; m; m &= m - 1) {
+        int p = __builtin_ctzll(m);
+        if (st->depth + mind_of(g, n->prop_node[p]) > GRAMMAR_MAX_DEPTH) left &= ~(1ull << p);
+    }
+    if (n->max_props >= 0 && __builtin_popcountll(f->seen) + __builtin_popcountll(missing) >= n->max_props) left &= missing;
+    return left;
+}
+
+static bool obj_free_ok(const grammar *g, const grammar_stack *st, const gnode *n) {
+    return n->additional >= 0 && st->depth + mind_of(g, n->additional) <= GRAMMAR_MAX_DEPTH;
+}
+
+static bool obj_can_close(const grammar_frame *f, const gnode *n) {
+    return !(n->required & ~f->seen) && (n->min_props < 0 || __builtin_popcountll(f->seen) >= n->min_props);
+}
+
 /* After '{' (O_FIRST) or ',' (O_NEXT): an optional space, '}' (only right after '{') or the
  * opening quote of a key that may still come. */
-static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int obj_key_open(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
     if (b == '}' && f->phase == O_FIRST) {
-        if (n->required & ~f->seen) return R_REJECT;
+        if (!obj_can_close(f, n)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
     if (b != '"') return R_REJECT;
-    if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+    uint64_t left = obj_keys_left(g, st, f, n);
+    bool free_ok = obj_free_ok(g, st, n);
+    if (!left && !free_ok) return R_REJECT;
     /* with additional keys allowed, track every declared key to refuse duplicates */
-    f->cand = n->additional < 0 ? all_bits(n->n_props) & ~f->seen : all_bits(n->n_props);
+    f->cand = free_ok ? all_bits(n->n_props) : left;
     f->phase = O_KEY;
     f->pos = 0;
     f->sp = 0;
@@ -2056,18 +3097,19 @@ static int obj_key_open(grammar_stack *st, grammar_frame *f, const gnode *n, uns
 
 /* Inside a key: the closing quote picks the declared key (or an additional one), any other
  * byte narrows the declared keys and follows escapes. */
-static int obj_key_byte(const grammar *g, grammar_frame *f, const gnode *n, unsigned char b) {
+static int obj_key_byte(const grammar *g, const grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    bool free_ok = obj_free_ok(g, st, n);
     if (b == '"' && !f->aux) {
         int k = exact(n->keys, f->cand, f->pos);
-        if (k >= 0 && (f->seen >> k & 1)) return R_REJECT;
-        if (k < 0 && n->additional < 0) return R_REJECT;
+        if (k >= 0 && !(obj_keys_left(g, st, f, n) >> k & 1)) return R_REJECT;
+        if (k < 0 && !free_ok) return R_REJECT;
         f->cur = (int16_t)k;
         f->phase = O_COLON;
         return R_OK;
     }
     if (b < 0x20 || b == 0x7f) return R_REJECT;
     uint64_t c = narrow(n->keys, f->cand, f->pos, b);
-    if (!c && (n->additional < 0 || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
+    if (!c && (!free_ok || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
     /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
     if (!f->aux) { if (b == '\\') f->aux = 1; }
     else if (f->aux == 1) {
@@ -2093,14 +3135,14 @@ static int obj_colon(grammar_stack *st, grammar_frame *f, const gnode *n, unsign
 }
 
 /* After a member's value: '}' once every required key is seen, or ',' if a key may follow. */
-static int obj_after_value(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int obj_after_value(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (b == '}') {
-        if (n->required & ~f->seen) return R_REJECT;
+        if (!obj_can_close(f, n)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
     if (b == ',') {
-        if (!(all_bits(n->n_props) & ~f->seen) && n->additional < 0) return R_REJECT;
+        if (!obj_keys_left(g, st, f, n) && !obj_free_ok(g, st, n)) return R_REJECT;
         f->phase = O_NEXT;
         f->sp = 1;
         return R_OK;
@@ -2111,24 +3153,24 @@ static int obj_after_value(grammar_stack *st, grammar_frame *f, const gnode *n, 
 static int step_obj(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     switch (f->phase) {
     case O_FIRST:
-    case O_NEXT: return obj_key_open(st, f, n, b);
-    case O_KEY: return obj_key_byte(g, f, n, b);
+    case O_NEXT: return obj_key_open(g, st, f, n, b);
+    case O_KEY: return obj_key_byte(g, st, f, n, b);
     case O_COLON: return obj_colon(st, f, n, b);
-    case O_AFTER: return obj_after_value(st, f, n, b);
+    case O_AFTER: return obj_after_value(g, st, f, n, b);
     }
     return R_REJECT;
 }
 
 /* After '[' (A_FIRST) or ',' (A_NEXT): an optional space, ']' (only right after '['), or the
  * first byte of the next item, which goes to the item's new frame (R_AGAIN). */
-static int arr_item_open(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int arr_item_open(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
     if (b == ']' && f->phase == A_FIRST) {
         if (!arr_can_close(n, f)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
-    if (!arr_can_add(n, f)) return R_REJECT;
+    if (!arr_can_add(g, st, n, f)) return R_REJECT;
     f->phase = A_AFTER;
     f->sp = 0;
     if (!push(st, F_VALUE, item_node(n, (int)f->count++), 0)) return R_REJECT;
@@ -2136,14 +3178,14 @@ static int arr_item_open(grammar_stack *st, grammar_frame *f, const gnode *n, un
 }
 
 /* After an item: ']' when enough items were given, ',' when another may come. */
-static int arr_after_item(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int arr_after_item(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     if (b == ']') {
         if (!arr_can_close(n, f)) return R_REJECT;
         st->depth--;
         return R_OK;
     }
     if (b == ',') {
-        if (!arr_can_add(n, f)) return R_REJECT;
+        if (!arr_can_add(g, st, n, f)) return R_REJECT;
         f->phase = A_NEXT;
         f->sp = 1;
         return R_OK;
@@ -2151,11 +3193,11 @@ static int arr_after_item(grammar_stack *st, grammar_frame *f, const gnode *n, u
     return R_REJECT;
 }
 
-static int step_arr(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+static int step_arr(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
     switch (f->phase) {
     case A_FIRST:
-    case A_NEXT: return arr_item_open(st, f, n, b);
-    case A_AFTER: return arr_after_item(st, f, n, b);
+    case A_NEXT: return arr_item_open(g, st, f, n, b);
+    case A_AFTER: return arr_after_item(g, st, f, n, b);
     }
     return R_REJECT;
 }
@@ -2272,7 +3314,7 @@ static int step(const grammar *g, grammar_stack *st, unsigned char b) {
     case F_STR: return step_str(g, st, f, n, b);
     case F_NUM: return step_num(n, f, b);
     case F_OBJ: return step_obj(g, st, f, n, b);
-    case F_ARR: return step_arr(st, f, n, b);
+    case F_ARR: return step_arr(g, st, f, n, b);
     case F_CALLS: return step_calls(g, st, f, b);
     }
     return R_REJECT;
@@ -2306,6 +3348,7 @@ static void run_alt(const grammar *g, grammar_state *out, const grammar_stack *s
             stack_copy(&tmp, s);
             tmp.f[tmp.depth - 1].sp = 0;
             for (int i = 0; i < n->n_any; i++) {
+                if (n->dropped >> i & 1) continue;
                 tmp.f[tmp.depth - 1].node = (uint16_t)n->any[i];
                 run_alt(g, out, &tmp, b, fork_depth + 1);
             }
@@ -2387,14 +3430,33 @@ bool grammar_complete(const grammar *g, const grammar_state *st) {
     return false;
 }
 
+/* Does the automaton started at node accept text as one complete value? */
+static bool node_accepts(const grammar *g, int node, const char *text, size_t len) {
+    grammar_state *st = malloc(sizeof *st);
+    if (!st) return true;
+    st->dead = false;
+    st->n_alt = 1;
+    st->alt[0].depth = 0;
+    push(&st->alt[0], F_VALUE, node, 0);
+    st->depth = 1;
+    bool ok = grammar_accept(g, st, text, len) && grammar_complete(g, st);
+    free(st);
+    return ok;
+}
+
 /* ---- completion ------------------------------------------------------------------------ */
 
 static int first_byte_of_min_value(const grammar *g, int node, int guard) {
     const gnode *n = &g->nodes[node];
     if (n->n_any) {
         if (guard > 8) return '{';
-        int pick = n->any[0];
+        int pick = -1;
+        for (int i = 0; i < n->n_any; i++) { /* the alternative needing the fewest frames */
+            if (n->dropped >> i & 1) continue;
+            if (pick < 0 || mind_of(g, n->any[i]) < mind_of(g, pick)) pick = n->any[i];
+        }
         for (int i = 0; i < n->n_any; i++) {
+            if (n->dropped >> i & 1) continue;
             const gnode *a = &g->nodes[n->any[i]];
             if (!a->n_any && !a->n_enum && (a->types & T_NULL)) { pick = n->any[i]; break; }
         }
@@ -2435,6 +3497,16 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
     }
     case F_NUM: return frame_can_end(g, f) ? -1 : '0';
     case F_STR:
+        if (f->phase == S_ESC && n->rx) { /* the escape whose character gets closest to a match */
+            static const char E[] = "nt\"\\/bfr";
+            int best = 'n', bd = -1;
+            for (int i = 0; E[i]; i++) {
+                uint32_t cp = esc_cp((unsigned char)E[i], g->python);
+                int t = cp == 0xFFFFFFFF ? -1 : dfa_next(n->rx, (int)f->seen, cp);
+                if (t >= 0 && (bd < 0 || n->rx->dist[t] < bd)) { bd = n->rx->dist[t]; best = E[i]; }
+            }
+            return best;
+        }
         if (f->phase == S_ESC) return 'n';
         if (f->phase == S_HEX) return '0';
         if (f->phase == S_UTF8) return f->pos & 0xff;
@@ -2442,28 +3514,30 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
             if (n->rx->accept[f->seen] && (int)f->count >= n->min_len) return '"';
             uint32_t cp = n->rx->next_cp[f->seen];
             if (n->rx->dist[f->seen] == 0) cp = 'a';
-            if (cp == '"' || cp == '\\') return '\\';
+            if (cp == '"' || cp == '\\' || cp < 0x20) return '\\';
             return cp < 0x80 ? (int)cp : cp < 0x800 ? (int)(0xc0 | cp >> 6) : cp < 0x10000 ? (int)(0xe0 | cp >> 12) : (int)(0xf0 | cp >> 18);
         }
         return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
     case F_OBJ: {
-        uint64_t missing = n->required & ~f->seen;
+        bool more = !obj_can_close(f, n);
         switch (f->phase) {
-        case O_FIRST: return missing ? '"' : '}';
+        case O_FIRST: return more ? '"' : '}';
         case O_NEXT: return '"';
         case O_KEY: {
             if (!f->cand && f->aux) return f->aux == 1 ? 'n' : '0';
-            int k = exact(n->keys, f->cand, f->pos);
-            if ((k >= 0 && !(f->seen >> k & 1)) || !f->cand) return '"';
-            k = pick(f->cand & ~f->seen, n->required & ~f->seen);
+            uint64_t left = f->cand & obj_keys_left(g, st, f, n);
+            int k = exact(n->keys, left, f->pos);
+            if (k >= 0 || !f->cand) return '"';
+            k = pick(left, n->required & ~f->seen);
             return k >= 0 && f->pos < n->keys[k].n ? (unsigned char)n->keys[k].s[f->pos] : '"';
         }
         case O_COLON: return ':';
-        default: return missing ? ',' : '}';
+        default: return more ? ',' : '}';
         }
     }
     case F_ARR: {
         bool need = !arr_can_close(n, f);
+        (void)0;
         if (n->unique && need && f->phase != A_AFTER) { /* a value the array does not hold yet */
             int k = pick(all_bits(g->nodes[n->items].n_enum) & ~f->cand, ~0ull);
             return k >= 0 ? (unsigned char)g->nodes[n->items].enums[k].s[0] : ']';
@@ -2522,7 +3596,16 @@ static int complete_one(const grammar *g, grammar_state *st, grammar_state *tmp,
         }
         if (!ok || n + 1 >= cap) return -1;
         out[n++] = (char)b;
-        tmp->n_alt = 1; /* follow one stack */
+        /* follow one stack: the one whose open value needs the fewest frames (a union's
+         * recursive alternatives last) */
+        int best = 0;
+        for (int i = 1; i < tmp->n_alt; i++) {
+            const grammar_stack *x = &tmp->alt[i], *y = &tmp->alt[best];
+            if (x->depth && y->depth && mind_of(g, x->f[x->depth - 1].node) < mind_of(g, y->f[y->depth - 1].node)) best = i;
+        }
+        if (best) stack_copy(&tmp->alt[0], &tmp->alt[best]);
+        tmp->n_alt = 1;
+        tmp->depth = tmp->alt[0].depth;
         state_copy(st, tmp);
         if (grammar_complete(g, st) && st->alt[0].depth == 0) break;
     }

@@ -26,6 +26,9 @@ typedef struct grammar grammar; /* compiled, immutable: share it between request
  * outside core/error.h's convention: inside, the compiler uses an lfm2c_error; these signatures
  * move to `lfm2c_error *err` together with their caller in src/serve/server.c.) */
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap);
+/* The same, given up ("too costly to compile") as soon as *cancel becomes true (the request is
+ * gone). Pattern compilation has a work budget per call either way (see RX_BUDGET). */
+grammar *grammar_from_schema_cancel(const char *schema_json, const volatile bool *cancel, char *err, size_t errcap);
 /* Any JSON object (response_format json_object). */
 grammar *grammar_any_object(void);
 /* LFM2 tool calls: `[name(arg=value, ...), ...]` with Python literals, names and arguments from
@@ -34,6 +37,9 @@ grammar *grammar_any_object(void);
 grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel,
                             char *err, size_t errcap);
 void grammar_free(grammar *g);
+/* JSON text whose integers past 18 digits are written as reals (jansson refuses integers beyond
+ * int64: "too big integer"); a malloc'd NUL-terminated copy, NULL when out of memory. */
+char *grammar_json_widen_big_ints(const char *text, size_t n);
 
 #define GRAMMAR_MAX_DEPTH 32
 

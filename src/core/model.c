@@ -440,6 +440,18 @@ void lfm2c_model_free(lfm2c_model *m) {
 }
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *m) { return &m->info; }
+
+/* general.file_type ids are llama.cpp's llama_ftype values. */
+const char *lfm2c_file_type_name(int file_type) {
+    static const char *const names[] = {
+        [0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0", [9] = "Q5_1",
+        [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M",
+        [16] = "Q5_K_S", [17] = "Q5_K_M", [18] = "Q6_K", [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S",
+        [22] = "IQ3_XS", [23] = "IQ3_XXS", [24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M",
+        [28] = "IQ2_S", [29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M", [32] = "BF16",
+    };
+    return file_type >= 0 && file_type < (int)(sizeof names / sizeof *names) ? names[file_type] : NULL;
+}
 lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *m) {
     lfm2c_decode_profile p = m->prof;
     const threadpool_stats s = threadpool_get_stats(m->pool);

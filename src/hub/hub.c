@@ -148,10 +148,17 @@ static size_t mem_write(char *p, size_t sz, size_t nm, void *ud) {
     return n;
 }
 
+/* Connect timeout (seconds); when the model is cached, the check for a newer revision gets a
+ * short one and no retries, and an unreachable Hub means the cached copy is used at once. */
+#define HUB_CONNECT_S 30L
+#define HUB_CACHED_CONNECT_S 3L
+#define HUB_CACHED_TIMEOUT_S 10L
+
 typedef struct {
     const lfm2c_hub_params *p;
     const char *endpoint, *token;
     int retries, backoff_ms;
+    long connect_s, timeout_s;  /* connect timeout; whole-request limit (0: none) */
 } hub_ctx;
 
 static struct curl_slist *auth_headers(const hub_ctx *h) {
@@ -174,7 +181,8 @@ static void common_opts(CURL *c, const hub_ctx *h, struct curl_slist *hdr) {
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, h->connect_s > 0 ? h->connect_s : HUB_CONNECT_S);
+    if (h->timeout_s > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT, h->timeout_s);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);     /* a stalled transfer is a network error */
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -693,9 +701,13 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     repo_file *fs = NULL;
     int nf = 0;
     char commit[128];
+    /* what the cache already holds: the Hub is only asked whether there is newer */
+    char *cached = resolve_offline(repo_dir, revision, repo, quant, file, NULL);
+    if (cached) h.retries = 0, h.connect_s = HUB_CACHED_CONNECT_S, h.timeout_s = HUB_CACHED_TIMEOUT_S;
     char *url = xstrdup_printf("%s/api/models/%s/revision/%s", endpoint, repo, revision);
     char *body = url ? http_get(&h, url, repo, err) : NULL;
     free(url);
+    h.retries = p->max_retries < 0 ? 0 : p->max_retries ? p->max_retries : 5, h.connect_s = h.timeout_s = 0;
     if (!body) goto done;
     json_t *info = json_loads(body, 0, NULL);
     free(body);
@@ -744,6 +756,19 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     free(ref);
     out = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
 done:
+    if (!out && cached && err && err->code == LFM2C_HUB_E_NET) { /* the Hub cannot be reached: the cache */
+        if (p->notice) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "the Hub cannot be reached (%.300s): using the cached copy; "
+                     "--offline (or HF_HUB_OFFLINE=1) skips this check", err->msg);
+            p->notice(p->progress_user, msg);
+        }
+        out = cached;
+        cached = NULL;
+        err->code = 0;
+        err->msg[0] = 0;
+    }
+    free(cached);
     free_files(fs, nf);
     free(endpoint);
     free(repo_dir);

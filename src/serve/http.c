@@ -36,6 +36,7 @@
  * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
 #include "hub/sha256.h"
+#include "chat/grammar.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -781,6 +782,11 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     if (!mem_charge(q, cost)) return send_no_memory(q);
     json_error_t je;
     json_t *body = q->body ? json_loadb(q->body, q->n_body, 0, &je) : NULL;
+    if (!body && q->body && strstr(je.text, "too big integer")) { /* a schema bound like 2^64: read as a real */
+        char *w = grammar_json_widen_big_ints(q->body, q->n_body);
+        if (w) body = json_loads(w, 0, &je);
+        free(w);
+    }
     bool had_body = q->body != NULL;
     free(q->body); /* not needed past here */
     q->body = NULL;

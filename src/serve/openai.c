@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 /* The error body in the shape of the request's API dialect (OpenAI's by default). */
@@ -46,6 +47,22 @@ static int lora_index(const openai *api, const char *id) {
         if (!strcmp(id, n) || (!strncmp(id, api->alias, na) && id[na] == ':' && !strcmp(id + na + 1, n))) return i;
     }
     return -1;
+}
+
+/* A sampler seed for a request that gives none: 64 bits from the kernel's CSPRNG, so that
+ * identical requests (retries, "regenerate", self-consistency loops) draw different answers;
+ * where getrandom fails, a per-process counter mixed with the clock in nanoseconds. Never 0
+ * (the sampler's "default seed"). */
+static uint64_t fresh_seed(void) {
+    uint64_t x = 0;
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+        static _Atomic uint64_t counter;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + ++counter * 0x9E3779B97F4A7C15ull;
+        x ^= x >> 30, x *= 0xBF58476D1CE4E5B9ull, x ^= x >> 27, x *= 0x94D049BB133111EBull, x ^= x >> 31;
+    }
+    return x ? x : 1;
 }
 
 /* ---- request fields ---------------------------------------------------------------------------- */
@@ -108,7 +125,7 @@ static int parse_common(openai *api, json_t *body, sched_req *r, gen_opts *o, bo
     sp.frequency_penalty = (float)freq;
     sp.repeat_penalty = (float)rep;
     if (seed >= 0) sp.seed = (uint64_t)seed;
-    else sp.seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)r;
+    else sp.seed = fresh_seed();
     r->sampling = sp;
     o->max_tokens = mct > 0 ? mct : mt;
     o->n = (int)n;
@@ -509,6 +526,32 @@ static void guard_json(openai *api, json_t *v) {
     }
 }
 
+/* Ollama's /api/generate 'context': the token ids an earlier answer returned (its prompt and
+ * reply) come before this turn's prompt, whose own BOS is then dropped. */
+static int prepend_context(openai *api, json_t *ctx, sched_req *r, http_err *e) {
+    if (!ctx || json_is_null(ctx) || (json_is_array(ctx) && !json_array_size(ctx))) return 0;
+    size_t n = json_array_size(ctx), i;
+    if (!json_is_array(ctx)) return http_set_err(e, 400, "invalid_type", "context", "'context' must be an array of token ids");
+    if (n >= (size_t)api->n_ctx)
+        return http_set_err(e, 400, "context_length_exceeded", "context", "'context' has %zu tokens; the context holds %d", n, api->n_ctx);
+    int skip = r->n_prompt > 0 && r->prompt[0] == lfm2c_model_get_info(api->model)->bos_id;
+    int32_t *t = malloc((n + (size_t)r->n_prompt) * sizeof *t);
+    if (!t) return http_set_err(e, 500, NULL, NULL, "out of memory");
+    json_t *x;
+    json_array_foreach(ctx, i, x) {
+        if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= api->n_vocab) {
+            free(t);
+            return http_set_err(e, 400, "invalid_value", "context", "context[%zu] is not a token id of this model", i);
+        }
+        t[i] = (int32_t)json_integer_value(x);
+    }
+    memcpy(t + n, r->prompt + skip, (size_t)(r->n_prompt - skip) * sizeof *t);
+    free(r->prompt);
+    r->prompt = t;
+    r->n_prompt = (int)n + r->n_prompt - skip;
+    return 0;
+}
+
 static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     sched_req *r = j->rs[0];
     if (parse_common(api, body, r, &j->o, true, e)) return -1;
@@ -609,6 +652,7 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     r->prompt = lfm2c_tokenize_prompt(api->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
     int rc = r->prompt ? 0 : http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
     free(prompt);
+    if (!rc && j->dl == &dialect_ollama_generate) rc = prepend_context(api, json_object_get(body, "context"), r, e);
     if (rc || fit_context(api, r, &j->o, "messages", e)) return -1;
     return job_expand(api, j, e);
 bad:
@@ -687,6 +731,44 @@ static json_t *completion_prompts(json_t *p, http_err *e) {
     return json_incref(p);
 }
 
+/* The id of a special token written as text, -1 when the model has no such token. */
+static int32_t special_id(openai *api, const char *text) {
+    int n = 0;
+    int32_t *t = lfm2c_tokenize(api->model, text, strlen(text), false, true, &n, NULL);
+    int32_t id = t && n == 1 ? t[0] : -1;
+    free(t);
+    return id;
+}
+
+/* Fill-in-the-middle ('suffix'): the prompt becomes [BOS] <|fim_pre|> prompt <|fim_suf|> suffix
+ * <|fim_mid|> and the answer is the middle; a model without these tokens gets a 400 naming
+ * 'suffix' (never a plain completion that ignores it). */
+static int apply_suffix(openai *api, json_t *suffix, sched_req *r, http_err *e) {
+    int32_t pre = special_id(api, "<|fim_pre|>"), suf = special_id(api, "<|fim_suf|>"), mid = special_id(api, "<|fim_mid|>");
+    if (pre < 0 || suf < 0 || mid < 0)
+        return http_set_err(e, 400, "invalid_value", "suffix", "this model has no fill-in-the-middle tokens: 'suffix' is not supported");
+    const lfm2c_model_info *mi = lfm2c_model_get_info(api->model);
+    int ns = 0;
+    lfm2c_error err = {0};
+    int32_t *st = lfm2c_tokenize(api->model, json_string_value(suffix), json_string_length(suffix), false, true, &ns, &err);
+    if (!st) return http_set_err(e, 400, "invalid_value", "suffix", "cannot tokenize 'suffix': %s", err.msg);
+    int skip = r->n_prompt > 0 && r->prompt[0] == mi->bos_id, bos = mi->add_bos && mi->bos_id >= 0;
+    int32_t *t = malloc(((size_t)r->n_prompt + (size_t)ns + 4) * sizeof *t);
+    if (!t) { free(st); return http_set_err(e, 500, NULL, NULL, "out of memory"); }
+    int k = 0;
+    if (bos) t[k++] = mi->bos_id;
+    t[k++] = pre;
+    for (int i = skip; i < r->n_prompt; i++) t[k++] = r->prompt[i];
+    t[k++] = suf;
+    for (int i = 0; i < ns; i++) t[k++] = st[i];
+    t[k++] = mid;
+    free(st);
+    free(r->prompt);
+    r->prompt = t;
+    r->n_prompt = k;
+    return 0;
+}
+
 static int build_completion(openai *api, json_t *body, job *j, http_err *e) {
     sched_req *b = j->rs[0];
     if (parse_common(api, body, b, &j->o, false, e) || get_bool(body, "echo", &j->o.echo, e)) return -1;
@@ -694,6 +776,13 @@ static int build_completion(openai *api, json_t *body, job *j, http_err *e) {
     if (j->o.max_tokens == 0 && !j->o.echo)
         return http_set_err(e, 400, "invalid_value", "max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo': the prompt's logprobs)");
     b->prompt_logprobs = j->o.echo && j->o.logprobs; /* echo + logprobs: the prompt's too */
+    json_t *suffix = json_object_get(body, "suffix");
+    if (suffix && !json_is_null(suffix) && !json_is_string(suffix))
+        return http_set_err(e, 400, "invalid_type", "suffix", "'suffix' must be a string");
+    if (!json_string_length(suffix)) suffix = NULL;
+    if (suffix && j->o.echo) return http_set_err(e, 400, "invalid_value", "suffix", "'suffix' cannot be used with 'echo'");
+    if (suffix && json_string_length(suffix) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) /* before tokenizing */
+        return http_set_err(e, 400, "context_length_exceeded", "suffix", "'suffix' is far longer than the context of %d tokens", api->n_ctx);
     json_t *prompts = completion_prompts(json_object_get(body, "prompt"), e);
     if (!prompts) return -1;
     size_t np = json_array_size(prompts);
@@ -718,6 +807,7 @@ static int build_completion(openai *api, json_t *body, job *j, http_err *e) {
         sched_req *r = i == 0 ? b : req_clone(api, b, toks, nt);
         if (!r) { free(toks); rc = http_set_err(e, 500, NULL, NULL, "out of memory"); break; }
         if (i == 0) { free(b->prompt); b->prompt = toks; b->n_prompt = nt; } else { free(toks); j->rs[j->n_rs++] = r; }
+        if (suffix && (rc = apply_suffix(api, suffix, r, e))) break;
         if ((rc = fit_context(api, r, &j->o, "prompt", e))) break;
         if (j->o.echo) {
             if (json_is_string(p)) {
@@ -950,7 +1040,7 @@ static dl_server dl_view_of(openai *api, const char *owner) {
 
 static dl_run dl_run_of(const job *j) {
     const sched_req *r = j->rs[0]; /* the dialects ask for one choice */
-    return (dl_run){.n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached, .stop_hit = r->stop_hit,
+    return (dl_run){.prompt = r->prompt, .n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached, .stop_hit = r->stop_hit,
                     .stop_text = r->stop_hit >= 0 && r->stop_hit < r->n_stop ? r->stop[r->stop_hit] : NULL,
                     .t_submit = r->t_submit, .t_first = r->t_first, .t_now = sched_now()};
 }

@@ -60,7 +60,7 @@ typedef struct server_params {
 #define SERVER_MAX_N 16         /* 'n': choices per prompt */
 #define SERVER_MAX_CHOICES 64   /* choices per request (prompts x n) */
 #define SERVER_PROMPT_BYTES_PER_TOKEN 128 /* a rendered prompt longer than n_ctx x this cannot fit */
-#define SERVER_RESPONSES_KEPT 256          /* Responses API conversations kept for previous_response_id */
+#define SERVER_RESPONSES_KEPT 1024         /* Responses API conversations and output items kept (previous_response_id, item_reference) */
 #define SERVER_RESPONSES_BYTES (64u << 20) /* ... and their bytes in all (oldest dropped first) */
 #define SERVER_AUX_PARALLEL 2   /* tokenizer requests, and bodies over 1 MiB, handled at once */
 

@@ -1,7 +1,8 @@
 /* server_anthropic.c — Anthropic's Messages API (POST /v1/messages, /v1/messages/count_tokens)
  * as a dialect of the chat API: 'system' (string or text blocks), messages with text / tool_use /
  * tool_result blocks, tools with input_schema, tool_choice auto/any/tool/none, max_tokens
- * (required), stop_sequences, temperature/top_p/top_k become a chat request; the answer becomes a
+ * (required), stop_sequences, temperature/top_p/top_k, structured output (output_config.format or
+ * output_format: json_schema) become a chat request; the answer becomes a
  * message (text and tool_use blocks, stop_reason end_turn / max_tokens / tool_use /
  * stop_sequence, usage), the stream becomes message_start, content_block_start/delta/stop,
  * message_delta and message_stop, and errors take Anthropic's shape
@@ -169,6 +170,31 @@ bad:
     return NULL;
 }
 
+/* Structured output: output_config.format (or the older top-level output_format), {"type":
+ * "json_schema","schema":{...}}, becomes the chat's response_format (the same constrained
+ * decoding as OpenAI's); any other format is refused naming the field, never dropped. */
+static int map_output_format(json_t *body, json_t *chat, dl_err *e) {
+    json_t *oc = json_object_get(body, "output_config"), *f = NULL;
+    const char *where = "output_config.format";
+    if (oc && !json_is_null(oc)) {
+        if (!json_is_object(oc)) return dl_fail(e, 400, "output_config", "output_config: must be an object");
+        f = json_object_get(oc, "format");
+    }
+    if (!f || json_is_null(f)) {
+        f = json_object_get(body, "output_format");
+        where = "output_format";
+    }
+    if (!f || json_is_null(f)) return 0;
+    const char *type = json_string_value(json_object_get(f, "type"));
+    if (!json_is_object(f) || !type || strcmp(type, "json_schema"))
+        return dl_fail(e, 400, where, "%s: only {\"type\": \"json_schema\", \"schema\": {...}} is supported", where);
+    json_t *schema = json_object_get(f, "schema");
+    if (!json_is_object(schema)) return dl_fail(e, 400, where, "%s.schema: must be an object (a JSON Schema)", where);
+    json_object_set_new(chat, "response_format",
+                        json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name", "output", "schema", schema));
+    return 0;
+}
+
 static json_t *anthropic_count_request(const dl_server *s, json_t *body, dl_err *e) {
     (void)s;
     return translate(body, e);
@@ -193,6 +219,7 @@ static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *
     }
     json_t *chat = translate(body, e);
     if (!chat) return NULL;
+    if (map_output_format(body, chat, e)) { json_decref(chat); return NULL; }
     json_object_set(chat, "max_tokens", mt);
     static const char *same[] = {"temperature", "top_p", "top_k", "stream"};
     for (size_t k = 0; k < sizeof same / sizeof *same; k++) {

@@ -39,6 +39,7 @@ typedef struct dl_server {
 
 /* The generation's figures when a hook runs. */
 typedef struct dl_run {
+    const int32_t *prompt;     /* the prompt's token ids (n_prompt) */
     int n_prompt, n_generated, n_cached;
     int stop_hit;              /* index of the request's stop string that ended it, -1: none */
     const char *stop_text;     /* that string, NULL: none */

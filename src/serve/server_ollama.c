@@ -1,8 +1,8 @@
 /* server_ollama.c — the Ollama API as a dialect of the chat API: /api/chat and /api/generate
  * (NDJSON streaming by default, stream:false, format "json" or a JSON schema, options
  * {temperature, top_k, top_p, min_p, num_predict, stop, seed, num_ctx, repeat_penalty, ...},
- * tools and message.tool_calls with arguments as objects, keep_alive accepted) become chat (or,
- * with raw, completion) requests and their answers Ollama's objects with done_reason and the
+ * tools and message.tool_calls with arguments as objects, keep_alive accepted; /api/generate's
+ * 'context' token ids, in answers and requests) become chat (or, with raw, completion) requests and their answers Ollama's objects with done_reason and the
  * durations in nanoseconds; /api/tags, /api/ps, /api/show (from the GGUF: family, parameter size,
  * quantization, context length, template) and /api/version answer from the model. Errors are
  * {"error":"..."}. */
@@ -18,9 +18,14 @@ typedef struct ol_state {
     char model[200];
     bool generate;             /* /api/generate: "response" instead of "message" */
     bool ended;
+    dl_buf text;               /* /api/generate streamed: the reply so far (for 'context') */
 } ol_state;
 
-static void ol_free(void *p) { free(p); }
+static void ol_free(void *p) {
+    ol_state *st = p;
+    if (st) free(st->text.p);
+    free(st);
+}
 
 static json_t *ol_error(int status, const char *code, const char *param, const char *msg) {
     (void)status, (void)code, (void)param;
@@ -124,17 +129,26 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
         }
         json_t *tools = json_object_get(body, "tools");
         if (tools && !json_is_null(tools)) json_object_set(chat, "tools", tools);
-        json_t *tc = json_object_get(body, "tool_choice"); /* an lfm2c extension (Ollama has none) */
-        if (tc) json_object_set(chat, "tool_choice", tc);
+        /* tool_choice: Ollama has none and ignores it; here it is honoured when there are tools, in
+         * OpenAI's form, a string, or the flat {"type":"function","name":...} clients also send */
+        json_t *tc = json_object_get(body, "tool_choice");
+        if (tc && !json_is_null(tc) && json_array_size(tools)) {
+            json_t *fn = json_object_get(tc, "function"), *name = json_object_get(tc, "name");
+            if (json_is_object(tc) && !fn && json_is_string(name))
+                json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
+            else
+                json_object_set(chat, "tool_choice", tc);
+        }
     } else {
         json_t *sys = json_object_get(body, "system"), *suffix = json_object_get(body, "suffix");
         if (prompt && !json_is_null(prompt) && !json_is_string(prompt)) { dl_fail(e, 400, "prompt", "'prompt' must be a string"); goto bad; }
         if (sys && !json_is_null(sys) && !json_is_string(sys)) { dl_fail(e, 400, "system", "'system' must be a string"); goto bad; }
-        if (json_is_string(suffix) && json_string_length(suffix)) { dl_fail(e, 400, "suffix", "this model does not support insert (suffix)"); goto bad; }
+        if (suffix && !json_is_null(suffix) && !json_is_string(suffix)) { dl_fail(e, 400, "suffix", "'suffix' must be a string"); goto bad; }
+        bool fim = json_string_length(suffix) > 0;
         if (json_array_size(json_object_get(body, "images"))) { dl_fail(e, 400, "images", "images are not supported by this model"); goto bad; }
         json_t *raw = json_object_get(body, "raw");
         if (raw && !json_is_null(raw) && !json_is_boolean(raw)) { dl_fail(e, 400, "raw", "'raw' must be a boolean"); goto bad; }
-        if (!json_is_string(prompt) || !json_string_length(prompt)) {
+        if (!fim && (!json_is_string(prompt) || !json_string_length(prompt))) {
             char t[40];
             dl_iso_time(time(NULL), t, sizeof t);
             e->status = 200;
@@ -142,17 +156,46 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
                                   "done", 1);
             goto bad;
         }
-        if (json_is_true(raw)) {
+        json_t *ctx = json_object_get(body, "context");
+        if (ctx && !json_is_null(ctx) && !json_is_array(ctx)) { dl_fail(e, 400, "context", "'context' must be an array of token ids"); goto bad; }
+        if (fim) { /* insert: a completion with a suffix (fill-in-the-middle), as /v1/completions */
+            if (json_array_size(ctx)) { dl_fail(e, 400, "context", "'context' cannot be used with 'suffix'"); goto bad; }
             *legacy = true;
             json_object_del(chat, "messages");
-            json_object_set(chat, "prompt", prompt);
+            json_object_set_new(chat, "prompt", json_is_string(prompt) ? json_incref(prompt) : json_string(""));
+            json_object_set(chat, "suffix", suffix);
+        } else if (json_is_true(raw)) {
+            *legacy = true;
+            json_object_del(chat, "messages");
+            if (json_array_size(ctx)) { /* the earlier ids, then this prompt's */
+                if (json_string_length(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)s->n_ctx) {
+                    dl_fail(e, 400, "prompt", "the prompt is far longer than the context of %d tokens", s->n_ctx);
+                    goto bad;
+                }
+                int n = 0;
+                lfm2c_error err = {0};
+                int32_t *t = lfm2c_tokenize(s->model, json_string_value(prompt), json_string_length(prompt), false, true, &n, &err);
+                if (!t) { dl_fail(e, 400, "prompt", "cannot tokenize the prompt: %s", err.msg); goto bad; }
+                json_t *ids = json_deep_copy(ctx);
+                for (int i = 0; i < n; i++) json_array_append_new(ids, json_integer(t[i]));
+                free(t);
+                json_object_set_new(chat, "prompt", ids);
+            } else {
+                json_object_set(chat, "prompt", prompt);
+            }
         } else {
+            if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* openai.c puts it before the prompt */
             if (json_is_string(sys) && json_string_length(sys))
                 json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
             json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));
         }
     }
     if (map_options(json_object_get(body, "options"), chat, e) || map_format(json_object_get(body, "format"), chat, e)) goto bad;
+    json_t *tmt = json_object_get(body, "max_tokens"); /* not Ollama's, but clients send it: honoured, not dropped */
+    if (tmt && !json_is_null(tmt) && !json_object_get(chat, "max_tokens")) {
+        if (!json_is_integer(tmt) || json_integer_value(tmt) < 1) { dl_fail(e, 400, "max_tokens", "'max_tokens' must be a positive integer"); goto bad; }
+        json_object_set(chat, "max_tokens", tmt);
+    }
     json_t *stream = json_object_get(body, "stream");
     if (stream && !json_is_null(stream) && !json_is_boolean(stream)) { dl_fail(e, 400, "stream", "'stream' must be a boolean"); goto bad; }
     json_object_set_new(chat, "stream", json_boolean(!json_is_false(stream)));
@@ -189,37 +232,53 @@ static json_t *ol_calls(json_t *calls) {
 
 static json_int_t ns(double s) { return s > 0 ? (json_int_t)(s * 1e9) : 0; }
 
+/* /api/generate's 'context', as Ollama builds it: the prompt's token ids, then the reply's text
+ * tokenized (a later request may send it back to continue from there). */
+static json_t *context_of(const dl_server *s, const dl_run *run, const char *text, size_t n) {
+    json_t *ids = json_array();
+    for (int i = 0; run->prompt && i < run->n_prompt; i++) json_array_append_new(ids, json_integer(run->prompt[i]));
+    int nt = 0;
+    int32_t *t = n ? lfm2c_tokenize(s->model, text, n, false, false, &nt, NULL) : NULL;
+    for (int i = 0; t && i < nt; i++) json_array_append_new(ids, json_integer(t[i]));
+    free(t);
+    return ids;
+}
+
 /* The done object (steals msg_or_text). */
-static json_t *done_obj(ol_state *st, json_t *msg_or_text, const char *finish, const dl_run *run) {
+static json_t *done_obj(const dl_server *s, ol_state *st, json_t *msg_or_text, const char *finish, const dl_run *run) {
     char t[40];
     dl_iso_time(time(NULL), t, sizeof t);
     double first = run->t_first > 0 ? run->t_first : run->t_now;
-    return json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
+    json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
                      st->generate ? "response" : "message", msg_or_text, "done", 1, "done_reason",
                      finish && !strcmp(finish, "length") ? "length" : "stop", "total_duration", ns(run->t_now - run->t_submit),
                      "load_duration", (json_int_t)0, "prompt_eval_count", run->n_prompt, "prompt_eval_duration",
                      ns(first - run->t_submit), "eval_count", run->n_generated, "eval_duration", ns(run->t_now - first));
+    if (o && st->generate) {
+        const char *text = st->text.n ? st->text.p : json_string_value(msg_or_text); /* streamed: the text kept */
+        size_t n = st->text.n ? st->text.n : json_string_length(msg_or_text);
+        json_object_set_new(o, "context", context_of(s, run, text, n));
+    }
+    return o;
 }
 
 static json_t *ol_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {
     ol_state *st = state;
-    (void)s;
     json_t *ch = json_array_get(json_object_get(openai, "choices"), 0);
     const char *finish = json_string_value(json_object_get(ch, "finish_reason"));
     if (st->generate) {
         json_t *msg = json_object_get(ch, "message");
         json_t *text = msg ? json_object_get(msg, "content") : json_object_get(ch, "text");
-        return done_obj(st, json_is_string(text) ? json_incref(text) : json_string(""), finish, run);
+        return done_obj(s, st, json_is_string(text) ? json_incref(text) : json_string(""), finish, run);
     }
     json_t *msg = json_object_get(ch, "message"), *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
     json_t *m = json_pack("{s:s,s:o}", "role", "assistant", "content", json_is_string(text) ? json_incref(text) : json_string(""));
     if (json_array_size(calls)) json_object_set_new(m, "tool_calls", ol_calls(calls));
-    return done_obj(st, m, finish, run);
+    return done_obj(s, st, m, finish, run);
 }
 
 static void ol_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
     ol_state *st = state;
-    (void)s;
     dl_chunk c;
     dl_chunk_parse(chunk, &c);
     if (c.error) {
@@ -230,9 +289,14 @@ static void ol_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
     char t[40];
     dl_iso_time(time(NULL), t, sizeof t);
     if (c.text) {
+        if (st->generate) dl_buf_add(&st->text, c.text, c.n_text);
         json_t *piece = json_stringn(c.text, c.n_text);
         json_t *o = st->generate ? piece : json_pack("{s:s,s:o}", "role", "assistant", "content", piece);
-        dl_ndjson(w, wctx, json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0));
+        json_t *line = json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0);
+        /* an empty 'context' on /api/generate's partial lines too (the done line has the ids): a
+         * client that validates every line against one schema (ollama-ai-provider-v2) reads them */
+        if (st->generate) json_object_set_new(line, "context", json_array());
+        dl_ndjson(w, wctx, line);
     }
     if (c.call && !st->generate) {
         json_t *one = json_pack("[O]", c.call);
@@ -243,7 +307,7 @@ static void ol_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
     if (c.finish && !st->ended) {
         st->ended = true;
         json_t *last = st->generate ? json_string("") : json_pack("{s:s,s:s}", "role", "assistant", "content", "");
-        dl_ndjson(w, wctx, done_obj(st, last, c.finish, run));
+        dl_ndjson(w, wctx, done_obj(s, st, last, c.finish, run));
     }
 }
 
@@ -276,13 +340,8 @@ const dialect dialect_ollama_generate = {
 /* ---- model information ---- */
 
 static const char *quant_name(int ft) {
-    static const struct { int id; const char *name; } names[] = {
-        {0, "F32"}, {1, "F16"}, {2, "Q4_0"}, {3, "Q4_1"}, {7, "Q8_0"}, {8, "Q5_0"}, {9, "Q5_1"}, {10, "Q2_K"},
-        {11, "Q3_K_S"}, {12, "Q3_K_M"}, {13, "Q3_K_L"}, {14, "Q4_K_S"}, {15, "Q4_K_M"}, {16, "Q5_K_S"}, {17, "Q5_K_M"},
-        {18, "Q6_K"}, {32, "BF16"}};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (names[i].id == ft) return names[i].name;
-    return "unknown";
+    const char *n = lfm2c_file_type_name(ft);
+    return n ? n : "unknown";
 }
 
 static json_t *details(const dl_server *s) {

@@ -2,6 +2,7 @@
  * API: 'input' (a string or items: messages, function_call, function_call_output),
  * 'instructions', function tools + tool_choice, text.format (json_schema / json_object),
  * max_output_tokens, temperature/top_p and previous_response_id become a chat request; the chat
+ * 'item_reference' input items resolve stored output items (or responses) by id; the chat
  * answer becomes a response object (message and function_call output items, usage), and the chat
  * stream becomes the documented event sequence (response.created ... response.completed). Recent
  * conversations are kept in a bounded store (server_dialect.c) unless 'store' is false. */
@@ -23,6 +24,7 @@ typedef struct rs_state {
     dl_buf text;
     json_t *output;            /* finished output items */
     json_t *calls;             /* chat tool_calls of the answer (for the store) */
+    json_t *lp, *lp_pending;   /* logprobs asked for: every token's entry; those not yet sent */
 } rs_state;
 
 static void rs_free(void *p) {
@@ -32,18 +34,44 @@ static void rs_free(void *p) {
     json_decref(st->messages);
     json_decref(st->output);
     json_decref(st->calls);
+    json_decref(st->lp);
+    json_decref(st->lp_pending);
     free(st->text.p);
     free(st);
 }
 
 static json_t *opt(json_t *v) { return v && !json_is_null(v) ? json_incref(v) : json_null(); }
 
-/* One input item -> appended to the chat messages. */
-static int add_item(json_t *msgs, json_t *it, size_t i, dl_err *e) {
+static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_err *e);
+
+/* An item_reference ({"type":"item_reference","id":...}, or an item with only an 'id'): an
+ * output item of a stored response (message, function_call) by its id, or a stored response
+ * by its id (its answer), resolved from the store and added as that item would be. */
+static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i, dl_err *e) {
+    const char *id = json_string_value(json_object_get(it, "id"));
+    if (!id) return dl_fail(e, 400, "input", "input[%zu]: an item_reference needs a string 'id'", i);
+    json_t *got = resp_store_get(s->responses, id);
+    if (!got)
+        return dl_fail(e, 400, "input", "input[%zu]: item '%.100s' not found (only recent responses stored with 'store' are kept)", i, id);
+    int rc = 0;
+    if (json_is_array(got)) { /* a response: its answer is the last message of its conversation */
+        json_t *last = json_array_get(got, json_array_size(got) - 1);
+        if (last) json_array_append(msgs, last);
+    } else {
+        rc = add_item(s, msgs, got, i, true, e);
+    }
+    json_decref(got);
+    return rc;
+}
+
+/* One input item -> appended to the chat messages (ref: it came from the store). */
+static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_err *e) {
     if (json_is_string(it)) return json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", it)), 0;
     if (!json_is_object(it)) return dl_fail(e, 400, "input", "input[%zu] must be an object", i);
     const char *type = json_string_value(json_object_get(it, "type"));
     const char *role = json_string_value(json_object_get(it, "role"));
+    if (!ref && ((type && !strcmp(type, "item_reference")) || (!type && !role && json_is_string(json_object_get(it, "id")))))
+        return add_reference(s, msgs, it, i, e);
     if (!type || !strcmp(type, "message")) {
         if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")))
             return dl_fail(e, 400, "input", "input[%zu].role must be user, assistant, system or developer", i);
@@ -82,7 +110,31 @@ static int add_item(json_t *msgs, json_t *it, size_t i, dl_err *e) {
         return 0;
     }
     if (!strcmp(type, "reasoning")) return 0; /* nothing to render */
-    return dl_fail(e, 400, "input", "input[%zu].type '%.60s' is not supported (message, function_call, function_call_output)", i, type);
+    return dl_fail(e, 400, "input", "input[%zu].type '%.60s' is not supported (message, function_call, function_call_output, item_reference)", i, type);
+}
+
+/* Logprobs: include ["message.output_text.logprobs"] and/or top_logprobs (0..20) -> the chat's
+ * logprobs + top_logprobs; the other include values name content this server never makes
+ * (hosted tools, images, encrypted reasoning): accepted, there is nothing to add. */
+static int want_logprobs(json_t *body, json_t *chat, bool *want, dl_err *e) {
+    json_t *inc = json_object_get(body, "include"), *tl = json_object_get(body, "top_logprobs");
+    if (inc && !json_is_null(inc)) {
+        if (!json_is_array(inc)) return dl_fail(e, 400, "include", "'include' must be an array of strings");
+        size_t i;
+        json_t *v;
+        json_array_foreach(inc, i, v) {
+            if (!json_is_string(v)) return dl_fail(e, 400, "include", "include[%zu] must be a string", i);
+            if (!strcmp(json_string_value(v), "message.output_text.logprobs")) *want = true;
+        }
+    }
+    if (tl && !json_is_null(tl)) {
+        if (!json_is_integer(tl) || json_integer_value(tl) < 0 || json_integer_value(tl) > 20)
+            return dl_fail(e, 400, "top_logprobs", "'top_logprobs' must be an integer between 0 and 20");
+        *want = true;
+        json_object_set(chat, "top_logprobs", tl);
+    }
+    if (*want) json_object_set_new(chat, "logprobs", json_true());
+    return 0;
 }
 
 static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
@@ -104,7 +156,7 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     } else if (json_is_array(input)) {
         size_t i;
         json_t *it;
-        json_array_foreach(input, i, it) if (add_item(msgs, it, i, e)) goto bad;
+        json_array_foreach(input, i, it) if (add_item(s, msgs, it, i, false, e)) goto bad;
     } else if (input && !json_is_null(input)) {
         dl_fail(e, 400, "input", "'input' must be a string or an array of items");
         goto bad;
@@ -124,11 +176,13 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     if (json_is_string(instr)) json_array_append_new(cm, json_pack("{s:s,s:O}", "role", "system", "content", instr));
     json_array_extend(cm, msgs);
     json_object_set_new(chat, "messages", cm);
-    static const char *same[] = {"temperature", "top_p", "stream", "parallel_tool_calls", "seed", "top_logprobs"};
+    static const char *same[] = {"temperature", "top_p", "stream", "parallel_tool_calls", "seed"};
     for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
         json_t *v = json_object_get(body, same[k]);
-        if (v && strcmp(same[k], "top_logprobs")) json_object_set(chat, same[k], v);
+        if (v) json_object_set(chat, same[k], v);
     }
+    bool want_lp = false;
+    if (want_logprobs(body, chat, &want_lp, e)) goto bad;
     if (mot && !json_is_null(mot)) json_object_set(chat, "max_tokens", mot);
 
     json_t *tools = json_object_get(body, "tools");
@@ -186,6 +240,7 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     st->store = !json_is_false(store);
     st->messages = msgs;
     st->output = json_array();
+    if (want_lp) { st->lp = json_array(); st->lp_pending = json_array(); }
     st->echo = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "instructions", opt(instr), "tools",
                          tools && !json_is_null(tools) ? json_incref(tools) : json_array(), "tool_choice",
                          tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"), "temperature",
@@ -219,9 +274,14 @@ static json_t *rs_object(const dl_server *s, rs_state *st, const char *status, j
     return o;
 }
 
+/* The logprobs of output text: a copy of the chat's entries ({token, logprob, bytes,
+ * top_logprobs}, the same shape), [] when none were asked for. */
+static json_t *lp_copy(json_t *lp) { return json_is_array(lp) ? json_deep_copy(lp) : json_array(); }
+
 static json_t *message_item(rs_state *st, const char *status, const char *text, size_t n) {
-    return json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:s%,s:[],s:[]}]}", "id", st->msg_id, "type", "message", "status", status,
-                     "role", "assistant", "content", "type", "output_text", "text", text, n, "annotations", "logprobs");
+    return json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:s%,s:[],s:o}]}", "id", st->msg_id, "type", "message", "status", status,
+                     "role", "assistant", "content", "type", "output_text", "text", text, n, "annotations", "logprobs",
+                     lp_copy(st->lp));
 }
 
 static json_t *call_item(const dl_server *s, json_t *call, const char *status, const char *args) {
@@ -232,8 +292,16 @@ static json_t *call_item(const dl_server *s, json_t *call, const char *status, c
                      json_object_get(call, "id"), "name", json_object_get(fn, "name"), "arguments", args);
 }
 
-static void remember(rs_state *st, const dl_server *s, const char *text, size_t n) {
+/* Keeps the conversation under the response's id and each output item under its own id (for
+ * previous_response_id and item_reference). */
+static void remember(rs_state *st, const dl_server *s, const char *text, size_t n, json_t *output) {
     if (!st->store) return;
+    size_t i;
+    json_t *item;
+    json_array_foreach(output, i, item) {
+        const char *iid = json_string_value(json_object_get(item, "id"));
+        if (iid) resp_store_put(s->responses, iid, item);
+    }
     json_t *m = json_pack("{s:s}", "role", "assistant");
     json_object_set_new(m, "content", n || !json_array_size(st->calls) ? json_stringn(text, n) : json_null());
     if (json_array_size(st->calls)) json_object_set(m, "tool_calls", st->calls);
@@ -250,13 +318,15 @@ static json_t *rs_final(const dl_server *s, void *state, json_t *openai, const d
     json_t *out = json_array();
     const char *text = json_is_string(content) ? json_string_value(content) : "";
     size_t n = json_is_string(content) ? json_string_length(content) : 0;
+    json_t *lp = json_object_get(json_object_get(ch, "logprobs"), "content");
+    if (st->lp && json_is_array(lp)) json_array_extend(st->lp, lp);
     if (n || !json_array_size(calls)) json_array_append_new(out, message_item(st, "completed", text, n));
     st->calls = json_is_array(calls) ? json_incref(calls) : json_array();
     size_t i;
     json_t *c;
     json_array_foreach(st->calls, i, c)
         json_array_append_new(out, call_item(s, c, "completed", json_string_value(json_object_get(json_object_get(c, "function"), "arguments"))));
-    remember(st, s, text, n);
+    remember(st, s, text, n, out);
     json_t *u = json_object_get(openai, "usage");
     int pt = (int)json_integer_value(json_object_get(u, "prompt_tokens"));
     int ct = (int)json_integer_value(json_object_get(u, "completion_tokens"));
@@ -288,8 +358,8 @@ static void close_msg(rs_state *st, dl_write w, void *wctx) {
     st->msg_open = false;
     const char *t = st->text.p ? st->text.p : "";
     ev(st, w, wctx, "response.output_text.done",
-       json_pack("{s:s,s:i,s:i,s:s%,s:[]}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "text", t,
-                 st->text.n, "logprobs"));
+       json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "text", t,
+                 st->text.n, "logprobs", lp_copy(st->lp)));
     ev(st, w, wctx, "response.content_part.done",
        json_pack("{s:s,s:i,s:i,s:{s:s,s:s%,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0,
                  "part", "type", "output_text", "text", t, st->text.n, "annotations"));
@@ -312,12 +382,19 @@ static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
         ev(st, w, wctx, "response.created", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
         ev(st, w, wctx, "response.in_progress", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
     }
+    json_t *lp = json_object_get(json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "logprobs"), "content");
+    if (st->lp && json_is_array(lp)) { /* a token's entry may come before its text (a partial UTF-8 character) */
+        json_array_extend(st->lp, lp);
+        json_array_extend(st->lp_pending, lp);
+    }
     if (c.text) {
         open_msg(st, w, wctx);
         dl_buf_add(&st->text, c.text, c.n_text);
+        json_t *sent = st->lp_pending ? st->lp_pending : json_array();
+        if (st->lp_pending) st->lp_pending = json_array();
         ev(st, w, wctx, "response.output_text.delta",
-           json_pack("{s:s,s:i,s:i,s:s%,s:[]}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "delta",
-                     c.text, c.n_text, "logprobs"));
+           json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "delta",
+                     c.text, c.n_text, "logprobs", sent));
     }
     if (c.call) {
         close_msg(st, w, wctx);
@@ -344,7 +421,7 @@ static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
         st->completed = true;
         if (!json_array_size(st->output) && !st->msg_open) open_msg(st, w, wctx);
         close_msg(st, w, wctx);
-        remember(st, s, st->text.p ? st->text.p : "", st->text.n);
+        remember(st, s, st->text.p ? st->text.p : "", st->text.n, st->output);
         bool cut = !strcmp(c.finish, "length");
         json_t *o = rs_object(s, st, cut ? "incomplete" : "completed", json_incref(st->output),
                               usage(run->n_prompt, run->n_cached, run->n_generated));

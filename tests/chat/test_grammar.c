@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static bool accepts(const grammar *g, const char *text, bool *complete) {
     grammar_state st;
@@ -73,13 +74,16 @@ static void test_schema_accepts(void) {
 static void test_schema_errors(void) {
     char err[256];
     const char *bad[] = {
-        "{\"not\":{\"type\":\"string\"}}", "{\"$ref\":\"#/x\"}", "{\"type\":\"strin\"}",
+        "{\"not\":{}}", "{\"$ref\":\"#/x\"}", "{\"type\":\"strin\"}",
         "{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "{\"type\":\"string\",\"pattern\":\"(?=a)b\"}",
-        "{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"]}",
+        "{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"],\"additionalProperties\":false}",
         "not json", "{\"type\":3}", "{\"enum\":[]}", "{\"type\":\"integer\",\"minimum\":3,\"maximum\":2}", "[1]",
-        "{\"$ref\":\"http://example.com/s.json\"}", "{\"type\":\"string\",\"format\":\"unknown-format\"}",
-        "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true}",
-        "{\"minProperties\":1}", "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
+        "{\"$ref\":\"http://example.com/s.json\"}", "{\"type\":\"string\",\"format\":\"json-pointer-uri-fragment\"}",
+        "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"minItems\":2}",
+        "{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "{\"type\":\"integer\",\"minimum\":1e19}",
+        "{\"type\":\"number\",\"maximum\":-1e300}", "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}},\"required\":[\"a\"]}",
+        "{\"type\":\"string\",\"not\":{\"type\":\"string\"}}", "{\"type\":\"string\",\"pattern\":\"a(?=b)\"}",
+        "{\"minProperties\":1,\"additionalProperties\":false}", "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
         "{\"type\":\"string\",\"pattern\":\"[a-\"}", "{\"type\":\"string\",\"pattern\":\"a\\\\b\"}",
         "{\"type\":\"number\",\"multipleOf\":0.25}", "{\"type\":\"string\",\"pattern\":\"^a$\",\"format\":\"uuid\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -439,11 +443,139 @@ static void test_tool_calls(void) {
         grammar_free(g);
     }
     CHECK(grammar_tool_calls("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
-                             "\"properties\":{\"a\":{\"not\":{}}}}}}]", NULL, false, err, sizeof err) == NULL && strstr(err, "not"),
+                             "\"properties\":{\"a\":{\"type\":\"array\",\"contains\":{},\"maxContains\":1}}}}}]", NULL, false, err, sizeof err) == NULL && strstr(err, "maxContains"),
           "unsupported keyword in a tool names it: %s", err);
     CHECK(grammar_tool_calls("{}", NULL, false, err, sizeof err) == NULL, "tools not an array");
 }
 
+
+/* The JSON-schema features real-world schemas use (JSONSchemaBench): what each enforces. */
+static void test_corpus_keywords(void) {
+    /* oneOf: overlapping alternatives made exclusive (never both match) */
+    expect("{'oneOf':[{'additionalProperties':false,'properties':{'key':{'type':'string'}}},"
+           "{'additionalProperties':false,'properties':{'keys':{'type':'array'}}}]}",
+           (const char *[]){"{\"key\":\"a\"}", "{\"keys\":[]}", NULL}, (const char *[]){"{}", NULL});
+    expect("{'type':'object','oneOf':[{'properties':{'type':{'enum':['callback']},'value':{'type':'string'}}},"
+           "{'properties':{'type':{'enum':['field','value']},'value':{}}}]}",
+           (const char *[]){"{\"type\":\"callback\"}", "{\"type\":\"field\",\"value\":1}", NULL},
+           (const char *[]){"{}", "{\"value\":\"x\"}", NULL});
+    expect("{'oneOf':[{'type':['string','null']},{'type':'null'}]}", (const char *[]){"\"a\"", NULL},
+           (const char *[]){"null", NULL});
+    expect("{'oneOf':[{'pattern':'APPROVER'},{'pattern':'SIGNER'}],'type':'string'}",
+           (const char *[]){"\"APPROVER\"", "\"SIGNER\"", NULL}, (const char *[]){"\"APPROVER SIGNER\"", NULL});
+    expect("{'oneOf':[{'type':'integer','maximum':0},{'type':'integer','minimum':1}]}",
+           (const char *[]){"0", "1", "-5", NULL}, NULL);
+    /* integer formats; enum values outside the sibling type */
+    expect("{'type':'integer','format':'int32'}", (const char *[]){"2147483647", "-2147483648", NULL},
+           (const char *[]){"2147483648", "-2147483649", NULL});
+    expect("{'type':'number','format':'int32'}", (const char *[]){"7", NULL}, (const char *[]){"1.5", "1e3", NULL});
+    expect("{'type':'integer','format':'uint8'}", (const char *[]){"255", NULL}, (const char *[]){"256", "-1", NULL});
+    expect("{'type':'string','enum':['a',null,1]}", (const char *[]){"\"a\"", NULL}, (const char *[]){"null", "1", NULL});
+    expect("{'type':'integer','maximum':9223372036854775808}", (const char *[]){"5", NULL}, NULL);
+    /* lookaheads after '^' (zod 4's email) */
+    expect("{'type':'string','pattern':\"^(?!\\\\.)(?!.*\\\\.\\\\.)([A-Za-z0-9_+\\\\-\\\\.]*)[A-Za-z0-9_+-]@([A-Za-z0-9][A-Za-z0-9\\\\-]*\\\\.)+[A-Za-z]{2,}$\"}",
+           (const char *[]){"\"a.b@ex.com\"", NULL}, (const char *[]){"\".a@ex.com\"", "\"a..b@ex.com\"", NULL});
+    expect("{'type':'string','pattern':'^(?=.*[0-9])(?=.*[A-Z]).{4}$'}", (const char *[]){"\"aB3c\"", NULL},
+           (const char *[]){"\"abcd\"", "\"ab3c\"", "\"aB3cd\"", NULL});
+    /* objects: patternProperties, required names outside properties, min/maxProperties,
+     * dependencies, propertyNames, more than 64 properties */
+    expect("{'type':'object','properties':{'x_a':{'type':'string'}},'patternProperties':{'^x_':{'maxLength':2}}}",
+           (const char *[]){"{\"x_a\":\"ab\"}", NULL}, (const char *[]){"{\"x_a\":\"abc\"}", "{\"y\":1}", NULL});
+    expect("{'type':'object','required':['x']}", (const char *[]){"{\"x\":[1]}", NULL}, (const char *[]){"{}", NULL});
+    expect("{'type':'object','properties':{'a':{'type':'integer'},'b':{'type':'integer'},'c':{'type':'integer'}},"
+           "'minProperties':1,'maxProperties':2}", (const char *[]){"{\"a\":1}", "{\"c\":1,\"b\":2}", NULL},
+           (const char *[]){"{}", "{\"a\":1,\"b\":2,\"c\":3}", NULL});
+    expect("{'properties':{'a':{},'b':{}},'required':['a'],'dependentRequired':{'a':['b']}}",
+           (const char *[]){"{\"a\":1,\"b\":2}", NULL}, (const char *[]){"{\"a\":1}", NULL});
+    expect("{'properties':{'a':{},'b':{}},'dependencies':{'a':{'required':['b']}}}", (const char *[]){"{\"b\":1}", NULL},
+           (const char *[]){"{\"a\":1}", NULL});
+    expect("{'properties':{'ab':{},'b':{}},'propertyNames':{'maxLength':1}}", (const char *[]){"{\"b\":1}", NULL},
+           (const char *[]){"{\"ab\":1}", NULL});
+    {
+        char big[8192];
+        int n = snprintf(big, sizeof big, "{'type':'object','properties':{");
+        for (int i = 0; i < 80; i++) n += snprintf(big + n, sizeof big - (size_t)n, "%s'p%d':{'type':'integer'}", i ? "," : "", i);
+        snprintf(big + n, sizeof big - (size_t)n, "},'required':['p79']}");
+        expect(big, (const char *[]){"{\"p79\":1,\"p0\":2}", NULL}, (const char *[]){"{\"p0\":2}", NULL});
+    }
+    expect("{'type':'array','items':{'type':['integer','string']},'contains':{'type':'string'}}",
+           (const char *[]){"[\"a\",1]", NULL}, (const char *[]){"[]", "[1]", NULL});
+    expect("{'type':'object','properties':{'x':{'enum':['a','b'],'const':'c'},'y':{}}}", (const char *[]){"{\"y\":1}", NULL},
+           (const char *[]){"{\"x\":\"c\"}", "{\"x\":\"a\"}", NULL});
+    expect("{'type':'string','pattern':'^.$'}", (const char *[]){"\"\xc3\xa9\"", NULL}, (const char *[]){"\"\xf0\x9f\x98\x80\"", NULL});
+    /* if/then/else: one branch taken; minProperties past the declared names */
+    expect("{'type':'object','properties':{'k':{'enum':['a','b']},'v':{}},'if':{'properties':{'k':{'const':'a'}}},"
+           "'then':{'properties':{'v':{'type':'integer'}}},'else':{'properties':{'v':{'type':'string'}}}}",
+           (const char *[]){"{\"k\":\"a\",\"v\":1}", NULL}, (const char *[]){"{\"k\":\"a\",\"v\":\"x\"}", NULL});
+    expect("{'type':'object','if':{'required':['a'],'properties':{'a':false}},'then':{'required':['b']},"
+           "'else':{'properties':{'c':{'type':'integer'}},'required':['c']}}",
+           (const char *[]){"{\"c\":1}", NULL}, (const char *[]){"{}", NULL});
+    expect("{'type':'object','additionalProperties':{'type':'integer'},'minProperties':2}",
+           (const char *[]){"{\"property1\":1,\"property2\":2}", NULL}, (const char *[]){"{\"property1\":1}", NULL});
+    /* not (by exclusion), uniqueItems over any items, large enums, additionalItems */
+    expect("{'type':['string','null'],'not':{'type':'null'}}", (const char *[]){"\"a\"", NULL}, (const char *[]){"null", NULL});
+    expect("{'type':'string','not':{'pattern':'^a'}}", (const char *[]){"\"ba\"", NULL}, (const char *[]){"\"ab\"", NULL});
+    expect("{'type':'object','properties':{'a':{},'b':{}},'not':{'required':['a']}}", (const char *[]){"{\"b\":1}", NULL},
+           (const char *[]){"{\"a\":1}", NULL});
+    expect("{'type':'array','items':{'type':'string'},'uniqueItems':true}", (const char *[]){"[]", "[\"a\"]", NULL},
+           (const char *[]){"[\"a\",\"b\"]", NULL});
+    expect("{'type':'array','items':{'type':'integer'},'additionalItems':false}", (const char *[]){"[1,2]", NULL}, NULL);
+    {
+        char big[8192];
+        int n = snprintf(big, sizeof big, "{'enum':[");
+        for (int i = 0; i < 300; i++) n += snprintf(big + n, sizeof big - (size_t)n, "%s'v%03d'", i ? "," : "", i);
+        snprintf(big + n, sizeof big - (size_t)n, "]}");
+        expect(big, (const char *[]){"\"v000\"", "\"v299\"", "\"v150\"", NULL}, (const char *[]){"\"v300\"", NULL});
+    }
+    /* allOf: additionalProperties false of one side forbids the other side's properties */
+    expect("{'allOf':[{'properties':{'a':{}},'additionalProperties':false},{'properties':{'b':{}}}]}",
+           (const char *[]){"{\"a\":1}", NULL}, (const char *[]){"{\"b\":1}", NULL});
+    /* unsatisfiable parts are never generated; deep optional recursion stops at the frame limit */
+    expect("{'type':'object','properties':{'n':{'allOf':[{'type':'string'},{'type':'integer'}]},'m':{'type':'integer'}}}",
+           (const char *[]){"{\"m\":1}", NULL}, (const char *[]){"{\"n\":1}", NULL});
+    test_completion("{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"},\"b\":{\"type\":\"string\","
+                    "\"pattern\":\"^[a-z]*\\\\.[a-z]*$\",\"maxLength\":3}}}");
+    test_completion("{\"type\":\"object\",\"anyOf\":[{\"$ref\":\"#/$defs/i\"},{\"$ref\":\"#/$defs/l\"}],\"$defs\":{"
+                    "\"i\":{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"},\"b\":{\"$ref\":\"#\"}},\"required\":[\"a\",\"b\"]},"
+                    "\"l\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":\"^\\\\w+\\\\s\\\\w+$\"}},"
+                    "\"required\":[\"name\"]}}}");
+    char err[256];
+    grammar *g = grammar_from_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}}}", err, sizeof err);
+    CHECK(g != NULL, "optional recursion: %s", err);
+    if (g) {
+        char text[512] = "";
+        for (int i = 0; i < GRAMMAR_MAX_DEPTH - 1; i++) strcat(text, "{\"a\":");
+        grammar_state st;
+        grammar_state_init(g, &st);
+        CHECK(grammar_accept(g, &st, text, strlen(text)), "31 levels of optional recursion");
+        CHECK(!grammar_accept(g, &st, "{\"a\":", 6), "a 32nd level is refused before its key");
+        char out[256];
+        CHECK(grammar_completion(g, &st, out, sizeof out) >= 0, "and the value still completes");
+        grammar_free(g);
+    }
+}
+
+/* Pattern compilation is bounded: a pattern whose DFA blows up is refused quickly, naming it. */
+static void test_regex_budget(void) {
+    char schema[8192], err[512];
+    int n = snprintf(schema, sizeof schema, "{\"type\":\"object\",\"properties\":{");
+    for (int i = 0; i < 64; i++)
+        n += snprintf(schema + n, sizeof schema - (size_t)n, "%s\"p%d\":{\"type\":\"string\",\"pattern\":\"^(?:[a-z0-9]{1,40}[.-]){1,40}[a-z0-9]{1,40}%d$\"}",
+                      i ? "," : "", i, i);
+    snprintf(schema + n, sizeof schema - (size_t)n, "}}");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    grammar *g = grammar_from_schema(schema, err, sizeof err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(g == NULL && strstr(err, "pattern") && strstr(err, "[a-z0-9]{1,40}"), "costly patterns refused naming one: %s", err);
+    CHECK(s < 20, "the whole request's patterns took %.1f s", s);
+    grammar_free(g);
+    volatile bool cancel = true;
+    g = grammar_from_schema_cancel("{\"type\":\"string\",\"pattern\":\"^(?:[a-z0-9]{1,40}[.-]){1,40}$\"}", &cancel, err, sizeof err);
+    CHECK(g == NULL && strstr(err, "too costly"), "a cancelled compile stops: %s", err);
+    grammar_free(g);
+}
 
 /* ---- corpus generator: test_grammar --generate N OUTDIR SCHEMA.json... ------------------- *
  * For each schema, N random outputs walking the automaton (random allowed chunks, then the
@@ -529,6 +661,51 @@ static int generate(int argc, char **argv) {
     return failn ? 1 : 0;
 }
 
+/* test_grammar --survey N OUTDIR SCHEMA.json...: the corpus harness's step
+ * (tests/grammar/jsonschemabench.mjs). Per schema one tab-separated line: name, then OK (N outputs
+ * in OUTDIR/<name>.jsonl), REJECT (the compiler's message) or DEADEND (a prefix the automaton took
+ * but can neither extend nor complete), then the compile time in ms. Always exits 0. */
+static int survey(int argc, char **argv) {
+    int n_out = atoi(argv[2]);
+    const char *dir = argv[3];
+    for (int a = 4; a < argc; a++) {
+        char *schema = read_text(argv[a]), err[512] = "unreadable";
+        const char *base = strrchr(argv[a], '/');
+        base = base ? base + 1 : argv[a];
+        int blen = (int)strlen(base) - 5;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (!g) {
+            for (char *p = err; *p; p++) if (*p == '\t' || *p == '\n') *p = ' ';
+            printf("%.*s\tREJECT\t%s\t%.1f\n", blen, base, err, ms);
+            free(schema);
+            fflush(stdout);
+            continue;
+        }
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%.*s.jsonl", dir, blen, base);
+        FILE *f = fopen(path, "w");
+        static char text[65536];
+        bool dead = false;
+        for (int i = 0; f && i < n_out && !dead; i++) {
+            int n = generate_one(g, text, (int)sizeof text);
+            if (n < 0 || !valid(g, text)) dead = true;
+            else fprintf(f, "%s\n", text);
+        }
+        if (f) fclose(f);
+        for (char *p = text; dead && *p; p++) if (*p == '\t' || *p == '\n') *p = ' ';
+        if (dead) printf("%.*s\tDEADEND\t%.300s\t%.1f\n", blen, base, text, ms);
+        else printf("%.*s\tOK\t%d\t%.1f\n", blen, base, n_out, ms);
+        fflush(stdout);
+        grammar_free(g);
+        free(schema);
+    }
+    return 0;
+}
+
 /* test_grammar --reject NEGATIVE.jsonl SCHEMADIR: every {"schema","instance"} line is an invalid
  * instance the automaton must refuse. */
 static int reject_mode(const char *path, const char *dir) {
@@ -560,6 +737,7 @@ static int reject_mode(const char *path, const char *dir) {
 
 int main(int argc, char **argv) {
     if (argc >= 4 && !strcmp(argv[1], "--generate")) return generate(argc, argv);
+    if (argc >= 4 && !strcmp(argv[1], "--survey")) return survey(argc, argv);
     if (argc == 4 && !strcmp(argv[1], "--reject")) return reject_mode(argv[2], argv[3]);
     test_schema_accepts();
     test_schema_errors();
@@ -578,5 +756,7 @@ int main(int argc, char **argv) {
     test_mask();
     test_mask_equivalence();
     test_tool_calls();
+    test_corpus_keywords();
+    test_regex_budget();
     TEST_MAIN_END();
 }

@@ -11,7 +11,8 @@ Endpoints, as the Hub documents them:
 Faults, chosen by the contents of STATEDIR/mode (read at each request): "drop" (a request for the
 whole file gets the full Content-Length but half the body, then the connection closes), "corrupt"
 (one byte of the body flipped), "slow" (the body in 16 KiB pieces, 30 ms apart), "5xx-once" (the
-first CDN request answers 503), "long" (4 KB more than the file). Every request is logged to STATEDIR/requests.log with its Range.
+first CDN request answers 503), "long" (4 KB more than the file), "api-down" (every /api request
+answers 503), "api-hang" (/api requests are never answered). Every request is logged to STATEDIR/requests.log with its Range.
 Repos: test/tiny-GGUF (Q4_0, Q8_0, F32 of the tiny fixture), test/kq-GGUF (Q4_K_M, F16),
 test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts)."""
 import hashlib, json, os, sys, threading, time
@@ -102,6 +103,10 @@ class Hub(BaseHTTPRequestHandler):
             f.write("%s %s\n" % (self.path, self.headers.get("Range", "-")))
         path = self.path.split("?", 1)[0]
         parts = [p for p in path.split("/") if p]
+        if parts[:2] == ["api", "models"] and mode() in ("api-down", "api-hang"):
+            if mode() == "api-hang":
+                time.sleep(30)
+            return self.send_json(503, {"error": "the Hub is down"})
         if parts[:2] == ["api", "models"]:
             name, repo = self.repo_of(parts[2:], False)
             if not repo:

@@ -78,7 +78,7 @@ for name, body, status in [
     ("tool_choice required without tools", {"input": "x", "tool_choice": "required"}, 400),
     ("text.format of unknown type", {"input": "x", "text": {"format": {"type": "xml"}}}, 400),
     ("json_schema without schema", {"input": "x", "text": {"format": {"type": "json_schema", "name": "a"}}}, 400),
-    ("unsupported schema", {"input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object", "patternProperties": {"a": {}}}}}}, 400),
+    ("unsupported schema", {"input": "x", "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "array", "contains": {"type": "string"}, "maxContains": 2}}}}, 400),
     ("max_output_tokens 0", {"input": "x", "max_output_tokens": 0}, 400),
     ("temperature a string", {"input": "x", "temperature": "hot"}, 400),
     ("instructions a number", {"input": "x", "instructions": 1}, 400),
@@ -150,13 +150,14 @@ for path, name, body, status in [
     ("/api/chat", "num_ctx a string", {"messages": [{"role": "user", "content": "x"}], "options": {"num_ctx": "big"}}, 400),
     ("/api/chat", "stop a number", {"messages": [{"role": "user", "content": "x"}], "options": {"stop": 5}}, 400),
     ("/api/chat", "format a number", {"messages": [{"role": "user", "content": "x"}], "format": 5}, 400),
-    ("/api/chat", "format an unsupported schema", {"messages": [{"role": "user", "content": "x"}], "format": {"type": "object", "patternProperties": {"a": {}}}}, 400),
+    ("/api/chat", "format an unsupported schema", {"messages": [{"role": "user", "content": "x"}], "format": {"type": "array", "contains": {"type": "string"}, "maxContains": 2}}, 400),
     ("/api/chat", "stream a string", {"messages": [{"role": "user", "content": "x"}], "stream": "yes"}, 400),
     ("/api/chat", "model a number", {"model": 5, "messages": [{"role": "user", "content": "x"}]}, 400),
     ("/api/chat", "tools not an array", {"messages": [{"role": "user", "content": "x"}], "tools": 5}, 400),
     ("/api/generate", "prompt a number", {"prompt": 5}, 400),
     ("/api/generate", "system a number", {"prompt": "x", "system": 5}, 400),
-    ("/api/generate", "suffix", {"prompt": "x", "suffix": "y"}, 400),
+    ("/api/generate", "suffix a number", {"prompt": "x", "suffix": 5}, 400),
+    ("/api/generate", "context not an array", {"prompt": "x", "context": "abc"}, 400),
     ("/api/generate", "raw a string", {"prompt": "x", "raw": "yes"}, 400),
     ("/api/show", "no model", {}, 400),
     ("/api/show", "unknown model", {"model": "nope"}, 404),
@@ -186,6 +187,17 @@ s, t = req("GET", "/", headers={"User-Agent": "ollama-python/0.4", "Authorizatio
 check(s == 200 and t == "Ollama is running", "GET / from an Ollama client -> %d %s" % (s, t[:80]))
 s, t = req("GET", "/", headers={"User-Agent": "Mozilla/5.0", "Accept": "text/html"})
 check(t != "Ollama is running", "GET / from a browser is not the Ollama answer")
+# structured output: integers past int64 in a schema are numbers (not a refused body); a pattern
+# whose automaton is too costly to build is a quick 400 naming it
+C = "/v1/chat/completions"
+big = ('{"messages":[{"role":"user","content":"x"}],"max_tokens":4,"response_format":{"type":"json_schema",'
+       '"json_schema":{"name":"n","strict":true,"schema":{"type":"integer","minimum":0,"maximum":18446744073709551616}}}}')
+s, t = req("POST", C, raw=big)
+check(s == 200, "schema with an integer past int64 -> %d %s" % (s, t[:200]))
+costly = {"type": "object", "properties": {"p%d" % i: {"type": "string", "pattern": "^(?:[a-z0-9]{1,40}[.-]){1,40}[a-z0-9]{1,40}%d$" % i}
+                                           for i in range(64)}}
+s, t = req("POST", C, {"messages": user, "max_tokens": 4, "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": costly}}})
+check(s == 400 and "pattern" in t and "too costly" in t, "costly patterns -> %d %s" % (s, t[:200]))
 # still serving
 s, t = req("POST", "/v1/messages", {"max_tokens": 3, "messages": user})
 check(s == 200, "server still answers -> %d" % s)

@@ -435,12 +435,13 @@ await test('errors through the SDK', async () => {
   await expect('bad token id in a prompt array', 400, () => client.completions.create({ model, prompt: [[1, 2], [1, -5]] }));
   await expect('temperature type', 400, () => client.chat.completions.create({ model, messages: user('x'), temperature: 'hot' }));
   await expect('unsupported schema', 400, () => client.chat.completions.create({ model, messages: user('x'),
-    response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { not: { type: 'string' } } } } }));
-  const notTool = { type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { not: { type: 'string' } } } } } };
+    response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'array', contains: { type: 'string' }, maxContains: 2 } } } }));
+  const notTool = { type: 'function', function: { name: 'f', parameters: { type: 'object', properties: {
+    a: { type: 'array', contains: { type: 'string' }, maxContains: 2 } } } } };
   for (const tool_choice of ['auto', 'required', { type: 'function', function: { name: 'f' } }])
     await expect(`unenforceable tool schema, tool_choice ${JSON.stringify(tool_choice)}`, 400, async () => {
       try { await client.chat.completions.create({ model, messages: user('x'), tools: [notTool], tool_choice }); }
-      catch (e) { check(/not/.test(e.message), `the 400 names the keyword: ${e.message}`); throw e; } });
+      catch (e) { check(/'maxContains'/.test(e.message), `the 400 names the keyword: ${e.message}`); throw e; } });
   await expect('too long', 400, () => client.chat.completions.create({ model, messages: user('word '.repeat(3000)) }), 'context_length_exceeded');
   const bad = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'wrong-key', maxRetries: 0 });
   await expect('wrong key', 401, () => bad.models.list(), 'invalid_api_key');
