@@ -50,7 +50,7 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
 static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i, dl_err *e) {
     const char *id = json_string_value(json_object_get(it, "id"));
     if (!id) return dl_fail(e, 400, "input", "input[%zu]: an item_reference needs a string 'id'", i);
-    json_t *got = resp_store_get(s->responses, id);
+    json_t *got = resp_store_get(s->responses, s->owner, id);
     if (!got)
         return dl_fail(e, 400, "input", "input[%zu]: item '%.100s' not found (only recent responses stored with 'store' are kept)", i, id);
     int rc = 0;
@@ -300,7 +300,7 @@ static void remember(rs_state *st, const dl_server *s, const char *text, size_t 
     json_t *item;
     json_array_foreach(output, i, item) {
         const char *iid = json_string_value(json_object_get(item, "id"));
-        if (iid) resp_store_put(s->responses, iid, item);
+        if (iid) resp_store_put(s->responses, s->owner, iid, item);
     }
     json_t *m = json_pack("{s:s}", "role", "assistant");
     json_object_set_new(m, "content", n || !json_array_size(st->calls) ? json_stringn(text, n) : json_null());
