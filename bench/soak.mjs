@@ -12,10 +12,13 @@
 //   echo and prompt logprobs, tools with a response format, /tokenize + /detokenize,
 //   invalid requests (bad JSON, bad fields, wrong key, unknown route, wrong method, too large),
 //   slow clients (headers and body trickled in pieces, a stream read slowly), half-closed
-//   clients, /health and /metrics.
+//   clients, abandoned requests (a long generation, plain or streamed, sent and its connection
+//   closed before any answer), malformed HTTP on a raw socket (both Content-Length and
+//   Transfer-Encoding, a bad request line, a bad chunk size, a body cut short, bytes that are not
+//   UTF-8 in the JSON and in an echoed name), /health and /metrics.
 // Reports requests by kind and status, 5xx (zero is required except 503, which the server
-// documents for a full queue or busy tokenizer), unexpected transport errors, p50/p99 latency of
-// the successful requests, the server's RSS (VmRSS) after the warm-up and at the end, and checks
+// documents for a full queue, a busy tokenizer or its request memory; 503s are counted too),
+// unexpected transport errors, p50/p99 latency of the successful requests, the server's RSS (VmRSS) after the warm-up and at the end, and checks
 // that every slot is free and no connection is left open at the end, then stops the server with
 // SIGTERM and checks its exit (and, for a sanitizer build, that its log has no error report).
 // No dependencies: fetch + node:net.
@@ -115,7 +118,69 @@ async function readSSE(res, ctl, stopAfter, slowMs) {
   return { events, done };
 }
 
+// The final answer of a raw exchange: interim 1xx answers before it (the server writes "102
+// Processing" to a client that half-closed, to tell a closed one) are skipped.
+const finalAnswer = (got) => got.replace(/^(HTTP\/1\.1 1\d\d[^\r]*\r\n(?:[^\r]+\r\n)*\r\n)+/, '');
+
+// One raw exchange: writes `req` (a string or Buffer), optionally closes at once; resolves with
+// the status of the answer, 'closed' when the server closed without one, 'abandoned' when we left.
+function rawExchange(port, req, { abandonAfterMs = -1 } = {}) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '', left = false;
+    s.setTimeout(60000, () => { s.destroy(); reject(new Error('raw client timed out')); });
+    s.on('data', (d) => { got += d; });
+    s.on('error', (e) => { if (!left && !got) reject(e); });
+    s.on('close', () => {
+      if (left) return resolve('abandoned');
+      const m = finalAnswer(got).match(/^HTTP\/1\.[01] (\d+)/);
+      resolve(m ? Number(m[1]) : 'closed');
+    });
+    s.on('connect', () => {
+      s.write(req);
+      if (abandonAfterMs >= 0) setTimeout(() => { left = true; s.destroy(); }, abandonAfterMs);
+    });
+  });
+}
+const httpReq = (path, body, extra = '') => {
+  const b = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  return Buffer.concat([Buffer.from(`POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n` +
+    `Content-Type: application/json\r\nContent-Length: ${b.length}\r\n${extra}\r\n`), b]);
+};
+
 const kinds = {
+  // a long generation whose client leaves before the answer: the server must cancel it
+  abandon(base, port) {
+    const body = JSON.stringify({ model: 'soak', messages: [{ role: 'user', content: userMsg() }], max_tokens: 400,
+      logit_bias: { 7: -100, 2: -100 }, stream: rand() < 0.4 });
+    return rawExchange(port, httpReq('/v1/chat/completions', body), { abandonAfterMs: Math.floor(rand() * 300) });
+  },
+  // malformed HTTP: each must get a 4xx (or, where the framing is unreadable, a closed connection)
+  async malformed(base, port) {
+    const which = Math.floor(rand() * 6);
+    const ok = (st, allowClosed) => {
+      if (!((typeof st === 'number' && st >= 400 && st < 500) || (allowClosed && st === 'closed'))) bad('malformed', `case ${which} answered ${st}`);
+      return st;
+    };
+    const chat = JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 2 });
+    if (which === 0) return ok(await rawExchange(port, httpReq('/v1/chat/completions', chat, 'Transfer-Encoding: chunked\r\n')), true);
+    if (which === 1) return ok(await rawExchange(port, 'GARBAGE\r\n\r\n'), true);
+    if (which === 2) {
+      return ok(await rawExchange(port, `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\n` +
+        'Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n'), true);
+    }
+    if (which === 3) { // a body cut short, then the client leaves
+      const b = httpReq('/v1/chat/completions', chat);
+      return rawExchange(port, b.subarray(0, b.length - 5), { abandonAfterMs: 50 });
+    }
+    if (which === 4) { // bytes that are not UTF-8 inside the JSON
+      return ok(await rawExchange(port, httpReq('/v1/chat/completions', Buffer.concat([Buffer.from('{"messages":[{"role":"user","content":"'),
+        Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}]}')]))), false);
+    }
+    // a model name cut inside a UTF-8 character when the error message quotes it
+    return ok(await rawExchange(port, httpReq('/v1/chat/completions', JSON.stringify({ model: 'a'.repeat(199) + '\u00e9',
+      messages: [{ role: 'user', content: 'x' }] }) + '')), false);
+  },
   async chat(base) {
     const res = await post(base, '/v1/chat/completions', { model: 'soak', messages: [{ role: 'user', content: userMsg() }],
       max_tokens: 8 + Math.floor(rand() * 56), temperature: rand() });
@@ -254,7 +319,7 @@ const kinds = {
       s.on('data', (d) => { got += d; s.pause(); setTimeout(() => s.resume(), 20); });
       s.on('error', reject);
       s.on('close', () => {
-        const m = got.match(/^HTTP\/1\.1 (\d+)/);
+        const m = finalAnswer(got).match(/^HTTP\/1\.1 (\d+)/);
         if (!m) return reject(new Error('slow client: no answer'));
         if (m[1] === '200' && !/\r\n\r\n/.test(got)) bad('slow', 'truncated');
         resolve(Number(m[1]));
@@ -273,7 +338,8 @@ const kinds = {
 };
 const skip = new Set((args.skip || '').split(',').filter(Boolean)); // --skip logprobs,slow: leave kinds out
 const mix = [['chat', 16], ['stream', 14], ['stream_cancel', 10], ['tools', 12], ['schema', 10], ['logprobs', 10],
-  ['choices', 8], ['tokenize', 6], ['invalid', 10], ['health', 4], ['slow', 8]].filter(([k]) => !skip.has(k));
+  ['choices', 8], ['tokenize', 6], ['invalid', 10], ['health', 4], ['slow', 8], ['abandon', 8], ['malformed', 6]]
+  .filter(([k]) => !skip.has(k));
 const mixTotal = mix.reduce((a, [, w]) => a + w, 0);
 const pickKind = () => { let x = rand() * mixTotal; for (const [k, w] of mix) { if ((x -= w) < 0) return k; } return 'chat'; };
 
@@ -317,6 +383,7 @@ const metrics = await fetch(srv.base + '/metrics', { headers: { Authorization: `
 const metric = (name) => Number((metrics.match(new RegExp(`^${name} (\\S+)$`, 'm')) || [])[1]);
 const slotsActive = metric('lfm2c_slots_active'), queueDepth = metric('lfm2c_queue_depth');
 const connsOpen = metric('lfm2c_http_connections_open'), connsPending = metric('lfm2c_http_connections_pending');
+const memHeld = metric('lfm2c_http_request_memory_bytes'); // charged by requests in progress: none left
 const connsBusy = connsOpen - connsPending; // being answered (idle keep-alive sockets of fetch's pool are pending)
 const health = await fetch(srv.base + '/health').then((r) => r.status).catch(() => 0);
 
@@ -338,11 +405,12 @@ const nBad = Object.values(stats.badAnswers).reduce((a, n) => a + n, 0);
 const rssGrowth = (rssEnd - rssWarm) / rssWarm;
 const result = {
   lfm2c, model: modelPath, clients: nClients, seconds: Math.round(elapsed), requests: stats.total,
+  count_5xx: n5xx, count_503: stats.byStatus['503'] || 0,
   requests_per_s: Math.round(stats.total / elapsed * 10) / 10,
   by_status: stats.byStatus, by_kind: stats.byKind, errors: stats.errors, bad_answers: stats.badAnswers,
   latency_ms: { p50: Math.round(q(0.5)), p90: Math.round(q(0.9)), p99: Math.round(q(0.99)), max: Math.round(lat[lat.length - 1] || 0) },
   rss_mb: { after_warmup: Math.round(rssWarm * 10) / 10, end: Math.round(rssEnd * 10) / 10, growth_pct: Math.round(rssGrowth * 1000) / 10, samples: rssSamples },
-  end: { slots_active: slotsActive, queue_depth: queueDepth, connections_open: connsOpen, connections_busy: connsBusy, health, exit_code: exit.code, exit_signal: exit.sig, stop_ms: stopMs, sanitizer_report: sanitizer },
+  end: { slots_active: slotsActive, queue_depth: queueDepth, request_memory_bytes: memHeld, connections_open: connsOpen, connections_busy: connsBusy, health, exit_code: exit.code, exit_signal: exit.sig, stop_ms: stopMs, sanitizer_report: sanitizer },
 };
 const checks = [
   [n5xx === 0, `5xx other than 503: ${n5xx}`],
@@ -350,6 +418,7 @@ const checks = [
   [rssGrowth <= 0.10, `RSS end within 10% of after warm-up (${result.rss_mb.after_warmup} -> ${result.rss_mb.end} MB)`],
   [slotsActive === 0 && queueDepth === 0, `every slot free at the end (active ${slotsActive}, queued ${queueDepth})`],
   [connsBusy <= 1, `no connection being answered but the metrics one (${connsBusy}; ${connsOpen} open)`],
+  [memHeld === 0, `no request memory charged at the end (${memHeld} bytes)`],
   [health === 200, '/health at the end'],
   [!exit.died && exit.code === 0 && stopMs < 5000, exit.died ? `the server died during the soak (${exit.code ?? exit.sig})` : `SIGTERM: exit ${exit.code} in ${stopMs} ms`],
   [!sanitizer, 'no sanitizer report in the server log'],

@@ -39,6 +39,8 @@ static const char USAGE[] =
     "  --metrics             serve Prometheus metrics at GET /metrics\n"
     "  --chat-template-file F  Jinja chat template instead of the model's\n"
     "  --max-body BYTES      largest request body, and /detokenize's text (default 8 MiB)\n"
+    "  --max-request-memory BYTES  memory all requests in progress may hold: bodies, their\n"
+    "                        parse, waiting jobs, unwritten answers (default 512 MiB); more: 503\n"
     "  --cors-origin O       allow browser calls from origin O ('*' or a comma-separated list;\n"
     "                        default: no CORS headers). OPTIONS preflights never need the key\n"
     "  --timeout S           longest silence while a request is answered (default 600)\n"
@@ -190,6 +192,7 @@ int cmd_serve(int argc, char **argv) {
     int timeout = SERVER_DEFAULT_TIMEOUT, idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT,
         max_conn = SERVER_DEFAULT_MAX_CONNECTIONS, max_per_ip = 0, max_pending_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP,
         max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
+    long max_req_mem = 0;
     long max_body = 8L << 20, max_tok_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
     bool ollama = false, port_set = false, metrics = false, reference = false, no_reuse = false, allow_no_key = false;
     int max_messages = SERVER_DEFAULT_MAX_MESSAGES, max_stop = SERVER_DEFAULT_MAX_STOP_BYTES;
@@ -234,6 +237,7 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--allow-no-key")) allow_no_key = true;
         else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--max-request-memory")) max_req_mem = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--cors-origin")) cors = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--timeout")) timeout = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--idle-timeout")) idle_timeout = cli_int(a, cli_value(argc, argv, &i));
@@ -254,6 +258,7 @@ int cmd_serve(int argc, char **argv) {
     if (n_ctx < 16) return cli_fail("-c must be at least 16"), 2;
     if (queue < 1) return cli_fail("--queue must be at least 1"), 2;
     if (max_body < 1024) return cli_fail("--max-body must be at least 1024"), 2;
+    if (max_req_mem && max_req_mem < (1L << 20)) return cli_fail("--max-request-memory must be at least 1 MiB"), 2;
     if (api_key && key_file) return cli_fail("give --api-key or --api-key-file, not both"), 2;
     if (max_messages < 1 || max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1"), 2;
     if (drain_timeout < 0 || drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds"), 2;
@@ -289,7 +294,7 @@ int cmd_serve(int argc, char **argv) {
 
     const char *base = strrchr(model_path, '/');
     server_params p = {.host = host, .port = port, .api_key = api_key, .alias = alias ? alias : (base ? base + 1 : model_path),
-                       .chat_template = tmpl, .metrics = metrics, .max_body = (size_t)max_body, .n_ctx = n_ctx,
+                       .chat_template = tmpl, .metrics = metrics, .max_body = (size_t)max_body, .max_request_memory = (size_t)max_req_mem, .n_ctx = n_ctx,
                        .model_file = base ? base + 1 : model_path, .cors_origin = cors, .idle_timeout = idle_timeout,
                        .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
                        .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1, .ready_queue_max = ready_queue_max,

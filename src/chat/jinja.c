@@ -42,7 +42,15 @@ typedef struct arena_blk {
 typedef struct arena {
     arena_blk *blk;
     size_t total, limit;
+    bool shared;               /* a render's: counted against the process's bound too */
+    bool process_full;         /* an allocation failed for the process's bound */
 } arena;
+
+/* Bytes held by all renders in progress, and their bound (jinja_set_process_memory). */
+static _Atomic size_t render_total;
+static _Atomic size_t render_bound = JINJA_PROCESS_MEMORY;
+
+void jinja_set_process_memory(size_t bytes) { atomic_store(&render_bound, bytes ? bytes : JINJA_PROCESS_MEMORY); }
 
 static void *arena_alloc(arena *a, size_t n) {
     if (n > a->limit) return NULL; /* also keeps the rounding below from wrapping */
@@ -50,8 +58,16 @@ static void *arena_alloc(arena *a, size_t n) {
     if (!a->blk || a->blk->cap - a->blk->used < n) {
         size_t cap = n > 65536 - sizeof(arena_blk) ? n : 65536 - sizeof(arena_blk);
         if (a->total + cap > a->limit) return NULL;
+        if (a->shared && atomic_fetch_add(&render_total, cap) + cap > atomic_load(&render_bound)) {
+            atomic_fetch_sub(&render_total, cap);
+            a->process_full = true;
+            return NULL;
+        }
         arena_blk *b = malloc(sizeof *b + cap);
-        if (!b) return NULL;
+        if (!b) {
+            if (a->shared) atomic_fetch_sub(&render_total, cap);
+            return NULL;
+        }
         b->next = a->blk, b->used = 0, b->cap = cap;
         a->blk = b;
         a->total += cap;
@@ -62,6 +78,7 @@ static void *arena_alloc(arena *a, size_t n) {
 }
 
 static void arena_free(arena *a) {
+    if (a->shared) atomic_fetch_sub(&render_total, a->total);
     for (arena_blk *b = a->blk, *nx; b; b = nx) nx = b->next, free(b);
     a->blk = NULL;
     a->total = 0;
@@ -137,8 +154,26 @@ static void tick(jfail *f, uint64_t n) {
 static void *xalloc(jfail *f, size_t n) {
     tick(f, 1 + n / 256);
     void *p = arena_alloc(f->a, n ? n : 1);
+    if (!p && f->a->process_full)
+        fail_code(f, LFM2C_ENOMEM, 0, "out of memory (the renders in progress hold the process's %zu MiB for templates)",
+                  atomic_load(&render_bound) >> 20);
     if (!p) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (the template needs more than %zu MiB)", f->a->limit >> 20);
     return p;
+}
+
+/* Before a loop that repeats `unit` bytes or items `count` times: charges the whole loop to the
+ * budget (at least one step per repetition, an empty unit too) and refuses output that could
+ * never fit the render's memory, so no repetition runs or allocates past the budget. */
+static void charge_repeat(jfail *f, int line, uint64_t count, uint64_t unit, uint64_t elem_size, const char *what) {
+    uint64_t work, bytes;
+    if (__builtin_mul_overflow(count, unit ? unit : 1, &work)) work = UINT64_MAX;
+    if (__builtin_mul_overflow(count, unit, &bytes) || __builtin_mul_overflow(bytes, elem_size, &bytes)) bytes = UINT64_MAX;
+    budget *b = f->bud;
+    if (b && work > b->max_steps - (b->steps < b->max_steps ? b->steps : b->max_steps))
+        fail_code(f, LFM2C_EINVAL, line, "%s too large: the template exceeded its budget of %llu steps", what,
+                  (unsigned long long)b->max_steps);
+    if (bytes > f->a->limit) fail_code(f, LFM2C_ENOMEM, line, "%s too large: out of memory (the template's is %zu MiB)", what, f->a->limit >> 20);
+    tick(f, work);
 }
 
 static void *xzalloc(jfail *f, size_t n) { return memset(xalloc(f, n), 0, n); }
@@ -2094,11 +2129,13 @@ static value binop(ctx *c, int line, int op, value a, value b) {
             if (k < 0) k = 0;
             if (a.t == V_STR) {
                 if (a.u.s.n && (uint64_t)k > (uint64_t)(256u << 20) / a.u.s.n) FAIL(c, line, "string repetition too large");
+                charge_repeat(&c->f, line, (uint64_t)k, a.u.s.n, 1, "string repetition");
                 sbuf buf = {0};
                 for (int64_t i = 0; i < k; i++) sb_put(&c->f, &buf, a.u.s.p, a.u.s.n);
                 return sb_value(&buf);
             }
             if (a.u.l->n && (uint64_t)k > (uint64_t)(16u << 20) / a.u.l->n) FAIL(c, line, "list repetition too large");
+            charge_repeat(&c->f, line, (uint64_t)k, a.u.l->n, sizeof(value), "list repetition");
             list *l = list_new(&c->f, 0);
             l->tuple = a.u.l->tuple;
             for (int64_t i = 0; i < k; i++)
@@ -2557,6 +2594,7 @@ static value str_pad(ctx *c, int line, value s, args *a, int where) {
     if (width <= len) return s;
     if (width > (1 << 24)) FAIL(c, line, "padding width too large");
     int64_t total = width - len, left = where == 'l' ? 0 : where == 'r' ? total : total / 2 + (total & width & 1);
+    charge_repeat(&c->f, line, (uint64_t)total, fl, 1, "padding");
     sbuf b = {0};
     for (int64_t i = 0; i < left; i++) sb_put(&c->f, &b, fp, fl);
     sb_put(&c->f, &b, s.u.s.p, s.u.s.n);
@@ -2656,6 +2694,7 @@ static value str_method(ctx *c, int line, func *fn, args *a) {
         int64_t width = arg_int(c, line, a, 0, "width", 0, m), len = (int64_t)utf8_count(s.u.s.p, s.u.s.n);
         if (width <= len) return s;
         if (width > (1 << 24)) FAIL(c, line, "zfill width too large");
+        charge_repeat(&c->f, line, (uint64_t)(width - len), 1, 1, "zfill");
         sbuf b = {0};
         size_t k = s.u.s.n && (s.u.s.p[0] == '-' || s.u.s.p[0] == '+');
         sb_put(&c->f, &b, s.u.s.p, k);
@@ -3180,8 +3219,10 @@ static value f_batch(ctx *c, int line, value in, args *a) {
             cur = list_new(&c->f, (size_t)(size < (int64_t)(l->n - i) ? size : (int64_t)(l->n - i))), list_push(&c->f, r, v_list(cur));
         list_push(&c->f, cur, l->v[i]);
     }
-    if (cur && arg_has(a, 1, "fill_with")) /* bounded by the budget: a huge size fails, never wraps */
+    if (cur && arg_has(a, 1, "fill_with") && (int64_t)cur->n < size) { /* charged before the loop */
+        charge_repeat(&c->f, line, (uint64_t)(size - (int64_t)cur->n), 1, sizeof(value), "batch fill");
         while ((int64_t)cur->n < size) list_push(&c->f, cur, fill);
+    }
     return v_list(r);
 }
 
@@ -3627,7 +3668,7 @@ static value from_json(ctx *c, const json_t *j, int depth) {
 
 char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_options *opt, size_t *out_len,
                    lfm2c_error *err) {
-    arena a = {.limit = opt && opt->memory_limit ? opt->memory_limit : JINJA_DEFAULT_MEMORY};
+    arena a = {.limit = opt && opt->memory_limit ? opt->memory_limit : JINJA_DEFAULT_MEMORY, .shared = true};
     budget bud = {.max_steps = opt && opt->max_steps ? opt->max_steps : JINJA_DEFAULT_STEPS,
                   .deadline = mono_now() + (opt && opt->max_seconds > 0 ? opt->max_seconds : JINJA_DEFAULT_SECONDS),
                   .cancel = opt ? opt->cancel : NULL};

@@ -49,6 +49,11 @@ typedef struct jinja_options {
 #define JINJA_DEFAULT_OUTPUT ((size_t)32 << 20)
 #define JINJA_DEFAULT_DEPTH 1000
 #define JINJA_DEFAULT_SECONDS 5.0
+/* Bytes all renders in progress in the process may hold together (each also has its own
+ * memory_limit): parallel requests rendering a heavy template fail cleanly past it. */
+#define JINJA_PROCESS_MEMORY ((size_t)512 << 20)
+/* Sets that bound (0: JINJA_PROCESS_MEMORY); for tests and embedders. */
+void jinja_set_process_memory(size_t bytes);
 
 /* vars: a JSON object (or NULL) whose members become the template's variables (null -> None).
  * Returns the malloc'd, NUL-terminated output (its length in *out_len when not NULL), or NULL

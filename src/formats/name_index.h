@@ -1,6 +1,7 @@
 /* name_index.h — a hash index from names to positions in an owner's table (GGUF tensors,
  * safetensors tensors): linear-time duplicate checks and constant-time lookups on files that
- * hold hundreds of thousands of names. The owner keeps the names; the index keeps positions. */
+ * hold hundreds of thousands of names, keyed (SipHash-1-3, a random key per process) so that a
+ * file cannot choose names that collide. The owner keeps the names; the index keeps positions. */
 #ifndef LFM2C_NAME_INDEX_H
 #define LFM2C_NAME_INDEX_H
 #include <stddef.h>

@@ -19,16 +19,28 @@
  *  - a connection being answered gets the long --timeout (a stream waiting for tokens is never cut
  *    by the idle timeout); --max-connections-per-ip optionally caps all connections of an address;
  *  - bodies over 1 MiB are parsed a few at a time (handlers gate their own costly work the same
- *    way, http_gate).
- * Handlers poll the socket while they wait (http_fd_gone), so a client whose connection breaks
- * cancels its request (and frees its slot); a half-closed socket (the client shut down its
- * sending side after the request) still gets its answer. A closed socket looks like a half-closed
- * one until we write to it: a stream notices at its next token, a plain request when its answer
- * is written. */
+ *    way, http_gate);
+ *  - memory: every request is charged what it holds against one budget (--max-request-memory):
+ *    its body as it arrives, then the parse tree (estimated from the body before parsing: a
+ *    jansson tree costs up to ~75x its text), then what its job keeps while it waits (the handler
+ *    frees the tree, http_hold), then its answer until the answer is written. A request that
+ *    would pass the budget is refused 503 + Retry-After (413 when it could never fit), and to
+ *    make room the answers nobody reads are cut first, oldest first; a written answer the client
+ *    does not read for --idle-timeout is cut too.
+ * Handlers poll the socket while they wait (http_client_gone, http_fd_gone), so a client whose
+ * connection breaks cancels its request (and frees its slot and queue place); a half-closed
+ * socket (the client shut down its sending side after the request) still gets its answer. A
+ * closed socket looks like a half-closed one until we write to it, so when the client's side
+ * ends we write once at once: a plain request an interim "102 Processing" (HTTP/1.1 clients skip
+ * 1xx answers), a stream a line its format ignores (openai.c). A client that closed both
+ * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
+#include "hub/sha256.h"
 #include "chat/grammar.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -43,6 +55,7 @@
 
 #define BIG_BODY (1u << 20)     /* bodies above this parse a few at a time */
 #define GATE_WAIT_MS 10000      /* longest wait for a place before 503 */
+#define TRIM_BYTES (4u << 20)   /* a freed parse tree this big is trimmed from the heap at once */
 
 struct http {
     http_params p;
@@ -57,6 +70,7 @@ struct http {
     uint64_t n_evicted, n_refused;
     bool stopping;
     http_gate big;
+    size_t mem_used;           /* bytes charged by requests (guarded by mu) */
     _Atomic int state;         /* HTTP_LOADING / _READY / _DRAINING */
 };
 
@@ -68,6 +82,8 @@ typedef struct sock {
     double since;              /* when it last became pending */
     bool pending;              /* nobody is being answered on it */
     bool evicted;              /* shut down by us, not closed yet */
+    size_t answer;             /* bytes of a queued answer not yet written, 0: none */
+    double answer_since;       /* when it was queued */
     http *h;
 } sock;
 
@@ -82,6 +98,12 @@ struct http_req {
     size_t n_body, cap_body;
     bool too_big;
     bool big;                  /* holds a place of h->big */
+    bool http11;               /* HTTP/1.1 (may get an interim 1xx answer) */
+    bool probed;               /* the client's side ended and the interim answer was written */
+    bool over_memory;          /* the body passed the memory budget while arriving */
+    json_t *json;              /* the parsed body while the handler runs (until http_hold) */
+    size_t mem;                /* bytes charged to the budget */
+    size_t answer;             /* bytes of the answer queued by the handler */
     http_log log;
 };
 
@@ -93,6 +115,31 @@ static double now_s(void) {
 
 /* ---- errors ------------------------------------------------------------------------------------ */
 
+/* Makes s valid UTF-8 in place: a byte that does not start or continue a well-formed sequence
+ * (a cut one at the end too: printf's precision cuts bytes) becomes '?'. */
+static void utf8_clean(char *s) {
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3 : -1;
+        bool ok = n >= 0;
+        for (int k = 1; ok && k <= n; k++) ok = (p[k] & 0xC0) == 0x80;
+        if (ok && n == 2) { /* no overlong forms, no surrogates */
+            unsigned v = ((c & 0x0Fu) << 12) | ((p[1] & 0x3Fu) << 6) | (p[2] & 0x3Fu);
+            ok = v >= 0x800 && (v < 0xD800 || v > 0xDFFF);
+        }
+        if (ok && n == 3) {
+            unsigned v = ((c & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12);
+            ok = v >= 0x10000 && v <= 0x10FFFF;
+        }
+        if (!ok) { *p++ = '?'; continue; }
+        p += n + 1;
+    }
+}
+
+/* The answer when an answer cannot be encoded. */
+#define ENCODE_FAILED "{\"error\":{\"message\":\"the answer could not be encoded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"
+
 int http_set_err(http_err *e, int status, const char *code, const char *param, const char *fmt, ...) {
     e->status = status;
     snprintf(e->type, sizeof e->type, "%s", status >= 500 ? "server_error" : "invalid_request_error");
@@ -102,6 +149,9 @@ int http_set_err(http_err *e, int status, const char *code, const char *param, c
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    utf8_clean(e->code); /* what the client sent may be quoted, cut or not valid UTF-8 */
+    utf8_clean(e->param);
+    utf8_clean(e->msg);
     return -1;
 }
 
@@ -141,10 +191,117 @@ bool http_fd_gone(int fd) {
     return (pf.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
 }
 
+/* True when the peer shut down its sending side (a half-close, or a close seen as one). */
+bool http_fd_eof(int fd) {
+    if (fd < 0) return false;
+    struct pollfd pf = {fd, POLLRDHUP, 0};
+    if (poll(&pf, 1, 0) <= 0) return false;
+    return (pf.revents & (POLLRDHUP | POLLERR | POLLHUP)) != 0;
+}
+
+bool http_client_gone(http_req *q) {
+    int fd = http_req_fd(q);
+    if (http_fd_gone(fd)) return true;
+    if (q->probed || !http_fd_eof(fd)) return false;
+    q->probed = true;
+    if (!q->http11) return false; /* no interim answers in HTTP/1.0: wait for the write */
+    static const char interim[] = "HTTP/1.1 102 Processing\r\n\r\n";
+    ssize_t n = send(fd, interim, sizeof interim - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
 static sock *conn_sock(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
 }
+
+/* ---- the memory budget --------------------------------------------------------------------------- */
+
+/* Sets the request's charge to n bytes, whatever the budget says (memory already held). */
+static void mem_set(http_req *q, size_t n) {
+    http *h = q->h;
+    pthread_mutex_lock(&h->mu);
+    h->mem_used = h->mem_used - q->mem + n;
+    q->mem = n;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static bool mem_try(http_req *q, size_t n) {
+    http *h = q->h;
+    pthread_mutex_lock(&h->mu);
+    bool ok = h->mem_used + n <= h->p.max_memory;
+    if (ok) { h->mem_used += n; q->mem += n; }
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+/* Cuts the connection whose answer has waited longest for its reader (queued over 100 ms ago);
+ * false when there is none. */
+static bool evict_unread(http *h) {
+    double now = now_s();
+    sock *best = NULL;
+    pthread_mutex_lock(&h->net_mu);
+    for (sock *x = h->socks; x; x = x->next)
+        if (x->answer && !x->evicted && now - x->answer_since > 0.1 && (!best || x->answer_since < best->answer_since)) best = x;
+    if (best) {
+        best->evicted = true;
+        h->n_evicting++;
+        h->n_evicted++;
+        shutdown(best->fd, SHUT_RDWR); /* its write fails: the answer is freed */
+    }
+    pthread_mutex_unlock(&h->net_mu);
+    return best != NULL;
+}
+
+/* Charges n more bytes to the request; when the budget is spent, cuts unread answers and waits
+ * up to a second for room. False: no room (nothing charged). */
+static bool mem_charge(http_req *q, size_t n) {
+    for (int i = 0; i < 100; i++) {
+        if (mem_try(q, n)) return true;
+        if (i == 0 || i % 10 == 0) evict_unread(q->h);
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return false;
+}
+
+/* An upper estimate of the bytes jansson takes to hold the parsed text (measured: an object
+ * ~224 B, an array ~142 B, a value or member ~50-130 B, a string its bytes + ~90 B). */
+static size_t json_cost(const char *b, size_t n) {
+    size_t cost = n + 256;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = false;
+            continue;
+        }
+        if (c == '"') in_str = true;
+        else if (c == '{' || c == '[') cost += 256;
+        else if (c == ',' || c == ':') cost += 112;
+    }
+    return cost;
+}
+
+/* Frees the parse tree; a big one's pages go back to the system at once (freed in a connection
+ * thread's own malloc arena they would stay in the RSS, one tree's worth per arena). */
+static void tree_free(http_req *q) {
+    if (!q->json) return;
+    json_decref(q->json);
+    q->json = NULL;
+#ifdef __GLIBC__
+    if (q->mem >= TRIM_BYTES) malloc_trim(0);
+#endif
+}
+
+void http_hold(http_req *q, size_t bytes) {
+    tree_free(q);
+    mem_set(q, bytes);
+}
+
+size_t http_charged(const http_req *q) { return q->mem; }
+
 
 /* ---- senders ----------------------------------------------------------------------------------- */
 
@@ -189,6 +346,7 @@ static int queue(struct MHD_Connection *c, int status, struct MHD_Response *r) {
 
 int http_send_text(http_req *q, int status, const char *ctype, char *body, size_t len, const char *retry_after) {
     q->log.status = status;
+    q->answer += len;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(body); return -1; }
     add_common_headers(q->h, q->c, r);
@@ -202,16 +360,19 @@ int http_send_json(http_req *q, int status, json_t *j) {
     q->log.status = status;
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!s) return -1;
+    if (!s) { /* an answer that could not be built (bad UTF-8 in it, no memory): still an answer */
+        if (!(s = strdup(ENCODE_FAILED))) return -1;
+        q->log.status = status = 500;
+    }
     return http_send_text(q, status, "application/json", s, strlen(s), NULL);
 }
 
 int http_send_err(http_req *q, const http_err *e) {
     q->log.status = e->status;
     json_t *j = q->shape ? q->shape(e->status, e->code, e->param, e->msg) : http_err_json(e);
-    char *s = json_dumps(j, JSON_COMPACT);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!s) return -1;
+    if (!s && !(s = strdup(ENCODE_FAILED))) return -1;
     return http_send_text(q, e->status, "application/json", s, strlen(s), e->status == 503 ? "1" : NULL);
 }
 
@@ -437,12 +598,45 @@ static void conn_pending(http *h, struct MHD_Connection *c, bool pending) {
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(pending ? h->p.idle_timeout : h->p.timeout));
 }
 
+/* 503 + Retry-After: the requests in progress hold the memory budget. */
+static int send_no_memory(http_req *q) {
+    http_err e;
+    http_set_err(&e, 503, "server_overloaded", NULL,
+                 "the requests in progress hold the server's request memory (--max-request-memory); retry later");
+    return http_send_err(q, &e);
+}
+
+/* A plain answer of n bytes is queued: its connection may be cut for memory from now on, and
+ * a client that reads none of it for the idle timeout is cut. */
+static void answer_queued(http *h, struct MHD_Connection *c, size_t n) {
+    sock *x = conn_sock(c);
+    if (x) {
+        pthread_mutex_lock(&h->net_mu);
+        x->answer = n;
+        x->answer_since = now_s();
+        pthread_mutex_unlock(&h->net_mu);
+    }
+    MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)h->p.idle_timeout);
+}
+
+/* The key a request sent: 'Authorization: Bearer KEY' or 'x-api-key: KEY' (NULL: none). */
+static const char *sent_key(struct MHD_Connection *c) {
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (v && !strncasecmp(v, "Bearer ", 7)) return v + 7;
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+}
+
+void http_key_digest(http_req *q, char *out, size_t cap) {
+    const char *k = sent_key(q->c);
+    char hex[65] = "";
+    if (k) sha256_hex(k, strlen(k), hex);
+    snprintf(out, cap, "%.32s", hex);
+}
+
 /* The API key from 'Authorization: Bearer KEY' or 'x-api-key: KEY', compared in constant time. */
 static bool key_ok(http *h, struct MHD_Connection *c) {
     if (!h->p.api_key) return true;
-    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (v && !strncasecmp(v, "Bearer ", 7)) v += 7;
-    else v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+    const char *v = sent_key(c);
     if (!v) return false;
     size_t a = strlen(v), b = strlen(h->p.api_key);
     unsigned diff = (unsigned)(a ^ b);
@@ -491,6 +685,13 @@ static enum MHD_Result run_now(http_req *q, const http_route *r, const char *res
 static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q, const char *url, const char *method) {
     http_err e;
     unsigned m = method_bit(method);
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding") &&
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length")) {
+        /* two framings: a proxy in front may read the other one (request smuggling) */
+        conn_pending(h, c, false);
+        http_set_err(&e, 400, "invalid_request", NULL, "a request may not have both Content-Length and Transfer-Encoding");
+        return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
+    }
     if (!strcmp(method, "OPTIONS")) { conn_pending(h, c, false); return send_preflight(q) == 0 ? MHD_YES : MHD_NO; }
     conn_pending(h, c, false); /* answered now, or the body is on its way */
     q->shape = h->p.error_for_path ? h->p.error_for_path(url) : NULL; /* errors from here take that API's shape */
@@ -527,7 +728,7 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
 }
 
 static enum MHD_Result on_body(http *h, http_req *q, const char *upload, size_t n) {
-    if (q->too_big) return MHD_YES; /* chunked upload past the limit: read and dropped */
+    if (q->too_big || q->over_memory) return MHD_YES; /* past a limit: read and dropped */
     if (q->n_body + n > h->p.max_body) {
         q->too_big = true;
         free(q->body);
@@ -538,6 +739,14 @@ static enum MHD_Result on_body(http *h, http_req *q, const char *upload, size_t 
     if (q->n_body + n + 1 > q->cap_body) {
         size_t cap = q->cap_body ? q->cap_body : 4096;
         while (cap < q->n_body + n + 1) cap *= 2;
+        if (!mem_try(q, cap - q->cap_body)) { /* no waiting here: the upload goes on */
+            q->over_memory = true;
+            free(q->body);
+            q->body = NULL;
+            q->n_body = q->cap_body = 0;
+            mem_set(q, 0);
+            return MHD_YES;
+        }
         char *nb = realloc(q->body, cap);
         if (!nb) return MHD_NO;
         q->body = nb;
@@ -558,10 +767,19 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     }
     int state = atomic_load(&h->state);
     if (state != HTTP_READY) return send_not_ready(q, state);
+    if (q->over_memory) return send_no_memory(q);
     if (q->n_body > BIG_BODY) {
         if (!http_gate_enter(&h->big)) return http_send_busy(q, "large requests");
         q->big = true;
     }
+    size_t cost = q->body ? json_cost(q->body, q->n_body) : 0;
+    if (cost > h->p.max_memory) {
+        http_set_err(&e, 413, "request_too_large", NULL,
+                     "the request's JSON would take about %zu MiB to hold (limit %zu MiB, --max-request-memory)",
+                     cost >> 20, h->p.max_memory >> 20);
+        return http_send_err(q, &e);
+    }
+    if (!mem_charge(q, cost)) return send_no_memory(q);
     json_error_t je;
     json_t *body = q->body ? json_loadb(q->body, q->n_body, 0, &je) : NULL;
     if (!body && q->body && strstr(je.text, "too big integer")) { /* a schema bound like 2^64: read as a real */
@@ -573,6 +791,8 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     free(q->body); /* not needed past here */
     q->body = NULL;
     q->n_body = q->cap_body = 0;
+    mem_set(q, cost); /* the tree */
+    q->json = body;
     int ret;
     if (!body) {
         http_set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", had_body ? ": " : "", had_body ? je.text : "");
@@ -583,7 +803,9 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     } else {
         ret = q->route->fn(q, body);
     }
-    json_decref(body);
+    tree_free(q); /* unless the handler let it go already (http_hold) */
+    mem_set(q, q->answer); /* what is held now: the answer, until it is written */
+    if (q->answer) answer_queued(h, c, q->answer);
     if (q->big) { http_gate_leave(&h->big); q->big = false; }
     return ret;
 }
@@ -592,12 +814,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                                const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     http *h = cls;
     http_req *q = *con_cls;
-    (void)version;
     if (!q) {
         if (!(q = calloc(1, sizeof *q))) return MHD_NO;
         q->h = h;
         q->c = c;
         q->log.t0 = now_s();
+        q->http11 = version && !strcmp(version, MHD_HTTP_VERSION_1_1);
         snprintf(q->log.method, sizeof q->log.method, "%s", method);
         snprintf(q->log.url, sizeof q->log.url, "%s", url);
         snprintf(q->log.addr, sizeof q->log.addr, "-");
@@ -620,7 +842,15 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     http *h = cls;
     http_req *q = *con_cls;
     conn_pending(h, c, true); /* idle until the next request (keep-alive) */
+    sock *x = conn_sock(c);
+    if (x) {
+        pthread_mutex_lock(&h->net_mu);
+        x->answer = 0;
+        pthread_mutex_unlock(&h->net_mu);
+    }
     if (!q) return;
+    tree_free(q);
+    mem_set(q, 0);
     if (!q->log.streaming) { /* streams log when their response ends */
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && q->log.status == 200) q->log.status = 499;
         if (!q->log.status) q->log.status = 499;
@@ -645,6 +875,13 @@ http *http_start(const http_params *p, int state, lfm2c_error *err) {
     http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     h->p = *p;
+    if (!h->p.max_memory) h->p.max_memory = (size_t)512 << 20;
+#ifdef __GLIBC__
+    /* a fixed mmap threshold: glibc's moving one (raised by every big block freed, e.g. a body)
+     * put later bodies and trees in the connection threads' arenas, where freed pages stayed in
+     * the RSS several trees deep (measured: +300 MB where the budget held 64 MiB) */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
     h->lfd = MHD_INVALID_SOCKET;
     atomic_init(&h->state, state);
     pthread_mutex_init(&h->mu, NULL);
@@ -688,6 +925,7 @@ void http_get_stats(http *h, http_stats *out) {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&h->mu);
     memcpy(out->by_class, h->by_class, sizeof out->by_class);
+    out->memory = h->mem_used;
     pthread_mutex_unlock(&h->mu);
     pthread_mutex_lock(&h->net_mu);
     out->n_open = h->n_open;

@@ -57,6 +57,8 @@ typedef struct http_params {
     int idle_timeout, timeout;  /* s: pending connections / a request being answered */
     int max_connections, max_connections_per_ip, max_pending_per_ip; /* see server.h */
     int big_parallel;           /* bodies over 1 MiB parsed at once */
+    size_t max_memory;          /* bytes all requests in progress may hold (bodies, parse trees,
+                                   waiting jobs, unwritten answers); 0: 512 MiB */
     void (*log)(void *user, const char *line);
     void *log_user;
     http_err_shape (*error_for_path)(const char *path); /* error body shape by path (NULL: default) */
@@ -79,6 +81,7 @@ typedef struct http_stats {
     uint64_t by_class[6];       /* responses by status class 1xx..5xx */
     int n_open, n_pending;
     uint64_t evicted, refused;
+    size_t memory;              /* bytes charged by the requests in progress (of max_memory) */
 } http_stats;
 void http_get_stats(http *h, http_stats *out);
 
@@ -102,8 +105,17 @@ const char *http_header(http_req *q, const char *name); /* NULL if absent */
 http_log *http_req_log(http_req *q);
 http_err_shape http_shape(const http_req *q); /* the error shape of this request (NULL: default) */
 int http_req_fd(http_req *q);
+/* The first cap-1 hex digits of the SHA-256 of the API key the request sent ("" when none): who
+ * owns what the request stores. */
+void http_key_digest(http_req *q, char *out, size_t cap);
 /* True when the connection is broken (reset, or our writes failed); a half-closed one is not. */
 bool http_fd_gone(int fd);
+/* True when the peer shut down its sending side: half-closed, or closed (not known until we write). */
+bool http_fd_eof(int fd);
+/* For a handler waiting before its answer: true when the client is gone. The first time the
+ * client's side is seen ended, writes an interim "102 Processing" (HTTP/1.1) so that a closed
+ * client answers with a reset and is seen gone at a later call; a half-closed one is not gone. */
+bool http_client_gone(http_req *q);
 
 /* Senders: set the log status, return 0 or -1. send_text takes body (malloc'd). */
 int http_send_text(http_req *q, int status, const char *ctype, char *body, size_t len, const char *retry_after);
@@ -112,6 +124,11 @@ int http_send_err(http_req *q, const http_err *e);      /* in the request's erro
 int http_send_busy(http_req *q, const char *what);       /* 503: too many `what` in progress */
 /* 200 with a static body and extra headers (name, value pairs, NULL-terminated); no CORS. */
 int http_send_static(http_req *q, const char *ctype, const void *body, size_t len, const char *const *headers);
+/* For a handler about to wait (a job): frees the parsed body (the `body` it was given is gone
+ * after this) and charges the request `bytes` (what it keeps while it waits) instead. */
+void http_hold(http_req *q, size_t bytes);
+/* Bytes charged to this request now. */
+size_t http_charged(const http_req *q);
 /* Closes the connection without an answer (the client left: 499 in the log). */
 int http_drop(http_req *q);
 

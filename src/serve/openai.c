@@ -27,11 +27,7 @@ static json_t *dl_err_json(const dialect *dl, const http_err *e) {
 }
 
 static void make_id(openai *api, const char *prefix, char *out, size_t cap) {
-    pthread_mutex_lock(&api->mu);
-    uint64_t x = ++api->id_counter * 0x9E3779B97F4A7C15ull ^ (uint64_t)api->started * 0xBF58476D1CE4E5B9ull;
-    pthread_mutex_unlock(&api->mu);
-    x ^= x >> 31;
-    snprintf(out, cap, "%s%016llx", prefix, (unsigned long long)x);
+    dl_random_id(&api->mu, &api->id_counter, api->started, prefix, out, cap);
 }
 
 /* A model id names this server's model: its alias, or its file name with or without .gguf. */
@@ -254,7 +250,21 @@ static int content_text(json_t *c, char **buf, size_t *len, size_t *cap, http_er
 
 /* OpenAI messages -> the array the chat template renders: content as text, assistant
  * tool_calls written the way LFM2 emits them. */
-static json_t *normalize_messages(json_t *msgs, http_err *e) {
+static void guard_json(openai *api, json_t *v);
+
+/* Appends s[0..n) guarded (lfm2c_guard_text: its special-token texts stay plain) to the buffer. */
+static void buf_add_guarded(openai *api, char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    size_t gn = 0;
+    char *g = lfm2c_guard_text(api->model, s, n, &gn);
+    if (g) buf_add(buf, len, cap, g, gn);
+    else { free(*buf); *buf = NULL; }
+    free(g);
+}
+
+/* The request's messages as {role, content} for the template. Every string the client sent is
+ * guarded here (its special-token texts stay plain); past tool calls are written back the way
+ * LFM2 emits them, between the real call markers, which stay special tokens. */
+static json_t *normalize_messages(openai *api, json_t *msgs, http_err *e) {
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         http_set_err(e, 400, json_is_array(msgs) ? "invalid_value" : "invalid_type", "messages",
                      "'messages' must be a non-empty array");
@@ -295,7 +305,9 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
                     http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
                     goto bad;
                 }
-                json_array_append_new(plain, json_pack("{s:s,s:o}", "name", name, "arguments", a));
+                json_t *call = json_pack("{s:s,s:o}", "name", name, "arguments", a);
+                guard_json(api, call); /* the name and the arguments are the client's text */
+                json_array_append_new(plain, call);
             }
             size_t n_calls = 0;
             char *ct = toolcall_format(plain, &n_calls);
@@ -304,7 +316,17 @@ static json_t *normalize_messages(json_t *msgs, http_err *e) {
             buf_add(&text, &len, &cap, ct, n_calls);
             free(ct);
         }
+        size_t from = len;
         if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) { free(text); goto bad; }
+        if (text && len > from) { /* the content is the client's text: guarded (the markers before it are ours) */
+            char *mine = malloc(len - from);
+            if (mine) memcpy(mine, text + from, len - from);
+            size_t n_mine = len - from;
+            len = from;
+            if (mine) buf_add_guarded(api, &text, &len, &cap, mine, n_mine);
+            else { free(text); text = NULL; }
+            free(mine);
+        }
         if (!text) { http_set_err(e, 500, NULL, NULL, "out of memory"); goto bad; }
         json_array_append_new(out, json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system",
                                              "content", text, len));
@@ -350,6 +372,7 @@ typedef struct job {
     bool *echo_bos;            /* the choice's prompt token 0 is a BOS not in its echo text */
     pthread_cond_t cond;       /* the scheduler signals it when any choice changes */
     char id[48];
+    char owner[DL_OWNER_LEN];  /* digest of the request's API key (the Responses store's owner) */
     time_t created;
     const dialect *dl;         /* the API the answer is translated to (NULL: OpenAI) */
     void *dls;                 /* its state (owned) */
@@ -535,7 +558,7 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     json_t *given = json_object_get(body, "messages");
     if (json_is_array(given) && json_array_size(given) > (size_t)api->p.max_messages)
         return http_set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)", api->p.max_messages);
-    json_t *msgs = normalize_messages(given, e);
+    json_t *msgs = normalize_messages(api, given, e);
     if (!msgs) return -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;
     json_t *choice = json_object_get(body, "tool_choice");
@@ -609,8 +632,8 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     }
     r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
 
-    /* request strings are text: their special-token texts stay plain (lfm2c_guard_text) */
-    guard_json(api, msgs);
+    /* request strings are text: their special-token texts stay plain (lfm2c_guard_text); the
+     * messages were guarded as they were normalized (all but our own tool-call markers) */
     if (use_tools) guard_json(api, fns);
     char *mt = json_dumps(msgs, JSON_COMPACT), *ft = use_tools ? json_dumps(fns, JSON_COMPACT) : NULL;
     lfm2c_error err = {0};
@@ -988,6 +1011,7 @@ typedef struct stream {
     stream_choice *ch;         /* [j->n_rs] */
     int n_finished;
     bool finished, done_sent;
+    bool probed;               /* the client's side ended: one ignorable line was written */
     char *out;                 /* pending SSE bytes */
     size_t n_out, off_out, cap_out;
 } stream;
@@ -1007,11 +1031,12 @@ static void out_add(stream *st, const char *s, size_t n) {
 
 static void dl_out(void *ctx, const char *s, size_t n) { out_add(ctx, s, n); }
 
-static dl_server dl_view(openai *api) {
+static dl_server dl_view_of(openai *api, const char *owner) {
     return (dl_server){.model = api->model, .alias = api->alias, .model_file = api->model_file[0] ? api->model_file : NULL,
                        .n_lora = api->p.n_lora, .lora_names = api->p.lora_names, .n_ctx = api->n_ctx, .started = api->started, .responses = api->responses, .id_mu = &api->mu,
-                       .id_counter = &api->id_counter};
+                       .id_counter = &api->id_counter, .owner = owner};
 }
+
 
 static dl_run dl_run_of(const job *j) {
     const sched_req *r = j->rs[0]; /* the dialects ask for one choice */
@@ -1022,7 +1047,7 @@ static dl_run dl_run_of(const job *j) {
 
 static void out_event(stream *st, json_t *j) {
     if (st->j->dl) { /* another API: the chunk is translated into its events */
-        dl_server v = dl_view(st->j->api);
+        dl_server v = dl_view_of(st->j->api, st->j->owner);
         dl_run run = dl_run_of(st->j);
         st->j->dl->event(&v, st->j->dls, j, &run, dl_out, st);
         json_decref(j);
@@ -1164,7 +1189,7 @@ static void stream_pump(stream *st) {
     }
     st->finished = true;
     if (j->dl) {
-        dl_server v = dl_view(j->api);
+        dl_server v = dl_view_of(j->api, j->owner);
         dl_run run = dl_run_of(j);
         j->dl->end(&v, j->dls, &run, dl_out, st);
     } else {
@@ -1203,6 +1228,12 @@ static ssize_t stream_read(void *cls, char *buf, size_t max, http_log *log) {
             if (http_fd_gone(st->fd)) {
                 sched_unlock(api->sched);
                 return HTTP_STREAM_ERROR;
+            }
+            if (!st->probed && http_fd_eof(st->fd)) { /* closed or half-closed: a write tells */
+                st->probed = true;
+                bool sse = !st->j->dl || strstr(st->j->dl->stream_type, "event-stream");
+                out_add(st, sse ? ": ping\n\n" : "\n", sse ? 8 : 1);
+                break;
             }
             sched_wait(api->sched, st->j->rs[0], 100);
         }
@@ -1249,7 +1280,7 @@ static int run_job(openai *api, http_req *q, job *j) {
     }
     sched_lock(api->sched);
     while (!job_done(j)) {
-        if (http_fd_gone(fd)) break;
+        if (http_client_gone(q)) break;
         sched_wait(api->sched, j->rs[0], 100);
     }
     if (!job_done(j)) { /* client left: cancel, answer nobody */
@@ -1268,7 +1299,7 @@ static int run_job(openai *api, http_req *q, job *j) {
     } else {
         out = final_json(api, j);
         if (j->dl) {
-            dl_server v = dl_view(api);
+            dl_server v = dl_view_of(api, j->owner);
             dl_run run = dl_run_of(j);
             json_t *o = j->dl->final(&v, j->dls, out, &run);
             json_decref(out);
@@ -1302,9 +1333,27 @@ static int check_model(openai *api, json_t *body, job *j, http_err *e) {
                         "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')", id, api->alias);
 }
 
+/* What the job will hold while it runs: prompts, biases, stop strings, echoes, and its output
+ * at most (text and logprobs of max_tokens tokens). */
+static size_t job_bytes(const openai *api, const job *j) {
+    size_t n = sizeof *j;
+    for (int i = 0; i < j->n_rs; i++) {
+        const sched_req *r = j->rs[i];
+        size_t out = (size_t)(r->max_tokens > 0 ? r->max_tokens : 0);
+        n += sizeof *r + (size_t)r->n_prompt * sizeof(int32_t) + out * 16;
+        if (r->logit_bias) n += (size_t)api->n_vocab * sizeof(float);
+        if (r->n_logprobs >= 0) n += out * sizeof(sched_logprob);
+        if (r->prompt_logprobs) n += (size_t)r->n_prompt * sizeof(sched_logprob);
+        for (int k = 0; k < r->n_stop; k++) n += strlen(r->stop[k]) + 1;
+        if (j->n_echo) n += j->n_echo[i];
+    }
+    return n;
+}
+
 /* Runs a chat or completion body; dl, dls: the API it came in (NULL: OpenAI) and its state,
- * which the job owns from here (*dls is cleared once taken). */
-static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls) {
+ * which the job owns from here (*dls is cleared once taken); own: a tree of the caller's to free
+ * once the job is built (NULL: none). */
+static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own) {
     http_err e;
     job *j = job_new(api);
     if (!j) {
@@ -1317,10 +1366,15 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
     j->dls = dls ? *dls : NULL;
     if (dls) *dls = NULL;
     make_id(api, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
+    http_key_digest(q, j->owner, sizeof j->owner);
     if (check_model(api, body, j, &e) || (chat ? build_chat : build_completion)(api, body, j, &e)) {
         job_free(j);
         return http_send_err(q, &e);
     }
+    /* the job holds what generation needs: the parse trees go before the wait (a dialect's state
+     * may keep parts of its request, echoed in the answer: its charge stays too) */
+    if (own) { json_decref(*own); *own = NULL; }
+    http_hold(q, job_bytes(api, j) + (dl ? http_charged(q) : 0));
     return run_job(api, q, j);
 }
 
@@ -1449,7 +1503,9 @@ static int send_dl_err(http_req *q, dl_err *de) {
 int openai_route_dialect(http_req *q, json_t *body) {
     openai *api = http_app(q);
     const dialect *dl = http_arg(q);
-    dl_server v = dl_view(api);
+    char owner[DL_OWNER_LEN];
+    http_key_digest(q, owner, sizeof owner);
+    dl_server v = dl_view_of(api, owner);
     dl_err de = {0};
     bool legacy = false;
     void *dls = NULL;
@@ -1457,7 +1513,7 @@ int openai_route_dialect(http_req *q, json_t *body) {
     const char *id = json_string_value(json_object_get(body, "model"));
     if (chat && id && lora_index(api, id) >= 0) json_object_set_new(chat, "model", json_string(id));   /* the adapter it names */
     if (chat) {
-        int r = handle_generate(api, q, chat, !legacy, dl, &dls);
+        int r = handle_generate(api, q, chat, !legacy, dl, &dls, &chat);
         json_decref(chat);
         if (dls) dl->free_state(dls); /* no job took it */
         return r;
@@ -1470,7 +1526,9 @@ int openai_route_dialect(http_req *q, json_t *body) {
 int openai_route_count(http_req *q, json_t *body) {
     openai *api = http_app(q);
     const dl_hook *h = http_arg(q);
-    dl_server v = dl_view(api);
+    char owner[DL_OWNER_LEN];
+    http_key_digest(q, owner, sizeof owner);
+    dl_server v = dl_view_of(api, owner);
     dl_err de = {0};
     json_t *chat = h->fn(&v, body, &de);
     if (!chat) return send_dl_err(q, &de);
@@ -1482,7 +1540,9 @@ int openai_route_count(http_req *q, json_t *body) {
 int openai_route_answer(http_req *q, json_t *body) {
     openai *api = http_app(q);
     const dl_hook *h = http_arg(q);
-    dl_server v = dl_view(api);
+    char owner[DL_OWNER_LEN];
+    http_key_digest(q, owner, sizeof owner);
+    dl_server v = dl_view_of(api, owner);
     dl_err de = {0};
     json_t *o = h->fn(&v, body, &de);
     if (o) return http_send_json(q, 200, o);
@@ -1510,8 +1570,8 @@ static json_t *model_json(openai *api, int lora) {
 
 /* ---- the OpenAI routes ------------------------------------------------------------------------ */
 
-static int route_chat(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, true, NULL, NULL); }
-static int route_completions(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, false, NULL, NULL); }
+static int route_chat(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, true, NULL, NULL, NULL); }
+static int route_completions(http_req *q, json_t *body) { return handle_generate(http_app(q), q, body, false, NULL, NULL, NULL); }
 static int route_tokenize(http_req *q, json_t *body) { return handle_tokenize(http_app(q), q, body); }
 static int route_detokenize(http_req *q, json_t *body) { return handle_detokenize(http_app(q), q, body); }
 

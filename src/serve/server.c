@@ -177,14 +177,15 @@ static int route_metrics(http_req *q, json_t *body) {
         "# HELP lfm2c_http_connections_open Open client connections.\n# TYPE lfm2c_http_connections_open gauge\nlfm2c_http_connections_open %d\n"
         "# HELP lfm2c_http_connections_pending Connections not being answered (headers, body or keep-alive idle).\n# TYPE lfm2c_http_connections_pending gauge\nlfm2c_http_connections_pending %d\n"
         "# HELP lfm2c_http_connections_evicted_total Pending connections closed to make room.\n# TYPE lfm2c_http_connections_evicted_total counter\nlfm2c_http_connections_evicted_total %llu\n"
-        "# HELP lfm2c_http_connections_refused_total Connections refused at a limit.\n# TYPE lfm2c_http_connections_refused_total counter\nlfm2c_http_connections_refused_total %llu\n",
+        "# HELP lfm2c_http_connections_refused_total Connections refused at a limit.\n# TYPE lfm2c_http_connections_refused_total counter\nlfm2c_http_connections_refused_total %llu\n"
+        "# HELP lfm2c_http_request_memory_bytes Memory charged by the requests in progress (--max-request-memory).\n# TYPE lfm2c_http_request_memory_bytes gauge\nlfm2c_http_request_memory_bytes %zu\n",
         (unsigned long long)st.requests, (unsigned long long)h[2], (unsigned long long)h[4], (unsigned long long)h[5],
         (unsigned long long)st.prompt_tokens, (unsigned long long)st.cached_tokens, hit,
         (unsigned long long)st.prefill_tokens, (unsigned long long)st.generated_tokens,
         st.prefill_seconds > 0 ? (double)st.prefill_tokens / st.prefill_seconds : 0,
         st.decode_seconds > 0 ? (double)st.generated_tokens / st.decode_seconds : 0, st.queue_depth, st.active_slots,
         st.n_slots, (unsigned long long)st.steps, n_open, n_pending, (unsigned long long)evicted,
-        (unsigned long long)refused);
+        (unsigned long long)refused, hs.memory);
     size_t len = (size_t)(n < CAP ? n : CAP - 1);
     char *more = NULL;
     size_t n_more = 0;
@@ -259,6 +260,7 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     if (!srv) return NULL;
     server_params q = *p;
     if (!q.max_body) q.max_body = SERVER_DEFAULT_MAX_BODY;
+    if (!q.max_request_memory) q.max_request_memory = SERVER_DEFAULT_REQUEST_MEMORY;
     if (q.idle_timeout <= 0) q.idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT;
     if (q.timeout <= 0) q.timeout = SERVER_DEFAULT_TIMEOUT;
     if (q.max_connections <= 0) q.max_connections = SERVER_DEFAULT_MAX_CONNECTIONS;
@@ -278,6 +280,7 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
                       .max_body = q.max_body, .idle_timeout = q.idle_timeout, .timeout = q.timeout,
                       .max_connections = q.max_connections, .max_connections_per_ip = q.max_connections_per_ip,
                       .max_pending_per_ip = q.max_pending_per_ip, .big_parallel = SERVER_AUX_PARALLEL,
+                      .max_memory = q.max_request_memory,
                       .log = q.log, .log_user = q.log_user, .error_for_path = error_for_path,
                       .routes = routes, .n_routes = n_routes, .app = &srv->api};
     srv->h = http_start(&hp, model && s ? SERVER_READY : SERVER_LOADING, err);

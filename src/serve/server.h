@@ -41,11 +41,14 @@ typedef struct server_params {
     const char *const *lora_names;
     lfm2c_lora *const *loras;
     const float *lora_scales;
+    size_t max_request_memory;  /* bytes all requests in progress may hold (bodies, parse trees,
+                                   waiting jobs, unwritten answers); more get 503 */
     server_log_fn log;
     void *log_user;
 } server_params;
 
 #define SERVER_DEFAULT_MAX_BODY (8u << 20)
+#define SERVER_DEFAULT_REQUEST_MEMORY ((size_t)512 << 20)
 #define SERVER_DEFAULT_IDLE_TIMEOUT 15
 #define SERVER_DEFAULT_TIMEOUT 600
 #define SERVER_DEFAULT_MAX_CONNECTIONS 1024

@@ -3,10 +3,13 @@
  * parts, and the bounded in-memory store behind the Responses API's previous_response_id. */
 #include "serve/server_dialect.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 int dl_fail(dl_err *e, int status, const char *param, const char *fmt, ...) {
     e->status = status;
@@ -64,14 +67,35 @@ void dl_ndjson(dl_write w, void *wctx, json_t *data) {
     free(s);
 }
 
+/* n bytes from the system's CSPRNG (getrandom, else /dev/urandom); false if neither answers. */
+static bool random_bytes(void *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = getrandom((char *)buf + got, n - got, 0);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    if (got == n) return true;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    bool ok = read(fd, buf, n) == (ssize_t)n;
+    close(fd);
+    return ok;
+}
+
+void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap) {
+    uint64_t x[2];
+    if (!random_bytes(x, sizeof x)) { /* no random source: unique, not secret (never seen on Linux) */
+        pthread_mutex_lock(mu);
+        x[0] = ++*counter * 0x9E3779B97F4A7C15ull ^ (uint64_t)started * 0xBF58476D1CE4E5B9ull;
+        pthread_mutex_unlock(mu);
+        x[1] = x[0] * 0x94D049BB133111EBull;
+    }
+    snprintf(out, cap, "%s%016llx%016llx", prefix, (unsigned long long)x[0], (unsigned long long)x[1]);
+}
+
 void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap) {
-    pthread_mutex_lock(s->id_mu);
-    unsigned long long x = (unsigned long long)++*s->id_counter * 0x9E3779B97F4A7C15ull ^ (unsigned long long)s->started * 0xBF58476D1CE4E5B9ull;
-    pthread_mutex_unlock(s->id_mu);
-    x ^= x >> 29;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 32;
-    snprintf(out, cap, "%s%016llx", prefix, x);
+    dl_random_id(s->id_mu, s->id_counter, s->started, prefix, out, cap);
 }
 
 void dl_iso_time(time_t t, char *out, size_t cap) {
@@ -124,7 +148,7 @@ int dl_text_of(json_t *v, const char *types, dl_buf *out) {
 
 /* ---- the Responses store ---------------------------------------------------------------------- */
 
-typedef struct resp_entry { char id[64]; json_t *messages; size_t bytes; } resp_entry;
+typedef struct resp_entry { char id[64], owner[DL_OWNER_LEN]; json_t *messages; size_t bytes; } resp_entry;
 
 struct resp_store {
     pthread_mutex_t mu;
@@ -158,7 +182,7 @@ static void drop_oldest(resp_store *st) {
     st->n--;
 }
 
-void resp_store_put(resp_store *st, const char *id, json_t *messages) {
+void resp_store_put(resp_store *st, const char *owner, const char *id, json_t *messages) {
     if (!st) return;
     char *s = json_dumps(messages, JSON_COMPACT);
     size_t bytes = s ? strlen(s) : 0;
@@ -170,18 +194,22 @@ void resp_store_put(resp_store *st, const char *id, json_t *messages) {
     while (st->n && (st->n >= st->max || st->bytes + bytes > st->max_bytes)) drop_oldest(st);
     resp_entry *e = &st->e[st->n++];
     snprintf(e->id, sizeof e->id, "%s", id);
+    snprintf(e->owner, sizeof e->owner, "%s", owner ? owner : "");
     e->messages = copy;
     e->bytes = bytes;
     st->bytes += bytes;
     pthread_mutex_unlock(&st->mu);
 }
 
-json_t *resp_store_get(resp_store *st, const char *id) {
+json_t *resp_store_get(resp_store *st, const char *owner, const char *id) {
     if (!st) return NULL;
     json_t *out = NULL;
     pthread_mutex_lock(&st->mu);
     for (int i = st->n - 1; i >= 0; i--)
-        if (!strcmp(st->e[i].id, id)) { out = json_deep_copy(st->e[i].messages); break; }
+        if (!strcmp(st->e[i].id, id)) { /* another key's conversation is not found either */
+            if (!strcmp(st->e[i].owner, owner ? owner : "")) out = json_deep_copy(st->e[i].messages);
+            break;
+        }
     pthread_mutex_unlock(&st->mu);
     return out;
 }

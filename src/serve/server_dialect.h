@@ -32,7 +32,10 @@ typedef struct dl_server {
     resp_store *responses;     /* recent Responses conversations (previous_response_id) */
     pthread_mutex_t *id_mu;    /* guards *id_counter */
     uint64_t *id_counter;
+    const char *owner;         /* who asks: a digest of the API key the request sent ("" none) */
 } dl_server;
+
+#define DL_OWNER_LEN 33        /* an owner digest: 32 hex digits + NUL */
 
 /* The generation's figures when a hook runs. */
 typedef struct dl_run {
@@ -97,8 +100,11 @@ int dl_text_of(json_t *v, const char *types, dl_buf *out);
 /* Responses store (previous_response_id): bounded by count and bytes, oldest out first. */
 resp_store *resp_store_new(int max_entries, size_t max_bytes);
 void resp_store_free(resp_store *st);
-void resp_store_put(resp_store *st, const char *id, json_t *messages); /* borrows messages */
-json_t *resp_store_get(resp_store *st, const char *id);              /* new reference or NULL */
+/* A conversation is found only by the owner (API key digest) that stored it. */
+void resp_store_put(resp_store *st, const char *owner, const char *id, json_t *messages); /* borrows messages */
+json_t *resp_store_get(resp_store *st, const char *owner, const char *id);              /* new reference or NULL */
+/* prefix + 32 hex digits from the system's CSPRNG (ids that cannot be guessed from others). */
+void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap);
 
 /* A route's hook (the arg of openai_route_count and openai_route_answer, openai.h): the body
  * (NULL for a GET) -> a new JSON value, or NULL with e set. */

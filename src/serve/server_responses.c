@@ -50,7 +50,7 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
 static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i, dl_err *e) {
     const char *id = json_string_value(json_object_get(it, "id"));
     if (!id) return dl_fail(e, 400, "input", "input[%zu]: an item_reference needs a string 'id'", i);
-    json_t *got = resp_store_get(s->responses, id);
+    json_t *got = resp_store_get(s->responses, s->owner, id);
     if (!got)
         return dl_fail(e, 400, "input", "input[%zu]: item '%.100s' not found (only recent responses stored with 'store' are kept)", i, id);
     int rc = 0;
@@ -144,7 +144,7 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     json_t *msgs = NULL, *chat = NULL;
     if (prev && !json_is_null(prev)) {
         if (!json_is_string(prev)) { dl_fail(e, 400, "previous_response_id", "'previous_response_id' must be a string"); return NULL; }
-        if (!(msgs = resp_store_get(s->responses, json_string_value(prev)))) {
+        if (!(msgs = resp_store_get(s->responses, s->owner, json_string_value(prev)))) {
             dl_fail(e, 404, "previous_response_id", "Previous response with id '%.100s' not found.", json_string_value(prev));
             return NULL;
         }
@@ -300,13 +300,13 @@ static void remember(rs_state *st, const dl_server *s, const char *text, size_t 
     json_t *item;
     json_array_foreach(output, i, item) {
         const char *iid = json_string_value(json_object_get(item, "id"));
-        if (iid) resp_store_put(s->responses, iid, item);
+        if (iid) resp_store_put(s->responses, s->owner, iid, item);
     }
     json_t *m = json_pack("{s:s}", "role", "assistant");
     json_object_set_new(m, "content", n || !json_array_size(st->calls) ? json_stringn(text, n) : json_null());
     if (json_array_size(st->calls)) json_object_set(m, "tool_calls", st->calls);
     json_array_append_new(st->messages, m);
-    resp_store_put(s->responses, st->id, st->messages);
+    resp_store_put(s->responses, s->owner, st->id, st->messages);
 }
 
 static json_t *rs_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {

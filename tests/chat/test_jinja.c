@@ -10,7 +10,9 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <string.h>
+#include <time.h>
 #include <time.h>
 
 /* The clock the goldens were rendered with: 2026-01-15 12:00 local time. */
@@ -298,6 +300,70 @@ static void expect_output(const char *src, const char *want) {
     free(out);
 }
 
+/* A render that must fail within `limit` seconds (a loop charged only as it ran took minutes
+ * to hours at -O0 / under the sanitizers; -O3 happened to remove the empty loop). */
+static void expect_fast_error(const char *src, const char *want, double limit) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    expect_budget_error(src, want, &(jinja_options){.max_seconds = 60});
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    CHECK(dt < limit, "%s: failed after %.2f s (limit %.1f)", src, dt, limit);
+}
+
+/* Every repetition is charged before it loops or allocates: empty units too. */
+static void test_repetition_budget(void) {
+    expect_fast_error("{{ [] * 6666666666666 }}", "budget", 1.0);
+    expect_fast_error("{{ '' * 6666666666666 }}", "budget", 1.0);
+    expect_fast_error("{{ ([] * 6666666666666) | length }}", "budget", 1.0);
+    expect_fast_error("{{ [1, 2] * 12000000 }}", "too large", 1.0);
+    expect_fast_error("{{ 'abc' * 80000000 }}", "budget", 1.0);             /* 240M steps > 50M */
+    expect_fast_error("{{ 'x'.ljust(16000000, 'abcdefgh') }}", "budget", 1.0);
+    expect_fast_error("{{ [1] | batch(2**40, 0) | list }}", "batch fill", 1.0);
+    expect_output("{{ [] * 3 }}|{{ 'ab' * 3 }}|{{ [1] * 2 }}|{{ 'x'.zfill(3) }}", "[]|ababab|[1, 1]|00x");
+}
+
+/* A render that holds ~40 MB (the 10 MB string and the buffers it grew through) for a while. */
+static const char HEAVY[] = "{% set x = 'a' * 10000000 %}{% for i in range(3000) %}{{ x.count('b') }}{% endfor %}"
+                            "{{ x | length }}";
+
+static char *render_heavy(const char *src, lfm2c_error *err) {
+    jinja_template *t = jinja_parse(src, strlen(src), err);
+    char *out = t ? jinja_render(t, NULL, &(jinja_options){.max_seconds = 60, .max_steps = (uint64_t)1 << 40}, NULL, err) : NULL;
+    jinja_free(t);
+    return out;
+}
+
+static void *heavy_thread(void *p) {
+    lfm2c_error err = {0};
+    char *out = render_heavy(HEAVY, &err);
+    *(int *)p = out && strstr(out, "010000000");
+    if (!out) fprintf(stderr, "heavy render: %s\n", err.msg);
+    free(out);
+    return NULL;
+}
+
+/* The renders of a process share one memory bound: while one heavy render holds its memory, a
+ * second does not fit a 60 MB bound; once the first is done, it does. */
+static void test_process_render_memory(void) {
+    jinja_set_process_memory((size_t)60 << 20);
+    int first_ok = 0;
+    pthread_t th;
+    pthread_create(&th, NULL, heavy_thread, &first_ok);
+    struct timespec nap = {0, 300 * 1000000L};
+    nanosleep(&nap, NULL); /* the first has built its string and loops */
+    lfm2c_error err = {0};
+    char *out = render_heavy("{{ ('b' * 10000000) | length }}", &err);
+    CHECK(!out && strstr(err.msg, "renders in progress"), "a second heavy render past the process bound: [%s]", out ? out : err.msg);
+    free(out);
+    pthread_join(th, NULL);
+    CHECK(first_ok, "the first heavy render completed");
+    out = render_heavy("{{ ('b' * 10000000) | length }}", &err);
+    CHECK(out && !strcmp(out, "10000000"), "alone, it fits (the first's bytes came back): %s", out ? out : err.msg);
+    free(out);
+    jinja_set_process_memory(0);
+}
+
 static void test_hostile_templates(void) {
     jinja_options small = {.max_seconds = 2.0};
     /* binop recursion: str * str and list * list are TypeErrors, not infinite recursion */
@@ -346,10 +412,12 @@ static void test_hostile_templates(void) {
     expect_budget_error("{% for i in range(1000000) %}xxxxxxxxxxxxxxxx{% endfor %}", "output exceeds",
                         &(jinja_options){.max_output = 100000});
     expect_budget_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "too deep", &small);
+    jinja_set_process_memory((size_t)2 << 30);
     /* lists small enough for the memory budget, 10^10 iterations: only the clock can stop it */
     expect_budget_error("{% set ns = namespace(x=0) %}{% for i in range(100000) %}{% for j in range(100000) %}"
                         "{% set ns.x = ns.x + 1 %}{% endfor %}{% endfor %}", "time budget",
-                        &(jinja_options){.max_seconds = 0.3, .max_steps = (uint64_t)1 << 62});
+                        &(jinja_options){.max_seconds = 0.3, .max_steps = (uint64_t)1 << 62, .memory_limit = (size_t)1 << 30});
+    jinja_set_process_memory(0);
     {
         atomic_int cancel = 1;
         expect_budget_error("{% for i in range(10000000) %}{{ i }}{% endfor %}", "cancelled",
@@ -441,6 +509,8 @@ int main(void) {
     test_errors();
     test_parse_once_render_many();
     test_hostile_templates();
+    test_repetition_budget();
+    test_process_render_memory();
     test_long_chains();
     test_chat_limits();
     TEST_MAIN_END();

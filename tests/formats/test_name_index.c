@@ -8,6 +8,7 @@
 #include "formats/name_index.h"
 #include "formats/safetensors.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -85,6 +86,93 @@ static void test_big_gguf(void) {
     unlink(path);
 }
 
+/* FNV-1a (the index's hash before it was keyed) over the low `bits` bits. */
+static uint32_t fnv_low(uint64_t h, const char *s, int bits) {
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (uint32_t)(h & ((1ull << bits) - 1));
+}
+
+/* n printable names "cNNNNNNxy" that all fall in one slot of a 2^bits table under FNV-1a: the low
+ * bits of FNV-1a depend only on the low bits, so x is searched and y solves the last step. */
+static char **colliding_names(int n, int bits) {
+    char **names = calloc((size_t)n, sizeof *names);
+    const uint64_t P = 1099511628211ull, mask = (1ull << bits) - 1;
+    uint64_t pinv = 1; /* P^-1 mod 2^64 by Newton's iteration */
+    for (int i = 0; i < 6; i++) pinv *= 2 - P * pinv;
+    const uint64_t u = (0x5a5a5ull * pinv) & mask; /* the state before the last step's multiply */
+    int got = 0;
+    for (uint32_t k = 0; got < n; k++) {
+        char name[12];
+        snprintf(name, sizeof name, "c%07u", k % 10000000u);
+        uint64_t h = 1469598103934665603ull;
+        for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * P;
+        for (int x = 0x21; x < 0x7f && got < n; x++) {
+            uint64_t s1 = (h ^ (uint64_t)x) * P;
+            if (((s1 ^ u) & mask) >> 8) continue;         /* y can only fix the low 8 bits */
+            int y = (int)((s1 ^ u) & 0xff);
+            if (y < 0x21 || y > 0x7e || y == '"' || y == '\\') continue;
+            names[got] = malloc(24);
+            snprintf(names[got], 24, "%s%c%c", name, x, y);
+            got++;
+        }
+    }
+    return names;
+}
+
+/* A GGUF of tensors named by `names` (one F32 element each, the same data). */
+static void write_gguf_names(const char *path, char **names, uint32_t n) {
+    FILE *f = fopen(path, "wb");
+    fwrite("GGUF", 1, 4, f);
+    put_u32(f, 3);
+    put_u64(f, n);
+    put_u64(f, 0);
+    long pos = 24;
+    for (uint32_t i = 0; i < n; i++) {
+        put_u64(f, strlen(names[i]));
+        fwrite(names[i], 1, strlen(names[i]), f);
+        put_u32(f, 1);
+        put_u64(f, 1);
+        put_u32(f, 0);
+        put_u64(f, 0);
+        pos += 8 + (long)strlen(names[i]) + 4 + 8 + 4 + 8;
+    }
+    for (long pad = (32 - pos % 32) % 32 + 32; pad > 0; pad--) fputc(0, f);
+    fclose(f);
+}
+
+/* Names chosen to collide under the old unkeyed hash: with a keyed one they spread, and the file
+ * opens as fast as any other (the old index took O(n^2) string compares: ~2e9 here). */
+static void test_colliding_names(void) {
+    enum { N = 60000, BITS = 17 }; /* 60,000 names: a table of 2^17 slots */
+    char **names = colliding_names(N, BITS);
+    uint32_t first = fnv_low(1469598103934665603ull, names[0], BITS);
+    int same = 0;
+    for (int i = 0; i < N; i++) same += fnv_low(1469598103934665603ull, names[i], BITS) == first;
+    CHECK(same == N, "the names collide under the old hash (%d of %d)", same, N);
+    char path[] = "/tmp/lfm2c-collide-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    write_gguf_names(path, names, N);
+    lfm2c_error err = {0};
+    double t0 = now();
+    gguf_file *g = gguf_open(path, &err);
+    double dt = now() - t0;
+    CHECK(g && g->n_tensors == N && gguf_find_tensor(g, names[N - 1]) == &g->tensors[N - 1], "colliding names open: %s", err.msg);
+    CHECK(dt < 2, "60,000 names colliding under the old hash read in %.2f s", dt);
+    gguf_close(g);
+    unlink(path);
+    /* the index alone, with the same names */
+    name_index x = {0};
+    t0 = now();
+    for (uint32_t i = 0; i < N; i++) name_index_add(&x, i, names_at, names, NULL);
+    dt = now() - t0;
+    CHECK(x.n == N && name_index_find(&x, names[12345], names_at, names) == 12345, "index of colliding names");
+    CHECK(dt < 1, "60,000 colliding names indexed in %.2f s", dt);
+    name_index_free(&x);
+    for (int i = 0; i < N; i++) free(names[i]);
+    free(names);
+}
+
 /* A safetensors file of n one-element F32 tensors (the last repeats the first name if dup). */
 static void write_st(const char *path, int n, int dup) {
     FILE *f = fopen(path, "wb");
@@ -136,6 +224,7 @@ static void test_big_safetensors(void) {
 
 int main(void) {
     test_small();
+    test_colliding_names();
     test_big_gguf();
     test_big_safetensors();
     TEST_MAIN_END();
