@@ -369,6 +369,38 @@ char *lfm2c_chat_render_template(const char *template_src, const char *messages_
  * Never fails on malformed calls (parsed=false, content = the whole text). */
 char *lfm2c_parse_tool_calls(const char *text, size_t len);
 
+/* ---- reasoning (thinking models) ---------------------------------------------------------- */
+/* A thinking model (LFM2.5) writes "<think>...</think>" before its answer. lfm2c_think splits
+ * the output text, fed in pieces as it is generated (a tag may be split between pieces), into
+ * the thinking and the answer, with the tags removed:
+ * - a block opens only at the start of the output (after whitespace); init with `opened` when
+ *   the prompt already opened it (the output then starts inside the block);
+ * - whitespace at the start and the end of the thinking and at the start of the answer after a
+ *   block is dropped (a run of more than LFM2C_THINK_WS bytes at the end of the thinking is
+ *   given out as it grows);
+ * - text that does not start with the open tag is all answer; a "<think>" later in the answer
+ *   is answer text; an unclosed block is all thinking.
+ * Bytes that may begin a tag or a dropped whitespace run are held until the next piece tells.
+ * Each output buffer must have room for n + LFM2C_THINK_HOLD bytes. */
+#define LFM2C_THINK_OPEN "<think>"
+#define LFM2C_THINK_CLOSE "</think>"
+#define LFM2C_THINK_WS 64
+#define LFM2C_THINK_HOLD (LFM2C_THINK_WS + 16)
+enum { LFM2C_THINK_START, LFM2C_THINK_IN, LFM2C_THINK_ANSWER };
+typedef struct lfm2c_think {
+    int phase;              /* LFM2C_THINK_*: before the output decided, in a block, the answer */
+    bool lead;              /* nothing given out yet in this phase (leading whitespace is dropped) */
+    bool had_block;         /* a block was seen (the answer's leading whitespace is dropped) */
+    int n_ws, n_tag;        /* held: n_ws whitespace bytes, then n_tag bytes of a tag */
+    char held[LFM2C_THINK_HOLD];
+} lfm2c_think;
+void lfm2c_think_init(lfm2c_think *t, bool opened);
+/* Splits the next n bytes: thinking bytes to think (*n_think), answer bytes to answer (*n_answer). */
+void lfm2c_think_push(lfm2c_think *t, const char *s, size_t n, char *think, size_t *n_think, char *answer,
+                      size_t *n_answer);
+/* The end of the output: gives out what is held (an open block's unfinished tag is thinking). */
+void lfm2c_think_flush(lfm2c_think *t, char *think, size_t *n_think, char *answer, size_t *n_answer);
+
 #ifdef __cplusplus
 }
 #endif
