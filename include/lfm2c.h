@@ -332,7 +332,9 @@ lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp);
 /* ---- chat templates and tool calls ------------------------------------------------------ */
 /* Render a conversation with a Jinja chat template: template_src, or when NULL the model's
  * tokenizer.chat_template (or the built-in LFM2 format if the file has none).
- * messages_json: an OpenAI-style messages array; tools_json: an array or NULL.
+ * messages_json: an OpenAI-style messages array, or an object {"messages": [...], "tools": [...]}
+ * whose other keys are more variables of the template (chat_template_kwargs such as
+ * enable_thinking); tools_json: an array or NULL (it wins over the object's "tools").
  * Returns a malloc'd UTF-8 string (caller frees) or NULL with err set. */
 char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
                         const char *messages_json, const char *tools_json,

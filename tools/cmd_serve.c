@@ -38,6 +38,12 @@ static const char USAGE[] =
     "                        listed by /v1/models and /api/tags; repeatable (up to 64)\n"
     "  --metrics             serve Prometheus metrics at GET /metrics\n"
     "  --chat-template-file F  Jinja chat template instead of the model's\n"
+    "  --reasoning-format F  split (default): a thinking model's <think> block goes to each API's\n"
+    "                        reasoning field (reasoning_content, reasoning items, thinking\n"
+    "                        blocks, Ollama's thinking); none: the raw text is the answer\n"
+    "  --reasoning-budget N  tokens of thinking before </think> is forced (default -1: no limit;\n"
+    "                        0: close the block at once); requests may ask for less\n"
+    "  --test-script         for tests only: a request's 'test_script' text is its output\n"
     "  --max-body BYTES      largest request body, and /detokenize's text (default 8 MiB)\n"
     "  --max-request-memory BYTES  memory all requests in progress may hold: bodies, their\n"
     "                        parse, waiting jobs, unwritten answers (default 512 MiB); more: 503\n"
@@ -197,7 +203,8 @@ int cmd_serve(int argc, char **argv) {
     bool ollama = false, port_set = false, metrics = false, reference = false, no_reuse = false, allow_no_key = false;
     int max_messages = SERVER_DEFAULT_MAX_MESSAGES, max_stop = SERVER_DEFAULT_MAX_STOP_BYTES;
     int drain_timeout = 0, ready_queue_max = 0;
-    bool any_model = false;
+    bool any_model = false, test_script = false;
+    int reasoning_format = SERVER_REASONING_SPLIT, reasoning_budget = -1;
     int device = LFM2C_DEVICE_CPU;
     cli_spec spec_opts = cli_spec_init();
     for (int i = 1; i < argc; i++) {
@@ -236,6 +243,14 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--ready-queue-max")) ready_queue_max = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--allow-no-key")) allow_no_key = true;
         else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--reasoning-format")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!strcmp(v, "split") || !strcmp(v, "auto") || !strcmp(v, "deepseek")) reasoning_format = SERVER_REASONING_SPLIT;
+            else if (!strcmp(v, "none")) reasoning_format = SERVER_REASONING_NONE;
+            else return cli_fail("--reasoning-format must be split or none, not '%s'", v), 2;
+        }
+        else if (!strcmp(a, "--reasoning-budget")) reasoning_budget = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--test-script")) test_script = true;
         else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-request-memory")) max_req_mem = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--cors-origin")) cors = cli_value(argc, argv, &i);
@@ -263,6 +278,7 @@ int cmd_serve(int argc, char **argv) {
     if (max_messages < 1 || max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1"), 2;
     if (drain_timeout < 0 || drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds"), 2;
     if (ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0"), 2;
+    if (reasoning_budget < -1) return cli_fail("--reasoning-budget must be -1 (no limit) or >= 0"), 2;
     if (check_host(host, api_key || key_file, allow_no_key)) return 2;
     if (timeout < 1 || idle_timeout < 1) return cli_fail("--timeout and --idle-timeout must be at least 1 second"), 2;
     if (max_conn < 16) return cli_fail("--max-connections must be at least 16"), 2;
@@ -294,7 +310,9 @@ int cmd_serve(int argc, char **argv) {
 
     const char *base = strrchr(model_path, '/');
     server_params p = {.host = host, .port = port, .api_key = api_key, .alias = alias ? alias : (base ? base + 1 : model_path),
-                       .chat_template = tmpl, .metrics = metrics, .max_body = (size_t)max_body, .max_request_memory = (size_t)max_req_mem, .n_ctx = n_ctx,
+                       .chat_template = tmpl, .reasoning_format = reasoning_format,
+                       .limit_reasoning = reasoning_budget >= 0, .reasoning_budget = reasoning_budget,
+                       .test_script = test_script, .metrics = metrics, .max_body = (size_t)max_body, .max_request_memory = (size_t)max_req_mem, .n_ctx = n_ctx,
                        .model_file = base ? base + 1 : model_path, .cors_origin = cors, .idle_timeout = idle_timeout,
                        .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
                        .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1, .ready_queue_max = ready_queue_max,

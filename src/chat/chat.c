@@ -54,13 +54,16 @@ static char *render_template(const char *template_src, const char *messages_json
     }
     json_t *msgs = parse_json(messages_json, "messages", err);
     if (!msgs) return NULL;
-    /* an object {"messages": [...], "tools": [...]} is accepted as well as the bare array */
-    json_t *tools_in = NULL;
+    /* an object {"messages": [...], "tools": [...], other variables} is accepted as well as the
+     * bare array: its other keys are variables of the template (chat_template_kwargs, e.g.
+     * enable_thinking), under the ones set here */
+    json_t *tools_in = NULL, *vars = json_object();
     if (json_is_object(msgs)) {
         json_t *m = json_object_get(msgs, "messages");
         tools_in = json_object_get(msgs, "tools");
         if (m) json_incref(m);
         if (tools_in) json_incref(tools_in);
+        json_object_update(vars, msgs);
         json_decref(msgs);
         msgs = m;
     }
@@ -68,21 +71,22 @@ static char *render_template(const char *template_src, const char *messages_json
         lfm2c_set_error(err, LFM2C_EINVAL, "messages must be a JSON array of {\"role\", \"content\"} objects");
         json_decref(msgs);
         json_decref(tools_in);
+        json_decref(vars);
         return NULL;
     }
     json_t *tools = tools_in;
     if (tools_json) {
         json_decref(tools_in);
         tools = parse_json(tools_json, "tools", err);
-        if (!tools) { json_decref(msgs); return NULL; }
+        if (!tools) { json_decref(msgs); json_decref(vars); return NULL; }
     }
     if (tools && !json_is_array(tools) && !json_is_null(tools)) {
         lfm2c_set_error(err, LFM2C_EINVAL, "tools must be a JSON array");
         json_decref(msgs);
         json_decref(tools);
+        json_decref(vars);
         return NULL;
     }
-    json_t *vars = json_object();
     json_object_set_new(vars, "messages", msgs);
     json_object_set_new(vars, "tools", tools ? tools : json_null());
     json_object_set_new(vars, "add_generation_prompt", json_boolean(add_generation_prompt));

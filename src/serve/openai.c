@@ -328,9 +328,19 @@ static json_t *normalize_messages(openai *api, json_t *msgs, http_err *e) {
             free(mine);
         }
         if (!text) { http_set_err(e, 500, NULL, NULL, "out of memory"); goto bad; }
-        json_array_append_new(out, json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system",
-                                             "content", text, len));
+        json_t *nm = json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system", "content", text, len);
         free(text);
+        /* an assistant turn's thinking (reasoning_content, as answered; 'thinking' as Ollama
+         * names it): the template decides whether it is rendered (LFM2.5 keeps it only for the
+         * turns after the last user message) */
+        json_t *th = json_object_get(m, "reasoning_content");
+        if (!json_is_string(th)) th = json_object_get(m, "thinking");
+        if (!strcmp(role, "assistant") && json_is_string(th) && json_string_length(th)) {
+            json_t *g = json_copy(th);
+            guard_json(api, g); /* the client's text, like the content */
+            json_object_set_new(nm, "thinking", g);
+        }
+        json_array_append_new(out, nm);
     }
     return out;
 bad:
@@ -428,10 +438,18 @@ static sched_req *req_clone(openai *api, const sched_req *b, const int32_t *prom
     r->spec_n_max = b->spec_n_max;
     r->spec_n_min = b->spec_n_min;
     r->spec_p_min = b->spec_p_min;
+    r->think_split = b->think_split;
+    r->think_opened = b->think_opened;
+    r->think_allowed = b->think_allowed;
+    r->think_budget = b->think_budget;
     bool ok = (r->prompt = malloc(sizeof *r->prompt * (size_t)(n_prompt + 1))) != NULL;
     if (ok) { memcpy(r->prompt, prompt, sizeof *r->prompt * (size_t)n_prompt); r->n_prompt = n_prompt; }
     if (ok && b->logit_bias && (ok = (r->logit_bias = malloc(sizeof(float) * (size_t)api->n_vocab)) != NULL))
         memcpy(r->logit_bias, b->logit_bias, sizeof(float) * (size_t)api->n_vocab);
+    if (ok && b->script && (ok = (r->script = malloc(sizeof *r->script * (size_t)b->n_script + 1)) != NULL)) {
+        memcpy(r->script, b->script, sizeof *r->script * (size_t)b->n_script);
+        r->n_script = b->n_script;
+    }
     if (ok && b->n_stop && (ok = (r->stop = calloc((size_t)b->n_stop + 1, sizeof *r->stop)) != NULL))
         for (int i = 0; ok && i < b->n_stop; i++) ok = (r->stop[r->n_stop++] = strdup(b->stop[i])) != NULL;
     if (!ok) { sched_release(api->sched, r); return NULL; }
@@ -552,6 +570,71 @@ static int prepend_context(openai *api, json_t *ctx, sched_req *r, http_err *e) 
     return 0;
 }
 
+/* The chat template the server renders with (its own or the model's; NULL: the built-in one). */
+static const char *chat_template_src(openai *api) {
+    return api->p.chat_template ? api->p.chat_template : lfm2c_model_meta_str(api->model, "tokenizer.chat_template");
+}
+
+/* A thinking model's block (lfm2c_think): the request's switches -> the scheduler request and the
+ * template's variables (tvars). Thinking is off with reasoning_effort none / minimal or
+ * chat_template_kwargs.enable_thinking false: a template that knows enable_thinking gets it
+ * false, and a block the model opens anyway is closed at once (a budget of 0); the other
+ * efforts leave it on (the model has no levels). thinking_token_budget (vLLM's name) caps the
+ * block, within the server's --reasoning-budget. */
+static int parse_thinking(openai *api, json_t *body, sched_req *r, json_t *tvars, http_err *e) {
+    bool off = false;
+    json_t *eff = json_object_get(body, "reasoning_effort");
+    if (eff && !json_is_null(eff)) {
+        const char *v = json_string_value(eff);
+        if (!v || (strcmp(v, "none") && strcmp(v, "minimal") && strcmp(v, "low") && strcmp(v, "medium") && strcmp(v, "high")))
+            return http_set_err(e, 400, "invalid_value", "reasoning_effort", "'reasoning_effort' must be none, minimal, low, medium or high");
+        off = !strcmp(v, "none") || !strcmp(v, "minimal");
+    }
+    json_t *kw = json_object_get(body, "chat_template_kwargs");
+    if (kw && !json_is_null(kw)) {
+        if (!json_is_object(kw)) return http_set_err(e, 400, "invalid_type", "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        json_t *et = json_object_get(kw, "enable_thinking");
+        if (et && !json_is_boolean(et))
+            return http_set_err(e, 400, "invalid_type", "chat_template_kwargs", "'chat_template_kwargs.enable_thinking' must be a boolean");
+        if (json_is_false(et)) off = true;
+        static const char *fixed[] = {"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"};
+        const char *k;
+        json_t *v;
+        json_object_foreach(kw, k, v) {
+            bool keep = true;
+            for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) keep = keep && strcmp(k, fixed[i]);
+            if (keep) json_object_set(tvars, k, v);
+        }
+    }
+    long long budget = -1;
+    if (get_int(body, "thinking_token_budget", 0, 1 << 30, &budget, e)) return -1;
+    if (off) {
+        budget = 0;
+        const char *src = chat_template_src(api);
+        if (src && strstr(src, "enable_thinking") && !json_object_get(tvars, "enable_thinking"))
+            json_object_set_new(tvars, "enable_thinking", json_false());
+    }
+    if (api->p.limit_reasoning && (budget < 0 || budget > api->p.reasoning_budget)) budget = api->p.reasoning_budget;
+    r->think_budget = (int)budget;
+    r->think_allowed = !off;
+    r->think_split = api->p.reasoning_format == SERVER_REASONING_SPLIT;
+    json_t *ts = json_object_get(body, "test_script");
+    if (api->p.test_script && ts && !json_is_null(ts)) { /* tests: the output to produce */
+        if (!json_is_string(ts)) return http_set_err(e, 400, "invalid_type", "test_script", "'test_script' must be a string");
+        lfm2c_error terr = {0};
+        r->script = lfm2c_tokenize(api->model, json_string_value(ts), json_string_length(ts), false, true, &r->n_script, &terr);
+        if (!r->script) return http_set_err(e, 400, "invalid_value", "test_script", "cannot tokenize 'test_script': %s", terr.msg);
+    }
+    return 0;
+}
+
+/* The rendered prompt ends inside an opened thinking block (the template opened it). */
+static bool prompt_opens_block(const char *prompt) {
+    size_t n = strlen(prompt), k = strlen(LFM2C_THINK_OPEN);
+    while (n && strchr(" \t\r\n", prompt[n - 1])) n--;
+    return n >= k && !memcmp(prompt + n - k, LFM2C_THINK_OPEN, k);
+}
+
 static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     sched_req *r = j->rs[0];
     if (parse_common(api, body, r, &j->o, true, e)) return -1;
@@ -631,11 +714,17 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
         j->tools = true;
     }
     r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
+    json_t *doc = json_object(); /* the template's input: messages and its other variables */
+    if (parse_thinking(api, body, r, doc, e)) { json_decref(doc); goto bad; }
 
     /* request strings are text: their special-token texts stay plain (lfm2c_guard_text); the
-     * messages were guarded as they were normalized (all but our own tool-call markers) */
+     * messages were guarded as they were normalized (all but our own tool-call markers), the
+     * template's other variables are guarded here */
+    guard_json(api, doc);
     if (use_tools) guard_json(api, fns);
-    char *mt = json_dumps(msgs, JSON_COMPACT), *ft = use_tools ? json_dumps(fns, JSON_COMPACT) : NULL;
+    json_object_set(doc, "messages", msgs);
+    char *mt = json_dumps(doc, JSON_COMPACT), *ft = use_tools ? json_dumps(fns, JSON_COMPACT) : NULL;
+    json_decref(doc);
     lfm2c_error err = {0};
     char *prompt = mt ? lfm2c_chat_render(api->model, api->p.chat_template, mt, ft, true, &err) : NULL;
     free(mt);
@@ -643,6 +732,7 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     json_decref(msgs);
     json_decref(fns);
     if (!prompt) return http_set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
+    r->think_opened = prompt_opens_block(prompt);
     lfm2c_error terr = {0};
     if (strlen(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) { /* cannot fit: no need to tokenize */
         free(prompt);
@@ -933,14 +1023,16 @@ static json_t *legacy_logprobs_json(openai *api, const job *j, int i, bool with_
 
 /* Usage of all choices: each prompt counted once (its choices share it), completions summed. */
 static json_t *usage_json(const job *j) {
-    int n = j->o.n < 1 ? 1 : j->o.n, prompt = 0, cached = 0, completion = 0;
+    int n = j->o.n < 1 ? 1 : j->o.n, prompt = 0, cached = 0, completion = 0, thinking = 0;
     for (int i = 0; i < j->n_rs; i++) {
         const sched_req *r = j->rs[i];
         if (i % n == 0) { prompt += r->n_prompt; cached += r->n_cached; }
         completion += r->n_generated;
+        thinking += r->n_think_tokens;
     }
-    return json_pack("{s:i,s:i,s:i,s:{s:i}}", "prompt_tokens", prompt, "completion_tokens", completion,
-                     "total_tokens", prompt + completion, "prompt_tokens_details", "cached_tokens", cached);
+    return json_pack("{s:i,s:i,s:i,s:{s:i},s:{s:i}}", "prompt_tokens", prompt, "completion_tokens", completion,
+                     "total_tokens", prompt + completion, "prompt_tokens_details", "cached_tokens", cached,
+                     "completion_tokens_details", "reasoning_tokens", thinking);
 }
 
 static json_t *tool_calls_json(openai *api, const toolcall_result *tr) {
@@ -970,6 +1062,7 @@ static json_t *final_choice(openai *api, job *j, int i) {
                          j->o.logprobs ? legacy_logprobs_json(api, j, i, true, 0, r->n_logprobs_out) : json_null(), "finish_reason", finish);
     }
     json_t *msg = json_pack("{s:s}", "role", "assistant");
+    if (r->n_reasoning) json_object_set_new(msg, "reasoning_content", json_stringn(r->reasoning, r->n_reasoning));
     toolcall_result tr = {0};
     size_t n_text = r->n_text;
     if (j->tools && r->finish == FINISH_LENGTH) n_text = toolcall_before_cut(r->text, n_text);
@@ -1000,6 +1093,7 @@ static json_t *final_json(openai *api, job *j) {
 /* What a stream has sent of one choice. */
 typedef struct stream_choice {
     size_t sent_text;          /* bytes of r->text already turned into events */
+    size_t sent_reasoning;     /* bytes of r->reasoning already sent */
     int sent_lp;               /* logprob entries already sent */
     bool started, finished, echoed;
     toolcall_stream *tcs;
@@ -1135,6 +1229,12 @@ static void stream_pump_choice(stream *st, int i) {
         lp = j->chat ? logprobs_json(api, r, c->sent_lp, r->n_logprobs_out)
                      : legacy_logprobs_json(api, j, i, false, c->sent_lp, r->n_logprobs_out);
         c->sent_lp = r->n_logprobs_out;
+    }
+    if (j->chat && r->n_reasoning > c->sent_reasoning) { /* the thinking, as its own deltas */
+        json_t *piece = json_stringn(r->reasoning + c->sent_reasoning, r->n_reasoning - c->sent_reasoning);
+        c->sent_reasoning = r->n_reasoning;
+        out_event(st, chunk(st, i, json_pack("{s:o}", "reasoning_content", piece ? piece : json_string("")), lp, NULL));
+        lp = NULL;
     }
     if (r->n_released > c->sent_text) {
         const char *p = r->text + c->sent_text;

@@ -22,6 +22,12 @@ typedef struct slot {
     bool g_stuck;              /* the mask allowed nothing */
     int32_t *forced;           /* tokens to emit without sampling */
     int n_forced, i_forced, cap_forced;
+    lfm2c_think think;         /* where the output is: before / in a <think> block, the answer */
+    int th;                    /* TH_*: how the constraints stand towards the block */
+    int open_pos;              /* TH_MAY_OPEN: bytes of the open tag chosen so far */
+    bool think_closing;        /* the budget forced the close tag */
+    int i_script;              /* script tokens used */
+    int answer_from;           /* n_generated when the answer's constraints began */
     uint64_t last_used;
     lfm2c_lora *lora;          /* the adapter its session runs with (NULL: none) */
     float lora_scale;
@@ -49,6 +55,10 @@ struct sched {
     int32_t *eog;              /* end-of-generation tokens */
     int n_eog;
     int32_t tool_start, tool_end; /* -1 if the vocabulary lacks them */
+    int32_t *close_toks;       /* "</think>" as tokens (what the thinking budget forces) */
+    int n_close;
+    struct open_tok { int32_t id; uint8_t pos, len; } *open_toks; /* tokens that are bytes [pos, pos+len) */
+    int n_open_toks;           /* of the open tag "<think>" (the mask while the output may open one) */
     float *scratch_logits;
 };
 
@@ -59,6 +69,14 @@ double sched_now(void) {
 }
 
 enum { PROMPT_LOGPROBS_CHUNK = 64 }; /* prompt tokens per step of a request reading all logits */
+
+/* The constraints of a request (JSON grammar, a forced call) and a thinking block: */
+enum {
+    TH_FREE,     /* they apply as they are (none, or the answer has begun) */
+    TH_MAY_OPEN, /* the first tokens may open a block instead: the mask also allows the open tag */
+    TH_WAIT,     /* in a block: they wait for the answer after </think> (no end of generation) */
+};
+#define N_OPEN_TAG ((int)sizeof LFM2C_THINK_OPEN - 1)
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
@@ -72,6 +90,7 @@ sched_req *sched_req_new(void) {
     r->max_tokens = 256;
     r->spec_n_max = r->spec_n_min = -1;
     r->spec_p_min = -1;
+    r->think_budget = -1;
     r->sampling = lfm2c_sampler_default_params();
     return r;
 }
@@ -85,6 +104,8 @@ static void req_free(sched_req *r) {
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     free(r->text);
+    free(r->reasoning);
+    free(r->script);
     free(r->logprobs);
     free(r->prompt_lp);
     pthread_cond_destroy(&r->cond);
@@ -157,19 +178,37 @@ void sched_get_stats(sched *s, sched_stats *out) {
 
 /* ---- output of one token (lock held) ------------------------------------------------------- */
 
-static bool text_append(sched_req *r, const char *b, size_t n) {
-    if (r->n_text + n + 1 > r->cap_text) {
-        size_t cap = r->cap_text ? r->cap_text : 256;
-        while (cap < r->n_text + n + 1) cap *= 2;
-        char *t = realloc(r->text, cap);
+static bool buf_append(char **buf, size_t *len, size_t *cap, const char *b, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (c < *len + n + 1) c *= 2;
+        char *t = realloc(*buf, c);
         if (!t) return false;
-        r->text = t;
-        r->cap_text = cap;
+        *buf = t;
+        *cap = c;
     }
-    memcpy(r->text + r->n_text, b, n);
-    r->n_text += n;
-    r->text[r->n_text] = 0;
+    memcpy(*buf + *len, b, n);
+    *len += n;
+    (*buf)[*len] = 0;
     return true;
+}
+
+static bool text_append(sched_req *r, const char *b, size_t n) { return buf_append(&r->text, &r->n_text, &r->cap_text, b, n); }
+
+/* New output text of a slot through its thinking splitter (flush: the end): the thinking to
+ * r->reasoning and the answer to r->text, or all of it to r->text when the request does not split.
+ * The answer's bytes of this piece also go to answer (room for n + LFM2C_THINK_HOLD). */
+static void out_route(sched_req *r, slot *sl, const char *p, size_t n, bool flush, char *answer, size_t *n_answer) {
+    char think[512 + LFM2C_THINK_HOLD];
+    size_t nt = 0;
+    if (flush) lfm2c_think_flush(&sl->think, think, &nt, answer, n_answer);
+    else lfm2c_think_push(&sl->think, p, n, think, &nt, answer, n_answer);
+    if (!r->think_split) {
+        if (n) text_append(r, p, n);
+        return;
+    }
+    if (nt) buf_append(&r->reasoning, &r->n_reasoning, &r->cap_reasoning, think, nt);
+    if (*n_answer) text_append(r, answer, *n_answer);
 }
 
 /* Stop strings: cut at the first match; otherwise hold back a suffix that may start one. */
@@ -275,9 +314,13 @@ static void stats_finished(sched_stats *st, const sched_req *r) {
 static void slot_finish(sched *s, slot *sl, int reason) {
     sched_req *r = sl->req;
     stats_finished(&s->st, r);
-    char buf[64];
+    char buf[64], answer[64 + LFM2C_THINK_HOLD];
+    size_t na = 0;
     int n = lfm2c_detok_flush(&sl->detok, buf, sizeof buf);
-    if (n > 0 && reason != FINISH_CANCELLED) text_append(r, buf, (size_t)n);
+    if (reason != FINISH_CANCELLED) {
+        if (n > 0) out_route(r, sl, buf, (size_t)n, false, answer, &na);
+        out_route(r, sl, NULL, 0, true, answer, &na);
+    }
     r->n_released = r->n_text;
     r->finish = reason;
     req_signal(r);
@@ -309,28 +352,85 @@ static bool force_push(slot *sl, int32_t t) {
     return true;
 }
 
-/* Under tool_choice "auto" with a JSON answer format, the first token may open a tool call
- * instead of the JSON value. */
+/* Under tool_choice "auto" with a JSON answer format, the answer's first token may open a tool
+ * call instead of the JSON value. */
 static bool call_may_open(const sched *s, const slot *sl) {
     const sched_req *r = sl->req;
     return r && sl->g && !sl->g_tool && sl->g == r->json_grammar && r->tools_auto && r->tool_grammar &&
-           s->tool_start >= 0 && r->n_generated == 0;
+           s->tool_start >= 0 && r->n_generated == sl->answer_from;
 }
 
-/* The sampler's filter hook: only tokens that keep the grammar alive. */
+/* A forced call (tool_choice required / named) that has not begun: its first token is the marker. */
+static bool call_forced_next(const sched *s, const slot *sl) {
+    const sched_req *r = sl->req;
+    return r->force_tool_call && r->tool_grammar && s->tool_start >= 0 && !sl->g;
+}
+
+/* Marks the tokens that continue the open tag from byte pos; returns how many were newly marked. */
+static int mark_open(const sched *s, int pos, bool *allowed) {
+    int n = 0;
+    for (int i = 0; i < s->n_open_toks; i++)
+        if (s->open_toks[i].pos == pos && !allowed[s->open_toks[i].id]) {
+            allowed[s->open_toks[i].id] = true;
+            n++;
+        }
+    return n;
+}
+
+/* The bytes of the open tag token t continues from pos (0: it does not). */
+static int open_len(const sched *s, int pos, int32_t t) {
+    for (int i = 0; i < s->n_open_toks; i++)
+        if (s->open_toks[i].pos == pos && s->open_toks[i].id == t) return s->open_toks[i].len;
+    return 0;
+}
+
+/* Which tokens the slot's state allows (s->allowed; false: no mask). Returns false with *n the
+ * count when there is a mask. */
+static bool slot_mask(sched *s, slot *sl, int *n) {
+    bool *al = s->allowed;
+    if (sl->th == TH_MAY_OPEN && sl->open_pos > 0) { /* the open tag was begun: only its rest */
+        memset(al, 0, (size_t)s->n_vocab * sizeof *al);
+        *n = mark_open(s, sl->open_pos, al);
+        return true;
+    }
+    if (sl->g) {
+        const int32_t *ends = sl->g_tool ? NULL : s->eog;
+        *n = grammar_allowed(sl->g, &sl->gst, s->gvocab, ends, sl->g_tool ? 0 : s->n_eog, al);
+        if (call_may_open(s, sl)) { /* tools under "auto" with a JSON answer: a call or the JSON */
+            if (!al[s->tool_start]) (*n)++;
+            al[s->tool_start] = true;
+        }
+    } else if (sl->th == TH_MAY_OPEN && call_forced_next(s, sl)) { /* the call, or a block first */
+        memset(al, 0, (size_t)s->n_vocab * sizeof *al);
+        al[s->tool_start] = true;
+        *n = 1;
+    } else {
+        return false;
+    }
+    if (sl->th == TH_MAY_OPEN) *n += mark_open(s, 0, al);
+    return true;
+}
+
+/* The sampler's filter hook: only tokens that keep the grammar alive (and, where the output may
+ * open a thinking block first, the open tag); inside a block whose answer is constrained, no end
+ * of generation; under a test script, only the script's next token. */
 static void mask_filter(void *user, float *logits, int n_vocab) {
     slot *sl = user;
     sched *s = sl->owner;
-    if (!sl->g) return;
-    const int32_t *ends = sl->g_tool ? NULL : s->eog;
-    int n = grammar_allowed(sl->g, &sl->gst, s->gvocab, ends, sl->g_tool ? 0 : s->n_eog, s->allowed);
-    if (call_may_open(s, sl)) { /* tools under "auto" with a JSON answer: a call or the JSON */
-        if (!s->allowed[s->tool_start]) n++;
-        s->allowed[s->tool_start] = true;
+    const sched_req *r = sl->req;
+    int n = 0;
+    if (slot_mask(s, sl, &n)) {
+        if (n == 0) { sl->g_stuck = true; return; }
+        for (int i = 0; i < n_vocab; i++)
+            if (!s->allowed[i]) logits[i] = -INFINITY;
+    } else if (sl->th == TH_WAIT) {
+        for (int i = 0; i < s->n_eog; i++) logits[s->eog[i]] = -INFINITY;
     }
-    if (n == 0) { sl->g_stuck = true; return; }
-    for (int i = 0; i < n_vocab; i++)
-        if (!s->allowed[i]) logits[i] = -INFINITY;
+    if (r && r->script) { /* tests: the script's token if the mask left it, then an end */
+        int32_t want = sl->i_script < r->n_script ? r->script[sl->i_script] : -1;
+        for (int i = 0; i < n_vocab; i++)
+            if (i != want && (want >= 0 || !lfm2c_token_is_eog(s->model, i))) logits[i] = -INFINITY;
+    }
 }
 
 static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
@@ -341,11 +441,60 @@ static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
     (void)s;
 }
 
+/* The answer's constraints begin: the JSON grammar, or (unless the output may still open a
+ * thinking block, where the mask offers the marker instead) the forced call's marker. */
+static void answer_begin(sched *s, slot *sl, bool may_open) {
+    sched_req *r = sl->req;
+    sl->answer_from = r->n_generated;
+    if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
+    if (!may_open && call_forced_next(s, sl)) force_push(sl, s->tool_start);
+}
+
+/* The thinking budget: once the block holds think_budget tokens, its close tag is forced. */
+static void think_budget_check(sched *s, slot *sl) {
+    sched_req *r = sl->req;
+    if (r->think_budget < 0 || sl->think_closing || sl->think.phase != LFM2C_THINK_IN || r->n_think_tokens < r->think_budget)
+        return;
+    sl->think_closing = true;
+    for (int i = 0; i < s->n_close; i++) force_push(sl, s->close_toks[i]);
+}
+
+/* While the output may open a block (TH_MAY_OPEN): whether token t continues the open tag, and
+ * the state after it. A token the constraints accept at the start is the answer's. */
+static bool may_open_take(sched *s, slot *sl, int32_t t) {
+    int len = open_len(s, sl->open_pos, t);
+    bool answer = false;
+    if (sl->open_pos == 0) {
+        if (sl->g) {
+            char bytes[512];
+            int nb = lfm2c_token_to_bytes(s->model, t, false, bytes, sizeof bytes);
+            grammar_state tmp = sl->gst;
+            answer = (nb >= 0 && nb <= (int)sizeof bytes && grammar_accept(sl->g, &tmp, bytes, (size_t)nb)) ||
+                     (call_may_open(s, sl) && t == s->tool_start);
+        } else {
+            answer = t == s->tool_start;
+        }
+    }
+    if (len == 0 || answer) {
+        sl->th = TH_FREE;
+        return false;
+    }
+    sl->open_pos += len;
+    if (sl->open_pos >= N_OPEN_TAG) { /* a block opened: the constraints wait for the answer */
+        sl->th = TH_WAIT;
+        sl->g = NULL;
+    }
+    return true;
+}
+
 /* Handles the token chosen for a slot (lock held). Returns true when the slot goes on. */
 static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     sched_req *r = sl->req;
     bool forced = logits == NULL;
-    if (r->tool_grammar && t == s->tool_start && (r->tools_auto || forced) && (!sl->g || call_may_open(s, sl)))
+    bool in_block = sl->think.phase == LFM2C_THINK_IN;
+    bool tag = sl->th == TH_MAY_OPEN && !forced && may_open_take(s, sl, t);
+    if (r->tool_grammar && t == s->tool_start && (r->tools_auto || r->force_tool_call || forced) &&
+        (!sl->g || call_may_open(s, sl)) && sl->th != TH_WAIT && !in_block && !tag)
         grammar_start(s, sl, r->tool_grammar, true);
     if (lfm2c_token_is_eog(s->model, t) && !(sl->g && !forced && !grammar_complete(sl->g, &sl->gst))) {
         slot_finish(s, sl, FINISH_STOP);
@@ -353,17 +502,32 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     }
     if (r->n_generated == 0) r->t_first = sched_now();
     r->n_generated++;
+    if (in_block) r->n_think_tokens++;
     s->st.generated_tokens++;
     logprob_record(s, r, logits, t);
-    char piece[512];
+    char piece[512], answer[512 + LFM2C_THINK_HOLD];
+    size_t n_answer = 0;
     int n = lfm2c_detok_push(&sl->detok, s->model, t, piece, sizeof piece);
     size_t old = r->n_text;
-    if (n > 0) text_append(r, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
+    out_route(r, sl, piece, (size_t)(n <= 0 ? 0 : n < (int)sizeof piece ? n : (int)sizeof piece), false, answer, &n_answer);
+    if (sl->th == TH_WAIT && sl->think.phase == LFM2C_THINK_ANSWER) { /* </think>: the answer's constraints begin */
+        sl->th = TH_FREE;
+        answer_begin(s, sl, false);
+        if (sl->g && n_answer && !grammar_accept(sl->g, &sl->gst, answer, n_answer)) {
+            slot_fail(s, sl, "the text after the thinking block does not fit the output constraints");
+            return false;
+        }
+        if (sl->g && n_answer && sl->gst.depth == 0) {
+            slot_finish(s, sl, FINISH_STOP);
+            return false;
+        }
+        tag = true; /* this token's bytes were fed above */
+    }
     if (sl->g && sl->g_tool && t == s->tool_end) {
         slot_finish(s, sl, FINISH_TOOL_CALLS);
         return false;
     }
-    if (sl->g && t != s->tool_start) {
+    if (sl->g && t != s->tool_start && !tag) {
         char bytes[512];
         int nb = lfm2c_token_to_bytes(s->model, t, false, bytes, sizeof bytes);
         if (nb > (int)sizeof bytes || !grammar_accept(sl->g, &sl->gst, bytes, (size_t)(nb > 0 ? nb : 0))) {
@@ -387,6 +551,7 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
         slot_finish(s, sl, FINISH_LENGTH);
         return false;
     }
+    think_budget_check(s, sl);
     sl->next = t;
     req_signal(r);
     return true;
@@ -397,20 +562,23 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
     sched_req *r = sl->req;
     sl->has_logits = false;
     if (sl->i_forced < sl->n_forced) {
-        slot_take(s, sl, sl->forced[sl->i_forced++], NULL);
+        int32_t f = sl->forced[sl->i_forced++];
+        if (r->script && sl->i_script < r->n_script && r->script[sl->i_script] == f) sl->i_script++; /* the script says it too */
+        slot_take(s, sl, f, NULL);
         return;
     }
     int hist_n = lfm2c_session_n_past(sl->sess);
     const int32_t *hist = lfm2c_session_tokens(sl->sess);
     int32_t t = lfm2c_sampler_sample(sl->sampler, logits, hist, hist_n);
-    if ((sl->g && sl->g_stuck) || t < 0) { /* the request's own limits leave no token */
+    if (sl->g_stuck || t < 0) { /* the request's own limits leave no token */
         r->error_status = 400;
-        slot_fail(s, sl, sl->g ? "no token satisfies the output constraints together with logit_bias"
-                                : "logit_bias excludes every token");
+        slot_fail(s, sl, r->script ? "the test script's next token is not allowed here"
+                         : sl->g || sl->th == TH_MAY_OPEN ? "no token satisfies the output constraints together with logit_bias"
+                                                          : "logit_bias excludes every token");
         return;
     }
     if (t >= s->n_vocab) { slot_fail(s, sl, "sampler returned no token"); return; }
-    (void)r;
+    if (r->script) sl->i_script++;
     slot_take(s, sl, t, logits);
 }
 
@@ -424,18 +592,24 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     sl->g_stuck = false;
     sl->n_forced = sl->i_forced = 0;
     sl->cap_prompt_lp = 0;
+    sl->open_pos = 0;
+    sl->think_closing = false;
+    sl->i_script = 0;
     lfm2c_detok_init(&sl->detok, true);
+    lfm2c_think_init(&sl->think, r->think_opened);
     sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
     if (sl->sampler) {
         if (r->logit_bias) lfm2c_sampler_set_logit_bias(sl->sampler, r->logit_bias);
         lfm2c_sampler_set_filter(sl->sampler, mask_filter, sl);
     }
-    if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
-    if (r->force_tool_call && r->tool_grammar && s->tool_start >= 0) force_push(sl, s->tool_start);
+    sl->req = r;
+    bool constrained = r->json_grammar || (r->force_tool_call && r->tool_grammar && s->tool_start >= 0);
+    sl->th = !constrained ? TH_FREE : r->think_opened ? TH_WAIT : r->think_allowed && s->n_open_toks ? TH_MAY_OPEN : TH_FREE;
+    if (sl->th != TH_WAIT) answer_begin(s, sl, sl->th == TH_MAY_OPEN);
+    think_budget_check(s, sl);
     r->n_cached = keep;
     s->st.prompt_tokens += (uint64_t)r->n_prompt;
     s->st.cached_tokens += (uint64_t)keep;
-    sl->req = r;
     if (!sl->sampler) slot_fail(s, sl, "out of memory");
 }
 
@@ -712,6 +886,33 @@ static void *sched_main(void *arg) {
 
 /* ---- life cycle ---------------------------------------------------------------------------- */
 
+/* The thinking tags in this vocabulary: the close tag's tokens (forced by a budget) and every
+ * token whose text is a piece of the open tag (special tokens by their text). */
+static int think_tags(sched *s) {
+    lfm2c_error err = {0};
+    s->close_toks = lfm2c_tokenize(s->model, LFM2C_THINK_CLOSE, strlen(LFM2C_THINK_CLOSE), false, true, &s->n_close, &err);
+    if (!s->close_toks) return -1;
+    static const char open[] = LFM2C_THINK_OPEN;
+    for (int pass = 0; pass < 2; pass++) { /* count, then fill */
+        int k = 0;
+        for (int32_t i = 0; i < s->n_vocab; i++) {
+            char b[16];
+            int n = lfm2c_token_to_bytes(s->model, i, true, b, sizeof b);
+            if (n < 1 || n > N_OPEN_TAG) continue;
+            for (int pos = 0; pos + n <= N_OPEN_TAG; pos++)
+                if (!memcmp(open + pos, b, (size_t)n)) {
+                    if (pass) s->open_toks[k] = (struct open_tok){i, (uint8_t)pos, (uint8_t)n};
+                    k++;
+                }
+        }
+        if (!pass) {
+            if (!(s->open_toks = calloc((size_t)k + 1, sizeof *s->open_toks))) return -1;
+            s->n_open_toks = k;
+        }
+    }
+    return 0;
+}
+
 static int32_t single_token(lfm2c_model *m, const char *text) {
     lfm2c_error err = {0};
     int n = 0;
@@ -742,6 +943,7 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
         if (lfm2c_token_is_eog(model, i)) s->eog[s->n_eog++] = i;
     s->tool_start = single_token(model, TOOLCALL_START);
     s->tool_end = single_token(model, TOOLCALL_END);
+    if (think_tags(s) != 0) goto oom;
     /* token byte strings for the grammar mask */
     char **bytes = calloc((size_t)s->n_vocab, sizeof *bytes);
     int *lens = calloc((size_t)s->n_vocab, sizeof *lens);
@@ -820,6 +1022,8 @@ void sched_free(sched *s) {
     free(s->allowed);
     free(s->eog);
     free(s->scratch_logits);
+    free(s->close_toks);
+    free(s->open_toks);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
     free(s);

@@ -65,13 +65,27 @@ typedef struct sched_req {
     float lora_scale;
     int spec_n_max, spec_n_min; /* speculative.n_max / n_min: -1 = the server's (n_max at most it) */
     float spec_p_min;           /* speculative.p_min: < 0 = the server's */
+    /* a thinking model's <think>...</think> block (lfm2c_think, lfm2c.h) */
+    bool think_split;           /* the block's text goes to `reasoning`, the answer to `text`; false:
+                                   all of it to `text` as generated (the phase is still followed) */
+    bool think_opened;          /* the prompt ends inside an opened block */
+    bool think_allowed;         /* with constraints (json_grammar, force_tool_call): the output may
+                                   open a block first, and they apply to the answer after it; false:
+                                   they apply from the first token */
+    int think_budget;           /* tokens inside the block before </think> is forced; -1: no limit */
+    int32_t *script;            /* tests (serve --test-script): the tokens to pick, each through the
+                                   mask, then an end of generation (owned) */
+    int n_script;
     struct sched_req *fork_of;  /* an earlier request of the same submit with the same prompt:
                                    this one waits for its prefill and starts from a copy of its
                                    state (n choices share one prefill) */
 
     /* outputs (guarded by the scheduler lock) */
-    char *text;                 /* generated text; text[0..n_released) may be shown */
+    char *text;                 /* generated text (the answer); text[0..n_released) may be shown */
     size_t n_text, cap_text, n_released;
+    char *reasoning;            /* with think_split: the thinking, all of it may be shown */
+    size_t n_reasoning, cap_reasoning;
+    int n_think_tokens;         /* tokens generated inside the block (the close tag's included) */
     sched_logprob *logprobs;    /* one per generated token */
     int n_logprobs_out, cap_logprobs;
     sched_logprob *prompt_lp;   /* with prompt_logprobs: one per prompt token once it is read

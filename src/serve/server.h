@@ -18,6 +18,12 @@ typedef struct server_params {
     const char *api_key;        /* NULL: no authentication */
     const char *alias;          /* model id shown to clients */
     const char *chat_template;  /* template source, NULL: the model's */
+    int reasoning_format;       /* SERVER_REASONING_*: a thinking block apart from the answer, or not */
+    bool limit_reasoning;       /* reasoning_budget applies (else no limit) */
+    int reasoning_budget;       /* tokens of thinking before </think> is forced (0: closed at once);
+                                   a request may ask for less, never more */
+    bool test_script;           /* tests: a request's 'test_script' text is the output (the scheduler's
+                                   script, through the constraints' mask) */
     bool metrics;               /* serve GET /metrics */
     size_t max_body;            /* bytes; larger bodies get 413 (also the cap on /detokenize's text) */
     int n_ctx;                  /* context of a slot (the scheduler's n_ctx) */
@@ -63,6 +69,8 @@ typedef struct server_params {
 #define SERVER_RESPONSES_KEPT 1024         /* Responses API conversations and output items kept (previous_response_id, item_reference) */
 #define SERVER_RESPONSES_BYTES (64u << 20) /* ... and their bytes in all (oldest dropped first) */
 #define SERVER_AUX_PARALLEL 2   /* tokenizer requests, and bodies over 1 MiB, handled at once */
+
+enum { SERVER_REASONING_SPLIT, SERVER_REASONING_NONE };
 
 typedef struct server server;
 

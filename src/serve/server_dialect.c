@@ -42,6 +42,8 @@ void dl_chunk_parse(json_t *chunk, dl_chunk *c) {
     json_t *t = json_object_get(delta, "content");
     if (!json_is_string(t)) t = json_object_get(delta, "text");
     if (json_is_string(t) && json_string_length(t)) { c->text = json_string_value(t); c->n_text = json_string_length(t); }
+    json_t *rc = json_object_get(delta, "reasoning_content");
+    if (json_is_string(rc) && json_string_length(rc)) { c->reasoning = json_string_value(rc); c->n_reasoning = json_string_length(rc); }
     c->call = json_array_get(json_object_get(delta, "tool_calls"), 0);
     c->finish = json_string_value(json_object_get(ch, "finish_reason"));
 }

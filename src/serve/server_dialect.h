@@ -81,6 +81,8 @@ typedef struct dl_chunk {
     bool role;                 /* the first chunk (delta.role) */
     const char *text;          /* delta.content, NULL: none */
     size_t n_text;
+    const char *reasoning;     /* delta.reasoning_content (a thinking model's block), NULL: none */
+    size_t n_reasoning;
     json_t *call;              /* a whole tool call {id,type,function:{name,arguments}} (borrowed) */
     const char *finish;        /* finish_reason, NULL: none */
     json_t *error;             /* {"message",...} of an error event (borrowed) */
