@@ -1134,7 +1134,8 @@ static dl_server dl_view_of(openai *api, const char *owner) {
 
 static dl_run dl_run_of(const job *j) {
     const sched_req *r = j->rs[0]; /* the dialects ask for one choice */
-    return (dl_run){.prompt = r->prompt, .n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached, .stop_hit = r->stop_hit,
+    return (dl_run){.prompt = r->prompt, .n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached,
+                    .n_reasoning = r->n_think_tokens, .stop_hit = r->stop_hit,
                     .stop_text = r->stop_hit >= 0 && r->stop_hit < r->n_stop ? r->stop[r->stop_hit] : NULL,
                     .t_submit = r->t_submit, .t_first = r->t_first, .t_now = sched_now()};
 }
@@ -1612,6 +1613,8 @@ int openai_route_dialect(http_req *q, json_t *body) {
     json_t *chat = dl->request(&v, body, &dls, &legacy, &de);
     const char *id = json_string_value(json_object_get(body, "model"));
     if (chat && id && lora_index(api, id) >= 0) json_object_set_new(chat, "model", json_string(id));   /* the adapter it names */
+    json_t *ts = json_object_get(body, "test_script");
+    if (chat && ts && api->p.test_script) json_object_set(chat, "test_script", ts); /* tests: the output, in every API */
     if (chat) {
         int r = handle_generate(api, q, chat, !legacy, dl, &dls, &chat);
         json_decref(chat);

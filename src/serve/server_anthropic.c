@@ -1,10 +1,11 @@
 /* server_anthropic.c — Anthropic's Messages API (POST /v1/messages, /v1/messages/count_tokens)
  * as a dialect of the chat API: 'system' (string or text blocks), messages with text / tool_use /
- * tool_result blocks, tools with input_schema, tool_choice auto/any/tool/none, max_tokens
- * (required), stop_sequences, temperature/top_p/top_k, structured output (output_config.format or
- * output_format: json_schema) become a chat request; the answer becomes a
- * message (text and tool_use blocks, stop_reason end_turn / max_tokens / tool_use /
- * stop_sequence, usage), the stream becomes message_start, content_block_start/delta/stop,
+ * tool_result / thinking blocks, tools with input_schema, tool_choice auto/any/tool/none,
+ * max_tokens (required), stop_sequences, temperature/top_p/top_k, structured output
+ * (output_config.format or output_format: json_schema), thinking (enabled with budget_tokens, or
+ * disabled) become a chat request; the answer becomes a message (thinking, text and tool_use
+ * blocks, stop_reason end_turn / max_tokens / tool_use / stop_sequence, usage), the stream becomes
+ * message_start, content_block_start/delta/stop (thinking_delta for a thinking model's block),
  * message_delta and message_stop, and errors take Anthropic's shape
  * {"type":"error","error":{"type":...,"message":...}}. */
 #include "serve/server_dialect.h"
@@ -17,8 +18,11 @@ typedef struct an_state {
     char id[48];
     json_t *stops;             /* stop_sequences (for stop_reason stop_sequence) */
     int block;                 /* index of the next content block */
-    bool started, text_open, stopped;
+    int open;                  /* the block open now: OPEN_* */
+    bool started, stopped;
 } an_state;
+
+enum { OPEN_NONE, OPEN_TEXT, OPEN_THINKING };
 
 static void an_free(void *p) {
     an_state *st = p;
@@ -55,7 +59,7 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
         return 0;
     }
     if (!json_is_array(content)) return dl_fail(e, 400, "messages", "messages.%zu.content must be a string or an array of blocks", i);
-    dl_buf text = {0};
+    dl_buf text = {0}, thinking = {0};
     dl_buf_add(&text, "", 0);
     json_t *calls = json_array();
     size_t k;
@@ -94,8 +98,12 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
             }
             json_array_append_new(out, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", id, "content", r.p ? r.p : "", r.n));
             free(r.p);
-        } else if (!strcmp(type, "thinking") || !strcmp(type, "redacted_thinking")) {
-            /* earlier reasoning is not rendered */
+        } else if (!strcmp(type, "thinking")) { /* the template decides whether it is rendered */
+            json_t *t = json_object_get(b, "thinking");
+            if (!json_is_string(t)) { dl_fail(e, 400, "messages", "messages.%zu.content.%zu.thinking must be a string", i, k); goto bad; }
+            dl_buf_add(&thinking, json_string_value(t), json_string_length(t));
+        } else if (!strcmp(type, "redacted_thinking")) {
+            /* nothing readable to render */
         } else {
             dl_fail(e, 400, "messages", "messages.%zu.content.%zu: block type '%.40s' is not supported (text, tool_use, tool_result)", i, k, type);
             goto bad;
@@ -104,13 +112,16 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     if (text.n || json_array_size(calls) || !json_array_size(content)) {
         json_t *msg = json_pack("{s:s,s:s%}", "role", role, "content", text.p ? text.p : "", text.n);
         if (json_array_size(calls)) json_object_set(msg, "tool_calls", calls);
+        if (thinking.n && !strcmp(role, "assistant")) json_object_set_new(msg, "reasoning_content", json_stringn(thinking.p, thinking.n));
         json_array_append_new(out, msg);
     }
     free(text.p);
+    free(thinking.p);
     json_decref(calls);
     return 0;
 bad:
     free(text.p);
+    free(thinking.p);
     json_decref(calls);
     return -1;
 }
@@ -217,10 +228,32 @@ static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *
         dl_fail(e, 400, "stop_sequences", "stop_sequences: must be an array of strings");
         return NULL;
     }
+    /* thinking: {"type":"enabled","budget_tokens":N} caps a thinking model's block (below
+     * max_tokens, as Anthropic asks; its minimum of 1024 is not imposed), "disabled" turns it off
+     * (reasoning_effort none); "adaptive" or absent: the model thinks as it does by default */
+    json_t *th = json_object_get(body, "thinking"), *budget = NULL;
+    bool think_off = false;
+    if (th && !json_is_null(th)) {
+        const char *tt = json_string_value(json_object_get(th, "type"));
+        if (!json_is_object(th) || !tt || (strcmp(tt, "enabled") && strcmp(tt, "disabled") && strcmp(tt, "adaptive"))) {
+            dl_fail(e, 400, "thinking", "thinking: must be {\"type\":\"enabled\",\"budget_tokens\":N}, {\"type\":\"disabled\"} or {\"type\":\"adaptive\"}");
+            return NULL;
+        }
+        budget = json_object_get(th, "budget_tokens");
+        if (!strcmp(tt, "enabled") && (!json_is_integer(budget) || json_integer_value(budget) < 1 ||
+                                       json_integer_value(budget) >= json_integer_value(mt))) {
+            dl_fail(e, 400, "thinking", "thinking.budget_tokens: must be an integer >= 1 and less than max_tokens");
+            return NULL;
+        }
+        if (strcmp(tt, "enabled")) budget = NULL;
+        think_off = !strcmp(tt, "disabled");
+    }
     json_t *chat = translate(body, e);
     if (!chat) return NULL;
     if (map_output_format(body, chat, e)) { json_decref(chat); return NULL; }
     json_object_set(chat, "max_tokens", mt);
+    if (budget) json_object_set(chat, "thinking_token_budget", budget);
+    if (think_off) json_object_set_new(chat, "reasoning_effort", json_string("none"));
     static const char *same[] = {"temperature", "top_p", "top_k", "stream"};
     for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
         json_t *v = json_object_get(body, same[k]);
@@ -256,6 +289,9 @@ static json_t *an_final(const dl_server *s, void *state, json_t *openai, const d
     an_state *st = state;
     json_t *ch = json_array_get(json_object_get(openai, "choices"), 0), *msg = json_object_get(ch, "message");
     json_t *content = json_array(), *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
+    json_t *thinking = json_object_get(msg, "reasoning_content");
+    if (json_is_string(thinking))
+        json_array_append_new(content, json_pack("{s:s,s:O,s:s}", "type", "thinking", "thinking", thinking, "signature", ""));
     if (json_is_string(text) && (json_string_length(text) || !json_array_size(calls)))
         json_array_append_new(content, json_pack("{s:s,s:O}", "type", "text", "text", text));
     size_t i;
@@ -270,9 +306,20 @@ static json_t *an_final(const dl_server *s, void *state, json_t *openai, const d
 }
 
 static void close_block(an_state *st, dl_write w, void *wctx) {
-    if (!st->text_open) return;
-    st->text_open = false;
+    if (st->open == OPEN_NONE) return;
+    st->open = OPEN_NONE;
     dl_sse(w, wctx, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", st->block++));
+}
+
+/* Opens a text or thinking block (closing another kind first). */
+static void open_block(an_state *st, int kind, dl_write w, void *wctx) {
+    if (st->open == kind) return;
+    close_block(st, w, wctx);
+    st->open = kind;
+    json_t *b = kind == OPEN_TEXT ? json_pack("{s:s,s:s}", "type", "text", "text", "")
+                                  : json_pack("{s:s,s:s,s:s}", "type", "thinking", "thinking", "", "signature", "");
+    dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block,
+                                                     "content_block", b));
 }
 
 static void an_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
@@ -294,12 +341,13 @@ static void an_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
                          "cache_read_input_tokens", run->n_cached, "cache_creation_input_tokens", 0));
         dl_sse(w, wctx, "ping", json_pack("{s:s}", "type", "ping"));
     }
+    if (c.reasoning) {
+        open_block(st, OPEN_THINKING, w, wctx);
+        dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block,
+                                                         "delta", "type", "thinking_delta", "thinking", c.reasoning, c.n_reasoning));
+    }
     if (c.text) {
-        if (!st->text_open) {
-            st->text_open = true;
-            dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start", "index",
-                                                             st->block, "content_block", "type", "text", "text", ""));
-        }
+        open_block(st, OPEN_TEXT, w, wctx);
         dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block,
                                                          "delta", "type", "text_delta", "text", c.text, c.n_text));
     }
@@ -314,11 +362,7 @@ static void an_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
     }
     if (c.finish && !st->stopped) {
         st->stopped = true;
-        if (st->block == 0 && !st->text_open) { /* an empty answer is one empty text block */
-            st->text_open = true;
-            dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_start", "index",
-                                                             st->block, "content_block", "type", "text", "text", ""));
-        }
+        if (st->block == 0 && st->open == OPEN_NONE) open_block(st, OPEN_TEXT, w, wctx); /* an empty answer: one empty text block */
         close_block(st, w, wctx);
         const char *reason = stop_reason(c.finish, run);
         dl_sse(w, wctx, "message_delta",

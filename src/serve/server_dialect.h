@@ -41,6 +41,7 @@ typedef struct dl_server {
 typedef struct dl_run {
     const int32_t *prompt;     /* the prompt's token ids (n_prompt) */
     int n_prompt, n_generated, n_cached;
+    int n_reasoning;           /* generated tokens inside a thinking block */
     int stop_hit;              /* index of the request's stop string that ended it, -1: none */
     const char *stop_text;     /* that string, NULL: none */
     double t_submit, t_first, t_now; /* seconds (monotonic) */

@@ -1,5 +1,6 @@
 /* server_ollama.c — the Ollama API as a dialect of the chat API: /api/chat and /api/generate
- * (NDJSON streaming by default, stream:false, format "json" or a JSON schema, options
+ * (NDJSON streaming by default, stream:false, think (a thinking model's block in message.thinking
+ * / thinking; false turns it off), format "json" or a JSON schema, options
  * {temperature, top_k, top_p, min_p, num_predict, stop, seed, num_ctx, repeat_penalty, ...},
  * tools and message.tool_calls with arguments as objects, keep_alive accepted; /api/generate's
  * 'context' token ids, in answers and requests) become chat (or, with raw, completion) requests and their answers Ollama's objects with done_reason and the
@@ -73,6 +74,12 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
         return dl_fail(e, 400, "messages", "messages[%zu].content must be a string", i);
     if (json_array_size(images)) return dl_fail(e, 400, "messages", "messages[%zu]: images are not supported by this model", i);
     json_t *msg = json_pack("{s:s,s:s}", "role", role, "content", json_is_string(content) ? json_string_value(content) : "");
+    json_t *thinking = json_object_get(m, "thinking");
+    if (thinking && !json_is_null(thinking) && !json_is_string(thinking)) {
+        json_decref(msg);
+        return dl_fail(e, 400, "messages", "messages[%zu].thinking must be a string", i);
+    }
+    if (json_is_string(thinking)) json_object_set(msg, "thinking", thinking);
     json_t *calls = json_object_get(m, "tool_calls");
     if (calls && !json_is_null(calls)) {
         if (!json_is_array(calls)) { json_decref(msg); return dl_fail(e, 400, "messages", "messages[%zu].tool_calls must be an array", i); }
@@ -196,6 +203,16 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
         if (!json_is_integer(tmt) || json_integer_value(tmt) < 1) { dl_fail(e, 400, "max_tokens", "'max_tokens' must be a positive integer"); goto bad; }
         json_object_set(chat, "max_tokens", tmt);
     }
+    /* think: false turns a thinking model's block off; true and the levels ("high", "medium",
+     * "low") leave it on (the model has no levels); absent: the model's default */
+    json_t *think = json_object_get(body, "think");
+    if (think && !json_is_null(think) && !json_is_boolean(think) &&
+        !(json_is_string(think) && (!strcmp(json_string_value(think), "high") || !strcmp(json_string_value(think), "medium") ||
+                                    !strcmp(json_string_value(think), "low")))) {
+        dl_fail(e, 400, "think", "'think' must be a boolean or high, medium, low");
+        goto bad;
+    }
+    if (json_is_false(think)) json_object_set_new(chat, "reasoning_effort", json_string("none"));
     json_t *stream = json_object_get(body, "stream");
     if (stream && !json_is_null(stream) && !json_is_boolean(stream)) { dl_fail(e, 400, "stream", "'stream' must be a boolean"); goto bad; }
     json_object_set_new(chat, "stream", json_boolean(!json_is_false(stream)));
@@ -266,13 +283,16 @@ static json_t *ol_final(const dl_server *s, void *state, json_t *openai, const d
     ol_state *st = state;
     json_t *ch = json_array_get(json_object_get(openai, "choices"), 0);
     const char *finish = json_string_value(json_object_get(ch, "finish_reason"));
+    json_t *msg = json_object_get(ch, "message"), *thinking = json_object_get(msg, "reasoning_content");
     if (st->generate) {
-        json_t *msg = json_object_get(ch, "message");
         json_t *text = msg ? json_object_get(msg, "content") : json_object_get(ch, "text");
-        return done_obj(s, st, json_is_string(text) ? json_incref(text) : json_string(""), finish, run);
+        json_t *o = done_obj(s, st, json_is_string(text) ? json_incref(text) : json_string(""), finish, run);
+        if (json_is_string(thinking)) json_object_set(o, "thinking", thinking);
+        return o;
     }
-    json_t *msg = json_object_get(ch, "message"), *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
+    json_t *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
     json_t *m = json_pack("{s:s,s:o}", "role", "assistant", "content", json_is_string(text) ? json_incref(text) : json_string(""));
+    if (json_is_string(thinking)) json_object_set(m, "thinking", thinking);
     if (json_array_size(calls)) json_object_set_new(m, "tool_calls", ol_calls(calls));
     return done_obj(s, st, m, finish, run);
 }
@@ -288,6 +308,17 @@ static void ol_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
     }
     char t[40];
     dl_iso_time(time(NULL), t, sizeof t);
+    if (c.reasoning) { /* a thinking model's block: message.thinking (chat), thinking (generate) */
+        json_t *piece = json_stringn(c.reasoning, c.n_reasoning);
+        json_t *o = json_pack("{s:s,s:s,s:b}", "model", st->model, "created_at", t, "done", 0);
+        if (st->generate) {
+            json_object_set_new(o, "response", json_string(""));
+            json_object_set_new(o, "thinking", piece);
+        } else {
+            json_object_set_new(o, "message", json_pack("{s:s,s:s,s:o}", "role", "assistant", "content", "", "thinking", piece));
+        }
+        dl_ndjson(w, wctx, o);
+    }
     if (c.text) {
         if (st->generate) dl_buf_add(&st->text, c.text, c.n_text);
         json_t *piece = json_stringn(c.text, c.n_text);
@@ -440,8 +471,10 @@ static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
     char modelfile[512];
     snprintf(modelfile, sizeof modelfile, "# served by lfm2c\nFROM %s\n", s->model_file ? s->model_file : s->alias);
     dl_iso_time(s->started, t, sizeof t);
-    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:[s,s],s:s}", "modelfile", modelfile, "parameters", params, "template", tmpl ? tmpl : "",
-                     "details", details(s), "model_info", info, "capabilities", "completion", "tools", "modified_at", t);
+    json_t *caps = json_pack("[s,s]", "completion", "tools");
+    if (tmpl && strstr(tmpl, LFM2C_THINK_OPEN)) json_array_append_new(caps, json_string("thinking")); /* a thinking model's template */
+    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "modelfile", modelfile, "parameters", params, "template", tmpl ? tmpl : "",
+                     "details", details(s), "model_info", info, "capabilities", caps, "modified_at", t);
 }
 
 static json_t *ollama_version(void) { return json_pack("{s:s}", "version", "0.12.0"); }

@@ -1,11 +1,12 @@
 /* server_responses.c — the OpenAI Responses API (POST /v1/responses) as a dialect of the chat
- * API: 'input' (a string or items: messages, function_call, function_call_output),
+ * API: 'input' (a string or items: messages, function_call, function_call_output, reasoning),
  * 'instructions', function tools + tool_choice, text.format (json_schema / json_object),
- * max_output_tokens, temperature/top_p and previous_response_id become a chat request; the chat
- * 'item_reference' input items resolve stored output items (or responses) by id; the chat
- * answer becomes a response object (message and function_call output items, usage), and the chat
- * stream becomes the documented event sequence (response.created ... response.completed). Recent
- * conversations are kept in a bounded store (server_dialect.c) unless 'store' is false. */
+ * max_output_tokens, temperature/top_p, reasoning.effort and previous_response_id become a chat
+ * request; 'item_reference' input items resolve stored output items (or responses) by id; the
+ * chat answer becomes a response object (reasoning, message and function_call output items,
+ * usage), and the chat stream becomes the documented event sequence (response.created ...
+ * response.reasoning_text.delta ... response.completed). Recent conversations are kept in a
+ * bounded store (server_dialect.c) unless 'store' is false. */
 #include "serve/server_dialect.h"
 #include "serve/openai.h"
 
@@ -13,15 +14,15 @@
 #include <string.h>
 
 typedef struct rs_state {
-    char id[48], msg_id[48];
+    char id[48], msg_id[48], rs_id[48];
     time_t created;
     json_t *echo;              /* request fields the response object repeats */
     json_t *messages;          /* the conversation in chat form, without instructions */
     bool store;
     /* streaming */
     int seq, n_out;
-    bool started, msg_open, completed;
-    dl_buf text;
+    bool started, msg_open, think_open, completed;
+    dl_buf text, thinking;
     json_t *output;            /* finished output items */
     json_t *calls;             /* chat tool_calls of the answer (for the store) */
     json_t *lp, *lp_pending;   /* logprobs asked for: every token's entry; those not yet sent */
@@ -37,17 +38,34 @@ static void rs_free(void *p) {
     json_decref(st->lp);
     json_decref(st->lp_pending);
     free(st->text.p);
+    free(st->thinking.p);
     free(st);
 }
 
 static json_t *opt(json_t *v) { return v && !json_is_null(v) ? json_incref(v) : json_null(); }
 
-static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_err *e);
+/* The text of a reasoning item (its reasoning_text content, else its summary) -> *th. */
+static int reasoning_text(json_t *it, size_t i, dl_buf *th, dl_err *e) {
+    json_t *parts = json_object_get(it, "content");
+    if (!json_array_size(parts)) parts = json_object_get(it, "summary");
+    if (parts && !json_is_null(parts) && !json_is_array(parts))
+        return dl_fail(e, 400, "input", "input[%zu]: a reasoning item's content / summary must be an array", i);
+    size_t k;
+    json_t *p;
+    json_array_foreach(parts, k, p) {
+        json_t *t = json_object_get(p, "text");
+        if (!json_is_string(t)) return dl_fail(e, 400, "input", "input[%zu]: reasoning parts need a string 'text'", i);
+        dl_buf_add(th, json_string_value(t), json_string_length(t));
+    }
+    return 0;
+}
+
+static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_buf *th, dl_err *e);
 
 /* An item_reference ({"type":"item_reference","id":...}, or an item with only an 'id'): an
  * output item of a stored response (message, function_call) by its id, or a stored response
  * by its id (its answer), resolved from the store and added as that item would be. */
-static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i, dl_err *e) {
+static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i, dl_buf *th, dl_err *e) {
     const char *id = json_string_value(json_object_get(it, "id"));
     if (!id) return dl_fail(e, 400, "input", "input[%zu]: an item_reference needs a string 'id'", i);
     json_t *got = resp_store_get(s->responses, s->owner, id);
@@ -58,20 +76,21 @@ static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i,
         json_t *last = json_array_get(got, json_array_size(got) - 1);
         if (last) json_array_append(msgs, last);
     } else {
-        rc = add_item(s, msgs, got, i, true, e);
+        rc = add_item(s, msgs, got, i, true, th, e);
     }
     json_decref(got);
     return rc;
 }
 
-/* One input item -> appended to the chat messages (ref: it came from the store). */
-static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_err *e) {
+/* One input item -> appended to the chat messages (ref: it came from the store). A reasoning
+ * item's text waits in *th for the assistant turn that follows it. */
+static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_buf *th, dl_err *e) {
     if (json_is_string(it)) return json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", it)), 0;
     if (!json_is_object(it)) return dl_fail(e, 400, "input", "input[%zu] must be an object", i);
     const char *type = json_string_value(json_object_get(it, "type"));
     const char *role = json_string_value(json_object_get(it, "role"));
     if (!ref && ((type && !strcmp(type, "item_reference")) || (!type && !role && json_is_string(json_object_get(it, "id")))))
-        return add_reference(s, msgs, it, i, e);
+        return add_reference(s, msgs, it, i, th, e);
     if (!type || !strcmp(type, "message")) {
         if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")))
             return dl_fail(e, 400, "input", "input[%zu].role must be user, assistant, system or developer", i);
@@ -80,7 +99,9 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
             free(b.p);
             return dl_fail(e, 400, "input", "input[%zu].content must be a string or text parts (input_text, output_text)", i);
         }
-        json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", role, "content", b.p ? b.p : "", b.n));
+        json_t *m = json_pack("{s:s,s:s%}", "role", role, "content", b.p ? b.p : "", b.n);
+        if (!strcmp(role, "assistant") && th->n) { json_object_set_new(m, "reasoning_content", json_stringn(th->p, th->n)); th->n = 0; }
+        json_array_append_new(msgs, m);
         free(b.p);
         return 0;
     }
@@ -92,7 +113,11 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
         json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
         json_t *calls = json_object_get(last, "tool_calls");
         if (json_is_array(calls)) json_array_append_new(calls, call);
-        else json_array_append_new(msgs, json_pack("{s:s,s:n,s:[o]}", "role", "assistant", "content", "tool_calls", call));
+        else {
+            json_t *m = json_pack("{s:s,s:n,s:[o]}", "role", "assistant", "content", "tool_calls", call);
+            if (th->n) { json_object_set_new(m, "reasoning_content", json_stringn(th->p, th->n)); th->n = 0; }
+            json_array_append_new(msgs, m);
+        }
         return 0;
     }
     if (!strcmp(type, "function_call_output")) {
@@ -109,7 +134,7 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
         free(b.p);
         return 0;
     }
-    if (!strcmp(type, "reasoning")) return 0; /* nothing to render */
+    if (!strcmp(type, "reasoning")) return reasoning_text(it, i, th, e);
     return dl_fail(e, 400, "input", "input[%zu].type '%.60s' is not supported (message, function_call, function_call_output, item_reference)", i, type);
 }
 
@@ -156,7 +181,9 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     } else if (json_is_array(input)) {
         size_t i;
         json_t *it;
-        json_array_foreach(input, i, it) if (add_item(s, msgs, it, i, false, e)) goto bad;
+        dl_buf th = {0};
+        json_array_foreach(input, i, it) if (add_item(s, msgs, it, i, false, &th, e)) { free(th.p); goto bad; }
+        free(th.p);
     } else if (input && !json_is_null(input)) {
         dl_fail(e, 400, "input", "'input' must be a string or an array of items");
         goto bad;
@@ -184,6 +211,14 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     bool want_lp = false;
     if (want_logprobs(body, chat, &want_lp, e)) goto bad;
     if (mot && !json_is_null(mot)) json_object_set(chat, "max_tokens", mot);
+    /* reasoning.effort: none / minimal turn a thinking model's block off, the others leave it on
+     * (the model has no levels); checked by the chat request */
+    json_t *rsn = json_object_get(body, "reasoning");
+    if (rsn && !json_is_null(rsn)) {
+        if (!json_is_object(rsn)) { dl_fail(e, 400, "reasoning", "'reasoning' must be an object"); goto bad; }
+        json_t *eff = json_object_get(rsn, "effort");
+        if (eff && !json_is_null(eff)) json_object_set(chat, "reasoning_effort", eff);
+    }
 
     json_t *tools = json_object_get(body, "tools");
     if (tools && !json_is_null(tools)) {
@@ -236,6 +271,7 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     if (!st) { dl_fail(e, 500, NULL, "out of memory"); goto bad; }
     dl_make_id(s, "resp_", st->id, sizeof st->id);
     dl_make_id(s, "msg_", st->msg_id, sizeof st->msg_id);
+    dl_make_id(s, "rs_", st->rs_id, sizeof st->rs_id);
     st->created = time(NULL);
     st->store = !json_is_false(store);
     st->messages = msgs;
@@ -251,6 +287,7 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
                          json_is_object(json_object_get(body, "metadata")) ? json_incref(json_object_get(body, "metadata")) : json_object());
     json_t *ptc = json_object_get(body, "parallel_tool_calls");
     json_object_set_new(st->echo, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
+    json_object_set_new(st->echo, "reasoning", json_is_object(rsn) ? json_incref(rsn) : json_pack("{s:n,s:n}", "effort", "summary"));
     *state = st;
     return chat;
 bad:
@@ -259,9 +296,9 @@ bad:
     return NULL;
 }
 
-static json_t *usage(int in, int cached, int out) {
+static json_t *usage(int in, int cached, int out, int reasoning) {
     return json_pack("{s:i,s:{s:i},s:i,s:{s:i},s:i}", "input_tokens", in, "input_tokens_details", "cached_tokens", cached,
-                     "output_tokens", out, "output_tokens_details", "reasoning_tokens", 0, "total_tokens", in + out);
+                     "output_tokens", out, "output_tokens_details", "reasoning_tokens", reasoning, "total_tokens", in + out);
 }
 
 /* The response object (steals output and usage). */
@@ -282,6 +319,12 @@ static json_t *message_item(rs_state *st, const char *status, const char *text, 
     return json_pack("{s:s,s:s,s:s,s:s,s:[{s:s,s:s%,s:[],s:o}]}", "id", st->msg_id, "type", "message", "status", status,
                      "role", "assistant", "content", "type", "output_text", "text", text, n, "annotations", "logprobs",
                      lp_copy(st->lp));
+}
+
+/* A thinking model's block as a reasoning item (its text as reasoning_text content). */
+static json_t *reasoning_item(rs_state *st, const char *status, const char *text, size_t n) {
+    return json_pack("{s:s,s:s,s:s,s:[],s:[{s:s,s:s%}]}", "id", st->rs_id, "type", "reasoning", "status", status, "summary",
+                     "content", "type", "reasoning_text", "text", text, n);
 }
 
 static json_t *call_item(const dl_server *s, json_t *call, const char *status, const char *args) {
@@ -305,6 +348,7 @@ static void remember(rs_state *st, const dl_server *s, const char *text, size_t 
     json_t *m = json_pack("{s:s}", "role", "assistant");
     json_object_set_new(m, "content", n || !json_array_size(st->calls) ? json_stringn(text, n) : json_null());
     if (json_array_size(st->calls)) json_object_set(m, "tool_calls", st->calls);
+    if (st->thinking.n) json_object_set_new(m, "reasoning_content", json_stringn(st->thinking.p, st->thinking.n));
     json_array_append_new(st->messages, m);
     resp_store_put(s->responses, s->owner, st->id, st->messages);
 }
@@ -315,7 +359,11 @@ static json_t *rs_final(const dl_server *s, void *state, json_t *openai, const d
     json_t *ch = json_array_get(json_object_get(openai, "choices"), 0), *msg = json_object_get(ch, "message");
     const char *finish = json_string_value(json_object_get(ch, "finish_reason"));
     json_t *content = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
-    json_t *out = json_array();
+    json_t *out = json_array(), *thinking = json_object_get(msg, "reasoning_content");
+    if (json_is_string(thinking)) {
+        dl_buf_add(&st->thinking, json_string_value(thinking), json_string_length(thinking));
+        json_array_append_new(out, reasoning_item(st, "completed", json_string_value(thinking), json_string_length(thinking)));
+    }
     const char *text = json_is_string(content) ? json_string_value(content) : "";
     size_t n = json_is_string(content) ? json_string_length(content) : 0;
     json_t *lp = json_object_get(json_object_get(ch, "logprobs"), "content");
@@ -331,7 +379,8 @@ static json_t *rs_final(const dl_server *s, void *state, json_t *openai, const d
     int pt = (int)json_integer_value(json_object_get(u, "prompt_tokens"));
     int ct = (int)json_integer_value(json_object_get(u, "completion_tokens"));
     int cached = (int)json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
-    return rs_object(s, st, finish && !strcmp(finish, "length") ? "incomplete" : "completed", out, usage(pt, cached, ct));
+    int rt = (int)json_integer_value(json_object_get(json_object_get(u, "completion_tokens_details"), "reasoning_tokens"));
+    return rs_object(s, st, finish && !strcmp(finish, "length") ? "incomplete" : "completed", out, usage(pt, cached, ct, rt));
 }
 
 /* ---- streaming ---- */
@@ -342,8 +391,36 @@ static void ev(rs_state *st, dl_write w, void *wctx, const char *type, json_t *d
     dl_sse(w, wctx, type, data);
 }
 
+/* The reasoning item of the stream: opened with the first thinking text, closed before the
+ * answer's first item. */
+static void open_think(rs_state *st, dl_write w, void *wctx) {
+    if (st->think_open) return;
+    st->think_open = true;
+    json_t *item = json_pack("{s:s,s:s,s:s,s:[],s:[]}", "id", st->rs_id, "type", "reasoning", "status", "in_progress", "summary",
+                             "content");
+    ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:o}", "output_index", st->n_out, "item", item));
+    ev(st, w, wctx, "response.content_part.added",
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s}}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "part", "type",
+                 "reasoning_text", "text", ""));
+}
+
+static void close_think(rs_state *st, dl_write w, void *wctx) {
+    if (!st->think_open) return;
+    st->think_open = false;
+    const char *t = st->thinking.p ? st->thinking.p : "";
+    ev(st, w, wctx, "response.reasoning_text.done",
+       json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "text", t, st->thinking.n));
+    ev(st, w, wctx, "response.content_part.done",
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%}}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "part", "type",
+                 "reasoning_text", "text", t, st->thinking.n));
+    json_t *item = reasoning_item(st, "completed", t, st->thinking.n);
+    json_array_append(st->output, item);
+    ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
+}
+
 static void open_msg(rs_state *st, dl_write w, void *wctx) {
     if (st->msg_open) return;
+    close_think(st, w, wctx);
     st->msg_open = true;
     json_t *item = json_pack("{s:s,s:s,s:s,s:s,s:[]}", "id", st->msg_id, "type", "message", "status", "in_progress", "role",
                              "assistant", "content");
@@ -387,6 +464,13 @@ static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
         json_array_extend(st->lp, lp);
         json_array_extend(st->lp_pending, lp);
     }
+    if (c.reasoning) {
+        open_think(st, w, wctx);
+        dl_buf_add(&st->thinking, c.reasoning, c.n_reasoning);
+        ev(st, w, wctx, "response.reasoning_text.delta",
+           json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "delta",
+                     c.reasoning, c.n_reasoning));
+    }
     if (c.text) {
         open_msg(st, w, wctx);
         dl_buf_add(&st->text, c.text, c.n_text);
@@ -397,6 +481,7 @@ static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
                      c.text, c.n_text, "logprobs", sent));
     }
     if (c.call) {
+        close_think(st, w, wctx);
         close_msg(st, w, wctx);
         if (!st->calls) st->calls = json_array();
         json_t *call = json_deep_copy(c.call);
@@ -419,12 +504,13 @@ static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
     }
     if (c.finish && !st->completed) {
         st->completed = true;
-        if (!json_array_size(st->output) && !st->msg_open) open_msg(st, w, wctx);
+        close_think(st, w, wctx);
+        if (!st->msg_open && !st->calls) open_msg(st, w, wctx); /* the answer is at least an empty message */
         close_msg(st, w, wctx);
         remember(st, s, st->text.p ? st->text.p : "", st->text.n, st->output);
         bool cut = !strcmp(c.finish, "length");
         json_t *o = rs_object(s, st, cut ? "incomplete" : "completed", json_incref(st->output),
-                              usage(run->n_prompt, run->n_cached, run->n_generated));
+                              usage(run->n_prompt, run->n_cached, run->n_generated, run->n_reasoning));
         ev(st, w, wctx, cut ? "response.incomplete" : "response.completed", json_pack("{s:o}", "response", o));
     }
 }
