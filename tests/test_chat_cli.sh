@@ -97,5 +97,25 @@ PY
 )
   [ "$out" = "hint alive left" ] && ok || bad "Ctrl-C at a terminal prompt: $out"
 fi
+# a thinking model (the LFM2.5 template, here made to open the block in the generation prompt as
+# thinking templates do): the block is shown apart (dimmed on a terminal, between <think> lines in
+# a pipe), --reasoning-budget closes it after N tokens, the conversation keeps the answer only
+sed 's/{{- "<|im_start|>assistant\\n" -}}/{{- "<|im_start|>assistant\\n<think>\\n" -}}/' data/chat/LFM2.5-8B-A1B.chat_template.jinja >"$tmp/think.jinja"
+grep -q 'assistant\\n<think>' "$tmp/think.jinja" && ok || bad "could not make the thinking template"
+printf 'Hi\nAgain\n' | NO_COLOR=1 "$bin" chat -m $m --chat-template-file "$tmp/think.jinja" -n 12 --temp 0 --reasoning-budget 3 -v >"$tmp/think" 2>"$tmp/err"
+[ $? -eq 0 ] && [ "$(grep -c '^<think>$' "$tmp/think")" = 2 ] && [ "$(grep -c '^</think>$' "$tmp/think")" = 2 ] && ok || bad "thinking shown between <think> lines: $(cat "$tmp/think")"
+# 3 tokens of thinking on one line, then the answer (12 tokens in all: 3 + the close tag + the rest)
+words=$(sed -n 2p "$tmp/think" | wc -w)
+[ "$words" -ge 1 ] && [ "$words" -le 3 ] && [ -n "$(sed -n 4p "$tmp/think")" ] && ok || bad "the budget did not close the block after 3 tokens: $(cat "$tmp/think")"
+[ "$(grep -c 'reply: 12 tokens' "$tmp/err")" = 2 ] && ok || bad "replies: $(cat "$tmp/err")"
+printf 'Hi\n' | CLICOLOR_FORCE=1 "$bin" chat -m $m --chat-template-file "$tmp/think.jinja" -n 12 --temp 0 --reasoning-budget 3 >"$tmp/dim" 2>/dev/null
+grep -q $'^\e\[2m.*\e\[0m$' "$tmp/dim" && ! grep -q '<think>' "$tmp/dim" && ok || bad "thinking dimmed on a terminal: $(cat -A "$tmp/dim")"
+# the budget's forced close between speculative steps: token-identical at --temp 0 (draft model, lookup)
+printf 'Hi\nAgain\n' | NO_COLOR=1 "$bin" chat -m $m --chat-template-file "$tmp/think.jinja" -n 30 --temp 0 --reasoning-budget 4 >"$tmp/plain" 2>&1
+printf 'Hi\nAgain\n' | NO_COLOR=1 "$bin" chat -m $m --chat-template-file "$tmp/think.jinja" -n 30 --temp 0 --reasoning-budget 4 -md data/lfm2-tiny-moe-f32.gguf >"$tmp/spec" 2>&1
+printf 'Hi\nAgain\n' | NO_COLOR=1 "$bin" chat -m $m --chat-template-file "$tmp/think.jinja" -n 30 --temp 0 --reasoning-budget 4 --spec-lookup >"$tmp/look" 2>&1
+grep -q '^</think>$' "$tmp/plain" && cmp -s "$tmp/plain" "$tmp/spec" && cmp -s "$tmp/plain" "$tmp/look" && ok || bad "thinking budget with speculative decoding differs: $(diff "$tmp/plain" "$tmp/spec" | head -5)"
+printf 'Hi\n' | NO_COLOR=1 "$bin" chat -m $m --chat-template-file "$tmp/think.jinja" -n 12 --temp 0 --reasoning-budget 0 >"$tmp/zero" 2>/dev/null
+! grep -q 'think>' "$tmp/zero" && [ -n "$(cat "$tmp/zero")" ] && ok || bad "--reasoning-budget 0 still thought: $(cat "$tmp/zero")"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

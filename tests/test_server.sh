@@ -258,6 +258,36 @@ else
   bad "main server start"
 fi
 
+# ---- thinking models: the LFM2.5 template, scripted outputs, every API's client ---------------------
+LFM25=data/chat/LFM2.5-8B-A1B.chat_template.jinja
+if start_server reason -np 2 -c 1024 --alias fixture --test-script --chat-template-file $LFM25; then
+  out=$(cd server && timeout 300 node reasoning.mjs "http://127.0.0.1:$PORT" 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "reasoning.mjs did not finish: $line"; fi
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "reasoning server start"
+fi
+TS='"test_script":"<think>\nLet me think.\n</think>\n\nParis."'
+if start_server reason_none -np 1 -c 512 --test-script --reasoning-format none --chat-template-file $LFM25; then
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"max_tokens":60,'"$TS"'}'
+  check "--reasoning-format none: the raw text is the answer" 'python3 -c "import json,sys; m=json.load(open(sys.argv[1]))[\"choices\"][0][\"message\"]; assert \"reasoning_content\" not in m and m[\"content\"]==\"<think>\\nLet me think.\\n</think>\\n\\nParis.\", m" "$TMP/body"'
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "reasoning-format none server start"
+fi
+if start_server reason_budget -np 1 -c 512 --test-script --reasoning-budget 2 --chat-template-file $LFM25; then
+  req POST $CHAT '{"messages":[{"role":"user","content":"hi"}],"max_tokens":60,"thinking_token_budget":50,"test_script":"<think>one two three four five</think>x"}'
+  check "--reasoning-budget caps a request's budget" 'python3 -c "import json,sys; d=json.load(open(sys.argv[1])); m=d[\"choices\"][0][\"message\"]; assert m[\"reasoning_content\"]==\"one\" and m[\"content\"].startswith(\"two three\") and m[\"content\"].endswith(\"x\"), m" "$TMP/body"'
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "reasoning-budget server start"
+fi
+"$LFM2C" serve -m $MODEL --port 0 --reasoning-format sometimes >/dev/null 2>"$TMP/e_rf"; rc=$?
+check "--reasoning-format: a bad value is refused" '[ $rc != 0 ] && grep -q "reasoning-format" "$TMP/e_rf"'
+
 # ---- a full queue answers 503 with Retry-After ------------------------------------------------------
 if start_server small -np 1 --queue 1 --alias fixture; then
   # a past assistant tool call reaches the model between the real call markers (special tokens),

@@ -3,7 +3,9 @@
  * seen (the conv state is checkpointed at every turn boundary, so a follow-up costs only its
  * new tokens). Slash commands (/help, /reset, /exit) are handled here, never sent to the model;
  * Ctrl-C stops the current reply, at the prompt it says how to leave and a second one leaves;
- * Ctrl-D or /exit leaves. */
+ * Ctrl-D or /exit leaves. A thinking model's <think> block (lfm2c_think) is shown dimmed on a
+ * terminal (between <think> lines otherwise), kept out of the answer the conversation remembers,
+ * and closed after --reasoning-budget tokens. */
 #include "cli.h"
 
 #include <jansson.h>
@@ -52,6 +54,8 @@ static const char USAGE[] =
     "  --chat-template-file F   use this Jinja template instead of the model's\n"
     "  -c CTX  -t THREADS  --temp T  --top-k K  --top-p P  --min-p M  --repeat-penalty R\n"
     "  --seed S  -n N (max tokens per reply, default 1024)  --device cpu|cuda  -v, --verbose\n"
+    "  --reasoning-budget N  a thinking model's block is closed after N tokens (default: no limit)\n"
+    "  (a thinking model's block is dimmed on a terminal; NO_COLOR=1 / CLICOLOR_FORCE=1 change that)\n"
     "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
@@ -81,6 +85,7 @@ static json_t *chat_msg(const lfm2c_model *m, const char *role, const char *text
 typedef struct chat_opts {
     const char *model_path, *system, *tools_path, *tmpl_path, *device;
     int n_ctx, threads, max_reply;
+    int think_budget;          /* -1: no limit */
     cli_sampling samp;
     cli_spec spec;
     bool verbose;
@@ -88,7 +93,7 @@ typedef struct chat_opts {
 
 /* Reads the options; returns -1 to go on, else the exit status (--help: 0, a bad option: 2). */
 static int parse_args(int argc, char **argv, chat_opts *o) {
-    *o = (chat_opts){.max_reply = 1024, .samp = cli_sampling_init(), .spec = cli_spec_init()};
+    *o = (chat_opts){.max_reply = 1024, .think_budget = -1, .samp = cli_sampling_init(), .spec = cli_spec_init()};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_sampling_flag(&o->samp, argc, argv, &i)) continue;
@@ -101,6 +106,10 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--reasoning-budget")) {
+            o->think_budget = cli_int(a, cli_value(argc, argv, &i));
+            if (o->think_budget < -1) return cli_fail("--reasoning-budget must be -1 (no limit) or >= 0"), 2;
+        }
         else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
@@ -134,7 +143,49 @@ typedef struct chat {
     json_t *messages;
     char *session_text;        /* the text the session's tokens stand for */
     size_t session_len;
+    bool color;                /* thinking dimmed (ANSI), else between <think> lines */
+    bool opened;               /* the prompt of this turn opened a thinking block */
 } chat;
+
+/* How the reply is being shown: the splitter over the displayed text, and where the display is. */
+typedef struct shown {
+    lfm2c_think think;
+    int at;                    /* 0: nothing yet, 1: in the thinking, 2: in the answer */
+} shown;
+
+/* Shows a piece of the reply: its thinking dimmed (or between <think> lines), its answer plain. */
+static void show(chat *ch, shown *sh, const char *s, size_t n, bool flush) {
+    char th[1024 + LFM2C_THINK_HOLD], an[1024 + LFM2C_THINK_HOLD];
+    size_t nt = 0, na = 0;
+    if (flush) lfm2c_think_flush(&sh->think, th, &nt, an, &na);
+    else lfm2c_think_push(&sh->think, s, n, th, &nt, an, &na);
+    if (nt) {
+        if (sh->at == 0) fputs(ch->color ? "\x1b[2m" : "<think>\n", stdout);
+        sh->at = 1;
+        fwrite(th, 1, nt, stdout);
+    }
+    if (na || (flush && sh->at == 1)) {
+        if (sh->at == 1) fputs(ch->color ? "\x1b[0m\n\n" : "\n</think>\n", stdout);
+        sh->at = 2;
+        fwrite(an, 1, na, stdout);
+    }
+    fflush(stdout);
+}
+
+/* A reply split into its thinking and its answer (for the conversation; special tokens kept). */
+static void split_reply(const char *reply, size_t len, bool opened, char **think, size_t *nt, char **answer, size_t *na) {
+    lfm2c_think t;
+    lfm2c_think_init(&t, opened);
+    *think = malloc(len + 2 * LFM2C_THINK_HOLD + 1);
+    *answer = malloc(len + 2 * LFM2C_THINK_HOLD + 1);
+    size_t a = 0, b = 0, c = 0, d = 0;
+    if (!*think || !*answer) { *nt = *na = 0; return; }
+    lfm2c_think_push(&t, reply, len, *think, &a, *answer, &b);
+    lfm2c_think_flush(&t, *think + a, &c, *answer + b, &d);
+    *nt = a + c;
+    *na = b + d;
+    (*think)[*nt] = (*answer)[*na] = 0;
+}
 
 /* The rendered conversation as tokens. The session's text (the last rendering plus the reply as
  * generated) is normally a prefix of the new rendering: then only the suffix is tokenized, so the
@@ -160,40 +211,67 @@ static int32_t *prompt_tokens(chat *ch, const char *prompt, int *n, lfm2c_error 
 
 /* Streams one reply (complete UTF-8 characters) and returns its text with special tokens kept
  * (tool-call markers, for parsing); *stopped when Ctrl-C cut it. */
+/* The reply as it grows: its text with special tokens kept, and what is shown. */
+typedef struct reply_buf { char *p; size_t len, cap; lfm2c_detok dt; shown sh; } reply_buf;
+
+static void reply_add(chat *ch, reply_buf *rb, int32_t tok) {
+    char buf[1024];
+    int nb = lfm2c_token_to_bytes(ch->m, tok, true, buf, sizeof buf);
+    if (nb > (int)sizeof buf) nb = sizeof buf;
+    while (rb->len + (size_t)nb + 1 > rb->cap) rb->p = realloc(rb->p, rb->cap *= 2);
+    memcpy(rb->p + rb->len, buf, (size_t)nb);
+    rb->len += (size_t)nb;
+    nb = lfm2c_detok_push(&rb->dt, ch->m, tok, buf, sizeof buf);
+    show(ch, &rb->sh, buf, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), false);
+}
+
 static char *generate_reply(chat *ch, size_t *len_out, int *produced, bool *stopped) {
     lfm2c_error err = {0};
-    lfm2c_detok dt;
-    lfm2c_detok_init(&dt, false);
-    size_t cap = 4096, len = 0;
-    char *reply = malloc(cap), buf[1024];
+    reply_buf rb = {.cap = 4096};
+    rb.p = malloc(rb.cap);
+    lfm2c_detok_init(&rb.dt, false);
+    lfm2c_think_init(&rb.sh.think, ch->opened);
+    int n_close = 0, in_block = 0, base = 0; /* base: tokens handed out before the source's (re)start */
+    int32_t *close = lfm2c_tokenize(ch->m, LFM2C_THINK_CLOSE, strlen(LFM2C_THINK_CLOSE), false, true, &n_close, &err);
+    bool closed = false;
     *produced = 0;
     *stopped = false;
     cli_gen g;
     cli_gen_start(&g, ch->s, ch->smp, ch->spec, ch->ctx - 1);
     while (*produced < ch->o->max_reply) {
         if (interrupted) { *stopped = true; break; }
+        bool thinking = rb.sh.think.phase == LFM2C_THINK_IN;
+        if (thinking && ch->o->think_budget >= 0 && in_block >= ch->o->think_budget && close && !closed) {
+            /* the budget closes the block: the session takes the reply so far, then the close tag */
+            closed = true;
+            if (cli_gen_settle(&g, *produced - base, &err)) { cli_fail("%s", err.msg); break; }
+            if (lfm2c_session_n_past(ch->s) + n_close >= ch->ctx - 1) break;
+            if (lfm2c_session_decode(ch->s, close, n_close, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); break; }
+            for (int k = 0; k < n_close; k++) reply_add(ch, &rb, close[k]);
+            *produced += n_close;
+            base = *produced;
+            cli_gen_start(&g, ch->s, ch->smp, ch->spec, ch->ctx - 1);
+            continue;
+        }
         int32_t tok;
         int r = cli_gen_next(&g, ch->o->max_reply - *produced, &tok, &err);
         if (r < 0) cli_fail("%s", err.msg);
         if (r <= 0 || lfm2c_token_is_eog(ch->m, tok)) break;
-        int nb = lfm2c_token_to_bytes(ch->m, tok, true, buf, sizeof buf);
-        if (nb > (int)sizeof buf) nb = sizeof buf;
-        while (len + (size_t)nb + 1 > cap) reply = realloc(reply, cap *= 2);
-        memcpy(reply + len, buf, (size_t)nb);
-        len += (size_t)nb;
-        nb = lfm2c_detok_push(&dt, ch->m, tok, buf, sizeof buf);
-        fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
-        fflush(stdout);
+        in_block += thinking;
+        reply_add(ch, &rb, tok);
         (*produced)++;
     }
     /* the session holds exactly the reply's tokens (drafted ones past it rolled back) */
-    if (cli_gen_settle(&g, *produced, &err)) cli_fail("%s", err.msg);
-    int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
-    fwrite(buf, 1, (size_t)nb, stdout);
+    if (cli_gen_settle(&g, *produced - base, &err)) cli_fail("%s", err.msg);
+    char buf[64];
+    int nb = lfm2c_detok_flush(&rb.dt, buf, sizeof buf);
+    show(ch, &rb.sh, buf, (size_t)nb, false);
+    show(ch, &rb.sh, NULL, 0, true);
+    free(close);
     printf(*stopped ? " [stopped]\n" : "\n");
-    reply[len] = 0;
-    *len_out = len;
-    return reply;
+    rb.p[rb.len] = 0;
+    *len_out = rb.len;
+    return rb.p;
 }
 
 /* Closes the turn in the session too, then remembers the conv state at this boundary. */
@@ -242,6 +320,9 @@ static bool chat_turn(chat *ch, const char *line) {
     free(ch->session_text);
     ch->session_text = prompt;
     ch->session_len = strlen(prompt);
+    size_t pl = ch->session_len, k = strlen(LFM2C_THINK_OPEN); /* did the template open a thinking block? */
+    while (pl && strchr(" \t\r\n", prompt[pl - 1])) pl--;
+    ch->opened = pl >= k && !memcmp(prompt + pl - k, LFM2C_THINK_OPEN, k);
     if (n + 1 >= ch->ctx) {
         cli_fail("the conversation (%d tokens) no longer fits in the context (%d); /reset to start over", n, ch->ctx);
         free(ids);
@@ -264,8 +345,15 @@ static bool chat_turn(chat *ch, const char *line) {
     char *reply = generate_reply(ch, &len, &produced, &stopped);
     double t2 = now_s();
     close_turn(ch, reply, len);
-    if (ch->tools_json) print_tool_calls(reply, len);
-    json_array_append_new(ch->messages, json_pack("{s:s, s:s}", "role", "assistant", "content", reply));
+    char *think = NULL, *answer = NULL;
+    size_t nt = 0, na = 0;
+    split_reply(reply, len, ch->opened, &think, &nt, &answer, &na);
+    if (ch->tools_json && answer) print_tool_calls(answer, na);
+    json_t *msg = json_pack("{s:s, s:s%}", "role", "assistant", "content", answer ? answer : reply, answer ? na : len);
+    if (think && nt) json_object_set_new(msg, "thinking", json_stringn(think, nt)); /* the template decides if it is kept */
+    json_array_append_new(ch->messages, msg);
+    free(think);
+    free(answer);
     free(reply);
     if (ch->o->verbose)
         fprintf(stderr, "[prompt: %d new tokens in %.2f s (%.1f tok/s); reply: %d tokens in %.2f s (%.1f tok/s); context %d/%d]\n",
@@ -355,6 +443,8 @@ int cmd_chat(int argc, char **argv) {
     if (!m) { free(tools_json); free(tmpl); return 1; }
     lfm2c_error err = {0};
     chat ch = {.m = m, .in = lfm2c_model_get_info(m), .o = &o, .tools_json = tools_json, .tmpl = tmpl};
+    const char *force = getenv("CLICOLOR_FORCE"), *no = getenv("NO_COLOR");
+    ch.color = (force && *force && strcmp(force, "0")) || (isatty(1) && !(no && *no));
     ch.ctx = o.n_ctx > 0 ? o.n_ctx : (ch.in->n_ctx_train < 8192 ? ch.in->n_ctx_train : 8192);
     ch.s = lfm2c_session_new(m, ch.ctx, &err);
     lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);

@@ -575,6 +575,19 @@ static const char *chat_template_src(openai *api) {
     return api->p.chat_template ? api->p.chat_template : lfm2c_model_meta_str(api->model, "tokenizer.chat_template");
 }
 
+/* A thinking model: its template writes <think> blocks, or its vocabulary has "<think>" as one
+ * token. Only then may constrained output wait for a block (another model's first "<" stays the
+ * grammar's to allow or not). */
+static bool model_thinks(openai *api) {
+    const char *src = chat_template_src(api);
+    if (src && strstr(src, LFM2C_THINK_OPEN)) return true;
+    lfm2c_error err = {0};
+    int n = 0;
+    int32_t *t = lfm2c_tokenize(api->model, LFM2C_THINK_OPEN, strlen(LFM2C_THINK_OPEN), false, true, &n, &err);
+    free(t);
+    return n == 1;
+}
+
 /* A thinking model's block (lfm2c_think): the request's switches -> the scheduler request and the
  * template's variables (tvars). Thinking is off with reasoning_effort none / minimal or
  * chat_template_kwargs.enable_thinking false: a template that knows enable_thinking gets it
@@ -616,7 +629,7 @@ static int parse_thinking(openai *api, json_t *body, sched_req *r, json_t *tvars
     }
     if (api->p.limit_reasoning && (budget < 0 || budget > api->p.reasoning_budget)) budget = api->p.reasoning_budget;
     r->think_budget = (int)budget;
-    r->think_allowed = !off;
+    r->think_allowed = !off && model_thinks(api);
     r->think_split = api->p.reasoning_format == SERVER_REASONING_SPLIT;
     json_t *ts = json_object_get(body, "test_script");
     if (api->p.test_script && ts && !json_is_null(ts)) { /* tests: the output to produce */
