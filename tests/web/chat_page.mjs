@@ -1,6 +1,7 @@
 // chat_page.mjs URL SHOTDIR [API_KEY] — the chat page of `lfm2c serve` in headless Chromium:
 // send, stream, stop (button and Esc), regenerate, edit + resend, reload keeps the conversation,
-// markdown and code render (and model text cannot inject HTML), a tool call displays, the API-key
+// markdown and code render (and model text cannot inject HTML), a tool call displays, a thinking
+// model's reasoning sits collapsed above the answer (and goes back with the turn), the API-key
 // prompt (asked once, kept), the mobile layout. Screenshots go to SHOTDIR. Prints "N passed, M failed".
 import puppeteer from "puppeteer-core";
 
@@ -101,8 +102,9 @@ try {
   // markdown, code highlighting, tool calls and escaping: a canned stream stands in for the model
   await page.setRequestInterception(true);
   const canned = (chunks) => chunks.map((c) => "data: " + JSON.stringify(c) + "\n\n").join("") + "data: [DONE]\n\n";
-  let reply = null;
+  let reply = null, lastBody = null;
   page.on("request", (r) => {
+    if (r.url().endsWith("/v1/chat/completions")) lastBody = r.postData();
     if (reply && r.url().endsWith("/v1/chat/completions")) r.respond({status: 200, contentType: "text/event-stream", body: reply});
     else r.continue();
   });
@@ -129,6 +131,33 @@ try {
   const tool = await page.$eval(".msg.assistant:last-child .tool", (e) => e.textContent);
   ok(tool.includes("get_weather") && tool.includes("Paris"), "a tool call displays: " + tool);
   await page.screenshot({path: shots + "/chat-tool.png"});
+  // a thinking model: reasoning_content deltas, then the answer
+  reply = canned([delta({role: "assistant", content: ""}), delta({reasoning_content: "The user asks for the capital. "}),
+    delta({reasoning_content: "<b>France</b> -> Paris."}), delta({content: "The capital is **Paris**."}),
+    {choices: [{index: 0, delta: {}, finish_reason: "stop"}]}]);
+  await page.click("#new");
+  await page.type("#input", "capital of France?");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector(".msg.assistant .stats");
+  const th = await page.$eval(".msg.assistant details.think", (d) => ({open: d.open, summary: d.querySelector("summary").textContent,
+    text: d.querySelector("div").textContent, shown: d.querySelector("div").checkVisibility()}));
+  ok(th.open === false && th.shown === false && th.summary === "Thought", "the thinking is collapsed: " + JSON.stringify(th));
+  ok(th.text === "The user asks for the capital. <b>France</b> -> Paris.", "the thinking is plain text: " + th.text);
+  ok(await page.$(".msg.assistant details.think b") === null, "the thinking cannot inject HTML");
+  const answer = await page.$eval(".msg.assistant .body", (b) => b.querySelector("strong") && b.querySelector("strong").textContent);
+  ok(answer === "Paris", "the answer renders below it: " + answer);
+  await page.screenshot({path: shots + "/chat-thinking-collapsed.png"});
+  await page.click(".msg.assistant details.think summary");
+  ok(await page.$eval(".msg.assistant details.think", (d) => d.open && d.querySelector("div").checkVisibility()),
+     "a click opens the thinking");
+  await page.screenshot({path: shots + "/chat-thinking-open.png"});
+  reply = canned([delta({role: "assistant", content: "ok"}), {choices: [{index: 0, delta: {}, finish_reason: "stop"}]}]);
+  await page.type("#input", "thanks");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelectorAll(".msg.assistant .stats").length === 2);
+  const sent = JSON.parse(lastBody || "{}").messages || [];
+  ok(sent.some((m) => m.role === "assistant" && m.reasoning_content === "The user asks for the capital. <b>France</b> -> Paris."),
+     "the turn's thinking goes back as reasoning_content");
   reply = null;
 
   // mobile width: the sidebar is hidden until the menu button opens it
