@@ -15,9 +15,10 @@ static void run(const char *text, size_t len, size_t step, bool opened, acc *a) 
     lfm2c_think_init(&t, opened);
     char *th = malloc(step + LFM2C_THINK_HOLD), *an = malloc(step + LFM2C_THINK_HOLD);
     if (!th || !an) abort();
-    for (size_t off = 0; off <= len; off += step) {
+    for (size_t off = 0;;) { /* the pieces, then at the end the flush */
         size_t n = 0, nt = 0, na = 0;
-        if (off < len) {
+        bool end = off >= len;
+        if (!end) {
             n = len - off < step ? len - off : step;
             lfm2c_think_push(&t, text + off, n, th, &nt, an, &na);
         } else {
@@ -29,7 +30,8 @@ static void run(const char *text, size_t len, size_t step, bool opened, acc *a) 
         memcpy(a->answer + a->na, an, na);
         a->na += na;
         if (a->nt + a->na > len) abort();
-        if (off == len) break;
+        if (end) break;
+        off += n;
     }
     free(th);
     free(an);
