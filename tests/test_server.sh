@@ -285,6 +285,19 @@ if start_server reason_budget -np 1 -c 512 --test-script --reasoning-budget 2 --
 else
   bad "reasoning-budget server start"
 fi
+# a thinking budget with speculative decoding: the same answer at temperature 0 as without (the
+# slot decodes plainly until the block is closed, then speculates)
+sed 's/{{- "<|im_start|>assistant\\n" -}}/{{- "<|im_start|>assistant\\n<think>\\n" -}}/' $LFM25 >"$TMP/open.jinja"
+TB='{"messages":[{"role":"user","content":"hi"}],"max_tokens":40,"temperature":0,"thinking_token_budget":5}'
+for cfg in plain:"" lookup:"--spec-lookup 1..3"; do
+  name=${cfg%%:*}; args=${cfg#*:}
+  if start_server think_$name -np 1 -c 512 --chat-template-file "$TMP/open.jinja" $args; then
+    req POST $CHAT "$TB"
+    cp "$TMP/body" "$TMP/think_$name.json"
+    kill $PID; wait $PID 2>/dev/null
+  fi
+done
+check "thinking budget: speculative == plain at temperature 0" 'python3 -c "import json,sys; a,b=[json.load(open(f))[\"choices\"][0][\"message\"] for f in sys.argv[1:]]; assert a==b and a.get(\"reasoning_content\") is not None and a[\"content\"], (a,b)" "$TMP/think_plain.json" "$TMP/think_lookup.json"'
 "$LFM2C" serve -m $MODEL --port 0 --reasoning-format sometimes >/dev/null 2>"$TMP/e_rf"; rc=$?
 check "--reasoning-format: a bad value is refused" '[ $rc != 0 ] && grep -q "reasoning-format" "$TMP/e_rf"'
 

@@ -719,11 +719,13 @@ static void admit(sched *s) {
 
 /* Whether a slot drafts this step, with the request's settings put on its speculator; *room:
  * tokens it may draft. Not for requests whose tokens must each see their own logits (a grammar,
- * tool calls, forced tokens, logprobs). */
+ * tool calls, forced tokens, logprobs, a test script), nor before the answer of a request with a
+ * thinking budget (the budget closes the block at an exact token). */
 static bool slot_speculates(sched *s, slot *sl, int *room) {
     sched_req *r = sl->req;
     if (!sl->spec || !r || sl->next < 0 || sl->n_fed < r->n_prompt || sl->g || r->json_grammar || r->tool_grammar ||
-        r->n_logprobs >= 0 || sl->i_forced < sl->n_forced)
+        r->n_logprobs >= 0 || sl->i_forced < sl->n_forced || r->script ||
+        (r->think_budget >= 0 && sl->think.phase != LFM2C_THINK_ANSWER))
         return false;
     lfm2c_spec_params p = s->p.spec;
     if (r->spec_n_max >= 0 && r->spec_n_max < p.draft_max) p.draft_max = r->spec_n_max;
