@@ -39,7 +39,7 @@ typedef struct lfm2c_model lfm2c_model;
 typedef struct lfm2c_model_params {
     int n_threads;      /* 0 = one per physical core (affinity respected); at most 512 */
     bool reference;     /* plain scalar float path (dequantized weights, float activations) */
-    int device;         /* LFM2C_DEVICE_CPU or LFM2C_DEVICE_CUDA */
+    int device;         /* LFM2C_DEVICE_CPU, _CUDA or _VULKAN (never chosen automatically) */
     bool no_populate;   /* do not map all weight pages at open (for inspection only) */
     int hugepages;      /* LFM2C_HUGEPAGES_AUTO (0, the default): the weights are copied into
                            anonymous memory in transparent huge pages when the kernel offers THP
@@ -52,7 +52,7 @@ typedef struct lfm2c_model_params {
                            the CUDA backend keeps its own F32 cache and ignores them */
 } lfm2c_model_params;
 
-enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1 };
+enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1, LFM2C_DEVICE_VULKAN = 2 };
 enum { LFM2C_HUGEPAGES_AUTO = 0, LFM2C_HUGEPAGES_ON = 1, LFM2C_HUGEPAGES_OFF = -1 };
 enum { LFM2C_KV_F16 = 0, LFM2C_KV_F32 = 1, LFM2C_KV_Q8_0 = 2 };
 /* "f16" / "f32" / "q8_0" -> LFM2C_KV_*, or -1 */

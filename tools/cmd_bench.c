@@ -330,7 +330,7 @@ static const char USAGE[] =
     "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
     "                   [--hugepages | --no-hugepages]  (weights always copied into anonymous transparent\n"
     "                   huge pages | always mapped; default: copied when THP is on and RAM allows)\n"
-    "                   [--device cpu|cuda] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
+    "                   [--device cpu|cuda|vulkan] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
     "                   (every session runs with the adapters: their cost is in the numbers)\n"
     "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
     "  a -p / -n test.\n"
@@ -500,7 +500,7 @@ int cmd_bench(int argc, char **argv) {
         mp.hugepages = hugepages;
         mp.type_k = tks[0];
         mp.type_v = tvs[0];
-        if (device && !strcmp(device, "cuda")) mp.device = LFM2C_DEVICE_CUDA;
+        if (device && (mp.device = cli_device_id(device)) < 0) return 2;
         lfm2c_error err = {0};
         lfm2c_model *m = lfm2c_model_open(model_path, &mp, &err);
         if (!m) return cli_fail("%s", err.msg);
@@ -522,8 +522,7 @@ int cmd_bench(int argc, char **argv) {
                 mp.type_k = tks[ki];
                 mp.type_v = tvs[vi];
                 mp.hugepages = hugepages;
-                if (device && !strcmp(device, "cuda")) mp.device = LFM2C_DEVICE_CUDA;
-                else if (device && strcmp(device, "cpu")) return cli_fail("unknown device '%s' (cpu or cuda)", device);
+                if (device && (mp.device = cli_device_id(device)) < 0) return 1;
                 if (!model_path) return cli_fail("no model given (-m MODEL.gguf)");
                 lfm2c_error err = {0};
                 lfm2c_model *m = lfm2c_model_open(model_path, &mp, &err);
@@ -589,7 +588,8 @@ int cmd_bench(int argc, char **argv) {
                             "%.1f MiB per 32768-token sequence%s\n", ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9,
                             lfm2c_kv_type_name(tks[ki]), lfm2c_kv_type_name(tvs[vi]),
                             lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
-                            mp.device == LFM2C_DEVICE_CUDA ? " on the CPU (the CUDA backend keeps F32)" : "");
+                            mp.device == LFM2C_DEVICE_CUDA ? " on the CPU (the CUDA backend keeps F32)"
+                            : mp.device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)" : "");
                 cli_lora_forget();
                 lfm2c_model_free(m);
             }

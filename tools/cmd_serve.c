@@ -74,7 +74,7 @@ static const char USAGE[] =
     "  -ctk / -ctv TYPE      KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
-    "  --device cpu|cuda     backend (cuda needs a build with -DLFM2C_CUDA=ON)\n";
+    "  --device cpu|cuda|vulkan  backend (cuda: a build with -DLFM2C_CUDA=ON; vulkan: where built)\n";
 
 static void usage(FILE *out) { fputs(USAGE, out); }
 
@@ -235,8 +235,7 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--device")) {
             const char *d = cli_value(argc, argv, &i);
-            if (strcmp(d, "cpu") && strcmp(d, "cuda")) return cli_fail("unknown device '%s' (cpu or cuda)", d), 2;
-            device = !strcmp(d, "cuda") ? LFM2C_DEVICE_CUDA : LFM2C_DEVICE_CPU;
+            if ((device = cli_device_id(d)) < 0) return 2;
         }
         else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
         else if (!strcmp(a, "--drain-timeout")) drain_timeout = cli_int(a, cli_value(argc, argv, &i));

@@ -98,8 +98,8 @@ int cli_threads(const char *flag, const char *value) {
 }
 
 const char *cli_device(const char *flag, const char *value) {
-    if (strcmp(value, "cpu") && strcmp(value, "cuda")) {
-        cli_fail("%s: unknown device '%s' (cpu or cuda)", flag, value);
+    if (strcmp(value, "cpu") && strcmp(value, "cuda") && strcmp(value, "vulkan")) {
+        cli_fail("%s: unknown device '%s' (cpu, cuda or vulkan)", flag, value);
         exit(2);
     }
     return value;
@@ -212,6 +212,14 @@ void cli_kv_apply(lfm2c_model_params *p) {
     p->hugepages = hugepages;
 }
 
+int cli_device_id(const char *name) {
+    if (!strcmp(name, "cpu")) return LFM2C_DEVICE_CPU;
+    if (!strcmp(name, "cuda")) return LFM2C_DEVICE_CUDA;
+    if (!strcmp(name, "vulkan")) return LFM2C_DEVICE_VULKAN;
+    cli_fail("unknown device '%s' (cpu, cuda or vulkan)", name);
+    return -1;
+}
+
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device) {
     if (!path) {
         cli_fail("no model given (-m MODEL.gguf)");
@@ -221,11 +229,7 @@ lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, con
     p.n_threads = n_threads;
     p.reference = reference;
     cli_kv_apply(&p);
-    if (device && !strcmp(device, "cuda")) p.device = LFM2C_DEVICE_CUDA;
-    else if (device && strcmp(device, "cpu")) {
-        cli_fail("unknown device '%s' (cpu or cuda)", device);
-        return NULL;
-    }
+    if (device && (p.device = cli_device_id(device)) < 0) return NULL;
     lfm2c_error err = {0};
     lfm2c_model *m = lfm2c_model_open(path, &p, &err);
     if (!m) cli_fail("%s", err.msg);
@@ -327,6 +331,11 @@ static int print_version(void) {
     printf("cuda: yes\n");
 #else
     printf("cuda: no\n");
+#endif
+#ifdef LFM2C_HAVE_VULKAN
+    printf("vulkan: yes\n");
+#else
+    printf("vulkan: no\n");
 #endif
 #ifdef LFM2C_HAVE_SERVER
     printf("server: yes\n");

@@ -1,0 +1,63 @@
+// attention.comp — causal attention of one (token, query head) over its sequence's F16 cache
+// (positions 0..pos; GQA: query head h reads KV head h / (nh / nkv)). Positions go in chunks of
+// 128: each thread scores one position, then every thread folds the chunk into an online
+// softmax for the two dims it owns (head_dim <= 256).
+#version 450
+#include "common.glsl"
+#include "tok.glsl"
+layout(local_size_x = 128) in;
+layout(push_constant) uniform P { uvec2 q, toks, o; uint nh, nkv, hd, attn_index, kvdm; } p;
+shared float qs[256];
+shared float sc[128];
+
+float half_at(U32s c, uint i) {
+    vec2 v = unpackHalf2x16(c.v[i >> 1]);
+    return (i & 1u) != 0u ? v.y : v.x;
+}
+
+void main() {
+    uint t = gl_WorkGroupID.x, h = gl_WorkGroupID.y, lid = gl_LocalInvocationID.x;
+    I32s TB = I32s(p.toks);
+    uint pos = uint(tok_pos(TB, t)), g = h / (p.nh / p.nkv);
+    U32s K = U32s(tok_addr(TB, t, 0u)), V = U32s(tok_addr(TB, t, 1u));
+    uint base = p.attn_index * tok_cap(TB, t) * p.kvdm + g * p.hd;   // in halves
+    F32s Q = F32s(p.q);
+    float qscale = 1.0 / sqrt(float(p.hd));
+    for (uint i = lid; i < p.hd; i += 128u) qs[i] = Q.v[t * p.nh * p.hd + h * p.hd + i] * qscale;
+    barrier();
+    uint d0 = lid, d1 = lid + 128u;
+    float m = -1.0 / 0.0, l = 0.0, acc0 = 0.0, acc1 = 0.0;
+    for (uint p0 = 0u; p0 <= pos; p0 += 128u) {
+        uint pp = p0 + lid;
+        float s = 0.0;
+        if (pp <= pos) {
+            uint kw = (base + pp * p.kvdm) / 2u;
+            for (uint i = 0u; i < p.hd / 2u; i++) {
+                vec2 kv = unpackHalf2x16(K.v[kw + i]);
+                s += qs[2u * i] * kv.x + qs[2u * i + 1u] * kv.y;
+            }
+        }
+        sc[lid] = s;
+        barrier();
+        uint cnt = min(128u, pos + 1u - p0);
+        float mx = m;
+        for (uint j = 0u; j < cnt; j++) mx = max(mx, sc[j]);
+        float corr = exp(m - mx);
+        l *= corr;
+        acc0 *= corr;
+        acc1 *= corr;
+        for (uint j = 0u; j < cnt; j++) {
+            float e = exp(sc[j] - mx);
+            l += e;
+            uint vb = base + (p0 + j) * p.kvdm;
+            if (d0 < p.hd) acc0 += e * half_at(V, vb + d0);
+            if (d1 < p.hd) acc1 += e * half_at(V, vb + d1);
+        }
+        m = mx;
+        barrier();
+    }
+    F32s O = F32s(p.o);
+    uint ob = t * p.nh * p.hd + h * p.hd;
+    if (d0 < p.hd) O.v[ob + d0] = acc0 / l;
+    if (d1 < p.hd) O.v[ob + d1] = acc1 / l;
+}

@@ -1,0 +1,863 @@
+/* backend_vulkan.c — the LFM2 forward pass on one Vulkan device (spec section 2, the same
+ * blocks as forward.c; the shaders are src/vulkan/NAME.comp, compiled to SPIR-V at build time and
+ * linked in as byte arrays, cmake/embed.cmake).
+ *
+ * Every buffer is reached from the shaders by its device address (Vulkan 1.2 buffer device
+ * address, passed in push constants): no descriptor sets. The weights are uploaded once, each
+ * tensor as stored in the GGUF (its quantized blocks), packed into a few device buffers; a
+ * tensor's device address is found from its host pointer. Activations stay float. A forward is
+ * one command buffer — every dispatch followed by a memory barrier — submitted and waited for;
+ * the logits land in host-visible memory and are copied into the sessions' buffers. Sampling
+ * stays on the host. Sessions keep their F16 KV cache in device memory and their conv state in
+ * host-visible memory (pull / push are copies). One mutex serialises the queue. */
+#include "vulkan/backend_vulkan.h"
+#include "core/error.h"
+#include "core/forward.h"
+#include "core/model.h"
+#include "core/session.h"
+#include "formats/ggml_types.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vulkan/vulkan.h>
+
+/* ---- the shaders (generated arrays, one per src/vulkan/NAME.comp) ----------------------------- */
+
+#define SHADERS(X) X(matmul) X(embed) X(rmsnorm) X(qk) X(attention) X(conv) X(conv_state) X(swiglu) X(route) X(combine)
+#define DECL(n) extern const unsigned char lfm2c_spv_##n[]; extern const size_t lfm2c_spv_##n##_len;
+SHADERS(DECL)
+#undef DECL
+#define ID(n) SH_##n,
+enum { SHADERS(ID) SH_COUNT };
+#undef ID
+#define ENTRY(n) {lfm2c_spv_##n, &lfm2c_spv_##n##_len, #n},
+static const struct { const unsigned char *code; const size_t *len; const char *name; } spv[] = {SHADERS(ENTRY)};
+#undef ENTRY
+
+enum { TOKW = 12 };   /* ints per token in the batch table (tok.glsl) */
+
+/* ---- state ------------------------------------------------------------------------------------ */
+
+typedef struct vbuf { VkBuffer buf; VkDeviceMemory mem; VkDeviceSize size; uint64_t addr; void *map; } vbuf;
+typedef struct vk_weight { const uint8_t *data; uint64_t bytes, addr; } vk_weight;
+
+typedef struct vk_scratch {
+    int cap;   /* tokens */
+    vbuf x, a, out, big, big2, hid, router, wsel, sel, G, U, D;
+    vbuf logits, batch;   /* host-visible */
+} vk_scratch;
+
+typedef struct vk_model {
+    VkInstance inst;
+    VkPhysicalDevice pd;
+    VkDevice dev;
+    VkQueue queue;
+    VkCommandPool pool;
+    VkCommandBuffer cb;
+    VkFence fence;
+    VkPipelineLayout layout;
+    VkPipeline pipe[SH_COUNT];
+    VkPhysicalDeviceMemoryProperties memp;
+    uint32_t max_groups[3];
+    char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
+    vbuf *chunks;
+    int n_chunks;
+    vk_weight *w;   /* sorted by data */
+    int n_w;
+    int big_w, hid_w, kvdm, max_fe;
+    vk_scratch s;
+    pthread_mutex_t lock;
+    bool lock_ok;
+} vk_model;
+
+typedef struct vk_session { vbuf k, v, conv; int cap; } vk_session;
+
+/* ---- instance and device ------------------------------------------------------------------------ */
+
+static int vk_fail(lfm2c_error *err, VkResult r, const char *what) {
+    int code = r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? LFM2C_ENOMEM : LFM2C_EIO;
+    lfm2c_set_error(err, code, "Vulkan: %s failed (VkResult %d%s)", what, (int)r,
+                    r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? ": out of device memory" : "");
+    return -1;
+}
+
+static VkInstance instance_new(void) {
+    VkApplicationInfo app = {VK_STRUCTURE_TYPE_APPLICATION_INFO, NULL, "lfm2c", 1, "lfm2c", 1, VK_API_VERSION_1_2};
+    VkInstanceCreateInfo ci = {VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, NULL, 0, &app, 0, NULL, 0, NULL};
+    VkInstance inst = VK_NULL_HANDLE;
+    if (vkCreateInstance(&ci, NULL, &inst) != VK_SUCCESS) return VK_NULL_HANDLE;
+    return inst;
+}
+
+/* A compute queue family of pd, or -1. */
+static int compute_family(VkPhysicalDevice pd) {
+    uint32_t n = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, NULL);
+    VkQueueFamilyProperties qf[64];
+    if (n > 64) n = 64;
+    vkGetPhysicalDeviceQueueFamilyProperties(pd, &n, qf);
+    for (uint32_t i = 0; i < n; i++)
+        if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) return (int)i;
+    return -1;
+}
+
+/* Vulkan 1.2, a compute queue, buffer device addresses: what the backend needs. */
+static bool device_usable(VkPhysicalDevice pd) {
+    VkPhysicalDeviceProperties pr;
+    vkGetPhysicalDeviceProperties(pd, &pr);
+    if (pr.apiVersion < VK_API_VERSION_1_2 || compute_family(pd) < 0) return false;
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+    VkPhysicalDeviceFeatures2 f = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, &f12, {0}};
+    vkGetPhysicalDeviceFeatures2(pd, &f);
+    return f12.bufferDeviceAddress;
+}
+
+/* Preference among usable devices: discrete, integrated, virtual, other, CPU (lavapipe). */
+static int device_rank(VkPhysicalDevice pd) {
+    VkPhysicalDeviceProperties pr;
+    vkGetPhysicalDeviceProperties(pd, &pr);
+    switch (pr.deviceType) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 0;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 1;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return 2;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return 4;
+    default: return 3;
+    }
+}
+
+/* The device to use: LFM2C_VULKAN_DEVICE=N (the N-th usable one), else the best ranked.
+ * Returns the number of usable devices; *pick is VK_NULL_HANDLE when there is none. */
+static int pick_device(VkInstance inst, VkPhysicalDevice *pick) {
+    uint32_t n = 0;
+    *pick = VK_NULL_HANDLE;
+    if (vkEnumeratePhysicalDevices(inst, &n, NULL) != VK_SUCCESS || !n) return 0;
+    VkPhysicalDevice all[16];
+    if (n > 16) n = 16;
+    if (vkEnumeratePhysicalDevices(inst, &n, all) < 0) return 0;
+    const char *env = getenv("LFM2C_VULKAN_DEVICE");
+    int want = env && *env ? atoi(env) : -1, usable = 0, best_rank = 99;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!device_usable(all[i])) continue;
+        int r = device_rank(all[i]);
+        if (want >= 0 ? usable == want : r < best_rank) {
+            *pick = all[i];
+            best_rank = want >= 0 ? -1 : r;
+        }
+        usable++;
+    }
+    return usable;
+}
+
+int vulkan_device_count(char *name, size_t cap) {
+    VkInstance inst = instance_new();
+    if (!inst) return 0;
+    VkPhysicalDevice pd;
+    int n = pick_device(inst, &pd);
+    if (name && cap) {
+        name[0] = 0;
+        if (pd) {
+            VkPhysicalDeviceProperties pr;
+            vkGetPhysicalDeviceProperties(pd, &pr);
+            snprintf(name, cap, "%s (%s)", pr.deviceName,
+                     pr.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? "CPU implementation" : "GPU");
+        }
+    }
+    vkDestroyInstance(inst, NULL);
+    return n;
+}
+
+static int make_pipelines(vk_model *vm, lfm2c_error *err) {
+    VkPushConstantRange pr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, 128};
+    VkPipelineLayoutCreateInfo li = {VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, NULL, 0, 0, NULL, 1, &pr};
+    VkResult r = vkCreatePipelineLayout(vm->dev, &li, NULL, &vm->layout);
+    if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreatePipelineLayout");
+    for (int i = 0; i < SH_COUNT; i++) {
+        size_t len = *spv[i].len;
+        uint32_t *code = malloc(len + 4);   /* SPIR-V is read as 32-bit words: an aligned copy */
+        if (!code) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+        memcpy(code, spv[i].code, len);
+        VkShaderModuleCreateInfo mi = {VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, NULL, 0, len, code};
+        VkShaderModule mod;
+        r = vkCreateShaderModule(vm->dev, &mi, NULL, &mod);
+        free(code);
+        if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateShaderModule");
+        VkComputePipelineCreateInfo ci = {VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO, NULL, 0,
+            {VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, NULL, 0, VK_SHADER_STAGE_COMPUTE_BIT, mod, "main", NULL},
+            vm->layout, VK_NULL_HANDLE, 0};
+        r = vkCreateComputePipelines(vm->dev, VK_NULL_HANDLE, 1, &ci, NULL, &vm->pipe[i]);
+        vkDestroyShaderModule(vm->dev, mod, NULL);
+        if (r != VK_SUCCESS) {
+            lfm2c_set_error(err, LFM2C_EIO, "Vulkan: shader '%s' did not compile on %s (VkResult %d)", spv[i].name, vm->name, (int)r);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int device_open(vk_model *vm, lfm2c_error *err) {
+    vm->inst = instance_new();
+    if (!vm->inst) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "no Vulkan loader or driver (vkCreateInstance failed)");
+        return -1;
+    }
+    if (!pick_device(vm->inst, &vm->pd) || !vm->pd) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "no Vulkan 1.2 device with compute and buffer device addresses found");
+        return -1;
+    }
+    VkPhysicalDeviceProperties pr;
+    vkGetPhysicalDeviceProperties(vm->pd, &pr);
+    snprintf(vm->name, sizeof vm->name, "%s", pr.deviceName);
+    for (int i = 0; i < 3; i++) vm->max_groups[i] = pr.limits.maxComputeWorkGroupCount[i];
+    vkGetPhysicalDeviceMemoryProperties(vm->pd, &vm->memp);
+    int fam = compute_family(vm->pd);
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qi = {VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, NULL, 0, (uint32_t)fam, 1, &prio};
+    VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
+    f12.bufferDeviceAddress = VK_TRUE;
+    VkDeviceCreateInfo di = {VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &f12, 0, 1, &qi, 0, NULL, 0, NULL, NULL};
+    VkResult r = vkCreateDevice(vm->pd, &di, NULL, &vm->dev);
+    if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateDevice");
+    vkGetDeviceQueue(vm->dev, (uint32_t)fam, 0, &vm->queue);
+    VkCommandPoolCreateInfo pi = {VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, NULL,
+                                  VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, (uint32_t)fam};
+    if ((r = vkCreateCommandPool(vm->dev, &pi, NULL, &vm->pool)) != VK_SUCCESS) return vk_fail(err, r, "vkCreateCommandPool");
+    VkCommandBufferAllocateInfo ai = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, NULL, vm->pool,
+                                      VK_COMMAND_BUFFER_LEVEL_PRIMARY, 1};
+    if ((r = vkAllocateCommandBuffers(vm->dev, &ai, &vm->cb)) != VK_SUCCESS) return vk_fail(err, r, "vkAllocateCommandBuffers");
+    VkFenceCreateInfo fi = {VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, NULL, 0};
+    if ((r = vkCreateFence(vm->dev, &fi, NULL, &vm->fence)) != VK_SUCCESS) return vk_fail(err, r, "vkCreateFence");
+    return make_pipelines(vm, err);
+}
+
+/* ---- buffers ------------------------------------------------------------------------------------ */
+
+/* Memory type for a buffer: host (host-visible, coherent, cached if offered) or device
+ * (device-local, preferably not host-visible; on unified memory the host-visible one). */
+static int mem_type(const vk_model *vm, uint32_t bits, bool host) {
+    const VkMemoryPropertyFlags HV = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    const VkMemoryPropertyFlags DL = VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT;
+    for (int pass = 0; pass < 3; pass++)
+        for (uint32_t i = 0; i < vm->memp.memoryTypeCount; i++) {
+            VkMemoryPropertyFlags f = vm->memp.memoryTypes[i].propertyFlags;
+            if (!(bits & (1u << i))) continue;
+            bool ok = host ? (pass == 0 ? (f & (HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT)) == (HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT)
+                                        : (f & HV) == HV)
+                           : pass == 0 ? (f & DL) && !(f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
+                           : pass == 1 ? (f & DL) != 0 : true;
+            if (ok) return (int)i;
+        }
+    return -1;
+}
+
+static void buf_free(vk_model *vm, vbuf *b) {
+    if (b->map) vkUnmapMemory(vm->dev, b->mem);
+    if (b->buf) vkDestroyBuffer(vm->dev, b->buf, NULL);
+    if (b->mem) vkFreeMemory(vm->dev, b->mem, NULL);
+    memset(b, 0, sizeof *b);
+}
+
+static int buf_new(vk_model *vm, vbuf *b, VkDeviceSize size, bool host, const char *what, lfm2c_error *err) {
+    memset(b, 0, sizeof *b);
+    VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, NULL, 0, size ? size : 16,
+                             VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                 VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
+                             VK_SHARING_MODE_EXCLUSIVE, 0, NULL};
+    VkResult r = vkCreateBuffer(vm->dev, &bi, NULL, &b->buf);
+    if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateBuffer");
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(vm->dev, b->buf, &req);
+    int t = mem_type(vm, req.memoryTypeBits, host);
+    if (t < 0) {
+        buf_free(vm, b);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan: no memory type for %s on %s", what, vm->name);
+        return -1;
+    }
+    VkMemoryAllocateFlagsInfo fl = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO, NULL, VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT, 0};
+    VkMemoryAllocateInfo ai = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, &fl, req.size, (uint32_t)t};
+    r = vkAllocateMemory(vm->dev, &ai, NULL, &b->mem);
+    if (r != VK_SUCCESS) {
+        buf_free(vm, b);
+        int code = r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY ? LFM2C_ENOMEM : LFM2C_EIO;
+        lfm2c_set_error(err, code, "Vulkan: cannot allocate %.1f MiB for %s on %s (VkResult %d%s)",
+                        (double)req.size / (1 << 20), what, vm->name, (int)r,
+                        r == VK_ERROR_OUT_OF_DEVICE_MEMORY ? ": out of device memory" : "");
+        return -1;
+    }
+    vkBindBufferMemory(vm->dev, b->buf, b->mem, 0);
+    const VkMemoryPropertyFlags HV = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    if ((vm->memp.memoryTypes[t].propertyFlags & HV) == HV && vkMapMemory(vm->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map) != VK_SUCCESS)
+        b->map = NULL;
+    if (host && !b->map) {
+        buf_free(vm, b);
+        lfm2c_set_error(err, LFM2C_EIO, "Vulkan: cannot map %s", what);
+        return -1;
+    }
+    VkBufferDeviceAddressInfo ad = {VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO, NULL, b->buf};
+    b->addr = vkGetBufferDeviceAddress(vm->dev, &ad);
+    b->size = size;
+    return 0;
+}
+
+/* ---- command submission --------------------------------------------------------------------------- */
+
+static void rec_begin(vk_model *vm) {
+    vkResetCommandBuffer(vm->cb, 0);
+    VkCommandBufferBeginInfo bi = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO, NULL,
+                                   VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT, NULL};
+    vkBeginCommandBuffer(vm->cb, &bi);
+}
+
+static void barrier(vk_model *vm, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
+    VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER, NULL,
+                          VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT, dst_access};
+    vkCmdPipelineBarrier(vm->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, dst_stage, 0,
+                         1, &mb, 0, NULL, 0, NULL);
+}
+
+/* Ends, submits and waits for the command buffer. */
+static int rec_submit(vk_model *vm, lfm2c_error *err) {
+    barrier(vm, VK_PIPELINE_STAGE_HOST_BIT, VK_ACCESS_HOST_READ_BIT);
+    VkResult r = vkEndCommandBuffer(vm->cb);
+    if (r != VK_SUCCESS) return vk_fail(err, r, "vkEndCommandBuffer");
+    VkSubmitInfo si = {VK_STRUCTURE_TYPE_SUBMIT_INFO, NULL, 0, NULL, NULL, 1, &vm->cb, 0, NULL};
+    if ((r = vkQueueSubmit(vm->queue, 1, &si, vm->fence)) != VK_SUCCESS) return vk_fail(err, r, "vkQueueSubmit");
+    r = vkWaitForFences(vm->dev, 1, &vm->fence, VK_TRUE, UINT64_MAX);
+    vkResetFences(vm->dev, 1, &vm->fence);
+    return r == VK_SUCCESS ? 0 : vk_fail(err, r, "waiting for the device");
+}
+
+static void dispatch(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy) {
+    if (!gx || !gy) return;
+    vkCmdBindPipeline(vm->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vm->pipe[sh]);
+    vkCmdPushConstants(vm->cb, vm->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, (uint32_t)pc_size, pc);
+    vkCmdDispatch(vm->cb, gx, gy, 1);
+    barrier(vm, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+            VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT);
+}
+
+/* n elements, 256 per workgroup, on a 2-D grid (tok.glsl's flat_index) */
+static void dispatch_1d(vk_model *vm, int sh, const void *pc, size_t pc_size, size_t n) {
+    size_t groups = (n + 255) / 256, gx = groups < vm->max_groups[0] ? groups : vm->max_groups[0];
+    if (groups) dispatch(vm, sh, pc, pc_size, (uint32_t)gx, (uint32_t)((groups + gx - 1) / gx));
+}
+
+/* Copies n bytes from host memory into b at off (through a staging buffer unless b is mapped). */
+static int upload(vk_model *vm, vbuf *b, uint64_t off, const void *src, uint64_t n, vbuf *stage, lfm2c_error *err) {
+    if (b->map) {
+        memcpy((uint8_t *)b->map + off, src, n);
+        return 0;
+    }
+    for (uint64_t done = 0; done < n;) {
+        uint64_t part = n - done < stage->size ? n - done : stage->size;
+        memcpy(stage->map, (const uint8_t *)src + done, part);
+        rec_begin(vm);
+        VkBufferCopy c = {0, off + done, part};
+        vkCmdCopyBuffer(vm->cb, stage->buf, b->buf, 1, &c);
+        if (rec_submit(vm, err)) return -1;
+        done += part;
+    }
+    return 0;
+}
+
+/* ---- model -------------------------------------------------------------------------------------- */
+
+/* the weight types the shaders read (common.glsl's dequant8) */
+static bool type_ok(uint32_t t, int64_t n) {
+    int len;
+    switch (t) {
+    case GGML_F32: case GGML_F16: case GGML_BF16: len = 8; break;
+    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0: case GGML_IQ4_NL: len = 32; break;
+    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: len = 256; break;
+    default: return false;
+    }
+    return n % len == 0;
+}
+
+static uint64_t tensor_bytes(const tensor *t) {
+    return (uint64_t)t->row_bytes * (uint64_t)(t->ne[1] > 0 ? t->ne[1] : 1) * (uint64_t)(t->ne[2] > 0 ? t->ne[2] : 1);
+}
+
+#define LAYER_MATS(L) {&(L)->conv_in, &(L)->conv_out, &(L)->wq, &(L)->wk, &(L)->wv, &(L)->wo, &(L)->ffn_gate, \
+    &(L)->ffn_up, &(L)->ffn_down, &(L)->router, &(L)->gate_exps, &(L)->up_exps, &(L)->down_exps}
+#define LAYER_VECS(L) {&(L)->attn_norm, &(L)->ffn_norm, &(L)->conv_w, &(L)->q_norm, &(L)->k_norm, &(L)->expert_bias}
+
+static int check_matrix(const vk_model *vm, const tensor *t, lfm2c_error *err) {
+    if (!t->data) return 0;
+    if (!type_ok(t->type, t->ne[0])) {
+        const ggml_type_info *ti = ggml_type_get(t->type);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: tensor '%s' (%s, %lld wide) is not supported",
+                        t->name, ti ? ti->name : "?", (long long)t->ne[0]);
+        return -1;
+    }
+    if (tensor_bytes(t) >= (1ull << 32) || (uint64_t)(t->ne[1] + 3) / 4 > vm->max_groups[0]) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: tensor '%s' is too large (4 GiB, %u x 4 rows at most)",
+                        t->name, vm->max_groups[0]);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_model(const vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
+    const lfm2c_model_info *in = &m->info;
+    if (in->head_dim > 256 || in->head_dim % 2)
+        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: head dimension %d (even, at most 256)", in->head_dim), -1;
+    if (check_matrix(vm, &m->tok_embd, err) || check_matrix(vm, &m->output, err)) return -1;
+    if (m->out_norm.type != GGML_F32)
+        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: '%s' is not F32", m->out_norm.name), -1;
+    for (int l = 0; l < in->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        const tensor *mats[] = LAYER_MATS(L), *vecs[] = LAYER_VECS(L);
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
+            if (check_matrix(vm, mats[i], err)) return -1;
+        for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
+            if (vecs[i]->data && vecs[i]->type != GGML_F32)
+                return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: '%s' is not F32", vecs[i]->name), -1;
+    }
+    return 0;
+}
+
+static int cmp_weight(const void *a, const void *b) {
+    const uint8_t *x = ((const vk_weight *)a)->data, *y = ((const vk_weight *)b)->data;
+    return x < y ? -1 : x > y;
+}
+
+/* Every tensor the forward reads, once each (a tied head is the embedding), sorted by data. */
+static int collect_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
+    size_t cap = 3 + (size_t)m->info.n_layer * 19;
+    vm->w = calloc(cap, sizeof *vm->w);
+    if (!vm->w) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    const tensor *globals[] = {&m->tok_embd, &m->out_norm, &m->output};
+    for (size_t i = 0; i < 3; i++)
+        if (globals[i]->data) vm->w[vm->n_w++] = (vk_weight){globals[i]->data, tensor_bytes(globals[i]), 0};
+    for (int l = 0; l < m->info.n_layer; l++) {
+        const layer *L = &m->layers[l];
+        const tensor *mats[] = LAYER_MATS(L), *vecs[] = LAYER_VECS(L);
+        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
+            if (mats[i]->data) vm->w[vm->n_w++] = (vk_weight){mats[i]->data, tensor_bytes(mats[i]), 0};
+        for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
+            if (vecs[i]->data) vm->w[vm->n_w++] = (vk_weight){vecs[i]->data, tensor_bytes(vecs[i]), 0};
+    }
+    qsort(vm->w, (size_t)vm->n_w, sizeof *vm->w, cmp_weight);
+    int n = 0;
+    for (int i = 0; i < vm->n_w; i++)   /* drop repeats (tied head), keeping the largest extent */
+        if (n && vm->w[n - 1].data == vm->w[i].data) {
+            if (vm->w[i].bytes > vm->w[n - 1].bytes) vm->w[n - 1].bytes = vm->w[i].bytes;
+        } else {
+            vm->w[n++] = vm->w[i];
+        }
+    vm->n_w = n;
+    return 0;
+}
+
+static uint64_t weight_addr(const vk_model *vm, const tensor *t) {
+    if (!t->data) return 0;
+    int lo = 0, hi = vm->n_w - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (vm->w[mid].data == t->data) return vm->w[mid].addr;
+        if (vm->w[mid].data < t->data) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return 0;   /* not reached: every tensor the forward reads was collected */
+}
+
+/* Device memory: the largest device-local heap (LFM2C_VULKAN_MEMORY_MB overrides it, to leave
+ * room for other programs or to test the message). */
+static uint64_t device_memory(const vk_model *vm) {
+    const char *env = getenv("LFM2C_VULKAN_MEMORY_MB");
+    if (env && *env) return (uint64_t)strtoull(env, NULL, 10) << 20;
+    uint64_t best = 0;
+    for (uint32_t i = 0; i < vm->memp.memoryHeapCount; i++)
+        if (vm->memp.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT && vm->memp.memoryHeaps[i].size > best)
+            best = vm->memp.memoryHeaps[i].size;
+    return best;
+}
+
+/* Packs the weights into buffers of at most the device's largest allocation (1 GiB at most),
+ * uploads them and sets each one's device address. */
+static int upload_weights(vk_model *vm, lfm2c_error *err) {
+    VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+    VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &m3, {0}};
+    vkGetPhysicalDeviceProperties2(vm->pd, &p2);
+    uint64_t limit = m3.maxMemoryAllocationSize && m3.maxMemoryAllocationSize < (1ull << 30) ? m3.maxMemoryAllocationSize
+                                                                                            : (1ull << 30);
+    uint64_t total = 0;
+    for (int i = 0; i < vm->n_w; i++) total += (vm->w[i].bytes + 255) & ~255ull;
+    uint64_t have = device_memory(vm);
+    if (total + (64ull << 20) > have) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "the model does not fit on the Vulkan device %s: its weights need %.2f GiB, "
+                        "the device has %.2f GiB", vm->name, (double)total / (1 << 30), (double)have / (1 << 30));
+        return -1;
+    }
+    vm->chunks = calloc((size_t)vm->n_w, sizeof *vm->chunks);   /* at most one a tensor */
+    if (!vm->chunks) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    vbuf stage = {0};
+    int rc = 0;
+    for (int i = 0; i < vm->n_w && !rc;) {
+        uint64_t size = 0;
+        int j = i;
+        while (j < vm->n_w && (j == i || size + ((vm->w[j].bytes + 255) & ~255ull) <= limit))
+            size += (vm->w[j++].bytes + 255) & ~255ull;
+        if (size > limit && vm->w[i].bytes > limit) {
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan: a tensor of %.1f MiB exceeds the device's largest allocation",
+                            (double)vm->w[i].bytes / (1 << 20));
+            rc = -1;
+            break;
+        }
+        vbuf *b = &vm->chunks[vm->n_chunks];
+        if ((rc = buf_new(vm, b, size, false, "the weights", err))) break;
+        vm->n_chunks++;
+        if (!b->map && !stage.buf && (rc = buf_new(vm, &stage, 64u << 20, true, "the upload buffer", err))) break;
+        for (uint64_t off = 0; i < j && !rc; i++) {
+            vm->w[i].addr = b->addr + off;
+            rc = upload(vm, b, off, vm->w[i].data, vm->w[i].bytes, &stage, err);
+            off += (vm->w[i].bytes + 255) & ~255ull;
+        }
+    }
+    buf_free(vm, &stage);
+    return rc;
+}
+
+static void scratch_free(vk_model *vm) {
+    vk_scratch *s = &vm->s;
+    vbuf *bs[] = {&s->x, &s->a, &s->out, &s->big, &s->big2, &s->hid, &s->router, &s->wsel, &s->sel,
+                  &s->G, &s->U, &s->D, &s->logits, &s->batch};
+    for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) buf_free(vm, bs[i]);
+    s->cap = 0;
+}
+
+static void vulkan_model_free(lfm2c_model *m) {
+    vk_model *vm = m->backend_state;
+    if (!vm) return;
+    if (vm->dev) {
+        vkDeviceWaitIdle(vm->dev);
+        scratch_free(vm);
+        for (int i = 0; i < vm->n_chunks; i++) buf_free(vm, &vm->chunks[i]);
+        for (int i = 0; i < SH_COUNT; i++)
+            if (vm->pipe[i]) vkDestroyPipeline(vm->dev, vm->pipe[i], NULL);
+        if (vm->layout) vkDestroyPipelineLayout(vm->dev, vm->layout, NULL);
+        if (vm->fence) vkDestroyFence(vm->dev, vm->fence, NULL);
+        if (vm->pool) vkDestroyCommandPool(vm->dev, vm->pool, NULL);
+        vkDestroyDevice(vm->dev, NULL);
+    }
+    if (vm->inst) vkDestroyInstance(vm->inst, NULL);
+    if (vm->lock_ok) pthread_mutex_destroy(&vm->lock);
+    free(vm->chunks);
+    free(vm->w);
+    free(vm);
+    m->backend_state = NULL;
+}
+
+static int vulkan_model_init(lfm2c_model *m, lfm2c_error *err) {
+    vk_model *vm = calloc(1, sizeof *vm);
+    if (!vm) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    m->backend_state = vm;
+    vm->lock_ok = pthread_mutex_init(&vm->lock, NULL) == 0;
+    if (!vm->lock_ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+    if (!vm->lock_ok || device_open(vm, err) || check_model(vm, m, err) || collect_weights(vm, m, err) ||
+        upload_weights(vm, err)) {
+        vulkan_model_free(m);
+        return -1;
+    }
+    const lfm2c_model_info *in = &m->info;
+    int H = in->n_embd, nq = in->n_head * in->head_dim, w = 3 * H;
+    vm->kvdm = in->n_head_kv_max * in->head_dim;
+    if (nq > w) w = nq;
+    for (int l = 0; l < in->n_layer; l++) {   /* widths from the tensors themselves */
+        const layer *L = &m->layers[l];
+        if (L->ffn_gate.data && L->ffn_gate.ne[1] > w) w = (int)L->ffn_gate.ne[1];
+        if (L->gate_exps.data && L->gate_exps.ne[1] > vm->max_fe) vm->max_fe = (int)L->gate_exps.ne[1];
+    }
+    vm->big_w = w;
+    vm->hid_w = nq > H ? nq : H;
+    if (2 * vm->kvdm > vm->hid_w) vm->hid_w = 2 * vm->kvdm;
+    return 0;
+}
+
+/* the batch table's parts for cap tokens: tokens, seq_last, out_tok (ints), rope (floats) */
+static size_t batch_seq_last(int cap) { return (size_t)cap * TOKW; }
+static size_t batch_out_tok(int cap) { return batch_seq_last(cap) + (size_t)cap; }
+static size_t batch_rope(int cap) { return batch_out_tok(cap) + (size_t)cap; }
+
+static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2c_error *err) {
+    vk_scratch *s = &vm->s;
+    if (T <= s->cap) return 0;
+    scratch_free(vm);
+    int cap = 16;
+    while (cap < T) cap *= 2;
+    const uint64_t c = (uint64_t)cap, H = in->n_embd, k = in->n_expert_used > 0 ? in->n_expert_used : 1;
+    const uint64_t E = in->n_expert > 0 ? in->n_expert : 1, Fe = vm->max_fe > 0 ? vm->max_fe : 1, f = 4;
+    struct { vbuf *b; uint64_t bytes; bool host; } want[] = {
+        {&s->x, c * H * f, 0}, {&s->a, c * H * f, 0}, {&s->out, c * H * f, 0}, {&s->big, c * vm->big_w * f, 0},
+        {&s->big2, c * vm->big_w * f, 0}, {&s->hid, c * vm->hid_w * f, 0}, {&s->router, c * E * f, 0},
+        {&s->wsel, c * k * f, 0}, {&s->sel, c * k * f, 0}, {&s->G, c * k * Fe * f, 0}, {&s->U, c * k * Fe * f, 0},
+        {&s->D, c * k * H * f, 0}, {&s->logits, c * in->n_vocab * f, 1},
+        {&s->batch, (batch_rope(cap) + c * in->head_dim) * 4, 1},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (buf_new(vm, want[i].b, want[i].bytes, want[i].host, "the forward's buffers", err)) {
+            scratch_free(vm);
+            return -1;
+        }
+    s->cap = cap;
+    return 0;
+}
+
+/* ---- sessions ------------------------------------------------------------------------------------ */
+
+static size_t conv_bytes(const lfm2c_session *s) { return sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd; }
+
+static int vulkan_session_init(lfm2c_session *s, lfm2c_error *err) {
+    vk_model *vm = s->model->backend_state;
+    vk_session *cs = calloc(1, sizeof *cs);
+    if (!cs) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    s->backend_state = cs;
+    pthread_mutex_lock(&vm->lock);
+    int rc = buf_new(vm, &cs->conv, conv_bytes(s) + 16, true, "the conv state", err);
+    pthread_mutex_unlock(&vm->lock);
+    if (rc) return -1;
+    memset(cs->conv.map, 0, conv_bytes(s));
+    return 0;
+}
+
+static void vulkan_session_free(lfm2c_session *s) {
+    vk_session *cs = s->backend_state;
+    if (!cs) return;
+    vk_model *vm = s->model->backend_state;
+    pthread_mutex_lock(&vm->lock);
+    buf_free(vm, &cs->k);
+    buf_free(vm, &cs->v);
+    buf_free(vm, &cs->conv);
+    pthread_mutex_unlock(&vm->lock);
+    free(cs);
+    s->backend_state = NULL;
+}
+
+static int vulkan_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
+    vk_session *cs = s->backend_state;
+    vk_model *vm = s->model->backend_state;
+    if (cap <= cs->cap) return 0;
+    const int na = s->model->n_attn;
+    if (!na) { cs->cap = cap; return 0; }
+    const uint64_t row = 2ull * vm->kvdm, bytes = row * (uint64_t)cap * na;   /* F16 */
+    vbuf nk, nv;
+    pthread_mutex_lock(&vm->lock);
+    int rc = buf_new(vm, &nk, bytes, false, "the KV cache", err);
+    if (!rc && (rc = buf_new(vm, &nv, bytes, false, "the KV cache", err))) buf_free(vm, &nk);
+    if (!rc && cs->cap) {   /* old positions keep their place */
+        VkBufferCopy regions[LFM2C_MAX_LAYERS];
+        for (int l = 0; l < na; l++)
+            regions[l] = (VkBufferCopy){row * cs->cap * l, row * cap * l, row * cs->cap};
+        rec_begin(vm);
+        vkCmdCopyBuffer(vm->cb, cs->k.buf, nk.buf, (uint32_t)na, regions);
+        vkCmdCopyBuffer(vm->cb, cs->v.buf, nv.buf, (uint32_t)na, regions);
+        if ((rc = rec_submit(vm, err))) {
+            buf_free(vm, &nk);
+            buf_free(vm, &nv);
+        }
+    }
+    if (!rc) {
+        buf_free(vm, &cs->k);
+        buf_free(vm, &cs->v);
+        cs->k = nk;
+        cs->v = nv;
+        cs->cap = cap;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return rc;
+}
+
+static void vulkan_conv_pull(lfm2c_session *s) {
+    vk_session *cs = s->backend_state;
+    if (cs) memcpy(s->conv, cs->conv.map, conv_bytes(s));
+}
+
+static void vulkan_conv_push(lfm2c_session *s) {
+    vk_session *cs = s->backend_state;
+    if (cs) memcpy(cs->conv.map, s->conv, conv_bytes(s));
+}
+
+/* ---- forward ------------------------------------------------------------------------------------- */
+
+typedef struct { uint64_t w, x, y, sel; uint32_t type, n, rows, row_bytes, expert_stride, ncols, ldx, ldy, xdiv, group, has_sel, col0; } pc_matmul;
+
+/* y[col][r] = W_e[r] · x[col / xdiv]; e = sel[col] when sel (MoE pairs, one column a group) */
+static void mm(vk_model *vm, const tensor *t, uint64_t x, int ldx, int ncols, int xdiv, uint64_t sel, uint64_t y) {
+    const uint32_t group = sel ? 1 : 8;
+    pc_matmul pc = {weight_addr(vm, t), x, y, sel, t->type, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)t->row_bytes,
+                    (uint32_t)(t->row_bytes * (uint64_t)t->ne[1]), (uint32_t)ncols, (uint32_t)ldx, (uint32_t)t->ne[1],
+                    (uint32_t)xdiv, group, sel != 0, 0};
+    const uint32_t gx = (uint32_t)((t->ne[1] + 3) / 4), groups = ((uint32_t)ncols + group - 1) / group;
+    for (uint32_t g0 = 0; g0 < groups; g0 += vm->max_groups[1]) {   /* wide batches: several dispatches */
+        pc.col0 = g0 * group;
+        uint32_t gy = groups - g0 < vm->max_groups[1] ? groups - g0 : vm->max_groups[1];
+        dispatch(vm, SH_matmul, &pc, sizeof pc, gx, gy);
+    }
+}
+
+static void dense(vk_model *vm, const tensor *t, uint64_t x, int T, uint64_t y) { mm(vm, t, x, (int)t->ne[0], T, 1, 0, y); }
+
+typedef struct { uint64_t x, delta, w, y, map; uint32_t H, has_delta, has_map; float eps; } pc_norm;
+
+static void add_rmsnorm(vk_model *vm, const lfm2c_model *m, uint64_t delta, const tensor *w, uint64_t y, int rows, uint64_t map) {
+    pc_norm pc = {vm->s.x.addr, delta, weight_addr(vm, w), y, map, (uint32_t)m->info.n_embd, delta != 0, map != 0, m->info.norm_eps};
+    dispatch(vm, SH_rmsnorm, &pc, sizeof pc, (uint32_t)rows, 1);
+}
+
+static void moe_ffn(vk_model *vm, const lfm2c_model *m, const layer *L, int T) {
+    const lfm2c_model_info *in = &m->info;
+    const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
+    vk_scratch *s = &vm->s;
+    dense(vm, &L->router, s->a.addr, T, s->router.addr);
+    struct { uint64_t logits, bias, sel, wsel; uint32_t T, E, k, has_bias; } pr = {
+        s->router.addr, weight_addr(vm, &L->expert_bias), s->sel.addr, s->wsel.addr, (uint32_t)T, (uint32_t)E,
+        (uint32_t)k, L->expert_bias.data != NULL};
+    dispatch(vm, SH_route, &pr, sizeof pr, (uint32_t)(T + 63) / 64, 1);
+    const int pairs = T * k;
+    mm(vm, &L->gate_exps, s->a.addr, H, pairs, k, s->sel.addr, s->G.addr);
+    mm(vm, &L->up_exps, s->a.addr, H, pairs, k, s->sel.addr, s->U.addr);
+    struct { uint64_t g, u; uint32_t n; } ps = {s->G.addr, s->U.addr, (uint32_t)(pairs * Fe)};
+    dispatch_1d(vm, SH_swiglu, &ps, sizeof ps, (size_t)pairs * Fe);
+    mm(vm, &L->down_exps, s->G.addr, Fe, pairs, 1, s->sel.addr, s->D.addr);
+    struct { uint64_t d, wsel, o; uint32_t T, k, H; } pc = {s->D.addr, s->wsel.addr, s->out.addr, (uint32_t)T, (uint32_t)k, (uint32_t)H};
+    dispatch_1d(vm, SH_combine, &pc, sizeof pc, (size_t)T * H);
+}
+
+static void attention(vk_model *vm, const lfm2c_model *m, const layer *L, int T) {
+    const lfm2c_model_info *in = &m->info;
+    const int nh = in->n_head, hd = in->head_dim, nkv = L->n_head_kv, kvd = nkv * hd;
+    vk_scratch *s = &vm->s;
+    const uint64_t q = s->big.addr, k = s->hid.addr, v = s->hid.addr + 4ull * T * kvd;
+    dense(vm, &L->wq, s->a.addr, T, q);
+    dense(vm, &L->wk, s->a.addr, T, k);
+    dense(vm, &L->wv, s->a.addr, T, v);
+    struct { uint64_t q, k, v, qn, kn, rope, toks; uint32_t nh, nkv, hd, attn_index, kvdm; float eps; } pq = {
+        q, k, v, weight_addr(vm, &L->q_norm), weight_addr(vm, &L->k_norm), s->batch.addr + 4ull * batch_rope(s->cap),
+        s->batch.addr, (uint32_t)nh, (uint32_t)nkv, (uint32_t)hd, (uint32_t)L->attn_index, (uint32_t)vm->kvdm, in->norm_eps};
+    dispatch(vm, SH_qk, &pq, sizeof pq, (uint32_t)T, (uint32_t)(nh + 2 * nkv));
+    struct { uint64_t q, toks, o; uint32_t nh, nkv, hd, attn_index, kvdm; } pa = {
+        q, s->batch.addr, s->big2.addr, (uint32_t)nh, (uint32_t)nkv, (uint32_t)hd, (uint32_t)L->attn_index, (uint32_t)vm->kvdm};
+    dispatch(vm, SH_attention, &pa, sizeof pa, (uint32_t)T, (uint32_t)nh);
+    dense(vm, &L->wo, s->big2.addr, T, s->out.addr);
+}
+
+static void conv_block(vk_model *vm, const lfm2c_model *m, const layer *L, int T, int n_seq) {
+    const uint32_t H = (uint32_t)m->info.n_embd;
+    vk_scratch *s = &vm->s;
+    dense(vm, &L->conv_in, s->a.addr, T, s->big.addr);
+    struct { uint64_t z, w, toks, o; uint32_t T, H, conv_index; } pc = {
+        s->big.addr, weight_addr(vm, &L->conv_w), s->batch.addr, s->hid.addr, (uint32_t)T, H, (uint32_t)L->conv_index};
+    dispatch_1d(vm, SH_conv, &pc, sizeof pc, (size_t)T * H);
+    struct { uint64_t z, toks, seq_last; uint32_t n_seq, H, conv_index; } ps = {
+        s->big.addr, s->batch.addr, s->batch.addr + 4ull * batch_seq_last(s->cap), (uint32_t)n_seq, H, (uint32_t)L->conv_index};
+    dispatch_1d(vm, SH_conv_state, &ps, sizeof ps, (size_t)n_seq * H);
+    dense(vm, &L->conv_out, s->hid.addr, T, s->out.addr);
+}
+
+/* Records every dispatch of one forward over a batch whose table is in s->batch. */
+static void record(vk_model *vm, const lfm2c_model *m, int T, int n_seq, int n_out) {
+    const lfm2c_model_info *in = &m->info;
+    vk_scratch *s = &vm->s;
+    struct { uint64_t w, toks, x; uint32_t type, row_bytes, H; } pe = {
+        weight_addr(vm, &m->tok_embd), s->batch.addr, s->x.addr, m->tok_embd.type, (uint32_t)m->tok_embd.row_bytes,
+        (uint32_t)in->n_embd};
+    dispatch(vm, SH_embed, &pe, sizeof pe, (uint32_t)T, 1);
+    add_rmsnorm(vm, m, 0, &m->layers[0].attn_norm, s->a.addr, T, 0);
+    for (int l = 0; l < in->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        if (L->is_attn) attention(vm, m, L, T);
+        else conv_block(vm, m, L, T, n_seq);
+        add_rmsnorm(vm, m, s->out.addr, &L->ffn_norm, s->a.addr, T, 0);
+        if (L->is_moe) {
+            moe_ffn(vm, m, L, T);
+        } else {
+            dense(vm, &L->ffn_gate, s->a.addr, T, s->big.addr);
+            dense(vm, &L->ffn_up, s->a.addr, T, s->big2.addr);
+            struct { uint64_t g, u; uint32_t n; } ps = {s->big.addr, s->big2.addr, (uint32_t)(T * L->ffn_gate.ne[1])};
+            dispatch_1d(vm, SH_swiglu, &ps, sizeof ps, (size_t)T * L->ffn_gate.ne[1]);
+            dense(vm, &L->ffn_down, s->big.addr, T, s->out.addr);
+        }
+        if (l + 1 < in->n_layer) add_rmsnorm(vm, m, s->out.addr, &m->layers[l + 1].attn_norm, s->a.addr, T, 0);
+    }
+    if (!n_out) return;
+    add_rmsnorm(vm, m, s->out.addr, &m->out_norm, s->a.addr, n_out, s->batch.addr + 4ull * batch_out_tok(s->cap));
+    dense(vm, &m->output, s->a.addr, n_out, s->logits.addr);
+}
+
+/* Fills the batch table: tokens with their previous-token links and cache addresses, the last
+ * token of each sequence, the tokens whose logits are wanted, cos / sin per token (in double,
+ * as forward.c). Returns n_seq; *n_out set. */
+static int build_table(vk_model *vm, const lfm2c_model *m, const fwd_token *toks, int T, int *n_out) {
+    vk_scratch *s = &vm->s;
+    int32_t *tb = s->batch.map, *seq_last = tb + batch_seq_last(s->cap), *out_tok = tb + batch_out_tok(s->cap);
+    float *rope = (float *)(tb + batch_rope(s->cap));
+    const int hd = m->info.head_dim;
+    int n_seq = 0, no = 0;
+    for (int t = 0; t < T; t++) {
+        int prev1 = -1;
+        for (int j = t - 1; j >= 0; j--)
+            if (toks[j].seq == toks[t].seq) { prev1 = toks[j].pos == toks[t].pos - 1 ? j : -1; break; }
+        bool last = true;
+        for (int j = t + 1; j < T && last; j++) last = toks[j].seq != toks[t].seq;
+        if (last) seq_last[n_seq++] = t;
+        if (toks[t].out_row >= 0) out_tok[no++] = t;
+        const vk_session *cs = toks[t].seq->backend_state;
+        int32_t *e = tb + (size_t)t * TOKW;
+        const uint64_t addr[3] = {cs->k.addr, cs->v.addr, cs->conv.addr};
+        e[0] = toks[t].token;
+        e[1] = toks[t].pos;
+        e[2] = prev1;
+        e[3] = cs->cap;
+        for (int i = 0; i < 3; i++) {
+            e[4 + 2 * i] = (int32_t)(uint32_t)addr[i];
+            e[5 + 2 * i] = (int32_t)(uint32_t)(addr[i] >> 32);
+        }
+        for (int i = 0; i < hd / 2; i++) {
+            double angle = toks[t].pos * pow(m->info.rope_theta, -2.0 * i / hd);
+            rope[(size_t)t * hd + 2 * i] = (float)cos(angle);
+            rope[(size_t)t * hd + 2 * i + 1] = (float)sin(angle);
+        }
+    }
+    *n_out = no;
+    return n_seq;
+}
+
+static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
+    vk_model *vm = m->backend_state;
+    if (T <= 0) return 0;
+    for (int t = 0; t < T; t++)
+        if (toks[t].token < 0 || toks[t].token >= m->info.n_vocab)
+            return lfm2c_set_error(err, LFM2C_EINVAL, "token id %d out of range", toks[t].token), -1;
+    pthread_mutex_lock(&vm->lock);
+    int rc = scratch_reserve(vm, &m->info, T, err), n_out = 0;
+    if (!rc) {
+        int n_seq = build_table(vm, m, toks, T, &n_out);
+        rec_begin(vm);
+        record(vm, m, T, n_seq, n_out);
+        rc = rec_submit(vm, err);
+    }
+    if (!rc) {
+        const int V = m->info.n_vocab;
+        const float *lg = vm->s.logits.map;
+        for (int t = 0, i = 0; t < T; t++)
+            if (toks[t].out_row >= 0)
+                memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, lg + (size_t)i++ * V, sizeof(float) * V);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return rc;
+}
+
+/* ---- the backend table entry (backend.h) ------------------------------------------------------------- */
+
+const lfm2c_backend backend_vulkan = {
+    "vulkan", LFM2C_DEVICE_VULKAN,
+    vulkan_model_init, vulkan_model_free,
+    vulkan_session_init, vulkan_session_free,
+    vulkan_kv_reserve,
+    NULL,   /* kv_copy: sessions on the device cannot be copied (yet) */
+    vulkan_conv_pull, vulkan_conv_push,
+    vulkan_forward,
+};

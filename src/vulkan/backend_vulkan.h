@@ -1,0 +1,14 @@
+/* backend_vulkan.h — the Vulkan compute backend (backend_vulkan.c, shaders src/vulkan/NAME.comp):
+ * its backend table entry and what tests ask of the machine. Built with -DLFM2C_VULKAN=AUTO|ON
+ * (LFM2C_HAVE_VULKAN). */
+#ifndef LFM2C_BACKEND_VULKAN_H
+#define LFM2C_BACKEND_VULKAN_H
+#include "core/backend.h"
+
+extern const lfm2c_backend backend_vulkan;
+
+/* Vulkan 1.2 devices with compute and buffer device addresses (0 without a loader or device);
+ * when name is given, the one the backend would pick is described there (cap bytes). */
+int vulkan_device_count(char *name, size_t cap);
+
+#endif
