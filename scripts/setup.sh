@@ -38,6 +38,11 @@ if [ "$test_deps" = 1 ]; then
 for p in python3 python3-jinja2 python3-yaml python3-pip python3-setuptools python3-wheel python3-pytest curl haproxy clang libclang-rt-14-dev chromium; do
   installed "$p" || missing="$missing $p"
 done
+# The Vulkan backend (built where these are found) and lavapipe, the CPU Vulkan driver its tests
+# run on where there is no GPU: the loader and headers, the shader compiler, the driver.
+for p in libvulkan-dev glslc glslang-tools spirv-tools mesa-vulkan-drivers vulkan-tools; do
+  installed "$p" || missing="$missing $p"
+done
 # The ARM64 stage of scripts/test.sh: the cross compiler and its C library, qemu-aarch64 (from
 # qemu-user, or qemu-user-static's qemu-aarch64-static), and jansson for arm64 from Debian's
 # multiarch archive, which needs the arm64 architecture added to dpkg before apt-get update.

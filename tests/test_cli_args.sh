@@ -18,7 +18,7 @@ for c in $cmds; do
 done
 "$bin" >/dev/null 2>&1; [ $? = 2 ] && ok || bad "no command: exit not 2"
 "$bin" frobnicate >/dev/null 2>&1; [ $? = 2 ] && ok || bad "unknown command: exit not 2"
-"$bin" --version >"$tmp/out" && grep -q "^lfm2c [0-9]" "$tmp/out" && grep -q "^kernels .*scalar" "$tmp/out" && grep -q "^cuda: \(yes\|no\)" "$tmp/out" && ok || bad "--version: $(cat "$tmp/out")"
+"$bin" --version >"$tmp/out" && grep -q "^lfm2c [0-9]" "$tmp/out" && grep -q "^kernels .*scalar" "$tmp/out" && grep -q "^cuda: \(yes\|no\)" "$tmp/out" && grep -q "^vulkan: \(yes\|no\)" "$tmp/out" && ok || bad "--version: $(cat "$tmp/out")"
 # --version says which kernel table runs and why (src/cpu/kernels_choose.c)
 grep -q "^kernel choice: \(forced\|table\|timed\|cached\|only\|default\): .*; CPU: " "$tmp/out" && ok || bad "--version: no kernel choice: $(cat "$tmp/out")"
 LFM2C_ISA=scalar "$bin" --version | grep -q "selected: scalar" && LFM2C_ISA=scalar "$bin" --version | grep -q "^kernel choice: forced: LFM2C_ISA=scalar" && ok || bad "--version with LFM2C_ISA=scalar"

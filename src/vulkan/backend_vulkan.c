@@ -487,9 +487,10 @@ static int upload_weights(vk_model *vm, lfm2c_error *err) {
     uint64_t total = 0;
     for (int i = 0; i < vm->n_w; i++) total += (vm->w[i].bytes + 255) & ~255ull;
     uint64_t have = device_memory(vm);
-    if (total + (64ull << 20) > have) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "the model does not fit on the Vulkan device %s: its weights need %.2f GiB, "
-                        "the device has %.2f GiB", vm->name, (double)total / (1 << 30), (double)have / (1 << 30));
+    if (total + (64ull << 20) > have) {   /* 64 MiB for the forward's buffers and a KV cache at least */
+        lfm2c_set_error(err, LFM2C_ENOMEM, "the model does not fit on the Vulkan device %s: its weights need %.0f MiB "
+                        "(+64 MiB to run), the device has %.0f MiB", vm->name, (double)total / (1 << 20),
+                        (double)have / (1 << 20));
         return -1;
     }
     vm->chunks = calloc((size_t)vm->n_w, sizeof *vm->chunks);   /* at most one a tensor */
