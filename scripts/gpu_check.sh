@@ -10,7 +10,7 @@
 # in the build folder between calls, each call rewrites the report from every stage run so far.
 # Without a GPU it says so, writes that into the report and exits 0.
 #
-#   scripts/gpu_check.sh [--stage all|build,correct,sanitize,speed,serve,bf16] [--budget S]
+#   scripts/gpu_check.sh [--stage all|build,correct,sanitize,speed,serve,bf16,vulkan] [--budget S]
 #                        [--build-dir DIR] [--device cuda|cpu] [--arch CC] [--quick] OUTDIR
 #   scripts/gpu_check.sh --fetch-deps     (here, before the GPU call: .gpu-deps/, see below)
 #
@@ -19,7 +19,11 @@
 # --arch CC builds for compute capability CC without asking a GPU (a build-only dry run).
 # A GPU machine without pkg-config / jansson / libmicrohttpd: run --fetch-deps where apt works;
 # it downloads their Debian packages into .gpu-deps/ (git-ignored: carry it to the GPU machine),
-# which the build stage unpacks into the build folder when the system lacks them.
+# which the build stage unpacks into the build folder when the system lacks them. It also fetches
+# the Vulkan loader, headers and glslc: the build stage points CMake at them where the system has
+# none, so the Vulkan backend is built too, and the vulkan stage runs its tests and
+# `lfm2c bench --device vulkan` on the synthetic 24B-A2B and 1.2B (with the NVIDIA driver's
+# Vulkan ICD; where the driver installed libGLX_nvidia but no ICD file, the stage writes one).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -45,10 +49,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ALL_STAGES="build correct sanitize speed serve bf16"
+ALL_STAGES="build correct sanitize speed serve bf16 vulkan"
 if [ "$fetch" = 1 ]; then
   mkdir -p "$ROOT/.gpu-deps" && cd "$ROOT/.gpu-deps" || exit 1
   apt-get download pkgconf pkgconf-bin libpkgconf3 libjansson4 libjansson-dev libmicrohttpd12 libmicrohttpd-dev \
+    libvulkan1 libvulkan-dev glslc libshaderc1 \
     || die "apt-get download failed (run apt-get update first)"
   echo "gpu_check: $(ls *.deb | wc -l) packages in .gpu-deps/ ($(du -sh . | cut -f1)); carry .gpu-deps to the GPU machine"
   exit 0
@@ -225,6 +230,7 @@ PKGCFG=()
 use_deps() {
   local have=1
   command -v pkg-config >/dev/null 2>&1 && pkg-config --exists jansson libmicrohttpd 2>/dev/null || have=0
+  { command -v glslc >/dev/null 2>&1 && [ -f /usr/include/vulkan/vulkan.h ]; } || { ls "$ROOT"/.gpu-deps/glslc_*.deb >/dev/null 2>&1 && have=0; }
   [ "${GPU_CHECK_USE_DEPS:-0}" = 1 ] && have=0
   [ "$have" = 1 ] && { DEPS="system pkg-config, jansson, libmicrohttpd"; return 0; }
   ls "$ROOT"/.gpu-deps/*.deb >/dev/null 2>&1 || { DEPS="the system lacks pkg-config / jansson / libmicrohttpd and there is no .gpu-deps/ (scripts/gpu_check.sh --fetch-deps)"; return 0; }
@@ -245,6 +251,17 @@ use_deps() {
     PKGCFG=(-DPKG_CONFIG_EXECUTABLE="$d/bin/pkg-config")
   fi
   DEPS="from .gpu-deps/ ($(ls "$ROOT"/.gpu-deps/*.deb | wc -l) packages, unpacked into $d)"
+}
+# vulkan_cfg: CMake flags for the Vulkan backend from the unpacked .gpu-deps where the system has no
+# headers / glslc (the system's are found by CMake itself)
+vulkan_cfg() {
+  local r=$build_dir/deps/root lib=$build_dir/deps/root/usr/lib/x86_64-linux-gnu
+  { command -v glslc >/dev/null 2>&1 && [ -f /usr/include/vulkan/vulkan.h ]; } && return 0
+  [ -x "$r/usr/bin/glslc" ] && [ -f "$r/usr/include/vulkan/vulkan.h" ] || return 0
+  mkdir -p "$build_dir/deps/bin"
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$lib" "$r/usr/bin/glslc" >"$build_dir/deps/bin/glslc"
+  chmod +x "$build_dir/deps/bin/glslc"
+  VKCFG=(-DVulkan_INCLUDE_DIR="$r/usr/include" -DVulkan_LIBRARY="$lib/libvulkan.so" -DLFM2C_GLSLC="$build_dir/deps/bin/glslc")
 }
 # the build folder's environment in later calls too (a later call starts a fresh shell)
 deps_env() {
@@ -268,7 +285,8 @@ stage_build() {
   command -v ninja >/dev/null 2>&1 && [ ! -f "$build_dir/CMakeCache.txt" ] && cfg+=(-G Ninja)
   local server=ON
   pkg-config --exists libmicrohttpd 2>/dev/null || { server=OFF; echo "- libmicrohttpd not found: built without the server (the serve stage is skipped)" | frag; }
-  run_step configure 120 cmake -S "$ROOT" -B "$build_dir" "${cfg[@]}" "${PKGCFG[@]}" -DLFM2C_SERVER=$server
+  VKCFG=(); vulkan_cfg
+  run_step configure 120 cmake -S "$ROOT" -B "$build_dir" "${cfg[@]}" "${PKGCFG[@]}" "${VKCFG[@]}" -DLFM2C_SERVER=$server
   if [ "$RC" = 0 ]; then run_step compile 420 cmake --build "$build_dir" -j"$JOBS"; fi
   if [ "$RC" != 0 ] && [ "$server" = ON ] && grep -q -i -E "microhttpd|gnutls" "$WORK/logs/compile.log" 2>/dev/null; then
     echo "- the server did not link (libmicrohttpd / gnutls): rebuilt without it" | frag
@@ -566,6 +584,69 @@ stage_bf16() {
     bench_rows bench_bf16_batched_small >>"$WORK/logs/bf16_table.md"
   fi
   echo | frag; cat "$WORK/logs/bf16_table.md" | frag
+}
+
+# ---- stage: vulkan (the Vulkan backend on this machine's GPU: tests, bench) --------------------
+# the NVIDIA driver's Vulkan ICD: its JSON where the driver installed one; else one written here
+# for the driver's libGLX_nvidia.so.0 (containers given the driver's libraries but not its files)
+vulkan_icd() {
+  local f
+  for f in /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json; do
+    [ -f "$f" ] && { echo "driver ICD $f"; return 0; }
+  done
+  local lib
+  lib=$(ldconfig -p 2>/dev/null | awk '/libGLX_nvidia\.so\.0/ {print $NF; exit}')
+  [ -n "$lib" ] || lib=$(ls /usr/lib/x86_64-linux-gnu/libGLX_nvidia.so.0 /usr/lib64/libGLX_nvidia.so.0 2>/dev/null | head -1)
+  [ -n "$lib" ] || { echo "no NVIDIA Vulkan ICD (no nvidia_icd.json, no libGLX_nvidia.so.0): the tests run on whatever Vulkan device there is"; return 0; }
+  printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.3"}}\n' "$lib" >"$WORK/nvidia_icd.json"
+  export VK_ICD_FILENAMES=$WORK/nvidia_icd.json VK_DRIVER_FILES=$WORK/nvidia_icd.json
+  echo "ICD written for $lib ($WORK/nvidia_icd.json)"
+}
+stage_vulkan() {
+  begin_stage vulkan
+  need_bin || return
+  if ! "$BIN" --version 2>/dev/null | grep -q "^vulkan: yes"; then
+    echo "- **skipped**: built without the Vulkan backend (no Vulkan headers / glslc: run --fetch-deps where apt works and carry .gpu-deps)" | frag
+    echo '{"built": false}' >"$WORK/json/vulkan.json"
+    return
+  fi
+  echo "- $(vulkan_icd)" | frag
+  if command -v vulkaninfo >/dev/null 2>&1; then
+    run_step vulkaninfo 30 vulkaninfo --summary
+    echo "- vulkaninfo: $(grep -m3 -E "deviceName|driverName" "$WORK/logs/vulkaninfo.log" | tr -s ' ' | tr '\n' ';')" | frag
+  fi
+  local ts=$build_dir/test_vulkan_forward rct=-1 rcc=-1 skip=false
+  if [ -x "$ts" ]; then
+    run_step vulkan_tests 300 bash -c "cd '$ROOT/tests' && '$ts'"
+    rct=$RC
+    grep -q "^SKIP" "$WORK/logs/vulkan_tests.log" && skip=true
+    echo "- test_vulkan_forward (every fixture: goldens, --reference, one-by-one, batched == solo): $(rc_word "$RC") in ${DUR}s; $(grep -m1 "^Vulkan device" "$WORK/logs/vulkan_tests.log"); $(tail -1 "$WORK/logs/vulkan_tests.log")" | frag
+    [ "$skip" = true ] && echo "- **the Vulkan tests skipped on a GPU machine: no Vulkan device seen**" | frag
+    [ "$RC" != 0 ] && tailog vulkan_tests 12 | frag
+  fi
+  run_step vulkan_cli 120 bash -c "cd '$ROOT/tests' && bash test_vulkan_cli.sh '$BIN'"
+  rcc=$RC
+  echo "- test_vulkan_cli: $(rc_word "$RC"); $(tail -1 "$WORK/logs/vulkan_cli.log")" | frag
+  local p=512 n=128 reps=3
+  [ "$quick" = 1 ] && p=64 n=16 reps=1
+  echo "| model | test | backend | tok/s | GB/s |" >"$WORK/logs/vulkan_table.md"
+  echo "|---|---|---|---:|---:|" >>"$WORK/logs/vulkan_table.md"
+  local m m12=$WORK/models/lfm2-1.2b-q4_k_m.gguf name
+  m=$(make_model q4_k_m) || m=
+  if [ ! -s "$m12" ]; then
+    run_step synth_1.2b 300 "$BIN" synth --preset lfm2-1.2b --type q4_k_m -t "$JOBS" -o "$m12.part"
+    [ "$RC" = 0 ] && mv "$m12.part" "$m12" || rm -f "$m12.part"
+  fi
+  for name in 24b 1.2b; do
+    local mm=$m; [ "$name" = 1.2b ] && mm=$m12
+    [ -s "$mm" ] || { echo "- no $name model: bench not run" | frag; continue; }
+    run_bench "vulkan_bench_$name" 240 -m "$mm" --device vulkan -p $p -n $n -r $reps
+    echo "- \`lfm2c bench --device vulkan -p $p -n $n -r $reps\` on $(basename "$mm"): $(rc_word "$RC") in ${DUR}s" | frag
+    [ "$RC" != 0 ] && tailog "vulkan_bench_$name" 6 | frag
+    bench_rows "vulkan_bench_$name" | sed "s/^|/| $name |/" >>"$WORK/logs/vulkan_table.md"
+  done
+  echo | frag; cat "$WORK/logs/vulkan_table.md" | frag; echo | frag
+  echo "{\"built\": true, \"tests_rc\": $rct, \"cli_rc\": $rcc, \"tests_skipped\": $skip}" >"$WORK/json/vulkan.json"
 }
 
 # ---- run the stages asked for -----------------------------------------------------------------
