@@ -6,6 +6,7 @@
 # abandoned requests, idle timeout, early answers from the headers, tokenizer caps, CORS, bounded
 # shutdown; LoRA adapters picked per request (tests/server/lora.mjs).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
+# LFM2C_TEST_SERVE_DEVICE=vulkan (or cuda) runs every server of the suite on that backend.
 set -u
 LFM2C=$(realpath "$1")
 cd "$(dirname "$0")"
@@ -39,7 +40,7 @@ fi
 # start_server NAME ARGS...: starts on a free port, sets PORT and PID.
 start_server() {
   local name=$1; shift
-  "$LFM2C" serve -m $MODEL --host 127.0.0.1 --port 0 "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  "$LFM2C" serve -m $MODEL --host 127.0.0.1 --port 0 ${LFM2C_TEST_SERVE_DEVICE:+--device "$LFM2C_TEST_SERVE_DEVICE"} "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
   PID=$!
   PIDS+=("$PID")
   for _ in $(seq 200); do
@@ -496,7 +497,7 @@ check "lora: an adapter of another base is a one-line error" '[ $rc != 0 ] && [ 
 check "lora: a name given twice" '[ $rc = 2 ] && grep -q "given twice" "$TMP/e5"'
 
 # ---- --ollama: listens where Ollama clients look (or says that port is taken) -----------------
-"$LFM2C" serve -m $MODEL -np 1 -c 256 --ollama >"$TMP/ol.out" 2>"$TMP/ol.err" &
+"$LFM2C" serve -m $MODEL -np 1 -c 256 --ollama ${LFM2C_TEST_SERVE_DEVICE:+--device "$LFM2C_TEST_SERVE_DEVICE"} >"$TMP/ol.out" 2>"$TMP/ol.err" &
 olpid=$!
 PIDS+=("$olpid")
 for _ in $(seq 200); do grep -q 11434 "$TMP/ol.out" "$TMP/ol.err" 2>/dev/null && break; kill -0 $olpid 2>/dev/null || break; sleep 0.1; done
