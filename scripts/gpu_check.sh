@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
     --arch) [ $# -ge 2 ] || usage; arch=$2; shift 2;;
     --quick) quick=1; shift;;
     --fetch-deps) fetch=1; shift;;
-    -h|--help) sed -n "2,23p" "$0" | sed "s/^# \{0,1\}//"; exit 0;;
+    -h|--help) sed -n "2,26p" "$0" | sed "s/^# \{0,1\}//"; exit 0;;
     -*) die "unknown option '$1' (see --help)";;
     *) [ -z "$outdir" ] || die "one OUTDIR only (got '$outdir' and '$1')"; outdir=$1; shift;;
   esac
@@ -631,10 +631,11 @@ stage_vulkan() {
   [ "$quick" = 1 ] && p=64 n=16 reps=1
   echo "| model | test | backend | tok/s | GB/s |" >"$WORK/logs/vulkan_table.md"
   echo "|---|---|---|---:|---:|" >>"$WORK/logs/vulkan_table.md"
-  local m m12=$WORK/models/lfm2-1.2b-q4_k_m.gguf name
+  local m m12=$WORK/models/lfm2-1.2b-q4_k_m$( [ "$quick" = 1 ] && echo -quick).gguf name extra=()
+  [ "$quick" = 1 ] && extra=(--layers 4)
   m=$(make_model q4_k_m) || m=
   if [ ! -s "$m12" ]; then
-    run_step synth_1.2b 300 "$BIN" synth --preset lfm2-1.2b --type q4_k_m -t "$JOBS" -o "$m12.part"
+    run_step synth_1.2b 300 "$BIN" synth --preset lfm2-1.2b --type q4_k_m -t "$JOBS" "${extra[@]}" -o "$m12.part"
     [ "$RC" = 0 ] && mv "$m12.part" "$m12" || rm -f "$m12.part"
   fi
   for name in 24b 1.2b; do

@@ -476,14 +476,14 @@ static uint64_t device_memory(const vk_model *vm) {
     return best;
 }
 
-/* Packs the weights into buffers of at most the device's largest allocation (1 GiB at most),
- * uploads them and sets each one's device address. */
+/* Packs the weights into buffers of at most 1 GiB (or the device's largest allocation, if less;
+ * a larger tensor gets a buffer of its own), uploads them and sets each one's device address. */
 static int upload_weights(vk_model *vm, lfm2c_error *err) {
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &m3, {0}};
     vkGetPhysicalDeviceProperties2(vm->pd, &p2);
-    uint64_t limit = m3.maxMemoryAllocationSize && m3.maxMemoryAllocationSize < (1ull << 30) ? m3.maxMemoryAllocationSize
-                                                                                            : (1ull << 30);
+    const uint64_t max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 32);
+    const uint64_t limit = max_alloc < (1ull << 30) ? max_alloc : (1ull << 30);   /* a larger tensor: a buffer of its own */
     uint64_t total = 0;
     for (int i = 0; i < vm->n_w; i++) total += (vm->w[i].bytes + 255) & ~255ull;
     uint64_t have = device_memory(vm);
@@ -502,9 +502,9 @@ static int upload_weights(vk_model *vm, lfm2c_error *err) {
         int j = i;
         while (j < vm->n_w && (j == i || size + ((vm->w[j].bytes + 255) & ~255ull) <= limit))
             size += (vm->w[j++].bytes + 255) & ~255ull;
-        if (size > limit && vm->w[i].bytes > limit) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan: a tensor of %.1f MiB exceeds the device's largest allocation",
-                            (double)vm->w[i].bytes / (1 << 20));
+        if (vm->w[i].bytes > max_alloc) {
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan: a tensor of %.1f MiB exceeds the device's largest allocation (%.1f MiB)",
+                            (double)vm->w[i].bytes / (1 << 20), (double)max_alloc / (1 << 20));
             rc = -1;
             break;
         }
