@@ -84,12 +84,21 @@ static int vk_fail(lfm2c_error *err, VkResult r, const char *what) {
     return -1;
 }
 
-static VkInstance instance_new(void) {
+/* One instance for the process, made on first use and kept: models come and go with their
+ * devices, the drivers stay loaded (unloading one with allocations of its own still live, as
+ * lavapipe has, would read as leaks). VK_NULL_HANDLE when there is no loader or driver. */
+static VkInstance the_instance;
+static pthread_once_t instance_once = PTHREAD_ONCE_INIT;
+
+static void instance_make(void) {
     VkApplicationInfo app = {VK_STRUCTURE_TYPE_APPLICATION_INFO, NULL, "lfm2c", 1, "lfm2c", 1, VK_API_VERSION_1_2};
     VkInstanceCreateInfo ci = {VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, NULL, 0, &app, 0, NULL, 0, NULL};
-    VkInstance inst = VK_NULL_HANDLE;
-    if (vkCreateInstance(&ci, NULL, &inst) != VK_SUCCESS) return VK_NULL_HANDLE;
-    return inst;
+    if (vkCreateInstance(&ci, NULL, &the_instance) != VK_SUCCESS) the_instance = VK_NULL_HANDLE;
+}
+
+static VkInstance instance_get(void) {
+    pthread_once(&instance_once, instance_make);
+    return the_instance;
 }
 
 /* A compute queue family of pd, or -1. */
@@ -152,7 +161,7 @@ static int pick_device(VkInstance inst, VkPhysicalDevice *pick) {
 }
 
 int vulkan_device_count(char *name, size_t cap) {
-    VkInstance inst = instance_new();
+    VkInstance inst = instance_get();
     if (!inst) return 0;
     VkPhysicalDevice pd;
     int n = pick_device(inst, &pd);
@@ -165,7 +174,6 @@ int vulkan_device_count(char *name, size_t cap) {
                      pr.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? "CPU implementation" : "GPU");
         }
     }
-    vkDestroyInstance(inst, NULL);
     return n;
 }
 
@@ -198,7 +206,7 @@ static int make_pipelines(vk_model *vm, lfm2c_error *err) {
 }
 
 static int device_open(vk_model *vm, lfm2c_error *err) {
-    vm->inst = instance_new();
+    vm->inst = instance_get();
     if (!vm->inst) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "no Vulkan loader or driver (vkCreateInstance failed)");
         return -1;
@@ -544,7 +552,6 @@ static void vulkan_model_free(lfm2c_model *m) {
         if (vm->pool) vkDestroyCommandPool(vm->dev, vm->pool, NULL);
         vkDestroyDevice(vm->dev, NULL);
     }
-    if (vm->inst) vkDestroyInstance(vm->inst, NULL);
     if (vm->lock_ok) pthread_mutex_destroy(&vm->lock);
     free(vm->chunks);
     free(vm->w);
