@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_vulkan_cli.sh LFM2C — --device vulkan from the CLI: logits of a prompt equal the CPU's
 # --reference within 1e-2, greedy `run` gives the CPU's text, `bench --device vulkan` prints
-# sane JSON rows, an unknown device is refused. SKIPs, saying so, in a build without the Vulkan
+# sane JSON rows, speculative decoding (--spec-lookup) gives the CPU's greedy text, an unknown
+# device is refused. SKIPs, saying so, in a build without the Vulkan
 # backend or on a machine without a Vulkan device (then only checks that it fails cleanly).
 set -u
 bin=$1; pass=0; fail=0
@@ -34,6 +35,11 @@ PY
 a=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "The quick brown fox" -n 8 --temp 0 --device vulkan 2>/dev/null)
 b=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "The quick brown fox" -n 8 --temp 0 2>/dev/null)
 [ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "greedy run on vulkan differs from the CPU: '$a' vs '$b'"
+# speculative decoding (prompt lookup) on the device: a rejected draft rolls the conv state back
+p="The cat sat on the mat. The cat sat on the"
+a=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "$p" -n 16 --temp 0 --device vulkan --spec-lookup 2>/dev/null)
+b=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "$p" -n 16 --temp 0 2>/dev/null)
+[ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "run --spec-lookup on vulkan differs from the CPU: '$a' vs '$b'"
 "$bin" bench -m $m -p 16 -n 4 -r 1 --device vulkan -o json > "$tmp/bench.json" 2>"$tmp/bench.err" && ok || bad "bench --device vulkan: $(tail -2 "$tmp/bench.err")"
 python3 - "$tmp/bench.json" <<'PY' && ok || bad "bench --device vulkan JSON"
 import json, sys
