@@ -678,6 +678,26 @@ static int vulkan_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     return rc;
 }
 
+/* dst's cache gets src's entries of positions [0, n) (dst reserved for n), and src's conv state */
+static void vulkan_kv_copy(lfm2c_session *dst, const lfm2c_session *src, int n) {
+    vk_session *cd = dst->backend_state;
+    const vk_session *cs = src->backend_state;
+    vk_model *vm = src->model->backend_state;
+    const int na = src->model->n_attn;
+    pthread_mutex_lock(&vm->lock);
+    if (na && n > 0 && cd->cap >= n) {
+        const uint64_t row = 2ull * vm->kvdm;
+        VkBufferCopy regions[LFM2C_MAX_LAYERS];
+        for (int l = 0; l < na; l++) regions[l] = (VkBufferCopy){row * cs->cap * l, row * cd->cap * l, row * n};
+        rec_begin(vm);
+        vkCmdCopyBuffer(vm->cb, cs->k.buf, cd->k.buf, (uint32_t)na, regions);
+        vkCmdCopyBuffer(vm->cb, cs->v.buf, cd->v.buf, (uint32_t)na, regions);
+        rec_submit(vm, NULL);   /* a failed copy leaves a device that fails the next forward too */
+    }
+    memcpy(cd->conv.map, cs->conv.map, conv_bytes(src));
+    pthread_mutex_unlock(&vm->lock);
+}
+
 static void vulkan_conv_pull(lfm2c_session *s) {
     vk_session *cs = s->backend_state;
     if (cs) memcpy(s->conv, cs->conv.map, conv_bytes(s));
@@ -865,7 +885,7 @@ const lfm2c_backend backend_vulkan = {
     vulkan_model_init, vulkan_model_free,
     vulkan_session_init, vulkan_session_free,
     vulkan_kv_reserve,
-    NULL,   /* kv_copy: sessions on the device cannot be copied (yet) */
+    vulkan_kv_copy,
     vulkan_conv_pull, vulkan_conv_push,
     vulkan_forward,
 };

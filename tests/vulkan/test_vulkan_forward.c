@@ -3,7 +3,7 @@
  * path (the same F16 KV cache) and vs the goldens (F32 fixtures: the golden's 1e-3 plus the F16
  * cache's 1e-2; quantized ones: the CPU fast path's bound against the dequantized reference),
  * greedy continuations of the F32 fixtures, several sessions in one batch == each alone,
- * checkpoints / truncation / reset (conv state host <-> device), and a model that does not fit
+ * checkpoints / truncation / reset (conv state host <-> device), session copies, and a model that does not fit
  * the device's memory (LFM2C_VULKAN_MEMORY_MB) failing with a clear message.
  * Without a Vulkan device it checks that opening a model on Vulkan fails cleanly, prints
  * "SKIP: no Vulkan device" and exits 0. LFM2C_TEST_FIXTURES=name,name limits the fixtures. */
@@ -92,6 +92,15 @@ static void check_sessions(lfm2c_model *m, const char *nm, const int32_t *ids, i
     lfm2c_session_decode(a, ids, n, LFM2C_LOGITS_LAST, &err);
     dt = test_maxabs(lfm2c_session_logits(a, 0), last, V);
     CHECK(dt <= 1e-3, "%s: after reset: %g", nm, dt);
+    /* a copy of a session half-way (KV entries and conv state on the device) continues alike */
+    lfm2c_session *b = ss[1], *c = lfm2c_session_new(m, 64, &err);
+    lfm2c_session_truncate(b, na, &err);
+    CHECK(c && lfm2c_session_copy(c, b, &err) == 0, "%s: copy: %s", nm, err.msg);
+    lfm2c_session_decode(b, ids + na, 1, LFM2C_LOGITS_NONE, &err);   /* the source moves on: no effect on the copy */
+    lfm2c_session_decode(c, ids + na, n - na, LFM2C_LOGITS_LAST, &err);
+    dt = test_maxabs(lfm2c_session_logits(c, 0), last, V);
+    CHECK(dt <= 1e-3, "%s: a copied session continues differently: %g", nm, dt);
+    lfm2c_session_free(c);
     for (int i = 0; i < NS; i++) lfm2c_session_free(ss[i]);
 }
 
