@@ -35,7 +35,7 @@ void kq_scale_min(U32s w, uint s, uint j, out uint sc, out uint mn) {
     }
 }
 
-// True for the types the shaders read (the host checks the same list: vk_type_ok).
+// The types read here are the host's list (backend_vulkan.c's type_ok); any other reads as 0.
 // Weights k0 .. k0+7 (k0 a multiple of 8) of the row at byte `row` of w.
 void dequant8(uint t, U32s w, uint row, uint k0, out float y[8]) {
     if (t == T_F32) {
