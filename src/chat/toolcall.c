@@ -810,19 +810,11 @@ char *toolcall_result_to_json(const toolcall_result *r) {
     return b.p;
 }
 
-/* splitmix64: consecutive counters give unrelated-looking ids. */
-static uint64_t mix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-json_t *toolcall_openai_json(const toolcall_result *r, uint64_t *id_counter) {
+json_t *toolcall_openai_json(const toolcall_result *r, toolcall_id_fn make_id, void *ctx) {
     json_t *arr = json_array();
     for (int i = 0; arr && i < r->n_calls; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "call_%016llx", (unsigned long long)mix64((*id_counter)++));
+        char id[64];
+        make_id(ctx, id, sizeof id);
         json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function",
                                  "name", r->calls[i].name, "arguments", r->calls[i].arguments);
         if (!call || json_array_append_new(arr, call)) { json_decref(arr); arr = NULL; }

@@ -43,9 +43,11 @@ char *toolcall_result_to_json(const toolcall_result *r);
 
 /* The OpenAI `tool_calls` array of a chat completion message:
  *   [{"id": "call_<16 hex>", "type": "function", "function": {"name": ..., "arguments": "<JSON>"}}]
- * Ids come from *id_counter (incremented per call, mixed so they look random); seed it once per
- * server (e.g. from the time) to get ids unique across requests. NULL when out of memory. */
-json_t *toolcall_openai_json(const toolcall_result *r, uint64_t *id_counter);
+ * Each call's id is written by make_id(ctx, out, cap) (the server passes its random id maker, so
+ * ids are unguessable and unique across requests); it must write a "call_"-prefixed string.
+ * NULL when out of memory. */
+typedef void (*toolcall_id_fn)(void *ctx, char *out, size_t cap);
+json_t *toolcall_openai_json(const toolcall_result *r, toolcall_id_fn make_id, void *ctx);
 
 /* The writer, inverse of the reader: calls [{"name": str, "arguments": {object}}, ...] as LFM2
  * writes them, TOOLCALL_START "[f(a=1, b=\"x\"), g()]" TOOLCALL_END (values as Python literals),

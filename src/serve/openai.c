@@ -1048,11 +1048,11 @@ static json_t *usage_json(const job *j) {
                      "completion_tokens_details", "reasoning_tokens", thinking);
 }
 
+/* Tool-call ids are random like every other id the server hands out (never a guessable sequence). */
+static void tool_call_id(void *ctx, char *out, size_t cap) { make_id(ctx, "call_", out, cap); }
+
 static json_t *tool_calls_json(openai *api, const toolcall_result *tr) {
-    pthread_mutex_lock(&api->mu);
-    json_t *calls = toolcall_openai_json(tr, &api->tool_ids);
-    pthread_mutex_unlock(&api->mu);
-    return calls;
+    return toolcall_openai_json(tr, tool_call_id, api);
 }
 
 /* One choice of the answer (lock held). */
@@ -1737,7 +1737,6 @@ int openai_init(openai *api, lfm2c_model *model, sched *s, const server_params *
     api->n_ctx = p->n_ctx;
     api->n_vocab = model ? lfm2c_vocab_size(model) : 0;
     api->started = time(NULL);
-    api->tool_ids = (uint64_t)api->started * 2654435761u;
     pthread_mutex_init(&api->mu, NULL);
     http_gate_init(&api->aux, SERVER_AUX_PARALLEL);
     snprintf(api->alias, sizeof api->alias, "%s", p->alias && *p->alias ? p->alias : "lfm2c");

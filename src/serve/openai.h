@@ -24,7 +24,7 @@ typedef struct openai {
     char alias[256];
     char model_file[256];      /* also accepted as a model id */
     pthread_mutex_t mu;        /* ids, tool ids, jobs */
-    uint64_t id_counter, tool_ids;
+    uint64_t id_counter;
     time_t started;
     int jobs;                  /* generation requests in flight (shutdown waits for them) */
     http_gate aux;             /* tokenizer requests at once */

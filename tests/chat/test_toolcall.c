@@ -357,12 +357,15 @@ static void test_deep_nesting(void) {
     toolcall_result_free(&r);
 }
 
+/* A test id maker: call_<counter>. */
+static void counting_id(void *ctx, char *out, size_t cap) { snprintf(out, cap, "call_%d", (*(int *)ctx)++); }
+
 static void test_openai(void) {
     const char *t = "<|tool_call_start|>[get_weather(city='Paris'), pkg.g(n=1.5, ok=True)]<|tool_call_end|>";
     toolcall_result r;
     CHECK(toolcall_parse(t, strlen(t), &r) && r.n_calls == 2, "parse");
-    uint64_t counter = 7;
-    json_t *a = toolcall_openai_json(&r, &counter);
+    int counter = 7;
+    json_t *a = toolcall_openai_json(&r, counting_id, &counter);
     CHECK(a && json_array_size(a) == 2 && counter == 9, "openai array");
     const char *id0 = json_string_value(json_object_get(json_array_get(a, 0), "id"));
     const char *id1 = json_string_value(json_object_get(json_array_get(a, 1), "id"));
@@ -543,7 +546,7 @@ static void test_format(void) {
     if (r.n_calls == 2) {
         json_t *a0 = json_object_get(json_array_get(calls, 0), "arguments");
         char *want = json_dumps(a0, JSON_SORT_KEYS | JSON_COMPACT), *got = NULL;
-        json_t *oa = toolcall_openai_json(&r, &(uint64_t){1});
+        json_t *oa = toolcall_openai_json(&r, counting_id, &(int){1});
         json_t *back = json_loads(json_string_value(json_object_get(json_object_get(json_array_get(oa, 0), "function"), "arguments")), 0, NULL);
         got = json_dumps(back, JSON_SORT_KEYS | JSON_COMPACT);
         CHECK(want && got && !strcmp(want, got), "round trip of the arguments: %s vs %s", want, got);

@@ -210,6 +210,22 @@ check(s == 400 and param_of(t) == "suffix", "suffix not a string -> 400 naming i
 s, t = jreq("/v1/completions", {"prompt": "x", "suffix": "y", "echo": True, "max_tokens": 2})
 check(s == 400 and param_of(t) == "suffix", "suffix with echo -> 400 naming it (%d)" % s)
 
+# ---- tool-call ids are random, not a sequence (issue 41) ---------------------------------------------
+import re
+ctools = [{"type": "function", "function": {"name": "get_time", "parameters": weather}}]
+ids = []
+for _ in range(3):
+    s, t = jreq("/v1/chat/completions", {"messages": user, "tools": ctools, "tool_choice": "required", "max_tokens": 200})
+    ids += [c["id"] for c in (t["choices"][0]["message"].get("tool_calls") or [])] if s == 200 else []
+check(len(ids) >= 3 and all(re.fullmatch(r"call_[0-9a-f]{32}", i) for i in ids), "tool-call ids are call_<32 hex>: %s" % ids)
+nums = [int(i[5:], 16) for i in ids]
+check(len(set(ids)) == len(ids) and all(abs(b - a) > 1 << 64 for a, b in zip(nums, nums[1:])),
+      "tool-call ids are distinct and not a sequence: %s" % ids)
+s, t = jreq("/v1/messages", {"max_tokens": 200, "messages": [{"role": "user", "content": "What time is it?"}],
+                             "tools": [{"name": "get_time", "input_schema": weather}], "tool_choice": {"type": "any"}})
+tu = [b["id"] for b in t.get("content", []) if b.get("type") == "tool_use"] if s == 200 else []
+check(tu and re.fullmatch(r"toolu_[0-9a-f]{32}", tu[0]) and tu[0][6:] not in [i[5:] for i in ids], "tool_use ids random too: %s" % tu)
+
 s, t = jreq("/v1/chat/completions", {"messages": user, "max_tokens": 2})
 check(s == 200, "server still answers (%d)" % s)
 print("%d passed, %d failed" % (passed, failed))
