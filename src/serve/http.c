@@ -210,6 +210,59 @@ bool http_client_gone(http_req *q) {
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
+/* The watcher of a handler busy without polling: checks the client every 20 ms until stopped. */
+struct http_watch {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;
+    http_req *q;
+    volatile bool *gone;
+};
+
+static void *watch_main(void *arg) {
+    http_watch *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop && !*w->gone) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        t.tv_nsec += 20 * 1000000L;
+        if (t.tv_nsec >= 1000000000L) { t.tv_sec++; t.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&w->cv, &w->mu, &t);
+        if (!w->stop && http_client_gone(w->q)) *w->gone = true;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+http_watch *http_watch_start(http_req *q, volatile bool *gone) {
+    http_watch *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->q = q;
+    w->gone = gone;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    if (pthread_create(&w->thread, NULL, watch_main, w)) {
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void http_watch_stop(http_watch *w) {
+    if (!w) return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
 static sock *conn_sock(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;

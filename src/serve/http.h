@@ -116,6 +116,12 @@ bool http_fd_eof(int fd);
  * client's side is seen ended, writes an interim "102 Processing" (HTTP/1.1) so that a closed
  * client answers with a reset and is seen gone at a later call; a half-closed one is not gone. */
 bool http_client_gone(http_req *q);
+/* For a handler busy without polling (compiling a grammar): a thread that sets *gone once
+ * http_client_gone(q) says so, checking every 20 ms, until http_watch_stop (which joins it; the
+ * handler must not use q meanwhile). NULL when no thread could start (then nothing is watched). */
+typedef struct http_watch http_watch;
+http_watch *http_watch_start(http_req *q, volatile bool *gone);
+void http_watch_stop(http_watch *w); /* NULL: nothing */
 
 /* Senders: set the log status, return 0 or -1. send_text takes body (malloc'd). */
 int http_send_text(http_req *q, int status, const char *ctype, char *body, size_t len, const char *retry_after);

@@ -387,6 +387,7 @@ typedef struct job {
     const dialect *dl;         /* the API the answer is translated to (NULL: OpenAI) */
     void *dls;                 /* its state (owned) */
     const char *model_id;      /* the answers' "model": the alias, or the LoRA adapter's name */
+    http_req *q;               /* while the job is built (NULL after): a costly compile stops once its client is gone */
 } job;
 
 static job *job_new(openai *api) {
@@ -648,6 +649,16 @@ static bool prompt_opens_block(const char *prompt) {
     return n >= k && !memcmp(prompt + n - k, LFM2C_THINK_OPEN, k);
 }
 
+/* A JSON schema compiled while a watcher checks the client: one that leaves stops the compile
+ * (its patterns may take seconds within their work budget). q NULL: compiled unwatched. */
+static grammar *schema_grammar_watched(http_req *q, const char *schema, char *err, size_t cap) {
+    volatile bool gone = false;
+    http_watch *w = q ? http_watch_start(q, &gone) : NULL;
+    grammar *g = grammar_from_schema_cancel(schema, &gone, err, cap);
+    http_watch_stop(w);
+    return g;
+}
+
 static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
     sched_req *r = j->rs[0];
     if (parse_common(api, body, r, &j->o, true, e)) return -1;
@@ -703,7 +714,7 @@ static int build_chat(openai *api, json_t *body, job *j, http_err *e) {
                 goto bad;
             }
             char *st = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
-            j->g_json = st ? grammar_from_schema(st, gerr, sizeof gerr) : NULL;
+            j->g_json = st ? schema_grammar_watched(j->q, st, gerr, sizeof gerr) : NULL;
             free(st);
             if (!j->g_json) { http_set_err(e, 400, "invalid_value", "response_format", "unsupported JSON schema: %s", gerr); goto bad; }
         } else if (strcmp(type, "text")) {
@@ -1481,7 +1492,10 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
     if (dls) *dls = NULL;
     make_id(api, chat ? "chatcmpl-" : "cmpl-", j->id, sizeof j->id);
     http_key_digest(q, j->owner, sizeof j->owner);
-    if (check_model(api, body, j, &e) || (chat ? build_chat : build_completion)(api, body, j, &e)) {
+    j->q = q;
+    int built = check_model(api, body, j, &e) || (chat ? build_chat : build_completion)(api, body, j, &e);
+    j->q = NULL; /* the job may outlive the request */
+    if (built) {
         job_free(j);
         return http_send_err(q, &e);
     }
@@ -1597,6 +1611,7 @@ static int count_tokens(openai *api, http_req *q, json_t *chat) {
         return http_send_err(q, &e);
     }
     j->chat = true;
+    j->q = q;
     int rc = build_chat(api, chat, j, &e), n = j->rs[0]->n_prompt;
     job_free(j);
     if (rc) return http_send_err(q, &e);
