@@ -388,15 +388,26 @@ if start_server memory -np 2 --api-key $KEY --max-body 2097152 --max-request-mem
   python3 -c 'print("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"x\":[" + ",".join(["{}"] * 600000) + "]}")' >"$TMP/objs.json"
   req POST $CHAT "@$TMP/objs.json" "${AUTH[@]}"
   check "a body whose parse could never fit the request memory -> 413" '[ "$STATUS" = 413 ] && error_shape'
+  # a whole answer's logprobs JSON (16 choices x 300 tokens x 21 entries, ~100 MB as a tree) is
+  # charged: refused 413 up front; streamed (sent piecewise) or smaller, it is served
+  LP='"messages":[{"role":"user","content":"go"}],"logprobs":true,"top_logprobs":20'
+  req POST $CHAT "{$LP,\"n\":16,\"max_tokens\":300}" "${AUTH[@]}"
+  check "n=16 x top_logprobs 20 x 300 tokens over a 64 MiB budget -> 413" '[ "$STATUS" = 413 ] && error_shape && grep -q "max-request-memory" "$TMP/body"'
+  req POST $CHAT "{$LP,\"n\":16,\"max_tokens\":300,\"stream\":true}" "${AUTH[@]}"
+  check "the same streamed -> 200" '[ "$STATUS" = 200 ] && grep -q "top_logprobs" "$TMP/body"'
+  req POST $CHAT "{$LP,\"n\":4,\"max_tokens\":40}" "${AUTH[@]}"
+  check "n=4 x top_logprobs 20 x 40 tokens within the budget -> 200" '[ "$STATUS" = 200 ] && grep -q "top_logprobs" "$TMP/body"'
   kill $PID; wait $PID 2>/dev/null
 else
   bad "memory server start"
 fi
 
 # ---- answers nobody reads: cut for memory and after the idle timeout --------------------------------
-if start_server unread -np 2 --api-key $KEY --max-request-memory 16777216 --idle-timeout 3; then
+# (each answer's logprobs JSON, ~100 MB as a tree while it is built, is charged: the budget lets one
+# build at a time beside the answers queued unread)
+if start_server unread -np 2 --api-key $KEY --max-request-memory 134217728 --idle-timeout 3; then
   out=$(timeout 120 python3 server/hostile.py unread $PORT $KEY 4 3 2>&1); echo "$out" >&2
-  check "4 unread 10 MB answers over a 16 MiB budget: a new request served, all four cut" '[[ "$out" == ok* ]]'
+  check "4 unread 10 MB answers over a 128 MiB budget: a new request served, all four cut" '[[ "$out" == ok* ]]'
   kill $PID; wait $PID 2>/dev/null
 else
   bad "unread server start"

@@ -348,10 +348,30 @@ static void tree_free(http_req *q) {
 #endif
 }
 
-void http_hold(http_req *q, size_t bytes) {
-    tree_free(q);
-    mem_set(q, bytes);
+/* Charges `bytes` more, within the budget: false with e set (413 / 503) when they do not fit. */
+static bool mem_more(http_req *q, size_t bytes, http_err *e) {
+    size_t max = q->h->p.max_memory;
+    if (bytes > max || q->mem > max - bytes) {
+        http_set_err(e, 413, "request_too_large", NULL,
+                     "the request would hold about %zu MiB (its answer included; limit %zu MiB, --max-request-memory)",
+                     (q->mem + bytes) >> 20, max >> 20);
+        return false;
+    }
+    if (mem_charge(q, bytes)) return true;
+    http_set_err(e, 503, "server_overloaded", NULL,
+                 "the requests in progress hold the server's request memory (--max-request-memory); retry later");
+    return false;
 }
+
+bool http_hold(http_req *q, size_t bytes, http_err *e) {
+    tree_free(q);
+    mem_set(q, 0);
+    return mem_more(q, bytes, e);
+}
+
+bool http_charge(http_req *q, size_t bytes, http_err *e) { return mem_more(q, bytes, e); }
+
+size_t http_memory_budget(const http_req *q) { return q->h->p.max_memory; }
 
 size_t http_charged(const http_req *q) { return q->mem; }
 

@@ -131,8 +131,15 @@ int http_send_busy(http_req *q, const char *what);       /* 503: too many `what`
 /* 200 with a static body and extra headers (name, value pairs, NULL-terminated); no CORS. */
 int http_send_static(http_req *q, const char *ctype, const void *body, size_t len, const char *const *headers);
 /* For a handler about to wait (a job): frees the parsed body (the `body` it was given is gone
- * after this) and charges the request `bytes` (what it keeps while it waits) instead. */
-void http_hold(http_req *q, size_t bytes);
+ * after this) and charges the request `bytes` (what it keeps while it waits, its answer
+ * included) instead. False with e set (413: more than the whole budget; 503: the budget is held
+ * by others, after a short wait) when the charge does not fit: answer e, holding nothing. */
+bool http_hold(http_req *q, size_t bytes, http_err *e);
+/* Charges `bytes` more (an answer being built), the same way; the charge is reset to the
+ * answer's size once it is sent. */
+bool http_charge(http_req *q, size_t bytes, http_err *e);
+/* The whole budget (--max-request-memory). */
+size_t http_memory_budget(const http_req *q);
 /* Bytes charged to this request now. */
 size_t http_charged(const http_req *q);
 /* Closes the connection without an answer (the client left: 499 in the log). */

@@ -1383,6 +1383,23 @@ static void stream_free(void *cls, http_log *log) {
     free(st);
 }
 
+/* A logprobs entry of a whole (not streamed) answer, as a jansson tree and then as text: an
+ * upper estimate ({"token","logprob","bytes":[...]} ~0.8 KiB as a tree, ~100 B as text). */
+enum { ANSWER_LOGPROB_BYTES = 1024 };
+
+/* The logprobs JSON of a whole answer (charged while it is built): of max_tokens tokens when
+ * done is false, of the tokens generated when true (lock held). 0 for a stream (sent piecewise). */
+static size_t answer_logprob_bytes(const job *j, bool done) {
+    size_t n = 0;
+    for (int i = 0; !j->o.stream && i < j->n_rs; i++) {
+        const sched_req *r = j->rs[i];
+        if (r->n_logprobs < 0) continue;
+        size_t toks = done ? (size_t)r->n_logprobs_out : (size_t)(r->max_tokens > 0 ? r->max_tokens : 0);
+        n += toks * (size_t)(1 + r->n_logprobs) * ANSWER_LOGPROB_BYTES;
+    }
+    return n;
+}
+
 /* Runs a generation job: answers 503 when the queue is full, else waits or streams. */
 static int run_job(openai *api, http_req *q, job *j) {
     http_err e;
@@ -1414,6 +1431,16 @@ static int run_job(openai *api, http_req *q, job *j) {
         return http_drop(q);
     }
     job_tokens(j, http_req_log(q));
+    size_t tree = job_failed(j) ? 0 : answer_logprob_bytes(j, true);
+    if (tree) { /* the answer's logprobs JSON is charged while it is built (may wait: unlocked) */
+        sched_unlock(api->sched);
+        bool ok = http_charge(q, tree, &e);
+        if (!ok) {
+            job_free(j);
+            return http_send_err(q, &e);
+        }
+        sched_lock(api->sched);
+    }
     json_t *out;
     int status = 200;
     const sched_req *bad = job_failed(j);
@@ -1502,7 +1529,18 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
     /* the job holds what generation needs: the parse trees go before the wait (a dialect's state
      * may keep parts of its request, echoed in the answer: its charge stays too) */
     if (own) { json_decref(*own); *own = NULL; }
-    http_hold(q, job_bytes(api, j) + (dl ? http_charged(q) : 0));
+    size_t hold = job_bytes(api, j) + (dl ? http_charged(q) : 0), peak = answer_logprob_bytes(j, false);
+    if (hold + peak > http_memory_budget(q)) { /* its answer could never be built within the budget */
+        http_set_err(&e, 413, "request_too_large", NULL,
+                     "the answer would take about %zu MiB to build (limit %zu MiB, --max-request-memory): ask for fewer "
+                     "choices, tokens or top_logprobs, or stream it", (hold + peak) >> 20, http_memory_budget(q) >> 20);
+        job_free(j);
+        return http_send_err(q, &e);
+    }
+    if (!http_hold(q, hold, &e)) {
+        job_free(j);
+        return http_send_err(q, &e);
+    }
     return run_job(api, q, j);
 }
 
