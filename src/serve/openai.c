@@ -1502,6 +1502,13 @@ static size_t job_bytes(const openai *api, const job *j) {
     return n;
 }
 
+/* Frees a job whose requests were never submitted: their fork_of holds no reference yet (the
+ * scheduler takes it at submit), so it must not be released with them. */
+static void job_unsubmitted_free(job *j) {
+    for (int i = 0; i < j->n_rs; i++) if (j->rs[i]) j->rs[i]->fork_of = NULL;
+    job_free(j);
+}
+
 /* Runs a chat or completion body; dl, dls: the API it came in (NULL: OpenAI) and its state,
  * which the job owns from here (*dls is cleared once taken); own: a tree of the caller's to free
  * once the job is built (NULL: none). */
@@ -1534,11 +1541,11 @@ static int handle_generate(openai *api, http_req *q, json_t *body, bool chat, co
         http_set_err(&e, 413, "request_too_large", NULL,
                      "the answer would take about %zu MiB to build (limit %zu MiB, --max-request-memory): ask for fewer "
                      "choices, tokens or top_logprobs, or stream it", (hold + peak) >> 20, http_memory_budget(q) >> 20);
-        job_free(j);
+        job_unsubmitted_free(j);
         return http_send_err(q, &e);
     }
     if (!http_hold(q, hold, &e)) {
-        job_free(j);
+        job_unsubmitted_free(j);
         return http_send_err(q, &e);
     }
     return run_job(api, q, j);
