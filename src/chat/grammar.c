@@ -91,15 +91,20 @@ typedef struct rxc {
     rxbudget *budget;            /* work units left for this request's patterns (see RX_BUDGET) */
 } rxc;
 
+/* An EINVAL with a formatted message (the compile errors of patterns and schemas). */
+static void set_einval(lfm2c_error *err, const char *fmt, va_list ap) {
+    char msg[sizeof err->msg];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    lfm2c_set_error(err, LFM2C_EINVAL, "%s", msg);
+}
+
 /* Sets the message of a pattern that cannot be compiled; returns -1. */
 static int rx_fail(rxc *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int rx_fail(rxc *x, const char *fmt, ...) {
-    char msg[sizeof x->err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    set_einval(x->err, fmt, ap);
     va_end(ap);
-    lfm2c_set_error(x->err, LFM2C_EINVAL, "%s", msg);
     x->failed = true;
     return -1;
 }
@@ -1087,12 +1092,10 @@ static int fail(compiler *c, const char *fmt, ...) {
  * the part into a node that admits nothing, which is then never generated (prune_infinite). */
 static int unsat(compiler *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int unsat(compiler *c, const char *fmt, ...) {
-    char msg[sizeof c->err->msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    set_einval(c->err, fmt, ap);
     va_end(ap);
-    lfm2c_set_error(c->err, LFM2C_EINVAL, "%s", msg);
     c->unsat = true;
     return -1;
 }

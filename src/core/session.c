@@ -259,6 +259,16 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     return 0;
 }
 
+static void drop_checkpoints_after(lfm2c_session *s, int n_keep) {   /* they describe dropped tokens */
+    for (int i = 0; i < s->n_ckpt;)
+        if (s->ckpt[i].pos > n_keep) {
+            free(s->ckpt[i].conv);
+            s->ckpt[i] = s->ckpt[--s->n_ckpt];
+        } else {
+            i++;
+        }
+}
+
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
@@ -277,13 +287,7 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
         memset(s->conv, 0, bytes);
     }
     conv_push(s);
-    for (int i = 0; i < s->n_ckpt;)
-        if (s->ckpt[i].pos > n_keep) {
-            free(s->ckpt[i].conv);
-            s->ckpt[i] = s->ckpt[--s->n_ckpt];
-        } else {
-            i++;
-        }
+    drop_checkpoints_after(s, n_keep);
     /* the KV entries before n_keep are still valid; re-feed [from, n_keep) to rebuild the conv
      * state (attention layers just rewrite identical K/V values) */
     s->n_past = from;
@@ -301,16 +305,6 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
 /* ---- exact rollback (speculative decoding) ------------------------------------------------ */
 
 static size_t conv_floats(const lfm2c_session *s) { return (size_t)s->model->n_conv * 2 * s->model->info.n_embd; }
-
-static void drop_checkpoints_after(lfm2c_session *s, int n_keep) {   /* they describe dropped tokens */
-    for (int i = 0; i < s->n_ckpt;)
-        if (s->ckpt[i].pos > n_keep) {
-            free(s->ckpt[i].conv);
-            s->ckpt[i] = s->ckpt[--s->n_ckpt];
-        } else {
-            i++;
-        }
-}
 
 int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
