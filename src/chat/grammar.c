@@ -2243,7 +2243,7 @@ static void narrow_for(grammar *g, int a, int b) {
         if (k == T_STR && B->srx && !B->n_enum) { /* a's strings outside b's pattern */
             rdfa *nb = dfa_complement(B->srx, &g->budget), *r = NULL;
             if (nb) r = A->rx ? dfa_product(A->rx, nb, &g->budget) : nb;
-            if (r && r != nb) dfa_free(nb);
+            if (nb && r != nb) dfa_free(nb); /* r failed (budget), or r is the product */
             if (r) {
                 if (A->rx != A->srx) dfa_free(A->rx);
                 A->rx = r;
