@@ -496,8 +496,35 @@ AI T2 void x16_dec2(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
 }
 /* 3 columns a tile: with 4, the int16 and int32 sums of 4 columns, the float accumulators and
  * the weights outgrow the 16 vector registers (bench_kernels 128 1 avx2: Q4_K 180 -> 205 GOP/s) */
-GROUP_SET(t2_q4_K_x16, 3, x16_tile2, x16_dec2, 0)
-GROUP_SET(t2_q6_K_x16, 3, x16_tile2, x16_dec2, 1)
+/* Few columns (2..FEW_MAX_COLS): the decode tile's one prefetched stream, each block's halves
+ * computed for 3 columns at a time while the block is in L1 (x16_few5 in kernels_avx512.c). */
+AI T2 void x16_cols2(int q6, int k, int h, const uint8_t *p, const block_q8_K *const *a, __m256 *acc) {
+    switch (k) {
+    case 1: q6 ? x16q6_half2(1, h, p, a, acc) : x16_half2(1, h, p, a, acc); break;
+    case 2: q6 ? x16q6_half2(2, h, p, a, acc) : x16_half2(2, h, p, a, acc); break;
+    default: q6 ? x16q6_half2(3, h, p, a, acc) : x16_half2(3, h, p, a, acc); break;
+    }
+}
+AI T2 void x16_few2(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
+    __m256 acc[2][FEW_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * bb;
+        prefetch_dec(p + X16_PF2 * bb, bb);
+        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
+        const block_q8_K *a[FEW_MAX_COLS];
+        for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+        for (int h = 0; h < 2; h++)
+            for (int c0 = 0; c0 < nc; c0 += 3) x16_cols2(q6, nc - c0, h, p, a + c0, acc[h] + c0);
+    }
+    for (int c = 0; c < nc; c++) {
+        _mm256_storeu_ps(out + c * os, acc[0][c]);
+        _mm256_storeu_ps(out + c * os + 8, acc[1][c]);
+    }
+}
+GROUP_SET(t2_q4_K_x16, 3, x16_tile2, x16_dec2, x16_few2, 0)
+GROUP_SET(t2_q6_K_x16, 3, x16_tile2, x16_dec2, x16_few2, 1)
 
 /* -- float path ---------------------------------------------------------------------------- */
 

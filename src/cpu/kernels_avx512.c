@@ -656,8 +656,33 @@ AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
     }
     _mm512_storeu_ps(o, acc);
 }
-GROUP_SET(t5_q4_K_x16, 4, x16_tile5, x16_dec5, 0)
-GROUP_SET(t5_q6_K_x16, 4, x16_tile5, x16_dec5, 1)
+/* Few columns (2..FEW_MAX_COLS: a verification of drafted tokens, a few sessions' decode): the
+ * decode tile's one prefetched stream, each block computed for 4 columns at a time while it is
+ * in L1, so the weights are read from memory once for all columns. */
+AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
+    switch (k) {
+    case 1: q6 ? x16q6_block5(1, p, a, acc) : x16_block5(1, p, a, acc); break;
+    case 2: q6 ? x16q6_block5(2, p, a, acc) : x16_block5(2, p, a, acc); break;
+    case 3: q6 ? x16q6_block5(3, p, a, acc) : x16_block5(3, p, a, acc); break;
+    default: q6 ? x16q6_block5(4, p, a, acc) : x16_block5(4, p, a, acc); break;
+    }
+}
+AI T5 void x16_few5(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
+    __m512 acc[FEW_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * bb;
+        prefetch_dec(p + X16_PF * bb, bb);
+        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
+        const block_q8_K *a[FEW_MAX_COLS];
+        for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+        for (int c0 = 0; c0 < nc; c0 += 4) x16_cols5(q6, nc - c0, p, a + c0, acc + c0);
+    }
+    for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+GROUP_SET(t5_q4_K_x16, 4, x16_tile5, x16_dec5, x16_few5, 0)
+GROUP_SET(t5_q6_K_x16, 4, x16_tile5, x16_dec5, x16_few5, 1)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 

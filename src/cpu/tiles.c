@@ -44,14 +44,17 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
                 const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
     const size_t gb = (size_t)t->rb * w_row;
     const int ng = nr / t->rb;
-    if (nc == 1) {   /* decode: group after group, one stream */
+    if (nc == 1 || (nc <= FEW_MAX_COLS && t->few)) {   /* decode, few columns: one stream */
         /* the tile prefetches a few blocks ahead of itself: start the first ones too (a call
          * may be short: an expert's rows, a thread's share of them) */
         prefetch_block(w, gb < DEC_PROLOGUE_BYTES ? gb : DEC_PROLOGUE_BYTES);
         /* and the pages the tile's page prefetch (DEC_TLB_BLOCKS ahead) skips at its start */
         const size_t reach = nb > 0 ? DEC_TLB_BLOCKS * (gb / (size_t)nb) : 0;
         for (size_t o = 4096; o < reach && o < (size_t)ng * gb; o += 4096) prefetch_page(w + o);
-        for (int g = 0; g < ng; g++) t->dec(nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
+        for (int g = 0; g < ng; g++) {
+            if (nc == 1) t->dec(nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
+            else t->few(nc, nb, w + (size_t)g * gb, act, act_row, out + g * t->rb, os);
+        }
         return;
     }
     int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));

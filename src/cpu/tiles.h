@@ -67,17 +67,24 @@ static inline void prefetch_page(const void *p) { __builtin_prefetch(p, 0, 1); }
 /* A tile function: R rows x C columns (fixed per function) over nb blocks. */
 typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
                         size_t act_row, float *out, size_t os);
+/* A few-column tile of an interleaved layout: one group x nc columns (2 <= nc <= FEW_MAX_COLS),
+ * each block of weights streamed from memory once for all nc columns (speculative decoding's
+ * verification, small batches of sessions). */
+#define FEW_MAX_COLS 16
+typedef void (*few_fn)(int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
+                       float *out, size_t os);
 typedef struct {
     int rb, cb, rbd;
     tile_fn full[4];  /* rb x k columns, k = 1..cb (index k - 1) */
     tile_fn row1[4];  /* 1 x k, for the rows after the last full tile */
     tile_fn dec;      /* rbd x 1: decode, one activation column */
+    few_fn few;       /* run_groups only: a group x 2..FEW_MAX_COLS columns, one stream */
 } tile_set;
 
 /* The same for an interleaved layout of groups of t->rb rows (ggml_types.h: GGML_Q4_K_X16):
  * nr is a multiple of t->rb, group g starts at w + g * t->rb * w_row, and a tile computes one
- * group for k <= t->cb columns (t->full[k - 1]) and t->dec one group for one column (decode);
- * t->rbd and t->row1 are unused. */
+ * group for k <= t->cb columns (t->full[k - 1]), t->dec one group for one column (decode) and
+ * t->few one group for 2..FEW_MAX_COLS columns; t->rbd and t->row1 are unused. */
 void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
                 const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
 
@@ -112,21 +119,22 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
 #define TILE_SET_DEC(name, RB, CB, kern, dec)                                                 \
     TILE_FNS(name, RB, CB, kern)                                                              \
     static const tile_set name = {RB, CB, 4, {name##_f1, name##_f2, name##_f3, name##_f4},    \
-                                  {name##_o1, name##_o2, name##_o3, name##_o4}, dec};
+                                  {name##_o1, name##_o2, name##_o3, name##_o4}, dec, 0};
 #define TILE_SET(name, RB, CB, kern)                                                          \
     TILE_FN(name, _d, 4, 1, kern)                                                             \
     TILE_SET_DEC(name, RB, CB, kern, name##_d)
 
 /* The tile_set of an interleaved layout (run_groups; X16_ROWS rows per group, ggml_types.h):
  * tiles of a group x 1..CB columns (CB <= 4) from grp(q6, cols, nb, w, act, act_row, out, os),
- * and the decode tile from dec(q6, nb, w, act, out); q6: Q6_K_X16 rather than Q4_K_X16. */
+ * the decode tile from dec(q6, nb, w, act, out) and the few-column tile from
+ * few(q6, nc, nb, w, act, act_row, out, os); q6: Q6_K_X16 rather than Q4_K_X16. */
 #define GROUP_FN(name, sfx, C, grp, q6)                                                       \
     static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, \
                                 size_t a_row, float *o, size_t os) {                          \
         (void)w_row;                                                                          \
         grp(q6, C, nb, w, a, a_row, o, os);                                                   \
     }
-#define GROUP_SET(name, CB, grp, dec, q6)                                                     \
+#define GROUP_SET(name, CB, grp, dec, few, q6)                                                \
     GROUP_FN(name, _1, 1, grp, q6)                                                            \
     GROUP_FN(name, _2, (2 < CB ? 2 : CB), grp, q6)                                            \
     GROUP_FN(name, _3, (3 < CB ? 3 : CB), grp, q6)                                            \
@@ -136,8 +144,12 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
         (void)w_row, (void)a_row, (void)os;                                                   \
         dec(q6, nb, w, a, o);                                                                 \
     }                                                                                         \
+    static ISA_T void name##_w(int nc, int64_t nb, const uint8_t *w, const uint8_t *a,        \
+                               size_t a_row, float *o, size_t os) {                           \
+        few(q6, nc, nb, w, a, a_row, o, os);                                                  \
+    }                                                                                         \
     static const tile_set name = {X16_ROWS, CB, 1, {name##_1, name##_2, name##_3, name##_4},  \
-                                  {0, 0, 0, 0}, name##_d};
+                                  {0, 0, 0, 0}, name##_d, name##_w};
 
 /* -- the float path: weights dequantized chunk by chunk, then RB x CB float dots ----------- */
 
