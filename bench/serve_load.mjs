@@ -2,7 +2,11 @@
 //
 //   node bench/serve_load.mjs --lfm2c build/lfm2c --model tests/data/lfm2-kq-dense-f16.gguf \
 //        [--np 32] [--tokens 64] [--levels 1,8,32,128] [--threads N] [--device cpu|cuda] [--skip-reuse 1]
+//        [--server lfm2c|llama] [--llama-server PATH] [--ctx-per-slot 4096]
 //
+// --server llama starts llama.cpp's llama-server instead (side by side on the same file, slots,
+// threads, prompts and output lengths): its -c is the total over the slots, so it gets
+// np x ctx-per-slot, with continuous batching; it is ready when GET /health answers 200.
 // Starts the server itself (port 0, loopback), then for each concurrency level C runs C clients
 // at once, each streaming one chat completion of --tokens tokens (greedy; end-of-turn tokens are
 // biased away so every request generates the same number of tokens). Reports total tokens/s
@@ -12,6 +16,7 @@
 // Everything is bounded: at most sum(levels) + 10 requests. Plain fetch + SSE, no SDK needed.
 // --device is passed to the server; --skip-reuse 1 leaves out the conversation (scripts/gpu_check.sh).
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, x, i, all) => {
   if (x.startsWith('--')) a.push([x.slice(2), all[i + 1]]);
@@ -26,7 +31,37 @@ const threads = args.threads ? ['-t', args.threads] : [];   // default: the serv
 const device = args.device ? ['--device', args.device] : [];
 const skipReuse = args['skip-reuse'] === '1';
 
+const which = args.server || 'lfm2c';
+const llamaServer = args['llama-server'] || '../peers/llama.cpp/build/bin/llama-server';
+const ctxPerSlot = Number(args['ctx-per-slot'] || 4096);
+if (which !== 'lfm2c' && which !== 'llama') throw new Error(`--server lfm2c|llama, not ${which}`);
+
+// A free loopback port (llama-server has no port 0).
+const freePort = () => new Promise((resolve, reject) => {
+  const s = net.createServer();
+  s.on('error', reject);
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+async function startLlama(extra) {
+  if (extra.includes('--no-prefix-reuse')) extra = ['--cache-reuse', '0', '--no-cache-prompt'];
+  const port = await freePort();
+  const p = spawn(llamaServer, ['-m', modelPath, '--host', '127.0.0.1', '--port', String(port), '-np', String(np),
+    '-c', String(np * ctxPerSlot), '-cb', ...threads, ...extra], { stdio: ['ignore', 'ignore', 'ignore'] });
+  let exited = null;
+  p.on('exit', (code) => { exited = code; });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 1200; i++) {   // at most 10 minutes: a 14 GB file loads in well under that
+    if (exited !== null) throw new Error(`llama-server exited (${exited})`);
+    try { if ((await fetch(`${base}/health`)).status === 200) return { proc: p, base }; } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  p.kill('SIGKILL');
+  throw new Error('llama-server did not become ready');
+}
+
 function startServer(extra) {
+  if (which === 'llama') return startLlama(extra);
   return new Promise((resolve, reject) => {
     const p = spawn(lfm2c, ['serve', '-m', modelPath, '--port', '0', '-np', String(np), '-c', '4096', ...threads,
       '--queue', '1024', ...device, ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -65,7 +100,8 @@ async function streamChat(base, messages, maxTokens) {
     }
   }
   const total = performance.now() - t0;
-  return { ttft: ttft ?? total, total, tokens: usage.completion_tokens, cached: usage.prompt_tokens_details.cached_tokens,
+  if (!usage) throw new Error('the stream ended without usage (stream_options.include_usage)');
+  return { ttft: ttft ?? total, total, tokens: usage.completion_tokens, cached: usage.prompt_tokens_details?.cached_tokens ?? -1,
     prompt: usage.prompt_tokens, text };
 }
 
@@ -73,7 +109,7 @@ const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.
 const fmt = (x, d = 1) => x.toFixed(d);
 
 const server = await startServer([]);
-console.log(`model ${modelPath}, ${np} slots, ${nTok} tokens per request, greedy`);
+console.log(`${which === 'llama' ? llamaServer : lfm2c}: model ${modelPath}, ${np} slots, ${nTok} tokens per request, greedy`);
 await streamChat(server.base, [{ role: 'user', content: 'warm up' }], 4);
 console.log('\n| concurrency | requests | wall s | total tok/s | per-stream tok/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
