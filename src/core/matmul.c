@@ -83,7 +83,7 @@ static void mm_worker(void *arg, int ith, int nth) {
  * few at a time, so it still reads one long stream; a thread that runs out takes single chunks
  * from the back of another's range. Each output row is computed alone, so which thread computes
  * it does not change a bit of it. Prefill keeps mm_worker: AMX repacks activations per call. */
-enum { DYN_MAX_COLS = 4, DYN_CHUNK_BYTES = 32 << 10, DYN_MAX_THREADS = 64, DYN_MAX_TASKS = 256 };
+enum { DYN_MAX_COLS = 4 /* unless the kernels say more (kernel_ops.stream_cols) */, DYN_CHUNK_BYTES = 32 << 10, DYN_MAX_THREADS = 64, DYN_MAX_TASKS = 256 };
 
 typedef struct dyn_job {
     const lfm2c_model *m;
@@ -154,7 +154,8 @@ static void matmul_split(lfm2c_model *m, const mm_task *tasks, int n, mm_job *jo
         return;
     }
     job->n_parts = nth * MM_PARTS_PER_THREAD;
-    if (max_cols > DYN_MAX_COLS || nth > DYN_MAX_THREADS || n > DYN_MAX_TASKS) {
+    const int dyn_cols = m->kern->stream_cols > 0 ? m->kern->stream_cols : DYN_MAX_COLS;
+    if (max_cols > dyn_cols || nth > DYN_MAX_THREADS || n > DYN_MAX_TASKS) {
         threadpool_run(m->pool, mm_worker, job);
         return;
     }

@@ -86,6 +86,10 @@ typedef struct kernel_ops {
     uint32_t (*packed_type)(uint32_t wtype, int64_t n_rows);
     /* the SwiGLU contract above */
     void (*swiglu)(float *g, const float *u, int64_t n);
+    /* The most columns for which one matmul call streams its weights once, as decode does (the
+     * few-column tiles of tiles.h): products that narrow take decode's work-stealing split over
+     * the thread pool (core/matmul.c). 0: 4. */
+    int stream_cols;
 } kernel_ops;
 
 /* ---- the scalar truth (kernels_scalar.c) ---------------------------------------------------- */

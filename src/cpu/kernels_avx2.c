@@ -697,7 +697,7 @@ static uint32_t avx2_packed_type(uint32_t wtype, int64_t n_rows) {
     return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }
 
-static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type, swiglu_x86_avx2};
+static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type, swiglu_x86_avx2, FEW_MAX_COLS};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();
