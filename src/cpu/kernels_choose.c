@@ -1,6 +1,6 @@
 /* kernels_choose.c — which of the kernel tables this CPU supports runs, and why. In order:
  * LFM2C_ISA forces one (by name or prefix); else a table of known CPU kinds (vendor, family,
- * model range -> the table measured fastest on that kind; docs: README "Kernels"); else, when
+ * model range -> the table measured fastest on that kind; docs: docs/HARDWARE.md "Kernels"); else, when
  * more than one tile-invariant table is usable, a short timing of the candidates' decode tile
  * (one Q4_K and one Q6_K weight matrix of about 1 MB each, times one activation column, each in
  * the layout the table packs the model into; a few milliseconds), cached per CPU in
@@ -71,7 +71,7 @@ void kernels_cpu_id(kernel_cpu *c) {
 /* ---- known kinds --------------------------------------------------------------------------- */
 
 /* The first row whose vendor, family and model range match and whose table is usable here
- * wins. The measurements behind each row are in the README ("Kernels: which table runs"). */
+ * wins. The measurements behind each row are in docs/HARDWARE.md ("Kernels: which table runs"). */
 typedef struct known_kind {
     const char *vendor;
     int family, model_lo, model_hi;   /* -1: any */
