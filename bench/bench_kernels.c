@@ -1,6 +1,6 @@
 /* bench_kernels.c — matmul kernel throughput per weight type and kernel table:
  *  decode: one activation column (nc = 1) against a ~128 MB matrix, rows split across 1..N
- *          threads; prints GB/s of weights streamed (compare with bench/membw);
+ *          threads; prints GB/s of weights streamed (compare with build/membw);
  *  prefill: a 512-column tile against a 2048 x n matrix; prints GOP/s (2 ops per weight x column)
  * Each figure is the best of several runs by wall time, and in parentheses by the slowest
  * thread's CPU time (what the kernel costs when other processes share the cores).

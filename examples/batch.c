@@ -1,6 +1,6 @@
 /* batch.c — continuous batching: one session per prompt, every prompt's prefill in ONE forward
  * (lfm2c_decode_batch), then one token of every still-running sequence per forward. Greedy, so
- * each line equals what examples/generate prints for that prompt alone (batched decodes answer
+ * each line equals what examples/generate.c prints for that prompt alone (batched decodes answer
  * as separate ones do). Build: cc batch.c -o batch $(pkg-config --cflags --libs lfm2c)
  * usage: batch MODEL.gguf N_TOKENS PROMPT... (at most 64 prompts; one line of output each) */
 #include <lfm2c.h>

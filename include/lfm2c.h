@@ -100,7 +100,7 @@ const char *lfm2c_file_type_name(int file_type);
  * passes (decode of one sequence) since the model was opened, as wall seconds inside them and
  * bytes of weights they read. Against a clock around the steps (lfm2c bench) this gives the share of
  * decode time in the products and the rate the kernels stream at, to set beside the machine's
- * read bandwidth (bench/membw); the rest is everything between products. Zero on the CUDA
+ * read bandwidth (build/membw); the rest is everything between products. Zero on the CUDA
  * backend. steps / solo_steps: the forward passes a thread pool of two or more threads timed
  * for its busy-machine check (each after one of the same size), and how many of them it ran on
  * the calling thread alone, having measured that faster while other processes held the cores

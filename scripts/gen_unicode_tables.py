@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Writes src/unicode_tables.h: the code point classes the LFM2 pre-tokenizer needs
+"""Writes src/text/unicode_tables.h: the code point classes the LFM2 pre-tokenizer needs
 (letter = \\p{L}, number = \\p{N}, space = Unicode White_Space, other) as a two-stage table.
 
 The reference tokenizer (llama.cpp) classifies with Unicode 15.1 data. Python's unicodedata may be
 older, so the letters and numbers assigned in 15.0 and 15.1 are listed here (taken from ICU 72 =
 Unicode 15.0, plus CJK Extension I from 15.1) and applied when the local data is older.
 
-usage: python3 scripts/gen_unicode_tables.py > src/unicode_tables.h
+usage: python3 scripts/gen_unicode_tables.py > src/text/unicode_tables.h
 """
 import sys
 import unicodedata

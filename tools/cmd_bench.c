@@ -140,7 +140,7 @@ static tg_prof prof_sum(const result *r) {
 }
 
 /* Where a tg result's time went: in the weight products (and the rate they read the weights
- * at, to compare with bench/membw) and between them. */
+ * at, to compare with build/membw) and between them. */
 static void print_tg_prof(const result *r) {
     const tg_prof p = prof_sum(r);
     if (!profiled(&p)) return;

@@ -3,7 +3,7 @@
 The library is looked for in this order: the file LFM2C_LIB names (nothing else is tried when it
 is set); a copy bundled beside this file when the package was built with LFM2C_BUNDLE_LIB; the
 system's loader (ldconfig's cache, LD_LIBRARY_PATH), as liblfm2c.so.0 then liblfm2c.so. The
-struct layouts below mirror lfm2c.h field for field; tests/test_lfm2c.py checks them against the
+struct layouts below mirror lfm2c.h field for field; python/tests/test_lfm2c.py checks them against the
 library's own answers.
 """
 import ctypes

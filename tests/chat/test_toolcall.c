@@ -1,4 +1,4 @@
-/* test_toolcall.c — the tool-call parser (src/toolcall.c): the golden cases of
+/* test_toolcall.c — the tool-call parser (src/chat/toolcall.c): the golden cases of
  * data/toolcalls/cases.json, our own cases for every form / escape / malformed input, the OpenAI
  * shape, and streaming in random chunkings against the one-shot parse. */
 #include "lfm2c.h"

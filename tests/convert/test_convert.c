@@ -1,4 +1,4 @@
-/* test_convert.c — HF checkpoint -> GGUF conversion (src/convert.c, src/safetensors.c).
+/* test_convert.c — HF checkpoint -> GGUF conversion (src/convert/convert.c, src/formats/safetensors.c).
  * The test writes its own tiny Hugging Face checkpoints (safetensors, config.json,
  * tokenizer.json, ...) for lfm2 and lfm2_moe in several layouts, converts them, and checks the
  * GGUF metadata and every tensor (name, shape, type, bytes) field by field. It also rebuilds HF

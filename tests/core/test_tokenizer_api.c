@@ -1,4 +1,4 @@
-/* test_tokenizer_api.c — the public tokenizer functions (src/tokenizer_api.c) on a fixture model,
+/* test_tokenizer_api.c — the public tokenizer functions (src/core/tokenizer_api.c) on a fixture model,
  * here the guard against special-token injection: request text run through lfm2c_guard_text and
  * a chat template keeps its "<|im_end|>"-like text as plain text after lfm2c_tokenize_prompt,
  * while the template's own markers stay single special tokens. */

@@ -1,4 +1,4 @@
-/* test_kernels_attn.c — the attention contract (src/kernels_attn.c, kernels.h): kv_exp against
+/* test_kernels_attn.c — the attention contract (src/cpu/kernels_attn.c, kernels.h): kv_exp against
  * exp; the scalar truth against attention in double precision over the same cache values (so
  * the layouts and the online softmax are right); every SIMD table bitwise against the truth for
  * each K / V type, head dimension and causal length; and a query's bits do not depend on the

@@ -1,4 +1,4 @@
-/* test_gguf.c — src/gguf.c's split models: a fixture written as 3 parts
+/* test_gguf.c — src/formats/gguf.c's split models: a fixture written as 3 parts
  * (NAME-0000K-of-00003.gguf with split.no / split.count / split.tensors.count, as gguf-split
  * writes them) loads as one model whose logits are bitwise those of the single file; a part
  * other than the first, a missing part, a wrong split.no and a tensor count that does not add up

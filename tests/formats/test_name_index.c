@@ -1,4 +1,4 @@
-/* test_name_index.c — the name index (src/name_index.c) and the readers that use it: lookups and
+/* test_name_index.c — the name index (src/formats/name_index.c) and the readers that use it: lookups and
  * duplicates on a small table, then files with hundreds of thousands of names (a GGUF of 300,000
  * tensors, a safetensors header of 100,000 tensors, an index.json of 100,000 entries), which took
  * minutes with the old quadratic checks; each must be read (or refused for its one duplicate) in

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """peft_from_gguf.py — writes a LoRA adapter in PEFT's layout (adapter_config.json +
 adapter_model.safetensors) from a GGUF adapter of F32 tensors, with the Python standard library
-only, for tests/test_lora.sh: the same A and B under PEFT's names, so lfm2c must give the same
+only, for tests/test_lora_cli.sh: the same A and B under PEFT's names, so lfm2c must give the same
 logits for both forms.
 
 usage: peft_from_gguf.py ADAPTER.gguf OUT_DIR [--rslora] [--drop NAME] [--extra NAME]
