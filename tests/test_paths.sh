@@ -13,7 +13,8 @@
 #     blobs/<sha>), which stand for `*`;
 #   - a trailing `.` `,` `:` `;` `)` or quote is prose, not path, and is dropped; format strings
 #     (a `%` or `$`) are skipped: they are built at run time.
-# Paths that are meant not to exist (a test's missing file, other repositories' sources the spec
+# In Markdown, relative links ([text](../bench/README.md#anchor)) are checked too, from the
+# file's own folder. Paths that are meant not to exist (a test's missing file, other repositories' sources the spec
 # cites) are in the allow-list below, each with its reason. It fails naming every citation whose
 # path does not exist, as FILE:LINE: PATH.
 # usage: bash test_paths.sh [PATH/TO/lfm2c]   (the argument is ignored: ctest passes it)
@@ -36,6 +37,7 @@ ALLOW = {
 
 PREFIXES = "src|tests|docs|bench|scripts|include|examples|python"
 CITE = re.compile(r"(?<![\w./~$@-])((?:%s)/[\w.*?{}<>,\[\]/+-]*)" % PREFIXES)
+LINK = re.compile(r"\]\(([^)#\s]+)")
 CODE_EXT = (".c", ".h", ".cu", ".cuh", ".comp", ".glsl", ".sh", ".py", ".mjs", ".js", ".cmake", ".in")
 SKIP_DIRS = ("tests/grammar/jsonschemabench/",)   # a copied corpus, not ours to cite from
 SKIP_FILES = ("tests/test_paths.sh",)             # this file: its self-check plants missing paths
@@ -105,24 +107,35 @@ for f in files:
                 if not exists(q):
                     bad += 1
                     print("FAIL %s:%d: %s" % (f, n, q))
+        if not f.endswith(".md"):
+            continue
+        for m in LINK.finditer(line):
+            p = m.group(1)
+            if re.match(r"[a-z]+:", p):   # https:, mailto:
+                continue
+            cited += 1
+            if not os.path.exists(os.path.join(os.path.dirname(f), p)):
+                bad += 1
+                print("FAIL %s:%d: link %s" % (f, n, p))
 print("paths: %d citations in %d files, %d missing" % (cited, len(files), bad))
 print("%d passed, %d failed" % (1 if bad == 0 else 0, 1 if bad else 0))
 sys.exit(1 if bad else 0)
 EOF
 )
-# First the checker itself: a file citing two missing paths (one inside {a,b}) beside existing
-# ones, a glob and a placeholder must give exactly those two failures.
+# First the checker itself: a file citing two missing paths (one inside {a,b}) and a broken link
+# beside existing paths, a glob, a placeholder and a good link must give exactly those three.
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cat >"$tmp/self.md" <<'MD'
 See src/no/such/file.c, tests/LAYER/test_X.c, src/cpu/kernels_*.c and docs/DESIGN.md.
 Also src/serve/server_{responses,nosuch}.c (`tests/test_paths.sh`), ../shared/docs/nothing.md.
+Links: [a page](self.md#top), [a lost page](gone.md).
 MD
 self=$(echo "$tmp/self.md" | python3 -c "$check")
-if [ "$(echo "$self" | grep -c '^FAIL')" = 2 ] && echo "$self" | grep -q ': src/no/such/file.c$' &&
-   echo "$self" | grep -q ': src/serve/server_nosuch.c$'; then
-  echo "self-check: the checker finds the two planted missing paths"
+if [ "$(echo "$self" | grep -c '^FAIL')" = 3 ] && echo "$self" | grep -q ': src/no/such/file.c$' &&
+   echo "$self" | grep -q ': src/serve/server_nosuch.c$' && echo "$self" | grep -q ': link gone.md$'; then
+  echo "self-check: the checker finds the three planted missing paths"
 else
-  echo "FAIL self-check: the checker did not find exactly the two planted missing paths:"; echo "$self"
+  echo "FAIL self-check: the checker did not find exactly the three planted missing paths:"; echo "$self"
   echo "0 passed, 1 failed"; exit 1
 fi
 printf '%s\n' "$files" | python3 -c "$check"
