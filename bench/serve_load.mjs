@@ -4,7 +4,8 @@
 //        [--np 32] [--tokens 64] [--levels 1,8,32,128] [--threads N] [--device cpu|cuda] [--skip-reuse 1]
 //        [--server lfm2c|llama] [--llama-server PATH] [--ctx-per-slot 4096]
 //
-// --server llama starts llama.cpp's llama-server instead (side by side on the same file, slots,
+// --ctx-per-slot: each slot's context, both servers. --server llama starts llama.cpp's
+// llama-server instead (side by side on the same file, slots,
 // threads, prompts and output lengths): its -c is the total over the slots, so it gets
 // np x ctx-per-slot, with continuous batching; it is ready when GET /health answers 200.
 // Starts the server itself (port 0, loopback), then for each concurrency level C runs C clients
@@ -63,7 +64,7 @@ async function startLlama(extra) {
 function startServer(extra) {
   if (which === 'llama') return startLlama(extra);
   return new Promise((resolve, reject) => {
-    const p = spawn(lfm2c, ['serve', '-m', modelPath, '--port', '0', '-np', String(np), '-c', '4096', ...threads,
+    const p = spawn(lfm2c, ['serve', '-m', modelPath, '--port', '0', '-np', String(np), '-c', String(ctxPerSlot), ...threads,
       '--queue', '1024', ...device, ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     p.stdout.on('data', (d) => {
