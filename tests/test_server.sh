@@ -259,6 +259,18 @@ else
   bad "main server start"
 fi
 
+# ---- a forced answer that cannot fit in the context: a 400, never a 200 cut short (every API) ------
+if start_server ctxfit -np 1 -c 360 --test-script; then
+  out=$(timeout 300 python3 server/context_fit.py "http://127.0.0.1:$PORT" 360 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "context_fit.py did not finish: $line"; fi
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "context-fit server start"
+fi
+
 # ---- thinking models: the LFM2.5 template, scripted outputs, every API's client ---------------------
 LFM25=data/chat/LFM2.5-8B-A1B.chat_template.jinja
 if start_server reason -np 2 -c 1024 --alias fixture --test-script --chat-template-file $LFM25; then

@@ -32,6 +32,7 @@
 #include "core/error.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -3902,4 +3903,158 @@ int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_voc
                 w.n_allowed++;
             }
     return w.n_allowed;
+}
+
+/* ---- the fewest tokens of a whole answer --------------------------------------------------- */
+
+/* One level of the search: distinct states (a hash over their live frames, open addressing). */
+enum { MT_STATES = 256, MT_SLOTS = 512 };
+typedef struct mt_set { grammar_state *st; int n; int slot[MT_SLOTS]; } mt_set;
+
+static uint64_t mt_hash(const grammar_state *s) {
+    uint64_t h = 1469598103934665603ull;
+#define MT_MIX(x) (h = (h ^ (uint64_t)(x)) * 1099511628211ull)
+    MT_MIX(s->n_alt);
+    for (int i = 0; i < s->n_alt; i++) {
+        const grammar_stack *a = &s->alt[i];
+        MT_MIX(a->depth);
+        for (int d = 0; d < a->depth; d++) {
+            const grammar_frame *f = &a->f[d];
+            MT_MIX(f->seen); MT_MIX(f->cand); MT_MIX(f->count); MT_MIX(f->node); MT_MIX(f->pos);
+            MT_MIX((uint16_t)f->cur); MT_MIX(f->kind); MT_MIX(f->phase); MT_MIX(f->aux); MT_MIX(f->sp);
+        }
+    }
+#undef MT_MIX
+    return h;
+}
+
+static bool mt_frame_eq(const grammar_frame *a, const grammar_frame *b) {
+    return a->seen == b->seen && a->cand == b->cand && a->count == b->count && a->node == b->node && a->pos == b->pos &&
+           a->cur == b->cur && a->kind == b->kind && a->phase == b->phase && a->aux == b->aux && a->sp == b->sp;
+}
+
+static bool mt_equal(const grammar_state *a, const grammar_state *b) {
+    if (a->n_alt != b->n_alt) return false;
+    for (int i = 0; i < a->n_alt; i++) {
+        if (a->alt[i].depth != b->alt[i].depth) return false;
+        for (int d = 0; d < a->alt[i].depth; d++)
+            if (!mt_frame_eq(&a->alt[i].f[d], &b->alt[i].f[d])) return false;
+    }
+    return true;
+}
+
+static void mt_clear(mt_set *s) {
+    s->n = 0;
+    for (int i = 0; i < MT_SLOTS; i++) s->slot[i] = -1;
+}
+
+/* Adds st unless a twin is there; false when the level is full. */
+static bool mt_add(mt_set *s, const grammar_state *st) {
+    unsigned h = (unsigned)(mt_hash(st) % MT_SLOTS);
+    for (;; h = (h + 1) % MT_SLOTS) {
+        if (s->slot[h] < 0) break;
+        if (mt_equal(&s->st[s->slot[h]], st)) return true;
+    }
+    if (s->n == MT_STATES) return false;
+    state_copy(&s->st[s->n], st);
+    s->slot[h] = s->n++;
+    return true;
+}
+
+typedef struct mt_walker {
+    const grammar *g;
+    grammar_state *stack; /* one state per trie depth */
+    long *budget;         /* bytes fed, left */
+    mt_set *out;
+    bool stop;            /* out of budget or the level is full */
+} mt_walker;
+
+/* Every token of the trie below node that the automaton takes from stack[depth]: its state to out. */
+static void mt_walk(mt_walker *w, const trie *t, int node, int depth) {
+    for (int c = t->nodes[node].first_child; c >= 0 && !w->stop; c = t->nodes[c].next_sibling) {
+        if (--*w->budget < 0) { w->stop = true; return; }
+        if (!accept_byte(w->g, &w->stack[depth], &w->stack[depth + 1], t->nodes[c].byte)) continue;
+        if (t->nodes[c].tok_first >= 0 && !mt_add(w->out, &w->stack[depth + 1])) { w->stop = true; return; }
+        mt_walk(w, t, c, depth + 1);
+    }
+}
+
+/* The states one token after st (the tokens grammar_allowed offers). Plain text inside a string
+ * without a pattern only counts code points, so one state per count stands for all its tokens. */
+static void mt_expand(mt_walker *w, const grammar_vocab *v, const grammar_state *st) {
+    const grammar *g = w->g;
+    state_copy(&w->stack[0], st);
+    const grammar_frame *f = st->n_alt == 1 && st->alt[0].depth ? &st->alt[0].f[st->alt[0].depth - 1] : NULL;
+    const gnode *n = f ? &g->nodes[f->node] : NULL;
+    if (!(f && f->kind == F_STR && f->phase == S_CHAR && !n->rx)) { mt_walk(w, &v->all, 0, 0); return; }
+    long room = n->max_len >= 0 ? (long)n->max_len - (long)f->count : 0x7fffffff;
+    for (int i = 0; i < v->n_plain && v->plain_cps[i] <= room && !w->stop; i++) {
+        if (i && v->plain_cps[i] == v->plain_cps[i - 1]) continue;
+        state_copy(&w->stack[1], st);
+        for (int k = 0; k < v->plain_cps[i]; k++) {
+            if (--*w->budget < 0) { w->stop = true; return; }
+            if (!accept_byte(g, &w->stack[1 + (k & 1)], &w->stack[2 - (k & 1)], 'a')) return; /* cannot happen: plain text */
+        }
+        if (!mt_add(w->out, &w->stack[1 + (v->plain_cps[i] & 1)])) w->stop = true;
+    }
+    mt_walk(w, &v->rest, 0, 0);
+}
+
+/* Tokens of one answer: the automaton's own completion from its start, cut greedily into the
+ * longest tokens of v (each is a token the mask offers: its bytes continue an accepted text); an
+ * end token after it when the value could go on. INT_MAX when there is none. */
+static int mt_upper(const grammar *g, const grammar_vocab *v, bool can_end, grammar_state *st) {
+    int cap = 1 << 16, n, toks = 0;
+    char *s = malloc((size_t)cap);
+    if (!s || (n = grammar_completion(g, st, s, cap)) < 0 || !grammar_accept(g, st, s, (size_t)n)) { free(s); return INT_MAX; }
+    for (int i = 0; i < n; toks++) {
+        int node = 0, best = 0;
+        for (int k = i; k < n; k++) {
+            int c = v->all.nodes[node].first_child;
+            while (c >= 0 && v->all.nodes[c].byte != (unsigned char)s[k]) c = v->all.nodes[c].next_sibling;
+            if (c < 0) break;
+            node = c;
+            if (v->all.nodes[c].tok_first >= 0) best = k - i + 1;
+        }
+        if (!best) { free(s); return INT_MAX; }
+        i += best;
+    }
+    free(s);
+    if (st->depth > 0) return can_end ? toks + 1 : INT_MAX;
+    return toks;
+}
+
+int grammar_min_tokens(const grammar *g, const grammar_vocab *v, bool can_end, int limit, long budget) {
+    mt_set *set = calloc(2, sizeof *set);
+    grammar_state *mem = malloc((size_t)(2 * MT_STATES + v->max_len + 3) * sizeof *mem);
+    if (!set || !mem) { free(set); free(mem); return -1; }
+    set[0].st = mem;
+    set[1].st = mem + MT_STATES;
+    mt_walker w = {g, mem + 2 * MT_STATES, &budget, NULL, false};
+    mt_clear(&set[0]);
+    grammar_state_init(g, &set[0].st[0]);
+    set[0].n = 1;
+    grammar_state_init(g, &w.stack[0]);
+    int upper = mt_upper(g, v, can_end, &w.stack[0]), r = -1;
+    if (upper <= limit) { r = upper; goto done; }
+    /* breadth first over the distinct states after 0, 1, 2, ... tokens */
+    for (int level = 0;; level++) {
+        mt_set *cur = &set[level & 1], *nx = &set[(level + 1) & 1];
+        bool ends = false;
+        for (int i = 0; i < cur->n; i++) {
+            if (cur->st[i].depth == 0) { r = level; goto done; }
+            ends = ends || (can_end && grammar_complete(g, &cur->st[i]));
+        }
+        if (ends) { r = level + 1; goto done; }     /* an end token after one of them */
+        if (level + 1 >= upper) { r = upper; goto done; }
+        if (cur->n == 0) { r = upper < INT_MAX ? upper : limit + 1; goto done; } /* no answer at all */
+        mt_clear(nx);
+        w.out = nx;
+        for (int i = 0; i < cur->n && !w.stop; i++) mt_expand(&w, v, &cur->st[i]);
+        if (w.stop) { r = level + 1 > limit ? level + 1 : -1; goto done; } /* none within level tokens */
+    }
+done:
+    free(mem);
+    free(set);
+    return r;
 }

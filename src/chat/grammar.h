@@ -85,4 +85,15 @@ void grammar_vocab_free(grammar_vocab *v);
  * bytes never), plus the end tokens when st is complete. Returns how many are allowed. */
 int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v,
                     const int32_t *end_tokens, int n_end, bool *allowed);
+/* The fewest tokens of v that take the automaton from its start to the end of an answer: a
+ * state with nothing left open (depth 0), or, when can_end, a complete value plus one end token.
+ * Answers only what a caller with `limit` tokens of room needs to know, as cheaply as it can:
+ *  - <= limit: an answer of that many tokens exists (the automaton's own completion cut greedily
+ *    into tokens; not always the fewest);
+ *  - > limit: no answer fits in limit tokens; the value is the fewest tokens an answer takes, or
+ *    a lower bound of it when the search ran out of budget;
+ *  - -1: undecided (the search ran out of budget before limit tokens, or out of memory).
+ * The search is breadth first over the distinct states after 0, 1, 2, ... tokens (the tokens
+ * grammar_allowed offers); budget bounds the bytes it feeds (about 10 ns each). */
+int grammar_min_tokens(const grammar *g, const grammar_vocab *v, bool can_end, int limit, long budget);
 #endif

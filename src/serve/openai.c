@@ -213,6 +213,12 @@ static int fit_context(openai *api, sched_req *r, gen_opts *o, const char *param
                             "this model's context is %d tokens; the prompt has %d tokens", api->n_ctx, r->n_prompt);
     long long room = api->n_ctx - r->n_prompt;
     r->max_tokens = o->max_tokens == 0 ? 0 : (int)(o->max_tokens > 0 && o->max_tokens < room ? o->max_tokens : room);
+    r->ctx_bound = o->max_tokens != 0 && !(o->max_tokens > 0 && o->max_tokens < room);
+    int need = o->max_tokens == 0 ? -1 : sched_min_answer_tokens(api->sched, r, (int)room);
+    if (need > room) /* a forced answer that cannot fit: refused now, not cut by the context later */
+        return http_set_err(e, 400, "context_length_exceeded", param,
+                            "the prompt has %d tokens and the %s needs at least %d more: together they exceed this model's context of %d tokens",
+                            r->n_prompt, r->force_tool_call ? "forced tool call" : "structured output", need, api->n_ctx);
     return 0;
 }
 
@@ -1289,7 +1295,7 @@ static const sched_req *job_failed(const job *j) {
 }
 
 static void job_error(const sched_req *r, http_err *e) {
-    if (r->error_status == 400) http_set_err(e, 400, "unsatisfiable_request", NULL, "%s", r->error);
+    if (r->error_status == 400) http_set_err(e, 400, r->error_code ? r->error_code : "unsatisfiable_request", NULL, "%s", r->error);
     else http_set_err(e, 500, "generation_failed", NULL, "%s", r->error);
 }
 

@@ -366,6 +366,27 @@ static bool call_forced_next(const sched *s, const slot *sl) {
     return r->force_tool_call && r->tool_grammar && s->tool_start >= 0 && !sl->g;
 }
 
+/* Is the answer still owed to a constraint (a grammar under way, a JSON format or a forced call
+ * not begun yet)? A completed one has finished the request already. */
+static bool answer_constrained(const sched *s, const slot *sl) {
+    const sched_req *r = sl->req;
+    return sl->g || r->json_grammar || call_forced_next(s, sl);
+}
+
+int sched_min_answer_tokens(const sched *s, const sched_req *r, int limit) {
+    enum { BUDGET = 1 << 21 }; /* bytes fed by the search: tens of milliseconds at most */
+    int call = -1, json = -1;
+    bool calls = r->tool_grammar && s->tool_start >= 0 && (r->force_tool_call || (r->tools_auto && r->json_grammar));
+    if (calls) { /* the marker, then the list */
+        call = grammar_min_tokens(r->tool_grammar, s->gvocab, false, limit - 1, BUDGET);
+        if (call >= 0) call += 1;
+    }
+    if (r->json_grammar && !r->force_tool_call) json = grammar_min_tokens(r->json_grammar, s->gvocab, s->n_eog > 0, limit, BUDGET);
+    if (calls && r->json_grammar && !r->force_tool_call) /* either answer: too long only when both are */
+        return call > limit && json > limit ? (call < json ? call : json) : -1;
+    return calls ? call : json;
+}
+
 /* Marks the tokens that continue the open tag from byte pos; returns how many were newly marked. */
 static int mark_open(const sched *s, int pos, bool *allowed) {
     int n = 0;
@@ -548,7 +569,18 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
      * here ends with finish "length" and exactly what was generated (nothing is invented) */
     bool ctx_full = lfm2c_session_n_past(sl->sess) >= lfm2c_session_n_ctx(sl->sess);
     if (r->n_generated >= r->max_tokens || ctx_full) {
-        slot_finish(s, sl, FINISH_LENGTH);
+        if ((ctx_full || r->ctx_bound) && answer_constrained(s, sl)) { /* the context, not the client, cut it */
+            char msg[200];
+            snprintf(msg, sizeof msg, "the context of %d tokens ran out before the %s was complete (prompt %d tokens, "
+                     "%d generated): shorten the prompt or use a larger context",
+                     lfm2c_session_n_ctx(sl->sess), sl->g_tool || r->force_tool_call ? "tool call" : "structured output",
+                     r->n_prompt, r->n_generated);
+            r->error_status = 400;
+            r->error_code = "context_length_exceeded";
+            slot_fail(s, sl, msg);
+        } else {
+            slot_finish(s, sl, FINISH_LENGTH);
+        }
         return false;
     }
     think_budget_check(s, sl);

@@ -52,6 +52,9 @@ typedef struct sched_req {
     lfm2c_sampler_params sampling;
     float *logit_bias;          /* n_vocab entries or NULL (owned, freed with the request) */
     int max_tokens;             /* 0: read the prompt only (its logprobs) */
+    bool ctx_bound;             /* max_tokens is the room the context leaves (the client asked for
+                                   more, or set no bound): a constrained answer cut there fails
+                                   (400 context_length_exceeded) instead of ending "length" */
     char **stop;                /* stop strings (owned) */
     int n_stop;
     int n_logprobs;             /* -1: none; else top-N alternatives (0..20) per token */
@@ -98,6 +101,7 @@ typedef struct sched_req {
     char error[600];
     int error_status;           /* with FINISH_ERROR: 400 when the request's own limits made it
                                    impossible (e.g. logit_bias bans every allowed token), else 0 */
+    const char *error_code;     /* with error_status 400: the API's error code (NULL: the default) */
     bool cancelled;             /* set by the caller (client went away) */
 
     pthread_cond_t cond;        /* signalled when outputs change */
@@ -110,6 +114,13 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err);
  * The requests' owners may still read and release them until sched_free. */
 void sched_shutdown(sched *s);
 void sched_free(sched *s);
+
+/* The fewest tokens r's constrained answer needs (a forced tool call with its marker, the JSON
+ * of a response format, or either where tools are "auto" beside a JSON format): a value > limit
+ * when it cannot fit in limit tokens (the fewest, or a lower bound of it), else <= limit or -1
+ * (fits, or undecided within the search's budget, or the answer is not constrained). Any thread:
+ * it reads only what sched_new made. See grammar_min_tokens. */
+int sched_min_answer_tokens(const sched *s, const sched_req *r, int limit);
 
 sched_req *sched_req_new(void);
 /* Queues the request. Returns 0, or -1 when the queue is full (the caller answers 503). */

@@ -328,7 +328,8 @@ static void an_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
     dl_chunk_parse(chunk, &c);
     if (c.error) {
         const char *m = json_string_value(json_object_get(c.error, "message"));
-        json_t *e = an_error(500, NULL, NULL, m ? m : "generation failed");
+        const char *t = json_string_value(json_object_get(c.error, "type")); /* the request's fault, or ours */
+        json_t *e = an_error(t && !strcmp(t, "invalid_request_error") ? 400 : 500, NULL, NULL, m ? m : "generation failed");
         dl_sse(w, wctx, "error", e);
         return;
     }

@@ -448,6 +448,60 @@ static void test_tool_calls(void) {
     CHECK(grammar_tool_calls("{}", NULL, false, err, sizeof err) == NULL, "tools not an array");
 }
 
+/* grammar_min_tokens: the fewest tokens of a whole answer, exact through the search and through
+ * the greedy cut of the completion, a lower bound when the budget ends the search. */
+static void test_min_tokens(void) {
+    const char *toks[130];
+    char singles[96][2];
+    int n = 0, lens[130];
+    for (int c = 0x20; c < 0x7f; c++) { singles[c - 0x20][0] = (char)c; singles[c - 0x20][1] = 0; toks[n++] = singles[c - 0x20]; }
+    int base = n;
+    toks[n++] = "\"\"";      /* merges */
+    toks[n++] = "[get(";
+    toks[n++] = "\"abcdef\"";
+    for (int i = 0; i < n; i++) lens[i] = (int)strlen(toks[i]);
+    grammar_vocab *plain = grammar_vocab_new(toks, lens, base), *merged = grammar_vocab_new(toks, lens, n);
+    char err[256];
+    grammar *g = grammar_from_schema("{\"type\":\"string\"}", err, sizeof err);
+    CHECK(g && grammar_min_tokens(g, plain, true, 5, 1 << 20) <= 5, "a string fits in 5 single bytes");
+    CHECK(g && grammar_min_tokens(g, plain, true, 1, 1 << 20) == 2, "a string takes 2 single bytes");
+    CHECK(g && grammar_min_tokens(g, merged, true, 0, 1 << 20) == 1, "a string takes 1 token when '\"\"' is one");
+    CHECK(g && grammar_min_tokens(g, plain, true, 1, 1) == -1, "out of budget before the limit: undecided");
+    grammar_free(g);
+    g = grammar_from_schema("{\"type\":\"string\",\"minLength\":3}", err, sizeof err);
+    CHECK(g && grammar_min_tokens(g, plain, true, 3, 1 << 20) == 5, "minLength 3: 5 single bytes");
+    CHECK(g && grammar_min_tokens(g, merged, true, 0, 1 << 20) == 1, "minLength 3: '\"abcdef\"' is one token");
+    CHECK(g && grammar_min_tokens(g, plain, true, 4, 1) == -1, "no budget: undecided");
+    grammar_free(g);
+    g = grammar_from_schema("{\"enum\":[\"abcdef\",\"xy\"]}", err, sizeof err);
+    CHECK(g && grammar_min_tokens(g, plain, true, 3, 1 << 20) == 4, "enum: '\"xy\"' in 4 single bytes");
+    CHECK(g && grammar_min_tokens(g, merged, true, 0, 1 << 20) == 1, "enum: the longer value is one token");
+    grammar_free(g);
+    g = grammar_from_schema("{\"type\":\"integer\"}", err, sizeof err);
+    CHECK(g && grammar_min_tokens(g, plain, true, 1, 1 << 20) == 2, "an integer: a digit and an end token");
+    CHECK(g && grammar_min_tokens(g, plain, false, 1, 1 << 20) > 1, "an integer without an end token never ends");
+    grammar_free(g);
+    g = grammar_tool_calls(TOOLS, "get", false, err, sizeof err);
+    CHECK(g && grammar_min_tokens(g, plain, false, 6, 1 << 20) == 7, "[get()] in 7 single bytes");
+    CHECK(g && grammar_min_tokens(g, merged, false, 2, 1 << 20) == 3, "[get()] in 3 tokens with '[get('");
+    grammar_free(g);
+    g = grammar_tool_calls("[{\"type\":\"function\",\"function\":{\"name\":\"solo\",\"parameters\":{\"type\":\"object\","
+                           "\"properties\":{\"s\":{\"type\":\"string\"},\"k\":{\"type\":\"boolean\"}},\"required\":[\"s\"]}}}]",
+                           NULL, false, err, sizeof err);
+    int m = g ? grammar_min_tokens(g, plain, false, 5, 1 << 22) : 0;
+    CHECK(m == (int)strlen("[solo(s=\"\")]"), "a call's shortest text, byte by byte (got %d)", m);
+    grammar_free(g);
+    /* integers' values make the states after k digits 10^k: the search stops when a level is
+     * full, and what it says is then a lower bound, past the limit */
+    g = grammar_tool_calls(TOOLS, "get_weather", false, err, sizeof err);
+    m = g ? grammar_min_tokens(g, plain, false, 10, 1 << 22) : 0;
+    CHECK(m > 10 && m <= (int)strlen("[get_weather(location=\"\")]"), "a lower bound past the limit (got %d)", m);
+    m = g ? grammar_min_tokens(g, plain, false, 10, 1 << 8) : 0;
+    CHECK(m == -1, "the budget spent before the limit: undecided (got %d)", m);
+    grammar_free(g);
+    grammar_vocab_free(plain);
+    grammar_vocab_free(merged);
+}
 
 /* The JSON-schema features real-world schemas use (JSONSchemaBench): what each enforces. */
 static void test_corpus_keywords(void) {
@@ -756,6 +810,7 @@ int main(int argc, char **argv) {
     test_mask();
     test_mask_equivalence();
     test_tool_calls();
+    test_min_tokens();
     test_corpus_keywords();
     test_regex_budget();
     TEST_MAIN_END();
