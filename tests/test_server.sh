@@ -30,9 +30,10 @@ if [ ! -d server/node_modules/openai ] || [ ! -d server/node_modules/ollama ] ||
   (cd server && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm ci of the client SDKs (tests/server)"; echo "0 passed, 1 failed"; exit 1; }
 fi
-# the agent libraries (Vercel AI SDK and its providers, LangChain JS), pinned in clients/package.json
+# the agent libraries (Vercel AI SDK and its providers, LangChain JS, LangGraph, LlamaIndex TS, Mastra), pinned in clients/package.json
 if [ ! -d clients/node_modules/ai ] || [ ! -d clients/node_modules/@langchain/openai ] || [ ! -d clients/node_modules/@ai-sdk/anthropic ] ||
-   [ ! -d clients/node_modules/ollama-ai-provider-v2 ] || [ ! -d clients/node_modules/@langchain/ollama ]; then
+   [ ! -d clients/node_modules/ollama-ai-provider-v2 ] || [ ! -d clients/node_modules/@langchain/ollama ] ||
+   [ ! -d clients/node_modules/@langchain/langgraph ] || [ ! -d clients/node_modules/@llamaindex/workflow ] || [ ! -d clients/node_modules/@mastra/core ]; then
   (cd clients && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm ci of the agent libraries (tests/clients)"; echo "0 passed, 1 failed"; exit 1; }
 fi
@@ -114,6 +115,12 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "providers.mjs did not finish: $line"; fi
+  # the agent frameworks over them: LangGraph's ReAct agent, LlamaIndex TS, Mastra
+  out=$(cd clients && timeout 300 node frameworks.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
+  echo "$out" | grep '^FAIL' >&2
+  line=$(echo "$out" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "frameworks.mjs did not finish: $line"; fi
 
   req GET /health ''
   check "health" '[ "$STATUS" = 200 ] && grep -q "\"ok\"" "$TMP/body"'
