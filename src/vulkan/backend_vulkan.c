@@ -9,7 +9,10 @@
  * one command buffer — every dispatch followed by a memory barrier — submitted and waited for;
  * the logits land in host-visible memory and are copied into the sessions' buffers. Sampling
  * stays on the host. Sessions keep their F16 KV cache in device memory and their conv state in
- * host-visible memory (pull / push are copies). One mutex serialises the queue. */
+ * host-visible memory (pull / push are copies). One mutex serialises the queue.
+ * The weight products (mm) are a GEMV for few columns and a tiled GEMM from tile_min columns,
+ * MoE products grouped by expert (docs/VULKAN.md); on unified memory the weights are imported
+ * in place (import_weights); each forward is timed by two timestamps into the model's profile. */
 #include "vulkan/backend_vulkan.h"
 #include "core/error.h"
 #include "core/forward.h"
