@@ -104,11 +104,16 @@ const char *lfm2c_file_type_name(int file_type);
  * backend. steps / solo_steps: the forward passes a thread pool of two or more threads timed
  * for its busy-machine check (each after one of the same size), and how many of them it ran on
  * the calling thread alone, having measured that faster while other processes held the cores
- * (on a quiet machine only a probe of that mode now and then, 5 steps, which loses). */
+ * (on a quiet machine only a probe of that mode now and then, 5 steps, which loses).
+ * device_seconds / device_passes: on the Vulkan backend, the time every forward pass (decode or
+ * prefill) took on the device by its timestamp queries, and how many passes; zero where the
+ * device has no timestamps and on the other backends. */
 typedef struct lfm2c_decode_profile {
     double matmul_seconds, matmul_bytes;
     long matmul_calls;   /* matmul jobs (one per product, or per group of independent ones) */
     long steps, solo_steps;
+    double device_seconds;
+    long device_passes;
 } lfm2c_decode_profile;
 lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *model);
 /* Number of tensors and a description of tensor i (name, type name, shape), for `info`. */

@@ -602,6 +602,22 @@ vulkan_icd() {
   export VK_ICD_FILENAMES=$WORK/nvidia_icd.json VK_DRIVER_FILES=$WORK/nvidia_icd.json
   echo "ICD written for $lib ($WORK/nvidia_icd.json)"
 }
+# vulkan_bench_rows NAME: bench_rows plus the device's own time (timestamp queries: tok/s and GB/s
+# of weights read in it, and its share of the wall time); empty cells where the device has none
+vulkan_bench_rows() {
+  py "$WORK/logs/$1.out" "$WORK/json/$1.json" <<'EOF'
+import json, sys
+try: rows = json.load(open(sys.argv[1]))
+except Exception: rows = []
+json.dump(rows, open(sys.argv[2], 'w'), indent=1)
+for r in rows:
+    d, w = r.get("device_seconds", 0), r.get("wall_seconds", 0)
+    print("| %s | %s | %.1f ± %.1f | %s | %s | %s | %s |" % (r.get("test"), r.get("backend"), r.get("avg_ts", 0),
+          r.get("stddev_ts", 0), ("%.1f" % r["gbps"]) if r.get("gbps") else "",
+          ("%.1f" % r["device_ts"]) if d else "", ("%.1f" % r["device_gbps"]) if r.get("device_gbps") else "",
+          ("%.0f%%" % (100 * d / w)) if d and w else ""))
+EOF
+}
 stage_vulkan() {
   begin_stage vulkan
   need_bin || return
@@ -629,8 +645,8 @@ stage_vulkan() {
   echo "- test_vulkan_cli: $(rc_word "$RC"); $(tail -1 "$WORK/logs/vulkan_cli.log")" | frag
   local p=512 n=128 reps=3
   [ "$quick" = 1 ] && p=64 n=16 reps=1
-  echo "| model | test | backend | tok/s | GB/s |" >"$WORK/logs/vulkan_table.md"
-  echo "|---|---|---|---:|---:|" >>"$WORK/logs/vulkan_table.md"
+  echo "| model | test | backend | tok/s | GB/s | device tok/s | device GB/s | device / wall |" >"$WORK/logs/vulkan_table.md"
+  echo "|---|---|---|---:|---:|---:|---:|---:|" >>"$WORK/logs/vulkan_table.md"
   local m m12=$WORK/models/lfm2-1.2b-q4_k_m$( [ "$quick" = 1 ] && echo -quick).gguf name extra=()
   [ "$quick" = 1 ] && extra=(--layers 4)
   m=$(make_model q4_k_m) || m=
@@ -644,7 +660,7 @@ stage_vulkan() {
     run_bench "vulkan_bench_$name" 240 -m "$mm" --device vulkan -p $p -n $n -r $reps
     echo "- \`lfm2c bench --device vulkan -p $p -n $n -r $reps\` on $(basename "$mm"): $(rc_word "$RC") in ${DUR}s" | frag
     [ "$RC" != 0 ] && tailog "vulkan_bench_$name" 6 | frag
-    bench_rows "vulkan_bench_$name" | sed "s/^|/| $name |/" >>"$WORK/logs/vulkan_table.md"
+    vulkan_bench_rows "vulkan_bench_$name" | sed "s/^|/| $name |/" >>"$WORK/logs/vulkan_table.md"
   done
   echo | frag; cat "$WORK/logs/vulkan_table.md" | frag; echo | frag
   echo "{\"built\": true, \"tests_rc\": $rct, \"cli_rc\": $rcc, \"tests_skipped\": $skip}" >"$WORK/json/vulkan.json"

@@ -7,6 +7,12 @@
 # shutdown; LoRA adapters picked per request (tests/server/lora.mjs).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 # LFM2C_TEST_SERVE_DEVICE=vulkan (or cuda) runs every server of the suite on that backend.
+# LFM2C_TEST_SERVE_QUICK=1 runs the part that exercises the device (for a slow one: lavapipe in
+# CI): the main server's OpenAI SDK suite (e2e.mjs), 8 concurrent clients of 8 tokens against
+# their serial answers, the other APIs' clients (dialects.mjs), its raw-HTTP checks and clean
+# shutdown; not the client libraries, the malformed-request, fidelity and budget scripts, the thinking,
+# queue, memory, hostile-transport, LoRA and --ollama servers (the HTTP layer, the same on any device).
+QUICK=${LFM2C_TEST_SERVE_QUICK:-0}
 set -u
 LFM2C=$(realpath "$1")
 cd "$(dirname "$0")"
@@ -78,7 +84,8 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "e2e.mjs did not finish: $line"; fi
 
-  out=$(cd server && timeout 600 node concurrency.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
+  if [ "$QUICK" = 1 ]; then conc=(8 8); else conc=(); fi
+  out=$(cd server && timeout 600 node concurrency.mjs "http://127.0.0.1:$PORT" $KEY "${conc[@]}" 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
@@ -91,6 +98,7 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects.mjs did not finish: $line"; fi
+  if [ "$QUICK" != 1 ]; then
   out=$(timeout 300 python3 server/dialects_bad.py "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   line=$(echo "$out" | tail -1)
@@ -121,6 +129,7 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "frameworks.mjs did not finish: $line"; fi
+  fi   # QUICK
 
   req GET /health ''
   check "health" '[ "$STATUS" = 200 ] && grep -q "\"ok\"" "$TMP/body"'
@@ -159,11 +168,14 @@ for e in entries:
 PY'
   done
   # max_tokens is a hard bound under every constraint; a cut call is no call; never a 5xx
+  # (a sweep of grammar-constrained budgets: host logic, too long for QUICK on a slow device)
+  if [ "$QUICK" != 1 ]; then
   out=$(timeout 300 python3 server/budget.py "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' | head -20 >&2
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "budget.py did not finish: $line"; fi
+  fi
   req POST /v1/completions '{"prompt":"hi","max_tokens":60,"logprobs":3,"temperature":1,"seed":7,"logit_bias":{'"$ids"'}}' "${AUTH[@]}"
   check "legacy logprobs with partial UTF-8 tokens" 'python3 -c "import json,sys; l=json.load(open(sys.argv[1]))[\"choices\"][0][\"logprobs\"]; assert len(l[\"tokens\"])==60 and len(l[\"token_logprobs\"])==60 and all(len(t)>=1 for t in l[\"top_logprobs\"]) and any(t.startswith(\"bytes:\") for t in l[\"tokens\"])" "$TMP/body"'
   req POST $CHAT '{"messages": [' "${AUTH[@]}"
@@ -264,6 +276,11 @@ PY'
   check "SIGTERM: clean exit ($rc)" '[ $rc = 0 ]'
 else
   bad "main server start"
+fi
+if [ "$QUICK" = 1 ]; then
+  echo "(LFM2C_TEST_SERVE_QUICK: the main server's part of the suite only)"
+  echo "$pass passed, $fail failed"
+  [ $fail = 0 ]; exit
 fi
 
 # ---- a forced answer that cannot fit in the context: a 400, never a 200 cut short (every API) ------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_vulkan_cli.sh LFM2C — --device vulkan from the CLI: logits of a prompt equal the CPU's
 # --reference within 1e-2, greedy `run` gives the CPU's text, `bench --device vulkan` prints
-# sane JSON rows, speculative decoding (--spec-lookup) gives the CPU's greedy text, an unknown
+# sane JSON rows (with the device's timestamp time and GB/s beside the wall's), speculative decoding (--spec-lookup) gives the CPU's greedy text, an unknown
 # device is refused. SKIPs, saying so, in a build without the Vulkan
 # backend or on a machine without a Vulkan device (then only checks that it fails cleanly).
 set -u
@@ -47,6 +47,10 @@ rows = json.load(open(sys.argv[1]))
 assert len(rows) == 2, rows
 for r in rows:
     assert r["avg_ts"] > 0, r
+    # the device's own clock (timestamp queries: lavapipe and GPUs have them) beside the wall's
+    assert r["device_seconds"] > 0 and r["device_passes"] > 0 and r["device_ts"] > 0, r
+    assert r["device_seconds"] <= r["wall_seconds"] * 1.05, r
+    assert (r["device_gbps"] > 0) == r["test"].startswith("tg"), r
 PY
 echo "$pass passed, $fail failed"
 [ $fail = 0 ]

@@ -31,7 +31,35 @@ typedef struct result {
     int n;
     tg_prof prof[64];   /* tg: where each repetition's time went (zero when not profiled: CUDA) */
     long steps, solo_steps;   /* the pool's passes over the repetitions, and those run solo */
+    double dev_seconds, wall_seconds;   /* Vulkan: the repetitions' passes timed on the device, and by the clock */
+    long dev_passes;
 } result;
+
+/* A result's time on the device (lfm2c_decode_profile's device_seconds, Vulkan's timestamps)
+ * since `before`, beside its wall time (from the samples). */
+static void count_device(const lfm2c_model *m, const lfm2c_decode_profile *before, result *r) {
+    const lfm2c_decode_profile now = lfm2c_model_decode_profile(m);
+    r->dev_seconds = now.device_seconds - before->device_seconds;
+    r->dev_passes = now.device_passes - before->device_passes;
+    r->wall_seconds = 0;
+    for (int k = 0; k < r->n; k++)
+        if (r->samples[k] > 0) r->wall_seconds += (r->n_prompt + r->n_gen) / r->samples[k];
+}
+
+/* tokens per second of device time, and for tg the GB/s of weights read in it (0: not timed) */
+static double dev_ts(const result *r) { return r->dev_seconds > 0 ? r->n * (double)(r->n_prompt + r->n_gen) / r->dev_seconds : 0; }
+static double dev_gbps(const result *r, const lfm2c_model_info *in) {
+    return strcmp(r->test, "tg") ? 0 : dev_ts(r) * in->weight_bytes_active / 1e9;
+}
+
+static void print_device_time(const result *r, const lfm2c_model_info *in) {
+    if (r->dev_seconds <= 0 || r->wall_seconds <= 0) return;
+    char gb[64] = "";
+    if (dev_gbps(r, in) > 0) snprintf(gb, sizeof gb, ", %.1f GB/s of weights", dev_gbps(r, in));
+    fprintf(stderr, "%s%d: device time %.2f ms of %.2f ms wall (%.0f%%) over %ld passes: %.2f tok/s%s\n", r->test,
+            r->n_prompt + r->n_gen, 1e3 * r->dev_seconds, 1e3 * r->wall_seconds, 100 * r->dev_seconds / r->wall_seconds,
+            r->dev_passes, dev_ts(r), gb);
+}
 
 /* The repetitions' passes the pool ran solo (a busy machine: lfm2c_decode_profile), from a
  * profile taken before them. */
@@ -411,6 +439,9 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
             for (int k = 0; k < r->n; k++) printf("%s%.3f", k ? ", " : "", prof_gbps(&r->prof[k]));
             printf("]");
         }
+        if (r->dev_seconds > 0)   /* Vulkan: the device's own clock (timestamp queries) */
+            printf(", \"device_seconds\": %.6f, \"wall_seconds\": %.6f, \"device_passes\": %ld, \"device_ts\": %.6f, "
+                   "\"device_gbps\": %.3f", r->dev_seconds, r->wall_seconds, r->dev_passes, dev_ts(r), dev_gbps(r, in));
         printf("}");
         *first_row = 0;
     } else if (!strcmp(fmt, "csv")) {
@@ -535,7 +566,7 @@ int cmd_bench(int argc, char **argv) {
                 struct rusage ru;
                 if (n_b > 0) {
                     for (int bi = 0; bi < n_b; bi++) {
-                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {{0, 0, 0, 0}}, 0, 0};
+                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {{0, 0, 0, 0}}, 0, 0, 0, 0, 0};
                         const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
                         for (int k = 0; k < reps; k++) {
                             double v = run_batched(m, batches[bi], pps[0], tgs[0], &rng, &err);
@@ -561,7 +592,7 @@ int cmd_bench(int argc, char **argv) {
                             for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
                                 int n = pass ? tgs[i] : pps[i];
                                 if (n <= 0) continue;
-                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {{0, 0, 0, 0}}, 0, 0};
+                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {{0, 0, 0, 0}}, 0, 0, 0, 0, 0};
                                 const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
                                 for (int k = 0; k < reps; k++) {
                                     double v = pass ? run_tg(m, s, depths[di], n, &rng, &r.prof[r.n], &err)
@@ -570,9 +601,11 @@ int cmd_bench(int argc, char **argv) {
                                     r.samples[r.n++] = v;
                                 }
                                 count_solo(m, &p0, &r);
+                                count_device(m, &p0, &r);
                                 getrusage(RUSAGE_SELF, &ru);
                                 print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
                                 if (pass && !json && !csv) print_tg_prof(&r);
+                                if (!json && !csv) print_device_time(&r, in);
                             }
                         lfm2c_session_free(s);
                     }

@@ -9,7 +9,10 @@
  * one command buffer — every dispatch followed by a memory barrier — submitted and waited for;
  * the logits land in host-visible memory and are copied into the sessions' buffers. Sampling
  * stays on the host. Sessions keep their F16 KV cache in device memory and their conv state in
- * host-visible memory (pull / push are copies). One mutex serialises the queue. */
+ * host-visible memory (pull / push are copies). One mutex serialises the queue.
+ * The weight products (mm) are a GEMV for few columns and a tiled GEMM from tile_min columns,
+ * MoE products grouped by expert (docs/VULKAN.md); on unified memory the weights are imported
+ * in place (import_weights); each forward is timed by two timestamps into the model's profile. */
 #include "vulkan/backend_vulkan.h"
 #include "core/error.h"
 #include "core/forward.h"
@@ -22,11 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <vulkan/vulkan.h>
 
 /* ---- the shaders (generated arrays, one per src/vulkan/NAME.comp) ----------------------------- */
 
-#define SHADERS(X) X(matmul) X(embed) X(rmsnorm) X(qk) X(attention) X(conv) X(conv_state) X(swiglu) X(route) X(combine)
+#define SHADERS(X) X(matmul) X(matmul_sg) X(matmul_tile) X(moe_group) X(embed) X(rmsnorm) X(qk) X(attention) X(conv) X(conv_state) X(swiglu) X(route) X(combine)
 #define DECL(n) extern const unsigned char lfm2c_spv_##n[]; extern const size_t lfm2c_spv_##n##_len;
 SHADERS(DECL)
 #undef DECL
@@ -46,7 +50,7 @@ typedef struct vk_weight { const uint8_t *data; uint64_t bytes, addr; } vk_weigh
 
 typedef struct vk_scratch {
     int cap;   /* tokens */
-    vbuf x, a, out, big, big2, hid, router, wsel, sel, G, U, D;
+    vbuf x, a, out, big, big2, hid, router, wsel, sel, G, U, D, cnt, list;
     vbuf logits, batch;   /* host-visible */
 } vk_scratch;
 
@@ -62,6 +66,16 @@ typedef struct vk_model {
     VkPipeline pipe[SH_COUNT];
     VkPhysicalDeviceMemoryProperties memp;
     uint32_t max_groups[3];
+    bool subgroup;                /* matmul_sg runs the GEMV (subgroup_ok) */
+    int tile_min;                 /* products over this many columns or more: matmul_tile */
+    bool has_host_import;         /* VK_EXT_external_memory_host enabled */
+    uint64_t import_align;        /* its minImportedHostPointerAlignment */
+    uint64_t imported;            /* bytes of weights imported (not copied) */
+    PFN_vkGetMemoryHostPointerPropertiesEXT host_ptr_props;
+    VkPhysicalDeviceType type;
+    VkQueryPool timer;            /* two timestamps a forward, where the queue has them */
+    double tick_ns;               /* timestampPeriod */
+    uint64_t tick_mask;           /* timestampValidBits */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     vbuf *chunks;
     int n_chunks;
@@ -183,6 +197,7 @@ static int make_pipelines(vk_model *vm, lfm2c_error *err) {
     VkResult r = vkCreatePipelineLayout(vm->dev, &li, NULL, &vm->layout);
     if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreatePipelineLayout");
     for (int i = 0; i < SH_COUNT; i++) {
+        if (i == SH_matmul_sg && !vm->subgroup) continue;   /* its SPIR-V needs subgroup arithmetic */
         size_t len = *spv[i].len;
         uint32_t *code = malloc(len + 4);   /* SPIR-V is read as 32-bit words: an aligned copy */
         if (!code) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
@@ -197,12 +212,60 @@ static int make_pipelines(vk_model *vm, lfm2c_error *err) {
             vm->layout, VK_NULL_HANDLE, 0};
         r = vkCreateComputePipelines(vm->dev, VK_NULL_HANDLE, 1, &ci, NULL, &vm->pipe[i]);
         vkDestroyShaderModule(vm->dev, mod, NULL);
-        if (r != VK_SUCCESS) {
+        if (r != VK_SUCCESS && i == SH_matmul_sg) {   /* the shared-memory GEMV serves */
+            vm->pipe[i] = VK_NULL_HANDLE;
+            vm->subgroup = false;
+        } else if (r != VK_SUCCESS) {
             lfm2c_set_error(err, LFM2C_EIO, "Vulkan: shader '%s' did not compile on %s (VkResult %d)", spv[i].name, vm->name, (int)r);
             return -1;
         }
     }
     return 0;
+}
+
+/* Whether the GEMV may reduce with subgroupAdd (matmul_sg.comp): subgroup arithmetic in compute
+ * shaders, and subgroups of a size that divides 32 (a row's 32 lanes are whole subgroups; where
+ * the size may vary, Vulkan 1.3's maxSubgroupSize too). LFM2C_VULKAN_SUBGROUP=0 turns it off. */
+static bool subgroup_ok(VkPhysicalDevice pd) {
+    const char *env = getenv("LFM2C_VULKAN_SUBGROUP");
+    if (env && !strcmp(env, "0")) return false;
+    VkPhysicalDeviceProperties pr;
+    vkGetPhysicalDeviceProperties(pd, &pr);
+    VkPhysicalDeviceSubgroupSizeControlProperties sc = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
+    VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+    if (pr.apiVersion >= VK_API_VERSION_1_3) sg.pNext = &sc;
+    VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &sg, {0}};
+    vkGetPhysicalDeviceProperties2(pd, &p2);
+    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    uint32_t size = sg.subgroupSize, max = sc.maxSubgroupSize ? sc.maxSubgroupSize : size;
+    return (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) && (sg.supportedOperations & need) == need && size &&
+           size <= 32 && 32 % size == 0 && max <= 32 && 32 % max == 0;
+}
+
+static bool has_extension(VkPhysicalDevice pd, const char *name) {
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(pd, NULL, &n, NULL) != VK_SUCCESS || !n) return false;
+    VkExtensionProperties *e = malloc(n * sizeof *e);
+    bool found = false;
+    if (e && vkEnumerateDeviceExtensionProperties(pd, NULL, &n, e) >= 0)
+        for (uint32_t i = 0; i < n && !found; i++) found = !strcmp(e[i].extensionName, name);
+    free(e);
+    return found;
+}
+
+/* A query pool of two timestamps (start and end of a forward) where the queue family has them. */
+static void timer_open(vk_model *vm, const VkPhysicalDeviceProperties *pr, int fam) {
+    uint32_t n = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(vm->pd, &n, NULL);
+    VkQueueFamilyProperties qf[64];
+    if (n > 64) n = 64;
+    vkGetPhysicalDeviceQueueFamilyProperties(vm->pd, &n, qf);
+    uint32_t bits = (uint32_t)fam < n ? qf[fam].timestampValidBits : 0;
+    if (!bits || pr->limits.timestampPeriod <= 0) return;
+    VkQueryPoolCreateInfo qi = {VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO, NULL, 0, VK_QUERY_TYPE_TIMESTAMP, 2, 0};
+    if (vkCreateQueryPool(vm->dev, &qi, NULL, &vm->timer) != VK_SUCCESS) vm->timer = VK_NULL_HANDLE;
+    vm->tick_ns = pr->limits.timestampPeriod;
+    vm->tick_mask = bits >= 64 ? ~0ull : (1ull << bits) - 1;
 }
 
 static int device_open(vk_model *vm, lfm2c_error *err) {
@@ -218,6 +281,19 @@ static int device_open(vk_model *vm, lfm2c_error *err) {
     VkPhysicalDeviceProperties pr;
     vkGetPhysicalDeviceProperties(vm->pd, &pr);
     snprintf(vm->name, sizeof vm->name, "%s", pr.deviceName);
+    vm->type = pr.deviceType;
+    vm->subgroup = subgroup_ok(vm->pd);
+    const char *tm = getenv("LFM2C_VULKAN_TILE_MIN");   /* tests: the tiled GEMM for small batches too */
+    vm->tile_min = tm && atoi(tm) > 0 ? atoi(tm) : 32;
+    const char *ext[1];
+    uint32_t n_ext = 0;
+    if (has_extension(vm->pd, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME)) {
+        VkPhysicalDeviceExternalMemoryHostPropertiesEXT hp = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
+        VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &hp, {0}};
+        vkGetPhysicalDeviceProperties2(vm->pd, &p2);
+        vm->import_align = hp.minImportedHostPointerAlignment;
+        ext[n_ext++] = VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME;
+    }
     for (int i = 0; i < 3; i++) vm->max_groups[i] = pr.limits.maxComputeWorkGroupCount[i];
     vkGetPhysicalDeviceMemoryProperties(vm->pd, &vm->memp);
     int fam = compute_family(vm->pd);
@@ -225,9 +301,14 @@ static int device_open(vk_model *vm, lfm2c_error *err) {
     VkDeviceQueueCreateInfo qi = {VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, NULL, 0, (uint32_t)fam, 1, &prio};
     VkPhysicalDeviceVulkan12Features f12 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
     f12.bufferDeviceAddress = VK_TRUE;
-    VkDeviceCreateInfo di = {VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &f12, 0, 1, &qi, 0, NULL, 0, NULL, NULL};
+    VkDeviceCreateInfo di = {VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, &f12, 0, 1, &qi, 0, NULL, n_ext, ext, NULL};
     VkResult r = vkCreateDevice(vm->pd, &di, NULL, &vm->dev);
     if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateDevice");
+    if (n_ext) {
+        vm->host_ptr_props = (PFN_vkGetMemoryHostPointerPropertiesEXT)vkGetDeviceProcAddr(vm->dev, "vkGetMemoryHostPointerPropertiesEXT");
+        vm->has_host_import = vm->host_ptr_props != NULL;
+    }
+    timer_open(vm, &pr, fam);
     vkGetDeviceQueue(vm->dev, (uint32_t)fam, 0, &vm->queue);
     VkCommandPoolCreateInfo pi = {VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, NULL,
                                   VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, (uint32_t)fam};
@@ -337,13 +418,17 @@ static int rec_submit(vk_model *vm, lfm2c_error *err) {
     return r == VK_SUCCESS ? 0 : vk_fail(err, r, "waiting for the device");
 }
 
-static void dispatch(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy) {
-    if (!gx || !gy) return;
+static void dispatch3(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy, uint32_t gz) {
+    if (!gx || !gy || !gz) return;
     vkCmdBindPipeline(vm->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vm->pipe[sh]);
     vkCmdPushConstants(vm->cb, vm->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, (uint32_t)pc_size, pc);
-    vkCmdDispatch(vm->cb, gx, gy, 1);
+    vkCmdDispatch(vm->cb, gx, gy, gz);
     barrier(vm, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
             VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT);
+}
+
+static void dispatch(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy) {
+    dispatch3(vm, sh, pc, pc_size, gx, gy, 1);
 }
 
 /* n elements, 256 per workgroup, on a 2-D grid (tok.glsl's flat_index) */
@@ -484,9 +569,113 @@ static uint64_t device_memory(const vk_model *vm) {
     return best;
 }
 
+/* ---- weights imported from host memory (unified memory: VK_EXT_external_memory_host) ---------- */
+
+/* Whether to try importing: LFM2C_VULKAN_IMPORT=0 never, =1 wherever the extension is; by default
+ * on devices that share the host's memory (integrated GPUs, CPU implementations). A discrete
+ * card would read imported weights over the bus: it gets copies. */
+static bool import_wanted(const vk_model *vm) {
+    if (!vm->has_host_import || !vm->import_align) return false;
+    const char *env = getenv("LFM2C_VULKAN_IMPORT");
+    if (env && *env) return strcmp(env, "0") != 0;
+    return vm->type == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU || vm->type == VK_PHYSICAL_DEVICE_TYPE_CPU;
+}
+
+/* b = the len bytes at p (aligned to import_align) as a device buffer, no copy; -1 when the
+ * driver takes neither a host allocation nor a foreign mapping there (the caller copies). */
+static int import_host(vk_model *vm, vbuf *b, const uint8_t *p, uint64_t len) {
+    static const VkExternalMemoryHandleTypeFlagBits kinds[2] = {VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
+                                                                VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_MAPPED_FOREIGN_MEMORY_BIT_EXT};
+    for (int k = 0; k < 2; k++) {
+        memset(b, 0, sizeof *b);
+        VkMemoryHostPointerPropertiesEXT hp = {.sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
+        if (vm->host_ptr_props(vm->dev, kinds[k], p, &hp) != VK_SUCCESS || !hp.memoryTypeBits) continue;
+        VkExternalMemoryBufferCreateInfo eb = {VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO, NULL, kinds[k]};
+        VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, &eb, 0, len,
+                                 VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                     VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
+                                 VK_SHARING_MODE_EXCLUSIVE, 0, NULL};
+        if (vkCreateBuffer(vm->dev, &bi, NULL, &b->buf) != VK_SUCCESS) { b->buf = VK_NULL_HANDLE; continue; }
+        VkMemoryRequirements req;
+        vkGetBufferMemoryRequirements(vm->dev, b->buf, &req);
+        uint32_t bits = req.memoryTypeBits & hp.memoryTypeBits;
+        int t = -1;
+        for (uint32_t i = 0; i < vm->memp.memoryTypeCount; i++)   /* device-local first */
+            if (bits & (1u << i) && (t < 0 || (vm->memp.memoryTypes[i].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT &&
+                                               !(vm->memp.memoryTypes[t].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT))))
+                t = (int)i;
+        VkImportMemoryHostPointerInfoEXT im = {VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT, NULL, kinds[k], (void *)p};
+        VkMemoryAllocateFlagsInfo fl = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO, &im, VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT, 0};
+        VkMemoryAllocateInfo ai = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, &fl, len, (uint32_t)t};
+        if (t < 0 || req.size > len || vkAllocateMemory(vm->dev, &ai, NULL, &b->mem) != VK_SUCCESS) {
+            b->mem = VK_NULL_HANDLE;
+            buf_free(vm, b);
+            continue;
+        }
+        if (vkBindBufferMemory(vm->dev, b->buf, b->mem, 0) != VK_SUCCESS) { buf_free(vm, b); continue; }
+        VkBufferDeviceAddressInfo ad = {VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO, NULL, b->buf};
+        b->addr = vkGetBufferDeviceAddress(vm->dev, &ad);
+        b->size = len;
+        return 0;
+    }
+    return -1;
+}
+
+/* The host memory a file's weights lie in that may be imported whole: its mapping (to the end
+ * of its last page) or its huge-page copy; none for a file given as a buffer. */
+static bool file_span(const gguf_file *g, const uint8_t **lo, const uint8_t **hi) {
+    if (!g->owns_map) return false;
+    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    *lo = g->copied ? g->copy_base : g->map;
+    *hi = g->copied ? g->copy_base + g->copy_len : g->map + ((g->size + page - 1) / page) * page;
+    return true;
+}
+
+/* Every weight given the device address of its bytes in an imported span of its file (one
+ * buffer a file part, aligned outward within the part's memory). False, with nothing imported,
+ * when some weight cannot be (the caller copies them all). */
+static bool import_weights(vk_model *vm, const lfm2c_model *m, uint64_t max_alloc) {
+    const gguf_file *files[1 + 64];
+    int nf = 0;
+    files[nf++] = m->gguf;
+    for (uint32_t i = 0; i < m->gguf->n_parts && nf < 65; i++) files[nf++] = m->gguf->parts[i];
+    const uint64_t A = vm->import_align;
+    for (int f = 0; f < nf; f++) {
+        const uint8_t *lo, *hi, *wlo = NULL, *whi = NULL;
+        if (!file_span(files[f], &lo, &hi)) continue;
+        for (int i = 0; i < vm->n_w; i++)
+            if (vm->w[i].data >= lo && vm->w[i].data + vm->w[i].bytes <= hi) {
+                if (!wlo || vm->w[i].data < wlo) wlo = vm->w[i].data;
+                if (!whi || vm->w[i].data + vm->w[i].bytes > whi) whi = vm->w[i].data + vm->w[i].bytes;
+            }
+        if (!wlo) continue;
+        const uint8_t *a = (const uint8_t *)((uintptr_t)wlo / A * A), *b = (const uint8_t *)(((uintptr_t)whi + A - 1) / A * A);
+        vbuf *c = &vm->chunks[vm->n_chunks];
+        if (a < lo || b > hi || (uint64_t)(b - a) > max_alloc || import_host(vm, c, a, (uint64_t)(b - a))) continue;
+        vm->n_chunks++;
+        for (int i = 0; i < vm->n_w; i++)
+            if (vm->w[i].data >= a && vm->w[i].data + vm->w[i].bytes <= b) vm->w[i].addr = c->addr + (uint64_t)(vm->w[i].data - a);
+    }
+    bool all = true;
+    for (int i = 0; i < vm->n_w; i++) all = all && vm->w[i].addr;
+    if (!all) {
+        for (int i = 0; i < vm->n_chunks; i++) buf_free(vm, &vm->chunks[i]);
+        for (int i = 0; i < vm->n_w; i++) vm->w[i].addr = 0;
+        vm->n_chunks = 0;
+        return false;
+    }
+    for (int i = 0; i < vm->n_w; i++) vm->imported += vm->w[i].bytes;
+    return true;
+}
+
+uint64_t vulkan_weights_imported(const lfm2c_model *m) {
+    const vk_model *vm = m && m->backend == &backend_vulkan ? m->backend_state : NULL;
+    return vm ? vm->imported : 0;
+}
+
 /* Packs the weights into buffers of at most 1 GiB (or the device's largest allocation, if less;
  * a larger tensor gets a buffer of its own), uploads them and sets each one's device address. */
-static int upload_weights(vk_model *vm, lfm2c_error *err) {
+static int upload_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
     VkPhysicalDeviceMaintenance3Properties m3 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &m3, {0}};
     vkGetPhysicalDeviceProperties2(vm->pd, &p2);
@@ -503,6 +692,7 @@ static int upload_weights(vk_model *vm, lfm2c_error *err) {
     }
     vm->chunks = calloc((size_t)vm->n_w, sizeof *vm->chunks);   /* at most one a tensor */
     if (!vm->chunks) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    if (import_wanted(vm) && import_weights(vm, m, max_alloc)) return 0;
     vbuf stage = {0};
     int rc = 0;
     for (int i = 0; i < vm->n_w && !rc;) {
@@ -533,7 +723,7 @@ static int upload_weights(vk_model *vm, lfm2c_error *err) {
 static void scratch_free(vk_model *vm) {
     vk_scratch *s = &vm->s;
     vbuf *bs[] = {&s->x, &s->a, &s->out, &s->big, &s->big2, &s->hid, &s->router, &s->wsel, &s->sel,
-                  &s->G, &s->U, &s->D, &s->logits, &s->batch};
+                  &s->G, &s->U, &s->D, &s->cnt, &s->list, &s->logits, &s->batch};
     for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) buf_free(vm, bs[i]);
     s->cap = 0;
 }
@@ -549,6 +739,7 @@ static void vulkan_model_free(lfm2c_model *m) {
             if (vm->pipe[i]) vkDestroyPipeline(vm->dev, vm->pipe[i], NULL);
         if (vm->layout) vkDestroyPipelineLayout(vm->dev, vm->layout, NULL);
         if (vm->fence) vkDestroyFence(vm->dev, vm->fence, NULL);
+        if (vm->timer) vkDestroyQueryPool(vm->dev, vm->timer, NULL);
         if (vm->pool) vkDestroyCommandPool(vm->dev, vm->pool, NULL);
         vkDestroyDevice(vm->dev, NULL);
     }
@@ -566,7 +757,7 @@ static int vulkan_model_init(lfm2c_model *m, lfm2c_error *err) {
     vm->lock_ok = pthread_mutex_init(&vm->lock, NULL) == 0;
     if (!vm->lock_ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
     if (!vm->lock_ok || device_open(vm, err) || check_model(vm, m, err) || collect_weights(vm, m, err) ||
-        upload_weights(vm, err)) {
+        upload_weights(vm, m, err)) {
         vulkan_model_free(m);
         return -1;
     }
@@ -602,7 +793,7 @@ static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2
         {&s->x, c * H * f, 0}, {&s->a, c * H * f, 0}, {&s->out, c * H * f, 0}, {&s->big, c * vm->big_w * f, 0},
         {&s->big2, c * vm->big_w * f, 0}, {&s->hid, c * vm->hid_w * f, 0}, {&s->router, c * E * f, 0},
         {&s->wsel, c * k * f, 0}, {&s->sel, c * k * f, 0}, {&s->G, c * k * Fe * f, 0}, {&s->U, c * k * Fe * f, 0},
-        {&s->D, c * k * H * f, 0}, {&s->logits, c * in->n_vocab * f, 1},
+        {&s->D, c * k * H * f, 0}, {&s->cnt, E * 4, 0}, {&s->list, E * c * 4, 0}, {&s->logits, c * in->n_vocab * f, 1},
         {&s->batch, (batch_rope(cap) + c * in->head_dim) * 4, 1},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
@@ -710,23 +901,40 @@ static void vulkan_conv_push(lfm2c_session *s) {
 
 /* ---- forward ------------------------------------------------------------------------------------- */
 
-typedef struct { uint64_t w, x, y, sel; uint32_t type, n, rows, row_bytes, expert_stride, ncols, ldx, ldy, xdiv, group, has_sel, col0; } pc_matmul;
+/* mm_pc.glsl's push constants */
+typedef struct {
+    uint64_t w, x, y, sel, cnt, list;
+    uint32_t type, n, rows, row_bytes, expert_stride, ncols, ldx, ldy, xdiv, group, mode, col0, list_stride;
+} pc_matmul;
 
-/* y[col][r] = W_e[r] · x[col / xdiv]; e = sel[col] when sel (MoE pairs, one column a group) */
-static void mm(vk_model *vm, const tensor *t, uint64_t x, int ldx, int ncols, int xdiv, uint64_t sel, uint64_t y) {
-    const uint32_t group = sel ? 1 : 8;
-    pc_matmul pc = {weight_addr(vm, t), x, y, sel, t->type, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)t->row_bytes,
+enum { MM_DENSE, MM_PAIRS, MM_GROUPED };   /* mm_pc.glsl's modes */
+
+/* y[col][r] = W_e[r] · x[col / xdiv]. MM_DENSE: ncols columns, e = 0. MM_PAIRS: ncols (token,
+ * slot) pairs, e = sel[col]. MM_GROUPED: per expert the pairs of s->list (at most T each). The
+ * GEMV (subgroup reduction where the device has it) for few columns, the tiled GEMM from
+ * vm->tile_min columns (an expert's: T). */
+static void mm(vk_model *vm, const tensor *t, uint64_t x, int ldx, int ncols, int xdiv, int mode, int T, uint64_t y) {
+    const vk_scratch *s = &vm->s;
+    const bool tile = mode == MM_GROUPED ? T >= vm->tile_min : mode == MM_DENSE && ncols >= vm->tile_min;
+    const uint32_t group = tile ? 64 : mode == MM_PAIRS ? 1 : 8, rows_per = tile ? 64 : 4;
+    const uint32_t width = mode == MM_GROUPED ? (uint32_t)T : (uint32_t)ncols;   /* columns per expert at most */
+    pc_matmul pc = {weight_addr(vm, t), x, y, mode == MM_PAIRS ? s->sel.addr : 0, s->cnt.addr, s->list.addr,
+                    t->type, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)t->row_bytes,
                     (uint32_t)(t->row_bytes * (uint64_t)t->ne[1]), (uint32_t)ncols, (uint32_t)ldx, (uint32_t)t->ne[1],
-                    (uint32_t)xdiv, group, sel != 0, 0};
-    const uint32_t gx = (uint32_t)((t->ne[1] + 3) / 4), groups = ((uint32_t)ncols + group - 1) / group;
+                    (uint32_t)xdiv, group, (uint32_t)mode, 0, (uint32_t)T};
+    const int sh = tile ? SH_matmul_tile : vm->subgroup ? SH_matmul_sg : SH_matmul;
+    const uint32_t gx = (uint32_t)((t->ne[1] + rows_per - 1) / rows_per), groups = (width + group - 1) / group;
+    const uint32_t gz = mode == MM_GROUPED ? (uint32_t)t->ne[2] : 1;
     for (uint32_t g0 = 0; g0 < groups; g0 += vm->max_groups[1]) {   /* wide batches: several dispatches */
         pc.col0 = g0 * group;
         uint32_t gy = groups - g0 < vm->max_groups[1] ? groups - g0 : vm->max_groups[1];
-        dispatch(vm, SH_matmul, &pc, sizeof pc, gx, gy);
+        dispatch3(vm, sh, &pc, sizeof pc, gx, gy, gz);
     }
 }
 
-static void dense(vk_model *vm, const tensor *t, uint64_t x, int T, uint64_t y) { mm(vm, t, x, (int)t->ne[0], T, 1, 0, y); }
+static void dense(vk_model *vm, const tensor *t, uint64_t x, int T, uint64_t y) {
+    mm(vm, t, x, (int)t->ne[0], T, 1, MM_DENSE, T, y);
+}
 
 typedef struct { uint64_t x, delta, w, y, map; uint32_t H, has_delta, has_map; float eps; } pc_norm;
 
@@ -745,11 +953,19 @@ static void moe_ffn(vk_model *vm, const lfm2c_model *m, const layer *L, int T) {
         (uint32_t)k, L->expert_bias.data != NULL};
     dispatch(vm, SH_route, &pr, sizeof pr, (uint32_t)(T + 63) / 64, 1);
     const int pairs = T * k;
-    mm(vm, &L->gate_exps, s->a.addr, H, pairs, k, s->sel.addr, s->G.addr);
-    mm(vm, &L->up_exps, s->a.addr, H, pairs, k, s->sel.addr, s->U.addr);
+    /* grouped by expert once the pairs are as many as the experts (each expert's weights read
+     * once for its tokens); fewer pairs (decode): each pair its own column, no empty experts */
+    const int mode = pairs >= E ? MM_GROUPED : MM_PAIRS;
+    if (mode == MM_GROUPED) {
+        struct { uint64_t sel, cnt, list; uint32_t pairs, E, stride; } pg = {s->sel.addr, s->cnt.addr, s->list.addr,
+                                                                            (uint32_t)pairs, (uint32_t)E, (uint32_t)T};
+        dispatch(vm, SH_moe_group, &pg, sizeof pg, (uint32_t)(E + 63) / 64, 1);
+    }
+    mm(vm, &L->gate_exps, s->a.addr, H, pairs, k, mode, T, s->G.addr);
+    mm(vm, &L->up_exps, s->a.addr, H, pairs, k, mode, T, s->U.addr);
     struct { uint64_t g, u; uint32_t n; } ps = {s->G.addr, s->U.addr, (uint32_t)(pairs * Fe)};
     dispatch_1d(vm, SH_swiglu, &ps, sizeof ps, (size_t)pairs * Fe);
-    mm(vm, &L->down_exps, s->G.addr, Fe, pairs, 1, s->sel.addr, s->D.addr);
+    mm(vm, &L->down_exps, s->G.addr, Fe, pairs, 1, mode, T, s->D.addr);
     struct { uint64_t d, wsel, o; uint32_t T, k, H; } pc = {s->D.addr, s->wsel.addr, s->out.addr, (uint32_t)T, (uint32_t)k, (uint32_t)H};
     dispatch_1d(vm, SH_combine, &pc, sizeof pc, (size_t)T * H);
 }
@@ -853,6 +1069,16 @@ static int build_table(vk_model *vm, const lfm2c_model *m, const fwd_token *toks
     return n_seq;
 }
 
+/* The forward's time on the device (its two timestamps) into the model's profile (lfm2c.h). */
+static void timer_read(vk_model *vm, lfm2c_decode_profile *prof) {
+    uint64_t ts[2];
+    if (vkGetQueryPoolResults(vm->dev, vm->timer, 0, 2, sizeof ts, ts, sizeof ts[0],
+                              VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT) != VK_SUCCESS)
+        return;
+    prof->device_seconds += (double)((ts[1] - ts[0]) & vm->tick_mask) * vm->tick_ns * 1e-9;
+    prof->device_passes++;
+}
+
 static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     vk_model *vm = m->backend_state;
     if (T <= 0) return 0;
@@ -864,8 +1090,14 @@ static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_er
     if (!rc) {
         int n_seq = build_table(vm, m, toks, T, &n_out);
         rec_begin(vm);
+        if (vm->timer) {
+            vkCmdResetQueryPool(vm->cb, vm->timer, 0, 2);
+            vkCmdWriteTimestamp(vm->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, vm->timer, 0);
+        }
         record(vm, m, T, n_seq, n_out);
+        if (vm->timer) vkCmdWriteTimestamp(vm->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vm->timer, 1);
         rc = rec_submit(vm, err);
+        if (!rc && vm->timer) timer_read(vm, &m->prof);
     }
     if (!rc) {
         const int V = m->info.n_vocab;

@@ -11,4 +11,8 @@ extern const lfm2c_backend backend_vulkan;
  * when name is given, the one the backend would pick is described there (cap bytes). */
 int vulkan_device_count(char *name, size_t cap);
 
+/* Bytes of m's weights the device reads from the host's memory in place (imported, not copied:
+ * unified memory, VK_EXT_external_memory_host); 0 when copied or not on Vulkan. */
+uint64_t vulkan_weights_imported(const lfm2c_model *m);
+
 #endif

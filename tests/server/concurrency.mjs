@@ -1,19 +1,20 @@
 // concurrency.mjs — 32 clients at once: all succeed, and at temperature 0 each gets exactly the
 // answer it gets when the requests run one after another (batching must not change answers).
-// usage: node concurrency.mjs BASE_URL API_KEY
+// usage: node concurrency.mjs BASE_URL API_KEY [CLIENTS [MAX_TOKENS]]   (default 32 clients, 24 tokens;
+// fewer on a slow device: test_server.sh's LFM2C_TEST_SERVE_QUICK)
 import OpenAI from 'openai';
 
-const [base, apiKey] = process.argv.slice(2);
+const [base, apiKey, nArg, maxArg] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: 300000 });
-const N = 32;
+const N = Number(nArg) || 32, MAX = Number(maxArg) || 24;
 let passed = 0, failed = 0;
 const check = (c, what) => { if (c) passed++; else { failed++; console.error(`FAIL ${what}`); } };
 
 // Prompts of different lengths, so prefill chunks and decode steps mix in the same batches.
 const prompts = Array.from({ length: N }, (_, i) => `Request ${i}: ` + 'tell me a story about the sea. '.repeat(1 + (i % 7)));
 const ask = (p, i) => i % 3 === 2
-  ? client.completions.create({ model: 'fixture', prompt: p, max_tokens: 24, temperature: 0 }).then((r) => r.choices[0].text)
-  : client.chat.completions.create({ model: 'fixture', messages: [{ role: 'user', content: p }], max_tokens: 24, temperature: 0, stream: i % 3 === 1 })
+  ? client.completions.create({ model: 'fixture', prompt: p, max_tokens: MAX, temperature: 0 }).then((r) => r.choices[0].text)
+  : client.chat.completions.create({ model: 'fixture', messages: [{ role: 'user', content: p }], max_tokens: MAX, temperature: 0, stream: i % 3 === 1 })
     .then(async (r) => {
       if (i % 3 === 0) return r.choices[0].message.content;
       let t = '';

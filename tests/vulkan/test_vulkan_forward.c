@@ -4,7 +4,11 @@
  * cache's 1e-2; quantized ones: the CPU fast path's bound against the dequantized reference),
  * greedy continuations of the F32 fixtures, several sessions in one batch == each alone,
  * checkpoints / truncation / reset (conv state host <-> device), session copies, and a model that does not fit
- * the device's memory (LFM2C_VULKAN_MEMORY_MB) failing with a clear message.
+ * the device's memory (LFM2C_VULKAN_MEMORY_MB) failing with a clear message; and the paths the
+ * default picks leave out on this device (check_paths): the tiled GEMM for every batch, the
+ * shared-memory GEMV reduction, copied weights (on lavapipe they are imported), each against the
+ * default's logits; that the weights were imported where the device offers VK_EXT_external_memory_host
+ * and shares the host's memory, and that the device timed the passes.
  * Without a Vulkan device it checks that opening a model on Vulkan fails cleanly, prints
  * "SKIP: no Vulkan device" and exits 0. LFM2C_TEST_FIXTURES=name,name limits the fixtures. */
 #include "lfm2c.h"
@@ -183,6 +187,58 @@ static void check_too_big(void) {
     lfm2c_model_free(m);
 }
 
+/* logits of one prompt in one batch with the environment variable name=value while opening */
+static float *variant_logits(const char *path, const char *name, const char *value, const int32_t *ids, int n,
+                             uint64_t *imported) {
+    setenv(name, value, 1);
+    lfm2c_model *m = open_model(path, LFM2C_DEVICE_VULKAN, false);
+    unsetenv(name);
+    float *out = m ? all_logits(m, ids, n, false) : NULL;
+    if (imported) *imported = vulkan_weights_imported(m);
+    lfm2c_model_free(m);
+    return out;
+}
+
+/* The paths the defaults do not take on this device for these fixtures, against the defaults:
+ * LFM2C_VULKAN_TILE_MIN=2 (the tiled GEMM, MoE experts grouped, for any batch of 2 or more),
+ * LFM2C_VULKAN_SUBGROUP=0 (the GEMV's shared-memory reduction), LFM2C_VULKAN_IMPORT=0 / 1 (weights
+ * copied / imported). Bit for bit where only the weights' home differs. */
+static void check_paths(const char *nm) {
+    char path[512];
+    snprintf(path, sizeof path, "data/%s.gguf", nm);
+    enum { N = 24 };   /* under the default tile_min (32): the defaults run the GEMV */
+    int32_t ids[N];
+    for (int i = 0; i < N; i++) ids[i] = 1 + (i * 37) % 500;
+    lfm2c_model *m = open_model(path, LFM2C_DEVICE_VULKAN, false), *ref = open_model(path, LFM2C_DEVICE_CPU, true);
+    if (!m || !ref) return;
+    const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
+    const size_t NV = (size_t)N * lfm2c_model_get_info(m)->n_vocab;
+    float *base = all_logits(m, ids, N, false), *rb = all_logits(ref, ids, N, false);
+    const lfm2c_decode_profile p1 = lfm2c_model_decode_profile(m);
+    CHECK(p1.device_passes >= p0.device_passes + 1 && p1.device_seconds > p0.device_seconds,
+          "%s: the device's timestamps did not time the pass (%ld passes, %g s)", nm, p1.device_passes, p1.device_seconds);
+    uint64_t imp_def = vulkan_weights_imported(m), imp_on = 0, imp_off = 1;
+    float *tile = variant_logits(path, "LFM2C_VULKAN_TILE_MIN", "2", ids, N, NULL);
+    float *shared = variant_logits(path, "LFM2C_VULKAN_SUBGROUP", "0", ids, N, NULL);
+    float *copied = variant_logits(path, "LFM2C_VULKAN_IMPORT", "0", ids, N, &imp_off);
+    float *imported = variant_logits(path, "LFM2C_VULKAN_IMPORT", "1", ids, N, &imp_on);
+    double dt = tile ? test_maxabs(tile, base, NV) : 1, ds = shared ? test_maxabs(shared, base, NV) : 1;
+    double dtr = tile ? test_maxabs(tile, rb, NV) : 1;
+    /* other summation orders: the --reference tolerance (logits here reach the hundreds) */
+    CHECK(dt <= 1e-2 && dtr <= 1e-2, "%s: tiled GEMM vs GEMV %g, vs --reference %g", nm, dt, dtr);
+    CHECK(ds <= 1e-2, "%s: shared-memory vs subgroup reduction %g", nm, ds);
+    CHECK(imp_off == 0, "%s: LFM2C_VULKAN_IMPORT=0 still imported", nm);
+    CHECK(copied && imported && !memcmp(copied, imported, NV * sizeof(float)), "%s: imported weights give other logits", nm);
+    printf("%-26s tiled GEMM vs GEMV %.2e (vs --reference %.2e), shared-memory vs subgroup reduction %.2e; weights "
+           "imported: %llu bytes by default, %llu asked; device time %.3f ms over %ld passes\n", nm, dt, dtr, ds,
+           (unsigned long long)imp_def, (unsigned long long)imp_on, 1e3 * p1.device_seconds, p1.device_passes);
+    if (getenv("LFM2C_TEST_EXPECT_IMPORT"))   /* CI on lavapipe: it offers VK_EXT_external_memory_host */
+        CHECK(imp_def > 0 && imp_on > 0, "%s: the weights were not imported on this device", nm);
+    free(base), free(rb), free(tile), free(shared), free(copied), free(imported);
+    lfm2c_model_free(m);
+    lfm2c_model_free(ref);
+}
+
 int main(void) {
     char dev[300];
     if (vulkan_device_count(dev, sizeof dev) == 0) {
@@ -197,6 +253,9 @@ int main(void) {
     }
     printf("Vulkan device: %s\n", dev);
     check_too_big();
+    check_paths("lfm2-tiny-moe-q8_0");
+    check_paths("lfm2-kq-moe-q4_k_m");
+    check_paths("lfm2-tiny-dense-f32");
     const char *names[64];
     int nn = 0;
     DIR *d = opendir("data");
