@@ -453,25 +453,29 @@ AI T5 __m512i ld5(const uint8_t *p) {
 #endif
 }
 
+/* The most columns one pass over a block takes (the few-column tile; prefill's tiles take 4):
+ * 3 vectors per column (S, A0, A1) + about 10 shared ones fit the 32 registers. */
+#define X16_MAX_CB 6
+
 /* One block (256 weights) of one group for CB columns (a[c] their Q8_K blocks), added to acc[c]. */
 AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    __m512i S[4];
-#pragma GCC unroll 4
+    __m512i S[X16_MAX_CB];
+#pragma GCC unroll 8
     for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
     __m512i sc8[2], mn8[2];
     x16_scales5(p, 0, &sc8[0], &mn8[0]);
     x16_scales5(p, 1, &sc8[1], &mn8[1]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int jj = 0; jj < 4; jj++) {
-        __m512i A0[4], A1[4], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
+        __m512i A0[X16_MAX_CB], A1[X16_MAX_CB], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++) A0[c] = A1[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i v = ld5(p + 256 + 64 * (8 * jj + g));
             const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_andnot_si512(m4, v);   /* 16 x nibble */
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int c = 0; c < CB; c++) {
                 const int8_t *x0 = a[c]->qs + 64 * jj + 4 * g, *x1 = a[c]->qs + 64 * jj + 32 + 4 * g;
                 if (CB == 1 && (g & 1)) {
@@ -487,25 +491,25 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
             A0[0] = _mm512_add_epi32(A0[0], B0);
             A1[0] = _mm512_add_epi32(A1[0], B1);
         }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++) A1[c] = _mm512_srai_epi32(A1[c], 4);   /* exact: a multiple of 16 */
         const __m512i s0 = x16_lane5(sc8[jj / 2], 2 * (jj % 2)), s1 = x16_lane5(sc8[jj / 2], 2 * (jj % 2) + 1);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
             S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
     }
     __m512i mp[4];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int i = 0; i < 4; i++) mp[i] = x16_minpair5(mn8[i / 2], i);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < CB; c++) {
         /* pair sums of the 16-sums: dword i = (bsum of sub-block 2i, of 2i + 1) as int16 */
         const __m256i s32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[c]->bsums), _mm256_set1_epi16(1));
         const __m512i bp = _mm512_castsi128_si512(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
         __m512i M = _mm512_setzero_si512();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int i = 0; i < 4; i++) M = _mm512_dpwssd_epi32(M, mp[i], _mm512_permutexvar_epi32(_mm512_set1_epi32(i), bp));
         const __m512 da = _mm512_set1_ps(a[c]->d);
         acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, da), acc[c]);
@@ -518,15 +522,15 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
  * acc = fma(S, d da, acc) as q6K_tile5 does. */
 AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    __m512i S[4];
-#pragma GCC unroll 4
+    __m512i S[X16_MAX_CB];
+#pragma GCC unroll 8
     for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
-        __m512i A0[4], A1[4], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
+        __m512i A0[X16_MAX_CB], A1[X16_MAX_CB], B0 = _mm512_setzero_si512(), B1 = _mm512_setzero_si512();
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++) A0[c] = A1[c] = _mm512_setzero_si512();
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
             const int v = 4 * j + t;
             const __m512i n = ld5(p + 288 + 64 * v), h = ld5(p + 2336 + 64 * (v % 16));
@@ -535,7 +539,7 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
             const __m512i hh = j < 4 ? h : _mm512_srli_epi16(h, 2);
             const __m512i wl = _mm512_ternarylogic_epi32(n, m4, _mm512_and_si512(hl, m30), 0xEA);   /* (a & b) | c */
             const __m512i wh = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n, 4), m4, _mm512_and_si512(hh, m30), 0xEA);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int c = 0; c < CB; c++) {
                 const int8_t *x0 = a[c]->qs + 4 * v, *x1 = a[c]->qs + 4 * (v + 32);
                 if (CB == 1 && (t & 1)) {
@@ -553,7 +557,7 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
         }
         const __m512i s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * j)));
         const __m512i s1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * (j + 8))));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
             S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
     }
@@ -565,7 +569,7 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
         sp[i] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(x, y), _mm_unpacklo_epi8(x, y)));
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int c = 0; c < CB; c++) {
         __m512i O = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -657,14 +661,17 @@ AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, fl
     _mm512_storeu_ps(o, acc);
 }
 /* Few columns (2..FEW_MAX_COLS: a verification of drafted tokens, a few sessions' decode): the
- * decode tile's one prefetched stream, each block computed for 4 columns at a time while it is
- * in L1, so the weights are read from memory once for all columns. */
+ * decode tile's one prefetched stream, each block computed for up to X16_MAX_CB columns a pass
+ * while it is in L1, so the weights are read from memory once for all columns and unpacked once
+ * per pass. */
 AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     switch (k) {
     case 1: q6 ? x16q6_block5(1, p, a, acc) : x16_block5(1, p, a, acc); break;
     case 2: q6 ? x16q6_block5(2, p, a, acc) : x16_block5(2, p, a, acc); break;
     case 3: q6 ? x16q6_block5(3, p, a, acc) : x16_block5(3, p, a, acc); break;
-    default: q6 ? x16q6_block5(4, p, a, acc) : x16_block5(4, p, a, acc); break;
+    case 4: q6 ? x16q6_block5(4, p, a, acc) : x16_block5(4, p, a, acc); break;
+    case 5: q6 ? x16q6_block5(5, p, a, acc) : x16_block5(5, p, a, acc); break;
+    default: q6 ? x16q6_block5(6, p, a, acc) : x16_block5(6, p, a, acc); break;
     }
 }
 AI T5 void x16_few5(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
@@ -677,7 +684,13 @@ AI T5 void x16_few5(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t 
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         const block_q8_K *a[FEW_MAX_COLS];
         for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        for (int c0 = 0; c0 < nc; c0 += 4) x16_cols5(q6, nc - c0, p, a + c0, acc + c0);
+        /* passes of at most X16_MAX_CB columns, as even as they go: 7 = 4 + 3, not 6 + 1 */
+        const int np = (nc + X16_MAX_CB - 1) / X16_MAX_CB;
+        for (int i = 0, c0 = 0; i < np; i++) {
+            const int k = (nc - c0) / (np - i);
+            x16_cols5(q6, k, p, a + c0, acc + c0);
+            c0 += k;
+        }
     }
     for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + c * os, acc[c]);
 }
