@@ -29,7 +29,7 @@
  * Regular expressions (pattern, format) are parsed from the ECMA-262 subset schemas use and
  * compiled to a DFA over code points (see the regex section); strings carry the DFA state. */
 #include "chat/grammar.h"
-#include "core/error.h"
+#include "base/error.h"
 
 #include <jansson.h>
 #include <limits.h>

@@ -23,7 +23,7 @@ typedef struct grammar grammar; /* compiled, immutable: share it between request
 
 /* A JSON schema (text). NULL + message in err on an unsupported or malformed schema.
  * (The two compilers hand their message back in the caller's buffer, the last place in src/chat
- * outside core/error.h's convention: inside, the compiler uses an lfm2c_error; these signatures
+ * outside base/error.h's convention: inside, the compiler uses an lfm2c_error; these signatures
  * move to `lfm2c_error *err` together with their caller in src/serve/server.c.) */
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap);
 /* The same, given up ("too costly to compile") as soon as *cancel becomes true (the request is

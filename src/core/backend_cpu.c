@@ -6,7 +6,7 @@
  * are rearranged in place into the layout the kernel table multiplies fastest
  * (kernel_ops.packed_type; same bytes, same results bit for bit), in parallel on the pool. */
 #include "core/backend.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/forward.h"
 #include "core/scratch.h"
 #include "core/session.h"

@@ -6,7 +6,7 @@
  * thread pool and calls the kernel table (kernels.h), or in reference mode a plain float dot.
  * Buffers come from the model's scratch slots (scratch.c), named below. */
 #include "core/forward.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "cpu/kernels.h"
 #include "core/matmul.h"
 #include "core/lora.h"

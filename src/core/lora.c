@@ -11,7 +11,7 @@
 #include "core/lora.h"
 #include "core/matmul.h"
 #include "core/backend.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/session.h"
 #include "formats/ggml_types.h"
 #include "formats/safetensors.h"

@@ -6,7 +6,7 @@
 #include "formats/gguf.h"
 #include "cpu/kernels.h"
 #include "text/tokenizer.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 
 /* A weight matrix as stored: rows of ne[0] inputs; ne[1] rows (outputs); ne[2] experts. */
 typedef struct tensor {
