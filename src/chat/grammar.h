@@ -2,7 +2,7 @@
  * texts valid against a JSON-schema subset (or LFM2 Pythonic tool-call lists), and a token mask
  * that lets the sampler pick only tokens whose bytes keep the automaton alive.
  *
- * Schema subset (see grammar.c for the full list): type (one or a list), properties, required,
+ * Schema subset (see grammar_schema.c for the full list): type (one or a list), properties, required,
  * additionalProperties, items, prefixItems, enum, const, anyOf/oneOf, allOf (merged), $ref into
  * $defs/definitions (recursion included), integer/number bounds and multipleOf, minLength/
  * maxLength (code points), pattern and the common formats (own regex -> DFA), minItems/maxItems;
