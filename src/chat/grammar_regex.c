@@ -832,8 +832,9 @@ rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
     if (ok) {
         /* edges of a state are in a's order, then b's: sort each state's list by lo */
         for (int s = 0; s < n; s++) {
-            redge *e = edges + first[s];
             int m = (s + 1 < n ? first[s + 1] : n_edges) - first[s];
+            if (m < 2) continue;   /* nothing to sort (and edges is NULL when no state has any) */
+            redge *e = edges + first[s];
             for (int i = 1; i < m; i++)
                 for (int j = i; j > 0 && e[j].lo < e[j - 1].lo; j--) { redge t = e[j]; e[j] = e[j - 1]; e[j - 1] = t; }
         }
