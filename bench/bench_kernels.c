@@ -8,7 +8,7 @@
  * Usage: bench_kernels [decode_MB] [threads] [isa] [type] [reps] */
 #include "cpu/kernels.h"
 #include "formats/ggml_types.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,7 @@
  * of one slice: MoE decode reads its experts so (an expert's matrix of the 24B-A2B is 1.7 MB,
  * four of 64 chosen per token and layer), and on a virtual machine with a large buffer this
  * reads slower than one long stream. Usage: membw [MB] [max_threads] [PIECE_KB] */
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

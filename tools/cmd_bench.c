@@ -2,8 +2,9 @@
  * JSON shapes so the numbers compare directly; plus achieved GB/s of weights per decoded token,
  * peak RSS, and a batched mode (-b B: B sequences decoded together, total tokens/s). */
 #include "cli.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 #include "cpu/kernels.h"
+#include "base/clock.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,12 +13,6 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Decode time and what the weight products took of it (lfm2c_model_decode_profile): summed
  * over a result's repetitions, and per repetition (the first is often slow: weights just
@@ -123,9 +118,9 @@ static double run_pp(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
     if (!ids) return -1;
     for (int i = 0; i < n; i++) ids[i] = random_token(rng, V);
-    double t0 = now_s();
+    double t0 = lfm2c_now_s();
     int rc = lfm2c_session_decode(s, ids, n, LFM2C_LOGITS_LAST, err);
-    double t = now_s() - t0;
+    double t = lfm2c_now_s() - t0;
     free(ids);
     return rc ? -1 : n / t;
 }
@@ -137,12 +132,12 @@ static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_
     int V = lfm2c_model_get_info(m)->n_vocab;
     int32_t tok = random_token(rng, V);
     const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
-    double t0 = now_s();
+    double t0 = lfm2c_now_s();
     for (int i = 0; i < n; i++) {
         if (lfm2c_session_decode(s, &tok, 1, LFM2C_LOGITS_LAST, err)) return -1;
         tok = random_token(rng, V);
     }
-    const double dt = now_s() - t0;
+    const double dt = lfm2c_now_s() - t0;
     if (p) {
         const lfm2c_decode_profile p1 = lfm2c_model_decode_profile(m);
         p->seconds += dt;
@@ -191,7 +186,7 @@ static double run_batched(lfm2c_model *m, int B, int np, int ng, uint64_t *rng, 
         for (int i = 0; i < np; i++) toks[b][i] = random_token(rng, V);
         mode[b] = LFM2C_LOGITS_LAST;
     }
-    double t0 = now_s();
+    double t0 = lfm2c_now_s();
     /* prefill in groups so one forward holds about 512 tokens */
     int group = np >= 512 ? 1 : 512 / (np ? np : 1);
     for (int b = 0; b < B; b += group) {
@@ -203,7 +198,7 @@ static double run_batched(lfm2c_model *m, int B, int np, int ng, uint64_t *rng, 
         for (int b = 0; b < B; b++) { toks[b][0] = random_token(rng, V); n[b] = 1; }
         if (lfm2c_decode_batch(ss, (const int32_t *const *)toks, n, mode, B, err)) goto done;
     }
-    rate = (double)B * (np + ng) / (now_s() - t0);
+    rate = (double)B * (np + ng) / (lfm2c_now_s() - t0);
 done:
     for (int b = 0; b < B; b++) { lfm2c_session_free(ss[b]); free(toks[b]); }
     free(ss); free(toks); free(n); free(mode);
@@ -221,9 +216,9 @@ static double verify_seconds(lfm2c_model *m, lfm2c_session *s, int n, int reps, 
     for (int r = 0; r < reps; r++) {
         for (int i = 0; i < n; i++) ids[i] = random_token(rng, V);
         if (lfm2c_session_mark(s, n, err)) return -1;
-        double t0 = now_s();
+        double t0 = lfm2c_now_s();
         if (lfm2c_session_decode(s, ids, n, n > 1 ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST, err)) return -1;
-        total += now_s() - t0;
+        total += lfm2c_now_s() - t0;
         if (lfm2c_session_rollback(s, past, err)) return -1;
     }
     return total / reps;
@@ -243,7 +238,7 @@ static double spec_rate(lfm2c_model *m, lfm2c_spec *spec, int np, int n, uint64_
     if (!s || !ids || !smp) goto done;
     for (int i = 0; i < np; i++) ids[i] = random_token(rng, V);
     if (lfm2c_session_decode(s, ids, np, LFM2C_LOGITS_LAST, err)) goto done;
-    double t0 = now_s();
+    double t0 = lfm2c_now_s();
     int32_t last = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), np);
     int got = 1;
     while (got < n) {
@@ -257,7 +252,7 @@ static double spec_rate(lfm2c_model *m, lfm2c_spec *spec, int np, int n, uint64_
         }
         got += k;
     }
-    rate = got / (now_s() - t0);
+    rate = got / (lfm2c_now_s() - t0);
 done:
     lfm2c_sampler_free(smp);
     free(ids);

@@ -7,6 +7,8 @@
  * terminal (between <think> lines otherwise), kept out of the answer the conversation remembers,
  * and closed after --reasoning-budget tokens. */
 #include "cli.h"
+#include "base/buf.h"
+#include "base/clock.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -24,12 +26,6 @@
 
 static volatile sig_atomic_t interrupted;
 static void on_sigint(int sig) { (void)sig; interrupted = 1; }
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* One input line (malloc'd, without newline) or NULL at end of input. */
 static char *read_line(const char *prompt, bool tty) {
@@ -218,9 +214,12 @@ static void reply_add(chat *ch, reply_buf *rb, int32_t tok) {
     char buf[1024];
     int nb = lfm2c_token_to_bytes(ch->m, tok, true, buf, sizeof buf);
     if (nb > (int)sizeof buf) nb = sizeof buf;
-    while (rb->len + (size_t)nb + 1 > rb->cap) rb->p = realloc(rb->p, rb->cap *= 2);
-    memcpy(rb->p + rb->len, buf, (size_t)nb);
-    rb->len += (size_t)nb;
+    char *p = nb >= 0 ? lfm2c_grow(rb->p, &rb->cap, rb->len, (size_t)nb + 1, 1, 4096) : NULL;
+    if (p) { /* out of memory: the reply kept for the history misses this token's text */
+        rb->p = p;
+        memcpy(rb->p + rb->len, buf, (size_t)nb);
+        rb->len += (size_t)nb;
+    }
     nb = lfm2c_detok_push(&rb->dt, ch->m, tok, buf, sizeof buf);
     show(ch, &rb->sh, buf, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), false);
 }
@@ -329,7 +328,7 @@ static bool chat_turn(chat *ch, const char *line) {
         drop_last_message(ch);
         return true;
     }
-    double t0 = now_s();
+    double t0 = lfm2c_now_s();
     int common = 0;
     if (lfm2c_session_sync(ch->s, ids, n, &common, &err) ||
         lfm2c_session_decode(ch->s, ids + common, n - common, LFM2C_LOGITS_LAST, &err)) {
@@ -337,13 +336,13 @@ static bool chat_turn(chat *ch, const char *line) {
         free(ids);
         return false;
     }
-    double t1 = now_s();
+    double t1 = lfm2c_now_s();
     int fed = n - common, produced = 0;
     free(ids);
     size_t len = 0;
     bool stopped = false;
     char *reply = generate_reply(ch, &len, &produced, &stopped);
-    double t2 = now_s();
+    double t2 = lfm2c_now_s();
     close_turn(ch, reply, len);
     char *think = NULL, *answer = NULL;
     size_t nt = 0, na = 0;

@@ -4,6 +4,7 @@
  * otherwise. */
 #include "cli.h"
 #include "hub/hub.h"
+#include "base/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,12 +27,6 @@ typedef struct {
     char file[256];
 } progress_state;
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void human(uint64_t b, char *out, size_t cap) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)b;
@@ -44,7 +39,7 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
     progress_state *ps = user;
     if (strcmp(ps->file, file)) {   /* a new file */
         snprintf(ps->file, sizeof ps->file, "%s", file);
-        ps->t0 = mono_s();
+        ps->t0 = lfm2c_now_s();
         ps->start_bytes = resumed;
         ps->last_decile = -1;
         if (resumed && resumed < total) {
@@ -57,7 +52,7 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
             return;
         }
     }
-    double dt = mono_s() - ps->t0;
+    double dt = lfm2c_now_s() - ps->t0;
     double rate = dt >= 0.25 ? (double)(done - ps->start_bytes) / dt : 0;   /* too early to tell: 0 */
     char d[32], t[32], r[40];
     human(done, d, sizeof d);

@@ -1,5 +1,6 @@
 /* cmd_run.c — `lfm2c run`: generate a continuation of a prompt, printed as it is produced. */
 #include "cli.h"
+#include "base/clock.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -7,12 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static const char USAGE[] =
     "usage: lfm2c run -m MODEL.gguf (-p PROMPT | -f FILE) [options]\n"
@@ -134,9 +129,9 @@ int cmd_run(int argc, char **argv) {
     if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) { cli_fail("out of memory"); goto done; }
     if (cli_spec_on(&spec_opts) && !(spec = cli_spec_open(&spec_opts, m, ctx, threads, device, &draft))) goto done;
 
-    double t0 = now_s();
+    double t0 = lfm2c_now_s();
     if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); goto done; }
-    double t1 = now_s();
+    double t1 = lfm2c_now_s();
     lfm2c_detok dt;
     lfm2c_detok_init(&dt, special);
     char buf[1024];
@@ -160,7 +155,7 @@ int cmd_run(int argc, char **argv) {
     int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
     fwrite(buf, 1, (size_t)nb, stdout);
     printf("\n");
-    double t2 = now_s();
+    double t2 = lfm2c_now_s();
     if (verbose)
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
                 n_prompt, t1 - t0, n_prompt / (t1 - t0), produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1));

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "serve/scheduler.h"
 #include "serve/server.h"
+#include "base/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -156,8 +157,8 @@ static void log_line(void *user, const char *line) {
 static bool drain(server *srv, sched *s, int timeout_s, const sigset_t *stop_set) {
     server_drain(srv);
     fprintf(stderr, "lfm2c: draining (up to %d s; a second signal stops at once)\n", timeout_s);
-    double end = sched_now() + timeout_s;
-    while (sched_now() < end) {
+    double end = lfm2c_now_s() + timeout_s;
+    while (lfm2c_now_s() < end) {
         sched_stats st;
         sched_get_stats(s, &st);
         if (st.active_slots == 0 && st.queue_depth == 0) return true;

@@ -1,7 +1,7 @@
 /* lfm2c.c — the command-line program: dispatches `lfm2c <command> ...` to tools/cmd_*.c. */
 #include "cli.h"
 #include "cpu/kernels.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 
 #include <errno.h>
 #include <math.h>

@@ -3,7 +3,7 @@
  * carries none. All three go through the same Jinja interpreter (jinja.c); the built-in format is
  * just the official LFM2 template text kept here. */
 #include "lfm2c.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "chat/jinja.h"
 
 #include <stdio.h>

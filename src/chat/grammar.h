@@ -2,7 +2,7 @@
  * texts valid against a JSON-schema subset (or LFM2 Pythonic tool-call lists), and a token mask
  * that lets the sampler pick only tokens whose bytes keep the automaton alive.
  *
- * Schema subset (see grammar.c for the full list): type (one or a list), properties, required,
+ * Schema subset (see grammar_schema.c for the full list): type (one or a list), properties, required,
  * additionalProperties, items, prefixItems, enum, const, anyOf/oneOf, allOf (merged), $ref into
  * $defs/definitions (recursion included), integer/number bounds and multipleOf, minLength/
  * maxLength (code points), pattern and the common formats (own regex -> DFA), minItems/maxItems;
@@ -23,7 +23,7 @@ typedef struct grammar grammar; /* compiled, immutable: share it between request
 
 /* A JSON schema (text). NULL + message in err on an unsupported or malformed schema.
  * (The two compilers hand their message back in the caller's buffer, the last place in src/chat
- * outside core/error.h's convention: inside, the compiler uses an lfm2c_error; these signatures
+ * outside base/error.h's convention: inside, the compiler uses an lfm2c_error; these signatures
  * move to `lfm2c_error *err` together with their caller in src/serve/server.c.) */
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap);
 /* The same, given up ("too costly to compile") as soon as *cancel becomes true (the request is

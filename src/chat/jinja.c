@@ -15,8 +15,9 @@
  * element compared or searched — and checked often, so no template can run away with a thread.
  * Sizes and indices are computed with checked arithmetic (Python ints are unbounded; ours are
  * int64, and an overflow is a clean render error, never a wrap). */
-#include "core/error.h"
+#include "base/error.h"
 #include "chat/jinja.h"
+#include "base/clock.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -132,12 +133,6 @@ static _Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, 
     failv(f, code, line, fmt, ap);
 }
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Charges n units of work to the render; fails when the steps, the time or the caller run out. */
 static void tick(jfail *f, uint64_t n) {
     budget *b = f->bud;
@@ -148,7 +143,7 @@ static void tick(jfail *f, uint64_t n) {
     if (b->steps > b->max_steps)
         fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its budget of %llu steps", (unsigned long long)b->max_steps);
     if (b->cancel && atomic_load(b->cancel)) fail_code(f, LFM2C_ECANCELLED, 0, "template rendering cancelled");
-    if (mono_now() > b->deadline) fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its time budget");
+    if (lfm2c_now_s() > b->deadline) fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its time budget");
 }
 
 static void *xalloc(jfail *f, size_t n) {
@@ -3670,7 +3665,7 @@ char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_opti
                    lfm2c_error *err) {
     arena a = {.limit = opt && opt->memory_limit ? opt->memory_limit : JINJA_DEFAULT_MEMORY, .shared = true};
     budget bud = {.max_steps = opt && opt->max_steps ? opt->max_steps : JINJA_DEFAULT_STEPS,
-                  .deadline = mono_now() + (opt && opt->max_seconds > 0 ? opt->max_seconds : JINJA_DEFAULT_SECONDS),
+                  .deadline = lfm2c_now_s() + (opt && opt->max_seconds > 0 ? opt->max_seconds : JINJA_DEFAULT_SECONDS),
                   .cancel = opt ? opt->cancel : NULL};
     ctx c;
     memset(&c, 0, sizeof c);

@@ -9,6 +9,7 @@
 #include "chat/toolcall.h"
 
 #include "lfm2c.h"
+#include "base/buf.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -29,13 +30,9 @@ typedef struct {
 
 static bool sb_reserve(strbuf *b, size_t extra) {
     if (b->oom) return false;
-    if (b->n + extra + 1 <= b->cap) return true;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->n + extra + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
+    char *p = lfm2c_grow(b->p, &b->cap, b->n, extra + 1, 1, 64);
     if (!p) { b->oom = true; return false; }
     b->p = p;
-    b->cap = cap;
     return true;
 }
 

@@ -7,14 +7,15 @@
  *   3. metadata: general.*, {arch}.*, tokenizer.* from tokenizer.json / tokenizer_config.json /
  *      config.json, chat template, general.sampling.* from generation_config.json;
  *   4. tensor data streamed in row chunks, converted on a thread pool. */
-#include "core/error.h"
+#include "base/error.h"
 #include "core/lfm2_arch.h"
 #include "convert/convert.h"
 #include "formats/gguf_write.h"
 #include "formats/ggml_types.h"
 #include "convert/quantize.h"
 #include "formats/safetensors.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
+#include "base/clock.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -956,15 +957,9 @@ static void release_pages(const st_tensor *t) {
     if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_params *params,
                         convert_stats *stats, lfm2c_error *err) {
-    double t0 = now_s();
+    double t0 = lfm2c_now_s();
     convert_stats st_local;
     convert_stats *st = stats ? stats : &st_local;
     memset(st, 0, sizeof *st);
@@ -1074,6 +1069,6 @@ done:
     st_close(m);
     json_decref(cfg);
     json_decref(gen);
-    st->seconds = now_s() - t0;
+    st->seconds = lfm2c_now_s() - t0;
     return ok;
 }

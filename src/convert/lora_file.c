@@ -3,7 +3,7 @@
  * for synthetic and fixture models. The adapters themselves are core/lora.h's. */
 #include "convert/lora_file.h"
 #include "convert/quantize.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/lora.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf_write.h"

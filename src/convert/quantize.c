@@ -6,7 +6,7 @@
  * build compiles this file with -ffp-contract=off), rounding to the nearest integer is
  * round-half-to-even on |x| < 2^22 (the "add 1.5*2^23" trick) except where the reference uses
  * roundf or truncation, and fp16 scales are rounded to nearest even. */
-#include "core/error.h"
+#include "base/error.h"
 #include "convert/quantize.h"
 #include "formats/ggml_types.h"
 

@@ -2,11 +2,12 @@
  * Each tensor is processed in row chunks: the threads of the pool dequantize their rows of the
  * input to f32, quantize them to the target type and (with stats) measure the error; the chunk
  * is appended to the output and the input pages it came from are released. */
-#include "core/error.h"
+#include "base/error.h"
 #include "convert/quantize_file.h"
 #include "formats/gguf.h"
 #include "formats/gguf_write.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
+#include "base/clock.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -20,12 +21,6 @@
 #define CHUNK_ELEMS (4 << 20) /* f32 values per chunk, over all threads */
 #define COPY_CHUNK (16 << 20)
 
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Drops the mapped input pages of [p, p+n) from our address space (they stay in the page cache);
  * keeps RSS near the working set when the input is much larger than memory. */
@@ -309,12 +304,12 @@ static void fill_report(qf_run *q, quantize_report *rep, uint64_t out_size, doub
     rep->bytes_out = q->total_out;
     rep->file_bytes_in = q->g->size;
     rep->file_bytes_out = out_size;
-    rep->seconds = now_s() - t0;
+    rep->seconds = lfm2c_now_s() - t0;
 }
 
 bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const quantize_file_params *p,
                    quantize_report *rep, lfm2c_error *err) {
-    const double t0 = now_s();
+    const double t0 = lfm2c_now_s();
     quantize_file_params defaults = {0};
     if (rep) memset(rep, 0, sizeof *rep);
     qf_run q = {.p = p ? p : &defaults};

@@ -8,13 +8,14 @@
  * pieces, each with its own seed, so the output does not depend on the thread count. The tensors,
  * their shapes and the metadata keys are the architecture table's (core/lfm2_arch.h); each row's
  * `init` says which of the spreads above it gets. */
-#include "core/error.h"
+#include "base/error.h"
 #include "core/lfm2_arch.h"
 #include "convert/synth.h"
 #include "formats/gguf_write.h"
 #include "chat/lfm2_chat_template.h"
 #include "formats/ggml_types.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
+#include "base/clock.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -448,15 +449,9 @@ static void gen_work(void *arg, int ith, int nth) {
     }
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_params *p, const char *path,
                  synth_report *rep, lfm2c_error *err) {
-    const double t0 = now_s();
+    const double t0 = lfm2c_now_s();
     synth_params defaults = {0};
     if (!p) p = &defaults;
     if (rep) memset(rep, 0, sizeof *rep);
@@ -546,7 +541,7 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
         rep->n_tensors = l.n;
         rep->n_params = n_params;
         rep->file_bytes = fsize;
-        rep->seconds = now_s() - t0;
+        rep->seconds = lfm2c_now_s() - t0;
     }
     ok = true;
 done:

@@ -2,7 +2,7 @@
  * This is the only file of the library that knows whether CUDA is compiled in (LFM2C_HAVE_CUDA,
  * set by CMake with -DLFM2C_CUDA=ON) or Vulkan (LFM2C_HAVE_VULKAN, -DLFM2C_VULKAN=AUTO|ON). */
 #include "core/backend.h"
-#include "core/error.h"
+#include "base/error.h"
 #ifdef LFM2C_HAVE_CUDA
 #include "cuda/backend_cuda.h"
 #endif

@@ -6,7 +6,8 @@
  * are rearranged in place into the layout the kernel table multiplies fastest
  * (kernel_ops.packed_type; same bytes, same results bit for bit), in parallel on the pool. */
 #include "core/backend.h"
-#include "core/error.h"
+#include "core/backend_cpu.h"
+#include "base/error.h"
 #include "core/forward.h"
 #include "core/scratch.h"
 #include "core/session.h"
@@ -91,13 +92,21 @@ static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
 }
 
 static void cpu_model_free(lfm2c_model *m) {
-    scratch_free(m->scratch);
-    m->scratch = NULL;
+    cpu_model *cm = cpu_model_of(m);
+    if (cm) scratch_free(cm->scratch);
+    free(cm);
+    m->backend_state = NULL;
 }
 
 static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
-    m->scratch = forward_scratch_new();
-    if (!m->scratch) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    cpu_model *cm = calloc(1, sizeof *cm);
+    m->backend_state = cm;
+    if (cm) cm->scratch = forward_scratch_new();
+    if (!cm || !cm->scratch) {
+        cpu_model_free(m);
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return -1;
+    }
     if (pack_weights(m, err) == 0) return 0;
     cpu_model_free(m);   /* a failed init leaves nothing to free (backend.h) */
     return -1;
@@ -110,7 +119,7 @@ static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
  * all of every layer's cache, each head's K blocks and V slices strided, and on 4 KB pages most
  * blocks cost TLB misses (350M, 8192 tokens deep, two threads: tg 72 -> 91 t/s). Smaller arrays
  * stay with malloc, so that a short session is not made resident 2 MB at a time. The session
- * keeps each array's capacity in bytes (backend_state: k then v, per attention layer). */
+ * keeps each array's capacity in bytes (cpu_session.cap). */
 #define KV_PAGE ((size_t)2 << 20)
 static size_t kv_map_min = (size_t)8 << 20;
 
@@ -159,23 +168,27 @@ static uint8_t *kv_array_grow(uint8_t *p, size_t cap, size_t keep, size_t n) {
 
 static int cpu_session_init(lfm2c_session *s, lfm2c_error *err) {
     const int n = s->model->n_attn;
-    s->k = calloc((size_t)n + 1, sizeof(uint8_t *));
-    s->v = calloc((size_t)n + 1, sizeof(uint8_t *));
-    s->backend_state = calloc(2 * (size_t)n + 1, sizeof(size_t));
-    if (!s->k || !s->v || !s->backend_state) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    cpu_session *cs = calloc(1, sizeof *cs);
+    s->backend_state = cs;
+    if (!cs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    cs->k = calloc((size_t)n + 1, sizeof(uint8_t *));
+    cs->v = calloc((size_t)n + 1, sizeof(uint8_t *));
+    cs->cap = calloc(2 * (size_t)n + 1, sizeof(size_t));
+    if (!cs->k || !cs->v || !cs->cap) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
     return 0;
 }
 
 static void cpu_session_free(lfm2c_session *s) {
-    const size_t *cap = s->backend_state;
-    for (int i = 0; s->k && s->v && cap && i < s->model->n_attn; i++) {
-        kv_array_free(s->k[i], cap[2 * i]);
-        kv_array_free(s->v[i], cap[2 * i + 1]);
+    cpu_session *cs = cpu_session_of(s);
+    if (!cs) return;
+    for (int i = 0; cs->k && cs->v && cs->cap && i < s->model->n_attn; i++) {
+        kv_array_free(cs->k[i], cs->cap[2 * i]);
+        kv_array_free(cs->v[i], cs->cap[2 * i + 1]);
     }
-    free(s->k);
-    free(s->v);
-    free(s->backend_state);
-    s->k = s->v = NULL;
+    free(cs->k);
+    free(cs->v);
+    free(cs->cap);
+    free(cs);
     s->backend_state = NULL;
 }
 
@@ -183,10 +196,11 @@ static int cpu_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB;   /* whole K blocks; V rows to match */
     const size_t n[2] = {blocks * s->k_block, blocks * KV_KB * s->v_row};
     const size_t used[2] = {((size_t)s->n_past + KV_KB - 1) / KV_KB * s->k_block, (size_t)s->n_past * s->v_row};
-    size_t *c = s->backend_state;
+    cpu_session *cs = cpu_session_of(s);
+    size_t *c = cs->cap;
     for (int i = 0; i < s->model->n_attn; i++)
         for (int kv = 0; kv < 2; kv++) {
-            uint8_t **a = kv ? &s->v[i] : &s->k[i];
+            uint8_t **a = kv ? &cs->v[i] : &cs->k[i];
             size_t *have = &c[2 * i + kv];
             if (n[kv] <= *have) continue;
             uint8_t *p = kv_array_grow(*a, *have, used[kv], n[kv]);
@@ -200,9 +214,10 @@ static int cpu_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
 static void cpu_kv_copy(lfm2c_session *dst, const lfm2c_session *src, int n) {
     /* same model, so the same cache types and layouts: K in whole 16-position blocks, V rows */
     size_t kb = ((size_t)n + KV_KB - 1) / KV_KB * src->k_block, vb = (size_t)n * src->v_row;
+    const cpu_session *d = cpu_session_of(dst), *s = cpu_session_of(src);
     for (int i = 0; n && i < src->model->n_attn; i++) {
-        memcpy(dst->k[i], src->k[i], kb);
-        memcpy(dst->v[i], src->v[i], vb);
+        memcpy(d->k[i], s->k[i], kb);
+        memcpy(d->v[i], s->v[i], vb);
     }
 }
 

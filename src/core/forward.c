@@ -6,7 +6,7 @@
  * thread pool and calls the kernel table (kernels.h), or in reference mode a plain float dot.
  * Buffers come from the model's scratch slots (scratch.c), named below. */
 #include "core/forward.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "cpu/kernels.h"
 #include "core/matmul.h"
 #include "core/lora.h"
@@ -14,6 +14,7 @@
 #include "core/scratch.h"
 #include "formats/ggml_types.h"
 #include "core/session.h"
+#include "core/backend_cpu.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -55,7 +56,7 @@ enum { S_X, S_A, S_OUT, S_BIG, S_BIG2, S_HID, S_ROUTER, S_MOE_G, S_MOE_U, S_MOE_
 
 scratch *forward_scratch_new(void) { return scratch_new(S_NSLOTS); }
 
-static void *slot(lfm2c_model *m, int i, size_t bytes) { return scratch_get(m->scratch, i, bytes); }
+static void *slot(lfm2c_model *m, int i, size_t bytes) { return scratch_get(cpu_model_of(m)->scratch, i, bytes); }
 
 /* ---- matrix products ---------------------------------------------------------------------- */
 
@@ -182,8 +183,8 @@ static void attn_item(const attn_job *j, int it) {
     const int h0 = g * group + ch * j->per_chunk;
     const int h1 = h0 + j->per_chunk < (g + 1) * group ? h0 + j->per_chunk : (g + 1) * group;
     const struct lfm2c_session *s = j->toks[j->runs[r]].seq;
-    attn_call c = {s->type_k, s->type_v, hd, j->m->info.n_head_kv_max, g, s->k[j->L->attn_index],
-                   s->v[j->L->attn_index], s->v_row, 0, {0}, {0}, {0}};
+    attn_call c = {s->type_k, s->type_v, hd, j->m->info.n_head_kv_max, g, cpu_session_of(s)->k[j->L->attn_index],
+                   cpu_session_of(s)->v[j->L->attn_index], s->v_row, 0, {0}, {0}, {0}};
     for (int t = j->runs[r]; t < j->runs[r + 1]; t++)
         for (int h = h0; h < h1; h++) {
             c.q[c.nq] = j->q + (size_t)t * nh * hd + (size_t)h * hd;
@@ -229,8 +230,8 @@ static void qk_tokens(void *arg, size_t t0, size_t t1) {
             rmsnorm(x, x, kn, hd, eps);
             rope_neox(x, cs, hd);
         }
-        kv_store_k(s->type_k, hd, in->n_head_kv_max, nkv, s->k[j->L->attn_index], j->toks[t].pos, j->k + t * kv_dim);
-        kv_store_v(s->type_v, kv_dim, s->v[j->L->attn_index], s->v_row, j->toks[t].pos, j->v + t * kv_dim);
+        kv_store_k(s->type_k, hd, in->n_head_kv_max, nkv, cpu_session_of(s)->k[j->L->attn_index], j->toks[t].pos, j->k + t * kv_dim);
+        kv_store_v(s->type_v, kv_dim, cpu_session_of(s)->v[j->L->attn_index], s->v_row, j->toks[t].pos, j->v + t * kv_dim);
     }
 }
 
@@ -384,7 +385,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
         tasks[nt++] = (mm_task){&L->up_exps, e, ae, a.row, n, U + (size_t)start[e] * Fe, (size_t)Fe};
     }
     matmul_run(m, tasks, nt);
-    for (int e = 0; m->lora_pass && e < E; e++) {   /* adapters: gate and up of each expert's pairs */
+    for (int e = 0; cpu_model_of(m)->lora_pass && e < E; e++) {   /* adapters: gate and up of each expert's pairs */
         const int s0 = start[e], n = start[e + 1] - s0;
         lora_apply(m, toks, &L->gate_exps, e, f, (size_t)H, ptok + s0, ptok + s0, n, G + (size_t)s0 * Fe, (size_t)Fe);
         lora_apply(m, toks, &L->up_exps, e, f, (size_t)H, ptok + s0, ptok + s0, n, U + (size_t)s0 * Fe, (size_t)Fe);
@@ -399,7 +400,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
                                 D + (size_t)start[e] * H, (size_t)H};
     }
     matmul_run(m, tasks, nt);
-    for (int e = 0; m->lora_pass && e < E; e++) {
+    for (int e = 0; cpu_model_of(m)->lora_pass && e < E; e++) {
         const int s0 = start[e], n = start[e + 1] - s0;
         lora_apply(m, toks, &L->down_exps, e, G + (size_t)s0 * Fe, (size_t)Fe, NULL, ptok + s0, n, D + (size_t)s0 * H, (size_t)H);
     }
@@ -514,9 +515,9 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
         return -1;
     }
     threadpool_step(m->pool, T);   /* passes of T tokens cost alike: a busy machine may go solo */
-    m->prof_pass = T == 1;         /* decode of one sequence: its products are profiled */
-    m->lora_pass = false;          /* some token's sequence runs with adapters (lora.h) */
-    for (int t = 0; t < T && !m->lora_pass; t++) m->lora_pass = toks[t].seq->n_lora > 0;
+    cpu_model_of(m)->prof_pass = T == 1;         /* decode of one sequence: its products are profiled */
+    cpu_model_of(m)->lora_pass = false;          /* some token's sequence runs with adapters (lora.h) */
+    for (int t = 0; t < T && !cpu_model_of(m)->lora_pass; t++) cpu_model_of(m)->lora_pass = toks[t].seq->n_lora > 0;
     float *x = slot(m, FWD_X, sizeof(float) * (size_t)T * H);
     float *a = slot(m, FWD_A, sizeof(float) * (size_t)T * H);
     float *out = slot(m, FWD_OUT, sizeof(float) * (size_t)T * H);

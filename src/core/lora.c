@@ -11,10 +11,11 @@
 #include "core/lora.h"
 #include "core/matmul.h"
 #include "core/backend.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/session.h"
 #include "formats/ggml_types.h"
 #include "formats/safetensors.h"
+#include "core/backend_cpu.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -633,7 +634,7 @@ static void lora_rows_pool(lfm2c_model *m, const lora_job *j) {
 
 void lora_apply(lfm2c_model *m, const fwd_token *toks, const tensor *w, int expert, const float *x, size_t ldx,
                 const int *xrow, const int *tok, int n, float *y, size_t ldy) {
-    if (!m->lora_pass || !toks || !w->lora_key || n <= 0) return;
+    if (!cpu_model_of(m)->lora_pass || !toks || !w->lora_key || n <= 0) return;
     const int key = w->lora_key - 1;
     lora_job j = {toks, key % LFM2_T_COUNT, key / LFM2_T_COUNT, expert, x, ldx, xrow, tok, n, y, ldy};
     /* a row costs r (n_in + n_out) multiply-adds per adapter (about 16 for r = 16 and both

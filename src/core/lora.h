@@ -47,7 +47,7 @@ bool lora_target_ok(int id);
 /* Run time: y[i * ldy + o] += Σ over the adapters of row i's sequence s' s B_e (A_e x_i) for the
  * rows i < n of one product with w (expert e of a stacked expert tensor). Row i's input is
  * x + (xrow ? xrow[i] : i) * ldx, its token toks[tok ? tok[i] : i]. Does nothing when the pass
- * has no adapters (m->lora_pass) or none adapts w. */
+ * has no adapters (the CPU backend's lora_pass) or none adapts w. */
 void lora_apply(lfm2c_model *m, const fwd_token *toks, const tensor *w, int expert, const float *x, size_t ldx,
                 const int *xrow, const int *tok, int n, float *y, size_t ldy);
 #endif

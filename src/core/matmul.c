@@ -5,6 +5,8 @@
 #include "core/matmul.h"
 #include "core/scratch.h"
 #include "formats/ggml_types.h"
+#include "base/clock.h"
+#include "core/backend_cpu.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -193,14 +195,8 @@ static void matmul_split(lfm2c_model *m, const mm_task *tasks, int n, mm_job *jo
     threadpool_run(m->pool, mm_worker_dyn, dj);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Runs several independent products in one parallel job (e.g. q, k and v; or all experts);
- * during a one-token pass (m->prof_pass) they are timed into m->prof. */
+ * during a one-token pass (cpu_model_of(m)->prof_pass) they are timed into m->prof. */
 void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
     mm_job job = {m, tasks, n, 0, 0, 0};
     int max_cols = 0;
@@ -211,10 +207,10 @@ void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
         if (tasks[i].n_cols > max_cols) max_cols = tasks[i].n_cols;
     }
     if (job.n_bytes <= 0) return;
-    const double t0 = m->prof_pass ? now_s() : 0;
+    const double t0 = cpu_model_of(m)->prof_pass ? lfm2c_now_s() : 0;
     matmul_split(m, tasks, n, &job, max_cols);
-    if (m->prof_pass) {
-        m->prof.matmul_seconds += now_s() - t0;
+    if (cpu_model_of(m)->prof_pass) {
+        m->prof.matmul_seconds += lfm2c_now_s() - t0;
         m->prof.matmul_bytes += bytes;
         m->prof.matmul_calls++;
     }
@@ -237,7 +233,7 @@ act_buf prepare_act(lfm2c_model *m, int slot, const float *x, int T, int64_t n, 
         return a;
     }
     a.row = ggml_row_size(fmt, n);
-    uint8_t *dst = scratch_get(m->scratch, slot, a.row * (size_t)T);
+    uint8_t *dst = scratch_get(cpu_model_of(m)->scratch, slot, a.row * (size_t)T);
     quant_job q = {m, fmt, x, n, dst, a.row, T};
     if (T >= 8) threadpool_run(m->pool, quant_worker, &q);
     else quant_worker(&q, 0, 1);

@@ -3,7 +3,7 @@
  * weight to the mapped file after checking its shape and type. Key names, which keys are required,
  * tensor names and shapes come from the architecture tables (core/lfm2_arch.h); this file holds
  * what the loader does with them: validation, defaults, and where each tensor is bound. */
-#include "core/error.h"
+#include "base/error.h"
 #include "core/model.h"
 #include "core/lfm2_arch.h"
 #include "core/backend.h"

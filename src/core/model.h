@@ -6,7 +6,7 @@
 #include "formats/gguf.h"
 #include "cpu/kernels.h"
 #include "text/tokenizer.h"
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 
 /* A weight matrix as stored: rows of ne[0] inputs; ne[1] rows (outputs); ne[2] experts. */
 typedef struct tensor {
@@ -39,13 +39,11 @@ struct lfm2c_model {
     threadpool *pool;
     const kernel_ops *kern;
     bool reference;
-    struct scratch *scratch;           /* reused buffers of the CPU forward pass (scratch.h) */
     const struct lfm2c_backend *backend;   /* what runs it (backend.h); set once attached */
-    void *backend_state;               /* the backend's own (CUDA: the device copy), or NULL */
+    void *backend_state;               /* the backend's own (CPU: cpu_model, backend_cpu.h; CUDA: the
+                                          device copy), or NULL */
     int type_k, type_v;                /* KV cache types of new sessions (LFM2C_KV_*) */
     lfm2c_decode_profile prof;         /* matmul_run's products in one-token passes (lfm2c.h) */
-    bool prof_pass;                    /* forward_cpu: the pass is one token (decode) */
-    bool lora_pass;                    /* forward_cpu: some token of the pass has adapters (lora.h) */
 };
 
 /* Validates m->type_k / type_v against the model (session.c). */

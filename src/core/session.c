@@ -4,7 +4,7 @@
  * lives, and how a batch is run, is the model's backend's (backend.h). */
 #include "core/session.h"
 #include "core/backend.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/forward.h"
 #include "cpu/kernels.h"
 

@@ -16,13 +16,13 @@ struct lfm2c_session {
     int type_k, type_v;     /* LFM2C_KV_* (kernels.h KV_*) */
     size_t k_block;         /* bytes of one K block (KV_KB positions, n_head_kv_max heads) */
     size_t v_row;           /* bytes of one V row (kv_dim values) */
-    uint8_t **k, **v;       /* CPU backend: per attention layer, in the layouts of kernels.h */
     float *conv;            /* per conv layer: [2][n_embd] = the last two u columns, oldest first */
     float *logits;          /* [rows_cap][n_vocab] */
     int n_rows, rows_cap;
     conv_checkpoint ckpt[SESSION_MAX_CHECKPOINTS];
     int n_ckpt;
-    void *backend_state;    /* the backend's own (CUDA: device KV cache + conv state), or NULL */
+    void *backend_state;    /* the backend's own (CPU: cpu_session, backend_cpu.h: the KV arrays;
+                               CUDA: device KV cache + conv state), or NULL */
     struct lfm2c_lora *lora[LFM2C_MAX_LORA];   /* adapters applied to this sequence (lora.h) */
     float lora_scale[LFM2C_MAX_LORA];
     int n_lora;

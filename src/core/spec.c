@@ -5,7 +5,7 @@
  * session.c: no recomputation). The accept rule keeps the target sampler's distribution:
  * accept d with min(1, p(d)/q(d)), else draw from max(0, p - q) (see include/lfm2c.h). */
 #include "lfm2c.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/sampler.h"
 #include "core/session.h"
 

@@ -1,6 +1,6 @@
 /* tokenizer_api.c — the public tokenizer functions of lfm2c.h, on the model's tokenizer. Kept
  * apart from tokenizer.c so that the tokenizer links (tests, tools) without the model. */
-#include "core/error.h"
+#include "base/error.h"
 #include "core/model.h"
 #include "text/tokenizer.h"
 

@@ -11,6 +11,7 @@
  * usable here, is timed again; a cache that cannot be written costs a timing per process. */
 #include "cpu/kernels.h"
 #include "formats/ggml_types.h"
+#include "base/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -102,12 +103,6 @@ static const known_kind *known_match(const kernel_cpu *c, const kernel_ops *cons
 
 /* ---- timing the candidates' decode tile --------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static uint64_t mix(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
     return *s >> 24;
@@ -142,9 +137,9 @@ static double time_table(const kernel_ops *t, uint32_t type, int rows, const uin
         else memcpy(w, plain, bytes);
         t->quantize_act(vec_dot_type(type), x, act, TIME_N);
         for (int r = 0; r <= TIME_REPS; r++) {   /* the first is a warm-up */
-            double t0 = now_s();
+            double t0 = lfm2c_now_s();
             t->matmul(pt, TIME_N, w, row, rows, act, ggml_row_size(GGML_Q8_K, TIME_N), 1, out, (size_t)rows);
-            double dt = now_s() - t0;
+            double dt = lfm2c_now_s() - t0;
             if (r && (best < 0 || dt < best)) best = dt;
         }
     }

@@ -1,6 +1,6 @@
 /* gguf.c — GGUF reader over mmap. Parsing walks the header with a bounds-checked cursor; any
  * count, length or offset that points past the end of the file is an error, never a read. */
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/gguf.h"
 #include "formats/ggml_types.h"
 

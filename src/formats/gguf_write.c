@@ -1,7 +1,7 @@
 /* gguf_write.c — streaming GGUF v3 writer (see gguf_write.h). Each metadata value is kept
  * already encoded (the bytes that follow its type field in the file), so writing the header is a
  * plain copy and copying a key from a reader is a re-encode of what gguf.h parsed. */
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/gguf_write.h"
 #include "formats/ggml_types.h"
 

@@ -1,7 +1,7 @@
 /* safetensors.c — safetensors reader: 8-byte little-endian header length, a JSON header
  * {name: {dtype, shape, data_offsets:[begin,end]}, "__metadata__": {...}}, then the data
  * section the offsets point into. Everything is checked before a pointer is handed out. */
-#include "core/error.h"
+#include "base/error.h"
 #include "formats/safetensors.h"
 #include "formats/ggml_types.h"
 

@@ -9,8 +9,9 @@
  * relative symlink to the blob and refs/<revision> holds the commit, as huggingface_hub does.
  * A sha256 mismatch deletes the partial file (its bytes cannot be trusted for a resume). */
 #include "hub/hub.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "hub/sha256.h"
+#include "base/clock.h"
 
 #include <curl/curl.h>
 #include <ctype.h>
@@ -259,7 +260,7 @@ typedef struct {
     long status;           /* status of the final response, known at its first body byte */
     CURL *curl;
     bool overflow;         /* the body is longer than the size the API announced */
-    struct timespec last;
+    double last;           /* lfm2c_now_s() at the last progress call */
 } dl_state;
 
 static size_t file_write(char *ptr, size_t sz, size_t nm, void *ud) {
@@ -279,10 +280,8 @@ static size_t file_write(char *ptr, size_t sz, size_t nm, void *ud) {
     sha256_update(&d->sha, ptr, n);
     d->done += n;
     if (d->h->p && d->h->p->progress) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double dt = (now.tv_sec - d->last.tv_sec) + (now.tv_nsec - d->last.tv_nsec) * 1e-9;
-        if (dt >= 0.1) {
+        double now = lfm2c_now_s();
+        if (now - d->last >= 0.1) {
             d->last = now;
             d->h->p->progress(d->h->p->progress_user, d->name, d->done, d->total, d->resumed, false);
         }
@@ -316,7 +315,7 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
         if (!f) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", part, strerror(errno)); break; }
         dl_state d = {.f = f, .total = size, .name = name, .h = h};
         sha256_init(&d.sha);
-        clock_gettime(CLOCK_MONOTONIC, &d.last);
+        d.last = lfm2c_now_s();
         if (hash_existing(f, &d)) {
             lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot read '%s': %s", part, strerror(errno));
             fclose(f);

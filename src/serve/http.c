@@ -37,6 +37,7 @@
 #include "serve/http.h"
 #include "hub/sha256.h"
 #include "chat/grammar.h"
+#include "base/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -106,12 +107,6 @@ struct http_req {
     size_t answer;             /* bytes of the answer queued by the handler */
     http_log log;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- errors ------------------------------------------------------------------------------------ */
 
@@ -291,7 +286,7 @@ static bool mem_try(http_req *q, size_t n) {
 /* Cuts the connection whose answer has waited longest for its reader (queued over 100 ms ago);
  * false when there is none. */
 static bool evict_unread(http *h) {
-    double now = now_s();
+    double now = lfm2c_now_s();
     sock *best = NULL;
     pthread_mutex_lock(&h->net_mu);
     for (sock *x = h->socks; x; x = x->next)
@@ -498,7 +493,7 @@ static void log_request(http *h, const http_log *k) {
     if (!h->p.log) return;
     char line[400];
     snprintf(line, sizeof line, "%s %s %s %d %.3fs prompt=%d cached=%d completion=%d%s", k->addr, k->method, k->url,
-             k->status, now_s() - k->t0, k->prompt_tokens, k->cached_tokens, k->completion_tokens,
+             k->status, lfm2c_now_s() - k->t0, k->prompt_tokens, k->cached_tokens, k->completion_tokens,
              k->streaming ? " stream" : "");
     h->p.log(h->p.log_user, line);
 }
@@ -631,7 +626,7 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
         x->fd = ci ? ci->connect_fd : -1;
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         x->ip = ci ? addr_ip(ci->client_addr, sizeof(struct sockaddr_in)) : 0;
-        x->since = now_s();
+        x->since = lfm2c_now_s();
         x->pending = true;
         x->h = h;
         pthread_mutex_lock(&h->net_mu);
@@ -665,7 +660,7 @@ static void conn_pending(http *h, struct MHD_Connection *c, bool pending) {
         pthread_mutex_lock(&h->net_mu);
         h->n_pending += (int)pending - (int)x->pending;
         x->pending = pending;
-        x->since = now_s();
+        x->since = lfm2c_now_s();
         pthread_mutex_unlock(&h->net_mu);
     }
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)(pending ? h->p.idle_timeout : h->p.timeout));
@@ -686,7 +681,7 @@ static void answer_queued(http *h, struct MHD_Connection *c, size_t n) {
     if (x) {
         pthread_mutex_lock(&h->net_mu);
         x->answer = n;
-        x->answer_since = now_s();
+        x->answer_since = lfm2c_now_s();
         pthread_mutex_unlock(&h->net_mu);
     }
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)h->p.idle_timeout);
@@ -891,7 +886,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (!(q = calloc(1, sizeof *q))) return MHD_NO;
         q->h = h;
         q->c = c;
-        q->log.t0 = now_s();
+        q->log.t0 = lfm2c_now_s();
         q->http11 = version && !strcmp(version, MHD_HTTP_VERSION_1_1);
         snprintf(q->log.method, sizeof q->log.method, "%s", method);
         snprintf(q->log.url, sizeof q->log.url, "%s", url);

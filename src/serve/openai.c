@@ -11,6 +11,8 @@
 #include "serve/server_dialect.h"
 #include "chat/toolcall.h"
 #include "text/unicode.h"
+#include "base/clock.h"
+#include "base/buf.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -1141,14 +1143,9 @@ typedef struct stream {
 } stream;
 
 static void out_add(stream *st, const char *s, size_t n) {
-    if (st->n_out + n > st->cap_out) {
-        size_t cap = st->cap_out ? st->cap_out * 2 : 4096;
-        while (cap < st->n_out + n) cap *= 2;
-        char *o = realloc(st->out, cap);
-        if (!o) return;
-        st->out = o;
-        st->cap_out = cap;
-    }
+    char *o = lfm2c_grow(st->out, &st->cap_out, st->n_out, n, 1, 4096);
+    if (!o) return;
+    st->out = o;
     memcpy(st->out + st->n_out, s, n);
     st->n_out += n;
 }
@@ -1167,7 +1164,7 @@ static dl_run dl_run_of(const job *j) {
     return (dl_run){.prompt = r->prompt, .n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached,
                     .n_reasoning = r->n_think_tokens, .stop_hit = r->stop_hit,
                     .stop_text = r->stop_hit >= 0 && r->stop_hit < r->n_stop ? r->stop[r->stop_hit] : NULL,
-                    .t_submit = r->t_submit, .t_first = r->t_first, .t_now = sched_now()};
+                    .t_submit = r->t_submit, .t_first = r->t_first, .t_now = lfm2c_now_s()};
 }
 
 static void out_event(stream *st, json_t *j) {

@@ -1,6 +1,8 @@
 /* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step. */
 #include "serve/scheduler.h"
 #include "chat/toolcall.h"
+#include "base/clock.h"
+#include "base/buf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,12 +63,6 @@ struct sched {
     int n_open_toks;           /* of the open tag "<think>" (the mask while the output may open one) */
     float *scratch_logits;
 };
-
-double sched_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 enum { PROMPT_LOGPROBS_CHUNK = 64 }; /* prompt tokens per step of a request reading all logits */
 
@@ -141,7 +137,7 @@ int sched_submit_group(sched *s, sched_req **rs, int n) {
         sched_req *r = rs[i];
         r->refs++;
         if (r->fork_of) r->fork_of->refs++;   /* the child reads its parent's progress */
-        r->t_submit = sched_now();
+        r->t_submit = lfm2c_now_s();
         s->queue[s->n_queue++] = r;
         s->st.requests++;
     }
@@ -179,14 +175,9 @@ void sched_get_stats(sched *s, sched_stats *out) {
 /* ---- output of one token (lock held) ------------------------------------------------------- */
 
 static bool buf_append(char **buf, size_t *len, size_t *cap, const char *b, size_t n) {
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 256;
-        while (c < *len + n + 1) c *= 2;
-        char *t = realloc(*buf, c);
-        if (!t) return false;
-        *buf = t;
-        *cap = c;
-    }
+    char *t = lfm2c_grow(*buf, cap, *len, n + 1, 1, 256);
+    if (!t) return false;
+    *buf = t;
     memcpy(*buf + *len, b, n);
     *len += n;
     (*buf)[*len] = 0;
@@ -304,7 +295,7 @@ static void lat_observe(uint64_t *bucket, uint64_t *count, double *sum, double v
 /* Latency of a request that produced tokens: time to first token, time per later token, whole. */
 static void stats_finished(sched_stats *st, const sched_req *r) {
     if (r->n_generated < 1 || r->t_first <= 0) return;
-    double now = sched_now();
+    double now = lfm2c_now_s();
     lat_observe(st->ttft_bucket, &st->ttft_count, &st->ttft_sum, r->t_first - r->t_submit);
     if (r->n_generated > 1)
         lat_observe(st->tpot_bucket, &st->tpot_count, &st->tpot_sum, (now - r->t_first) / (r->n_generated - 1));
@@ -521,7 +512,7 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
         slot_finish(s, sl, FINISH_STOP);
         return false;
     }
-    if (r->n_generated == 0) r->t_first = sched_now();
+    if (r->n_generated == 0) r->t_first = lfm2c_now_s();
     r->n_generated++;
     if (in_block) r->n_think_tokens++;
     s->st.generated_tokens++;
@@ -863,9 +854,9 @@ static bool step(sched *s) {
     }
     if (!n_items) return false;
     lfm2c_error err = {0};
-    double t0 = sched_now();
+    double t0 = lfm2c_now_s();
     int rc = lfm2c_decode_batch(sess, toks, ns, modes, n_items, &err);
-    double dt = sched_now() - t0;
+    double dt = lfm2c_now_s() - t0;
     pthread_mutex_lock(&s->mu);
     s->st.steps++;
     s->st.batch_tokens += (uint64_t)(n_prefill + n_decode);

@@ -156,5 +156,4 @@ typedef struct sched_stats {
 } sched_stats;
 void sched_get_stats(sched *s, sched_stats *out);
 
-double sched_now(void);
 #endif

@@ -4,7 +4,7 @@
  * server's life: loading -> ready -> draining (what a load balancer's probes read), stop.
  * A new endpoint is one row in one of those tables and its handler. */
 #include "serve/server.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "serve/http.h"
 #include "serve/openai.h"
 #include "serve/server_dialect.h"

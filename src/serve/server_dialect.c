@@ -2,6 +2,7 @@
  * stream chunks they translate, writing SSE events and NDJSON lines, ids, times, text of content
  * parts, and the bounded in-memory store behind the Responses API's previous_response_id. */
 #include "serve/server_dialect.h"
+#include "base/buf.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -107,14 +108,9 @@ void dl_iso_time(time_t t, char *out, size_t cap) {
 }
 
 void dl_buf_add(dl_buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return;
-        b->p = p;
-        b->cap = cap;
-    }
+    char *p = lfm2c_grow(b->p, &b->cap, b->n, n + 1, 1, 256);
+    if (!p) return;
+    b->p = p;
     memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;

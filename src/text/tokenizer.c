@@ -5,9 +5,10 @@
  * Every string that BPE can produce gets a "symbol" id: token ids for vocabulary entries, ids from
  * n_vocab up for merge parts / results that are not in the vocabulary. A merge is then a hash
  * lookup (left symbol, right symbol) -> (rank, result symbol). */
-#include "core/error.h"
+#include "base/error.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
+#include "base/buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,14 +36,9 @@ static int pool_add(strpool *p, const char *s, size_t n) {
         p->ncap = nc;
     }
     if (n > UINT32_MAX - p->len) return -1;
-    if (p->len + n > p->cap) {
-        size_t nc = p->cap ? p->cap : 4096;
-        while (nc < p->len + n) nc *= 2;
-        char *d = realloc(p->data, nc);
-        if (!d) return -1;
-        p->data = d;
-        p->cap = nc;
-    }
+    char *d = lfm2c_grow(p->data, &p->cap, p->len, n, 1, 4096);
+    if (!d) return -1;
+    p->data = d;
     if (n) memcpy(p->data + p->len, s, n);
     p->off[p->n] = (uint32_t)p->len;
     p->slen[p->n] = (uint32_t)n;
@@ -528,13 +524,9 @@ typedef struct encoder {
 } encoder;
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return true;
-    size_t nc = *cap ? *cap : 64;
-    while (nc < need) nc *= 2;
-    void *q = realloc(*p, nc * elem);
+    void *q = lfm2c_grow(*p, cap, 0, need, elem, 64);
     if (!q) return false;
     *p = q;
-    *cap = nc;
     return true;
 }
 

@@ -14,7 +14,7 @@
  * MoE products grouped by expert (docs/VULKAN.md); on unified memory the weights are imported
  * in place (import_weights); each forward is timed by two timestamps into the model's profile. */
 #include "vulkan/backend_vulkan.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "core/forward.h"
 #include "core/model.h"
 #include "core/session.h"

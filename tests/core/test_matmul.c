@@ -6,6 +6,7 @@
  * same for every pool size), the padding of the output untouched, and every row of every task
  * handed to the kernel exactly once (a counting wrapper around the table). The reference mode
  * must equal vec_dot_float row by row, and prepare_act the per-row activation quantizer. */
+#include "core/backend_cpu.h"
 #include "core/matmul.h"
 #include "core/scratch.h"
 #include "cpu/kernels.h"
@@ -188,8 +189,17 @@ static lfm2c_model model_on(threadpool *pool, const kernel_ops *kern, bool refer
     m.pool = pool;
     m.kern = kern;
     m.reference = reference;
-    m.scratch = scratch_new(1);
+    cpu_model *cm = calloc(1, sizeof *cm);   /* the CPU backend's state: matmul_run's scratch */
+    if (cm) cm->scratch = scratch_new(1);
+    m.backend_state = cm;
     return m;
+}
+
+static void model_off(lfm2c_model *m) {
+    cpu_model *cm = cpu_model_of(m);
+    if (cm) scratch_free(cm->scratch);
+    free(cm);
+    m->backend_state = NULL;
 }
 
 static void test_table(const kernel_ops *real, threadpool **pools, int n_pools) {
@@ -203,14 +213,14 @@ static void test_table(const kernel_ops *real, threadpool **pools, int n_pools) 
         for (size_t ci = 0; ci < sizeof col_counts / sizeof *col_counts; ci++) {
             lfm2c_model m0 = model_on(pools[0], real, false);
             prepare(&j, &jobs[jd], &m0, col_counts[ci]);
-            scratch_free(m0.scratch);
+            model_off(&m0);
             for (int p = 0; p < n_pools; p++) {
                 char what[96];
                 snprintf(what, sizeof what, "%s, job %zu, %d cols, pool of %d", real->isa, jd, col_counts[ci],
                          threadpool_size(pools[p]));
                 lfm2c_model m = model_on(pools[p], &counting, false);
                 run_and_check(&j, &jobs[jd], &m, 1, what);
-                scratch_free(m.scratch);
+                model_off(&m);
             }
             job_free(&j, &jobs[jd]);
         }
@@ -232,9 +242,9 @@ static void test_reference(threadpool **pools, int n_pools) {
             snprintf(what, sizeof what, "reference, %d cols, pool of %d", cols, threadpool_size(pools[p]));
             lfm2c_model m = model_on(pools[p], kernels_scalar(), true);
             run_and_check(&j, d, &m, 0, what);
-            scratch_free(m.scratch);
+            model_off(&m);
         }
-        scratch_free(m0.scratch);
+        model_off(&m0);
         job_free(&j, d);
     }
     for (int i = 0; i < d->n_tasks; i++) free(j.wdata[i]);
@@ -258,7 +268,7 @@ static void test_prepare_act(threadpool *pool) {
             CHECK(!memcmp(a.data, want, row * (size_t)rows), "prepare_act of %d rows for %s", rows,
                   ggml_type_get(wtypes[i])->name);
             free(want);
-            scratch_free(m.scratch);
+            model_off(&m);
         }
     }
     free(x);

@@ -6,6 +6,7 @@
  * scheduler refuses new work. */
 #include "serve/scheduler.h"
 #include "test.h"
+#include "base/clock.h"
 
 #include <string.h>
 
@@ -44,9 +45,9 @@ static sched_req *endless(const int32_t *prompt, int n, int max_tokens) {
 
 /* Waits (up to 60 s) until r finishes, or until it generated at least `tokens` (0: finish only). */
 static void wait_for(sched *s, sched_req *r, int tokens) {
-    double t0 = sched_now();
+    double t0 = lfm2c_now_s();
     sched_lock(s);
-    while (r->finish == FINISH_NONE && !(tokens > 0 && r->n_generated >= tokens) && sched_now() - t0 < 60)
+    while (r->finish == FINISH_NONE && !(tokens > 0 && r->n_generated >= tokens) && lfm2c_now_s() - t0 < 60)
         sched_wait(s, r, 100);
     sched_unlock(s);
 }

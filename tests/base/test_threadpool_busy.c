@@ -1,4 +1,4 @@
-/* test_threadpool_busy.c — the pool on a busy machine (src/core/threadpool.c, threadpool_step):
+/* test_threadpool_busy.c — the pool on a busy machine (src/base/threadpool.c, threadpool_step):
  * with a worker that is slow (it sleeps in every index it runs, as a preempted thread would) and
  * the pool's threads seen waiting on a run queue, the pool goes solo (the caller runs every index);
  * when the caller becomes the slow one and the machine has room again, a probe brings the normal
@@ -9,7 +9,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 #include "test.h"
 
 #include <pthread.h>

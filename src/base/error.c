@@ -1,5 +1,5 @@
 /* error.c — the one place that formats library errors. */
-#include "core/error.h"
+#include "base/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>

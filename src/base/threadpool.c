@@ -31,7 +31,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "core/threadpool.h"
+#include "base/threadpool.h"
+#include "base/clock.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -243,12 +244,6 @@ int threadpool_default_threads(void) {
 
 /* ---- a busy machine: normal or solo (see the top of the file) ---- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void adapt_init(adapt *a) {
     const char *e = getenv("LFM2C_ADAPT");
     a->on = !(e && !strcmp(e, "0"));
@@ -361,7 +356,7 @@ static bool busy_machine(threadpool *p, double now) {
 void threadpool_step(threadpool *p, int key) {
     if (!p || !p->ad.on || p->started < 2 || p->n < 2) return;
     adapt *a = &p->ad;
-    const double now = now_s(), dt = now - a->last;
+    const double now = lfm2c_now_s(), dt = now - a->last;
     a->last = now;
     if (!a->have_key || key != a->key) {   /* steps of another cost: nothing to compare yet */
         a->have_key = 1;

@@ -7,7 +7,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "core/threadpool.h"
+#include "base/threadpool.h"
 #include "test.h"
 
 #include <pthread.h>
