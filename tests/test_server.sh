@@ -441,8 +441,8 @@ fi
 # ---- answers nobody reads: cut for memory and after the idle timeout --------------------------------
 # (each answer's logprobs JSON, ~100 MB as a tree while it is built, is charged: the budget lets one
 # build at a time beside the answers queued unread)
-if start_server unread -np 2 --api-key $KEY --max-request-memory 134217728 --idle-timeout 3; then
-  out=$(timeout 120 python3 server/hostile.py unread $PORT $KEY 4 3 2>&1); echo "$out" >&2
+if start_server unread -np 2 --api-key $KEY --max-request-memory 134217728 --idle-timeout 3 --metrics; then
+  out=$(timeout 240 python3 server/hostile.py unread $PORT $KEY 4 3 2>&1); echo "$out" >&2
   check "4 unread 10 MB answers over a 128 MiB budget: a new request served, all four cut" '[[ "$out" == ok* ]]'
   kill $PID; wait $PID 2>/dev/null
 else

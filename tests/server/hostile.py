@@ -342,6 +342,25 @@ def memory_full(port, key, n):
     return ok
 
 
+def wait_idle(port, key, limit):
+    """Until /metrics says no request runs or waits (at most limit seconds)."""
+    end = time.time() + limit
+    while time.time() < end:
+        s = connect(port, timeout=10)
+        s.sendall(request("GET", "/metrics", None, {"Authorization": f"Bearer {key}"}))
+        st, body = read_response(s)
+        s.close()
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+        busy = [ln for ln in text.splitlines()
+                if ln.startswith(("vllm:num_requests_running ", "vllm:num_requests_waiting ")) and float(ln.split()[1]) > 0]
+        if st == 404:   # a server without --metrics: nothing to wait on
+            return False
+        if st == 200 and not busy:
+            return True
+        time.sleep(0.25)
+    return False
+
+
 def unread(port, key, n, idle):
     """Answers of ~10 MB (16 choices with logprobs) asked for and never read."""
     body = dict(LONG, messages=[{"role": "user", "content": "go"}], n=16, logprobs=True, top_logprobs=20, max_tokens=300)
@@ -361,6 +380,9 @@ def unread(port, key, n, idle):
     st, _ = read_response(s)  # queued behind the big ones: served once they are done
     s.close()
     dt = time.time() - t0
+    # the last big answers may still be generating (a slow build: ASan, a loaded machine): the
+    # idle clock of an answer starts when it is written, so wait until nothing runs or waits
+    wait_idle(port, key, 60)
     time.sleep(idle + 3)
     cut, kinds = 0, {}
     for h in held:
