@@ -644,6 +644,18 @@ static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
     return lfm2c_session_reusable(sl->sess, r->prompt, r->n_prompt);
 }
 
+/* A request taken from the queue whose caller cancelled it while its slot was being prepared
+ * (lock held): it ends without touching what it borrows from its caller (its grammars, freed
+ * once the caller released it). */
+static bool start_cancelled(sched *s, sched_req *r) {
+    if (!r->cancelled) return false;
+    r->finish = FINISH_CANCELLED;
+    req_signal(r);
+    req_unref(r);
+    s->st.active_slots--;
+    return true;
+}
+
 /* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
  * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
 static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
@@ -656,6 +668,7 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
         if (rc) {
             lfm2c_session_set_lora(sl->sess, NULL, NULL, 0, NULL);
             pthread_mutex_lock(&s->mu);
+            if (start_cancelled(s, r)) { pthread_mutex_unlock(&s->mu); return; }
             slot_setup(s, sl, r, 0);
             if (sl->req) slot_fail(s, sl, err.msg);
             pthread_mutex_unlock(&s->mu);
@@ -666,7 +679,7 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
     if (keep == 0) lfm2c_session_reset(sl->sess);
     else if (lfm2c_session_sync(sl->sess, r->prompt, r->n_prompt, &keep, &err) != 0) keep = 0; /* reset: read it all */
     pthread_mutex_lock(&s->mu);
-    slot_setup(s, sl, r, keep);
+    if (!start_cancelled(s, r)) slot_setup(s, sl, r, keep);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -867,6 +880,10 @@ static bool step(sched *s) {
     for (int k = 0; k < n_items; k++) {
         slot *sl = &s->slots[which[k]];
         if (!sl->req) continue;
+        /* cancelled during the forward (which runs unlocked, and may be slow on a device): its
+         * caller may already have freed what the request borrows (its grammars), so it ends here
+         * without sampling */
+        if (sl->req->cancelled) { sl->spec_k = 0; slot_finish(s, sl, FINISH_CANCELLED); continue; }
         if (rc != 0) { sl->spec_k = 0; slot_fail(s, sl, err.msg); continue; }
         int row = 0;
         if (sl->n_fed < sl->req->n_prompt) {

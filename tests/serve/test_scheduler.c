@@ -3,12 +3,14 @@
  * same tokens as each alone (and share forward passes); a request sharing a prompt prefix with a
  * slot's history reuses it (n_cached, and still the same tokens); a running and a queued request
  * are cancelled; the queue limit refuses what does not fit (a group all or none); a shut-down
- * scheduler refuses new work. */
+ * scheduler refuses new work; a request cancelled during its forward takes no token (and the
+ * scheduler no longer reads the grammar its caller freed). */
 #include "serve/scheduler.h"
 #include "test.h"
 #include "base/clock.h"
 
 #include <string.h>
+#include <unistd.h>
 
 enum { PROMPT = 24, GEN = 12, N_REQ = 3 };
 
@@ -175,6 +177,39 @@ static void test_cancel_and_queue(void) {
     sched_free(s);
 }
 
+/* A request cancelled while its forward runs (unlocked; on a slow device most of a step): its
+ * caller frees what the request borrows (its grammar) at once, as openai.c's job_free does, and
+ * the scheduler must end it without sampling (before, the step sampled it through the freed
+ * grammar: a use-after-free, a crash on the Vulkan backend). The prompt is one prefill chunk, so
+ * the cancel lands in the forward that would give the first token. */
+static void test_cancel_during_forward(void) {
+    enum { LONG = 512 };
+    sched *s = new_sched(1, 2, 2048, true);
+    if (!s) return;
+    int32_t *p = malloc(sizeof(int32_t) * LONG);
+    const int delay_us[] = {0, 1000, 3000, 6000, 10000, 20000};
+    for (size_t i = 0; i < sizeof delay_us / sizeof *delay_us; i++) {
+        make_tokens(p, LONG, 500u + (uint32_t)i);
+        grammar *g = grammar_any_object();
+        sched_req *r = endless(p, LONG, 50);
+        r->json_grammar = g;
+        CHECK(sched_submit(s, r) == 0, "submit %zu", i);
+        usleep((useconds_t)delay_us[i]);
+        sched_lock(s);
+        r->cancelled = true;   /* what sched_release does, keeping our reference to look */
+        int n0 = r->n_generated;
+        sched_unlock(s);
+        grammar_free(g);       /* the caller's job is gone */
+        wait_for(s, r, 0);
+        CHECK(r->finish == FINISH_CANCELLED || n0 > 0, "cancel %zu: finish %d", i, r->finish);
+        CHECK(r->n_generated == n0, "cancel %zu after %d us: %d tokens taken after the cancel", i, delay_us[i],
+              r->n_generated - n0);
+        sched_release(s, r);
+    }
+    free(p);
+    sched_free(s);
+}
+
 int main(void) {
     lfm2c_error err = {0};
     lfm2c_model_params mp = lfm2c_model_default_params();
@@ -185,6 +220,7 @@ int main(void) {
     n_vocab = lfm2c_vocab_size(model);
     test_batching_and_prefix();
     test_cancel_and_queue();
+    test_cancel_during_forward();
     lfm2c_model_free(model);
     TEST_MAIN_END();
 }
