@@ -60,6 +60,18 @@ start_server() {
   return 1
 }
 
+# server_evidence NAME: what a stuck or dead server leaves for the log: its state (/metrics), the
+# end of its log and, where gdb is, every thread's stack (a request that never finished).
+server_evidence() {
+  echo "--- evidence from server $1 (pid $PID) ---" >&2
+  curl -s -m 5 "http://127.0.0.1:$PORT/metrics" "${AUTH[@]}" | grep -E '^lfm2c_(slots_active|queue_depth|requests_total)' >&2
+  grep -v 'GET /metrics' "$TMP/$1.err" | tail -5 >&2
+  if command -v gdb >/dev/null && kill -0 $PID 2>/dev/null; then
+    timeout 120 gdb -p $PID -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^(Thread|#)' >&2
+  fi
+  echo "--- end of evidence ---" >&2
+}
+
 # req METHOD PATH BODY [curl args...]: sets STATUS; the body is in $TMP/body, headers in $TMP/hdr.
 req() {
   local method=$1 path=$2 body=$3; shift 3
@@ -83,6 +95,16 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   line=$(echo "$out" | tail -1)
   p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
   if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "e2e.mjs did not finish: $line"; fi
+  # every request of the suite is over: none is left in a slot or the queue (a request the
+  # scheduler lost shows here, one the HTTP side lost does not); evidence when it is not so
+  settled=0
+  for _ in $(seq 50); do
+    req GET /metrics '' "${AUTH[@]}"
+    if grep -q "^lfm2c_slots_active 0$" "$TMP/body" && grep -q "^lfm2c_queue_depth 0$" "$TMP/body"; then settled=1; break; fi
+    sleep 0.1
+  done
+  check "no request left in a slot or the queue after e2e.mjs" '[ $settled = 1 ]'
+  if [ $settled != 1 ] || echo "$out" | grep -q "timed out"; then server_evidence main; fi
 
   if [ "$QUICK" = 1 ]; then conc=(8 8); else conc=(); fi
   out=$(cd server && timeout 600 node concurrency.mjs "http://127.0.0.1:$PORT" $KEY "${conc[@]}" 2>&1)
@@ -274,6 +296,7 @@ PY'
   for _ in $(seq 100); do kill -0 $PID 2>/dev/null || break; sleep 0.1; done
   wait $PID; rc=$?
   check "SIGTERM: clean exit ($rc)" '[ $rc = 0 ]'
+  if [ $rc -gt 128 ]; then echo "main server died of signal $((rc - 128)); the end of its log:" >&2; tail -20 "$TMP/main.err" >&2; fi
 else
   bad "main server start"
 fi
