@@ -187,7 +187,7 @@ static void test_cancel_during_forward(void) {
     sched *s = new_sched(1, 2, 2048, true);
     if (!s) return;
     int32_t *p = malloc(sizeof(int32_t) * LONG);
-    const int delay_us[] = {0, 1000, 3000, 6000, 10000, 20000};
+    const int delay_us[] = {0, 200, 500, 1000, 2000, 3000, 6000, 10000, 20000};
     for (size_t i = 0; i < sizeof delay_us / sizeof *delay_us; i++) {
         make_tokens(p, LONG, 500u + (uint32_t)i);
         grammar *g = grammar_any_object();
