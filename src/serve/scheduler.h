@@ -58,6 +58,8 @@ typedef struct sched_req {
     char **stop;                /* stop strings (owned) */
     int n_stop;
     int n_logprobs;             /* -1: none; else top-N alternatives (0..20) per token */
+    /* the grammars are borrowed: the caller may free them once it released the request (the
+     * scheduler reads them only under its lock and only while the request is not cancelled) */
     const grammar *json_grammar;   /* constrained output from the first token (borrowed) */
     const grammar *tool_grammar;   /* tool-call list grammar (borrowed) */
     bool force_tool_call;       /* start with <|tool_call_start|> (tool_choice required/named) */
