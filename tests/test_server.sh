@@ -27,6 +27,13 @@ trap cleanup EXIT
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL $*" >&2; }
 check() { if eval "$2"; then ok; else bad "$1"; fi; }
+# tally NAME OUT: adds the "N passed, M failed" last line of a script's output OUT to the totals
+tally() {
+  local line p f
+  line=$(echo "$2" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "$1 did not finish: $line"; fi
+}
 
 for tool in node npm curl python3; do
   command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
@@ -92,9 +99,7 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   ok
   out=$(cd server && timeout 600 node e2e.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "e2e.mjs did not finish: $line"; fi
+  tally "e2e.mjs" "$out"
   # every request of the suite is over: none is left in a slot or the queue (a request the
   # scheduler lost shows here, one the HTTP side lost does not); evidence when it is not so
   settled=0
@@ -109,48 +114,34 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   if [ "$QUICK" = 1 ]; then conc=(8 8); else conc=(); fi
   out=$(cd server && timeout 600 node concurrency.mjs "http://127.0.0.1:$PORT" $KEY "${conc[@]}" 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "concurrency.mjs did not finish: $line"; fi
+  tally "concurrency.mjs" "$out"
 
   # the other APIs on the same port: Responses (openai, @openai/agents), Anthropic Messages, Ollama,
   # each with its official client, then malformed requests in each API's own error shape
   out=$(cd server && timeout 300 node dialects.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects.mjs did not finish: $line"; fi
+  tally "dialects.mjs" "$out"
   if [ "$QUICK" != 1 ]; then
   out=$(timeout 300 python3 server/dialects_bad.py "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "dialects_bad.py did not finish: $line"; fi
+  tally "dialects_bad.py" "$out"
   # what clients ask for is honoured or refused naming the field (fresh seeds, structured output,
   # item_reference, logprobs, Ollama context / tool_choice, fill-in-the-middle)
   out=$(timeout 300 python3 server/fidelity.py "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "fidelity.py did not finish: $line"; fi
+  tally "fidelity.py" "$out"
   out=$(cd clients && timeout 600 node agents.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "agents.mjs did not finish: $line"; fi
+  tally "agents.mjs" "$out"
   # the provider libraries that found server-side failures (issue 36): @ai-sdk/openai (Responses),
   # @ai-sdk/anthropic, ollama-ai-provider-v2, @langchain/anthropic, @langchain/ollama
   out=$(cd clients && timeout 300 node providers.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "providers.mjs did not finish: $line"; fi
+  tally "providers.mjs" "$out"
   # the agent frameworks over them: LangGraph's ReAct agent, LlamaIndex TS, Mastra
   out=$(cd clients && timeout 300 node frameworks.mjs "http://127.0.0.1:$PORT" $KEY fixture 2>&1)
   echo "$out" | grep '^FAIL' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "frameworks.mjs did not finish: $line"; fi
+  tally "frameworks.mjs" "$out"
   fi   # QUICK
 
   req GET /health ''
@@ -194,9 +185,7 @@ PY'
   if [ "$QUICK" != 1 ]; then
   out=$(timeout 300 python3 server/budget.py "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' | head -20 >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "budget.py did not finish: $line"; fi
+  tally "budget.py" "$out"
   fi
   req POST /v1/completions '{"prompt":"hi","max_tokens":60,"logprobs":3,"temperature":1,"seed":7,"logit_bias":{'"$ids"'}}' "${AUTH[@]}"
   check "legacy logprobs with partial UTF-8 tokens" 'python3 -c "import json,sys; l=json.load(open(sys.argv[1]))[\"choices\"][0][\"logprobs\"]; assert len(l[\"tokens\"])==60 and len(l[\"token_logprobs\"])==60 and all(len(t)>=1 for t in l[\"top_logprobs\"]) and any(t.startswith(\"bytes:\") for t in l[\"tokens\"])" "$TMP/body"'
@@ -310,9 +299,7 @@ fi
 if start_server ctxfit -np 1 -c 360 --test-script; then
   out=$(timeout 300 python3 server/context_fit.py "http://127.0.0.1:$PORT" 360 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "context_fit.py did not finish: $line"; fi
+  tally "context_fit.py" "$out"
   kill $PID; wait $PID 2>/dev/null
 else
   bad "context-fit server start"
@@ -323,9 +310,7 @@ LFM25=data/chat/LFM2.5-8B-A1B.chat_template.jinja
 if start_server reason -np 2 -c 1024 --alias fixture --test-script --chat-template-file $LFM25; then
   out=$(cd server && timeout 300 node reasoning.mjs "http://127.0.0.1:$PORT" 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "reasoning.mjs did not finish: $line"; fi
+  tally "reasoning.mjs" "$out"
   kill $PID; wait $PID 2>/dev/null
 else
   bad "reasoning server start"
@@ -552,9 +537,7 @@ if start_server lora -np 4 -c 512 --alias fixture --api-key $KEY --lora one="$TM
   ok
   out=$(cd server && timeout 300 node lora.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
-  line=$(echo "$out" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "lora.mjs did not finish: $line"; fi
+  tally "lora.mjs" "$out"
   check "lora: adapters named at start" 'grep -q "LoRA adapter .one." "$TMP/lora.err" && grep -q "LoRA adapter .two.*scale 0.5" "$TMP/lora.err"'
   kill $PID; wait $PID 2>/dev/null
 else
