@@ -52,6 +52,7 @@ static _Atomic size_t render_total;
 static _Atomic size_t render_bound = JINJA_PROCESS_MEMORY;
 
 void jinja_set_process_memory(size_t bytes) { atomic_store(&render_bound, bytes ? bytes : JINJA_PROCESS_MEMORY); }
+size_t jinja_process_memory_in_use(void) { return atomic_load(&render_total); }
 
 static void *arena_alloc(arena *a, size_t n) {
     if (n > a->limit) return NULL; /* also keeps the rounding below from wrapping */

@@ -54,6 +54,8 @@ typedef struct jinja_options {
 #define JINJA_PROCESS_MEMORY ((size_t)512 << 20)
 /* Sets that bound (0: JINJA_PROCESS_MEMORY); for tests and embedders. */
 void jinja_set_process_memory(size_t bytes);
+/* Bytes the renders in progress hold together now (what that bound is checked against). */
+size_t jinja_process_memory_in_use(void);
 
 /* vars: a JSON object (or NULL) whose members become the template's variables (null -> None).
  * Returns the malloc'd, NUL-terminated output (its length in *out_len when not NULL), or NULL

@@ -350,8 +350,9 @@ static void test_process_render_memory(void) {
     int first_ok = 0;
     pthread_t th;
     pthread_create(&th, NULL, heavy_thread, &first_ok);
-    struct timespec nap = {0, 300 * 1000000L};
-    nanosleep(&nap, NULL); /* the first has built its string and loops */
+    /* until the first has built its string and loops (a loaded machine may start it late) */
+    struct timespec nap = {0, 10 * 1000000L};
+    for (int i = 0; i < 1000 && jinja_process_memory_in_use() < (size_t)10000000; i++) nanosleep(&nap, NULL);
     lfm2c_error err = {0};
     char *out = render_heavy("{{ ('b' * 10000000) | length }}", &err);
     CHECK(!out && strstr(err.msg, "renders in progress"), "a second heavy render past the process bound: [%s]", out ? out : err.msg);
