@@ -286,7 +286,9 @@ typedef struct lfm2c_spec_params {
                             (a draft model, when given, is used instead) */
     float force_accept;  /* benchmarks only: < 0 (default) off; a in [0, 1]: accept each drafted
                             token with probability a whatever the models say (output is then NOT
-                            the target's), to measure what an acceptance rate buys */
+                            the target's), to measure what an acceptance rate buys; prompt
+                            lookup then drafts draft_max tokens every step (padding a short or
+                            missing match), to measure a drafter that costs nothing */
     uint64_t seed;       /* force_accept's RNG */
 } lfm2c_spec_params;
 lfm2c_spec_params lfm2c_spec_default_params(void);

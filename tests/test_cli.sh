@@ -129,6 +129,9 @@ forced = [r for r in rows if r["test"] == "draft, forced acceptance"]
 assert [r["accept"] for r in forced] == [0.5, 1.0], forced
 assert forced[1]["accepted"] == forced[1]["drafted"] > 0, forced
 assert 0 < forced[0]["accepted"] < forced[0]["drafted"], forced
+look = [r for r in rows if r["test"] == "prompt lookup, forced acceptance"]
+assert [r["accept"] for r in look] == [0.5, 1.0], look
+assert look[1]["accepted"] == look[1]["drafted"] > 0 and 0 < look[0]["accepted"] < look[0]["drafted"], look
 PY
 "$bin" bench --spec -m $t -p 8 -n 8 -r 1 -t 1 > "$tmp/spec.md" 2>/dev/null && grep -q "| target as own draft | 4 | 1.00 |" "$tmp/spec.md" \
   && ok || bad "bench --spec markdown: $(cat "$tmp/spec.md")"

@@ -285,8 +285,8 @@ static void spec_row(bool json, int *first, const char *test, int k, double acce
 
 /* The cost of verifying k = 1..8 drafted tokens against one decode step, then tokens/s plain,
  * with the target as its own draft (everything accepted), and with the draft model at each
- * forced acceptance rate (--spec-accept). Random weights cannot show real acceptance rates:
- * the forced rates show what each would buy. */
+ * forced acceptance rate (--spec-accept), then prompt lookup at those rates. Random weights
+ * cannot show real acceptance rates: the forced rates show what each would buy. */
 static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_bench *b, bool json, int threads,
                           const char *device) {
     lfm2c_error err = {0};
@@ -337,6 +337,25 @@ static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_ben
                  b->draft_max, a < 0 ? (st.drafted ? (double)st.accepted / st.drafted : 0) : b->accept[a], v, "tok/s",
                  plain > 0 ? v / plain : 0, st.drafted, st.accepted);
     }
+    /* prompt lookup at the forced rates: a drafter that costs nothing but its search */
+    for (int a = 0; a < b->n_accept; a++) {
+        lfm2c_spec_params p = lfm2c_spec_default_params();
+        p.draft_max = b->draft_max;
+        p.lookup_min = 1, p.lookup_max = 3;
+        p.force_accept = (float)b->accept[a];
+        lfm2c_spec *spec = lfm2c_spec_new(m, NULL, b->np + b->n + 2, &p, &err);
+        if (!spec) goto fail;
+        double v = 0;
+        for (int r = 0; r < b->reps && v >= 0; r++) {
+            double x = spec_rate(m, spec, b->np, b->n, &rng, &err);
+            v = x < 0 ? -1 : v + x / b->reps;
+        }
+        lfm2c_spec_stats st = lfm2c_spec_get_stats(spec);
+        lfm2c_spec_free(spec);
+        if (v < 0) goto fail;
+        spec_row(json, &first, "prompt lookup, forced acceptance", b->draft_max, b->accept[a], v, "tok/s",
+                 plain > 0 ? v / plain : 0, st.drafted, st.accepted);
+    }
     rc = 0;
 fail:
     if (rc) cli_fail("%s", err.msg);
@@ -360,7 +379,8 @@ static const char USAGE[] =
     "  --spec  speculative decoding instead: one forward over k+1 tokens against one decode step\n"
     "          (k = 1..8, at -d DEPTH), then tokens/s (-n tokens after a -p prompt, temperature 0)\n"
     "          plain, with the target as its own draft (acceptance 1), and with the draft model at\n"
-    "          forced acceptance rates (each drafted token accepted with probability a):\n"
+    "          forced acceptance rates (each drafted token accepted with probability a), and with\n"
+    "          prompt lookup at those rates (a full draft every step: a drafter that costs nothing):\n"
     "    -md FILE             the draft model (default: the target itself)\n"
     "    --draft-max K        tokens drafted per step (default 4)\n"
     "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n";

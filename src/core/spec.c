@@ -168,6 +168,15 @@ static int draft_lookup(const lfm2c_spec *sp, const lfm2c_session *s, int32_t la
     return 0;
 }
 
+/* Prompt lookup; under force_accept (benchmarks) the draft is topped up to max with the last
+ * token, so every step carries a full draft at the lookup's cost: what a document being quoted
+ * gives, which random weights cannot make. */
+static int draft_lookup_forced(const lfm2c_spec *sp, const lfm2c_session *s, int32_t last, int32_t *d, int max) {
+    int k = draft_lookup(sp, s, last, d, max);
+    while (sp->p.force_accept >= 0 && k < max) d[k++] = last;
+    return k;
+}
+
 /* ---- draft model -------------------------------------------------------------------------- */
 
 /* The draft sampler: the target sampler's settings (no bias, no filter), its own RNG. */
@@ -325,7 +334,7 @@ int lfm2c_spec_draft_batch(lfm2c_spec *const *sps, lfm2c_session *const *ss, lfm
         if (m > ss[i]->n_ctx - ss[i]->n_past - 1) m = ss[i]->n_ctx - ss[i]->n_past - 1;   /* last + the draft must fit */
         sp->q_valid = sp->draft != NULL;
         if (m <= 0) continue;
-        if (!sp->draft) k[i] = draft_lookup(sp, ss[i], last[i], drafts[i], m);
+        if (!sp->draft) k[i] = draft_lookup_forced(sp, ss[i], last[i], drafts[i], m);
         else if (!dm || sp->draft_model == dm) {   /* one draft model per batch; others alone */
             dm = sp->draft_model;
             jobs[nj++] = (draft_job){.sp = sp, .s = ss[i], .smp = smps[i], .last = last[i], .d = drafts[i], .max = m};

@@ -452,6 +452,50 @@ static void test_vocab(void) {
     lfm2c_model_free(t);
 }
 
+/* Benchmarks' forced acceptance with prompt lookup: every step drafts draft_max tokens even
+ * where the history has no match (random ids); without forcing the same loop runs as before. */
+static void test_lookup_forced(void) {
+    lfm2c_model *t = open_model(DATA("lfm2-tiny-dense-f32.gguf"));
+    if (!t) return;
+    enum { NP = 24, N = 40, K = 4 };
+    int32_t prompt[NP], out[K + 1];
+    make_ids(prompt, NP, 5, lfm2c_vocab_size(t));
+    for (int forced = 0; forced < 2; forced++) {
+        lfm2c_error err = {0};
+        lfm2c_spec_params p = lfm2c_spec_default_params();
+        p.draft_max = K;
+        p.lookup_min = 2, p.lookup_max = 3;
+        p.force_accept = forced ? 0.5f : -1.0f;
+        lfm2c_spec *spec = lfm2c_spec_new(t, NULL, 256, &p, &err);
+        lfm2c_session *s = lfm2c_session_new(t, 256, &err);
+        lfm2c_sampler_params sp = lfm2c_sampler_default_params();
+        sp.temperature = 0;
+        lfm2c_sampler *smp = lfm2c_sampler_new(&sp, lfm2c_vocab_size(t));
+        CHECK(spec && s && smp, "lookup speculator: %s", err.msg);
+        if (!spec || !s || !smp) return;
+        lfm2c_session_decode(s, prompt, NP - 1, LFM2C_LOGITS_LAST, &err);
+        int32_t last = prompt[NP - 1];
+        int got = 0, steps = 0;
+        while (got < N) {
+            int k = lfm2c_spec_step(spec, s, smp, last, out, K + 1, &err);
+            CHECK(k >= 1, "step: %s", err.msg);
+            if (k < 1) break;
+            got += k, steps++;
+            last = out[k - 1];
+        }
+        lfm2c_spec_stats st = lfm2c_spec_get_stats(spec);
+        if (!forced) CHECK(st.drafted < (long)steps * K, "unforced: %ld drafted in %d steps", st.drafted, steps);
+        if (forced) {
+            CHECK(st.drafted == (long)steps * K, "forced: %ld drafted in %d steps, want %d each", st.drafted, steps, K);
+            CHECK(st.accepted > 0 && st.accepted < st.drafted, "forced 0.5: %ld of %ld accepted", st.accepted, st.drafted);
+        }
+        lfm2c_sampler_free(smp);
+        lfm2c_session_free(s);
+        lfm2c_spec_free(spec);
+    }
+    lfm2c_model_free(t);
+}
+
 int main(void) {
     test_rollback(DATA("lfm2-tiny-dense-f32.gguf"));
     test_rollback(DATA("lfm2-tiny-moe-q8_0.gguf"));
@@ -460,5 +504,6 @@ int main(void) {
     test_draft_batch();
     test_distribution();
     test_vocab();
+    test_lookup_forced();
     TEST_MAIN_END();
 }
