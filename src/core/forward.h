@@ -1,11 +1,12 @@
 /* forward.h — a forward pass over a batch of tokens from one or more sessions: the batch every
- * backend takes (fwd_token, backend.h's forward), and the CPU backend's pass (forward.c). */
+ * backend takes (fwd_token, backend.h's forward), and the MoE routing rule every backend follows
+ * (defined with the CPU backend's pass, cpu/forward.c; the CUDA tests take it as the truth). The
+ * CPU backend's own pass is declared in cpu/backend_cpu.h. */
 #ifndef LFM2C_FORWARD_H
 #define LFM2C_FORWARD_H
 #include "lfm2c.h"
 
 struct lfm2c_session;
-struct scratch;
 
 /* One token of a batch. Tokens of a session appear in increasing position order. */
 typedef struct fwd_token {
@@ -22,11 +23,6 @@ extern "C" {
  * weighted by their sigmoid scores renormalised to sum 1 (E <= 4096). */
 void moe_route(const float *logits, const float *bias, int E, int k, int *sel, float *w);
 
-/* The CPU pass's scratch slots (scratch.h; free with scratch_free). */
-struct scratch *forward_scratch_new(void);
-/* The CPU backend's forward (backend_cpu.c): runs the model over toks[0..n). KV caches and conv
- * states of the sessions are updated. */
-int forward_cpu(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
 #ifdef __cplusplus
 }
 #endif

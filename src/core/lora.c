@@ -9,13 +9,13 @@
  * adapter.type "lora", adapter.lora.alpha (absent or 0: scale 1), "<base tensor>.lora_a"
  * ne [in, r(, experts)] and ".lora_b" ne [r, out(, experts)], scale alpha / r. */
 #include "core/lora.h"
-#include "core/matmul.h"
+#include "cpu/matmul.h"
 #include "core/backend.h"
 #include "base/error.h"
 #include "core/session.h"
 #include "formats/ggml_types.h"
 #include "formats/safetensors.h"
-#include "core/backend_cpu.h"
+#include "cpu/backend_cpu.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -88,7 +88,7 @@ typedef struct kernel_ops {
     void (*swiglu)(float *g, const float *u, int64_t n);
     /* The most columns for which one matmul call streams its weights once, as decode does (the
      * few-column tiles of tiles.h): products that narrow take decode's work-stealing split over
-     * the thread pool (core/matmul.c). 0: 4. */
+     * the thread pool (cpu/matmul.c). 0: 4. */
     int stream_cols;
 } kernel_ops;
 

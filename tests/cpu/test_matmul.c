@@ -1,4 +1,4 @@
-/* test_matmul.c — the threaded matmul driver (src/core/matmul.c): jobs of several tasks of mixed
+/* test_matmul.c — the threaded matmul driver (src/cpu/matmul.c): jobs of several tasks of mixed
  * weight types (one of them an expert of a 3-d tensor), odd row counts and rows that do not fill
  * a row block or a work-stealing chunk, 1 to 13 columns (the decode path with work stealing up
  * to 4, the prefill split above), run on pools of 1 to 6 and 16 threads. Every result must be
@@ -6,9 +6,9 @@
  * same for every pool size), the padding of the output untouched, and every row of every task
  * handed to the kernel exactly once (a counting wrapper around the table). The reference mode
  * must equal vec_dot_float row by row, and prepare_act the per-row activation quantizer. */
-#include "core/backend_cpu.h"
-#include "core/matmul.h"
-#include "core/scratch.h"
+#include "cpu/backend_cpu.h"
+#include "cpu/matmul.h"
+#include "cpu/scratch.h"
 #include "cpu/kernels.h"
 #include "convert/quantize.h"
 #include "formats/ggml_types.h"

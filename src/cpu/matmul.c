@@ -2,11 +2,11 @@
  * across the pool (mm_part / mm_worker, for prefill), and for decode a static split by bytes with
  * work stealing (mm_worker_dyn), timed into the model's decode profile (lfm2c.h); plus the
  * activation quantization that feeds it (prepare_act). */
-#include "core/matmul.h"
-#include "core/scratch.h"
+#include "cpu/matmul.h"
+#include "cpu/scratch.h"
 #include "formats/ggml_types.h"
 #include "base/clock.h"
-#include "core/backend_cpu.h"
+#include "cpu/backend_cpu.h"
 
 #include <math.h>
 #include <stdatomic.h>

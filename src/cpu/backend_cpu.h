@@ -1,9 +1,11 @@
 /* backend_cpu.h — the CPU backend's own state, kept behind m->backend_state and
  * s->backend_state like every backend's (backend.h), and read by the code that runs the CPU
- * forward pass: forward.c, matmul.c, lora.c's run-time hook. Nothing outside the CPU backend
- * reads it; a model or session of another backend holds that backend's state there instead. */
+ * forward pass: forward.c, matmul.c, core/lora.c's run-time hook; and its pass (forward.c).
+ * Nothing outside the CPU backend reads the state; a model or session of another backend holds
+ * that backend's state there instead. */
 #ifndef LFM2C_BACKEND_CPU_H
 #define LFM2C_BACKEND_CPU_H
+#include "core/forward.h"
 #include "core/session.h"
 
 #include <stdbool.h>
@@ -27,4 +29,10 @@ typedef struct cpu_session {
 
 static inline cpu_model *cpu_model_of(const lfm2c_model *m) { return (cpu_model *)m->backend_state; }
 static inline cpu_session *cpu_session_of(const lfm2c_session *s) { return (cpu_session *)s->backend_state; }
+
+/* The CPU pass's scratch slots (scratch.h; free with scratch_free). */
+struct scratch *forward_scratch_new(void);
+/* The CPU backend's forward (forward.c): runs the model over toks[0..n). KV caches and conv
+ * states of the sessions are updated. */
+int forward_cpu(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
 #endif

@@ -6,10 +6,10 @@
  * are rearranged in place into the layout the kernel table multiplies fastest
  * (kernel_ops.packed_type; same bytes, same results bit for bit), in parallel on the pool. */
 #include "core/backend.h"
-#include "core/backend_cpu.h"
+#include "cpu/backend_cpu.h"
 #include "base/error.h"
 #include "core/forward.h"
-#include "core/scratch.h"
+#include "cpu/scratch.h"
 #include "core/session.h"
 #include "cpu/kernels.h"
 #include "formats/ggml_types.h"

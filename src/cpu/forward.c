@@ -8,13 +8,13 @@
 #include "core/forward.h"
 #include "base/error.h"
 #include "cpu/kernels.h"
-#include "core/matmul.h"
+#include "cpu/matmul.h"
 #include "core/lora.h"
 #include "core/model.h"
-#include "core/scratch.h"
+#include "cpu/scratch.h"
 #include "formats/ggml_types.h"
 #include "core/session.h"
-#include "core/backend_cpu.h"
+#include "cpu/backend_cpu.h"
 
 #include <math.h>
 #include <stdatomic.h>

@@ -3,7 +3,7 @@
  * model's thread pool by bytes of weights (byte-balanced split), with work stealing for decode,
  * and calls the kernel table (kernels.h) once per thread and task, or in reference mode a plain
  * float dot per row. Every output row is computed exactly once and alone, so how the rows are
- * split changes no bit of the result (tests/core/test_matmul.c). */
+ * split changes no bit of the result (tests/cpu/test_matmul.c). */
 #ifndef LFM2C_MATMUL_H
 #define LFM2C_MATMUL_H
 #include "core/model.h"

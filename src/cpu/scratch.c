@@ -1,5 +1,5 @@
 /* scratch.c — grow-only aligned scratch slots (scratch.h). */
-#include "core/scratch.h"
+#include "cpu/scratch.h"
 
 #include <stdlib.h>
 
