@@ -283,6 +283,22 @@ static void spec_row(bool json, int *first, const char *test, int k, double acce
     fflush(stdout);
 }
 
+/* Tokens/s of speculative decoding with drafter `draft` (NULL: prompt lookup) and parameters p,
+ * averaged over b->reps runs; its counts in *st. -1 on failure (err set). */
+static double spec_rate_avg(lfm2c_model *m, lfm2c_model *draft, const lfm2c_spec_params *p, const spec_bench *b,
+                            uint64_t *rng, lfm2c_spec_stats *st, lfm2c_error *err) {
+    lfm2c_spec *spec = lfm2c_spec_new(m, draft, b->np + b->n + 2, p, err);
+    if (!spec) return -1;
+    double v = 0;
+    for (int r = 0; r < b->reps && v >= 0; r++) {
+        double x = spec_rate(m, spec, b->np, b->n, rng, err);
+        v = x < 0 ? -1 : v + x / b->reps;
+    }
+    *st = lfm2c_spec_get_stats(spec);
+    lfm2c_spec_free(spec);
+    return v;
+}
+
 /* The cost of verifying k = 1..8 drafted tokens against one decode step, then tokens/s plain,
  * with the target as its own draft (everything accepted), and with the draft model at each
  * forced acceptance rate (--spec-accept), then prompt lookup at those rates. Random weights
@@ -317,44 +333,23 @@ static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_ben
         plain += v / b->reps;
     }
     spec_row(json, &first, "plain decode", 0, -1, plain, "tok/s", 1, 0, 0);
-    /* the target as its own draft (acceptance 1), then the draft at forced rates */
-    for (int a = -1; a < b->n_accept; a++) {
+    /* the target as its own draft (acceptance 1), the draft at the forced rates, then prompt
+     * lookup at those rates (a drafter that costs nothing but its search) */
+    for (int a = -1; a < 2 * b->n_accept; a++) {
+        bool lookup = a >= b->n_accept;
+        double rate = a < 0 ? -1 : b->accept[a % b->n_accept];
         lfm2c_spec_params p = lfm2c_spec_default_params();
         p.draft_max = b->draft_max;
         p.draft_p_min = 0;
-        if (a >= 0) p.force_accept = (float)b->accept[a];
-        lfm2c_spec *spec = lfm2c_spec_new(m, a < 0 || !draft ? m : draft, b->np + b->n + 2, &p, &err);
-        if (!spec) goto fail;
-        double v = 0;
-        for (int r = 0; r < b->reps && v >= 0; r++) {
-            double x = spec_rate(m, spec, b->np, b->n, &rng, &err);
-            v = x < 0 ? -1 : v + x / b->reps;
-        }
-        lfm2c_spec_stats st = lfm2c_spec_get_stats(spec);
-        lfm2c_spec_free(spec);
+        p.force_accept = (float)rate;
+        if (lookup) p.lookup_min = 1, p.lookup_max = 3;
+        lfm2c_spec_stats st;
+        double v = spec_rate_avg(m, lookup ? NULL : a < 0 || !draft ? m : draft, &p, b, &rng, &st, &err);
         if (v < 0) goto fail;
-        spec_row(json, &first, a < 0 ? "target as own draft" : draft ? "draft, forced acceptance" : "own draft, forced acceptance",
-                 b->draft_max, a < 0 ? (st.drafted ? (double)st.accepted / st.drafted : 0) : b->accept[a], v, "tok/s",
-                 plain > 0 ? v / plain : 0, st.drafted, st.accepted);
-    }
-    /* prompt lookup at the forced rates: a drafter that costs nothing but its search */
-    for (int a = 0; a < b->n_accept; a++) {
-        lfm2c_spec_params p = lfm2c_spec_default_params();
-        p.draft_max = b->draft_max;
-        p.lookup_min = 1, p.lookup_max = 3;
-        p.force_accept = (float)b->accept[a];
-        lfm2c_spec *spec = lfm2c_spec_new(m, NULL, b->np + b->n + 2, &p, &err);
-        if (!spec) goto fail;
-        double v = 0;
-        for (int r = 0; r < b->reps && v >= 0; r++) {
-            double x = spec_rate(m, spec, b->np, b->n, &rng, &err);
-            v = x < 0 ? -1 : v + x / b->reps;
-        }
-        lfm2c_spec_stats st = lfm2c_spec_get_stats(spec);
-        lfm2c_spec_free(spec);
-        if (v < 0) goto fail;
-        spec_row(json, &first, "prompt lookup, forced acceptance", b->draft_max, b->accept[a], v, "tok/s",
-                 plain > 0 ? v / plain : 0, st.drafted, st.accepted);
+        const char *test = lookup ? "prompt lookup, forced acceptance" : a < 0 ? "target as own draft"
+                         : draft  ? "draft, forced acceptance" : "own draft, forced acceptance";
+        spec_row(json, &first, test, b->draft_max, a < 0 ? (st.drafted ? (double)st.accepted / st.drafted : 0) : rate, v,
+                 "tok/s", plain > 0 ? v / plain : 0, st.drafted, st.accepted);
     }
     rc = 0;
 fail:
