@@ -6,6 +6,7 @@
 #include "serve/server.h"
 #include "base/error.h"
 #include "serve/http.h"
+#include "serve/job.h"
 #include "serve/openai.h"
 #include "serve/server_dialect.h"
 
@@ -22,7 +23,7 @@ _Static_assert((int)SERVER_LOADING == (int)HTTP_LOADING && (int)SERVER_READY == 
 
 struct server {
     http *h;
-    openai api;                /* what every handler reads (http_app) */
+    serve_api api;             /* what every handler reads (http_app) */
 };
 
 /* ---- lifecycle: loading -> ready -> draining (what a load balancer's probes read) ---------- */
@@ -40,7 +41,7 @@ static int route_health(http_req *q, json_t *body) {
 /* GET /ready: 200 when this replica should get traffic; 503 while the model loads, while draining
  * and, with ready_queue_max, while that many requests already wait for a slot. */
 static int route_ready(http_req *q, json_t *body) {
-    openai *api = http_app(q);
+    serve_api *api = http_app(q);
     int state = http_state(http_of(q)), queued = -1;
     (void)body;
     if (state == SERVER_READY && api->p.ready_queue_max > 0) {
@@ -140,7 +141,7 @@ static void metrics_gateway(FILE *f, const sched_stats *st, int state) {
 
 /* GET /metrics (Prometheus text), with --metrics. */
 static int route_metrics(http_req *q, json_t *body) {
-    openai *api = http_app(q);
+    serve_api *api = http_app(q);
     (void)body;
     if (!api->p.metrics) {
         http_err e;
@@ -249,7 +250,7 @@ static http_err_shape error_for_path(const char *path) {
 /* ---- life cycle --------------------------------------------------------------------------------- */
 
 void server_attach(server *srv, lfm2c_model *model, sched *s, int n_ctx) {
-    openai_attach(&srv->api, model, s, n_ctx);
+    serve_api_attach(&srv->api, model, s, n_ctx);
     http_set_state(srv->h, SERVER_READY);
 }
 
@@ -275,7 +276,7 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
         free(srv);
         return NULL;
     }
-    openai_init(&srv->api, model, s, &q);
+    serve_api_init(&srv->api, model, s, &q);
     http_params hp = {.host = q.host, .port = q.port, .api_key = q.api_key, .cors_origin = q.cors_origin,
                       .max_body = q.max_body, .idle_timeout = q.idle_timeout, .timeout = q.timeout,
                       .max_connections = q.max_connections, .max_connections_per_ip = q.max_connections_per_ip,
@@ -285,7 +286,7 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
                       .routes = routes, .n_routes = n_routes, .app = &srv->api};
     srv->h = http_start(&hp, model && s ? SERVER_READY : SERVER_LOADING, err);
     if (!srv->h) {
-        openai_free(&srv->api);
+        serve_api_free(&srv->api);
         free(srv);
         return NULL;
     }
@@ -298,11 +299,11 @@ void server_stop(server *srv) {
     if (!srv) return;
     http_quiesce(srv->h); /* refuse new connections */
     /* let answers of requests the scheduler just ended reach their clients (bounded wait) */
-    for (int i = 0; i < 150 && openai_jobs(&srv->api); i++) {
+    for (int i = 0; i < 150 && serve_api_jobs(&srv->api); i++) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     http_stop(srv->h); /* whatever is still open is cut */
-    openai_free(&srv->api);
+    serve_api_free(&srv->api);
     free(srv);
 }

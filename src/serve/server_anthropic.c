@@ -9,7 +9,6 @@
  * message_delta and message_stop, and errors take Anthropic's shape
  * {"type":"error","error":{"type":...,"message":...}}. */
 #include "serve/server_dialect.h"
-#include "serve/openai.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -268,36 +267,34 @@ static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *
     return chat;
 }
 
-static const char *stop_reason(const char *finish, const dl_run *run) {
-    if (!finish) return "end_turn";
-    if (!strcmp(finish, "length")) return "max_tokens";
-    if (!strcmp(finish, "tool_calls")) return "tool_use";
+static const char *stop_reason(job_finish finish, const job_run *run) {
+    if (finish == JOB_LENGTH) return "max_tokens";
+    if (finish == JOB_TOOL_CALLS) return "tool_use";
     return run->stop_text ? "stop_sequence" : "end_turn";
 }
 
-static json_t *tool_use_block(json_t *call, bool empty_input) {
-    json_t *fn = json_object_get(call, "function");
-    json_t *input = empty_input ? NULL : json_loads(json_string_value(json_object_get(fn, "arguments")) ? json_string_value(json_object_get(fn, "arguments")) : "{}", 0, NULL);
+/* A tool_use block of a call (its id call_X becomes toolu_X); empty_input: {} (the stream sends
+ * the arguments as a delta). */
+static json_t *tool_use_block(const char *id, const char *name, const char *args, bool empty_input) {
+    json_t *input = empty_input ? NULL : json_loads(args ? args : "{}", 0, NULL);
     if (!json_is_object(input)) { json_decref(input); input = json_object(); }
-    const char *id = json_string_value(json_object_get(call, "id"));
-    char tid[64];
+    char tid[80];
     snprintf(tid, sizeof tid, "toolu_%s", id && !strncmp(id, "call_", 5) ? id + 5 : id ? id : "0");
-    return json_pack("{s:s,s:s,s:O,s:o}", "type", "tool_use", "id", tid, "name", json_object_get(fn, "name"), "input", input);
+    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", tid, "name", name, "input", input);
 }
 
-static json_t *an_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {
+static json_t *an_final(const dl_server *s, void *state, const job_final *f, const job_run *run) {
     an_state *st = state;
-    json_t *ch = json_array_get(json_object_get(openai, "choices"), 0), *msg = json_object_get(ch, "message");
-    json_t *content = json_array(), *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
-    json_t *thinking = json_object_get(msg, "reasoning_content");
-    if (json_is_string(thinking))
-        json_array_append_new(content, json_pack("{s:s,s:O,s:s}", "type", "thinking", "thinking", thinking, "signature", ""));
-    if (json_is_string(text) && (json_string_length(text) || !json_array_size(calls)))
-        json_array_append_new(content, json_pack("{s:s,s:O}", "type", "text", "text", text));
-    size_t i;
-    json_t *c;
-    json_array_foreach(calls, i, c) json_array_append_new(content, tool_use_block(c, false));
-    const char *reason = stop_reason(json_string_value(json_object_get(ch, "finish_reason")), run);
+    const job_choice *c = &f->ch[0];
+    json_t *content = json_array();
+    if (c->reasoning)
+        json_array_append_new(content, json_pack("{s:s,s:s%,s:s}", "type", "thinking", "thinking", c->reasoning, c->n_reasoning,
+                                                 "signature", ""));
+    if (c->text && (c->n || !c->n_calls))
+        json_array_append_new(content, json_pack("{s:s,s:s%}", "type", "text", "text", c->text, c->n));
+    for (int i = 0; i < c->n_calls; i++)
+        json_array_append_new(content, tool_use_block(c->calls[i].id, c->calls[i].name, c->calls[i].args, false));
+    const char *reason = stop_reason(c->finish, run);
     return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:{s:i,s:i,s:i,s:i}}", "id", st->id, "type", "message", "role", "assistant",
                      "model", s->alias, "content", content, "stop_reason", reason, "stop_sequence",
                      strcmp(reason, "stop_sequence") ? json_null() : json_string(run->stop_text), "usage", "input_tokens",
@@ -322,60 +319,68 @@ static void open_block(an_state *st, int kind, dl_write w, void *wctx) {
                                                      "content_block", b));
 }
 
-static void an_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
-    an_state *st = state;
-    dl_chunk c;
-    dl_chunk_parse(chunk, &c);
-    if (c.error) {
-        const char *m = json_string_value(json_object_get(c.error, "message"));
-        const char *t = json_string_value(json_object_get(c.error, "type")); /* the request's fault, or ours */
-        json_t *e = an_error(t && !strcmp(t, "invalid_request_error") ? 400 : 500, NULL, NULL, m ? m : "generation failed");
-        dl_sse(w, wctx, "error", e);
-        return;
-    }
-    if (!st->started) {
-        st->started = true;
-        dl_sse(w, wctx, "message_start",
-               json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:{s:i,s:i,s:i,s:i}}}", "type", "message_start", "message", "id",
-                         st->id, "type", "message", "role", "assistant", "model", s->alias, "content", "stop_reason",
-                         "stop_sequence", "usage", "input_tokens", run->n_prompt - run->n_cached, "output_tokens", 0,
-                         "cache_read_input_tokens", run->n_cached, "cache_creation_input_tokens", 0));
-        dl_sse(w, wctx, "ping", json_pack("{s:s}", "type", "ping"));
-    }
-    if (c.reasoning) {
-        open_block(st, OPEN_THINKING, w, wctx);
-        dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block,
-                                                         "delta", "type", "thinking_delta", "thinking", c.reasoning, c.n_reasoning));
-    }
-    if (c.text) {
-        open_block(st, OPEN_TEXT, w, wctx);
-        dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block,
-                                                         "delta", "type", "text_delta", "text", c.text, c.n_text));
-    }
-    if (c.call) {
-        close_block(st, w, wctx);
-        const char *args = json_string_value(json_object_get(json_object_get(c.call, "function"), "arguments"));
-        dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block,
-                                                         "content_block", tool_use_block(c.call, true)));
-        dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", st->block,
-                                                         "delta", "type", "input_json_delta", "partial_json", args ? args : "{}"));
-        dl_sse(w, wctx, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", st->block++));
-    }
-    if (c.finish && !st->stopped) {
-        st->stopped = true;
-        if (st->block == 0 && st->open == OPEN_NONE) open_block(st, OPEN_TEXT, w, wctx); /* an empty answer: one empty text block */
-        close_block(st, w, wctx);
-        const char *reason = stop_reason(c.finish, run);
-        dl_sse(w, wctx, "message_delta",
-               json_pack("{s:s,s:{s:s,s:o},s:{s:i}}", "type", "message_delta", "delta", "stop_reason", reason, "stop_sequence",
-                         strcmp(reason, "stop_sequence") ? json_null() : json_string(run->stop_text), "usage", "output_tokens",
-                         run->n_generated));
-        dl_sse(w, wctx, "message_stop", json_pack("{s:s}", "type", "message_stop"));
-    }
+/* The first event: message_start (the prompt's figures) and a ping. */
+static void start_message(const dl_server *s, an_state *st, const job_run *run, dl_write w, void *wctx) {
+    st->started = true;
+    dl_sse(w, wctx, "message_start",
+           json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:{s:i,s:i,s:i,s:i}}}", "type", "message_start", "message", "id",
+                     st->id, "type", "message", "role", "assistant", "model", s->alias, "content", "stop_reason",
+                     "stop_sequence", "usage", "input_tokens", run->n_prompt - run->n_cached, "output_tokens", 0,
+                     "cache_read_input_tokens", run->n_cached, "cache_creation_input_tokens", 0));
+    dl_sse(w, wctx, "ping", json_pack("{s:s}", "type", "ping"));
 }
 
-static void an_end(const dl_server *s, void *state, const dl_run *run, dl_write w, void *wctx) {
-    (void)s, (void)state, (void)run, (void)w, (void)wctx; /* message_stop ended the stream */
+/* Text or thinking: a delta in the open block of its kind. */
+static void delta(an_state *st, const job_event *ev, dl_write w, void *wctx) {
+    if (!dl_text_ok(ev->text, ev->n)) return;
+    bool think = ev->kind == JOB_EV_REASONING;
+    open_block(st, think ? OPEN_THINKING : OPEN_TEXT, w, wctx);
+    dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block,
+                                                     "delta", "type", think ? "thinking_delta" : "text_delta",
+                                                     think ? "thinking" : "text", ev->text, ev->n));
+}
+
+/* A whole call: a tool_use block, its arguments as one input_json_delta. */
+static void tool_use(an_state *st, const job_event *ev, dl_write w, void *wctx) {
+    close_block(st, w, wctx);
+    dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block,
+                                                     "content_block", tool_use_block(ev->call_id, ev->call_name, NULL, true)));
+    dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", st->block,
+                                                     "delta", "type", "input_json_delta", "partial_json",
+                                                     ev->call_args ? ev->call_args : "{}"));
+    dl_sse(w, wctx, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", st->block++));
+}
+
+/* The end of the answer: the open block closed, message_delta (stop reason, output tokens), message_stop. */
+static void stop_message(an_state *st, const job_event *ev, dl_write w, void *wctx) {
+    if (st->stopped) return;
+    st->stopped = true;
+    if (st->block == 0 && st->open == OPEN_NONE) open_block(st, OPEN_TEXT, w, wctx); /* an empty answer: one empty text block */
+    close_block(st, w, wctx);
+    const char *reason = stop_reason(ev->finish, ev->run);
+    dl_sse(w, wctx, "message_delta",
+           json_pack("{s:s,s:{s:s,s:o},s:{s:i}}", "type", "message_delta", "delta", "stop_reason", reason, "stop_sequence",
+                     strcmp(reason, "stop_sequence") ? json_null() : json_string(ev->run->stop_text), "usage", "output_tokens",
+                     ev->run->n_generated));
+    dl_sse(w, wctx, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+}
+
+static void an_event(const dl_server *s, void *state, const job_event *ev, dl_write w, void *wctx) {
+    an_state *st = state;
+    if (ev->kind == JOB_EV_END) return; /* message_stop ended the stream */
+    if (ev->kind == JOB_EV_ERROR) { /* the request's fault, or ours */
+        const http_err *e = ev->err;
+        dl_sse(w, wctx, "error", an_error(!strcmp(e->type, "invalid_request_error") ? 400 : 500, NULL, NULL, e->msg));
+        return;
+    }
+    if (!st->started) start_message(s, st, ev->run, w, wctx);
+    switch (ev->kind) {
+    case JOB_EV_TEXT:
+    case JOB_EV_REASONING: delta(st, ev, w, wctx); break;
+    case JOB_EV_TOOL_CALL: tool_use(st, ev, w, wctx); break;
+    case JOB_EV_FINISH: stop_message(st, ev, w, wctx); break;
+    default: break;
+    }
 }
 
 const dialect dialect_anthropic = {
@@ -384,7 +389,6 @@ const dialect dialect_anthropic = {
     .request = an_request,
     .final = an_final,
     .event = an_event,
-    .end = an_end,
     .error = an_error,
     .free_state = an_free,
 };
@@ -392,7 +396,7 @@ const dialect dialect_anthropic = {
 static const dl_hook count_hook = {anthropic_count_request};
 
 const http_route anthropic_routes[] = {
-    {HTTP_POST, "/v1/messages", openai_route_dialect, 0, &dialect_anthropic},
-    {HTTP_POST, "/v1/messages/count_tokens", openai_route_count, 0, &count_hook},
+    {HTTP_POST, "/v1/messages", api_route_dialect, 0, &dialect_anthropic},
+    {HTTP_POST, "/v1/messages/count_tokens", api_route_count, 0, &count_hook},
 };
 const int anthropic_n_routes = sizeof anthropic_routes / sizeof *anthropic_routes;

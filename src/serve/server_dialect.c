@@ -1,8 +1,10 @@
-/* server_dialect.c — helpers shared by the API dialects (server_dialect.h): parsing the OpenAI
- * stream chunks they translate, writing SSE events and NDJSON lines, ids, times, text of content
- * parts, and the bounded in-memory store behind the Responses API's previous_response_id. */
+/* server_dialect.c — helpers shared by the API dialects (server_dialect.h): which deltas a JSON
+ * string can carry, token texts and logprob entries (OpenAI's chat shape, which the Responses API
+ * shares), writing SSE events and NDJSON lines, ids, times, text of content parts, and the
+ * bounded in-memory store behind the Responses API's previous_response_id. */
 #include "serve/server_dialect.h"
 #include "base/buf.h"
+#include "text/unicode.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -31,22 +33,63 @@ const dialect *dialect_for_url(const char *url) {
     return NULL;
 }
 
-void dl_chunk_parse(json_t *chunk, dl_chunk *c) {
-    memset(c, 0, sizeof *c);
-    json_t *err = json_object_get(chunk, "error");
-    if (json_is_object(err)) { c->error = err; return; }
-    json_t *ch = json_array_get(json_object_get(chunk, "choices"), 0);
-    if (!ch) return;
-    json_t *delta = json_object_get(ch, "delta");
-    if (!delta) delta = ch; /* a completion chunk has "text" in the choice */
-    c->role = json_object_get(delta, "role") != NULL;
-    json_t *t = json_object_get(delta, "content");
-    if (!json_is_string(t)) t = json_object_get(delta, "text");
-    if (json_is_string(t) && json_string_length(t)) { c->text = json_string_value(t); c->n_text = json_string_length(t); }
-    json_t *rc = json_object_get(delta, "reasoning_content");
-    if (json_is_string(rc) && json_string_length(rc)) { c->reasoning = json_string_value(rc); c->n_reasoning = json_string_length(rc); }
-    c->call = json_array_get(json_object_get(delta, "tool_calls"), 0);
-    c->finish = json_string_value(json_object_get(ch, "finish_reason"));
+bool dl_text_ok(const char *s, size_t n) {
+    json_t *t = n ? json_stringn(s, n) : NULL; /* what jansson takes is what a delta may carry */
+    json_decref(t);
+    return t != NULL;
+}
+
+/* A token's bytes are valid UTF-8 on their own (a piece of a multi-byte character is not). */
+static bool utf8_whole(const char *b, int n) {
+    for (int i = 0; i < n;) {
+        int k = utf8_valid_prefix((const uint8_t *)b + i, (size_t)(n - i));
+        if (k <= 0 || (k == 1 && b[i] == 0)) return false;
+        int len;
+        uint32_t cp = utf8_decode_lenient((const uint8_t *)b + i, (size_t)k, &len);
+        if (cp >= 0xD800 && cp <= 0xDFFF) return false; /* JSON text cannot carry a lone surrogate */
+        i += k;
+    }
+    return true;
+}
+
+/* The text itself when its bytes are valid UTF-8, else "bytes:" and each byte as \xNN, the form
+ * OpenAI uses; the exact bytes are always in the entry's "bytes" array. */
+int dl_token_text(lfm2c_model *m, int32_t tok, char *b, int cap, char *text, size_t text_cap) {
+    int n = lfm2c_token_to_bytes(m, tok, true, b, cap);
+    n = n < 0 ? 0 : n > cap ? cap : n;
+    if (utf8_whole(b, n)) {
+        size_t k = (size_t)n < text_cap - 1 ? (size_t)n : text_cap - 1;
+        memcpy(text, b, k);
+        text[k] = 0;
+    } else {
+        size_t o = (size_t)snprintf(text, text_cap, "bytes:");
+        for (int i = 0; i < n && o + 5 <= text_cap; i++) o += (size_t)snprintf(text + o, text_cap - o, "\\x%02x", (unsigned char)b[i]);
+    }
+    return n;
+}
+
+static json_t *token_json(lfm2c_model *m, int32_t tok, float lp) {
+    char b[512], text[4 * 512 + 8];
+    int n = dl_token_text(m, tok, b, (int)sizeof b, text, sizeof text);
+    json_t *bytes = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(bytes, json_integer((unsigned char)b[i]));
+    json_t *o = json_object();
+    json_object_set_new(o, "token", json_string(text));
+    json_object_set_new(o, "logprob", json_real(lp));
+    json_object_set_new(o, "bytes", bytes);
+    return o;
+}
+
+json_t *dl_logprobs_json(lfm2c_model *m, const sched_logprob *lp, int n) {
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *o = token_json(m, lp[i].token, lp[i].logprob);
+        json_t *top = json_array();
+        for (int k = 0; k < lp[i].n_top; k++) json_array_append_new(top, token_json(m, lp[i].top_token[k], lp[i].top_logprob[k]));
+        json_object_set_new(o, "top_logprobs", top);
+        json_array_append_new(arr, o);
+    }
+    return arr;
 }
 
 void dl_sse(dl_write w, void *wctx, const char *event, json_t *data) {

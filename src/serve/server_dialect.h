@@ -1,16 +1,18 @@
-/* server_dialect.h — the seam between openai.c (the OpenAI API) and the other APIs the server
- * speaks on the same port: the OpenAI Responses API (server_responses.c), Anthropic Messages
- * (server_anthropic.c) and Ollama (server_ollama.c). A dialect is a thin translation: its request
- * becomes an OpenAI chat (or completion) body that openai.c validates and runs as usual (tools,
- * constrained decoding, stops, sampling, limits and the special-token guard are shared), and the
- * OpenAI results (the final object, each stream chunk, each error) are rewritten in its own shape.
- * Each dialect file registers its routes (a table of http_route, http.h) in the server's one
- * route table, with openai.h's handlers. Internal to the server; shared helpers are in
- * server_dialect.c. */
+/* server_dialect.h — the seam between the job engine (job.h) and the APIs the server speaks on
+ * one port: OpenAI's own (openai.c), the OpenAI Responses API (server_responses.c), Anthropic
+ * Messages (server_anthropic.c) and Ollama (server_ollama.c). On the way in a dialect is a thin
+ * translation: its request becomes an OpenAI-shaped chat (or completion) body that the engine
+ * validates and runs as usual (tools, constrained decoding, stops, sampling, limits and the
+ * special-token guard are shared). On the way out every dialect, OpenAI's included, renders the
+ * engine's neutral stream events and neutral final answer (job_event.h) in its own shape, and
+ * its errors. Each dialect file registers its routes (a table of http_route, http.h) in the
+ * server's one route table, with the handlers declared here. Internal to the server; shared
+ * helpers are in server_dialect.c. */
 #ifndef LFM2C_SERVER_DIALECT_H
 #define LFM2C_SERVER_DIALECT_H
 #include "lfm2c.h"
 #include "serve/http.h"
+#include "serve/job_event.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -37,16 +39,6 @@ typedef struct dl_server {
 
 #define DL_OWNER_LEN 33        /* an owner digest: 32 hex digits + NUL */
 
-/* The generation's figures when a hook runs. */
-typedef struct dl_run {
-    const int32_t *prompt;     /* the prompt's token ids (n_prompt) */
-    int n_prompt, n_generated, n_cached;
-    int n_reasoning;           /* generated tokens inside a thinking block */
-    int stop_hit;              /* index of the request's stop string that ended it, -1: none */
-    const char *stop_text;     /* that string, NULL: none */
-    double t_submit, t_first, t_now; /* seconds (monotonic) */
-} dl_run;
-
 /* A dialect's error before anything runs (status and message; the shape is the dialect's). */
 /* status 200 with answer: the dialect answers at once (nothing to generate; answer is new). */
 typedef struct dl_err { int status; char param[64], msg[400]; json_t *answer; } dl_err;
@@ -58,37 +50,31 @@ typedef struct dialect {
     const char *name;
     const char *stream_type;   /* Content-Type of a stream */
     /* The request -> a new OpenAI chat body (*legacy: a /v1/completions body) and the dialect's
-     * per-request state (freed with free_state). NULL with e set on bad input. */
+     * per-request state (freed with free_state). NULL with e set on bad input. NULL hook: the
+     * body is the shared request already (OpenAI's own routes). */
     json_t *(*request)(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e);
-    /* The OpenAI final object (borrowed) -> the dialect's answer (new). */
-    json_t *(*final)(const dl_server *s, void *state, json_t *openai, const dl_run *run);
-    /* One OpenAI stream chunk, or {"error":{...}} (borrowed) -> the dialect's events. */
-    void (*event)(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx);
-    /* Where OpenAI writes "data: [DONE]". */
-    void (*end)(const dl_server *s, void *state, const dl_run *run, dl_write w, void *wctx);
-    /* An error body in the dialect's shape (code/type: OpenAI's, may be ignored). */
+    /* A finished job's answer -> the dialect's answer (new). */
+    json_t *(*final)(const dl_server *s, void *state, const job_final *f, const job_run *run);
+    /* One stream event -> the dialect's bytes (an END event ends the stream). */
+    void (*event)(const dl_server *s, void *state, const job_event *ev, dl_write w, void *wctx);
+    /* An error body in the dialect's shape (code/type: OpenAI's, may be ignored); NULL: OpenAI's. */
     json_t *(*error)(int status, const char *code, const char *param, const char *msg);
     void (*free_state)(void *state);
 } dialect;
 
-extern const dialect dialect_responses, dialect_anthropic, dialect_ollama, dialect_ollama_generate;
+extern const dialect dialect_openai, dialect_responses, dialect_anthropic, dialect_ollama, dialect_ollama_generate;
 
 /* The dialect whose error shape a URL gets (NULL: OpenAI's). */
 const dialect *dialect_for_url(const char *url);
 
 /* ---- shared helpers (server_dialect.c) ---- */
-/* One parsed OpenAI chat stream chunk. */
-typedef struct dl_chunk {
-    bool role;                 /* the first chunk (delta.role) */
-    const char *text;          /* delta.content, NULL: none */
-    size_t n_text;
-    const char *reasoning;     /* delta.reasoning_content (a thinking model's block), NULL: none */
-    size_t n_reasoning;
-    json_t *call;              /* a whole tool call {id,type,function:{name,arguments}} (borrowed) */
-    const char *finish;        /* finish_reason, NULL: none */
-    json_t *error;             /* {"message",...} of an error event (borrowed) */
-} dl_chunk;
-void dl_chunk_parse(json_t *chunk, dl_chunk *c);
+/* s[0..n) is text a JSON string can hold (non-empty, valid UTF-8): what an API sends as a delta. */
+bool dl_text_ok(const char *s, size_t n);
+/* A token's text for logprobs (always valid UTF-8: else "bytes:" and \xNN per byte) in text, its
+ * bytes in b; returns the number of bytes. */
+int dl_token_text(lfm2c_model *m, int32_t tok, char *b, int cap, char *text, size_t text_cap);
+/* Logprob entries as OpenAI's chat shape, [{token, logprob, bytes, top_logprobs}] (new). */
+json_t *dl_logprobs_json(lfm2c_model *m, const sched_logprob *lp, int n);
 void dl_sse(dl_write w, void *wctx, const char *event, json_t *data); /* steals data */
 void dl_ndjson(dl_write w, void *wctx, json_t *data);                /* steals data */
 void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap);
@@ -109,9 +95,18 @@ json_t *resp_store_get(resp_store *st, const char *owner, const char *id);      
 /* prefix + 32 hex digits from the system's CSPRNG (ids that cannot be guessed from others). */
 void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap);
 
-/* A route's hook (the arg of openai_route_count and openai_route_answer, openai.h): the body
- * (NULL for a GET) -> a new JSON value, or NULL with e set. */
+/* A route's hook (the arg of api_route_count and api_route_answer): the body (NULL for a GET)
+ * -> a new JSON value, or NULL with e set. */
 typedef struct dl_hook { json_t *(*fn)(const dl_server *s, json_t *body, dl_err *e); } dl_hook;
+
+/* Handlers of the translated APIs' routes (job.c):
+ * - api_route_dialect: arg is the dialect; its request becomes a chat (or completion) job;
+ * - api_route_count: arg is a dl_hook turning the body into a chat body; answers
+ *   {"input_tokens": N}, the tokens of the prompt it renders;
+ * - api_route_answer: arg is a dl_hook answering from the server's state (nothing runs). */
+int api_route_dialect(http_req *q, json_t *body);
+int api_route_count(http_req *q, json_t *body);
+int api_route_answer(http_req *q, json_t *body);
 
 /* Each API's routes, put in the server's route table (server.c). */
 extern const http_route responses_routes[], anthropic_routes[], ollama_routes[];

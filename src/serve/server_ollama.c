@@ -8,7 +8,7 @@
  * quantization, context length, template) and /api/version answer from the model. Errors are
  * {"error":"..."}. */
 #include "serve/server_dialect.h"
-#include "serve/openai.h"
+#include "serve/server.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -191,7 +191,7 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
                 json_object_set(chat, "prompt", prompt);
             }
         } else {
-            if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* openai.c puts it before the prompt */
+            if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* job_request.c puts it before the prompt */
             if (json_is_string(sys) && json_string_length(sys))
                 json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
             json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));
@@ -233,25 +233,18 @@ static json_t *ol_generate(const dl_server *s, json_t *body, void **state, bool 
     return ol_request(s, body, state, legacy, e, true);
 }
 
-static json_t *ol_calls(json_t *calls) {
-    json_t *out = json_array();
-    size_t i;
-    json_t *c;
-    json_array_foreach(calls, i, c) {
-        json_t *fn = json_object_get(c, "function");
-        const char *a = json_string_value(json_object_get(fn, "arguments"));
-        json_t *args = a ? json_loads(a, 0, NULL) : NULL;
-        if (!json_is_object(args)) { json_decref(args); args = json_object(); }
-        json_array_append_new(out, json_pack("{s:{s:O,s:o}}", "function", "name", json_object_get(fn, "name"), "arguments", args));
-    }
-    return out;
+/* One call as Ollama writes it: {"function":{"name","arguments":{...}}} (arguments an object). */
+static json_t *ol_call(const char *name, const char *args) {
+    json_t *a = args ? json_loads(args, 0, NULL) : NULL;
+    if (!json_is_object(a)) { json_decref(a); a = json_object(); }
+    return json_pack("{s:{s:s,s:o}}", "function", "name", name, "arguments", a);
 }
 
 static json_int_t ns(double s) { return s > 0 ? (json_int_t)(s * 1e9) : 0; }
 
 /* /api/generate's 'context', as Ollama builds it: the prompt's token ids, then the reply's text
  * tokenized (a later request may send it back to continue from there). */
-static json_t *context_of(const dl_server *s, const dl_run *run, const char *text, size_t n) {
+static json_t *context_of(const dl_server *s, const job_run *run, const char *text, size_t n) {
     json_t *ids = json_array();
     for (int i = 0; run->prompt && i < run->n_prompt; i++) json_array_append_new(ids, json_integer(run->prompt[i]));
     int nt = 0;
@@ -262,13 +255,13 @@ static json_t *context_of(const dl_server *s, const dl_run *run, const char *tex
 }
 
 /* The done object (steals msg_or_text). */
-static json_t *done_obj(const dl_server *s, ol_state *st, json_t *msg_or_text, const char *finish, const dl_run *run) {
+static json_t *done_obj(const dl_server *s, ol_state *st, json_t *msg_or_text, job_finish finish, const job_run *run) {
     char t[40];
     dl_iso_time(time(NULL), t, sizeof t);
     double first = run->t_first > 0 ? run->t_first : run->t_now;
     json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
                      st->generate ? "response" : "message", msg_or_text, "done", 1, "done_reason",
-                     finish && !strcmp(finish, "length") ? "length" : "stop", "total_duration", ns(run->t_now - run->t_submit),
+                     finish == JOB_LENGTH ? "length" : "stop", "total_duration", ns(run->t_now - run->t_submit),
                      "load_duration", (json_int_t)0, "prompt_eval_count", run->n_prompt, "prompt_eval_duration",
                      ns(first - run->t_submit), "eval_count", run->n_generated, "eval_duration", ns(run->t_now - first));
     if (o && st->generate) {
@@ -279,71 +272,74 @@ static json_t *done_obj(const dl_server *s, ol_state *st, json_t *msg_or_text, c
     return o;
 }
 
-static json_t *ol_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {
-    ol_state *st = state;
-    json_t *ch = json_array_get(json_object_get(openai, "choices"), 0);
-    const char *finish = json_string_value(json_object_get(ch, "finish_reason"));
-    json_t *msg = json_object_get(ch, "message"), *thinking = json_object_get(msg, "reasoning_content");
-    if (st->generate) {
-        json_t *text = msg ? json_object_get(msg, "content") : json_object_get(ch, "text");
-        json_t *o = done_obj(s, st, json_is_string(text) ? json_incref(text) : json_string(""), finish, run);
-        if (json_is_string(thinking)) json_object_set(o, "thinking", thinking);
-        return o;
-    }
-    json_t *text = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
-    json_t *m = json_pack("{s:s,s:o}", "role", "assistant", "content", json_is_string(text) ? json_incref(text) : json_string(""));
-    if (json_is_string(thinking)) json_object_set(m, "thinking", thinking);
-    if (json_array_size(calls)) json_object_set_new(m, "tool_calls", ol_calls(calls));
-    return done_obj(s, st, m, finish, run);
+/* The answer's text ("" when there is none: only calls). */
+static json_t *text_of(const job_choice *c) {
+    json_t *t = c->text ? json_stringn(c->text, c->n) : NULL;
+    return t ? t : json_string("");
 }
 
-static void ol_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
+static json_t *ol_final(const dl_server *s, void *state, const job_final *f, const job_run *run) {
     ol_state *st = state;
-    dl_chunk c;
-    dl_chunk_parse(chunk, &c);
-    if (c.error) {
-        const char *m = json_string_value(json_object_get(c.error, "message"));
-        dl_ndjson(w, wctx, json_pack("{s:s}", "error", m ? m : "generation failed"));
+    const job_choice *c = &f->ch[0];
+    json_t *thinking = c->reasoning ? json_stringn(c->reasoning, c->n_reasoning) : NULL;
+    if (st->generate) {
+        json_t *o = done_obj(s, st, text_of(c), c->finish, run);
+        if (thinking) json_object_set_new(o, "thinking", thinking);
+        return o;
+    }
+    json_t *m = json_pack("{s:s,s:o}", "role", "assistant", "content", text_of(c));
+    if (thinking) json_object_set_new(m, "thinking", thinking);
+    if (c->n_calls) {
+        json_t *calls = json_array();
+        for (int i = 0; i < c->n_calls; i++) json_array_append_new(calls, ol_call(c->calls[i].name, c->calls[i].args));
+        json_object_set_new(m, "tool_calls", calls);
+    }
+    return done_obj(s, st, m, c->finish, run);
+}
+
+/* A thinking model's block: message.thinking (chat), thinking (generate). */
+static void ol_thinking(ol_state *st, const job_event *ev, const char *t, dl_write w, void *wctx) {
+    json_t *piece = json_stringn(ev->text, ev->n);
+    json_t *o = json_pack("{s:s,s:s,s:b}", "model", st->model, "created_at", t, "done", 0);
+    if (st->generate) {
+        json_object_set_new(o, "response", json_string(""));
+        json_object_set_new(o, "thinking", piece);
+    } else {
+        json_object_set_new(o, "message", json_pack("{s:s,s:s,s:o}", "role", "assistant", "content", "", "thinking", piece));
+    }
+    dl_ndjson(w, wctx, o);
+}
+
+static void ol_text(ol_state *st, const job_event *ev, const char *t, dl_write w, void *wctx) {
+    if (st->generate) dl_buf_add(&st->text, ev->text, ev->n);
+    json_t *piece = json_stringn(ev->text, ev->n);
+    json_t *o = st->generate ? piece : json_pack("{s:s,s:o}", "role", "assistant", "content", piece);
+    json_t *line = json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0);
+    /* an empty 'context' on /api/generate's partial lines too (the done line has the ids): a
+     * client that validates every line against one schema (ollama-ai-provider-v2) reads them */
+    if (st->generate) json_object_set_new(line, "context", json_array());
+    dl_ndjson(w, wctx, line);
+}
+
+static void ol_event(const dl_server *s, void *state, const job_event *ev, dl_write w, void *wctx) {
+    ol_state *st = state;
+    if (ev->kind == JOB_EV_ERROR) {
+        dl_ndjson(w, wctx, json_pack("{s:s}", "error", ev->err->msg));
         return;
     }
     char t[40];
     dl_iso_time(time(NULL), t, sizeof t);
-    if (c.reasoning) { /* a thinking model's block: message.thinking (chat), thinking (generate) */
-        json_t *piece = json_stringn(c.reasoning, c.n_reasoning);
-        json_t *o = json_pack("{s:s,s:s,s:b}", "model", st->model, "created_at", t, "done", 0);
-        if (st->generate) {
-            json_object_set_new(o, "response", json_string(""));
-            json_object_set_new(o, "thinking", piece);
-        } else {
-            json_object_set_new(o, "message", json_pack("{s:s,s:s,s:o}", "role", "assistant", "content", "", "thinking", piece));
-        }
-        dl_ndjson(w, wctx, o);
-    }
-    if (c.text) {
-        if (st->generate) dl_buf_add(&st->text, c.text, c.n_text);
-        json_t *piece = json_stringn(c.text, c.n_text);
-        json_t *o = st->generate ? piece : json_pack("{s:s,s:o}", "role", "assistant", "content", piece);
-        json_t *line = json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0);
-        /* an empty 'context' on /api/generate's partial lines too (the done line has the ids): a
-         * client that validates every line against one schema (ollama-ai-provider-v2) reads them */
-        if (st->generate) json_object_set_new(line, "context", json_array());
-        dl_ndjson(w, wctx, line);
-    }
-    if (c.call && !st->generate) {
-        json_t *one = json_pack("[O]", c.call);
-        json_t *m = json_pack("{s:s,s:s,s:o}", "role", "assistant", "content", "", "tool_calls", ol_calls(one));
-        json_decref(one);
+    if (ev->kind == JOB_EV_REASONING && dl_text_ok(ev->text, ev->n)) ol_thinking(st, ev, t, w, wctx);
+    if (ev->kind == JOB_EV_TEXT && dl_text_ok(ev->text, ev->n)) ol_text(st, ev, t, w, wctx);
+    if (ev->kind == JOB_EV_TOOL_CALL && !st->generate) {
+        json_t *m = json_pack("{s:s,s:s,s:[o]}", "role", "assistant", "content", "", "tool_calls", ol_call(ev->call_name, ev->call_args));
         dl_ndjson(w, wctx, json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, "message", m, "done", 0));
     }
-    if (c.finish && !st->ended) {
+    if (ev->kind == JOB_EV_FINISH && !st->ended) { /* the done:true line ends the stream */
         st->ended = true;
         json_t *last = st->generate ? json_string("") : json_pack("{s:s,s:s}", "role", "assistant", "content", "");
-        dl_ndjson(w, wctx, done_obj(s, st, last, c.finish, run));
+        dl_ndjson(w, wctx, done_obj(s, st, last, ev->finish, ev->run));
     }
-}
-
-static void ol_end(const dl_server *s, void *state, const dl_run *run, dl_write w, void *wctx) {
-    (void)s, (void)state, (void)run, (void)w, (void)wctx; /* the done:true line ended the stream */
 }
 
 const dialect dialect_ollama = {
@@ -352,7 +348,6 @@ const dialect dialect_ollama = {
     .request = ol_chat,
     .final = ol_final,
     .event = ol_event,
-    .end = ol_end,
     .error = ol_error,
     .free_state = ol_free,
 };
@@ -363,7 +358,6 @@ const dialect dialect_ollama_generate = {
     .request = ol_generate,
     .final = ol_final,
     .event = ol_event,
-    .end = ol_end,
     .error = ol_error,
     .free_state = ol_free,
 };
@@ -487,11 +481,11 @@ static json_t *version_hook(const dl_server *s, json_t *body, dl_err *e) { (void
 static const dl_hook show_hook = {ollama_show}, tags = {tags_hook}, ps = {ps_hook}, version = {version_hook};
 
 const http_route ollama_routes[] = {
-    {HTTP_POST, "/api/chat", openai_route_dialect, 0, &dialect_ollama},
-    {HTTP_POST, "/api/generate", openai_route_dialect, 0, &dialect_ollama_generate},
-    {HTTP_POST, "/api/show", openai_route_answer, 0, &show_hook},
-    {HTTP_GET | HTTP_HEAD, "/api/tags", openai_route_answer, 0, &tags},
-    {HTTP_GET | HTTP_HEAD, "/api/ps", openai_route_answer, 0, &ps},
-    {HTTP_GET | HTTP_HEAD, "/api/version", openai_route_answer, 0, &version},
+    {HTTP_POST, "/api/chat", api_route_dialect, 0, &dialect_ollama},
+    {HTTP_POST, "/api/generate", api_route_dialect, 0, &dialect_ollama_generate},
+    {HTTP_POST, "/api/show", api_route_answer, 0, &show_hook},
+    {HTTP_GET | HTTP_HEAD, "/api/tags", api_route_answer, 0, &tags},
+    {HTTP_GET | HTTP_HEAD, "/api/ps", api_route_answer, 0, &ps},
+    {HTTP_GET | HTTP_HEAD, "/api/version", api_route_answer, 0, &version},
 };
 const int ollama_n_routes = sizeof ollama_routes / sizeof *ollama_routes;

@@ -8,7 +8,6 @@
  * response.reasoning_text.delta ... response.completed). Recent conversations are kept in a
  * bounded store (server_dialect.c) unless 'store' is false. */
 #include "serve/server_dialect.h"
-#include "serve/openai.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -327,12 +326,16 @@ static json_t *reasoning_item(rs_state *st, const char *status, const char *text
                      "content", "type", "reasoning_text", "text", text, n);
 }
 
-static json_t *call_item(const dl_server *s, json_t *call, const char *status, const char *args) {
+static json_t *call_item(const dl_server *s, const char *call_id, const char *name, const char *status, const char *args) {
     char id[48];
     dl_make_id(s, "fc_", id, sizeof id);
-    json_t *fn = json_object_get(call, "function");
-    return json_pack("{s:s,s:s,s:s,s:O,s:O,s:s}", "id", id, "type", "function_call", "status", status, "call_id",
-                     json_object_get(call, "id"), "name", json_object_get(fn, "name"), "arguments", args);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", id, "type", "function_call", "status", status, "call_id", call_id, "name",
+                     name, "arguments", args);
+}
+
+/* A call in the chat form the store keeps ({id, type, function: {name, arguments}}). */
+static json_t *chat_call(const char *id, const char *name, const char *args) {
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name", name, "arguments", args);
 }
 
 /* Keeps the conversation under the response's id and each output item under its own id (for
@@ -353,34 +356,32 @@ static void remember(rs_state *st, const dl_server *s, const char *text, size_t 
     resp_store_put(s->responses, s->owner, st->id, st->messages);
 }
 
-static json_t *rs_final(const dl_server *s, void *state, json_t *openai, const dl_run *run) {
+static json_t *rs_final(const dl_server *s, void *state, const job_final *f, const job_run *run) {
     rs_state *st = state;
     (void)run;
-    json_t *ch = json_array_get(json_object_get(openai, "choices"), 0), *msg = json_object_get(ch, "message");
-    const char *finish = json_string_value(json_object_get(ch, "finish_reason"));
-    json_t *content = json_object_get(msg, "content"), *calls = json_object_get(msg, "tool_calls");
-    json_t *out = json_array(), *thinking = json_object_get(msg, "reasoning_content");
-    if (json_is_string(thinking)) {
-        dl_buf_add(&st->thinking, json_string_value(thinking), json_string_length(thinking));
-        json_array_append_new(out, reasoning_item(st, "completed", json_string_value(thinking), json_string_length(thinking)));
+    const job_choice *c = &f->ch[0];
+    json_t *out = json_array();
+    if (c->reasoning) {
+        dl_buf_add(&st->thinking, c->reasoning, c->n_reasoning);
+        json_array_append_new(out, reasoning_item(st, "completed", c->reasoning, c->n_reasoning));
     }
-    const char *text = json_is_string(content) ? json_string_value(content) : "";
-    size_t n = json_is_string(content) ? json_string_length(content) : 0;
-    json_t *lp = json_object_get(json_object_get(ch, "logprobs"), "content");
-    if (st->lp && json_is_array(lp)) json_array_extend(st->lp, lp);
-    if (n || !json_array_size(calls)) json_array_append_new(out, message_item(st, "completed", text, n));
-    st->calls = json_is_array(calls) ? json_incref(calls) : json_array();
-    size_t i;
-    json_t *c;
-    json_array_foreach(st->calls, i, c)
-        json_array_append_new(out, call_item(s, c, "completed", json_string_value(json_object_get(json_object_get(c, "function"), "arguments"))));
+    const char *text = c->text ? c->text : "";
+    size_t n = c->text ? c->n : 0;
+    if (st->lp && c->logprobs) {
+        json_t *lp = dl_logprobs_json(s->model, c->lp, c->n_lp);
+        json_array_extend(st->lp, lp);
+        json_decref(lp);
+    }
+    if (n || !c->n_calls) json_array_append_new(out, message_item(st, "completed", text, n));
+    st->calls = json_array();
+    for (int i = 0; i < c->n_calls; i++) {
+        json_array_append_new(st->calls, chat_call(c->calls[i].id, c->calls[i].name, c->calls[i].args));
+        json_array_append_new(out, call_item(s, c->calls[i].id, c->calls[i].name, "completed", c->calls[i].args));
+    }
     remember(st, s, text, n, out);
-    json_t *u = json_object_get(openai, "usage");
-    int pt = (int)json_integer_value(json_object_get(u, "prompt_tokens"));
-    int ct = (int)json_integer_value(json_object_get(u, "completion_tokens"));
-    int cached = (int)json_integer_value(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
-    int rt = (int)json_integer_value(json_object_get(json_object_get(u, "completion_tokens_details"), "reasoning_tokens"));
-    return rs_object(s, st, finish && !strcmp(finish, "length") ? "incomplete" : "completed", out, usage(pt, cached, ct, rt));
+    const job_usage *u = &f->usage;
+    return rs_object(s, st, c->finish == JOB_LENGTH ? "incomplete" : "completed", out,
+                     usage(u->prompt, u->cached, u->completion, u->reasoning));
 }
 
 /* ---- streaming ---- */
@@ -445,13 +446,73 @@ static void close_msg(rs_state *st, dl_write w, void *wctx) {
     ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
 }
 
-static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_run *run, dl_write w, void *wctx) {
+/* The logprob entries of a delta, kept for the message and sent with its next text delta (a
+ * token's entry may come before its text: a partial UTF-8 character). */
+static void keep_logprobs(const dl_server *s, rs_state *st, const job_event *je) {
+    if (!st->lp || !je->lp) return;
+    json_t *lp = dl_logprobs_json(s->model, je->lp, je->n_lp);
+    json_array_extend(st->lp, lp);
+    json_array_extend(st->lp_pending, lp);
+    json_decref(lp);
+}
+
+static void reasoning_delta(rs_state *st, const job_event *je, dl_write w, void *wctx) {
+    open_think(st, w, wctx);
+    dl_buf_add(&st->thinking, je->text, je->n);
+    ev(st, w, wctx, "response.reasoning_text.delta",
+       json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "delta", je->text, je->n));
+}
+
+static void text_delta(rs_state *st, const job_event *je, dl_write w, void *wctx) {
+    open_msg(st, w, wctx);
+    dl_buf_add(&st->text, je->text, je->n);
+    json_t *sent = st->lp_pending ? st->lp_pending : json_array();
+    if (st->lp_pending) st->lp_pending = json_array();
+    ev(st, w, wctx, "response.output_text.delta",
+       json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "delta", je->text,
+                 je->n, "logprobs", sent));
+}
+
+/* A whole call: a function_call item added, its arguments in one delta, done. */
+static void call_events(const dl_server *s, rs_state *st, const job_event *je, dl_write w, void *wctx) {
+    close_think(st, w, wctx);
+    close_msg(st, w, wctx);
+    if (!st->calls) st->calls = json_array();
+    const char *args = je->call_args ? je->call_args : "{}";
+    json_array_append_new(st->calls, chat_call(je->call_id, je->call_name, args));
+    json_t *item = call_item(s, je->call_id, je->call_name, "in_progress", "");
+    const char *iid = json_string_value(json_object_get(item, "id"));
+    ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:O}", "output_index", st->n_out, "item", item));
+    ev(st, w, wctx, "response.function_call_arguments.delta",
+       json_pack("{s:s,s:i,s:s}", "item_id", iid, "output_index", st->n_out, "delta", args));
+    ev(st, w, wctx, "response.function_call_arguments.done",
+       json_pack("{s:s,s:i,s:s,s:s}", "item_id", iid, "output_index", st->n_out, "name", je->call_name, "arguments", args));
+    json_object_set_new(item, "status", json_string("completed"));
+    json_object_set_new(item, "arguments", json_string(args));
+    json_array_append(st->output, item);
+    ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
+}
+
+static void complete(const dl_server *s, rs_state *st, const job_event *je, dl_write w, void *wctx) {
+    if (st->completed) return;
+    st->completed = true;
+    close_think(st, w, wctx);
+    if (!st->msg_open && !st->calls) open_msg(st, w, wctx); /* the answer is at least an empty message */
+    close_msg(st, w, wctx);
+    remember(st, s, st->text.p ? st->text.p : "", st->text.n, st->output);
+    bool cut = je->finish == JOB_LENGTH;
+    const job_run *run = je->run;
+    json_t *o = rs_object(s, st, cut ? "incomplete" : "completed", json_incref(st->output),
+                          usage(run->n_prompt, run->n_cached, run->n_generated, run->n_reasoning));
+    ev(st, w, wctx, cut ? "response.incomplete" : "response.completed", json_pack("{s:o}", "response", o));
+}
+
+static void rs_event(const dl_server *s, void *state, const job_event *e, dl_write w, void *wctx) {
     rs_state *st = state;
-    dl_chunk c;
-    dl_chunk_parse(chunk, &c);
-    if (c.error) {
-        json_t *code = json_object_get(c.error, "code"), *msg = json_object_get(c.error, "message");
-        ev(st, w, wctx, "error", json_pack("{s:o,s:O,s:n}", "code", opt(code), "message", msg ? msg : json_string(""), "param"));
+    if (e->kind == JOB_EV_END) return; /* the stream ends after response.completed */
+    if (e->kind == JOB_EV_ERROR) {
+        ev(st, w, wctx, "error", json_pack("{s:o,s:s,s:n}", "code", e->err->code[0] ? json_string(e->err->code) : json_null(),
+                                           "message", e->err->msg, "param"));
         return;
     }
     if (!st->started) {
@@ -459,64 +520,12 @@ static void rs_event(const dl_server *s, void *state, json_t *chunk, const dl_ru
         ev(st, w, wctx, "response.created", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
         ev(st, w, wctx, "response.in_progress", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
     }
-    json_t *lp = json_object_get(json_object_get(json_array_get(json_object_get(chunk, "choices"), 0), "logprobs"), "content");
-    if (st->lp && json_is_array(lp)) { /* a token's entry may come before its text (a partial UTF-8 character) */
-        json_array_extend(st->lp, lp);
-        json_array_extend(st->lp_pending, lp);
-    }
-    if (c.reasoning) {
-        open_think(st, w, wctx);
-        dl_buf_add(&st->thinking, c.reasoning, c.n_reasoning);
-        ev(st, w, wctx, "response.reasoning_text.delta",
-           json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "delta",
-                     c.reasoning, c.n_reasoning));
-    }
-    if (c.text) {
-        open_msg(st, w, wctx);
-        dl_buf_add(&st->text, c.text, c.n_text);
-        json_t *sent = st->lp_pending ? st->lp_pending : json_array();
-        if (st->lp_pending) st->lp_pending = json_array();
-        ev(st, w, wctx, "response.output_text.delta",
-           json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "delta",
-                     c.text, c.n_text, "logprobs", sent));
-    }
-    if (c.call) {
-        close_think(st, w, wctx);
-        close_msg(st, w, wctx);
-        if (!st->calls) st->calls = json_array();
-        json_t *call = json_deep_copy(c.call);
-        json_object_del(call, "index");
-        json_array_append_new(st->calls, call);
-        const char *args = json_string_value(json_object_get(json_object_get(call, "function"), "arguments"));
-        if (!args) args = "{}";
-        json_t *item = call_item(s, call, "in_progress", "");
-        const char *iid = json_string_value(json_object_get(item, "id"));
-        ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:O}", "output_index", st->n_out, "item", item));
-        ev(st, w, wctx, "response.function_call_arguments.delta",
-           json_pack("{s:s,s:i,s:s}", "item_id", iid, "output_index", st->n_out, "delta", args));
-        ev(st, w, wctx, "response.function_call_arguments.done",
-           json_pack("{s:s,s:i,s:O,s:s}", "item_id", iid, "output_index", st->n_out, "name",
-                     json_object_get(json_object_get(call, "function"), "name"), "arguments", args));
-        json_object_set_new(item, "status", json_string("completed"));
-        json_object_set_new(item, "arguments", json_string(args));
-        json_array_append(st->output, item);
-        ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
-    }
-    if (c.finish && !st->completed) {
-        st->completed = true;
-        close_think(st, w, wctx);
-        if (!st->msg_open && !st->calls) open_msg(st, w, wctx); /* the answer is at least an empty message */
-        close_msg(st, w, wctx);
-        remember(st, s, st->text.p ? st->text.p : "", st->text.n, st->output);
-        bool cut = !strcmp(c.finish, "length");
-        json_t *o = rs_object(s, st, cut ? "incomplete" : "completed", json_incref(st->output),
-                              usage(run->n_prompt, run->n_cached, run->n_generated, run->n_reasoning));
-        ev(st, w, wctx, cut ? "response.incomplete" : "response.completed", json_pack("{s:o}", "response", o));
-    }
-}
-
-static void rs_end(const dl_server *s, void *state, const dl_run *run, dl_write w, void *wctx) {
-    (void)s, (void)state, (void)run, (void)w, (void)wctx; /* the stream ends after response.completed */
+    if (e->kind == JOB_EV_TEXT || e->kind == JOB_EV_REASONING) keep_logprobs(s, st, e);
+    bool text = dl_text_ok(e->text, e->n);
+    if (e->kind == JOB_EV_REASONING && text) reasoning_delta(st, e, w, wctx);
+    if (e->kind == JOB_EV_TEXT && text) text_delta(st, e, w, wctx);
+    if (e->kind == JOB_EV_TOOL_CALL) call_events(s, st, e, w, wctx);
+    if (e->kind == JOB_EV_FINISH) complete(s, st, e, w, wctx);
 }
 
 const dialect dialect_responses = {
@@ -525,13 +534,12 @@ const dialect dialect_responses = {
     .request = rs_request,
     .final = rs_final,
     .event = rs_event,
-    .end = rs_end,
     .error = NULL, /* OpenAI's shape */
     .free_state = rs_free,
 };
 
 const http_route responses_routes[] = {
-    {HTTP_POST, "/v1/responses", openai_route_dialect, 0, &dialect_responses},
-    {HTTP_POST, "/responses", openai_route_dialect, 0, &dialect_responses},
+    {HTTP_POST, "/v1/responses", api_route_dialect, 0, &dialect_responses},
+    {HTTP_POST, "/responses", api_route_dialect, 0, &dialect_responses},
 };
 const int responses_n_routes = sizeof responses_routes / sizeof *responses_routes;

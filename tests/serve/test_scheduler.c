@@ -178,7 +178,7 @@ static void test_cancel_and_queue(void) {
 }
 
 /* A request cancelled while its forward runs (unlocked; on a slow device most of a step): its
- * caller frees what the request borrows (its grammar) at once, as openai.c's job_free does, and
+ * caller frees what the request borrows (its grammar) at once, as job.c's job_free does, and
  * the scheduler must end it without sampling (before, the step sampled it through the freed
  * grammar: a use-after-free, a crash on the Vulkan backend). The prompt is one prefill chunk, so
  * the cancel lands in the forward that would give the first token. */
