@@ -1,10 +1,10 @@
 /* job.h — the job engine behind every API of `lfm2c serve`: the server's state the handlers read
  * (serve_api), a job (one or more scheduler requests: n choices, several prompts) built from the
- * shared request (job_request.c: an OpenAI-shaped chat or completion body, which every other API's
- * request is translated into), run on the scheduler, answered whole or streamed (job.c). What a
- * job makes is told to its API as neutral events and a neutral final answer (job_event.h); the
- * API's `dialect` (server_dialect.h) renders them, OpenAI's (openai.c) included. Internal to the
- * server. */
+ * shared request (job_request.c, job_chat.c: an OpenAI-shaped chat or completion body, which
+ * every other API's request is translated into), run on the scheduler, answered whole or
+ * streamed (job.c). What a job makes is told to its API as neutral events and a neutral final
+ * answer (job_event.h); the API's `dialect` (server_dialect.h) renders them, OpenAI's (openai.c)
+ * included. Internal to the server. */
 #ifndef LFM2C_JOB_H
 #define LFM2C_JOB_H
 #include "serve/http.h"
@@ -70,18 +70,27 @@ typedef struct job {
 job *job_new(serve_api *api);
 void job_free(job *j);
 
-/* ---- the shared request (job_request.c) ---- */
+/* ---- the shared request (job_request.c, job_chat.c) ---- */
 /* body (a chat body when chat, else a completion body) -> j's requests; -1 with e set. */
 int job_build(serve_api *api, json_t *body, job *j, bool chat, http_err *e);
-/* The "model" check alone and the chat build alone (count_tokens). */
+/* The chat body alone, without the "model" check (job_chat.c; count_tokens). */
 int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e);
+/* The fields chat and completion bodies share -> r and o (chat: logprobs as chat has them). */
+int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool chat, http_err *e);
+/* Limits r's generation to the context; refuses a prompt that does not fit (param: its field). */
+int req_fit_context(serve_api *api, sched_req *r, gen_opts *o, const char *param, http_err *e);
+/* The job's one request per prompt -> o.n choices of each (choice k with seed + k). */
+int job_expand(serve_api *api, job *j, http_err *e);
 /* A model id names this server's model (alias, file name with or without .gguf). */
 bool api_model_matches(const serve_api *api, const char *id);
 /* The LoRA adapter a model id names (NAME or ALIAS:NAME); -1: none. */
 int api_lora_index(const serve_api *api, const char *id);
 void api_make_id(serve_api *api, const char *prefix, char *out, size_t cap);
-/* Optional boolean field of a body; -1 with e set on a wrong type. */
+/* Optional boolean / integer (in [lo, hi]) field of a body; -1 with e set on a wrong type. */
 int req_bool(json_t *body, const char *key, bool *out, http_err *e);
+int req_int(json_t *body, const char *key, long long lo, long long hi, long long *out, http_err *e);
+/* Appends s[0..n) to a NUL-terminated buffer; on failure frees it and sets *buf NULL. */
+void req_buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 
 /* ---- running (job.c) ---- */
 /* Runs a chat or completion body for the API dl: dls is its state, which the job owns from

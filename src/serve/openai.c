@@ -5,7 +5,7 @@
  * chat.completion / text_completion object: messages with reasoning_content and tool_calls,
  * finish reasons, logprobs (chat's entries; the completions' parallel arrays with text offsets
  * and the echoed prompt's), usage. The bodies of chat and completions are the shared request
- * (job_request.c); errors keep OpenAI's shape (http_err_json). */
+ * (job_request.c, job_chat.c); errors keep OpenAI's shape (http_err_json). */
 #include "serve/openai.h"
 #include "serve/job.h"
 
@@ -212,20 +212,6 @@ const dialect dialect_openai = {
 
 /* ---- /tokenize, /detokenize --------------------------------------------------------------------- */
 
-static void buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
-    if (!*buf) return;
-    if (*len + n + 1 > *cap) {
-        size_t nc = *cap * 2 + n + 1;
-        char *nb = realloc(*buf, nc);
-        if (!nb) { free(*buf); *buf = NULL; return; }
-        *buf = nb;
-        *cap = nc;
-    }
-    memcpy(*buf + *len, s, n);
-    *len += n;
-    (*buf)[*len] = 0;
-}
-
 /* {"tokens":[...]} written straight into text: a token costs its digits, not a JSON object. */
 static char *tokens_text(const int32_t *t, int n, size_t *len) {
     size_t cap = 16 + (size_t)n * 12;
@@ -280,14 +266,14 @@ static int detok_text(serve_api *api, json_t *tokens, size_t cap_out, char **tex
             return http_set_err(e, 400, "invalid_value", "tokens", "tokens[%zu] is not a token id of this model", i);
         char piece[600];
         int n = lfm2c_detok_push(&d, api->model, (int32_t)json_integer_value(t), piece, sizeof piece);
-        if (n > 0) buf_add(text, len, &cap, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
+        if (n > 0) req_buf_add(text, len, &cap, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
         if (!*text) return http_set_err(e, 500, NULL, NULL, "out of memory");
         if (*len > cap_out)
             return http_set_err(e, 413, "response_too_large", "tokens", "the text of these tokens is over %zu bytes", cap_out);
     }
     char tail[64];
     int n = lfm2c_detok_flush(&d, tail, sizeof tail);
-    if (n > 0) buf_add(text, len, &cap, tail, (size_t)n);
+    if (n > 0) req_buf_add(text, len, &cap, tail, (size_t)n);
     if (!*text) return http_set_err(e, 500, NULL, NULL, "out of memory");
     return 0;
 }

@@ -191,7 +191,7 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
                 json_object_set(chat, "prompt", prompt);
             }
         } else {
-            if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* job_request.c puts it before the prompt */
+            if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* job_chat.c puts it before the prompt */
             if (json_is_string(sys) && json_string_length(sys))
                 json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
             json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));

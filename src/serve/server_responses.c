@@ -3,9 +3,9 @@
  * 'instructions', function tools + tool_choice, text.format (json_schema / json_object),
  * max_output_tokens, temperature/top_p, reasoning.effort and previous_response_id become a chat
  * request; 'item_reference' input items resolve stored output items (or responses) by id; the
- * chat answer becomes a response object (reasoning, message and function_call output items,
- * usage), and the chat stream becomes the documented event sequence (response.created ...
- * response.reasoning_text.delta ... response.completed). Recent conversations are kept in a
+ * job's answer (job_final) becomes a response object (reasoning, message and function_call output
+ * items, usage), and its stream events (job_event) the documented event sequence
+ * (response.created ... response.reasoning_text.delta ... response.completed). Recent conversations are kept in a
  * bounded store (server_dialect.c) unless 'store' is false. */
 #include "serve/server_dialect.h"
 
