@@ -18,7 +18,12 @@
 enum { N_VOCAB = 65536 };
 
 static unsigned long long rng = 0x9e3779b97f4a7c15ull;
-static unsigned rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (unsigned)(rng >> 11); }
+static unsigned rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng >> 11);
+}
 
 static double now(void) {
     struct timespec ts;
@@ -27,10 +32,12 @@ static double now(void) {
 }
 
 static int piece(char *out) {
-    static const char *punct[] = {"\":", "\",", "\":\"", "\"}", "{\"", "},{\"", "\"],", "[{\"", "\":[", "\": ", "\", \"",
-                                  "}}", "]}", "\\n", "\\\"", ",\n", ": ", "://", ".com", "-", "--", "...", "();", "=>", "</"};
-    static const char *cjk[] = {"\xe4\xb8\xad", "\xe6\x96\x87", "\xe7\x9a\x84", "\xe6\x98\xaf", "\xe3\x81\xae", "\xed\x95\x9c",
-                                "\xc3\xa9", "\xc3\xa0", "\xd0\xb4", "\xd0\xb0", "\xf0\x9f\x98\x80", "\xf0\x9f\x91\x8d"};
+    static const char *punct[] = {"\":",  "\",",    "\":\"", "\"}", "{\"", "},{\"", "\"],", "[{\"", "\":[",
+                                  "\": ", "\", \"", "}}",    "]}",  "\\n", "\\\"",  ",\n",  ": ",   "://",
+                                  ".com", "-",      "--",    "...", "();", "=>",    "</"};
+    static const char *cjk[] = {"\xe4\xb8\xad", "\xe6\x96\x87", "\xe7\x9a\x84",     "\xe6\x98\xaf",
+                                "\xe3\x81\xae", "\xed\x95\x9c", "\xc3\xa9",         "\xc3\xa0",
+                                "\xd0\xb4",     "\xd0\xb0",     "\xf0\x9f\x98\x80", "\xf0\x9f\x91\x8d"};
     int n = 0, kind = (int)(rnd() % 100);
     if (kind < 55) {
         if (rnd() % 10 < 6) out[n++] = ' ';
@@ -59,7 +66,8 @@ static int piece(char *out) {
         char c = " \n\t"[rnd() % 3];
         for (int i = 0; i < len; i++) out[n++] = c;
     } else {
-        static const char *code[] = {"_id", ".get", "self", "::", "#include", "return", "_name", "http", "www", "@gmail"};
+        static const char *code[] = {"_id",    ".get",  "self", "::",  "#include",
+                                     "return", "_name", "http", "www", "@gmail"};
         const char *p = code[rnd() % 10];
         n = (int)strlen(p);
         memcpy(out, p, (size_t)n);
@@ -69,18 +77,25 @@ static int piece(char *out) {
 
 static const char *DEFAULT_SCHEMAS[] = {
     "{\"type\":\"object\",\"properties\":{\"steps\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":"
-    "{\"explanation\":{\"type\":\"string\"},\"output\":{\"type\":\"string\"}},\"required\":[\"explanation\",\"output\"],"
-    "\"additionalProperties\":false}},\"final_answer\":{\"type\":\"string\"}},\"required\":[\"steps\",\"final_answer\"],"
+    "{\"explanation\":{\"type\":\"string\"},\"output\":{\"type\":\"string\"}},\"required\":[\"explanation\",\"output\"]"
+    ","
+    "\"additionalProperties\":false}},\"final_answer\":{\"type\":\"string\"}},\"required\":[\"steps\",\"final_answer\"]"
+    ","
     "\"additionalProperties\":false}",
     "{\"$defs\":{\"Node\":{\"type\":\"object\",\"properties\":{\"type\":{\"enum\":[\"div\",\"button\",\"header\"]},"
-    "\"label\":{\"type\":\"string\",\"maxLength\":40},\"children\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/Node\"},"
-    "\"maxItems\":3}},\"required\":[\"type\",\"label\",\"children\"],\"additionalProperties\":false}},\"$ref\":\"#/$defs/Node\"}",
+    "\"label\":{\"type\":\"string\",\"maxLength\":40},\"children\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/"
+    "Node\"},"
+    "\"maxItems\":3}},\"required\":[\"type\",\"label\",\"children\"],\"additionalProperties\":false}},\"$ref\":\"#/"
+    "$defs/Node\"}",
     "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\",\"format\":\"uuid\"},\"at\":{\"type\":\"string\","
     "\"format\":\"date-time\"},\"email\":{\"type\":\"string\",\"format\":\"email\"},\"age\":{\"type\":\"integer\","
-    "\"minimum\":0,\"maximum\":9007199254740991},\"nick\":{\"anyOf\":[{\"type\":\"string\",\"pattern\":\"^[a-z0-9_]{3,16}$\"},"
+    "\"minimum\":0,\"maximum\":9007199254740991},\"nick\":{\"anyOf\":[{\"type\":\"string\",\"pattern\":\"^[a-z0-9_]{3,"
+    "16}$\"},"
     "{\"type\":\"null\"}]}},\"required\":[\"id\",\"at\",\"email\",\"age\",\"nick\"],\"additionalProperties\":false}",
-    "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"a\"},\"x\":{\"type\":\"number\"}},"
-    "\"required\":[\"kind\",\"x\"]},{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"b\"},\"s\":{\"type\":\"string\"}},"
+    "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"a\"},\"x\":{"
+    "\"type\":\"number\"}},"
+    "\"required\":[\"kind\",\"x\"]},{\"type\":\"object\",\"properties\":{\"kind\":{\"const\":\"b\"},\"s\":{\"type\":"
+    "\"string\"}},"
     "\"required\":[\"kind\",\"s\"]},{\"type\":\"string\"},{\"type\":\"null\"}]},\"maxItems\":8}",
     "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"}}",
 };
@@ -94,8 +109,15 @@ int main(int argc, char **argv) {
     char **bytes = calloc(N_VOCAB, sizeof *bytes);
     int *lens = calloc(N_VOCAB, sizeof *lens);
     int n = 0;
-    for (int b = 0; b < 256; b++, n++) { bytes[n] = malloc(1); bytes[n][0] = (char)b; lens[n] = 1; }
-    for (int i = 0; i < 8; i++, n++) { bytes[n] = malloc(1); lens[n] = 0; } /* specials: no bytes */
+    for (int b = 0; b < 256; b++, n++) {
+        bytes[n] = malloc(1);
+        bytes[n][0] = (char)b;
+        lens[n] = 1;
+    }
+    for (int i = 0; i < 8; i++, n++) {
+        bytes[n] = malloc(1);
+        lens[n] = 0;
+    } /* specials: no bytes */
     int guard = 0;
     while (n < N_VOCAB && guard++ < 10 * N_VOCAB) {
         char buf[64];
@@ -106,7 +128,10 @@ int main(int argc, char **argv) {
         lens[n++] = m;
     }
     grammar_vocab *v = grammar_vocab_new((const char *const *)bytes, lens, n);
-    if (!v) { fprintf(stderr, "vocab failed\n"); return 1; }
+    if (!v) {
+        fprintf(stderr, "vocab failed\n");
+        return 1;
+    }
     bool *allowed = malloc((size_t)n);
     int32_t end = 256;
     int n_schemas = argc > 1 ? argc - 1 : (int)(sizeof DEFAULT_SCHEMAS / sizeof *DEFAULT_SCHEMAS);
@@ -117,7 +142,10 @@ int main(int argc, char **argv) {
         char *text = NULL;
         if (argc > 1) {
             FILE *f = fopen(argv[s + 1], "rb");
-            if (!f) { fprintf(stderr, "cannot read %s\n", argv[s + 1]); return 1; }
+            if (!f) {
+                fprintf(stderr, "cannot read %s\n", argv[s + 1]);
+                return 1;
+            }
             fseek(f, 0, SEEK_END);
             long sz = ftell(f);
             fseek(f, 0, SEEK_SET);
@@ -129,7 +157,10 @@ int main(int argc, char **argv) {
         char err[256];
         grammar *g = grammar_from_schema(text ? text : DEFAULT_SCHEMAS[s], err, sizeof err);
         free(text);
-        if (!g) { fprintf(stderr, "schema %d: %s\n", s, err); return 1; }
+        if (!g) {
+            fprintf(stderr, "schema %d: %s\n", s, err);
+            return 1;
+        }
         grammar_state *st = malloc(sizeof *st);
         grammar_state_init(g, st);
         double *t = malloc(sizeof(double) * 400);
@@ -138,7 +169,10 @@ int main(int argc, char **argv) {
             double t0 = now();
             int k = grammar_allowed(g, st, v, &end, 1, allowed);
             t[steps] = now() - t0;
-            if (k == 0 || (allowed[end] && (st->depth == 0 || steps > 150))) { steps++; break; }
+            if (k == 0 || (allowed[end] && (st->depth == 0 || steps > 150))) {
+                steps++;
+                break;
+            }
             int pick = -1;
             if (steps > 150) { /* head for the end: a token matching the completion's next bytes */
                 char c[4096];
@@ -146,12 +180,21 @@ int main(int argc, char **argv) {
                 for (int i = 0; m > 0 && i < n && pick < 0; i++)
                     if (allowed[i] && lens[i] == 1 && bytes[i][0] == c[0]) pick = i;
             }
-            while (pick < 0) { int i = (int)(rnd() % (unsigned)n); if (allowed[i] && i != end) pick = i; }
-            if (!grammar_accept(g, st, bytes[pick], (size_t)lens[pick])) { fprintf(stderr, "mask/accept mismatch\n"); return 1; }
+            while (pick < 0) {
+                int i = (int)(rnd() % (unsigned)n);
+                if (allowed[i] && i != end) pick = i;
+            }
+            if (!grammar_accept(g, st, bytes[pick], (size_t)lens[pick])) {
+                fprintf(stderr, "mask/accept mismatch\n");
+                return 1;
+            }
             out_bytes += lens[pick];
         }
         double sum = 0;
-        for (int i = 0; i < steps; i++) { sum += t[i]; all[n_all++] = t[i]; }
+        for (int i = 0; i < steps; i++) {
+            sum += t[i];
+            all[n_all++] = t[i];
+        }
         qsort(t, (size_t)steps, sizeof *t, cmp_d);
         printf("schema %d: %3d tokens (%4d bytes, complete: %s)  mean %7.1f us  p99 %7.1f us  max %7.1f us\n", s, steps,
                out_bytes, grammar_complete(g, st) ? "yes" : "no", 1e6 * sum / steps, 1e6 * t[(int)(0.99 * (steps - 1))],
@@ -167,6 +210,9 @@ int main(int argc, char **argv) {
            1e6 * all[(int)(0.99 * (n_all - 1))]);
     grammar_vocab_free(v);
     for (int i = 0; i < n; i++) free(bytes[i]);
-    free(bytes); free(lens); free(allowed); free(all);
+    free(bytes);
+    free(lens);
+    free(allowed);
+    free(all);
     return 0;
 }

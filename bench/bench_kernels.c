@@ -18,7 +18,12 @@
 #include <time.h>
 
 static uint64_t rng = 88172645463325252ull;
-static uint32_t rnd(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 11); }
+static uint32_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
 static float frand(void) { return (float)(rnd() & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f; }
 
 static double now(void) {
@@ -32,7 +37,11 @@ static void fill_weights(uint32_t t, uint8_t *w, size_t rows, int64_t n) {
     size_t size = ggml_row_size(t, n) * rows;
     uint32_t *w32 = (uint32_t *)w;
     for (size_t i = 0; i < size / 4; i++) w32[i] = rnd();
-    if (t == GGML_F32) { float *f = (float *)w; for (size_t i = 0; i < size / 4; i++) f[i] = frand(); return; }
+    if (t == GGML_F32) {
+        float *f = (float *)w;
+        for (size_t i = 0; i < size / 4; i++) f[i] = frand();
+        return;
+    }
     if (t == GGML_F16 || t == GGML_BF16) {
         uint16_t *h = (uint16_t *)w;
         for (size_t i = 0; i < size / 2; i++) h[i] = t == GGML_F16 ? f32_to_fp16(frand()) : f32_to_bf16(frand());
@@ -42,8 +51,15 @@ static void fill_weights(uint32_t t, uint8_t *w, size_t rows, int64_t n) {
     size_t off[2] = {0, 2};
     int k = 1;
     switch (t) {
-    case GGML_Q4_1: case GGML_Q5_1: case GGML_Q4_K: case GGML_Q5_K: k = 2; break;
-    case GGML_Q2_K: off[0] = offsetof(block_q2_K, d); off[1] = offsetof(block_q2_K, dmin); k = 2; break;
+    case GGML_Q4_1:
+    case GGML_Q5_1:
+    case GGML_Q4_K:
+    case GGML_Q5_K: k = 2; break;
+    case GGML_Q2_K:
+        off[0] = offsetof(block_q2_K, d);
+        off[1] = offsetof(block_q2_K, dmin);
+        k = 2;
+        break;
     case GGML_Q3_K: off[0] = offsetof(block_q3_K, d); break;
     case GGML_Q6_K: off[0] = offsetof(block_q6_K, d); break;
     case GGML_MXFP4: k = 0; break;
@@ -54,7 +70,8 @@ static void fill_weights(uint32_t t, uint8_t *w, size_t rows, int64_t n) {
             ggml_half h = f32_to_fp16(0.01f + 0.01f * frand());
             memcpy(w + b * ti->type_size + off[j], &h, 2);
         }
-    if (t == GGML_MXFP4) for (size_t b = 0; b < size / ti->type_size; b++) w[b * ti->type_size] = 120;
+    if (t == GGML_MXFP4)
+        for (size_t b = 0; b < size / ti->type_size; b++) w[b * ti->type_size] = 120;
 }
 
 typedef struct {
@@ -68,7 +85,7 @@ typedef struct {
     size_t act_row;
     int nc;
     float *out;
-    double cpu[16];   /* thread CPU seconds of the last run */
+    double cpu[16]; /* thread CPU seconds of the last run */
 } mm_job;
 
 static double thread_cpu(void) {
@@ -87,8 +104,8 @@ static void mm_worker(void *arg, int ith, int nth) {
     const char *cr = getenv("CALL_ROWS");
     const int step = cr && atoi(cr) > 0 ? atoi(cr) : r1 - r0;
     for (int r = r0; r < r1; r += step)
-        j->k->matmul(j->t, j->n, j->w + (size_t)r * j->w_row, j->w_row, r + step < r1 ? step : r1 - r, j->act, j->act_row,
-                     j->nc, j->out + r, (size_t)j->nr);
+        j->k->matmul(j->t, j->n, j->w + (size_t)r * j->w_row, j->w_row, r + step < r1 ? step : r1 - r, j->act,
+                     j->act_row, j->nc, j->out + r, (size_t)j->nr);
     j->cpu[ith] = thread_cpu() - t0;
 }
 
@@ -116,8 +133,8 @@ int main(int argc, char **argv) {
     int reps = argc > 5 ? atoi(argv[5]) : 5;
     const kernel_ops *tables[8];
     int nt = kernels_available(tables, 8);
-    static const uint32_t types[] = {GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_Q4_0, GGML_Q8_0, GGML_Q4_1,
-                                     GGML_Q5_0, GGML_Q5_1, GGML_F16, GGML_BF16, GGML_F32, GGML_Q2_K,
+    static const uint32_t types[] = {GGML_Q4_K, GGML_Q5_K,   GGML_Q6_K,   GGML_Q4_0, GGML_Q8_0, GGML_Q4_1,
+                                     GGML_Q5_0, GGML_Q5_1,   GGML_F16,    GGML_BF16, GGML_F32,  GGML_Q2_K,
                                      GGML_Q3_K, GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};
     const int64_t n = 2048;
     float *x = malloc(sizeof(float) * n * 512);
@@ -139,35 +156,41 @@ int main(int argc, char **argv) {
             size_t w_row = ggml_row_size(t, n);
             int nr = (int)((mb << 20) / w_row) / 64 * 64;
             uint8_t *w = aligned_alloc(64, (w_row * (size_t)nr + 63) / 64 * 64);
-            if (!w) { fprintf(stderr, "out of memory\n"); return 1; }
+            if (!w) {
+                fprintf(stderr, "out of memory\n");
+                return 1;
+            }
             fill_weights(t, w, (size_t)nr, n);
             for (int packed = 0; packed < 2; packed++) {
-            const uint32_t pt = k->packed_type ? k->packed_type(t, nr) : t;
-            if (packed && pt == t) break;
-            if (packed) {   /* the same matrix in the table's interleaved layout, in place */
-                uint8_t *tmp = malloc(w_row * (size_t)nr);
-                if (!tmp) { fprintf(stderr, "out of memory\n"); return 1; }
-                memcpy(tmp, w, w_row * (size_t)nr);
-                x16_pack(t, tmp, w_row, nr, w);
-                free(tmp);
-                t = pt;
-            }
-            size_t act_row = at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n);
-            for (int c = 0; c < 512; c++) k->quantize_act(at, x + c * n, act + c * act_row, n);
-            printf("%-10s %-7s %12.1f", k->isa, ggml_type_get(t)->name, w_row * (double)nr / 1e6);
-            for (int th = 1; th <= maxt; th++) {
-                mm_job j = {k, t, n, w, w_row, nr, act, act_row, 1, out, {0}};
-                double ct, dt = run_best(pools[th], &j, reps, &ct);
-                printf("  %7.1f (%6.1f)", w_row * (double)nr / dt / 1e9, w_row * (double)nr / ct / 1e9);
-            }
-            for (int th = 1; th <= maxt; th++) {
-                int pr = 2048 < nr ? 2048 : nr;  /* an FFN-sized matrix: 2048 x 2048 */
-                mm_job j = {k, t, n, w, w_row, pr, act, act_row, 512, out, {0}};
-                double ct, dt = run_best(pools[th], &j, reps > 2 ? reps / 2 : 1, &ct);
-                printf("  %7.1f (%6.1f)", 2.0 * n * pr * 512 / dt / 1e9, 2.0 * n * pr * 512 / ct / 1e9);
-            }
-            printf("\n");
-            fflush(stdout);
+                const uint32_t pt = k->packed_type ? k->packed_type(t, nr) : t;
+                if (packed && pt == t) break;
+                if (packed) { /* the same matrix in the table's interleaved layout, in place */
+                    uint8_t *tmp = malloc(w_row * (size_t)nr);
+                    if (!tmp) {
+                        fprintf(stderr, "out of memory\n");
+                        return 1;
+                    }
+                    memcpy(tmp, w, w_row * (size_t)nr);
+                    x16_pack(t, tmp, w_row, nr, w);
+                    free(tmp);
+                    t = pt;
+                }
+                size_t act_row = at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n);
+                for (int c = 0; c < 512; c++) k->quantize_act(at, x + c * n, act + c * act_row, n);
+                printf("%-10s %-7s %12.1f", k->isa, ggml_type_get(t)->name, w_row * (double)nr / 1e6);
+                for (int th = 1; th <= maxt; th++) {
+                    mm_job j = {k, t, n, w, w_row, nr, act, act_row, 1, out, {0}};
+                    double ct, dt = run_best(pools[th], &j, reps, &ct);
+                    printf("  %7.1f (%6.1f)", w_row * (double)nr / dt / 1e9, w_row * (double)nr / ct / 1e9);
+                }
+                for (int th = 1; th <= maxt; th++) {
+                    int pr = 2048 < nr ? 2048 : nr; /* an FFN-sized matrix: 2048 x 2048 */
+                    mm_job j = {k, t, n, w, w_row, pr, act, act_row, 512, out, {0}};
+                    double ct, dt = run_best(pools[th], &j, reps > 2 ? reps / 2 : 1, &ct);
+                    printf("  %7.1f (%6.1f)", 2.0 * n * pr * 512 / dt / 1e9, 2.0 * n * pr * 512 / ct / 1e9);
+                }
+                printf("\n");
+                fflush(stdout);
             }
             free(w);
         }

@@ -24,7 +24,14 @@
 #include <time.h>
 #include <sys/mman.h>
 
-typedef struct { const uint8_t *buf; size_t size, piece; uint64_t sink[64]; double cpu[64]; int wide, streams, pf, nta, page; unsigned seed; } job;
+typedef struct {
+    const uint8_t *buf;
+    size_t size, piece;
+    uint64_t sink[64];
+    double cpu[64];
+    int wide, streams, pf, nta, page;
+    unsigned seed;
+} job;
 
 static double thread_cpu(void) {
     struct timespec ts;
@@ -35,7 +42,8 @@ static double thread_cpu(void) {
 /* ns streams of n / ns bytes each, read side by side; pf > 0: prefetch pf bytes ahead, into L2
  * or (nta) non-temporal, into L1 only, as the decode kernels do */
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) {
+__attribute__((target("avx512f"))) static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta,
+                                                           int page) {
     __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
     const size_t per = n / (size_t)ns / 256 * 256;
     for (size_t i = 0; i < per; i += 256)
@@ -79,7 +87,10 @@ __attribute__((target("avx2"))) static uint64_t read256(const uint8_t *p, size_t
     return v[0] + v[1] + v[2] + v[3];
 }
 #else /* portable: 16 words of 64 bits per 128 bytes (ARM64 gcc makes them 128-bit loads) */
-static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) { (void)p, (void)n, (void)ns, (void)pf, (void)nta, (void)page; return 0; }
+static uint64_t read512(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) {
+    (void)p, (void)n, (void)ns, (void)pf, (void)nta, (void)page;
+    return 0;
+}
 static uint64_t read256(const uint8_t *p, size_t n, int ns, int pf, int nta, int page) {
     uint64_t a[16] = {0};
     const size_t per = n / (size_t)ns / 128 * 128;
@@ -105,16 +116,18 @@ static void worker(void *arg, int ith, int nth) {
     size_t per = j->size / (size_t)nth / 4096 * 4096;
     const uint8_t *p = j->buf + per * (size_t)ith;
     double t0 = thread_cpu();
-    if (j->piece) {   /* as many random pieces as fill this thread's share */
+    if (j->piece) { /* as many random pieces as fill this thread's share */
         const size_t n = j->size / j->piece;
         uint64_t x = (uint64_t)j->seed * 2654435761u + (uint64_t)ith * 40503u + 1;
         for (size_t i = 0; i < per / j->piece; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             const uint8_t *q = j->buf + (x % n) * j->piece;
-            j->sink[ith] += j->wide ? read512(q, j->piece, j->streams, j->pf, j->nta, j->page) : read256(q, j->piece, j->streams, j->pf, j->nta, j->page);
+            j->sink[ith] += j->wide ? read512(q, j->piece, j->streams, j->pf, j->nta, j->page)
+                                    : read256(q, j->piece, j->streams, j->pf, j->nta, j->page);
         }
     } else {
-        j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf, j->nta, j->page) : read256(p, per, j->streams, j->pf, j->nta, j->page);
+        j->sink[ith] += j->wide ? read512(p, per, j->streams, j->pf, j->nta, j->page)
+                                : read256(p, per, j->streams, j->pf, j->nta, j->page);
     }
     j->cpu[ith] = thread_cpu() - t0;
 }
@@ -128,13 +141,23 @@ static double now(void) {
 int main(int argc, char **argv) {
     size_t mb = argc > 1 ? (size_t)atol(argv[1]) : 1024;
     int maxt = argc > 2 ? atoi(argv[2]) : 0;
-    const size_t piece = argc > 3 ? (size_t)atol(argv[3]) / 4 * 4 << 10 : 0;   /* whole 4 KB */
-    if (maxt <= 0) { threadpool *p = threadpool_new(0); maxt = threadpool_size(p); threadpool_free(p); }
+    const size_t piece = argc > 3 ? (size_t)atol(argv[3]) / 4 * 4 << 10 : 0; /* whole 4 KB */
+    if (maxt <= 0) {
+        threadpool *p = threadpool_new(0);
+        maxt = threadpool_size(p);
+        threadpool_free(p);
+    }
     size_t size = mb << 20;
-    if (piece && piece * 2 > size) { fprintf(stderr, "membw: pieces of %zu KB need a larger buffer\n", piece >> 10); return 2; }
+    if (piece && piece * 2 > size) {
+        fprintf(stderr, "membw: pieces of %zu KB need a larger buffer\n", piece >> 10);
+        return 2;
+    }
     uint8_t *buf = aligned_alloc(2u << 20, (size + (2u << 20) - 1) / (2u << 20) * (2u << 20));
-    if (!buf) { fprintf(stderr, "membw: cannot allocate %zu MB\n", mb); return 1; }
-#ifdef MADV_HUGEPAGE   /* in 2 MB pages where the kernel gives them, as the weights' copy is */
+    if (!buf) {
+        fprintf(stderr, "membw: cannot allocate %zu MB\n", mb);
+        return 1;
+    }
+#ifdef MADV_HUGEPAGE /* in 2 MB pages where the kernel gives them, as the weights' copy is */
     madvise(buf, size, MADV_HUGEPAGE);
 #endif
     memset(buf, 1, size);
@@ -151,9 +174,14 @@ int main(int argc, char **argv) {
     /* prefetch: none; 1 KB ahead into L2; 1 KB and 4 KB ahead non-temporal; 1 KB non-temporal
      * and one line a page 64 KB ahead (the decode kernels' page prefetch, src/cpu/tiles.h) */
     static const int streams[] = {1, 2, 4, 8};
-    static const struct { int pf, nta, page; const char *name; } pats[] = {
-        {0, 0, 0, ""}, {1024, 0, 0, ", prefetch"}, {1024, 1, 0, ", prefetchnta 1 KB"},
-        {4096, 1, 0, ", prefetchnta 4 KB"}, {1024, 1, 65536, ", prefetchnta 1 KB + pages 64 KB ahead"}};
+    static const struct {
+        int pf, nta, page;
+        const char *name;
+    } pats[] = {{0, 0, 0, ""},
+                {1024, 0, 0, ", prefetch"},
+                {1024, 1, 0, ", prefetchnta 1 KB"},
+                {4096, 1, 0, ", prefetchnta 4 KB"},
+                {1024, 1, 65536, ", prefetchnta 1 KB + pages 64 KB ahead"}};
     enum { N_STREAMS = sizeof streams / sizeof *streams, N_PATS = sizeof pats / sizeof *pats };
     for (int t = 1; t <= maxt; t++) {
         threadpool *pool = threadpool_new(t);
@@ -179,7 +207,8 @@ int main(int argc, char **argv) {
                 if (b < best) best = b, best_s = streams[si], best_pf = pi;
             }
         size_t per = size / (size_t)t / 4096 * 4096, bytes = (piece ? per / piece * piece : per) * (size_t)t;
-        printf("threads %d: %.1f GB/s (best: %d stream%s per thread%s; one plain stream %.1f GB/s; by thread CPU time %.1f GB/s)\n",
+        printf("threads %d: %.1f GB/s (best: %d stream%s per thread%s; one plain stream %.1f GB/s; by thread CPU time "
+               "%.1f GB/s)\n",
                t, bytes / best / 1e9, best_s, best_s > 1 ? "s" : "", pats[best_pf].name, bytes / plain / 1e9,
                bytes / cbest / 1e9);
         threadpool_free(pool);

@@ -12,19 +12,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TURNS 3   /* model turns: at most two rounds of tool calls, then the answer */
+#define MAX_TURNS 3 /* model turns: at most two rounds of tool calls, then the answer */
 
 static const char *TOOLS =
     "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"Current weather in a city\","
     "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"]}}}]";
 
-typedef struct { char *p; size_t n, cap; } buf;
+typedef struct {
+    char *p;
+    size_t n, cap;
+} buf;
 
 static void put(buf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = (b->n + n + 1) * 2;
         char *p = realloc(b->p, cap);
-        if (!p) { fprintf(stderr, "chat: out of memory\n"); exit(1); }
+        if (!p) {
+            fprintf(stderr, "chat: out of memory\n");
+            exit(1);
+        }
         b->p = p, b->cap = cap;
     }
     memcpy(b->p + b->n, s, n);
@@ -62,8 +68,8 @@ static int assistant_turn(lfm2c_model *m, lfm2c_session *s, lfm2c_sampler *smp, 
     lfm2c_detok_init(&dt, true);
     char piece[1024];
     for (int i = 0; i < max_tokens && lfm2c_session_n_past(s) < lfm2c_session_n_ctx(s); i++) {
-        int32_t tok = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s),
-                                           lfm2c_session_n_past(s));
+        int32_t tok =
+            lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
         if (tok < 0 || lfm2c_token_is_eog(m, tok)) break;
         int nb = lfm2c_detok_push(&dt, m, tok, piece, sizeof piece);
         nb = nb < (int)sizeof piece ? nb : (int)sizeof piece;
@@ -77,24 +83,33 @@ static int assistant_turn(lfm2c_model *m, lfm2c_session *s, lfm2c_sampler *smp, 
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: %s MODEL.gguf USER_MESSAGE [MAX_TOKENS_PER_TURN]\n", argv[0]); return 2; }
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s MODEL.gguf USER_MESSAGE [MAX_TOKENS_PER_TURN]\n", argv[0]);
+        return 2;
+    }
     int max_tokens = argc > 3 ? atoi(argv[3]) : 256, rc = 1;
     lfm2c_error err = {0};
     lfm2c_model_params mp = lfm2c_model_default_params();
     lfm2c_model *m = lfm2c_model_open(argv[1], &mp, &err);
-    if (!m) { fprintf(stderr, "chat: %s\n", err.msg); return 1; }
-    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(m);   /* the file's defaults */
+    if (!m) {
+        fprintf(stderr, "chat: %s\n", err.msg);
+        return 1;
+    }
+    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(m); /* the file's defaults */
     lfm2c_sampler *smp = lfm2c_sampler_new(&sp, lfm2c_vocab_size(m));
     int n_ctx = lfm2c_model_get_info(m)->n_ctx_train;
     lfm2c_session *s = lfm2c_session_new(m, n_ctx > 0 && n_ctx < 4096 ? n_ctx : 4096, &err);
     buf msgs = {0}, reply = {0};
     size_t guarded_len = 0;
     char *guarded = lfm2c_guard_text(m, argv[2], strlen(argv[2]), &guarded_len);
-    if (!smp || !s || !guarded) { fprintf(stderr, "chat: %s\n", err.code ? err.msg : "out of memory"); goto done; }
+    if (!smp || !s || !guarded) {
+        fprintf(stderr, "chat: %s\n", err.code ? err.msg : "out of memory");
+        goto done;
+    }
     put(&msgs, "[", 1);
     put_message(&msgs, "user", guarded, guarded_len);
     for (int turn = 0; turn < MAX_TURNS; turn++) {
-        put(&msgs, "]", 1);   /* closed for the render, reopened after */
+        put(&msgs, "]", 1); /* closed for the render, reopened after */
         char *prompt = lfm2c_chat_render(m, NULL, msgs.p, TOOLS, true, &err);
         msgs.p[--msgs.n] = 0;
         int n = 0, n_reused = 0;
@@ -103,12 +118,21 @@ int main(int argc, char **argv) {
         int bad = !ids || lfm2c_session_sync(s, ids, n, &n_reused, &err) ||
                   lfm2c_session_decode(s, ids + n_reused, n - n_reused, LFM2C_LOGITS_LAST, &err);
         free(ids);
-        if (bad) { fprintf(stderr, "chat: %s\n", err.msg); goto done; }
+        if (bad) {
+            fprintf(stderr, "chat: %s\n", err.msg);
+            goto done;
+        }
         printf("[turn %d: %d prompt tokens, %d reused]\n", turn + 1, n, n_reused);
         reply.n = 0;
-        if (assistant_turn(m, s, smp, max_tokens, &reply, &err)) { fprintf(stderr, "\nchat: %s\n", err.msg); goto done; }
+        if (assistant_turn(m, s, smp, max_tokens, &reply, &err)) {
+            fprintf(stderr, "\nchat: %s\n", err.msg);
+            goto done;
+        }
         char *calls = lfm2c_parse_tool_calls(reply.p ? reply.p : "", reply.n);
-        if (!calls) { fprintf(stderr, "\nchat: out of memory\n"); goto done; }
+        if (!calls) {
+            fprintf(stderr, "\nchat: out of memory\n");
+            goto done;
+        }
         printf("\n[parsed: %s]\n", calls);
         int has_calls = strstr(calls, "\"tool_calls\":[{") != NULL;
         free(calls);

@@ -18,18 +18,18 @@ extern "C" {
 
 /* ---- errors ---------------------------------------------------------------------------- */
 typedef struct lfm2c_error {
-    int code;        /* 0 = ok, else one of LFM2C_E* */
-    char msg[512];   /* one line naming the problem */
+    int code;      /* 0 = ok, else one of LFM2C_E* */
+    char msg[512]; /* one line naming the problem */
 } lfm2c_error;
 
 enum {
     LFM2C_OK = 0,
-    LFM2C_EIO = 1,        /* file missing / unreadable */
-    LFM2C_EFORMAT = 2,    /* not a GGUF, truncated, corrupt, bad shapes */
+    LFM2C_EIO = 1,          /* file missing / unreadable */
+    LFM2C_EFORMAT = 2,      /* not a GGUF, truncated, corrupt, bad shapes */
     LFM2C_EUNSUPPORTED = 3, /* unknown architecture / tensor type / feature */
     LFM2C_ENOMEM = 4,
-    LFM2C_EINVAL = 5,     /* bad argument (token id out of range, …) */
-    LFM2C_ECONTEXT = 6,   /* would exceed the session's context */
+    LFM2C_EINVAL = 5,   /* bad argument (token id out of range, …) */
+    LFM2C_ECONTEXT = 6, /* would exceed the session's context */
     LFM2C_ECANCELLED = 7,
 };
 
@@ -68,19 +68,19 @@ void lfm2c_model_free(lfm2c_model *model);
 #define LFM2C_MAX_LAYERS 256
 
 typedef struct lfm2c_model_info {
-    char arch[32];            /* "lfm2" or "lfm2moe" */
-    char name[128];           /* general.name, may be empty */
+    char arch[32];  /* "lfm2" or "lfm2moe" */
+    char name[128]; /* general.name, may be empty */
     int n_vocab, n_embd, n_layer, n_head, n_head_kv_max, head_dim, n_ctx_train;
-    int n_ff;                 /* dense FFN width (from tensor shapes) */
+    int n_ff; /* dense FFN width (from tensor shapes) */
     int n_expert, n_expert_used, n_ff_exp, n_dense_lead;
     int conv_l_cache;
     float rope_theta, norm_eps;
     bool is_attention[LFM2C_MAX_LAYERS];
     bool is_moe[LFM2C_MAX_LAYERS];
     int n_head_kv[LFM2C_MAX_LAYERS];
-    int file_type;            /* general.file_type, -1 if absent */
-    uint64_t n_params;        /* total parameters */
-    uint64_t n_params_active; /* parameters touched per token (MoE: only k experts) */
+    int file_type;                /* general.file_type, -1 if absent */
+    uint64_t n_params;            /* total parameters */
+    uint64_t n_params_active;     /* parameters touched per token (MoE: only k experts) */
     uint64_t weight_bytes;        /* bytes of all tensors */
     uint64_t weight_bytes_active; /* bytes of weights read per decoded token */
     int bos_id, eos_id, pad_id;   /* -1 if absent */
@@ -88,8 +88,8 @@ typedef struct lfm2c_model_info {
     /* sampling defaults carried by the file (general.sampling.*), NAN / -1 when absent */
     float def_temp, def_top_p, def_min_p, def_repeat_penalty;
     int def_top_k;
-    bool weights_copied;      /* the weights sit in an anonymous huge-page copy (see hugepages) */
-    int weights_packed;       /* matrices rearranged in that copy into the kernels' interleaved layout */
+    bool weights_copied; /* the weights sit in an anonymous huge-page copy (see hugepages) */
+    int weights_packed;  /* matrices rearranged in that copy into the kernels' interleaved layout */
 } lfm2c_model_info;
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
@@ -110,7 +110,7 @@ const char *lfm2c_file_type_name(int file_type);
  * device has no timestamps and on the other backends. */
 typedef struct lfm2c_decode_profile {
     double matmul_seconds, matmul_bytes;
-    long matmul_calls;   /* matmul jobs (one per product, or per group of independent ones) */
+    long matmul_calls; /* matmul jobs (one per product, or per group of independent ones) */
     long steps, solo_steps;
     double device_seconds;
     long device_passes;
@@ -118,8 +118,8 @@ typedef struct lfm2c_decode_profile {
 lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *model);
 /* Number of tensors and a description of tensor i (name, type name, shape), for `info`. */
 int lfm2c_model_n_tensors(const lfm2c_model *model);
-void lfm2c_model_tensor_desc(const lfm2c_model *model, int i, const char **name,
-                             const char **type_name, int64_t ne[4], int *n_dims, uint64_t *nbytes);
+void lfm2c_model_tensor_desc(const lfm2c_model *model, int i, const char **name, const char **type_name, int64_t ne[4],
+                             int *n_dims, uint64_t *nbytes);
 /* GGUF metadata string by key (e.g. "tokenizer.chat_template"), NULL if absent. */
 const char *lfm2c_model_meta_str(const lfm2c_model *model, const char *key);
 bool lfm2c_token_is_eog(const lfm2c_model *model, int32_t token);
@@ -136,8 +136,7 @@ const int32_t *lfm2c_session_tokens(const lfm2c_session *s); /* the n_past token
 enum { LFM2C_LOGITS_NONE = 0, LFM2C_LOGITS_LAST = 1, LFM2C_LOGITS_ALL = 2 };
 
 /* Feed n tokens (a prompt as one batch, or one token while decoding). Returns 0 or -1. */
-int lfm2c_session_decode(lfm2c_session *s, const int32_t *tokens, int n, int logits_mode,
-                         lfm2c_error *err);
+int lfm2c_session_decode(lfm2c_session *s, const int32_t *tokens, int n, int logits_mode, lfm2c_error *err);
 /* Logits of the last decode: row i of the rows it produced (LAST: row 0 only). */
 const float *lfm2c_session_logits(const lfm2c_session *s, int row);
 int lfm2c_session_n_logits_rows(const lfm2c_session *s);
@@ -165,8 +164,8 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
 
 /* Several sessions in ONE forward (continuous batching): item i feeds n[i] tokens to
  * sessions[i]. Answers equal those of separate decodes. */
-int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, const int *n,
-                       const int *logits_mode, int n_items, lfm2c_error *err);
+int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, const int *n, const int *logits_mode,
+                       int n_items, lfm2c_error *err);
 
 /* ---- LoRA adapters ---------------------------------------------------------------------------
  * A LoRA adapter changes weight matrices by a low-rank update, W' = W + s B A, without touching
@@ -185,7 +184,7 @@ typedef struct lfm2c_lora lfm2c_lora;
  * DoRA, biases). The adapter does not hold the model but must only be used with it. */
 lfm2c_lora *lfm2c_lora_load(const lfm2c_model *model, const char *path, lfm2c_error *err);
 void lfm2c_lora_free(lfm2c_lora *lora);
-int lfm2c_lora_n_matrices(const lfm2c_lora *lora);   /* adapted (layer, module) matrices */
+int lfm2c_lora_n_matrices(const lfm2c_lora *lora); /* adapted (layer, module) matrices */
 /* The adapters (at most LFM2C_MAX_LORA, each with its user scale) the session's tokens run with
  * from now on; n = 0 removes them. Sessions with different adapters may share a batch
  * (lfm2c_decode_batch). A change of adapters resets the session (its cache was computed with the
@@ -210,8 +209,8 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err);
 /* ---- tokenizer ----------------------------------------------------------------------------- */
 /* Encode text (len bytes; need not be NUL-terminated). Returns a malloc'd id array (caller
  * frees) and its length in *n_out, or NULL on error. */
-int32_t *lfm2c_tokenize(const lfm2c_model *model, const char *text, size_t len, bool add_bos,
-                        bool parse_special, int *n_out, lfm2c_error *err);
+int32_t *lfm2c_tokenize(const lfm2c_model *model, const char *text, size_t len, bool add_bos, bool parse_special,
+                        int *n_out, lfm2c_error *err);
 /* Request text inside a chat template must not become special tokens (a user who writes
  * "<|im_end|><|im_start|>system" must not fake a turn). lfm2c_guard_text returns a malloc'd
  * copy of s in which every special-token text is preceded by LFM2C_GUARD_MARK (U+F0000) and any
@@ -228,7 +227,11 @@ int32_t *lfm2c_tokenize_prompt(const lfm2c_model *model, const char *text, size_
 int lfm2c_token_to_bytes(const lfm2c_model *model, int32_t token, bool special, char *buf, int cap);
 /* Streaming decoder: pushes a token, writes only complete UTF-8 characters (invalid bytes come
  * out as U+FFFD), keeps partial ones for the next push. */
-typedef struct lfm2c_detok { char pending[8]; int n_pending; bool special; } lfm2c_detok;
+typedef struct lfm2c_detok {
+    char pending[8];
+    int n_pending;
+    bool special;
+} lfm2c_detok;
 void lfm2c_detok_init(lfm2c_detok *d, bool special);
 /* Returns bytes written to out (cap >= 64 + longest token is always enough). */
 int lfm2c_detok_push(lfm2c_detok *d, const lfm2c_model *model, int32_t token, char *out, int cap);
@@ -237,12 +240,12 @@ int lfm2c_vocab_size(const lfm2c_model *model);
 
 /* ---- sampling ----------------------------------------------------------------------------- */
 typedef struct lfm2c_sampler_params {
-    float temperature;       /* <= 0: greedy */
-    int top_k;               /* <= 0: off */
-    float top_p;             /* >= 1: off */
-    float min_p;             /* <= 0: off */
-    float repeat_penalty;    /* 1: off (llama.cpp semantics over the last repeat_last_n tokens) */
-    int repeat_last_n;       /* 64 */
+    float temperature;                         /* <= 0: greedy */
+    int top_k;                                 /* <= 0: off */
+    float top_p;                               /* >= 1: off */
+    float min_p;                               /* <= 0: off */
+    float repeat_penalty;                      /* 1: off (llama.cpp semantics over the last repeat_last_n tokens) */
+    int repeat_last_n;                         /* 64 */
     float presence_penalty, frequency_penalty; /* OpenAI semantics, 0: off */
     uint64_t seed;
 } lfm2c_sampler_params;
@@ -255,8 +258,7 @@ lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab);
 void lfm2c_sampler_free(lfm2c_sampler *s);
 /* Sample from logits (not modified). history = tokens seen so far (for penalties). Returns -1
  * when no token is left (logit_bias / the filter excluded every one). */
-int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *history,
-                             int n_history);
+int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *history, int n_history);
 /* Optional per-token additive bias (OpenAI logit_bias); NULL clears. Copied. */
 void lfm2c_sampler_set_logit_bias(lfm2c_sampler *s, const float *bias);
 /* Optional mask hook (constrained decoding): called with the logits copy before sampling;
@@ -278,18 +280,18 @@ void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *use
  * A sampler with a filter hook (constrained decoding) must not be used: the filter would see
  * tokens that are later rejected. */
 typedef struct lfm2c_spec_params {
-    int draft_max;       /* most tokens drafted per step (16; llama.cpp's --draft-max) */
-    int draft_min;       /* a draft shorter than this is dropped: plain decode (0) */
-    float draft_p_min;   /* draft model: stop drafting where the draft model's most likely
+    int draft_max;              /* most tokens drafted per step (16; llama.cpp's --draft-max) */
+    int draft_min;              /* a draft shorter than this is dropped: plain decode (0) */
+    float draft_p_min;          /* draft model: stop drafting where the draft model's most likely
                             next token has a probability (softmax of its logits) below this (0.75) */
     int lookup_min, lookup_max; /* prompt lookup: n-gram sizes tried, longest first; 0 0 = off
                             (a draft model, when given, is used instead) */
-    float force_accept;  /* benchmarks only: < 0 (default) off; a in [0, 1]: accept each drafted
+    float force_accept;         /* benchmarks only: < 0 (default) off; a in [0, 1]: accept each drafted
                             token with probability a whatever the models say (output is then NOT
                             the target's), to measure what an acceptance rate buys; prompt
                             lookup then drafts draft_max tokens every step (padding a short or
                             missing match), to measure a drafter that costs nothing */
-    uint64_t seed;       /* force_accept's RNG */
+    uint64_t seed;              /* force_accept's RNG */
 } lfm2c_spec_params;
 lfm2c_spec_params lfm2c_spec_default_params(void);
 
@@ -309,8 +311,8 @@ void lfm2c_spec_free(lfm2c_spec *sp);
  * tokens; the final token of out is the next `last`. The caller stops at an end-of-generation
  * token among them. Returns the number written, or -1 (err set; LFM2C_ECONTEXT when s cannot
  * take `last`). */
-int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *out,
-                    int max_out, lfm2c_error *err);
+int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *out, int max_out,
+                    lfm2c_error *err);
 /* The same step in two halves, for a caller that runs the forward itself (the server puts the
  * verification of several sessions in one lfm2c_decode_batch): lfm2c_spec_draft writes up to
  * max drafted tokens to draft and marks s (lfm2c_session_mark); the caller then feeds
@@ -318,8 +320,8 @@ int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_
  * writes 1..k+1 tokens to out and rolls s back to last + the accepted tokens. */
 int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *draft, int max,
                      lfm2c_error *err);
-int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k,
-                      int32_t *out, lfm2c_error *err);
+int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k, int32_t *out,
+                      lfm2c_error *err);
 /* lfm2c_spec_draft for n sequences at once (the server's slots): item i drafts up to max[i]
  * tokens after last[i] into drafts[i], their number in k[i]. Speculators with the same draft
  * model draft together, one forward of the draft model per drafted position for all of them.
@@ -333,7 +335,9 @@ int lfm2c_spec_set_params(lfm2c_spec *sp, const lfm2c_spec_params *p, lfm2c_erro
 const lfm2c_spec_params *lfm2c_spec_get_params(const lfm2c_spec *sp);
 /* Counts since the speculator was made: verification forwards that carried a draft, tokens
  * drafted, and tokens of them accepted. */
-typedef struct lfm2c_spec_stats { long steps, drafted, accepted; } lfm2c_spec_stats;
+typedef struct lfm2c_spec_stats {
+    long steps, drafted, accepted;
+} lfm2c_spec_stats;
 lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp);
 
 /* ---- chat templates and tool calls ------------------------------------------------------ */
@@ -343,9 +347,8 @@ lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp);
  * whose other keys are more variables of the template (chat_template_kwargs such as
  * enable_thinking); tools_json: an array or NULL (it wins over the object's "tools").
  * Returns a malloc'd UTF-8 string (caller frees) or NULL with err set. */
-char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
-                        const char *messages_json, const char *tools_json,
-                        bool add_generation_prompt, lfm2c_error *err);
+char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src, const char *messages_json,
+                        const char *tools_json, bool add_generation_prompt, lfm2c_error *err);
 /* A chat template is a program from the model file, run on every request: each render has a
  * budget. A field left 0 (or a NULL limits) keeps the default: max_memory 256 MiB of values,
  * max_steps 50,000,000 units of work, max_output 32 MiB of text, max_depth 1000 nested
@@ -360,18 +363,18 @@ typedef struct lfm2c_template_limits {
     int max_depth;
     double max_seconds;
 #ifdef __cplusplus
-    const void *cancel;       /* (C++ sees the pointer only; C: an _Atomic int) */
+    const void *cancel; /* (C++ sees the pointer only; C: an _Atomic int) */
 #else
     const _Atomic int *cancel; /* NULL: not cancellable */
 #endif
 } lfm2c_template_limits;
 char *lfm2c_chat_render_limited(const lfm2c_model *model, const char *template_src, const char *messages_json,
-                                const char *tools_json, bool add_generation_prompt,
-                                const lfm2c_template_limits *limits, lfm2c_error *err);
+                                const char *tools_json, bool add_generation_prompt, const lfm2c_template_limits *limits,
+                                lfm2c_error *err);
 /* Same, for a template alone (no model): bos/eos are the strings to give the template. */
-char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
-                                 const char *tools_json, bool add_generation_prompt,
-                                 const char *bos_token, const char *eos_token, lfm2c_error *err);
+char *lfm2c_chat_render_template(const char *template_src, const char *messages_json, const char *tools_json,
+                                 bool add_generation_prompt, const char *bos_token, const char *eos_token,
+                                 lfm2c_error *err);
 
 /* Parse LFM2 tool calls out of model output text (special tokens as text). Returns a malloc'd
  * JSON object {"content": str, "tool_calls": [{"name": str, "arguments": {...}}], "parsed": bool}.
@@ -397,10 +400,10 @@ char *lfm2c_parse_tool_calls(const char *text, size_t len);
 #define LFM2C_THINK_HOLD (LFM2C_THINK_WS + 16)
 enum { LFM2C_THINK_START, LFM2C_THINK_IN, LFM2C_THINK_ANSWER };
 typedef struct lfm2c_think {
-    int phase;              /* LFM2C_THINK_*: before the output decided, in a block, the answer */
-    bool lead;              /* nothing given out yet in this phase (leading whitespace is dropped) */
-    bool had_block;         /* a block was seen (the answer's leading whitespace is dropped) */
-    int n_ws, n_tag;        /* held: n_ws whitespace bytes, then n_tag bytes of a tag */
+    int phase;       /* LFM2C_THINK_*: before the output decided, in a block, the answer */
+    bool lead;       /* nothing given out yet in this phase (leading whitespace is dropped) */
+    bool had_block;  /* a block was seen (the answer's leading whitespace is dropped) */
+    int n_ws, n_tag; /* held: n_ws whitespace bytes, then n_tag bytes of a tag */
     char held[LFM2C_THINK_HOLD];
 } lfm2c_think;
 void lfm2c_think_init(lfm2c_think *t, bool opened);

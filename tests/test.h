@@ -8,22 +8,22 @@
 
 static int test_passed, test_failed;
 
-#define CHECK(cond, ...)                                                            \
-    do {                                                                            \
-        if (cond) {                                                                 \
-            test_passed++;                                                          \
-        } else {                                                                    \
-            test_failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);         \
-            fprintf(stderr, __VA_ARGS__);                                           \
-            fputc('\n', stderr);                                                    \
-        }                                                                           \
+#define CHECK(cond, ...) \
+    do { \
+        if (cond) { \
+            test_passed++; \
+        } else { \
+            test_failed++; \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__); \
+            fputc('\n', stderr); \
+        } \
     } while (0)
 
-#define TEST_MAIN_END()                                                             \
-    do {                                                                            \
-        printf("%d passed, %d failed\n", test_passed, test_failed);                 \
-        return test_failed ? 1 : 0;                                                 \
+#define TEST_MAIN_END() \
+    do { \
+        printf("%d passed, %d failed\n", test_passed, test_failed); \
+        return test_failed ? 1 : 0; \
     } while (0)
 
 /* Tests run with tests/ as the working directory. */
@@ -36,7 +36,10 @@ static inline void *test_read_file(const char *path, size_t *size) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *buf = (char *)malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) { free(buf); buf = NULL; }
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
     if (buf) buf[n] = 0;
     fclose(f);
     if (size) *size = (size_t)n;

@@ -5,22 +5,22 @@
 #include "lfm2c.h"
 #include <stdbool.h>
 
-#define CLI_COMMANDS(X)                                                                   \
-    X(run, "generate text from a prompt")                                                 \
-    X(chat, "interactive multi-turn chat")                                                \
-    X(serve, "OpenAI-compatible HTTP server")                                             \
-    X(logits, "write the logits at every position (float32)")                             \
-    X(info, "architecture, layer plan, tensor types, memory")                             \
-    X(tokenize, "text -> token ids")                                                      \
-    X(detokenize, "token ids -> text")                                                    \
-    X(template, "render a conversation with the model's chat template")                   \
-    X(toolcalls, "parse tool calls out of model output")                                  \
-    X(bench, "prefill / decode speed (llama-bench style)")                                \
-    X(synth, "write a random-weight model of a real architecture")                        \
-    X(quantize, "requantize a GGUF")                                                      \
-    X(convert, "Hugging Face checkpoint -> GGUF")                                         \
-    X(pull, "download a GGUF model from the Hugging Face Hub")                            \
-    X(list, "models in the Hugging Face cache")                                           \
+#define CLI_COMMANDS(X) \
+    X(run, "generate text from a prompt") \
+    X(chat, "interactive multi-turn chat") \
+    X(serve, "OpenAI-compatible HTTP server") \
+    X(logits, "write the logits at every position (float32)") \
+    X(info, "architecture, layer plan, tensor types, memory") \
+    X(tokenize, "text -> token ids") \
+    X(detokenize, "token ids -> text") \
+    X(template, "render a conversation with the model's chat template") \
+    X(toolcalls, "parse tool calls out of model output") \
+    X(bench, "prefill / decode speed (llama-bench style)") \
+    X(synth, "write a random-weight model of a real architecture") \
+    X(quantize, "requantize a GGUF") \
+    X(convert, "Hugging Face checkpoint -> GGUF") \
+    X(pull, "download a GGUF model from the Hugging Face Hub") \
+    X(list, "models in the Hugging Face cache") \
     X(rm, "remove a model from the Hugging Face cache")
 
 #define CLI_DECLARE(name, help) int cmd_##name(int argc, char **argv);
@@ -52,15 +52,15 @@ const char *cli_device(const char *flag, const char *value);
 /* an integer >= 1 (-c, -b, ...) / >= -1 (-n: -1 = no limit), else exits 2 with a message */
 int cli_positive(const char *flag, const char *value);
 int cli_n_predict(const char *flag, const char *value);
-#define CLI_SEED_RANDOM (-2)   /* --seed -1 */
+#define CLI_SEED_RANDOM (-2) /* --seed -1 */
 /* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
 const char *cli_value(int argc, char **argv, int *i);
 /* Sampling flags shared by run and chat (--temp --top-k --top-p --min-p --repeat-penalty
  * --repeat-last-n --seed): parsed first, applied over the model's defaults once it is open. */
 typedef struct cli_sampling {
-    double temp, top_p, min_p, rep;   /* NAN = not given */
-    int top_k, rep_n;                 /* -1 / -2 = not given */
-    long long seed;                   /* -1 = not given */
+    double temp, top_p, min_p, rep; /* NAN = not given */
+    int top_k, rep_n;               /* -1 / -2 = not given */
+    long long seed;                 /* -1 = not given */
 } cli_sampling;
 cli_sampling cli_sampling_init(void);
 /* If argv[*i] is a sampling flag, consumes it (and its value) and returns true. */
@@ -72,20 +72,21 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
  * cli_kv_flag also takes --hugepages / --no-hugepages (the weights always copied into anonymous
  * huge pages / always mapped; by default the library decides: lfm2c_model_params.hugepages). */
 bool cli_kv_flag(int argc, char **argv, int *i);
-int cli_kv_type(const char *flag, const char *value);   /* a name, or fails and exits */
+int cli_kv_type(const char *flag, const char *value); /* a name, or fails and exits */
 void cli_kv_set_default(int type_k, int type_v);
 void cli_kv_apply(lfm2c_model_params *p);
-void cli_kv_current(int *type_k, int *type_v);   /* the types cli_kv_apply sets */
+void cli_kv_current(int *type_k, int *type_v); /* the types cli_kv_apply sets */
 /* LoRA adapters (cli_lora.c): --lora PATH[:SCALE] (repeatable) and --lora-scaled PATH SCALE.
  * cli_lora_flag consumes one if argv[*i] is one; cli_lora_attach loads them for m (once per
  * model) and sets them on s, printing the library's error and returning 1 on failure;
  * cli_lora_forget frees them (call it before freeing their model). */
-#define CLI_LORA_HELP "  --lora PATH[:S]     LoRA adapter (PEFT folder or GGUF), scale S (default 1); repeatable\n" \
-                      "  --lora-scaled PATH S  the same with an explicit scale\n"
+#define CLI_LORA_HELP \
+    "  --lora PATH[:S]     LoRA adapter (PEFT folder or GGUF), scale S (default 1); repeatable\n" \
+    "  --lora-scaled PATH S  the same with an explicit scale\n"
 bool cli_lora_flag(int argc, char **argv, int *i);
 int cli_lora_count(void);
-int cli_lora_list(lfm2c_lora **los, float *scales);   /* the loaded adapters and their scales; count */
-int cli_lora_load(lfm2c_model *m);   /* loads them now (attach does it when needed) */
+int cli_lora_list(lfm2c_lora **los, float *scales); /* the loaded adapters and their scales; count */
+int cli_lora_load(lfm2c_model *m);                  /* loads them now (attach does it when needed) */
 int cli_lora_attach(lfm2c_model *m, lfm2c_session *s);
 void cli_lora_forget(void);
 /* Opens a model, printing the library's error on failure. */
@@ -101,8 +102,8 @@ char *cli_read_file(const char *path, size_t *len);
  * --draft-min N, --draft-p-min P, --spec-lookup [N | A..B]. */
 typedef struct cli_spec {
     const char *draft_path;
-    int draft_max, draft_min, lookup_min, lookup_max;   /* lookup_max 0: no prompt lookup */
-    double p_min, force_accept;                         /* force_accept < 0: off (bench only) */
+    int draft_max, draft_min, lookup_min, lookup_max; /* lookup_max 0: no prompt lookup */
+    double p_min, force_accept;                       /* force_accept < 0: off (bench only) */
 } cli_spec;
 cli_spec cli_spec_init(void);
 bool cli_spec_flag(cli_spec *s, int argc, char **argv, int *i);
@@ -110,19 +111,19 @@ bool cli_spec_on(const cli_spec *s);
 /* Opens the draft model (if any) and the speculator; NULL with a message on failure. */
 lfm2c_spec *cli_spec_open(const cli_spec *s, lfm2c_model *target, int n_ctx, int threads, const char *device,
                           lfm2c_model **draft_out);
-void cli_spec_report(const lfm2c_spec *sp);   /* drafted / accepted to stderr (-v) */
+void cli_spec_report(const lfm2c_spec *sp); /* drafted / accepted to stderr (-v) */
 
 /* A token source over a session whose last decode left the logits of the next token: plain
  * steps, or speculative steps when spec is set. A token i (from 0) comes out only while the
  * session would then hold fewer than `limit` tokens before it (run: the context size; chat: one
  * less, room for the end of turn). */
-enum { CLI_GEN_MAX = 257 };   /* --draft-max 256 + 1 */
+enum { CLI_GEN_MAX = 257 }; /* --draft-max 256 + 1 */
 typedef struct cli_gen {
     lfm2c_session *s;
     lfm2c_sampler *smp;
     lfm2c_spec *spec;
     int limit, start, emitted;
-    int32_t pend[CLI_GEN_MAX];   /* tokens out of the last step; pend[ip..np) not handed out yet */
+    int32_t pend[CLI_GEN_MAX]; /* tokens out of the last step; pend[ip..np) not handed out yet */
     int np, ip;
 } cli_gen;
 void cli_gen_start(cli_gen *g, lfm2c_session *s, lfm2c_sampler *smp, lfm2c_spec *spec, int limit);

@@ -8,7 +8,10 @@
 #include <string.h>
 
 static int gen_fail(lfm2c_error *err, const char *msg) {
-    if (err) { err->code = LFM2C_EINVAL; snprintf(err->msg, sizeof err->msg, "%s", msg); }
+    if (err) {
+        err->code = LFM2C_EINVAL;
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+    }
     return -1;
 }
 
@@ -22,7 +25,10 @@ static bool parse_sizes(const char *v, int *lo, int *hi) {
     char *end;
     long a = strtol(v, &end, 10), b = a;
     if (end == v || a < 1 || a > 64) return false;
-    if (!*end) { *lo = 1, *hi = (int)a; return true; }
+    if (!*end) {
+        *lo = 1, *hi = (int)a;
+        return true;
+    }
     const char *p = !strncmp(end, "..", 2) ? end + 2 : *end == '-' ? end + 1 : NULL;
     if (!p || !*p) return false;
     b = strtol(p, &end, 10);
@@ -36,13 +42,22 @@ bool cli_spec_flag(cli_spec *s, int argc, char **argv, int *i) {
     if (!strcmp(a, "-md") || !strcmp(a, "--model-draft")) s->draft_path = cli_value(argc, argv, i);
     else if (!strcmp(a, "--draft-max") || !strcmp(a, "--draft") || !strcmp(a, "--draft-n")) {
         s->draft_max = cli_int(a, cli_value(argc, argv, i));
-        if (s->draft_max < 0 || s->draft_max > 256) { cli_fail("%s must be in 0..256, got %d", a, s->draft_max); exit(2); }
+        if (s->draft_max < 0 || s->draft_max > 256) {
+            cli_fail("%s must be in 0..256, got %d", a, s->draft_max);
+            exit(2);
+        }
     } else if (!strcmp(a, "--draft-min") || !strcmp(a, "--draft-n-min")) {
         s->draft_min = cli_int(a, cli_value(argc, argv, i));
-        if (s->draft_min < 0 || s->draft_min > 256) { cli_fail("%s must be in 0..256, got %d", a, s->draft_min); exit(2); }
+        if (s->draft_min < 0 || s->draft_min > 256) {
+            cli_fail("%s must be in 0..256, got %d", a, s->draft_min);
+            exit(2);
+        }
     } else if (!strcmp(a, "--draft-p-min")) {
         s->p_min = cli_float(a, cli_value(argc, argv, i));
-        if (!(s->p_min >= 0 && s->p_min <= 1)) { cli_fail("%s must be in [0, 1]", a); exit(2); }
+        if (!(s->p_min >= 0 && s->p_min <= 1)) {
+            cli_fail("%s must be in [0, 1]", a);
+            exit(2);
+        }
     } else if (!strcmp(a, "--spec-lookup")) {
         s->lookup_min = 1, s->lookup_max = 3;
         if (*i + 1 < argc && argv[*i + 1][0] >= '0' && argv[*i + 1][0] <= '9') {
@@ -92,8 +107,8 @@ lfm2c_spec *cli_spec_open(const cli_spec *s, lfm2c_model *target, int n_ctx, int
 void cli_spec_report(const lfm2c_spec *sp) {
     if (!sp) return;
     lfm2c_spec_stats st = lfm2c_spec_get_stats(sp);
-    fprintf(stderr, "speculative: %ld drafted, %ld accepted (%.1f%%) in %ld verification steps\n", st.drafted, st.accepted,
-            st.drafted ? 100.0 * st.accepted / st.drafted : 0.0, st.steps);
+    fprintf(stderr, "speculative: %ld drafted, %ld accepted (%.1f%%) in %ld verification steps\n", st.drafted,
+            st.accepted, st.drafted ? 100.0 * st.accepted / st.drafted : 0.0, st.steps);
 }
 
 /* ---- the token source -------------------------------------------------------------------- */
@@ -103,9 +118,13 @@ void cli_gen_start(cli_gen *g, lfm2c_session *s, lfm2c_sampler *smp, lfm2c_spec 
 }
 
 int cli_gen_next(cli_gen *g, int want, int32_t *tok, lfm2c_error *err) {
-    if (g->ip < g->np) { *tok = g->pend[g->ip++]; g->emitted++; return 1; }
+    if (g->ip < g->np) {
+        *tok = g->pend[g->ip++];
+        g->emitted++;
+        return 1;
+    }
     const int past = lfm2c_session_n_past(g->s);
-    if (g->np == 0) {   /* the first token: from the logits the caller's decode left */
+    if (g->np == 0) { /* the first token: from the logits the caller's decode left */
         if (past >= g->limit) return 0;
         int32_t t = lfm2c_sampler_sample(g->smp, lfm2c_session_logits(g->s, 0), lfm2c_session_tokens(g->s), past);
         if (t < 0) return gen_fail(err, "no token can be sampled (every logit is -inf)");
@@ -115,7 +134,7 @@ int cli_gen_next(cli_gen *g, int want, int32_t *tok, lfm2c_error *err) {
         g->emitted++;
         return 1;
     }
-    int room = g->limit - 1 - past;   /* tokens that may still come out (the loop's context rule) */
+    int room = g->limit - 1 - past; /* tokens that may still come out (the loop's context rule) */
     if (room < 1) return 0;
     int max = want < room ? want : room;
     if (max > CLI_GEN_MAX) max = CLI_GEN_MAX;
@@ -144,9 +163,9 @@ int cli_gen_settle(cli_gen *g, int n_tokens, lfm2c_error *err) {
     int want = g->start + n_tokens, past = lfm2c_session_n_past(g->s);
     if (past > want) return lfm2c_session_rollback(g->s, want, err);
     if (past < want) {
-        int have = past - g->start;                  /* emitted tokens the session holds */
-        int first = g->emitted - g->ip;               /* index (in emitted order) of pend[0] */
-        int from = have - first;                     /* pend index of the first missing token */
+        int have = past - g->start;     /* emitted tokens the session holds */
+        int first = g->emitted - g->ip; /* index (in emitted order) of pend[0] */
+        int from = have - first;        /* pend index of the first missing token */
         if (from < 0 || from + (want - past) > g->np) return gen_fail(err, "generation state out of step");
         return lfm2c_session_decode(g->s, g->pend + from, want - past, LFM2C_LOGITS_LAST, err);
     }

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static struct { const char *path; float scale; } given[LFM2C_MAX_LORA];
+static struct {
+    const char *path;
+    float scale;
+} given[LFM2C_MAX_LORA];
 static int n_given;
 static lfm2c_lora *loaded[LFM2C_MAX_LORA];
 static float scales[LFM2C_MAX_LORA];
@@ -27,10 +30,13 @@ bool cli_lora_flag(int argc, char **argv, int *i) {
     if (!strcmp(a, "--lora")) {
         char *v = strdup(cli_value(argc, argv, i)), *colon = strrchr(v, ':');
         double scale = 1;
-        if (colon && colon[1]) {   /* PATH:SCALE when what follows the last ':' is a number */
+        if (colon && colon[1]) { /* PATH:SCALE when what follows the last ':' is a number */
             char *end;
             double s = strtod(colon + 1, &end);
-            if (!*end) { scale = s; *colon = 0; }
+            if (!*end) {
+                scale = s;
+                *colon = 0;
+            }
         }
         add(a, v, scale);
         return true;
@@ -63,7 +69,8 @@ int cli_lora_load(lfm2c_model *m) {
     if (n_given && loaded_for != m) {
         cli_lora_forget();
         for (int i = 0; i < n_given; i++) {
-            if (!(loaded[i] = lfm2c_lora_load(m, given[i].path, &err))) return cli_fail("--lora %s: %s", given[i].path, err.msg);
+            if (!(loaded[i] = lfm2c_lora_load(m, given[i].path, &err)))
+                return cli_fail("--lora %s: %s", given[i].path, err.msg);
             scales[i] = given[i].scale;
         }
         loaded_for = m;

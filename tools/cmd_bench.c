@@ -17,16 +17,19 @@
 /* Decode time and what the weight products took of it (lfm2c_model_decode_profile): summed
  * over a result's repetitions, and per repetition (the first is often slow: weights just
  * copied, caches cold). */
-typedef struct tg_prof { double seconds, mm_seconds, mm_bytes; long tokens; } tg_prof;
+typedef struct tg_prof {
+    double seconds, mm_seconds, mm_bytes;
+    long tokens;
+} tg_prof;
 
 typedef struct result {
-    const char *test;   /* "pp" / "tg" / "batch" */
+    const char *test; /* "pp" / "tg" / "batch" */
     int n_prompt, n_gen, batch, depth;
     double samples[64]; /* tokens/s per repetition */
     int n;
-    tg_prof prof[64];   /* tg: where each repetition's time went (zero when not profiled: CUDA) */
-    long steps, solo_steps;   /* the pool's passes over the repetitions, and those run solo */
-    double dev_seconds, wall_seconds;   /* Vulkan: the repetitions' passes timed on the device, and by the clock */
+    tg_prof prof[64];                 /* tg: where each repetition's time went (zero when not profiled: CUDA) */
+    long steps, solo_steps;           /* the pool's passes over the repetitions, and those run solo */
+    double dev_seconds, wall_seconds; /* Vulkan: the repetitions' passes timed on the device, and by the clock */
     long dev_passes;
 } result;
 
@@ -42,7 +45,9 @@ static void count_device(const lfm2c_model *m, const lfm2c_decode_profile *befor
 }
 
 /* tokens per second of device time, and for tg the GB/s of weights read in it (0: not timed) */
-static double dev_ts(const result *r) { return r->dev_seconds > 0 ? r->n * (double)(r->n_prompt + r->n_gen) / r->dev_seconds : 0; }
+static double dev_ts(const result *r) {
+    return r->dev_seconds > 0 ? r->n * (double)(r->n_prompt + r->n_gen) / r->dev_seconds : 0;
+}
 static double dev_gbps(const result *r, const lfm2c_model_info *in) {
     return strcmp(r->test, "tg") ? 0 : dev_ts(r) * in->weight_bytes_active / 1e9;
 }
@@ -91,18 +96,24 @@ static int32_t random_token(uint64_t *state, int n_vocab) {
 static lfm2c_session *depth_session(lfm2c_model *m, int depth, int extra, uint64_t *rng, lfm2c_error *err) {
     int V = lfm2c_model_get_info(m)->n_vocab;
     lfm2c_session *s = lfm2c_session_new(m, depth + extra + 1, err);
-    if (s && cli_lora_attach(m, s)) {   /* --lora: the adapters' cost is measured too */
+    if (s && cli_lora_attach(m, s)) { /* --lora: the adapters' cost is measured too */
         lfm2c_session_free(s);
         snprintf(err->msg, sizeof err->msg, "cannot attach the LoRA adapters");
         return NULL;
     }
     if (!s || depth == 0) return s;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)depth);
-    if (!ids) { lfm2c_session_free(s); return NULL; }
+    if (!ids) {
+        lfm2c_session_free(s);
+        return NULL;
+    }
     for (int i = 0; i < depth; i++) ids[i] = random_token(rng, V);
     int rc = lfm2c_session_decode(s, ids, depth, LFM2C_LOGITS_NONE, err);
     free(ids);
-    if (rc) { lfm2c_session_free(s); return NULL; }
+    if (rc) {
+        lfm2c_session_free(s);
+        return NULL;
+    }
     lfm2c_session_checkpoint(s);
     return s;
 }
@@ -126,8 +137,7 @@ static double run_pp(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_
 }
 
 /* decode of n tokens one at a time on top of the session's context (llama-bench's tgN) */
-static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_t *rng, tg_prof *p,
-                     lfm2c_error *err) {
+static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_t *rng, tg_prof *p, lfm2c_error *err) {
     if (back_to_depth(s, depth, err)) return -1;
     int V = lfm2c_model_get_info(m)->n_vocab;
     int32_t tok = random_token(rng, V);
@@ -148,7 +158,7 @@ static double run_tg(lfm2c_model *m, lfm2c_session *s, int depth, int n, uint64_
     return n / dt;
 }
 
-static bool profiled(const tg_prof *p) { return p->mm_seconds > 0 && p->seconds > 0; }   /* not on CUDA */
+static bool profiled(const tg_prof *p) { return p->mm_seconds > 0 && p->seconds > 0; } /* not on CUDA */
 static double prof_share(const tg_prof *p) { return profiled(p) ? p->mm_seconds / p->seconds : 0; }
 static double prof_gbps(const tg_prof *p) { return profiled(p) ? p->mm_bytes / p->mm_seconds / 1e9 : 0; }
 
@@ -167,9 +177,10 @@ static tg_prof prof_sum(const result *r) {
 static void print_tg_prof(const result *r) {
     const tg_prof p = prof_sum(r);
     if (!profiled(&p)) return;
-    fprintf(stderr, "tg%d: weight products %.1f%% of the decode time, reading %.1f GB/s; "
-            "%.0f us per token between them\n", r->n_gen, 100 * prof_share(&p), prof_gbps(&p),
-            1e6 * (p.seconds - p.mm_seconds) / p.tokens);
+    fprintf(stderr,
+            "tg%d: weight products %.1f%% of the decode time, reading %.1f GB/s; "
+            "%.0f us per token between them\n",
+            r->n_gen, 100 * prof_share(&p), prof_gbps(&p), 1e6 * (p.seconds - p.mm_seconds) / p.tokens);
 }
 
 /* B sequences: prefill each prompt (in batches), then decode all B together; total tok/s */
@@ -181,7 +192,10 @@ static double run_batched(lfm2c_model *m, int B, int np, int ng, uint64_t *rng, 
     double rate = -1;
     for (int b = 0; b < B; b++) {
         if (!(ss[b] = lfm2c_session_new(m, np + ng + 1, err))) goto done;
-        if (cli_lora_attach(m, ss[b])) { snprintf(err->msg, sizeof err->msg, "cannot attach the LoRA adapters"); goto done; }
+        if (cli_lora_attach(m, ss[b])) {
+            snprintf(err->msg, sizeof err->msg, "cannot attach the LoRA adapters");
+            goto done;
+        }
         toks[b] = malloc(sizeof(int32_t) * (size_t)(np > 1 ? np : 1));
         for (int i = 0; i < np; i++) toks[b][i] = random_token(rng, V);
         mode[b] = LFM2C_LOGITS_LAST;
@@ -195,13 +209,22 @@ static double run_batched(lfm2c_model *m, int B, int np, int ng, uint64_t *rng, 
         if (lfm2c_decode_batch(ss + b, (const int32_t *const *)toks + b, n + b, mode + b, g, err)) goto done;
     }
     for (int step = 0; step < ng; step++) {
-        for (int b = 0; b < B; b++) { toks[b][0] = random_token(rng, V); n[b] = 1; }
+        for (int b = 0; b < B; b++) {
+            toks[b][0] = random_token(rng, V);
+            n[b] = 1;
+        }
         if (lfm2c_decode_batch(ss, (const int32_t *const *)toks, n, mode, B, err)) goto done;
     }
     rate = (double)B * (np + ng) / (lfm2c_now_s() - t0);
 done:
-    for (int b = 0; b < B; b++) { lfm2c_session_free(ss[b]); free(toks[b]); }
-    free(ss); free(toks); free(n); free(mode);
+    for (int b = 0; b < B; b++) {
+        lfm2c_session_free(ss[b]);
+        free(toks[b]);
+    }
+    free(ss);
+    free(toks);
+    free(n);
+    free(mode);
     return rate;
 }
 
@@ -248,7 +271,8 @@ static double spec_rate(lfm2c_model *m, lfm2c_spec *spec, int np, int n, uint64_
             last = ids[k - 1];
         } else {
             if (lfm2c_session_decode(s, &last, 1, LFM2C_LOGITS_LAST, err)) goto done;
-            last = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
+            last =
+                lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
         }
         got += k;
     }
@@ -270,8 +294,10 @@ typedef struct spec_bench {
 static void spec_row(bool json, int *first, const char *test, int k, double accept, double value, const char *unit,
                      double rel, long drafted, long accepted) {
     if (json) {
-        printf("%s  {\"test\": \"%s\", \"k\": %d, \"accept\": %.3f, \"value\": %.6f, \"unit\": \"%s\", \"relative\": %.4f, "
-               "\"drafted\": %ld, \"accepted\": %ld}", *first ? "" : ",\n", test, k, accept, value, unit, rel, drafted, accepted);
+        printf("%s  {\"test\": \"%s\", \"k\": %d, \"accept\": %.3f, \"value\": %.6f, \"unit\": \"%s\", \"relative\": "
+               "%.4f, "
+               "\"drafted\": %ld, \"accepted\": %ld}",
+               *first ? "" : ",\n", test, k, accept, value, unit, rel, drafted, accepted);
         *first = 0;
     } else {
         char acc[16] = "-";
@@ -309,14 +335,17 @@ static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_ben
     uint64_t rng = 42;
     int first = 1;
     lfm2c_model *draft = NULL;
-    if (b->draft_path && strcmp(b->draft_path, model_path) && !(draft = cli_open_model(b->draft_path, threads, false, device)))
+    if (b->draft_path && strcmp(b->draft_path, model_path) &&
+        !(draft = cli_open_model(b->draft_path, threads, false, device)))
         return 1;
     if (json) printf("[\n");
-    else printf("| test | k | acceptance | time or speed | vs decode step / plain | accepted / drafted |\n|---|---:|---:|---:|---:|---:|\n");
+    else
+        printf("| test | k | acceptance | time or speed | vs decode step / plain | accepted / drafted "
+               "|\n|---|---:|---:|---:|---:|---:|\n");
     int rc = 1;
     lfm2c_session *s = depth_session(m, b->depth, 16, &rng, &err);
     if (!s) goto fail;
-    double t1 = verify_seconds(m, s, 1, b->reps, &rng, &err);   /* warm-up, then the step */
+    double t1 = verify_seconds(m, s, 1, b->reps, &rng, &err); /* warm-up, then the step */
     if (t1 < 0 || (t1 = verify_seconds(m, s, 1, b->reps, &rng, &err)) < 0) goto fail;
     spec_row(json, &first, "decode step", 0, -1, t1 * 1e3, "ms", 1, 0, 0);
     for (int k = 1; k <= 8; k++) {
@@ -346,10 +375,12 @@ static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_ben
         lfm2c_spec_stats st;
         double v = spec_rate_avg(m, lookup ? NULL : a < 0 || !draft ? m : draft, &p, b, &rng, &st, &err);
         if (v < 0) goto fail;
-        const char *test = lookup ? "prompt lookup, forced acceptance" : a < 0 ? "target as own draft"
-                         : draft  ? "draft, forced acceptance" : "own draft, forced acceptance";
-        spec_row(json, &first, test, b->draft_max, a < 0 ? (st.drafted ? (double)st.accepted / st.drafted : 0) : rate, v,
-                 "tok/s", plain > 0 ? v / plain : 0, st.drafted, st.accepted);
+        const char *test = lookup  ? "prompt lookup, forced acceptance"
+                           : a < 0 ? "target as own draft"
+                           : draft ? "draft, forced acceptance"
+                                   : "own draft, forced acceptance";
+        spec_row(json, &first, test, b->draft_max, a < 0 ? (st.drafted ? (double)st.accepted / st.drafted : 0) : rate,
+                 v, "tok/s", plain > 0 ? v / plain : 0, st.drafted, st.accepted);
     }
     rc = 0;
 fail:
@@ -382,7 +413,7 @@ static const char USAGE[] =
 
 static int usage(void) {
     fputs(USAGE, stderr);
-    return 2;   /* a usage error (--help returns 0 itself) */
+    return 2; /* a usage error (--help returns 0 itself) */
 }
 
 /* "1,2,4" -> out[], each entry read by one of the cli_* readers (which exit 2 on a bad one) */
@@ -413,61 +444,64 @@ static void print_huge_pages(bool copied) {
             copied ? "copied" : "mapped", anon / 1024, file / 1024, en);
 }
 
-static void print_row(const char *fmt, const char *model_path, const lfm2c_model_info *in, const char *device,
-                      int nth, int tk, int tv, const result *r, double rss_mb, int *first_row) {
+static void print_row(const char *fmt, const char *model_path, const lfm2c_model_info *in, const char *device, int nth,
+                      int tk, int tv, const result *r, double rss_mb, int *first_row) {
     double avg, sd;
     stats(r, &avg, &sd);
     double gbps = !strcmp(r->test, "tg") ? avg * in->weight_bytes_active / 1e9 : 0;
     char test[64], at[32] = "";
     if (r->depth > 0) snprintf(at, sizeof at, " @ d%d", r->depth);
-    if (!strcmp(r->test, "batch"))
-        snprintf(test, sizeof test, "b%d pp%d+tg%d%s", r->batch, r->n_prompt, r->n_gen, at);
-    else
-        snprintf(test, sizeof test, "%s%d%s", r->test, r->n_prompt + r->n_gen, at);
+    if (!strcmp(r->test, "batch")) snprintf(test, sizeof test, "b%d pp%d+tg%d%s", r->batch, r->n_prompt, r->n_gen, at);
+    else snprintf(test, sizeof test, "%s%d%s", r->test, r->n_prompt + r->n_gen, at);
     const char *ktn = lfm2c_kv_type_name(tk), *vtn = lfm2c_kv_type_name(tv);
-    const char *ftn = lfm2c_file_type_name(in->file_type);   /* the quantization, as llama-bench shows it */
+    const char *ftn = lfm2c_file_type_name(in->file_type); /* the quantization, as llama-bench shows it */
     if (!ftn) ftn = "?";
     if (!strcmp(fmt, "json")) {
-        printf("%s  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %llu, "
-               "\"model_n_params\": %llu, \"file_type\": \"%s\", \"backend\": \"%s\", \"n_threads\": %d, \"n_batch\": %d, "
-               "\"type_k\": \"%s\", \"type_v\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
-               "\"test\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
-               *first_row ? "" : ",\n", model_path, in->arch, (unsigned long long)in->weight_bytes,
-               (unsigned long long)in->n_params, ftn, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
-               r->n_gen, r->depth, test, avg, sd);
+        printf(
+            "%s  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %llu, "
+            "\"model_n_params\": %llu, \"file_type\": \"%s\", \"backend\": \"%s\", \"n_threads\": %d, \"n_batch\": %d, "
+            "\"type_k\": \"%s\", \"type_v\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
+            "\"test\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
+            *first_row ? "" : ",\n", model_path, in->arch, (unsigned long long)in->weight_bytes,
+            (unsigned long long)in->n_params, ftn, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
+            r->n_gen, r->depth, test, avg, sd);
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
         printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f, \"pool_steps\": %ld, \"pool_solo_steps\": %ld, "
-               "\"pool_went_solo\": %s", gbps, rss_mb, r->steps, r->solo_steps, ran_solo(r) ? "true" : "false");
-        if (!device || !strcmp(device, "cpu"))   /* the CPU kernel table that ran, and how it was chosen */
+               "\"pool_went_solo\": %s",
+               gbps, rss_mb, r->steps, r->solo_steps, ran_solo(r) ? "true" : "false");
+        if (!device || !strcmp(device, "cpu")) /* the CPU kernel table that ran, and how it was chosen */
             printf(", \"kernels\": \"%s\", \"kernels_choice\": \"%s\"", kernels_in_use, kernels_how);
         const tg_prof p = prof_sum(r);
-        if (profiled(&p)) {   /* the share of decode time in the weight products, their GB/s */
-            printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [",
-                   prof_share(&p), prof_gbps(&p));
+        if (profiled(&p)) { /* the share of decode time in the weight products, their GB/s */
+            printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [", prof_share(&p),
+                   prof_gbps(&p));
             for (int k = 0; k < r->n; k++) printf("%s%.4f", k ? ", " : "", prof_share(&r->prof[k]));
             printf("], \"samples_matmul_gbps\": [");
             for (int k = 0; k < r->n; k++) printf("%s%.3f", k ? ", " : "", prof_gbps(&r->prof[k]));
             printf("]");
         }
-        if (r->dev_seconds > 0)   /* Vulkan: the device's own clock (timestamp queries) */
+        if (r->dev_seconds > 0) /* Vulkan: the device's own clock (timestamp queries) */
             printf(", \"device_seconds\": %.6f, \"wall_seconds\": %.6f, \"device_passes\": %ld, \"device_ts\": %.6f, "
-                   "\"device_gbps\": %.3f", r->dev_seconds, r->wall_seconds, r->dev_passes, dev_ts(r), dev_gbps(r, in));
+                   "\"device_gbps\": %.3f",
+                   r->dev_seconds, r->wall_seconds, r->dev_passes, dev_ts(r), dev_gbps(r, in));
         printf("}");
         *first_row = 0;
     } else if (!strcmp(fmt, "csv")) {
-        printf("%s,%d,%d,%d,%d,%.3f,%.3f,%.3f,%.1f,%d,%s,%s\n", model_path, nth, r->batch, r->n_prompt, r->n_gen,
-               avg, sd, gbps, rss_mb, r->depth, ktn, vtn);
+        printf("%s,%d,%d,%d,%d,%.3f,%.3f,%.3f,%.1f,%d,%s,%s\n", model_path, nth, r->batch, r->n_prompt, r->n_gen, avg,
+               sd, gbps, rss_mb, r->depth, ktn, vtn);
     } else {
         char gb[32] = "";
         if (gbps > 0) snprintf(gb, sizeof gb, "%.1f", gbps);
         printf("| %s %s%s%s | %.2f GiB | %.2f B | %s | %d | %s | %s | %s | %.2f ± %.2f | %s |\n", in->arch,
-               in->name[0] ? in->name : "", in->name[0] ? " " : "", ftn, in->weight_bytes / 1073741824.0, in->n_params / 1e9,
-               device ? device : "CPU", nth, ktn, vtn, test, avg, sd, gb);
+               in->name[0] ? in->name : "", in->name[0] ? " " : "", ftn, in->weight_bytes / 1073741824.0,
+               in->n_params / 1e9, device ? device : "CPU", nth, ktn, vtn, test, avg, sd, gb);
     }
     fflush(stdout);
-    if (ran_solo(r))   /* in every format: a figure not to compare with a quiet machine's */
-        fprintf(stderr, "%s: the thread pool ran %ld of %ld passes on one thread (it measured other processes "
-                "holding the cores: not a quiet-machine figure)\n", test, r->solo_steps, r->steps);
+    if (ran_solo(r)) /* in every format: a figure not to compare with a quiet machine's */
+        fprintf(stderr,
+                "%s: the thread pool ran %ld of %ld passes on one thread (it measured other processes "
+                "holding the cores: not a quiet-machine figure)\n",
+                test, r->solo_steps, r->steps);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -481,16 +515,23 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8, cli_int);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8, cli_int);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8, cli_threads);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt"))
+            n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8, cli_int);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen"))
+            n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8, cli_int);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8, cli_threads);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fmt = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-b") || !strcmp(a, "--batch")) n_b = parse_list(a, cli_value(argc, argv, &i), batches, 8, cli_positive);
-        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) n_d = parse_list(a, cli_value(argc, argv, &i), depths, 16, cli_int);
-        else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")) n_tk = parse_list(a, cli_value(argc, argv, &i), tks, 3, cli_kv_type);
-        else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v")) n_tv = parse_list(a, cli_value(argc, argv, &i), tvs, 3, cli_kv_type);
-        else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i);   /* always blocked */
+        else if (!strcmp(a, "-b") || !strcmp(a, "--batch"))
+            n_b = parse_list(a, cli_value(argc, argv, &i), batches, 8, cli_positive);
+        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth"))
+            n_d = parse_list(a, cli_value(argc, argv, &i), depths, 16, cli_int);
+        else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k"))
+            n_tk = parse_list(a, cli_value(argc, argv, &i), tks, 3, cli_kv_type);
+        else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v"))
+            n_tv = parse_list(a, cli_value(argc, argv, &i), tvs, 3, cli_kv_type);
+        else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i); /* always blocked */
         else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reference")) reference = true;
         else if (!strcmp(a, "--hugepages")) hugepages = LFM2C_HUGEPAGES_ON;
@@ -510,28 +551,34 @@ int cmd_bench(int argc, char **argv) {
                 if (!(v >= 0 && v <= 1)) return cli_fail("--spec-accept rates must be in [0, 1]"), 2;
                 sb.accept[sb.n_accept++] = v;
             }
-        }
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_unknown_option("bench", a, "-m --model -p --n-prompt -n --n-gen -t --threads -r --repetitions -o --output -b "
-                                                   "--batch -d --n-depth -ctk --cache-type-k -ctv --cache-type-v -fa --flash-attn "
-                                                   "--device --reference --hugepages --no-hugepages --lora --lora-scaled --spec -md --model-draft "
-                                                   "--draft-max --spec-accept");
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
+        else
+            return cli_unknown_option(
+                "bench", a,
+                "-m --model -p --n-prompt -n --n-gen -t --threads -r --repetitions -o --output -b "
+                "--batch -d --n-depth -ctk --cache-type-k -ctv --cache-type-v -fa --flash-attn "
+                "--device --reference --hugepages --no-hugepages --lora --lora-scaled --spec -md --model-draft "
+                "--draft-max --spec-accept");
     }
     if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64"), 2;
-    if (!model_path) return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
+    if (!model_path)
+        return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     kernels_in_use = reference ? "scalar" : kernels_choice()->ops->isa;
     kernels_how = reference ? "--reference" : kernels_choice()->how;
     for (int k = 0; k < n_d; k++)
-        if (depths[k] < 0 || depths[k] > (1 << 21)) return cli_fail("-d must be 0 to %d, got %d", 1 << 21, depths[k]), 2;
+        if (depths[k] < 0 || depths[k] > (1 << 21))
+            return cli_fail("-d must be 0 to %d, got %d", 1 << 21, depths[k]), 2;
     for (int k = 0; k < n_b; k++)
         if (batches[k] < 1 || batches[k] > 256) return cli_fail("-b must be 1 to 256, got %d", batches[k]), 2;
     for (int k = 0; k < n_pp; k++)
         if (pps[k] < 0 || pps[k] > (1 << 20)) return cli_fail("-p must be 0 to %d, got %d", 1 << 20, pps[k]), 2;
     for (int k = 0; k < n_tg; k++)
         if (tgs[k] < 0 || tgs[k] > (1 << 20)) return cli_fail("-n must be 0 to %d, got %d", 1 << 20, tgs[k]), 2;
-    if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv")) return cli_fail("-o must be md, json or csv"), 2;
+    if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv"))
+        return cli_fail("-o must be md, json or csv"), 2;
     bool json = !strcmp(fmt, "json"), csv = !strcmp(fmt, "csv");
-    if ((sb.draft_path || sb.n_accept != 4 || sb.draft_max != 4) && !spec) return cli_fail("-md, --draft-max and --spec-accept go with --spec"), 2;
+    if ((sb.draft_path || sb.n_accept != 4 || sb.draft_max != 4) && !spec)
+        return cli_fail("-md, --draft-max and --spec-accept go with --spec"), 2;
     if (spec) {
         if (csv) return cli_fail("--spec writes md or json"), 2;
         if (!model_path) return cli_fail("no model given (-m MODEL.gguf)");
@@ -550,9 +597,12 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     if (json) printf("[\n");
-    else if (csv) printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb,n_depth,type_k,type_v\n");
-    else printf("| model | size | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n"
-                "|---|---:|---:|---|---:|---|---|---:|---:|---:|\n");
+    else if (csv)
+        printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb,n_depth,type_k,type_"
+               "v\n");
+    else
+        printf("| model | size | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n"
+               "|---|---:|---:|---|---:|---|---|---:|---:|---:|\n");
     int first_row = 1;
     for (int ti = 0; ti < n_th; ti++)
         for (int ki = 0; ki < n_tk; ki++)
@@ -585,7 +635,8 @@ int cmd_bench(int argc, char **argv) {
                         }
                         count_solo(m, &p0, &r);
                         getrusage(RUSAGE_SELF, &ru);
-                        print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
+                        print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0,
+                                  &first_row);
                     }
                 } else {
                     /* warm-up: pages the weights in and settles the thread pool */
@@ -602,7 +653,19 @@ int cmd_bench(int argc, char **argv) {
                             for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
                                 int n = pass ? tgs[i] : pps[i];
                                 if (n <= 0) continue;
-                                result r = {pass ? "tg" : "pp", pass ? 0 : n, pass ? n : 0, 1, depths[di], {0}, 0, {{0, 0, 0, 0}}, 0, 0, 0, 0, 0};
+                                result r = {pass ? "tg" : "pp",
+                                            pass ? 0 : n,
+                                            pass ? n : 0,
+                                            1,
+                                            depths[di],
+                                            {0},
+                                            0,
+                                            {{0, 0, 0, 0}},
+                                            0,
+                                            0,
+                                            0,
+                                            0,
+                                            0};
                                 const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
                                 for (int k = 0; k < reps; k++) {
                                     double v = pass ? run_tg(m, s, depths[di], n, &rng, &r.prof[r.n], &err)
@@ -613,7 +676,8 @@ int cmd_bench(int argc, char **argv) {
                                 count_solo(m, &p0, &r);
                                 count_device(m, &p0, &r);
                                 getrusage(RUSAGE_SELF, &ru);
-                                print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0, &first_row);
+                                print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0,
+                                          &first_row);
                                 if (pass && !json && !csv) print_tg_prof(&r);
                                 if (!json && !csv) print_device_time(&r, in);
                             }
@@ -627,12 +691,14 @@ int cmd_bench(int argc, char **argv) {
                 if (!json && !csv && in->weights_packed)
                     fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
                 if (!json && !csv)
-                    fprintf(stderr, "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
-                            "%.1f MiB per 32768-token sequence%s\n", ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9,
-                            lfm2c_kv_type_name(tks[ki]), lfm2c_kv_type_name(tvs[vi]),
-                            lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
-                            mp.device == LFM2C_DEVICE_CUDA ? " on the CPU (the CUDA backend keeps F32)"
-                            : mp.device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)" : "");
+                    fprintf(stderr,
+                            "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
+                            "%.1f MiB per 32768-token sequence%s\n",
+                            ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9, lfm2c_kv_type_name(tks[ki]),
+                            lfm2c_kv_type_name(tvs[vi]), lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
+                            mp.device == LFM2C_DEVICE_CUDA     ? " on the CPU (the CUDA backend keeps F32)"
+                            : mp.device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)"
+                                                               : "");
                 cli_lora_forget();
                 lfm2c_model_free(m);
             }

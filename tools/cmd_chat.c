@@ -25,7 +25,10 @@
 #include <errno.h>
 
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) { (void)sig; interrupted = 1; }
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
 
 /* One input line (malloc'd, without newline) or NULL at end of input. */
 static char *read_line(const char *prompt, bool tty) {
@@ -36,11 +39,17 @@ static char *read_line(const char *prompt, bool tty) {
         return line;
     }
 #endif
-    if (tty) { fputs(prompt, stdout); fflush(stdout); }
+    if (tty) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+    }
     size_t cap = 0;
     char *line = NULL;
     ssize_t n = getline(&line, &cap, stdin);
-    if (n < 0) { free(line); return NULL; }
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
     if (n > 0 && line[n - 1] == '\n') line[n - 1] = 0;
     return line;
 }
@@ -54,8 +63,7 @@ static const char USAGE[] =
     "  (a thinking model's block is dimmed on a terminal; NO_COLOR=1 / CLICOLOR_FORCE=1 change that)\n"
     "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
-    "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
-    CLI_LORA_HELP
+    "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n" CLI_LORA_HELP
     "  -md FILE / -hfd REPO  a draft model (speculative decoding; same vocabulary)\n"
     "  --spec-lookup [N | A..B]  prompt lookup drafting   --draft-max N  --draft-min N  --draft-p-min P\n"
     "In the chat: /help lists the commands, /reset starts over, /exit (or Ctrl-D) leaves,\n"
@@ -63,7 +71,7 @@ static const char USAGE[] =
 
 static int usage(void) {
     fputs(USAGE, stderr);
-    return 2;   /* a usage error (--help returns 0 itself) */
+    return 2; /* a usage error (--help returns 0 itself) */
 }
 
 /* A message of the conversation. What the user types is request text: its special-token text is
@@ -81,7 +89,7 @@ static json_t *chat_msg(const lfm2c_model *m, const char *role, const char *text
 typedef struct chat_opts {
     const char *model_path, *system, *tools_path, *tmpl_path, *device;
     int n_ctx, threads, max_reply;
-    int think_budget;          /* -1: no limit */
+    int think_budget; /* -1: no limit */
     cli_sampling samp;
     cli_spec spec;
     bool verbose;
@@ -101,12 +109,12 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) o->n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+            o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reasoning-budget")) {
             o->think_budget = cli_int(a, cli_value(argc, argv, &i));
             if (o->think_budget < -1) return cli_fail("--reasoning-budget must be -1 (no limit) or >= 0"), 2;
-        }
-        else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
+        } else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_unknown_option("chat", a, USAGE);
@@ -122,7 +130,11 @@ static char *read_tools(const char *path) {
     json_t *t = json_loads(tools_json, 0, &je);
     bool ok = t && json_is_array(t);
     json_decref(t);
-    if (!ok) { free(tools_json); cli_fail("%s: not a JSON array of tools (%s)", path, je.text); return NULL; }
+    if (!ok) {
+        free(tools_json);
+        cli_fail("%s: not a JSON array of tools (%s)", path, je.text);
+        return NULL;
+    }
     return tools_json;
 }
 
@@ -132,21 +144,21 @@ typedef struct chat {
     const lfm2c_model_info *in;
     lfm2c_session *s;
     lfm2c_sampler *smp;
-    lfm2c_spec *spec;         /* speculative decoding, or NULL */
+    lfm2c_spec *spec; /* speculative decoding, or NULL */
     int ctx;
     const chat_opts *o;
     const char *tools_json, *tmpl;
     json_t *messages;
-    char *session_text;        /* the text the session's tokens stand for */
+    char *session_text; /* the text the session's tokens stand for */
     size_t session_len;
-    bool color;                /* thinking dimmed (ANSI), else between <think> lines */
-    bool opened;               /* the prompt of this turn opened a thinking block */
+    bool color;  /* thinking dimmed (ANSI), else between <think> lines */
+    bool opened; /* the prompt of this turn opened a thinking block */
 } chat;
 
 /* How the reply is being shown: the splitter over the displayed text, and where the display is. */
 typedef struct shown {
     lfm2c_think think;
-    int at;                    /* 0: nothing yet, 1: in the thinking, 2: in the answer */
+    int at; /* 0: nothing yet, 1: in the thinking, 2: in the answer */
 } shown;
 
 /* Shows a piece of the reply: its thinking dimmed (or between <think> lines), its answer plain. */
@@ -169,13 +181,17 @@ static void show(chat *ch, shown *sh, const char *s, size_t n, bool flush) {
 }
 
 /* A reply split into its thinking and its answer (for the conversation; special tokens kept). */
-static void split_reply(const char *reply, size_t len, bool opened, char **think, size_t *nt, char **answer, size_t *na) {
+static void split_reply(const char *reply, size_t len, bool opened, char **think, size_t *nt, char **answer,
+                        size_t *na) {
     lfm2c_think t;
     lfm2c_think_init(&t, opened);
     *think = malloc(len + 2 * LFM2C_THINK_HOLD + 1);
     *answer = malloc(len + 2 * LFM2C_THINK_HOLD + 1);
     size_t a = 0, b = 0, c = 0, d = 0;
-    if (!*think || !*answer) { *nt = *na = 0; return; }
+    if (!*think || !*answer) {
+        *nt = *na = 0;
+        return;
+    }
     lfm2c_think_push(&t, reply, len, *think, &a, *answer, &b);
     lfm2c_think_flush(&t, *think + a, &c, *answer + b, &d);
     *nt = a + c;
@@ -193,7 +209,8 @@ static int32_t *prompt_tokens(chat *ch, const char *prompt, int *n, lfm2c_error 
     size_t plen = strlen(prompt);
     if (past > 0 && ch->session_text && plen > ch->session_len && !memcmp(prompt, ch->session_text, ch->session_len)) {
         int n_new = 0;
-        int32_t *ids = NULL, *tail = lfm2c_tokenize_prompt(ch->m, prompt + ch->session_len, plen - ch->session_len, false, &n_new, err);
+        int32_t *ids = NULL, *tail = lfm2c_tokenize_prompt(ch->m, prompt + ch->session_len, plen - ch->session_len,
+                                                           false, &n_new, err);
         if (tail && (ids = malloc(sizeof(int32_t) * (size_t)(past + n_new)))) {
             memcpy(ids, lfm2c_session_tokens(ch->s), sizeof(int32_t) * (size_t)past);
             memcpy(ids + past, tail, sizeof(int32_t) * (size_t)n_new);
@@ -208,7 +225,12 @@ static int32_t *prompt_tokens(chat *ch, const char *prompt, int *n, lfm2c_error 
 /* Streams one reply (complete UTF-8 characters) and returns its text with special tokens kept
  * (tool-call markers, for parsing); *stopped when Ctrl-C cut it. */
 /* The reply as it grows: its text with special tokens kept, and what is shown. */
-typedef struct reply_buf { char *p; size_t len, cap; lfm2c_detok dt; shown sh; } reply_buf;
+typedef struct reply_buf {
+    char *p;
+    size_t len, cap;
+    lfm2c_detok dt;
+    shown sh;
+} reply_buf;
 
 static void reply_add(chat *ch, reply_buf *rb, int32_t tok) {
     char buf[1024];
@@ -238,14 +260,23 @@ static char *generate_reply(chat *ch, size_t *len_out, int *produced, bool *stop
     cli_gen g;
     cli_gen_start(&g, ch->s, ch->smp, ch->spec, ch->ctx - 1);
     while (*produced < ch->o->max_reply) {
-        if (interrupted) { *stopped = true; break; }
+        if (interrupted) {
+            *stopped = true;
+            break;
+        }
         bool thinking = rb.sh.think.phase == LFM2C_THINK_IN;
         if (thinking && ch->o->think_budget >= 0 && in_block >= ch->o->think_budget && close && !closed) {
             /* the budget closes the block: the session takes the reply so far, then the close tag */
             closed = true;
-            if (cli_gen_settle(&g, *produced - base, &err)) { cli_fail("%s", err.msg); break; }
+            if (cli_gen_settle(&g, *produced - base, &err)) {
+                cli_fail("%s", err.msg);
+                break;
+            }
             if (lfm2c_session_n_past(ch->s) + n_close >= ch->ctx - 1) break;
-            if (lfm2c_session_decode(ch->s, close, n_close, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); break; }
+            if (lfm2c_session_decode(ch->s, close, n_close, LFM2C_LOGITS_LAST, &err)) {
+                cli_fail("%s", err.msg);
+                break;
+            }
             for (int k = 0; k < n_close; k++) reply_add(ch, &rb, close[k]);
             *produced += n_close;
             base = *produced;
@@ -286,7 +317,7 @@ static void close_turn(chat *ch, const char *reply, size_t len) {
         memcpy(ch->session_text + ch->session_len + len, endtxt, (size_t)(ne < 64 ? ne : 0));
         ch->session_len += len + (size_t)(ne < 64 ? ne : 0);
     } else {
-        ch->session_len = 0;   /* state and text no longer agree: re-match on tokens next time */
+        ch->session_len = 0; /* state and text no longer agree: re-match on tokens next time */
     }
 }
 
@@ -312,10 +343,18 @@ static bool chat_turn(chat *ch, const char *line) {
     char *msgs = json_dumps(ch->messages, JSON_COMPACT);
     char *prompt = lfm2c_chat_render(ch->m, ch->tmpl, msgs, ch->tools_json, true, &err);
     free(msgs);
-    if (!prompt) { cli_fail("%s", err.msg); drop_last_message(ch); return true; }
+    if (!prompt) {
+        cli_fail("%s", err.msg);
+        drop_last_message(ch);
+        return true;
+    }
     int n = 0;
     int32_t *ids = prompt_tokens(ch, prompt, &n, &err);
-    if (!ids) { cli_fail("%s", err.msg); free(prompt); return true; }
+    if (!ids) {
+        cli_fail("%s", err.msg);
+        free(prompt);
+        return true;
+    }
     free(ch->session_text);
     ch->session_text = prompt;
     ch->session_len = strlen(prompt);
@@ -349,15 +388,18 @@ static bool chat_turn(chat *ch, const char *line) {
     split_reply(reply, len, ch->opened, &think, &nt, &answer, &na);
     if (ch->tools_json && answer) print_tool_calls(answer, na);
     json_t *msg = json_pack("{s:s, s:s%}", "role", "assistant", "content", answer ? answer : reply, answer ? na : len);
-    if (think && nt) json_object_set_new(msg, "thinking", json_stringn(think, nt)); /* the template decides if it is kept */
+    if (think && nt)
+        json_object_set_new(msg, "thinking", json_stringn(think, nt)); /* the template decides if it is kept */
     json_array_append_new(ch->messages, msg);
     free(think);
     free(answer);
     free(reply);
     if (ch->o->verbose)
-        fprintf(stderr, "[prompt: %d new tokens in %.2f s (%.1f tok/s); reply: %d tokens in %.2f s (%.1f tok/s); context %d/%d]\n",
-                fed, t1 - t0, fed / (t1 - t0 > 0 ? t1 - t0 : 1), produced, t2 - t1,
-                produced / (t2 - t1 > 0 ? t2 - t1 : 1), lfm2c_session_n_past(ch->s), ch->ctx);
+        fprintf(
+            stderr,
+            "[prompt: %d new tokens in %.2f s (%.1f tok/s); reply: %d tokens in %.2f s (%.1f tok/s); context %d/%d]\n",
+            fed, t1 - t0, fed / (t1 - t0 > 0 ? t1 - t0 : 1), produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1),
+            lfm2c_session_n_past(ch->s), ch->ctx);
     if (ch->o->verbose && ch->spec) cli_spec_report(ch->spec);
     return true;
 }
@@ -397,7 +439,8 @@ static bool chat_command(chat *ch, const char *line) {
         chat_reset(ch);
         printf("(conversation reset%s)\n", ch->o->system ? "; the system message is kept" : "");
     } else
-        printf("unknown command '%.*s' (/help lists them; start a message with '//' to send it as text)\n", (int)n, line);
+        printf("unknown command '%.*s' (/help lists them; start a message with '//' to send it as text)\n", (int)n,
+               line);
 #undef IS
     fflush(stdout);
     return true;
@@ -407,19 +450,24 @@ static bool chat_command(chat *ch, const char *line) {
 static void chat_loop(chat *ch) {
     bool tty = isatty(0) && isatty(1);
     struct sigaction sa = {0};
-    sa.sa_handler = on_sigint;   /* no SA_RESTART: a Ctrl-C ends the wait for a line */
+    sa.sa_handler = on_sigint; /* no SA_RESTART: a Ctrl-C ends the wait for a line */
     sigaction(SIGINT, &sa, NULL);
-    if (tty) fprintf(stderr, "lfm2c chat — %s. /help for commands, /exit or Ctrl-D to leave.\n", ch->in->name[0] ? ch->in->name : ch->in->arch);
+    if (tty)
+        fprintf(stderr, "lfm2c chat — %s. /help for commands, /exit or Ctrl-D to leave.\n",
+                ch->in->name[0] ? ch->in->name : ch->in->arch);
     bool go = true;
-    int ctrl_c = 0;            /* Ctrl-C at the prompt, in a row */
+    int ctrl_c = 0; /* Ctrl-C at the prompt, in a row */
     while (go) {
         interrupted = 0;
         errno = 0;
         char *line = read_line(tty ? "> " : "", tty);
         if (!line) {
-            if (!interrupted) break;                /* end of input */
+            if (!interrupted) break; /* end of input */
             clearerr(stdin);
-            if (++ctrl_c >= 2) { fputc('\n', stderr); break; }
+            if (++ctrl_c >= 2) {
+                fputc('\n', stderr);
+                break;
+            }
             fprintf(stderr, "\n(Ctrl-C again, Ctrl-D or /exit to leave)\n");
             continue;
         }
@@ -434,12 +482,20 @@ int cmd_chat(int argc, char **argv) {
     chat_opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0) return rc;
-    if (!o.model_path) return cli_fail("chat: no model given: lfm2c chat MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
+    if (!o.model_path)
+        return cli_fail("chat: no model given: lfm2c chat MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     char *tools_json = NULL, *tmpl = NULL;
     if (o.tools_path && !(tools_json = read_tools(o.tools_path))) return 1;
-    if (o.tmpl_path && !(tmpl = cli_read_file(o.tmpl_path, NULL))) { free(tools_json); return 1; }
+    if (o.tmpl_path && !(tmpl = cli_read_file(o.tmpl_path, NULL))) {
+        free(tools_json);
+        return 1;
+    }
     lfm2c_model *m = cli_open_model(o.model_path, o.threads, false, o.device);
-    if (!m) { free(tools_json); free(tmpl); return 1; }
+    if (!m) {
+        free(tools_json);
+        free(tmpl);
+        return 1;
+    }
     lfm2c_error err = {0};
     chat ch = {.m = m, .in = lfm2c_model_get_info(m), .o = &o, .tools_json = tools_json, .tmpl = tmpl};
     const char *force = getenv("CLICOLOR_FORCE"), *no = getenv("NO_COLOR");
@@ -449,7 +505,8 @@ int cmd_chat(int argc, char **argv) {
     lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);
     ch.smp = lfm2c_sampler_new(&sp, ch.in->n_vocab);
     lfm2c_model *draft = NULL;
-    if (ch.s && ch.smp && cli_spec_on(&o.spec) && !(ch.spec = cli_spec_open(&o.spec, m, ch.ctx, o.threads, o.device, &draft))) {
+    if (ch.s && ch.smp && cli_spec_on(&o.spec) &&
+        !(ch.spec = cli_spec_open(&o.spec, m, ch.ctx, o.threads, o.device, &draft))) {
         lfm2c_sampler_free(ch.smp);
         lfm2c_session_free(ch.s);
         lfm2c_model_free(m);

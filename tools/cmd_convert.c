@@ -72,18 +72,28 @@ int cmd_convert(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *type = "f16", *base = NULL;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) out = cli_value(argc, argv, &i);
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) out = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--type") || !strcmp(argv[i], "--outtype")) type = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads"))
+            threads = cli_threads(argv[i], cli_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--base")) base = cli_value(argc, argv, &i);
         else if (cli_lora_flag(argc, argv, &i)) continue;
         else if (argv[i][0] == '-' && argv[i][1])
-            return cli_unknown_option("convert", argv[i], "-o --output --type --outtype -t --threads --base --lora --lora-scaled");
+            return cli_unknown_option("convert", argv[i],
+                                      "-o --output --type --outtype -t --threads --base --lora --lora-scaled");
         else if (!dir) dir = argv[i];
-        else { usage(stderr); return cli_fail("convert: unexpected argument '%s'", argv[i]), 2; }
+        else {
+            usage(stderr);
+            return cli_fail("convert: unexpected argument '%s'", argv[i]), 2;
+        }
     }
-    if (!dir || !out) { usage(stderr); return cli_fail("convert: needs HF_DIR and -o OUT.gguf"); }
+    if (!dir || !out) {
+        usage(stderr);
+        return cli_fail("convert: needs HF_DIR and -o OUT.gguf");
+    }
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
     if (base || cli_lora_count() || access(cfg, F_OK) == 0) return convert_lora(dir, base, out);
@@ -91,8 +101,10 @@ int cmd_convert(int argc, char **argv) {
     if (t < 0) return cli_fail("convert: unknown --type '%s' (f16, bf16, f32, q8_0)", type);
 
     int last = -1;
-    convert_params params = {.out_type = (uint32_t)t, .n_threads = threads,
-                             .progress = isatty(STDERR_FILENO) ? progress : NULL, .progress_ud = &last};
+    convert_params params = {.out_type = (uint32_t)t,
+                             .n_threads = threads,
+                             .progress = isatty(STDERR_FILENO) ? progress : NULL,
+                             .progress_ud = &last};
     convert_stats st;
     lfm2c_error err = {0};
     if (!convert_hf_to_gguf(dir, out, &params, &st, &err)) return cli_fail("convert: %s", err.msg);
@@ -107,7 +119,9 @@ int cmd_convert(int argc, char **argv) {
         }
     printf("), %.3f B parameters\n", (double)st.n_params / 1e9);
     printf("  vocab: %d tokens, %d merges\n", st.n_vocab, st.n_merges);
-    printf("  size: %.2f MB safetensors -> %.2f MB GGUF (%s)\n", (double)st.bytes_in / 1e6, (double)st.bytes_out / 1e6, type);
-    printf("  time: %.2f s, %.1f MB/s read\n", st.seconds, st.seconds > 0 ? (double)st.bytes_in / 1e6 / st.seconds : 0.0);
+    printf("  size: %.2f MB safetensors -> %.2f MB GGUF (%s)\n", (double)st.bytes_in / 1e6, (double)st.bytes_out / 1e6,
+           type);
+    printf("  time: %.2f s, %.1f MB/s read\n", st.seconds,
+           st.seconds > 0 ? (double)st.bytes_in / 1e6 / st.seconds : 0.0);
     return 0;
 }

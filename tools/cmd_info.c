@@ -15,11 +15,14 @@ int cmd_info(int argc, char **argv) {
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n");
             return 0;
-        } else return cli_unknown_option("info", argv[i], "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages");
+        } else
+            return cli_unknown_option(
+                "info", argv[i],
+                "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages");
     }
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
-    mp.no_populate = true;   /* info reads only the header */
+    mp.no_populate = true; /* info reads only the header */
     lfm2c_error err = {0};
     cli_kv_apply(&mp);
     lfm2c_model *m = path ? lfm2c_model_open(path, &mp, &err) : NULL;
@@ -29,14 +32,13 @@ int cmd_info(int argc, char **argv) {
     printf("model:        %s%s%s\n", path, in->name[0] ? "  name: " : "", in->name);
     printf("architecture: %s\n", in->arch);
     printf("parameters:   %.3f B total, %.3f B active per token\n", in->n_params / 1e9, in->n_params_active / 1e9);
-    printf("hidden %d, layers %d, heads %d, kv heads %d, head dim %d, vocab %d, context %d\n",
-           in->n_embd, in->n_layer, in->n_head, in->n_head_kv_max, in->head_dim, in->n_vocab, in->n_ctx_train);
+    printf("hidden %d, layers %d, heads %d, kv heads %d, head dim %d, vocab %d, context %d\n", in->n_embd, in->n_layer,
+           in->n_head, in->n_head_kv_max, in->head_dim, in->n_vocab, in->n_ctx_train);
     printf("rope theta %g, rms eps %g, conv L_cache %d\n", in->rope_theta, in->norm_eps, in->conv_l_cache);
     if (in->n_expert)
         printf("experts %d, used %d, expert FFN %d, leading dense layers %d (FFN %d)\n", in->n_expert,
                in->n_expert_used, in->n_ff_exp, in->n_dense_lead, in->n_ff);
-    else
-        printf("dense FFN %d\n", in->n_ff);
+    else printf("dense FFN %d\n", in->n_ff);
     printf("layer plan:   ");
     int n_attn = 0;
     for (int l = 0; l < in->n_layer; l++) {
@@ -46,7 +48,10 @@ int cmd_info(int argc, char **argv) {
     printf("\n              (A = attention, c = conv; %d attention, %d conv)\n", n_attn, in->n_layer - n_attn);
     printf("attention at: ");
     for (int l = 0, first = 1; l < in->n_layer; l++)
-        if (in->is_attention[l]) { printf("%s%d", first ? "" : ",", l); first = 0; }
+        if (in->is_attention[l]) {
+            printf("%s%d", first ? "" : ",", l);
+            first = 0;
+        }
     printf("\n");
 
     /* tensor type census */
@@ -63,7 +68,10 @@ int cmd_info(int argc, char **argv) {
         int k = 0;
         while (k < n_types && strcmp(types[k], type)) k++;
         if (k == n_types && n_types < 32) types[n_types++] = type;
-        if (k < 32) { counts[k]++; bytes_by[k] += nb; }
+        if (k < 32) {
+            counts[k]++;
+            bytes_by[k] += nb;
+        }
         if (tensors) {
             printf("  %-36s %-6s [", name, type);
             for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)ne[d]);
@@ -71,14 +79,16 @@ int cmd_info(int argc, char **argv) {
         }
     }
     printf("tensor types: ");
-    for (int k = 0; k < n_types; k++) printf("%s%s:%d (%.1f MB)", k ? ", " : "", types[k], counts[k], bytes_by[k] / 1e6);
+    for (int k = 0; k < n_types; k++)
+        printf("%s%s:%d (%.1f MB)", k ? ", " : "", types[k], counts[k], bytes_by[k] / 1e6);
     const char *ftn = lfm2c_file_type_name(in->file_type);
     if (ftn) printf("\nfile type:    %s\n", ftn);
     else printf("\nfile type:    %d (%s)\n", in->file_type, in->file_type < 0 ? "not given" : "unknown");
     double kv_per_tok = lfm2c_kv_cache_bytes(m, 32768) / 32768.0;
     int n_conv = in->n_layer - n_attn, tk, tv;
     cli_kv_current(&tk, &tv);
-    printf("layout:       weights %s", in->weights_copied ? "copied into anonymous huge pages" : "mapped from the file");
+    printf("layout:       weights %s",
+           in->weights_copied ? "copied into anonymous huge pages" : "mapped from the file");
     if (in->weights_packed) printf(", %d matrices interleaved for the kernels", in->weights_packed);
     printf("\n");
     printf("memory:       weights %.2f GB, read per token %.2f GB; KV cache %.1f KB/token (k %s, v %s), "
@@ -86,7 +96,8 @@ int cmd_info(int argc, char **argv) {
            in->weight_bytes / 1e9, in->weight_bytes_active / 1e9, kv_per_tok / 1024, lfm2c_kv_type_name(tk),
            lfm2c_kv_type_name(tv), lfm2c_kv_cache_bytes(m, 4096) / 1e6, lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
            n_conv * 2.0 * in->n_embd * 4 / 1024);
-    printf("special:      bos %d, eos %d, pad %d, add_bos %s\n", in->bos_id, in->eos_id, in->pad_id, in->add_bos ? "yes" : "no");
+    printf("special:      bos %d, eos %d, pad %d, add_bos %s\n", in->bos_id, in->eos_id, in->pad_id,
+           in->add_bos ? "yes" : "no");
     lfm2c_model_free(m);
     return 0;
 }

@@ -12,16 +12,15 @@ static int usage(void) {
             "  --one-by-one   feed one token at a time (tests the caches) instead of one batch\n"
             "  --reference    plain scalar path: dequantized weights, float activations\n"
             "  -t N           threads;  --device cpu|cuda|vulkan\n"
-            "  -ctk / -ctv T  KV cache types f32 (default here: the goldens' precision), f16, q8_0\n"
-            CLI_LORA_HELP);
-    return 2;   /* a usage error (--help returns 0 itself) */
+            "  -ctk / -ctv T  KV cache types f32 (default here: the goldens' precision), f16, q8_0\n" CLI_LORA_HELP);
+    return 2; /* a usage error (--help returns 0 itself) */
 }
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *tokens_arg = NULL, *prompt = NULL, *out_path = NULL, *device = NULL;
     bool one_by_one = false, reference = false;
     int threads = 0;
-    cli_kv_set_default(LFM2C_KV_F32, LFM2C_KV_F32);   /* logits are compared with references */
+    cli_kv_set_default(LFM2C_KV_F32, LFM2C_KV_F32); /* logits are compared with references */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
@@ -34,34 +33,66 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
-        else return cli_unknown_option("logits", a, "-m --model --tokens -p --prompt -o --output -t --threads --device --one-by-one --reference -ctk -ctv --hugepages --no-hugepages --lora --lora-scaled");
+        else
+            return cli_unknown_option("logits", a,
+                                      "-m --model --tokens -p --prompt -o --output -t --threads --device --one-by-one "
+                                      "--reference -ctk -ctv --hugepages --no-hugepages --lora --lora-scaled");
     }
     if (!out_path || (!tokens_arg == !prompt)) return usage();
     lfm2c_model *m = cli_open_model(model_path, threads, reference, device);
     if (!m) return 1;
     lfm2c_error err = {0};
     int n = 0, rc = 1;
-    int32_t *ids = tokens_arg ? cli_parse_ids(tokens_arg, &n)
-                              : lfm2c_tokenize(m, prompt, strlen(prompt), lfm2c_model_get_info(m)->add_bos, true, &n, &err);
+    int32_t *ids = tokens_arg
+                       ? cli_parse_ids(tokens_arg, &n)
+                       : lfm2c_tokenize(m, prompt, strlen(prompt), lfm2c_model_get_info(m)->add_bos, true, &n, &err);
     lfm2c_session *s = NULL;
     FILE *f = NULL;
-    if (!ids) { if (err.code) cli_fail("%s", err.msg); goto done; }
-    if (n == 0) { cli_fail("no tokens"); goto done; }
-    if (!(s = lfm2c_session_new(m, n, &err))) { cli_fail("%s", err.msg); goto done; }
+    if (!ids) {
+        if (err.code) cli_fail("%s", err.msg);
+        goto done;
+    }
+    if (n == 0) {
+        cli_fail("no tokens");
+        goto done;
+    }
+    if (!(s = lfm2c_session_new(m, n, &err))) {
+        cli_fail("%s", err.msg);
+        goto done;
+    }
     if (cli_lora_attach(m, s)) goto done;
-    if (!(f = fopen(out_path, "wb"))) { cli_fail("cannot write '%s'", out_path); goto done; }
+    if (!(f = fopen(out_path, "wb"))) {
+        cli_fail("cannot write '%s'", out_path);
+        goto done;
+    }
     const int V = lfm2c_model_get_info(m)->n_vocab;
     if (one_by_one) {
         for (int i = 0; i < n; i++) {
-            if (lfm2c_session_decode(s, ids + i, 1, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); goto done; }
-            if (fwrite(lfm2c_session_logits(s, 0), sizeof(float), (size_t)V, f) != (size_t)V) { cli_fail("write failed"); goto done; }
+            if (lfm2c_session_decode(s, ids + i, 1, LFM2C_LOGITS_LAST, &err)) {
+                cli_fail("%s", err.msg);
+                goto done;
+            }
+            if (fwrite(lfm2c_session_logits(s, 0), sizeof(float), (size_t)V, f) != (size_t)V) {
+                cli_fail("write failed");
+                goto done;
+            }
         }
     } else {
-        if (lfm2c_session_decode(s, ids, n, LFM2C_LOGITS_ALL, &err)) { cli_fail("%s", err.msg); goto done; }
+        if (lfm2c_session_decode(s, ids, n, LFM2C_LOGITS_ALL, &err)) {
+            cli_fail("%s", err.msg);
+            goto done;
+        }
         for (int i = 0; i < n; i++)
-            if (fwrite(lfm2c_session_logits(s, i), sizeof(float), (size_t)V, f) != (size_t)V) { cli_fail("write failed"); goto done; }
+            if (fwrite(lfm2c_session_logits(s, i), sizeof(float), (size_t)V, f) != (size_t)V) {
+                cli_fail("write failed");
+                goto done;
+            }
     }
-    if (fclose(f) != 0) { f = NULL; cli_fail("write failed"); goto done; }
+    if (fclose(f) != 0) {
+        f = NULL;
+        cli_fail("write failed");
+        goto done;
+    }
     f = NULL;
     rc = 0;
 done:

@@ -17,7 +17,10 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t g_cancel;
-static void on_sigint(int sig) { (void)sig; g_cancel = 1; }
+static void on_sigint(int sig) {
+    (void)sig;
+    g_cancel = 1;
+}
 
 typedef struct {
     bool tty;
@@ -31,13 +34,16 @@ static void human(uint64_t b, char *out, size_t cap) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     double v = (double)b;
     int i = 0;
-    while (v >= 1024 && i < 4) { v /= 1024; i++; }
+    while (v >= 1024 && i < 4) {
+        v /= 1024;
+        i++;
+    }
     snprintf(out, cap, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
 static void on_progress(void *user, const char *file, uint64_t done, uint64_t total, uint64_t resumed, bool finished) {
     progress_state *ps = user;
-    if (strcmp(ps->file, file)) {   /* a new file */
+    if (strcmp(ps->file, file)) { /* a new file */
         snprintf(ps->file, sizeof ps->file, "%s", file);
         ps->t0 = lfm2c_now_s();
         ps->start_bytes = resumed;
@@ -45,7 +51,8 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
         if (resumed && resumed < total) {
             char r[32];
             human(resumed, r, sizeof r);
-            fprintf(stderr, "%s: resuming a partial download at %s (%llu bytes)\n", file, r, (unsigned long long)resumed);
+            fprintf(stderr, "%s: resuming a partial download at %s (%llu bytes)\n", file, r,
+                    (unsigned long long)resumed);
         }
         if (finished && resumed == total) {
             fprintf(stderr, "%s: already in the cache\n", file);
@@ -53,12 +60,14 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
         }
     }
     double dt = lfm2c_now_s() - ps->t0;
-    double rate = dt >= 0.25 ? (double)(done - ps->start_bytes) / dt : 0;   /* too early to tell: 0 */
+    double rate = dt >= 0.25 ? (double)(done - ps->start_bytes) / dt : 0; /* too early to tell: 0 */
     char d[32], t[32], r[40];
     human(done, d, sizeof d);
     human(total, t, sizeof t);
-    if (rate > 0) { human((uint64_t)rate, r, sizeof r); strcat(r, "/s"); }
-    else snprintf(r, sizeof r, "-");
+    if (rate > 0) {
+        human((uint64_t)rate, r, sizeof r);
+        strcat(r, "/s");
+    } else snprintf(r, sizeof r, "-");
     int pct = total ? (int)(100.0 * (double)done / (double)total) : 0;
     double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
     if (ps->tty) {
@@ -66,10 +75,12 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
         int fill = pct * 30 / 100;
         for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
         bar[30] = 0;
-        fprintf(stderr, "\r%s [%s] %3d%% %s / %s  %s  ETA %.0fs\033[K%s", file, bar, pct, d, t, r, eta, finished ? "\n" : "");
+        fprintf(stderr, "\r%s [%s] %3d%% %s / %s  %s  ETA %.0fs\033[K%s", file, bar, pct, d, t, r, eta,
+                finished ? "\n" : "");
     } else if (finished || pct / 10 > ps->last_decile) {
         ps->last_decile = pct / 10;
-        fprintf(stderr, "%s: %3d%% %s / %s  %s  ETA %.0fs%s\n", file, pct, d, t, r, eta, finished ? "  done, sha256 verified" : "");
+        fprintf(stderr, "%s: %3d%% %s / %s  %s  ETA %.0fs%s\n", file, pct, d, t, r, eta,
+                finished ? "  done, sha256 verified" : "");
     }
     fflush(stderr);
 }
@@ -77,11 +88,14 @@ static void on_progress(void *user, const char *file, uint64_t done, uint64_t to
 static void on_notice(void *user, const char *msg) {
     progress_state *ps = user;
     fprintf(stderr, "%s%s\n", ps->tty ? "\n" : "", msg);
-    ps->file[0] = 0;   /* the next progress call starts a new line (and reports the resume) */
+    ps->file[0] = 0; /* the next progress call starts a new line (and reports the resume) */
 }
 
 /* Options shared by pull and -hf: parsed out of argv by the caller. */
-typedef struct { const char *repo, *file, *token, *revision; bool offline, quiet; } hub_opts;
+typedef struct {
+    const char *repo, *file, *token, *revision;
+    bool offline, quiet;
+} hub_opts;
 
 /* The model's path, or NULL with the error printed; *rc: the exit status then (2 for a bad
  * repository name or file: a usage error, else 1). */
@@ -89,17 +103,21 @@ static char *hub_fetch(const hub_opts *o, int *rc) {
     *rc = 1;
 #ifdef LFM2C_HAVE_HUB
     progress_state ps = {.tty = isatty(2) != 0};
-    lfm2c_hub_params p = {.token = o->token, .revision = o->revision, .offline = o->offline,
-                          .progress = o->quiet ? NULL : on_progress, .progress_user = &ps, .cancel = &g_cancel,
+    lfm2c_hub_params p = {.token = o->token,
+                          .revision = o->revision,
+                          .offline = o->offline,
+                          .progress = o->quiet ? NULL : on_progress,
+                          .progress_user = &ps,
+                          .cancel = &g_cancel,
                           .notice = o->quiet ? NULL : on_notice};
-    const char *r = getenv("LFM2C_HUB_RETRIES"), *b = getenv("LFM2C_HUB_BACKOFF_MS");   /* for tests */
+    const char *r = getenv("LFM2C_HUB_RETRIES"), *b = getenv("LFM2C_HUB_BACKOFF_MS"); /* for tests */
     if (r) p.max_retries = atoi(r);
     if (b) p.backoff_ms = atoi(b);
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
-    signal(SIGXFSZ, SIG_IGN);   /* a file-size limit makes write() fail with EFBIG instead of killing us */
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit makes write() fail with EFBIG instead of killing us */
     lfm2c_error err = {0};
     char *path = lfm2c_hub_pull(o->repo, o->file, &p, &err);
     sigaction(SIGINT, &old, NULL);
@@ -108,15 +126,16 @@ static char *hub_fetch(const hub_opts *o, int *rc) {
     return path;
 #else
     (void)o;
-    cli_fail("this lfm2c was built without libcurl: -hf / pull are not available (install libcurl4-openssl-dev and rebuild)");
+    cli_fail("this lfm2c was built without libcurl: -hf / pull are not available (install libcurl4-openssl-dev and "
+             "rebuild)");
     return NULL;
 #endif
 }
 
 int cli_hub_flag(const char *a) {
     return !strcmp(a, "-hf") || !strcmp(a, "--hf-repo") || !strcmp(a, "-hff") || !strcmp(a, "--hf-file") ||
-           !strcmp(a, "--hf-token") || !strcmp(a, "--offline") || !strcmp(a, "--revision") ||
-           !strcmp(a, "-hfd") || !strcmp(a, "--hf-repo-draft");
+           !strcmp(a, "--hf-token") || !strcmp(a, "--offline") || !strcmp(a, "--revision") || !strcmp(a, "-hfd") ||
+           !strcmp(a, "--hf-repo-draft");
 }
 
 char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path) {
@@ -129,8 +148,15 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
     for (int i = 0; i < n; i++) {
         const char *a = argv[i];
         if (i > 0 && cli_hub_flag(a)) {
-            if (!strcmp(a, "--offline")) { o.offline = true; continue; }
-            if (i + 1 >= n) { cli_fail("%s needs a value", a); free(out); exit(2); }
+            if (!strcmp(a, "--offline")) {
+                o.offline = true;
+                continue;
+            }
+            if (i + 1 >= n) {
+                cli_fail("%s needs a value", a);
+                free(out);
+                exit(2);
+            }
             const char *v = argv[++i];
             if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = v;
             else if (!strcmp(a, "-hff") || !strcmp(a, "--hf-file")) o.file = v;
@@ -142,24 +168,36 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         out[k++] = argv[i];
     }
     if (!o.repo && !draft_repo) {
-        if (o.file || o.token || o.offline || o.revision) { cli_fail("-hff, --hf-token, --offline and --revision need -hf REPO"); free(out); exit(2); }
+        if (o.file || o.token || o.offline || o.revision) {
+            cli_fail("-hff, --hf-token, --offline and --revision need -hf REPO");
+            free(out);
+            exit(2);
+        }
         free(out);
         return argv;
     }
     int rc;
     if (o.repo) {
         char *path = hub_fetch(&o, &rc);
-        if (!path) { free(out); exit(rc); }
+        if (!path) {
+            free(out);
+            exit(rc);
+        }
         out[k++] = "-m";
         out[k++] = path;
         *model_path = path;
     }
-    if (draft_repo) {   /* the draft: same token / revision / offline settings, its repo's default quant */
+    if (draft_repo) { /* the draft: same token / revision / offline settings, its repo's default quant */
         hub_opts d = o;
         d.repo = draft_repo;
         d.file = NULL;
         char *path = hub_fetch(&d, &rc);
-        if (!path) { free(out); free(*model_path); *model_path = NULL; exit(rc); }
+        if (!path) {
+            free(out);
+            free(*model_path);
+            *model_path = NULL;
+            exit(rc);
+        }
         out[k++] = "-md";
         out[k++] = path;
         *draft_path = path;
@@ -170,19 +208,18 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
 }
 
 static int pull_usage(FILE *f, int rc) {
-    fprintf(f,
-            "usage: lfm2c pull ORG/NAME[:QUANT] [options]\n"
-            "  Downloads a GGUF model from the Hugging Face Hub into the Hugging Face cache\n"
-            "  ($HF_HOME/hub, default ~/.cache/huggingface/hub) and prints its path.\n"
-            "  QUANT defaults to Q4_K_M when the repo has it, else the nearest it has.\n"
-            "  -hff, --hf-file FILE  this file of the repo instead of a quant\n"
-            "  --hf-token TOKEN      token for gated / private repos (default $HF_TOKEN)\n"
-            "  --revision REV        branch, tag or commit (default main)\n"
-            "  --offline             only look in the cache (also HF_HUB_OFFLINE=1)\n"
-            "  -q, --quiet           no progress\n"
-            "  HF_ENDPOINT sets the Hub's address (mirrors). Interrupted downloads resume.\n"
-            "  The same options work on run, chat, serve and bench: -hf ORG/NAME[:QUANT]\n"
-            "  (and -hfd ORG/NAME[:QUANT] for a draft model: speculative decoding).\n");
+    fprintf(f, "usage: lfm2c pull ORG/NAME[:QUANT] [options]\n"
+               "  Downloads a GGUF model from the Hugging Face Hub into the Hugging Face cache\n"
+               "  ($HF_HOME/hub, default ~/.cache/huggingface/hub) and prints its path.\n"
+               "  QUANT defaults to Q4_K_M when the repo has it, else the nearest it has.\n"
+               "  -hff, --hf-file FILE  this file of the repo instead of a quant\n"
+               "  --hf-token TOKEN      token for gated / private repos (default $HF_TOKEN)\n"
+               "  --revision REV        branch, tag or commit (default main)\n"
+               "  --offline             only look in the cache (also HF_HUB_OFFLINE=1)\n"
+               "  -q, --quiet           no progress\n"
+               "  HF_ENDPOINT sets the Hub's address (mirrors). Interrupted downloads resume.\n"
+               "  The same options work on run, chat, serve and bench: -hf ORG/NAME[:QUANT]\n"
+               "  (and -hfd ORG/NAME[:QUANT] for a draft model: speculative decoding).\n");
     return rc;
 }
 
@@ -197,9 +234,13 @@ int cmd_pull(int argc, char **argv) {
         else if (!strcmp(a, "--offline")) o.offline = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o.quiet = true;
         else if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = cli_value(argc, argv, &i);
-        else if (a[0] == '-') return cli_unknown_option("pull", a, "-hff --hf-file --hf-token --revision --offline -q --quiet -hf --hf-repo");
-        else if (o.repo) { cli_fail("pull: one repository at a time ('%s' and '%s')", o.repo, a); return 2; }
-        else o.repo = a;
+        else if (a[0] == '-')
+            return cli_unknown_option("pull", a,
+                                      "-hff --hf-file --hf-token --revision --offline -q --quiet -hf --hf-repo");
+        else if (o.repo) {
+            cli_fail("pull: one repository at a time ('%s' and '%s')", o.repo, a);
+            return 2;
+        } else o.repo = a;
     }
     if (!o.repo) return pull_usage(stderr, 2);
     int rc;
@@ -238,7 +279,9 @@ static bool quant_of(const char *name, char *q, size_t cap) {
 #ifdef LFM2C_HAVE_HUB
     return lfm2c_hub_quant_of(name, q, cap);
 #else
-    (void)name; snprintf(q, cap, "?"); return true;
+    (void)name;
+    snprintf(q, cap, "?");
+    return true;
 #endif
 }
 
@@ -282,7 +325,7 @@ static void list_one(void *u, const char *repo, const char *snap, const char *na
     int *count = u;
     struct stat st;
     char q[32] = "-", sz[32];
-    if (stat(full, &st)) return;   /* a dangling link: the blob was removed */
+    if (stat(full, &st)) return; /* a dangling link: the blob was removed */
     quant_of(name, q, sizeof q);
     human((uint64_t)st.st_size, sz, sizeof sz);
     if (!*count) printf("%-40s %-10s %10s  %s\n", "REPO", "QUANT", "SIZE", "FILE");
@@ -293,7 +336,8 @@ static void list_one(void *u, const char *repo, const char *snap, const char *na
 int cmd_list(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lfm2c list\n  GGUF models in the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub)\n");
+            printf("usage: lfm2c list\n  GGUF models in the Hugging Face cache ($HF_HOME/hub, default "
+                   "~/.cache/huggingface/hub)\n");
             return 0;
         }
         cli_fail("list: unknown argument '%s'", argv[i]);
@@ -307,7 +351,11 @@ int cmd_list(int argc, char **argv) {
     return 0;
 }
 
-typedef struct { const char *quant; int removed; bool fail; } rm_state;
+typedef struct {
+    const char *quant;
+    int removed;
+    bool fail;
+} rm_state;
 
 static void rm_one(void *u, const char *repo, const char *snap, const char *name, const char *full) {
     rm_state *st = u;
@@ -319,9 +367,16 @@ static void rm_one(void *u, const char *repo, const char *snap, const char *name
         target[n] = 0;
         char blob[8192 + 4096];
         snprintf(blob, sizeof blob, "%s/%s", snap, target);
-        if (unlink(blob) && errno != ENOENT) { cli_fail("cannot remove '%s': %s", blob, strerror(errno)); st->fail = true; }
+        if (unlink(blob) && errno != ENOENT) {
+            cli_fail("cannot remove '%s': %s", blob, strerror(errno));
+            st->fail = true;
+        }
     }
-    if (unlink(full)) { cli_fail("cannot remove '%s': %s", full, strerror(errno)); st->fail = true; return; }
+    if (unlink(full)) {
+        cli_fail("cannot remove '%s': %s", full, strerror(errno));
+        st->fail = true;
+        return;
+    }
     fprintf(stderr, "removed %s %s\n", repo, name);
     st->removed++;
 }
@@ -330,13 +385,20 @@ int cmd_rm(int argc, char **argv) {
     const char *spec = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lfm2c rm ORG/NAME[:QUANT]\n  removes the model's GGUF files (only that quant if given) from the Hugging Face cache\n");
+            printf("usage: lfm2c rm ORG/NAME[:QUANT]\n  removes the model's GGUF files (only that quant if given) from "
+                   "the Hugging Face cache\n");
             return 0;
         }
-        if (argv[i][0] == '-' || spec) { cli_fail("rm: unexpected argument '%s' (see lfm2c rm --help)", argv[i]); return 2; }
+        if (argv[i][0] == '-' || spec) {
+            cli_fail("rm: unexpected argument '%s' (see lfm2c rm --help)", argv[i]);
+            return 2;
+        }
         spec = argv[i];
     }
-    if (!spec) { fprintf(stderr, "usage: lfm2c rm ORG/NAME[:QUANT]\n"); return 2; }
+    if (!spec) {
+        fprintf(stderr, "usage: lfm2c rm ORG/NAME[:QUANT]\n");
+        return 2;
+    }
     char repo[512];
     snprintf(repo, sizeof repo, "%s", spec);
     char *colon = strchr(repo, ':');
@@ -346,6 +408,9 @@ int cmd_rm(int argc, char **argv) {
     walk_cache(cache, repo, rm_one, &st);
     free(cache);
     if (st.fail) return 1;
-    if (!st.removed) { cli_fail("%s is not in the cache (see lfm2c list)", spec); return 1; }
+    if (!st.removed) {
+        cli_fail("%s is not in the cache (see lfm2c list)", spec);
+        return 1;
+    }
     return 0;
 }

@@ -18,7 +18,9 @@ static void usage(FILE *f) {
             quant_ftype_list());
 }
 
-typedef struct bar { int last; } bar;
+typedef struct bar {
+    int last;
+} bar;
 
 static void progress(void *ud, uint64_t done, uint64_t total, const char *tensor) {
     bar *b = ud;
@@ -45,16 +47,21 @@ int cmd_quantize(int argc, char **argv) {
     int npos = 0, threads = 0;
     bool stats = false;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(argv[i], "--stats")) stats = true;
-        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) threads = cli_threads(argv[i], cli_value(argc, argv, &i));
-        else if (argv[i][0] == '-' && argv[i][1]) return cli_unknown_option("quantize", argv[i], "--stats -t --threads");
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--stats")) stats = true;
+        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads"))
+            threads = cli_threads(argv[i], cli_value(argc, argv, &i));
+        else if (argv[i][0] == '-' && argv[i][1])
+            return cli_unknown_option("quantize", argv[i], "--stats -t --threads");
         else if (npos < 3) pos[npos++] = argv[i];
         else return cli_fail("quantize: too many arguments ('%s')", argv[i]);
     }
     if (npos != 3) return cli_fail("quantize: expected IN.gguf OUT.gguf TYPE (lfm2c quantize --help)");
     struct stat si, so;
-    if (!strcmp(pos[0], pos[1]) || (stat(pos[0], &si) == 0 && stat(pos[1], &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino))
+    if (!strcmp(pos[0], pos[1]) ||
+        (stat(pos[0], &si) == 0 && stat(pos[1], &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino))
         return cli_fail("quantize: OUT is the same file as IN ('%s'): refusing to overwrite the input", pos[1]), 2;
     const quant_ftype *ft = quant_ftype_find(pos[2]);
     if (!ft) return cli_fail("quantize: unknown type '%s' (expected one of %s)", pos[2], quant_ftype_list());
@@ -86,7 +93,10 @@ int cmd_quantize(int argc, char **argv) {
     }
     printf("quantized %s -> %s as %s: %d tensors (", pos[0], pos[1], ft->name, rep.n_tensors);
     for (int t = 0, first = 1; t < GGML_NTYPES; t++)
-        if (counts[t]) { printf("%s%s: %d", first ? "" : ", ", ggml_type_get(t)->name, counts[t]); first = 0; }
+        if (counts[t]) {
+            printf("%s%s: %d", first ? "" : ", ", ggml_type_get(t)->name, counts[t]);
+            first = 0;
+        }
     double mb_in = rep.bytes_in / 1e6, mb_out = rep.bytes_out / 1e6;
     printf(")\n  tensor data %.2f MB -> %.2f MB (%.1f%%), file %.2f MB -> %.2f MB, %.2f s, %.1f MB/s in\n", mb_in,
            mb_out, mb_in > 0 ? 100.0 * mb_out / mb_in : 0.0, rep.file_bytes_in / 1e6, rep.file_bytes_out / 1e6,

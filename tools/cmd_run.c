@@ -23,8 +23,7 @@ static const char USAGE[] =
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
     "  --no-bos           do not add BOS               --special  print special tokens\n"
     "  --ignore-eos       keep going past end-of-generation tokens\n"
-    "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n"
-    CLI_LORA_HELP
+    "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n" CLI_LORA_HELP
     "speculative decoding (the output is the target's: token for token at --temp 0):\n"
     "  -md, --model-draft FILE  a smaller model with the same vocabulary drafts tokens\n"
     "  -hfd REPO[:QUANT]  the draft model from the Hugging Face Hub\n"
@@ -40,7 +39,7 @@ static const char USAGE[] =
 
 static int usage(void) {
     fputs(USAGE, stderr);
-    return 2;   /* a usage error (--help returns 0 itself) */
+    return 2; /* a usage error (--help returns 0 itself) */
 }
 
 int cmd_run(int argc, char **argv) {
@@ -65,9 +64,13 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) chat = true;
-        else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) { system = cli_value(argc, argv, &i); chat = true; }
-        else if (!strcmp(a, "--chat-template-file")) { tmpl_path = cli_value(argc, argv, &i); chat = true; }
-        else if (!strcmp(a, "--no-bos")) no_bos = true;
+        else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) {
+            system = cli_value(argc, argv, &i);
+            chat = true;
+        } else if (!strcmp(a, "--chat-template-file")) {
+            tmpl_path = cli_value(argc, argv, &i);
+            chat = true;
+        } else if (!strcmp(a, "--no-bos")) no_bos = true;
         else if (!strcmp(a, "--special")) special = true;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
@@ -76,7 +79,9 @@ int cmd_run(int argc, char **argv) {
     }
     if (!model_path) return cli_fail("run: no model given: lfm2c run MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     if (!prompt == !prompt_file)
-        return cli_fail("run: give one prompt: -p PROMPT or -f FILE (or lfm2c run MODEL PROMPT); 'lfm2c run --help' lists the options"), 2;
+        return cli_fail("run: give one prompt: -p PROMPT or -f FILE (or lfm2c run MODEL PROMPT); 'lfm2c run --help' "
+                        "lists the options"),
+               2;
     if (n_ctx < 0) return cli_fail("-c must be positive");
     char *file_text = NULL;
     size_t prompt_len = prompt ? strlen(prompt) : 0;
@@ -84,7 +89,10 @@ int cmd_run(int argc, char **argv) {
     if (file_text) prompt = file_text;
 
     lfm2c_model *m = cli_open_model(model_path, threads, reference, device);
-    if (!m) { free(file_text); return 1; }
+    if (!m) {
+        free(file_text);
+        return 1;
+    }
     const lfm2c_model_info *in = lfm2c_model_get_info(m);
     lfm2c_error err = {0};
     lfm2c_session *s = NULL;
@@ -93,7 +101,7 @@ int cmd_run(int argc, char **argv) {
     lfm2c_model *draft = NULL;
     int32_t *ids = NULL;
     int rc = 1, n_prompt = 0;
-    if (chat) {   /* render [system], user with the template; it writes BOS itself */
+    if (chat) { /* render [system], user with the template; it writes BOS itself */
         char *tmpl = tmpl_path ? cli_read_file(tmpl_path, NULL) : NULL;
         json_t *msgs = json_array();
         if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
@@ -103,34 +111,54 @@ int cmd_run(int argc, char **argv) {
         free(mj);
         free(tmpl);
         json_decref(msgs);
-        if (!rendered) { if (err.code) cli_fail("%s", err.msg); goto done; }
+        if (!rendered) {
+            if (err.code) cli_fail("%s", err.msg);
+            goto done;
+        }
         free(file_text);
         prompt = file_text = rendered;
         prompt_len = strlen(rendered);
         no_bos = true;
     }
     ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !no_bos, true, &n_prompt, &err);
-    if (!ids) { cli_fail("%s", err.msg); goto done; }
-    if (n_prompt == 0) { cli_fail("empty prompt"); goto done; }
+    if (!ids) {
+        cli_fail("%s", err.msg);
+        goto done;
+    }
+    if (n_prompt == 0) {
+        cli_fail("empty prompt");
+        goto done;
+    }
     if (n_ctx > in->n_ctx_train && in->n_ctx_train > 0) {
         cli_fail("-c %d is above the model's trained context of %d tokens", n_ctx, in->n_ctx_train);
         goto done;
     }
-    int ctx = n_ctx ? n_ctx : (n_gen < 0 ? in->n_ctx_train : n_prompt + (n_gen > 0 ? n_gen : 1)); /* -n 0: read the prompt only */
+    int ctx = n_ctx
+                  ? n_ctx
+                  : (n_gen < 0 ? in->n_ctx_train : n_prompt + (n_gen > 0 ? n_gen : 1)); /* -n 0: read the prompt only */
     if (ctx > in->n_ctx_train && !n_ctx) ctx = in->n_ctx_train;
     if (n_prompt >= ctx) {
         cli_fail("prompt is %d tokens, longer than the context of %d (raise -c)", n_prompt, ctx);
         goto done;
     }
-    if (!(s = lfm2c_session_new(m, ctx, &err))) { cli_fail("%s", err.msg); goto done; }
+    if (!(s = lfm2c_session_new(m, ctx, &err))) {
+        cli_fail("%s", err.msg);
+        goto done;
+    }
     if (cli_lora_attach(m, s)) goto done;
 
     lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
-    if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) { cli_fail("out of memory"); goto done; }
+    if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) {
+        cli_fail("out of memory");
+        goto done;
+    }
     if (cli_spec_on(&spec_opts) && !(spec = cli_spec_open(&spec_opts, m, ctx, threads, device, &draft))) goto done;
 
     double t0 = lfm2c_now_s();
-    if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) { cli_fail("%s", err.msg); goto done; }
+    if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) {
+        cli_fail("%s", err.msg);
+        goto done;
+    }
     double t1 = lfm2c_now_s();
     lfm2c_detok dt;
     lfm2c_detok_init(&dt, special);
@@ -141,7 +169,10 @@ int cmd_run(int argc, char **argv) {
     while (n_gen < 0 || produced < n_gen) {
         int32_t tok;
         int r = cli_gen_next(&g, n_gen < 0 ? CLI_GEN_MAX : n_gen - produced, &tok, &err);
-        if (r < 0) { cli_fail("%s", err.msg); goto done; }
+        if (r < 0) {
+            cli_fail("%s", err.msg);
+            goto done;
+        }
         if (r == 0) {
             fprintf(stderr, "\nlfm2c: the context of %d tokens is full: generation stopped (raise -c)\n", ctx);
             break;

@@ -89,13 +89,16 @@ static int check_host(const char *host, bool key, bool allow_no_key) {
     if (inet_pton(AF_INET, host, &a4) != 1) {
         if (inet_pton(AF_INET6, host, &a6) == 1)
             return cli_fail("--host %s: IPv6 addresses are not supported; use 127.0.0.1 (this machine only) or 0.0.0.0 "
-                            "(every IPv4 interface, with --api-key)", host);
-        return cli_fail("--host '%s' is not an IPv4 address (127.0.0.1: this machine only; 0.0.0.0: every interface)", host);
+                            "(every IPv4 interface, with --api-key)",
+                            host);
+        return cli_fail("--host '%s' is not an IPv4 address (127.0.0.1: this machine only; 0.0.0.0: every interface)",
+                        host);
     }
     if ((ntohl(a4.s_addr) >> 24) == 127) return 0;
     if (!key && !allow_no_key)
         return cli_fail("--host %s exposes the server beyond this machine: give --api-key / --api-key-file "
-                        "(or --allow-no-key if that is really meant)", host);
+                        "(or --allow-no-key if that is really meant)",
+                        host);
     fprintf(stderr, "lfm2c: warning: --host %s exposes the server to other machines%s\n", host,
             key ? " (API key required)" : ", without an API key (--allow-no-key)");
     return 0;
@@ -178,13 +181,19 @@ static int parse_lora(const char *v, char **name, char **path, float *scale) {
     if (colon && colon[1]) {
         char *end;
         double s = strtod(colon + 1, &end);
-        if (!*end) { *scale = (float)s; *colon = 0; }
+        if (!*end) {
+            *scale = (float)s;
+            *colon = 0;
+        }
     }
     const char *base = strrchr(p, '/');
     base = base && base[1] ? base + 1 : p;
-    *name = eq ? strndup(v, (size_t)(eq - v)) : strndup(base, strlen(base) > 5 && !strcmp(base + strlen(base) - 5, ".gguf") ? strlen(base) - 5 : strlen(base));
+    *name = eq ? strndup(v, (size_t)(eq - v))
+               : strndup(base, strlen(base) > 5 && !strcmp(base + strlen(base) - 5, ".gguf") ? strlen(base) - 5
+                                                                                             : strlen(base));
     *path = p;
-    if (!**name || !*p || strchr(*name, ':') || strchr(*name, '/')) return cli_fail("--lora expects NAME=PATH[:SCALE] (a NAME without ':' or '/'), got '%s'", v);
+    if (!**name || !*p || strchr(*name, ':') || strchr(*name, '/'))
+        return cli_fail("--lora expects NAME=PATH[:SCALE] (a NAME without ':' or '/'), got '%s'", v);
     return 0;
 }
 
@@ -211,11 +220,15 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_spec_flag(&spec_opts, argc, argv, &i)) continue;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--host")) host = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--port")) { port = cli_int(a, cli_value(argc, argv, &i)); port_set = true; }
-        else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) n_slots = cli_int(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--port")) {
+            port = cli_int(a, cli_value(argc, argv, &i));
+            port_set = true;
+        } else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) n_slots = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--queue")) queue = cli_int(a, cli_value(argc, argv, &i));
@@ -225,31 +238,31 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--metrics")) metrics = true;
         else if (!strcmp(a, "--lora")) {
             if (n_lora == SERVE_MAX_LORA) return cli_fail("--lora: at most %d adapters", SERVE_MAX_LORA), 2;
-            if (parse_lora(cli_value(argc, argv, &i), &lora_names[n_lora], &lora_paths[n_lora], &lora_scales[n_lora])) return 2;
+            if (parse_lora(cli_value(argc, argv, &i), &lora_names[n_lora], &lora_paths[n_lora], &lora_scales[n_lora]))
+                return 2;
             for (int k = 0; k < n_lora; k++)
-                if (!strcmp(lora_names[k], lora_names[n_lora])) return cli_fail("--lora: the name '%s' is given twice", lora_names[k]), 2;
+                if (!strcmp(lora_names[k], lora_names[n_lora]))
+                    return cli_fail("--lora: the name '%s' is given twice", lora_names[k]), 2;
             n_lora++;
-        }
-        else if (!strcmp(a, "--ollama")) ollama = true;
+        } else if (!strcmp(a, "--ollama")) ollama = true;
         else if (!strcmp(a, "--accept-any-model")) any_model = true;
         else if (!strcmp(a, "--reference")) reference = true;
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--device")) {
             const char *d = cli_value(argc, argv, &i);
             if ((device = cli_device_id(d)) < 0) return 2;
-        }
-        else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
+        } else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
         else if (!strcmp(a, "--drain-timeout")) drain_timeout = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--ready-queue-max")) ready_queue_max = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--allow-no-key")) allow_no_key = true;
         else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--reasoning-format")) {
             const char *v = cli_value(argc, argv, &i);
-            if (!strcmp(v, "split") || !strcmp(v, "auto") || !strcmp(v, "deepseek")) reasoning_format = SERVER_REASONING_SPLIT;
+            if (!strcmp(v, "split") || !strcmp(v, "auto") || !strcmp(v, "deepseek"))
+                reasoning_format = SERVER_REASONING_SPLIT;
             else if (!strcmp(v, "none")) reasoning_format = SERVER_REASONING_NONE;
             else return cli_fail("--reasoning-format must be split or none, not '%s'", v), 2;
-        }
-        else if (!strcmp(a, "--reasoning-budget")) reasoning_budget = cli_int(a, cli_value(argc, argv, &i));
+        } else if (!strcmp(a, "--reasoning-budget")) reasoning_budget = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--test-script")) test_script = true;
         else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--max-request-memory")) max_req_mem = cli_int(a, cli_value(argc, argv, &i));
@@ -266,7 +279,9 @@ int cmd_serve(int argc, char **argv) {
         else return cli_unknown_option("serve", a, USAGE);
     }
     if (!model_path)
-        return cli_fail("serve: no model given: lfm2c serve MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT] ('lfm2c serve --help')"), 2;
+        return cli_fail("serve: no model given: lfm2c serve MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT] ('lfm2c serve "
+                        "--help')"),
+               2;
     if (ollama && !port_set) port = 11434; /* --port wins over --ollama */
     if (port < 0 || port > 65535) return cli_fail("--port must be 0..65535"), 2;
     if (n_slots < 1 || n_slots > 1024) return cli_fail("-np must be 1..1024"), 2;
@@ -282,10 +297,13 @@ int cmd_serve(int argc, char **argv) {
     if (check_host(host, api_key || key_file, allow_no_key)) return 2;
     if (timeout < 1 || idle_timeout < 1) return cli_fail("--timeout and --idle-timeout must be at least 1 second"), 2;
     if (max_conn < 16) return cli_fail("--max-connections must be at least 16"), 2;
-    if (max_per_ip < 0 || max_pending_ip < 0) return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0"), 2;
-    if (max_tok_bytes < 1 || max_detok < 1) return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1"), 2;
+    if (max_per_ip < 0 || max_pending_ip < 0)
+        return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0"), 2;
+    if (max_tok_bytes < 1 || max_detok < 1)
+        return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1"), 2;
     if (cors && !*cors) return cli_fail("--cors-origin must not be empty"), 2;
-    if (spec_opts.draft_path && spec_opts.lookup_max > 0) return cli_fail("-md and --spec-lookup are two drafters: give one"), 2;
+    if (spec_opts.draft_path && spec_opts.lookup_max > 0)
+        return cli_fail("-md and --spec-lookup are two drafters: give one"), 2;
     if (spec_opts.draft_min > spec_opts.draft_max)
         return cli_fail("--draft-min %d is above --draft-max %d", spec_opts.draft_min, spec_opts.draft_max), 2;
     max_conn = fit_fd_limit(max_conn);
@@ -294,11 +312,17 @@ int cmd_serve(int argc, char **argv) {
     if (key_file) {
         if (!(key_buf = cli_read_file(key_file, NULL))) return 1;
         key_buf[strcspn(key_buf, "\r\n")] = 0;
-        if (!*key_buf) { free(key_buf); return cli_fail("--api-key-file '%s' is empty", key_file); }
+        if (!*key_buf) {
+            free(key_buf);
+            return cli_fail("--api-key-file '%s' is empty", key_file);
+        }
         api_key = key_buf;
     }
     if (api_key && !*api_key) return cli_fail("--api-key must not be empty");
-    if (tmpl_file && !(tmpl = cli_read_file(tmpl_file, NULL))) { free(key_buf); return 1; }
+    if (tmpl_file && !(tmpl = cli_read_file(tmpl_file, NULL))) {
+        free(key_buf);
+        return 1;
+    }
 
     /* block the stop signals in every thread; this one waits for them */
     sigset_t stop_set;
@@ -309,20 +333,44 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     const char *base = strrchr(model_path, '/');
-    server_params p = {.host = host, .port = port, .api_key = api_key, .alias = alias ? alias : (base ? base + 1 : model_path),
-                       .chat_template = tmpl, .reasoning_format = reasoning_format,
-                       .limit_reasoning = reasoning_budget >= 0, .reasoning_budget = reasoning_budget,
-                       .test_script = test_script, .metrics = metrics, .max_body = (size_t)max_body, .max_request_memory = (size_t)max_req_mem, .n_ctx = n_ctx,
-                       .model_file = base ? base + 1 : model_path, .cors_origin = cors, .idle_timeout = idle_timeout,
-                       .timeout = timeout, .max_connections = max_conn, .max_connections_per_ip = max_per_ip,
-                       .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1, .ready_queue_max = ready_queue_max,
-                       .max_tokenize_bytes = (size_t)max_tok_bytes, .max_detokenize_tokens = max_detok,
-                       .max_messages = max_messages, .max_stop_bytes = max_stop, .any_model = any_model,
-                       .n_lora = n_lora, .lora_names = (const char *const *)lora_names, .loras = loras,
-                       .lora_scales = lora_scales, .log = log_line};
+    server_params p = {.host = host,
+                       .port = port,
+                       .api_key = api_key,
+                       .alias = alias ? alias : (base ? base + 1 : model_path),
+                       .chat_template = tmpl,
+                       .reasoning_format = reasoning_format,
+                       .limit_reasoning = reasoning_budget >= 0,
+                       .reasoning_budget = reasoning_budget,
+                       .test_script = test_script,
+                       .metrics = metrics,
+                       .max_body = (size_t)max_body,
+                       .max_request_memory = (size_t)max_req_mem,
+                       .n_ctx = n_ctx,
+                       .model_file = base ? base + 1 : model_path,
+                       .cors_origin = cors,
+                       .idle_timeout = idle_timeout,
+                       .timeout = timeout,
+                       .max_connections = max_conn,
+                       .max_connections_per_ip = max_per_ip,
+                       .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1,
+                       .ready_queue_max = ready_queue_max,
+                       .max_tokenize_bytes = (size_t)max_tok_bytes,
+                       .max_detokenize_tokens = max_detok,
+                       .max_messages = max_messages,
+                       .max_stop_bytes = max_stop,
+                       .any_model = any_model,
+                       .n_lora = n_lora,
+                       .lora_names = (const char *const *)lora_names,
+                       .loras = loras,
+                       .lora_scales = lora_scales,
+                       .log = log_line};
     lfm2c_error err = {0};
     server *srv = server_start(NULL, NULL, &p, &err); /* listens now: /health answers while loading */
-    if (!srv) { free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
+    if (!srv) {
+        free(key_buf);
+        free(tmpl);
+        return cli_fail("%s", err.msg);
+    }
 
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = n_threads;
@@ -330,7 +378,12 @@ int cmd_serve(int argc, char **argv) {
     mp.device = device;
     cli_kv_apply(&mp);
     lfm2c_model *model = lfm2c_model_open(model_path, &mp, &err);
-    if (!model) { server_stop(srv); free(key_buf); free(tmpl); return cli_fail("%s", err.msg); }
+    if (!model) {
+        server_stop(srv);
+        free(key_buf);
+        free(tmpl);
+        return cli_fail("%s", err.msg);
+    }
     const lfm2c_model_info *mi = lfm2c_model_get_info(model);
     if (mi->n_ctx_train > 0 && n_ctx > mi->n_ctx_train) n_ctx = mi->n_ctx_train;
     for (int k = 0; k < n_lora; k++)
@@ -343,11 +396,19 @@ int cmd_serve(int argc, char **argv) {
             return cli_fail("--lora %s: %s", lora_names[k], err.msg);
         }
 
-    sched_params sp = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue, .prefill_chunk = 512,
-                       .no_prefix_reuse = no_reuse, .spec_on = cli_spec_on(&spec_opts), .spec = lfm2c_spec_default_params()};
+    sched_params sp = {.n_slots = n_slots,
+                       .n_ctx = n_ctx,
+                       .queue_max = queue,
+                       .prefill_chunk = 512,
+                       .no_prefix_reuse = no_reuse,
+                       .spec_on = cli_spec_on(&spec_opts),
+                       .spec = lfm2c_spec_default_params()};
     lfm2c_model *draft = NULL;
     if (spec_opts.draft_path && !(draft = lfm2c_model_open(spec_opts.draft_path, &mp, &err))) {
-        server_stop(srv); lfm2c_model_free(model); free(key_buf); free(tmpl);
+        server_stop(srv);
+        lfm2c_model_free(model);
+        free(key_buf);
+        free(tmpl);
         return cli_fail("draft model: %s", err.msg);
     }
     sp.draft = draft;
@@ -358,25 +419,28 @@ int cmd_serve(int argc, char **argv) {
     sp.spec.lookup_max = spec_opts.lookup_max;
     sched *s = sched_new(model, &sp, &err);
     if (!s) {
-        server_stop(srv); lfm2c_model_free(model); lfm2c_model_free(draft); free(key_buf); free(tmpl);
+        server_stop(srv);
+        lfm2c_model_free(model);
+        lfm2c_model_free(draft);
+        free(key_buf);
+        free(tmpl);
         return cli_fail("%s%s", draft ? "draft model: " : "", err.msg);
     }
     server_attach(srv, model, s, n_ctx);
     fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p.alias, mi->arch, n_slots, n_ctx,
             host, server_port(srv), api_key ? " (API key required)" : "");
     for (int k = 0; k < n_lora; k++)
-        fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", lora_names[k], lora_paths[k], lora_scales[k],
-                lfm2c_lora_n_matrices(loras[k]));
+        fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", lora_names[k], lora_paths[k],
+                lora_scales[k], lfm2c_lora_n_matrices(loras[k]));
     if (sp.spec_on)
-        fprintf(stderr, "lfm2c: speculative decoding: %s, draft-max %d\n", draft ? spec_opts.draft_path : "prompt lookup",
-                spec_opts.draft_max);
+        fprintf(stderr, "lfm2c: speculative decoding: %s, draft-max %d\n",
+                draft ? spec_opts.draft_path : "prompt lookup", spec_opts.draft_max);
     printf("listening on %s:%d\n", host, server_port(srv)); /* tests and scripts wait for this line */
     fflush(stdout);
 
     int sig = 0;
     sigwait(&stop_set, &sig);
-    if (drain_timeout > 0 && !drain(srv, s, drain_timeout, &stop_set))
-        fprintf(stderr, "lfm2c: drain cut short\n");
+    if (drain_timeout > 0 && !drain(srv, s, drain_timeout, &stop_set)) fprintf(stderr, "lfm2c: drain cut short\n");
     fprintf(stderr, "lfm2c: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     pthread_t dog;
     pthread_create(&dog, NULL, shutdown_watchdog, &stop_set);

@@ -63,8 +63,10 @@ int cmd_synth(int argc, char **argv) {
     double alpha = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--preset")) preset = cli_value(argc, argv, &i);
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--preset")) preset = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--type")) type = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--seed")) {
@@ -72,8 +74,7 @@ int cmd_synth(int argc, char **argv) {
             char *end;
             p.seed = strtoull(v, &end, 10);
             if (end == v || *end) return cli_fail("synth: --seed expects an integer, got '%s'", v);
-        }
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) p.n_threads = cli_threads(a, cli_value(argc, argv, &i));
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) p.n_threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--hidden")) hidden = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--layers")) layers = cli_int(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--attn-layers")) attn = cli_value(argc, argv, &i);
@@ -90,22 +91,27 @@ int cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "--rank")) rank = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--alpha")) alpha = cli_float(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--targets")) targets = cli_value(argc, argv, &i);
-        else return cli_unknown_option("synth", a, "--preset --type -o --output --seed -t --threads --hidden --layers --attn-layers --heads "
-                                                   "--kv-heads --ff --experts --experts-used --expert-ff --dense-layers --vocab --ctx "
-                                                   "--lora-for --rank --alpha --targets");
+        else
+            return cli_unknown_option(
+                "synth", a,
+                "--preset --type -o --output --seed -t --threads --hidden --layers --attn-layers --heads "
+                "--kv-heads --ff --experts --experts-used --expert-ff --dense-layers --vocab --ctx "
+                "--lora-for --rank --alpha --targets");
     }
     if (lora_for) {
         if (!out) return cli_fail("synth: -o ADAPTER.gguf is required");
         lora_synth_params lp = {rank, (float)alpha, p.seed, targets};
         lfm2c_error lerr = {0};
         if (!lora_synth(lora_for, &lp, out, &lerr)) return cli_fail("synth: %s", lerr.msg);
-        printf("wrote %s: LoRA adapter for %s, rank %d, alpha %g\n", out, lora_for, rank, alpha > 0 ? alpha : 2.0 * rank);
+        printf("wrote %s: LoRA adapter for %s, rank %d, alpha %g\n", out, lora_for, rank,
+               alpha > 0 ? alpha : 2.0 * rank);
         return 0;
     }
     if (!preset) return cli_fail("synth: --preset is required (%s)", synth_preset_list());
     if (!out) return cli_fail("synth: -o FILE.gguf is required");
     synth_config c;
-    if (!synth_preset(preset, &c)) return cli_fail("synth: unknown preset '%s' (expected one of %s)", preset, synth_preset_list());
+    if (!synth_preset(preset, &c))
+        return cli_fail("synth: unknown preset '%s' (expected one of %s)", preset, synth_preset_list());
     const quant_ftype *ft = quant_ftype_find(type);
     if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", type, quant_ftype_list());
     if (hidden >= 0) c.hidden = hidden;
@@ -118,14 +124,16 @@ int cmd_synth(int argc, char **argv) {
             c.n_attn = k;
         }
     }
-    if (attn && parse_layers(attn, &c)) return cli_fail("synth: --attn-layers expects indices like 2,6,10, got '%s'", attn);
+    if (attn && parse_layers(attn, &c))
+        return cli_fail("synth: --attn-layers expects indices like 2,6,10, got '%s'", attn);
     if (heads >= 0) c.n_head = heads;
     if (kv_heads >= 0) c.n_head_kv = kv_heads;
     if (ff >= 0) c.ff = ff;
     if (vocab >= 0) c.vocab = vocab;
     if (ctx >= 0) c.ctx = ctx;
     if (experts >= 0 || used >= 0 || eff >= 0 || dense >= 0) {
-        if (strcmp(c.arch, "lfm2moe")) return cli_fail("synth: expert options need an MoE preset (lfm2-8b-a1b, lfm2-24b-a2b)");
+        if (strcmp(c.arch, "lfm2moe"))
+            return cli_fail("synth: expert options need an MoE preset (lfm2-8b-a1b, lfm2-24b-a2b)");
         if (experts >= 0) c.n_expert = experts;
         if (used >= 0) c.n_expert_used = used;
         if (eff >= 0) c.expert_ff = eff;
@@ -144,7 +152,10 @@ int cmd_synth(int argc, char **argv) {
     printf("wrote %s: %s %s, %d layers (%d attention), hidden %d, %.3f B params, %d tensors (", out, c.arch, ft->name,
            c.n_layer, c.n_attn, c.hidden, rep.n_params / 1e9, rep.n_tensors);
     for (int t = 0, first = 1; t < 64; t++)
-        if (rep.type_count[t]) { printf("%s%s: %d", first ? "" : ", ", ggml_type_get((uint32_t)t)->name, rep.type_count[t]); first = 0; }
+        if (rep.type_count[t]) {
+            printf("%s%s: %d", first ? "" : ", ", ggml_type_get((uint32_t)t)->name, rep.type_count[t]);
+            first = 0;
+        }
     printf("), %.2f MB in %.2f s (%.0f MB/s)\n", rep.file_bytes / 1e6, rep.seconds,
            rep.seconds > 0 ? rep.file_bytes / 1e6 / rep.seconds : 0.0);
     return 0;

@@ -22,8 +22,12 @@ int cmd_template(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tools")) tools_path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--chat-template-file")) template_path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--add-generation-prompt")) add_gen = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(); return 0; }
-        else return cli_unknown_option("template", argv[i], "-m --model --messages --tools --chat-template-file --add-generation-prompt");
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage();
+            return 0;
+        } else
+            return cli_unknown_option("template", argv[i],
+                                      "-m --model --messages --tools --chat-template-file --add-generation-prompt");
     }
     if (!messages_path) return cli_fail("template: --messages CONV.json is required");
     if (!model_path && !template_path) return cli_fail("template: give -m MODEL.gguf or --chat-template-file FILE");
@@ -37,14 +41,23 @@ int cmd_template(int argc, char **argv) {
     if (template_path) {
         size_t n;
         if (!(tmpl = cli_read_file(template_path, &n))) goto done;
-        if (strlen(tmpl) != n) { cli_fail("template: '%s' contains a NUL byte", template_path); goto done; }
+        if (strlen(tmpl) != n) {
+            cli_fail("template: '%s' contains a NUL byte", template_path);
+            goto done;
+        }
     }
     if (model_path && !(m = cli_open_model(model_path, 1, false, NULL))) goto done;
     lfm2c_error err = {0};
     out = lfm2c_chat_render(m, tmpl, messages, tools, add_gen, &err);
-    if (!out) { cli_fail("%s", err.msg); goto done; }
+    if (!out) {
+        cli_fail("%s", err.msg);
+        goto done;
+    }
     out_len = strlen(out);
-    if (fwrite(out, 1, out_len, stdout) != out_len || fflush(stdout)) { cli_fail("template: cannot write the output"); goto done; }
+    if (fwrite(out, 1, out_len, stdout) != out_len || fflush(stdout)) {
+        cli_fail("template: cannot write the output");
+        goto done;
+    }
     rc = 0;
 done:
     free(out);

@@ -15,9 +15,16 @@
 static lfm2c_tokenizer *open_tokenizer(const char *path, gguf_file **g) {
     lfm2c_error err = {0};
     *g = gguf_open(path, &err);
-    if (!*g) { cli_fail("%s", err.msg); return NULL; }
+    if (!*g) {
+        cli_fail("%s", err.msg);
+        return NULL;
+    }
     lfm2c_tokenizer *t = tokenizer_new(*g, &err);
-    if (!t) { cli_fail("%s: %s", path, err.msg); gguf_close(*g); *g = NULL; }
+    if (!t) {
+        cli_fail("%s: %s", path, err.msg);
+        gguf_close(*g);
+        *g = NULL;
+    }
     return t;
 }
 
@@ -26,7 +33,11 @@ static void print_piece(const char *s, int n) {
     for (int i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
         int r = utf8_valid_prefix((const uint8_t *)s + i, (size_t)(n - i));
-        if (r > 1) { fwrite(s + i, 1, (size_t)r, stdout); i += r; continue; }
+        if (r > 1) {
+            fwrite(s + i, 1, (size_t)r, stdout);
+            i += r;
+            continue;
+        }
         if (c == '\n') fputs("\\n", stdout);
         else if (c == '\t') fputs("\\t", stdout);
         else if (c == '\r') fputs("\\r", stdout);
@@ -38,12 +49,11 @@ static void print_piece(const char *s, int n) {
 }
 
 static void tokenize_usage(void) {
-    fprintf(stderr,
-            "usage: lfm2c tokenize -m MODEL.gguf [--no-bos] [--parse-special] [--ids] (TEXT | -f FILE)\n"
-            "  --no-bos         do not add BOS (and EOS when the model asks for it)\n"
-            "  --parse-special  text of control tokens (<|im_start|> ...) becomes their id\n"
-            "  --ids            print only a JSON array of ids (default: id<TAB>piece lines)\n"
-            "  -f FILE          read the text from FILE ('-' = stdin), byte for byte\n");
+    fprintf(stderr, "usage: lfm2c tokenize -m MODEL.gguf [--no-bos] [--parse-special] [--ids] (TEXT | -f FILE)\n"
+                    "  --no-bos         do not add BOS (and EOS when the model asks for it)\n"
+                    "  --parse-special  text of control tokens (<|im_start|> ...) becomes their id\n"
+                    "  --ids            print only a JSON array of ids (default: id<TAB>piece lines)\n"
+                    "  -f FILE          read the text from FILE ('-' = stdin), byte for byte\n");
 }
 
 int cmd_tokenize(int argc, char **argv) {
@@ -56,14 +66,23 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--no-bos")) bos = false;
         else if (!strcmp(a, "--parse-special")) special = true;
         else if (!strcmp(a, "--ids")) ids_only = true;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { tokenize_usage(); return 0; }
-        else if (!strcmp(a, "--") && i + 1 < argc && !text) text = argv[++i];
-        else if (a[0] == '-' && a[1]) return cli_unknown_option("tokenize", a, "-m --model -f --file --no-bos --parse-special --ids");
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            tokenize_usage();
+            return 0;
+        } else if (!strcmp(a, "--") && i + 1 < argc && !text) text = argv[++i];
+        else if (a[0] == '-' && a[1])
+            return cli_unknown_option("tokenize", a, "-m --model -f --file --no-bos --parse-special --ids");
         else if (!text) text = a;
         else return cli_fail("tokenize: give the text as one argument (quote it) or use -f FILE");
     }
-    if (!model) { tokenize_usage(); return cli_fail("tokenize: -m MODEL.gguf is required"); }
-    if (!text == !file) { tokenize_usage(); return cli_fail("tokenize: give TEXT or -f FILE"); }
+    if (!model) {
+        tokenize_usage();
+        return cli_fail("tokenize: -m MODEL.gguf is required");
+    }
+    if (!text == !file) {
+        tokenize_usage();
+        return cli_fail("tokenize: give TEXT or -f FILE");
+    }
     size_t len;
     char *buf = NULL;
     if (file) {
@@ -75,7 +94,10 @@ int cmd_tokenize(int argc, char **argv) {
     }
     gguf_file *g;
     lfm2c_tokenizer *t = open_tokenizer(model, &g);
-    if (!t) { free(buf); return 1; }
+    if (!t) {
+        free(buf);
+        return 1;
+    }
     lfm2c_error err = {0};
     int n;
     int32_t *ids = tokenizer_encode(t, text, len, bos, special, &n, &err);
@@ -110,7 +132,10 @@ static int parse_ids(const char *s, int32_t **out, int n_vocab) {
     if (!ids) return -1;
     const char *p = s;
     while (*p) {
-        if (strchr("[], \t\r\n", *p)) { p++; continue; }
+        if (strchr("[], \t\r\n", *p)) {
+            p++;
+            continue;
+        }
         char *end;
         errno = 0;
         long v = strtol(p, &end, 10);
@@ -121,7 +146,10 @@ static int parse_ids(const char *s, int32_t **out, int n_vocab) {
         }
         if ((size_t)n == cap) {
             int32_t *b = realloc(ids, 2 * cap * sizeof *ids);
-            if (!b) { free(ids); return -1; }
+            if (!b) {
+                free(ids);
+                return -1;
+            }
             ids = b;
             cap *= 2;
         }
@@ -151,12 +179,15 @@ int cmd_detokenize(int argc, char **argv) {
         } else if (a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9')) {
             free(idtext);
             return cli_unknown_option("detokenize", a, "-m --model --no-special");
-        } else {   /* ids may come as several arguments */
+        } else { /* ids may come as several arguments */
             size_t k = strlen(a);
             if (len + k + 2 > cap) {
                 while (len + k + 2 > cap) cap *= 2;
                 char *b = realloc(idtext, cap);
-                if (!b) { free(idtext); return cli_fail("out of memory"); }
+                if (!b) {
+                    free(idtext);
+                    return cli_fail("out of memory");
+                }
                 idtext = b;
             }
             memcpy(idtext + len, a, k);
@@ -165,19 +196,28 @@ int cmd_detokenize(int argc, char **argv) {
             idtext[len] = 0;
         }
     }
-    if (!model) { free(idtext); return cli_fail("detokenize: -m MODEL.gguf is required"); }
+    if (!model) {
+        free(idtext);
+        return cli_fail("detokenize: -m MODEL.gguf is required");
+    }
     gguf_file *g;
     lfm2c_tokenizer *t = open_tokenizer(model, &g);
-    if (!t) { free(idtext); return 1; }
+    if (!t) {
+        free(idtext);
+        return 1;
+    }
     int32_t *ids = NULL;
     int n = parse_ids(idtext, &ids, tokenizer_n_vocab(t));
     int rc = n < 0;
     char piece[4096];
     for (int i = 0; i < n; i++) {
         int k = tokenizer_token_to_bytes(t, ids[i], special, piece, sizeof piece);
-        if (k > (int)sizeof piece) {   /* a very long token */
+        if (k > (int)sizeof piece) { /* a very long token */
             char *big = malloc((size_t)k);
-            if (!big) { rc = cli_fail("out of memory"); break; }
+            if (!big) {
+                rc = cli_fail("out of memory");
+                break;
+            }
             tokenizer_token_to_bytes(t, ids[i], special, big, k);
             fwrite(big, 1, (size_t)k, stdout);
             free(big);

@@ -35,7 +35,8 @@ static int edit_distance(const char *a, const char *b) {
             int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
             if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
             if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best) best = d[i - 2][j - 2] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
             d[i][j] = best;
         }
     return d[n][m];
@@ -46,13 +47,16 @@ const char *cli_closest(const char *word, const char *candidates, bool dashes, c
     size_t wl = strlen(word);
     int limit = wl <= 4 ? 1 : wl <= 8 ? 2 : 3;
     for (const char *p = candidates; *p;) {
-        while (*p && !(dashes ? *p == '-' && (p == candidates || strchr(" \t\n[(,/|", p[-1])) : !strchr(" \t\n", *p))) p++;
+        while (*p && !(dashes ? *p == '-' && (p == candidates || strchr(" \t\n[(,/|", p[-1])) : !strchr(" \t\n", *p)))
+            p++;
         if (!*p) break;
         size_t k = 0;
         char w[64];
-        while (p[k] && (dashes ? (p[k] == '-' || p[k] == '_' || (p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' && p[k] <= 'Z') ||
-                                  (p[k] >= '0' && p[k] <= '9'))
-                               : !strchr(" \t\n", p[k])) && k < sizeof w - 1) {
+        while (p[k] &&
+               (dashes ? (p[k] == '-' || p[k] == '_' || (p[k] >= 'a' && p[k] <= 'z') || (p[k] >= 'A' && p[k] <= 'Z') ||
+                          (p[k] >= '0' && p[k] <= '9'))
+                       : !strchr(" \t\n", p[k])) &&
+               k < sizeof w - 1) {
             w[k] = p[k];
             k++;
         }
@@ -71,9 +75,9 @@ const char *cli_closest(const char *word, const char *candidates, bool dashes, c
 int cli_unknown_option(const char *cmd, const char *arg, const char *usage_text) {
     char near[64];
     if (cli_closest(arg, usage_text, true, near, sizeof near))
-        cli_fail("%s: unknown option '%s' (did you mean '%s'?); 'lfm2c %s --help' lists the options", cmd, arg, near, cmd);
-    else
-        cli_fail("%s: unknown option '%s'; 'lfm2c %s --help' lists the options", cmd, arg, cmd);
+        cli_fail("%s: unknown option '%s' (did you mean '%s'?); 'lfm2c %s --help' lists the options", cmd, arg, near,
+                 cmd);
+    else cli_fail("%s: unknown option '%s'; 'lfm2c %s --help' lists the options", cmd, arg, cmd);
     return 2;
 }
 
@@ -91,7 +95,8 @@ int cli_int(const char *flag, const char *value) {
 int cli_threads(const char *flag, const char *value) {
     int t = cli_int(flag, value);
     if (t < 1 || t > THREADPOOL_MAX_THREADS) {
-        cli_fail("%s must be 1 to %d (leave it out for one thread per physical core), got %d", flag, THREADPOOL_MAX_THREADS, t);
+        cli_fail("%s must be 1 to %d (leave it out for one thread per physical core), got %d", flag,
+                 THREADPOOL_MAX_THREADS, t);
         exit(2);
     }
     return t;
@@ -123,7 +128,8 @@ int cli_n_predict(const char *flag, const char *value) {
     return v;
 }
 
-static double sampling_value(const char *flag, const char *value, double lo, double hi, bool lo_open, const char *range) {
+static double sampling_value(const char *flag, const char *value, double lo, double hi, bool lo_open,
+                             const char *range) {
     double v = cli_float(flag, value);
     if (isnan(v) || v < lo || v > hi || (lo_open && v == lo)) {
         cli_fail("%s must be in %s, got '%s'", flag, range, value);
@@ -163,13 +169,20 @@ char *cli_read_file(const char *path, size_t *len) {
         n += r;
         if (n == cap) {
             char *nb = realloc(buf, 2 * cap + 1);
-            if (!nb) { free(buf); buf = NULL; break; }
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
             buf = nb;
             cap *= 2;
         }
     }
     if (f != stdin) fclose(f);
-    if (!buf) { cli_fail("out of memory reading '%s'", path); return NULL; }
+    if (!buf) {
+        cli_fail("out of memory reading '%s'", path);
+        return NULL;
+    }
     buf[n] = 0;
     if (len) *len = n;
     return buf;
@@ -177,7 +190,7 @@ char *cli_read_file(const char *path, size_t *len) {
 
 /* KV cache types given on the command line (-1: not given) and the command's default */
 static int kv_given[2] = {-1, -1}, kv_default[2] = {LFM2C_KV_F16, LFM2C_KV_F16};
-static int hugepages = LFM2C_HUGEPAGES_AUTO;   /* --hugepages / --no-hugepages */
+static int hugepages = LFM2C_HUGEPAGES_AUTO; /* --hugepages / --no-hugepages */
 
 int cli_kv_type(const char *flag, const char *value) {
     int t = lfm2c_kv_type_from_name(value);
@@ -190,8 +203,9 @@ int cli_kv_type(const char *flag, const char *value) {
 
 bool cli_kv_flag(int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    int which = !strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k") ? 0
-                : !strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v") ? 1 : -1;
+    int which = !strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k")   ? 0
+                : !strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v") ? 1
+                                                                     : -1;
     if (!strcmp(a, "--hugepages")) return hugepages = LFM2C_HUGEPAGES_ON, true;
     if (!strcmp(a, "--no-hugepages")) return hugepages = LFM2C_HUGEPAGES_OFF, true;
     if (which < 0) return false;
@@ -255,7 +269,10 @@ int32_t *cli_parse_ids(const char *s, int *n_out) {
         }
         if ((size_t)n == cap) {
             int32_t *nb = realloc(ids, 2 * cap * sizeof *ids);
-            if (!nb) { free(ids); return NULL; }
+            if (!nb) {
+                free(ids);
+                return NULL;
+            }
             ids = nb;
             cap *= 2;
         }
@@ -266,30 +283,36 @@ int32_t *cli_parse_ids(const char *s, int *n_out) {
     return ids;
 }
 
-cli_sampling cli_sampling_init(void) {
-    return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1};   /* seed -1: not given */
-}
+cli_sampling cli_sampling_init(void) { return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1}; /* seed -1: not given */ }
 
 bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i) {
     const char *a = argv[*i];
-    if (!strcmp(a, "--temp") || !strcmp(a, "--temperature")) s->temp = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, false, "[0, ...)");
+    if (!strcmp(a, "--temp") || !strcmp(a, "--temperature"))
+        s->temp = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, false, "[0, ...)");
     else if (!strcmp(a, "--top-k")) {
         s->top_k = cli_int(a, cli_value(argc, argv, i));
-        if (s->top_k < 0) { cli_fail("%s must be 0 (off) or more, got %d", a, s->top_k); exit(2); }
-    }
-    else if (!strcmp(a, "--top-p")) s->top_p = sampling_value(a, cli_value(argc, argv, i), 0, 1, true, "(0, 1]");
+        if (s->top_k < 0) {
+            cli_fail("%s must be 0 (off) or more, got %d", a, s->top_k);
+            exit(2);
+        }
+    } else if (!strcmp(a, "--top-p")) s->top_p = sampling_value(a, cli_value(argc, argv, i), 0, 1, true, "(0, 1]");
     else if (!strcmp(a, "--min-p")) s->min_p = sampling_value(a, cli_value(argc, argv, i), 0, 1, false, "[0, 1]");
-    else if (!strcmp(a, "--repeat-penalty")) s->rep = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, true, "(0, ...)");
+    else if (!strcmp(a, "--repeat-penalty"))
+        s->rep = sampling_value(a, cli_value(argc, argv, i), 0, 1e6, true, "(0, ...)");
     else if (!strcmp(a, "--repeat-last-n")) {
         s->rep_n = cli_int(a, cli_value(argc, argv, i));
-        if (s->rep_n < -1) { cli_fail("%s must be -1 (the whole context) or more, got %d", a, s->rep_n); exit(2); }
-    }
-    else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
+        if (s->rep_n < -1) {
+            cli_fail("%s must be -1 (the whole context) or more, got %d", a, s->rep_n);
+            exit(2);
+        }
+    } else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
         s->seed = cli_int(a, cli_value(argc, argv, i));
-        if (s->seed < -1) { cli_fail("%s must be -1 (random) or more, got %lld", a, s->seed); exit(2); }
+        if (s->seed < -1) {
+            cli_fail("%s must be -1 (random) or more, got %lld", a, s->seed);
+            exit(2);
+        }
         if (s->seed == -1) s->seed = CLI_SEED_RANDOM;
-    }
-    else return false;
+    } else return false;
     return true;
 }
 
@@ -302,7 +325,7 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
     if (!isnan(s->rep)) p.repeat_penalty = (float)s->rep;
     if (s->rep_n >= -1) p.repeat_last_n = s->rep_n;
     if (s->seed >= 0) p.seed = (uint64_t)s->seed;
-    else if (s->seed == CLI_SEED_RANDOM) {   /* --seed -1: a different seed each run, as llama.cpp does */
+    else if (s->seed == CLI_SEED_RANDOM) { /* --seed -1: a different seed each run, as llama.cpp does */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
@@ -387,25 +410,32 @@ static char **positional_model(int *argc, char **argv, int *rc) {
     bool gguf = n > 5 && !strcmp(model + n - 5, ".gguf");
     const char *flag = is_file(model) ? "-m" : !gguf && looks_like_repo(model) ? "-hf" : NULL;
     if (!flag) {
-        if (gguf)
-            cli_fail("%s: no such model file '%s'", argv[1], model);
-        else
-            cli_fail("%s: '%s' is neither a model file nor a Hub repository ORG/NAME[:QUANT]", argv[1], model);
+        if (gguf) cli_fail("%s: no such model file '%s'", argv[1], model);
+        else cli_fail("%s: '%s' is neither a model file nor a Hub repository ORG/NAME[:QUANT]", argv[1], model);
         *rc = 2;
         return NULL;
     }
     char **out = calloc((size_t)*argc + 4, sizeof *out);
-    if (!out) { cli_fail("out of memory"); *rc = 1; return NULL; }
+    if (!out) {
+        cli_fail("out of memory");
+        *rc = 1;
+        return NULL;
+    }
     bool run = !strcmp(argv[1], "run"), prompt = run && *argc >= 4 && argv[3][0] != '-';
     int k = 0;
     out[k++] = argv[0];
     out[k++] = argv[1];
     out[k++] = (char *)flag;
     out[k++] = argv[2];
-    if (prompt) { out[k++] = "-p"; out[k++] = argv[3]; }
+    if (prompt) {
+        out[k++] = "-p";
+        out[k++] = argv[3];
+    }
     bool has_prompt = prompt;
     for (int i = prompt ? 4 : 3; i < *argc; i++) {
-        if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--prompt") || !strcmp(argv[i], "-f") || !strcmp(argv[i], "--file")) has_prompt = true;
+        if (!strcmp(argv[i], "-p") || !strcmp(argv[i], "--prompt") || !strcmp(argv[i], "-f") ||
+            !strcmp(argv[i], "--file"))
+            has_prompt = true;
         out[k++] = argv[i];
     }
     if (run && !has_prompt) out[1] = "chat";
@@ -430,11 +460,14 @@ static int dispatch(int argc, char **argv) {
         char *model_path = NULL, *draft_path = NULL;
         int n = argc;
         char **av = cli_hub_rewrite(&n, argv, &model_path, &draft_path);
-        if (!av) { cli_fail("out of memory"); return 1; }
+        if (!av) {
+            cli_fail("out of memory");
+            return 1;
+        }
         if (model_path || draft_path) {
             int rc = 1;
 #define CLI_DISPATCH_HF(name, help) \
-            if (!strcmp(av[1], #name)) rc = cmd_##name(n - 1, av + 1);
+    if (!strcmp(av[1], #name)) rc = cmd_##name(n - 1, av + 1);
             CLI_COMMANDS(CLI_DISPATCH_HF)
 #undef CLI_DISPATCH_HF
             free(av);
@@ -450,8 +483,7 @@ static int dispatch(int argc, char **argv) {
     char near[64];
     if (cli_closest(argv[1], command_names(), false, near, sizeof near))
         cli_fail("unknown command '%s' (did you mean '%s'?); 'lfm2c help' lists the commands", argv[1], near);
-    else
-        cli_fail("unknown command '%s'; 'lfm2c help' lists the commands", argv[1]);
+    else cli_fail("unknown command '%s'; 'lfm2c help' lists the commands", argv[1]);
     return 2;
 }
 
@@ -462,7 +494,10 @@ int main(int argc, char **argv) {
     }
     char *help_argv[3];
     if (!strcmp(argv[1], "help") && argv[2][0] == '-') {
-        if (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) { usage(stdout); return 0; }
+        if (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) {
+            usage(stdout);
+            return 0;
+        }
         return cli_unknown_option("help", argv[2], "--help");
     }
     if (!strcmp(argv[1], "help")) { /* lfm2c help CMD = lfm2c CMD --help */
@@ -473,7 +508,11 @@ int main(int argc, char **argv) {
     /* `lfm2c CMD --help`: the usage is the output asked for, so it goes to stdout whatever stream
      * the command writes it to (commands print usage to stderr on argument errors) */
     for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fflush(stderr); dup2(1, 2); break; }
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fflush(stderr);
+            dup2(1, 2);
+            break;
+        }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();
     int prc = 0;
     char **pv = positional_model(&argc, argv, &prc);

@@ -50,61 +50,64 @@
 #include <sys/syscall.h>
 #endif
 
-#define SPIN_ITERS 2000   /* ~ tens of microseconds of pause before blocking */
+#define SPIN_ITERS 2000 /* ~ tens of microseconds of pause before blocking */
 
 /* the busy-machine controller */
-#define CHECK_S 0.1         /* run-queue delay read at least this often ... */
-#define CHECK_STEPS 4       /* ... or after this many steps, if CHECK_MIN_S have passed */
+#define CHECK_S 0.1   /* run-queue delay read at least this often ... */
+#define CHECK_STEPS 4 /* ... or after this many steps, if CHECK_MIN_S have passed */
 #define CHECK_MIN_S 0.002
-#define DELAY_FRAC 0.05     /* share of the threads' time spent waiting for a CPU that starts a probe */
-#define PROBE_STEPS 4       /* steps measured per probe (after one warm-up step) ... */
-#define PROBE_MIN_S 0.01    /* ... and at least this long (a time slice is a few ms) */
+#define DELAY_FRAC 0.05  /* share of the threads' time spent waiting for a CPU that starts a probe */
+#define PROBE_STEPS 4    /* steps measured per probe (after one warm-up step) ... */
+#define PROBE_MIN_S 0.01 /* ... and at least this long (a time slice is a few ms) */
 /* The other way is kept when it takes at most this share of the time. Solo is favoured: on a
  * busy machine it leaves a core to the other process, and a tie between one thread and several
  * that keep waiting for each other is one thread's win; leaving solo asks for a clear gain. */
-#define SOLO_GAIN 1.02      /* probe solo, steady normal */
-#define NORMAL_GAIN 0.90    /* probe normal, steady solo */
-#define BACKOFF_MIN 0.2     /* seconds before the next probe after a switch */
+#define SOLO_GAIN 1.02   /* probe solo, steady normal */
+#define NORMAL_GAIN 0.90 /* probe normal, steady solo */
+#define BACKOFF_MIN 0.2  /* seconds before the next probe after a switch */
 #define BACKOFF_MAX 3.2
-#define FORCE_PROBE_S 10.0  /* solo probes the normal mode at least this often, room seen or not */
-#define EWMA_ALPHA 0.125    /* steady-mode step time: mean over ~8 steps */
+#define FORCE_PROBE_S 10.0 /* solo probes the normal mode at least this often, room seen or not */
+#define EWMA_ALPHA 0.125   /* steady-mode step time: mean over ~8 steps */
 
 typedef struct {
-    bool on, solo, steady_solo;   /* solo now; solo outside a probe */
-    int key, have_key;            /* key of the steps being compared */
-    double last;                  /* start of the current step */
-    double ewma;                  /* steady mode's step time; < 0 unknown */
-    int probe_left;               /* steps left in the probe (the first is a warm-up) */
-    double probe_t, probe_start;  /* measured probe time, probe start */
+    bool on, solo, steady_solo;  /* solo now; solo outside a probe */
+    int key, have_key;           /* key of the steps being compared */
+    double last;                 /* start of the current step */
+    double ewma;                 /* steady mode's step time; < 0 unknown */
+    int probe_left;              /* steps left in the probe (the first is a warm-up) */
+    double probe_t, probe_start; /* measured probe time, probe start */
     int probe_n;
     double next_probe, backoff, delay_seen, delay_at, room_at, last_probe;
     int steps_since_check;
     double (*delay_fn)(void *);
     void *delay_arg;
-    int (*room_fn)(void *);       /* tests: replaces the /proc/loadavg reading */
+    int (*room_fn)(void *); /* tests: replaces the /proc/loadavg reading */
     void *room_arg;
     threadpool_stats st;
 } adapt;
 
-typedef struct threadpool_worker_arg { struct threadpool *p; int i; } worker_arg;
+typedef struct threadpool_worker_arg {
+    struct threadpool *p;
+    int i;
+} worker_arg;
 
 struct threadpool {
-    int n;                    /* indices per job (the pool's size, as asked) */
-    int started;              /* threads running them, the caller included: min(n, CPUs) */
-    int spin;                 /* pause iterations before blocking */
-    int wake_first;           /* sleepers the caller wakes per job */
+    int n;          /* indices per job (the pool's size, as asked) */
+    int started;    /* threads running them, the caller included: min(n, CPUs) */
+    int spin;       /* pause iterations before blocking */
+    int wake_first; /* sleepers the caller wakes per job */
     pthread_t *threads;
-    threadpool_fn fn;         /* the current job; written only while no index is claimable */
+    threadpool_fn fn; /* the current job; written only while no index is claimable */
     void *arg;
-    _Atomic uint64_t state;   /* generation << 32 | next unclaimed index */
-    atomic_uint gen;          /* generation of the last published job: the workers' wait word */
-    atomic_uint done;         /* indices finished in the current job: the caller's wait word */
-    atomic_int sleepers;      /* workers blocked (or about to block) on gen */
+    _Atomic uint64_t state; /* generation << 32 | next unclaimed index */
+    atomic_uint gen;        /* generation of the last published job: the workers' wait word */
+    atomic_uint done;       /* indices finished in the current job: the caller's wait word */
+    atomic_int sleepers;    /* workers blocked (or about to block) on gen */
     atomic_int caller_sleeping;
     atomic_bool stop;
-    atomic_int *stat_fd;      /* each worker's /proc/thread-self/schedstat, or -1 */
+    atomic_int *stat_fd; /* each worker's /proc/thread-self/schedstat, or -1 */
     worker_arg *wargs;
-    adapt ad;                 /* touched by the caller of threadpool_run / threadpool_step only */
+    adapt ad; /* touched by the caller of threadpool_run / threadpool_step only */
 #if !defined(__linux__)
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -149,15 +152,13 @@ static void run_indices(threadpool *p, unsigned g) {
     uint64_t s = atomic_load_explicit(&p->state, memory_order_acquire);
     for (;;) {
         if ((unsigned)(s >> 32) != g || (uint32_t)s >= n) return;
-        if (!atomic_compare_exchange_weak_explicit(&p->state, &s, s + 1, memory_order_acq_rel,
-                                                   memory_order_acquire))
+        if (!atomic_compare_exchange_weak_explicit(&p->state, &s, s + 1, memory_order_acq_rel, memory_order_acquire))
             continue;
         unsigned idx = (uint32_t)s;
         /* job g cannot end before this index is done, so fn/arg are g's */
         if (idx + 1 < n && atomic_load(&p->sleepers) > 0) word_wake(p, &p->gen, 1);
         p->fn(p->arg, (int)idx, (int)n);
-        if (atomic_fetch_add(&p->done, 1) + 1 == n && atomic_load(&p->caller_sleeping))
-            word_wake(p, &p->done, 1);
+        if (atomic_fetch_add(&p->done, 1) + 1 == n && atomic_load(&p->caller_sleeping)) word_wake(p, &p->done, 1);
         s = atomic_load_explicit(&p->state, memory_order_acquire);
     }
 }
@@ -183,8 +184,7 @@ static void *worker(void *varg) {
         }
         if (g == seen && !atomic_load(&p->stop)) {
             atomic_fetch_add(&p->sleepers, 1);
-            while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop))
-                word_wait(p, &p->gen, seen);
+            while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->stop)) word_wait(p, &p->gen, seen);
             atomic_fetch_sub(&p->sleepers, 1);
         }
         if (atomic_load(&p->stop)) return NULL;
@@ -227,16 +227,23 @@ int threadpool_default_threads(void) {
     cpu_set_t set;
     if (!allowed_cpus(&set)) return threadpool_available_cpus();
     /* distinct (package, core) pairs among the allowed CPUs */
-    long (*seen)[2] = malloc(sizeof *seen * CPU_SETSIZE);
+    long(*seen)[2] = malloc(sizeof *seen * CPU_SETSIZE);
     if (!seen) return CPU_COUNT(&set);
     int n_cores = 0;
     for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
         if (!CPU_ISSET(cpu, &set)) continue;
         long pkg = read_topology(cpu, "physical_package_id"), core = read_topology(cpu, "core_id");
-        if (pkg < 0 || core < 0) { free(seen); return CPU_COUNT(&set); }
+        if (pkg < 0 || core < 0) {
+            free(seen);
+            return CPU_COUNT(&set);
+        }
         int k = 0;
         while (k < n_cores && !(seen[k][0] == pkg && seen[k][1] == core)) k++;
-        if (k == n_cores) { seen[n_cores][0] = pkg; seen[n_cores][1] = core; n_cores++; }
+        if (k == n_cores) {
+            seen[n_cores][0] = pkg;
+            seen[n_cores][1] = core;
+            n_cores++;
+        }
     }
     free(seen);
     return n_cores > 0 ? n_cores : CPU_COUNT(&set);
@@ -313,7 +320,7 @@ static void start_probe(adapt *a, double now) {
 static void end_probe(adapt *a, double now, bool lost) {
     const bool measured = !lost && a->probe_n > 0 && a->ewma > 0;
     const double mean = measured ? a->probe_t / a->probe_n : 0;
-    if (measured && mean < (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma) {   /* the other way wins: keep it */
+    if (measured && mean < (a->solo ? SOLO_GAIN : NORMAL_GAIN) * a->ewma) { /* the other way wins: keep it */
         a->steady_solo = a->solo;
         a->ewma = mean;
         a->backoff = BACKOFF_MIN;
@@ -324,7 +331,7 @@ static void end_probe(adapt *a, double now, bool lost) {
     }
     a->probe_left = 0;
     a->next_probe = now + a->backoff;
-    a->delay_seen = -1;   /* measure the delay afresh in the mode now running */
+    a->delay_seen = -1; /* measure the delay afresh in the mode now running */
 }
 
 /* Solo mode: probe the normal mode? When the machine has room for the pool's threads (the caller
@@ -358,7 +365,7 @@ void threadpool_step(threadpool *p, int key) {
     adapt *a = &p->ad;
     const double now = lfm2c_now_s(), dt = now - a->last;
     a->last = now;
-    if (!a->have_key || key != a->key) {   /* steps of another cost: nothing to compare yet */
+    if (!a->have_key || key != a->key) { /* steps of another cost: nothing to compare yet */
         a->have_key = 1;
         a->key = key;
         a->ewma = -1;
@@ -430,7 +437,7 @@ threadpool *threadpool_new(int n_threads) {
     for (; p->started < want; p->started++) {
         p->wargs[p->started] = (worker_arg){p, p->started};
         if (pthread_create(&p->threads[p->started], NULL, worker, &p->wargs[p->started]) != 0) break;
-    }   /* on failure: run with the threads we got (the indices are claimed) */
+    } /* on failure: run with the threads we got (the indices are claimed) */
     p->wake_first = p->started - 1 > 1 ? p->started - 1 : 1;
     return p;
 }
@@ -462,7 +469,7 @@ void threadpool_run(threadpool *p, threadpool_fn fn, void *arg) {
         fn(arg, 0, 1);
         return;
     }
-    if (p->ad.solo) {   /* a busy machine: the caller alone, every index in order */
+    if (p->ad.solo) { /* a busy machine: the caller alone, every index in order */
         for (int i = 0; i < p->n; i++) fn(arg, i, p->n);
         return;
     }

@@ -7,14 +7,14 @@
  * indices on at most one thread per CPU this process may use (threadpool_threads). */
 #ifndef LFM2C_THREADPOOL_H
 #define LFM2C_THREADPOOL_H
-#define THREADPOOL_MAX_THREADS 512   /* threadpool_new refuses more */
+#define THREADPOOL_MAX_THREADS 512 /* threadpool_new refuses more */
 typedef struct threadpool threadpool;
 typedef void (*threadpool_fn)(void *arg, int ith, int nth);
 /* n_threads <= 0: threadpool_default_threads(). NULL when n_threads > THREADPOOL_MAX_THREADS
  * or on allocation failure; fewer threads than asked when the system refuses to create more. */
 threadpool *threadpool_new(int n_threads);
 void threadpool_free(threadpool *p);
-int threadpool_size(const threadpool *p);   /* indices per job: the n_threads asked for */
+int threadpool_size(const threadpool *p); /* indices per job: the n_threads asked for */
 /* Threads actually running (the caller included): at most one per CPU this process may use. */
 int threadpool_threads(const threadpool *p);
 void threadpool_run(threadpool *p, threadpool_fn fn, void *arg);
@@ -37,7 +37,10 @@ void threadpool_step(threadpool *p, int key);
 int threadpool_active(const threadpool *p);
 /* Counters for tests and `bench`: steps run solo, mode switches, probes started; solo: the mode
  * kept outside probes. */
-typedef struct { long steps, solo_steps, switches, probes; int solo; } threadpool_stats;
+typedef struct {
+    long steps, solo_steps, switches, probes;
+    int solo;
+} threadpool_stats;
 threadpool_stats threadpool_get_stats(const threadpool *p);
 /* Tests: replace the run-queue delay reading (seconds of delay of the pool's threads so far). */
 void threadpool_set_delay_probe(threadpool *p, double (*fn)(void *), void *arg);

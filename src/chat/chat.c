@@ -78,7 +78,11 @@ static char *render_template(const char *template_src, const char *messages_json
     if (tools_json) {
         json_decref(tools_in);
         tools = parse_json(tools_json, "tools", err);
-        if (!tools) { json_decref(msgs); json_decref(vars); return NULL; }
+        if (!tools) {
+            json_decref(msgs);
+            json_decref(vars);
+            return NULL;
+        }
     }
     if (tools && !json_is_array(tools) && !json_is_null(tools)) {
         lfm2c_set_error(err, LFM2C_EINVAL, "tools must be a JSON array");
@@ -122,21 +126,21 @@ static char *token_text(const lfm2c_model *model, int id) {
     return s;
 }
 
-char *lfm2c_chat_render_template(const char *template_src, const char *messages_json,
-                                 const char *tools_json, bool add_generation_prompt,
-                                 const char *bos_token, const char *eos_token, lfm2c_error *err) {
-    return render_template(template_src, messages_json, tools_json, add_generation_prompt, bos_token, eos_token, NULL, err);
+char *lfm2c_chat_render_template(const char *template_src, const char *messages_json, const char *tools_json,
+                                 bool add_generation_prompt, const char *bos_token, const char *eos_token,
+                                 lfm2c_error *err) {
+    return render_template(template_src, messages_json, tools_json, add_generation_prompt, bos_token, eos_token, NULL,
+                           err);
 }
 
-char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src,
-                        const char *messages_json, const char *tools_json,
-                        bool add_generation_prompt, lfm2c_error *err) {
+char *lfm2c_chat_render(const lfm2c_model *model, const char *template_src, const char *messages_json,
+                        const char *tools_json, bool add_generation_prompt, lfm2c_error *err) {
     return lfm2c_chat_render_limited(model, template_src, messages_json, tools_json, add_generation_prompt, NULL, err);
 }
 
 char *lfm2c_chat_render_limited(const lfm2c_model *model, const char *template_src, const char *messages_json,
-                                const char *tools_json, bool add_generation_prompt,
-                                const lfm2c_template_limits *limits, lfm2c_error *err) {
+                                const char *tools_json, bool add_generation_prompt, const lfm2c_template_limits *limits,
+                                lfm2c_error *err) {
     if (!model)
         return render_template(template_src, messages_json, tools_json, add_generation_prompt, "<|startoftext|>",
                                "<|im_end|>", limits, err);

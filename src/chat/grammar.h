@@ -34,8 +34,7 @@ grammar *grammar_any_object(void);
 /* LFM2 tool calls: `[name(arg=value, ...), ...]` with Python literals, names and arguments from
  * an OpenAI tools array (each {"type":"function","function":{name, parameters}}). only_name:
  * restrict to that function (tool_choice named), else any of them; parallel: allow several. */
-grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel,
-                            char *err, size_t errcap);
+grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel, char *err, size_t errcap);
 void grammar_free(grammar *g);
 /* JSON text whose integers past 18 digits are written as reals (jansson refuses integers beyond
  * int64: "too big integer"); a malloc'd NUL-terminated copy, NULL when out of memory. */
@@ -44,27 +43,27 @@ char *grammar_json_widen_big_ints(const char *text, size_t n);
 #define GRAMMAR_MAX_DEPTH 32
 
 typedef struct grammar_frame {
-    uint64_t seen;      /* object / call: properties given so far */
-    uint64_t cand;      /* key, enum or name candidates still matching */
-    uint32_t count;     /* array items / string characters */
-    uint16_t node;      /* schema node */
-    uint16_t pos;       /* bytes matched of a key / literal / enum / name */
-    int16_t cur;        /* object: property being filled (-1: additional); calls: function */
+    uint64_t seen;  /* object / call: properties given so far */
+    uint64_t cand;  /* key, enum or name candidates still matching */
+    uint32_t count; /* array items / string characters */
+    uint16_t node;  /* schema node */
+    uint16_t pos;   /* bytes matched of a key / literal / enum / name */
+    int16_t cur;    /* object: property being filled (-1: additional); calls: function */
     uint8_t kind, phase, aux, sp;
 } grammar_frame;
 
 #define GRAMMAR_MAX_ALTS 8
 
 typedef struct grammar_stack {
-    int depth;          /* frames in use; 0 = a complete value was read */
+    int depth; /* frames in use; 0 = a complete value was read */
     grammar_frame f[GRAMMAR_MAX_DEPTH];
 } grammar_stack;
 
 /* The parse position: a plain value, copy it freely. */
 typedef struct grammar_state {
-    int depth;          /* deepest alternative; 0 = a complete value was read, nothing may follow */
-    bool dead;          /* a byte was rejected */
-    int n_alt;          /* live alternatives */
+    int depth; /* deepest alternative; 0 = a complete value was read, nothing may follow */
+    bool dead; /* a byte was rejected */
+    int n_alt; /* live alternatives */
     grammar_stack alt[GRAMMAR_MAX_ALTS];
 } grammar_state;
 
@@ -83,8 +82,8 @@ grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int 
 void grammar_vocab_free(grammar_vocab *v);
 /* Marks allowed[i] for every token whose bytes the automaton accepts from st (tokens with no
  * bytes never), plus the end tokens when st is complete. Returns how many are allowed. */
-int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v,
-                    const int32_t *end_tokens, int n_end, bool *allowed);
+int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v, const int32_t *end_tokens,
+                    int n_end, bool *allowed);
 /* The fewest tokens of v that take the automaton from its start to the end of an answer: a
  * state with nothing left open (depth 0), or, when can_end, a complete value plus one end token.
  * Answers only what a caller with `limit` tokens of room needs to know, as cheaply as it can:

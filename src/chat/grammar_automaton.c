@@ -68,8 +68,8 @@ static bool is_digit(unsigned char b) { return b >= '0' && b <= '9'; }
 /* ---- numbers ---- */
 
 typedef __int128 i128;
-static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
-                                 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* Is there a multiple of m (0: any integer) in [x, y] within [lo, hi]? */
 static bool int_range_has(const gnode *n, i128 x, i128 y) {
@@ -122,11 +122,20 @@ static bool num_viable(const gnode *n, bool neg, uint64_t M, int f, bool frac, i
     }
     for (int j = 0; j <= (frac ? 0 : left); j++) {
         double a, b;
-        if (frac) { a = (double)M / POW10[f]; b = (double)(M + 1) / POW10[f]; }
-        else { a = (double)M * POW10[j]; b = (double)(M + 1) * POW10[j]; }
-        if (left == 0) { if (num_in(n, neg ? -a : a)) return true; continue; }
-        if (!neg) { if ((n->hi_ex ? a < n->hi : a <= n->hi) && b > n->lo) return true; }
-        else if ((n->lo_ex ? -a > n->lo : -a >= n->lo) && -b < n->hi) return true;
+        if (frac) {
+            a = (double)M / POW10[f];
+            b = (double)(M + 1) / POW10[f];
+        } else {
+            a = (double)M * POW10[j];
+            b = (double)(M + 1) * POW10[j];
+        }
+        if (left == 0) {
+            if (num_in(n, neg ? -a : a)) return true;
+            continue;
+        }
+        if (!neg) {
+            if ((n->hi_ex ? a < n->hi : a <= n->hi) && b > n->lo) return true;
+        } else if ((n->lo_ex ? -a > n->lo : -a >= n->lo) && -b < n->hi) return true;
     }
     return false;
 }
@@ -173,7 +182,8 @@ static int step_num(const gnode *n, grammar_frame *f, unsigned char b) {
         f->seen = M;
         f->cand = (uint64_t)digits;
         f->pos = (uint16_t)dec;
-    } else if (np == N_DOT && ((int)f->cand >= num_digits(n) || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
+    } else if (np == N_DOT &&
+               ((int)f->cand >= num_digits(n) || !num_viable(n, f->cur, f->seen, 0, true, (int)f->cand))) {
         return R_REJECT;
     }
     f->phase = (uint8_t)np;
@@ -253,15 +263,34 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
         uint32_t lo, hi;
         int more;
         unsigned nlo = 0x80, nhi = 0xBF;
-        if (b >= 0xc2 && b <= 0xdf) { more = 1; lo = (uint32_t)(b & 0x1f) << 6; hi = lo | 0x3f; }
-        else if (b >= 0xe0 && b <= 0xef) {
-            more = 2; lo = (uint32_t)(b & 0x0f) << 12; hi = lo | 0xfff;
-            if (b == 0xe0) { nlo = 0xa0; lo = 0x800; }
-            if (b == 0xed) { nhi = 0x9f; hi = 0xd7ff; }
+        if (b >= 0xc2 && b <= 0xdf) {
+            more = 1;
+            lo = (uint32_t)(b & 0x1f) << 6;
+            hi = lo | 0x3f;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            more = 2;
+            lo = (uint32_t)(b & 0x0f) << 12;
+            hi = lo | 0xfff;
+            if (b == 0xe0) {
+                nlo = 0xa0;
+                lo = 0x800;
+            }
+            if (b == 0xed) {
+                nhi = 0x9f;
+                hi = 0xd7ff;
+            }
         } else if (b >= 0xf0 && b <= 0xf4) {
-            more = 3; lo = (uint32_t)(b & 0x07) << 18; hi = lo | 0x3ffff;
-            if (b == 0xf0) { nlo = 0x90; lo = 0x10000; }
-            if (b == 0xf4) { nhi = 0x8f; hi = 0x10ffff; }
+            more = 3;
+            lo = (uint32_t)(b & 0x07) << 18;
+            hi = lo | 0x3ffff;
+            if (b == 0xf0) {
+                nlo = 0x90;
+                lo = 0x10000;
+            }
+            if (b == 0xf4) {
+                nhi = 0x8f;
+                hi = 0x10ffff;
+            }
         } else return R_REJECT;
         if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
         f->phase = S_UTF8;
@@ -286,7 +315,12 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
         return R_OK;
     }
     case S_ESC: {
-        if (b == 'u' && !n->rx) { f->phase = S_HEX; f->aux = 4; f->cand = 0; return R_OK; }
+        if (b == 'u' && !n->rx) {
+            f->phase = S_HEX;
+            f->aux = 4;
+            f->cand = 0;
+            return R_OK;
+        }
         uint32_t cp = esc_cp(b, g->python);
         if (cp == 0xFFFFFFFF || !str_char(n, f, cp)) return R_REJECT;
         f->phase = S_CHAR;
@@ -298,7 +332,10 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
         f->cand = f->cand << 4 | (uint64_t)h;
         /* no surrogates: every escape is one whole code point */
         if (f->aux == 3 && (f->cand >> 4) == 0xd && h >= 8) return R_REJECT;
-        if (--f->aux == 0) { f->phase = S_CHAR; f->count++; }
+        if (--f->aux == 0) {
+            f->phase = S_CHAR;
+            f->count++;
+        }
         return R_OK;
     }
     }
@@ -310,7 +347,10 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
 /* The first byte of a value of node n starts frame f (an F_VALUE, not a union) as its kind. */
 static int start_value(const grammar *g, const grammar_stack *st, grammar_frame *f, unsigned char b) {
     const gnode *n = &g->nodes[f->node];
-    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (f->sp && b == ' ') {
+        f->sp = 0;
+        return R_OK;
+    }
     f->sp = 0;
     if (n->n_enum) {
         f->kind = F_ENUM;
@@ -322,10 +362,25 @@ static int start_value(const grammar *g, const grammar_stack *st, grammar_frame 
     }
     const char *const *lit = g->python ? LIT_PY : LIT_JSON;
     int room = GRAMMAR_MAX_DEPTH - st->depth + 1;
-    if (b == '{' && (n->types & T_OBJ) && grammar_part_depth(g, n, T_OBJ) <= room) { f->kind = F_OBJ; f->phase = O_FIRST; f->seen = 0; return R_OK; }
-    if (b == '[' && (n->types & T_ARR) && grammar_part_depth(g, n, T_ARR) <= room) { f->kind = F_ARR; f->phase = A_FIRST; f->count = 0; f->cand = 0; return R_OK; }
+    if (b == '{' && (n->types & T_OBJ) && grammar_part_depth(g, n, T_OBJ) <= room) {
+        f->kind = F_OBJ;
+        f->phase = O_FIRST;
+        f->seen = 0;
+        return R_OK;
+    }
+    if (b == '[' && (n->types & T_ARR) && grammar_part_depth(g, n, T_ARR) <= room) {
+        f->kind = F_ARR;
+        f->phase = A_FIRST;
+        f->count = 0;
+        f->cand = 0;
+        return R_OK;
+    }
     if (b == '"' && (n->types & T_STR)) {
-        f->kind = F_STR; f->phase = S_CHAR; f->count = 0; f->seen = 0; return R_OK;
+        f->kind = F_STR;
+        f->phase = S_CHAR;
+        f->count = 0;
+        f->seen = 0;
+        return R_OK;
     }
     if ((b == '-' || is_digit(b)) && (n->types & (T_INT | T_NUM))) {
         bool integer = !(n->types & T_NUM);
@@ -414,7 +469,8 @@ static uint64_t obj_keys_left(const grammar *g, const grammar_stack *st, const g
         int p = __builtin_ctzll(m);
         if (st->depth + grammar_mind_of(g, n->prop_node[p]) > GRAMMAR_MAX_DEPTH) left &= ~(1ull << p);
     }
-    if (n->max_props >= 0 && __builtin_popcountll(f->seen) + __builtin_popcountll(missing) >= n->max_props) left &= missing;
+    if (n->max_props >= 0 && __builtin_popcountll(f->seen) + __builtin_popcountll(missing) >= n->max_props)
+        left &= missing;
     return left;
 }
 
@@ -429,7 +485,10 @@ static bool obj_can_close(const grammar_frame *f, const gnode *n) {
 /* After '{' (O_FIRST) or ',' (O_NEXT): an optional space, '}' (only right after '{') or the
  * opening quote of a key that may still come. */
 static int obj_key_open(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
-    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (f->sp && b == ' ') {
+        f->sp = 0;
+        return R_OK;
+    }
     if (b == '}' && f->phase == O_FIRST) {
         if (!obj_can_close(f, n)) return R_REJECT;
         st->depth--;
@@ -464,8 +523,9 @@ static int obj_key_byte(const grammar *g, const grammar_stack *st, grammar_frame
     uint64_t c = narrow(n->keys, f->cand, f->pos, b);
     if (!c && (!free_ok || b >= 0x80)) return R_REJECT; /* additional keys: ASCII */
     /* escapes (aux: 1 after '\\', 5..2 hex digits to come) */
-    if (!f->aux) { if (b == '\\') f->aux = 1; }
-    else if (f->aux == 1) {
+    if (!f->aux) {
+        if (b == '\\') f->aux = 1;
+    } else if (f->aux == 1) {
         if (b == 'u') f->aux = 5;
         else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
         else f->aux = 0;
@@ -517,7 +577,10 @@ static int step_obj(const grammar *g, grammar_stack *st, grammar_frame *f, const
 /* After '[' (A_FIRST) or ',' (A_NEXT): an optional space, ']' (only right after '['), or the
  * first byte of the next item, which goes to the item's new frame (R_AGAIN). */
 static int arr_item_open(const grammar *g, grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
-    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (f->sp && b == ' ') {
+        f->sp = 0;
+        return R_OK;
+    }
     if (b == ']' && f->phase == A_FIRST) {
         if (!arr_can_close(n, f)) return R_REJECT;
         st->depth--;
@@ -575,7 +638,10 @@ static int call_name_byte(const grammar *g, grammar_frame *f, unsigned char b) {
 
 /* After '[' or ',' between calls: an optional space, then a name starts with this byte. */
 static int call_name_start(const grammar *g, grammar_frame *f, unsigned char b) {
-    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (f->sp && b == ' ') {
+        f->sp = 0;
+        return R_OK;
+    }
     f->sp = 0;
     f->phase = C_NAME;
     f->cand = all_bits(g->n_funcs);
@@ -603,7 +669,10 @@ static int call_key_byte(grammar_stack *st, grammar_frame *f, const gnode *pn, u
 /* After '(' (C_ARGFIRST) or ',' (C_ARGNEXT): an optional space, ')' (only right after '(',
  * when nothing is required), or the first byte of an argument name. */
 static int call_arg_start(grammar_stack *st, grammar_frame *f, const gnode *pn, unsigned char b) {
-    if (f->sp && b == ' ') { f->sp = 0; return R_OK; }
+    if (f->sp && b == ' ') {
+        f->sp = 0;
+        return R_OK;
+    }
     f->sp = 0;
     if (b == ')' && f->phase == C_ARGFIRST) {
         if (pn->required & ~f->seen) return R_REJECT;
@@ -633,8 +702,16 @@ static int call_arg_after(grammar_frame *f, const gnode *pn, unsigned char b) {
 
 /* After a call's ')': ']' ends the list, ',' starts another call when calls may be parallel. */
 static int call_after(const grammar *g, grammar_stack *st, grammar_frame *f, unsigned char b) {
-    if (b == ']') { st->depth--; return R_OK; }
-    if (b == ',' && g->parallel) { f->phase = C_NEXTCALL; f->sp = 1; f->cur = -1; return R_OK; }
+    if (b == ']') {
+        st->depth--;
+        return R_OK;
+    }
+    if (b == ',' && g->parallel) {
+        f->phase = C_NEXTCALL;
+        f->sp = 1;
+        f->cur = -1;
+        return R_OK;
+    }
     return R_REJECT;
 }
 
@@ -695,7 +772,10 @@ static void run_alt(const grammar *g, grammar_state *out, const grammar_stack *s
         grammar_frame *f = &s->f[s->depth - 1];
         const gnode *n = &g->nodes[f->node];
         if (f->kind == F_VALUE && n->n_any) {
-            if (f->sp && b == ' ') { f->sp = 0; break; }
+            if (f->sp && b == ' ') {
+                f->sp = 0;
+                break;
+            }
             if (fork_depth > 16) return;
             grammar_stack tmp;
             stack_copy(&tmp, s);
@@ -722,7 +802,8 @@ bool grammar_accept_byte(const grammar *g, const grammar_state *in, grammar_stat
     out->dead = false;
     for (int i = 0; i < in->n_alt; i++) run_alt(g, out, &in->alt[i], b, 0);
     int d = 0;
-    for (int i = 0; i < out->n_alt; i++) if (out->alt[i].depth > d) d = out->alt[i].depth;
+    for (int i = 0; i < out->n_alt; i++)
+        if (out->alt[i].depth > d) d = out->alt[i].depth;
     out->depth = d;
     return out->n_alt > 0;
 }
@@ -742,7 +823,10 @@ bool grammar_accept(const grammar *g, grammar_state *st, const char *bytes, size
     const grammar_state *cur = st;
     for (size_t i = 0; i < n; i++) {
         grammar_state *nx = &a[i & 1];
-        if (!grammar_accept_byte(g, cur, nx, (unsigned char)bytes[i])) { free(a); return false; }
+        if (!grammar_accept_byte(g, cur, nx, (unsigned char)bytes[i])) {
+            free(a);
+            return false;
+        }
         cur = nx;
     }
     grammar_state_copy(st, cur);
@@ -811,7 +895,10 @@ static int first_byte_of_min_value(const grammar *g, int node, int guard) {
         for (int i = 0; i < n->n_any; i++) {
             if (n->dropped >> i & 1) continue;
             const gnode *a = &g->nodes[n->any[i]];
-            if (!a->n_any && !a->n_enum && (a->types & T_NULL)) { pick = n->any[i]; break; }
+            if (!a->n_any && !a->n_enum && (a->types & T_NULL)) {
+                pick = n->any[i];
+                break;
+            }
         }
         return first_byte_of_min_value(g, pick, guard + 1);
     }
@@ -856,7 +943,10 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
             for (int i = 0; E[i]; i++) {
                 uint32_t cp = esc_cp((unsigned char)E[i], g->python);
                 int t = cp == 0xFFFFFFFF ? -1 : dfa_next(n->rx, (int)f->seen, cp);
-                if (t >= 0 && (bd < 0 || n->rx->dist[t] < bd)) { bd = n->rx->dist[t]; best = E[i]; }
+                if (t >= 0 && (bd < 0 || n->rx->dist[t] < bd)) {
+                    bd = n->rx->dist[t];
+                    best = E[i];
+                }
             }
             return best;
         }
@@ -868,7 +958,10 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
             uint32_t cp = n->rx->next_cp[f->seen];
             if (n->rx->dist[f->seen] == 0) cp = 'a';
             if (cp == '"' || cp == '\\' || cp < 0x20) return '\\';
-            return cp < 0x80 ? (int)cp : cp < 0x800 ? (int)(0xc0 | cp >> 6) : cp < 0x10000 ? (int)(0xe0 | cp >> 12) : (int)(0xf0 | cp >> 18);
+            return cp < 0x80      ? (int)cp
+                   : cp < 0x800   ? (int)(0xc0 | cp >> 6)
+                   : cp < 0x10000 ? (int)(0xe0 | cp >> 12)
+                                  : (int)(0xf0 | cp >> 18);
         }
         return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
     case F_OBJ: {
@@ -954,7 +1047,9 @@ static int complete_one(const grammar *g, grammar_state *st, grammar_state *tmp,
         int best = 0;
         for (int i = 1; i < tmp->n_alt; i++) {
             const grammar_stack *x = &tmp->alt[i], *y = &tmp->alt[best];
-            if (x->depth && y->depth && grammar_mind_of(g, x->f[x->depth - 1].node) < grammar_mind_of(g, y->f[y->depth - 1].node)) best = i;
+            if (x->depth && y->depth &&
+                grammar_mind_of(g, x->f[x->depth - 1].node) < grammar_mind_of(g, y->f[y->depth - 1].node))
+                best = i;
         }
         if (best) stack_copy(&tmp->alt[0], &tmp->alt[best]);
         tmp->n_alt = 1;
@@ -969,7 +1064,10 @@ static int complete_one(const grammar *g, grammar_state *st, grammar_state *tmp,
 
 int grammar_completion(const grammar *g, const grammar_state *st0, char *out, int cap) {
     if (st0->dead || cap < 1) return -1;
-    if (grammar_complete(g, st0)) { out[0] = 0; return 0; }
+    if (grammar_complete(g, st0)) {
+        out[0] = 0;
+        return 0;
+    }
     grammar_state *w = malloc(2 * sizeof *w);
     if (!w) return -1;
     int r = -1;

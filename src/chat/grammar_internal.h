@@ -12,36 +12,47 @@
 #include <stdint.h>
 
 enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64, T_ALL = 127 };
-enum { MAX_NODES = 8192, MAX_PROPS = 64, MAX_ENUM = 64, MAX_NUM_BYTES = 40, MAX_SCHEMA_DEPTH = 48,
-       MAX_PREFIX = 16, MAX_REFS = 512, MAX_ENUM_VALUES = 4096 };
+enum {
+    MAX_NODES = 8192,
+    MAX_PROPS = 64,
+    MAX_ENUM = 64,
+    MAX_NUM_BYTES = 40,
+    MAX_SCHEMA_DEPTH = 48,
+    MAX_PREFIX = 16,
+    MAX_REFS = 512,
+    MAX_ENUM_VALUES = 4096
+};
 
-typedef struct gstr { char *s; int n; } gstr;
+typedef struct gstr {
+    char *s;
+    int n;
+} gstr;
 
 typedef struct gnode {
     int types;
     int n_enum;
-    gstr *enums;             /* canonical compact JSON of each allowed value */
+    gstr *enums; /* canonical compact JSON of each allowed value */
     int n_props;
-    gstr *keys;              /* property names, JSON-escaped, without quotes */
+    gstr *keys; /* property names, JSON-escaped, without quotes */
     int *prop_node;
     uint64_t required;
-    int additional;          /* node for other keys, -1: none allowed */
-    int items;               /* node of array items after the prefix, -1: none */
+    int additional; /* node for other keys, -1: none allowed */
+    int items;      /* node of array items after the prefix, -1: none */
     int n_prefix;
-    int *prefix;             /* prefixItems nodes */
-    bool unique;             /* uniqueItems over enum items */
-    bool one_of;             /* a union from oneOf: its alternatives are made mutually exclusive */
-    bool add_false;          /* the schema forbids keys outside 'properties' */
-    bool rx_exact;           /* rx is exactly the schema's pattern (no format narrowing it) */
-    rdfa *srx;               /* the schema's own pattern automaton (exact), or NULL; may be rx */
-    int stypes;              /* the types the schema itself admits (T_ALL without 'type') */
-    uint64_t banned;         /* declared properties never generated (oneOf exclusion) */
-    uint64_t sreq;           /* the schema's own 'required' (required may grow by narrowing) */
-    uint64_t dropped;        /* union: alternatives never generated (oneOf exclusion) */
-    bool narrowed;           /* generates less than its schema admits (oneOf exclusion) */
-    int cut_items;           /* arrays: at most this many items are generated (-1: no cut) */
-    int min_props, max_props; /* declared properties written (-1: unbounded) */
-    int not_node;            /* 'not': a node no generated value may validate against (-1: none) */
+    int *prefix;                                /* prefixItems nodes */
+    bool unique;                                /* uniqueItems over enum items */
+    bool one_of;                                /* a union from oneOf: its alternatives are made mutually exclusive */
+    bool add_false;                             /* the schema forbids keys outside 'properties' */
+    bool rx_exact;                              /* rx is exactly the schema's pattern (no format narrowing it) */
+    rdfa *srx;                                  /* the schema's own pattern automaton (exact), or NULL; may be rx */
+    int stypes;                                 /* the types the schema itself admits (T_ALL without 'type') */
+    uint64_t banned;                            /* declared properties never generated (oneOf exclusion) */
+    uint64_t sreq;                              /* the schema's own 'required' (required may grow by narrowing) */
+    uint64_t dropped;                           /* union: alternatives never generated (oneOf exclusion) */
+    bool narrowed;                              /* generates less than its schema admits (oneOf exclusion) */
+    int cut_items;                              /* arrays: at most this many items are generated (-1: no cut) */
+    int min_props, max_props;                   /* declared properties written (-1: unbounded) */
+    int not_node;                               /* 'not': a node no generated value may validate against (-1: none) */
     int min_items, max_items, min_len, max_len; /* -1: unbounded */
     int n_any;
     int *any;                /* anyOf alternatives (a union node has nothing else) */
@@ -49,25 +60,28 @@ typedef struct gnode {
     bool nbound;             /* numbers: bounds or frac_max apply */
     double lo, hi;
     bool lo_ex, hi_ex;
-    int frac_max;            /* at most this many decimals, -1: any */
-    rdfa *rx;                /* strings: pattern/format automaton */
+    int frac_max; /* at most this many decimals, -1: any */
+    rdfa *rx;     /* strings: pattern/format automaton */
 } gnode;
 
-typedef struct rxcache { int node, state, n; int *toks; } rxcache;
+typedef struct rxcache {
+    int node, state, n;
+    int *toks;
+} rxcache;
 
 struct grammar {
     gnode *nodes;
     int n_nodes;
     int root;
-    bool python;             /* literals True/False/None (tool-call arguments) */
-    bool calls;              /* root is a tool-call list */
+    bool python; /* literals True/False/None (tool-call arguments) */
+    bool calls;  /* root is a tool-call list */
     bool parallel;
     int n_funcs;
     gstr *func_names;
-    int *func_node;          /* parameters object node */
-    unsigned char *finite;   /* per node: some finite value can be generated from it */
-    unsigned char *mind;     /* per node: the fewest frames a value of it needs (255: more) */
-    rxbudget budget;         /* while compiling: the patterns' work budget */
+    int *func_node;        /* parameters object node */
+    unsigned char *finite; /* per node: some finite value can be generated from it */
+    unsigned char *mind;   /* per node: the fewest frames a value of it needs (255: more) */
+    rxbudget budget;       /* while compiling: the patterns' work budget */
     /* mask cache: the plain-text tokens a pattern string accepts from each DFA state */
     pthread_mutex_t cache_mu;
     const struct grammar_vocab *cache_vocab;

@@ -17,23 +17,26 @@
 
 typedef struct tnode {
     int first_child, next_sibling;
-    int tok_first;           /* tokens ending here: a chain through tok_next */
+    int tok_first; /* tokens ending here: a chain through tok_next */
     unsigned char byte;
 } tnode;
 
-typedef struct trie { tnode *nodes; int n_nodes, cap; } trie;
+typedef struct trie {
+    tnode *nodes;
+    int n_nodes, cap;
+} trie;
 
 struct grammar_vocab {
-    trie all, rest, plaint;  /* every token; those that are not plain string text; the plain ones */
+    trie all, rest, plaint; /* every token; those that are not plain string text; the plain ones */
     int *tok_next_all, *tok_next_rest, *tok_next_plain;
     int n_tokens;
     int max_len;
     int n_plain;
-    int *plain;              /* plain string-text tokens (no quote, backslash, control byte; whole
+    int *plain; /* plain string-text tokens (no quote, backslash, control byte; whole
                                 UTF-8 characters), by code point count */
     int *plain_cps;
     int n_ascii;
-    int *ascii;              /* the plain tokens that are ASCII only (free object keys) */
+    int *ascii; /* the plain tokens that are ASCII only (free object keys) */
 };
 
 static int trie_init(trie *t) {
@@ -76,7 +79,11 @@ static int plain_cps(const unsigned char *s, int n) {
     for (int i = 0; i < n;) {
         unsigned char b = s[i];
         if (b < 0x20 || b == 0x7f || b == '"' || b == '\\') return -1;
-        int more = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
+        int more = b < 0x80                 ? 0
+                   : b >= 0xc2 && b <= 0xdf ? 1
+                   : b >= 0xe0 && b <= 0xef ? 2
+                   : b >= 0xf0 && b <= 0xf4 ? 3
+                                            : -1;
         if (more < 0 || i + more >= n) return -1; /* not a lead byte, or the character is split */
         unsigned lo = 0x80, hi = 0xbf;
         if (b == 0xe0) lo = 0xa0;
@@ -110,20 +117,36 @@ grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int 
     v->plain_cps = malloc(nt * sizeof(int));
     v->ascii = malloc(nt * sizeof(int));
     int *cps = malloc(nt * sizeof(int));
-    if (!cps || !v->ascii || !v->tok_next_all || !v->tok_next_rest || !v->tok_next_plain || !v->plain || !v->plain_cps ||
-        trie_init(&v->all) || trie_init(&v->rest) || trie_init(&v->plaint)) { free(cps); grammar_vocab_free(v); return NULL; }
+    if (!cps || !v->ascii || !v->tok_next_all || !v->tok_next_rest || !v->tok_next_plain || !v->plain ||
+        !v->plain_cps || trie_init(&v->all) || trie_init(&v->rest) || trie_init(&v->plaint)) {
+        free(cps);
+        grammar_vocab_free(v);
+        return NULL;
+    }
     v->n_tokens = n_tokens;
     for (int t = 0; t < n_tokens; t++) {
         v->tok_next_all[t] = v->tok_next_rest[t] = v->tok_next_plain[t] = -1;
         cps[t] = -1;
         if (lens[t] <= 0) continue; /* special tokens: never allowed by bytes */
-        if (trie_add(&v->all, v->tok_next_all, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
+        if (trie_add(&v->all, v->tok_next_all, t, bytes[t], lens[t])) {
+            free(cps);
+            grammar_vocab_free(v);
+            return NULL;
+        }
         cps[t] = plain_cps((const unsigned char *)bytes[t], lens[t]);
         if (cps[t] == lens[t]) v->ascii[v->n_ascii++] = t;
         if (cps[t] >= 0) {
             v->plain[v->n_plain++] = t;
-            if (trie_add(&v->plaint, v->tok_next_plain, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
-        } else if (trie_add(&v->rest, v->tok_next_rest, t, bytes[t], lens[t])) { free(cps); grammar_vocab_free(v); return NULL; }
+            if (trie_add(&v->plaint, v->tok_next_plain, t, bytes[t], lens[t])) {
+                free(cps);
+                grammar_vocab_free(v);
+                return NULL;
+            }
+        } else if (trie_add(&v->rest, v->tok_next_rest, t, bytes[t], lens[t])) {
+            free(cps);
+            grammar_vocab_free(v);
+            return NULL;
+        }
         if (lens[t] > v->max_len) v->max_len = lens[t];
     }
     g_sort_cps = cps;
@@ -156,9 +179,13 @@ static void rx_walk(const grammar_vocab *v, int node, const rdfa *d, int s, uint
         uint32_t ncp;
         int nrem, ns = s;
         if (rem == 0) {
-            if (b < 0x80) { ncp = b; nrem = 0; }
-            else if (b >= 0xc2 && b <= 0xf4) { nrem = b < 0xe0 ? 1 : b < 0xf0 ? 2 : 3; ncp = b & (nrem == 1 ? 0x1f : nrem == 2 ? 0x0f : 0x07); }
-            else continue;
+            if (b < 0x80) {
+                ncp = b;
+                nrem = 0;
+            } else if (b >= 0xc2 && b <= 0xf4) {
+                nrem = b < 0xe0 ? 1 : b < 0xf0 ? 2 : 3;
+                ncp = b & (nrem == 1 ? 0x1f : nrem == 2 ? 0x0f : 0x07);
+            } else continue;
         } else {
             if ((b & 0xc0) != 0x80) continue;
             ncp = cp << 6 | (b & 0x3f);
@@ -179,7 +206,8 @@ static void rx_walk(const grammar_vocab *v, int node, const rdfa *d, int s, uint
 static bool rx_room(const gnode *n, const grammar_frame *f, const grammar_vocab *v) {
     if (n->max_len < 0) return true;
     int maxd = 0;
-    for (int i = 0; i < n->rx->n; i++) if (n->rx->dist[i] > maxd) maxd = n->rx->dist[i];
+    for (int i = 0; i < n->rx->n; i++)
+        if (n->rx->dist[i] > maxd) maxd = n->rx->dist[i];
     int maxc = v->n_plain ? v->plain_cps[v->n_plain - 1] : 0;
     return (long)n->max_len - (long)f->count > (long)maxc + maxd + 1;
 }
@@ -201,7 +229,10 @@ static int rx_cached(const grammar *gc, const grammar_vocab *v, int node, int st
     if (!e && g->cache_bytes < (64u << 20) && g->n_cache == g->cap_cache) {
         int nc = g->cap_cache ? 2 * g->cap_cache : 64;
         rxcache *ncache = realloc(g->cache, (size_t)nc * sizeof *ncache);
-        if (ncache) { g->cache = ncache; g->cap_cache = nc; }
+        if (ncache) {
+            g->cache = ncache;
+            g->cap_cache = nc;
+        }
     }
     if (!e && g->cache_bytes < (64u << 20) && g->n_cache < g->cap_cache) {
         const rdfa *d = g->nodes[node].rx;
@@ -244,8 +275,8 @@ static void walk(walker *w, int node, int depth) {
     }
 }
 
-int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v,
-                    const int32_t *end_tokens, int n_end, bool *allowed) {
+int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_vocab *v, const int32_t *end_tokens,
+                    int n_end, bool *allowed) {
     memset(allowed, 0, (size_t)v->n_tokens * sizeof *allowed);
     /* one state per trie depth (only the frames in use are ever written) */
     grammar_state *scratch = malloc((size_t)(v->max_len + 2) * sizeof *scratch);
@@ -263,7 +294,11 @@ int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_voc
             w.tok_next = v->tok_next_rest;
         } else if (f && f->kind == F_STR && f->phase == S_CHAR && rx_room(n, f, v)) {
             int k = rx_cached(g, v, f->node, (int)f->seen, allowed);
-            if (k >= 0) { w.n_allowed += k; w.t = &v->rest; w.tok_next = v->tok_next_rest; }
+            if (k >= 0) {
+                w.n_allowed += k;
+                w.t = &v->rest;
+                w.tok_next = v->tok_next_rest;
+            }
         } else if (f && f->kind == F_OBJ && f->phase == O_KEY && !f->aux && n->additional >= 0) {
             /* a free key: any ASCII text (declared-key prefixes included) */
             for (int i = 0; i < v->n_ascii; i++) allowed[v->ascii[i]] = true;
@@ -287,7 +322,11 @@ int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_voc
 
 /* One level of the search: distinct states (a hash over their live frames, open addressing). */
 enum { MT_STATES = 256, MT_SLOTS = 512 };
-typedef struct mt_set { grammar_state *st; int n; int slot[MT_SLOTS]; } mt_set;
+typedef struct mt_set {
+    grammar_state *st;
+    int n;
+    int slot[MT_SLOTS];
+} mt_set;
 
 static uint64_t mt_hash(const grammar_state *s) {
     uint64_t h = 1469598103934665603ull;
@@ -298,8 +337,16 @@ static uint64_t mt_hash(const grammar_state *s) {
         MT_MIX(a->depth);
         for (int d = 0; d < a->depth; d++) {
             const grammar_frame *f = &a->f[d];
-            MT_MIX(f->seen); MT_MIX(f->cand); MT_MIX(f->count); MT_MIX(f->node); MT_MIX(f->pos);
-            MT_MIX((uint16_t)f->cur); MT_MIX(f->kind); MT_MIX(f->phase); MT_MIX(f->aux); MT_MIX(f->sp);
+            MT_MIX(f->seen);
+            MT_MIX(f->cand);
+            MT_MIX(f->count);
+            MT_MIX(f->node);
+            MT_MIX(f->pos);
+            MT_MIX((uint16_t)f->cur);
+            MT_MIX(f->kind);
+            MT_MIX(f->phase);
+            MT_MIX(f->aux);
+            MT_MIX(f->sp);
         }
     }
 #undef MT_MIX
@@ -344,15 +391,21 @@ typedef struct mt_walker {
     grammar_state *stack; /* one state per trie depth */
     long *budget;         /* bytes fed, left */
     mt_set *out;
-    bool stop;            /* out of budget or the level is full */
+    bool stop; /* out of budget or the level is full */
 } mt_walker;
 
 /* Every token of the trie below node that the automaton takes from stack[depth]: its state to out. */
 static void mt_walk(mt_walker *w, const trie *t, int node, int depth) {
     for (int c = t->nodes[node].first_child; c >= 0 && !w->stop; c = t->nodes[c].next_sibling) {
-        if (--*w->budget < 0) { w->stop = true; return; }
+        if (--*w->budget < 0) {
+            w->stop = true;
+            return;
+        }
         if (!grammar_accept_byte(w->g, &w->stack[depth], &w->stack[depth + 1], t->nodes[c].byte)) continue;
-        if (t->nodes[c].tok_first >= 0 && !mt_add(w->out, &w->stack[depth + 1])) { w->stop = true; return; }
+        if (t->nodes[c].tok_first >= 0 && !mt_add(w->out, &w->stack[depth + 1])) {
+            w->stop = true;
+            return;
+        }
         mt_walk(w, t, c, depth + 1);
     }
 }
@@ -364,14 +417,21 @@ static void mt_expand(mt_walker *w, const grammar_vocab *v, const grammar_state 
     grammar_state_copy(&w->stack[0], st);
     const grammar_frame *f = st->n_alt == 1 && st->alt[0].depth ? &st->alt[0].f[st->alt[0].depth - 1] : NULL;
     const gnode *n = f ? &g->nodes[f->node] : NULL;
-    if (!(f && f->kind == F_STR && f->phase == S_CHAR && !n->rx)) { mt_walk(w, &v->all, 0, 0); return; }
+    if (!(f && f->kind == F_STR && f->phase == S_CHAR && !n->rx)) {
+        mt_walk(w, &v->all, 0, 0);
+        return;
+    }
     long room = n->max_len >= 0 ? (long)n->max_len - (long)f->count : 0x7fffffff;
     for (int i = 0; i < v->n_plain && v->plain_cps[i] <= room && !w->stop; i++) {
         if (i && v->plain_cps[i] == v->plain_cps[i - 1]) continue;
         grammar_state_copy(&w->stack[1], st);
         for (int k = 0; k < v->plain_cps[i]; k++) {
-            if (--*w->budget < 0) { w->stop = true; return; }
-            if (!grammar_accept_byte(g, &w->stack[1 + (k & 1)], &w->stack[2 - (k & 1)], 'a')) return; /* cannot happen: plain text */
+            if (--*w->budget < 0) {
+                w->stop = true;
+                return;
+            }
+            if (!grammar_accept_byte(g, &w->stack[1 + (k & 1)], &w->stack[2 - (k & 1)], 'a'))
+                return; /* cannot happen: plain text */
         }
         if (!mt_add(w->out, &w->stack[1 + (v->plain_cps[i] & 1)])) w->stop = true;
     }
@@ -384,7 +444,10 @@ static void mt_expand(mt_walker *w, const grammar_vocab *v, const grammar_state 
 static int mt_upper(const grammar *g, const grammar_vocab *v, bool can_end, grammar_state *st) {
     int cap = 1 << 16, n, toks = 0;
     char *s = malloc((size_t)cap);
-    if (!s || (n = grammar_completion(g, st, s, cap)) < 0 || !grammar_accept(g, st, s, (size_t)n)) { free(s); return INT_MAX; }
+    if (!s || (n = grammar_completion(g, st, s, cap)) < 0 || !grammar_accept(g, st, s, (size_t)n)) {
+        free(s);
+        return INT_MAX;
+    }
     for (int i = 0; i < n; toks++) {
         int node = 0, best = 0;
         for (int k = i; k < n; k++) {
@@ -394,7 +457,10 @@ static int mt_upper(const grammar *g, const grammar_vocab *v, bool can_end, gram
             node = c;
             if (v->all.nodes[c].tok_first >= 0) best = k - i + 1;
         }
-        if (!best) { free(s); return INT_MAX; }
+        if (!best) {
+            free(s);
+            return INT_MAX;
+        }
         i += best;
     }
     free(s);
@@ -405,7 +471,11 @@ static int mt_upper(const grammar *g, const grammar_vocab *v, bool can_end, gram
 int grammar_min_tokens(const grammar *g, const grammar_vocab *v, bool can_end, int limit, long budget) {
     mt_set *set = calloc(2, sizeof *set);
     grammar_state *mem = malloc((size_t)(2 * MT_STATES + v->max_len + 3) * sizeof *mem);
-    if (!set || !mem) { free(set); free(mem); return -1; }
+    if (!set || !mem) {
+        free(set);
+        free(mem);
+        return -1;
+    }
     set[0].st = mem;
     set[1].st = mem + MT_STATES;
     mt_walker w = {g, mem + 2 * MT_STATES, &budget, NULL, false};
@@ -414,22 +484,40 @@ int grammar_min_tokens(const grammar *g, const grammar_vocab *v, bool can_end, i
     set[0].n = 1;
     grammar_state_init(g, &w.stack[0]);
     int upper = mt_upper(g, v, can_end, &w.stack[0]), r = -1;
-    if (upper <= limit) { r = upper; goto done; }
+    if (upper <= limit) {
+        r = upper;
+        goto done;
+    }
     /* breadth first over the distinct states after 0, 1, 2, ... tokens */
     for (int level = 0;; level++) {
         mt_set *cur = &set[level & 1], *nx = &set[(level + 1) & 1];
         bool ends = false;
         for (int i = 0; i < cur->n; i++) {
-            if (cur->st[i].depth == 0) { r = level; goto done; }
+            if (cur->st[i].depth == 0) {
+                r = level;
+                goto done;
+            }
             ends = ends || (can_end && grammar_complete(g, &cur->st[i]));
         }
-        if (ends) { r = level + 1; goto done; }     /* an end token after one of them */
-        if (level + 1 >= upper) { r = upper; goto done; }
-        if (cur->n == 0) { r = upper < INT_MAX ? upper : limit + 1; goto done; } /* no answer at all */
+        if (ends) {
+            r = level + 1;
+            goto done;
+        } /* an end token after one of them */
+        if (level + 1 >= upper) {
+            r = upper;
+            goto done;
+        }
+        if (cur->n == 0) {
+            r = upper < INT_MAX ? upper : limit + 1;
+            goto done;
+        } /* no answer at all */
         mt_clear(nx);
         w.out = nx;
         for (int i = 0; i < cur->n && !w.stop; i++) mt_expand(&w, v, &cur->st[i]);
-        if (w.stop) { r = level + 1 > limit ? level + 1 : -1; goto done; } /* none within level tokens */
+        if (w.stop) {
+            r = level + 1 > limit ? level + 1 : -1;
+            goto done;
+        } /* none within level tokens */
     }
 done:
     free(mem);

@@ -22,22 +22,35 @@ static bool rx_spent(rxbudget *b) {
     return b->left < 0;
 }
 
-typedef struct rxrange { uint32_t lo, hi; } rxrange;
-typedef struct rcls { rxrange *r; int n; } rcls;
+typedef struct rxrange {
+    uint32_t lo, hi;
+} rxrange;
+typedef struct rcls {
+    rxrange *r;
+    int n;
+} rcls;
 enum { RN_CHAR, RN_SPLIT, RN_EPS, RN_BOL, RN_EOL, RN_MATCH };
-typedef struct rnst { int type, out1, out2, cls; } rnst;
+typedef struct rnst {
+    int type, out1, out2, cls;
+} rnst;
 
 enum { RA_CLS, RA_CAT, RA_ALT, RA_REP, RA_BOL, RA_EOL, RA_EMPTY };
-typedef struct rast { int type, a, b, min, max, cls; } rast; /* CAT/ALT: a,b children */
+typedef struct rast {
+    int type, a, b, min, max, cls;
+} rast; /* CAT/ALT: a,b children */
 
 typedef struct rxc {
     const char *p, *end;
-    rast *ast; int n_ast, cap_ast;
-    rcls *cls; int n_cls, cap_cls;
-    rnst *nfa; int n_nfa, cap_nfa;
-    lfm2c_error *err; bool failed;   /* failed: a message is set */
+    rast *ast;
+    int n_ast, cap_ast;
+    rcls *cls;
+    int n_cls, cap_cls;
+    rnst *nfa;
+    int n_nfa, cap_nfa;
+    lfm2c_error *err;
+    bool failed; /* failed: a message is set */
     int depth;
-    rxbudget *budget;            /* work units left for this request's patterns (see RX_BUDGET) */
+    rxbudget *budget; /* work units left for this request's patterns (see RX_BUDGET) */
 } rxc;
 
 /* An EINVAL with a formatted message (the compile errors of patterns and schemas). */
@@ -70,7 +83,8 @@ static int rx_node(rxc *x, int type, int a, int b) {
         int nc = x->cap_ast ? 2 * x->cap_ast : 64;
         rast *na = realloc(x->ast, (size_t)nc * sizeof *na);
         if (!na) return rx_oom(x);
-        x->ast = na; x->cap_ast = nc;
+        x->ast = na;
+        x->cap_ast = nc;
     }
     x->ast[x->n_ast] = (rast){type, a, b, 0, 0, -1};
     return x->n_ast++;
@@ -82,7 +96,8 @@ static int cls_new(rxc *x) {
         int nc = x->cap_cls ? 2 * x->cap_cls : 32;
         rcls *n = realloc(x->cls, (size_t)nc * sizeof *n);
         if (!n) return rx_oom(x);
-        x->cls = n; x->cap_cls = nc;
+        x->cls = n;
+        x->cap_cls = nc;
     }
     x->cls[x->n_cls] = (rcls){NULL, 0};
     return x->n_cls++;
@@ -127,32 +142,52 @@ static void cls_norm(rxc *x, int c, bool negate) {
          * [^...] and \\S-like classes keep to characters both count alike */
         if (at <= 0xFFFF) tmp[t++] = (rxrange){at, 0xFFFF};
         k->n = 0;
-        for (int i = 0; i < t; i++) if (tmp[i].lo <= 0xFFFF) cls_add(x, c, tmp[i].lo, tmp[i].hi > 0xFFFF ? 0xFFFF : tmp[i].hi);
+        for (int i = 0; i < t; i++)
+            if (tmp[i].lo <= 0xFFFF) cls_add(x, c, tmp[i].lo, tmp[i].hi > 0xFFFF ? 0xFFFF : tmp[i].hi);
     }
     /* cut out the surrogates (never in UTF-8 text) */
     int n = k->n;
     for (int i = 0; i < n; i++) {
         rxrange r = k->r[i];
         if (r.hi < 0xD800 || r.lo > 0xDFFF) continue;
-        if (r.lo < 0xD800 && r.hi > 0xDFFF) { k->r[i].hi = 0xD7FF; cls_add(x, c, 0xE000, r.hi); }
-        else if (r.lo < 0xD800) k->r[i].hi = 0xD7FF;
+        if (r.lo < 0xD800 && r.hi > 0xDFFF) {
+            k->r[i].hi = 0xD7FF;
+            cls_add(x, c, 0xE000, r.hi);
+        } else if (r.lo < 0xD800) k->r[i].hi = 0xD7FF;
         else if (r.hi > 0xDFFF) k->r[i].lo = 0xE000;
         else k->r[i].lo = 1, k->r[i].hi = 0; /* empty: dropped below */
     }
     m = 0;
-    for (int i = 0; i < k->n; i++) if (k->r[i].lo <= k->r[i].hi) k->r[m++] = k->r[i];
+    for (int i = 0; i < k->n; i++)
+        if (k->r[i].lo <= k->r[i].hi) k->r[m++] = k->r[i];
     k->n = m;
     qsort(k->r, (size_t)k->n, sizeof *k->r, range_cmp);
 }
 
 static void add_named(rxc *x, int c, char e) {
     switch (e) {
-    case 'd': case 'D': cls_add(x, c, '0', '9'); break;
-    case 'w': case 'W': cls_add(x, c, '0', '9'); cls_add(x, c, 'A', 'Z'); cls_add(x, c, 'a', 'z'); cls_add(x, c, '_', '_'); break;
-    case 's': case 'S':
-        cls_add(x, c, 9, 13); cls_add(x, c, ' ', ' '); cls_add(x, c, 0xA0, 0xA0); cls_add(x, c, 0x1680, 0x1680);
-        cls_add(x, c, 0x2000, 0x200A); cls_add(x, c, 0x2028, 0x2029); cls_add(x, c, 0x202F, 0x202F);
-        cls_add(x, c, 0x205F, 0x205F); cls_add(x, c, 0x3000, 0x3000); cls_add(x, c, 0xFEFF, 0xFEFF); break;
+    case 'd':
+    case 'D': cls_add(x, c, '0', '9'); break;
+    case 'w':
+    case 'W':
+        cls_add(x, c, '0', '9');
+        cls_add(x, c, 'A', 'Z');
+        cls_add(x, c, 'a', 'z');
+        cls_add(x, c, '_', '_');
+        break;
+    case 's':
+    case 'S':
+        cls_add(x, c, 9, 13);
+        cls_add(x, c, ' ', ' ');
+        cls_add(x, c, 0xA0, 0xA0);
+        cls_add(x, c, 0x1680, 0x1680);
+        cls_add(x, c, 0x2000, 0x200A);
+        cls_add(x, c, 0x2028, 0x2029);
+        cls_add(x, c, 0x202F, 0x202F);
+        cls_add(x, c, 0x205F, 0x205F);
+        cls_add(x, c, 0x3000, 0x3000);
+        cls_add(x, c, 0xFEFF, 0xFEFF);
+        break;
     }
 }
 
@@ -180,21 +215,29 @@ static int rx_escape(rxc *x, uint32_t *cp, char *named) {
     if (x->p >= x->end) return rx_fail(x, "pattern ends with '\\'");
     char e = *x->p++;
     switch (e) {
-    case 'd': case 'D': case 'w': case 'W': case 's': case 'S': *named = e; return 2;
+    case 'd':
+    case 'D':
+    case 'w':
+    case 'W':
+    case 's':
+    case 'S': *named = e; return 2;
     case 't': *cp = 9; return 1;
     case 'n': *cp = 10; return 1;
     case 'r': *cp = 13; return 1;
     case 'f': *cp = 12; return 1;
     case 'v': *cp = 11; return 1;
     case '0': *cp = 0; return 1;
-    case 'x': case 'u': {
+    case 'x':
+    case 'u': {
         int nd = e == 'x' ? 2 : 4;
         uint32_t v = 0;
         if (e == 'u' && x->p < x->end && *x->p == '{') {
             x->p++;
             int k = 0;
-            while (x->p < x->end && *x->p != '}' && rx_hexval(*x->p) >= 0 && k < 6) v = v * 16 + (uint32_t)rx_hexval(*x->p++), k++;
-            if (x->p >= x->end || *x->p != '}' || !k || v > 0x10FFFF) return rx_fail(x, "bad \\u{...} escape in pattern");
+            while (x->p < x->end && *x->p != '}' && rx_hexval(*x->p) >= 0 && k < 6)
+                v = v * 16 + (uint32_t)rx_hexval(*x->p++), k++;
+            if (x->p >= x->end || *x->p != '}' || !k || v > 0x10FFFF)
+                return rx_fail(x, "bad \\u{...} escape in pattern");
             x->p++;
             *cp = v;
             return 1;
@@ -206,8 +249,10 @@ static int rx_escape(rxc *x, uint32_t *cp, char *named) {
         *cp = v;
         return 1;
     }
-    case 'b': case 'B': return rx_fail(x, "pattern: word boundaries (\\b, \\B) are not supported");
-    case 'p': case 'P': return rx_fail(x, "pattern: Unicode property escapes are not supported");
+    case 'b':
+    case 'B': return rx_fail(x, "pattern: word boundaries (\\b, \\B) are not supported");
+    case 'p':
+    case 'P': return rx_fail(x, "pattern: Unicode property escapes are not supported");
     case 'k': return rx_fail(x, "pattern: backreferences are not supported");
     case 'c': return rx_fail(x, "pattern: \\c escapes are not supported");
     default:
@@ -222,18 +267,26 @@ static int rx_class(rxc *x) {
     int c = cls_new(x);
     if (c < 0) return -1;
     bool neg = false;
-    if (x->p < x->end && *x->p == '^') { neg = true; x->p++; }
+    if (x->p < x->end && *x->p == '^') {
+        neg = true;
+        x->p++;
+    }
     bool first = true;
     for (;;) {
         if (x->p >= x->end) return rx_fail(x, "pattern: unterminated character class");
-        if (*x->p == ']' && !first) { x->p++; break; }
+        if (*x->p == ']' && !first) {
+            x->p++;
+            break;
+        }
         first = false;
         uint32_t lo;
         char named = 0;
         if (*x->p == '\\') {
             x->p++;
-            if (x->p < x->end && *x->p == 'b') { x->p++; lo = 8; }
-            else {
+            if (x->p < x->end && *x->p == 'b') {
+                x->p++;
+                lo = 8;
+            } else {
                 int r = rx_escape(x, &lo, &named);
                 if (r < 0) return -1;
             }
@@ -290,14 +343,25 @@ static int rx_atom(rxc *x) {
         x->p++;
         return a;
     }
-    if (ch == '[') { x->p++; return rx_class(x); }
-    if (ch == '^') { x->p++; return rx_node(x, RA_BOL, -1, -1); }
-    if (ch == '$') { x->p++; return rx_node(x, RA_EOL, -1, -1); }
+    if (ch == '[') {
+        x->p++;
+        return rx_class(x);
+    }
+    if (ch == '^') {
+        x->p++;
+        return rx_node(x, RA_BOL, -1, -1);
+    }
+    if (ch == '$') {
+        x->p++;
+        return rx_node(x, RA_EOL, -1, -1);
+    }
     int c = cls_new(x);
     if (c < 0) return -1;
     if (ch == '.') {
         x->p++;
-        cls_add(x, c, 10, 10); cls_add(x, c, 13, 13); cls_add(x, c, 0x2028, 0x2029);
+        cls_add(x, c, 10, 10);
+        cls_add(x, c, 13, 13);
+        cls_add(x, c, 0x2028, 0x2029);
         cls_norm(x, c, true);
     } else if (ch == '\\') {
         x->p++;
@@ -324,7 +388,10 @@ static int rx_atom(rxc *x) {
 static bool rx_number(rxc *x, int *v) {
     if (x->p >= x->end || *x->p < '0' || *x->p > '9') return false;
     long n = 0;
-    while (x->p < x->end && *x->p >= '0' && *x->p <= '9') { n = n * 10 + (*x->p++ - '0'); if (n > 100000) n = 100000; }
+    while (x->p < x->end && *x->p >= '0' && *x->p <= '9') {
+        n = n * 10 + (*x->p++ - '0');
+        if (n > 100000) n = 100000;
+    }
     *v = (int)n;
     return true;
 }
@@ -336,18 +403,33 @@ static int rx_piece(rxc *x) {
         if (x->p >= x->end) return a;
         int mn, mx;
         char ch = *x->p;
-        if (ch == '*') { mn = 0; mx = -1; x->p++; }
-        else if (ch == '+') { mn = 1; mx = -1; x->p++; }
-        else if (ch == '?') { mn = 0; mx = 1; x->p++; }
-        else if (ch == '{') {
+        if (ch == '*') {
+            mn = 0;
+            mx = -1;
+            x->p++;
+        } else if (ch == '+') {
+            mn = 1;
+            mx = -1;
+            x->p++;
+        } else if (ch == '?') {
+            mn = 0;
+            mx = 1;
+            x->p++;
+        } else if (ch == '{') {
             const char *save = x->p++;
-            if (!rx_number(x, &mn)) { x->p = save; return a; }
+            if (!rx_number(x, &mn)) {
+                x->p = save;
+                return a;
+            }
             mx = mn;
             if (x->p < x->end && *x->p == ',') {
                 x->p++;
                 if (!rx_number(x, &mx)) mx = -1;
             }
-            if (x->p >= x->end || *x->p != '}') { x->p = save; return a; }
+            if (x->p >= x->end || *x->p != '}') {
+                x->p = save;
+                return a;
+            }
             x->p++;
             if (mx >= 0 && mx < mn) return rx_fail(x, "pattern: {m,n} with m > n");
             if (mn > 1000 || mx > 1000) return rx_fail(x, "pattern: repetition count over 1000");
@@ -390,7 +472,8 @@ static int nfa_new(rxc *x, int type, int out1, int out2, int cls) {
         int nc = x->cap_nfa ? 2 * x->cap_nfa : 256;
         rnst *n = realloc(x->nfa, (size_t)nc * sizeof *n);
         if (!n) return rx_oom(x);
-        x->nfa = n; x->cap_nfa = nc;
+        x->nfa = n;
+        x->cap_nfa = nc;
     }
     x->nfa[x->n_nfa] = (rnst){type, out1, out2, cls};
     return x->n_nfa++;
@@ -435,15 +518,20 @@ static int nfa_build(rxc *x, int a, int next) {
 
 /* ---- subset construction ---- */
 
-typedef struct dset { uint64_t *bits; int words; } dset;
+typedef struct dset {
+    uint64_t *bits;
+    int words;
+} dset;
 
 typedef struct dbuild {
     rxc *x;
     int words;
-    uint64_t *sets;          /* n * words */
+    uint64_t *sets; /* n * words */
     int n, cap;
-    int *hash; int hcap;     /* open addressing of state ids, -1 empty */
-    redge *edges; int n_edges, cap_edges;
+    int *hash;
+    int hcap; /* open addressing of state ids, -1 empty */
+    redge *edges;
+    int n_edges, cap_edges;
     int *first;
     unsigned char *accept;
 } dbuild;
@@ -457,8 +545,10 @@ static void closure(rxc *x, uint64_t *set, int s, bool at_start, bool at_end, in
         if (t < 0 || (set[t >> 6] >> (t & 63) & 1)) continue;
         set[t >> 6] |= 1ull << (t & 63);
         const rnst *n = &x->nfa[t];
-        if (n->type == RN_SPLIT) { stack[sp++] = n->out1; stack[sp++] = n->out2; }
-        else if (n->type == RN_EPS) stack[sp++] = n->out1;
+        if (n->type == RN_SPLIT) {
+            stack[sp++] = n->out1;
+            stack[sp++] = n->out2;
+        } else if (n->type == RN_EPS) stack[sp++] = n->out1;
         else if (n->type == RN_BOL && at_start) stack[sp++] = n->out1;
         else if (n->type == RN_EOL && at_end) stack[sp++] = n->out1;
     }
@@ -530,7 +620,11 @@ static int u32cmp(const void *a, const void *b) {
 
 void dfa_free(rdfa *d) {
     if (!d) return;
-    free(d->first); free(d->edges); free(d->accept); free(d->dist); free(d->next_cp);
+    free(d->first);
+    free(d->edges);
+    free(d->accept);
+    free(d->dist);
+    free(d->next_cp);
     free(d);
 }
 
@@ -538,12 +632,27 @@ void dfa_free(rdfa *d) {
 static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsigned char *accept) {
     int *dist = malloc((size_t)n * sizeof *dist);
     uint32_t *ncp = malloc((size_t)n * sizeof *ncp);
-    if (!dist || !ncp) { free(dist); free(ncp); return NULL; }
-    for (int i = 0; i < n; i++) { dist[i] = accept[i] ? 0 : -1; ncp[i] = 0; }
+    if (!dist || !ncp) {
+        free(dist);
+        free(ncp);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        dist[i] = accept[i] ? 0 : -1;
+        ncp[i] = 0;
+    }
     /* shortest distances to acceptance: a breadth-first search over the reversed edges */
-    int n_e = first[n], *rfirst = calloc((size_t)n + 1, sizeof *rfirst), *rsrc = malloc(((size_t)n_e + 1) * sizeof *rsrc);
+    int n_e = first[n], *rfirst = calloc((size_t)n + 1, sizeof *rfirst),
+        *rsrc = malloc(((size_t)n_e + 1) * sizeof *rsrc);
     int *queue = malloc((size_t)n * sizeof *queue);
-    if (!rfirst || !rsrc || !queue) { free(rfirst); free(rsrc); free(queue); free(dist); free(ncp); return NULL; }
+    if (!rfirst || !rsrc || !queue) {
+        free(rfirst);
+        free(rsrc);
+        free(queue);
+        free(dist);
+        free(ncp);
+        return NULL;
+    }
     for (int e = 0; e < n_e; e++) rfirst[edges[e].to + 1]++;
     for (int i = 0; i < n; i++) rfirst[i + 1] += rfirst[i];
     for (int s = 0; s < n; s++)
@@ -551,13 +660,19 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
     for (int i = n; i > 0; i--) rfirst[i] = rfirst[i - 1];
     rfirst[0] = 0;
     int qh = 0, qt = 0;
-    for (int i = 0; i < n; i++) if (accept[i]) queue[qt++] = i;
+    for (int i = 0; i < n; i++)
+        if (accept[i]) queue[qt++] = i;
     while (qh < qt) {
         int t = queue[qh++];
         for (int k = rfirst[t]; k < rfirst[t + 1]; k++)
-            if (dist[rsrc[k]] < 0) { dist[rsrc[k]] = dist[t] + 1; queue[qt++] = rsrc[k]; }
+            if (dist[rsrc[k]] < 0) {
+                dist[rsrc[k]] = dist[t] + 1;
+                queue[qt++] = rsrc[k];
+            }
     }
-    free(rfirst); free(rsrc); free(queue);
+    free(rfirst);
+    free(rsrc);
+    free(queue);
     /* a code point on a shortest way: a printable ASCII character that needs no escape when one
      * is there (a lowercase letter first) */
     for (int s = 0; s < n; s++) {
@@ -566,16 +681,36 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
             if (dist[edges[e].to] != dist[s] - 1) continue;
             uint32_t cp = edges[e].lo;
             int rank = 2;
-            for (uint32_t c = 'a'; c <= 'z' && rank > 0; c++) if (c >= edges[e].lo && c <= edges[e].hi) { cp = c; rank = 0; }
+            for (uint32_t c = 'a'; c <= 'z' && rank > 0; c++)
+                if (c >= edges[e].lo && c <= edges[e].hi) {
+                    cp = c;
+                    rank = 0;
+                }
             for (uint32_t c = 0x20; c < 0x7f && rank > 1; c++)
-                if (c >= edges[e].lo && c <= edges[e].hi && c != '"' && c != '\\') { cp = c; rank = 1; }
-            if (rank < best) { best = rank; ncp[s] = cp; }
+                if (c >= edges[e].lo && c <= edges[e].hi && c != '"' && c != '\\') {
+                    cp = c;
+                    rank = 1;
+                }
+            if (rank < best) {
+                best = rank;
+                ncp[s] = cp;
+            }
         }
     }
-    if (dist[0] < 0) { free(dist); free(ncp); return NULL; }
+    if (dist[0] < 0) {
+        free(dist);
+        free(ncp);
+        return NULL;
+    }
     int *map = malloc((size_t)n * sizeof *map);
     rdfa *d = calloc(1, sizeof *d);
-    if (!map || !d) { free(map); free(d); free(dist); free(ncp); return NULL; }
+    if (!map || !d) {
+        free(map);
+        free(d);
+        free(dist);
+        free(ncp);
+        return NULL;
+    }
     int m = 0;
     for (int i = 0; i < n; i++) map[i] = dist[i] >= 0 ? m++ : -1;
     d->n = m;
@@ -584,7 +719,13 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
     d->accept = malloc((size_t)m);
     d->dist = malloc((size_t)m * sizeof *d->dist);
     d->next_cp = malloc((size_t)m * sizeof *d->next_cp);
-    if (!d->first || !d->edges || !d->accept || !d->dist || !d->next_cp) { free(map); free(dist); free(ncp); dfa_free(d); return NULL; }
+    if (!d->first || !d->edges || !d->accept || !d->dist || !d->next_cp) {
+        free(map);
+        free(dist);
+        free(ncp);
+        dfa_free(d);
+        return NULL;
+    }
     int ne = 0;
     for (int s = 0; s < n; s++) {
         if (map[s] < 0) continue;
@@ -594,10 +735,15 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
         d->dist[k] = dist[s];
         d->next_cp[k] = ncp[s];
         for (int e = first[s]; e < first[s + 1]; e++)
-            if (map[edges[e].to] >= 0) { d->edges[ne] = edges[e]; d->edges[ne++].to = map[edges[e].to]; }
+            if (map[edges[e].to] >= 0) {
+                d->edges[ne] = edges[e];
+                d->edges[ne++].to = map[edges[e].to];
+            }
     }
     d->first[m] = ne;
-    free(map); free(dist); free(ncp);
+    free(map);
+    free(dist);
+    free(ncp);
     return d;
 }
 
@@ -624,11 +770,18 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
             unsigned char *na = realloc(b.accept, (size_t)cap_first);
             if (nf) b.first = nf;
             if (na) b.accept = na;
-            if (!nf || !na) { ok = false; break; }
+            if (!nf || !na) {
+                ok = false;
+                break;
+            }
         }
         b.first[s] = b.n_edges;
         x->budget->left -= 4L * x->n_nfa;
-        if (rx_spent(x->budget)) { rx_fail(x, "pattern too costly to compile (DFA construction over its budget)"); ok = false; break; }
+        if (rx_spent(x->budget)) {
+            rx_fail(x, "pattern too costly to compile (DFA construction over its budget)");
+            ok = false;
+            break;
+        }
         memcpy(cur, b.sets + (size_t)s * b.words, (size_t)b.words * 8); /* dstate may move b.sets */
         const uint64_t *set = cur;
         /* accepting: the end assertions lead to the match state */
@@ -644,17 +797,27 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
             if (nb + 2 * c->n > cap_bounds) {
                 cap_bounds = 2 * (nb + 2 * c->n) + 16;
                 uint32_t *nbnd = realloc(bounds, (size_t)cap_bounds * sizeof *nbnd);
-                if (!nbnd) { ok = false; break; }
+                if (!nbnd) {
+                    ok = false;
+                    break;
+                }
                 bounds = nbnd;
             }
-            for (int i = 0; i < c->n; i++) { bounds[nb++] = c->r[i].lo; bounds[nb++] = c->r[i].hi + 1; }
+            for (int i = 0; i < c->n; i++) {
+                bounds[nb++] = c->r[i].lo;
+                bounds[nb++] = c->r[i].hi + 1;
+            }
         }
         if (!ok) break;
         qsort(bounds, (size_t)nb, sizeof *bounds, u32cmp);
         for (int i = 0; i + 1 < nb && ok; i++) {
             if (bounds[i] == bounds[i + 1]) continue;
             x->budget->left -= x->n_nfa;
-            if (x->budget->left < 0) { rx_fail(x, "pattern too costly to compile (DFA construction over its budget)"); ok = false; break; }
+            if (x->budget->left < 0) {
+                rx_fail(x, "pattern too costly to compile (DFA construction over its budget)");
+                ok = false;
+                break;
+            }
             uint32_t lo = bounds[i], hi = bounds[i + 1] - 1;
             memset(tmp, 0, (size_t)b.words * 8);
             bool any = false;
@@ -662,11 +825,19 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
                 if (!(set[t >> 6] >> (t & 63) & 1) || x->nfa[t].type != RN_CHAR) continue;
                 const rcls *c = &x->cls[x->nfa[t].cls];
                 for (int r = 0; r < c->n; r++)
-                    if (c->r[r].lo <= lo && lo <= c->r[r].hi) { closure(x, tmp, x->nfa[t].out1, false, false, stack); any = true; break; }
+                    if (c->r[r].lo <= lo && lo <= c->r[r].hi) {
+                        closure(x, tmp, x->nfa[t].out1, false, false, stack);
+                        any = true;
+                        break;
+                    }
             }
             if (!any) continue;
             int to = dstate(&b, tmp);
-            if (to < 0) { rx_fail(x, "pattern too complex (DFA over 4000 states)"); ok = false; break; }
+            if (to < 0) {
+                rx_fail(x, "pattern too complex (DFA over 4000 states)");
+                ok = false;
+                break;
+            }
             if (push_edge(&b, lo, hi, to)) ok = false;
         }
     }
@@ -675,8 +846,16 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
         d = dfa_prune(b.n, b.first, b.edges, b.accept);
         if (!d) rx_fail(x, "pattern can never match (or out of memory)");
     } else if (!x->failed) rx_oom(x);
-    free(stack); free(tmp); free(acc); free(cur); free(bounds);
-    free(b.sets); free(b.hash); free(b.edges); free(b.first); free(b.accept);
+    free(stack);
+    free(tmp);
+    free(acc);
+    free(cur);
+    free(bounds);
+    free(b.sets);
+    free(b.hash);
+    free(b.edges);
+    free(b.first);
+    free(b.accept);
     return d;
 }
 
@@ -693,7 +872,10 @@ static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err, rxbud
     if (ast >= 0) {
         /* .* P .* with the anchors as assertions */
         int any = cls_new(&x);
-        if (any >= 0) { cls_add(&x, any, 0, 0x10FFFF); cls_norm(&x, any, false); }
+        if (any >= 0) {
+            cls_add(&x, any, 0, 0x10FFFF);
+            cls_norm(&x, any, false);
+        }
         int match = nfa_new(&x, RN_MATCH, -1, -1, -1);
         int tail = nfa_new(&x, RN_SPLIT, -1, match, -1);
         if (any >= 0 && match >= 0 && tail >= 0) {
@@ -703,7 +885,10 @@ static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err, rxbud
             int head = body >= 0 ? nfa_new(&x, RN_SPLIT, -1, body, -1) : -1;
             if (head >= 0) {
                 int h1 = nfa_new(&x, RN_CHAR, head, -1, any);
-                if (h1 >= 0) { x.nfa[head].out1 = h1; d = dfa_from_nfa(&x, head, match); }
+                if (h1 >= 0) {
+                    x.nfa[head].out1 = h1;
+                    d = dfa_from_nfa(&x, head, match);
+                }
             }
         }
     }
@@ -720,8 +905,14 @@ static const char *group_end(const char *p, const char *end) {
     int depth = 0;
     bool cls = false;
     for (; p < end; p++) {
-        if (*p == '\\') { p++; continue; }
-        if (cls) { if (*p == ']') cls = false; continue; }
+        if (*p == '\\') {
+            p++;
+            continue;
+        }
+        if (cls) {
+            if (*p == ']') cls = false;
+            continue;
+        }
         if (*p == '[') cls = true;
         else if (*p == '(') depth++;
         else if (*p == ')' && --depth == 0) return p;
@@ -741,15 +932,24 @@ rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, rxbudget *bud
     int n_la = 0;
     while (p + 3 < end && p[0] == '(' && p[1] == '?' && (p[2] == '=' || p[2] == '!')) {
         const char *e = group_end(p, end);
-        if (!e) { lfm2c_set_error(err, LFM2C_EINVAL, "pattern: missing ')'"); return NULL; }
-        if (n_la == 16) { lfm2c_set_error(err, LFM2C_EINVAL, "pattern: more than 16 lookaheads"); return NULL; }
+        if (!e) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "pattern: missing ')'");
+            return NULL;
+        }
+        if (n_la == 16) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "pattern: more than 16 lookaheads");
+            return NULL;
+        }
         la[n_la++] = p;
         p = e + 1;
     }
     /* the rest, anchored */
     size_t rl = (size_t)(end - p);
     char *rest = malloc(rl + 2);
-    if (!rest) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!rest) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     rest[0] = '^';
     memcpy(rest + 1, p, rl);
     rest[rl + 1] = 0;
@@ -759,25 +959,38 @@ rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, rxbudget *bud
         const char *e = group_end(la[i], end);
         size_t bl = (size_t)(e - (la[i] + 3));
         char *body = malloc(bl + 6);
-        if (!body) { dfa_free(d); lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+        if (!body) {
+            dfa_free(d);
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            return NULL;
+        }
         memcpy(body, "^(?:", 4);
         memcpy(body + 4, la[i] + 3, bl);
         memcpy(body + 4 + bl, ")", 2);
         rdfa *x = regex_compile1(body, bl + 5, err, budget);
         free(body);
-        if (!x) { dfa_free(d); return NULL; }
+        if (!x) {
+            dfa_free(d);
+            return NULL;
+        }
         if (la[i][2] == '!') {
             rdfa *nx = dfa_complement(x, budget);
             dfa_free(x);
-            if (!nx) { dfa_free(d); lfm2c_set_error(err, LFM2C_EINVAL, "pattern: a negative lookahead excludes every string"); return NULL; }
+            if (!nx) {
+                dfa_free(d);
+                lfm2c_set_error(err, LFM2C_EINVAL, "pattern: a negative lookahead excludes every string");
+                return NULL;
+            }
             x = nx;
         }
         rdfa *r = dfa_product(d, x, budget);
         dfa_free(d);
         dfa_free(x);
         d = r;
-        if (!d) lfm2c_set_error(err, LFM2C_EINVAL, "%s", budget->left < 0 ? "pattern too costly to compile (DFA construction over its budget)"
-                                                                        : "pattern: the lookaheads leave no string that matches");
+        if (!d)
+            lfm2c_set_error(err, LFM2C_EINVAL, "%s",
+                            budget->left < 0 ? "pattern too costly to compile (DFA construction over its budget)"
+                                             : "pattern: the lookaheads leave no string that matches");
     }
     return d;
 }
@@ -791,13 +1004,19 @@ rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
     int n_edges = 0, cap_edges = 0;
     rdfa *d = NULL;
     bool ok = pa && pb;
-    if (ok) { pa[0] = 0; pb[0] = 0; }
+    if (ok) {
+        pa[0] = 0;
+        pb[0] = 0;
+    }
     for (int s = 0; ok && s < n; s++) {
         int *nf = realloc(first, (size_t)(s + 2) * sizeof *nf);
         unsigned char *na = realloc(acc, (size_t)(s + 1));
         if (nf) first = nf;
         if (na) acc = na;
-        if (!nf || !na) { ok = false; break; }
+        if (!nf || !na) {
+            ok = false;
+            break;
+        }
         first[s] = n_edges;
         acc[s] = a->accept[pa[s]] && b->accept[pb[s]];
         for (int i = a->first[pa[s]]; i < a->first[pa[s] + 1] && ok; i++)
@@ -807,23 +1026,41 @@ rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
                 if (lo > hi) continue;
                 int ta = a->edges[i].to, tb = b->edges[j].to, to = -1;
                 budget->left -= n;
-                if (budget->left < 0) { ok = false; break; }
-                for (int k = 0; k < n; k++) if (pa[k] == ta && pb[k] == tb) { to = k; break; }
+                if (budget->left < 0) {
+                    ok = false;
+                    break;
+                }
+                for (int k = 0; k < n; k++)
+                    if (pa[k] == ta && pb[k] == tb) {
+                        to = k;
+                        break;
+                    }
                 if (to < 0) {
-                    if (n >= 4000) { ok = false; break; }
+                    if (n >= 4000) {
+                        ok = false;
+                        break;
+                    }
                     if (n == cap) {
                         cap *= 2;
                         int *x1 = realloc(pa, (size_t)cap * sizeof(int)), *x2 = realloc(pb, (size_t)cap * sizeof(int));
                         if (x1) pa = x1;
                         if (x2) pb = x2;
-                        if (!x1 || !x2) { ok = false; break; }
+                        if (!x1 || !x2) {
+                            ok = false;
+                            break;
+                        }
                     }
-                    pa[n] = ta; pb[n] = tb; to = n++;
+                    pa[n] = ta;
+                    pb[n] = tb;
+                    to = n++;
                 }
                 if (n_edges == cap_edges) {
                     cap_edges = cap_edges ? 2 * cap_edges : 256;
                     redge *ne = realloc(edges, (size_t)cap_edges * sizeof *ne);
-                    if (!ne) { ok = false; break; }
+                    if (!ne) {
+                        ok = false;
+                        break;
+                    }
                     edges = ne;
                 }
                 edges[n_edges++] = (redge){lo, hi, to};
@@ -833,15 +1070,23 @@ rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
         /* edges of a state are in a's order, then b's: sort each state's list by lo */
         for (int s = 0; s < n; s++) {
             int m = (s + 1 < n ? first[s + 1] : n_edges) - first[s];
-            if (m < 2) continue;   /* nothing to sort (and edges is NULL when no state has any) */
+            if (m < 2) continue; /* nothing to sort (and edges is NULL when no state has any) */
             redge *e = edges + first[s];
             for (int i = 1; i < m; i++)
-                for (int j = i; j > 0 && e[j].lo < e[j - 1].lo; j--) { redge t = e[j]; e[j] = e[j - 1]; e[j - 1] = t; }
+                for (int j = i; j > 0 && e[j].lo < e[j - 1].lo; j--) {
+                    redge t = e[j];
+                    e[j] = e[j - 1];
+                    e[j - 1] = t;
+                }
         }
         first[n] = n_edges;
         d = dfa_prune(n, first, edges, acc);
     }
-    free(pa); free(pb); free(first); free(acc); free(edges);
+    free(pa);
+    free(pb);
+    free(first);
+    free(acc);
+    free(edges);
     return d;
 }
 
@@ -873,7 +1118,9 @@ rdfa *dfa_complement(const rdfa *a, rxbudget *budget) {
         budget->left -= ne;
         if (budget->left >= 0) d = dfa_prune(n, first, edges, acc);
     }
-    free(first); free(edges); free(acc);
+    free(first);
+    free(edges);
+    free(acc);
     return d;
 }
 
@@ -894,7 +1141,10 @@ bool dfa_any(const rdfa *d, int s, uint32_t a, uint32_t b) {
     int lo = d->first[s], hi = d->first[s + 1] - 1, at = d->first[s + 1];
     while (lo <= hi) {
         int m = (lo + hi) / 2;
-        if (d->edges[m].hi >= a) { at = m; hi = m - 1; } else lo = m + 1;
+        if (d->edges[m].hi >= a) {
+            at = m;
+            hi = m - 1;
+        } else lo = m + 1;
     }
     return at < d->first[s + 1] && d->edges[at].lo <= b;
 }
@@ -902,25 +1152,34 @@ bool dfa_any(const rdfa *d, int s, uint32_t a, uint32_t b) {
 /* Formats as patterns (each a subset of what RFC 3339 / 5321 / 3986 / 1123 / 4291 and the
  * common validators accept). */
 const char *format_pattern(const char *f) {
-#define DATE "\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-8]))"
+#define DATE \
+    "\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-" \
+    "8]))"
 #define TIME "(?:[01]\\d|2[0-3]):[0-5]\\d:[0-5]\\d(?:\\.\\d{1,9})?(?:Z|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)"
 #define H16 "[0-9a-fA-F]{1,4}"
 #define LABEL "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    static const struct { const char *name, *rx; } F[] = {
+    static const struct {
+        const char *name, *rx;
+    } F[] = {
         {"date", "^" DATE "$"},
         {"time", "^" TIME "$"},
         {"date-time", "^" DATE "T" TIME "$"},
-        {"duration", "^P(?:(?:\\d+Y(?:\\d+M)?(?:\\d+D)?|\\d+M(?:\\d+D)?|\\d+D)(?:T(?:\\d+H(?:\\d+M)?(?:\\d+S)?|\\d+M(?:\\d+S)?|\\d+S))?"
+        {"duration", "^P(?:(?:\\d+Y(?:\\d+M)?(?:\\d+D)?|\\d+M(?:\\d+D)?|\\d+D)(?:T(?:\\d+H(?:\\d+M)?(?:\\d+S)?|\\d+M(?:"
+                     "\\d+S)?|\\d+S))?"
                      "|T(?:\\d+H(?:\\d+M)?(?:\\d+S)?|\\d+M(?:\\d+S)?|\\d+S)|\\d+W)$"},
-        {"email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}$"},
+        {"email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-"
+                  "z]{2,24}$"},
         {"uuid", "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"},
-        {"uri", "^[A-Za-z][A-Za-z0-9+.-]{0,15}://(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?"
+        {"uri", "^[A-Za-z][A-Za-z0-9+.-]{0,15}://"
+                "(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?\\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?"
                 "(?::\\d{1,5})?(?:/(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})*)*"
-                "(?:\\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?(?:#(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$"},
+                "(?:\\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?(?:#(?:[A-Za-z0-9._~!$&'()*+,;=:@/"
+                "?-]|%[0-9A-Fa-f]{2})*)?$"},
         {"hostname", "^" LABEL "(?:\\." LABEL ")*$"},
         {"ipv4", "^(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?:\\.(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}$"},
         {"ipv6", "^(?:" H16 "(?::" H16 "){7}|::(?:" H16 "(?::" H16 "){0,6})?)$"},
-        {"url", "^https?://[a-z0-9]+(?:-[a-z0-9]+)*(?:\\.[a-z0-9]+(?:-[a-z0-9]+)*)*\\.[a-z]{2,24}(?:/[A-Za-z0-9._~-]*)*$"},
+        {"url",
+         "^https?://[a-z0-9]+(?:-[a-z0-9]+)*(?:\\.[a-z0-9]+(?:-[a-z0-9]+)*)*\\.[a-z]{2,24}(?:/[A-Za-z0-9._~-]*)*$"},
         {"uri-reference", "^(?:[A-Za-z][A-Za-z0-9+.-]{0,15}:)?(?:/?[A-Za-z0-9._~-]+)*/?$"},
         {"iri", "^[A-Za-z][A-Za-z0-9+.-]{0,15}://[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?(?:/[A-Za-z0-9._~-]*)*$"},
         {"iri-reference", "^(?:[A-Za-z][A-Za-z0-9+.-]{0,15}:)?(?:/?[A-Za-z0-9._~-]+)*/?$"},
@@ -929,7 +1188,8 @@ const char *format_pattern(const char *f) {
         {"relative-json-pointer", "^(?:0|[1-9][0-9]{0,8})(?:#|(?:/(?:[^~/]|~[01])*)*)$"},
         {"regex", "^[A-Za-z0-9 _-]*$"},
         {"byte", "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
-        {"idn-email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z]{2,24}$"},
+        {"idn-email", "^[A-Za-z0-9_+-]+(?:\\.[A-Za-z0-9_+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-"
+                      "Za-z]{2,24}$"},
         {"idn-hostname", "^" LABEL "(?:\\." LABEL ")*$"},
         {"iso-time", "^" TIME "$"},
         {"iso-date-time", "^" DATE "T" TIME "$"},
@@ -938,9 +1198,29 @@ const char *format_pattern(const char *f) {
         if (!strcmp(f, F[i].name)) return F[i].rx;
     /* formats whose text is unchecked (ajv-formats: password, binary), and names outside the
      * standard and OpenAPI vocabularies, which validators treat as annotations */
-    static const char *KNOWN[] = {"date", "time", "date-time", "duration", "email", "idn-email", "hostname",
-        "idn-hostname", "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uuid", "uri-template",
-        "json-pointer", "relative-json-pointer", "regex", "url", "byte", "json-pointer-uri-fragment", NULL};
+    static const char *KNOWN[] = {"date",
+                                  "time",
+                                  "date-time",
+                                  "duration",
+                                  "email",
+                                  "idn-email",
+                                  "hostname",
+                                  "idn-hostname",
+                                  "ipv4",
+                                  "ipv6",
+                                  "uri",
+                                  "uri-reference",
+                                  "iri",
+                                  "iri-reference",
+                                  "uuid",
+                                  "uri-template",
+                                  "json-pointer",
+                                  "relative-json-pointer",
+                                  "regex",
+                                  "url",
+                                  "byte",
+                                  "json-pointer-uri-fragment",
+                                  NULL};
     for (int i = 0; KNOWN[i]; i++)
         if (!strcmp(f, KNOWN[i])) return NULL;
     return "";

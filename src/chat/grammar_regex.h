@@ -10,20 +10,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct redge { uint32_t lo, hi; int to; } redge;
+typedef struct redge {
+    uint32_t lo, hi;
+    int to;
+} redge;
 
 /* Work units (NFA states visited, product pairs probed) left for the patterns of one request; a
  * set cancel flag empties it. Past zero a pattern fails with "too costly to compile". */
 enum { RX_BUDGET = 60000000 };
-typedef struct rxbudget { long left; const volatile bool *cancel; } rxbudget;
+typedef struct rxbudget {
+    long left;
+    const volatile bool *cancel;
+} rxbudget;
 
 typedef struct rdfa {
-    int n;                   /* states; 0 is the start */
-    int *first;              /* edges of state s: edges[first[s] .. first[s+1]) sorted by lo */
+    int n;      /* states; 0 is the start */
+    int *first; /* edges of state s: edges[first[s] .. first[s+1]) sorted by lo */
     redge *edges;
     unsigned char *accept;
-    int *dist;               /* code points to the nearest accepting state */
-    uint32_t *next_cp;       /* a code point on such a shortest path */
+    int *dist;         /* code points to the nearest accepting state */
+    uint32_t *next_cp; /* a code point on such a shortest path */
 } rdfa;
 
 /* An EINVAL with a formatted message (the compile errors of patterns and schemas). */

@@ -43,13 +43,19 @@
 
 /* ---- schema compilation ------------------------------------------------------------------ */
 
-typedef struct refent { char *ptr; int node; } refent;
+typedef struct refent {
+    char *ptr;
+    int node;
+} refent;
 typedef struct compiler {
-    grammar *g; lfm2c_error *err; int cap;
-    json_t *root;            /* document $ref pointers resolve in */
-    refent refs[MAX_REFS]; int n_refs;
-    bool unsat;              /* the failure being returned is "no value satisfies this part" */
-    bool not_dropped;        /* a part whose 'not' could not be enforced is never generated */
+    grammar *g;
+    lfm2c_error *err;
+    int cap;
+    json_t *root; /* document $ref pointers resolve in */
+    refent refs[MAX_REFS];
+    int n_refs;
+    bool unsat;       /* the failure being returned is "no value satisfies this part" */
+    bool not_dropped; /* a part whose 'not' could not be enforced is never generated */
 } compiler;
 
 /* Sets the message of a schema that cannot be compiled; returns -1. */
@@ -111,7 +117,10 @@ static int new_node(compiler *c) {
 
 static gstr dup_str(const char *s, int n) {
     gstr r = {malloc((size_t)n + 1), n};
-    if (r.s) { memcpy(r.s, s, (size_t)n); r.s[n] = 0; }
+    if (r.s) {
+        memcpy(r.s, s, (size_t)n);
+        r.s[n] = 0;
+    }
     return r;
 }
 
@@ -159,9 +168,29 @@ static int get_count(compiler *c, json_t *s, const char *key, int *out) {
     return 0;
 }
 
-static const char *ANNOTATIONS[] = {"title", "description", "default", "examples", "$schema", "$id", "id",
-    "$comment", "deprecated", "readOnly", "writeOnly", "$anchor", "$defs", "definitions", "discriminator",
-    "example", "externalDocs", "xml", "$dynamicAnchor", "contentEncoding", "contentMediaType", "strict", NULL};
+static const char *ANNOTATIONS[] = {"title",
+                                    "description",
+                                    "default",
+                                    "examples",
+                                    "$schema",
+                                    "$id",
+                                    "id",
+                                    "$comment",
+                                    "deprecated",
+                                    "readOnly",
+                                    "writeOnly",
+                                    "$anchor",
+                                    "$defs",
+                                    "definitions",
+                                    "discriminator",
+                                    "example",
+                                    "externalDocs",
+                                    "xml",
+                                    "$dynamicAnchor",
+                                    "contentEncoding",
+                                    "contentMediaType",
+                                    "strict",
+                                    NULL};
 
 static bool is_annotation(const char *k) {
     if (!strncmp(k, "x-", 2)) return true;
@@ -172,25 +201,37 @@ static bool is_annotation(const char *k) {
 
 /* A local JSON pointer ("#", "#/$defs/Name", "#/definitions/a~1b"). NULL + error. */
 static json_t *resolve_ref(compiler *c, const char *ref) {
-    if (ref[0] != '#') { fail(c, "$ref '%s' is not a local reference ('#/...')", ref); return NULL; }
+    if (ref[0] != '#') {
+        fail(c, "$ref '%s' is not a local reference ('#/...')", ref);
+        return NULL;
+    }
     json_t *cur = c->root;
     const char *p = ref + 1;
     while (*p) {
-        if (*p != '/') { fail(c, "$ref '%s' is not a JSON pointer", ref); return NULL; }
+        if (*p != '/') {
+            fail(c, "$ref '%s' is not a JSON pointer", ref);
+            return NULL;
+        }
         p++;
         char tok[256];
         int n = 0;
         while (*p && *p != '/' && n < 255) {
             char ch = *p++;
             if (ch == '~' && (*p == '0' || *p == '1')) ch = *p++ == '0' ? '~' : '/';
-            else if (ch == '%' && rx_hexval(p[0]) >= 0 && rx_hexval(p[1]) >= 0) { ch = (char)(rx_hexval(p[0]) * 16 + rx_hexval(p[1])); p += 2; }
+            else if (ch == '%' && rx_hexval(p[0]) >= 0 && rx_hexval(p[1]) >= 0) {
+                ch = (char)(rx_hexval(p[0]) * 16 + rx_hexval(p[1]));
+                p += 2;
+            }
             tok[n++] = ch;
         }
         tok[n] = 0;
         if (json_is_object(cur)) cur = json_object_get(cur, tok);
         else if (json_is_array(cur)) cur = json_array_get(cur, (size_t)atoi(tok));
         else cur = NULL;
-        if (!cur) { fail(c, "$ref '%s' points nowhere", ref); return NULL; }
+        if (!cur) {
+            fail(c, "$ref '%s' points nowhere", ref);
+            return NULL;
+        }
     }
     return cur;
 }
@@ -198,8 +239,7 @@ static json_t *resolve_ref(compiler *c, const char *ref) {
 static bool only_annotations(json_t *s, const char *except) {
     const char *k;
     json_t *v;
-    json_object_foreach(s, k, v)
-        if (strcmp(k, except) && !is_annotation(k)) return false;
+    json_object_foreach(s, k, v) if (strcmp(k, except) && !is_annotation(k)) return false;
     return true;
 }
 
@@ -208,8 +248,7 @@ static json_t *without(json_t *s, const char *key) {
     json_t *r = json_object();
     const char *k;
     json_t *v;
-    json_object_foreach(s, k, v)
-        if (strcmp(k, key) && !is_annotation(k)) json_object_set(r, k, v);
+    json_object_foreach(s, k, v) if (strcmp(k, key) && !is_annotation(k)) json_object_set(r, k, v);
     return r;
 }
 
@@ -226,7 +265,8 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
     if (!json_is_object(src)) return fail(c, "allOf members must be schemas");
     for (int guard = 0; json_object_get(src, "$ref"); guard++) {
         if (guard > 16) return fail(c, "$ref cycle inside allOf");
-        json_t *t = resolve_ref(c, json_string_value(json_object_get(src, "$ref")) ? json_string_value(json_object_get(src, "$ref")) : "");
+        json_t *t = resolve_ref(
+            c, json_string_value(json_object_get(src, "$ref")) ? json_string_value(json_object_get(src, "$ref")) : "");
         if (!t) return -1;
         json_t *rest = without(src, "$ref");
         int r = merge_schema(c, dst, rest, depth + 1);
@@ -244,7 +284,10 @@ static int merge_schema(compiler *c, json_t *dst, json_t *src, int depth) {
     }
     int r = merge_keys(c, dst, src, depth);
     if (!r) r = restrict_props(c, dst, side_props, side_add);
-    for (int i = 0; i < 2; i++) { json_decref(side_props[i]); json_decref(side_add[i]); }
+    for (int i = 0; i < 2; i++) {
+        json_decref(side_props[i]);
+        json_decref(side_add[i]);
+    }
     return r;
 }
 
@@ -330,7 +373,10 @@ static int merge_values(compiler *c, json_t *dst, json_t *src, int depth) {
             continue;
         }
         json_t *d = json_object_get(dst, k);
-        if (!d) { json_object_set(dst, k, v); continue; }
+        if (!d) {
+            json_object_set(dst, k, v);
+            continue;
+        }
         if (json_equal(d, v)) continue;
         if (!strcmp(k, "allOf")) {
             json_t *a = json_copy(d);
@@ -352,7 +398,8 @@ static int merge_values(compiler *c, json_t *dst, json_t *src, int depth) {
             json_t *r;
             json_array_foreach(v, i, r) {
                 bool have = false;
-                for (size_t j = 0; j < json_array_size(nr); j++) if (json_equal(json_array_get(nr, j), r)) have = true;
+                for (size_t j = 0; j < json_array_size(nr); j++)
+                    if (json_equal(json_array_get(nr, j), r)) have = true;
                 if (!have) json_array_append(nr, r);
             }
             json_object_set_new(dst, k, nr);
@@ -362,7 +409,12 @@ static int merge_values(compiler *c, json_t *dst, json_t *src, int depth) {
             int *bits[2] = {&a, &b};
             for (int i = 0; i < 2; i++) {
                 if (json_is_string(arr[i])) *bits[i] = type_bit(json_string_value(arr[i]));
-                else { size_t j; json_t *t; json_array_foreach(arr[i], j, t) *bits[i] |= json_is_string(t) ? type_bit(json_string_value(t)) : 0; }
+                else {
+                    size_t j;
+                    json_t *t;
+                    json_array_foreach(arr[i], j, t) * bits[i] |=
+                        json_is_string(t) ? type_bit(json_string_value(t)) : 0;
+                }
                 if (*bits[i] & T_NUM) *bits[i] |= T_INT;
             }
             int m = a & b;
@@ -374,12 +426,14 @@ static int merge_values(compiler *c, json_t *dst, json_t *src, int depth) {
             json_object_set_new(dst, k, t);
         } else if (!strcmp(k, "minimum") || !strcmp(k, "exclusiveMinimum") || !strcmp(k, "minLength") ||
                    !strcmp(k, "minItems")) {
-            if (json_is_number(d) && json_is_number(v)) { if (json_number_value(v) > json_number_value(d)) json_object_set(dst, k, v); }
-            else return fail(c, "allOf: cannot merge '%s'", k);
+            if (json_is_number(d) && json_is_number(v)) {
+                if (json_number_value(v) > json_number_value(d)) json_object_set(dst, k, v);
+            } else return fail(c, "allOf: cannot merge '%s'", k);
         } else if (!strcmp(k, "maximum") || !strcmp(k, "exclusiveMaximum") || !strcmp(k, "maxLength") ||
                    !strcmp(k, "maxItems")) {
-            if (json_is_number(d) && json_is_number(v)) { if (json_number_value(v) < json_number_value(d)) json_object_set(dst, k, v); }
-            else return fail(c, "allOf: cannot merge '%s'", k);
+            if (json_is_number(d) && json_is_number(v)) {
+                if (json_number_value(v) < json_number_value(d)) json_object_set(dst, k, v);
+            } else return fail(c, "allOf: cannot merge '%s'", k);
         } else if (!strcmp(k, "items") || !strcmp(k, "additionalProperties")) {
             if (json_is_false(d) || json_is_false(v)) json_object_set_new(dst, k, json_false());
             else json_object_set_new(dst, k, json_pack("{s:[O,O]}", "allOf", d, v));
@@ -387,10 +441,15 @@ static int merge_values(compiler *c, json_t *dst, json_t *src, int depth) {
             json_t *ne = json_array();
             size_t i;
             json_t *e;
-            json_array_foreach(d, i, e)
-                for (size_t j = 0; j < json_array_size(v); j++)
-                    if (json_equal(e, json_array_get(v, j))) { json_array_append(ne, e); break; }
-            if (!json_array_size(ne)) { json_decref(ne); return unsat(c, "allOf: the enums do not intersect"); }
+            json_array_foreach(d, i, e) for (size_t j = 0; j < json_array_size(v);
+                                             j++) if (json_equal(e, json_array_get(v, j))) {
+                json_array_append(ne, e);
+                break;
+            }
+            if (!json_array_size(ne)) {
+                json_decref(ne);
+                return unsat(c, "allOf: the enums do not intersect");
+            }
             json_object_set_new(dst, k, ne);
         } else {
             return fail(c, "allOf: cannot merge two different '%s'", k);
@@ -435,17 +494,29 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
     double lo = -INFINITY, hi = INFINITY;
     bool lo_ex = false, hi_ex = false;
     json_t *v;
-    if ((v = json_object_get(s, "minimum"))) { if (!json_is_number(v)) return fail(c, "'minimum' must be a number"); lo = json_number_value(v); }
-    if ((v = json_object_get(s, "maximum"))) { if (!json_is_number(v)) return fail(c, "'maximum' must be a number"); hi = json_number_value(v); }
+    if ((v = json_object_get(s, "minimum"))) {
+        if (!json_is_number(v)) return fail(c, "'minimum' must be a number");
+        lo = json_number_value(v);
+    }
+    if ((v = json_object_get(s, "maximum"))) {
+        if (!json_is_number(v)) return fail(c, "'maximum' must be a number");
+        hi = json_number_value(v);
+    }
     if ((v = json_object_get(s, "exclusiveMinimum"))) {
         if (json_is_boolean(v)) lo_ex = json_is_true(v);
         else if (!json_is_number(v)) return fail(c, "'exclusiveMinimum' must be a number");
-        else if (json_number_value(v) >= lo) { lo = json_number_value(v); lo_ex = true; }
+        else if (json_number_value(v) >= lo) {
+            lo = json_number_value(v);
+            lo_ex = true;
+        }
     }
     if ((v = json_object_get(s, "exclusiveMaximum"))) {
         if (json_is_boolean(v)) hi_ex = json_is_true(v);
         else if (!json_is_number(v)) return fail(c, "'exclusiveMaximum' must be a number");
-        else if (json_number_value(v) <= hi) { hi = json_number_value(v); hi_ex = true; }
+        else if (json_number_value(v) <= hi) {
+            hi = json_number_value(v);
+            hi_ex = true;
+        }
     }
     int64_t K = 0;
     int d = 0;
@@ -469,31 +540,52 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
      * an integer within their range; float/double are any number; others are annotations */
     json_t *fmt = json_object_get(s, "format");
     if (json_is_string(fmt)) {
-        static const struct { const char *name; double lo, hi; } F[] = {
-            {"int8", -128, 127}, {"int16", -32768, 32767}, {"int32", -2147483648.0, 2147483647.0},
-            {"int64", -9223372036854775808.0, 9223372036854775807.0}, {"uint8", 0, 255}, {"uint16", 0, 65535},
-            {"uint32", 0, 4294967295.0}, {"uint64", 0, 18446744073709551615.0}};
+        static const struct {
+            const char *name;
+            double lo, hi;
+        } F[] = {{"int8", -128, 127},
+                 {"int16", -32768, 32767},
+                 {"int32", -2147483648.0, 2147483647.0},
+                 {"int64", -9223372036854775808.0, 9223372036854775807.0},
+                 {"uint8", 0, 255},
+                 {"uint16", 0, 65535},
+                 {"uint32", 0, 4294967295.0},
+                 {"uint64", 0, 18446744073709551615.0}};
         for (size_t i = 0; i < sizeof F / sizeof *F; i++) {
             if (strcmp(json_string_value(fmt), F[i].name)) continue;
             N.types &= ~T_NUM;
-            if (F[i].lo > lo || (F[i].lo == lo && lo_ex)) { lo = F[i].lo; lo_ex = false; }
-            if (F[i].hi < hi || (F[i].hi == hi && hi_ex)) { hi = F[i].hi; hi_ex = false; }
+            if (F[i].lo > lo || (F[i].lo == lo && lo_ex)) {
+                lo = F[i].lo;
+                lo_ex = false;
+            }
+            if (F[i].hi < hi || (F[i].hi == hi && hi_ex)) {
+                hi = F[i].hi;
+                hi_ex = false;
+            }
         }
     }
     /* integers (bounds beyond what 16 digits can write clamp to the limit; none left: an error
      * below) */
     double ilo = lo_ex ? floor(lo) + 1 : ceil(lo), ihi = hi_ex ? ceil(hi) - 1 : floor(hi);
-    double lim = (fabs(lo) >= 1e15 && isfinite(lo)) || (fabs(hi) >= 1e15 && isfinite(hi)) ? (double)I_LIMIT16 : (double)I_LIMIT15;
+    double lim = (fabs(lo) >= 1e15 && isfinite(lo)) || (fabs(hi) >= 1e15 && isfinite(hi)) ? (double)I_LIMIT16
+                                                                                          : (double)I_LIMIT15;
     N.ilo = ilo < -lim ? -(int64_t)lim : ilo > lim ? (int64_t)lim + 1 : (int64_t)ilo;
     N.ihi = ihi > lim ? (int64_t)lim : ihi < -lim ? -(int64_t)lim - 1 : (int64_t)ihi;
     if (K) {
         int64_t p10 = 1;
         for (int i = 0; i < d; i++) p10 *= 10;
         int64_t a = K, b = p10;
-        while (b) { int64_t t = a % b; a = b; b = t; }
+        while (b) {
+            int64_t t = a % b;
+            a = b;
+            b = t;
+        }
         N.imult = K / a;
     }
-    N.lo = lo; N.hi = hi; N.lo_ex = lo_ex; N.hi_ex = hi_ex;
+    N.lo = lo;
+    N.hi = hi;
+    N.lo_ex = lo_ex;
+    N.hi_ex = hi_ex;
     N.nbound = isfinite(lo) || isfinite(hi) || N.frac_max >= 0;
     if ((N.types & (T_INT | T_NUM)) == T_INT && N.ilo > N.ihi)
         return fail(c, "no integer satisfies the schema's bounds (at most 16 digits are written): 'minimum'/'maximum'");
@@ -517,10 +609,9 @@ static int compile_string(compiler *c, json_t *s, int id) {
     if (fmt && !json_is_string(fmt)) return fail(c, "'format' must be a string");
     const char *frx = fmt ? format_pattern(json_string_value(fmt)) : NULL;
     if (frx && !*frx) frx = NULL, fmt = NULL; /* an annotation */
-    if (fmt && !frx)
-        return fail(c, "schema 'format' \"%s\" is not supported", json_string_value(fmt));
+    if (fmt && !frx) return fail(c, "schema 'format' \"%s\" is not supported", json_string_value(fmt));
     if (fmt && !strcmp(json_string_value(fmt), "hostname") && (N.max_len < 0 || N.max_len > 253)) N.max_len = 253;
-    lfm2c_error rerr = {0};   /* the pattern's message, cut to 199 bytes inside the schema's */
+    lfm2c_error rerr = {0}; /* the pattern's message, cut to 199 bytes inside the schema's */
     rdfa *a = NULL, *b = NULL;
     if (pat) {
         a = regex_compile(json_string_value(pat), json_string_length(pat), &rerr, &c->g->budget);
@@ -528,15 +619,20 @@ static int compile_string(compiler *c, json_t *s, int id) {
     }
     if (frx) {
         b = regex_compile(frx, strlen(frx), &rerr, &c->g->budget);
-        if (!b) { dfa_free(a); return fail(c, "format %s: %.199s", json_string_value(fmt), rerr.msg); }
+        if (!b) {
+            dfa_free(a);
+            return fail(c, "format %s: %.199s", json_string_value(fmt), rerr.msg);
+        }
     }
     if (a && b) {
         N.rx = dfa_product(a, b, &c->g->budget);
         dfa_free(a);
         dfa_free(b);
         if (!N.rx && c->g->budget.left < 0)
-            return fail(c, "schema 'pattern' %s: too costly to compile (DFA construction over its budget)", json_string_value(pat));
-        if (!N.rx) return unsat(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
+            return fail(c, "schema 'pattern' %s: too costly to compile (DFA construction over its budget)",
+                        json_string_value(pat));
+        if (!N.rx)
+            return unsat(c, "schema 'pattern' and 'format' \"%s\" admit no common string", json_string_value(fmt));
     } else N.rx = a ? a : b;
     N.rx_exact = N.rx && !b;
     N.srx = N.rx_exact ? N.rx : NULL;
@@ -554,7 +650,10 @@ static bool rx_matches(const rdfa *d, const char *t) {
         uint32_t cp;
         int n = p[0] < 0x80 ? 1 : p[0] < 0xE0 ? 2 : p[0] < 0xF0 ? 3 : 4;
         cp = n == 1 ? p[0] : n == 2 ? p[0] & 0x1F : n == 3 ? p[0] & 0x0F : p[0] & 0x07;
-        for (int i = 1; i < n; i++) { if (!p[i]) return false; cp = cp << 6 | (p[i] & 0x3F); }
+        for (int i = 1; i < n; i++) {
+            if (!p[i]) return false;
+            cp = cp << 6 | (p[i] & 0x3F);
+        }
         p += n;
         if ((st = dfa_next(d, st, cp)) < 0) return false;
     }
@@ -578,9 +677,9 @@ static json_t *prop_schema(compiler *c, json_t *own, const char *key, json_t *pp
     json_t *ps;
     int i = 0;
     if (pp) json_object_foreach(pp, pk, ps) {
-        if (rx_matches(pdfa[i], key)) json_array_append(all, ps);
-        i++;
-    }
+            if (rx_matches(pdfa[i], key)) json_array_append(all, ps);
+            i++;
+        }
     (void)c;
     *err = false;
     if (json_array_size(all) == 0) {
@@ -588,7 +687,11 @@ static json_t *prop_schema(compiler *c, json_t *own, const char *key, json_t *pp
         if (add && json_is_false(add)) return NULL;
         return add ? json_incref(add) : json_true();
     }
-    if (json_array_size(all) == 1) { json_t *one = json_incref(json_array_get(all, 0)); json_decref(all); return one; }
+    if (json_array_size(all) == 1) {
+        json_t *one = json_incref(json_array_get(all, 0));
+        json_decref(all);
+        return one;
+    }
     json_t *r = json_pack("{s:o}", "allOf", all);
     return r;
 }
@@ -604,31 +707,41 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
     json_t *deps[3] = {json_object_get(s, "dependentRequired"), json_object_get(s, "dependencies"),
                        json_object_get(s, "dependentSchemas")};
     static const char *DEP_NAMES[3] = {"dependentRequired", "dependencies", "dependentSchemas"};
-    for (int k = 0; k < 3; k++) if (deps[k] && !json_is_object(deps[k])) return fail(c, "schema '%s' must be an object", DEP_NAMES[k]);
+    for (int k = 0; k < 3; k++)
+        if (deps[k] && !json_is_object(deps[k])) return fail(c, "schema '%s' must be an object", DEP_NAMES[k]);
     /* required names: 'required', plus what a required property's dependencies require */
     json_t *reqs = json_array();
     size_t i;
     json_t *r;
     if (req) json_array_foreach(req, i, r) {
-        if (!json_is_string(r)) { json_decref(reqs); return fail(c, "schema 'required' must list strings"); }
-        if (!in_array(reqs, json_string_value(r))) json_array_append(reqs, r);
-    }
+            if (!json_is_string(r)) {
+                json_decref(reqs);
+                return fail(c, "schema 'required' must list strings");
+            }
+            if (!in_array(reqs, json_string_value(r))) json_array_append(reqs, r);
+        }
     for (size_t at = 0; at < json_array_size(reqs); at++) {
         const char *key = json_string_value(json_array_get(reqs, at));
         for (int k = 0; k < 3; k++) {
             json_t *d = deps[k] ? json_object_get(deps[k], key) : NULL;
             if (!d) continue;
-            if (json_is_array(d)) { json_array_foreach(d, i, r) if (json_is_string(r) && !in_array(reqs, json_string_value(r))) json_array_append(reqs, r); }
-            else if (!json_is_true(d) && !(json_is_object(d) && only_annotations(d, ""))) {
+            if (json_is_array(d)) {
+                json_array_foreach(d, i, r) if (json_is_string(r) && !in_array(reqs, json_string_value(r)))
+                    json_array_append(reqs, r);
+            } else if (!json_is_true(d) && !(json_is_object(d) && only_annotations(d, ""))) {
                 json_decref(reqs);
-                return fail(c, "schema keyword '%s' is supported only for optional properties or as a list of names", DEP_NAMES[k]);
+                return fail(c, "schema keyword '%s' is supported only for optional properties or as a list of names",
+                            DEP_NAMES[k]);
             }
         }
     }
     /* patterns */
     int n_pp = pp ? (int)json_object_size(pp) : 0, rc = 0;
     rdfa **pdfa = n_pp ? calloc((size_t)n_pp, sizeof *pdfa) : NULL;
-    if (n_pp && !pdfa) { json_decref(reqs); return oom(c); }
+    if (n_pp && !pdfa) {
+        json_decref(reqs);
+        return oom(c);
+    }
     if (pp) {
         const char *pk;
         json_t *ps;
@@ -644,25 +757,31 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
     /* the properties written: every required one, then optional ones up to MAX_PROPS */
     json_t *names = json_array();
     bool cut = false;
-    if (!rc && json_array_size(reqs) > MAX_PROPS) rc = fail(c, "more than %d required properties in one object", MAX_PROPS);
+    if (!rc && json_array_size(reqs) > MAX_PROPS)
+        rc = fail(c, "more than %d required properties in one object", MAX_PROPS);
     if (!rc) {
         json_array_extend(names, reqs);
         const char *key;
         json_t *sub;
         if (props) json_object_foreach(props, key, sub) {
-            if (in_array(names, key)) continue;
-            if (json_array_size(names) >= MAX_PROPS) { cut = true; break; }
-            json_array_append_new(names, json_string(key));
-        }
+                if (in_array(names, key)) continue;
+                if (json_array_size(names) >= MAX_PROPS) {
+                    cut = true;
+                    break;
+                }
+                json_array_append_new(names, json_string(key));
+            }
     }
     /* minProperties past the declared names, where other keys are allowed: named ones */
     json_t *minp = json_object_get(s, "minProperties");
     if (!rc && json_is_number(minp) && !(add && json_is_false(add)) && !json_object_get(s, "propertyNames"))
         for (int k = 1; k <= MAX_PROPS && (double)json_array_size(names) < json_number_value(minp) &&
-                        json_array_size(names) < MAX_PROPS; k++) {
+                        json_array_size(names) < MAX_PROPS;
+             k++) {
             char name[32];
             snprintf(name, sizeof name, "property%d", k);
-            if (!in_array(names, name) && !(props && json_object_get(props, name))) json_array_append_new(names, json_string(name));
+            if (!in_array(names, name) && !(props && json_object_get(props, name)))
+                json_array_append_new(names, json_string(name));
         }
     int n = (int)json_array_size(names);
     if (!rc) {
@@ -674,12 +793,22 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
         const char *key = json_string_value(json_array_get(names, (size_t)k));
         bool perr;
         json_t *sub = prop_schema(c, props ? json_object_get(props, key) : NULL, key, pp, pdfa, add, &perr);
-        if (!sub) { rc = unsat(c, "required property '%s' is forbidden by 'additionalProperties': false", key); break; }
-        if (escaped_key(c, key, &N.keys[k])) { json_decref(sub); rc = -1; break; }
+        if (!sub) {
+            rc = unsat(c, "required property '%s' is forbidden by 'additionalProperties': false", key);
+            break;
+        }
+        if (escaped_key(c, key, &N.keys[k])) {
+            json_decref(sub);
+            rc = -1;
+            break;
+        }
         N.n_props++;
         int child = compile(c, sub, depth + 1);
         json_decref(sub);
-        if (child < 0) { rc = -1; break; }
+        if (child < 0) {
+            rc = -1;
+            break;
+        }
         N.prop_node[k] = child;
         if (in_array(reqs, key)) N.required |= 1ull << k;
     }
@@ -687,17 +816,26 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
     for (int k = 0; k < n_pp; k++) dfa_free(pdfa[k]);
     free(pdfa);
     json_decref(names);
-    if (rc) { json_decref(reqs); return -1; }
+    if (rc) {
+        json_decref(reqs);
+        return -1;
+    }
     /* keys outside the declared ones */
     N.add_false = add && json_is_false(add) && !pp;
-    if (get_count(c, s, "minProperties", &N.min_props) || get_count(c, s, "maxProperties", &N.max_props)) { json_decref(reqs); return -1; }
+    if (get_count(c, s, "minProperties", &N.min_props) || get_count(c, s, "maxProperties", &N.max_props)) {
+        json_decref(reqs);
+        return -1;
+    }
     if (add && json_is_false(add)) {
         N.additional = -1;
     } else if (pp || cut || N.max_props >= 0 || (!add && props) || (!add && json_array_size(reqs))) {
         N.additional = -1; /* declared properties only (the output stays valid) */
     } else if (add && !json_is_true(add)) {
         int child = compile(c, add, depth + 1);
-        if (child < 0) { json_decref(reqs); return -1; }
+        if (child < 0) {
+            json_decref(reqs);
+            return -1;
+        }
         N.additional = child;
     }
     /* an optional property with dependencies is never written */
@@ -705,14 +843,17 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
         const char *key;
         json_t *d;
         if (deps[k]) json_object_foreach(deps[k], key, d) {
-            if (in_array(reqs, key)) continue;
-            gstr ek;
-            if (escaped_key(c, key, &ek)) { json_decref(reqs); return -1; }
-            int p = prop_index(&N, &ek);
-            free(ek.s);
-            if (p >= 0) N.banned |= 1ull << p;
-            else N.additional = -1;
-        }
+                if (in_array(reqs, key)) continue;
+                gstr ek;
+                if (escaped_key(c, key, &ek)) {
+                    json_decref(reqs);
+                    return -1;
+                }
+                int p = prop_index(&N, &ek);
+                free(ek.s);
+                if (p >= 0) N.banned |= 1ull << p;
+                else N.additional = -1;
+            }
     }
     json_decref(reqs);
     int n_req = __builtin_popcountll(N.required), n_free = N.n_props - __builtin_popcountll(N.banned & ~N.required);
@@ -723,7 +864,7 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
     json_t *pn = json_object_get(s, "propertyNames"), *pnt = json_is_object(pn) ? json_object_get(pn, "type") : NULL;
     if (pn && json_is_object(pn) && (!pnt || (json_is_string(pnt) && !strcmp(json_string_value(pnt), "string"))) &&
         only_annotations(pn, "type"))
-        pn = NULL; /* every key is a string */
+        pn = NULL;                 /* every key is a string */
     if (pn && !json_is_true(pn)) { /* declared names that fail it are never written; no others */
         int check = compile(c, pn, depth + 1);
         if (check < 0) return -1;
@@ -737,7 +878,8 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
             bool ok = grammar_node_accepts(c->g, check, q, (size_t)N.keys[k].n + 2);
             free(q);
             if (ok) continue;
-            if (N.required >> k & 1) return fail(c, "required property '%.*s' fails 'propertyNames'", N.keys[k].n, N.keys[k].s);
+            if (N.required >> k & 1)
+                return fail(c, "required property '%.*s' fails 'propertyNames'", N.keys[k].n, N.keys[k].s);
             N.banned |= 1ull << k;
         }
         N.additional = -1;
@@ -793,8 +935,12 @@ static int compile_array_with(compiler *c, json_t *s, int id, int depth, json_t 
     if (N.max_items >= 0 && N.min_items > N.max_items) return unsat(c, "minItems > maxItems");
     json_t *u = json_object_get(s, "uniqueItems");
     if (u && json_is_true(u) && !(N.max_items >= 0 && N.max_items <= 1)) {
-        if (N.n_prefix && N.min_items > 1) return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
-        if (N.n_prefix) { N.cut_items = 1; return 0; }
+        if (N.n_prefix && N.min_items > 1)
+            return fail(c, "schema keyword 'uniqueItems' is not supported with 'prefixItems'");
+        if (N.n_prefix) {
+            N.cut_items = 1;
+            return 0;
+        }
         int it = N.items;
         gnode *in = it > 0 ? &c->g->nodes[it] : NULL;
         if (in && !in->n_enum && !in->n_any && in->types == T_BOOL) {
@@ -806,7 +952,8 @@ static int compile_array_with(compiler *c, json_t *s, int id, int depth, json_t 
         }
         if (!in || !in->n_enum || in->n_any) { /* other items: one item at most is written */
             if (N.min_items > 1)
-                return fail(c, "schema keyword 'uniqueItems' is enforced only for arrays of enum, const or boolean items (or of at most one item)");
+                return fail(c, "schema keyword 'uniqueItems' is enforced only for arrays of enum, const or boolean "
+                               "items (or of at most one item)");
             N.cut_items = 1;
             return 0;
         }
@@ -836,12 +983,18 @@ static int split_enum(compiler *c, int id) {
     if (!alts) return oom(c);
     for (int k = 0; k < chunks; k++) {
         int a = new_node(c);
-        if (a < 0) { free(alts); return -1; }
+        if (a < 0) {
+            free(alts);
+            return -1;
+        }
         gnode *A = &c->g->nodes[a];
         int m = n - k * MAX_ENUM < MAX_ENUM ? n - k * MAX_ENUM : MAX_ENUM;
         A->types = types;
         A->stypes = types;
-        if (!(A->enums = calloc((size_t)m, sizeof(gstr)))) { free(alts); return oom(c); }
+        if (!(A->enums = calloc((size_t)m, sizeof(gstr)))) {
+            free(alts);
+            return oom(c);
+        }
         memcpy(A->enums, vals + k * MAX_ENUM, (size_t)m * sizeof(gstr));
         A->n_enum = m;
         alts[k] = a;
@@ -872,19 +1025,27 @@ static int compile_enum(compiler *c, json_t *s, int id, json_t *en, json_t *cn, 
     if (!(c->g->nodes[id].enums = calloc((size_t)n, sizeof(gstr)))) return oom(c);
     for (int i = 0; i < n; i++) {
         json_t *v = cn ? cn : json_array_get(en, (size_t)i);
-        int vt = json_is_null(v) ? T_NULL : json_is_boolean(v) ? T_BOOL : json_is_integer(v) ? T_INT :
-                 json_is_real(v) ? (json_real_value(v) == floor(json_real_value(v)) ? T_INT : T_NUM) :
-                 json_is_string(v) ? T_STR : json_is_array(v) ? T_ARR : T_OBJ;
+        int vt = json_is_null(v)      ? T_NULL
+                 : json_is_boolean(v) ? T_BOOL
+                 : json_is_integer(v) ? T_INT
+                 : json_is_real(v)    ? (json_real_value(v) == floor(json_real_value(v)) ? T_INT : T_NUM)
+                 : json_is_string(v)  ? T_STR
+                 : json_is_array(v)   ? T_ARR
+                                      : T_OBJ;
         if (!(vt & types)) continue;
         gstr t;
         if (canonical(c, v, &t)) return -1;
         bool dup = false;
         for (int k = 0; k < c->g->nodes[id].n_enum && !dup; k++)
             dup = c->g->nodes[id].enums[k].n == t.n && !memcmp(c->g->nodes[id].enums[k].s, t.s, (size_t)t.n);
-        if (dup || (check >= 0 && !grammar_node_accepts(c->g, check, t.s, (size_t)t.n))) { free(t.s); continue; }
+        if (dup || (check >= 0 && !grammar_node_accepts(c->g, check, t.s, (size_t)t.n))) {
+            free(t.s);
+            continue;
+        }
         c->g->nodes[id].enums[c->g->nodes[id].n_enum++] = t;
     }
-    if (!c->g->nodes[id].n_enum) return unsat(c, "no '%s' value satisfies the schema's other keywords", cn ? "const" : "enum");
+    if (!c->g->nodes[id].n_enum)
+        return unsat(c, "no '%s' value satisfies the schema's other keywords", cn ? "const" : "enum");
     return c->g->nodes[id].n_enum > MAX_ENUM ? split_enum(c, id) : id;
 }
 
@@ -934,11 +1095,11 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
         c->g->nodes[id].n_any = n;
         return id;
     }
-    static const char *unsupported[] = {"minContains", "maxContains",
-        "unevaluatedProperties", "unevaluatedItems", "$dynamicRef", "$recursiveRef", NULL};
+    static const char *unsupported[] = {
+        "minContains",   "maxContains", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
+        "$recursiveRef", NULL};
     for (int i = 0; unsupported[i]; i++)
-        if (json_object_get(s, unsupported[i]))
-            return fail(c, "schema keyword '%s' is not supported", unsupported[i]);
+        if (json_object_get(s, unsupported[i])) return fail(c, "schema keyword '%s' is not supported", unsupported[i]);
 #define N (c->g->nodes[id])
     json_t *ref = json_object_get(s, "$ref"), *all = json_object_get(s, "allOf");
     if (ref || all) { /* merge everything into one schema */
@@ -969,7 +1130,8 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
     }
     json_t *any = json_object_get(s, "anyOf");
     if (!any) any = json_object_get(s, "oneOf");
-    if (any && json_object_get(s, "anyOf") && json_object_get(s, "oneOf")) { /* anyOf A, oneOf B: A distributed over B */
+    if (any && json_object_get(s, "anyOf") &&
+        json_object_get(s, "oneOf")) { /* anyOf A, oneOf B: A distributed over B */
         json_t *m = without(s, "anyOf");
         json_object_del(m, "oneOf");
         json_object_set_new(m, "anyOf", distribute(json_object_get(s, "anyOf"), "oneOf", json_object_get(s, "oneOf")));
@@ -983,8 +1145,11 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
             return fail(c, "'anyOf'/'oneOf' must be an array of 1..64 schemas");
         json_t *rest = without(s, any == json_object_get(s, "anyOf") ? "anyOf" : "oneOf");
         json_object_del(rest, "nullable");
-        if (!any) { any = json_pack("[O]", rest); json_decref(rest); rest = json_object(); }
-        else json_incref(any);
+        if (!any) {
+            any = json_pack("[O]", rest);
+            json_decref(rest);
+            rest = json_object();
+        } else json_incref(any);
         int n = (int)json_array_size(any) + (json_is_true(nullable) ? 1 : 0);
         int *alts = calloc((size_t)n, sizeof(int));
         int r = alts ? 0 : oom(c);
@@ -1004,7 +1169,10 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
         }
         json_decref(rest);
         json_decref(any);
-        if (r) { free(alts); return -1; }
+        if (r) {
+            free(alts);
+            return -1;
+        }
         N.any = alts;
         N.n_any = n;
         N.one_of = json_object_get(s, "oneOf") != NULL;
@@ -1082,8 +1250,12 @@ static int prop_index(const gnode *n, const gstr *key) {
 /* The kind (T_NULL, T_BOOL, T_NUM for every number, T_STR, T_ARR, T_OBJ) of a value's JSON text. */
 static int text_kind(const gstr *t) {
     switch (t->s[0]) {
-    case 'n': case 'N': return T_NULL;
-    case 't': case 'f': case 'T': case 'F': return T_BOOL;
+    case 'n':
+    case 'N': return T_NULL;
+    case 't':
+    case 'f':
+    case 'T':
+    case 'F': return T_BOOL;
     case '"': return T_STR;
     case '[': return T_ARR;
     case '{': return T_OBJ;
@@ -1099,7 +1271,8 @@ static int gen_kinds(const grammar *g, int node, int depth) {
     if (depth > 16) return T_ALL;
     if (n->n_any) {
         int k = 0;
-        for (int i = 0; i < n->n_any; i++) if (!(n->dropped >> i & 1)) k |= gen_kinds(g, n->any[i], depth + 1);
+        for (int i = 0; i < n->n_any; i++)
+            if (!(n->dropped >> i & 1)) k |= gen_kinds(g, n->any[i], depth + 1);
         return k;
     }
     if (n->n_enum) {
@@ -1128,13 +1301,15 @@ static bool excl_kind(const grammar *g, int a, int b, int k, int depth) {
     if (A->n_enum) { /* every generated value of kind k is refused by b's exact automaton */
         if (!exact_for(B, k)) return false;
         for (int i = 0; i < A->n_enum; i++)
-            if (text_kind(&A->enums[i]) == k && grammar_node_accepts(g, b, A->enums[i].s, (size_t)A->enums[i].n)) return false;
+            if (text_kind(&A->enums[i]) == k && grammar_node_accepts(g, b, A->enums[i].s, (size_t)A->enums[i].n))
+                return false;
         return true;
     }
     if (B->n_enum) { /* a generates none of b's values of kind k */
         if (k == T_OBJ || k == T_ARR) return false;
         for (int i = 0; i < B->n_enum; i++)
-            if (text_kind(&B->enums[i]) == k && grammar_node_accepts(g, a, B->enums[i].s, (size_t)B->enums[i].n)) return false;
+            if (text_kind(&B->enums[i]) == k && grammar_node_accepts(g, a, B->enums[i].s, (size_t)B->enums[i].n))
+                return false;
         return true;
     }
     switch (k) {
@@ -1173,7 +1348,8 @@ static bool excl_kind(const grammar *g, int a, int b, int k, int depth) {
             int ka = prop_index(A, &B->keys[r]);
             bool gen = ka >= 0 ? !(A->banned >> ka & 1) : A->additional >= 0;
             if (!gen) return true; /* b requires a key a never writes */
-            if (ka >= 0 && (A->required >> ka & 1) && excl(g, A->prop_node[ka], B->prop_node[r], depth + 1)) return true;
+            if (ka >= 0 && (A->required >> ka & 1) && excl(g, A->prop_node[ka], B->prop_node[r], depth + 1))
+                return true;
         }
         for (int p = 0; p < A->n_props; p++) {
             if (!(A->required >> p & 1)) continue;
@@ -1191,11 +1367,13 @@ static bool excl(const grammar *g, int a, int b, int depth) {
     if (depth > 12) return false;
     const gnode *A = &g->nodes[a], *B = &g->nodes[b];
     if (A->n_any) {
-        for (int i = 0; i < A->n_any; i++) if (!(A->dropped >> i & 1) && !excl(g, A->any[i], b, depth + 1)) return false;
+        for (int i = 0; i < A->n_any; i++)
+            if (!(A->dropped >> i & 1) && !excl(g, A->any[i], b, depth + 1)) return false;
         return true;
     }
     if (B->n_any) {
-        for (int i = 0; i < B->n_any; i++) if (!excl(g, a, B->any[i], depth + 1)) return false;
+        for (int i = 0; i < B->n_any; i++)
+            if (!excl(g, a, B->any[i], depth + 1)) return false;
         return true;
     }
     int common = gen_kinds(g, a, 0) & (B->n_enum ? gen_kinds(g, b, 0) : kinds(B->stypes));
@@ -1227,12 +1405,19 @@ static void narrow_for(grammar *g, int a, int b) {
                 continue;
             }
         }
-        if (A->types & ~bits) { A->types &= ~bits; A->narrowed = true; }
+        if (A->types & ~bits) {
+            A->types &= ~bits;
+            A->narrowed = true;
+        }
     }
     if (!(A->types & T_OBJ) || excl_kind(g, a, b, T_OBJ, 0)) return;
     for (int r = 0; r < B->n_props && A->additional < 0; r++) { /* never write a key b requires */
         int ka = (B->sreq >> r & 1) ? prop_index(A, &B->keys[r]) : -1;
-        if (ka >= 0 && !(A->required >> ka & 1)) { A->banned |= 1ull << ka; A->narrowed = true; return; }
+        if (ka >= 0 && !(A->required >> ka & 1)) {
+            A->banned |= 1ull << ka;
+            A->narrowed = true;
+            return;
+        }
     }
     for (int p = 0; p < A->n_props; p++) { /* always write a key b refuses or forbids */
         if ((A->required | A->banned) >> p & 1 || !g->finite[A->prop_node[p]]) continue;
@@ -1253,8 +1438,7 @@ static void narrow_for(grammar *g, int a, int b) {
 static bool part_finite(const grammar *g, const gnode *n, int t) {
     const unsigned char *fin = g->finite;
     switch (t) {
-    case T_STR:
-        return !(n->rx && n->max_len >= 0 && n->rx->dist[0] > n->max_len);
+    case T_STR: return !(n->rx && n->max_len >= 0 && n->rx->dist[0] > n->max_len);
     case T_ARR:
         for (int i = 0; i < n->min_items; i++) {
             int it = item_node_of(n, i);
@@ -1278,7 +1462,8 @@ static bool part_finite(const grammar *g, const gnode *n, int t) {
 static bool node_finite(const grammar *g, const gnode *n) {
     if (n->n_enum) return true;
     if (n->n_any) {
-        for (int i = 0; i < n->n_any; i++) if (!(n->dropped >> i & 1) && g->finite[n->any[i]]) return true;
+        for (int i = 0; i < n->n_any; i++)
+            if (!(n->dropped >> i & 1) && g->finite[n->any[i]]) return true;
         return false;
     }
     for (int t = 1; t < T_ALL; t <<= 1)
@@ -1320,7 +1505,10 @@ static int node_depth(const grammar *g, const gnode *n) {
         return best;
     }
     for (int t = 1; t < T_ALL; t <<= 1)
-        if (n->types & t) { int d = grammar_part_depth(g, n, t); if (d < best) best = d; }
+        if (n->types & t) {
+            int d = grammar_part_depth(g, n, t);
+            if (d < best) best = d;
+        }
     return best;
 }
 
@@ -1334,7 +1522,10 @@ static int min_depths(compiler *c, int root) {
         changed = false;
         for (int i = 0; i < g->n_nodes; i++) {
             int d = node_depth(g, &g->nodes[i]);
-            if (d < g->mind[i]) { g->mind[i] = (unsigned char)d; changed = true; }
+            if (d < g->mind[i]) {
+                g->mind[i] = (unsigned char)d;
+                changed = true;
+            }
         }
     }
     if (root >= 0 && g->mind[root] > GRAMMAR_MAX_DEPTH)
@@ -1350,16 +1541,21 @@ static int prune_infinite(compiler *c, int root) {
     for (bool changed = true; changed;) {
         changed = false;
         for (int i = 0; i < g->n_nodes; i++)
-            if (!g->finite[i] && node_finite(g, &g->nodes[i])) { g->finite[i] = 1; changed = true; }
+            if (!g->finite[i] && node_finite(g, &g->nodes[i])) {
+                g->finite[i] = 1;
+                changed = true;
+            }
     }
     if (root >= 0 && !g->finite[root] && c->not_dropped)
         return fail(c, "schema keyword 'not' cannot be enforced (the values written might match it)");
     if (root >= 0 && !g->finite[root])
-        return fail(c, "the schema admits no finite value (a recursion through required properties, 'minItems' or 'anyOf' never ends)");
+        return fail(c, "the schema admits no finite value (a recursion through required properties, 'minItems' or "
+                       "'anyOf' never ends)");
     for (int i = 0; i < g->n_nodes; i++) {
         gnode *n = &g->nodes[i];
         if (!g->finite[i]) continue;
-        for (int a = 0; a < n->n_any; a++) if (!g->finite[n->any[a]]) n->dropped |= 1ull << a;
+        for (int a = 0; a < n->n_any; a++)
+            if (!g->finite[n->any[a]]) n->dropped |= 1ull << a;
         if (n->n_any || n->n_enum) continue;
         for (int t = 1; t < T_ALL; t <<= 1) {
             int bits = t == T_NUM ? T_NUM : t;
@@ -1370,7 +1566,10 @@ static int prune_infinite(compiler *c, int root) {
         if (n->additional > 0 && !g->finite[n->additional]) n->additional = -1;
         for (int k = n->min_items > 0 ? n->min_items : 0; k < n->n_prefix + 1; k++) {
             int it = item_node_of(n, k);
-            if (it >= 0 && !g->finite[it]) { if (n->cut_items < 0 || k < n->cut_items) n->cut_items = k; break; }
+            if (it >= 0 && !g->finite[it]) {
+                if (n->cut_items < 0 || k < n->cut_items) n->cut_items = k;
+                break;
+            }
         }
     }
     return min_depths(c, root);
@@ -1422,7 +1621,10 @@ static grammar *grammar_alloc(compiler *c) {
     pthread_mutex_init(&g->cache_mu, NULL);
     c->g = g;
     g->budget.left = RX_BUDGET;
-    if (new_node(c) != 0) { free(g); return NULL; } /* node 0: any value */
+    if (new_node(c) != 0) {
+        free(g);
+        return NULL;
+    } /* node 0: any value */
     return g;
 }
 
@@ -1434,7 +1636,10 @@ static void refs_clear(compiler *c) {
 /* The compiler state is large: keep it off small stacks. */
 static compiler *compiler_new(lfm2c_error *err) {
     compiler *c = calloc(1, sizeof *c);
-    if (!c) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!c) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     c->err = err;
     return c;
 }
@@ -1463,14 +1668,22 @@ char *grammar_json_widen_big_ints(const char *t, size_t n) {
             i++;
             continue;
         }
-        if (ch == '"') { str = true; out[o++] = ch; i++; continue; }
+        if (ch == '"') {
+            str = true;
+            out[o++] = ch;
+            i++;
+            continue;
+        }
         if (ch == '-' || (ch >= '0' && ch <= '9')) {
             size_t j = i + (ch == '-'), digits = 0;
             while (j < n && t[j] >= '0' && t[j] <= '9') j++, digits++;
             memcpy(out + o, t + i, j - i);
             o += j - i;
             bool integer = j >= n || (t[j] != '.' && t[j] != 'e' && t[j] != 'E');
-            if (integer && digits > 18) { out[o++] = '.'; out[o++] = '0'; } /* 2 more per 19+ bytes */
+            if (integer && digits > 18) {
+                out[o++] = '.';
+                out[o++] = '0';
+            } /* 2 more per 19+ bytes */
             i = j;
             continue;
         }
@@ -1498,9 +1711,13 @@ static grammar *schema_grammar(const char *schema_json, const volatile bool *can
         g->budget.cancel = cancel;
         c->root = s;
         g->root = compile(c, s, 0);
-        if (g->root >= 0 && (prune_infinite(c, g->root) || check_one_of(c) || check_not(c, g->root) || prune_infinite(c, g->root)))
+        if (g->root >= 0 &&
+            (prune_infinite(c, g->root) || check_one_of(c) || check_not(c, g->root) || prune_infinite(c, g->root)))
             g->root = -1;
-        if (g->root < 0) { grammar_free(g); g = NULL; }
+        if (g->root < 0) {
+            grammar_free(g);
+            g = NULL;
+        }
     }
     json_decref(s);
     refs_clear(c);
@@ -1513,14 +1730,19 @@ grammar *grammar_any_object(void) {
     grammar *g = grammar_alloc(&c);
     if (!g) return NULL;
     g->root = new_node(&c);
-    if (g->root < 0) { grammar_free(g); return NULL; }
+    if (g->root < 0) {
+        grammar_free(g);
+        return NULL;
+    }
     g->nodes[g->root].types = T_OBJ;
-    if (prune_infinite(&c, g->root)) { grammar_free(g); return NULL; }
+    if (prune_infinite(&c, g->root)) {
+        grammar_free(g);
+        return NULL;
+    }
     return g;
 }
 
-static grammar *tool_calls_grammar(const char *tools_json, const char *only_name, bool parallel,
-                                   lfm2c_error *err) {
+static grammar *tool_calls_grammar(const char *tools_json, const char *only_name, bool parallel, lfm2c_error *err) {
     compiler *c = compiler_new(err);
     if (!c) return NULL;
     json_error_t je;
@@ -1530,18 +1752,27 @@ static grammar *tool_calls_grammar(const char *tools_json, const char *only_name
         fail(c, "'tools' must be an array of 1..%d functions", MAX_PROPS);
         goto bad;
     }
-    if (!(g = grammar_alloc(c))) { oom(c); goto bad; }
+    if (!(g = grammar_alloc(c))) {
+        oom(c);
+        goto bad;
+    }
     g->python = g->calls = true;
     g->parallel = parallel;
     g->func_names = calloc(json_array_size(tools), sizeof(gstr));
     g->func_node = calloc(json_array_size(tools), sizeof(int));
-    if (!g->func_names || !g->func_node) { oom(c); goto bad; }
+    if (!g->func_names || !g->func_node) {
+        oom(c);
+        goto bad;
+    }
     size_t i;
     json_t *t;
     json_array_foreach(tools, i, t) {
         json_t *fn = json_object_get(t, "function");
         const char *name = json_string_value(json_object_get(fn, "name"));
-        if (!name || !*name) { fail(c, "tools[%zu].function.name is missing", i); goto bad; }
+        if (!name || !*name) {
+            fail(c, "tools[%zu].function.name is missing", i);
+            goto bad;
+        }
         if (only_name && strcmp(name, only_name)) continue;
         json_t *params = json_object_get(fn, "parameters");
         int node;
@@ -1549,14 +1780,16 @@ static grammar *tool_calls_grammar(const char *tools_json, const char *only_name
         c->root = params;
         if (params) {
             if ((node = compile(c, params, 1)) < 0) {
-                char tmp[256];   /* the schema's message, with the tool named in front */
+                char tmp[256]; /* the schema's message, with the tool named in front */
                 snprintf(tmp, sizeof tmp, "%.255s", err ? err->msg : "");
                 fail(c, "tool '%s': %s", name, tmp);
                 goto bad;
             }
             const gnode *pn = &g->nodes[node];
-            if (pn->n_any || pn->n_enum || !(pn->types & T_OBJ))
-                { fail(c, "tool '%s': parameters must be an object schema", name); goto bad; }
+            if (pn->n_any || pn->n_enum || !(pn->types & T_OBJ)) {
+                fail(c, "tool '%s': parameters must be an object schema", name);
+                goto bad;
+            }
         } else if ((node = new_node(c)) >= 0) {
             g->nodes[node].types = T_OBJ;
             g->nodes[node].additional = -1;
@@ -1566,10 +1799,16 @@ static grammar *tool_calls_grammar(const char *tools_json, const char *only_name
         g->func_names[g->n_funcs] = dup_str(name, (int)strlen(name));
         g->func_node[g->n_funcs++] = node;
     }
-    if (!g->n_funcs) { fail(c, "no function named '%s' in 'tools'", only_name ? only_name : ""); goto bad; }
+    if (!g->n_funcs) {
+        fail(c, "no function named '%s' in 'tools'", only_name ? only_name : "");
+        goto bad;
+    }
     if (prune_infinite(c, -1) || check_one_of(c) || check_not(c, -1) || prune_infinite(c, -1)) goto bad;
     for (int f = 0; f < g->n_funcs; f++)
-        if (!g->finite[g->func_node[f]]) { fail(c, "tool '%s': the parameters admit no finite value", g->func_names[f].s); goto bad; }
+        if (!g->finite[g->func_node[f]]) {
+            fail(c, "tool '%s': the parameters admit no finite value", g->func_names[f].s);
+            goto bad;
+        }
     json_decref(tools);
     refs_clear(c);
     free(c);

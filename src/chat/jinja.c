@@ -43,8 +43,8 @@ typedef struct arena_blk {
 typedef struct arena {
     arena_blk *blk;
     size_t total, limit;
-    bool shared;               /* a render's: counted against the process's bound too */
-    bool process_full;         /* an allocation failed for the process's bound */
+    bool shared;       /* a render's: counted against the process's bound too */
+    bool process_full; /* an allocation failed for the process's bound */
 } arena;
 
 /* Bytes held by all renders in progress, and their bound (jinja_set_process_memory). */
@@ -91,8 +91,8 @@ static void arena_free(arena *a) {
 /* What a render may still spend (NULL while parsing: the parser is linear in the source). */
 typedef struct budget {
     uint64_t steps, max_steps, next_check;
-    double deadline;               /* CLOCK_MONOTONIC seconds */
-    const atomic_int *cancel;      /* non-zero: stop */
+    double deadline;          /* CLOCK_MONOTONIC seconds */
+    const atomic_int *cancel; /* non-zero: stop */
 } budget;
 
 typedef struct jfail {
@@ -128,7 +128,8 @@ static _Noreturn __attribute__((format(printf, 3, 4))) void fail(jfail *f, int l
     failv(f, LFM2C_EINVAL, line, fmt, ap);
 }
 
-static _Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, int code, int line, const char *fmt, ...) {
+static _Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, int code, int line, const char *fmt,
+                                                                      ...) {
     va_list ap;
     va_start(ap, fmt);
     failv(f, code, line, fmt, ap);
@@ -142,7 +143,8 @@ static void tick(jfail *f, uint64_t n) {
     if (b->steps < b->next_check) return;
     b->next_check = b->steps + 4096;
     if (b->steps > b->max_steps)
-        fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its budget of %llu steps", (unsigned long long)b->max_steps);
+        fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its budget of %llu steps",
+                  (unsigned long long)b->max_steps);
     if (b->cancel && atomic_load(b->cancel)) fail_code(f, LFM2C_ECANCELLED, 0, "template rendering cancelled");
     if (lfm2c_now_s() > b->deadline) fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its time budget");
 }
@@ -151,7 +153,8 @@ static void *xalloc(jfail *f, size_t n) {
     tick(f, 1 + n / 256);
     void *p = arena_alloc(f->a, n ? n : 1);
     if (!p && f->a->process_full)
-        fail_code(f, LFM2C_ENOMEM, 0, "out of memory (the renders in progress hold the process's %zu MiB for templates)",
+        fail_code(f, LFM2C_ENOMEM, 0,
+                  "out of memory (the renders in progress hold the process's %zu MiB for templates)",
                   atomic_load(&render_bound) >> 20);
     if (!p) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (the template needs more than %zu MiB)", f->a->limit >> 20);
     return p;
@@ -163,12 +166,15 @@ static void *xalloc(jfail *f, size_t n) {
 static void charge_repeat(jfail *f, int line, uint64_t count, uint64_t unit, uint64_t elem_size, const char *what) {
     uint64_t work, bytes;
     if (__builtin_mul_overflow(count, unit ? unit : 1, &work)) work = UINT64_MAX;
-    if (__builtin_mul_overflow(count, unit, &bytes) || __builtin_mul_overflow(bytes, elem_size, &bytes)) bytes = UINT64_MAX;
+    if (__builtin_mul_overflow(count, unit, &bytes) || __builtin_mul_overflow(bytes, elem_size, &bytes))
+        bytes = UINT64_MAX;
     budget *b = f->bud;
     if (b && work > b->max_steps - (b->steps < b->max_steps ? b->steps : b->max_steps))
         fail_code(f, LFM2C_EINVAL, line, "%s too large: the template exceeded its budget of %llu steps", what,
                   (unsigned long long)b->max_steps);
-    if (bytes > f->a->limit) fail_code(f, LFM2C_ENOMEM, line, "%s too large: out of memory (the template's is %zu MiB)", what, f->a->limit >> 20);
+    if (bytes > f->a->limit)
+        fail_code(f, LFM2C_ENOMEM, line, "%s too large: out of memory (the template's is %zu MiB)", what,
+                  f->a->limit >> 20);
     tick(f, work);
 }
 
@@ -187,8 +193,14 @@ static char *xstrndup(jfail *f, const char *s, size_t n) {
  * UTF-8, but a stray byte still decodes as itself rather than reading past the end. */
 static uint32_t utf8_dec(const char *s, size_t n, int *len) {
     const unsigned char *u = (const unsigned char *)s;
-    if (u[0] < 0x80 || n < 2) { *len = 1; return u[0]; }
-    if ((u[0] & 0xE0) == 0xC0) { *len = 2; return ((u[0] & 0x1Fu) << 6) | (u[1] & 0x3Fu); }
+    if (u[0] < 0x80 || n < 2) {
+        *len = 1;
+        return u[0];
+    }
+    if ((u[0] & 0xE0) == 0xC0) {
+        *len = 2;
+        return ((u[0] & 0x1Fu) << 6) | (u[1] & 0x3Fu);
+    }
     if ((u[0] & 0xF0) == 0xE0 && n >= 3) {
         *len = 3;
         return ((u[0] & 0x0Fu) << 12) | ((u[1] & 0x3Fu) << 6) | (u[2] & 0x3Fu);
@@ -202,15 +214,25 @@ static uint32_t utf8_dec(const char *s, size_t n, int *len) {
 }
 
 static int utf8_enc(uint32_t c, char *o) {
-    if (c < 0x80) { o[0] = (char)c; return 1; }
-    if (c < 0x800) { o[0] = (char)(0xC0 | (c >> 6)); o[1] = (char)(0x80 | (c & 0x3F)); return 2; }
+    if (c < 0x80) {
+        o[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        o[0] = (char)(0xC0 | (c >> 6));
+        o[1] = (char)(0x80 | (c & 0x3F));
+        return 2;
+    }
     if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12)); o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        o[0] = (char)(0xE0 | (c >> 12));
+        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
         o[2] = (char)(0x80 | (c & 0x3F));
         return 3;
     }
-    o[0] = (char)(0xF0 | (c >> 18)); o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F)); o[3] = (char)(0x80 | (c & 0x3F));
+    o[0] = (char)(0xF0 | (c >> 18));
+    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (c & 0x3F));
     return 4;
 }
 
@@ -254,8 +276,7 @@ static size_t utf8_offset(const char *s, size_t n, size_t ci) {
 /* Python's str.isspace(). */
 static bool u_isspace(uint32_t c) {
     return (c >= 9 && c <= 13) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-           c == 0x3000;
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 /* Python's str.isprintable() for repr(); Cn (unassigned) is not known here. */
@@ -263,9 +284,8 @@ static bool u_isprintable(uint32_t c) {
     if (c < 0x20 || (c >= 0x7F && c <= 0xA0)) return false;
     if (c == 0xAD || c == 0x1680 || (c >= 0x2000 && c <= 0x200F) || (c >= 0x2028 && c <= 0x202F) ||
         (c >= 0x205F && c <= 0x2064) || (c >= 0x2066 && c <= 0x206F) || c == 0x3000 || c == 0xFEFF ||
-        (c >= 0xFFF9 && c <= 0xFFFB) || (c >= 0x600 && c <= 0x605) || c == 0x61C || c == 0x6DD ||
-        c == 0x70F || c == 0x180E || (c >= 0xD800 && c <= 0xF8FF) || c >= 0xF0000 ||
-        (c >= 0xE0000 && c <= 0xE007F))
+        (c >= 0xFFF9 && c <= 0xFFFB) || (c >= 0x600 && c <= 0x605) || c == 0x61C || c == 0x6DD || c == 0x70F ||
+        c == 0x180E || (c >= 0xD800 && c <= 0xF8FF) || c >= 0xF0000 || (c >= 0xE0000 && c <= 0xE007F))
         return false;
     return true;
 }
@@ -284,25 +304,68 @@ typedef struct value {
         bool b;
         int64_t i;
         double f;
-        struct { const char *p; size_t n; } s; /* V_STR; V_UNDEF: the missing name (p may be NULL) */
+        struct {
+            const char *p;
+            size_t n;
+        } s; /* V_STR; V_UNDEF: the missing name (p may be NULL) */
         list *l;
         dict *d; /* V_DICT and V_NS */
         func *fn;
     } u;
 } value;
 
-struct list { value *v; size_t n, cap; bool tuple; };
-struct dict { value *k, *v; size_t n, cap; };
+struct list {
+    value *v;
+    size_t n, cap;
+    bool tuple;
+};
+struct dict {
+    value *k, *v;
+    size_t n, cap;
+};
 
-static value v_undef(const char *name) { value v = {V_UNDEF, {0}}; v.u.s.p = name; v.u.s.n = name ? strlen(name) : 0; return v; }
-static value v_none(void) { value v = {V_NONE, {0}}; return v; }
-static value v_bool(bool b) { value v = {V_BOOL, {0}}; v.u.b = b; return v; }
-static value v_int(int64_t i) { value v = {V_INT, {0}}; v.u.i = i; return v; }
-static value v_float(double f) { value v = {V_FLOAT, {0}}; v.u.f = f; return v; }
-static value v_str(const char *p, size_t n) { value v = {V_STR, {0}}; v.u.s.p = p; v.u.s.n = n; return v; }
+static value v_undef(const char *name) {
+    value v = {V_UNDEF, {0}};
+    v.u.s.p = name;
+    v.u.s.n = name ? strlen(name) : 0;
+    return v;
+}
+static value v_none(void) {
+    value v = {V_NONE, {0}};
+    return v;
+}
+static value v_bool(bool b) {
+    value v = {V_BOOL, {0}};
+    v.u.b = b;
+    return v;
+}
+static value v_int(int64_t i) {
+    value v = {V_INT, {0}};
+    v.u.i = i;
+    return v;
+}
+static value v_float(double f) {
+    value v = {V_FLOAT, {0}};
+    v.u.f = f;
+    return v;
+}
+static value v_str(const char *p, size_t n) {
+    value v = {V_STR, {0}};
+    v.u.s.p = p;
+    v.u.s.n = n;
+    return v;
+}
 static value v_cstr(const char *p) { return v_str(p, strlen(p)); }
-static value v_list(list *l) { value v = {V_LIST, {0}}; v.u.l = l; return v; }
-static value v_dict(dict *d) { value v = {V_DICT, {0}}; v.u.d = d; return v; }
+static value v_list(list *l) {
+    value v = {V_LIST, {0}};
+    v.u.l = l;
+    return v;
+}
+static value v_dict(dict *d) {
+    value v = {V_DICT, {0}};
+    v.u.d = d;
+    return v;
+}
 
 static size_t mul_size(jfail *f, size_t a, size_t b) {
     size_t r;
@@ -386,7 +449,8 @@ static bool v_eq_d(value a, value b, int depth) {
     }
     if (a.t != b.t) return false;
     switch (a.t) {
-    case V_UNDEF: case V_NONE: return true;
+    case V_UNDEF:
+    case V_NONE: return true;
     case V_STR: return a.u.s.n == b.u.s.n && !memcmp(a.u.s.p, b.u.s.p, a.u.s.n);
     case V_LIST:
         if (a.u.l->n != b.u.l->n) return false;
@@ -408,7 +472,8 @@ static bool v_eq_d(value a, value b, int depth) {
 
 static bool v_truthy(value v) {
     switch (v.t) {
-    case V_UNDEF: case V_NONE: return false;
+    case V_UNDEF:
+    case V_NONE: return false;
     case V_BOOL: return v.u.b;
     case V_INT: return v.u.i != 0;
     case V_FLOAT: return v.u.f != 0.0;
@@ -420,18 +485,23 @@ static bool v_truthy(value v) {
 }
 
 static const char *v_typename(value v) {
-    static const char *names[] = {"Undefined", "NoneType", "bool", "int", "float", "str", "list", "dict", "Namespace", "function"};
+    static const char *names[] = {"Undefined", "NoneType", "bool", "int",       "float",
+                                  "str",       "list",     "dict", "Namespace", "function"};
     if (v.t == V_LIST && v.u.l->tuple) return "tuple";
     return names[v.t];
 }
 
 /* ---- string buffer -------------------------------------------------------------------------- */
 
-typedef struct sbuf { char *p; size_t n, cap; } sbuf;
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+} sbuf;
 
 static void sb_put(jfail *f, sbuf *b, const char *s, size_t n) {
     tick(f, 1 + n / 256);
-    if (n > f->a->limit || b->n + n + 1 > f->a->limit) fail_code(f, LFM2C_ENOMEM, 0, "out of memory (string too large)");
+    if (n > f->a->limit || b->n + n + 1 > f->a->limit)
+        fail_code(f, LFM2C_ENOMEM, 0, "out of memory (string too large)");
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
         while (cap < b->n + n + 1) cap *= 2;
@@ -463,9 +533,18 @@ static value sb_value(sbuf *b) { return b->n ? v_str(b->p, b->n) : v_str("", 0);
 /* repr(float): the shortest digit string that reads back to the same double, written in fixed
  * notation when the decimal exponent is in [-4, 16), else as d.ddde+XX. */
 static void fmt_float(jfail *f, sbuf *b, double x) {
-    if (isnan(x)) { sb_puts(f, b, "nan"); return; }
-    if (isinf(x)) { sb_puts(f, b, x < 0 ? "-inf" : "inf"); return; }
-    if (x == 0) { sb_puts(f, b, signbit(x) ? "-0.0" : "0.0"); return; }
+    if (isnan(x)) {
+        sb_puts(f, b, "nan");
+        return;
+    }
+    if (isinf(x)) {
+        sb_puts(f, b, x < 0 ? "-inf" : "inf");
+        return;
+    }
+    if (x == 0) {
+        sb_puts(f, b, signbit(x) ? "-0.0" : "0.0");
+        return;
+    }
     char tmp[40];
     for (int prec = 0; prec < 17; prec++) {
         snprintf(tmp, sizeof tmp, "%.*e", prec, x);
@@ -493,7 +572,10 @@ static void fmt_float(jfail *f, sbuf *b, double x) {
         }
     } else {
         sb_putc(f, b, digits[0]);
-        if (nd > 1) { sb_putc(f, b, '.'); sb_put(f, b, digits + 1, (size_t)nd - 1); }
+        if (nd > 1) {
+            sb_putc(f, b, '.');
+            sb_put(f, b, digits + 1, (size_t)nd - 1);
+        }
         sb_printf(f, b, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
     }
 }
@@ -566,7 +648,10 @@ static size_t lstrip_len(const char *s, size_t n) {
 }
 
 static int hexval(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* A string literal's body, decoded as jinja2 does (Python's unicode-escape rules). */
@@ -574,12 +659,17 @@ static void lex_decode_string(lexer *L, token *t, const char *s, size_t n) {
     char *o = xalloc(L->f, n + 1);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] != '\\' || i + 1 >= n) { o[k++] = s[i]; continue; }
+        if (s[i] != '\\' || i + 1 >= n) {
+            o[k++] = s[i];
+            continue;
+        }
         char e = s[++i];
         uint32_t cp;
         switch (e) {
         case '\n': continue;
-        case '\\': case '\'': case '"': o[k++] = e; continue;
+        case '\\':
+        case '\'':
+        case '"': o[k++] = e; continue;
         case 'a': o[k++] = 7; continue;
         case 'b': o[k++] = 8; continue;
         case 'f': o[k++] = 12; continue;
@@ -587,7 +677,9 @@ static void lex_decode_string(lexer *L, token *t, const char *s, size_t n) {
         case 'r': o[k++] = '\r'; continue;
         case 't': o[k++] = '\t'; continue;
         case 'v': o[k++] = 11; continue;
-        case 'x': case 'u': case 'U': {
+        case 'x':
+        case 'u':
+        case 'U': {
             int nd = e == 'x' ? 2 : e == 'u' ? 4 : 8;
             cp = 0;
             for (int d = 0; d < nd; d++) {
@@ -601,7 +693,8 @@ static void lex_decode_string(lexer *L, token *t, const char *s, size_t n) {
         default:
             if (e >= '0' && e <= '7') {
                 cp = (uint32_t)(e - '0');
-                for (int d = 0; d < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; d++) cp = cp * 8 + (uint32_t)(s[++i] - '0');
+                for (int d = 0; d < 2 && i + 1 < n && s[i + 1] >= '0' && s[i + 1] <= '7'; d++)
+                    cp = cp * 8 + (uint32_t)(s[++i] - '0');
                 break;
             }
             if (e == 'N') fail(L->f, t->line, "\\N{...} escapes are not supported");
@@ -623,7 +716,8 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
     int depth = 0;
     for (;;) {
         while (L->pos < L->n && isspace((unsigned char)s[L->pos])) L->line += s[L->pos++] == '\n';
-        if (L->pos >= L->n) fail(L->f, open_line, "unexpected end of template: '%s' opened here is not closed", is_block ? "{%" : "{{");
+        if (L->pos >= L->n)
+            fail(L->f, open_line, "unexpected end of template: '%s' opened here is not closed", is_block ? "{%" : "{{");
         const char *c = s + L->pos;
         size_t left = L->n - L->pos;
         const char *end = is_block ? "%}" : "}}";
@@ -645,7 +739,10 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
             /* names: ASCII letters, digits, '_', and (as Python identifiers) non-ASCII characters */
             size_t i = 0;
             while (i < left) {
-                if (isalnum((unsigned char)c[i]) || c[i] == '_') { i++; continue; }
+                if (isalnum((unsigned char)c[i]) || c[i] == '_') {
+                    i++;
+                    continue;
+                }
                 if ((unsigned char)c[i] < 0x80 || lstrip_len(c + i, left - i)) break;
                 int l;
                 utf8_dec(c + i, left - i, &l);
@@ -659,11 +756,16 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
             char buf[64];
             size_t bn = 0;
             /* every write is bounded: a longer literal sets bn to the cap and fails below */
-#define PUT(ch) do { if (bn < sizeof buf - 1) buf[bn++] = (ch); else bn = sizeof buf; } while (0)
-#define DIGITS()                                                                                         \
-    while (i < left && (isdigit((unsigned char)c[i]) || (c[i] == '_' && i + 1 < left && isdigit((unsigned char)c[i + 1])))) { \
-        if (c[i] != '_') PUT(c[i]);                                                                      \
-        i++;                                                                                             \
+#define PUT(ch) \
+    do { \
+        if (bn < sizeof buf - 1) buf[bn++] = (ch); \
+        else bn = sizeof buf; \
+    } while (0)
+#define DIGITS() \
+    while (i < left && \
+           (isdigit((unsigned char)c[i]) || (c[i] == '_' && i + 1 < left && isdigit((unsigned char)c[i + 1])))) { \
+        if (c[i] != '_') PUT(c[i]); \
+        i++; \
     }
             DIGITS();
             if (i + 1 < left && c[i] == '.' && isdigit((unsigned char)c[i + 1])) {
@@ -673,16 +775,21 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
                 DIGITS();
             }
             if (i + 1 < left && (c[i] == 'e' || c[i] == 'E') &&
-                (isdigit((unsigned char)c[i + 1]) || (i + 2 < left && (c[i + 1] == '+' || c[i + 1] == '-') && isdigit((unsigned char)c[i + 2])))) {
+                (isdigit((unsigned char)c[i + 1]) ||
+                 (i + 2 < left && (c[i + 1] == '+' || c[i + 1] == '-') && isdigit((unsigned char)c[i + 2])))) {
                 isf = true;
                 PUT(c[i]);
                 i++;
-                if (c[i] == '+' || c[i] == '-') { PUT(c[i]); i++; }
+                if (c[i] == '+' || c[i] == '-') {
+                    PUT(c[i]);
+                    i++;
+                }
                 DIGITS();
             }
 #undef DIGITS
 #undef PUT
-            if (bn >= sizeof buf - 1) fail(L->f, L->line, "number literal too long (at most %zu digits)", sizeof buf - 2);
+            if (bn >= sizeof buf - 1)
+                fail(L->f, L->line, "number literal too long (at most %zu digits)", sizeof buf - 2);
             buf[bn] = 0;
             token *t = lex_push(L, isf ? T_FLOAT : T_INT, L->line, c, i);
             if (isf) t->f = strtod(buf, NULL);
@@ -803,22 +910,55 @@ static void lex_all(lexer *L) {
 
 enum {
     /* statements */
-    S_TEXT, S_OUTPUT, S_IF, S_FOR, S_SET, S_SETATTR, S_SETBLOCK, S_MACRO, S_CALLBLOCK, S_FILTERBLOCK,
-    S_BREAK, S_CONTINUE, S_WITH, S_GENERATION,
+    S_TEXT,
+    S_OUTPUT,
+    S_IF,
+    S_FOR,
+    S_SET,
+    S_SETATTR,
+    S_SETBLOCK,
+    S_MACRO,
+    S_CALLBLOCK,
+    S_FILTERBLOCK,
+    S_BREAK,
+    S_CONTINUE,
+    S_WITH,
+    S_GENERATION,
     /* expressions */
-    E_CONST, E_NAME, E_ATTR, E_ITEM, E_SLICE, E_CALL, E_FILTER, E_TEST, E_NOT, E_NEG, E_POS, E_BIN,
-    E_AND, E_OR, E_CMP, E_COND, E_LIST, E_TUPLE, E_DICT, E_CAPTURED,
+    E_CONST,
+    E_NAME,
+    E_ATTR,
+    E_ITEM,
+    E_SLICE,
+    E_CALL,
+    E_FILTER,
+    E_TEST,
+    E_NOT,
+    E_NEG,
+    E_POS,
+    E_BIN,
+    E_AND,
+    E_OR,
+    E_CMP,
+    E_COND,
+    E_LIST,
+    E_TUPLE,
+    E_DICT,
+    E_CAPTURED,
 };
 
 enum { OP_EQ = 1, OP_NE, OP_LT, OP_GT, OP_LE, OP_GE, OP_IN, OP_NOTIN };
 
 typedef struct node node;
-typedef struct nlist { node **v; int n, cap; } nlist;
+typedef struct nlist {
+    node **v;
+    int n, cap;
+} nlist;
 
 struct node {
     int kind, line, op;
-    value val;          /* E_CONST, S_TEXT; S_SETATTR: the attribute name */
-    const char *name;   /* variable, attribute, filter, test or macro name */
+    value val;        /* E_CONST, S_TEXT; S_SETATTR: the attribute name */
+    const char *name; /* variable, attribute, filter, test or macro name */
     node *a, *b, *c, *d;
     nlist items;        /* positional args, elements, body */
     nlist items2;       /* keyword-arg values, dict values, else-body, defaults */
@@ -864,16 +1004,37 @@ static node *mk(parser *P, int kind, int line) {
 
 static token *peek(parser *P) { return &P->tk[P->pos]; }
 static token *peek2(parser *P) { return P->tk[P->pos].t == T_EOF ? &P->tk[P->pos] : &P->tk[P->pos + 1]; }
-static token *advance(parser *P) { token *t = &P->tk[P->pos]; if (t->t != T_EOF) P->pos++; return t; }
-static bool tok_op(const token *t, const char *op) { return t->t == T_OP && t->n == strlen(op) && !memcmp(t->p, op, t->n); }
-static bool tok_name(const token *t, const char *w) { return t->t == T_NAME && t->n == strlen(w) && !memcmp(t->p, w, t->n); }
-static bool accept_op(parser *P, const char *op) { if (tok_op(peek(P), op)) { advance(P); return true; } return false; }
-static bool accept_name(parser *P, const char *w) { if (tok_name(peek(P), w)) { advance(P); return true; } return false; }
+static token *advance(parser *P) {
+    token *t = &P->tk[P->pos];
+    if (t->t != T_EOF) P->pos++;
+    return t;
+}
+static bool tok_op(const token *t, const char *op) {
+    return t->t == T_OP && t->n == strlen(op) && !memcmp(t->p, op, t->n);
+}
+static bool tok_name(const token *t, const char *w) {
+    return t->t == T_NAME && t->n == strlen(w) && !memcmp(t->p, w, t->n);
+}
+static bool accept_op(parser *P, const char *op) {
+    if (tok_op(peek(P), op)) {
+        advance(P);
+        return true;
+    }
+    return false;
+}
+static bool accept_name(parser *P, const char *w) {
+    if (tok_name(peek(P), w)) {
+        advance(P);
+        return true;
+    }
+    return false;
+}
 
 static const char *tok_desc(parser *P, const token *t) {
     switch (t->t) {
     case T_EOF: return "end of template";
-    case T_VEND: case T_BEND: return "end of tag";
+    case T_VEND:
+    case T_BEND: return "end of tag";
     case T_TEXT: return "text";
     case T_VBEGIN: return "'{{'";
     case T_BBEGIN: return "'{%'";
@@ -909,7 +1070,8 @@ static node *parse_unary(parser *P, bool with_filter);
 static node *parse_primary(parser *P);
 
 static void enter(parser *P) {
-    if (++P->depth > JINJA_MAX_NESTING) fail(P->f, peek(P)->line, "expression or block nesting too deep (more than %d levels)", JINJA_MAX_NESTING);
+    if (++P->depth > JINJA_MAX_NESTING)
+        fail(P->f, peek(P)->line, "expression or block nesting too deep (more than %d levels)", JINJA_MAX_NESTING);
 }
 
 /* Call arguments after '(' : positional then keyword (name=value). */
@@ -1030,7 +1192,10 @@ static node *parse_postfix(parser *P, node *x) {
                 if (nparts == 3) fail(P->f, t->line, "too many ':' in a slice");
                 if (!tok_op(peek(P), ":") && !tok_op(peek(P), "]")) idx[nparts] = parse_expr(P);
                 nparts++;
-                if (accept_op(P, ":")) { is_slice = true; continue; }
+                if (accept_op(P, ":")) {
+                    is_slice = true;
+                    continue;
+                }
                 break;
             }
             expect_op(P, "]");
@@ -1199,8 +1364,14 @@ static node *parse_compare(parser *P) {
     node *x = parse_math1(P), *result = NULL, *left = x;
     for (;;) {
         token *t = peek(P);
-        int op = tok_op(t, "==") ? OP_EQ : tok_op(t, "!=") ? OP_NE : tok_op(t, "<") ? OP_LT : tok_op(t, ">") ? OP_GT
-               : tok_op(t, "<=") ? OP_LE : tok_op(t, ">=") ? OP_GE : tok_name(t, "in") ? OP_IN : 0;
+        int op = tok_op(t, "==")     ? OP_EQ
+                 : tok_op(t, "!=")   ? OP_NE
+                 : tok_op(t, "<")    ? OP_LT
+                 : tok_op(t, ">")    ? OP_GT
+                 : tok_op(t, "<=")   ? OP_LE
+                 : tok_op(t, ">=")   ? OP_GE
+                 : tok_name(t, "in") ? OP_IN
+                                     : 0;
         if (!op && tok_name(t, "not") && tok_name(peek2(P), "in")) {
             advance(P);
             op = OP_NOTIN;
@@ -1350,7 +1521,8 @@ static node *parse_statement(parser *P) {
     } else if (tok_name(kw, "for")) {
         x = mk(P, S_FOR, line);
         parse_targets(P, x);
-        if (!accept_name(P, "in")) fail(P->f, peek(P)->line, "expected 'in' in a for loop, got %s", tok_desc(P, peek(P)));
+        if (!accept_name(P, "in"))
+            fail(P->f, peek(P)->line, "expected 'in' in a for loop, got %s", tok_desc(P, peek(P)));
         /* the iterable: no conditional expression here, `if` starts the loop filter */
         x->a = parse_or(P);
         if (tok_op(peek(P), ",")) {
@@ -1465,7 +1637,9 @@ static int parse_body(parser *P, nlist *body, const char *const *ends, int n_end
         token *t = peek(P);
         switch (t->t) {
         case T_EOF:
-            if (n_ends) fail(P->f, open_line, "block is not closed: expected '{%% %s %%}' before the end of the template", ends[n_ends - 1]);
+            if (n_ends)
+                fail(P->f, open_line, "block is not closed: expected '{%% %s %%}' before the end of the template",
+                     ends[n_ends - 1]);
             P->depth--;
             return -1;
         case T_TEXT: {
@@ -1494,16 +1668,17 @@ static int parse_body(parser *P, nlist *body, const char *const *ends, int n_end
                     P->depth--;
                     return i;
                 }
-            static const char *const closers[] = {"endif", "endfor", "endset", "endmacro", "endcall", "endfilter",
-                                                  "endwith", "endgeneration", "elif", "else", "endraw"};
+            static const char *const closers[] = {"endif",   "endfor",    "endset",  "endmacro",
+                                                  "endcall", "endfilter", "endwith", "endgeneration",
+                                                  "elif",    "else",      "endraw"};
             for (size_t i = 0; i < sizeof closers / sizeof *closers; i++)
                 if (tok_name(kw, closers[i]))
-                    fail(P->f, kw->line, "unexpected '%s'%s%s", closers[i], n_ends ? ", expected " : "", n_ends ? ends[n_ends - 1] : "");
+                    fail(P->f, kw->line, "unexpected '%s'%s%s", closers[i], n_ends ? ", expected " : "",
+                         n_ends ? ends[n_ends - 1] : "");
             nl_push(P->f, body, parse_statement(P));
             break;
         }
-        default:
-            fail(P->f, t->line, "unexpected %s", tok_desc(P, t));
+        default: fail(P->f, t->line, "unexpected %s", tok_desc(P, t));
         }
     }
 }
@@ -1516,10 +1691,12 @@ static int parse_body(parser *P, nlist *body, const char *const *ends, int n_end
  * this walk and the evaluator recurse on the tree (a 200,000-term chain overflowed the stack). */
 static void check_names(jfail *f, const node *x, bool soft, int depth) {
     if (!x) return;
-    if (depth > JINJA_MAX_NESTING) fail(f, x->line, "expression or block nesting too deep (more than %d levels)", JINJA_MAX_NESTING);
+    if (depth > JINJA_MAX_NESTING)
+        fail(f, x->line, "expression or block nesting too deep (more than %d levels)", JINJA_MAX_NESTING);
     bool inner_soft = soft;
     switch (x->kind) {
-    case S_IF: case E_COND: inner_soft = true; break;
+    case S_IF:
+    case E_COND: inner_soft = true; break;
     case E_FILTER:
         if (!soft && !known_filter(x->name)) fail(f, x->line, "no filter named '%s'", x->name);
         break;
@@ -1539,12 +1716,12 @@ static void check_names(jfail *f, const node *x, bool soft, int depth) {
         check_names(f, x->a, soft, depth + 1);
         inner_soft = false;
         break;
-    case S_MACRO: case S_WITH: case S_FILTERBLOCK: case S_SETBLOCK: case S_GENERATION:
-        inner_soft = false;
-        break;
-    default:
-        check_names(f, x->a, inner_soft, depth + 1);
-        break;
+    case S_MACRO:
+    case S_WITH:
+    case S_FILTERBLOCK:
+    case S_SETBLOCK:
+    case S_GENERATION: inner_soft = false; break;
+    default: check_names(f, x->a, inner_soft, depth + 1); break;
     }
     check_names(f, x->b, inner_soft, depth + 1);
     check_names(f, x->c, inner_soft, depth + 1);
@@ -1617,7 +1794,7 @@ struct func {
     value self;        /* the receiver of a bound method; the loop of loop.cycle */
     const node *macro; /* macros and call-block callers: params in names/items2, body in items */
     frame *closure;
-    value caller;      /* the `caller` a call block hands to its macro */
+    value caller; /* the `caller` a call block hands to its macro */
 };
 
 enum { CTL_NONE, CTL_BREAK, CTL_CONTINUE };
@@ -1682,8 +1859,10 @@ static void repr_str(ctx *c, sbuf *b, const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
         int l;
         uint32_t cp = utf8_dec(s + i, n - i, &l);
-        if (cp == (uint32_t)q || cp == '\\') { sb_putc(&c->f, b, '\\'); sb_putc(&c->f, b, (char)cp); }
-        else if (cp == '\n') sb_puts(&c->f, b, "\\n");
+        if (cp == (uint32_t)q || cp == '\\') {
+            sb_putc(&c->f, b, '\\');
+            sb_putc(&c->f, b, (char)cp);
+        } else if (cp == '\n') sb_puts(&c->f, b, "\\n");
         else if (cp == '\r') sb_puts(&c->f, b, "\\r");
         else if (cp == '\t') sb_puts(&c->f, b, "\\t");
         else if (cp < 0x80 && (cp < 0x20 || cp == 0x7F)) sb_printf(&c->f, b, "\\x%02x", cp);
@@ -1811,7 +1990,10 @@ static void json_value(ctx *c, int line, sbuf *b, value v, const json_opts *o, i
     case V_STR: json_str(c, b, v.u.s.p, v.u.s.n, o->ensure_ascii); return;
     case V_LIST: {
         list *l = v.u.l;
-        if (!l->n) { sb_puts(&c->f, b, "[]"); return; }
+        if (!l->n) {
+            sb_puts(&c->f, b, "[]");
+            return;
+        }
         sb_putc(&c->f, b, '[');
         if (o->indent) json_newline(c, b, o, level + 1);
         for (size_t i = 0; i < l->n; i++) {
@@ -1827,7 +2009,10 @@ static void json_value(ctx *c, int line, sbuf *b, value v, const json_opts *o, i
     }
     case V_DICT: {
         dict *d = v.u.d;
-        if (!d->n) { sb_puts(&c->f, b, "{}"); return; }
+        if (!d->n) {
+            sb_puts(&c->f, b, "{}");
+            return;
+        }
         size_t *ord = xalloc(&c->f, d->n * sizeof *ord);
         for (size_t i = 0; i < d->n; i++) ord[i] = i;
         if (o->sort_keys) { /* insertion sort: stable, and key lists are short */
@@ -1858,7 +2043,11 @@ static void json_value(ctx *c, int line, sbuf *b, value v, const json_opts *o, i
             case V_INT: sb_printf(&c->f, b, "\"%lld\"", (long long)k.u.i); break;
             case V_BOOL: sb_puts(&c->f, b, k.u.b ? "\"true\"" : "\"false\""); break;
             case V_NONE: sb_puts(&c->f, b, "\"null\""); break;
-            case V_FLOAT: sb_putc(&c->f, b, '"'); json_float(c, b, k.u.f); sb_putc(&c->f, b, '"'); break;
+            case V_FLOAT:
+                sb_putc(&c->f, b, '"');
+                json_float(c, b, k.u.f);
+                sb_putc(&c->f, b, '"');
+                break;
             default: FAIL(c, line, "TypeError: keys must be str, int, float, bool or None, not %s", v_typename(k));
             }
             sb_puts(&c->f, b, o->key_sep);
@@ -1868,8 +2057,7 @@ static void json_value(ctx *c, int line, sbuf *b, value v, const json_opts *o, i
         sb_putc(&c->f, b, '}');
         return;
     }
-    default:
-        FAIL(c, line, "TypeError: Object of type %s is not JSON serializable", v_typename(v));
+    default: FAIL(c, line, "TypeError: Object of type %s is not JSON serializable", v_typename(v));
     }
 }
 
@@ -1880,10 +2068,11 @@ static value dict_method(ctx *c, int line, func *fn, args *a);
 static value list_method(ctx *c, int line, func *fn, args *a);
 
 static const char *const STR_METHODS[] = {
-    "startswith", "endswith", "strip", "lstrip", "rstrip", "split", "rsplit", "splitlines", "replace", "lower",
-    "upper", "title", "capitalize", "swapcase", "find", "rfind", "index", "rindex", "count", "join", "format",
-    "isdigit", "isalpha", "isalnum", "isspace", "islower", "isupper", "isnumeric", "isdecimal",
-    "removeprefix", "removesuffix", "center", "ljust", "rjust", "zfill", NULL};
+    "startswith", "endswith", "strip",   "lstrip",    "rstrip",     "split",        "rsplit",       "splitlines",
+    "replace",    "lower",    "upper",   "title",     "capitalize", "swapcase",     "find",         "rfind",
+    "index",      "rindex",   "count",   "join",      "format",     "isdigit",      "isalpha",      "isalnum",
+    "isspace",    "islower",  "isupper", "isnumeric", "isdecimal",  "removeprefix", "removesuffix", "center",
+    "ljust",      "rjust",    "zfill",   NULL};
 static const char *const DICT_METHODS[] = {"get", "items", "keys", "values", NULL};
 static const char *const LIST_METHODS[] = {"index", "count", NULL};
 
@@ -1926,7 +2115,8 @@ static value str_slice_cp(ctx *c, value s, size_t from, size_t to) {
 static value get_item(ctx *c, int line, value obj, value key) {
     switch (obj.t) {
     case V_UNDEF: fail_undef(c, line, obj);
-    case V_DICT: case V_NS: {
+    case V_DICT:
+    case V_NS: {
         long i = dict_find(obj.u.d, key);
         if (i >= 0) return obj.u.d->v[i];
         break;
@@ -1961,8 +2151,8 @@ static value get_item(ctx *c, int line, value obj, value key) {
 }
 
 /* Python slice index normalisation (PySlice_AdjustIndices). */
-static void slice_indices(ctx *c, int line, int64_t len, value vs, value ve, value vstep, int64_t *start,
-                          int64_t *stop, int64_t *step) {
+static void slice_indices(ctx *c, int line, int64_t len, value vs, value ve, value vstep, int64_t *start, int64_t *stop,
+                          int64_t *step) {
     value parts[3] = {vs, ve, vstep};
     for (int i = 0; i < 3; i++)
         if (parts[i].t != V_NONE && parts[i].t != V_UNDEF && parts[i].t != V_INT && parts[i].t != V_BOOL)
@@ -1975,14 +2165,18 @@ static void slice_indices(ctx *c, int line, int64_t len, value vs, value ve, val
     if (!has_s) *start = *step < 0 ? hi : lo;
     else {
         *start = v_asi(vs);
-        if (*start < 0) { *start += len; if (*start < lo) *start = lo; }
-        else if (*start > hi) *start = hi;
+        if (*start < 0) {
+            *start += len;
+            if (*start < lo) *start = lo;
+        } else if (*start > hi) *start = hi;
     }
     if (!has_e) *stop = *step < 0 ? lo : hi;
     else {
         *stop = v_asi(ve);
-        if (*stop < 0) { *stop += len; if (*stop < lo) *stop = lo; }
-        else if (*stop > hi) *stop = hi;
+        if (*stop < 0) {
+            *stop += len;
+            if (*stop < lo) *stop = lo;
+        } else if (*stop > hi) *stop = hi;
     }
 }
 
@@ -2012,7 +2206,11 @@ static value do_slice(ctx *c, int line, value obj, value vs, value ve, value vst
         size_t *off = xalloc(&c->f, (size_t)(n + 1) * sizeof *off);
         for (int64_t i = 0, p = 0; i <= n; i++) {
             off[i] = (size_t)p;
-            if (i < n) { int l; utf8_dec(obj.u.s.p + p, obj.u.s.n - (size_t)p, &l); p += l; }
+            if (i < n) {
+                int l;
+                utf8_dec(obj.u.s.p + p, obj.u.s.n - (size_t)p, &l);
+                p += l;
+            }
         }
         sbuf b = {0};
         for (int64_t k = 0, m = slice_count(start, stop, step); k < m; k++) {
@@ -2124,7 +2322,8 @@ static value binop(ctx *c, int line, int op, value a, value b) {
             int64_t k = v_asi(b);
             if (k < 0) k = 0;
             if (a.t == V_STR) {
-                if (a.u.s.n && (uint64_t)k > (uint64_t)(256u << 20) / a.u.s.n) FAIL(c, line, "string repetition too large");
+                if (a.u.s.n && (uint64_t)k > (uint64_t)(256u << 20) / a.u.s.n)
+                    FAIL(c, line, "string repetition too large");
                 charge_repeat(&c->f, line, (uint64_t)k, a.u.s.n, 1, "string repetition");
                 sbuf buf = {0};
                 for (int64_t i = 0; i < k; i++) sb_put(&c->f, &buf, a.u.s.p, a.u.s.n);
@@ -2198,8 +2397,13 @@ static int v_cmp(ctx *c, int line, value a, value b, bool fold_case) {
             while (i < a.u.s.n && j < b.u.s.n) {
                 int la, lb;
                 uint32_t x = utf8_dec(a.u.s.p + i, a.u.s.n - i, &la), y = utf8_dec(b.u.s.p + j, b.u.s.n - j, &lb);
-                if (c->loc) { x = (uint32_t)towlower_l((wint_t)x, c->loc); y = (uint32_t)towlower_l((wint_t)y, c->loc); }
-                else { x = x < 128 ? (uint32_t)tolower((int)x) : x; y = y < 128 ? (uint32_t)tolower((int)y) : y; }
+                if (c->loc) {
+                    x = (uint32_t)towlower_l((wint_t)x, c->loc);
+                    y = (uint32_t)towlower_l((wint_t)y, c->loc);
+                } else {
+                    x = x < 128 ? (uint32_t)tolower((int)x) : x;
+                    y = y < 128 ? (uint32_t)tolower((int)y) : y;
+                }
                 if (x != y) return x < y ? -1 : 1;
                 i += (size_t)la, j += (size_t)lb;
             }
@@ -2225,7 +2429,8 @@ static bool v_contains(ctx *c, int line, value container, value item) {
     switch (container.t) {
     case V_UNDEF: return false;
     case V_STR:
-        if (item.t != V_STR) FAIL(c, line, "TypeError: 'in <string>' requires string as left operand, not %s", v_typename(item));
+        if (item.t != V_STR)
+            FAIL(c, line, "TypeError: 'in <string>' requires string as left operand, not %s", v_typename(item));
         tick(&c->f, 1 + container.u.s.n / 64);
         return item.u.s.n == 0 || memmem(container.u.s.p, container.u.s.n, item.u.s.p, item.u.s.n) != NULL;
     case V_LIST:
@@ -2274,7 +2479,8 @@ static value arg_str(ctx *c, int line, const args *a, int i, const char *kw, con
 static int64_t arg_int(ctx *c, int line, const args *a, int i, const char *kw, int64_t dflt, const char *what) {
     value v = arg_get(a, i, kw);
     if (v.t == V_UNDEF || v.t == V_NONE) return dflt;
-    if (v.t != V_INT && v.t != V_BOOL) FAIL(c, line, "TypeError: %s expects an integer argument, got %s", what, v_typename(v));
+    if (v.t != V_INT && v.t != V_BOOL)
+        FAIL(c, line, "TypeError: %s expects an integer argument, got %s", what, v_typename(v));
     return v_asi(v);
 }
 
@@ -2309,7 +2515,8 @@ static value call_macro(ctx *c, int line, func *fn, args *a) {
         int i = 0;
         while (i < np && strcmp(m->names[i], a->kwn[k])) i++;
         if (i < np) {
-            if (set[i]) FAIL(c, line, "TypeError: macro '%s' got multiple values for argument '%s'", fn->name, a->kwn[k]);
+            if (set[i])
+                FAIL(c, line, "TypeError: macro '%s' got multiple values for argument '%s'", fn->name, a->kwn[k]);
             frame_set(c, fr, m->names[i], a->kwv[k]);
             set[i] = true;
         } else {
@@ -2319,7 +2526,8 @@ static value call_macro(ctx *c, int line, func *fn, args *a) {
     for (int i = 0; i < np; i++)
         if (!set[i])
             frame_set(c, fr, m->names[i],
-                      m->items2.v[i] ? eval(c, fr, m->items2.v[i]) : v_undef_msg(c, "parameter '%s' was not provided", m->names[i]));
+                      m->items2.v[i] ? eval(c, fr, m->items2.v[i])
+                                     : v_undef_msg(c, "parameter '%s' was not provided", m->names[i]));
     frame_set(c, fr, "varargs", v_list(varargs));
     frame_set(c, fr, "kwargs", v_dict(kwargs));
     if (fn->caller.t == V_FUNC) frame_set(c, fr, "caller", fn->caller);
@@ -2366,7 +2574,8 @@ static const char *special_upper(uint32_t x) {
     case 0xFB02: return "FL";
     case 0xFB03: return "FFI";
     case 0xFB04: return "FFL";
-    case 0xFB05: case 0xFB06: return "ST";
+    case 0xFB05:
+    case 0xFB06: return "ST";
     default: return NULL;
     }
 }
@@ -2380,7 +2589,10 @@ static value str_case(ctx *c, value s, int mode) {
         switch (mode) {
         case CASE_LOWER: y = u_lower(c, x); break;
         case CASE_UPPER: y = u_upper(c, x); break;
-        case CASE_TITLE: y = prev_cased ? u_lower(c, x) : u_upper(c, x); prev_cased = u_cased(c, x); break;
+        case CASE_TITLE:
+            y = prev_cased ? u_lower(c, x) : u_upper(c, x);
+            prev_cased = u_cased(c, x);
+            break;
         case CASE_CAPITALIZE: y = first ? u_upper(c, x) : u_lower(c, x); break;
         case CASE_SWAP: y = u_lower(c, x) != x ? u_lower(c, x) : u_upper(c, x); break;
         }
@@ -2464,7 +2676,10 @@ static list *str_split(ctx *c, int line, value s, value sep, int64_t maxsplit) {
     size_t i = 0;
     for (;;) {
         const char *q = maxsplit >= 0 && (int64_t)r->n >= maxsplit ? NULL : memmem(p + i, n - i, sep.u.s.p, sep.u.s.n);
-        if (!q) { list_push(&c->f, r, v_str(p + i, n - i)); break; }
+        if (!q) {
+            list_push(&c->f, r, v_str(p + i, n - i));
+            break;
+        }
         list_push(&c->f, r, v_str(p + i, (size_t)(q - (p + i))));
         i = (size_t)(q - p) + sep.u.s.n;
     }
@@ -2479,8 +2694,13 @@ static value str_replace(ctx *c, int line, value s, value old, value neu, int64_
     int64_t done = 0;
     if (!old.u.s.n) { /* insert between every character */
         while (i <= n) {
-            if (count < 0 || done < count) { sb_put(&c->f, &b, neu.u.s.p, neu.u.s.n); done++; }
-            else { sb_put(&c->f, &b, p + i, n - i); break; }
+            if (count < 0 || done < count) {
+                sb_put(&c->f, &b, neu.u.s.p, neu.u.s.n);
+                done++;
+            } else {
+                sb_put(&c->f, &b, p + i, n - i);
+                break;
+            }
             if (i == n) break;
             int l;
             utf8_dec(p + i, n - i, &l);
@@ -2491,7 +2711,10 @@ static value str_replace(ctx *c, int line, value s, value old, value neu, int64_
     }
     for (;;) {
         const char *q = count >= 0 && done >= count ? NULL : memmem(p + i, n - i, old.u.s.p, old.u.s.n);
-        if (!q) { sb_put(&c->f, &b, p + i, n - i); break; }
+        if (!q) {
+            sb_put(&c->f, &b, p + i, n - i);
+            break;
+        }
         sb_put(&c->f, &b, p + i, (size_t)(q - (p + i)));
         sb_put(&c->f, &b, neu.u.s.p, neu.u.s.n);
         i = (size_t)(q - p) + old.u.s.n;
@@ -2518,9 +2741,20 @@ static value str_format_method(ctx *c, int line, value fmt, args *a) {
     size_t n = fmt.u.s.n;
     int auto_idx = 0;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] == '{' && i + 1 < n && p[i + 1] == '{') { sb_putc(&c->f, &b, '{'); i++; continue; }
-        if (p[i] == '}' && i + 1 < n && p[i + 1] == '}') { sb_putc(&c->f, &b, '}'); i++; continue; }
-        if (p[i] != '{') { sb_putc(&c->f, &b, p[i]); continue; }
+        if (p[i] == '{' && i + 1 < n && p[i + 1] == '{') {
+            sb_putc(&c->f, &b, '{');
+            i++;
+            continue;
+        }
+        if (p[i] == '}' && i + 1 < n && p[i + 1] == '}') {
+            sb_putc(&c->f, &b, '}');
+            i++;
+            continue;
+        }
+        if (p[i] != '{') {
+            sb_putc(&c->f, &b, p[i]);
+            continue;
+        }
         size_t j = i + 1;
         while (j < n && p[j] != '}') j++;
         if (j >= n) FAIL(c, line, "ValueError: unmatched '{' in format string");
@@ -2547,12 +2781,26 @@ static bool str_all(ctx *c, value s, int kind) {
         uint32_t x = utf8_dec(s.u.s.p + i, s.u.s.n - i, &l);
         i += (size_t)l;
         switch (kind) {
-        case 'd': if (!(c->loc ? iswdigit_l((wint_t)x, c->loc) : (x < 128 && isdigit((int)x)))) return false; break;
-        case 'a': if (!(c->loc ? iswalpha_l((wint_t)x, c->loc) : (x < 128 && isalpha((int)x)))) return false; break;
-        case 'n': if (!(c->loc ? iswalnum_l((wint_t)x, c->loc) : (x < 128 && isalnum((int)x)))) return false; break;
-        case 's': if (!u_isspace(x)) return false; break;
-        case 'l': if (u_upper(c, x) != x && u_lower(c, x) == x) any_cased = true; else if (u_lower(c, x) != x) return false; break;
-        case 'u': if (u_lower(c, x) != x && u_upper(c, x) == x) any_cased = true; else if (u_upper(c, x) != x) return false; break;
+        case 'd':
+            if (!(c->loc ? iswdigit_l((wint_t)x, c->loc) : (x < 128 && isdigit((int)x)))) return false;
+            break;
+        case 'a':
+            if (!(c->loc ? iswalpha_l((wint_t)x, c->loc) : (x < 128 && isalpha((int)x)))) return false;
+            break;
+        case 'n':
+            if (!(c->loc ? iswalnum_l((wint_t)x, c->loc) : (x < 128 && isalnum((int)x)))) return false;
+            break;
+        case 's':
+            if (!u_isspace(x)) return false;
+            break;
+        case 'l':
+            if (u_upper(c, x) != x && u_lower(c, x) == x) any_cased = true;
+            else if (u_lower(c, x) != x) return false;
+            break;
+        case 'u':
+            if (u_lower(c, x) != x && u_upper(c, x) == x) any_cased = true;
+            else if (u_upper(c, x) != x) return false;
+            break;
         }
     }
     return kind == 'l' || kind == 'u' ? any_cased : true;
@@ -2565,7 +2813,8 @@ static bool str_affix(ctx *c, int line, value s, value arg, bool prefix) {
         return false;
     }
     if (arg.t != V_STR)
-        FAIL(c, line, "TypeError: %s first arg must be str or a tuple of str, not %s", prefix ? "startswith" : "endswith", v_typename(arg));
+        FAIL(c, line, "TypeError: %s first arg must be str or a tuple of str, not %s",
+             prefix ? "startswith" : "endswith", v_typename(arg));
     if (arg.u.s.n > s.u.s.n) return false;
     return !memcmp(prefix ? s.u.s.p : s.u.s.p + s.u.s.n - arg.u.s.n, arg.u.s.p, arg.u.s.n);
 }
@@ -2576,7 +2825,10 @@ static int64_t str_find(value s, value sub, bool reverse) {
     if (!reverse) hit = memmem(s.u.s.p, s.u.s.n, sub.u.s.p, sub.u.s.n);
     else
         for (size_t i = s.u.s.n - sub.u.s.n + 1; i-- > 0;)
-            if (!memcmp(s.u.s.p + i, sub.u.s.p, sub.u.s.n)) { hit = s.u.s.p + i; break; }
+            if (!memcmp(s.u.s.p + i, sub.u.s.p, sub.u.s.n)) {
+                hit = s.u.s.p + i;
+                break;
+            }
     return hit ? (int64_t)utf8_count(s.u.s.p, (size_t)(hit - s.u.s.p)) : -1;
 }
 
@@ -2607,7 +2859,10 @@ static list *str_splitlines(ctx *c, value s, bool keepends) {
         uint32_t x = utf8_dec(p + i, n - i, &l);
         bool br = x == '\n' || x == '\r' || x == 0x0B || x == 0x0C || x == 0x1C || x == 0x1D || x == 0x1E ||
                   x == 0x85 || x == 0x2028 || x == 0x2029;
-        if (!br) { i += (size_t)l; continue; }
+        if (!br) {
+            i += (size_t)l;
+            continue;
+        }
         size_t end = i;
         i += (size_t)l;
         if (x == '\r' && i < n && p[i] == '\n') i++;
@@ -2628,7 +2883,8 @@ static value str_method(ctx *c, int line, func *fn, args *a) {
     if (!strcmp(m, "strip")) return str_strip(c, line, s, arg_get(a, 0, "chars"), true, true);
     if (!strcmp(m, "lstrip")) return str_strip(c, line, s, arg_get(a, 0, "chars"), true, false);
     if (!strcmp(m, "rstrip")) return str_strip(c, line, s, arg_get(a, 0, "chars"), false, true);
-    if (!strcmp(m, "split")) return v_list(str_split(c, line, s, arg_get(a, 0, "sep"), arg_int(c, line, a, 1, "maxsplit", -1, m)));
+    if (!strcmp(m, "split"))
+        return v_list(str_split(c, line, s, arg_get(a, 0, "sep"), arg_int(c, line, a, 1, "maxsplit", -1, m)));
     if (!strcmp(m, "rsplit")) {
         int64_t maxsplit = arg_int(c, line, a, 1, "maxsplit", -1, m);
         value sep = arg_get(a, 0, "sep");
@@ -2644,7 +2900,9 @@ static value str_method(ctx *c, int line, func *fn, args *a) {
         return v_list(r);
     }
     if (!strcmp(m, "splitlines")) return v_list(str_splitlines(c, s, v_truthy(arg_get(a, 0, "keepends"))));
-    if (!strcmp(m, "replace")) return str_replace(c, line, s, arg_get(a, 0, NULL), arg_get(a, 1, NULL), arg_int(c, line, a, 2, "count", -1, m));
+    if (!strcmp(m, "replace"))
+        return str_replace(c, line, s, arg_get(a, 0, NULL), arg_get(a, 1, NULL),
+                           arg_int(c, line, a, 2, "count", -1, m));
     if (!strcmp(m, "lower")) return str_case(c, s, CASE_LOWER);
     if (!strcmp(m, "upper")) return str_case(c, s, CASE_UPPER);
     if (!strcmp(m, "title")) return str_case(c, s, CASE_TITLE);
@@ -2660,14 +2918,17 @@ static value str_method(ctx *c, int line, func *fn, args *a) {
         value sub = arg_str(c, line, a, 0, NULL, m);
         if (!sub.u.s.n) return v_int((int64_t)utf8_count(s.u.s.p, s.u.s.n) + 1);
         int64_t k = 0;
-        for (const char *p = s.u.s.p, *e = s.u.s.p + s.u.s.n; (p = memmem(p, (size_t)(e - p), sub.u.s.p, sub.u.s.n)); p += sub.u.s.n) k++;
+        for (const char *p = s.u.s.p, *e = s.u.s.p + s.u.s.n; (p = memmem(p, (size_t)(e - p), sub.u.s.p, sub.u.s.n));
+             p += sub.u.s.n)
+            k++;
         return v_int(k);
     }
     if (!strcmp(m, "join")) {
         list *items = iter_list(c, line, arg_get(a, 0, NULL));
         for (size_t i = 0; i < items->n; i++)
             if (items->v[i].t != V_STR)
-                FAIL(c, line, "TypeError: sequence item %zu: expected str instance, %s found", i, v_typename(items->v[i]));
+                FAIL(c, line, "TypeError: sequence item %zu: expected str instance, %s found", i,
+                     v_typename(items->v[i]));
         return str_join(c, line, s, items, NULL);
     }
     if (!strcmp(m, "format")) return str_format_method(c, line, s, a);
@@ -2755,9 +3016,15 @@ static value py_format(ctx *c, int line, value fmt, value argv) {
     const char *p = fmt.u.s.p;
     size_t n = fmt.u.s.n;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] != '%') { sb_putc(&c->f, &b, p[i]); continue; }
+        if (p[i] != '%') {
+            sb_putc(&c->f, &b, p[i]);
+            continue;
+        }
         if (++i >= n) FAIL(c, line, "ValueError: incomplete format");
-        if (p[i] == '%') { sb_putc(&c->f, &b, '%'); continue; }
+        if (p[i] == '%') {
+            sb_putc(&c->f, &b, '%');
+            continue;
+        }
         value v;
         bool have = false;
         if (p[i] == '(') {
@@ -2790,7 +3057,8 @@ static value py_format(ctx *c, int line, value fmt, value argv) {
         }
         char out[512];
         switch (conv) {
-        case 's': case 'r': {
+        case 's':
+        case 'r': {
             sbuf t = {0};
             if (conv == 's') str_value(c, &t, v, 0);
             else repr_value(c, &t, v, 0);
@@ -2803,7 +3071,11 @@ static value py_format(ctx *c, int line, value fmt, value argv) {
             }
             break;
         }
-        case 'd': case 'i': case 'x': case 'X': case 'o':
+        case 'd':
+        case 'i':
+        case 'x':
+        case 'X':
+        case 'o':
             if (!v_num(v)) FAIL(c, line, "TypeError: %%%c format: a number is required, not %s", conv, v_typename(v));
             spec[sl++] = 'l', spec[sl++] = 'l', spec[sl++] = conv == 'i' ? 'd' : conv, spec[sl] = 0;
             if (v.t == V_FLOAT && !(isfinite(v.u.f) && fabs(v.u.f) < 9.2e18))
@@ -2811,7 +3083,12 @@ static value py_format(ctx *c, int line, value fmt, value argv) {
             snprintf(out, sizeof out, spec, (long long)(v.t == V_FLOAT ? (int64_t)v.u.f : v_asi(v)));
             sb_puts(&c->f, &b, out);
             break;
-        case 'f': case 'F': case 'e': case 'E': case 'g': case 'G':
+        case 'f':
+        case 'F':
+        case 'e':
+        case 'E':
+        case 'g':
+        case 'G':
             if (!v_num(v)) FAIL(c, line, "TypeError: must be real number, not %s", v_typename(v));
             spec[sl++] = conv, spec[sl] = 0;
             snprintf(out, sizeof out, spec, v_asf(v));
@@ -2872,12 +3149,15 @@ static value f_string(ctx *c, int line, value in, args *a) { return to_str(c, in
 static value f_lower(ctx *c, int line, value in, args *a) { return str_case(c, need_str(c, line, in), CASE_LOWER); }
 static value f_upper(ctx *c, int line, value in, args *a) { return str_case(c, need_str(c, line, in), CASE_UPPER); }
 static value f_title(ctx *c, int line, value in, args *a) { return str_case(c, need_str(c, line, in), CASE_TITLE); }
-static value f_capitalize(ctx *c, int line, value in, args *a) { return str_case(c, need_str(c, line, in), CASE_CAPITALIZE); }
+static value f_capitalize(ctx *c, int line, value in, args *a) {
+    return str_case(c, need_str(c, line, in), CASE_CAPITALIZE);
+}
 static value f_safe(ctx *c, int line, value in, args *a) { return in; }
 
 static value f_default(ctx *c, int line, value in, args *a) {
     bool boolean = v_truthy(arg_get(a, 1, "boolean"));
-    if (in.t == V_UNDEF || (boolean && !v_truthy(in))) return arg_has(a, 0, "default_value") ? arg_get(a, 0, "default_value") : v_str("", 0);
+    if (in.t == V_UNDEF || (boolean && !v_truthy(in)))
+        return arg_has(a, 0, "default_value") ? arg_get(a, 0, "default_value") : v_str("", 0);
     return in;
 }
 
@@ -2886,12 +3166,14 @@ static value f_join(ctx *c, int line, value in, args *a) {
     if (sep.t == V_UNDEF) sep = v_str("", 0);
     sep = to_str(c, sep);
     value attr = arg_get(a, 1, "attribute");
-    return str_join(c, line, sep, iter_list(c, line, in), attr.t == V_STR ? xstrndup(&c->f, attr.u.s.p, attr.u.s.n) : NULL);
+    return str_join(c, line, sep, iter_list(c, line, in),
+                    attr.t == V_STR ? xstrndup(&c->f, attr.u.s.p, attr.u.s.n) : NULL);
 }
 
 static value f_items(ctx *c, int line, value in, args *a) {
     if (in.t == V_UNDEF) return v_list(list_new(&c->f, 1));
-    if (in.t != V_DICT && in.t != V_NS) FAIL(c, line, "TypeError: can only get item pairs from a mapping, not %s", v_typename(in));
+    if (in.t != V_DICT && in.t != V_NS)
+        FAIL(c, line, "TypeError: can only get item pairs from a mapping, not %s", v_typename(in));
     return v_list(dict_items(c, in.u.d));
 }
 
@@ -3048,7 +3330,8 @@ static value attr_path(ctx *c, int line, value v, value attr) {
         value key = v_str(p, (size_t)(dot - p));
         bool digits = dot > p;
         for (const char *q = p; q < dot; q++) digits = digits && isdigit((unsigned char)*q);
-        v = digits ? get_item(c, line, v, v_int(atoll(xstrndup(&c->f, p, (size_t)(dot - p))))) : get_item(c, line, v, key);
+        v = digits ? get_item(c, line, v, v_int(atoll(xstrndup(&c->f, p, (size_t)(dot - p)))))
+                   : get_item(c, line, v, key);
         p = dot + 1;
     }
     return v;
@@ -3156,7 +3439,8 @@ static value f_sum(ctx *c, int line, value in, args *a) {
     list *l = iter_list(c, line, in);
     value attr = arg_get(a, 0, "attribute"), acc = arg_has(a, 1, "start") ? arg_get(a, 1, "start") : v_int(0);
     for (size_t i = 0; i < l->n; i++)
-        acc = binop(c, line, '+', acc, attr.t == V_STR || attr.t == V_INT ? attr_path(c, line, l->v[i], attr) : l->v[i]);
+        acc =
+            binop(c, line, '+', acc, attr.t == V_STR || attr.t == V_INT ? attr_path(c, line, l->v[i], attr) : l->v[i]);
     return acc;
 }
 
@@ -3212,7 +3496,8 @@ static value f_batch(ctx *c, int line, value in, args *a) {
     list *l = iter_list(c, line, in), *r = list_new(&c->f, 4), *cur = NULL;
     for (size_t i = 0; i < l->n; i++) {
         if (!cur || (int64_t)cur->n == size)
-            cur = list_new(&c->f, (size_t)(size < (int64_t)(l->n - i) ? size : (int64_t)(l->n - i))), list_push(&c->f, r, v_list(cur));
+            cur = list_new(&c->f, (size_t)(size < (int64_t)(l->n - i) ? size : (int64_t)(l->n - i))),
+            list_push(&c->f, r, v_list(cur));
         list_push(&c->f, cur, l->v[i]);
     }
     if (cur && arg_has(a, 1, "fill_with") && (int64_t)cur->n < size) { /* charged before the loop */
@@ -3222,16 +3507,53 @@ static value f_batch(ctx *c, int line, value in, args *a) {
     return v_list(r);
 }
 
-static const struct { const char *name; filter_fn fn; } FILTERS[] = {
-    {"tojson", f_tojson}, {"trim", f_trim}, {"length", f_length}, {"count", f_length}, {"string", f_string},
-    {"lower", f_lower}, {"upper", f_upper}, {"title", f_title}, {"capitalize", f_capitalize},
-    {"default", f_default}, {"d", f_default}, {"join", f_join}, {"items", f_items}, {"first", f_first},
-    {"last", f_last}, {"list", f_list}, {"reverse", f_reverse}, {"replace", f_replace}, {"abs", f_abs},
-    {"int", f_int}, {"float", f_float}, {"round", f_round}, {"indent", f_indent}, {"safe", f_safe},
-    {"escape", f_escape}, {"e", f_escape}, {"forceescape", f_escape}, {"map", f_map}, {"select", f_select},
-    {"reject", f_reject}, {"selectattr", f_selectattr}, {"rejectattr", f_rejectattr}, {"sort", f_sort},
-    {"dictsort", f_dictsort}, {"unique", f_unique}, {"sum", f_sum}, {"min", f_min}, {"max", f_max},
-    {"attr", f_attr}, {"format", f_format}, {"center", f_center}, {"wordcount", f_wordcount}, {"batch", f_batch},
+static const struct {
+    const char *name;
+    filter_fn fn;
+} FILTERS[] = {
+    {"tojson", f_tojson},
+    {"trim", f_trim},
+    {"length", f_length},
+    {"count", f_length},
+    {"string", f_string},
+    {"lower", f_lower},
+    {"upper", f_upper},
+    {"title", f_title},
+    {"capitalize", f_capitalize},
+    {"default", f_default},
+    {"d", f_default},
+    {"join", f_join},
+    {"items", f_items},
+    {"first", f_first},
+    {"last", f_last},
+    {"list", f_list},
+    {"reverse", f_reverse},
+    {"replace", f_replace},
+    {"abs", f_abs},
+    {"int", f_int},
+    {"float", f_float},
+    {"round", f_round},
+    {"indent", f_indent},
+    {"safe", f_safe},
+    {"escape", f_escape},
+    {"e", f_escape},
+    {"forceescape", f_escape},
+    {"map", f_map},
+    {"select", f_select},
+    {"reject", f_reject},
+    {"selectattr", f_selectattr},
+    {"rejectattr", f_rejectattr},
+    {"sort", f_sort},
+    {"dictsort", f_dictsort},
+    {"unique", f_unique},
+    {"sum", f_sum},
+    {"min", f_min},
+    {"max", f_max},
+    {"attr", f_attr},
+    {"format", f_format},
+    {"center", f_center},
+    {"wordcount", f_wordcount},
+    {"batch", f_batch},
 };
 
 static bool known_filter(const char *name) {
@@ -3249,9 +3571,10 @@ static value apply_filter(ctx *c, int line, const char *name, value in, args *a)
 /* ---- tests ---- */
 
 static const char *const TESTS[] = {
-    "defined", "undefined", "none", "boolean", "true", "false", "integer", "float", "number", "string", "mapping",
-    "iterable", "sequence", "callable", "sameas", "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=",
-    "gt", "greaterthan", ">", "ge", ">=", "in", "even", "odd", "divisibleby", "lower", "upper", "escaped", NULL};
+    "defined", "undefined", "none",     "boolean",     "true",   "false", "integer",     "float", "number", "string",
+    "mapping", "iterable",  "sequence", "callable",    "sameas", "eq",    "equalto",     "==",    "ne",     "!=",
+    "lt",      "lessthan",  "<",        "le",          "<=",     "gt",    "greaterthan", ">",     "ge",     ">=",
+    "in",      "even",      "odd",      "divisibleby", "lower",  "upper", "escaped",     NULL};
 
 static bool known_test(const char *name) { return find_name(TESTS, name, strlen(name)) != NULL; }
 
@@ -3280,11 +3603,13 @@ static bool apply_test(ctx *c, int line, const char *name, value in, args *a) {
     if (IS("sameas")) {
         if (in.t != x.t) return false;
         switch (in.t) {
-        case V_NONE: case V_UNDEF: return true;
+        case V_NONE:
+        case V_UNDEF: return true;
         case V_BOOL: return in.u.b == x.u.b;
         case V_INT: return in.u.i == x.u.i;
         case V_LIST: return in.u.l == x.u.l;
-        case V_DICT: case V_NS: return in.u.d == x.u.d;
+        case V_DICT:
+        case V_NS: return in.u.d == x.u.d;
         case V_STR: return in.u.s.p == x.u.s.p && in.u.s.n == x.u.s.n;
         default: return false;
         }
@@ -3297,7 +3622,8 @@ static bool apply_test(ctx *c, int line, const char *name, value in, args *a) {
     if (IS("ge") || IS(">=")) return v_cmp(c, line, in, x, false) >= 0;
     if (IS("in")) return v_contains(c, line, x, in);
     if (IS("even") || IS("odd") || IS("divisibleby")) {
-        if (in.t != V_INT && in.t != V_BOOL) FAIL(c, line, "TypeError: test '%s' needs an integer, not %s", name, v_typename(in));
+        if (in.t != V_INT && in.t != V_BOOL)
+            FAIL(c, line, "TypeError: test '%s' needs an integer, not %s", name, v_typename(in));
         int64_t d = IS("divisibleby") ? arg_int(c, line, a, 0, "num", 1, name) : 2;
         if (d == 0) FAIL(c, line, "ZeroDivisionError: integer division or modulo by zero");
         bool div = d == -1 || v_asi(in) % d == 0;
@@ -3325,7 +3651,8 @@ static value g_range(ctx *c, int line, func *fn, args *a) {
     /* the length in 128-bit arithmetic: stop - start and the indices never overflow */
     __int128 span = step > 0 ? (__int128)stop - start : (__int128)start - stop;
     __int128 n = span > 0 ? (span - 1) / (step > 0 ? (__int128)step : -(__int128)step) + 1 : 0;
-    if (n > 10000000) FAIL(c, line, "range too large (%lld items; at most 10000000)", (long long)(n > INT64_MAX ? INT64_MAX : n));
+    if (n > 10000000)
+        FAIL(c, line, "range too large (%lld items; at most 10000000)", (long long)(n > INT64_MAX ? INT64_MAX : n));
     list *l = list_new(&c->f, (size_t)(n ? n : 1));
     for (int64_t k = 0; k < (int64_t)n; k++) list_push(&c->f, l, v_int((int64_t)(start + (__int128)k * step)));
     return v_list(l);
@@ -3372,9 +3699,15 @@ static value loop_cycle(ctx *c, int line, func *fn, args *a) {
     return a->pos[fn->self.u.d->v[i].u.i % a->npos];
 }
 
-static const struct { const char *name; builtin_fn fn; } GLOBALS[] = {
-    {"range", g_range}, {"namespace", g_namespace}, {"dict", g_dict},
-    {"raise_exception", g_raise_exception}, {"strftime_now", g_strftime_now},
+static const struct {
+    const char *name;
+    builtin_fn fn;
+} GLOBALS[] = {
+    {"range", g_range},
+    {"namespace", g_namespace},
+    {"dict", g_dict},
+    {"raise_exception", g_raise_exception},
+    {"strftime_now", g_strftime_now},
 };
 
 /* ---- evaluator ---- */
@@ -3436,10 +3769,13 @@ static value eval_node(ctx *c, frame *fr, const node *x) {
         return v_bool(x->op ? !r : r);
     }
     case E_NOT: return v_bool(!v_truthy(eval(c, fr, x->a)));
-    case E_NEG: case E_POS: {
+    case E_NEG:
+    case E_POS: {
         value v = eval(c, fr, x->a);
         if (v.t == V_UNDEF) fail_undef(c, x->line, v);
-        if (!v_num(v)) FAIL(c, x->line, "TypeError: bad operand type for unary %c: '%s'", x->kind == E_NEG ? '-' : '+', v_typename(v));
+        if (!v_num(v))
+            FAIL(c, x->line, "TypeError: bad operand type for unary %c: '%s'", x->kind == E_NEG ? '-' : '+',
+                 v_typename(v));
         if (x->kind == E_POS) return v.t == V_BOOL ? v_int(v.u.b) : v;
         if (v.t == V_FLOAT) return v_float(-v.u.f);
         if (v_asi(v) == INT64_MIN) FAIL(c, x->line, "integer overflow");
@@ -3463,8 +3799,12 @@ static value eval_node(ctx *c, frame *fr, const node *x) {
     }
     case E_COND:
         if (v_truthy(eval(c, fr, x->a))) return eval(c, fr, x->b);
-        return x->c ? eval(c, fr, x->c) : v_undef_msg(c, "the inline if-expression on line %d evaluated to false and no else section was defined", x->line);
-    case E_LIST: case E_TUPLE: {
+        return x->c ? eval(c, fr, x->c)
+                    : v_undef_msg(
+                          c, "the inline if-expression on line %d evaluated to false and no else section was defined",
+                          x->line);
+    case E_LIST:
+    case E_TUPLE: {
         list *l = list_new(&c->f, (size_t)x->items.n);
         l->tuple = x->kind == E_TUPLE;
         for (int i = 0; i < x->items.n; i++) list_push(&c->f, l, eval(c, fr, x->items.v[i]));
@@ -3475,7 +3815,8 @@ static value eval_node(ctx *c, frame *fr, const node *x) {
         for (int i = 0; i < x->items.n; i++) {
             value k = eval(c, fr, x->items.v[i]);
             if (k.t == V_LIST && !k.u.l->tuple) FAIL(c, x->line, "TypeError: unhashable type: 'list'");
-            if (k.t == V_DICT || k.t == V_NS || k.t == V_UNDEF) FAIL(c, x->line, "TypeError: unhashable dict key (%s)", v_typename(k));
+            if (k.t == V_DICT || k.t == V_NS || k.t == V_UNDEF)
+                FAIL(c, x->line, "TypeError: unhashable dict key (%s)", v_typename(k));
             dict_set(&c->f, d, k, eval(c, fr, x->items2.v[i]));
         }
         return v_dict(d);
@@ -3491,11 +3832,15 @@ static void emit(ctx *c, value v) {
 
 /* Binds loop / set targets; several targets unpack a sequence of exactly that length. */
 static void assign(ctx *c, frame *fr, int line, const char *const *names, int n, value v) {
-    if (n == 1) { frame_set(c, fr, names[0], v); return; }
+    if (n == 1) {
+        frame_set(c, fr, names[0], v);
+        return;
+    }
     list *l = v.t == V_LIST ? v.u.l : v.t == V_STR ? iter_list(c, line, v) : NULL;
     if (!l) FAIL(c, line, "TypeError: cannot unpack non-iterable %s object", v_typename(v));
     if ((int)l->n != n)
-        FAIL(c, line, "ValueError: %s values to unpack (expected %d, got %zu)", (int)l->n > n ? "too many" : "not enough", n, l->n);
+        FAIL(c, line, "ValueError: %s values to unpack (expected %d, got %zu)",
+             (int)l->n > n ? "too many" : "not enough", n, l->n);
     for (int i = 0; i < n; i++) frame_set(c, fr, names[i], l->v[i]);
 }
 
@@ -3524,9 +3869,23 @@ static void exec_for(ctx *c, frame *fr, const node *x) {
         exec_body(c, fr, &x->items2);
         return;
     }
-    static const char *const fields[] = {"index", "index0", "revindex", "revindex0", "first", "last", "length",
-                                         "previtem", "nextitem", "depth", "depth0", "cycle"};
-    enum { L_INDEX, L_INDEX0, L_REVINDEX, L_REVINDEX0, L_FIRST, L_LAST, L_LENGTH, L_PREV, L_NEXT, L_DEPTH, L_DEPTH0, L_CYCLE, L_N };
+    static const char *const fields[] = {"index",  "index0",   "revindex", "revindex0", "first",  "last",
+                                         "length", "previtem", "nextitem", "depth",     "depth0", "cycle"};
+    enum {
+        L_INDEX,
+        L_INDEX0,
+        L_REVINDEX,
+        L_REVINDEX0,
+        L_FIRST,
+        L_LAST,
+        L_LENGTH,
+        L_PREV,
+        L_NEXT,
+        L_DEPTH,
+        L_DEPTH0,
+        L_CYCLE,
+        L_N
+    };
     dict *ld = dict_new(&c->f, L_N);
     for (int k = 0; k < L_N; k++) dict_append(&c->f, ld, v_cstr(fields[k]), v_none());
     value loop = {V_NS, {0}};
@@ -3572,20 +3931,22 @@ static void exec_node_inner(ctx *c, frame *fr, const node *x) {
         if (c->out->n > c->max_output) FAIL(c, x->line, "the template's output exceeds %zu bytes", c->max_output);
         return;
     case S_OUTPUT: emit(c, eval(c, fr, x->a)); return;
-    case S_IF:
-        exec_body(c, fr, v_truthy(eval(c, fr, x->a)) ? &x->items : &x->items2);
-        return;
+    case S_IF: exec_body(c, fr, v_truthy(eval(c, fr, x->a)) ? &x->items : &x->items2); return;
     case S_FOR: exec_for(c, fr, x); return;
     case S_SET: assign(c, fr, x->line, x->names, x->n_names, eval(c, fr, x->a)); return;
     case S_SETATTR: {
         value ns = lookup(c, fr, x->name);
-        if (ns.t != V_NS) FAIL(c, x->line, "TemplateRuntimeError: cannot assign attribute on non-namespace object '%s'", x->name);
+        if (ns.t != V_NS)
+            FAIL(c, x->line, "TemplateRuntimeError: cannot assign attribute on non-namespace object '%s'", x->name);
         dict_set(&c->f, ns.u.d, x->val, eval(c, fr, x->a));
         return;
     }
     case S_SETBLOCK: {
         value v = capture(c, fr, &x->items);
-        if (x->b) { c->captured = v; v = eval(c, fr, x->b); }
+        if (x->b) {
+            c->captured = v;
+            v = eval(c, fr, x->b);
+        }
         frame_set(c, fr, x->names[0], v);
         return;
     }
@@ -3650,7 +4011,8 @@ static value from_json(ctx *c, const json_t *j, int depth) {
     }
     case JSON_ARRAY: {
         list *l = list_new(&c->f, json_array_size(j));
-        for (size_t i = 0; i < json_array_size(j); i++) list_push(&c->f, l, from_json(c, json_array_get(j, i), depth + 1));
+        for (size_t i = 0; i < json_array_size(j); i++)
+            list_push(&c->f, l, from_json(c, json_array_get(j, i), depth + 1));
         return v_list(l);
     }
     case JSON_STRING: return v_str(json_string_value(j), json_string_length(j));

@@ -33,12 +33,12 @@ void jinja_free(jinja_template *t);
 /* A render's budget: a template is a program from a model file, run on every request. Zero in a
  * field means its default; a render that passes a limit fails with a clear error (no output). */
 typedef struct jinja_options {
-    time_t now;          /* clock for strftime_now (local time); 0 = the current time */
-    size_t memory_limit; /* bytes a render may allocate; 0 = JINJA_DEFAULT_MEMORY */
-    uint64_t max_steps;  /* units of work (nodes evaluated, items and bytes built, elements compared) */
-    size_t max_output;   /* bytes of rendered text */
-    int max_depth;       /* nested evaluations (expressions, calls, macros) */
-    double max_seconds;  /* wall time */
+    time_t now;               /* clock for strftime_now (local time); 0 = the current time */
+    size_t memory_limit;      /* bytes a render may allocate; 0 = JINJA_DEFAULT_MEMORY */
+    uint64_t max_steps;       /* units of work (nodes evaluated, items and bytes built, elements compared) */
+    size_t max_output;        /* bytes of rendered text */
+    int max_depth;            /* nested evaluations (expressions, calls, macros) */
+    double max_seconds;       /* wall time */
     const atomic_int *cancel; /* when non-NULL and non-zero, the render stops (LFM2C_ECANCELLED) */
 } jinja_options;
 
@@ -60,8 +60,8 @@ size_t jinja_process_memory_in_use(void);
 /* vars: a JSON object (or NULL) whose members become the template's variables (null -> None).
  * Returns the malloc'd, NUL-terminated output (its length in *out_len when not NULL), or NULL
  * with err set when the template raises or fails. opt may be NULL. */
-char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_options *opt,
-                   size_t *out_len, lfm2c_error *err);
+char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_options *opt, size_t *out_len,
+                   lfm2c_error *err);
 
 /* The built-in LFM2 chat template (chat.c): used when a model file carries none. */
 const char *lfm2c_chat_builtin_template(void);

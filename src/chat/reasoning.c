@@ -20,7 +20,10 @@ void lfm2c_think_init(lfm2c_think *t, bool opened) {
 
 static bool is_ws(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
-typedef struct sink { char *p; size_t *n; } sink;
+typedef struct sink {
+    char *p;
+    size_t *n;
+} sink;
 
 static void put(sink o, const char *s, size_t n) {
     memcpy(o.p + *o.n, s, n);

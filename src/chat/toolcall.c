@@ -31,7 +31,10 @@ typedef struct {
 static bool sb_reserve(strbuf *b, size_t extra) {
     if (b->oom) return false;
     char *p = lfm2c_grow(b->p, &b->cap, b->n, extra + 1, 1, 64);
-    if (!p) { b->oom = true; return false; }
+    if (!p) {
+        b->oom = true;
+        return false;
+    }
     b->p = p;
     return true;
 }
@@ -75,9 +78,14 @@ static void sb_put_utf8(strbuf *b, unsigned long cp) {
     char s[4];
     size_t n;
     if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD; /* a lone surrogate has no UTF-8 form */
-    if (cp < 0x80) { s[0] = (char)cp; n = 1; }
-    else if (cp < 0x800) { s[0] = (char)(0xC0 | cp >> 6); s[1] = (char)(0x80 | (cp & 0x3F)); n = 2; }
-    else if (cp < 0x10000) {
+    if (cp < 0x80) {
+        s[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        s[0] = (char)(0xC0 | cp >> 6);
+        s[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
         s[0] = (char)(0xE0 | cp >> 12);
         s[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
         s[2] = (char)(0x80 | (cp & 0x3F));
@@ -101,19 +109,33 @@ static void write_json_string(strbuf *b, const char *s, size_t n) {
     sb_putc(b, '"');
     for (size_t i = 0; i < n;) {
         unsigned c = p[i];
-        if (c == '"' || c == '\\') { sb_putc(b, '\\'); sb_putc(b, (char)c); i++; }
-        else if (c == '\n') { sb_puts(b, "\\n"); i++; }
-        else if (c == '\t') { sb_puts(b, "\\t"); i++; }
-        else if (c == '\r') { sb_puts(b, "\\r"); i++; }
-        else if (c < 0x20 || c == 0x7F) {
+        if (c == '"' || c == '\\') {
+            sb_putc(b, '\\');
+            sb_putc(b, (char)c);
+            i++;
+        } else if (c == '\n') {
+            sb_puts(b, "\\n");
+            i++;
+        } else if (c == '\t') {
+            sb_puts(b, "\\t");
+            i++;
+        } else if (c == '\r') {
+            sb_puts(b, "\\r");
+            i++;
+        } else if (c < 0x20 || c == 0x7F) {
             char esc[8];
             snprintf(esc, sizeof esc, "\\u%04x", c);
             sb_puts(b, esc);
             i++;
         } else {
             size_t k = utf8_len(p + i, n - i);
-            if (k) { sb_add(b, p + i, k); i += k; }
-            else { sb_put_utf8(b, 0xFFFD); i++; }
+            if (k) {
+                sb_add(b, p + i, k);
+                i += k;
+            } else {
+                sb_put_utf8(b, 0xFFFD);
+                i++;
+            }
         }
     }
     sb_putc(b, '"');
@@ -270,7 +292,9 @@ static bool read_escape(cursor *c) {
     case '\r':
         if (at(c, '\n')) c->p++;
         return true;
-    case '\\': case '\'': case '"': sb_putc(&c->tmp, e); return true;
+    case '\\':
+    case '\'':
+    case '"': sb_putc(&c->tmp, e); return true;
     case 'a': sb_putc(&c->tmp, '\a'); return true;
     case 'b': sb_putc(&c->tmp, '\b'); return true;
     case 'f': sb_putc(&c->tmp, '\f'); return true;
@@ -323,8 +347,14 @@ static json_t *read_string(cursor *c) {
         if (c->p >= c->end) return NULL; /* unterminated */
         unsigned char ch = (unsigned char)*c->p;
         if (ch == (unsigned char)q) {
-            if (!triple) { c->p++; break; }
-            if (c->end - c->p >= 3 && c->p[1] == q && c->p[2] == q) { c->p += 3; break; }
+            if (!triple) {
+                c->p++;
+                break;
+            }
+            if (c->end - c->p >= 3 && c->p[1] == q && c->p[2] == q) {
+                c->p += 3;
+                break;
+            }
             sb_putc(&c->tmp, q);
             c->p++;
         } else if (ch == '\\') {
@@ -335,8 +365,13 @@ static json_t *read_string(cursor *c) {
             c->p++;
         } else {
             size_t k = utf8_len((const unsigned char *)c->p, (size_t)(c->end - c->p));
-            if (k) { sb_add(&c->tmp, c->p, k); c->p += k; }
-            else { sb_put_utf8(&c->tmp, 0xFFFD); c->p++; }
+            if (k) {
+                sb_add(&c->tmp, c->p, k);
+                c->p += k;
+            } else {
+                sb_put_utf8(&c->tmp, 0xFFFD);
+                c->p++;
+            }
         }
     }
     if (c->tmp.oom) return NULL;
@@ -348,9 +383,12 @@ static size_t read_digits(cursor *c, int base) {
     size_t n = 0;
     while (c->p < c->end) {
         int h = hexval((unsigned char)*c->p);
-        if (h >= 0 && h < base) { sb_putc(&c->tmp, *c->p++); n++; }
-        else if (*c->p == '_' && n && c->p + 1 < c->end && hexval((unsigned char)c->p[1]) >= 0 &&
-                 hexval((unsigned char)c->p[1]) < base) c->p++;
+        if (h >= 0 && h < base) {
+            sb_putc(&c->tmp, *c->p++);
+            n++;
+        } else if (*c->p == '_' && n && c->p + 1 < c->end && hexval((unsigned char)c->p[1]) >= 0 &&
+                   hexval((unsigned char)c->p[1]) < base)
+            c->p++;
         else break;
     }
     return n;
@@ -414,12 +452,22 @@ static json_t *read_sequence(cursor *c, char close, bool *saw_comma) {
     *saw_comma = false;
     for (;;) {
         skip_ws(c);
-        if (at(c, close)) { c->p++; return arr; }
+        if (at(c, close)) {
+            c->p++;
+            return arr;
+        }
         json_t *v = read_value(c);
         if (!v || json_array_append_new(arr, v)) break;
         skip_ws(c);
-        if (at(c, ',')) { c->p++; *saw_comma = true; continue; }
-        if (at(c, close)) { c->p++; return arr; }
+        if (at(c, ',')) {
+            c->p++;
+            *saw_comma = true;
+            continue;
+        }
+        if (at(c, close)) {
+            c->p++;
+            return arr;
+        }
         break;
     }
     json_decref(arr);
@@ -433,9 +481,15 @@ static json_t *read_dict(cursor *c) {
     c->p++;
     for (;;) {
         skip_ws(c);
-        if (at(c, '}')) { c->p++; return obj; }
+        if (at(c, '}')) {
+            c->p++;
+            return obj;
+        }
         json_t *key = read_value(c);
-        if (!key || !json_is_string(key)) { json_decref(key); break; }
+        if (!key || !json_is_string(key)) {
+            json_decref(key);
+            break;
+        }
         skip_ws(c);
         json_t *v = NULL;
         if (at(c, ':')) {
@@ -447,8 +501,14 @@ static json_t *read_dict(cursor *c) {
         json_decref(key);
         if (bad) break;
         skip_ws(c);
-        if (at(c, ',')) { c->p++; continue; }
-        if (at(c, '}')) { c->p++; return obj; }
+        if (at(c, ',')) {
+            c->p++;
+            continue;
+        }
+        if (at(c, '}')) {
+            c->p++;
+            return obj;
+        }
         break;
     }
     json_decref(obj);
@@ -477,7 +537,10 @@ static json_t *read_value_inner(cursor *c) {
     if (ch == '{') return read_dict(c);
     if (is_digit(ch) || ch == '-' || ch == '+' || ch == '.') return read_number(c);
     size_t n = ident_len(c->p, c->end, false);
-    static const struct { const char *word; json_type type; } words[] = {
+    static const struct {
+        const char *word;
+        json_type type;
+    } words[] = {
         {"True", JSON_TRUE}, {"False", JSON_FALSE}, {"None", JSON_NULL},
         {"true", JSON_TRUE}, {"false", JSON_FALSE}, {"null", JSON_NULL},
     };
@@ -523,12 +586,18 @@ static bool calls_push(call_list *l, const char *name, size_t name_len, json_t *
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 4;
         raw_call *v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) { json_decref(args); return false; }
+        if (!v) {
+            json_decref(args);
+            return false;
+        }
         l->v = v;
         l->cap = cap;
     }
     char *s = malloc(name_len + 1);
-    if (!s) { json_decref(args); return false; }
+    if (!s) {
+        json_decref(args);
+        return false;
+    }
     memcpy(s, name, name_len);
     s[name_len] = 0;
     l->v[l->n++] = (raw_call){s, args};
@@ -560,7 +629,10 @@ static bool read_call(cursor *c, call_list *out) {
     if (!args) return false;
     for (;;) {
         skip_ws(c);
-        if (at(c, ')')) { c->p++; return calls_push(out, name, nlen, args); }
+        if (at(c, ')')) {
+            c->p++;
+            return calls_push(out, name, nlen, args);
+        }
         size_t klen = ident_len(c->p, c->end, false);
         if (!klen) break;
         const char *key = c->p;
@@ -577,8 +649,14 @@ static bool read_call(cursor *c, call_list *out) {
             break;
         }
         skip_ws(c);
-        if (at(c, ',')) { c->p++; continue; }
-        if (at(c, ')')) { c->p++; return calls_push(out, name, nlen, args); }
+        if (at(c, ',')) {
+            c->p++;
+            continue;
+        }
+        if (at(c, ')')) {
+            c->p++;
+            return calls_push(out, name, nlen, args);
+        }
         break;
     }
     json_decref(args);
@@ -599,7 +677,10 @@ static bool call_from_object(const json_t *o, call_list *out) {
     else if (json_is_object(a)) args = json_incref((json_t *)a);
     else if (json_is_string(a)) {
         args = json_loadb(json_string_value(a), json_string_length(a), JSON_ALLOW_NUL, NULL);
-        if (args && !json_is_object(args)) { json_decref(args); args = NULL; }
+        if (args && !json_is_object(args)) {
+            json_decref(args);
+            args = NULL;
+        }
     } else args = NULL;
     if (!args) return false;
     return calls_push(out, s, n, args);
@@ -611,7 +692,10 @@ static bool read_call_list(cursor *c, call_list *out, bool allow_objects) {
     c->p++;
     for (;;) {
         skip_ws(c);
-        if (at(c, ']')) { c->p++; return true; }
+        if (at(c, ']')) {
+            c->p++;
+            return true;
+        }
         if (at(c, '{')) {
             if (!allow_objects) return false;
             json_t *o = read_value(c);
@@ -620,8 +704,14 @@ static bool read_call_list(cursor *c, call_list *out, bool allow_objects) {
             if (!ok) return false;
         } else if (!read_call(c, out)) return false;
         skip_ws(c);
-        if (at(c, ',')) { c->p++; continue; }
-        if (at(c, ']')) { c->p++; return true; }
+        if (at(c, ',')) {
+            c->p++;
+            continue;
+        }
+        if (at(c, ']')) {
+            c->p++;
+            return true;
+        }
         return false;
     }
 }
@@ -689,15 +779,18 @@ static const char *find(const char *hay, size_t n, const char *needle) {
 /* Rule 5: each piece outside the calls stripped of surrounding whitespace, empty ones dropped,
  * the rest joined by one newline. */
 static void add_piece(strbuf *content, const char *p, size_t n) {
-    while (n && is_space((unsigned char)*p)) { p++; n--; }
+    while (n && is_space((unsigned char)*p)) {
+        p++;
+        n--;
+    }
     while (n && is_space((unsigned char)p[n - 1])) n--;
     if (!n) return;
     if (content->n) sb_putc(content, '\n');
     sb_add(content, p, n);
 }
 
-static bool finish_result(toolcall_result *out, call_list *calls, strbuf *content, bool parsed,
-                          const char *text, size_t len) {
+static bool finish_result(toolcall_result *out, call_list *calls, strbuf *content, bool parsed, const char *text,
+                          size_t len) {
     memset(out, 0, sizeof *out);
     out->parsed = parsed;
     if (!parsed) { /* rule 6: the whole output, nothing extracted */
@@ -716,7 +809,10 @@ static bool finish_result(toolcall_result *out, call_list *calls, strbuf *conten
         for (int i = 0; i < calls->n; i++) {
             strbuf a = {0};
             write_json(&a, calls->v[i].args);
-            if (!sb_reserve(&a, 0)) { free(a.p); return false; }
+            if (!sb_reserve(&a, 0)) {
+                free(a.p);
+                return false;
+            }
             out->calls[i].arguments = a.p;
             out->calls[i].name = calls->v[i].name;
             calls->v[i].name = NULL;
@@ -751,7 +847,10 @@ bool toolcall_parse(const char *text, size_t len, toolcall_result *out) {
         size_t pos = 0;
         while (parsed) {
             const char *s = find(text + pos, len - pos, TOOLCALL_START);
-            if (!s) { add_piece(&content, text + pos, len - pos); break; }
+            if (!s) {
+                add_piece(&content, text + pos, len - pos);
+                break;
+            }
             add_piece(&content, text + pos, (size_t)(s - (text + pos)));
             any_region = true;
             size_t body = (size_t)(s - text) + ls;
@@ -803,7 +902,10 @@ char *toolcall_result_to_json(const toolcall_result *r) {
         sb_putc(&b, '}');
     }
     sb_puts(&b, r->parsed ? "],\"parsed\":true}" : "],\"parsed\":false}");
-    if (b.oom) { free(b.p); return NULL; }
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
     return b.p;
 }
 
@@ -812,9 +914,12 @@ json_t *toolcall_openai_json(const toolcall_result *r, toolcall_id_fn make_id, v
     for (int i = 0; arr && i < r->n_calls; i++) {
         char id[64];
         make_id(ctx, id, sizeof id);
-        json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function",
-                                 "name", r->calls[i].name, "arguments", r->calls[i].arguments);
-        if (!call || json_array_append_new(arr, call)) { json_decref(arr); arr = NULL; }
+        json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
+                                 r->calls[i].name, "arguments", r->calls[i].arguments);
+        if (!call || json_array_append_new(arr, call)) {
+            json_decref(arr);
+            arr = NULL;
+        }
     }
     return arr;
 }
@@ -872,7 +977,10 @@ const char *toolcall_stream_feed(toolcall_stream *s, const char *piece, size_t l
         if (b[i] == '[') {
             int bare = bare_list_start(b + i, total - i);
             if (bare < 0) return b + s->emitted;
-            if (bare > 0) { s->mode = STREAM_HOLD; return b + s->emitted; }
+            if (bare > 0) {
+                s->mode = STREAM_HOLD;
+                return b + s->emitted;
+            }
         }
         s->mode = STREAM_TEXT;
         s->scanned = 0;
@@ -939,14 +1047,21 @@ size_t toolcall_before_cut(const char *text, size_t n) {
 
 /* ---- the writer ------------------------------------------------------------------------------ */
 
-typedef struct wbuf { char *p; size_t n, cap; bool oom; } wbuf;
+typedef struct wbuf {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} wbuf;
 
 static void w_add(wbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap * 2 + n + 64;
         char *p = realloc(b->p, cap);
-        if (!p) { b->oom = true; return; }
+        if (!p) {
+            b->oom = true;
+            return;
+        }
         b->p = p;
         b->cap = cap;
     }
@@ -957,16 +1072,28 @@ static void w_add(wbuf *b, const char *s, size_t n) {
 
 static void w_json(wbuf *b, const json_t *v) {
     char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    if (!t) { b->oom = true; return; }
+    if (!t) {
+        b->oom = true;
+        return;
+    }
     w_add(b, t, strlen(t));
     free(t);
 }
 
 /* A JSON value as a Python literal (True/False/None, lists, dicts with string keys). */
 static void w_py(wbuf *b, const json_t *v) {
-    if (json_is_true(v)) { w_add(b, "True", 4); return; }
-    if (json_is_false(v)) { w_add(b, "False", 5); return; }
-    if (json_is_null(v)) { w_add(b, "None", 4); return; }
+    if (json_is_true(v)) {
+        w_add(b, "True", 4);
+        return;
+    }
+    if (json_is_false(v)) {
+        w_add(b, "False", 5);
+        return;
+    }
+    if (json_is_null(v)) {
+        w_add(b, "None", 4);
+        return;
+    }
     if (json_is_array(v)) {
         w_add(b, "[", 1);
         for (size_t i = 0; i < json_array_size(v); i++) {
@@ -984,7 +1111,8 @@ static void w_py(wbuf *b, const json_t *v) {
         json_object_foreach((json_t *)v, k, x) {
             if (i++) w_add(b, ", ", 2);
             json_t *ks = json_string(k);
-            if (ks) w_json(b, ks); else b->oom = true;
+            if (ks) w_json(b, ks);
+            else b->oom = true;
             json_decref(ks);
             w_add(b, ": ", 2);
             w_py(b, x);
@@ -1003,7 +1131,10 @@ char *toolcall_format(const json_t *calls, size_t *len) {
         const json_t *c = json_array_get(calls, k);
         const char *name = json_string_value(json_object_get(c, "name"));
         const json_t *args = json_object_get(c, "arguments");
-        if (!name || !*name || !json_is_object(args)) { free(b.p); return NULL; }
+        if (!name || !*name || !json_is_object(args)) {
+            free(b.p);
+            return NULL;
+        }
         if (k) w_add(&b, ", ", 2);
         w_add(&b, name, strlen(name));
         w_add(&b, "(", 1);
@@ -1019,7 +1150,10 @@ char *toolcall_format(const json_t *calls, size_t *len) {
         w_add(&b, ")", 1);
     }
     w_add(&b, "]" TOOLCALL_END, sizeof TOOLCALL_END);
-    if (b.oom) { free(b.p); return NULL; }
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
     if (len) *len = b.n;
     return b.p;
 }

@@ -76,7 +76,6 @@ toolcall_stream *toolcall_stream_new(void);
 const char *toolcall_stream_feed(toolcall_stream *s, const char *piece, size_t len, size_t *n);
 /* Ends the stream: fills *out (see toolcall_parse) and points *tail / *tail_len at the content
  * still to show (inside out->content). Returns false when out of memory. */
-bool toolcall_stream_finish(toolcall_stream *s, toolcall_result *out, const char **tail,
-                            size_t *tail_len);
+bool toolcall_stream_finish(toolcall_stream *s, toolcall_result *out, const char **tail, size_t *tail_len);
 void toolcall_stream_free(toolcall_stream *s);
 #endif

@@ -31,7 +31,11 @@
 #include <unistd.h>
 
 /* set the error and return false, so callers can `return fail(...)` */
-#define fail(err, ...) ({ lfm2c_set_error(err, __VA_ARGS__); false; })
+#define fail(err, ...) \
+    ({ \
+        lfm2c_set_error(err, __VA_ARGS__); \
+        false; \
+    })
 
 int convert_parse_type(const char *s) {
     if (!strcasecmp(s, "f32")) return GGML_F32;
@@ -70,14 +74,18 @@ static bool cfg_int(json_t *cfg, const char *key, int def, int *out, lfm2c_error
         return true;
     }
     double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
-    if (!(d == floor(d)) || d < 0 || d > 1e9) return fail(err, LFM2C_EFORMAT, "config.json: '%s' is not a valid count", key);
+    if (!(d == floor(d)) || d < 0 || d > 1e9)
+        return fail(err, LFM2C_EFORMAT, "config.json: '%s' is not a valid count", key);
     *out = (int)d;
     return true;
 }
 
 static bool cfg_num(json_t *cfg, const char *key, double def, double *out, lfm2c_error *err) {
     json_t *v = cfg_get(cfg, key);
-    if (!v) { *out = def; return true; }
+    if (!v) {
+        *out = def;
+        return true;
+    }
     if (!json_is_number(v)) return fail(err, LFM2C_EFORMAT, "config.json: '%s' is not a number", key);
     *out = json_number_value(v);
     return true;
@@ -103,18 +111,21 @@ static bool parse_dims(json_t *cfg, lfm2_hparams *hp, int *n_head_kv, lfm2c_erro
         !cfg_int(cfg, "num_attention_heads", REQUIRED, &hp->n_head, err) ||
         !cfg_int(cfg, "num_key_value_heads", 8, n_head_kv, err) ||
         !cfg_int(cfg, "max_position_embeddings", 128000, &hp->n_ctx, err) ||
-        !cfg_int(cfg, "vocab_size", 65536, &hp->n_vocab, err) ||
-        !cfg_int(cfg, "conv_L_cache", 3, &hp->l_cache, err))
+        !cfg_int(cfg, "vocab_size", 65536, &hp->n_vocab, err) || !cfg_int(cfg, "conv_L_cache", 3, &hp->l_cache, err))
         return false;
     if (hp->n_layer < 1 || hp->n_layer > LFM2C_MAX_LAYERS)
-        return fail(err, LFM2C_EUNSUPPORTED, "config.json: num_hidden_layers %d is out of range (1..%d)", hp->n_layer, LFM2C_MAX_LAYERS);
+        return fail(err, LFM2C_EUNSUPPORTED, "config.json: num_hidden_layers %d is out of range (1..%d)", hp->n_layer,
+                    LFM2C_MAX_LAYERS);
     if (hp->n_embd < 1 || hp->n_head < 1 || hp->n_vocab < 1 || hp->l_cache < 1)
-        return fail(err, LFM2C_EFORMAT, "config.json: hidden_size, num_attention_heads, vocab_size and conv_L_cache must be positive");
+        return fail(err, LFM2C_EFORMAT,
+                    "config.json: hidden_size, num_attention_heads, vocab_size and conv_L_cache must be positive");
     hp->has_head_dim = cfg_get(cfg, "head_dim") != NULL;
     if (hp->has_head_dim) {
         if (!cfg_int(cfg, "head_dim", 0, &hp->head_dim, err)) return false;
     } else {
-        if (hp->n_embd % hp->n_head) return fail(err, LFM2C_EFORMAT, "config.json: hidden_size %d is not a multiple of num_attention_heads %d", hp->n_embd, hp->n_head);
+        if (hp->n_embd % hp->n_head)
+            return fail(err, LFM2C_EFORMAT, "config.json: hidden_size %d is not a multiple of num_attention_heads %d",
+                        hp->n_embd, hp->n_head);
         hp->head_dim = hp->n_embd / hp->n_head;
     }
     if (hp->head_dim < 1) return fail(err, LFM2C_EFORMAT, "config.json: head_dim must be positive");
@@ -170,7 +181,8 @@ static bool parse_dense_ffn(json_t *cfg, lfm2_hparams *hp, lfm2c_error *err) {
     /* an explicit null multiplier skips that step (the reference tests for None) */
     json_t *tc = json_object_get(cfg, "text_config");
     json_t *raw = json_is_object(tc) && json_object_get(tc, "block_ffn_dim_multiplier")
-                      ? json_object_get(tc, "block_ffn_dim_multiplier") : json_object_get(cfg, "block_ffn_dim_multiplier");
+                      ? json_object_get(tc, "block_ffn_dim_multiplier")
+                      : json_object_get(cfg, "block_ffn_dim_multiplier");
     bool has_mult = !json_is_null(raw);
     if (cfg_bool(cfg, "block_auto_adjust_ff_dim", true)) {
         if (multiple_of < 1) return fail(err, LFM2C_EFORMAT, "config.json: block_multiple_of must be positive");
@@ -192,7 +204,8 @@ static bool parse_moe(json_t *cfg, lfm2_hparams *hp, lfm2c_error *err) {
         !cfg_int(cfg, "num_dense_layers", 2, &hp->n_dense, err))
         return false;
     if (hp->n_expert < 1 || hp->n_expert_used < 1 || hp->n_expert_used > hp->n_expert || hp->n_ff_exp < 1)
-        return fail(err, LFM2C_EFORMAT, "config.json: num_experts %d / num_experts_per_tok %d / moe_intermediate_size %d are inconsistent",
+        return fail(err, LFM2C_EFORMAT,
+                    "config.json: num_experts %d / num_experts_per_tok %d / moe_intermediate_size %d are inconsistent",
                     hp->n_expert, hp->n_expert_used, hp->n_ff_exp);
     if (hp->n_dense > hp->n_layer) hp->n_dense = hp->n_layer;
     hp->expert_bias = cfg_bool(cfg, "use_expert_bias", true);
@@ -210,14 +223,17 @@ static bool parse_config(json_t *cfg, lfm2_hparams *hp, lfm2c_error *err) {
 /* ---- 2. tensor plan ------------------------------------------------------------------- */
 
 /* A run of whole rows of one source tensor. */
-typedef struct seg { const st_tensor *t; int64_t first, n; } seg;
+typedef struct seg {
+    const st_tensor *t;
+    int64_t first, n;
+} seg;
 
 typedef struct out_tensor {
     char name[64];
-    char src[160];            /* the HF name it came from, for messages */
-    const lfm2_tensor *row;   /* its row of the architecture table */
+    char src[160];          /* the HF name it came from, for messages */
+    const lfm2_tensor *row; /* its row of the architecture table */
     int n_dims;
-    int64_t shape[4];         /* torch order */
+    int64_t shape[4]; /* torch order */
     uint32_t type;
     int n_seg;
     seg *segs;
@@ -225,7 +241,7 @@ typedef struct out_tensor {
 
 /* transformers >= 5 keeps the experts fused: gate_up_proj [E, 2Fe, H] = concat(w1, w3) (spec 3) */
 #define HF_FUSED_GATE_UP "feed_forward.experts.gate_up_proj"
-#define N_EXPERT_ROWS 3       /* table rows with LFM2_TF_EXPERTS */
+#define N_EXPERT_ROWS 3 /* table rows with LFM2_TF_EXPERTS */
 
 typedef struct plan {
     out_tensor *t;
@@ -271,7 +287,8 @@ static bool add_seg(out_tensor *o, const st_tensor *t, int64_t first, int64_t n,
 
 static void shape_str(char *buf, size_t n, int nd, const int64_t *s) {
     size_t k = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < nd && k < n; i++) k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)s[i]);
+    for (int i = 0; i < nd && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)s[i]);
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
@@ -311,13 +328,15 @@ static bool plan_check(const lfm2_hparams *hp, out_tensor *o, int l, lfm2c_error
         char a[96], b[96];
         shape_str(a, sizeof a, o->n_dims, o->shape);
         shape_str(b, sizeof b, nd, want);
-        return fail(err, LFM2C_EFORMAT, "shape mismatch: '%s' is %s, config.json implies %s for %s", o->src, a, b, o->name);
+        return fail(err, LFM2C_EFORMAT, "shape mismatch: '%s' is %s, config.json implies %s for %s", o->src, a, b,
+                    o->name);
     }
     return true;
 }
 
 /* Simple 1:1 tensor (with the conv squeeze). */
-static bool plan_simple(plan *p, const lfm2_hparams *hp, const st_tensor *t, const lfm2_tensor *row, int l, lfm2c_error *err) {
+static bool plan_simple(plan *p, const lfm2_hparams *hp, const st_tensor *t, const lfm2_tensor *row, int l,
+                        lfm2c_error *err) {
     out_tensor *o = plan_row(p, row, l, t->name, err);
     if (!o) return false;
     o->n_dims = 0;
@@ -423,9 +442,11 @@ static bool plan_global(plan *p, const lfm2_hparams *hp, const st_tensor *t, con
 /* One per-expert matrix; all of a layer's stacks are written when its last piece arrives, like
  * the reference. */
 static bool plan_piece(plan *p, const lfm2_hparams *hp, const st_tensor *t, int l, int w, int e, lfm2c_error *err) {
-    if (!hp->moe || l < hp->n_dense) return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
+    if (!hp->moe || l < hp->n_dense)
+        return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
     if (e < 0 || e >= hp->n_expert)
-        return fail(err, LFM2C_EFORMAT, "tensor '%s': expert %d out of range (num_experts %d)", t->name, e, hp->n_expert);
+        return fail(err, LFM2C_EFORMAT, "tensor '%s': expert %d out of range (num_experts %d)", t->name, e,
+                    hp->n_expert);
     const st_tensor **slot = &p->pieces[((size_t)l * N_EXPERT_ROWS + (size_t)w) * (size_t)hp->n_expert + (size_t)e];
     if (*slot) return fail(err, LFM2C_EFORMAT, "tensor '%s' given twice", t->name);
     *slot = t;
@@ -437,7 +458,8 @@ static bool plan_piece(plan *p, const lfm2_hparams *hp, const st_tensor *t, int 
 
 /* Fused expert matrices (transformers >= 5): gate_up_proj split in two, down_proj as it is. */
 static bool plan_fused(plan *p, const lfm2_hparams *hp, const st_tensor *t, int l, const char *rest, lfm2c_error *err) {
-    if (!hp->moe || l < hp->n_dense) return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
+    if (!hp->moe || l < hp->n_dense)
+        return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d has no experts", t->name, l);
     if (is_name(rest, HF_FUSED_GATE_UP)) return plan_gate_up(p, hp, l, t, err);
     const lfm2_tensor *row = &LFM2_TENSORS[LFM2_T_DOWN_EXPS];
     if (p->seen[l] & 1u << row->id) return fail(err, LFM2C_EFORMAT, "layer %d has two expert down matrices", l);
@@ -448,12 +470,13 @@ static bool plan_fused(plan *p, const lfm2_hparams *hp, const st_tensor *t, int 
 
 /* A 1:1 layer tensor: it must belong to the layer's kinds (an expert bias is accepted even when
  * use_expert_bias is false). */
-static bool plan_layer_row(plan *p, const lfm2_hparams *hp, const st_tensor *t, int l, const char *rest, lfm2c_error *err) {
+static bool plan_layer_row(plan *p, const lfm2_hparams *hp, const st_tensor *t, int l, const char *rest,
+                           lfm2c_error *err) {
     const lfm2_tensor *row = lfm2_tensor_by_hf(rest, true);
     if (!row) return fail(err, LFM2C_EFORMAT, "unexpected tensor '%s' in an LFM2 checkpoint", t->name);
     if (!lfm2_tensor_in_layer(row, hp, l))
-        return fail(err, LFM2C_EFORMAT, "tensor '%s' does not belong in layer %d (a %s %s layer per config.json)", t->name, l,
-                    hp->is_attn[l] ? "attention" : "conv", l < hp->n_dense ? "dense" : "MoE");
+        return fail(err, LFM2C_EFORMAT, "tensor '%s' does not belong in layer %d (a %s %s layer per config.json)",
+                    t->name, l, hp->is_attn[l] ? "attention" : "conv", l < hp->n_dense ? "dense" : "MoE");
     if (p->seen[l] & 1u << row->id) return fail(err, LFM2C_EFORMAT, "tensor '%s' given twice", t->name);
     p->seen[l] |= 1u << row->id;
     return plan_simple(p, hp, t, row, l, err);
@@ -467,7 +490,8 @@ static bool plan_tensor(plan *p, const lfm2_hparams *hp, const st_tensor *t, con
     if (sscanf(name, "model.layers.%d.%n", &l, &nc) != 1 || nc == 0)
         return fail(err, LFM2C_EFORMAT, "unexpected tensor '%s' in an LFM2 checkpoint", t->name);
     if (l < 0 || l >= hp->n_layer)
-        return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d is beyond num_hidden_layers %d", t->name, l, hp->n_layer);
+        return fail(err, LFM2C_EFORMAT, "tensor '%s': layer %d is beyond num_hidden_layers %d", t->name, l,
+                    hp->n_layer);
     const char *rest = name + nc;
     int e, w = match_expert(p, rest, &e);
     if (w >= 0) return plan_piece(p, hp, t, l, w, e, err);
@@ -499,7 +523,8 @@ static bool plan_complete(const plan *p, const lfm2_hparams *hp, lfm2c_error *er
 
 static bool build_plan(const st_model *m, const lfm2_hparams *hp, plan *p, lfm2c_error *err) {
     memset(p, 0, sizeof *p);
-    if (!find_expert_rows(p)) return fail(err, LFM2C_EINVAL, "internal: the architecture table does not have %d expert rows", N_EXPERT_ROWS);
+    if (!find_expert_rows(p))
+        return fail(err, LFM2C_EINVAL, "internal: the architecture table does not have %d expert rows", N_EXPERT_ROWS);
     if (hp->moe) {
         size_t n = (size_t)hp->n_layer * N_EXPERT_ROWS * (size_t)hp->n_expert;
         p->pieces = calloc(n ? n : 1, sizeof *p->pieces);
@@ -515,12 +540,16 @@ static bool build_plan(const st_model *m, const lfm2_hparams *hp, plan *p, lfm2c
             continue;
         size_t k = 0;
         for (const char *s = t->name; *s && k + 1 < sizeof name;) {
-            if (!strncmp(s, "language_model.", 15)) { s += 15; continue; }
+            if (!strncmp(s, "language_model.", 15)) {
+                s += 15;
+                continue;
+            }
             name[k++] = *s++;
         }
         name[k] = 0;
         if (!st_dtype_is_float(t->dtype))
-            return fail(err, LFM2C_EUNSUPPORTED, "tensor '%s' has dtype %s (only F32, F16, BF16 are supported)", t->name, st_dtype_name(t->dtype));
+            return fail(err, LFM2C_EUNSUPPORTED, "tensor '%s' has dtype %s (only F32, F16, BF16 are supported)",
+                        t->name, st_dtype_name(t->dtype));
         if (!plan_tensor(p, hp, t, name, err)) return false;
     }
     return plan_complete(p, hp, err);
@@ -558,7 +587,10 @@ static char *read_text(const char *dir, const char *file) {
         n += r;
         if (n + 1 == cap) {
             char *nb = realloc(buf, cap *= 2);
-            if (!nb) { free(buf); buf = NULL; }
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
             buf = nb;
         }
     }
@@ -584,11 +616,15 @@ static void model_name(const char *dir, json_t *cfg, char *out, size_t n) {
         snprintf(buf, sizeof buf, "%s", s && s[1] ? s + 1 : d);
         free(rp);
     }
-    if (strchr(buf, ' ')) { snprintf(out, n, "%s", buf); return; }
+    if (strchr(buf, ' ')) {
+        snprintf(out, n, "%s", buf);
+        return;
+    }
     size_t k = 0;
     for (char *w = strtok(buf, "-"); w; w = strtok(NULL, "-")) {
         bool has_lower = false, has_upper = false;
-        for (char *c = w; *c; c++) has_lower |= islower((unsigned char)*c) != 0, has_upper |= isupper((unsigned char)*c) != 0;
+        for (char *c = w; *c; c++)
+            has_lower |= islower((unsigned char)*c) != 0, has_upper |= isupper((unsigned char)*c) != 0;
         bool version = (w[0] == 'v' && isdigit((unsigned char)w[1])) || isdigit((unsigned char)w[0]);
         if (has_lower && !has_upper && !version) /* str.title(): capitalize after non-letters */
             for (char *c = w, prev = 0; *c; prev = *c++)
@@ -600,7 +636,10 @@ static void model_name(const char *dir, json_t *cfg, char *out, size_t n) {
 
 /* general.sampling.* from generation_config.json (key names as the reference reads them). */
 static bool add_sampling(gguf_writer *w, json_t *gen) {
-    static const struct { const char *json, *key; char kind; } MAP[] = {
+    static const struct {
+        const char *json, *key;
+        char kind;
+    } MAP[] = {
         {"sequence", "general.sampling.sequence", 's'},
         {"top_k", "general.sampling.top_k", 'i'},
         {"top_p", "general.sampling.top_p", 'f'},
@@ -647,7 +686,7 @@ static const char *special_content(json_t *tc, const char *typ) {
 typedef struct vocab {
     gguf_str *tok;
     int32_t *type;
-    char **owned;     /* strings allocated here (padding, rewritten user-defined tokens) */
+    char **owned; /* strings allocated here (padding, rewritten user-defined tokens) */
     int n, n_owned;
 } vocab;
 
@@ -670,8 +709,10 @@ static char *replace_spm_space(const char *s) {
     char *o = malloc(n + 1);
     if (!o) return NULL;
     for (size_t i = 0; i < n;) {
-        if (!strncmp(s + i, "\xe2\x96\x81", 3)) { o[k++] = ' '; i += 3; }
-        else o[k++] = s[i++];
+        if (!strncmp(s + i, "\xe2\x96\x81", 3)) {
+            o[k++] = ' ';
+            i += 3;
+        } else o[k++] = s[i++];
     }
     o[k] = 0;
     return o;
@@ -689,7 +730,8 @@ static bool vocab_read(vocab *v, json_t *jvocab, json_t *added, int n_vocab, lfm
     json_object_foreach(jvocab, key, val) {
         json_int_t id = json_is_integer(val) ? json_integer_value(val) : -1;
         if (id < 0 || id >= v->n)
-            return fail(err, LFM2C_EFORMAT, "tokenizer.json: token '%s' has id %lld, outside vocab_size %d", key, (long long)id, v->n);
+            return fail(err, LFM2C_EFORMAT, "tokenizer.json: token '%s' has id %lld, outside vocab_size %d", key,
+                        (long long)id, v->n);
         v->tok[id] = (gguf_str){key, strlen(key)};
         v->type[id] = 1; /* normal */
     }
@@ -699,7 +741,8 @@ static bool vocab_read(vocab *v, json_t *jvocab, json_t *added, int n_vocab, lfm
         const char *content = json_string_value(json_object_get(a, "content"));
         json_int_t id = json_is_integer(jid) ? json_integer_value(jid) : -1;
         if (!content || id < 0 || id >= v->n)
-            return fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens[%zu] has no content or an id outside vocab_size %d", i, v->n);
+            return fail(err, LFM2C_EFORMAT,
+                        "tokenizer.json: added_tokens[%zu] has no content or an id outside vocab_size %d", i, v->n);
         if (json_is_true(json_object_get(a, "special")) || looks_special(content)) {
             v->tok[id] = (gguf_str){content, json_string_length(json_object_get(a, "content"))};
             v->type[id] = 3; /* control */
@@ -724,7 +767,7 @@ static bool vocab_read(vocab *v, json_t *jvocab, json_t *added, int n_vocab, lfm
 
 typedef struct merge_list {
     gguf_str *m;
-    char **owned;     /* strings made here from [a, b] pairs */
+    char **owned; /* strings made here from [a, b] pairs */
     size_t n;
 } merge_list;
 
@@ -741,8 +784,12 @@ static char *merge_join(const char *pa, const char *pb, size_t *len) {
     if (!s) return NULL;
     for (int part = 0; part < 2; part++) {
         for (const char *c = part ? pb : pa; *c; c++)
-            if (*c == ' ') { s[k++] = (char)0xc4; s[k++] = (char)0xa0; } /* U+0120 */
-            else s[k++] = *c;
+            if (*c == ' ') {
+                s[k++] = (char)0xc4;
+                s[k++] = (char)0xa0;
+            } /* U+0120 */
+            else
+                s[k++] = *c;
         if (!part) s[k++] = ' ';
     }
     s[k] = 0;
@@ -777,10 +824,12 @@ static bool merges_read(json_t *model, merge_list *ml, lfm2c_error *err) {
 }
 
 /* special tokens: tokenizer_config's "<typ>_token" and the GGUF id key each becomes */
-static const struct { const char *typ, *key; } SPECIAL[] = {
-    {"bos", "tokenizer.ggml.bos_token_id"},      {"eos", "tokenizer.ggml.eos_token_id"},
-    {"unk", "tokenizer.ggml.unknown_token_id"},  {"sep", "tokenizer.ggml.seperator_token_id"},
-    {"pad", "tokenizer.ggml.padding_token_id"},  {"cls", "tokenizer.ggml.cls_token_id"},
+static const struct {
+    const char *typ, *key;
+} SPECIAL[] = {
+    {"bos", "tokenizer.ggml.bos_token_id"},     {"eos", "tokenizer.ggml.eos_token_id"},
+    {"unk", "tokenizer.ggml.unknown_token_id"}, {"sep", "tokenizer.ggml.seperator_token_id"},
+    {"pad", "tokenizer.ggml.padding_token_id"}, {"cls", "tokenizer.ggml.cls_token_id"},
     {"mask", "tokenizer.ggml.mask_token_id"},
 };
 enum { SP_BOS, SP_EOS, SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK, SP_N };
@@ -793,7 +842,8 @@ static void special_contents(json_t *tc, const char *content[SP_N]) {
 
 /* Special ids: tokenizer_config contents looked up among added tokens, then config.json
  * <typ>_token_id, then (beyond the reference) generation_config.json. */
-static bool write_special_ids(gguf_writer *w, const char *const content[SP_N], json_t *added, json_t *cfg, json_t *gen, int n_vocab) {
+static bool write_special_ids(gguf_writer *w, const char *const content[SP_N], json_t *added, json_t *cfg, json_t *gen,
+                              int n_vocab) {
     bool wok = true;
     for (int s = 0; s < SP_N; s++) {
         int64_t id = -1;
@@ -807,7 +857,8 @@ static bool write_special_ids(gguf_writer *w, const char *const content[SP_N], j
             char key2[32];
             snprintf(key2, sizeof key2, "%s_token_id", SPECIAL[s].typ);
             json_t *jv = sources[src] ? cfg_get(sources[src], key2) : NULL;
-            if (json_is_integer(jv) && json_integer_value(jv) >= 0 && json_integer_value(jv) < n_vocab) id = json_integer_value(jv);
+            if (json_is_integer(jv) && json_integer_value(jv) >= 0 && json_integer_value(jv) < n_vocab)
+                id = json_integer_value(jv);
         }
         if (id >= 0) wok &= gguf_set_u32(w, SPECIAL[s].key, (uint32_t)id);
     }
@@ -823,18 +874,25 @@ static bool write_add_special(gguf_writer *w, json_t *tj, json_t *tc, const char
     for (size_t i = 0; pp && i < (json_is_array(procs) ? json_array_size(procs) : 1); i++) {
         json_t *proc = json_is_array(procs) ? json_array_get(procs, i) : pp;
         const char *pt = json_string_value(json_object_get(proc, "type"));
-        if (pt && !strcmp(pt, "RobertaProcessing")) { add_bos = add_eos = 1; continue; }
+        if (pt && !strcmp(pt, "RobertaProcessing")) {
+            add_bos = add_eos = 1;
+            continue;
+        }
         if (!pt || strcmp(pt, "TemplateProcessing")) continue;
         json_t *single = json_object_get(proc, "single");
         size_t ns = json_is_array(single) ? json_array_size(single) : 0;
         if (ns < 2) continue;
-        const char *first = json_string_value(json_object_get(json_object_get(json_array_get(single, 0), "SpecialToken"), "id"));
-        const char *last = json_string_value(json_object_get(json_object_get(json_array_get(single, ns - 1), "SpecialToken"), "id"));
+        const char *first =
+            json_string_value(json_object_get(json_object_get(json_array_get(single, 0), "SpecialToken"), "id"));
+        const char *last =
+            json_string_value(json_object_get(json_object_get(json_array_get(single, ns - 1), "SpecialToken"), "id"));
         if (first)
-            add_bos = (content[SP_BOS] && !strcmp(first, content[SP_BOS])) || (content[SP_CLS] && !strcmp(first, content[SP_CLS]));
+            add_bos = (content[SP_BOS] && !strcmp(first, content[SP_BOS])) ||
+                      (content[SP_CLS] && !strcmp(first, content[SP_CLS]));
         if (last) add_eos = content[SP_EOS] && !strcmp(last, content[SP_EOS]);
     }
-    json_t *ab = tc ? json_object_get(tc, "add_bos_token") : NULL, *ae = tc ? json_object_get(tc, "add_eos_token") : NULL;
+    json_t *ab = tc ? json_object_get(tc, "add_bos_token") : NULL,
+           *ae = tc ? json_object_get(tc, "add_eos_token") : NULL;
     if (json_is_boolean(ab)) add_bos = json_is_true(ab);
     if (json_is_boolean(ae)) add_eos = json_is_true(ae);
     bool wok = true;
@@ -872,7 +930,8 @@ static bool write_chat_template(gguf_writer *w, const char *dir, json_t *tc, lfm
     char *jinja = NULL;
     if (!ct) {
         jinja = read_text(dir, "chat_template.jinja");
-        if (!jinja && load_json(dir, "chat_template.json", false, &ctj, err) && ctj) ct = json_object_get(ctj, "chat_template");
+        if (!jinja && load_json(dir, "chat_template.json", false, &ctj, err) && ctj)
+            ct = json_object_get(ctj, "chat_template");
     }
     bool wok = true;
     if (jinja) wok = gguf_set_str(w, "tokenizer.chat_template", jinja);
@@ -889,7 +948,8 @@ static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *h
     vocab v = {0};
     merge_list ml = {0};
     bool ok = false;
-    if (!load_json(dir, "tokenizer.json", true, &tj, err) || !load_json(dir, "tokenizer_config.json", false, &tc, err)) goto done;
+    if (!load_json(dir, "tokenizer.json", true, &tj, err) || !load_json(dir, "tokenizer_config.json", false, &tc, err))
+        goto done;
     json_t *model = json_object_get(tj, "model");
     const char *mtype = json_string_value(json_object_get(model, "type"));
     json_t *jvocab = json_object_get(model, "vocab");
@@ -898,7 +958,10 @@ static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *h
         goto done;
     }
     json_t *added = json_object_get(tj, "added_tokens");
-    if (added && !json_is_array(added)) { fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens is not an array"); goto done; }
+    if (added && !json_is_array(added)) {
+        fail(err, LFM2C_EFORMAT, "tokenizer.json: added_tokens is not an array");
+        goto done;
+    }
     if (!vocab_read(&v, jvocab, added, hp->n_vocab, err) || !merges_read(model, &ml, err)) goto done;
 
     bool wok = gguf_set_str(w, "tokenizer.ggml.model", "gpt2") && gguf_set_str(w, "tokenizer.ggml.pre", "lfm2") &&
@@ -910,7 +973,10 @@ static bool add_tokenizer(gguf_writer *w, const char *dir, const lfm2_hparams *h
     wok &= write_special_ids(w, content, added, cfg, gen, v.n);
     wok &= write_add_special(w, tj, tc, content);
     wok &= write_chat_template(w, dir, tc, err);
-    if (!wok) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!wok) {
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     st->n_vocab = v.n;
     st->n_merges = (int)ml.n;
     ok = true;
@@ -930,7 +996,7 @@ typedef struct chunk_job {
     uint32_t type;
     size_t row_bytes;
     uint8_t *out;
-    float **scratch;      /* one row per thread */
+    float **scratch; /* one row per thread */
 } chunk_job;
 
 static void convert_rows(void *arg, int ith, int nth) {
@@ -957,8 +1023,8 @@ static void release_pages(const st_tensor *t) {
     if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
-bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_params *params,
-                        convert_stats *stats, lfm2c_error *err) {
+bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_params *params, convert_stats *stats,
+                        lfm2c_error *err) {
     double t0 = lfm2c_now_s();
     convert_stats st_local;
     convert_stats *st = stats ? stats : &st_local;
@@ -989,13 +1055,19 @@ bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_par
     hp.file_type = convert_file_type(want);
     snprintf(st->arch, sizeof st->arch, "%s", lfm2_arch_name(hp.moe));
     w = gguf_writer_new();
-    if (!w) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!w) {
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     char name[600];
     model_name(dir, cfg, name, sizeof name);
     bool wok = gguf_set_str(w, "general.architecture", st->arch) && gguf_set_str(w, "general.type", "model") &&
-               add_sampling(w, gen) && gguf_set_str(w, "general.name", name) && lfm2_meta_write(w, &hp, LFM2_WRITE_ALL) &&
-               gguf_set_u32(w, "general.quantization_version", 2);
-    if (!wok) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+               add_sampling(w, gen) && gguf_set_str(w, "general.name", name) &&
+               lfm2_meta_write(w, &hp, LFM2_WRITE_ALL) && gguf_set_u32(w, "general.quantization_version", 2);
+    if (!wok) {
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     if (!add_tokenizer(w, dir, &hp, cfg, gen, st, err)) goto done;
 
     int64_t max_row = 1;
@@ -1023,9 +1095,15 @@ bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_par
     const size_t chunk_bytes = 8u << 20;
     size_t buf_bytes = chunk_bytes + (size_t)max_row * 4;
     buf = malloc(buf_bytes);
-    if (!pool || !scratch || !buf) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!pool || !scratch || !buf) {
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     for (int i = 0; i < nth; i++)
-        if (!(scratch[i] = malloc((size_t)max_row * sizeof(float)))) { fail(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+        if (!(scratch[i] = malloc((size_t)max_row * sizeof(float)))) {
+            fail(err, LFM2C_ENOMEM, "out of memory");
+            goto done;
+        }
 
     if (!gguf_writer_open(w, out_path, err)) goto done;
     uint64_t total = 0, done_bytes = 0;
@@ -1040,8 +1118,14 @@ bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_par
             const seg *sg = &o->segs[s];
             int64_t n_rows = sg->n / ne0;
             for (int64_t r = 0; r < n_rows; r += rows_per_chunk) {
-                chunk_job j = {.s = sg, .row0 = r, .n_rows = n_rows - r < rows_per_chunk ? n_rows - r : rows_per_chunk,
-                               .ne0 = ne0, .type = o->type, .row_bytes = row_bytes, .out = buf, .scratch = scratch};
+                chunk_job j = {.s = sg,
+                               .row0 = r,
+                               .n_rows = n_rows - r < rows_per_chunk ? n_rows - r : rows_per_chunk,
+                               .ne0 = ne0,
+                               .type = o->type,
+                               .row_bytes = row_bytes,
+                               .out = buf,
+                               .scratch = scratch};
                 threadpool_run(pool, convert_rows, &j);
                 if (!gguf_write_data(w, buf, (size_t)j.n_rows * row_bytes, err)) goto done;
                 done_bytes += (uint64_t)j.n_rows * row_bytes;

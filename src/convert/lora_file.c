@@ -25,7 +25,10 @@ static double file_alpha(const lfm2c_lora *lo) {
 /* B of matrix mt times fold, in GGUF order: expert e, row o (of n_out), r values. */
 static bool write_b(gguf_writer *w, const lora_mat *mt, float fold, lfm2c_error *err) {
     float *row = malloc(sizeof(float) * (size_t)mt->r);
-    if (!row) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!row) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     bool ok = true;
     for (int e = 0; e < mt->n_exp && ok; e++)
         for (int64_t o = 0; o < mt->n_out && ok; o++) {
@@ -38,7 +41,10 @@ static bool write_b(gguf_writer *w, const lora_mat *mt, float fold, lfm2c_error 
 
 bool lora_write_gguf(const lfm2c_lora *lo, const char *path, lfm2c_error *err) {
     gguf_writer *w = gguf_writer_new();
-    if (!w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!w) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     const double alpha = file_alpha(lo);
     bool ok = gguf_set_str(w, "general.architecture", lo->arch) && gguf_set_str(w, "general.type", "adapter") &&
               gguf_set_str(w, "adapter.type", "lora") && gguf_set_f32(w, "adapter.lora.alpha", (float)alpha);
@@ -81,14 +87,15 @@ static lfm2c_model *open_base(const char *path, lfm2c_error *err) {
 }
 
 /* Rows of tensor t (layer l, row id) with the adapters added, requantized, into the writer. */
-static bool merge_tensor(gguf_writer *w, const gguf_tensor *t, int l, int id, lfm2c_lora *const *los, const float *scales,
-                         int n, lfm2c_error *err) {
+static bool merge_tensor(gguf_writer *w, const gguf_tensor *t, int l, int id, lfm2c_lora *const *los,
+                         const float *scales, int n, lfm2c_error *err) {
     const int64_t n_in = t->ne[0], n_out = t->ne[1], n_exp = t->ne[2];
     const size_t rb = ggml_row_size(t->type, n_in);
     for (int k = 0; k < n; k++) {
         const lora_mat *mt = lora_get(los[k], l, id);
         if (mt && (mt->n_in != n_in || mt->n_out != n_out || mt->n_exp != n_exp)) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': adapter %d was made for other shapes (another base?)", t->name, k);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': adapter %d was made for other shapes (another base?)",
+                            t->name, k);
             return false;
         }
     }
@@ -110,7 +117,8 @@ static bool merge_tensor(gguf_writer *w, const gguf_tensor *t, int l, int id, lf
                 }
             }
             if (quantize_rows(t->type, row, q, 1, n_in) != rb) {
-                lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot requantize type %s", t->name, ggml_type_get(t->type)->name);
+                lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot requantize type %s", t->name,
+                                ggml_type_get(t->type)->name);
                 ok = false;
             }
             ok = ok && gguf_write_data(w, q, rb, err);
@@ -175,14 +183,14 @@ bool lora_merge(const char *base_path, lfm2c_lora *const *los, const float *scal
 
 /* ---- random adapters ------------------------------------------------------------------------ */
 
-static uint64_t next_u64(uint64_t *s) {   /* splitmix64 */
+static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
-static float gauss(uint64_t *s) {   /* Box-Muller, one value per call */
+static float gauss(uint64_t *s) { /* Box-Muller, one value per call */
     double u1 = ((next_u64(s) >> 11) + 1.0) / 9007199254740993.0, u2 = (next_u64(s) >> 11) / 9007199254740992.0;
     return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
 }
@@ -208,8 +216,11 @@ static void module_name(int id, char *out, size_t cap) {
 bool lora_synth(const char *base_path, const lora_synth_params *p, const char *out_path, lfm2c_error *err) {
     const int r = p->rank > 0 ? p->rank : 8;
     const float alpha = p->alpha > 0 ? p->alpha : 2.0f * r;
-    if (r > LORA_MAX_RANK) { lfm2c_set_error(err, LFM2C_EINVAL, "rank %d (at most %d)", r, LORA_MAX_RANK); return false; }
-    for (const char *s = p->targets; s && *s;) {   /* every named module must be one LoRA adapts */
+    if (r > LORA_MAX_RANK) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "rank %d (at most %d)", r, LORA_MAX_RANK);
+        return false;
+    }
+    for (const char *s = p->targets; s && *s;) { /* every named module must be one LoRA adapts */
         const char *c = strchr(s, ',');
         size_t k = c ? (size_t)(c - s) : strlen(s);
         bool known = false;
@@ -219,8 +230,11 @@ bool lora_synth(const char *base_path, const lora_synth_params *p, const char *o
             known = lora_target_ok(id) && strlen(mn) == k && !strncmp(mn, s, k);
         }
         if (!known) {
-            lfm2c_set_error(err, LFM2C_EINVAL, "unknown LoRA target '%.*s' (shortconv.in_proj, shortconv.out_proj, attn_q, attn_k, "
-                            "attn_v, attn_output, ffn_gate, ffn_up, ffn_down, ffn_gate_exps, ffn_up_exps, ffn_down_exps)", (int)k, s);
+            lfm2c_set_error(
+                err, LFM2C_EINVAL,
+                "unknown LoRA target '%.*s' (shortconv.in_proj, shortconv.out_proj, attn_q, attn_k, "
+                "attn_v, attn_output, ffn_gate, ffn_up, ffn_down, ffn_gate_exps, ffn_up_exps, ffn_down_exps)",
+                (int)k, s);
             return false;
         }
         s += k + (c != NULL);
@@ -237,7 +251,10 @@ bool lora_synth(const char *base_path, const lora_synth_params *p, const char *o
             module_name(id, mn, sizeof mn);
             if (!lora_target_ok(id) || !lora_base_tensor(m, l, id) || !target_wanted(p->targets, mn)) continue;
             lora_mat *mt = lora_claim(lo, m, l, id, r, alpha / r, mn, err);
-            if (!mt) { ok = false; break; }
+            if (!mt) {
+                ok = false;
+                break;
+            }
             const size_t na = (size_t)mt->n_exp * r * mt->n_in, nb = (size_t)mt->n_exp * r * mt->n_out;
             const float sa = 1.0f / sqrtf((float)mt->n_in), sb = 0.05f / sqrtf((float)r);
             for (size_t i = 0; i < na; i++) mt->a[i] = sa * gauss(&seed);

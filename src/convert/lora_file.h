@@ -22,8 +22,8 @@ bool lora_merge(const char *base_path, lfm2c_lora *const *loras, const float *sc
                 lfm2c_error *err);
 
 typedef struct lora_synth_params {
-    int rank;            /* default 8 */
-    float alpha;         /* default 2 * rank */
+    int rank;    /* default 8 */
+    float alpha; /* default 2 * rank */
     uint64_t seed;
     const char *targets; /* comma-separated GGUF module names ("attn_q,ffn_gate_exps"), NULL: all */
 } lora_synth_params;

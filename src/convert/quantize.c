@@ -38,7 +38,10 @@ static inline int nearest_int(float f) {
 static float signed_absmax(const float *x, int n) {
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < n; j++)
-        if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
     return max;
 }
 
@@ -132,7 +135,10 @@ static float sym_quants_search(int n, int nmax, const float *x, int8_t *L) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++) {
         float ax = fabsf(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
     }
     if (amax < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
@@ -160,8 +166,7 @@ static float sym_quants_search(int n, int nmax, const float *x, int8_t *L) {
             suml2 += w * l * l;
         }
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++)
-                L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
+            for (int i = 0; i < n; i++) L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
             scale = sumlx / suml2;
             best = scale * sumlx;
         }
@@ -174,7 +179,10 @@ static float sym_quants_refine(int n, int nmax, const float *x, int8_t *L) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++) {
         float ax = fabsf(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
     }
     if (amax < GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
@@ -218,9 +226,8 @@ static float sym_quants_refine(int n, int nmax, const float *x, int8_t *L) {
 /* Asymmetric quants in [0, nmax] with a scale and a min (x ~ scale*L - the_min): starts from
  * the min/max fit, then tries nstep+1 scales around it, each refit by weighted least squares,
  * keeping the one of smallest weighted error (squared, or absolute with use_mad). */
-static float asym_quants_search(int n, int nmax, const float *x, const float *weights, uint8_t *L,
-                                float *the_min, uint8_t *Laux, float rmin, float rdelta, int nstep,
-                                bool use_mad) {
+static float asym_quants_search(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                                uint8_t *Laux, float rmin, float rdelta, int nstep, bool use_mad) {
     float min = x[0], max = x[0];
     float sum_w = weights[0], sum_x = sum_w * x[0];
     for (int i = 1; i < n; i++) {
@@ -307,7 +314,8 @@ static void q2_K_rows(const float *x, block_q2_K *y, int64_t nb) {
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
-            scales[j] = asym_quants_search(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            scales[j] =
+                asym_quants_search(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -335,7 +343,8 @@ static void q2_K_rows(const float *x, block_q2_K *y, int64_t nb) {
         }
         for (int j = 0; j < QK_K; j += 128)
             for (int l = 0; l < 32; l++)
-                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+                y[i].qs[j / 4 + l] =
+                    (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
     }
 }
 
@@ -347,7 +356,10 @@ static void q3_K_rows(const float *x, block_q3_K *y, int64_t nb) {
         for (int j = 0; j < 16; j++) {
             scales[j] = sym_quants_refine(16, 4, x + 16 * j, L + 16 * j);
             float a = fabsf(scales[j]);
-            if (a > amax) { amax = a; max_scale = scales[j]; }
+            if (a > amax) {
+                amax = a;
+                max_scale = scales[j];
+            }
         }
         memset(y[i].scales, 0, 12);
         if (max_scale) {
@@ -380,18 +392,22 @@ static void q3_K_rows(const float *x, block_q3_K *y, int64_t nb) {
                 y[i].hmask[m] |= hm;
                 L[j] -= 4;
             }
-            if (++m == 32) { m = 0; hm <<= 1; }
+            if (++m == 32) {
+                m = 0;
+                hm <<= 1;
+            }
         }
         for (int j = 0; j < QK_K; j += 128)
             for (int l = 0; l < 32; l++)
-                y[i].qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+                y[i].qs[j / 4 + l] =
+                    (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
     }
 }
 
 /* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): eight sub-blocks of 32, each with a 6-bit scale
  * and min; returns the final quants in L. */
-static void k45_block(const float *x, int nmax, float rmin, float rdelta, int nstep, ggml_half *pd,
-                      ggml_half *pdmin, uint8_t *sc12, uint8_t *L) {
+static void k45_block(const float *x, int nmax, float rmin, float rdelta, int nstep, ggml_half *pd, ggml_half *pdmin,
+                      uint8_t *sc12, uint8_t *L) {
     uint8_t Laux[32];
     float weights[32], mins[8], scales[8];
     float max_scale = 0, max_min = 0;
@@ -400,7 +416,8 @@ static void k45_block(const float *x, int nmax, float rmin, float rdelta, int ns
         for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = asym_quants_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
+        scales[j] =
+            asym_quants_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -453,8 +470,14 @@ static void q5_K_rows(const float *x, block_q5_K *y, int64_t nb) {
         for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2) {
             for (int j = 0; j < 32; j++) {
                 int l1 = L[n + j], l2 = L[n + j + 32];
-                if (l1 > 15) { l1 -= 16; qh[j] |= m1; }
-                if (l2 > 15) { l2 -= 16; qh[j] |= m2; }
+                if (l1 > 15) {
+                    l1 -= 16;
+                    qh[j] |= m1;
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    qh[j] |= m2;
+                }
                 ql[j] = (uint8_t)(l1 | (l2 << 4));
             }
         }
@@ -469,7 +492,10 @@ static void q6_K_rows(const float *x, block_q6_K *y, int64_t nb) {
         for (int ib = 0; ib < 16; ib++) {
             scales[ib] = sym_quants_search(16, 32, x + 16 * ib, L + 16 * ib);
             float a = fabsf(scales[ib]);
-            if (a > max_abs_scale) { max_abs_scale = a; max_scale = scales[ib]; }
+            if (a > max_abs_scale) {
+                max_abs_scale = a;
+                max_scale = scales[ib];
+            }
         }
         if (max_abs_scale < GROUP_MAX_EPS) {
             memset(&y[i], 0, sizeof y[i]);
@@ -503,12 +529,20 @@ static void q6_K_rows(const float *x, block_q6_K *y, int64_t nb) {
 
 bool quantize_supported(uint32_t type) {
     switch (type) {
-    case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0:
-    case GGML_Q5_1: case GGML_Q8_0: case GGML_Q2_K: case GGML_Q3_K: case GGML_Q4_K: case GGML_Q5_K:
-    case GGML_Q6_K:
-        return true;
-    default:
-        return false;
+    case GGML_F32:
+    case GGML_F16:
+    case GGML_BF16:
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q8_0:
+    case GGML_Q2_K:
+    case GGML_Q3_K:
+    case GGML_Q4_K:
+    case GGML_Q5_K:
+    case GGML_Q6_K: return true;
+    default: return false;
     }
 }
 
@@ -519,8 +553,16 @@ size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, 
     const int64_t nb = n / ggml_type_get(type)->block_size;
     switch (type) {
     case GGML_F32: memcpy(dst, src, (size_t)n * 4); break;
-    case GGML_F16: { ggml_half *h = dst; for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]); break; }
-    case GGML_BF16: { uint16_t *h = dst; for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]); break; }
+    case GGML_F16: {
+        ggml_half *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+        break;
+    }
+    case GGML_BF16: {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
+        break;
+    }
     case GGML_Q4_0: q4_0_rows(src, dst, nb); break;
     case GGML_Q4_1: q4_1_rows(src, dst, nb); break;
     case GGML_Q5_0: q5_0_rows(src, dst, nb); break;
@@ -538,12 +580,10 @@ size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, 
 /* ---- file types -------------------------------------------------------------------------- */
 
 static const quant_ftype FTYPES[] = {
-    {"Q4_0", FTYPE_Q4_0, GGML_Q4_0},     {"Q4_1", FTYPE_Q4_1, GGML_Q4_1},
-    {"Q5_0", FTYPE_Q5_0, GGML_Q5_0},     {"Q5_1", FTYPE_Q5_1, GGML_Q5_1},
-    {"Q8_0", FTYPE_Q8_0, GGML_Q8_0},     {"Q4_K_S", FTYPE_Q4_K_S, GGML_Q4_K},
-    {"Q4_K_M", FTYPE_Q4_K_M, GGML_Q4_K}, {"Q5_K_S", FTYPE_Q5_K_S, GGML_Q5_K},
-    {"Q5_K_M", FTYPE_Q5_K_M, GGML_Q5_K}, {"Q6_K", FTYPE_Q6_K, GGML_Q6_K},
-    {"F16", FTYPE_F16, GGML_F16},        {"BF16", FTYPE_BF16, GGML_BF16},
+    {"Q4_0", FTYPE_Q4_0, GGML_Q4_0},     {"Q4_1", FTYPE_Q4_1, GGML_Q4_1},     {"Q5_0", FTYPE_Q5_0, GGML_Q5_0},
+    {"Q5_1", FTYPE_Q5_1, GGML_Q5_1},     {"Q8_0", FTYPE_Q8_0, GGML_Q8_0},     {"Q4_K_S", FTYPE_Q4_K_S, GGML_Q4_K},
+    {"Q4_K_M", FTYPE_Q4_K_M, GGML_Q4_K}, {"Q5_K_S", FTYPE_Q5_K_S, GGML_Q5_K}, {"Q5_K_M", FTYPE_Q5_K_M, GGML_Q5_K},
+    {"Q6_K", FTYPE_Q6_K, GGML_Q6_K},     {"F16", FTYPE_F16, GGML_F16},        {"BF16", FTYPE_BF16, GGML_BF16},
     {"F32", FTYPE_ALL_F32, GGML_F32},
 };
 
@@ -559,8 +599,20 @@ const char *quant_ftype_list(void) {
 
 /* ---- the recipe -------------------------------------------------------------------------- */
 
-enum tcat { CAT_TOKEN_EMBD, CAT_ATTN_Q, CAT_ATTN_V, CAT_ATTN_K, CAT_ATTN_QKV, CAT_ATTN_KV_B,
-            CAT_ATTN_OUT, CAT_FFN_UP, CAT_FFN_GATE, CAT_FFN_DOWN, CAT_OUTPUT, CAT_OTHER };
+enum tcat {
+    CAT_TOKEN_EMBD,
+    CAT_ATTN_Q,
+    CAT_ATTN_V,
+    CAT_ATTN_K,
+    CAT_ATTN_QKV,
+    CAT_ATTN_KV_B,
+    CAT_ATTN_OUT,
+    CAT_FFN_UP,
+    CAT_FFN_GATE,
+    CAT_FFN_DOWN,
+    CAT_OUTPUT,
+    CAT_OTHER
+};
 
 static enum tcat category(const char *name) {
     if (!strcmp(name, "output.weight")) return CAT_OUTPUT;
@@ -591,9 +643,17 @@ static bool allows_quantization(const quant_tensor_desc *t) {
     const char *n = t->name;
     size_t len = strlen(n);
     if (len < 6 || strcmp(n + len - 6, "weight")) return false;
-    static const char *never[] = {"_norm.weight", "ffn_gate_inp.weight", "shortconv.conv.weight", "ssm_conv1d",
-                                  "attn_rel_b.weight", "position_embd", "token_types", "altup", "laurel",
-                                  "per_layer_model_proj", "ffn_gate_tid2eid.weight"};
+    static const char *never[] = {"_norm.weight",
+                                  "ffn_gate_inp.weight",
+                                  "shortconv.conv.weight",
+                                  "ssm_conv1d",
+                                  "attn_rel_b.weight",
+                                  "position_embd",
+                                  "token_types",
+                                  "altup",
+                                  "laurel",
+                                  "per_layer_model_proj",
+                                  "ffn_gate_tid2eid.weight"};
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
         if (strstr(n, never[i])) return false;
     return true;
@@ -678,13 +738,14 @@ static bool fallback(const quant_tensor_desc *t, uint32_t *type, lfm2c_error *er
     if (t->ne[0] % ti->block_size == 0) return true;
     uint32_t nt;
     switch (*type) {
-    case GGML_Q2_K: case GGML_Q3_K: nt = GGML_Q4_0; break;
+    case GGML_Q2_K:
+    case GGML_Q3_K: nt = GGML_Q4_0; break;
     case GGML_Q4_K: nt = GGML_Q5_0; break;
     case GGML_Q5_K: nt = GGML_Q5_1; break;
     case GGML_Q6_K: nt = GGML_Q8_0; break;
     default:
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': rows of %lld weights do not fit %s blocks", t->name,
-               (long long)t->ne[0], ti->name);
+                        (long long)t->ne[0], ti->name);
         return false;
     }
     if (t->ne[0] % ggml_type_get(nt)->block_size) nt = GGML_F16;

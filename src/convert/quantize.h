@@ -23,16 +23,29 @@ size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, 
 
 /* llama_ftype ids (general.file_type) */
 enum llama_ftype_id {
-    FTYPE_ALL_F32 = 0, FTYPE_F16 = 1, FTYPE_Q4_0 = 2, FTYPE_Q4_1 = 3, FTYPE_Q8_0 = 7,
-    FTYPE_Q5_0 = 8, FTYPE_Q5_1 = 9, FTYPE_Q2_K = 10, FTYPE_Q3_K_S = 11, FTYPE_Q3_K_M = 12,
-    FTYPE_Q3_K_L = 13, FTYPE_Q4_K_S = 14, FTYPE_Q4_K_M = 15, FTYPE_Q5_K_S = 16,
-    FTYPE_Q5_K_M = 17, FTYPE_Q6_K = 18, FTYPE_BF16 = 32,
+    FTYPE_ALL_F32 = 0,
+    FTYPE_F16 = 1,
+    FTYPE_Q4_0 = 2,
+    FTYPE_Q4_1 = 3,
+    FTYPE_Q8_0 = 7,
+    FTYPE_Q5_0 = 8,
+    FTYPE_Q5_1 = 9,
+    FTYPE_Q2_K = 10,
+    FTYPE_Q3_K_S = 11,
+    FTYPE_Q3_K_M = 12,
+    FTYPE_Q3_K_L = 13,
+    FTYPE_Q4_K_S = 14,
+    FTYPE_Q4_K_M = 15,
+    FTYPE_Q5_K_S = 16,
+    FTYPE_Q5_K_M = 17,
+    FTYPE_Q6_K = 18,
+    FTYPE_BF16 = 32,
 };
 
 typedef struct quant_ftype {
-    const char *name;       /* "Q4_K_M" */
-    int id;                 /* enum llama_ftype_id */
-    uint32_t default_type;  /* ggml type of most matrices */
+    const char *name;      /* "Q4_K_M" */
+    int id;                /* enum llama_ftype_id */
+    uint32_t default_type; /* ggml type of most matrices */
 } quant_ftype;
 
 /* Case-insensitive lookup among the file types `lfm2c quantize` offers; NULL if unknown. */
@@ -44,7 +57,7 @@ typedef struct quant_tensor_desc {
     const char *name;
     uint32_t n_dims;
     int64_t ne[4];
-    uint32_t type;          /* current type */
+    uint32_t type; /* current type */
 } quant_tensor_desc;
 
 /* Chooses every tensor's target type the way the reference does for file type `ft`, given the

@@ -38,8 +38,8 @@ typedef struct chunk_job {
     uint32_t type_in, type_out;
     int64_t n_per_row, nrows, rows_per_thread;
     size_t row_in, row_out;
-    float **f32, **deq;     /* per-thread scratch */
-    double *sqerr;          /* per-thread sum of squared errors */
+    float **f32, **deq; /* per-thread scratch */
+    double *sqerr;      /* per-thread sum of squared errors */
     bool stats;
 } chunk_job;
 
@@ -76,8 +76,8 @@ static int order_cmp(const void *a, const void *b, void *ctx) {
 }
 
 static bool skip_key(const char *k) {
-    return !strcmp(k, "general.quantization_version") || !strcmp(k, "general.file_type") ||
-           !strcmp(k, "split.no") || !strcmp(k, "split.count") || !strcmp(k, "split.tensors.count");
+    return !strcmp(k, "general.quantization_version") || !strcmp(k, "general.file_type") || !strcmp(k, "split.no") ||
+           !strcmp(k, "split.count") || !strcmp(k, "split.tensors.count");
 }
 
 void quantize_report_free(quantize_report *rep) {
@@ -90,18 +90,18 @@ void quantize_report_free(quantize_report *rep) {
 typedef struct qf_run {
     const quantize_file_params *p;
     gguf_file *g;
-    int n;                          /* tensors */
-    int *order;                     /* output position -> input tensor index */
-    quant_tensor_desc *desc;        /* in output order */
-    uint32_t *types;                /* output type of each output position */
+    int n;                   /* tensors */
+    int *order;              /* output position -> input tensor index */
+    quant_tensor_desc *desc; /* in output order */
+    uint32_t *types;         /* output type of each output position */
     quantize_tensor_report *tr;
-    int64_t max_row;                /* longest row of a converted tensor (1 if none) */
+    int64_t max_row; /* longest row of a converted tensor (1 if none) */
     gguf_writer *w;
     threadpool *pool;
     int nth;
-    float **f32, **deq;             /* per-thread scratch (chunk_job) */
+    float **f32, **deq; /* per-thread scratch (chunk_job) */
     double *sqerr;
-    uint8_t *obuf;                  /* one output chunk */
+    uint8_t *obuf; /* one output chunk */
     uint64_t total_in, done_in, total_out;
 } qf_run;
 
@@ -127,7 +127,10 @@ static void qf_free(qf_run *q) {
 static bool read_layer_counts(const gguf_file *g, const char *in, int64_t *n_layer, int64_t *n_expert,
                               lfm2c_error *err) {
     char *arch = gguf_get_string(g, "general.architecture");
-    if (!arch) { lfm2c_set_error(err, LFM2C_EFORMAT, "%s: no general.architecture key", in); return false; }
+    if (!arch) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: no general.architecture key", in);
+        return false;
+    }
     char key[160];
     bool ok = true;
     *n_layer = *n_expert = 0;
@@ -150,7 +153,10 @@ static bool plan_types(qf_run *q, const quant_ftype *ft, int64_t n_layer, int64_
     q->desc = malloc((size_t)(n ? n : 1) * sizeof *q->desc);
     q->types = malloc((size_t)(n ? n : 1) * sizeof *q->types);
     q->tr = calloc((size_t)(n ? n : 1), sizeof *q->tr);
-    if (!q->order || !q->desc || !q->types || !q->tr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!q->order || !q->desc || !q->types || !q->tr) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     for (int i = 0; i < n; i++) q->order[i] = i;
     qsort_r(q->order, (size_t)n, sizeof *q->order, order_cmp, q->g);
     for (int i = 0; i < n; i++) {
@@ -168,7 +174,8 @@ static bool check_conversions(qf_run *q, lfm2c_error *err) {
         if (q->types[i] == t->type) continue;
         const ggml_type_info *ti = ggml_type_get(t->type);
         if (!ti || !ti->supported) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot convert from type %s", t->name, ti ? ti->name : "?");
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot convert from type %s", t->name,
+                            ti ? ti->name : "?");
             return false;
         }
         if (!quantize_supported(q->types[i])) {
@@ -186,13 +193,17 @@ static bool check_conversions(qf_run *q, lfm2c_error *err) {
 static bool describe_output(qf_run *q, const quant_ftype *ft, lfm2c_error *err) {
     const gguf_file *g = q->g;
     q->w = gguf_writer_new();
-    if (!q->w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!q->w) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     for (uint64_t i = 0; i < g->n_kv; i++)
         if (!skip_key(g->kv[i].key) && !gguf_set_kv(q->w, &g->kv[i])) {
             lfm2c_set_error(err, LFM2C_ENOMEM, "cannot copy key '%s'", g->kv[i].key);
             return false;
         }
-    if (!gguf_set_u32(q->w, "general.quantization_version", 2) || !gguf_set_u32(q->w, "general.file_type", (uint32_t)ft->id)) {
+    if (!gguf_set_u32(q->w, "general.quantization_version", 2) ||
+        !gguf_set_u32(q->w, "general.file_type", (uint32_t)ft->id)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return false;
     }
@@ -206,7 +217,10 @@ static bool describe_output(qf_run *q, const quant_ftype *ft, lfm2c_error *err) 
 /* The thread pool, its per-thread scratch (rows of max_row floats) and the output chunk. */
 static bool start_workers(qf_run *q, lfm2c_error *err) {
     q->pool = threadpool_new(q->p->n_threads);
-    if (!q->pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads"); return false; }
+    if (!q->pool) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads");
+        return false;
+    }
     const int nth = threadpool_size(q->pool);
     int64_t rows_per_thread = CHUNK_ELEMS / nth / q->max_row;
     if (rows_per_thread < 1) rows_per_thread = 1;
@@ -214,18 +228,27 @@ static bool start_workers(qf_run *q, lfm2c_error *err) {
     q->f32 = calloc((size_t)nth, sizeof *q->f32);
     q->deq = calloc((size_t)nth, sizeof *q->deq);
     q->sqerr = calloc((size_t)nth, sizeof *q->sqerr);
-    if (!q->f32 || !q->deq || !q->sqerr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!q->f32 || !q->deq || !q->sqerr) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     q->nth = nth;
     for (int i = 0; i < nth; i++) {
         q->f32[i] = malloc(scratch * sizeof(float));
         q->deq[i] = q->p->stats ? malloc((size_t)q->max_row * sizeof(float)) : NULL;
-        if (!q->f32[i] || (q->p->stats && !q->deq[i])) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        if (!q->f32[i] || (q->p->stats && !q->deq[i])) {
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            return false;
+        }
     }
     /* output chunk: at most 4 bytes per weight (F32) */
     size_t obuf_size = (size_t)nth * scratch * 4;
     if (obuf_size < COPY_CHUNK) obuf_size = COPY_CHUNK;
     q->obuf = malloc(obuf_size);
-    if (!q->obuf) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!q->obuf) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     return true;
 }
 
@@ -251,10 +274,17 @@ static bool convert_tensor(qf_run *q, const gguf_tensor *t, uint32_t type_out, q
                            lfm2c_error *err) {
     const int nth = q->nth;
     const int64_t npr = t->ne[0], nrows = (int64_t)(t->nbytes / ggml_row_size(t->type, npr));
-    chunk_job j = {.type_in = t->type, .type_out = type_out, .n_per_row = npr,
-                   .rows_per_thread = CHUNK_ELEMS / nth / npr, .row_in = ggml_row_size(t->type, npr),
-                   .row_out = ggml_row_size(type_out, npr), .f32 = q->f32, .deq = q->deq, .sqerr = q->sqerr,
-                   .stats = q->p->stats, .dst = q->obuf};
+    chunk_job j = {.type_in = t->type,
+                   .type_out = type_out,
+                   .n_per_row = npr,
+                   .rows_per_thread = CHUNK_ELEMS / nth / npr,
+                   .row_in = ggml_row_size(t->type, npr),
+                   .row_out = ggml_row_size(type_out, npr),
+                   .f32 = q->f32,
+                   .deq = q->deq,
+                   .sqerr = q->sqerr,
+                   .stats = q->p->stats,
+                   .dst = q->obuf};
     if (j.rows_per_thread < 1) j.rows_per_thread = 1;
     for (int k = 0; k < nth; k++) q->sqerr[k] = 0;
     for (int64_t r0 = 0; r0 < nrows; r0 += j.rows_per_thread * nth) {

@@ -11,8 +11,8 @@
 #include <stdint.h>
 
 typedef struct quantize_file_params {
-    int n_threads;          /* <= 0: all online cores */
-    bool stats;             /* measure each tensor's RMS error against the input */
+    int n_threads; /* <= 0: all online cores */
+    bool stats;    /* measure each tensor's RMS error against the input */
     /* called after every chunk (may be NULL): bytes of input done / total, current tensor */
     void (*progress)(void *ud, uint64_t done, uint64_t total, const char *tensor);
     void *progress_ud;
@@ -24,8 +24,8 @@ typedef struct quantize_tensor_report {
     int64_t ne[4];
     uint32_t n_dims;
     uint64_t bytes_in, bytes_out;
-    bool converted;         /* false: bytes copied unchanged */
-    double rms_err;         /* with stats: sqrt(mean((dequant(out) - dequant(in))^2)) */
+    bool converted; /* false: bytes copied unchanged */
+    double rms_err; /* with stats: sqrt(mean((dequant(out) - dequant(in))^2)) */
 } quantize_tensor_report;
 
 typedef struct quantize_report {

@@ -25,7 +25,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define PIECE_ELEMS (1 << 18)     /* weights per independently seeded piece */
+#define PIECE_ELEMS (1 << 18) /* weights per independently seeded piece */
 #define PIECES_PER_THREAD 8
 
 
@@ -37,25 +37,59 @@ typedef struct preset {
 } preset;
 
 #define DENSE(nm, h, l, nh, ff_, ...) \
-    {nm, {.arch = "lfm2", .name = nm, .hidden = h, .n_layer = l, .n_head = nh, .n_head_kv = 8, .ff = ff_, \
-          .vocab = 65536, .ctx = 128000, .n_attn = sizeof((int[]){__VA_ARGS__}) / sizeof(int),            \
-          .attn_layers = {__VA_ARGS__}, .rope_theta = 1e6f, .norm_eps = 1e-5f, .l_cache = 3}}
+    { \
+        nm, { \
+            .arch = "lfm2", .name = nm, .hidden = h, .n_layer = l, .n_head = nh, .n_head_kv = 8, .ff = ff_, \
+            .vocab = 65536, .ctx = 128000, .n_attn = sizeof((int[]){__VA_ARGS__}) / sizeof(int), \
+            .attn_layers = {__VA_ARGS__}, .rope_theta = 1e6f, .norm_eps = 1e-5f, .l_cache = 3 \
+        } \
+    }
 
 static const preset PRESETS[] = {
     DENSE("lfm2-350m", 1024, 16, 16, 4608, 2, 5, 8, 10, 12, 14),
     DENSE("lfm2-700m", 1536, 16, 24, 6912, 2, 5, 8, 10, 12, 14),
     DENSE("lfm2-1.2b", 2048, 16, 32, 8192, 2, 5, 8, 10, 12, 14),
     DENSE("lfm2-2.6b", 2048, 30, 32, 10752, 2, 5, 9, 13, 17, 21, 24, 27),
-    {"lfm2-8b-a1b", {.arch = "lfm2moe", .name = "lfm2-8b-a1b", .hidden = 2048, .n_layer = 24, .n_head = 32,
-                     .n_head_kv = 8, .ff = 7168, .vocab = 65536, .ctx = 128000, .n_attn = 6,
-                     .attn_layers = {2, 6, 10, 14, 18, 21}, .n_expert = 32, .n_expert_used = 4,
-                     .expert_ff = 1792, .n_dense = 2, .rope_theta = 1e6f, .norm_eps = 1e-5f, .l_cache = 3}},
+    {"lfm2-8b-a1b",
+     {.arch = "lfm2moe",
+      .name = "lfm2-8b-a1b",
+      .hidden = 2048,
+      .n_layer = 24,
+      .n_head = 32,
+      .n_head_kv = 8,
+      .ff = 7168,
+      .vocab = 65536,
+      .ctx = 128000,
+      .n_attn = 6,
+      .attn_layers = {2, 6, 10, 14, 18, 21},
+      .n_expert = 32,
+      .n_expert_used = 4,
+      .expert_ff = 1792,
+      .n_dense = 2,
+      .rope_theta = 1e6f,
+      .norm_eps = 1e-5f,
+      .l_cache = 3}},
     /* 24B-A2B: dense FFN 11776 is the spec's inference, attention placement unknown: spread every
      * 4th layer from 2 like the 8B */
-    {"lfm2-24b-a2b", {.arch = "lfm2moe", .name = "lfm2-24b-a2b", .hidden = 2048, .n_layer = 40, .n_head = 32,
-                      .n_head_kv = 8, .ff = 11776, .vocab = 65536, .ctx = 32768, .n_attn = 10,
-                      .attn_layers = {2, 6, 10, 14, 18, 22, 26, 30, 34, 38}, .n_expert = 64, .n_expert_used = 4,
-                      .expert_ff = 1536, .n_dense = 2, .rope_theta = 1e6f, .norm_eps = 1e-5f, .l_cache = 3}},
+    {"lfm2-24b-a2b",
+     {.arch = "lfm2moe",
+      .name = "lfm2-24b-a2b",
+      .hidden = 2048,
+      .n_layer = 40,
+      .n_head = 32,
+      .n_head_kv = 8,
+      .ff = 11776,
+      .vocab = 65536,
+      .ctx = 32768,
+      .n_attn = 10,
+      .attn_layers = {2, 6, 10, 14, 18, 22, 26, 30, 34, 38},
+      .n_expert = 64,
+      .n_expert_used = 4,
+      .expert_ff = 1536,
+      .n_dense = 2,
+      .rope_theta = 1e6f,
+      .norm_eps = 1e-5f,
+      .l_cache = 3}},
 };
 
 bool synth_preset(const char *name, synth_config *c) {
@@ -67,23 +101,31 @@ bool synth_preset(const char *name, synth_config *c) {
     return false;
 }
 
-const char *synth_preset_list(void) {
-    return "lfm2-350m, lfm2-700m, lfm2-1.2b, lfm2-2.6b, lfm2-8b-a1b, lfm2-24b-a2b";
-}
+const char *synth_preset_list(void) { return "lfm2-350m, lfm2-700m, lfm2-1.2b, lfm2-2.6b, lfm2-8b-a1b, lfm2-24b-a2b"; }
 
 /* ---- tokenizer --------------------------------------------------------------------------- */
 
-static const char *SPECIALS[14] = {
-    "<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|fim_pre|>", "<|fim_mid|>", "<|fim_suf|>",
-    "<|im_start|>", "<|im_end|>", "<|tool_list_start|>", "<|tool_list_end|>", "<|tool_call_start|>",
-    "<|tool_call_end|>", "<|tool_response_start|>", "<|tool_response_end|>"};
+static const char *SPECIALS[14] = {"<|pad|>",
+                                   "<|startoftext|>",
+                                   "<|endoftext|>",
+                                   "<|fim_pre|>",
+                                   "<|fim_mid|>",
+                                   "<|fim_suf|>",
+                                   "<|im_start|>",
+                                   "<|im_end|>",
+                                   "<|tool_list_start|>",
+                                   "<|tool_list_end|>",
+                                   "<|tool_call_start|>",
+                                   "<|tool_call_end|>",
+                                   "<|tool_response_start|>",
+                                   "<|tool_response_end|>"};
 
 #define G "\xc4\xa0" /* "Ġ": the byte-level form of a space */
-static const char *MERGES[] = {
-    G " t", "h e", G " a", "i n", "e r", "o n", G "t he", G " o", G " s", "r e", G " w", "a t", "e n",
-    G " c", "i s", "o r", G " b", G " f", "i t", G " p", "a n", "e s", G " m", "o u", G " d", G " h",
-    G " l", G " in", "n g", "i ng", "e d", "n d", G "a nd", G "o f", G "t o", G " is", "l l", G " y",
-    G "y ou", "a r", G " e", G " n", "o w", G " g", "l e", G " re"};
+static const char *MERGES[] = {G " t", "h e",  G " a",   "i n",   "e r",   "o n",   G "t he", G " o",  G " s",   "r e",
+                               G " w", "a t",  "e n",    G " c",  "i s",   "o r",   G " b",   G " f",  "i t",    G " p",
+                               "a n",  "e s",  G " m",   "o u",   G " d",  G " h",  G " l",   G " in", "n g",    "i ng",
+                               "e d",  "n d",  G "a nd", G "o f", G "t o", G " is", "l l",    G " y",  G "y ou", "a r",
+                               G " e", G " n", "o w",    G " g",  "l e",   G " re"};
 #undef G
 #define N_MERGES ((int)(sizeof MERGES / sizeof MERGES[0]))
 #define FIRST_BYTE_TOKEN 32
@@ -100,8 +142,14 @@ static void byte_token(int b, char out[4]) {
             if (!((x >= 0x21 && x <= 0x7e) || (x >= 0xa1 && x <= 0xac) || (x >= 0xae && x <= 0xff))) n++;
         cp = 256 + n;
     }
-    if (cp < 0x80) { out[0] = (char)cp; out[1] = 0; }
-    else { out[0] = (char)(0xc0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3f)); out[2] = 0; }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        out[1] = 0;
+    } else {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        out[2] = 0;
+    }
 }
 
 static bool set_tokenizer(gguf_writer *w, int vocab, lfm2c_error *err) {
@@ -185,8 +233,9 @@ bool synth_validate(const synth_config *c, lfm2c_error *err) {
     }
     if (c->n_head <= 0 || c->hidden % c->n_head || c->n_head_kv <= 0 || c->n_head % c->n_head_kv ||
         (c->hidden / c->n_head) % 2) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "heads (%d) must divide hidden (%d) into an even head size, kv heads (%d) must divide heads",
-               c->n_head, c->hidden, c->n_head_kv);
+        lfm2c_set_error(err, LFM2C_EINVAL,
+                        "heads (%d) must divide hidden (%d) into an even head size, kv heads (%d) must divide heads",
+                        c->n_head, c->hidden, c->n_head_kv);
         return false;
     }
     if ((c->hidden / c->n_head) * c->n_head_kv % 32) {
@@ -194,7 +243,8 @@ bool synth_validate(const synth_config *c, lfm2c_error *err) {
         return false;
     }
     for (int i = 0; i < c->n_attn; i++)
-        if (c->attn_layers[i] < 0 || c->attn_layers[i] >= c->n_layer || (i && c->attn_layers[i] <= c->attn_layers[i - 1])) {
+        if (c->attn_layers[i] < 0 || c->attn_layers[i] >= c->n_layer ||
+            (i && c->attn_layers[i] <= c->attn_layers[i - 1])) {
             lfm2c_set_error(err, LFM2C_EINVAL, "attention layers must be increasing indices below %d", c->n_layer);
             return false;
         }
@@ -206,12 +256,16 @@ bool synth_validate(const synth_config *c, lfm2c_error *err) {
         lfm2c_set_error(err, LFM2C_EINVAL, "vocab must be in %d..%d", MIN_VOCAB, 1 << 24);
         return false;
     }
-    if (c->ctx <= 0) { lfm2c_set_error(err, LFM2C_EINVAL, "context length must be positive"); return false; }
+    if (c->ctx <= 0) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "context length must be positive");
+        return false;
+    }
     if (is_moe(c)) {
         if (c->n_expert <= 0 || c->n_expert_used <= 0 || c->n_expert_used > c->n_expert || c->expert_ff <= 0 ||
             c->expert_ff % 32 || c->n_dense < 0 || c->n_dense > c->n_layer) {
-            lfm2c_set_error(err, LFM2C_EINVAL, "MoE settings: need experts >= experts-used >= 1, expert FFN a multiple of 32, "
-                                      "0 <= dense layers <= layers");
+            lfm2c_set_error(err, LFM2C_EINVAL,
+                            "MoE settings: need experts >= experts-used >= 1, expert FFN a multiple of 32, "
+                            "0 <= dense layers <= layers");
             return false;
         }
     }
@@ -232,10 +286,13 @@ typedef struct stensor {
     uint64_t seed;
 } stensor;
 
-typedef struct tlist { stensor *t; int n, cap; } tlist;
+typedef struct tlist {
+    stensor *t;
+    int n, cap;
+} tlist;
 
-static bool add(tlist *l, const char *name, enum init_kind init, float sigma, uint32_t n_dims, int64_t ne0,
-                int64_t ne1, int64_t ne2) {
+static bool add(tlist *l, const char *name, enum init_kind init, float sigma, uint32_t n_dims, int64_t ne0, int64_t ne1,
+                int64_t ne2) {
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 256;
         stensor *nt = realloc(l->t, (size_t)cap * sizeof *nt);
@@ -247,7 +304,10 @@ static bool add(tlist *l, const char *name, enum init_kind init, float sigma, ui
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->n_dims = n_dims;
-    t->ne[0] = ne0; t->ne[1] = ne1; t->ne[2] = ne2; t->ne[3] = 1;
+    t->ne[0] = ne0;
+    t->ne[1] = ne1;
+    t->ne[2] = ne2;
+    t->ne[3] = 1;
     t->init = init;
     t->sigma = sigma;
     return true;
@@ -405,7 +465,8 @@ static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s) {
             q->m = f32_to_fp16(-15.5f * sg / 9.23f);
             break;
         }
-        case GGML_Q4_K: case GGML_Q5_K: {
+        case GGML_Q4_K:
+        case GGML_Q5_K: {
             /* sub-block scale = min = 32..63: weight = d*s*(q - mid), mid = 7.5 or 15.5 */
             const bool q5 = t->type == GGML_Q5_K;
             const float d = sg / ((q5 ? 9.23f : 4.61f) * 47.5f);
@@ -466,26 +527,40 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
 
     lfm2_hparams hp;
     synth_hparams(c, (uint32_t)ft->id, &hp);
-    if (!build_tensors(&hp, &l)) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!build_tensors(&hp, &l)) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     qsort(l.t, (size_t)l.n, sizeof *l.t, stensor_cmp);
     desc = malloc((size_t)l.n * sizeof *desc);
     types = malloc((size_t)l.n * sizeof *types);
-    if (!desc || !types) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!desc || !types) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     for (int i = 0; i < l.n; i++)
-        desc[i] = (quant_tensor_desc){l.t[i].name, l.t[i].n_dims, {l.t[i].ne[0], l.t[i].ne[1], l.t[i].ne[2], 1}, GGML_F32};
+        desc[i] =
+            (quant_tensor_desc){l.t[i].name, l.t[i].n_dims, {l.t[i].ne[0], l.t[i].ne[1], l.t[i].ne[2], 1}, GGML_F32};
     if (!quant_recipe(ft, c->n_layer, is_moe(c) ? c->n_expert : 0, desc, l.n, types, err)) goto done;
 
     w = gguf_writer_new();
-    if (!w) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!w) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     char desc_s[160];
     snprintf(desc_s, sizeof desc_s, "random weights, seed %llu, written by lfm2c synth; tokenizer synthetic",
              (unsigned long long)p->seed);
     /* general.*, then the keys of both archs, then the MoE ones */
-    bool mok = gguf_set_str(w, "general.architecture", lfm2_arch_name(hp.moe)) && gguf_set_str(w, "general.type", "model") &&
+    bool mok = gguf_set_str(w, "general.architecture", lfm2_arch_name(hp.moe)) &&
+               gguf_set_str(w, "general.type", "model") &&
                gguf_set_str(w, "general.name", c->name[0] ? c->name : "synthetic") &&
                gguf_set_str(w, "general.description", desc_s) && lfm2_meta_write(w, &hp, LFM2_WRITE_GENERAL) &&
                lfm2_meta_write(w, &hp, LFM2_WRITE_COMMON) && lfm2_meta_write(w, &hp, LFM2_WRITE_MOE);
-    if (!mok) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!mok) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     if (!set_tokenizer(w, c->vocab, err)) goto done;
     if (ft->default_type != GGML_F32 && ft->default_type != GGML_F16 && ft->default_type != GGML_BF16 &&
         !gguf_set_u32(w, "general.quantization_version", 2)) {
@@ -499,8 +574,17 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
         t->type = types[i];
         t->seed = hash_str(t->name, 0xcbf29ce484222325ull ^ (p->seed * 0x9e3779b97f4a7c15ull));
         switch (t->type) {
-        case GGML_F32: case GGML_F16: case GGML_BF16: case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0:
-        case GGML_Q5_1: case GGML_Q8_0: case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: break;
+        case GGML_F32:
+        case GGML_F16:
+        case GGML_BF16:
+        case GGML_Q4_0:
+        case GGML_Q4_1:
+        case GGML_Q5_0:
+        case GGML_Q5_1:
+        case GGML_Q8_0:
+        case GGML_Q4_K:
+        case GGML_Q5_K:
+        case GGML_Q6_K: break;
         default:
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "synth cannot generate %s tensors", ggml_type_get(t->type)->name);
             goto done;
@@ -512,16 +596,25 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
     }
 
     pool = threadpool_new(p->n_threads);
-    if (!pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads"); goto done; }
+    if (!pool) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads");
+        goto done;
+    }
     const int nth = threadpool_size(pool);
     const int64_t chunk_pieces = (int64_t)nth * PIECES_PER_THREAD;
     buf = malloc((size_t)chunk_pieces * PIECE_ELEMS * 4);
-    if (!buf) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!buf) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     if (!gguf_writer_open(w, path, err)) goto done;
     uint64_t done_b = 0;
     for (int i = 0; i < l.n; i++) {
         stensor *t = &l.t[i];
-        gen_job j = {.t = t, .buf = buf, .n_elems = t->ne[0] * t->ne[1] * t->ne[2], .piece_elems = PIECE_ELEMS,
+        gen_job j = {.t = t,
+                     .buf = buf,
+                     .n_elems = t->ne[0] * t->ne[1] * t->ne[2],
+                     .piece_elems = PIECE_ELEMS,
                      .piece_bytes = ggml_row_size(t->type, PIECE_ELEMS)};
         const int64_t pieces = (j.n_elems + PIECE_ELEMS - 1) / PIECE_ELEMS;
         for (j.first_piece = 0; j.first_piece < pieces; j.first_piece += chunk_pieces) {

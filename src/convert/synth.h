@@ -13,10 +13,10 @@
 #define SYNTH_MAX_LAYERS 256
 
 typedef struct synth_config {
-    char arch[16];              /* "lfm2" or "lfm2moe" */
+    char arch[16]; /* "lfm2" or "lfm2moe" */
     char name[64];
     int hidden, n_layer, n_head, n_head_kv;
-    int ff;                     /* dense FFN width */
+    int ff; /* dense FFN width */
     int vocab, ctx;
     int n_attn, attn_layers[SYNTH_MAX_LAYERS];
     int n_expert, n_expert_used, expert_ff, n_dense; /* lfm2moe only */
@@ -33,14 +33,14 @@ bool synth_validate(const synth_config *c, lfm2c_error *err);
 
 typedef struct synth_params {
     uint64_t seed;
-    int n_threads;              /* <= 0: all cores */
+    int n_threads; /* <= 0: all cores */
     void (*progress)(void *ud, uint64_t done, uint64_t total, const char *tensor);
     void *progress_ud;
 } synth_params;
 
 typedef struct synth_report {
     int n_tensors;
-    int type_count[64];         /* tensors per ggml type */
+    int type_count[64]; /* tensors per ggml type */
     uint64_t n_params, file_bytes;
     double seconds;
 } synth_report;

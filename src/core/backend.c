@@ -23,10 +23,14 @@ static const lfm2c_backend *const backends[] = {
 };
 
 /* Devices the API names, with how to build their backend, for the message when one is missing. */
-static const struct { int device; const char *name, *how; } known[] = {
+static const struct {
+    int device;
+    const char *name, *how;
+} known[] = {
     {LFM2C_DEVICE_CPU, "CPU", "always built"},
     {LFM2C_DEVICE_CUDA, "CUDA", "configure with -DLFM2C_CUDA=ON"},
-    {LFM2C_DEVICE_VULKAN, "Vulkan", "install libvulkan-dev and glslc (scripts/setup.sh), configure with -DLFM2C_VULKAN=ON"},
+    {LFM2C_DEVICE_VULKAN, "Vulkan",
+     "install libvulkan-dev and glslc (scripts/setup.sh), configure with -DLFM2C_VULKAN=ON"},
 };
 
 const lfm2c_backend *backend_for_device(int device, lfm2c_error *err) {

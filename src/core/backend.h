@@ -19,8 +19,8 @@ struct lfm2c_session;
 struct fwd_token;
 
 typedef struct lfm2c_backend {
-    const char *name;   /* "cpu", "cuda": for messages */
-    int device;         /* the LFM2C_DEVICE_* of lfm2c_model_params that selects it */
+    const char *name; /* "cpu", "cuda": for messages */
+    int device;       /* the LFM2C_DEVICE_* of lfm2c_model_params that selects it */
     /* Attaches to a model whose weights are bound (m->backend_state, buffers, device upload).
      * On failure it leaves nothing to free. model_free undoes a successful model_init. */
     int (*model_init)(lfm2c_model *m, lfm2c_error *err);
@@ -47,7 +47,7 @@ typedef struct lfm2c_backend {
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */
 const lfm2c_backend *backend_for_device(int device, lfm2c_error *err);
 
-extern const lfm2c_backend backend_cpu;   /* backend_cpu.c */
+extern const lfm2c_backend backend_cpu; /* backend_cpu.c */
 /* Tests: the size from which the CPU backend maps a KV array in 2 MB pages (default 8 MB);
  * to be changed only while no CPU session exists (an array is freed by the rule it was made by). */
 void backend_cpu_kv_map_min(size_t bytes);

@@ -12,8 +12,8 @@ struct lfm2c_session;
 typedef struct fwd_token {
     struct lfm2c_session *seq;
     int32_t token;
-    int pos;        /* absolute position in its sequence */
-    int out_row;    /* row of seq->logits to fill, or -1 for no logits */
+    int pos;     /* absolute position in its sequence */
+    int out_row; /* row of seq->logits to fill, or -1 for no logits */
 } fwd_token;
 
 #ifdef __cplusplus

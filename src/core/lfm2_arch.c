@@ -23,7 +23,7 @@ const lfm2_meta LFM2_META[LFM2_KEY_COUNT] = {
     {LFM2_KEY_BLOCK_COUNT, "block_count", GGUF_U32, BOTH, LFM2_REQUIRED, 0},
     {LFM2_KEY_CONTEXT_LENGTH, "context_length", GGUF_U32, BOTH, LFM2_DEFAULT, 32768},
     {LFM2_KEY_EMBEDDING_LENGTH, "embedding_length", GGUF_U32, BOTH, LFM2_REQUIRED, 0},
-    {LFM2_KEY_FF_LENGTH, "feed_forward_length", GGUF_U32, BOTH, LFM2_DERIVED, 0},     /* tensor shapes win */
+    {LFM2_KEY_FF_LENGTH, "feed_forward_length", GGUF_U32, BOTH, LFM2_DERIVED, 0}, /* tensor shapes win */
     {LFM2_KEY_HEAD_COUNT, "attention.head_count", GGUF_U32, BOTH, LFM2_REQUIRED, 0},
     {LFM2_KEY_HEAD_COUNT_KV, "attention.head_count_kv", GGUF_ARR, BOTH, LFM2_REQUIRED, 0}, /* or a scalar */
     {LFM2_KEY_ROPE_FREQ_BASE, "rope.freq_base", GGUF_F32, BOTH, LFM2_DEFAULT, 1e6},
@@ -35,8 +35,8 @@ const lfm2_meta LFM2_META[LFM2_KEY_COUNT] = {
     {LFM2_KEY_FILE_TYPE, "general.file_type", GGUF_U32, BOTH | LFM2_META_GENERAL, LFM2_DEFAULT, -1},
     {LFM2_KEY_EXPERT_FF_LENGTH, "expert_feed_forward_length", GGUF_U32, MOE, LFM2_DERIVED, 0},
     {LFM2_KEY_LEADING_DENSE, "leading_dense_block_count", GGUF_U32, MOE, LFM2_DEFAULT, 0},
-    {LFM2_KEY_GATING_FUNC, "expert_gating_func", GGUF_U32, MOE, LFM2_FIXED, 2},         /* sigmoid */
-    {LFM2_KEY_VOCAB_SIZE, "vocab_size", GGUF_U32, BOTH, LFM2_DERIVED, 0},              /* token_embd rows */
+    {LFM2_KEY_GATING_FUNC, "expert_gating_func", GGUF_U32, MOE, LFM2_FIXED, 2}, /* sigmoid */
+    {LFM2_KEY_VOCAB_SIZE, "vocab_size", GGUF_U32, BOTH, LFM2_DERIVED, 0},       /* token_embd rows */
     {LFM2_KEY_L_CACHE, "shortconv.l_cache", GGUF_U32, BOTH, LFM2_DEFAULT, 3},
 };
 #undef BOTH
@@ -65,7 +65,8 @@ int lfm2_meta_first_missing(const gguf_file *g, const char *arch) {
     char k[128];
     for (int i = 0; i < LFM2_KEY_COUNT; i++) {
         const lfm2_meta *m = &LFM2_META[i];
-        if (m->need == LFM2_REQUIRED && (m->flags & arch_bit(arch)) && !gguf_find(g, lfm2_meta_key(m->id, arch, k, sizeof k)))
+        if (m->need == LFM2_REQUIRED && (m->flags & arch_bit(arch)) &&
+            !gguf_find(g, lfm2_meta_key(m->id, arch, k, sizeof k)))
             return (int)m->id;
     }
     return -1;
@@ -84,7 +85,8 @@ static double meta_value(const lfm2_meta *m, const lfm2_hparams *hp) {
     case LFM2_KEY_RMS_EPS: return hp->norm_eps;
     case LFM2_KEY_EXPERT_COUNT: return hp->n_expert;
     case LFM2_KEY_EXPERT_USED_COUNT: return hp->n_expert_used;
-    case LFM2_KEY_KEY_LENGTH: case LFM2_KEY_VALUE_LENGTH: return hp->head_dim;
+    case LFM2_KEY_KEY_LENGTH:
+    case LFM2_KEY_VALUE_LENGTH: return hp->head_dim;
     case LFM2_KEY_FILE_TYPE: return hp->file_type;
     case LFM2_KEY_EXPERT_FF_LENGTH: return hp->n_ff_exp;
     case LFM2_KEY_LEADING_DENSE: return hp->n_dense;
@@ -112,8 +114,9 @@ bool lfm2_meta_write(gguf_writer *w, const lfm2_hparams *hp, unsigned select) {
     bool ok = true;
     for (int i = 0; i < LFM2_KEY_COUNT; i++) {
         const lfm2_meta *m = &LFM2_META[i];
-        unsigned group = m->flags & LFM2_META_GENERAL ? LFM2_WRITE_GENERAL
-                         : (m->flags & LFM2_META_BOTH) == LFM2_META_BOTH ? LFM2_WRITE_COMMON : LFM2_WRITE_MOE;
+        unsigned group = m->flags & LFM2_META_GENERAL                    ? LFM2_WRITE_GENERAL
+                         : (m->flags & LFM2_META_BOTH) == LFM2_META_BOTH ? LFM2_WRITE_COMMON
+                                                                         : LFM2_WRITE_MOE;
         if (!(select & group) || !(m->flags & arch)) continue;
         if ((m->flags & LFM2_META_IF_HEAD_DIM) && !hp->has_head_dim) continue;
         ok &= meta_write_row(w, m, hp);
@@ -124,63 +127,64 @@ bool lfm2_meta_write(gguf_writer *w, const lfm2_hparams *hp, unsigned select) {
 /* ---- tensors --------------------------------------------------------------------------------- */
 
 #define ALL LFM2_ANY
-#define D(...) {__VA_ARGS__}
+#define D(...) \
+    { __VA_ARGS__ }
 /* Global tensors, then one layer's, in the order the loader binds them. Shapes in GGUF order
  * (the reverse of the torch shape). */
 const lfm2_tensor LFM2_TENSORS[LFM2_T_COUNT] = {
-    {LFM2_T_TOKEN_EMBD, "token_embd.weight", NULL, "model.embed_tokens.weight", NULL, ALL, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_V), LFM2_INIT_FANIN},
+    {LFM2_T_TOKEN_EMBD, "token_embd.weight", NULL, "model.embed_tokens.weight", NULL, ALL, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_V), LFM2_INIT_FANIN},
     /* the FINAL norm despite its llama.cpp name; Ollama's files call it output_norm (spec 8, pitfall 2) */
     {LFM2_T_OUTPUT_NORM, "token_embd_norm.weight", "output_norm.weight", "model.embedding_norm.weight", NULL, ALL,
      LFM2_ALWAYS, LFM2_TF_F32, 1, D(LFM2_D_H), LFM2_INIT_NORM},
-    {LFM2_T_OUTPUT, "output.weight", NULL, "lm_head.weight", NULL, ALL, LFM2_IF_UNTIED, 0,
-     2, D(LFM2_D_H, LFM2_D_V), LFM2_INIT_FANIN},
+    {LFM2_T_OUTPUT, "output.weight", NULL, "lm_head.weight", NULL, ALL, LFM2_IF_UNTIED, 0, 2, D(LFM2_D_H, LFM2_D_V),
+     LFM2_INIT_FANIN},
 
-    {LFM2_T_ATTN_NORM, "attn_norm.weight", NULL, "operator_norm.weight", NULL, ALL, LFM2_ALWAYS, LFM2_TF_F32,
-     1, D(LFM2_D_H), LFM2_INIT_NORM},
-    {LFM2_T_FFN_NORM, "ffn_norm.weight", NULL, "ffn_norm.weight", NULL, ALL, LFM2_ALWAYS, LFM2_TF_F32,
-     1, D(LFM2_D_H), LFM2_INIT_NORM},
+    {LFM2_T_ATTN_NORM, "attn_norm.weight", NULL, "operator_norm.weight", NULL, ALL, LFM2_ALWAYS, LFM2_TF_F32, 1,
+     D(LFM2_D_H), LFM2_INIT_NORM},
+    {LFM2_T_FFN_NORM, "ffn_norm.weight", NULL, "ffn_norm.weight", NULL, ALL, LFM2_ALWAYS, LFM2_TF_F32, 1, D(LFM2_D_H),
+     LFM2_INIT_NORM},
 
     /* gated short conv (spec 2.3) */
-    {LFM2_T_CONV_IN, "shortconv.in_proj.weight", NULL, "conv.in_proj.weight", NULL, LFM2_CONV, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_3H), LFM2_INIT_FANIN},
+    {LFM2_T_CONV_IN, "shortconv.in_proj.weight", NULL, "conv.in_proj.weight", NULL, LFM2_CONV, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_3H), LFM2_INIT_FANIN},
     {LFM2_T_CONV, "shortconv.conv.weight", NULL, "conv.conv.weight", NULL, LFM2_CONV, LFM2_ALWAYS,
      LFM2_TF_F32 | LFM2_TF_SQUEEZE, 2, D(LFM2_D_CONV, LFM2_D_H), LFM2_INIT_FANIN},
-    {LFM2_T_CONV_OUT, "shortconv.out_proj.weight", NULL, "conv.out_proj.weight", NULL, LFM2_CONV, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_H), LFM2_INIT_FANIN_RESID},
+    {LFM2_T_CONV_OUT, "shortconv.out_proj.weight", NULL, "conv.out_proj.weight", NULL, LFM2_CONV, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_H), LFM2_INIT_FANIN_RESID},
 
     /* attention (spec 2.4) */
-    {LFM2_T_Q, "attn_q.weight", NULL, "self_attn.q_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_Q), LFM2_INIT_FANIN},
-    {LFM2_T_K, "attn_k.weight", NULL, "self_attn.k_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_KV), LFM2_INIT_FANIN},
-    {LFM2_T_V, "attn_v.weight", NULL, "self_attn.v_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_KV), LFM2_INIT_FANIN},
-    {LFM2_T_O, "attn_output.weight", NULL, "self_attn.out_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_Q, LFM2_D_H), LFM2_INIT_RESID},
+    {LFM2_T_Q, "attn_q.weight", NULL, "self_attn.q_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_Q), LFM2_INIT_FANIN},
+    {LFM2_T_K, "attn_k.weight", NULL, "self_attn.k_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_KV), LFM2_INIT_FANIN},
+    {LFM2_T_V, "attn_v.weight", NULL, "self_attn.v_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_KV), LFM2_INIT_FANIN},
+    {LFM2_T_O, "attn_output.weight", NULL, "self_attn.out_proj.weight", NULL, LFM2_ATTN, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_Q, LFM2_D_H), LFM2_INIT_RESID},
     {LFM2_T_Q_NORM, "attn_q_norm.weight", NULL, "self_attn.q_layernorm.weight", NULL, LFM2_ATTN, LFM2_ALWAYS,
      LFM2_TF_F32, 1, D(LFM2_D_HD), LFM2_INIT_NORM},
     {LFM2_T_K_NORM, "attn_k_norm.weight", NULL, "self_attn.k_layernorm.weight", NULL, LFM2_ATTN, LFM2_ALWAYS,
      LFM2_TF_F32, 1, D(LFM2_D_HD), LFM2_INIT_NORM},
 
     /* dense SwiGLU (spec 2.5): w1 = gate, w3 = up, w2 = down */
-    {LFM2_T_GATE, "ffn_gate.weight", NULL, "feed_forward.w1.weight", NULL, LFM2_DENSE, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_F), LFM2_INIT_FANIN},
-    {LFM2_T_UP, "ffn_up.weight", NULL, "feed_forward.w3.weight", NULL, LFM2_DENSE, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_H, LFM2_D_F), LFM2_INIT_FANIN},
-    {LFM2_T_DOWN, "ffn_down.weight", NULL, "feed_forward.w2.weight", NULL, LFM2_DENSE, LFM2_ALWAYS, 0,
-     2, D(LFM2_D_F, LFM2_D_H), LFM2_INIT_RESID},
+    {LFM2_T_GATE, "ffn_gate.weight", NULL, "feed_forward.w1.weight", NULL, LFM2_DENSE, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_F), LFM2_INIT_FANIN},
+    {LFM2_T_UP, "ffn_up.weight", NULL, "feed_forward.w3.weight", NULL, LFM2_DENSE, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_H, LFM2_D_F), LFM2_INIT_FANIN},
+    {LFM2_T_DOWN, "ffn_down.weight", NULL, "feed_forward.w2.weight", NULL, LFM2_DENSE, LFM2_ALWAYS, 0, 2,
+     D(LFM2_D_F, LFM2_D_H), LFM2_INIT_RESID},
 
     /* MoE (spec 2.6); transformers >= 5 also stores the experts fused (convert.c: gate_up_proj) */
-    {LFM2_T_ROUTER, "ffn_gate_inp.weight", NULL, "feed_forward.gate.weight", NULL, LFM2_MOE, LFM2_ALWAYS,
-     LFM2_TF_F32, 2, D(LFM2_D_H, LFM2_D_E), LFM2_INIT_FANIN},
-    {LFM2_T_GATE_EXPS, "ffn_gate_exps.weight", NULL, "feed_forward.experts.*.w1.weight", NULL, LFM2_MOE,
-     LFM2_ALWAYS, LFM2_TF_EXPERTS, 3, D(LFM2_D_H, LFM2_D_FE, LFM2_D_E), LFM2_INIT_FANIN},
-    {LFM2_T_UP_EXPS, "ffn_up_exps.weight", NULL, "feed_forward.experts.*.w3.weight", NULL, LFM2_MOE,
-     LFM2_ALWAYS, LFM2_TF_EXPERTS, 3, D(LFM2_D_H, LFM2_D_FE, LFM2_D_E), LFM2_INIT_FANIN},
+    {LFM2_T_ROUTER, "ffn_gate_inp.weight", NULL, "feed_forward.gate.weight", NULL, LFM2_MOE, LFM2_ALWAYS, LFM2_TF_F32,
+     2, D(LFM2_D_H, LFM2_D_E), LFM2_INIT_FANIN},
+    {LFM2_T_GATE_EXPS, "ffn_gate_exps.weight", NULL, "feed_forward.experts.*.w1.weight", NULL, LFM2_MOE, LFM2_ALWAYS,
+     LFM2_TF_EXPERTS, 3, D(LFM2_D_H, LFM2_D_FE, LFM2_D_E), LFM2_INIT_FANIN},
+    {LFM2_T_UP_EXPS, "ffn_up_exps.weight", NULL, "feed_forward.experts.*.w3.weight", NULL, LFM2_MOE, LFM2_ALWAYS,
+     LFM2_TF_EXPERTS, 3, D(LFM2_D_H, LFM2_D_FE, LFM2_D_E), LFM2_INIT_FANIN},
     {LFM2_T_DOWN_EXPS, "ffn_down_exps.weight", NULL, "feed_forward.experts.*.w2.weight",
-     "feed_forward.experts.down_proj", LFM2_MOE, LFM2_ALWAYS, LFM2_TF_EXPERTS, 3,
-     D(LFM2_D_FE, LFM2_D_H, LFM2_D_E), LFM2_INIT_RESID},
+     "feed_forward.experts.down_proj", LFM2_MOE, LFM2_ALWAYS, LFM2_TF_EXPERTS, 3, D(LFM2_D_FE, LFM2_D_H, LFM2_D_E),
+     LFM2_INIT_RESID},
     /* GGUF suffix .bias (spec 3); LFM2.5 checkpoints spell the HF name with .weight (spec 8, pitfall 16) */
     {LFM2_T_EXP_BIAS, "exp_probs_b.bias", "exp_probs_b.weight", "feed_forward.expert_bias",
      "feed_forward.expert_bias.weight", LFM2_MOE, LFM2_IF_EXPERT_BIAS, LFM2_TF_F32, 1, D(LFM2_D_E), LFM2_INIT_SMALL},

@@ -27,12 +27,19 @@
 
 bool lora_target_ok(int id) {
     switch (id) {
-    case LFM2_T_CONV_IN: case LFM2_T_CONV_OUT: case LFM2_T_Q: case LFM2_T_K: case LFM2_T_V: case LFM2_T_O:
-    case LFM2_T_GATE: case LFM2_T_UP: case LFM2_T_DOWN: case LFM2_T_GATE_EXPS: case LFM2_T_UP_EXPS:
-    case LFM2_T_DOWN_EXPS:
-        return true;
-    default:
-        return false;
+    case LFM2_T_CONV_IN:
+    case LFM2_T_CONV_OUT:
+    case LFM2_T_Q:
+    case LFM2_T_K:
+    case LFM2_T_V:
+    case LFM2_T_O:
+    case LFM2_T_GATE:
+    case LFM2_T_UP:
+    case LFM2_T_DOWN:
+    case LFM2_T_GATE_EXPS:
+    case LFM2_T_UP_EXPS:
+    case LFM2_T_DOWN_EXPS: return true;
+    default: return false;
     }
 }
 
@@ -85,7 +92,10 @@ lfm2c_lora *lora_new(const lfm2c_model *m) {
     lo->n_layer = m->info.n_layer;
     snprintf(lo->arch, sizeof lo->arch, "%s", m->info.arch);
     lo->mats = calloc((size_t)lo->n_layer * LFM2_T_COUNT, sizeof(lora_mat));
-    if (!lo->mats) { free(lo); return NULL; }
+    if (!lo->mats) {
+        free(lo);
+        return NULL;
+    }
     return lo;
 }
 
@@ -93,26 +103,31 @@ lfm2c_lora *lora_new(const lfm2c_model *m) {
  * a tensor; `what` names it in messages. A second call for the same matrix (another expert of a
  * PEFT expert list) must agree on the rank. */
 lora_mat *lora_claim(lfm2c_lora *lo, const lfm2c_model *m, int l, int id, int r, float scale, const char *what,
-                       lfm2c_error *err) {
+                     lfm2c_error *err) {
     if (!lora_target_ok(id)) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "adapter tensor '%s': %s is not a module LoRA can adapt here "
-                        "(conv in/out, attention q/k/v/out, FFN w1/w2/w3, expert w1/w2/w3)", what, LFM2_TENSORS[id].gguf);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                        "adapter tensor '%s': %s is not a module LoRA can adapt here "
+                        "(conv in/out, attention q/k/v/out, FFN w1/w2/w3, expert w1/w2/w3)",
+                        what, LFM2_TENSORS[id].gguf);
         return NULL;
     }
     const tensor *w = lora_base_tensor(m, l, id);
     if (!w) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "adapter tensor '%s': the model has no %s in layer %d (adapter made for another base?)",
-                        what, LFM2_TENSORS[id].gguf, l);
+        lfm2c_set_error(err, LFM2C_EFORMAT,
+                        "adapter tensor '%s': the model has no %s in layer %d (adapter made for another base?)", what,
+                        LFM2_TENSORS[id].gguf, l);
         return NULL;
     }
     if (r < 1 || r > LORA_MAX_RANK) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "adapter tensor '%s': rank %d (supported 1..%d)", what, r, LORA_MAX_RANK);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "adapter tensor '%s': rank %d (supported 1..%d)", what, r,
+                        LORA_MAX_RANK);
         return NULL;
     }
     lora_mat *mt = &lo->mats[(size_t)l * LFM2_T_COUNT + id];
     if (mt->r) {
         if (mt->r != r) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "adapter tensor '%s': rank %d, but other experts of it have rank %d", what, r, mt->r);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "adapter tensor '%s': rank %d, but other experts of it have rank %d",
+                            what, r, mt->r);
             return NULL;
         }
         return mt;
@@ -135,13 +150,16 @@ lora_mat *lora_claim(lfm2c_lora *lo, const lfm2c_model *m, int l, int id, int r,
 }
 
 /* Checks one side's dims (in GGUF order: ne[0] fastest) against what the base wants. */
-static int want_dims(const char *what, const int64_t *ne, int n_dims, int64_t d0, int64_t d1, int64_t d2, lfm2c_error *err) {
+static int want_dims(const char *what, const int64_t *ne, int n_dims, int64_t d0, int64_t d1, int64_t d2,
+                     lfm2c_error *err) {
     int64_t want[3] = {d0, d1, d2};
     bool ok = n_dims <= 3;
     for (int i = 0; i < 3 && ok; i++) ok = (i < n_dims ? ne[i] : 1) == want[i];
     if (!ok) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "adapter tensor '%s' has shape [%lld, %lld, %lld], the base wants [%lld, %lld, %lld]"
-                        " (adapter made for another base?)", what, (long long)ne[0], (long long)(n_dims > 1 ? ne[1] : 1),
+        lfm2c_set_error(err, LFM2C_EFORMAT,
+                        "adapter tensor '%s' has shape [%lld, %lld, %lld], the base wants [%lld, %lld, %lld]"
+                        " (adapter made for another base?)",
+                        what, (long long)ne[0], (long long)(n_dims > 1 ? ne[1] : 1),
                         (long long)(n_dims > 2 ? ne[2] : 1), (long long)d0, (long long)d1, (long long)d2);
         return -1;
     }
@@ -161,7 +179,9 @@ static int check_pairs(const lfm2c_lora *lo, const unsigned char *seen, int ne, 
             if (s == 3) continue;
             char name[96];
             lfm2_tensor_name(&LFM2_TENSORS[i % LFM2_T_COUNT], i / LFM2_T_COUNT, false, name, sizeof name);
-            if (mt->n_exp > 1) lfm2c_set_error(err, LFM2C_EFORMAT, "adapter is missing %s of %s, expert %d", s & 1 ? "lora_b" : "lora_a", name, e);
+            if (mt->n_exp > 1)
+                lfm2c_set_error(err, LFM2C_EFORMAT, "adapter is missing %s of %s, expert %d",
+                                s & 1 ? "lora_b" : "lora_a", name, e);
             else lfm2c_set_error(err, LFM2C_EFORMAT, "adapter is missing %s of %s", s & 1 ? "lora_b" : "lora_a", name);
             return -1;
         }
@@ -181,25 +201,32 @@ static int load_gguf(lfm2c_lora *lo, const lfm2c_model *m, const char *path, lfm
     char *type = gguf_str_or(g, "general.type"), *atype = gguf_str_or(g, "adapter.type");
     char *arch = gguf_str_or(g, "general.architecture");
     if (!type || strcmp(type, "adapter") || !atype || strcmp(atype, "lora")) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "%s is not a LoRA adapter (general.type '%s', adapter.type '%s'; want 'adapter', 'lora')",
-                        path, type ? type : "", atype ? atype : "");
+        lfm2c_set_error(err, LFM2C_EFORMAT,
+                        "%s is not a LoRA adapter (general.type '%s', adapter.type '%s'; want 'adapter', 'lora')", path,
+                        type ? type : "", atype ? atype : "");
         goto done;
     }
     if (!arch || strcmp(arch, m->info.arch)) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "%s adapts architecture '%s', the model is '%s'", path, arch ? arch : "", m->info.arch);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s adapts architecture '%s', the model is '%s'", path, arch ? arch : "",
+                        m->info.arch);
         goto done;
     }
     double alpha = 0;
     gguf_get_float(g, "adapter.lora.alpha", &alpha);
     seen = calloc((size_t)lo->n_layer * LFM2_T_COUNT * seen_stride(m), 1);
-    if (!seen) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-    for (int pass = 0; pass < 2; pass++)   /* B first (it gives the rank and the scale), then A */
+    if (!seen) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int pass = 0; pass < 2; pass++) /* B first (it gives the rank and the scale), then A */
         for (uint64_t i = 0; i < g->n_tensors; i++) {
             const gguf_tensor *t = &g->tensors[i];
             size_t len = strlen(t->name);
-            bool is_a = len > 7 && !strcmp(t->name + len - 7, ".lora_a"), is_b = len > 7 && !strcmp(t->name + len - 7, ".lora_b");
+            bool is_a = len > 7 && !strcmp(t->name + len - 7, ".lora_a"),
+                 is_b = len > 7 && !strcmp(t->name + len - 7, ".lora_b");
             if (!is_a && !is_b) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: tensor '%s' is not a LoRA tensor (.lora_a / .lora_b)", path, t->name);
+                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: tensor '%s' is not a LoRA tensor (.lora_a / .lora_b)", path,
+                                t->name);
                 goto done;
             }
             if (is_a != (pass == 1)) continue;
@@ -208,13 +235,14 @@ static int load_gguf(lfm2c_lora *lo, const lfm2c_model *m, const char *path, lfm
             int l;
             const lfm2_tensor *row = lfm2_tensor_by_gguf(base, &l);
             if (!row || l < 0 || l >= lo->n_layer) {
-                lfm2c_set_error(err, row ? LFM2C_EFORMAT : LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' names %s", path, t->name,
-                                row ? "a layer the model does not have" : "no module LoRA can adapt here");
+                lfm2c_set_error(err, row ? LFM2C_EFORMAT : LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' names %s", path,
+                                t->name, row ? "a layer the model does not have" : "no module LoRA can adapt here");
                 goto done;
             }
             const ggml_type_info *ti = ggml_type_get(t->type);
             if (!ti || !ti->supported || t->ne[3] != 1) {
-                lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' has an unsupported type or shape", path, t->name);
+                lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' has an unsupported type or shape",
+                                path, t->name);
                 goto done;
             }
             const int id = (int)row->id;
@@ -239,7 +267,10 @@ static int load_gguf(lfm2c_lora *lo, const lfm2c_model *m, const char *path, lfm
             const size_t rb = ggml_row_size(t->type, t->ne[0]);
             const int64_t rows = t->ne[1] * t->ne[2];
             float *tmp = is_b ? malloc(sizeof(float) * (size_t)t->ne[0]) : NULL;
-            if (is_b && !tmp) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+            if (is_b && !tmp) {
+                lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+                goto done;
+            }
             for (int64_t rr = 0; rr < rows; rr++) {
                 if (is_a) {
                     dequantize_row(t->type, t->data + rr * rb, mt->a + rr * mt->n_in, mt->n_in);
@@ -251,9 +282,13 @@ static int load_gguf(lfm2c_lora *lo, const lfm2c_model *m, const char *path, lfm
                 for (int j = 0; j < mt->r; j++) mt->bt[((size_t)e * mt->r + j) * mt->n_out + o] = tmp[j];
             }
             free(tmp);
-            for (int e = 0; e < mt->n_exp; e++) seen[((size_t)l * LFM2_T_COUNT + id) * seen_stride(m) + e] |= is_a ? 1 : 2;
+            for (int e = 0; e < mt->n_exp; e++)
+                seen[((size_t)l * LFM2_T_COUNT + id) * seen_stride(m) + e] |= is_a ? 1 : 2;
         }
-    if (!lo->n_mats) { lfm2c_set_error(err, LFM2C_EFORMAT, "%s: the adapter has no tensors", path); goto done; }
+    if (!lo->n_mats) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: the adapter has no tensors", path);
+        goto done;
+    }
     rc = check_pairs(lo, seen, seen_stride(m), err);
 done:
     free(seen);
@@ -293,8 +328,10 @@ static bool pattern_value(json_t *patterns, const char *module, double *v) {
     const char *key;
     json_t *val;
     if (!json_is_object(patterns)) return false;
-    json_object_foreach(patterns, key, val)
-        if (json_is_number(val) && pattern_match(key, module)) { *v = json_number_value(val); return true; }
+    json_object_foreach(patterns, key, val) if (json_is_number(val) && pattern_match(key, module)) {
+        *v = json_number_value(val);
+        return true;
+    }
     return false;
 }
 
@@ -319,12 +356,15 @@ static int read_config(const char *dir, peft_config *c, json_t **root, lfm2c_err
         return -1;
     }
     if (json_is_true(json_object_get(j, "fan_in_fan_out"))) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: fan_in_fan_out adapters are not supported (LFM2's projections are Linear)", path);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                        "%s: fan_in_fan_out adapters are not supported (LFM2's projections are Linear)", path);
         return -1;
     }
     json_t *r = json_object_get(j, "r"), *a = json_object_get(j, "lora_alpha");
-    if (!json_is_integer(r) || json_integer_value(r) < 1 || json_integer_value(r) > LORA_MAX_RANK || !json_is_number(a)) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: needs an integer r (1..%d) and a number lora_alpha", path, LORA_MAX_RANK);
+    if (!json_is_integer(r) || json_integer_value(r) < 1 || json_integer_value(r) > LORA_MAX_RANK ||
+        !json_is_number(a)) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: needs an integer r (1..%d) and a number lora_alpha", path,
+                        LORA_MAX_RANK);
         return -1;
     }
     c->r = (int)json_integer_value(r);
@@ -390,7 +430,8 @@ static void hf_leaf(const lfm2_tensor *row, char *out, size_t cap) {
 
 /* With target_modules a list (and every layer transformed), each dense module it names must be
  * in the file for every layer that has it. */
-static int check_targets(const lfm2c_lora *lo, const lfm2c_model *m, const peft_config *c, const char *dir, lfm2c_error *err) {
+static int check_targets(const lfm2c_lora *lo, const lfm2c_model *m, const peft_config *c, const char *dir,
+                         lfm2c_error *err) {
     if (!json_is_array(c->targets) || (c->layers && !json_is_null(c->layers))) return 0;
     size_t i;
     json_t *v;
@@ -403,17 +444,20 @@ static int check_targets(const lfm2c_lora *lo, const lfm2c_model *m, const peft_
             hf_leaf(&LFM2_TENSORS[id], leaf, sizeof leaf);
             if (strcmp(leaf, want)) continue;
             known = true;
-            if (LFM2_TENSORS[id].flags & LFM2_TF_EXPERTS) continue;   /* experts: may be fused (not Linear) */
+            if (LFM2_TENSORS[id].flags & LFM2_TF_EXPERTS) continue; /* experts: may be fused (not Linear) */
             for (int l = 0; l < lo->n_layer; l++)
                 if (lora_base_tensor(m, l, id) && !lora_get(lo, l, id)) {
-                    lfm2c_set_error(err, LFM2C_EFORMAT, "%s: target module '%s' has no tensors for layer %d (model.layers.%d.%.*s)",
-                                    dir, want, l, l, (int)(strlen(LFM2_TENSORS[id].hf) - 7), LFM2_TENSORS[id].hf);
+                    lfm2c_set_error(err, LFM2C_EFORMAT,
+                                    "%s: target module '%s' has no tensors for layer %d (model.layers.%d.%.*s)", dir,
+                                    want, l, l, (int)(strlen(LFM2_TENSORS[id].hf) - 7), LFM2_TENSORS[id].hf);
                     return -1;
                 }
         }
         if (want && !known) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: target module '%s' is not one LoRA can adapt in LFM2 "
-                            "(in_proj, out_proj, q_proj, k_proj, v_proj, w1, w2, w3)", dir, want);
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                            "%s: target module '%s' is not one LoRA can adapt in LFM2 "
+                            "(in_proj, out_proj, q_proj, k_proj, v_proj, w1, w2, w3)",
+                            dir, want);
             return -1;
         }
     }
@@ -431,8 +475,11 @@ static int load_peft(lfm2c_lora *lo, const lfm2c_model *m, const char *dir, lfm2
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     if (!(st = st_open_file(path, err))) goto done;
     seen = calloc((size_t)lo->n_layer * LFM2_T_COUNT * seen_stride(m), 1);
-    if (!seen) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
-    for (int pass = 0; pass < 2; pass++)   /* A first (rank), then B */
+    if (!seen) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (int pass = 0; pass < 2; pass++) /* A first (rank), then B */
         for (int i = 0; i < st->n_tensors; i++) {
             const st_tensor *t = &st->tensors[i];
             int l, e;
@@ -440,15 +487,17 @@ static int load_peft(lfm2c_lora *lo, const lfm2c_model *m, const char *dir, lfm2
             char module[256];
             const lfm2_tensor *row = peft_name(t->name, &l, &e, &is_a, module, sizeof module);
             if (!row) {
-                lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: tensor '%s' is not a LoRA A/B matrix of a module LoRA can adapt in LFM2"
-                                " (DoRA, embeddings, lm_head and biases are not supported)", path, t->name);
+                lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                                "%s: tensor '%s' is not a LoRA A/B matrix of a module LoRA can adapt in LFM2"
+                                " (DoRA, embeddings, lm_head and biases are not supported)",
+                                path, t->name);
                 goto done;
             }
             if (is_a != (pass == 0)) continue;
             const bool stacked = (row->flags & LFM2_TF_EXPERTS) != 0;
             if (stacked != (e >= 0) || l < 0 || l >= lo->n_layer || !st_dtype_is_float(t->dtype) || t->n_dims != 2) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: tensor '%s' (%s, %d dims) does not fit the model", path, t->name,
-                                st_dtype_name(t->dtype), t->n_dims);
+                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: tensor '%s' (%s, %d dims) does not fit the model", path,
+                                t->name, st_dtype_name(t->dtype), t->n_dims);
                 goto done;
             }
             int want_r;
@@ -470,8 +519,9 @@ static int load_peft(lfm2c_lora *lo, const lfm2c_model *m, const char *dir, lfm2
                 goto done;
             }
             const int ee = e < 0 ? 0 : e;
-            int64_t ne[2] = {t->shape[1], t->shape[0]};   /* GGUF order */
-            if (is_a ? want_dims(t->name, ne, 2, mt->n_in, mt->r, 1, err) : want_dims(t->name, ne, 2, mt->r, mt->n_out, 1, err))
+            int64_t ne[2] = {t->shape[1], t->shape[0]}; /* GGUF order */
+            if (is_a ? want_dims(t->name, ne, 2, mt->n_in, mt->r, 1, err)
+                     : want_dims(t->name, ne, 2, mt->r, mt->n_out, 1, err))
                 goto done;
             if (is_a) {
                 st_read_f32(t, 0, t->numel, mt->a + (size_t)ee * mt->r * mt->n_in);
@@ -485,7 +535,10 @@ static int load_peft(lfm2c_lora *lo, const lfm2c_model *m, const char *dir, lfm2
             }
             seen[((size_t)l * LFM2_T_COUNT + row->id) * seen_stride(m) + ee] |= is_a ? 1 : 2;
         }
-    if (!lo->n_mats) { lfm2c_set_error(err, LFM2C_EFORMAT, "%s: the adapter has no tensors", path); goto done; }
+    if (!lo->n_mats) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: the adapter has no tensors", path);
+        goto done;
+    }
     if (check_pairs(lo, seen, seen_stride(m), err) || check_targets(lo, m, &c, dir, err)) goto done;
     rc = 0;
 done:
@@ -496,11 +549,20 @@ done:
 }
 
 lfm2c_lora *lfm2c_lora_load(const lfm2c_model *m, const char *path, lfm2c_error *err) {
-    if (!m || !path) { lfm2c_set_error(err, LFM2C_EINVAL, "lfm2c_lora_load: NULL argument"); return NULL; }
+    if (!m || !path) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "lfm2c_lora_load: NULL argument");
+        return NULL;
+    }
     struct stat sb;
-    if (stat(path, &sb)) { lfm2c_set_error(err, LFM2C_EIO, "cannot open adapter '%s'", path); return NULL; }
+    if (stat(path, &sb)) {
+        lfm2c_set_error(err, LFM2C_EIO, "cannot open adapter '%s'", path);
+        return NULL;
+    }
     lfm2c_lora *lo = lora_new(m);
-    if (!lo) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!lo) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     if (S_ISDIR(sb.st_mode) ? load_peft(lo, m, path, err) : load_gguf(lo, m, path, err)) {
         lfm2c_lora_free(lo);
         return NULL;
@@ -520,7 +582,10 @@ int lfm2c_session_set_lora(lfm2c_session *s, lfm2c_lora *const *loras, const flo
             lfm2c_set_error(err, LFM2C_EINVAL, "adapter %d was not loaded for this model", i);
             return -1;
         }
-        if (!isfinite(scales[i])) { lfm2c_set_error(err, LFM2C_EINVAL, "adapter %d: scale is not finite", i); return -1; }
+        if (!isfinite(scales[i])) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "adapter %d: scale is not finite", i);
+            return -1;
+        }
     }
     if (n && s->model->backend->device != LFM2C_DEVICE_CPU) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "LoRA adapters run on the CPU backend only");
@@ -534,7 +599,7 @@ int lfm2c_session_set_lora(lfm2c_session *s, lfm2c_lora *const *loras, const flo
         s->lora_scale[i] = scales[i];
     }
     s->n_lora = n;
-    lfm2c_session_reset(s);   /* what it holds was computed with other weights */
+    lfm2c_session_reset(s); /* what it holds was computed with other weights */
     return 0;
 }
 
@@ -602,7 +667,8 @@ static void vec_ax(void *arg, int ith, int nth) {
     const lora_vec *v = arg;
     const lora_mat *mt = v->mt;
     const float *a = mt->a + (size_t)v->expert * mt->r * mt->n_in;
-    for (int q = mt->r * ith / nth; q < mt->r * (ith + 1) / nth; q++) v->ax[q] = v->sc * dot(a + (size_t)q * mt->n_in, v->x, mt->n_in);
+    for (int q = mt->r * ith / nth; q < mt->r * (ith + 1) / nth; q++)
+        v->ax[q] = v->sc * dot(a + (size_t)q * mt->n_in, v->x, mt->n_in);
 }
 
 static void vec_by(void *arg, int ith, int nth) {
@@ -625,7 +691,8 @@ static void lora_rows_pool(lfm2c_model *m, const lora_job *j) {
             const lora_mat *mt = lora_get(s->lora[k], j->l, j->id);
             const float sc = s->lora_scale[k] * (mt ? mt->scale : 0);
             if (!mt || sc == 0) continue;
-            lora_vec v = {mt, j->expert, sc, j->x + (size_t)(j->xrow ? j->xrow[i] : i) * j->ldx, ax, j->y + (size_t)i * j->ldy};
+            lora_vec v = {
+                mt, j->expert, sc, j->x + (size_t)(j->xrow ? j->xrow[i] : i) * j->ldx, ax, j->y + (size_t)i * j->ldy};
             threadpool_run(m->pool, vec_ax, &v);
             threadpool_run(m->pool, vec_by, &v);
         }

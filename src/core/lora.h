@@ -25,10 +25,10 @@ typedef struct lora_mat {
 
 struct lfm2c_lora {
     int n_layer;
-    lora_mat *mats;        /* [n_layer * LFM2_T_COUNT]; r == 0: that matrix is not adapted */
+    lora_mat *mats; /* [n_layer * LFM2_T_COUNT]; r == 0: that matrix is not adapted */
     int n_mats;
-    char arch[32];         /* the base architecture it was checked against */
-    size_t bytes;          /* of A and B */
+    char arch[32]; /* the base architecture it was checked against */
+    size_t bytes;  /* of A and B */
 };
 
 /* Building one (convert/ writes and synthesizes adapters): an empty adapter for m; the matrix

@@ -29,7 +29,10 @@ lfm2c_model_params lfm2c_model_default_params(void) {
 static int read_arch(lfm2c_model *m, lfm2c_error *err) {
     lfm2c_model_info *in = &m->info;
     char *arch = gguf_get_string(m->gguf, "general.architecture");
-    if (!arch) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing general.architecture"); return -1; }
+    if (!arch) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing general.architecture");
+        return -1;
+    }
     if (strcmp(arch, "lfm2") && strcmp(arch, "lfm2moe")) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "unknown architecture '%.64s' (supported: lfm2, lfm2moe)", arch);
         free(arch);
@@ -38,11 +41,15 @@ static int read_arch(lfm2c_model *m, lfm2c_error *err) {
     snprintf(in->arch, sizeof in->arch, "%s", arch);
     free(arch);
     char *name = gguf_get_string(m->gguf, "general.name");
-    if (name) { snprintf(in->name, sizeof in->name, "%s", name); free(name); }
+    if (name) {
+        snprintf(in->name, sizeof in->name, "%s", name);
+        free(name);
+    }
     char key[128];
     int missing = lfm2_meta_first_missing(m->gguf, in->arch);
     if (missing >= 0) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s", lfm2_meta_key((lfm2_meta_id)missing, in->arch, key, sizeof key));
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s",
+                        lfm2_meta_key((lfm2_meta_id)missing, in->arch, key, sizeof key));
         return -1;
     }
     return 0;
@@ -73,9 +80,13 @@ static int read_head_count_kv(lfm2c_model *m, lfm2c_error *err) {
     char key[128];
     int64_t v;
     const gguf_kv *kv = gguf_find(m->gguf, lfm2_meta_key(LFM2_KEY_HEAD_COUNT_KV, in->arch, key, sizeof key));
-    if (!kv) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s", key); return -1; }
+    if (!kv) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing metadata %s", key);
+        return -1;
+    }
     if (kv->type == GGUF_ARR && kv->n != (uint64_t)in->n_layer) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "%s has %llu entries for %d layers", key, (unsigned long long)kv->n, in->n_layer);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s has %llu entries for %d layers", key, (unsigned long long)kv->n,
+                        in->n_layer);
         return -1;
     }
     for (int l = 0; l < in->n_layer; l++) {
@@ -100,13 +111,15 @@ static int read_moe(lfm2c_model *m, lfm2c_error *err) {
         if (meta_int_in(m, LFM2_KEY_EXPERT_COUNT, 1, 4096, &in->n_expert, err) ||
             meta_int_in(m, LFM2_KEY_EXPERT_USED_COUNT, 1, in->n_expert, &in->n_expert_used, err))
             return -1;
-        in->n_dense_lead = lfm2_meta_int(m->gguf, a, LFM2_KEY_LEADING_DENSE, &v) ? (int)v : (int)meta_def(LFM2_KEY_LEADING_DENSE);
+        in->n_dense_lead =
+            lfm2_meta_int(m->gguf, a, LFM2_KEY_LEADING_DENSE, &v) ? (int)v : (int)meta_def(LFM2_KEY_LEADING_DENSE);
         if (in->n_dense_lead < 0 || in->n_dense_lead > in->n_layer) {
             lfm2c_set_error(err, LFM2C_EFORMAT, "bad leading_dense_block_count %d", in->n_dense_lead);
             return -1;
         }
         if (lfm2_meta_int(m->gguf, a, LFM2_KEY_GATING_FUNC, &v) && v != (int64_t)meta_def(LFM2_KEY_GATING_FUNC)) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "expert_gating_func %lld (only sigmoid = 2 is used by LFM2)", (long long)v);
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "expert_gating_func %lld (only sigmoid = 2 is used by LFM2)",
+                            (long long)v);
             return -1;
         }
     } else {
@@ -142,15 +155,18 @@ static int read_hparams(lfm2c_model *m, lfm2c_error *err) {
         meta_int_in(m, LFM2_KEY_HEAD_COUNT, 1, 1024, &in->n_head, err))
         return -1;
     in->n_ctx_train = lfm2_meta_int(g, a, LFM2_KEY_CONTEXT_LENGTH, &v) && v > 0 && v < (1 << 24)
-                          ? (int)v : (int)meta_def(LFM2_KEY_CONTEXT_LENGTH);
+                          ? (int)v
+                          : (int)meta_def(LFM2_KEY_CONTEXT_LENGTH);
     in->conv_l_cache = lfm2_meta_int(g, a, LFM2_KEY_L_CACHE, &v) ? (int)v : (int)meta_def(LFM2_KEY_L_CACHE);
     if (in->conv_l_cache != 3) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "shortconv.l_cache = %d (only 3 is supported)", in->conv_l_cache);
         return -1;
     }
     in->norm_eps = lfm2_meta_float(g, a, LFM2_KEY_RMS_EPS, &f) ? (float)f : (float)meta_def(LFM2_KEY_RMS_EPS);
-    in->rope_theta = lfm2_meta_float(g, a, LFM2_KEY_ROPE_FREQ_BASE, &f) ? (float)f : (float)meta_def(LFM2_KEY_ROPE_FREQ_BASE);
-    in->head_dim = lfm2_meta_int(g, a, LFM2_KEY_KEY_LENGTH, &v) && v > 0 && v <= 1024 ? (int)v : in->n_embd / in->n_head;
+    in->rope_theta =
+        lfm2_meta_float(g, a, LFM2_KEY_ROPE_FREQ_BASE, &f) ? (float)f : (float)meta_def(LFM2_KEY_ROPE_FREQ_BASE);
+    in->head_dim =
+        lfm2_meta_int(g, a, LFM2_KEY_KEY_LENGTH, &v) && v > 0 && v <= 1024 ? (int)v : in->n_embd / in->n_head;
     if (in->head_dim <= 0 || in->head_dim % 2) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "bad head dimension %d", in->head_dim);
         return -1;
@@ -213,8 +229,8 @@ static void arch_hparams(const lfm2c_model_info *in, lfm2_hparams *hp) {
 
 /* Binds tensor `name` and checks it has exactly the dims given (0-terminated list). Missing and
  * optional → returns 0 with t->data == NULL. */
-static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2c_error *err,
-                int64_t d0, int64_t d1, int64_t d2) {
+static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2c_error *err, int64_t d0, int64_t d1,
+                int64_t d2) {
     const gguf_tensor *gt = gguf_find_tensor(m->gguf, name);
     memset(t, 0, sizeof *t);
     if (!gt) {
@@ -228,8 +244,8 @@ static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2
     ok = ok && gt->ne[3] == 1;
     if (!ok) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]",
-               name, (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2],
-               (long long)d0, (long long)(d1 ? d1 : 1), (long long)(d2 ? d2 : 1));
+                        name, (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], (long long)d0,
+                        (long long)(d1 ? d1 : 1), (long long)(d2 ? d2 : 1));
         return -1;
     }
     const ggml_type_info *ti = ggml_type_get(gt->type);
@@ -247,7 +263,8 @@ static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2
 
 /* Binds one row of the tensor table (its alias when only that is in the file); a row with a
  * condition (expert bias, untied head) may be absent. */
-static int bind_row(lfm2c_model *m, tensor *t, const lfm2_tensor *row, const lfm2_hparams *hp, int l, lfm2c_error *err) {
+static int bind_row(lfm2c_model *m, tensor *t, const lfm2_tensor *row, const lfm2_hparams *hp, int l,
+                    lfm2c_error *err) {
     char name[128], alias[128];
     int64_t ne[3];
     lfm2_tensor_shape(row, hp, l, ne);
@@ -270,7 +287,8 @@ static int bind_row(lfm2c_model *m, tensor *t, const lfm2_tensor *row, const lfm
  * directly; the reference converter always writes them F32. */
 static int require_f32(const tensor *t, lfm2c_error *err) {
     if (t->data && t->type != GGML_F32) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s' must be F32, found %s", t->name, ggml_type_get(t->type)->name);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s' must be F32, found %s", t->name,
+                        ggml_type_get(t->type)->name);
         return -1;
     }
     return 0;
@@ -313,12 +331,14 @@ static int bind_layer(lfm2c_model *m, const lfm2_hparams *hp, int l, lfm2c_error
     if (L->is_attn) L->attn_index = m->n_attn++;
     else L->conv_index = m->n_conv++;
     for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++)
-        if (lfm2_tensor_in_layer(&LFM2_TENSORS[i], hp, l) && bind_row(m, slot(L, (lfm2_tensor_id)i), &LFM2_TENSORS[i], hp, l, err))
+        if (lfm2_tensor_in_layer(&LFM2_TENSORS[i], hp, l) &&
+            bind_row(m, slot(L, (lfm2_tensor_id)i), &LFM2_TENSORS[i], hp, l, err))
             return -1;
     for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++)
         if ((LFM2_TENSORS[i].flags & LFM2_TF_F32) && require_f32(slot(L, (lfm2_tensor_id)i), err)) return -1;
-    for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++)   /* where run-time adapters find it (lora.h) */
-        if (lora_target_ok(i) && slot(L, (lfm2_tensor_id)i)->data) slot(L, (lfm2_tensor_id)i)->lora_key = l * LFM2_T_COUNT + i + 1;
+    for (int i = LFM2_T_FIRST_LAYER; i < LFM2_T_COUNT; i++) /* where run-time adapters find it (lora.h) */
+        if (lora_target_ok(i) && slot(L, (lfm2_tensor_id)i)->data)
+            slot(L, (lfm2_tensor_id)i)->lora_key = l * LFM2_T_COUNT + i + 1;
     return 0;
 }
 
@@ -328,7 +348,10 @@ static int bind_globals(lfm2c_model *m, lfm2_hparams *hp, lfm2c_error *err) {
     lfm2c_model_info *in = &m->info;
     const char *embd = LFM2_TENSORS[LFM2_T_TOKEN_EMBD].gguf;
     const gguf_tensor *te = gguf_find_tensor(m->gguf, embd);
-    if (!te) { lfm2c_set_error(err, LFM2C_EFORMAT, "missing tensor '%s'", embd); return -1; }
+    if (!te) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "missing tensor '%s'", embd);
+        return -1;
+    }
     hp->n_vocab = in->n_vocab = (int)te->ne[1];
     for (int i = 0; i < LFM2_T_FIRST_LAYER; i++) {
         tensor *t = slot(m, (lfm2_tensor_id)i);
@@ -371,18 +394,29 @@ static void count_params(lfm2c_model *m) {
 
 lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params, lfm2c_error *err) {
     lfm2c_model_params p = params ? *params : lfm2c_model_default_params();
-    if (err) { err->code = 0; err->msg[0] = 0; }
+    if (err) {
+        err->code = 0;
+        err->msg[0] = 0;
+    }
     const lfm2c_backend *backend = backend_for_device(p.device, err);
     if (!backend) return NULL;
     lfm2c_model *m = calloc(1, sizeof *m);
-    if (!m) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!m) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     unsigned flags = p.hugepages == LFM2C_HUGEPAGES_ON ? GGUF_OPEN_HUGE_COPY
                      : p.hugepages == LFM2C_HUGEPAGES_AUTO && p.device == LFM2C_DEVICE_CPU && !p.no_populate
-                         ? GGUF_OPEN_HUGE_AUTO : 0;
-    const int n_threads = p.n_threads > 0 ? p.n_threads : threadpool_default_threads();   /* the pool's; the copy's readers */
+                         ? GGUF_OPEN_HUGE_AUTO
+                         : 0;
+    const int n_threads =
+        p.n_threads > 0 ? p.n_threads : threadpool_default_threads(); /* the pool's; the copy's readers */
     if (flags) flags |= GGUF_OPEN_READERS(n_threads);
     m->gguf = gguf_open_ex(path, flags, err);
-    if (!m->gguf) { free(m); return NULL; }
+    if (!m->gguf) {
+        free(m);
+        return NULL;
+    }
     lfm2c_model_info *in = &m->info;
     in->weights_copied = m->gguf->copied;
     if (read_hparams(m, err) || read_widths(m, err)) goto fail;
@@ -394,7 +428,10 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     arch_hparams(in, &hp);
     if (bind_globals(m, &hp, err)) goto fail;
     m->layers = calloc((size_t)in->n_layer, sizeof(layer));
-    if (!m->layers) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
+    if (!m->layers) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto fail;
+    }
     for (int l = 0; l < in->n_layer; l++)
         if (bind_layer(m, &hp, l, err)) goto fail;
     count_params(m);
@@ -408,7 +445,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     in->add_bos = tokenizer_add_bos(m->tok);
     if (tokenizer_n_vocab(m->tok) > in->n_vocab) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "tokenizer has %d tokens but the embedding only %d rows",
-               tokenizer_n_vocab(m->tok), in->n_vocab);
+                        tokenizer_n_vocab(m->tok), in->n_vocab);
         goto fail;
     }
 
@@ -420,8 +457,11 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
         goto fail;
     }
     m->pool = threadpool_new(n_threads);
-    if (!m->pool) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto fail; }
-    if (backend->model_init(m, err)) goto fail;   /* the backend attaches: buffers, device upload */
+    if (!m->pool) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (backend->model_init(m, err)) goto fail; /* the backend attaches: buffers, device upload */
     m->backend = backend;
     return m;
 fail:
@@ -444,11 +484,11 @@ const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *m) { return &m->
 /* general.file_type ids are llama.cpp's llama_ftype values. */
 const char *lfm2c_file_type_name(int file_type) {
     static const char *const names[] = {
-        [0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [7] = "Q8_0", [8] = "Q5_0", [9] = "Q5_1",
-        [10] = "Q2_K", [11] = "Q3_K_S", [12] = "Q3_K_M", [13] = "Q3_K_L", [14] = "Q4_K_S", [15] = "Q4_K_M",
-        [16] = "Q5_K_S", [17] = "Q5_K_M", [18] = "Q6_K", [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S",
-        [22] = "IQ3_XS", [23] = "IQ3_XXS", [24] = "IQ1_S", [25] = "IQ4_NL", [26] = "IQ3_S", [27] = "IQ3_M",
-        [28] = "IQ2_S", [29] = "IQ2_M", [30] = "IQ4_XS", [31] = "IQ1_M", [32] = "BF16",
+        [0] = "F32",     [1] = "F16",     [2] = "Q4_0",     [3] = "Q4_1",    [7] = "Q8_0",     [8] = "Q5_0",
+        [9] = "Q5_1",    [10] = "Q2_K",   [11] = "Q3_K_S",  [12] = "Q3_K_M", [13] = "Q3_K_L",  [14] = "Q4_K_S",
+        [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",  [18] = "Q6_K",   [19] = "IQ2_XXS", [20] = "IQ2_XS",
+        [21] = "Q2_K_S", [22] = "IQ3_XS", [23] = "IQ3_XXS", [24] = "IQ1_S",  [25] = "IQ4_NL",  [26] = "IQ3_S",
+        [27] = "IQ3_M",  [28] = "IQ2_S",  [29] = "IQ2_M",   [30] = "IQ4_XS", [31] = "IQ1_M",   [32] = "BF16",
     };
     return file_type >= 0 && file_type < (int)(sizeof names / sizeof *names) ? names[file_type] : NULL;
 }
@@ -462,8 +502,8 @@ const lfm2c_tokenizer *model_tokenizer(const lfm2c_model *m) { return m->tok; }
 
 int lfm2c_model_n_tensors(const lfm2c_model *m) { return (int)m->gguf->n_tensors; }
 
-void lfm2c_model_tensor_desc(const lfm2c_model *m, int i, const char **name, const char **type_name,
-                             int64_t ne[4], int *n_dims, uint64_t *nbytes) {
+void lfm2c_model_tensor_desc(const lfm2c_model *m, int i, const char **name, const char **type_name, int64_t ne[4],
+                             int *n_dims, uint64_t *nbytes) {
     const gguf_tensor *t = &m->gguf->tensors[i];
     *name = t->name;
     *type_name = ggml_type_get(t->type)->name;

@@ -15,18 +15,18 @@ typedef struct tensor {
     uint32_t type;
     int64_t ne[3];
     size_t row_bytes;
-    int lora_key;           /* layer * LFM2_T_COUNT + table row + 1 of a matrix LoRA may adapt, else 0 */
+    int lora_key; /* layer * LFM2_T_COUNT + table row + 1 of a matrix LoRA may adapt, else 0 */
 } tensor;
 
 typedef struct layer {
     bool is_attn, is_moe;
     int n_head_kv;
     tensor attn_norm, ffn_norm;
-    tensor conv_in, conv_w, conv_out;              /* gated short conv */
-    tensor wq, wk, wv, wo, q_norm, k_norm;         /* attention */
-    tensor ffn_gate, ffn_up, ffn_down;             /* dense SwiGLU */
+    tensor conv_in, conv_w, conv_out;                          /* gated short conv */
+    tensor wq, wk, wv, wo, q_norm, k_norm;                     /* attention */
+    tensor ffn_gate, ffn_up, ffn_down;                         /* dense SwiGLU */
     tensor router, expert_bias, gate_exps, up_exps, down_exps; /* MoE */
-    int attn_index, conv_index;                    /* ordinal among attention / conv layers */
+    int attn_index, conv_index;                                /* ordinal among attention / conv layers */
 } layer;
 
 struct lfm2c_model {
@@ -39,11 +39,11 @@ struct lfm2c_model {
     threadpool *pool;
     const kernel_ops *kern;
     bool reference;
-    const struct lfm2c_backend *backend;   /* what runs it (backend.h); set once attached */
-    void *backend_state;               /* the backend's own (CPU: cpu_model, backend_cpu.h; CUDA: the
+    const struct lfm2c_backend *backend; /* what runs it (backend.h); set once attached */
+    void *backend_state;                 /* the backend's own (CPU: cpu_model, backend_cpu.h; CUDA: the
                                           device copy), or NULL */
-    int type_k, type_v;                /* KV cache types of new sessions (LFM2C_KV_*) */
-    lfm2c_decode_profile prof;         /* matmul_run's products in one-token passes (lfm2c.h) */
+    int type_k, type_v;                  /* KV cache types of new sessions (LFM2C_KV_*) */
+    lfm2c_decode_profile prof;           /* matmul_run's products in one-token passes (lfm2c.h) */
 };
 
 /* Validates m->type_k / type_v against the model (session.c). */

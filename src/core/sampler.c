@@ -11,18 +11,18 @@ struct lfm2c_sampler {
     lfm2c_sampler_params p;
     int n_vocab;
     uint64_t rng;
-    float *bias;          /* NULL = none */
-    float *work;          /* logits copy */
-    int *idx;             /* candidate ids */
-    float *prob;          /* candidate weights */
-    int *counts;          /* penalty counts per token */
+    float *bias; /* NULL = none */
+    float *work; /* logits copy */
+    int *idx;    /* candidate ids */
+    float *prob; /* candidate weights */
+    int *counts; /* penalty counts per token */
     lfm2c_logits_filter filter;
     void *filter_user;
 };
 
 lfm2c_sampler_params lfm2c_sampler_default_params(void) {
     lfm2c_sampler_params p = {0};
-    p.temperature = 0.1f;   /* Liquid's recommendation for the instruct models (spec 6.4) */
+    p.temperature = 0.1f; /* Liquid's recommendation for the instruct models (spec 6.4) */
     p.top_k = 50;
     p.top_p = 1.0f;
     p.min_p = 0.0f;
@@ -54,7 +54,10 @@ lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab) {
     s->idx = malloc(sizeof(int) * (size_t)n_vocab);
     s->prob = malloc(sizeof(float) * (size_t)n_vocab);
     s->counts = calloc((size_t)n_vocab, sizeof(int));
-    if (!s->work || !s->idx || !s->prob || !s->counts) { lfm2c_sampler_free(s); return NULL; }
+    if (!s->work || !s->idx || !s->prob || !s->counts) {
+        lfm2c_sampler_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -103,14 +106,12 @@ static void apply_penalties(lfm2c_sampler *s, float *l, const int32_t *hist, int
         if (t < 0 || t >= s->n_vocab || s->counts[t] == 0) continue;
         if (rep) l[t] = l[t] > 0 ? l[t] / p->repeat_penalty : l[t] * p->repeat_penalty;
         l[t] -= (float)s->counts[t] * p->frequency_penalty + p->presence_penalty;
-        s->counts[t] = 0;   /* each distinct token once */
+        s->counts[t] = 0; /* each distinct token once */
     }
 }
 
 /* a ranks below b: smaller logit, or equal logit and larger id */
-static inline bool worse(const float *l, int a, int b) {
-    return l[a] < l[b] || (l[a] == l[b] && a > b);
-}
+static inline bool worse(const float *l, int a, int b) { return l[a] < l[b] || (l[a] == l[b] && a > b); }
 
 static int cmp_desc(const void *a, const void *b, void *ctx) {
     const float *l = ctx;
@@ -132,7 +133,7 @@ static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist
     apply_penalties(s, l, hist, n_hist);
     if (s->filter) s->filter(s->filter_user, l, V);
 
-    if (p->temperature <= 0) {   /* greedy: ties go to the lower id */
+    if (p->temperature <= 0) { /* greedy: ties go to the lower id */
         int best = 0;
         for (int i = 1; i < V; i++)
             if (l[i] > l[best]) best = i;
@@ -163,7 +164,7 @@ static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist
                 }
                 h[pos] = i;
             } else {
-                pos = 0;   /* replace the root and sift down */
+                pos = 0; /* replace the root and sift down */
                 for (;;) {
                     int c = 2 * pos + 1;
                     if (c >= hn) break;
@@ -182,12 +183,18 @@ static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist
     float mx = l[s->idx[0]];
     double sum = 0;
     float *prob = s->prob;
-    for (int i = 0; i < n; i++) { prob[i] = expf(l[s->idx[i]] - mx); sum += prob[i]; }
+    for (int i = 0; i < n; i++) {
+        prob[i] = expf(l[s->idx[i]] - mx);
+        sum += prob[i];
+    }
     if (p->top_p < 1.0f) {
         double c = 0;
         for (int i = 0; i < n; i++) {
             c += prob[i] / sum;
-            if (c >= p->top_p) { n = i + 1; break; }
+            if (c >= p->top_p) {
+                n = i + 1;
+                break;
+            }
         }
     }
     if (p->min_p > 0) {
@@ -196,7 +203,10 @@ static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist
         n = m;
     }
     sum = 0;
-    for (int i = 0; i < n; i++) { prob[i] = expf((l[s->idx[i]] - mx) / p->temperature); sum += prob[i]; }
+    for (int i = 0; i < n; i++) {
+        prob[i] = expf((l[s->idx[i]] - mx) / p->temperature);
+        sum += prob[i];
+    }
     *sum_out = sum;
     return n;
 }
@@ -210,7 +220,10 @@ int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_
     int chosen = s->idx[n - 1];
     for (int i = 0; i < n; i++) {
         c += s->prob[i];
-        if (r < c) { chosen = s->idx[i]; break; }
+        if (r < c) {
+            chosen = s->idx[i];
+            break;
+        }
     }
     return chosen;
 }
@@ -229,7 +242,10 @@ int32_t sampler_draw(lfm2c_sampler *s, const float *weights) {
     double sum = 0;
     int last = -1;
     for (int i = 0; i < s->n_vocab; i++)
-        if (weights[i] > 0) { sum += weights[i]; last = i; }
+        if (weights[i] > 0) {
+            sum += weights[i];
+            last = i;
+        }
     if (last < 0) return -1;
     double r = next_uniform(&s->rng) * sum, c = 0;
     for (int i = 0; i < s->n_vocab; i++) {

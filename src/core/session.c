@@ -15,7 +15,10 @@
 enum { UBATCH = 512 }; /* tokens per forward call: bounds the scratch memory of long prompts */
 
 static int fail(lfm2c_error *err, int code, const char *msg) {
-    if (err) { err->code = code; snprintf(err->msg, sizeof err->msg, "%s", msg); }
+    if (err) {
+        err->code = code;
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+    }
     return -1;
 }
 
@@ -37,7 +40,8 @@ int kv_types_check(const lfm2c_model *m, lfm2c_error *err) {
             return -1;
         }
         if (types[i] == LFM2C_KV_Q8_0 && m->info.head_dim % 32) {
-            lfm2c_set_error(err, LFM2C_EINVAL, "a q8_0 KV cache needs a head dimension that is a multiple of 32 (this model's is %d)",
+            lfm2c_set_error(err, LFM2C_EINVAL,
+                            "a q8_0 KV cache needs a head dimension that is a multiple of 32 (this model's is %d)",
                             m->info.head_dim);
             return -1;
         }
@@ -48,17 +52,23 @@ int kv_types_check(const lfm2c_model *m, lfm2c_error *err) {
 size_t lfm2c_kv_cache_bytes(const lfm2c_model *m, int n_tokens) {
     const int hd = m->info.head_dim, nkv = m->info.n_head_kv_max;
     size_t blocks = ((size_t)(n_tokens > 0 ? n_tokens : 0) + KV_KB - 1) / KV_KB;
-    size_t per_layer = blocks * nkv * kv_k_head_block_bytes(m->type_k, hd) +
-                       blocks * KV_KB * kv_v_row_bytes(m->type_v, nkv * hd);
+    size_t per_layer =
+        blocks * nkv * kv_k_head_block_bytes(m->type_k, hd) + blocks * KV_KB * kv_v_row_bytes(m->type_v, nkv * hd);
     return per_layer * (size_t)m->n_attn;
 }
 
 lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
     if (n_ctx <= 0) n_ctx = in->n_ctx_train < 4096 ? in->n_ctx_train : 4096;
-    if (n_ctx > (1 << 22)) { fail(err, LFM2C_EINVAL, "context size too large"); return NULL; }
+    if (n_ctx > (1 << 22)) {
+        fail(err, LFM2C_EINVAL, "context size too large");
+        return NULL;
+    }
     lfm2c_session *s = calloc(1, sizeof *s);
-    if (!s) { fail(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!s) {
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     s->model = m;
     s->n_ctx = n_ctx;
     s->kv_dim = in->n_head_kv_max * in->head_dim;
@@ -73,7 +83,10 @@ lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
         fail(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
-    if (m->backend->session_init(s, err)) { lfm2c_session_free(s); return NULL; }
+    if (m->backend->session_init(s, err)) {
+        lfm2c_session_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -124,8 +137,8 @@ static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_erro
     if (s->n_past + n > s->n_ctx) {
         if (err) {
             err->code = LFM2C_ECONTEXT;
-            snprintf(err->msg, sizeof err->msg, "%d tokens do not fit in the context (%d used of %d)",
-                     n, s->n_past, s->n_ctx);
+            snprintf(err->msg, sizeof err->msg, "%d tokens do not fit in the context (%d used of %d)", n, s->n_past,
+                     s->n_ctx);
         }
         return -1;
     }
@@ -133,16 +146,16 @@ static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_erro
         if (tokens[i] < 0 || tokens[i] >= s->model->info.n_vocab) {
             if (err) {
                 err->code = LFM2C_EINVAL;
-                snprintf(err->msg, sizeof err->msg, "token id %d out of range (vocabulary of %d)",
-                         tokens[i], s->model->info.n_vocab);
+                snprintf(err->msg, sizeof err->msg, "token id %d out of range (vocabulary of %d)", tokens[i],
+                         s->model->info.n_vocab);
             }
             return -1;
         }
     return 0;
 }
 
-int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const int *n,
-                       const int *logits_mode, int n_items, lfm2c_error *err) {
+int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const int *n, const int *logits_mode,
+                       int n_items, lfm2c_error *err) {
     if (n_items <= 0) return 0;
     if (!ss || !tokens || !n || !logits_mode) return fail(err, LFM2C_EINVAL, "NULL array in a batch");
     for (int i = 0; i < n_items; i++) {
@@ -172,7 +185,11 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
         int nt = 0;
         while (nt < UBATCH && item < n_items) {
             lfm2c_session *s = ss[item];
-            if (off == n[item]) { item++; off = 0; continue; }
+            if (off == n[item]) {
+                item++;
+                off = 0;
+                continue;
+            }
             int row = -1;
             if (logits_mode[item] == LFM2C_LOGITS_ALL) row = off;
             else if (logits_mode[item] == LFM2C_LOGITS_LAST && off == n[item] - 1) row = 0;
@@ -212,16 +229,19 @@ void lfm2c_session_reset(lfm2c_session *s) {
 
 void lfm2c_session_checkpoint(lfm2c_session *s) {
     size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
-    conv_pull(s);   /* the current state may be the backend's */
+    conv_pull(s); /* the current state may be the backend's */
     for (int i = 0; i < s->n_ckpt; i++)
-        if (s->ckpt[i].pos == s->n_past) { memcpy(s->ckpt[i].conv, s->conv, bytes); return; }
-    if (s->n_ckpt == SESSION_MAX_CHECKPOINTS) {   /* drop the oldest */
+        if (s->ckpt[i].pos == s->n_past) {
+            memcpy(s->ckpt[i].conv, s->conv, bytes);
+            return;
+        }
+    if (s->n_ckpt == SESSION_MAX_CHECKPOINTS) { /* drop the oldest */
         free(s->ckpt[0].conv);
         memmove(s->ckpt, s->ckpt + 1, sizeof(conv_checkpoint) * (SESSION_MAX_CHECKPOINTS - 1));
         s->n_ckpt--;
     }
     float *c = malloc(bytes + 1);
-    if (!c) return;   /* a missing checkpoint only costs re-computation later */
+    if (!c) return; /* a missing checkpoint only costs re-computation later */
     memcpy(c, s->conv, bytes);
     s->ckpt[s->n_ckpt++] = (conv_checkpoint){s->n_past, c};
 }
@@ -231,7 +251,8 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     if (dst == src) return 0;
     if (dst->model != src->model) return fail(err, LFM2C_EINVAL, "the sessions belong to different models");
     if (!src->model->backend->kv_copy) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "copying a session is not supported on the %s backend", src->model->backend->name);
+        lfm2c_set_error(err, LFM2C_EINVAL, "copying a session is not supported on the %s backend",
+                        src->model->backend->name);
         return -1;
     }
     if (src->n_past > dst->n_ctx) return fail(err, LFM2C_EINVAL, "the sequence does not fit the destination's context");
@@ -251,7 +272,7 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     }
     dst->n_past = src->n_past;
     dst->n_rows = src->n_rows;
-    memcpy(dst->lora, src->lora, sizeof dst->lora);   /* the copy continues with the same weights */
+    memcpy(dst->lora, src->lora, sizeof dst->lora); /* the copy continues with the same weights */
     memcpy(dst->lora_scale, src->lora_scale, sizeof dst->lora_scale);
     dst->n_lora = src->n_lora;
     dst->trail_cap = 0;
@@ -259,7 +280,7 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     return 0;
 }
 
-static void drop_checkpoints_after(lfm2c_session *s, int n_keep) {   /* they describe dropped tokens */
+static void drop_checkpoints_after(lfm2c_session *s, int n_keep) { /* they describe dropped tokens */
     for (int i = 0; i < s->n_ckpt;)
         if (s->ckpt[i].pos > n_keep) {
             free(s->ckpt[i].conv);
@@ -273,7 +294,7 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
     if (n_keep == s->n_past) return 0;
-    if (n_keep < s->trail_pos) s->trail_cap = 0, s->trail_ok = false;   /* the trail's start is being dropped */
+    if (n_keep < s->trail_pos) s->trail_cap = 0, s->trail_ok = false; /* the trail's start is being dropped */
     /* the newest checkpoint at or before n_keep; later ones describe tokens being dropped */
     int best = -1;
     for (int i = 0; i < s->n_ckpt; i++)
@@ -309,16 +330,16 @@ static size_t conv_floats(const lfm2c_session *s) { return (size_t)s->model->n_c
 int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_ahead < 0) return fail(err, LFM2C_EINVAL, "bad number of positions to mark");
-    if (n_ahead > s->n_ctx - s->n_past) n_ahead = s->n_ctx - s->n_past;   /* no more can be fed */
+    if (n_ahead > s->n_ctx - s->n_past) n_ahead = s->n_ctx - s->n_past; /* no more can be fed */
     s->trail_cap = 0;
     s->trail_ok = false;
     if (!s->trail_conv && !(s->trail_conv = malloc(sizeof(float) * conv_floats(s) + 1)))
         return fail(err, LFM2C_ENOMEM, "out of memory for the conv trail");
-    conv_pull(s);   /* the current state may be the backend's */
+    conv_pull(s); /* the current state may be the backend's */
     memcpy(s->trail_conv, s->conv, sizeof(float) * conv_floats(s));
     s->trail_pos = s->n_past;
     s->trail_ok = true;
-    if (s->model->backend->conv_pull || n_ahead == 0) return 0;   /* the state is on a device: no columns */
+    if (s->model->backend->conv_pull || n_ahead == 0) return 0; /* the state is on a device: no columns */
     const int H = s->model->info.n_embd;
     if (n_ahead > s->trail_alloc) {
         float *t = realloc(s->trail, sizeof(float) * ((size_t)n_ahead * s->model->n_conv * H + 1));
@@ -334,7 +355,7 @@ int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
 static const float *trail_u(const lfm2c_session *s, int l, int p) {
     const int H = s->model->info.n_embd;
     if (p >= s->trail_pos) return s->trail + ((size_t)(p - s->trail_pos) * s->model->n_conv + l) * H;
-    return s->trail_conv + ((size_t)l * 2 + (p == s->trail_pos - 1)) * H;   /* [oldest, newest] */
+    return s->trail_conv + ((size_t)l * 2 + (p == s->trail_pos - 1)) * H; /* [oldest, newest] */
 }
 
 int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
@@ -343,7 +364,7 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (n_keep == s->n_past) return 0;
     bool exact = s->trail_cap > 0 && n_keep >= s->trail_pos && n_keep - s->trail_pos <= s->trail_cap;
     if (!exact && !(s->trail_ok && n_keep >= s->trail_pos)) return lfm2c_session_truncate(s, n_keep, err);
-    if (!exact) {   /* no columns for n_keep: the state at the mark, then the kept tokens after it */
+    if (!exact) { /* no columns for n_keep: the state at the mark, then the kept tokens after it */
         int from = s->trail_pos, n = n_keep - from;
         memcpy(s->conv, s->trail_conv, sizeof(float) * conv_floats(s));
         conv_push(s);
@@ -366,7 +387,7 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
         memcpy(st + H, trail_u(s, l, n_keep - 1), sizeof(float) * (size_t)H);
     }
     drop_checkpoints_after(s, n_keep);
-    s->n_past = n_keep;   /* KV entries past n_keep are rewritten before anything reads them */
+    s->n_past = n_keep; /* KV entries past n_keep are rewritten before anything reads them */
     s->n_rows = 0;
     return 0;
 }

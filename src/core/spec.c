@@ -16,31 +16,37 @@
 struct lfm2c_spec {
     lfm2c_spec_params p;
     lfm2c_model *target, *draft_model;
-    lfm2c_session *draft;         /* the draft model's session (NULL: prompt lookup) */
-    lfm2c_sampler *dsmp;          /* the draft model's sampler: the target's settings */
+    lfm2c_session *draft; /* the draft model's session (NULL: prompt lookup) */
+    lfm2c_sampler *dsmp;  /* the draft model's sampler: the target's settings */
     lfm2c_sampler_params dsmp_params;
     int V;
-    float *q;                     /* [draft_max][V]: the draft model's distribution per drafted token */
-    float *pv, *rv;               /* [V]: the target's distribution, the residual */
-    int32_t *feed;                /* [draft_max + 1]: last + the draft */
-    int32_t *dfeed;               /* [draft_max + 2]: what the draft session lacks + last */
-    int n_drafted;                /* k of the last lfm2c_spec_draft */
-    bool q_valid;                 /* q holds the drafted tokens' distributions (draft model) */
-    int cap;                      /* draft_max the buffers were made for */
-    uint64_t rng;                 /* force_accept */
+    float *q;       /* [draft_max][V]: the draft model's distribution per drafted token */
+    float *pv, *rv; /* [V]: the target's distribution, the residual */
+    int32_t *feed;  /* [draft_max + 1]: last + the draft */
+    int32_t *dfeed; /* [draft_max + 2]: what the draft session lacks + last */
+    int n_drafted;  /* k of the last lfm2c_spec_draft */
+    bool q_valid;   /* q holds the drafted tokens' distributions (draft model) */
+    int cap;        /* draft_max the buffers were made for */
+    uint64_t rng;   /* force_accept */
     lfm2c_spec_stats stats;
 };
 
 lfm2c_spec_params lfm2c_spec_default_params(void) {
-    return (lfm2c_spec_params){.draft_max = 16, .draft_min = 0, .draft_p_min = 0.75f, .lookup_min = 0,
-                               .lookup_max = 0, .force_accept = -1.0f, .seed = 0x5eed};
+    return (lfm2c_spec_params){.draft_max = 16,
+                               .draft_min = 0,
+                               .draft_p_min = 0.75f,
+                               .lookup_min = 0,
+                               .lookup_max = 0,
+                               .force_accept = -1.0f,
+                               .seed = 0x5eed};
 }
 
 /* The draft model's tokens must mean what the target's mean: same count, same bytes. */
 static int vocab_check(const lfm2c_model *t, const lfm2c_model *d, lfm2c_error *err) {
     int nt = lfm2c_vocab_size(t), nd = lfm2c_vocab_size(d);
     if (nt != nd) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "the draft model's vocabulary (%d tokens) is not the target's (%d tokens)", nd, nt);
+        lfm2c_set_error(err, LFM2C_EINVAL, "the draft model's vocabulary (%d tokens) is not the target's (%d tokens)",
+                        nd, nt);
         return -1;
     }
     char a[512], b[512];
@@ -81,11 +87,17 @@ static int params_check(const lfm2c_spec_params *p, bool lookup, lfm2c_error *er
 
 lfm2c_spec *lfm2c_spec_new(lfm2c_model *target, lfm2c_model *draft, int n_ctx, const lfm2c_spec_params *p,
                            lfm2c_error *err) {
-    if (!target || !p) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL model or parameters"); return NULL; }
+    if (!target || !p) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "NULL model or parameters");
+        return NULL;
+    }
     if (params_check(p, !draft, err)) return NULL;
     if (draft && vocab_check(target, draft, err)) return NULL;
     lfm2c_spec *sp = calloc(1, sizeof *sp);
-    if (!sp) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!sp) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     sp->p = *p;
     sp->cap = p->draft_max;
     sp->target = target;
@@ -103,7 +115,10 @@ lfm2c_spec *lfm2c_spec_new(lfm2c_model *target, lfm2c_model *draft, int n_ctx, c
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
-    if (draft && !(sp->draft = lfm2c_session_new(draft, n_ctx, err))) { lfm2c_spec_free(sp); return NULL; }
+    if (draft && !(sp->draft = lfm2c_session_new(draft, n_ctx, err))) {
+        lfm2c_spec_free(sp);
+        return NULL;
+    }
     return sp;
 }
 
@@ -120,7 +135,10 @@ void lfm2c_spec_free(lfm2c_spec *sp) {
 }
 
 int lfm2c_spec_set_params(lfm2c_spec *sp, const lfm2c_spec_params *p, lfm2c_error *err) {
-    if (!sp || !p) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL argument"); return -1; }
+    if (!sp || !p) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "NULL argument");
+        return -1;
+    }
     if (params_check(p, !sp->draft, err)) return -1;
     if (p->draft_max > sp->cap) {
         lfm2c_set_error(err, LFM2C_EINVAL, "draft-max %d is above the speculator's %d", p->draft_max, sp->cap);
@@ -132,9 +150,7 @@ int lfm2c_spec_set_params(lfm2c_spec *sp, const lfm2c_spec_params *p, lfm2c_erro
 
 const lfm2c_spec_params *lfm2c_spec_get_params(const lfm2c_spec *sp) { return &sp->p; }
 
-lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp) {
-    return sp ? sp->stats : (lfm2c_spec_stats){0};
-}
+lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp) { return sp ? sp->stats : (lfm2c_spec_stats){0}; }
 
 /* splitmix64 for force_accept */
 static double uniform(uint64_t *state) {
@@ -148,7 +164,9 @@ static double uniform(uint64_t *state) {
 /* ---- prompt lookup ------------------------------------------------------------------------ */
 
 /* token i of the context: the session's history, then last */
-static inline int32_t ctx_at(const lfm2c_session *s, int32_t last, int i) { return i < s->n_past ? s->tokens[i] : last; }
+static inline int32_t ctx_at(const lfm2c_session *s, int32_t last, int i) {
+    return i < s->n_past ? s->tokens[i] : last;
+}
 
 /* The continuation of the most recent earlier occurrence of the context's last g tokens, for
  * g from lookup_max down to lookup_min; at most max tokens. */
@@ -161,7 +179,10 @@ static int draft_lookup(const lfm2c_spec *sp, const lfm2c_session *s, int32_t la
             while (i < g && ctx_at(s, last, j + i) == ctx_at(s, last, n - g + i)) i++;
             if (i < g) continue;
             int k = 0;
-            while (k < max && j + g + k < n) { d[k] = ctx_at(s, last, j + g + k); k++; }
+            while (k < max && j + g + k < n) {
+                d[k] = ctx_at(s, last, j + g + k);
+                k++;
+            }
             return k;
         }
     }
@@ -214,7 +235,7 @@ static int draft_prepare(lfm2c_spec *sp, const lfm2c_session *s, int32_t last, i
     int keep = 0, lim = ds->n_past < n ? ds->n_past : n;
     while (keep < lim && ds->tokens[keep] == s->tokens[keep]) keep++;
     if (keep < ds->n_past && lfm2c_session_rollback(ds, keep, err)) return -1;
-    if (n - keep > sp->p.draft_max + 1) {   /* a checkpoint after it keeps the next sync cheap */
+    if (n - keep > sp->p.draft_max + 1) { /* a checkpoint after it keeps the next sync cheap */
         if (lfm2c_session_decode(ds, s->tokens + keep, n - keep, LFM2C_LOGITS_NONE, err)) return -1;
         lfm2c_session_checkpoint(ds);
         keep = n;
@@ -265,7 +286,10 @@ static int draft_models(draft_job *jobs, int n, lfm2c_error *err) {
     const int32_t **toks = calloc((size_t)n, sizeof *toks);
     int *ns = calloc((size_t)n, sizeof *ns), *modes = calloc((size_t)n, sizeof *modes);
     int rc = -1;
-    if (!ss || !toks || !ns || !modes) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); goto done; }
+    if (!ss || !toks || !ns || !modes) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        goto done;
+    }
     for (int i = 0; i < n; i++) {
         draft_job *j = &jobs[i];
         if (draft_sampler(j->sp, j->smp, err) || draft_prepare(j->sp, j->s, j->last, &ns[i], err)) goto done;
@@ -299,11 +323,20 @@ done:
 
 /* ---- the loop ----------------------------------------------------------------------------- */
 
-static int draft_check(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, const int32_t *draft, int max,
-                       lfm2c_error *err) {
-    if (!sp || !s || !smp || (!draft && max > 0)) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL argument"); return -1; }
-    if (s->model != sp->target) { lfm2c_set_error(err, LFM2C_EINVAL, "the session is not of the speculator's target model"); return -1; }
-    if (last < 0 || last >= sp->V) { lfm2c_set_error(err, LFM2C_EINVAL, "token id %d out of range", last); return -1; }
+static int draft_check(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, const int32_t *draft,
+                       int max, lfm2c_error *err) {
+    if (!sp || !s || !smp || (!draft && max > 0)) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "NULL argument");
+        return -1;
+    }
+    if (s->model != sp->target) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "the session is not of the speculator's target model");
+        return -1;
+    }
+    if (last < 0 || last >= sp->V) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "token id %d out of range", last);
+        return -1;
+    }
     return 0;
 }
 
@@ -316,27 +349,39 @@ static int draft_done(lfm2c_spec *sp, lfm2c_session *s, int k, lfm2c_error *err)
 }
 
 int lfm2c_spec_draft_batch(lfm2c_spec *const *sps, lfm2c_session *const *ss, lfm2c_sampler *const *smps,
-                           const int32_t *last, int32_t *const *drafts, const int *max, int *k, int n, lfm2c_error *err) {
+                           const int32_t *last, int32_t *const *drafts, const int *max, int *k, int n,
+                           lfm2c_error *err) {
     if (n <= 0) return 0;
-    if (!sps || !ss || !smps || !last || !drafts || !max || !k) { lfm2c_set_error(err, LFM2C_EINVAL, "NULL array"); return -1; }
+    if (!sps || !ss || !smps || !last || !drafts || !max || !k) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "NULL array");
+        return -1;
+    }
     draft_job *jobs = calloc((size_t)n, sizeof *jobs);
-    if (!jobs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    if (!jobs) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return -1;
+    }
     int nj = 0, rc = 0;
     lfm2c_model *dm = NULL;
     for (int i = 0; i < n && !rc; i++) {
         lfm2c_spec *sp = sps[i];
         k[i] = 0;
-        if (draft_check(sp, ss[i], smps[i], last[i], drafts[i], max[i], err)) { rc = -1; break; }
+        if (draft_check(sp, ss[i], smps[i], last[i], drafts[i], max[i], err)) {
+            rc = -1;
+            break;
+        }
         for (int j = 0; j < i && !rc; j++)
-            if (sps[j] == sp || ss[j] == ss[i]) { lfm2c_set_error(err, LFM2C_EINVAL, "a speculator or session twice in one batch"); rc = -1; }
+            if (sps[j] == sp || ss[j] == ss[i]) {
+                lfm2c_set_error(err, LFM2C_EINVAL, "a speculator or session twice in one batch");
+                rc = -1;
+            }
         if (rc) break;
         int m = max[i] < sp->p.draft_max ? max[i] : sp->p.draft_max;
-        if (m > ss[i]->n_ctx - ss[i]->n_past - 1) m = ss[i]->n_ctx - ss[i]->n_past - 1;   /* last + the draft must fit */
+        if (m > ss[i]->n_ctx - ss[i]->n_past - 1) m = ss[i]->n_ctx - ss[i]->n_past - 1; /* last + the draft must fit */
         sp->q_valid = sp->draft != NULL;
         if (m <= 0) continue;
         if (!sp->draft) k[i] = draft_lookup_forced(sp, ss[i], last[i], drafts[i], m);
-        else if (!dm || sp->draft_model == dm) {   /* one draft model per batch; others alone */
-            dm = sp->draft_model;
+        else if (!dm || sp->draft_model == dm) { /* one draft model per batch; others alone */ dm = sp->draft_model;
             jobs[nj++] = (draft_job){.sp = sp, .s = ss[i], .smp = smps[i], .last = last[i], .d = drafts[i], .max = m};
         } else {
             draft_job one = {.sp = sp, .s = ss[i], .smp = smps[i], .last = last[i], .d = drafts[i], .max = m};
@@ -366,45 +411,51 @@ int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32
  * rejected with the replacement written to *repl (0), or -1 when no token can be sampled. */
 static int verify_one(lfm2c_spec *sp, lfm2c_sampler *smp, const float *row, const int32_t *hist, int n_hist, int32_t d,
                       const float *q, int32_t *repl) {
-    if (sp->p.force_accept >= 0) {   /* benchmarks: a chosen acceptance rate */
+    if (sp->p.force_accept >= 0) { /* benchmarks: a chosen acceptance rate */
         if (uniform(&sp->rng) < sp->p.force_accept) return 1;
         *repl = lfm2c_sampler_sample(smp, row, hist, n_hist);
         return *repl < 0 ? -1 : 0;
     }
     float *p = sp->pv;
     if (sampler_probs(smp, row, hist, n_hist, p)) return -1;
-    if (sampler_params(smp)->temperature <= 0) {   /* p is 1 at the greedy pick */
+    if (sampler_params(smp)->temperature <= 0) { /* p is 1 at the greedy pick */
         if (p[d] > 0) return 1;
         for (int i = 0; i < sp->V; i++)
-            if (p[i] > 0) { *repl = i; break; }
+            if (p[i] > 0) {
+                *repl = i;
+                break;
+            }
         return 0;
     }
     float qd = q ? q[d] : 1.0f;
-    if (qd > 0 && sampler_uniform(smp) * qd < p[d]) return 1;   /* u < p/q: accepted */
+    if (qd > 0 && sampler_uniform(smp) * qd < p[d]) return 1; /* u < p/q: accepted */
     float *r = sp->rv;
     for (int i = 0; i < sp->V; i++) {
         float x = p[i] - (q ? q[i] : (i == d));
         r[i] = x > 0 ? x : 0;
     }
     *repl = sampler_draw(smp, r);
-    if (*repl < 0) *repl = sampler_draw(smp, p);   /* p == q up to rounding: any draw from p */
+    if (*repl < 0) *repl = sampler_draw(smp, p); /* p == q up to rounding: any draw from p */
     return *repl < 0 ? -1 : 0;
 }
 
-int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k,
-                      int32_t *out, lfm2c_error *err) {
-    if (!sp || !s || !smp || !out || k < 0 || (k && !draft)) { lfm2c_set_error(err, LFM2C_EINVAL, "bad argument"); return -1; }
+int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, const int32_t *draft, int k, int32_t *out,
+                      lfm2c_error *err) {
+    if (!sp || !s || !smp || !out || k < 0 || (k && !draft)) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "bad argument");
+        return -1;
+    }
     if (s->n_rows != k + 1 || s->n_past < k + 1) {
         lfm2c_set_error(err, LFM2C_EINVAL, "the session's last decode did not verify a draft of %d tokens", k);
         return -1;
     }
-    const int base = s->n_past - (k + 1);   /* where last went */
+    const int base = s->n_past - (k + 1); /* where last went */
     const bool use_q = sp->q_valid && sp->n_drafted == k;
     int n = 0, acc = 0;
     for (int i = 0; i <= k; i++) {
         const float *row = lfm2c_session_logits(s, i);
         int n_hist = base + 1 + i;
-        if (i == k) {   /* every drafted token accepted: one more from the target */
+        if (i == k) { /* every drafted token accepted: one more from the target */
             int32_t t = lfm2c_sampler_sample(smp, row, s->tokens, n_hist);
             if (t < 0) goto none;
             out[n++] = t;
@@ -413,13 +464,21 @@ int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, cons
         int32_t repl = -1;
         int v = verify_one(sp, smp, row, s->tokens, n_hist, draft[i], use_q ? sp->q + (size_t)i * sp->V : NULL, &repl);
         if (v < 0) goto none;
-        if (v == 0) { out[n++] = repl; break; }
+        if (v == 0) {
+            out[n++] = repl;
+            break;
+        }
         out[n++] = draft[i];
         acc++;
     }
-    if (k) { sp->stats.steps++; sp->stats.drafted += k; sp->stats.accepted += acc; }
+    if (k) {
+        sp->stats.steps++;
+        sp->stats.drafted += k;
+        sp->stats.accepted += acc;
+    }
     if (lfm2c_session_rollback(s, base + 1 + acc, err)) return -1;
-    if (sp->draft && sp->draft->n_past > base + 1 + acc && lfm2c_session_rollback(sp->draft, base + 1 + acc, err)) return -1;
+    if (sp->draft && sp->draft->n_past > base + 1 + acc && lfm2c_session_rollback(sp->draft, base + 1 + acc, err))
+        return -1;
     return n;
 none:
     lfm2c_set_error(err, LFM2C_EINVAL, "no token can be sampled (every logit is -inf)");
@@ -428,7 +487,10 @@ none:
 
 int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *out, int max_out,
                     lfm2c_error *err) {
-    if (!sp || !s || !out || max_out < 1) { lfm2c_set_error(err, LFM2C_EINVAL, "bad argument"); return -1; }
+    if (!sp || !s || !out || max_out < 1) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "bad argument");
+        return -1;
+    }
     if (s->n_past >= s->n_ctx) {
         lfm2c_set_error(err, LFM2C_ECONTEXT, "the context of %d tokens is full", s->n_ctx);
         return -1;

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int32_t *lfm2c_tokenize(const lfm2c_model *m, const char *text, size_t len, bool add_bos,
-                        bool parse_special, int *n_out, lfm2c_error *err) {
+int32_t *lfm2c_tokenize(const lfm2c_model *m, const char *text, size_t len, bool add_bos, bool parse_special,
+                        int *n_out, lfm2c_error *err) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
     if (!t) {
         *n_out = 0;
@@ -54,7 +54,8 @@ int32_t *lfm2c_tokenize_prompt(const lfm2c_model *m, const char *text, size_t le
                                lfm2c_error *err) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
     if (!t) return lfm2c_tokenize(m, text, len, add_bos, true, n_out, err);
-    if (!memmem(text, len, LFM2C_GUARD_MARK, MARK_LEN)) return tokenizer_encode(t, text, len, add_bos, true, n_out, err);
+    if (!memmem(text, len, LFM2C_GUARD_MARK, MARK_LEN))
+        return tokenizer_encode(t, text, len, add_bos, true, n_out, err);
     char *plain = malloc(len + 1);
     uint8_t *no_special = calloc(len + 1, 1);
     int32_t *ids = NULL;

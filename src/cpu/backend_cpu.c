@@ -27,10 +27,10 @@
 
 enum { PACK_MAX = 1024 };
 typedef struct pack_job {
-    tensor *t[PACK_MAX];                /* packed into x16_type(t->type) */
-    int64_t first[PACK_MAX + 1];        /* first group of each tensor; first[n] = all groups */
+    tensor *t[PACK_MAX];         /* packed into x16_type(t->type) */
+    int64_t first[PACK_MAX + 1]; /* first group of each tensor; first[n] = all groups */
     int n;
-    size_t max_group;                   /* bytes of the largest group */
+    size_t max_group; /* bytes of the largest group */
     atomic_int failed;
 } pack_job;
 
@@ -39,7 +39,10 @@ static void pack_worker(void *arg, int ith, int nth) {
     pack_job *j = arg;
     const int64_t g0 = j->first[j->n] * ith / nth, g1 = j->first[j->n] * (ith + 1) / nth;
     uint8_t *tmp = g0 < g1 ? malloc(j->max_group) : NULL;
-    if (g0 < g1 && !tmp) { atomic_store(&j->failed, 1); return; }
+    if (g0 < g1 && !tmp) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
     for (int i = 0; i < j->n; i++) {
         const tensor *t = j->t[i];
         const size_t gb = X16_ROWS * t->row_bytes;
@@ -55,7 +58,7 @@ static void pack_worker(void *arg, int ith, int nth) {
 static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
     if (!t->data || j->n == PACK_MAX) return;
     const uint32_t to = m->kern->packed_type(t->type, t->ne[1]);
-    if (to == t->type || to != x16_type(t->type)) return;   /* X16 is the one layout we pack */
+    if (to == t->type || to != x16_type(t->type)) return; /* X16 is the one layout we pack */
     j->t[j->n] = t;
     j->first[j->n + 1] = j->first[j->n] + t->ne[1] * t->ne[2] / X16_ROWS;
     if (X16_ROWS * t->row_bytes > j->max_group) j->max_group = X16_ROWS * t->row_bytes;
@@ -66,24 +69,27 @@ static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
 static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
     if (!m->kern->packed_type || !m->gguf->copied) return 0;
     pack_job *j = calloc(1, sizeof *j);
-    if (!j) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    if (!j) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return -1;
+    }
     pack_add(j, m, &m->output);
     for (int l = 0; l < m->info.n_layer; l++) {
         layer *L = &m->layers[l];
-        tensor *ts[] = {&L->conv_in, &L->conv_out, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate, &L->ffn_up,
-                        &L->ffn_down, &L->gate_exps, &L->up_exps, &L->down_exps};
+        tensor *ts[] = {&L->conv_in,  &L->conv_out, &L->wq,       &L->wk,        &L->wv,      &L->wo,
+                        &L->ffn_gate, &L->ffn_up,   &L->ffn_down, &L->gate_exps, &L->up_exps, &L->down_exps};
         for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) pack_add(j, m, ts[i]);
     }
     int rc = 0;
     if (j->n && gguf_set_writable(m->gguf, true) == 0) {
         threadpool_run(m->pool, pack_worker, j);
         gguf_set_writable(m->gguf, false);
-        if (atomic_load(&j->failed)) {   /* some groups may be packed already: the model is unusable */
+        if (atomic_load(&j->failed)) { /* some groups may be packed already: the model is unusable */
             lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory while arranging the weights");
             rc = -1;
         } else {
             for (int i = 0; i < j->n; i++) j->t[i]->type = x16_type(j->t[i]->type);
-            if (m->tok_embd.data == m->output.data) m->tok_embd.type = m->output.type;   /* tied: one matrix */
+            if (m->tok_embd.data == m->output.data) m->tok_embd.type = m->output.type; /* tied: one matrix */
             m->info.weights_packed = j->n;
         }
     }
@@ -108,7 +114,7 @@ static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
         return -1;
     }
     if (pack_weights(m, err) == 0) return 0;
-    cpu_model_free(m);   /* a failed init leaves nothing to free (backend.h) */
+    cpu_model_free(m); /* a failed init leaves nothing to free (backend.h) */
     return -1;
 }
 
@@ -137,7 +143,10 @@ static bool kv_mapped(size_t bytes) {
 static void kv_array_free(uint8_t *p, size_t cap) {
     if (!p) return;
 #if defined(__linux__)
-    if (kv_mapped(cap)) { munmap(p, (cap + KV_PAGE - 1) / KV_PAGE * KV_PAGE); return; }
+    if (kv_mapped(cap)) {
+        munmap(p, (cap + KV_PAGE - 1) / KV_PAGE * KV_PAGE);
+        return;
+    }
 #endif
     free(p);
 }
@@ -151,9 +160,9 @@ static uint8_t *kv_array_grow(uint8_t *p, size_t cap, size_t keep, size_t n) {
     const size_t len = (n + KV_PAGE - 1) / KV_PAGE * KV_PAGE;
     uint8_t *m = mmap(NULL, len + KV_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return NULL;
-    uint8_t *a = (uint8_t *)(((uintptr_t)m + KV_PAGE - 1) / KV_PAGE * KV_PAGE);   /* 2 MB aligned */
+    uint8_t *a = (uint8_t *)(((uintptr_t)m + KV_PAGE - 1) / KV_PAGE * KV_PAGE); /* 2 MB aligned */
     if (a > m) munmap(m, (size_t)(a - m));
-    munmap(a + len, (size_t)(m + KV_PAGE - a));   /* the tail past the aligned len (a < m + KV_PAGE) */
+    munmap(a + len, (size_t)(m + KV_PAGE - a)); /* the tail past the aligned len (a < m + KV_PAGE) */
     madvise(a, len, MADV_HUGEPAGE);
     if (p) {
         memcpy(a, p, keep < cap ? keep : cap);
@@ -170,11 +179,17 @@ static int cpu_session_init(lfm2c_session *s, lfm2c_error *err) {
     const int n = s->model->n_attn;
     cpu_session *cs = calloc(1, sizeof *cs);
     s->backend_state = cs;
-    if (!cs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    if (!cs) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return -1;
+    }
     cs->k = calloc((size_t)n + 1, sizeof(uint8_t *));
     cs->v = calloc((size_t)n + 1, sizeof(uint8_t *));
     cs->cap = calloc(2 * (size_t)n + 1, sizeof(size_t));
-    if (!cs->k || !cs->v || !cs->cap) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+    if (!cs->k || !cs->v || !cs->cap) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -193,7 +208,7 @@ static void cpu_session_free(lfm2c_session *s) {
 }
 
 static int cpu_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
-    const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB;   /* whole K blocks; V rows to match */
+    const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB; /* whole K blocks; V rows to match */
     const size_t n[2] = {blocks * s->k_block, blocks * KV_KB * s->v_row};
     const size_t used[2] = {((size_t)s->n_past + KV_KB - 1) / KV_KB * s->k_block, (size_t)s->n_past * s->v_row};
     cpu_session *cs = cpu_session_of(s);
@@ -204,7 +219,10 @@ static int cpu_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
             size_t *have = &c[2 * i + kv];
             if (n[kv] <= *have) continue;
             uint8_t *p = kv_array_grow(*a, *have, used[kv], n[kv]);
-            if (!p) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the KV cache"); return -1; }
+            if (!p) {
+                lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the KV cache");
+                return -1;
+            }
             *a = p;
             *have = n[kv];
         }

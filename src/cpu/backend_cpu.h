@@ -14,17 +14,17 @@
 
 /* Per model. */
 typedef struct cpu_model {
-    struct scratch *scratch;   /* reused buffers of the forward pass (scratch.h) */
-    bool prof_pass;            /* forward_cpu: the pass is one token (decode): matmul_run times
+    struct scratch *scratch; /* reused buffers of the forward pass (scratch.h) */
+    bool prof_pass;          /* forward_cpu: the pass is one token (decode): matmul_run times
                                   its products into m->prof */
-    bool lora_pass;            /* forward_cpu: some token of the pass has adapters (lora.h) */
+    bool lora_pass;          /* forward_cpu: some token of the pass has adapters (lora.h) */
 } cpu_model;
 
 /* Per session: the KV cache in host memory, one pair of arrays per attention layer, in the
  * layouts of kernels.h (s->k_block, s->v_row). */
 typedef struct cpu_session {
     uint8_t **k, **v;
-    size_t *cap;               /* bytes of each array: k then v, per attention layer */
+    size_t *cap; /* bytes of each array: k then v, per attention layer */
 } cpu_session;
 
 static inline cpu_model *cpu_model_of(const lfm2c_model *m) { return (cpu_model *)m->backend_state; }

@@ -51,8 +51,27 @@
  * every block uses it (conv in/out, wo, ffn_down, the router, the output head), never while the
  * block still reads what it put in S_ACT0 itself. An "act row" is one row of the widest input in
  * the widest 8-bit activation format. */
-enum { S_X, S_A, S_OUT, S_BIG, S_BIG2, S_HID, S_ROUTER, S_MOE_G, S_MOE_U, S_MOE_D, S_ATT,
-       S_ROPE, S_LOGITS, S_ACT0, S_ACT1, S_ACT2, S_TASKS, S_INTS, S_NSLOTS };
+enum {
+    S_X,
+    S_A,
+    S_OUT,
+    S_BIG,
+    S_BIG2,
+    S_HID,
+    S_ROUTER,
+    S_MOE_G,
+    S_MOE_U,
+    S_MOE_D,
+    S_ATT,
+    S_ROPE,
+    S_LOGITS,
+    S_ACT0,
+    S_ACT1,
+    S_ACT2,
+    S_TASKS,
+    S_INTS,
+    S_NSLOTS
+};
 
 scratch *forward_scratch_new(void) { return scratch_new(S_NSLOTS); }
 
@@ -60,7 +79,7 @@ static void *slot(lfm2c_model *m, int i, size_t bytes) { return scratch_get(cpu_
 
 /* ---- matrix products ---------------------------------------------------------------------- */
 
-enum { ACT_IN = S_ACT0 };   /* matmul(): its input in the weight's activation format */
+enum { ACT_IN = S_ACT0 }; /* matmul(): its input in the weight's activation format */
 
 /* y[T][rows] = W · x for one weight (convenience for a single product), plus the LoRA updates of
  * the tokens' sequences (toks: row t is token t; NULL for products no adapter touches). */
@@ -100,7 +119,11 @@ static void rope_neox(float *x, const float *cs, int d) {
  * elements of about `cost` operations each); small jobs (decode) run inline. Every element is
  * computed by the same code whichever thread takes it, so no bit depends on the split. */
 typedef void (*range_fn)(void *arg, size_t i0, size_t i1);
-typedef struct range_job { range_fn fn; void *arg; size_t n; } range_job;
+typedef struct range_job {
+    range_fn fn;
+    void *arg;
+    size_t n;
+} range_job;
 
 static void range_worker(void *p, int ith, int nth) {
     const range_job *j = p;
@@ -120,16 +143,17 @@ static void par_range(lfm2c_model *m, size_t n, size_t cost, range_fn fn, void *
 /* ---- gated short-conv block (spec 2.3) ------------------------------------------------------ */
 
 typedef struct conv_job {
-    const fwd_token *toks; int T, H, layer_index, n_conv;
-    const float *z;      /* [T][3H]: B | C | X */
-    const float *w;      /* [H][3] taps: oldest, previous, current */
-    float *o;            /* [T][H] */
+    const fwd_token *toks;
+    int T, H, layer_index, n_conv;
+    const float *z; /* [T][3H]: B | C | X */
+    const float *w; /* [H][3] taps: oldest, previous, current */
+    float *o;       /* [T][H] */
 } conv_job;
 
 static void conv_worker(void *arg, int ith, int nth) {
     const conv_job *j = arg;
     int c0 = j->H * ith / nth, c1 = j->H * (ith + 1) / nth;
-    for (int t = 0; t < j->T; t++) {   /* in order: each token updates its sequence's state */
+    for (int t = 0; t < j->T; t++) { /* in order: each token updates its sequence's state */
         float *state = j->toks[t].seq->conv + (size_t)j->layer_index * 2 * j->H;
         const float *B = j->z + (size_t)t * 3 * j->H, *C = B + j->H, *X = C + j->H;
         /* a session keeping a conv trail (session.h) records u for rollback */
@@ -148,7 +172,7 @@ static void conv_worker(void *arg, int ith, int nth) {
     }
 }
 
-enum { CONV_Z = S_BIG, CONV_O = S_HID };   /* in_proj output B | C | X; the gated conv output */
+enum { CONV_Z = S_BIG, CONV_O = S_HID }; /* in_proj output B | C | X; the gated conv output */
 
 static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, int T, const float *a, float *out) {
     const int H = m->info.n_embd;
@@ -156,7 +180,7 @@ static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, in
     float *o = slot(m, CONV_O, sizeof(float) * (size_t)T * H);
     matmul(m, toks, &L->conv_in, a, T, z);
     conv_job j = {toks, T, H, L->conv_index, m->n_conv, z, (const float *)L->conv_w.data, o};
-    if ((int64_t)T * H < INLINE_WORK / 2) conv_worker(&j, 0, 1);   /* decode: a few µs at most */
+    if ((int64_t)T * H < INLINE_WORK / 2) conv_worker(&j, 0, 1); /* decode: a few µs at most */
     else threadpool_run(m->pool, conv_worker, &j);
     matmul(m, toks, &L->conv_out, o, T, out);
 }
@@ -168,12 +192,14 @@ static void conv_block(lfm2c_model *m, const layer *L, const fwd_token *toks, in
  * ATTN_MAX_Q queries that read the same K / V blocks. The kernel contract makes each query's
  * result independent of the others in its call: how tokens are grouped changes no bit. */
 typedef struct attn_job {
-    const lfm2c_model *m; const layer *L; const fwd_token *toks;
-    const float *q;    /* [T][nh*hd], normed, rotated and scaled by 1/sqrt(hd) */
-    float *o;          /* [T][nh*hd] */
-    const int *runs;   /* run r = tokens runs[r] .. runs[r+1]-1 */
+    const lfm2c_model *m;
+    const layer *L;
+    const fwd_token *toks;
+    const float *q;  /* [T][nh*hd], normed, rotated and scaled by 1/sqrt(hd) */
+    float *o;        /* [T][nh*hd] */
+    const int *runs; /* run r = tokens runs[r] .. runs[r+1]-1 */
     int n_runs, n_chunks, per_chunk;
-    atomic_int next;   /* next item to claim */
+    atomic_int next; /* next item to claim */
 } attn_job;
 
 static void attn_item(const attn_job *j, int it) {
@@ -183,13 +209,23 @@ static void attn_item(const attn_job *j, int it) {
     const int h0 = g * group + ch * j->per_chunk;
     const int h1 = h0 + j->per_chunk < (g + 1) * group ? h0 + j->per_chunk : (g + 1) * group;
     const struct lfm2c_session *s = j->toks[j->runs[r]].seq;
-    attn_call c = {s->type_k, s->type_v, hd, j->m->info.n_head_kv_max, g, cpu_session_of(s)->k[j->L->attn_index],
-                   cpu_session_of(s)->v[j->L->attn_index], s->v_row, 0, {0}, {0}, {0}};
+    attn_call c = {s->type_k,
+                   s->type_v,
+                   hd,
+                   j->m->info.n_head_kv_max,
+                   g,
+                   cpu_session_of(s)->k[j->L->attn_index],
+                   cpu_session_of(s)->v[j->L->attn_index],
+                   s->v_row,
+                   0,
+                   {0},
+                   {0},
+                   {0}};
     for (int t = j->runs[r]; t < j->runs[r + 1]; t++)
         for (int h = h0; h < h1; h++) {
             c.q[c.nq] = j->q + (size_t)t * nh * hd + (size_t)h * hd;
             c.out[c.nq] = j->o + (size_t)t * nh * hd + (size_t)h * hd;
-            c.n[c.nq++] = j->toks[t].pos + 1;   /* causal: positions 0..pos */
+            c.n[c.nq++] = j->toks[t].pos + 1; /* causal: positions 0..pos */
         }
     j->m->kern->attention(&c);
 }
@@ -206,8 +242,12 @@ static void attn_worker(void *arg, int ith, int nth) {
 /* Tokens [t0, t1) of q, k, v: per-head RMSNorm, RoPE (q also scaled by 1/sqrt(hd)), and k / v
  * stored at the token's position in its sequence's cache (each token its own cache cells). */
 typedef struct qk_job {
-    const lfm2c_model *m; const layer *L; const fwd_token *toks;
-    float *q, *k; const float *v; const float *rope;
+    const lfm2c_model *m;
+    const layer *L;
+    const fwd_token *toks;
+    float *q, *k;
+    const float *v;
+    const float *rope;
 } qk_job;
 
 static void qk_tokens(void *arg, size_t t0, size_t t1) {
@@ -230,18 +270,27 @@ static void qk_tokens(void *arg, size_t t0, size_t t1) {
             rmsnorm(x, x, kn, hd, eps);
             rope_neox(x, cs, hd);
         }
-        kv_store_k(s->type_k, hd, in->n_head_kv_max, nkv, cpu_session_of(s)->k[j->L->attn_index], j->toks[t].pos, j->k + t * kv_dim);
-        kv_store_v(s->type_v, kv_dim, cpu_session_of(s)->v[j->L->attn_index], s->v_row, j->toks[t].pos, j->v + t * kv_dim);
+        kv_store_k(s->type_k, hd, in->n_head_kv_max, nkv, cpu_session_of(s)->k[j->L->attn_index], j->toks[t].pos,
+                   j->k + t * kv_dim);
+        kv_store_v(s->type_v, kv_dim, cpu_session_of(s)->v[j->L->attn_index], s->v_row, j->toks[t].pos,
+                   j->v + t * kv_dim);
     }
 }
 
 /* scratch: q; k then v; the input for wq / wk / wv when their formats differ; the runs; the
  * attention output (input of wo) */
-enum { ATTN_Q = S_BIG, ATTN_KV = S_BIG2, ATTN_ACT_Q = S_ACT0, ATTN_ACT_K = S_ACT1, ATTN_ACT_V = S_ACT2,
-       ATTN_RUNS = S_ATT, ATTN_O = S_HID };
+enum {
+    ATTN_Q = S_BIG,
+    ATTN_KV = S_BIG2,
+    ATTN_ACT_Q = S_ACT0,
+    ATTN_ACT_K = S_ACT1,
+    ATTN_ACT_V = S_ACT2,
+    ATTN_RUNS = S_ATT,
+    ATTN_O = S_HID
+};
 
-static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *toks, int T,
-                            const float *a, const float *rope, float *out) {
+static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *toks, int T, const float *a,
+                            const float *rope, float *out) {
     const int nh = m->info.n_head, hd = m->info.head_dim, nkv = L->n_head_kv;
     const int nq = nh * hd, kv_dim = nkv * hd;
     float *q = slot(m, ATTN_Q, sizeof(float) * (size_t)T * nq);
@@ -250,11 +299,13 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
 
     /* q, k, v in one parallel job; they share the input (but maybe not its format) */
     act_buf aq = prepare_act(m, ATTN_ACT_Q, a, T, L->wq.ne[0], L->wq.type);
-    act_buf ak = act_format(m, L->wk.type) == act_format(m, L->wq.type) ? aq
-                 : prepare_act(m, ATTN_ACT_K, a, T, L->wk.ne[0], L->wk.type);
+    act_buf ak = act_format(m, L->wk.type) == act_format(m, L->wq.type)
+                     ? aq
+                     : prepare_act(m, ATTN_ACT_K, a, T, L->wk.ne[0], L->wk.type);
     act_buf av = act_format(m, L->wv.type) == act_format(m, L->wq.type) ? aq
-                 : act_format(m, L->wv.type) == act_format(m, L->wk.type) ? ak
-                 : prepare_act(m, ATTN_ACT_V, a, T, L->wv.ne[0], L->wv.type);
+                 : act_format(m, L->wv.type) == act_format(m, L->wk.type)
+                     ? ak
+                     : prepare_act(m, ATTN_ACT_V, a, T, L->wv.ne[0], L->wv.type);
     mm_task tasks[3] = {{&L->wq, 0, aq.data, aq.row, T, q, (size_t)nq},
                         {&L->wk, 0, ak.data, ak.row, T, k, (size_t)kv_dim},
                         {&L->wv, 0, av.data, av.row, T, v, (size_t)kv_dim}};
@@ -286,7 +337,11 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
 
 /* ---- feed-forward: dense SwiGLU (spec 2.5) and MoE (spec 2.6) -------------------------------- */
 
-typedef struct swiglu_job { float *g; const float *u; const kernel_ops *k; } swiglu_job;
+typedef struct swiglu_job {
+    float *g;
+    const float *u;
+    const kernel_ops *k;
+} swiglu_job;
 
 static void swiglu_range(void *arg, size_t i0, size_t i1) {
     const swiglu_job *j = arg;
@@ -307,12 +362,14 @@ static void dense_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int
     float *g = slot(m, FFN_GATE, sizeof(float) * (size_t)T * F);
     float *u = slot(m, FFN_UP, sizeof(float) * (size_t)T * F);
     act_buf a = prepare_act(m, FFN_ACT_GATE, f, T, L->ffn_gate.ne[0], L->ffn_gate.type);
-    act_buf b = act_format(m, L->ffn_up.type) == act_format(m, L->ffn_gate.type) ? a
-                : prepare_act(m, FFN_ACT_UP, f, T, L->ffn_up.ne[0], L->ffn_up.type);
+    act_buf b = act_format(m, L->ffn_up.type) == act_format(m, L->ffn_gate.type)
+                    ? a
+                    : prepare_act(m, FFN_ACT_UP, f, T, L->ffn_up.ne[0], L->ffn_up.type);
     mm_task tasks[2] = {{&L->ffn_gate, 0, a.data, a.row, T, g, (size_t)F},
                         {&L->ffn_up, 0, b.data, b.row, T, u, (size_t)F}};
     matmul_run(m, tasks, 2);
-    for (int i = 0; i < 2; i++) lora_apply(m, toks, tasks[i].w, 0, f, (size_t)L->ffn_gate.ne[0], NULL, NULL, T, tasks[i].y, (size_t)F);
+    for (int i = 0; i < 2; i++)
+        lora_apply(m, toks, tasks[i].w, 0, f, (size_t)L->ffn_gate.ne[0], NULL, NULL, T, tasks[i].y, (size_t)F);
     swiglu(m, g, u, (size_t)T * F);
     matmul(m, toks, &L->ffn_down, g, T, out);
 }
@@ -328,7 +385,10 @@ void moe_route(const float *logits, const float *bias, int E, int k, int *sel, f
         float bv = -INFINITY;
         for (int e = 0; e < E; e++) {
             float v = s[e] + (bias ? bias[e] : 0);
-            if (!taken[e] && (best < 0 || v > bv)) { best = e; bv = v; }
+            if (!taken[e] && (best < 0 || v > bv)) {
+                best = e;
+                bv = v;
+            }
         }
         taken[best] = true;
         sel[j] = best;
@@ -342,9 +402,18 @@ void moe_route(const float *logits, const float *bias, int E, int k, int *sel, f
 /* scratch: router logits; the routing ints (sel | order | start | each pair's token); the pairs' weights; the input,
  * its rows gathered per pair in expert order, the hidden rows; gate, up, down of every pair; the
  * task list */
-enum { MOE_ROUTER = S_ROUTER, MOE_INTS = S_INTS, MOE_WSEL = S_LOGITS, MOE_ACT_IN = S_ACT0,
-       MOE_ACT_PAIRS = S_ACT1, MOE_ACT_HID = S_ACT2, MOE_G = S_MOE_G, MOE_U = S_MOE_U, MOE_D = S_MOE_D,
-       MOE_TASKS = S_TASKS };
+enum {
+    MOE_ROUTER = S_ROUTER,
+    MOE_INTS = S_INTS,
+    MOE_WSEL = S_LOGITS,
+    MOE_ACT_IN = S_ACT0,
+    MOE_ACT_PAIRS = S_ACT1,
+    MOE_ACT_HID = S_ACT2,
+    MOE_G = S_MOE_G,
+    MOE_U = S_MOE_U,
+    MOE_D = S_MOE_D,
+    MOE_TASKS = S_TASKS
+};
 
 static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T, const float *f, float *out) {
     const int E = m->info.n_expert, k = m->info.n_expert_used;
@@ -364,8 +433,8 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
     for (int e = 0; e < E; e++) start[e + 1] += start[e];
     int fill[4096];
     memcpy(fill, start, sizeof(int) * E);
-    for (int i = 0; i < T * k; i++) order[fill[sel[i]]++] = i;   /* pair i = t * k + j */
-    for (int i = 0; i < T * k; i++) ptok[i] = order[i] / k;      /* the token of the i-th pair in expert order */
+    for (int i = 0; i < T * k; i++) order[fill[sel[i]]++] = i; /* pair i = t * k + j */
+    for (int i = 0; i < T * k; i++) ptok[i] = order[i] / k;    /* the token of the i-th pair in expert order */
 
     /* gather each pair's activation row (already quantized once) into expert order */
     act_buf a = prepare_act(m, MOE_ACT_IN, f, T, H, L->gate_exps.type);
@@ -375,7 +444,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
     float *G = slot(m, MOE_G, sizeof(float) * (size_t)n_pairs * Fe);
     float *U = slot(m, MOE_U, sizeof(float) * (size_t)n_pairs * Fe);
     float *D = slot(m, MOE_D, sizeof(float) * (size_t)n_pairs * H);
-    mm_task *tasks = slot(m, MOE_TASKS, sizeof(mm_task) * 2 * (size_t)E);   /* reserved */
+    mm_task *tasks = slot(m, MOE_TASKS, sizeof(mm_task) * 2 * (size_t)E); /* reserved */
     int nt = 0;
     for (int e = 0; e < E; e++) {
         int n = start[e + 1] - start[e];
@@ -385,7 +454,7 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
         tasks[nt++] = (mm_task){&L->up_exps, e, ae, a.row, n, U + (size_t)start[e] * Fe, (size_t)Fe};
     }
     matmul_run(m, tasks, nt);
-    for (int e = 0; cpu_model_of(m)->lora_pass && e < E; e++) {   /* adapters: gate and up of each expert's pairs */
+    for (int e = 0; cpu_model_of(m)->lora_pass && e < E; e++) { /* adapters: gate and up of each expert's pairs */
         const int s0 = start[e], n = start[e + 1] - s0;
         lora_apply(m, toks, &L->gate_exps, e, f, (size_t)H, ptok + s0, ptok + s0, n, G + (size_t)s0 * Fe, (size_t)Fe);
         lora_apply(m, toks, &L->up_exps, e, f, (size_t)H, ptok + s0, ptok + s0, n, U + (size_t)s0 * Fe, (size_t)Fe);
@@ -396,13 +465,14 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
     for (int e = 0; e < E; e++) {
         int n = start[e + 1] - start[e];
         if (!n) continue;
-        tasks[nt++] = (mm_task){&L->down_exps, e, h.data + (size_t)start[e] * h.row, h.row, n,
-                                D + (size_t)start[e] * H, (size_t)H};
+        tasks[nt++] = (mm_task){&L->down_exps, e, h.data + (size_t)start[e] * h.row, h.row, n, D + (size_t)start[e] * H,
+                                (size_t)H};
     }
     matmul_run(m, tasks, nt);
     for (int e = 0; cpu_model_of(m)->lora_pass && e < E; e++) {
         const int s0 = start[e], n = start[e + 1] - s0;
-        lora_apply(m, toks, &L->down_exps, e, G + (size_t)s0 * Fe, (size_t)Fe, NULL, ptok + s0, n, D + (size_t)s0 * H, (size_t)H);
+        lora_apply(m, toks, &L->down_exps, e, G + (size_t)s0 * Fe, (size_t)Fe, NULL, ptok + s0, n, D + (size_t)s0 * H,
+                   (size_t)H);
     }
     memset(out, 0, sizeof(float) * (size_t)T * H);
     for (int i = 0; i < n_pairs; i++) {
@@ -434,15 +504,25 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
     if (F > big) big = F;
     if (F > widest) widest = F;
     if (Fe > widest) widest = Fe;
-    const size_t emb = x16_base(m->tok_embd.type) ? m->tok_embd.row_bytes : 0;   /* FWD_EMB */
+    const size_t emb = x16_base(m->tok_embd.type) ? m->tok_embd.row_bytes : 0; /* FWD_EMB */
     const size_t need[S_NSLOTS] = {
-        [S_X] = t * H * f, [S_A] = t * H * f, [S_OUT] = t * H * f, [S_ROPE] = t * hd * f,
-        [S_BIG] = t * big * f > emb ? t * big * f : emb, [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f, [S_HID] = t * widest * f,
+        [S_X] = t * H * f,
+        [S_A] = t * H * f,
+        [S_OUT] = t * H * f,
+        [S_ROPE] = t * hd * f,
+        [S_BIG] = t * big * f > emb ? t * big * f : emb,
+        [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f,
+        [S_HID] = t * widest * f,
         [S_ATT] = (t + 1) * sizeof(int),
-        [S_ROUTER] = t * (E + k) * f, [S_MOE_G] = t * k * Fe * f, [S_MOE_U] = t * k * Fe * f,
-        [S_MOE_D] = t * k * H * f, [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
-        [S_ACT0] = t * k * act_row_bytes((int64_t)widest), [S_ACT1] = t * k * act_row_bytes((int64_t)widest),
-        [S_ACT2] = t * k * act_row_bytes((int64_t)widest), [S_TASKS] = 2 * E * sizeof(mm_task),
+        [S_ROUTER] = t * (E + k) * f,
+        [S_MOE_G] = t * k * Fe * f,
+        [S_MOE_U] = t * k * Fe * f,
+        [S_MOE_D] = t * k * H * f,
+        [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
+        [S_ACT0] = t * k * act_row_bytes((int64_t)widest),
+        [S_ACT1] = t * k * act_row_bytes((int64_t)widest),
+        [S_ACT2] = t * k * act_row_bytes((int64_t)widest),
+        [S_TASKS] = 2 * E * sizeof(mm_task),
         [S_INTS] = (t * k * 3 + E + 1) * sizeof(int),
     };
     for (int i = 0; i < S_NSLOTS; i++)
@@ -451,7 +531,13 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
 }
 
 /* Per token of [t0, t1): x += out (when out), then a = RMSNorm(x) * w (when a). */
-typedef struct norm_job { const lfm2c_model *m; float *x; const float *out; float *a; const tensor *w; } norm_job;
+typedef struct norm_job {
+    const lfm2c_model *m;
+    float *x;
+    const float *out;
+    float *a;
+    const tensor *w;
+} norm_job;
 
 static void add_norm_tokens(void *arg, size_t t0, size_t t1) {
     const norm_job *j = arg;
@@ -485,7 +571,8 @@ static void embed_row(lfm2c_model *m, int token, float *dst, int64_t n) {
         return;
     }
     uint8_t *row = slot(m, FWD_EMB, e->row_bytes);
-    x16_unpack_row(base, e->data + (size_t)(token / X16_ROWS) * X16_ROWS * e->row_bytes, e->row_bytes, token % X16_ROWS, row);
+    x16_unpack_row(base, e->data + (size_t)(token / X16_ROWS) * X16_ROWS * e->row_bytes, e->row_bytes, token % X16_ROWS,
+                   row);
     dequantize_row(base, row, dst, n);
 }
 
@@ -509,14 +596,14 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     const int H = in->n_embd, hd = in->head_dim;
     int n_out = 0;
     for (int t = 0; t < T; t++) n_out += toks[t].out_row >= 0;
-    float *direct = head_rows(toks, T, in->n_vocab);   /* such logits need no scratch */
+    float *direct = head_rows(toks, T, in->n_vocab); /* such logits need no scratch */
     if (!reserve_scratch(m, toks, T, direct ? 0 : n_out)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
         return -1;
     }
-    threadpool_step(m->pool, T);   /* passes of T tokens cost alike: a busy machine may go solo */
-    cpu_model_of(m)->prof_pass = T == 1;         /* decode of one sequence: its products are profiled */
-    cpu_model_of(m)->lora_pass = false;          /* some token's sequence runs with adapters (lora.h) */
+    threadpool_step(m->pool, T);         /* passes of T tokens cost alike: a busy machine may go solo */
+    cpu_model_of(m)->prof_pass = T == 1; /* decode of one sequence: its products are profiled */
+    cpu_model_of(m)->lora_pass = false;  /* some token's sequence runs with adapters (lora.h) */
     for (int t = 0; t < T && !cpu_model_of(m)->lora_pass; t++) cpu_model_of(m)->lora_pass = toks[t].seq->n_lora > 0;
     float *x = slot(m, FWD_X, sizeof(float) * (size_t)T * H);
     float *a = slot(m, FWD_A, sizeof(float) * (size_t)T * H);
@@ -524,7 +611,7 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     float *rope = slot(m, FWD_ROPE, sizeof(float) * (size_t)T * hd);
     for (int t = 0; t < T; t++) {
         embed_row(m, toks[t].token, x + (size_t)t * H, H);
-        for (int i = 0; i < hd / 2; i++) {   /* cos / sin per token, shared by all layers */
+        for (int i = 0; i < hd / 2; i++) { /* cos / sin per token, shared by all layers */
             double angle = toks[t].pos * pow(in->rope_theta, -2.0 * i / hd);
             rope[(size_t)t * hd + 2 * i] = (float)cos(angle);
             rope[(size_t)t * hd + 2 * i + 1] = (float)sin(angle);

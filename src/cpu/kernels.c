@@ -11,8 +11,8 @@
  * the ISA's object would never be pulled out of the static library. */
 
 int kernels_available(const kernel_ops **out, int max) {
-    const kernel_ops *all[] = {kernels_scalar(), kernels_x86_avx2(), kernels_x86_avx512(), kernels_x86_amx(),
-                               kernels_neon(), kernels_neon_dotprod(), kernels_neon_i8mm()};
+    const kernel_ops *all[] = {kernels_scalar(), kernels_x86_avx2(),     kernels_x86_avx512(), kernels_x86_amx(),
+                               kernels_neon(),   kernels_neon_dotprod(), kernels_neon_i8mm()};
     int n = 0;
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (all[i] && n < max) out[n++] = all[i];

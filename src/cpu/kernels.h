@@ -28,18 +28,18 @@
  *   exp is kv_exp() (a fixed polynomial), the final sum is a fixed tree over the 16 lanes.
  * Every table computes exactly this (bitwise), and a query's result depends on nothing but its
  * own q, n and the cache: not on the other queries of the call, nor on the batch. */
-enum { KV_F16 = 0, KV_F32 = 1, KV_Q8_0 = 2 };   /* = LFM2C_KV_* of lfm2c.h */
+enum { KV_F16 = 0, KV_F32 = 1, KV_Q8_0 = 2 }; /* = LFM2C_KV_* of lfm2c.h */
 enum { KV_KB = 16, ATTN_MAX_Q = 16 };
 
 typedef struct attn_call {
     int type_k, type_v, hd, n_head_kv, kv_head;
-    const uint8_t *k;            /* the layer's K cache (block 0) */
-    const uint8_t *v;            /* the layer's V cache (row 0) */
-    size_t v_row;                /* bytes per V row */
-    int nq;                      /* queries sharing this KV head, <= ATTN_MAX_Q */
-    const float *q[ATTN_MAX_Q];  /* hd values each, pre-scaled */
-    int n[ATTN_MAX_Q];           /* keys 0..n-1 visible to each query (n >= 1) */
-    float *out[ATTN_MAX_Q];      /* hd values each */
+    const uint8_t *k;           /* the layer's K cache (block 0) */
+    const uint8_t *v;           /* the layer's V cache (row 0) */
+    size_t v_row;               /* bytes per V row */
+    int nq;                     /* queries sharing this KV head, <= ATTN_MAX_Q */
+    const float *q[ATTN_MAX_Q]; /* hd values each, pre-scaled */
+    int n[ATTN_MAX_Q];          /* keys 0..n-1 visible to each query (n >= 1) */
+    float *out[ATTN_MAX_Q];     /* hd values each */
 } attn_call;
 
 size_t kv_k_head_block_bytes(int type, int hd);
@@ -50,24 +50,24 @@ size_t kv_bytes_per_token(int type_k, int type_v, int n_head_kv, int hd);
 /* kv_store_k: the cache is laid out for n_head_kv heads; heads 0..n_write-1 are written. */
 void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x);
 void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x);
-float kv_exp(float x);   /* exp of x <= 0 (the contract's); 0 below -87.3 */
+float kv_exp(float x); /* exp of x <= 0 (the contract's); 0 below -87.3 */
 /* ---- SwiGLU, elementwise: g[i] = silu(g[i]) * u[i], the contract: with E = kv_exp(-|x|),
  * silu(x) = x / (1 + E) for x >= 0 and (x * E) / (1 + E) otherwise (never exp of a positive
  * argument, so no overflow), each operation rounded once as written. Every table computes
  * exactly this (bitwise), whatever the length and start of the call (kernels_attn.c holds the
  * truth). */
 void swiglu_scalar(float *g, const float *u, int64_t n);
-void swiglu_x86_avx512(float *g, const float *u, int64_t n);   /* kernels_attn_x86.c */
+void swiglu_x86_avx512(float *g, const float *u, int64_t n); /* kernels_attn_x86.c */
 void swiglu_x86_avx2(float *g, const float *u, int64_t n);
-void swiglu_arm_neon(float *g, const float *u, int64_t n);      /* kernels_attn_neon.c */
+void swiglu_arm_neon(float *g, const float *u, int64_t n); /* kernels_attn_neon.c */
 void attention_scalar(const attn_call *c);
-void attention_x86_avx512(const attn_call *c);   /* kernels_attn_x86.c (x86 only) */
+void attention_x86_avx512(const attn_call *c); /* kernels_attn_x86.c (x86 only) */
 void attention_x86_avx2(const attn_call *c);
-void attention_arm_neon(const attn_call *c);     /* kernels_attn_neon.c (ARM64 only) */
+void attention_arm_neon(const attn_call *c); /* kernels_attn_neon.c (ARM64 only) */
 const char *kv_type_name(int type);
 
 typedef struct kernel_ops {
-    const char *isa;      /* "scalar", "avx2", "avx512vnni", "amx", "neon", "neon-dotprod", "neon-i8mm" */
+    const char *isa; /* "scalar", "avx2", "avx512vnni", "amx", "neon", "neon-dotprod", "neon-i8mm" */
     /* out[r, c] is bitwise the same whatever nr / nc tile it is computed in */
     bool tile_invariant;
     /* Quantize n activations (a multiple of the act type's block; F32 = copy) into dst. */
@@ -75,8 +75,8 @@ typedef struct kernel_ops {
     /* out[c * out_stride + r] = dot(weight row r, activation row c) for r < nr, c < nc.
      * w: nr rows of n weights of type wtype, w_row bytes apart; act: nc rows already in
      * vec_dot_type(wtype) format, act_row bytes apart. */
-    void (*matmul)(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                   const uint8_t *act, size_t act_row, int nc, float *out, size_t out_stride);
+    void (*matmul)(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                   size_t act_row, int nc, float *out, size_t out_stride);
     /* the attention contract above */
     void (*attention)(const attn_call *c);
     /* The layout this table wants a weight matrix of wtype and n_rows rows in: wtype itself, or
@@ -115,8 +115,8 @@ typedef struct kernel_cpu {
 } kernel_cpu;
 typedef struct kernel_choice {
     const kernel_ops *ops;
-    const char *how;   /* "forced", "table", "timed", "cached", "only", "default" */
-    char why[320];     /* one line: what decided (the CPU kind, the timings, LFM2C_ISA=...) */
+    const char *how; /* "forced", "table", "timed", "cached", "only", "default" */
+    char why[320];   /* one line: what decided (the CPU kind, the timings, LFM2C_ISA=...) */
     kernel_cpu cpu;
 } kernel_choice;
 enum { KERNELS_NO_TABLE = 1, KERNELS_NO_TIMING = 2, KERNELS_NO_CACHE = 4, KERNELS_RETIME = 8 };
@@ -132,8 +132,8 @@ int kernels_available(const kernel_ops **out, int max);
 /* Per-ISA tables; NULL when not compiled in or not supported by this CPU. */
 const kernel_ops *kernels_x86_avx2(void);
 const kernel_ops *kernels_x86_avx512(void);
-const kernel_ops *kernels_x86_amx(void);   /* AVX-512 + AMX-INT8 tiles for K-quant prefill */
-const kernel_ops *kernels_neon(void);          /* ARM64 ASIMD (kernels_neon.c) */
-const kernel_ops *kernels_neon_dotprod(void);  /* + SDOT (FEAT_DotProd) */
-const kernel_ops *kernels_neon_i8mm(void);     /* + SMMLA (FEAT_I8MM) for prefill tiles */
+const kernel_ops *kernels_x86_amx(void);      /* AVX-512 + AMX-INT8 tiles for K-quant prefill */
+const kernel_ops *kernels_neon(void);         /* ARM64 ASIMD (kernels_neon.c) */
+const kernel_ops *kernels_neon_dotprod(void); /* + SDOT (FEAT_DotProd) */
+const kernel_ops *kernels_neon_i8mm(void);    /* + SMMLA (FEAT_I8MM) for prefill tiles */
 #endif

@@ -30,7 +30,7 @@
 #define TA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,amx-tile,amx-int8,avx2,fma,f16c")))
 
 #ifndef AMX_PF_BLOCKS
-#define AMX_PF_BLOCKS 16   /* weight unpacking streams rows from memory: prefetch ahead like decode */
+#define AMX_PF_BLOCKS 16 /* weight unpacking streams rows from memory: prefetch ahead like decode */
 #endif
 #ifndef AMX_MIN_COLS
 #define AMX_MIN_COLS 8
@@ -55,16 +55,16 @@ static int amx_request(void) {
  * pairs of the offset multipliers, and the float scales. */
 typedef struct {
     uint8_t q[16][256];
-    int32_t sc[16][16];   /* per row, per sub-block */
-    int32_t op[16][8];    /* per row, int16 pairs: Q4/5_K mins, Q6_K scales */
+    int32_t sc[16][16]; /* per row, per sub-block */
+    int32_t op[16][8];  /* per row, int16 pairs: Q4/5_K mins, Q6_K scales */
     float d[16], dmin[16];
 } amx_wblock;
 
 /* Per 16-column tile and block: the B operand, activation scales and int16 bsum pairs. */
 typedef struct {
-    int32_t b[64][16];    /* [4-byte group][column] */
+    int32_t b[64][16]; /* [4-byte group][column] */
     float da[16];
-    int32_t bs[8][16];    /* [pair][column]: Q4/5_K pairs of 32-sums, Q6_K pairs of 16-sums */
+    int32_t bs[8][16]; /* [pair][column]: Q4/5_K pairs of 32-sums, Q6_K pairs of 16-sums */
 } amx_ablock;
 
 /* Q6_K (Q4_K / Q5_K go through amx_unpack_hl); rows >= nrows are zero (a partial tile) */
@@ -89,14 +89,22 @@ static TA void amx_unpack_w(const uint8_t *w, size_t w_row, int nrows, int64_t n
                 __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
                 __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
                 uint8_t *qq = q + 128 * h;
-                _mm256_storeu_si256((__m256i *)qq, _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30)));
-                _mm256_storeu_si256((__m256i *)(qq + 32), _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30)));
-                _mm256_storeu_si256((__m256i *)(qq + 64), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30)));
-                _mm256_storeu_si256((__m256i *)(qq + 96), _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30)));
+                _mm256_storeu_si256((__m256i *)qq, _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                                                   _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30)));
+                _mm256_storeu_si256(
+                    (__m256i *)(qq + 32),
+                    _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30)));
+                _mm256_storeu_si256(
+                    (__m256i *)(qq + 64),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30)));
+                _mm256_storeu_si256((__m256i *)(qq + 96),
+                                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                                    _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30)));
             }
             for (int j = 0; j < 16; j++) o->sc[r][j] = x->scales[j];
             for (int p = 0; p < 8; p++)
-                o->op[r][p] = (int32_t)((uint32_t)(uint16_t)(32 * x->scales[2 * p]) | (uint32_t)(uint16_t)(32 * x->scales[2 * p + 1]) << 16);
+                o->op[r][p] = (int32_t)((uint32_t)(uint16_t)(32 * x->scales[2 * p]) |
+                                        (uint32_t)(uint16_t)(32 * x->scales[2 * p + 1]) << 16);
             o->d[r] = _cvtsh_ss(x->d);
             o->dmin[r] = 0;
         }
@@ -119,7 +127,8 @@ static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int 
             o->da[c] = a[b].d;
             if (type == GGML_Q6_K) {
                 for (int p = 0; p < 8; p++)
-                    o->bs[p][c] = (int32_t)((uint32_t)(uint16_t)a[b].bsums[2 * p] | (uint32_t)(uint16_t)a[b].bsums[2 * p + 1] << 16);
+                    o->bs[p][c] = (int32_t)((uint32_t)(uint16_t)a[b].bsums[2 * p] |
+                                            (uint32_t)(uint16_t)a[b].bsums[2 * p + 1] << 16);
             } else {
                 for (int p = 0; p < 4; p++) {
                     int16_t s0 = (int16_t)(a[b].bsums[4 * p] + a[b].bsums[4 * p + 1]);
@@ -132,21 +141,21 @@ static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int 
 }
 
 /* One sub-block step: C[t] = A(j) x B(j) with the A/B pair (ra, rb). */
-#define AMX_STEP(t, ra, rb, j)                                                   \
-    do {                                                                         \
-        _tile_loadd(ra, wb->q[0] + S * (j), 256);                                \
-        _tile_loadd(rb, &ab->b[(j) * S / 4][0], 64);                             \
-        _tile_zero(t);                                                           \
-        _tile_dpbusd(t, ra, rb);                                                 \
+#define AMX_STEP(t, ra, rb, j) \
+    do { \
+        _tile_loadd(ra, wb->q[0] + S * (j), 256); \
+        _tile_loadd(rb, &ab->b[(j)*S / 4][0], 64); \
+        _tile_zero(t); \
+        _tile_dpbusd(t, ra, rb); \
     } while (0)
 
 /* One 16 x 16 tile over all blocks; acc rows are written to out (row r, column c). */
-static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const amx_ablock *abs,
-                        size_t ab_stride, float *out, size_t os, int nrows, int ncols) {
+static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const amx_ablock *abs, size_t ab_stride,
+                        float *out, size_t os, int nrows, int ncols) {
     const int S = type == GGML_Q6_K ? 16 : 32, NS = 256 / S;
     __m512 acc[16];
     for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
-    int32_t cbuf[16][16][16] __attribute__((aligned(64)));   /* [sub-block][row][column] */
+    int32_t cbuf[16][16][16] __attribute__((aligned(64))); /* [sub-block][row][column] */
     for (int64_t b = 0; b < nb; b++) {
         const amx_wblock *wb = wbs + b;
         const amx_ablock *ab = (const amx_ablock *)((const uint8_t *)abs + b * ab_stride);
@@ -166,7 +175,8 @@ static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const 
         for (int r = 0; r < 16; r++) {
             __m512i isum = _mm512_mullo_epi32(_mm512_load_si512(cbuf[0][r]), _mm512_set1_epi32(wb->sc[r][0]));
             for (int j = 1; j < NS; j++)
-                isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(_mm512_load_si512(cbuf[j][r]), _mm512_set1_epi32(wb->sc[r][j])));
+                isum = _mm512_add_epi32(
+                    isum, _mm512_mullo_epi32(_mm512_load_si512(cbuf[j][r]), _mm512_set1_epi32(wb->sc[r][j])));
             __m512i off = _mm512_setzero_si512();
             for (int p = 0; p < NS / 2; p++) off = _mm512_dpwssd_epi32(off, _mm512_set1_epi32(wb->op[r][p]), bs[p]);
             if (type == GGML_Q6_K) {
@@ -174,7 +184,8 @@ static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const 
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
             } else {
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
-                acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, _mm512_set1_ps(wb->dmin[r])), acc[r]);
+                acc[r] =
+                    _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, _mm512_set1_ps(wb->dmin[r])), acc[r]);
             }
         }
     }
@@ -197,12 +208,11 @@ typedef struct {
 /* Unpacks Q4_K / Q5_K rows straight into the scaled Hi / Lo operands (one pass, no unscaled
  * copy). A 16-bit multiply of two packed bytes q0 + 256 q1 by m <= 7 gives q0 m + 256 q1 m with
  * q m <= 217 < 256, so it is the byte-wise product: no widening needed. Rows >= nrows are zero. */
-static TA void amx_unpack_hl(uint32_t type, const uint8_t *w, size_t w_row, int nrows, int64_t nb,
-                             amx_wblock_hl *out) {
+static TA void amx_unpack_hl(uint32_t type, const uint8_t *w, size_t w_row, int nrows, int64_t nb, amx_wblock_hl *out) {
     const int is_q5 = type == GGML_Q5_K;
     const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16), seven = _mm512_set1_epi16(7);
-    __m512i sidx[4], hbit[4];   /* int16 lane -> sub-block: lanes 0..15 2c, 16..31 2c+1 */
+    __m512i sidx[4], hbit[4]; /* int16 lane -> sub-block: lanes 0..15 2c, 16..31 2c+1 */
     for (int c = 0; c < 4; c++) {
         sidx[c] = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
         hbit[c] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * c))), _mm256_set1_epi8((char)(2 << (2 * c))), 1);
@@ -225,7 +235,8 @@ static TA void amx_unpack_hl(uint32_t type, const uint8_t *w, size_t w_row, int 
             kq_unpack_scales(p + 4, &sc, &mn);
             __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
             __m512i sh = _mm512_srli_epi16(sc16, 3), sl = _mm512_and_si512(sc16, seven);
-            __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16))) : _mm512_setzero_si512();
+            __m512i hz =
+                is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p + 16))) : _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int c = 0; c < 4; c++) {
                 __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
@@ -271,8 +282,8 @@ static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_abloc
         __m512i bs[4];
         for (int p = 0; p < 4; p++) bs[p] = _mm512_loadu_si512(ab->bs[p]);
         for (int r = 0; r < 16; r++) {
-            __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[0][r]), 3),
-                                            _mm512_load_si512(cbuf[1][r]));
+            __m512i isum =
+                _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[0][r]), 3), _mm512_load_si512(cbuf[1][r]));
             __m512i off = _mm512_setzero_si512();
             for (int p = 0; p < 4; p++) off = _mm512_dpwssd_epi32(off, _mm512_set1_epi32(wb->op[r][p]), bs[p]);
             acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, _mm512_set1_ps(wb->d[r])), acc[r]);
@@ -286,10 +297,10 @@ static TA void amx_tile_hl(int64_t nb, const amx_wblock_hl *wbs, const amx_abloc
 }
 
 /* Returns 0 when it did nothing (no memory); the caller then uses the AVX-512 tiles. */
-static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                         const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                         size_t act_row, int nc, float *out, size_t os) {
     const int64_t nb = n / QK_K;
-    const int ntc = (nc + 15) / 16;   /* column tiles, the last one maybe partial */
+    const int ntc = (nc + 15) / 16; /* column tiles, the last one maybe partial */
     /* column tiles per chunk: B operands of about 1 MB */
     int ctiles = (int)((1 << 20) / (nb * (int64_t)sizeof(amx_ablock)));
     if (ctiles < 1) ctiles = 1;
@@ -298,17 +309,34 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
     amx_wblock *wbs = hl ? NULL : aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
     amx_wblock_hl *whl = hl ? aligned_alloc(64, (size_t)nb * sizeof(amx_wblock_hl)) : NULL;
     amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)ctiles * sizeof(amx_ablock));
-    if (!abs || (hl ? !whl : !wbs)) { free(wbs); free(whl); free(abs); return 0; }
+    if (!abs || (hl ? !whl : !wbs)) {
+        free(wbs);
+        free(whl);
+        free(abs);
+        return 0;
+    }
     const int S = type == GGML_Q6_K ? 16 : 32;
     amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    if (hl) {   /* C: 0, 1; B: 2, 5; A: 3, 4, 6, 7 -- all 16 rows x 64 bytes */
-        for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
+    if (hl) { /* C: 0, 1; B: 2, 5; A: 3, 4, 6, 7 -- all 16 rows x 64 bytes */
+        for (int t = 0; t < 8; t++) {
+            cfg.rows[t] = 16;
+            cfg.colsb[t] = 64;
+        }
     } else {
-        for (int t = 0; t < 4; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }          /* C */
-        for (int t = 4; t < 8; t += 2) { cfg.rows[t] = 16; cfg.colsb[t] = (uint16_t)S; } /* A */
-        for (int t = 5; t < 8; t += 2) { cfg.rows[t] = (uint8_t)(S / 4); cfg.colsb[t] = 64; } /* B */
+        for (int t = 0; t < 4; t++) {
+            cfg.rows[t] = 16;
+            cfg.colsb[t] = 64;
+        } /* C */
+        for (int t = 4; t < 8; t += 2) {
+            cfg.rows[t] = 16;
+            cfg.colsb[t] = (uint16_t)S;
+        } /* A */
+        for (int t = 5; t < 8; t += 2) {
+            cfg.rows[t] = (uint8_t)(S / 4);
+            cfg.colsb[t] = 64;
+        } /* B */
     }
     _tile_loadconfig(&cfg);
     for (int t0 = 0; t0 < ntc; t0 += ctiles) {
@@ -336,8 +364,8 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
     return 1;
 }
 
-static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                       const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                       size_t act_row, int nc, float *out, size_t os) {
     /* partial tiles are zero-padded: worth it from about 8 columns (MoE expert batches) */
     if ((wtype == GGML_Q4_K || wtype == GGML_Q5_K || wtype == GGML_Q6_K) && nr >= 16 && nc >= AMX_MIN_COLS &&
         amx_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
@@ -346,7 +374,8 @@ static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row
 }
 
 
-static const kernel_ops AMX_OPS = {"amx", true, avx512_quantize_act, matmul_amx, attention_x86_avx512, NULL, swiglu_x86_avx512, 0};
+static const kernel_ops AMX_OPS = {
+    "amx", true, avx512_quantize_act, matmul_amx, attention_x86_avx512, NULL, swiglu_x86_avx512, 0};
 
 /* AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24, 25), read directly: not every compiler's
  * __builtin_cpu_supports knows the AMX names (clang 14 does not). */
@@ -358,7 +387,7 @@ static bool cpu_has_amx_int8(void) {
 
 /* AMX-INT8 on top of the AVX-512 table, when the CPU has it and the kernel grants it. */
 const kernel_ops *kernels_x86_amx(void) {
-    static int granted = -1;   /* a cache of a per-process fact; racing writers store the same value */
+    static int granted = -1; /* a cache of a per-process fact; racing writers store the same value */
     if (!kernels_x86_avx512() || !cpu_has_amx_int8()) return NULL;
     int g = __atomic_load_n(&granted, __ATOMIC_RELAXED);
     if (g < 0) {

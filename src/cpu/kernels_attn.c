@@ -74,7 +74,7 @@ void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const f
  * parts), exp(r) by a degree-6 Taylor polynomial in Horner form, times 2^n built in the
  * exponent bits. About 2 ulp; its value is part of the contract, not libm's. */
 float kv_exp(float x) {
-    if (!(x > -87.3f)) return 0.0f;   /* also -inf and NaN */
+    if (!(x > -87.3f)) return 0.0f; /* also -inf and NaN */
     float t = x * 1.44269504f;
     float fn = (t + 12582912.0f) - 12582912.0f;
     float r = fmaf(fn, -0.693145751953125f, x);
@@ -100,7 +100,11 @@ void swiglu_scalar(float *g, const float *u, int64_t n) {
 }
 
 static float k_value(int type, const uint8_t *b, int i, int j) {
-    if (type == KV_F32) { float f; memcpy(&f, b + ((size_t)i * KV_KB + j) * 4, 4); return f; }
+    if (type == KV_F32) {
+        float f;
+        memcpy(&f, b + ((size_t)i * KV_KB + j) * 4, 4);
+        return f;
+    }
     ggml_half h;
     memcpy(&h, b + ((size_t)i * KV_KB + j) * 2, 2);
     return fp16_to_f32(h);
@@ -129,7 +133,11 @@ static void add_v(const attn_call *c, int pos, float w, float *O) {
     const uint8_t *row = c->v + (size_t)pos * c->v_row;
     const int hd = c->hd, off = c->kv_head * hd;
     if (c->type_v == KV_F32) {
-        for (int i = 0; i < hd; i++) { float f; memcpy(&f, row + 4 * (size_t)(off + i), 4); O[i] = fmaf(w, f, O[i]); }
+        for (int i = 0; i < hd; i++) {
+            float f;
+            memcpy(&f, row + 4 * (size_t)(off + i), 4);
+            O[i] = fmaf(w, f, O[i]);
+        }
     } else if (c->type_v == KV_F16) {
         for (int i = 0; i < hd; i++) {
             ggml_half h;

@@ -15,8 +15,8 @@
 /* ---- AVX-512: one __m512 per 16 lanes -------------------------------------------------------- */
 #define ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #define FN(x) x##_avx512
-#define NCH 8   /* independent score chains (zmm accumulators) */
-#define OB 4    /* queries whose outputs (4 zmm each) stay in registers over a V block */
+#define NCH 8 /* independent score chains (zmm accumulators) */
+#define OB 4  /* queries whose outputs (4 zmm each) stay in registers over a V block */
 typedef __m512 V;
 #define VZERO _mm512_setzero_ps()
 #define VSET1(x) _mm512_set1_ps(x)
@@ -29,7 +29,8 @@ typedef __m512 V;
 #define VADD(a, b) _mm512_add_ps((a), (b))
 #define VSUB(a, b) _mm512_sub_ps((a), (b))
 #define VHMAX(v) _mm512_reduce_max_ps(v)
-#define VPOW2(fn) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fn), _mm512_set1_epi32(127)), 23))
+#define VPOW2(fn) \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fn), _mm512_set1_epi32(127)), 23))
 #define VKEEP_GT(v, x, lim) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((x), _mm512_set1_ps(lim), _CMP_GT_OQ), (v))
 #define VTAIL_NEGINF(v, nb) _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), (__mmask16)((1u << (nb)) - 1), (v))
 #define VDIV(a, b) _mm512_div_ps((a), (b))
@@ -61,7 +62,9 @@ typedef __m512 V;
 /* ---- AVX2: two __m256 per 16 lanes ---------------------------------------------------------- */
 #define ATTR __attribute__((target("avx2,fma,f16c")))
 #define A2 static inline __attribute__((always_inline, target("avx2,fma,f16c")))
-typedef struct { __m256 a, b; } v16x2;
+typedef struct {
+    __m256 a, b;
+} v16x2;
 #define FN(x) x##_avx2
 #define NCH 4
 #define OB 1
@@ -74,9 +77,13 @@ A2 V2 v2_loadh(const void *p) {
 }
 A2 V2 v2_loadb(const void *p) {
     __m128i x = _mm_loadu_si128(p);
-    return (V2){_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)))};
+    return (V2){_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)),
+                _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(x, 8)))};
 }
-A2 void v2_store(float *p, V2 v) { _mm256_storeu_ps(p, v.a); _mm256_storeu_ps(p + 8, v.b); }
+A2 void v2_store(float *p, V2 v) {
+    _mm256_storeu_ps(p, v.a);
+    _mm256_storeu_ps(p + 8, v.b);
+}
 A2 V2 v2_fma(V2 a, V2 b, V2 c) { return (V2){_mm256_fmadd_ps(a.a, b.a, c.a), _mm256_fmadd_ps(a.b, b.b, c.b)}; }
 A2 V2 v2_mul(V2 a, V2 b) { return (V2){_mm256_mul_ps(a.a, b.a), _mm256_mul_ps(a.b, b.b)}; }
 A2 V2 v2_add(V2 a, V2 b) { return (V2){_mm256_add_ps(a.a, b.a), _mm256_add_ps(a.b, b.b)}; }
@@ -89,19 +96,21 @@ A2 float v2_hmax(V2 v) {
     return _mm_cvtss_f32(x);
 }
 A2 __m256 v2_pow2h(__m256 fn) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fn), _mm256_set1_epi32(127)), 23));
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fn), _mm256_set1_epi32(127)), 23));
 }
 A2 V2 v2_pow2(V2 fn) { return (V2){v2_pow2h(fn.a), v2_pow2h(fn.b)}; }
 A2 V2 v2_keep_gt(V2 v, V2 x, float lim) {
     __m256 l = _mm256_set1_ps(lim);
-    return (V2){_mm256_and_ps(v.a, _mm256_cmp_ps(x.a, l, _CMP_GT_OQ)), _mm256_and_ps(v.b, _mm256_cmp_ps(x.b, l, _CMP_GT_OQ))};
+    return (V2){_mm256_and_ps(v.a, _mm256_cmp_ps(x.a, l, _CMP_GT_OQ)),
+                _mm256_and_ps(v.b, _mm256_cmp_ps(x.b, l, _CMP_GT_OQ))};
 }
 A2 V2 v2_div(V2 a, V2 b) { return (V2){_mm256_div_ps(a.a, b.a), _mm256_div_ps(a.b, b.b)}; }
 A2 V2 v2_negabs(V2 x) {
     const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32(INT32_MIN));
     return (V2){_mm256_or_ps(x.a, s), _mm256_or_ps(x.b, s)};
 }
-A2 V2 v2_sel_ge0(V2 x, V2 a, V2 b) {   /* x >= 0 ? a : b */
+A2 V2 v2_sel_ge0(V2 x, V2 a, V2 b) { /* x >= 0 ? a : b */
     const __m256 z = _mm256_setzero_ps();
     return (V2){_mm256_blendv_ps(b.a, a.a, _mm256_cmp_ps(x.a, z, _CMP_GE_OQ)),
                 _mm256_blendv_ps(b.b, a.b, _mm256_cmp_ps(x.b, z, _CMP_GE_OQ))};

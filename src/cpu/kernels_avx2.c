@@ -55,14 +55,16 @@ AI T2 __m256i bits_to_16_2(uint32_t h) {
 AI T2 __m256i q32_unpack2(uint32_t type, const uint8_t *p, float *d, float *m) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     switch (type) {
-    case GGML_Q4_0: case GGML_Q4_1: {
+    case GGML_Q4_0:
+    case GGML_Q4_1: {
         const uint8_t *qs = type == GGML_Q4_0 ? p + 2 : p + 4;
         __m128i q = _mm_loadu_si128((const __m128i *)qs);
         *d = _cvtsh_ss(((const uint16_t *)p)[0]);
         *m = type == GGML_Q4_1 ? _cvtsh_ss(((const uint16_t *)p)[1]) : 0;
         return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
     }
-    case GGML_Q5_0: case GGML_Q5_1: {
+    case GGML_Q5_0:
+    case GGML_Q5_1: {
         int hoff = type == GGML_Q5_0 ? 2 : 4;
         uint32_t h;
         memcpy(&h, p + hoff, 4);
@@ -79,8 +81,8 @@ AI T2 __m256i q32_unpack2(uint32_t type, const uint8_t *p, float *d, float *m) {
     }
 }
 
-AI T2 void q32_tile2(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
-                     const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T2 void q32_tile2(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                     size_t act_row, float *out, size_t os) {
     const size_t bs = ggml_type_get(type)->type_size;
     const int off_shift = type == GGML_Q4_0 ? 3 : type == GGML_Q5_0 ? 4 : -1;
     const int has_m = type == GGML_Q4_1 || type == GGML_Q5_1, is_q8 = type == GGML_Q8_0;
@@ -110,8 +112,7 @@ AI T2 void q32_tile2(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w
                 __m256i dot = is_q8 ? dot4_2(uabs, _mm256_sign_epi8(av[c], u)) : dot4_2(u, av[c]);
                 if (off_shift >= 0) dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(as[c], off_shift));
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da[c]), acc[r][c]);
-                if (has_m)
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(as[c]), _mm256_set1_ps(m * da[c]), acc[r][c]);
+                if (has_m) acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(as[c]), _mm256_set1_ps(m * da[c]), acc[r][c]);
             }
         }
     }
@@ -122,8 +123,10 @@ AI T2 void q32_tile2(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w
 }
 
 #define Q32_KERN2(T) \
-    AI T2 void q32k2_##T(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, \
-                         size_t ar, float *o, size_t os) { q32_tile2(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); }
+    AI T2 void q32k2_##T(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
+                         float *o, size_t os) { \
+        q32_tile2(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); \
+    }
 Q32_KERN2(Q4_0)
 Q32_KERN2(Q4_1)
 Q32_KERN2(Q5_0)
@@ -160,8 +163,8 @@ AI T2 void kq_store2(int RB, int CB, const __m128 *acc, float *out, size_t os) {
 
 /* -- Q4_K / Q5_K x Q8_K, 256-bit: a vector holds one 32-weight sub-block ------------------ */
 
-AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
-                      const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                      size_t act_row, float *out, size_t os) {
     const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const __m256i m4 = _mm256_set1_epi8(0x0F), z = _mm256_setzero_si256();
     __m128 acc[4];
@@ -192,16 +195,21 @@ AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
                 __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
                 __m256i q0 = _mm256_and_si256(q, m4), q1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
                 if (is_q5) {
-                    q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
-                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4), _mm256_set1_epi8(16)));
+                    q0 = _mm256_or_si256(
+                        q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
+                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4),
+                                                              _mm256_set1_epi8(16)));
                 }
                 const __m256i s0 = _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF));
                 const __m256i s1 = _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF));
 #pragma GCC unroll 2
                 for (int c = 0; c < CB; c++) {
-                    const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k)));
-                    const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k + 32)));
-                    isum[c] = _mm256_add_epi32(isum[c], _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
+                    const __m256i p0 =
+                        _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k)));
+                    const __m256i p1 =
+                        _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 64 * k + 32)));
+                    isum[c] = _mm256_add_epi32(isum[c],
+                                               _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1)));
                 }
             }
             /* [S0, S1, M0, M1], then acc = fma(S, d da, acc), acc = fnma(M, dmin da, acc) */
@@ -214,10 +222,14 @@ AI T2 void q45K_tile2(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
     }
     kq_store2(RB, CB, acc, out, os);
 }
-AI T2 void q4Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
-                 float *o, size_t os) { q45K_tile2(0, RB, CB, nb, w, wr, a, ar, o, os); }
-AI T2 void q5Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
-                 float *o, size_t os) { q45K_tile2(1, RB, CB, nb, w, wr, a, ar, o, os); }
+AI T2 void q4Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                 size_t os) {
+    q45K_tile2(0, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI T2 void q5Kk2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                 size_t os) {
+    q45K_tile2(1, RB, CB, nb, w, wr, a, ar, o, os);
+}
 /* Decode: 4 rows x one column, the same S, M and float step per output as q45K_tile2, with
  * the 4 rows' totals reduced together (a lane per row). */
 AI T2 void q45K_dec2(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, float *out) {
@@ -226,7 +238,8 @@ AI T2 void q45K_dec2(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a = (const block_q8_K *)act + b;
-        const __m128i bs8 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+        const __m128i bs8 = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums),
+                                           _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
         __m256i isum[4], mins[4];
         float d[4], dmin[4];
 #pragma GCC unroll 4
@@ -247,13 +260,17 @@ AI T2 void q45K_dec2(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
                 __m256i q0 = _mm256_and_si256(q, m4), q1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
                 if (is_q5) {
-                    q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
-                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4), _mm256_set1_epi8(16)));
+                    q0 = _mm256_or_si256(
+                        q0, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k), 4), _mm256_set1_epi8(16)));
+                    q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hv, 2 * k + 1), 4),
+                                                              _mm256_set1_epi8(16)));
                 }
                 const __m256i p0 = _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * k)));
                 const __m256i p1 = _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * k + 32)));
-                s = _mm256_add_epi32(s, _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF))),
-                                                         _mm256_madd_epi16(p1, _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF)))));
+                s = _mm256_add_epi32(
+                    s,
+                    _mm256_add_epi32(_mm256_madd_epi16(p0, _mm256_set1_epi16((short)((sc >> (16 * k)) & 0xFF))),
+                                     _mm256_madd_epi16(p1, _mm256_set1_epi16((short)((sc >> (16 * k + 8)) & 0xFF)))));
             }
             isum[r] = s;
         }
@@ -272,8 +289,8 @@ TILE_SET_DEC(t2_q5_K, 4, 2, q5Kk2, q5K_dec2)
 
 /* -- Q6_K x Q8_K, 256-bit: a vector holds 32 weights = two 16-weight sub-blocks ----------- */
 
-AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
-                     const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, size_t act_row,
+                     float *out, size_t os) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), z = _mm256_setzero_si256();
     __m128 acc[4];
 #pragma GCC unroll 4
@@ -291,7 +308,8 @@ AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
             __m256i isum[2] = {z, z};
 #pragma GCC unroll 2
             for (int c = 0; c < CB; c++)
-                isum[c] = _mm256_sub_epi32(z, _mm256_madd_epi16(sc32, _mm256_loadu_si256((const __m256i *)a[c]->bsums)));
+                isum[c] =
+                    _mm256_sub_epi32(z, _mm256_madd_epi16(sc32, _mm256_loadu_si256((const __m256i *)a[c]->bsums)));
             /* weights 32 j .. 32 j + 31 are sub-blocks 2j, 2j+1 */
             int16_t scv[16];
             _mm256_storeu_si256((__m256i *)scv, sc16);
@@ -304,14 +322,16 @@ AI T2 void q6K_tile2(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
                 q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 4), m30));
                 q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hv, 2), m30));
                 q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hv, m30));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30));
+                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(hv, 2), m30));
 #pragma GCC unroll 4
                 for (int j = 0; j < 4; j++) {
                     const int sb = 8 * h + 2 * j;
                     const __m256i s = _mm256_set_m128i(_mm_set1_epi16(scv[sb + 1]), _mm_set1_epi16(scv[sb]));
 #pragma GCC unroll 2
                     for (int c = 0; c < CB; c++) {
-                        const __m256i pr = _mm256_maddubs_epi16(q[j], _mm256_loadu_si256((const __m256i *)(a[c]->qs + 128 * h + 32 * j)));
+                        const __m256i pr = _mm256_maddubs_epi16(
+                            q[j], _mm256_loadu_si256((const __m256i *)(a[c]->qs + 128 * h + 32 * j)));
                         isum[c] = _mm256_add_epi32(isum[c], _mm256_madd_epi16(pr, s));
                     }
                 }
@@ -374,16 +394,18 @@ AI T2 void x16_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) S[c] = M[c] = _mm256_setzero_si256();
 #pragma GCC unroll 4
-    for (int jj = 0; jj < 4; jj++) {   /* sub-blocks 2 jj (low nibbles) and 2 jj + 1 (high) */
+    for (int jj = 0; jj < 4; jj++) { /* sub-blocks 2 jj (low nibbles) and 2 jj + 1 (high) */
         __m128i sc8[2], mn8[2];
         x16_scmn2(p, 2 * jj, &sc8[0], &mn8[0]);
         x16_scmn2(p, 2 * jj + 1, &sc8[1], &mn8[1]);
         /* M += (mn_2jj, mn_2jj+1) . (B_2jj, B_2jj+1) per row lane, B_j the 32-sums */
-        const __m256i mp = _mm256_cvtepu8_epi16(h ? _mm_unpackhi_epi8(mn8[0], mn8[1]) : _mm_unpacklo_epi8(mn8[0], mn8[1]));
+        const __m256i mp =
+            _mm256_cvtepu8_epi16(h ? _mm_unpackhi_epi8(mn8[0], mn8[1]) : _mm_unpacklo_epi8(mn8[0], mn8[1]));
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++) {
             const int16_t *bs = a[c]->bsums + 4 * jj;
-            M[c] = _mm256_add_epi32(M[c], _mm256_madd_epi16(mp, x16_pair2((int16_t)(bs[0] + bs[1]), (int16_t)(bs[2] + bs[3]))));
+            M[c] = _mm256_add_epi32(
+                M[c], _mm256_madd_epi16(mp, x16_pair2((int16_t)(bs[0] + bs[1]), (int16_t)(bs[2] + bs[3]))));
         }
 #pragma GCC unroll 2
         for (int e = 0; e < 2; e++) {
@@ -392,7 +414,7 @@ AI T2 void x16_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++) P[c] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {   /* quad 8 j + g, j = 2 jj + e: nibbles e of vector 8 jj + g */
+            for (int g = 0; g < 8; g++) { /* quad 8 j + g, j = 2 jj + e: nibbles e of vector 8 jj + g */
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 256 + 64 * (8 * jj + g) + 32 * h));
                 const __m256i x = e ? _mm256_and_si256(_mm256_srli_epi16(v, 4), m4) : _mm256_and_si256(v, m4);
 #pragma GCC unroll 4
@@ -420,12 +442,15 @@ AI T2 void x16q6_half2(int CB, int h, const uint8_t *p, const block_q8_K *const 
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) S[c] = _mm256_setzero_si256();
 #pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {   /* the offset: (sc_2i, sc_2i+1) . (bsum_2i, bsum_2i+1), times 32 */
-        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)), y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
+    for (int i = 0; i < 8; i++) { /* the offset: (sc_2i, sc_2i+1) . (bsum_2i, bsum_2i+1), times 32 */
+        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)),
+                      y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
         const __m256i sp = _mm256_cvtepi8_epi16(h ? _mm_unpackhi_epi8(x, y) : _mm_unpacklo_epi8(x, y));
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++)
-            S[c] = _mm256_sub_epi32(S[c], _mm256_slli_epi32(_mm256_madd_epi16(sp, x16_pair2(a[c]->bsums[2 * i], a[c]->bsums[2 * i + 1])), 5));
+            S[c] = _mm256_sub_epi32(
+                S[c],
+                _mm256_slli_epi32(_mm256_madd_epi16(sp, x16_pair2(a[c]->bsums[2 * i], a[c]->bsums[2 * i + 1])), 5));
     }
 #pragma GCC unroll 16
     for (int j = 0; j < 16; j++) {
@@ -441,22 +466,30 @@ AI T2 void x16q6_half2(int CB, int h, const uint8_t *p, const block_q8_K *const 
             const __m256i n = _mm256_loadu_si256((const __m256i *)(p + 288 + 64 * v + 32 * h));
             const __m256i hb = _mm256_loadu_si256((const __m256i *)(p + 2336 + 64 * (v % 16) + 32 * h));
             __m256i x;
-            if (j < 8) x = _mm256_or_si256(_mm256_and_si256(n, m4), _mm256_and_si256(v < 16 ? _mm256_slli_epi16(hb, 4) : _mm256_slli_epi16(hb, 2), m30));
-            else x = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n, 4), m4), _mm256_and_si256(v < 16 ? hb : _mm256_srli_epi16(hb, 2), m30));
+            if (j < 8)
+                x = _mm256_or_si256(
+                    _mm256_and_si256(n, m4),
+                    _mm256_and_si256(v < 16 ? _mm256_slli_epi16(hb, 4) : _mm256_slli_epi16(hb, 2), m30));
+            else
+                x = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n, 4), m4),
+                                    _mm256_and_si256(v < 16 ? hb : _mm256_srli_epi16(hb, 2), m30));
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++)
-                P[t / 2][c] = _mm256_add_epi16(P[t / 2][c], _mm256_maddubs_epi16(x, x16_act2(a[c], j < 8 ? v : v + 32)));
+                P[t / 2][c] =
+                    _mm256_add_epi16(P[t / 2][c], _mm256_maddubs_epi16(x, x16_act2(a[c], j < 8 ? v : v + 32)));
         }
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++)
-            S[c] = _mm256_add_epi32(S[c], _mm256_add_epi32(_mm256_madd_epi16(P[0][c], sc), _mm256_madd_epi16(P[1][c], sc)));
+            S[c] = _mm256_add_epi32(S[c],
+                                    _mm256_add_epi32(_mm256_madd_epi16(P[0][c], sc), _mm256_madd_epi16(P[1][c], sc)));
     }
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[c]), x16_f2(p, 0, h, a[c]->d), acc[c]);
 }
 
 /* One group of 16 rows x CB columns: a half at a time (the group's blocks stay in L1 / L2). */
-AI T2 void x16_tile2(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T2 void x16_tile2(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
+                     size_t os) {
     const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
@@ -505,7 +538,8 @@ AI T2 void x16_cols2(int q6, int k, int h, const uint8_t *p, const block_q8_K *c
     default: q6 ? x16q6_half2(3, h, p, a, acc) : x16_half2(3, h, p, a, acc); break;
     }
 }
-AI T2 void x16_few2(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T2 void x16_few2(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
+                    size_t os) {
     const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
     __m256 acc[2][FEW_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
@@ -528,7 +562,8 @@ GROUP_SET(t2_q6_K_x16, 3, x16_tile2, x16_dec2, x16_few2, 1)
 
 /* -- float path ---------------------------------------------------------------------------- */
 
-AI T2 void fdot_tile2(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os, int add) {
+AI T2 void fdot_tile2(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os,
+                      int add) {
     __m256 acc[4][2];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++)
@@ -560,18 +595,23 @@ static T2 void fdot_4x4_2(int m, const float *const *w, const float *const *x, f
     fdot_tile2(4, 2, m, w, x, o, os, add);
     fdot_tile2(4, 2, m, w, x + 2, o + 2 * os, os, add);
 }
-static T2 void fdot_4x1_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile2(4, 1, m, w, x, o, os, add); }
+static T2 void fdot_4x1_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile2(4, 1, m, w, x, o, os, add);
+}
 static T2 void fdot_1x4_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
     fdot_tile2(1, 2, m, w, x, o, os, add);
     fdot_tile2(1, 2, m, w, x + 2, o + 2 * os, os, add);
 }
-static T2 void fdot_1x1_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile2(1, 1, m, w, x, o, os, add); }
+static T2 void fdot_1x1_2(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile2(1, 1, m, w, x, o, os, add);
+}
 
 static T2 void dequant_chunk2(uint32_t type, const uint8_t *row, int64_t k0, int m, float *dst) {
     if (type == GGML_F16) {
         const uint16_t *src = (const uint16_t *)row + k0;
         int i = 0;
-        for (; i + 8 <= m; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+        for (; i + 8 <= m; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
         for (; i < m; i++) dst[i] = _cvtsh_ss(src[i]);
     } else if (type == GGML_BF16) {
         const uint16_t *src = (const uint16_t *)row + k0;
@@ -626,8 +666,7 @@ static T2 void quantize_q8_K_2(const float *x, block_q8_K *y, int64_t n) {
     const __m256 signbit = _mm256_set1_ps(-0.0f);
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         __m256 amax = _mm256_setzero_ps();
-        for (int j = 0; j < QK_K; j += 8)
-            amax = _mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), amax);
+        for (int j = 0; j < QK_K; j += 8) amax = _mm256_max_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), amax);
         float am = hmax256_2(amax);
         if (am == 0) {
             memset(&y[i], 0, sizeof y[i]);
@@ -636,8 +675,12 @@ static T2 void quantize_q8_K_2(const float *x, block_q8_K *y, int64_t n) {
         float max = 0;
         __m256 vam = _mm256_set1_ps(am);
         for (int j = 0; j < QK_K; j += 8) {
-            int k = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), vam, _CMP_EQ_OQ));
-            if (k) { max = x[j + __builtin_ctz((unsigned)k)]; break; }
+            int k =
+                _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(signbit, _mm256_loadu_ps(x + j)), vam, _CMP_EQ_OQ));
+            if (k) {
+                max = x[j + __builtin_ctz((unsigned)k)];
+                break;
+            }
         }
         float iscale = -127.0f / max;
         __m256 vis = _mm256_set1_ps(iscale);
@@ -669,8 +712,8 @@ static T2 void quantize_act2(uint32_t act_type, const float *x, void *dst, int64
 
 static const fdot_fn FDOT2[4] = {fdot_4x4_2, fdot_4x1_2, fdot_1x4_2, fdot_1x1_2};
 
-static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                    const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                    size_t act_row, int nc, float *out, size_t os) {
     const tile_set *t = NULL;
     switch (wtype) {
     case GGML_Q4_0: t = &t2_q4_0; break;
@@ -681,8 +724,10 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
     case GGML_Q4_K: t = &t2_q4_K; break;
     case GGML_Q5_K: t = &t2_q5_K; break;
     case GGML_Q6_K: t = &t2_q6_K; break;
-    case GGML_Q4_K_X16: case GGML_Q6_K_X16:
-        run_groups(wtype == GGML_Q4_K_X16 ? &t2_q4_K_x16 : &t2_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
+    case GGML_Q4_K_X16:
+    case GGML_Q6_K_X16:
+        run_groups(wtype == GGML_Q4_K_X16 ? &t2_q4_K_x16 : &t2_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out,
+                   os);
         return;
     default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT2, dequant_chunk2); return;
     }
@@ -697,7 +742,8 @@ static uint32_t avx2_packed_type(uint32_t wtype, int64_t n_rows) {
     return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }
 
-static const kernel_ops AVX2_OPS = {"avx2", true, quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type, swiglu_x86_avx2, FEW_MAX_COLS};
+static const kernel_ops AVX2_OPS = {
+    "avx2", true, quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type, swiglu_x86_avx2, FEW_MAX_COLS};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();

@@ -45,14 +45,16 @@ AI T5 float hsum256_5(__m256 v) {
 AI T5 __m256i q32_unpack5(uint32_t type, const uint8_t *p, float *d, float *m) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     switch (type) {
-    case GGML_Q4_0: case GGML_Q4_1: {
+    case GGML_Q4_0:
+    case GGML_Q4_1: {
         const uint8_t *qs = type == GGML_Q4_0 ? p + 2 : p + 4;
         __m128i q = _mm_loadu_si128((const __m128i *)qs);
         *d = _cvtsh_ss(((const uint16_t *)p)[0]);
         *m = type == GGML_Q4_1 ? _cvtsh_ss(((const uint16_t *)p)[1]) : 0;
         return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
     }
-    case GGML_Q5_0: case GGML_Q5_1: {
+    case GGML_Q5_0:
+    case GGML_Q5_1: {
         int hoff = type == GGML_Q5_0 ? 2 : 4;
         uint32_t h;
         memcpy(&h, p + hoff, 4);
@@ -69,8 +71,8 @@ AI T5 __m256i q32_unpack5(uint32_t type, const uint8_t *p, float *d, float *m) {
     }
 }
 
-AI T5 void q32_tile5(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
-                     const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T5 void q32_tile5(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                     size_t act_row, float *out, size_t os) {
     const size_t bs = ggml_type_get(type)->type_size;
     const int off_shift = type == GGML_Q4_0 ? 3 : type == GGML_Q5_0 ? 4 : type == GGML_Q8_0 ? 7 : -1;
     const int has_m = type == GGML_Q4_1 || type == GGML_Q5_1;
@@ -100,8 +102,7 @@ AI T5 void q32_tile5(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w
                 __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, av[c]);
                 if (off_shift >= 0) dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(as[c], off_shift));
                 acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * da[c]), acc[r][c]);
-                if (has_m)
-                    acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(as[c]), _mm256_set1_ps(m * da[c]), acc[r][c]);
+                if (has_m) acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(as[c]), _mm256_set1_ps(m * da[c]), acc[r][c]);
             }
         }
     }
@@ -116,9 +117,11 @@ AI T5 void q32_tile5(uint32_t type, int RB, int CB, int64_t nb, const uint8_t *w
  * the rows. It stays on 256-bit vectors: pairing two rows in a 512-bit one halves the
  * instructions but leaves two vector ports instead of three, and measured slower. */
 AI T5 void q32_dec5(uint32_t type, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, float *out) {
-    const size_t bs = type == GGML_Q4_0 ? sizeof(block_q4_0) : type == GGML_Q4_1 ? sizeof(block_q4_1)
-                    : type == GGML_Q5_0 ? sizeof(block_q5_0) : type == GGML_Q5_1 ? sizeof(block_q5_1)
-                    : sizeof(block_q8_0);   /* a constant: prefetch_block unrolls */
+    const size_t bs = type == GGML_Q4_0   ? sizeof(block_q4_0)
+                      : type == GGML_Q4_1 ? sizeof(block_q4_1)
+                      : type == GGML_Q5_0 ? sizeof(block_q5_0)
+                      : type == GGML_Q5_1 ? sizeof(block_q5_1)
+                                          : sizeof(block_q8_0); /* a constant: prefetch_block unrolls */
     const int off_shift = type == GGML_Q4_0 ? 3 : type == GGML_Q5_0 ? 4 : type == GGML_Q8_0 ? 7 : -1;
     const int has_m = type == GGML_Q4_1 || type == GGML_Q5_1;
     const __m256i ones = _mm256_set1_epi8(1);
@@ -145,10 +148,15 @@ AI T5 void q32_dec5(uint32_t type, int64_t nb, const uint8_t *w, size_t w_row, c
 }
 
 #define Q32_KERN5(T) \
-    AI T5 void q32k5_##T(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, \
-                         size_t ar, float *o, size_t os) { q32_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); } \
+    AI T5 void q32k5_##T(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
+                         float *o, size_t os) { \
+        q32_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); \
+    } \
     static T5 void q32d5_##T(int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o, \
-                             size_t os) { (void)ar, (void)os; q32_dec5(GGML_##T, nb, w, wr, a, o); }
+                             size_t os) { \
+        (void)ar, (void)os; \
+        q32_dec5(GGML_##T, nb, w, wr, a, o); \
+    }
 Q32_KERN5(Q4_0)
 Q32_KERN5(Q4_1)
 Q32_KERN5(Q5_0)
@@ -185,7 +193,7 @@ AI T5 __m128 kq_add5(__m128 acc, int cnt, int has_m, const __m256i *s, const __m
         __m128i x = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
         return _mm_fmadd_ss(_mm_cvtepi32_ps(_mm_hadd_epi32(x, x)), dd, acc);
     }
-    if (cnt <= 2 && has_m) {   /* [S0, S1, M0, M1] in one pass */
+    if (cnt <= 2 && has_m) { /* [S0, S1, M0, M1] in one pass */
         __m128 f = _mm_cvtepi32_ps(hsum4x8_5(s[0], cnt > 1 ? s[1] : z, m[0], cnt > 1 ? m[1] : z));
         acc = _mm_fmadd_ps(f, dd, acc);
         return _mm_fnmadd_ps(_mm_movehl_ps(f, f), dm, acc);
@@ -210,8 +218,8 @@ AI T5 void kq_store5(int RB, int CB, const __m128 *acc, float *out, size_t os) {
 
 /* -- Q4_K / Q5_K x Q8_K, 512-bit: a vector holds two 32-weight sub-blocks (2c, 2c+1) ------ */
 
-AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
-                      const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                      size_t act_row, float *out, size_t os) {
     const size_t bs = is_q5 ? sizeof(block_q5_K) : sizeof(block_q4_K);
     const __m512i m4 = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
     /* int16 lane -> scale index: lanes 0..15 sub-block 2c, 16..31 sub-block 2c+1 */
@@ -234,7 +242,7 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             da[c] = a[c]->d;
         }
         const __m128 da4 = _mm_loadu_ps(da);
-        __m256i ps[4], pm[4];   /* one column: the pending rows of a group of 4 */
+        __m256i ps[4], pm[4]; /* one column: the pending rows of a group of 4 */
         float pd[4] = {0, 0, 0, 0}, pdm[4] = {0, 0, 0, 0};
 #pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
@@ -249,7 +257,8 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
             __m128i mnb = _mm_cvtsi64_si128((long long)mn);
             __m256i mn16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mnb, mnb));
             const float d = _cvtsh_ss(dh[0]), dmin = _cvtsh_ss(dh[1]);
-            __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh)) : _mm512_setzero_si512();
+            __m512i hz =
+                is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qh)) : _mm512_setzero_si512();
             __m512i isum[4];
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++) isum[c] = _mm512_setzero_si512();
@@ -272,25 +281,31 @@ AI T5 void q45K_tile5(int is_q5, int RB, int CB, int64_t nb, const uint8_t *w, s
                     s8[c] = fold512_5(isum[c]);
                     m8[c] = _mm256_madd_epi16(mn16, bsum[c]);
                 }
-                acc[r] = kq_add5(acc[r], CB, 1, s8, m8, _mm_mul_ps(_mm_set1_ps(d), da4), _mm_mul_ps(_mm_set1_ps(dmin), da4));
+                acc[r] =
+                    kq_add5(acc[r], CB, 1, s8, m8, _mm_mul_ps(_mm_set1_ps(d), da4), _mm_mul_ps(_mm_set1_ps(dmin), da4));
             } else {
                 ps[r % 4] = fold512_5(isum[0]);
                 pm[r % 4] = _mm256_madd_epi16(mn16, bsum[0]);
                 pd[r % 4] = d;
                 pdm[r % 4] = dmin;
                 if (r % 4 == 3 || r == RB - 1)
-                    acc[r / 4] = kq_add5(acc[r / 4], r % 4 + 1, 1, ps, pm, _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])),
-                                         _mm_mul_ps(_mm_loadu_ps(pdm), _mm_set1_ps(da[0])));
+                    acc[r / 4] =
+                        kq_add5(acc[r / 4], r % 4 + 1, 1, ps, pm, _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])),
+                                _mm_mul_ps(_mm_loadu_ps(pdm), _mm_set1_ps(da[0])));
             }
         }
     }
     kq_store5(RB, CB, acc, out, os);
 }
 
-AI T5 void q4Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
-                 float *o, size_t os) { q45K_tile5(0, RB, CB, nb, w, wr, a, ar, o, os); }
-AI T5 void q5Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar,
-                 float *o, size_t os) { q45K_tile5(1, RB, CB, nb, w, wr, a, ar, o, os); }
+AI T5 void q4Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                 size_t os) {
+    q45K_tile5(0, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI T5 void q5Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                 size_t os) {
+    q45K_tile5(1, RB, CB, nb, w, wr, a, ar, o, os);
+}
 
 /* Decode tile of Q4_K / Q5_K: 4 rows x one column, the same exact integer totals S and M and
  * the same float formula as q45K_tile5 (so bitwise its outputs), with the per-block work that
@@ -311,18 +326,18 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
     for (int r = 0; r < 4; r++) lane_r[r] = _mm512_add_epi32(_mm512_set1_epi32(4 * r), _mm512_set4_epi32(3, 2, 1, 0));
     for (int k = 0; k < 4; k++) {
         const int lo = 2 * k < 4 ? 2 * k : 2 * k + 4, hi = 2 * k + 1 < 4 ? 2 * k + 1 : 2 * k + 5;
-        sidx[k] = _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | lo)), _mm256_set1_epi16((short)(0x8000 | hi)), 1);
+        sidx[k] =
+            _mm512_inserti64x4(_mm512_set1_epi16((short)(0x8000 | lo)), _mm256_set1_epi16((short)(0x8000 | hi)), 1);
     }
     {
         short m[32];
         for (int i = 0; i < 32; i++) m[i] = (short)(0x8000 | (i % 8 < 4 ? 4 + i % 8 : 8 + i % 8));
         midx = _mm512_loadu_si512(m);
     }
-    const __m512i hb[4] = {
-        _mm512_inserti64x4(_mm512_set1_epi8(1), _mm256_set1_epi8(2), 1),
-        _mm512_inserti64x4(_mm512_set1_epi8(4), _mm256_set1_epi8(8), 1),
-        _mm512_inserti64x4(_mm512_set1_epi8(16), _mm256_set1_epi8(32), 1),
-        _mm512_inserti64x4(_mm512_set1_epi8(64), _mm256_set1_epi8((char)128), 1)};
+    const __m512i hb[4] = {_mm512_inserti64x4(_mm512_set1_epi8(1), _mm256_set1_epi8(2), 1),
+                           _mm512_inserti64x4(_mm512_set1_epi8(4), _mm256_set1_epi8(8), 1),
+                           _mm512_inserti64x4(_mm512_set1_epi8(16), _mm256_set1_epi8(32), 1),
+                           _mm512_inserti64x4(_mm512_set1_epi8(64), _mm256_set1_epi8((char)128), 1)};
     __m128 acc = _mm_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a = (const block_q8_K *)act + b;
@@ -337,16 +352,17 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
         h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)p[1]), 1);
         h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)p[2]), 2);
         h = _mm512_inserti32x4(h, _mm_loadu_si128((const __m128i *)p[3]), 3);
-        const __m512i x = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)0xF9);   /* [u0, u1, u2, u2] */
-        const __m512i y = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)0x9F);   /* [u2, u2, u0, u1] */
+        const __m512i x = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)0xF9); /* [u0, u1, u2, u2] */
+        const __m512i y = _mm512_shuffle_epi32(h, (_MM_PERM_ENUM)0x9F); /* [u2, u2, u0, u1] */
         const __m512i sm = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srlv_epi32(x, shift4), lo_mask),
                                                      _mm512_srli_epi32(y, 2), hi_mask, 0xF8); /* A | (B & C) */
         __m512i isum[4];
 #pragma GCC unroll 4
         for (int r = 0; r < 4; r++) {
             const uint8_t *qs = is_q5 ? p[r] + 48 : p[r] + 16;
-            const __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p[r] + 16))) : _mm512_setzero_si512();
-            const __m512i smr = _mm512_permutexvar_epi32(lane_r[r], sm);   /* row r's header in every lane */
+            const __m512i hz = is_q5 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(p[r] + 16)))
+                                     : _mm512_setzero_si512();
+            const __m512i smr = _mm512_permutexvar_epi32(lane_r[r], sm); /* row r's header in every lane */
             __m512i acc_i = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
@@ -360,16 +376,19 @@ AI T5 void q45K_dec5(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, cons
             isum[r] = acc_i;
         }
         /* M of the 4 rows: mins (int16, 8 per row lane) . pair sums of bsums, then per lane */
-        const __m128i bsp = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+        const __m128i bsp = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums),
+                                           _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
         __m512i mm = _mm512_madd_epi16(_mm512_shuffle_epi8(sm, midx), _mm512_broadcast_i32x4(bsp));
         mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, (_MM_PERM_ENUM)0x4E));
         mm = _mm512_add_epi32(mm, _mm512_shuffle_epi32(mm, (_MM_PERM_ENUM)0xB1));
-        const __m128i M = _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), mm));
+        const __m128i M = _mm512_castsi512_si128(
+            _mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), mm));
         const __m128i S = hsum4x8_5(fold512_5(isum[0]), fold512_5(isum[1]), fold512_5(isum[2]), fold512_5(isum[3]));
         /* d and dmin of the 4 rows (fp16 words 0 and 1 of each header lane) */
-        const __m512i dw = _mm512_permutexvar_epi16(_mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                                                     0, 0, 0, 0, 0, 0, 0, 0, 25, 17, 9, 1, 24, 16, 8, 0), h);
-        const __m256 dd = _mm256_cvtph_ps(_mm512_castsi512_si128(dw));   /* [d0..d3, dmin0..dmin3] */
+        const __m512i dw = _mm512_permutexvar_epi16(_mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                                                     0, 0, 0, 0, 0, 0, 0, 25, 17, 9, 1, 24, 16, 8, 0),
+                                                    h);
+        const __m256 dd = _mm256_cvtph_ps(_mm512_castsi512_si128(dw)); /* [d0..d3, dmin0..dmin3] */
         const __m128 da = _mm_set1_ps(a->d);
         acc = _mm_fmadd_ps(_mm_cvtepi32_ps(S), _mm_mul_ps(_mm256_castps256_ps128(dd), da), acc);
         acc = _mm_fnmadd_ps(_mm_cvtepi32_ps(M), _mm_mul_ps(_mm256_extractf128_ps(dd, 1), da), acc);
@@ -409,11 +428,11 @@ AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
     const __m512i hi = h ? _mm512_shuffle_i64x2(hi4, hi4, 0xFA) : _mm512_shuffle_i64x2(hi4, hi4, 0x50);
     const __m512i sch = _mm512_and_si512(_mm512_sllv_epi16(hi, shl), m30);
     const __m512i mnh = _mm512_and_si512(_mm512_srlv_epi16(hi, shr), m30);
-    *sc = _mm512_ternarylogic_epi32(m4, lo, sch, 0xCA);   /* m4 ? lo : sch, bit by bit */
+    *sc = _mm512_ternarylogic_epi32(m4, lo, sch, 0xCA); /* m4 ? lo : sch, bit by bit */
     *mn = _mm512_ternarylogic_epi32(m4, _mm512_srli_epi16(lo, 4), mnh, 0xCA);
 }
-AI T5 __m512i x16_lane5(__m512i v, int i) {   /* bytes of 128-bit lane i, zero-extended to int32 */
-    switch (i) {   /* the lane is an immediate: one constant per case (also at -O0) */
+AI T5 __m512i x16_lane5(__m512i v, int i) { /* bytes of 128-bit lane i, zero-extended to int32 */
+    switch (i) {                            /* the lane is an immediate: one constant per case (also at -O0) */
     case 0: return _mm512_cvtepu8_epi32(_mm512_castsi512_si128(v));
     case 1: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 1));
     case 2: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(v, 2));
@@ -446,7 +465,7 @@ AI T5 __m512i dpbusd_b5(__m512i acc, __m512i w, const int8_t *x) {
 AI T5 __m512i ld5(const uint8_t *p) {
 #if defined(__GNUC__)
     __m512i v;
-    __asm__("vmovdqu64 %1, %0" : "=v"(v) : "m"(*(const uint8_t (*)[64])p));
+    __asm__("vmovdqu64 %1, %0" : "=v"(v) : "m"(*(const uint8_t(*)[64])p));
     return v;
 #else
     return _mm512_loadu_si512(p);
@@ -474,7 +493,7 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i v = ld5(p + 256 + 64 * (8 * jj + g));
-            const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_andnot_si512(m4, v);   /* 16 x nibble */
+            const __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_andnot_si512(m4, v); /* 16 x nibble */
 #pragma GCC unroll 8
             for (int c = 0; c < CB; c++) {
                 const int8_t *x0 = a[c]->qs + 64 * jj + 4 * g, *x1 = a[c]->qs + 64 * jj + 32 + 4 * g;
@@ -492,11 +511,12 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
             A1[0] = _mm512_add_epi32(A1[0], B1);
         }
 #pragma GCC unroll 8
-        for (int c = 0; c < CB; c++) A1[c] = _mm512_srai_epi32(A1[c], 4);   /* exact: a multiple of 16 */
+        for (int c = 0; c < CB; c++) A1[c] = _mm512_srai_epi32(A1[c], 4); /* exact: a multiple of 16 */
         const __m512i s0 = x16_lane5(sc8[jj / 2], 2 * (jj % 2)), s1 = x16_lane5(sc8[jj / 2], 2 * (jj % 2) + 1);
 #pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
-            S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
+            S[c] =
+                _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
     }
     __m512i mp[4];
 #pragma GCC unroll 8
@@ -507,10 +527,12 @@ AI T5 void x16_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m5
     for (int c = 0; c < CB; c++) {
         /* pair sums of the 16-sums: dword i = (bsum of sub-block 2i, of 2i + 1) as int16 */
         const __m256i s32 = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)a[c]->bsums), _mm256_set1_epi16(1));
-        const __m512i bp = _mm512_castsi128_si512(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
+        const __m512i bp =
+            _mm512_castsi128_si512(_mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
         __m512i M = _mm512_setzero_si512();
 #pragma GCC unroll 8
-        for (int i = 0; i < 4; i++) M = _mm512_dpwssd_epi32(M, mp[i], _mm512_permutexvar_epi32(_mm512_set1_epi32(i), bp));
+        for (int i = 0; i < 4; i++)
+            M = _mm512_dpwssd_epi32(M, mp[i], _mm512_permutexvar_epi32(_mm512_set1_epi32(i), bp));
         const __m512 da = _mm512_set1_ps(a[c]->d);
         acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, da), acc[c]);
         acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M), _mm512_mul_ps(dmin, da), acc[c]);
@@ -537,7 +559,7 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
             /* high bits of quad v at 2 (v / 16), of quad v + 32 at 4 + 2 (v / 16): to bits 4-5 */
             const __m512i hl = j < 4 ? _mm512_slli_epi16(h, 4) : _mm512_slli_epi16(h, 2);
             const __m512i hh = j < 4 ? h : _mm512_srli_epi16(h, 2);
-            const __m512i wl = _mm512_ternarylogic_epi32(n, m4, _mm512_and_si512(hl, m30), 0xEA);   /* (a & b) | c */
+            const __m512i wl = _mm512_ternarylogic_epi32(n, m4, _mm512_and_si512(hl, m30), 0xEA); /* (a & b) | c */
             const __m512i wh = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n, 4), m4, _mm512_and_si512(hh, m30), 0xEA);
 #pragma GCC unroll 8
             for (int c = 0; c < CB; c++) {
@@ -559,13 +581,15 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
         const __m512i s1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * (j + 8))));
 #pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
-            S[c] = _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
+            S[c] =
+                _mm512_add_epi32(S[c], _mm512_add_epi32(_mm512_mullo_epi32(A0[c], s0), _mm512_mullo_epi32(A1[c], s1)));
     }
     /* 32 sum_j sc_j bsum_j: (sc_2i, sc_2i+1) int16 pairs per row lane against bsums dword i */
     __m512i sp[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
-        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)), y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
+        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)),
+                      y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
         sp[i] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(x, y), _mm_unpacklo_epi8(x, y)));
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -594,7 +618,7 @@ AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) 
     __m512i S = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        __m512i A[4][2];   /* [quarter s: quads 16 s + 4 j ..][even / odd u: two chains] */
+        __m512i A[4][2]; /* [quarter s: quads 16 s + 4 j ..][even / odd u: two chains] */
 #pragma GCC unroll 4
         for (int s = 0; s < 4; s++) A[s][0] = A[s][1] = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -614,7 +638,8 @@ AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) 
 #pragma GCC unroll 4
         for (int s = 0; s < 4; s++) {
             const int sb = j + 4 * s;
-            const __m512i x = _mm512_sub_epi32(_mm512_add_epi32(A[s][0], A[s][1]), _mm512_set1_epi32(32 * a->bsums[sb]));
+            const __m512i x =
+                _mm512_sub_epi32(_mm512_add_epi32(A[s][0], A[s][1]), _mm512_set1_epi32(32 * a->bsums[sb]));
             const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * sb)));
             S = _mm512_add_epi32(S, _mm512_mullo_epi32(x, sc));
         }
@@ -624,7 +649,8 @@ AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) 
 }
 
 /* Prefill: one group, CB columns. */
-AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
+                     size_t os) {
     const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
     __m512 acc[4];
 #pragma GCC unroll 4
@@ -674,7 +700,8 @@ AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a
     default: q6 ? x16q6_block5(6, p, a, acc) : x16_block5(6, p, a, acc); break;
     }
 }
-AI T5 void x16_few5(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T5 void x16_few5(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
+                    size_t os) {
     const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
     __m512 acc[FEW_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
@@ -699,8 +726,8 @@ GROUP_SET(t5_q6_K_x16, 4, x16_tile5, x16_dec5, x16_few5, 1)
 
 /* -- Q6_K x Q8_K, 512-bit: a vector holds 64 weights = four 16-weight sub-blocks ---------- */
 
-AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
-                     const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, size_t act_row,
+                     float *out, size_t os) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     /* high-bit shifts: chunk A lanes 0..15 (weights l) bits 0-1 -> <<4, lanes 16..31 bits 2-3 -> <<2;
      * chunk B bits 4-5 -> as is, bits 6-7 -> >>2 */
@@ -738,15 +765,15 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
             __m512i isum[4];
 #pragma GCC unroll 4
             for (int c = 0; c < CB; c++)
-                isum[c] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(),
-                              _mm256_madd_epi16(sc32, _mm256_loadu_si256((const __m256i *)a[c]->bsums))));
+                isum[c] = _mm512_zextsi256_si512(_mm256_sub_epi32(
+                    _mm256_setzero_si256(), _mm256_madd_epi16(sc32, _mm256_loadu_si256((const __m256i *)a[c]->bsums))));
 #pragma GCC unroll 2
             for (int h = 0; h < 2; h++) {
                 __m512i ql = _mm512_loadu_si512(q6->ql + 64 * h);
                 __m512i hz = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q6->qh + 32 * h)));
                 __m512i hA = _mm512_and_si512(_mm512_sllv_epi16(hz, shA), m30);
                 __m512i hB = _mm512_and_si512(_mm512_srlv_epi16(hz, shB), m30);
-                __m512i qA = _mm512_ternarylogic_epi32(ql, m4, hA, 0xEA);  /* (a & b) | c */
+                __m512i qA = _mm512_ternarylogic_epi32(ql, m4, hA, 0xEA); /* (a & b) | c */
                 __m512i qB = _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), m4, hB, 0xEA);
                 __m512i sA = _mm512_permutexvar_epi16(sidx[2 * h], sc16);
                 __m512i sB = _mm512_permutexvar_epi16(sidx[2 * h + 1], sc16);
@@ -767,7 +794,8 @@ AI T5 void q6K_tile5(int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
                 ps[r % 4] = fold512_5(isum[0]);
                 pd[r % 4] = d;
                 if (r % 4 == 3 || r == RB - 1)
-                    acc[r / 4] = kq_add5(acc[r / 4], r % 4 + 1, 0, ps, ps, _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])), da4);
+                    acc[r / 4] = kq_add5(acc[r / 4], r % 4 + 1, 0, ps, ps,
+                                         _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])), da4);
             }
         }
     }
@@ -793,7 +821,8 @@ AI T5 void bf16_to_f32_5(const uint16_t *src, float *dst, int m) {
 }
 
 /* sums[r][c] += dot(wr[r][0..m), xc[c][0..m)) */
-AI T5 void fdot_tile5(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os, int add) {
+AI T5 void fdot_tile5(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os,
+                      int add) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++)
@@ -819,10 +848,18 @@ AI T5 void fdot_tile5(int RB, int CB, int m, const float *const *wr, const float
             out[c * os + r] = add ? out[c * os + r] + s : s;
         }
 }
-static T5 void fdot_4x4_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile5(4, 4, m, w, x, o, os, add); }
-static T5 void fdot_4x1_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile5(4, 1, m, w, x, o, os, add); }
-static T5 void fdot_1x4_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile5(1, 4, m, w, x, o, os, add); }
-static T5 void fdot_1x1_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile5(1, 1, m, w, x, o, os, add); }
+static T5 void fdot_4x4_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile5(4, 4, m, w, x, o, os, add);
+}
+static T5 void fdot_4x1_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile5(4, 1, m, w, x, o, os, add);
+}
+static T5 void fdot_1x4_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile5(1, 4, m, w, x, o, os, add);
+}
+static T5 void fdot_1x1_5(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile5(1, 1, m, w, x, o, os, add);
+}
 
 /* 32 weights: 16 bytes of nibbles (low nibbles first) looked up in a 16-entry int8 table, times d */
 AI T5 void lut32_5(const uint8_t *qs, __m128i table, float d, float *dst) {
@@ -900,11 +937,14 @@ static T5 void quantize_q8_K_5(const float *x, block_q8_K *y, int64_t n) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
-        float max = 0;   /* the first value of largest magnitude, sign kept */
+        float max = 0; /* the first value of largest magnitude, sign kept */
         __m512 vam = _mm512_set1_ps(am);
         for (int j = 0; j < QK_K; j += 16) {
             __mmask16 k = _mm512_cmp_ps_mask(_mm512_andnot_ps(signbit, _mm512_loadu_ps(x + j)), vam, _CMP_EQ_OQ);
-            if (k) { max = x[j + __builtin_ctz(k)]; break; }
+            if (k) {
+                max = x[j + __builtin_ctz(k)];
+                break;
+            }
         }
         float iscale = -127.0f / max;
         __m512 vis = _mm512_set1_ps(iscale);
@@ -960,13 +1000,20 @@ AI T5 void fdec_tile5(uint32_t type, int64_t n, const uint8_t *w, size_t seg, co
         }
     }
 }
-static T5 void fdec_f16_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) { fdec_tile5(GGML_F16, n, w, seg, x, o); }
-static T5 void fdec_bf16_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) { fdec_tile5(GGML_BF16, n, w, seg, x, o); }
-static T5 void fdec_f32_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) { fdec_tile5(GGML_F32, n, w, seg, x, o); }
+static T5 void fdec_f16_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) {
+    fdec_tile5(GGML_F16, n, w, seg, x, o);
+}
+static T5 void fdec_bf16_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) {
+    fdec_tile5(GGML_BF16, n, w, seg, x, o);
+}
+static T5 void fdec_f32_5(int64_t n, const uint8_t *w, size_t seg, const float *x, float *o) {
+    fdec_tile5(GGML_F32, n, w, seg, x, o);
+}
 
 static void run_fdec5(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const float *x, float *out) {
-    void (*f)(int64_t, const uint8_t *, size_t, const float *, float *) =
-        type == GGML_F16 ? fdec_f16_5 : type == GGML_BF16 ? fdec_bf16_5 : fdec_f32_5;
+    void (*f)(int64_t, const uint8_t *, size_t, const float *, float *) = type == GGML_F16    ? fdec_f16_5
+                                                                          : type == GGML_BF16 ? fdec_bf16_5
+                                                                                              : fdec_f32_5;
     const int seg = nr / 4;
     float o[4];
     for (int r = 0; r < seg; r++) {
@@ -979,8 +1026,8 @@ static void run_fdec5(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, 
                   FDOT5, dequant_chunk5);
 }
 
-void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                   const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                   size_t act_row, int nc, float *out, size_t os) {
     const tile_set *t = NULL;
     switch (wtype) {
     case GGML_Q4_0: t = &t5_q4_0; break;
@@ -991,11 +1038,18 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
     case GGML_Q4_K: t = &t5_q4_K; break;
     case GGML_Q5_K: t = &t5_q5_K; break;
     case GGML_Q6_K: t = &t5_q6_K; break;
-    case GGML_Q4_K_X16: case GGML_Q6_K_X16:
-        run_groups(wtype == GGML_Q4_K_X16 ? &t5_q4_K_x16 : &t5_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
+    case GGML_Q4_K_X16:
+    case GGML_Q6_K_X16:
+        run_groups(wtype == GGML_Q4_K_X16 ? &t5_q4_K_x16 : &t5_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out,
+                   os);
         return;
-    case GGML_F16: case GGML_BF16: case GGML_F32:
-        if (nc == 1) { run_fdec5(wtype, n, w, w_row, nr, (const float *)act, out); return; }
+    case GGML_F16:
+    case GGML_BF16:
+    case GGML_F32:
+        if (nc == 1) {
+            run_fdec5(wtype, n, w, w_row, nr, (const float *)act, out);
+            return;
+        }
         /* fall through */
     default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT5, dequant_chunk5); return;
     }
@@ -1011,15 +1065,17 @@ static uint32_t avx512_packed_type(uint32_t wtype, int64_t n_rows) {
     return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }
 
-static const kernel_ops AVX512_OPS = {"avx512vnni", true, avx512_quantize_act, avx512_matmul, attention_x86_avx512,
-                                      avx512_packed_type, swiglu_x86_avx512, FEW_MAX_COLS};
+static const kernel_ops AVX512_OPS = {
+    "avx512vnni",      true,        avx512_quantize_act, avx512_matmul, attention_x86_avx512, avx512_packed_type,
+    swiglu_x86_avx512, FEW_MAX_COLS};
 
 const kernel_ops *kernels_x86_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
                    __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma")
-               ? &AVX512_OPS : NULL;
+               ? &AVX512_OPS
+               : NULL;
 }
 
 #else /* not x86-64: no table */

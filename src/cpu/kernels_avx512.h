@@ -8,6 +8,6 @@
 #include <stdint.h>
 
 void avx512_quantize_act(uint32_t act_type, const float *x, void *dst, int64_t n);
-void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                   const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
+void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                   size_t act_row, int nc, float *out, size_t os);
 #endif

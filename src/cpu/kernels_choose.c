@@ -36,7 +36,7 @@ void kernels_cpu_id(kernel_cpu *c) {
         memcpy(c->vendor, &b, 4), memcpy(c->vendor + 4, &d, 4), memcpy(c->vendor + 8, &cx, 4);
         c->vendor[12] = 0;
     }
-    if (__get_cpuid(1, &a, &b, &cx, &d)) {   /* display family / model as the vendors define them */
+    if (__get_cpuid(1, &a, &b, &cx, &d)) { /* display family / model as the vendors define them */
         int fam = (a >> 8) & 0xf, mod = (a >> 4) & 0xf;
         if (fam == 0xf) fam += (a >> 20) & 0xff;
         if (fam == 0x6 || fam >= 0xf) mod |= ((a >> 16) & 0xf) << 4;
@@ -44,7 +44,8 @@ void kernels_cpu_id(kernel_cpu *c) {
     }
     unsigned br[12];
     if (__get_cpuid(0x80000000, &a, &b, &cx, &d) && a >= 0x80000004) {
-        for (unsigned i = 0; i < 3; i++) __get_cpuid(0x80000002 + i, &br[4 * i], &br[4 * i + 1], &br[4 * i + 2], &br[4 * i + 3]);
+        for (unsigned i = 0; i < 3; i++)
+            __get_cpuid(0x80000002 + i, &br[4 * i], &br[4 * i + 1], &br[4 * i + 2], &br[4 * i + 3]);
         char s[49];
         memcpy(s, br, 48), s[48] = 0;
         char *p = s;
@@ -52,7 +53,7 @@ void kernels_cpu_id(kernel_cpu *c) {
         snprintf(c->name, sizeof c->name, "%s", p);
     }
 #else
-    FILE *f = fopen("/proc/cpuinfo", "r");   /* ARM64 Linux: implementer and part */
+    FILE *f = fopen("/proc/cpuinfo", "r"); /* ARM64 Linux: implementer and part */
     char line[256];
     unsigned impl = 0, part = 0;
     while (f && fgets(line, sizeof line, f)) {
@@ -75,14 +76,14 @@ void kernels_cpu_id(kernel_cpu *c) {
  * wins. The measurements behind each row are in docs/HARDWARE.md ("Kernels: which table runs"). */
 typedef struct known_kind {
     const char *vendor;
-    int family, model_lo, model_hi;   /* -1: any */
+    int family, model_lo, model_hi; /* -1: any */
     const char *isa, *kind;
 } known_kind;
 
 static const known_kind KNOWN[] = {
-    {"AuthenticAMD", 25, -1, -1, "avx512vnni", "AMD Zen 4"},   /* Zen 3 shares family 25: no AVX-512 table there */
+    {"AuthenticAMD", 25, -1, -1, "avx512vnni", "AMD Zen 4"}, /* Zen 3 shares family 25: no AVX-512 table there */
     {"AuthenticAMD", 26, -1, -1, "avx512vnni", "AMD Zen 5"},
-    {"GenuineIntel", 6, -1, -1, "amx", "Intel with AMX"},     /* the amx table exists only where AMX does */
+    {"GenuineIntel", 6, -1, -1, "amx", "Intel with AMX"}, /* the amx table exists only where AMX does */
 };
 
 static const kernel_ops *find_isa(const kernel_ops *const *avail, int n, const char *isa) {
@@ -136,7 +137,7 @@ static double time_table(const kernel_ops *t, uint32_t type, int rows, const uin
         if (pt != type) x16_pack(type, plain, row, rows, w);
         else memcpy(w, plain, bytes);
         t->quantize_act(vec_dot_type(type), x, act, TIME_N);
-        for (int r = 0; r <= TIME_REPS; r++) {   /* the first is a warm-up */
+        for (int r = 0; r <= TIME_REPS; r++) { /* the first is a warm-up */
             double t0 = lfm2c_now_s();
             t->matmul(pt, TIME_N, w, row, rows, act, ggml_row_size(GGML_Q8_K, TIME_N), 1, out, (size_t)rows);
             double dt = lfm2c_now_s() - t0;
@@ -162,7 +163,8 @@ static const kernel_ops *time_candidates(const kernel_ops *const *cand, int nc, 
         for (int i = 0; i < TIME_N; i++) x[i] = (float)((int)(mix(&s) % 2001) - 1000) / 1000.0f;
         size_t at = snprintf(why, wn, "Q4_K + Q6_K decode tile, %.1f MB:", (b4 + b6) / 1e6);
         for (int i = 0; i < nc; i++) {
-            double a = time_table(cand[i], GGML_Q4_K, TIME_ROWS4, w4, x), b = time_table(cand[i], GGML_Q6_K, TIME_ROWS6, w6, x);
+            double a = time_table(cand[i], GGML_Q4_K, TIME_ROWS4, w4, x),
+                   b = time_table(cand[i], GGML_Q6_K, TIME_ROWS6, w6, x);
             if (a < 0 || b < 0) continue;
             if (at < wn) at += snprintf(why + at, wn - at, " %s %.3f ms", cand[i]->isa, (a + b) * 1e3);
             if (!best || a + b < best_t) best = cand[i], best_t = a + b;
@@ -214,11 +216,15 @@ static bool cache_read(const char *path, const char *key, char *isa, size_t in, 
     return found;
 }
 
-static void mkdirs(const char *path) {   /* every folder above the file */
+static void mkdirs(const char *path) { /* every folder above the file */
     char p[1024];
     snprintf(p, sizeof p, "%s", path);
     for (char *s = p + 1; *s; s++)
-        if (*s == '/') { *s = 0; mkdir(p, 0755); *s = '/'; }
+        if (*s == '/') {
+            *s = 0;
+            mkdir(p, 0755);
+            *s = '/';
+        }
 }
 
 /* Replaces key's line (other CPUs' lines kept), through a temporary file and a rename. */
@@ -227,7 +233,10 @@ static void cache_write(const char *path, const char *key, const char *isa, cons
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= sizeof tmp) return;
     mkdirs(path);
     FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
-    if (!out) { if (in) fclose(in); return; }
+    if (!out) {
+        if (in) fclose(in);
+        return;
+    }
     const size_t kl = strlen(key);
     for (int n = 0; in && n < 256 && fgets(line, sizeof line, in); n++)
         if (strchr(line, '\n') && !(strncmp(line, key, kl) == 0 && line[kl] == '\t')) fputs(line, out);
@@ -244,7 +253,7 @@ static void choose(const char *force, const kernel_cpu *cpu, const char *cache_d
     const int n = kernels_available(avail, 8);
     memset(out, 0, sizeof *out);
     out->cpu = *cpu;
-    if (force && *force) {   /* the table of that name, else the first whose name starts with it */
+    if (force && *force) { /* the table of that name, else the first whose name starts with it */
         const kernel_ops *f = find_isa(avail, n, force);
         for (int i = 0; i < n && !f; i++)
             if (!strncmp(avail[i]->isa, force, strlen(force))) f = avail[i];
@@ -263,13 +272,15 @@ static void choose(const char *force, const kernel_cpu *cpu, const char *cache_d
     const kernel_ops *dflt = nc ? cand[nc - 1] : avail[0];
     if (nc <= 1) {
         out->ops = dflt, out->how = "only";
-        snprintf(out->why, sizeof out->why, "%s", nc ? "the one vector table this CPU supports" : "no vector table for this CPU");
+        snprintf(out->why, sizeof out->why, "%s",
+                 nc ? "the one vector table this CPU supports" : "no vector table for this CPU");
         return;
     }
     const known_kind *k = (flags & KERNELS_NO_TABLE) ? NULL : known_match(cpu, avail, n);
     if (k) {
         out->ops = find_isa(avail, n, k->isa), out->how = "table";
-        snprintf(out->why, sizeof out->why, "%s (%s family %d model %d)", k->kind, cpu->vendor, cpu->family, cpu->model);
+        snprintf(out->why, sizeof out->why, "%s (%s family %d model %d)", k->kind, cpu->vendor, cpu->family,
+                 cpu->model);
         return;
     }
     if (flags & KERNELS_NO_TIMING) {
@@ -301,7 +312,7 @@ static void choose(const char *force, const kernel_cpu *cpu, const char *cache_d
 
 void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out) {
     choose(force, cpu, cache_dir, flags, out);
-    if (force && *force && strcmp(out->how, "forced")) {   /* say so when LFM2C_ISA was set but matched nothing */
+    if (force && *force && strcmp(out->how, "forced")) { /* say so when LFM2C_ISA was set but matched nothing */
         char why[sizeof out->why];
         snprintf(why, sizeof why, "LFM2C_ISA=%.24s names no table here; %.250s", force, out->why);
         memcpy(out->why, why, sizeof why);
@@ -312,7 +323,7 @@ static kernel_choice the_choice;
 static void choose_once(void) {
     kernel_cpu c;
     kernels_cpu_id(&c);
-    const char *t = getenv("LFM2C_KERNEL_TIMING");   /* 0: no timing; "again": time, ignoring the cache */
+    const char *t = getenv("LFM2C_KERNEL_TIMING"); /* 0: no timing; "again": time, ignoring the cache */
     int flags = t && !strcmp(t, "0") ? KERNELS_NO_TIMING : t && !strcmp(t, "again") ? KERNELS_RETIME : 0;
     kernels_choose(getenv("LFM2C_ISA"), &c, NULL, flags, &the_choice);
 }

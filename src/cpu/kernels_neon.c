@@ -36,7 +36,7 @@
 
 #define AI static inline __attribute__((always_inline))
 #if !defined(__clang__)
-#define NEON_DP 1   /* GCC declares the SDOT / SMMLA intrinsics for functions with these targets */
+#define NEON_DP 1 /* GCC declares the SDOT / SMMLA intrinsics for functions with these targets */
 #define NEON_MM 1
 #define TDP __attribute__((target("arch=armv8.2-a+dotprod")))
 #define TMM __attribute__((target("arch=armv8.2-a+dotprod+i8mm")))
@@ -58,13 +58,15 @@
 AI float h2f(const void *p) {
     __fp16 h;
     memcpy(&h, p, 2);
-    return (float)h;   /* exact, as fp16_to_f32 */
+    return (float)h; /* exact, as fp16_to_f32 */
 }
 
 AI size_t q32_bytes(uint32_t type) {
-    return type == GGML_Q4_0 ? sizeof(block_q4_0) : type == GGML_Q4_1 ? sizeof(block_q4_1)
-         : type == GGML_Q5_0 ? sizeof(block_q5_0) : type == GGML_Q5_1 ? sizeof(block_q5_1)
-         : sizeof(block_q8_0);
+    return type == GGML_Q4_0   ? sizeof(block_q4_0)
+           : type == GGML_Q4_1 ? sizeof(block_q4_1)
+           : type == GGML_Q5_0 ? sizeof(block_q5_0)
+           : type == GGML_Q5_1 ? sizeof(block_q5_1)
+                               : sizeof(block_q8_0);
 }
 
 /* 32 bits -> 32 bytes (two vectors) of 16 where the bit is set */
@@ -86,14 +88,16 @@ AI void q32_unpack(uint32_t type, const uint8_t *p, int8x16_t *w0, int8x16_t *w1
     *d = h2f(p);
     *m = type == GGML_Q4_1 || type == GGML_Q5_1 ? h2f(p + 2) : 0.0f;
     switch (type) {
-    case GGML_Q4_0: case GGML_Q4_1: {
+    case GGML_Q4_0:
+    case GGML_Q4_1: {
         const uint8x16_t q = vld1q_u8(type == GGML_Q4_0 ? p + 2 : p + 4);
         const int8x16_t off = vdupq_n_s8(type == GGML_Q4_0 ? 8 : 0);
         *w0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, m4)), off);
         *w1 = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), off);
         return;
     }
-    case GGML_Q5_0: case GGML_Q5_1: {
+    case GGML_Q5_0:
+    case GGML_Q5_1: {
         const uint8_t *qh = type == GGML_Q5_0 ? p + 2 : p + 4;
         const uint8x16_t q = vld1q_u8(qh + 4);
         const int8x16_t off = vdupq_n_s8(type == GGML_Q5_0 ? 16 : 0);
@@ -142,7 +146,8 @@ AI void store_tile(int RB, int CB, const float32x4_t *acc, float *out, size_t os
 
 /* -- float path: dot tiles (float32x4 lanes, one fma chain per output) and chunk dequantizers -- */
 
-AI void fdot_tile(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os, int add) {
+AI void fdot_tile(int RB, int CB, int m, const float *const *wr, const float *const *xc, float *out, size_t os,
+                  int add) {
     float32x4_t acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < RB; r++)
@@ -169,10 +174,18 @@ AI void fdot_tile(int RB, int CB, int m, const float *const *wr, const float *co
             out[c * os + r] = add ? out[c * os + r] + s : s;
         }
 }
-static void fdot_4x4_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile(4, 4, m, w, x, o, os, add); }
-static void fdot_4x1_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile(4, 1, m, w, x, o, os, add); }
-static void fdot_1x4_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile(1, 4, m, w, x, o, os, add); }
-static void fdot_1x1_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) { fdot_tile(1, 1, m, w, x, o, os, add); }
+static void fdot_4x4_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile(4, 4, m, w, x, o, os, add);
+}
+static void fdot_4x1_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile(4, 1, m, w, x, o, os, add);
+}
+static void fdot_1x4_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile(1, 4, m, w, x, o, os, add);
+}
+static void fdot_1x1_n(int m, const float *const *w, const float *const *x, float *o, size_t os, int add) {
+    fdot_tile(1, 1, m, w, x, o, os, add);
+}
 static const fdot_fn FDOT_N[4] = {fdot_4x4_n, fdot_4x1_n, fdot_1x4_n, fdot_1x1_n};
 
 /* 16 int8 -> 16 floats times d (as the scalar d * (float)q) */
@@ -257,14 +270,17 @@ static void quantize_q8_K_n(const float *x, block_q8_K *y, int64_t n) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
         }
-        float max = 0;   /* the first value of largest magnitude, sign kept */
+        float max = 0; /* the first value of largest magnitude, sign kept */
         for (int j = 0; j < QK_K; j++)
-            if (fabsf(x[j]) == am) { max = x[j]; break; }
+            if (fabsf(x[j]) == am) {
+                max = x[j];
+                break;
+            }
         const float iscale = -127.0f / max;
         const int32x4_t lo = vdupq_n_s32(-128), hi = vdupq_n_s32(127);
         for (int j = 0; j < QK_K; j += 16) {
             int32x4_t q[4];
-            for (int k = 0; k < 4; k++)   /* nearbyintf: to nearest, ties to even (FCVTNS) */
+            for (int k = 0; k < 4; k++) /* nearbyintf: to nearest, ties to even (FCVTNS) */
                 q[k] = vminq_s32(vmaxq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + j + 4 * k), iscale)), lo), hi);
             const int16x8_t q01 = vcombine_s16(vmovn_s32(q[0]), vmovn_s32(q[1]));
             const int16x8_t q23 = vcombine_s16(vmovn_s32(q[2]), vmovn_s32(q[3]));
@@ -328,7 +344,10 @@ AI TMM int32x4_t mm16(int32x4_t acc, int8x16_t x, int8x16_t y, int8x16_t u, int8
 }
 /* [a, a, b, b] and [c, d, c, d] */
 AI TMM float32x4_t pair_rows(float a, float b) { return vcombine_f32(vdup_n_f32(a), vdup_n_f32(b)); }
-AI TMM float32x4_t pair_cols(float c, float d) { float t[4] = {c, d, c, d}; return vld1q_f32(t); }
+AI TMM float32x4_t pair_cols(float c, float d) {
+    float t[4] = {c, d, c, d};
+    return vld1q_f32(t);
+}
 AI TMM int32x4_t pair_rows_i(int32_t a, int32_t b) { return vcombine_s32(vdup_n_s32(a), vdup_n_s32(b)); }
 AI TMM void store_2x2(float32x4_t acc, float *out, size_t os) {
     out[0] = vgetq_lane_f32(acc, 0);
@@ -344,7 +363,8 @@ AI TMM void q32_mm(uint32_t type, int64_t nb, const uint8_t *w, size_t w_row, co
     float32x4_t acc = vdupq_n_f32(0);
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_0 *a = (const block_q8_0 *)act + b, *e = (const block_q8_0 *)(act + act_row) + b;
-        const int8x16_t a0 = vld1q_s8(a->qs), a1 = vld1q_s8(a->qs + 16), e0 = vld1q_s8(e->qs), e1 = vld1q_s8(e->qs + 16);
+        const int8x16_t a0 = vld1q_s8(a->qs), a1 = vld1q_s8(a->qs + 16), e0 = vld1q_s8(e->qs),
+                        e1 = vld1q_s8(e->qs + 16);
         const float da = h2f(&a->d), de = h2f(&e->d);
         const uint8_t *p = w + b * bs, *q = w + w_row + b * bs;
         prefetch_block(p + 4 * PF_BLOCKS * bs, bs);
@@ -407,8 +427,11 @@ AI TMM void q45K_mm(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, const
             lo = mm16(lo, l1[0], l1[1], vld1q_s8(x + 16), vld1q_s8(y + 16));
             int32x4_t hi = mm16(vdupq_n_s32(0), u0[0], u0[1], vld1q_s8(x + 32), vld1q_s8(y + 32));
             hi = mm16(hi, u1[0], u1[1], vld1q_s8(x + 48), vld1q_s8(y + 48));
-            S = vmlaq_s32(S, lo, pair_rows_i((int32_t)((sc[0] >> (16 * k)) & 0xFF), (int32_t)((sc[1] >> (16 * k)) & 0xFF)));
-            S = vmlaq_s32(S, hi, pair_rows_i((int32_t)((sc[0] >> (16 * k + 8)) & 0xFF), (int32_t)((sc[1] >> (16 * k + 8)) & 0xFF)));
+            S = vmlaq_s32(S, lo,
+                          pair_rows_i((int32_t)((sc[0] >> (16 * k)) & 0xFF), (int32_t)((sc[1] >> (16 * k)) & 0xFF)));
+            S = vmlaq_s32(
+                S, hi,
+                pair_rows_i((int32_t)((sc[0] >> (16 * k + 8)) & 0xFF), (int32_t)((sc[1] >> (16 * k + 8)) & 0xFF)));
         }
 #define MINS(i, bp) vmlal_high_s16(vmull_s16(vget_low_s16(mn16[i]), vget_low_s16(bp)), mn16[i], bp)
         const int32x4_t M = total4(MINS(0, bp0), MINS(0, bp1), MINS(1, bp0), MINS(1, bp1));
@@ -420,7 +443,8 @@ AI TMM void q45K_mm(int is_q5, int64_t nb, const uint8_t *w, size_t w_row, const
     store_2x2(acc, out, os);
 }
 
-AI TMM void q6K_mm(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, size_t act_row, float *out, size_t os) {
+AI TMM void q6K_mm(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, size_t act_row, float *out,
+                   size_t os) {
     const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(3), m30 = vdupq_n_u8(0x30);
     const int8x16_t k32 = vdupq_n_s8(32);
     float32x4_t acc = vdupq_n_f32(0);
@@ -435,9 +459,10 @@ AI TMM void q6K_mm(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *ac
             int8x16_t q[2][8];
             for (int i = 0; i < 2; i++) {
                 const uint8_t *ql = q6[i]->ql + 64 * h, *qh = q6[i]->qh + 32 * h;
-                const uint8x16_t L0 = vld1q_u8(ql), L1 = vld1q_u8(ql + 16), L2 = vld1q_u8(ql + 32), L3 = vld1q_u8(ql + 48);
+                const uint8x16_t L0 = vld1q_u8(ql), L1 = vld1q_u8(ql + 16), L2 = vld1q_u8(ql + 32),
+                                 L3 = vld1q_u8(ql + 48);
                 const uint8x16_t H0 = vld1q_u8(qh), H1 = vld1q_u8(qh + 16);
-                uint8x16_t u[8];   /* as q6K_tile */
+                uint8x16_t u[8]; /* as q6K_tile */
                 u[0] = vorrq_u8(vandq_u8(L0, m4), vshlq_n_u8(vandq_u8(H0, m3), 4));
                 u[1] = vorrq_u8(vandq_u8(L1, m4), vshlq_n_u8(vandq_u8(H1, m3), 4));
                 u[2] = vorrq_u8(vandq_u8(L2, m4), vandq_u8(vshlq_n_u8(H0, 2), m30));
@@ -455,17 +480,18 @@ AI TMM void q6K_mm(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *ac
                 S = vmlaq_s32(S, t, pair_rows_i(q6[0]->scales[8 * h + j], q6[1]->scales[8 * h + j]));
             }
         }
-        acc = vfmaq_f32(acc, vcvtq_f32_s32(S), vmulq_f32(pair_rows(h2f(&q6[0]->d), h2f(&q6[1]->d)), pair_cols(a[0]->d, a[1]->d)));
+        acc = vfmaq_f32(acc, vcvtq_f32_s32(S),
+                        vmulq_f32(pair_rows(h2f(&q6[0]->d), h2f(&q6[1]->d)), pair_cols(a[0]->d, a[1]->d)));
     }
     store_2x2(acc, out, os);
 }
 
 /* tile kernels for TILE_SET: 2 x 2 through SMMLA, every other shape through the SDOT tiles */
-#define MM_KERN(T, mm_call, dp_kern)                                                                        \
+#define MM_KERN(T, mm_call, dp_kern) \
     AI TMM void mmk_##T(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
-                        float *o, size_t os) {                                                              \
-        if (RB == 2 && CB == 2) mm_call;                                                                    \
-        else dp_kern(RB, CB, nb, w, wr, a, ar, o, os);                                                      \
+                        float *o, size_t os) { \
+        if (RB == 2 && CB == 2) mm_call; \
+        else dp_kern(RB, CB, nb, w, wr, a, ar, o, os); \
     }
 MM_KERN(Q4_0, q32_mm(GGML_Q4_0, nb, w, wr, a, ar, o, os), q32k_Q4_0_dp)
 MM_KERN(Q4_1, q32_mm(GGML_Q4_1, nb, w, wr, a, ar, o, os), q32k_Q4_1_dp)
@@ -488,8 +514,8 @@ TILE_SET(t_q6_K_mm, 2, 2, mmk_Q6_K)
 #undef ISA_T
 
 /* decode (one column) on the SDOT tiles, prefill on the SMMLA ones */
-static void matmul_mm(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                      const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+static void matmul_mm(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                      size_t act_row, int nc, float *out, size_t os) {
     const tile_set *t = NULL;
     switch (wtype) {
     case GGML_Q4_0: t = &t_q4_0_mm; break;
@@ -512,12 +538,15 @@ static void matmul_mm(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row,
 
 /* ---- the tables ------------------------------------------------------------------------------ */
 
-static const kernel_ops NEON_OPS = {"neon", true, quantize_act_n, matmul_nn, attention_arm_neon, NULL, swiglu_arm_neon, 0};
+static const kernel_ops NEON_OPS = {"neon",          true, quantize_act_n, matmul_nn, attention_arm_neon, NULL,
+                                    swiglu_arm_neon, 0};
 #if NEON_DP
-static const kernel_ops DOTPROD_OPS = {"neon-dotprod", true, quantize_act_n, matmul_dp, attention_arm_neon, NULL, swiglu_arm_neon, 0};
+static const kernel_ops DOTPROD_OPS = {"neon-dotprod",     true, quantize_act_n,  matmul_dp,
+                                       attention_arm_neon, NULL, swiglu_arm_neon, 0};
 #endif
 #if NEON_MM
-static const kernel_ops I8MM_OPS = {"neon-i8mm", true, quantize_act_n, matmul_mm, attention_arm_neon, NULL, swiglu_arm_neon, 0};
+static const kernel_ops I8MM_OPS = {"neon-i8mm",        true, quantize_act_n,  matmul_mm,
+                                    attention_arm_neon, NULL, swiglu_arm_neon, 0};
 #endif
 
 #if defined(__linux__)
@@ -546,7 +575,7 @@ __attribute__((unused)) static bool cpu_has_i8mm(void) {
 }
 #endif
 
-const kernel_ops *kernels_neon(void) { return &NEON_OPS; }   /* ASIMD is part of ARMv8-A */
+const kernel_ops *kernels_neon(void) { return &NEON_OPS; } /* ASIMD is part of ARMv8-A */
 #if NEON_DP
 const kernel_ops *kernels_neon_dotprod(void) { return cpu_has_dotprod() ? &DOTPROD_OPS : NULL; }
 #else

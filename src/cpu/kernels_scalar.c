@@ -11,24 +11,54 @@
 static void unpack_q32(uint32_t t, const uint8_t *p, int *q, float *d, float *m) {
     *m = 0;
     switch (t) {
-    case GGML_Q4_0: { const block_q4_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
-        for (int j = 0; j < 16; j++) { q[j] = (b->qs[j] & 0xF) - 8; q[j + 16] = (b->qs[j] >> 4) - 8; } break; }
-    case GGML_Q4_1: { const block_q4_1 *b = (const void *)p; *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
-        for (int j = 0; j < 16; j++) { q[j] = b->qs[j] & 0xF; q[j + 16] = b->qs[j] >> 4; } break; }
-    case GGML_Q5_0: { const block_q5_0 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4); *d = fp16_to_f32(b->d);
+    case GGML_Q4_0: {
+        const block_q4_0 *b = (const void *)p;
+        *d = fp16_to_f32(b->d);
+        for (int j = 0; j < 16; j++) {
+            q[j] = (b->qs[j] & 0xF) - 8;
+            q[j + 16] = (b->qs[j] >> 4) - 8;
+        }
+        break;
+    }
+    case GGML_Q4_1: {
+        const block_q4_1 *b = (const void *)p;
+        *d = fp16_to_f32(b->d);
+        *m = fp16_to_f32(b->m);
+        for (int j = 0; j < 16; j++) {
+            q[j] = b->qs[j] & 0xF;
+            q[j + 16] = b->qs[j] >> 4;
+        }
+        break;
+    }
+    case GGML_Q5_0: {
+        const block_q5_0 *b = (const void *)p;
+        uint32_t h;
+        memcpy(&h, b->qh, 4);
+        *d = fp16_to_f32(b->d);
         for (int j = 0; j < 16; j++) {
             q[j] = ((b->qs[j] & 0xF) | (((h >> j) & 1) << 4)) - 16;
             q[j + 16] = ((b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16;
-        } break; }
-    case GGML_Q5_1: { const block_q5_1 *b = (const void *)p; uint32_t h; memcpy(&h, b->qh, 4);
-        *d = fp16_to_f32(b->d); *m = fp16_to_f32(b->m);
+        }
+        break;
+    }
+    case GGML_Q5_1: {
+        const block_q5_1 *b = (const void *)p;
+        uint32_t h;
+        memcpy(&h, b->qh, 4);
+        *d = fp16_to_f32(b->d);
+        *m = fp16_to_f32(b->m);
         for (int j = 0; j < 16; j++) {
             q[j] = (b->qs[j] & 0xF) | (((h >> j) & 1) << 4);
             q[j + 16] = (b->qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4);
-        } break; }
-    default: { const block_q8_0 *b = (const void *)p; *d = fp16_to_f32(b->d);
+        }
+        break;
+    }
+    default: {
+        const block_q8_0 *b = (const void *)p;
+        *d = fp16_to_f32(b->d);
         for (int j = 0; j < 32; j++) q[j] = b->qs[j];
-        break; }
+        break;
+    }
     }
 }
 
@@ -40,7 +70,10 @@ static float dot_q32_q8_0(uint32_t t, int64_t n, const uint8_t *w, const block_q
         float d, m;
         unpack_q32(t, w, q, &d, &m);
         int isum = 0, asum = 0;
-        for (int j = 0; j < 32; j++) { isum += q[j] * a[i].qs[j]; asum += a[i].qs[j]; }
+        for (int j = 0; j < 32; j++) {
+            isum += q[j] * a[i].qs[j];
+            asum += a[i].qs[j];
+        }
         float da = fp16_to_f32(a[i].d);
         sum += d * da * (float)isum + m * da * (float)asum;
     }
@@ -113,8 +146,11 @@ static float dot_q6_K(int64_t n, const block_q6_K *w, const block_q8_K *a) {
 
 float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {
     switch (t) {
-    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0:
-        return dot_q32_q8_0(t, n, w, act);
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q8_0: return dot_q32_q8_0(t, n, w, act);
     case GGML_Q4_K: return dot_q4_K(n, w, act);
     case GGML_Q5_K: return dot_q5_K(n, w, act);
     case GGML_Q6_K: return dot_q6_K(n, w, act);
@@ -145,13 +181,13 @@ static void scalar_quantize_act(uint32_t act_type, const float *x, void *dst, in
     else memcpy(dst, x, (size_t)n * sizeof(float));
 }
 
-static void scalar_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr,
-                          const uint8_t *act, size_t act_row, int nc, float *out, size_t out_stride) {
+static void scalar_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                          size_t act_row, int nc, float *out, size_t out_stride) {
     for (int c = 0; c < nc; c++)
-        for (int r = 0; r < nr; r++)
-            out[c * out_stride + r] = vec_dot_ref(wtype, n, w + r * w_row, act + c * act_row);
+        for (int r = 0; r < nr; r++) out[c * out_stride + r] = vec_dot_ref(wtype, n, w + r * w_row, act + c * act_row);
 }
 
-static const kernel_ops SCALAR = {"scalar", true, scalar_quantize_act, scalar_matmul, attention_scalar, NULL, swiglu_scalar, 0};
+static const kernel_ops SCALAR = {"scalar",         true, scalar_quantize_act, scalar_matmul,
+                                  attention_scalar, NULL, swiglu_scalar,       0};
 
 const kernel_ops *kernels_scalar(void) { return &SCALAR; }

@@ -17,8 +17,8 @@ typedef struct mm_job {
     const lfm2c_model *m;
     const mm_task *tasks;
     int n_tasks;
-    double n_bytes;   /* weight bytes of all tasks, counted in whole row blocks */
-    int n_parts;      /* mm_worker: the bytes are cut into n_parts, claimed one at a time */
+    double n_bytes; /* weight bytes of all tasks, counted in whole row blocks */
+    int n_parts;    /* mm_worker: the bytes are cut into n_parts, claimed one at a time */
     atomic_int next;
 } mm_job;
 
@@ -27,9 +27,7 @@ typedef struct mm_job {
  * do it once per call, and each tile of weights is loaded once for the whole batch. */
 enum { ROW_BLOCK = 16 };
 
-uint32_t act_format(const lfm2c_model *m, uint32_t wtype) {
-    return m->reference ? GGML_F32 : vec_dot_type(wtype);
-}
+uint32_t act_format(const lfm2c_model *m, uint32_t wtype) { return m->reference ? GGML_F32 : vec_dot_type(wtype); }
 
 static void mm_rows(const lfm2c_model *m, const mm_task *t, int64_t r0, int64_t nr) {
     const tensor *w = t->w;
@@ -37,12 +35,11 @@ static void mm_rows(const lfm2c_model *m, const mm_task *t, int64_t r0, int64_t 
     if (m->reference) {
         for (int c = 0; c < t->n_cols; c++)
             for (int64_t r = 0; r < nr; r++)
-                t->y[c * t->ldy + r0 + r] = vec_dot_float(w->type, w->ne[0], wd + r * w->row_bytes,
-                                                          (const float *)(t->act + c * t->act_row));
+                t->y[c * t->ldy + r0 + r] =
+                    vec_dot_float(w->type, w->ne[0], wd + r * w->row_bytes, (const float *)(t->act + c * t->act_row));
         return;
     }
-    m->kern->matmul(w->type, w->ne[0], wd, w->row_bytes, (int)nr, t->act, t->act_row, t->n_cols,
-                    t->y + r0, t->ldy);
+    m->kern->matmul(w->type, w->ne[0], wd, w->row_bytes, (int)nr, t->act, t->act_row, t->n_cols, t->y + r0, t->ldy);
 }
 
 /* Threads split the row blocks of all tasks by bytes of weights, not by rows: a job may mix
@@ -85,16 +82,23 @@ static void mm_worker(void *arg, int ith, int nth) {
  * few at a time, so it still reads one long stream; a thread that runs out takes single chunks
  * from the back of another's range. Each output row is computed alone, so which thread computes
  * it does not change a bit of it. Prefill keeps mm_worker: AMX repacks activations per call. */
-enum { DYN_MAX_COLS = 4 /* unless the kernels say more (kernel_ops.stream_cols) */, DYN_CHUNK_BYTES = 32 << 10, DYN_MAX_THREADS = 64, DYN_MAX_TASKS = 256 };
+enum {
+    DYN_MAX_COLS = 4 /* unless the kernels say more (kernel_ops.stream_cols) */,
+    DYN_CHUNK_BYTES = 32 << 10,
+    DYN_MAX_THREADS = 64,
+    DYN_MAX_TASKS = 256
+};
 
 typedef struct dyn_job {
     const lfm2c_model *m;
     const mm_task *tasks;
     int n_tasks;
-    int n_ranges;                        /* one per running thread */
-    int64_t first[DYN_MAX_TASKS + 1];   /* first chunk of each task; first[n_tasks] = all */
+    int n_ranges;                     /* one per running thread */
+    int64_t first[DYN_MAX_TASKS + 1]; /* first chunk of each task; first[n_tasks] = all */
     int64_t chunk_rows[DYN_MAX_TASKS];
-    struct { _Alignas(64) _Atomic uint64_t fb; } range[DYN_MAX_THREADS];   /* front << 32 | back */
+    struct {
+        _Alignas(64) _Atomic uint64_t fb;
+    } range[DYN_MAX_THREADS]; /* front << 32 | back */
 } dyn_job;
 
 /* rows of chunks [u0, u1) of one task (a chunk range never crosses a task: see dyn_take) */
@@ -116,15 +120,15 @@ static int dyn_take(dyn_job *j, int v, int from_front, int64_t *u0, int64_t *u1)
         uint32_t nf = f, nb = b;
         if (from_front) {
             uint32_t k = (b - f) / 4 ? (b - f) / 4 : 1;
-            int i = 0;   /* stay inside f's task */
+            int i = 0; /* stay inside f's task */
             while ((int64_t)f >= j->first[i + 1]) i++;
             if ((int64_t)(f + k) > j->first[i + 1]) k = (uint32_t)(j->first[i + 1] - f);
             nf = f + k;
         } else {
             nb = b - 1;
         }
-        if (atomic_compare_exchange_weak_explicit(&j->range[v].fb, &fb, (uint64_t)nf << 32 | nb,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
+        if (atomic_compare_exchange_weak_explicit(&j->range[v].fb, &fb, (uint64_t)nf << 32 | nb, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
             *u0 = from_front ? f : nb;
             *u1 = from_front ? nf : b;
             return 1;
@@ -150,7 +154,7 @@ static void mm_worker_dyn(void *arg, int ith, int nth) {
 
 /* Splits the job over the pool (or runs it here when small). */
 static void matmul_split(lfm2c_model *m, const mm_task *tasks, int n, mm_job *job, int max_cols) {
-    const int nth = threadpool_active(m->pool);   /* threads taking part, not indices */
+    const int nth = threadpool_active(m->pool); /* threads taking part, not indices */
     if (nth < 2 || job->n_bytes * max_cols < INLINE_WORK) {
         mm_part(job, 0, 1);
         return;
@@ -161,7 +165,7 @@ static void matmul_split(lfm2c_model *m, const mm_task *tasks, int n, mm_job *jo
         threadpool_run(m->pool, mm_worker, job);
         return;
     }
-    dyn_job djob, *dj = &djob;   /* about 8 KB of stack */
+    dyn_job djob, *dj = &djob; /* about 8 KB of stack */
     dj->m = m;
     dj->tasks = tasks;
     dj->n_tasks = n;
@@ -216,7 +220,15 @@ void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
     }
 }
 
-typedef struct quant_job { const lfm2c_model *m; uint32_t fmt; const float *x; int64_t n; uint8_t *dst; size_t row; int T; } quant_job;
+typedef struct quant_job {
+    const lfm2c_model *m;
+    uint32_t fmt;
+    const float *x;
+    int64_t n;
+    uint8_t *dst;
+    size_t row;
+    int T;
+} quant_job;
 
 static void quant_worker(void *arg, int ith, int nth) {
     const quant_job *q = arg;

@@ -24,7 +24,10 @@ typedef struct mm_task {
 void matmul_run(lfm2c_model *m, const mm_task *tasks, int n);
 
 /* Activations x[T][n] in the format weights of type wtype multiply with, in scratch slot. */
-typedef struct act_buf { const uint8_t *data; size_t row; } act_buf;
+typedef struct act_buf {
+    const uint8_t *data;
+    size_t row;
+} act_buf;
 
 /* The activation format weights of type wtype multiply with (GGML_F32 in reference mode). */
 uint32_t act_format(const lfm2c_model *m, uint32_t wtype);

@@ -5,7 +5,10 @@
 
 struct scratch {
     int n_slots;
-    struct { void *buf; size_t cap; } slot[];
+    struct {
+        void *buf;
+        size_t cap;
+    } slot[];
 };
 
 scratch *scratch_new(int n_slots) {

@@ -8,7 +8,7 @@
 
 typedef struct scratch scratch;
 
-scratch *scratch_new(int n_slots);   /* all slots empty; NULL on allocation failure */
+scratch *scratch_new(int n_slots); /* all slots empty; NULL on allocation failure */
 void scratch_free(scratch *s);
 /* Slot `slot` with room for at least `bytes`; NULL when it cannot be grown. */
 void *scratch_get(scratch *s, int slot, size_t bytes);

@@ -5,8 +5,8 @@
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 
-void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
-               const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+               size_t act_row, int nc, float *out, size_t os) {
     if (nc <= t->cb) {
         /* Decode reads each weight once: the rows are cut into k equal segments and one tile
          * takes row r of every segment, so a core follows k independent streams and keeps
@@ -40,11 +40,11 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
     }
 }
 
-void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
-                const uint8_t *act, size_t act_row, int nc, float *out, size_t os) {
+void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                size_t act_row, int nc, float *out, size_t os) {
     const size_t gb = (size_t)t->rb * w_row;
     const int ng = nr / t->rb;
-    if (nc == 1 || (nc <= FEW_MAX_COLS && t->few)) {   /* decode, few columns: one stream */
+    if (nc == 1 || (nc <= FEW_MAX_COLS && t->few)) { /* decode, few columns: one stream */
         /* the tile prefetches a few blocks ahead of itself: start the first ones too (a call
          * may be short: an expert's rows, a thread's share of them) */
         prefetch_block(w, gb < DEC_PROLOGUE_BYTES ? gb : DEC_PROLOGUE_BYTES);
@@ -70,8 +70,8 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
     }
 }
 
-void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
-               size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
+void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act, size_t act_row,
+               int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
     enum { RB = 4, CB = 4 };
     float buf[RB][FKC];
     int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));
@@ -86,7 +86,10 @@ void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
                 for (int r = 0; r < rn; r++) {
                     const uint8_t *row = w + (r0 + r) * w_row;
                     if (type == GGML_F32) wr[r] = (const float *)row + k0;
-                    else { dq(type, row, k0, m, buf[r]); wr[r] = buf[r]; }
+                    else {
+                        dq(type, row, k0, m, buf[r]);
+                        wr[r] = buf[r];
+                    }
                 }
                 for (int r = rn; r < RB; r++) wr[r] = wr[0];
                 for (int c = c0; c < c1;) {
@@ -96,11 +99,13 @@ void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
                     float *o = out + c * os + r0;
                     if (rn == RB) {
                         if (cn == CB) f[0](m, wr, xc, o, os, k0 > 0);
-                        else for (int j = 0; j < cn; j++) f[1](m, wr, xc + j, o + j * os, os, k0 > 0);
+                        else
+                            for (int j = 0; j < cn; j++) f[1](m, wr, xc + j, o + j * os, os, k0 > 0);
                     } else {
                         for (int r = 0; r < rn; r++) {
                             if (cn == CB) f[2](m, wr + r, xc, o + r, os, k0 > 0);
-                            else for (int j = 0; j < cn; j++) f[3](m, wr + r, xc + j, o + j * os + r, os, k0 > 0);
+                            else
+                                for (int j = 0; j < cn; j++) f[3](m, wr + r, xc + j, o + j * os + r, os, k0 > 0);
                         }
                     }
                     c += cn;

@@ -33,7 +33,7 @@ static inline void kq_unpack_scales(const uint8_t *s, uint64_t *sc, uint64_t *mn
 #define PF_BLOCKS 16
 #endif
 #ifndef PF_LOC
-#define PF_LOC 2   /* into L2: prefetcht1 on x86, PLDL2KEEP on ARM */
+#define PF_LOC 2 /* into L2: prefetcht1 on x86, PLDL2KEEP on ARM */
 #endif
 static inline void prefetch_block(const void *p, size_t size) {
     for (size_t o = 0; o < size; o += 64) __builtin_prefetch((const char *)p + o, 0, PF_LOC);
@@ -65,90 +65,94 @@ static inline void prefetch_dec(const void *p, size_t size) {
 static inline void prefetch_page(const void *p) { __builtin_prefetch(p, 0, 1); }
 
 /* A tile function: R rows x C columns (fixed per function) over nb blocks. */
-typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
-                        size_t act_row, float *out, size_t os);
+typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, size_t act_row, float *out,
+                        size_t os);
 /* A few-column tile of an interleaved layout: one group x nc columns (2 <= nc <= FEW_MAX_COLS),
  * each block of weights streamed from memory once for all nc columns (speculative decoding's
  * verification, small batches of sessions). */
 #define FEW_MAX_COLS 16
-typedef void (*few_fn)(int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
-                       float *out, size_t os);
+typedef void (*few_fn)(int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out, size_t os);
 typedef struct {
     int rb, cb, rbd;
-    tile_fn full[4];  /* rb x k columns, k = 1..cb (index k - 1) */
-    tile_fn row1[4];  /* 1 x k, for the rows after the last full tile */
-    tile_fn dec;      /* rbd x 1: decode, one activation column */
-    few_fn few;       /* run_groups only: a group x 2..FEW_MAX_COLS columns, one stream */
+    tile_fn full[4]; /* rb x k columns, k = 1..cb (index k - 1) */
+    tile_fn row1[4]; /* 1 x k, for the rows after the last full tile */
+    tile_fn dec;     /* rbd x 1: decode, one activation column */
+    few_fn few;      /* run_groups only: a group x 2..FEW_MAX_COLS columns, one stream */
 } tile_set;
 
 /* The same for an interleaved layout of groups of t->rb rows (ggml_types.h: GGML_Q4_K_X16):
  * nr is a multiple of t->rb, group g starts at w + g * t->rb * w_row, and a tile computes one
  * group for k <= t->cb columns (t->full[k - 1]), t->dec one group for one column (decode) and
  * t->few one group for 2..FEW_MAX_COLS columns; t->rbd and t->row1 are unused. */
-void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
-                const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
+void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                size_t act_row, int nc, float *out, size_t os);
 
 /* Runs the matmul through the tiles of t: decode (nc <= cb) as segment-interleaved row tiles,
  * prefill as rb x cb tiles over column chunks of ACT_CHUNK_BYTES (tiles.c). */
-void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr,
-               const uint8_t *act, size_t act_row, int nc, float *out, size_t os);
+void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+               size_t act_row, int nc, float *out, size_t os);
 
-#define TILE_FN(name, sfx, R, C, kern)                                                        \
-    static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, \
-                                size_t a_row, float *o, size_t os) {                          \
-        kern(R, C, nb, w, w_row, a, a_row, o, os);                                            \
+#define TILE_FN(name, sfx, R, C, kern) \
+    static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, size_t a_row, float *o, \
+                                size_t os) { \
+        kern(R, C, nb, w, w_row, a, a_row, o, os); \
     }
 /* tiles of RB x CB (CB <= 4) for prefill, and a decode tile of 4 x 1: TILE_SET makes it from
  * the same kernel, TILE_SET_DEC takes a hand-written one (dec) */
-#define TILE_FNS(name, RB, CB, kern)                                                          \
-    TILE_FN(name, _f1, RB, 1, kern)                                                           \
-    TILE_FN(name, _f2, RB, (2 < CB ? 2 : CB), kern)                                           \
-    TILE_FN(name, _f3, RB, (3 < CB ? 3 : CB), kern)                                           \
-    TILE_FN(name, _f4, RB, CB, kern)                                                          \
-    TILE_FN(name, _o1, 1, 1, kern)                                                            \
-    TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern)                                            \
-    TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern)                                            \
+#define TILE_FNS(name, RB, CB, kern) \
+    TILE_FN(name, _f1, RB, 1, kern) \
+    TILE_FN(name, _f2, RB, (2 < CB ? 2 : CB), kern) \
+    TILE_FN(name, _f3, RB, (3 < CB ? 3 : CB), kern) \
+    TILE_FN(name, _f4, RB, CB, kern) \
+    TILE_FN(name, _o1, 1, 1, kern) \
+    TILE_FN(name, _o2, 1, (2 < CB ? 2 : CB), kern) \
+    TILE_FN(name, _o3, 1, (3 < CB ? 3 : CB), kern) \
     TILE_FN(name, _o4, 1, CB, kern)
 /* a decode tile from a hand-written dec(arg, nb, w, w_row, act, out) of 4 rows x 1 column */
-#define DEC_FN(name, dec, arg)                                                                \
-    static ISA_T void name(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a,      \
-                           size_t a_row, float *o, size_t os) {                               \
-        (void)a_row, (void)os;                                                                \
-        dec(arg, nb, w, w_row, a, o);                                                         \
+#define DEC_FN(name, dec, arg) \
+    static ISA_T void name(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, size_t a_row, float *o, \
+                           size_t os) { \
+        (void)a_row, (void)os; \
+        dec(arg, nb, w, w_row, a, o); \
     }
-#define TILE_SET_DEC(name, RB, CB, kern, dec)                                                 \
-    TILE_FNS(name, RB, CB, kern)                                                              \
-    static const tile_set name = {RB, CB, 4, {name##_f1, name##_f2, name##_f3, name##_f4},    \
-                                  {name##_o1, name##_o2, name##_o3, name##_o4}, dec, 0};
-#define TILE_SET(name, RB, CB, kern)                                                          \
-    TILE_FN(name, _d, 4, 1, kern)                                                             \
+#define TILE_SET_DEC(name, RB, CB, kern, dec) \
+    TILE_FNS(name, RB, CB, kern) \
+    static const tile_set name = {RB, \
+                                  CB, \
+                                  4, \
+                                  {name##_f1, name##_f2, name##_f3, name##_f4}, \
+                                  {name##_o1, name##_o2, name##_o3, name##_o4}, \
+                                  dec, \
+                                  0};
+#define TILE_SET(name, RB, CB, kern) \
+    TILE_FN(name, _d, 4, 1, kern) \
     TILE_SET_DEC(name, RB, CB, kern, name##_d)
 
 /* The tile_set of an interleaved layout (run_groups; X16_ROWS rows per group, ggml_types.h):
  * tiles of a group x 1..CB columns (CB <= 4) from grp(q6, cols, nb, w, act, act_row, out, os),
  * the decode tile from dec(q6, nb, w, act, out) and the few-column tile from
  * few(q6, nc, nb, w, act, act_row, out, os); q6: Q6_K_X16 rather than Q4_K_X16. */
-#define GROUP_FN(name, sfx, C, grp, q6)                                                       \
-    static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, \
-                                size_t a_row, float *o, size_t os) {                          \
-        (void)w_row;                                                                          \
-        grp(q6, C, nb, w, a, a_row, o, os);                                                   \
+#define GROUP_FN(name, sfx, C, grp, q6) \
+    static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, size_t a_row, float *o, \
+                                size_t os) { \
+        (void)w_row; \
+        grp(q6, C, nb, w, a, a_row, o, os); \
     }
-#define GROUP_SET(name, CB, grp, dec, few, q6)                                                \
-    GROUP_FN(name, _1, 1, grp, q6)                                                            \
-    GROUP_FN(name, _2, (2 < CB ? 2 : CB), grp, q6)                                            \
-    GROUP_FN(name, _3, (3 < CB ? 3 : CB), grp, q6)                                            \
-    GROUP_FN(name, _4, CB, grp, q6)                                                           \
-    static ISA_T void name##_d(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a,  \
-                               size_t a_row, float *o, size_t os) {                           \
-        (void)w_row, (void)a_row, (void)os;                                                   \
-        dec(q6, nb, w, a, o);                                                                 \
-    }                                                                                         \
-    static ISA_T void name##_w(int nc, int64_t nb, const uint8_t *w, const uint8_t *a,        \
-                               size_t a_row, float *o, size_t os) {                           \
-        few(q6, nc, nb, w, a, a_row, o, os);                                                  \
-    }                                                                                         \
-    static const tile_set name = {X16_ROWS, CB, 1, {name##_1, name##_2, name##_3, name##_4},  \
+#define GROUP_SET(name, CB, grp, dec, few, q6) \
+    GROUP_FN(name, _1, 1, grp, q6) \
+    GROUP_FN(name, _2, (2 < CB ? 2 : CB), grp, q6) \
+    GROUP_FN(name, _3, (3 < CB ? 3 : CB), grp, q6) \
+    GROUP_FN(name, _4, CB, grp, q6) \
+    static ISA_T void name##_d(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, size_t a_row, float *o, \
+                               size_t os) { \
+        (void)w_row, (void)a_row, (void)os; \
+        dec(q6, nb, w, a, o); \
+    } \
+    static ISA_T void name##_w(int nc, int64_t nb, const uint8_t *w, const uint8_t *a, size_t a_row, float *o, \
+                               size_t os) { \
+        few(q6, nc, nb, w, a, a_row, o, os); \
+    } \
+    static const tile_set name = {X16_ROWS,     CB,       1,       {name##_1, name##_2, name##_3, name##_4}, \
                                   {0, 0, 0, 0}, name##_d, name##_w};
 
 /* -- the float path: weights dequantized chunk by chunk, then RB x CB float dots ----------- */
@@ -158,7 +162,7 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
 typedef void (*fdot_fn)(int m, const float *const *w, const float *const *x, float *o, size_t os, int add);
 typedef void (*dequant_fn)(uint32_t type, const uint8_t *row, int64_t k0, int m, float *dst);
 /* The float path, shared by every ISA through its two function pointer arguments (tiles.c). */
-void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
-               size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq);
+void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act, size_t act_row,
+               int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq);
 
 #endif

@@ -9,10 +9,10 @@
 
 /* One token of a batch as the kernels see it (uploaded once per forward). */
 struct cu_tok {
-    float *k, *v;      /* the session's KV cache: [n_attn][kv_cap][kv_dim_max] */
-    float *conv;       /* the session's conv state: [n_conv][2][n_embd] */
+    float *k, *v; /* the session's KV cache: [n_attn][kv_cap][kv_dim_max] */
+    float *conv;  /* the session's conv state: [n_conv][2][n_embd] */
     int token, pos;
-    int prev1;         /* index in the batch of the same sequence's previous token, or -1 */
+    int prev1; /* index in the batch of the same sequence's previous token, or -1 */
     int kv_cap;
 };
 
@@ -26,11 +26,11 @@ struct mm_args {
     size_t row_bytes, expert_stride;
     const float *x;
     int ldx;
-    const int *col_src;     /* x row of each column, NULL: the column itself */
+    const int *col_src; /* x row of each column, NULL: the column itself */
     float *y;
     int ldy;
     int ncols;
-    const int *tile_e, *tile_c0, *tile_n, *n_tiles;   /* NULL for dense */
+    const int *tile_e, *tile_c0, *tile_n, *n_tiles; /* NULL for dense */
     int max_tiles;
 };
 
@@ -38,27 +38,27 @@ enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };
 
 /* gemv: warp per row, up to 8 columns per tile (decode); else the tiled GEMM. */
 void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv);
-void cu_embed(cudaStream_t st, const uint8_t *w, uint32_t type, size_t row_bytes, int H,
-              const cu_tok *toks, int T, float *x);
+void cu_embed(cudaStream_t st, const uint8_t *w, uint32_t type, size_t row_bytes, int H, const cu_tok *toks, int T,
+              float *x);
 void cu_rope_table(cudaStream_t st, const cu_tok *toks, int T, int hd, float theta, float *cs);
 /* y[i] = rmsnorm(x[src] += delta[src]) * w for i < rows; src = map ? map[i] : i */
-void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *w, float *y,
-                    int rows, int H, float eps, const int *map);
-void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const float *v,
-                           const float *qn, const float *kn, const float *cs, const cu_tok *toks,
-                           int T, int nh, int nkv, int hd, int attn_index, int kv_dim_max, float eps);
-void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv,
-                  int hd, int attn_index, int kv_dim_max, float *o);
-void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H,
-             int conv_index, float *o);
-void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last,
-                   int n_seq, int H, int conv_index);
+void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *w, float *y, int rows, int H, float eps,
+                    const int *map);
+void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const float *v, const float *qn, const float *kn,
+                           const float *cs, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
+                           int kv_dim_max, float eps);
+void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
+                  int kv_dim_max, float *o);
+void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H, int conv_index,
+             float *o);
+void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last, int n_seq, int H,
+                   int conv_index);
 void cu_swiglu(cudaStream_t st, float *g, const float *u, size_t n);
 /* routing + plan + scatter: fills sel/wsel [T*k], tiles, col_src (sorted pair → token), inv
  * (pair → sorted position). count, fill: [E] scratch. */
-void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T, int E, int k,
-                  int width, int *sel, float *wsel, int *count, int *start, int *fill,
-                  int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv);
-void cu_moe_combine(cudaStream_t st, const float *D, const float *wsel, const int *inv, int T,
-                    int k, int H, float *out);
+void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T, int E, int k, int width, int *sel,
+                  float *wsel, int *count, int *start, int *fill, int *tile_e, int *tile_c0, int *tile_n, int *n_tiles,
+                  int *col_src, int *inv);
+void cu_moe_combine(cudaStream_t st, const float *D, const float *wsel, const int *inv, int T, int k, int H,
+                    float *out);
 #endif

@@ -49,13 +49,16 @@ size_t ggml_row_size(uint32_t type, int64_t n) {
 float fp16_to_f32(ggml_half h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
     if (exp == 0x1f) {
-        bits = sign | 0x7f800000 | (man << 13);          /* inf / nan */
+        bits = sign | 0x7f800000 | (man << 13); /* inf / nan */
     } else if (exp == 0) {
         if (man == 0) {
             bits = sign;
-        } else {                                          /* subnormal: normalise */
+        } else { /* subnormal: normalise */
             int e = -1;
-            do { man <<= 1; e++; } while (!(man & 0x400));
+            do {
+                man <<= 1;
+                e++;
+            } while (!(man & 0x400));
             bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
         }
     } else {
@@ -70,12 +73,12 @@ ggml_half f32_to_fp16(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
     uint32_t sign = (x >> 16) & 0x8000, absx = x & 0x7fffffff;
-    if (absx > 0x7f800000) return (ggml_half)(sign | 0x7e00);          /* nan */
-    if (absx >= 0x477ff000) return (ggml_half)(sign | 0x7c00);         /* overflow -> inf */
-    if (absx < 0x38800000) {                                            /* subnormal or zero */
-        if (absx < 0x33000000) return (ggml_half)sign;                  /* < half the smallest */
+    if (absx > 0x7f800000) return (ggml_half)(sign | 0x7e00);  /* nan */
+    if (absx >= 0x477ff000) return (ggml_half)(sign | 0x7c00); /* overflow -> inf */
+    if (absx < 0x38800000) {                                   /* subnormal or zero */
+        if (absx < 0x33000000) return (ggml_half)sign;         /* < half the smallest */
         uint32_t e = absx >> 23, man = (absx & 0x7fffff) | 0x800000;
-        int shift = 126 - (int)e;                                       /* 14 + (113 - e) - 1 */
+        int shift = 126 - (int)e; /* 14 + (113 - e) - 1 */
         uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
         if (rem > half || (rem == half && (q & 1))) q++;
         return (ggml_half)(sign | q);
@@ -101,8 +104,7 @@ uint16_t f32_to_bf16(float f) {
 
 /* ---- dequantization (spec 7) ------------------------------------------------------------- */
 
-static const int8_t IQ4NL_TABLE[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                       1, 13, 25, 38, 53, 69, 89, 113};
+static const int8_t IQ4NL_TABLE[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 static const int8_t MXFP4_TABLE[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 static void dq_q4_0(const block_q4_0 *b, float *y) {
@@ -253,8 +255,20 @@ void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
     switch (type) {
     case GGML_F32: memcpy(dst, src, (size_t)n * 4); return;
-    case GGML_F16: for (int64_t i = 0; i < n; i++) { ggml_half h; memcpy(&h, p + 2 * i, 2); dst[i] = fp16_to_f32(h); } return;
-    case GGML_BF16: for (int64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = bf16_to_f32(h); } return;
+    case GGML_F16:
+        for (int64_t i = 0; i < n; i++) {
+            ggml_half h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = fp16_to_f32(h);
+        }
+        return;
+    case GGML_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            dst[i] = bf16_to_f32(h);
+        }
+        return;
     default: break;
     }
     const ggml_type_info *t = ggml_type_get(type);
@@ -296,7 +310,10 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
     for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
         float amax = 0, max = 0;
         for (int j = 0; j < QK_K; j++)
-            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); max = x[j]; }
+            if (fabsf(x[j]) > amax) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
         if (amax == 0) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
@@ -317,8 +334,16 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
 
 uint32_t vec_dot_type(uint32_t t) {
     switch (t) {
-    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0: return GGML_Q8_0;
-    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: case GGML_Q4_K_X16: case GGML_Q6_K_X16: return GGML_Q8_K;
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q8_0: return GGML_Q8_0;
+    case GGML_Q4_K:
+    case GGML_Q5_K:
+    case GGML_Q6_K:
+    case GGML_Q4_K_X16:
+    case GGML_Q6_K_X16: return GGML_Q8_K;
     default: return GGML_F32;
     }
 }
@@ -333,8 +358,8 @@ static void x16_pack_q4_K(const block_q4_K *const *b, uint8_t *o) {
         for (int j = 0; j < 8; j++) kq_scale_min(j, b[r]->scales, &sc[j], &mn[j]);
         for (int j = 0; j < 8; j++) o[64 + 16 * j + r] = (uint8_t)((sc[j] & 15) | (mn[j] & 15) << 4);
         for (int jj = 0; jj < 4; jj++)
-            o[192 + 16 * jj + r] = (uint8_t)(sc[2 * jj] >> 4 | (sc[2 * jj + 1] >> 4) << 2 |
-                                             (mn[2 * jj] >> 4) << 4 | (mn[2 * jj + 1] >> 4) << 6);
+            o[192 + 16 * jj + r] = (uint8_t)(sc[2 * jj] >> 4 | (sc[2 * jj + 1] >> 4) << 2 | (mn[2 * jj] >> 4) << 4 |
+                                             (mn[2 * jj + 1] >> 4) << 6);
         for (int jj = 0; jj < 4; jj++)
             for (int g = 0; g < 8; g++) memcpy(o + 256 + 64 * (8 * jj + g) + 4 * r, b[r]->qs + 32 * jj + 4 * g, 4);
     }
@@ -381,7 +406,8 @@ static void q6_store(const uint8_t *q, block_q6_K *b) {
             const uint8_t *qq = q + 128 * h;
             b->ql[64 * h + l] = (uint8_t)((qq[l] & 15) | (qq[l + 64] & 15) << 4);
             b->ql[64 * h + l + 32] = (uint8_t)((qq[l + 32] & 15) | (qq[l + 96] & 15) << 4);
-            b->qh[32 * h + l] = (uint8_t)(qq[l] >> 4 | (qq[l + 32] >> 4) << 2 | (qq[l + 64] >> 4) << 4 | (qq[l + 96] >> 4) << 6);
+            b->qh[32 * h + l] =
+                (uint8_t)(qq[l] >> 4 | (qq[l + 32] >> 4) << 2 | (qq[l + 64] >> 4) << 4 | (qq[l + 96] >> 4) << 6);
         }
 }
 
@@ -396,8 +422,9 @@ static void x16_pack_q6_K(const block_q6_K *const *b, uint8_t *o) {
                 o[288 + 64 * v + 4 * r + i] = (uint8_t)((q[4 * v + i] & 15) | (q[4 * (v + 32) + i] & 15) << 4);
         for (int u = 0; u < 16; u++)
             for (int i = 0; i < 4; i++)
-                o[2336 + 64 * u + 4 * r + i] = (uint8_t)(q[4 * u + i] >> 4 | (q[4 * (u + 16) + i] >> 4) << 2 |
-                                                         (q[4 * (u + 32) + i] >> 4) << 4 | (q[4 * (u + 48) + i] >> 4) << 6);
+                o[2336 + 64 * u + 4 * r + i] =
+                    (uint8_t)(q[4 * u + i] >> 4 | (q[4 * (u + 16) + i] >> 4) << 2 | (q[4 * (u + 32) + i] >> 4) << 4 |
+                              (q[4 * (u + 48) + i] >> 4) << 6);
     }
 }
 
@@ -414,13 +441,9 @@ static void x16_unpack_q6_K(const uint8_t *o, int r, block_q6_K *b) {
     for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)o[32 + 16 * j + r];
 }
 
-uint32_t x16_type(uint32_t type) {
-    return type == GGML_Q4_K ? GGML_Q4_K_X16 : type == GGML_Q6_K ? GGML_Q6_K_X16 : 0;
-}
+uint32_t x16_type(uint32_t type) { return type == GGML_Q4_K ? GGML_Q4_K_X16 : type == GGML_Q6_K ? GGML_Q6_K_X16 : 0; }
 
-uint32_t x16_base(uint32_t type) {
-    return type == GGML_Q4_K_X16 ? GGML_Q4_K : type == GGML_Q6_K_X16 ? GGML_Q6_K : 0;
-}
+uint32_t x16_base(uint32_t type) { return type == GGML_Q4_K_X16 ? GGML_Q4_K : type == GGML_Q6_K_X16 ? GGML_Q6_K : 0; }
 
 /* the blocks i of rows g0 .. g0 + 15, and the group's block i */
 static void x16_blocks(const uint8_t *rows, size_t row_bytes, size_t bs, int64_t g0, int64_t i, const uint8_t **b) {

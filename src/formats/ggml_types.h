@@ -10,13 +10,29 @@
 #include <stdbool.h>
 
 enum ggml_type {
-    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
-    GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12, GGML_Q5_K = 13,
-    GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_IQ4_NL = 20, GGML_IQ4_XS = 23, GGML_BF16 = 30,
-    GGML_MXFP4 = 39, GGML_NTYPES = 40,
+    GGML_F32 = 0,
+    GGML_F16 = 1,
+    GGML_Q4_0 = 2,
+    GGML_Q4_1 = 3,
+    GGML_Q5_0 = 6,
+    GGML_Q5_1 = 7,
+    GGML_Q8_0 = 8,
+    GGML_Q8_1 = 9,
+    GGML_Q2_K = 10,
+    GGML_Q3_K = 11,
+    GGML_Q4_K = 12,
+    GGML_Q5_K = 13,
+    GGML_Q6_K = 14,
+    GGML_Q8_K = 15,
+    GGML_IQ4_NL = 20,
+    GGML_IQ4_XS = 23,
+    GGML_BF16 = 30,
+    GGML_MXFP4 = 39,
+    GGML_NTYPES = 40,
     /* internal layouts, made at load time from a file's type; never in a file (the GGUF reader
      * refuses ids >= GGML_NTYPES) */
-    GGML_Q4_K_X16 = 64, GGML_Q6_K_X16 = 65
+    GGML_Q4_K_X16 = 64,
+    GGML_Q6_K_X16 = 65
 };
 
 #define QK4_0 32
@@ -26,31 +42,86 @@ enum ggml_type {
 
 typedef uint16_t ggml_half;
 
-typedef struct { ggml_half d; uint8_t qs[16]; } block_q4_0;
-typedef struct { ggml_half d, m; uint8_t qs[16]; } block_q4_1;
-typedef struct { ggml_half d; uint8_t qh[4]; uint8_t qs[16]; } block_q5_0;
-typedef struct { ggml_half d, m; uint8_t qh[4]; uint8_t qs[16]; } block_q5_1;
-typedef struct { ggml_half d; int8_t qs[32]; } block_q8_0;
-typedef struct { uint8_t scales[16]; uint8_t qs[64]; ggml_half d, dmin; } block_q2_K;
-typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; ggml_half d; } block_q3_K;
-typedef struct { ggml_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } block_q4_K;
-typedef struct { ggml_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } block_q5_K;
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; ggml_half d; } block_q6_K;
+typedef struct {
+    ggml_half d;
+    uint8_t qs[16];
+} block_q4_0;
+typedef struct {
+    ggml_half d, m;
+    uint8_t qs[16];
+} block_q4_1;
+typedef struct {
+    ggml_half d;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} block_q5_0;
+typedef struct {
+    ggml_half d, m;
+    uint8_t qh[4];
+    uint8_t qs[16];
+} block_q5_1;
+typedef struct {
+    ggml_half d;
+    int8_t qs[32];
+} block_q8_0;
+typedef struct {
+    uint8_t scales[16];
+    uint8_t qs[64];
+    ggml_half d, dmin;
+} block_q2_K;
+typedef struct {
+    uint8_t hmask[32];
+    uint8_t qs[64];
+    uint8_t scales[12];
+    ggml_half d;
+} block_q3_K;
+typedef struct {
+    ggml_half d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[128];
+} block_q4_K;
+typedef struct {
+    ggml_half d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[32];
+    uint8_t qs[128];
+} block_q5_K;
+typedef struct {
+    uint8_t ql[128];
+    uint8_t qh[64];
+    int8_t scales[16];
+    ggml_half d;
+} block_q6_K;
 /* activation format for K-quant dot products: f32 scale, 256 int8, sums of each 16 */
-typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } block_q8_K;
-typedef struct { ggml_half d; uint8_t qs[16]; } block_iq4_nl;
-typedef struct { ggml_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } block_iq4_xs;
-typedef struct { uint8_t e; uint8_t qs[16]; } block_mxfp4;
+typedef struct {
+    float d;
+    int8_t qs[256];
+    int16_t bsums[16];
+} block_q8_K;
+typedef struct {
+    ggml_half d;
+    uint8_t qs[16];
+} block_iq4_nl;
+typedef struct {
+    ggml_half d;
+    uint16_t scales_h;
+    uint8_t scales_l[4];
+    uint8_t qs[128];
+} block_iq4_xs;
+typedef struct {
+    uint8_t e;
+    uint8_t qs[16];
+} block_mxfp4;
 
-#ifdef __cplusplus   /* the CUDA sources include this file (the enum and block structs) */
+#ifdef __cplusplus /* the CUDA sources include this file (the enum and block structs) */
 extern "C" {
 #endif
 
 typedef struct ggml_type_info {
     const char *name;
-    int block_size;     /* weights per block (1 for float types) */
-    int type_size;      /* bytes per block */
-    bool supported;     /* we can dequantize / multiply it */
+    int block_size; /* weights per block (1 for float types) */
+    int type_size;  /* bytes per block */
+    bool supported; /* we can dequantize / multiply it */
 } ggml_type_info;
 
 const ggml_type_info *ggml_type_get(uint32_t type); /* NULL for unknown ids */
@@ -58,9 +129,9 @@ const ggml_type_info *ggml_type_get(uint32_t type); /* NULL for unknown ids */
 size_t ggml_row_size(uint32_t type, int64_t n);
 
 float fp16_to_f32(ggml_half h);
-ggml_half f32_to_fp16(float f);      /* round to nearest even, like F16C */
+ggml_half f32_to_fp16(float f); /* round to nearest even, like F16C */
 float bf16_to_f32(uint16_t b);
-uint16_t f32_to_bf16(float f);       /* round to nearest even; NaN kept quiet */
+uint16_t f32_to_bf16(float f); /* round to nearest even; NaN kept quiet */
 
 /* Dequantize n weights (a multiple of the block size) of `type` starting at src. */
 void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);

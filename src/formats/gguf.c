@@ -25,36 +25,56 @@ size_t gguf_vtype_size(uint32_t t) {
 }
 
 const char *gguf_vtype_name(uint32_t t) {
-    static const char *names[GGUF_NTYPES] = {"u8", "i8", "u16", "i16", "u32", "i32", "f32",
+    static const char *names[GGUF_NTYPES] = {"u8",   "i8",  "u16", "i16", "u32", "i32", "f32",
                                              "bool", "str", "arr", "u64", "i64", "f64"};
     return t < GGUF_NTYPES ? names[t] : "?";
 }
 
-typedef struct cursor { const uint8_t *base; size_t size, pos; bool bad; } cursor;
+typedef struct cursor {
+    const uint8_t *base;
+    size_t size, pos;
+    bool bad;
+} cursor;
 
 static bool need(cursor *c, uint64_t n) {
-    if (c->bad || n > c->size - c->pos) { c->bad = true; return false; }
+    if (c->bad || n > c->size - c->pos) {
+        c->bad = true;
+        return false;
+    }
     return true;
 }
 static uint32_t rd_u32(cursor *c) {
     uint32_t v = 0;
-    if (need(c, 4)) { memcpy(&v, c->base + c->pos, 4); c->pos += 4; }
+    if (need(c, 4)) {
+        memcpy(&v, c->base + c->pos, 4);
+        c->pos += 4;
+    }
     return v;
 }
 static uint64_t rd_u64(cursor *c) {
     uint64_t v = 0;
-    if (need(c, 8)) { memcpy(&v, c->base + c->pos, 8); c->pos += 8; }
+    if (need(c, 8)) {
+        memcpy(&v, c->base + c->pos, 8);
+        c->pos += 8;
+    }
     return v;
 }
 static gguf_str rd_str(cursor *c) {
     gguf_str s = {0, 0};
     uint64_t n = rd_u64(c);
-    if (need(c, n)) { s.p = (const char *)c->base + c->pos; s.n = n; c->pos += n; }
+    if (need(c, n)) {
+        s.p = (const char *)c->base + c->pos;
+        s.n = n;
+        c->pos += n;
+    }
     return s;
 }
 static char *dup_str(gguf_str s) {
     char *p = malloc(s.n + 1);
-    if (p) { memcpy(p, s.p, s.n); p[s.n] = 0; }
+    if (p) {
+        memcpy(p, s.p, s.n);
+        p[s.n] = 0;
+    }
     return p;
 }
 
@@ -65,11 +85,17 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
     kv->n = 1;
     if (kv->type == GGUF_STR) {
         kv->strs = malloc(sizeof(gguf_str));
-        if (!kv->strs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        if (!kv->strs) {
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            return false;
+        }
         kv->strs[0] = rd_str(c);
         if (c->bad) return false;
-        kv->cstr = dup_str(kv->strs[0]);   /* made now so readers never write to the table */
-        if (!kv->cstr) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        kv->cstr = dup_str(kv->strs[0]); /* made now so readers never write to the table */
+        if (!kv->cstr) {
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            return false;
+        }
         return true;
     }
     if (kv->type == GGUF_ARR) {
@@ -79,9 +105,15 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
         kv->data = c->base + c->pos;
         if (kv->arr_type == GGUF_STR) {
             /* each string is at least 8 bytes: reject impossible counts before allocating */
-            if (kv->n > (c->size - c->pos) / 8) { c->bad = true; return false; }
+            if (kv->n > (c->size - c->pos) / 8) {
+                c->bad = true;
+                return false;
+            }
             kv->strs = malloc((kv->n ? kv->n : 1) * sizeof(gguf_str));
-            if (!kv->strs) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+            if (!kv->strs) {
+                lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+                return false;
+            }
             for (uint64_t i = 0; i < kv->n && !c->bad; i++) kv->strs[i] = rd_str(c);
             return !c->bad;
         }
@@ -90,7 +122,10 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
             lfm2c_set_error(err, LFM2C_EFORMAT, "key '%s': unsupported array element type %u", kv->key, kv->arr_type);
             return false;
         }
-        if (kv->n > (c->size - c->pos) / es) { c->bad = true; return false; }
+        if (kv->n > (c->size - c->pos) / es) {
+            c->bad = true;
+            return false;
+        }
         c->pos += kv->n * es;
         return true;
     }
@@ -104,9 +139,7 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
     return !c->bad;
 }
 
-static const char *tensor_name_at(const void *owner, uint32_t i) {
-    return ((const gguf_file *)owner)->tensors[i].name;
-}
+static const char *tensor_name_at(const void *owner, uint32_t i) { return ((const gguf_file *)owner)->tensors[i].name; }
 
 static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
     cursor c = {g->map, g->size, 0, false};
@@ -123,13 +156,17 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
     g->n_kv = rd_u64(&c);
     /* every KV needs >= 12 bytes and every tensor info >= 24: bound the counts by the file */
     if (g->n_kv > g->size / 12 || g->n_tensors > g->size / 24) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF header (n_kv=%llu, n_tensors=%llu do not fit in the file)",
-               (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
+        lfm2c_set_error(err, LFM2C_EFORMAT,
+                        "truncated or corrupt GGUF header (n_kv=%llu, n_tensors=%llu do not fit in the file)",
+                        (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
         return NULL;
     }
     g->kv = calloc(g->n_kv + 1, sizeof(gguf_kv));
     g->tensors = calloc(g->n_tensors + 1, sizeof(gguf_tensor));
-    if (!g->kv || !g->tensors) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!g->kv || !g->tensors) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     g->alignment = 32;
     for (uint64_t i = 0; i < g->n_kv; i++) {
         gguf_kv *kv = &g->kv[i];
@@ -139,7 +176,7 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
         kv->type = rd_u32(&c);
         if (c.bad || !kv->key) break;
         if (!read_value(&c, kv, err)) {
-            if (!c.bad) return NULL;   /* read_value said why; a bad cursor is reported below */
+            if (!c.bad) return NULL; /* read_value said why; a bad cursor is reported below */
             break;
         }
         if (!strcmp(kv->key, "general.alignment")) {
@@ -151,14 +188,20 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
             g->alignment = (uint64_t)a;
         }
     }
-    if (c.bad) { lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF metadata"); return NULL; }
+    if (c.bad) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF metadata");
+        return NULL;
+    }
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         gguf_tensor *t = &g->tensors[i];
         gguf_str name = rd_str(&c);
         t->n_dims = rd_u32(&c);
         if (c.bad) break;
         t->name = dup_str(name);
-        if (!t->name) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+        if (!t->name) {
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            return NULL;
+        }
         if (t->n_dims == 0 || t->n_dims > 4) {
             lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': bad dimension count %u", t->name, t->n_dims);
             return NULL;
@@ -175,14 +218,14 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
         t->type = rd_u32(&c);
         t->offset = rd_u64(&c);
         if (c.bad) break;
-        const ggml_type_info *ti = t->type < GGML_NTYPES ? ggml_type_get(t->type) : NULL;   /* not an internal layout */
+        const ggml_type_info *ti = t->type < GGML_NTYPES ? ggml_type_get(t->type) : NULL; /* not an internal layout */
         if (!ti) {
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown tensor type %u", t->name, t->type);
             return NULL;
         }
         if (t->ne[0] % ti->block_size) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': row of %lld not a multiple of the %s block (%d)",
-                   t->name, (long long)t->ne[0], ti->name, ti->block_size);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': row of %lld not a multiple of the %s block (%d)", t->name,
+                            (long long)t->ne[0], ti->name, ti->block_size);
             return NULL;
         }
         /* nbytes = rows * row size, with overflow checks */
@@ -203,19 +246,24 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
             return NULL;
         }
     }
-    if (c.bad) { lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF tensor table"); return NULL; }
+    if (c.bad) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF tensor table");
+        return NULL;
+    }
     g->data_offset = (c.pos + g->alignment - 1) / g->alignment * g->alignment;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         gguf_tensor *t = &g->tensors[i];
         if (g->data_offset > g->size || t->offset > g->size - g->data_offset ||
             t->nbytes > g->size - g->data_offset - t->offset) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s' extends past the end of the file (truncated file?)", t->name);
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s' extends past the end of the file (truncated file?)",
+                            t->name);
             return NULL;
         }
         t->data = g->map + g->data_offset + t->offset;
         int r = i < UINT32_MAX ? name_index_add(&g->tindex, (uint32_t)i, tensor_name_at, g, NULL) : -1;
         if (r) {
-            lfm2c_set_error(err, r > 0 ? LFM2C_EFORMAT : LFM2C_ENOMEM, r > 0 ? "duplicate tensor name '%s'" : "out of memory (%s)", t->name);
+            lfm2c_set_error(err, r > 0 ? LFM2C_EFORMAT : LFM2C_ENOMEM,
+                            r > 0 ? "duplicate tensor name '%s'" : "out of memory (%s)", t->name);
             return NULL;
         }
     }
@@ -225,7 +273,11 @@ static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
 static void free_tables(gguf_file *g) {
     name_index_free(&g->tindex);
     if (g->kv)
-        for (uint64_t i = 0; i < g->n_kv; i++) { free(g->kv[i].key); free(g->kv[i].strs); free(g->kv[i].cstr); }
+        for (uint64_t i = 0; i < g->n_kv; i++) {
+            free(g->kv[i].key);
+            free(g->kv[i].strs);
+            free(g->kv[i].cstr);
+        }
     if (g->tensors)
         for (uint64_t i = 0; i < g->n_tensors; i++) free(g->tensors[i].name);
     free(g->kv);
@@ -239,10 +291,10 @@ static void free_tables(gguf_file *g) {
  * 1 to 64 MB (whole MB). */
 typedef struct copy_job {
     int fd;
-    uint8_t *dst;                 /* the file's first byte in the copy */
+    uint8_t *dst; /* the file's first byte in the copy */
     size_t size, chunk;
-    atomic_size_t next;           /* next chunk to claim */
-    atomic_int err;               /* first errno (or -1: short read); 0 while all went well */
+    atomic_size_t next; /* next chunk to claim */
+    atomic_int err;     /* first errno (or -1: short read); 0 while all went well */
 } copy_job;
 
 static size_t copy_chunk(size_t size, int n_readers) {
@@ -372,7 +424,8 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
         close(fd);
         return NULL;
     }
-    const bool copy = (flags & GGUF_OPEN_HUGE_COPY) || ((flags & GGUF_OPEN_HUGE_AUTO) && huge_copy_here((uint64_t)st.st_size));
+    const bool copy =
+        (flags & GGUF_OPEN_HUGE_COPY) || ((flags & GGUF_OPEN_HUGE_AUTO) && huge_copy_here((uint64_t)st.st_size));
     uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno));
@@ -399,7 +452,11 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
         munmap(map, (size_t)st.st_size);
         size_t len;
         uint8_t *base = huge_copy(fd, (size_t)st.st_size, shift, GGUF_READERS_OF(flags), path, &len, err);
-        if (!base) { free(g); close(fd); return NULL; }
+        if (!base) {
+            free(g);
+            close(fd);
+            return NULL;
+        }
         g->copy_base = base;
         g->copy_len = len;
         g->copied = true;
@@ -424,7 +481,7 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
 /* the path of part k of a split whose first part is `first` (…-00001-of-0000N.gguf) */
 static char *part_path(const char *first, int k, int count) {
     size_t n = strlen(first);
-    const char *tail = n >= 20 ? first + n - 20 : NULL;   /* "-00001-of-00003.gguf" */
+    const char *tail = n >= 20 ? first + n - 20 : NULL; /* "-00001-of-00003.gguf" */
     int a, b, used = 0;
     if (!tail || sscanf(tail, "-%5d-of-%5d.gguf%n", &a, &b, &used) != 2 || used != 20 || a != 1 || b != count)
         return NULL;
@@ -442,13 +499,17 @@ static bool join_split(gguf_file *g, const char *path, int64_t count, unsigned f
         return false;
     }
     g->parts = calloc((size_t)count - 1, sizeof *g->parts);
-    if (!g->parts) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!g->parts) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     uint64_t total = g->n_tensors;
     for (int k = 2; k <= count; k++) {
         char *pp = part_path(path, k, (int)count);
         if (!pp) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s: split.count is %lld but the name does not end in -00001-of-%05lld.gguf",
-                            path, (long long)count, (long long)count);
+            lfm2c_set_error(err, LFM2C_EFORMAT,
+                            "%.300s: split.count is %lld but the name does not end in -00001-of-%05lld.gguf", path,
+                            (long long)count, (long long)count);
             return false;
         }
         gguf_file *p = open_one(pp, flags, err);
@@ -465,24 +526,29 @@ static bool join_split(gguf_file *g, const char *path, int64_t count, unsigned f
     }
     int64_t declared;
     if (gguf_get_int(g, "split.tensors.count", &declared) && (uint64_t)declared != total) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s: split.tensors.count is %lld but the parts hold %llu tensors",
-                        path, (long long)declared, (unsigned long long)total);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%.300s: split.tensors.count is %lld but the parts hold %llu tensors", path,
+                        (long long)declared, (unsigned long long)total);
         return false;
     }
     gguf_tensor *all = realloc(g->tensors, (size_t)(total ? total : 1) * sizeof *all);
-    if (!all) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!all) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     g->tensors = all;
-    for (uint32_t k = 0; k < g->n_parts; k++) {   /* move the tensors (and their names) over */
+    for (uint32_t k = 0; k < g->n_parts; k++) { /* move the tensors (and their names) over */
         gguf_file *p = g->parts[k];
         for (uint64_t i = 0; i < p->n_tensors; i++) {
             all[g->n_tensors] = p->tensors[i];
             p->tensors[i].name = NULL;
             uint32_t dup = 0;
-            int r = g->n_tensors < UINT32_MAX ? name_index_add(&g->tindex, (uint32_t)g->n_tensors, tensor_name_at, g, &dup) : -1;
+            int r = g->n_tensors < UINT32_MAX
+                        ? name_index_add(&g->tindex, (uint32_t)g->n_tensors, tensor_name_at, g, &dup)
+                        : -1;
             g->n_tensors++;
             if (r) {
-                lfm2c_set_error(err, r < 0 ? LFM2C_ENOMEM : LFM2C_EFORMAT, "%.300s: tensor '%.100s' appears in two parts",
-                                path, all[g->n_tensors - 1].name);
+                lfm2c_set_error(err, r < 0 ? LFM2C_ENOMEM : LFM2C_EFORMAT,
+                                "%.300s: tensor '%.100s' appears in two parts", path, all[g->n_tensors - 1].name);
                 return false;
             }
         }
@@ -504,13 +570,19 @@ gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err) {
         gguf_close(g);
         return NULL;
     }
-    if (!join_split(g, path, count, flags, err)) { gguf_close(g); return NULL; }
+    if (!join_split(g, path, count, flags, err)) {
+        gguf_close(g);
+        return NULL;
+    }
     return g;
 }
 
 gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
     gguf_file *g = calloc(1, sizeof *g);
-    if (!g) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!g) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     g->map = (uint8_t *)buf;
     g->size = size;
     if (!parse(g, err)) {
@@ -523,7 +595,7 @@ gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
 
 void gguf_populate(const gguf_file *g) {
     for (uint32_t k = 0; k < g->n_parts; k++) gguf_populate(g->parts[k]);
-#ifdef MADV_HUGEPAGE   /* file pages in large folios where the kernel does that (no effect elsewhere) */
+#ifdef MADV_HUGEPAGE /* file pages in large folios where the kernel does that (no effect elsewhere) */
     madvise(g->map, g->size, MADV_HUGEPAGE);
 #endif
 #ifdef MADV_POPULATE_READ
@@ -553,12 +625,42 @@ static bool scalar_int(uint32_t type, const uint8_t *p, int64_t *out) {
     case GGUF_U8: *out = *p; return true;
     case GGUF_I8: *out = (int8_t)*p; return true;
     case GGUF_BOOL: *out = *p != 0; return true;
-    case GGUF_U16: { uint16_t v; memcpy(&v, p, 2); *out = v; return true; }
-    case GGUF_I16: { int16_t v; memcpy(&v, p, 2); *out = v; return true; }
-    case GGUF_U32: { uint32_t v; memcpy(&v, p, 4); *out = v; return true; }
-    case GGUF_I32: { int32_t v; memcpy(&v, p, 4); *out = v; return true; }
-    case GGUF_U64: { uint64_t v; memcpy(&v, p, 8); *out = (int64_t)v; return true; }
-    case GGUF_I64: { int64_t v; memcpy(&v, p, 8); *out = v; return true; }
+    case GGUF_U16: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        *out = v;
+        return true;
+    }
+    case GGUF_I16: {
+        int16_t v;
+        memcpy(&v, p, 2);
+        *out = v;
+        return true;
+    }
+    case GGUF_U32: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        *out = v;
+        return true;
+    }
+    case GGUF_I32: {
+        int32_t v;
+        memcpy(&v, p, 4);
+        *out = v;
+        return true;
+    }
+    case GGUF_U64: {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        *out = (int64_t)v;
+        return true;
+    }
+    case GGUF_I64: {
+        int64_t v;
+        memcpy(&v, p, 8);
+        *out = v;
+        return true;
+    }
     default: return false;
     }
 }
@@ -573,10 +675,23 @@ bool gguf_arr_float(const gguf_kv *kv, uint64_t i, double *out) {
     uint32_t t = kv->type == GGUF_ARR ? kv->arr_type : kv->type;
     if (kv->type == GGUF_ARR ? i >= kv->n : i != 0) return false;
     const uint8_t *p = kv->data + (kv->type == GGUF_ARR ? i * gguf_vtype_size(t) : 0);
-    if (t == GGUF_F32) { float v; memcpy(&v, p, 4); *out = v; return true; }
-    if (t == GGUF_F64) { double v; memcpy(&v, p, 8); *out = v; return true; }
+    if (t == GGUF_F32) {
+        float v;
+        memcpy(&v, p, 4);
+        *out = v;
+        return true;
+    }
+    if (t == GGUF_F64) {
+        double v;
+        memcpy(&v, p, 8);
+        *out = v;
+        return true;
+    }
     int64_t v;
-    if (scalar_int(t, p, &v)) { *out = (double)v; return true; }
+    if (scalar_int(t, p, &v)) {
+        *out = (double)v;
+        return true;
+    }
     return false;
 }
 

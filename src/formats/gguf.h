@@ -11,29 +11,43 @@
 #include <stdbool.h>
 
 enum gguf_vtype {
-    GGUF_U8 = 0, GGUF_I8 = 1, GGUF_U16 = 2, GGUF_I16 = 3, GGUF_U32 = 4, GGUF_I32 = 5,
-    GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STR = 8, GGUF_ARR = 9, GGUF_U64 = 10, GGUF_I64 = 11,
-    GGUF_F64 = 12, GGUF_NTYPES
+    GGUF_U8 = 0,
+    GGUF_I8 = 1,
+    GGUF_U16 = 2,
+    GGUF_I16 = 3,
+    GGUF_U32 = 4,
+    GGUF_I32 = 5,
+    GGUF_F32 = 6,
+    GGUF_BOOL = 7,
+    GGUF_STR = 8,
+    GGUF_ARR = 9,
+    GGUF_U64 = 10,
+    GGUF_I64 = 11,
+    GGUF_F64 = 12,
+    GGUF_NTYPES
 };
 
-typedef struct gguf_str { const char *p; uint64_t n; } gguf_str; /* not NUL-terminated */
+typedef struct gguf_str {
+    const char *p;
+    uint64_t n;
+} gguf_str; /* not NUL-terminated */
 
 typedef struct gguf_kv {
-    char *key;              /* NUL-terminated copy */
-    uint32_t type;          /* enum gguf_vtype */
-    uint32_t arr_type;      /* element type when type == GGUF_ARR */
-    uint64_t n;             /* element count (1 for scalars) */
-    const uint8_t *data;    /* value bytes in the mapping (for strings: the u64 length first) */
-    gguf_str *strs;         /* string values indexed (type STR: 1 entry; ARR of STR: n entries) */
-    char *cstr;             /* NUL-terminated copy of a STR value */
+    char *key;           /* NUL-terminated copy */
+    uint32_t type;       /* enum gguf_vtype */
+    uint32_t arr_type;   /* element type when type == GGUF_ARR */
+    uint64_t n;          /* element count (1 for scalars) */
+    const uint8_t *data; /* value bytes in the mapping (for strings: the u64 length first) */
+    gguf_str *strs;      /* string values indexed (type STR: 1 entry; ARR of STR: n entries) */
+    char *cstr;          /* NUL-terminated copy of a STR value */
 } gguf_kv;
 
 typedef struct gguf_tensor {
     char *name;
     uint32_t n_dims;
-    int64_t ne[4];          /* ne[0] fastest; unused dims are 1 */
-    uint32_t type;          /* enum ggml_type (quant.h) */
-    uint64_t offset;        /* relative to the data section */
+    int64_t ne[4];   /* ne[0] fastest; unused dims are 1 */
+    uint32_t type;   /* enum ggml_type (quant.h) */
+    uint64_t offset; /* relative to the data section */
     const uint8_t *data;
     uint64_t nbytes;
 } gguf_tensor;
@@ -47,14 +61,14 @@ typedef struct gguf_file {
     gguf_tensor *tensors;
     uint64_t alignment;
     uint64_t data_offset;
-    bool owns_map;          /* false for gguf_open_memory */
-    name_index tindex;      /* tensor names -> positions */
+    bool owns_map;     /* false for gguf_open_memory */
+    name_index tindex; /* tensor names -> positions */
     /* a split model (NAME-00001-of-0000N.gguf, the first part opened): the other parts, whose
      * tensors are joined into this file's table (their data pointers point into their maps) */
     struct gguf_file **parts;
     uint32_t n_parts;
-    bool copied;            /* map is a private huge-page copy (GGUF_OPEN_HUGE_*) ... */
-    uint8_t *copy_base;     /* ... at this offset (<= 63 bytes) into this 2 MB aligned mapping */
+    bool copied;        /* map is a private huge-page copy (GGUF_OPEN_HUGE_*) ... */
+    uint8_t *copy_base; /* ... at this offset (<= 63 bytes) into this 2 MB aligned mapping */
     size_t copy_len;
 } gguf_file;
 

@@ -19,8 +19,8 @@
 
 typedef struct wkv {
     char *key;
-    uint32_t type;     /* enum gguf_vtype */
-    uint8_t *val;      /* encoded value */
+    uint32_t type; /* enum gguf_vtype */
+    uint8_t *val;  /* encoded value */
     size_t len;
 } wkv;
 
@@ -40,8 +40,8 @@ struct gguf_writer {
     /* output state */
     FILE *f;
     char *path, *tmp_path;
-    uint64_t cur;          /* tensor being written */
-    uint64_t cur_done;     /* bytes of it written so far */
+    uint64_t cur;      /* tensor being written */
+    uint64_t cur_done; /* bytes of it written so far */
     bool failed;
 };
 
@@ -58,7 +58,10 @@ void gguf_writer_free(gguf_writer *w) {
         fclose(w->f);
         unlink(w->tmp_path);
     }
-    for (size_t i = 0; i < w->n_kv; i++) { free(w->kv[i].key); free(w->kv[i].val); }
+    for (size_t i = 0; i < w->n_kv; i++) {
+        free(w->kv[i].key);
+        free(w->kv[i].val);
+    }
     for (size_t i = 0; i < w->n_t; i++) free(w->t[i].name);
     free(w->kv);
     free(w->t);
@@ -89,12 +92,18 @@ static bool put(gguf_writer *w, const char *key, uint32_t type, uint8_t *val, si
     if (w->n_kv == w->cap_kv) {
         size_t cap = w->cap_kv ? 2 * w->cap_kv : 32;
         wkv *nk = realloc(w->kv, cap * sizeof *nk);
-        if (!nk) { free(val); return false; }
+        if (!nk) {
+            free(val);
+            return false;
+        }
         w->kv = nk;
         w->cap_kv = cap;
     }
     char *k = strdup(key);
-    if (!k) { free(val); return false; }
+    if (!k) {
+        free(val);
+        return false;
+    }
     w->kv[w->n_kv++] = (wkv){k, type, val, len};
     return true;
 }
@@ -130,9 +139,7 @@ bool gguf_set_strn(gguf_writer *w, const char *key, const char *s, uint64_t n) {
     return put(w, key, GGUF_STR, val, 8 + n);
 }
 
-bool gguf_set_str(gguf_writer *w, const char *key, const char *s) {
-    return gguf_set_strn(w, key, s, strlen(s));
-}
+bool gguf_set_str(gguf_writer *w, const char *key, const char *s) { return gguf_set_strn(w, key, s, strlen(s)); }
 
 bool gguf_set_arr(gguf_writer *w, const char *key, uint32_t elem_type, const void *elems, uint64_t n) {
     size_t es = gguf_vtype_size(elem_type);
@@ -197,17 +204,26 @@ uint64_t gguf_writer_n_kv(const gguf_writer *w) { return w->n_kv; }
 
 /* ---- tensors ----------------------------------------------------------------------------- */
 
-bool gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
-                     const int64_t *ne, lfm2c_error *err) {
-    if (w->f) { lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s' declared after the file was opened", name); return false; }
+bool gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims, const int64_t *ne,
+                     lfm2c_error *err) {
+    if (w->f) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s' declared after the file was opened", name);
+        return false;
+    }
     size_t nl = strlen(name);
     if (nl == 0 || nl >= GGUF_MAX_NAME) {
         lfm2c_set_error(err, LFM2C_EINVAL, "tensor name '%s' must have 1..%d bytes", name, GGUF_MAX_NAME - 1);
         return false;
     }
     const ggml_type_info *ti = ggml_type_get(type);
-    if (!ti) { lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown type %u", name, type); return false; }
-    if (n_dims < 1 || n_dims > 4) { lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s': %u dims", name, n_dims); return false; }
+    if (!ti) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown type %u", name, type);
+        return false;
+    }
+    if (n_dims < 1 || n_dims > 4) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s': %u dims", name, n_dims);
+        return false;
+    }
     wtensor t = {0};
     t.type = type;
     t.n_dims = n_dims;
@@ -222,21 +238,30 @@ bool gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n
     }
     size_t row = ggml_row_size(type, t.ne[0]);
     if (row == 0) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s': ne0 = %lld is not a multiple of %s's block of %d",
-               name, (long long)t.ne[0], ti->name, ti->block_size);
+        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s': ne0 = %lld is not a multiple of %s's block of %d", name,
+                        (long long)t.ne[0], ti->name, ti->block_size);
         return false;
     }
     t.nbytes = (uint64_t)row * (nelem / (uint64_t)t.ne[0]);
     for (size_t i = 0; i < w->n_t; i++)
-        if (!strcmp(w->t[i].name, name)) { lfm2c_set_error(err, LFM2C_EINVAL, "duplicate tensor '%s'", name); return false; }
+        if (!strcmp(w->t[i].name, name)) {
+            lfm2c_set_error(err, LFM2C_EINVAL, "duplicate tensor '%s'", name);
+            return false;
+        }
     if (w->n_t == w->cap_t) {
         size_t cap = w->cap_t ? 2 * w->cap_t : 64;
         wtensor *nt = realloc(w->t, cap * sizeof *nt);
-        if (!nt) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+        if (!nt) {
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            return false;
+        }
         w->t = nt;
         w->cap_t = cap;
     }
-    if (!(t.name = strdup(name))) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!(t.name = strdup(name))) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     w->t[w->n_t++] = t;
     return true;
 }
@@ -284,7 +309,10 @@ uint64_t gguf_writer_file_size(const gguf_writer *w) {
 /* ---- output ------------------------------------------------------------------------------ */
 
 static bool out(gguf_writer *w, const void *p, size_t n, lfm2c_error *err) {
-    if (w->failed) { lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed earlier", w->tmp_path); return false; }
+    if (w->failed) {
+        lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed earlier", w->tmp_path);
+        return false;
+    }
     if (n && fwrite(p, 1, n, w->f) != n) {
         w->failed = true;
         lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed: %s", w->tmp_path, strerror(errno));
@@ -309,12 +337,18 @@ static bool out_zeros(gguf_writer *w, uint64_t n, lfm2c_error *err) {
 }
 
 bool gguf_writer_open(gguf_writer *w, const char *path, lfm2c_error *err) {
-    if (w->f || w->path) { lfm2c_set_error(err, LFM2C_EINVAL, "writer already opened"); return false; }
+    if (w->f || w->path) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "writer already opened");
+        return false;
+    }
     w->alignment = alignment_of(w);
     layout(w);
     w->path = strdup(path);
     w->tmp_path = malloc(strlen(path) + 5);
-    if (!w->path || !w->tmp_path) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return false; }
+    if (!w->path || !w->tmp_path) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
     sprintf(w->tmp_path, "%s.tmp", path);
     w->f = fopen(w->tmp_path, "wb");
     if (!w->f) {
@@ -343,7 +377,10 @@ bool gguf_writer_open(gguf_writer *w, const char *path, lfm2c_error *err) {
 }
 
 bool gguf_write_data(gguf_writer *w, const void *data, size_t n, lfm2c_error *err) {
-    if (!w->f) { lfm2c_set_error(err, LFM2C_EINVAL, "writer not opened"); return false; }
+    if (!w->f) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "writer not opened");
+        return false;
+    }
     const uint8_t *p = data;
     while (n) {
         if (w->cur >= w->n_t) {
@@ -367,13 +404,19 @@ bool gguf_write_data(gguf_writer *w, const void *data, size_t n, lfm2c_error *er
 }
 
 bool gguf_writer_finish(gguf_writer *w, lfm2c_error *err) {
-    if (!w->f) { lfm2c_set_error(err, LFM2C_EINVAL, "writer not opened"); return false; }
-    if (w->cur < w->n_t) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s' and %llu after it were not written", w->t[w->cur].name,
-               (unsigned long long)(w->n_t - w->cur - 1));
+    if (!w->f) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "writer not opened");
         return false;
     }
-    if (w->failed) { lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed", w->tmp_path); return false; }
+    if (w->cur < w->n_t) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "tensor '%s' and %llu after it were not written", w->t[w->cur].name,
+                        (unsigned long long)(w->n_t - w->cur - 1));
+        return false;
+    }
+    if (w->failed) {
+        lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed", w->tmp_path);
+        return false;
+    }
     FILE *f = w->f;
     w->f = NULL;
     if (fflush(f) != 0 || ferror(f)) {

@@ -55,8 +55,8 @@ uint64_t gguf_writer_n_kv(const gguf_writer *w);
 
 /* ---- tensors: declared before gguf_writer_open; ne[0] must be a multiple of the type's block
  * size, names unique and shorter than 64 bytes (the reference loader's limit). */
-bool gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
-                     const int64_t *ne, lfm2c_error *err);
+bool gguf_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims, const int64_t *ne,
+                     lfm2c_error *err);
 uint64_t gguf_writer_n_tensors(const gguf_writer *w);
 /* Bytes of tensor i's data as declared. */
 uint64_t gguf_writer_tensor_nbytes(const gguf_writer *w, uint64_t i);

@@ -10,7 +10,7 @@
 typedef const char *(*name_at_fn)(const void *owner, uint32_t i); /* the i-th name of the owner */
 
 typedef struct name_index {
-    uint32_t *slots;   /* position + 1, 0 = empty; open addressing, capacity a power of two */
+    uint32_t *slots; /* position + 1, 0 = empty; open addressing, capacity a power of two */
     size_t cap, n;
 } name_index;
 

@@ -20,22 +20,26 @@
 
 #define ST_MAX_HEADER (100u << 20) /* the format's own limit on the JSON header */
 
-static const struct { const char *name; size_t size; } DTYPES[ST_NDTYPES] = {
-    [ST_BOOL] = {"BOOL", 1}, [ST_U8] = {"U8", 1},     [ST_I8] = {"I8", 1},
-    [ST_I16] = {"I16", 2},   [ST_U16] = {"U16", 2},   [ST_F16] = {"F16", 2},
-    [ST_BF16] = {"BF16", 2}, [ST_I32] = {"I32", 4},   [ST_U32] = {"U32", 4},
-    [ST_F32] = {"F32", 4},   [ST_F64] = {"F64", 8},   [ST_I64] = {"I64", 8},
+static const struct {
+    const char *name;
+    size_t size;
+} DTYPES[ST_NDTYPES] = {
+    [ST_BOOL] = {"BOOL", 1}, [ST_U8] = {"U8", 1},           [ST_I8] = {"I8", 1},           [ST_I16] = {"I16", 2},
+    [ST_U16] = {"U16", 2},   [ST_F16] = {"F16", 2},         [ST_BF16] = {"BF16", 2},       [ST_I32] = {"I32", 4},
+    [ST_U32] = {"U32", 4},   [ST_F32] = {"F32", 4},         [ST_F64] = {"F64", 8},         [ST_I64] = {"I64", 8},
     [ST_U64] = {"U64", 8},   [ST_F8_E4M3] = {"F8_E4M3", 1}, [ST_F8_E5M2] = {"F8_E5M2", 1},
 };
 
-const char *st_dtype_name(int dtype) {
-    return dtype >= 0 && dtype < ST_NDTYPES ? DTYPES[dtype].name : "?";
-}
+const char *st_dtype_name(int dtype) { return dtype >= 0 && dtype < ST_NDTYPES ? DTYPES[dtype].name : "?"; }
 size_t st_dtype_size(int dtype) { return dtype >= 0 && dtype < ST_NDTYPES ? DTYPES[dtype].size : 0; }
 int st_dtype_is_float(int dtype) { return dtype == ST_F32 || dtype == ST_F16 || dtype == ST_BF16; }
 
 /* set the error and return NULL, so callers can `return fail(...)` */
-#define fail(err, ...) ({ lfm2c_set_error(err, __VA_ARGS__); (void *)NULL; })
+#define fail(err, ...) \
+    ({ \
+        lfm2c_set_error(err, __VA_ARGS__); \
+        (void *)NULL; \
+    })
 
 void st_close(st_model *m) {
     if (!m) return;
@@ -50,9 +54,7 @@ void st_close(st_model *m) {
     free(m);
 }
 
-static const char *tensor_name_at(const void *owner, uint32_t i) {
-    return ((const st_model *)owner)->tensors[i].name;
-}
+static const char *tensor_name_at(const void *owner, uint32_t i) { return ((const st_model *)owner)->tensors[i].name; }
 
 const st_tensor *st_find(const st_model *m, const char *name) {
     long i = name_index_find(&m->index, name, tensor_name_at, m);
@@ -83,7 +85,10 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
     if (map == MAP_FAILED) return fail(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno)), false;
 
     st_file *nf = realloc(m->files, (size_t)(m->n_files + 1) * sizeof *nf);
-    if (!nf) { munmap(map, size); return fail(err, LFM2C_ENOMEM, "out of memory"), false; }
+    if (!nf) {
+        munmap(map, size);
+        return fail(err, LFM2C_ENOMEM, "out of memory"), false;
+    }
     m->files = nf;
     int fi = m->n_files++;
     m->files[fi] = (st_file){.path = strdup(path), .map = map, .size = size};
@@ -92,8 +97,10 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | map[i];
     if (hlen > size - 8 || hlen > ST_MAX_HEADER)
-        return fail(err, LFM2C_EFORMAT, "'%s': header length %llu does not fit the file (%zu bytes): truncated or not safetensors",
-                    path, (unsigned long long)hlen, size), false;
+        return fail(err, LFM2C_EFORMAT,
+                    "'%s': header length %llu does not fit the file (%zu bytes): truncated or not safetensors", path,
+                    (unsigned long long)hlen, size),
+               false;
     json_error_t jerr;
     json_t *root = json_loadb((const char *)map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) return fail(err, LFM2C_EFORMAT, "'%s': bad header JSON: %s", path, jerr.text), false;
@@ -105,7 +112,10 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
     uint64_t data_size = size - 8 - hlen;
     size_t n_new = json_object_size(root);
     st_tensor *nt = realloc(m->tensors, (size_t)(m->n_tensors + n_new + 1) * sizeof *nt);
-    if (!nt) { json_decref(root); return fail(err, LFM2C_ENOMEM, "out of memory"), false; }
+    if (!nt) {
+        json_decref(root);
+        return fail(err, LFM2C_ENOMEM, "out of memory"), false;
+    }
     m->tensors = nt;
     int first = m->n_tensors;
 
@@ -148,7 +158,8 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
             if (!json_is_integer(b) || !json_is_integer(e)) why = "bad data_offsets";
             else {
                 int64_t begin = json_integer_value(b), end = json_integer_value(e);
-                if (begin < 0 || end < begin || (uint64_t)end > data_size) why = "data_offsets outside the file (truncated?)";
+                if (begin < 0 || end < begin || (uint64_t)end > data_size)
+                    why = "data_offsets outside the file (truncated?)";
                 else if ((uint64_t)(end - begin) != (uint64_t)t.numel * DTYPES[t.dtype].size)
                     why = "data_offsets do not match dtype and shape";
                 else {
@@ -164,7 +175,11 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
             break;
         }
         t.name = strdup(key);
-        if (!t.name) { fail(err, LFM2C_ENOMEM, "out of memory"); ok = false; break; }
+        if (!t.name) {
+            fail(err, LFM2C_ENOMEM, "out of memory");
+            ok = false;
+            break;
+        }
         m->tensors[m->n_tensors] = t;
         if (name_index_add(&m->index, (uint32_t)m->n_tensors, tensor_name_at, m, NULL) < 0) {
             free(t.name);
@@ -196,7 +211,10 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
 st_model *st_open_file(const char *path, lfm2c_error *err) {
     st_model *m = calloc(1, sizeof *m);
     if (!m) return fail(err, LFM2C_ENOMEM, "out of memory");
-    if (!add_file(m, path, err)) { st_close(m); return NULL; }
+    if (!add_file(m, path, err)) {
+        st_close(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -224,7 +242,10 @@ static st_model *open_index(const char *dir, const char *index_path, lfm2c_error
     st_model *m = calloc(1, sizeof *m);
     const char *key;
     json_t *val;
-    if (!shards || !m) { fail(err, LFM2C_ENOMEM, "out of memory"); goto bad; }
+    if (!shards || !m) {
+        fail(err, LFM2C_ENOMEM, "out of memory");
+        goto bad;
+    }
     json_object_foreach(wm, key, val) {
         const char *f = json_string_value(val);
         if (!f || !*f || strchr(f, '/') || !strcmp(f, "..")) {
@@ -241,9 +262,13 @@ static st_model *open_index(const char *dir, const char *index_path, lfm2c_error
     n_shards = n_distinct;
     for (size_t i = 0; i < n_shards; i++) {
         char *p = join(dir, shards[i]);
-        if (!p) { fail(err, LFM2C_ENOMEM, "out of memory"); goto bad; }
+        if (!p) {
+            fail(err, LFM2C_ENOMEM, "out of memory");
+            goto bad;
+        }
         if (access(p, F_OK) != 0) {
-            fail(err, LFM2C_EIO, "shard '%s' listed in model.safetensors.index.json is missing from '%s'", shards[i], dir);
+            fail(err, LFM2C_EIO, "shard '%s' listed in model.safetensors.index.json is missing from '%s'", shards[i],
+                 dir);
             free(p);
             goto bad;
         }
@@ -299,7 +324,11 @@ st_model *st_open_dir(const char *dir, lfm2c_error *err) {
         size_t len = strlen(e->d_name);
         if (len < 17 || strncmp(e->d_name, "model", 5) || strcmp(e->d_name + len - 12, ".safetensors")) continue;
         char **nn = realloc(names, (n + 1) * sizeof *nn);
-        if (!nn || !(nn[n] = strdup(e->d_name))) { oom = true; if (nn) names = nn; break; }
+        if (!nn || !(nn[n] = strdup(e->d_name))) {
+            oom = true;
+            if (nn) names = nn;
+            break;
+        }
         names = nn;
         n++;
     }

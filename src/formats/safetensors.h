@@ -11,21 +11,35 @@
 #include <stddef.h>
 
 enum st_dtype {
-    ST_BOOL, ST_U8, ST_I8, ST_I16, ST_U16, ST_F16, ST_BF16, ST_I32, ST_U32, ST_F32, ST_F64,
-    ST_I64, ST_U64, ST_F8_E4M3, ST_F8_E5M2, ST_NDTYPES
+    ST_BOOL,
+    ST_U8,
+    ST_I8,
+    ST_I16,
+    ST_U16,
+    ST_F16,
+    ST_BF16,
+    ST_I32,
+    ST_U32,
+    ST_F32,
+    ST_F64,
+    ST_I64,
+    ST_U64,
+    ST_F8_E4M3,
+    ST_F8_E5M2,
+    ST_NDTYPES
 };
 
 #define ST_MAX_DIMS 8
 
 typedef struct st_tensor {
     char *name;
-    int dtype;                 /* enum st_dtype */
+    int dtype; /* enum st_dtype */
     int n_dims;
-    int64_t shape[ST_MAX_DIMS];/* PyTorch order: shape[n_dims-1] is contiguous */
+    int64_t shape[ST_MAX_DIMS]; /* PyTorch order: shape[n_dims-1] is contiguous */
     int64_t numel;
-    const uint8_t *data;       /* inside the file mapping */
+    const uint8_t *data; /* inside the file mapping */
     uint64_t nbytes;
-    int file;                  /* index into st_model.files */
+    int file; /* index into st_model.files */
 } st_tensor;
 
 typedef struct st_file {
@@ -38,8 +52,8 @@ typedef struct st_model {
     int n_files;
     st_file *files;
     int n_tensors;
-    st_tensor *tensors;        /* in file order (shards in name order, then header order) */
-    name_index index;          /* tensor names -> positions */
+    st_tensor *tensors; /* in file order (shards in name order, then header order) */
+    name_index index;   /* tensor names -> positions */
 } st_model;
 
 /* Opens the weights of a checkpoint directory: model.safetensors.index.json if present (every

@@ -124,13 +124,18 @@ static bool split_part(const char *name, int *part, int *count, size_t *prefix) 
     char tail[8];
     if (s[0] != '-' || sscanf(s, "-%5d-of-%5d%7s", &a, &b, tail) != 3 || strcasecmp(tail, ".gguf")) return false;
     if (!isdigit((unsigned char)s[1]) || !isdigit((unsigned char)s[11])) return false;
-    *part = a; *count = b; *prefix = (size_t)(s - name);
+    *part = a;
+    *count = b;
+    *prefix = (size_t)(s - name);
     return a >= 1 && b >= 1 && a <= b;
 }
 
 /* ---------- HTTP ---------- */
 
-typedef struct { char *data; size_t len, cap, limit; } membuf;
+typedef struct {
+    char *data;
+    size_t len, cap, limit;
+} membuf;
 
 static size_t mem_write(char *p, size_t sz, size_t nm, void *ud) {
     membuf *b = ud;
@@ -159,7 +164,7 @@ typedef struct {
     const lfm2c_hub_params *p;
     const char *endpoint, *token;
     int retries, backoff_ms;
-    long connect_s, timeout_s;  /* connect timeout; whole-request limit (0: none) */
+    long connect_s, timeout_s; /* connect timeout; whole-request limit (0: none) */
 } hub_ctx;
 
 static struct curl_slist *auth_headers(const hub_ctx *h) {
@@ -184,7 +189,7 @@ static void common_opts(CURL *c, const hub_ctx *h, struct curl_slist *hdr) {
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, h->connect_s > 0 ? h->connect_s : HUB_CONNECT_S);
     if (h->timeout_s > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT, h->timeout_s);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);     /* a stalled transfer is a network error */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled transfer is a network error */
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_FAILONERROR, 0L);
@@ -216,7 +221,10 @@ static bool status_error(long code, const char *what, lfm2c_error *err, const hu
 static char *http_get(const hub_ctx *h, const char *url, const char *what, lfm2c_error *err) {
     for (int attempt = 0;; attempt++) {
         CURL *c = curl_easy_init();
-        if (!c) { lfm2c_set_error(err, LFM2C_HUB_E_NET, "cannot start libcurl"); return NULL; }
+        if (!c) {
+            lfm2c_set_error(err, LFM2C_HUB_E_NET, "cannot start libcurl");
+            return NULL;
+        }
         struct curl_slist *hdr = auth_headers(h);
         membuf b = {NULL, 0, 0, 64u << 20};
         common_opts(c, h, hdr);
@@ -257,10 +265,10 @@ typedef struct {
     const char *name;
     const hub_ctx *h;
     int write_errno;
-    long status;           /* status of the final response, known at its first body byte */
+    long status; /* status of the final response, known at its first body byte */
     CURL *curl;
-    bool overflow;         /* the body is longer than the size the API announced */
-    double last;           /* lfm2c_now_s() at the last progress call */
+    bool overflow; /* the body is longer than the size the API announced */
+    double last;   /* lfm2c_now_s() at the last progress call */
 } dl_state;
 
 static size_t file_write(char *ptr, size_t sz, size_t nm, void *ud) {
@@ -268,15 +276,24 @@ static size_t file_write(char *ptr, size_t sz, size_t nm, void *ud) {
     size_t n = sz * nm;
     long code = 0;
     curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
-    if (code != 200 && code != 206) return n;   /* an error body: ignored, status handled later */
-    if (d->status == 0 && code == 200 && d->done > 0) {   /* Range not honoured: start over */
-        if (ftruncate(fileno(d->f), 0) || fseek(d->f, 0, SEEK_SET)) { d->write_errno = errno; return 0; }
+    if (code != 200 && code != 206) return n;           /* an error body: ignored, status handled later */
+    if (d->status == 0 && code == 200 && d->done > 0) { /* Range not honoured: start over */
+        if (ftruncate(fileno(d->f), 0) || fseek(d->f, 0, SEEK_SET)) {
+            d->write_errno = errno;
+            return 0;
+        }
         sha256_init(&d->sha);
         d->done = d->resumed = 0;
     }
     d->status = code;
-    if (n > d->total - d->done) { d->overflow = true; return 0; }   /* never write past the announced size */
-    if (fwrite(ptr, 1, n, d->f) != n || fflush(d->f)) { d->write_errno = errno ? errno : EIO; return 0; }
+    if (n > d->total - d->done) {
+        d->overflow = true;
+        return 0;
+    } /* never write past the announced size */
+    if (fwrite(ptr, 1, n, d->f) != n || fflush(d->f)) {
+        d->write_errno = errno ? errno : EIO;
+        return 0;
+    }
     sha256_update(&d->sha, ptr, n);
     d->done += n;
     if (d->h->p && d->h->p->progress) {
@@ -305,14 +322,20 @@ static int hash_existing(FILE *f, dl_state *d) {
     return bad || fseek(f, 0, SEEK_END) ? -1 : 0;
 }
 
-static int download_blob(const hub_ctx *h, const char *url, const char *name, const char *sha_expect,
-                         uint64_t size, const char *blob, lfm2c_error *err) {
+static int download_blob(const hub_ctx *h, const char *url, const char *name, const char *sha_expect, uint64_t size,
+                         const char *blob, lfm2c_error *err) {
     char *part = xstrdup_printf("%s.incomplete", blob);
-    if (!part) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory"); return -1; }
+    if (!part) {
+        lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory");
+        return -1;
+    }
     int rc = -1;
     for (int attempt = 0;; attempt++) {
         FILE *f = fopen(part, "a+b");
-        if (!f) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", part, strerror(errno)); break; }
+        if (!f) {
+            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", part, strerror(errno));
+            break;
+        }
         dl_state d = {.f = f, .total = size, .name = name, .h = h};
         sha256_init(&d.sha);
         d.last = lfm2c_now_s();
@@ -321,12 +344,19 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
             fclose(f);
             break;
         }
-        if (cancelled(h)) { fclose(f); lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted", name); break; }
+        if (cancelled(h)) {
+            fclose(f);
+            lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted", name);
+            break;
+        }
         d.resumed = d.done;
         CURLcode cr = CURLE_OK;
         long code = 0;
-        if (d.done > size) {   /* longer than the file: cannot be a prefix of it */
-            if (ftruncate(fileno(f), 0) == 0) { fclose(f); continue; }
+        if (d.done > size) { /* longer than the file: cannot be a prefix of it */
+            if (ftruncate(fileno(f), 0) == 0) {
+                fclose(f);
+                continue;
+            }
             lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno));
             fclose(f);
             break;
@@ -348,13 +378,15 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
         if (fflush(f) && !d.write_errno) d.write_errno = errno;
         if (fclose(f) && !d.write_errno) d.write_errno = errno;
         if (cr == CURLE_ABORTED_BY_CALLBACK || cancelled(h)) {
-            lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted; %llu of %llu bytes kept in '%s', the next pull resumes",
-                            name, (unsigned long long)d.done, (unsigned long long)size, part);
+            lfm2c_set_error(err, LFM2C_HUB_E_CANCEL,
+                            "%s: interrupted; %llu of %llu bytes kept in '%s', the next pull resumes", name,
+                            (unsigned long long)d.done, (unsigned long long)size, part);
             break;
         }
         if (d.overflow) {
             unlink(part);
-            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the server sent more than the %llu bytes the API announced; the download was deleted",
+            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
+                            "%s: the server sent more than the %llu bytes the API announced; the download was deleted",
                             name, (unsigned long long)size);
             break;
         }
@@ -371,9 +403,10 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
             sha256_final_hex(&d.sha, hex);
             if (sha_expect && strcmp(hex, sha_expect)) {
                 unlink(part);
-                lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
-                                "%s: sha256 mismatch (expected %s, got %s); the download was deleted, nothing was published",
-                                name, sha_expect, hex);
+                lfm2c_set_error(
+                    err, LFM2C_HUB_E_VERIFY,
+                    "%s: sha256 mismatch (expected %s, got %s); the download was deleted, nothing was published", name,
+                    sha_expect, hex);
                 break;
             }
             if (rename(part, blob)) {
@@ -384,19 +417,24 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
             rc = 0;
             break;
         }
-        if (cr == CURLE_OK && code == 416) {   /* the server thinks we are past the end: start over */
-            if (truncate(part, 0)) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno)); break; }
+        if (cr == CURLE_OK && code == 416) { /* the server thinks we are past the end: start over */
+            if (truncate(part, 0)) {
+                lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno));
+                break;
+            }
         }
         /* a network error or a short body: retry, resuming from what is on disk */
         if (attempt < h->retries && h->p && h->p->notice) {
             char msg[512];
-            snprintf(msg, sizeof msg, "%s: %s after %llu of %llu bytes; retry %d of %d in %.2f s, resuming",
-                     name, cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", (unsigned long long)d.done,
-                     (unsigned long long)size, attempt + 1, h->retries, (h->backoff_ms << (attempt < 10 ? attempt : 10)) / 1000.0);
+            snprintf(msg, sizeof msg, "%s: %s after %llu of %llu bytes; retry %d of %d in %.2f s, resuming", name,
+                     cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", (unsigned long long)d.done,
+                     (unsigned long long)size, attempt + 1, h->retries,
+                     (h->backoff_ms << (attempt < 10 ? attempt : 10)) / 1000.0);
             h->p->notice(h->p->progress_user, msg);
         }
         if (attempt >= h->retries) {
-            lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: %s after %d attempts (%llu of %llu bytes kept in '%s'; run the pull again to resume)",
+            lfm2c_set_error(err, LFM2C_HUB_E_NET,
+                            "%s: %s after %d attempts (%llu of %llu bytes kept in '%s'; run the pull again to resume)",
                             name, cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", attempt + 1,
                             (unsigned long long)d.done, (unsigned long long)size, part);
             break;
@@ -409,11 +447,14 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
 
 /* ---------- resolution ---------- */
 
-typedef struct { char *path, *sha; uint64_t size; } repo_file;
+typedef struct {
+    char *path, *sha;
+    uint64_t size;
+} repo_file;
 
-static const char *const QUANT_ORDER[] = {
-    "Q4_K_M", "Q4_K_S", "Q4_K", "Q4_0", "IQ4_XS", "IQ4_NL", "Q4_1", "Q5_K_M", "Q5_K_S", "Q5_0", "Q5_1",
-    "Q3_K_L", "Q3_K_M", "Q6_K", "Q3_K_S", "Q8_0", "IQ3_M", "IQ3_XS", "Q2_K", "F16", "BF16", "F32", NULL};
+static const char *const QUANT_ORDER[] = {"Q4_K_M", "Q4_K_S", "Q4_K", "Q4_0",   "IQ4_XS", "IQ4_NL", "Q4_1",   "Q5_K_M",
+                                          "Q5_K_S", "Q5_0",   "Q5_1", "Q3_K_L", "Q3_K_M", "Q6_K",   "Q3_K_S", "Q8_0",
+                                          "IQ3_M",  "IQ3_XS", "Q2_K", "F16",    "BF16",   "F32",    NULL};
 
 static int quant_rank(const char *q) {
     for (int i = 0; QUANT_ORDER[i]; i++)
@@ -426,16 +467,20 @@ static bool is_model_gguf(const char *path) {
     if (n < 5 || strcasecmp(path + n - 5, ".gguf")) return false;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    return strncasecmp(base, "mmproj", 6) != 0;   /* vision projectors are not models */
+    return strncasecmp(base, "mmproj", 6) != 0; /* vision projectors are not models */
 }
 
 /* picks the files of the requested quant/file among the repo's GGUFs; fills idx[] (sorted parts) */
-static int choose(repo_file *fs, int nf, const char *quant, const char *file, int *idx, const char *repo, lfm2c_error *err) {
+static int choose(repo_file *fs, int nf, const char *quant, const char *file, int *idx, const char *repo,
+                  lfm2c_error *err) {
     int pick = -1;
     if (file) {
         for (int i = 0; i < nf; i++)
             if (!strcmp(fs[i].path, file)) pick = i;
-        if (pick < 0) { lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s has no file '%s'", repo, file); return -1; }
+        if (pick < 0) {
+            lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s has no file '%s'", repo, file);
+            return -1;
+        }
     } else {
         char want[32];
         snprintf(want, sizeof want, "%s", quant ? quant : "Q4_K_M");
@@ -444,11 +489,18 @@ static int choose(repo_file *fs, int nf, const char *quant, const char *file, in
         for (int i = 0; i < nf; i++) {
             char q[32];
             if (!is_model_gguf(fs[i].path) || !lfm2c_hub_quant_of(fs[i].path, q, sizeof q)) continue;
-            int part, cnt; size_t pre;
+            int part, cnt;
+            size_t pre;
             if (split_part(fs[i].path, &part, &cnt, &pre) && part != 1) continue;
-            if (!strcmp(q, want)) { pick = i; break; }
+            if (!strcmp(q, want)) {
+                pick = i;
+                break;
+            }
             int r = quant_rank(q);
-            if (!quant && r < best_rank) { best = i; best_rank = r; }
+            if (!quant && r < best_rank) {
+                best = i;
+                best_rank = r;
+            }
         }
         if (pick < 0 && !quant) pick = best;
         if (pick < 0) {
@@ -456,28 +508,40 @@ static int choose(repo_file *fs, int nf, const char *quant, const char *file, in
             size_t used = 0;
             for (int i = 0; i < nf; i++) {
                 char q[32];
-                int part, cnt; size_t pre;
+                int part, cnt;
+                size_t pre;
                 if (!is_model_gguf(fs[i].path) || !lfm2c_hub_quant_of(fs[i].path, q, sizeof q)) continue;
                 if (split_part(fs[i].path, &part, &cnt, &pre) && part != 1) continue;
-                if (used + strlen(q) + 3 < sizeof list) used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", q);
+                if (used + strlen(q) + 3 < sizeof list)
+                    used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", q);
             }
             if (used) lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s has no %s GGUF; it has: %s", repo, want, list);
             else lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s has no GGUF model files", repo);
             return -1;
         }
     }
-    int part, cnt; size_t pre;
-    if (!split_part(fs[pick].path, &part, &cnt, &pre)) { idx[0] = pick; return 1; }
-    if (cnt > 256) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "%s: %d split parts is too many", fs[pick].path, cnt); return -1; }
+    int part, cnt;
+    size_t pre;
+    if (!split_part(fs[pick].path, &part, &cnt, &pre)) {
+        idx[0] = pick;
+        return 1;
+    }
+    if (cnt > 256) {
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "%s: %d split parts is too many", fs[pick].path, cnt);
+        return -1;
+    }
     for (int k = 1; k <= cnt; k++) {
         idx[k - 1] = -1;
         for (int i = 0; i < nf; i++) {
-            int p2, c2; size_t pre2;
-            if (split_part(fs[i].path, &p2, &c2, &pre2) && p2 == k && c2 == cnt && pre2 == pre && !strncmp(fs[i].path, fs[pick].path, pre))
+            int p2, c2;
+            size_t pre2;
+            if (split_part(fs[i].path, &p2, &c2, &pre2) && p2 == k && c2 == cnt && pre2 == pre &&
+                !strncmp(fs[i].path, fs[pick].path, pre))
                 idx[k - 1] = i;
         }
         if (idx[k - 1] < 0) {
-            lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s: part %d of %d of '%.*s' is missing", repo, k, cnt, (int)pre, fs[pick].path);
+            lfm2c_set_error(err, LFM2C_HUB_E_NOT_FOUND, "%s: part %d of %d of '%.*s' is missing", repo, k, cnt,
+                            (int)pre, fs[pick].path);
             return -1;
         }
     }
@@ -485,20 +549,25 @@ static int choose(repo_file *fs, int nf, const char *quant, const char *file, in
 }
 
 static void free_files(repo_file *fs, int nf) {
-    for (int i = 0; i < nf; i++) { free(fs[i].path); free(fs[i].sha); }
+    for (int i = 0; i < nf; i++) {
+        free(fs[i].path);
+        free(fs[i].sha);
+    }
     free(fs);
 }
 
 static bool is_hex64(const char *s) {
     if (!s || strlen(s) != 64) return false;
-    for (; *s; s++) if (!isxdigit((unsigned char)*s)) return false;
+    for (; *s; s++)
+        if (!isxdigit((unsigned char)*s)) return false;
     return true;
 }
 
 static bool is_commit(const char *s) {
     size_t n = s ? strlen(s) : 0;
     if (n < 7 || n > 64) return false;
-    for (; *s; s++) if (!isxdigit((unsigned char)*s)) return false;
+    for (; *s; s++)
+        if (!isxdigit((unsigned char)*s)) return false;
     return true;
 }
 
@@ -535,7 +604,10 @@ static repo_file *list_tree(const hub_ctx *h, const char *repo, const char *comm
         k++;
     }
     json_decref(arr);
-    if (!fs) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory"); return NULL; }
+    if (!fs) {
+        lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory");
+        return NULL;
+    }
     *nf = k;
     return fs;
 }
@@ -546,13 +618,18 @@ static int write_text(const char *path, const char *text) {
     FILE *f = fopen(tmp, "w");
     int bad = !f || fputs(text, f) < 0;
     if (f && fclose(f)) bad = 1;
-    if (bad || rename(tmp, path)) { unlink(tmp); free(tmp); return -1; }
+    if (bad || rename(tmp, path)) {
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
     free(tmp);
     return 0;
 }
 
 /* snapshots/<commit>/<file> -> ../../blobs/<sha> (one more ../ per directory level of file) */
-static int link_snapshot(const char *repo_dir, const char *commit, const char *file, const char *sha, lfm2c_error *err) {
+static int link_snapshot(const char *repo_dir, const char *commit, const char *file, const char *sha,
+                         lfm2c_error *err) {
     char *dst = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, file);
     if (!dst) return -1;
     char *slash = strrchr(dst, '/');
@@ -598,7 +675,8 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
     char *snap = xstrdup_printf("%s/snapshots/%s", repo_dir, commit);
     DIR *d = snap ? opendir(snap) : NULL;
     if (!d) {
-        lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s: snapshot %s is not in the cache and we are offline", repo, commit);
+        lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s: snapshot %s is not in the cache and we are offline", repo,
+                        commit);
         free(snap);
         return NULL;
     }
@@ -647,7 +725,10 @@ static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params *p, lfm2c_error *err) {
     lfm2c_hub_params defaults = {0};
     if (!p) p = &defaults;
-    if (!spec || !*spec) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "no repository given (ORG/NAME[:QUANT])"); return NULL; }
+    if (!spec || !*spec) {
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "no repository given (ORG/NAME[:QUANT])");
+        return NULL;
+    }
     char repo[256], quant_buf[32];
     const char *quant = NULL;
     const char *colon;
@@ -656,29 +737,49 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     else if (!strncmp(spec, "huggingface.co/", 15)) spec += 15;
     colon = strchr(spec, ':');
     size_t rlen = colon ? (size_t)(colon - spec) : strlen(spec);
-    if (rlen >= sizeof repo) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "repository name too long"); return NULL; }
+    if (rlen >= sizeof repo) {
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "repository name too long");
+        return NULL;
+    }
     memcpy(repo, spec, rlen);
     repo[rlen] = 0;
     if (!valid_repo(repo)) {
-        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "'%s' is not a repository name (ORG/NAME[:QUANT], e.g. LiquidAI/LFM2-1.2B-GGUF:Q4_K_M)", spec);
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG,
+                        "'%s' is not a repository name (ORG/NAME[:QUANT], e.g. LiquidAI/LFM2-1.2B-GGUF:Q4_K_M)", spec);
         return NULL;
     }
     if (colon) {
-        if (!colon[1] || strlen(colon + 1) >= sizeof quant_buf) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant in '%s'", spec); return NULL; }
+        if (!colon[1] || strlen(colon + 1) >= sizeof quant_buf) {
+            lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant in '%s'", spec);
+            return NULL;
+        }
         for (const char *q = colon + 1; *q; q++)
-            if (!isalnum((unsigned char)*q) && *q != '_') { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant '%s'", colon + 1); return NULL; }
+            if (!isalnum((unsigned char)*q) && *q != '_') {
+                lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant '%s'", colon + 1);
+                return NULL;
+            }
         snprintf(quant_buf, sizeof quant_buf, "%s", colon + 1);
         quant = quant_buf;
     }
-    if (file && !valid_file(file)) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad file name '%s'", file); return NULL; }
+    if (file && !valid_file(file)) {
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad file name '%s'", file);
+        return NULL;
+    }
     const char *revision = p->revision ? p->revision : "main";
-    if (!valid_file(revision) || strchr(revision, '/')) { lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad revision '%s'", revision); return NULL; }
+    if (!valid_file(revision) || strchr(revision, '/')) {
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad revision '%s'", revision);
+        return NULL;
+    }
 
     char *cache = lfm2c_hub_cache_dir(p);
     char *repo_slash = strchr(repo, '/');
-    char *repo_dir = cache ? xstrdup_printf("%s/models--%.*s--%s", cache, (int)(repo_slash - repo), repo, repo_slash + 1) : NULL;
+    char *repo_dir =
+        cache ? xstrdup_printf("%s/models--%.*s--%s", cache, (int)(repo_slash - repo), repo, repo_slash + 1) : NULL;
     free(cache);
-    if (!repo_dir) { lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory"); return NULL; }
+    if (!repo_dir) {
+        lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory");
+        return NULL;
+    }
     char *out = NULL;
     if (p->offline || env_true("HF_HUB_OFFLINE")) {
         out = resolve_offline(repo_dir, revision, repo, quant, file, err);
@@ -690,7 +791,10 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     hub_ctx h = {.p = p};
     const char *ep = p->endpoint ? p->endpoint : getenv("HF_ENDPOINT");
     char *endpoint = strdup(ep && *ep ? ep : "https://huggingface.co");
-    if (!endpoint) { free(repo_dir); return NULL; }
+    if (!endpoint) {
+        free(repo_dir);
+        return NULL;
+    }
     for (size_t n = strlen(endpoint); n && endpoint[n - 1] == '/'; n--) endpoint[n - 1] = 0;
     h.endpoint = endpoint;
     h.token = p->token ? p->token : getenv("HF_TOKEN");
@@ -730,7 +834,11 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     if (mk) goto done;
     for (int k = 0; k < n; k++) {
         repo_file *rf = &fs[idx[k]];
-        if (!rf->sha) { lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the Hub gives no sha256 for '%s' (not an LFS file)", repo, rf->path); goto done; }
+        if (!rf->sha) {
+            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the Hub gives no sha256 for '%s' (not an LFS file)", repo,
+                            rf->path);
+            goto done;
+        }
         char *blob = xstrdup_printf("%s/blobs/%s", repo_dir, rf->sha);
         struct stat st;
         int rc = 0;
@@ -758,8 +866,10 @@ done:
     if (!out && cached && err && err->code == LFM2C_HUB_E_NET) { /* the Hub cannot be reached: the cache */
         if (p->notice) {
             char msg[700];
-            snprintf(msg, sizeof msg, "the Hub cannot be reached (%.300s): using the cached copy; "
-                     "--offline (or HF_HUB_OFFLINE=1) skips this check", err->msg);
+            snprintf(msg, sizeof msg,
+                     "the Hub cannot be reached (%.300s): using the cached copy; "
+                     "--offline (or HF_HUB_OFFLINE=1) skips this check",
+                     err->msg);
             p->notice(p->progress_user, msg);
         }
         out = cached;

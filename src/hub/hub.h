@@ -12,33 +12,33 @@
 
 /* error codes (err->code) beyond the generic ones, so callers can tell them apart */
 enum {
-    LFM2C_HUB_E_ARG = 1,        /* bad REPO[:QUANT] / file name */
-    LFM2C_HUB_E_NET = 2,        /* network error after the retries */
-    LFM2C_HUB_E_AUTH = 3,       /* 401 / 403: gated or private repo, token missing or refused */
-    LFM2C_HUB_E_NOT_FOUND = 4,  /* repository, revision, quant or file not found */
-    LFM2C_HUB_E_IO = 5,         /* local file system (disk full, permissions) */
-    LFM2C_HUB_E_VERIFY = 6,     /* sha256 or size mismatch */
-    LFM2C_HUB_E_CANCEL = 7,     /* *cancel became non-zero */
-    LFM2C_HUB_E_OFFLINE = 8,    /* offline and not in the cache */
+    LFM2C_HUB_E_ARG = 1,       /* bad REPO[:QUANT] / file name */
+    LFM2C_HUB_E_NET = 2,       /* network error after the retries */
+    LFM2C_HUB_E_AUTH = 3,      /* 401 / 403: gated or private repo, token missing or refused */
+    LFM2C_HUB_E_NOT_FOUND = 4, /* repository, revision, quant or file not found */
+    LFM2C_HUB_E_IO = 5,        /* local file system (disk full, permissions) */
+    LFM2C_HUB_E_VERIFY = 6,    /* sha256 or size mismatch */
+    LFM2C_HUB_E_CANCEL = 7,    /* *cancel became non-zero */
+    LFM2C_HUB_E_OFFLINE = 8,   /* offline and not in the cache */
 };
 
 /* file: name in the repo; done / total bytes of that file (total 0 = unknown); resumed: bytes that
  * were already on disk when this transfer started; finished: last call for this file. */
-typedef void (*lfm2c_hub_progress_fn)(void *user, const char *file, uint64_t done, uint64_t total,
-                                      uint64_t resumed, bool finished);
+typedef void (*lfm2c_hub_progress_fn)(void *user, const char *file, uint64_t done, uint64_t total, uint64_t resumed,
+                                      bool finished);
 
 typedef struct lfm2c_hub_params {
-    const char *endpoint;       /* NULL: $HF_ENDPOINT, else https://huggingface.co */
-    const char *token;          /* NULL: $HF_TOKEN */
-    const char *cache_dir;      /* the hub cache; NULL: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub */
-    const char *revision;       /* NULL: "main" */
-    bool offline;               /* use only what is cached (also $HF_HUB_OFFLINE=1) */
-    int max_retries;            /* network retries per file (default 5 when 0; -1 = none) */
-    int backoff_ms;             /* first retry delay, doubled each time (default 1000 when 0) */
+    const char *endpoint;  /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+    const char *token;     /* NULL: $HF_TOKEN */
+    const char *cache_dir; /* the hub cache; NULL: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub */
+    const char *revision;  /* NULL: "main" */
+    bool offline;          /* use only what is cached (also $HF_HUB_OFFLINE=1) */
+    int max_retries;       /* network retries per file (default 5 when 0; -1 = none) */
+    int backoff_ms;        /* first retry delay, doubled each time (default 1000 when 0) */
     lfm2c_hub_progress_fn progress;
-    void *progress_user;              /* also passed to notice */
-    void (*notice)(void *user, const char *msg);   /* optional: retries, in one line each */
-    volatile sig_atomic_t *cancel;   /* optional: set non-zero (e.g. from SIGINT) to stop */
+    void *progress_user;                         /* also passed to notice */
+    void (*notice)(void *user, const char *msg); /* optional: retries, in one line each */
+    volatile sig_atomic_t *cancel;               /* optional: set non-zero (e.g. from SIGINT) to stop */
 } lfm2c_hub_params;
 
 /* Resolves "ORG/NAME[:QUANT]" (QUANT default Q4_K_M, else the nearest the repo has) or, with

@@ -5,7 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct { uint32_t h[8]; uint8_t buf[64]; size_t nbuf; uint64_t len; } sha256_ctx;
+typedef struct {
+    uint32_t h[8];
+    uint8_t buf[64];
+    size_t nbuf;
+    uint64_t len;
+} sha256_ctx;
 
 void sha256_init(sha256_ctx *c);
 void sha256_update(sha256_ctx *c, const void *data, size_t n);

@@ -54,16 +54,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BIG_BODY (1u << 20)     /* bodies above this parse a few at a time */
-#define GATE_WAIT_MS 10000      /* longest wait for a place before 503 */
-#define TRIM_BYTES (4u << 20)   /* a freed parse tree this big is trimmed from the heap at once */
+#define BIG_BODY (1u << 20)   /* bodies above this parse a few at a time */
+#define GATE_WAIT_MS 10000    /* longest wait for a place before 503 */
+#define TRIM_BYTES (4u << 20) /* a freed parse tree this big is trimmed from the heap at once */
 
 struct http {
     http_params p;
     struct MHD_Daemon *mhd;
-    MHD_socket lfd;            /* the listening socket once quiesced */
-    pthread_mutex_t mu;        /* HTTP counters */
-    uint64_t by_class[6];      /* 1xx..5xx */
+    MHD_socket lfd;       /* the listening socket once quiesced */
+    pthread_mutex_t mu;   /* HTTP counters */
+    uint64_t by_class[6]; /* 1xx..5xx */
     /* open sockets (see the scope comment), guarded by net_mu */
     pthread_mutex_t net_mu;
     struct sock *socks;
@@ -71,20 +71,20 @@ struct http {
     uint64_t n_evicted, n_refused;
     bool stopping;
     http_gate big;
-    size_t mem_used;           /* bytes charged by requests (guarded by mu) */
-    _Atomic int state;         /* HTTP_LOADING / _READY / _DRAINING */
+    size_t mem_used;   /* bytes charged by requests (guarded by mu) */
+    _Atomic int state; /* HTTP_LOADING / _READY / _DRAINING */
 };
 
 /* One open TCP connection (the socket context): found by the accept policy to make room. */
 typedef struct sock {
     struct sock *prev, *next;
     int fd;
-    uint32_t ip;               /* IPv4 address (network order), 0 for others */
-    double since;              /* when it last became pending */
-    bool pending;              /* nobody is being answered on it */
-    bool evicted;              /* shut down by us, not closed yet */
-    size_t answer;             /* bytes of a queued answer not yet written, 0: none */
-    double answer_since;       /* when it was queued */
+    uint32_t ip;         /* IPv4 address (network order), 0 for others */
+    double since;        /* when it last became pending */
+    bool pending;        /* nobody is being answered on it */
+    bool evicted;        /* shut down by us, not closed yet */
+    size_t answer;       /* bytes of a queued answer not yet written, 0: none */
+    double answer_since; /* when it was queued */
     http *h;
 } sock;
 
@@ -92,19 +92,19 @@ typedef struct sock {
 struct http_req {
     http *h;
     struct MHD_Connection *c;
-    const http_route *route;   /* decided from the headers */
-    const char *rest;          /* while a GET route runs: what its '*' matched */
-    http_err_shape shape;      /* the API whose error shape this path gets (NULL: default) */
+    const http_route *route; /* decided from the headers */
+    const char *rest;        /* while a GET route runs: what its '*' matched */
+    http_err_shape shape;    /* the API whose error shape this path gets (NULL: default) */
     char *body;
     size_t n_body, cap_body;
     bool too_big;
-    bool big;                  /* holds a place of h->big */
-    bool http11;               /* HTTP/1.1 (may get an interim 1xx answer) */
-    bool probed;               /* the client's side ended and the interim answer was written */
-    bool over_memory;          /* the body passed the memory budget while arriving */
-    json_t *json;              /* the parsed body while the handler runs (until http_hold) */
-    size_t mem;                /* bytes charged to the budget */
-    size_t answer;             /* bytes of the answer queued by the handler */
+    bool big;         /* holds a place of h->big */
+    bool http11;      /* HTTP/1.1 (may get an interim 1xx answer) */
+    bool probed;      /* the client's side ended and the interim answer was written */
+    bool over_memory; /* the body passed the memory budget while arriving */
+    json_t *json;     /* the parsed body while the handler runs (until http_hold) */
+    size_t mem;       /* bytes charged to the budget */
+    size_t answer;    /* bytes of the answer queued by the handler */
     http_log log;
 };
 
@@ -116,7 +116,11 @@ static void utf8_clean(char *s) {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
         unsigned c = *p;
-        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3 : -1;
+        int n = c < 0x80                          ? 0
+                : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 1
+                : (c & 0xF0) == 0xE0              ? 2
+                : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 3
+                                                  : -1;
         bool ok = n >= 0;
         for (int k = 1; ok && k <= n; k++) ok = (p[k] & 0xC0) == 0x80;
         if (ok && n == 2) { /* no overlong forms, no surrogates */
@@ -127,13 +131,18 @@ static void utf8_clean(char *s) {
             unsigned v = ((c & 0x07u) << 18) | ((p[1] & 0x3Fu) << 12);
             ok = v >= 0x10000 && v <= 0x10FFFF;
         }
-        if (!ok) { *p++ = '?'; continue; }
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
         p += n + 1;
     }
 }
 
 /* The answer when an answer cannot be encoded. */
-#define ENCODE_FAILED "{\"error\":{\"message\":\"the answer could not be encoded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"
+#define ENCODE_FAILED \
+    "{\"error\":{\"message\":\"the answer could not be " \
+    "encoded\",\"type\":\"server_error\",\"param\":null,\"code\":null}}"
 
 int http_set_err(http_err *e, int status, const char *code, const char *param, const char *fmt, ...) {
     e->status = status;
@@ -222,7 +231,10 @@ static void *watch_main(void *arg) {
         struct timespec t;
         clock_gettime(CLOCK_REALTIME, &t);
         t.tv_nsec += 20 * 1000000L;
-        if (t.tv_nsec >= 1000000000L) { t.tv_sec++; t.tv_nsec -= 1000000000L; }
+        if (t.tv_nsec >= 1000000000L) {
+            t.tv_sec++;
+            t.tv_nsec -= 1000000000L;
+        }
         pthread_cond_timedwait(&w->cv, &w->mu, &t);
         if (!w->stop && http_client_gone(w->q)) *w->gone = true;
     }
@@ -278,7 +290,10 @@ static bool mem_try(http_req *q, size_t n) {
     http *h = q->h;
     pthread_mutex_lock(&h->mu);
     bool ok = h->mem_used + n <= h->p.max_memory;
-    if (ok) { h->mem_used += n; q->mem += n; }
+    if (ok) {
+        h->mem_used += n;
+        q->mem += n;
+    }
     pthread_mutex_unlock(&h->mu);
     return ok;
 }
@@ -290,7 +305,8 @@ static bool evict_unread(http *h) {
     sock *best = NULL;
     pthread_mutex_lock(&h->net_mu);
     for (sock *x = h->socks; x; x = x->next)
-        if (x->answer && !x->evicted && now - x->answer_since > 0.1 && (!best || x->answer_since < best->answer_since)) best = x;
+        if (x->answer && !x->evicted && now - x->answer_since > 0.1 && (!best || x->answer_since < best->answer_since))
+            best = x;
     if (best) {
         best->evicted = true;
         h->n_evicting++;
@@ -385,7 +401,10 @@ static const char *cors_allow(const http *h, struct MHD_Connection *c) {
         size_t m = strcspn(p, ",");
         const char *q = p;
         size_t len = m;
-        while (len && *q == ' ') { q++; len--; }
+        while (len && *q == ' ') {
+            q++;
+            len--;
+        }
         while (len && q[len - 1] == ' ') len--;
         if (len == n && !strncmp(q, origin, n)) return origin;
         p += m + (p[m] == ',');
@@ -416,7 +435,10 @@ int http_send_text(http_req *q, int status, const char *ctype, char *body, size_
     q->log.status = status;
     q->answer += len;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) { free(body); return -1; }
+    if (!r) {
+        free(body);
+        return -1;
+    }
     add_common_headers(q->h, q->c, r);
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     MHD_add_response_header(r, "Content-Type", ctype);
@@ -505,7 +527,7 @@ typedef struct stream {
     http_stream_read read;
     http_stream_done done;
     void *ctx;
-    http_log log;              /* the request's log line (the connection may be gone first) */
+    http_log log; /* the request's log line (the connection may be gone first) */
 } stream;
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -526,12 +548,19 @@ static void stream_free(void *cls) {
 
 int http_send_stream(http_req *q, const char *ctype, http_stream_read read, http_stream_done done, void *ctx) {
     stream *st = calloc(1, sizeof *st);
-    if (!st) { done(ctx, &q->log); return -1; }
+    if (!st) {
+        done(ctx, &q->log);
+        return -1;
+    }
     q->log.status = 200;
     q->log.streaming = true;
     *st = (stream){.h = q->h, .read = read, .done = done, .ctx = ctx, .log = q->log};
-    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
-    if (!resp) { stream_free(st); return -1; }
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+    if (!resp) {
+        stream_free(st);
+        return -1;
+    }
     add_common_headers(q->h, q->c, resp);
     MHD_add_response_header(resp, "Content-Type", ctype);
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
@@ -605,10 +634,14 @@ static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, soc
     } else {
         int ip_pending = 0, ip_all = 0;
         for (sock *x = h->socks; x; x = x->next)
-            if (!x->evicted && x->ip == ip) { ip_all++; ip_pending += x->pending; }
+            if (!x->evicted && x->ip == ip) {
+                ip_all++;
+                ip_pending += x->pending;
+            }
         if (h->p.max_pending_per_ip > 0 && ip_pending >= h->p.max_pending_per_ip && evict_oldest(h, ip, true)) ip_all--;
         if (h->n_open - h->n_evicting >= h->p.max_connections && !evict_oldest(h, 0, false)) ok = false;
-        if (ok && h->p.max_connections_per_ip > 0 && ip_all >= h->p.max_connections_per_ip && !evict_oldest(h, ip, true))
+        if (ok && h->p.max_connections_per_ip > 0 && ip_all >= h->p.max_connections_per_ip &&
+            !evict_oldest(h, ip, true))
             ok = false;
     }
     if (!ok) h->n_refused++;
@@ -715,7 +748,10 @@ static bool key_ok(http *h, struct MHD_Connection *c) {
 /* ---- the route table ------------------------------------------------------------------------------ */
 
 static unsigned method_bit(const char *method) {
-    return !strcmp(method, "GET") ? HTTP_GET : !strcmp(method, "HEAD") ? HTTP_HEAD : !strcmp(method, "POST") ? HTTP_POST : 0;
+    return !strcmp(method, "GET")    ? HTTP_GET
+           : !strcmp(method, "HEAD") ? HTTP_HEAD
+           : !strcmp(method, "POST") ? HTTP_POST
+                                     : 0;
 }
 
 /* Does path match the route's? *rest: what a trailing '*' matched. */
@@ -757,11 +793,15 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length")) {
         /* two framings: a proxy in front may read the other one (request smuggling) */
         conn_pending(h, c, false);
-        http_set_err(&e, 400, "invalid_request", NULL, "a request may not have both Content-Length and Transfer-Encoding");
+        http_set_err(&e, 400, "invalid_request", NULL,
+                     "a request may not have both Content-Length and Transfer-Encoding");
         return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     }
-    if (!strcmp(method, "OPTIONS")) { conn_pending(h, c, false); return send_preflight(q) == 0 ? MHD_YES : MHD_NO; }
-    conn_pending(h, c, false); /* answered now, or the body is on its way */
+    if (!strcmp(method, "OPTIONS")) {
+        conn_pending(h, c, false);
+        return send_preflight(q) == 0 ? MHD_YES : MHD_NO;
+    }
+    conn_pending(h, c, false);                                        /* answered now, or the body is on its way */
     q->shape = h->p.error_for_path ? h->p.error_for_path(url) : NULL; /* errors from here take that API's shape */
     int state = atomic_load(&h->state);
     const char *rest = NULL;
@@ -777,7 +817,8 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
     }
     if (r && !(r->methods & HTTP_POST)) return run_now(q, r, rest);
     if (!r) {
-        if (route_find(h, HTTP_POST, url, &rest)) http_set_err(&e, 405, "method_not_allowed", NULL, "%.300s needs POST", url);
+        if (route_find(h, HTTP_POST, url, &rest))
+            http_set_err(&e, 405, "method_not_allowed", NULL, "%.300s needs POST", url);
         else http_set_err(&e, 404, "not_found", NULL, "no route %.11s %.300s", method, url);
         return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     }
@@ -786,7 +827,8 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
         char *end;
         unsigned long long n = strtoull(cl, &end, 10);
         if (end == cl || n > h->p.max_body) {
-            http_set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)", h->p.max_body);
+            http_set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)",
+                         h->p.max_body);
             return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
         }
     }
@@ -830,7 +872,8 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     http_err e;
     conn_pending(h, c, false);
     if (q->too_big) {
-        http_set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)", h->p.max_body);
+        http_set_err(&e, 413, "request_too_large", NULL, "the request body is larger than %zu bytes (--max-body)",
+                     h->p.max_body);
         return http_send_err(q, &e);
     }
     int state = atomic_load(&h->state);
@@ -863,7 +906,8 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     q->json = body;
     int ret;
     if (!body) {
-        http_set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", had_body ? ": " : "", had_body ? je.text : "");
+        http_set_err(&e, 400, "invalid_json", NULL, "the body is not valid JSON%s%s", had_body ? ": " : "",
+                     had_body ? je.text : "");
         ret = http_send_err(q, &e);
     } else if (!json_is_object(body)) {
         http_set_err(&e, 400, "invalid_type", NULL, "the body must be a JSON object");
@@ -871,10 +915,13 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     } else {
         ret = q->route->fn(q, body);
     }
-    tree_free(q); /* unless the handler let it go already (http_hold) */
+    tree_free(q);          /* unless the handler let it go already (http_hold) */
     mem_set(q, q->answer); /* what is held now: the answer, until it is written */
     if (q->answer) answer_queued(h, c, q->answer);
-    if (q->big) { http_gate_leave(&h->big); q->big = false; }
+    if (q->big) {
+        http_gate_leave(&h->big);
+        q->big = false;
+    }
     return ret;
 }
 
@@ -893,11 +940,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         snprintf(q->log.addr, sizeof q->log.addr, "-");
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, q->log.addr, sizeof q->log.addr);
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, q->log.addr,
+                      sizeof q->log.addr);
         *con_cls = q;
         return on_headers(h, c, q, url, method);
     }
-    if (q->log.status) { *upload_size = 0; return MHD_YES; } /* answered from the headers */
+    if (q->log.status) {
+        *upload_size = 0;
+        return MHD_YES;
+    } /* answered from the headers */
     if (*upload_size) {
         enum MHD_Result r = on_body(h, q, upload, *upload_size);
         *upload_size = 0;
@@ -961,20 +1012,25 @@ http *http_start(const http_params *p, int state, lfm2c_error *err) {
     const char *host = p->host && *p->host ? p->host : "127.0.0.1";
     if (!strcmp(host, "localhost")) host = "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        if (err) { err->code = LFM2C_EINVAL; snprintf(err->msg, sizeof err->msg, "--host '%s' is not an IPv4 address", host); }
+        if (err) {
+            err->code = LFM2C_EINVAL;
+            snprintf(err->msg, sizeof err->msg, "--host '%s' is not an IPv4 address", host);
+        }
         http_free(h);
         return NULL;
     }
     /* MHD's own limit leaves room for connections we are closing (see accept_policy) */
     unsigned mhd_limit = (unsigned)p->max_connections + 64;
-    h->mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC,
-                              (uint16_t)p->port, accept_policy, h, handler, h, MHD_OPTION_SOCK_ADDR,
-                              (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
-                              MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h, MHD_OPTION_CONNECTION_TIMEOUT,
-                              (unsigned)p->idle_timeout, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
-                              MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC, (uint16_t)p->port, accept_policy, h,
+        handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->idle_timeout,
+        MHD_OPTION_CONNECTION_LIMIT, mhd_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512, MHD_OPTION_END);
     if (!h->mhd) {
-        if (err) { err->code = LFM2C_EIO; snprintf(err->msg, sizeof err->msg, "cannot listen on %s:%d (in use?)", host, p->port); }
+        if (err) {
+            err->code = LFM2C_EIO;
+            snprintf(err->msg, sizeof err->msg, "cannot listen on %s:%d (in use?)", host, p->port);
+        }
         http_free(h);
         return NULL;
     }

@@ -23,7 +23,10 @@ typedef struct http_req http_req;
 
 /* An error answer: status, OpenAI-style type ("invalid_request_error" below 500, else
  * "server_error"), code and param (empty: null), message. */
-typedef struct http_err { int status; char type[40], code[40], param[64], msg[400]; } http_err;
+typedef struct http_err {
+    int status;
+    char type[40], code[40], param[64], msg[400];
+} http_err;
 int http_set_err(http_err *e, int status, const char *code, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 5, 6))); /* returns -1 */
 /* The default error body: {"error":{"message","type","param","code"}} (OpenAI's shape). */
@@ -41,30 +44,30 @@ enum { HTTP_LOADING, HTTP_READY, HTTP_DRAINING };
 typedef int (*http_handler)(http_req *q, json_t *body);
 
 typedef struct http_route {
-    unsigned methods;          /* HTTP_GET | HTTP_HEAD | HTTP_POST */
-    const char *path;          /* exact; a trailing '*' stands for one or more further bytes */
+    unsigned methods; /* HTTP_GET | HTTP_HEAD | HTTP_POST */
+    const char *path; /* exact; a trailing '*' stands for one or more further bytes */
     http_handler fn;
-    unsigned flags;            /* HTTP_PUBLIC */
-    const void *arg;           /* the handler's own (a dialect, a hook) */
+    unsigned flags;  /* HTTP_PUBLIC */
+    const void *arg; /* the handler's own (a dialect, a hook) */
 } http_route;
 
 typedef struct http_params {
-    const char *host;           /* IPv4 address or "localhost"; default 127.0.0.1 */
-    int port;                   /* 0: any free port */
-    const char *api_key;        /* NULL: no authentication */
-    const char *cors_origin;    /* NULL: no CORS headers; "*" or a comma-separated list */
-    size_t max_body;            /* bytes */
-    int idle_timeout, timeout;  /* s: pending connections / a request being answered */
+    const char *host;          /* IPv4 address or "localhost"; default 127.0.0.1 */
+    int port;                  /* 0: any free port */
+    const char *api_key;       /* NULL: no authentication */
+    const char *cors_origin;   /* NULL: no CORS headers; "*" or a comma-separated list */
+    size_t max_body;           /* bytes */
+    int idle_timeout, timeout; /* s: pending connections / a request being answered */
     int max_connections, max_connections_per_ip, max_pending_per_ip; /* see server.h */
-    int big_parallel;           /* bodies over 1 MiB parsed at once */
-    size_t max_memory;          /* bytes all requests in progress may hold (bodies, parse trees,
+    int big_parallel;                                                /* bodies over 1 MiB parsed at once */
+    size_t max_memory; /* bytes all requests in progress may hold (bodies, parse trees,
                                    waiting jobs, unwritten answers); 0: 512 MiB */
     void (*log)(void *user, const char *line);
     void *log_user;
     http_err_shape (*error_for_path)(const char *path); /* error body shape by path (NULL: default) */
-    const http_route *routes;   /* borrowed for the server's life */
+    const http_route *routes;                           /* borrowed for the server's life */
     int n_routes;
-    void *app;                  /* what handlers get from http_app */
+    void *app; /* what handlers get from http_app */
 } http_params;
 
 /* Listens at once in `state` (HTTP_*). */
@@ -78,10 +81,10 @@ void http_quiesce(http *h);
 void http_stop(http *h);
 
 typedef struct http_stats {
-    uint64_t by_class[6];       /* responses by status class 1xx..5xx */
+    uint64_t by_class[6]; /* responses by status class 1xx..5xx */
     int n_open, n_pending;
     uint64_t evicted, refused;
-    size_t memory;              /* bytes charged by the requests in progress (of max_memory) */
+    size_t memory; /* bytes charged by the requests in progress (of max_memory) */
 } http_stats;
 void http_get_stats(http *h, http_stats *out);
 
@@ -127,7 +130,7 @@ void http_watch_stop(http_watch *w); /* NULL: nothing */
 int http_send_text(http_req *q, int status, const char *ctype, char *body, size_t len, const char *retry_after);
 int http_send_json(http_req *q, int status, json_t *j); /* steals j */
 int http_send_err(http_req *q, const http_err *e);      /* in the request's error shape */
-int http_send_busy(http_req *q, const char *what);       /* 503: too many `what` in progress */
+int http_send_busy(http_req *q, const char *what);      /* 503: too many `what` in progress */
 /* 200 with a static body and extra headers (name, value pairs, NULL-terminated); no CORS. */
 int http_send_static(http_req *q, const char *ctype, const void *body, size_t len, const char *const *headers);
 /* For a handler about to wait (a job): frees the parsed body (the `body` it was given is gone
@@ -155,7 +158,11 @@ typedef void (*http_stream_done)(void *ctx, http_log *log);
 int http_send_stream(http_req *q, const char *ctype, http_stream_read read, http_stream_done done, void *ctx);
 
 /* A bounded number of places for some kind of work; entering waits up to 10 s. */
-typedef struct http_gate { pthread_mutex_t mu; pthread_cond_t cv; int busy, max; } http_gate;
+typedef struct http_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int busy, max;
+} http_gate;
 void http_gate_init(http_gate *g, int max);
 void http_gate_destroy(http_gate *g);
 bool http_gate_enter(http_gate *g); /* false when no place came free */

@@ -29,7 +29,11 @@ job *job_new(serve_api *api) {
     job *j = calloc(1, sizeof *j);
     if (!j) return NULL;
     j->rs = calloc(1, sizeof *j->rs);
-    if (!j->rs || !(j->rs[0] = sched_req_new())) { free(j->rs); free(j); return NULL; }
+    if (!j->rs || !(j->rs[0] = sched_req_new())) {
+        free(j->rs);
+        free(j);
+        return NULL;
+    }
     j->n_rs = 1;
     j->api = api;
     j->model_id = api->alias;
@@ -45,7 +49,8 @@ void job_free(job *j) {
     pthread_mutex_lock(&j->api->mu);
     j->api->jobs--;
     pthread_mutex_unlock(&j->api->mu);
-    for (int i = 0; i < j->n_rs; i++) if (j->rs[i]) sched_release(j->api->sched, j->rs[i]);
+    for (int i = 0; i < j->n_rs; i++)
+        if (j->rs[i]) sched_release(j->api->sched, j->rs[i]);
     for (int i = 0; j->echo && i < j->n_rs; i++) free(j->echo[i]);
     free(j->echo);
     free(j->n_echo);
@@ -66,7 +71,8 @@ static const sched_req *job_failed(const job *j) {
 }
 
 static void job_error(const sched_req *r, http_err *e) {
-    if (r->error_status == 400) http_set_err(e, 400, r->error_code ? r->error_code : "unsatisfiable_request", NULL, "%s", r->error);
+    if (r->error_status == 400)
+        http_set_err(e, 400, r->error_code ? r->error_code : "unsatisfiable_request", NULL, "%s", r->error);
     else http_set_err(e, 500, "generation_failed", NULL, "%s", r->error);
 }
 
@@ -85,7 +91,10 @@ static job_usage usage_of(const job *j) {
     job_usage u = {0};
     for (int i = 0; i < j->n_rs; i++) {
         const sched_req *r = j->rs[i];
-        if (i % n == 0) { u.prompt += r->n_prompt; u.cached += r->n_cached; }
+        if (i % n == 0) {
+            u.prompt += r->n_prompt;
+            u.cached += r->n_cached;
+        }
         u.completion += r->n_generated;
         u.reasoning += r->n_think_tokens;
     }
@@ -102,17 +111,30 @@ static void job_tokens(const job *j, http_log *k) {
 
 static job_run run_of(const job *j) {
     const sched_req *r = j->rs[0]; /* the APIs but OpenAI ask for one choice */
-    return (job_run){.prompt = r->prompt, .n_prompt = r->n_prompt, .n_generated = r->n_generated, .n_cached = r->n_cached,
-                     .n_reasoning = r->n_think_tokens, .stop_hit = r->stop_hit,
+    return (job_run){.prompt = r->prompt,
+                     .n_prompt = r->n_prompt,
+                     .n_generated = r->n_generated,
+                     .n_cached = r->n_cached,
+                     .n_reasoning = r->n_think_tokens,
+                     .stop_hit = r->stop_hit,
                      .stop_text = r->stop_hit >= 0 && r->stop_hit < r->n_stop ? r->stop[r->stop_hit] : NULL,
-                     .t_submit = r->t_submit, .t_first = r->t_first, .t_now = lfm2c_now_s()};
+                     .t_submit = r->t_submit,
+                     .t_first = r->t_first,
+                     .t_now = lfm2c_now_s()};
 }
 
 dl_server api_view(serve_api *api, const char *owner) {
-    return (dl_server){.model = api->model, .alias = api->alias, .model_file = api->model_file[0] ? api->model_file : NULL,
-                       .n_lora = api->p.n_lora, .lora_names = api->p.lora_names, .n_ctx = api->n_ctx,
-                       .started = api->started, .responses = api->responses, .id_mu = &api->mu,
-                       .id_counter = &api->id_counter, .owner = owner};
+    return (dl_server){.model = api->model,
+                       .alias = api->alias,
+                       .model_file = api->model_file[0] ? api->model_file : NULL,
+                       .n_lora = api->p.n_lora,
+                       .lora_names = api->p.lora_names,
+                       .n_ctx = api->n_ctx,
+                       .started = api->started,
+                       .responses = api->responses,
+                       .id_mu = &api->mu,
+                       .id_counter = &api->id_counter,
+                       .owner = owner};
 }
 
 /* The scheduler's finish as the client sees it, before tool calls are looked at. */
@@ -124,9 +146,9 @@ static job_finish finish_of(int f) {
 
 /* What a stream has sent of one choice. */
 typedef struct stream_choice {
-    size_t sent_text;          /* bytes of r->text already turned into events */
-    size_t sent_reasoning;     /* bytes of r->reasoning already sent */
-    int sent_lp;               /* logprob entries already sent */
+    size_t sent_text;      /* bytes of r->text already turned into events */
+    size_t sent_reasoning; /* bytes of r->reasoning already sent */
+    int sent_lp;           /* logprob entries already sent */
     bool started, finished, echoed;
     toolcall_stream *tcs;
 } stream_choice;
@@ -134,11 +156,11 @@ typedef struct stream_choice {
 typedef struct stream {
     job *j;
     int fd;
-    stream_choice *ch;         /* [j->n_rs] */
+    stream_choice *ch; /* [j->n_rs] */
     int n_finished;
     bool finished, done_sent;
-    bool probed;               /* the client's side ended: one ignorable line was written */
-    char *out;                 /* pending bytes of the API's stream */
+    bool probed; /* the client's side ended: one ignorable line was written */
+    char *out;   /* pending bytes of the API's stream */
     size_t n_out, off_out, cap_out;
 } stream;
 
@@ -163,14 +185,20 @@ static void emit(stream *st, job_event ev) {
 }
 
 /* Logprob entries [from, to) of choice i not yet sent (to == from: none). */
-typedef struct lp_span { int from, to; } lp_span;
+typedef struct lp_span {
+    int from, to;
+} lp_span;
 
 /* Text (kind TEXT or REASONING) of choice i with the entries of span; nothing when both are empty. */
 static void emit_text(stream *st, job_ev_kind kind, int i, const char *s, size_t n, lp_span lp) {
     if (!n && lp.to <= lp.from) return;
     const sched_req *r = st->j->rs[i];
     job_event ev = {.kind = kind, .choice = i, .text = s ? s : "", .n = n};
-    if (lp.to > lp.from) { ev.lp = r->logprobs + lp.from; ev.n_lp = lp.to - lp.from; ev.lp_from = lp.from; }
+    if (lp.to > lp.from) {
+        ev.lp = r->logprobs + lp.from;
+        ev.n_lp = lp.to - lp.from;
+        ev.lp_from = lp.from;
+    }
     emit(st, ev);
 }
 
@@ -192,8 +220,12 @@ static void stream_finish_choice(stream *st, int i) {
                 for (int k = 0; k < tr.n_calls; k++) {
                     char id[64];
                     api_make_id(j->api, "call_", id, sizeof id);
-                    emit(st, (job_event){.kind = JOB_EV_TOOL_CALL, .choice = i, .call_id = id, .call_name = tr.calls[k].name,
-                                         .call_args = tr.calls[k].arguments, .call_index = k});
+                    emit(st, (job_event){.kind = JOB_EV_TOOL_CALL,
+                                         .choice = i,
+                                         .call_id = id,
+                                         .call_name = tr.calls[k].name,
+                                         .call_args = tr.calls[k].arguments,
+                                         .call_index = k});
                 }
                 finish = JOB_TOOL_CALLS;
             } else if (r->finish == FINISH_TOOL_CALLS) {
@@ -346,7 +378,7 @@ static size_t answer_logprob_bytes(const job *j, bool done) {
 /* A finished job's answer and what it points into (the parsed tool calls). */
 typedef struct final_answer {
     job_final f;
-    toolcall_result *tr;       /* [n] */
+    toolcall_result *tr; /* [n] */
 } final_answer;
 
 /* The tool calls of a parsed answer, each with a fresh id. */
@@ -365,11 +397,17 @@ static int final_calls(serve_api *api, const toolcall_result *tr, job_choice *c)
 static int final_choice(job *j, int i, job_choice *c, toolcall_result *tr) {
     sched_req *r = j->rs[i];
     c->finish = finish_of(r->finish);
-    if ((c->logprobs = j->o.logprobs)) { c->lp = r->logprobs; c->n_lp = r->n_logprobs_out; }
+    if ((c->logprobs = j->o.logprobs)) {
+        c->lp = r->logprobs;
+        c->n_lp = r->n_logprobs_out;
+    }
     c->text = r->text ? r->text : "";
     c->n = r->n_text;
     if (!j->chat) return 0;
-    if (r->n_reasoning) { c->reasoning = r->reasoning; c->n_reasoning = r->n_reasoning; }
+    if (r->n_reasoning) {
+        c->reasoning = r->reasoning;
+        c->n_reasoning = r->n_reasoning;
+    }
     if (j->tools && r->finish == FINISH_LENGTH) c->n = toolcall_before_cut(r->text, c->n);
     if (j->tools && r->finish != FINISH_LENGTH && toolcall_parse(c->text, c->n, tr) && tr->parsed && tr->n_calls > 0) {
         c->text = tr->content_len ? tr->content : NULL;
@@ -395,10 +433,16 @@ static int final_of(job *j, final_answer *a) {
     a->f.usage = usage_of(j);
     a->f.ch = calloc((size_t)j->n_rs, sizeof *a->f.ch);
     a->tr = calloc((size_t)j->n_rs, sizeof *a->tr);
-    if (!a->f.ch || !a->tr) { final_free(a); return -1; }
+    if (!a->f.ch || !a->tr) {
+        final_free(a);
+        return -1;
+    }
     a->f.n = j->n_rs;
     for (int i = 0; i < j->n_rs; i++)
-        if (final_choice(j, i, &a->f.ch[i], &a->tr[i])) { final_free(a); return -1; }
+        if (final_choice(j, i, &a->f.ch[i], &a->tr[i])) {
+            final_free(a);
+            return -1;
+        }
     return 0;
 }
 
@@ -435,7 +479,12 @@ static int run_job(serve_api *api, http_req *q, job *j) {
     if (j->o.stream) {
         stream *st = calloc(1, sizeof *st);
         stream_choice *ch = st ? calloc((size_t)j->n_rs, sizeof *ch) : NULL;
-        if (!ch) { free(st); job_free(j); http_set_err(&e, 500, NULL, NULL, "out of memory"); return http_send_err(q, &e); }
+        if (!ch) {
+            free(st);
+            job_free(j);
+            http_set_err(&e, 500, NULL, NULL, "out of memory");
+            return http_send_err(q, &e);
+        }
         st->j = j;
         st->ch = ch;
         st->fd = fd;
@@ -490,7 +539,8 @@ static size_t job_bytes(const serve_api *api, const job *j) {
 /* Frees a job whose requests were never submitted: their fork_of holds no reference yet (the
  * scheduler takes it at submit), so it must not be released with them. */
 static void job_unsubmitted_free(job *j) {
-    for (int i = 0; i < j->n_rs; i++) if (j->rs[i]) j->rs[i]->fork_of = NULL;
+    for (int i = 0; i < j->n_rs; i++)
+        if (j->rs[i]) j->rs[i]->fork_of = NULL;
     job_free(j);
 }
 
@@ -517,12 +567,17 @@ int job_handle(serve_api *api, http_req *q, json_t *body, bool chat, const diale
     }
     /* the job holds what generation needs: the parse trees go before the wait (a dialect's state
      * may keep parts of its request, echoed in the answer: its charge stays too) */
-    if (own) { json_decref(*own); *own = NULL; }
+    if (own) {
+        json_decref(*own);
+        *own = NULL;
+    }
     size_t hold = job_bytes(api, j) + (dl->request ? http_charged(q) : 0), peak = answer_logprob_bytes(j, false);
     if (hold + peak > http_memory_budget(q)) { /* its answer could never be built within the budget */
-        http_set_err(&e, 413, "request_too_large", NULL,
-                     "the answer would take about %zu MiB to build (limit %zu MiB, --max-request-memory): ask for fewer "
-                     "choices, tokens or top_logprobs, or stream it", (hold + peak) >> 20, http_memory_budget(q) >> 20);
+        http_set_err(
+            &e, 413, "request_too_large", NULL,
+            "the answer would take about %zu MiB to build (limit %zu MiB, --max-request-memory): ask for fewer "
+            "choices, tokens or top_logprobs, or stream it",
+            (hold + peak) >> 20, http_memory_budget(q) >> 20);
         job_unsubmitted_free(j);
         return http_send_err(q, &e);
     }
@@ -557,7 +612,10 @@ static int send_dl_err(http_req *q, dl_err *de) {
     json_decref(de->answer);
     int status = de->status >= 400 ? de->status : 400;
     http_err e;
-    http_set_err(&e, status, status == 404 ? "not_found" : status >= 500 ? NULL : "invalid_value",
+    http_set_err(&e, status,
+                 status == 404   ? "not_found"
+                 : status >= 500 ? NULL
+                                 : "invalid_value",
                  de->param[0] ? de->param : NULL, "%s", de->msg);
     return http_send_err(q, &e);
 }
@@ -573,9 +631,11 @@ int api_route_dialect(http_req *q, json_t *body) {
     void *dls = NULL;
     json_t *chat = dl->request(&v, body, &dls, &legacy, &de);
     const char *id = json_string_value(json_object_get(body, "model"));
-    if (chat && id && api_lora_index(api, id) >= 0) json_object_set_new(chat, "model", json_string(id));   /* the adapter it names */
+    if (chat && id && api_lora_index(api, id) >= 0)
+        json_object_set_new(chat, "model", json_string(id)); /* the adapter it names */
     json_t *ts = json_object_get(body, "test_script");
-    if (chat && ts && api->p.test_script) json_object_set(chat, "test_script", ts); /* tests: the output, in every API */
+    if (chat && ts && api->p.test_script)
+        json_object_set(chat, "test_script", ts); /* tests: the output, in every API */
     if (chat) {
         int r = job_handle(api, q, chat, !legacy, dl, &dls, &chat);
         json_decref(chat);

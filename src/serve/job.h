@@ -22,16 +22,16 @@
 typedef struct serve_api {
     lfm2c_model *model;
     sched *sched;
-    server_params p;           /* limits, defaults applied */
+    server_params p; /* limits, defaults applied */
     int n_ctx, n_vocab;
     char alias[256];
-    char model_file[256];      /* also accepted as a model id */
-    pthread_mutex_t mu;        /* ids, tool ids, jobs */
+    char model_file[256]; /* also accepted as a model id */
+    pthread_mutex_t mu;   /* ids, tool ids, jobs */
     uint64_t id_counter;
     time_t started;
-    int jobs;                  /* generation requests in flight (shutdown waits for them) */
-    http_gate aux;             /* tokenizer requests at once */
-    resp_store *responses;     /* Responses API conversations (previous_response_id) */
+    int jobs;              /* generation requests in flight (shutdown waits for them) */
+    http_gate aux;         /* tokenizer requests at once */
+    resp_store *responses; /* Responses API conversations (previous_response_id) */
 } serve_api;
 
 /* p: limits with their defaults applied. model and s may be NULL until serve_api_attach. */
@@ -43,28 +43,28 @@ void serve_api_free(serve_api *api);
 typedef struct gen_opts {
     bool stream, include_usage, logprobs, echo;
     int top_logprobs;
-    int n;                     /* choices per prompt (1..SERVER_MAX_N) */
-    long long max_tokens;      /* -1: up to the context */
+    int n;                /* choices per prompt (1..SERVER_MAX_N) */
+    long long max_tokens; /* -1: up to the context */
 } gen_opts;
 
 typedef struct job {
     serve_api *api;
-    sched_req **rs;            /* the choices; with several prompts, prompt p's k-th is p*n + k */
+    sched_req **rs; /* the choices; with several prompts, prompt p's k-th is p*n + k */
     int n_rs;
     gen_opts o;
-    bool chat, tools;          /* tools: parse tool calls out of the output */
-    grammar *g_json, *g_tool;  /* owned, outlive the requests (freed with the job) */
-    char **echo;               /* completions with echo: each choice's prompt text */
+    bool chat, tools;         /* tools: parse tool calls out of the output */
+    grammar *g_json, *g_tool; /* owned, outlive the requests (freed with the job) */
+    char **echo;              /* completions with echo: each choice's prompt text */
     size_t *n_echo;
-    bool *echo_bos;            /* the choice's prompt token 0 is a BOS not in its echo text */
-    pthread_cond_t cond;       /* the scheduler signals it when any choice changes */
+    bool *echo_bos;      /* the choice's prompt token 0 is a BOS not in its echo text */
+    pthread_cond_t cond; /* the scheduler signals it when any choice changes */
     char id[48];
-    char owner[DL_OWNER_LEN];  /* digest of the request's API key (the Responses store's owner) */
+    char owner[DL_OWNER_LEN]; /* digest of the request's API key (the Responses store's owner) */
     time_t created;
-    const dialect *dl;         /* the API that renders the answer (OpenAI's included) */
-    void *dls;                 /* its state (owned) */
-    const char *model_id;      /* the answers' "model": the alias, or the LoRA adapter's name */
-    http_req *q;               /* while the job is built (NULL after): a costly compile stops once its client is gone */
+    const dialect *dl;    /* the API that renders the answer (OpenAI's included) */
+    void *dls;            /* its state (owned) */
+    const char *model_id; /* the answers' "model": the alias, or the LoRA adapter's name */
+    http_req *q;          /* while the job is built (NULL after): a costly compile stops once its client is gone */
 } job;
 
 job *job_new(serve_api *api);

@@ -18,8 +18,12 @@
 /* Text of a message content: a string, or the text parts of an array; NULL content is "". */
 static int content_text(json_t *c, char **buf, size_t *len, size_t *cap, http_err *e) {
     if (!c || json_is_null(c)) return 0;
-    if (json_is_string(c)) { req_buf_add(buf, len, cap, json_string_value(c), json_string_length(c)); return 0; }
-    if (!json_is_array(c)) return http_set_err(e, 400, "invalid_type", "messages", "message 'content' must be a string or an array");
+    if (json_is_string(c)) {
+        req_buf_add(buf, len, cap, json_string_value(c), json_string_length(c));
+        return 0;
+    }
+    if (!json_is_array(c))
+        return http_set_err(e, 400, "invalid_type", "messages", "message 'content' must be a string or an array");
     size_t i;
     json_t *part;
     json_array_foreach(c, i, part) {
@@ -40,7 +44,10 @@ static void buf_add_guarded(serve_api *api, char **buf, size_t *len, size_t *cap
     size_t gn = 0;
     char *g = lfm2c_guard_text(api->model, s, n, &gn);
     if (g) req_buf_add(buf, len, cap, g, gn);
-    else { free(*buf); *buf = NULL; }
+    else {
+        free(*buf);
+        *buf = NULL;
+    }
     free(g);
 }
 
@@ -64,7 +71,8 @@ static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
         }
         if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "tool") &&
             strcmp(role, "developer")) {
-            http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].role '%s' is not one of system, user, assistant, tool", i, role);
+            http_set_err(e, 400, "invalid_value", "messages",
+                         "messages[%zu].role '%s' is not one of system, user, assistant, tool", i, role);
             goto bad;
         }
         size_t cap = 256, len = 0;
@@ -72,7 +80,11 @@ static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
         if (text) text[0] = 0;
         json_t *calls = json_object_get(m, "tool_calls");
         if (calls && !json_is_null(calls)) { /* written back the way LFM2 emits them (toolcall.c) */
-            if (!json_is_array(calls)) { free(text); http_set_err(e, 400, "invalid_type", "messages", "'tool_calls' must be an array"); goto bad; }
+            if (!json_is_array(calls)) {
+                free(text);
+                http_set_err(e, 400, "invalid_type", "messages", "'tool_calls' must be an array");
+                goto bad;
+            }
             json_t *plain = json_array();
             size_t k;
             json_t *tc;
@@ -85,7 +97,8 @@ static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
                     json_decref(a);
                     json_decref(plain);
                     free(text);
-                    http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
+                    http_set_err(e, 400, "invalid_value", "messages",
+                                 "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
                     goto bad;
                 }
                 json_t *call = json_pack("{s:s,s:o}", "name", name, "arguments", a);
@@ -95,22 +108,35 @@ static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
             size_t n_calls = 0;
             char *ct = toolcall_format(plain, &n_calls);
             json_decref(plain);
-            if (!ct) { free(text); http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls cannot be written", i); goto bad; }
+            if (!ct) {
+                free(text);
+                http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls cannot be written", i);
+                goto bad;
+            }
             req_buf_add(&text, &len, &cap, ct, n_calls);
             free(ct);
         }
         size_t from = len;
-        if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) { free(text); goto bad; }
+        if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) {
+            free(text);
+            goto bad;
+        }
         if (text && len > from) { /* the content is the client's text: guarded (the markers before it are ours) */
             char *mine = malloc(len - from);
             if (mine) memcpy(mine, text + from, len - from);
             size_t n_mine = len - from;
             len = from;
             if (mine) buf_add_guarded(api, &text, &len, &cap, mine, n_mine);
-            else { free(text); text = NULL; }
+            else {
+                free(text);
+                text = NULL;
+            }
             free(mine);
         }
-        if (!text) { http_set_err(e, 500, NULL, NULL, "out of memory"); goto bad; }
+        if (!text) {
+            http_set_err(e, 500, NULL, NULL, "out of memory");
+            goto bad;
+        }
         json_t *nm = json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system", "content", text, len);
         free(text);
         /* an assistant turn's thinking (reasoning_content, as answered; 'thinking' as Ollama
@@ -133,7 +159,10 @@ bad:
 
 /* The function objects of an OpenAI tools array (what the LFM2 template lists). */
 static json_t *tool_functions(json_t *tools, http_err *e) {
-    if (!json_is_array(tools)) { http_set_err(e, 400, "invalid_type", "tools", "'tools' must be an array"); return NULL; }
+    if (!json_is_array(tools)) {
+        http_set_err(e, 400, "invalid_type", "tools", "'tools' must be an array");
+        return NULL;
+    }
     json_t *out = json_array();
     size_t i;
     json_t *t;
@@ -143,7 +172,8 @@ static json_t *tool_functions(json_t *tools, http_err *e) {
         if (!json_is_object(t) || (type && strcmp(type, "function")) || !json_is_object(fn) ||
             !json_is_string(json_object_get(fn, "name"))) {
             json_decref(out);
-            http_set_err(e, 400, "invalid_value", "tools", "tools[%zu] must be {\"type\":\"function\",\"function\":{\"name\":...}}", i);
+            http_set_err(e, 400, "invalid_value", "tools",
+                         "tools[%zu] must be {\"type\":\"function\",\"function\":{\"name\":...}}", i);
             return NULL;
         }
         json_array_append(out, fn);
@@ -195,9 +225,11 @@ static void guard_json(serve_api *api, json_t *v) {
 static int prepend_context(serve_api *api, json_t *ctx, sched_req *r, http_err *e) {
     if (!ctx || json_is_null(ctx) || (json_is_array(ctx) && !json_array_size(ctx))) return 0;
     size_t n = json_array_size(ctx), i;
-    if (!json_is_array(ctx)) return http_set_err(e, 400, "invalid_type", "context", "'context' must be an array of token ids");
+    if (!json_is_array(ctx))
+        return http_set_err(e, 400, "invalid_type", "context", "'context' must be an array of token ids");
     if (n >= (size_t)api->n_ctx)
-        return http_set_err(e, 400, "context_length_exceeded", "context", "'context' has %zu tokens; the context holds %d", n, api->n_ctx);
+        return http_set_err(e, 400, "context_length_exceeded", "context",
+                            "'context' has %zu tokens; the context holds %d", n, api->n_ctx);
     int skip = r->n_prompt > 0 && r->prompt[0] == lfm2c_model_get_info(api->model)->bos_id;
     int32_t *t = malloc((n + (size_t)r->n_prompt) * sizeof *t);
     if (!t) return http_set_err(e, 500, NULL, NULL, "out of memory");
@@ -245,16 +277,21 @@ static int parse_thinking(serve_api *api, json_t *body, sched_req *r, json_t *tv
     json_t *eff = json_object_get(body, "reasoning_effort");
     if (eff && !json_is_null(eff)) {
         const char *v = json_string_value(eff);
-        if (!v || (strcmp(v, "none") && strcmp(v, "minimal") && strcmp(v, "low") && strcmp(v, "medium") && strcmp(v, "high")))
-            return http_set_err(e, 400, "invalid_value", "reasoning_effort", "'reasoning_effort' must be none, minimal, low, medium or high");
+        if (!v ||
+            (strcmp(v, "none") && strcmp(v, "minimal") && strcmp(v, "low") && strcmp(v, "medium") && strcmp(v, "high")))
+            return http_set_err(e, 400, "invalid_value", "reasoning_effort",
+                                "'reasoning_effort' must be none, minimal, low, medium or high");
         off = !strcmp(v, "none") || !strcmp(v, "minimal");
     }
     json_t *kw = json_object_get(body, "chat_template_kwargs");
     if (kw && !json_is_null(kw)) {
-        if (!json_is_object(kw)) return http_set_err(e, 400, "invalid_type", "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        if (!json_is_object(kw))
+            return http_set_err(e, 400, "invalid_type", "chat_template_kwargs",
+                                "'chat_template_kwargs' must be an object");
         json_t *et = json_object_get(kw, "enable_thinking");
         if (et && !json_is_boolean(et))
-            return http_set_err(e, 400, "invalid_type", "chat_template_kwargs", "'chat_template_kwargs.enable_thinking' must be a boolean");
+            return http_set_err(e, 400, "invalid_type", "chat_template_kwargs",
+                                "'chat_template_kwargs.enable_thinking' must be a boolean");
         if (json_is_false(et)) off = true;
         static const char *fixed[] = {"messages", "tools", "add_generation_prompt", "bos_token", "eos_token"};
         const char *k;
@@ -279,10 +316,13 @@ static int parse_thinking(serve_api *api, json_t *body, sched_req *r, json_t *tv
     r->think_split = api->p.reasoning_format == SERVER_REASONING_SPLIT;
     json_t *ts = json_object_get(body, "test_script");
     if (api->p.test_script && ts && !json_is_null(ts)) { /* tests: the output to produce */
-        if (!json_is_string(ts)) return http_set_err(e, 400, "invalid_type", "test_script", "'test_script' must be a string");
+        if (!json_is_string(ts))
+            return http_set_err(e, 400, "invalid_type", "test_script", "'test_script' must be a string");
         lfm2c_error terr = {0};
-        r->script = lfm2c_tokenize(api->model, json_string_value(ts), json_string_length(ts), false, true, &r->n_script, &terr);
-        if (!r->script) return http_set_err(e, 400, "invalid_value", "test_script", "cannot tokenize 'test_script': %s", terr.msg);
+        r->script =
+            lfm2c_tokenize(api->model, json_string_value(ts), json_string_length(ts), false, true, &r->n_script, &terr);
+        if (!r->script)
+            return http_set_err(e, 400, "invalid_value", "test_script", "cannot tokenize 'test_script': %s", terr.msg);
     }
     return 0;
 }
@@ -309,7 +349,8 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     if (req_common(api, body, r, &j->o, true, e)) return -1;
     json_t *given = json_object_get(body, "messages");
     if (json_is_array(given) && json_array_size(given) > (size_t)api->p.max_messages)
-        return http_set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)", api->p.max_messages);
+        return http_set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)",
+                            api->p.max_messages);
     json_t *msgs = normalize_messages(api, given, e);
     if (!msgs) return -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;
@@ -321,20 +362,26 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
         if (json_is_string(choice)) {
             mode = json_string_value(choice);
             if (strcmp(mode, "none") && strcmp(mode, "auto") && strcmp(mode, "required")) {
-                http_set_err(e, 400, "invalid_value", "tool_choice", "'tool_choice' must be none, auto, required or a function");
+                http_set_err(e, 400, "invalid_value", "tool_choice",
+                             "'tool_choice' must be none, auto, required or a function");
                 goto bad;
             }
-        } else if (json_is_object(choice) && json_is_string(json_object_get(json_object_get(choice, "function"), "name"))) {
+        } else if (json_is_object(choice) &&
+                   json_is_string(json_object_get(json_object_get(choice, "function"), "name"))) {
             mode = "named";
             named = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
         } else {
-            http_set_err(e, 400, "invalid_type", "tool_choice", "'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":...}}");
+            http_set_err(e, 400, "invalid_type", "tool_choice",
+                         "'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":...}}");
             goto bad;
         }
     }
     if (tools && !json_is_null(tools)) {
         if (!(fns = tool_functions(tools, e))) goto bad;
-        if (json_array_size(fns) == 0) { json_decref(fns); fns = NULL; }
+        if (json_array_size(fns) == 0) {
+            json_decref(fns);
+            fns = NULL;
+        }
     }
     if (!fns && (!strcmp(mode, "required") || named)) {
         http_set_err(e, 400, "invalid_value", "tool_choice", "'tool_choice' %s needs 'tools'", mode);
@@ -346,7 +393,8 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
         const char *type = json_string_value(json_object_get(rf, "type"));
         char gerr[300] = "";
         if (!json_is_object(rf) || !type) {
-            http_set_err(e, 400, "invalid_type", "response_format", "'response_format' must be an object with a 'type'");
+            http_set_err(e, 400, "invalid_type", "response_format",
+                         "'response_format' must be an object with a 'type'");
             goto bad;
         }
         if (!strcmp(type, "json_object")) {
@@ -355,15 +403,20 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
             json_t *js = json_object_get(rf, "json_schema");
             json_t *schema = json_object_get(js, "schema");
             if (!json_is_object(js) || !schema) {
-                http_set_err(e, 400, "invalid_value", "response_format", "'response_format.json_schema.schema' is missing");
+                http_set_err(e, 400, "invalid_value", "response_format",
+                             "'response_format.json_schema.schema' is missing");
                 goto bad;
             }
             char *st = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
             j->g_json = st ? schema_grammar_watched(j->q, st, gerr, sizeof gerr) : NULL;
             free(st);
-            if (!j->g_json) { http_set_err(e, 400, "invalid_value", "response_format", "unsupported JSON schema: %s", gerr); goto bad; }
+            if (!j->g_json) {
+                http_set_err(e, 400, "invalid_value", "response_format", "unsupported JSON schema: %s", gerr);
+                goto bad;
+            }
         } else if (strcmp(type, "text")) {
-            http_set_err(e, 400, "invalid_value", "response_format", "'response_format.type' must be text, json_object or json_schema");
+            http_set_err(e, 400, "invalid_value", "response_format",
+                         "'response_format.type' must be text, json_object or json_schema");
             goto bad;
         }
     }
@@ -384,7 +437,10 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     }
     r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
     json_t *doc = json_object(); /* the template's input: messages and its other variables */
-    if (parse_thinking(api, body, r, doc, e)) { json_decref(doc); goto bad; }
+    if (parse_thinking(api, body, r, doc, e)) {
+        json_decref(doc);
+        goto bad;
+    }
 
     /* request strings are text: their special-token texts stay plain (lfm2c_guard_text); the
      * messages were guarded as they were normalized (all but our own tool-call markers), the
@@ -400,7 +456,8 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     free(ft);
     json_decref(msgs);
     json_decref(fns);
-    if (!prompt) return http_set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
+    if (!prompt)
+        return http_set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
     r->think_opened = prompt_opens_block(prompt);
     lfm2c_error terr = {0};
     if (strlen(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) { /* cannot fit: no need to tokenize */
@@ -409,7 +466,8 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
                             "the conversation is far longer than the context of %d tokens", api->n_ctx);
     }
     r->prompt = lfm2c_tokenize_prompt(api->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
-    int rc = r->prompt ? 0 : http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
+    int rc =
+        r->prompt ? 0 : http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
     free(prompt);
     if (!rc && j->dl == &dialect_ollama_generate) rc = prepend_context(api, json_object_get(body, "context"), r, e);
     if (rc || req_fit_context(api, r, &j->o, "messages", e)) return -1;

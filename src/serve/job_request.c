@@ -60,7 +60,11 @@ void req_buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n) 
     if (*len + n + 1 > *cap) {
         size_t nc = *cap * 2 + n + 1;
         char *nb = realloc(*buf, nc);
-        if (!nb) { free(*buf); *buf = NULL; return; }
+        if (!nb) {
+            free(*buf);
+            *buf = NULL;
+            return;
+        }
         *buf = nb;
         *cap = nc;
     }
@@ -77,7 +81,8 @@ static int get_num(json_t *body, const char *key, double lo, double hi, double *
     if (!v || json_is_null(v)) return 0;
     if (!json_is_number(v)) return http_set_err(e, 400, "invalid_type", key, "'%s' must be a number", key);
     double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) return http_set_err(e, 400, "invalid_value", key, "'%s' must be between %g and %g", key, lo, hi);
+    if (!(x >= lo && x <= hi))
+        return http_set_err(e, 400, "invalid_value", key, "'%s' must be between %g and %g", key, lo, hi);
     *out = x;
     return 0;
 }
@@ -87,7 +92,8 @@ int req_int(json_t *body, const char *key, long long lo, long long hi, long long
     if (!v || json_is_null(v)) return 0;
     if (!json_is_integer(v)) return http_set_err(e, 400, "invalid_type", key, "'%s' must be an integer", key);
     long long x = json_integer_value(v);
-    if (x < lo || x > hi) return http_set_err(e, 400, "invalid_value", key, "'%s' must be between %lld and %lld", key, lo, hi);
+    if (x < lo || x > hi)
+        return http_set_err(e, 400, "invalid_value", key, "'%s' must be between %lld and %lld", key, lo, hi);
     *out = x;
     return 0;
 }
@@ -107,8 +113,7 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
     long long top_k = sp.top_k, seed = -1, n = 1, mt = -1, mct = -1, tl = -1;
     if (get_num(body, "temperature", 0, 2, &temp, e) || get_num(body, "top_p", 0, 1, &top_p, e) ||
         get_num(body, "min_p", 0, 1, &min_p, e) || get_num(body, "presence_penalty", -2, 2, &pres, e) ||
-        get_num(body, "frequency_penalty", -2, 2, &freq, e) ||
-        get_num(body, "repetition_penalty", 0.01, 10, &rep, e) ||
+        get_num(body, "frequency_penalty", -2, 2, &freq, e) || get_num(body, "repetition_penalty", 0.01, 10, &rep, e) ||
         get_num(body, "repeat_penalty", 0.01, 10, &rep, e) || req_int(body, "top_k", -1, 1 << 30, &top_k, e) ||
         req_int(body, "seed", -(1LL << 62), 1LL << 62, &seed, e) || req_int(body, "n", 1, SERVER_MAX_N, &n, e) ||
         req_int(body, "max_tokens", chat ? 1 : 0, 1 << 30, &mt, e) ||
@@ -129,7 +134,8 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
 
     json_t *so = json_object_get(body, "stream_options");
     if (so && !json_is_null(so)) {
-        if (!json_is_object(so)) return http_set_err(e, 400, "invalid_type", "stream_options", "'stream_options' must be an object");
+        if (!json_is_object(so))
+            return http_set_err(e, 400, "invalid_type", "stream_options", "'stream_options' must be an object");
         if (req_bool(so, "include_usage", &o->include_usage, e)) return -1;
     }
 
@@ -137,9 +143,11 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
     if (stop && !json_is_null(stop)) {
         if (json_is_string(stop)) {
             if (json_string_length(stop) > (size_t)api->p.max_stop_bytes)
-                return http_set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes", api->p.max_stop_bytes);
+                return http_set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes",
+                                    api->p.max_stop_bytes);
             r->stop = calloc(1, sizeof *r->stop);
-            if (!r->stop || !(r->stop[0] = strdup(json_string_value(stop)))) return http_set_err(e, 500, NULL, NULL, "out of memory");
+            if (!r->stop || !(r->stop[0] = strdup(json_string_value(stop))))
+                return http_set_err(e, 500, NULL, NULL, "out of memory");
             r->n_stop = 1;
         } else if (json_is_array(stop) && json_array_size(stop) <= 4) {
             r->stop = calloc(json_array_size(stop) + 1, sizeof *r->stop);
@@ -149,29 +157,36 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
             json_array_foreach(stop, i, s) {
                 if (!json_is_string(s)) return http_set_err(e, 400, "invalid_type", "stop", "'stop' must hold strings");
                 if (json_string_length(s) > (size_t)api->p.max_stop_bytes)
-                    return http_set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes", api->p.max_stop_bytes);
-                if (!(r->stop[r->n_stop] = strdup(json_string_value(s)))) return http_set_err(e, 500, NULL, NULL, "out of memory");
+                    return http_set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes",
+                                        api->p.max_stop_bytes);
+                if (!(r->stop[r->n_stop] = strdup(json_string_value(s))))
+                    return http_set_err(e, 500, NULL, NULL, "out of memory");
                 r->n_stop++;
             }
         } else {
-            return http_set_err(e, 400, "invalid_type", "stop", "'stop' must be a string or an array of up to 4 strings");
+            return http_set_err(e, 400, "invalid_type", "stop",
+                                "'stop' must be a string or an array of up to 4 strings");
         }
     }
 
     json_t *lb = json_object_get(body, "logit_bias");
     if (lb && !json_is_null(lb)) {
-        if (!json_is_object(lb)) return http_set_err(e, 400, "invalid_type", "logit_bias", "'logit_bias' must be an object");
+        if (!json_is_object(lb))
+            return http_set_err(e, 400, "invalid_type", "logit_bias", "'logit_bias' must be an object");
         if (json_object_size(lb)) {
-            if (!(r->logit_bias = calloc((size_t)api->n_vocab, sizeof(float)))) return http_set_err(e, 500, NULL, NULL, "out of memory");
+            if (!(r->logit_bias = calloc((size_t)api->n_vocab, sizeof(float))))
+                return http_set_err(e, 500, NULL, NULL, "out of memory");
             const char *k;
             json_t *v;
             json_object_foreach(lb, k, v) {
                 char *end;
                 long id = strtol(k, &end, 10);
                 if (!*k || *end || id < 0 || id >= api->n_vocab)
-                    return http_set_err(e, 400, "invalid_value", "logit_bias", "logit_bias key '%s' is not a token id", k);
+                    return http_set_err(e, 400, "invalid_value", "logit_bias", "logit_bias key '%s' is not a token id",
+                                        k);
                 if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
-                    return http_set_err(e, 400, "invalid_value", "logit_bias", "logit_bias values must be numbers in [-100, 100]");
+                    return http_set_err(e, 400, "invalid_value", "logit_bias",
+                                        "logit_bias values must be numbers in [-100, 100]");
                 double b = json_number_value(v);
                 r->logit_bias[id] = b <= -100 ? -INFINITY : (float)b;
             }
@@ -185,7 +200,10 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
     } else {
         long long lp = -1;
         if (req_int(body, "logprobs", 0, 20, &lp, e)) return -1;
-        if (lp >= 0) { o->logprobs = true; tl = lp; }
+        if (lp >= 0) {
+            o->logprobs = true;
+            tl = lp;
+        }
     }
     o->top_logprobs = tl < 0 ? 0 : (int)tl;
     r->n_logprobs = o->logprobs ? o->top_logprobs : -1;
@@ -193,8 +211,8 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
      * capped by the server's --draft-max) */
     long long sn_max = -1, sn_min = -1;
     double sp_min = -1;
-    if (req_int(body, "speculative.n_max", 0, 256, &sn_max, e) || req_int(body, "speculative.n_min", 0, 256, &sn_min, e) ||
-        get_num(body, "speculative.p_min", 0, 1, &sp_min, e))
+    if (req_int(body, "speculative.n_max", 0, 256, &sn_max, e) ||
+        req_int(body, "speculative.n_min", 0, 256, &sn_min, e) || get_num(body, "speculative.p_min", 0, 1, &sp_min, e))
         return -1;
     r->spec_n_max = (int)sn_max;
     r->spec_n_min = (int)sn_min;
@@ -214,8 +232,10 @@ int req_fit_context(serve_api *api, sched_req *r, gen_opts *o, const char *param
     int need = o->max_tokens == 0 ? -1 : sched_min_answer_tokens(api->sched, r, (int)room);
     if (need > room) /* a forced answer that cannot fit: refused now, not cut by the context later */
         return http_set_err(e, 400, "context_length_exceeded", param,
-                            "the prompt has %d tokens and the %s needs at least %d more: together they exceed this model's context of %d tokens",
-                            r->n_prompt, r->force_tool_call ? "forced tool call" : "structured output", need, api->n_ctx);
+                            "the prompt has %d tokens and the %s needs at least %d more: together they exceed this "
+                            "model's context of %d tokens",
+                            r->n_prompt, r->force_tool_call ? "forced tool call" : "structured output", need,
+                            api->n_ctx);
     return 0;
 }
 
@@ -239,7 +259,10 @@ static sched_req *req_clone(serve_api *api, const sched_req *b, const int32_t *p
     r->think_allowed = b->think_allowed;
     r->think_budget = b->think_budget;
     bool ok = (r->prompt = malloc(sizeof *r->prompt * (size_t)(n_prompt + 1))) != NULL;
-    if (ok) { memcpy(r->prompt, prompt, sizeof *r->prompt * (size_t)n_prompt); r->n_prompt = n_prompt; }
+    if (ok) {
+        memcpy(r->prompt, prompt, sizeof *r->prompt * (size_t)n_prompt);
+        r->n_prompt = n_prompt;
+    }
     if (ok && b->logit_bias && (ok = (r->logit_bias = malloc(sizeof(float) * (size_t)api->n_vocab)) != NULL))
         memcpy(r->logit_bias, b->logit_bias, sizeof(float) * (size_t)api->n_vocab);
     if (ok && b->script && (ok = (r->script = malloc(sizeof *r->script * (size_t)b->n_script + 1)) != NULL)) {
@@ -248,7 +271,10 @@ static sched_req *req_clone(serve_api *api, const sched_req *b, const int32_t *p
     }
     if (ok && b->n_stop && (ok = (r->stop = calloc((size_t)b->n_stop + 1, sizeof *r->stop)) != NULL))
         for (int i = 0; ok && i < b->n_stop; i++) ok = (r->stop[r->n_stop++] = strdup(b->stop[i])) != NULL;
-    if (!ok) { sched_release(api->sched, r); return NULL; }
+    if (!ok) {
+        sched_release(api->sched, r);
+        return NULL;
+    }
     return r;
 }
 
@@ -257,7 +283,8 @@ static sched_req *req_clone(serve_api *api, const sched_req *b, const int32_t *p
 int job_expand(serve_api *api, job *j, http_err *e) {
     int n = j->o.n < 1 ? 1 : j->o.n, np = j->n_rs;
     if (np * n > SERVER_MAX_CHOICES)
-        return http_set_err(e, 400, "invalid_value", "n", "at most %d choices per request (prompts x n)", SERVER_MAX_CHOICES);
+        return http_set_err(e, 400, "invalid_value", "n", "at most %d choices per request (prompts x n)",
+                            SERVER_MAX_CHOICES);
     for (int i = 0; i < np; i++) j->rs[i]->notify = &j->cond;
     if (n == 1) return 0;
     sched_req **rs = calloc((size_t)(np * n), sizeof *rs);
@@ -265,14 +292,22 @@ int job_expand(serve_api *api, job *j, http_err *e) {
     size_t *n_echo = j->echo ? calloc((size_t)(np * n), sizeof *n_echo) : NULL;
     bool *echo_bos = j->echo ? calloc((size_t)(np * n), sizeof *echo_bos) : NULL;
     if (!rs || (j->echo && (!echo || !n_echo || !echo_bos))) {
-        free(rs); free(echo); free(n_echo); free(echo_bos);
+        free(rs);
+        free(echo);
+        free(n_echo);
+        free(echo_bos);
         return http_set_err(e, 500, NULL, NULL, "out of memory");
     }
     for (int p = 0; p < np; p++) {
         sched_req *b = j->rs[p];
         rs[p * n] = b;
         j->rs[p] = NULL;
-        if (echo) { echo[p * n] = j->echo[p]; n_echo[p * n] = j->n_echo[p]; echo_bos[p * n] = j->echo_bos[p]; j->echo[p] = NULL; }
+        if (echo) {
+            echo[p * n] = j->echo[p];
+            n_echo[p * n] = j->n_echo[p];
+            echo_bos[p * n] = j->echo_bos[p];
+            j->echo[p] = NULL;
+        }
     }
     free(j->rs);
     for (int i = 0; j->echo && i < np; i++) free(j->echo[i]);
@@ -292,7 +327,10 @@ int job_expand(serve_api *api, job *j, http_err *e) {
                 if (r) sched_release(api->sched, r);
                 return http_set_err(e, 500, NULL, NULL, "out of memory");
             }
-            if (echo) { n_echo[p * n + k] = n_echo[p * n]; echo_bos[p * n + k] = echo_bos[p * n]; }
+            if (echo) {
+                n_echo[p * n + k] = n_echo[p * n];
+                echo_bos[p * n + k] = echo_bos[p * n];
+            }
             r->sampling.seed = b->sampling.seed + (uint64_t)k;
             r->prompt_logprobs = b->prompt_logprobs;
             if (!b->prompt_logprobs) r->fork_of = b; /* prompt logprobs need every position's logits: no copy */
@@ -329,17 +367,22 @@ static int completion_prompt(serve_api *api, json_t *p, size_t which, int32_t **
     if (json_is_string(p)) {
         const lfm2c_model_info *mi = lfm2c_model_get_info(api->model);
         if (json_string_length(p) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx)
-            return http_set_err(e, 400, "context_length_exceeded", "prompt", "the prompt is far longer than the context of %d tokens", api->n_ctx);
+            return http_set_err(e, 400, "context_length_exceeded", "prompt",
+                                "the prompt is far longer than the context of %d tokens", api->n_ctx);
         *out = lfm2c_tokenize(api->model, json_string_value(p), json_string_length(p), mi->add_bos, true, n_out, &err);
-        if (!*out) return http_set_err(e, 400, "invalid_value", "prompt", "cannot tokenize prompt %zu: %s", which, err.msg);
+        if (!*out)
+            return http_set_err(e, 400, "invalid_value", "prompt", "cannot tokenize prompt %zu: %s", which, err.msg);
         return 0;
     }
     size_t n = json_array_size(p), i;
     json_t *t;
     if (!json_is_array(p) || n == 0)
-        return http_set_err(e, 400, "invalid_type", "prompt", "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
+        return http_set_err(
+            e, 400, "invalid_type", "prompt",
+            "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
     if (n > (size_t)api->n_ctx)
-        return http_set_err(e, 400, "context_length_exceeded", "prompt", "this model's context is %d tokens; prompt %zu has %zu tokens", api->n_ctx, which, n);
+        return http_set_err(e, 400, "context_length_exceeded", "prompt",
+                            "this model's context is %d tokens; prompt %zu has %zu tokens", api->n_ctx, which, n);
     if (!(*out = malloc(n * sizeof **out))) return http_set_err(e, 500, NULL, NULL, "out of memory");
     json_array_foreach(p, i, t) {
         if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= api->n_vocab) {
@@ -357,8 +400,9 @@ static int completion_prompt(serve_api *api, json_t *p, size_t which, int32_t **
 static json_t *completion_prompts(json_t *p, http_err *e) {
     if (json_is_string(p)) return json_pack("[O]", p);
     if (!json_is_array(p) || json_array_size(p) == 0) {
-        http_set_err(e, 400, p ? "invalid_type" : "missing_required_parameter", "prompt",
-                     "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
+        http_set_err(
+            e, 400, p ? "invalid_type" : "missing_required_parameter", "prompt",
+            "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
         return NULL;
     }
     json_t *first = json_array_get(p, 0);
@@ -387,17 +431,23 @@ static int32_t special_id(serve_api *api, const char *text) {
  * <|fim_mid|> and the answer is the middle; a model without these tokens gets a 400 naming
  * 'suffix' (never a plain completion that ignores it). */
 static int apply_suffix(serve_api *api, json_t *suffix, sched_req *r, http_err *e) {
-    int32_t pre = special_id(api, "<|fim_pre|>"), suf = special_id(api, "<|fim_suf|>"), mid = special_id(api, "<|fim_mid|>");
+    int32_t pre = special_id(api, "<|fim_pre|>"), suf = special_id(api, "<|fim_suf|>"),
+            mid = special_id(api, "<|fim_mid|>");
     if (pre < 0 || suf < 0 || mid < 0)
-        return http_set_err(e, 400, "invalid_value", "suffix", "this model has no fill-in-the-middle tokens: 'suffix' is not supported");
+        return http_set_err(e, 400, "invalid_value", "suffix",
+                            "this model has no fill-in-the-middle tokens: 'suffix' is not supported");
     const lfm2c_model_info *mi = lfm2c_model_get_info(api->model);
     int ns = 0;
     lfm2c_error err = {0};
-    int32_t *st = lfm2c_tokenize(api->model, json_string_value(suffix), json_string_length(suffix), false, true, &ns, &err);
+    int32_t *st =
+        lfm2c_tokenize(api->model, json_string_value(suffix), json_string_length(suffix), false, true, &ns, &err);
     if (!st) return http_set_err(e, 400, "invalid_value", "suffix", "cannot tokenize 'suffix': %s", err.msg);
     int skip = r->n_prompt > 0 && r->prompt[0] == mi->bos_id, bos = mi->add_bos && mi->bos_id >= 0;
     int32_t *t = malloc(((size_t)r->n_prompt + (size_t)ns + 4) * sizeof *t);
-    if (!t) { free(st); return http_set_err(e, 500, NULL, NULL, "out of memory"); }
+    if (!t) {
+        free(st);
+        return http_set_err(e, 500, NULL, NULL, "out of memory");
+    }
     int k = 0;
     if (bos) t[k++] = mi->bos_id;
     t[k++] = pre;
@@ -417,21 +467,26 @@ static int build_completion(serve_api *api, json_t *body, job *j, http_err *e) {
     if (req_common(api, body, b, &j->o, false, e) || req_bool(body, "echo", &j->o.echo, e)) return -1;
     if (!json_object_get(body, "max_tokens") && j->o.max_tokens < 0) j->o.max_tokens = 16; /* OpenAI's default */
     if (j->o.max_tokens == 0 && !j->o.echo)
-        return http_set_err(e, 400, "invalid_value", "max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo': the prompt's logprobs)");
+        return http_set_err(e, 400, "invalid_value", "max_tokens",
+                            "'max_tokens' must be at least 1 (0 only with 'echo': the prompt's logprobs)");
     b->prompt_logprobs = j->o.echo && j->o.logprobs; /* echo + logprobs: the prompt's too */
     json_t *suffix = json_object_get(body, "suffix");
     if (suffix && !json_is_null(suffix) && !json_is_string(suffix))
         return http_set_err(e, 400, "invalid_type", "suffix", "'suffix' must be a string");
     if (!json_string_length(suffix)) suffix = NULL;
-    if (suffix && j->o.echo) return http_set_err(e, 400, "invalid_value", "suffix", "'suffix' cannot be used with 'echo'");
-    if (suffix && json_string_length(suffix) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) /* before tokenizing */
-        return http_set_err(e, 400, "context_length_exceeded", "suffix", "'suffix' is far longer than the context of %d tokens", api->n_ctx);
+    if (suffix && j->o.echo)
+        return http_set_err(e, 400, "invalid_value", "suffix", "'suffix' cannot be used with 'echo'");
+    if (suffix &&
+        json_string_length(suffix) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) /* before tokenizing */
+        return http_set_err(e, 400, "context_length_exceeded", "suffix",
+                            "'suffix' is far longer than the context of %d tokens", api->n_ctx);
     json_t *prompts = completion_prompts(json_object_get(body, "prompt"), e);
     if (!prompts) return -1;
     size_t np = json_array_size(prompts);
     int rc = 0;
     if (np * (size_t)(j->o.n < 1 ? 1 : j->o.n) > SERVER_MAX_CHOICES) {
-        rc = http_set_err(e, 400, "invalid_value", "prompt", "at most %d choices per request (prompts x n)", SERVER_MAX_CHOICES);
+        rc = http_set_err(e, 400, "invalid_value", "prompt", "at most %d choices per request (prompts x n)",
+                          SERVER_MAX_CHOICES);
         goto out;
     }
     sched_req **rs = realloc(j->rs, np * sizeof *rs);
@@ -441,15 +496,29 @@ static int build_completion(serve_api *api, json_t *body, job *j, http_err *e) {
         j->n_echo = calloc(np, sizeof *j->n_echo);
         j->echo_bos = calloc(np, sizeof *j->echo_bos);
     }
-    if (!rs || (j->o.echo && (!j->echo || !j->n_echo || !j->echo_bos))) { rc = http_set_err(e, 500, NULL, NULL, "out of memory"); goto out; }
+    if (!rs || (j->o.echo && (!j->echo || !j->n_echo || !j->echo_bos))) {
+        rc = http_set_err(e, 500, NULL, NULL, "out of memory");
+        goto out;
+    }
     for (size_t i = 0; i < np && !rc; i++) {
         json_t *p = json_array_get(prompts, i);
         int32_t *toks = NULL;
         int nt = 0;
         if ((rc = completion_prompt(api, p, i, &toks, &nt, e))) break;
         sched_req *r = i == 0 ? b : req_clone(api, b, toks, nt);
-        if (!r) { free(toks); rc = http_set_err(e, 500, NULL, NULL, "out of memory"); break; }
-        if (i == 0) { free(b->prompt); b->prompt = toks; b->n_prompt = nt; } else { free(toks); j->rs[j->n_rs++] = r; }
+        if (!r) {
+            free(toks);
+            rc = http_set_err(e, 500, NULL, NULL, "out of memory");
+            break;
+        }
+        if (i == 0) {
+            free(b->prompt);
+            b->prompt = toks;
+            b->n_prompt = nt;
+        } else {
+            free(toks);
+            j->rs[j->n_rs++] = r;
+        }
         if (suffix && (rc = apply_suffix(api, suffix, r, e))) break;
         if ((rc = req_fit_context(api, r, &j->o, "prompt", e))) break;
         if (j->o.echo) {
@@ -477,7 +546,8 @@ static int check_model(serve_api *api, json_t *body, job *j, http_err *e) {
     json_t *m = json_object_get(body, "model");
     j->model_id = api->alias;
     if (!m || json_is_null(m)) return 0;
-    if (!json_is_string(m)) return api->p.any_model ? 0 : http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
+    if (!json_is_string(m))
+        return api->p.any_model ? 0 : http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
     const char *id = json_string_value(m);
     int li = api_lora_index(api, id);
     if (li >= 0) {
@@ -488,11 +558,11 @@ static int check_model(serve_api *api, json_t *body, job *j, http_err *e) {
     }
     if (api->p.any_model || api_model_matches(api, id)) return 0;
     return http_set_err(e, 404, "model_not_found", "model",
-                        "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')", id, api->alias);
+                        "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')",
+                        id, api->alias);
 }
 
 int job_build(serve_api *api, json_t *body, job *j, bool chat, http_err *e) {
     if (check_model(api, body, j, e)) return -1;
     return chat ? job_build_chat(api, body, j, e) : build_completion(api, body, j, e);
 }
-

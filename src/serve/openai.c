@@ -30,8 +30,8 @@ static const char *finish_name(job_finish f) {
 /* Appends entries [from, to) of `a` to the legacy parallel arrays; entry 0 of `a` starts at text
  * offset `base`. A NAN logprob (the first prompt token) is null; `zero_first`: entry 0 is not in
  * the text (the BOS the server added before a string prompt) and takes no room. */
-static void legacy_add(const serve_api *api, const sched_logprob *a, int n, int from, int to, size_t base, bool zero_first,
-                       json_t *tokens, json_t *lps, json_t *tops, json_t *offs) {
+static void legacy_add(const serve_api *api, const sched_logprob *a, int n, int from, int to, size_t base,
+                       bool zero_first, json_t *tokens, json_t *lps, json_t *tops, json_t *offs) {
     size_t off = base;
     for (int i = 0; i < to && i < n; i++) {
         const sched_logprob *lp = &a[i];
@@ -61,10 +61,12 @@ static json_t *legacy_logprobs_json(const serve_api *api, const job *j, int i, b
     const sched_req *r = j->rs[i];
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     if (with_prompt && r->prompt_logprobs)
-        legacy_add(api, r->prompt_lp, r->n_prompt_lp, 0, r->n_prompt_lp, 0, j->echo_bos && j->echo_bos[i], tokens, lps, tops, offs);
+        legacy_add(api, r->prompt_lp, r->n_prompt_lp, 0, r->n_prompt_lp, 0, j->echo_bos && j->echo_bos[i], tokens, lps,
+                   tops, offs);
     size_t base = j->echo ? j->n_echo[i] : 0;
     if (from < to) legacy_add(api, r->logprobs, r->n_logprobs_out, from, to, base, false, tokens, lps, tops, offs);
-    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset", offs);
+    return json_pack("{s:o,s:o,s:o,s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops, "text_offset",
+                     offs);
 }
 
 
@@ -80,7 +82,8 @@ static json_t *usage_json(const job_usage *u) {
 }
 
 static json_t *call_json(const char *id, const char *name, const char *args) {
-    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name", name, "arguments", args);
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name", name, "arguments",
+                     args);
 }
 
 /* ---- the stream: one event -> one SSE chunk ------------------------------------------------------- */
@@ -100,8 +103,9 @@ static json_t *chunk(const job *j, int i, json_t *delta_or_text, json_t *logprob
                              : json_pack("{s:i,s:o}", "index", i, "text", delta_or_text);
     json_object_set_new(choice, "logprobs", logprobs ? logprobs : json_null());
     json_object_set_new(choice, "finish_reason", finish ? json_string(finish) : json_null());
-    return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", j->id, "object", j->chat ? "chat.completion.chunk" : "text_completion",
-                     "created", (json_int_t)j->created, "model", j->model_id, "choices", choice);
+    return json_pack("{s:s,s:s,s:I,s:s,s:[o]}", "id", j->id, "object",
+                     j->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)j->created, "model",
+                     j->model_id, "choices", choice);
 }
 
 /* The logprobs of a delta: the echoed prompt's, or the entries made with it (NULL: none). */
@@ -131,8 +135,9 @@ static json_t *call_chunk(const job *j, const job_event *ev) {
 }
 
 static json_t *usage_chunk(const job *j, const job_usage *u) {
-    return json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", j->id, "object", j->chat ? "chat.completion.chunk" : "text_completion",
-                     "created", (json_int_t)j->created, "model", j->model_id, "choices", "usage", usage_json(u));
+    return json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", j->id, "object",
+                     j->chat ? "chat.completion.chunk" : "text_completion", "created", (json_int_t)j->created, "model",
+                     j->model_id, "choices", "usage", usage_json(u));
 }
 
 static void oa_event(const dl_server *s, void *state, const job_event *ev, dl_write w, void *wctx) {
@@ -140,13 +145,16 @@ static void oa_event(const dl_server *s, void *state, const job_event *ev, dl_wr
     (void)s, (void)state;
     switch (ev->kind) {
     case JOB_EV_START:
-        if (j->chat) sse_data(w, wctx, chunk(j, ev->choice, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL));
+        if (j->chat)
+            sse_data(w, wctx,
+                     chunk(j, ev->choice, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL, NULL));
         break;
     case JOB_EV_TEXT:
     case JOB_EV_REASONING: sse_data(w, wctx, text_chunk(j, ev)); break;
     case JOB_EV_TOOL_CALL: sse_data(w, wctx, call_chunk(j, ev)); break;
     case JOB_EV_FINISH:
-        sse_data(w, wctx, chunk(j, ev->choice, j->chat ? json_object() : json_string(""), NULL, finish_name(ev->finish)));
+        sse_data(w, wctx,
+                 chunk(j, ev->choice, j->chat ? json_object() : json_string(""), NULL, finish_name(ev->finish)));
         break;
     case JOB_EV_USAGE: sse_data(w, wctx, usage_chunk(j, ev->usage)); break;
     case JOB_EV_ERROR: sse_data(w, wctx, http_err_json(ev->err)); break;
@@ -166,7 +174,10 @@ static json_t *completion_choice(const job *j, const job_choice *c, int i) {
             memcpy(both, j->echo[i], j->n_echo[i]);
             if (c->n) memcpy(both + j->n_echo[i], c->text, c->n);
             json_t *t2 = json_stringn(both, j->n_echo[i] + c->n);
-            if (t2) { json_decref(text); text = t2; }
+            if (t2) {
+                json_decref(text);
+                text = t2;
+            }
             free(both);
         }
     }
@@ -182,22 +193,26 @@ static json_t *chat_choice(const job *j, const job_choice *c, int i) {
     if (c->n_calls) {
         json_object_set_new(msg, "content", c->text ? json_stringn(c->text, c->n) : json_null());
         json_t *calls = json_array();
-        for (int k = 0; k < c->n_calls; k++) json_array_append_new(calls, call_json(c->calls[k].id, c->calls[k].name, c->calls[k].args));
+        for (int k = 0; k < c->n_calls; k++)
+            json_array_append_new(calls, call_json(c->calls[k].id, c->calls[k].name, c->calls[k].args));
         json_object_set_new(msg, "tool_calls", calls);
     } else {
         json_object_set_new(msg, "content", json_stringn(c->text, c->n));
     }
     return json_pack("{s:i,s:o,s:o,s:s}", "index", i, "message", msg, "logprobs",
-                     c->logprobs ? chat_logprobs_json(j->api, c->lp, c->n_lp) : json_null(), "finish_reason", finish_name(c->finish));
+                     c->logprobs ? chat_logprobs_json(j->api, c->lp, c->n_lp) : json_null(), "finish_reason",
+                     finish_name(c->finish));
 }
 
 static json_t *oa_final(const dl_server *s, void *state, const job_final *f, const job_run *run) {
     const job *j = f->job;
     (void)s, (void)state, (void)run;
     json_t *choices = json_array();
-    for (int i = 0; i < f->n; i++) json_array_append_new(choices, (j->chat ? chat_choice : completion_choice)(j, &f->ch[i], i));
-    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", j->id, "object", j->chat ? "chat.completion" : "text_completion",
-                     "created", (json_int_t)j->created, "model", j->model_id, "choices", choices, "usage", usage_json(&f->usage));
+    for (int i = 0; i < f->n; i++)
+        json_array_append_new(choices, (j->chat ? chat_choice : completion_choice)(j, &f->ch[i], i));
+    return json_pack("{s:s,s:s,s:I,s:s,s:o,s:o}", "id", j->id, "object",
+                     j->chat ? "chat.completion" : "text_completion", "created", (json_int_t)j->created, "model",
+                     j->model_id, "choices", choices, "usage", usage_json(&f->usage));
 }
 
 const dialect dialect_openai = {
@@ -206,7 +221,7 @@ const dialect dialect_openai = {
     .request = NULL, /* the body is the shared request */
     .final = oa_final,
     .event = oa_event,
-    .error = NULL,   /* http_err_json */
+    .error = NULL, /* http_err_json */
     .free_state = NULL,
 };
 
@@ -228,10 +243,15 @@ static int handle_tokenize(serve_api *api, http_req *q, json_t *body) {
     http_err e;
     json_t *content = json_object_get(body, "content");
     bool add_special = false, parse_special = true;
-    if (!json_is_string(content)) { http_set_err(&e, 400, "invalid_type", "content", "'content' must be a string"); goto bad; }
-    if (req_bool(body, "add_special", &add_special, &e) || req_bool(body, "parse_special", &parse_special, &e)) goto bad;
+    if (!json_is_string(content)) {
+        http_set_err(&e, 400, "invalid_type", "content", "'content' must be a string");
+        goto bad;
+    }
+    if (req_bool(body, "add_special", &add_special, &e) || req_bool(body, "parse_special", &parse_special, &e))
+        goto bad;
     if (json_string_length(content) > api->p.max_tokenize_bytes) {
-        http_set_err(&e, 413, "request_too_large", "content", "'content' has %zu bytes; /tokenize takes at most %zu (--max-tokenize-bytes)",
+        http_set_err(&e, 413, "request_too_large", "content",
+                     "'content' has %zu bytes; /tokenize takes at most %zu (--max-tokenize-bytes)",
                      json_string_length(content), api->p.max_tokenize_bytes);
         goto bad;
     }
@@ -244,8 +264,14 @@ static int handle_tokenize(serve_api *api, http_req *q, json_t *body) {
     char *out = t ? tokens_text(t, n, &len) : NULL;
     http_gate_leave(&api->aux);
     free(t);
-    if (!t) { http_set_err(&e, 400, "invalid_value", "content", "%s", err.msg); goto bad; }
-    if (!out) { http_set_err(&e, 500, NULL, NULL, "out of memory"); goto bad; }
+    if (!t) {
+        http_set_err(&e, 400, "invalid_value", "content", "%s", err.msg);
+        goto bad;
+    }
+    if (!out) {
+        http_set_err(&e, 500, NULL, NULL, "out of memory");
+        goto bad;
+    }
     return http_send_text(q, 200, "application/json", out, len, NULL);
 bad:
     return http_send_err(q, &e);
@@ -269,7 +295,8 @@ static int detok_text(serve_api *api, json_t *tokens, size_t cap_out, char **tex
         if (n > 0) req_buf_add(text, len, &cap, piece, (size_t)(n < (int)sizeof piece ? n : (int)sizeof piece));
         if (!*text) return http_set_err(e, 500, NULL, NULL, "out of memory");
         if (*len > cap_out)
-            return http_set_err(e, 413, "response_too_large", "tokens", "the text of these tokens is over %zu bytes", cap_out);
+            return http_set_err(e, 413, "response_too_large", "tokens", "the text of these tokens is over %zu bytes",
+                                cap_out);
     }
     char tail[64];
     int n = lfm2c_detok_flush(&d, tail, sizeof tail);
@@ -286,7 +313,8 @@ static int handle_detokenize(serve_api *api, http_req *q, json_t *body) {
         return http_send_err(q, &e);
     }
     if (json_array_size(tokens) > (size_t)api->p.max_detokenize_tokens) {
-        http_set_err(&e, 413, "request_too_large", "tokens", "'tokens' has %zu ids; /detokenize takes at most %d (--max-detokenize-tokens)",
+        http_set_err(&e, 413, "request_too_large", "tokens",
+                     "'tokens' has %zu ids; /detokenize takes at most %d (--max-detokenize-tokens)",
                      json_array_size(tokens), api->p.max_detokenize_tokens);
         return http_send_err(q, &e);
     }
@@ -312,9 +340,10 @@ static json_t *model_json(serve_api *api, int lora) {
     char t[40];
     dl_iso_time(api->started, t, sizeof t);
     json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:i,s:I}}", "id", id, "object", "model", "created",
-                          (json_int_t)api->started, "owned_by", "lfm2c", "type", "model", "display_name", id, "created_at", t,
-                          "meta", "arch", mi->arch, "n_ctx", api->n_ctx, "n_vocab", api->n_vocab, "n_params", (json_int_t)mi->n_params);
-    if (o && lora >= 0) {   /* vLLM's way of listing an adapter */
+                          (json_int_t)api->started, "owned_by", "lfm2c", "type", "model", "display_name", id,
+                          "created_at", t, "meta", "arch", mi->arch, "n_ctx", api->n_ctx, "n_vocab", api->n_vocab,
+                          "n_params", (json_int_t)mi->n_params);
+    if (o && lora >= 0) { /* vLLM's way of listing an adapter */
         json_object_set_new(o, "parent", json_string(api->alias));
         json_object_set_new(o, "root", json_string(api->alias));
     }
@@ -323,8 +352,12 @@ static json_t *model_json(serve_api *api, int lora) {
 
 /* ---- the OpenAI routes ------------------------------------------------------------------------ */
 
-static int route_chat(http_req *q, json_t *body) { return job_handle(http_app(q), q, body, true, &dialect_openai, NULL, NULL); }
-static int route_completions(http_req *q, json_t *body) { return job_handle(http_app(q), q, body, false, &dialect_openai, NULL, NULL); }
+static int route_chat(http_req *q, json_t *body) {
+    return job_handle(http_app(q), q, body, true, &dialect_openai, NULL, NULL);
+}
+static int route_completions(http_req *q, json_t *body) {
+    return job_handle(http_app(q), q, body, false, &dialect_openai, NULL, NULL);
+}
 static int route_tokenize(http_req *q, json_t *body) { return handle_tokenize(http_app(q), q, body); }
 static int route_detokenize(http_req *q, json_t *body) { return handle_detokenize(http_app(q), q, body); }
 
@@ -334,8 +367,9 @@ static int route_models(http_req *q, json_t *body) {
     json_t *data = json_array();
     for (int i = -1; i < api->p.n_lora; i++) json_array_append_new(data, model_json(api, i));
     const char *last = api->p.n_lora ? api->p.lora_names[api->p.n_lora - 1] : api->alias;
-    return http_send_json(q, 200, json_pack("{s:s,s:o,s:b,s:s,s:s}", "object", "list", "data", data, "has_more", 0,
-                                            "first_id", api->alias, "last_id", last));
+    return http_send_json(q, 200,
+                          json_pack("{s:s,s:o,s:b,s:s,s:s}", "object", "list", "data", data, "has_more", 0, "first_id",
+                                    api->alias, "last_id", last));
 }
 
 /* GET /v1/models/{id} */
@@ -346,7 +380,8 @@ static int route_model(http_req *q, json_t *body) {
     if (api_model_matches(api, id)) return http_send_json(q, 200, model_json(api, -1));
     if (api_lora_index(api, id) >= 0) return http_send_json(q, 200, model_json(api, api_lora_index(api, id)));
     http_err e;
-    http_set_err(&e, 404, "model_not_found", "model", "The model '%.200s' does not exist (this server has '%.200s')", id, api->alias);
+    http_set_err(&e, 404, "model_not_found", "model", "The model '%.200s' does not exist (this server has '%.200s')",
+                 id, api->alias);
     return http_send_err(q, &e);
 }
 

@@ -23,7 +23,7 @@ _Static_assert((int)SERVER_LOADING == (int)HTTP_LOADING && (int)SERVER_READY == 
 
 struct server {
     http *h;
-    serve_api api;             /* what every handler reads (http_app) */
+    serve_api api; /* what every handler reads (http_app) */
 };
 
 /* ---- lifecycle: loading -> ready -> draining (what a load balancer's probes read) ---------- */
@@ -94,8 +94,8 @@ static void metric_hist(FILE *f, const char *name, const char *help, const uint6
     fprintf(f, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (int i = 0; i < SCHED_N_LAT; i++)
         fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)bucket[i]);
-    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)count, name,
-            sum, name, (unsigned long long)count);
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)count, name, sum,
+            name, (unsigned long long)count);
 }
 
 /* What a load balancer or an inference gateway reads: the model-server-protocol gauges of the
@@ -126,10 +126,12 @@ static void metrics_gateway(FILE *f, const sched_stats *st, int state) {
             st->queue_depth, st->active_slots, st->kv_usage, st->kv_usage, st->kv_usage,
             (unsigned long long)st->prompt_tokens, (unsigned long long)st->cached_tokens,
             (unsigned long long)st->prompt_tokens, (unsigned long long)st->generated_tokens, state == HTTP_READY);
-    static const struct { const char *a, *b, *help; } h[3] = {
-        {"vllm:time_to_first_token_seconds", "lfm2c_time_to_first_token_seconds", "Time to first token."},
-        {"vllm:time_per_output_token_seconds", "lfm2c_time_per_output_token_seconds", "Time per output token after the first."},
-        {"vllm:e2e_request_latency_seconds", "lfm2c_request_latency_seconds", "Submission to the last token."}};
+    static const struct {
+        const char *a, *b, *help;
+    } h[3] = {{"vllm:time_to_first_token_seconds", "lfm2c_time_to_first_token_seconds", "Time to first token."},
+              {"vllm:time_per_output_token_seconds", "lfm2c_time_per_output_token_seconds",
+               "Time per output token after the first."},
+              {"vllm:e2e_request_latency_seconds", "lfm2c_request_latency_seconds", "Submission to the last token."}};
     const uint64_t *bk[3] = {st->ttft_bucket, st->tpot_bucket, st->e2e_bucket};
     uint64_t cnt[3] = {st->ttft_count, st->tpot_count, st->e2e_count};
     double sum[3] = {st->ttft_sum, st->tpot_sum, st->e2e_sum};
@@ -159,27 +161,42 @@ static int route_metrics(http_req *q, json_t *body) {
     char *buf = malloc(CAP);
     if (!buf) return -1;
     double hit = st.prompt_tokens ? (double)st.cached_tokens / (double)st.prompt_tokens : 0;
-    int n = snprintf(buf, CAP,
-        "# HELP lfm2c_requests_total Generation requests accepted.\n# TYPE lfm2c_requests_total counter\nlfm2c_requests_total %llu\n"
+    int n = snprintf(
+        buf, CAP,
+        "# HELP lfm2c_requests_total Generation requests accepted.\n# TYPE lfm2c_requests_total "
+        "counter\nlfm2c_requests_total %llu\n"
         "# HELP lfm2c_http_responses_total HTTP responses by status class.\n# TYPE lfm2c_http_responses_total counter\n"
         "lfm2c_http_responses_total{class=\"2xx\"} %llu\nlfm2c_http_responses_total{class=\"4xx\"} %llu\n"
         "lfm2c_http_responses_total{class=\"5xx\"} %llu\n"
-        "# HELP lfm2c_prompt_tokens_total Prompt tokens of admitted requests.\n# TYPE lfm2c_prompt_tokens_total counter\nlfm2c_prompt_tokens_total %llu\n"
-        "# HELP lfm2c_prompt_tokens_cached_total Prompt tokens reused from a slot's cached state.\n# TYPE lfm2c_prompt_tokens_cached_total counter\nlfm2c_prompt_tokens_cached_total %llu\n"
-        "# HELP lfm2c_prefix_cache_hit_ratio Cached / all prompt tokens.\n# TYPE lfm2c_prefix_cache_hit_ratio gauge\nlfm2c_prefix_cache_hit_ratio %.6f\n"
-        "# HELP lfm2c_prefill_tokens_total Prompt tokens run through the model.\n# TYPE lfm2c_prefill_tokens_total counter\nlfm2c_prefill_tokens_total %llu\n"
-        "# HELP lfm2c_generated_tokens_total Completion tokens.\n# TYPE lfm2c_generated_tokens_total counter\nlfm2c_generated_tokens_total %llu\n"
-        "# HELP lfm2c_prefill_tokens_per_second Prompt throughput over the server's life.\n# TYPE lfm2c_prefill_tokens_per_second gauge\nlfm2c_prefill_tokens_per_second %.3f\n"
-        "# HELP lfm2c_decode_tokens_per_second Generation throughput over the server's life.\n# TYPE lfm2c_decode_tokens_per_second gauge\nlfm2c_decode_tokens_per_second %.3f\n"
+        "# HELP lfm2c_prompt_tokens_total Prompt tokens of admitted requests.\n# TYPE lfm2c_prompt_tokens_total "
+        "counter\nlfm2c_prompt_tokens_total %llu\n"
+        "# HELP lfm2c_prompt_tokens_cached_total Prompt tokens reused from a slot's cached state.\n# TYPE "
+        "lfm2c_prompt_tokens_cached_total counter\nlfm2c_prompt_tokens_cached_total %llu\n"
+        "# HELP lfm2c_prefix_cache_hit_ratio Cached / all prompt tokens.\n# TYPE lfm2c_prefix_cache_hit_ratio "
+        "gauge\nlfm2c_prefix_cache_hit_ratio %.6f\n"
+        "# HELP lfm2c_prefill_tokens_total Prompt tokens run through the model.\n# TYPE lfm2c_prefill_tokens_total "
+        "counter\nlfm2c_prefill_tokens_total %llu\n"
+        "# HELP lfm2c_generated_tokens_total Completion tokens.\n# TYPE lfm2c_generated_tokens_total "
+        "counter\nlfm2c_generated_tokens_total %llu\n"
+        "# HELP lfm2c_prefill_tokens_per_second Prompt throughput over the server's life.\n# TYPE "
+        "lfm2c_prefill_tokens_per_second gauge\nlfm2c_prefill_tokens_per_second %.3f\n"
+        "# HELP lfm2c_decode_tokens_per_second Generation throughput over the server's life.\n# TYPE "
+        "lfm2c_decode_tokens_per_second gauge\nlfm2c_decode_tokens_per_second %.3f\n"
         "# HELP lfm2c_queue_depth Requests waiting for a slot.\n# TYPE lfm2c_queue_depth gauge\nlfm2c_queue_depth %d\n"
         "# HELP lfm2c_slots_active Slots generating.\n# TYPE lfm2c_slots_active gauge\nlfm2c_slots_active %d\n"
         "# HELP lfm2c_slots_total Slots.\n# TYPE lfm2c_slots_total gauge\nlfm2c_slots_total %d\n"
-        "# HELP lfm2c_batch_steps_total Batched forward passes.\n# TYPE lfm2c_batch_steps_total counter\nlfm2c_batch_steps_total %llu\n"
-        "# HELP lfm2c_http_connections_open Open client connections.\n# TYPE lfm2c_http_connections_open gauge\nlfm2c_http_connections_open %d\n"
-        "# HELP lfm2c_http_connections_pending Connections not being answered (headers, body or keep-alive idle).\n# TYPE lfm2c_http_connections_pending gauge\nlfm2c_http_connections_pending %d\n"
-        "# HELP lfm2c_http_connections_evicted_total Pending connections closed to make room.\n# TYPE lfm2c_http_connections_evicted_total counter\nlfm2c_http_connections_evicted_total %llu\n"
-        "# HELP lfm2c_http_connections_refused_total Connections refused at a limit.\n# TYPE lfm2c_http_connections_refused_total counter\nlfm2c_http_connections_refused_total %llu\n"
-        "# HELP lfm2c_http_request_memory_bytes Memory charged by the requests in progress (--max-request-memory).\n# TYPE lfm2c_http_request_memory_bytes gauge\nlfm2c_http_request_memory_bytes %zu\n",
+        "# HELP lfm2c_batch_steps_total Batched forward passes.\n# TYPE lfm2c_batch_steps_total "
+        "counter\nlfm2c_batch_steps_total %llu\n"
+        "# HELP lfm2c_http_connections_open Open client connections.\n# TYPE lfm2c_http_connections_open "
+        "gauge\nlfm2c_http_connections_open %d\n"
+        "# HELP lfm2c_http_connections_pending Connections not being answered (headers, body or keep-alive idle).\n# "
+        "TYPE lfm2c_http_connections_pending gauge\nlfm2c_http_connections_pending %d\n"
+        "# HELP lfm2c_http_connections_evicted_total Pending connections closed to make room.\n# TYPE "
+        "lfm2c_http_connections_evicted_total counter\nlfm2c_http_connections_evicted_total %llu\n"
+        "# HELP lfm2c_http_connections_refused_total Connections refused at a limit.\n# TYPE "
+        "lfm2c_http_connections_refused_total counter\nlfm2c_http_connections_refused_total %llu\n"
+        "# HELP lfm2c_http_request_memory_bytes Memory charged by the requests in progress (--max-request-memory).\n# "
+        "TYPE lfm2c_http_request_memory_bytes gauge\nlfm2c_http_request_memory_bytes %zu\n",
         (unsigned long long)st.requests, (unsigned long long)h[2], (unsigned long long)h[4], (unsigned long long)h[5],
         (unsigned long long)st.prompt_tokens, (unsigned long long)st.cached_tokens, hit,
         (unsigned long long)st.prefill_tokens, (unsigned long long)st.generated_tokens,
@@ -193,13 +210,15 @@ static int route_metrics(http_req *q, json_t *body) {
     FILE *f = open_memstream(&more, &n_more);
     if (f) {
         metrics_gateway(f, &st, http_state(http_of(q)));
-        fprintf(f, "# HELP lfm2c_spec_drafted_tokens_total Tokens drafted for speculative decoding.\n"
-                   "# TYPE lfm2c_spec_drafted_tokens_total counter\nlfm2c_spec_drafted_tokens_total %llu\n"
-                   "# HELP lfm2c_spec_accepted_tokens_total Drafted tokens the model accepted.\n"
-                   "# TYPE lfm2c_spec_accepted_tokens_total counter\nlfm2c_spec_accepted_tokens_total %llu\n"
-                   "# HELP lfm2c_spec_steps_total Verification forwards that carried a draft.\n"
-                   "# TYPE lfm2c_spec_steps_total counter\nlfm2c_spec_steps_total %llu\n",
-                (unsigned long long)st.spec_drafted, (unsigned long long)st.spec_accepted, (unsigned long long)st.spec_steps);
+        fprintf(f,
+                "# HELP lfm2c_spec_drafted_tokens_total Tokens drafted for speculative decoding.\n"
+                "# TYPE lfm2c_spec_drafted_tokens_total counter\nlfm2c_spec_drafted_tokens_total %llu\n"
+                "# HELP lfm2c_spec_accepted_tokens_total Drafted tokens the model accepted.\n"
+                "# TYPE lfm2c_spec_accepted_tokens_total counter\nlfm2c_spec_accepted_tokens_total %llu\n"
+                "# HELP lfm2c_spec_steps_total Verification forwards that carried a draft.\n"
+                "# TYPE lfm2c_spec_steps_total counter\nlfm2c_spec_steps_total %llu\n",
+                (unsigned long long)st.spec_drafted, (unsigned long long)st.spec_accepted,
+                (unsigned long long)st.spec_steps);
         fclose(f);
     }
     char *all = more ? realloc(buf, len + n_more + 1) : NULL;
@@ -223,12 +242,15 @@ static const http_route lifecycle_routes[] = {
 /* The one route table: every API's rows, in one array (built once, read-only after). */
 static http_route routes[64];
 static int n_routes;
-static bool routes_overflow;   /* a row did not fit: the server refuses to start */
+static bool routes_overflow; /* a row did not fit: the server refuses to start */
 static pthread_once_t routes_once = PTHREAD_ONCE_INIT;
 
 static void add_routes(const http_route *r, int n) {
     for (int i = 0; i < n; i++) {
-        if (n_routes == (int)(sizeof routes / sizeof *routes)) { routes_overflow = true; return; }
+        if (n_routes == (int)(sizeof routes / sizeof *routes)) {
+            routes_overflow = true;
+            return;
+        }
         routes[n_routes++] = r[i];
     }
 }
@@ -272,18 +294,30 @@ server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c
     if (q.max_stop_bytes <= 0) q.max_stop_bytes = SERVER_DEFAULT_MAX_STOP_BYTES;
     pthread_once(&routes_once, build_routes);
     if (routes_overflow) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "the route table holds at most %d routes", (int)(sizeof routes / sizeof *routes));
+        lfm2c_set_error(err, LFM2C_EINVAL, "the route table holds at most %d routes",
+                        (int)(sizeof routes / sizeof *routes));
         free(srv);
         return NULL;
     }
     serve_api_init(&srv->api, model, s, &q);
-    http_params hp = {.host = q.host, .port = q.port, .api_key = q.api_key, .cors_origin = q.cors_origin,
-                      .max_body = q.max_body, .idle_timeout = q.idle_timeout, .timeout = q.timeout,
-                      .max_connections = q.max_connections, .max_connections_per_ip = q.max_connections_per_ip,
-                      .max_pending_per_ip = q.max_pending_per_ip, .big_parallel = SERVER_AUX_PARALLEL,
+    http_params hp = {.host = q.host,
+                      .port = q.port,
+                      .api_key = q.api_key,
+                      .cors_origin = q.cors_origin,
+                      .max_body = q.max_body,
+                      .idle_timeout = q.idle_timeout,
+                      .timeout = q.timeout,
+                      .max_connections = q.max_connections,
+                      .max_connections_per_ip = q.max_connections_per_ip,
+                      .max_pending_per_ip = q.max_pending_per_ip,
+                      .big_parallel = SERVER_AUX_PARALLEL,
                       .max_memory = q.max_request_memory,
-                      .log = q.log, .log_user = q.log_user, .error_for_path = error_for_path,
-                      .routes = routes, .n_routes = n_routes, .app = &srv->api};
+                      .log = q.log,
+                      .log_user = q.log_user,
+                      .error_for_path = error_for_path,
+                      .routes = routes,
+                      .n_routes = n_routes,
+                      .app = &srv->api};
     srv->h = http_start(&hp, model && s ? SERVER_READY : SERVER_LOADING, err);
     if (!srv->h) {
         serve_api_free(&srv->api);

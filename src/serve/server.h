@@ -47,7 +47,7 @@ typedef struct server_params {
     const char *const *lora_names;
     lfm2c_lora *const *loras;
     const float *lora_scales;
-    size_t max_request_memory;  /* bytes all requests in progress may hold (bodies, parse trees,
+    size_t max_request_memory; /* bytes all requests in progress may hold (bodies, parse trees,
                                    waiting jobs, unwritten answers); more get 503 */
     server_log_fn log;
     void *log_user;
@@ -63,12 +63,13 @@ typedef struct server_params {
 #define SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS (1 << 18)
 #define SERVER_DEFAULT_MAX_MESSAGES 4096
 #define SERVER_DEFAULT_MAX_STOP_BYTES 1024
-#define SERVER_MAX_N 16         /* 'n': choices per prompt */
-#define SERVER_MAX_CHOICES 64   /* choices per request (prompts x n) */
+#define SERVER_MAX_N 16                   /* 'n': choices per prompt */
+#define SERVER_MAX_CHOICES 64             /* choices per request (prompts x n) */
 #define SERVER_PROMPT_BYTES_PER_TOKEN 128 /* a rendered prompt longer than n_ctx x this cannot fit */
-#define SERVER_RESPONSES_KEPT 1024         /* Responses API conversations and output items kept (previous_response_id, item_reference) */
+#define SERVER_RESPONSES_KEPT \
+    1024 /* Responses API conversations and output items kept (previous_response_id, item_reference) */
 #define SERVER_RESPONSES_BYTES (64u << 20) /* ... and their bytes in all (oldest dropped first) */
-#define SERVER_AUX_PARALLEL 2   /* tokenizer requests, and bodies over 1 MiB, handled at once */
+#define SERVER_AUX_PARALLEL 2              /* tokenizer requests, and bodies over 1 MiB, handled at once */
 
 enum { SERVER_REASONING_SPLIT, SERVER_REASONING_NONE };
 

@@ -15,9 +15,9 @@
 
 typedef struct an_state {
     char id[48];
-    json_t *stops;             /* stop_sequences (for stop_reason stop_sequence) */
-    int block;                 /* index of the next content block */
-    int open;                  /* the block open now: OPEN_* */
+    json_t *stops; /* stop_sequences (for stop_reason stop_sequence) */
+    int block;     /* index of the next content block */
+    int open;      /* the block open now: OPEN_* */
     bool started, stopped;
 } an_state;
 
@@ -57,7 +57,8 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
         json_array_append_new(out, json_pack("{s:s,s:O}", "role", role, "content", content));
         return 0;
     }
-    if (!json_is_array(content)) return dl_fail(e, 400, "messages", "messages.%zu.content must be a string or an array of blocks", i);
+    if (!json_is_array(content))
+        return dl_fail(e, 400, "messages", "messages.%zu.content must be a string or an array of blocks", i);
     dl_buf text = {0}, thinking = {0};
     dl_buf_add(&text, "", 0);
     json_t *calls = json_array();
@@ -65,27 +66,39 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     json_t *b;
     json_array_foreach(content, k, b) {
         const char *type = json_string_value(json_object_get(b, "type"));
-        if (!json_is_object(b) || !type) { dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a block needs a 'type'", i, k); goto bad; }
+        if (!json_is_object(b) || !type) {
+            dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a block needs a 'type'", i, k);
+            goto bad;
+        }
         if (!strcmp(type, "text")) {
             json_t *t = json_object_get(b, "text");
-            if (!json_is_string(t)) { dl_fail(e, 400, "messages", "messages.%zu.content.%zu.text must be a string", i, k); goto bad; }
+            if (!json_is_string(t)) {
+                dl_fail(e, 400, "messages", "messages.%zu.content.%zu.text must be a string", i, k);
+                goto bad;
+            }
             dl_buf_add(&text, json_string_value(t), json_string_length(t));
         } else if (!strcmp(type, "tool_use")) {
-            json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"), *input = json_object_get(b, "input");
+            json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"),
+                   *input = json_object_get(b, "input");
             if (strcmp(role, "assistant") || !json_is_string(id) || !json_is_string(name) || !json_is_object(input)) {
-                dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a tool_use block (assistant) needs 'id', 'name' and an object 'input'", i, k);
+                dl_fail(
+                    e, 400, "messages",
+                    "messages.%zu.content.%zu: a tool_use block (assistant) needs 'id', 'name' and an object 'input'",
+                    i, k);
                 goto bad;
             }
             char *args = json_dumps(input, JSON_COMPACT);
-            json_array_append_new(calls, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function", "name", name,
-                                                   "arguments", args ? args : "{}"));
+            json_array_append_new(calls, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function",
+                                                   "name", name, "arguments", args ? args : "{}"));
             free(args);
         } else if (!strcmp(type, "tool_result")) {
             json_t *id = json_object_get(b, "tool_use_id"), *c = json_object_get(b, "content");
             dl_buf r = {0};
             if (strcmp(role, "user") || !json_is_string(id) || (c && dl_text_of(c, "text", &r))) {
                 free(r.p);
-                dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a tool_result block (user) needs 'tool_use_id' and text content", i, k);
+                dl_fail(e, 400, "messages",
+                        "messages.%zu.content.%zu: a tool_result block (user) needs 'tool_use_id' and text content", i,
+                        k);
                 goto bad;
             }
             if (json_is_true(json_object_get(b, "is_error"))) {
@@ -95,23 +108,30 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
                 free(r.p);
                 r = x;
             }
-            json_array_append_new(out, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", id, "content", r.p ? r.p : "", r.n));
+            json_array_append_new(
+                out, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", id, "content", r.p ? r.p : "", r.n));
             free(r.p);
         } else if (!strcmp(type, "thinking")) { /* the template decides whether it is rendered */
             json_t *t = json_object_get(b, "thinking");
-            if (!json_is_string(t)) { dl_fail(e, 400, "messages", "messages.%zu.content.%zu.thinking must be a string", i, k); goto bad; }
+            if (!json_is_string(t)) {
+                dl_fail(e, 400, "messages", "messages.%zu.content.%zu.thinking must be a string", i, k);
+                goto bad;
+            }
             dl_buf_add(&thinking, json_string_value(t), json_string_length(t));
         } else if (!strcmp(type, "redacted_thinking")) {
             /* nothing readable to render */
         } else {
-            dl_fail(e, 400, "messages", "messages.%zu.content.%zu: block type '%.40s' is not supported (text, tool_use, tool_result)", i, k, type);
+            dl_fail(e, 400, "messages",
+                    "messages.%zu.content.%zu: block type '%.40s' is not supported (text, tool_use, tool_result)", i, k,
+                    type);
             goto bad;
         }
     }
     if (text.n || json_array_size(calls) || !json_array_size(content)) {
         json_t *msg = json_pack("{s:s,s:s%}", "role", role, "content", text.p ? text.p : "", text.n);
         if (json_array_size(calls)) json_object_set(msg, "tool_calls", calls);
-        if (thinking.n && !strcmp(role, "assistant")) json_object_set_new(msg, "reasoning_content", json_stringn(thinking.p, thinking.n));
+        if (thinking.n && !strcmp(role, "assistant"))
+            json_object_set_new(msg, "reasoning_content", json_stringn(thinking.p, thinking.n));
         json_array_append_new(out, msg);
     }
     free(text.p);
@@ -132,19 +152,29 @@ static json_t *translate(json_t *body, dl_err *e) {
     json_t *sys = json_object_get(body, "system");
     if (sys && !json_is_null(sys)) {
         dl_buf b = {0};
-        if (dl_text_of(sys, "text", &b)) { free(b.p); dl_fail(e, 400, "system", "'system' must be a string or an array of text blocks"); goto bad; }
+        if (dl_text_of(sys, "text", &b)) {
+            free(b.p);
+            dl_fail(e, 400, "system", "'system' must be a string or an array of text blocks");
+            goto bad;
+        }
         json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", "system", "content", b.p ? b.p : "", b.n));
         free(b.p);
     }
     json_t *given = json_object_get(body, "messages");
-    if (!json_is_array(given) || !json_array_size(given)) { dl_fail(e, 400, "messages", "messages: Field required (a non-empty array)"); goto bad; }
+    if (!json_is_array(given) || !json_array_size(given)) {
+        dl_fail(e, 400, "messages", "messages: Field required (a non-empty array)");
+        goto bad;
+    }
     size_t i;
     json_t *m;
     json_array_foreach(given, i, m) if (add_message(msgs, m, i, e)) goto bad;
 
     json_t *tools = json_object_get(body, "tools");
     if (tools && !json_is_null(tools)) {
-        if (!json_is_array(tools)) { dl_fail(e, 400, "tools", "'tools' must be an array"); goto bad; }
+        if (!json_is_array(tools)) {
+            dl_fail(e, 400, "tools", "'tools' must be an array");
+            goto bad;
+        }
         json_t *ct = json_array();
         json_object_set_new(chat, "tools", ct);
         json_t *t;
@@ -164,13 +194,21 @@ static json_t *translate(json_t *body, dl_err *e) {
     json_t *tc = json_object_get(body, "tool_choice");
     if (tc && !json_is_null(tc)) {
         const char *type = json_string_value(json_object_get(tc, "type"));
-        if (!json_is_object(tc) || !type) { dl_fail(e, 400, "tool_choice", "'tool_choice' must be an object with a 'type'"); goto bad; }
+        if (!json_is_object(tc) || !type) {
+            dl_fail(e, 400, "tool_choice", "'tool_choice' must be an object with a 'type'");
+            goto bad;
+        }
         if (!strcmp(type, "auto")) json_object_set_new(chat, "tool_choice", json_string("auto"));
         else if (!strcmp(type, "any")) json_object_set_new(chat, "tool_choice", json_string("required"));
         else if (!strcmp(type, "none")) json_object_set_new(chat, "tool_choice", json_string("none"));
         else if (!strcmp(type, "tool") && json_is_string(json_object_get(tc, "name")))
-            json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
-        else { dl_fail(e, 400, "tool_choice", "'tool_choice.type' must be auto, any, tool (with 'name') or none"); goto bad; }
+            json_object_set_new(
+                chat, "tool_choice",
+                json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
+        else {
+            dl_fail(e, 400, "tool_choice", "'tool_choice.type' must be auto, any, tool (with 'name') or none");
+            goto bad;
+        }
         json_t *dp = json_object_get(tc, "disable_parallel_tool_use");
         if (json_is_boolean(dp)) json_object_set_new(chat, "parallel_tool_calls", json_boolean(!json_is_true(dp)));
     }
@@ -200,8 +238,9 @@ static int map_output_format(json_t *body, json_t *chat, dl_err *e) {
         return dl_fail(e, 400, where, "%s: only {\"type\": \"json_schema\", \"schema\": {...}} is supported", where);
     json_t *schema = json_object_get(f, "schema");
     if (!json_is_object(schema)) return dl_fail(e, 400, where, "%s.schema: must be an object (a JSON Schema)", where);
-    json_object_set_new(chat, "response_format",
-                        json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name", "output", "schema", schema));
+    json_object_set_new(
+        chat, "response_format",
+        json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name", "output", "schema", schema));
     return 0;
 }
 
@@ -218,7 +257,8 @@ static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *
         return NULL;
     }
     json_t *temp = json_object_get(body, "temperature");
-    if (temp && !json_is_null(temp) && (!json_is_number(temp) || json_number_value(temp) < 0 || json_number_value(temp) > 1)) {
+    if (temp && !json_is_null(temp) &&
+        (!json_is_number(temp) || json_number_value(temp) < 0 || json_number_value(temp) > 1)) {
         dl_fail(e, 400, "temperature", "temperature: must be a number in [0, 1]");
         return NULL;
     }
@@ -235,7 +275,9 @@ static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *
     if (th && !json_is_null(th)) {
         const char *tt = json_string_value(json_object_get(th, "type"));
         if (!json_is_object(th) || !tt || (strcmp(tt, "enabled") && strcmp(tt, "disabled") && strcmp(tt, "adaptive"))) {
-            dl_fail(e, 400, "thinking", "thinking: must be {\"type\":\"enabled\",\"budget_tokens\":N}, {\"type\":\"disabled\"} or {\"type\":\"adaptive\"}");
+            dl_fail(e, 400, "thinking",
+                    "thinking: must be {\"type\":\"enabled\",\"budget_tokens\":N}, {\"type\":\"disabled\"} or "
+                    "{\"type\":\"adaptive\"}");
             return NULL;
         }
         budget = json_object_get(th, "budget_tokens");
@@ -249,7 +291,10 @@ static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *
     }
     json_t *chat = translate(body, e);
     if (!chat) return NULL;
-    if (map_output_format(body, chat, e)) { json_decref(chat); return NULL; }
+    if (map_output_format(body, chat, e)) {
+        json_decref(chat);
+        return NULL;
+    }
     json_object_set(chat, "max_tokens", mt);
     if (budget) json_object_set(chat, "thinking_token_budget", budget);
     if (think_off) json_object_set_new(chat, "reasoning_effort", json_string("none"));
@@ -260,7 +305,11 @@ static json_t *an_request(const dl_server *s, json_t *body, void **state, bool *
     }
     if (json_array_size(stops)) json_object_set(chat, "stop", stops);
     an_state *st = calloc(1, sizeof *st);
-    if (!st) { json_decref(chat); dl_fail(e, 500, NULL, "out of memory"); return NULL; }
+    if (!st) {
+        json_decref(chat);
+        dl_fail(e, 500, NULL, "out of memory");
+        return NULL;
+    }
     dl_make_id(s, "msg_", st->id, sizeof st->id);
     st->stops = json_is_array(stops) ? json_incref(stops) : NULL;
     *state = st;
@@ -277,7 +326,10 @@ static const char *stop_reason(job_finish finish, const job_run *run) {
  * the arguments as a delta). */
 static json_t *tool_use_block(const char *id, const char *name, const char *args, bool empty_input) {
     json_t *input = empty_input ? NULL : json_loads(args ? args : "{}", 0, NULL);
-    if (!json_is_object(input)) { json_decref(input); input = json_object(); }
+    if (!json_is_object(input)) {
+        json_decref(input);
+        input = json_object();
+    }
     char tid[80];
     snprintf(tid, sizeof tid, "toolu_%s", id && !strncmp(id, "call_", 5) ? id + 5 : id ? id : "0");
     return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", tid, "name", name, "input", input);
@@ -288,18 +340,18 @@ static json_t *an_final(const dl_server *s, void *state, const job_final *f, con
     const job_choice *c = &f->ch[0];
     json_t *content = json_array();
     if (c->reasoning)
-        json_array_append_new(content, json_pack("{s:s,s:s%,s:s}", "type", "thinking", "thinking", c->reasoning, c->n_reasoning,
-                                                 "signature", ""));
+        json_array_append_new(content, json_pack("{s:s,s:s%,s:s}", "type", "thinking", "thinking", c->reasoning,
+                                                 c->n_reasoning, "signature", ""));
     if (c->text && (c->n || !c->n_calls))
         json_array_append_new(content, json_pack("{s:s,s:s%}", "type", "text", "text", c->text, c->n));
     for (int i = 0; i < c->n_calls; i++)
         json_array_append_new(content, tool_use_block(c->calls[i].id, c->calls[i].name, c->calls[i].args, false));
     const char *reason = stop_reason(c->finish, run);
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:{s:i,s:i,s:i,s:i}}", "id", st->id, "type", "message", "role", "assistant",
-                     "model", s->alias, "content", content, "stop_reason", reason, "stop_sequence",
-                     strcmp(reason, "stop_sequence") ? json_null() : json_string(run->stop_text), "usage", "input_tokens",
-                     run->n_prompt - run->n_cached, "output_tokens", run->n_generated, "cache_read_input_tokens", run->n_cached,
-                     "cache_creation_input_tokens", 0);
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:o,s:{s:i,s:i,s:i,s:i}}", "id", st->id, "type", "message", "role",
+                     "assistant", "model", s->alias, "content", content, "stop_reason", reason, "stop_sequence",
+                     strcmp(reason, "stop_sequence") ? json_null() : json_string(run->stop_text), "usage",
+                     "input_tokens", run->n_prompt - run->n_cached, "output_tokens", run->n_generated,
+                     "cache_read_input_tokens", run->n_cached, "cache_creation_input_tokens", 0);
 }
 
 static void close_block(an_state *st, dl_write w, void *wctx) {
@@ -315,16 +367,16 @@ static void open_block(an_state *st, int kind, dl_write w, void *wctx) {
     st->open = kind;
     json_t *b = kind == OPEN_TEXT ? json_pack("{s:s,s:s}", "type", "text", "text", "")
                                   : json_pack("{s:s,s:s,s:s}", "type", "thinking", "thinking", "", "signature", "");
-    dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block,
-                                                     "content_block", b));
+    dl_sse(w, wctx, "content_block_start",
+           json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block, "content_block", b));
 }
 
 /* The first event: message_start (the prompt's figures) and a ping. */
 static void start_message(const dl_server *s, an_state *st, const job_run *run, dl_write w, void *wctx) {
     st->started = true;
     dl_sse(w, wctx, "message_start",
-           json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:{s:i,s:i,s:i,s:i}}}", "type", "message_start", "message", "id",
-                     st->id, "type", "message", "role", "assistant", "model", s->alias, "content", "stop_reason",
+           json_pack("{s:s,s:{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:{s:i,s:i,s:i,s:i}}}", "type", "message_start", "message",
+                     "id", st->id, "type", "message", "role", "assistant", "model", s->alias, "content", "stop_reason",
                      "stop_sequence", "usage", "input_tokens", run->n_prompt - run->n_cached, "output_tokens", 0,
                      "cache_read_input_tokens", run->n_cached, "cache_creation_input_tokens", 0));
     dl_sse(w, wctx, "ping", json_pack("{s:s}", "type", "ping"));
@@ -335,19 +387,20 @@ static void delta(an_state *st, const job_event *ev, dl_write w, void *wctx) {
     if (!dl_text_ok(ev->text, ev->n)) return;
     bool think = ev->kind == JOB_EV_REASONING;
     open_block(st, think ? OPEN_THINKING : OPEN_TEXT, w, wctx);
-    dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block,
-                                                     "delta", "type", think ? "thinking_delta" : "text_delta",
-                                                     think ? "thinking" : "text", ev->text, ev->n));
+    dl_sse(w, wctx, "content_block_delta",
+           json_pack("{s:s,s:i,s:{s:s,s:s%}}", "type", "content_block_delta", "index", st->block, "delta", "type",
+                     think ? "thinking_delta" : "text_delta", think ? "thinking" : "text", ev->text, ev->n));
 }
 
 /* A whole call: a tool_use block, its arguments as one input_json_delta. */
 static void tool_use(an_state *st, const job_event *ev, dl_write w, void *wctx) {
     close_block(st, w, wctx);
-    dl_sse(w, wctx, "content_block_start", json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block,
-                                                     "content_block", tool_use_block(ev->call_id, ev->call_name, NULL, true)));
-    dl_sse(w, wctx, "content_block_delta", json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", st->block,
-                                                     "delta", "type", "input_json_delta", "partial_json",
-                                                     ev->call_args ? ev->call_args : "{}"));
+    dl_sse(w, wctx, "content_block_start",
+           json_pack("{s:s,s:i,s:o}", "type", "content_block_start", "index", st->block, "content_block",
+                     tool_use_block(ev->call_id, ev->call_name, NULL, true)));
+    dl_sse(w, wctx, "content_block_delta",
+           json_pack("{s:s,s:i,s:{s:s,s:s}}", "type", "content_block_delta", "index", st->block, "delta", "type",
+                     "input_json_delta", "partial_json", ev->call_args ? ev->call_args : "{}"));
     dl_sse(w, wctx, "content_block_stop", json_pack("{s:s,s:i}", "type", "content_block_stop", "index", st->block++));
 }
 
@@ -355,20 +408,21 @@ static void tool_use(an_state *st, const job_event *ev, dl_write w, void *wctx) 
 static void stop_message(an_state *st, const job_event *ev, dl_write w, void *wctx) {
     if (st->stopped) return;
     st->stopped = true;
-    if (st->block == 0 && st->open == OPEN_NONE) open_block(st, OPEN_TEXT, w, wctx); /* an empty answer: one empty text block */
+    if (st->block == 0 && st->open == OPEN_NONE)
+        open_block(st, OPEN_TEXT, w, wctx); /* an empty answer: one empty text block */
     close_block(st, w, wctx);
     const char *reason = stop_reason(ev->finish, ev->run);
     dl_sse(w, wctx, "message_delta",
-           json_pack("{s:s,s:{s:s,s:o},s:{s:i}}", "type", "message_delta", "delta", "stop_reason", reason, "stop_sequence",
-                     strcmp(reason, "stop_sequence") ? json_null() : json_string(ev->run->stop_text), "usage", "output_tokens",
-                     ev->run->n_generated));
+           json_pack("{s:s,s:{s:s,s:o},s:{s:i}}", "type", "message_delta", "delta", "stop_reason", reason,
+                     "stop_sequence", strcmp(reason, "stop_sequence") ? json_null() : json_string(ev->run->stop_text),
+                     "usage", "output_tokens", ev->run->n_generated));
     dl_sse(w, wctx, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 }
 
 static void an_event(const dl_server *s, void *state, const job_event *ev, dl_write w, void *wctx) {
     an_state *st = state;
     if (ev->kind == JOB_EV_END) return; /* message_stop ended the stream */
-    if (ev->kind == JOB_EV_ERROR) { /* the request's fault, or ours */
+    if (ev->kind == JOB_EV_ERROR) {     /* the request's fault, or ours */
         const http_err *e = ev->err;
         dl_sse(w, wctx, "error", an_error(!strcmp(e->type, "invalid_request_error") ? 400 : 500, NULL, NULL, e->msg));
         return;

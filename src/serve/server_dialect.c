@@ -63,7 +63,8 @@ int dl_token_text(lfm2c_model *m, int32_t tok, char *b, int cap, char *text, siz
         text[k] = 0;
     } else {
         size_t o = (size_t)snprintf(text, text_cap, "bytes:");
-        for (int i = 0; i < n && o + 5 <= text_cap; i++) o += (size_t)snprintf(text + o, text_cap - o, "\\x%02x", (unsigned char)b[i]);
+        for (int i = 0; i < n && o + 5 <= text_cap; i++)
+            o += (size_t)snprintf(text + o, text_cap - o, "\\x%02x", (unsigned char)b[i]);
     }
     return n;
 }
@@ -85,7 +86,8 @@ json_t *dl_logprobs_json(lfm2c_model *m, const sched_logprob *lp, int n) {
     for (int i = 0; i < n; i++) {
         json_t *o = token_json(m, lp[i].token, lp[i].logprob);
         json_t *top = json_array();
-        for (int k = 0; k < lp[i].n_top; k++) json_array_append_new(top, token_json(m, lp[i].top_token[k], lp[i].top_logprob[k]));
+        for (int k = 0; k < lp[i].n_top; k++)
+            json_array_append_new(top, token_json(m, lp[i].top_token[k], lp[i].top_logprob[k]));
         json_object_set_new(o, "top_logprobs", top);
         json_array_append_new(arr, o);
     }
@@ -173,7 +175,10 @@ static bool type_in(const char *type, const char *types) {
 
 int dl_text_of(json_t *v, const char *types, dl_buf *out) {
     dl_buf_add(out, "", 0);
-    if (json_is_string(v)) { dl_buf_add(out, json_string_value(v), json_string_length(v)); return 0; }
+    if (json_is_string(v)) {
+        dl_buf_add(out, json_string_value(v), json_string_length(v));
+        return 0;
+    }
     if (!json_is_array(v)) return -1;
     size_t i;
     json_t *part;
@@ -189,11 +194,15 @@ int dl_text_of(json_t *v, const char *types, dl_buf *out) {
 
 /* ---- the Responses store ---------------------------------------------------------------------- */
 
-typedef struct resp_entry { char id[64], owner[DL_OWNER_LEN]; json_t *messages; size_t bytes; } resp_entry;
+typedef struct resp_entry {
+    char id[64], owner[DL_OWNER_LEN];
+    json_t *messages;
+    size_t bytes;
+} resp_entry;
 
 struct resp_store {
     pthread_mutex_t mu;
-    resp_entry *e;             /* oldest first */
+    resp_entry *e; /* oldest first */
     int n, max;
     size_t bytes, max_bytes;
 };
@@ -201,7 +210,10 @@ struct resp_store {
 resp_store *resp_store_new(int max_entries, size_t max_bytes) {
     resp_store *st = calloc(1, sizeof *st);
     if (!st) return NULL;
-    if (!(st->e = calloc((size_t)max_entries, sizeof *st->e))) { free(st); return NULL; }
+    if (!(st->e = calloc((size_t)max_entries, sizeof *st->e))) {
+        free(st);
+        return NULL;
+    }
     pthread_mutex_init(&st->mu, NULL);
     st->max = max_entries;
     st->max_bytes = max_bytes;

@@ -27,28 +27,32 @@ typedef struct resp_store resp_store;
 typedef struct dl_server {
     lfm2c_model *model;
     const char *alias, *model_file;
-    int n_lora;                /* LoRA adapters served besides the base, by name */
+    int n_lora; /* LoRA adapters served besides the base, by name */
     const char *const *lora_names;
     int n_ctx;
     time_t started;
-    resp_store *responses;     /* recent Responses conversations (previous_response_id) */
-    pthread_mutex_t *id_mu;    /* guards *id_counter */
+    resp_store *responses;  /* recent Responses conversations (previous_response_id) */
+    pthread_mutex_t *id_mu; /* guards *id_counter */
     uint64_t *id_counter;
-    const char *owner;         /* who asks: a digest of the API key the request sent ("" none) */
+    const char *owner; /* who asks: a digest of the API key the request sent ("" none) */
 } dl_server;
 
-#define DL_OWNER_LEN 33        /* an owner digest: 32 hex digits + NUL */
+#define DL_OWNER_LEN 33 /* an owner digest: 32 hex digits + NUL */
 
 /* A dialect's error before anything runs (status and message; the shape is the dialect's). */
 /* status 200 with answer: the dialect answers at once (nothing to generate; answer is new). */
-typedef struct dl_err { int status; char param[64], msg[400]; json_t *answer; } dl_err;
+typedef struct dl_err {
+    int status;
+    char param[64], msg[400];
+    json_t *answer;
+} dl_err;
 int dl_fail(dl_err *e, int status, const char *param, const char *fmt, ...);
 
 typedef void (*dl_write)(void *ctx, const char *s, size_t n);
 
 typedef struct dialect {
     const char *name;
-    const char *stream_type;   /* Content-Type of a stream */
+    const char *stream_type; /* Content-Type of a stream */
     /* The request -> a new OpenAI chat body (*legacy: a /v1/completions body) and the dialect's
      * per-request state (freed with free_state). NULL with e set on bad input. NULL hook: the
      * body is the shared request already (OpenAI's own routes). */
@@ -76,11 +80,14 @@ int dl_token_text(lfm2c_model *m, int32_t tok, char *b, int cap, char *text, siz
 /* Logprob entries as OpenAI's chat shape, [{token, logprob, bytes, top_logprobs}] (new). */
 json_t *dl_logprobs_json(lfm2c_model *m, const sched_logprob *lp, int n);
 void dl_sse(dl_write w, void *wctx, const char *event, json_t *data); /* steals data */
-void dl_ndjson(dl_write w, void *wctx, json_t *data);                /* steals data */
+void dl_ndjson(dl_write w, void *wctx, json_t *data);                 /* steals data */
 void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap);
 void dl_iso_time(time_t t, char *out, size_t cap);
 /* A growable text buffer. */
-typedef struct dl_buf { char *p; size_t n, cap; } dl_buf;
+typedef struct dl_buf {
+    char *p;
+    size_t n, cap;
+} dl_buf;
 void dl_buf_add(dl_buf *b, const char *s, size_t n);
 /* Text of a string or of an array of {type,text} parts whose type is in types (comma list; NULL:
  * any with a text). -1 when the value is none of those. */
@@ -91,13 +98,15 @@ resp_store *resp_store_new(int max_entries, size_t max_bytes);
 void resp_store_free(resp_store *st);
 /* A conversation is found only by the owner (API key digest) that stored it. */
 void resp_store_put(resp_store *st, const char *owner, const char *id, json_t *messages); /* borrows messages */
-json_t *resp_store_get(resp_store *st, const char *owner, const char *id);              /* new reference or NULL */
+json_t *resp_store_get(resp_store *st, const char *owner, const char *id);                /* new reference or NULL */
 /* prefix + 32 hex digits from the system's CSPRNG (ids that cannot be guessed from others). */
 void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap);
 
 /* A route's hook (the arg of api_route_count and api_route_answer): the body (NULL for a GET)
  * -> a new JSON value, or NULL with e set. */
-typedef struct dl_hook { json_t *(*fn)(const dl_server *s, json_t *body, dl_err *e); } dl_hook;
+typedef struct dl_hook {
+    json_t *(*fn)(const dl_server *s, json_t *body, dl_err *e);
+} dl_hook;
 
 /* Handlers of the translated APIs' routes (job.c):
  * - api_route_dialect: arg is the dialect; its request becomes a chat (or completion) job;

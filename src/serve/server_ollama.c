@@ -17,9 +17,9 @@
 
 typedef struct ol_state {
     char model[200];
-    bool generate;             /* /api/generate: "response" instead of "message" */
+    bool generate; /* /api/generate: "response" instead of "message" */
     bool ended;
-    dl_buf text;               /* /api/generate streamed: the reply so far (for 'context') */
+    dl_buf text; /* /api/generate streamed: the reply so far (for 'context') */
 } ol_state;
 
 static void ol_free(void *p) {
@@ -37,8 +37,9 @@ static json_t *ol_error(int status, const char *code, const char *param, const c
 static int map_options(json_t *opts, json_t *chat, dl_err *e) {
     if (!opts || json_is_null(opts)) return 0;
     if (!json_is_object(opts)) return dl_fail(e, 400, "options", "'options' must be an object");
-    static const char *same[] = {"temperature", "top_k", "top_p", "min_p", "seed", "repeat_penalty", "presence_penalty",
-                                 "frequency_penalty", "stop"};
+    static const char *same[] = {
+        "temperature",       "top_k", "top_p", "min_p", "seed", "repeat_penalty", "presence_penalty",
+        "frequency_penalty", "stop"};
     for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
         json_t *v = json_object_get(opts, same[k]);
         if (v && !json_is_null(v)) json_object_set(chat, same[k], v);
@@ -50,7 +51,8 @@ static int map_options(json_t *opts, json_t *chat, dl_err *e) {
         else if (json_integer_value(np) == 0) return dl_fail(e, 400, "options", "option num_predict must not be 0");
     }
     json_t *nc = json_object_get(opts, "num_ctx");
-    if (nc && !json_is_null(nc) && !json_is_integer(nc)) return dl_fail(e, 400, "options", "option num_ctx must be an integer");
+    if (nc && !json_is_null(nc) && !json_is_integer(nc))
+        return dl_fail(e, 400, "options", "option num_ctx must be an integer");
     return 0;
 }
 
@@ -59,21 +61,24 @@ static int map_format(json_t *fmt, json_t *chat, dl_err *e) {
     if (json_is_string(fmt) && !strcmp(json_string_value(fmt), "json"))
         json_object_set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
     else if (json_is_object(fmt))
-        json_object_set_new(chat, "response_format", json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name",
-                                                               "format", "schema", fmt));
-    else
-        return dl_fail(e, 400, "format", "'format' must be \"json\" or a JSON schema object");
+        json_object_set_new(
+            chat, "response_format",
+            json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name", "format", "schema", fmt));
+    else return dl_fail(e, 400, "format", "'format' must be \"json\" or a JSON schema object");
     return 0;
 }
 
 static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     const char *role = json_string_value(json_object_get(m, "role"));
-    if (!json_is_object(m) || !role) return dl_fail(e, 400, "messages", "messages[%zu] must be an object with a string 'role'", i);
+    if (!json_is_object(m) || !role)
+        return dl_fail(e, 400, "messages", "messages[%zu] must be an object with a string 'role'", i);
     json_t *content = json_object_get(m, "content"), *images = json_object_get(m, "images");
     if (content && !json_is_null(content) && !json_is_string(content))
         return dl_fail(e, 400, "messages", "messages[%zu].content must be a string", i);
-    if (json_array_size(images)) return dl_fail(e, 400, "messages", "messages[%zu]: images are not supported by this model", i);
-    json_t *msg = json_pack("{s:s,s:s}", "role", role, "content", json_is_string(content) ? json_string_value(content) : "");
+    if (json_array_size(images))
+        return dl_fail(e, 400, "messages", "messages[%zu]: images are not supported by this model", i);
+    json_t *msg =
+        json_pack("{s:s,s:s}", "role", role, "content", json_is_string(content) ? json_string_value(content) : "");
     json_t *thinking = json_object_get(m, "thinking");
     if (thinking && !json_is_null(thinking) && !json_is_string(thinking)) {
         json_decref(msg);
@@ -82,22 +87,28 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     if (json_is_string(thinking)) json_object_set(msg, "thinking", thinking);
     json_t *calls = json_object_get(m, "tool_calls");
     if (calls && !json_is_null(calls)) {
-        if (!json_is_array(calls)) { json_decref(msg); return dl_fail(e, 400, "messages", "messages[%zu].tool_calls must be an array", i); }
+        if (!json_is_array(calls)) {
+            json_decref(msg);
+            return dl_fail(e, 400, "messages", "messages[%zu].tool_calls must be an array", i);
+        }
         json_t *tc = json_array();
         json_object_set_new(msg, "tool_calls", tc);
         size_t k;
         json_t *c;
         json_array_foreach(calls, k, c) {
-            json_t *fn = json_object_get(c, "function"), *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
+            json_t *fn = json_object_get(c, "function"), *name = json_object_get(fn, "name"),
+                   *args = json_object_get(fn, "arguments");
             if (!json_is_string(name) || !(json_is_object(args) || json_is_string(args) || !args)) {
                 json_decref(msg);
-                return dl_fail(e, 400, "messages", "messages[%zu].tool_calls[%zu] needs function.name and object arguments", i, k);
+                return dl_fail(e, 400, "messages",
+                               "messages[%zu].tool_calls[%zu] needs function.name and object arguments", i, k);
             }
-            char *a = json_is_object(args) ? json_dumps(args, JSON_COMPACT) : strdup(args ? json_string_value(args) : "{}");
+            char *a =
+                json_is_object(args) ? json_dumps(args, JSON_COMPACT) : strdup(args ? json_string_value(args) : "{}");
             char id[48];
             snprintf(id, sizeof id, "call_%zu_%zu", i, k);
-            json_array_append_new(tc, json_pack("{s:s,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function", "name", name,
-                                                "arguments", a ? a : "{}"));
+            json_array_append_new(tc, json_pack("{s:s,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function",
+                                                "name", name, "arguments", a ? a : "{}"));
             free(a);
         }
     }
@@ -115,14 +126,23 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
     json_t *chat = json_object(), *msgs = json_array();
     json_object_set_new(chat, "messages", msgs);
     ol_state *st = calloc(1, sizeof *st);
-    if (!st) { dl_fail(e, 500, NULL, "out of memory"); goto bad; }
+    if (!st) {
+        dl_fail(e, 500, NULL, "out of memory");
+        goto bad;
+    }
     set_model(st, s, body);
     json_t *model = json_object_get(body, "model");
-    if (model && !json_is_string(model)) { dl_fail(e, 400, "model", "'model' must be a string"); goto bad; }
+    if (model && !json_is_string(model)) {
+        dl_fail(e, 400, "model", "'model' must be a string");
+        goto bad;
+    }
     json_t *given = json_object_get(body, "messages"), *prompt = json_object_get(body, "prompt");
     st->generate = generate;
     if (!st->generate) {
-        if (!json_is_array(given)) { dl_fail(e, 400, "messages", "'messages' must be an array"); goto bad; }
+        if (!json_is_array(given)) {
+            dl_fail(e, 400, "messages", "'messages' must be an array");
+            goto bad;
+        }
         size_t i;
         json_t *m;
         json_array_foreach(given, i, m) if (add_message(msgs, m, i, e)) goto bad;
@@ -130,8 +150,8 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
             char t[40];
             dl_iso_time(time(NULL), t, sizeof t);
             e->status = 200;
-            e->answer = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:b}", "model", st->model, "created_at", t, "message", "role",
-                                  "assistant", "content", "", "done_reason", "load", "done", 1);
+            e->answer = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:b}", "model", st->model, "created_at", t, "message",
+                                  "role", "assistant", "content", "", "done_reason", "load", "done", 1);
             goto bad;
         }
         json_t *tools = json_object_get(body, "tools");
@@ -142,31 +162,52 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
         if (tc && !json_is_null(tc) && json_array_size(tools)) {
             json_t *fn = json_object_get(tc, "function"), *name = json_object_get(tc, "name");
             if (json_is_object(tc) && !fn && json_is_string(name))
-                json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
-            else
-                json_object_set(chat, "tool_choice", tc);
+                json_object_set_new(chat, "tool_choice",
+                                    json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
+            else json_object_set(chat, "tool_choice", tc);
         }
     } else {
         json_t *sys = json_object_get(body, "system"), *suffix = json_object_get(body, "suffix");
-        if (prompt && !json_is_null(prompt) && !json_is_string(prompt)) { dl_fail(e, 400, "prompt", "'prompt' must be a string"); goto bad; }
-        if (sys && !json_is_null(sys) && !json_is_string(sys)) { dl_fail(e, 400, "system", "'system' must be a string"); goto bad; }
-        if (suffix && !json_is_null(suffix) && !json_is_string(suffix)) { dl_fail(e, 400, "suffix", "'suffix' must be a string"); goto bad; }
+        if (prompt && !json_is_null(prompt) && !json_is_string(prompt)) {
+            dl_fail(e, 400, "prompt", "'prompt' must be a string");
+            goto bad;
+        }
+        if (sys && !json_is_null(sys) && !json_is_string(sys)) {
+            dl_fail(e, 400, "system", "'system' must be a string");
+            goto bad;
+        }
+        if (suffix && !json_is_null(suffix) && !json_is_string(suffix)) {
+            dl_fail(e, 400, "suffix", "'suffix' must be a string");
+            goto bad;
+        }
         bool fim = json_string_length(suffix) > 0;
-        if (json_array_size(json_object_get(body, "images"))) { dl_fail(e, 400, "images", "images are not supported by this model"); goto bad; }
+        if (json_array_size(json_object_get(body, "images"))) {
+            dl_fail(e, 400, "images", "images are not supported by this model");
+            goto bad;
+        }
         json_t *raw = json_object_get(body, "raw");
-        if (raw && !json_is_null(raw) && !json_is_boolean(raw)) { dl_fail(e, 400, "raw", "'raw' must be a boolean"); goto bad; }
+        if (raw && !json_is_null(raw) && !json_is_boolean(raw)) {
+            dl_fail(e, 400, "raw", "'raw' must be a boolean");
+            goto bad;
+        }
         if (!fim && (!json_is_string(prompt) || !json_string_length(prompt))) {
             char t[40];
             dl_iso_time(time(NULL), t, sizeof t);
             e->status = 200;
-            e->answer = json_pack("{s:s,s:s,s:s,s:s,s:b}", "model", st->model, "created_at", t, "response", "", "done_reason", "load",
-                                  "done", 1);
+            e->answer = json_pack("{s:s,s:s,s:s,s:s,s:b}", "model", st->model, "created_at", t, "response", "",
+                                  "done_reason", "load", "done", 1);
             goto bad;
         }
         json_t *ctx = json_object_get(body, "context");
-        if (ctx && !json_is_null(ctx) && !json_is_array(ctx)) { dl_fail(e, 400, "context", "'context' must be an array of token ids"); goto bad; }
+        if (ctx && !json_is_null(ctx) && !json_is_array(ctx)) {
+            dl_fail(e, 400, "context", "'context' must be an array of token ids");
+            goto bad;
+        }
         if (fim) { /* insert: a completion with a suffix (fill-in-the-middle), as /v1/completions */
-            if (json_array_size(ctx)) { dl_fail(e, 400, "context", "'context' cannot be used with 'suffix'"); goto bad; }
+            if (json_array_size(ctx)) {
+                dl_fail(e, 400, "context", "'context' cannot be used with 'suffix'");
+                goto bad;
+            }
             *legacy = true;
             json_object_del(chat, "messages");
             json_object_set_new(chat, "prompt", json_is_string(prompt) ? json_incref(prompt) : json_string(""));
@@ -181,8 +222,12 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
                 }
                 int n = 0;
                 lfm2c_error err = {0};
-                int32_t *t = lfm2c_tokenize(s->model, json_string_value(prompt), json_string_length(prompt), false, true, &n, &err);
-                if (!t) { dl_fail(e, 400, "prompt", "cannot tokenize the prompt: %s", err.msg); goto bad; }
+                int32_t *t = lfm2c_tokenize(s->model, json_string_value(prompt), json_string_length(prompt), false,
+                                            true, &n, &err);
+                if (!t) {
+                    dl_fail(e, 400, "prompt", "cannot tokenize the prompt: %s", err.msg);
+                    goto bad;
+                }
                 json_t *ids = json_deep_copy(ctx);
                 for (int i = 0; i < n; i++) json_array_append_new(ids, json_integer(t[i]));
                 free(t);
@@ -197,24 +242,32 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
             json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));
         }
     }
-    if (map_options(json_object_get(body, "options"), chat, e) || map_format(json_object_get(body, "format"), chat, e)) goto bad;
+    if (map_options(json_object_get(body, "options"), chat, e) || map_format(json_object_get(body, "format"), chat, e))
+        goto bad;
     json_t *tmt = json_object_get(body, "max_tokens"); /* not Ollama's, but clients send it: honoured, not dropped */
     if (tmt && !json_is_null(tmt) && !json_object_get(chat, "max_tokens")) {
-        if (!json_is_integer(tmt) || json_integer_value(tmt) < 1) { dl_fail(e, 400, "max_tokens", "'max_tokens' must be a positive integer"); goto bad; }
+        if (!json_is_integer(tmt) || json_integer_value(tmt) < 1) {
+            dl_fail(e, 400, "max_tokens", "'max_tokens' must be a positive integer");
+            goto bad;
+        }
         json_object_set(chat, "max_tokens", tmt);
     }
     /* think: false turns a thinking model's block off; true and the levels ("high", "medium",
      * "low") leave it on (the model has no levels); absent: the model's default */
     json_t *think = json_object_get(body, "think");
     if (think && !json_is_null(think) && !json_is_boolean(think) &&
-        !(json_is_string(think) && (!strcmp(json_string_value(think), "high") || !strcmp(json_string_value(think), "medium") ||
-                                    !strcmp(json_string_value(think), "low")))) {
+        !(json_is_string(think) &&
+          (!strcmp(json_string_value(think), "high") || !strcmp(json_string_value(think), "medium") ||
+           !strcmp(json_string_value(think), "low")))) {
         dl_fail(e, 400, "think", "'think' must be a boolean or high, medium, low");
         goto bad;
     }
     if (json_is_false(think)) json_object_set_new(chat, "reasoning_effort", json_string("none"));
     json_t *stream = json_object_get(body, "stream");
-    if (stream && !json_is_null(stream) && !json_is_boolean(stream)) { dl_fail(e, 400, "stream", "'stream' must be a boolean"); goto bad; }
+    if (stream && !json_is_null(stream) && !json_is_boolean(stream)) {
+        dl_fail(e, 400, "stream", "'stream' must be a boolean");
+        goto bad;
+    }
     json_object_set_new(chat, "stream", json_boolean(!json_is_false(stream)));
     if (*legacy && !json_object_get(chat, "max_tokens")) json_object_set_new(chat, "max_tokens", json_integer(1 << 30));
     *state = st;
@@ -236,7 +289,10 @@ static json_t *ol_generate(const dl_server *s, json_t *body, void **state, bool 
 /* One call as Ollama writes it: {"function":{"name","arguments":{...}}} (arguments an object). */
 static json_t *ol_call(const char *name, const char *args) {
     json_t *a = args ? json_loads(args, 0, NULL) : NULL;
-    if (!json_is_object(a)) { json_decref(a); a = json_object(); }
+    if (!json_is_object(a)) {
+        json_decref(a);
+        a = json_object();
+    }
     return json_pack("{s:{s:s,s:o}}", "function", "name", name, "arguments", a);
 }
 
@@ -259,11 +315,12 @@ static json_t *done_obj(const dl_server *s, ol_state *st, json_t *msg_or_text, j
     char t[40];
     dl_iso_time(time(NULL), t, sizeof t);
     double first = run->t_first > 0 ? run->t_first : run->t_now;
-    json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
-                     st->generate ? "response" : "message", msg_or_text, "done", 1, "done_reason",
-                     finish == JOB_LENGTH ? "length" : "stop", "total_duration", ns(run->t_now - run->t_submit),
-                     "load_duration", (json_int_t)0, "prompt_eval_count", run->n_prompt, "prompt_eval_duration",
-                     ns(first - run->t_submit), "eval_count", run->n_generated, "eval_duration", ns(run->t_now - first));
+    json_t *o =
+        json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
+                  st->generate ? "response" : "message", msg_or_text, "done", 1, "done_reason",
+                  finish == JOB_LENGTH ? "length" : "stop", "total_duration", ns(run->t_now - run->t_submit),
+                  "load_duration", (json_int_t)0, "prompt_eval_count", run->n_prompt, "prompt_eval_duration",
+                  ns(first - run->t_submit), "eval_count", run->n_generated, "eval_duration", ns(run->t_now - first));
     if (o && st->generate) {
         const char *text = st->text.n ? st->text.p : json_string_value(msg_or_text); /* streamed: the text kept */
         size_t n = st->text.n ? st->text.n : json_string_length(msg_or_text);
@@ -305,7 +362,8 @@ static void ol_thinking(ol_state *st, const job_event *ev, const char *t, dl_wri
         json_object_set_new(o, "response", json_string(""));
         json_object_set_new(o, "thinking", piece);
     } else {
-        json_object_set_new(o, "message", json_pack("{s:s,s:s,s:o}", "role", "assistant", "content", "", "thinking", piece));
+        json_object_set_new(o, "message",
+                            json_pack("{s:s,s:s,s:o}", "role", "assistant", "content", "", "thinking", piece));
     }
     dl_ndjson(w, wctx, o);
 }
@@ -314,7 +372,8 @@ static void ol_text(ol_state *st, const job_event *ev, const char *t, dl_write w
     if (st->generate) dl_buf_add(&st->text, ev->text, ev->n);
     json_t *piece = json_stringn(ev->text, ev->n);
     json_t *o = st->generate ? piece : json_pack("{s:s,s:o}", "role", "assistant", "content", piece);
-    json_t *line = json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, st->generate ? "response" : "message", o, "done", 0);
+    json_t *line = json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t,
+                             st->generate ? "response" : "message", o, "done", 0);
     /* an empty 'context' on /api/generate's partial lines too (the done line has the ids): a
      * client that validates every line against one schema (ollama-ai-provider-v2) reads them */
     if (st->generate) json_object_set_new(line, "context", json_array());
@@ -332,8 +391,10 @@ static void ol_event(const dl_server *s, void *state, const job_event *ev, dl_wr
     if (ev->kind == JOB_EV_REASONING && dl_text_ok(ev->text, ev->n)) ol_thinking(st, ev, t, w, wctx);
     if (ev->kind == JOB_EV_TEXT && dl_text_ok(ev->text, ev->n)) ol_text(st, ev, t, w, wctx);
     if (ev->kind == JOB_EV_TOOL_CALL && !st->generate) {
-        json_t *m = json_pack("{s:s,s:s,s:[o]}", "role", "assistant", "content", "", "tool_calls", ol_call(ev->call_name, ev->call_args));
-        dl_ndjson(w, wctx, json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, "message", m, "done", 0));
+        json_t *m = json_pack("{s:s,s:s,s:[o]}", "role", "assistant", "content", "", "tool_calls",
+                              ol_call(ev->call_name, ev->call_args));
+        dl_ndjson(w, wctx,
+                  json_pack("{s:s,s:s,s:o,s:b}", "model", st->model, "created_at", t, "message", m, "done", 0));
     }
     if (ev->kind == JOB_EV_FINISH && !st->ended) { /* the done:true line ends the stream */
         st->ended = true;
@@ -376,8 +437,8 @@ static json_t *details(const dl_server *s) {
     if (n >= 1e9) snprintf(size, sizeof size, "%.1fB", n / 1e9);
     else if (n >= 1e6) snprintf(size, sizeof size, "%.0fM", n / 1e6);
     else snprintf(size, sizeof size, "%.0fK", n / 1e3);
-    return json_pack("{s:s,s:s,s:s,s:[s],s:s,s:s}", "parent_model", "", "format", "gguf", "family", mi->arch, "families", mi->arch,
-                     "parameter_size", size, "quantization_level", quant_name(mi->file_type));
+    return json_pack("{s:s,s:s,s:s,s:[s],s:s,s:s}", "parent_model", "", "format", "gguf", "family", mi->arch,
+                     "families", mi->arch, "parameter_size", size, "quantization_level", quant_name(mi->file_type));
 }
 
 static void name_of(const dl_server *s, char *out, size_t cap) {
@@ -406,8 +467,8 @@ static json_t *tag_json(const dl_server *s, bool ps, int lora) {
     digest(s, dg);
     if (lora >= 0) snprintf(dg + 48, 17, "%016x", (unsigned)lora + 1u);
     dl_iso_time(s->started, t, sizeof t);
-    json_t *m = json_pack("{s:s,s:s,s:I,s:s,s:o}", "name", name, "model", name, "size", (json_int_t)mi->weight_bytes, "digest", dg,
-                          "details", details(s));
+    json_t *m = json_pack("{s:s,s:s,s:I,s:s,s:o}", "name", name, "model", name, "size", (json_int_t)mi->weight_bytes,
+                          "digest", dg, "details", details(s));
     if (ps) {
         json_object_set_new(m, "expires_at", json_string("2318-01-01T00:00:00Z")); /* loaded until the server stops */
         json_object_set_new(m, "size_vram", json_integer(0));
@@ -429,7 +490,8 @@ static bool names_served(const dl_server *s, const char *m, const char *name) {
     if (!strcmp(m, s->alias) || !strcmp(m, name) || (s->model_file && !strcmp(m, s->model_file))) return true;
     size_t na = strlen(s->alias);
     for (int i = 0; i < s->n_lora; i++)
-        if (!strcmp(m, s->lora_names[i]) || (!strncmp(m, s->alias, na) && m[na] == ':' && !strcmp(m + na + 1, s->lora_names[i])))
+        if (!strcmp(m, s->lora_names[i]) ||
+            (!strncmp(m, s->alias, na) && m[na] == ':' && !strcmp(m + na + 1, s->lora_names[i])))
             return true;
     return false;
 }
@@ -438,7 +500,10 @@ static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
     json_t *mv = json_object_get(body, "model");
     if (!mv) mv = json_object_get(body, "name");
     const char *m = json_string_value(mv);
-    if (!m) { dl_fail(e, 400, "model", "'model' is required"); return NULL; }
+    if (!m) {
+        dl_fail(e, 400, "model", "'model' is required");
+        return NULL;
+    }
     char name[300];
     name_of(s, name, sizeof name);
     if (!names_served(s, m, name)) {
@@ -448,15 +513,18 @@ static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
     const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
     const char *tmpl = lfm2c_model_meta_str(s->model, "tokenizer.chat_template");
     char key[96], t[40];
-    json_t *info = json_pack("{s:s,s:I,s:s}", "general.architecture", mi->arch, "general.parameter_count", (json_int_t)mi->n_params,
-                             "general.name", mi->name);
+    json_t *info = json_pack("{s:s,s:I,s:s}", "general.architecture", mi->arch, "general.parameter_count",
+                             (json_int_t)mi->n_params, "general.name", mi->name);
 #define ARCH_KEY(k, v) (snprintf(key, sizeof key, "%s." k, mi->arch), json_object_set_new(info, key, json_integer(v)))
     ARCH_KEY("context_length", mi->n_ctx_train);
     ARCH_KEY("embedding_length", mi->n_embd);
     ARCH_KEY("block_count", mi->n_layer);
     ARCH_KEY("attention.head_count", mi->n_head);
     ARCH_KEY("vocab_size", mi->n_vocab);
-    if (mi->n_expert) { ARCH_KEY("expert_count", mi->n_expert); ARCH_KEY("expert_used_count", mi->n_expert_used); }
+    if (mi->n_expert) {
+        ARCH_KEY("expert_count", mi->n_expert);
+        ARCH_KEY("expert_used_count", mi->n_expert_used);
+    }
 #undef ARCH_KEY
     lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(s->model);
     char params[256];
@@ -466,18 +534,33 @@ static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
     snprintf(modelfile, sizeof modelfile, "# served by lfm2c\nFROM %s\n", s->model_file ? s->model_file : s->alias);
     dl_iso_time(s->started, t, sizeof t);
     json_t *caps = json_pack("[s,s]", "completion", "tools");
-    if (tmpl && strstr(tmpl, LFM2C_THINK_OPEN)) json_array_append_new(caps, json_string("thinking")); /* a thinking model's template */
-    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "modelfile", modelfile, "parameters", params, "template", tmpl ? tmpl : "",
-                     "details", details(s), "model_info", info, "capabilities", caps, "modified_at", t);
+    if (tmpl && strstr(tmpl, LFM2C_THINK_OPEN))
+        json_array_append_new(caps, json_string("thinking")); /* a thinking model's template */
+    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "modelfile", modelfile, "parameters", params, "template",
+                     tmpl ? tmpl : "", "details", details(s), "model_info", info, "capabilities", caps, "modified_at",
+                     t);
 }
 
 static json_t *ollama_version(void) { return json_pack("{s:s}", "version", "0.12.0"); }
 
 /* ---- routes ----------------------------------------------------------------------------------- */
 
-static json_t *tags_hook(const dl_server *s, json_t *body, dl_err *e) { (void)body; (void)e; return ollama_tags(s, false); }
-static json_t *ps_hook(const dl_server *s, json_t *body, dl_err *e) { (void)body; (void)e; return ollama_tags(s, true); }
-static json_t *version_hook(const dl_server *s, json_t *body, dl_err *e) { (void)s; (void)body; (void)e; return ollama_version(); }
+static json_t *tags_hook(const dl_server *s, json_t *body, dl_err *e) {
+    (void)body;
+    (void)e;
+    return ollama_tags(s, false);
+}
+static json_t *ps_hook(const dl_server *s, json_t *body, dl_err *e) {
+    (void)body;
+    (void)e;
+    return ollama_tags(s, true);
+}
+static json_t *version_hook(const dl_server *s, json_t *body, dl_err *e) {
+    (void)s;
+    (void)body;
+    (void)e;
+    return ollama_version();
+}
 static const dl_hook show_hook = {ollama_show}, tags = {tags_hook}, ps = {ps_hook}, version = {version_hook};
 
 const http_route ollama_routes[] = {

@@ -15,16 +15,16 @@
 typedef struct rs_state {
     char id[48], msg_id[48], rs_id[48];
     time_t created;
-    json_t *echo;              /* request fields the response object repeats */
-    json_t *messages;          /* the conversation in chat form, without instructions */
+    json_t *echo;     /* request fields the response object repeats */
+    json_t *messages; /* the conversation in chat form, without instructions */
     bool store;
     /* streaming */
     int seq, n_out;
     bool started, msg_open, think_open, completed;
     dl_buf text, thinking;
-    json_t *output;            /* finished output items */
-    json_t *calls;             /* chat tool_calls of the answer (for the store) */
-    json_t *lp, *lp_pending;   /* logprobs asked for: every token's entry; those not yet sent */
+    json_t *output;          /* finished output items */
+    json_t *calls;           /* chat tool_calls of the answer (for the store) */
+    json_t *lp, *lp_pending; /* logprobs asked for: every token's entry; those not yet sent */
 } rs_state;
 
 static void rs_free(void *p) {
@@ -69,7 +69,9 @@ static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i,
     if (!id) return dl_fail(e, 400, "input", "input[%zu]: an item_reference needs a string 'id'", i);
     json_t *got = resp_store_get(s->responses, s->owner, id);
     if (!got)
-        return dl_fail(e, 400, "input", "input[%zu]: item '%.100s' not found (only recent responses stored with 'store' are kept)", i, id);
+        return dl_fail(e, 400, "input",
+                       "input[%zu]: item '%.100s' not found (only recent responses stored with 'store' are kept)", i,
+                       id);
     int rc = 0;
     if (json_is_array(got)) { /* a response: its answer is the last message of its conversation */
         json_t *last = json_array_get(got, json_array_size(got) - 1);
@@ -84,37 +86,50 @@ static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i,
 /* One input item -> appended to the chat messages (ref: it came from the store). A reasoning
  * item's text waits in *th for the assistant turn that follows it. */
 static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_buf *th, dl_err *e) {
-    if (json_is_string(it)) return json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", it)), 0;
+    if (json_is_string(it))
+        return json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", it)), 0;
     if (!json_is_object(it)) return dl_fail(e, 400, "input", "input[%zu] must be an object", i);
     const char *type = json_string_value(json_object_get(it, "type"));
     const char *role = json_string_value(json_object_get(it, "role"));
-    if (!ref && ((type && !strcmp(type, "item_reference")) || (!type && !role && json_is_string(json_object_get(it, "id")))))
+    if (!ref &&
+        ((type && !strcmp(type, "item_reference")) || (!type && !role && json_is_string(json_object_get(it, "id")))))
         return add_reference(s, msgs, it, i, th, e);
     if (!type || !strcmp(type, "message")) {
-        if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")))
+        if (!role ||
+            (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")))
             return dl_fail(e, 400, "input", "input[%zu].role must be user, assistant, system or developer", i);
         dl_buf b = {0};
         if (dl_text_of(json_object_get(it, "content"), "input_text,output_text,text", &b)) {
             free(b.p);
-            return dl_fail(e, 400, "input", "input[%zu].content must be a string or text parts (input_text, output_text)", i);
+            return dl_fail(e, 400, "input",
+                           "input[%zu].content must be a string or text parts (input_text, output_text)", i);
         }
         json_t *m = json_pack("{s:s,s:s%}", "role", role, "content", b.p ? b.p : "", b.n);
-        if (!strcmp(role, "assistant") && th->n) { json_object_set_new(m, "reasoning_content", json_stringn(th->p, th->n)); th->n = 0; }
+        if (!strcmp(role, "assistant") && th->n) {
+            json_object_set_new(m, "reasoning_content", json_stringn(th->p, th->n));
+            th->n = 0;
+        }
         json_array_append_new(msgs, m);
         free(b.p);
         return 0;
     }
     if (!strcmp(type, "function_call")) {
-        json_t *name = json_object_get(it, "name"), *args = json_object_get(it, "arguments"), *cid = json_object_get(it, "call_id");
+        json_t *name = json_object_get(it, "name"), *args = json_object_get(it, "arguments"),
+               *cid = json_object_get(it, "call_id");
         if (!json_is_string(name) || !json_is_string(args) || !json_is_string(cid))
-            return dl_fail(e, 400, "input", "input[%zu]: a function_call needs string 'call_id', 'name' and 'arguments'", i);
-        json_t *call = json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", cid, "type", "function", "function", "name", name, "arguments", args);
+            return dl_fail(e, 400, "input",
+                           "input[%zu]: a function_call needs string 'call_id', 'name' and 'arguments'", i);
+        json_t *call = json_pack("{s:O,s:s,s:{s:O,s:O}}", "id", cid, "type", "function", "function", "name", name,
+                                 "arguments", args);
         json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
         json_t *calls = json_object_get(last, "tool_calls");
         if (json_is_array(calls)) json_array_append_new(calls, call);
         else {
             json_t *m = json_pack("{s:s,s:n,s:[o]}", "role", "assistant", "content", "tool_calls", call);
-            if (th->n) { json_object_set_new(m, "reasoning_content", json_stringn(th->p, th->n)); th->n = 0; }
+            if (th->n) {
+                json_object_set_new(m, "reasoning_content", json_stringn(th->p, th->n));
+                th->n = 0;
+            }
             json_array_append_new(msgs, m);
         }
         return 0;
@@ -122,19 +137,24 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
     if (!strcmp(type, "function_call_output")) {
         json_t *cid = json_object_get(it, "call_id"), *out = json_object_get(it, "output");
         if (!json_is_string(cid) || !out)
-            return dl_fail(e, 400, "input", "input[%zu]: a function_call_output needs a string 'call_id' and an 'output'", i);
+            return dl_fail(e, 400, "input",
+                           "input[%zu]: a function_call_output needs a string 'call_id' and an 'output'", i);
         dl_buf b = {0};
         if (json_is_object(out) && json_is_string(json_object_get(out, "text"))) out = json_object_get(out, "text");
         if (dl_text_of(out, "input_text,output_text,text", &b)) {
             free(b.p);
             return dl_fail(e, 400, "input", "input[%zu].output must be a string or text parts", i);
         }
-        json_array_append_new(msgs, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", cid, "content", b.p ? b.p : "", b.n));
+        json_array_append_new(
+            msgs, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", cid, "content", b.p ? b.p : "", b.n));
         free(b.p);
         return 0;
     }
     if (!strcmp(type, "reasoning")) return reasoning_text(it, i, th, e);
-    return dl_fail(e, 400, "input", "input[%zu].type '%.60s' is not supported (message, function_call, function_call_output, item_reference)", i, type);
+    return dl_fail(
+        e, 400, "input",
+        "input[%zu].type '%.60s' is not supported (message, function_call, function_call_output, item_reference)", i,
+        type);
 }
 
 /* Logprobs: include ["message.output_text.logprobs"] and/or top_logprobs (0..20) -> the chat's
@@ -167,9 +187,13 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     json_t *prev = json_object_get(body, "previous_response_id"), *instr = json_object_get(body, "instructions");
     json_t *msgs = NULL, *chat = NULL;
     if (prev && !json_is_null(prev)) {
-        if (!json_is_string(prev)) { dl_fail(e, 400, "previous_response_id", "'previous_response_id' must be a string"); return NULL; }
+        if (!json_is_string(prev)) {
+            dl_fail(e, 400, "previous_response_id", "'previous_response_id' must be a string");
+            return NULL;
+        }
         if (!(msgs = resp_store_get(s->responses, s->owner, json_string_value(prev)))) {
-            dl_fail(e, 404, "previous_response_id", "Previous response with id '%.100s' not found.", json_string_value(prev));
+            dl_fail(e, 404, "previous_response_id", "Previous response with id '%.100s' not found.",
+                    json_string_value(prev));
             return NULL;
         }
     } else {
@@ -181,16 +205,28 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
         size_t i;
         json_t *it;
         dl_buf th = {0};
-        json_array_foreach(input, i, it) if (add_item(s, msgs, it, i, false, &th, e)) { free(th.p); goto bad; }
+        json_array_foreach(input, i, it) if (add_item(s, msgs, it, i, false, &th, e)) {
+            free(th.p);
+            goto bad;
+        }
         free(th.p);
     } else if (input && !json_is_null(input)) {
         dl_fail(e, 400, "input", "'input' must be a string or an array of items");
         goto bad;
     }
-    if (!json_array_size(msgs)) { dl_fail(e, 400, "input", "'input' is missing or empty"); goto bad; }
-    if (instr && !json_is_null(instr) && !json_is_string(instr)) { dl_fail(e, 400, "instructions", "'instructions' must be a string"); goto bad; }
+    if (!json_array_size(msgs)) {
+        dl_fail(e, 400, "input", "'input' is missing or empty");
+        goto bad;
+    }
+    if (instr && !json_is_null(instr) && !json_is_string(instr)) {
+        dl_fail(e, 400, "instructions", "'instructions' must be a string");
+        goto bad;
+    }
     json_t *store = json_object_get(body, "store");
-    if (store && !json_is_null(store) && !json_is_boolean(store)) { dl_fail(e, 400, "store", "'store' must be a boolean"); goto bad; }
+    if (store && !json_is_null(store) && !json_is_boolean(store)) {
+        dl_fail(e, 400, "store", "'store' must be a boolean");
+        goto bad;
+    }
     json_t *mot = json_object_get(body, "max_output_tokens");
     if (mot && !json_is_null(mot) && (!json_is_integer(mot) || json_integer_value(mot) < 1)) {
         dl_fail(e, 400, "max_output_tokens", "'max_output_tokens' must be a positive integer");
@@ -214,14 +250,20 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
      * (the model has no levels); checked by the chat request */
     json_t *rsn = json_object_get(body, "reasoning");
     if (rsn && !json_is_null(rsn)) {
-        if (!json_is_object(rsn)) { dl_fail(e, 400, "reasoning", "'reasoning' must be an object"); goto bad; }
+        if (!json_is_object(rsn)) {
+            dl_fail(e, 400, "reasoning", "'reasoning' must be an object");
+            goto bad;
+        }
         json_t *eff = json_object_get(rsn, "effort");
         if (eff && !json_is_null(eff)) json_object_set(chat, "reasoning_effort", eff);
     }
 
     json_t *tools = json_object_get(body, "tools");
     if (tools && !json_is_null(tools)) {
-        if (!json_is_array(tools)) { dl_fail(e, 400, "tools", "'tools' must be an array"); goto bad; }
+        if (!json_is_array(tools)) {
+            dl_fail(e, 400, "tools", "'tools' must be an array");
+            goto bad;
+        }
         json_t *ct = json_array();
         json_object_set_new(chat, "tools", ct);
         size_t i;
@@ -230,7 +272,8 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
             const char *type = json_string_value(json_object_get(t, "type"));
             json_t *name = json_object_get(t, "name");
             if (!type || strcmp(type, "function") || !json_is_string(name)) {
-                dl_fail(e, 400, "tools", "tools[%zu]: only {\"type\":\"function\",\"name\":...} tools are supported", i);
+                dl_fail(e, 400, "tools", "tools[%zu]: only {\"type\":\"function\",\"name\":...} tools are supported",
+                        i);
                 goto bad;
             }
             json_t *fn = json_pack("{s:O}", "name", name);
@@ -244,20 +287,36 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     if (tc && !json_is_null(tc)) {
         if (json_is_string(tc)) json_object_set(chat, "tool_choice", tc);
         else if (json_is_object(tc) && json_is_string(json_object_get(tc, "name")))
-            json_object_set_new(chat, "tool_choice", json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
-        else { dl_fail(e, 400, "tool_choice", "'tool_choice' must be none, auto, required or {\"type\":\"function\",\"name\":...}"); goto bad; }
+            json_object_set_new(
+                chat, "tool_choice",
+                json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
+        else {
+            dl_fail(e, 400, "tool_choice",
+                    "'tool_choice' must be none, auto, required or {\"type\":\"function\",\"name\":...}");
+            goto bad;
+        }
     }
     json_t *text = json_object_get(body, "text"), *fmt = json_object_get(text, "format");
-    if (text && !json_is_null(text) && !json_is_object(text)) { dl_fail(e, 400, "text", "'text' must be an object"); goto bad; }
+    if (text && !json_is_null(text) && !json_is_object(text)) {
+        dl_fail(e, 400, "text", "'text' must be an object");
+        goto bad;
+    }
     if (fmt && !json_is_null(fmt)) {
         const char *ft = json_string_value(json_object_get(fmt, "type"));
-        if (!ft) { dl_fail(e, 400, "text.format", "'text.format' must be an object with a 'type'"); goto bad; }
+        if (!ft) {
+            dl_fail(e, 400, "text.format", "'text.format' must be an object with a 'type'");
+            goto bad;
+        }
         if (!strcmp(ft, "json_schema")) {
             json_t *schema = json_object_get(fmt, "schema");
-            if (!json_is_object(schema)) { dl_fail(e, 400, "text.format.schema", "'text.format.schema' must be an object"); goto bad; }
+            if (!json_is_object(schema)) {
+                dl_fail(e, 400, "text.format.schema", "'text.format.schema' must be an object");
+                goto bad;
+            }
             json_t *nm = json_object_get(fmt, "name");
-            json_object_set_new(chat, "response_format", json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name",
-                                                                   json_is_string(nm) ? json_string_value(nm) : "schema", "schema", schema));
+            json_object_set_new(chat, "response_format",
+                                json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name",
+                                          json_is_string(nm) ? json_string_value(nm) : "schema", "schema", schema));
         } else if (!strcmp(ft, "json_object")) {
             json_object_set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
         } else if (strcmp(ft, "text")) {
@@ -267,7 +326,10 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     }
 
     rs_state *st = calloc(1, sizeof *st);
-    if (!st) { dl_fail(e, 500, NULL, "out of memory"); goto bad; }
+    if (!st) {
+        dl_fail(e, 500, NULL, "out of memory");
+        goto bad;
+    }
     dl_make_id(s, "resp_", st->id, sizeof st->id);
     dl_make_id(s, "msg_", st->msg_id, sizeof st->msg_id);
     dl_make_id(s, "rs_", st->rs_id, sizeof st->rs_id);
@@ -275,18 +337,24 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     st->store = !json_is_false(store);
     st->messages = msgs;
     st->output = json_array();
-    if (want_lp) { st->lp = json_array(); st->lp_pending = json_array(); }
-    st->echo = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "instructions", opt(instr), "tools",
-                         tools && !json_is_null(tools) ? json_incref(tools) : json_array(), "tool_choice",
-                         tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"), "temperature",
-                         opt(json_object_get(body, "temperature")), "top_p", opt(json_object_get(body, "top_p")),
-                         "max_output_tokens", opt(mot), "previous_response_id", opt(prev), "text",
-                         json_is_object(text) ? json_incref(text) : json_pack("{s:{s:s}}", "format", "type", "text"),
-                         "store", st->store, "metadata",
-                         json_is_object(json_object_get(body, "metadata")) ? json_incref(json_object_get(body, "metadata")) : json_object());
+    if (want_lp) {
+        st->lp = json_array();
+        st->lp_pending = json_array();
+    }
+    st->echo =
+        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "instructions", opt(instr), "tools",
+                  tools && !json_is_null(tools) ? json_incref(tools) : json_array(), "tool_choice",
+                  tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"), "temperature",
+                  opt(json_object_get(body, "temperature")), "top_p", opt(json_object_get(body, "top_p")),
+                  "max_output_tokens", opt(mot), "previous_response_id", opt(prev), "text",
+                  json_is_object(text) ? json_incref(text) : json_pack("{s:{s:s}}", "format", "type", "text"), "store",
+                  st->store, "metadata",
+                  json_is_object(json_object_get(body, "metadata")) ? json_incref(json_object_get(body, "metadata"))
+                                                                    : json_object());
     json_t *ptc = json_object_get(body, "parallel_tool_calls");
     json_object_set_new(st->echo, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
-    json_object_set_new(st->echo, "reasoning", json_is_object(rsn) ? json_incref(rsn) : json_pack("{s:n,s:n}", "effort", "summary"));
+    json_object_set_new(st->echo, "reasoning",
+                        json_is_object(rsn) ? json_incref(rsn) : json_pack("{s:n,s:n}", "effort", "summary"));
     *state = st;
     return chat;
 bad:
@@ -296,16 +364,18 @@ bad:
 }
 
 static json_t *usage(int in, int cached, int out, int reasoning) {
-    return json_pack("{s:i,s:{s:i},s:i,s:{s:i},s:i}", "input_tokens", in, "input_tokens_details", "cached_tokens", cached,
-                     "output_tokens", out, "output_tokens_details", "reasoning_tokens", reasoning, "total_tokens", in + out);
+    return json_pack("{s:i,s:{s:i},s:i,s:{s:i},s:i}", "input_tokens", in, "input_tokens_details", "cached_tokens",
+                     cached, "output_tokens", out, "output_tokens_details", "reasoning_tokens", reasoning,
+                     "total_tokens", in + out);
 }
 
 /* The response object (steals output and usage). */
 static json_t *rs_object(const dl_server *s, rs_state *st, const char *status, json_t *output, json_t *use) {
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:s,s:o,s:o}", "id", st->id, "object", "response", "created_at",
-                          (json_int_t)st->created, "status", status, "error", "incomplete_details",
-                          strcmp(status, "incomplete") ? json_null() : json_pack("{s:s}", "reason", "max_output_tokens"),
-                          "model", s->alias, "output", output, "usage", use ? use : json_null());
+    json_t *o =
+        json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:s,s:o,s:o}", "id", st->id, "object", "response", "created_at",
+                  (json_int_t)st->created, "status", status, "error", "incomplete_details",
+                  strcmp(status, "incomplete") ? json_null() : json_pack("{s:s}", "reason", "max_output_tokens"),
+                  "model", s->alias, "output", output, "usage", use ? use : json_null());
     json_object_update(o, st->echo);
     return o;
 }
@@ -322,20 +392,22 @@ static json_t *message_item(rs_state *st, const char *status, const char *text, 
 
 /* A thinking model's block as a reasoning item (its text as reasoning_text content). */
 static json_t *reasoning_item(rs_state *st, const char *status, const char *text, size_t n) {
-    return json_pack("{s:s,s:s,s:s,s:[],s:[{s:s,s:s%}]}", "id", st->rs_id, "type", "reasoning", "status", status, "summary",
-                     "content", "type", "reasoning_text", "text", text, n);
+    return json_pack("{s:s,s:s,s:s,s:[],s:[{s:s,s:s%}]}", "id", st->rs_id, "type", "reasoning", "status", status,
+                     "summary", "content", "type", "reasoning_text", "text", text, n);
 }
 
-static json_t *call_item(const dl_server *s, const char *call_id, const char *name, const char *status, const char *args) {
+static json_t *call_item(const dl_server *s, const char *call_id, const char *name, const char *status,
+                         const char *args) {
     char id[48];
     dl_make_id(s, "fc_", id, sizeof id);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", id, "type", "function_call", "status", status, "call_id", call_id, "name",
-                     name, "arguments", args);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", id, "type", "function_call", "status", status, "call_id",
+                     call_id, "name", name, "arguments", args);
 }
 
 /* A call in the chat form the store keeps ({id, type, function: {name, arguments}}). */
 static json_t *chat_call(const char *id, const char *name, const char *args) {
-    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name", name, "arguments", args);
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name", name, "arguments",
+                     args);
 }
 
 /* Keeps the conversation under the response's id and each output item under its own id (for
@@ -397,12 +469,12 @@ static void ev(rs_state *st, dl_write w, void *wctx, const char *type, json_t *d
 static void open_think(rs_state *st, dl_write w, void *wctx) {
     if (st->think_open) return;
     st->think_open = true;
-    json_t *item = json_pack("{s:s,s:s,s:s,s:[],s:[]}", "id", st->rs_id, "type", "reasoning", "status", "in_progress", "summary",
-                             "content");
+    json_t *item = json_pack("{s:s,s:s,s:s,s:[],s:[]}", "id", st->rs_id, "type", "reasoning", "status", "in_progress",
+                             "summary", "content");
     ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:o}", "output_index", st->n_out, "item", item));
     ev(st, w, wctx, "response.content_part.added",
-       json_pack("{s:s,s:i,s:i,s:{s:s,s:s}}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "part", "type",
-                 "reasoning_text", "text", ""));
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s}}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0,
+                 "part", "type", "reasoning_text", "text", ""));
 }
 
 static void close_think(rs_state *st, dl_write w, void *wctx) {
@@ -410,10 +482,11 @@ static void close_think(rs_state *st, dl_write w, void *wctx) {
     st->think_open = false;
     const char *t = st->thinking.p ? st->thinking.p : "";
     ev(st, w, wctx, "response.reasoning_text.done",
-       json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "text", t, st->thinking.n));
+       json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "text", t,
+                 st->thinking.n));
     ev(st, w, wctx, "response.content_part.done",
-       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%}}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "part", "type",
-                 "reasoning_text", "text", t, st->thinking.n));
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%}}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0,
+                 "part", "type", "reasoning_text", "text", t, st->thinking.n));
     json_t *item = reasoning_item(st, "completed", t, st->thinking.n);
     json_array_append(st->output, item);
     ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
@@ -423,8 +496,8 @@ static void open_msg(rs_state *st, dl_write w, void *wctx) {
     if (st->msg_open) return;
     close_think(st, w, wctx);
     st->msg_open = true;
-    json_t *item = json_pack("{s:s,s:s,s:s,s:s,s:[]}", "id", st->msg_id, "type", "message", "status", "in_progress", "role",
-                             "assistant", "content");
+    json_t *item = json_pack("{s:s,s:s,s:s,s:s,s:[]}", "id", st->msg_id, "type", "message", "status", "in_progress",
+                             "role", "assistant", "content");
     ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:o}", "output_index", st->n_out, "item", item));
     ev(st, w, wctx, "response.content_part.added",
        json_pack("{s:s,s:i,s:i,s:{s:s,s:s,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0,
@@ -436,11 +509,11 @@ static void close_msg(rs_state *st, dl_write w, void *wctx) {
     st->msg_open = false;
     const char *t = st->text.p ? st->text.p : "";
     ev(st, w, wctx, "response.output_text.done",
-       json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "text", t,
-                 st->text.n, "logprobs", lp_copy(st->lp)));
+       json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "text",
+                 t, st->text.n, "logprobs", lp_copy(st->lp)));
     ev(st, w, wctx, "response.content_part.done",
-       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0,
-                 "part", "type", "output_text", "text", t, st->text.n, "annotations"));
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index",
+                 0, "part", "type", "output_text", "text", t, st->text.n, "annotations"));
     json_t *item = message_item(st, "completed", t, st->text.n);
     json_array_append(st->output, item);
     ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
@@ -460,7 +533,8 @@ static void reasoning_delta(rs_state *st, const job_event *je, dl_write w, void 
     open_think(st, w, wctx);
     dl_buf_add(&st->thinking, je->text, je->n);
     ev(st, w, wctx, "response.reasoning_text.delta",
-       json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "delta", je->text, je->n));
+       json_pack("{s:s,s:i,s:i,s:s%}", "item_id", st->rs_id, "output_index", st->n_out, "content_index", 0, "delta",
+                 je->text, je->n));
 }
 
 static void text_delta(rs_state *st, const job_event *je, dl_write w, void *wctx) {
@@ -469,8 +543,8 @@ static void text_delta(rs_state *st, const job_event *je, dl_write w, void *wctx
     json_t *sent = st->lp_pending ? st->lp_pending : json_array();
     if (st->lp_pending) st->lp_pending = json_array();
     ev(st, w, wctx, "response.output_text.delta",
-       json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "delta", je->text,
-                 je->n, "logprobs", sent));
+       json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0,
+                 "delta", je->text, je->n, "logprobs", sent));
 }
 
 /* A whole call: a function_call item added, its arguments in one delta, done. */
@@ -486,7 +560,8 @@ static void call_events(const dl_server *s, rs_state *st, const job_event *je, d
     ev(st, w, wctx, "response.function_call_arguments.delta",
        json_pack("{s:s,s:i,s:s}", "item_id", iid, "output_index", st->n_out, "delta", args));
     ev(st, w, wctx, "response.function_call_arguments.done",
-       json_pack("{s:s,s:i,s:s,s:s}", "item_id", iid, "output_index", st->n_out, "name", je->call_name, "arguments", args));
+       json_pack("{s:s,s:i,s:s,s:s}", "item_id", iid, "output_index", st->n_out, "name", je->call_name, "arguments",
+                 args));
     json_object_set_new(item, "status", json_string("completed"));
     json_object_set_new(item, "arguments", json_string(args));
     json_array_append(st->output, item);
@@ -511,14 +586,17 @@ static void rs_event(const dl_server *s, void *state, const job_event *e, dl_wri
     rs_state *st = state;
     if (e->kind == JOB_EV_END) return; /* the stream ends after response.completed */
     if (e->kind == JOB_EV_ERROR) {
-        ev(st, w, wctx, "error", json_pack("{s:o,s:s,s:n}", "code", e->err->code[0] ? json_string(e->err->code) : json_null(),
-                                           "message", e->err->msg, "param"));
+        ev(st, w, wctx, "error",
+           json_pack("{s:o,s:s,s:n}", "code", e->err->code[0] ? json_string(e->err->code) : json_null(), "message",
+                     e->err->msg, "param"));
         return;
     }
     if (!st->started) {
         st->started = true;
-        ev(st, w, wctx, "response.created", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
-        ev(st, w, wctx, "response.in_progress", json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
+        ev(st, w, wctx, "response.created",
+           json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
+        ev(st, w, wctx, "response.in_progress",
+           json_pack("{s:o}", "response", rs_object(s, st, "in_progress", json_array(), NULL)));
     }
     if (e->kind == JOB_EV_TEXT || e->kind == JOB_EV_REASONING) keep_logprobs(s, st, e);
     bool text = dl_text_ok(e->text, e->n);

@@ -20,7 +20,7 @@
 typedef struct strpool {
     char *data;
     size_t len, cap;
-    uint32_t *off, *slen;   /* per string */
+    uint32_t *off, *slen; /* per string */
     int n, ncap;
 } strpool;
 
@@ -46,10 +46,19 @@ static int pool_add(strpool *p, const char *s, size_t n) {
     return p->n++;
 }
 
-static void pool_free(strpool *p) { free(p->data); free(p->off); free(p->slen); }
+static void pool_free(strpool *p) {
+    free(p->data);
+    free(p->off);
+    free(p->slen);
+}
 
 /* ---- string -> id hash map (open addressing; keys live in a strpool) ------------------------ */
-typedef struct strmap { uint32_t *slot; uint32_t *hash; uint32_t mask; uint32_t n; } strmap;
+typedef struct strmap {
+    uint32_t *slot;
+    uint32_t *hash;
+    uint32_t mask;
+    uint32_t n;
+} strmap;
 
 static uint32_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
@@ -78,7 +87,10 @@ static bool map_init(strmap *m, uint32_t expect) {
     return m->slot && m->hash;
 }
 
-static void map_free(strmap *m) { free(m->slot); free(m->hash); }
+static void map_free(strmap *m) {
+    free(m->slot);
+    free(m->hash);
+}
 
 /* Slot of key s (empty slot if absent). Slots hold id + 1; 0 = empty. */
 static uint32_t map_probe(const strmap *m, const strpool *p, const char *s, size_t n, uint32_t h) {
@@ -101,7 +113,10 @@ static int map_get(const strmap *m, const strpool *p, const char *s, size_t n) {
 
 static bool map_grow(strmap *m, const strpool *p) {
     strmap nm;
-    if (!map_init(&nm, (m->mask + 1))) { map_free(&nm); return false; }
+    if (!map_init(&nm, (m->mask + 1))) {
+        map_free(&nm);
+        return false;
+    }
     for (uint32_t i = 0; i <= m->mask; i++) {
         if (!m->slot[i]) continue;
         uint32_t j = m->hash[i] & nm.mask;
@@ -132,8 +147,15 @@ static bool map_put(strmap *m, const strpool *p, int id, bool replace) {
 }
 
 /* ---- merge table: (left symbol, right symbol) -> (rank, result symbol) ---------------------- */
-typedef struct merge_entry { uint64_t key; int32_t rank; int32_t result; } merge_entry;
-typedef struct mergemap { merge_entry *e; uint32_t mask; } mergemap;
+typedef struct merge_entry {
+    uint64_t key;
+    int32_t rank;
+    int32_t result;
+} merge_entry;
+typedef struct mergemap {
+    merge_entry *e;
+    uint32_t mask;
+} mergemap;
 #define MERGE_EMPTY UINT64_MAX
 
 static uint32_t hash_pair(uint64_t k) {
@@ -154,20 +176,20 @@ static const merge_entry *merge_find(const mergemap *m, int32_t l, int32_t r) {
 
 struct lfm2c_tokenizer {
     int n_vocab;
-    int32_t *type;          /* TOKEN_TYPE_* per token */
-    strpool text;           /* stored token strings (GGUF form), index = token id */
-    strpool out;            /* decoded bytes of each token (what decoding emits), index = token id */
-    strpool sym;            /* symbol strings: raw bytes; ids < n_vocab are tokens */
-    strmap sym_map;         /* raw bytes -> symbol id (tokens whose string decodes) */
-    strmap text_map;        /* stored string -> token id */
+    int32_t *type;   /* TOKEN_TYPE_* per token */
+    strpool text;    /* stored token strings (GGUF form), index = token id */
+    strpool out;     /* decoded bytes of each token (what decoding emits), index = token id */
+    strpool sym;     /* symbol strings: raw bytes; ids < n_vocab are tokens */
+    strmap sym_map;  /* raw bytes -> symbol id (tokens whose string decodes) */
+    strmap text_map; /* stored string -> token id */
     mergemap merges;
-    int32_t byte_sym[256];  /* symbol of each single byte */
+    int32_t byte_sym[256]; /* symbol of each single byte */
     /* special tokens matched in text, by priority (longest first) */
-    int32_t *special;       /* token ids */
+    int32_t *special; /* token ids */
     int n_special;
-    strmap special_map;     /* stored string -> index into special[] (keys in `text`) */
-    int32_t *special_rank;  /* token id -> index in special[], or -1 */
-    int *special_lens;      /* distinct lengths, longest first */
+    strmap special_map;    /* stored string -> index into special[] (keys in `text`) */
+    int32_t *special_rank; /* token id -> index in special[], or -1 */
+    int *special_lens;     /* distinct lengths, longest first */
     int n_special_lens;
     uint8_t special_first[32]; /* bitset of first bytes of special strings */
     int bos, eos;
@@ -233,8 +255,7 @@ static int intern(lfm2c_tokenizer *t, const char *s, size_t n) {
     return id;
 }
 
-static bool build_vocab(lfm2c_tokenizer *t, const gguf_file *g, const int16_t inv[0x144],
-                        lfm2c_error *err) {
+static bool build_vocab(lfm2c_tokenizer *t, const gguf_file *g, const int16_t inv[0x144], lfm2c_error *err) {
     const gguf_kv *tok = gguf_find(g, "tokenizer.ggml.tokens");
     if (!tok || tok->type != GGUF_ARR || tok->arr_type != GGUF_STR || tok->n == 0) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "GGUF has no tokenizer.ggml.tokens string array");
@@ -248,12 +269,11 @@ static bool build_vocab(lfm2c_tokenizer *t, const gguf_file *g, const int16_t in
     const gguf_kv *types = gguf_find(g, "tokenizer.ggml.token_type");
     if (types && (types->type != GGUF_ARR || types->n != tok->n)) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "tokenizer.ggml.token_type has %llu entries for %d tokens",
-               (unsigned long long)types->n, n);
+                        (unsigned long long)types->n, n);
         return false;
     }
     t->type = malloc((size_t)n * sizeof *t->type);
-    if (!t->type || !map_init(&t->sym_map, (uint32_t)n) || !map_init(&t->text_map, (uint32_t)n))
-        goto oom;
+    if (!t->type || !map_init(&t->sym_map, (uint32_t)n) || !map_init(&t->text_map, (uint32_t)n)) goto oom;
     size_t longest = 0;
     for (int i = 0; i < n; i++) {
         int64_t ty = TOKEN_TYPE_NORMAL;
@@ -268,19 +288,37 @@ static bool build_vocab(lfm2c_tokenizer *t, const gguf_file *g, const int16_t in
     if (!buf) goto oom;
     for (int i = 0; i < n; i++) {
         const gguf_str *s = &tok->strs[i];
-        if (pool_add(&t->text, s->p, s->n) != i) { free(buf); goto oom; }
-        if (!map_put(&t->text_map, &t->text, i, true)) { free(buf); goto oom; }
+        if (pool_add(&t->text, s->p, s->n) != i) {
+            free(buf);
+            goto oom;
+        }
+        if (!map_put(&t->text_map, &t->text, i, true)) {
+            free(buf);
+            goto oom;
+        }
         /* symbol string: the raw bytes, or (undecodable) an empty string never looked up */
         long r = unmap_string(inv, s->p, s->n, buf, false);
-        if (pool_add(&t->sym, buf, r > 0 ? (size_t)r : 0) != i) { free(buf); goto oom; }
-        if (r > 0 && !map_put(&t->sym_map, &t->sym, i, true)) { free(buf); goto oom; }
+        if (pool_add(&t->sym, buf, r > 0 ? (size_t)r : 0) != i) {
+            free(buf);
+            goto oom;
+        }
+        if (r > 0 && !map_put(&t->sym_map, &t->sym, i, true)) {
+            free(buf);
+            goto oom;
+        }
         /* what decoding emits */
         int ty = t->type[i];
         long o;
         if (ty == TOKEN_TYPE_NORMAL || ty == TOKEN_TYPE_BYTE) o = unmap_string(inv, s->p, s->n, buf, true);
         else if (ty == TOKEN_TYPE_UNUSED) o = 0;
-        else { memcpy(buf, s->p, s->n); o = (long)s->n; }
-        if (pool_add(&t->out, buf, (size_t)o) != i) { free(buf); goto oom; }
+        else {
+            memcpy(buf, s->p, s->n);
+            o = (long)s->n;
+        }
+        if (pool_add(&t->out, buf, (size_t)o) != i) {
+            free(buf);
+            goto oom;
+        }
     }
     free(buf);
     return true;
@@ -289,8 +327,7 @@ oom:
     return false;
 }
 
-static bool build_merges(lfm2c_tokenizer *t, const gguf_file *g, const int16_t inv[0x144],
-                         lfm2c_error *err) {
+static bool build_merges(lfm2c_tokenizer *t, const gguf_file *g, const int16_t inv[0x144], lfm2c_error *err) {
     const gguf_kv *mk = gguf_find(g, "tokenizer.ggml.merges");
     uint64_t nm = 0;
     if (mk) {
@@ -311,7 +348,8 @@ static bool build_merges(lfm2c_tokenizer *t, const gguf_file *g, const int16_t i
     t->merges.mask = cap - 1;
     for (uint32_t i = 0; i < cap; i++) t->merges.e[i].key = MERGE_EMPTY;
     size_t longest = 0;
-    for (uint64_t i = 0; i < nm; i++) if (mk->strs[i].n > longest) longest = mk->strs[i].n;
+    for (uint64_t i = 0; i < nm; i++)
+        if (mk->strs[i].n > longest) longest = mk->strs[i].n;
     char *buf = malloc(longest + 1);
     if (!buf) goto oom;
     for (uint64_t i = 0; i < nm; i++) {
@@ -327,15 +365,18 @@ static bool build_merges(lfm2c_tokenizer *t, const gguf_file *g, const int16_t i
         size_t na = (size_t)(sp - s->p), nb = s->n - na - 1;
         long ra = unmap_string(inv, s->p, na, buf, false);
         long rb = ra > 0 ? unmap_string(inv, sp + 1, nb, buf + ra, false) : -1;
-        if (ra <= 0 || rb <= 0) continue;   /* can never apply to text */
+        if (ra <= 0 || rb <= 0) continue; /* can never apply to text */
         int l = intern(t, buf, (size_t)ra);
         int r = l >= 0 ? intern(t, buf + ra, (size_t)rb) : -1;
         int res = r >= 0 ? intern(t, buf, (size_t)(ra + rb)) : -1;
-        if (res < 0) { free(buf); goto oom; }
+        if (res < 0) {
+            free(buf);
+            goto oom;
+        }
         uint64_t k = ((uint64_t)(uint32_t)l << 32) | (uint32_t)r;
         uint32_t j = hash_pair(k) & t->merges.mask;
         while (t->merges.e[j].key != MERGE_EMPTY && t->merges.e[j].key != k) j = (j + 1) & t->merges.mask;
-        if (t->merges.e[j].key == k) continue;  /* a repeated pair keeps its first rank */
+        if (t->merges.e[j].key == k) continue; /* a repeated pair keeps its first rank */
         t->merges.e[j] = (merge_entry){k, (int32_t)i, res};
     }
     free(buf);
@@ -380,8 +421,7 @@ static bool build_specials(lfm2c_tokenizer *t, lfm2c_error *err) {
         t->special_rank[id] = k;
         const char *s = t->text.data + t->text.off[id];
         uint32_t len = t->text.slen[id];
-        if (map_get(&t->special_map, &t->text, s, len) < 0 && !map_put(&t->special_map, &t->text, id, false))
-            goto oom;
+        if (map_get(&t->special_map, &t->text, s, len) < 0 && !map_put(&t->special_map, &t->text, id, false)) goto oom;
         if (!t->n_special_lens || t->special_lens[t->n_special_lens - 1] != (int)len)
             t->special_lens[t->n_special_lens++] = (int)len;
         uint8_t c = (uint8_t)s[0];
@@ -396,9 +436,8 @@ oom:
 /* End-of-generation tokens: EOS, EOT / EOM if given, and the usual end-of-turn strings. Like the
  * reference, a token with one of those strings is treated as CONTROL whatever its stored type. */
 static void build_eog(lfm2c_tokenizer *t, const gguf_file *g) {
-    static const char *names[] = {"<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|eom_id|>",
-                                  "<|end|>", "<end_of_turn>", "<|end_of_text|>", "<EOT>",
-                                  "<end_of_utterance>"};
+    static const char *names[] = {"<|im_end|>",    "<|endoftext|>",   "<|eot_id|>", "<|eom_id|>",        "<|end|>",
+                                  "<end_of_turn>", "<|end_of_text|>", "<EOT>",      "<end_of_utterance>"};
     int64_t v;
     int32_t cand[3 + sizeof names / sizeof *names];
     int nc = 0;
@@ -424,7 +463,9 @@ lfm2c_tokenizer *tokenizer_new(const gguf_file *g, lfm2c_error *err) {
         return NULL;
     }
     bool ok = strcmp(model, "gpt2") == 0;
-    if (!ok) lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tokenizer model '%.100s' not supported (only gpt2 byte-level BPE)", model);
+    if (!ok)
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tokenizer model '%.100s' not supported (only gpt2 byte-level BPE)",
+                        model);
     free(model);
     if (!ok) return NULL;
     char *pre = gguf_get_string(g, "tokenizer.ggml.pre");
@@ -434,7 +475,10 @@ lfm2c_tokenizer *tokenizer_new(const gguf_file *g, lfm2c_error *err) {
     if (!ok) return NULL;
 
     lfm2c_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return NULL; }
+    if (!t) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return NULL;
+    }
     uint32_t fwd[256];
     int16_t inv[0x144];
     byte_map(fwd, inv);
@@ -446,12 +490,12 @@ lfm2c_tokenizer *tokenizer_new(const gguf_file *g, lfm2c_error *err) {
     t->bos = gguf_get_int(g, "tokenizer.ggml.bos_token_id", &v) ? (int)v : -1;
     t->eos = gguf_get_int(g, "tokenizer.ggml.eos_token_id", &v) ? (int)v : -1;
     if (t->bos >= t->n_vocab || t->eos >= t->n_vocab || t->bos < -1 || t->eos < -1) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "bos/eos token id out of range (%d / %d, vocabulary %d)",
-               t->bos, t->eos, t->n_vocab);
+        lfm2c_set_error(err, LFM2C_EFORMAT, "bos/eos token id out of range (%d / %d, vocabulary %d)", t->bos, t->eos,
+                        t->n_vocab);
         tokenizer_free(t);
         return NULL;
     }
-    t->add_bos = true;    /* the reference's default for the lfm2 pre-tokenizer */
+    t->add_bos = true; /* the reference's default for the lfm2 pre-tokenizer */
     t->add_eos = false;
     gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos);
     gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos);
@@ -506,21 +550,32 @@ static int split_piece(const uint32_t *cp, const uint8_t *cls, int n, int i) {
         if (is_crlf(cp[j])) last_nl = j;
         j++;
     }
-    if (last_nl >= 0) return last_nl + 1 - i;          /* \s*[\r\n]+ */
-    if (j - i > 1 && j < n) return j - 1 - i;          /* \s+(?!\S) */
-    return j > i ? j - i : 1;                          /* \s+ */
+    if (last_nl >= 0) return last_nl + 1 - i; /* \s*[\r\n]+ */
+    if (j - i > 1 && j < n) return j - 1 - i; /* \s+(?!\S) */
+    return j > i ? j - i : 1;                 /* \s+ */
 }
 
 /* Scratch of one encode call (the tokenizer itself stays read-only). */
-typedef struct heap_item { int32_t rank, left, right, lsym, rsym, result; } heap_item;
-typedef struct bpe_sym { int32_t sym, prev, next; } bpe_sym;
+typedef struct heap_item {
+    int32_t rank, left, right, lsym, rsym, result;
+} heap_item;
+typedef struct bpe_sym {
+    int32_t sym, prev, next;
+} bpe_sym;
 typedef struct encoder {
     const lfm2c_tokenizer *t;
-    int32_t *ids; size_t n_ids, cap_ids;
+    int32_t *ids;
+    size_t n_ids, cap_ids;
     /* decoded fragment: code points, classes, byte offsets into norm (the re-encoded text) */
-    uint32_t *cp; uint8_t *cls; uint32_t *cpoff; char *norm; size_t cap_cp;
-    bpe_sym *s; size_t cap_s;
-    heap_item *heap; size_t n_heap, cap_heap;
+    uint32_t *cp;
+    uint8_t *cls;
+    uint32_t *cpoff;
+    char *norm;
+    size_t cap_cp;
+    bpe_sym *s;
+    size_t cap_s;
+    heap_item *heap;
+    size_t n_heap, cap_heap;
 } encoder;
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem) {
@@ -579,12 +634,11 @@ static bool add_pair(encoder *e, int l, int r) {
 static bool encode_piece(encoder *e, const char *p, size_t n) {
     const lfm2c_tokenizer *t = e->t;
     int whole = map_get(&t->sym_map, &t->sym, p, n);
-    if (whole >= 0 && whole < t->n_vocab) return emit(e, whole);   /* ignore_merges */
+    if (whole >= 0 && whole < t->n_vocab) return emit(e, whole); /* ignore_merges */
     if (!grow((void **)&e->s, &e->cap_s, n, sizeof *e->s)) return false;
     bpe_sym *s = e->s;
     int m = (int)n;
-    for (int i = 0; i < m; i++)
-        s[i] = (bpe_sym){t->byte_sym[(uint8_t)p[i]], i - 1, i + 1 < m ? i + 1 : -1};
+    for (int i = 0; i < m; i++) s[i] = (bpe_sym){t->byte_sym[(uint8_t)p[i]], i - 1, i + 1 < m ? i + 1 : -1};
     e->n_heap = 0;
     for (int i = 0; i + 1 < m; i++)
         if (!add_pair(e, i, i + 1)) return false;
@@ -622,7 +676,10 @@ static long decode_fragment(encoder *e, const char *text, size_t len) {
     /* every input byte gives at most one code point and at most 3 re-encoded bytes (U+FFFD) */
     if (len + 1 > e->cap_cp) {
         size_t cap = len + 1 < 256 ? 256 : len + 1;
-        free(e->cp); free(e->cls); free(e->cpoff); free(e->norm);
+        free(e->cp);
+        free(e->cls);
+        free(e->cpoff);
+        free(e->norm);
         e->cp = malloc(cap * sizeof *e->cp);
         e->cls = malloc(cap);
         e->cpoff = malloc(cap * sizeof *e->cpoff);
@@ -639,7 +696,7 @@ static long decode_fragment(encoder *e, const char *text, size_t len) {
         e->cls[n] = (uint8_t)unicode_class(cp);
         e->cpoff[n] = (uint32_t)out;
         if (cp == 0xFFFD || (l > 1 && utf8_valid_prefix((const uint8_t *)text + i, len - i) != l))
-            out += (size_t)utf8_encode(cp, e->norm + out);   /* replaced or re-encoded (overlong) */
+            out += (size_t)utf8_encode(cp, e->norm + out); /* replaced or re-encoded (overlong) */
         else {
             memcpy(e->norm + out, text + i, (size_t)l);
             out += (size_t)l;
@@ -665,7 +722,10 @@ static bool encode_fragment(encoder *e, const char *text, size_t len) {
 /* Special-token partition, as the reference does it: for each special token, longest first, every
  * non-overlapping occurrence (left to right) inside a not yet claimed stretch of text is claimed.
  * Found here in one pass: all occurrences, then claimed in that priority order. */
-typedef struct special_match { int32_t rank; uint32_t pos; } special_match;
+typedef struct special_match {
+    int32_t rank;
+    uint32_t pos;
+} special_match;
 
 static int cmp_match(const void *a, const void *b) {
     const special_match *x = a, *y = b;
@@ -742,24 +802,34 @@ done:
     return ok;
 }
 
-int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
-                          bool parse_special, int *n_out, lfm2c_error *err) {
+int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
+                          int *n_out, lfm2c_error *err) {
     return tokenizer_encode_masked(t, text, len, add_bos, parse_special, NULL, n_out, err);
 }
 
 int32_t *tokenizer_encode_masked(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
                                  bool parse_special, const uint8_t *no_special, int *n_out, lfm2c_error *err) {
     *n_out = 0;
-    if (!text && len) { lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: NULL text"); return NULL; }
-    if (len > (size_t)1 << 30) { lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: text too long (%zu bytes)", len); return NULL; }
+    if (!text && len) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: NULL text");
+        return NULL;
+    }
+    if (len > (size_t)1 << 30) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: text too long (%zu bytes)", len);
+        return NULL;
+    }
     encoder e = {.t = t};
     bool ok = true;
     if (add_bos && t->add_bos && t->bos >= 0) ok = emit(&e, t->bos);
     ok = ok && encode_text(&e, text, len, parse_special, no_special);
     if (ok && add_bos && t->add_eos && t->eos >= 0) ok = emit(&e, t->eos);
     if (ok && !e.ids) ok = grow((void **)&e.ids, &e.cap_ids, 1, sizeof *e.ids);
-    free(e.cp); free(e.cls); free(e.cpoff); free(e.norm);
-    free(e.s); free(e.heap);
+    free(e.cp);
+    free(e.cls);
+    free(e.cpoff);
+    free(e.norm);
+    free(e.s);
+    free(e.heap);
     if (!ok) {
         free(e.ids);
         lfm2c_set_error(err, LFM2C_ENOMEM, "tokenize: out of memory");
@@ -785,7 +855,10 @@ int tokenizer_pretokenize(const char *text, size_t len, char **norm, size_t **of
         *offs = o;
         e.norm = NULL;
     }
-    free(e.cp); free(e.cls); free(e.cpoff); free(e.norm);
+    free(e.cp);
+    free(e.cls);
+    free(e.cpoff);
+    free(e.norm);
     return np;
 }
 
@@ -814,9 +887,12 @@ static int detok_bytes(lfm2c_detok *d, const uint8_t *s, size_t n, char *out, in
     while (i < n) {
         int r = utf8_valid_prefix(s + i, n - i);
         if (r > 0) {
-            if (w + r <= cap) { memcpy(out + w, s + i, (size_t)r); w += r; }
+            if (w + r <= cap) {
+                memcpy(out + w, s + i, (size_t)r);
+                w += r;
+            }
             i += (size_t)r;
-        } else if (r == 0) {   /* incomplete: at most 3 bytes */
+        } else if (r == 0) { /* incomplete: at most 3 bytes */
             d->n_pending = (int)(n - i);
             memcpy(d->pending, s + i, (size_t)d->n_pending);
             return w;
@@ -863,9 +939,7 @@ bool tokenizer_is_eog(const lfm2c_tokenizer *t, int32_t id) {
     return false;
 }
 
-int tokenizer_token_type(const lfm2c_tokenizer *t, int32_t id) {
-    return id >= 0 && id < t->n_vocab ? t->type[id] : 0;
-}
+int tokenizer_token_type(const lfm2c_tokenizer *t, int32_t id) { return id >= 0 && id < t->n_vocab ? t->type[id] : 0; }
 
 const char *tokenizer_token_text(const lfm2c_tokenizer *t, int32_t id, int *len) {
     if (id < 0 || id >= t->n_vocab) return NULL;

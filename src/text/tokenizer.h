@@ -13,8 +13,12 @@ typedef struct lfm2c_tokenizer lfm2c_tokenizer;
 
 /* GGUF token types (tokenizer.ggml.token_type). */
 enum {
-    TOKEN_TYPE_NORMAL = 1, TOKEN_TYPE_UNKNOWN = 2, TOKEN_TYPE_CONTROL = 3,
-    TOKEN_TYPE_USER_DEFINED = 4, TOKEN_TYPE_UNUSED = 5, TOKEN_TYPE_BYTE = 6,
+    TOKEN_TYPE_NORMAL = 1,
+    TOKEN_TYPE_UNKNOWN = 2,
+    TOKEN_TYPE_CONTROL = 3,
+    TOKEN_TYPE_USER_DEFINED = 4,
+    TOKEN_TYPE_UNUSED = 5,
+    TOKEN_TYPE_BYTE = 6,
 };
 
 /* Builds the tokenizer from the GGUF's tokenizer.ggml.* keys (copies what it needs: the GGUF
@@ -31,15 +35,15 @@ int32_t *tokenizer_encode_masked(const lfm2c_tokenizer *t, const char *text, siz
                                  bool parse_special, const uint8_t *no_special, int *n_out, lfm2c_error *err);
 /* Length of the longest special-token text starting at text[i] (0: none). */
 size_t tokenizer_special_at(const lfm2c_tokenizer *t, const char *text, size_t len, size_t i);
-int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos,
-                          bool parse_special, int *n_out, lfm2c_error *err);
+int32_t *tokenizer_encode(const lfm2c_tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
+                          int *n_out, lfm2c_error *err);
 /* Bytes of a token: normal tokens through the inverse byte map, USER_DEFINED as their text,
  * CONTROL / UNKNOWN as their text only when `special`. Returns the byte count (may exceed cap;
  * nothing beyond cap is written); 0 for ids out of range. */
 int tokenizer_token_to_bytes(const lfm2c_tokenizer *t, int32_t id, bool special, char *buf, int cap);
 int tokenizer_n_vocab(const lfm2c_tokenizer *t);
 bool tokenizer_is_eog(const lfm2c_tokenizer *t, int32_t id);
-int tokenizer_bos(const lfm2c_tokenizer *t);   /* -1 if none */
+int tokenizer_bos(const lfm2c_tokenizer *t); /* -1 if none */
 int tokenizer_eos(const lfm2c_tokenizer *t);
 bool tokenizer_add_bos(const lfm2c_tokenizer *t);
 /* TOKEN_TYPE_* of a token, 0 for ids out of range. */

@@ -11,12 +11,21 @@ uint32_t utf8_decode_lenient(const uint8_t *s, size_t n, int *len) {
     uint8_t b = s[0];
     int need;
     uint32_t cp;
-    if (b < 0x80) { *len = 1; return b; }
-    if (b < 0xC0) goto bad;                      /* stray continuation byte */
-    else if (b < 0xE0) { need = 1; cp = b & 0x1F; }
-    else if (b < 0xF0) { need = 2; cp = b & 0x0F; }
-    else if (b < 0xF8) { need = 3; cp = b & 0x07; }
-    else goto bad;
+    if (b < 0x80) {
+        *len = 1;
+        return b;
+    }
+    if (b < 0xC0) goto bad; /* stray continuation byte */
+    else if (b < 0xE0) {
+        need = 1;
+        cp = b & 0x1F;
+    } else if (b < 0xF0) {
+        need = 2;
+        cp = b & 0x0F;
+    } else if (b < 0xF8) {
+        need = 3;
+        cp = b & 0x07;
+    } else goto bad;
     if ((size_t)need >= n) goto bad;
     for (int i = 1; i <= need; i++) {
         if ((s[i] & 0xC0) != 0x80) goto bad;
@@ -32,7 +41,10 @@ bad:
 }
 
 int utf8_encode(uint32_t cp, char out[4]) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
     if (cp < 0x800) {
         out[0] = (char)(0xC0 | (cp >> 6));
         out[1] = (char)(0x80 | (cp & 0x3F));

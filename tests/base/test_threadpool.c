@@ -21,16 +21,19 @@
 typedef struct {
     int nth_seen;
     atomic_int bad_nth;
-    atomic_int *hits;        /* [nth] */
+    atomic_int *hits; /* [nth] */
     atomic_long sum;
-    long *data;              /* written by job k, checked by job k+1 */
+    long *data; /* written by job k, checked by job k+1 */
     int n_data;
     int round;
 } count_job;
 
 static void count_fn(void *arg, int ith, int nth) {
     count_job *j = arg;
-    if (nth != j->nth_seen || ith < 0 || ith >= nth) { atomic_fetch_add(&j->bad_nth, 1); return; }
+    if (nth != j->nth_seen || ith < 0 || ith >= nth) {
+        atomic_fetch_add(&j->bad_nth, 1);
+        return;
+    }
     atomic_fetch_add(&j->hits[ith], 1);
     /* the previous job's writes are visible: every slot holds round - 1 */
     long s = 0;
@@ -89,7 +92,10 @@ static atomic_uint job_serial;
 static void stall_fn(void *arg, int ith, int nth) {
     stall_job *j = arg;
     unsigned serial = atomic_load(&job_serial);
-    if (tl_job != serial) { tl_job = serial; tl_runs = 0; }
+    if (tl_job != serial) {
+        tl_job = serial;
+        tl_runs = 0;
+    }
     tl_runs++;
     int cur = atomic_load(&j->max_per_thread);
     while (tl_runs > cur && !atomic_compare_exchange_weak(&j->max_per_thread, &cur, tl_runs)) {}
@@ -107,7 +113,10 @@ static void stall_fn(void *arg, int ith, int nth) {
 static void check_dynamic_sharing(void) {
     /* 16 threads: whoever claims index 0 stalls; the other 15 indices are run by the rest,
      * and with many threads on 2 cores some thread runs more than one of them */
-    if (threadpool_available_cpus() < 2) { printf("one CPU: dynamic sharing not checked\n"); return; }
+    if (threadpool_available_cpus() < 2) {
+        printf("one CPU: dynamic sharing not checked\n");
+        return;
+    }
     threadpool *p = threadpool_new(16);
     CHECK(p != NULL, "pool of 16");
     if (!p) return;
@@ -181,7 +190,10 @@ static void check_bounds(void) {
 
 /* Two pools of 24 indices each, driven at once by two caller threads: 48 indices compete for
  * the CPUs, and every index of every job of both still runs exactly once. */
-typedef struct { int bad; bool started; } drive_result;
+typedef struct {
+    int bad;
+    bool started;
+} drive_result;
 
 /* runs 500 jobs on a pool of 24; counts (no CHECK: the harness counters are not shared safely
  * between threads) the indices not run exactly once, the wrong sums and the stale reads */
@@ -215,7 +227,8 @@ static void check_two_pools(void) {
     for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, drive_pool, &res[i]);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
     for (int i = 0; i < 2; i++)
-        CHECK(res[i].started && res[i].bad == 0, "pool %d of two at once: started %d, %d bad", i, res[i].started, res[i].bad);
+        CHECK(res[i].started && res[i].bad == 0, "pool %d of two at once: started %d, %d bad", i, res[i].started,
+              res[i].bad);
 }
 
 /* the default follows the affinity mask: pinned to one CPU, it is 1 */
@@ -223,18 +236,21 @@ static void *pinned_default(void *out) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(0, &set);
-    if (sched_setaffinity(0, sizeof set, &set) != 0) { *(int *)out = -1; return NULL; }
+    if (sched_setaffinity(0, sizeof set, &set) != 0) {
+        *(int *)out = -1;
+        return NULL;
+    }
     *(int *)out = threadpool_default_threads();
     return NULL;
 }
 
 int main(void) {
-    check_pool(1, 2000);   /* one index: the caller alone */
+    check_pool(1, 2000); /* one index: the caller alone */
     check_pool(2, 2000);
-    check_pool(3, 2000);   /* an odd count: indices do not divide evenly among threads */
+    check_pool(3, 2000); /* an odd count: indices do not divide evenly among threads */
     check_pool(4, 2000);
-    check_pool(64, 300);   /* far more threads than cores */
-    check_pool(32, 2000);  /* many jobs, oversubscribed: must all complete */
+    check_pool(64, 300);  /* far more threads than cores */
+    check_pool(32, 2000); /* many jobs, oversubscribed: must all complete */
     check_pool(THREADPOOL_MAX_THREADS, 20);
     check_dynamic_sharing();
     check_two_pools();

@@ -19,10 +19,13 @@
 
 static pthread_t caller;
 static threadpool *pool;
-static atomic_int slow_side;   /* 0 nobody, 1 the workers, 2 the caller */
+static atomic_int slow_side; /* 0 nobody, 1 the workers, 2 the caller */
 static atomic_int bad;
 
-typedef struct { int nth; atomic_int hits[64]; } job;
+typedef struct {
+    int nth;
+    atomic_int hits[64];
+} job;
 
 static void sleep_ms(int ms) {
     struct timespec ts = {0, ms * 1000000L};
@@ -55,8 +58,8 @@ static void fn(void *arg, int ith, int nth) {
         }
 }
 
-static double fake_delay;   /* seconds of run-queue delay the pool sees */
-static int fake_room = 1;   /* a CPU for each of the pool's threads? */
+static double fake_delay; /* seconds of run-queue delay the pool sees */
+static int fake_room = 1; /* a CPU for each of the pool's threads? */
 static int room_probe(void *arg) {
     (void)arg;
     return fake_room;
@@ -100,7 +103,8 @@ int main(void) {
         step(p);
     }
     st = threadpool_get_stats(p);
-    CHECK(st.probes == 0 && st.solo_steps == 0, "delay with room: %ld probes, %ld solo steps", st.probes, st.solo_steps);
+    CHECK(st.probes == 0 && st.solo_steps == 0, "delay with room: %ld probes, %ld solo steps", st.probes,
+          st.solo_steps);
     fake_room = 0;
 
     /* busy: the threads wait for CPUs and the workers are slow: solo within a bounded count */
@@ -110,8 +114,8 @@ int main(void) {
         step(p);
     }
     st = threadpool_get_stats(p);
-    CHECK(st.solo && threadpool_active(p) == 1, "busy machine: solo after %d steps (%ld probes, %ld switches)",
-          i, st.probes, st.switches);
+    CHECK(st.solo && threadpool_active(p) == 1, "busy machine: solo after %d steps (%ld probes, %ld switches)", i,
+          st.probes, st.switches);
     /* stays solo while the workers are slow: a probe of the normal mode loses (or, if a wildly
      * loaded machine made one win, the next probe goes solo again) */
     for (int k = 0; k < 40; k++) step(p);

@@ -29,7 +29,8 @@ static const char *PERSON =
     "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"a\",\"b\",1.5,null]},\"minItems\":1,\"maxItems\":3},"
     "\"ok\":{\"type\":[\"boolean\",\"null\"]},"
     "\"kind\":{\"const\":\"x\"},"
-    "\"pos\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\"},\"y\":{\"type\":\"number\"}},\"required\":[\"x\",\"y\"]}"
+    "\"pos\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"number\"},\"y\":{\"type\":\"number\"}},"
+    "\"required\":[\"x\",\"y\"]}"
     "},\"required\":[\"name\",\"age\",\"tags\",\"pos\"],\"additionalProperties\":false}";
 
 static void test_schema_accepts(void) {
@@ -38,10 +39,14 @@ static void test_schema_accepts(void) {
     CHECK(g != NULL, "compile: %s", err);
     if (!g) return;
     CHECK(valid(g, "{\"name\":\"Al\",\"age\":30,\"tags\":[\"a\"],\"pos\":{\"x\":1,\"y\":-2.5e3}}"), "basic");
-    CHECK(valid(g, "{\"age\": 0, \"pos\": {\"y\":1, \"x\":0.5}, \"tags\":[1.5, null], \"name\":\"\\u00e9\", \"ok\":null}"),
+    CHECK(valid(g,
+                "{\"age\": 0, \"pos\": {\"y\":1, \"x\":0.5}, \"tags\":[1.5, null], \"name\":\"\\u00e9\", \"ok\":null}"),
           "any order, one space, escapes");
-    CHECK(valid(g, "{\"name\":\"h\xc3\xa9\",\"age\":1,\"tags\":[\"b\"],\"pos\":{\"x\":1,\"y\":2},\"kind\":\"x\",\"ok\":true}"),
-          "utf-8, const, bool");
+    CHECK(
+        valid(
+            g,
+            "{\"name\":\"h\xc3\xa9\",\"age\":1,\"tags\":[\"b\"],\"pos\":{\"x\":1,\"y\":2},\"kind\":\"x\",\"ok\":true}"),
+        "utf-8, const, bool");
     CHECK(!valid(g, "{\"name\":\"Al\",\"age\":30,\"tags\":[\"a\"]}"), "missing required pos");
     CHECK(!accepts(g, "{\"nam\":", NULL), "unknown key");
     CHECK(!accepts(g, "{\"name\":\"\"", NULL), "minLength");
@@ -73,19 +78,32 @@ static void test_schema_accepts(void) {
 
 static void test_schema_errors(void) {
     char err[256];
-    const char *bad[] = {
-        "{\"not\":{}}", "{\"$ref\":\"#/x\"}", "{\"type\":\"strin\"}",
-        "{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", "{\"type\":\"string\",\"pattern\":\"(?=a)b\"}",
-        "{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"],\"additionalProperties\":false}",
-        "not json", "{\"type\":3}", "{\"enum\":[]}", "{\"type\":\"integer\",\"minimum\":3,\"maximum\":2}", "[1]",
-        "{\"$ref\":\"http://example.com/s.json\"}", "{\"type\":\"string\",\"format\":\"json-pointer-uri-fragment\"}",
-        "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"minItems\":2}",
-        "{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}", "{\"type\":\"integer\",\"minimum\":1e19}",
-        "{\"type\":\"number\",\"maximum\":-1e300}", "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}},\"required\":[\"a\"]}",
-        "{\"type\":\"string\",\"not\":{\"type\":\"string\"}}", "{\"type\":\"string\",\"pattern\":\"a(?=b)\"}",
-        "{\"minProperties\":1,\"additionalProperties\":false}", "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
-        "{\"type\":\"string\",\"pattern\":\"[a-\"}", "{\"type\":\"string\",\"pattern\":\"a\\\\b\"}",
-        "{\"type\":\"number\",\"multipleOf\":0.25}", "{\"type\":\"string\",\"pattern\":\"^a$\",\"format\":\"uuid\"}"};
+    const char *bad[] = {"{\"not\":{}}",
+                         "{\"$ref\":\"#/x\"}",
+                         "{\"type\":\"strin\"}",
+                         "{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}",
+                         "{\"type\":\"string\",\"pattern\":\"(?=a)b\"}",
+                         "{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"],\"additionalProperties\":false}",
+                         "not json",
+                         "{\"type\":3}",
+                         "{\"enum\":[]}",
+                         "{\"type\":\"integer\",\"minimum\":3,\"maximum\":2}",
+                         "[1]",
+                         "{\"$ref\":\"http://example.com/s.json\"}",
+                         "{\"type\":\"string\",\"format\":\"json-pointer-uri-fragment\"}",
+                         "{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"uniqueItems\":true,\"minItems\":2}",
+                         "{\"oneOf\":[{\"type\":\"integer\"},{\"type\":\"number\"}]}",
+                         "{\"type\":\"integer\",\"minimum\":1e19}",
+                         "{\"type\":\"number\",\"maximum\":-1e300}",
+                         "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}},\"required\":[\"a\"]}",
+                         "{\"type\":\"string\",\"not\":{\"type\":\"string\"}}",
+                         "{\"type\":\"string\",\"pattern\":\"a(?=b)\"}",
+                         "{\"minProperties\":1,\"additionalProperties\":false}",
+                         "{\"allOf\":[{\"type\":\"string\"},{\"type\":\"integer\"}]}",
+                         "{\"type\":\"string\",\"pattern\":\"[a-\"}",
+                         "{\"type\":\"string\",\"pattern\":\"a\\\\b\"}",
+                         "{\"type\":\"number\",\"multipleOf\":0.25}",
+                         "{\"type\":\"string\",\"pattern\":\"^a$\",\"format\":\"uuid\"}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err[0] = 0;
         grammar *g = grammar_from_schema(bad[i], err, sizeof err);
@@ -106,7 +124,10 @@ static void test_any_object(void) {
 /* A random walk of the automaton: random allowed bytes, then the completion, must give a text
  * that jansson parses and that the automaton accepts as complete. */
 static unsigned rng_state = 12345;
-static unsigned rnd(void) { rng_state = rng_state * 1103515245u + 12345u; return rng_state >> 8; }
+static unsigned rnd(void) {
+    rng_state = rng_state * 1103515245u + 12345u;
+    return rng_state >> 8;
+}
 
 static void test_completion(const char *schema) {
     char err[256];
@@ -143,7 +164,8 @@ static void test_completion(const char *schema) {
 static void expect(const char *schema_sq, const char *const *ok, const char *const *bad) {
     char schema[4096], err[256];
     snprintf(schema, sizeof schema, "%s", schema_sq);
-    for (char *p = schema; *p; p++) if (*p == '\'') *p = '"';
+    for (char *p = schema; *p; p++)
+        if (*p == '\'') *p = '"';
     grammar *g = grammar_from_schema(schema, err, sizeof err);
     CHECK(g != NULL, "compile %s: %s", schema, err);
     if (!g) return;
@@ -151,14 +173,16 @@ static void expect(const char *schema_sq, const char *const *ok, const char *con
     for (int i = 0; bad && bad[i]; i++) CHECK(!valid(g, bad[i]), "%s should refuse %s", schema, bad[i]);
     grammar_free(g);
 }
-#define L(...) (const char *const[]){__VA_ARGS__, NULL}
+#define L(...) \
+    (const char *const[]) { __VA_ARGS__, NULL }
 
 static void test_integers(void) {
     expect("{'type':'integer','minimum':-5,'maximum':17}", L("-5", "0", "17", "9", "-0", "10"),
            L("-6", "18", "170", "-10", "1.0", "01", "-"));
     expect("{'type':'integer','exclusiveMinimum':10,'exclusiveMaximum':13}", L("11", "12"), L("10", "13", "1", "120"));
     expect("{'type':'integer','minimum':-9007199254740991,'maximum':9007199254740991}",
-           L("9007199254740991", "-9007199254740991", "0", "123"), L("9007199254740992", "-9007199254740992", "10000000000000000"));
+           L("9007199254740991", "-9007199254740991", "0", "123"),
+           L("9007199254740992", "-9007199254740992", "10000000000000000"));
     expect("{'type':'integer','multipleOf':3}", L("0", "3", "-3", "999"), L("1", "-4", "1000"));
     expect("{'type':'integer','minimum':10,'maximum':20,'multipleOf':7}", L("14"), L("7", "21", "10", "1"));
     expect("{'type':'integer','minimum':100}", L("100", "12345"), L("99", "-100", "0"));
@@ -180,28 +204,38 @@ static void test_numbers(void) {
 
 static void test_strings(void) {
     expect("{'type':'string','minLength':2,'maxLength':3}",
-           L("\"ab\"", "\"abc\"", "\"\xc3\xa9\xc3\xa9\"", "\"\xf0\x9f\x98\x80\xe4\xb8\xad\"", "\"\\u00e9x\"", "\"\\n\\t\""),
+           L("\"ab\"", "\"abc\"", "\"\xc3\xa9\xc3\xa9\"", "\"\xf0\x9f\x98\x80\xe4\xb8\xad\"", "\"\\u00e9x\"",
+             "\"\\n\\t\""),
            L("\"a\"", "\"abcd\"", "\"\xc3\xa9\"", "\"\xf0\x9f\x98\x80\xe4\xb8\xad\xe4\xb8\xad\xe4\xb8\xad\""));
     expect("{'type':'string'}", L("\"\xe2\x82\xac\""),
-           L("\"\xc0\x80\"", "\"\xe0\x80\x80\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xc3\"", "\"\\ud800\\udc00\"", "\"\x80\""));
+           L("\"\xc0\x80\"", "\"\xe0\x80\x80\"", "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xc3\"",
+             "\"\\ud800\\udc00\"", "\"\x80\""));
     /* a token ending inside a character is a valid prefix */
     char err[256];
     grammar *g = grammar_from_schema("{\"type\":\"string\",\"maxLength\":1}", err, sizeof err);
     bool c;
     CHECK(g && accepts(g, "\"\xe4\xb8", &c) && !c, "half a character");
-    CHECK(g && accepts(g, "\"\xe4\xb8\xad", NULL) && !accepts(g, "\"\xe4\xb8\xad\xe4", NULL), "maxLength in code points");
+    CHECK(g && accepts(g, "\"\xe4\xb8\xad", NULL) && !accepts(g, "\"\xe4\xb8\xad\xe4", NULL),
+          "maxLength in code points");
     grammar_free(g);
 }
 
 static void test_regex(void) {
     expect("{'type':'string','pattern':'^a+b?$'}", L("\"a\"", "\"aaab\""), L("\"\"", "\"b\"", "\"abb\"", "\"xa\""));
     expect("{'type':'string','pattern':'abc'}", L("\"abc\"", "\"xxabcyy\"", "\"abcabc\""), L("\"ab\"", "\"acb\""));
-    expect("{'type':'string','pattern':'^\\\\d{3}-\\\\d{4}$'}", L("\"555-1234\""), L("\"55-1234\"", "\"555-12345\"", "\"abc-defg\""));
-    expect("{'type':'string','pattern':'^(?:ab|cd){2}$'}", L("\"abcd\"", "\"cdcd\""), L("\"ab\"", "\"abc\"", "\"abcdab\""));
-    expect("{'type':'string','pattern':'^[^x]{2,}$'}", L("\"ab\"", "\"\xc3\xa9\xc3\xa9\xc3\xa9\""), L("\"a\"", "\"axb\""));
-    expect("{'type':'string','pattern':'^[A-Z][a-z]*(?<rest>[0-9]{1,2})?$'}", L("\"Ab\"", "\"A12\"", "\"Xyz9\""), L("\"ab\"", "\"A123\""));
+    expect("{'type':'string','pattern':'^\\\\d{3}-\\\\d{4}$'}", L("\"555-1234\""),
+           L("\"55-1234\"", "\"555-12345\"", "\"abc-defg\""));
+    expect("{'type':'string','pattern':'^(?:ab|cd){2}$'}", L("\"abcd\"", "\"cdcd\""),
+           L("\"ab\"", "\"abc\"", "\"abcdab\""));
+    expect("{'type':'string','pattern':'^[^x]{2,}$'}", L("\"ab\"", "\"\xc3\xa9\xc3\xa9\xc3\xa9\""),
+           L("\"a\"", "\"axb\""));
+    expect("{'type':'string','pattern':'^[A-Z][a-z]*(?<rest>[0-9]{1,2})?$'}", L("\"Ab\"", "\"A12\"", "\"Xyz9\""),
+           L("\"ab\"", "\"A123\""));
     expect("{'type':'string','pattern':'^\\\\w+\\\\s\\\\S$'}", L("\"ab_1 x\""), L("\"ab  x\"", "\"a-b x\""));
-    expect("{'type':'string','pattern':'^a.c$'}", L("\"abc\"", "\"a\xe2\x82\xac" "c\""), L("\"ac\"", "\"a\\nc\""));
+    expect("{'type':'string','pattern':'^a.c$'}",
+           L("\"abc\"", "\"a\xe2\x82\xac"
+                        "c\""),
+           L("\"ac\"", "\"a\\nc\""));
     expect("{'type':'string','pattern':'x$'}", L("\"x\"", "\"abx\""), L("\"xa\""));
     expect("{'type':'string','pattern':'^a|b$'}", L("\"ax\"", "\"xb\""), L("\"xa\"", "\"bx\""));
     expect("{'type':'string','pattern':'^[\\\\-+.]\\\\.\\\\u0041\\\\x42$'}", L("\"-.AB\"", "\"+.AB\""), L("\"a.AB\""));
@@ -213,7 +247,8 @@ static void test_formats(void) {
            L("\"2024-13-01\"", "\"2024-04-31\"", "\"2024-1-01\"", "\"2024-02-30\""));
     expect("{'type':'string','format':'date-time'}", L("\"2024-05-06T07:08:09Z\"", "\"2024-05-06T23:59:59.123+02:00\""),
            L("\"2024-05-06 07:08:09Z\"", "\"2024-05-06T24:00:00Z\"", "\"2024-05-06T07:08:09\""));
-    expect("{'type':'string','format':'time'}", L("\"07:08:09Z\"", "\"07:08:09-05:30\""), L("\"7:08:09Z\"", "\"07:60:00Z\""));
+    expect("{'type':'string','format':'time'}", L("\"07:08:09Z\"", "\"07:08:09-05:30\""),
+           L("\"7:08:09Z\"", "\"07:60:00Z\""));
     expect("{'type':'string','format':'duration'}", L("\"P1D\"", "\"PT1H30M\"", "\"P1Y2M3DT4H5M6S\"", "\"P2W\""),
            L("\"P\"", "\"PT\"", "\"1D\"", "\"P1H\""));
     expect("{'type':'string','format':'email'}", L("\"a.b+c@example.com\"", "\"x@y.co\""),
@@ -222,8 +257,10 @@ static void test_formats(void) {
            L("\"123e4567e89b12d3a456426614174000\"", "\"123e4567-e89b-12d3-a456-42661417400g\""));
     expect("{'type':'string','format':'ipv4'}", L("\"192.168.0.1\"", "\"0.0.0.0\"", "\"255.255.255.255\""),
            L("\"256.1.1.1\"", "\"1.2.3\"", "\"01.2.3.4\""));
-    expect("{'type':'string','format':'ipv6'}", L("\"2001:db8:0:0:0:0:0:1\"", "\"::1\"", "\"::\""), L("\"1:2:3\"", "\"12345::\""));
-    expect("{'type':'string','format':'hostname'}", L("\"example.com\"", "\"a-b.c\""), L("\"-a.com\"", "\"a..b\"", "\"a_b\""));
+    expect("{'type':'string','format':'ipv6'}", L("\"2001:db8:0:0:0:0:0:1\"", "\"::1\"", "\"::\""),
+           L("\"1:2:3\"", "\"12345::\""));
+    expect("{'type':'string','format':'hostname'}", L("\"example.com\"", "\"a-b.c\""),
+           L("\"-a.com\"", "\"a..b\"", "\"a_b\""));
     expect("{'type':'string','format':'uri'}", L("\"https://example.com/a/b?x=1#f\"", "\"http://h:8080\""),
            L("\"example.com\"", "\"http://\"", "\"https://a b\""));
     /* pattern and format together: both hold */
@@ -236,7 +273,9 @@ static const char *TREE =
     "'additionalProperties':false}},'$ref':'#/$defs/Node'}";
 
 static void test_structure(void) {
-    expect(TREE, L("{\"value\":1,\"children\":[]}", "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":3,\"children\":[]}]}]}"),
+    expect(TREE,
+           L("{\"value\":1,\"children\":[]}",
+             "{\"value\":1,\"children\":[{\"value\":2,\"children\":[{\"value\":3,\"children\":[]}]}]}"),
            L("{\"value\":1}", "{\"value\":1,\"children\":[{\"value\":2}]}"));
     expect("{'type':'object','properties':{'head':{'$ref':'#/definitions/L'}},'required':['head'],"
            "'definitions':{'L':{'anyOf':[{'type':'null'},{'type':'object','properties':{'v':{'type':'string'},"
@@ -244,16 +283,18 @@ static void test_structure(void) {
            L("{\"head\":null}", "{\"head\":{\"v\":\"a\",\"next\":{\"v\":\"b\",\"next\":null}}}"),
            L("{\"head\":{\"v\":\"a\"}}", "{\"head\":1}"));
     /* anyOf with overlapping first bytes: a discriminated union of objects */
-    const char *U = "{'oneOf':[{'type':'object','properties':{'kind':{'const':'circle'},'r':{'type':'number'}},"
-                    "'required':['kind','r'],'additionalProperties':false},"
-                    "{'type':'object','properties':{'kind':{'const':'rect'},'w':{'type':'number'},'h':{'type':'number'}},"
-                    "'required':['kind','w','h'],'additionalProperties':false}]}";
-    expect(U, L("{\"kind\":\"circle\",\"r\":1}", "{\"kind\":\"rect\",\"w\":1,\"h\":2}", "{\"r\":2,\"kind\":\"circle\"}"),
+    const char *U =
+        "{'oneOf':[{'type':'object','properties':{'kind':{'const':'circle'},'r':{'type':'number'}},"
+        "'required':['kind','r'],'additionalProperties':false},"
+        "{'type':'object','properties':{'kind':{'const':'rect'},'w':{'type':'number'},'h':{'type':'number'}},"
+        "'required':['kind','w','h'],'additionalProperties':false}]}";
+    expect(U,
+           L("{\"kind\":\"circle\",\"r\":1}", "{\"kind\":\"rect\",\"w\":1,\"h\":2}", "{\"r\":2,\"kind\":\"circle\"}"),
            L("{\"kind\":\"circle\",\"w\":1,\"h\":2}", "{\"kind\":\"rect\",\"r\":1}", "{\"r\":1}"));
     expect("{'anyOf':[{'type':'string','maxLength':2},{'type':'integer','minimum':5},{'type':'null'}]}",
            L("\"ab\"", "7", "null"), L("\"abc\"", "4", "true"));
-    expect("{'anyOf':[{'type':'string','pattern':'^a+$'},{'type':'string','pattern':'^b+$'}]}",
-           L("\"aa\"", "\"bbb\""), L("\"ab\"", "\"\""));
+    expect("{'anyOf':[{'type':'string','pattern':'^a+$'},{'type':'string','pattern':'^b+$'}]}", L("\"aa\"", "\"bbb\""),
+           L("\"ab\"", "\"\""));
     expect("{'type':'string','nullable':true,'maxLength':1}", L("null", "\"a\""), L("\"ab\"", "1"));
     expect("{'title':'T','description':'d','default':1,'examples':[1],'$schema':'x','$comment':'c','type':'integer'}",
            L("1"), L("\"1\""));
@@ -261,7 +302,8 @@ static void test_structure(void) {
            "{'properties':{'b':{'type':'string'}},'required':['b']}]}",
            L("{\"a\":1,\"b\":\"x\"}"), L("{\"a\":1}", "{\"b\":\"x\"}"));
     expect("{'type':'object','properties':{'p':{'$ref':'#/$defs/P','description':'x'}},'required':['p'],"
-           "'$defs':{'P':{'type':'string','enum':['a','b']}}}", L("{\"p\":\"a\"}"), L("{\"p\":\"c\"}"));
+           "'$defs':{'P':{'type':'string','enum':['a','b']}}}",
+           L("{\"p\":\"a\"}"), L("{\"p\":\"c\"}"));
     expect("{'type':'array','prefixItems':[{'type':'integer'},{'type':'string'}],'items':false}",
            L("[1,\"a\"]", "[1]", "[]"), L("[1,\"a\",2]", "[\"a\"]"));
     expect("{'type':'array','prefixItems':[{'type':'integer'}],'items':{'type':'boolean'},'minItems':2}",
@@ -277,16 +319,19 @@ static void test_structure(void) {
 
 /* Random walks through recursive / union schemas, then the completion: always valid. */
 static void test_completion_more(void) {
-    const char *schemas[] = {TREE,
+    const char *schemas[] = {
+        TREE,
         "{'anyOf':[{'type':'object','properties':{'n':{'type':'integer','minimum':10,'maximum':99}},'required':['n']},"
         "{'type':'object','properties':{'s':{'type':'string','format':'date'}},'required':['s']}]}",
-        "{'type':'object','properties':{'id':{'type':'string','format':'uuid'},'t':{'type':'string','pattern':'^[A-Z]{3}\\\\d+$'},"
+        "{'type':'object','properties':{'id':{'type':'string','format':'uuid'},'t':{'type':'string','pattern':'^[A-Z]{"
+        "3}\\\\d+$'},"
         "'x':{'type':'number','minimum':-2.5,'maximum':-1}},'required':['id','t','x']}"};
     const char alphabet[] = "{}[]\",:0123456789.-abcdefAZTnulr \\";
     for (size_t k = 0; k < sizeof schemas / sizeof *schemas; k++) {
         char schema[2048], err[256];
         snprintf(schema, sizeof schema, "%s", schemas[k]);
-        for (char *p = schema; *p; p++) if (*p == '\'') *p = '"';
+        for (char *p = schema; *p; p++)
+            if (*p == '\'') *p = '"';
         grammar *g = grammar_from_schema(schema, err, sizeof err);
         CHECK(g != NULL, "compile %s: %s", schema, err);
         if (!g) continue;
@@ -316,18 +361,71 @@ static void test_completion_more(void) {
 /* The mask (trie walk plus its fast paths for plain text, pattern strings and free keys) must
  * equal a token-by-token check with grammar_accept, along random walks. */
 static void test_mask_equivalence(void) {
-    static const char *pieces[] = {"a", "b", "Z", "0", "1", "-", "@", ".", ":", " ", "\"", "\\", "{", "}", "[", "]", ",",
-        "ab", "abc", " the", "com", ".com", "@ex", "12", "2024", "-01", "T1", "Z\"", "\",", "\":", "\"}", "\\n", "\\u00",
-        "\xc3\xa9", "\xe4\xb8\xad", "\xe4\xb8", "\xad", "\xf0\x9f\x98\x80", "\xf0\x9f", "\x98\x80", "true", "null", "fa",
-        "e", "E", "+", "ffff", "a1b2", "x_y", "aaaaaaaaaa", "\xc3", "\xa9x", "AB CD", "\t", ""};
+    static const char *pieces[] = {"a",
+                                   "b",
+                                   "Z",
+                                   "0",
+                                   "1",
+                                   "-",
+                                   "@",
+                                   ".",
+                                   ":",
+                                   " ",
+                                   "\"",
+                                   "\\",
+                                   "{",
+                                   "}",
+                                   "[",
+                                   "]",
+                                   ",",
+                                   "ab",
+                                   "abc",
+                                   " the",
+                                   "com",
+                                   ".com",
+                                   "@ex",
+                                   "12",
+                                   "2024",
+                                   "-01",
+                                   "T1",
+                                   "Z\"",
+                                   "\",",
+                                   "\":",
+                                   "\"}",
+                                   "\\n",
+                                   "\\u00",
+                                   "\xc3\xa9",
+                                   "\xe4\xb8\xad",
+                                   "\xe4\xb8",
+                                   "\xad",
+                                   "\xf0\x9f\x98\x80",
+                                   "\xf0\x9f",
+                                   "\x98\x80",
+                                   "true",
+                                   "null",
+                                   "fa",
+                                   "e",
+                                   "E",
+                                   "+",
+                                   "ffff",
+                                   "a1b2",
+                                   "x_y",
+                                   "aaaaaaaaaa",
+                                   "\xc3",
+                                   "\xa9x",
+                                   "AB CD",
+                                   "\t",
+                                   ""};
     int n = (int)(sizeof pieces / sizeof *pieces), lens[128];
     for (int i = 0; i < n; i++) lens[i] = (int)strlen(pieces[i]);
     grammar_vocab *v = grammar_vocab_new(pieces, lens, n);
-    const char *schemas[] = {
-        "{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"format\":\"email\"},\"s\":{\"type\":\"string\",\"maxLength\":5},"
-        "\"p\":{\"type\":\"string\",\"pattern\":\"^[a-z\\u00e9\\u4e2d]*$\"}},\"additionalProperties\":{\"type\":\"string\"}}",
-        "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"format\":\"date\"},{\"type\":\"string\",\"maxLength\":3},{\"type\":\"integer\",\"minimum\":-5}]}}",
-        "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\",\"pattern\":\"ab\"}}"};
+    const char *schemas[] = {"{\"type\":\"object\",\"properties\":{\"e\":{\"type\":\"string\",\"format\":\"email\"},"
+                             "\"s\":{\"type\":\"string\",\"maxLength\":5},"
+                             "\"p\":{\"type\":\"string\",\"pattern\":\"^[a-z\\u00e9\\u4e2d]*$\"}},"
+                             "\"additionalProperties\":{\"type\":\"string\"}}",
+                             "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"format\":\"date\"},{"
+                             "\"type\":\"string\",\"maxLength\":3},{\"type\":\"integer\",\"minimum\":-5}]}}",
+                             "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\",\"pattern\":\"ab\"}}"};
     bool allowed[128];
     int32_t end = n - 1;
     for (size_t k = 0; k < sizeof schemas / sizeof *schemas; k++) {
@@ -361,8 +459,8 @@ static void test_mask_equivalence(void) {
 
 static void test_mask(void) {
     /* a toy vocabulary: single bytes, some merges, and a special token with no bytes */
-    const char *toks[] = {"{", "}", "\"", "name", "\":", "\"name\":\"", "Al", "age", "1", "23", ",",
-                          "x", "", "[", "]", "\"a\"", " ", "tags", "pos", "y", ":", "\"}", "\\", "n"};
+    const char *toks[] = {"{", "}", "\"", "name",  "\":", "\"name\":\"", "Al",  "age", "1", "23",  ",",  "x",
+                          "",  "[", "]",  "\"a\"", " ",   "tags",        "pos", "y",   ":", "\"}", "\\", "n"};
     int n = (int)(sizeof toks / sizeof *toks), lens[32];
     for (int i = 0; i < n; i++) lens[i] = (int)strlen(toks[i]);
     grammar_vocab *v = grammar_vocab_new(toks, lens, n);
@@ -393,7 +491,8 @@ static void test_mask(void) {
 
 static const char *TOOLS =
     "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\","
-    "\"properties\":{\"location\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"f\"]},\"days\":{\"type\":\"integer\"},"
+    "\"properties\":{\"location\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"f\"]},\"days\":{\"type\":"
+    "\"integer\"},"
     "\"hourly\":{\"type\":\"boolean\"}},\"required\":[\"location\"]}}},"
     "{\"type\":\"function\",\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\",\"properties\":{}}}}]";
 
@@ -422,11 +521,14 @@ static void test_tool_calls(void) {
     grammar_free(g);
     CHECK(grammar_tool_calls(TOOLS, "nope", false, err, sizeof err) == NULL, "unknown named tool");
     /* a Pydantic / zod parameter schema: $defs, anyOf with null, bounded int, format, nested */
-    const char *PY = "[{\"type\":\"function\",\"function\":{\"name\":\"book\",\"parameters\":{\"$defs\":{\"Room\":"
+    const char *PY =
+        "[{\"type\":\"function\",\"function\":{\"name\":\"book\",\"parameters\":{\"$defs\":{\"Room\":"
         "{\"enum\":[\"single\",\"double\"],\"type\":\"string\"}},\"properties\":{\"room\":{\"$ref\":\"#/$defs/Room\"},"
-        "\"nights\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9007199254740991},\"day\":{\"type\":\"string\",\"format\":\"date\"},"
+        "\"nights\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9007199254740991},\"day\":{\"type\":\"string\","
+        "\"format\":\"date\"},"
         "\"note\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"null\"}],\"default\":null,\"title\":\"Note\"},"
-        "\"vip\":{\"type\":\"boolean\"}},\"required\":[\"room\",\"nights\",\"day\"],\"title\":\"Book\",\"type\":\"object\"}}}]";
+        "\"vip\":{\"type\":\"boolean\"}},\"required\":[\"room\",\"nights\",\"day\"],\"title\":\"Book\",\"type\":"
+        "\"object\"}}}]";
     g = grammar_tool_calls(PY, "book", false, err, sizeof err);
     CHECK(g != NULL, "pydantic tool: %s", err);
     if (g) {
@@ -443,7 +545,9 @@ static void test_tool_calls(void) {
         grammar_free(g);
     }
     CHECK(grammar_tool_calls("[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
-                             "\"properties\":{\"a\":{\"type\":\"array\",\"contains\":{},\"maxContains\":1}}}}}]", NULL, false, err, sizeof err) == NULL && strstr(err, "maxContains"),
+                             "\"properties\":{\"a\":{\"type\":\"array\",\"contains\":{},\"maxContains\":1}}}}}]",
+                             NULL, false, err, sizeof err) == NULL &&
+              strstr(err, "maxContains"),
           "unsupported keyword in a tool names it: %s", err);
     CHECK(grammar_tool_calls("{}", NULL, false, err, sizeof err) == NULL, "tools not an array");
 }
@@ -454,9 +558,13 @@ static void test_min_tokens(void) {
     const char *toks[130];
     char singles[96][2];
     int n = 0, lens[130];
-    for (int c = 0x20; c < 0x7f; c++) { singles[c - 0x20][0] = (char)c; singles[c - 0x20][1] = 0; toks[n++] = singles[c - 0x20]; }
+    for (int c = 0x20; c < 0x7f; c++) {
+        singles[c - 0x20][0] = (char)c;
+        singles[c - 0x20][1] = 0;
+        toks[n++] = singles[c - 0x20];
+    }
     int base = n;
-    toks[n++] = "\"\"";      /* merges */
+    toks[n++] = "\"\""; /* merges */
     toks[n++] = "[get(";
     toks[n++] = "\"abcdef\"";
     for (int i = 0; i < n; i++) lens[i] = (int)strlen(toks[i]);
@@ -485,9 +593,10 @@ static void test_min_tokens(void) {
     CHECK(g && grammar_min_tokens(g, plain, false, 6, 1 << 20) == 7, "[get()] in 7 single bytes");
     CHECK(g && grammar_min_tokens(g, merged, false, 2, 1 << 20) == 3, "[get()] in 3 tokens with '[get('");
     grammar_free(g);
-    g = grammar_tool_calls("[{\"type\":\"function\",\"function\":{\"name\":\"solo\",\"parameters\":{\"type\":\"object\","
-                           "\"properties\":{\"s\":{\"type\":\"string\"},\"k\":{\"type\":\"boolean\"}},\"required\":[\"s\"]}}}]",
-                           NULL, false, err, sizeof err);
+    g = grammar_tool_calls(
+        "[{\"type\":\"function\",\"function\":{\"name\":\"solo\",\"parameters\":{\"type\":\"object\","
+        "\"properties\":{\"s\":{\"type\":\"string\"},\"k\":{\"type\":\"boolean\"}},\"required\":[\"s\"]}}}]",
+        NULL, false, err, sizeof err);
     int m = g ? grammar_min_tokens(g, plain, false, 5, 1 << 22) : 0;
     CHECK(m == (int)strlen("[solo(s=\"\")]"), "a call's shortest text, byte by byte (got %d)", m);
     grammar_free(g);
@@ -524,10 +633,12 @@ static void test_corpus_keywords(void) {
            (const char *[]){"2147483648", "-2147483649", NULL});
     expect("{'type':'number','format':'int32'}", (const char *[]){"7", NULL}, (const char *[]){"1.5", "1e3", NULL});
     expect("{'type':'integer','format':'uint8'}", (const char *[]){"255", NULL}, (const char *[]){"256", "-1", NULL});
-    expect("{'type':'string','enum':['a',null,1]}", (const char *[]){"\"a\"", NULL}, (const char *[]){"null", "1", NULL});
+    expect("{'type':'string','enum':['a',null,1]}", (const char *[]){"\"a\"", NULL},
+           (const char *[]){"null", "1", NULL});
     expect("{'type':'integer','maximum':9223372036854775808}", (const char *[]){"5", NULL}, NULL);
     /* lookaheads after '^' (zod 4's email) */
-    expect("{'type':'string','pattern':\"^(?!\\\\.)(?!.*\\\\.\\\\.)([A-Za-z0-9_+\\\\-\\\\.]*)[A-Za-z0-9_+-]@([A-Za-z0-9][A-Za-z0-9\\\\-]*\\\\.)+[A-Za-z]{2,}$\"}",
+    expect("{'type':'string','pattern':\"^(?!\\\\.)(?!.*\\\\.\\\\.)([A-Za-z0-9_+\\\\-\\\\.]*)[A-Za-z0-9_+-]@([A-Za-z0-"
+           "9][A-Za-z0-9\\\\-]*\\\\.)+[A-Za-z]{2,}$\"}",
            (const char *[]){"\"a.b@ex.com\"", NULL}, (const char *[]){"\".a@ex.com\"", "\"a..b@ex.com\"", NULL});
     expect("{'type':'string','pattern':'^(?=.*[0-9])(?=.*[A-Z]).{4}$'}", (const char *[]){"\"aB3c\"", NULL},
            (const char *[]){"\"abcd\"", "\"ab3c\"", "\"aB3cd\"", NULL});
@@ -537,26 +648,29 @@ static void test_corpus_keywords(void) {
            (const char *[]){"{\"x_a\":\"ab\"}", NULL}, (const char *[]){"{\"x_a\":\"abc\"}", "{\"y\":1}", NULL});
     expect("{'type':'object','required':['x']}", (const char *[]){"{\"x\":[1]}", NULL}, (const char *[]){"{}", NULL});
     expect("{'type':'object','properties':{'a':{'type':'integer'},'b':{'type':'integer'},'c':{'type':'integer'}},"
-           "'minProperties':1,'maxProperties':2}", (const char *[]){"{\"a\":1}", "{\"c\":1,\"b\":2}", NULL},
+           "'minProperties':1,'maxProperties':2}",
+           (const char *[]){"{\"a\":1}", "{\"c\":1,\"b\":2}", NULL},
            (const char *[]){"{}", "{\"a\":1,\"b\":2,\"c\":3}", NULL});
     expect("{'properties':{'a':{},'b':{}},'required':['a'],'dependentRequired':{'a':['b']}}",
            (const char *[]){"{\"a\":1,\"b\":2}", NULL}, (const char *[]){"{\"a\":1}", NULL});
-    expect("{'properties':{'a':{},'b':{}},'dependencies':{'a':{'required':['b']}}}", (const char *[]){"{\"b\":1}", NULL},
-           (const char *[]){"{\"a\":1}", NULL});
+    expect("{'properties':{'a':{},'b':{}},'dependencies':{'a':{'required':['b']}}}",
+           (const char *[]){"{\"b\":1}", NULL}, (const char *[]){"{\"a\":1}", NULL});
     expect("{'properties':{'ab':{},'b':{}},'propertyNames':{'maxLength':1}}", (const char *[]){"{\"b\":1}", NULL},
            (const char *[]){"{\"ab\":1}", NULL});
     {
         char big[8192];
         int n = snprintf(big, sizeof big, "{'type':'object','properties':{");
-        for (int i = 0; i < 80; i++) n += snprintf(big + n, sizeof big - (size_t)n, "%s'p%d':{'type':'integer'}", i ? "," : "", i);
+        for (int i = 0; i < 80; i++)
+            n += snprintf(big + n, sizeof big - (size_t)n, "%s'p%d':{'type':'integer'}", i ? "," : "", i);
         snprintf(big + n, sizeof big - (size_t)n, "},'required':['p79']}");
         expect(big, (const char *[]){"{\"p79\":1,\"p0\":2}", NULL}, (const char *[]){"{\"p0\":2}", NULL});
     }
     expect("{'type':'array','items':{'type':['integer','string']},'contains':{'type':'string'}}",
            (const char *[]){"[\"a\",1]", NULL}, (const char *[]){"[]", "[1]", NULL});
-    expect("{'type':'object','properties':{'x':{'enum':['a','b'],'const':'c'},'y':{}}}", (const char *[]){"{\"y\":1}", NULL},
-           (const char *[]){"{\"x\":\"c\"}", "{\"x\":\"a\"}", NULL});
-    expect("{'type':'string','pattern':'^.$'}", (const char *[]){"\"\xc3\xa9\"", NULL}, (const char *[]){"\"\xf0\x9f\x98\x80\"", NULL});
+    expect("{'type':'object','properties':{'x':{'enum':['a','b'],'const':'c'},'y':{}}}",
+           (const char *[]){"{\"y\":1}", NULL}, (const char *[]){"{\"x\":\"c\"}", "{\"x\":\"a\"}", NULL});
+    expect("{'type':'string','pattern':'^.$'}", (const char *[]){"\"\xc3\xa9\"", NULL},
+           (const char *[]){"\"\xf0\x9f\x98\x80\"", NULL});
     /* if/then/else: one branch taken; minProperties past the declared names */
     expect("{'type':'object','properties':{'k':{'enum':['a','b']},'v':{}},'if':{'properties':{'k':{'const':'a'}}},"
            "'then':{'properties':{'v':{'type':'integer'}}},'else':{'properties':{'v':{'type':'string'}}}}",
@@ -567,13 +681,16 @@ static void test_corpus_keywords(void) {
     expect("{'type':'object','additionalProperties':{'type':'integer'},'minProperties':2}",
            (const char *[]){"{\"property1\":1,\"property2\":2}", NULL}, (const char *[]){"{\"property1\":1}", NULL});
     /* not (by exclusion), uniqueItems over any items, large enums, additionalItems */
-    expect("{'type':['string','null'],'not':{'type':'null'}}", (const char *[]){"\"a\"", NULL}, (const char *[]){"null", NULL});
-    expect("{'type':'string','not':{'pattern':'^a'}}", (const char *[]){"\"ba\"", NULL}, (const char *[]){"\"ab\"", NULL});
-    expect("{'type':'object','properties':{'a':{},'b':{}},'not':{'required':['a']}}", (const char *[]){"{\"b\":1}", NULL},
-           (const char *[]){"{\"a\":1}", NULL});
+    expect("{'type':['string','null'],'not':{'type':'null'}}", (const char *[]){"\"a\"", NULL},
+           (const char *[]){"null", NULL});
+    expect("{'type':'string','not':{'pattern':'^a'}}", (const char *[]){"\"ba\"", NULL},
+           (const char *[]){"\"ab\"", NULL});
+    expect("{'type':'object','properties':{'a':{},'b':{}},'not':{'required':['a']}}",
+           (const char *[]){"{\"b\":1}", NULL}, (const char *[]){"{\"a\":1}", NULL});
     expect("{'type':'array','items':{'type':'string'},'uniqueItems':true}", (const char *[]){"[]", "[\"a\"]", NULL},
            (const char *[]){"[\"a\",\"b\"]", NULL});
-    expect("{'type':'array','items':{'type':'integer'},'additionalItems':false}", (const char *[]){"[1,2]", NULL}, NULL);
+    expect("{'type':'array','items':{'type':'integer'},'additionalItems':false}", (const char *[]){"[1,2]", NULL},
+           NULL);
     {
         char big[8192];
         int n = snprintf(big, sizeof big, "{'enum':[");
@@ -585,13 +702,16 @@ static void test_corpus_keywords(void) {
     expect("{'allOf':[{'properties':{'a':{}},'additionalProperties':false},{'properties':{'b':{}}}]}",
            (const char *[]){"{\"a\":1}", NULL}, (const char *[]){"{\"b\":1}", NULL});
     /* unsatisfiable parts are never generated; deep optional recursion stops at the frame limit */
-    expect("{'type':'object','properties':{'n':{'allOf':[{'type':'string'},{'type':'integer'}]},'m':{'type':'integer'}}}",
-           (const char *[]){"{\"m\":1}", NULL}, (const char *[]){"{\"n\":1}", NULL});
+    expect(
+        "{'type':'object','properties':{'n':{'allOf':[{'type':'string'},{'type':'integer'}]},'m':{'type':'integer'}}}",
+        (const char *[]){"{\"m\":1}", NULL}, (const char *[]){"{\"n\":1}", NULL});
     test_completion("{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"},\"b\":{\"type\":\"string\","
                     "\"pattern\":\"^[a-z]*\\\\.[a-z]*$\",\"maxLength\":3}}}");
     test_completion("{\"type\":\"object\",\"anyOf\":[{\"$ref\":\"#/$defs/i\"},{\"$ref\":\"#/$defs/l\"}],\"$defs\":{"
-                    "\"i\":{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"},\"b\":{\"$ref\":\"#\"}},\"required\":[\"a\",\"b\"]},"
-                    "\"l\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":\"^\\\\w+\\\\s\\\\w+$\"}},"
+                    "\"i\":{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"},\"b\":{\"$ref\":\"#\"}},"
+                    "\"required\":[\"a\",\"b\"]},"
+                    "\"l\":{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\",\"pattern\":\"^\\\\w+"
+                    "\\\\s\\\\w+$\"}},"
                     "\"required\":[\"name\"]}}}");
     char err[256];
     grammar *g = grammar_from_schema("{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}}}", err, sizeof err);
@@ -614,7 +734,8 @@ static void test_regex_budget(void) {
     char schema[8192], err[512];
     int n = snprintf(schema, sizeof schema, "{\"type\":\"object\",\"properties\":{");
     for (int i = 0; i < 64; i++)
-        n += snprintf(schema + n, sizeof schema - (size_t)n, "%s\"p%d\":{\"type\":\"string\",\"pattern\":\"^(?:[a-z0-9]{1,40}[.-]){1,40}[a-z0-9]{1,40}%d$\"}",
+        n += snprintf(schema + n, sizeof schema - (size_t)n,
+                      "%s\"p%d\":{\"type\":\"string\",\"pattern\":\"^(?:[a-z0-9]{1,40}[.-]){1,40}[a-z0-9]{1,40}%d$\"}",
                       i ? "," : "", i, i);
     snprintf(schema + n, sizeof schema - (size_t)n, "}}");
     struct timespec t0, t1;
@@ -622,11 +743,13 @@ static void test_regex_budget(void) {
     grammar *g = grammar_from_schema(schema, err, sizeof err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    CHECK(g == NULL && strstr(err, "pattern") && strstr(err, "[a-z0-9]{1,40}"), "costly patterns refused naming one: %s", err);
+    CHECK(g == NULL && strstr(err, "pattern") && strstr(err, "[a-z0-9]{1,40}"),
+          "costly patterns refused naming one: %s", err);
     CHECK(s < 20, "the whole request's patterns took %.1f s", s);
     grammar_free(g);
     volatile bool cancel = true;
-    g = grammar_from_schema_cancel("{\"type\":\"string\",\"pattern\":\"^(?:[a-z0-9]{1,40}[.-]){1,40}$\"}", &cancel, err, sizeof err);
+    g = grammar_from_schema_cancel("{\"type\":\"string\",\"pattern\":\"^(?:[a-z0-9]{1,40}[.-]){1,40}$\"}", &cancel, err,
+                                   sizeof err);
     CHECK(g == NULL && strstr(err, "too costly"), "a cancelled compile stops: %s", err);
     grammar_free(g);
 }
@@ -642,16 +765,45 @@ static char *read_text(const char *path) {
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
+    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+        free(s);
+        s = NULL;
+    }
     if (s) s[n] = 0;
     fclose(f);
     return s;
 }
 
 static int generate_one(const grammar *g, char *text, int cap) {
-    static const char *chunks[] = {"true", "false", "null", "\":", "\", \"", "0", "12", "-3", ".5", "e+2", "abc",
-                                   "\xc3\xa9", "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "\\n", "\\\"", "\\u00e9", "2024-",
-                                   "T12:", "@ex", ".com", "http", "://", "[]", "{}", "\"a\"", ", ", "::", "Z"};
+    static const char *chunks[] = {"true",
+                                   "false",
+                                   "null",
+                                   "\":",
+                                   "\", \"",
+                                   "0",
+                                   "12",
+                                   "-3",
+                                   ".5",
+                                   "e+2",
+                                   "abc",
+                                   "\xc3\xa9",
+                                   "\xe4\xb8\xad",
+                                   "\xf0\x9f\x98\x80",
+                                   "\\n",
+                                   "\\\"",
+                                   "\\u00e9",
+                                   "2024-",
+                                   "T12:",
+                                   "@ex",
+                                   ".com",
+                                   "http",
+                                   "://",
+                                   "[]",
+                                   "{}",
+                                   "\"a\"",
+                                   ", ",
+                                   "::",
+                                   "Z"};
     enum { N_CHUNKS = sizeof chunks / sizeof *chunks };
     grammar_state *st = malloc(sizeof *st);
     if (!st) return -1;
@@ -662,8 +814,15 @@ static int generate_one(const grammar *g, char *text, int cap) {
         const char *opt[128 + N_CHUNKS];
         int lens[128 + N_CHUNKS], k = 0;
         static char bytes[96][2];
-        for (int b = 0x20; b < 0x7f; b++) { bytes[b - 0x20][0] = (char)b; opt[k] = bytes[b - 0x20]; lens[k++] = 1; }
-        for (int c = 0; c < N_CHUNKS; c++) { opt[k] = chunks[c]; lens[k++] = (int)strlen(chunks[c]); }
+        for (int b = 0x20; b < 0x7f; b++) {
+            bytes[b - 0x20][0] = (char)b;
+            opt[k] = bytes[b - 0x20];
+            lens[k++] = 1;
+        }
+        for (int c = 0; c < N_CHUNKS; c++) {
+            opt[k] = chunks[c];
+            lens[k++] = (int)strlen(chunks[c]);
+        }
         /* a random option among those the automaton accepts */
         int ok_idx[128 + N_CHUNKS], n_ok = 0;
         grammar_state *t = malloc(sizeof *t);
@@ -680,7 +839,10 @@ static int generate_one(const grammar *g, char *text, int cap) {
     }
     int m = grammar_completion(g, st, text + n, cap - n);
     free(st);
-    if (m < 0) { text[n] = 0; return -1; }
+    if (m < 0) {
+        text[n] = 0;
+        return -1;
+    }
     n += m;
     text[n] = 0;
     return n;
@@ -694,7 +856,12 @@ static int generate(int argc, char **argv) {
         const char *base = strrchr(argv[a], '/');
         base = base ? base + 1 : argv[a];
         grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
-        if (!g) { printf("FAIL compile %s: %s\n", base, schema ? err : "unreadable"); failn++; free(schema); continue; }
+        if (!g) {
+            printf("FAIL compile %s: %s\n", base, schema ? err : "unreadable");
+            failn++;
+            free(schema);
+            continue;
+        }
         char path[1024];
         snprintf(path, sizeof path, "%s/%.*s.jsonl", dir, (int)(strlen(base) - 5), base);
         FILE *f = fopen(path, "w");
@@ -703,7 +870,11 @@ static int generate(int argc, char **argv) {
             int n = generate_one(g, text, (int)sizeof text);
             grammar_state st;
             grammar_state_init(g, &st);
-            if (n < 0 || !valid(g, text)) { printf("FAIL generate %s #%d: %s%s\n", base, i, n < 0 ? "no completion after " : "", text); failn++; continue; }
+            if (n < 0 || !valid(g, text)) {
+                printf("FAIL generate %s #%d: %s%s\n", base, i, n < 0 ? "no completion after " : "", text);
+                failn++;
+                continue;
+            }
             fprintf(f, "%s\n", text);
             pass++;
         }
@@ -733,7 +904,8 @@ static int survey(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         if (!g) {
-            for (char *p = err; *p; p++) if (*p == '\t' || *p == '\n') *p = ' ';
+            for (char *p = err; *p; p++)
+                if (*p == '\t' || *p == '\n') *p = ' ';
             printf("%.*s\tREJECT\t%s\t%.1f\n", blen, base, err, ms);
             free(schema);
             fflush(stdout);
@@ -750,7 +922,8 @@ static int survey(int argc, char **argv) {
             else fprintf(f, "%s\n", text);
         }
         if (f) fclose(f);
-        for (char *p = text; dead && *p; p++) if (*p == '\t' || *p == '\n') *p = ' ';
+        for (char *p = text; dead && *p; p++)
+            if (*p == '\t' || *p == '\n') *p = ' ';
         if (dead) printf("%.*s\tDEADEND\t%.300s\t%.1f\n", blen, base, text, ms);
         else printf("%.*s\tOK\t%d\t%.1f\n", blen, base, n_out, ms);
         fflush(stdout);
@@ -775,16 +948,23 @@ static int reject_mode(const char *path, const char *dir) {
         snprintf(sp, sizeof sp, "%s/%s.json", dir, name ? name : "");
         char *schema = inst ? read_text(sp) : NULL;
         grammar *g = schema ? grammar_from_schema(schema, err, sizeof err) : NULL;
-        if (!g) { printf("FAIL negative: bad line or schema: %s", line); failn++; }
-        else if (valid(g, inst)) { printf("FAIL negative %s: accepted %s\n", name, inst); failn++; }
-        else pass++;
+        if (!g) {
+            printf("FAIL negative: bad line or schema: %s", line);
+            failn++;
+        } else if (valid(g, inst)) {
+            printf("FAIL negative %s: accepted %s\n", name, inst);
+            failn++;
+        } else pass++;
         grammar_free(g);
         free(schema);
         free(inst);
         json_decref(j);
     }
     if (f) fclose(f);
-    else { printf("FAIL cannot read %s\n", path); failn++; }
+    else {
+        printf("FAIL cannot read %s\n", path);
+        failn++;
+    }
     printf("%d passed, %d failed\n", pass, failn);
     return failn ? 1 : 0;
 }
@@ -799,7 +979,8 @@ int main(int argc, char **argv) {
     test_completion(PERSON);
     test_completion(NULL);
     test_completion("{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
-                    "\"properties\":{\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}}},\"additionalProperties\":{\"type\":\"integer\"}}");
+                    "\"properties\":{\"b\":{\"type\":\"string\"}},\"required\":[\"b\"]}}},\"additionalProperties\":{"
+                    "\"type\":\"integer\"}}");
     test_integers();
     test_numbers();
     test_strings();

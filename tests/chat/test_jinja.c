@@ -59,7 +59,8 @@ static void test_unit_cases(void) {
             CHECK(out && !strcmp(out, json_string_value(expected)), "unit %zu %s: got [%s] want [%s] (%s)", i, src,
                   out ? out : "(error)", json_string_value(expected), err.msg);
         } else {
-            CHECK(!out && err.code != 0 && err.msg[0], "unit %zu %s: expected an error, got [%s]", i, src, out ? out : "");
+            CHECK(!out && err.code != 0 && err.msg[0], "unit %zu %s: expected an error, got [%s]", i, src,
+                  out ? out : "");
             CHECK(!strchr(err.msg, '\n'), "unit %zu: error message is not one line", i);
             n_err++;
         }
@@ -103,7 +104,10 @@ static void test_public_goldens(void) {
         char path[256];
         snprintf(path, sizeof path, DATA("chat/%s"), json_string_value(json_object_get(c, "template")));
         char *src = read_text(path);
-        if (!src) { CHECK(0, "template %s", path); continue; }
+        if (!src) {
+            CHECK(0, "template %s", path);
+            continue;
+        }
         json_t *vars = chat_vars(json_object_get(c, "input"));
         const char *id = json_string_value(json_object_get(c, "id"));
         const char *want = json_string_value(json_object_get(c, "rendered"));
@@ -125,7 +129,8 @@ static void test_public_goldens(void) {
             struct tm tm;
             localtime_r(&now, &tm);
             strftime(date, sizeof date, "%Y-%m-%d", &tm);
-            CHECK(out && equal_but_date(out, want, date), "%s with today's date %s: got [%s]", id, date, out ? out : err.msg);
+            CHECK(out && equal_but_date(out, want, date), "%s with today's date %s: got [%s]", id, date,
+                  out ? out : err.msg);
         }
         free(out);
         json_decref(vars);
@@ -146,20 +151,23 @@ static void test_extra_goldens(void) {
     json_array_foreach(goldens, i, g) {
         const char *name = json_string_value(json_object_get(g, "conversation"));
         json_t *conv = NULL;
-        json_array_foreach(convs, j, c)
-            if (!strcmp(json_string_value(json_object_get(c, "name")), name)) conv = c;
+        json_array_foreach(convs, j, c) if (!strcmp(json_string_value(json_object_get(c, "name")), name)) conv = c;
         CHECK(conv, "conversation %s not found", name);
         if (!conv) continue;
         char path[256];
         snprintf(path, sizeof path, DATA("lfm2/%s"), json_string_value(json_object_get(g, "template")));
         char *src = read_text(path);
-        if (!src) { CHECK(0, "template %s", path); continue; }
+        if (!src) {
+            CHECK(0, "template %s", path);
+            continue;
+        }
         json_t *vars = chat_vars(conv);
         const char *want = json_string_value(json_object_get(g, "rendered"));
         lfm2c_error err = {0};
         char *out = render(src, vars, fixed_now(), &err);
         if (want) {
-            CHECK(out && !strcmp(out, want), "%s / %s: got [%s] want [%s] (%s)", name, path, out ? out : "(error)", want, err.msg);
+            CHECK(out && !strcmp(out, want), "%s / %s: got [%s] want [%s] (%s)", name, path, out ? out : "(error)",
+                  want, err.msg);
             exact += out && !strcmp(out, want);
         } else {
             CHECK(!out && err.code, "%s / %s: expected an error (%s), got [%s]", name, path,
@@ -188,7 +196,8 @@ static void test_builtin_template(void) {
     lfm2c_error err = {0};
     const char *msgs = "[{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Hi\"},"
                        " {\"role\": \"tool\", \"content\": {\"t\": 1.0}}]";
-    char *out = lfm2c_chat_render_template(NULL, msgs, "[{\"name\": \"f\"}]", true, "<|startoftext|>", "<|im_end|>", &err);
+    char *out =
+        lfm2c_chat_render_template(NULL, msgs, "[{\"name\": \"f\"}]", true, "<|startoftext|>", "<|im_end|>", &err);
     const char *want = "<|startoftext|><|im_start|>system\nS\nList of tools: <|tool_list_start|>[{\"name\": \"f\"}]"
                        "<|tool_list_end|><|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>tool\n"
                        "<|tool_response_start|>{\"t\": 1.0}<|tool_response_end|><|im_end|>\n<|im_start|>assistant\n";
@@ -196,11 +205,12 @@ static void test_builtin_template(void) {
     free(out);
     /* a model-less lfm2c_chat_render uses LFM2's bos */
     out = lfm2c_chat_render(NULL, NULL, "[{\"role\": \"user\", \"content\": \"x\"}]", NULL, false, &err);
-    CHECK(out && !strcmp(out, "<|startoftext|><|im_start|>user\nx<|im_end|>\n"), "model-less render: [%s]", out ? out : err.msg);
+    CHECK(out && !strcmp(out, "<|startoftext|><|im_start|>user\nx<|im_end|>\n"), "model-less render: [%s]",
+          out ? out : err.msg);
     free(out);
     /* {"messages": [...], "tools": [...]} is accepted too */
-    out = lfm2c_chat_render_template("{{ messages | length }}{{ tools | length }}", "{\"messages\": [{}], \"tools\": [1, 2]}",
-                                     NULL, false, "", "", &err);
+    out = lfm2c_chat_render_template("{{ messages | length }}{{ tools | length }}",
+                                     "{\"messages\": [{}], \"tools\": [1, 2]}", NULL, false, "", "", &err);
     CHECK(out && !strcmp(out, "12"), "object form: [%s] (%s)", out ? out : "", err.msg);
     free(out);
 }
@@ -208,8 +218,8 @@ static void test_builtin_template(void) {
 static void expect_error(const char *tmpl, const char *msgs, const char *tools, const char *needle) {
     lfm2c_error err = {0};
     char *out = lfm2c_chat_render_template(tmpl, msgs, tools, false, "", "", &err);
-    CHECK(!out && err.code && strstr(err.msg, needle), "expected an error with '%s' for %s / %s; got [%s] msg [%s]", needle,
-          tmpl ? tmpl : "(builtin)", msgs ? msgs : "(null)", out ? out : "", err.msg);
+    CHECK(!out && err.code && strstr(err.msg, needle), "expected an error with '%s' for %s / %s; got [%s] msg [%s]",
+          needle, tmpl ? tmpl : "(builtin)", msgs ? msgs : "(null)", out ? out : "", err.msg);
     free(out);
 }
 
@@ -220,8 +230,10 @@ static void test_errors(void) {
     expect_error(NULL, "[]", "[1,", "bad tools JSON");
     expect_error(NULL, NULL, NULL, "no messages");
     expect_error("a\nb\n{{ 1 + }}", "[]", NULL, "line 3");
-    expect_error("x\n{% for m in messages %}\n{{ m.content.items() }}\n{% endfor %}", "[{\"content\": \"s\"}]", NULL, "line 3");
-    expect_error("{{ raise_exception('Conversation roles must alternate') }}", "[]", NULL, "Conversation roles must alternate");
+    expect_error("x\n{% for m in messages %}\n{{ m.content.items() }}\n{% endfor %}", "[{\"content\": \"s\"}]", NULL,
+                 "line 3");
+    expect_error("{{ raise_exception('Conversation roles must alternate') }}", "[]", NULL,
+                 "Conversation roles must alternate");
     expect_error("{% if x %}", "[]", NULL, "line 1");
     expect_error("{% extends 'base' %}", "[]", NULL, "unsupported tag 'extends'");
     expect_error("{{ x | frobnicate }}", "[]", NULL, "no filter named 'frobnicate'");
@@ -268,11 +280,13 @@ static void test_parse_once_render_many(void) {
         json_decref(vars);
     }
     /* int vs float from JSON input keep Python's formatting */
-    json_t *vars = json_loads("{\"a\": 100.0, \"b\": 100, \"c\": 1e2, \"d\": 0.1, \"e\": -0.0, \"f\": 12345678901234567}", 0, NULL);
+    json_t *vars = json_loads(
+        "{\"a\": 100.0, \"b\": 100, \"c\": 1e2, \"d\": 0.1, \"e\": -0.0, \"f\": 12345678901234567}", 0, NULL);
     const char *nums = "{{ a }} {{ b }} {{ c }} {{ d }} {{ e }} {{ f }} {{ [a, b] | tojson }}";
     jinja_template *t2 = jinja_parse(nums, strlen(nums), &err);
     char *out = t2 ? jinja_render(t2, vars, NULL, NULL, &err) : NULL;
-    CHECK(out && !strcmp(out, "100.0 100 100.0 0.1 -0.0 12345678901234567 [100.0, 100]"), "numbers: [%s]", out ? out : err.msg);
+    CHECK(out && !strcmp(out, "100.0 100 100.0 0.1 -0.0 12345678901234567 [100.0, 100]"), "numbers: [%s]",
+          out ? out : err.msg);
     free(out);
     jinja_free(t2);
     json_decref(vars);
@@ -317,7 +331,7 @@ static void test_repetition_budget(void) {
     expect_fast_error("{{ '' * 6666666666666 }}", "budget", 1.0);
     expect_fast_error("{{ ([] * 6666666666666) | length }}", "budget", 1.0);
     expect_fast_error("{{ [1, 2] * 12000000 }}", "too large", 1.0);
-    expect_fast_error("{{ 'abc' * 80000000 }}", "budget", 1.0);             /* 240M steps > 50M */
+    expect_fast_error("{{ 'abc' * 80000000 }}", "budget", 1.0); /* 240M steps > 50M */
     expect_fast_error("{{ 'x'.ljust(16000000, 'abcdefgh') }}", "budget", 1.0);
     expect_fast_error("{{ [1] | batch(2**40, 0) | list }}", "batch fill", 1.0);
     expect_output("{{ [] * 3 }}|{{ 'ab' * 3 }}|{{ [1] * 2 }}|{{ 'x'.zfill(3) }}", "[]|ababab|[1, 1]|00x");
@@ -329,7 +343,9 @@ static const char HEAVY[] = "{% set x = 'a' * 10000000 %}{% for i in range(3000)
 
 static char *render_heavy(const char *src, lfm2c_error *err) {
     jinja_template *t = jinja_parse(src, strlen(src), err);
-    char *out = t ? jinja_render(t, NULL, &(jinja_options){.max_seconds = 60, .max_steps = (uint64_t)1 << 40}, NULL, err) : NULL;
+    char *out =
+        t ? jinja_render(t, NULL, &(jinja_options){.max_seconds = 60, .max_steps = (uint64_t)1 << 40}, NULL, err)
+          : NULL;
     jinja_free(t);
     return out;
 }
@@ -355,7 +371,8 @@ static void test_process_render_memory(void) {
     for (int i = 0; i < 1000 && jinja_process_memory_in_use() < (size_t)10000000; i++) nanosleep(&nap, NULL);
     lfm2c_error err = {0};
     char *out = render_heavy("{{ ('b' * 10000000) | length }}", &err);
-    CHECK(!out && strstr(err.msg, "renders in progress"), "a second heavy render past the process bound: [%s]", out ? out : err.msg);
+    CHECK(!out && strstr(err.msg, "renders in progress"), "a second heavy render past the process bound: [%s]",
+          out ? out : err.msg);
     free(out);
     pthread_join(th, NULL);
     CHECK(first_ok, "the first heavy render completed");
@@ -373,7 +390,8 @@ static void test_hostile_templates(void) {
     expect_budget_error("{{ {} * 'a' }}", "unsupported operand", &small);
     expect_output("{{ 3 * 'ab' }}|{{ 2 * [1] }}", "ababab|[1, 1]");
     /* capacity multiplications that wrapped: batch(2**61), huge repetition */
-    expect_budget_error("{{ [1,2,3] | batch(2**61, 0) | list }}", "budget", &(jinja_options){.max_steps = 100000, .max_seconds = 2});
+    expect_budget_error("{{ [1,2,3] | batch(2**61, 0) | list }}", "budget",
+                        &(jinja_options){.max_steps = 100000, .max_seconds = 2});
     expect_output("{{ [1,2,3] | batch(2**61) | list }}", "[[1, 2, 3]]");
     expect_budget_error("{{ 'ab' * 2**62 }}", "too large", &small);
     expect_budget_error("{{ [1] * 2**62 }}", "too large", &small);
@@ -386,13 +404,16 @@ static void test_hostile_templates(void) {
     expect_output("{{ [1,2,3,4,5][-9223372036854775807-1:9223372036854775807:2] }}", "[1, 3, 5]");
     /* range: huge bounds are a clean error; steps near the int64 edges do not wrap */
     expect_budget_error("{{ range(2**62) | length }}", "range too large", &small);
-    expect_output("{{ range(9223372036854775807-2, 9223372036854775807) | list }}", "[9223372036854775805, 9223372036854775806]");
-    expect_output("{{ range(-9223372036854775807-1, -9223372036854775807+9, 2**62) | list }}", "[-9223372036854775808]");
+    expect_output("{{ range(9223372036854775807-2, 9223372036854775807) | list }}",
+                  "[9223372036854775805, 9223372036854775806]");
+    expect_output("{{ range(-9223372036854775807-1, -9223372036854775807+9, 2**62) | list }}",
+                  "[-9223372036854775808]");
     expect_output("{{ range(0, 10, -1) | list }}|{{ range(5, 0, -2) | list }}", "[]|[5, 3, 1]");
     /* %d of a float outside int64 (was UB), ** by squaring (was a loop of 2**62 steps) */
     expect_budget_error("{{ '%d' % 1e300 }}", "OverflowError", &small);
     expect_output("{{ '%d' % 12.7 }}", "12");
-    expect_output("{{ (-1) ** (2**62) }}|{{ (-1) ** (2**62+1) }}|{{ 0 ** 0 }}|{{ 2 ** 62 }}", "1|-1|1|4611686018427387904");
+    expect_output("{{ (-1) ** (2**62) }}|{{ (-1) ** (2**62+1) }}|{{ 0 ** 0 }}|{{ 2 ** 62 }}",
+                  "1|-1|1|4611686018427387904");
     expect_budget_error("{{ 3 ** (2**62) }}", "integer overflow", &small);
     expect_budget_error("{{ 2**63 }}", "integer overflow", &small);
     /* a 63+ digit literal followed by a fraction and an exponent overflowed a stack buffer */
@@ -408,16 +429,19 @@ static void test_hostile_templates(void) {
     /* the render budget: steps, output, depth, time, cancel */
     expect_budget_error("{% for i in range(10000000) %}{% for j in range(10000000) %}{% endfor %}{% endfor %}",
                         "budget", &(jinja_options){.max_steps = 200000});
-    expect_budget_error("{% set l = range(3000) | list %}{% for i in l %}{% for j in l %}{% if j in l %}{% endif %}{% endfor %}{% endfor %}",
+    expect_budget_error("{% set l = range(3000) | list %}{% for i in l %}{% for j in l %}{% if j in l %}{% endif %}{% "
+                        "endfor %}{% endfor %}",
                         "budget", &(jinja_options){.max_steps = 1000000});
     expect_budget_error("{% for i in range(1000000) %}xxxxxxxxxxxxxxxx{% endfor %}", "output exceeds",
                         &(jinja_options){.max_output = 100000});
     expect_budget_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "too deep", &small);
     jinja_set_process_memory((size_t)2 << 30);
     /* lists small enough for the memory budget, 10^10 iterations: only the clock can stop it */
-    expect_budget_error("{% set ns = namespace(x=0) %}{% for i in range(100000) %}{% for j in range(100000) %}"
-                        "{% set ns.x = ns.x + 1 %}{% endfor %}{% endfor %}", "time budget",
-                        &(jinja_options){.max_seconds = 0.3, .max_steps = (uint64_t)1 << 62, .memory_limit = (size_t)1 << 30});
+    expect_budget_error(
+        "{% set ns = namespace(x=0) %}{% for i in range(100000) %}{% for j in range(100000) %}"
+        "{% set ns.x = ns.x + 1 %}{% endfor %}{% endfor %}",
+        "time budget",
+        &(jinja_options){.max_seconds = 0.3, .max_steps = (uint64_t)1 << 62, .memory_limit = (size_t)1 << 30});
     jinja_set_process_memory(0);
     {
         atomic_int cancel = 1;
@@ -426,14 +450,17 @@ static void test_hostile_templates(void) {
     }
     /* deep nesting built by a loop, then compared and printed: bounded, no stack overflow */
     expect_budget_error("{% set ns = namespace(x=[]) %}{% for i in range(200000) %}{% set ns.x = [ns.x] %}{% endfor %}"
-                        "{{ ns.x == ns.x }}{{ ns.x }}", "nested too deeply", &small);
+                        "{{ ns.x == ns.x }}{{ ns.x }}",
+                        "nested too deeply", &small);
     /* the defaults leave a real chat template plenty of room (the goldens above use them too) */
     jinja_options dflt = {0};
     lfm2c_error err = {0};
     const char *src = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
     jinja_template *t = jinja_parse(src, strlen(src), &err);
     json_t *msgs = json_array();
-    for (int i = 0; i < 20000; i++) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", i % 2 ? "assistant" : "user", "content", "some text of a turn"));
+    for (int i = 0; i < 20000; i++)
+        json_array_append_new(
+            msgs, json_pack("{s:s,s:s}", "role", i % 2 ? "assistant" : "user", "content", "some text of a turn"));
     json_t *vars = json_pack("{s:o}", "messages", msgs);
     size_t n = 0;
     char *out = jinja_render(t, vars, &dflt, &n, &err);

@@ -8,7 +8,11 @@
 #include <stdbool.h>
 #include <string.h>
 
-typedef struct out { char think[4096], answer[4096]; size_t nt, na; int phase; } out;
+typedef struct out {
+    char think[4096], answer[4096];
+    size_t nt, na;
+    int phase;
+} out;
 
 static void feed(lfm2c_think *t, out *o, const char *s, size_t n) {
     char th[1024 + LFM2C_THINK_HOLD], an[1024 + LFM2C_THINK_HOLD];
@@ -39,8 +43,13 @@ static out split_run(const char *s, bool opened, size_t split) {
     lfm2c_think_init(&t, opened);
     size_t n = strlen(s);
     if (split == 0) feed(&t, &o, s, n);
-    else if (split == 1) for (size_t i = 0; i < n; i++) feed(&t, &o, s + i, 1);
-    else { size_t k = split - 2; feed(&t, &o, s, k); feed(&t, &o, s + k, n - k); }
+    else if (split == 1)
+        for (size_t i = 0; i < n; i++) feed(&t, &o, s + i, 1);
+    else {
+        size_t k = split - 2;
+        feed(&t, &o, s, k);
+        feed(&t, &o, s + k, n - k);
+    }
     finish(&t, &o);
     return o;
 }
@@ -51,8 +60,8 @@ static void expect(const char *s, bool opened, const char *think, const char *an
     for (size_t split = 0; split < n + 3; split++) {
         out o = split_run(s, opened, split);
         if (strcmp(o.think, think) || strcmp(o.answer, answer)) {
-            CHECK(false, "input \"%s\" (opened %d, split %zu): think \"%s\" answer \"%s\", want \"%s\" / \"%s\"", s, opened, split,
-                  o.think, o.answer, think, answer);
+            CHECK(false, "input \"%s\" (opened %d, split %zu): think \"%s\" answer \"%s\", want \"%s\" / \"%s\"", s,
+                  opened, split, o.think, o.answer, think, answer);
             all = false;
             break;
         }
@@ -95,7 +104,8 @@ int main(void) {
         expect(s, false, want, "c");
         snprintf(s, sizeof s, "<think>a%*s", 200, "");
         out o = split_run(s, false, 1);
-        CHECK(o.nt >= 1 + 200 - LFM2C_THINK_WS && o.nt <= 201, "trailing run of an unclosed block: %zu bytes given out", o.nt);
+        CHECK(o.nt >= 1 + 200 - LFM2C_THINK_WS && o.nt <= 201, "trailing run of an unclosed block: %zu bytes given out",
+              o.nt);
         /* a long whitespace run before anything: the output is an answer */
         snprintf(s, sizeof s, "%*s<think>x</think>", 100, "");
         snprintf(want, sizeof want, "%*s<think>x</think>", 100, "");
@@ -118,7 +128,8 @@ int main(void) {
     /* multi-byte text passes through unchanged */
     expect("<think>日本語 ✓</think>😀 ok", false, "日本語 ✓", "😀 ok");
     /* an LFM2.5-style answer with a tool call after the thinking */
-    expect("<think>The user wants the weather.</think><|tool_call_start|>[get_weather(city=\"Paris\")]<|tool_call_end|>", false,
-           "The user wants the weather.", "<|tool_call_start|>[get_weather(city=\"Paris\")]<|tool_call_end|>");
+    expect(
+        "<think>The user wants the weather.</think><|tool_call_start|>[get_weather(city=\"Paris\")]<|tool_call_end|>",
+        false, "The user wants the weather.", "<|tool_call_start|>[get_weather(city=\"Paris\")]<|tool_call_end|>");
     TEST_MAIN_END();
 }

@@ -62,8 +62,8 @@ static uint64_t rng_next(uint64_t *s) {
 }
 
 /* Feeds text in chunks of 1..max_chunk bytes; returns shown+tail in *shown_out (malloc'd). */
-static bool stream_once(const char *text, size_t len, uint64_t *rng, size_t max_chunk, toolcall_result *r,
-                        char **total, size_t *total_len, size_t *shown_len, const char *label) {
+static bool stream_once(const char *text, size_t len, uint64_t *rng, size_t max_chunk, toolcall_result *r, char **total,
+                        size_t *total_len, size_t *shown_len, const char *label) {
     toolcall_stream *s = toolcall_stream_new();
     if (!s) return false;
     char *acc = malloc(len + 1);
@@ -116,7 +116,10 @@ static bool same_result(const toolcall_result *a, const toolcall_result *b) {
  * shown plus the tail must be the content (with calls, leading whitespace may have been shown). */
 static void check_stream(const char *label, const char *text, size_t len, uint64_t seed) {
     toolcall_result one;
-    if (!toolcall_parse(text, len, &one)) { CHECK(0, "%s: parse failed", label); return; }
+    if (!toolcall_parse(text, len, &one)) {
+        CHECK(0, "%s: parse failed", label);
+        return;
+    }
     char *ref_total = NULL;
     size_t ref_len = 0;
     for (int round = 0; round < 12; round++) {
@@ -191,34 +194,39 @@ static void test_forms(void) {
           "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"x\":1}}],\"parsed\":true}");
     /* JSON mode: arguments missing / null / a JSON string / called "parameters"; "\/" is JSON's */
     PARSE("<|tool_call_start|>[{\"name\": \"a\"}, {\"name\": \"b\", \"arguments\": null}, "
-          "{\"name\": \"c\", \"arguments\": \"{\\\"u\\\": \\\"a\\\\/b\\\"}\"}, {\"name\": \"d\", \"parameters\": {\"k\": [true]}}]"
+          "{\"name\": \"c\", \"arguments\": \"{\\\"u\\\": \\\"a\\\\/b\\\"}\"}, {\"name\": \"d\", \"parameters\": "
+          "{\"k\": [true]}}]"
           "<|tool_call_end|>",
           "{\"content\":\"\",\"tool_calls\":[{\"name\":\"a\",\"arguments\":{}},{\"name\":\"b\",\"arguments\":{}},"
-          "{\"name\":\"c\",\"arguments\":{\"u\":\"a/b\"}},{\"name\":\"d\",\"arguments\":{\"k\":[true]}}],\"parsed\":true}");
+          "{\"name\":\"c\",\"arguments\":{\"u\":\"a/"
+          "b\"}},{\"name\":\"d\",\"arguments\":{\"k\":[true]}}],\"parsed\":true}");
     /* JSON-mode objects written with Python literals still parse */
-    PARSE("<|tool_call_start|>[{'name': 'f', 'arguments': {'ok': True, 'n': None}}]<|tool_call_end|>",
-          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"ok\":true,\"n\":null}}],\"parsed\":true}");
+    PARSE(
+        "<|tool_call_start|>[{'name': 'f', 'arguments': {'ok': True, 'n': None}}]<|tool_call_end|>",
+        "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"ok\":true,\"n\":null}}],\"parsed\":true}");
     /* a list mixing both forms */
-    PARSE("<|tool_call_start|>[f(x=1), {\"name\": \"g\", \"arguments\": {}}]<|tool_call_end|>",
-          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"x\":1}},{\"name\":\"g\",\"arguments\":{}}],"
-          "\"parsed\":true}");
+    PARSE(
+        "<|tool_call_start|>[f(x=1), {\"name\": \"g\", \"arguments\": {}}]<|tool_call_end|>",
+        "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"x\":1}},{\"name\":\"g\",\"arguments\":{}}],"
+        "\"parsed\":true}");
     /* bare list: leading whitespace, dotted name, spaces before '(' */
-    PARSE(" \n\t[ Calendar.create_event (title='x') ]\n\nDone. ",
-          "{\"content\":\"Done.\",\"tool_calls\":[{\"name\":\"Calendar.create_event\",\"arguments\":{\"title\":\"x\"}}],"
-          "\"parsed\":true}");
+    PARSE(
+        " \n\t[ Calendar.create_event (title='x') ]\n\nDone. ",
+        "{\"content\":\"Done.\",\"tool_calls\":[{\"name\":\"Calendar.create_event\",\"arguments\":{\"title\":\"x\"}}],"
+        "\"parsed\":true}");
     /* not a bare list: JSON array, empty list, list after prose, a stray end marker present */
     PARSE("[{\"name\": \"f\", \"arguments\": {}}]",
           "{\"content\":\"[{\\\"name\\\": \\\"f\\\", \\\"arguments\\\": {}}]\",\"tool_calls\":[],\"parsed\":true}");
     PARSE("[] nothing", "{\"content\":\"[] nothing\",\"tool_calls\":[],\"parsed\":true}");
     PARSE("Try [f(x=1)]", "{\"content\":\"Try [f(x=1)]\",\"tool_calls\":[],\"parsed\":true}");
-    PARSE("[f(x=1)]<|tool_call_end|>",
-          "{\"content\":\"[f(x=1)]<|tool_call_end|>\",\"tool_calls\":[],\"parsed\":true}");
+    PARSE("[f(x=1)]<|tool_call_end|>", "{\"content\":\"[f(x=1)]<|tool_call_end|>\",\"tool_calls\":[],\"parsed\":true}");
     PARSE("", "{\"content\":\"\",\"tool_calls\":[],\"parsed\":true}");
     PARSE(" \n ", "{\"content\":\" \\n \",\"tool_calls\":[],\"parsed\":true}");
     /* content: pieces stripped, empty ones dropped, joined by one newline */
     PARSE("  A  <|tool_call_start|>[f()]<|tool_call_end|> \n <|tool_call_start|>[g()]<|tool_call_end|>B\n"
           "<|tool_call_start|>[]<|tool_call_end|>  C",
-          "{\"content\":\"A\\nB\\nC\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{}},{\"name\":\"g\",\"arguments\":{}}],"
+          "{\"content\":\"A\\nB\\nC\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{}},{\"name\":\"g\",\"arguments\":{"
+          "}}],"
           "\"parsed\":true}");
     /* a start marker without end, with the list then only whitespace */
     PARSE("Sure.<|tool_call_start|>[f(x=1)]\n",
@@ -234,12 +242,13 @@ static void test_values(void) {
           "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"n\":1.2345678901234568e+29}}],"
           "\"parsed\":true}");
     /* tuples become lists; a parenthesised value is the value */
-    PARSE("[f(t=(1, 'a'), one=(1,), e=(), p=(2))]",
-          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"t\":[1,\"a\"],\"one\":[1],\"e\":[],\"p\":2}}],"
-          "\"parsed\":true}");
+    PARSE("[f(t=(1, 'a'), one=(1,), e=(), p=(2))]", "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{"
+                                                    "\"t\":[1,\"a\"],\"one\":[1],\"e\":[],\"p\":2}}],"
+                                                    "\"parsed\":true}");
     /* deep nesting within the bound, and all literal kinds together */
     PARSE("[f(x={'a': [{'b': {'c': [[[True, False, None, true, false, null]]]}}], 'd': {}})]",
-          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"x\":{\"a\":[{\"b\":{\"c\":[[[true,false,null,"
+          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"x\":{\"a\":[{\"b\":{\"c\":[[[true,false,"
+          "null,"
           "true,false,null]]]}}],\"d\":{}}}}],\"parsed\":true}");
     /* a repeated dict key keeps the last value (Python) */
     PARSE("[f(d={'k': 1, 'k': 2})]",
@@ -249,8 +258,8 @@ static void test_values(void) {
     const char *t = "<|tool_call_start|>[f(a=0.1, b=1e3, c='é\"', d=[1, 2.5e-05])]<|tool_call_end|>";
     CHECK(toolcall_parse(t, strlen(t), &r) && r.n_calls == 1, "parse");
     if (r.n_calls == 1)
-        CHECK(!strcmp(r.calls[0].arguments, "{\"a\":0.1,\"b\":1000.0,\"c\":\"é\\\"\",\"d\":[1,2.5e-05]}"), "args text: %s",
-              r.calls[0].arguments);
+        CHECK(!strcmp(r.calls[0].arguments, "{\"a\":0.1,\"b\":1000.0,\"c\":\"é\\\"\",\"d\":[1,2.5e-05]}"),
+              "args text: %s", r.calls[0].arguments);
     toolcall_result_free(&r);
 }
 
@@ -258,58 +267,63 @@ static void test_strings(void) {
     /* every Python escape, both quote kinds, raw newline, line continuation, triple quotes */
     PARSE("[f(a='\\x41\\101\\u00e9\\U0001F600\\ud83d\\ude00', b=\"\\a\\b\\f\\v\\0\", c='it\\'s', d=\"x\ny\", "
           "e='con\\\ntinued', f='''tri'ple\"''', g=\"\"\"a\"b\"\"\", h='')]",
-          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"a\":\"AAé😀😀\",\"b\":\"\\u0007\\b\\f\\u000b\\u0000\","
-          "\"c\":\"it's\",\"d\":\"x\\ny\",\"e\":\"continued\",\"f\":\"tri'ple\\\"\",\"g\":\"a\\\"b\",\"h\":\"\"}}],\"parsed\":true}");
+          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"a\":\"AAé😀😀\",\"b\":"
+          "\"\\u0007\\b\\f\\u000b\\u0000\","
+          "\"c\":\"it's\",\"d\":\"x\\ny\",\"e\":\"continued\",\"f\":\"tri'ple\\\"\",\"g\":\"a\\\"b\",\"h\":\"\"}}],"
+          "\"parsed\":true}");
     /* an unknown escape keeps its backslash, as in Python ("\d+" is a regex) */
-    PARSE("[f(re='\\d+\\.\\w')]",
-          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"re\":\"\\\\d+\\\\.\\\\w\"}}],\"parsed\":true}");
+    PARSE("[f(re='\\d+\\.\\w')]", "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"re\":\"\\\\d+"
+                                  "\\\\.\\\\w\"}}],\"parsed\":true}");
     /* a lone surrogate has no UTF-8 form: U+FFFD */
-    PARSE("[f(s='\\ud800x')]", "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"s\":\"\\ufffdx\"}}],\"parsed\":true}");
+    PARSE("[f(s='\\ud800x')]",
+          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"s\":\"\\ufffdx\"}}],\"parsed\":true}");
     /* structure characters and markers-like text inside strings are not structure */
     PARSE("<|tool_call_start|>[f(s='a)], b=(\\'', t=\"[{'x'}]\")]<|tool_call_end|>",
-          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"s\":\"a)], b=('\",\"t\":\"[{'x'}]\"}}],\"parsed\":true}");
+          "{\"content\":\"\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"s\":\"a)], "
+          "b=('\",\"t\":\"[{'x'}]\"}}],\"parsed\":true}");
     /* invalid UTF-8 in the output: still valid JSON, bytes replaced by U+FFFD */
     const char bad[] = "caf\xC3 \xFF<|tool_call_start|>[f(s='\xE9')]";
-    check_parse("invalid utf-8", bad, sizeof bad - 1,
-                "{\"content\":\"caf\\ufffd \\ufffd\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"s\":\"\\ufffd\"}}],"
-                "\"parsed\":true}");
+    check_parse(
+        "invalid utf-8", bad, sizeof bad - 1,
+        "{\"content\":\"caf\\ufffd \\ufffd\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"s\":\"\\ufffd\"}}],"
+        "\"parsed\":true}");
     /* a NUL byte in the output is kept */
     const char nul[] = "a\0b";
     check_parse("NUL", nul, 3, "{\"content\":\"a\\u0000b\",\"tool_calls\":[],\"parsed\":true}");
 }
 
 static void test_malformed(void) {
-    FAILS("<|tool_call_start|>[f(x=[1, 2)]<|tool_call_end|>");     /* unbalanced */
-    FAILS("<|tool_call_start|>[f(x=1)]]<|tool_call_end|>");        /* extra bracket */
-    FAILS("<|tool_call_start|>[f(x=1)<|tool_call_end|>");          /* list not closed */
-    FAILS("<|tool_call_start|>[f(x={'a': 1)]<|tool_call_end|>");   /* dict not closed */
-    FAILS("<|tool_call_start|>[f(1)]<|tool_call_end|>");           /* positional */
-    FAILS("<|tool_call_start|>[f(x=1, 2)]<|tool_call_end|>");      /* positional after keyword */
-    FAILS("<|tool_call_start|>[f(x)]<|tool_call_end|>");           /* bare name */
+    FAILS("<|tool_call_start|>[f(x=[1, 2)]<|tool_call_end|>");   /* unbalanced */
+    FAILS("<|tool_call_start|>[f(x=1)]]<|tool_call_end|>");      /* extra bracket */
+    FAILS("<|tool_call_start|>[f(x=1)<|tool_call_end|>");        /* list not closed */
+    FAILS("<|tool_call_start|>[f(x={'a': 1)]<|tool_call_end|>"); /* dict not closed */
+    FAILS("<|tool_call_start|>[f(1)]<|tool_call_end|>");         /* positional */
+    FAILS("<|tool_call_start|>[f(x=1, 2)]<|tool_call_end|>");    /* positional after keyword */
+    FAILS("<|tool_call_start|>[f(x)]<|tool_call_end|>");         /* bare name */
     FAILS("<|tool_call_start|>[f(**kw)]<|tool_call_end|>");
-    FAILS("<|tool_call_start|>[f(x=foo)]<|tool_call_end|>");       /* not a literal */
-    FAILS("<|tool_call_start|>[f(x=g(1))]<|tool_call_end|>");      /* nested call */
+    FAILS("<|tool_call_start|>[f(x=foo)]<|tool_call_end|>");  /* not a literal */
+    FAILS("<|tool_call_start|>[f(x=g(1))]<|tool_call_end|>"); /* nested call */
     FAILS("<|tool_call_start|>[f(x==1)]<|tool_call_end|>");
-    FAILS("<|tool_call_start|>[f(x=1, x=2)]<|tool_call_end|>");    /* repeated keyword */
+    FAILS("<|tool_call_start|>[f(x=1, x=2)]<|tool_call_end|>"); /* repeated keyword */
     FAILS("<|tool_call_start|>[f(x=1,,)]<|tool_call_end|>");
-    FAILS("<|tool_call_start|>[f(x={1: 2})]<|tool_call_end|>");    /* non-string key */
+    FAILS("<|tool_call_start|>[f(x={1: 2})]<|tool_call_end|>"); /* non-string key */
     FAILS("<|tool_call_start|>[f(x={'a' 2})]<|tool_call_end|>");
-    FAILS("<|tool_call_start|>[f(x='\\x4')]<|tool_call_end|>");    /* bad escapes */
+    FAILS("<|tool_call_start|>[f(x='\\x4')]<|tool_call_end|>"); /* bad escapes */
     FAILS("<|tool_call_start|>[f(x='\\u12')]<|tool_call_end|>");
     FAILS("<|tool_call_start|>[f(x='\\U00110000')]<|tool_call_end|>");
-    FAILS("<|tool_call_start|>[f(x='abc\\')]<|tool_call_end|>");   /* escape eats the quote */
-    FAILS("<|tool_call_start|>[f(x='''abc'')]<|tool_call_end|>");  /* unterminated triple */
-    FAILS("<|tool_call_start|>[f(x=1e999)]<|tool_call_end|>");     /* not a finite number */
+    FAILS("<|tool_call_start|>[f(x='abc\\')]<|tool_call_end|>");  /* escape eats the quote */
+    FAILS("<|tool_call_start|>[f(x='''abc'')]<|tool_call_end|>"); /* unterminated triple */
+    FAILS("<|tool_call_start|>[f(x=1e999)]<|tool_call_end|>");    /* not a finite number */
     FAILS("<|tool_call_start|>[f(x=1.2.3)]<|tool_call_end|>");
     FAILS("<|tool_call_start|>[f(x=-)]<|tool_call_end|>");
     FAILS("<|tool_call_start|>[f(x=0x)]<|tool_call_end|>");
-    FAILS("<|tool_call_start|>[f(x=1) g(y=2)]<|tool_call_end|>");  /* missing comma */
-    FAILS("<|tool_call_start|>[1(x=1)]<|tool_call_end|>");         /* not a name */
+    FAILS("<|tool_call_start|>[f(x=1) g(y=2)]<|tool_call_end|>"); /* missing comma */
+    FAILS("<|tool_call_start|>[1(x=1)]<|tool_call_end|>");        /* not a name */
     FAILS("<|tool_call_start|>[a.(x=1)]<|tool_call_end|>");
-    FAILS("<|tool_call_start|>Sure: [f(x=1)]<|tool_call_end|>");   /* text inside the region */
-    FAILS("<|tool_call_start|><|tool_call_end|>");                 /* empty region */
-    FAILS("I will call it.<|tool_call_start|>");                   /* cut off after the marker */
-    FAILS("<|tool_call_start|>[{\"arguments\": {}}]<|tool_call_end|>");             /* JSON: no name */
+    FAILS("<|tool_call_start|>Sure: [f(x=1)]<|tool_call_end|>");        /* text inside the region */
+    FAILS("<|tool_call_start|><|tool_call_end|>");                      /* empty region */
+    FAILS("I will call it.<|tool_call_start|>");                        /* cut off after the marker */
+    FAILS("<|tool_call_start|>[{\"arguments\": {}}]<|tool_call_end|>"); /* JSON: no name */
     FAILS("<|tool_call_start|>[{\"name\": \"f\", \"arguments\": \"[1]\"}]<|tool_call_end|>");
     FAILS("<|tool_call_start|>[{\"name\": \"f\", \"arguments\": 3}]<|tool_call_end|>");
     FAILS("<|tool_call_start|>[{\"name\": \"f\"}, 3]<|tool_call_end|>");
@@ -398,7 +412,8 @@ static void test_stream_behaviour(void) {
     const char *tail;
     size_t tail_len;
     CHECK(toolcall_stream_finish(s, &r, &tail, &tail_len), "finish");
-    CHECK(r.parsed && r.n_calls == 1 && tail_len == 6 && !memcmp(tail, "\nafter", 6), "tail '%.*s'", (int)tail_len, tail);
+    CHECK(r.parsed && r.n_calls == 1 && tail_len == 6 && !memcmp(tail, "\nafter", 6), "tail '%.*s'", (int)tail_len,
+          tail);
     toolcall_result_free(&r);
     toolcall_stream_free(s);
 
@@ -432,16 +447,21 @@ typedef struct {
 
 static void gen_put(gen *g, const char *s) {
     size_t k = strlen(s);
-    if (g->n + k < sizeof g->buf) { memcpy(g->buf + g->n, s, k); g->n += k; }
+    if (g->n + k < sizeof g->buf) {
+        memcpy(g->buf + g->n, s, k);
+        g->n += k;
+    }
 }
 
 static const char *pick(gen *g, const char *const *v, size_t n) { return v[rng_next(&g->rng) % n]; }
-#define PICK(g, ...) pick(g, (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
+#define PICK(g, ...) \
+    pick(g, (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
 
 static void gen_value(gen *g, int depth) {
     int kind = (int)(rng_next(&g->rng) % (depth < 3 ? 6 : 4));
     if (kind == 0) gen_put(g, PICK(g, "1", "-2", "3.5", "1e3", "-0.25", "0x1F", "12345678901234"));
-    else if (kind == 1) gen_put(g, PICK(g, "'a b'", "\"c\\\"d\"", "'\\u00e9\\n'", "\"x, y (z)]\"", "'é😀'", "''", "'\\x41'"));
+    else if (kind == 1)
+        gen_put(g, PICK(g, "'a b'", "\"c\\\"d\"", "'\\u00e9\\n'", "\"x, y (z)]\"", "'é😀'", "''", "'\\x41'"));
     else if (kind == 2) gen_put(g, PICK(g, "True", "False", "None", "true", "false", "null"));
     else if (kind == 3) gen_put(g, PICK(g, "[]", "{}", "[1, 'a']", "{'k': 1}"));
     else {
@@ -496,7 +516,8 @@ static void gen_output(gen *g) {
     for (int r = 0; r < regions; r++) {
         gen_put(g, TOOLCALL_START);
         if (rng_next(&g->rng) % 4 == 0)
-            gen_put(g, PICK(g, "[{\"name\": \"f\", \"arguments\": {\"x\": 1}}]", "[{\"name\": \"g\", \"arguments\": \"{\\\"y\\\": [true]}\"}]"));
+            gen_put(g, PICK(g, "[{\"name\": \"f\", \"arguments\": {\"x\": 1}}]",
+                            "[{\"name\": \"g\", \"arguments\": \"{\\\"y\\\": [true]}\"}]"));
         else gen_list(g);
         if (rng_next(&g->rng) % 6) gen_put(g, TOOLCALL_END);
         else return; /* cut off: the region runs to the end */
@@ -507,8 +528,9 @@ static void gen_output(gen *g) {
 
 /* Break it: insert call-ish debris, delete bytes, or cut it short. */
 static void gen_mutate(gen *g) {
-    static const char *debris[] = {TOOLCALL_START, TOOLCALL_END, "[", "]", "(", ")", "{", "}", ",", "=", "'", "\"",
-                                   "\\", "\\x4", "x", "1", "\xC3", "\xFF", "\xF0\x9F", "<|tool", " ", "\n"};
+    static const char *debris[] = {
+        TOOLCALL_START, TOOLCALL_END, "[",    "]", "(", ")",    "{",    "}",        ",",      "=", "'",
+        "\"",           "\\",         "\\x4", "x", "1", "\xC3", "\xFF", "\xF0\x9F", "<|tool", " ", "\n"};
     int n = 1 + (int)(rng_next(&g->rng) % 3);
     for (int m = 0; m < n && g->n; m++) {
         size_t at = rng_next(&g->rng) % (g->n + 1);
@@ -532,25 +554,34 @@ static void gen_mutate(gen *g) {
 /* Generated outputs, intact and broken: never crash, always valid JSON out, and streaming always
  * agrees with the one-shot parse. */
 static void test_format(void) {
-    json_t *calls = json_loads("[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris \\\"x\\\" \u00e9\",\"days\":3,"
-                               "\"ok\":true,\"none\":null,\"list\":[1,2.5,false],\"obj\":{\"k\":\"v\"}}},"
-                               "{\"name\":\"pkg.noargs\",\"arguments\":{}}]", 0, NULL);
+    json_t *calls =
+        json_loads("[{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris \\\"x\\\" \u00e9\",\"days\":3,"
+                   "\"ok\":true,\"none\":null,\"list\":[1,2.5,false],\"obj\":{\"k\":\"v\"}}},"
+                   "{\"name\":\"pkg.noargs\",\"arguments\":{}}]",
+                   0, NULL);
     CHECK(calls != NULL, "test input parses");
     size_t n = 0;
     char *t = toolcall_format(calls, &n);
     CHECK(t && n == strlen(t), "format");
-    CHECK(t && !strncmp(t, TOOLCALL_START "[get_weather(city=", strlen(TOOLCALL_START) + 18), "starts like LFM2's calls: %s", t ? t : "(null)");
-    CHECK(t && strstr(t, "ok=True, none=None, list=[1, 2.5, False], obj={\"k\": \"v\"}), pkg.noargs()]" TOOLCALL_END), "python literals: %s", t ? t : "(null)");
+    CHECK(t && !strncmp(t, TOOLCALL_START "[get_weather(city=", strlen(TOOLCALL_START) + 18),
+          "starts like LFM2's calls: %s", t ? t : "(null)");
+    CHECK(t && strstr(t, "ok=True, none=None, list=[1, 2.5, False], obj={\"k\": \"v\"}), pkg.noargs()]" TOOLCALL_END),
+          "python literals: %s", t ? t : "(null)");
     toolcall_result r = {0};
     CHECK(t && toolcall_parse(t, n, &r) && r.parsed && r.n_calls == 2, "the reader reads what the writer writes");
     if (r.n_calls == 2) {
         json_t *a0 = json_object_get(json_array_get(calls, 0), "arguments");
         char *want = json_dumps(a0, JSON_SORT_KEYS | JSON_COMPACT), *got = NULL;
         json_t *oa = toolcall_openai_json(&r, counting_id, &(int){1});
-        json_t *back = json_loads(json_string_value(json_object_get(json_object_get(json_array_get(oa, 0), "function"), "arguments")), 0, NULL);
+        json_t *back = json_loads(
+            json_string_value(json_object_get(json_object_get(json_array_get(oa, 0), "function"), "arguments")), 0,
+            NULL);
         got = json_dumps(back, JSON_SORT_KEYS | JSON_COMPACT);
         CHECK(want && got && !strcmp(want, got), "round trip of the arguments: %s vs %s", want, got);
-        free(want); free(got); json_decref(back); json_decref(oa);
+        free(want);
+        free(got);
+        json_decref(back);
+        json_decref(oa);
     }
     toolcall_result_free(&r);
     free(t);
@@ -569,7 +600,8 @@ static void test_before_cut(void) {
     t = "ok <|tool_call_start|>[f(a=";
     CHECK(toolcall_before_cut(t, strlen(t)) == 3, "a cut call is dropped");
     t = "<|tool_call_start|>[f()]<|tool_call_end|> and <|tool_call_start|>[g(";
-    CHECK(toolcall_before_cut(t, strlen(t)) == strlen(t) - strlen("<|tool_call_start|>[g("), "only the last, cut region");
+    CHECK(toolcall_before_cut(t, strlen(t)) == strlen(t) - strlen("<|tool_call_start|>[g("),
+          "only the last, cut region");
     t = "<|tool_call_start|>";
     CHECK(toolcall_before_cut(t, 5) == 5, "a partial marker is not a region");
 }
@@ -606,8 +638,8 @@ static void test_fuzz(void) {
             check_stream(label, g.buf, g.n, (uint64_t)iter);
         }
     }
-    CHECK(with_calls > 1500 && failed > 300, "fuzz is not exercising both sides (%d with calls, %d failed)",
-          with_calls, failed);
+    CHECK(with_calls > 1500 && failed > 300, "fuzz is not exercising both sides (%d with calls, %d failed)", with_calls,
+          failed);
 }
 
 int main(void) {

@@ -24,10 +24,10 @@
 
 typedef struct src {
     char name[160];
-    int dtype;               /* ST_F32 / ST_F16 / ST_BF16 */
+    int dtype; /* ST_F32 / ST_F16 / ST_BF16 */
     int nd;
     int64_t shape[4];
-    float *v;                /* values, exactly representable in dtype */
+    float *v; /* values, exactly representable in dtype */
     int64_t n;
     int shard;
 } src;
@@ -36,7 +36,7 @@ typedef struct ckpt {
     src t[600];
     int n;
     uint32_t seed;
-    int round_to;            /* >0: values rounded to this dtype whatever the storage dtype */
+    int round_to; /* >0: values rounded to this dtype whatever the storage dtype */
 } ckpt;
 
 static float rnd(uint32_t *s) {
@@ -93,8 +93,9 @@ static void write_safetensors(const char *path, ckpt *c, int shard) {
         json_t *sh = json_array();
         for (int d = 0; d < t->nd; d++) json_array_append_new(sh, json_integer(t->shape[d]));
         uint64_t nb = (uint64_t)t->n * st_dtype_size(t->dtype);
-        json_object_set_new(h, t->name, json_pack("{s:s,s:o,s:[I,I]}", "dtype", dtype_str(t->dtype), "shape", sh,
-                                                  "data_offsets", (json_int_t)off, (json_int_t)(off + nb)));
+        json_object_set_new(h, t->name,
+                            json_pack("{s:s,s:o,s:[I,I]}", "dtype", dtype_str(t->dtype), "shape", sh, "data_offsets",
+                                      (json_int_t)off, (json_int_t)(off + nb)));
         off += nb;
     }
     char *js = json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -142,11 +143,14 @@ typedef struct expect {
     int nd;
     int64_t ne[4];
     uint32_t type;
-    float *v;          /* owned */
+    float *v; /* owned */
     int64_t n;
 } expect;
 
-typedef struct expects { expect e[400]; int n; } expects;
+typedef struct expects {
+    expect e[400];
+    int n;
+} expects;
 
 static expect *exp_add(expects *E, const char *name, uint32_t type, int nd, int64_t ne0, int64_t ne1, int64_t ne2) {
     expect *e = &E->e[E->n++];
@@ -176,8 +180,14 @@ static uint8_t *encode(const expect *e, size_t *nbytes) {
         uint8_t *o = b + (size_t)r * rb;
         for (int64_t i = 0; i < e->ne[0]; i++) {
             if (e->type == GGML_F32) memcpy(o + 4 * i, &x[i], 4);
-            if (e->type == GGML_F16) { uint16_t h = f32_to_fp16(x[i]); memcpy(o + 2 * i, &h, 2); }
-            if (e->type == GGML_BF16) { uint16_t h = f32_to_bf16(x[i]); memcpy(o + 2 * i, &h, 2); }
+            if (e->type == GGML_F16) {
+                uint16_t h = f32_to_fp16(x[i]);
+                memcpy(o + 2 * i, &h, 2);
+            }
+            if (e->type == GGML_BF16) {
+                uint16_t h = f32_to_bf16(x[i]);
+                memcpy(o + 2 * i, &h, 2);
+            }
         }
         if (e->type == GGML_Q8_0) quantize_row_q8_0(x, (block_q8_0 *)(void *)o, e->ne[0]);
     }
@@ -250,7 +260,8 @@ static int64_t kv_arr_int(gguf_file *g, const char *k, uint64_t i) {
 #define NL 4
 #define NV 300
 
-static const char *CHAT_JINJA = "{{- bos_token -}}{%- for m in messages -%}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endfor -%}";
+static const char *CHAT_JINJA =
+    "{{- bos_token -}}{%- for m in messages -%}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{%- endfor -%}";
 
 static void tokenizer_files(const char *dir, bool pair_merges, bool config_template) {
     json_t *vocab = json_object();
@@ -268,7 +279,9 @@ static void tokenizer_files(const char *dir, bool pair_merges, bool config_templ
         else u[0] = (char)(0xc0 | cp >> 6), u[1] = (char)(0x80 | (cp & 0x3f)), u[2] = 0;
         json_object_set_new(vocab, u, json_integer(16 + b));
     }
-    const char *merged[] = {"\xc4\xa0t", "he", "a\xc4\xa0" "bc"};
+    const char *merged[] = {"\xc4\xa0t", "he",
+                            "a\xc4\xa0"
+                            "bc"};
     for (int i = 0; i < 3; i++) json_object_set_new(vocab, merged[i], json_integer(272 + i));
     for (int i = 275; i < NV; i++) {
         if (i == 298) continue; /* a hole: becomes [PAD298] */
@@ -284,25 +297,41 @@ static void tokenizer_files(const char *dir, bool pair_merges, bool config_templ
     } else {
         json_array_append_new(merges, json_string("\xc4\xa0 t"));
         json_array_append_new(merges, json_string("h e"));
-        json_array_append_new(merges, json_string("a\xc4\xa0" "b c"));
+        json_array_append_new(merges, json_string("a\xc4\xa0"
+                                                  "b c"));
     }
-    static const char *specials[14] = {"<|pad|>", "<|startoftext|>", "<|endoftext|>", "<|fim_pre|>", "<|fim_mid|>",
-                                       "<|fim_suf|>", "<|im_start|>", "<|im_end|>", "<|tool_list_start|>",
-                                       "<|tool_list_end|>", "<|tool_call_start|>", "<|tool_call_end|>",
-                                       "<|tool_response_start|>", "<|tool_response_end|>"};
+    static const char *specials[14] = {"<|pad|>",
+                                       "<|startoftext|>",
+                                       "<|endoftext|>",
+                                       "<|fim_pre|>",
+                                       "<|fim_mid|>",
+                                       "<|fim_suf|>",
+                                       "<|im_start|>",
+                                       "<|im_end|>",
+                                       "<|tool_list_start|>",
+                                       "<|tool_list_end|>",
+                                       "<|tool_call_start|>",
+                                       "<|tool_call_end|>",
+                                       "<|tool_response_start|>",
+                                       "<|tool_response_end|>"};
     json_t *added = json_array();
     for (int i = 0; i < 14; i++)
-        json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", i, "content", specials[i], "single_word", 0,
-                                               "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1));
-    json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b}", "id", 14, "content", "<think>", "normalized", 0, "special", 0));
-    json_array_append_new(added, json_pack("{s:i,s:s,s:b,s:b}", "id", 15, "content", "\xe2\x96\x81hi", "normalized", 0, "special", 0));
-    json_t *post = json_pack("{s:s,s:[{s:{s:s,s:i}},{s:{s:s,s:i}}],s:[]}", "type", "TemplateProcessing", "single", "SpecialToken",
-                             "id", "<|startoftext|>", "type_id", 0, "Sequence", "id", "A", "type_id", 0, "pair");
+        json_array_append_new(added,
+                              json_pack("{s:i,s:s,s:b,s:b,s:b,s:b,s:b}", "id", i, "content", specials[i], "single_word",
+                                        0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1));
+    json_array_append_new(
+        added, json_pack("{s:i,s:s,s:b,s:b}", "id", 14, "content", "<think>", "normalized", 0, "special", 0));
+    json_array_append_new(
+        added, json_pack("{s:i,s:s,s:b,s:b}", "id", 15, "content", "\xe2\x96\x81hi", "normalized", 0, "special", 0));
+    json_t *post =
+        json_pack("{s:s,s:[{s:{s:s,s:i}},{s:{s:s,s:i}}],s:[]}", "type", "TemplateProcessing", "single", "SpecialToken",
+                  "id", "<|startoftext|>", "type_id", 0, "Sequence", "id", "A", "type_id", 0, "pair");
     write_json(dir, "tokenizer.json",
-               json_pack("{s:s,s:o,s:o,s:{s:s,s:o,s:o,s:b,s:b}}", "version", "1.0", "added_tokens", added, "post_processor", post,
-                         "model", "type", "BPE", "vocab", vocab, "merges", merges, "ignore_merges", 1, "byte_fallback", 0));
-    json_t *tc = json_pack("{s:b,s:b,s:s,s:s,s:{s:s}}", "add_bos_token", 1, "add_eos_token", 0, "bos_token", "<|startoftext|>",
-                           "eos_token", "<|im_end|>", "pad_token", "content", "<|pad|>");
+               json_pack("{s:s,s:o,s:o,s:{s:s,s:o,s:o,s:b,s:b}}", "version", "1.0", "added_tokens", added,
+                         "post_processor", post, "model", "type", "BPE", "vocab", vocab, "merges", merges,
+                         "ignore_merges", 1, "byte_fallback", 0));
+    json_t *tc = json_pack("{s:b,s:b,s:s,s:s,s:{s:s}}", "add_bos_token", 1, "add_eos_token", 0, "bos_token",
+                           "<|startoftext|>", "eos_token", "<|im_end|>", "pad_token", "content", "<|pad|>");
     if (config_template) json_object_set_new(tc, "chat_template", json_string("CONFIG TEMPLATE {{ messages }}"));
     write_json(dir, "tokenizer_config.json", tc);
     write_text(dir, "chat_template.jinja", CHAT_JINJA);
@@ -341,7 +370,10 @@ static void build_dense(ckpt *c, int dtype) {
 /* Copies the values of HF tensor `hf` into expected tensor `g`. */
 static void expect_copy(expects *E, ckpt *c, const char *hf, const char *g, uint32_t type) {
     src *s = find_src(c, hf);
-    if (!s) { CHECK(0, "test bug: no %s", hf); return; }
+    if (!s) {
+        CHECK(0, "test bug: no %s", hf);
+        return;
+    }
     int64_t ne[3] = {1, 1, 1};
     int nd = 0;
     for (int i = s->nd - 1; i >= 0; i--)
@@ -358,7 +390,8 @@ static void expect_dense(expects *E, ckpt *c, uint32_t want) {
     expect_copy(E, c, "model.embedding_norm.weight", "token_embd_norm.weight", GGML_F32);
     for (int l = 0; l < NL; l++) {
         bool attn = l == 1 || l == 3;
-#define M(hf, g, t) (snprintf(a, sizeof a, "model.layers.%d." hf, l), snprintf(b, sizeof b, "blk.%d." g, l), expect_copy(E, c, a, b, t))
+#define M(hf, g, t) \
+    (snprintf(a, sizeof a, "model.layers.%d." hf, l), snprintf(b, sizeof b, "blk.%d." g, l), expect_copy(E, c, a, b, t))
         M("operator_norm.weight", "attn_norm.weight", GGML_F32);
         M("ffn_norm.weight", "ffn_norm.weight", GGML_F32);
         if (attn) {
@@ -382,12 +415,12 @@ static void expect_dense(expects *E, ckpt *c, uint32_t want) {
 
 static json_t *dense_config(void) {
     return json_pack("{s:[s],s:s,s:s,s:b,s:i,s:i,s:f,s:i,s:i,s:i,s:i,s:f,s:[i,i],s:i,s:i,s:i,s:i,s:f,s:b,s:i,s:i}",
-                     "architectures", "Lfm2ForCausalLM", "_name_or_path", "LiquidAI/lfm2-tiny-test", "model_type", "lfm2",
-                     "block_auto_adjust_ff_dim", 1, "block_dim", H, "block_ff_dim", 200, "block_ffn_dim_multiplier", 1.0,
-                     "block_multiple_of", 64, "bos_token_id", 1, "conv_L_cache", 3, "eos_token_id", 7, "norm_eps", 1e-5,
-                     "full_attn_idxs", 1, 3, "hidden_size", H, "max_position_embeddings", 4096, "num_attention_heads", 4,
-                     "num_hidden_layers", NL, "rope_theta", 1000000.0, "tie_embedding", 1, "vocab_size", NV,
-                     "num_key_value_heads", 2);
+                     "architectures", "Lfm2ForCausalLM", "_name_or_path", "LiquidAI/lfm2-tiny-test", "model_type",
+                     "lfm2", "block_auto_adjust_ff_dim", 1, "block_dim", H, "block_ff_dim", 200,
+                     "block_ffn_dim_multiplier", 1.0, "block_multiple_of", 64, "bos_token_id", 1, "conv_L_cache", 3,
+                     "eos_token_id", 7, "norm_eps", 1e-5, "full_attn_idxs", 1, 3, "hidden_size", H,
+                     "max_position_embeddings", 4096, "num_attention_heads", 4, "num_hidden_layers", NL, "rope_theta",
+                     1000000.0, "tie_embedding", 1, "vocab_size", NV, "num_key_value_heads", 2);
 }
 
 static void make_dense_dir(const char *dir, ckpt *c) {
@@ -416,7 +449,7 @@ static float *logits_of(const char *path, const int32_t *ids, int n, bool refere
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 2;
     mp.reference = reference;
-    mp.type_k = mp.type_v = LFM2C_KV_F32;   /* compared with the goldens: the F32 cache (F16 is the default) */
+    mp.type_k = mp.type_v = LFM2C_KV_F32; /* compared with the goldens: the F32 cache (F16 is the default) */
     lfm2c_model *m = lfm2c_model_open(path, &mp, &err);
     CHECK(m != NULL, "open %s: %s", path, err.msg);
     if (!m) return NULL;
@@ -466,12 +499,15 @@ static void test_dense(const char *root) {
         CHECK(kv_int(g, "lfm2.context_length") == 4096, "context_length");
         CHECK(kv_int(g, "lfm2.embedding_length") == H, "embedding_length");
         /* block_ff_dim 200: floor(400/3) = 133, rounded up to a multiple of 64 = 192 */
-        CHECK(kv_int(g, "lfm2.feed_forward_length") == 192, "feed_forward_length %lld", (long long)kv_int(g, "lfm2.feed_forward_length"));
+        CHECK(kv_int(g, "lfm2.feed_forward_length") == 192, "feed_forward_length %lld",
+              (long long)kv_int(g, "lfm2.feed_forward_length"));
         CHECK(kv_int(g, "lfm2.attention.head_count") == 4, "head_count");
         const gguf_kv *hkv = gguf_find(g, "lfm2.attention.head_count_kv");
-        CHECK(hkv && hkv->type == GGUF_ARR && hkv->arr_type == GGUF_I32 && hkv->n == NL, "head_count_kv is an i32 array");
+        CHECK(hkv && hkv->type == GGUF_ARR && hkv->arr_type == GGUF_I32 && hkv->n == NL,
+              "head_count_kv is an i32 array");
         for (int l = 0; l < NL; l++)
-            CHECK(kv_arr_int(g, "lfm2.attention.head_count_kv", (uint64_t)l) == ((l == 1 || l == 3) ? 2 : 0), "head_count_kv[%d]", l);
+            CHECK(kv_arr_int(g, "lfm2.attention.head_count_kv", (uint64_t)l) == ((l == 1 || l == 3) ? 2 : 0),
+                  "head_count_kv[%d]", l);
         CHECK(kv_f(g, "lfm2.rope.freq_base") == 1000000.0, "rope");
         CHECK(fabs(kv_f(g, "lfm2.attention.layer_norm_rms_epsilon") - 1e-5) < 1e-10, "eps");
         CHECK(kv_int(g, "lfm2.vocab_size") == NV, "vocab_size");
@@ -488,7 +524,10 @@ static void test_dense(const char *root) {
         CHECK(kv_arr_str_is(g, "tokenizer.ggml.tokens", 15, " hi"), "token 15: U+2581 -> space");
         CHECK(kv_arr_str_is(g, "tokenizer.ggml.tokens", 16 + 0x20, "\xc4\xa0"), "byte token for space");
         CHECK(kv_arr_str_is(g, "tokenizer.ggml.tokens", 16 + 'A', "A"), "byte token A");
-        CHECK(kv_arr_str_is(g, "tokenizer.ggml.tokens", 274, "a\xc4\xa0" "bc"), "merged token");
+        CHECK(kv_arr_str_is(g, "tokenizer.ggml.tokens", 274,
+                            "a\xc4\xa0"
+                            "bc"),
+              "merged token");
         CHECK(kv_arr_str_is(g, "tokenizer.ggml.tokens", 298, "[PAD298]"), "hole padded");
         CHECK(kv_arr_str_is(g, "tokenizer.ggml.tokens", 299, "tok299"), "last token");
         CHECK(kv_arr_int(g, "tokenizer.ggml.token_type", 0) == 3, "pad control");
@@ -501,7 +540,10 @@ static void test_dense(const char *root) {
         const gguf_kv *mk = gguf_find(g, "tokenizer.ggml.merges");
         CHECK(mk && mk->n == 3, "merges");
         CHECK(kv_arr_str_is(g, "tokenizer.ggml.merges", 0, "\xc4\xa0 t"), "merge 0");
-        CHECK(kv_arr_str_is(g, "tokenizer.ggml.merges", 2, "a\xc4\xa0" "b c"), "merge with a space inside a part");
+        CHECK(kv_arr_str_is(g, "tokenizer.ggml.merges", 2,
+                            "a\xc4\xa0"
+                            "b c"),
+              "merge with a space inside a part");
         CHECK(kv_int(g, "tokenizer.ggml.bos_token_id") == 1, "bos");
         CHECK(kv_int(g, "tokenizer.ggml.eos_token_id") == 7, "eos");
         CHECK(kv_int(g, "tokenizer.ggml.padding_token_id") == 0, "pad");
@@ -567,7 +609,10 @@ static void build_moe(ckpt *c, int dtype, bool fused) {
             snprintf(n, sizeof n, "model.layers.%d.feed_forward.w2.weight", l), add(c, n, dtype, 2, H, 128, 0);
         } else {
             snprintf(n, sizeof n, "model.layers.%d.feed_forward.gate.weight", l), add(c, n, dtype, 2, NE, H, 0);
-            snprintf(n, sizeof n, fused ? "model.layers.%d.feed_forward.expert_bias.weight" : "model.layers.%d.feed_forward.expert_bias", l);
+            snprintf(n, sizeof n,
+                     fused ? "model.layers.%d.feed_forward.expert_bias.weight"
+                           : "model.layers.%d.feed_forward.expert_bias",
+                     l);
             add(c, n, ST_F32, 1, NE, 0, 0);
             /* per-expert pieces are always generated (same seed sequence for both layouts) */
             for (int e = 0; e < NE; e++)
@@ -585,7 +630,8 @@ static void build_moe(ckpt *c, int dtype, bool fused) {
                     for (int w = 1; w <= 3; w++) {
                         snprintf(pn, sizeof pn, "model.layers.%d.feed_forward.experts.%d.w%d.weight", l, e, w);
                         src *p = find_src(c, pn);
-                        float *dst = w == 2 ? dn->v + (size_t)e * H * FE : gu->v + ((size_t)e * 2 * FE + (w == 3 ? FE : 0)) * H;
+                        float *dst =
+                            w == 2 ? dn->v + (size_t)e * H * FE : gu->v + ((size_t)e * 2 * FE + (w == 3 ? FE : 0)) * H;
                         memcpy(dst, p->v, (size_t)p->n * sizeof(float));
                     }
                 }
@@ -593,7 +639,10 @@ static void build_moe(ckpt *c, int dtype, bool fused) {
                 src keep_gu = *gu, keep_dn = *dn;
                 int w_ = first;
                 for (int i = first; i < c->n - 2; i++) {
-                    if (strstr(c->t[i].name, ".experts.") && !strstr(c->t[i].name, "_proj")) { free(c->t[i].v); continue; }
+                    if (strstr(c->t[i].name, ".experts.") && !strstr(c->t[i].name, "_proj")) {
+                        free(c->t[i].v);
+                        continue;
+                    }
                     c->t[w_++] = c->t[i];
                 }
                 c->t[w_++] = keep_gu;
@@ -612,7 +661,8 @@ static void expect_moe(expects *E, ckpt *c, uint32_t want) {
     expect_copy(E, c, "model.embed_tokens.weight", "token_embd.weight", want);
     expect_copy(E, c, "model.embedding_norm.weight", "token_embd_norm.weight", GGML_F32);
     for (int l = 0; l < NL; l++) {
-#define M(hf, g, t) (snprintf(a, sizeof a, "model.layers.%d." hf, l), snprintf(b, sizeof b, "blk.%d." g, l), expect_copy(E, c, a, b, t))
+#define M(hf, g, t) \
+    (snprintf(a, sizeof a, "model.layers.%d." hf, l), snprintf(b, sizeof b, "blk.%d." g, l), expect_copy(E, c, a, b, t))
         M("operator_norm.weight", "attn_norm.weight", GGML_F32);
         M("ffn_norm.weight", "ffn_norm.weight", GGML_F32);
         if (l == 1) {
@@ -651,13 +701,14 @@ static void expect_moe(expects *E, ckpt *c, uint32_t want) {
 }
 
 static json_t *moe_config(void) {
-    return json_pack("{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:b,s:f,s:f,s:f,s:[s,s,s,s],s:i,s:i,s:i}",
-                     "architectures", "Lfm2MoeForCausalLM", "model_type", "lfm2_moe", "hidden_size", H, "intermediate_size", 128,
-                     "moe_intermediate_size", FE, "num_hidden_layers", NL, "num_attention_heads", 4, "num_key_value_heads", 2,
-                     "head_dim", 16, "num_experts", NE, "num_experts_per_tok", 2, "num_dense_layers", 1, "vocab_size", NV,
-                     "max_position_embeddings", 128000, "conv_L_cache", 3, "norm_topk_prob", 1, "use_expert_bias", 1,
-                     "routed_scaling_factor", 1.0, "norm_eps", 1e-5, "rope_theta", 1000000.0, "layer_types", "conv",
-                     "full_attention", "conv", "conv", "bos_token_id", 1, "eos_token_id", 7, "pad_token_id", 0);
+    return json_pack(
+        "{s:[s],s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b,s:b,s:f,s:f,s:f,s:[s,s,s,s],s:i,s:i,s:i}",
+        "architectures", "Lfm2MoeForCausalLM", "model_type", "lfm2_moe", "hidden_size", H, "intermediate_size", 128,
+        "moe_intermediate_size", FE, "num_hidden_layers", NL, "num_attention_heads", 4, "num_key_value_heads", 2,
+        "head_dim", 16, "num_experts", NE, "num_experts_per_tok", 2, "num_dense_layers", 1, "vocab_size", NV,
+        "max_position_embeddings", 128000, "conv_L_cache", 3, "norm_topk_prob", 1, "use_expert_bias", 1,
+        "routed_scaling_factor", 1.0, "norm_eps", 1e-5, "rope_theta", 1000000.0, "layer_types", "conv",
+        "full_attention", "conv", "conv", "bos_token_id", 1, "eos_token_id", 7, "pad_token_id", 0);
 }
 
 static void make_moe_dir(const char *dir, ckpt *c, bool fused) {
@@ -673,8 +724,11 @@ static void make_moe_dir(const char *dir, ckpt *c, bool fused) {
         write_safetensors(p, c, 1);
         json_t *wm = json_object();
         for (int i = 0; i < c->n; i++)
-            json_object_set_new(wm, c->t[i].name, json_string(c->t[i].shard ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors"));
-        write_json(dir, "model.safetensors.index.json", json_pack("{s:{s:i},s:o}", "metadata", "total_size", 0, "weight_map", wm));
+            json_object_set_new(
+                wm, c->t[i].name,
+                json_string(c->t[i].shard ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors"));
+        write_json(dir, "model.safetensors.index.json",
+                   json_pack("{s:{s:i},s:o}", "metadata", "total_size", 0, "weight_map", wm));
     } else {
         c->round_to = ST_F16; /* the same values as the sharded checkpoint, stored as F32 */
         build_moe(c, ST_F32, true);
@@ -733,9 +787,14 @@ static void test_moe(const char *root) {
         CHECK(kv_int(g, "lfm2moe.attention.value_length") == 16, "value_length from head_dim");
         CHECK(kv_int(g, "lfm2moe.context_length") == 128000, "ctx");
         for (int l = 0; l < NL; l++)
-            CHECK(kv_arr_int(g, "lfm2moe.attention.head_count_kv", (uint64_t)l) == (l == 1 ? 2 : 0), "head_count_kv[%d]", l);
-        CHECK(kv_str_is(g, "tokenizer.chat_template", "CONFIG TEMPLATE {{ messages }}"), "tokenizer_config template wins");
-        CHECK(kv_arr_str_is(g, "tokenizer.ggml.merges", 2, "a\xc4\xa0" "b c"), "string merges kept");
+            CHECK(kv_arr_int(g, "lfm2moe.attention.head_count_kv", (uint64_t)l) == (l == 1 ? 2 : 0),
+                  "head_count_kv[%d]", l);
+        CHECK(kv_str_is(g, "tokenizer.chat_template", "CONFIG TEMPLATE {{ messages }}"),
+              "tokenizer_config template wins");
+        CHECK(kv_arr_str_is(g, "tokenizer.ggml.merges", 2,
+                            "a\xc4\xa0"
+                            "b c"),
+              "string merges kept");
         CHECK(!gguf_find(g, "general.sampling.temp"), "no generation_config: no sampling keys");
         gguf_close(g);
     }
@@ -842,7 +901,8 @@ static void test_bad(const char *root) {
     json_error_t je;
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
     json_t *ix = json_load_file(p, 0, &je);
-    json_object_set_new(json_object_get(ix, "weight_map"), "model.layers.9.extra", json_string("model-00001-of-00002.safetensors"));
+    json_object_set_new(json_object_get(ix, "weight_map"), "model.layers.9.extra",
+                        json_string("model-00001-of-00002.safetensors"));
     write_json(dir, "model.safetensors.index.json", ix);
     expect_fail(dir, root, "model.layers.9.extra", "index lists a tensor the shard lacks");
     /* MoE with an expert missing */
@@ -850,14 +910,16 @@ static void test_bad(const char *root) {
     mkdir(dir, 0755);
     build_moe(&c, ST_F32, false);
     for (int i = 0; i < c.n; i++)
-        if (!strcmp(c.t[i].name, "model.layers.3.feed_forward.experts.2.w3.weight")) free(c.t[i].v), c.t[i] = c.t[--c.n];
+        if (!strcmp(c.t[i].name, "model.layers.3.feed_forward.experts.2.w3.weight"))
+            free(c.t[i].v), c.t[i] = c.t[--c.n];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     write_safetensors(p, &c, -1);
     write_json(dir, "config.json", moe_config());
     tokenizer_files(dir, false, false);
     expect_fail(dir, root, "layer 3 has 11 of the 12 per-expert matrices", "missing expert");
 
-    CHECK(convert_parse_type("q4_0") < 0 && convert_parse_type("F16") == GGML_F16 && convert_parse_type("q8_0") == GGML_Q8_0,
+    CHECK(convert_parse_type("q4_0") < 0 && convert_parse_type("F16") == GGML_F16 &&
+              convert_parse_type("q8_0") == GGML_Q8_0,
           "type names");
     ckpt_free(&c);
 #undef RESET
@@ -886,14 +948,22 @@ static bool fixture_to_hf(const char *gguf_path, const char *dir) {
         const char *rest = "";
         if (sscanf(t->name, "blk.%d.%n", &l, &nc) == 1) rest = t->name + nc;
         static const char *map[][2] = {
-            {"attn_norm.weight", "operator_norm.weight"}, {"ffn_norm.weight", "ffn_norm.weight"},
-            {"shortconv.in_proj.weight", "conv.in_proj.weight"}, {"shortconv.conv.weight", "conv.conv.weight"},
-            {"shortconv.out_proj.weight", "conv.out_proj.weight"}, {"attn_q.weight", "self_attn.q_proj.weight"},
-            {"attn_k.weight", "self_attn.k_proj.weight"}, {"attn_v.weight", "self_attn.v_proj.weight"},
-            {"attn_output.weight", "self_attn.out_proj.weight"}, {"attn_q_norm.weight", "self_attn.q_layernorm.weight"},
-            {"attn_k_norm.weight", "self_attn.k_layernorm.weight"}, {"ffn_gate.weight", "feed_forward.w1.weight"},
-            {"ffn_up.weight", "feed_forward.w3.weight"}, {"ffn_down.weight", "feed_forward.w2.weight"},
-            {"ffn_gate_inp.weight", "feed_forward.gate.weight"}, {"exp_probs_b.bias", "feed_forward.expert_bias"},
+            {"attn_norm.weight", "operator_norm.weight"},
+            {"ffn_norm.weight", "ffn_norm.weight"},
+            {"shortconv.in_proj.weight", "conv.in_proj.weight"},
+            {"shortconv.conv.weight", "conv.conv.weight"},
+            {"shortconv.out_proj.weight", "conv.out_proj.weight"},
+            {"attn_q.weight", "self_attn.q_proj.weight"},
+            {"attn_k.weight", "self_attn.k_proj.weight"},
+            {"attn_v.weight", "self_attn.v_proj.weight"},
+            {"attn_output.weight", "self_attn.out_proj.weight"},
+            {"attn_q_norm.weight", "self_attn.q_layernorm.weight"},
+            {"attn_k_norm.weight", "self_attn.k_layernorm.weight"},
+            {"ffn_gate.weight", "feed_forward.w1.weight"},
+            {"ffn_up.weight", "feed_forward.w3.weight"},
+            {"ffn_down.weight", "feed_forward.w2.weight"},
+            {"ffn_gate_inp.weight", "feed_forward.gate.weight"},
+            {"exp_probs_b.bias", "feed_forward.expert_bias"},
         };
         int64_t shape[4], nd = t->n_dims;
         for (int d = 0; d < (int)nd; d++) shape[d] = t->ne[nd - 1 - d];
@@ -912,7 +982,11 @@ static bool fixture_to_hf(const char *gguf_path, const char *dir) {
         } else
             for (size_t m = 0; m < sizeof map / sizeof map[0]; m++)
                 if (!strcmp(rest, map[m][0])) snprintf(hf, sizeof hf, "model.layers.%d.%s", l, map[m][1]);
-        if (!hf[0]) { gguf_close(g); free(arch); return false; }
+        if (!hf[0]) {
+            gguf_close(g);
+            free(arch);
+            return false;
+        }
         bool conv = strstr(hf, "conv.conv") != NULL;
         src *s = add(&c, hf, ST_F32, conv ? 3 : (int)nd, shape[0], conv ? 1 : shape[1], conv ? shape[1] : shape[2]);
         memcpy(s->v, t->data, (size_t)t->nbytes);
@@ -924,25 +998,26 @@ static bool fixture_to_hf(const char *gguf_path, const char *dir) {
 
     json_t *lt = json_array();
     for (int64_t l = 0; l < nl; l++)
-        json_array_append_new(lt, json_string(kv_arr_int(g, AK("attention.head_count_kv"), (uint64_t)l) ? "full_attention" : "conv"));
+        json_array_append_new(
+            lt, json_string(kv_arr_int(g, AK("attention.head_count_kv"), (uint64_t)l) ? "full_attention" : "conv"));
     int64_t nkv = 0;
     for (int64_t l = 0; l < nl; l++)
-        if (kv_arr_int(g, AK("attention.head_count_kv"), (uint64_t)l) > nkv) nkv = kv_arr_int(g, AK("attention.head_count_kv"), (uint64_t)l);
-    json_t *cfg = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:o,s:b}", "model_type", moe ? "lfm2_moe" : "lfm2",
-                            "hidden_size", (json_int_t)kv_int(g, AK("embedding_length")), "num_hidden_layers", (json_int_t)nl,
-                            "num_attention_heads", (json_int_t)kv_int(g, AK("attention.head_count")), "num_key_value_heads", (json_int_t)nkv,
-                            "max_position_embeddings", (json_int_t)kv_int(g, AK("context_length")),
-                            "vocab_size", (json_int_t)kv_int(g, AK("vocab_size")), "conv_L_cache", (json_int_t)kv_int(g, AK("shortconv.l_cache")),
-                            "norm_eps", 1e-5, "rope_theta", kv_f(g, AK("rope.freq_base")),
-                            moe ? "intermediate_size" : "block_ff_dim", (json_int_t)kv_int(g, AK("feed_forward_length")),
-                            "layer_types", lt, "tie_word_embeddings", 1);
+        if (kv_arr_int(g, AK("attention.head_count_kv"), (uint64_t)l) > nkv)
+            nkv = kv_arr_int(g, AK("attention.head_count_kv"), (uint64_t)l);
+    json_t *cfg = json_pack(
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:o,s:b}", "model_type", moe ? "lfm2_moe" : "lfm2", "hidden_size",
+        (json_int_t)kv_int(g, AK("embedding_length")), "num_hidden_layers", (json_int_t)nl, "num_attention_heads",
+        (json_int_t)kv_int(g, AK("attention.head_count")), "num_key_value_heads", (json_int_t)nkv,
+        "max_position_embeddings", (json_int_t)kv_int(g, AK("context_length")), "vocab_size",
+        (json_int_t)kv_int(g, AK("vocab_size")), "conv_L_cache", (json_int_t)kv_int(g, AK("shortconv.l_cache")),
+        "norm_eps", 1e-5, "rope_theta", kv_f(g, AK("rope.freq_base")), moe ? "intermediate_size" : "block_ff_dim",
+        (json_int_t)kv_int(g, AK("feed_forward_length")), "layer_types", lt, "tie_word_embeddings", 1);
     if (moe) {
         json_object_set_new(cfg, "num_experts", json_integer(n_exp));
         json_object_set_new(cfg, "num_experts_per_tok", json_integer(kv_int(g, AK("expert_used_count"))));
         json_object_set_new(cfg, "moe_intermediate_size", json_integer(kv_int(g, AK("expert_feed_forward_length"))));
         json_object_set_new(cfg, "num_dense_layers", json_integer(n_dense));
-    } else
-        json_object_set_new(cfg, "block_auto_adjust_ff_dim", json_false());
+    } else json_object_set_new(cfg, "block_auto_adjust_ff_dim", json_false());
     write_json(dir, "config.json", cfg);
 
     const gguf_kv *tk = gguf_find(g, "tokenizer.ggml.tokens"), *mk = gguf_find(g, "tokenizer.ggml.merges");
@@ -950,13 +1025,15 @@ static bool fixture_to_hf(const char *gguf_path, const char *dir) {
     for (uint64_t i = 0; i < tk->n; i++) {
         char *s = strndup(tk->strs[i].p, tk->strs[i].n);
         if (kv_arr_int(g, "tokenizer.ggml.token_type", i) == 3)
-            json_array_append_new(added, json_pack("{s:I,s:s,s:b,s:b}", "id", (json_int_t)i, "content", s, "normalized", 0, "special", 1));
+            json_array_append_new(added, json_pack("{s:I,s:s,s:b,s:b}", "id", (json_int_t)i, "content", s, "normalized",
+                                                   0, "special", 1));
         json_object_set_new(vocab, s, json_integer((json_int_t)i));
         free(s);
     }
     for (uint64_t i = 0; i < mk->n; i++) json_array_append_new(merges, json_stringn(mk->strs[i].p, mk->strs[i].n));
     write_json(dir, "tokenizer.json",
-               json_pack("{s:o,s:{s:s,s:o,s:o}}", "added_tokens", added, "model", "type", "BPE", "vocab", vocab, "merges", merges));
+               json_pack("{s:o,s:{s:s,s:o,s:o}}", "added_tokens", added, "model", "type", "BPE", "vocab", vocab,
+                         "merges", merges));
     const char *bos = NULL, *eos = NULL, *pad = NULL;
     int64_t ib = kv_int(g, "tokenizer.ggml.bos_token_id"), ie = kv_int(g, "tokenizer.ggml.eos_token_id"),
             ip = kv_int(g, "tokenizer.ggml.padding_token_id");
@@ -967,8 +1044,8 @@ static bool fixture_to_hf(const char *gguf_path, const char *dir) {
     gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos);
     gguf_get_bool(g, "tokenizer.ggml.add_eos_token", &add_eos);
     write_json(dir, "tokenizer_config.json",
-               json_pack("{s:b,s:b,s:s,s:s,s:s}", "add_bos_token", add_bos, "add_eos_token", add_eos, "bos_token", bos, "eos_token", eos,
-                         "pad_token", pad));
+               json_pack("{s:b,s:b,s:s,s:s,s:s}", "add_bos_token", add_bos, "add_eos_token", add_eos, "bos_token", bos,
+                         "eos_token", eos, "pad_token", pad));
     free(sb), free(se), free(sp);
     char *tmpl = gguf_get_string(g, "tokenizer.chat_template");
     write_text(dir, "chat_template.jinja", tmpl);
@@ -984,7 +1061,11 @@ static void compare_to_fixture(const char *fixture, const char *out) {
     lfm2c_error err;
     gguf_file *a = gguf_open(fixture, &err), *b = gguf_open(out, &err);
     CHECK(a && b, "open %s / %s: %s", fixture, out, err.msg);
-    if (!a || !b) { gguf_close(a); gguf_close(b); return; }
+    if (!a || !b) {
+        gguf_close(a);
+        gguf_close(b);
+        return;
+    }
     for (uint64_t i = 0; i < a->n_kv; i++) {
         const gguf_kv *ka = &a->kv[i];
         if (!strcmp(ka->key, "general.name") || !strcmp(ka->key, "general.description")) continue;
@@ -1039,16 +1120,24 @@ static void check_fixture_logits(const char *name, const char *root) {
         CHECK(d <= 1e-3, "%s: converted --type f32 logits vs golden: %g", name, d);
         printf("%-20s converted f32 vs llama.cpp golden: max abs %.2e\n", name, d);
     } else CHECK(0, "%s: golden logits unreadable or wrong size", name);
-    static const struct { uint32_t type; const char *label; double limit; } T[] = {
-        /* random-weight fixtures amplify weight rounding (tests/data/README.md): loose bounds
+    static const struct {
+        uint32_t type;
+        const char *label;
+        double limit;
+    } T[] = {/* random-weight fixtures amplify weight rounding (tests/data/README.md): loose bounds
          * that a wrong layout (errors ~ the logits themselves, 10-20) still fails */
-        {GGML_F16, "f16", 0.25}, {GGML_BF16, "bf16", 1.0}, {GGML_Q8_0, "q8_0", 10.0}};
+             {GGML_F16, "f16", 0.25},
+             {GGML_BF16, "bf16", 1.0},
+             {GGML_Q8_0, "q8_0", 10.0}};
     char dir[1100];
     snprintf(dir, sizeof dir, "%s/%s", root, name);
     for (size_t k = 0; k < sizeof T / sizeof T[0] && l32; k++) {
         snprintf(path, sizeof path, "%s/%s-%s.gguf", root, name, T[k].label);
         lfm2c_error err;
-        if (!convert(dir, path, T[k].type, &err)) { CHECK(0, "convert %s: %s", path, err.msg); continue; }
+        if (!convert(dir, path, T[k].type, &err)) {
+            CHECK(0, "convert %s: %s", path, err.msg);
+            continue;
+        }
         float *lq = logits_of(path, ids, n, true, &V); /* float activations: the weights' own error */
         if (!lq) continue;
         double d = test_maxabs(lq, l32, (size_t)n * (size_t)V);
@@ -1061,7 +1150,8 @@ static void check_fixture_logits(const char *name, const char *root) {
         }
         CHECK(d <= T[k].limit, "%s: %s logits vs f32: %g", name, T[k].label, d);
         CHECK(T[k].type == GGML_Q8_0 || agree == n, "%s: %s top-1 agrees at %d/%d", name, T[k].label, agree, n);
-        printf("%-20s converted %-4s vs f32: max abs %.3e, top-1 agrees at %d/%d positions\n", name, T[k].label, d, agree, n);
+        printf("%-20s converted %-4s vs f32: max abs %.3e, top-1 agrees at %d/%d positions\n", name, T[k].label, d,
+               agree, n);
         free(lq);
     }
     free(l32);
@@ -1113,9 +1203,18 @@ static void test_reader(const char *root) {
         CHECK(ta && ta->dtype == ST_BF16 && ta->n_dims == 2 && ta->shape[0] == 3 && ta->shape[1] == 5, "a");
         CHECK(td && td->n_dims == 3 && td->numel == 8, "d");
         float buf[16];
-        if (ta) { st_read_f32(ta, 0, 15, buf); CHECK(!memcmp(buf, a->v, 15 * 4), "bf16 values"); }
-        if (tb) { st_read_f32(tb, 2, 5, buf); CHECK(!memcmp(buf, b->v + 2, 5 * 4), "f16 values"); }
-        if (td) { st_read_f32(td, 0, 8, buf); CHECK(!memcmp(buf, d->v, 8 * 4), "f32 values"); }
+        if (ta) {
+            st_read_f32(ta, 0, 15, buf);
+            CHECK(!memcmp(buf, a->v, 15 * 4), "bf16 values");
+        }
+        if (tb) {
+            st_read_f32(tb, 2, 5, buf);
+            CHECK(!memcmp(buf, b->v + 2, 5 * 4), "f16 values");
+        }
+        if (td) {
+            st_read_f32(td, 0, 8, buf);
+            CHECK(!memcmp(buf, d->v, 8 * 4), "f32 values");
+        }
         st_close(m);
     }
     ckpt_free(&c);
@@ -1126,9 +1225,13 @@ static void test_reader(const char *root) {
         {"{\"t\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", "bad shape"},
         {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", "outside"},
         {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1]}}", "data_offsets"},
-        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"u\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", "overlap"},
+        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"u\":{\"dtype\":\"F32\",\"shape\":[1],"
+         "\"data_offsets\":[2,6]}}",
+         "overlap"},
         {"[1,2]", "not a JSON object"},
-        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", "bad header JSON"},
+        {"{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"t\":{\"dtype\":\"F32\",\"shape\":[1],"
+         "\"data_offsets\":[4,8]}}",
+         "bad header JSON"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         FILE *f = fopen(p, "wb");
@@ -1152,7 +1255,10 @@ static void test_reader(const char *root) {
 
 int main(void) {
     char root[] = "/tmp/lfm2c-convert-XXXXXX";
-    if (!mkdtemp(root)) { perror("mkdtemp"); return 1; }
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
     test_reader(root);
     test_dense(root);
     test_moe(root);

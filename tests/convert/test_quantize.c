@@ -28,7 +28,10 @@ static int compare_tensors(const char *a_path, const char *b_path) {
     lfm2c_error err = {0};
     gguf_file *a = gguf_open(a_path, &err), *b = a ? gguf_open(b_path, &err) : NULL;
     CHECK(a && b, "open %s / %s: %s", a_path, b_path, err.msg);
-    if (!a || !b) { gguf_close(a); return -1; }
+    if (!a || !b) {
+        gguf_close(a);
+        return -1;
+    }
     int bad = 0;
     CHECK(a->n_tensors == b->n_tensors, "%s: %llu tensors vs %llu", a_path, (unsigned long long)a->n_tensors,
           (unsigned long long)b->n_tensors);
@@ -64,7 +67,8 @@ static void tiny_masters(void) {
             /* the whole file, metadata included, is the reference's */
             size_t na = 0, nb = 1;
             char *a = test_read_file(tmp_out, &na), *b = test_read_file(ref, &nb);
-            CHECK(a && b && na == nb && !memcmp(a, b, na), "%s %s: file bytes differ from the reference", models[m], types[t]);
+            CHECK(a && b && na == nb && !memcmp(a, b, na), "%s %s: file bytes differ from the reference", models[m],
+                  types[t]);
             free(a);
             free(b);
         }
@@ -97,19 +101,25 @@ static void kq_master(json_t *root, const char *key, const char *path) {
             const char *sha = json_string_value(json_object_get(t, "sha256"));
             json_t *ne = json_object_get(t, "ne");
             const gguf_tensor *x = g && name ? gguf_find_tensor(g, name) : NULL;
-            if (!x || !type || !sha) { CHECK(false, "%s %s: tensor %s missing", key, tname, name ? name : "?"); continue; }
+            if (!x || !type || !sha) {
+                CHECK(false, "%s %s: tensor %s missing", key, tname, name ? name : "?");
+                continue;
+            }
             bool shape = json_array_size(ne) == x->n_dims;
-            for (size_t d = 0; shape && d < x->n_dims; d++) shape = json_integer_value(json_array_get(ne, d)) == x->ne[d];
+            for (size_t d = 0; shape && d < x->n_dims; d++)
+                shape = json_integer_value(json_array_get(ne, d)) == x->ne[d];
             char hex[65];
             sha256_hex(x->data, x->nbytes, hex);
             bool same = !strcmp(ggml_type_get(x->type)->name, type) && shape && !strcmp(hex, sha);
-            if (same) { match++; continue; }
+            if (same) {
+                match++;
+                continue;
+            }
             double ours = -1;
             for (int k = 0; k < rep.n_tensors; k++)
                 if (!strcmp(rep.tensors[k].name, name)) ours = rep.tensors[k].rms_err;
             fprintf(stderr, "  %s %s %s: type %s (ref %s), rms err %.6g (ref %.6g)\n", key, tname, name,
-                    ggml_type_get(x->type)->name, type, ours,
-                    json_real_value(json_object_get(t, "rms_err_vs_master")));
+                    ggml_type_get(x->type)->name, type, ours, json_real_value(json_object_get(t, "rms_err_vs_master")));
         }
         printf("%s %-6s: %zu/%zu tensors identical to the reference\n", key, tname, match, n);
         CHECK(match == n && n == g->n_tensors, "%s %s: %zu/%zu tensors match", key, tname, match, n);
@@ -121,7 +131,8 @@ static void kq_master(json_t *root, const char *key, const char *path) {
             for (int k = 0; k < rep.n_tensors; k++)
                 if (!strcmp(rep.tensors[k].name, name))
                     CHECK(fabs(rep.tensors[k].rms_err - json_number_value(r)) <= 1e-6 * json_number_value(r) + 1e-12,
-                          "%s %s %s: rms %.9g vs ref %.9g", key, tname, name, rep.tensors[k].rms_err, json_number_value(r));
+                          "%s %s %s: rms %.9g vs ref %.9g", key, tname, name, rep.tensors[k].rms_err,
+                          json_number_value(r));
         }
         quantize_report_free(&rep);
         gguf_close(g);
@@ -168,7 +179,10 @@ static void requantize_and_errors(void) {
     char trunc[128];
     snprintf(trunc, sizeof trunc, "/tmp/lfm2c_test_q_%d_trunc.gguf", (int)getpid());
     FILE *f = fopen(trunc, "wb");
-    if (f && buf) { fwrite(buf, 1, n / 2, f); fclose(f); }
+    if (f && buf) {
+        fwrite(buf, 1, n / 2, f);
+        fclose(f);
+    }
     free(buf);
     unlink(tmp_out);
     ok = quantize_file(trunc, tmp_out, quant_ftype_find("q8_0"), &p, NULL, &err);
@@ -177,7 +191,8 @@ static void requantize_and_errors(void) {
     unlink(trunc);
     ok = quantize_file("/nonexistent.gguf", tmp_out, quant_ftype_find("q8_0"), &p, NULL, &err);
     CHECK(!ok && err.code == LFM2C_EIO, "missing input: %s", err.msg);
-    CHECK(quant_ftype_find("q4_k_m") && quant_ftype_find("Q5_K_S") && quant_ftype_find("bf16"), "names case-insensitive");
+    CHECK(quant_ftype_find("q4_k_m") && quant_ftype_find("Q5_K_S") && quant_ftype_find("bf16"),
+          "names case-insensitive");
     CHECK(!quant_ftype_find("q3_x"), "unknown type");
     /* the recipe's rules */
     CHECK(quant_tensor_order_cmp("token_embd.weight", "blk.0.attn_norm.weight") < 0, "non-layer tensors first");
@@ -194,8 +209,18 @@ static void synth_tiny(void) {
     CHECK(!synth_preset("lfm2-99b", &c), "unknown preset");
     /* 8B architecture scaled down */
     synth_preset("lfm2-8b-a1b", &c);
-    c.hidden = 256; c.n_layer = 6; c.n_attn = 2; c.attn_layers[0] = 2; c.attn_layers[1] = 5;
-    c.n_head = 4; c.n_head_kv = 2; c.ff = 512; c.n_expert = 8; c.n_expert_used = 2; c.expert_ff = 256; c.vocab = 8192;
+    c.hidden = 256;
+    c.n_layer = 6;
+    c.n_attn = 2;
+    c.attn_layers[0] = 2;
+    c.attn_layers[1] = 5;
+    c.n_head = 4;
+    c.n_head_kv = 2;
+    c.ff = 512;
+    c.n_expert = 8;
+    c.n_expert_used = 2;
+    c.expert_ff = 256;
+    c.vocab = 8192;
     lfm2c_error err = {0};
     synth_params p = {.seed = 7, .n_threads = 2};
     synth_report rep;
@@ -213,20 +238,40 @@ static void synth_tiny(void) {
                   x->name);
             CHECK(y && !strcmp(y->name, g->tensors[i].name), "same order at %llu", (unsigned long long)i);
         }
-        static const char *keys[] = {"general.architecture", "general.file_type", "lfm2moe.context_length",
-            "lfm2moe.embedding_length", "lfm2moe.block_count", "lfm2moe.feed_forward_length",
-            "lfm2moe.attention.head_count", "lfm2moe.attention.head_count_kv",
-            "lfm2moe.attention.layer_norm_rms_epsilon", "lfm2moe.rope.freq_base", "lfm2moe.shortconv.l_cache",
-            "lfm2moe.vocab_size", "lfm2moe.expert_count", "lfm2moe.expert_used_count",
-            "lfm2moe.expert_feed_forward_length", "lfm2moe.leading_dense_block_count", "lfm2moe.expert_gating_func",
-            "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
-            "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-            "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.chat_template"};
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) CHECK(gguf_find(g, keys[k]) != NULL, "key %s", keys[k]);
+        static const char *keys[] = {"general.architecture",
+                                     "general.file_type",
+                                     "lfm2moe.context_length",
+                                     "lfm2moe.embedding_length",
+                                     "lfm2moe.block_count",
+                                     "lfm2moe.feed_forward_length",
+                                     "lfm2moe.attention.head_count",
+                                     "lfm2moe.attention.head_count_kv",
+                                     "lfm2moe.attention.layer_norm_rms_epsilon",
+                                     "lfm2moe.rope.freq_base",
+                                     "lfm2moe.shortconv.l_cache",
+                                     "lfm2moe.vocab_size",
+                                     "lfm2moe.expert_count",
+                                     "lfm2moe.expert_used_count",
+                                     "lfm2moe.expert_feed_forward_length",
+                                     "lfm2moe.leading_dense_block_count",
+                                     "lfm2moe.expert_gating_func",
+                                     "tokenizer.ggml.model",
+                                     "tokenizer.ggml.pre",
+                                     "tokenizer.ggml.tokens",
+                                     "tokenizer.ggml.token_type",
+                                     "tokenizer.ggml.merges",
+                                     "tokenizer.ggml.bos_token_id",
+                                     "tokenizer.ggml.eos_token_id",
+                                     "tokenizer.ggml.padding_token_id",
+                                     "tokenizer.ggml.add_bos_token",
+                                     "tokenizer.chat_template"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            CHECK(gguf_find(g, keys[k]) != NULL, "key %s", keys[k]);
         int64_t v;
         CHECK(gguf_get_int(g, "general.file_type", &v) && v == FTYPE_Q4_K_M, "file type");
         const gguf_kv *kv = gguf_find(g, "lfm2moe.attention.head_count_kv");
-        CHECK(kv && kv->n == 6 && gguf_arr_int(kv, 2, &v) && v == 2 && gguf_arr_int(kv, 3, &v) && v == 0, "head_count_kv");
+        CHECK(kv && kv->n == 6 && gguf_arr_int(kv, 2, &v) && v == 2 && gguf_arr_int(kv, 3, &v) && v == 0,
+              "head_count_kv");
         kv = gguf_find(g, "tokenizer.ggml.tokens");
         CHECK(kv && kv->n == 8192, "vocab size");
         if (kv && kv->n == 8192) {
@@ -246,7 +291,10 @@ static void synth_tiny(void) {
             dequantize_row(t->type, t->data, row, t->ne[0] * t->ne[1]);
             double s = 0;
             bool finite = true;
-            for (int64_t i = 0; i < t->ne[0] * t->ne[1]; i++) { s += (double)row[i] * row[i]; finite &= isfinite(row[i]); }
+            for (int64_t i = 0; i < t->ne[0] * t->ne[1]; i++) {
+                s += (double)row[i] * row[i];
+                finite &= isfinite(row[i]);
+            }
             double rms = sqrt(s / (double)(t->ne[0] * t->ne[1]));
             CHECK(finite && rms > 0.5 / 16 && rms < 2.0 / 16, "ffn_gate rms %g (want ~1/16)", rms);
             free(row);
@@ -267,12 +315,20 @@ static void synth_tiny(void) {
     unlink(other);
     /* dense F16 and bad configurations */
     synth_preset("lfm2-350m", &c);
-    c.hidden = 128; c.n_layer = 4; c.n_attn = 1; c.attn_layers[0] = 2; c.n_head = 2; c.n_head_kv = 1; c.ff = 256; c.vocab = 400;
+    c.hidden = 128;
+    c.n_layer = 4;
+    c.n_attn = 1;
+    c.attn_layers[0] = 2;
+    c.n_head = 2;
+    c.n_head_kv = 1;
+    c.ff = 256;
+    c.vocab = 400;
     CHECK(synth_write(&c, quant_ftype_find("f16"), &p, tmp_out, &rep, &err), "dense f16: %s", err.msg);
     CHECK(rep.type_count[GGML_F16] == 1 + 4 * 3 + 1 * 4 + 3 * 2 && rep.type_count[GGML_F32] > 0, "f16 layout");
     c.n_head = 3;
     unlink(tmp_out);
-    CHECK(!synth_write(&c, quant_ftype_find("q8_0"), &p, tmp_out, NULL, &err) && !exists(tmp_out), "bad heads rejected");
+    CHECK(!synth_write(&c, quant_ftype_find("q8_0"), &p, tmp_out, NULL, &err) && !exists(tmp_out),
+          "bad heads rejected");
     unlink(tmp_out);
 }
 

@@ -61,7 +61,8 @@ static const lfm2_tensor *row_of(const lfm2_tensor *rows, const char *name, int 
 }
 
 /* One wanted row of layer l against the file; returns the number of mismatches. */
-static int check_row(const gguf_file *g, const lfm2_tensor *row, const lfm2_hparams *hp, int l, const char *what, bool quiet) {
+static int check_row(const gguf_file *g, const lfm2_tensor *row, const lfm2_hparams *hp, int l, const char *what,
+                     bool quiet) {
     char name[128], alias[128];
     const gguf_tensor *gt = gguf_find_tensor(g, lfm2_tensor_name(row, l, false, name, sizeof name));
     if (!gt && row->gguf_alias) gt = gguf_find_tensor(g, lfm2_tensor_name(row, l, true, alias, sizeof alias));
@@ -73,9 +74,9 @@ static int check_row(const gguf_file *g, const lfm2_tensor *row, const lfm2_hpar
     int nd = lfm2_tensor_shape(row, hp, l, ne);
     bool ok = (int)gt->n_dims == nd && gt->ne[0] == ne[0] && gt->ne[1] == ne[1] && gt->ne[2] == ne[2] && gt->ne[3] == 1;
     if (!ok && !quiet)
-        fprintf(stderr, "  %s: %s is %u-D [%lld, %lld, %lld], the table says %d-D [%lld, %lld, %lld]\n", what, name, gt->n_dims,
-                (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], nd, (long long)ne[0], (long long)ne[1],
-                (long long)ne[2]);
+        fprintf(stderr, "  %s: %s is %u-D [%lld, %lld, %lld], the table says %d-D [%lld, %lld, %lld]\n", what, name,
+                gt->n_dims, (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2], nd, (long long)ne[0],
+                (long long)ne[1], (long long)ne[2]);
     if ((row->flags & LFM2_TF_F32) && gt->type != GGML_F32) {
         if (!quiet) fprintf(stderr, "  %s: %s is not F32\n", what, name);
         ok = false;
@@ -84,7 +85,8 @@ static int check_row(const gguf_file *g, const lfm2_tensor *row, const lfm2_hpar
 }
 
 /* The whole tensor table (`rows`, a copy of LFM2_TENSORS or a broken one) against a file. */
-static int check_tensors(const gguf_file *g, const lfm2_tensor *rows, const lfm2_hparams *hp, const char *what, bool quiet) {
+static int check_tensors(const gguf_file *g, const lfm2_tensor *rows, const lfm2_hparams *hp, const char *what,
+                         bool quiet) {
     int bad = 0, wanted = 0;
     for (int i = 0; i < LFM2_T_FIRST_LAYER; i++)
         if (lfm2_tensor_wanted(&rows[i], hp, -1)) wanted++, bad += check_row(g, &rows[i], hp, -1, what, quiet);
@@ -100,7 +102,9 @@ static int check_tensors(const gguf_file *g, const lfm2_tensor *rows, const lfm2
         }
     }
     if ((uint64_t)wanted != g->n_tensors) {
-        if (!quiet) fprintf(stderr, "  %s: the table wants %d tensors, the file has %llu\n", what, wanted, (unsigned long long)g->n_tensors);
+        if (!quiet)
+            fprintf(stderr, "  %s: the table wants %d tensors, the file has %llu\n", what, wanted,
+                    (unsigned long long)g->n_tensors);
         bad++;
     }
     return bad;
@@ -137,7 +141,8 @@ static void check_meta(const gguf_file *g, lfm2_hparams *hp, const char *what) {
     if (!m) return;
     for (uint64_t i = 0; i < m->n_kv; i++) {
         const gguf_kv *f = gguf_find(g, m->kv[i].key);
-        CHECK(f && same_kv(f, &m->kv[i]), "%s: the table writes %s, the fixture %s", what, m->kv[i].key, f ? "differs" : "lacks it");
+        CHECK(f && same_kv(f, &m->kv[i]), "%s: the table writes %s, the fixture %s", what, m->kv[i].key,
+              f ? "differs" : "lacks it");
     }
     size_t n = strlen(arch);
     for (uint64_t i = 0; i < g->n_kv; i++)
@@ -145,7 +150,8 @@ static void check_meta(const gguf_file *g, lfm2_hparams *hp, const char *what) {
             CHECK(gguf_find(m, g->kv[i].key) != NULL, "%s: the fixture's %s is not in the table", what, g->kv[i].key);
     CHECK(lfm2_meta_first_missing(g, arch) < 0, "%s: a required key is missing", what);
     int64_t v;
-    CHECK(!hp->moe || (lfm2_meta_int(g, arch, LFM2_KEY_GATING_FUNC, &v) && v == (int64_t)LFM2_META[LFM2_KEY_GATING_FUNC].def),
+    CHECK(!hp->moe ||
+              (lfm2_meta_int(g, arch, LFM2_KEY_GATING_FUNC, &v) && v == (int64_t)LFM2_META[LFM2_KEY_GATING_FUNC].def),
           "%s: expert_gating_func", what);
     gguf_close(m);
 }
@@ -208,19 +214,27 @@ static void check_rows(void) {
         CHECK(t->id == (lfm2_tensor_id)i, "row %d is in its id's place", i);
         size_t n = strlen(t->gguf);
         bool by_name = t->n_dims <= 1 || (n > 12 && !strcmp(t->gguf + n - 12, "_norm.weight")) ||
-                       strstr(t->gguf, "ffn_gate_inp") || strstr(t->gguf, "shortconv.conv") || strcmp(t->gguf + n - 7, ".weight");
-        CHECK(by_name == (t->n_dims <= 1 || (t->flags & LFM2_TF_F32) != 0), "%s: F32 flag vs the reference's name rule", t->gguf);
+                       strstr(t->gguf, "ffn_gate_inp") || strstr(t->gguf, "shortconv.conv") ||
+                       strcmp(t->gguf + n - 7, ".weight");
+        CHECK(by_name == (t->n_dims <= 1 || (t->flags & LFM2_TF_F32) != 0), "%s: F32 flag vs the reference's name rule",
+              t->gguf);
         char name[128];
         int l;
         CHECK(lfm2_tensor_by_gguf(lfm2_tensor_name(t, 7, false, name, sizeof name), &l) == t &&
-                  l == (lfm2_tensor_is_layer(t) ? 7 : -1), "%s: found by its GGUF name", t->gguf);
+                  l == (lfm2_tensor_is_layer(t) ? 7 : -1),
+              "%s: found by its GGUF name", t->gguf);
         if (t->gguf_alias)
-            CHECK(lfm2_tensor_by_gguf(lfm2_tensor_name(t, 3, true, name, sizeof name), &l) == t, "%s: found by its alias", t->gguf);
-        if (!(t->flags & LFM2_TF_EXPERTS)) CHECK(lfm2_tensor_by_hf(t->hf, lfm2_tensor_is_layer(t)) == t, "%s: found by its HF name", t->hf);
+            CHECK(lfm2_tensor_by_gguf(lfm2_tensor_name(t, 3, true, name, sizeof name), &l) == t,
+                  "%s: found by its alias", t->gguf);
+        if (!(t->flags & LFM2_TF_EXPERTS))
+            CHECK(lfm2_tensor_by_hf(t->hf, lfm2_tensor_is_layer(t)) == t, "%s: found by its HF name", t->hf);
         else CHECK(strchr(t->hf, '*') != NULL, "%s: per-expert HF names have the expert as '*'", t->hf);
-        if (t->hf_alias) CHECK(lfm2_tensor_by_hf(t->hf_alias, lfm2_tensor_is_layer(t)) == t, "%s: found by its HF alias", t->hf_alias);
+        if (t->hf_alias)
+            CHECK(lfm2_tensor_by_hf(t->hf_alias, lfm2_tensor_is_layer(t)) == t, "%s: found by its HF alias",
+                  t->hf_alias);
     }
-    for (int i = 0; i < LFM2_KEY_COUNT; i++) CHECK(LFM2_META[i].id == (lfm2_meta_id)i, "metadata row %d is in its id's place", i);
+    for (int i = 0; i < LFM2_KEY_COUNT; i++)
+        CHECK(LFM2_META[i].id == (lfm2_meta_id)i, "metadata row %d is in its id's place", i);
 }
 
 int main(void) {

@@ -73,7 +73,8 @@ static void check_model(const char *path, const char *tag) {
     CHECK(test_maxabs(lfm2c_session_logits(ss[0], 0), r1, V) <= 1e-4, "%s: batched adapter 1 == alone", tag);
     CHECK(test_maxabs(lfm2c_session_logits(ss[1], 0), base, V) <= 1e-4, "%s: batched no adapter == base", tag);
     CHECK(test_maxabs(lfm2c_session_logits(ss[2], 0), r2, V) <= 1e-4, "%s: batched adapter 2 == alone", tag);
-    double d31 = test_maxabs(lfm2c_session_logits(ss[3], 0), r1, V), d32 = test_maxabs(lfm2c_session_logits(ss[3], 0), r2, V);
+    double d31 = test_maxabs(lfm2c_session_logits(ss[3], 0), r1, V),
+           d32 = test_maxabs(lfm2c_session_logits(ss[3], 0), r2, V);
     CHECK(d31 > 1e-3 && d32 > 1e-3, "%s: two adapters differ from each alone (%g, %g)", tag, d31, d32);
 
     /* a decode step of all four together, then the same step alone */
@@ -86,17 +87,21 @@ static void check_model(const char *path, const char *tag) {
     int32_t next2 = 34;
     CHECK(lfm2c_session_decode(c, &next2, 1, LFM2C_LOGITS_LAST, &err) == 0, "copy decode: %s", err.msg);
     CHECK(lfm2c_session_decode(ss[0], &next2, 1, LFM2C_LOGITS_LAST, &err) == 0, "decode: %s", err.msg);
-    CHECK(test_maxabs(lfm2c_session_logits(c, 0), lfm2c_session_logits(ss[0], 0), V) == 0, "%s: a copy keeps the adapters", tag);
+    CHECK(test_maxabs(lfm2c_session_logits(c, 0), lfm2c_session_logits(ss[0], 0), V) == 0,
+          "%s: a copy keeps the adapters", tag);
 
     /* the same adapters keep the session; others reset it */
     int past = lfm2c_session_n_past(ss[0]);
-    CHECK(lfm2c_session_set_lora(ss[0], &l1, &one, 1, &err) == 0 && lfm2c_session_n_past(ss[0]) == past, "%s: same list keeps", tag);
-    CHECK(lfm2c_session_set_lora(ss[0], &l2, &one, 1, &err) == 0 && lfm2c_session_n_past(ss[0]) == 0, "%s: another resets", tag);
+    CHECK(lfm2c_session_set_lora(ss[0], &l1, &one, 1, &err) == 0 && lfm2c_session_n_past(ss[0]) == past,
+          "%s: same list keeps", tag);
+    CHECK(lfm2c_session_set_lora(ss[0], &l2, &one, 1, &err) == 0 && lfm2c_session_n_past(ss[0]) == 0,
+          "%s: another resets", tag);
     CHECK(lfm2c_session_set_lora(ss[0], NULL, NULL, 0, &err) == 0, "%s: removing", tag);
 
     /* bad arguments */
     float inf = 1.0f / 0.0f;
-    CHECK(lfm2c_session_set_lora(ss[1], &l1, &inf, 1, &err) == -1 && err.code == LFM2C_EINVAL, "%s: infinite scale", tag);
+    CHECK(lfm2c_session_set_lora(ss[1], &l1, &inf, 1, &err) == -1 && err.code == LFM2C_EINVAL, "%s: infinite scale",
+          tag);
     CHECK(lfm2c_session_set_lora(ss[1], both, sc, LFM2C_MAX_LORA + 1, &err) == -1, "%s: too many", tag);
     CHECK(lfm2c_lora_load(m, NULL, &err) == NULL && err.code == LFM2C_EINVAL, "%s: NULL path", tag);
 
@@ -114,7 +119,7 @@ int main(void) {
     check_model(DATA("lfm2-tiny-dense-f32.gguf"), "dense");
     check_model(DATA("lfm2-tiny-moe-f32.gguf"), "moe");
     check_model(DATA("lfm2-tiny-moe-q4_0.gguf"), "moe-q4_0");
-    check_model(DATA("lfm2-kq-dense-q4_k_m.gguf"), "kq-dense");   /* large enough for the pool paths */
+    check_model(DATA("lfm2-kq-dense-q4_k_m.gguf"), "kq-dense"); /* large enough for the pool paths */
     check_model(DATA("lfm2-kq-moe-q4_k_m.gguf"), "kq-moe");
     TEST_MAIN_END();
 }

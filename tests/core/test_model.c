@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-static bool quick;   /* LFM2C_TEST_QUICK=1 */
+static bool quick; /* LFM2C_TEST_QUICK=1 */
 
 static float *read_f32(const char *path, size_t *n) {
     size_t bytes;
@@ -59,7 +59,7 @@ static void check_fixture(const char *name) {
     lfm2c_error err = {0};
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = 2;
-    p.type_k = p.type_v = LFM2C_KV_F32;   /* the goldens' tolerance is for an F32 cache */
+    p.type_k = p.type_v = LFM2C_KV_F32; /* the goldens' tolerance is for an F32 cache */
     lfm2c_model *fast = lfm2c_model_open(path, &p, &err);
     CHECK(fast != NULL, "%s: %s", path, err.msg);
     p.reference = true;
@@ -94,7 +94,8 @@ static void check_fixture(const char *name) {
         double dg = test_maxabs(golden, dq, (size_t)n * V);
         CHECK(!rb || dr <= 1e-3, "%s: --reference vs dequant-ref %g", name, dr);
         CHECK(df <= 1.5 * dg + 0.5, "%s: fast vs dequant-ref %g (golden's %g)", name, df, dg);
-        printf("%-24s reference vs dequant-ref %.2e; fast %.3f (limit %.3f, golden %.3f)\n", name, dr, df, 1.5 * dg + 0.5, dg);
+        printf("%-24s reference vs dequant-ref %.2e; fast %.3f (limit %.3f, golden %.3f)\n", name, dr, df,
+               1.5 * dg + 0.5, dg);
         free(dq);
     }
 
@@ -150,7 +151,8 @@ static void check_fixture(const char *name) {
         CHECK(lfm2c_session_copy(b, a, &err) == 0, "%s: copy: %s", name, err.msg);
         CHECK(lfm2c_session_n_past(b) == na && !memcmp(lfm2c_session_tokens(b), ids, sizeof(int32_t) * (size_t)na),
               "%s: the copy's history", name);
-        CHECK(!memcmp(lfm2c_session_logits(b, 0), lfm2c_session_logits(a, 0), sizeof(float) * V), "%s: the copy's logits", name);
+        CHECK(!memcmp(lfm2c_session_logits(b, 0), lfm2c_session_logits(a, 0), sizeof(float) * V),
+              "%s: the copy's logits", name);
         lfm2c_session_decode(a, ids + na, n - na, LFM2C_LOGITS_LAST, &err);
         lfm2c_session_decode(b, ids + na, n - na, LFM2C_LOGITS_LAST, &err);
         CHECK(!memcmp(lfm2c_session_logits(b, 0), lfm2c_session_logits(a, 0), sizeof(float) * V),
@@ -162,7 +164,12 @@ static void check_fixture(const char *name) {
         lfm2c_session_free(b);
         lfm2c_session_free(c);
     }
-    free(batch); free(one); free(rb); free(ro); free(golden); free(ids);
+    free(batch);
+    free(one);
+    free(rb);
+    free(ro);
+    free(golden);
+    free(ids);
     lfm2c_model_free(fast);
     lfm2c_model_free(ref);
     json_decref(g);
@@ -210,7 +217,7 @@ static void check_kv_types(const char *name) {
         p.n_threads = 2;
         p.type_k = p.type_v = types[ti];
         lfm2c_model *m = lfm2c_model_open(path, &p, &err);
-        if (types[ti] == LFM2C_KV_Q8_0 && !m && err.code == LFM2C_EINVAL) continue;   /* head_dim % 32 */
+        if (types[ti] == LFM2C_KV_Q8_0 && !m && err.code == LFM2C_EINVAL) continue; /* head_dim % 32 */
         CHECK(m != NULL, "%s: %s", path, err.msg);
         if (!m) continue;
         V = lfm2c_model_get_info(m)->n_vocab;
@@ -233,7 +240,8 @@ static void check_kv_types(const char *name) {
         CHECK(cp && lfm2c_session_copy(cp, a, &err) == 0, "%s kv %s: copy: %s", name, tn, err.msg);
         if (cp) {
             CHECK(lfm2c_session_decode(a, ids, 3, LFM2C_LOGITS_LAST, &err) == 0 &&
-                  lfm2c_session_decode(cp, ids, 3, LFM2C_LOGITS_LAST, &err) == 0, "%s: decode after copy", name);
+                      lfm2c_session_decode(cp, ids, 3, LFM2C_LOGITS_LAST, &err) == 0,
+                  "%s: decode after copy", name);
             CHECK(!memcmp(lfm2c_session_logits(a, 0), lfm2c_session_logits(cp, 0), sizeof(float) * V),
                   "%s kv %s: the copy continues differently", name, tn);
         }
@@ -260,9 +268,10 @@ static void check_kv_types(const char *name) {
                 if (di > d) d = di;
             }
             const int need = types[ti] == LFM2C_KV_Q8_0 && strstr(name, "moe") ? (n + 1) / 2 : n;
-            CHECK(within >= need, "%s kv %s: %d of %d rows within %g of the f32 cache (max %g)", name, tn, within, n, tol[ti], d);
-            printf("%-24s kv %-4s vs f32 cache: max %.2e, %d of %d rows within %.0e; bitwise across chunking\n",
-                   name, tn, d, within, n, tol[ti]);
+            CHECK(within >= need, "%s kv %s: %d of %d rows within %g of the f32 cache (max %g)", name, tn, within, n,
+                  tol[ti], d);
+            printf("%-24s kv %-4s vs f32 cache: max %.2e, %d of %d rows within %.0e; bitwise across chunking\n", name,
+                   tn, d, within, n, tol[ti]);
             free(rl);
         }
         lfm2c_model_free(r);
@@ -285,8 +294,8 @@ static void write_file(const char *path, const void *p, size_t n) {
 }
 
 /* Replaces the first occurrence of `from` by `to` (same length) in a copy of the fixture. */
-static void expect_open_error_n(const char *what, const char *from, const char *to, size_t len,
-                                size_t truncate_at, int want_code, const char *want_text) {
+static void expect_open_error_n(const char *what, const char *from, const char *to, size_t len, size_t truncate_at,
+                                int want_code, const char *want_text) {
     size_t n = 0;
     char *buf = test_read_file("data/lfm2-tiny-dense-f32.gguf", &n);
     if (from) {
@@ -311,15 +320,15 @@ static void expect_open_error_n(const char *what, const char *from, const char *
 
 static void bad_files(void) {
     lfm2c_error err = {0};
-    CHECK(lfm2c_model_open("data/no-such-file.gguf", NULL, &err) == NULL && err.code == LFM2C_EIO,
-          "missing file: %s", err.msg);
+    CHECK(lfm2c_model_open("data/no-such-file.gguf", NULL, &err) == NULL && err.code == LFM2C_EIO, "missing file: %s",
+          err.msg);
     write_file("/tmp/lfm2c_bad.gguf", "this is not a gguf file at all, just text", 41);
     CHECK(lfm2c_model_open("/tmp/lfm2c_bad.gguf", NULL, &err) == NULL && strstr(err.msg, "not a GGUF"),
           "not a GGUF: %s", err.msg);
     expect_open_error_n("truncated data", NULL, NULL, 0, 3000000, LFM2C_EFORMAT, "past the end");
     expect_open_error_n("truncated header", NULL, NULL, 0, 5000, LFM2C_EFORMAT, "truncated");
-    expect_open_error("unknown arch", "\x04\x00\x00\x00\x00\x00\x00\x00lfm2", "\x04\x00\x00\x00\x00\x00\x00\x00xfm9",
-                      0, LFM2C_EUNSUPPORTED, "unknown architecture");
+    expect_open_error("unknown arch", "\x04\x00\x00\x00\x00\x00\x00\x00lfm2", "\x04\x00\x00\x00\x00\x00\x00\x00xfm9", 0,
+                      LFM2C_EUNSUPPORTED, "unknown architecture");
     expect_open_error("missing tensor", "blk.3.ffn_up.weight", "blk.3.ffn_uq.weight", 0, LFM2C_EFORMAT,
                       "missing tensor 'blk.3.ffn_up.weight'");
     /* tensor info: name, n_dims=2, ne0=64 -> 65 (shape), then type F32 (0) -> 77 (unknown) */
@@ -327,8 +336,8 @@ static void bad_files(void) {
                       "blk.0.ffn_norm.weight\x01\x00\x00\x00\x20", 0, LFM2C_EFORMAT, "has shape");
     expect_open_error("unknown tensor type",
                       "blk.0.ffn_norm.weight\x01\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x00",
-                      "blk.0.ffn_norm.weight\x01\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x4d",
-                      0, LFM2C_EUNSUPPORTED, "unknown tensor type");
+                      "blk.0.ffn_norm.weight\x01\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x4d", 0,
+                      LFM2C_EUNSUPPORTED, "unknown tensor type");
 
     /* context overflow and bad token ids are refused before anything changes */
     lfm2c_model *m = lfm2c_model_open("data/lfm2-tiny-dense-f32.gguf", NULL, &err);
@@ -338,8 +347,8 @@ static void bad_files(void) {
           "context overflow: %s", err.msg);
     CHECK(lfm2c_session_n_past(s) == 0, "state changed by a refused decode");
     int32_t bad = 1 << 20;
-    CHECK(lfm2c_session_decode(s, &bad, 1, LFM2C_LOGITS_LAST, &err) != 0 && err.code == LFM2C_EINVAL,
-          "bad token: %s", err.msg);
+    CHECK(lfm2c_session_decode(s, &bad, 1, LFM2C_LOGITS_LAST, &err) != 0 && err.code == LFM2C_EINVAL, "bad token: %s",
+          err.msg);
     lfm2c_session_free(s);
     lfm2c_model_free(m);
 }
@@ -411,7 +420,10 @@ static void check_packed(const char *name) {
     const bool packs = kernels_get()->packed_type != NULL;
     CHECK(packed[0] == 0 && (packed[1] > 0) == packs, "%s: packed %d mapped / %d copied (table %s)", name, packed[0],
           packed[1], kernels_get()->isa);
-    for (int i = 0; i < 2; i++) { free(lg[i][0]); free(lg[i][1]); }
+    for (int i = 0; i < 2; i++) {
+        free(lg[i][0]);
+        free(lg[i][1]);
+    }
 }
 
 /* FNV-1a of the logits' bytes */
@@ -454,7 +466,7 @@ static void check_kv_growth(const char *name) {
 }
 
 int main(void) {
-    const char *fixtures[] = {"lfm2-tiny-dense-f32", "lfm2-tiny-moe-f32", "lfm2-tiny-dense-q8_0",
+    const char *fixtures[] = {"lfm2-tiny-dense-f32",  "lfm2-tiny-moe-f32",  "lfm2-tiny-dense-q8_0",
                               "lfm2-tiny-dense-q4_0", "lfm2-tiny-moe-q8_0", "lfm2-tiny-moe-q4_0",
                               "lfm2-kq-dense-q4_k_m", "lfm2-kq-moe-q4_k_m", "lfm2-kq-moe-q5_k_m",
                               "lfm2-kq-moe-q6_k"};
@@ -470,7 +482,7 @@ int main(void) {
     check_fixture("lfm2-tiny-moe-q8_0");
     backend_cpu_kv_map_min((size_t)8 << 20);
     check_kv_growth("lfm2-tiny-dense-q8_0");
-    check_packed("lfm2-kq-dense-q4_k_m");   /* tied embedding (Q6_K) */
+    check_packed("lfm2-kq-dense-q4_k_m"); /* tied embedding (Q6_K) */
     check_packed("lfm2-kq-moe-q4_k_m");
     check_decode_profile("lfm2-kq-dense-q4_k_m");
     check_decode_profile("lfm2-kq-moe-q4_k_m");

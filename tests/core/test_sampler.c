@@ -10,10 +10,16 @@
 #include <math.h>
 #include <string.h>
 
-static lfm2c_sampler_params plain(void) {   /* every stage off */
+static lfm2c_sampler_params plain(void) { /* every stage off */
     lfm2c_sampler_params p = lfm2c_sampler_default_params();
-    p.temperature = 0; p.top_k = 0; p.top_p = 1; p.min_p = 0;
-    p.repeat_penalty = 1; p.presence_penalty = 0; p.frequency_penalty = 0; p.seed = 7;
+    p.temperature = 0;
+    p.top_k = 0;
+    p.top_p = 1;
+    p.min_p = 0;
+    p.repeat_penalty = 1;
+    p.presence_penalty = 0;
+    p.frequency_penalty = 0;
+    p.seed = 7;
     return p;
 }
 
@@ -92,17 +98,21 @@ static void test_cuts(void) {
     CHECK(drawn(&p, l, 4, 1000) == 0x1, "top-k 1 is greedy");
     p.top_k = 2;
     CHECK(drawn(&p, l, 4, 4000) == 0x3, "top-k 2 keeps tokens 0 and 1");
-    p.top_k = 0; p.top_p = 0.45f;
+    p.top_k = 0;
+    p.top_p = 0.45f;
     CHECK(drawn(&p, l, 4, 1000) == 0x1, "top-p 0.45: token 0 alone reaches it");
     p.top_p = 0.79f;
     CHECK(drawn(&p, l, 4, 4000) == 0x3, "top-p 0.79: tokens 0 and 1 (0.8) reach it");
     p.top_p = 0.9f;
     CHECK(drawn(&p, l, 4, 4000) == 0x7, "top-p 0.9: three tokens (0.95)");
-    p.top_p = 1; p.min_p = 0.25f;
+    p.top_p = 1;
+    p.min_p = 0.25f;
     CHECK(drawn(&p, l, 4, 4000) == 0x7, "min-p 0.25: p >= 0.125 keeps three tokens");
     p.min_p = 0.5f;
     CHECK(drawn(&p, l, 4, 4000) == 0x3, "min-p 0.5: p >= 0.25 keeps two");
-    p.min_p = 0; p.top_k = 3; p.top_p = 0.6f;
+    p.min_p = 0;
+    p.top_k = 3;
+    p.top_p = 0.6f;
     CHECK(drawn(&p, l, 4, 4000) == 0x3, "top-k then top-p, on the same temperature-1 softmax");
 }
 
@@ -116,7 +126,8 @@ static void test_distribution(void) {
     for (int i = 0; i < n; i++) c[lfm2c_sampler_sample(s, l, NULL, 0)]++;
     lfm2c_sampler_free(s);
     CHECK(fabs(c[0] / (double)n - 0.5) < 0.02 && fabs(c[1] / (double)n - 0.3) < 0.02 &&
-              fabs(c[2] / (double)n - 0.2) < 0.02, "T=1 follows softmax: %d %d %d of %d", c[0], c[1], c[2], n);
+              fabs(c[2] / (double)n - 0.2) < 0.02,
+          "T=1 follows softmax: %d %d %d of %d", c[0], c[1], c[2], n);
     /* T = 0.5 squares the odds: 25 : 9 : 4 */
     p.temperature = 0.5f;
     memset(c, 0, sizeof c);
@@ -143,14 +154,17 @@ static void test_seeds(void) {
     }
     CHECK(memcmp(a, b, sizeof a) == 0, "the same seed draws the same sequence");
     CHECK(memcmp(a, d, sizeof a) != 0, "another seed draws another sequence");
-    lfm2c_sampler_free(s1); lfm2c_sampler_free(s2); lfm2c_sampler_free(s3);
+    lfm2c_sampler_free(s1);
+    lfm2c_sampler_free(s2);
+    lfm2c_sampler_free(s3);
 }
 
 static void test_penalties(void) {
     lfm2c_sampler_params p = plain();
     float l[3] = {2.0f, 1.9f, -3.0f};
     int32_t h[2] = {0, 1};
-    p.repeat_penalty = 1.1f; p.repeat_last_n = 64;
+    p.repeat_penalty = 1.1f;
+    p.repeat_last_n = 64;
     CHECK(sample1(&p, l, 3, h, 1) == 1, "repeat penalty: 2.0 / 1.1 < 1.9");
     p.repeat_last_n = 1;
     CHECK(sample1(&p, l, 3, h, 2) == 0, "repeat_last_n 1: only the last token (1) is penalized");
@@ -159,7 +173,8 @@ static void test_penalties(void) {
     /* a negative logit is multiplied: -3 * 2 stays the smallest */
     float neg[2] = {-1.0f, -1.5f};
     int32_t h0[1] = {0};
-    p.repeat_last_n = 64; p.repeat_penalty = 2.0f;
+    p.repeat_last_n = 64;
+    p.repeat_penalty = 2.0f;
     CHECK(sample1(&p, neg, 2, h0, 1) == 1, "repeat penalty on a negative logit multiplies: -2 < -1.5");
 
     lfm2c_sampler_params q = plain();
@@ -167,7 +182,8 @@ static void test_penalties(void) {
     int32_t three[3] = {0, 0, 0};
     q.frequency_penalty = 0.2f;
     CHECK(sample1(&q, o, 2, three, 3) == 1, "frequency 0.2 x 3 occurrences: 0.4 < 0.5");
-    q.frequency_penalty = 0; q.presence_penalty = 0.4f;
+    q.frequency_penalty = 0;
+    q.presence_penalty = 0.4f;
     CHECK(sample1(&q, o, 2, three, 3) == 0, "presence 0.4 counts once: 0.6 > 0.5");
     q.presence_penalty = 0.6f;
     CHECK(sample1(&q, o, 2, three, 3) == 1, "presence 0.6: 0.4 < 0.5");

@@ -39,7 +39,8 @@ static float *fresh_logits(const int32_t *tokens, int n) {
 
 /* A session that read `a` (checkpoints after each of ckpt[0..n_ckpt)) and then `extra` more
  * tokens of its own, as a conversation that went on past the shared part. */
-static lfm2c_session *session_after(const int32_t *a, int n, const int *ckpt, int n_ckpt, const int32_t *extra, int n_extra) {
+static lfm2c_session *session_after(const int32_t *a, int n, const int *ckpt, int n_ckpt, const int32_t *extra,
+                                    int n_extra) {
     lfm2c_error err = {0};
     lfm2c_session *s = lfm2c_session_new(model, 256, &err);
     int at = 0;
@@ -70,7 +71,8 @@ static void sync_and_compare(const char *what, lfm2c_session *s, const int32_t *
     float *ref = fresh_logits(b, n);
     const float *got = lfm2c_session_logits(s, 0);
     CHECK(ref && got && !memcmp(ref, got, sizeof(float) * (size_t)n_vocab),
-          "%s: logits differ from a fresh prefill (max |d| %g)", what, ref && got ? test_maxabs(ref, got, (size_t)n_vocab) : -1.0);
+          "%s: logits differ from a fresh prefill (max |d| %g)", what,
+          ref && got ? test_maxabs(ref, got, (size_t)n_vocab) : -1.0);
     free(ref);
 }
 

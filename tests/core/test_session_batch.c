@@ -13,15 +13,16 @@
 #include <string.h>
 
 /* every dense F32 and MoE fixture, with the default F16 KV cache and the other cache types */
-static const struct { const char *name; int kv; } MODELS[] = {
-    {"lfm2-tiny-dense-f32", LFM2C_KV_F16}, {"lfm2-tiny-dense-f32", LFM2C_KV_F32},
-    {"lfm2-tiny-moe-f32", LFM2C_KV_F16},   {"lfm2-tiny-moe-q8_0", LFM2C_KV_F16},
-    {"lfm2-tiny-moe-q4_0", LFM2C_KV_F16},  {"lfm2-kq-moe-q4_k_m", LFM2C_KV_F16},
-    {"lfm2-kq-moe-q4_k_m", LFM2C_KV_Q8_0}, {"lfm2-kq-moe-q5_k_m", LFM2C_KV_F16},
-    {"lfm2-kq-moe-q6_k", LFM2C_KV_F32},
+static const struct {
+    const char *name;
+    int kv;
+} MODELS[] = {
+    {"lfm2-tiny-dense-f32", LFM2C_KV_F16}, {"lfm2-tiny-dense-f32", LFM2C_KV_F32}, {"lfm2-tiny-moe-f32", LFM2C_KV_F16},
+    {"lfm2-tiny-moe-q8_0", LFM2C_KV_F16},  {"lfm2-tiny-moe-q4_0", LFM2C_KV_F16},  {"lfm2-kq-moe-q4_k_m", LFM2C_KV_F16},
+    {"lfm2-kq-moe-q4_k_m", LFM2C_KV_Q8_0}, {"lfm2-kq-moe-q5_k_m", LFM2C_KV_F16},  {"lfm2-kq-moe-q6_k", LFM2C_KV_F32},
 };
 
-static int V;   /* vocabulary of the model under test */
+static int V; /* vocabulary of the model under test */
 
 /* Deterministic pseudo-random token ids in [1, V) (seeded per call site). */
 static void make_ids(int32_t *ids, int n, uint32_t seed) {
@@ -81,7 +82,8 @@ static void check_batch_equals_alone(lfm2c_model *m, const char *name) {
     for (int i = 0; i < NB; i++) tk[i] = ids[i] + hist[i];
     CHECK(lfm2c_decode_batch(ss, tk, feed, modes, NB, &err) == 0, "%s: batch of %d: %s", name, NB, err.msg);
     for (int i = 0; i < NB; i++) {
-        CHECK(lfm2c_session_n_past(ss[i]) == hist[i] + feed[i], "%s: item %d n_past %d", name, i, lfm2c_session_n_past(ss[i]));
+        CHECK(lfm2c_session_n_past(ss[i]) == hist[i] + feed[i], "%s: item %d n_past %d", name, i,
+              lfm2c_session_n_past(ss[i]));
         CHECK(!memcmp(lfm2c_session_tokens(ss[i]), ids[i], sizeof(int32_t) * (size_t)(hist[i] + feed[i])),
               "%s: item %d history", name, i);
         int want_rows = modes[i] == LFM2C_LOGITS_ALL ? feed[i] : modes[i] == LFM2C_LOGITS_LAST && feed[i] > 0;
@@ -170,12 +172,15 @@ static void check_truncate(lfm2c_model *m, const char *name) {
         lfm2c_session_checkpoint(s);
         CHECK(lfm2c_session_decode(s, ids + 20, N - 20, LFM2C_LOGITS_ALL, &err) == 0, "%s", err.msg);
         CHECK(lfm2c_session_truncate(s, keep[t], &err) == 0, "%s: truncate to %d: %s", name, keep[t], err.msg);
-        CHECK(lfm2c_session_n_past(s) == keep[t], "%s: n_past %d after truncate to %d", name, lfm2c_session_n_past(s), keep[t]);
-        CHECK(continues_like_fresh(m, s, ids, N), "%s: truncate to %d and re-feed differs from a fresh prefill", name, keep[t]);
+        CHECK(lfm2c_session_n_past(s) == keep[t], "%s: n_past %d after truncate to %d", name, lfm2c_session_n_past(s),
+              keep[t]);
+        CHECK(continues_like_fresh(m, s, ids, N), "%s: truncate to %d and re-feed differs from a fresh prefill", name,
+              keep[t]);
     }
     /* truncating to the current length changes nothing */
     int rows = lfm2c_session_n_logits_rows(s);
-    CHECK(lfm2c_session_truncate(s, N, &err) == 0 && lfm2c_session_n_past(s) == N && lfm2c_session_n_logits_rows(s) == rows,
+    CHECK(lfm2c_session_truncate(s, N, &err) == 0 && lfm2c_session_n_past(s) == N &&
+              lfm2c_session_n_logits_rows(s) == rows,
           "%s: truncate to n_past", name);
 
     /* a checkpoint of tokens that were truncated away must not be used later: checkpoint at
@@ -255,12 +260,17 @@ static void check_copy(lfm2c_model *m, const char *name) {
 /* ---- bad arguments ---- */
 
 /* a session's observable state, to see that a refused call left it alone */
-typedef struct { int n_past, rows; float first; } snap;
+typedef struct {
+    int n_past, rows;
+    float first;
+} snap;
 static snap take(const lfm2c_session *s) {
     const float *l = lfm2c_session_logits(s, 0);
     return (snap){lfm2c_session_n_past(s), lfm2c_session_n_logits_rows(s), l ? l[0] : 0};
 }
-static bool same(snap a, snap b) { return a.n_past == b.n_past && a.rows == b.rows && !memcmp(&a.first, &b.first, sizeof a.first); }
+static bool same(snap a, snap b) {
+    return a.n_past == b.n_past && a.rows == b.rows && !memcmp(&a.first, &b.first, sizeof a.first);
+}
 
 static void check_bad_arguments(lfm2c_model *m, lfm2c_model *other, const char *name) {
     int32_t ids[16];
@@ -273,13 +283,13 @@ static void check_bad_arguments(lfm2c_model *m, lfm2c_model *other, const char *
     const int32_t bad_tok[2] = {-1, 0};
     int32_t big_tok[1] = {(int32_t)V};
 
-#define REFUSED(call, want, what)                                                                       \
-    do {                                                                                                \
-        err = (lfm2c_error){0};                                                                         \
-        int rc_ = (call);                                                                               \
-        CHECK(rc_ != 0 && err.code == (want) && err.msg[0], "%s: %s: rc %d code %d '%s'", name, what, rc_, \
-              err.code, err.msg);                                                                       \
-        CHECK(same(take(a), sa) && same(take(b), sb), "%s: %s changed a session", name, what);          \
+#define REFUSED(call, want, what) \
+    do { \
+        err = (lfm2c_error){0}; \
+        int rc_ = (call); \
+        CHECK(rc_ != 0 && err.code == (want) && err.msg[0], "%s: %s: rc %d code %d '%s'", name, what, rc_, err.code, \
+              err.msg); \
+        CHECK(same(take(a), sa) && same(take(b), sb), "%s: %s changed a session", name, what); \
     } while (0)
 
     REFUSED(lfm2c_session_decode(a, ids, -1, LFM2C_LOGITS_LAST, &err), LFM2C_EINVAL, "negative count");
@@ -305,7 +315,8 @@ static void check_bad_arguments(lfm2c_model *m, lfm2c_model *other, const char *
         REFUSED(lfm2c_decode_batch(ss, tk, nn2, modes2, 2, &err), LFM2C_EINVAL, "a bad item after a good one");
         const int nn3[2] = {6, 9};
         tk[1] = ids;
-        REFUSED(lfm2c_decode_batch(ss, tk, nn3, modes2, 2, &err), LFM2C_ECONTEXT, "an item past its context after a good one");
+        REFUSED(lfm2c_decode_batch(ss, tk, nn3, modes2, 2, &err), LFM2C_ECONTEXT,
+                "an item past its context after a good one");
         REFUSED(lfm2c_decode_batch(NULL, tk, nn, modes, 2, &err), LFM2C_EINVAL, "NULL session array");
         REFUSED(lfm2c_decode_batch(ss, tk, NULL, modes, 2, &err), LFM2C_EINVAL, "NULL counts");
         REFUSED(lfm2c_decode_batch(ss, tk, nn, NULL, 2, &err), LFM2C_EINVAL, "NULL modes");

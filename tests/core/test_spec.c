@@ -61,7 +61,7 @@ static void test_rollback(const char *path) {
     make_ids(next, 1, 99, V);
     lfm2c_error err = {0};
     lfm2c_session *s = lfm2c_session_new(m, 256, &err);
-    for (int keep = P - 3; keep <= P + K + 1; keep++) {   /* P - 3 .. P - 1: before the mark */
+    for (int keep = P - 3; keep <= P + K + 1; keep++) { /* P - 3 .. P - 1: before the mark */
         lfm2c_session_reset(s);
         int rc = lfm2c_session_decode(s, ids, P, LFM2C_LOGITS_LAST, &err);
         rc |= lfm2c_session_mark(s, K + 1, &err);
@@ -80,7 +80,8 @@ static void test_rollback(const char *path) {
     int rt = lfm2c_session_decode(s, ids, P, LFM2C_LOGITS_LAST, &err) | lfm2c_session_mark(s, 2, &err);
     rt |= lfm2c_session_decode(s, ids + P, K, LFM2C_LOGITS_ALL, &err) | lfm2c_session_rollback(s, P + 5, &err);
     rt |= lfm2c_session_decode(s, ids + P + 5, 1, LFM2C_LOGITS_LAST, &err);
-    CHECK(rt == 0 && fresh_equal(m, ids, P + 6, lfm2c_session_logits(s, 0)), "%s: rollback past the trail's columns", path);
+    CHECK(rt == 0 && fresh_equal(m, ids, P + 6, lfm2c_session_logits(s, 0)), "%s: rollback past the trail's columns",
+          path);
     /* a mark reaching past the context is cut to what can still be fed */
     lfm2c_session *small = lfm2c_session_new(m, P + 2, &err);
     int rs = lfm2c_session_decode(small, ids, P, LFM2C_LOGITS_LAST, &err) | lfm2c_session_mark(small, 40, &err);
@@ -113,7 +114,8 @@ static void plain_greedy(lfm2c_model *m, const int32_t *prompt, int np, int n, i
     lfm2c_sampler *smp = lfm2c_sampler_new(&sp, lfm2c_vocab_size(m));
     lfm2c_session_decode(s, prompt, np, LFM2C_LOGITS_LAST, &err);
     for (int i = 0; i < n; i++) {
-        out[i] = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
+        out[i] =
+            lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
         lfm2c_session_decode(s, &out[i], 1, LFM2C_LOGITS_LAST, &err);
     }
     lfm2c_sampler_free(smp);
@@ -131,15 +133,21 @@ static bool spec_greedy(lfm2c_model *m, lfm2c_model *draft, const lfm2c_spec_par
     lfm2c_sampler *smp = lfm2c_sampler_new(&sp, lfm2c_vocab_size(m));
     bool ok = s && spec && smp && !lfm2c_session_decode(s, prompt, np, LFM2C_LOGITS_LAST, &err);
     int got = 0;
-    if (ok) out[got++] = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
+    if (ok)
+        out[got++] =
+            lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
     while (ok && got < n) {
         int32_t buf[64];
         int k = lfm2c_spec_step(spec, s, smp, out[got - 1], buf, n - got < 64 ? n - got : 64, &err);
-        if (k < 1) { ok = false; break; }
+        if (k < 1) {
+            ok = false;
+            break;
+        }
         memcpy(out + got, buf, sizeof(int32_t) * (size_t)k);
         got += k;
         /* the session holds the prompt and every token out but the last */
-        ok = lfm2c_session_n_past(s) == np + got - 1 && !memcmp(lfm2c_session_tokens(s) + np, out, sizeof(int32_t) * (size_t)(got - 1));
+        ok = lfm2c_session_n_past(s) == np + got - 1 &&
+             !memcmp(lfm2c_session_tokens(s) + np, out, sizeof(int32_t) * (size_t)(got - 1));
     }
     if (!ok) fprintf(stderr, "spec loop: %s\n", err.msg);
     *st = lfm2c_spec_get_stats(spec);
@@ -169,12 +177,17 @@ static void test_greedy(void) {
     CHECK(st.drafted > 0 && st.accepted == st.drafted, "own draft: %ld of %ld accepted", st.accepted, st.drafted);
     CHECK(st.steps >= (N - 1) / (p.draft_max + 1), "own draft: %ld steps for %d tokens", st.steps, N);
 
-    struct { lfm2c_model *d; const char *name; } drafts[] = {{q4, "q4_0 draft"}, {moe, "MoE draft"}};
+    struct {
+        lfm2c_model *d;
+        const char *name;
+    } drafts[] = {{q4, "q4_0 draft"}, {moe, "MoE draft"}};
     for (int i = 0; i < 2; i++) {
         ok = spec_greedy(t, drafts[i].d, &p, prompt, NP, N, got, &st);
         CHECK(ok && !memcmp(got, want, sizeof want), "%s: output differs from plain greedy", drafts[i].name);
-        CHECK(st.accepted < st.drafted, "%s: %ld of %ld accepted (expected part)", drafts[i].name, st.accepted, st.drafted);
-        fprintf(stderr, "%s: %ld of %ld drafted tokens accepted in %ld steps\n", drafts[i].name, st.accepted, st.drafted, st.steps);
+        CHECK(st.accepted < st.drafted, "%s: %ld of %ld accepted (expected part)", drafts[i].name, st.accepted,
+              st.drafted);
+        fprintf(stderr, "%s: %ld of %ld drafted tokens accepted in %ld steps\n", drafts[i].name, st.accepted,
+                st.drafted, st.steps);
     }
     /* q4_0 of the same weights agrees often: part, not none */
     ok = spec_greedy(t, q4, &p, prompt, NP, N, got, &st);
@@ -207,7 +220,8 @@ static void test_greedy(void) {
 
     /* the two-halves API with a draft of 0 tokens is a plain step */
     lfm2c_error err = {0};
-    CHECK(lfm2c_spec_new(t, NULL, 64, &(lfm2c_spec_params){.draft_max = 4, .lookup_min = 3, .lookup_max = 2}, &err) == NULL &&
+    CHECK(lfm2c_spec_new(t, NULL, 64, &(lfm2c_spec_params){.draft_max = 4, .lookup_min = 3, .lookup_max = 2}, &err) ==
+                  NULL &&
               err.code == LFM2C_EINVAL,
           "bad lookup sizes refused");
     lfm2c_model_free(t);
@@ -223,7 +237,10 @@ static void test_draft_batch(void) {
     lfm2c_model *t = open_model(DATA("lfm2-tiny-dense-f32.gguf"));
     lfm2c_model *q4 = open_model(DATA("lfm2-tiny-dense-q4_0.gguf"));
     lfm2c_model *moe = open_model(DATA("lfm2-tiny-moe-f32.gguf"));
-    if (!t || !q4 || !moe) { CHECK(0, "open fixtures"); return; }
+    if (!t || !q4 || !moe) {
+        CHECK(0, "open fixtures");
+        return;
+    }
     enum { N = 4, NP = 30 };
     lfm2c_model *drafts[N] = {q4, q4, NULL, moe};
     lfm2c_error err = {0};
@@ -243,7 +260,8 @@ static void test_draft_batch(void) {
             p.lookup_min = 1, p.lookup_max = 2;
             int32_t prompt[NP];
             make_ids(prompt, NP, 100 + (uint32_t)i, lfm2c_vocab_size(t));
-            if (i == 2) for (int j = 10; j < NP; j++) prompt[j] = prompt[j % 10];   /* something to look up */
+            if (i == 2)
+                for (int j = 10; j < NP; j++) prompt[j] = prompt[j % 10]; /* something to look up */
             sps[i] = lfm2c_spec_new(t, drafts[i], 128, &p, &err);
             ss[i] = lfm2c_session_new(t, 128, &err);
             smps[i] = lfm2c_sampler_new(&sp, lfm2c_vocab_size(t));
@@ -253,7 +271,8 @@ static void test_draft_batch(void) {
             outs[i] = pass ? got[i] : want[i];
         }
         if (pass == 0) {
-            for (int i = 0; i < N; i++) kw[i] = lfm2c_spec_draft(sps[i], ss[i], smps[i], last[i], want[i], max[i], &err);
+            for (int i = 0; i < N; i++)
+                kw[i] = lfm2c_spec_draft(sps[i], ss[i], smps[i], last[i], want[i], max[i], &err);
         } else {
             int rc = lfm2c_spec_draft_batch(sps, ss, smps, last, outs, max, kg, N, &err);
             CHECK(rc == 0, "draft batch: %s", err.msg);
@@ -263,7 +282,8 @@ static void test_draft_batch(void) {
             CHECK(kg[0] == 6 && kg[1] == 3 && kg[2] > 0, "drafted %d %d %d", kg[0], kg[1], kg[2]);
             lfm2c_spec *twice[2] = {sps[0], sps[0]};
             lfm2c_session *s2[2] = {ss[0], ss[1]};
-            CHECK(lfm2c_spec_draft_batch(twice, s2, smps, last, outs, max, kg, 2, &err) == -1 && err.code == LFM2C_EINVAL,
+            CHECK(lfm2c_spec_draft_batch(twice, s2, smps, last, outs, max, kg, 2, &err) == -1 &&
+                      err.code == LFM2C_EINVAL,
                   "a speculator twice accepted");
         }
         for (int i = 0; i < N; i++) {
@@ -282,7 +302,8 @@ static void test_draft_batch(void) {
 enum { TOPK = 6, NS = 6000 };
 
 /* Sorted candidate ids of the sampler's distribution for the logits after tokens[0..n). */
-static int dist_after(lfm2c_model *m, const int32_t *tokens, int n, const lfm2c_sampler_params *sp, int32_t *ids, double *pr) {
+static int dist_after(lfm2c_model *m, const int32_t *tokens, int n, const lfm2c_sampler_params *sp, int32_t *ids,
+                      double *pr) {
     lfm2c_error err = {0};
     int V = lfm2c_vocab_size(m);
     lfm2c_session *s = lfm2c_session_new(m, 256, &err);
@@ -311,12 +332,16 @@ static double chi_square(const long *count, const double *expect, int n, long to
     int bins = 0;
     for (int i = 0; i < n; i++) {
         double e = expect[i] * total;
-        if (e < 5) { pool_e += e; pool_o += count[i]; continue; }
+        if (e < 5) {
+            pool_e += e;
+            pool_o += count[i];
+            continue;
+        }
         chi += (count[i] - e) * (count[i] - e) / e;
         bins++;
     }
     long other = total;
-    for (int i = 0; i < n; i++) other -= count[i];   /* outside the support: impossible */
+    for (int i = 0; i < n; i++) other -= count[i]; /* outside the support: impossible */
     pool_o += other;
     if (pool_e > 0 || pool_o > 0) {
         double e = pool_e > 1e-9 ? pool_e : 1e-9;
@@ -329,8 +354,9 @@ static double chi_square(const long *count, const double *expect, int n, long to
 
 /* mode 0: plain sampling; 1: speculative with the draft; 2: speculative, every draft accepted;
  * 3: speculative with draft-p-min 0.25 (about half the draft model's positions stop the draft) */
-static double run_histogram(lfm2c_model *t, lfm2c_model *d, int mode, const int32_t *prompt, int np, const int32_t *ids1,
-                            const int32_t ids2[TOPK][TOPK], const double *expect, int *dof, double *acc_rate) {
+static double run_histogram(lfm2c_model *t, lfm2c_model *d, int mode, const int32_t *prompt, int np,
+                            const int32_t *ids1, const int32_t ids2[TOPK][TOPK], const double *expect, int *dof,
+                            double *acc_rate) {
     lfm2c_error err = {0};
     lfm2c_sampler_params sp = lfm2c_sampler_default_params();
     sp.temperature = 1.5f;
@@ -356,7 +382,8 @@ static double run_histogram(lfm2c_model *t, lfm2c_model *d, int mode, const int3
             int32_t x = last;
             for (; got < 2; got++) {
                 lfm2c_session_decode(s, &x, 1, LFM2C_LOGITS_LAST, &err);
-                x = out[got] = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s), lfm2c_session_n_past(s));
+                x = out[got] = lfm2c_sampler_sample(smp, lfm2c_session_logits(s, 0), lfm2c_session_tokens(s),
+                                                    lfm2c_session_n_past(s));
             }
         } else {
             int32_t x = last;
@@ -368,10 +395,12 @@ static double run_histogram(lfm2c_model *t, lfm2c_model *d, int mode, const int3
             }
         }
         lfm2c_sampler_free(smp);
-        if (got < 2) continue;   /* counted as impossible below */
+        if (got < 2) continue; /* counted as impossible below */
         int a = -1, b = -1;
-        for (int i = 0; i < TOPK; i++) if (ids1[i] == out[0]) a = i;
-        for (int i = 0; a >= 0 && i < TOPK; i++) if (ids2[a][i] == out[1]) b = i;
+        for (int i = 0; i < TOPK; i++)
+            if (ids1[i] == out[0]) a = i;
+        for (int i = 0; a >= 0 && i < TOPK; i++)
+            if (ids2[a][i] == out[1]) b = i;
         if (a >= 0 && b >= 0) count[a * TOPK + b]++;
     }
     lfm2c_spec_stats st = lfm2c_spec_get_stats(spec);
@@ -414,7 +443,8 @@ static void test_distribution(void) {
     fprintf(stderr, "temperature 1.5, top-k %d, %d seeds: chi-square plain %.1f, speculative %.1f (acceptance %.2f), ",
             TOPK, NS, chi0, chi1, acc);
     double chi3 = run_histogram(t, d, 3, prompt, NP, ids1, (const int32_t(*)[TOPK])ids2, expect, &dof, &acc);
-    CHECK(chi3 < BOUND, "speculative, draft-p-min 0.25: chi-square %.1f (%d dof) over the bound %.0f", chi3, dof, BOUND);
+    CHECK(chi3 < BOUND, "speculative, draft-p-min 0.25: chi-square %.1f (%d dof) over the bound %.0f", chi3, dof,
+          BOUND);
     fprintf(stderr, "with draft-p-min %.1f, ", chi3);
     double chi2 = run_histogram(t, d, 2, prompt, NP, ids1, (const int32_t(*)[TOPK])ids2, expect, &dof, &acc);
     CHECK(chi2 > BOUND, "accept-all: chi-square %.1f should exceed the bound (the test must be able to fail)", chi2);
@@ -434,8 +464,15 @@ static void test_vocab(void) {
     for (int i = 0; i < 2; i++) {
         synth_config c;
         synth_preset("lfm2-350m", &c);
-        c.hidden = 64; c.n_layer = 2; c.n_attn = 1; c.attn_layers[0] = 1; c.n_head = 4; c.n_head_kv = 2;
-        c.ff = 128; c.vocab = vocabs[i]; c.ctx = 512;
+        c.hidden = 64;
+        c.n_layer = 2;
+        c.n_attn = 1;
+        c.attn_layers[0] = 1;
+        c.n_head = 4;
+        c.n_head_kv = 2;
+        c.ff = 128;
+        c.vocab = vocabs[i];
+        c.ctx = 512;
         lfm2c_error err = {0};
         synth_params sp = {.seed = 1, .n_threads = 1};
         synth_report rep;
@@ -444,7 +481,8 @@ static void test_vocab(void) {
         lfm2c_model *d = ok ? open_model(path) : NULL;
         lfm2c_spec_params p = lfm2c_spec_default_params();
         lfm2c_spec *spec = d ? lfm2c_spec_new(t, d, 256, &p, &err) : NULL;
-        CHECK(d && !spec && err.code == LFM2C_EINVAL && strstr(err.msg, "vocabulary"), "vocab %d: %s", vocabs[i], err.msg);
+        CHECK(d && !spec && err.code == LFM2C_EINVAL && strstr(err.msg, "vocabulary"), "vocab %d: %s", vocabs[i],
+              err.msg);
         lfm2c_spec_free(spec);
         lfm2c_model_free(d);
         unlink(path);
@@ -487,7 +525,8 @@ static void test_lookup_forced(void) {
         if (!forced) CHECK(st.drafted < (long)steps * K, "unforced: %ld drafted in %d steps", st.drafted, steps);
         if (forced) {
             CHECK(st.drafted == (long)steps * K, "forced: %ld drafted in %d steps, want %d each", st.drafted, steps, K);
-            CHECK(st.accepted > 0 && st.accepted < st.drafted, "forced 0.5: %ld of %ld accepted", st.accepted, st.drafted);
+            CHECK(st.accepted > 0 && st.accepted < st.drafted, "forced 0.5: %ld of %ld accepted", st.accepted,
+                  st.drafted);
         }
         lfm2c_sampler_free(smp);
         lfm2c_session_free(s);

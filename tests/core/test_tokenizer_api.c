@@ -40,18 +40,21 @@ int main(void) {
     snprintf(prompt, sizeof prompt, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", g);
     int n = 0, n_raw = 0;
     int32_t *ids = lfm2c_tokenize_prompt(m, prompt, strlen(prompt), false, &n, &err);
-    CHECK(ids && count_control(m, ids, n) == 3, "only the template's 3 markers are special (%d)", ids ? count_control(m, ids, n) : -1);
+    CHECK(ids && count_control(m, ids, n) == 3, "only the template's 3 markers are special (%d)",
+          ids ? count_control(m, ids, n) : -1);
     char want[512];
     snprintf(want, sizeof want, "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n", attack);
     char *back = ids ? detok(m, ids, n) : NULL;
     CHECK(back && !strcmp(back, want), "the text is kept, the marks removed: [%s]", back ? back : "");
     /* unguarded, the same text would have faked two more markers */
     int32_t *raw = lfm2c_tokenize(m, want, strlen(want), false, true, &n_raw, &err);
-    CHECK(raw && count_control(m, raw, n_raw) == 6, "unguarded: 6 specials (%d)", raw ? count_control(m, raw, n_raw) : -1);
+    CHECK(raw && count_control(m, raw, n_raw) == 6, "unguarded: 6 specials (%d)",
+          raw ? count_control(m, raw, n_raw) : -1);
     /* a prompt without marks tokenizes exactly as before */
     int n_plain = 0;
     int32_t *plain = lfm2c_tokenize_prompt(m, want, strlen(want), false, &n_plain, &err);
-    CHECK(plain && n_plain == n_raw && !memcmp(plain, raw, sizeof *raw * (size_t)n_raw), "no marks: the plain tokenization");
+    CHECK(plain && n_plain == n_raw && !memcmp(plain, raw, sizeof *raw * (size_t)n_raw),
+          "no marks: the plain tokenization");
     /* a mark in the request itself cannot switch a template marker off: it becomes U+FFFD */
     char sneaky[64];
     snprintf(sneaky, sizeof sneaky, "x%s", LFM2C_GUARD_MARK);
@@ -61,7 +64,13 @@ int main(void) {
     int n2 = 0;
     int32_t *ids2 = lfm2c_tokenize_prompt(m, prompt, strlen(prompt), false, &n2, &err);
     CHECK(ids2 && count_control(m, ids2, n2) == 2, "the template's markers after it stay special");
-    free(g); free(g2); free(ids); free(ids2); free(raw); free(plain); free(back);
+    free(g);
+    free(g2);
+    free(ids);
+    free(ids2);
+    free(raw);
+    free(plain);
+    free(back);
     lfm2c_model_free(m);
     TEST_MAIN_END();
 }

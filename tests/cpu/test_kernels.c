@@ -25,8 +25,8 @@ static uint32_t rnd(void) {
 }
 static float frand(void) { return (float)(rnd() & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f; }
 
-static const uint32_t TYPES[] = {GGML_F32, GGML_F16, GGML_BF16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
-                                 GGML_Q5_1, GGML_Q8_0, GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K,
+static const uint32_t TYPES[] = {GGML_F32,  GGML_F16,    GGML_BF16,   GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
+                                 GGML_Q5_1, GGML_Q8_0,   GGML_Q2_K,   GGML_Q3_K, GGML_Q4_K, GGML_Q5_K,
                                  GGML_Q6_K, GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};
 
 static void set_half(uint8_t *p, float v) {
@@ -38,14 +38,29 @@ static void set_half(uint8_t *p, float v) {
 static int half_fields(uint32_t t, size_t off[2]) {
     switch (t) {
     case GGML_Q4_0: off[0] = offsetof(block_q4_0, d); return 1;
-    case GGML_Q4_1: off[0] = offsetof(block_q4_1, d); off[1] = offsetof(block_q4_1, m); return 2;
+    case GGML_Q4_1:
+        off[0] = offsetof(block_q4_1, d);
+        off[1] = offsetof(block_q4_1, m);
+        return 2;
     case GGML_Q5_0: off[0] = offsetof(block_q5_0, d); return 1;
-    case GGML_Q5_1: off[0] = offsetof(block_q5_1, d); off[1] = offsetof(block_q5_1, m); return 2;
+    case GGML_Q5_1:
+        off[0] = offsetof(block_q5_1, d);
+        off[1] = offsetof(block_q5_1, m);
+        return 2;
     case GGML_Q8_0: off[0] = offsetof(block_q8_0, d); return 1;
-    case GGML_Q2_K: off[0] = offsetof(block_q2_K, d); off[1] = offsetof(block_q2_K, dmin); return 2;
+    case GGML_Q2_K:
+        off[0] = offsetof(block_q2_K, d);
+        off[1] = offsetof(block_q2_K, dmin);
+        return 2;
     case GGML_Q3_K: off[0] = offsetof(block_q3_K, d); return 1;
-    case GGML_Q4_K: off[0] = offsetof(block_q4_K, d); off[1] = offsetof(block_q4_K, dmin); return 2;
-    case GGML_Q5_K: off[0] = offsetof(block_q5_K, d); off[1] = offsetof(block_q5_K, dmin); return 2;
+    case GGML_Q4_K:
+        off[0] = offsetof(block_q4_K, d);
+        off[1] = offsetof(block_q4_K, dmin);
+        return 2;
+    case GGML_Q5_K:
+        off[0] = offsetof(block_q5_K, d);
+        off[1] = offsetof(block_q5_K, dmin);
+        return 2;
     case GGML_Q6_K: off[0] = offsetof(block_q6_K, d); return 1;
     case GGML_IQ4_NL: off[0] = offsetof(block_iq4_nl, d); return 1;
     case GGML_IQ4_XS: off[0] = offsetof(block_iq4_xs, d); return 1;
@@ -58,7 +73,10 @@ static void random_row(uint32_t t, int64_t n, uint8_t *dst, int unit) {
     size_t size = ggml_row_size(t, n);
     for (size_t i = 0; i < size; i++) dst[i] = (uint8_t)rnd();
     if (t == GGML_F32) {
-        for (int64_t i = 0; i < n; i++) { float v = unit ? (float)(int)(rnd() % 7) - 3 : frand(); memcpy(dst + 4 * i, &v, 4); }
+        for (int64_t i = 0; i < n; i++) {
+            float v = unit ? (float)(int)(rnd() % 7) - 3 : frand();
+            memcpy(dst + 4 * i, &v, 4);
+        }
         return;
     }
     if (t == GGML_F16 || t == GGML_BF16) {
@@ -106,7 +124,7 @@ static int check_matmul(const kernel_ops *k, uint32_t t, int64_t n, int nr, int 
     k->matmul(t, n, wbuf, w_row, nr, abuf, a_row, nc, got, os);
     int bad = 0;
     for (int c = 0; c < nc && !bad; c++) {
-        if (at == GGML_Q8_K) {   /* dequantize_row does not know the activation-only type */
+        if (at == GGML_Q8_K) { /* dequantize_row does not know the activation-only type */
             const block_q8_K *qa = (const block_q8_K *)(abuf + c * a_row);
             for (int64_t i = 0; i < n; i++) af[i] = qa[i / QK_K].d * qa[i / QK_K].qs[i % QK_K];
         } else {
@@ -124,8 +142,8 @@ static int check_matmul(const kernel_ops *k, uint32_t t, int64_t n, int nr, int 
                 ok = fabs((double)e - g) <= 1e-5 * mag + 1e-30;
             }
             if (!ok) {
-                fprintf(stderr, "  %s %s n=%lld nr=%d nc=%d unit=%d: [c=%d r=%d] scalar %.9g, got %.9g\n",
-                        k->isa, ggml_type_get(t)->name, (long long)n, nr, nc, unit, c, r, e, g);
+                fprintf(stderr, "  %s %s n=%lld nr=%d nc=%d unit=%d: [c=%d r=%d] scalar %.9g, got %.9g\n", k->isa,
+                        ggml_type_get(t)->name, (long long)n, nr, nc, unit, c, r, e, g);
                 bad = 1;
             }
         }
@@ -140,8 +158,8 @@ static int check_matmul(const kernel_ops *k, uint32_t t, int64_t n, int nr, int 
 }
 
 static void test_matmul(const kernel_ops *k) {
-    static const int shapes[][2] = {{1, 1}, {1, 2}, {2, 1}, {3, 5}, {4, 1}, {4, 4}, {5, 3}, {8, 8},
-                                    {7, 17}, {17, 1}, {17, 7}, {16, 16}, {9, 4}, {4, 9},
+    static const int shapes[][2] = {{1, 1},   {1, 2},   {2, 1},   {3, 5},  {4, 1},   {4, 4}, {5, 3},
+                                    {8, 8},   {7, 17},  {17, 1},  {17, 7}, {16, 16}, {9, 4}, {4, 9},
                                     {33, 17}, {16, 32}, {48, 20}, {20, 9}, {31, 8}};
     for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
         uint32_t t = TYPES[ti];
@@ -151,11 +169,12 @@ static void test_matmul(const kernel_ops *k) {
         for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
             for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
                 for (int unit = 0; unit < 2; unit++) {
-                    if (unit && ns[ni] > 1024) continue;   /* keep exact sums below 2^24 */
+                    if (unit && ns[ni] > 1024) continue; /* keep exact sums below 2^24 */
                     runs++;
                     fails += !check_matmul(k, t, ns[ni], shapes[si][0], shapes[si][1], unit);
                 }
-        CHECK(fails == 0, "%s matmul %s: %d of %d shapes differ from scalar", k->isa, ggml_type_get(t)->name, fails, runs);
+        CHECK(fails == 0, "%s matmul %s: %d of %d shapes differ from scalar", k->isa, ggml_type_get(t)->name, fails,
+              runs);
     }
 }
 
@@ -167,13 +186,16 @@ static void test_quantize(const kernel_ops *k) {
     for (int trial = 0; trial < 40; trial++) {
         float scale = trial % 4 == 0 ? 1e-3f : trial % 4 == 1 ? 1.0f : trial % 4 == 2 ? 50.0f : 1e4f;
         for (int i = 0; i < N; i++) x[i] = frand() * scale;
-        if (trial % 5 == 1) {   /* ties: amax 127 gives d = 1 and exact .5 products */
+        if (trial % 5 == 1) { /* ties: amax 127 gives d = 1 and exact .5 products */
             for (int i = 0; i < N; i++) x[i] = (float)((int)(rnd() % 200) - 100) + 0.5f;
             for (int i = 0; i < N; i += 32) x[i + rnd() % 32] = trial % 2 ? 127.0f : -127.0f;
         }
-        if (trial % 5 == 2) {   /* opposite values of equal magnitude: the first decides the sign */
-            for (int i = 0; i < N; i += 256) { x[i + 3] = 40.0f; x[i + 200] = -40.0f; }
-            for (int i = 256; i < 512; i++) x[i] = 0.0f;           /* an all-zero block */
+        if (trial % 5 == 2) { /* opposite values of equal magnitude: the first decides the sign */
+            for (int i = 0; i < N; i += 256) {
+                x[i + 3] = 40.0f;
+                x[i + 200] = -40.0f;
+            }
+            for (int i = 256; i < 512; i++) x[i] = 0.0f; /* an all-zero block */
             for (int i = 512; i < 544; i++) x[i] = -0.0f;
         }
         for (int ai = 0; ai < 2; ai++) {
@@ -185,8 +207,9 @@ static void test_quantize(const kernel_ops *k) {
             k->quantize_act(at, x, b, N);
             size_t diff = 0;
             while (diff < size && a[diff] == b[diff]) diff++;
-            CHECK(diff == size && !memcmp(a, b, sizeof a), "%s quantize %s trial %d: first byte differing at %zu of %zu",
-                  k->isa, at == GGML_Q8_0 ? "Q8_0" : "Q8_K", trial, diff, size);
+            CHECK(diff == size && !memcmp(a, b, sizeof a),
+                  "%s quantize %s trial %d: first byte differing at %zu of %zu", k->isa,
+                  at == GGML_Q8_0 ? "Q8_0" : "Q8_K", trial, diff, size);
         }
         /* float activations are copied */
         k->quantize_act(GGML_F32, x, b, 256);
@@ -199,14 +222,18 @@ static void test_quantize(const kernel_ops *k) {
  * A 37 x 29 output in one call, element by element, and in tiles of several shapes. Returns the
  * one-call output (malloc'd) for the cross-table comparison, NULL on failure to allocate. */
 enum { TI_R = 37, TI_C = 29 };
-static const int TI_SHAPES[][2] = {{1, 1}, {3, 17}, {17, 3}, {8, 8}, {16, 16}, {17, 16}, {16, 1}, {1, 17},
-                                    {37, 1}, {37, 2}, {37, 4}, {5, 1}, {9, 3}};   /* nc <= 4: decode segments */
+static const int TI_SHAPES[][2] = {{1, 1},  {3, 17}, {17, 3}, {8, 8},  {16, 16}, {17, 16}, {16, 1},
+                                   {1, 17}, {37, 1}, {37, 2}, {37, 4}, {5, 1},   {9, 3}}; /* nc <= 4: decode segments */
 
 static float *tile_invariance(const kernel_ops *k, uint32_t t, int64_t n, const uint8_t *w, size_t w_row,
                               const uint8_t *act, size_t a_row, int *fails) {
     const size_t os = TI_R + 3;
     float *full = malloc(sizeof(float) * os * TI_C), *part = malloc(sizeof(float) * os * TI_C);
-    if (!full || !part) { free(full); free(part); return NULL; }
+    if (!full || !part) {
+        free(full);
+        free(part);
+        return NULL;
+    }
     k->matmul(t, n, w, w_row, TI_R, act, a_row, TI_C, full, os);
     for (size_t si = 0; si < sizeof TI_SHAPES / sizeof *TI_SHAPES; si++) {
         int tr = TI_SHAPES[si][0], tc = TI_SHAPES[si][1];
@@ -236,11 +263,17 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
         uint32_t t = TYPES[ti], at = vec_dot_type(t);
         for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
             int64_t n = ns[ni];
-            size_t w_row = ggml_row_size(t, n) + 16, a_row = (at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n)) + 48;
+            size_t w_row = ggml_row_size(t, n) + 16,
+                   a_row = (at == GGML_F32 ? (size_t)n * 4 : ggml_row_size(at, n)) + 48;
             uint8_t *w = malloc(w_row * TI_R), *act = malloc(a_row * TI_C);
             float *x = malloc(sizeof(float) * (size_t)n);
             CHECK(w && act && x, "allocation");
-            if (!w || !act || !x) { free(w); free(act); free(x); return; }
+            if (!w || !act || !x) {
+                free(w);
+                free(act);
+                free(x);
+                return;
+            }
             for (int r = 0; r < TI_R; r++) random_row(t, n, w + r * w_row, 0);
             for (int c = 0; c < TI_C; c++) {
                 random_act(n, x, 0);
@@ -259,7 +292,7 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
                 if (is512) avx512 = full;
                 else if (isamx) amx = full;
                 else if (isneon && !neon) neon = full;
-                else if (isneon && full) {   /* the NEON tables agree bitwise (prefill on i8mm, decode on dotprod) */
+                else if (isneon && full) { /* the NEON tables agree bitwise (prefill on i8mm, decode on dotprod) */
                     int diff = 0;
                     for (int c = 0; c < TI_C; c++)
                         for (int r = 0; r < TI_R; r++)
@@ -275,8 +308,8 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
                 for (int c = 0; c < TI_C; c++)
                     for (int r = 0; r < TI_R; r++)
                         diff += memcmp(&avx512[c * (TI_R + 3) + r], &amx[c * (TI_R + 3) + r], sizeof(float)) != 0;
-                CHECK(diff == 0, "amx %s n=%lld: %d of %d outputs differ from avx512vnni bitwise", ggml_type_get(t)->name,
-                      (long long)n, diff, TI_R * TI_C);
+                CHECK(diff == 0, "amx %s n=%lld: %d of %d outputs differ from avx512vnni bitwise",
+                      ggml_type_get(t)->name, (long long)n, diff, TI_R * TI_C);
             }
             free(avx512);
             free(amx);
@@ -297,43 +330,53 @@ static void test_packed(const kernel_ops *k) {
     const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 16, 17};
     const uint32_t types[] = {GGML_Q4_K, GGML_Q6_K};
     for (size_t ti = 0; ti < 2; ti++)
-    for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
-        for (size_t ri = 0; ri < sizeof nrs / sizeof *nrs; ri++) {
-            const int64_t n = ns[ni];
-            const int nr = nrs[ri];
-            const uint32_t t = types[ti], pt = k->packed_type(t, nr);
-            CHECK(k->packed_type(t, nr + 8) == t, "%s: no packing for rows not in whole groups", k->isa);
-            if (pt == t) continue;
-            const size_t w_row = ggml_row_size(t, n), a_row = ggml_row_size(GGML_Q8_K, n);
-            uint8_t *w = malloc(w_row * nr), *pw = malloc(w_row * nr), *back = malloc(w_row * nr), *act = malloc(a_row * 17);
-            float *x = malloc(sizeof(float) * n), *o1 = malloc(sizeof(float) * nr * 17), *o2 = malloc(sizeof(float) * nr * 17);
-            CHECK(w && pw && back && act && x && o1 && o2, "allocation");
-            if (w && pw && back && act && x && o1 && o2) {
-                for (int r = 0; r < nr; r++) random_row(t, n, w + r * w_row, 0);
-                x16_pack(t, w, w_row, nr, pw);
-                x16_unpack(t, pw, w_row, nr, back);
-                CHECK(!memcmp(w, back, w_row * nr), "%s n=%lld nr=%d: pack / unpack round trip", ggml_type_get(pt)->name,
-                      (long long)n, nr);
-                for (int c = 0; c < 17; c++) {
-                    random_act(n, x, 0);
-                    k->quantize_act(GGML_Q8_K, x, act + c * a_row, n);
-                }
-                for (size_t ci = 0; ci < sizeof ncs / sizeof *ncs; ci++) {
-                    const int nc = ncs[ci];
-                    k->matmul(t, n, w, w_row, nr, act, a_row, nc, o1, nr);
-                    k->matmul(pt, n, pw, w_row, nr, act, a_row, nc, o2, nr);
-                    CHECK(!memcmp(o1, o2, sizeof(float) * nr * nc), "%s %s n=%lld nr=%d nc=%d: packed = plain bitwise",
-                          k->isa, ggml_type_get(pt)->name, (long long)n, nr, nc);
-                    if (nr > 16) {   /* the second group alone */
-                        k->matmul(pt, n, pw + 16 * w_row, w_row, 16, act, a_row, nc, o2, nr);
-                        int diff = 0;
-                        for (int c = 0; c < nc; c++) diff += memcmp(o1 + c * nr + 16, o2 + c * nr, 16 * sizeof(float)) != 0;
-                        CHECK(diff == 0, "%s n=%lld nc=%d: a group range alone", k->isa, (long long)n, nc);
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+            for (size_t ri = 0; ri < sizeof nrs / sizeof *nrs; ri++) {
+                const int64_t n = ns[ni];
+                const int nr = nrs[ri];
+                const uint32_t t = types[ti], pt = k->packed_type(t, nr);
+                CHECK(k->packed_type(t, nr + 8) == t, "%s: no packing for rows not in whole groups", k->isa);
+                if (pt == t) continue;
+                const size_t w_row = ggml_row_size(t, n), a_row = ggml_row_size(GGML_Q8_K, n);
+                uint8_t *w = malloc(w_row * nr), *pw = malloc(w_row * nr), *back = malloc(w_row * nr),
+                        *act = malloc(a_row * 17);
+                float *x = malloc(sizeof(float) * n), *o1 = malloc(sizeof(float) * nr * 17),
+                      *o2 = malloc(sizeof(float) * nr * 17);
+                CHECK(w && pw && back && act && x && o1 && o2, "allocation");
+                if (w && pw && back && act && x && o1 && o2) {
+                    for (int r = 0; r < nr; r++) random_row(t, n, w + r * w_row, 0);
+                    x16_pack(t, w, w_row, nr, pw);
+                    x16_unpack(t, pw, w_row, nr, back);
+                    CHECK(!memcmp(w, back, w_row * nr), "%s n=%lld nr=%d: pack / unpack round trip",
+                          ggml_type_get(pt)->name, (long long)n, nr);
+                    for (int c = 0; c < 17; c++) {
+                        random_act(n, x, 0);
+                        k->quantize_act(GGML_Q8_K, x, act + c * a_row, n);
+                    }
+                    for (size_t ci = 0; ci < sizeof ncs / sizeof *ncs; ci++) {
+                        const int nc = ncs[ci];
+                        k->matmul(t, n, w, w_row, nr, act, a_row, nc, o1, nr);
+                        k->matmul(pt, n, pw, w_row, nr, act, a_row, nc, o2, nr);
+                        CHECK(!memcmp(o1, o2, sizeof(float) * nr * nc),
+                              "%s %s n=%lld nr=%d nc=%d: packed = plain bitwise", k->isa, ggml_type_get(pt)->name,
+                              (long long)n, nr, nc);
+                        if (nr > 16) { /* the second group alone */
+                            k->matmul(pt, n, pw + 16 * w_row, w_row, 16, act, a_row, nc, o2, nr);
+                            int diff = 0;
+                            for (int c = 0; c < nc; c++)
+                                diff += memcmp(o1 + c * nr + 16, o2 + c * nr, 16 * sizeof(float)) != 0;
+                            CHECK(diff == 0, "%s n=%lld nc=%d: a group range alone", k->isa, (long long)n, nc);
+                        }
                     }
                 }
+                free(w);
+                free(pw);
+                free(back);
+                free(act);
+                free(x);
+                free(o1);
+                free(o2);
             }
-            free(w); free(pw); free(back); free(act); free(x); free(o1); free(o2);
-        }
 }
 
 /* The x86 tables share one float order for the K-quants (kernels_avx2.c: acc = fma(S, d da,
@@ -357,7 +400,10 @@ static void test_x86_kquants_agree(const kernel_ops *const *tables, int nt) {
         const size_t w_row = ggml_row_size(t, n);
         uint8_t *w = malloc(w_row * 19);
         CHECK(w && act && x && o2 && o5, "allocation");
-        if (!w || !act || !x || !o2 || !o5) { free(w); break; }
+        if (!w || !act || !x || !o2 || !o5) {
+            free(w);
+            break;
+        }
         for (int r = 0; r < 19; r++) random_row(t, n, w + r * w_row, 0);
         for (int c = 0; c < 9; c++) {
             random_act(n, x, 0);
@@ -387,25 +433,35 @@ static void test_swiglu(const kernel_ops *k) {
         g[i] = (float)((int)(rnd() % 4001) - 2000) * (i % 3 ? 0.01f : 0.1f);
         u[i] = (float)((int)(rnd() % 2001) - 1000) * 0.003f;
     }
-    const float specials[] = {0.0f, -0.0f, 87.0f, -87.0f, 88.5f, -88.5f, 200.0f, -200.0f, 1e-30f, -1e-30f,
-                              INFINITY, -INFINITY, NAN};
+    const float specials[] = {0.0f,    -0.0f,  87.0f,   -87.0f,   88.5f,     -88.5f, 200.0f,
+                              -200.0f, 1e-30f, -1e-30f, INFINITY, -INFINITY, NAN};
     for (size_t i = 0; i < sizeof specials / sizeof *specials; i++) g[3 + 7 * i] = specials[i];
     memcpy(want, g, sizeof g);
     swiglu_scalar(want, u, N);
     int far = 0;
     for (int i = 0; i < N; i++) {
         const double x = g[i], ref = x / (1.0 + exp(-x)) * u[i];
-        if (isnan(x)) { far += !isnan(want[i]); continue; }
-        if (isinf(x) && x < 0) { far += !isnan(want[i]); continue; }   /* -inf * 0, as x / (1 + exp(-x)) */
-        if (isinf(x)) { far += !(want[i] == (float)(x * u[i]) || (u[i] == 0 && isnan(want[i]))); continue; }
-        far += fabs(want[i] - ref) > 4e-7 * fabs(ref) + 1e-35;   /* exp below -87.3 is 0 */
+        if (isnan(x)) {
+            far += !isnan(want[i]);
+            continue;
+        }
+        if (isinf(x) && x < 0) {
+            far += !isnan(want[i]);
+            continue;
+        } /* -inf * 0, as x / (1 + exp(-x)) */
+        if (isinf(x)) {
+            far += !(want[i] == (float)(x * u[i]) || (u[i] == 0 && isnan(want[i])));
+            continue;
+        }
+        far += fabs(want[i] - ref) > 4e-7 * fabs(ref) + 1e-35; /* exp below -87.3 is 0 */
     }
     CHECK(far == 0, "swiglu truth: %d of %d values off silu(x) * u", far, N);
     for (int start = 0; start < 20; start += 3)
         for (int len = 0; start + len <= N; len += len < 40 ? 1 : 37) {
             memcpy(got, g, sizeof g);
             k->swiglu(got + start, u + start, len);
-            int diff = memcmp(got, g, sizeof(float) * start) || memcmp(got + start + len, g + start + len, sizeof(float) * (N - start - len));
+            int diff = memcmp(got, g, sizeof(float) * start) ||
+                       memcmp(got + start + len, g + start + len, sizeof(float) * (N - start - len));
             for (int i = start; i < start + len; i++) diff += memcmp(&got[i], &want[i], 4) != 0;
             CHECK(diff == 0, "%s swiglu start %d length %d: %d values differ from the truth", k->isa, start, len, diff);
         }
@@ -419,14 +475,15 @@ int main(void) {
     const char *force = getenv("LFM2C_ISA");
     if (!force || !*force)
         CHECK(kernels_get()->tile_invariant, "the default table (%s) is tile invariant", kernels_get()->isa);
-    else   /* a forced table this CPU cannot run is a failed run, not a silent fallback */
+    else /* a forced table this CPU cannot run is a failed run, not a silent fallback */
         CHECK(!strncmp(kernels_get()->isa, force, strlen(force)), "LFM2C_ISA=%s is available (got %s)", force,
               kernels_get()->isa);
     printf("default table: %s\n", kernels_get()->isa);
     for (int i = 0; i < n; i++) printf("table: %s\n", tables[i]->isa);
 #if defined(__aarch64__) && defined(__linux__)
     CHECK(kernels_neon() != NULL, "the NEON table on an ARM64 CPU");
-    if (getauxval(AT_HWCAP) & (1 << 20)) CHECK(kernels_neon_dotprod() != NULL, "the dotprod table on a CPU with ASIMDDP");
+    if (getauxval(AT_HWCAP) & (1 << 20))
+        CHECK(kernels_neon_dotprod() != NULL, "the dotprod table on a CPU with ASIMDDP");
     if (getauxval(AT_HWCAP2) & (1 << 13)) CHECK(kernels_neon_i8mm() != NULL, "the i8mm table on a CPU with I8MM");
 #endif
 #if defined(__x86_64__)

@@ -42,8 +42,8 @@ typedef struct fixture {
     int tk, tv, hd;
     uint8_t *k, *v;
     size_t v_row;
-    float *kx, *vx;   /* the floats stored, [NPOS][NKV*hd] */
-    float *kd, *vd;   /* the values the cache holds */
+    float *kx, *vx; /* the floats stored, [NPOS][NKV*hd] */
+    float *kd, *vd; /* the values the cache holds */
 } fixture;
 
 static void fixture_make(fixture *f, int tk, int tv, int hd, float kscale) {
@@ -83,7 +83,12 @@ static void fixture_make(fixture *f, int tk, int tv, int hd, float kscale) {
 }
 
 static void fixture_free(fixture *f) {
-    free(f->k); free(f->v); free(f->kx); free(f->vx); free(f->kd); free(f->vd);
+    free(f->k);
+    free(f->v);
+    free(f->kx);
+    free(f->vx);
+    free(f->kd);
+    free(f->vd);
 }
 
 /* softmax(q . k) v in double over the values the cache holds */
@@ -128,7 +133,10 @@ static void run_case(const kernel_ops *const *tables, int nt, int tk, int tv, in
     }
     CHECK(worst < 1e-5, "k %s v %s hd %d: truth vs double %g", kv_type_name(tk), kv_type_name(tv), hd, worst);
     for (int t = 0; t < nt; t++) {
-        if (!tables[t]->attention) { CHECK(0, "%s: no attention kernel", tables[t]->isa); continue; }
+        if (!tables[t]->attention) {
+            CHECK(0, "%s: no attention kernel", tables[t]->isa);
+            continue;
+        }
         for (int i = 0; i < NQ; i++) c.out[i] = got[i];
         tables[t]->attention(&c);
         int same = 1;
@@ -143,7 +151,8 @@ static void run_case(const kernel_ops *const *tables, int nt, int tk, int tv, in
             CHECK(!memcmp(alone, want[i], sizeof(float) * hd), "%s: query %d alone differs", tables[t]->isa, i);
         }
         attn_call rev = c;
-        for (int i = 0; i < NQ; i++) rev.q[i] = q[NQ - 1 - i], rev.n[i] = lens[NQ - 1 - i], rev.out[i] = got[NQ - 1 - i];
+        for (int i = 0; i < NQ; i++)
+            rev.q[i] = q[NQ - 1 - i], rev.n[i] = lens[NQ - 1 - i], rev.out[i] = got[NQ - 1 - i];
         tables[t]->attention(&rev);
         same = 1;
         for (int i = 0; i < NQ; i++) same &= !memcmp(got[i], want[i], sizeof(float) * hd);
@@ -164,7 +173,7 @@ int main(void) {
             for (size_t h = 0; h < sizeof hds / sizeof *hds; h++) {
                 if ((types[a] == KV_Q8_0 || types[b] == KV_Q8_0) && hds[h] % 32) continue;
                 run_case(tables, nt, types[a], types[b], hds[h], 1.0f);
-                run_case(tables, nt, types[a], types[b], hds[h], 30.0f);   /* peaked softmax: max moves */
+                run_case(tables, nt, types[a], types[b], hds[h], 30.0f); /* peaked softmax: max moves */
             }
     /* layout sizes: F16 is half of F32; Q8_0 is 34 bytes per 32 values like GGML's */
     CHECK(kv_bytes_per_token(KV_F16, KV_F16, 8, 64) == 2 * 8 * 64 * 2, "f16 bytes per token");

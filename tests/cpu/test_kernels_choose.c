@@ -14,7 +14,7 @@
 
 static const kernel_ops *avail[8];
 static int n_avail;
-static const kernel_ops *cand[8];   /* the tile-invariant vector tables */
+static const kernel_ops *cand[8]; /* the tile-invariant vector tables */
 static int n_cand;
 static char dir[256], path[300];
 
@@ -47,17 +47,18 @@ static void test_forced(const kernel_cpu *cpu) {
     kernels_choose("scalar", cpu, dir, 0, &c);
     CHECK(c.ops == kernels_scalar() && !strcmp(c.how, "forced") && strstr(c.why, "LFM2C_ISA=scalar"),
           "LFM2C_ISA=scalar: %s %s (%s)", c.ops->isa, c.how, c.why);
-    for (int i = 1; i < n_avail; i++) {   /* every table by its name, and by a prefix of it */
+    for (int i = 1; i < n_avail; i++) { /* every table by its name, and by a prefix of it */
         kernels_choose(avail[i]->isa, cpu, dir, 0, &c);
         CHECK(c.ops == avail[i] && !strcmp(c.how, "forced"), "LFM2C_ISA=%s gave %s", avail[i]->isa, c.ops->isa);
         char pre[8];
         snprintf(pre, sizeof pre, "%.4s", avail[i]->isa);
         kernels_choose(pre, cpu, dir, 0, &c);
-        CHECK(!strncmp(c.ops->isa, pre, strlen(pre)) && !strcmp(c.how, "forced"), "LFM2C_ISA=%s gave %s", pre, c.ops->isa);
+        CHECK(!strncmp(c.ops->isa, pre, strlen(pre)) && !strcmp(c.how, "forced"), "LFM2C_ISA=%s gave %s", pre,
+              c.ops->isa);
     }
     kernels_choose("no-such-isa", cpu, dir, KERNELS_NO_TIMING, &c);
-    CHECK(strcmp(c.how, "forced") && strstr(c.why, "LFM2C_ISA=no-such-isa names no table here"), "a name that matches nothing: %s (%s)",
-          c.how, c.why);
+    CHECK(strcmp(c.how, "forced") && strstr(c.why, "LFM2C_ISA=no-such-isa names no table here"),
+          "a name that matches nothing: %s (%s)", c.how, c.why);
 }
 
 static void test_known(void) {
@@ -70,14 +71,16 @@ static void test_known(void) {
         CHECK(c.ops == by_isa("avx512vnni") && !strcmp(c.how, "table") && strstr(c.why, "Zen 4"), "Zen 4: %s %s (%s)",
               c.ops->isa, c.how, c.why);
         kernels_choose(NULL, &zen5, dir, 0, &c);
-        CHECK(c.ops == by_isa("avx512vnni") && !strcmp(c.how, "table") && strstr(c.why, "Zen 5"), "Zen 5: %s %s", c.ops->isa, c.how);
+        CHECK(c.ops == by_isa("avx512vnni") && !strcmp(c.how, "table") && strstr(c.why, "Zen 5"), "Zen 5: %s %s",
+              c.ops->isa, c.how);
         kernels_choose(NULL, &zen4, dir, KERNELS_NO_TABLE | KERNELS_NO_TIMING, &c);
-        CHECK(!strcmp(c.how, "default") && c.ops == cand[n_cand - 1], "no table, no timing: the default, got %s", c.how);
+        CHECK(!strcmp(c.how, "default") && c.ops == cand[n_cand - 1], "no table, no timing: the default, got %s",
+              c.how);
     }
     kernels_choose(NULL, &spr, dir, KERNELS_NO_TIMING, &c);
     if (by_isa("amx"))
         CHECK(c.ops == by_isa("amx") && !strcmp(c.how, "table"), "Intel with AMX: %s %s", c.ops->isa, c.how);
-    else   /* the row asks for a table this CPU lacks: it does not apply */
+    else /* the row asks for a table this CPU lacks: it does not apply */
         CHECK(strcmp(c.how, "table") != 0, "the AMX row applied without an amx table (%s)", c.ops->isa);
 }
 
@@ -85,7 +88,7 @@ static void test_timed(void) {
     kernel_choice c, d;
     kernel_cpu cpu = {"TestVendor", 1, 2, ""};
     snprintf(cpu.name, sizeof cpu.name, "lfm2c test CPU %d", (int)getpid());
-    if (n_cand <= 1) {   /* one vector table or none: nothing to time */
+    if (n_cand <= 1) { /* one vector table or none: nothing to time */
         kernels_choose(NULL, &cpu, dir, 0, &c);
         CHECK(!strcmp(c.how, "only"), "one candidate: %s", c.how);
         printf("one candidate on this CPU: no timing to test\n");
@@ -94,14 +97,16 @@ static void test_timed(void) {
     remove(path);
     kernels_choose(NULL, &cpu, dir, 0, &c);
     CHECK(!strcmp(c.how, "timed") && is_candidate(c.ops), "unknown CPU: %s %s (%s)", c.ops->isa, c.how, c.why);
-    for (int i = 0; i < n_cand; i++) CHECK(strstr(c.why, cand[i]->isa) != NULL, "the timing names %s: %s", cand[i]->isa, c.why);
+    for (int i = 0; i < n_cand; i++)
+        CHECK(strstr(c.why, cand[i]->isa) != NULL, "the timing names %s: %s", cand[i]->isa, c.why);
     printf("timed: %s (%s)\n", c.ops->isa, c.why);
     char *s = slurp();
     CHECK(s && strstr(s, cpu.name) && strstr(s, c.ops->isa), "the cache holds the choice: %s", s ? s : "(no file)");
     free(s);
 
-    kernels_choose(NULL, &cpu, dir, 0, &d);   /* read back, not timed again */
-    CHECK(!strcmp(d.how, "cached") && d.ops == c.ops && strstr(d.why, path), "cached: %s %s (%s)", d.ops->isa, d.how, d.why);
+    kernels_choose(NULL, &cpu, dir, 0, &d); /* read back, not timed again */
+    CHECK(!strcmp(d.how, "cached") && d.ops == c.ops && strstr(d.why, path), "cached: %s %s (%s)", d.ops->isa, d.how,
+          d.why);
     kernels_choose(NULL, &cpu, dir, KERNELS_RETIME, &d);
     CHECK(!strcmp(d.how, "timed"), "LFM2C_KERNEL_TIMING=again times again: %s", d.how);
 
@@ -115,7 +120,9 @@ static void test_timed(void) {
     if (!tab) return;
     *tab = 0;
     char text[1400];
-    snprintf(text, sizeof text, "v1 some other CPU|X 1 1|avx2\tavx2\tkept\nbroken line without fields\n%s\tneon-i8mm-9000\tnope\n", key_line);
+    snprintf(text, sizeof text,
+             "v1 some other CPU|X 1 1|avx2\tavx2\tkept\nbroken line without fields\n%s\tneon-i8mm-9000\tnope\n",
+             key_line);
     write_file(text);
     kernels_choose(NULL, &cpu, dir, 0, &d);
     CHECK(!strcmp(d.how, "timed") && is_candidate(d.ops), "a cached table not usable here is timed again: %s", d.how);
@@ -148,7 +155,8 @@ int main(void) {
 
     kernel_cpu me;
     kernels_cpu_id(&me);
-    printf("this CPU: %s (%s family %d model %d); %d candidate tables\n", me.name, me.vendor, me.family, me.model, n_cand);
+    printf("this CPU: %s (%s family %d model %d); %d candidate tables\n", me.name, me.vendor, me.family, me.model,
+           n_cand);
     CHECK(me.vendor[0] && me.name[0], "the CPU has a vendor and a name");
     const kernel_choice *k = kernels_choice();
     CHECK(k->ops == kernels_get() && k->ops && k->how && k->why[0], "the process's choice is kernels_get()'s");

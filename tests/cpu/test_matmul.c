@@ -32,12 +32,12 @@ static float frand(void) {
 
 static struct {
     const kernel_ops *real;
-    int n;                                    /* registered weight ranges */
+    int n; /* registered weight ranges */
     const uint8_t *lo[MAX_TASKS];
     size_t row_bytes[MAX_TASKS];
     int rows[MAX_TASKS], cols[MAX_TASKS];
-    atomic_int *hits[MAX_TASKS];              /* [rows] */
-    atomic_int stray;                         /* calls outside every range, or with the wrong columns */
+    atomic_int *hits[MAX_TASKS]; /* [rows] */
+    atomic_int stray;            /* calls outside every range, or with the wrong columns */
 } cnt;
 
 static void counting_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
@@ -69,11 +69,11 @@ typedef struct job_def {
 typedef struct job {
     tensor w[MAX_TASKS];
     uint8_t *wdata[MAX_TASKS];
-    float *x;                              /* [max cols][N_IN] */
-    uint8_t *act[MAX_TASKS];               /* x in each task's activation format */
+    float *x;                /* [max cols][N_IN] */
+    uint8_t *act[MAX_TASKS]; /* x in each task's activation format */
     size_t act_row[MAX_TASKS];
     int cols[MAX_TASKS];
-    float *want[MAX_TASKS], *got[MAX_TASKS];   /* [cols][rows + PAD] */
+    float *want[MAX_TASKS], *got[MAX_TASKS]; /* [cols][rows + PAD] */
 } job;
 
 static void make_weights(job *j, const job_def *d) {
@@ -109,7 +109,7 @@ static void prepare(job *j, const job_def *d, const lfm2c_model *m, int cols) {
     for (int i = 0; i < d->n_tasks; i++) {
         const tensor *t = &j->w[i];
         uint32_t fmt = act_format(m, t->type);
-        j->cols[i] = i == 0 || cols == 1 ? cols : cols - 1;   /* tasks of a job differ in columns */
+        j->cols[i] = i == 0 || cols == 1 ? cols : cols - 1; /* tasks of a job differ in columns */
         j->act_row[i] = fmt == GGML_F32 ? sizeof(float) * N_IN : ggml_row_size(fmt, N_IN);
         j->act[i] = malloc(j->act_row[i] * (size_t)cols);
         for (int c = 0; c < cols; c++)
@@ -117,7 +117,7 @@ static void prepare(job *j, const job_def *d, const lfm2c_model *m, int cols) {
         const size_t ldy = (size_t)d->rows[i] + PAD, n_out = ldy * (size_t)j->cols[i];
         j->want[i] = malloc(sizeof(float) * n_out);
         j->got[i] = malloc(sizeof(float) * n_out);
-        for (size_t k = 0; k < n_out; k++) j->want[i][k] = -7.25f;   /* the padding's sentinel */
+        for (size_t k = 0; k < n_out; k++) j->want[i][k] = -7.25f; /* the padding's sentinel */
         const uint8_t *w = expert_rows(j, d, i);
         if (m->reference) {
             for (int c = 0; c < j->cols[i]; c++)
@@ -168,17 +168,19 @@ static void run_and_check(job *j, const job_def *d, lfm2c_model *m, int counting
         }
         free(cnt.hits[i]);
     }
-    if (counting) CHECK(atomic_load(&cnt.stray) == 0, "%s: %d kernel calls outside the tasks' rows", what, atomic_load(&cnt.stray));
+    if (counting)
+        CHECK(atomic_load(&cnt.stray) == 0, "%s: %d kernel calls outside the tasks' rows", what,
+              atomic_load(&cnt.stray));
 }
 
 /* ---- the cases ----------------------------------------------------------------------------- */
 
 static const job_def jobs[] = {
-    {1, {GGML_Q8_0}, {1}, {1}, {0}},                               /* one row */
-    {1, {GGML_Q4_K}, {7}, {1}, {0}},                               /* under one row block */
-    {2, {GGML_Q4_K, GGML_Q6_K}, {17, 33}, {1, 1}, {0, 0}},         /* blocks that do not divide */
-    {3, {GGML_Q4_K, GGML_Q8_0, GGML_F32}, {1001, 257, 99}, {1, 3, 1}, {0, 2, 0}},   /* mixed, an expert */
-    {2, {GGML_Q6_K, GGML_Q4_K}, {2049, 4099}, {2, 1}, {1, 0}},     /* many work-stealing chunks */
+    {1, {GGML_Q8_0}, {1}, {1}, {0}},                                              /* one row */
+    {1, {GGML_Q4_K}, {7}, {1}, {0}},                                              /* under one row block */
+    {2, {GGML_Q4_K, GGML_Q6_K}, {17, 33}, {1, 1}, {0, 0}},                        /* blocks that do not divide */
+    {3, {GGML_Q4_K, GGML_Q8_0, GGML_F32}, {1001, 257, 99}, {1, 3, 1}, {0, 2, 0}}, /* mixed, an expert */
+    {2, {GGML_Q6_K, GGML_Q4_K}, {2049, 4099}, {2, 1}, {1, 0}},                    /* many work-stealing chunks */
 };
 static const int col_counts[] = {1, 2, 3, 4, 5, 8, 13};
 static const int pool_sizes[] = {1, 2, 3, 4, 5, 6, 16};
@@ -189,7 +191,7 @@ static lfm2c_model model_on(threadpool *pool, const kernel_ops *kern, bool refer
     m.pool = pool;
     m.kern = kern;
     m.reference = reference;
-    cpu_model *cm = calloc(1, sizeof *cm);   /* the CPU backend's state: matmul_run's scratch */
+    cpu_model *cm = calloc(1, sizeof *cm); /* the CPU backend's state: matmul_run's scratch */
     if (cm) cm->scratch = scratch_new(1);
     m.backend_state = cm;
     return m;
@@ -264,7 +266,8 @@ static void test_prepare_act(threadpool *pool) {
             size_t row = fmt == GGML_F32 ? sizeof(float) * N_IN : ggml_row_size(fmt, N_IN);
             CHECK(a.row == row, "prepare_act row bytes for %s", ggml_type_get(wtypes[i])->name);
             uint8_t *want = malloc(row * (size_t)rows);
-            for (int t = 0; t < rows; t++) m.kern->quantize_act(fmt, x + (size_t)t * N_IN, want + (size_t)t * row, N_IN);
+            for (int t = 0; t < rows; t++)
+                m.kern->quantize_act(fmt, x + (size_t)t * N_IN, want + (size_t)t * row, N_IN);
             CHECK(!memcmp(a.data, want, row * (size_t)rows), "prepare_act of %d rows for %s", rows,
                   ggml_type_get(wtypes[i])->name);
             free(want);
@@ -286,7 +289,7 @@ int main(void) {
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);
     for (int i = 0; i < n; i++) {
-        if (!tables[i]->tile_invariant) {   /* its results may depend on the split: nothing to hold it to */
+        if (!tables[i]->tile_invariant) { /* its results may depend on the split: nothing to hold it to */
             printf("skipping the %s table: not tile-invariant\n", tables[i]->isa);
             continue;
         }

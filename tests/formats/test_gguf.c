@@ -20,7 +20,8 @@ static bool write_part(const gguf_file *g, const char *path, int no, int count, 
     bool ok = w != NULL;
     if (ok && no == 0)
         for (uint64_t i = 0; i < g->n_kv; i++) ok = ok && gguf_set_kv(w, &g->kv[i]);
-    ok = ok && gguf_set_u16(w, "split.no", (uint16_t)(bad_no >= 0 ? bad_no : no)) && gguf_set_u16(w, "split.count", (uint16_t)count) &&
+    ok = ok && gguf_set_u16(w, "split.no", (uint16_t)(bad_no >= 0 ? bad_no : no)) &&
+         gguf_set_u16(w, "split.count", (uint16_t)count) &&
          gguf_set_i32(w, "split.tensors.count", (int32_t)tensors_count);
     for (uint64_t i = t0; ok && i < t1; i++)
         ok = gguf_add_tensor(w, g->tensors[i].name, g->tensors[i].type, g->tensors[i].n_dims, g->tensors[i].ne, &err);
@@ -84,8 +85,10 @@ static void test_copy_alignment(void) {
             if ((uintptr_t)b->data % 64 == 0) aligned += (double)b->nbytes;
         }
         for (int r = 0; r < 64; r++) top = best[r] > top ? best[r] : top;
-        CHECK(aligned == top && top > 0, "%.0f of the most aligned %.0f tensor bytes start on a 64-byte line", aligned, top);
-        CHECK(gguf_set_writable(c, true) == 0 && gguf_set_writable(c, false) == 0, "the copy can be made writable and back");
+        CHECK(aligned == top && top > 0, "%.0f of the most aligned %.0f tensor bytes start on a 64-byte line", aligned,
+              top);
+        CHECK(gguf_set_writable(c, true) == 0 && gguf_set_writable(c, false) == 0,
+              "the copy can be made writable and back");
     }
     /* read by several threads (1 MB chunks for a 7 MB file): the same bytes, the same place */
     gguf_file *c4 = gguf_open_ex(path, GGUF_OPEN_HUGE_COPY | GGUF_OPEN_READERS(4), &err);
@@ -114,21 +117,25 @@ int main(void) {
     snprintf(p3, sizeof p3, "%s/m-00003-of-00003.gguf", dir);
     uint64_t n = g->n_tensors, a = n / 3, b = 2 * n / 3;
     CHECK(write_part(g, p1, 0, 3, 0, a, (int64_t)n, -1) && write_part(g, p2, 1, 3, a, b, (int64_t)n, -1) &&
-          write_part(g, p3, 2, 3, b, n, (int64_t)n, -1), "writing the parts");
+              write_part(g, p3, 2, 3, b, n, (int64_t)n, -1),
+          "writing the parts");
 
     gguf_file *s = gguf_open(p1, &err);
     CHECK(s != NULL, "split open: %s", err.msg);
     if (s) {
-        CHECK(s->n_tensors == n && s->n_parts == 2, "%llu tensors, %u parts", (unsigned long long)s->n_tensors, s->n_parts);
+        CHECK(s->n_tensors == n && s->n_parts == 2, "%llu tensors, %u parts", (unsigned long long)s->n_tensors,
+              s->n_parts);
         for (uint64_t i = 0; i < n; i++) {
             const gguf_tensor *t = gguf_find_tensor(s, g->tensors[i].name);
-            CHECK(t && t->nbytes == g->tensors[i].nbytes && !memcmp(t->data, g->tensors[i].data, t->nbytes), "tensor %s", g->tensors[i].name);
+            CHECK(t && t->nbytes == g->tensors[i].nbytes && !memcmp(t->data, g->tensors[i].data, t->nbytes),
+                  "tensor %s", g->tensors[i].name);
         }
         gguf_close(s);
     }
     int nv1 = 0, nv2 = 0;
     float *l1 = logits_of(src, &nv1, &err), *l2 = logits_of(p1, &nv2, &err);
-    CHECK(l1 && l2 && nv1 == nv2 && !memcmp(l1, l2, sizeof(float) * (size_t)nv1), "split logits differ from the single file's: %s", err.msg);
+    CHECK(l1 && l2 && nv1 == nv2 && !memcmp(l1, l2, sizeof(float) * (size_t)nv1),
+          "split logits differ from the single file's: %s", err.msg);
     free(l1);
     free(l2);
 

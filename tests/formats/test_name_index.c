@@ -30,9 +30,11 @@ static void test_small(void) {
     CHECK(name_index_add(&x, 1, names_at, names, NULL) == 0, "add b");
     CHECK(name_index_add(&x, 2, names_at, names, NULL) == 0, "add c");
     CHECK(name_index_add(&x, 3, names_at, names, &dup) == 1 && dup == 0, "second a is a duplicate of 0 (%u)", dup);
-    CHECK(name_index_add(&x, 4, names_at, names, NULL) == 0 && name_index_add(&x, 5, names_at, names, NULL) == 0, "add more");
+    CHECK(name_index_add(&x, 4, names_at, names, NULL) == 0 && name_index_add(&x, 5, names_at, names, NULL) == 0,
+          "add more");
     CHECK(name_index_find(&x, "b", names_at, names) == 1 && name_index_find(&x, "bb", names_at, names) == 5, "find");
-    CHECK(name_index_find(&x, "", names_at, names) == 4 && name_index_find(&x, "z", names_at, names) == -1, "find edge");
+    CHECK(name_index_find(&x, "", names_at, names) == 4 && name_index_find(&x, "z", names_at, names) == -1,
+          "find edge");
     name_index_free(&x);
     CHECK(name_index_find(&x, "a", names_at, names) == -1, "empty index");
 }
@@ -76,7 +78,8 @@ static void test_big_gguf(void) {
         double dt = now() - t0;
         if (!dup) {
             CHECK(g && g->n_tensors == 300000, "300,000-tensor GGUF opens: %s", err.msg);
-            CHECK(g && gguf_find_tensor(g, "t0299999") == &g->tensors[299999] && !gguf_find_tensor(g, "t0300000"), "lookups");
+            CHECK(g && gguf_find_tensor(g, "t0299999") == &g->tensors[299999] && !gguf_find_tensor(g, "t0300000"),
+                  "lookups");
         } else {
             CHECK(!g && strstr(err.msg, "duplicate tensor name 't0000000'"), "the one duplicate is found: %s", err.msg);
         }
@@ -108,7 +111,7 @@ static char **colliding_names(int n, int bits) {
         for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * P;
         for (int x = 0x21; x < 0x7f && got < n; x++) {
             uint64_t s1 = (h ^ (uint64_t)x) * P;
-            if (((s1 ^ u) & mask) >> 8) continue;         /* y can only fix the low 8 bits */
+            if (((s1 ^ u) & mask) >> 8) continue; /* y can only fix the low 8 bits */
             int y = (int)((s1 ^ u) & 0xff);
             if (y < 0x21 || y > 0x7e || y == '"' || y == '\\') continue;
             names[got] = malloc(24);
@@ -157,7 +160,8 @@ static void test_colliding_names(void) {
     double t0 = now();
     gguf_file *g = gguf_open(path, &err);
     double dt = now() - t0;
-    CHECK(g && g->n_tensors == N && gguf_find_tensor(g, names[N - 1]) == &g->tensors[N - 1], "colliding names open: %s", err.msg);
+    CHECK(g && g->n_tensors == N && gguf_find_tensor(g, names[N - 1]) == &g->tensors[N - 1], "colliding names open: %s",
+          err.msg);
     CHECK(dt < 2, "60,000 names colliding under the old hash read in %.2f s", dt);
     gguf_close(g);
     unlink(path);
@@ -180,8 +184,9 @@ static void write_st(const char *path, int n, int dup) {
     char *h = malloc(cap);
     len += (size_t)snprintf(h + len, cap - len, "{");
     for (int i = 0; i < n; i++)
-        len += (size_t)snprintf(h + len, cap - len, "%s\"w%06d\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
-                                i ? "," : "", dup && i == n - 1 ? 0 : i, 4 * i, 4 * i + 4);
+        len += (size_t)snprintf(h + len, cap - len,
+                                "%s\"w%06d\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%d,%d]}", i ? "," : "",
+                                dup && i == n - 1 ? 0 : i, 4 * i, 4 * i + 4);
     len += (size_t)snprintf(h + len, cap - len, "}");
     uint64_t hl = len;
     fwrite(&hl, 8, 1, f);
@@ -201,7 +206,8 @@ static void test_big_safetensors(void) {
     lfm2c_error err = {0};
     double t0 = now();
     st_model *m = st_open_file(file, &err);
-    CHECK(m && m->n_tensors == 100000 && st_find(m, "w099999") == &m->tensors[99999], "100,000-tensor header: %s", err.msg);
+    CHECK(m && m->n_tensors == 100000 && st_find(m, "w099999") == &m->tensors[99999], "100,000-tensor header: %s",
+          err.msg);
     st_close(m);
     /* an index of 100,000 entries over that shard */
     FILE *f = fopen(index, "wb");
@@ -215,7 +221,8 @@ static void test_big_safetensors(void) {
     unlink(index);
     write_st(file, 100000, 1);
     m = st_open_file(file, &err);
-    CHECK(!m && (strstr(err.msg, "appears twice") || strstr(err.msg, "duplicate")), "duplicate in a 100,000-tensor header: %s", err.msg);
+    CHECK(!m && (strstr(err.msg, "appears twice") || strstr(err.msg, "duplicate")),
+          "duplicate in a 100,000-tensor header: %s", err.msg);
     double dt = now() - t0;
     CHECK(dt < 60, "safetensors with 100,000 names read in %.2f s (quadratic before)", dt);
     unlink(file);

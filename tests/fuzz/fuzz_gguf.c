@@ -8,14 +8,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lfm2c_error err = {0};
     gguf_file *g = gguf_open_memory(data, size, &err);
     if (g) {
-        static const char *keys[] = {"general.architecture", "general.name", "lfm2.block_count", "lfm2.context_length",
-                                     "tokenizer.ggml.tokens", "tokenizer.chat_template"};
+        static const char *keys[] = {"general.architecture", "general.name",          "lfm2.block_count",
+                                     "lfm2.context_length",  "tokenizer.ggml.tokens", "tokenizer.chat_template"};
         for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
             int64_t v;
             gguf_get_int(g, keys[i], &v);
             free(gguf_get_string(g, keys[i]));
             const gguf_kv *kv = gguf_find(g, keys[i]);
-            if (kv) { int64_t x; double f; gguf_arr_int(kv, 0, &x); gguf_arr_float(kv, 1, &f); }
+            if (kv) {
+                int64_t x;
+                double f;
+                gguf_arr_int(kv, 0, &x);
+                gguf_arr_float(kv, 1, &f);
+            }
         }
         gguf_find_tensor(g, "token_embd.weight");
         gguf_close(g);

@@ -8,9 +8,10 @@
 #include <string.h>
 
 static grammar_vocab *vocab;
-static const char *pieces[] = {"{", "}", "[", "]", "\"", ":", ",", " ", "a", "ab", "\"a\"", "1", "-", ".", "e", "0",
-                               "true", "false", "null", "\\", "\\u00e9", "é", "\xe6\x9d", "\xb1", "(", ")", "=", "x",
-                               "get_weather", "city", "\"city\":", "9", "12", "T", "@", "\n"};
+static const char *pieces[] = {"{",    "}",           "[",       "]",         "\"",       ":",    ",", " ",    "a",
+                               "ab",   "\"a\"",       "1",       "-",         ".",        "e",    "0", "true", "false",
+                               "null", "\\",          "\\u00e9", "é",         "\xe6\x9d", "\xb1", "(", ")",    "=",
+                               "x",    "get_weather", "city",    "\"city\":", "9",        "12",   "T", "@",    "\n"};
 #define N_PIECES ((int)(sizeof pieces / sizeof *pieces))
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

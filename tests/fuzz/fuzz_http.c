@@ -42,16 +42,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
     lfm2c_model *m = lfm2c_model_open(fuzz_fixture(), &mp, &err);
-    if (!m) { fprintf(stderr, "fuzz_http: %s\n", err.msg); abort(); }
+    if (!m) {
+        fprintf(stderr, "fuzz_http: %s\n", err.msg);
+        abort();
+    }
     /* a short context keeps every generation short (a request without max_tokens runs to the end
      * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
     sched_params sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128};
     sched *s = sched_new(m, &sp, &err);
     sch = s;
-    server_params p = {.host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 128, .max_body = 1 << 20,
-                       .model_file = "fuzz.gguf"};
+    server_params p = {
+        .host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 128, .max_body = 1 << 20, .model_file = "fuzz.gguf"};
     server *srv = s ? server_start(m, s, &p, &err) : NULL;
-    if (!srv) { fprintf(stderr, "fuzz_http: %s\n", err.msg); abort(); }
+    if (!srv) {
+        fprintf(stderr, "fuzz_http: %s\n", err.msg);
+        abort();
+    }
     port = server_port(srv);
     return 0; /* the server lives as long as the process */
 }
@@ -74,8 +80,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 && errno == EINTR) {}
     if (rc != 0 && errno != EISCONN) abort();
     char head[256];
-    int h = snprintf(head, sizeof head, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n", route, n);
+    int h = snprintf(head, sizeof head,
+                     "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     route, n);
     if (send_all(fd, (const uint8_t *)head, (size_t)h) != 0) abort();
     send_all(fd, body, n); /* the server may answer (413, 4xx) before reading it all */
     char buf[8192], head_buf[1024] = {0}, status[4] = {0};
@@ -83,15 +91,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int why = 0;
     for (;;) {
         double left = deadline - now_s();
-        if (left <= 0) { why = ETIMEDOUT; break; }
+        if (left <= 0) {
+            why = ETIMEDOUT;
+            break;
+        }
         struct pollfd pf = {.fd = fd, .events = POLLIN};
         int pr = poll(&pf, 1, (int)(left * 1000) + 1);
         if (pr < 0 && errno == EINTR) continue;
-        if (pr <= 0) { why = pr ? errno : ETIMEDOUT; if (pr) continue; break; }
+        if (pr <= 0) {
+            why = pr ? errno : ETIMEDOUT;
+            if (pr) continue;
+            break;
+        }
         ssize_t r = recv(fd, buf, sizeof buf, 0);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) { why = r ? errno : 0; break; }
-        if (got < sizeof head_buf - 1) memcpy(head_buf + got, buf, (size_t)r < sizeof head_buf - 1 - got ? (size_t)r : sizeof head_buf - 1 - got);
+        if (r <= 0) {
+            why = r ? errno : 0;
+            break;
+        }
+        if (got < sizeof head_buf - 1)
+            memcpy(head_buf + got, buf, (size_t)r < sizeof head_buf - 1 - got ? (size_t)r : sizeof head_buf - 1 - got);
         got += (size_t)r;
     }
     close(fd);
@@ -99,10 +118,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!got) { /* every request gets an answer */
         sched_stats st;
         sched_get_stats(sch, &st);
-        fprintf(stderr, "fuzz_http: no answer from %s (%s after %.1f s; scheduler: %d of %d slots active, %d queued, "
-                "%llu steps, %llu tokens generated)\n", route, why ? strerror(why) : "closed",
-                ANSWER_WAIT_S - (deadline - now_s()), st.active_slots, st.n_slots, st.queue_depth,
-                (unsigned long long)st.steps, (unsigned long long)st.generated_tokens);
+        fprintf(stderr,
+                "fuzz_http: no answer from %s (%s after %.1f s; scheduler: %d of %d slots active, %d queued, "
+                "%llu steps, %llu tokens generated)\n",
+                route, why ? strerror(why) : "closed", ANSWER_WAIT_S - (deadline - now_s()), st.active_slots,
+                st.n_slots, st.queue_depth, (unsigned long long)st.steps, (unsigned long long)st.generated_tokens);
         if (getenv("LFM2C_FUZZ_HANG_WAIT")) { /* keep the process for a debugger */
             fprintf(stderr, "fuzz_http: pid %d waits %s s\n", (int)getpid(), getenv("LFM2C_FUZZ_HANG_WAIT"));
             sleep((unsigned)atoi(getenv("LFM2C_FUZZ_HANG_WAIT")));

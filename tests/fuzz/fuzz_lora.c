@@ -22,7 +22,8 @@ static void use(lfm2c_lora *lo) {
     lfm2c_error err = {0};
     float scale = 1;
     int32_t tok = 1;
-    if (lfm2c_session_set_lora(sess, &lo, &scale, 1, &err) == 0) lfm2c_session_decode(sess, &tok, 1, LFM2C_LOGITS_LAST, &err);
+    if (lfm2c_session_set_lora(sess, &lo, &scale, 1, &err) == 0)
+        lfm2c_session_decode(sess, &tok, 1, LFM2C_LOGITS_LAST, &err);
     lfm2c_session_set_lora(sess, NULL, NULL, 0, &err);
     lfm2c_lora_free(lo);
 }
@@ -33,7 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lfm2c_model_params p = lfm2c_model_default_params();
         p.n_threads = 1;
         p.hugepages = LFM2C_HUGEPAGES_OFF;
-        if (!(model = lfm2c_model_open(fuzz_fixture(), &p, &err)) || !(sess = lfm2c_session_new(model, 8, &err))) abort();
+        if (!(model = lfm2c_model_open(fuzz_fixture(), &p, &err)) || !(sess = lfm2c_session_new(model, 8, &err)))
+            abort();
     }
     lfm2c_session_reset(sess);
     char path[64];

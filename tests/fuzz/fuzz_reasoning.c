@@ -8,7 +8,10 @@
 #include <stdbool.h>
 #include <string.h>
 
-typedef struct acc { char *think, *answer; size_t nt, na; } acc;
+typedef struct acc {
+    char *think, *answer;
+    size_t nt, na;
+} acc;
 
 static void run(const char *text, size_t len, size_t step, bool opened, acc *a) {
     lfm2c_think t;

@@ -37,7 +37,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (c) {
         walk(c, text, n_text);
         rdfa *p = dfa_product(d, c, &budget);
-        if (p) { walk(p, text, n_text); dfa_free(p); }
+        if (p) {
+            walk(p, text, n_text);
+            dfa_free(p);
+        }
         dfa_free(c);
     }
     const char *fp = format_pattern(n_text && text[0] % 2 ? "date" : "uuid");
@@ -45,7 +48,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rdfa *f = fp ? regex_compile(fp, strlen(fp), &ferr, &budget) : NULL;
     if (f) {
         rdfa *p = dfa_product(d, f, &budget);
-        if (p) { walk(p, text, n_text); dfa_free(p); }
+        if (p) {
+            walk(p, text, n_text);
+            dfa_free(p);
+        }
         dfa_free(f);
     }
     dfa_free(d);

@@ -26,7 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[64];
     int fd = fuzz_memfile(data, size, path, sizeof path);
     st_model *m = st_open_file(path, &err);
-    if (m) { read_some(m); st_close(m); }
+    if (m) {
+        read_some(m);
+        st_close(m);
+    }
     close(fd);
     static char dir[64];
     if (!dir[0]) {
@@ -41,6 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(p, sizeof p, "%s/model-00001-of-00001.safetensors", dir);
     write_file(p, nul ? nul + 1 : data, nul ? size - n_index - 1 : 0);
     m = st_open_dir(dir, &err);
-    if (m) { read_some(m); st_close(m); }
+    if (m) {
+        read_some(m);
+        st_close(m);
+    }
     return 0;
 }

@@ -12,7 +12,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
     model = lfm2c_model_open(fuzz_fixture(), &mp, &err);
-    if (!model) { fprintf(stderr, "fuzz_tokenizer: %s\n", err.msg); abort(); }
+    if (!model) {
+        fprintf(stderr, "fuzz_tokenizer: %s\n", err.msg);
+        abort();
+    }
     return 0;
 }
 

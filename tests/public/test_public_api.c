@@ -16,7 +16,14 @@ int sched_new(void);
 int server_start(void);
 
 static int failures;
-#define EXPECT(c, ...) do { if (!(c)) { failures++; fprintf(stderr, "FAIL " __VA_ARGS__); fputc('\n', stderr); } } while (0)
+#define EXPECT(c, ...) \
+    do { \
+        if (!(c)) { \
+            failures++; \
+            fprintf(stderr, "FAIL " __VA_ARGS__); \
+            fputc('\n', stderr); \
+        } \
+    } while (0)
 
 int main(void) {
     EXPECT(ggml_row_size(2, 5) == 2005 && grammar_free(NULL) == 7 && sched_new() == 11 && server_start() == 13,

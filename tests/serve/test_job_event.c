@@ -11,7 +11,10 @@
 
 #include <string.h>
 
-typedef struct out { char s[16384]; size_t n; } out;
+typedef struct out {
+    char s[16384];
+    size_t n;
+} out;
 
 static void put(void *ctx, const char *s, size_t n) {
     out *o = ctx;
@@ -26,7 +29,8 @@ static uint64_t counter;
 static job_run run = {.n_prompt = 10, .n_cached = 4, .n_generated = 7, .stop_hit = -1};
 
 static dl_server view(resp_store *rs) {
-    return (dl_server){.alias = "m", .n_ctx = 256, .started = 1, .responses = rs, .id_mu = &mu, .id_counter = &counter, .owner = ""};
+    return (dl_server){
+        .alias = "m", .n_ctx = 256, .started = 1, .responses = rs, .id_mu = &mu, .id_counter = &counter, .owner = ""};
 }
 
 /* The synthetic stream: start, "hm" thinking, "Hi" + an invalid byte, a call, finish, end. */
@@ -51,7 +55,10 @@ static void feed(const dialect *dl, const dl_server *s, void *state, const job *
 static bool in_order(const char *s, const char *const *needles, int n) {
     for (int i = 0; i < n; i++) {
         const char *p = strstr(s, needles[i]);
-        if (!p) { fprintf(stderr, "missing or out of order: %s\n", needles[i]); return false; }
+        if (!p) {
+            fprintf(stderr, "missing or out of order: %s\n", needles[i]);
+            return false;
+        }
         s = p + strlen(needles[i]);
     }
     return true;
@@ -76,18 +83,31 @@ static void test_openai(void) {
     dl_server s = view(NULL);
     feed(&dialect_openai, &s, NULL, &j, &o);
     const char *want =
-        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{\"index\":0,"
+        "data: "
+        "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{"
+        "\"index\":0,"
         "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
-        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{\"index\":0,"
+        "data: "
+        "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{"
+        "\"index\":0,"
         "\"delta\":{\"reasoning_content\":\"hm\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
-        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{\"index\":0,"
+        "data: "
+        "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{"
+        "\"index\":0,"
         "\"delta\":{\"content\":\"Hi\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
-        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{\"index\":0,"
+        "data: "
+        "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{"
+        "\"index\":0,"
         "\"delta\":{\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
-        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{\"index\":0,"
-        "\"delta\":{\"tool_calls\":[{\"id\":\"call_abc\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\":1}\"},"
+        "data: "
+        "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{"
+        "\"index\":0,"
+        "\"delta\":{\"tool_calls\":[{\"id\":\"call_abc\",\"type\":\"function\",\"function\":{\"name\":\"f\","
+        "\"arguments\":\"{\\\"a\\\":1}\"},"
         "\"index\":0}]},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
-        "data: {\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{\"index\":0,"
+        "data: "
+        "{\"id\":\"chatcmpl-x\",\"object\":\"chat.completion.chunk\",\"created\":5,\"model\":\"m\",\"choices\":[{"
+        "\"index\":0,"
         "\"delta\":{},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}]}\n\n"
         "data: [DONE]\n\n";
     CHECK(!strcmp(o.s, want), "OpenAI stream:\n%s", o.s);
@@ -95,18 +115,26 @@ static void test_openai(void) {
 
 static void test_anthropic(void) {
     dl_server s = view(NULL);
-    void *st = state_for(&dialect_anthropic, &s, "{\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}");
+    void *st =
+        state_for(&dialect_anthropic, &s, "{\"max_tokens\":9,\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]}");
     out o = {0};
     feed(&dialect_anthropic, &s, st, NULL, &o);
     const char *want[] = {
-        "event: message_start\n", "\"input_tokens\":6,\"output_tokens\":0,\"cache_read_input_tokens\":4", "event: ping\n",
-        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\"",
-        "{\"type\":\"thinking_delta\",\"thinking\":\"hm\"}", "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}",
-        "\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}", "{\"type\":\"text_delta\",\"text\":\"Hi\"}",
+        "event: message_start\n",
+        "\"input_tokens\":6,\"output_tokens\":0,\"cache_read_input_tokens\":4",
+        "event: ping\n",
+        "event: content_block_start\ndata: "
+        "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\"",
+        "{\"type\":\"thinking_delta\",\"thinking\":\"hm\"}",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}",
+        "\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}",
+        "{\"type\":\"text_delta\",\"text\":\"Hi\"}",
         "{\"type\":\"content_block_stop\",\"index\":1}",
         "\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_abc\",\"name\":\"f\",\"input\":{}}",
-        "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":1}\"}", "{\"type\":\"content_block_stop\",\"index\":2}",
-        "\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}", "event: message_stop\n"};
+        "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\\\":1}\"}",
+        "{\"type\":\"content_block_stop\",\"index\":2}",
+        "\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":7}}",
+        "event: message_stop\n"};
     CHECK(in_order(o.s, want, (int)(sizeof want / sizeof *want)), "Anthropic stream:\n%s", o.s);
     int deltas = 0;
     for (const char *p = o.s; (p = strstr(p, "text_delta")); p++) deltas++;
@@ -116,16 +144,26 @@ static void test_anthropic(void) {
     http_err err;
     http_set_err(&err, 400, "unsatisfiable_request", NULL, "no");
     dialect_anthropic.event(&s, st, &(job_event){.kind = JOB_EV_ERROR, .err = &err, .run = &run}, put, &e);
-    CHECK(!strcmp(e.s, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"no\"}}\n\n"),
+    CHECK(!strcmp(e.s, "event: error\ndata: "
+                       "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"no\"}}\n\n"),
           "Anthropic error:\n%s", e.s);
     /* the final answer: thinking, text, the call's input as an object */
     job_call call = {.id = "call_abc", .name = "f", .args = "{\"a\":1}"};
-    job_choice c = {.text = "Hi", .n = 2, .reasoning = "hm", .n_reasoning = 2, .calls = &call, .n_calls = 1, .finish = JOB_TOOL_CALLS};
+    job_choice c = {.text = "Hi",
+                    .n = 2,
+                    .reasoning = "hm",
+                    .n_reasoning = 2,
+                    .calls = &call,
+                    .n_calls = 1,
+                    .finish = JOB_TOOL_CALLS};
     job_final f = {.ch = &c, .n = 1};
     json_t *a = dialect_anthropic.final(&s, st, &f, &run);
     char *t = json_dumps(json_object_get(a, "content"), JSON_COMPACT);
-    CHECK(t && !strcmp(t, "[{\"type\":\"thinking\",\"thinking\":\"hm\",\"signature\":\"\"},{\"type\":\"text\",\"text\":\"Hi\"},"
-                          "{\"type\":\"tool_use\",\"id\":\"toolu_abc\",\"name\":\"f\",\"input\":{\"a\":1}}]"),
+    CHECK(t &&
+              !strcmp(
+                  t,
+                  "[{\"type\":\"thinking\",\"thinking\":\"hm\",\"signature\":\"\"},{\"type\":\"text\",\"text\":\"Hi\"},"
+                  "{\"type\":\"tool_use\",\"id\":\"toolu_abc\",\"name\":\"f\",\"input\":{\"a\":1}}]"),
           "Anthropic content: %s", t);
     CHECK(!strcmp(json_string_value(json_object_get(a, "stop_reason")), "tool_use"), "stop_reason");
     free(t);
@@ -141,7 +179,9 @@ static void test_ollama(void) {
     const char *want[] = {"\"done\":false,\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"hm\"}}\n",
                           "\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n",
                           "\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]},\"done\":false}\n",
-                          "\"done\":true,\"done_reason\":\"stop\"", "\"prompt_eval_count\":10", "\"eval_count\":7"};
+                          "\"done\":true,\"done_reason\":\"stop\"",
+                          "\"prompt_eval_count\":10",
+                          "\"eval_count\":7"};
     CHECK(in_order(o.s, want, (int)(sizeof want / sizeof *want)), "Ollama stream:\n%s", o.s);
     int lines = 0;
     for (const char *p = o.s; (p = strchr(p, '\n')); p++) lines++;
@@ -156,7 +196,8 @@ static void test_ollama(void) {
     job_final f = {.ch = &c, .n = 1};
     json_t *a = dialect_ollama.final(&s, st, &f, &run);
     char *t = json_dumps(json_object_get(a, "message"), JSON_COMPACT);
-    CHECK(t && !strcmp(t, "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{\"a\":1}}}]}"),
+    CHECK(t && !strcmp(t, "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"f\","
+                          "\"arguments\":{\"a\":1}}}]}"),
           "Ollama message: %s", t);
     CHECK(!strcmp(json_string_value(json_object_get(a, "done_reason")), "length"), "done_reason");
     free(t);
@@ -170,14 +211,24 @@ static void test_responses(void) {
     void *st = state_for(&dialect_responses, &s, "{\"input\":\"q\",\"store\":false}");
     out o = {0};
     feed(&dialect_responses, &s, st, NULL, &o);
-    const char *want[] = {"event: response.created\n", "\"sequence_number\":0}", "event: response.in_progress\n",
-                          "event: response.output_item.added\n", "\"type\":\"reasoning\"", "event: response.reasoning_text.delta\n",
-                          "\"delta\":\"hm\"", "event: response.output_item.done\n", "event: response.output_text.delta\n",
-                          "\"delta\":\"Hi\",\"logprobs\":[]", "event: response.output_item.done\n",
-                          "\"type\":\"function_call\",\"status\":\"in_progress\",\"call_id\":\"call_abc\",\"name\":\"f\"",
-                          "event: response.function_call_arguments.delta\n", "\"delta\":\"{\\\"a\\\":1}\"",
-                          "event: response.function_call_arguments.done\n", "event: response.completed\n",
-                          "\"usage\":{\"input_tokens\":10,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":7"};
+    const char *want[] = {
+        "event: response.created\n",
+        "\"sequence_number\":0}",
+        "event: response.in_progress\n",
+        "event: response.output_item.added\n",
+        "\"type\":\"reasoning\"",
+        "event: response.reasoning_text.delta\n",
+        "\"delta\":\"hm\"",
+        "event: response.output_item.done\n",
+        "event: response.output_text.delta\n",
+        "\"delta\":\"Hi\",\"logprobs\":[]",
+        "event: response.output_item.done\n",
+        "\"type\":\"function_call\",\"status\":\"in_progress\",\"call_id\":\"call_abc\",\"name\":\"f\"",
+        "event: response.function_call_arguments.delta\n",
+        "\"delta\":\"{\\\"a\\\":1}\"",
+        "event: response.function_call_arguments.done\n",
+        "event: response.completed\n",
+        "\"usage\":{\"input_tokens\":10,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":7"};
     CHECK(in_order(o.s, want, (int)(sizeof want / sizeof *want)), "Responses stream:\n%s", o.s);
     int deltas = 0;
     for (const char *p = o.s; (p = strstr(p, "event: response.output_text.delta")); p++) deltas++;
@@ -189,8 +240,10 @@ static void test_responses(void) {
     json_t *a = dialect_responses.final(&s, st2, &f, &run);
     json_t *outp = json_object_get(a, "output");
     CHECK(json_array_size(outp) == 2, "a message and a function_call item");
-    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(outp, 1), "arguments")), "{\"a\":1}"), "the call's arguments");
-    CHECK(json_integer_value(json_object_get(json_object_get(json_object_get(a, "usage"), "output_tokens_details"), "reasoning_tokens")) == 2,
+    CHECK(!strcmp(json_string_value(json_object_get(json_array_get(outp, 1), "arguments")), "{\"a\":1}"),
+          "the call's arguments");
+    CHECK(json_integer_value(json_object_get(json_object_get(json_object_get(a, "usage"), "output_tokens_details"),
+                                             "reasoning_tokens")) == 2,
           "reasoning tokens from the usage");
     json_decref(a);
     dialect_responses.free_state(st);

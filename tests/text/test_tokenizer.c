@@ -14,7 +14,10 @@
 static lfm2c_tokenizer *open_tok(const char *path, gguf_file **g) {
     lfm2c_error err = {0};
     *g = gguf_open(path, &err);
-    if (!*g) { fprintf(stderr, "%s: %s\n", path, err.msg); return NULL; }
+    if (!*g) {
+        fprintf(stderr, "%s: %s\n", path, err.msg);
+        return NULL;
+    }
     lfm2c_tokenizer *t = tokenizer_new(*g, &err);
     if (!t) fprintf(stderr, "%s: %s\n", path, err.msg);
     return t;
@@ -102,7 +105,10 @@ static void run_cases(const lfm2c_tokenizer *t, json_t *cases, const char *what)
         lfm2c_error err = {0};
         int32_t *ids = tokenizer_encode(t, text, len, bos, sp, &n, &err);
         CHECK(ids != NULL, "%s %s: %s", what, id, err.msg);
-        if (!ids) { free(text); continue; }
+        if (!ids) {
+            free(text);
+            continue;
+        }
         bool eq = ids_equal(ids, n, json_object_get(c, "ids"));
         CHECK(eq, "%s %s: ids differ (got %d ids)", what, id, n);
         ok += eq;
@@ -137,8 +143,8 @@ static char *stream_decode(const lfm2c_tokenizer *t, const int32_t *ids, int n, 
     *pieces_valid = true;
     char buf[1024];
     for (int i = 0; i <= n; i++) {
-        int k = i < n ? tokenizer_detok_push(&d, t, ids[i], buf, sizeof buf)
-                      : tokenizer_detok_flush(&d, buf, sizeof buf);
+        int k =
+            i < n ? tokenizer_detok_push(&d, t, ids[i], buf, sizeof buf) : tokenizer_detok_flush(&d, buf, sizeof buf);
         if (!valid_utf8(buf, (size_t)k)) *pieces_valid = false;
         while (o + (size_t)k > cap) out = realloc(out, cap *= 2);
         memcpy(out + o, buf, (size_t)k);
@@ -182,10 +188,9 @@ static uint32_t rnd(void) {
 /* Random code point from ranges that exercise every class of the split. */
 static uint32_t random_cp(void) {
     static const uint32_t ranges[][2] = {
-        {0x20, 0x7E}, {0x20, 0x7E}, {0x30, 0x39}, {0x09, 0x0D}, {0xA0, 0x17F}, {0x300, 0x36F},
-        {0x391, 0x3C9}, {0x410, 0x44F}, {0x600, 0x6FF}, {0x900, 0x97F}, {0x2000, 0x206F},
-        {0x3000, 0x30FF}, {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xFE00, 0xFFFD}, {0x1F300, 0x1FAFF},
-        {0x10000, 0x10FFFF}};
+        {0x20, 0x7E},     {0x20, 0x7E},     {0x30, 0x39},     {0x09, 0x0D},       {0xA0, 0x17F},      {0x300, 0x36F},
+        {0x391, 0x3C9},   {0x410, 0x44F},   {0x600, 0x6FF},   {0x900, 0x97F},     {0x2000, 0x206F},   {0x3000, 0x30FF},
+        {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xFE00, 0xFFFD}, {0x1F300, 0x1FAFF}, {0x10000, 0x10FFFF}};
     int k = (int)(rnd() % (sizeof ranges / sizeof *ranges));
     uint32_t cp = ranges[k][0] + rnd() % (ranges[k][1] - ranges[k][0] + 1);
     return (cp >= 0xD800 && cp <= 0xDFFF) ? 'x' : cp;
@@ -231,7 +236,7 @@ static void test_round_trips(const lfm2c_tokenizer *t) {
     CHECK(bad_stream == 0, "%d streamed decodes differ or cut a character", bad_stream);
 
     /* byte tokens pushed one at a time (every multi-byte character split across pushes) */
-    const char *s = "ñ東😀\xE2\x82 z\xF0\x9F\x98";   /* ends with an incomplete character */
+    const char *s = "ñ東😀\xE2\x82 z\xF0\x9F\x98"; /* ends with an incomplete character */
     int32_t ids[32];
     int n = 0;
     for (const char *p = s; *p; p++) {
@@ -240,7 +245,10 @@ static void test_round_trips(const lfm2c_tokenizer *t) {
         for (int id = 0; id < tokenizer_n_vocab(t); id++) {
             char tmp[8];
             if (tokenizer_token_to_bytes(t, id, false, tmp, sizeof tmp) == 1 && tmp[0] == b &&
-                tokenizer_token_type(t, id) == TOKEN_TYPE_NORMAL) { ids[n++] = id; break; }
+                tokenizer_token_type(t, id) == TOKEN_TYPE_NORMAL) {
+                ids[n++] = id;
+                break;
+            }
         }
     }
     size_t dl;
@@ -312,9 +320,9 @@ static void test_pretokenizer(void) {
 
 /* Every golden fixture's token_ids re-made from its prompt (add BOS, parse specials). */
 static void test_goldens(void) {
-    static const char *names[] = {"lfm2-tiny-dense-f32", "lfm2-tiny-dense-q4_0", "lfm2-tiny-dense-q8_0",
-                                  "lfm2-tiny-moe-f32", "lfm2-tiny-moe-q4_0", "lfm2-tiny-moe-q8_0",
-                                  "lfm2-kq-dense-q4_k_m", "lfm2-kq-moe-q4_k_m", "lfm2-kq-moe-q5_k_m",
+    static const char *names[] = {"lfm2-tiny-dense-f32",  "lfm2-tiny-dense-q4_0", "lfm2-tiny-dense-q8_0",
+                                  "lfm2-tiny-moe-f32",    "lfm2-tiny-moe-q4_0",   "lfm2-tiny-moe-q8_0",
+                                  "lfm2-kq-dense-q4_k_m", "lfm2-kq-moe-q4_k_m",   "lfm2-kq-moe-q5_k_m",
                                   "lfm2-kq-moe-q6_k"};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
         char path[256];
@@ -340,8 +348,7 @@ static void test_goldens(void) {
                 const char *w = json_string_value(json_array_get(pieces, (size_t)k));
                 CHECK((size_t)m == strlen(w) && memcmp(buf, w, (size_t)m) == 0, "%s: piece %d", names[i], k);
             }
-            CHECK(tokenizer_is_eog(t, 7) && tokenizer_is_eog(t, 2) && !tokenizer_is_eog(t, 1),
-                  "%s: EOG set", names[i]);
+            CHECK(tokenizer_is_eog(t, 7) && tokenizer_is_eog(t, 2) && !tokenizer_is_eog(t, 1), "%s: EOG set", names[i]);
             free(ids);
             tokenizer_free(t);
         }
@@ -351,7 +358,10 @@ static void test_goldens(void) {
 }
 
 /* ---- a hand-made vocabulary in an in-memory GGUF --------------------------------------------- */
-typedef struct gbuf { uint8_t *p; size_t n, cap; } gbuf;
+typedef struct gbuf {
+    uint8_t *p;
+    size_t n, cap;
+} gbuf;
 static void put(gbuf *b, const void *d, size_t n) {
     while (b->n + n > b->cap) b->p = realloc(b->p, b->cap = b->cap ? 2 * b->cap : 4096);
     memcpy(b->p + b->n, d, n);
@@ -359,17 +369,35 @@ static void put(gbuf *b, const void *d, size_t n) {
 }
 static void put_u32(gbuf *b, uint32_t v) { put(b, &v, 4); }
 static void put_u64(gbuf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(gbuf *b, const char *s) { put_u64(b, strlen(s)); put(b, s, strlen(s)); }
-static void kv_str(gbuf *b, const char *k, const char *v) { put_str(b, k); put_u32(b, GGUF_STR); put_str(b, v); }
+static void put_str(gbuf *b, const char *s) {
+    put_u64(b, strlen(s));
+    put(b, s, strlen(s));
+}
+static void kv_str(gbuf *b, const char *k, const char *v) {
+    put_str(b, k);
+    put_u32(b, GGUF_STR);
+    put_str(b, v);
+}
 static void kv_strs(gbuf *b, const char *k, const char **v, int n) {
-    put_str(b, k); put_u32(b, GGUF_ARR); put_u32(b, GGUF_STR); put_u64(b, (uint64_t)n);
+    put_str(b, k);
+    put_u32(b, GGUF_ARR);
+    put_u32(b, GGUF_STR);
+    put_u64(b, (uint64_t)n);
     for (int i = 0; i < n; i++) put_str(b, v[i]);
 }
 static void kv_i32s(gbuf *b, const char *k, const int32_t *v, int n) {
-    put_str(b, k); put_u32(b, GGUF_ARR); put_u32(b, GGUF_I32); put_u64(b, (uint64_t)n);
+    put_str(b, k);
+    put_u32(b, GGUF_ARR);
+    put_u32(b, GGUF_I32);
+    put_u64(b, (uint64_t)n);
     put(b, v, 4 * (size_t)n);
 }
-static void gguf_header(gbuf *b, int n_kv) { put(b, "GGUF", 4); put_u32(b, 3); put_u64(b, 0); put_u64(b, (uint64_t)n_kv); }
+static void gguf_header(gbuf *b, int n_kv) {
+    put(b, "GGUF", 4);
+    put_u32(b, 3);
+    put_u64(b, 0);
+    put_u64(b, (uint64_t)n_kv);
+}
 
 static lfm2c_tokenizer *tok_from(gbuf *b, gguf_file **g, lfm2c_error *err) {
     *g = gguf_open_memory(b->p, b->n, err);
@@ -399,13 +427,19 @@ static void test_handmade_vocab(void) {
         tokens[b] = store[b];
         types[b] = TOKEN_TYPE_NORMAL;
     }
-    tokens[256] = "ab";     types[256] = TOKEN_TYPE_NORMAL;
-    tokens[257] = "<s>";    types[257] = TOKEN_TYPE_CONTROL;
-    tokens[258] = "<tool>"; types[258] = TOKEN_TYPE_USER_DEFINED;
-    tokens[259] = "<to";    types[259] = TOKEN_TYPE_CONTROL;
-    tokens[260] = "xyz";    types[260] = TOKEN_TYPE_NORMAL;   /* reachable only as a whole piece */
-    tokens[261] = "ab";     types[261] = TOKEN_TYPE_NORMAL;   /* duplicate: the later id wins */
-    const char *merges[] = {"a b", "ab c", "a b", "x y"};   /* "abc" and "xy" are not tokens */
+    tokens[256] = "ab";
+    types[256] = TOKEN_TYPE_NORMAL;
+    tokens[257] = "<s>";
+    types[257] = TOKEN_TYPE_CONTROL;
+    tokens[258] = "<tool>";
+    types[258] = TOKEN_TYPE_USER_DEFINED;
+    tokens[259] = "<to";
+    types[259] = TOKEN_TYPE_CONTROL;
+    tokens[260] = "xyz";
+    types[260] = TOKEN_TYPE_NORMAL; /* reachable only as a whole piece */
+    tokens[261] = "ab";
+    types[261] = TOKEN_TYPE_NORMAL;                       /* duplicate: the later id wins */
+    const char *merges[] = {"a b", "ab c", "a b", "x y"}; /* "abc" and "xy" are not tokens */
     gbuf b = {0};
     gguf_header(&b, 5);
     kv_str(&b, "tokenizer.ggml.model", "gpt2");
@@ -419,13 +453,13 @@ static void test_handmade_vocab(void) {
     CHECK(t != NULL, "hand-made vocab loads: %s", err.msg);
     if (t) {
         encode_is(t, "ab", false, (int32_t[]){261}, 1);
-        encode_is(t, "abc", false, (int32_t[]){'a', 'b', 'c'}, 3);          /* byte fallback */
-        encode_is(t, "xyz", false, (int32_t[]){260}, 1);                     /* whole piece */
+        encode_is(t, "abc", false, (int32_t[]){'a', 'b', 'c'}, 3); /* byte fallback */
+        encode_is(t, "xyz", false, (int32_t[]){260}, 1);           /* whole piece */
         encode_is(t, "xyzw", false, (int32_t[]){'x', 'y', 'z', 'w'}, 4);
         encode_is(t, "<s>", false, (int32_t[]){'<', 's', '>'}, 3);
         encode_is(t, "<s>", true, (int32_t[]){257}, 1);
-        encode_is(t, "a<tool>", false, (int32_t[]){'a', 258}, 2);           /* user-defined: always */
-        encode_is(t, "<to<tool>", true, (int32_t[]){259, 258}, 2);          /* longest first */
+        encode_is(t, "a<tool>", false, (int32_t[]){'a', 258}, 2);  /* user-defined: always */
+        encode_is(t, "<to<tool>", true, (int32_t[]){259, 258}, 2); /* longest first */
         encode_is(t, "<tool>", true, (int32_t[]){258}, 1);
         CHECK(tokenizer_bos(t) == -1 && tokenizer_find_token(t, "<s>", 3) == 257, "bos / find_token");
         int n;
@@ -434,42 +468,73 @@ static void test_handmade_vocab(void) {
         free(ids);
         char buf[8];
         CHECK(tokenizer_token_to_bytes(t, 257, false, buf, sizeof buf) == 0 &&
-              tokenizer_token_to_bytes(t, 257, true, buf, sizeof buf) == 3 &&
-              tokenizer_token_to_bytes(t, 258, false, buf, sizeof buf) == 6 &&
-              tokenizer_token_to_bytes(t, 9999, true, buf, sizeof buf) == 0 &&
-              tokenizer_token_to_bytes(t, -1, true, buf, sizeof buf) == 0, "token_to_bytes by type");
+                  tokenizer_token_to_bytes(t, 257, true, buf, sizeof buf) == 3 &&
+                  tokenizer_token_to_bytes(t, 258, false, buf, sizeof buf) == 6 &&
+                  tokenizer_token_to_bytes(t, 9999, true, buf, sizeof buf) == 0 &&
+                  tokenizer_token_to_bytes(t, -1, true, buf, sizeof buf) == 0,
+              "token_to_bytes by type");
         tokenizer_free(t);
     }
     if (g) gguf_close(g);
     free(b.p);
 
     /* malformed tokenizers: clear errors */
-    struct { const char *what; int code; } bad[] = {
-        {"no tokenizer", LFM2C_EFORMAT}, {"llama model", LFM2C_EUNSUPPORTED},
-        {"unknown pre", LFM2C_EUNSUPPORTED}, {"no tokens", LFM2C_EFORMAT},
-        {"bad merge", LFM2C_EFORMAT}, {"types count", LFM2C_EFORMAT}, {"bos range", LFM2C_EFORMAT}};
+    struct {
+        const char *what;
+        int code;
+    } bad[] = {{"no tokenizer", LFM2C_EFORMAT},     {"llama model", LFM2C_EUNSUPPORTED},
+               {"unknown pre", LFM2C_EUNSUPPORTED}, {"no tokens", LFM2C_EFORMAT},
+               {"bad merge", LFM2C_EFORMAT},        {"types count", LFM2C_EFORMAT},
+               {"bos range", LFM2C_EFORMAT}};
     for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
         gbuf m = {0};
         const char *toks[] = {"a", "b"};
         int32_t ty[] = {1};
         const char *mg[] = {"ab"};
         switch (k) {
-        case 0: gguf_header(&m, 1); kv_str(&m, "general.architecture", "lfm2"); break;
-        case 1: gguf_header(&m, 1); kv_str(&m, "tokenizer.ggml.model", "llama"); break;
-        case 2: gguf_header(&m, 2); kv_str(&m, "tokenizer.ggml.model", "gpt2"); kv_str(&m, "tokenizer.ggml.pre", "qwen2"); break;
-        case 3: gguf_header(&m, 1); kv_str(&m, "tokenizer.ggml.model", "gpt2"); break;
-        case 4: gguf_header(&m, 3); kv_str(&m, "tokenizer.ggml.model", "gpt2"); kv_strs(&m, "tokenizer.ggml.tokens", toks, 2);
-                kv_strs(&m, "tokenizer.ggml.merges", mg, 1); break;
-        case 5: gguf_header(&m, 3); kv_str(&m, "tokenizer.ggml.model", "gpt2"); kv_strs(&m, "tokenizer.ggml.tokens", toks, 2);
-                kv_i32s(&m, "tokenizer.ggml.token_type", ty, 1); break;
-        case 6: gguf_header(&m, 3); kv_str(&m, "tokenizer.ggml.model", "gpt2"); kv_strs(&m, "tokenizer.ggml.tokens", toks, 2);
-                put_str(&m, "tokenizer.ggml.bos_token_id"); put_u32(&m, GGUF_I32); put_u32(&m, 5); break;
+        case 0:
+            gguf_header(&m, 1);
+            kv_str(&m, "general.architecture", "lfm2");
+            break;
+        case 1:
+            gguf_header(&m, 1);
+            kv_str(&m, "tokenizer.ggml.model", "llama");
+            break;
+        case 2:
+            gguf_header(&m, 2);
+            kv_str(&m, "tokenizer.ggml.model", "gpt2");
+            kv_str(&m, "tokenizer.ggml.pre", "qwen2");
+            break;
+        case 3:
+            gguf_header(&m, 1);
+            kv_str(&m, "tokenizer.ggml.model", "gpt2");
+            break;
+        case 4:
+            gguf_header(&m, 3);
+            kv_str(&m, "tokenizer.ggml.model", "gpt2");
+            kv_strs(&m, "tokenizer.ggml.tokens", toks, 2);
+            kv_strs(&m, "tokenizer.ggml.merges", mg, 1);
+            break;
+        case 5:
+            gguf_header(&m, 3);
+            kv_str(&m, "tokenizer.ggml.model", "gpt2");
+            kv_strs(&m, "tokenizer.ggml.tokens", toks, 2);
+            kv_i32s(&m, "tokenizer.ggml.token_type", ty, 1);
+            break;
+        case 6:
+            gguf_header(&m, 3);
+            kv_str(&m, "tokenizer.ggml.model", "gpt2");
+            kv_strs(&m, "tokenizer.ggml.tokens", toks, 2);
+            put_str(&m, "tokenizer.ggml.bos_token_id");
+            put_u32(&m, GGUF_I32);
+            put_u32(&m, 5);
+            break;
         }
         gguf_file *mg_g;
         lfm2c_error e = {0};
         lfm2c_tokenizer *mt = tok_from(&m, &mg_g, &e);
-        CHECK(mt == NULL && e.code == bad[k].code && e.msg[0], "malformed (%s): code %d, msg '%s'",
-              bad[k].what, e.code, e.msg);
+        CHECK(mt == NULL && e.code == bad[k].code && e.msg[0], "malformed (%s): code %d, msg '%s'", bad[k].what, e.code,
+              e.msg);
         tokenizer_free(mt);
         if (mg_g) gguf_close(mg_g);
         free(m.p);
@@ -495,8 +560,8 @@ static void measure_speed(const lfm2c_tokenizer *t, json_t *extra) {
     int32_t *ids = tokenizer_encode(t, text, len, true, true, &n, &err);
     clock_gettime(CLOCK_MONOTONIC, &b);
     double s = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
-    printf("speed: %.2f MB in %.1f ms -> %.1f MB/s, %d tokens (%.2f M tokens/s)\n", len / 1e6, s * 1e3,
-           len / 1e6 / s, n, n / 1e6 / s);
+    printf("speed: %.2f MB in %.1f ms -> %.1f MB/s, %d tokens (%.2f M tokens/s)\n", len / 1e6, s * 1e3, len / 1e6 / s,
+           n, n / 1e6 / s);
     CHECK(ids != NULL, "speed text encodes");
     free(ids);
     free(text);
@@ -517,8 +582,8 @@ int main(void) {
         run_cases(t, json_object_get(extra, "encode"), "own cases");
         test_detok_vectors(t, json_object_get(extra, "detok"));
     }
-    CHECK(tokenizer_n_vocab(t) == 16384 && tokenizer_bos(t) == 1 && tokenizer_eos(t) == 7 &&
-          tokenizer_add_bos(t), "vocabulary facts");
+    CHECK(tokenizer_n_vocab(t) == 16384 && tokenizer_bos(t) == 1 && tokenizer_eos(t) == 7 && tokenizer_add_bos(t),
+          "vocabulary facts");
     CHECK(tokenizer_is_eog(t, 7) && tokenizer_is_eog(t, 2) && !tokenizer_is_eog(t, 6), "EOG set");
     test_round_trips(t);
     test_long_inputs(t);
