@@ -79,6 +79,27 @@ server_evidence() {
   echo "--- end of evidence ---" >&2
 }
 
+# stall_watch NAME (in the background while clients run): every 5 s reads the server's /metrics;
+# a request in a slot or the queue while no batch step ran for 60 s (or /metrics unanswered that
+# long) is a stall, and its evidence is printed then, while it is stuck, once (a request that never
+# finishes otherwise shows only after its client gave up, when the stall may be over)
+stall_watch() {
+  local m busy steps last=none since=$SECONDS
+  while kill -0 $PID 2>/dev/null; do
+    sleep 5
+    if m=$(curl -s -f -m 5 "http://127.0.0.1:$PORT/metrics" "${AUTH[@]}"); then
+      busy=$(echo "$m" | awk '/^lfm2c_(slots_active|queue_depth) /{s += $2} END{print s + 0}')
+      steps=$(echo "$m" | sed -n 's/^lfm2c_batch_steps_total //p')
+      if [ "$busy" = 0 ] || [ "$steps" != "$last" ]; then last=$steps; since=$SECONDS; continue; fi
+    fi
+    if [ $((SECONDS - since)) -ge 60 ]; then
+      echo "STALL: server $1 has a request in a slot or the queue and ran no step for $((SECONDS - since)) s" >&2
+      server_evidence "$1"
+      return
+    fi
+  done
+}
+
 # req METHOD PATH BODY [curl args...]: sets STATUS; the body is in $TMP/body, headers in $TMP/hdr.
 req() {
   local method=$1 path=$2 body=$3; shift 3
@@ -97,6 +118,9 @@ CHAT=/v1/chat/completions
 # ---- main server: SDK suites and raw HTTP ------------------------------------------------------
 if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --max-body 65536; then
   ok
+  stall_watch main &
+  WATCH=$!
+  PIDS+=("$WATCH")
   out=$(cd server && timeout 600 node e2e.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   tally "e2e.mjs" "$out"
@@ -143,6 +167,7 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   echo "$out" | grep '^FAIL' >&2
   tally "frameworks.mjs" "$out"
   fi   # QUICK
+  kill $WATCH 2>/dev/null
 
   req GET /health ''
   check "health" '[ "$STATUS" = 200 ] && grep -q "\"ok\"" "$TMP/body"'
