@@ -12,32 +12,32 @@
 
 typedef struct slot {
     lfm2c_session *sess;
-    sched_req *req;            /* NULL: free */
-    int n_fed;                 /* prompt tokens in the session */
-    int32_t next;              /* sampled token to feed at the next step, -1: none */
-    bool has_logits;           /* the last decode of this slot produced a logits row */
+    sched_req *req;  /* NULL: free */
+    int n_fed;       /* prompt tokens in the session */
+    int32_t next;    /* sampled token to feed at the next step, -1: none */
+    bool has_logits; /* the last decode of this slot produced a logits row */
     lfm2c_sampler *sampler;
     lfm2c_detok detok;
-    const grammar *g;          /* active grammar, NULL: free text */
-    bool g_tool;               /* the active grammar is the tool-call list */
+    const grammar *g; /* active grammar, NULL: free text */
+    bool g_tool;      /* the active grammar is the tool-call list */
     grammar_state gst;
-    bool g_stuck;              /* the mask allowed nothing */
-    int32_t *forced;           /* tokens to emit without sampling */
+    bool g_stuck;    /* the mask allowed nothing */
+    int32_t *forced; /* tokens to emit without sampling */
     int n_forced, i_forced, cap_forced;
-    lfm2c_think think;         /* where the output is: before / in a <think> block, the answer */
-    int th;                    /* TH_*: how the constraints stand towards the block */
-    int open_pos;              /* TH_MAY_OPEN: bytes of the open tag chosen so far */
-    bool think_closing;        /* the budget forced the close tag */
-    int i_script;              /* script tokens used */
-    int answer_from;           /* n_generated when the answer's constraints began */
+    lfm2c_think think;  /* where the output is: before / in a <think> block, the answer */
+    int th;             /* TH_*: how the constraints stand towards the block */
+    int open_pos;       /* TH_MAY_OPEN: bytes of the open tag chosen so far */
+    bool think_closing; /* the budget forced the close tag */
+    int i_script;       /* script tokens used */
+    int answer_from;    /* n_generated when the answer's constraints began */
     uint64_t last_used;
-    lfm2c_lora *lora;          /* the adapter its session runs with (NULL: none) */
+    lfm2c_lora *lora; /* the adapter its session runs with (NULL: none) */
     float lora_scale;
-    int cap_prompt_lp;         /* capacity of req->prompt_lp */
+    int cap_prompt_lp; /* capacity of req->prompt_lp */
     struct sched *owner;
-    lfm2c_spec *spec;          /* speculative decoding, NULL: off */
-    int32_t *spec_feed;        /* next + the draft verified this step */
-    int spec_k;                /* tokens drafted this step (0: a plain step) */
+    lfm2c_spec *spec;   /* speculative decoding, NULL: off */
+    int32_t *spec_feed; /* next + the draft verified this step */
+    int spec_k;         /* tokens drafted this step (0: a plain step) */
 } slot;
 
 struct sched {
@@ -53,14 +53,17 @@ struct sched {
     bool running, stopping;
     sched_stats st;
     grammar_vocab *gvocab;
-    bool *allowed;             /* mask scratch (the scheduler thread only) */
-    int32_t *eog;              /* end-of-generation tokens */
+    bool *allowed; /* mask scratch (the scheduler thread only) */
+    int32_t *eog;  /* end-of-generation tokens */
     int n_eog;
     int32_t tool_start, tool_end; /* -1 if the vocabulary lacks them */
-    int32_t *close_toks;       /* "</think>" as tokens (what the thinking budget forces) */
+    int32_t *close_toks;          /* "</think>" as tokens (what the thinking budget forces) */
     int n_close;
-    struct open_tok { int32_t id; uint8_t pos, len; } *open_toks; /* tokens that are bytes [pos, pos+len) */
-    int n_open_toks;           /* of the open tag "<think>" (the mask while the output may open one) */
+    struct open_tok {
+        int32_t id;
+        uint8_t pos, len;
+    } * open_toks;   /* tokens that are bytes [pos, pos+len) */
+    int n_open_toks; /* of the open tag "<think>" (the mask while the output may open one) */
     float *scratch_logits;
 };
 
@@ -120,7 +123,7 @@ static void req_signal(sched_req *r) {
 void sched_release(sched *s, sched_req *r) {
     pthread_mutex_lock(&s->mu);
     r->cancelled = true;
-    r->notify = NULL;   /* the caller's condition may be gone once it released the request */
+    r->notify = NULL; /* the caller's condition may be gone once it released the request */
     req_unref(r);
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
@@ -136,7 +139,7 @@ int sched_submit_group(sched *s, sched_req **rs, int n) {
     for (int i = 0; i < n; i++) {
         sched_req *r = rs[i];
         r->refs++;
-        if (r->fork_of) r->fork_of->refs++;   /* the child reads its parent's progress */
+        if (r->fork_of) r->fork_of->refs++; /* the child reads its parent's progress */
         r->t_submit = lfm2c_now_s();
         s->queue[s->n_queue++] = r;
         s->st.requests++;
@@ -156,7 +159,10 @@ void sched_wait(sched *s, sched_req *r, int timeout_ms) {
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += timeout_ms / 1000;
     ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
     pthread_cond_timedwait(r->notify ? r->notify : &r->cond, &s->mu, &ts);
 }
 
@@ -184,7 +190,9 @@ static bool buf_append(char **buf, size_t *len, size_t *cap, const char *b, size
     return true;
 }
 
-static bool text_append(sched_req *r, const char *b, size_t n) { return buf_append(&r->text, &r->n_text, &r->cap_text, b, n); }
+static bool text_append(sched_req *r, const char *b, size_t n) {
+    return buf_append(&r->text, &r->n_text, &r->cap_text, b, n);
+}
 
 /* New output text of a slot through its thinking splitter (flush: the end): the thinking to
  * r->reasoning and the answer to r->text, or all of it to r->text when the request does not split.
@@ -218,7 +226,10 @@ static bool apply_stops(sched_req *r, size_t old_len) {
                 return true;
             }
         for (size_t k = sl - 1; k > hold; k--)
-            if (k <= r->n_text && !memcmp(r->text + r->n_text - k, r->stop[i], k)) { hold = k; break; }
+            if (k <= r->n_text && !memcmp(r->text + r->n_text - k, r->stop[i], k)) {
+                hold = k;
+                break;
+            }
     }
     size_t rel = r->n_text - hold;
     if (rel > r->n_released) r->n_released = rel;
@@ -230,7 +241,10 @@ static bool apply_stops(sched_req *r, size_t old_len) {
 static void logprob_fill(const sched *s, int k, sched_logprob *lp, const float *logits, int32_t tok) {
     memset(lp, 0, sizeof *lp);
     lp->token = tok;
-    if (!logits) { lp->logprob = 0; return; }
+    if (!logits) {
+        lp->logprob = 0;
+        return;
+    }
     float mx = -INFINITY;
     for (int i = 0; i < s->n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
     double sum = 0;
@@ -242,7 +256,10 @@ static void logprob_fill(const sched *s, int k, sched_logprob *lp, const float *
         float v = logits[i];
         if (lp->n_top == k && (k == 0 || v <= logits[lp->top_token[k - 1]])) continue;
         int j = lp->n_top < k ? lp->n_top++ : k - 1;
-        while (j > 0 && logits[lp->top_token[j - 1]] < v) { lp->top_token[j] = lp->top_token[j - 1]; j--; }
+        while (j > 0 && logits[lp->top_token[j - 1]] < v) {
+            lp->top_token[j] = lp->top_token[j - 1];
+            j--;
+        }
         lp->top_token[j] = i;
     }
     for (int j = 0; j < lp->n_top; j++) lp->top_logprob[j] = logits[lp->top_token[j]] - lse;
@@ -273,11 +290,17 @@ static void prompt_logprobs_record(sched *s, slot *sl, int from, int n) {
     int cap = sl->cap_prompt_lp;
     if (from == 0) {
         sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
-        if (lp) { memset(lp, 0, sizeof *lp); lp->token = r->prompt[0]; lp->logprob = NAN; }
+        if (lp) {
+            memset(lp, 0, sizeof *lp);
+            lp->token = r->prompt[0];
+            lp->logprob = NAN;
+        }
     }
     for (int j = 0; j < n && from + j + 1 < r->n_prompt; j++) {
         sched_logprob *lp = logprob_push(&r->prompt_lp, &r->n_prompt_lp, &cap);
-        if (lp) logprob_fill(s, r->n_logprobs < 0 ? 0 : r->n_logprobs, lp, lfm2c_session_logits(sl->sess, j), r->prompt[from + j + 1]);
+        if (lp)
+            logprob_fill(s, r->n_logprobs < 0 ? 0 : r->n_logprobs, lp, lfm2c_session_logits(sl->sess, j),
+                         r->prompt[from + j + 1]);
     }
     sl->cap_prompt_lp = cap;
 }
@@ -372,7 +395,8 @@ int sched_min_answer_tokens(const sched *s, const sched_req *r, int limit) {
         call = grammar_min_tokens(r->tool_grammar, s->gvocab, false, limit - 1, BUDGET);
         if (call >= 0) call += 1;
     }
-    if (r->json_grammar && !r->force_tool_call) json = grammar_min_tokens(r->json_grammar, s->gvocab, s->n_eog > 0, limit, BUDGET);
+    if (r->json_grammar && !r->force_tool_call)
+        json = grammar_min_tokens(r->json_grammar, s->gvocab, s->n_eog > 0, limit, BUDGET);
     if (calls && r->json_grammar && !r->force_tool_call) /* either answer: too long only when both are */
         return call > limit && json > limit ? (call < json ? call : json) : -1;
     return calls ? call : json;
@@ -432,7 +456,10 @@ static void mask_filter(void *user, float *logits, int n_vocab) {
     const sched_req *r = sl->req;
     int n = 0;
     if (slot_mask(s, sl, &n)) {
-        if (n == 0) { sl->g_stuck = true; return; }
+        if (n == 0) {
+            sl->g_stuck = true;
+            return;
+        }
         for (int i = 0; i < n_vocab; i++)
             if (!s->allowed[i]) logits[i] = -INFINITY;
     } else if (sl->th == TH_WAIT) {
@@ -465,7 +492,8 @@ static void answer_begin(sched *s, slot *sl, bool may_open) {
 /* The thinking budget: once the block holds think_budget tokens, its close tag is forced. */
 static void think_budget_check(sched *s, slot *sl) {
     sched_req *r = sl->req;
-    if (r->think_budget < 0 || sl->think_closing || sl->think.phase != LFM2C_THINK_IN || r->n_think_tokens < r->think_budget)
+    if (r->think_budget < 0 || sl->think_closing || sl->think.phase != LFM2C_THINK_IN ||
+        r->n_think_tokens < r->think_budget)
         return;
     sl->think_closing = true;
     for (int i = 0; i < s->n_close; i++) force_push(sl, s->close_toks[i]);
@@ -521,7 +549,11 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     size_t n_answer = 0;
     int n = lfm2c_detok_push(&sl->detok, s->model, t, piece, sizeof piece);
     size_t old = r->n_text;
-    out_route(r, sl, piece, (size_t)(n <= 0 ? 0 : n < (int)sizeof piece ? n : (int)sizeof piece), false, answer, &n_answer);
+    out_route(r, sl, piece,
+              (size_t)(n <= 0                  ? 0
+                       : n < (int)sizeof piece ? n
+                                               : (int)sizeof piece),
+              false, answer, &n_answer);
     if (sl->th == TH_WAIT && sl->think.phase == LFM2C_THINK_ANSWER) { /* </think>: the answer's constraints begin */
         sl->th = TH_FREE;
         answer_begin(s, sl, false);
@@ -562,10 +594,11 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     if (r->n_generated >= r->max_tokens || ctx_full) {
         if ((ctx_full || r->ctx_bound) && answer_constrained(s, sl)) { /* the context, not the client, cut it */
             char msg[200];
-            snprintf(msg, sizeof msg, "the context of %d tokens ran out before the %s was complete (prompt %d tokens, "
+            snprintf(msg, sizeof msg,
+                     "the context of %d tokens ran out before the %s was complete (prompt %d tokens, "
                      "%d generated): shorten the prompt or use a larger context",
-                     lfm2c_session_n_ctx(sl->sess), sl->g_tool || r->force_tool_call ? "tool call" : "structured output",
-                     r->n_prompt, r->n_generated);
+                     lfm2c_session_n_ctx(sl->sess),
+                     sl->g_tool || r->force_tool_call ? "tool call" : "structured output", r->n_prompt, r->n_generated);
             r->error_status = 400;
             r->error_code = "context_length_exceeded";
             slot_fail(s, sl, msg);
@@ -586,7 +619,8 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
     sl->has_logits = false;
     if (sl->i_forced < sl->n_forced) {
         int32_t f = sl->forced[sl->i_forced++];
-        if (r->script && sl->i_script < r->n_script && r->script[sl->i_script] == f) sl->i_script++; /* the script says it too */
+        if (r->script && sl->i_script < r->n_script && r->script[sl->i_script] == f)
+            sl->i_script++; /* the script says it too */
         slot_take(s, sl, f, NULL);
         return;
     }
@@ -595,12 +629,17 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
     int32_t t = lfm2c_sampler_sample(sl->sampler, logits, hist, hist_n);
     if (sl->g_stuck || t < 0) { /* the request's own limits leave no token */
         r->error_status = 400;
-        slot_fail(s, sl, r->script ? "the test script's next token is not allowed here"
-                         : sl->g || sl->th == TH_MAY_OPEN ? "no token satisfies the output constraints together with logit_bias"
-                                                          : "logit_bias excludes every token");
+        slot_fail(s, sl,
+                  r->script ? "the test script's next token is not allowed here"
+                  : sl->g || sl->th == TH_MAY_OPEN
+                      ? "no token satisfies the output constraints together with logit_bias"
+                      : "logit_bias excludes every token");
         return;
     }
-    if (t >= s->n_vocab) { slot_fail(s, sl, "sampler returned no token"); return; }
+    if (t >= s->n_vocab) {
+        slot_fail(s, sl, "sampler returned no token");
+        return;
+    }
     if (r->script) sl->i_script++;
     slot_take(s, sl, t, logits);
 }
@@ -627,7 +666,10 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     }
     sl->req = r;
     bool constrained = r->json_grammar || (r->force_tool_call && r->tool_grammar && s->tool_start >= 0);
-    sl->th = !constrained ? TH_FREE : r->think_opened ? TH_WAIT : r->think_allowed && s->n_open_toks ? TH_MAY_OPEN : TH_FREE;
+    sl->th = !constrained                         ? TH_FREE
+             : r->think_opened                    ? TH_WAIT
+             : r->think_allowed && s->n_open_toks ? TH_MAY_OPEN
+                                                  : TH_FREE;
     if (sl->th != TH_WAIT) answer_begin(s, sl, sl->th == TH_MAY_OPEN);
     think_budget_check(s, sl);
     r->n_cached = keep;
@@ -640,7 +682,7 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
  * must read its whole prompt (lock held; the session of a free slot is not being fed). */
 static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
     if (s->p.no_prefix_reuse || r->prompt_logprobs) return 0; /* every position's logits are needed */
-    if (sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) return 0;   /* other weights */
+    if (sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) return 0; /* other weights */
     return lfm2c_session_reusable(sl->sess, r->prompt, r->n_prompt);
 }
 
@@ -660,7 +702,7 @@ static bool start_cancelled(sched *s, sched_req *r) {
  * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
 static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
     lfm2c_error err = {0};
-    if (sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) {   /* resets the session */
+    if (sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) { /* resets the session */
         float scale = r->lora_scale;
         int rc = lfm2c_session_set_lora(sl->sess, r->lora ? &r->lora : NULL, &scale, r->lora ? 1 : 0, &err);
         sl->lora = rc ? NULL : r->lora;
@@ -668,7 +710,10 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
         if (rc) {
             lfm2c_session_set_lora(sl->sess, NULL, NULL, 0, NULL);
             pthread_mutex_lock(&s->mu);
-            if (start_cancelled(s, r)) { pthread_mutex_unlock(&s->mu); return; }
+            if (start_cancelled(s, r)) {
+                pthread_mutex_unlock(&s->mu);
+                return;
+            }
             slot_setup(s, sl, r, 0);
             if (sl->req) slot_fail(s, sl, err.msg);
             pthread_mutex_unlock(&s->mu);
@@ -706,7 +751,7 @@ static void fork_children(sched *s, slot *parent) {
         if (!sl) return;
         lfm2c_error err = {0};
         if (lfm2c_session_copy(sl->sess, parent->sess, &err) != 0) return;
-        sl->lora = parent->lora;   /* the copy runs with the parent's adapter */
+        sl->lora = parent->lora; /* the copy runs with the parent's adapter */
         sl->lora_scale = parent->lora_scale;
         memmove(&s->queue[q], &s->queue[q + 1], (size_t)(s->n_queue - q - 1) * sizeof *s->queue);
         s->n_queue--;
@@ -742,7 +787,10 @@ static void admit(sched *s) {
                 best_keep = keep;
             }
         }
-        if (best < 0) { pthread_mutex_unlock(&s->mu); return; }
+        if (best < 0) {
+            pthread_mutex_unlock(&s->mu);
+            return;
+        }
         memmove(&s->queue[qi], &s->queue[qi + 1], (size_t)(s->n_queue - qi - 1) * sizeof *s->queue);
         s->n_queue--;
         s->st.active_slots++;
@@ -768,7 +816,7 @@ static bool slot_speculates(sched *s, slot *sl, int *room) {
     if (r->spec_n_min >= 0) p.draft_min = r->spec_n_min;
     if (p.draft_min > p.draft_max) p.draft_min = p.draft_max;
     if (r->spec_p_min >= 0) p.draft_p_min = r->spec_p_min;
-    *room = r->max_tokens - r->n_generated - 1;   /* next and the draft's tokens all count */
+    *room = r->max_tokens - r->n_generated - 1; /* next and the draft's tokens all count */
     return p.draft_max > 0 && *room > 0 && lfm2c_spec_set_params(sl->spec, &p, NULL) == 0;
 }
 
@@ -804,12 +852,15 @@ static void slots_draft(sched *s) {
 static void slot_accept(sched *s, slot *sl) {
     int k = sl->spec_k, V = s->n_vocab;
     int32_t out[k + 1];
-    const float *rows = lfm2c_session_logits(sl->sess, 0);   /* row i: what out[i] was drawn from */
+    const float *rows = lfm2c_session_logits(sl->sess, 0); /* row i: what out[i] was drawn from */
     lfm2c_error err = {0};
     sl->spec_k = 0;
     sl->has_logits = false;
     int n = lfm2c_spec_accept(sl->spec, sl->sess, sl->sampler, sl->spec_feed + 1, k, out, &err);
-    if (n < 1) { slot_fail(s, sl, err.msg); return; }
+    if (n < 1) {
+        slot_fail(s, sl, err.msg);
+        return;
+    }
     s->st.spec_steps++;
     s->st.spec_drafted += (uint64_t)k;
     s->st.spec_accepted += (uint64_t)(n - 1);
@@ -851,8 +902,9 @@ static bool step(sched *s) {
             sess[n_items] = sl->sess;
             toks[n_items] = r->prompt + sl->n_fed;
             ns[n_items] = n;
-            modes[n_items] = r->prompt_logprobs ? LFM2C_LOGITS_ALL
-                           : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST : LFM2C_LOGITS_NONE;
+            modes[n_items] = r->prompt_logprobs             ? LFM2C_LOGITS_ALL
+                             : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST
+                                                            : LFM2C_LOGITS_NONE;
         } else if (sl->next >= 0) {
             int k = sl->spec_k;
             n_decode += 1 + k;
@@ -883,8 +935,16 @@ static bool step(sched *s) {
         /* cancelled during the forward (which runs unlocked, and may be slow on a device): its
          * caller may already have freed what the request borrows (its grammars), so it ends here
          * without sampling */
-        if (sl->req->cancelled) { sl->spec_k = 0; slot_finish(s, sl, FINISH_CANCELLED); continue; }
-        if (rc != 0) { sl->spec_k = 0; slot_fail(s, sl, err.msg); continue; }
+        if (sl->req->cancelled) {
+            sl->spec_k = 0;
+            slot_finish(s, sl, FINISH_CANCELLED);
+            continue;
+        }
+        if (rc != 0) {
+            sl->spec_k = 0;
+            slot_fail(s, sl, err.msg);
+            continue;
+        }
         int row = 0;
         if (sl->n_fed < sl->req->n_prompt) {
             if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
@@ -932,7 +992,8 @@ static void *sched_main(void *arg) {
  * token whose text is a piece of the open tag (special tokens by their text). */
 static int think_tags(sched *s) {
     lfm2c_error err = {0};
-    s->close_toks = lfm2c_tokenize(s->model, LFM2C_THINK_CLOSE, strlen(LFM2C_THINK_CLOSE), false, true, &s->n_close, &err);
+    s->close_toks =
+        lfm2c_tokenize(s->model, LFM2C_THINK_CLOSE, strlen(LFM2C_THINK_CLOSE), false, true, &s->n_close, &err);
     if (!s->close_toks) return -1;
     static const char open[] = LFM2C_THINK_OPEN;
     for (int pass = 0; pass < 2; pass++) { /* count, then fill */
@@ -1006,9 +1067,15 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     for (int i = 0; i < s->p.n_slots; i++) {
         s->slots[i].owner = s;
         s->slots[i].next = -1;
-        if (!(s->slots[i].sess = lfm2c_session_new(model, s->p.n_ctx, err))) { sched_free(s); return NULL; }
+        if (!(s->slots[i].sess = lfm2c_session_new(model, s->p.n_ctx, err))) {
+            sched_free(s);
+            return NULL;
+        }
         if (s->p.spec_on) {
-            if (!(s->slots[i].spec = lfm2c_spec_new(model, s->p.draft, s->p.n_ctx, &s->p.spec, err))) { sched_free(s); return NULL; }
+            if (!(s->slots[i].spec = lfm2c_spec_new(model, s->p.draft, s->p.n_ctx, &s->p.spec, err))) {
+                sched_free(s);
+                return NULL;
+            }
             if (!(s->slots[i].spec_feed = malloc(sizeof(int32_t) * ((size_t)s->p.spec.draft_max + 1)))) goto oom;
         }
     }
@@ -1016,13 +1083,19 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
         s->running = false;
         sched_free(s);
-        if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "cannot start the scheduler thread"); }
+        if (err) {
+            err->code = LFM2C_ENOMEM;
+            snprintf(err->msg, sizeof err->msg, "cannot start the scheduler thread");
+        }
         return NULL;
     }
     return s;
 oom:
     sched_free(s);
-    if (err) { err->code = LFM2C_ENOMEM; snprintf(err->msg, sizeof err->msg, "out of memory starting the scheduler"); }
+    if (err) {
+        err->code = LFM2C_ENOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory starting the scheduler");
+    }
     return NULL;
 }
 

@@ -20,10 +20,10 @@
 typedef struct sched sched;
 
 typedef struct sched_params {
-    int n_slots;        /* sequences decoded together */
-    int n_ctx;          /* context of each slot's session */
-    int queue_max;      /* requests that may wait beyond the free slots; more are refused */
-    int prefill_chunk;  /* prompt tokens per step (all prompts together) */
+    int n_slots;          /* sequences decoded together */
+    int n_ctx;            /* context of each slot's session */
+    int queue_max;        /* requests that may wait beyond the free slots; more are refused */
+    int prefill_chunk;    /* prompt tokens per step (all prompts together) */
     bool no_prefix_reuse; /* always start from an empty session (for measuring the reuse) */
     /* speculative decoding per slot (lfm2c_spec): a draft model (borrowed) or prompt lookup
      * (spec.lookup_max > 0); spec_on false: off */
@@ -50,64 +50,64 @@ typedef struct sched_req {
     int32_t *prompt;
     int n_prompt;
     lfm2c_sampler_params sampling;
-    float *logit_bias;          /* n_vocab entries or NULL (owned, freed with the request) */
-    int max_tokens;             /* 0: read the prompt only (its logprobs) */
-    bool ctx_bound;             /* max_tokens is the room the context leaves (the client asked for
+    float *logit_bias; /* n_vocab entries or NULL (owned, freed with the request) */
+    int max_tokens;    /* 0: read the prompt only (its logprobs) */
+    bool ctx_bound;    /* max_tokens is the room the context leaves (the client asked for
                                    more, or set no bound): a constrained answer cut there fails
                                    (400 context_length_exceeded) instead of ending "length" */
-    char **stop;                /* stop strings (owned) */
+    char **stop;       /* stop strings (owned) */
     int n_stop;
-    int n_logprobs;             /* -1: none; else top-N alternatives (0..20) per token */
+    int n_logprobs; /* -1: none; else top-N alternatives (0..20) per token */
     /* the grammars are borrowed: the caller may free them once it released the request (the
      * scheduler reads them only under its lock and only while the request is not cancelled) */
-    const grammar *json_grammar;   /* constrained output from the first token (borrowed) */
-    const grammar *tool_grammar;   /* tool-call list grammar (borrowed) */
-    bool force_tool_call;       /* start with <|tool_call_start|> (tool_choice required/named) */
-    bool tools_auto;            /* switch to tool_grammar when the model opens a call */
-    bool prompt_logprobs;       /* also the log-probability of each prompt token (n_logprobs
+    const grammar *json_grammar; /* constrained output from the first token (borrowed) */
+    const grammar *tool_grammar; /* tool-call list grammar (borrowed) */
+    bool force_tool_call;        /* start with <|tool_call_start|> (tool_choice required/named) */
+    bool tools_auto;             /* switch to tool_grammar when the model opens a call */
+    bool prompt_logprobs;        /* also the log-probability of each prompt token (n_logprobs
                                    alternatives; echo of /v1/completions); reads the whole prompt */
-    lfm2c_lora *lora;           /* the LoRA adapter it runs with (borrowed; NULL: the base model) */
+    lfm2c_lora *lora;            /* the LoRA adapter it runs with (borrowed; NULL: the base model) */
     float lora_scale;
     int spec_n_max, spec_n_min; /* speculative.n_max / n_min: -1 = the server's (n_max at most it) */
     float spec_p_min;           /* speculative.p_min: < 0 = the server's */
     /* a thinking model's <think>...</think> block (lfm2c_think, lfm2c.h) */
-    bool think_split;           /* the block's text goes to `reasoning`, the answer to `text`; false:
+    bool think_split;   /* the block's text goes to `reasoning`, the answer to `text`; false:
                                    all of it to `text` as generated (the phase is still followed) */
-    bool think_opened;          /* the prompt ends inside an opened block */
-    bool think_allowed;         /* with constraints (json_grammar, force_tool_call): the output may
+    bool think_opened;  /* the prompt ends inside an opened block */
+    bool think_allowed; /* with constraints (json_grammar, force_tool_call): the output may
                                    open a block first, and they apply to the answer after it; false:
                                    they apply from the first token */
-    int think_budget;           /* tokens inside the block before </think> is forced; -1: no limit */
-    int32_t *script;            /* tests (serve --test-script): the tokens to pick, each through the
+    int think_budget;   /* tokens inside the block before </think> is forced; -1: no limit */
+    int32_t *script;    /* tests (serve --test-script): the tokens to pick, each through the
                                    mask, then an end of generation (owned) */
     int n_script;
-    struct sched_req *fork_of;  /* an earlier request of the same submit with the same prompt:
+    struct sched_req *fork_of; /* an earlier request of the same submit with the same prompt:
                                    this one waits for its prefill and starts from a copy of its
                                    state (n choices share one prefill) */
 
     /* outputs (guarded by the scheduler lock) */
-    char *text;                 /* generated text (the answer); text[0..n_released) may be shown */
+    char *text; /* generated text (the answer); text[0..n_released) may be shown */
     size_t n_text, cap_text, n_released;
-    char *reasoning;            /* with think_split: the thinking, all of it may be shown */
+    char *reasoning; /* with think_split: the thinking, all of it may be shown */
     size_t n_reasoning, cap_reasoning;
-    int n_think_tokens;         /* tokens generated inside the block (the close tag's included) */
-    sched_logprob *logprobs;    /* one per generated token */
+    int n_think_tokens;      /* tokens generated inside the block (the close tag's included) */
+    sched_logprob *logprobs; /* one per generated token */
     int n_logprobs_out, cap_logprobs;
-    sched_logprob *prompt_lp;   /* with prompt_logprobs: one per prompt token once it is read
+    sched_logprob *prompt_lp; /* with prompt_logprobs: one per prompt token once it is read
                                    (the first has logprob NAN: nothing predicts it) */
     int n_prompt_lp;
-    int n_generated, n_cached;  /* completion tokens; prompt tokens reused from a slot */
-    double t_submit, t_first;   /* seconds (monotonic): submission and first token */
-    int finish;                 /* FINISH_*; != NONE: done */
-    int stop_hit;               /* index of the stop string that ended it, -1: none */
+    int n_generated, n_cached; /* completion tokens; prompt tokens reused from a slot */
+    double t_submit, t_first;  /* seconds (monotonic): submission and first token */
+    int finish;                /* FINISH_*; != NONE: done */
+    int stop_hit;              /* index of the stop string that ended it, -1: none */
     char error[600];
-    int error_status;           /* with FINISH_ERROR: 400 when the request's own limits made it
+    int error_status;       /* with FINISH_ERROR: 400 when the request's own limits made it
                                    impossible (e.g. logit_bias bans every allowed token), else 0 */
-    const char *error_code;     /* with error_status 400: the API's error code (NULL: the default) */
-    bool cancelled;             /* set by the caller (client went away) */
+    const char *error_code; /* with error_status 400: the API's error code (NULL: the default) */
+    bool cancelled;         /* set by the caller (client went away) */
 
-    pthread_cond_t cond;        /* signalled when outputs change */
-    pthread_cond_t *notify;     /* also signalled (set before submit: one waiter for several requests) */
+    pthread_cond_t cond;    /* signalled when outputs change */
+    pthread_cond_t *notify; /* also signalled (set before submit: one waiter for several requests) */
     int refs;
 } sched_req;
 
@@ -140,17 +140,18 @@ void sched_wait(sched *s, sched_req *r, int timeout_ms);
 
 /* Upper bounds (seconds) of the latency histogram buckets; +Inf is the count. */
 #define SCHED_N_LAT 16
-#define SCHED_LAT_BOUNDS {0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0}
+#define SCHED_LAT_BOUNDS \
+    { 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0 }
 
 typedef struct sched_stats {
     uint64_t requests, prompt_tokens, cached_tokens, generated_tokens;
-    uint64_t prefill_tokens;      /* prompt tokens actually fed */
+    uint64_t prefill_tokens; /* prompt tokens actually fed */
     double prefill_seconds, decode_seconds;
     int queue_depth, active_slots, n_slots;
     uint64_t steps, batch_tokens;
     uint64_t spec_drafted, spec_accepted, spec_steps; /* speculative decoding: tokens drafted,
                                   accepted, verification forwards that carried a draft */
-    double kv_usage;              /* tokens held by running requests / (slots x context), 0..1 */
+    double kv_usage;                                  /* tokens held by running requests / (slots x context), 0..1 */
     /* latency histograms of finished requests (cumulative buckets up to SCHED_LAT_BOUNDS) */
     uint64_t ttft_bucket[SCHED_N_LAT], tpot_bucket[SCHED_N_LAT], e2e_bucket[SCHED_N_LAT];
     uint64_t ttft_count, tpot_count, e2e_count;

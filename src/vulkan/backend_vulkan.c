@@ -30,28 +30,48 @@
 
 /* ---- the shaders (generated arrays, one per src/vulkan/NAME.comp) ----------------------------- */
 
-#define SHADERS(X) X(matmul) X(matmul_sg) X(matmul_tile) X(moe_group) X(embed) X(rmsnorm) X(qk) X(attention) X(conv) X(conv_state) X(swiglu) X(route) X(combine)
-#define DECL(n) extern const unsigned char lfm2c_spv_##n[]; extern const size_t lfm2c_spv_##n##_len;
+/* clang-format re-wraps this list differently on each run: it is left as written */
+/* clang-format off */
+#define SHADERS(X) \
+    X(matmul) X(matmul_sg) X(matmul_tile) X(moe_group) X(embed) X(rmsnorm) X(qk) X(attention) X(conv) \
+    X(conv_state) X(swiglu) X(route) X(combine)
+/* clang-format on */
+#define DECL(n) \
+    extern const unsigned char lfm2c_spv_##n[]; \
+    extern const size_t lfm2c_spv_##n##_len;
 SHADERS(DECL)
 #undef DECL
 #define ID(n) SH_##n,
 enum { SHADERS(ID) SH_COUNT };
 #undef ID
 #define ENTRY(n) {lfm2c_spv_##n, &lfm2c_spv_##n##_len, #n},
-static const struct { const unsigned char *code; const size_t *len; const char *name; } spv[] = {SHADERS(ENTRY)};
+static const struct {
+    const unsigned char *code;
+    const size_t *len;
+    const char *name;
+} spv[] = {SHADERS(ENTRY)};
 #undef ENTRY
 
-enum { TOKW = 12 };   /* ints per token in the batch table (tok.glsl) */
+enum { TOKW = 12 }; /* ints per token in the batch table (tok.glsl) */
 
 /* ---- state ------------------------------------------------------------------------------------ */
 
-typedef struct vbuf { VkBuffer buf; VkDeviceMemory mem; VkDeviceSize size; uint64_t addr; void *map; } vbuf;
-typedef struct vk_weight { const uint8_t *data; uint64_t bytes, addr; } vk_weight;
+typedef struct vbuf {
+    VkBuffer buf;
+    VkDeviceMemory mem;
+    VkDeviceSize size;
+    uint64_t addr;
+    void *map;
+} vbuf;
+typedef struct vk_weight {
+    const uint8_t *data;
+    uint64_t bytes, addr;
+} vk_weight;
 
 typedef struct vk_scratch {
-    int cap;   /* tokens */
+    int cap; /* tokens */
     vbuf x, a, out, big, big2, hid, router, wsel, sel, G, U, D, cnt, list;
-    vbuf logits, batch;   /* host-visible */
+    vbuf logits, batch; /* host-visible */
 } vk_scratch;
 
 typedef struct vk_model {
@@ -66,20 +86,20 @@ typedef struct vk_model {
     VkPipeline pipe[SH_COUNT];
     VkPhysicalDeviceMemoryProperties memp;
     uint32_t max_groups[3];
-    bool subgroup;                /* matmul_sg runs the GEMV (subgroup_ok) */
-    int tile_min;                 /* products over this many columns or more: matmul_tile */
-    bool has_host_import;         /* VK_EXT_external_memory_host enabled */
-    uint64_t import_align;        /* its minImportedHostPointerAlignment */
-    uint64_t imported;            /* bytes of weights imported (not copied) */
+    bool subgroup;         /* matmul_sg runs the GEMV (subgroup_ok) */
+    int tile_min;          /* products over this many columns or more: matmul_tile */
+    bool has_host_import;  /* VK_EXT_external_memory_host enabled */
+    uint64_t import_align; /* its minImportedHostPointerAlignment */
+    uint64_t imported;     /* bytes of weights imported (not copied) */
     PFN_vkGetMemoryHostPointerPropertiesEXT host_ptr_props;
     VkPhysicalDeviceType type;
-    VkQueryPool timer;            /* two timestamps a forward, where the queue has them */
-    double tick_ns;               /* timestampPeriod */
-    uint64_t tick_mask;           /* timestampValidBits */
+    VkQueryPool timer;  /* two timestamps a forward, where the queue has them */
+    double tick_ns;     /* timestampPeriod */
+    uint64_t tick_mask; /* timestampValidBits */
     char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
     vbuf *chunks;
     int n_chunks;
-    vk_weight *w;   /* sorted by data */
+    vk_weight *w; /* sorted by data */
     int n_w;
     int big_w, hid_w, kvdm, max_fe;
     vk_scratch s;
@@ -87,7 +107,10 @@ typedef struct vk_model {
     bool lock_ok;
 } vk_model;
 
-typedef struct vk_session { vbuf k, v, conv; int cap; } vk_session;
+typedef struct vk_session {
+    vbuf k, v, conv;
+    int cap;
+} vk_session;
 
 /* ---- instance and device ------------------------------------------------------------------------ */
 
@@ -197,26 +220,35 @@ static int make_pipelines(vk_model *vm, lfm2c_error *err) {
     VkResult r = vkCreatePipelineLayout(vm->dev, &li, NULL, &vm->layout);
     if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreatePipelineLayout");
     for (int i = 0; i < SH_COUNT; i++) {
-        if (i == SH_matmul_sg && !vm->subgroup) continue;   /* its SPIR-V needs subgroup arithmetic */
+        if (i == SH_matmul_sg && !vm->subgroup) continue; /* its SPIR-V needs subgroup arithmetic */
         size_t len = *spv[i].len;
-        uint32_t *code = malloc(len + 4);   /* SPIR-V is read as 32-bit words: an aligned copy */
-        if (!code) { lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"); return -1; }
+        uint32_t *code = malloc(len + 4); /* SPIR-V is read as 32-bit words: an aligned copy */
+        if (!code) {
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            return -1;
+        }
         memcpy(code, spv[i].code, len);
         VkShaderModuleCreateInfo mi = {VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, NULL, 0, len, code};
         VkShaderModule mod;
         r = vkCreateShaderModule(vm->dev, &mi, NULL, &mod);
         free(code);
         if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateShaderModule");
-        VkComputePipelineCreateInfo ci = {VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO, NULL, 0,
-            {VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, NULL, 0, VK_SHADER_STAGE_COMPUTE_BIT, mod, "main", NULL},
-            vm->layout, VK_NULL_HANDLE, 0};
+        VkComputePipelineCreateInfo ci = {VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+                                          NULL,
+                                          0,
+                                          {VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, NULL, 0,
+                                           VK_SHADER_STAGE_COMPUTE_BIT, mod, "main", NULL},
+                                          vm->layout,
+                                          VK_NULL_HANDLE,
+                                          0};
         r = vkCreateComputePipelines(vm->dev, VK_NULL_HANDLE, 1, &ci, NULL, &vm->pipe[i]);
         vkDestroyShaderModule(vm->dev, mod, NULL);
-        if (r != VK_SUCCESS && i == SH_matmul_sg) {   /* the shared-memory GEMV serves */
+        if (r != VK_SUCCESS && i == SH_matmul_sg) { /* the shared-memory GEMV serves */
             vm->pipe[i] = VK_NULL_HANDLE;
             vm->subgroup = false;
         } else if (r != VK_SUCCESS) {
-            lfm2c_set_error(err, LFM2C_EIO, "Vulkan: shader '%s' did not compile on %s (VkResult %d)", spv[i].name, vm->name, (int)r);
+            lfm2c_set_error(err, LFM2C_EIO, "Vulkan: shader '%s' did not compile on %s (VkResult %d)", spv[i].name,
+                            vm->name, (int)r);
             return -1;
         }
     }
@@ -231,7 +263,8 @@ static bool subgroup_ok(VkPhysicalDevice pd) {
     if (env && !strcmp(env, "0")) return false;
     VkPhysicalDeviceProperties pr;
     vkGetPhysicalDeviceProperties(pd, &pr);
-    VkPhysicalDeviceSubgroupSizeControlProperties sc = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
+    VkPhysicalDeviceSubgroupSizeControlProperties sc = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
     VkPhysicalDeviceSubgroupProperties sg = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
     if (pr.apiVersion >= VK_API_VERSION_1_3) sg.pNext = &sc;
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &sg, {0}};
@@ -283,12 +316,13 @@ static int device_open(vk_model *vm, lfm2c_error *err) {
     snprintf(vm->name, sizeof vm->name, "%s", pr.deviceName);
     vm->type = pr.deviceType;
     vm->subgroup = subgroup_ok(vm->pd);
-    const char *tm = getenv("LFM2C_VULKAN_TILE_MIN");   /* tests: the tiled GEMM for small batches too */
+    const char *tm = getenv("LFM2C_VULKAN_TILE_MIN"); /* tests: the tiled GEMM for small batches too */
     vm->tile_min = tm && atoi(tm) > 0 ? atoi(tm) : 32;
     const char *ext[1];
     uint32_t n_ext = 0;
     if (has_extension(vm->pd, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME)) {
-        VkPhysicalDeviceExternalMemoryHostPropertiesEXT hp = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
+        VkPhysicalDeviceExternalMemoryHostPropertiesEXT hp = {
+            .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
         VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &hp, {0}};
         vkGetPhysicalDeviceProperties2(vm->pd, &p2);
         vm->import_align = hp.minImportedHostPointerAlignment;
@@ -305,17 +339,20 @@ static int device_open(vk_model *vm, lfm2c_error *err) {
     VkResult r = vkCreateDevice(vm->pd, &di, NULL, &vm->dev);
     if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateDevice");
     if (n_ext) {
-        vm->host_ptr_props = (PFN_vkGetMemoryHostPointerPropertiesEXT)vkGetDeviceProcAddr(vm->dev, "vkGetMemoryHostPointerPropertiesEXT");
+        vm->host_ptr_props = (PFN_vkGetMemoryHostPointerPropertiesEXT)vkGetDeviceProcAddr(
+            vm->dev, "vkGetMemoryHostPointerPropertiesEXT");
         vm->has_host_import = vm->host_ptr_props != NULL;
     }
     timer_open(vm, &pr, fam);
     vkGetDeviceQueue(vm->dev, (uint32_t)fam, 0, &vm->queue);
     VkCommandPoolCreateInfo pi = {VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO, NULL,
                                   VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, (uint32_t)fam};
-    if ((r = vkCreateCommandPool(vm->dev, &pi, NULL, &vm->pool)) != VK_SUCCESS) return vk_fail(err, r, "vkCreateCommandPool");
+    if ((r = vkCreateCommandPool(vm->dev, &pi, NULL, &vm->pool)) != VK_SUCCESS)
+        return vk_fail(err, r, "vkCreateCommandPool");
     VkCommandBufferAllocateInfo ai = {VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO, NULL, vm->pool,
                                       VK_COMMAND_BUFFER_LEVEL_PRIMARY, 1};
-    if ((r = vkAllocateCommandBuffers(vm->dev, &ai, &vm->cb)) != VK_SUCCESS) return vk_fail(err, r, "vkAllocateCommandBuffers");
+    if ((r = vkAllocateCommandBuffers(vm->dev, &ai, &vm->cb)) != VK_SUCCESS)
+        return vk_fail(err, r, "vkAllocateCommandBuffers");
     VkFenceCreateInfo fi = {VK_STRUCTURE_TYPE_FENCE_CREATE_INFO, NULL, 0};
     if ((r = vkCreateFence(vm->dev, &fi, NULL, &vm->fence)) != VK_SUCCESS) return vk_fail(err, r, "vkCreateFence");
     return make_pipelines(vm, err);
@@ -332,10 +369,12 @@ static int mem_type(const vk_model *vm, uint32_t bits, bool host) {
         for (uint32_t i = 0; i < vm->memp.memoryTypeCount; i++) {
             VkMemoryPropertyFlags f = vm->memp.memoryTypes[i].propertyFlags;
             if (!(bits & (1u << i))) continue;
-            bool ok = host ? (pass == 0 ? (f & (HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT)) == (HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT)
-                                        : (f & HV) == HV)
-                           : pass == 0 ? (f & DL) && !(f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
-                           : pass == 1 ? (f & DL) != 0 : true;
+            bool ok = host        ? (pass == 0 ? (f & (HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT)) ==
+                                              (HV | VK_MEMORY_PROPERTY_HOST_CACHED_BIT)
+                                               : (f & HV) == HV)
+                      : pass == 0 ? (f & DL) && !(f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT)
+                      : pass == 1 ? (f & DL) != 0
+                                  : true;
             if (ok) return (int)i;
         }
     return -1;
@@ -350,10 +389,15 @@ static void buf_free(vk_model *vm, vbuf *b) {
 
 static int buf_new(vk_model *vm, vbuf *b, VkDeviceSize size, bool host, const char *what, lfm2c_error *err) {
     memset(b, 0, sizeof *b);
-    VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, NULL, 0, size ? size : 16,
+    VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                             NULL,
+                             0,
+                             size ? size : 16,
                              VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                  VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
-                             VK_SHARING_MODE_EXCLUSIVE, 0, NULL};
+                             VK_SHARING_MODE_EXCLUSIVE,
+                             0,
+                             NULL};
     VkResult r = vkCreateBuffer(vm->dev, &bi, NULL, &b->buf);
     if (r != VK_SUCCESS) return vk_fail(err, r, "vkCreateBuffer");
     VkMemoryRequirements req;
@@ -364,7 +408,8 @@ static int buf_new(vk_model *vm, vbuf *b, VkDeviceSize size, bool host, const ch
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan: no memory type for %s on %s", what, vm->name);
         return -1;
     }
-    VkMemoryAllocateFlagsInfo fl = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO, NULL, VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT, 0};
+    VkMemoryAllocateFlagsInfo fl = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO, NULL,
+                                    VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT, 0};
     VkMemoryAllocateInfo ai = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, &fl, req.size, (uint32_t)t};
     r = vkAllocateMemory(vm->dev, &ai, NULL, &b->mem);
     if (r != VK_SUCCESS) {
@@ -377,7 +422,8 @@ static int buf_new(vk_model *vm, vbuf *b, VkDeviceSize size, bool host, const ch
     }
     vkBindBufferMemory(vm->dev, b->buf, b->mem, 0);
     const VkMemoryPropertyFlags HV = VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-    if ((vm->memp.memoryTypes[t].propertyFlags & HV) == HV && vkMapMemory(vm->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map) != VK_SUCCESS)
+    if ((vm->memp.memoryTypes[t].propertyFlags & HV) == HV &&
+        vkMapMemory(vm->dev, b->mem, 0, VK_WHOLE_SIZE, 0, &b->map) != VK_SUCCESS)
         b->map = NULL;
     if (host && !b->map) {
         buf_free(vm, b);
@@ -402,8 +448,8 @@ static void rec_begin(vk_model *vm) {
 static void barrier(vk_model *vm, VkPipelineStageFlags dst_stage, VkAccessFlags dst_access) {
     VkMemoryBarrier mb = {VK_STRUCTURE_TYPE_MEMORY_BARRIER, NULL,
                           VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT, dst_access};
-    vkCmdPipelineBarrier(vm->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, dst_stage, 0,
-                         1, &mb, 0, NULL, 0, NULL);
+    vkCmdPipelineBarrier(vm->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, dst_stage, 0, 1,
+                         &mb, 0, NULL, 0, NULL);
 }
 
 /* Ends, submits and waits for the command buffer. */
@@ -461,9 +507,18 @@ static int upload(vk_model *vm, vbuf *b, uint64_t off, const void *src, uint64_t
 static bool type_ok(uint32_t t, int64_t n) {
     int len;
     switch (t) {
-    case GGML_F32: case GGML_F16: case GGML_BF16: len = 8; break;
-    case GGML_Q4_0: case GGML_Q4_1: case GGML_Q5_0: case GGML_Q5_1: case GGML_Q8_0: case GGML_IQ4_NL: len = 32; break;
-    case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: len = 256; break;
+    case GGML_F32:
+    case GGML_F16:
+    case GGML_BF16: len = 8; break;
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q8_0:
+    case GGML_IQ4_NL: len = 32; break;
+    case GGML_Q4_K:
+    case GGML_Q5_K:
+    case GGML_Q6_K: len = 256; break;
     default: return false;
     }
     return n % len == 0;
@@ -473,9 +528,13 @@ static uint64_t tensor_bytes(const tensor *t) {
     return (uint64_t)t->row_bytes * (uint64_t)(t->ne[1] > 0 ? t->ne[1] : 1) * (uint64_t)(t->ne[2] > 0 ? t->ne[2] : 1);
 }
 
-#define LAYER_MATS(L) {&(L)->conv_in, &(L)->conv_out, &(L)->wq, &(L)->wk, &(L)->wv, &(L)->wo, &(L)->ffn_gate, \
-    &(L)->ffn_up, &(L)->ffn_down, &(L)->router, &(L)->gate_exps, &(L)->up_exps, &(L)->down_exps}
-#define LAYER_VECS(L) {&(L)->attn_norm, &(L)->ffn_norm, &(L)->conv_w, &(L)->q_norm, &(L)->k_norm, &(L)->expert_bias}
+#define LAYER_MATS(L) \
+    { \
+        &(L)->conv_in, &(L)->conv_out, &(L)->wq, &(L)->wk, &(L)->wv, &(L)->wo, &(L)->ffn_gate, &(L)->ffn_up, \
+            &(L)->ffn_down, &(L)->router, &(L)->gate_exps, &(L)->up_exps, &(L)->down_exps \
+    }
+#define LAYER_VECS(L) \
+    { &(L)->attn_norm, &(L)->ffn_norm, &(L)->conv_w, &(L)->q_norm, &(L)->k_norm, &(L)->expert_bias }
 
 static int check_matrix(const vk_model *vm, const tensor *t, lfm2c_error *err) {
     if (!t->data) return 0;
@@ -486,8 +545,9 @@ static int check_matrix(const vk_model *vm, const tensor *t, lfm2c_error *err) {
         return -1;
     }
     if (tensor_bytes(t) >= (1ull << 32) || (uint64_t)(t->ne[1] + 3) / 4 > vm->max_groups[0]) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: tensor '%s' is too large (4 GiB, %u x 4 rows at most)",
-                        t->name, vm->max_groups[0]);
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                        "Vulkan backend: tensor '%s' is too large (4 GiB, %u x 4 rows at most)", t->name,
+                        vm->max_groups[0]);
         return -1;
     }
     return 0;
@@ -496,7 +556,9 @@ static int check_matrix(const vk_model *vm, const tensor *t, lfm2c_error *err) {
 static int check_model(const vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
     if (in->head_dim > 256 || in->head_dim % 2)
-        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: head dimension %d (even, at most 256)", in->head_dim), -1;
+        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: head dimension %d (even, at most 256)",
+                               in->head_dim),
+               -1;
     if (check_matrix(vm, &m->tok_embd, err) || check_matrix(vm, &m->output, err)) return -1;
     if (m->out_norm.type != GGML_F32)
         return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: '%s' is not F32", m->out_norm.name), -1;
@@ -535,7 +597,7 @@ static int collect_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err)
     }
     qsort(vm->w, (size_t)vm->n_w, sizeof *vm->w, cmp_weight);
     int n = 0;
-    for (int i = 0; i < vm->n_w; i++)   /* drop repeats (tied head), keeping the largest extent */
+    for (int i = 0; i < vm->n_w; i++) /* drop repeats (tied head), keeping the largest extent */
         if (n && vm->w[n - 1].data == vm->w[i].data) {
             if (vm->w[i].bytes > vm->w[n - 1].bytes) vm->w[n - 1].bytes = vm->w[i].bytes;
         } else {
@@ -554,7 +616,7 @@ static uint64_t weight_addr(const vk_model *vm, const tensor *t) {
         if (vm->w[mid].data < t->data) lo = mid + 1;
         else hi = mid - 1;
     }
-    return 0;   /* not reached: every tensor the forward reads was collected */
+    return 0; /* not reached: every tensor the forward reads was collected */
 }
 
 /* Device memory: the largest device-local heap (LFM2C_VULKAN_MEMORY_MB overrides it, to leave
@@ -584,35 +646,50 @@ static bool import_wanted(const vk_model *vm) {
 /* b = the len bytes at p (aligned to import_align) as a device buffer, no copy; -1 when the
  * driver takes neither a host allocation nor a foreign mapping there (the caller copies). */
 static int import_host(vk_model *vm, vbuf *b, const uint8_t *p, uint64_t len) {
-    static const VkExternalMemoryHandleTypeFlagBits kinds[2] = {VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
-                                                                VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_MAPPED_FOREIGN_MEMORY_BIT_EXT};
+    static const VkExternalMemoryHandleTypeFlagBits kinds[2] = {
+        VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT,
+        VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_MAPPED_FOREIGN_MEMORY_BIT_EXT};
     for (int k = 0; k < 2; k++) {
         memset(b, 0, sizeof *b);
         VkMemoryHostPointerPropertiesEXT hp = {.sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
         if (vm->host_ptr_props(vm->dev, kinds[k], p, &hp) != VK_SUCCESS || !hp.memoryTypeBits) continue;
         VkExternalMemoryBufferCreateInfo eb = {VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO, NULL, kinds[k]};
-        VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO, &eb, 0, len,
+        VkBufferCreateInfo bi = {VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+                                 &eb,
+                                 0,
+                                 len,
                                  VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                      VK_BUFFER_USAGE_SHADER_DEVICE_ADDRESS_BIT,
-                                 VK_SHARING_MODE_EXCLUSIVE, 0, NULL};
-        if (vkCreateBuffer(vm->dev, &bi, NULL, &b->buf) != VK_SUCCESS) { b->buf = VK_NULL_HANDLE; continue; }
+                                 VK_SHARING_MODE_EXCLUSIVE,
+                                 0,
+                                 NULL};
+        if (vkCreateBuffer(vm->dev, &bi, NULL, &b->buf) != VK_SUCCESS) {
+            b->buf = VK_NULL_HANDLE;
+            continue;
+        }
         VkMemoryRequirements req;
         vkGetBufferMemoryRequirements(vm->dev, b->buf, &req);
         uint32_t bits = req.memoryTypeBits & hp.memoryTypeBits;
         int t = -1;
-        for (uint32_t i = 0; i < vm->memp.memoryTypeCount; i++)   /* device-local first */
-            if (bits & (1u << i) && (t < 0 || (vm->memp.memoryTypes[i].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT &&
-                                               !(vm->memp.memoryTypes[t].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT))))
+        for (uint32_t i = 0; i < vm->memp.memoryTypeCount; i++) /* device-local first */
+            if (bits & (1u << i) &&
+                (t < 0 || (vm->memp.memoryTypes[i].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT &&
+                           !(vm->memp.memoryTypes[t].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT))))
                 t = (int)i;
-        VkImportMemoryHostPointerInfoEXT im = {VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT, NULL, kinds[k], (void *)p};
-        VkMemoryAllocateFlagsInfo fl = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO, &im, VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT, 0};
+        VkImportMemoryHostPointerInfoEXT im = {VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT, NULL, kinds[k],
+                                               (void *)p};
+        VkMemoryAllocateFlagsInfo fl = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_FLAGS_INFO, &im,
+                                        VK_MEMORY_ALLOCATE_DEVICE_ADDRESS_BIT, 0};
         VkMemoryAllocateInfo ai = {VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO, &fl, len, (uint32_t)t};
         if (t < 0 || req.size > len || vkAllocateMemory(vm->dev, &ai, NULL, &b->mem) != VK_SUCCESS) {
             b->mem = VK_NULL_HANDLE;
             buf_free(vm, b);
             continue;
         }
-        if (vkBindBufferMemory(vm->dev, b->buf, b->mem, 0) != VK_SUCCESS) { buf_free(vm, b); continue; }
+        if (vkBindBufferMemory(vm->dev, b->buf, b->mem, 0) != VK_SUCCESS) {
+            buf_free(vm, b);
+            continue;
+        }
         VkBufferDeviceAddressInfo ad = {VK_STRUCTURE_TYPE_BUFFER_DEVICE_ADDRESS_INFO, NULL, b->buf};
         b->addr = vkGetBufferDeviceAddress(vm->dev, &ad);
         b->size = len;
@@ -649,12 +726,14 @@ static bool import_weights(vk_model *vm, const lfm2c_model *m, uint64_t max_allo
                 if (!whi || vm->w[i].data + vm->w[i].bytes > whi) whi = vm->w[i].data + vm->w[i].bytes;
             }
         if (!wlo) continue;
-        const uint8_t *a = (const uint8_t *)((uintptr_t)wlo / A * A), *b = (const uint8_t *)(((uintptr_t)whi + A - 1) / A * A);
+        const uint8_t *a = (const uint8_t *)((uintptr_t)wlo / A * A),
+                      *b = (const uint8_t *)(((uintptr_t)whi + A - 1) / A * A);
         vbuf *c = &vm->chunks[vm->n_chunks];
         if (a < lo || b > hi || (uint64_t)(b - a) > max_alloc || import_host(vm, c, a, (uint64_t)(b - a))) continue;
         vm->n_chunks++;
         for (int i = 0; i < vm->n_w; i++)
-            if (vm->w[i].data >= a && vm->w[i].data + vm->w[i].bytes <= b) vm->w[i].addr = c->addr + (uint64_t)(vm->w[i].data - a);
+            if (vm->w[i].data >= a && vm->w[i].data + vm->w[i].bytes <= b)
+                vm->w[i].addr = c->addr + (uint64_t)(vm->w[i].data - a);
     }
     bool all = true;
     for (int i = 0; i < vm->n_w; i++) all = all && vm->w[i].addr;
@@ -680,17 +759,19 @@ static int upload_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err) 
     VkPhysicalDeviceProperties2 p2 = {VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, &m3, {0}};
     vkGetPhysicalDeviceProperties2(vm->pd, &p2);
     const uint64_t max_alloc = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : (1ull << 32);
-    const uint64_t limit = max_alloc < (1ull << 30) ? max_alloc : (1ull << 30);   /* a larger tensor: a buffer of its own */
+    const uint64_t limit =
+        max_alloc < (1ull << 30) ? max_alloc : (1ull << 30); /* a larger tensor: a buffer of its own */
     uint64_t total = 0;
     for (int i = 0; i < vm->n_w; i++) total += (vm->w[i].bytes + 255) & ~255ull;
     uint64_t have = device_memory(vm);
-    if (total + (64ull << 20) > have) {   /* 64 MiB for the forward's buffers and a KV cache at least */
-        lfm2c_set_error(err, LFM2C_ENOMEM, "the model does not fit on the Vulkan device %s: its weights need %.0f MiB "
-                        "(+64 MiB to run), the device has %.0f MiB", vm->name, (double)total / (1 << 20),
-                        (double)have / (1 << 20));
+    if (total + (64ull << 20) > have) { /* 64 MiB for the forward's buffers and a KV cache at least */
+        lfm2c_set_error(err, LFM2C_ENOMEM,
+                        "the model does not fit on the Vulkan device %s: its weights need %.0f MiB "
+                        "(+64 MiB to run), the device has %.0f MiB",
+                        vm->name, (double)total / (1 << 20), (double)have / (1 << 20));
         return -1;
     }
-    vm->chunks = calloc((size_t)vm->n_w, sizeof *vm->chunks);   /* at most one a tensor */
+    vm->chunks = calloc((size_t)vm->n_w, sizeof *vm->chunks); /* at most one a tensor */
     if (!vm->chunks) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
     if (import_wanted(vm) && import_weights(vm, m, max_alloc)) return 0;
     vbuf stage = {0};
@@ -701,7 +782,8 @@ static int upload_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err) 
         while (j < vm->n_w && (j == i || size + ((vm->w[j].bytes + 255) & ~255ull) <= limit))
             size += (vm->w[j++].bytes + 255) & ~255ull;
         if (vm->w[i].bytes > max_alloc) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan: a tensor of %.1f MiB exceeds the device's largest allocation (%.1f MiB)",
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                            "Vulkan: a tensor of %.1f MiB exceeds the device's largest allocation (%.1f MiB)",
                             (double)vm->w[i].bytes / (1 << 20), (double)max_alloc / (1 << 20));
             rc = -1;
             break;
@@ -722,8 +804,8 @@ static int upload_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err) 
 
 static void scratch_free(vk_model *vm) {
     vk_scratch *s = &vm->s;
-    vbuf *bs[] = {&s->x, &s->a, &s->out, &s->big, &s->big2, &s->hid, &s->router, &s->wsel, &s->sel,
-                  &s->G, &s->U, &s->D, &s->cnt, &s->list, &s->logits, &s->batch};
+    vbuf *bs[] = {&s->x,   &s->a, &s->out, &s->big, &s->big2, &s->hid,  &s->router, &s->wsel,
+                  &s->sel, &s->G, &s->U,   &s->D,   &s->cnt,  &s->list, &s->logits, &s->batch};
     for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) buf_free(vm, bs[i]);
     s->cap = 0;
 }
@@ -765,7 +847,7 @@ static int vulkan_model_init(lfm2c_model *m, lfm2c_error *err) {
     int H = in->n_embd, nq = in->n_head * in->head_dim, w = 3 * H;
     vm->kvdm = in->n_head_kv_max * in->head_dim;
     if (nq > w) w = nq;
-    for (int l = 0; l < in->n_layer; l++) {   /* widths from the tensors themselves */
+    for (int l = 0; l < in->n_layer; l++) { /* widths from the tensors themselves */
         const layer *L = &m->layers[l];
         if (L->ffn_gate.data && L->ffn_gate.ne[1] > w) w = (int)L->ffn_gate.ne[1];
         if (L->gate_exps.data && L->gate_exps.ne[1] > vm->max_fe) vm->max_fe = (int)L->gate_exps.ne[1];
@@ -789,11 +871,26 @@ static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2
     while (cap < T) cap *= 2;
     const uint64_t c = (uint64_t)cap, H = in->n_embd, k = in->n_expert_used > 0 ? in->n_expert_used : 1;
     const uint64_t E = in->n_expert > 0 ? in->n_expert : 1, Fe = vm->max_fe > 0 ? vm->max_fe : 1, f = 4;
-    struct { vbuf *b; uint64_t bytes; bool host; } want[] = {
-        {&s->x, c * H * f, 0}, {&s->a, c * H * f, 0}, {&s->out, c * H * f, 0}, {&s->big, c * vm->big_w * f, 0},
-        {&s->big2, c * vm->big_w * f, 0}, {&s->hid, c * vm->hid_w * f, 0}, {&s->router, c * E * f, 0},
-        {&s->wsel, c * k * f, 0}, {&s->sel, c * k * f, 0}, {&s->G, c * k * Fe * f, 0}, {&s->U, c * k * Fe * f, 0},
-        {&s->D, c * k * H * f, 0}, {&s->cnt, E * 4, 0}, {&s->list, E * c * 4, 0}, {&s->logits, c * in->n_vocab * f, 1},
+    struct {
+        vbuf *b;
+        uint64_t bytes;
+        bool host;
+    } want[] = {
+        {&s->x, c * H * f, 0},
+        {&s->a, c * H * f, 0},
+        {&s->out, c * H * f, 0},
+        {&s->big, c * vm->big_w * f, 0},
+        {&s->big2, c * vm->big_w * f, 0},
+        {&s->hid, c * vm->hid_w * f, 0},
+        {&s->router, c * E * f, 0},
+        {&s->wsel, c * k * f, 0},
+        {&s->sel, c * k * f, 0},
+        {&s->G, c * k * Fe * f, 0},
+        {&s->U, c * k * Fe * f, 0},
+        {&s->D, c * k * H * f, 0},
+        {&s->cnt, E * 4, 0},
+        {&s->list, E * c * 4, 0},
+        {&s->logits, c * in->n_vocab * f, 1},
         {&s->batch, (batch_rope(cap) + c * in->head_dim) * 4, 1},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
@@ -807,7 +904,9 @@ static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2
 
 /* ---- sessions ------------------------------------------------------------------------------------ */
 
-static size_t conv_bytes(const lfm2c_session *s) { return sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd; }
+static size_t conv_bytes(const lfm2c_session *s) {
+    return sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
+}
 
 static int vulkan_session_init(lfm2c_session *s, lfm2c_error *err) {
     vk_model *vm = s->model->backend_state;
@@ -840,16 +939,18 @@ static int vulkan_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     vk_model *vm = s->model->backend_state;
     if (cap <= cs->cap) return 0;
     const int na = s->model->n_attn;
-    if (!na) { cs->cap = cap; return 0; }
-    const uint64_t row = 2ull * vm->kvdm, bytes = row * (uint64_t)cap * na;   /* F16 */
+    if (!na) {
+        cs->cap = cap;
+        return 0;
+    }
+    const uint64_t row = 2ull * vm->kvdm, bytes = row * (uint64_t)cap * na; /* F16 */
     vbuf nk, nv;
     pthread_mutex_lock(&vm->lock);
     int rc = buf_new(vm, &nk, bytes, false, "the KV cache", err);
     if (!rc && (rc = buf_new(vm, &nv, bytes, false, "the KV cache", err))) buf_free(vm, &nk);
-    if (!rc && cs->cap) {   /* old positions keep their place */
+    if (!rc && cs->cap) { /* old positions keep their place */
         VkBufferCopy regions[LFM2C_MAX_LAYERS];
-        for (int l = 0; l < na; l++)
-            regions[l] = (VkBufferCopy){row * cs->cap * l, row * cap * l, row * cs->cap};
+        for (int l = 0; l < na; l++) regions[l] = (VkBufferCopy){row * cs->cap * l, row * cap * l, row * cs->cap};
         rec_begin(vm);
         vkCmdCopyBuffer(vm->cb, cs->k.buf, nk.buf, (uint32_t)na, regions);
         vkCmdCopyBuffer(vm->cb, cs->v.buf, nv.buf, (uint32_t)na, regions);
@@ -883,7 +984,7 @@ static void vulkan_kv_copy(lfm2c_session *dst, const lfm2c_session *src, int n) 
         rec_begin(vm);
         vkCmdCopyBuffer(vm->cb, cs->k.buf, cd->k.buf, (uint32_t)na, regions);
         vkCmdCopyBuffer(vm->cb, cs->v.buf, cd->v.buf, (uint32_t)na, regions);
-        rec_submit(vm, NULL);   /* a failed copy leaves a device that fails the next forward too */
+        rec_submit(vm, NULL); /* a failed copy leaves a device that fails the next forward too */
     }
     memcpy(cd->conv.map, cs->conv.map, conv_bytes(src));
     pthread_mutex_unlock(&vm->lock);
@@ -907,7 +1008,7 @@ typedef struct {
     uint32_t type, n, rows, row_bytes, expert_stride, ncols, ldx, ldy, xdiv, group, mode, col0, list_stride;
 } pc_matmul;
 
-enum { MM_DENSE, MM_PAIRS, MM_GROUPED };   /* mm_pc.glsl's modes */
+enum { MM_DENSE, MM_PAIRS, MM_GROUPED }; /* mm_pc.glsl's modes */
 
 /* y[col][r] = W_e[r] · x[col / xdiv]. MM_DENSE: ncols columns, e = 0. MM_PAIRS: ncols (token,
  * slot) pairs, e = sel[col]. MM_GROUPED: per expert the pairs of s->list (at most T each). The
@@ -917,15 +1018,30 @@ static void mm(vk_model *vm, const tensor *t, uint64_t x, int ldx, int ncols, in
     const vk_scratch *s = &vm->s;
     const bool tile = mode == MM_GROUPED ? T >= vm->tile_min : mode == MM_DENSE && ncols >= vm->tile_min;
     const uint32_t group = tile ? 64 : mode == MM_PAIRS ? 1 : 8, rows_per = tile ? 64 : 4;
-    const uint32_t width = mode == MM_GROUPED ? (uint32_t)T : (uint32_t)ncols;   /* columns per expert at most */
-    pc_matmul pc = {weight_addr(vm, t), x, y, mode == MM_PAIRS ? s->sel.addr : 0, s->cnt.addr, s->list.addr,
-                    t->type, (uint32_t)t->ne[0], (uint32_t)t->ne[1], (uint32_t)t->row_bytes,
-                    (uint32_t)(t->row_bytes * (uint64_t)t->ne[1]), (uint32_t)ncols, (uint32_t)ldx, (uint32_t)t->ne[1],
-                    (uint32_t)xdiv, group, (uint32_t)mode, 0, (uint32_t)T};
+    const uint32_t width = mode == MM_GROUPED ? (uint32_t)T : (uint32_t)ncols; /* columns per expert at most */
+    pc_matmul pc = {weight_addr(vm, t),
+                    x,
+                    y,
+                    mode == MM_PAIRS ? s->sel.addr : 0,
+                    s->cnt.addr,
+                    s->list.addr,
+                    t->type,
+                    (uint32_t)t->ne[0],
+                    (uint32_t)t->ne[1],
+                    (uint32_t)t->row_bytes,
+                    (uint32_t)(t->row_bytes * (uint64_t)t->ne[1]),
+                    (uint32_t)ncols,
+                    (uint32_t)ldx,
+                    (uint32_t)t->ne[1],
+                    (uint32_t)xdiv,
+                    group,
+                    (uint32_t)mode,
+                    0,
+                    (uint32_t)T};
     const int sh = tile ? SH_matmul_tile : vm->subgroup ? SH_matmul_sg : SH_matmul;
     const uint32_t gx = (uint32_t)((t->ne[1] + rows_per - 1) / rows_per), groups = (width + group - 1) / group;
     const uint32_t gz = mode == MM_GROUPED ? (uint32_t)t->ne[2] : 1;
-    for (uint32_t g0 = 0; g0 < groups; g0 += vm->max_groups[1]) {   /* wide batches: several dispatches */
+    for (uint32_t g0 = 0; g0 < groups; g0 += vm->max_groups[1]) { /* wide batches: several dispatches */
         pc.col0 = g0 * group;
         uint32_t gy = groups - g0 < vm->max_groups[1] ? groups - g0 : vm->max_groups[1];
         dispatch3(vm, sh, &pc, sizeof pc, gx, gy, gz);
@@ -936,10 +1052,16 @@ static void dense(vk_model *vm, const tensor *t, uint64_t x, int T, uint64_t y) 
     mm(vm, t, x, (int)t->ne[0], T, 1, MM_DENSE, T, y);
 }
 
-typedef struct { uint64_t x, delta, w, y, map; uint32_t H, has_delta, has_map; float eps; } pc_norm;
+typedef struct {
+    uint64_t x, delta, w, y, map;
+    uint32_t H, has_delta, has_map;
+    float eps;
+} pc_norm;
 
-static void add_rmsnorm(vk_model *vm, const lfm2c_model *m, uint64_t delta, const tensor *w, uint64_t y, int rows, uint64_t map) {
-    pc_norm pc = {vm->s.x.addr, delta, weight_addr(vm, w), y, map, (uint32_t)m->info.n_embd, delta != 0, map != 0, m->info.norm_eps};
+static void add_rmsnorm(vk_model *vm, const lfm2c_model *m, uint64_t delta, const tensor *w, uint64_t y, int rows,
+                        uint64_t map) {
+    pc_norm pc = {vm->s.x.addr, delta,    weight_addr(vm, w), y, map, (uint32_t)m->info.n_embd,
+                  delta != 0,   map != 0, m->info.norm_eps};
     dispatch(vm, SH_rmsnorm, &pc, sizeof pc, (uint32_t)rows, 1);
 }
 
@@ -948,25 +1070,35 @@ static void moe_ffn(vk_model *vm, const lfm2c_model *m, const layer *L, int T) {
     const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
     vk_scratch *s = &vm->s;
     dense(vm, &L->router, s->a.addr, T, s->router.addr);
-    struct { uint64_t logits, bias, sel, wsel; uint32_t T, E, k, has_bias; } pr = {
-        s->router.addr, weight_addr(vm, &L->expert_bias), s->sel.addr, s->wsel.addr, (uint32_t)T, (uint32_t)E,
-        (uint32_t)k, L->expert_bias.data != NULL};
+    struct {
+        uint64_t logits, bias, sel, wsel;
+        uint32_t T, E, k, has_bias;
+    } pr = {s->router.addr, weight_addr(vm, &L->expert_bias), s->sel.addr, s->wsel.addr, (uint32_t)T, (uint32_t)E,
+            (uint32_t)k,    L->expert_bias.data != NULL};
     dispatch(vm, SH_route, &pr, sizeof pr, (uint32_t)(T + 63) / 64, 1);
     const int pairs = T * k;
     /* grouped by expert once the pairs are as many as the experts (each expert's weights read
      * once for its tokens); fewer pairs (decode): each pair its own column, no empty experts */
     const int mode = pairs >= E ? MM_GROUPED : MM_PAIRS;
     if (mode == MM_GROUPED) {
-        struct { uint64_t sel, cnt, list; uint32_t pairs, E, stride; } pg = {s->sel.addr, s->cnt.addr, s->list.addr,
-                                                                            (uint32_t)pairs, (uint32_t)E, (uint32_t)T};
+        struct {
+            uint64_t sel, cnt, list;
+            uint32_t pairs, E, stride;
+        } pg = {s->sel.addr, s->cnt.addr, s->list.addr, (uint32_t)pairs, (uint32_t)E, (uint32_t)T};
         dispatch(vm, SH_moe_group, &pg, sizeof pg, (uint32_t)(E + 63) / 64, 1);
     }
     mm(vm, &L->gate_exps, s->a.addr, H, pairs, k, mode, T, s->G.addr);
     mm(vm, &L->up_exps, s->a.addr, H, pairs, k, mode, T, s->U.addr);
-    struct { uint64_t g, u; uint32_t n; } ps = {s->G.addr, s->U.addr, (uint32_t)(pairs * Fe)};
+    struct {
+        uint64_t g, u;
+        uint32_t n;
+    } ps = {s->G.addr, s->U.addr, (uint32_t)(pairs * Fe)};
     dispatch_1d(vm, SH_swiglu, &ps, sizeof ps, (size_t)pairs * Fe);
     mm(vm, &L->down_exps, s->G.addr, Fe, pairs, 1, mode, T, s->D.addr);
-    struct { uint64_t d, wsel, o; uint32_t T, k, H; } pc = {s->D.addr, s->wsel.addr, s->out.addr, (uint32_t)T, (uint32_t)k, (uint32_t)H};
+    struct {
+        uint64_t d, wsel, o;
+        uint32_t T, k, H;
+    } pc = {s->D.addr, s->wsel.addr, s->out.addr, (uint32_t)T, (uint32_t)k, (uint32_t)H};
     dispatch_1d(vm, SH_combine, &pc, sizeof pc, (size_t)T * H);
 }
 
@@ -978,12 +1110,35 @@ static void attention(vk_model *vm, const lfm2c_model *m, const layer *L, int T)
     dense(vm, &L->wq, s->a.addr, T, q);
     dense(vm, &L->wk, s->a.addr, T, k);
     dense(vm, &L->wv, s->a.addr, T, v);
-    struct { uint64_t q, k, v, qn, kn, rope, toks; uint32_t nh, nkv, hd, attn_index, kvdm; float eps; } pq = {
-        q, k, v, weight_addr(vm, &L->q_norm), weight_addr(vm, &L->k_norm), s->batch.addr + 4ull * batch_rope(s->cap),
-        s->batch.addr, (uint32_t)nh, (uint32_t)nkv, (uint32_t)hd, (uint32_t)L->attn_index, (uint32_t)vm->kvdm, in->norm_eps};
+    struct {
+        uint64_t q, k, v, qn, kn, rope, toks;
+        uint32_t nh, nkv, hd, attn_index, kvdm;
+        float eps;
+    } pq = {q,
+            k,
+            v,
+            weight_addr(vm, &L->q_norm),
+            weight_addr(vm, &L->k_norm),
+            s->batch.addr + 4ull * batch_rope(s->cap),
+            s->batch.addr,
+            (uint32_t)nh,
+            (uint32_t)nkv,
+            (uint32_t)hd,
+            (uint32_t)L->attn_index,
+            (uint32_t)vm->kvdm,
+            in->norm_eps};
     dispatch(vm, SH_qk, &pq, sizeof pq, (uint32_t)T, (uint32_t)(nh + 2 * nkv));
-    struct { uint64_t q, toks, o; uint32_t nh, nkv, hd, attn_index, kvdm; } pa = {
-        q, s->batch.addr, s->big2.addr, (uint32_t)nh, (uint32_t)nkv, (uint32_t)hd, (uint32_t)L->attn_index, (uint32_t)vm->kvdm};
+    struct {
+        uint64_t q, toks, o;
+        uint32_t nh, nkv, hd, attn_index, kvdm;
+    } pa = {q,
+            s->batch.addr,
+            s->big2.addr,
+            (uint32_t)nh,
+            (uint32_t)nkv,
+            (uint32_t)hd,
+            (uint32_t)L->attn_index,
+            (uint32_t)vm->kvdm};
     dispatch(vm, SH_attention, &pa, sizeof pa, (uint32_t)T, (uint32_t)nh);
     dense(vm, &L->wo, s->big2.addr, T, s->out.addr);
 }
@@ -992,11 +1147,17 @@ static void conv_block(vk_model *vm, const lfm2c_model *m, const layer *L, int T
     const uint32_t H = (uint32_t)m->info.n_embd;
     vk_scratch *s = &vm->s;
     dense(vm, &L->conv_in, s->a.addr, T, s->big.addr);
-    struct { uint64_t z, w, toks, o; uint32_t T, H, conv_index; } pc = {
-        s->big.addr, weight_addr(vm, &L->conv_w), s->batch.addr, s->hid.addr, (uint32_t)T, H, (uint32_t)L->conv_index};
+    struct {
+        uint64_t z, w, toks, o;
+        uint32_t T, H, conv_index;
+    } pc = {s->big.addr, weight_addr(vm, &L->conv_w), s->batch.addr, s->hid.addr, (uint32_t)T,
+            H,           (uint32_t)L->conv_index};
     dispatch_1d(vm, SH_conv, &pc, sizeof pc, (size_t)T * H);
-    struct { uint64_t z, toks, seq_last; uint32_t n_seq, H, conv_index; } ps = {
-        s->big.addr, s->batch.addr, s->batch.addr + 4ull * batch_seq_last(s->cap), (uint32_t)n_seq, H, (uint32_t)L->conv_index};
+    struct {
+        uint64_t z, toks, seq_last;
+        uint32_t n_seq, H, conv_index;
+    } ps = {s->big.addr, s->batch.addr,          s->batch.addr + 4ull * batch_seq_last(s->cap), (uint32_t)n_seq,
+            H,           (uint32_t)L->conv_index};
     dispatch_1d(vm, SH_conv_state, &ps, sizeof ps, (size_t)n_seq * H);
     dense(vm, &L->conv_out, s->hid.addr, T, s->out.addr);
 }
@@ -1005,9 +1166,11 @@ static void conv_block(vk_model *vm, const lfm2c_model *m, const layer *L, int T
 static void record(vk_model *vm, const lfm2c_model *m, int T, int n_seq, int n_out) {
     const lfm2c_model_info *in = &m->info;
     vk_scratch *s = &vm->s;
-    struct { uint64_t w, toks, x; uint32_t type, row_bytes, H; } pe = {
-        weight_addr(vm, &m->tok_embd), s->batch.addr, s->x.addr, m->tok_embd.type, (uint32_t)m->tok_embd.row_bytes,
-        (uint32_t)in->n_embd};
+    struct {
+        uint64_t w, toks, x;
+        uint32_t type, row_bytes, H;
+    } pe = {weight_addr(vm, &m->tok_embd),   s->batch.addr,       s->x.addr, m->tok_embd.type,
+            (uint32_t)m->tok_embd.row_bytes, (uint32_t)in->n_embd};
     dispatch(vm, SH_embed, &pe, sizeof pe, (uint32_t)T, 1);
     add_rmsnorm(vm, m, 0, &m->layers[0].attn_norm, s->a.addr, T, 0);
     for (int l = 0; l < in->n_layer; l++) {
@@ -1020,7 +1183,10 @@ static void record(vk_model *vm, const lfm2c_model *m, int T, int n_seq, int n_o
         } else {
             dense(vm, &L->ffn_gate, s->a.addr, T, s->big.addr);
             dense(vm, &L->ffn_up, s->a.addr, T, s->big2.addr);
-            struct { uint64_t g, u; uint32_t n; } ps = {s->big.addr, s->big2.addr, (uint32_t)(T * L->ffn_gate.ne[1])};
+            struct {
+                uint64_t g, u;
+                uint32_t n;
+            } ps = {s->big.addr, s->big2.addr, (uint32_t)(T * L->ffn_gate.ne[1])};
             dispatch_1d(vm, SH_swiglu, &ps, sizeof ps, (size_t)T * L->ffn_gate.ne[1]);
             dense(vm, &L->ffn_down, s->big.addr, T, s->out.addr);
         }
@@ -1043,7 +1209,10 @@ static int build_table(vk_model *vm, const lfm2c_model *m, const fwd_token *toks
     for (int t = 0; t < T; t++) {
         int prev1 = -1;
         for (int j = t - 1; j >= 0; j--)
-            if (toks[j].seq == toks[t].seq) { prev1 = toks[j].pos == toks[t].pos - 1 ? j : -1; break; }
+            if (toks[j].seq == toks[t].seq) {
+                prev1 = toks[j].pos == toks[t].pos - 1 ? j : -1;
+                break;
+            }
         bool last = true;
         for (int j = t + 1; j < T && last; j++) last = toks[j].seq != toks[t].seq;
         if (last) seq_last[n_seq++] = t;
@@ -1113,11 +1282,8 @@ static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_er
 /* ---- the backend table entry (backend.h) ------------------------------------------------------------- */
 
 const lfm2c_backend backend_vulkan = {
-    "vulkan", LFM2C_DEVICE_VULKAN,
-    vulkan_model_init, vulkan_model_free,
-    vulkan_session_init, vulkan_session_free,
-    vulkan_kv_reserve,
-    vulkan_kv_copy,
-    vulkan_conv_pull, vulkan_conv_push,
-    vulkan_forward,
+    "vulkan",          LFM2C_DEVICE_VULKAN, vulkan_model_init,
+    vulkan_model_free, vulkan_session_init, vulkan_session_free,
+    vulkan_kv_reserve, vulkan_kv_copy,      vulkan_conv_pull,
+    vulkan_conv_push,  vulkan_forward,
 };

@@ -63,8 +63,8 @@ static bool same_tokens(const sched_req *a, const sched_req *b) {
 
 static sched *new_sched(int n_slots, int queue_max, int n_ctx, bool no_reuse) {
     lfm2c_error err = {0};
-    sched_params p = {.n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue_max, .prefill_chunk = 512,
-                      .no_prefix_reuse = no_reuse};
+    sched_params p = {
+        .n_slots = n_slots, .n_ctx = n_ctx, .queue_max = queue_max, .prefill_chunk = 512, .no_prefix_reuse = no_reuse};
     sched *s = sched_new(model, &p, &err);
     CHECK(s != NULL, "sched_new: %s", err.msg);
     return s;
@@ -84,7 +84,11 @@ static void test_batching_and_prefix(void) {
     int lens[N_REQ + 1] = {PROMPT, PROMPT - 5, PROMPT + 3, PROMPT + 8};
     for (int i = 0; i < N_REQ; i++) make_tokens(prompts[i], lens[i], 11u + 17u * (unsigned)i);
     sched *one = new_sched(1, 4, 256, true), *s = new_sched(4, 8, 256, false);
-    if (!one || !s) { sched_free(one); sched_free(s); return; }
+    if (!one || !s) {
+        sched_free(one);
+        sched_free(s);
+        return;
+    }
     sched_req *ref[N_REQ + 1];
     for (int i = 0; i < N_REQ; i++) ref[i] = alone(one, prompts[i], lens[i]);
 
@@ -103,9 +107,11 @@ static void test_batching_and_prefix(void) {
     sched_stats st;
     sched_get_stats(s, &st);
     /* alone, every generated token costs a step; together they share steps */
-    CHECK(total > GEN && st.steps < (uint64_t)total, "%llu steps for %d tokens: not batched", (unsigned long long)st.steps, total);
+    CHECK(total > GEN && st.steps < (uint64_t)total, "%llu steps for %d tokens: not batched",
+          (unsigned long long)st.steps, total);
     CHECK(st.requests == N_REQ && st.prompt_tokens == (uint64_t)(lens[0] + lens[1] + lens[2]),
-          "stats: %llu requests, %llu prompt tokens", (unsigned long long)st.requests, (unsigned long long)st.prompt_tokens);
+          "stats: %llu requests, %llu prompt tokens", (unsigned long long)st.requests,
+          (unsigned long long)st.prompt_tokens);
 
     /* a follow-up: prompt 0, then tokens of its own (not what request 0 generated next), goes to
      * request 0's slot and reads only its new tokens */
@@ -120,7 +126,8 @@ static void test_batching_and_prefix(void) {
     CHECK(f->n_cached == PROMPT, "prefix-cache hit: %d tokens reused, want %d", f->n_cached, PROMPT);
     CHECK(same_tokens(f, ref[N_REQ]), "the follow-up with reuse differs from alone");
     sched_get_stats(s, &st);
-    CHECK(st.cached_tokens == PROMPT, "stats: %llu cached tokens, want %d", (unsigned long long)st.cached_tokens, PROMPT);
+    CHECK(st.cached_tokens == PROMPT, "stats: %llu cached tokens, want %d", (unsigned long long)st.cached_tokens,
+          PROMPT);
     CHECK(ref[N_REQ]->n_cached == 0, "no reuse when asked for none, got %d", ref[N_REQ]->n_cached);
     sched_release(s, f);
     for (int i = 0; i < N_REQ; i++) sched_release(s, rs[i]);
@@ -158,9 +165,11 @@ static void test_cancel_and_queue(void) {
     sched_unlock(s);
     wait_for(s, a, 0);
     wait_for(s, c, 0);
-    CHECK(a->finish == FINISH_CANCELLED && a->n_generated < 2000, "a: finish %d after %d tokens", a->finish, a->n_generated);
+    CHECK(a->finish == FINISH_CANCELLED && a->n_generated < 2000, "a: finish %d after %d tokens", a->finish,
+          a->n_generated);
     CHECK(b->finish == FINISH_CANCELLED && b->n_generated == 0, "b: finish %d, %d tokens", b->finish, b->n_generated);
-    CHECK(c->finish == FINISH_STOP || c->finish == FINISH_LENGTH, "c runs once the slot is free (finish %d)", c->finish);
+    CHECK(c->finish == FINISH_STOP || c->finish == FINISH_LENGTH, "c runs once the slot is free (finish %d)",
+          c->finish);
     CHECK(sched_submit(s, d) == 0, "d fits now");
     wait_for(s, d, 0);
     CHECK(same_tokens(c, d), "c and d, same prompt, greedy: same tokens");
@@ -196,10 +205,10 @@ static void test_cancel_during_forward(void) {
         CHECK(sched_submit(s, r) == 0, "submit %zu", i);
         usleep((useconds_t)delay_us[i]);
         sched_lock(s);
-        r->cancelled = true;   /* what sched_release does, keeping our reference to look */
+        r->cancelled = true; /* what sched_release does, keeping our reference to look */
         int n0 = r->n_generated;
         sched_unlock(s);
-        grammar_free(g);       /* the caller's job is gone */
+        grammar_free(g); /* the caller's job is gone */
         wait_for(s, r, 0);
         CHECK(r->finish == FINISH_CANCELLED || n0 > 0, "cancel %zu: finish %d", i, r->finish);
         CHECK(r->n_generated == n0, "cancel %zu after %d us: %d tokens taken after the cancel", i, delay_us[i],

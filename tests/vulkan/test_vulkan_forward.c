@@ -81,7 +81,8 @@ static void check_sessions(lfm2c_model *m, const char *nm, const int32_t *ids, i
     int rc = lfm2c_decode_batch(ss, tk, nn, modes, NS, &err);
     CHECK(rc == 0, "%s: batch: %s", nm, err.msg);
     double worst = 0;
-    for (int i = 0; i < NS && rc == 0; i++) worst = fmax(worst, test_maxabs(lfm2c_session_logits(ss[i], nn[i] - 1), last, V));
+    for (int i = 0; i < NS && rc == 0; i++)
+        worst = fmax(worst, test_maxabs(lfm2c_session_logits(ss[i], nn[i] - 1), last, V));
     CHECK(worst <= 1e-3, "%s: batched sessions differ from one alone by %g", nm, worst);
     lfm2c_session *a = ss[0];
     CHECK(lfm2c_session_truncate(a, na + 2, &err) == 0, "%s: truncate: %s", nm, err.msg);
@@ -100,7 +101,7 @@ static void check_sessions(lfm2c_model *m, const char *nm, const int32_t *ids, i
     lfm2c_session *b = ss[1], *c = lfm2c_session_new(m, 64, &err);
     lfm2c_session_truncate(b, na, &err);
     CHECK(c && lfm2c_session_copy(c, b, &err) == 0, "%s: copy: %s", nm, err.msg);
-    lfm2c_session_decode(b, ids + na, 1, LFM2C_LOGITS_NONE, &err);   /* the source moves on: no effect on the copy */
+    lfm2c_session_decode(b, ids + na, 1, LFM2C_LOGITS_NONE, &err); /* the source moves on: no effect on the copy */
     lfm2c_session_decode(c, ids + na, n - na, LFM2C_LOGITS_LAST, &err);
     dt = test_maxabs(lfm2c_session_logits(c, 0), last, V);
     CHECK(dt <= 1e-3, "%s: a copied session continues differently: %g", nm, dt);
@@ -125,10 +126,11 @@ static void check_fixture(const char *nm) {
     if (!gpu || !ref) goto done;
     const int V = lfm2c_model_get_info(gpu)->n_vocab;
     const size_t NV = (size_t)n * V;
-    float *batch = all_logits(gpu, ids, n, false), *one = all_logits(gpu, ids, n, true), *rb = all_logits(ref, ids, n, false);
+    float *batch = all_logits(gpu, ids, n, false), *one = all_logits(gpu, ids, n, true),
+          *rb = all_logits(ref, ids, n, false);
     double d_one = test_maxabs(batch, one, NV), d_ref = test_maxabs(batch, rb, NV);
     CHECK(d_one <= 1e-3, "%s: one-by-one vs batch %g", nm, d_one);
-    CHECK(d_ref <= 1e-2, "%s: Vulkan vs CPU --reference %g", nm, d_ref);   /* float activations both: summation order */
+    CHECK(d_ref <= 1e-2, "%s: Vulkan vs CPU --reference %g", nm, d_ref); /* float activations both: summation order */
     size_t ng = 0, nd = 0;
     snprintf(path, sizeof path, "data/%s.golden.logits.f32.bin", nm);
     float *golden = read_f32(path, &ng);
@@ -144,12 +146,12 @@ static void check_fixture(const char *nm) {
         if (nd == NV) {
             double df = test_maxabs(batch, dq, NV), dg = test_maxabs(golden, dq, NV);
             CHECK(df <= 1.5 * dg + 0.5, "%s: Vulkan vs dequant-ref %g (golden's %g)", nm, df, dg);
-            printf("%-26s Vulkan vs dequant-ref %.2e (golden's %.2e), vs --reference %.2e, one-by-one %.2e\n", nm, df, dg,
-                   d_ref, d_one);
+            printf("%-26s Vulkan vs dequant-ref %.2e (golden's %.2e), vs --reference %.2e, one-by-one %.2e\n", nm, df,
+                   dg, d_ref, d_one);
         }
         free(dq);
     }
-    if (is_f32) {   /* greedy continuation with the caches equals the golden */
+    if (is_f32) { /* greedy continuation with the caches equals the golden */
         lfm2c_error err = {0};
         lfm2c_session *s = lfm2c_session_new(gpu, n + 32, &err);
         lfm2c_session_decode(s, ids, n, LFM2C_LOGITS_LAST, &err);
@@ -206,7 +208,7 @@ static float *variant_logits(const char *path, const char *name, const char *val
 static void check_paths(const char *nm) {
     char path[512];
     snprintf(path, sizeof path, "data/%s.gguf", nm);
-    enum { N = 24 };   /* under the default tile_min (32): the defaults run the GEMV */
+    enum { N = 24 }; /* under the default tile_min (32): the defaults run the GEMV */
     int32_t ids[N];
     for (int i = 0; i < N; i++) ids[i] = 1 + (i * 37) % 500;
     lfm2c_model *m = open_model(path, LFM2C_DEVICE_VULKAN, false), *ref = open_model(path, LFM2C_DEVICE_CPU, true);
@@ -216,7 +218,8 @@ static void check_paths(const char *nm) {
     float *base = all_logits(m, ids, N, false), *rb = all_logits(ref, ids, N, false);
     const lfm2c_decode_profile p1 = lfm2c_model_decode_profile(m);
     CHECK(p1.device_passes >= p0.device_passes + 1 && p1.device_seconds > p0.device_seconds,
-          "%s: the device's timestamps did not time the pass (%ld passes, %g s)", nm, p1.device_passes, p1.device_seconds);
+          "%s: the device's timestamps did not time the pass (%ld passes, %g s)", nm, p1.device_passes,
+          p1.device_seconds);
     uint64_t imp_def = vulkan_weights_imported(m), imp_on = 0, imp_off = 1;
     float *tile = variant_logits(path, "LFM2C_VULKAN_TILE_MIN", "2", ids, N, NULL);
     float *shared = variant_logits(path, "LFM2C_VULKAN_SUBGROUP", "0", ids, N, NULL);
@@ -228,11 +231,13 @@ static void check_paths(const char *nm) {
     CHECK(dt <= 1e-2 && dtr <= 1e-2, "%s: tiled GEMM vs GEMV %g, vs --reference %g", nm, dt, dtr);
     CHECK(ds <= 1e-2, "%s: shared-memory vs subgroup reduction %g", nm, ds);
     CHECK(imp_off == 0, "%s: LFM2C_VULKAN_IMPORT=0 still imported", nm);
-    CHECK(copied && imported && !memcmp(copied, imported, NV * sizeof(float)), "%s: imported weights give other logits", nm);
+    CHECK(copied && imported && !memcmp(copied, imported, NV * sizeof(float)), "%s: imported weights give other logits",
+          nm);
     printf("%-26s tiled GEMM vs GEMV %.2e (vs --reference %.2e), shared-memory vs subgroup reduction %.2e; weights "
-           "imported: %llu bytes by default, %llu asked; device time %.3f ms over %ld passes\n", nm, dt, dtr, ds,
-           (unsigned long long)imp_def, (unsigned long long)imp_on, 1e3 * p1.device_seconds, p1.device_passes);
-    if (getenv("LFM2C_TEST_EXPECT_IMPORT"))   /* CI on lavapipe: it offers VK_EXT_external_memory_host */
+           "imported: %llu bytes by default, %llu asked; device time %.3f ms over %ld passes\n",
+           nm, dt, dtr, ds, (unsigned long long)imp_def, (unsigned long long)imp_on, 1e3 * p1.device_seconds,
+           p1.device_passes);
+    if (getenv("LFM2C_TEST_EXPECT_IMPORT")) /* CI on lavapipe: it offers VK_EXT_external_memory_host */
         CHECK(imp_def > 0 && imp_on > 0, "%s: the weights were not imported on this device", nm);
     free(base), free(rb), free(tile), free(shared), free(copied), free(imported);
     lfm2c_model_free(m);
@@ -269,7 +274,10 @@ int main(void) {
         snprintf(key, sizeof key, ",%s,", nm);
         char list[4096];
         snprintf(list, sizeof list, ",%s,", only ? only : "");
-        if (only && !strstr(list, key)) { free(nm); continue; }
+        if (only && !strstr(list, key)) {
+            free(nm);
+            continue;
+        }
         names[nn++] = nm;
     }
     if (d) closedir(d);
