@@ -11,16 +11,9 @@ import { tool as lcTool } from '@langchain/core/tools';
 import OpenAI from 'openai';
 import { zodResponseFormat, zodFunction } from 'openai/helpers/zod';
 import { z } from 'zod';
+import { check, test, report } from '../server/tally.mjs';
 
 const [base, apiKey, modelId] = process.argv.slice(2);
-let passed = 0, failed = 0;
-function check(cond, what) {
-  if (cond) passed++;
-  else { failed++; console.error(`FAIL ${what}`); }
-}
-async function test(name, fn) {
-  try { await fn(); } catch (e) { failed++; console.error(`FAIL ${name}: ${e.stack || e}`); }
-}
 
 // What zod users write: .int() adds minimum/maximum, .nullable() becomes anyOf, .email()/.regex()
 // become format/pattern, .optional() drops the key from `required`.
@@ -237,5 +230,4 @@ await test('openai: chat.completions.stream helper', async () => {
   check(doneArgs && WeatherStrict.safeParse(doneArgs).success, `openai stream helper: the streamed tool call parses (${JSON.stringify(doneArgs)})`);
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+report();

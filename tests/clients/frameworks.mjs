@@ -17,19 +17,10 @@ import { tool as llamaTool } from 'llamaindex';
 import { Agent } from '@mastra/core/agent';
 import { createTool } from '@mastra/core/tools';
 import { z } from 'zod';
+import { check, test as testWithin, report } from '../server/tally.mjs';
+const test = (name, fn) => testWithin(name, fn, 60000); // a hang is a failure too (60 s each)
 
 const [base, apiKey, modelId] = process.argv.slice(2);
-let passed = 0, failed = 0;
-function check(cond, what) {
-  if (cond) passed++;
-  else { failed++; console.error(`FAIL ${what}`); }
-}
-async function test(name, fn) { // a hang is a failure too (60 s each)
-  let timer;
-  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('no answer in 60 s')), 60000); });
-  try { await Promise.race([fn(), limit]); } catch (e) { failed++; console.error(`FAIL ${name}: ${e.stack || e}`); }
-  clearTimeout(timer);
-}
 
 // A fetch that records each chat request and, where the library left the choice to the model,
 // forces it: `first` until a tool result is in the conversation, then "none" (the app's last step
@@ -179,5 +170,4 @@ await test('mastra: structured output', async () => {
   check(Contact.safeParse(r.object).success, `mastra: the object satisfies the schema (${JSON.stringify(r.object)})`);
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+report();

@@ -13,17 +13,10 @@ import { generateText, streamText, tool, Output } from 'ai';
 import { ChatAnthropic } from '@langchain/anthropic';
 import { ChatOllama, Ollama as OllamaLLM } from '@langchain/ollama';
 import { z } from 'zod';
+import { check, test, report } from '../server/tally.mjs';
 
 const [base, apiKey, modelId] = process.argv.slice(2);
 globalThis.AI_SDK_LOG_WARNINGS = false; // (unsupported-feature notes about the fixture's model id)
-let passed = 0, failed = 0;
-function check(cond, what) {
-  if (cond) passed++;
-  else { failed++; console.error(`FAIL ${what}`); }
-}
-async function test(name, fn) {
-  try { await fn(); } catch (e) { failed++; console.error(`FAIL ${name}: ${e.stack || e}`); }
-}
 
 // the last request body each provider sent (a fetch that records it)
 const lastBody = {};
@@ -131,5 +124,4 @@ await test('@langchain/ollama: chat, tools, generate', async () => {
   check(typeof t === 'string' && t.length > 0, `@langchain/ollama: Ollama LLM (/api/generate): ${t}`);
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+report();

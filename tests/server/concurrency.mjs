@@ -3,12 +3,11 @@
 // usage: node concurrency.mjs BASE_URL API_KEY [CLIENTS [MAX_TOKENS]]   (default 32 clients, 24 tokens;
 // fewer on a slow device: test_server.sh's LFM2C_TEST_SERVE_QUICK)
 import OpenAI from 'openai';
+import { check, report } from './tally.mjs';
 
 const [base, apiKey, nArg, maxArg] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: 300000 });
 const N = Number(nArg) || 32, MAX = Number(maxArg) || 24;
-let passed = 0, failed = 0;
-const check = (c, what) => { if (c) passed++; else { failed++; console.error(`FAIL ${what}`); } };
 
 // Prompts of different lengths, so prefill chunks and decode steps mix in the same batches.
 const prompts = Array.from({ length: N }, (_, i) => `Request ${i}: ` + 'tell me a story about the sea. '.repeat(1 + (i % 7)));
@@ -34,5 +33,4 @@ for (let i = 0; i < N; i++) {
 }
 check(new Set(serial).size > N / 2, 'different prompts give different answers');
 console.error(`concurrency: ${N} clients in ${secs.toFixed(2)} s`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+report();

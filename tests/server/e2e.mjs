@@ -3,18 +3,11 @@
 // The fixture models have random weights: outputs are noise, so the checks are about shapes,
 // determinism, constraints and the protocol, never about what the text says.
 import OpenAI from 'openai';
+import { check, test, report } from './tally.mjs';
 
 const [base, apiKey] = process.argv.slice(2);
 const client = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: 120000 });
 const model = 'fixture';
-let passed = 0, failed = 0;
-function check(cond, what) {
-  if (cond) passed++;
-  else { failed++; console.error(`FAIL ${what}`); }
-}
-async function test(name, fn) {
-  try { await fn(); } catch (e) { failed++; console.error(`FAIL ${name}: ${e.stack || e}`); }
-}
 const user = (content) => [{ role: 'user', content }];
 
 // A validator for the JSON-schema subset the server enforces.
@@ -447,5 +440,4 @@ await test('errors through the SDK', async () => {
   await expect('wrong key', 401, () => bad.models.list(), 'invalid_api_key');
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+report();

@@ -7,16 +7,9 @@
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { Ollama } from 'ollama';
+import { check, test, report } from './tally.mjs';
 
 const [base, apiKey] = process.argv.slice(2);
-let passed = 0, failed = 0;
-function check(cond, what) {
-  if (cond) passed++;
-  else { failed++; console.error(`FAIL ${what}`); }
-}
-async function test(name, fn) {
-  try { await fn(); } catch (e) { failed++; console.error(`FAIL ${name}: ${e.stack || e}`); }
-}
 
 const oa = new OpenAI({ baseURL: `${base}/v1`, apiKey, maxRetries: 0, timeout: 120000 });
 const an = new Anthropic({ baseURL: base, apiKey, maxRetries: 0, timeout: 120000 });
@@ -90,4 +83,4 @@ await test('unknown model', async () => {
   catch (e) { check(e.status === 404, `404 for an unknown adapter: ${e.status}`); }
 });
 
-console.log(`${passed} passed, ${failed} failed`);
+report();

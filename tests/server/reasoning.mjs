@@ -8,17 +8,10 @@
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { Ollama } from 'ollama';
+import { check, test, report } from './tally.mjs';
 
 const [base] = process.argv.slice(2);
 const model = 'fixture';
-let passed = 0, failed = 0;
-function check(cond, what) {
-  if (cond) passed++;
-  else { failed++; console.error(`FAIL ${what}`); }
-}
-async function test(name, fn) {
-  try { await fn(); } catch (e) { failed++; console.error(`FAIL ${name}: ${e.stack || e}`); }
-}
 async function throws(fn, status, what, more = () => true) {
   try { await fn(); check(false, `${what}: no error`); } catch (e) {
     check((e.status ?? e.status_code) === status && more(e), `${what}: ${e.status ?? e.status_code} ${e.message}`);
@@ -274,5 +267,4 @@ await test('ollama: thinking', async () => {
   await throws(() => ol.chat({ model, messages: user, stream: false, think: 'maybe' }), 400, 'ollama: bad think');
 });
 
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+report();
