@@ -620,12 +620,18 @@ static int send_dl_err(http_req *q, dl_err *de) {
     return http_send_err(q, &e);
 }
 
+/* What a dialect's route may read of the server, for the API key request q sent (its digest is
+ * written to owner). */
+static dl_server route_view(http_req *q, char owner[DL_OWNER_LEN]) {
+    http_key_digest(q, owner, DL_OWNER_LEN);
+    return api_view(http_app(q), owner);
+}
+
 int api_route_dialect(http_req *q, json_t *body) {
     serve_api *api = http_app(q);
     const dialect *dl = http_arg(q);
     char owner[DL_OWNER_LEN];
-    http_key_digest(q, owner, sizeof owner);
-    dl_server v = api_view(api, owner);
+    dl_server v = route_view(q, owner);
     dl_err de = {0};
     bool legacy = false;
     void *dls = NULL;
@@ -651,8 +657,7 @@ int api_route_count(http_req *q, json_t *body) {
     serve_api *api = http_app(q);
     const dl_hook *h = http_arg(q);
     char owner[DL_OWNER_LEN];
-    http_key_digest(q, owner, sizeof owner);
-    dl_server v = api_view(api, owner);
+    dl_server v = route_view(q, owner);
     dl_err de = {0};
     json_t *chat = h->fn(&v, body, &de);
     if (!chat) return send_dl_err(q, &de);
@@ -662,11 +667,9 @@ int api_route_count(http_req *q, json_t *body) {
 }
 
 int api_route_answer(http_req *q, json_t *body) {
-    serve_api *api = http_app(q);
     const dl_hook *h = http_arg(q);
     char owner[DL_OWNER_LEN];
-    http_key_digest(q, owner, sizeof owner);
-    dl_server v = api_view(api, owner);
+    dl_server v = route_view(q, owner);
     dl_err de = {0};
     json_t *o = h->fn(&v, body, &de);
     if (o) return http_send_json(q, 200, o);
