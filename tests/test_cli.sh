@@ -79,8 +79,16 @@ for isa in avx512vnni avx2; do
       LFM2C_ISA=$isa "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 $mode --no-hugepages -t 2 -o "$tmp/x2.f32" >/dev/null 2>&1
       [ -s "$tmp/x1.f32" ] && cmp -s "$tmp/x1.f32" "$tmp/x2.f32" && ok || bad "$isa logits $m $mode: interleaved differ from plain"
     done
+    # every decode prefetch plan (tiles.h) gives those bits too, token by token
+    for pf in nta4 t0x2 t1x8 hw; do
+      LFM2C_DEC_PF=$pf LFM2C_ISA=$isa "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 --one-by-one --hugepages -t 2 -o "$tmp/x3.f32" >/dev/null 2>&1
+      cmp -s "$tmp/x3.f32" "$tmp/x2.f32" && ok || bad "$isa logits $m: plan $pf differs"
+    done
   done
 done
+# which prefetch plan decode runs, and why: --version, bench (stderr and JSON)
+LFM2C_DEC_PF=nta4 "$bin" --version | grep -Eq '^decode prefetch: (nta4 \(forced: LFM2C_DEC_PF=nta4\)|nta2 \(none: )' && ok || bad "--version: no forced plan"
+LFM2C_DEC_PF=t1x8 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 -o json 2>/dev/null | grep -Eq '"decode_prefetch": "(t1x8|nta2)"' && ok || bad "bench json: no decode_prefetch"
 # bench says which it did: --hugepages copies, --no-hugepages maps
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --hugepages 2>&1 >/dev/null | grep -q '^weights copied' && ok || bad "bench --hugepages does not say copied"
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --no-hugepages 2>&1 >/dev/null | grep -q '^weights mapped' && ok || bad "bench --no-hugepages does not say mapped"

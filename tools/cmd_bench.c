@@ -75,7 +75,7 @@ static bool ran_solo(const result *r) { return 20 * r->solo_steps > r->steps; }
 
 /* The CPU kernel table the benchmark runs (--reference: the scalar truth) and how it was chosen
  * (kernels_choose.c), for the table's notes and the JSON. */
-static const char *kernels_in_use = "", *kernels_how = "";
+static const char *kernels_in_use = "", *kernels_how = "", *kernels_pf = "";
 
 static void stats(const result *r, double *avg, double *sd) {
     double s = 0, ss = 0;
@@ -470,7 +470,8 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                "\"pool_went_solo\": %s",
                gbps, rss_mb, r->steps, r->solo_steps, ran_solo(r) ? "true" : "false");
         if (!device || !strcmp(device, "cpu")) /* the CPU kernel table that ran, and how it was chosen */
-            printf(", \"kernels\": \"%s\", \"kernels_choice\": \"%s\"", kernels_in_use, kernels_how);
+            printf(", \"kernels\": \"%s\", \"kernels_choice\": \"%s\", \"decode_prefetch\": \"%s\"", kernels_in_use,
+                   kernels_how, kernels_pf);
         const tg_prof p = prof_sum(r);
         if (profiled(&p)) { /* the share of decode time in the weight products, their GB/s */
             printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [", prof_share(&p),
@@ -565,6 +566,7 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     kernels_in_use = reference ? "scalar" : kernels_choice()->ops->isa;
     kernels_how = reference ? "--reference" : kernels_choice()->how;
+    kernels_pf = reference ? "none" : kernels_choice()->pf_name;
     for (int k = 0; k < n_d; k++)
         if (depths[k] < 0 || depths[k] > (1 << 21))
             return cli_fail("-d must be 0 to %d, got %d", 1 << 21, depths[k]), 2;
@@ -687,7 +689,9 @@ int cmd_bench(int argc, char **argv) {
                 getrusage(RUSAGE_SELF, &ru);
                 if (!json && !csv) print_huge_pages(in->weights_copied);
                 if (!json && !csv && (!device || !strcmp(device, "cpu")))
-                    fprintf(stderr, "kernels: %s (%s: %s)\n", kernels_in_use, kernels_how, kernels_choice()->why);
+                    fprintf(stderr, "kernels: %s (%s: %s); decode prefetch: %s (%s: %s)\n", kernels_in_use, kernels_how,
+                            kernels_choice()->why, kernels_choice()->pf_name, kernels_choice()->pf_how,
+                            kernels_choice()->pf_why);
                 if (!json && !csv && in->weights_packed)
                     fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
                 if (!json && !csv)

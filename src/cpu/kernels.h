@@ -118,13 +118,24 @@ typedef struct kernel_choice {
     const char *how; /* "forced", "table", "timed", "cached", "only", "default" */
     char why[320];   /* one line: what decided (the CPU kind, the timings, LFM2C_ISA=...) */
     kernel_cpu cpu;
+    /* the decode stream's prefetch plan (tiles.h DEC_PF_PLANS[pf]): how "forced", "timed",
+     * "cached", "default", "none" (the table streams no interleaved layout); why: one line */
+    int pf;
+    const char *pf_name, *pf_how;
+    char pf_why[320];
 } kernel_choice;
 enum { KERNELS_NO_TABLE = 1, KERNELS_NO_TIMING = 2, KERNELS_NO_CACHE = 4, KERNELS_RETIME = 8 };
 void kernels_cpu_id(kernel_cpu *c);
 /* The choice for cpu (force: LFM2C_ISA's value or NULL; cache_dir: the folder of the cache
  * file, NULL for the user's cache folder). Deterministic except for "timed". */
 void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out);
-/* This process's choice, made once from the environment and this CPU. */
+/* The prefetch plan for ops's decode stream (force: LFM2C_DEC_PF's value or NULL; the rest as
+ * kernels_choose): fills out->pf, pf_how and pf_why. Else a timing of the plans from memory
+ * (a few hundred ms), cached per CPU and table beside the table's choice. */
+void kernels_choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                       int flags, kernel_choice *out);
+/* This process's choice, made once from the environment and this CPU; it sets tiles.h's
+ * dec_pf_plan. */
 const kernel_choice *kernels_choice(void);
 /* Tables compiled in and usable on this CPU (for tests): fills up to max, returns count. */
 int kernels_available(const kernel_ops **out, int max);

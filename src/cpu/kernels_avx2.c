@@ -352,8 +352,8 @@ TILE_SET(t2_q6_K, 4, 2, q6K_tile2)
  * sub-block's scale (in both int16 halves of the lane) gives int32. A tile is 8 rows (a half of
  * the group) x CB columns, one float vector per column, so S, M and the float step are the
  * plain tiles' (see above), lane by lane. */
-/* block bytes; decode's prefetch distance (blocks; as kernels_avx512.c's x16_dec5) */
-enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K), X16_PF2 = 2 };
+/* block bytes (decode prefetches as the plan says: tiles.h dec_pf_plan) */
+enum { X16_BYTES2 = 16 * sizeof(block_q4_K), X16_BYTES62 = 16 * sizeof(block_q6_K) };
 
 /* 8 int16 scales (one per row lane) -> the same scale in both int16 halves of each lane */
 AI T2 __m256i x16_scdup2(__m128i s16) {
@@ -507,16 +507,16 @@ AI T2 void x16_tile2(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
         for (int c = 0; c < CB; c++) _mm256_storeu_ps(out + c * os + 8 * h, acc[c]);
     }
 }
-/* Decode: one group, one column, both halves per block, prefetching X16_PF2 blocks ahead
- * (non-temporal: Q4_K_X16 one thread 19-24 -> 25-27 GB/s, bench_kernels 1024) and one line
- * DEC_TLB_BLOCKS ahead for its page's translation (tiles.h). */
-AI T2 void x16_dec2(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, float *out) {
-    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
+/* Decode: one group, one column, both halves per block, prefetching as the plan says (tiles.h
+ * dec_pf_plan; the default, non-temporal 2 blocks ahead: Q4_K_X16 one thread 19-24 -> 25-27
+ * GB/s, bench_kernels 1024) and one line DEC_TLB_BLOCKS ahead for its page's translation. */
+AI T2 void x16_dec2(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *out) {
+    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2, ahead = (size_t)dec_pf_blocks() * bb;
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
-        prefetch_dec(p + X16_PF2 * bb, bb);
+        prefetch_loc(p + ahead, bb, loc);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -538,14 +538,14 @@ AI T2 void x16_cols2(int q6, int k, int h, const uint8_t *p, const block_q8_K *c
     default: q6 ? x16q6_half2(3, h, p, a, acc) : x16_half2(3, h, p, a, acc); break;
     }
 }
-AI T2 void x16_few2(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
-                    size_t os) {
-    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2;
+AI T2 void x16_few2(int q6, int loc, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
+                    float *out, size_t os) {
+    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2, ahead = (size_t)dec_pf_blocks() * bb;
     __m256 acc[2][FEW_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = w + b * bb;
-        prefetch_dec(p + X16_PF2 * bb, bb);
+        prefetch_loc(p + ahead, bb, loc);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         const block_q8_K *a[FEW_MAX_COLS];
         for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;

@@ -410,12 +410,8 @@ TILE_SET_DEC(t5_q5_K, 4, 4, q5Kk5, q5K_dec5)
  * (decode) uses two accumulators per sub-block to keep four vpdpbusd chains in flight. The high
  * nibbles stay in place (16 x their value, still a byte) and the sub-block's sum is shifted back
  * once, exactly; the activations come as vpdpbusd's broadcast operand (dpbusd_b5). */
-/* block bytes; decode's prefetch distance (blocks; the locality is prefetch_dec's, tiles.h; a
- * build may set another distance with -DX16_PF_BLOCKS=N to measure it on a new core) */
-#ifndef X16_PF_BLOCKS
-#define X16_PF_BLOCKS 2
-#endif
-enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K), X16_PF = X16_PF_BLOCKS };
+/* block bytes (decode's prefetch distance and level are the plan's: tiles.h dec_pf_plan) */
+enum { X16_BYTES = 16 * sizeof(block_q4_K), X16_BYTES6 = 16 * sizeof(block_q6_K) };
 
 /* Scales (int32 per row lane) of sub-blocks 4h..4h+3 as bytes [j][r], and the mins likewise. */
 AI T5 void x16_scales5(const uint8_t *p, int h, __m512i *sc, __m512i *mn) {
@@ -666,20 +662,20 @@ AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
     for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
 }
 
-/* Decode: one group, one column, one stream: each block's lines are prefetched X16_PF blocks
- * ahead, non-temporal (into L1 only: the weights are read once per token, so they do not push
- * the activations and the KV cache out of L2 / L3), and one line DEC_TLB_BLOCKS ahead for its
- * page's translation (tiles.h). Measured (bench_kernels 1024, one thread):
- * Q4_K_X16 31-33 GB/s with prefetcht1 4 blocks ahead, 37-41 with prefetchnta 2 ahead, and
- * worse again 3, 6, 8 ahead; Q6_K_X16 27-28 -> 31-34. Following 2 or 4 groups at once
- * (one per segment of the rows, as the plain decode tiles do) measured slower: 24-29. */
-AI T5 void x16_dec5(int q6, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
-    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
+/* Decode: one group, one column, one stream: each block's lines are prefetched as the plan says
+ * (tiles.h dec_pf_plan; loc is a constant in each instance), and one line DEC_TLB_BLOCKS ahead
+ * for its page's translation (tiles.h). The default plan, prefetchnta 2 blocks ahead (into L1
+ * only: the weights are read once per token, so they do not push the activations and the KV
+ * cache out of L2 / L3), measured fastest on the Zen 5 VMs; the figures and the other plans
+ * are in docs/HARDWARE.md. Following 2 or 4 groups at once (one per segment of the rows, as
+ * the plain decode tiles do) measured slower. */
+AI T5 void x16_dec5(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
+    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
-        prefetch_dec(p + X16_PF * bb, bb);
+        prefetch_loc(p + ahead, bb, loc);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         if (q6) x16q6_dec_block5(p, a[0], &acc);
         else x16_block5(1, p, a, &acc);
@@ -700,14 +696,14 @@ AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a
     default: q6 ? x16q6_block5(6, p, a, acc) : x16_block5(6, p, a, acc); break;
     }
 }
-AI T5 void x16_few5(int q6, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
-                    size_t os) {
-    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
+AI T5 void x16_few5(int q6, int loc, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
+                    float *out, size_t os) {
+    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb;
     __m512 acc[FEW_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = w + b * bb;
-        prefetch_dec(p + X16_PF * bb, bb);
+        prefetch_loc(p + ahead, bb, loc);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         const block_q8_K *a[FEW_MAX_COLS];
         for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;

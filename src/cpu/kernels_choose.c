@@ -8,8 +8,12 @@
  * else the plainest-to-fastest list's default (kernels.c). Every candidate meets the scalar
  * contract (tests/cpu/test_kernels.c), so the choice changes speed, not what the contract
  * allows. The cache is only a cache: a line it cannot read, or one naming a table that is not
- * usable here, is timed again; a cache that cannot be written costs a timing per process. */
+ * usable here, is timed again; a cache that cannot be written costs a timing per process.
+ * Then, for a table that streams the X16 layout, the decode stream's prefetch plan (tiles.h)
+ * the same way: LFM2C_DEC_PF forces one, else a from-memory timing of the plans, cached on a
+ * line of its own beside the table's. */
 #include "cpu/kernels.h"
+#include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 #include "base/clock.h"
 
@@ -246,6 +250,119 @@ static void cache_write(const char *path, const char *key, const char *isa, cons
     else remove(tmp);
 }
 
+/* ---- the decode stream's prefetch plan (tiles.h dec_pf_plan) --------------------------------- */
+
+/* Bytes of Q4_K_X16 weights the plan timing streams from memory (beyond a core's share of L3
+ * on the kinds met; sysconf's L3 figure is the socket's, not what one core can hold). */
+enum {
+    PF_TIME_BYTES = 128 << 20,
+    PF_TIME_ROUNDS = 3,
+    PF_TIME_ROWS = PF_TIME_BYTES / (TIME_N / 256 * 144) / X16_ROWS * X16_ROWS
+};
+
+static int find_plan(const char *name) {
+    for (int i = 0; i < DEC_PF_NPLANS; i++)
+        if (!strcmp(DEC_PF_PLANS[i].name, name)) return i;
+    return -1;
+}
+
+/* The plan whose one-thread Q4_K_X16 decode from memory is fastest, if it beats the default
+ * (plan 0) by 10% (what a drift of a VM's bandwidth moves in a second); else the default. The rounds alternate the plans, so that a drift of the
+ * machine's bandwidth meets them all alike. -1 when memory is short. */
+static int time_plans(const kernel_ops *t, char *why, size_t wn) {
+    const size_t row = ggml_row_size(GGML_Q4_K, TIME_N), bytes = row * PF_TIME_ROWS;
+    const size_t arow = ggml_row_size(GGML_Q8_K, TIME_N);
+    uint8_t *w = malloc(bytes), *act = malloc(arow);
+    float *x = malloc(sizeof(float) * TIME_N), *out = malloc(sizeof(float) * PF_TIME_ROWS);
+    double best[16];
+    int pick = -1;
+    const int saved = dec_pf_plan, np = DEC_PF_NPLANS < 16 ? DEC_PF_NPLANS : 16;
+    if (w && act && x && out) {
+        memset(w, 0x11, bytes); /* every half-float scale 0x1111: a normal number; pages written */
+        uint64_t s = 7;
+        for (int i = 0; i < TIME_N; i++) x[i] = (float)((int)(mix(&s) % 2001) - 1000) / 1000.0f;
+        t->quantize_act(GGML_Q8_K, x, act, TIME_N);
+        for (int r = -1; r < PF_TIME_ROUNDS; r++) /* round -1: a warm-up */
+            for (int p = 0; p < np; p++) {
+                dec_pf_plan = p;
+                double t0 = lfm2c_now_s();
+                t->matmul(GGML_Q4_K_X16, TIME_N, w, row, PF_TIME_ROWS, act, arow, 1, out, PF_TIME_ROWS);
+                double dt = lfm2c_now_s() - t0;
+                if (r < 0) continue;
+                if (r == 0 || dt < best[p]) best[p] = dt;
+            }
+        pick = 0;
+        for (int p = 1; p < np; p++)
+            if (best[p] < best[pick]) pick = p;
+        size_t at = snprintf(why, wn, "Q4_K_X16 decode from memory, %d MB, one thread:", (int)(bytes >> 20));
+        for (int p = 0; p < np && at < wn; p++)
+            at += snprintf(why + at, wn - at, " %s %.1f", DEC_PF_PLANS[p].name, bytes / best[p] / 1e9);
+        if (at < wn) at += snprintf(why + at, wn - at, " GB/s");
+        if (pick && best[pick] > 0.9 * best[0]) {
+            pick = 0;
+            if (at < wn) snprintf(why + at, wn - at, "; within 10%%: the default");
+        }
+    }
+    dec_pf_plan = saved;
+    free(w), free(act), free(x), free(out);
+    return pick;
+}
+
+/* Whether ops streams the interleaved layout the plans apply to. */
+static bool takes_plans(const kernel_ops *ops) {
+    return ops && ops->packed_type && ops->packed_type(GGML_Q4_K, X16_ROWS) == GGML_Q4_K_X16;
+}
+
+static void choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir, int flags,
+                      kernel_choice *out) {
+    out->pf = 0;
+    if (!takes_plans(ops)) {
+        out->pf_how = "none";
+        snprintf(out->pf_why, sizeof out->pf_why, "the %s table streams no interleaved layout", ops ? ops->isa : "?");
+        return;
+    }
+    if (force && *force) {
+        const int f = find_plan(force);
+        if (f >= 0) {
+            out->pf = f, out->pf_how = "forced";
+            snprintf(out->pf_why, sizeof out->pf_why, "LFM2C_DEC_PF=%s", force);
+            return;
+        }
+    }
+    const char *unknown = force && *force ? "LFM2C_DEC_PF names no plan; " : "";
+    if (flags & KERNELS_NO_TIMING) {
+        out->pf_how = "default";
+        snprintf(out->pf_why, sizeof out->pf_why, "%sLFM2C_KERNEL_TIMING=0: the first plan", unknown);
+        return;
+    }
+    char key[512], path[1024], name[32], why[sizeof out->pf_why];
+    const kernel_ops *one[1] = {ops};
+    cache_key(cpu, one, 1, key, sizeof key);
+    if (strlen(key) + 16 < sizeof key) strcat(key, "|decode prefetch");
+    const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
+    if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, name, sizeof name, why, sizeof why) &&
+        find_plan(name) >= 0) {
+        out->pf = find_plan(name), out->pf_how = "cached";
+        snprintf(out->pf_why, sizeof out->pf_why, "%s%.280s", unknown, why);
+        return;
+    }
+    const int p = time_plans(ops, why, sizeof why);
+    if (p < 0) {
+        out->pf_how = "default";
+        snprintf(out->pf_why, sizeof out->pf_why, "%sthe timing could not run (memory): the first plan", unknown);
+        return;
+    }
+    out->pf = p, out->pf_how = "timed";
+    snprintf(out->pf_why, sizeof out->pf_why, "%s%.280s", unknown, why);
+    if (cacheable) cache_write(path, key, DEC_PF_PLANS[p].name, why);
+}
+
+void kernels_choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                       int flags, kernel_choice *out) {
+    choose_pf(force, ops, cpu, cache_dir, flags, out);
+    out->pf_name = DEC_PF_PLANS[out->pf].name;
+}
+
 /* ---- the choice ------------------------------------------------------------------------------ */
 
 static void choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out) {
@@ -326,6 +443,8 @@ static void choose_once(void) {
     const char *t = getenv("LFM2C_KERNEL_TIMING"); /* 0: no timing; "again": time, ignoring the cache */
     int flags = t && !strcmp(t, "0") ? KERNELS_NO_TIMING : t && !strcmp(t, "again") ? KERNELS_RETIME : 0;
     kernels_choose(getenv("LFM2C_ISA"), &c, NULL, flags, &the_choice);
+    kernels_choose_pf(getenv("LFM2C_DEC_PF"), the_choice.ops, &c, NULL, flags, &the_choice);
+    dec_pf_plan = the_choice.pf;
 }
 
 const kernel_choice *kernels_choice(void) {

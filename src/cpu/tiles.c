@@ -5,6 +5,15 @@
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 
+/* The decode stream's prefetch plans (tiles.h); the first is the default, and the one the VMs
+ * this project measured on stream fastest with (docs/HARDWARE.md "Kernels"). */
+const dec_pf DEC_PF_PLANS[] = {
+    {"nta2", 2, PF_NTA}, {"nta4", 4, PF_NTA}, {"t0x2", 2, PF_T0},
+    {"t0x4", 4, PF_T0},  {"t1x8", 8, PF_T1},  {"hw", 0, PF_NONE}, /* the hardware prefetcher alone */
+};
+const int DEC_PF_NPLANS = sizeof DEC_PF_PLANS / sizeof *DEC_PF_PLANS;
+int dec_pf_plan;
+
 void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
                size_t act_row, int nc, float *out, size_t os) {
     if (nc <= t->cb) {
@@ -44,7 +53,8 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
                 size_t act_row, int nc, float *out, size_t os) {
     const size_t gb = (size_t)t->rb * w_row;
     const int ng = nr / t->rb;
-    if (nc == 1 || (nc <= FEW_MAX_COLS && t->few)) { /* decode, few columns: one stream */
+    if (nc == 1 || (nc <= FEW_MAX_COLS && t->few_at[0])) { /* decode, few columns: one stream */
+        const int loc = DEC_PF_PLANS[dec_pf_plan].loc;
         /* the tile prefetches a few blocks ahead of itself: start the first ones too (a call
          * may be short: an expert's rows, a thread's share of them) */
         prefetch_block(w, gb < DEC_PROLOGUE_BYTES ? gb : DEC_PROLOGUE_BYTES);
@@ -52,8 +62,8 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
         const size_t reach = nb > 0 ? DEC_TLB_BLOCKS * (gb / (size_t)nb) : 0;
         for (size_t o = 4096; o < reach && o < (size_t)ng * gb; o += 4096) prefetch_page(w + o);
         for (int g = 0; g < ng; g++) {
-            if (nc == 1) t->dec(nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
-            else t->few(nc, nb, w + (size_t)g * gb, act, act_row, out + g * t->rb, os);
+            if (nc == 1) t->dec_at[loc](nb, w + (size_t)g * gb, w_row, act, act_row, out + g * t->rb, os);
+            else t->few_at[loc](nc, nb, w + (size_t)g * gb, act, act_row, out + g * t->rb, os);
         }
         return;
     }

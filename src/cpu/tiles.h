@@ -42,7 +42,7 @@ static inline void prefetch_block(const void *p, size_t size) {
  * into L1 only (prefetchnta on x86): the weights then do not push the activations and the KV
  * cache out of L2 / L3, and a core streams faster. bench_kernels 1024 (one thread / two):
  * Q6_K 28.6-28.9 -> 32.7-34.2 GB/s, Q4_K 32-36 -> 33-37 / 62-68 -> 68-72, Q8_0 alike;
- * closer (8, 4 blocks) measured slower. The X16 layouts have their own distance (x16_dec5). */
+ * closer (8, 4 blocks) measured slower. The X16 layouts follow the decode prefetch plan below. */
 #ifndef DEC_PF_BLOCKS
 #define DEC_PF_BLOCKS 16
 #endif
@@ -64,6 +64,31 @@ static inline void prefetch_dec(const void *p, size_t size) {
 #endif
 static inline void prefetch_page(const void *p) { __builtin_prefetch(p, 0, 1); }
 
+/* The X16 decode stream's prefetch plan: how far ahead (blocks of a group, 2.3-3.4 KB) and into
+ * which level the interleaved layouts' decode and few-column tiles prefetch their weights.
+ * Which plan streams fastest differs between cores (where a prefetch lands, how many lines a
+ * core keeps in flight), so kernels_choose.c times the plans from memory once per CPU and sets
+ * dec_pf_plan; LFM2C_DEC_PF forces one. A plan changes speed only, never a result. The table is
+ * in tiles.c; plan 0 is the default. */
+enum { PF_NTA, PF_T0, PF_T1, PF_NONE, PF_NLOC }; /* prefetchnta, prefetcht0, prefetcht1, none */
+typedef struct dec_pf {
+    const char *name;
+    int blocks, loc; /* loc: PF_* */
+} dec_pf;
+extern const dec_pf DEC_PF_PLANS[];
+extern const int DEC_PF_NPLANS;
+extern int dec_pf_plan; /* index into DEC_PF_PLANS, set once before the first product */
+static inline int dec_pf_blocks(void) { return DEC_PF_PLANS[dec_pf_plan].blocks; }
+/* The lines of [p, p + size) into the level loc says (a constant where the tile is built). */
+static inline __attribute__((always_inline)) void prefetch_loc(const void *p, size_t size, int loc) {
+    for (size_t o = 0; loc != PF_NONE && o < size; o += 64) {
+        const char *q = (const char *)p + o;
+        if (loc == PF_NTA) __builtin_prefetch(q, 0, 0);
+        else if (loc == PF_T0) __builtin_prefetch(q, 0, 3);
+        else __builtin_prefetch(q, 0, 2);
+    }
+}
+
 /* A tile function: R rows x C columns (fixed per function) over nb blocks. */
 typedef void (*tile_fn)(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, size_t act_row, float *out,
                         size_t os);
@@ -76,14 +101,18 @@ typedef struct {
     int rb, cb, rbd;
     tile_fn full[4]; /* rb x k columns, k = 1..cb (index k - 1) */
     tile_fn row1[4]; /* 1 x k, for the rows after the last full tile */
-    tile_fn dec;     /* rbd x 1: decode, one activation column */
-    few_fn few;      /* run_groups only: a group x 2..FEW_MAX_COLS columns, one stream */
+    tile_fn dec;     /* rbd x 1: decode, one activation column (run_tiles) */
+    /* run_groups only, one per prefetch level (PF_*): decode, a group x 1 column, and a group
+     * x 2..FEW_MAX_COLS columns, one stream each */
+    tile_fn dec_at[PF_NLOC];
+    few_fn few_at[PF_NLOC];
 } tile_set;
 
 /* The same for an interleaved layout of groups of t->rb rows (ggml_types.h: GGML_Q4_K_X16):
  * nr is a multiple of t->rb, group g starts at w + g * t->rb * w_row, and a tile computes one
- * group for k <= t->cb columns (t->full[k - 1]), t->dec one group for one column (decode) and
- * t->few one group for 2..FEW_MAX_COLS columns; t->rbd and t->row1 are unused. */
+ * group for k <= t->cb columns (t->full[k - 1]), t->dec_at one group for one column (decode) and
+ * t->few_at one group for 2..FEW_MAX_COLS columns, both prefetching as dec_pf_plan says;
+ * t->rbd, t->dec and t->row1 are unused. */
 void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
                 size_t act_row, int nc, float *out, size_t os);
 
@@ -117,43 +146,51 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
     }
 #define TILE_SET_DEC(name, RB, CB, kern, dec) \
     TILE_FNS(name, RB, CB, kern) \
-    static const tile_set name = {RB, \
-                                  CB, \
-                                  4, \
-                                  {name##_f1, name##_f2, name##_f3, name##_f4}, \
-                                  {name##_o1, name##_o2, name##_o3, name##_o4}, \
-                                  dec, \
-                                  0};
+    static const tile_set name = { \
+        RB,  CB,  4,  {name##_f1, name##_f2, name##_f3, name##_f4}, {name##_o1, name##_o2, name##_o3, name##_o4}, \
+        dec, {0}, {0}};
 #define TILE_SET(name, RB, CB, kern) \
     TILE_FN(name, _d, 4, 1, kern) \
     TILE_SET_DEC(name, RB, CB, kern, name##_d)
 
 /* The tile_set of an interleaved layout (run_groups; X16_ROWS rows per group, ggml_types.h):
  * tiles of a group x 1..CB columns (CB <= 4) from grp(q6, cols, nb, w, act, act_row, out, os),
- * the decode tile from dec(q6, nb, w, act, out) and the few-column tile from
- * few(q6, nc, nb, w, act, act_row, out, os); q6: Q6_K_X16 rather than Q4_K_X16. */
+ * the decode tiles from dec(q6, loc, nb, w, act, out) and the few-column tiles from
+ * few(q6, loc, nc, nb, w, act, act_row, out, os), one per prefetch level loc (PF_*, a constant
+ * in each); q6: Q6_K_X16 rather than Q4_K_X16. */
 #define GROUP_FN(name, sfx, C, grp, q6) \
     static ISA_T void name##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, size_t a_row, float *o, \
                                 size_t os) { \
         (void)w_row; \
         grp(q6, C, nb, w, a, a_row, o, os); \
     }
+#define GROUP_DEC(name, sfx, dec, few, q6, loc) \
+    static ISA_T void name##_d##sfx(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, size_t a_row, \
+                                    float *o, size_t os) { \
+        (void)w_row, (void)a_row, (void)os; \
+        dec(q6, loc, nb, w, a, o); \
+    } \
+    static ISA_T void name##_w##sfx(int nc, int64_t nb, const uint8_t *w, const uint8_t *a, size_t a_row, float *o, \
+                                    size_t os) { \
+        few(q6, loc, nc, nb, w, a, a_row, o, os); \
+    }
 #define GROUP_SET(name, CB, grp, dec, few, q6) \
     GROUP_FN(name, _1, 1, grp, q6) \
     GROUP_FN(name, _2, (2 < CB ? 2 : CB), grp, q6) \
     GROUP_FN(name, _3, (3 < CB ? 3 : CB), grp, q6) \
     GROUP_FN(name, _4, CB, grp, q6) \
-    static ISA_T void name##_d(int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *a, size_t a_row, float *o, \
-                               size_t os) { \
-        (void)w_row, (void)a_row, (void)os; \
-        dec(q6, nb, w, a, o); \
-    } \
-    static ISA_T void name##_w(int nc, int64_t nb, const uint8_t *w, const uint8_t *a, size_t a_row, float *o, \
-                               size_t os) { \
-        few(q6, nc, nb, w, a, a_row, o, os); \
-    } \
-    static const tile_set name = {X16_ROWS,     CB,       1,       {name##_1, name##_2, name##_3, name##_4}, \
-                                  {0, 0, 0, 0}, name##_d, name##_w};
+    GROUP_DEC(name, _nta, dec, few, q6, PF_NTA) \
+    GROUP_DEC(name, _t0, dec, few, q6, PF_T0) \
+    GROUP_DEC(name, _t1, dec, few, q6, PF_T1) \
+    GROUP_DEC(name, _none, dec, few, q6, PF_NONE) \
+    static const tile_set name = {X16_ROWS, \
+                                  CB, \
+                                  1, \
+                                  {name##_1, name##_2, name##_3, name##_4}, \
+                                  {0, 0, 0, 0}, \
+                                  0, \
+                                  {name##_d_nta, name##_d_t0, name##_d_t1, name##_d_none}, \
+                                  {name##_w_nta, name##_w_t0, name##_w_t1, name##_w_none}};
 
 /* -- the float path: weights dequantized chunk by chunk, then RB x CB float dots ----------- */
 

@@ -5,6 +5,7 @@
  *  - unit scales (every fp16 scale 1.0, integer activations with d = 1): every product and sum is
  *    an exact small integer, so results must be bitwise equal — this catches any integer slip. */
 #include "cpu/kernels.h"
+#include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 #include "test.h"
 
@@ -360,6 +361,13 @@ static void test_packed(const kernel_ops *k) {
                         CHECK(!memcmp(o1, o2, sizeof(float) * nr * nc),
                               "%s %s n=%lld nr=%d nc=%d: packed = plain bitwise", k->isa, ggml_type_get(pt)->name,
                               (long long)n, nr, nc);
+                        for (int pl = 1; nc <= FEW_MAX_COLS && pl < DEC_PF_NPLANS; pl++) { /* every prefetch plan */
+                            dec_pf_plan = pl;
+                            k->matmul(pt, n, pw, w_row, nr, act, a_row, nc, o2, nr);
+                            dec_pf_plan = 0;
+                            CHECK(!memcmp(o1, o2, sizeof(float) * nr * nc), "%s %s n=%lld nr=%d nc=%d plan %s: = plain",
+                                  k->isa, ggml_type_get(pt)->name, (long long)n, nr, nc, DEC_PF_PLANS[pl].name);
+                        }
                         if (nr > 16) { /* the second group alone */
                             k->matmul(pt, n, pw + 16 * w_row, w_row, 16, act, a_row, nc, o2, nr);
                             int diff = 0;

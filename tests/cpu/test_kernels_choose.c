@@ -5,6 +5,8 @@
  * that whatever is chosen is a tile-invariant table this CPU supports (every table meets the
  * scalar contract: test_kernels.c). */
 #include "cpu/kernels.h"
+#include "cpu/tiles.h"
+#include "formats/ggml_types.h"
 #include "test.h"
 
 #include <stdio.h>
@@ -146,6 +148,69 @@ static void test_timed(void) {
     CHECK(!strcmp(d.how, "timed") && is_candidate(d.ops), "unwritable cache: %s", d.how);
 }
 
+/* The decode stream's prefetch plan: forced by name, a name that matches none, no plans for a
+ * table without an interleaved layout, the timing (every plan named with its GB/s, the choice a
+ * plan), its cache line beside the table's (read back, timed again when asked or when it names
+ * no plan), and no timing. */
+static void test_plans(void) {
+    kernel_choice c;
+    memset(&c, 0, sizeof c);
+    kernel_cpu cpu = {"TestVendor", 1, 3, ""};
+    snprintf(cpu.name, sizeof cpu.name, "lfm2c plan test CPU %d", (int)getpid());
+    kernels_choose_pf(NULL, kernels_scalar(), &cpu, dir, 0, &c);
+    CHECK(!strcmp(c.pf_how, "none") && c.pf == 0 && !strcmp(c.pf_name, DEC_PF_PLANS[0].name), "scalar: %s (%s)",
+          c.pf_how, c.pf_why);
+    const kernel_ops *x = NULL;
+    for (int i = 0; i < n_avail; i++)
+        if (avail[i]->packed_type && avail[i]->packed_type(GGML_Q4_K, X16_ROWS) == GGML_Q4_K_X16) x = avail[i];
+    if (!x) {
+        printf("no table with an interleaved layout here: no plan to time\n");
+        return;
+    }
+    for (int p = 0; p < DEC_PF_NPLANS; p++) {
+        kernels_choose_pf(DEC_PF_PLANS[p].name, x, &cpu, dir, 0, &c);
+        CHECK(c.pf == p && !strcmp(c.pf_how, "forced") && strstr(c.pf_why, DEC_PF_PLANS[p].name), "LFM2C_DEC_PF=%s: %s",
+              DEC_PF_PLANS[p].name, c.pf_why);
+    }
+    kernels_choose_pf("t9x99", x, &cpu, dir, KERNELS_NO_TIMING, &c);
+    CHECK(c.pf == 0 && !strcmp(c.pf_how, "default") && strstr(c.pf_why, "names no plan"), "no such plan: %s (%s)",
+          c.pf_how, c.pf_why);
+    remove(path);
+    kernels_choose_pf(NULL, x, &cpu, dir, 0, &c);
+    CHECK(!strcmp(c.pf_how, "timed") && c.pf >= 0 && c.pf < DEC_PF_NPLANS, "timed: %s", c.pf_how);
+    for (int p = 0; p < DEC_PF_NPLANS; p++)
+        CHECK(strstr(c.pf_why, DEC_PF_PLANS[p].name) != NULL, "the timing names %s: %s", DEC_PF_PLANS[p].name,
+              c.pf_why);
+    CHECK(dec_pf_plan == kernels_choice()->pf, "the timing leaves the process's plan as it was");
+    printf("plans timed: %s (%s)\n", c.pf_name, c.pf_why);
+    char *s = slurp();
+    CHECK(s && strstr(s, cpu.name) && strstr(s, "decode prefetch") && strstr(s, c.pf_name),
+          "the cache holds the plan: %s", s ? s : "(no file)");
+    kernel_choice d;
+    memset(&d, 0, sizeof d);
+    kernels_choose_pf(NULL, x, &cpu, dir, 0, &d);
+    CHECK(!strcmp(d.pf_how, "cached") && d.pf == c.pf, "read back: %s", d.pf_how);
+    kernels_choose_pf(NULL, x, &cpu, dir, KERNELS_RETIME, &d);
+    CHECK(!strcmp(d.pf_how, "timed"), "timed again when asked: %s", d.pf_how);
+    if (s) { /* the line names a plan that does not exist: timed again */
+        char *tab = strstr(s, "decode prefetch\t");
+        if (tab) {
+            tab += strlen("decode prefetch\t");
+            char *end = strchr(tab, '\t');
+            if (end) {
+                char text[2048];
+                snprintf(text, sizeof text, "%.*sbogus-plan%s", (int)(tab - s), s, end);
+                write_file(text);
+                kernels_choose_pf(NULL, x, &cpu, dir, 0, &d);
+                CHECK(!strcmp(d.pf_how, "timed"), "a cached plan that does not exist is timed again: %s", d.pf_how);
+            }
+        }
+    }
+    free(s);
+    kernels_choose_pf(NULL, x, &cpu, dir, KERNELS_NO_TIMING, &d);
+    CHECK(!strcmp(d.pf_how, "default") && d.pf == 0, "no timing: the first plan (%s)", d.pf_how);
+}
+
 int main(void) {
     n_avail = kernels_available(avail, 8);
     for (int i = 1; i < n_avail; i++)
@@ -160,11 +225,14 @@ int main(void) {
     CHECK(me.vendor[0] && me.name[0], "the CPU has a vendor and a name");
     const kernel_choice *k = kernels_choice();
     CHECK(k->ops == kernels_get() && k->ops && k->how && k->why[0], "the process's choice is kernels_get()'s");
-    printf("this process: %s (%s: %s)\n", k->ops->isa, k->how, k->why);
+    printf("this process: %s (%s: %s); decode prefetch %s (%s: %s)\n", k->ops->isa, k->how, k->why, k->pf_name,
+           k->pf_how, k->pf_why);
+    CHECK(k->pf_name && k->pf_how && dec_pf_plan == k->pf, "the process's plan is set");
 
     test_forced(&me);
     test_known();
     test_timed();
+    test_plans();
     remove(path);
     rmdir(dir);
     TEST_MAIN_END();
