@@ -141,6 +141,15 @@ look = [r for r in rows if r["test"] == "prompt lookup, forced acceptance"]
 assert [r["accept"] for r in look] == [0.5, 1.0], look
 assert look[1]["accepted"] == look[1]["drafted"] > 0 and 0 < look[0]["accepted"] < look[0]["drafted"], look
 PY
+# an MoE target also times one token repeated (its experts shared: the other end from random tokens)
+"$bin" bench --spec -m data/lfm2-tiny-moe-q8_0.gguf -p 8 -n 8 -r 1 -t 1 --spec-accept 1 -o json > "$tmp/specm.json" 2>/dev/null
+python3 - "$tmp/spec.json" "$tmp/specm.json" <<'PY' && ok || bad "bench --spec: repeated-token rows"
+import json, sys
+dense, moe = (json.load(open(f)) for f in sys.argv[1:])
+rep = "verify k+1 tokens, one token repeated"
+assert not [r for r in dense if r["test"] == rep], dense
+assert [r["k"] for r in moe if r["test"] == rep] == list(range(1, 9)) and all(r["value"] > 0 for r in moe), moe
+PY
 "$bin" bench --spec -m $t -p 8 -n 8 -r 1 -t 1 > "$tmp/spec.md" 2>/dev/null && grep -q "| target as own draft | 4 | 1.00 |" "$tmp/spec.md" \
   && ok || bad "bench --spec markdown: $(cat "$tmp/spec.md")"
 # -md with another vocabulary: a clear error

@@ -231,13 +231,17 @@ done:
 /* ---- --spec: speculative decoding ---------------------------------------------------------- */
 
 /* Seconds of one forward over n tokens of one sequence at depth (mark, feed, roll back exactly),
- * the mean of reps. n = 1: a decode step; n = k + 1: the verification of k drafted tokens. */
-static double verify_seconds(lfm2c_model *m, lfm2c_session *s, int n, int reps, uint64_t *rng, lfm2c_error *err) {
+ * the mean of reps. n = 1: a decode step; n = k + 1: the verification of k drafted tokens, of
+ * random tokens or (same) of one random token repeated: on an MoE model with random weights the
+ * first routes the n tokens to unrelated experts and the second to nearly the same ones, the two
+ * ends of what a real router's correlated picks read. */
+static double verify_seconds(lfm2c_model *m, lfm2c_session *s, int n, bool same, int reps, uint64_t *rng,
+                             lfm2c_error *err) {
     int V = lfm2c_model_get_info(m)->n_vocab, past = lfm2c_session_n_past(s);
     int32_t ids[16];
     double total = 0;
     for (int r = 0; r < reps; r++) {
-        for (int i = 0; i < n; i++) ids[i] = random_token(rng, V);
+        for (int i = 0; i < n; i++) ids[i] = same && i ? ids[0] : random_token(rng, V);
         if (lfm2c_session_mark(s, n, err)) return -1;
         double t0 = lfm2c_now_s();
         if (lfm2c_session_decode(s, ids, n, n > 1 ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST, err)) return -1;
@@ -345,14 +349,17 @@ static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_ben
     int rc = 1;
     lfm2c_session *s = depth_session(m, b->depth, 16, &rng, &err);
     if (!s) goto fail;
-    double t1 = verify_seconds(m, s, 1, b->reps, &rng, &err); /* warm-up, then the step */
-    if (t1 < 0 || (t1 = verify_seconds(m, s, 1, b->reps, &rng, &err)) < 0) goto fail;
+    double t1 = verify_seconds(m, s, 1, false, b->reps, &rng, &err); /* warm-up, then the step */
+    if (t1 < 0 || (t1 = verify_seconds(m, s, 1, false, b->reps, &rng, &err)) < 0) goto fail;
     spec_row(json, &first, "decode step", 0, -1, t1 * 1e3, "ms", 1, 0, 0);
-    for (int k = 1; k <= 8; k++) {
-        double tk = verify_seconds(m, s, k + 1, b->reps, &rng, &err);
-        if (tk < 0) goto fail;
-        spec_row(json, &first, "verify k+1 tokens", k, -1, tk * 1e3, "ms", tk / t1, 0, 0);
-    }
+    const bool moe = lfm2c_model_get_info(m)->n_expert > 0;
+    for (int same = 0; same <= moe; same++) /* MoE: also one token repeated (verify_seconds) */
+        for (int k = 1; k <= 8; k++) {
+            double tk = verify_seconds(m, s, k + 1, same, b->reps, &rng, &err);
+            if (tk < 0) goto fail;
+            spec_row(json, &first, same ? "verify k+1 tokens, one token repeated" : "verify k+1 tokens", k, -1,
+                     tk * 1e3, "ms", tk / t1, 0, 0);
+        }
     lfm2c_session_free(s);
     s = NULL;
     double plain = 0;
