@@ -292,6 +292,13 @@ typedef struct lfm2c_spec_params {
                             lookup then drafts draft_max tokens every step (padding a short or
                             missing match), to measure a drafter that costs nothing */
     uint64_t seed;              /* force_accept's RNG */
+    bool draft_auto;            /* lfm2c_spec_step: each step drafts the k in 0..draft_max that
+                            yields most tokens per second, from the measured cost of the target's
+                            forward over k+1 tokens, of a drafted token, and the acceptance so
+                            far (false: draft_max every step). At temperature 0 it changes no
+                            token; above it the text stays distributed as the target's, but a
+                            seed no longer fixes it (k depends on timings). The server's
+                            batched verification ignores it */
 } lfm2c_spec_params;
 lfm2c_spec_params lfm2c_spec_default_params(void);
 

@@ -99,18 +99,20 @@ int32_t *cli_parse_ids(const char *s, int *n_out);
 char *cli_read_file(const char *path, size_t *len);
 
 /* Speculative decoding on run / chat / bench (cli_gen.c): -md/--model-draft FILE, --draft-max N,
- * --draft-min N, --draft-p-min P, --spec-lookup [N | A..B]. */
+ * --draft-min N, --draft-p-min P, --spec-lookup [N | A..B], --draft-auto / --draft-fixed. */
 typedef struct cli_spec {
     const char *draft_path;
     int draft_max, draft_min, lookup_min, lookup_max; /* lookup_max 0: no prompt lookup */
     double p_min, force_accept;                       /* force_accept < 0: off (bench only) */
+    int draft_auto; /* 1 --draft-auto, 0 --draft-fixed, -1 neither: auto at temperature 0 only */
 } cli_spec;
 cli_spec cli_spec_init(void);
 bool cli_spec_flag(cli_spec *s, int argc, char **argv, int *i);
 bool cli_spec_on(const cli_spec *s);
-/* Opens the draft model (if any) and the speculator; NULL with a message on failure. */
+/* Opens the draft model (if any) and the speculator for a sampler at temperature; NULL with a
+ * message on failure. */
 lfm2c_spec *cli_spec_open(const cli_spec *s, lfm2c_model *target, int n_ctx, int threads, const char *device,
-                          lfm2c_model **draft_out);
+                          float temperature, lfm2c_model **draft_out);
 void cli_spec_report(const lfm2c_spec *sp); /* drafted / accepted to stderr (-v) */
 
 /* A token source over a session whose last decode left the logits of the next token: plain

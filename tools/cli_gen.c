@@ -1,5 +1,5 @@
 /* cli_gen.c — what run and chat share to decode: the speculative-decoding flags (-md, --draft-max,
- * --draft-min, --draft-p-min, --spec-lookup) and a token source that hands out one token at a
+ * --draft-min, --draft-p-min, --spec-lookup, --draft-auto / --draft-fixed) and a token source that hands out one token at a
  * time, from plain decode steps or from speculative steps (lfm2c_spec_step) that yield several. */
 #include "cli.h"
 
@@ -17,7 +17,11 @@ static int gen_fail(lfm2c_error *err, const char *msg) {
 
 cli_spec cli_spec_init(void) {
     lfm2c_spec_params d = lfm2c_spec_default_params();
-    return (cli_spec){.draft_max = d.draft_max, .draft_min = d.draft_min, .p_min = d.draft_p_min, .force_accept = -1};
+    return (cli_spec){.draft_max = d.draft_max,
+                      .draft_min = d.draft_min,
+                      .p_min = d.draft_p_min,
+                      .force_accept = -1,
+                      .draft_auto = -1};
 }
 
 /* "N" (sizes N down to 1), "A..B" or "A-B" (sizes B down to A); false if neither */
@@ -58,7 +62,9 @@ bool cli_spec_flag(cli_spec *s, int argc, char **argv, int *i) {
             cli_fail("%s must be in [0, 1]", a);
             exit(2);
         }
-    } else if (!strcmp(a, "--spec-lookup")) {
+    } else if (!strcmp(a, "--draft-auto")) s->draft_auto = 1;
+    else if (!strcmp(a, "--draft-fixed")) s->draft_auto = 0;
+    else if (!strcmp(a, "--spec-lookup")) {
         s->lookup_min = 1, s->lookup_max = 3;
         if (*i + 1 < argc && argv[*i + 1][0] >= '0' && argv[*i + 1][0] <= '9') {
             const char *v = argv[++*i];
@@ -74,7 +80,7 @@ bool cli_spec_flag(cli_spec *s, int argc, char **argv, int *i) {
 bool cli_spec_on(const cli_spec *s) { return s->draft_path || s->lookup_max > 0; }
 
 lfm2c_spec *cli_spec_open(const cli_spec *s, lfm2c_model *target, int n_ctx, int threads, const char *device,
-                          lfm2c_model **draft_out) {
+                          float temperature, lfm2c_model **draft_out) {
     *draft_out = NULL;
     if (s->draft_path && s->lookup_max > 0) {
         cli_fail("-md and --spec-lookup are two drafters: give one");
@@ -93,6 +99,9 @@ lfm2c_spec *cli_spec_open(const cli_spec *s, lfm2c_model *target, int n_ctx, int
     p.lookup_min = s->lookup_min;
     p.lookup_max = s->lookup_max;
     p.force_accept = (float)s->force_accept;
+    /* by default the draft length is chosen per step only where that cannot change the text:
+     * greedy decoding (above temperature 0 it changes which random numbers a seed draws) */
+    p.draft_auto = s->draft_auto >= 0 ? s->draft_auto == 1 : temperature <= 0;
     lfm2c_error err = {0};
     lfm2c_spec *sp = lfm2c_spec_new(target, d, n_ctx, &p, &err);
     if (!sp) {

@@ -370,22 +370,25 @@ static int run_spec_bench(lfm2c_model *m, const char *model_path, const spec_ben
     }
     spec_row(json, &first, "plain decode", 0, -1, plain, "tok/s", 1, 0, 0);
     /* the target as its own draft (acceptance 1), the draft at the forced rates, then prompt
-     * lookup at those rates (a drafter that costs nothing but its search) */
-    for (int a = -1; a < 2 * b->n_accept; a++) {
-        bool lookup = a >= b->n_accept;
+     * lookup at those rates (a drafter that costs nothing but its search); then both again with
+     * the draft length chosen per step (draft_auto, at most --draft-max) */
+    for (int a = -1; a < 4 * b->n_accept; a++) {
+        const bool lookup = a >= 0 && (a / b->n_accept) % 2 == 1, autok = a >= 2 * b->n_accept;
         double rate = a < 0 ? -1 : b->accept[a % b->n_accept];
         lfm2c_spec_params p = lfm2c_spec_default_params();
         p.draft_max = b->draft_max;
         p.draft_p_min = 0;
         p.force_accept = (float)rate;
+        p.draft_auto = autok;
         if (lookup) p.lookup_min = 1, p.lookup_max = 3;
         lfm2c_spec_stats st;
         double v = spec_rate_avg(m, lookup ? NULL : a < 0 || !draft ? m : draft, &p, b, &rng, &st, &err);
         if (v < 0) goto fail;
-        const char *test = lookup  ? "prompt lookup, forced acceptance"
-                           : a < 0 ? "target as own draft"
-                           : draft ? "draft, forced acceptance"
-                                   : "own draft, forced acceptance";
+        const char *test =
+            lookup  ? (autok ? "prompt lookup, forced acceptance, auto length" : "prompt lookup, forced acceptance")
+            : a < 0 ? "target as own draft"
+            : draft ? (autok ? "draft, forced acceptance, auto length" : "draft, forced acceptance")
+                    : (autok ? "own draft, forced acceptance, auto length" : "own draft, forced acceptance");
         spec_row(json, &first, test, b->draft_max, a < 0 ? (st.drafted ? (double)st.accepted / st.drafted : 0) : rate,
                  v, "tok/s", plain > 0 ? v / plain : 0, st.drafted, st.accepted);
     }
@@ -413,7 +416,8 @@ static const char USAGE[] =
     "          (k = 1..8, at -d DEPTH), then tokens/s (-n tokens after a -p prompt, temperature 0)\n"
     "          plain, with the target as its own draft (acceptance 1), and with the draft model at\n"
     "          forced acceptance rates (each drafted token accepted with probability a), and with\n"
-    "          prompt lookup at those rates (a full draft every step: a drafter that costs nothing):\n"
+    "          prompt lookup at those rates (a full draft every step: a drafter that costs nothing),\n"
+    "          then both with the draft length chosen per step (--draft-auto, at most --draft-max):\n"
     "    -md FILE             the draft model (default: the target itself)\n"
     "    --draft-max K        tokens drafted per step (default 4)\n"
     "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n";

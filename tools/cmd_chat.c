@@ -66,6 +66,7 @@ static const char USAGE[] =
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n" CLI_LORA_HELP
     "  -md FILE / -hfd REPO  a draft model (speculative decoding; same vocabulary)\n"
     "  --spec-lookup [N | A..B]  prompt lookup drafting   --draft-max N  --draft-min N  --draft-p-min P\n"
+    "  --draft-auto / --draft-fixed  draft length chosen per step / always draft-max (auto at --temp 0)\n"
     "In the chat: /help lists the commands, /reset starts over, /exit (or Ctrl-D) leaves,\n"
     "Ctrl-C stops a reply (at the prompt: twice to leave).\n";
 
@@ -506,7 +507,7 @@ int cmd_chat(int argc, char **argv) {
     ch.smp = lfm2c_sampler_new(&sp, ch.in->n_vocab);
     lfm2c_model *draft = NULL;
     if (ch.s && ch.smp && cli_spec_on(&o.spec) &&
-        !(ch.spec = cli_spec_open(&o.spec, m, ch.ctx, o.threads, o.device, &draft))) {
+        !(ch.spec = cli_spec_open(&o.spec, m, ch.ctx, o.threads, o.device, sp.temperature, &draft))) {
         lfm2c_sampler_free(ch.smp);
         lfm2c_session_free(ch.s);
         lfm2c_model_free(m);

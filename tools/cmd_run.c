@@ -31,6 +31,9 @@ static const char USAGE[] =
     "                     (or B..A) tokens' earlier occurrence in the context (default 3..1)\n"
     "  --draft-max N      most tokens drafted per step (16)   --draft-min N  drop shorter drafts (0)\n"
     "  --draft-p-min P    stop drafting where the draft model's top token is below P (0.75)\n"
+    "  --draft-auto       each step drafts the length (0..draft-max) that yields most tokens per\n"
+    "                     second, from measured costs and acceptance (default at --temp 0 only:\n"
+    "                     above it a seed no longer fixes the text)   --draft-fixed  draft-max always\n"
     "  --chat             treat the prompt as a user message: render it with the chat template\n"
     "  --system TEXT      system message (implies --chat)\n"
     "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
@@ -152,7 +155,8 @@ int cmd_run(int argc, char **argv) {
         cli_fail("out of memory");
         goto done;
     }
-    if (cli_spec_on(&spec_opts) && !(spec = cli_spec_open(&spec_opts, m, ctx, threads, device, &draft))) goto done;
+    if (cli_spec_on(&spec_opts) && !(spec = cli_spec_open(&spec_opts, m, ctx, threads, device, sp.temperature, &draft)))
+        goto done;
 
     double t0 = lfm2c_now_s();
     if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) {

@@ -5,9 +5,11 @@
  * session.c: no recomputation). The accept rule keeps the target sampler's distribution:
  * accept d with min(1, p(d)/q(d)), else draw from max(0, p - q) (see include/lfm2c.h). */
 #include "lfm2c.h"
+#include "base/clock.h"
 #include "base/error.h"
 #include "core/sampler.h"
 #include "core/session.h"
+#include "core/spec.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -29,7 +31,21 @@ struct lfm2c_spec {
     int cap;        /* draft_max the buffers were made for */
     uint64_t rng;   /* force_accept */
     lfm2c_spec_stats stats;
+    /* draft_auto (lfm2c_spec_step): the costs and the acceptance it chooses k from */
+    double *t_fwd;       /* [cap + 2]: EWMA seconds of the target's forward over n tokens; 0 unmeasured */
+    double t_draft;      /* EWMA seconds per drafted token; 0 unmeasured */
+    double acc_n, rej_n; /* decayed counts: drafted tokens accepted, drafts that met a rejection */
+    long auto_steps;
+    int last_k;                           /* the previous step's draft: > 0 when the draft session is in step */
+    double (*cost_fwd)(void *arg, int n); /* spec_set_costs: fixed costs instead of measured ones */
+    void *cost_arg;
+    double cost_draft;
 };
+
+/* draft_auto: how fast the acceptance counts forget (a weight per step), and how often a
+ * neighbour of the chosen draft length is tried (spec.h) */
+#define AUTO_DECAY 0.95
+#define AUTO_EXPLORE SPEC_AUTO_EXPLORE
 
 lfm2c_spec_params lfm2c_spec_default_params(void) {
     return (lfm2c_spec_params){.draft_max = 16,
@@ -38,7 +54,8 @@ lfm2c_spec_params lfm2c_spec_default_params(void) {
                                .lookup_min = 0,
                                .lookup_max = 0,
                                .force_accept = -1.0f,
-                               .seed = 0x5eed};
+                               .seed = 0x5eed,
+                               .draft_auto = false};
 }
 
 /* The draft model's tokens must mean what the target's mean: same count, same bytes. */
@@ -109,8 +126,9 @@ lfm2c_spec *lfm2c_spec_new(lfm2c_model *target, lfm2c_model *draft, int n_ctx, c
     sp->rv = malloc(sizeof(float) * V);
     sp->feed = malloc(sizeof(int32_t) * ((size_t)p->draft_max + 1));
     sp->dfeed = malloc(sizeof(int32_t) * ((size_t)p->draft_max + 2));
+    sp->t_fwd = calloc((size_t)p->draft_max + 2, sizeof(double));
     if (draft) sp->q = malloc(sizeof(float) * V * ((size_t)p->draft_max + 1));
-    if (!sp->pv || !sp->rv || !sp->feed || !sp->dfeed || (draft && !sp->q)) {
+    if (!sp->pv || !sp->rv || !sp->feed || !sp->dfeed || !sp->t_fwd || (draft && !sp->q)) {
         lfm2c_spec_free(sp);
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
@@ -131,6 +149,7 @@ void lfm2c_spec_free(lfm2c_spec *sp) {
     free(sp->rv);
     free(sp->feed);
     free(sp->dfeed);
+    free(sp->t_fwd);
     free(sp);
 }
 
@@ -475,6 +494,8 @@ int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, cons
         sp->stats.steps++;
         sp->stats.drafted += k;
         sp->stats.accepted += acc;
+        sp->acc_n = AUTO_DECAY * sp->acc_n + acc;
+        sp->rej_n = AUTO_DECAY * sp->rej_n + (acc < k);
     }
     if (lfm2c_session_rollback(s, base + 1 + acc, err)) return -1;
     if (sp->draft && sp->draft->n_past > base + 1 + acc && lfm2c_session_rollback(sp->draft, base + 1 + acc, err))
@@ -484,6 +505,60 @@ none:
     lfm2c_set_error(err, LFM2C_EINVAL, "no token can be sampled (every logit is -inf)");
     return -1;
 }
+
+/* ---- the draft length of each step (draft_auto) ------------------------------------------------
+ * A draft of k tokens yields (1 - a^(k+1)) / (1 - a) tokens on average at acceptance a (each
+ * drafted token accepted with probability a, the run ending at the first rejection) and costs
+ * the target's forward over k + 1 tokens plus k drafted tokens. The speculator measures both
+ * (EWMAs of the forward's seconds for each token count it ran and of a drafted token's seconds;
+ * a from decayed counts of accepted tokens and of rejections) and drafts the k that yields the
+ * most tokens per second, 0 being a plain decode step. It first runs a plain step and the longest
+ * draft, interpolates the forward's cost linearly between the sizes it measured, and every
+ * AUTO_EXPLORE steps tries a neighbour of its choice, so the estimates follow the context's
+ * growth and a changing acceptance. On a dense model a forward over k + 1 tokens costs little
+ * more than one (the weights are read once), so k stays high while drafts are accepted; on an MoE
+ * model it reads the union of the tokens' experts, and k falls to what pays. The choice changes
+ * no token at temperature 0, and keeps the target's distribution above it (each step's accept
+ * rule does, whatever k is); only which random numbers a seed draws changes with it. */
+
+/* EWMA weight of a new measurement */
+#define AUTO_ALPHA 0.25
+/* the estimated forward cost of n tokens: measured, else linear between the nearest measured
+ * sizes (1 and kmax + 1 are measured before this is asked) */
+static double auto_fwd(const lfm2c_spec *sp, int n, int top) {
+    if (sp->t_fwd[n] > 0) return sp->t_fwd[n];
+    int lo = n - 1, hi = n + 1;
+    while (lo > 1 && !(sp->t_fwd[lo] > 0)) lo--;
+    while (hi < top && !(sp->t_fwd[hi] > 0)) hi++;
+    return sp->t_fwd[lo] + (sp->t_fwd[hi] - sp->t_fwd[lo]) * (n - lo) / (hi - lo);
+}
+
+static int auto_k(lfm2c_spec *sp, int kmax) {
+    if (kmax <= 0) return 0;
+    if (!(sp->t_fwd[1] > 0)) return 0;                                /* measure a plain step ... */
+    if (!(sp->t_fwd[kmax + 1] > 0)) return kmax;                      /* ... and the longest draft */
+    const double a = (sp->acc_n + 0.5) / (sp->acc_n + sp->rej_n + 1); /* < 1: a prior of half each */
+    const int kmin = sp->p.draft_min > 1 ? sp->p.draft_min : 1;
+    int best = 0;
+    double best_rate = 1 / sp->t_fwd[1], ak = a;
+    for (int k = 1; k <= kmax; k++) {
+        ak *= a; /* a^(k+1) */
+        if (k < kmin) continue;
+        const double rate = (1 - ak) / (1 - a) / (auto_fwd(sp, k + 1, kmax + 1) + k * sp->t_draft);
+        if (rate > best_rate) best = k, best_rate = rate;
+    }
+    if (++sp->auto_steps % AUTO_EXPLORE == 0) { /* a neighbour, up and down in turn */
+        const int up = (sp->auto_steps / AUTO_EXPLORE) & 1, n = best + (up ? 1 : -1);
+        if (n >= 0 && n <= kmax) best = n < kmin && n > 0 ? (up ? kmin : 0) : n;
+    }
+    return best;
+}
+
+void spec_set_costs(lfm2c_spec *sp, double (*fwd)(void *arg, int n), void *arg, double draft_s) {
+    sp->cost_fwd = fwd, sp->cost_arg = arg, sp->cost_draft = draft_s;
+}
+
+static void auto_note(double *ewma, double x) { *ewma = *ewma > 0 ? *ewma + AUTO_ALPHA * (x - *ewma) : x; }
 
 int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_t last, int32_t *out, int max_out,
                     lfm2c_error *err) {
@@ -495,9 +570,27 @@ int lfm2c_spec_step(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32_
         lfm2c_set_error(err, LFM2C_ECONTEXT, "the context of %d tokens is full", s->n_ctx);
         return -1;
     }
-    int k = lfm2c_spec_draft(sp, s, smp, last, sp->feed + 1, max_out - 1, err);
+    int max = max_out - 1;
+    if (sp->p.draft_auto) {
+        int kmax = sp->p.draft_max < max ? sp->p.draft_max : max;
+        if (kmax > s->n_ctx - s->n_past - 1) kmax = s->n_ctx - s->n_past - 1;
+        max = auto_k(sp, kmax);
+    }
+    const double t0 = lfm2c_now_s();
+    int k = lfm2c_spec_draft(sp, s, smp, last, sp->feed + 1, max, err);
     if (k < 0) return -1;
     sp->feed[0] = last;
+    const double t1 = lfm2c_now_s();
     if (lfm2c_session_decode(s, sp->feed, k + 1, LFM2C_LOGITS_ALL, err)) return -1;
+    if (sp->p.draft_auto) {
+        const double fwd = sp->cost_fwd ? sp->cost_fwd(sp->cost_arg, k + 1) : lfm2c_now_s() - t1;
+        const double per_draft = sp->cost_fwd ? sp->cost_draft : (t1 - t0) / (k ? k : 1);
+        auto_note(&sp->t_fwd[k + 1], fwd);
+        /* a draft model's cost per drafted token, from steps that did not first catch its session
+         * up after plain steps (a catch-up is paid once, not per drafted token); unmeasured, a
+         * drafted token counts as free, so that the longer drafts get tried and measured */
+        if (k && (sp->cost_fwd || (sp->draft && sp->last_k > 0))) auto_note(&sp->t_draft, per_draft);
+    }
+    sp->last_k = k;
     return lfm2c_spec_accept(sp, s, smp, sp->feed + 1, k, out, err);
 }

@@ -18,6 +18,7 @@
 #include "lfm2c.h"
 #include "test.h"
 #include "convert/synth.h"
+#include "core/spec.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -535,6 +536,113 @@ static void test_lookup_forced(void) {
     lfm2c_model_free(t);
 }
 
+/* ---- the draft length chosen per step (draft_auto) ------------------------------------------ */
+
+/* Fixed costs for the choice (spec_set_costs): a forward over n tokens takes 1 + slope (n - 1). */
+static double cost_line(void *arg, int n) { return 1.0 + *(const double *)arg * (n - 1); }
+
+/* n tokens of forced prompt lookup (every drafted token accepted with probability a) with the
+ * length chosen per step from fixed costs (slope: cost_line's); each step's output count into
+ * counts[0..K+1]; the speculator's stats. */
+static bool auto_run(lfm2c_model *t, float a, double slope, int K, int kmin, int n, int *counts, lfm2c_spec_stats *st,
+                     int *steps) {
+    enum { NP = 24 };
+    int32_t prompt[NP], out[64];
+    make_ids(prompt, NP, 9, lfm2c_vocab_size(t));
+    lfm2c_error err = {0};
+    lfm2c_spec_params p = lfm2c_spec_default_params();
+    p.draft_max = K, p.draft_min = kmin;
+    p.lookup_min = 1, p.lookup_max = 3;
+    p.force_accept = a;
+    p.draft_auto = true;
+    lfm2c_spec *spec = lfm2c_spec_new(t, NULL, 1024, &p, &err);
+    lfm2c_session *s = lfm2c_session_new(t, 1024, &err);
+    lfm2c_sampler_params sp = lfm2c_sampler_default_params();
+    sp.temperature = 0;
+    lfm2c_sampler *smp = lfm2c_sampler_new(&sp, lfm2c_vocab_size(t));
+    bool ok = spec && s && smp && !lfm2c_session_decode(s, prompt, NP - 1, LFM2C_LOGITS_LAST, &err);
+    if (spec) spec_set_costs(spec, cost_line, &slope, 0);
+    int32_t last = prompt[NP - 1];
+    *steps = 0;
+    for (int got = 0; ok && got < n;) {
+        int k = lfm2c_spec_step(spec, s, smp, last, out, K + 1, &err);
+        if (k < 1) ok = false;
+        else got += k, (*steps)++, counts[k]++, last = out[k - 1];
+    }
+    if (!ok) fprintf(stderr, "auto: %s\n", err.msg);
+    *st = lfm2c_spec_get_stats(spec);
+    lfm2c_sampler_free(smp);
+    lfm2c_session_free(s);
+    lfm2c_spec_free(spec);
+    return ok;
+}
+
+/* Greedy output is the target's with the length chosen per step from measured costs, for every
+ * drafter; then, from fixed costs: where a forward over more tokens costs little more (a dense
+ * model) drafts that are all accepted run at the longest length and drafts that are all rejected
+ * at none; where every token costs a whole step (the slope of an MoE model's forward in the worst
+ * case) even acceptance 0.7 does not pay and the steps are plain; a length under draft-min is
+ * never drafted; and every SPEC_AUTO_EXPLORE-th step tries a neighbour of the choice. */
+static void test_auto(void) {
+    lfm2c_model *t = open_model(DATA("lfm2-tiny-dense-f32.gguf"));
+    lfm2c_model *q4 = open_model(DATA("lfm2-tiny-dense-q4_0.gguf"));
+    lfm2c_model *moe = open_model(DATA("lfm2-tiny-moe-f32.gguf"));
+    CHECK(t && q4 && moe, "open fixtures");
+    if (!t || !q4 || !moe) return;
+    enum { NP = 24, N = 96 };
+    int32_t prompt[NP], want[N], got[N];
+    make_ids(prompt, NP, 3, lfm2c_vocab_size(t));
+    plain_greedy(t, prompt, NP, N, want);
+    lfm2c_spec_params p = lfm2c_spec_default_params();
+    p.draft_max = 5, p.draft_p_min = 0, p.draft_auto = true;
+    lfm2c_spec_stats st;
+    lfm2c_model *drafts[] = {t, q4, moe, NULL};
+    for (int i = 0; i < 4; i++) {
+        lfm2c_spec_params q = p;
+        if (!drafts[i]) q.lookup_min = 1, q.lookup_max = 3;
+        bool ok = spec_greedy(t, drafts[i], &q, prompt, NP, N, got, &st);
+        CHECK(ok && !memcmp(got, want, sizeof want), "auto, drafter %d: output differs from plain greedy", i);
+    }
+
+    enum { K = 4, NT = 320 };
+    struct {
+        float a;
+        double slope;
+        int kmin, k_lo, k_hi; /* the length most steps must draft, within [k_lo, k_hi] */
+        const char *what;
+    } cases[] = {
+        {1.0f, 0.1, 0, K, K, "dense, acceptance 1"},
+        {0.0f, 0.1, 0, 0, 0, "dense, acceptance 0"},
+        {0.7f, 1.0, 0, 0, 0, "every token a step, acceptance 0.7"},
+        {1.0f, 0.1, 3, K, K, "dense, acceptance 1, draft-min 3"},
+        {0.05f, 0.1, 3, 0, 0, "dense, acceptance 0.05, draft-min 3"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int counts[K + 2] = {0}, steps = 0;
+        bool ok = auto_run(t, cases[c].a, cases[c].slope, K, cases[c].kmin, NT, counts, &st, &steps);
+        CHECK(ok, "%s: the run", cases[c].what);
+        /* a step's output is k + 1 tokens when all k drafted ones are accepted (a = 1) and 1 when
+         * none is (a = 0): the length shows there; otherwise the drafted counts show it */
+        const long mean_x100 = steps ? 100 * st.drafted / steps : 0;
+        int in_range = 0;
+        for (int k = cases[c].k_lo; k <= cases[c].k_hi; k++) in_range += counts[k + 1];
+        if (cases[c].a == 1.0f || cases[c].a == 0.0f)
+            CHECK(in_range * 10 >= steps * 8, "%s: %d of %d steps drafted %d..%d", cases[c].what, in_range, steps,
+                  cases[c].k_lo, cases[c].k_hi);
+        if (cases[c].k_hi == 0) /* the first longest draft, then only the tries of a neighbour */
+            CHECK(st.drafted <= (long)(steps / SPEC_AUTO_EXPLORE + 2) * K, "%s: %ld drafted in %d steps", cases[c].what,
+                  st.drafted, steps);
+        if (cases[c].kmin == 3 && cases[c].a == 1.0f)
+            CHECK(counts[2] == 0 && counts[3] == 0, "%s: drafts of 1 or 2", cases[c].what);
+        if (cases[c].k_hi == 0) CHECK(st.drafted > 0, "%s: no neighbour ever tried", cases[c].what);
+        fprintf(stderr, "auto, %s: %ld drafted in %d steps (mean x100 %ld)\n", cases[c].what, st.drafted, steps,
+                mean_x100);
+    }
+    lfm2c_model_free(t);
+    lfm2c_model_free(q4);
+    lfm2c_model_free(moe);
+}
+
 int main(void) {
     test_rollback(DATA("lfm2-tiny-dense-f32.gguf"));
     test_rollback(DATA("lfm2-tiny-moe-q8_0.gguf"));
@@ -544,5 +652,6 @@ int main(void) {
     test_distribution();
     test_vocab();
     test_lookup_forced();
+    test_auto();
     TEST_MAIN_END();
 }
