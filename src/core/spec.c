@@ -534,7 +534,7 @@ static double auto_fwd(const lfm2c_spec *sp, int n, int top) {
 }
 
 static int auto_k(lfm2c_spec *sp, int kmax) {
-    if (kmax <= 0) return 0;
+    if (kmax <= 0 || kmax < sp->p.draft_min) return 0;                /* no draft that fits would be kept */
     if (!(sp->t_fwd[1] > 0)) return 0;                                /* measure a plain step ... */
     if (!(sp->t_fwd[kmax + 1] > 0)) return kmax;                      /* ... and the longest draft */
     const double a = (sp->acc_n + 0.5) / (sp->acc_n + sp->rej_n + 1); /* < 1: a prior of half each */
