@@ -80,7 +80,7 @@ for isa in avx512vnni avx2; do
       [ -s "$tmp/x1.f32" ] && cmp -s "$tmp/x1.f32" "$tmp/x2.f32" && ok || bad "$isa logits $m $mode: interleaved differ from plain"
     done
     # every decode prefetch plan (tiles.h) gives those bits too, token by token
-    for pf in nta4 t0x2 t1x8 hw; do
+    for pf in nta4 t0x2 t1x8 hw nta2+t1x16; do
       LFM2C_DEC_PF=$pf LFM2C_ISA=$isa "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 --one-by-one --hugepages -t 2 -o "$tmp/x3.f32" >/dev/null 2>&1
       cmp -s "$tmp/x3.f32" "$tmp/x2.f32" && ok || bad "$isa logits $m: plan $pf differs"
     done

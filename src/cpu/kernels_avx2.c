@@ -511,12 +511,14 @@ AI T2 void x16_tile2(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
  * dec_pf_plan; the default, non-temporal 2 blocks ahead: Q4_K_X16 one thread 19-24 -> 25-27
  * GB/s, bench_kernels 1024) and one line DEC_TLB_BLOCKS ahead for its page's translation. */
 AI T2 void x16_dec2(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *out) {
-    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2, ahead = (size_t)dec_pf_blocks() * bb;
+    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2, ahead = (size_t)dec_pf_blocks() * bb,
+                 far = (size_t)dec_pf_far() * bb;
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
         prefetch_loc(p + ahead, bb, loc);
+        if (far) prefetch_loc(p + far, bb, PF_T1);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
@@ -540,12 +542,14 @@ AI T2 void x16_cols2(int q6, int k, int h, const uint8_t *p, const block_q8_K *c
 }
 AI T2 void x16_few2(int q6, int loc, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
                     float *out, size_t os) {
-    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2, ahead = (size_t)dec_pf_blocks() * bb;
+    const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2, ahead = (size_t)dec_pf_blocks() * bb,
+                 far = (size_t)dec_pf_far() * bb;
     __m256 acc[2][FEW_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[0][c] = acc[1][c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = w + b * bb;
         prefetch_loc(p + ahead, bb, loc);
+        if (far) prefetch_loc(p + far, bb, PF_T1);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         const block_q8_K *a[FEW_MAX_COLS];
         for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;

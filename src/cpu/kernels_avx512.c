@@ -670,12 +670,14 @@ AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
  * are in docs/HARDWARE.md. Following 2 or 4 groups at once (one per segment of the rows, as
  * the plain decode tiles do) measured slower. */
 AI T5 void x16_dec5(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
-    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb;
+    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
+                 far = (size_t)dec_pf_far() * bb;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const block_q8_K *a[1] = {(const block_q8_K *)act + b};
         const uint8_t *p = w + b * bb;
         prefetch_loc(p + ahead, bb, loc);
+        if (far) prefetch_loc(p + far, bb, PF_T1);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         if (q6) x16q6_dec_block5(p, a[0], &acc);
         else x16_block5(1, p, a, &acc);
@@ -698,12 +700,14 @@ AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a
 }
 AI T5 void x16_few5(int q6, int loc, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
                     float *out, size_t os) {
-    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb;
+    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
+                 far = (size_t)dec_pf_far() * bb;
     __m512 acc[FEW_MAX_COLS];
     for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = w + b * bb;
         prefetch_loc(p + ahead, bb, loc);
+        if (far) prefetch_loc(p + far, bb, PF_T1);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         const block_q8_K *a[FEW_MAX_COLS];
         for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;

@@ -338,7 +338,11 @@ static void choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu
     char key[512], path[1024], name[32], why[sizeof out->pf_why];
     const kernel_ops *one[1] = {ops};
     cache_key(cpu, one, 1, key, sizeof key);
-    if (strlen(key) + 16 < sizeof key) strcat(key, "|decode prefetch");
+    /* the plans timed are part of the key: a build with other plans times them again */
+    size_t kl = strlen(key);
+    kl += snprintf(key + kl, sizeof key - kl, "|decode prefetch");
+    for (int i = 0; i < DEC_PF_NPLANS && kl < sizeof key; i++)
+        kl += snprintf(key + kl, sizeof key - kl, "%c%s", i ? ',' : ' ', DEC_PF_PLANS[i].name);
     const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
     if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, name, sizeof name, why, sizeof why) &&
         find_plan(name) >= 0) {

@@ -8,8 +8,15 @@
 /* The decode stream's prefetch plans (tiles.h); the first is the default, and the one the VMs
  * this project measured on stream fastest with (docs/HARDWARE.md "Kernels"). */
 const dec_pf DEC_PF_PLANS[] = {
-    {"nta2", 2, PF_NTA}, {"nta4", 4, PF_NTA}, {"t0x2", 2, PF_T0},
-    {"t0x4", 4, PF_T0},  {"t1x8", 8, PF_T1},  {"hw", 0, PF_NONE}, /* the hardware prefetcher alone */
+    {"nta2", 2, PF_NTA, 0},
+    {"nta4", 4, PF_NTA, 0},
+    {"t0x2", 2, PF_T0, 0},
+    {"t0x4", 4, PF_T0, 0},
+    {"t1x8", 8, PF_T1, 0},
+    {"hw", 0, PF_NONE, 0}, /* the hardware prefetcher alone */
+    /* two levels: L2 far ahead (more lines in flight than a core's L1 misses allow), L1 near */
+    {"nta2+t1x8", 2, PF_NTA, 8},
+    {"nta2+t1x16", 2, PF_NTA, 16},
 };
 const int DEC_PF_NPLANS = sizeof DEC_PF_PLANS / sizeof *DEC_PF_PLANS;
 int dec_pf_plan;

@@ -74,11 +74,13 @@ enum { PF_NTA, PF_T0, PF_T1, PF_NONE, PF_NLOC }; /* prefetchnta, prefetcht0, pre
 typedef struct dec_pf {
     const char *name;
     int blocks, loc; /* loc: PF_* */
+    int far;         /* > 0: also prefetcht1 (into L2) this many blocks ahead, a second level */
 } dec_pf;
 extern const dec_pf DEC_PF_PLANS[];
 extern const int DEC_PF_NPLANS;
 extern int dec_pf_plan; /* index into DEC_PF_PLANS, set once before the first product */
 static inline int dec_pf_blocks(void) { return DEC_PF_PLANS[dec_pf_plan].blocks; }
+static inline int dec_pf_far(void) { return DEC_PF_PLANS[dec_pf_plan].far; }
 /* The lines of [p, p + size) into the level loc says (a constant where the tile is built). */
 static inline __attribute__((always_inline)) void prefetch_loc(const void *p, size_t size, int loc) {
     for (size_t o = 0; loc != PF_NONE && o < size; o += 64) {
