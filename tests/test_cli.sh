@@ -86,6 +86,10 @@ for isa in avx512vnni avx2; do
     done
   done
 done
+# --version names the commit the binary was built from (written at build time, not configure time)
+if head=$(git rev-parse --short=12 HEAD 2>/dev/null); then
+  "$bin" --version | head -1 | grep -Eq "^lfm2c [0-9.]+ \(commit $head(\+changes)?\)$" && ok || bad "--version: not commit $head: $("$bin" --version | head -1)"
+fi
 # which prefetch plan decode runs, and why: --version, bench (stderr and JSON)
 LFM2C_DEC_PF=nta4 "$bin" --version | grep -Eq '^decode prefetch: (nta4 \(forced: LFM2C_DEC_PF=nta4\)|nta2 \(none: )' && ok || bad "--version: no forced plan"
 LFM2C_DEC_PF=t1x8 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 -o json 2>/dev/null | grep -Eq '"decode_prefetch": "(t1x8|nta2)"' && ok || bad "bench json: no decode_prefetch"

@@ -336,6 +336,9 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
 #ifndef LFM2C_VERSION
 #define LFM2C_VERSION "0.0.0"
 #endif
+#ifdef LFM2C_HAVE_GIT_COMMIT_H
+#include "git_commit.h" /* written at build time: cmake/git_commit.cmake */
+#endif
 #ifndef LFM2C_GIT_COMMIT
 #define LFM2C_GIT_COMMIT "unknown"
 #endif
