@@ -148,6 +148,18 @@ static void test_timed(void) {
     CHECK(!strcmp(d.how, "timed") && is_candidate(d.ops), "unwritable cache: %s", d.how);
 }
 
+/* The cache file as text with [from, to) replaced by repl: the plan is timed again, not read. */
+static void retimed(const kernel_ops *x, const kernel_cpu *cpu, const char *text, const char *from, const char *to,
+                    const char *repl, const char *what) {
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%.*s%s%s", (int)(from - text), text, repl, to);
+    write_file(buf);
+    kernel_choice d;
+    memset(&d, 0, sizeof d);
+    kernels_choose_pf(NULL, x, cpu, dir, 0, &d);
+    CHECK(!strcmp(d.pf_how, "timed"), "%s is timed again: %s", what, d.pf_how);
+}
+
 /* The decode stream's prefetch plan: forced by name, a name that matches none, no plans for a
  * table without an interleaved layout, the timing (every plan named with its GB/s, the choice a
  * plan), its cache line beside the table's (read back, timed again when asked or when it names
@@ -192,35 +204,20 @@ static void test_plans(void) {
     CHECK(!strcmp(d.pf_how, "cached") && d.pf == c.pf, "read back: %s", d.pf_how);
     kernels_choose_pf(NULL, x, &cpu, dir, KERNELS_RETIME, &d);
     CHECK(!strcmp(d.pf_how, "timed"), "timed again when asked: %s", d.pf_how);
-    if (s) {            /* the line names a plan that does not exist: timed again */
-        char want[512]; /* the key names the plans timed */
-        size_t wl = snprintf(want, sizeof want, "decode prefetch");
-        for (int p = 0; p < DEC_PF_NPLANS && wl < sizeof want; p++)
-            wl += snprintf(want + wl, sizeof want - wl, "%c%s", p ? ',' : ' ', DEC_PF_PLANS[p].name);
-        char *key = strstr(s, want), *tab = key ? strchr(key, '\t') : NULL;
-        CHECK(tab != NULL, "the cache line's key names every plan (%s): %s", want, s);
-        if (tab) { /* another build's list of plans is timed again */
-            char text[2048];
-            snprintf(text, sizeof text, "%.*sdecode prefetch nta2,hw%s", (int)(key - s), s, tab);
-            write_file(text);
-            kernels_choose_pf(NULL, x, &cpu, dir, 0, &d);
-            CHECK(!strcmp(d.pf_how, "timed"), "a line for other plans is timed again: %s", d.pf_how);
-            free(s);
-            s = slurp();
-            key = s ? strstr(s, want) : NULL, tab = key ? strchr(key, '\t') : NULL;
-        }
-        if (tab) {
-            tab += 1;
-            char *end = strchr(tab, '\t');
-            if (end) {
-                char text[2048];
-                snprintf(text, sizeof text, "%.*sbogus-plan%s", (int)(tab - s), s, end);
-                write_file(text);
-                kernels_choose_pf(NULL, x, &cpu, dir, 0, &d);
-                CHECK(!strcmp(d.pf_how, "timed"), "a cached plan that does not exist is timed again: %s", d.pf_how);
-            }
-        }
+    char want[512]; /* the key names the plans timed */
+    size_t wl = snprintf(want, sizeof want, "decode prefetch");
+    for (int p = 0; p < DEC_PF_NPLANS && wl < sizeof want; p++)
+        wl += snprintf(want + wl, sizeof want - wl, "%c%s", p ? ',' : ' ', DEC_PF_PLANS[p].name);
+    char *key = s ? strstr(s, want) : NULL, *tab = key ? strchr(key, '\t') : NULL;
+    CHECK(tab != NULL, "the cache line's key names every plan (%s): %s", want, s ? s : "(no file)");
+    if (tab) { /* another build's list of plans is timed again */
+        retimed(x, &cpu, s, key + strlen("decode prefetch"), tab, " nta2,hw", "a line for other plans");
+        free(s);
+        s = slurp(); /* the line as the timing wrote it again */
+        key = s ? strstr(s, want) : NULL, tab = key ? strchr(key, '\t') : NULL;
     }
+    char *end = tab ? strchr(tab + 1, '\t') : NULL; /* a line naming a plan that does not exist */
+    if (end) retimed(x, &cpu, s, tab + 1, end, "bogus-plan", "a cached plan that does not exist");
     free(s);
     kernels_choose_pf(NULL, x, &cpu, dir, KERNELS_NO_TIMING, &d);
     CHECK(!strcmp(d.pf_how, "default") && d.pf == 0, "no timing: the first plan (%s)", d.pf_how);
