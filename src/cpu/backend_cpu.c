@@ -123,7 +123,7 @@ static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
 /* An array of kv_map_min bytes (8 MB) or more is an anonymous mapping aligned to, and advised into,
  * 2 MB pages (transparent huge pages in madvise or always mode): a decode step at depth reads
  * all of every layer's cache, each head's K blocks and V slices strided, and on 4 KB pages most
- * blocks cost TLB misses (350M, 8192 tokens deep, two threads: tg 72 -> 91 t/s). Smaller arrays
+ * blocks cost TLB misses (docs/HARDWARE.md "What the code's choices measured"). Smaller arrays
  * stay with malloc, so that a short session is not made resident 2 MB at a time. The session
  * keeps each array's capacity in bytes (cpu_session.cap). */
 #define KV_PAGE ((size_t)2 << 20)

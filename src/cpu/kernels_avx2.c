@@ -508,8 +508,7 @@ AI T2 void x16_tile2(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t
     }
 }
 /* Decode: one group, one column, both halves per block, prefetching as the plan says (tiles.h
- * dec_pf_plan; the default, non-temporal 2 blocks ahead: Q4_K_X16 one thread 19-24 -> 25-27
- * GB/s, bench_kernels 1024) and one line DEC_TLB_BLOCKS ahead for its page's translation. */
+ * dec_pf_plan) and one line DEC_TLB_BLOCKS ahead for its page's translation. */
 AI T2 void x16_dec2(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *out) {
     const size_t bb = q6 ? X16_BYTES62 : X16_BYTES2, ahead = (size_t)dec_pf_blocks() * bb,
                  far = (size_t)dec_pf_far() * bb;
@@ -530,7 +529,7 @@ AI T2 void x16_dec2(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t
     _mm256_storeu_ps(out + 8, acc[1]);
 }
 /* 3 columns a tile: with 4, the int16 and int32 sums of 4 columns, the float accumulators and
- * the weights outgrow the 16 vector registers (bench_kernels 128 1 avx2: Q4_K 180 -> 205 GOP/s) */
+ * the weights outgrow the 16 vector registers (docs/HARDWARE.md "What the code's choices measured") */
 /* Few columns (2..FEW_MAX_COLS): the decode tile's one prefetched stream, each block's halves
  * computed for 3 columns at a time while the block is in L1 (x16_few5 in kernels_avx512.c). */
 AI T2 void x16_cols2(int q6, int k, int h, const uint8_t *p, const block_q8_K *const *a, __m256 *acc) {

@@ -457,7 +457,7 @@ AI T5 __m512i dpbusd_b5(__m512i acc, __m512i w, const int8_t *x) {
 
 /* A 512-bit load the compiler cannot fold into its uses: folded, one vector feeding two
  * instructions is loaded twice, and in these tiles the load ports, not the ALUs, set the pace
- * (one thread, weights in L2: Q4_K_X16 decode 46-50 -> 62-66 GB/s, Q6_K_X16 42 -> 58-65). */
+ * (docs/HARDWARE.md "What the code's choices measured"). */
 AI T5 __m512i ld5(const uint8_t *p) {
 #if defined(__GNUC__)
     __m512i v;

@@ -26,7 +26,7 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
     if (nc <= t->cb) {
         /* Decode reads each weight once: the rows are cut into k equal segments and one tile
          * takes row r of every segment, so a core follows k independent streams and keeps
-         * more cache misses in flight than with one (+15-20% tok/s on the 24B MoE model). */
+         * more cache misses in flight than with one (docs/HARDWARE.md "What the code's choices measured"). */
         const int k = nc == 1 ? t->rbd : t->rb, seg = nr / k;
         const tile_fn f = nc == 1 ? t->dec : t->full[nc - 1];
         float o[8 * 4];

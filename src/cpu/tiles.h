@@ -40,9 +40,8 @@ static inline void prefetch_block(const void *p, size_t size) {
 }
 /* The decode tiles' prefetch (one column: each weight is read once per token) is non-temporal,
  * into L1 only (prefetchnta on x86): the weights then do not push the activations and the KV
- * cache out of L2 / L3, and a core streams faster. bench_kernels 1024 (one thread / two):
- * Q6_K 28.6-28.9 -> 32.7-34.2 GB/s, Q4_K 32-36 -> 33-37 / 62-68 -> 68-72, Q8_0 alike;
- * closer (8, 4 blocks) measured slower. The X16 layouts follow the decode prefetch plan below. */
+ * cache out of L2 / L3, and a core streams faster; closer (8, 4 blocks) measured slower
+ * (docs/HARDWARE.md "What the code's choices measured"). The X16 layouts follow the decode prefetch plan below. */
 #ifndef DEC_PF_BLOCKS
 #define DEC_PF_BLOCKS 16
 #endif
@@ -56,9 +55,8 @@ static inline void prefetch_dec(const void *p, size_t size) {
  * so that each 4 KB page's address translation is under way long before the stream's own
  * prefetch (2 blocks ahead) needs it. On this project's VMs even weights in the guest's 2 MB
  * pages gain (the host likely maps guest memory in 4 KB pages, so the TLB holds 4 KB entries).
- * A block is 2.3-3.4 KB, so every page is touched. One thread, alternating per repetition in one process (median of 20 pairs):
- * 350M +4-11%, 1.2B +5%, 8B-A1B +4%, 24B-A2B +3-6%; two threads -1% to +10%. 8 and 24
- * blocks ahead gained less on 24B-A2B; prefetcht1 gained nothing on 350M. */
+ * A block is 2.3-3.4 KB, so every page is touched. The gains, and the distances and levels
+ * that gained less: docs/HARDWARE.md "What the code's choices measured". */
 #ifndef DEC_TLB_BLOCKS
 #define DEC_TLB_BLOCKS 16
 #endif

@@ -286,8 +286,8 @@ static void free_tables(gguf_file *g) {
 
 /* The copy is read in chunks claimed one at a time by n_readers threads: the kernel zeroes each
  * fresh 2 MB page and copies the page cache into it in the reading thread (on a virtual machine
- * that is also where the host backs the page), so one thread read a cached 14.4 GB file at
- * ~2 GB/s (24B-A2B: 7.3 s) and two at ~3.7 (3.9 s). A chunk is a quarter of a reader's share,
+ * that is also where the host backs the page), so two readers copy a cached file nearly twice
+ * as fast as one (docs/HARDWARE.md "What the code's choices measured"). A chunk is a quarter of a reader's share,
  * 1 to 64 MB (whole MB). */
 typedef struct copy_job {
     int fd;
@@ -362,8 +362,7 @@ static uint8_t *huge_copy(int fd, size_t size, size_t shift, int n_readers, cons
 
 /* Where the copy should put the file (0..COPY_ALIGN-1 bytes in) so that the most tensor bytes
  * start on a cache line: GGUF aligns tensors to 32 bytes by default, and a 64-byte vector load
- * that straddles two lines costs the decode kernels about 15% (bench_kernels: Q4_K_X16 decode
- * 27 -> 31 GB/s on one core when the matrix moves from 32 to 0 mod 64). */
+ * that straddles two lines slows the decode kernels (docs/HARDWARE.md "What the code's choices measured"). */
 enum { COPY_ALIGN = 64 };
 size_t gguf_copy_shift(const gguf_file *g) {
     double bytes[COPY_ALIGN] = {0};
