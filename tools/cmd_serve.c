@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,132 +198,303 @@ static int parse_lora(const char *v, char **name, char **path, float *scale) {
     return 0;
 }
 
-int cmd_serve(int argc, char **argv) {
-    static char *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
-    static lfm2c_lora *loras[SERVE_MAX_LORA];
-    static float lora_scales[SERVE_MAX_LORA];
-    int n_lora = 0;
-    const char *model_path = NULL, *host = "127.0.0.1", *api_key = NULL, *key_file = NULL, *alias = NULL,
-               *tmpl_file = NULL, *cors = NULL;
-    int port = 8080, n_slots = 4, n_ctx = 4096, n_threads = 0, queue = 256;
-    int timeout = SERVER_DEFAULT_TIMEOUT, idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT,
-        max_conn = SERVER_DEFAULT_MAX_CONNECTIONS, max_per_ip = 0, max_pending_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP,
-        max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS;
-    long max_req_mem = 0;
-    long max_body = 8L << 20, max_tok_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES;
-    bool ollama = false, port_set = false, metrics = false, reference = false, no_reuse = false, allow_no_key = false;
-    int max_messages = SERVER_DEFAULT_MAX_MESSAGES, max_stop = SERVER_DEFAULT_MAX_STOP_BYTES;
-    int drain_timeout = 0, ready_queue_max = 0;
-    bool any_model = false, test_script = false;
-    int reasoning_format = SERVER_REASONING_SPLIT, reasoning_budget = -1;
-    int device = LFM2C_DEVICE_CPU;
-    cli_spec spec_opts = cli_spec_init();
+/* What serve's options set; serve_opts_init gives the defaults. */
+typedef struct serve_opts {
+    const char *model_path, *host, *api_key, *key_file, *alias, *tmpl_file, *cors;
+    int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
+    int max_detok, max_messages, max_stop, drain_timeout, ready_queue_max, reasoning_format, reasoning_budget;
+    int device, n_lora;
+    long max_req_mem, max_body, max_tok_bytes;
+    bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script;
+    char *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
+    float lora_scales[SERVE_MAX_LORA];
+    cli_spec spec;
+} serve_opts;
+
+static serve_opts serve_opts_init(void) {
+    return (serve_opts){.host = "127.0.0.1",
+                        .port = 8080,
+                        .n_slots = 4,
+                        .n_ctx = 4096,
+                        .queue = 256,
+                        .timeout = SERVER_DEFAULT_TIMEOUT,
+                        .idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT,
+                        .max_conn = SERVER_DEFAULT_MAX_CONNECTIONS,
+                        .max_pending_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP,
+                        .max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS,
+                        .max_messages = SERVER_DEFAULT_MAX_MESSAGES,
+                        .max_stop = SERVER_DEFAULT_MAX_STOP_BYTES,
+                        .reasoning_format = SERVER_REASONING_SPLIT,
+                        .reasoning_budget = -1,
+                        .device = LFM2C_DEVICE_CPU,
+                        .max_body = 8L << 20,
+                        .max_tok_bytes = SERVER_DEFAULT_MAX_TOKENIZE_BYTES,
+                        .spec = cli_spec_init()};
+}
+
+/* The options that only store their value: one row each (the others are in serve_flag). */
+enum { SO_STR, SO_INT, SO_LONG, SO_TRUE };
+typedef struct serve_option {
+    const char *name, *alias;
+    int kind; /* SO_*: a string, an int (cli_int), a long from an int, a flag set to true */
+    size_t at;
+} serve_option;
+#define SO(name, alias, kind, field) \
+    { name, alias, kind, offsetof(serve_opts, field) }
+static const serve_option SERVE_OPTIONS[] = {
+    SO("-m", "--model", SO_STR, model_path),
+    SO("--host", NULL, SO_STR, host),
+    SO("-np", "--parallel", SO_INT, n_slots),
+    SO("--queue", NULL, SO_INT, queue),
+    SO("--api-key", NULL, SO_STR, api_key),
+    SO("--api-key-file", NULL, SO_STR, key_file),
+    SO("--alias", NULL, SO_STR, alias),
+    SO("--metrics", NULL, SO_TRUE, metrics),
+    SO("--ollama", NULL, SO_TRUE, ollama),
+    SO("--accept-any-model", NULL, SO_TRUE, any_model),
+    SO("--reference", NULL, SO_TRUE, reference),
+    SO("--no-prefix-reuse", NULL, SO_TRUE, no_reuse),
+    SO("--drain-timeout", NULL, SO_INT, drain_timeout),
+    SO("--ready-queue-max", NULL, SO_INT, ready_queue_max),
+    SO("--allow-no-key", NULL, SO_TRUE, allow_no_key),
+    SO("--chat-template-file", NULL, SO_STR, tmpl_file),
+    SO("--reasoning-budget", NULL, SO_INT, reasoning_budget),
+    SO("--test-script", NULL, SO_TRUE, test_script),
+    SO("--max-body", NULL, SO_LONG, max_body),
+    SO("--max-request-memory", NULL, SO_LONG, max_req_mem),
+    SO("--cors-origin", NULL, SO_STR, cors),
+    SO("--timeout", NULL, SO_INT, timeout),
+    SO("--idle-timeout", NULL, SO_INT, idle_timeout),
+    SO("--max-connections", NULL, SO_INT, max_conn),
+    SO("--max-connections-per-ip", NULL, SO_INT, max_per_ip),
+    SO("--max-pending-per-ip", NULL, SO_INT, max_pending_ip),
+    SO("--max-tokenize-bytes", NULL, SO_LONG, max_tok_bytes),
+    SO("--max-detokenize-tokens", NULL, SO_INT, max_detok),
+    SO("--max-messages", NULL, SO_INT, max_messages),
+    SO("--max-stop-bytes", NULL, SO_INT, max_stop),
+};
+#undef SO
+
+/* argv[*i] if it is a row of SERVE_OPTIONS: its value stored; false if it is none. */
+static bool serve_option_take(serve_opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    for (size_t k = 0; k < sizeof SERVE_OPTIONS / sizeof *SERVE_OPTIONS; k++) {
+        const serve_option *r = &SERVE_OPTIONS[k];
+        if (strcmp(a, r->name) && (!r->alias || strcmp(a, r->alias))) continue;
+        void *f = (char *)o + r->at;
+        if (r->kind == SO_TRUE) *(bool *)f = true;
+        else if (r->kind == SO_STR) *(const char **)f = cli_value(argc, argv, i);
+        else if (r->kind == SO_INT) *(int *)f = cli_int(a, cli_value(argc, argv, i));
+        else *(long *)f = cli_int(a, cli_value(argc, argv, i));
+        return true;
+    }
+    return false;
+}
+
+/* --lora NAME=PATH[:SCALE], once more: 0, or 2 with the message said */
+static int serve_add_lora(serve_opts *o, const char *v) {
+    const int n = o->n_lora;
+    if (n == SERVE_MAX_LORA) return cli_fail("--lora: at most %d adapters", SERVE_MAX_LORA), 2;
+    if (parse_lora(v, &o->lora_names[n], &o->lora_paths[n], &o->lora_scales[n])) return 2;
+    for (int k = 0; k < n; k++)
+        if (!strcmp(o->lora_names[k], o->lora_names[n]))
+            return cli_fail("--lora: the name '%s' is given twice", o->lora_names[k]), 2;
+    o->n_lora++;
+    return 0;
+}
+
+/* The command line into o: -1 to go on, else the exit code (0 after --help, 2 on an error). */
+static int serve_parse(int argc, char **argv, serve_opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (cli_spec_flag(&spec_opts, argc, argv, &i)) continue;
+        if (cli_spec_flag(&o->spec, argc, argv, &i) || serve_option_take(o, argc, argv, &i)) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--host")) host = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--port")) {
-            port = cli_int(a, cli_value(argc, argv, &i));
-            port_set = true;
-        } else if (!strcmp(a, "-np") || !strcmp(a, "--parallel")) n_slots = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) n_threads = cli_threads(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--queue")) queue = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--api-key")) api_key = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--api-key-file")) key_file = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--alias")) alias = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--metrics")) metrics = true;
+        } else if (!strcmp(a, "--port")) {
+            o->port = cli_int(a, cli_value(argc, argv, &i));
+            o->port_set = true;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) o->n_ctx = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->n_threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--lora")) {
-            if (n_lora == SERVE_MAX_LORA) return cli_fail("--lora: at most %d adapters", SERVE_MAX_LORA), 2;
-            if (parse_lora(cli_value(argc, argv, &i), &lora_names[n_lora], &lora_paths[n_lora], &lora_scales[n_lora]))
-                return 2;
-            for (int k = 0; k < n_lora; k++)
-                if (!strcmp(lora_names[k], lora_names[n_lora]))
-                    return cli_fail("--lora: the name '%s' is given twice", lora_names[k]), 2;
-            n_lora++;
-        } else if (!strcmp(a, "--ollama")) ollama = true;
-        else if (!strcmp(a, "--accept-any-model")) any_model = true;
-        else if (!strcmp(a, "--reference")) reference = true;
-        else if (cli_kv_flag(argc, argv, &i)) continue;
+            if (serve_add_lora(o, cli_value(argc, argv, &i))) return 2;
+        } else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--device")) {
-            const char *d = cli_value(argc, argv, &i);
-            if ((device = cli_device_id(d)) < 0) return 2;
-        } else if (!strcmp(a, "--no-prefix-reuse")) no_reuse = true;
-        else if (!strcmp(a, "--drain-timeout")) drain_timeout = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--ready-queue-max")) ready_queue_max = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--allow-no-key")) allow_no_key = true;
-        else if (!strcmp(a, "--chat-template-file")) tmpl_file = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--reasoning-format")) {
+            if ((o->device = cli_device_id(cli_value(argc, argv, &i))) < 0) return 2;
+        } else if (!strcmp(a, "--reasoning-format")) {
             const char *v = cli_value(argc, argv, &i);
             if (!strcmp(v, "split") || !strcmp(v, "auto") || !strcmp(v, "deepseek"))
-                reasoning_format = SERVER_REASONING_SPLIT;
-            else if (!strcmp(v, "none")) reasoning_format = SERVER_REASONING_NONE;
+                o->reasoning_format = SERVER_REASONING_SPLIT;
+            else if (!strcmp(v, "none")) o->reasoning_format = SERVER_REASONING_NONE;
             else return cli_fail("--reasoning-format must be split or none, not '%s'", v), 2;
-        } else if (!strcmp(a, "--reasoning-budget")) reasoning_budget = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--test-script")) test_script = true;
-        else if (!strcmp(a, "--max-body")) max_body = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-request-memory")) max_req_mem = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--cors-origin")) cors = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--timeout")) timeout = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--idle-timeout")) idle_timeout = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-connections")) max_conn = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-connections-per-ip")) max_per_ip = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-pending-per-ip")) max_pending_ip = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-tokenize-bytes")) max_tok_bytes = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-detokenize-tokens")) max_detok = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-messages")) max_messages = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--max-stop-bytes")) max_stop = cli_int(a, cli_value(argc, argv, &i));
-        else return cli_unknown_option("serve", a, USAGE);
+        } else return cli_unknown_option("serve", a, USAGE);
     }
-    if (!model_path)
+    return -1;
+}
+
+/* The options' ranges and combinations: 0, or 2 with the message said. */
+static int serve_check(serve_opts *o) {
+    if (!o->model_path)
         return cli_fail("serve: no model given: lfm2c serve MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT] ('lfm2c serve "
                         "--help')"),
                2;
-    if (ollama && !port_set) port = 11434; /* --port wins over --ollama */
-    if (port < 0 || port > 65535) return cli_fail("--port must be 0..65535"), 2;
-    if (n_slots < 1 || n_slots > 1024) return cli_fail("-np must be 1..1024"), 2;
-    if (n_ctx < 16) return cli_fail("-c must be at least 16"), 2;
-    if (queue < 1) return cli_fail("--queue must be at least 1"), 2;
-    if (max_body < 1024) return cli_fail("--max-body must be at least 1024"), 2;
-    if (max_req_mem && max_req_mem < (1L << 20)) return cli_fail("--max-request-memory must be at least 1 MiB"), 2;
-    if (api_key && key_file) return cli_fail("give --api-key or --api-key-file, not both"), 2;
-    if (max_messages < 1 || max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1"), 2;
-    if (drain_timeout < 0 || drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds"), 2;
-    if (ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0"), 2;
-    if (reasoning_budget < -1) return cli_fail("--reasoning-budget must be -1 (no limit) or >= 0"), 2;
-    if (check_host(host, api_key || key_file, allow_no_key)) return 2;
-    if (timeout < 1 || idle_timeout < 1) return cli_fail("--timeout and --idle-timeout must be at least 1 second"), 2;
-    if (max_conn < 16) return cli_fail("--max-connections must be at least 16"), 2;
-    if (max_per_ip < 0 || max_pending_ip < 0)
+    if (o->ollama && !o->port_set) o->port = 11434; /* --port wins over --ollama */
+    if (o->port < 0 || o->port > 65535) return cli_fail("--port must be 0..65535"), 2;
+    if (o->n_slots < 1 || o->n_slots > 1024) return cli_fail("-np must be 1..1024"), 2;
+    if (o->n_ctx < 16) return cli_fail("-c must be at least 16"), 2;
+    if (o->queue < 1) return cli_fail("--queue must be at least 1"), 2;
+    if (o->max_body < 1024) return cli_fail("--max-body must be at least 1024"), 2;
+    if (o->max_req_mem && o->max_req_mem < (1L << 20))
+        return cli_fail("--max-request-memory must be at least 1 MiB"), 2;
+    if (o->api_key && o->key_file) return cli_fail("give --api-key or --api-key-file, not both"), 2;
+    if (o->max_messages < 1 || o->max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1"), 2;
+    if (o->drain_timeout < 0 || o->drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds"), 2;
+    if (o->ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0"), 2;
+    if (o->reasoning_budget < -1) return cli_fail("--reasoning-budget must be -1 (no limit) or >= 0"), 2;
+    if (check_host(o->host, o->api_key || o->key_file, o->allow_no_key)) return 2;
+    if (o->timeout < 1 || o->idle_timeout < 1)
+        return cli_fail("--timeout and --idle-timeout must be at least 1 second"), 2;
+    if (o->max_conn < 16) return cli_fail("--max-connections must be at least 16"), 2;
+    if (o->max_per_ip < 0 || o->max_pending_ip < 0)
         return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0"), 2;
-    if (max_tok_bytes < 1 || max_detok < 1)
+    if (o->max_tok_bytes < 1 || o->max_detok < 1)
         return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1"), 2;
-    if (cors && !*cors) return cli_fail("--cors-origin must not be empty"), 2;
-    if (spec_opts.draft_path && spec_opts.lookup_max > 0)
+    if (o->cors && !*o->cors) return cli_fail("--cors-origin must not be empty"), 2;
+    if (o->spec.draft_path && o->spec.lookup_max > 0)
         return cli_fail("-md and --spec-lookup are two drafters: give one"), 2;
-    if (spec_opts.draft_min > spec_opts.draft_max)
-        return cli_fail("--draft-min %d is above --draft-max %d", spec_opts.draft_min, spec_opts.draft_max), 2;
-    max_conn = fit_fd_limit(max_conn);
+    if (o->spec.draft_min > o->spec.draft_max)
+        return cli_fail("--draft-min %d is above --draft-max %d", o->spec.draft_min, o->spec.draft_max), 2;
+    o->max_conn = fit_fd_limit(o->max_conn);
+    return 0;
+}
 
-    char *key_buf = NULL, *tmpl = NULL;
-    if (key_file) {
-        if (!(key_buf = cli_read_file(key_file, NULL))) return 1;
-        key_buf[strcspn(key_buf, "\r\n")] = 0;
-        if (!*key_buf) {
-            free(key_buf);
-            return cli_fail("--api-key-file '%s' is empty", key_file);
-        }
-        api_key = key_buf;
+/* What a running server holds; serve_close frees whatever is set, in the shutdown's order. */
+typedef struct serve_run {
+    char *key_buf, *tmpl;
+    server *srv;
+    lfm2c_model *model, *draft;
+    lfm2c_lora *loras[SERVE_MAX_LORA];
+    sched *s;
+    int n_ctx;
+} serve_run;
+
+static void serve_close(serve_run *r) {
+    if (r->s) sched_shutdown(r->s); /* ends running requests: open streams finish, handlers return */
+    if (r->srv) server_stop(r->srv);
+    if (r->s) sched_free(r->s);
+    for (int k = 0; k < SERVE_MAX_LORA; k++) lfm2c_lora_free(r->loras[k]);
+    lfm2c_model_free(r->model);
+    lfm2c_model_free(r->draft);
+    free(r->key_buf);
+    free(r->tmpl);
+}
+
+/* The API key (from its file) and the chat template file: 0, or the exit code with the message said. */
+static int serve_read_files(serve_opts *o, serve_run *r) {
+    if (o->key_file) {
+        if (!(r->key_buf = cli_read_file(o->key_file, NULL))) return 1;
+        r->key_buf[strcspn(r->key_buf, "\r\n")] = 0;
+        if (!*r->key_buf) return cli_fail("--api-key-file '%s' is empty", o->key_file);
+        o->api_key = r->key_buf;
     }
-    if (api_key && !*api_key) return cli_fail("--api-key must not be empty");
-    if (tmpl_file && !(tmpl = cli_read_file(tmpl_file, NULL))) {
-        free(key_buf);
-        return 1;
-    }
+    if (o->api_key && !*o->api_key) return cli_fail("--api-key must not be empty");
+    if (o->tmpl_file && !(r->tmpl = cli_read_file(o->tmpl_file, NULL))) return 1;
+    return 0;
+}
+
+/* Starts listening (/health answers while the model loads): 0, or the exit code. */
+static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
+    const char *base = strrchr(o->model_path, '/');
+    *p = (server_params){.host = o->host,
+                         .port = o->port,
+                         .api_key = o->api_key,
+                         .alias = o->alias ? o->alias : (base ? base + 1 : o->model_path),
+                         .chat_template = r->tmpl,
+                         .reasoning_format = o->reasoning_format,
+                         .limit_reasoning = o->reasoning_budget >= 0,
+                         .reasoning_budget = o->reasoning_budget,
+                         .test_script = o->test_script,
+                         .metrics = o->metrics,
+                         .max_body = (size_t)o->max_body,
+                         .max_request_memory = (size_t)o->max_req_mem,
+                         .n_ctx = o->n_ctx,
+                         .model_file = base ? base + 1 : o->model_path,
+                         .cors_origin = o->cors,
+                         .idle_timeout = o->idle_timeout,
+                         .timeout = o->timeout,
+                         .max_connections = o->max_conn,
+                         .max_connections_per_ip = o->max_per_ip,
+                         .max_pending_per_ip = o->max_pending_ip ? o->max_pending_ip : -1,
+                         .ready_queue_max = o->ready_queue_max,
+                         .max_tokenize_bytes = (size_t)o->max_tok_bytes,
+                         .max_detokenize_tokens = o->max_detok,
+                         .max_messages = o->max_messages,
+                         .max_stop_bytes = o->max_stop,
+                         .any_model = o->any_model,
+                         .n_lora = o->n_lora,
+                         .lora_names = (const char *const *)o->lora_names,
+                         .loras = r->loras,
+                         .lora_scales = o->lora_scales,
+                         .log = log_line};
+    lfm2c_error err = {0};
+    if (!(r->srv = server_start(NULL, NULL, p, &err))) return cli_fail("%s", err.msg);
+    return 0;
+}
+
+/* The model, its adapters, the draft model and the scheduler, attached to the server: 0, or the exit code. */
+static int serve_load(const serve_opts *o, serve_run *r) {
+    lfm2c_error err = {0};
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = o->n_threads;
+    mp.reference = o->reference;
+    mp.device = o->device;
+    cli_kv_apply(&mp);
+    if (!(r->model = lfm2c_model_open(o->model_path, &mp, &err))) return cli_fail("%s", err.msg);
+    const lfm2c_model_info *mi = lfm2c_model_get_info(r->model);
+    r->n_ctx = mi->n_ctx_train > 0 && o->n_ctx > mi->n_ctx_train ? mi->n_ctx_train : o->n_ctx;
+    for (int k = 0; k < o->n_lora; k++)
+        if (!(r->loras[k] = lfm2c_lora_load(r->model, o->lora_paths[k], &err)))
+            return cli_fail("--lora %s: %s", o->lora_names[k], err.msg);
+    sched_params sp = {.n_slots = o->n_slots,
+                       .n_ctx = r->n_ctx,
+                       .queue_max = o->queue,
+                       .prefill_chunk = 512,
+                       .no_prefix_reuse = o->no_reuse,
+                       .spec_on = cli_spec_on(&o->spec),
+                       .spec = lfm2c_spec_default_params()};
+    if (o->spec.draft_path && !(r->draft = lfm2c_model_open(o->spec.draft_path, &mp, &err)))
+        return cli_fail("draft model: %s", err.msg);
+    sp.draft = r->draft;
+    sp.spec.draft_max = o->spec.draft_max;
+    sp.spec.draft_min = o->spec.draft_min;
+    sp.spec.draft_p_min = (float)o->spec.p_min;
+    sp.spec.lookup_min = o->spec.lookup_min;
+    sp.spec.lookup_max = o->spec.lookup_max;
+    if (!(r->s = sched_new(r->model, &sp, &err))) return cli_fail("%s%s", r->draft ? "draft model: " : "", err.msg);
+    server_attach(r->srv, r->model, r->s, r->n_ctx);
+    return 0;
+}
+
+static void serve_announce(const serve_opts *o, const serve_run *r, const server_params *p) {
+    fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p->alias,
+            lfm2c_model_get_info(r->model)->arch, o->n_slots, r->n_ctx, o->host, server_port(r->srv),
+            o->api_key ? " (API key required)" : "");
+    for (int k = 0; k < o->n_lora; k++)
+        fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", o->lora_names[k], o->lora_paths[k],
+                o->lora_scales[k], lfm2c_lora_n_matrices(r->loras[k]));
+    if (cli_spec_on(&o->spec))
+        fprintf(stderr, "lfm2c: speculative decoding: %s, draft-max %d\n",
+                r->draft ? o->spec.draft_path : "prompt lookup", o->spec.draft_max);
+    printf("listening on %s:%d\n", o->host, server_port(r->srv)); /* tests and scripts wait for this line */
+    fflush(stdout);
+}
+
+int cmd_serve(int argc, char **argv) {
+    static serve_opts o; /* static: the server keeps pointers into it until the process ends */
+    o = serve_opts_init();
+    int rc = serve_parse(argc, argv, &o);
+    if (rc >= 0) return rc;
+    if ((rc = serve_check(&o))) return rc;
 
     /* block the stop signals in every thread; this one waits for them */
     sigset_t stop_set;
@@ -332,125 +504,21 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    const char *base = strrchr(model_path, '/');
-    server_params p = {.host = host,
-                       .port = port,
-                       .api_key = api_key,
-                       .alias = alias ? alias : (base ? base + 1 : model_path),
-                       .chat_template = tmpl,
-                       .reasoning_format = reasoning_format,
-                       .limit_reasoning = reasoning_budget >= 0,
-                       .reasoning_budget = reasoning_budget,
-                       .test_script = test_script,
-                       .metrics = metrics,
-                       .max_body = (size_t)max_body,
-                       .max_request_memory = (size_t)max_req_mem,
-                       .n_ctx = n_ctx,
-                       .model_file = base ? base + 1 : model_path,
-                       .cors_origin = cors,
-                       .idle_timeout = idle_timeout,
-                       .timeout = timeout,
-                       .max_connections = max_conn,
-                       .max_connections_per_ip = max_per_ip,
-                       .max_pending_per_ip = max_pending_ip ? max_pending_ip : -1,
-                       .ready_queue_max = ready_queue_max,
-                       .max_tokenize_bytes = (size_t)max_tok_bytes,
-                       .max_detokenize_tokens = max_detok,
-                       .max_messages = max_messages,
-                       .max_stop_bytes = max_stop,
-                       .any_model = any_model,
-                       .n_lora = n_lora,
-                       .lora_names = (const char *const *)lora_names,
-                       .loras = loras,
-                       .lora_scales = lora_scales,
-                       .log = log_line};
-    lfm2c_error err = {0};
-    server *srv = server_start(NULL, NULL, &p, &err); /* listens now: /health answers while loading */
-    if (!srv) {
-        free(key_buf);
-        free(tmpl);
-        return cli_fail("%s", err.msg);
+    serve_run r = {0};
+    server_params p;
+    if ((rc = serve_read_files(&o, &r)) || (rc = serve_listen(&o, &r, &p)) || (rc = serve_load(&o, &r))) {
+        serve_close(&r);
+        return rc;
     }
-
-    lfm2c_model_params mp = lfm2c_model_default_params();
-    mp.n_threads = n_threads;
-    mp.reference = reference;
-    mp.device = device;
-    cli_kv_apply(&mp);
-    lfm2c_model *model = lfm2c_model_open(model_path, &mp, &err);
-    if (!model) {
-        server_stop(srv);
-        free(key_buf);
-        free(tmpl);
-        return cli_fail("%s", err.msg);
-    }
-    const lfm2c_model_info *mi = lfm2c_model_get_info(model);
-    if (mi->n_ctx_train > 0 && n_ctx > mi->n_ctx_train) n_ctx = mi->n_ctx_train;
-    for (int k = 0; k < n_lora; k++)
-        if (!(loras[k] = lfm2c_lora_load(model, lora_paths[k], &err))) {
-            server_stop(srv);
-            for (int j = 0; j < k; j++) lfm2c_lora_free(loras[j]);
-            lfm2c_model_free(model);
-            free(key_buf);
-            free(tmpl);
-            return cli_fail("--lora %s: %s", lora_names[k], err.msg);
-        }
-
-    sched_params sp = {.n_slots = n_slots,
-                       .n_ctx = n_ctx,
-                       .queue_max = queue,
-                       .prefill_chunk = 512,
-                       .no_prefix_reuse = no_reuse,
-                       .spec_on = cli_spec_on(&spec_opts),
-                       .spec = lfm2c_spec_default_params()};
-    lfm2c_model *draft = NULL;
-    if (spec_opts.draft_path && !(draft = lfm2c_model_open(spec_opts.draft_path, &mp, &err))) {
-        server_stop(srv);
-        lfm2c_model_free(model);
-        free(key_buf);
-        free(tmpl);
-        return cli_fail("draft model: %s", err.msg);
-    }
-    sp.draft = draft;
-    sp.spec.draft_max = spec_opts.draft_max;
-    sp.spec.draft_min = spec_opts.draft_min;
-    sp.spec.draft_p_min = (float)spec_opts.p_min;
-    sp.spec.lookup_min = spec_opts.lookup_min;
-    sp.spec.lookup_max = spec_opts.lookup_max;
-    sched *s = sched_new(model, &sp, &err);
-    if (!s) {
-        server_stop(srv);
-        lfm2c_model_free(model);
-        lfm2c_model_free(draft);
-        free(key_buf);
-        free(tmpl);
-        return cli_fail("%s%s", draft ? "draft model: " : "", err.msg);
-    }
-    server_attach(srv, model, s, n_ctx);
-    fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p.alias, mi->arch, n_slots, n_ctx,
-            host, server_port(srv), api_key ? " (API key required)" : "");
-    for (int k = 0; k < n_lora; k++)
-        fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", lora_names[k], lora_paths[k],
-                lora_scales[k], lfm2c_lora_n_matrices(loras[k]));
-    if (sp.spec_on)
-        fprintf(stderr, "lfm2c: speculative decoding: %s, draft-max %d\n",
-                draft ? spec_opts.draft_path : "prompt lookup", spec_opts.draft_max);
-    printf("listening on %s:%d\n", host, server_port(srv)); /* tests and scripts wait for this line */
-    fflush(stdout);
+    serve_announce(&o, &r, &p);
 
     int sig = 0;
     sigwait(&stop_set, &sig);
-    if (drain_timeout > 0 && !drain(srv, s, drain_timeout, &stop_set)) fprintf(stderr, "lfm2c: drain cut short\n");
+    if (o.drain_timeout > 0 && !drain(r.srv, r.s, o.drain_timeout, &stop_set))
+        fprintf(stderr, "lfm2c: drain cut short\n");
     fprintf(stderr, "lfm2c: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     pthread_t dog;
     pthread_create(&dog, NULL, shutdown_watchdog, &stop_set);
-    sched_shutdown(s); /* ends running requests: open streams finish, handlers return */
-    server_stop(srv);
-    sched_free(s);
-    for (int k = 0; k < n_lora; k++) lfm2c_lora_free(loras[k]);
-    lfm2c_model_free(model);
-    lfm2c_model_free(draft);
-    free(key_buf);
-    free(tmpl);
+    serve_close(&r);
     return 0;
 }
