@@ -516,53 +516,79 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                 test, r->solo_steps, r->steps);
 }
 
-int cmd_bench(int argc, char **argv) {
-    const char *model_path = NULL, *fmt = "md", *device = NULL;
-    int pps[8] = {512}, n_pp = 1, tgs[8] = {128}, n_tg = 1, threads[8] = {0}, n_th = 1, reps = 5;
-    int batches[8] = {0}, n_b = 0, depths[16] = {0}, n_d = 1;
-    int tks[3] = {LFM2C_KV_F16}, n_tk = 1, tvs[3] = {LFM2C_KV_F16}, n_tv = 1;
-    bool reference = false, spec = false;
-    int hugepages = LFM2C_HUGEPAGES_AUTO;
-    spec_bench sb = {.draft_max = 4, .accept = {0.5, 0.7, 0.9, 1}, .n_accept = 4};
+/* What bench's options set; bench_opts_init gives the defaults. */
+typedef struct bench_opts {
+    const char *model_path, *fmt, *device;
+    int pps[8], n_pp, tgs[8], n_tg, threads[8], n_th, reps, batches[8], n_b, depths[16], n_d;
+    int tks[3], n_tk, tvs[3], n_tv, hugepages;
+    bool reference, spec, json, csv;
+    spec_bench sb;
+} bench_opts;
+
+static bench_opts bench_opts_init(void) {
+    return (bench_opts){.fmt = "md",
+                        .pps = {512},
+                        .n_pp = 1,
+                        .tgs = {128},
+                        .n_tg = 1,
+                        .n_th = 1,
+                        .reps = 5,
+                        .n_d = 1,
+                        .tks = {LFM2C_KV_F16},
+                        .n_tk = 1,
+                        .tvs = {LFM2C_KV_F16},
+                        .n_tv = 1,
+                        .hugepages = LFM2C_HUGEPAGES_AUTO,
+                        .sb = {.draft_max = 4, .accept = {0.5, 0.7, 0.9, 1}, .n_accept = 4}};
+}
+
+/* --spec-accept R,R,...: 0, or 2 with the message said */
+static int parse_accept(const char *flag, const char *v, spec_bench *sb) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    sb->n_accept = 0;
+    for (char *t = strtok(buf, ","); t && sb->n_accept < 16; t = strtok(NULL, ",")) {
+        double x = cli_float(flag, t);
+        if (!(x >= 0 && x <= 1)) return cli_fail("--spec-accept rates must be in [0, 1]"), 2;
+        sb->accept[sb->n_accept++] = x;
+    }
+    return 0;
+}
+
+/* The command line into o: -1 to go on, else the exit code (0 after --help, 2 on an error). */
+static int bench_parse(int argc, char **argv, bench_opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt"))
-            n_pp = parse_list(a, cli_value(argc, argv, &i), pps, 8, cli_int);
+            o->n_pp = parse_list(a, cli_value(argc, argv, &i), o->pps, 8, cli_int);
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen"))
-            n_tg = parse_list(a, cli_value(argc, argv, &i), tgs, 8, cli_int);
+            o->n_tg = parse_list(a, cli_value(argc, argv, &i), o->tgs, 8, cli_int);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
-            n_th = parse_list(a, cli_value(argc, argv, &i), threads, 8, cli_threads);
-        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) fmt = cli_value(argc, argv, &i);
+            o->n_th = parse_list(a, cli_value(argc, argv, &i), o->threads, 8, cli_threads);
+        else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) o->reps = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->fmt = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-b") || !strcmp(a, "--batch"))
-            n_b = parse_list(a, cli_value(argc, argv, &i), batches, 8, cli_positive);
+            o->n_b = parse_list(a, cli_value(argc, argv, &i), o->batches, 8, cli_positive);
         else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth"))
-            n_d = parse_list(a, cli_value(argc, argv, &i), depths, 16, cli_int);
+            o->n_d = parse_list(a, cli_value(argc, argv, &i), o->depths, 16, cli_int);
         else if (!strcmp(a, "-ctk") || !strcmp(a, "--cache-type-k"))
-            n_tk = parse_list(a, cli_value(argc, argv, &i), tks, 3, cli_kv_type);
+            o->n_tk = parse_list(a, cli_value(argc, argv, &i), o->tks, 3, cli_kv_type);
         else if (!strcmp(a, "-ctv") || !strcmp(a, "--cache-type-v"))
-            n_tv = parse_list(a, cli_value(argc, argv, &i), tvs, 3, cli_kv_type);
+            o->n_tv = parse_list(a, cli_value(argc, argv, &i), o->tvs, 3, cli_kv_type);
         else if (!strcmp(a, "-fa") || !strcmp(a, "--flash-attn")) cli_value(argc, argv, &i); /* always blocked */
-        else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--reference")) reference = true;
-        else if (!strcmp(a, "--hugepages")) hugepages = LFM2C_HUGEPAGES_ON;
-        else if (!strcmp(a, "--no-hugepages")) hugepages = LFM2C_HUGEPAGES_OFF;
+        else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--reference")) o->reference = true;
+        else if (!strcmp(a, "--hugepages")) o->hugepages = LFM2C_HUGEPAGES_ON;
+        else if (!strcmp(a, "--no-hugepages")) o->hugepages = LFM2C_HUGEPAGES_OFF;
         else if (cli_lora_flag(argc, argv, &i)) continue;
-        else if (!strcmp(a, "--spec")) spec = true;
-        else if (!strcmp(a, "-md") || !strcmp(a, "--model-draft")) sb.draft_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--spec")) o->spec = true;
+        else if (!strcmp(a, "-md") || !strcmp(a, "--model-draft")) o->sb.draft_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--draft-max")) {
-            sb.draft_max = cli_int(a, cli_value(argc, argv, &i));
-            if (sb.draft_max < 1 || sb.draft_max > 64) return cli_fail("--draft-max must be 1 to 64"), 2;
+            o->sb.draft_max = cli_int(a, cli_value(argc, argv, &i));
+            if (o->sb.draft_max < 1 || o->sb.draft_max > 64) return cli_fail("--draft-max must be 1 to 64"), 2;
         } else if (!strcmp(a, "--spec-accept")) {
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", cli_value(argc, argv, &i));
-            sb.n_accept = 0;
-            for (char *t = strtok(buf, ","); t && sb.n_accept < 16; t = strtok(NULL, ",")) {
-                double v = cli_float(a, t);
-                if (!(v >= 0 && v <= 1)) return cli_fail("--spec-accept rates must be in [0, 1]"), 2;
-                sb.accept[sb.n_accept++] = v;
-            }
+            if (parse_accept(a, cli_value(argc, argv, &i), &o->sb)) return 2;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else
             return cli_unknown_option(
@@ -572,151 +598,204 @@ int cmd_bench(int argc, char **argv) {
                 "--device --reference --hugepages --no-hugepages --lora --lora-scaled --spec -md --model-draft "
                 "--draft-max --spec-accept");
     }
-    if (reps < 1 || reps > 64) return cli_fail("-r must be 1..64"), 2;
-    if (!model_path)
+    return -1;
+}
+
+/* The options' ranges and combinations: 0, or 2 with the message said. */
+static int bench_check(bench_opts *o) {
+    if (o->reps < 1 || o->reps > 64) return cli_fail("-r must be 1..64"), 2;
+    if (!o->model_path)
         return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
-    kernels_in_use = reference ? "scalar" : kernels_choice()->ops->isa;
-    kernels_how = reference ? "--reference" : kernels_choice()->how;
-    kernels_pf = reference ? "none" : kernels_choice()->pf_name;
-    for (int k = 0; k < n_d; k++)
-        if (depths[k] < 0 || depths[k] > (1 << 21))
-            return cli_fail("-d must be 0 to %d, got %d", 1 << 21, depths[k]), 2;
-    for (int k = 0; k < n_b; k++)
-        if (batches[k] < 1 || batches[k] > 256) return cli_fail("-b must be 1 to 256, got %d", batches[k]), 2;
-    for (int k = 0; k < n_pp; k++)
-        if (pps[k] < 0 || pps[k] > (1 << 20)) return cli_fail("-p must be 0 to %d, got %d", 1 << 20, pps[k]), 2;
-    for (int k = 0; k < n_tg; k++)
-        if (tgs[k] < 0 || tgs[k] > (1 << 20)) return cli_fail("-n must be 0 to %d, got %d", 1 << 20, tgs[k]), 2;
-    if (strcmp(fmt, "md") && strcmp(fmt, "json") && strcmp(fmt, "csv"))
+    for (int k = 0; k < o->n_d; k++)
+        if (o->depths[k] < 0 || o->depths[k] > (1 << 21))
+            return cli_fail("-d must be 0 to %d, got %d", 1 << 21, o->depths[k]), 2;
+    for (int k = 0; k < o->n_b; k++)
+        if (o->batches[k] < 1 || o->batches[k] > 256) return cli_fail("-b must be 1 to 256, got %d", o->batches[k]), 2;
+    for (int k = 0; k < o->n_pp; k++)
+        if (o->pps[k] < 0 || o->pps[k] > (1 << 20))
+            return cli_fail("-p must be 0 to %d, got %d", 1 << 20, o->pps[k]), 2;
+    for (int k = 0; k < o->n_tg; k++)
+        if (o->tgs[k] < 0 || o->tgs[k] > (1 << 20))
+            return cli_fail("-n must be 0 to %d, got %d", 1 << 20, o->tgs[k]), 2;
+    if (strcmp(o->fmt, "md") && strcmp(o->fmt, "json") && strcmp(o->fmt, "csv"))
         return cli_fail("-o must be md, json or csv"), 2;
-    bool json = !strcmp(fmt, "json"), csv = !strcmp(fmt, "csv");
-    if ((sb.draft_path || sb.n_accept != 4 || sb.draft_max != 4) && !spec)
+    o->json = !strcmp(o->fmt, "json"), o->csv = !strcmp(o->fmt, "csv");
+    if ((o->sb.draft_path || o->sb.n_accept != 4 || o->sb.draft_max != 4) && !o->spec)
         return cli_fail("-md, --draft-max and --spec-accept go with --spec"), 2;
-    if (spec) {
-        if (csv) return cli_fail("--spec writes md or json"), 2;
-        if (!model_path) return cli_fail("no model given (-m MODEL.gguf)");
-        sb.depth = depths[0], sb.np = pps[0] > 0 ? pps[0] : 16, sb.n = tgs[0] > 1 ? tgs[0] : 2, sb.reps = reps;
-        lfm2c_model_params mp = lfm2c_model_default_params();
-        mp.n_threads = threads[0];
-        mp.hugepages = hugepages;
-        mp.type_k = tks[0];
-        mp.type_v = tvs[0];
-        if (device && (mp.device = cli_device_id(device)) < 0) return 2;
+    if (o->spec && o->csv) return cli_fail("--spec writes md or json"), 2;
+    return 0;
+}
+
+/* The model as the combination (threads ti, K type ki, V type vi) opens it; NULL with the message said. */
+static lfm2c_model *bench_open(const bench_opts *o, int ti, int ki, int vi, lfm2c_model_params *mp) {
+    *mp = lfm2c_model_default_params();
+    mp->n_threads = o->threads[ti];
+    mp->reference = o->reference;
+    mp->type_k = o->tks[ki];
+    mp->type_v = o->tvs[vi];
+    mp->hugepages = o->hugepages;
+    if (o->device && (mp->device = cli_device_id(o->device)) < 0) return NULL;
+    lfm2c_error err = {0};
+    lfm2c_model *m = lfm2c_model_open(o->model_path, mp, &err);
+    if (!m) cli_fail("%s", err.msg);
+    return m;
+}
+
+/* bench --spec: the speculative rows on the first threads / KV types given. */
+static int bench_spec(bench_opts *o) {
+    spec_bench *sb = &o->sb;
+    sb->depth = o->depths[0], sb->np = o->pps[0] > 0 ? o->pps[0] : 16, sb->n = o->tgs[0] > 1 ? o->tgs[0] : 2;
+    sb->reps = o->reps;
+    lfm2c_model_params mp;
+    lfm2c_model *m = bench_open(o, 0, 0, 0, &mp);
+    if (!m) return o->device && mp.device < 0 ? 2 : 1;
+    int rc = run_spec_bench(m, o->model_path, sb, o->json, o->threads[0], o->device);
+    lfm2c_model_free(m);
+    return rc;
+}
+
+/* What one table row needs besides its result. */
+typedef struct bench_row {
+    const bench_opts *o;
+    lfm2c_model *m;
+    const lfm2c_model_info *in;
+    int nth, ki, vi, *first_row;
+} bench_row;
+
+static void bench_print(const bench_row *b, const result *r) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    print_row(b->o->fmt, b->o->model_path, b->in, b->o->device, b->nth, b->o->tks[b->ki], b->o->tvs[b->vi], r,
+              ru.ru_maxrss / 1024.0, b->first_row);
+}
+
+/* -b: B sequences at once, for each B given: 0, or 1 with the message said. */
+static int bench_batched(const bench_row *b, uint64_t *rng) {
+    const bench_opts *o = b->o;
+    for (int bi = 0; bi < o->n_b; bi++) {
+        result r = {.test = "batch", .n_prompt = o->pps[0], .n_gen = o->tgs[0], .batch = o->batches[bi]};
+        const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(b->m);
         lfm2c_error err = {0};
-        lfm2c_model *m = lfm2c_model_open(model_path, &mp, &err);
-        if (!m) return cli_fail("%s", err.msg);
-        int rc = run_spec_bench(m, model_path, &sb, json, threads[0], device);
-        lfm2c_model_free(m);
-        return rc;
+        for (int k = 0; k < o->reps; k++) {
+            double v = run_batched(b->m, o->batches[bi], o->pps[0], o->tgs[0], rng, &err);
+            if (v < 0) return cli_fail("%s", err.msg);
+            r.samples[r.n++] = v;
+        }
+        count_solo(b->m, &p0, &r);
+        bench_print(b, &r);
     }
-    if (json) printf("[\n");
-    else if (csv)
+    return 0;
+}
+
+/* One pp or tg row (pass 0 / 1) of n tokens on session s at depth: 0, or 1 with the message said. */
+static int bench_test(const bench_row *b, lfm2c_session *s, int depth, int pass, int n, uint64_t *rng) {
+    const bench_opts *o = b->o;
+    result r = {
+        .test = pass ? "tg" : "pp", .n_prompt = pass ? 0 : n, .n_gen = pass ? n : 0, .batch = 1, .depth = depth};
+    const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(b->m);
+    lfm2c_error err = {0};
+    for (int k = 0; k < o->reps; k++) {
+        double v = pass ? run_tg(b->m, s, depth, n, rng, &r.prof[r.n], &err) : run_pp(b->m, s, depth, n, rng, &err);
+        if (v < 0) return cli_fail("%s", err.msg);
+        r.samples[r.n++] = v;
+    }
+    count_solo(b->m, &p0, &r);
+    count_device(b->m, &p0, &r);
+    bench_print(b, &r);
+    if (pass && !o->json && !o->csv) print_tg_prof(&r);
+    if (!o->json && !o->csv) print_device_time(&r, b->in);
+    return 0;
+}
+
+/* Every pp and tg test at every depth, after a warm-up: 0, or 1 with the message said. */
+static int bench_depths(const bench_row *b, uint64_t *rng) {
+    const bench_opts *o = b->o;
+    lfm2c_error err = {0};
+    /* warm-up: pages the weights in and settles the thread pool */
+    lfm2c_session *w = depth_session(b->m, 0, 4, rng, &err);
+    if (!w || run_tg(b->m, w, 0, 4, rng, NULL, &err) < 0) return cli_fail("%s", err.msg);
+    lfm2c_session_free(w);
+    int extra = 0;
+    for (int i = 0; i < o->n_pp; i++) extra = o->pps[i] > extra ? o->pps[i] : extra;
+    for (int i = 0; i < o->n_tg; i++) extra = o->tgs[i] > extra ? o->tgs[i] : extra;
+    for (int di = 0; di < o->n_d; di++) {
+        lfm2c_session *s = depth_session(b->m, o->depths[di], extra, rng, &err);
+        if (!s) return cli_fail("%s", err.msg);
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < (pass ? o->n_tg : o->n_pp); i++) {
+                const int n = pass ? o->tgs[i] : o->pps[i];
+                if (n > 0 && bench_test(b, s, o->depths[di], pass, n, rng)) return 1;
+            }
+        lfm2c_session_free(s);
+    }
+    return 0;
+}
+
+/* After a model's rows (md only, on stderr): pages, kernels, interleaving, memory. */
+static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
+    const bench_opts *o = b->o;
+    const lfm2c_model_info *in = b->in;
+    if (o->json || o->csv) return;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    print_huge_pages(in->weights_copied);
+    if (!o->device || !strcmp(o->device, "cpu"))
+        fprintf(stderr, "kernels: %s (%s: %s); decode prefetch: %s (%s: %s)\n", kernels_in_use, kernels_how,
+                kernels_choice()->why, kernels_choice()->pf_name, kernels_choice()->pf_how, kernels_choice()->pf_why);
+    if (in->weights_packed) fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
+    fprintf(stderr,
+            "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
+            "%.1f MiB per 32768-token sequence%s\n",
+            ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9, lfm2c_kv_type_name(o->tks[b->ki]),
+            lfm2c_kv_type_name(o->tvs[b->vi]), lfm2c_kv_cache_bytes(b->m, 32768) / 1048576.0,
+            mp->device == LFM2C_DEVICE_CUDA     ? " on the CPU (the CUDA backend keeps F32)"
+            : mp->device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)"
+                                                : "");
+}
+
+/* One combination of threads, K and V type: the model opened, its rows, its footer: 0 or 1. */
+static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_row) {
+    lfm2c_model_params mp;
+    lfm2c_model *m = bench_open(o, ti, ki, vi, &mp);
+    if (!m) return 1;
+    int rc = cli_lora_load(m) ? 1 : 0;
+    if (!rc && cli_lora_count() && !o->json && !o->csv) fprintf(stderr, "with %d LoRA adapter(s)\n", cli_lora_count());
+    const bench_row b = {o,
+                         m,
+                         lfm2c_model_get_info(m),
+                         o->threads[ti] > 0 ? o->threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN),
+                         ki,
+                         vi,
+                         first_row};
+    uint64_t rng = 42;
+    if (!rc) rc = o->n_b > 0 ? bench_batched(&b, &rng) : bench_depths(&b, &rng);
+    if (!rc) bench_footer(&b, &mp);
+    cli_lora_forget();
+    lfm2c_model_free(m);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_opts o = bench_opts_init();
+    int rc = bench_parse(argc, argv, &o);
+    if (rc >= 0) return rc;
+    if ((rc = bench_check(&o))) return rc;
+    kernels_in_use = o.reference ? "scalar" : kernels_choice()->ops->isa;
+    kernels_how = o.reference ? "--reference" : kernels_choice()->how;
+    kernels_pf = o.reference ? "none" : kernels_choice()->pf_name;
+    if (o.spec) return bench_spec(&o);
+    if (o.json) printf("[\n");
+    else if (o.csv)
         printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb,n_depth,type_k,type_"
                "v\n");
     else
         printf("| model | size | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n"
                "|---|---:|---:|---|---:|---|---|---:|---:|---:|\n");
     int first_row = 1;
-    for (int ti = 0; ti < n_th; ti++)
-        for (int ki = 0; ki < n_tk; ki++)
-            for (int vi = 0; vi < n_tv; vi++) {
-                lfm2c_model_params mp = lfm2c_model_default_params();
-                mp.n_threads = threads[ti];
-                mp.reference = reference;
-                mp.type_k = tks[ki];
-                mp.type_v = tvs[vi];
-                mp.hugepages = hugepages;
-                if (device && (mp.device = cli_device_id(device)) < 0) return 1;
-                if (!model_path) return cli_fail("no model given (-m MODEL.gguf)");
-                lfm2c_error err = {0};
-                lfm2c_model *m = lfm2c_model_open(model_path, &mp, &err);
-                if (!m) return cli_fail("%s", err.msg);
-                if (cli_lora_load(m)) return 1;
-                if (cli_lora_count() && !json && !csv) fprintf(stderr, "with %d LoRA adapter(s)\n", cli_lora_count());
-                const lfm2c_model_info *in = lfm2c_model_get_info(m);
-                int nth = threads[ti] > 0 ? threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN);
-                uint64_t rng = 42;
-                struct rusage ru;
-                if (n_b > 0) {
-                    for (int bi = 0; bi < n_b; bi++) {
-                        result r = {"batch", pps[0], tgs[0], batches[bi], 0, {0}, 0, {{0, 0, 0, 0}}, 0, 0, 0, 0, 0};
-                        const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
-                        for (int k = 0; k < reps; k++) {
-                            double v = run_batched(m, batches[bi], pps[0], tgs[0], &rng, &err);
-                            if (v < 0) return cli_fail("%s", err.msg);
-                            r.samples[r.n++] = v;
-                        }
-                        count_solo(m, &p0, &r);
-                        getrusage(RUSAGE_SELF, &ru);
-                        print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0,
-                                  &first_row);
-                    }
-                } else {
-                    /* warm-up: pages the weights in and settles the thread pool */
-                    lfm2c_session *w = depth_session(m, 0, 4, &rng, &err);
-                    if (!w || run_tg(m, w, 0, 4, &rng, NULL, &err) < 0) return cli_fail("%s", err.msg);
-                    lfm2c_session_free(w);
-                    int extra = 0;
-                    for (int i = 0; i < n_pp; i++) extra = pps[i] > extra ? pps[i] : extra;
-                    for (int i = 0; i < n_tg; i++) extra = tgs[i] > extra ? tgs[i] : extra;
-                    for (int di = 0; di < n_d; di++) {
-                        lfm2c_session *s = depth_session(m, depths[di], extra, &rng, &err);
-                        if (!s) return cli_fail("%s", err.msg);
-                        for (int pass = 0; pass < 2; pass++)
-                            for (int i = 0; i < (pass ? n_tg : n_pp); i++) {
-                                int n = pass ? tgs[i] : pps[i];
-                                if (n <= 0) continue;
-                                result r = {pass ? "tg" : "pp",
-                                            pass ? 0 : n,
-                                            pass ? n : 0,
-                                            1,
-                                            depths[di],
-                                            {0},
-                                            0,
-                                            {{0, 0, 0, 0}},
-                                            0,
-                                            0,
-                                            0,
-                                            0,
-                                            0};
-                                const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(m);
-                                for (int k = 0; k < reps; k++) {
-                                    double v = pass ? run_tg(m, s, depths[di], n, &rng, &r.prof[r.n], &err)
-                                                    : run_pp(m, s, depths[di], n, &rng, &err);
-                                    if (v < 0) return cli_fail("%s", err.msg);
-                                    r.samples[r.n++] = v;
-                                }
-                                count_solo(m, &p0, &r);
-                                count_device(m, &p0, &r);
-                                getrusage(RUSAGE_SELF, &ru);
-                                print_row(fmt, model_path, in, device, nth, tks[ki], tvs[vi], &r, ru.ru_maxrss / 1024.0,
-                                          &first_row);
-                                if (pass && !json && !csv) print_tg_prof(&r);
-                                if (!json && !csv) print_device_time(&r, in);
-                            }
-                        lfm2c_session_free(s);
-                    }
-                }
-                getrusage(RUSAGE_SELF, &ru);
-                if (!json && !csv) print_huge_pages(in->weights_copied);
-                if (!json && !csv && (!device || !strcmp(device, "cpu")))
-                    fprintf(stderr, "kernels: %s (%s: %s); decode prefetch: %s (%s: %s)\n", kernels_in_use, kernels_how,
-                            kernels_choice()->why, kernels_choice()->pf_name, kernels_choice()->pf_how,
-                            kernels_choice()->pf_why);
-                if (!json && !csv && in->weights_packed)
-                    fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
-                if (!json && !csv)
-                    fprintf(stderr,
-                            "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
-                            "%.1f MiB per 32768-token sequence%s\n",
-                            ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9, lfm2c_kv_type_name(tks[ki]),
-                            lfm2c_kv_type_name(tvs[vi]), lfm2c_kv_cache_bytes(m, 32768) / 1048576.0,
-                            mp.device == LFM2C_DEVICE_CUDA     ? " on the CPU (the CUDA backend keeps F32)"
-                            : mp.device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)"
-                                                               : "");
-                cli_lora_forget();
-                lfm2c_model_free(m);
-            }
-    if (json) printf("\n]\n");
+    for (int ti = 0; ti < o.n_th; ti++)
+        for (int ki = 0; ki < o.n_tk; ki++)
+            for (int vi = 0; vi < o.n_tv; vi++)
+                if ((rc = bench_model(&o, ti, ki, vi, &first_row))) return rc;
+    if (o.json) printf("\n]\n");
     return 0;
 }
