@@ -45,53 +45,135 @@ static int usage(void) {
     return 2; /* a usage error (--help returns 0 itself) */
 }
 
-int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL, *device = NULL;
-    const char *system = NULL, *tmpl_path = NULL;
-    bool chat = false;
-    int n_gen = 256, n_ctx = 0, threads = 0;
-    bool reference = false, no_bos = false, special = false, ignore_eos = false, verbose = false;
-    cli_sampling samp = cli_sampling_init();
-    cli_spec spec_opts = cli_spec_init();
+/* What run's options set. */
+typedef struct run_opts {
+    const char *model_path, *prompt, *prompt_file, *device, *system, *tmpl_path;
+    int n_gen, n_ctx, threads;
+    bool chat, reference, no_bos, special, ignore_eos, verbose;
+    cli_sampling samp;
+    cli_spec spec;
+} run_opts;
+
+/* The command line into o: -1 to go on, else the exit code (0 after --help, 2 on an error). */
+static int run_parse(int argc, char **argv, run_opts *o) {
+    *o = (run_opts){.n_gen = 256, .samp = cli_sampling_init(), .spec = cli_spec_init()};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (cli_sampling_flag(&samp, argc, argv, &i)) continue;
-        if (cli_spec_flag(&spec_opts, argc, argv, &i)) continue;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) model_path = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) prompt_file = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) n_gen = cli_n_predict(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) n_ctx = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--device")) device = cli_device(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--reference")) reference = true;
+        if (cli_sampling_flag(&o->samp, argc, argv, &i) || cli_spec_flag(&o->spec, argc, argv, &i)) continue;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model")) o->model_path = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) o->prompt = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-f") || !strcmp(a, "--file")) o->prompt_file = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) o->n_gen = cli_n_predict(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) o->n_ctx = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--reference")) o->reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
-        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--chat")) o->chat = true;
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) {
-            system = cli_value(argc, argv, &i);
-            chat = true;
+            o->system = cli_value(argc, argv, &i);
+            o->chat = true;
         } else if (!strcmp(a, "--chat-template-file")) {
-            tmpl_path = cli_value(argc, argv, &i);
-            chat = true;
-        } else if (!strcmp(a, "--no-bos")) no_bos = true;
-        else if (!strcmp(a, "--special")) special = true;
-        else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = true;
+            o->tmpl_path = cli_value(argc, argv, &i);
+            o->chat = true;
+        } else if (!strcmp(a, "--no-bos")) o->no_bos = true;
+        else if (!strcmp(a, "--special")) o->special = true;
+        else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_unknown_option("run", a, USAGE);
     }
-    if (!model_path) return cli_fail("run: no model given: lfm2c run MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
-    if (!prompt == !prompt_file)
+    if (!o->model_path)
+        return cli_fail("run: no model given: lfm2c run MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
+    if (!o->prompt == !o->prompt_file)
         return cli_fail("run: give one prompt: -p PROMPT or -f FILE (or lfm2c run MODEL PROMPT); 'lfm2c run --help' "
                         "lists the options"),
                2;
-    if (n_ctx < 0) return cli_fail("-c must be positive");
+    if (o->n_ctx < 0) return cli_fail("-c must be positive");
+    return -1;
+}
+
+/* --chat: [system], user rendered with the template (which writes BOS itself); a new string, or
+ * NULL with the message said. */
+static char *run_render(const run_opts *o, lfm2c_model *m, const char *prompt, size_t len) {
+    lfm2c_error err = {0};
+    char *tmpl = o->tmpl_path ? cli_read_file(o->tmpl_path, NULL) : NULL;
+    json_t *msgs = json_array();
+    if (o->system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", o->system));
+    json_array_append_new(msgs, json_pack("{s:s, s:s%}", "role", "user", "content", prompt, len));
+    char *mj = json_dumps(msgs, JSON_COMPACT);
+    char *rendered = (tmpl || !o->tmpl_path) ? lfm2c_chat_render(m, tmpl, mj, NULL, true, &err) : NULL;
+    free(mj);
+    free(tmpl);
+    json_decref(msgs);
+    if (!rendered && err.code) cli_fail("%s", err.msg);
+    return rendered;
+}
+
+/* The session's context: -c, else the prompt and the tokens asked for (up to the model's); 0
+ * with the message said when it cannot hold the prompt. */
+static int run_context(const run_opts *o, const lfm2c_model_info *in, int n_prompt) {
+    if (o->n_ctx > in->n_ctx_train && in->n_ctx_train > 0)
+        return cli_fail("-c %d is above the model's trained context of %d tokens", o->n_ctx, in->n_ctx_train), 0;
+    int ctx = o->n_ctx ? o->n_ctx
+                       : (o->n_gen < 0 ? in->n_ctx_train
+                                       : n_prompt + (o->n_gen > 0 ? o->n_gen : 1)); /* -n 0: read the prompt only */
+    if (ctx > in->n_ctx_train && !o->n_ctx) ctx = in->n_ctx_train;
+    if (n_prompt >= ctx)
+        return cli_fail("prompt is %d tokens, longer than the context of %d (raise -c)", n_prompt, ctx), 0;
+    return ctx;
+}
+
+/* Reads the prompt, then writes tokens to stdout until -n, an end of generation or a full
+ * context: 0, or 1 with the message said. */
+static int run_generate(const run_opts *o, lfm2c_model *m, lfm2c_session *s, lfm2c_sampler *smp, lfm2c_spec *spec,
+                        const int32_t *ids, int n_prompt, int ctx) {
+    lfm2c_error err = {0};
+    double t0 = lfm2c_now_s();
+    if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) return cli_fail("%s", err.msg);
+    double t1 = lfm2c_now_s();
+    lfm2c_detok dt;
+    lfm2c_detok_init(&dt, o->special);
+    char buf[1024];
+    int produced = 0;
+    cli_gen g;
+    cli_gen_start(&g, s, smp, spec, ctx);
+    while (o->n_gen < 0 || produced < o->n_gen) {
+        int32_t tok;
+        int r = cli_gen_next(&g, o->n_gen < 0 ? CLI_GEN_MAX : o->n_gen - produced, &tok, &err);
+        if (r < 0) return cli_fail("%s", err.msg);
+        if (r == 0) {
+            fprintf(stderr, "\nlfm2c: the context of %d tokens is full: generation stopped (raise -c)\n", ctx);
+            break;
+        }
+        if (!o->ignore_eos && lfm2c_token_is_eog(m, tok)) break;
+        int nb = lfm2c_detok_push(&dt, m, tok, buf, sizeof buf);
+        fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
+        fflush(stdout);
+        produced++;
+    }
+    int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
+    fwrite(buf, 1, (size_t)nb, stdout);
+    printf("\n");
+    double t2 = lfm2c_now_s();
+    if (o->verbose)
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
+                n_prompt, t1 - t0, n_prompt / (t1 - t0), produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1));
+    if (o->verbose && spec) cli_spec_report(spec);
+    return 0;
+}
+
+int cmd_run(int argc, char **argv) {
+    run_opts o;
+    int rc = run_parse(argc, argv, &o);
+    if (rc >= 0) return rc;
     char *file_text = NULL;
+    const char *prompt = o.prompt;
     size_t prompt_len = prompt ? strlen(prompt) : 0;
-    if (prompt_file && !(file_text = cli_read_file(prompt_file, &prompt_len))) return 1;
+    if (o.prompt_file && !(file_text = cli_read_file(o.prompt_file, &prompt_len))) return 1;
     if (file_text) prompt = file_text;
 
-    lfm2c_model *m = cli_open_model(model_path, threads, reference, device);
+    lfm2c_model *m = cli_open_model(o.model_path, o.threads, o.reference, o.device);
     if (!m) {
         free(file_text);
         return 1;
@@ -103,28 +185,17 @@ int cmd_run(int argc, char **argv) {
     lfm2c_spec *spec = NULL;
     lfm2c_model *draft = NULL;
     int32_t *ids = NULL;
-    int rc = 1, n_prompt = 0;
-    if (chat) { /* render [system], user with the template; it writes BOS itself */
-        char *tmpl = tmpl_path ? cli_read_file(tmpl_path, NULL) : NULL;
-        json_t *msgs = json_array();
-        if (system) json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", system));
-        json_array_append_new(msgs, json_pack("{s:s, s:s%}", "role", "user", "content", prompt, prompt_len));
-        char *mj = json_dumps(msgs, JSON_COMPACT);
-        char *rendered = (tmpl || !tmpl_path) ? lfm2c_chat_render(m, tmpl, mj, NULL, true, &err) : NULL;
-        free(mj);
-        free(tmpl);
-        json_decref(msgs);
-        if (!rendered) {
-            if (err.code) cli_fail("%s", err.msg);
-            goto done;
-        }
+    int n_prompt = 0, ctx = 0;
+    rc = 1;
+    if (o.chat) {
+        char *rendered = run_render(&o, m, prompt, prompt_len);
+        if (!rendered) goto done;
         free(file_text);
         prompt = file_text = rendered;
         prompt_len = strlen(rendered);
-        no_bos = true;
+        o.no_bos = true;
     }
-    ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !no_bos, true, &n_prompt, &err);
-    if (!ids) {
+    if (!(ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !o.no_bos, true, &n_prompt, &err))) {
         cli_fail("%s", err.msg);
         goto done;
     }
@@ -132,70 +203,20 @@ int cmd_run(int argc, char **argv) {
         cli_fail("empty prompt");
         goto done;
     }
-    if (n_ctx > in->n_ctx_train && in->n_ctx_train > 0) {
-        cli_fail("-c %d is above the model's trained context of %d tokens", n_ctx, in->n_ctx_train);
-        goto done;
-    }
-    int ctx = n_ctx
-                  ? n_ctx
-                  : (n_gen < 0 ? in->n_ctx_train : n_prompt + (n_gen > 0 ? n_gen : 1)); /* -n 0: read the prompt only */
-    if (ctx > in->n_ctx_train && !n_ctx) ctx = in->n_ctx_train;
-    if (n_prompt >= ctx) {
-        cli_fail("prompt is %d tokens, longer than the context of %d (raise -c)", n_prompt, ctx);
-        goto done;
-    }
+    if (!(ctx = run_context(&o, in, n_prompt))) goto done;
     if (!(s = lfm2c_session_new(m, ctx, &err))) {
         cli_fail("%s", err.msg);
         goto done;
     }
     if (cli_lora_attach(m, s)) goto done;
-
-    lfm2c_sampler_params sp = cli_sampling_params(&samp, m);
+    lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);
     if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) {
         cli_fail("out of memory");
         goto done;
     }
-    if (cli_spec_on(&spec_opts) && !(spec = cli_spec_open(&spec_opts, m, ctx, threads, device, sp.temperature, &draft)))
+    if (cli_spec_on(&o.spec) && !(spec = cli_spec_open(&o.spec, m, ctx, o.threads, o.device, sp.temperature, &draft)))
         goto done;
-
-    double t0 = lfm2c_now_s();
-    if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) {
-        cli_fail("%s", err.msg);
-        goto done;
-    }
-    double t1 = lfm2c_now_s();
-    lfm2c_detok dt;
-    lfm2c_detok_init(&dt, special);
-    char buf[1024];
-    int produced = 0;
-    cli_gen g;
-    cli_gen_start(&g, s, smp, spec, ctx);
-    while (n_gen < 0 || produced < n_gen) {
-        int32_t tok;
-        int r = cli_gen_next(&g, n_gen < 0 ? CLI_GEN_MAX : n_gen - produced, &tok, &err);
-        if (r < 0) {
-            cli_fail("%s", err.msg);
-            goto done;
-        }
-        if (r == 0) {
-            fprintf(stderr, "\nlfm2c: the context of %d tokens is full: generation stopped (raise -c)\n", ctx);
-            break;
-        }
-        if (!ignore_eos && lfm2c_token_is_eog(m, tok)) break;
-        int nb = lfm2c_detok_push(&dt, m, tok, buf, sizeof buf);
-        fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
-        fflush(stdout);
-        produced++;
-    }
-    int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
-    fwrite(buf, 1, (size_t)nb, stdout);
-    printf("\n");
-    double t2 = lfm2c_now_s();
-    if (verbose)
-        fprintf(stderr, "prompt: %d tokens in %.3f s (%.1f tok/s); generated: %d tokens in %.3f s (%.1f tok/s)\n",
-                n_prompt, t1 - t0, n_prompt / (t1 - t0), produced, t2 - t1, produced / (t2 - t1 > 0 ? t2 - t1 : 1));
-    if (verbose && spec) cli_spec_report(spec);
-    rc = 0;
+    rc = run_generate(&o, m, s, smp, spec, ids, n_prompt, ctx) ? 1 : 0;
 done:
     lfm2c_spec_free(spec);
     lfm2c_model_free(draft);
