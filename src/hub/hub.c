@@ -722,45 +722,121 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
-char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params *p, lfm2c_error *err) {
-    lfm2c_hub_params defaults = {0};
-    if (!p) p = &defaults;
+/* ORG/NAME[:QUANT] (also after "hf.co/" or "huggingface.co/", ollama's spelling) into repo and
+ * quant ("" for none): false with the error set when it is not one. */
+static bool parse_spec(const char *spec, char repo[256], char quant[32], lfm2c_error *err) {
     if (!spec || !*spec) {
         lfm2c_set_error(err, LFM2C_HUB_E_ARG, "no repository given (ORG/NAME[:QUANT])");
-        return NULL;
+        return false;
     }
-    char repo[256], quant_buf[32];
-    const char *quant = NULL;
-    const char *colon;
-    /* "hf.co/ORG/NAME" and "huggingface.co/ORG/NAME" (ollama's spelling) are accepted too */
     if (!strncmp(spec, "hf.co/", 6)) spec += 6;
     else if (!strncmp(spec, "huggingface.co/", 15)) spec += 15;
-    colon = strchr(spec, ':');
+    const char *colon = strchr(spec, ':');
     size_t rlen = colon ? (size_t)(colon - spec) : strlen(spec);
-    if (rlen >= sizeof repo) {
+    if (rlen >= 256) {
         lfm2c_set_error(err, LFM2C_HUB_E_ARG, "repository name too long");
-        return NULL;
+        return false;
     }
     memcpy(repo, spec, rlen);
     repo[rlen] = 0;
+    quant[0] = 0;
     if (!valid_repo(repo)) {
         lfm2c_set_error(err, LFM2C_HUB_E_ARG,
                         "'%s' is not a repository name (ORG/NAME[:QUANT], e.g. LiquidAI/LFM2-1.2B-GGUF:Q4_K_M)", spec);
-        return NULL;
+        return false;
     }
-    if (colon) {
-        if (!colon[1] || strlen(colon + 1) >= sizeof quant_buf) {
-            lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant in '%s'", spec);
-            return NULL;
+    if (!colon) return true;
+    if (!colon[1] || strlen(colon + 1) >= 32) {
+        lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant in '%s'", spec);
+        return false;
+    }
+    for (const char *q = colon + 1; *q; q++)
+        if (!isalnum((unsigned char)*q) && *q != '_') {
+            lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant '%s'", colon + 1);
+            return false;
         }
-        for (const char *q = colon + 1; *q; q++)
-            if (!isalnum((unsigned char)*q) && *q != '_') {
-                lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad quant '%s'", colon + 1);
-                return NULL;
-            }
-        snprintf(quant_buf, sizeof quant_buf, "%s", colon + 1);
-        quant = quant_buf;
+    snprintf(quant, 32, "%s", colon + 1);
+    return true;
+}
+
+/* The revision's commit id, from the Hub's model info: false with the error set. */
+static bool fetch_commit(hub_ctx *h, const char *repo, const char *revision, char commit[128], lfm2c_error *err) {
+    char *url = xstrdup_printf("%s/api/models/%s/revision/%s", h->endpoint, repo, revision);
+    char *body = url ? http_get(h, url, repo, err) : NULL;
+    free(url);
+    if (!body) return false;
+    json_t *info = json_loads(body, 0, NULL);
+    free(body);
+    const char *sha = json_string_value(json_object_get(info, "sha"));
+    const bool ok = is_commit(sha);
+    if (ok) snprintf(commit, 128, "%s", sha);
+    else lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: the model info has no commit id", repo);
+    json_decref(info);
+    return ok;
+}
+
+/* The n files fs[idx[..]] of commit into the cache's blobs (skipped where a blob of the right
+ * size is there), each linked into the snapshot, then the revision's ref: 0, or -1 with the error set. */
+static int fetch_files(hub_ctx *h, const char *repo_dir, const char *repo, const char *commit, const char *revision,
+                       const repo_file *fs, const int *idx, int n, lfm2c_error *err) {
+    const lfm2c_hub_params *p = h->p;
+    char *blobs = xstrdup_printf("%s/blobs", repo_dir), *refs = xstrdup_printf("%s/refs", repo_dir);
+    int mk = blobs && refs && !mkdirs(blobs) && !mkdirs(refs) ? 0 : -1;
+    if (mk) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot create '%s': %s", repo_dir, strerror(errno));
+    free(blobs);
+    free(refs);
+    if (mk) return -1;
+    for (int k = 0; k < n; k++) {
+        const repo_file *rf = &fs[idx[k]];
+        if (!rf->sha) {
+            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the Hub gives no sha256 for '%s' (not an LFS file)", repo,
+                            rf->path);
+            return -1;
+        }
+        char *blob = xstrdup_printf("%s/blobs/%s", repo_dir, rf->sha);
+        struct stat st;
+        int rc = 0;
+        if (!blob) rc = -1;
+        else if (stat(blob, &st) == 0 && (uint64_t)st.st_size == rf->size) {
+            if (p->progress) p->progress(p->progress_user, rf->path, rf->size, rf->size, rf->size, true);
+        } else {
+            char *furl = xstrdup_printf("%s/%s/resolve/%s/%s", h->endpoint, repo, commit, rf->path);
+            rc = furl ? download_blob(h, furl, rf->path, rf->sha, rf->size, blob, err) : -1;
+            free(furl);
+        }
+        if (rc == 0) rc = link_snapshot(repo_dir, commit, rf->path, rf->sha, err);
+        free(blob);
+        if (rc) return -1;
     }
+    char *ref = xstrdup_printf("%s/refs/%s", repo_dir, revision);
+    const int rc = !ref || write_text(ref, commit) ? -1 : 0;
+    if (rc) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", ref ? ref : "refs", strerror(errno));
+    free(ref);
+    return rc;
+}
+
+/* Where the Hub cannot be reached and the cache holds the file: the cached copy, said through
+ * p->notice, the error cleared. */
+static char *fall_back_to_cache(const lfm2c_hub_params *p, char *cached, lfm2c_error *err) {
+    if (p->notice) {
+        char msg[700];
+        snprintf(msg, sizeof msg,
+                 "the Hub cannot be reached (%.300s): using the cached copy; "
+                 "--offline (or HF_HUB_OFFLINE=1) skips this check",
+                 err->msg);
+        p->notice(p->progress_user, msg);
+    }
+    err->code = 0;
+    err->msg[0] = 0;
+    return cached;
+}
+
+char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params *p, lfm2c_error *err) {
+    lfm2c_hub_params defaults = {0};
+    if (!p) p = &defaults;
+    char repo[256], quant_buf[32];
+    if (!parse_spec(spec, repo, quant_buf, err)) return NULL;
+    const char *quant = quant_buf[0] ? quant_buf : NULL;
     if (file && !valid_file(file)) {
         lfm2c_set_error(err, LFM2C_HUB_E_ARG, "bad file name '%s'", file);
         return NULL;
@@ -798,85 +874,22 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     for (size_t n = strlen(endpoint); n && endpoint[n - 1] == '/'; n--) endpoint[n - 1] = 0;
     h.endpoint = endpoint;
     h.token = p->token ? p->token : getenv("HF_TOKEN");
-    h.retries = p->max_retries < 0 ? 0 : p->max_retries ? p->max_retries : 5;
     h.backoff_ms = p->backoff_ms > 0 ? p->backoff_ms : 1000;
+    const int retries = p->max_retries < 0 ? 0 : p->max_retries ? p->max_retries : 5;
 
     repo_file *fs = NULL;
-    int nf = 0;
+    int nf = 0, idx[256], n = 0;
     char commit[128];
-    /* what the cache already holds: the Hub is only asked whether there is newer */
+    /* what the cache already holds: the Hub is only asked whether there is newer, briefly */
     char *cached = resolve_offline(repo_dir, revision, repo, quant, file, NULL);
     if (cached) h.retries = 0, h.connect_s = HUB_CACHED_CONNECT_S, h.timeout_s = HUB_CACHED_TIMEOUT_S;
-    char *url = xstrdup_printf("%s/api/models/%s/revision/%s", endpoint, repo, revision);
-    char *body = url ? http_get(&h, url, repo, err) : NULL;
-    free(url);
-    h.retries = p->max_retries < 0 ? 0 : p->max_retries ? p->max_retries : 5, h.connect_s = h.timeout_s = 0;
-    if (!body) goto done;
-    json_t *info = json_loads(body, 0, NULL);
-    free(body);
-    const char *sha = json_string_value(json_object_get(info, "sha"));
-    if (!is_commit(sha)) {
-        json_decref(info);
-        lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: the model info has no commit id", repo);
-        goto done;
-    }
-    snprintf(commit, sizeof commit, "%s", sha);
-    json_decref(info);
-    if (!(fs = list_tree(&h, repo, commit, &nf, err))) goto done;
-    int idx[256];
-    int n = choose(fs, nf, quant, file, idx, repo, err);
-    if (n <= 0) goto done;
-    char *blobs = xstrdup_printf("%s/blobs", repo_dir), *refs = xstrdup_printf("%s/refs", repo_dir);
-    int mk = blobs && refs && !mkdirs(blobs) && !mkdirs(refs) ? 0 : -1;
-    if (mk) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot create '%s': %s", repo_dir, strerror(errno));
-    free(blobs);
-    free(refs);
-    if (mk) goto done;
-    for (int k = 0; k < n; k++) {
-        repo_file *rf = &fs[idx[k]];
-        if (!rf->sha) {
-            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY, "%s: the Hub gives no sha256 for '%s' (not an LFS file)", repo,
-                            rf->path);
-            goto done;
-        }
-        char *blob = xstrdup_printf("%s/blobs/%s", repo_dir, rf->sha);
-        struct stat st;
-        int rc = 0;
-        if (!blob) rc = -1;
-        else if (stat(blob, &st) == 0 && (uint64_t)st.st_size == rf->size) {
-            if (p->progress) p->progress(p->progress_user, rf->path, rf->size, rf->size, rf->size, true);
-        } else {
-            char *furl = xstrdup_printf("%s/%s/resolve/%s/%s", endpoint, repo, commit, rf->path);
-            rc = furl ? download_blob(&h, furl, rf->path, rf->sha, rf->size, blob, err) : -1;
-            free(furl);
-        }
-        if (rc == 0) rc = link_snapshot(repo_dir, commit, rf->path, rf->sha, err);
-        free(blob);
-        if (rc) goto done;
-    }
-    char *ref = xstrdup_printf("%s/refs/%s", repo_dir, revision);
-    if (!ref || write_text(ref, commit)) {
-        lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", ref ? ref : "refs", strerror(errno));
-        free(ref);
-        goto done;
-    }
-    free(ref);
-    out = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
-done:
-    if (!out && cached && err && err->code == LFM2C_HUB_E_NET) { /* the Hub cannot be reached: the cache */
-        if (p->notice) {
-            char msg[700];
-            snprintf(msg, sizeof msg,
-                     "the Hub cannot be reached (%.300s): using the cached copy; "
-                     "--offline (or HF_HUB_OFFLINE=1) skips this check",
-                     err->msg);
-            p->notice(p->progress_user, msg);
-        }
-        out = cached;
-        cached = NULL;
-        err->code = 0;
-        err->msg[0] = 0;
-    }
+    else h.retries = retries;
+    const bool got = fetch_commit(&h, repo, revision, commit, err);
+    h.retries = retries, h.connect_s = h.timeout_s = 0;
+    if (got && (fs = list_tree(&h, repo, commit, &nf, err)) && (n = choose(fs, nf, quant, file, idx, repo, err)) > 0 &&
+        !fetch_files(&h, repo_dir, repo, commit, revision, fs, idx, n, err))
+        out = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
+    if (!out && cached && err && err->code == LFM2C_HUB_E_NET) out = fall_back_to_cache(p, cached, err), cached = NULL;
     free(cached);
     free_files(fs, nf);
     free(endpoint);
