@@ -181,89 +181,67 @@ static int want_logprobs(json_t *body, json_t *chat, bool *want, dl_err *e) {
     return 0;
 }
 
-static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
-    *legacy = false;
-    json_t *input = json_object_get(body, "input");
-    json_t *prev = json_object_get(body, "previous_response_id"), *instr = json_object_get(body, "instructions");
-    json_t *msgs = NULL, *chat = NULL;
+/* The conversation: the stored one of previous_response_id (else none), then input (a string: a
+ * user message; an array of items). A new array, or NULL after dl_fail. */
+static json_t *rs_history(const dl_server *s, json_t *body, dl_err *e) {
+    json_t *input = json_object_get(body, "input"), *prev = json_object_get(body, "previous_response_id");
+    json_t *msgs;
     if (prev && !json_is_null(prev)) {
-        if (!json_is_string(prev)) {
-            dl_fail(e, 400, "previous_response_id", "'previous_response_id' must be a string");
-            return NULL;
-        }
-        if (!(msgs = resp_store_get(s->responses, s->owner, json_string_value(prev)))) {
-            dl_fail(e, 404, "previous_response_id", "Previous response with id '%.100s' not found.",
-                    json_string_value(prev));
-            return NULL;
-        }
+        if (!json_is_string(prev))
+            return dl_fail(e, 400, "previous_response_id", "'previous_response_id' must be a string"), NULL;
+        if (!(msgs = resp_store_get(s->responses, s->owner, json_string_value(prev))))
+            return dl_fail(e, 404, "previous_response_id", "Previous response with id '%.100s' not found.",
+                           json_string_value(prev)),
+                   NULL;
     } else {
         msgs = json_array();
     }
+    int rc = 0;
     if (json_is_string(input)) {
         json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", input));
     } else if (json_is_array(input)) {
         size_t i;
         json_t *it;
         dl_buf th = {0};
-        json_array_foreach(input, i, it) if (add_item(s, msgs, it, i, false, &th, e)) {
-            free(th.p);
-            goto bad;
-        }
+        json_array_foreach(input, i, it) if ((rc = add_item(s, msgs, it, i, false, &th, e))) break;
         free(th.p);
     } else if (input && !json_is_null(input)) {
-        dl_fail(e, 400, "input", "'input' must be a string or an array of items");
-        goto bad;
+        rc = dl_fail(e, 400, "input", "'input' must be a string or an array of items");
     }
-    if (!json_array_size(msgs)) {
-        dl_fail(e, 400, "input", "'input' is missing or empty");
-        goto bad;
-    }
-    if (instr && !json_is_null(instr) && !json_is_string(instr)) {
-        dl_fail(e, 400, "instructions", "'instructions' must be a string");
-        goto bad;
-    }
-    json_t *store = json_object_get(body, "store");
-    if (store && !json_is_null(store) && !json_is_boolean(store)) {
-        dl_fail(e, 400, "store", "'store' must be a boolean");
-        goto bad;
-    }
+    if (!rc && !json_array_size(msgs)) rc = dl_fail(e, 400, "input", "'input' is missing or empty");
+    if (rc) json_decref(msgs);
+    return rc ? NULL : msgs;
+}
+
+/* instructions, store and max_output_tokens: their types; 0, or -1 after dl_fail */
+static int rs_check_scalars(json_t *body, dl_err *e) {
+    json_t *instr = json_object_get(body, "instructions"), *store = json_object_get(body, "store");
     json_t *mot = json_object_get(body, "max_output_tokens");
-    if (mot && !json_is_null(mot) && (!json_is_integer(mot) || json_integer_value(mot) < 1)) {
-        dl_fail(e, 400, "max_output_tokens", "'max_output_tokens' must be a positive integer");
-        goto bad;
-    }
+    if (instr && !json_is_null(instr) && !json_is_string(instr))
+        return dl_fail(e, 400, "instructions", "'instructions' must be a string");
+    if (store && !json_is_null(store) && !json_is_boolean(store))
+        return dl_fail(e, 400, "store", "'store' must be a boolean");
+    if (mot && !json_is_null(mot) && (!json_is_integer(mot) || json_integer_value(mot) < 1))
+        return dl_fail(e, 400, "max_output_tokens", "'max_output_tokens' must be a positive integer");
+    return 0;
+}
 
-    chat = json_object();
-    json_t *cm = json_array();
-    if (json_is_string(instr)) json_array_append_new(cm, json_pack("{s:s,s:O}", "role", "system", "content", instr));
-    json_array_extend(cm, msgs);
-    json_object_set_new(chat, "messages", cm);
-    static const char *same[] = {"temperature", "top_p", "stream", "parallel_tool_calls", "seed"};
-    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
-        json_t *v = json_object_get(body, same[k]);
-        if (v) json_object_set(chat, same[k], v);
-    }
-    bool want_lp = false;
-    if (want_logprobs(body, chat, &want_lp, e)) goto bad;
-    if (mot && !json_is_null(mot)) json_object_set(chat, "max_tokens", mot);
-    /* reasoning.effort: none / minimal turn a thinking model's block off, the others leave it on
-     * (the model has no levels); checked by the chat request */
+/* reasoning.effort -> reasoning_effort: none / minimal turn a thinking model's block off, the
+ * others leave it on (the model has no levels); the value is checked by the chat request */
+static int rs_reasoning(json_t *body, json_t *chat, dl_err *e) {
     json_t *rsn = json_object_get(body, "reasoning");
-    if (rsn && !json_is_null(rsn)) {
-        if (!json_is_object(rsn)) {
-            dl_fail(e, 400, "reasoning", "'reasoning' must be an object");
-            goto bad;
-        }
-        json_t *eff = json_object_get(rsn, "effort");
-        if (eff && !json_is_null(eff)) json_object_set(chat, "reasoning_effort", eff);
-    }
+    if (!rsn || json_is_null(rsn)) return 0;
+    if (!json_is_object(rsn)) return dl_fail(e, 400, "reasoning", "'reasoning' must be an object");
+    json_t *eff = json_object_get(rsn, "effort");
+    if (eff && !json_is_null(eff)) json_object_set(chat, "reasoning_effort", eff);
+    return 0;
+}
 
+/* tools (flat {"type":"function","name",...}) -> the chat's nested ones, and tool_choice */
+static int rs_tools(json_t *body, json_t *chat, dl_err *e) {
     json_t *tools = json_object_get(body, "tools");
     if (tools && !json_is_null(tools)) {
-        if (!json_is_array(tools)) {
-            dl_fail(e, 400, "tools", "'tools' must be an array");
-            goto bad;
-        }
+        if (!json_is_array(tools)) return dl_fail(e, 400, "tools", "'tools' must be an array");
         json_t *ct = json_array();
         json_object_set_new(chat, "tools", ct);
         size_t i;
@@ -271,11 +249,9 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
         json_array_foreach(tools, i, t) {
             const char *type = json_string_value(json_object_get(t, "type"));
             json_t *name = json_object_get(t, "name");
-            if (!type || strcmp(type, "function") || !json_is_string(name)) {
-                dl_fail(e, 400, "tools", "tools[%zu]: only {\"type\":\"function\",\"name\":...} tools are supported",
-                        i);
-                goto bad;
-            }
+            if (!type || strcmp(type, "function") || !json_is_string(name))
+                return dl_fail(e, 400, "tools",
+                               "tools[%zu]: only {\"type\":\"function\",\"name\":...} tools are supported", i);
             json_t *fn = json_pack("{s:O}", "name", name);
             json_t *d = json_object_get(t, "description"), *p = json_object_get(t, "parameters");
             if (json_is_string(d)) json_object_set(fn, "description", d);
@@ -284,47 +260,90 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
         }
     }
     json_t *tc = json_object_get(body, "tool_choice");
-    if (tc && !json_is_null(tc)) {
-        if (json_is_string(tc)) json_object_set(chat, "tool_choice", tc);
-        else if (json_is_object(tc) && json_is_string(json_object_get(tc, "name")))
-            json_object_set_new(
-                chat, "tool_choice",
-                json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
-        else {
-            dl_fail(e, 400, "tool_choice",
-                    "'tool_choice' must be none, auto, required or {\"type\":\"function\",\"name\":...}");
-            goto bad;
-        }
-    }
-    json_t *text = json_object_get(body, "text"), *fmt = json_object_get(text, "format");
-    if (text && !json_is_null(text) && !json_is_object(text)) {
-        dl_fail(e, 400, "text", "'text' must be an object");
-        goto bad;
-    }
-    if (fmt && !json_is_null(fmt)) {
-        const char *ft = json_string_value(json_object_get(fmt, "type"));
-        if (!ft) {
-            dl_fail(e, 400, "text.format", "'text.format' must be an object with a 'type'");
-            goto bad;
-        }
-        if (!strcmp(ft, "json_schema")) {
-            json_t *schema = json_object_get(fmt, "schema");
-            if (!json_is_object(schema)) {
-                dl_fail(e, 400, "text.format.schema", "'text.format.schema' must be an object");
-                goto bad;
-            }
-            json_t *nm = json_object_get(fmt, "name");
-            json_object_set_new(chat, "response_format",
-                                json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name",
-                                          json_is_string(nm) ? json_string_value(nm) : "schema", "schema", schema));
-        } else if (!strcmp(ft, "json_object")) {
-            json_object_set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
-        } else if (strcmp(ft, "text")) {
-            dl_fail(e, 400, "text.format", "'text.format.type' must be text, json_object or json_schema");
-            goto bad;
-        }
-    }
+    if (!tc || json_is_null(tc)) return 0;
+    if (json_is_string(tc)) json_object_set(chat, "tool_choice", tc);
+    else if (json_is_object(tc) && json_is_string(json_object_get(tc, "name")))
+        json_object_set_new(
+            chat, "tool_choice",
+            json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", json_object_get(tc, "name")));
+    else
+        return dl_fail(e, 400, "tool_choice",
+                       "'tool_choice' must be none, auto, required or {\"type\":\"function\",\"name\":...}");
+    return 0;
+}
 
+/* text.format (text, json_object, json_schema) -> the chat's response_format */
+static int rs_text_format(json_t *body, json_t *chat, dl_err *e) {
+    json_t *text = json_object_get(body, "text"), *fmt = json_object_get(text, "format");
+    if (text && !json_is_null(text) && !json_is_object(text))
+        return dl_fail(e, 400, "text", "'text' must be an object");
+    if (!fmt || json_is_null(fmt)) return 0;
+    const char *ft = json_string_value(json_object_get(fmt, "type"));
+    if (!ft) return dl_fail(e, 400, "text.format", "'text.format' must be an object with a 'type'");
+    if (!strcmp(ft, "json_schema")) {
+        json_t *schema = json_object_get(fmt, "schema");
+        if (!json_is_object(schema))
+            return dl_fail(e, 400, "text.format.schema", "'text.format.schema' must be an object");
+        json_t *nm = json_object_get(fmt, "name");
+        json_object_set_new(chat, "response_format",
+                            json_pack("{s:s,s:{s:s,s:O}}", "type", "json_schema", "json_schema", "name",
+                                      json_is_string(nm) ? json_string_value(nm) : "schema", "schema", schema));
+    } else if (!strcmp(ft, "json_object")) {
+        json_object_set_new(chat, "response_format", json_pack("{s:s}", "type", "json_object"));
+    } else if (strcmp(ft, "text")) {
+        return dl_fail(e, 400, "text.format", "'text.format.type' must be text, json_object or json_schema");
+    }
+    return 0;
+}
+
+/* The chat request of a checked body: [instructions as system] + msgs, and the settings that
+ * map one to one; NULL after dl_fail. */
+static json_t *rs_chat(json_t *body, json_t *msgs, bool *want_lp, dl_err *e) {
+    json_t *chat = json_object(), *cm = json_array(), *instr = json_object_get(body, "instructions");
+    json_t *mot = json_object_get(body, "max_output_tokens");
+    if (json_is_string(instr)) json_array_append_new(cm, json_pack("{s:s,s:O}", "role", "system", "content", instr));
+    json_array_extend(cm, msgs);
+    json_object_set_new(chat, "messages", cm);
+    static const char *same[] = {"temperature", "top_p", "stream", "parallel_tool_calls", "seed"};
+    for (size_t k = 0; k < sizeof same / sizeof *same; k++) {
+        json_t *v = json_object_get(body, same[k]);
+        if (v) json_object_set(chat, same[k], v);
+    }
+    if (mot && !json_is_null(mot)) json_object_set(chat, "max_tokens", mot);
+    if (want_logprobs(body, chat, want_lp, e) || rs_reasoning(body, chat, e) || rs_tools(body, chat, e) ||
+        rs_text_format(body, chat, e)) {
+        json_decref(chat);
+        return NULL;
+    }
+    return chat;
+}
+
+/* What the answer echoes of the request (the Response object's settings). */
+static json_t *rs_echo(json_t *body, bool store) {
+    json_t *tools = json_object_get(body, "tools"), *tc = json_object_get(body, "tool_choice");
+    json_t *text = json_object_get(body, "text"), *rsn = json_object_get(body, "reasoning");
+    json_t *meta = json_object_get(body, "metadata");
+    json_t *echo = json_pack(
+        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "instructions", opt(json_object_get(body, "instructions")),
+        "tools", tools && !json_is_null(tools) ? json_incref(tools) : json_array(), "tool_choice",
+        tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"), "temperature",
+        opt(json_object_get(body, "temperature")), "top_p", opt(json_object_get(body, "top_p")), "max_output_tokens",
+        opt(json_object_get(body, "max_output_tokens")), "previous_response_id",
+        opt(json_object_get(body, "previous_response_id")), "text",
+        json_is_object(text) ? json_incref(text) : json_pack("{s:{s:s}}", "format", "type", "text"), "store", store,
+        "metadata", json_is_object(meta) ? json_incref(meta) : json_object());
+    json_object_set_new(echo, "parallel_tool_calls",
+                        json_boolean(!json_is_false(json_object_get(body, "parallel_tool_calls"))));
+    json_object_set_new(echo, "reasoning",
+                        json_is_object(rsn) ? json_incref(rsn) : json_pack("{s:n,s:n}", "effort", "summary"));
+    return echo;
+}
+
+static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
+    *legacy = false;
+    json_t *msgs = rs_history(s, body, e), *chat = NULL;
+    bool want_lp = false;
+    if (!msgs || rs_check_scalars(body, e) || !(chat = rs_chat(body, msgs, &want_lp, e))) goto bad;
     rs_state *st = calloc(1, sizeof *st);
     if (!st) {
         dl_fail(e, 500, NULL, "out of memory");
@@ -334,27 +353,14 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
     dl_make_id(s, "msg_", st->msg_id, sizeof st->msg_id);
     dl_make_id(s, "rs_", st->rs_id, sizeof st->rs_id);
     st->created = time(NULL);
-    st->store = !json_is_false(store);
+    st->store = !json_is_false(json_object_get(body, "store"));
     st->messages = msgs;
     st->output = json_array();
     if (want_lp) {
         st->lp = json_array();
         st->lp_pending = json_array();
     }
-    st->echo =
-        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:o}", "instructions", opt(instr), "tools",
-                  tools && !json_is_null(tools) ? json_incref(tools) : json_array(), "tool_choice",
-                  tc && !json_is_null(tc) ? json_incref(tc) : json_string("auto"), "temperature",
-                  opt(json_object_get(body, "temperature")), "top_p", opt(json_object_get(body, "top_p")),
-                  "max_output_tokens", opt(mot), "previous_response_id", opt(prev), "text",
-                  json_is_object(text) ? json_incref(text) : json_pack("{s:{s:s}}", "format", "type", "text"), "store",
-                  st->store, "metadata",
-                  json_is_object(json_object_get(body, "metadata")) ? json_incref(json_object_get(body, "metadata"))
-                                                                    : json_object());
-    json_t *ptc = json_object_get(body, "parallel_tool_calls");
-    json_object_set_new(st->echo, "parallel_tool_calls", json_boolean(!json_is_false(ptc)));
-    json_object_set_new(st->echo, "reasoning",
-                        json_is_object(rsn) ? json_incref(rsn) : json_pack("{s:n,s:n}", "effort", "summary"));
+    st->echo = rs_echo(body, st->store);
     *state = st;
     return chat;
 bad:
