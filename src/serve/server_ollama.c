@@ -121,155 +121,138 @@ static void set_model(ol_state *st, const dl_server *s, json_t *body) {
     snprintf(st->model, sizeof st->model, "%s", m && *m ? m : s->alias);
 }
 
-static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e, bool generate) {
-    *legacy = false;
-    json_t *chat = json_object(), *msgs = json_array();
-    json_object_set_new(chat, "messages", msgs);
-    ol_state *st = calloc(1, sizeof *st);
-    if (!st) {
-        dl_fail(e, 500, NULL, "out of memory");
-        goto bad;
+/* Nothing to generate: Ollama loads the model and answers done ("done_reason": "load"), as a
+ * chat message or a generate response; -1 with the answer in e (status 200). */
+static int ol_loaded(const ol_state *st, bool generate, dl_err *e) {
+    char t[40];
+    dl_iso_time(time(NULL), t, sizeof t);
+    e->status = 200;
+    e->answer = generate ? json_pack("{s:s,s:s,s:s,s:s,s:b}", "model", st->model, "created_at", t, "response", "",
+                                     "done_reason", "load", "done", 1)
+                         : json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:b}", "model", st->model, "created_at", t, "message",
+                                     "role", "assistant", "content", "", "done_reason", "load", "done", 1);
+    return -1;
+}
+
+/* /api/chat: messages, tools and tool_choice into the chat request (msgs is its messages) */
+static int ol_chat_body(json_t *body, json_t *chat, json_t *msgs, const ol_state *st, dl_err *e) {
+    json_t *given = json_object_get(body, "messages");
+    if (!json_is_array(given)) return dl_fail(e, 400, "messages", "'messages' must be an array");
+    size_t i;
+    json_t *m;
+    json_array_foreach(given, i, m) if (add_message(msgs, m, i, e)) return -1;
+    if (!json_array_size(msgs)) return ol_loaded(st, false, e);
+    json_t *tools = json_object_get(body, "tools");
+    if (tools && !json_is_null(tools)) json_object_set(chat, "tools", tools);
+    /* tool_choice: Ollama has none and ignores it; here it is honoured when there are tools, in
+     * OpenAI's form, a string, or the flat {"type":"function","name":...} clients also send */
+    json_t *tc = json_object_get(body, "tool_choice");
+    if (tc && !json_is_null(tc) && json_array_size(tools)) {
+        json_t *fn = json_object_get(tc, "function"), *name = json_object_get(tc, "name");
+        if (json_is_object(tc) && !fn && json_is_string(name))
+            json_object_set_new(chat, "tool_choice",
+                                json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
+        else json_object_set(chat, "tool_choice", tc);
     }
-    set_model(st, s, body);
-    json_t *model = json_object_get(body, "model");
-    if (model && !json_is_string(model)) {
-        dl_fail(e, 400, "model", "'model' must be a string");
-        goto bad;
+    return 0;
+}
+
+/* raw: the prompt as it is, after the token ids of context (an earlier answer's) */
+static int ol_raw_prompt(const dl_server *s, json_t *prompt, json_t *ctx, json_t *chat, dl_err *e) {
+    if (!json_array_size(ctx)) return json_object_set(chat, "prompt", prompt), 0;
+    if (json_string_length(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)s->n_ctx)
+        return dl_fail(e, 400, "prompt", "the prompt is far longer than the context of %d tokens", s->n_ctx);
+    int n = 0;
+    lfm2c_error err = {0};
+    int32_t *t = lfm2c_tokenize(s->model, json_string_value(prompt), json_string_length(prompt), false, true, &n, &err);
+    if (!t) return dl_fail(e, 400, "prompt", "cannot tokenize the prompt: %s", err.msg);
+    json_t *ids = json_deep_copy(ctx);
+    for (int i = 0; i < n; i++) json_array_append_new(ids, json_integer(t[i]));
+    free(t);
+    json_object_set_new(chat, "prompt", ids);
+    return 0;
+}
+
+/* /api/generate: prompt, system, suffix (fill-in-the-middle), raw and context into the request;
+ * *legacy where it is a plain completion (suffix, raw) rather than a chat */
+static int ol_generate_body(const dl_server *s, json_t *body, json_t *chat, json_t *msgs, const ol_state *st,
+                            bool *legacy, dl_err *e) {
+    json_t *prompt = json_object_get(body, "prompt"), *sys = json_object_get(body, "system");
+    json_t *suffix = json_object_get(body, "suffix"), *raw = json_object_get(body, "raw");
+    json_t *ctx = json_object_get(body, "context");
+    if (prompt && !json_is_null(prompt) && !json_is_string(prompt))
+        return dl_fail(e, 400, "prompt", "'prompt' must be a string");
+    if (sys && !json_is_null(sys) && !json_is_string(sys))
+        return dl_fail(e, 400, "system", "'system' must be a string");
+    if (suffix && !json_is_null(suffix) && !json_is_string(suffix))
+        return dl_fail(e, 400, "suffix", "'suffix' must be a string");
+    const bool fim = json_string_length(suffix) > 0;
+    if (json_array_size(json_object_get(body, "images")))
+        return dl_fail(e, 400, "images", "images are not supported by this model");
+    if (raw && !json_is_null(raw) && !json_is_boolean(raw)) return dl_fail(e, 400, "raw", "'raw' must be a boolean");
+    if (!fim && (!json_is_string(prompt) || !json_string_length(prompt))) return ol_loaded(st, true, e);
+    if (ctx && !json_is_null(ctx) && !json_is_array(ctx))
+        return dl_fail(e, 400, "context", "'context' must be an array of token ids");
+    if (fim) { /* insert: a completion with a suffix (fill-in-the-middle), as /v1/completions */
+        if (json_array_size(ctx)) return dl_fail(e, 400, "context", "'context' cannot be used with 'suffix'");
+        *legacy = true;
+        json_object_del(chat, "messages");
+        json_object_set_new(chat, "prompt", json_is_string(prompt) ? json_incref(prompt) : json_string(""));
+        json_object_set(chat, "suffix", suffix);
+        return 0;
     }
-    json_t *given = json_object_get(body, "messages"), *prompt = json_object_get(body, "prompt");
-    st->generate = generate;
-    if (!st->generate) {
-        if (!json_is_array(given)) {
-            dl_fail(e, 400, "messages", "'messages' must be an array");
-            goto bad;
-        }
-        size_t i;
-        json_t *m;
-        json_array_foreach(given, i, m) if (add_message(msgs, m, i, e)) goto bad;
-        if (!json_array_size(msgs)) { /* Ollama loads the model and answers done */
-            char t[40];
-            dl_iso_time(time(NULL), t, sizeof t);
-            e->status = 200;
-            e->answer = json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:b}", "model", st->model, "created_at", t, "message",
-                                  "role", "assistant", "content", "", "done_reason", "load", "done", 1);
-            goto bad;
-        }
-        json_t *tools = json_object_get(body, "tools");
-        if (tools && !json_is_null(tools)) json_object_set(chat, "tools", tools);
-        /* tool_choice: Ollama has none and ignores it; here it is honoured when there are tools, in
-         * OpenAI's form, a string, or the flat {"type":"function","name":...} clients also send */
-        json_t *tc = json_object_get(body, "tool_choice");
-        if (tc && !json_is_null(tc) && json_array_size(tools)) {
-            json_t *fn = json_object_get(tc, "function"), *name = json_object_get(tc, "name");
-            if (json_is_object(tc) && !fn && json_is_string(name))
-                json_object_set_new(chat, "tool_choice",
-                                    json_pack("{s:s,s:{s:O}}", "type", "function", "function", "name", name));
-            else json_object_set(chat, "tool_choice", tc);
-        }
-    } else {
-        json_t *sys = json_object_get(body, "system"), *suffix = json_object_get(body, "suffix");
-        if (prompt && !json_is_null(prompt) && !json_is_string(prompt)) {
-            dl_fail(e, 400, "prompt", "'prompt' must be a string");
-            goto bad;
-        }
-        if (sys && !json_is_null(sys) && !json_is_string(sys)) {
-            dl_fail(e, 400, "system", "'system' must be a string");
-            goto bad;
-        }
-        if (suffix && !json_is_null(suffix) && !json_is_string(suffix)) {
-            dl_fail(e, 400, "suffix", "'suffix' must be a string");
-            goto bad;
-        }
-        bool fim = json_string_length(suffix) > 0;
-        if (json_array_size(json_object_get(body, "images"))) {
-            dl_fail(e, 400, "images", "images are not supported by this model");
-            goto bad;
-        }
-        json_t *raw = json_object_get(body, "raw");
-        if (raw && !json_is_null(raw) && !json_is_boolean(raw)) {
-            dl_fail(e, 400, "raw", "'raw' must be a boolean");
-            goto bad;
-        }
-        if (!fim && (!json_is_string(prompt) || !json_string_length(prompt))) {
-            char t[40];
-            dl_iso_time(time(NULL), t, sizeof t);
-            e->status = 200;
-            e->answer = json_pack("{s:s,s:s,s:s,s:s,s:b}", "model", st->model, "created_at", t, "response", "",
-                                  "done_reason", "load", "done", 1);
-            goto bad;
-        }
-        json_t *ctx = json_object_get(body, "context");
-        if (ctx && !json_is_null(ctx) && !json_is_array(ctx)) {
-            dl_fail(e, 400, "context", "'context' must be an array of token ids");
-            goto bad;
-        }
-        if (fim) { /* insert: a completion with a suffix (fill-in-the-middle), as /v1/completions */
-            if (json_array_size(ctx)) {
-                dl_fail(e, 400, "context", "'context' cannot be used with 'suffix'");
-                goto bad;
-            }
-            *legacy = true;
-            json_object_del(chat, "messages");
-            json_object_set_new(chat, "prompt", json_is_string(prompt) ? json_incref(prompt) : json_string(""));
-            json_object_set(chat, "suffix", suffix);
-        } else if (json_is_true(raw)) {
-            *legacy = true;
-            json_object_del(chat, "messages");
-            if (json_array_size(ctx)) { /* the earlier ids, then this prompt's */
-                if (json_string_length(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)s->n_ctx) {
-                    dl_fail(e, 400, "prompt", "the prompt is far longer than the context of %d tokens", s->n_ctx);
-                    goto bad;
-                }
-                int n = 0;
-                lfm2c_error err = {0};
-                int32_t *t = lfm2c_tokenize(s->model, json_string_value(prompt), json_string_length(prompt), false,
-                                            true, &n, &err);
-                if (!t) {
-                    dl_fail(e, 400, "prompt", "cannot tokenize the prompt: %s", err.msg);
-                    goto bad;
-                }
-                json_t *ids = json_deep_copy(ctx);
-                for (int i = 0; i < n; i++) json_array_append_new(ids, json_integer(t[i]));
-                free(t);
-                json_object_set_new(chat, "prompt", ids);
-            } else {
-                json_object_set(chat, "prompt", prompt);
-            }
-        } else {
-            if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* job_chat.c puts it before the prompt */
-            if (json_is_string(sys) && json_string_length(sys))
-                json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
-            json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));
-        }
+    if (json_is_true(raw)) {
+        *legacy = true;
+        json_object_del(chat, "messages");
+        return ol_raw_prompt(s, prompt, ctx, chat, e);
     }
+    if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* job_chat.c puts it before the prompt */
+    if (json_is_string(sys) && json_string_length(sys))
+        json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
+    json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));
+    return 0;
+}
+
+/* What both endpoints share: options, format, max_tokens, think and stream */
+static int ol_common(json_t *body, json_t *chat, bool legacy, dl_err *e) {
     if (map_options(json_object_get(body, "options"), chat, e) || map_format(json_object_get(body, "format"), chat, e))
-        goto bad;
+        return -1;
     json_t *tmt = json_object_get(body, "max_tokens"); /* not Ollama's, but clients send it: honoured, not dropped */
     if (tmt && !json_is_null(tmt) && !json_object_get(chat, "max_tokens")) {
-        if (!json_is_integer(tmt) || json_integer_value(tmt) < 1) {
-            dl_fail(e, 400, "max_tokens", "'max_tokens' must be a positive integer");
-            goto bad;
-        }
+        if (!json_is_integer(tmt) || json_integer_value(tmt) < 1)
+            return dl_fail(e, 400, "max_tokens", "'max_tokens' must be a positive integer");
         json_object_set(chat, "max_tokens", tmt);
     }
     /* think: false turns a thinking model's block off; true and the levels ("high", "medium",
      * "low") leave it on (the model has no levels); absent: the model's default */
     json_t *think = json_object_get(body, "think");
+    const char *level = json_string_value(think);
     if (think && !json_is_null(think) && !json_is_boolean(think) &&
-        !(json_is_string(think) &&
-          (!strcmp(json_string_value(think), "high") || !strcmp(json_string_value(think), "medium") ||
-           !strcmp(json_string_value(think), "low")))) {
-        dl_fail(e, 400, "think", "'think' must be a boolean or high, medium, low");
-        goto bad;
-    }
+        !(level && (!strcmp(level, "high") || !strcmp(level, "medium") || !strcmp(level, "low"))))
+        return dl_fail(e, 400, "think", "'think' must be a boolean or high, medium, low");
     if (json_is_false(think)) json_object_set_new(chat, "reasoning_effort", json_string("none"));
     json_t *stream = json_object_get(body, "stream");
-    if (stream && !json_is_null(stream) && !json_is_boolean(stream)) {
-        dl_fail(e, 400, "stream", "'stream' must be a boolean");
-        goto bad;
-    }
+    if (stream && !json_is_null(stream) && !json_is_boolean(stream))
+        return dl_fail(e, 400, "stream", "'stream' must be a boolean");
     json_object_set_new(chat, "stream", json_boolean(!json_is_false(stream)));
-    if (*legacy && !json_object_get(chat, "max_tokens")) json_object_set_new(chat, "max_tokens", json_integer(1 << 30));
+    if (legacy && !json_object_get(chat, "max_tokens")) json_object_set_new(chat, "max_tokens", json_integer(1 << 30));
+    return 0;
+}
+
+static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e, bool generate) {
+    *legacy = false;
+    json_t *chat = json_object(), *msgs = json_array();
+    json_object_set_new(chat, "messages", msgs);
+    ol_state *st = calloc(1, sizeof *st);
+    json_t *model = json_object_get(body, "model");
+    if (!st) dl_fail(e, 500, NULL, "out of memory");
+    else if (model && !json_is_string(model)) dl_fail(e, 400, "model", "'model' must be a string");
+    if (!st || (model && !json_is_string(model))) goto bad;
+    set_model(st, s, body);
+    st->generate = generate;
+    if ((generate ? ol_generate_body(s, body, chat, msgs, st, legacy, e) : ol_chat_body(body, chat, msgs, st, e)) ||
+        ol_common(body, chat, *legacy, e))
+        goto bad;
     *state = st;
     return chat;
 bad:
