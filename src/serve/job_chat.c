@@ -344,6 +344,117 @@ static grammar *schema_grammar_watched(http_req *q, const char *schema, char *er
     return g;
 }
 
+/* tool_choice: none, auto, required, or a named function (*named); -1 after http_set_err */
+static int parse_tool_choice(json_t *body, const char **mode, const char **named, http_err *e) {
+    json_t *choice = json_object_get(body, "tool_choice");
+    *mode = "auto", *named = NULL;
+    if (!choice || json_is_null(choice)) return 0;
+    if (json_is_string(choice)) {
+        *mode = json_string_value(choice);
+        if (strcmp(*mode, "none") && strcmp(*mode, "auto") && strcmp(*mode, "required"))
+            return http_set_err(e, 400, "invalid_value", "tool_choice",
+                                "'tool_choice' must be none, auto, required or a function");
+        return 0;
+    }
+    const char *name = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
+    if (!json_is_object(choice) || !name)
+        return http_set_err(e, 400, "invalid_type", "tool_choice",
+                            "'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":...}}");
+    *mode = "named", *named = name;
+    return 0;
+}
+
+/* response_format: text, json_object or json_schema (compiled into j->g_json) */
+static int chat_response_format(job *j, json_t *rf, http_err *e) {
+    if (!rf || json_is_null(rf)) return 0;
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    char gerr[300] = "";
+    if (!json_is_object(rf) || !type)
+        return http_set_err(e, 400, "invalid_type", "response_format",
+                            "'response_format' must be an object with a 'type'");
+    if (!strcmp(type, "json_object")) {
+        j->g_json = grammar_any_object();
+    } else if (!strcmp(type, "json_schema")) {
+        json_t *js = json_object_get(rf, "json_schema");
+        json_t *schema = json_object_get(js, "schema");
+        if (!json_is_object(js) || !schema)
+            return http_set_err(e, 400, "invalid_value", "response_format",
+                                "'response_format.json_schema.schema' is missing");
+        char *st = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+        j->g_json = st ? schema_grammar_watched(j->q, st, gerr, sizeof gerr) : NULL;
+        free(st);
+        if (!j->g_json)
+            return http_set_err(e, 400, "invalid_value", "response_format", "unsupported JSON schema: %s", gerr);
+    } else if (strcmp(type, "text")) {
+        return http_set_err(e, 400, "invalid_value", "response_format",
+                            "'response_format.type' must be text, json_object or json_schema");
+    }
+    return 0;
+}
+
+/* The tool-call grammar for tools, as tool_choice allows (named: that function; required or
+ * named: forced); with a response format too, the answer is a call or the JSON */
+static int chat_tool_grammar(job *j, json_t *tools, const char *mode, const char *named, bool parallel, http_err *e) {
+    sched_req *r = j->rs[0];
+    char *tt = json_dumps(tools, JSON_COMPACT);
+    char gerr[300] = "";
+    const bool forced = !strcmp(mode, "required") || named;
+    j->g_tool = tt ? grammar_tool_calls(tt, named, parallel && !named, gerr, sizeof gerr) : NULL;
+    free(tt);
+    if (!j->g_tool) /* in every mode alike: a call is never silently unconstrained */
+        return http_set_err(e, 400, "invalid_value", "tools", "cannot constrain tool calls: %s", gerr);
+    r->tool_grammar = j->g_tool;
+    r->force_tool_call = forced;
+    r->tools_auto = !forced;
+    j->tools = true;
+    return 0;
+}
+
+/* The prompt: msgs (and fns, where tools are in use) through the chat template with the
+ * request's other template variables (thinking). Takes msgs and fns; NULL after http_set_err. */
+static char *chat_render(serve_api *api, json_t *body, sched_req *r, json_t *msgs, json_t *fns, http_err *e) {
+    json_t *doc = json_object(); /* the template's input: messages and its other variables */
+    if (parse_thinking(api, body, r, doc, e)) {
+        json_decref(doc);
+        json_decref(msgs);
+        json_decref(fns);
+        return NULL;
+    }
+    /* request strings are text: their special-token texts stay plain (lfm2c_guard_text); the
+     * messages were guarded as they were normalized (all but our own tool-call markers), the
+     * template's other variables are guarded here */
+    guard_json(api, doc);
+    if (fns) guard_json(api, fns);
+    json_object_set(doc, "messages", msgs);
+    char *mt = json_dumps(doc, JSON_COMPACT), *ft = fns ? json_dumps(fns, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    json_decref(msgs);
+    json_decref(fns);
+    lfm2c_error err = {0};
+    char *prompt = mt ? lfm2c_chat_render(api->model, api->p.chat_template, mt, ft, true, &err) : NULL;
+    free(mt);
+    free(ft);
+    if (!prompt) http_set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
+    return prompt;
+}
+
+/* The rendered prompt into r's tokens (ollama's generate: after its context ids); takes prompt */
+static int chat_tokenize(serve_api *api, json_t *body, job *j, sched_req *r, char *prompt, http_err *e) {
+    r->think_opened = prompt_opens_block(prompt);
+    if (strlen(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) { /* cannot fit: no need to tokenize */
+        free(prompt);
+        return http_set_err(e, 400, "context_length_exceeded", "messages",
+                            "the conversation is far longer than the context of %d tokens", api->n_ctx);
+    }
+    lfm2c_error terr = {0};
+    r->prompt = lfm2c_tokenize_prompt(api->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
+    int rc =
+        r->prompt ? 0 : http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
+    free(prompt);
+    if (!rc && j->dl == &dialect_ollama_generate) rc = prepend_context(api, json_object_get(body, "context"), r, e);
+    return rc;
+}
+
 int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     sched_req *r = j->rs[0];
     if (req_common(api, body, r, &j->o, true, e)) return -1;
@@ -354,28 +465,9 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     json_t *msgs = normalize_messages(api, given, e);
     if (!msgs) return -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;
-    json_t *choice = json_object_get(body, "tool_choice");
-    const char *mode = "auto", *named = NULL;
+    const char *mode, *named;
     bool parallel = true;
-    if (req_bool(body, "parallel_tool_calls", &parallel, e)) goto bad;
-    if (choice && !json_is_null(choice)) {
-        if (json_is_string(choice)) {
-            mode = json_string_value(choice);
-            if (strcmp(mode, "none") && strcmp(mode, "auto") && strcmp(mode, "required")) {
-                http_set_err(e, 400, "invalid_value", "tool_choice",
-                             "'tool_choice' must be none, auto, required or a function");
-                goto bad;
-            }
-        } else if (json_is_object(choice) &&
-                   json_is_string(json_object_get(json_object_get(choice, "function"), "name"))) {
-            mode = "named";
-            named = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
-        } else {
-            http_set_err(e, 400, "invalid_type", "tool_choice",
-                         "'tool_choice' must be a string or {\"type\":\"function\",\"function\":{\"name\":...}}");
-            goto bad;
-        }
-    }
+    if (req_bool(body, "parallel_tool_calls", &parallel, e) || parse_tool_choice(body, &mode, &named, e)) goto bad;
     if (tools && !json_is_null(tools)) {
         if (!(fns = tool_functions(tools, e))) goto bad;
         if (json_array_size(fns) == 0) {
@@ -387,90 +479,15 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
         http_set_err(e, 400, "invalid_value", "tool_choice", "'tool_choice' %s needs 'tools'", mode);
         goto bad;
     }
-    bool use_tools = fns && strcmp(mode, "none");
-    json_t *rf = json_object_get(body, "response_format");
-    if (rf && !json_is_null(rf)) {
-        const char *type = json_string_value(json_object_get(rf, "type"));
-        char gerr[300] = "";
-        if (!json_is_object(rf) || !type) {
-            http_set_err(e, 400, "invalid_type", "response_format",
-                         "'response_format' must be an object with a 'type'");
-            goto bad;
-        }
-        if (!strcmp(type, "json_object")) {
-            j->g_json = grammar_any_object();
-        } else if (!strcmp(type, "json_schema")) {
-            json_t *js = json_object_get(rf, "json_schema");
-            json_t *schema = json_object_get(js, "schema");
-            if (!json_is_object(js) || !schema) {
-                http_set_err(e, 400, "invalid_value", "response_format",
-                             "'response_format.json_schema.schema' is missing");
-                goto bad;
-            }
-            char *st = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
-            j->g_json = st ? schema_grammar_watched(j->q, st, gerr, sizeof gerr) : NULL;
-            free(st);
-            if (!j->g_json) {
-                http_set_err(e, 400, "invalid_value", "response_format", "unsupported JSON schema: %s", gerr);
-                goto bad;
-            }
-        } else if (strcmp(type, "text")) {
-            http_set_err(e, 400, "invalid_value", "response_format",
-                         "'response_format.type' must be text, json_object or json_schema");
-            goto bad;
-        }
-    }
-    if (use_tools) { /* with a response format too: the answer is a call or the JSON, as tool_choice allows */
-        char *tt = json_dumps(tools, JSON_COMPACT);
-        char gerr[300] = "";
-        bool forced = !strcmp(mode, "required") || named;
-        j->g_tool = tt ? grammar_tool_calls(tt, named, parallel && !named, gerr, sizeof gerr) : NULL;
-        free(tt);
-        if (!j->g_tool) { /* in every mode alike: a call is never silently unconstrained */
-            http_set_err(e, 400, "invalid_value", "tools", "cannot constrain tool calls: %s", gerr);
-            goto bad;
-        }
-        r->tool_grammar = j->g_tool;
-        r->force_tool_call = forced;
-        r->tools_auto = !forced;
-        j->tools = true;
-    }
-    r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
-    json_t *doc = json_object(); /* the template's input: messages and its other variables */
-    if (parse_thinking(api, body, r, doc, e)) {
-        json_decref(doc);
+    const bool use_tools = fns && strcmp(mode, "none");
+    if (chat_response_format(j, json_object_get(body, "response_format"), e) ||
+        (use_tools && chat_tool_grammar(j, tools, mode, named, parallel, e)))
         goto bad;
-    }
-
-    /* request strings are text: their special-token texts stay plain (lfm2c_guard_text); the
-     * messages were guarded as they were normalized (all but our own tool-call markers), the
-     * template's other variables are guarded here */
-    guard_json(api, doc);
-    if (use_tools) guard_json(api, fns);
-    json_object_set(doc, "messages", msgs);
-    char *mt = json_dumps(doc, JSON_COMPACT), *ft = use_tools ? json_dumps(fns, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    lfm2c_error err = {0};
-    char *prompt = mt ? lfm2c_chat_render(api->model, api->p.chat_template, mt, ft, true, &err) : NULL;
-    free(mt);
-    free(ft);
-    json_decref(msgs);
-    json_decref(fns);
-    if (!prompt)
-        return http_set_err(e, 400, "invalid_value", "messages", "cannot render the chat template: %s", err.msg);
-    r->think_opened = prompt_opens_block(prompt);
-    lfm2c_error terr = {0};
-    if (strlen(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) { /* cannot fit: no need to tokenize */
-        free(prompt);
-        return http_set_err(e, 400, "context_length_exceeded", "messages",
-                            "the conversation is far longer than the context of %d tokens", api->n_ctx);
-    }
-    r->prompt = lfm2c_tokenize_prompt(api->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
-    int rc =
-        r->prompt ? 0 : http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
-    free(prompt);
-    if (!rc && j->dl == &dialect_ollama_generate) rc = prepend_context(api, json_object_get(body, "context"), r, e);
-    if (rc || req_fit_context(api, r, &j->o, "messages", e)) return -1;
+    r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
+    if (!use_tools) json_decref(fns), fns = NULL;
+    char *prompt = chat_render(api, body, r, msgs, fns, e);
+    if (!prompt || chat_tokenize(api, body, j, r, prompt, e) || req_fit_context(api, r, &j->o, "messages", e))
+        return -1;
     return job_expand(api, j, e);
 bad:
     json_decref(msgs);
