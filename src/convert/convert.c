@@ -1023,6 +1023,111 @@ static void release_pages(const st_tensor *t) {
     if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
+/* The header's key-values: architecture, name, sampling defaults, the hyperparameters and the tokenizer. */
+static bool write_meta(gguf_writer *w, const char *dir, json_t *cfg, json_t *gen, lfm2_hparams *hp, convert_stats *st,
+                       lfm2c_error *err) {
+    char name[600];
+    model_name(dir, cfg, name, sizeof name);
+    bool wok = gguf_set_str(w, "general.architecture", st->arch) && gguf_set_str(w, "general.type", "model") &&
+               add_sampling(w, gen) && gguf_set_str(w, "general.name", name) &&
+               lfm2_meta_write(w, hp, LFM2_WRITE_ALL) && gguf_set_u32(w, "general.quantization_version", 2);
+    if (!wok) return fail(err, LFM2C_ENOMEM, "out of memory");
+    return add_tokenizer(w, dir, hp, cfg, gen, st, err);
+}
+
+/* Every output tensor of the plan into the header (its type for want), counted in st; the
+ * longest row into *max_row. */
+static bool add_tensors(gguf_writer *w, plan *p, uint32_t want, convert_stats *st, int64_t *max_row, lfm2c_error *err) {
+    *max_row = 1;
+    for (int i = 0; i < p->n; i++) {
+        out_tensor *o = &p->t[i];
+        o->type = tensor_type(o, want);
+        int64_t ne[4];
+        for (int d = 0; d < o->n_dims; d++) ne[d] = o->shape[o->n_dims - 1 - d];
+        if (ne[0] > *max_row) *max_row = ne[0];
+        if (!gguf_add_tensor(w, o->name, o->type, (uint32_t)o->n_dims, ne, err)) return false;
+        st->n_tensors++;
+        st->n_by_type[o->type]++;
+        int64_t numel = 1;
+        for (int d = 0; d < o->n_dims; d++) numel *= o->shape[d];
+        st->n_params += (uint64_t)numel;
+        for (int s = 0; s < o->n_seg; s++) st->bytes_in += (uint64_t)o->segs[s].n * st_dtype_size(o->segs[s].t->dtype);
+    }
+    return true;
+}
+
+/* The writing's workers and buffers: a pool, one float row of scratch per thread and a chunk
+ * of output (8 MB plus a row). */
+typedef struct conv_run {
+    threadpool *pool;
+    float **scratch;
+    uint8_t *buf;
+    int nth;
+    size_t chunk_bytes;
+    uint64_t total, done_bytes;
+    const convert_params *params;
+} conv_run;
+
+static bool run_open(conv_run *c, const convert_params *params, int64_t max_row, lfm2c_error *err) {
+    *c = (conv_run){.chunk_bytes = 8u << 20, .params = params};
+    int nth = params->n_threads > 0 ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    nth = nth < 1 ? 1 : nth > 64 ? 64 : nth;
+    c->pool = threadpool_new(nth);
+    c->nth = c->pool ? threadpool_size(c->pool) : 0;
+    c->scratch = calloc((size_t)(c->nth > 0 ? c->nth : 1), sizeof *c->scratch);
+    c->buf = malloc(c->chunk_bytes + (size_t)max_row * 4);
+    if (!c->pool || !c->scratch || !c->buf) return fail(err, LFM2C_ENOMEM, "out of memory");
+    for (int i = 0; i < c->nth; i++)
+        if (!(c->scratch[i] = malloc((size_t)max_row * sizeof(float)))) return fail(err, LFM2C_ENOMEM, "out of memory");
+    return true;
+}
+
+static void run_close(conv_run *c) {
+    for (int i = 0; c->scratch && i < c->nth; i++) free(c->scratch[i]);
+    free(c->scratch);
+    free(c->buf);
+    if (c->pool) threadpool_free(c->pool);
+}
+
+/* One output tensor's data, converted chunk by chunk on the pool and written in order. */
+static bool write_tensor(conv_run *c, gguf_writer *w, const out_tensor *o, lfm2c_error *err) {
+    int64_t ne0 = o->shape[o->n_dims - 1];
+    size_t row_bytes = ggml_row_size(o->type, ne0);
+    int64_t rows_per_chunk = (int64_t)(c->chunk_bytes / (row_bytes > (size_t)ne0 * 4 ? row_bytes : (size_t)ne0 * 4));
+    if (rows_per_chunk < 1) rows_per_chunk = 1;
+    for (int s = 0; s < o->n_seg; s++) {
+        const seg *sg = &o->segs[s];
+        int64_t n_rows = sg->n / ne0;
+        for (int64_t r = 0; r < n_rows; r += rows_per_chunk) {
+            chunk_job j = {.s = sg,
+                           .row0 = r,
+                           .n_rows = n_rows - r < rows_per_chunk ? n_rows - r : rows_per_chunk,
+                           .ne0 = ne0,
+                           .type = o->type,
+                           .row_bytes = row_bytes,
+                           .out = c->buf,
+                           .scratch = c->scratch};
+            threadpool_run(c->pool, convert_rows, &j);
+            if (!gguf_write_data(w, c->buf, (size_t)j.n_rows * row_bytes, err)) return false;
+            c->done_bytes += (uint64_t)j.n_rows * row_bytes;
+            if (c->params->progress) c->params->progress(c->params->progress_ud, c->done_bytes, c->total);
+        }
+    }
+    return true;
+}
+
+/* After output i: the source pages no later output reads (a source can feed two outputs: fused
+ * gate_up) are dropped from the resident set. */
+static void release_sources(const plan *p, int i) {
+    const out_tensor *o = &p->t[i];
+    for (int s = 0; s < o->n_seg; s++) {
+        bool later = false;
+        for (int k = i + 1; k < p->n && !later; k++)
+            for (int q = 0; q < p->t[k].n_seg && !later; q++) later = p->t[k].segs[q].t == o->segs[s].t;
+        if (!later && (s == o->n_seg - 1 || o->segs[s + 1].t != o->segs[s].t)) release_pages(o->segs[s].t);
+    }
+}
+
 bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_params *params, convert_stats *stats,
                         lfm2c_error *err) {
     double t0 = lfm2c_now_s();
@@ -1036,118 +1141,34 @@ bool convert_hf_to_gguf(const char *dir, const char *out_path, const convert_par
     json_t *cfg = NULL, *gen = NULL;
     st_model *m = NULL;
     gguf_writer *w = NULL;
-    threadpool *pool = NULL;
     plan p = {0};
-    float **scratch = NULL;
-    uint8_t *buf = NULL;
-    int nth = 0;
+    conv_run c = {0};
     bool ok = false;
     lfm2_hparams hp;
+    int64_t max_row = 1;
 
     if (!load_json(dir, "config.json", true, &cfg, err) || !parse_config(cfg, &hp, err)) goto done;
-    if (!load_json(dir, "generation_config.json", false, &gen, err)) {
-        /* the reference ignores an unreadable generation_config.json */
-        gen = NULL;
-    }
-    if (!(m = st_open_dir(dir, err))) goto done;
-    if (!build_plan(m, &hp, &p, err)) goto done;
-
+    if (!load_json(dir, "generation_config.json", false, &gen, err)) gen = NULL; /* the reference ignores it */
+    if (!(m = st_open_dir(dir, err)) || !build_plan(m, &hp, &p, err)) goto done;
     hp.file_type = convert_file_type(want);
     snprintf(st->arch, sizeof st->arch, "%s", lfm2_arch_name(hp.moe));
-    w = gguf_writer_new();
-    if (!w) {
+    if (!(w = gguf_writer_new())) {
         fail(err, LFM2C_ENOMEM, "out of memory");
         goto done;
     }
-    char name[600];
-    model_name(dir, cfg, name, sizeof name);
-    bool wok = gguf_set_str(w, "general.architecture", st->arch) && gguf_set_str(w, "general.type", "model") &&
-               add_sampling(w, gen) && gguf_set_str(w, "general.name", name) &&
-               lfm2_meta_write(w, &hp, LFM2_WRITE_ALL) && gguf_set_u32(w, "general.quantization_version", 2);
-    if (!wok) {
-        fail(err, LFM2C_ENOMEM, "out of memory");
+    if (!write_meta(w, dir, cfg, gen, &hp, st, err) || !add_tensors(w, &p, want, st, &max_row, err) ||
+        !run_open(&c, params, max_row, err) || !gguf_writer_open(w, out_path, err))
         goto done;
-    }
-    if (!add_tokenizer(w, dir, &hp, cfg, gen, st, err)) goto done;
-
-    int64_t max_row = 1;
+    for (uint64_t i = 0; i < gguf_writer_n_tensors(w); i++) c.total += gguf_writer_tensor_nbytes(w, i);
     for (int i = 0; i < p.n; i++) {
-        out_tensor *o = &p.t[i];
-        o->type = tensor_type(o, want);
-        int64_t ne[4];
-        for (int d = 0; d < o->n_dims; d++) ne[d] = o->shape[o->n_dims - 1 - d];
-        if (ne[0] > max_row) max_row = ne[0];
-        if (!gguf_add_tensor(w, o->name, o->type, (uint32_t)o->n_dims, ne, err)) goto done;
-        st->n_tensors++;
-        st->n_by_type[o->type]++;
-        int64_t numel = 1;
-        for (int d = 0; d < o->n_dims; d++) numel *= o->shape[d];
-        st->n_params += (uint64_t)numel;
-        for (int s = 0; s < o->n_seg; s++) st->bytes_in += (uint64_t)o->segs[s].n * st_dtype_size(o->segs[s].t->dtype);
-    }
-
-    nth = params->n_threads > 0 ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (nth < 1) nth = 1;
-    if (nth > 64) nth = 64;
-    pool = threadpool_new(nth);
-    nth = pool ? threadpool_size(pool) : 0;
-    scratch = calloc((size_t)(nth > 0 ? nth : 1), sizeof *scratch);
-    const size_t chunk_bytes = 8u << 20;
-    size_t buf_bytes = chunk_bytes + (size_t)max_row * 4;
-    buf = malloc(buf_bytes);
-    if (!pool || !scratch || !buf) {
-        fail(err, LFM2C_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < nth; i++)
-        if (!(scratch[i] = malloc((size_t)max_row * sizeof(float)))) {
-            fail(err, LFM2C_ENOMEM, "out of memory");
-            goto done;
-        }
-
-    if (!gguf_writer_open(w, out_path, err)) goto done;
-    uint64_t total = 0, done_bytes = 0;
-    for (uint64_t i = 0; i < gguf_writer_n_tensors(w); i++) total += gguf_writer_tensor_nbytes(w, i);
-    for (int i = 0; i < p.n; i++) {
-        out_tensor *o = &p.t[i];
-        int64_t ne0 = o->shape[o->n_dims - 1];
-        size_t row_bytes = ggml_row_size(o->type, ne0);
-        int64_t rows_per_chunk = (int64_t)(chunk_bytes / (row_bytes > (size_t)ne0 * 4 ? row_bytes : (size_t)ne0 * 4));
-        if (rows_per_chunk < 1) rows_per_chunk = 1;
-        for (int s = 0; s < o->n_seg; s++) {
-            const seg *sg = &o->segs[s];
-            int64_t n_rows = sg->n / ne0;
-            for (int64_t r = 0; r < n_rows; r += rows_per_chunk) {
-                chunk_job j = {.s = sg,
-                               .row0 = r,
-                               .n_rows = n_rows - r < rows_per_chunk ? n_rows - r : rows_per_chunk,
-                               .ne0 = ne0,
-                               .type = o->type,
-                               .row_bytes = row_bytes,
-                               .out = buf,
-                               .scratch = scratch};
-                threadpool_run(pool, convert_rows, &j);
-                if (!gguf_write_data(w, buf, (size_t)j.n_rows * row_bytes, err)) goto done;
-                done_bytes += (uint64_t)j.n_rows * row_bytes;
-                if (params->progress) params->progress(params->progress_ud, done_bytes, total);
-            }
-        }
-        /* a source can feed two outputs (fused gate_up): release only after its last use */
-        for (int s = 0; s < o->n_seg; s++) {
-            bool later = false;
-            for (int k = i + 1; k < p.n && !later; k++)
-                for (int q = 0; q < p.t[k].n_seg && !later; q++) later = p.t[k].segs[q].t == o->segs[s].t;
-            if (!later && (s == o->n_seg - 1 || o->segs[s + 1].t != o->segs[s].t)) release_pages(o->segs[s].t);
-        }
+        if (!write_tensor(&c, w, &p.t[i], err)) goto done;
+        release_sources(&p, i);
     }
     if (!gguf_writer_finish(w, err)) goto done;
     st->bytes_out = gguf_writer_file_size(w);
     ok = true;
 done:
-    for (int i = 0; scratch && i < nth; i++) free(scratch[i]);
-    free(scratch);
-    free(buf);
-    if (pool) threadpool_free(pool);
+    run_close(&c);
     gguf_writer_free(w); /* removes OUT.tmp if not finished */
     plan_free(&p);
     st_close(m);
