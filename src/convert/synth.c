@@ -510,6 +510,122 @@ static void gen_work(void *arg, int ith, int nth) {
     }
 }
 
+/* Each tensor's type by the file type's recipe (as quantize would choose it): false with the error set. */
+static bool choose_types(const synth_config *c, const quant_ftype *ft, const tlist *l, uint32_t *types,
+                         lfm2c_error *err) {
+    quant_tensor_desc *desc = malloc((size_t)l->n * sizeof *desc);
+    if (!desc) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
+    for (int i = 0; i < l->n; i++)
+        desc[i] = (quant_tensor_desc){
+            l->t[i].name, l->t[i].n_dims, {l->t[i].ne[0], l->t[i].ne[1], l->t[i].ne[2], 1}, GGML_F32};
+    const bool ok = quant_recipe(ft, c->n_layer, is_moe(c) ? c->n_expert : 0, desc, l->n, types, err);
+    free(desc);
+    return ok;
+}
+
+/* The header's key-values: general.*, then the keys of both archs, then the MoE ones, the tokenizer. */
+static bool write_meta(gguf_writer *w, const synth_config *c, const quant_ftype *ft, const lfm2_hparams *hp,
+                       uint64_t seed, lfm2c_error *err) {
+    char desc_s[160];
+    snprintf(desc_s, sizeof desc_s, "random weights, seed %llu, written by lfm2c synth; tokenizer synthetic",
+             (unsigned long long)seed);
+    const bool quantized =
+        ft->default_type != GGML_F32 && ft->default_type != GGML_F16 && ft->default_type != GGML_BF16;
+    bool mok = gguf_set_str(w, "general.architecture", lfm2_arch_name(hp->moe)) &&
+               gguf_set_str(w, "general.type", "model") &&
+               gguf_set_str(w, "general.name", c->name[0] ? c->name : "synthetic") &&
+               gguf_set_str(w, "general.description", desc_s) && lfm2_meta_write(w, hp, LFM2_WRITE_GENERAL) &&
+               lfm2_meta_write(w, hp, LFM2_WRITE_COMMON) && lfm2_meta_write(w, hp, LFM2_WRITE_MOE);
+    if (!mok) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
+    if (!set_tokenizer(w, c->vocab, err)) return false;
+    if (quantized && !gguf_set_u32(w, "general.quantization_version", 2)) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* The types synth can generate. */
+static bool can_generate(uint32_t type) {
+    switch (type) {
+    case GGML_F32:
+    case GGML_F16:
+    case GGML_BF16:
+    case GGML_Q4_0:
+    case GGML_Q4_1:
+    case GGML_Q5_0:
+    case GGML_Q5_1:
+    case GGML_Q8_0:
+    case GGML_Q4_K:
+    case GGML_Q5_K:
+    case GGML_Q6_K: return true;
+    default: return false;
+    }
+}
+
+/* Every tensor into the header with its type and seed; the data's bytes into *total, the
+ * parameters into *n_params, the types counted in rep. */
+static bool add_tensors(gguf_writer *w, tlist *l, const uint32_t *types, uint64_t seed, synth_report *rep,
+                        uint64_t *total, uint64_t *n_params, lfm2c_error *err) {
+    *total = *n_params = 0;
+    for (int i = 0; i < l->n; i++) {
+        stensor *t = &l->t[i];
+        t->type = types[i];
+        t->seed = hash_str(t->name, 0xcbf29ce484222325ull ^ (seed * 0x9e3779b97f4a7c15ull));
+        if (!can_generate(t->type)) {
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "synth cannot generate %s tensors", ggml_type_get(t->type)->name);
+            return false;
+        }
+        if (!gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err)) return false;
+        *total += gguf_writer_tensor_nbytes(w, (uint64_t)i);
+        *n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]);
+        if (rep) rep->type_count[t->type]++;
+    }
+    return true;
+}
+
+/* Every tensor's data, generated piece by piece on the pool, a chunk at a time, written in order. */
+static bool write_data(gguf_writer *w, const tlist *l, const synth_params *p, uint64_t total, lfm2c_error *err) {
+    threadpool *pool = threadpool_new(p->n_threads);
+    if (!pool) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads");
+        return false;
+    }
+    const int64_t chunk_pieces = (int64_t)threadpool_size(pool) * PIECES_PER_THREAD;
+    uint8_t *buf = malloc((size_t)chunk_pieces * PIECE_ELEMS * 4);
+    bool ok = buf != NULL;
+    if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+    uint64_t done_b = 0;
+    for (int i = 0; ok && i < l->n; i++) {
+        stensor *t = &l->t[i];
+        gen_job j = {.t = t,
+                     .buf = buf,
+                     .n_elems = t->ne[0] * t->ne[1] * t->ne[2],
+                     .piece_elems = PIECE_ELEMS,
+                     .piece_bytes = ggml_row_size(t->type, PIECE_ELEMS)};
+        const int64_t pieces = (j.n_elems + PIECE_ELEMS - 1) / PIECE_ELEMS;
+        for (j.first_piece = 0; ok && j.first_piece < pieces; j.first_piece += chunk_pieces) {
+            j.n_pieces = pieces - j.first_piece < chunk_pieces ? pieces - j.first_piece : chunk_pieces;
+            threadpool_run(pool, gen_work, &j);
+            int64_t e0 = j.first_piece * PIECE_ELEMS, e1 = e0 + j.n_pieces * PIECE_ELEMS;
+            if (e1 > j.n_elems) e1 = j.n_elems;
+            size_t bytes = ggml_row_size(t->type, e1 - e0);
+            ok = gguf_write_data(w, buf, bytes, err);
+            done_b += bytes;
+            if (ok && p->progress) p->progress(p->progress_ud, done_b, total, t->name);
+        }
+    }
+    free(buf);
+    threadpool_free(pool);
+    return ok;
+}
+
 bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_params *p, const char *path,
                  synth_report *rep, lfm2c_error *err) {
     const double t0 = lfm2c_now_s();
@@ -520,114 +636,20 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
     bool ok = false;
     tlist l = {0};
     gguf_writer *w = NULL;
-    threadpool *pool = NULL;
-    uint8_t *buf = NULL;
-    quant_tensor_desc *desc = NULL;
     uint32_t *types = NULL;
+    uint64_t total = 0, n_params = 0;
 
     lfm2_hparams hp;
     synth_hparams(c, (uint32_t)ft->id, &hp);
-    if (!build_tensors(&hp, &l)) {
+    if (!build_tensors(&hp, &l) || !(types = malloc((size_t)l.n * sizeof *types)) || !(w = gguf_writer_new())) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         goto done;
     }
     qsort(l.t, (size_t)l.n, sizeof *l.t, stensor_cmp);
-    desc = malloc((size_t)l.n * sizeof *desc);
-    types = malloc((size_t)l.n * sizeof *types);
-    if (!desc || !types) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+    if (!choose_types(c, ft, &l, types, err) || !write_meta(w, c, ft, &hp, p->seed, err) ||
+        !add_tensors(w, &l, types, p->seed, rep, &total, &n_params, err) || !gguf_writer_open(w, path, err) ||
+        !write_data(w, &l, p, total, err))
         goto done;
-    }
-    for (int i = 0; i < l.n; i++)
-        desc[i] =
-            (quant_tensor_desc){l.t[i].name, l.t[i].n_dims, {l.t[i].ne[0], l.t[i].ne[1], l.t[i].ne[2], 1}, GGML_F32};
-    if (!quant_recipe(ft, c->n_layer, is_moe(c) ? c->n_expert : 0, desc, l.n, types, err)) goto done;
-
-    w = gguf_writer_new();
-    if (!w) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        goto done;
-    }
-    char desc_s[160];
-    snprintf(desc_s, sizeof desc_s, "random weights, seed %llu, written by lfm2c synth; tokenizer synthetic",
-             (unsigned long long)p->seed);
-    /* general.*, then the keys of both archs, then the MoE ones */
-    bool mok = gguf_set_str(w, "general.architecture", lfm2_arch_name(hp.moe)) &&
-               gguf_set_str(w, "general.type", "model") &&
-               gguf_set_str(w, "general.name", c->name[0] ? c->name : "synthetic") &&
-               gguf_set_str(w, "general.description", desc_s) && lfm2_meta_write(w, &hp, LFM2_WRITE_GENERAL) &&
-               lfm2_meta_write(w, &hp, LFM2_WRITE_COMMON) && lfm2_meta_write(w, &hp, LFM2_WRITE_MOE);
-    if (!mok) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        goto done;
-    }
-    if (!set_tokenizer(w, c->vocab, err)) goto done;
-    if (ft->default_type != GGML_F32 && ft->default_type != GGML_F16 && ft->default_type != GGML_BF16 &&
-        !gguf_set_u32(w, "general.quantization_version", 2)) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        goto done;
-    }
-
-    uint64_t total = 0, n_params = 0;
-    for (int i = 0; i < l.n; i++) {
-        stensor *t = &l.t[i];
-        t->type = types[i];
-        t->seed = hash_str(t->name, 0xcbf29ce484222325ull ^ (p->seed * 0x9e3779b97f4a7c15ull));
-        switch (t->type) {
-        case GGML_F32:
-        case GGML_F16:
-        case GGML_BF16:
-        case GGML_Q4_0:
-        case GGML_Q4_1:
-        case GGML_Q5_0:
-        case GGML_Q5_1:
-        case GGML_Q8_0:
-        case GGML_Q4_K:
-        case GGML_Q5_K:
-        case GGML_Q6_K: break;
-        default:
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "synth cannot generate %s tensors", ggml_type_get(t->type)->name);
-            goto done;
-        }
-        if (!gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err)) goto done;
-        total += gguf_writer_tensor_nbytes(w, (uint64_t)i);
-        n_params += (uint64_t)(t->ne[0] * t->ne[1] * t->ne[2]);
-        if (rep) rep->type_count[t->type]++;
-    }
-
-    pool = threadpool_new(p->n_threads);
-    if (!pool) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads");
-        goto done;
-    }
-    const int nth = threadpool_size(pool);
-    const int64_t chunk_pieces = (int64_t)nth * PIECES_PER_THREAD;
-    buf = malloc((size_t)chunk_pieces * PIECE_ELEMS * 4);
-    if (!buf) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        goto done;
-    }
-    if (!gguf_writer_open(w, path, err)) goto done;
-    uint64_t done_b = 0;
-    for (int i = 0; i < l.n; i++) {
-        stensor *t = &l.t[i];
-        gen_job j = {.t = t,
-                     .buf = buf,
-                     .n_elems = t->ne[0] * t->ne[1] * t->ne[2],
-                     .piece_elems = PIECE_ELEMS,
-                     .piece_bytes = ggml_row_size(t->type, PIECE_ELEMS)};
-        const int64_t pieces = (j.n_elems + PIECE_ELEMS - 1) / PIECE_ELEMS;
-        for (j.first_piece = 0; j.first_piece < pieces; j.first_piece += chunk_pieces) {
-            j.n_pieces = pieces - j.first_piece < chunk_pieces ? pieces - j.first_piece : chunk_pieces;
-            threadpool_run(pool, gen_work, &j);
-            int64_t e0 = j.first_piece * PIECE_ELEMS, e1 = e0 + j.n_pieces * PIECE_ELEMS;
-            if (e1 > j.n_elems) e1 = j.n_elems;
-            size_t bytes = ggml_row_size(t->type, e1 - e0);
-            if (!gguf_write_data(w, buf, bytes, err)) goto done;
-            done_b += bytes;
-            if (p->progress) p->progress(p->progress_ud, done_b, total, t->name);
-        }
-    }
     uint64_t fsize = gguf_writer_file_size(w);
     if (!gguf_writer_finish(w, err)) goto done;
     if (rep) {
@@ -639,9 +661,6 @@ bool synth_write(const synth_config *c, const quant_ftype *ft, const synth_param
     ok = true;
 done:
     gguf_writer_free(w);
-    threadpool_free(pool);
-    free(buf);
-    free(desc);
     free(types);
     free(l.t);
     return ok;
