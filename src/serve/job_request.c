@@ -106,11 +106,11 @@ int req_bool(json_t *body, const char *key, bool *out, http_err *e) {
     return 0;
 }
 
-/* Sampling, limits and stop strings common to both completion endpoints. */
-int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool chat, http_err *e) {
+/* The sampler's settings over the model's defaults, the token limits, n and stream. */
+static int req_sampling(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool chat, http_err *e) {
     lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(api->model);
     double temp = sp.temperature, top_p = sp.top_p, min_p = sp.min_p, pres = 0, freq = 0, rep = sp.repeat_penalty;
-    long long top_k = sp.top_k, seed = -1, n = 1, mt = -1, mct = -1, tl = -1;
+    long long top_k = sp.top_k, seed = -1, n = 1, mt = -1, mct = -1;
     if (get_num(body, "temperature", 0, 2, &temp, e) || get_num(body, "top_p", 0, 1, &top_p, e) ||
         get_num(body, "min_p", 0, 1, &min_p, e) || get_num(body, "presence_penalty", -2, 2, &pres, e) ||
         get_num(body, "frequency_penalty", -2, 2, &freq, e) || get_num(body, "repetition_penalty", 0.01, 10, &rep, e) ||
@@ -126,73 +126,71 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
     sp.presence_penalty = (float)pres;
     sp.frequency_penalty = (float)freq;
     sp.repeat_penalty = (float)rep;
-    if (seed >= 0) sp.seed = (uint64_t)seed;
-    else sp.seed = fresh_seed();
+    sp.seed = seed >= 0 ? (uint64_t)seed : fresh_seed();
     r->sampling = sp;
     o->max_tokens = mct > 0 ? mct : mt;
     o->n = (int)n;
-
     json_t *so = json_object_get(body, "stream_options");
-    if (so && !json_is_null(so)) {
-        if (!json_is_object(so))
-            return http_set_err(e, 400, "invalid_type", "stream_options", "'stream_options' must be an object");
-        if (req_bool(so, "include_usage", &o->include_usage, e)) return -1;
-    }
+    if (!so || json_is_null(so)) return 0;
+    if (!json_is_object(so))
+        return http_set_err(e, 400, "invalid_type", "stream_options", "'stream_options' must be an object");
+    return req_bool(so, "include_usage", &o->include_usage, e);
+}
 
+/* One stop string appended to r->stop (room made by the caller). */
+static int add_stop(serve_api *api, sched_req *r, json_t *s, http_err *e) {
+    if (!json_is_string(s)) return http_set_err(e, 400, "invalid_type", "stop", "'stop' must hold strings");
+    if (json_string_length(s) > (size_t)api->p.max_stop_bytes)
+        return http_set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes",
+                            api->p.max_stop_bytes);
+    if (!(r->stop[r->n_stop] = strdup(json_string_value(s)))) return http_set_err(e, 500, NULL, NULL, "out of memory");
+    r->n_stop++;
+    return 0;
+}
+
+/* stop: a string or up to 4 */
+static int req_stop(serve_api *api, json_t *body, sched_req *r, http_err *e) {
     json_t *stop = json_object_get(body, "stop");
-    if (stop && !json_is_null(stop)) {
-        if (json_is_string(stop)) {
-            if (json_string_length(stop) > (size_t)api->p.max_stop_bytes)
-                return http_set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes",
-                                    api->p.max_stop_bytes);
-            r->stop = calloc(1, sizeof *r->stop);
-            if (!r->stop || !(r->stop[0] = strdup(json_string_value(stop))))
-                return http_set_err(e, 500, NULL, NULL, "out of memory");
-            r->n_stop = 1;
-        } else if (json_is_array(stop) && json_array_size(stop) <= 4) {
-            r->stop = calloc(json_array_size(stop) + 1, sizeof *r->stop);
-            if (!r->stop) return http_set_err(e, 500, NULL, NULL, "out of memory");
-            size_t i;
-            json_t *s;
-            json_array_foreach(stop, i, s) {
-                if (!json_is_string(s)) return http_set_err(e, 400, "invalid_type", "stop", "'stop' must hold strings");
-                if (json_string_length(s) > (size_t)api->p.max_stop_bytes)
-                    return http_set_err(e, 400, "invalid_value", "stop", "a stop string may have at most %d bytes",
-                                        api->p.max_stop_bytes);
-                if (!(r->stop[r->n_stop] = strdup(json_string_value(s))))
-                    return http_set_err(e, 500, NULL, NULL, "out of memory");
-                r->n_stop++;
-            }
-        } else {
-            return http_set_err(e, 400, "invalid_type", "stop",
-                                "'stop' must be a string or an array of up to 4 strings");
-        }
-    }
+    if (!stop || json_is_null(stop)) return 0;
+    if (!json_is_string(stop) && !(json_is_array(stop) && json_array_size(stop) <= 4))
+        return http_set_err(e, 400, "invalid_type", "stop", "'stop' must be a string or an array of up to 4 strings");
+    const size_t n = json_is_string(stop) ? 1 : json_array_size(stop);
+    if (!(r->stop = calloc(n + 1, sizeof *r->stop))) return http_set_err(e, 500, NULL, NULL, "out of memory");
+    if (json_is_string(stop)) return add_stop(api, r, stop, e);
+    size_t i;
+    json_t *s;
+    json_array_foreach(stop, i, s) if (add_stop(api, r, s, e)) return -1;
+    return 0;
+}
 
+/* logit_bias: token id (a decimal string) -> a bias in [-100, 100]; -100 bans the token */
+static int req_logit_bias(serve_api *api, json_t *body, sched_req *r, http_err *e) {
     json_t *lb = json_object_get(body, "logit_bias");
-    if (lb && !json_is_null(lb)) {
-        if (!json_is_object(lb))
-            return http_set_err(e, 400, "invalid_type", "logit_bias", "'logit_bias' must be an object");
-        if (json_object_size(lb)) {
-            if (!(r->logit_bias = calloc((size_t)api->n_vocab, sizeof(float))))
-                return http_set_err(e, 500, NULL, NULL, "out of memory");
-            const char *k;
-            json_t *v;
-            json_object_foreach(lb, k, v) {
-                char *end;
-                long id = strtol(k, &end, 10);
-                if (!*k || *end || id < 0 || id >= api->n_vocab)
-                    return http_set_err(e, 400, "invalid_value", "logit_bias", "logit_bias key '%s' is not a token id",
-                                        k);
-                if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
-                    return http_set_err(e, 400, "invalid_value", "logit_bias",
-                                        "logit_bias values must be numbers in [-100, 100]");
-                double b = json_number_value(v);
-                r->logit_bias[id] = b <= -100 ? -INFINITY : (float)b;
-            }
-        }
+    if (!lb || json_is_null(lb)) return 0;
+    if (!json_is_object(lb))
+        return http_set_err(e, 400, "invalid_type", "logit_bias", "'logit_bias' must be an object");
+    if (!json_object_size(lb)) return 0;
+    if (!(r->logit_bias = calloc((size_t)api->n_vocab, sizeof(float))))
+        return http_set_err(e, 500, NULL, NULL, "out of memory");
+    const char *k;
+    json_t *v;
+    json_object_foreach(lb, k, v) {
+        char *end;
+        long id = strtol(k, &end, 10);
+        if (!*k || *end || id < 0 || id >= api->n_vocab)
+            return http_set_err(e, 400, "invalid_value", "logit_bias", "logit_bias key '%s' is not a token id", k);
+        if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100)
+            return http_set_err(e, 400, "invalid_value", "logit_bias",
+                                "logit_bias values must be numbers in [-100, 100]");
+        double b = json_number_value(v);
+        r->logit_bias[id] = b <= -100 ? -INFINITY : (float)b;
     }
+    return 0;
+}
 
+/* logprobs: chat's (a boolean + top_logprobs) or the legacy completions' (a count) */
+static int req_logprobs(json_t *body, sched_req *r, gen_opts *o, bool chat, http_err *e) {
+    long long tl = -1;
     if (chat) {
         if (req_bool(body, "logprobs", &o->logprobs, e) || req_int(body, "top_logprobs", 0, 20, &tl, e)) return -1;
         if (tl >= 0 && !o->logprobs)
@@ -207,8 +205,12 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
     }
     o->top_logprobs = tl < 0 ? 0 : (int)tl;
     r->n_logprobs = o->logprobs ? o->top_logprobs : -1;
-    /* llama-server's per-request speculative settings (the server's when absent; n_max is
-     * capped by the server's --draft-max) */
+    return 0;
+}
+
+/* llama-server's per-request speculative settings (the server's when absent; n_max is capped by
+ * the server's --draft-max) */
+static int req_speculative(json_t *body, sched_req *r, http_err *e) {
     long long sn_max = -1, sn_min = -1;
     double sp_min = -1;
     if (req_int(body, "speculative.n_max", 0, 256, &sn_max, e) ||
@@ -218,6 +220,14 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
     r->spec_n_min = (int)sn_min;
     r->spec_p_min = (float)sp_min;
     return 0;
+}
+
+/* Sampling, limits and stop strings common to both completion endpoints. */
+int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool chat, http_err *e) {
+    return req_sampling(api, body, r, o, chat, e) || req_stop(api, body, r, e) || req_logit_bias(api, body, r, e) ||
+                   req_logprobs(body, r, o, chat, e) || req_speculative(body, r, e)
+               ? -1
+               : 0;
 }
 
 /* Limits the generation to the context, refuses prompts that do not fit. */
