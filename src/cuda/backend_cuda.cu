@@ -33,11 +33,18 @@ struct cu_scratch {
     size_t table_bytes, logits_cap;
 };
 
+/* The data section of one GGUF file (a split model has one per part) and its device copy. */
+struct cu_region {
+    const uint8_t *host;         /* the section in the file's mapping */
+    size_t bytes;
+    uint8_t *dev;
+};
+
 struct cu_model {
     int dev;
     cudaStream_t st;
-    uint8_t *weights;            /* the GGUF data section on the device */
-    const uint8_t *host_base;    /* the same section in the mapping */
+    cu_region *reg;              /* the weights on the device: one region per file of the model */
+    int n_reg;
     int kv_dim_max;
     int big_w, hid_w;            /* widths of the scratch rows */
     int max_ff_exp;
@@ -79,8 +86,14 @@ extern "C" int cuda_device_count(void) {
     return n;
 }
 
+/* The device address of a weight: its offset in the data section of the file (part) it lies in. */
 static const uint8_t *dev_ptr(const cu_model *cm, const tensor *t) {
-    return t->data ? cm->weights + (t->data - cm->host_base) : nullptr;
+    if (!t->data) return nullptr;
+    for (int i = 0; i < cm->n_reg; i++) {
+        const cu_region *r = &cm->reg[i];
+        if (t->data >= r->host && t->data < r->host + r->bytes) return r->dev + (t->data - r->host);
+    }
+    return nullptr;
 }
 
 /* ---- model ------------------------------------------------------------------------------- */
@@ -107,6 +120,39 @@ static int check_model(const lfm2c_model *m, lfm2c_error *err) {
     return 0;
 }
 
+static void free_weights(cu_model *cm) {
+    for (int i = 0; i < cm->n_reg; i++) cudaFree(cm->reg[i].dev);
+    free(cm->reg);
+    cm->reg = nullptr;
+    cm->n_reg = 0;
+}
+
+/* Uploads the data section of every file of the model (the first part and, for a split model,
+ * the others: their tensors point into their own mappings), then checks that every tensor has
+ * a device address. */
+static int upload_weights(const lfm2c_model *m, cu_model *cm, lfm2c_error *err) {
+    const gguf_file *g = m->gguf;
+    cm->reg = (cu_region *)calloc((size_t)g->n_parts + 1, sizeof *cm->reg);
+    if (!cm->reg) return seterr(err, LFM2C_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i <= g->n_parts; i++) {
+        const gguf_file *f = i ? g->parts[i - 1] : g;
+        cu_region *r = &cm->reg[cm->n_reg++];
+        r->host = f->map + f->data_offset;
+        r->bytes = f->size - f->data_offset;
+        cudaError_t e = cudaMalloc((void **)&r->dev, r->bytes ? r->bytes : 1);
+        if (e == cudaSuccess) e = cudaMemcpy(r->dev, r->host, r->bytes, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) return cuda_fail(err, e, "uploading the weights");
+    }
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        tensor t = {};
+        t.data = g->tensors[i].data;
+        if (t.data && g->tensors[i].nbytes && !dev_ptr(cm, &t))
+            return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: tensor '%s' is outside the model's files",
+                          g->tensors[i].name);
+    }
+    return 0;
+}
+
 static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     if (cuda_device_count() <= 0)
         return seterr(err, LFM2C_EUNSUPPORTED, "no CUDA device found");
@@ -120,15 +166,11 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
         free(cm);
         return cuda_fail(err, e, "device setup");
     }
-    const gguf_file *g = m->gguf;
-    cm->host_base = g->map + g->data_offset;
-    size_t bytes = g->size - g->data_offset;
-    if ((e = cudaMalloc((void **)&cm->weights, bytes ? bytes : 1)) != cudaSuccess ||
-        (e = cudaMemcpy(cm->weights, cm->host_base, bytes, cudaMemcpyHostToDevice)) != cudaSuccess) {
-        cudaFree(cm->weights);
+    if (upload_weights(m, cm, err)) {
+        free_weights(cm);
         cudaStreamDestroy(cm->st);
         free(cm);
-        return cuda_fail(err, e, "uploading the weights");
+        return -1;
     }
     const lfm2c_model_info *in = &m->info;
     int H = in->n_embd, nq = in->n_head * in->head_dim;
@@ -169,7 +211,7 @@ static void cuda_model_free(lfm2c_model *m) {
     cudaStreamSynchronize(cm->st);
     if (cm->graph) cudaGraphExecDestroy(cm->graph);
     scratch_free(&cm->s);
-    cudaFree(cm->weights);
+    free_weights(cm);
     cudaStreamDestroy(cm->st);
     free(cm);
     m->backend_state = nullptr;
