@@ -533,7 +533,10 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
     if (graph) e = cudaGraphLaunch(cm->graph, cm->st);
     else enqueue(m, cm, T, n_seq, n_out);
     if (e == cudaSuccess) e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaStreamSynchronize(cm->st);
+    /* waited for after an error too: kernels queued before a failed launch may still read the
+     * pinned table and the scratch, which the next forward rewrites */
+    cudaError_t es = cudaStreamSynchronize(cm->st);
+    if (e == cudaSuccess) e = es;
     if (e != cudaSuccess) return cuda_fail(err, e, "forward");
     const int V = m->info.n_vocab;
     for (int t = 0, i = 0; t < T; t++)
