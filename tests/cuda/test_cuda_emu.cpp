@@ -1,0 +1,306 @@
+/* test_cuda_emu.cpp — the CUDA backend's own code (src/cuda/backend_cuda.cu and kernels.cu, the
+ * launches rewritten to emu_launch() at configure time) compiled with the host C++ compiler
+ * against the emulated runtime of tests/cuda/emu/cuda_runtime.h, and run on the CPU: the whole
+ * forward of the device backend (scratch layout, batch table, kernel index arithmetic, tiles and
+ * tails, shared-memory barriers, warp shuffles, the MoE plan, the decode graph's replay) against
+ * the CPU --reference path, where no GPU is. It checks logic, not the GPU's arithmetic (the
+ * per-element math is test_cuda_math's) nor its speed.
+ *
+ * Small random models (lfm2c synth: hidden 256, vocab 400, dense and MoE) of every type synth
+ * writes: a prompt as one batch (the GEMM path) and one token at a time (the GEMV path and the
+ * decode graph, replayed, vs plain launches), several sessions in one batch (both paths, conv
+ * links, the logits rows), a truncation back to a checkpoint (conv state push / pull), and a
+ * model split into 3 files (each file's weights a device region of its own). */
+#include <cuda_runtime.h> /* the emulation: tests/cuda/emu comes first on the include path */
+extern "C" {
+#include "lfm2c.h"
+#include "core/backend.h"
+#include "core/forward.h"
+#include "core/model.h"
+#include "core/session.h"
+#include "convert/synth.h"
+#include "formats/ggml_types.h"
+#include "formats/gguf.h"
+#include "formats/gguf_write.h"
+}
+#include "test.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <string>
+#include <vector>
+
+/* the backend under another name: a CUDA build links the real one too */
+#define backend_cuda emu_backend_cuda
+#define cuda_device_count emu_cuda_device_count
+namespace emu {
+#include "kernels_emu.cu"
+#include "cuda/backend_cuda.cu"
+} // namespace emu
+#undef backend_cuda
+#undef cuda_device_count
+
+static int N = 12; /* prompt tokens */
+
+static lfm2c_model *open_ref(const std::string &path) {
+    lfm2c_model_params p = lfm2c_model_default_params();
+    p.n_threads = 1;
+    p.reference = true;
+    p.hugepages = LFM2C_HUGEPAGES_OFF;
+    p.type_k = p.type_v = LFM2C_KV_F32;
+    lfm2c_error err = {};
+    lfm2c_model *m = lfm2c_model_open(path.c_str(), &p, &err);
+    CHECK(m != NULL, "%s: %s", path.c_str(), err.msg);
+    return m;
+}
+
+/* The model bound on the CPU (the weights as in the file: no huge-page copy, so nothing packed),
+ * then handed from the CPU backend to the emulated CUDA one. */
+static lfm2c_model *open_emu(const std::string &path, bool graph) {
+    lfm2c_model *m = open_ref(path);
+    if (!m) return NULL;
+    m->backend->model_free(m);
+    m->backend = NULL;
+    if (!graph) setenv("LFM2C_CUDA_GRAPH", "0", 1);
+    lfm2c_error err = {};
+    int rc = emu::emu_backend_cuda.model_init(m, &err);
+    unsetenv("LFM2C_CUDA_GRAPH");
+    CHECK(rc == 0, "%s: emulated CUDA init: %s", path.c_str(), err.msg);
+    if (rc) {
+        lfm2c_model_free(m);
+        return NULL;
+    }
+    m->backend = &emu::emu_backend_cuda;
+    return m;
+}
+
+static std::vector<int32_t> prompt(int V) {
+    std::vector<int32_t> ids(N);
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)((i * 131 + 7) % V);
+    return ids;
+}
+
+/* logits at every position: one batch, or one token at a time */
+static std::vector<float> all_logits(lfm2c_model *m, const std::vector<int32_t> &ids, bool one_by_one) {
+    const int n = (int)ids.size(), V = lfm2c_model_get_info(m)->n_vocab;
+    lfm2c_error err = {};
+    lfm2c_session *s = lfm2c_session_new(m, n + 8, &err);
+    std::vector<float> out((size_t)n * V, NAN);
+    int rc = s ? 0 : -1;
+    if (one_by_one) {
+        for (int i = 0; i < n && !rc; i++) {
+            rc = lfm2c_session_decode(s, &ids[i], 1, LFM2C_LOGITS_LAST, &err);
+            if (!rc) memcpy(&out[(size_t)i * V], lfm2c_session_logits(s, 0), sizeof(float) * V);
+        }
+    } else {
+        rc = lfm2c_session_decode(s, ids.data(), n, LFM2C_LOGITS_ALL, &err);
+        for (int i = 0; i < n && !rc; i++) memcpy(&out[(size_t)i * V], lfm2c_session_logits(s, i), sizeof(float) * V);
+    }
+    CHECK(rc == 0, "decode failed: %s", err.msg);
+    lfm2c_session_free(s);
+    return out;
+}
+
+static double maxabs(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= d)) d = e; /* NaN counts as the worst */
+    }
+    return d;
+}
+
+static double maxval(const std::vector<float> &a) {
+    double m = 0;
+    for (float v : a) m = fmax(m, fabs(v));
+    return m;
+}
+
+/* Sessions in one batch: A the whole prompt (every row), B the rest after a prefix it holds, C its
+ * first token only; each as the reference gave. gemv: the small variant (<= 8 tokens in all). */
+static double batched(lfm2c_model *m, const std::vector<int32_t> &ids, const std::vector<float> &ref, bool small) {
+    const int V = lfm2c_model_get_info(m)->n_vocab;
+    lfm2c_error err = {};
+    lfm2c_session *ss[3];
+    for (auto &s : ss) s = lfm2c_session_new(m, N + 8, &err);
+    const int na = small ? 3 : N, pre = small ? N - 4 : 5;
+    int rc = lfm2c_session_decode(ss[1], ids.data(), pre, LFM2C_LOGITS_NONE, &err);
+    const int32_t *tk[3] = {ids.data(), ids.data() + pre, ids.data()};
+    int nn[3] = {na, small ? 4 : N - pre, 1}, modes[3] = {LFM2C_LOGITS_ALL, LFM2C_LOGITS_LAST, LFM2C_LOGITS_LAST};
+    if (!rc) rc = lfm2c_decode_batch(ss, tk, nn, modes, 3, &err);
+    CHECK(rc == 0, "batch: %s", err.msg);
+    double d = rc ? INFINITY : 0;
+    for (int i = 0; i < na && !rc; i++) d = fmax(d, maxabs(lfm2c_session_logits(ss[0], i), &ref[(size_t)i * V], V));
+    if (!rc) d = fmax(d, maxabs(lfm2c_session_logits(ss[1], 0), &ref[(size_t)(pre + nn[1] - 1) * V], V));
+    if (!rc) d = fmax(d, maxabs(lfm2c_session_logits(ss[2], 0), &ref[0], V));
+    for (auto s : ss) lfm2c_session_free(s);
+    return d;
+}
+
+/* a checkpoint, then a truncation back past it: the conv state goes host -> device and back */
+static double truncated(lfm2c_model *m, const std::vector<int32_t> &ids, const std::vector<float> &ref) {
+    const int V = lfm2c_model_get_info(m)->n_vocab;
+    lfm2c_error err = {};
+    lfm2c_session *s = lfm2c_session_new(m, N + 8, &err);
+    int rc = lfm2c_session_decode(s, ids.data(), 5, LFM2C_LOGITS_NONE, &err);
+    lfm2c_session_checkpoint(s);
+    if (!rc) rc = lfm2c_session_decode(s, ids.data() + 5, N - 5, LFM2C_LOGITS_NONE, &err);
+    if (!rc) rc = lfm2c_session_truncate(s, 7, &err);
+    if (!rc) rc = lfm2c_session_decode(s, ids.data() + 7, N - 7, LFM2C_LOGITS_LAST, &err);
+    CHECK(rc == 0, "truncate: %s", err.msg);
+    double d = rc ? INFINITY : maxabs(lfm2c_session_logits(s, 0), &ref[(size_t)(N - 1) * V], V);
+    lfm2c_session_free(s);
+    return d;
+}
+
+static void check_model(const char *label, const synth_config &c, const char *type) {
+    const std::string path = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-" + label + "-" + type +
+                             ".gguf";
+    lfm2c_error err = {};
+    synth_params sp = {};
+    sp.seed = 11;
+    sp.n_threads = 1;
+    bool ok = synth_write(&c, quant_ftype_find(type), &sp, path.c_str(), NULL, &err);
+    CHECK(ok, "synth %s %s: %s", label, type, err.msg);
+    if (!ok) return;
+    lfm2c_model *ref = open_ref(path), *emu_g = open_emu(path, true), *emu_p = open_emu(path, false);
+    if (ref && emu_g && emu_p) {
+        const int V = lfm2c_model_get_info(ref)->n_vocab;
+        const std::vector<int32_t> ids = prompt(V);
+        const std::vector<float> r = all_logits(ref, ids, false);
+        const std::vector<float> b = all_logits(emu_g, ids, false), g = all_logits(emu_g, ids, true),
+                                 p = all_logits(emu_p, ids, true);
+        /* float activations like --reference: only the order of the sums differs */
+        const double lim = 1e-3 * fmax(1.0, maxval(r));
+        const double d_b = maxabs(b.data(), r.data(), r.size()), d_g = maxabs(g.data(), r.data(), r.size());
+        const double d_gp = maxabs(g.data(), p.data(), r.size());
+        const double d_bt = batched(emu_g, ids, r, false), d_sm = batched(emu_p, ids, r, true);
+        const double d_tr = truncated(emu_g, ids, r);
+        CHECK(d_b <= lim, "%s %s: batch vs reference %g (limit %g)", label, type, d_b, lim);
+        CHECK(d_g <= lim, "%s %s: one by one (graph) vs reference %g", label, type, d_g);
+        CHECK(d_gp == 0, "%s %s: decode graph vs plain launches %g", label, type, d_gp);
+        CHECK(d_bt <= lim, "%s %s: sessions in one batch (GEMM) %g", label, type, d_bt);
+        CHECK(d_sm <= lim, "%s %s: sessions in one batch (GEMV) %g", label, type, d_sm);
+        CHECK(d_tr <= lim, "%s %s: truncate to a checkpoint %g", label, type, d_tr);
+        printf("%-7s %-7s batch %.1e, one by one %.1e, graph = plain %s, batched %.1e / %.1e, truncate %.1e (|logit| "
+               "<= %.1f)\n",
+               label, type, d_b, d_g, d_gp == 0 ? "yes" : "NO", d_bt, d_sm, d_tr, maxval(r));
+    }
+    lfm2c_model_free(ref);
+    lfm2c_model_free(emu_g);
+    lfm2c_model_free(emu_p);
+    unlink(path.c_str());
+}
+
+/* part `no` of `count` of g (tensors [t0, t1)) as a split GGUF file */
+static bool write_part(const gguf_file *g, const std::string &path, int no, int count, uint64_t t0, uint64_t t1) {
+    lfm2c_error err = {};
+    gguf_writer *w = gguf_writer_new();
+    bool ok = w != NULL;
+    if (ok && no == 0)
+        for (uint64_t i = 0; i < g->n_kv; i++) ok = ok && gguf_set_kv(w, &g->kv[i]);
+    ok = ok && gguf_set_u16(w, "split.no", (uint16_t)no) && gguf_set_u16(w, "split.count", (uint16_t)count) &&
+         gguf_set_i32(w, "split.tensors.count", (int32_t)g->n_tensors);
+    for (uint64_t i = t0; ok && i < t1; i++)
+        ok = gguf_add_tensor(w, g->tensors[i].name, g->tensors[i].type, g->tensors[i].n_dims, g->tensors[i].ne, &err);
+    ok = ok && gguf_writer_open(w, path.c_str(), &err);
+    for (uint64_t i = t0; ok && i < t1; i++) ok = gguf_write_data(w, g->tensors[i].data, g->tensors[i].nbytes, &err);
+    ok = ok && gguf_writer_finish(w, &err);
+    if (!ok) fprintf(stderr, "write %s: %s\n", path.c_str(), err.msg);
+    gguf_writer_free(w);
+    return ok;
+}
+
+/* A model split into 3 files: the tensors of parts 2 and 3 lie in their own mappings, and each
+ * file's weights are a device region of their own; the logits are the single file's, bit for bit. */
+static void check_split(const synth_config &c) {
+    const std::string base = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-split";
+    const std::string one = base + ".gguf";
+    std::string part[3];
+    for (int i = 0; i < 3; i++) part[i] = base + "-0000" + std::to_string(i + 1) + "-of-00003.gguf";
+    lfm2c_error err = {};
+    synth_params sp = {};
+    sp.seed = 12;
+    sp.n_threads = 1;
+    bool ok = synth_write(&c, quant_ftype_find("q8_0"), &sp, one.c_str(), NULL, &err);
+    gguf_file *g = ok ? gguf_open(one.c_str(), &err) : NULL;
+    CHECK(g != NULL, "split: %s", err.msg);
+    if (g) {
+        const uint64_t n = g->n_tensors, a = n / 3, b = 2 * n / 3;
+        ok = write_part(g, part[0], 0, 3, 0, a) && write_part(g, part[1], 1, 3, a, b) && write_part(g, part[2], 2, 3, b, n);
+        gguf_close(g);
+        CHECK(ok, "writing the parts");
+        lfm2c_model *m1 = ok ? open_emu(one, true) : NULL, *m3 = ok ? open_emu(part[0], true) : NULL;
+        if (m1 && m3) {
+            const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(m1)->n_vocab);
+            const std::vector<float> l1 = all_logits(m1, ids, false), l3 = all_logits(m3, ids, false);
+            const double d = maxabs(l1.data(), l3.data(), l1.size());
+            CHECK(d == 0, "split model: logits differ from the single file's by %g", d);
+            printf("split   q8_0    3 files: logits as the single file's (max diff %g)\n", d);
+        }
+        lfm2c_model_free(m1);
+        lfm2c_model_free(m3);
+    }
+    unlink(one.c_str());
+    for (auto &p : part) unlink(p.c_str());
+}
+
+/* The emulated runtime itself: a launch configuration a GPU refuses is an error, not a run. */
+static void check_launch_errors(void) {
+    cudaGetLastError();
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, w[8] = {1, 1, 1, 1, 1, 1, 1, 1}, y[8];
+    emu::cu_add_rmsnorm(nullptr, x, nullptr, w, y, 1, 8, 0.0f, nullptr);
+    double ss = 0;
+    for (float v : x) ss += (double)v * v;
+    CHECK(cudaGetLastError() == cudaSuccess && fabs(y[7] - 8 / sqrt(ss / 8)) < 1e-5, "emulated rmsnorm");
+    emu_launch(&emu::swiglu_kernel, dim3(1, 70000), 32)(x, w, (size_t)8);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid.y > 65535 must fail");
+    emu_launch(&emu::swiglu_kernel, 1, 2048)(x, w, (size_t)8);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads must fail");
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    check_launch_errors();
+    synth_config dense, moe;
+    synth_preset("lfm2-350m", &dense);
+    dense.hidden = 256;
+    dense.n_layer = 4;
+    dense.n_attn = 2;
+    dense.attn_layers[0] = 1;
+    dense.attn_layers[1] = 3;
+    dense.n_head = 4;
+    dense.n_head_kv = 2;
+    dense.ff = 512;
+    dense.vocab = 400;
+    synth_preset("lfm2-8b-a1b", &moe);
+    moe.hidden = 256;
+    moe.n_layer = 4;
+    moe.n_attn = 1;
+    moe.attn_layers[0] = 2;
+    moe.n_head = 4;
+    moe.n_head_kv = 2;
+    moe.ff = 512;
+    moe.n_expert = 8;
+    moe.n_expert_used = 2;
+    moe.expert_ff = 256;
+    moe.n_dense = 1;
+    moe.vocab = 400;
+    const char *types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"};
+    for (const char *t : types) check_model("dense", dense, t);
+    check_split(dense);
+    for (const char *t : {"f32", "q4_k_m", "q8_0"}) check_model("moe", moe, t);
+    /* every token to every one of 4 experts, 40 tokens: an expert's pairs span two GEMM tiles */
+    moe.n_expert = 4;
+    moe.n_expert_used = 4;
+    N = 40;
+    check_model("moe4x4", moe, "q4_k_m");
+    const emu_rt::state &s = emu_rt::S();
+    CHECK(s.errors == 0, "%ld device-side errors in the emulation, the first: %s", s.errors, s.first_error);
+    printf("%ld kernel launches emulated\n", s.launches);
+    TEST_MAIN_END();
+}
