@@ -9,8 +9,9 @@
  * Small random models (lfm2c synth: hidden 256, vocab 400, dense and MoE) of every type synth
  * writes: a prompt as one batch (the GEMM path) and one token at a time (the GEMV path and the
  * decode graph, replayed, vs plain launches), several sessions in one batch (both paths, conv
- * links, the logits rows), a truncation back to a checkpoint (conv state push / pull), and a
- * model split into 3 files (each file's weights a device region of its own). */
+ * links, the logits rows), a truncation back to a checkpoint (conv state push / pull), 20
+ * sessions in one batch of more than one forward, and a model split into 3 files (each file's
+ * weights a device region of its own). */
 #include <cuda_runtime.h> /* the emulation: tests/cuda/emu comes first on the include path */
 extern "C" {
 #include "lfm2c.h"
@@ -180,6 +181,10 @@ static void check_model(const char *label, const synth_config &c, const char *ty
         const double d_gp = maxabs(g.data(), p.data(), r.size());
         const double d_bt = batched(emu_g, ids, r, false), d_sm = batched(emu_p, ids, r, true);
         const double d_tr = truncated(emu_g, ids, r);
+        /* the batches above grew the scratch: the decode graph is captured again, not replayed stale */
+        const std::vector<float> g2 = all_logits(emu_g, ids, true);
+        const double d_g2 = maxabs(g2.data(), g.data(), r.size());
+        CHECK(d_g2 == 0, "%s %s: one by one after the scratch grew differs by %g", label, type, d_g2);
         CHECK(d_b <= lim, "%s %s: batch vs reference %g (limit %g)", label, type, d_b, lim);
         CHECK(d_g <= lim, "%s %s: one by one (graph) vs reference %g", label, type, d_g);
         CHECK(d_gp == 0, "%s %s: decode graph vs plain launches %g", label, type, d_gp);
@@ -249,6 +254,51 @@ static void check_split(const synth_config &c) {
     for (auto &p : part) unlink(p.c_str());
 }
 
+/* 20 sessions, some holding a prefix already, every row of the rest in one lfm2c_decode_batch:
+ * more than a forward's 512 tokens (two forwards, the scratch at its largest), each row as the
+ * reference's solo prompt gave it. */
+static void check_many_sessions(const synth_config &c) {
+    const std::string path = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-many.gguf";
+    lfm2c_error err = {};
+    synth_params sp = {};
+    sp.seed = 13;
+    sp.n_threads = 1;
+    bool ok = synth_write(&c, quant_ftype_find("q4_k_m"), &sp, path.c_str(), NULL, &err);
+    CHECK(ok, "synth: %s", err.msg);
+    lfm2c_model *ref = ok ? open_ref(path) : NULL, *m = ok ? open_emu(path, true) : NULL;
+    if (ref && m) {
+        const int n = 30, NS = 20, V = lfm2c_model_get_info(m)->n_vocab;
+        std::vector<int32_t> ids(n);
+        for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 37 + 3) % V);
+        const std::vector<float> r = all_logits(ref, ids, false);
+        std::vector<lfm2c_session *> ss(NS);
+        std::vector<const int32_t *> tk(NS);
+        std::vector<int> nn(NS), modes(NS, LFM2C_LOGITS_ALL);
+        int rc = 0, total = 0;
+        for (int i = 0; i < NS; i++) {
+            ss[i] = lfm2c_session_new(m, 64, &err);
+            const int pre = i % 3 == 0 ? 7 : 0;
+            if (pre && !rc) rc = lfm2c_session_decode(ss[i], ids.data(), pre, LFM2C_LOGITS_NONE, &err);
+            tk[i] = ids.data() + pre;
+            nn[i] = n - pre;
+            total += nn[i];
+        }
+        if (!rc) rc = lfm2c_decode_batch(ss.data(), tk.data(), nn.data(), modes.data(), NS, &err);
+        CHECK(rc == 0 && total > 512, "batch of %d tokens: %s", total, err.msg);
+        double worst = rc ? INFINITY : 0;
+        for (int i = 0; i < NS && !rc; i++)
+            for (int j = 0; j < nn[i]; j++)
+                worst = fmax(worst, maxabs(lfm2c_session_logits(ss[i], j), &r[(size_t)(n - nn[i] + j) * V], V));
+        const double lim = 1e-3 * fmax(1.0, maxval(r));
+        CHECK(worst <= lim, "%d sessions, %d tokens in one batch: %g from the solo prompt", NS, total, worst);
+        printf("many    q4_k_m  %d sessions, %d tokens in one batch: %.1e\n", NS, total, worst);
+        for (auto s : ss) lfm2c_session_free(s);
+    }
+    lfm2c_model_free(ref);
+    lfm2c_model_free(m);
+    unlink(path.c_str());
+}
+
 /* The emulated runtime itself: a launch configuration a GPU refuses is an error, not a run. */
 static void check_launch_errors(void) {
     cudaGetLastError();
@@ -290,10 +340,20 @@ int main(void) {
     moe.expert_ff = 256;
     moe.n_dense = 1;
     moe.vocab = 400;
-    const char *types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"};
+    const char *types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"};
     for (const char *t : types) check_model("dense", dense, t);
     check_split(dense);
-    for (const char *t : {"f32", "q4_k_m", "q8_0"}) check_model("moe", moe, t);
+    /* odd shapes: head size 16 (half a warp), 3 query heads a KV head, an FFN of 160 rows and a
+     * vocabulary of 397 (row tails of every tile), hidden 96 */
+    synth_config odd = dense;
+    odd.hidden = 96;
+    odd.n_head = 6;
+    odd.n_head_kv = 2;
+    odd.ff = 160;
+    odd.vocab = 397;
+    for (const char *t : {"f32", "q8_0"}) check_model("odd", odd, t);
+    for (const char *t : {"f32", "q4_k_m"}) check_model("moe", moe, t);
+    check_many_sessions(moe);
     /* every token to every one of 4 experts, 40 tokens: an expert's pairs span two GEMM tiles */
     moe.n_expert = 4;
     moe.n_expert_used = 4;
