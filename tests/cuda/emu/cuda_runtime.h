@@ -49,7 +49,11 @@ enum cudaError {
 };
 typedef enum cudaError cudaError_t;
 enum cudaMemcpyKind { cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
-enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal, cudaStreamCaptureModeRelaxed };
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal,
+    cudaStreamCaptureModeThreadLocal,
+    cudaStreamCaptureModeRelaxed
+};
 struct emu_stream_s {
     int dummy;
 };
@@ -64,7 +68,7 @@ typedef emu_graph_s *cudaGraphExec_t;
 
 /* The fibers' context switch: x86-64 saves the callee-saved registers on the fiber's own stack
  * and swaps stack pointers (no system call); elsewhere ucontext. */
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(EMU_NO_FAST_SWITCH)
 #define EMU_FAST_SWITCH 1
 extern "C" void emu_ctx_switch(void **save_sp, void *to_sp);
 __asm__(".text\n"
@@ -147,8 +151,8 @@ static inline void fiber_init(fiber &f, char *lo) {
 #if EMU_FAST_SWITCH
     uintptr_t top = ((uintptr_t)lo + STACK) & ~(uintptr_t)15;
     void **sp = (void **)top;
-    *--sp = nullptr;                  /* trampoline's return address: it never returns */
-    *--sp = (void *)&trampoline;      /* where emu_ctx_switch's ret goes */
+    *--sp = nullptr;                             /* trampoline's return address: it never returns */
+    *--sp = (void *)&trampoline;                 /* where emu_ctx_switch's ret goes */
     for (int i = 0; i < 6; i++) *--sp = nullptr; /* rbp rbx r12 r13 r14 r15 */
     f.sp = sp;
 #else
