@@ -748,9 +748,7 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
             "%.1f MiB per 32768-token sequence%s\n",
             ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9, lfm2c_kv_type_name(o->tks[b->ki]),
             lfm2c_kv_type_name(o->tvs[b->vi]), lfm2c_kv_cache_bytes(b->m, 32768) / 1048576.0,
-            mp->device == LFM2C_DEVICE_CUDA     ? " on the CPU (the CUDA backend keeps F32)"
-            : mp->device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)"
-                                                : "");
+            mp->device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)" : "");
 }
 
 /* One combination of threads, K and V type: the model opened, its rows, its footer: 0 or 1. */

@@ -46,6 +46,7 @@ struct cu_model {
     cu_region *reg;              /* the weights on the device: one region per file of the model */
     int n_reg;
     int kv_dim_max;
+    int kv;                      /* CU_KV_*: the KV cache's element types (-ctk / -ctv: f16 or f32) */
     int big_w, hid_w;            /* widths of the scratch rows */
     int max_ff_exp;
     cu_scratch s;
@@ -56,7 +57,7 @@ struct cu_model {
 };
 
 struct cu_session {
-    float *k, *v;   /* [n_attn][cap][kv_dim_max] */
+    void *k, *v;    /* [n_attn][cap][kv_dim_max] of half bits or floats (cu_model.kv) */
     float *conv;    /* [n_conv][2][n_embd] */
     int cap;
 };
@@ -107,6 +108,10 @@ static int check_matrix(const tensor *t, lfm2c_error *err) {
 
 static int check_model(const lfm2c_model *m, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
+    for (int t : {m->type_k, m->type_v})
+        if (t != LFM2C_KV_F16 && t != LFM2C_KV_F32)
+            return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: the KV cache is f16 or f32 (-ctk / -ctv), not %s",
+                          lfm2c_kv_type_name(t));
     if (in->head_dim > 256 || in->head_dim % 2)
         return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: head dimension %d (at most 256)", in->head_dim);
     if (check_matrix(&m->tok_embd, err) || check_matrix(&m->output, err)) return -1;
@@ -166,6 +171,7 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
         free(cm);
         return cuda_fail(err, e, "device setup");
     }
+    cm->kv = (m->type_k == LFM2C_KV_F16 ? CU_KV_K16 : 0) | (m->type_v == LFM2C_KV_F16 ? CU_KV_V16 : 0);
     if (upload_weights(m, cm, err)) {
         free_weights(cm);
         cudaStreamDestroy(cm->st);
@@ -316,17 +322,20 @@ static int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     if (cap <= cs->cap) return 0;
     int na = s->model->n_attn;
     if (!na) { cs->cap = cap; return 0; }
-    size_t row = sizeof(float) * (size_t)cm->kv_dim_max;
-    float *nk = nullptr, *nv = nullptr;
+    /* a position's row of K and of V: half bits or floats */
+    const size_t rk = (cm->kv & CU_KV_K16 ? 2 : 4) * (size_t)cm->kv_dim_max;
+    const size_t rv = (cm->kv & CU_KV_V16 ? 2 : 4) * (size_t)cm->kv_dim_max;
+    void *nk = nullptr, *nv = nullptr;
     cudaSetDevice(cm->dev);
     cudaStreamSynchronize(cm->st);
-    cudaError_t e = cudaMalloc((void **)&nk, row * cap * na);
-    if (e == cudaSuccess) e = cudaMalloc((void **)&nv, row * cap * na);
+    cudaError_t e = cudaMalloc(&nk, rk * cap * na);
+    if (e == cudaSuccess) e = cudaMalloc(&nv, rv * cap * na);
     for (int l = 0; l < na && e == cudaSuccess && cs->cap; l++) {   /* old positions keep their place */
-        size_t to = row * cap * l, from = row * cs->cap * l;
-        e = cudaMemcpy((char *)nk + to, (char *)cs->k + from, row * cs->cap, cudaMemcpyDeviceToDevice);
+        e = cudaMemcpy((char *)nk + rk * cap * l, (char *)cs->k + rk * cs->cap * l, rk * cs->cap,
+                       cudaMemcpyDeviceToDevice);
         if (e == cudaSuccess)
-            e = cudaMemcpy((char *)nv + to, (char *)cs->v + from, row * cs->cap, cudaMemcpyDeviceToDevice);
+            e = cudaMemcpy((char *)nv + rv * cap * l, (char *)cs->v + rv * cs->cap * l, rv * cs->cap,
+                           cudaMemcpyDeviceToDevice);
     }
     if (e != cudaSuccess) {
         cudaFree(nk);
@@ -450,8 +459,8 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
             matmul(cm, &L->wv, s->a, T, v);
             cu_qk_norm_rope_store(st, q, k, v, (const float *)dev_ptr(cm, &L->q_norm),
                                   (const float *)dev_ptr(cm, &L->k_norm), s->rope, toks, T, nh, nkv, hd,
-                                  L->attn_index, cm->kv_dim_max, eps);
-            cu_attention(st, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2);
+                                  L->attn_index, cm->kv_dim_max, eps, cm->kv);
+            cu_attention(st, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2, cm->kv);
             matmul(cm, &L->wo, s->big2, T, s->out);
         } else {
             matmul(cm, &L->conv_in, s->a, T, s->big);

@@ -9,8 +9,8 @@
 
 /* One token of a batch as the kernels see it (uploaded once per forward). */
 struct cu_tok {
-    float *k, *v; /* the session's KV cache: [n_attn][kv_cap][kv_dim_max] */
-    float *conv;  /* the session's conv state: [n_conv][2][n_embd] */
+    void *k, *v; /* the session's KV cache: [n_attn][kv_cap][kv_dim_max] of float or half bits (kv) */
+    float *conv; /* the session's conv state: [n_conv][2][n_embd] */
     int token, pos;
     int prev1; /* index in the batch of the same sequence's previous token, or -1 */
     int kv_cap;
@@ -44,11 +44,13 @@ void cu_rope_table(cudaStream_t st, const cu_tok *toks, int T, int hd, float the
 /* y[i] = rmsnorm(x[src] += delta[src]) * w for i < rows; src = map ? map[i] : i */
 void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *w, float *y, int rows, int H, float eps,
                     const int *map);
+/* The KV cache's element types: CU_KV_K16 set, K holds half bits (else float); CU_KV_V16, V. */
+enum { CU_KV_K16 = 1, CU_KV_V16 = 2 };
 void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const float *v, const float *qn, const float *kn,
                            const float *cs, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
-                           int kv_dim_max, float eps);
+                           int kv_dim_max, float eps, int kv);
 void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
-                  int kv_dim_max, float *o);
+                  int kv_dim_max, float *o, int kv);
 void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H, int conv_index,
              float *o);
 void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last, int n_seq, int H,

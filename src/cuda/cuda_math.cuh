@@ -62,6 +62,35 @@ HD float cm_half(uint32_t h) {
 }
 
 HD float cm_half_at(const uint8_t *p) { return cm_half(cm_u16(p)); }
+
+HD uint32_t cm_f32_bits(float f) {
+#ifdef __CUDA_ARCH__
+    return __float_as_uint(f);
+#else
+    union { float f; uint32_t u; } v;
+    v.f = f;
+    return v.u;
+#endif
+}
+
+/* float → IEEE half bits, rounded to nearest even: the CPU's f32_to_fp16 bit for bit (the KV
+ * cache in F16 holds what the CPU's holds). */
+HD uint32_t cm_f2h(float f) {
+    uint32_t x = cm_f32_bits(f), sign = (x >> 16) & 0x8000u, absx = x & 0x7fffffffu;
+    if (absx > 0x7f800000u) return sign | 0x7e00u;   /* NaN */
+    if (absx >= 0x477ff000u) return sign | 0x7c00u;  /* overflow → inf */
+    if (absx < 0x38800000u) {                        /* subnormal or zero */
+        if (absx < 0x33000000u) return sign;         /* under half the smallest */
+        uint32_t e = absx >> 23, man = (absx & 0x7fffffu) | 0x800000u;
+        int shift = 126 - (int)e;
+        uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (q & 1))) q++;
+        return sign | q;
+    }
+    uint32_t q = (absx >> 13) - (112u << 10), rem = absx & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1))) q++;
+    return sign | q;
+}
 HD float cm_bf16(uint32_t b) { return cm_bits_f32(b << 16); }
 
 /* 16-entry int8 tables packed in two 64-bit words (no memory table: works in registers) */

@@ -225,11 +225,22 @@ void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *
 
 /* ---- attention ------------------------------------------------------------------------------ */
 
+/* The KV cache's elements: float, or half bits (uint16_t) rounded as the CPU rounds its F16 cache. */
+template <int F16> struct kv_elem { typedef float T; };
+template <> struct kv_elem<1> { typedef uint16_t T; };
+__device__ __forceinline__ void kv_put(float *p, float x) { *p = x; }
+__device__ __forceinline__ void kv_put(uint16_t *p, float x) { *p = (uint16_t)cm_f2h(x); }
+__device__ __forceinline__ float kv_get(const float *p) { return *p; }
+__device__ __forceinline__ float kv_get(const uint16_t *p) { return cm_half(*p); }
+
 /* One warp per (token, head): q heads are normed + rotated in place, k heads normed + rotated
- * into the cache, v heads copied into the cache. */
+ * into the cache, v heads copied into the cache. KV: CU_KV_* (the cache's element types). */
+template <int KV>
 __global__ void qk_kernel(float *q, const float *k, const float *v, const float *qn, const float *kn,
                           const float *cs, const cu_tok *toks, int nh, int nkv, int hd,
                           int attn_index, int kv_dim_max, float eps) {
+    typedef typename kv_elem<(KV & CU_KV_K16) != 0>::T TK;
+    typedef typename kv_elem<(KV & CU_KV_V16) != 0>::T TV;
     int t = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
     const cu_tok tk = toks[t];
     const int kvd = nkv * hd;
@@ -237,18 +248,18 @@ __global__ void qk_kernel(float *q, const float *k, const float *v, const float 
     if (h >= nh + nkv) {   /* v head: copy */
         int hv = h - nh - nkv;
         for (int i = lane; i < hd; i += 32)
-            tk.v[cache + hv * hd + i] = v[(size_t)t * kvd + hv * hd + i];
+            kv_put((TV *)tk.v + cache + hv * hd + i, v[(size_t)t * kvd + hv * hd + i]);
         return;
     }
-    const float *src;
-    float *dst;
-    const float *nw;
+    const float *src, *nw;
+    float *qdst = nullptr;
+    TK *kdst = nullptr;
     if (h < nh) {
-        src = dst = q + (size_t)t * nh * hd + h * hd;
+        src = qdst = q + (size_t)t * nh * hd + h * hd;
         nw = qn;
     } else {
         src = k + (size_t)t * kvd + (h - nh) * hd;
-        dst = tk.k + cache + (h - nh) * hd;
+        kdst = (TK *)tk.k + cache + (h - nh) * hd;
         nw = kn;
     }
     float ss = 0;
@@ -259,25 +270,38 @@ __global__ void qk_kernel(float *q, const float *k, const float *v, const float 
     for (int i = lane; i < half; i += 32) {   /* each lane owns the pair (i, i + half) */
         float a = src[i] * scale * nw[i], b = src[i + half] * scale * nw[i + half], ya, yb;
         cm_rope_pair(a, b, c[2 * i], c[2 * i + 1], &ya, &yb);
-        dst[i] = ya;
-        dst[i + half] = yb;
+        if (qdst) {
+            qdst[i] = ya;
+            qdst[i + half] = yb;
+        } else {
+            kv_put(kdst + i, ya);
+            kv_put(kdst + i + half, yb);
+        }
     }
 }
 
 void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const float *v,
                            const float *qn, const float *kn, const float *cs, const cu_tok *toks,
-                           int T, int nh, int nkv, int hd, int attn_index, int kv_dim_max, float eps) {
+                           int T, int nh, int nkv, int hd, int attn_index, int kv_dim_max, float eps, int kv) {
     dim3 grid(T, nh + 2 * nkv);
-    qk_kernel<<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps);
+    switch (kv) {
+    case 0: qk_kernel<0><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    case 1: qk_kernel<1><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    case 2: qk_kernel<2><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    default: qk_kernel<3><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    }
 }
 
 enum { ATT_WARPS = 4, ATT_MAXD = 8 };   /* head_dim <= 32 * ATT_MAXD */
 
 /* One block per (token, head): each warp runs an online softmax over every ATT_WARPS-th cached
  * position (lanes split the head dims), then the warps' partial states are merged. */
+template <int KV>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
 attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, int attn_index,
                  int kv_dim_max, float *o) {
+    typedef typename kv_elem<(KV & CU_KV_K16) != 0>::T TK;
+    typedef typename kv_elem<(KV & CU_KV_V16) != 0>::T TV;
     __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
     __shared__ float sm_acc[ATT_WARPS][32 * ATT_MAXD];
     int t = blockIdx.x, h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -285,8 +309,8 @@ attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, in
     const int kvd = nkv * hd, g = h / (nh / nkv);
     const float scale = 1.0f / sqrtf((float)hd);
     const float *qh = q + (size_t)t * nh * hd + h * hd;
-    const float *K = tk.k + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
-    const float *V = tk.v + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
+    const TK *K = (const TK *)tk.k + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
+    const TV *V = (const TV *)tk.v + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
     float qr[ATT_MAXD], acc[ATT_MAXD], m = -INFINITY, l = 0;
 #pragma unroll
     for (int j = 0; j < ATT_MAXD; j++) {
@@ -295,13 +319,14 @@ attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, in
         acc[j] = 0;
     }
     for (int p = warp; p <= tk.pos; p += ATT_WARPS) {
-        const float *kp = K + (size_t)p * kvd, *vp = V + (size_t)p * kvd;
+        const TK *kp = K + (size_t)p * kvd;
+        const TV *vp = V + (size_t)p * kvd;
         float d = 0, vr[ATT_MAXD];
 #pragma unroll
         for (int j = 0; j < ATT_MAXD; j++) {
             int i = lane + 32 * j;
-            if (i < hd) d += qr[j] * kp[i];
-            vr[j] = i < hd ? vp[i] : 0.0f;
+            if (i < hd) d += qr[j] * kv_get(kp + i);
+            vr[j] = i < hd ? kv_get(vp + i) : 0.0f;
         }
         float s = warp_sum(d) * scale;
         cm_softmax_step(s, vr, ATT_MAXD, &m, &l, acc);
@@ -323,9 +348,14 @@ attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, in
 }
 
 void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv,
-                  int hd, int attn_index, int kv_dim_max, float *o) {
+                  int hd, int attn_index, int kv_dim_max, float *o, int kv) {
     dim3 grid(T, nh);
-    attention_kernel<<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o);
+    switch (kv) {
+    case 0: attention_kernel<0><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    case 1: attention_kernel<1><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    case 2: attention_kernel<2><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    default: attention_kernel<3><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    }
 }
 
 /* ---- gated short conv ------------------------------------------------------------------------ */

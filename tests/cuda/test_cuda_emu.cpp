@@ -45,14 +45,15 @@ namespace emu {
 #undef backend_cuda
 #undef cuda_device_count
 
-static int N = 12; /* prompt tokens */
+static int N = 12;                                     /* prompt tokens */
+static int KV_K = LFM2C_KV_F32, KV_V = LFM2C_KV_F32; /* the KV cache's types, both sides */
 
 static lfm2c_model *open_ref(const std::string &path) {
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = 1;
     p.reference = true;
     p.hugepages = LFM2C_HUGEPAGES_OFF;
-    p.type_k = p.type_v = LFM2C_KV_F32;
+    p.type_k = KV_K, p.type_v = KV_V;
     lfm2c_error err = {};
     lfm2c_model *m = lfm2c_model_open(path.c_str(), &p, &err);
     CHECK(m != NULL, "%s: %s", path.c_str(), err.msg);
@@ -159,8 +160,8 @@ static double truncated(lfm2c_model *m, const std::vector<int32_t> &ids, const s
 }
 
 static void check_model(const char *label, const synth_config &c, const char *type) {
-    const std::string path =
-        std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-" + label + "-" + type + ".gguf";
+    const std::string path = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-" + label + "-" +
+                             type + "-kv" + std::to_string(KV_K) + std::to_string(KV_V) + ".gguf";
     lfm2c_error err = {};
     synth_params sp = {};
     sp.seed = 11;
@@ -191,9 +192,10 @@ static void check_model(const char *label, const synth_config &c, const char *ty
         CHECK(d_bt <= lim, "%s %s: sessions in one batch (GEMM) %g", label, type, d_bt);
         CHECK(d_sm <= lim, "%s %s: sessions in one batch (GEMV) %g", label, type, d_sm);
         CHECK(d_tr <= lim, "%s %s: truncate to a checkpoint %g", label, type, d_tr);
-        printf("%-7s %-7s batch %.1e, one by one %.1e, graph = plain %s, batched %.1e / %.1e, truncate %.1e (|logit| "
-               "<= %.1f)\n",
-               label, type, d_b, d_g, d_gp == 0 ? "yes" : "NO", d_bt, d_sm, d_tr, maxval(r));
+        printf("%-7s %-7s kv %s/%s batch %.1e, one by one %.1e, graph = plain %s, batched %.1e / %.1e, truncate %.1e "
+               "(|logit| <= %.1f)\n",
+               label, type, lfm2c_kv_type_name(KV_K), lfm2c_kv_type_name(KV_V), d_b, d_g, d_gp == 0 ? "yes" : "NO",
+               d_bt, d_sm, d_tr, maxval(r));
     }
     lfm2c_model_free(ref);
     lfm2c_model_free(emu_g);
@@ -300,6 +302,33 @@ static void check_many_sessions(const synth_config &c) {
     unlink(path.c_str());
 }
 
+/* A KV cache type the backend does not keep (q8_0) is refused at load, saying so. */
+static void check_kv_refused(const synth_config &c) {
+    const std::string path = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-kvq8.gguf";
+    lfm2c_error err = {};
+    synth_params sp = {};
+    sp.seed = 14;
+    sp.n_threads = 1;
+    bool ok = synth_write(&c, quant_ftype_find("q8_0"), &sp, path.c_str(), NULL, &err);
+    CHECK(ok, "synth: %s", err.msg);
+    lfm2c_model_params p = lfm2c_model_default_params();
+    p.n_threads = 1;
+    p.hugepages = LFM2C_HUGEPAGES_OFF;
+    p.type_k = LFM2C_KV_Q8_0;
+    lfm2c_model *m = ok ? lfm2c_model_open(path.c_str(), &p, &err) : NULL;
+    if (m) {
+        m->backend->model_free(m);
+        m->backend = NULL;
+        memset(&err, 0, sizeof err);
+        const int rc = emu::emu_backend_cuda.model_init(m, &err);
+        CHECK(rc != 0 && strstr(err.msg, "f16 or f32") && strstr(err.msg, "q8_0"), "a q8_0 KV cache: %d %s", rc,
+              err.msg);
+        if (!rc) emu::emu_backend_cuda.model_free(m);
+        lfm2c_model_free(m);
+    }
+    unlink(path.c_str());
+}
+
 /* The emulated runtime itself: a launch configuration a GPU refuses is an error, not a run. */
 static void check_launch_errors(void) {
     cudaGetLastError();
@@ -357,6 +386,17 @@ int main(void) {
     for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("odd", odd, i ? "q8_0" : "f32");
     for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("moe", moe, i ? "q4_k_m" : "f32");
     check_many_sessions(moe);
+    /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
+     * cache rounds, so against the CPU with the same cache types */
+    const int kv16[][2] = {{LFM2C_KV_F16, LFM2C_KV_F16}, {LFM2C_KV_F16, LFM2C_KV_F32}, {LFM2C_KV_F32, LFM2C_KV_F16}};
+    for (int i = 0; i < (EMU_FAST_SWITCH ? 3 : 1); i++) {
+        KV_K = kv16[i][0], KV_V = kv16[i][1];
+        check_model(i == 0 ? "odd" : "dense", i == 0 ? odd : dense, "q4_k_m");
+    }
+    KV_K = KV_V = LFM2C_KV_F16;
+    if (EMU_FAST_SWITCH) check_model("moe", moe, "q8_0");
+    check_kv_refused(dense);
+    KV_K = KV_V = LFM2C_KV_F32;
     if (EMU_FAST_SWITCH) { /* every token to every one of 4 experts, 40 tokens: an expert's pairs span two GEMM tiles */
         moe.n_expert = 4;
         moe.n_expert_used = 4;

@@ -118,6 +118,26 @@ static void test_half(void) {
         if (!(c == d || (isnan(c) && isnan(d)))) bad++;
     }
     CHECK(bad == 0, "%d half / bfloat16 values differ", bad);
+    /* float -> half bits (the F16 KV cache): every half's float and its neighbours halfway and a
+     * bit either side (the rounding's ties), then random bit patterns */
+    int bad2 = 0;
+    auto same = [&](uint32_t bits) {
+        float f;
+        memcpy(&f, &bits, 4);
+        if (cm_f2h(f) != (uint32_t)f32_to_fp16(f)) bad2++;
+    };
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = fp16_to_f32((ggml_half)h);
+        uint32_t b;
+        memcpy(&b, &f, 4);
+        for (int64_t d = -4097; d <= 4097; d += 2048) same((uint32_t)((int64_t)b + d));
+    }
+    uint64_t s = 99;
+    for (int i = 0; i < 1000000; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        same((uint32_t)(s >> 32));
+    }
+    CHECK(bad2 == 0, "%d floats round to other half bits than f32_to_fp16", bad2);
 }
 
 /* RMSNorm then NEOX rotation of one head, as the CPU attention block does it (double sum) */
