@@ -322,6 +322,101 @@ static int hash_existing(FILE *f, dl_state *d) {
     return bad || fseek(f, 0, SEEK_END) ? -1 : 0;
 }
 
+enum { DL_DONE, DL_FAIL, DL_RETRY, DL_AGAIN }; /* published, given up, retry after a pause, try again now */
+
+/* One transfer into part (appended: resuming after what it holds, whose bytes are hashed first):
+ * the transfer's outcome in *cr / *code, or DL_FAIL / DL_AGAIN (part was longer than the file:
+ * emptied) before any transfer. */
+static int fetch_once(const hub_ctx *h, const char *url, const char *name, uint64_t size, const char *part, dl_state *d,
+                      CURLcode *cr, long *code, lfm2c_error *err) {
+    FILE *f = fopen(part, "a+b");
+    if (!f) return lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", part, strerror(errno)), DL_FAIL;
+    *d = (dl_state){.f = f, .total = size, .name = name, .h = h};
+    sha256_init(&d->sha);
+    d->last = lfm2c_now_s();
+    int rc = DL_DONE;
+    if (hash_existing(f, d))
+        rc = DL_FAIL, lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot read '%s': %s", part, strerror(errno));
+    else if (cancelled(h)) rc = DL_FAIL, lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted", name);
+    else if (d->done > size) { /* longer than the file: cannot be a prefix of it */
+        rc = ftruncate(fileno(f), 0) == 0 ? DL_AGAIN : DL_FAIL;
+        if (rc == DL_FAIL) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno));
+    }
+    if (rc != DL_DONE) {
+        fclose(f);
+        return rc;
+    }
+    d->resumed = d->done;
+    *cr = CURLE_OK, *code = 0;
+    if (d->done < size) {
+        CURL *c = curl_easy_init();
+        struct curl_slist *hdr = auth_headers(h);
+        d->curl = c;
+        common_opts(c, h, hdr);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, file_write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, d);
+        if (d->done) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d->done);
+        *cr = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, code);
+        curl_slist_free_all(hdr);
+        curl_easy_cleanup(c);
+    }
+    if (fflush(f) && !d->write_errno) d->write_errno = errno;
+    if (fclose(f) && !d->write_errno) d->write_errno = errno;
+    return DL_DONE;
+}
+
+/* A whole file in part: its sha256 checked, then published as blob. */
+static int publish(const hub_ctx *h, dl_state *d, const char *name, const char *sha_expect, uint64_t size,
+                   const char *part, const char *blob, lfm2c_error *err) {
+    char hex[65];
+    sha256_final_hex(&d->sha, hex);
+    if (sha_expect && strcmp(hex, sha_expect)) {
+        unlink(part);
+        lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
+                        "%s: sha256 mismatch (expected %s, got %s); the download was deleted, nothing was published",
+                        name, sha_expect, hex);
+        return DL_FAIL;
+    }
+    if (rename(part, blob))
+        return lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot rename '%s': %s", part, strerror(errno)), DL_FAIL;
+    if (h->p && h->p->progress) h->p->progress(h->p->progress_user, name, d->done, size, d->resumed, true);
+    return DL_DONE;
+}
+
+/* What a transfer's outcome means: published, given up (interrupted, too long, a write error,
+ * an HTTP error), or to be retried (a network error or a short body). */
+static int judge(const hub_ctx *h, dl_state *d, CURLcode cr, long code, const char *name, const char *sha_expect,
+                 uint64_t size, const char *part, const char *blob, lfm2c_error *err) {
+    if (cr == CURLE_ABORTED_BY_CALLBACK || cancelled(h))
+        return lfm2c_set_error(err, LFM2C_HUB_E_CANCEL,
+                               "%s: interrupted; %llu of %llu bytes kept in '%s', the next pull resumes", name,
+                               (unsigned long long)d->done, (unsigned long long)size, part),
+               DL_FAIL;
+    if (d->overflow) {
+        unlink(part);
+        lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
+                        "%s: the server sent more than the %llu bytes the API announced; the download was deleted",
+                        name, (unsigned long long)size);
+        return DL_FAIL;
+    }
+    if (d->write_errno)
+        return lfm2c_set_error(err, LFM2C_HUB_E_IO,
+                               "cannot write '%s': %s (%llu of %llu bytes written; kept for resume)", part,
+                               strerror(d->write_errno), (unsigned long long)d->done, (unsigned long long)size),
+               DL_FAIL;
+    if (cr == CURLE_OK && d->done < size && code != 0 && code != 200 && code != 206 && code != 416 &&
+        status_error(code, name, err, h))
+        return DL_FAIL;
+    if (cr == CURLE_OK && d->done == size) return publish(h, d, name, sha_expect, size, part, blob, err);
+    if (cr == CURLE_OK && code == 416 && truncate(part, 0)) /* the server thinks we are past the end: start over */
+        return lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno)), DL_FAIL;
+    return DL_RETRY;
+}
+
+/* url into blob through blob.incomplete (resumed where an earlier pull stopped), retried with a
+ * doubling pause, verified against sha_expect: 0, or -1 with the error set. */
 static int download_blob(const hub_ctx *h, const char *url, const char *name, const char *sha_expect, uint64_t size,
                          const char *blob, lfm2c_error *err) {
     char *part = xstrdup_printf("%s.incomplete", blob);
@@ -329,120 +424,34 @@ static int download_blob(const hub_ctx *h, const char *url, const char *name, co
         lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory");
         return -1;
     }
-    int rc = -1;
+    int rc = DL_FAIL;
     for (int attempt = 0;; attempt++) {
-        FILE *f = fopen(part, "a+b");
-        if (!f) {
-            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", part, strerror(errno));
-            break;
-        }
-        dl_state d = {.f = f, .total = size, .name = name, .h = h};
-        sha256_init(&d.sha);
-        d.last = lfm2c_now_s();
-        if (hash_existing(f, &d)) {
-            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot read '%s': %s", part, strerror(errno));
-            fclose(f);
-            break;
-        }
-        if (cancelled(h)) {
-            fclose(f);
-            lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted", name);
-            break;
-        }
-        d.resumed = d.done;
+        dl_state d;
         CURLcode cr = CURLE_OK;
         long code = 0;
-        if (d.done > size) { /* longer than the file: cannot be a prefix of it */
-            if (ftruncate(fileno(f), 0) == 0) {
-                fclose(f);
-                continue;
-            }
-            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno));
-            fclose(f);
-            break;
-        }
-        if (d.done < size) {
-            CURL *c = curl_easy_init();
-            struct curl_slist *hdr = auth_headers(h);
-            d.curl = c;
-            common_opts(c, h, hdr);
-            curl_easy_setopt(c, CURLOPT_URL, url);
-            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, file_write);
-            curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
-            if (d.done) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d.done);
-            cr = curl_easy_perform(c);
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-            curl_slist_free_all(hdr);
-            curl_easy_cleanup(c);
-        }
-        if (fflush(f) && !d.write_errno) d.write_errno = errno;
-        if (fclose(f) && !d.write_errno) d.write_errno = errno;
-        if (cr == CURLE_ABORTED_BY_CALLBACK || cancelled(h)) {
-            lfm2c_set_error(err, LFM2C_HUB_E_CANCEL,
-                            "%s: interrupted; %llu of %llu bytes kept in '%s', the next pull resumes", name,
-                            (unsigned long long)d.done, (unsigned long long)size, part);
-            break;
-        }
-        if (d.overflow) {
-            unlink(part);
-            lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
-                            "%s: the server sent more than the %llu bytes the API announced; the download was deleted",
-                            name, (unsigned long long)size);
-            break;
-        }
-        if (d.write_errno) {
-            lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s (%llu of %llu bytes written; kept for resume)",
-                            part, strerror(d.write_errno), (unsigned long long)d.done, (unsigned long long)size);
-            break;
-        }
-        if (cr == CURLE_OK && d.done < size && code != 0 && code != 200 && code != 206 && code != 416) {
-            if (status_error(code, name, err, h)) break;
-        }
-        if (cr == CURLE_OK && d.done == size) {
-            char hex[65];
-            sha256_final_hex(&d.sha, hex);
-            if (sha_expect && strcmp(hex, sha_expect)) {
-                unlink(part);
-                lfm2c_set_error(
-                    err, LFM2C_HUB_E_VERIFY,
-                    "%s: sha256 mismatch (expected %s, got %s); the download was deleted, nothing was published", name,
-                    sha_expect, hex);
-                break;
-            }
-            if (rename(part, blob)) {
-                lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot rename '%s': %s", part, strerror(errno));
-                break;
-            }
-            if (h->p && h->p->progress) h->p->progress(h->p->progress_user, name, d.done, size, d.resumed, true);
-            rc = 0;
-            break;
-        }
-        if (cr == CURLE_OK && code == 416) { /* the server thinks we are past the end: start over */
-            if (truncate(part, 0)) {
-                lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno));
-                break;
-            }
-        }
-        /* a network error or a short body: retry, resuming from what is on disk */
+        rc = fetch_once(h, url, name, size, part, &d, &cr, &code, err);
+        if (rc == DL_AGAIN) continue;
+        if (rc == DL_DONE) rc = judge(h, &d, cr, code, name, sha_expect, size, part, blob, err);
+        if (rc != DL_RETRY) break;
+        const char *why = cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer";
+        const int pause_ms = h->backoff_ms << (attempt < 10 ? attempt : 10);
         if (attempt < h->retries && h->p && h->p->notice) {
             char msg[512];
-            snprintf(msg, sizeof msg, "%s: %s after %llu of %llu bytes; retry %d of %d in %.2f s, resuming", name,
-                     cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", (unsigned long long)d.done,
-                     (unsigned long long)size, attempt + 1, h->retries,
-                     (h->backoff_ms << (attempt < 10 ? attempt : 10)) / 1000.0);
+            snprintf(msg, sizeof msg, "%s: %s after %llu of %llu bytes; retry %d of %d in %.2f s, resuming", name, why,
+                     (unsigned long long)d.done, (unsigned long long)size, attempt + 1, h->retries, pause_ms / 1000.0);
             h->p->notice(h->p->progress_user, msg);
         }
         if (attempt >= h->retries) {
             lfm2c_set_error(err, LFM2C_HUB_E_NET,
                             "%s: %s after %d attempts (%llu of %llu bytes kept in '%s'; run the pull again to resume)",
-                            name, cr != CURLE_OK ? curl_easy_strerror(cr) : "short transfer", attempt + 1,
-                            (unsigned long long)d.done, (unsigned long long)size, part);
+                            name, why, attempt + 1, (unsigned long long)d.done, (unsigned long long)size, part);
+            rc = DL_FAIL;
             break;
         }
-        sleep_ms(h->backoff_ms << (attempt < 10 ? attempt : 10));
+        sleep_ms(pause_ms);
     }
     free(part);
-    return rc;
+    return rc == DL_DONE ? 0 : -1;
 }
 
 /* ---------- resolution ---------- */
