@@ -54,6 +54,94 @@ static void buf_add_guarded(serve_api *api, char **buf, size_t *len, size_t *cap
 /* The request's messages as {role, content} for the template. Every string the client sent is
  * guarded here (its special-token texts stay plain); past tool calls are written back the way
  * LFM2 emits them, between the real call markers, which stay special tokens. */
+/* A message's tool_calls, written into *text the way LFM2 emits them (toolcall.c). */
+static int add_tool_calls(serve_api *api, json_t *calls, size_t i, char **text, size_t *len, size_t *cap, http_err *e) {
+    if (!json_is_array(calls)) return http_set_err(e, 400, "invalid_type", "messages", "'tool_calls' must be an array");
+    json_t *plain = json_array();
+    size_t k;
+    json_t *tc;
+    json_array_foreach(calls, k, tc) {
+        json_t *fn = json_object_get(tc, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        const char *args = json_string_value(json_object_get(fn, "arguments"));
+        json_t *a = args ? json_loads(args, 0, NULL) : json_object();
+        if (!name || !json_is_object(a)) {
+            json_decref(a);
+            json_decref(plain);
+            return http_set_err(e, 400, "invalid_value", "messages",
+                                "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
+        }
+        json_t *call = json_pack("{s:s,s:o}", "name", name, "arguments", a);
+        guard_json(api, call); /* the name and the arguments are the client's text */
+        json_array_append_new(plain, call);
+    }
+    size_t n_calls = 0;
+    char *ct = toolcall_format(plain, &n_calls);
+    json_decref(plain);
+    if (!ct) return http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls cannot be written", i);
+    req_buf_add(text, len, cap, ct, n_calls);
+    free(ct);
+    return 0;
+}
+
+/* *text[from, *len), the client's content, guarded (the markers before it are ours); *text NULL
+ * when memory runs out. */
+static void guard_tail(serve_api *api, char **text, size_t *len, size_t *cap, size_t from) {
+    if (!*text || *len <= from) return;
+    const size_t n_mine = *len - from;
+    char *mine = malloc(n_mine);
+    if (mine) memcpy(mine, *text + from, n_mine);
+    *len = from;
+    if (mine) buf_add_guarded(api, text, len, cap, mine, n_mine);
+    else {
+        free(*text);
+        *text = NULL;
+    }
+    free(mine);
+}
+
+/* One message of the request as the template takes it: role (developer as system), content as
+ * text after its tool calls, and an assistant turn's thinking (reasoning_content as answered,
+ * 'thinking' as Ollama names it: the template decides whether it is rendered; LFM2.5 keeps it
+ * only for the turns after the last user message). NULL after http_set_err. */
+static json_t *normalize_message(serve_api *api, json_t *m, size_t i, http_err *e) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    if (!json_is_object(m) || !role)
+        return http_set_err(e, 400, "invalid_type", "messages", "messages[%zu] must be an object with a string 'role'",
+                            i),
+               NULL;
+    if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "tool") &&
+        strcmp(role, "developer"))
+        return http_set_err(e, 400, "invalid_value", "messages",
+                            "messages[%zu].role '%s' is not one of system, user, assistant, tool", i, role),
+               NULL;
+    size_t cap = 256, len = 0;
+    char *text = malloc(cap);
+    if (text) text[0] = 0;
+    json_t *calls = json_object_get(m, "tool_calls");
+    if (calls && !json_is_null(calls) && add_tool_calls(api, calls, i, &text, &len, &cap, e)) {
+        free(text);
+        return NULL;
+    }
+    const size_t from = len; /* the content after the calls' markers */
+    if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) {
+        free(text);
+        return NULL;
+    }
+    guard_tail(api, &text, &len, &cap, from);
+    if (!text) return http_set_err(e, 500, NULL, NULL, "out of memory"), NULL;
+    json_t *nm = json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system", "content", text, len);
+    free(text);
+    json_t *th = json_object_get(m, "reasoning_content");
+    if (!json_is_string(th)) th = json_object_get(m, "thinking");
+    if (!strcmp(role, "assistant") && json_is_string(th) && json_string_length(th)) {
+        json_t *g = json_copy(th);
+        guard_json(api, g); /* the client's text, like the content */
+        json_object_set_new(nm, "thinking", g);
+    }
+    return nm;
+}
+
 static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         http_set_err(e, 400, json_is_array(msgs) ? "invalid_value" : "invalid_type", "messages",
@@ -64,97 +152,14 @@ static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
     size_t i;
     json_t *m;
     json_array_foreach(msgs, i, m) {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        if (!json_is_object(m) || !role) {
-            http_set_err(e, 400, "invalid_type", "messages", "messages[%zu] must be an object with a string 'role'", i);
-            goto bad;
-        }
-        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "tool") &&
-            strcmp(role, "developer")) {
-            http_set_err(e, 400, "invalid_value", "messages",
-                         "messages[%zu].role '%s' is not one of system, user, assistant, tool", i, role);
-            goto bad;
-        }
-        size_t cap = 256, len = 0;
-        char *text = malloc(cap);
-        if (text) text[0] = 0;
-        json_t *calls = json_object_get(m, "tool_calls");
-        if (calls && !json_is_null(calls)) { /* written back the way LFM2 emits them (toolcall.c) */
-            if (!json_is_array(calls)) {
-                free(text);
-                http_set_err(e, 400, "invalid_type", "messages", "'tool_calls' must be an array");
-                goto bad;
-            }
-            json_t *plain = json_array();
-            size_t k;
-            json_t *tc;
-            json_array_foreach(calls, k, tc) {
-                json_t *fn = json_object_get(tc, "function");
-                const char *name = json_string_value(json_object_get(fn, "name"));
-                const char *args = json_string_value(json_object_get(fn, "arguments"));
-                json_t *a = args ? json_loads(args, 0, NULL) : json_object();
-                if (!name || !json_is_object(a)) {
-                    json_decref(a);
-                    json_decref(plain);
-                    free(text);
-                    http_set_err(e, 400, "invalid_value", "messages",
-                                 "messages[%zu].tool_calls[%zu] needs a function name and JSON object arguments", i, k);
-                    goto bad;
-                }
-                json_t *call = json_pack("{s:s,s:o}", "name", name, "arguments", a);
-                guard_json(api, call); /* the name and the arguments are the client's text */
-                json_array_append_new(plain, call);
-            }
-            size_t n_calls = 0;
-            char *ct = toolcall_format(plain, &n_calls);
-            json_decref(plain);
-            if (!ct) {
-                free(text);
-                http_set_err(e, 400, "invalid_value", "messages", "messages[%zu].tool_calls cannot be written", i);
-                goto bad;
-            }
-            req_buf_add(&text, &len, &cap, ct, n_calls);
-            free(ct);
-        }
-        size_t from = len;
-        if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) {
-            free(text);
-            goto bad;
-        }
-        if (text && len > from) { /* the content is the client's text: guarded (the markers before it are ours) */
-            char *mine = malloc(len - from);
-            if (mine) memcpy(mine, text + from, len - from);
-            size_t n_mine = len - from;
-            len = from;
-            if (mine) buf_add_guarded(api, &text, &len, &cap, mine, n_mine);
-            else {
-                free(text);
-                text = NULL;
-            }
-            free(mine);
-        }
-        if (!text) {
-            http_set_err(e, 500, NULL, NULL, "out of memory");
-            goto bad;
-        }
-        json_t *nm = json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system", "content", text, len);
-        free(text);
-        /* an assistant turn's thinking (reasoning_content, as answered; 'thinking' as Ollama
-         * names it): the template decides whether it is rendered (LFM2.5 keeps it only for the
-         * turns after the last user message) */
-        json_t *th = json_object_get(m, "reasoning_content");
-        if (!json_is_string(th)) th = json_object_get(m, "thinking");
-        if (!strcmp(role, "assistant") && json_is_string(th) && json_string_length(th)) {
-            json_t *g = json_copy(th);
-            guard_json(api, g); /* the client's text, like the content */
-            json_object_set_new(nm, "thinking", g);
+        json_t *nm = normalize_message(api, m, i, e);
+        if (!nm) {
+            json_decref(out);
+            return NULL;
         }
         json_array_append_new(out, nm);
     }
     return out;
-bad:
-    json_decref(out);
-    return NULL;
 }
 
 /* The function objects of an OpenAI tools array (what the LFM2 template lists). */
