@@ -5,6 +5,7 @@
 #include "convert/synth.h"
 #include "convert/lora_file.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,45 +53,58 @@ static void progress(void *ud, uint64_t done, uint64_t total, const char *tensor
     fflush(stderr);
 }
 
-int cmd_synth(int argc, char **argv) {
-    const char *preset = NULL, *type = "q4_k_m", *out = NULL;
-    synth_params p = {.seed = 1};
-    /* overrides are applied after the preset; -1 = not given */
-    int hidden = -1, layers = -1, heads = -1, kv_heads = -1, ff = -1, experts = -1, used = -1, eff = -1;
-    int dense = -1, vocab = -1, ctx = -1;
-    const char *attn = NULL, *lora_for = NULL, *targets = NULL;
-    int rank = 8;
-    double alpha = 0;
+/* What synth's options set; the overrides apply after the preset (-1: not given). */
+typedef struct synth_opts {
+    const char *preset, *type, *out, *attn, *lora_for, *targets;
+    synth_params p;
+    int hidden, layers, heads, kv_heads, ff, experts, used, eff, dense, vocab, ctx, rank;
+    double alpha;
+} synth_opts;
+
+/* The integer overrides: one row each. */
+typedef struct synth_int {
+    const char *name;
+    size_t at;
+} synth_int;
+#define SI(name, field) \
+    { name, offsetof(synth_opts, field) }
+static const synth_int SYNTH_INTS[] = {
+    SI("--hidden", hidden),     SI("--layers", layers), SI("--heads", heads),
+    SI("--kv-heads", kv_heads), SI("--ff", ff),         SI("--experts", experts),
+    SI("--experts-used", used), SI("--expert-ff", eff), SI("--dense-layers", dense),
+    SI("--vocab", vocab),       SI("--ctx", ctx),
+};
+#undef SI
+
+/* The command line into o: -1 to go on, else the exit code (0 after --help). */
+static int synth_parse(int argc, char **argv, synth_opts *o) {
+    *o = (synth_opts){.type = "q4_k_m", .p = {.seed = 1}, .rank = 8};
+    for (size_t k = 0; k < sizeof SYNTH_INTS / sizeof *SYNTH_INTS; k++) *(int *)((char *)o + SYNTH_INTS[k].at) = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        bool taken = false;
+        for (size_t k = 0; k < sizeof SYNTH_INTS / sizeof *SYNTH_INTS && !taken; k++)
+            if ((taken = !strcmp(a, SYNTH_INTS[k].name)))
+                *(int *)((char *)o + SYNTH_INTS[k].at) = cli_int(a, cli_value(argc, argv, &i));
+        if (taken) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--preset")) preset = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--type")) type = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "--preset")) o->preset = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--type")) o->type = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) o->out = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--seed")) {
             const char *v = cli_value(argc, argv, &i);
             char *end;
-            p.seed = strtoull(v, &end, 10);
+            o->p.seed = strtoull(v, &end, 10);
             if (end == v || *end) return cli_fail("synth: --seed expects an integer, got '%s'", v);
-        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) p.n_threads = cli_threads(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--hidden")) hidden = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--layers")) layers = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--attn-layers")) attn = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--heads")) heads = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--kv-heads")) kv_heads = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--ff")) ff = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--experts")) experts = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--experts-used")) used = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--expert-ff")) eff = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--dense-layers")) dense = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--vocab")) vocab = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--ctx")) ctx = cli_int(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--lora-for")) lora_for = cli_value(argc, argv, &i);
-        else if (!strcmp(a, "--rank")) rank = cli_positive(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--alpha")) alpha = cli_float(a, cli_value(argc, argv, &i));
-        else if (!strcmp(a, "--targets")) targets = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            o->p.n_threads = cli_threads(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--attn-layers")) o->attn = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--lora-for")) o->lora_for = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--rank")) o->rank = cli_positive(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--alpha")) o->alpha = cli_float(a, cli_value(argc, argv, &i));
+        else if (!strcmp(a, "--targets")) o->targets = cli_value(argc, argv, &i);
         else
             return cli_unknown_option(
                 "synth", a,
@@ -98,58 +112,74 @@ int cmd_synth(int argc, char **argv) {
                 "--kv-heads --ff --experts --experts-used --expert-ff --dense-layers --vocab --ctx "
                 "--lora-for --rank --alpha --targets");
     }
-    if (lora_for) {
-        if (!out) return cli_fail("synth: -o ADAPTER.gguf is required");
-        lora_synth_params lp = {rank, (float)alpha, p.seed, targets};
-        lfm2c_error lerr = {0};
-        if (!lora_synth(lora_for, &lp, out, &lerr)) return cli_fail("synth: %s", lerr.msg);
-        printf("wrote %s: LoRA adapter for %s, rank %d, alpha %g\n", out, lora_for, rank,
-               alpha > 0 ? alpha : 2.0 * rank);
-        return 0;
-    }
-    if (!preset) return cli_fail("synth: --preset is required (%s)", synth_preset_list());
-    if (!out) return cli_fail("synth: -o FILE.gguf is required");
-    synth_config c;
-    if (!synth_preset(preset, &c))
-        return cli_fail("synth: unknown preset '%s' (expected one of %s)", preset, synth_preset_list());
-    const quant_ftype *ft = quant_ftype_find(type);
-    if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", type, quant_ftype_list());
-    if (hidden >= 0) c.hidden = hidden;
-    if (layers >= 0) {
-        c.n_layer = layers;
-        if (!attn) { /* keep the preset's attention layers that still exist */
+    return -1;
+}
+
+/* The overrides given, onto the preset's config c: 0, or the exit code with the message said. */
+static int synth_override(const synth_opts *o, synth_config *c) {
+    if (o->hidden >= 0) c->hidden = o->hidden;
+    if (o->layers >= 0) {
+        c->n_layer = o->layers;
+        if (!o->attn) { /* keep the preset's attention layers that still exist */
             int k = 0;
-            for (int i = 0; i < c.n_attn; i++)
-                if (c.attn_layers[i] < layers) c.attn_layers[k++] = c.attn_layers[i];
-            c.n_attn = k;
+            for (int i = 0; i < c->n_attn; i++)
+                if (c->attn_layers[i] < o->layers) c->attn_layers[k++] = c->attn_layers[i];
+            c->n_attn = k;
         }
     }
-    if (attn && parse_layers(attn, &c))
-        return cli_fail("synth: --attn-layers expects indices like 2,6,10, got '%s'", attn);
-    if (heads >= 0) c.n_head = heads;
-    if (kv_heads >= 0) c.n_head_kv = kv_heads;
-    if (ff >= 0) c.ff = ff;
-    if (vocab >= 0) c.vocab = vocab;
-    if (ctx >= 0) c.ctx = ctx;
-    if (experts >= 0 || used >= 0 || eff >= 0 || dense >= 0) {
-        if (strcmp(c.arch, "lfm2moe"))
+    if (o->attn && parse_layers(o->attn, c))
+        return cli_fail("synth: --attn-layers expects indices like 2,6,10, got '%s'", o->attn);
+    if (o->heads >= 0) c->n_head = o->heads;
+    if (o->kv_heads >= 0) c->n_head_kv = o->kv_heads;
+    if (o->ff >= 0) c->ff = o->ff;
+    if (o->vocab >= 0) c->vocab = o->vocab;
+    if (o->ctx >= 0) c->ctx = o->ctx;
+    if (o->experts >= 0 || o->used >= 0 || o->eff >= 0 || o->dense >= 0) {
+        if (strcmp(c->arch, "lfm2moe"))
             return cli_fail("synth: expert options need an MoE preset (lfm2-8b-a1b, lfm2-24b-a2b)");
-        if (experts >= 0) c.n_expert = experts;
-        if (used >= 0) c.n_expert_used = used;
-        if (eff >= 0) c.expert_ff = eff;
-        if (dense >= 0) c.n_dense = dense;
+        if (o->experts >= 0) c->n_expert = o->experts;
+        if (o->used >= 0) c->n_expert_used = o->used;
+        if (o->eff >= 0) c->expert_ff = o->eff;
+        if (o->dense >= 0) c->n_dense = o->dense;
     }
+    return 0;
+}
+
+/* --lora-for BASE: a random adapter for an existing model */
+static int synth_lora(const synth_opts *o) {
+    if (!o->out) return cli_fail("synth: -o ADAPTER.gguf is required");
+    lora_synth_params lp = {o->rank, (float)o->alpha, o->p.seed, o->targets};
+    lfm2c_error lerr = {0};
+    if (!lora_synth(o->lora_for, &lp, o->out, &lerr)) return cli_fail("synth: %s", lerr.msg);
+    printf("wrote %s: LoRA adapter for %s, rank %d, alpha %g\n", o->out, o->lora_for, o->rank,
+           o->alpha > 0 ? o->alpha : 2.0 * o->rank);
+    return 0;
+}
+
+int cmd_synth(int argc, char **argv) {
+    synth_opts o;
+    int rc = synth_parse(argc, argv, &o);
+    if (rc >= 0) return rc;
+    if (o.lora_for) return synth_lora(&o);
+    if (!o.preset) return cli_fail("synth: --preset is required (%s)", synth_preset_list());
+    if (!o.out) return cli_fail("synth: -o FILE.gguf is required");
+    synth_config c;
+    if (!synth_preset(o.preset, &c))
+        return cli_fail("synth: unknown preset '%s' (expected one of %s)", o.preset, synth_preset_list());
+    const quant_ftype *ft = quant_ftype_find(o.type);
+    if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", o.type, quant_ftype_list());
+    if ((rc = synth_override(&o, &c))) return rc;
     int last = -1;
     if (isatty(fileno(stderr))) {
-        p.progress = progress;
-        p.progress_ud = &last;
+        o.p.progress = progress;
+        o.p.progress_ud = &last;
     }
     synth_report rep;
     lfm2c_error err = {0};
-    bool ok = synth_write(&c, ft, &p, out, &rep, &err);
-    if (p.progress) fprintf(stderr, "\r%-90s\r", "");
+    bool ok = synth_write(&c, ft, &o.p, o.out, &rep, &err);
+    if (o.p.progress) fprintf(stderr, "\r%-90s\r", "");
     if (!ok) return cli_fail("synth: %s", err.msg);
-    printf("wrote %s: %s %s, %d layers (%d attention), hidden %d, %.3f B params, %d tensors (", out, c.arch, ft->name,
+    printf("wrote %s: %s %s, %d layers (%d attention), hidden %d, %.3f B params, %d tensors (", o.out, c.arch, ft->name,
            c.n_layer, c.n_attn, c.hidden, rep.n_params / 1e9, rep.n_tensors);
     for (int t = 0, first = 1; t < 64; t++)
         if (rep.type_count[t]) {
