@@ -1,7 +1,13 @@
 /* fuzz_http.c — the HTTP request → JSON → scheduler-input path of `lfm2c serve`: one real server
- * (the fixture model, 2 slots, a 128-token context so any generation is short) on 127.0.0.1, and each
- * input sent as the body of a POST to a route chosen by its first byte; the answer is read whole.
- * The server must answer every input (4xx for bad ones) and never crash. */
+ * (the fixture model, 2 slots, a 128-token context so any generation is short, an API key, CORS
+ * for one origin, /metrics) on 127.0.0.1, and each input sent as the body of a POST to a route
+ * chosen by its first byte; the answer is read whole. The server must answer every input (4xx for
+ * bad ones) and never crash. An input whose first byte is 0xFF is instead sent raw, as the whole
+ * request stream (request line, headers, a chunked or sized body), and the connection half-closed
+ * after it: the transport's own paths (methods, GET routes, the key, preflight, framing checks,
+ * chunked uploads). Such a stream may be cut short, so
+ * the server may close without an answer, but it must close within the wait and never answer 5xx
+ * (but 503, and 505 for an HTTP version the server does not speak). */
 #include "fuzz_common.h"
 #include "serve/scheduler.h"
 #include "serve/server.h"
@@ -19,6 +25,8 @@
 static int port;
 
 #define ANSWER_WAIT_S 25.0 /* below libFuzzer's -timeout=30 */
+#define RAW 0xFF           /* first byte of an input sent as the whole request stream */
+#define API_KEY "fuzz-key"
 
 static double now_s(void) {
     struct timespec t;
@@ -51,8 +59,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     sched_params sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128};
     sched *s = sched_new(m, &sp, &err);
     sch = s;
-    server_params p = {
-        .host = "127.0.0.1", .port = 0, .alias = "fuzz", .n_ctx = 128, .max_body = 1 << 20, .model_file = "fuzz.gguf"};
+    server_params p = {.host = "127.0.0.1",
+                       .port = 0,
+                       .alias = "fuzz",
+                       .n_ctx = 128,
+                       .max_body = 1 << 20,
+                       .model_file = "fuzz.gguf",
+                       .api_key = API_KEY,
+                       .cors_origin = "http://a.example",
+                       .metrics = true};
     server *srv = s ? server_start(m, s, &p, &err) : NULL;
     if (!srv) {
         fprintf(stderr, "fuzz_http: %s\n", err.msg);
@@ -67,7 +82,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                    /* the other APIs (server_dialect.h) */
                                    "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat",
                                    "/api/generate", "/api/show"};
-    const char *route = routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
+    bool raw = size && data[0] == RAW;
+    const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
     const uint8_t *body = size ? data + 1 : data;
     size_t n = size ? size - 1 : 0;
     /* libFuzzer's -timeout is a periodic SIGALRM: every call below retries on EINTR (a recv cut
@@ -79,13 +95,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int rc;
     while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 && errno == EINTR) {}
     if (rc != 0 && errno != EISCONN) abort();
-    char head[256];
-    int h = snprintf(head, sizeof head,
-                     "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                     route, n);
-    if (send_all(fd, (const uint8_t *)head, (size_t)h) != 0) abort();
-    send_all(fd, body, n); /* the server may answer (413, 4xx) before reading it all */
+    if (raw) {
+        send_all(fd, body, n); /* the server may answer (400) and close before reading it all */
+        shutdown(fd, SHUT_WR); /* the stream ends here */
+    } else {
+        char head[256];
+        int h = snprintf(head, sizeof head,
+                         "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " API_KEY
+                         "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                         route, n);
+        if (send_all(fd, (const uint8_t *)head, (size_t)h) != 0) abort();
+        send_all(fd, body, n); /* the server may answer (413, 4xx) before reading it all */
+    }
     char buf[8192], head_buf[1024] = {0}, status[4] = {0};
     size_t got = 0;
     int why = 0;
@@ -115,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     close(fd);
     if (got >= 12) memcpy(status, head_buf + 9, 3);
-    if (!got) { /* every request gets an answer */
+    if (!got && (!raw || why == ETIMEDOUT)) { /* every request gets an answer; a raw stream is closed */
         sched_stats st;
         sched_get_stats(sch, &st);
         fprintf(stderr,
@@ -129,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         abort();
     }
-    if (status[0] == '5' && strcmp(status, "503")) { /* and never a server error */
+    if (status[0] == '5' && strcmp(status, "503") && !(raw && !strcmp(status, "505"))) { /* never a server error */
         fprintf(stderr, "fuzz_http: %s answered:\n%s\n", route, head_buf);
         abort();
     }
