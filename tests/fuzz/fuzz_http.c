@@ -136,14 +136,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     close(fd);
     if (got >= 12) memcpy(status, head_buf + 9, 3);
-    if (!got && (!raw || why == ETIMEDOUT)) { /* every request gets an answer; a raw stream is closed */
+    if (raw ? why == ETIMEDOUT : !got) { /* every request gets an answer; a raw stream is closed in time */
         sched_stats st;
         sched_get_stats(sch, &st);
         fprintf(stderr,
-                "fuzz_http: no answer from %s (%s after %.1f s; scheduler: %d of %d slots active, %d queued, "
+                "fuzz_http: %s from %s (%s after %.1f s; scheduler: %d of %d slots active, %d queued, "
                 "%llu steps, %llu tokens generated)\n",
-                route, why ? strerror(why) : "closed", ANSWER_WAIT_S - (deadline - now_s()), st.active_slots,
-                st.n_slots, st.queue_depth, (unsigned long long)st.steps, (unsigned long long)st.generated_tokens);
+                got ? "connection left open" : "no answer", route, why ? strerror(why) : "closed",
+                ANSWER_WAIT_S - (deadline - now_s()), st.active_slots, st.n_slots, st.queue_depth,
+                (unsigned long long)st.steps, (unsigned long long)st.generated_tokens);
         if (getenv("LFM2C_FUZZ_HANG_WAIT")) { /* keep the process for a debugger */
             fprintf(stderr, "fuzz_http: pid %d waits %s s\n", (int)getpid(), getenv("LFM2C_FUZZ_HANG_WAIT"));
             sleep((unsigned)atoi(getenv("LFM2C_FUZZ_HANG_WAIT")));
