@@ -5,8 +5,10 @@
  * Each figure is the best of several runs by wall time, and in parentheses by the slowest
  * thread's CPU time (what the kernel costs when other processes share the cores).
  * A table's interleaved layouts (kernel_ops.packed_type) get a row of their own after the type's.
- * Usage: bench_kernels [decode_MB] [threads] [isa] [type] [reps] */
+ * Usage: bench_kernels [decode_MB] [threads] [isa] [type] [reps]; LFM2C_DEC_PF=PLAN sets the decode
+ * prefetch plan (tiles.h; plan 0 otherwise). */
 #include "cpu/kernels.h"
+#include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 #include "base/threadpool.h"
 
@@ -133,6 +135,9 @@ int main(int argc, char **argv) {
     int reps = argc > 5 ? atoi(argv[5]) : 5;
     const kernel_ops *tables[8];
     int nt = kernels_available(tables, 8);
+    const char *pf = getenv("LFM2C_DEC_PF"); /* the decode prefetch plan (tiles.h), else plan 0 */
+    for (int i = 0; pf && i < DEC_PF_NPLANS; i++)
+        if (!strcmp(DEC_PF_PLANS[i].name, pf)) dec_pf_plan = i;
     static const uint32_t types[] = {GGML_Q4_K, GGML_Q5_K,   GGML_Q6_K,   GGML_Q4_0, GGML_Q8_0, GGML_Q4_1,
                                      GGML_Q5_0, GGML_Q5_1,   GGML_F16,    GGML_BF16, GGML_F32,  GGML_Q2_K,
                                      GGML_Q3_K, GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};

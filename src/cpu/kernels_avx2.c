@@ -433,8 +433,8 @@ AI T2 void x16_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a
 }
 
 /* One block of a Q6_K_X16 group, rows 8h..8h+7: quads v (sub-block v / 4) and v + 32
- * (sub-block 8 + v / 4) share nibble vector v at [288, 2336); their high bits sit in vector
- * v % 16 at [2336, 3360), bits 2 (v / 16) and 4 + 2 (v / 16); scales (int8) of sub-block j at
+ * (sub-block 8 + v / 4) share nibble vector v (at x16q6_nib(v)); their high bits sit in vector
+ * v % 16 (at x16q6_hi), bits 2 (v / 16) and 4 + 2 (v / 16); scales (int8) of sub-block j at
  * 32 + 16 j. S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j. */
 AI T2 void x16q6_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a, __m256 *acc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
@@ -463,8 +463,8 @@ AI T2 void x16q6_half2(int CB, int h, const uint8_t *p, const block_q8_K *const 
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             const int v = 4 * (j & 7) + t;
-            const __m256i n = _mm256_loadu_si256((const __m256i *)(p + 288 + 64 * v + 32 * h));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)(p + 2336 + 64 * (v % 16) + 32 * h));
+            const __m256i n = _mm256_loadu_si256((const __m256i *)(p + x16q6_nib(v) + 32 * h));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(p + x16q6_hi(v % 16) + 32 * h));
             __m256i x;
             if (j < 8)
                 x = _mm256_or_si256(

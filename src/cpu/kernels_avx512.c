@@ -551,7 +551,7 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
 #pragma GCC unroll 8
         for (int t = 0; t < 4; t++) {
             const int v = 4 * j + t;
-            const __m512i n = ld5(p + 288 + 64 * v), h = ld5(p + 2336 + 64 * (v % 16));
+            const __m512i n = ld5(p + x16q6_nib(v)), h = ld5(p + x16q6_hi(v % 16));
             /* high bits of quad v at 2 (v / 16), of quad v + 32 at 4 + 2 (v / 16): to bits 4-5 */
             const __m512i hl = j < 4 ? _mm512_slli_epi16(h, 4) : _mm512_slli_epi16(h, 2);
             const __m512i hh = j < 4 ? h : _mm512_srli_epi16(h, 2);
@@ -620,7 +620,7 @@ AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) 
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             const int u = 4 * j + t;
-            const __m512i h = ld5(p + 2336 + 64 * u), n0 = ld5(p + 288 + 64 * u), n1 = ld5(p + 288 + 64 * (u + 16));
+            const __m512i h = ld5(p + x16q6_hi(u)), n0 = ld5(p + x16q6_nib(u)), n1 = ld5(p + x16q6_nib(u + 16));
             const __m512i w0 = _mm512_ternarylogic_epi32(n0, m4, _mm512_and_si512(_mm512_slli_epi16(h, 4), m30), 0xEA);
             const __m512i w1 = _mm512_ternarylogic_epi32(n1, m4, _mm512_and_si512(_mm512_slli_epi16(h, 2), m30), 0xEA);
             const __m512i w2 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n0, 4), m4, _mm512_and_si512(h, m30), 0xEA);

@@ -419,10 +419,10 @@ static void x16_pack_q6_K(const block_q6_K *const *b, uint8_t *o) {
         for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = (uint8_t)b[r]->scales[j];
         for (int v = 0; v < 32; v++)
             for (int i = 0; i < 4; i++)
-                o[288 + 64 * v + 4 * r + i] = (uint8_t)((q[4 * v + i] & 15) | (q[4 * (v + 32) + i] & 15) << 4);
+                o[x16q6_nib(v) + 4 * r + i] = (uint8_t)((q[4 * v + i] & 15) | (q[4 * (v + 32) + i] & 15) << 4);
         for (int u = 0; u < 16; u++)
             for (int i = 0; i < 4; i++)
-                o[2336 + 64 * u + 4 * r + i] =
+                o[x16q6_hi(u) + 4 * r + i] =
                     (uint8_t)(q[4 * u + i] >> 4 | (q[4 * (u + 16) + i] >> 4) << 2 | (q[4 * (u + 32) + i] >> 4) << 4 |
                               (q[4 * (u + 48) + i] >> 4) << 6);
     }
@@ -433,7 +433,7 @@ static void x16_unpack_q6_K(const uint8_t *o, int r, block_q6_K *b) {
     uint8_t q[QK_K];
     for (int k = 0; k < 64; k++)
         for (int i = 0; i < 4; i++) {
-            const uint8_t lo = o[288 + 64 * (k % 32) + 4 * r + i], hi = o[2336 + 64 * (k % 16) + 4 * r + i];
+            const uint8_t lo = o[x16q6_nib(k % 32) + 4 * r + i], hi = o[x16q6_hi(k % 16) + 4 * r + i];
             q[4 * k + i] = (uint8_t)((k < 32 ? lo & 15 : lo >> 4) | ((hi >> (2 * (k / 16))) & 3) << 4);
         }
     q6_store(q, b);

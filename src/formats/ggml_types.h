@@ -162,14 +162,20 @@ uint32_t vec_dot_type(uint32_t weight_type);
  * quad k = weights 4k .. 4k + 3, k < 64):
  *   [0, 32)      d of rows 0..15 (fp16)
  *   [32, 288)    byte j * 16 + r: row r's scale of sub-block j (int8), j < 16
- *   [288, 2336)  64 bytes per v < 32: for each row r 4 bytes, byte i = low 4 bits of q of weight
- *                i of quad v | those of quad v + 32 << 4
- *   [2336, 3360) 64 bytes per u < 16: for each row r 4 bytes, byte i = the high 2 bits of q of
- *                weight i of quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7).
+ *   [288, 3360)  192 bytes per u < 16, in the order decode reads them (one forward stream: a
+ *                core's prefetcher follows it, where three streams 1 KB apart lost it):
+ *                nibble vectors u and u + 16, then high-bit vector u (x16q6_nib, x16q6_hi).
+ *                Nibble vector v < 32, 64 bytes: for each row r 4 bytes, byte i = low 4 bits of
+ *                q of weight i of quad v | those of quad v + 32 << 4. High-bit vector u < 16,
+ *                64 bytes: for each row r 4 bytes, byte i = the high 2 bits of q of weight i of
+ *                quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7).
  * x16_type says which layout a type has (0: none) and x16_base which type a layout holds (0:
  * not a layout); x16_pack makes groups from rows (n_rows a multiple of 16), x16_unpack gives the
  * rows back, x16_unpack_row row r (0..15) of one group. */
 enum { X16_ROWS = 16 };
+/* where a Q6_K_X16 block keeps nibble vector v (< 32) and high-bit vector u (< 16) */
+static inline size_t x16q6_nib(int v) { return 288 + 192 * (size_t)(v & 15) + 64 * (size_t)(v >> 4); }
+static inline size_t x16q6_hi(int u) { return 288 + 192 * (size_t)u + 128; }
 uint32_t x16_type(uint32_t type);
 uint32_t x16_base(uint32_t type);
 void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst);
