@@ -252,13 +252,17 @@ static void cache_write(const char *path, const char *key, const char *isa, cons
 
 /* ---- the decode stream's prefetch plan (tiles.h dec_pf_plan) --------------------------------- */
 
-/* Bytes of Q4_K_X16 weights the plan timing streams from memory (beyond a core's share of L3
- * on the kinds met; sysconf's L3 figure is the socket's, not what one core can hold). */
+/* Bytes of weights the plan timing streams from memory (beyond a core's share of L3 on the
+ * kinds met; sysconf's L3 figure is the socket's, not what one core can hold), in the two X16
+ * layouts as a Q4_K_M model has them: three quarters Q4_K_X16, a quarter Q6_K_X16 (whose
+ * blocks read differently: a plan can win on one and lose on the other). */
 enum {
     PF_TIME_BYTES = 128 << 20,
     PF_TIME_ROUNDS = 3,
-    PF_TIME_ROWS = PF_TIME_BYTES / (TIME_N / 256 * 144) / X16_ROWS * X16_ROWS
+    PF_TIME_ROWS4 = PF_TIME_BYTES / 4 * 3 / (TIME_N / 256 * 144) / X16_ROWS * X16_ROWS,
+    PF_TIME_ROWS6 = PF_TIME_BYTES / 4 / (TIME_N / 256 * 210) / X16_ROWS * X16_ROWS
 };
+#define PF_TIME_WHAT "Q4_K_X16 + Q6_K_X16 (3:1)"
 
 static int find_plan(const char *name) {
     for (int i = 0; i < DEC_PF_NPLANS; i++)
@@ -266,35 +270,46 @@ static int find_plan(const char *name) {
     return -1;
 }
 
-/* The plan whose one-thread Q4_K_X16 decode from memory is fastest, if it beats the default
- * (plan 0) by 10% (what a drift of a VM's bandwidth moves in a second); else the default. The rounds alternate the plans, so that a drift of the
- * machine's bandwidth meets them all alike. -1 when memory is short. */
-static int time_plans(const kernel_ops *t, char *why, size_t wn) {
-    const size_t row = ggml_row_size(GGML_Q4_K, TIME_N), bytes = row * PF_TIME_ROWS;
+/* One decode of both matrices under the current plan, in seconds. */
+static double time_plan_once(const kernel_ops *t, const uint8_t *w4, const uint8_t *w6, const uint8_t *act,
+                             float *out) {
+    const size_t row4 = ggml_row_size(GGML_Q4_K, TIME_N), row6 = ggml_row_size(GGML_Q6_K, TIME_N);
     const size_t arow = ggml_row_size(GGML_Q8_K, TIME_N);
-    uint8_t *w = malloc(bytes), *act = malloc(arow);
-    float *x = malloc(sizeof(float) * TIME_N), *out = malloc(sizeof(float) * PF_TIME_ROWS);
+    double t0 = lfm2c_now_s();
+    t->matmul(GGML_Q4_K_X16, TIME_N, w4, row4, PF_TIME_ROWS4, act, arow, 1, out, PF_TIME_ROWS4);
+    t->matmul(GGML_Q6_K_X16, TIME_N, w6, row6, PF_TIME_ROWS6, act, arow, 1, out, PF_TIME_ROWS6);
+    return lfm2c_now_s() - t0;
+}
+
+/* The plan whose one-thread decode from memory (PF_TIME_WHAT) is fastest, if it beats the
+ * default (plan 0) by 10% (what a drift of a VM's bandwidth moves in a second); else the
+ * default. The rounds alternate the plans, so that a drift of the machine's bandwidth meets
+ * them all alike. -1 when memory is short. */
+static int time_plans(const kernel_ops *t, char *why, size_t wn) {
+    const size_t b4 = ggml_row_size(GGML_Q4_K, TIME_N) * PF_TIME_ROWS4;
+    const size_t b6 = ggml_row_size(GGML_Q6_K, TIME_N) * PF_TIME_ROWS6, bytes = b4 + b6;
+    uint8_t *w4 = malloc(b4), *w6 = malloc(b6), *act = malloc(ggml_row_size(GGML_Q8_K, TIME_N));
+    float *x = malloc(sizeof(float) * TIME_N), *out = malloc(sizeof(float) * PF_TIME_ROWS4);
     double best[16];
     int pick = -1;
     const int saved = dec_pf_plan, np = DEC_PF_NPLANS < 16 ? DEC_PF_NPLANS : 16;
-    if (w && act && x && out) {
-        memset(w, 0x11, bytes); /* every half-float scale 0x1111: a normal number; pages written */
+    if (w4 && w6 && act && x && out) {
+        memset(w4, 0x11, b4); /* every half-float scale 0x1111: a normal number; pages written */
+        memset(w6, 0x11, b6);
         uint64_t s = 7;
         for (int i = 0; i < TIME_N; i++) x[i] = (float)((int)(mix(&s) % 2001) - 1000) / 1000.0f;
         t->quantize_act(GGML_Q8_K, x, act, TIME_N);
         for (int r = -1; r < PF_TIME_ROUNDS; r++) /* round -1: a warm-up */
             for (int p = 0; p < np; p++) {
                 dec_pf_plan = p;
-                double t0 = lfm2c_now_s();
-                t->matmul(GGML_Q4_K_X16, TIME_N, w, row, PF_TIME_ROWS, act, arow, 1, out, PF_TIME_ROWS);
-                double dt = lfm2c_now_s() - t0;
+                const double dt = time_plan_once(t, w4, w6, act, out);
                 if (r < 0) continue;
                 if (r == 0 || dt < best[p]) best[p] = dt;
             }
         pick = 0;
         for (int p = 1; p < np; p++)
             if (best[p] < best[pick]) pick = p;
-        size_t at = snprintf(why, wn, "Q4_K_X16 decode from memory, %d MB, one thread:", (int)(bytes >> 20));
+        size_t at = snprintf(why, wn, PF_TIME_WHAT " decode from memory, %d MB, one thread:", (int)(bytes >> 20));
         for (int p = 0; p < np && at < wn; p++)
             at += snprintf(why + at, wn - at, " %s %.1f", DEC_PF_PLANS[p].name, bytes / best[p] / 1e9);
         if (at < wn) at += snprintf(why + at, wn - at, " GB/s");
@@ -304,7 +319,7 @@ static int time_plans(const kernel_ops *t, char *why, size_t wn) {
         }
     }
     dec_pf_plan = saved;
-    free(w), free(act), free(x), free(out);
+    free(w4), free(w6), free(act), free(x), free(out);
     return pick;
 }
 
@@ -343,6 +358,8 @@ static void choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu
     kl += snprintf(key + kl, sizeof key - kl, "|decode prefetch");
     for (int i = 0; i < DEC_PF_NPLANS && kl < sizeof key; i++)
         kl += snprintf(key + kl, sizeof key - kl, "%c%s", i ? ',' : ' ', DEC_PF_PLANS[i].name);
+    /* and what they were timed on: a cache from a timing of other layouts is timed again */
+    if (kl < sizeof key) kl += snprintf(key + kl, sizeof key - kl, " on " PF_TIME_WHAT);
     const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
     if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, name, sizeof name, why, sizeof why) &&
         find_plan(name) >= 0) {
