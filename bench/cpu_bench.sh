@@ -11,7 +11,8 @@
 #   With LLAMA_DIR, llama-bench runs the same tests right after each lfm2c run (two more columns).
 #        LLAMA_DIR=DIR bash bench/cpu_bench.sh --side [MODELS_DIR]
 #   side-by-side mode (issue 17): pp512 / tg128 of lfm2c bench and llama-bench interleaved on the
-#   same synthetic files (DEPTH_PRESETS, default all four of 350M, 1.2B, 8B-A1B, 24B-A2B, Q4_K_M)
+#   same synthetic files (each round: llama-bench -mmp 0, lfm2c, llama-bench mapped; the ratio
+#   is against the better llama.cpp run of the round) (DEPTH_PRESETS, default all four of 350M, 1.2B, 8B-A1B, 24B-A2B, Q4_K_M)
 #   at each of THREADS (default 2), ROUNDS rounds, with the worst ratio; the depth mode's table.
 #        bash bench/cpu_bench.sh --depth [MODELS_DIR]
 #   depth mode (issue 17, long context): pp512 / tg128 on top of DEPTHS tokens of context
@@ -57,6 +58,11 @@ warm() {
 }
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
+# every table names the machine it came from: the CPU kind (family / model), AMX or not, the date
+amx=$(grep -qw amx_tile /proc/cpuinfo && echo "AMX" || echo "no AMX")
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1) ($(grep -m1 vendor_id /proc/cpuinfo | sed 's/.*: //') family \
+$(grep -m1 '^cpu family' /proc/cpuinfo | sed 's/.*: //') model $(grep -m1 '^model' /proc/cpuinfo | sed 's/.*: //'), $amx), \
+$(nproc) CPUs; $(date -u +%F); lfm2c $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 
 if [ $decode = 1 ]; then
   presets=${DECODE_PRESETS-lfm2-350m lfm2-1.2b lfm2-8b-a1b lfm2-24b-a2b}; rounds=${ROUNDS:-3}; reps=${REPS:-4}
@@ -175,6 +181,13 @@ if [ $depth = 1 ]; then
     ./build/lfm2c info -m "$f" -ctk "$ctk" -ctv "$ctv" | sed -n 's/^memory: *//p' | sed "s/^/$preset: /"
     for t in $threads; do
       for r in $(seq 1 "$rounds"); do
+        # llama.cpp twice a round, around lfm2c: copied into memory (-mmp 0), then mapped (its
+        # default); the table compares with the better of the two, test by test
+        if [ -n "$llama_bench" ]; then
+          warm "$f"
+          "$llama_bench" -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -fa 1 -t "$t" -r "$reps" -mmp 0 \
+            -o json > "$out/$preset.t$t.llama.$r.mmp0.json" 2>/dev/null
+        fi
         warm "$f"
         ./build/lfm2c bench -m "$f" -p 512 -n 128 -d "$depths" -ctk "$ctk" -ctv "$ctv" -t "$t" -r "$reps" -o json \
           > "$out/$preset.t$t.lfm2c.$r.json"
@@ -206,7 +219,14 @@ for lf in sorted(glob.glob(os.path.join(out, "*.lfm2c.1.json"))):
     key = os.path.basename(lf).split(".lfm2c.")[0]       # PRESET.tT
     preset, t = key.rsplit(".t", 1)
     ours = [rows(p, key) for p in sorted(glob.glob(os.path.join(out, key + ".lfm2c.*.json")))]
-    theirs = [rows(p) for p in sorted(glob.glob(os.path.join(out, key + ".llama.*.json")))]
+    theirs = []   # per round, each test's better llama.cpp run (mapped or -mmp 0)
+    for p in sorted(glob.glob(os.path.join(out, key + ".llama.[0-9]*.json"))):
+        if p.endswith(".mmp0.json"): continue
+        best = rows(p)
+        m = p[:-len(".json")] + ".mmp0.json"
+        if os.path.exists(m):
+            for test, v in rows(m).items(): best[test] = max(v, best.get(test, 0))
+        theirs.append(best)
     for test in ours[0]:
         o = [r[test] for r in ours if test in r]
         l = [r[test] for r in theirs if test in r]
