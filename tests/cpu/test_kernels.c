@@ -475,6 +475,21 @@ static void test_swiglu(const kernel_ops *k) {
         }
 }
 
+/* The Q6_K_X16 byte map keeps a block's quants in the order decode reads them (ggml_types.h):
+ * for u < 16, nibble vectors u and u + 16, then high-bit vector u, one 64-byte vector after the
+ * other from byte 288 to the block's end; three regions read side by side lost Zen 4's
+ * prefetchers (docs/HARDWARE.md). The products are checked against plain rows elsewhere. */
+static void test_x16q6_order(void) {
+    const size_t end = 16 * sizeof(block_q6_K);
+    size_t next = 288;
+    int ok = 1;
+    for (int u = 0; u < 16; u++) {
+        const size_t at[3] = {x16q6_nib(u), x16q6_nib(u + 16), x16q6_hi(u)};
+        for (int i = 0; i < 3; i++, next += 64) ok &= at[i] == next;
+    }
+    CHECK(ok && next == end, "Q6_K_X16: decode's vectors follow one another from 288 to %zu (got to %zu)", end, next);
+}
+
 int main(void) {
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);
@@ -507,5 +522,6 @@ int main(void) {
     }
     test_tile_invariance(tables, n);
     test_x86_kquants_agree(tables, n);
+    test_x16q6_order();
     TEST_MAIN_END();
 }
