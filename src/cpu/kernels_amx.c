@@ -1,15 +1,19 @@
 /* kernels_amx.c — the AMX table: prefill of K-quants on CPUs with AMX-INT8, 16 weight rows x 16
- * activation columns per tile.
- * Weights are unpacked once per 16-row tile to unsigned bytes in row-major order (the A
+ * activation columns per tile. The table packs Q4_K / Q6_K into the AVX-512 table's X16 layouts
+ * (avx512_packed_type), so decode and few-column products run the X16 tiles and their prefetch
+ * plans, and the AMX tiles take the X16 groups as they are (amx_matmul_x16: an X16 vector is a
+ * row of the B operand, the activations the A operand straight from their Q8_K rows).
+ * Plain rows (Q5_K, matrices whose rows are not whole groups, a mapped file) take the older
+ * path: weights unpacked once per 16-row tile to unsigned bytes in row-major order (the A
  * operand), activations once per column chunk to the VNNI layout the B operand wants (4 bytes
- * of one column per int32, 16 columns per 64-byte row). One tdpbusd per sub-block (K = 32 for
- * Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums; they are scaled by the integer
+ * of one column per int32, 16 columns per 64-byte row). Either way one tile product per
+ * sub-block (K = 32 for Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums; they are scaled by the integer
  * sub-block scales (vpmulld) and the offsets (mins / 32 x scale via bsums) in integers, then
- * combined in float per block by the formula of the AVX-512 K-quant tiles (kq_add5, one lane
- * per column), so every output is bitwise what the AVX-512 table gives: prefill on AMX and
- * decode on AVX-512 agree. Rows or columns that do not fill a tile are zero-padded.
- * Everything else (decode, the other types, activations) is the AVX-512 table's
- * (kernels_avx512.c); off x86-64 the file only defines the getter, returning NULL. */
+ * combined in float per block by the formula of the AVX-512 K-quant tiles (kq_add5), so every
+ * output is bitwise what the AVX-512 table gives: prefill on AMX and decode on AVX-512 agree.
+ * Rows or columns that do not fill a tile are zero-padded. Everything else (decode, the other
+ * types, activations) is the AVX-512 table's (kernels_avx512.c); off x86-64 the file only
+ * defines the getter, returning NULL. */
 #include "cpu/kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -20,6 +24,7 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -364,18 +369,262 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
     return 1;
 }
 
+/* ---- the X16 layouts: the weights as the B operand ------------------------------------------
+ * An X16 vector (16 rows x 4 bytes, ggml_types.h) is one row of an AMX B operand whose 16 "columns"
+ * are the group's weight rows, so the groups unpack without a transpose and the activations are
+ * the A operand straight from their Q8_K rows (tdpbsud: signed activations, unsigned weights).
+ * C is then [column][row]: the per-block float formula runs with one lane per row, the same
+ * operations on the same integers as the plain path's, so the results stay bitwise the same. */
+
+/* One block of a Q4_K_X16 group: K chunk jj (64 weights) as B operands scaled by the high and
+ * low parts of the sub-block scales (amx_unpack_hl), offsets as int16 pairs, lanes = rows. */
+typedef struct {
+    uint8_t hi[4][16][64], lo[4][16][64];
+    int32_t op[4][16];
+    float d[16], dmin[16];
+} amx_xq4;
+
+/* One block of a Q6_K_X16 group: quad k (weights 4k..4k+3) of the 16 rows as B row k; the
+ * sub-block scales (int32) and 32 x scale int16 pairs for the offsets, lanes = rows. */
+typedef struct {
+    uint8_t q[64][64];
+    int32_t sc[16][16], op[8][16];
+    float d[16];
+} amx_xq6;
+
+/* a byte per row (16 bytes) widened to the int32 lanes of one vector */
+AI __m512i lanes_u8(__m128i v) { return _mm512_cvtepu8_epi32(v); }
+
+static TA void amx_unpack_xq4(const uint8_t *g, int64_t nb, amx_xq4 *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m128i l4 = _mm_set1_epi8(0x0F), m3 = _mm_set1_epi8(3), seven = _mm_set1_epi8(7);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *G = g + b * 16 * sizeof(block_q4_K);
+        amx_xq4 *o = out + b;
+        prefetch_block(G + AMX_PF_BLOCKS * 16 * sizeof(block_q4_K), 16 * sizeof(block_q4_K));
+        _mm512_storeu_ps(o->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)G)));
+        _mm512_storeu_ps(o->dmin, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(G + 32))));
+        __m512i mh[8], ml[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            const __m128i L = _mm_loadu_si128((const __m128i *)(G + 64 + 16 * j));
+            const __m128i H = _mm_loadu_si128((const __m128i *)(G + 192 + 16 * (j / 2)));
+            const int s = 2 * (j & 1);
+            const __m128i sc =
+                _mm_or_si128(_mm_and_si128(L, l4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(H, s), m3), 4));
+            const __m128i mi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(L, 4), l4),
+                                            _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(H, s + 4), m3), 4));
+            const __m512i h = lanes_u8(_mm_and_si128(_mm_srli_epi16(sc, 3), seven)),
+                          l = lanes_u8(_mm_and_si128(sc, seven));
+            mh[j] = _mm512_or_si512(h, _mm512_slli_epi32(h, 16)); /* the multiplier in both int16 halves */
+            ml[j] = _mm512_or_si512(l, _mm512_slli_epi32(l, 16));
+            mn[j] = lanes_u8(mi);
+        }
+        for (int p = 0; p < 4; p++)
+            _mm512_storeu_si512(o->op[p], _mm512_or_si512(mn[2 * p], _mm512_slli_epi32(mn[2 * p + 1], 16)));
+        for (int jj = 0; jj < 4; jj++)
+            for (int k = 0; k < 8; k++) {
+                const __m512i v = _mm512_loadu_si512(G + 256 + 64 * (8 * jj + k));
+                const __m512i ln = _mm512_and_si512(v, m4), hn = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                _mm512_store_si512(o->hi[jj][k], _mm512_mullo_epi16(ln, mh[2 * jj]));
+                _mm512_store_si512(o->hi[jj][k + 8], _mm512_mullo_epi16(hn, mh[2 * jj + 1]));
+                _mm512_store_si512(o->lo[jj][k], _mm512_mullo_epi16(ln, ml[2 * jj]));
+                _mm512_store_si512(o->lo[jj][k + 8], _mm512_mullo_epi16(hn, ml[2 * jj + 1]));
+            }
+    }
+}
+
+static TA void amx_unpack_xq6(const uint8_t *g, int64_t nb, amx_xq6 *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *G = g + b * 16 * sizeof(block_q6_K);
+        amx_xq6 *o = out + b;
+        prefetch_block(G + AMX_PF_BLOCKS * 16 * sizeof(block_q6_K), 16 * sizeof(block_q6_K));
+        _mm512_storeu_ps(o->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)G)));
+        __m512i sc[16];
+        for (int j = 0; j < 16; j++) {
+            sc[j] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(G + 32 + 16 * j)));
+            _mm512_storeu_si512(o->sc[j], sc[j]);
+        }
+        const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
+        for (int p = 0; p < 8; p++)
+            _mm512_storeu_si512(o->op[p], _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc[2 * p], 5), lo16),
+                                                          _mm512_slli_epi32(sc[2 * p + 1], 21)));
+        for (int u = 0; u < 16; u++) {
+            const __m512i h = _mm512_loadu_si512(G + x16q6_hi(u)), n0 = _mm512_loadu_si512(G + x16q6_nib(u)),
+                          n1 = _mm512_loadu_si512(G + x16q6_nib(u + 16));
+            const __m512i h0 = _mm512_slli_epi16(_mm512_and_si512(h, m3), 4),
+                          h1 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 2), m3), 4),
+                          h2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4),
+                          h3 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 6), m3), 4);
+            _mm512_store_si512(o->q[u], _mm512_or_si512(_mm512_and_si512(n0, m4), h0));
+            _mm512_store_si512(o->q[u + 16], _mm512_or_si512(_mm512_and_si512(n1, m4), h1));
+            _mm512_store_si512(o->q[u + 32], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n0, 4), m4), h2));
+            _mm512_store_si512(o->q[u + 48], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n1, 4), m4), h3));
+        }
+    }
+}
+
+/* The int16 pairs of a Q8_K block's bsums the offsets take: sums of 32 for Q4_K (as
+ * amx_pack_act), of 16 for Q6_K. */
+AI __m512i bsum_pair(const block_q8_K *a, int q6, int p) {
+    if (q6)
+        return _mm512_set1_epi32(
+            (int32_t)((uint32_t)(uint16_t)a->bsums[2 * p] | (uint32_t)(uint16_t)a->bsums[2 * p + 1] << 16));
+    const int16_t s0 = (int16_t)(a->bsums[4 * p] + a->bsums[4 * p + 1]),
+                  s1 = (int16_t)(a->bsums[4 * p + 2] + a->bsums[4 * p + 3]);
+    return _mm512_set1_epi32((int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16));
+}
+
+/* One group (16 rows) x one column tile (16 activation rows from a, act_row apart; cols of them
+ * real) over all blocks; out[c * os + r]. */
+static TA void amx_tile_xq4(int64_t nb, const amx_xq4 *wbs, const uint8_t *a, size_t act_row, float *out, size_t os,
+                            int cols) {
+    __m512 acc[16];
+    for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();
+    int32_t cbuf[2][16][16] __attribute__((aligned(64)));
+    for (int64_t b = 0; b < nb; b++) {
+        const amx_xq4 *wb = wbs + b;
+        const uint8_t *qs = a + b * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
+        _tile_zero(0);
+        _tile_zero(1);
+        for (int jj = 0; jj < 4; jj += 2) {
+            _tile_loadd(2, qs + 64 * jj, act_row);
+            _tile_loadd(3, wb->hi[jj], 64);
+            _tile_loadd(4, wb->lo[jj], 64);
+            _tile_dpbsud(0, 2, 3);
+            _tile_dpbsud(1, 2, 4);
+            _tile_loadd(5, qs + 64 * jj + 64, act_row);
+            _tile_loadd(6, wb->hi[jj + 1], 64);
+            _tile_loadd(7, wb->lo[jj + 1], 64);
+            _tile_dpbsud(0, 5, 6);
+            _tile_dpbsud(1, 5, 7);
+        }
+        _tile_stored(0, cbuf[0], 64);
+        _tile_stored(1, cbuf[1], 64);
+        const __m512 d = _mm512_loadu_ps(wb->d), dmin = _mm512_loadu_ps(wb->dmin);
+        __m512i op[4];
+        for (int p = 0; p < 4; p++) op[p] = _mm512_loadu_si512(wb->op[p]);
+        for (int c = 0; c < cols; c++) {
+            const block_q8_K *ab = (const block_q8_K *)(a + c * act_row) + b;
+            const __m512i isum =
+                _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[0][c]), 3), _mm512_load_si512(cbuf[1][c]));
+            __m512i off = _mm512_setzero_si512();
+            for (int p = 0; p < 4; p++) off = _mm512_dpwssd_epi32(off, op[p], bsum_pair(ab, 0, p));
+            const __m512 da = _mm512_set1_ps(ab->d);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, d), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, dmin), acc[c]);
+        }
+    }
+    for (int c = 0; c < cols; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+
+static TA void amx_tile_xq6(int64_t nb, const amx_xq6 *wbs, const uint8_t *a, size_t act_row, float *out, size_t os,
+                            int cols) {
+    __m512 acc[16];
+    for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();
+    int32_t cbuf[16][16][16] __attribute__((aligned(64))); /* [sub-block][column][row] */
+    for (int64_t b = 0; b < nb; b++) {
+        const amx_xq6 *wb = wbs + b;
+        const uint8_t *qs = a + b * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
+        for (int j = 0; j < 16; j += 4) { /* A: 16 columns x 16 bytes; B: 4 quads x 16 rows */
+#define XQ6_STEP(t, ta, tb, jj) \
+    do { \
+        _tile_loadd(ta, qs + 16 * (jj), act_row); \
+        _tile_loadd(tb, wb->q[4 * (jj)], 64); \
+        _tile_zero(t); \
+        _tile_dpbsud(t, ta, tb); \
+    } while (0)
+            XQ6_STEP(0, 4, 5, j);
+            XQ6_STEP(1, 6, 7, j + 1);
+            _tile_stored(0, cbuf[j], 64);
+            XQ6_STEP(2, 4, 5, j + 2);
+            _tile_stored(1, cbuf[j + 1], 64);
+            XQ6_STEP(3, 6, 7, j + 3);
+            _tile_stored(2, cbuf[j + 2], 64);
+            _tile_stored(3, cbuf[j + 3], 64);
+#undef XQ6_STEP
+        }
+        const __m512 d = _mm512_loadu_ps(wb->d);
+        for (int c = 0; c < cols; c++) {
+            const block_q8_K *ab = (const block_q8_K *)(a + c * act_row) + b;
+            __m512i isum = _mm512_mullo_epi32(_mm512_load_si512(cbuf[0][c]), _mm512_loadu_si512(wb->sc[0]));
+            for (int j = 1; j < 16; j++)
+                isum = _mm512_add_epi32(
+                    isum, _mm512_mullo_epi32(_mm512_load_si512(cbuf[j][c]), _mm512_loadu_si512(wb->sc[j])));
+            __m512i off = _mm512_setzero_si512();
+            for (int p = 0; p < 8; p++)
+                off = _mm512_dpwssd_epi32(off, _mm512_loadu_si512(wb->op[p]), bsum_pair(ab, 1, p));
+            isum = _mm512_sub_epi32(isum, off);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(ab->d), d), acc[c]);
+        }
+    }
+    for (int c = 0; c < cols; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+
+/* Q4_K_X16 / Q6_K_X16 x Q8_K on AMX; nr a multiple of 16. Columns go in chunks whose
+ * activations fill about half of L2 (each group's unpacked blocks are used for all of a chunk);
+ * a last tile of fewer than 16 columns reads a zero-padded copy. Returns 0 when it did nothing
+ * (no memory). */
+static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                             size_t act_row, int nc, float *out, size_t os) {
+    const int64_t nb = n / QK_K;
+    const int q6 = type == GGML_Q6_K_X16;
+    const size_t wsz = q6 ? sizeof(amx_xq6) : sizeof(amx_xq4);
+    const int part = nc % 16;
+    void *wbs = aligned_alloc(64, (size_t)nb * wsz);
+    uint8_t *pad = part ? calloc(16, act_row) : NULL;
+    if (!wbs || (part && !pad)) {
+        free(wbs);
+        free(pad);
+        return 0;
+    }
+    if (part) memcpy(pad, act + (size_t)(nc - part) * act_row, (size_t)part * act_row);
+    amx_tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    if (q6) /* A: 16 columns x 16 bytes (tiles 4, 6); B: 4 rows x 64 bytes (tiles 5, 7) */
+        for (int t = 4; t < 8; t += 2) cfg.colsb[t] = 16, cfg.rows[t + 1] = 4;
+    _tile_loadconfig(&cfg);
+    const size_t gb = (size_t)16 * w_row;                /* one group's bytes */
+    int chunk = (int)(ACT_CHUNK_BYTES / (16 * act_row)); /* column tiles a chunk */
+    if (chunk < 1) chunk = 1;
+    for (int c0 = 0; c0 < nc; c0 += 16 * chunk) {
+        const int c1 = c0 + 16 * chunk < nc ? c0 + 16 * chunk : nc;
+        for (int r0 = 0; r0 < nr; r0 += 16) {
+            if (q6) amx_unpack_xq6(w + (size_t)(r0 / 16) * gb, nb, wbs);
+            else amx_unpack_xq4(w + (size_t)(r0 / 16) * gb, nb, wbs);
+            for (int c = c0; c < c1; c += 16) {
+                const int cols = c1 - c < 16 ? c1 - c : 16;
+                const uint8_t *a = cols < 16 ? pad : act + (size_t)c * act_row;
+                float *o = out + (size_t)c * os + r0;
+                if (q6) amx_tile_xq6(nb, wbs, a, act_row, o, os, cols);
+                else amx_tile_xq4(nb, wbs, a, act_row, o, os, cols);
+            }
+        }
+    }
+    _tile_release();
+    free(wbs);
+    free(pad);
+    return 1;
+}
+
 static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
                        size_t act_row, int nc, float *out, size_t os) {
     /* partial tiles are zero-padded: worth it from about 8 columns (MoE expert batches) */
     if ((wtype == GGML_Q4_K || wtype == GGML_Q5_K || wtype == GGML_Q6_K) && nr >= 16 && nc >= AMX_MIN_COLS &&
         amx_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
         return;
+    if ((wtype == GGML_Q4_K_X16 || wtype == GGML_Q6_K_X16) && nc >= AMX_MIN_COLS &&
+        amx_matmul_x16(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
+        return;
     avx512_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os);
 }
 
 
 static const kernel_ops AMX_OPS = {
-    "amx", true, avx512_quantize_act, matmul_amx, attention_x86_avx512, NULL, swiglu_x86_avx512, 0};
+    "amx",       true, avx512_quantize_act, matmul_amx, attention_x86_avx512, avx512_packed_type, swiglu_x86_avx512,
+    FEW_MAX_COLS};
 
 /* AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24, 25), read directly: not every compiler's
  * __builtin_cpu_supports knows the AMX names (clang 14 does not). */

@@ -1061,7 +1061,7 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
 
 /* Weights this table multiplies faster in an interleaved layout (ggml_types.h): Q4_K and Q6_K
  * whose row count is a multiple of 16. */
-static uint32_t avx512_packed_type(uint32_t wtype, int64_t n_rows) {
+uint32_t avx512_packed_type(uint32_t wtype, int64_t n_rows) {
     return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }
 

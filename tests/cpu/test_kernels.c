@@ -328,7 +328,8 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
 static void test_packed(const kernel_ops *k) {
     if (!k->packed_type) return;
     const int64_t ns[] = {256, 1024, 2304};
-    const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 16, 17};
+    const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 16, 17, 33, 40};
+    enum { MAXC = 40 };
     const uint32_t types[] = {GGML_Q4_K, GGML_Q6_K};
     for (size_t ti = 0; ti < 2; ti++)
         for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
@@ -340,9 +341,9 @@ static void test_packed(const kernel_ops *k) {
                 if (pt == t) continue;
                 const size_t w_row = ggml_row_size(t, n), a_row = ggml_row_size(GGML_Q8_K, n);
                 uint8_t *w = malloc(w_row * nr), *pw = malloc(w_row * nr), *back = malloc(w_row * nr),
-                        *act = malloc(a_row * 17);
-                float *x = malloc(sizeof(float) * n), *o1 = malloc(sizeof(float) * nr * 17),
-                      *o2 = malloc(sizeof(float) * nr * 17);
+                        *act = malloc(a_row * MAXC);
+                float *x = malloc(sizeof(float) * n), *o1 = malloc(sizeof(float) * nr * MAXC),
+                      *o2 = malloc(sizeof(float) * nr * MAXC);
                 CHECK(w && pw && back && act && x && o1 && o2, "allocation");
                 if (w && pw && back && act && x && o1 && o2) {
                     for (int r = 0; r < nr; r++) random_row(t, n, w + r * w_row, 0);
@@ -350,7 +351,7 @@ static void test_packed(const kernel_ops *k) {
                     x16_unpack(t, pw, w_row, nr, back);
                     CHECK(!memcmp(w, back, w_row * nr), "%s n=%lld nr=%d: pack / unpack round trip",
                           ggml_type_get(pt)->name, (long long)n, nr);
-                    for (int c = 0; c < 17; c++) {
+                    for (int c = 0; c < MAXC; c++) {
                         random_act(n, x, 0);
                         k->quantize_act(GGML_Q8_K, x, act + c * a_row, n);
                     }
@@ -385,6 +386,35 @@ static void test_packed(const kernel_ops *k) {
                 free(o1);
                 free(o2);
             }
+}
+
+/* Wide rows put fewer column tiles in a chunk of activations (ACT_CHUNK_BYTES): the packed
+ * products still equal the plain ones bit for bit when the columns span several chunks. */
+static void test_packed_chunks(const kernel_ops *k) {
+    if (!k->packed_type) return;
+    enum { N = 16384, NR = 32, NC = 70 };
+    const uint32_t types[] = {GGML_Q4_K, GGML_Q6_K};
+    for (size_t ti = 0; ti < 2; ti++) {
+        const uint32_t t = types[ti], pt = k->packed_type(t, NR);
+        const size_t w_row = ggml_row_size(t, N), a_row = ggml_row_size(GGML_Q8_K, N);
+        uint8_t *w = malloc(w_row * NR), *pw = malloc(w_row * NR), *act = malloc(a_row * NC);
+        float *x = malloc(sizeof(float) * N), *o1 = malloc(sizeof(float) * NR * NC);
+        float *o2 = malloc(sizeof(float) * NR * NC);
+        CHECK(w && pw && act && x && o1 && o2, "allocation");
+        if (w && pw && act && x && o1 && o2 && pt != t) {
+            for (int r = 0; r < NR; r++) random_row(t, N, w + r * w_row, 0);
+            x16_pack(t, w, w_row, NR, pw);
+            for (int c = 0; c < NC; c++) {
+                random_act(N, x, 0);
+                k->quantize_act(GGML_Q8_K, x, act + c * a_row, N);
+            }
+            k->matmul(t, N, w, w_row, NR, act, a_row, NC, o1, NR);
+            k->matmul(pt, N, pw, w_row, NR, act, a_row, NC, o2, NR);
+            CHECK(!memcmp(o1, o2, sizeof(float) * NR * NC), "%s %s n=%d nc=%d: packed = plain over chunks", k->isa,
+                  ggml_type_get(pt)->name, N, NC);
+        }
+        free(w), free(pw), free(act), free(x), free(o1), free(o2);
+    }
 }
 
 /* The x86 tables share one float order for the K-quants (kernels_avx2.c: acc = fma(S, d da,
@@ -518,6 +548,7 @@ int main(void) {
         test_quantize(tables[i]);
         test_matmul(tables[i]);
         test_packed(tables[i]);
+        test_packed_chunks(tables[i]);
         test_swiglu(tables[i]);
     }
     test_tile_invariance(tables, n);
