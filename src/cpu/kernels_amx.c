@@ -464,62 +464,80 @@ static TA void amx_unpack_xq6(const uint8_t *g, int64_t nb, amx_xq6 *out) {
     }
 }
 
-/* The int16 pairs of a Q8_K block's bsums the offsets take: sums of 32 for Q4_K (as
- * amx_pack_act), of 16 for Q6_K. */
-AI __m512i bsum_pair(const block_q8_K *a, int q6, int p) {
-    if (q6)
-        return _mm512_set1_epi32(
-            (int32_t)((uint32_t)(uint16_t)a->bsums[2 * p] | (uint32_t)(uint16_t)a->bsums[2 * p + 1] << 16));
-    const int16_t s0 = (int16_t)(a->bsums[4 * p] + a->bsums[4 * p + 1]),
-                  s1 = (int16_t)(a->bsums[4 * p + 2] + a->bsums[4 * p + 3]);
-    return _mm512_set1_epi32((int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16));
+/* The int16 pairs of each column's Q8_K bsums the offsets take, per block (np pairs a block):
+ * sums of 32 for Q4_K (as amx_pack_act), of 16 for Q6_K. Made once a call: every group uses them. */
+static void bsum_pairs(const uint8_t *act, size_t act_row, int nc, int64_t nb, int q6, int32_t *out) {
+    const int np = q6 ? 8 : 4;
+    for (int c = 0; c < nc; c++)
+        for (int64_t b = 0; b < nb; b++) {
+            const block_q8_K *a = (const block_q8_K *)(act + c * act_row) + b;
+            int32_t *o = out + ((size_t)c * nb + b) * np;
+            for (int p = 0; p < np; p++) {
+                const int16_t s0 = q6 ? a->bsums[2 * p] : (int16_t)(a->bsums[4 * p] + a->bsums[4 * p + 1]);
+                const int16_t s1 = q6 ? a->bsums[2 * p + 1] : (int16_t)(a->bsums[4 * p + 2] + a->bsums[4 * p + 3]);
+                o[p] = (int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16);
+            }
+        }
 }
 
-/* One group (16 rows) x one column tile (16 activation rows from a, act_row apart; cols of them
- * real) over all blocks; out[c * os + r]. */
-static TA void amx_tile_xq4(int64_t nb, const amx_xq4 *wbs, const uint8_t *a, size_t act_row, float *out, size_t os,
-                            int cols) {
-    __m512 acc[16];
-    for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();
-    int32_t cbuf[2][16][16] __attribute__((aligned(64)));
+/* One group (16 rows) x one or two column tiles (16 activation rows each from a[t], act_row
+ * apart; cols[t] of them real, cols[1] = 0: one tile) over all blocks; out[t][c * os + r]. Two
+ * tiles share each weight operand's load: C 0, 1 and 2, 3 the two tiles' high / low sums. */
+static TA void amx_tile_xq4(int64_t nb, const amx_xq4 *wbs, const uint8_t *const a[2], size_t act_row,
+                            const int32_t *const bsp[2], float *const out[2], size_t os, const int cols[2]) {
+    const int nt = cols[1] ? 2 : 1;
+    __m512 acc[2][16];
+    for (int c = 0; c < 16; c++) acc[0][c] = acc[1][c] = _mm512_setzero_ps();
+    int32_t cbuf[4][16][16] __attribute__((aligned(64)));
     for (int64_t b = 0; b < nb; b++) {
         const amx_xq4 *wb = wbs + b;
-        const uint8_t *qs = a + b * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
+        const size_t at = b * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
         _tile_zero(0);
         _tile_zero(1);
-        for (int jj = 0; jj < 4; jj += 2) {
-            _tile_loadd(2, qs + 64 * jj, act_row);
-            _tile_loadd(3, wb->hi[jj], 64);
-            _tile_loadd(4, wb->lo[jj], 64);
-            _tile_dpbsud(0, 2, 3);
-            _tile_dpbsud(1, 2, 4);
-            _tile_loadd(5, qs + 64 * jj + 64, act_row);
-            _tile_loadd(6, wb->hi[jj + 1], 64);
-            _tile_loadd(7, wb->lo[jj + 1], 64);
-            _tile_dpbsud(0, 5, 6);
-            _tile_dpbsud(1, 5, 7);
+        if (nt == 2) {
+            _tile_zero(2);
+            _tile_zero(3);
+        }
+        for (int jj = 0; jj < 4; jj++) {
+            _tile_loadd(6, wb->hi[jj], 64);
+            _tile_loadd(7, wb->lo[jj], 64);
+            _tile_loadd(4, a[0] + at + 64 * jj, act_row);
+            _tile_dpbsud(0, 4, 6);
+            _tile_dpbsud(1, 4, 7);
+            if (nt == 2) {
+                _tile_loadd(5, a[1] + at + 64 * jj, act_row);
+                _tile_dpbsud(2, 5, 6);
+                _tile_dpbsud(3, 5, 7);
+            }
         }
         _tile_stored(0, cbuf[0], 64);
         _tile_stored(1, cbuf[1], 64);
+        if (nt == 2) {
+            _tile_stored(2, cbuf[2], 64);
+            _tile_stored(3, cbuf[3], 64);
+        }
         const __m512 d = _mm512_loadu_ps(wb->d), dmin = _mm512_loadu_ps(wb->dmin);
         __m512i op[4];
         for (int p = 0; p < 4; p++) op[p] = _mm512_loadu_si512(wb->op[p]);
-        for (int c = 0; c < cols; c++) {
-            const block_q8_K *ab = (const block_q8_K *)(a + c * act_row) + b;
-            const __m512i isum =
-                _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[0][c]), 3), _mm512_load_si512(cbuf[1][c]));
-            __m512i off = _mm512_setzero_si512();
-            for (int p = 0; p < 4; p++) off = _mm512_dpwssd_epi32(off, op[p], bsum_pair(ab, 0, p));
-            const __m512 da = _mm512_set1_ps(ab->d);
-            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, d), acc[c]);
-            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, dmin), acc[c]);
-        }
+        for (int t = 0; t < nt; t++)
+            for (int c = 0; c < cols[t]; c++) {
+                const block_q8_K *ab = (const block_q8_K *)(a[t] + c * act_row) + b;
+                const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[2 * t][c]), 3),
+                                                      _mm512_load_si512(cbuf[2 * t + 1][c]));
+                __m512i off = _mm512_setzero_si512();
+                for (int p = 0; p < 4; p++)
+                    off = _mm512_dpwssd_epi32(off, op[p], _mm512_set1_epi32(bsp[t][(c * nb + b) * 4 + p]));
+                const __m512 da = _mm512_set1_ps(ab->d);
+                acc[t][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(da, d), acc[t][c]);
+                acc[t][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(off), _mm512_mul_ps(da, dmin), acc[t][c]);
+            }
     }
-    for (int c = 0; c < cols; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+    for (int t = 0; t < nt; t++)
+        for (int c = 0; c < cols[t]; c++) _mm512_storeu_ps(out[t] + c * os, acc[t][c]);
 }
 
-static TA void amx_tile_xq6(int64_t nb, const amx_xq6 *wbs, const uint8_t *a, size_t act_row, float *out, size_t os,
-                            int cols) {
+static TA void amx_tile_xq6(int64_t nb, const amx_xq6 *wbs, const uint8_t *a, size_t act_row, const int32_t *bsp,
+                            float *out, size_t os, int cols) {
     __m512 acc[16];
     for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();
     int32_t cbuf[16][16][16] __attribute__((aligned(64))); /* [sub-block][column][row] */
@@ -553,7 +571,8 @@ static TA void amx_tile_xq6(int64_t nb, const amx_xq6 *wbs, const uint8_t *a, si
                     isum, _mm512_mullo_epi32(_mm512_load_si512(cbuf[j][c]), _mm512_loadu_si512(wb->sc[j])));
             __m512i off = _mm512_setzero_si512();
             for (int p = 0; p < 8; p++)
-                off = _mm512_dpwssd_epi32(off, _mm512_loadu_si512(wb->op[p]), bsum_pair(ab, 1, p));
+                off = _mm512_dpwssd_epi32(off, _mm512_loadu_si512(wb->op[p]),
+                                          _mm512_set1_epi32(bsp[(c * nb + b) * 8 + p]));
             isum = _mm512_sub_epi32(isum, off);
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(ab->d), d), acc[c]);
         }
@@ -571,13 +590,17 @@ static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t 
     const int q6 = type == GGML_Q6_K_X16;
     const size_t wsz = q6 ? sizeof(amx_xq6) : sizeof(amx_xq4);
     const int part = nc % 16;
+    const int np = q6 ? 8 : 4;
     void *wbs = aligned_alloc(64, (size_t)nb * wsz);
     uint8_t *pad = part ? calloc(16, act_row) : NULL;
-    if (!wbs || (part && !pad)) {
+    int32_t *bsp = malloc(sizeof(int32_t) * (size_t)nc * (size_t)nb * np);
+    if (!wbs || !bsp || (part && !pad)) {
         free(wbs);
         free(pad);
+        free(bsp);
         return 0;
     }
+    bsum_pairs(act, act_row, nc, nb, q6, bsp);
     if (part) memcpy(pad, act + (size_t)(nc - part) * act_row, (size_t)part * act_row);
     amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -594,18 +617,27 @@ static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t 
         for (int r0 = 0; r0 < nr; r0 += 16) {
             if (q6) amx_unpack_xq6(w + (size_t)(r0 / 16) * gb, nb, wbs);
             else amx_unpack_xq4(w + (size_t)(r0 / 16) * gb, nb, wbs);
-            for (int c = c0; c < c1; c += 16) {
-                const int cols = c1 - c < 16 ? c1 - c : 16;
-                const uint8_t *a = cols < 16 ? pad : act + (size_t)c * act_row;
-                float *o = out + (size_t)c * os + r0;
-                if (q6) amx_tile_xq6(nb, wbs, a, act_row, o, os, cols);
-                else amx_tile_xq4(nb, wbs, a, act_row, o, os, cols);
+            for (int c = c0; c < c1; c += q6 ? 16 : 32) {
+                const uint8_t *a[2] = {NULL, NULL};
+                const int32_t *bp[2] = {NULL, NULL};
+                float *o[2] = {NULL, NULL};
+                int cols[2] = {0, 0};
+                for (int t = 0; t < (q6 ? 1 : 2) && c + 16 * t < c1; t++) {
+                    const int ct = c + 16 * t;
+                    cols[t] = c1 - ct < 16 ? c1 - ct : 16;
+                    a[t] = cols[t] < 16 ? pad : act + (size_t)ct * act_row;
+                    bp[t] = bsp + (size_t)ct * nb * np;
+                    o[t] = out + (size_t)ct * os + r0;
+                }
+                if (q6) amx_tile_xq6(nb, wbs, a[0], act_row, bp[0], o[0], os, cols[0]);
+                else amx_tile_xq4(nb, wbs, a, act_row, bp, o, os, cols);
             }
         }
     }
     _tile_release();
     free(wbs);
     free(pad);
+    free(bsp);
     return 1;
 }
 
