@@ -1,12 +1,13 @@
 /* bench_kernels.c — matmul kernel throughput per weight type and kernel table:
  *  decode: one activation column (nc = 1) against a ~128 MB matrix, rows split across 1..N
  *          threads; prints GB/s of weights streamed (compare with build/membw);
- *  prefill: a 512-column tile against a 2048 x n matrix; prints GOP/s (2 ops per weight x column)
+ *  prefill: 512 columns (PP_COLS) against a 2048 x n matrix; prints GOP/s (2 ops per weight x column)
  * Each figure is the best of several runs by wall time, and in parentheses by the slowest
  * thread's CPU time (what the kernel costs when other processes share the cores).
  * A table's interleaved layouts (kernel_ops.packed_type) get a row of their own after the type's.
  * Usage: bench_kernels [decode_MB] [threads] [isa] [type] [reps]; LFM2C_DEC_PF=PLAN sets the decode
- * prefetch plan (tiles.h; plan 0 otherwise). */
+ * prefetch plan (tiles.h; plan 0 otherwise), PP_COLS=N the prefill columns (512 otherwise: a
+ * prompt; 8-64 are what a MoE expert or a batch of sessions multiplies at once). */
 #include "cpu/kernels.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
@@ -142,6 +143,8 @@ int main(int argc, char **argv) {
                                      GGML_Q5_0, GGML_Q5_1,   GGML_F16,    GGML_BF16, GGML_F32,  GGML_Q2_K,
                                      GGML_Q3_K, GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};
     const int64_t n = 2048;
+    const char *pcs = getenv("PP_COLS"); /* prefill columns (1..512), else 512 */
+    const int pc = pcs && atoi(pcs) >= 1 && atoi(pcs) <= 512 ? atoi(pcs) : 512;
     float *x = malloc(sizeof(float) * n * 512);
     for (int64_t i = 0; i < n * 512; i++) x[i] = frand();
     uint8_t *act = malloc((size_t)n * 4 * 512);
@@ -190,9 +193,9 @@ int main(int argc, char **argv) {
                 }
                 for (int th = 1; th <= maxt; th++) {
                     int pr = 2048 < nr ? 2048 : nr; /* an FFN-sized matrix: 2048 x 2048 */
-                    mm_job j = {k, t, n, w, w_row, pr, act, act_row, 512, out, {0}};
+                    mm_job j = {k, t, n, w, w_row, pr, act, act_row, pc, out, {0}};
                     double ct, dt = run_best(pools[th], &j, reps > 2 ? reps / 2 : 1, &ct);
-                    printf("  %7.1f (%6.1f)", 2.0 * n * pr * 512 / dt / 1e9, 2.0 * n * pr * 512 / ct / 1e9);
+                    printf("  %7.1f (%6.1f)", 2.0 * n * pr * pc / dt / 1e9, 2.0 * n * pr * pc / ct / 1e9);
                 }
                 printf("\n");
                 fflush(stdout);

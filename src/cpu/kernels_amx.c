@@ -38,7 +38,10 @@
 #define AMX_PF_BLOCKS 16 /* weight unpacking streams rows from memory: prefetch ahead like decode */
 #endif
 #ifndef AMX_MIN_COLS
-#define AMX_MIN_COLS 8
+#define AMX_MIN_COLS 8 /* plain rows: below it the AVX-512 tiles */
+#endif
+#ifndef AMX_MIN_COLS_X16
+#define AMX_MIN_COLS_X16 32 /* X16 groups: the AVX-512 X16 tiles are faster below (docs/HARDWARE.md) */
 #endif
 
 typedef struct {
@@ -643,11 +646,11 @@ static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t 
 
 static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
                        size_t act_row, int nc, float *out, size_t os) {
-    /* partial tiles are zero-padded: worth it from about 8 columns (MoE expert batches) */
+    /* partial tiles are zero-padded: worth it from AMX_MIN_COLS (X16: AMX_MIN_COLS_X16) columns */
     if ((wtype == GGML_Q4_K || wtype == GGML_Q5_K || wtype == GGML_Q6_K) && nr >= 16 && nc >= AMX_MIN_COLS &&
         amx_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
         return;
-    if ((wtype == GGML_Q4_K_X16 || wtype == GGML_Q6_K_X16) && nc >= AMX_MIN_COLS &&
+    if ((wtype == GGML_Q4_K_X16 || wtype == GGML_Q6_K_X16) && nc >= AMX_MIN_COLS_X16 &&
         amx_matmul_x16(wtype, n, w, w_row, nr, act, act_row, nc, out, os))
         return;
     avx512_matmul(wtype, n, w, w_row, nr, act, act_row, nc, out, os);

@@ -328,8 +328,8 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
 static void test_packed(const kernel_ops *k) {
     if (!k->packed_type) return;
     const int64_t ns[] = {256, 1024, 2304};
-    const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 16, 17, 33, 40};
-    enum { MAXC = 40 };
+    const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 16, 17, 33, 40, 56};
+    enum { MAXC = 56 };
     const uint32_t types[] = {GGML_Q4_K, GGML_Q6_K};
     for (size_t ti = 0; ti < 2; ti++)
         for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
