@@ -2,8 +2,10 @@
 //
 //   node bench/serve_load.mjs --lfm2c build/lfm2c --model tests/data/lfm2-kq-dense-f16.gguf \
 //        [--np 32] [--tokens 64] [--levels 1,8,32,128] [--threads N] [--device cpu|cuda] [--skip-reuse 1]
-//        [--server lfm2c|llama] [--llama-server PATH] [--ctx-per-slot 4096]
+//        [--server lfm2c|llama] [--llama-server PATH] [--llama-args "-nr ..."] [--ctx-per-slot 4096]
 //
+// --llama-args: more arguments for llama-server, space-separated (on Intel AMX machines its MoE
+// graphs abort at load unless -nr turns the AMX / repacked buffer types off: bench/CPU.md).
 // --ctx-per-slot: each slot's context, both servers. --server llama starts llama.cpp's
 // llama-server instead (side by side on the same file, slots,
 // threads, prompts and output lengths): its -c is the total over the slots, so it gets
@@ -35,6 +37,7 @@ const skipReuse = args['skip-reuse'] === '1';
 const which = args.server || 'lfm2c';
 const llamaServer = args['llama-server'] || '../peers/llama.cpp/build/bin/llama-server';
 const ctxPerSlot = Number(args['ctx-per-slot'] || 4096);
+const llamaArgs = (args['llama-args'] || '').split(' ').filter(Boolean);
 if (which !== 'lfm2c' && which !== 'llama') throw new Error(`--server lfm2c|llama, not ${which}`);
 
 // A free loopback port (llama-server has no port 0).
@@ -48,9 +51,9 @@ async function startLlama(extra) {
   if (extra.includes('--no-prefix-reuse')) extra = ['--cache-reuse', '0', '--no-cache-prompt'];
   const port = await freePort();
   const p = spawn(llamaServer, ['-m', modelPath, '--host', '127.0.0.1', '--port', String(port), '-np', String(np),
-    '-c', String(np * ctxPerSlot), '-cb', ...threads, ...extra], { stdio: ['ignore', 'ignore', 'ignore'] });
+    '-c', String(np * ctxPerSlot), '-cb', ...threads, ...llamaArgs, ...extra], { stdio: ['ignore', 'ignore', 'ignore'] });
   let exited = null;
-  p.on('exit', (code) => { exited = code; });
+  p.on('exit', (code, signal) => { exited = code ?? signal; });   // an abort has no code, only a signal
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 1200; i++) {   // at most 10 minutes: a 14 GB file loads in well under that
     if (exited !== null) throw new Error(`llama-server exited (${exited})`);
