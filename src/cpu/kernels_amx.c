@@ -396,7 +396,7 @@ typedef struct {
 } amx_xq6;
 
 /* a byte per row (16 bytes) widened to the int32 lanes of one vector */
-AI __m512i lanes_u8(__m128i v) { return _mm512_cvtepu8_epi32(v); }
+AI TA __m512i lanes_u8(__m128i v) { return _mm512_cvtepu8_epi32(v); }
 
 static TA void amx_unpack_xq4(const uint8_t *g, int64_t nb, amx_xq4 *out) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
