@@ -91,7 +91,12 @@ check('all conversation turns answered', noAff.ok === noAff.requests && aff.ok =
 check('with affinity every conversation stays on one replica',
   [...aff.servers.values()].every(s => s.size === 1), JSON.stringify([...aff.servers.values()].map(s => [...s])));
 check('without affinity conversations move between replicas', [...noAff.servers.values()].some(s => s.size > 1));
-check('affinity raises the prefix-cache hit rate', hitAff > hitNo + 0.2, `${hitAff} vs ${hitNo}`);
+// Without affinity the round-robin can still hand a conversation's next turn to the replica that
+// holds its prefix, and how often depends on timing (33% on a quiet machine, 54% once under the
+// sanitizers' load), so the rate with affinity is held to most of what the prefixes allow (turns
+// 2-4 of each conversation reuse all but their newest messages: 68.6% of the prompt tokens here)
+// rather than to a margin over a figure that moves; the check above shows the pinning itself.
+check('affinity raises the prefix-cache hit rate near its ceiling', hitAff > hitNo && hitAff >= 0.6, `${hitAff} vs ${hitNo}`);
 
 // ---- 2. throughput: 3 replicas behind the balancer vs 1 replica directly ----------------------
 // (all replicas share this machine's cores: this shows the mechanics, not a speedup)
