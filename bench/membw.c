@@ -11,7 +11,8 @@
  * With PIECE_KB, every thread reads pieces of that size at random places of the buffer instead
  * of one slice: MoE decode reads its experts so (an expert's matrix of the 24B-A2B is 1.7 MB,
  * four of 64 chosen per token and layer), and on a virtual machine with a large buffer this
- * reads slower than one long stream. Usage: membw [MB] [max_threads] [PIECE_KB] */
+ * reads slower than one long stream. Usage: membw [MB] [max_threads] [PIECE_KB]; MEMBW_ALL=1 also
+ * prints every pattern's figure, not just the best. */
 #include "base/threadpool.h"
 
 #if defined(__x86_64__)
@@ -132,6 +133,12 @@ static void worker(void *arg, int ith, int nth) {
     j->cpu[ith] = thread_cpu() - t0;
 }
 
+/* the bytes one pass of t threads reads: each thread a slice in whole pages (whole pieces) */
+static double pattern_bytes(size_t size, size_t piece, int t) {
+    size_t per = size / (size_t)t / 4096 * 4096;
+    return (double)(piece ? per / piece * piece : per) * t;
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -141,6 +148,7 @@ static double now(void) {
 int main(int argc, char **argv) {
     size_t mb = argc > 1 ? (size_t)atol(argv[1]) : 1024;
     int maxt = argc > 2 ? atoi(argv[2]) : 0;
+    const int all = getenv("MEMBW_ALL") != NULL;
     const size_t piece = argc > 3 ? (size_t)atol(argv[3]) / 4 * 4 << 10 : 0; /* whole 4 KB */
     if (maxt <= 0) {
         threadpool *p = threadpool_new(0);
@@ -203,10 +211,14 @@ int main(int argc, char **argv) {
                     if (dt < b) b = dt;
                     if (c < cbest) cbest = c;
                 }
+                if (all) /* MEMBW_ALL: every pattern's figure, to see which one a core needs */
+                    printf("  threads %d, %d stream%s per thread%s: %.1f GB/s\n", t, streams[si],
+                           streams[si] > 1 ? "s" : "", pats[pi].name[0] ? pats[pi].name : ", no prefetch",
+                           pattern_bytes(size, piece, t) / b / 1e9);
                 if (si == 0 && pi == 0) plain = b;
                 if (b < best) best = b, best_s = streams[si], best_pf = pi;
             }
-        size_t per = size / (size_t)t / 4096 * 4096, bytes = (piece ? per / piece * piece : per) * (size_t)t;
+        const double bytes = pattern_bytes(size, piece, t);
         printf("threads %d: %.1f GB/s (best: %d stream%s per thread%s; one plain stream %.1f GB/s; by thread CPU time "
                "%.1f GB/s)\n",
                t, bytes / best / 1e9, best_s, best_s > 1 ? "s" : "", pats[best_pf].name, bytes / plain / 1e9,
