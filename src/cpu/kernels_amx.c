@@ -148,6 +148,22 @@ static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int 
     }
 }
 
+/* Four sub-block steps j..j+3 into tiles 0..3 through a step macro STEP(t, ra, rb, j) (C[t] =
+ * A(j) x B(j) with the A/B pair (ra, rb)): the pairs (4, 5) and (6, 7) alternate so that one
+ * pair loads while the other multiplies, and each result is stored to cbuf[j] once the next
+ * step is under way. */
+#define AMX_FOUR_STEPS(STEP, j, cbuf) \
+    do { \
+        STEP(0, 4, 5, (j)); \
+        STEP(1, 6, 7, (j) + 1); \
+        _tile_stored(0, cbuf[(j)], 64); \
+        STEP(2, 4, 5, (j) + 2); \
+        _tile_stored(1, cbuf[(j) + 1], 64); \
+        STEP(3, 6, 7, (j) + 3); \
+        _tile_stored(2, cbuf[(j) + 2], 64); \
+        _tile_stored(3, cbuf[(j) + 3], 64); \
+    } while (0)
+
 /* One sub-block step: C[t] = A(j) x B(j) with the A/B pair (ra, rb). */
 #define AMX_STEP(t, ra, rb, j) \
     do { \
@@ -167,16 +183,7 @@ static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const 
     for (int64_t b = 0; b < nb; b++) {
         const amx_wblock *wb = wbs + b;
         const amx_ablock *ab = (const amx_ablock *)((const uint8_t *)abs + b * ab_stride);
-        for (int j = 0; j < NS; j += 4) {
-            AMX_STEP(0, 4, 5, j);
-            AMX_STEP(1, 6, 7, j + 1);
-            _tile_stored(0, cbuf[j], 64);
-            AMX_STEP(2, 4, 5, j + 2);
-            _tile_stored(1, cbuf[j + 1], 64);
-            AMX_STEP(3, 6, 7, j + 3);
-            _tile_stored(2, cbuf[j + 2], 64);
-            _tile_stored(3, cbuf[j + 3], 64);
-        }
+        for (int j = 0; j < NS; j += 4) AMX_FOUR_STEPS(AMX_STEP, j, cbuf);
         __m512 da = _mm512_loadu_ps(ab->da);
         __m512i bs[8];
         for (int p = 0; p < NS / 2; p++) bs[p] = _mm512_loadu_si512(ab->bs[p]);
@@ -555,14 +562,7 @@ static TA void amx_tile_xq6(int64_t nb, const amx_xq6 *wbs, const uint8_t *a, si
         _tile_zero(t); \
         _tile_dpbsud(t, ta, tb); \
     } while (0)
-            XQ6_STEP(0, 4, 5, j);
-            XQ6_STEP(1, 6, 7, j + 1);
-            _tile_stored(0, cbuf[j], 64);
-            XQ6_STEP(2, 4, 5, j + 2);
-            _tile_stored(1, cbuf[j + 1], 64);
-            XQ6_STEP(3, 6, 7, j + 3);
-            _tile_stored(2, cbuf[j + 2], 64);
-            _tile_stored(3, cbuf[j + 3], 64);
+            AMX_FOUR_STEPS(XQ6_STEP, j, cbuf);
 #undef XQ6_STEP
         }
         const __m512 d = _mm512_loadu_ps(wb->d);
