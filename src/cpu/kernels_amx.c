@@ -6,11 +6,14 @@
  * Plain rows (Q5_K, matrices whose rows are not whole groups, a mapped file) take the older
  * path: weights unpacked once per 16-row tile to unsigned bytes in row-major order (the A
  * operand), activations once per column chunk to the VNNI layout the B operand wants (4 bytes
- * of one column per int32, 16 columns per 64-byte row). Either way one tile product per
- * sub-block (K = 32 for Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums; they are scaled by the integer
- * sub-block scales (vpmulld) and the offsets (mins / 32 x scale via bsums) in integers, then
- * combined in float per block by the formula of the AVX-512 K-quant tiles (kq_add5), so every
- * output is bitwise what the AVX-512 table gives: prefill on AMX and decode on AVX-512 agree.
+ * of one column per int32, 16 columns per 64-byte row); there one tile product per sub-block
+ * (K = 32 for Q4_K/Q5_K, 16 for Q6_K) gives the exact int32 sub-block sums, scaled by the integer
+ * sub-block scales (vpmulld) less the offsets (mins / 32 x scale via bsums). The X16 groups put the
+ * scales into the weight operand instead (Q4_K: their high and low parts; Q6_K: balanced base-7
+ * digits with the quants centred), so a block is a few K = 64 chains. Either way the integers are
+ * exact and are combined in float per block by the formula of the AVX-512 K-quant tiles
+ * (kq_add5), so every output is bitwise what the AVX-512 table gives: prefill on AMX and decode
+ * on AVX-512 agree.
  * Rows or columns that do not fill a tile are zero-padded. Everything else (decode, the other
  * types, activations) is the AVX-512 table's (kernels_avx512.c); off x86-64 the file only
  * defines the getter, returning NULL. */
@@ -148,22 +151,6 @@ static void amx_pack_act(uint32_t type, const uint8_t *act, size_t act_row, int 
     }
 }
 
-/* Four sub-block steps j..j+3 into tiles 0..3 through a step macro STEP(t, ra, rb, j) (C[t] =
- * A(j) x B(j) with the A/B pair (ra, rb)): the pairs (4, 5) and (6, 7) alternate so that one
- * pair loads while the other multiplies, and each result is stored to cbuf[j] once the next
- * step is under way. */
-#define AMX_FOUR_STEPS(STEP, j, cbuf) \
-    do { \
-        STEP(0, 4, 5, (j)); \
-        STEP(1, 6, 7, (j) + 1); \
-        _tile_stored(0, cbuf[(j)], 64); \
-        STEP(2, 4, 5, (j) + 2); \
-        _tile_stored(1, cbuf[(j) + 1], 64); \
-        STEP(3, 6, 7, (j) + 3); \
-        _tile_stored(2, cbuf[(j) + 2], 64); \
-        _tile_stored(3, cbuf[(j) + 3], 64); \
-    } while (0)
-
 /* One sub-block step: C[t] = A(j) x B(j) with the A/B pair (ra, rb). */
 #define AMX_STEP(t, ra, rb, j) \
     do { \
@@ -183,7 +170,16 @@ static TA void amx_tile(uint32_t type, int64_t nb, const amx_wblock *wbs, const 
     for (int64_t b = 0; b < nb; b++) {
         const amx_wblock *wb = wbs + b;
         const amx_ablock *ab = (const amx_ablock *)((const uint8_t *)abs + b * ab_stride);
-        for (int j = 0; j < NS; j += 4) AMX_FOUR_STEPS(AMX_STEP, j, cbuf);
+        for (int j = 0; j < NS; j += 4) {
+            AMX_STEP(0, 4, 5, j);
+            AMX_STEP(1, 6, 7, j + 1);
+            _tile_stored(0, cbuf[j], 64);
+            AMX_STEP(2, 4, 5, j + 2);
+            _tile_stored(1, cbuf[j + 1], 64);
+            AMX_STEP(3, 6, 7, j + 3);
+            _tile_stored(2, cbuf[j + 2], 64);
+            _tile_stored(3, cbuf[j + 3], 64);
+        }
         __m512 da = _mm512_loadu_ps(ab->da);
         __m512i bs[8];
         for (int p = 0; p < NS / 2; p++) bs[p] = _mm512_loadu_si512(ab->bs[p]);
@@ -394,11 +390,15 @@ typedef struct {
     float d[16], dmin[16];
 } amx_xq4;
 
-/* One block of a Q6_K_X16 group: quad k (weights 4k..4k+3) of the 16 rows as B row k; the
- * sub-block scales (int32) and 32 x scale int16 pairs for the offsets, lanes = rows. */
+/* One block of a Q6_K_X16 group. The sub-block scales (int8) go into the B operand as balanced
+ * base-7 digits, s = e0 + 7 e1 + 49 e2 with every e in -3..3, so a centred quant q - 32 (-32..31)
+ * times a digit still fits a signed byte: q[k] holds (q - 32) e_k, quad u (weights 4u..4u+3) of
+ * the 16 rows as B row u. A block is then three chains of four K = 64 tdpbssd (one a digit), and
+ * sum_j s_j ((q_j - 32) . a_j) = C0 + 7 (C1 + 7 C2): the same integer as sixteen K = 16 sub-block
+ * products scaled by vpmulld less the offsets by the bsums, with neither. Lanes = rows. */
+enum { XQ6_DIGITS = 3 };
 typedef struct {
-    uint8_t q[64][64];
-    int32_t sc[16][16], op[8][16];
+    int8_t q[XQ6_DIGITS][64][64];
     float d[16];
 } amx_xq6;
 
@@ -443,22 +443,35 @@ static TA void amx_unpack_xq4(const uint8_t *g, int64_t nb, amx_xq4 *out) {
     }
 }
 
+/* The balanced base-7 digits e_k of the int32 lanes s (-128..127; three digits reach +-171):
+ * e0 = s - 7 round(s / 7), and so on (s / 7 is never within 0.07 of a half, so the float
+ * rounding is exact). Per digit: |e| in both int16 halves of each lane (a 16-bit multiplier), the
+ * sign as a lane of all ones, and 32 e in every byte. */
+typedef struct {
+    __m512i mag[XQ6_DIGITS], neg[XQ6_DIGITS], off[XQ6_DIGITS];
+} xq6_digit;
+AI TA void xq6_digits(__m512i s, xq6_digit *o) {
+    for (int k = 0; k < XQ6_DIGITS; k++) {
+        const __m512i t = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(1.0f / 7)));
+        const __m512i e = _mm512_sub_epi32(s, _mm512_sub_epi32(_mm512_slli_epi32(t, 3), t));
+        const __m512i a = _mm512_abs_epi32(e), e32 = _mm512_and_si512(_mm512_slli_epi32(e, 5), _mm512_set1_epi32(0xFF));
+        o->mag[k] = _mm512_or_si512(a, _mm512_slli_epi32(a, 16));
+        o->neg[k] = _mm512_movm_epi32(_mm512_cmplt_epi32_mask(e, _mm512_setzero_si512()));
+        o->off[k] = _mm512_mullo_epi32(e32, _mm512_set1_epi32(0x01010101));
+        s = t;
+    }
+}
+
 static TA void amx_unpack_xq6(const uint8_t *g, int64_t nb, amx_xq6 *out) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(3);
+    xq6_digit dg[16];
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *G = g + b * 16 * sizeof(block_q6_K);
         amx_xq6 *o = out + b;
         prefetch_block(G + AMX_PF_BLOCKS * 16 * sizeof(block_q6_K), 16 * sizeof(block_q6_K));
         _mm512_storeu_ps(o->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)G)));
-        __m512i sc[16];
-        for (int j = 0; j < 16; j++) {
-            sc[j] = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(G + 32 + 16 * j)));
-            _mm512_storeu_si512(o->sc[j], sc[j]);
-        }
-        const __m512i lo16 = _mm512_set1_epi32(0xFFFF);
-        for (int p = 0; p < 8; p++)
-            _mm512_storeu_si512(o->op[p], _mm512_or_si512(_mm512_and_si512(_mm512_slli_epi32(sc[2 * p], 5), lo16),
-                                                          _mm512_slli_epi32(sc[2 * p + 1], 21)));
+        for (int j = 0; j < 16; j++)
+            xq6_digits(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(G + 32 + 16 * j))), &dg[j]);
         for (int u = 0; u < 16; u++) {
             const __m512i h = _mm512_loadu_si512(G + x16q6_hi(u)), n0 = _mm512_loadu_si512(G + x16q6_nib(u)),
                           n1 = _mm512_loadu_si512(G + x16q6_nib(u + 16));
@@ -466,25 +479,36 @@ static TA void amx_unpack_xq6(const uint8_t *g, int64_t nb, amx_xq6 *out) {
                           h1 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 2), m3), 4),
                           h2 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4),
                           h3 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 6), m3), 4);
-            _mm512_store_si512(o->q[u], _mm512_or_si512(_mm512_and_si512(n0, m4), h0));
-            _mm512_store_si512(o->q[u + 16], _mm512_or_si512(_mm512_and_si512(n1, m4), h1));
-            _mm512_store_si512(o->q[u + 32], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n0, 4), m4), h2));
-            _mm512_store_si512(o->q[u + 48], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n1, 4), m4), h3));
+            const __m512i q[4] = {_mm512_or_si512(_mm512_and_si512(n0, m4), h0),
+                                  _mm512_or_si512(_mm512_and_si512(n1, m4), h1),
+                                  _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n0, 4), m4), h2),
+                                  _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n1, 4), m4), h3)};
+            for (int i = 0; i < 4; i++) { /* quad u + 16 i, of sub-block (u + 16 i) / 4 */
+                const int quad = u + 16 * i;
+                const xq6_digit *e = &dg[quad / 4];
+                /* q |e|: the 16-bit product of two packed bytes by |e| <= 3 is the byte-wise one
+                 * (q |e| <= 189); negated byte by byte where e < 0, less 32 e: (q - 32) e, within
+                 * -96..96, so the bytes' wrap-around on the way does not matter */
+                for (int k = 0; k < XQ6_DIGITS; k++) {
+                    const __m512i m = _mm512_mullo_epi16(q[i], e->mag[k]);
+                    const __m512i qe = _mm512_sub_epi8(_mm512_xor_si512(m, e->neg[k]), e->neg[k]);
+                    _mm512_store_si512(o->q[k][quad], _mm512_sub_epi8(qe, e->off[k]));
+                }
+            }
         }
     }
 }
 
-/* The int16 pairs of each column's Q8_K bsums the offsets take, per block (np pairs a block):
- * sums of 32 for Q4_K (as amx_pack_act), of 16 for Q6_K. Made once a call: every group uses them. */
-static void bsum_pairs(const uint8_t *act, size_t act_row, int nc, int64_t nb, int q6, int32_t *out) {
-    const int np = q6 ? 8 : 4;
+/* The int16 pairs of each column's Q8_K bsums the Q4_K offsets take, per block (4 pairs of sums
+ * of 32, as amx_pack_act): made once a call, every group uses them. */
+static void bsum_pairs(const uint8_t *act, size_t act_row, int nc, int64_t nb, int32_t *out) {
     for (int c = 0; c < nc; c++)
         for (int64_t b = 0; b < nb; b++) {
             const block_q8_K *a = (const block_q8_K *)(act + c * act_row) + b;
-            int32_t *o = out + ((size_t)c * nb + b) * np;
-            for (int p = 0; p < np; p++) {
-                const int16_t s0 = q6 ? a->bsums[2 * p] : (int16_t)(a->bsums[4 * p] + a->bsums[4 * p + 1]);
-                const int16_t s1 = q6 ? a->bsums[2 * p + 1] : (int16_t)(a->bsums[4 * p + 2] + a->bsums[4 * p + 3]);
+            int32_t *o = out + ((size_t)c * nb + b) * 4;
+            for (int p = 0; p < 4; p++) {
+                const int16_t s0 = (int16_t)(a->bsums[4 * p] + a->bsums[4 * p + 1]);
+                const int16_t s1 = (int16_t)(a->bsums[4 * p + 2] + a->bsums[4 * p + 3]);
                 o[p] = (int32_t)((uint32_t)(uint16_t)s0 | (uint32_t)(uint16_t)s1 << 16);
             }
         }
@@ -546,37 +570,36 @@ static TA void amx_tile_xq4(int64_t nb, const amx_xq4 *wbs, const uint8_t *const
         for (int c = 0; c < cols[t]; c++) _mm512_storeu_ps(out[t] + c * os, acc[t][c]);
 }
 
-static TA void amx_tile_xq6(int64_t nb, const amx_xq6 *wbs, const uint8_t *a, size_t act_row, const int32_t *bsp,
-                            float *out, size_t os, int cols) {
+static TA void amx_tile_xq6(int64_t nb, const amx_xq6 *wbs, const uint8_t *a, size_t act_row, float *out, size_t os,
+                            int cols) {
     __m512 acc[16];
     for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();
-    int32_t cbuf[16][16][16] __attribute__((aligned(64))); /* [sub-block][column][row] */
+    int32_t cbuf[XQ6_DIGITS][16][16] __attribute__((aligned(64))); /* [digit][column][row] */
     for (int64_t b = 0; b < nb; b++) {
         const amx_xq6 *wb = wbs + b;
         const uint8_t *qs = a + b * sizeof(block_q8_K) + offsetof(block_q8_K, qs);
-        for (int j = 0; j < 16; j += 4) { /* A: 16 columns x 16 bytes; B: 4 quads x 16 rows */
-#define XQ6_STEP(t, ta, tb, jj) \
-    do { \
-        _tile_loadd(ta, qs + 16 * (jj), act_row); \
-        _tile_loadd(tb, wb->q[4 * (jj)], 64); \
-        _tile_zero(t); \
-        _tile_dpbsud(t, ta, tb); \
-    } while (0)
-            AMX_FOUR_STEPS(XQ6_STEP, j, cbuf);
-#undef XQ6_STEP
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        for (int kk = 0; kk < 4; kk++) { /* A: 16 columns x 64 bytes; B: quads 16 kk.. x 16 rows, one a digit */
+            _tile_loadd(4, qs + 64 * kk, act_row);
+            _tile_loadd(5, wb->q[0][16 * kk], 64);
+            _tile_loadd(6, wb->q[1][16 * kk], 64);
+            _tile_dpbssd(0, 4, 5);
+            _tile_loadd(7, wb->q[2][16 * kk], 64);
+            _tile_dpbssd(1, 4, 6);
+            _tile_dpbssd(2, 4, 7);
         }
+        _tile_stored(0, cbuf[0], 64);
+        _tile_stored(1, cbuf[1], 64);
+        _tile_stored(2, cbuf[2], 64);
         const __m512 d = _mm512_loadu_ps(wb->d);
         for (int c = 0; c < cols; c++) {
             const block_q8_K *ab = (const block_q8_K *)(a + c * act_row) + b;
-            __m512i isum = _mm512_mullo_epi32(_mm512_load_si512(cbuf[0][c]), _mm512_loadu_si512(wb->sc[0]));
-            for (int j = 1; j < 16; j++)
-                isum = _mm512_add_epi32(
-                    isum, _mm512_mullo_epi32(_mm512_load_si512(cbuf[j][c]), _mm512_loadu_si512(wb->sc[j])));
-            __m512i off = _mm512_setzero_si512();
-            for (int p = 0; p < 8; p++)
-                off = _mm512_dpwssd_epi32(off, _mm512_loadu_si512(wb->op[p]),
-                                          _mm512_set1_epi32(bsp[(c * nb + b) * 8 + p]));
-            isum = _mm512_sub_epi32(isum, off);
+            __m512i isum = _mm512_load_si512(cbuf[XQ6_DIGITS - 1][c]);
+            for (int k = XQ6_DIGITS - 2; k >= 0; k--) /* isum = 7 isum + C_k */
+                isum =
+                    _mm512_add_epi32(_mm512_sub_epi32(_mm512_slli_epi32(isum, 3), isum), _mm512_load_si512(cbuf[k][c]));
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(_mm512_set1_ps(ab->d), d), acc[c]);
         }
     }
@@ -593,24 +616,21 @@ static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t 
     const int q6 = type == GGML_Q6_K_X16;
     const size_t wsz = q6 ? sizeof(amx_xq6) : sizeof(amx_xq4);
     const int part = nc % 16;
-    const int np = q6 ? 8 : 4;
     void *wbs = aligned_alloc(64, (size_t)nb * wsz);
     uint8_t *pad = part ? calloc(16, act_row) : NULL;
-    int32_t *bsp = malloc(sizeof(int32_t) * (size_t)nc * (size_t)nb * np);
-    if (!wbs || !bsp || (part && !pad)) {
+    int32_t *bsp = q6 ? NULL : malloc(sizeof(int32_t) * (size_t)nc * (size_t)nb * 4); /* Q4_K's offsets */
+    if (!wbs || (!q6 && !bsp) || (part && !pad)) {
         free(wbs);
         free(pad);
         free(bsp);
         return 0;
     }
-    bsum_pairs(act, act_row, nc, nb, q6, bsp);
+    if (!q6) bsum_pairs(act, act_row, nc, nb, bsp);
     if (part) memcpy(pad, act + (size_t)(nc - part) * act_row, (size_t)part * act_row);
     amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
-    if (q6) /* A: 16 columns x 16 bytes (tiles 4, 6); B: 4 rows x 64 bytes (tiles 5, 7) */
-        for (int t = 4; t < 8; t += 2) cfg.colsb[t] = 16, cfg.rows[t + 1] = 4;
     _tile_loadconfig(&cfg);
     const size_t gb = (size_t)16 * w_row;                /* one group's bytes */
     int chunk = (int)(ACT_CHUNK_BYTES / (16 * act_row)); /* column tiles a chunk */
@@ -629,10 +649,10 @@ static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t 
                     const int ct = c + 16 * t;
                     cols[t] = c1 - ct < 16 ? c1 - ct : 16;
                     a[t] = cols[t] < 16 ? pad : act + (size_t)ct * act_row;
-                    bp[t] = bsp + (size_t)ct * nb * np;
+                    bp[t] = q6 ? NULL : bsp + (size_t)ct * nb * 4;
                     o[t] = out + (size_t)ct * os + r0;
                 }
-                if (q6) amx_tile_xq6(nb, wbs, a[0], act_row, bp[0], o[0], os, cols[0]);
+                if (q6) amx_tile_xq6(nb, wbs, a[0], act_row, o[0], os, cols[0]);
                 else amx_tile_xq4(nb, wbs, a, act_row, bp, o, os, cols);
             }
         }
