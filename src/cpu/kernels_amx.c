@@ -446,9 +446,10 @@ static TA void amx_unpack_xq4(const uint8_t *g, int64_t nb, amx_xq4 *out) {
 /* The balanced base-7 digits e_k of the int32 lanes s (-128..127; three digits reach +-171):
  * e0 = s - 7 round(s / 7), and so on (s / 7 is never within 0.07 of a half, so the float
  * rounding is exact). Per digit: |e| in both int16 halves of each lane (a 16-bit multiplier), the
- * sign as a lane of all ones, and 32 e in every byte. */
+ * sign as a lane of all ones (neg), and in every byte what the unpack subtracts after flipping
+ * the bits where e < 0: neg + 32 e (a byte's negation is its flip less -1, then less 32 e). */
 typedef struct {
-    __m512i mag[XQ6_DIGITS], neg[XQ6_DIGITS], off[XQ6_DIGITS];
+    __m512i mag[XQ6_DIGITS], neg[XQ6_DIGITS], sub[XQ6_DIGITS];
 } xq6_digit;
 AI TA void xq6_digits(__m512i s, xq6_digit *o) {
     for (int k = 0; k < XQ6_DIGITS; k++) {
@@ -457,7 +458,7 @@ AI TA void xq6_digits(__m512i s, xq6_digit *o) {
         const __m512i a = _mm512_abs_epi32(e), e32 = _mm512_and_si512(_mm512_slli_epi32(e, 5), _mm512_set1_epi32(0xFF));
         o->mag[k] = _mm512_or_si512(a, _mm512_slli_epi32(a, 16));
         o->neg[k] = _mm512_movm_epi32(_mm512_cmplt_epi32_mask(e, _mm512_setzero_si512()));
-        o->off[k] = _mm512_mullo_epi32(e32, _mm512_set1_epi32(0x01010101));
+        o->sub[k] = _mm512_add_epi8(o->neg[k], _mm512_mullo_epi32(e32, _mm512_set1_epi32(0x01010101)));
         s = t;
     }
 }
@@ -491,8 +492,7 @@ static TA void amx_unpack_xq6(const uint8_t *g, int64_t nb, amx_xq6 *out) {
                  * -96..96, so the bytes' wrap-around on the way does not matter */
                 for (int k = 0; k < XQ6_DIGITS; k++) {
                     const __m512i m = _mm512_mullo_epi16(q[i], e->mag[k]);
-                    const __m512i qe = _mm512_sub_epi8(_mm512_xor_si512(m, e->neg[k]), e->neg[k]);
-                    _mm512_store_si512(o->q[k][quad], _mm512_sub_epi8(qe, e->off[k]));
+                    _mm512_store_si512(o->q[k][quad], _mm512_sub_epi8(_mm512_xor_si512(m, e->neg[k]), e->sub[k]));
                 }
             }
         }
