@@ -11,6 +11,7 @@
 #include "cpu/kernels.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
+#include "base/hugemem.h"
 #include "base/threadpool.h"
 
 #include <stddef.h>
@@ -163,7 +164,10 @@ int main(int argc, char **argv) {
             if (only && strcmp(only, ggml_type_get(t)->name)) continue;
             size_t w_row = ggml_row_size(t, n);
             int nr = (int)((mb << 20) / w_row) / 64 * 64;
-            uint8_t *w = aligned_alloc(64, (w_row * (size_t)nr + 63) / 64 * 64);
+            /* in 2 MB pages, as the engine's copy of a model is (on 4 KB pages decode streams
+             * slower, and the prefetch plans rank differently) */
+            size_t w_len;
+            uint8_t *w = huge_alloc(w_row * (size_t)nr, &w_len);
             if (!w) {
                 fprintf(stderr, "out of memory\n");
                 return 1;
@@ -200,7 +204,7 @@ int main(int argc, char **argv) {
                 printf("\n");
                 fflush(stdout);
             }
-            free(w);
+            huge_free(w, w_len);
         }
     }
     for (int t = 1; t <= maxt && t < 16; t++) threadpool_free(pools[t]);

@@ -13,6 +13,7 @@
  * four of 64 chosen per token and layer), and on a virtual machine with a large buffer this
  * reads slower than one long stream. Usage: membw [MB] [max_threads] [PIECE_KB]; MEMBW_ALL=1 also
  * prints every pattern's figure, not just the best. */
+#include "base/hugemem.h"
 #include "base/threadpool.h"
 
 #if defined(__x86_64__)
@@ -23,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 
 typedef struct {
     const uint8_t *buf;
@@ -160,14 +160,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "membw: pieces of %zu KB need a larger buffer\n", piece >> 10);
         return 2;
     }
-    uint8_t *buf = aligned_alloc(2u << 20, (size + (2u << 20) - 1) / (2u << 20) * (2u << 20));
+    size_t buf_len; /* in 2 MB pages where the kernel gives them, as the weights' copy is */
+    uint8_t *buf = huge_alloc(size, &buf_len);
     if (!buf) {
         fprintf(stderr, "membw: cannot allocate %zu MB\n", mb);
         return 1;
     }
-#ifdef MADV_HUGEPAGE /* in 2 MB pages where the kernel gives them, as the weights' copy is */
-    madvise(buf, size, MADV_HUGEPAGE);
-#endif
     memset(buf, 1, size);
 #if defined(__x86_64__)
     __builtin_cpu_init();
@@ -227,6 +225,6 @@ int main(int argc, char **argv) {
     }
     uint64_t s = 0;
     for (int i = 0; i < 64; i++) s += j.sink[i];
-    free(buf);
+    huge_free(buf, buf_len);
     return s == 42 ? 2 : 0; /* keeps the loads alive */
 }

@@ -8,6 +8,7 @@
 #include "core/backend.h"
 #include "cpu/backend_cpu.h"
 #include "base/error.h"
+#include "base/hugemem.h"
 #include "core/forward.h"
 #include "cpu/scratch.h"
 #include "core/session.h"
@@ -141,14 +142,8 @@ static bool kv_mapped(size_t bytes) {
 }
 
 static void kv_array_free(uint8_t *p, size_t cap) {
-    if (!p) return;
-#if defined(__linux__)
-    if (kv_mapped(cap)) {
-        munmap(p, (cap + KV_PAGE - 1) / KV_PAGE * KV_PAGE);
-        return;
-    }
-#endif
-    free(p);
+    if (kv_mapped(cap)) huge_free(p, (cap + KV_PAGE - 1) / KV_PAGE * KV_PAGE);
+    else free(p);
 }
 
 /* Array p of cap bytes grown to n, its first `keep` bytes kept (what the cached positions use:
@@ -156,23 +151,14 @@ static void kv_array_free(uint8_t *p, size_t cap) {
  * untouched). */
 static uint8_t *kv_array_grow(uint8_t *p, size_t cap, size_t keep, size_t n) {
     if (!kv_mapped(n)) return realloc(p, n);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const size_t len = (n + KV_PAGE - 1) / KV_PAGE * KV_PAGE;
-    uint8_t *m = mmap(NULL, len + KV_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return NULL;
-    uint8_t *a = (uint8_t *)(((uintptr_t)m + KV_PAGE - 1) / KV_PAGE * KV_PAGE); /* 2 MB aligned */
-    if (a > m) munmap(m, (size_t)(a - m));
-    munmap(a + len, (size_t)(m + KV_PAGE - a)); /* the tail past the aligned len (a < m + KV_PAGE) */
-    madvise(a, len, MADV_HUGEPAGE);
+    size_t len;
+    uint8_t *a = huge_alloc(n, &len);
+    if (!a) return NULL;
     if (p) {
         memcpy(a, p, keep < cap ? keep : cap);
         kv_array_free(p, cap);
     }
     return a;
-#else
-    (void)cap, (void)keep;
-    return NULL;
-#endif
 }
 
 static int cpu_session_init(lfm2c_session *s, lfm2c_error *err) {

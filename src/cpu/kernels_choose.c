@@ -16,6 +16,7 @@
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 #include "base/clock.h"
+#include "base/hugemem.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -255,14 +256,15 @@ static void cache_write(const char *path, const char *key, const char *isa, cons
 /* Bytes of weights the plan timing streams from memory (beyond a core's share of L3 on the
  * kinds met; sysconf's L3 figure is the socket's, not what one core can hold), in the two X16
  * layouts as a Q4_K_M model has them: three quarters Q4_K_X16, a quarter Q6_K_X16 (whose
- * blocks read differently: a plan can win on one and lose on the other). */
+ * blocks read differently: a plan can win on one and lose on the other), in 2 MB pages as the
+ * weights' copy is (on 4 KB pages a stream reads slower and the plans rank otherwise). */
 enum {
     PF_TIME_BYTES = 128 << 20,
     PF_TIME_ROUNDS = 3,
     PF_TIME_ROWS4 = PF_TIME_BYTES / 4 * 3 / (TIME_N / 256 * 144) / X16_ROWS * X16_ROWS,
     PF_TIME_ROWS6 = PF_TIME_BYTES / 4 / (TIME_N / 256 * 210) / X16_ROWS * X16_ROWS
 };
-#define PF_TIME_WHAT "Q4_K_X16 + Q6_K_X16 (3:1)"
+#define PF_TIME_WHAT "Q4_K_X16 + Q6_K_X16 (3:1) in 2 MB pages"
 
 static int find_plan(const char *name) {
     for (int i = 0; i < DEC_PF_NPLANS; i++)
@@ -288,7 +290,8 @@ static double time_plan_once(const kernel_ops *t, const uint8_t *w4, const uint8
 static int time_plans(const kernel_ops *t, char *why, size_t wn) {
     const size_t b4 = ggml_row_size(GGML_Q4_K, TIME_N) * PF_TIME_ROWS4;
     const size_t b6 = ggml_row_size(GGML_Q6_K, TIME_N) * PF_TIME_ROWS6, bytes = b4 + b6;
-    uint8_t *w4 = malloc(b4), *w6 = malloc(b6), *act = malloc(ggml_row_size(GGML_Q8_K, TIME_N));
+    size_t l4, l6;
+    uint8_t *w4 = huge_alloc(b4, &l4), *w6 = huge_alloc(b6, &l6), *act = malloc(ggml_row_size(GGML_Q8_K, TIME_N));
     float *x = malloc(sizeof(float) * TIME_N), *out = malloc(sizeof(float) * PF_TIME_ROWS4);
     double best[16];
     int pick = -1;
@@ -309,7 +312,7 @@ static int time_plans(const kernel_ops *t, char *why, size_t wn) {
         pick = 0;
         for (int p = 1; p < np; p++)
             if (best[p] < best[pick]) pick = p;
-        size_t at = snprintf(why, wn, PF_TIME_WHAT " decode from memory, %d MB, one thread:", (int)(bytes >> 20));
+        size_t at = snprintf(why, wn, "decode from memory, %d MB of " PF_TIME_WHAT ", one thread:", (int)(bytes >> 20));
         for (int p = 0; p < np && at < wn; p++)
             at += snprintf(why + at, wn - at, " %s %.1f", DEC_PF_PLANS[p].name, bytes / best[p] / 1e9);
         if (at < wn) at += snprintf(why + at, wn - at, " GB/s");
@@ -319,7 +322,8 @@ static int time_plans(const kernel_ops *t, char *why, size_t wn) {
         }
     }
     dec_pf_plan = saved;
-    free(w4), free(w6), free(act), free(x), free(out);
+    huge_free(w4, l4), huge_free(w6, l6);
+    free(act), free(x), free(out);
     return pick;
 }
 

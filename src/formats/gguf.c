@@ -1,6 +1,7 @@
 /* gguf.c — GGUF reader over mmap. Parsing walks the header with a bounds-checked cursor; any
  * count, length or offset that points past the end of the file is an error, never a read. */
 #include "base/error.h"
+#include "base/hugemem.h"
 #include "formats/gguf.h"
 #include "formats/ggml_types.h"
 
@@ -327,19 +328,11 @@ static void *copy_reader(void *arg) {
  * mapping's length. NULL (err set) on failure. */
 static uint8_t *huge_copy(int fd, size_t size, size_t shift, int n_readers, const char *path, size_t *len,
                           lfm2c_error *err) {
-    const size_t huge = 2u << 20;
-    *len = (size + shift + 4095) / 4096 * 4096;
-    uint8_t *raw = mmap(NULL, *len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot allocate %zu bytes for the weights' copy", *len);
+    uint8_t *p = huge_alloc(size + shift, len);
+    if (!p) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot allocate %zu bytes for the weights' copy", size + shift);
         return NULL;
     }
-    uint8_t *p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
-    if (p > raw) munmap(raw, (size_t)(p - raw));
-    if (raw + *len + huge > p + *len) munmap(p + *len, (size_t)(raw + *len + huge - (p + *len)));
-#ifdef MADV_HUGEPAGE
-    madvise(p, *len, MADV_HUGEPAGE);
-#endif
     if (n_readers < 1) n_readers = 1;
     copy_job j = {.fd = fd, .dst = p + shift, .size = size, .chunk = copy_chunk(size, n_readers)};
     pthread_t th[GGUF_MAX_READERS];
@@ -353,7 +346,7 @@ static uint8_t *huge_copy(int fd, size_t size, size_t shift, int n_readers, cons
     const int e = atomic_load(&j.err);
     if (e) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot read '%s': %s", path, e > 0 ? strerror(e) : "short read");
-        munmap(p, *len);
+        huge_free(p, *len);
         return NULL;
     }
     mprotect(p, *len, PROT_READ);
@@ -606,7 +599,7 @@ void gguf_populate(const gguf_file *g) {
 void gguf_close(gguf_file *g) {
     if (!g) return;
     free_tables(g);
-    if (g->copied) munmap(g->copy_base, g->copy_len);
+    if (g->copied) huge_free(g->copy_base, g->copy_len);
     else if (g->map && g->owns_map) munmap(g->map, g->size);
     for (uint32_t k = 0; k < g->n_parts; k++) gguf_close(g->parts[k]);
     free(g->parts);
