@@ -6,8 +6,9 @@
  * thread's CPU time (what the kernel costs when other processes share the cores).
  * A table's interleaved layouts (kernel_ops.packed_type) get a row of their own after the type's.
  * Usage: bench_kernels [decode_MB] [threads] [isa] [type] [reps]; LFM2C_DEC_PF=PLAN sets the decode
- * prefetch plan (tiles.h; plan 0 otherwise), PP_COLS=N the prefill columns (512 otherwise: a
- * prompt; 8-64 are what a MoE expert or a batch of sessions multiplies at once). */
+ * prefetch plan (tiles.h; otherwise the one the engine chooses on this CPU), PP_COLS=N the
+ * prefill columns (512 otherwise: a prompt; 8-64 are what a MoE expert or a batch of sessions
+ * multiplies at once). */
 #include "cpu/kernels.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
@@ -137,9 +138,10 @@ int main(int argc, char **argv) {
     int reps = argc > 5 ? atoi(argv[5]) : 5;
     const kernel_ops *tables[8];
     int nt = kernels_available(tables, 8);
-    const char *pf = getenv("LFM2C_DEC_PF"); /* the decode prefetch plan (tiles.h), else plan 0 */
-    for (int i = 0; pf && i < DEC_PF_NPLANS; i++)
-        if (!strcmp(DEC_PF_PLANS[i].name, pf)) dec_pf_plan = i;
+    /* the decode prefetch plan the engine runs here (LFM2C_DEC_PF, else the cached or timed
+     * choice for the chosen table: kernels_choose.c); the other tables decode under it too */
+    const kernel_choice *ch = kernels_choice();
+    printf("decode prefetch plan: %s (%s)\n", DEC_PF_PLANS[dec_pf_plan].name, ch->pf_how);
     static const uint32_t types[] = {GGML_Q4_K, GGML_Q5_K,   GGML_Q6_K,   GGML_Q4_0, GGML_Q8_0, GGML_Q4_1,
                                      GGML_Q5_0, GGML_Q5_1,   GGML_F16,    GGML_BF16, GGML_F32,  GGML_Q2_K,
                                      GGML_Q3_K, GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};
