@@ -11,10 +11,14 @@
 
 enum { HUGE_PAGE = 2u << 20 };
 
+size_t huge_len(size_t bytes) {
+    if (bytes == 0 || bytes > SIZE_MAX - 2 * (size_t)HUGE_PAGE) return 0; /* the rounding and the slack fit */
+    return (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+}
+
 void *huge_alloc(size_t bytes, size_t *len) {
-    *len = 0;
-    if (bytes == 0 || bytes > SIZE_MAX - 2 * (size_t)HUGE_PAGE) return NULL; /* the rounding and the slack fit */
-    *len = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    *len = huge_len(bytes);
+    if (*len == 0) return NULL;
 #if defined(__linux__)
     uint8_t *raw = mmap(NULL, *len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return NULL;

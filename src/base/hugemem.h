@@ -12,6 +12,9 @@
 /* bytes of zeroed read-write memory, 2 MB aligned; *len gets the length to give huge_free.
  * NULL when memory is short. */
 void *huge_alloc(size_t bytes, size_t *len);
+/* The length huge_alloc(bytes) maps: bytes rounded up to whole 2 MB pages (0 where it refuses),
+ * for a caller that keeps only the size it asked for. */
+size_t huge_len(size_t bytes);
 /* Frees what huge_alloc returned (p may be NULL). */
 void huge_free(void *p, size_t len);
 

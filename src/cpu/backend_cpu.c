@@ -121,13 +121,12 @@ static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
 
 /* ---- the KV arrays ------------------------------------------------------------------------ */
 
-/* An array of kv_map_min bytes (8 MB) or more is an anonymous mapping aligned to, and advised into,
+/* An array of kv_map_min bytes (8 MB) or more is huge_alloc's memory (base/hugemem.h): in
  * 2 MB pages (transparent huge pages in madvise or always mode): a decode step at depth reads
  * all of every layer's cache, each head's K blocks and V slices strided, and on 4 KB pages most
  * blocks cost TLB misses (docs/HARDWARE.md "What the code's choices measured"). Smaller arrays
  * stay with malloc, so that a short session is not made resident 2 MB at a time. The session
  * keeps each array's capacity in bytes (cpu_session.cap). */
-#define KV_PAGE ((size_t)2 << 20)
 static size_t kv_map_min = (size_t)8 << 20;
 
 void backend_cpu_kv_map_min(size_t bytes) { kv_map_min = bytes; }
@@ -142,7 +141,7 @@ static bool kv_mapped(size_t bytes) {
 }
 
 static void kv_array_free(uint8_t *p, size_t cap) {
-    if (kv_mapped(cap)) huge_free(p, (cap + KV_PAGE - 1) / KV_PAGE * KV_PAGE);
+    if (kv_mapped(cap)) huge_free(p, huge_len(cap));
     else free(p);
 }
 

@@ -1,5 +1,5 @@
 /* test_hugemem.c — huge_alloc: 2 MB aligned, a length of whole 2 MB pages covering the request,
- * zeroed, writable end to end, freed by huge_free; zero and sizes that cannot fit (the rounding
+ * zeroed, writable end to end, the length huge_len says, freed by huge_free; zero and sizes that cannot fit (the rounding
  * or the alignment slack would wrap) give NULL, never a wrapped small mapping. */
 #include "base/hugemem.h"
 #include "test.h"
@@ -17,6 +17,7 @@ static void test_sizes(void) {
         if (!p) continue;
         CHECK((uintptr_t)p % mb2 == 0, "%zu bytes at %p: not 2 MB aligned", sizes[i], (void *)p);
         CHECK(len >= sizes[i] && len % mb2 == 0 && len - sizes[i] < mb2, "%zu bytes: length %zu", sizes[i], len);
+        CHECK(huge_len(sizes[i]) == len, "%zu bytes: huge_len %zu, mapped %zu", sizes[i], huge_len(sizes[i]), len);
         size_t nonzero = 0;
         for (size_t o = 0; o < len; o += 4096) nonzero += p[o] != 0;
         CHECK(nonzero == 0 && p[len - 1] == 0, "%zu bytes: not zeroed", sizes[i]);
@@ -31,6 +32,7 @@ static void test_refusals(void) {
     CHECK(huge_alloc(0, &len) == NULL && len == 0, "zero bytes: NULL, length 0");
     CHECK(huge_alloc(SIZE_MAX, &len) == NULL && len == 0, "SIZE_MAX: NULL");
     CHECK(huge_alloc(SIZE_MAX - ((size_t)3 << 20), &len) == NULL, "near SIZE_MAX: NULL");
+    CHECK(huge_len(0) == 0 && huge_len(SIZE_MAX) == 0, "huge_len of what huge_alloc refuses: 0");
     huge_free(NULL, 0); /* a no-op */
 }
 
