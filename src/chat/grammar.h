@@ -1,5 +1,6 @@
 /* grammar.h — constrained decoding: a byte-level pushdown automaton that accepts exactly the JSON
- * texts valid against a JSON-schema subset (or LFM2 Pythonic tool-call lists), and a token mask
+ * texts valid against a JSON-schema subset (or LFM2 Pythonic tool-call lists, or raw text matching
+ * a regular expression or one of a list of strings as a whole), and a token mask
  * that lets the sampler pick only tokens whose bytes keep the automaton alive.
  *
  * Schema subset (see grammar_schema.c for the full list): type (one or a list), properties, required,
@@ -35,6 +36,16 @@ grammar *grammar_any_object(void);
  * an OpenAI tools array (each {"type":"function","function":{name, parameters}}). only_name:
  * restrict to that function (tool_choice named), else any of them; parallel: allow several. */
 grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel, char *err, size_t errcap);
+/* Raw text (not JSON) matching a regular expression as a whole: the pattern syntax of JSON
+ * Schema's "pattern" (grammar_regex.c), anchored at both ends (vLLM's structured outputs
+ * "regex"). Given up ("too costly to compile") as soon as *cancel becomes true (NULL: never).
+ * NULL + message in err when the pattern is refused or matches no text. */
+grammar *grammar_from_regex(const char *pattern, size_t len, const volatile bool *cancel, char *err, size_t errcap);
+/* Raw text equal to one of n strings (vLLM's "choice"), lens[i] bytes each (valid UTF-8). */
+grammar *grammar_from_choices(const char *const *choices, const size_t *lens, int n, const volatile bool *cancel,
+                              char *err, size_t errcap);
+/* Does g read raw text (grammar_from_regex / _choices) rather than a JSON value? */
+bool grammar_is_raw(const grammar *g);
 void grammar_free(grammar *g);
 /* JSON text whose integers past 18 digits are written as reals (jansson refuses integers beyond
  * int64: "too big integer"); a malloc'd NUL-terminated copy, NULL when out of memory. */

@@ -35,7 +35,7 @@ void grammar_state_init(const grammar *g, grammar_state *st) {
     st->dead = false;
     st->n_alt = 1;
     st->alt[0].depth = 0;
-    push(&st->alt[0], g->calls ? F_CALLS : F_VALUE, g->root, 0);
+    push(&st->alt[0], g->calls ? F_CALLS : g->raw ? F_RAW : F_VALUE, g->root, 0);
     st->depth = 1;
 }
 
@@ -232,6 +232,67 @@ static bool rx_can_take(const gnode *n, const grammar_frame *f, uint32_t lo, uin
     return false;
 }
 
+/* A UTF-8 lead byte b (>= 0x80) in a string or raw-text frame: the code point range it opens is
+ * checked against the pattern, the bytes still to come go to f->aux (phase S_UTF8). */
+static int utf8_lead(const gnode *n, grammar_frame *f, unsigned char b) {
+    uint32_t lo, hi;
+    int more;
+    unsigned nlo = 0x80, nhi = 0xBF;
+    if (b >= 0xc2 && b <= 0xdf) {
+        more = 1;
+        lo = (uint32_t)(b & 0x1f) << 6;
+        hi = lo | 0x3f;
+    } else if (b >= 0xe0 && b <= 0xef) {
+        more = 2;
+        lo = (uint32_t)(b & 0x0f) << 12;
+        hi = lo | 0xfff;
+        if (b == 0xe0) {
+            nlo = 0xa0;
+            lo = 0x800;
+        }
+        if (b == 0xed) {
+            nhi = 0x9f;
+            hi = 0xd7ff;
+        }
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        more = 3;
+        lo = (uint32_t)(b & 0x07) << 18;
+        hi = lo | 0x3ffff;
+        if (b == 0xf0) {
+            nlo = 0x90;
+            lo = 0x10000;
+        }
+        if (b == 0xf4) {
+            nhi = 0x8f;
+            hi = 0x10ffff;
+        }
+    } else return R_REJECT;
+    if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
+    f->phase = S_UTF8;
+    f->aux = (uint8_t)more;
+    f->cand = b & (more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07);
+    f->pos = (uint16_t)(nlo | nhi << 8);
+    return R_OK;
+}
+
+/* A continuation byte of a UTF-8 sequence (phase S_UTF8); the last one completes the code point. */
+static int utf8_cont(const gnode *n, grammar_frame *f, unsigned char b) {
+    if (b < (f->pos & 0xff) || b > (f->pos >> 8)) return R_REJECT;
+    uint64_t c = f->cand << 6 | (b & 0x3f);
+    int rem = f->aux - 1;
+    if (rem == 0) {
+        if (!str_char(n, f, (uint32_t)c)) return R_REJECT;
+        f->phase = S_CHAR;
+    } else {
+        uint32_t lo = (uint32_t)(c << (6 * rem)), hi = lo | ((1u << (6 * rem)) - 1);
+        if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
+        f->cand = c;
+        f->aux = (uint8_t)rem;
+        f->pos = 0x80 | 0xbf << 8;
+    }
+    return R_OK;
+}
+
 /* The string frame: phase, count (code points), aux (bytes still to come in a UTF-8 sequence or
  * hex digits), seen (DFA state), cand (code point bits so far), pos (the next UTF-8 byte's
  * range: lo | hi << 8). */
@@ -260,60 +321,8 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
             return R_OK;
         }
         if (b < 0x80) return str_char(n, f, b) ? R_OK : R_REJECT;
-        uint32_t lo, hi;
-        int more;
-        unsigned nlo = 0x80, nhi = 0xBF;
-        if (b >= 0xc2 && b <= 0xdf) {
-            more = 1;
-            lo = (uint32_t)(b & 0x1f) << 6;
-            hi = lo | 0x3f;
-        } else if (b >= 0xe0 && b <= 0xef) {
-            more = 2;
-            lo = (uint32_t)(b & 0x0f) << 12;
-            hi = lo | 0xfff;
-            if (b == 0xe0) {
-                nlo = 0xa0;
-                lo = 0x800;
-            }
-            if (b == 0xed) {
-                nhi = 0x9f;
-                hi = 0xd7ff;
-            }
-        } else if (b >= 0xf0 && b <= 0xf4) {
-            more = 3;
-            lo = (uint32_t)(b & 0x07) << 18;
-            hi = lo | 0x3ffff;
-            if (b == 0xf0) {
-                nlo = 0x90;
-                lo = 0x10000;
-            }
-            if (b == 0xf4) {
-                nhi = 0x8f;
-                hi = 0x10ffff;
-            }
-        } else return R_REJECT;
-        if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
-        f->phase = S_UTF8;
-        f->aux = (uint8_t)more;
-        f->cand = b & (more == 1 ? 0x1f : more == 2 ? 0x0f : 0x07);
-        f->pos = (uint16_t)(nlo | nhi << 8);
-        return R_OK;
-    case S_UTF8: {
-        if (b < (f->pos & 0xff) || b > (f->pos >> 8)) return R_REJECT;
-        uint64_t c = f->cand << 6 | (b & 0x3f);
-        int rem = f->aux - 1;
-        if (rem == 0) {
-            if (!str_char(n, f, (uint32_t)c)) return R_REJECT;
-            f->phase = S_CHAR;
-        } else {
-            uint32_t lo = (uint32_t)(c << (6 * rem)), hi = lo | ((1u << (6 * rem)) - 1);
-            if (n->rx && !rx_can_take(n, f, lo, hi)) return R_REJECT;
-            f->cand = c;
-            f->aux = (uint8_t)rem;
-            f->pos = 0x80 | 0xbf << 8;
-        }
-        return R_OK;
-    }
+        return utf8_lead(n, f, b);
+    case S_UTF8: return utf8_cont(n, f, b);
     case S_ESC: {
         if (b == 'u' && !n->rx) {
             f->phase = S_HEX;
@@ -340,6 +349,14 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
     }
     }
     return R_REJECT;
+}
+
+/* Raw text (grammar_from_regex): every code point through the pattern's DFA. The frame never
+ * ends by itself: the text may stop wherever the DFA accepts (frame_can_end). */
+static int step_raw(const gnode *n, grammar_frame *f, unsigned char b) {
+    if (f->phase == S_UTF8) return utf8_cont(n, f, b);
+    if (b < 0x80) return str_char(n, f, b) ? R_OK : R_REJECT;
+    return utf8_lead(n, f, b);
 }
 
 /* ---- values, objects, arrays, calls ---- */
@@ -746,6 +763,7 @@ static int step(const grammar *g, grammar_stack *st, unsigned char b) {
     case F_OBJ: return step_obj(g, st, f, n, b);
     case F_ARR: return step_arr(g, st, f, n, b);
     case F_CALLS: return step_calls(g, st, f, b);
+    case F_RAW: return step_raw(n, f, b);
     }
     return R_REJECT;
 }
@@ -844,6 +862,7 @@ static bool frame_can_end(const grammar *g, const grammar_frame *f) {
         return true;
     }
     if (f->kind == F_ENUM) return exact(n->enums, f->cand, f->pos) >= 0;
+    if (f->kind == F_RAW) return f->phase == S_CHAR && n->rx->accept[f->seen];
     return false;
 }
 
@@ -964,6 +983,15 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
                                   : (int)(0xf0 | cp >> 18);
         }
         return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
+    case F_RAW: { /* the first code point on a shortest way to a match; -1 at a match */
+        if (f->phase == S_UTF8) return f->pos & 0xff;
+        if (n->rx->accept[f->seen]) return -1;
+        const uint32_t cp = n->rx->next_cp[f->seen];
+        return cp < 0x80      ? (int)cp
+               : cp < 0x800   ? (int)(0xc0 | cp >> 6)
+               : cp < 0x10000 ? (int)(0xe0 | cp >> 12)
+                              : (int)(0xf0 | cp >> 18);
+    }
     case F_OBJ: {
         bool more = !obj_can_close(f, n);
         switch (f->phase) {

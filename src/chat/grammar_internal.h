@@ -74,6 +74,7 @@ struct grammar {
     int n_nodes;
     int root;
     bool python; /* literals True/False/None (tool-call arguments) */
+    bool raw;    /* the root is raw text under its node's rx (grammar_from_regex), not JSON */
     bool calls;  /* root is a tool-call list */
     bool parallel;
     int n_funcs;
@@ -99,7 +100,7 @@ struct grammar {
 enum { R_REJECT, R_OK, R_POP, R_AGAIN };
 
 /* Frame kinds and phases. */
-enum { F_VALUE, F_OBJ, F_ARR, F_STR, F_NUM, F_LIT, F_ENUM, F_CALLS };
+enum { F_VALUE, F_OBJ, F_ARR, F_STR, F_NUM, F_LIT, F_ENUM, F_CALLS, F_RAW };
 enum { O_FIRST, O_KEY, O_COLON, O_AFTER, O_NEXT };
 enum { A_FIRST, A_AFTER, A_NEXT };
 enum { S_CHAR, S_ESC, S_HEX, S_UTF8 };

@@ -292,7 +292,8 @@ int grammar_allowed(const grammar *g, const grammar_state *st, const grammar_voc
             for (int i = 0; i < v->n_plain && v->plain_cps[i] <= room; i++) allowed[v->plain[i]] = true, w.n_allowed++;
             w.t = &v->rest;
             w.tok_next = v->tok_next_rest;
-        } else if (f && f->kind == F_STR && f->phase == S_CHAR && rx_room(n, f, v)) {
+        } else if (f && (f->kind == F_STR || f->kind == F_RAW) && f->phase == S_CHAR && rx_room(n, f, v)) {
+            /* a pattern string's, or raw text's, plain tokens from the DFA state (cached) */
             int k = rx_cached(g, v, f->node, (int)f->seen, allowed);
             if (k >= 0) {
                 w.n_allowed += k;

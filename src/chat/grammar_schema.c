@@ -1,5 +1,6 @@
 /* grammar_schema.c — JSON-schema constrained decoding as a byte-level pushdown automaton: the
- * compiler from a schema (or a tool list) to the grammar's nodes, and the grammar's life.
+ * compiler from a schema (or a tool list, or a raw-text regex / choice: one node and its DFA) to
+ * the grammar's nodes, and the grammar's life.
  * (The regex: grammar_regex.c; the automaton that runs the nodes: grammar_automaton.c; the
  * token mask: grammar_mask.c.)
  *
@@ -33,6 +34,7 @@
  * compiled to a DFA over code points (grammar_regex.c); strings carry the DFA state. */
 #include "chat/grammar_internal.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -1724,6 +1726,88 @@ static grammar *schema_grammar(const char *schema_json, const volatile bool *can
     free(c);
     return g;
 }
+
+/* Raw text matching pat (len bytes) as a whole; the error says `what` (regex or choice). */
+static grammar *raw_grammar(const char *pat, size_t len, const volatile bool *cancel, const char *what,
+                            lfm2c_error *err) {
+    compiler *c = compiler_new(err);
+    if (!c) return NULL;
+    grammar *g = grammar_alloc(c);
+    char *full = malloc(len + 8);
+    if (!g || !full) {
+        oom(c);
+        free(full);
+        grammar_free(g);
+        free(c);
+        return NULL;
+    }
+    /* anchored at both ends: the whole text matches, not some part of it */
+    memcpy(full, "^(?:", 4);
+    memcpy(full + 4, pat, len);
+    memcpy(full + 4 + len, ")$", 3);
+    g->budget.cancel = cancel;
+    g->raw = true;
+    g->root = new_node(c);
+    if (g->root >= 0) {
+        gnode *n = &g->nodes[g->root];
+        n->types = T_STR;
+        n->min_len = n->max_len = -1;
+        n->rx = regex_compile(full, len + 6, err, &g->budget);
+        if (!n->rx) {
+            if (!err->code) {
+                if (g->budget.left < 0 || (cancel && *cancel)) fail(c, "%s: too costly to compile", what);
+                else fail(c, "%s: matches no text", what);
+            }
+            g->root = -1;
+        }
+    }
+    free(full);
+    if (g->root < 0) {
+        grammar_free(g);
+        g = NULL;
+    }
+    free(c);
+    return g;
+}
+
+grammar *grammar_from_regex(const char *pattern, size_t len, const volatile bool *cancel, char *err, size_t errcap) {
+    lfm2c_error e = {0};
+    grammar *g = raw_grammar(pattern, len, cancel, "regex", &e);
+    message_to_buffer(&e, err, errcap);
+    return g;
+}
+
+/* The choices as one alternation of literals: every ASCII punctuation character escaped,
+ * control characters as \uHHHH, the rest as they are. */
+grammar *grammar_from_choices(const char *const *choices, const size_t *lens, int n, const volatile bool *cancel,
+                              char *err, size_t errcap) {
+    lfm2c_error e = {0};
+    size_t cap = 1;
+    for (int i = 0; i < n; i++) cap += 6 * lens[i] + 1;
+    char *pat = n > 0 ? malloc(cap) : NULL, *o = pat;
+    grammar *g = NULL;
+    if (n <= 0) lfm2c_set_error(&e, LFM2C_EINVAL, "choice: the list is empty");
+    else if (!pat) lfm2c_set_error(&e, LFM2C_ENOMEM, "out of memory");
+    else {
+        for (int i = 0; i < n; i++) {
+            if (i) *o++ = '|';
+            for (size_t k = 0; k < lens[i]; k++) {
+                const unsigned char ch = (unsigned char)choices[i][k];
+                if (ch < 0x20 || ch == 0x7f) o += sprintf(o, "\\u%04x", ch);
+                else {
+                    if (ch < 0x80 && ispunct(ch)) *o++ = '\\';
+                    *o++ = (char)ch;
+                }
+            }
+        }
+        g = raw_grammar(pat, (size_t)(o - pat), cancel, "choice", &e);
+    }
+    free(pat);
+    message_to_buffer(&e, err, errcap);
+    return g;
+}
+
+bool grammar_is_raw(const grammar *g) { return g && g->raw; }
 
 grammar *grammar_any_object(void) {
     compiler c = {0};

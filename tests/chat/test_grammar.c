@@ -489,6 +489,86 @@ static void test_mask(void) {
     grammar_vocab_free(v);
 }
 
+/* Raw text: a regex matched as a whole, and a choice of literal strings (vLLM's structured
+ * outputs "regex" and "choice"): no JSON quoting, the mask and the completion follow the DFA. */
+static void test_raw(void) {
+    char err[256] = "";
+    const char *rx = "[A-Z][a-z]+ (\\d{2}|n/a)";
+    grammar *g = grammar_from_regex(rx, strlen(rx), NULL, err, sizeof err);
+    CHECK(g != NULL && grammar_is_raw(g), "regex compiles: %s", err);
+    CHECK(valid(g, "Alice 42") && valid(g, "Bo n/a"), "whole matches");
+    CHECK(!accepts(g, "alice", NULL) && !accepts(g, "\"Alice", NULL) && !accepts(g, " Alice", NULL),
+          "anchored at the start, no JSON quotes");
+    bool c;
+    CHECK(accepts(g, "Alice 4", &c) && !c, "a prefix is not a match");
+    CHECK(!accepts(g, "Alice 421", NULL), "anchored at the end");
+    char out[64];
+    grammar_state st;
+    grammar_state_init(g, &st);
+    grammar_accept(g, &st, "Al", 2);
+    int n = grammar_completion(g, &st, out, sizeof out);
+    char whole[80];
+    snprintf(whole, sizeof whole, "Al%s", n >= 0 ? out : "?");
+    CHECK(n > 0 && valid(g, whole), "completion of 'Al' matches ('%s')", whole);
+    grammar_free(g);
+
+    /* code points beyond ASCII, quotes and newlines are plain text here */
+    const char *rx2 = "\"[^\"]*\"\n(é|日本)+";
+    g = grammar_from_regex(rx2, strlen(rx2), NULL, err, sizeof err);
+    CHECK(g && valid(g, "\"a b\"\né日本") && !accepts(g, "\"a\"\n\xc3\xa8", NULL), "utf-8 and quotes: %s", err);
+    CHECK(g && !accepts(g, "\"a\"\n\xc3", &c) == false && !c, "half a code point is a prefix, not a match");
+    grammar_free(g);
+
+    g = grammar_from_regex("(", 1, NULL, err, sizeof err);
+    CHECK(!g && strstr(err, "pattern"), "a bad regex is an error (%s)", err);
+    g = grammar_from_regex("a\\1", 3, NULL, err, sizeof err);
+    CHECK(!g && strstr(err, "backreference"), "unsupported syntax is an error (%s)", err);
+    const char *none = "[^\\u0000-\\u{10FFFF}]";
+    g = grammar_from_regex(none, strlen(none), NULL, err, sizeof err);
+    CHECK(!g && strstr(err, "never match"), "a regex matching nothing is an error (%s)", err);
+
+    /* choices: literal strings, punctuation and control characters included */
+    const char *ch[] = {"positive", "negative", "a.b*(c)?", "x\ty", ""};
+    size_t cl[5];
+    for (int i = 0; i < 5; i++) cl[i] = strlen(ch[i]);
+    g = grammar_from_choices(ch, cl, 4, NULL, err, sizeof err);
+    CHECK(g != NULL, "choices compile: %s", err);
+    CHECK(valid(g, "positive") && valid(g, "negative") && valid(g, "a.b*(c)?") && valid(g, "x\ty"), "each choice");
+    CHECK(!accepts(g, "pos ", NULL) && !valid(g, "posit") && !accepts(g, "positives", NULL) && !valid(g, "a.b*c"),
+          "nothing else");
+    CHECK(!valid(g, ""), "not the empty text");
+    grammar_free(g);
+    g = grammar_from_choices(ch, cl, 5, NULL, err, sizeof err);
+    CHECK(g && valid(g, "") && valid(g, "positive"), "an empty choice: %s", err);
+    grammar_free(g);
+    g = grammar_from_choices(ch, cl, 0, NULL, err, sizeof err);
+    CHECK(!g && strstr(err, "empty"), "no choices is an error (%s)", err);
+
+    /* the mask: from the start only tokens that begin a choice; at a whole choice, the end */
+    const char *toks[] = {"pos", "itive", "neg", "ative", "\"", "p", "", "x", "\t", "y", "itives"};
+    int nt = (int)(sizeof toks / sizeof *toks), lens[16];
+    for (int i = 0; i < nt; i++) lens[i] = (int)strlen(toks[i]);
+    grammar_vocab *v = grammar_vocab_new(toks, lens, nt);
+    g = grammar_from_choices(ch, cl, 4, NULL, err, sizeof err);
+    bool allowed[16];
+    int32_t end = 6;
+    grammar_state_init(g, &st);
+    int k = grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(k == 4 && allowed[0] && allowed[2] && allowed[5] && allowed[7], "first tokens (got %d)", k);
+    grammar_accept(g, &st, "pos", 3);
+    k = grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(k == 1 && allowed[1], "after 'pos': 'itive' only (got %d)", k);
+    grammar_accept(g, &st, "itive", 5);
+    k = grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(k == 1 && allowed[6], "a whole choice: only the end (got %d)", k);
+    grammar_state_init(g, &st);
+    grammar_accept(g, &st, "x", 1);
+    k = grammar_allowed(g, &st, v, &end, 1, allowed);
+    CHECK(k == 1 && allowed[8], "a tab inside a choice (got %d)", k);
+    grammar_free(g);
+    grammar_vocab_free(v);
+}
+
 static const char *TOOLS =
     "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\","
     "\"properties\":{\"location\":{\"type\":\"string\"},\"unit\":{\"enum\":[\"c\",\"f\"]},\"days\":{\"type\":"
@@ -994,5 +1074,6 @@ int main(int argc, char **argv) {
     test_min_tokens();
     test_corpus_keywords();
     test_regex_budget();
+    test_raw();
     TEST_MAIN_END();
 }

@@ -1,5 +1,6 @@
-/* fuzz_grammar.c — schema → grammar: compile the input (up to a NUL) as a JSON schema, or as an
- * OpenAI tools array when it starts with '['; then walk the automaton with the bytes after the
+/* fuzz_grammar.c — schema → grammar: compile the input (up to a NUL) as a JSON schema, as an
+ * OpenAI tools array when it starts with '[', as a raw-text regex after a leading '~' and as
+ * '|'-separated choices after a leading '!'; then walk the automaton with the bytes after the
  * NUL, ask for the mask over a small vocabulary and for a completion at each step. */
 #include "fuzz_common.h"
 #include "chat/grammar.h"
@@ -28,8 +29,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(src, data, n);
     src[n] = 0;
     char err[256];
-    grammar *g = n && src[0] == '[' ? grammar_tool_calls(src, NULL, true, err, sizeof err)
-                                    : grammar_from_schema(src, err, sizeof err);
+    grammar *g;
+    if (n && src[0] == '[') g = grammar_tool_calls(src, NULL, true, err, sizeof err);
+    else if (n && src[0] == '~') g = grammar_from_regex(src + 1, n - 1, NULL, err, sizeof err);
+    else if (n && src[0] == '!') { /* choices: the rest cut at '|' (at most 16) */ const char *c[16];
+        size_t len[16];
+        int k = 0;
+        for (char *p = src + 1; k < 16;) {
+            char *bar = strchr(p, '|');
+            c[k] = p, len[k++] = bar ? (size_t)(bar - p) : strlen(p);
+            if (!bar) break;
+            p = bar + 1;
+        }
+        g = grammar_from_choices(c, len, k, NULL, err, sizeof err);
+    } else g = grammar_from_schema(src, err, sizeof err);
     free(src);
     if (!g) return 0;
     grammar_state *st = malloc(sizeof *st);
