@@ -75,6 +75,9 @@ void job_free(job *j);
 int job_build(serve_api *api, json_t *body, job *j, bool chat, http_err *e);
 /* The chat body alone, without the "model" check (job_chat.c; count_tokens). */
 int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e);
+/* vLLM's structured outputs (structured_outputs, guided_json / _regex / _choice) -> j->g_json
+ * (job_structured.c); 0 when the body has none; -1 with e set. */
+int req_structured(job *j, json_t *body, http_err *e);
 /* The fields chat and completion bodies share -> r and o (chat: logprobs as chat has them). */
 int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool chat, http_err *e);
 /* Limits r's generation to the context; refuses a prompt that does not fit (param: its field). */

@@ -485,7 +485,7 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
         goto bad;
     }
     const bool use_tools = fns && strcmp(mode, "none");
-    if (chat_response_format(j, json_object_get(body, "response_format"), e) ||
+    if (chat_response_format(j, json_object_get(body, "response_format"), e) || req_structured(j, body, e) ||
         (use_tools && chat_tool_grammar(j, tools, mode, named, parallel, e)))
         goto bad;
     r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */

@@ -480,6 +480,8 @@ static int build_completion(serve_api *api, json_t *body, job *j, http_err *e) {
         return http_set_err(e, 400, "invalid_value", "max_tokens",
                             "'max_tokens' must be at least 1 (0 only with 'echo': the prompt's logprobs)");
     b->prompt_logprobs = j->o.echo && j->o.logprobs; /* echo + logprobs: the prompt's too */
+    if (req_structured(j, body, e)) return -1;
+    b->json_grammar = j->g_json; /* every prompt's choices (req_clone copies it) */
     json_t *suffix = json_object_get(body, "suffix");
     if (suffix && !json_is_null(suffix) && !json_is_string(suffix))
         return http_set_err(e, 400, "invalid_type", "suffix", "'suffix' must be a string");

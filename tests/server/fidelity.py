@@ -5,7 +5,8 @@ with the fixture model: fresh sampler seeds per request without a 'seed' (OpenAI
 completions, Ollama /api/chat), Anthropic structured output (output_config.format, output_format),
 Responses item_reference input items and logprobs (include / top_logprobs, streamed too), Ollama's
 flat named tool_choice and /api/generate 'context', fill-in-the-middle 'suffix' on
-/v1/completions and /api/generate alike.
+/v1/completions and /api/generate alike, vLLM's structured outputs (structured_outputs and the
+older guided_* fields: a JSON schema, a regex, a choice) on chat and legacy completions.
 usage: python3 fidelity.py BASE_URL API_KEY"""
 import http.client
 import json
@@ -107,6 +108,71 @@ s, t = jreq("/v1/messages", {"max_tokens": 10, "messages": user, "output_config"
 check(s == 400 and "output_config.format" in t["error"]["message"], "anthropic unknown format -> 400 naming it (%d)" % s)
 s, t = jreq("/v1/messages", {"max_tokens": 10, "messages": user, "output_format": {"type": "json_schema"}})
 check(s == 400 and "output_format" in t["error"]["message"], "anthropic output_format without schema -> 400 (%d)" % s)
+
+# ---- vLLM's structured outputs: structured_outputs {json | regex | choice | json_object}, guided_* ----
+import re as _re
+RX = r"[A-Z][a-z]{1,6} (\d{2}|n/a)"
+CHOICES = ["positive", "negative", "it's \"mixed\"", "ünïcödé"]
+
+
+def text_of(path, t):
+    return t["choices"][0]["message"]["content"] if path.endswith("chat/completions") else t["choices"][0]["text"]
+
+
+def streamed(path, t):
+    out = ""
+    for _, d in sse(t):
+        for c in d.get("choices") or []:
+            out += (c.get("delta") or {}).get("content") or "" if path.endswith("chat/completions") else c.get("text") or ""
+    return out
+
+
+for path, base_body in (("/v1/chat/completions", {"messages": user}), ("/v1/completions", {"prompt": "Once upon"})):
+    cases = [("structured_outputs.regex", {"structured_outputs": {"regex": RX}}, lambda x: _re.fullmatch(RX, x)),
+             ("guided_regex", {"guided_regex": RX}, lambda x: _re.fullmatch(RX, x)),
+             ("structured_outputs.choice", {"structured_outputs": {"choice": CHOICES}}, lambda x: x in CHOICES),
+             ("guided_choice", {"guided_choice": CHOICES}, lambda x: x in CHOICES),
+             ("structured_outputs.json", {"structured_outputs": {"json": schema}}, valid),
+             ("guided_json (schema text)", {"guided_json": json.dumps(schema)}, valid),
+             ("structured_outputs.json_object", {"structured_outputs": {"json_object": True}, "max_tokens": 12},
+              lambda x: x.startswith("{"))]  # any object: a random model's may run to max_tokens
+    for name, extra, ok in cases:
+        for seed in (1, 2, 3):
+            body = dict(dict(base_body, max_tokens=200, temperature=1, seed=seed), **extra)
+            s, t = jreq(path, body)
+            x = text_of(path, t) if s == 200 else None
+            fin = t["choices"][0]["finish_reason"] if s == 200 else None
+            try:
+                good = x is not None and (fin == "stop" or "json_object" in name) and bool(ok(x))
+            except ValueError:
+                good = False
+            check(good, "%s %s seed %d: a whole match (%d %s %r)" % (path, name, seed, s, fin, x))
+        s, t = req("POST", path, dict(dict(base_body, max_tokens=200, temperature=1, seed=9, stream=True), **extra))
+        x = streamed(path, t) if s == 200 else None
+        try:
+            good = x is not None and bool(ok(x))
+        except ValueError:
+            good = False
+        check(good, "%s %s streamed: a whole match (%d %r)" % (path, name, s, x))
+    # what cannot be enforced, or is malformed, is a 400 naming the field
+    for name, extra, field in (
+            ("grammar", {"structured_outputs": {"grammar": "root ::= \"a\""}}, "structured_outputs.grammar"),
+            ("guided_grammar", {"guided_grammar": "root ::= \"a\""}, "guided_grammar"),
+            ("structural_tag", {"structured_outputs": {"structural_tag": "{}"}}, "structured_outputs.structural_tag"),
+            ("two constraints", {"structured_outputs": {"regex": "a"}, "guided_choice": ["b"]}, "guided_choice"),
+            ("bad regex", {"guided_regex": "(a"}, "guided_regex"),
+            ("backreference", {"structured_outputs": {"regex": "(a)\\1"}}, "structured_outputs.regex"),
+            ("empty choice list", {"guided_choice": []}, "guided_choice"),
+            ("choice not strings", {"structured_outputs": {"choice": ["a", 1]}}, "structured_outputs.choice"),
+            ("bad schema", {"structured_outputs": {"json": {"type": "nope"}}}, "structured_outputs.json"),
+            ("not an object", {"structured_outputs": "regex"}, "structured_outputs")):
+        s, t = jreq(path, dict(base_body, max_tokens=8, **extra))
+        check(s == 400 and param_of(t) == field, "%s %s -> 400 naming %s (%d %r)" % (path, name, field, s, param_of(t)))
+s, t = jreq("/v1/chat/completions", {"messages": user, "max_tokens": 8, "guided_regex": "a+",
+                                     "response_format": {"type": "json_object"}})
+check(s == 400 and param_of(t) == "guided_regex", "guided_regex with response_format -> 400 (%d)" % s)
+s, t = jreq("/v1/chat/completions", {"messages": user, "max_tokens": 8, "structured_outputs": {"json_object": False}})
+check(s == 200, "json_object false constrains nothing (%d)" % s)
 
 # ---- Responses: item_reference, logprobs -------------------------------------------------------------
 s, first = jreq("/v1/responses", {"input": "Hello there", "max_output_tokens": 6})
