@@ -351,12 +351,17 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
     return R_REJECT;
 }
 
-/* Raw text (grammar_from_regex): every code point through the pattern's DFA. The frame never
- * ends by itself: the text may stop wherever the DFA accepts (frame_can_end). */
-static int step_raw(const gnode *n, grammar_frame *f, unsigned char b) {
-    if (f->phase == S_UTF8) return utf8_cont(n, f, b);
-    if (b < 0x80) return str_char(n, f, b) ? R_OK : R_REJECT;
-    return utf8_lead(n, f, b);
+/* Raw text (grammar_from_regex): every code point through the pattern's DFA. The text may stop
+ * wherever the DFA accepts (frame_can_end); at a match no code point extends, the frame ends
+ * (depth 0: complete, nothing may follow, as after a JSON value). */
+static int step_raw(grammar_stack *st, grammar_frame *f, const gnode *n, unsigned char b) {
+    const int r = f->phase == S_UTF8 ? utf8_cont(n, f, b)
+                  : b < 0x80         ? (str_char(n, f, b) ? R_OK : R_REJECT)
+                                     : utf8_lead(n, f, b);
+    const rdfa *d = n->rx;
+    if (r == R_OK && f->phase == S_CHAR && d->accept[f->seen] && d->first[f->seen] == d->first[f->seen + 1])
+        st->depth--;
+    return r;
 }
 
 /* ---- values, objects, arrays, calls ---- */
@@ -763,7 +768,7 @@ static int step(const grammar *g, grammar_stack *st, unsigned char b) {
     case F_OBJ: return step_obj(g, st, f, n, b);
     case F_ARR: return step_arr(g, st, f, n, b);
     case F_CALLS: return step_calls(g, st, f, b);
-    case F_RAW: return step_raw(n, f, b);
+    case F_RAW: return step_raw(st, f, n, b);
     }
     return R_REJECT;
 }

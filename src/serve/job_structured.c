@@ -13,8 +13,8 @@
 
 enum { SO_JSON, SO_REGEX, SO_CHOICE, SO_JSON_OBJECT, SO_GRAMMAR, SO_TAG, SO_N };
 static const char *const SO_KEYS[SO_N] = {"json", "regex", "choice", "json_object", "grammar", "structural_tag"};
-static const char *const GUIDED_KEYS[SO_N] = {"guided_json", "guided_regex", "guided_choice", NULL, "guided_grammar",
-                                               NULL};
+static const char *const GUIDED_KEYS[SO_N] = {"guided_json", "guided_regex",   "guided_choice",
+                                              NULL,          "guided_grammar", NULL};
 enum { SO_MAX_CHOICES = 4096 };
 
 /* Is v a constraint that is given (json_object: only true)? */
@@ -31,7 +31,8 @@ static int find_constraint(json_t *body, int *kind, json_t **val, char *param, s
     if (so && !json_is_null(so) && !json_is_object(so))
         return http_set_err(e, 400, "invalid_type", "structured_outputs", "'structured_outputs' must be an object");
     for (int k = 0; k < SO_N; k++) {
-        json_t *a = so ? json_object_get(so, SO_KEYS[k]) : NULL, *b = GUIDED_KEYS[k] ? json_object_get(body, GUIDED_KEYS[k]) : NULL;
+        json_t *a = so ? json_object_get(so, SO_KEYS[k]) : NULL,
+               *b = GUIDED_KEYS[k] ? json_object_get(body, GUIDED_KEYS[k]) : NULL;
         for (int side = 0; side < 2; side++) {
             json_t *v = side ? b : a;
             if (!given(k, v)) continue;
@@ -56,7 +57,8 @@ static grammar *choice_grammar(json_t *v, const volatile bool *gone, char *err, 
     size_t *len = malloc((n + 1) * sizeof *len);
     grammar *g = NULL;
     if (s && len) {
-        for (size_t i = 0; i < n; i++) s[i] = json_string_value(json_array_get(v, i)), len[i] = json_string_length(json_array_get(v, i));
+        for (size_t i = 0; i < n; i++)
+            s[i] = json_string_value(json_array_get(v, i)), len[i] = json_string_length(json_array_get(v, i));
         g = grammar_from_choices(s, len, (int)n, gone, err, cap);
     } else snprintf(err, cap, "out of memory");
     free(s);

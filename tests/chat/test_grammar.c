@@ -537,6 +537,9 @@ static void test_raw(void) {
     CHECK(!accepts(g, "pos ", NULL) && !valid(g, "posit") && !accepts(g, "positives", NULL) && !valid(g, "a.b*c"),
           "nothing else");
     CHECK(!valid(g, ""), "not the empty text");
+    grammar_state_init(g, &st);
+    grammar_accept(g, &st, "negative", 8);
+    CHECK(st.depth == 0 && grammar_complete(g, &st), "a choice nothing extends ends the text (depth %d)", st.depth);
     grammar_free(g);
     g = grammar_from_choices(ch, cl, 5, NULL, err, sizeof err);
     CHECK(g && valid(g, "") && valid(g, "positive"), "an empty choice: %s", err);
