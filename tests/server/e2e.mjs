@@ -256,6 +256,35 @@ await test('json_object', async () => {
   check(v !== null && typeof v === 'object' && !Array.isArray(v), `json_object gives an object: ${r.choices[0].message.content}`);
 });
 
+// vLLM's structured outputs through the SDK's own calls, as a vLLM client sends them (the SDK
+// passes body fields it does not know through, as Python's extra_body does)
+await test('vLLM structured outputs (structured_outputs, guided_*)', async () => {
+  const choices = ['yes', 'no', 'maybe so'];
+  const re = /^[a-z]{2,5}-\d{3}$/;
+  for (const seed of [1, 2]) {
+    const a = await client.chat.completions.create({ model, messages: user('?'), temperature: 1, seed, max_tokens: 20,
+      structured_outputs: { choice: choices } });
+    check(choices.includes(a.choices[0].message.content) && a.choices[0].finish_reason === 'stop', `choice: ${a.choices[0].message.content}`);
+    const b = await client.completions.create({ model, prompt: 'id:', temperature: 1, seed, max_tokens: 20,
+      guided_regex: '[a-z]{2,5}-\\d{3}' });
+    check(re.test(b.choices[0].text) && b.choices[0].finish_reason === 'stop', `regex: ${b.choices[0].text}`);
+    const c = await client.chat.completions.create({ model, messages: user('JSON'), temperature: 1, seed, max_tokens: 200,
+      structured_outputs: { json: personSchema } });
+    check(validates(JSON.parse(c.choices[0].message.content), personSchema), `json: ${c.choices[0].message.content}`);
+  }
+  const stream = await client.chat.completions.create({ model, messages: user('?'), temperature: 1, seed: 3,
+    max_tokens: 20, stream: true, guided_choice: choices });
+  let text = '';
+  for await (const ch of stream) text += ch.choices[0]?.delta?.content || '';
+  check(choices.includes(text), `streamed choice: ${text}`);
+  try {
+    await client.chat.completions.create({ model, messages: user('?'), structured_outputs: { grammar: 'root ::= "a"' } });
+    check(false, 'a context-free grammar is refused');
+  } catch (e) {
+    check(e.status === 400 && e.param === 'structured_outputs.grammar', `grammar -> 400 naming it: ${e.status} ${e.param}`);
+  }
+});
+
 await test('completions', async () => {
   const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
   check(r.object === 'text_completion' && typeof r.choices[0].text === 'string', 'completion shape');
