@@ -266,6 +266,31 @@ void lfm2c_sampler_set_logit_bias(lfm2c_sampler *s, const float *bias);
 typedef void (*lfm2c_logits_filter)(void *user, float *logits, int n_vocab);
 void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *user);
 
+/* ---- constrained output ------------------------------------------------------------------ */
+/* The output held to a JSON schema (the subset `lfm2c serve` enforces, docs/SERVING.md), to a
+ * regular expression matched as a whole (raw text), or to one of a list of strings: the server's
+ * token mask, for a program's own loop. Each step: mask the logits (lfm2c_constraint_mask, or
+ * hand lfm2c_constraint_filter to lfm2c_sampler_set_filter), sample, feed the token back with
+ * lfm2c_constraint_accept; stop at an end-of-generation token or once lfm2c_constraint_done.
+ * End-of-generation tokens are allowed only where the output may end. Not for speculative
+ * decoding (see there). A constraint belongs to one output at a time (lfm2c_constraint_reset
+ * starts the next). */
+typedef struct lfm2c_constraint lfm2c_constraint;
+lfm2c_constraint *lfm2c_constraint_schema(const lfm2c_model *model, const char *schema_json, lfm2c_error *err);
+lfm2c_constraint *lfm2c_constraint_regex(const lfm2c_model *model, const char *regex, size_t len, lfm2c_error *err);
+lfm2c_constraint *lfm2c_constraint_choices(const lfm2c_model *model, const char *const *choices, int n,
+                                           lfm2c_error *err);
+void lfm2c_constraint_free(lfm2c_constraint *c);
+/* Sets the logits of the tokens not allowed next to -INFINITY; returns how many are allowed. */
+int lfm2c_constraint_mask(lfm2c_constraint *c, float *logits, int n_vocab);
+/* lfm2c_constraint_mask as a sampler filter hook (user: the constraint). */
+void lfm2c_constraint_filter(void *c, float *logits, int n_vocab);
+/* Feeds the token chosen; LFM2C_EINVAL (nothing changed) when it is not allowed here. */
+int lfm2c_constraint_accept(lfm2c_constraint *c, int32_t token, lfm2c_error *err);
+/* The output is complete: nothing may follow, or an end-of-generation token was accepted. */
+bool lfm2c_constraint_done(const lfm2c_constraint *c);
+void lfm2c_constraint_reset(lfm2c_constraint *c);
+
 /* ---- speculative decoding -------------------------------------------------------------- */
 /* A drafter proposes tokens; the target verifies them all in one forward over k+1 tokens of its
  * session (the batched prefill path) and keeps the longest accepted run, rolling back exactly

@@ -22,7 +22,7 @@ import json
 from . import _lib
 from ._lib import lib
 
-__all__ = ["Error", "Model", "Session", "Sampler", "Lora", "ChatStream", "decode_batch", "parse_tool_calls",
+__all__ = ["Error", "Model", "Session", "Sampler", "Constraint", "Lora", "ChatStream", "decode_batch", "parse_tool_calls",
            "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED"]
 __version__ = "0.1.0"
 
@@ -225,16 +225,19 @@ class Model:
             _check(err)
         return _take_tokens(ptr, n.value)
 
-    def chat(self, messages, tools=None, max_tokens=512, stream=False, template=None, session=None, **sampling):
+    def chat(self, messages, tools=None, max_tokens=512, stream=False, template=None, session=None,
+             json_schema=None, regex=None, choices=None, **sampling):
         """One assistant turn: {"content", "tool_calls", "parsed", "text"} (text: the raw reply,
         special tokens as text). stream=True returns a ChatStream: iterate it for the text as it
         comes, then read .result. A session given keeps the conversation's prefix between turns
-        (only the new part of the prompt is computed). Sampling options as for generate."""
+        (only the new part of the prompt is computed). Sampling options and json_schema / regex /
+        choices as for generate."""
         ids = self.chat_tokens(messages, tools, template)
         if session is None:
             session = Session(self, min(len(ids) + max_tokens, self.n_ctx_train or len(ids) + max_tokens))
         session.sync(ids)
-        cs = ChatStream(self, session, Sampler(self, **sampling), max_tokens)
+        cs = ChatStream(self, session, Sampler(self, **sampling), max_tokens,
+                        Constraint.of(self, json_schema, regex, choices))
         if stream:
             return cs
         for _ in cs:
@@ -247,12 +250,14 @@ class Model:
         return Lora(self, path)
 
     def generate(self, prompt, max_tokens=256, stream=False, add_bos=None, special=False, n_ctx=None, lora=None,
-                 **sampling):
+                 json_schema=None, regex=None, choices=None, **sampling):
         """The continuation of prompt (str, or a list of token ids), at most max_tokens tokens, up
         to an end-of-generation token. stream=True: an iterator of text pieces instead. Sampling:
         temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
         presence_penalty, frequency_penalty, seed; unset ones are the model file's defaults.
-        lora: adapters to run with (as Session.set_lora takes them)."""
+        lora: adapters to run with (as Session.set_lora takes them). At most one of json_schema
+        (a dict or its JSON text), regex (matched as a whole) or choices (a list of strings) holds
+        the output to it (Constraint)."""
         ids = list(prompt) if not isinstance(prompt, (str, bytes)) else self.tokenize(prompt, add_bos)
         if not ids:
             raise Error("empty prompt", EINVAL)
@@ -260,7 +265,8 @@ class Model:
         if lora is not None:
             s.set_lora(lora)
         s.decode(ids)
-        pieces = _stream_text(self, s, Sampler(self, **sampling), max_tokens, special)
+        c = Constraint.of(self, json_schema, regex, choices)
+        pieces = _stream_text(self, s, Sampler(self, **sampling), max_tokens, special, c)
         return pieces if stream else "".join(pieces)
 
     def generate_batch(self, prompts, max_tokens=256, special=False, **sampling):
@@ -486,11 +492,77 @@ class Sampler:
     def __del__(self):
         self.close()
 
+    def constrain(self, constraint):
+        """Sample only what constraint (a Constraint, or None: nothing) allows from now on."""
+        self._constraint = constraint  # it must outlive its use
+        fn = ctypes.cast(lib.lfm2c_constraint_filter, ctypes.c_void_p) if constraint is not None else None
+        lib.lfm2c_sampler_set_filter(self._p, fn, constraint.handle if constraint is not None else None)
+
     def sample(self, session):
         """The next token after session's last decode (-1 when no token is left)."""
         h = session.handle
         return lib.lfm2c_sampler_sample(self._p, lib.lfm2c_session_logits(h, 0), lib.lfm2c_session_tokens(h),
                                         lib.lfm2c_session_n_past(h))
+
+
+class Constraint:
+    """The output held to a JSON schema (a dict or its JSON text), a regular expression matched as
+    a whole, or one of a list of strings: the server's constrained decoding for a program's own
+    loop (Sampler.constrain, then accept each token sampled; stop when done)."""
+
+    def __init__(self, model, json_schema=None, regex=None, choices=None):
+        self._c = None
+        if sum(x is not None for x in (json_schema, regex, choices)) != 1:
+            raise TypeError("give one of json_schema, regex or choices")
+        self.model = model
+        err = _lib.ErrorStruct()
+        if json_schema is not None:
+            text = json_schema if isinstance(json_schema, (str, bytes)) else json.dumps(json_schema)
+            self._c = lib.lfm2c_constraint_schema(model.handle, _text_bytes(text), ctypes.byref(err))
+        elif regex is not None:
+            b = _text_bytes(regex)
+            self._c = lib.lfm2c_constraint_regex(model.handle, b, len(b), ctypes.byref(err))
+        else:
+            items = [_text_bytes(c) for c in choices]
+            arr = (ctypes.c_char_p * max(len(items), 1))(*items)
+            self._c = lib.lfm2c_constraint_choices(model.handle, arr, len(items), ctypes.byref(err))
+        if not self._c:
+            _check(err)
+
+    @classmethod
+    def of(cls, model, json_schema=None, regex=None, choices=None):
+        """A Constraint when one of the three is given, else None."""
+        if json_schema is None and regex is None and choices is None:
+            return None
+        return cls(model, json_schema, regex, choices)
+
+    @property
+    def handle(self):
+        if not self._c:
+            raise Error("the constraint is closed", EINVAL)
+        return self._c
+
+    def accept(self, token):
+        """Feed the token sampled (lfm2c.Error when it was not allowed)."""
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_constraint_accept(self.handle, token, ctypes.byref(err)):
+            _check(err)
+
+    @property
+    def done(self):
+        """The output is complete: nothing may follow."""
+        return bool(lib.lfm2c_constraint_done(self.handle))
+
+    def reset(self):
+        lib.lfm2c_constraint_reset(self.handle)
+
+    def close(self):
+        if self._c:
+            lib.lfm2c_constraint_free(self._c)
+            self._c = None
+
+    def __del__(self):
+        self.close()
 
 
 class _Detok:
@@ -514,17 +586,23 @@ class _Detok:
         return self._out(lib.lfm2c_detok_flush(ctypes.byref(self.d), self.buf, len(self.buf)))
 
 
-def _stream_text(model, session, sampler, max_tokens, special):
+def _stream_text(model, session, sampler, max_tokens, special, constraint=None):
     d = _Detok(model, special)
+    if constraint is not None:
+        sampler.constrain(constraint)
     for i in range(max_tokens):
         if session.n_past >= session.n_ctx:
             break
         tok = sampler.sample(session)
         if tok < 0 or model.is_eog(tok):
             break
+        if constraint is not None:
+            constraint.accept(tok)
         piece = d.push(tok)
         if piece:
             yield piece
+        if constraint is not None and constraint.done:
+            break
         if i + 1 < max_tokens:
             session.decode([tok])
     tail = d.flush()
@@ -536,11 +614,11 @@ class ChatStream:
     """An assistant turn being generated: iterate for text pieces (special tokens as text, so
     tool-call markup shows); .result then holds the parsed turn."""
 
-    def __init__(self, model, session, sampler, max_tokens):
+    def __init__(self, model, session, sampler, max_tokens, constraint=None):
         self.session = session
         self.result = None
         self._pieces = []
-        self._it = _stream_text(model, session, sampler, max_tokens, True)
+        self._it = _stream_text(model, session, sampler, max_tokens, True, constraint)
 
     def __iter__(self):
         return self

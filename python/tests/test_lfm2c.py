@@ -55,6 +55,35 @@ def test_generate_seeded_sampling_is_repeatable(model):
     assert a == b
 
 
+def test_generate_constrained(model):
+    """json_schema / regex / choices hold the output (a random-weight model: only the shape is
+    checked), in generate, streamed generate and chat; a bad constraint is an lfm2c.Error."""
+    import re
+    schema = {"type": "object", "properties": {"pick": {"enum": ["a", "b"]}, "n": {"type": "integer"}},
+              "required": ["pick", "n"], "additionalProperties": False}
+    choices = ["positive", "negative", "it's \"mixed\""]
+    for seed in (1, 2, 3):
+        out = model.generate("Answer:", max_tokens=64, temperature=1, seed=seed, regex=r"[a-z]{2,5}-\d{3}")
+        assert re.fullmatch(r"[a-z]{2,5}-\d{3}", out), out
+        out = "".join(model.generate("Answer:", max_tokens=64, temperature=1, seed=seed, choices=choices, stream=True))
+        assert out in choices, out
+        out = model.generate("Answer:", max_tokens=64, temperature=1, seed=seed, json_schema=schema)
+        v = json.loads(out)
+        assert set(v) == {"pick", "n"} and v["pick"] in ("a", "b") and isinstance(v["n"], int), out
+    r = model.chat([{"role": "user", "content": "Pick"}], max_tokens=32, temperature=1, seed=4, choices=["yes", "no"])
+    assert r["content"] in ("yes", "no"), r
+    with pytest.raises(lfm2c.Error):
+        model.generate("x", regex="(a")
+    with pytest.raises(lfm2c.Error):
+        model.generate("x", json_schema={"type": "nope"})
+    with pytest.raises(TypeError):
+        lfm2c.Constraint(model, regex="a", choices=["a"])
+    c = lfm2c.Constraint(model, choices=["ab"])
+    with pytest.raises(lfm2c.Error):
+        c.accept(model.tokenize("zz", add_bos=False)[0])
+    c.close()
+
+
 def test_generate_batch_equals_separate(model):
     prompts = ["The capital of France is", "Once upon a time", "1, 2, 3,"]
     got = model.generate_batch(prompts, max_tokens=20, temperature=0)

@@ -90,6 +90,10 @@ int grammar_completion(const grammar *g, const grammar_state *st, char *out, int
 /* Token byte strings of a vocabulary in a trie, built once per model. */
 typedef struct grammar_vocab grammar_vocab;
 grammar_vocab *grammar_vocab_new(const char *const *bytes, const int *lens, int n_tokens);
+/* The token byte strings of a model (lfm2c_token_to_bytes, specials empty) as a vocabulary
+ * (constraint.c); NULL when out of memory. */
+struct lfm2c_model;
+grammar_vocab *grammar_vocab_of_model(const struct lfm2c_model *model);
 void grammar_vocab_free(grammar_vocab *v);
 /* Marks allowed[i] for every token whose bytes the automaton accepts from st (tokens with no
  * bytes never), plus the end tokens when st is complete. Returns how many are allowed. */

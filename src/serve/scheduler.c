@@ -1047,22 +1047,7 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     s->tool_start = single_token(model, TOOLCALL_START);
     s->tool_end = single_token(model, TOOLCALL_END);
     if (think_tags(s) != 0) goto oom;
-    /* token byte strings for the grammar mask */
-    char **bytes = calloc((size_t)s->n_vocab, sizeof *bytes);
-    int *lens = calloc((size_t)s->n_vocab, sizeof *lens);
-    bool ok = bytes && lens;
-    for (int i = 0; ok && i < s->n_vocab; i++) {
-        char buf[1024];
-        int n = lfm2c_token_to_bytes(model, i, false, buf, sizeof buf);
-        if (n < 0 || n > (int)sizeof buf) n = 0;
-        lens[i] = n;
-        if (!(bytes[i] = malloc((size_t)n + 1))) ok = false;
-        else memcpy(bytes[i], buf, (size_t)n);
-    }
-    if (ok) s->gvocab = grammar_vocab_new((const char *const *)bytes, lens, s->n_vocab);
-    for (int i = 0; bytes && i < s->n_vocab; i++) free(bytes[i]);
-    free(bytes);
-    free(lens);
+    s->gvocab = grammar_vocab_of_model(model); /* token byte strings for the grammar mask */
     if (!s->gvocab) goto oom;
     for (int i = 0; i < s->p.n_slots; i++) {
         s->slots[i].owner = s;
