@@ -187,5 +187,21 @@ expect_err "draft-min above draft-max" "above --draft-max" "$bin" run -m $t -p x
 expect_err "bad draft-p-min" "draft-p-min" "$bin" run -m $t -p x -md $t --draft-p-min 2
 expect_err "missing draft" "cannot open" "$bin" run -m $t -p x -md "$tmp/none.gguf"
 expect_err "spec flags without --spec" "go with --spec" "$bin" bench -m $t -md $t
+# constrained output: the text fits whatever the (random) model prefers; refusals are clear
+for seed in 1 2 3; do
+  out=$("$bin" run -m $t -p "Answer:" -n 40 --temp 1 --seed $seed --regex '[a-z]{2,5}-[0-9]{3}' 2>/dev/null)
+  [[ "$out" =~ ^[a-z]{2,5}-[0-9]{3}$ ]] && ok || bad "run --regex seed $seed: '$out'"
+  out=$("$bin" run -m $t -p "Answer:" -n 40 --temp 1 --seed $seed --choice positive --choice "it's mixed" 2>/dev/null)
+  [ "$out" = positive ] || [ "$out" = "it's mixed" ] && ok || bad "run --choice seed $seed: '$out'"
+  "$bin" run -m $t -p "Answer:" -n 80 --temp 1 --seed $seed -j '{"type":"object","properties":{"a":{"enum":[1,2]}},"required":["a"],"additionalProperties":false}' 2>/dev/null > "$tmp/j"
+  python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert v["a"] in (1,2) and len(v)==1' "$tmp/j" && ok || bad "run -j seed $seed: $(cat "$tmp/j")"
+done
+echo '{"type":"array","items":{"type":"boolean"},"minItems":1,"maxItems":2}' > "$tmp/schema.json"
+"$bin" run -m $t -p "Answer:" -n 80 --temp 1 --seed 4 --json-schema-file "$tmp/schema.json" 2>/dev/null > "$tmp/j"
+python3 -c 'import json,sys; v=json.load(open(sys.argv[1])); assert 1<=len(v)<=2 and all(isinstance(x,bool) for x in v)' "$tmp/j" && ok || bad "run --json-schema-file: $(cat "$tmp/j")"
+expect_err "bad regex" "cannot constrain the output" "$bin" run -m $t -p x --regex '(a'
+expect_err "bad schema" "cannot constrain the output" "$bin" run -m $t -p x -j '{"type":"nope"}'
+expect_err "two constraints" "give one of" "$bin" run -m $t -p x --regex a --choice b
+expect_err "constraint with speculation" "speculative decoding" "$bin" run -m $t -p x --regex a --spec-lookup
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

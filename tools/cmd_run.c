@@ -23,7 +23,10 @@ static const char USAGE[] =
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
     "  --no-bos           do not add BOS               --special  print special tokens\n"
     "  --ignore-eos       keep going past end-of-generation tokens\n"
-    "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n" CLI_LORA_HELP
+    "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n"
+    "constrained output (one of them; not with speculative decoding):\n"
+    "  -j, --json-schema SCHEMA  JSON valid against SCHEMA   --json-schema-file F  the schema from F\n"
+    "  --regex R          raw text matching R as a whole    --choice S  one of the strings (repeatable)\n" CLI_LORA_HELP
     "speculative decoding (the output is the target's: token for token at --temp 0):\n"
     "  -md, --model-draft FILE  a smaller model with the same vocabulary drafts tokens\n"
     "  -hfd REPO[:QUANT]  the draft model from the Hugging Face Hub\n"
@@ -52,6 +55,9 @@ typedef struct run_opts {
     bool chat, reference, no_bos, special, ignore_eos, verbose;
     cli_sampling samp;
     cli_spec spec;
+    const char *schema, *schema_file, *regex; /* constrained output */
+    const char *choices[64];
+    int n_choices;
 } run_opts;
 
 /* The command line into o: -1 to go on, else the exit code (0 after --help, 2 on an error). */
@@ -79,7 +85,13 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         } else if (!strcmp(a, "--no-bos")) o->no_bos = true;
         else if (!strcmp(a, "--special")) o->special = true;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = true;
-        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
+        else if (!strcmp(a, "-j") || !strcmp(a, "--json-schema")) o->schema = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--json-schema-file")) o->schema_file = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--regex")) o->regex = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--choice")) {
+            if (o->n_choices == 64) return cli_fail("--choice: at most 64"), 2;
+            o->choices[o->n_choices++] = cli_value(argc, argv, &i);
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(), 0;
         else return cli_unknown_option("run", a, USAGE);
     }
@@ -90,7 +102,28 @@ static int run_parse(int argc, char **argv, run_opts *o) {
                         "lists the options"),
                2;
     if (o->n_ctx < 0) return cli_fail("-c must be positive");
+    if (!!o->schema + !!o->schema_file + !!o->regex + (o->n_choices > 0) > 1)
+        return cli_fail("run: give one of --json-schema, --json-schema-file, --regex or --choice"), 2;
+    if ((o->schema || o->schema_file || o->regex || o->n_choices) && cli_spec_on(&o->spec))
+        return cli_fail("run: constrained output cannot be combined with speculative decoding"), 2;
     return -1;
+}
+
+/* The output constraint the options ask for: 0 (and *c NULL when none), or 1 with the message
+ * said. */
+static int run_constraint(const run_opts *o, const lfm2c_model *m, lfm2c_constraint **c) {
+    lfm2c_error err = {0};
+    *c = NULL;
+    if (o->schema_file) {
+        char *text = cli_read_file(o->schema_file, NULL);
+        if (!text) return 1;
+        *c = lfm2c_constraint_schema(m, text, &err);
+        free(text);
+    } else if (o->schema) *c = lfm2c_constraint_schema(m, o->schema, &err);
+    else if (o->regex) *c = lfm2c_constraint_regex(m, o->regex, strlen(o->regex), &err);
+    else if (o->n_choices) *c = lfm2c_constraint_choices(m, o->choices, o->n_choices, &err);
+    else return 0;
+    return *c ? 0 : cli_fail("cannot constrain the output: %s", err.msg);
 }
 
 /* --chat: [system], user rendered with the template (which writes BOS itself); a new string, or
@@ -127,7 +160,7 @@ static int run_context(const run_opts *o, const lfm2c_model_info *in, int n_prom
 /* Reads the prompt, then writes tokens to stdout until -n, an end of generation or a full
  * context: 0, or 1 with the message said. */
 static int run_generate(const run_opts *o, lfm2c_model *m, lfm2c_session *s, lfm2c_sampler *smp, lfm2c_spec *spec,
-                        const int32_t *ids, int n_prompt, int ctx) {
+                        lfm2c_constraint *c, const int32_t *ids, int n_prompt, int ctx) {
     lfm2c_error err = {0};
     double t0 = lfm2c_now_s();
     if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) return cli_fail("%s", err.msg);
@@ -146,11 +179,13 @@ static int run_generate(const run_opts *o, lfm2c_model *m, lfm2c_session *s, lfm
             fprintf(stderr, "\nlfm2c: the context of %d tokens is full: generation stopped (raise -c)\n", ctx);
             break;
         }
-        if (!o->ignore_eos && lfm2c_token_is_eog(m, tok)) break;
+        if ((c || !o->ignore_eos) && lfm2c_token_is_eog(m, tok)) break;
+        if (c && lfm2c_constraint_accept(c, tok, &err)) return cli_fail("%s", err.msg);
         int nb = lfm2c_detok_push(&dt, m, tok, buf, sizeof buf);
         fwrite(buf, 1, (size_t)(nb < (int)sizeof buf ? nb : (int)sizeof buf), stdout);
         fflush(stdout);
         produced++;
+        if (c && lfm2c_constraint_done(c)) break; /* nothing may follow */
     }
     int nb = lfm2c_detok_flush(&dt, buf, sizeof buf);
     fwrite(buf, 1, (size_t)nb, stdout);
@@ -183,6 +218,7 @@ int cmd_run(int argc, char **argv) {
     lfm2c_session *s = NULL;
     lfm2c_sampler *smp = NULL;
     lfm2c_spec *spec = NULL;
+    lfm2c_constraint *con = NULL;
     lfm2c_model *draft = NULL;
     int32_t *ids = NULL;
     int n_prompt = 0, ctx = 0;
@@ -216,8 +252,11 @@ int cmd_run(int argc, char **argv) {
     }
     if (cli_spec_on(&o.spec) && !(spec = cli_spec_open(&o.spec, m, ctx, o.threads, o.device, sp.temperature, &draft)))
         goto done;
-    rc = run_generate(&o, m, s, smp, spec, ids, n_prompt, ctx) ? 1 : 0;
+    if (run_constraint(&o, m, &con)) goto done;
+    if (con) lfm2c_sampler_set_filter(smp, lfm2c_constraint_filter, con);
+    rc = run_generate(&o, m, s, smp, spec, con, ids, n_prompt, ctx) ? 1 : 0;
 done:
+    lfm2c_constraint_free(con);
     lfm2c_spec_free(spec);
     lfm2c_model_free(draft);
     lfm2c_sampler_free(smp);
