@@ -56,6 +56,12 @@ async function startLlama(extra) {
   p.on('exit', (code, signal) => { exited = code ?? signal; });   // an abort has no code, only a signal
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 1200; i++) {   // at most 10 minutes: a 14 GB file loads in well under that
+    if (exited === 'SIGKILL' && !llamaArgs.includes('-kvu')) {
+      // most likely the kernel's out-of-memory killer during the load (bench/CPU.md: the 24B-A2B with
+      // 32 slots on a 24 GB machine loaded only with -kvu)
+      throw new Error('llama-server was killed (SIGKILL, most likely out of memory while loading); '
+        + 'the 24B-A2B with 32 slots on a 24 GB machine needed --llama-args "-kvu" (bench/CPU.md)');
+    }
     if (exited !== null) throw new Error(`llama-server exited (${exited})`);
     try { if ((await fetch(`${base}/health`)).status === 200) return { proc: p, base }; } catch { /* not up yet */ }
     await new Promise((r) => setTimeout(r, 500));
