@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "base/threadpool.h"
 #include "cpu/kernels.h"
+#include "cpu/replay.h"
 #include "base/clock.h"
 
 #include <math.h>
@@ -31,6 +32,8 @@ typedef struct result {
     long steps, solo_steps;           /* the pool's passes over the repetitions, and those run solo */
     double dev_seconds, wall_seconds; /* Vulkan: the repetitions' passes timed on the device, and by the clock */
     long dev_passes;
+    bool replayed; /* tg on the CPU: one token's weight reads replayed as plain streams (cpu/replay.h) */
+    replay_result rp;
 } result;
 
 /* A result's time on the device (lfm2c_decode_profile's device_seconds, Vulkan's timestamps)
@@ -162,6 +165,10 @@ static bool profiled(const tg_prof *p) { return p->mm_seconds > 0 && p->seconds 
 static double prof_share(const tg_prof *p) { return profiled(p) ? p->mm_seconds / p->seconds : 0; }
 static double prof_gbps(const tg_prof *p) { return profiled(p) ? p->mm_bytes / p->mm_seconds / 1e9 : 0; }
 
+/* decode steps whose weight reads `bench` replays after a tg result (cpu/replay.h): a MoE
+ * model picks other experts each token, and the replay should meet as many as decode does */
+enum { REPLAY_PASSES = 16 };
+
 /* a result's repetitions together */
 static tg_prof prof_sum(const result *r) {
     tg_prof s = {0, 0, 0, 0};
@@ -181,6 +188,14 @@ static void print_tg_prof(const result *r) {
             "tg%d: weight products %.1f%% of the decode time, reading %.1f GB/s; "
             "%.0f us per token between them\n",
             r->n_gen, 100 * prof_share(&p), prof_gbps(&p), 1e6 * (p.seconds - p.mm_seconds) / p.tokens);
+    if (r->replayed) /* the ceiling of those same reads on these pages (cpu/replay.h) */
+        fprintf(stderr,
+                "tg%d: %d tokens' %.2f GB of weights (%d ranges, %d jobs) read again as plain streams: %.1f GB/s "
+                "job by job, %.1f GB/s in one pass (prefetch %d / %d bytes ahead); in that repetition the products "
+                "read %.1f GB/s, %.0f%% of the first\n",
+                r->n_gen, r->rp.passes, r->rp.bytes / 1e9, r->rp.ranges, r->rp.jobs, r->rp.gbps_jobs, r->rp.gbps_flat,
+                r->rp.pf_bytes_jobs, r->rp.pf_bytes_flat, prof_gbps(&r->prof[r->n - 1]),
+                100 * prof_gbps(&r->prof[r->n - 1]) / r->rp.gbps_jobs);
 }
 
 /* B sequences: prefill each prompt (in batches), then decode all B together; total tok/s */
@@ -492,6 +507,10 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
             for (int k = 0; k < r->n; k++) printf("%s%.3f", k ? ", " : "", prof_gbps(&r->prof[k]));
             printf("]");
         }
+        if (r->replayed)
+            printf(", \"replay_gbps_jobs\": %.3f, \"replay_gbps_flat\": %.3f, \"replay_bytes\": %.0f, "
+                   "\"replay_passes\": %d",
+                   r->rp.gbps_jobs, r->rp.gbps_flat, r->rp.bytes, r->rp.passes);
         if (r->dev_seconds > 0) /* Vulkan: the device's own clock (timestamp queries) */
             printf(", \"device_seconds\": %.6f, \"wall_seconds\": %.6f, \"device_passes\": %ld, \"device_ts\": %.6f, "
                    "\"device_gbps\": %.3f",
@@ -695,9 +714,12 @@ static int bench_test(const bench_row *b, lfm2c_session *s, int depth, int pass,
     const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(b->m);
     lfm2c_error err = {0};
     for (int k = 0; k < o->reps; k++) {
+        /* the last repetition's first tokens record their weight reads for the replay below */
+        const bool arm = pass && k == o->reps - 1 && replay_arm(b->m, n < REPLAY_PASSES ? n : REPLAY_PASSES) == 0;
         double v = pass ? run_tg(b->m, s, depth, n, rng, &r.prof[r.n], &err) : run_pp(b->m, s, depth, n, rng, &err);
         if (v < 0) return cli_fail("%s", err.msg);
         r.samples[r.n++] = v;
+        r.replayed = arm && replay_run(b->m, &r.rp) == 0 && r.rp.gbps_jobs > 0;
     }
     count_solo(b->m, &p0, &r);
     count_device(b->m, &p0, &r);

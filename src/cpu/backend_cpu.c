@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/hugemem.h"
 #include "core/forward.h"
+#include "cpu/replay.h"
 #include "cpu/scratch.h"
 #include "core/session.h"
 #include "cpu/kernels.h"
@@ -101,6 +102,7 @@ static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
 static void cpu_model_free(lfm2c_model *m) {
     cpu_model *cm = cpu_model_of(m);
     if (cm) scratch_free(cm->scratch);
+    replay_free(m);
     free(cm);
     m->backend_state = NULL;
 }

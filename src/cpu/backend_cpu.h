@@ -14,10 +14,11 @@
 
 /* Per model. */
 typedef struct cpu_model {
-    struct scratch *scratch; /* reused buffers of the forward pass (scratch.h) */
-    bool prof_pass;          /* forward_cpu: the pass is one token (decode): matmul_run times
-                                  its products into m->prof */
-    bool lora_pass;          /* forward_cpu: some token of the pass has adapters (lora.h) */
+    struct scratch *scratch;     /* reused buffers of the forward pass (scratch.h) */
+    bool prof_pass;              /* forward_cpu: the pass is one token (decode): matmul_run times
+                                    its products into m->prof */
+    bool lora_pass;              /* forward_cpu: some token of the pass has adapters (lora.h) */
+    struct replay_trace *replay; /* `bench`'s record of decode passes' weight reads (replay.h) */
 } cpu_model;
 
 /* Per session: the KV cache in host memory, one pair of arrays per attention layer, in the

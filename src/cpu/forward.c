@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
+#include "cpu/replay.h"
 #include "core/lora.h"
 #include "core/model.h"
 #include "cpu/scratch.h"
@@ -603,6 +604,7 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     }
     threadpool_step(m->pool, T);         /* passes of T tokens cost alike: a busy machine may go solo */
     cpu_model_of(m)->prof_pass = T == 1; /* decode of one sequence: its products are profiled */
+    replay_pass_begin(m, T == 1);        /* and `bench` may record their weight reads (replay.h) */
     cpu_model_of(m)->lora_pass = false;  /* some token's sequence runs with adapters (lora.h) */
     for (int t = 0; t < T && !cpu_model_of(m)->lora_pass; t++) cpu_model_of(m)->lora_pass = toks[t].seq->n_lora > 0;
     float *x = slot(m, FWD_X, sizeof(float) * (size_t)T * H);

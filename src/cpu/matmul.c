@@ -7,6 +7,7 @@
 #include "formats/ggml_types.h"
 #include "base/clock.h"
 #include "cpu/backend_cpu.h"
+#include "cpu/replay.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -217,6 +218,7 @@ void matmul_run(lfm2c_model *m, const mm_task *tasks, int n) {
         m->prof.matmul_seconds += lfm2c_now_s() - t0;
         m->prof.matmul_bytes += bytes;
         m->prof.matmul_calls++;
+        replay_record(m, tasks, n);
     }
 }
 
