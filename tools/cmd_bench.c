@@ -32,8 +32,9 @@ typedef struct result {
     long steps, solo_steps;           /* the pool's passes over the repetitions, and those run solo */
     double dev_seconds, wall_seconds; /* Vulkan: the repetitions' passes timed on the device, and by the clock */
     long dev_passes;
-    bool replayed; /* tg on the CPU: one token's weight reads replayed as plain streams (cpu/replay.h) */
+    bool replayed; /* tg on the CPU: tokens' weight reads replayed as plain streams (cpu/replay.h) */
     replay_result rp;
+    double paired; /* the products' rate over the replay's, token by token (0: not measured) */
 } result;
 
 /* A result's time on the device (lfm2c_decode_profile's device_seconds, Vulkan's timestamps)
@@ -167,7 +168,23 @@ static double prof_gbps(const tg_prof *p) { return profiled(p) ? p->mm_bytes / p
 
 /* decode steps whose weight reads `bench` replays after a tg result (cpu/replay.h): a MoE
  * model picks other experts each token, and the replay should meet as many as decode does */
-enum { REPLAY_PASSES = 16 };
+enum { REPLAY_PASSES = 16, REPLAY_PAIRS = 16 };
+
+/* The products' rate over the replay's, REPLAY_PAIRS tokens each decoded then read again at the
+ * replay's best distance (job by job): on a machine whose bandwidth drifts by the second the
+ * pairs meet the same drift. 0 when it cannot be measured. */
+static double replay_paired(lfm2c_model *m, lfm2c_session *s, int depth, int pf, uint64_t *rng) {
+    double prod = 0, rep = 0;
+    lfm2c_error err = {0};
+    for (int i = 0; i < REPLAY_PAIRS; i++) {
+        tg_prof p = {0};
+        if (replay_arm(m, 1) || run_tg(m, s, depth, 1, rng, &p, &err) < 0) return 0;
+        const double g = replay_gbps(m, pf, false);
+        if (g <= 0 || !profiled(&p)) return 0;
+        prod += p.mm_seconds, rep += p.mm_bytes / (g * 1e9);
+    }
+    return rep / prod;
+}
 
 /* a result's repetitions together */
 static tg_prof prof_sum(const result *r) {
@@ -196,6 +213,11 @@ static void print_tg_prof(const result *r) {
                 r->n_gen, r->rp.passes, r->rp.bytes / 1e9, r->rp.ranges, r->rp.jobs, r->rp.gbps_jobs, r->rp.gbps_flat,
                 r->rp.pf_bytes_jobs, r->rp.pf_bytes_flat, prof_gbps(&r->prof[r->n - 1]),
                 100 * prof_gbps(&r->prof[r->n - 1]) / r->rp.gbps_jobs);
+    if (r->paired > 0)
+        fprintf(stderr,
+                "tg%d: paired, %d tokens each decoded and its reads read again at once (job by job): the products "
+                "read at %.0f%% of the replay's rate\n",
+                r->n_gen, REPLAY_PAIRS, 100 * r->paired);
 }
 
 /* B sequences: prefill each prompt (in batches), then decode all B together; total tok/s */
@@ -511,6 +533,7 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
             printf(", \"replay_gbps_jobs\": %.3f, \"replay_gbps_flat\": %.3f, \"replay_bytes\": %.0f, "
                    "\"replay_passes\": %d",
                    r->rp.gbps_jobs, r->rp.gbps_flat, r->rp.bytes, r->rp.passes);
+        if (r->paired > 0) printf(", \"replay_paired_share\": %.4f", r->paired);
         if (r->dev_seconds > 0) /* Vulkan: the device's own clock (timestamp queries) */
             printf(", \"device_seconds\": %.6f, \"wall_seconds\": %.6f, \"device_passes\": %ld, \"device_ts\": %.6f, "
                    "\"device_gbps\": %.3f",
@@ -723,6 +746,7 @@ static int bench_test(const bench_row *b, lfm2c_session *s, int depth, int pass,
     }
     count_solo(b->m, &p0, &r);
     count_device(b->m, &p0, &r);
+    if (r.replayed) r.paired = replay_paired(b->m, s, depth, r.rp.pf_bytes_jobs, rng);
     bench_print(b, &r);
     if (pass && !o->json && !o->csv) print_tg_prof(&r);
     if (!o->json && !o->csv) print_device_time(&r, b->in);

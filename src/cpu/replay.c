@@ -145,32 +145,52 @@ static double replay_once(lfm2c_model *m, replay_job *rj, bool flat) {
 
 static const size_t PF_DIST[] = {1024, 4096, 8192};
 
-int replay_run(lfm2c_model *m, replay_result *res) {
+/* The recorded passes' jobs (first range, bytes of each) in rj, their bytes in *all: 0, or -1
+ * when nothing was recorded or memory is short (free rj's arrays after). */
+static int replay_jobs(lfm2c_model *m, replay_job *rj, double *all) {
     struct replay_trace *t = trace_of(m);
+    *rj = (replay_job){0};
     if (!t || (t->state != R_DONE && t->state != R_RECORDING) || t->n == 0) return -1;
     t->state = R_DONE;
     int *first = calloc((size_t)t->jobs + 1, sizeof *first);
     size_t *bytes = calloc((size_t)t->jobs, sizeof *bytes);
-    if (!first || !bytes) {
-        free(first), free(bytes);
-        return -1;
-    }
-    memset(res, 0, sizeof *res);
+    *rj = (replay_job){.t = t, .first = first, .bytes = bytes};
+    if (!first || !bytes) return -1;
+    *all = 0;
     for (int i = 0, j = -1; i < t->n; i++) {
         while (j < t->r[i].job) first[++j] = i;
         bytes[j] += t->r[i].n;
-        res->bytes += (double)t->r[i].n;
+        *all += (double)t->r[i].n;
     }
-    for (int j = t->n ? t->r[t->n - 1].job : -1; j < t->jobs;) first[++j] = t->n;
-    res->passes = t->passes, res->jobs = t->jobs, res->ranges = t->n;
-    replay_job rj = {.t = t, .first = first, .bytes = bytes};
-    for (int flat = 0; flat < 2; flat++)
-        for (size_t d = 0; d < sizeof PF_DIST / sizeof *PF_DIST; d++) {
-            rj.pf = PF_DIST[d];
-            const double g = res->bytes / replay_once(m, &rj, flat) / 1e9;
-            double *best = flat ? &res->gbps_flat : &res->gbps_jobs;
-            if (g > *best) *best = g, *(flat ? &res->pf_bytes_flat : &res->pf_bytes_jobs) = (int)PF_DIST[d];
-        }
-    free(first), free(bytes);
+    for (int j = t->r[t->n - 1].job; j < t->jobs;) first[++j] = t->n;
     return 0;
+}
+
+int replay_run(lfm2c_model *m, replay_result *res) {
+    replay_job rj;
+    memset(res, 0, sizeof *res);
+    int rc = replay_jobs(m, &rj, &res->bytes);
+    if (rc == 0) {
+        res->passes = rj.t->passes, res->jobs = rj.t->jobs, res->ranges = rj.t->n;
+        for (int flat = 0; flat < 2; flat++)
+            for (size_t d = 0; d < sizeof PF_DIST / sizeof *PF_DIST; d++) {
+                rj.pf = PF_DIST[d];
+                const double g = res->bytes / replay_once(m, &rj, flat) / 1e9;
+                double *best = flat ? &res->gbps_flat : &res->gbps_jobs;
+                if (g > *best) *best = g, *(flat ? &res->pf_bytes_flat : &res->pf_bytes_jobs) = (int)PF_DIST[d];
+            }
+    }
+    free((void *)rj.first), free((void *)rj.bytes);
+    return rc;
+}
+
+double replay_gbps(lfm2c_model *m, int pf_bytes, bool flat) {
+    replay_job rj;
+    double all = 0, g = -1;
+    if (replay_jobs(m, &rj, &all) == 0) {
+        rj.pf = pf_bytes > 0 ? (size_t)pf_bytes : 0;
+        g = all / replay_once(m, &rj, flat) / 1e9;
+    }
+    free((void *)rj.first), free((void *)rj.bytes);
+    return g;
 }

@@ -28,6 +28,10 @@ typedef struct replay_result {
 /* Replays the recorded passes (the best of a few prefetch distances). 0, or -1 when nothing was
  * recorded. */
 int replay_run(lfm2c_model *m, replay_result *r);
+/* One reading of the recorded passes at one prefetch distance (replay_result's pf_bytes_*), job
+ * by job or in one pass: GB/s, or -1 when nothing was recorded. For pairs with decode: a pass
+ * recorded, then read again at once, so that a drift of the machine meets both alike. */
+double replay_gbps(lfm2c_model *m, int pf_bytes, bool flat);
 /* backend_cpu.c: frees the trace */
 void replay_free(lfm2c_model *m);
 #endif

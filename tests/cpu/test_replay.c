@@ -2,8 +2,8 @@
  * Q4_K_M fixtures with a pool of 2, armed for n passes it records exactly the next n one-token
  * passes (not a prompt's pass before them, not a pass after them; a prompt's pass in between
  * ends the recording), and its replay reads the same bytes in the same number of jobs as the
- * decode profile counted for those passes; nothing recorded, nothing to replay; zero passes
- * cannot be armed. */
+ * decode profile counted for those passes, whole (replay_run) or at one distance (replay_gbps);
+ * nothing recorded, nothing to replay; zero passes cannot be armed. */
 #include "cpu/replay.h"
 #include "lfm2c.h"
 #include "test.h"
@@ -35,7 +35,7 @@ static void check_model(const char *path) {
     CHECK(s != NULL, "session: %s", err.msg);
     if (!s) goto out;
     replay_result r;
-    CHECK(replay_run(m, &r) == -1, "%s: nothing recorded, nothing to replay", path);
+    CHECK(replay_run(m, &r) == -1 && replay_gbps(m, 4096, false) < 0, "%s: nothing recorded, nothing to replay", path);
 
     /* two passes armed: the prompt's pass is skipped, the two decode passes recorded, the third not */
     CHECK(replay_arm(m, 2) == 0, "%s: arm", path);
@@ -54,6 +54,7 @@ static void check_model(const char *path) {
     CHECK(r.ranges >= r.jobs, "%s: %d ranges in %d jobs", path, r.ranges, r.jobs);
     CHECK(r.gbps_jobs > 0 && r.gbps_flat > 0, "%s: rates %.3f %.3f", path, r.gbps_jobs, r.gbps_flat);
     CHECK(replay_run(m, &r) == 0 && r.passes == 2, "%s: a recording replays again", path);
+    CHECK(replay_gbps(m, 1024, false) > 0 && replay_gbps(m, 0, true) > 0, "%s: one reading at one distance", path);
 
     /* three armed, a prompt's pass after the first ends the recording there */
     CHECK(replay_arm(m, 3) == 0, "%s: arm again", path);
