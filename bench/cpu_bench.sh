@@ -37,7 +37,9 @@
 #   bench -n 128 -r REPS` without its first repetition (the weights' first seconds after the copy;
 #   a server decodes for hours). Prints every round and the medians: decode GB/s (t/s x weights
 #   read per token) as a fraction of each bandwidth, and from the decode profile the share of
-#   decode time inside the weight products and the GB/s they read at (the kernels' own stream).
+#   decode time inside the weight products and the GB/s they read at (the kernels' own stream);
+#   then bench's replay of the decode's own reads (src/cpu/replay.c): its GB/s job by job, and the
+#   products' share of it token by token ("paired"), the ceiling on the weights' own pages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contention=0; depth=0; side=0; batch=0; decode=0
@@ -71,8 +73,8 @@ if [ $decode = 1 ]; then
     f="$dir/$preset-q4_k_m.gguf"
     [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
   done
-  echo "| round | model | threads | tg128 t/s | decode GB/s | membw 1 GB | fraction | membw model-sized | fraction | in weight products | their GB/s |"
-  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| round | model | threads | tg128 t/s | decode GB/s | membw 1 GB | fraction | membw model-sized | fraction | in weight products | their GB/s | replay GB/s | paired |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for r in $(seq 1 "$rounds"); do
     for preset in $presets; do
       f="$dir/$preset-q4_k_m.gguf"
@@ -99,7 +101,10 @@ gb = ts * d["gbps"] / d["avg_ts"]   # t/s x weights read per token
 ps, pg = d.get("samples_matmul_share", [0]), d.get("samples_matmul_gbps", [0])   # lfm2c_model_decode_profile
 ps, pg = ps[1:] or ps, pg[1:] or pg   # the same repetitions as the t/s
 share, mgb = sum(ps) / len(ps), sum(pg) / len(pg)
-print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% | {share * 100:.1f}% | {mgb:.1f} |")
+# the ceiling on the decode's own pages (src/cpu/replay.c): its reads read again job by job, and
+# the products' share of that rate token by token ("paired")
+rg, pr = d.get("replay_gbps_jobs", 0), d.get("replay_paired_share", 0)
+print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% | {share * 100:.1f}% | {mgb:.1f} | {rg:.1f} | {pr * 100:.0f}% |")
 PY
       done
     done
@@ -112,11 +117,11 @@ rows = {}
 for line in open(sys.argv[1]):
     c = [x.strip() for x in line.strip().strip("|").split("|")]
     rows.setdefault((c[1], c[2]), []).append(c)
-print("| model | threads | tg128 t/s | decode GB/s | of membw 1 GB | of membw model-sized | in weight products | their GB/s |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| model | threads | tg128 t/s | decode GB/s | of membw 1 GB | of membw model-sized | in weight products | their GB/s | replay GB/s | paired |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for (m, t), rs in rows.items():
     med = lambda i: statistics.median(float(x[i].rstrip("%")) for x in rs)
-    print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {med(8):.0f}% | {med(9):.1f}% | {med(10):.1f} |")
+    print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {med(8):.0f}% | {med(9):.1f}% | {med(10):.1f} | {med(11):.1f} | {med(12):.0f}% |")
 PY
   rm -f "$log" "$log.json"
   exit 0
