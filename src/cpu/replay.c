@@ -19,17 +19,19 @@ typedef struct replay_range {
     int job;
 } replay_range;
 
-enum { R_IDLE, R_ARMED, R_RECORDING, R_DONE, R_FAILED };
+enum { R_IDLE, R_ARMED, R_RECORDING, R_DONE, R_FAILED }; /* R_FAILED: out of memory while recording */
 struct replay_trace {
     int state, n, cap, jobs;
     int passes, want; /* passes recorded (or being recorded), and to record */
     replay_range *r;
 };
 
-static struct replay_trace *trace_of(const lfm2c_model *m) { return m->backend_state ? cpu_model_of(m)->replay : NULL; }
+/* backend_state is a cpu_model only on the CPU backend */
+static bool on_cpu(const lfm2c_model *m) { return m->backend && !strcmp(m->backend->name, "cpu") && m->backend_state; }
+static struct replay_trace *trace_of(const lfm2c_model *m) { return on_cpu(m) ? cpu_model_of(m)->replay : NULL; }
 
 int replay_arm(lfm2c_model *m, int n_passes) {
-    if (!m->backend || strcmp(m->backend->name, "cpu") || !m->backend_state || n_passes < 1) return -1;
+    if (!on_cpu(m) || n_passes < 1) return -1;
     cpu_model *cm = cpu_model_of(m);
     if (!cm->replay && !(cm->replay = calloc(1, sizeof *cm->replay))) return -1;
     cm->replay->state = R_ARMED;
