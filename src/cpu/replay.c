@@ -26,9 +26,14 @@ struct replay_trace {
     replay_range *r;
 };
 
-/* backend_state is a cpu_model only on the CPU backend */
+/* backend_state is a cpu_model only on the CPU backend: bench's entries check the backend;
+ * forward_cpu, matmul_run and cpu_model_free are the CPU backend, and its decode path pays no
+ * name comparison per product */
 static bool on_cpu(const lfm2c_model *m) { return m->backend && !strcmp(m->backend->name, "cpu") && m->backend_state; }
 static struct replay_trace *trace_of(const lfm2c_model *m) { return on_cpu(m) ? cpu_model_of(m)->replay : NULL; }
+static struct replay_trace *cpu_trace(const lfm2c_model *m) {
+    return m->backend_state ? cpu_model_of(m)->replay : NULL;
+}
 
 int replay_arm(lfm2c_model *m, int n_passes) {
     if (!on_cpu(m) || n_passes < 1) return -1;
@@ -41,14 +46,14 @@ int replay_arm(lfm2c_model *m, int n_passes) {
 }
 
 void replay_pass_begin(lfm2c_model *m, bool one_token) {
-    struct replay_trace *t = trace_of(m);
+    struct replay_trace *t = cpu_trace(m);
     if (!t || (t->state != R_ARMED && t->state != R_RECORDING)) return;
     if (t->passes == t->want || (t->state == R_RECORDING && !one_token)) t->state = R_DONE;
     else if (one_token) t->state = R_RECORDING, t->passes++;
 }
 
 void replay_record(lfm2c_model *m, const mm_task *tasks, int n) {
-    struct replay_trace *t = trace_of(m);
+    struct replay_trace *t = cpu_trace(m);
     if (!t || t->state != R_RECORDING) return;
     for (int i = 0; i < n; i++) {
         if (t->n == t->cap) {
@@ -68,7 +73,7 @@ void replay_record(lfm2c_model *m, const mm_task *tasks, int n) {
 }
 
 void replay_free(lfm2c_model *m) {
-    struct replay_trace *t = trace_of(m);
+    struct replay_trace *t = cpu_trace(m);
     if (!t) return;
     free(t->r);
     free(t);

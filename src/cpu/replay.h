@@ -1,9 +1,10 @@
-/* replay.h — the ceiling a decode step's weight products are held to: the weights one traced
- * decode pass read, read again as a plain stream (no arithmetic), from the same pages, split
+/* replay.h — the ceiling a decode step's weight products are held to: the weights some traced
+ * decode passes read, read again as plain streams (no arithmetic), from the same pages, split
  * over the same pool the same way. Where decode's products read at most of the replay's rate,
  * the kernels are bandwidth-bound and what remains below `membw` (a 1 GB buffer somewhere else)
- * is the memory that holds the weights, not the code (bench/CPU.md "The replay"). The CPU
- * backend only; for `lfm2c bench`. */
+ * is the memory that holds the weights, not the code (bench/README.md says how to read it; the
+ * figures: bench/CPU.md "Zen 5 on the Oxide host: decode against a replay of its own reads").
+ * The CPU backend only; for `lfm2c bench`. */
 #ifndef LFM2C_REPLAY_H
 #define LFM2C_REPLAY_H
 #include "core/model.h"
