@@ -34,8 +34,9 @@
 #   decode, as this VM's bandwidth drifts within minutes); membw over a buffer of the model file's
 #   size, for MoE models in random pieces of one expert matrix (what the decode reads, from as much
 #   memory: on a virtual machine 12 GB read slower than 1 GB, whatever the pattern); and `lfm2c
-#   bench -n 128 -r REPS` without its first repetition (the weights' first seconds after the copy;
-#   a server decodes for hours). Prints every round and the medians: decode GB/s (t/s x weights
+#   bench -n 128 -r REPS --warm-read` (every weight byte read once before the rows: the first read
+#   of a fresh copy can run at a fraction of the bandwidth, and a server decodes for hours; the
+#   rate of that read is the last column). Prints every round and the medians: decode GB/s (t/s x weights
 #   read per token) as a fraction of each bandwidth, and from the decode profile the share of
 #   decode time inside the weight products and the GB/s they read at (the kernels' own stream);
 #   then bench's replay of the decode's own reads (src/cpu/replay.c): its GB/s job by job, and the
@@ -73,8 +74,8 @@ if [ $decode = 1 ]; then
     f="$dir/$preset-q4_k_m.gguf"
     [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
   done
-  echo "| round | model | threads | tg128 t/s | decode GB/s | membw 1 GB | fraction | membw model-sized | fraction | in weight products | their GB/s | replay GB/s | paired |"
-  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| round | model | threads | tg128 t/s | decode GB/s | membw 1 GB | fraction | membw model-sized | fraction | in weight products | their GB/s | replay GB/s | paired | warm read GB/s |"
+  echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for r in $(seq 1 "$rounds"); do
     for preset in $presets; do
       f="$dir/$preset-q4_k_m.gguf"
@@ -88,23 +89,22 @@ print(int(e.group(1))*int(h.group(1))*144//256//1024 if e else 0)")
         membw1() { ./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}'; }
         bw0=$(membw1)
         pbw=$(./build/membw "$mb" "$t" $([ "$piece_kb" = 0 ] || echo "$piece_kb") | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
-        ./build/lfm2c bench -m "$f" -p 0 -n 128 -t "$t" -r "$reps" -o json > "$log.json" 2>/dev/null
+        ./build/lfm2c bench -m "$f" -p 0 -n 128 -t "$t" -r "$reps" --warm-read -o json > "$log.json" 2>/dev/null
         bw=$(python3 -c "import sys; print('%.1f' % ((float(sys.argv[1]) + float(sys.argv[2])) / 2))" "$bw0" "$(membw1)")
         python3 - "$log.json" "$r" "$preset" "$t" "$bw" "$pbw" <<'PY' | tee -a "$log"
 import json, sys
 js, r, preset, t, bw, pbw = sys.argv[1:]
 d = json.load(open(js))
 d = d[0] if isinstance(d, list) else d
-s = d["samples_ts"][1:] or d["samples_ts"]
+s = d["samples_ts"]
 ts = sum(s) / len(s)
 gb = ts * d["gbps"] / d["avg_ts"]   # t/s x weights read per token
 ps, pg = d.get("samples_matmul_share", [0]), d.get("samples_matmul_gbps", [0])   # lfm2c_model_decode_profile
-ps, pg = ps[1:] or ps, pg[1:] or pg   # the same repetitions as the t/s
 share, mgb = sum(ps) / len(ps), sum(pg) / len(pg)
 # the ceiling on the decode's own pages (src/cpu/replay.c): its reads read again job by job, and
 # the products' share of that rate token by token ("paired")
 rg, pr = d.get("replay_gbps_jobs", 0), d.get("replay_paired_share", 0)
-print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% | {share * 100:.1f}% | {mgb:.1f} | {rg:.1f} | {pr * 100:.0f}% |")
+print(f"| {r} | {preset} | {t} | {ts:.2f} | {gb:.1f} | {bw} | {gb / float(bw) * 100:.0f}% | {pbw} | {gb / float(pbw) * 100:.0f}% | {share * 100:.1f}% | {mgb:.1f} | {rg:.1f} | {pr * 100:.0f}% | {d.get('warm_read_gbps', 0):.1f} |")
 PY
       done
     done

@@ -38,7 +38,10 @@ for r in rows:
     # the kernel table that ran and how it was chosen (kernels_choose.c)
     assert r["kernels"] and r["kernels_choice"] in ("forced", "table", "timed", "cached", "only", "default"), r
 assert sorted((r["n_threads"], r["n_prompt"], r["n_gen"]) for r in rows) == [(1, 0, 8), (1, 16, 0), (2, 0, 8), (2, 16, 0)]
+assert all("warm_read_gbps" not in r for r in rows), rows   # only with --warm-read
 PY
+"$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 0 -n 2 -r 1 --warm-read -o json 2>/dev/null | python3 -c "
+import json, sys; rows = json.load(sys.stdin); assert len(rows) == 1 and rows[0]['warm_read_gbps'] > 0, rows" && ok || bad "bench --warm-read: no warm_read_gbps"
 "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 8 -n 4 -r 1 -b 3 -o csv > "$tmp/bench.csv" 2>/dev/null && [ "$(wc -l < "$tmp/bench.csv")" = 2 ] && ok || bad "bench -b csv"
 expect_err_bench() { "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf "$@" >/dev/null 2>&1 && bad "bench $* accepted" || ok; }
 expect_err_bench -o yaml

@@ -34,7 +34,8 @@ typedef struct result {
     long dev_passes;
     bool replayed; /* tg on the CPU: tokens' weight reads replayed as plain streams (cpu/replay.h) */
     replay_result rp;
-    double paired; /* the products' rate over the replay's, token by token (0: not measured) */
+    double paired;    /* the products' rate over the replay's, token by token (0: not measured) */
+    double warm_gbps; /* --warm-read: the rate every weight byte was read at before the rows (0: not read) */
 } result;
 
 /* A result's time on the device (lfm2c_decode_profile's device_seconds, Vulkan's timestamps)
@@ -447,6 +448,8 @@ static const char USAGE[] =
     "                   huge pages | always mapped; default: copied when THP is on and RAM allows)\n"
     "                   [--device cpu|cuda|vulkan] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
     "                   (every session runs with the adapters: their cost is in the numbers)\n"
+    "                   [--warm-read]  (CPU: every weight byte read once before the rows, and the rate\n"
+    "                   said: the first read of what a load wrote can be far slower than decode's)\n"
     "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
     "  a -p / -n test.\n"
     "  --spec  speculative decoding instead: one forward over k+1 tokens against one decode step\n"
@@ -534,6 +537,7 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                    "\"replay_passes\": %d",
                    r->rp.gbps_jobs, r->rp.gbps_flat, r->rp.bytes, r->rp.passes);
         if (r->paired > 0) printf(", \"replay_paired_share\": %.4f", r->paired);
+        if (r->warm_gbps > 0) printf(", \"warm_read_gbps\": %.3f", r->warm_gbps);
         if (r->dev_seconds > 0) /* Vulkan: the device's own clock (timestamp queries) */
             printf(", \"device_seconds\": %.6f, \"wall_seconds\": %.6f, \"device_passes\": %ld, \"device_ts\": %.6f, "
                    "\"device_gbps\": %.3f",
@@ -563,7 +567,7 @@ typedef struct bench_opts {
     const char *model_path, *fmt, *device;
     int pps[8], n_pp, tgs[8], n_tg, threads[8], n_th, reps, batches[8], n_b, depths[16], n_d;
     int tks[3], n_tk, tvs[3], n_tv, hugepages;
-    bool reference, spec, json, csv;
+    bool reference, spec, json, csv, warm_read;
     spec_bench sb;
 } bench_opts;
 
@@ -625,6 +629,7 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
         else if (!strcmp(a, "--no-hugepages")) o->hugepages = LFM2C_HUGEPAGES_OFF;
         else if (cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--spec")) o->spec = true;
+        else if (!strcmp(a, "--warm-read")) o->warm_read = true;
         else if (!strcmp(a, "-md") || !strcmp(a, "--model-draft")) o->sb.draft_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--draft-max")) {
             o->sb.draft_max = cli_int(a, cli_value(argc, argv, &i));
@@ -638,7 +643,7 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
                 "-m --model -p --n-prompt -n --n-gen -t --threads -r --repetitions -o --output -b "
                 "--batch -d --n-depth -ctk --cache-type-k -ctv --cache-type-v -fa --flash-attn "
                 "--device --reference --hugepages --no-hugepages --lora --lora-scaled --spec -md --model-draft "
-                "--draft-max --spec-accept");
+                "--draft-max --spec-accept --warm-read");
     }
     return -1;
 }
@@ -702,6 +707,7 @@ typedef struct bench_row {
     lfm2c_model *m;
     const lfm2c_model_info *in;
     int nth, ki, vi, *first_row;
+    double warm_gbps; /* --warm-read's rate (0: not read) */
 } bench_row;
 
 static void bench_print(const bench_row *b, const result *r) {
@@ -715,7 +721,11 @@ static void bench_print(const bench_row *b, const result *r) {
 static int bench_batched(const bench_row *b, uint64_t *rng) {
     const bench_opts *o = b->o;
     for (int bi = 0; bi < o->n_b; bi++) {
-        result r = {.test = "batch", .n_prompt = o->pps[0], .n_gen = o->tgs[0], .batch = o->batches[bi]};
+        result r = {.test = "batch",
+                    .n_prompt = o->pps[0],
+                    .n_gen = o->tgs[0],
+                    .batch = o->batches[bi],
+                    .warm_gbps = b->warm_gbps};
         const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(b->m);
         lfm2c_error err = {0};
         for (int k = 0; k < o->reps; k++) {
@@ -732,8 +742,12 @@ static int bench_batched(const bench_row *b, uint64_t *rng) {
 /* One pp or tg row (pass 0 / 1) of n tokens on session s at depth: 0, or 1 with the message said. */
 static int bench_test(const bench_row *b, lfm2c_session *s, int depth, int pass, int n, uint64_t *rng) {
     const bench_opts *o = b->o;
-    result r = {
-        .test = pass ? "tg" : "pp", .n_prompt = pass ? 0 : n, .n_gen = pass ? n : 0, .batch = 1, .depth = depth};
+    result r = {.test = pass ? "tg" : "pp",
+                .n_prompt = pass ? 0 : n,
+                .n_gen = pass ? n : 0,
+                .batch = 1,
+                .depth = depth,
+                .warm_gbps = b->warm_gbps};
     const lfm2c_decode_profile p0 = lfm2c_model_decode_profile(b->m);
     lfm2c_error err = {0};
     for (int k = 0; k < o->reps; k++) {
@@ -797,6 +811,19 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
             mp->device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)" : "");
 }
 
+/* --warm-read: every weight byte read once, over the pool, before the first row (the rate on
+ * stderr in md, in every row's JSON): 0, or 1 with the message said. */
+static int warm_read(bench_row *b) {
+    double bytes = 0;
+    const double t0 = lfm2c_now_s(), gbps = replay_read_weights(b->m, &bytes);
+    if (gbps < 0) return cli_fail("--warm-read reads the weights on the CPU backend only"), 1;
+    b->warm_gbps = gbps;
+    if (!b->o->json && !b->o->csv)
+        fprintf(stderr, "warm read: the weights' %.2f GB read once in %.2f s (%.1f GB/s) before the rows\n",
+                bytes / 1e9, lfm2c_now_s() - t0, gbps);
+    return 0;
+}
+
 /* One combination of threads, K and V type: the model opened, its rows, its footer: 0 or 1. */
 static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_row) {
     lfm2c_model_params mp;
@@ -804,13 +831,15 @@ static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_r
     if (!m) return 1;
     int rc = cli_lora_load(m) ? 1 : 0;
     if (!rc && cli_lora_count() && !o->json && !o->csv) fprintf(stderr, "with %d LoRA adapter(s)\n", cli_lora_count());
-    const bench_row b = {o,
-                         m,
-                         lfm2c_model_get_info(m),
-                         o->threads[ti] > 0 ? o->threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN),
-                         ki,
-                         vi,
-                         first_row};
+    bench_row b = {o,
+                   m,
+                   lfm2c_model_get_info(m),
+                   o->threads[ti] > 0 ? o->threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN),
+                   ki,
+                   vi,
+                   first_row,
+                   0};
+    if (!rc && o->warm_read) rc = warm_read(&b);
     uint64_t rng = 42;
     if (!rc) rc = o->n_b > 0 ? bench_batched(&b, &rng) : bench_depths(&b, &rng);
     if (!rc) bench_footer(&b, &mp);

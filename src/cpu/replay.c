@@ -201,3 +201,33 @@ double replay_gbps(lfm2c_model *m, int pf_bytes, bool flat) {
     free((void *)rj.first), free((void *)rj.bytes);
     return g;
 }
+
+/* ---- every weight once (bench --warm-read) ---------------------------------------------- */
+
+typedef struct weights_read {
+    const gguf_file *g;
+    size_t total, pf;
+} weights_read;
+
+/* thread ith's share [total*ith/nth, total*(ith+1)/nth) of the tensors laid end to end */
+static void weights_worker(void *arg, int ith, int nth) {
+    const weights_read *w = arg;
+    const size_t lo = (size_t)((double)w->total * ith / nth), hi = (size_t)((double)w->total * (ith + 1) / nth);
+    size_t base = 0;
+    for (uint64_t i = 0; i < w->g->n_tensors && base < hi; base += w->g->tensors[i].nbytes, i++) {
+        const gguf_tensor *t = &w->g->tensors[i];
+        const size_t s = lo > base ? lo - base : 0, e = hi - base < t->nbytes ? hi - base : t->nbytes;
+        if (s < e) read_lines(t->data + s, t->data + e, w->pf);
+    }
+}
+
+double replay_read_weights(lfm2c_model *m, double *bytes) {
+    *bytes = 0;
+    if (!on_cpu(m)) return -1;
+    weights_read w = {.g = m->gguf, .pf = 4096};
+    for (uint64_t i = 0; i < w.g->n_tensors; i++) w.total += w.g->tensors[i].nbytes;
+    const double t0 = lfm2c_now_s();
+    threadpool_run(m->pool, weights_worker, &w);
+    *bytes = (double)w.total;
+    return (double)w.total / (lfm2c_now_s() - t0) / 1e9;
+}

@@ -33,6 +33,11 @@ int replay_run(lfm2c_model *m, replay_result *r);
  * by job or in one pass: GB/s, or -1 when nothing was recorded. For pairs with decode: a pass
  * recorded, then read again at once, so that a drift of the machine meets both alike. */
 double replay_gbps(lfm2c_model *m, int pf_bytes, bool flat);
+/* Every tensor's bytes read once, as the replay reads (prefetch 4 KB ahead), split over the pool:
+ * GB/s, the bytes in *bytes; -1 when the model does not run on the CPU backend. For `bench
+ * --warm-read`: the first read of memory a load has just written can be far slower than later
+ * ones (bench/CPU.md "the first read after a load"), and a tg row then times that, not decode. */
+double replay_read_weights(lfm2c_model *m, double *bytes);
 /* backend_cpu.c: frees the trace */
 void replay_free(lfm2c_model *m);
 #endif

@@ -3,7 +3,8 @@
  * passes (not a prompt's pass before them, not a pass after them; a prompt's pass in between
  * ends the recording), and its replay reads the same bytes in the same number of jobs as the
  * decode profile counted for those passes, whole (replay_run) or at one distance (replay_gbps);
- * nothing recorded, nothing to replay; zero passes cannot be armed. */
+ * nothing recorded, nothing to replay; zero passes cannot be armed. bench --warm-read's reading
+ * of every weight (replay_read_weights) reads each tensor's bytes once, whatever was recorded. */
 #include "cpu/replay.h"
 #include "lfm2c.h"
 #include "test.h"
@@ -65,6 +66,10 @@ static void check_model(const char *path) {
     CHECK(replay_run(m, &r) == 0 && r.passes == 1 && r.bytes == bytes && r.jobs == jobs,
           "%s: %d passes, %.0f bytes (want 1, %.0f)", path, r.passes, r.bytes, bytes);
     CHECK(replay_arm(m, 0) == -1, "%s: zero passes refused", path);
+    double all = 0, read = -1;
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) all += (double)m->gguf->tensors[i].nbytes;
+    CHECK(replay_read_weights(m, &read) > 0 && read == all && all > 0, "%s: every weight read once: %.0f bytes of %.0f",
+          path, read, all);
     lfm2c_session_free(s);
 out:
     lfm2c_model_free(m);
