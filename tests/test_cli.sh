@@ -48,6 +48,7 @@ expect_err_bench -o yaml
 expect_err_bench -r 0
 expect_err_bench -d -5
 expect_err_bench -ctk f8
+expect_err_bench -p 0 -n 2 --warm-read --device vulkan
 # bench -d (llama-bench's depth) and KV cache types, in the JSON rows
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 16 -n 4 -r 1 -t 1 -d 0,40 -ctk f16,q8_0 -ctv f32 -o json > "$tmp/bd.json" 2>/dev/null
 python3 - "$tmp/bd.json" <<'PY' && ok || bad "bench -d / -ctk json"

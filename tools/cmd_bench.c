@@ -651,6 +651,8 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
 /* The options' ranges and combinations: 0, or 2 with the message said. */
 static int bench_check(bench_opts *o) {
     if (o->reps < 1 || o->reps > 64) return cli_fail("-r must be 1..64"), 2;
+    if (o->warm_read && o->device && strcmp(o->device, "cpu"))
+        return cli_fail("--warm-read reads the weights on the CPU backend only (not --device %s)", o->device), 2;
     if (!o->model_path)
         return cli_fail("bench: no model given: lfm2c bench MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT]"), 2;
     for (int k = 0; k < o->n_d; k++)
