@@ -817,12 +817,12 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
  * stderr in md, in every row's JSON): 0, or 1 with the message said. */
 static int warm_read(bench_row *b) {
     double bytes = 0;
-    const double t0 = lfm2c_now_s(), gbps = replay_read_weights(b->m, &bytes);
-    if (gbps < 0) return cli_fail("--warm-read reads the weights on the CPU backend only"), 1;
+    const double gbps = replay_read_weights(b->m, &bytes);
+    if (gbps < 0) return cli_fail("--warm-read: the weights were not read (CPU backend only; memory short?)"), 1;
     b->warm_gbps = gbps;
     if (!b->o->json && !b->o->csv)
         fprintf(stderr, "warm read: the weights' %.2f GB read once in %.2f s (%.1f GB/s) before the rows\n",
-                bytes / 1e9, lfm2c_now_s() - t0, gbps);
+                bytes / 1e9, bytes / 1e9 / gbps, gbps);
     return 0;
 }
 

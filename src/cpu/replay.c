@@ -9,6 +9,7 @@
 #include "cpu/backend_cpu.h"
 #include "core/backend.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,7 +206,8 @@ double replay_gbps(lfm2c_model *m, int pf_bytes, bool flat) {
 /* ---- every weight once (bench --warm-read) ---------------------------------------------- */
 
 typedef struct weights_read {
-    const gguf_file *g;
+    const replay_range *r; /* every tensor, in the table's order */
+    int n;
     size_t total, pf;
 } weights_read;
 
@@ -213,21 +215,24 @@ typedef struct weights_read {
 static void weights_worker(void *arg, int ith, int nth) {
     const weights_read *w = arg;
     const size_t lo = (size_t)((double)w->total * ith / nth), hi = (size_t)((double)w->total * (ith + 1) / nth);
-    size_t base = 0;
-    for (uint64_t i = 0; i < w->g->n_tensors && base < hi; base += w->g->tensors[i].nbytes, i++) {
-        const gguf_tensor *t = &w->g->tensors[i];
-        const size_t s = lo > base ? lo - base : 0, e = hi - base < t->nbytes ? hi - base : t->nbytes;
-        if (s < e) read_lines(t->data + s, t->data + e, w->pf);
-    }
+    read_span(w->r, 0, w->n, lo, hi, w->pf);
 }
 
 double replay_read_weights(lfm2c_model *m, double *bytes) {
     *bytes = 0;
-    if (!on_cpu(m)) return -1;
-    weights_read w = {.g = m->gguf, .pf = 4096};
-    for (uint64_t i = 0; i < w.g->n_tensors; i++) w.total += w.g->tensors[i].nbytes;
+    const gguf_file *g = m->gguf;
+    if (!on_cpu(m) || g->n_tensors > INT_MAX) return -1;
+    replay_range *r = malloc(sizeof *r * (g->n_tensors ? g->n_tensors : 1));
+    if (!r) return -1;
+    weights_read w = {.r = r, .n = (int)g->n_tensors, .pf = 4096};
+    for (int i = 0; i < w.n; i++) {
+        r[i] = (replay_range){g->tensors[i].data, g->tensors[i].nbytes, 0};
+        w.total += g->tensors[i].nbytes;
+    }
     const double t0 = lfm2c_now_s();
     threadpool_run(m->pool, weights_worker, &w);
+    const double seconds = lfm2c_now_s() - t0;
+    free(r);
     *bytes = (double)w.total;
-    return (double)w.total / (lfm2c_now_s() - t0) / 1e9;
+    return (double)w.total / seconds / 1e9;
 }

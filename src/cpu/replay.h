@@ -34,7 +34,8 @@ int replay_run(lfm2c_model *m, replay_result *r);
  * recorded, then read again at once, so that a drift of the machine meets both alike. */
 double replay_gbps(lfm2c_model *m, int pf_bytes, bool flat);
 /* Every tensor's bytes read once, as the replay reads (prefetch 4 KB ahead), split over the pool:
- * GB/s, the bytes in *bytes; -1 when the model does not run on the CPU backend. For `bench
+ * GB/s, the bytes in *bytes; -1 when the model does not run on the CPU backend or memory is
+ * short. For `bench
  * --warm-read`: the first read of memory a load has just written can be far slower than later
  * ones (bench/CPU.md "the first read after a load"), and a tg row then times that, not decode. */
 double replay_read_weights(lfm2c_model *m, double *bytes);
