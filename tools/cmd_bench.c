@@ -659,7 +659,8 @@ static int bench_check(bench_opts *o) {
         if (o->depths[k] < 0 || o->depths[k] > (1 << 21))
             return cli_fail("-d must be 0 to %d, got %d", 1 << 21, o->depths[k]), 2;
     for (int k = 0; k < o->n_b; k++)
-        if (o->batches[k] < 1 || o->batches[k] > 1024) return cli_fail("-b must be 1 to 1024, got %d", o->batches[k]), 2;
+        if (o->batches[k] < 1 || o->batches[k] > 1024)
+            return cli_fail("-b must be 1 to 1024, got %d", o->batches[k]), 2;
     for (int k = 0; k < o->n_pp; k++)
         if (o->pps[k] < 0 || o->pps[k] > (1 << 20))
             return cli_fail("-p must be 0 to %d, got %d", 1 << 20, o->pps[k]), 2;
