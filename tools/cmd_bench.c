@@ -5,6 +5,9 @@
 #include "base/threadpool.h"
 #include "cpu/kernels.h"
 #include "cpu/replay.h"
+#ifdef LFM2C_HAVE_CUDA
+#include "cuda/backend_cuda.h"
+#endif
 #include "base/clock.h"
 
 #include <math.h>
@@ -846,6 +849,10 @@ static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_r
     uint64_t rng = 42;
     if (!rc) rc = o->n_b > 0 ? bench_batched(&b, &rng) : bench_depths(&b, &rng);
     if (!rc) bench_footer(&b, &mp);
+#ifdef LFM2C_HAVE_CUDA
+    char prof[4096]; /* LFM2C_CUDA_PROFILE=1: where the device time went, stage by stage */
+    if (!rc && cuda_profile_text(m, prof, sizeof prof) == 0) fputs(prof, stderr);
+#endif
     cli_lora_forget();
     lfm2c_model_free(m);
     return rc;

@@ -54,7 +54,94 @@ struct cu_model {
     cudaGraphExec_t graph;       /* single-token decode with logits */
     int graph_generation;
     bool use_graph;
+    bool use_tc;                 /* GEMMs on the tensor cores (LFM2C_CUDA_TC=0: in float) */
+    cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
+    struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
 };
+
+/* ---- profile: the device time of each stage of the forward, by name ------------------------- */
+
+/* With LFM2C_CUDA_PROFILE=1 every forward runs as plain launches with an event after each
+ * stage; after the forward, the times between events are added up by stage name. */
+enum { PROF_EVENTS = 2048, PROF_NAMES = 32 };
+struct cu_prof {
+    cudaEvent_t ev[PROF_EVENTS];
+    const char *tag[PROF_EVENTS];   /* the stage that ends at event i */
+    int n;
+    const char *name[PROF_NAMES];
+    double ms[PROF_NAMES];
+    long calls[PROF_NAMES];
+    int n_names;
+    long forwards, tokens;
+};
+
+static void prof_mark(cu_model *cm, const char *tag) {
+    cu_prof *p = cm->prof;
+    if (!p || p->n >= PROF_EVENTS) return;
+    p->tag[p->n] = tag;
+    cudaEventRecord(p->ev[p->n++], cm->st);
+}
+
+/* after the stream's work is done: the stages' times into the totals */
+static void prof_collect(cu_model *cm, int T) {
+    cu_prof *p = cm->prof;
+    if (!p || p->n < 2) return;
+    for (int i = 1; i < p->n; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, p->ev[i - 1], p->ev[i]) != cudaSuccess) continue;
+        int k = 0;
+        while (k < p->n_names && strcmp(p->name[k], p->tag[i])) k++;
+        if (k == p->n_names) {
+            if (k == PROF_NAMES) continue;
+            p->name[p->n_names++] = p->tag[i];
+        }
+        p->ms[k] += ms;
+        p->calls[k]++;
+    }
+    p->forwards++;
+    p->tokens += T;
+    p->n = 0;
+}
+
+static void prof_free(cu_model *cm) {
+    if (!cm->prof) return;
+    for (int i = 0; i < PROF_EVENTS; i++) cudaEventDestroy(cm->prof->ev[i]);
+    free(cm->prof);
+    cm->prof = nullptr;
+}
+
+static void prof_init(cu_model *cm) {
+    const char *e = getenv("LFM2C_CUDA_PROFILE");
+    if (!e || !strcmp(e, "0")) return;
+    cm->prof = (cu_prof *)calloc(1, sizeof *cm->prof);
+    if (!cm->prof) return;
+    for (int i = 0; i < PROF_EVENTS; i++)
+        if (cudaEventCreate(&cm->prof->ev[i]) != cudaSuccess) {
+            for (int j = 0; j < i; j++) cudaEventDestroy(cm->prof->ev[j]);
+            free(cm->prof);
+            cm->prof = nullptr;
+            cudaGetLastError();
+            return;
+        }
+    cm->use_graph = false;   /* events between the stages: plain launches */
+}
+
+extern "C" int cuda_profile_text(const lfm2c_model *m, char *buf, size_t n) {
+    const cu_model *cm = m && m->backend == &backend_cuda ? (const cu_model *)m->backend_state : nullptr;
+    if (!cm || !cm->prof || !n) return -1;
+    const cu_prof *p = cm->prof;
+    double total = 0;
+    for (int k = 0; k < p->n_names; k++) total += p->ms[k];
+    size_t o = 0;
+    o += snprintf(buf + o, n - o, "CUDA profile: %ld forwards, %ld tokens, %.3f ms of device time\n", p->forwards,
+                  p->tokens, total);
+    o += snprintf(buf + o, o < n ? n - o : 0, "%-16s %8s %12s %14s %7s\n", "stage", "calls", "total ms",
+                  "ms / forward", "share");
+    for (int k = 0; k < p->n_names && o < n; k++)
+        o += snprintf(buf + o, n - o, "%-16s %8ld %12.3f %14.4f %6.1f%%\n", p->name[k], p->calls[k], p->ms[k],
+                      p->forwards ? p->ms[k] / p->forwards : 0.0, total > 0 ? 100 * p->ms[k] / total : 0.0);
+    return 0;
+}
 
 struct cu_session {
     void *k, *v;    /* [n_attn][cap][kv_dim_max] of half bits or floats (cu_model.kv) */
@@ -193,6 +280,13 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     if (2 * cm->kv_dim_max > cm->hid_w) cm->hid_w = 2 * cm->kv_dim_max;
     const char *ge = getenv("LFM2C_CUDA_GRAPH");
     cm->use_graph = !(ge && !strcmp(ge, "0"));
+    const char *te = getenv("LFM2C_CUDA_TC");
+    cm->use_tc = !(te && !strcmp(te, "0"));
+    if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
+        cudaGetLastError();
+        cm->pass[0] = cm->pass[1] = nullptr;
+    }
+    prof_init(cm);
     m->backend_state = cm;
     return 0;
 }
@@ -218,6 +312,9 @@ static void cuda_model_free(lfm2c_model *m) {
     if (cm->graph) cudaGraphExecDestroy(cm->graph);
     scratch_free(&cm->s);
     free_weights(cm);
+    prof_free(cm);
+    for (int i = 0; i < 2; i++)
+        if (cm->pass[i]) cudaEventDestroy(cm->pass[i]);
     cudaStreamDestroy(cm->st);
     free(cm);
     m->backend_state = nullptr;
@@ -378,6 +475,7 @@ static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *
     a.y = y;
     a.ldy = a.rows;
     a.ncols = T;
+    a.tc = cm->use_tc;
     cu_matmul(cm->st, &a, T <= CU_GEMV_COLS);
 }
 
@@ -386,15 +484,18 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
     cu_scratch *s = &cm->s;
     matmul(cm, &L->router, f, T, s->router);
+    prof_mark(cm, "router");
     int_layout il = ints_for(in, s->cap);
     int *I = s->ints;
     bool gemv = T <= CU_GEMV_COLS;
-    int width = gemv ? CU_GEMV_COLS : CU_GEMM_COLS, n_pairs = T * k;
+    /* one token: each of its pairs is a different expert, a tile of one column */
+    int width = gemv ? (T == 1 ? 1 : CU_GEMV_COLS) : CU_GEMM_COLS, n_pairs = T * k;
     int max_tiles = (n_pairs + width - 1) / width + E;
     if (max_tiles > n_pairs) max_tiles = n_pairs;
     const float *bias = L->expert_bias.data ? (const float *)dev_ptr(cm, &L->expert_bias) : nullptr;
     cu_moe_route(cm->st, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
                  I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv);
+    prof_mark(cm, "route+plan");
     mm_args a = {};
     a.type = L->gate_exps.type;
     a.n = H;
@@ -411,16 +512,21 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.tile_n = I + il.tn;
     a.n_tiles = I + il.nt;
     a.max_tiles = max_tiles;
+    a.tile_width = width;
+    a.tc = cm->use_tc;
     a.w = dev_ptr(cm, &L->gate_exps);
     a.y = s->G;
     cu_matmul(cm->st, &a, gemv);
+    prof_mark(cm, "experts gate");
     a.type = L->up_exps.type;
     a.row_bytes = L->up_exps.row_bytes;
     a.expert_stride = L->up_exps.row_bytes * (size_t)Fe;
     a.w = dev_ptr(cm, &L->up_exps);
     a.y = s->U;
     cu_matmul(cm->st, &a, gemv);
+    prof_mark(cm, "experts up");
     cu_swiglu(cm->st, s->G, s->U, (size_t)n_pairs * Fe);
+    prof_mark(cm, "swiglu");
     a.type = L->down_exps.type;
     a.n = Fe;
     a.rows = H;
@@ -433,7 +539,9 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.y = s->D;
     a.ldy = H;
     cu_matmul(cm->st, &a, gemv);
+    prof_mark(cm, "experts down");
     cu_moe_combine(cm->st, s->D, s->wsel, I + il.inv, T, k, H, out);
+    prof_mark(cm, "combine");
 }
 
 /* Every kernel of one forward over a batch whose table is already in s->table. */
@@ -445,10 +553,13 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
     cudaStream_t st = cm->st;
     const cu_tok *toks = (const cu_tok *)s->table;
     const int *seq_last = (const int *)(toks + s->cap), *out_tok = seq_last + s->cap;
+    prof_mark(cm, "start");
     if (s->table_bytes) cudaMemcpyAsync(s->table, s->host_table, s->table_bytes, cudaMemcpyHostToDevice, st);
+    prof_mark(cm, "table upload");
     cu_embed(st, dev_ptr(cm, &m->tok_embd), m->tok_embd.type, m->tok_embd.row_bytes, H, toks, T, s->x);
     cu_rope_table(st, toks, T, hd, in->rope_theta, s->rope);
     cu_add_rmsnorm(st, s->x, nullptr, (const float *)dev_ptr(cm, &m->layers[0].attn_norm), s->a, T, H, eps, nullptr);
+    prof_mark(cm, "embed+rope+norm");
     for (int l = 0; l < in->n_layer; l++) {
         const layer *L = &m->layers[l];
         if (L->is_attn) {
@@ -457,35 +568,51 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
             matmul(cm, &L->wq, s->a, T, q);
             matmul(cm, &L->wk, s->a, T, k);
             matmul(cm, &L->wv, s->a, T, v);
+            prof_mark(cm, "qkv proj");
             cu_qk_norm_rope_store(st, q, k, v, (const float *)dev_ptr(cm, &L->q_norm),
                                   (const float *)dev_ptr(cm, &L->k_norm), s->rope, toks, T, nh, nkv, hd,
                                   L->attn_index, cm->kv_dim_max, eps, cm->kv);
+            prof_mark(cm, "qk norm+rope");
             cu_attention(st, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2, cm->kv);
+            prof_mark(cm, "attention");
             matmul(cm, &L->wo, s->big2, T, s->out);
+            prof_mark(cm, "o proj");
         } else {
             matmul(cm, &L->conv_in, s->a, T, s->big);
+            prof_mark(cm, "conv in proj");
             cu_conv(st, s->big, (const float *)dev_ptr(cm, &L->conv_w), toks, T, H, L->conv_index, s->hid);
             cu_conv_state(st, s->big, toks, seq_last, n_seq, H, L->conv_index);
+            prof_mark(cm, "conv");
             matmul(cm, &L->conv_out, s->hid, T, s->out);
+            prof_mark(cm, "conv out proj");
         }
         cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &L->ffn_norm), s->a, T, H, eps, nullptr);
+        prof_mark(cm, "add+norm");
         if (L->is_moe) {
             moe_ffn(m, cm, L, T, s->a, s->out);
         } else {
             matmul(cm, &L->ffn_gate, s->a, T, s->big);
             matmul(cm, &L->ffn_up, s->a, T, s->big2);
+            prof_mark(cm, "ffn gate+up");
             cu_swiglu(st, s->big, s->big2, (size_t)T * L->ffn_gate.ne[1]);
+            prof_mark(cm, "swiglu");
             matmul(cm, &L->ffn_down, s->big, T, s->out);
+            prof_mark(cm, "ffn down");
         }
-        if (l + 1 < in->n_layer)
+        if (l + 1 < in->n_layer) {
             cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &m->layers[l + 1].attn_norm), s->a, T,
                            H, eps, nullptr);
+            prof_mark(cm, "add+norm");
+        }
     }
     if (!n_out) return;
     cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &m->out_norm), s->a, n_out, H, eps, out_tok);
+    prof_mark(cm, "add+norm");
     matmul(cm, &m->output, s->a, n_out, s->logits);
+    prof_mark(cm, "output proj");
     cudaMemcpyAsync(s->host_logits, s->logits, sizeof(float) * (size_t)n_out * in->n_vocab,
                     cudaMemcpyDeviceToHost, st);
+    prof_mark(cm, "logits download");
 }
 
 /* Fills the pinned batch table: tokens, previous-token links, the last token of each sequence,
@@ -539,14 +666,23 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
         }
         cm->graph_generation = cm->generation;
     }
+    if (cm->pass[0]) cudaEventRecord(cm->pass[0], cm->st);
     if (graph) e = cudaGraphLaunch(cm->graph, cm->st);
     else enqueue(m, cm, T, n_seq, n_out);
+    if (cm->pass[1]) cudaEventRecord(cm->pass[1], cm->st);
     if (e == cudaSuccess) e = cudaGetLastError();
     /* waited for after an error too: kernels queued before a failed launch may still read the
      * pinned table and the scratch, which the next forward rewrites */
     cudaError_t es = cudaStreamSynchronize(cm->st);
     if (e == cudaSuccess) e = es;
     if (e != cudaSuccess) return cuda_fail(err, e, "forward");
+    float ms = 0;
+    if (cm->pass[0] && cudaEventElapsedTime(&ms, cm->pass[0], cm->pass[1]) == cudaSuccess) {
+        m->prof.device_seconds += 1e-3 * ms;
+        m->prof.device_passes++;
+    }
+    cudaGetLastError();
+    prof_collect(cm, T);
     const int V = m->info.n_vocab;
     for (int t = 0, i = 0; t < T; t++)
         if (toks[t].out_row >= 0)

@@ -32,6 +32,8 @@ struct mm_args {
     int ncols;
     const int *tile_e, *tile_c0, *tile_n, *n_tiles; /* NULL for dense */
     int max_tiles;
+    int tile_width; /* grouped: the plan's most columns per tile */
+    bool tc;        /* GEMM on the tensor cores (gemm_tc_kernel), else in float (gemm_kernel) */
 };
 
 enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };

@@ -4,6 +4,9 @@
 #include "cuda_kernels.h"
 #include "cuda_math.cuh"
 
+#include <cuda_fp16.h>
+#include <mma.h>
+
 /* ---- reductions ----------------------------------------------------------------------------- */
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -51,36 +54,53 @@ __device__ __forceinline__ const float *mm_xrow(const mm_args &a, int col) {
     return a.x + (size_t)(a.col_src ? a.col_src[col] : col) * a.ldx;
 }
 
-enum { GEMV_WARPS = 4 };
+/* w[0..7] . x[0..7], in the order the scalar truth adds them */
+__device__ __forceinline__ float gemv_dot8(const float *w, const float *x) {
+    float4 x0 = *(const float4 *)x, x1 = *(const float4 *)(x + 4);
+    return w[0] * x0.x + w[1] * x0.y + w[2] * x0.z + w[3] * x0.w + w[4] * x1.x + w[5] * x1.y + w[6] * x1.z +
+           w[7] * x1.w;
+}
+
+enum { GEMV_WARPS = 4, GEMV_UNROLL = 4 };
 
 /* Decode: one warp per weight row; each lane dequantizes chunks of 8 weights once and uses
- * them for every column of the tile (up to 8 tokens / pairs of one expert). */
-template <uint32_t T>
+ * them for every column of the tile (up to NC tokens / pairs of one expert). GEMV_UNROLL chunks
+ * are dequantized before any is used, so each lane keeps that many loads in flight: a row is
+ * only a few blocks long, and one chunk at a time leaves the memory system waiting. */
+template <uint32_t T, int NC>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
     int e, c0, nc;
-    if (!mm_tile(a, blockIdx.y, CU_GEMV_COLS, &e, &c0, &nc)) return;
+    if (!mm_tile(a, blockIdx.y, NC, &e, &c0, &nc)) return;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int r = blockIdx.x * GEMV_WARPS + warp;
     if (r >= a.rows) return;
     const uint8_t *row = a.w + (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
-    const float *xs[CU_GEMV_COLS];
+    const float *xs[NC];
 #pragma unroll
-    for (int c = 0; c < CU_GEMV_COLS; c++) xs[c] = c < nc ? mm_xrow(a, c0 + c) : a.x;
-    float acc[CU_GEMV_COLS] = {0};
-    for (int k0 = 8 * lane; k0 < a.n; k0 += 8 * 32) {
+    for (int c = 0; c < NC; c++) xs[c] = c < nc ? mm_xrow(a, c0 + c) : a.x;
+    float acc[NC];
+#pragma unroll
+    for (int c = 0; c < NC; c++) acc[c] = 0;
+    int k0 = 8 * lane;
+    for (; k0 + 8 * 32 * (GEMV_UNROLL - 1) < a.n; k0 += 8 * 32 * GEMV_UNROLL) {
+        float w[GEMV_UNROLL][8];
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++) cm_dequant8(T, row, k0 + 8 * 32 * u, w[u]);
+#pragma unroll
+        for (int u = 0; u < GEMV_UNROLL; u++)
+#pragma unroll
+            for (int c = 0; c < NC; c++)
+                if (c < nc) acc[c] += gemv_dot8(w[u], xs[c] + k0 + 8 * 32 * u);
+    }
+    for (; k0 < a.n; k0 += 8 * 32) {
         float w[8];
         cm_dequant8(T, row, k0, w);
 #pragma unroll
-        for (int c = 0; c < CU_GEMV_COLS; c++) {
-            if (c < nc) {
-                float4 x0 = *(const float4 *)(xs[c] + k0), x1 = *(const float4 *)(xs[c] + k0 + 4);
-                acc[c] += w[0] * x0.x + w[1] * x0.y + w[2] * x0.z + w[3] * x0.w +
-                          w[4] * x1.x + w[5] * x1.y + w[6] * x1.z + w[7] * x1.w;
-            }
-        }
+        for (int c = 0; c < NC; c++)
+            if (c < nc) acc[c] += gemv_dot8(w, xs[c] + k0);
     }
 #pragma unroll
-    for (int c = 0; c < CU_GEMV_COLS; c++) {
+    for (int c = 0; c < NC; c++) {
         if (c < nc) {
             float s = warp_sum(acc[c]);
             if (lane == 0) a.y[(size_t)(c0 + c) * a.ldy + r] = s;
@@ -147,17 +167,97 @@ __global__ void __launch_bounds__(GM_THREADS) gemm_kernel(mm_args a) {
     }
 }
 
+enum { TC_BM = 64, TC_BK = 32, TC_LD = TC_BK + 8, TC_THREADS = 128 };
+
+/* x as hi + lo, two halves: hi * w_hi + lo * w_hi + hi * w_lo keeps about float's precision */
+__device__ __forceinline__ void tc_split(float x, __half *hi, __half *lo) {
+    __half h = __float2half_rn(x);
+    *hi = h;
+    *lo = __float2half_rn(x - __half2float(h));
+}
+
+/* Prefill / big batches on the tensor cores: the same 64-row x 32-column output tile per block
+ * as gemm_kernel. Each step dequantizes a 64 x 32 weight tile and loads a 32 x 32 activation
+ * tile, both split into high and low halves in shared memory; each of the 4 warps multiplies its
+ * 16 rows by the 32 columns with three half products per pair of tiles (the low x low term is
+ * below float's rounding), accumulating in float. Values beyond the half range (65504) are not
+ * handled: LFM2C_CUDA_TC=0 takes gemm_kernel instead. */
+template <uint32_t T>
+__global__ void __launch_bounds__(TC_THREADS) gemm_tc_kernel(mm_args a) {
+    using namespace nvcuda;
+    __shared__ __align__(32) __half Wh[TC_BM][TC_LD], Wl[TC_BM][TC_LD];
+    __shared__ __align__(32) __half Xh[CU_GEMM_COLS][TC_LD], Xl[CU_GEMM_COLS][TC_LD];
+    __shared__ __align__(32) float Cs[TC_THREADS / 32][16][CU_GEMM_COLS + 4];
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, r0 = blockIdx.x * TC_BM;
+    const uint8_t *wbase = a.w + (size_t)e * a.expert_stride;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2];
+    wmma::fill_fragment(acc[0], 0.0f);
+    wmma::fill_fragment(acc[1], 0.0f);
+    for (int kb = 0; kb < a.n; kb += TC_BK) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {   /* 256 chunks of 8 weights: row ch / 4, k (ch % 4) * 8 */
+            const int ch = tid + TC_THREADS * i, lr = ch / 4, kc = (ch % 4) * 8;
+            float w[8];
+            if (r0 + lr < a.rows && kb + kc < a.n) cm_dequant8(T, wbase + (size_t)(r0 + lr) * a.row_bytes, kb + kc, w);
+            else for (int j = 0; j < 8; j++) w[j] = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) tc_split(w[j], &Wh[lr][kc + j], &Wl[lr][kc + j]);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {   /* 256 quads of activations: column ch / 8, k (ch % 8) * 4 */
+            const int ch = tid + TC_THREADS * i, col = ch / 8, kq = (ch % 8) * 4;
+            float4 xv = make_float4(0, 0, 0, 0);
+            if (col < nc && kb + kq < a.n) xv = *(const float4 *)(mm_xrow(a, c0 + col) + kb + kq);
+            tc_split(xv.x, &Xh[col][kq + 0], &Xl[col][kq + 0]);
+            tc_split(xv.y, &Xh[col][kq + 1], &Xl[col][kq + 1]);
+            tc_split(xv.z, &Xh[col][kq + 2], &Xl[col][kq + 2]);
+            tc_split(xv.w, &Xh[col][kq + 3], &Xl[col][kq + 3]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int ks = 0; ks < TC_BK; ks += 16) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> ah, al;
+            wmma::load_matrix_sync(ah, &Wh[16 * warp][ks], TC_LD);
+            wmma::load_matrix_sync(al, &Wl[16 * warp][ks], TC_LD);
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> bh, bl;
+                wmma::load_matrix_sync(bh, &Xh[16 * j][ks], TC_LD);
+                wmma::load_matrix_sync(bl, &Xl[16 * j][ks], TC_LD);
+                wmma::mma_sync(acc[j], al, bh, acc[j]);
+                wmma::mma_sync(acc[j], ah, bl, acc[j]);
+                wmma::mma_sync(acc[j], ah, bh, acc[j]);
+            }
+        }
+        __syncthreads();
+    }
+    wmma::store_matrix_sync(&Cs[warp][0][0], acc[0], CU_GEMM_COLS + 4, wmma::mem_row_major);
+    wmma::store_matrix_sync(&Cs[warp][0][16], acc[1], CU_GEMM_COLS + 4, wmma::mem_row_major);
+    __syncthreads();
+    for (int i = lane; i < 16 * CU_GEMM_COLS; i += 32) {   /* consecutive lanes: consecutive rows */
+        const int r = i % 16, c = i / 16, row = r0 + 16 * warp + r;
+        if (row < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + row] = Cs[warp][r][c];
+    }
+}
+
 template <uint32_t T>
 static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
-    int width = gemv ? CU_GEMV_COLS : CU_GEMM_COLS;
+    /* one column per tile (a single token; the pairs of a single token, each its own expert):
+     * the gemv without the other columns' registers */
+    bool one = gemv && (a->tile_e ? a->tile_width == 1 : a->ncols == 1);
+    int width = gemv ? (one ? 1 : CU_GEMV_COLS) : CU_GEMM_COLS;
     int ny = a->tile_e ? a->max_tiles : (a->ncols + width - 1) / width;
     if (ny <= 0) return;
     if (gemv) {
         dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny);
-        gemv_kernel<T><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        if (one) gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        else gemv_kernel<T, CU_GEMV_COLS><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
     } else {
         dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);
-        gemm_kernel<T><<<grid, GM_THREADS, 0, st>>>(*a);
+        if (a->tc) gemm_tc_kernel<T><<<grid, TC_THREADS, 0, st>>>(*a);
+        else gemm_kernel<T><<<grid, GM_THREADS, 0, st>>>(*a);
     }
 }
 
@@ -292,10 +392,11 @@ void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const floa
     }
 }
 
-enum { ATT_WARPS = 4, ATT_MAXD = 8 };   /* head_dim <= 32 * ATT_MAXD */
+enum { ATT_WARPS = 16, ATT_MAXD = 8 };   /* head_dim <= 32 * ATT_MAXD */
 
 /* One block per (token, head): each warp runs an online softmax over every ATT_WARPS-th cached
- * position (lanes split the head dims), then the warps' partial states are merged. */
+ * position (lanes split the head dims), then the warps' partial states are merged. Many warps: a
+ * decode step has only n_head blocks, each walking every cached position. */
 template <int KV>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
 attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, int attn_index,
@@ -404,6 +505,8 @@ void cu_swiglu(cudaStream_t st, float *g, const float *u, size_t n) {
     if (n) swiglu_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(g, u, n);
 }
 
+/* The serial router and plan: one thread (a token; the whole plan), for shapes the warp
+ * versions below do not hold. */
 __global__ void route_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
                              float *wsel, int *count) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
@@ -416,6 +519,83 @@ __global__ void plan_kernel(const int *count, int E, int width, int *start, int 
                             int *tile_c0, int *tile_n, int *n_tiles) {
     *n_tiles = cm_plan_tiles(count, E, width, start, tile_e, tile_c0, tile_n);
     for (int e = 0; e < E; e++) fill[e] = start[e];
+}
+
+enum { ROUTE_LANE_E = 8, ROUTE_MAX_K = 16 };   /* the warp versions: E <= 32 * 8, k <= 16 */
+
+/* One warp per token, lane l holding experts l, l + 32, ...: k rounds of a warp-wide argmax.
+ * The same choice as cm_route: the highest score, ties to the lower expert id; the same sums. */
+__global__ void route_warp_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
+                                  float *wsel, int *count) {
+    int t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (t >= T) return;   /* the whole warp */
+    const float *lg = logits + (size_t)t * E;
+    float v[ROUTE_LANE_E], w[ROUTE_MAX_K], sum = 0;
+    int chosen[ROUTE_MAX_K];
+    unsigned taken = 0;
+#pragma unroll
+    for (int i = 0; i < ROUTE_LANE_E; i++) {
+        int e = lane + 32 * i;
+        v[i] = e < E ? cm_sigmoid(lg[e]) + (bias ? bias[e] : 0.0f) : 0.0f;
+    }
+    for (int j = 0; j < k; j++) {
+        float bv = 0;
+        int be = -1;
+#pragma unroll
+        for (int i = 0; i < ROUTE_LANE_E; i++) {
+            int e = lane + 32 * i;
+            if (e < E && !(taken >> i & 1) && (be < 0 || v[i] > bv)) { bv = v[i]; be = e; }
+        }
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            int oe = __shfl_xor_sync(0xffffffffu, be, o);
+            if (oe >= 0 && (be < 0 || ov > bv || (ov == bv && oe < be))) { bv = ov; be = oe; }
+        }
+        if (be % 32 == lane) taken |= 1u << (be / 32);
+        chosen[j] = be;
+        w[j] = cm_sigmoid(lg[be]);
+        sum += w[j];
+    }
+    if (lane) return;
+    if (sum < 6.103515625e-5f) sum = 6.103515625e-5f;
+    for (int j = 0; j < k; j++) {
+        sel[(size_t)t * k + j] = chosen[j];
+        wsel[(size_t)t * k + j] = w[j] / sum;
+        atomicAdd(&count[chosen[j]], 1);
+    }
+}
+
+/* The plan by one warp: lane l takes experts [l * per, (l + 1) * per); its pairs' and tiles'
+ * first offsets come from prefix sums over the lanes. The same plan as cm_plan_tiles. */
+__global__ void plan_warp_kernel(const int *count, int E, int width, int *start, int *fill, int *tile_e,
+                                 int *tile_c0, int *tile_n, int *n_tiles) {
+    const int lane = threadIdx.x, per = (E + 31) / 32, e0 = lane * per;
+    int cnt[ROUTE_LANE_E], pairs = 0, tiles = 0;
+#pragma unroll
+    for (int i = 0; i < ROUTE_LANE_E; i++) {
+        int e = e0 + i;
+        cnt[i] = i < per && e < E ? count[e] : 0;
+        pairs += cnt[i];
+        tiles += (cnt[i] + width - 1) / width;
+    }
+    int ps = pairs, ts = tiles;   /* inclusive prefix sums over the lanes */
+    for (int o = 1; o < 32; o <<= 1) {
+        int a = __shfl_up_sync(0xffffffffu, ps, o), b = __shfl_up_sync(0xffffffffu, ts, o);
+        if (lane >= o) { ps += a; ts += b; }
+    }
+    if (lane == 31) { start[E] = ps; *n_tiles = ts; }
+    ps -= pairs;
+    ts -= tiles;
+    for (int i = 0; i < per && e0 + i < E; i++) {
+        int e = e0 + i;
+        start[e] = fill[e] = ps;
+        for (int c = 0; c < cnt[i]; c += width, ts++) {
+            tile_e[ts] = e;
+            tile_c0[ts] = ps + c;
+            tile_n[ts] = cnt[i] - c < width ? cnt[i] - c : width;
+        }
+        ps += cnt[i];
+    }
 }
 
 /* Pairs in expert order; the order inside an expert does not change any result. */
@@ -431,8 +611,13 @@ void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T
                   int width, int *sel, float *wsel, int *count, int *start, int *fill,
                   int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
     cudaMemsetAsync(count, 0, sizeof(int) * (size_t)E, st);
-    route_kernel<<<(T + 63) / 64, 64, 0, st>>>(logits, bias, T, E, k, sel, wsel, count);
-    plan_kernel<<<1, 1, 0, st>>>(count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
+    if (E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K) {
+        route_warp_kernel<<<(T + 3) / 4, 128, 0, st>>>(logits, bias, T, E, k, sel, wsel, count);
+        plan_warp_kernel<<<1, 32, 0, st>>>(count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
+    } else {
+        route_kernel<<<(T + 63) / 64, 64, 0, st>>>(logits, bias, T, E, k, sel, wsel, count);
+        plan_kernel<<<1, 1, 0, st>>>(count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
+    }
     int n = T * k;
     scatter_kernel<<<(n + 255) / 256, 256, 0, st>>>(sel, n, k, fill, col_src, inv);
 }

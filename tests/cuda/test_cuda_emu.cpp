@@ -35,15 +35,19 @@ extern "C" {
 #include <string>
 #include <vector>
 
+#include <mma.h> /* the shims (tests/cuda/emu), outside the namespace below */
+
 /* the backend under another name: a CUDA build links the real one too */
 #define backend_cuda emu_backend_cuda
 #define cuda_device_count emu_cuda_device_count
+#define cuda_profile_text emu_cuda_profile_text
 namespace emu {
 #include "kernels_emu.cu"
 #include "cuda/backend_cuda.cu"
 } // namespace emu
 #undef backend_cuda
 #undef cuda_device_count
+#undef cuda_profile_text
 
 static int N = 12;                                     /* prompt tokens */
 static int KV_K = LFM2C_KV_F32, KV_V = LFM2C_KV_F32; /* the KV cache's types, both sides */
@@ -329,6 +333,82 @@ static void check_kv_refused(const synth_config &c) {
     unlink(path.c_str());
 }
 
+/* The warp router and plan (route_warp_kernel, plan_warp_kernel) against the serial ones, which
+ * run cm_route / cm_plan_tiles as the host tests check them: the same experts, weights, counts
+ * and tiles, bit for bit, with ties among the scores and experts no token chose. */
+static void check_route_plan(void) {
+    const int shapes[][3] = {{5, 64, 4}, {7, 40, 6}, {3, 256, 8}, {9, 8, 2}, {2, 33, 16}};   /* T, E, k */
+    uint64_t rng = 7;
+    for (const auto &sh : shapes) {
+        const int T = sh[0], E = sh[1], k = sh[2];
+        std::vector<float> logits((size_t)T * E), bias(E);
+        for (auto &v : logits) v = (float)((int)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 59) - 16) / 8;
+        for (auto &v : bias) v = (float)((int)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 61)) / 64;
+        for (int b = 0; b < 2; b++) {
+            const float *bp = b ? bias.data() : nullptr;
+            std::vector<int> sel[2], count[2];
+            std::vector<float> w[2];
+            for (int v = 0; v < 2; v++) {
+                sel[v].assign((size_t)T * k, -1), w[v].assign((size_t)T * k, -1), count[v].assign(E, 0);
+                if (v) emu_launch(&emu::route_warp_kernel, (T + 3) / 4, 128)(logits.data(), bp, T, E, k, sel[v].data(), w[v].data(), count[v].data());
+                else emu_launch(&emu::route_kernel, 1, 64)(logits.data(), bp, T, E, k, sel[v].data(), w[v].data(), count[v].data());
+            }
+            CHECK(sel[0] == sel[1] && count[0] == count[1] && !memcmp(w[0].data(), w[1].data(), sizeof(float) * w[0].size()),
+                  "route T %d E %d k %d bias %d: the warp router differs from cm_route", T, E, k, b);
+            for (int width : {1, 8, 32}) {
+                const size_t tiles = (size_t)T * k + E;
+                std::vector<int> out[2];
+                for (int v = 0; v < 2; v++) {
+                    out[v].assign(3 * tiles + 2 * (E + 1) + 1, -7);
+                    int *st = out[v].data(), *fill = st + E + 1, *te = fill + E + 1, *tc = te + tiles, *tn = tc + tiles, *nt = tn + tiles;
+                    if (v) emu_launch(&emu::plan_warp_kernel, 1, 32)(count[0].data(), E, width, st, fill, te, tc, tn, nt);
+                    else emu_launch(&emu::plan_kernel, 1, 1)(count[0].data(), E, width, st, fill, te, tc, tn, nt);
+                }
+                CHECK(out[0] == out[1], "plan E %d width %d: the warp plan differs from cm_plan_tiles", E, width);
+            }
+        }
+    }
+    CHECK(cudaGetLastError() == cudaSuccess, "route / plan launches");
+}
+
+/* LFM2C_CUDA_PROFILE=1: plain launches with an event after each stage; the logits stay those of
+ * the plain launches, and the profile names the stages a forward ran. */
+static void check_profile(const synth_config &c) {
+    const std::string path = "/tmp/lfm2c-cuda-emu-" + std::to_string(getpid()) + "-profile.gguf";
+    lfm2c_error err = {};
+    synth_params sp = {};
+    sp.seed = 5;
+    sp.n_threads = 1;
+    bool ok = synth_write(&c, quant_ftype_find("q4_k_m"), &sp, path.c_str(), NULL, &err);
+    CHECK(ok, "synth: %s", err.msg);
+    if (!ok) return;
+    lfm2c_model *plain = open_emu(path, false);
+    setenv("LFM2C_CUDA_PROFILE", "1", 1);
+    lfm2c_model *prof = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_PROFILE");
+    char text[4096] = "";
+    if (plain && prof) {
+        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(plain)->n_vocab);
+        const std::vector<float> a = all_logits(plain, ids, true), b = all_logits(prof, ids, true);
+        CHECK(maxabs(a.data(), b.data(), a.size()) == 0, "profiled logits differ from the plain launches'");
+        CHECK(emu::emu_cuda_profile_text(prof, text, sizeof text) == 0, "no profile");
+        CHECK(emu::emu_cuda_profile_text(plain, text + 2048, 64) == -1, "a profile without LFM2C_CUDA_PROFILE");
+        char want[64];
+        snprintf(want, sizeof want, "%d forwards", (int)ids.size());
+        const char *stages[] = {want, "attention", "conv", "experts gate", "experts down", "route+plan", "ffn down",
+                                "output proj"};
+        for (const char *stage : stages)
+            CHECK(strstr(text, stage), "the profile lacks '%s':\n%s", stage, text);
+        const lfm2c_decode_profile dp = lfm2c_model_decode_profile(plain);
+        CHECK(dp.device_passes == (long)ids.size() && dp.device_seconds > 0, "device time: %ld passes, %g s",
+              dp.device_passes, dp.device_seconds);
+        printf("profile (emulated, so only its shape means anything):\n%.400s...\n", text);
+    }
+    lfm2c_model_free(plain);
+    lfm2c_model_free(prof);
+    unlink(path.c_str());
+}
+
 /* The emulated runtime itself: a launch configuration a GPU refuses is an error, not a run. */
 static void check_launch_errors(void) {
     cudaGetLastError();
@@ -386,6 +466,8 @@ int main(void) {
     for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("odd", odd, i ? "q8_0" : "f32");
     for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("moe", moe, i ? "q4_k_m" : "f32");
     check_many_sessions(moe);
+    check_route_plan();
+    check_profile(moe);
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
     const int kv16[][2] = {{LFM2C_KV_F16, LFM2C_KV_F16}, {LFM2C_KV_F16, LFM2C_KV_F32}, {LFM2C_KV_F32, LFM2C_KV_F16}};

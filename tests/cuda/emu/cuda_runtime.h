@@ -4,8 +4,8 @@
  *
  * Device memory is host memory (cudaMalloc fills it with 0xFF bytes: an unwritten float reads
  * as NaN). A kernel launch runs every block in turn; a block's threads are fibers (ucontext)
- * switched only at __syncthreads() and __shfl_xor_sync(), so a thread runs alone between two
- * barriers, in alternating order from one barrier to the next: a missing barrier shows as a
+ * switched only at __syncthreads() and the shuffles (__shfl_xor_sync, __shfl_up_sync), so a
+ * thread runs alone between two barriers, in alternating order from one barrier to the next: a missing barrier shows as a
  * wrong result. Shuffles check that the whole warp takes part; a launch whose configuration a GPU
  * refuses (no blocks, more than 1024 threads, grid.y or grid.z over 65535) records
  * cudaErrorInvalidConfiguration like CUDA does. Stream capture records the launches, copies and
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 #include <functional>
 #include <tuple>
@@ -110,6 +111,7 @@ struct state {
     void *sched_sp;
     const std::function<void()> *body = nullptr;
     float shfl[2][MAX_THREADS];
+    int shfl_i[2][MAX_THREADS]; /* the int shuffles' values */
     long launches = 0, errors = 0;
     char first_error[256] = "";
 };
@@ -301,6 +303,7 @@ static inline emu_rt::launcher<P...> emu_launch(void (*f)(P...), dim3 grid, dim3
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static
 #define threadIdx (uint3{(unsigned)emu_rt::S().cur, 0u, 0u})
 #define blockIdx (emu_rt::S().bid)
@@ -316,6 +319,22 @@ static inline float __shfl_xor_sync(unsigned mask, float v, int o) {
     s.shfl[g][t] = v;
     emu_rt::yield(emu_rt::WAIT_WARP);
     return partner < s.nthreads ? s.shfl[g][partner] : v;
+}
+
+/* lane `src` of the same warp, or the caller's own value where src is off the warp */
+static inline int emu_shfl_int(unsigned mask, int v, int lane_src, const char *what) {
+    emu_rt::state &s = emu_rt::S();
+    if (mask != 0xffffffffu) emu_rt::device_error(what);
+    const int t = s.cur, g = s.f[t].shfl_gen++ & 1, partner = (t & ~31) | (lane_src & 31);
+    s.shfl_i[g][t] = v;
+    emu_rt::yield(emu_rt::WAIT_WARP);
+    return lane_src >= 0 && lane_src < 32 && partner < s.nthreads ? s.shfl_i[g][partner] : v;
+}
+static inline int __shfl_xor_sync(unsigned mask, int v, int o) {
+    return emu_shfl_int(mask, v, (emu_rt::S().cur & 31) ^ (o & 31), "__shfl_xor_sync with a partial mask");
+}
+static inline int __shfl_up_sync(unsigned mask, int v, unsigned d) {
+    return emu_shfl_int(mask, v, (emu_rt::S().cur & 31) - (int)d, "__shfl_up_sync with a partial mask");
 }
 
 static inline int atomicAdd(int *p, int v) {
@@ -421,6 +440,32 @@ static inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
 static inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) {
     if (emu_rt::S().capturing) return cudaErrorStreamCaptureUnsupported;
     for (auto &op : e->ops) op();
+    return cudaSuccess;
+}
+
+/* events: the host clock when the work before them has run (everything runs in order, at once) */
+struct emu_event_s {
+    double ms;
+};
+typedef emu_event_s *cudaEvent_t;
+static inline cudaError_t cudaEventCreate(cudaEvent_t *e) {
+    *e = new emu_event_s{0};
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    delete e;
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t = nullptr) {
+    emu_rt::enqueue([e] {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        e->ms = 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+    });
+    return cudaSuccess;
+}
+static inline cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+    *ms = (float)(b->ms - a->ms);
     return cudaSuccess;
 }
 
