@@ -108,6 +108,84 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
     }
 }
 
+/* Byte j (0..11) of the packed Q4_K scales held as three words */
+__device__ __forceinline__ int q4k_byte(uint32_t w0, uint32_t w1, uint32_t w2, int j) {
+    const uint32_t w = j < 4 ? w0 : j < 8 ? w1 : w2;
+    return (int)(w >> 8 * (j & 3)) & 0xFF;
+}
+
+/* x[0..15] . the low (hi = 0) or high nibbles of the 16 bytes q, and the sum of x[0..15] */
+__device__ __forceinline__ void q4k_dot16(uint4 q, const float *x, int hi, float *dot, float *sum) {
+    const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
+    float d = 0, s = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float4 xv = *(const float4 *)(x + 4 * i);
+        const uint32_t b = qw[i] >> 4 * hi;
+        d += (float)(b & 0xF) * xv.x + (float)(b >> 8 & 0xF) * xv.y + (float)(b >> 16 & 0xF) * xv.z +
+             (float)(b >> 24 & 0xF) * xv.w;
+        s += xv.x + xv.y + xv.z + xv.w;
+    }
+    *dot = d;
+    *sum = s;
+}
+
+/* The decode GEMV of Q4_K rows for one column, the bulk of a Q4_K_M model's bytes. A superblock
+ * (256 weights, 144 bytes) is 8 lanes' work: lane s takes 16 bytes of its quants in one load,
+ * 32 weights of sub-blocks 2c and 2c + 1 (c = s / 2); the warp covers 4 superblocks a step, and
+ * two steps' loads are issued before either is used. Each sub-block's dot is scaled once:
+ * d * sc * (q . x) - dmin * m * sum(x). */
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = blockIdx.x * GEMV_WARPS + warp;
+    if (r >= a.rows) return;
+    const uint8_t *row = a.w + (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
+    const float *x = mm_xrow(a, c0);
+    const int nb = a.n / QK_K, s = lane % 8, c = s / 2, l0 = 16 * (s % 2);
+    float acc = 0;
+    for (int sb0 = 0; sb0 < nb; sb0 += 8) {
+        uint4 q[2];
+        uint32_t w[2][4];   /* d | dmin, then the 12 bytes of scales */
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int sb = sb0 + 4 * u + lane / 8;
+            if (sb < nb) {
+                const uint8_t *b = row + (size_t)sb * sizeof(block_q4_K);
+                q[u] = *(const uint4 *)(b + CM_AT(block_q4_K, qs) + 16 * s);
+#pragma unroll
+                for (int j = 0; j < 4; j++) w[u][j] = *(const uint32_t *)(b + 4 * j);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int sb = sb0 + 4 * u + lane / 8;
+            if (sb >= nb) continue;
+            float dl, sl, dh, sh;
+            const float *xs = x + (size_t)sb * QK_K + 64 * c + l0;
+            q4k_dot16(q[u], xs, 0, &dl, &sl);
+            q4k_dot16(q[u], xs + 32, 1, &dh, &sh);
+            int sc[2], mn[2];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int j = 2 * c + h;
+                if (j < 4) {
+                    sc[h] = q4k_byte(w[u][1], w[u][2], w[u][3], j) & 63;
+                    mn[h] = q4k_byte(w[u][1], w[u][2], w[u][3], j + 4) & 63;
+                } else {
+                    const int bj4 = q4k_byte(w[u][1], w[u][2], w[u][3], j + 4);
+                    sc[h] = (bj4 & 0xF) | (q4k_byte(w[u][1], w[u][2], w[u][3], j - 4) >> 6) << 4;
+                    mn[h] = (bj4 >> 4) | (q4k_byte(w[u][1], w[u][2], w[u][3], j) >> 6) << 4;
+                }
+            }
+            const float d = cm_half(w[u][0] & 0xFFFF), dmin = cm_half(w[u][0] >> 16);
+            acc += d * ((float)sc[0] * dl + (float)sc[1] * dh) - dmin * ((float)mn[0] * sl + (float)mn[1] * sh);
+        }
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = acc;
+}
+
 enum { GM_BM = 64, GM_BK = 32, GM_THREADS = 256 };
 
 /* Prefill / big batches: a 64-row x 32-column output tile per block. Each step dequantizes a
@@ -252,7 +330,8 @@ static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
     if (ny <= 0) return;
     if (gemv) {
         dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny);
-        if (one) gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        if (one && T == GGML_Q4_K) gemv_q4k_kernel<<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        else if (one) gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
         else gemv_kernel<T, CU_GEMV_COLS><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
     } else {
         dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);

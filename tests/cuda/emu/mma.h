@@ -23,9 +23,7 @@ enum layout_t { mem_row_major, mem_col_major };
 static inline bool emu_lane0() { return (emu_rt::S().cur & 31) == 0; }
 
 /* v[i][j]: matrix_a [m][k], matrix_b [k][n], accumulator [m][n] */
-template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
-    float v[16][16];
-};
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment { float v[16][16]; };
 
 template <class T, class L> static inline void fill_fragment(fragment<accumulator, 16, 16, 16, T, L> &f, float x) {
     if (!emu_lane0()) return;
@@ -65,8 +63,7 @@ static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 1
                                      layout_t layout) {
     if (!emu_lane0()) return;
     for (int m = 0; m < 16; m++)
-        for (int n = 0; n < 16; n++)
-            p[layout == mem_row_major ? (size_t)m * ldm + n : (size_t)n * ldm + m] = f.v[m][n];
+        for (int n = 0; n < 16; n++) p[layout == mem_row_major ? (size_t)m * ldm + n : (size_t)n * ldm + m] = f.v[m][n];
 }
 
 } // namespace wmma
