@@ -479,7 +479,9 @@ static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *
     cu_matmul(cm->st, &a, T <= CU_GEMV_COLS);
 }
 
-static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f, float *out) {
+/* The experts of an MoE layer: their outputs into s->D (a row per pair, in expert order), their
+ * weights into s->wsel; the next norm combines them (cu_moe_combine_add_rmsnorm). */
+static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f) {
     const lfm2c_model_info *in = &m->info;
     const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
     cu_scratch *s = &cm->s;
@@ -540,8 +542,6 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.ldy = H;
     cu_matmul(cm->st, &a, gemv);
     prof_mark(cm, "experts down");
-    cu_moe_combine(cm->st, s->D, s->wsel, I + il.inv, T, k, H, out);
-    prof_mark(cm, "combine");
 }
 
 /* Every kernel of one forward over a batch whose table is already in s->table. */
@@ -580,8 +580,9 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
         } else {
             matmul(cm, &L->conv_in, s->a, T, s->big);
             prof_mark(cm, "conv in proj");
-            cu_conv(st, s->big, (const float *)dev_ptr(cm, &L->conv_w), toks, T, H, L->conv_index, s->hid);
-            cu_conv_state(st, s->big, toks, seq_last, n_seq, H, L->conv_index);
+            cu_conv(st, s->big, (const float *)dev_ptr(cm, &L->conv_w), toks, T, H, L->conv_index, s->hid,
+                    n_seq == T);   /* a token per sequence: each token's thread also updates the state */
+            if (n_seq != T) cu_conv_state(st, s->big, toks, seq_last, n_seq, H, L->conv_index);
             prof_mark(cm, "conv");
             matmul(cm, &L->conv_out, s->hid, T, s->out);
             prof_mark(cm, "conv out proj");
@@ -589,7 +590,7 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
         cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &L->ffn_norm), s->a, T, H, eps, nullptr);
         prof_mark(cm, "add+norm");
         if (L->is_moe) {
-            moe_ffn(m, cm, L, T, s->a, s->out);
+            moe_ffn(m, cm, L, T, s->a);
         } else {
             matmul(cm, &L->ffn_gate, s->a, T, s->big);
             matmul(cm, &L->ffn_up, s->a, T, s->big2);
@@ -599,15 +600,23 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
             matmul(cm, &L->ffn_down, s->big, T, s->out);
             prof_mark(cm, "ffn down");
         }
-        if (l + 1 < in->n_layer) {
-            cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &m->layers[l + 1].attn_norm), s->a, T,
-                           H, eps, nullptr);
+        /* the residual add and the next norm (the output norm after the last layer: only the rows
+         * whose logits are wanted); after an MoE layer the experts' outputs are combined in it */
+        const bool last = l + 1 == in->n_layer;
+        if (last && !n_out) return;
+        const float *nw = (const float *)dev_ptr(cm, last ? &m->out_norm : &m->layers[l + 1].attn_norm);
+        const int rows = last ? n_out : T;
+        const int *map = last ? out_tok : nullptr;
+        if (L->is_moe) {
+            const int k = in->n_expert_used;
+            cu_moe_combine_add_rmsnorm(st, s->x, s->D, s->wsel, s->ints + ints_for(in, s->cap).inv, k, nw, s->a, rows,
+                                       H, eps, map);
+            prof_mark(cm, "combine+add+norm");
+        } else {
+            cu_add_rmsnorm(st, s->x, s->out, nw, s->a, rows, H, eps, map);
             prof_mark(cm, "add+norm");
         }
     }
-    if (!n_out) return;
-    cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &m->out_norm), s->a, n_out, H, eps, out_tok);
-    prof_mark(cm, "add+norm");
     matmul(cm, &m->output, s->a, n_out, s->logits);
     prof_mark(cm, "output proj");
     cudaMemcpyAsync(s->host_logits, s->logits, sizeof(float) * (size_t)n_out * in->n_vocab,

@@ -53,8 +53,10 @@ void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const floa
                            int kv_dim_max, float eps, int kv);
 void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
                   int kv_dim_max, float *o, int kv);
+/* with_state: every token is its sequence's only one in the batch, and its thread also writes the
+ * sequence's new state (cu_conv_state is then not needed) */
 void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H, int conv_index,
-             float *o);
+             float *o, bool with_state);
 void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last, int n_seq, int H,
                    int conv_index);
 void cu_swiglu(cudaStream_t st, float *g, const float *u, size_t n);
@@ -63,6 +65,8 @@ void cu_swiglu(cudaStream_t st, float *g, const float *u, size_t n);
 void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T, int E, int k, int width, int *sel,
                   float *wsel, int *count, int *start, int *fill, int *tile_e, int *tile_c0, int *tile_n, int *n_tiles,
                   int *col_src, int *inv);
-void cu_moe_combine(cudaStream_t st, const float *D, const float *wsel, const int *inv, int T, int k, int H,
-                    float *out);
+/* y[i] = rmsnorm(x[src] += sum_j wsel[src][j] * D[inv[src][j]]) * w: the experts' outputs combined
+ * into the residual, then the next norm (cu_add_rmsnorm's rows and map) */
+void cu_moe_combine_add_rmsnorm(cudaStream_t st, float *x, const float *D, const float *wsel, const int *inv, int k,
+                                const float *w, float *y, int rows, int H, float eps, const int *map);
 #endif

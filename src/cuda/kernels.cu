@@ -543,19 +543,20 @@ void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, in
 /* Every (token, channel) at once: the two previous u's come from earlier tokens of the batch
  * (prev1 links) or from the sequence's saved state; the state itself is updated afterwards. */
 __global__ void conv_kernel(const float *z, const float *w, const cu_tok *toks, int T, int H,
-                            int conv_index, float *o) {
+                            int conv_index, float *o, bool with_state) {
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= T * H) return;
     int t = idx / H, c = idx % H;
-    const float *state = toks[t].conv + (size_t)conv_index * 2 * H;
+    float *state = toks[t].conv + (size_t)conv_index * 2 * H;
     int p1 = toks[t].prev1, p2 = p1 >= 0 ? toks[p1].prev1 : -1;
     o[(size_t)t * H + c] = cm_conv_elem(z, w, state, t, p1, p2, c, H);
+    if (with_state) cm_conv_state_elem(z, state, t, p1, c, H);   /* this thread alone reads that channel */
 }
 
 void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H,
-             int conv_index, float *o) {
+             int conv_index, float *o, bool with_state) {
     int n = T * H;
-    conv_kernel<<<(n + 255) / 256, 256, 0, st>>>(z, w, toks, T, H, conv_index, o);
+    conv_kernel<<<(n + 255) / 256, 256, 0, st>>>(z, w, toks, T, H, conv_index, o, with_state);
 }
 
 /* The new state of each sequence: its last two u's (the older one may still be in the state). */
@@ -602,15 +603,12 @@ __global__ void plan_kernel(const int *count, int E, int width, int *start, int 
 
 enum { ROUTE_LANE_E = 8, ROUTE_MAX_K = 16 };   /* the warp versions: E <= 32 * 8, k <= 16 */
 
-/* One warp per token, lane l holding experts l, l + 32, ...: k rounds of a warp-wide argmax.
- * The same choice as cm_route: the highest score, ties to the lower expert id; the same sums. */
-__global__ void route_warp_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
-                                  float *wsel, int *count) {
-    int t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (t >= T) return;   /* the whole warp */
-    const float *lg = logits + (size_t)t * E;
-    float v[ROUTE_LANE_E], w[ROUTE_MAX_K], sum = 0;
-    int chosen[ROUTE_MAX_K];
+/* One token's choice by one warp, lane l holding experts l, l + 32, ...: k rounds of a warp-wide
+ * argmax. The same choice as cm_route: the highest score, ties to the lower expert id; the same
+ * sums. Every lane gets chosen[] and w[]; the return value is the clamped sum of the weights. */
+__device__ __forceinline__ float route_select(const float *lg, const float *bias, int E, int k, int lane, int *chosen,
+                                              float *w) {
+    float v[ROUTE_LANE_E], sum = 0;
     unsigned taken = 0;
 #pragma unroll
     for (int i = 0; i < ROUTE_LANE_E; i++) {
@@ -635,8 +633,19 @@ __global__ void route_warp_kernel(const float *logits, const float *bias, int T,
         w[j] = cm_sigmoid(lg[be]);
         sum += w[j];
     }
+    return sum < 6.103515625e-5f ? 6.103515625e-5f : sum;
+}
+
+/* One warp per token (route_select): its experts, weights and counts. */
+__global__ void route_warp_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
+                                  float *wsel, int *count) {
+    int t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (t >= T) return;   /* the whole warp */
+    const float *lg = logits + (size_t)t * E;
+    float w[ROUTE_MAX_K];
+    int chosen[ROUTE_MAX_K];
+    const float sum = route_select(lg, bias, E, k, lane, chosen, w);
     if (lane) return;
-    if (sum < 6.103515625e-5f) sum = 6.103515625e-5f;
     for (int j = 0; j < k; j++) {
         sel[(size_t)t * k + j] = chosen[j];
         wsel[(size_t)t * k + j] = w[j] / sum;
@@ -677,6 +686,30 @@ __global__ void plan_warp_kernel(const int *count, int E, int width, int *start,
     }
 }
 
+/* A single token's whole routing in one warp (the decode step): route_warp_kernel's choice, then
+ * the plan of one-column tiles and the scatter directly (pair j's tile is the rank of its expert
+ * among the k chosen), as plan_warp_kernel and scatter_kernel make them for one token. */
+__global__ void route1_kernel(const float *lg, const float *bias, int E, int k, int *sel, float *wsel,
+                              int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
+    const int lane = threadIdx.x;
+    float w[ROUTE_MAX_K];
+    int chosen[ROUTE_MAX_K];
+    const float sum = route_select(lg, bias, E, k, lane, chosen, w);
+    if (lane) return;
+    for (int j = 0; j < k; j++) {
+        int rank = 0;
+        for (int i = 0; i < k; i++) rank += chosen[i] < chosen[j];
+        sel[j] = chosen[j];
+        wsel[j] = w[j] / sum;
+        tile_e[rank] = chosen[j];
+        tile_c0[rank] = rank;
+        tile_n[rank] = 1;
+        col_src[rank] = 0;
+        inv[j] = rank;
+    }
+    *n_tiles = k;
+}
+
 /* Pairs in expert order; the order inside an expert does not change any result. */
 __global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, int *col_src, int *inv) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -689,6 +722,10 @@ __global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, in
 void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T, int E, int k,
                   int width, int *sel, float *wsel, int *count, int *start, int *fill,
                   int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
+    if (T == 1 && width == 1 && E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K) {
+        route1_kernel<<<1, 32, 0, st>>>(logits, bias, E, k, sel, wsel, tile_e, tile_c0, tile_n, n_tiles, col_src, inv);
+        return;
+    }
     cudaMemsetAsync(count, 0, sizeof(int) * (size_t)E, st);
     if (E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K) {
         route_warp_kernel<<<(T + 3) / 4, 128, 0, st>>>(logits, bias, T, E, k, sel, wsel, count);
@@ -701,19 +738,28 @@ void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T
     scatter_kernel<<<(n + 255) / 256, 256, 0, st>>>(sel, n, k, fill, col_src, inv);
 }
 
-/* out[t] = sum over the token's k slots (in slot order) of weight * expert output */
-__global__ void combine_kernel(const float *D, const float *wsel, const int *inv, int T, int k, int H,
-                               float *out) {
-    size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)T * H) return;
-    int t = (int)(idx / H), c = (int)(idx % H);
-    float s = 0;
-    for (int j = 0; j < k; j++) s += wsel[(size_t)t * k + j] * D[(size_t)inv[(size_t)t * k + j] * H + c];
-    out[idx] = s;
+/* add_rmsnorm_kernel with the layer's output made here: the sum over the token's k slots (in slot
+ * order) of weight * expert output */
+__global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float *wsel, const int *inv, int k,
+                                           const float *w, float *y, int H, float eps, const int *map) {
+    int src = map ? map[blockIdx.x] : blockIdx.x;
+    float *xr = x + (size_t)src * H;
+    const float *ws = wsel + (size_t)src * k;
+    const int *iv = inv + (size_t)src * k;
+    float ss = 0;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) {
+        float s = 0;
+        for (int j = 0; j < k; j++) s += ws[j] * D[(size_t)iv[j] * H + i];
+        float v = xr[i] + s;
+        xr[i] = v;
+        ss += v * v;
+    }
+    float scale = cm_rms_scale(block_sum(ss), H, eps);
+    float *yr = y + (size_t)blockIdx.x * H;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
 }
 
-void cu_moe_combine(cudaStream_t st, const float *D, const float *wsel, const int *inv, int T,
-                    int k, int H, float *out) {
-    size_t n = (size_t)T * H;
-    combine_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(D, wsel, inv, T, k, H, out);
+void cu_moe_combine_add_rmsnorm(cudaStream_t st, float *x, const float *D, const float *wsel, const int *inv, int k,
+                                const float *w, float *y, int rows, int H, float eps, const int *map) {
+    if (rows > 0) combine_add_rmsnorm_kernel<<<rows, 256, 0, st>>>(x, D, wsel, inv, k, w, y, H, eps, map);
 }

@@ -163,16 +163,23 @@ static double truncated(lfm2c_model *m, const std::vector<int32_t> &ids, const s
     return d;
 }
 
-static void check_model(const char *label, const synth_config &c, const char *type) {
-    const std::string path = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-" + label + "-" +
-                             type + "-kv" + std::to_string(KV_K) + std::to_string(KV_V) + ".gguf";
+/* A synthetic model of shape c and file type `type` at /tmp/lfm2c-cuda-emu-PID-NAME.gguf: its
+ * path, or "" (the failure counted) when it could not be written. */
+static std::string synth_tmp(const synth_config &c, const std::string &name, const char *type, uint64_t seed) {
+    const std::string path = "/tmp/lfm2c-cuda-emu-" + std::to_string(getpid()) + "-" + name + ".gguf";
     lfm2c_error err = {};
     synth_params sp = {};
-    sp.seed = 11;
+    sp.seed = seed;
     sp.n_threads = 1;
-    bool ok = synth_write(&c, quant_ftype_find(type), &sp, path.c_str(), NULL, &err);
-    CHECK(ok, "synth %s %s: %s", label, type, err.msg);
-    if (!ok) return;
+    const bool ok = synth_write(&c, quant_ftype_find(type), &sp, path.c_str(), NULL, &err);
+    CHECK(ok, "synth %s (%s): %s", name.c_str(), type, err.msg);
+    return ok ? path : std::string();
+}
+
+static void check_model(const char *label, const synth_config &c, const char *type) {
+    const std::string path = synth_tmp(
+        c, std::string(label) + "-" + type + "-kv" + std::to_string(KV_K) + std::to_string(KV_V), type, 11);
+    if (path.empty()) return;
     lfm2c_model *ref = open_ref(path), *emu_g = open_emu(path, true), *emu_p = open_emu(path, false);
     if (ref && emu_g && emu_p) {
         const int V = lfm2c_model_get_info(ref)->n_vocab;
@@ -265,13 +272,9 @@ static void check_split(const synth_config &c) {
  * more than a forward's 512 tokens (two forwards, the scratch at its largest), each row as the
  * reference's solo prompt gave it. */
 static void check_many_sessions(const synth_config &c) {
-    const std::string path = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-many.gguf";
+    const std::string path = synth_tmp(c, "many", "q4_k_m", 13);
+    const bool ok = !path.empty();
     lfm2c_error err = {};
-    synth_params sp = {};
-    sp.seed = 13;
-    sp.n_threads = 1;
-    bool ok = synth_write(&c, quant_ftype_find("q4_k_m"), &sp, path.c_str(), NULL, &err);
-    CHECK(ok, "synth: %s", err.msg);
     lfm2c_model *ref = ok ? open_ref(path) : NULL, *m = ok ? open_emu(path, true) : NULL;
     if (ref && m) {
         const int n = 30, NS = 20, V = lfm2c_model_get_info(m)->n_vocab;
@@ -308,13 +311,9 @@ static void check_many_sessions(const synth_config &c) {
 
 /* A KV cache type the backend does not keep (q8_0) is refused at load, saying so. */
 static void check_kv_refused(const synth_config &c) {
-    const std::string path = std::string("/tmp/lfm2c-cuda-emu-") + std::to_string(getpid()) + "-kvq8.gguf";
+    const std::string path = synth_tmp(c, "kvq8", "q8_0", 14);
+    const bool ok = !path.empty();
     lfm2c_error err = {};
-    synth_params sp = {};
-    sp.seed = 14;
-    sp.n_threads = 1;
-    bool ok = synth_write(&c, quant_ftype_find("q8_0"), &sp, path.c_str(), NULL, &err);
-    CHECK(ok, "synth: %s", err.msg);
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = 1;
     p.hugepages = LFM2C_HUGEPAGES_OFF;
@@ -368,6 +367,30 @@ static void check_route_plan(void) {
             }
         }
     }
+    /* one token (the decode step): route1_kernel's routing, plan and scatter in one warp against
+     * the serial router, plan and scatter with one-column tiles */
+    for (const auto &sh : shapes) {
+        const int E = sh[1], k = sh[2];
+        std::vector<float> logits(E);
+        for (auto &v : logits) v = (float)((int)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 59) - 16) / 8;
+        std::vector<int> out[2];
+        std::vector<float> w[2];
+        for (int v = 0; v < 2; v++) {
+            out[v].assign(6 * k + 3 * E + 2, -7), w[v].assign(k, -1);
+            int *sel = out[v].data(), *te = sel + k, *tc = te + k, *tn = tc + k, *nt = tn + k, *cs = nt + 1, *inv = cs + k;
+            int *count = inv + k, *start = count + E, *fill = start + E + 1;
+            if (v) {
+                emu_launch(&emu::route1_kernel, 1, 32)(logits.data(), nullptr, E, k, sel, w[v].data(), te, tc, tn, nt, cs, inv);
+            } else {
+                for (int e = 0; e < E; e++) count[e] = 0;
+                emu_launch(&emu::route_kernel, 1, 64)(logits.data(), nullptr, 1, E, k, sel, w[v].data(), count);
+                emu_launch(&emu::plan_kernel, 1, 1)(count, E, 1, start, fill, te, tc, tn, nt);
+                emu_launch(&emu::scatter_kernel, 1, 32)(sel, k, k, fill, cs, inv);
+                for (int i = 0; i < 3 * E + 1; i++) count[i] = -7;   /* scratch route1 does not write */
+            }
+        }
+        CHECK(out[0] == out[1] && w[0] == w[1], "route1 E %d k %d: the one-token routing differs from the serial", E, k);
+    }
     CHECK(cudaGetLastError() == cudaSuccess, "route / plan launches");
 }
 
@@ -416,14 +439,8 @@ static void check_gemv_q4k(void) {
 /* LFM2C_CUDA_PROFILE=1: plain launches with an event after each stage; the logits stay those of
  * the plain launches, and the profile names the stages a forward ran. */
 static void check_profile(const synth_config &c) {
-    const std::string path = "/tmp/lfm2c-cuda-emu-" + std::to_string(getpid()) + "-profile.gguf";
-    lfm2c_error err = {};
-    synth_params sp = {};
-    sp.seed = 5;
-    sp.n_threads = 1;
-    bool ok = synth_write(&c, quant_ftype_find("q4_k_m"), &sp, path.c_str(), NULL, &err);
-    CHECK(ok, "synth: %s", err.msg);
-    if (!ok) return;
+    const std::string path = synth_tmp(c, "profile", "q4_k_m", 5);
+    if (path.empty()) return;
     lfm2c_model *plain = open_emu(path, false);
     setenv("LFM2C_CUDA_PROFILE", "1", 1);
     lfm2c_model *prof = open_emu(path, true);
