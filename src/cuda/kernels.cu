@@ -108,7 +108,8 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
     }
 }
 
-/* Byte j (0..11) of the packed Q4_K scales held as three words */
+/* Byte j (0..11) of the packed Q4_K scales held as three words: cm_kq_scale_min's bytes, read
+ * from registers (a byte pointer into them would put the words in local memory) */
 __device__ __forceinline__ int q4k_byte(uint32_t w0, uint32_t w1, uint32_t w2, int j) {
     const uint32_t w = j < 4 ? w0 : j < 8 ? w1 : w2;
     return (int)(w >> 8 * (j & 3)) & 0xFF;
@@ -382,6 +383,12 @@ void cu_rope_table(cudaStream_t st, const cu_tok *toks, int T, int hd, float the
     rope_kernel<<<(n + 255) / 256, 256, 0, st>>>(toks, T, hd, theta, cs);
 }
 
+/* The block's row: y = x * rms scale (from the threads' partial sums of squares ss) * w */
+__device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const float *w, float *yr, int H, float eps) {
+    float scale = cm_rms_scale(block_sum(ss), H, eps);
+    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
 __global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w, float *y, int H,
                                    float eps, const int *map) {
     int src = map ? map[blockIdx.x] : blockIdx.x;
@@ -392,9 +399,7 @@ __global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w,
         if (delta) { v += delta[(size_t)src * H + i]; xr[i] = v; }
         ss += v * v;
     }
-    float scale = cm_rms_scale(block_sum(ss), H, eps);
-    float *yr = y + (size_t)blockIdx.x * H;
-    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+    rmsnorm_store(xr, ss, w, y + (size_t)blockIdx.x * H, H, eps);
 }
 
 void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *w, float *y,
@@ -754,9 +759,7 @@ __global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float
         xr[i] = v;
         ss += v * v;
     }
-    float scale = cm_rms_scale(block_sum(ss), H, eps);
-    float *yr = y + (size_t)blockIdx.x * H;
-    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+    rmsnorm_store(xr, ss, w, y + (size_t)blockIdx.x * H, H, eps);
 }
 
 void cu_moe_combine_add_rmsnorm(cudaStream_t st, float *x, const float *D, const float *wsel, const int *inv, int k,
