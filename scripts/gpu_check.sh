@@ -535,6 +535,10 @@ stage_speed() {
     LFM2C_CUDA_GRAPH=0 run_bench bench_nograph 120 -m "$m" --device cuda -p 0 -n $n -r 1
     echo "- the same decode with \`LFM2C_CUDA_GRAPH=0\` (plain launches): $(rc_word "$RC") in ${DUR}s" | frag
     bench_rows bench_nograph | sed 's/| cuda |/| cuda, no graph |/' >>"$WORK/logs/speed_table.md"
+    # the prefill GEMM before the K-quant mma kernels (dequantized weights on wmma), to compare
+    LFM2C_CUDA_TC=wmma run_bench bench_wmma 120 -m "$m" --device cuda -p $p -n 0 -r 1
+    echo "- the prefill with \`LFM2C_CUDA_TC=wmma\` (the GEMM on dequantized weights, as before the K-quant mma kernels): $(rc_word "$RC") in ${DUR}s" | frag
+    bench_rows bench_wmma | sed 's/| cuda |/| cuda, wmma GEMM |/' >>"$WORK/logs/speed_table.md"
   fi
   run_bench bench_batched 300 -m "$m" --device "$device" -b $b -p $bp -n $bn -r 1
   echo "- \`lfm2c bench --device $device -b $b -p $bp -n $bn\`: $(rc_word "$RC") in ${DUR}s (target on H100: ≥ 30K total tok/s; vLLM 26.8K at BF16)" | frag

@@ -55,6 +55,7 @@ struct cu_model {
     int graph_generation;
     bool use_graph;
     bool use_tc;                 /* GEMMs on the tensor cores (LFM2C_CUDA_TC=0: in float) */
+    bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
     cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
     struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
 };
@@ -282,6 +283,7 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     cm->use_graph = !(ge && !strcmp(ge, "0"));
     const char *te = getenv("LFM2C_CUDA_TC");
     cm->use_tc = !(te && !strcmp(te, "0"));
+    cm->use_kq_mma = cm->use_tc && !(te && !strcmp(te, "wmma"));
     if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
         cudaGetLastError();
         cm->pass[0] = cm->pass[1] = nullptr;
@@ -476,6 +478,7 @@ static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *
     a.ldy = a.rows;
     a.ncols = T;
     a.tc = cm->use_tc;
+    a.kq_mma = cm->use_kq_mma;
     cu_matmul(cm->st, &a, T <= CU_GEMV_COLS);
 }
 
@@ -516,6 +519,7 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.max_tiles = max_tiles;
     a.tile_width = width;
     a.tc = cm->use_tc;
+    a.kq_mma = cm->use_kq_mma;
     a.w = dev_ptr(cm, &L->gate_exps);
     a.y = s->G;
     cu_matmul(cm->st, &a, gemv);

@@ -34,6 +34,7 @@ struct mm_args {
     int max_tiles;
     int tile_width; /* grouped: the plan's most columns per tile */
     bool tc;        /* GEMM on the tensor cores (gemm_tc_kernel), else in float (gemm_kernel) */
+    bool kq_mma;    /* with tc: Q4_K / Q5_K / Q6_K weights multiplied as quants (the *_mma_kernel GEMMs) */
 };
 
 enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };

@@ -321,6 +321,233 @@ __global__ void __launch_bounds__(TC_THREADS) gemm_tc_kernel(mm_args a) {
     }
 }
 
+/* d[j / PER_D] += A B[j] for j < NB, in order, on the tensor cores, for one warp: A 16 x 16 halves
+ * (row-major), each B 16 x 8 (column-major), each d 16 x 8 floats, in the registers PTX's
+ * mma.sync.m16n8k16 names (lane = 4 g + t): a[0] (row g, k 2t..2t+1), a[1] (row g + 8, same k),
+ * a[2] / a[3] (the same rows, k 8 + 2t..); b[0] (k 2t..2t+1, column g), b[1] (k 8 + 2t..); d[0..1]
+ * (row g, columns 2t..2t+1), d[2..3] (row g + 8). Two halves a register, the lower index in the
+ * low bits. The CPU emulation computes the same sums (tests/cuda/emu/mma.h). */
+template <int NB, int PER_D>
+__device__ __forceinline__ void mma16816(float (*d)[4], const uint32_t a[4], const uint32_t (*b)[2]) {
+#if defined(__CUDA_ARCH__)
+#pragma unroll
+    for (int j = 0; j < NB; j++)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};"
+                     : "+f"(d[j / PER_D][0]), "+f"(d[j / PER_D][1]), "+f"(d[j / PER_D][2]), "+f"(d[j / PER_D][3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[j][0]), "r"(b[j][1]));
+#elif defined(LFM2C_EMU_MMA_H)
+    emu_mma_16816_n(d, a, b, NB, PER_D);
+#endif
+}
+
+/* two values as the bits of two halves in one register (x0 in the low half) */
+__device__ __forceinline__ uint32_t h2bits(float x0, float x1) {
+    return (uint32_t)__half_as_ushort(__float2half_rn(x0)) | (uint32_t)__half_as_ushort(__float2half_rn(x1)) << 16;
+}
+
+enum { KQ_BM = 64, KQ_BK = 128, KQ_LD = KQ_BK / 2 + 4, KQ_THREADS = 128 };
+
+/* The shared memory of the GEMMs over the quants: a step's 64 x 128 weights as integer halves (two
+ * a word), its 32 x 128 activations as high and low halves, per-row scales, per-column sums. */
+struct kq_smem {
+    uint32_t w[KQ_BM][KQ_LD], xh[CU_GEMM_COLS][KQ_LD], xl[CU_GEMM_COLS][KQ_LD];
+    float wd[KQ_BM], wsc[KQ_BM][8], xs[CU_GEMM_COLS][4];
+};
+
+/* Thread tid's share of a step's activations: sub-block tid % 4 (32 values from kb) of column
+ * tid / 4 of the tile (xrow, NULL past its columns) as high and low halves, and its sum. */
+__device__ __forceinline__ void kq_load_x(kq_smem &sm, const float *xrow, int kb, int tid) {
+    const int xc = tid / 4, xq = tid % 4;
+    float sum = 0;
+#pragma unroll
+    for (int i = 0; i < 32; i += 4) {
+        const float4 v = xrow ? *(const float4 *)(xrow + kb + 32 * xq + i) : make_float4(0, 0, 0, 0);
+        const float h0 = __half2float(__float2half_rn(v.x)), h1 = __half2float(__float2half_rn(v.y));
+        const float h2 = __half2float(__float2half_rn(v.z)), h3 = __half2float(__float2half_rn(v.w));
+        sm.xh[xc][16 * xq + i / 2] = h2bits(h0, h1);
+        sm.xh[xc][16 * xq + i / 2 + 1] = h2bits(h2, h3);
+        sm.xl[xc][16 * xq + i / 2] = h2bits(v.x - h0, v.y - h1);
+        sm.xl[xc][16 * xq + i / 2 + 1] = h2bits(v.z - h2, v.w - h3);
+        sum += v.x + v.y + v.z + v.w;
+    }
+    sm.xs[xc][xq] = sum;
+}
+
+/* One warp's products of a 16-weight slice (words ks..ks + 7 of the step): its 16 rows (from ra)
+ * by the tile's 32 columns, low halves then high, into p[4][4] (four 16 x 8 tiles). */
+__device__ __forceinline__ void kq_mma(const kq_smem &sm, int ra, int ks, int g, int t, float (*p)[4]) {
+    const uint32_t A[4] = {sm.w[ra][ks + t], sm.w[ra + 8][ks + t], sm.w[ra][ks + 4 + t], sm.w[ra + 8][ks + 4 + t]};
+    uint32_t B[8][2]; /* per 8 columns: the low halves, then the high */
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) {
+        const int cb = 8 * nt + g;
+        B[2 * nt][0] = sm.xl[cb][ks + t], B[2 * nt][1] = sm.xl[cb][ks + 4 + t];
+        B[2 * nt + 1][0] = sm.xh[cb][ks + t], B[2 * nt + 1][1] = sm.xh[cb][ks + 4 + t];
+    }
+    mma16816<8, 2>(p, A, B);
+}
+
+/* acc (the warp's 16 rows from r0 + 16 warp, the tile's columns) into y */
+__device__ __forceinline__ void kq_store(const mm_args &a, float (*acc)[4], int r0, int warp, int g, int t, int c0,
+                                         int nc) {
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int r = r0 + 16 * warp + g + 8 * (i / 2), c = 8 * nt + 2 * t + (i & 1);
+            if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[nt][i];
+        }
+}
+
+/* Row lr's 64 weights of a Q4_K / Q5_K step taken by thread part (0, 1): the pair of sub-blocks
+ * j = 2 (step half) + part, low nibbles then high, as sc q; d, and dmin m of the two. */
+template <uint32_t T>
+__device__ __forceinline__ void kq_load_w45(kq_smem &sm, const uint8_t *wrow, int kb, int lr, int part) {
+    const int j = 2 * ((kb / KQ_BK) % 2) + part;
+    if (!wrow) {
+        for (int i = 0; i < 32; i++) sm.w[lr][32 * part + i] = 0;
+        if (part == 0) sm.wd[lr] = 0;
+        sm.wsc[lr][2 * part] = sm.wsc[lr][2 * part + 1] = 0;
+        return;
+    }
+    const size_t bsz = T == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
+    const int qs_at = T == GGML_Q4_K ? CM_AT(block_q4_K, qs) : CM_AT(block_q5_K, qs);
+    const uint8_t *b = wrow + (size_t)(kb / QK_K) * bsz;
+    union {
+        uint4 v[2];
+        uint8_t b[32];
+    } q, qh; /* 16-byte loads: blocks of 144 / 176 bytes keep their quants 16-byte aligned */
+    q.v[0] = *(const uint4 *)(b + qs_at + 32 * j);
+    q.v[1] = *(const uint4 *)(b + qs_at + 32 * j + 16);
+    if (T == GGML_Q5_K) {
+        qh.v[0] = *(const uint4 *)(b + CM_AT(block_q5_K, qh));
+        qh.v[1] = *(const uint4 *)(b + CM_AT(block_q5_K, qh) + 16);
+    }
+    int sc0, mn0, sc1, mn1;
+    cm_kq_scale_min(2 * j, b + CM_AT(block_q4_K, scales), &sc0, &mn0);
+    cm_kq_scale_min(2 * j + 1, b + CM_AT(block_q4_K, scales), &sc1, &mn1);
+#pragma unroll
+    for (int l = 0; l < 32; l += 2) {
+        int lo0 = q.b[l] & 0xF, lo1 = q.b[l + 1] & 0xF, hi0 = q.b[l] >> 4, hi1 = q.b[l + 1] >> 4;
+        if (T == GGML_Q5_K) {
+            lo0 += ((qh.b[l] >> (2 * j)) & 1) << 4, lo1 += ((qh.b[l + 1] >> (2 * j)) & 1) << 4;
+            hi0 += ((qh.b[l] >> (2 * j + 1)) & 1) << 4, hi1 += ((qh.b[l + 1] >> (2 * j + 1)) & 1) << 4;
+        }
+        sm.w[lr][32 * part + l / 2] = h2bits((float)(sc0 * lo0), (float)(sc0 * lo1));
+        sm.w[lr][32 * part + 16 + l / 2] = h2bits((float)(sc1 * hi0), (float)(sc1 * hi1));
+    }
+    const float dm = cm_half_at(b + CM_AT(block_q4_K, dmin));
+    if (part == 0) sm.wd[lr] = cm_half_at(b + CM_AT(block_q4_K, d));
+    sm.wsc[lr][2 * part] = dm * (float)mn0;
+    sm.wsc[lr][2 * part + 1] = dm * (float)mn1;
+}
+
+/* Prefill / big batches of Q4_K and Q5_K weights on mma.sync, over the quants instead of
+ * dequantized weights: a sub-block's weights are d sc q - dmin m, so a row's product with x is
+ * d (sum of sc q x) - dmin (sum over sub-blocks of m times the sub-block's sum of x). sc q is an
+ * integer below 2048 (6-bit scales, 4- or 5-bit quants), exact in a half; x goes in as a high
+ * and a low half (two products, as gemm_tc_kernel's), so the sums keep about float's precision,
+ * and d, dmin m and the sums of x are applied in float once a step. The same 64-row x 32-column
+ * output tile per block as the other GEMMs (the plan's tiles); a step is half a superblock (128
+ * weights): each of the 128 threads turns 64 quants of one row into sc q halves and one sub-block
+ * of one column into high and low halves and its sum; each warp then multiplies its 16 rows by
+ * the 32 columns (four 16 x 8 tiles, 16 products a slice of 16). Values of x beyond the half
+ * range (65504) are not handled: LFM2C_CUDA_TC=0 takes gemm_kernel instead. */
+template <uint32_t T>
+__global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
+    __shared__ __align__(16) kq_smem sm;
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
+    const int tid = threadIdx.x, warp = tid / 32, g = tid % 32 / 4, t = tid % 4, r0 = blockIdx.x * KQ_BM;
+    const int lr = tid / 2, ra = 16 * warp + g;
+    const uint8_t *wrow =
+        r0 + lr < a.rows ? a.w + (size_t)e * a.expert_stride + (size_t)(r0 + lr) * a.row_bytes : nullptr;
+    const float *xrow = tid / 4 < nc ? mm_xrow(a, c0 + tid / 4) : nullptr;
+    float acc[4][4] = {};
+    for (int kb = 0; kb < a.n; kb += KQ_BK) {
+        kq_load_w45<T>(sm, wrow, kb, lr, tid % 2);
+        kq_load_x(sm, xrow, kb, tid);
+        __syncthreads();
+        float p[4][4] = {};
+#pragma unroll
+        for (int ks = 0; ks < KQ_BK / 2; ks += 8) kq_mma(sm, ra, ks, g, t, p);
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int r = ra + 8 * (i / 2), c = 8 * nt + 2 * t + (i & 1);
+                const float *m = sm.wsc[r], *xs = sm.xs[c];
+                acc[nt][i] += sm.wd[r] * p[nt][i] - (m[0] * xs[0] + m[1] * xs[1] + m[2] * xs[2] + m[3] * xs[3]);
+            }
+        __syncthreads();
+    }
+    kq_store(a, acc, r0, warp, g, t, c0, nc);
+}
+
+/* Row lr's 64 weights of a Q6_K step taken by thread part (0, 1): quarters 2 part and 2 part + 1
+ * of the step's half superblock as q - 32 (6 bits: exact halves), and d sc of the step's eight
+ * sub-blocks of 16 (thread part 0). Q6_K blocks (210 bytes) are read a byte at a time. */
+__device__ __forceinline__ void kq_load_w6(kq_smem &sm, const uint8_t *wrow, int kb, int lr, int part) {
+    if (!wrow) {
+        for (int i = 0; i < 32; i++) sm.w[lr][32 * part + i] = 0;
+        if (part == 0)
+            for (int s = 0; s < 8; s++) sm.wsc[lr][s] = 0;
+        return;
+    }
+    const uint8_t *b = wrow + (size_t)(kb / QK_K) * sizeof(block_q6_K);
+    const int n = (kb / KQ_BK) % 2;
+    const uint8_t *ql = b + CM_AT(block_q6_K, ql) + 64 * n, *qh = b + CM_AT(block_q6_K, qh) + 32 * n;
+#pragma unroll
+    for (int h = 0; h < 2; h++) { /* quarter 2 part + h: ql[l + 32 h], the low (part 0) or high nibble */
+        const int quarter = 2 * part + h;
+#pragma unroll
+        for (int l = 0; l < 32; l += 2) {
+            const int q0 = (part ? ql[l + 32 * h] >> 4 : ql[l + 32 * h] & 0xF) | ((qh[l] >> (2 * quarter)) & 3) << 4;
+            const int q1 =
+                (part ? ql[l + 1 + 32 * h] >> 4 : ql[l + 1 + 32 * h] & 0xF) | ((qh[l + 1] >> (2 * quarter)) & 3) << 4;
+            sm.w[lr][16 * quarter + l / 2] = h2bits((float)(q0 - 32), (float)(q1 - 32));
+        }
+    }
+    if (part == 0) {
+        const float d = cm_half_at(b + CM_AT(block_q6_K, d));
+        for (int s = 0; s < 8; s++) sm.wsc[lr][s] = d * (float)(int8_t)b[CM_AT(block_q6_K, scales) + 8 * n + s];
+    }
+}
+
+/* Prefill / big batches of Q6_K weights on mma.sync over the quants: weights are d sc (q - 32)
+ * with an 8-bit scale per sub-block of 16, so each slice of 16 weights is multiplied as q - 32
+ * (exact in a half) against x's high and low halves, and d sc applied to that slice's sums in
+ * float. The tile, the steps and the activations as in gemm_kq_mma_kernel. */
+__global__ void __launch_bounds__(KQ_THREADS) gemm_q6k_mma_kernel(mm_args a) {
+    __shared__ __align__(16) kq_smem sm;
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
+    const int tid = threadIdx.x, warp = tid / 32, g = tid % 32 / 4, t = tid % 4, r0 = blockIdx.x * KQ_BM;
+    const int lr = tid / 2, ra = 16 * warp + g;
+    const uint8_t *wrow =
+        r0 + lr < a.rows ? a.w + (size_t)e * a.expert_stride + (size_t)(r0 + lr) * a.row_bytes : nullptr;
+    const float *xrow = tid / 4 < nc ? mm_xrow(a, c0 + tid / 4) : nullptr;
+    float acc[4][4] = {};
+    for (int kb = 0; kb < a.n; kb += KQ_BK) {
+        kq_load_w6(sm, wrow, kb, lr, tid % 2);
+        kq_load_x(sm, xrow, kb, tid);
+        __syncthreads();
+#pragma unroll
+        for (int ks = 0; ks < KQ_BK / 2; ks += 8) {
+            float p[4][4] = {};
+            kq_mma(sm, ra, ks, g, t, p);
+            const float s0 = sm.wsc[ra][ks / 8], s1 = sm.wsc[ra + 8][ks / 8];
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) acc[nt][i] += (i < 2 ? s0 : s1) * p[nt][i];
+        }
+        __syncthreads();
+    }
+    kq_store(a, acc, r0, warp, g, t, c0, nc);
+}
+
 template <uint32_t T>
 static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
     /* one column per tile (a single token; the pairs of a single token, each its own expert):
@@ -336,7 +563,11 @@ static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
         else gemv_kernel<T, CU_GEMV_COLS><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
     } else {
         dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);
-        if (a->tc) gemm_tc_kernel<T><<<grid, TC_THREADS, 0, st>>>(*a);
+        constexpr uint32_t KQ = T == GGML_Q5_K ? GGML_Q5_K : GGML_Q4_K; /* the kq kernel's instance */
+        if (a->tc && a->kq_mma && (T == GGML_Q4_K || T == GGML_Q5_K))
+            gemm_kq_mma_kernel<KQ><<<grid, KQ_THREADS, 0, st>>>(*a);
+        else if (a->tc && a->kq_mma && T == GGML_Q6_K) gemm_q6k_mma_kernel<<<grid, KQ_THREADS, 0, st>>>(*a);
+        else if (a->tc) gemm_tc_kernel<T><<<grid, TC_THREADS, 0, st>>>(*a);
         else gemm_kernel<T><<<grid, GM_THREADS, 0, st>>>(*a);
     }
 }

@@ -436,6 +436,72 @@ static void check_gemv_q4k(void) {
     }
 }
 
+/* The K-quant GEMMs over the quants (gemm_kq_mma_kernel for Q4_K / Q5_K: mma.sync on sc q and x
+ * as high and low halves, d, dmin m and the sums of x applied once a step; gemm_q6k_mma_kernel:
+ * q - 32, d sc applied per slice of 16) against the scalar truth
+ * cm_dequant8 in double: rows that do not fill the 64-row tile, 1 to 4 superblocks, grouped
+ * tiles of 1, 7 and 32 columns (two experts, gathered columns) and a dense product of 40
+ * columns (a partial second tile); random quants, scales and halves. */
+static void check_gemm_kq(void) {
+    uint64_t rng = 5;
+    auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
+    for (uint32_t type : {(uint32_t)GGML_Q4_K, (uint32_t)GGML_Q5_K, (uint32_t)GGML_Q6_K})
+        for (int nb : {1, 2, 4})
+            for (int rows : {5, 64, 70}) {
+                const int n = nb * QK_K, E = 2, X = 48;
+                const bool q6 = type == GGML_Q6_K;
+                const size_t bs = q6 ? sizeof(block_q6_K) : type == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
+                const size_t rb = (size_t)nb * bs;
+                std::vector<uint8_t> w(rb * rows * E);
+                for (auto &b : w) b = (uint8_t)next();
+                for (size_t i = 0; i < w.size(); i += bs) { /* d (and dmin): finite halves */
+                    const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
+                    memcpy(&w[i + (q6 ? offsetof(block_q6_K, d) : 0)], &d, 2);
+                    if (!q6) memcpy(&w[i + 2], &dm, 2);
+                }
+                std::vector<float> x((size_t)n * X);
+                for (auto &v : x) v = (float)((int)(next() % 20001) - 10000) / 5000;
+                std::vector<int> src(X);
+                for (int i = 0; i < X; i++) src[i] = (i * 7 + 3) % X;
+                /* grouped: expert 1 takes columns 0 (1 column) and 1..7; expert 0 columns 8..39 */
+                int te[3] = {1, 1, 0}, tc[3] = {0, 1, 8}, tn[3] = {1, 7, 32}, nt = 3;
+                for (int grouped = 0; grouped < 2; grouped++) {
+                    const int ncols = 40;
+                    std::vector<float> y((size_t)rows * ncols, NAN);
+                    emu::mm_args a = {};
+                    a.w = w.data(), a.type = type, a.n = n, a.rows = rows, a.row_bytes = rb,
+                    a.expert_stride = rb * rows;
+                    a.x = x.data(), a.ldx = n, a.col_src = grouped ? src.data() : nullptr, a.y = y.data(), a.ldy = rows;
+                    a.ncols = ncols, a.tc = true, a.kq_mma = true;
+                    if (grouped) a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 3;
+                    a.tile_width = emu::CU_GEMM_COLS;
+                    emu::cu_matmul(nullptr, &a, false);
+                    CHECK(cudaGetLastError() == cudaSuccess, "gemm kq launch");
+                    double worst = 0;
+                    for (int col = 0; col < ncols; col++) {
+                        int e = 0;
+                        for (int i = 0; grouped && i < nt; i++)
+                            if (col >= tc[i] && col < tc[i] + tn[i]) e = te[i];
+                        for (int r = 0; r < rows; r++) {
+                            const uint8_t *row = w.data() + (size_t)e * a.expert_stride + (size_t)r * rb;
+                            const float *xr = x.data() + (size_t)(grouped ? src[col] : col) * n;
+                            double ref = 0, mag = 0;
+                            for (int k0 = 0; k0 < n; k0 += 8) {
+                                float wv[8];
+                                emu::cm_dequant8(type, row, k0, wv);
+                                for (int i = 0; i < 8; i++)
+                                    ref += (double)wv[i] * xr[k0 + i], mag += fabs((double)wv[i] * xr[k0 + i]);
+                            }
+                            worst = fmax(worst, fabs(y[(size_t)col * rows + r] - ref) / (mag + 1e-30));
+                        }
+                    }
+                    CHECK(worst <= 2e-6, "gemm %s, %d superblocks, %d rows, %s: relative error %g",
+                          type == GGML_Q4_K ? "q4_k" : type == GGML_Q5_K ? "q5_k" : "q6_k", nb, rows,
+                          grouped ? "grouped" : "dense", worst);
+                }
+            }
+}
+
 /* LFM2C_CUDA_PROFILE=1: plain launches with an event after each stage; the logits stay those of
  * the plain launches, and the profile names the stages a forward ran. */
 static void check_profile(const synth_config &c) {
@@ -527,6 +593,7 @@ int main(void) {
     check_many_sessions(moe);
     check_route_plan();
     check_gemv_q4k();
+    check_gemm_kq();
     check_profile(moe);
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */

@@ -114,7 +114,8 @@ struct state {
     void *sched_sp;
     const std::function<void()> *body = nullptr;
     float shfl[2][MAX_THREADS];
-    int shfl_i[2][MAX_THREADS]; /* the int shuffles' values */
+    int shfl_i[2][MAX_THREADS];                /* the int shuffles' values */
+    float mma_vals[2][MAX_THREADS][8 + 4 * 8]; /* each lane's A and B halves of an mma (mma.h) */
     long launches = 0, errors = 0;
     char first_error[256] = "";
 };
