@@ -482,6 +482,37 @@ static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *
     cu_matmul(cm->st, &a, T <= CU_GEMV_COLS);
 }
 
+/* gate and up can run as one launch with the SwiGLU (mm_args.w_up): the same type and shape */
+static bool glu_ok(const tensor *gate, const tensor *up) {
+    return gate->type == up->type && gate->row_bytes == up->row_bytes && gate->ne[0] == up->ne[0] &&
+           gate->ne[1] == up->ne[1] && gate->ne[2] == up->ne[2];
+}
+
+/* y = silu(gate x) * (up x) for one token: one launch where glu_ok, else two and the SwiGLU
+ * (up's product into y2). */
+static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const float *x, int T, float *y,
+                       float *y2) {
+    if (glu_ok(gate, up) && cu_matmul_glu_ok(T <= CU_GEMV_COLS, false, 0, T)) {
+        mm_args a = {};
+        a.w = dev_ptr(cm, gate);
+        a.w_up = dev_ptr(cm, up);
+        a.type = gate->type;
+        a.n = (int)gate->ne[0];
+        a.rows = (int)gate->ne[1];
+        a.row_bytes = gate->row_bytes;
+        a.x = x;
+        a.ldx = a.n;
+        a.y = y;
+        a.ldy = a.rows;
+        a.ncols = T;
+        cu_matmul(cm->st, &a, true);
+        return;
+    }
+    matmul(cm, gate, x, T, y);
+    matmul(cm, up, x, T, y2);
+    cu_swiglu(cm->st, y, y2, (size_t)T * gate->ne[1]);
+}
+
 /* The experts of an MoE layer: their outputs into s->D (a row per pair, in expert order), their
  * weights into s->wsel; the next norm combines them (cu_moe_combine_add_rmsnorm). */
 static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f) {
@@ -522,17 +553,24 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.kq_mma = cm->use_kq_mma;
     a.w = dev_ptr(cm, &L->gate_exps);
     a.y = s->G;
-    cu_matmul(cm->st, &a, gemv);
-    prof_mark(cm, "experts gate");
-    a.type = L->up_exps.type;
-    a.row_bytes = L->up_exps.row_bytes;
-    a.expert_stride = L->up_exps.row_bytes * (size_t)Fe;
-    a.w = dev_ptr(cm, &L->up_exps);
-    a.y = s->U;
-    cu_matmul(cm->st, &a, gemv);
-    prof_mark(cm, "experts up");
-    cu_swiglu(cm->st, s->G, s->U, (size_t)n_pairs * Fe);
-    prof_mark(cm, "swiglu");
+    if (glu_ok(&L->gate_exps, &L->up_exps) && cu_matmul_glu_ok(gemv, true, width, n_pairs)) {
+        a.w_up = dev_ptr(cm, &L->up_exps); /* gate, up and SwiGLU in one launch */
+        cu_matmul(cm->st, &a, gemv);
+        a.w_up = nullptr;
+        prof_mark(cm, "experts gate+up+swiglu");
+    } else {
+        cu_matmul(cm->st, &a, gemv);
+        prof_mark(cm, "experts gate");
+        a.type = L->up_exps.type;
+        a.row_bytes = L->up_exps.row_bytes;
+        a.expert_stride = L->up_exps.row_bytes * (size_t)Fe;
+        a.w = dev_ptr(cm, &L->up_exps);
+        a.y = s->U;
+        cu_matmul(cm->st, &a, gemv);
+        prof_mark(cm, "experts up");
+        cu_swiglu(cm->st, s->G, s->U, (size_t)n_pairs * Fe);
+        prof_mark(cm, "swiglu");
+    }
     a.type = L->down_exps.type;
     a.n = Fe;
     a.rows = H;
@@ -596,11 +634,8 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
         if (L->is_moe) {
             moe_ffn(m, cm, L, T, s->a);
         } else {
-            matmul(cm, &L->ffn_gate, s->a, T, s->big);
-            matmul(cm, &L->ffn_up, s->a, T, s->big2);
-            prof_mark(cm, "ffn gate+up");
-            cu_swiglu(st, s->big, s->big2, (size_t)T * L->ffn_gate.ne[1]);
-            prof_mark(cm, "swiglu");
+            matmul_glu(cm, &L->ffn_gate, &L->ffn_up, s->a, T, s->big, s->big2);
+            prof_mark(cm, "ffn gate+up+swiglu");
             matmul(cm, &L->ffn_down, s->big, T, s->out);
             prof_mark(cm, "ffn down");
         }

@@ -16,11 +16,13 @@ struct cu_tok {
     int kv_cap;
 };
 
-/* A matrix product y[col * ldy + r] = W_e[r] · x[src(col)] for rows r < rows.
+/* A matrix product y[col * ldy + r] = W_e[r] · x[src(col)] for rows r < rows; with w_up (an up
+ * matrix of W's type and shape), y = silu(W_e[r] · x) * (U_e[r] · x): the gate, the up and the
+ * SwiGLU in one launch, for gemv tiles of one column only (cu_matmul_glu_ok).
  * Dense: e = 0, columns 0..ncols. Grouped (MoE): column tiles (expert, first column, count)
  * come from the device plan, *n_tiles of them (at most max_tiles). */
 struct mm_args {
-    const uint8_t *w;
+    const uint8_t *w, *w_up;
     uint32_t type;
     int n, rows;
     size_t row_bytes, expert_stride;
@@ -41,6 +43,10 @@ enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };
 
 /* gemv: warp per row, up to 8 columns per tile (decode); else the tiled GEMM. */
 void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv);
+/* Whether a product of these gemv tiles (tile_width for grouped, else ncols) may take w_up. */
+static inline bool cu_matmul_glu_ok(bool gemv, bool grouped, int tile_width, int ncols) {
+    return gemv && (grouped ? tile_width == 1 : ncols == 1);
+}
 void cu_embed(cudaStream_t st, const uint8_t *w, uint32_t type, size_t row_bytes, int H, const cu_tok *toks, int T,
               float *x);
 void cu_rope_table(cudaStream_t st, const cu_tok *toks, int T, int hd, float theta, float *cs);

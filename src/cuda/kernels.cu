@@ -67,43 +67,56 @@ enum { GEMV_WARPS = 4, GEMV_UNROLL = 4 };
  * them for every column of the tile (up to NC tokens / pairs of one expert). GEMV_UNROLL chunks
  * are dequantized before any is used, so each lane keeps that many loads in flight: a row is
  * only a few blocks long, and one chunk at a time leaves the memory system waiting. */
-template <uint32_t T, int NC>
+template <uint32_t T, int NC, bool GLU = false>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, NC, &e, &c0, &nc)) return;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int r = blockIdx.x * GEMV_WARPS + warp;
     if (r >= a.rows) return;
-    const uint8_t *row = a.w + (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
+    constexpr int R = GLU ? 2 : 1; /* GLU: the gate row, then the up row */
+    const size_t at = (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
+    const uint8_t *rows[R];
+    rows[0] = a.w + at;
+    if (GLU) rows[R - 1] = a.w_up + at;
     const float *xs[NC];
 #pragma unroll
     for (int c = 0; c < NC; c++) xs[c] = c < nc ? mm_xrow(a, c0 + c) : a.x;
-    float acc[NC];
+    float acc[R][NC];
 #pragma unroll
-    for (int c = 0; c < NC; c++) acc[c] = 0;
+    for (int h = 0; h < R; h++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) acc[h][c] = 0;
     int k0 = 8 * lane;
     for (; k0 + 8 * 32 * (GEMV_UNROLL - 1) < a.n; k0 += 8 * 32 * GEMV_UNROLL) {
-        float w[GEMV_UNROLL][8];
+        float w[R][GEMV_UNROLL][8];
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++) cm_dequant8(T, row, k0 + 8 * 32 * u, w[u]);
+        for (int h = 0; h < R; h++)
 #pragma unroll
-        for (int u = 0; u < GEMV_UNROLL; u++)
+            for (int u = 0; u < GEMV_UNROLL; u++) cm_dequant8(T, rows[h], k0 + 8 * 32 * u, w[h][u]);
 #pragma unroll
-            for (int c = 0; c < NC; c++)
-                if (c < nc) acc[c] += gemv_dot8(w[u], xs[c] + k0 + 8 * 32 * u);
+        for (int h = 0; h < R; h++)
+#pragma unroll
+            for (int u = 0; u < GEMV_UNROLL; u++)
+#pragma unroll
+                for (int c = 0; c < NC; c++)
+                    if (c < nc) acc[h][c] += gemv_dot8(w[h][u], xs[c] + k0 + 8 * 32 * u);
     }
     for (; k0 < a.n; k0 += 8 * 32) {
-        float w[8];
-        cm_dequant8(T, row, k0, w);
 #pragma unroll
-        for (int c = 0; c < NC; c++)
-            if (c < nc) acc[c] += gemv_dot8(w, xs[c] + k0);
+        for (int h = 0; h < R; h++) {
+            float w[8];
+            cm_dequant8(T, rows[h], k0, w);
+#pragma unroll
+            for (int c = 0; c < NC; c++)
+                if (c < nc) acc[h][c] += gemv_dot8(w, xs[c] + k0);
+        }
     }
 #pragma unroll
     for (int c = 0; c < NC; c++) {
         if (c < nc) {
-            float s = warp_sum(acc[c]);
-            if (lane == 0) a.y[(size_t)(c0 + c) * a.ldy + r] = s;
+            float s = warp_sum(acc[0][c]), u = GLU ? warp_sum(acc[R - 1][c]) : 0.0f;
+            if (lane == 0) a.y[(size_t)(c0 + c) * a.ldy + r] = GLU ? cm_silu(s) * u : s;
         }
     }
 }
@@ -131,60 +144,75 @@ __device__ __forceinline__ void q4k_dot16(uint4 q, const float *x, int hi, float
     *sum = s;
 }
 
+/* Lane s's share of a Q4_K superblock (its 16 bytes of quants q, the block's first 16 bytes w:
+ * d | dmin, then the 12 bytes of scales) dotted with x from the superblock's start: sub-blocks
+ * 2c and 2c + 1 (c = s / 2), each sub-block's dot scaled once, d sc (q . x) - dmin m sum(x). */
+__device__ __forceinline__ float q4k_lane_dot(uint4 q, const uint32_t w[4], const float *x, int s) {
+    const int c = s / 2, l0 = 16 * (s % 2);
+    float dl, sl, dh, sh;
+    q4k_dot16(q, x + 64 * c + l0, 0, &dl, &sl);
+    q4k_dot16(q, x + 64 * c + l0 + 32, 1, &dh, &sh);
+    int sc[2], mn[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int j = 2 * c + h;
+        if (j < 4) {
+            sc[h] = q4k_byte(w[1], w[2], w[3], j) & 63;
+            mn[h] = q4k_byte(w[1], w[2], w[3], j + 4) & 63;
+        } else {
+            const int bj4 = q4k_byte(w[1], w[2], w[3], j + 4);
+            sc[h] = (bj4 & 0xF) | (q4k_byte(w[1], w[2], w[3], j - 4) >> 6) << 4;
+            mn[h] = (bj4 >> 4) | (q4k_byte(w[1], w[2], w[3], j) >> 6) << 4;
+        }
+    }
+    const float d = cm_half(w[0] & 0xFFFF), dmin = cm_half(w[0] >> 16);
+    return d * ((float)sc[0] * dl + (float)sc[1] * dh) - dmin * ((float)mn[0] * sl + (float)mn[1] * sh);
+}
+
 /* The decode GEMV of Q4_K rows for one column, the bulk of a Q4_K_M model's bytes. A superblock
  * (256 weights, 144 bytes) is 8 lanes' work: lane s takes 16 bytes of its quants in one load,
  * 32 weights of sub-blocks 2c and 2c + 1 (c = s / 2); the warp covers 4 superblocks a step, and
- * two steps' loads are issued before either is used. Each sub-block's dot is scaled once:
- * d * sc * (q . x) - dmin * m * sum(x). */
+ * two steps' loads are issued before either is used. GLU: the warp also takes the same row of
+ * the up matrix (a.w_up), its loads beside the gate row's, and writes silu(gate) * up. */
+template <bool GLU>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = blockIdx.x * GEMV_WARPS + warp;
     if (r >= a.rows) return;
-    const uint8_t *row = a.w + (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
+    constexpr int R = GLU ? 2 : 1; /* GLU: the gate row, then the up row */
+    const size_t at = (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
+    const uint8_t *rows[R];
+    rows[0] = a.w + at;
+    if (GLU) rows[R - 1] = a.w_up + at;
     const float *x = mm_xrow(a, c0);
-    const int nb = a.n / QK_K, s = lane % 8, c = s / 2, l0 = 16 * (s % 2);
-    float acc = 0;
+    const int nb = a.n / QK_K, s = lane % 8;
+    float acc[R] = {};
     for (int sb0 = 0; sb0 < nb; sb0 += 8) {
-        uint4 q[2];
-        uint32_t w[2][4];   /* d | dmin, then the 12 bytes of scales */
+        uint4 q[R][2];
+        uint32_t w[R][2][4]; /* d | dmin, then the 12 bytes of scales */
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int sb = sb0 + 4 * u + lane / 8;
-            if (sb < nb) {
-                const uint8_t *b = row + (size_t)sb * sizeof(block_q4_K);
-                q[u] = *(const uint4 *)(b + CM_AT(block_q4_K, qs) + 16 * s);
+        for (int h = 0; h < R; h++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) w[u][j] = *(const uint32_t *)(b + 4 * j);
-            }
-        }
+            for (int u = 0; u < 2; u++) {
+                const int sb = sb0 + 4 * u + lane / 8;
+                if (sb < nb) {
+                    const uint8_t *b = rows[h] + (size_t)sb * sizeof(block_q4_K);
+                    q[h][u] = *(const uint4 *)(b + CM_AT(block_q4_K, qs) + 16 * s);
 #pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int sb = sb0 + 4 * u + lane / 8;
-            if (sb >= nb) continue;
-            float dl, sl, dh, sh;
-            const float *xs = x + (size_t)sb * QK_K + 64 * c + l0;
-            q4k_dot16(q[u], xs, 0, &dl, &sl);
-            q4k_dot16(q[u], xs + 32, 1, &dh, &sh);
-            int sc[2], mn[2];
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int j = 2 * c + h;
-                if (j < 4) {
-                    sc[h] = q4k_byte(w[u][1], w[u][2], w[u][3], j) & 63;
-                    mn[h] = q4k_byte(w[u][1], w[u][2], w[u][3], j + 4) & 63;
-                } else {
-                    const int bj4 = q4k_byte(w[u][1], w[u][2], w[u][3], j + 4);
-                    sc[h] = (bj4 & 0xF) | (q4k_byte(w[u][1], w[u][2], w[u][3], j - 4) >> 6) << 4;
-                    mn[h] = (bj4 >> 4) | (q4k_byte(w[u][1], w[u][2], w[u][3], j) >> 6) << 4;
+                    for (int j = 0; j < 4; j++) w[h][u][j] = *(const uint32_t *)(b + 4 * j);
                 }
             }
-            const float d = cm_half(w[u][0] & 0xFFFF), dmin = cm_half(w[u][0] >> 16);
-            acc += d * ((float)sc[0] * dl + (float)sc[1] * dh) - dmin * ((float)mn[0] * sl + (float)mn[1] * sh);
-        }
+#pragma unroll
+        for (int h = 0; h < R; h++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int sb = sb0 + 4 * u + lane / 8;
+                if (sb < nb) acc[h] += q4k_lane_dot(q[h][u], w[h][u], x + (size_t)sb * QK_K, s);
+            }
     }
-    acc = warp_sum(acc);
-    if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = acc;
+    const float g = warp_sum(acc[0]), up = GLU ? warp_sum(acc[R - 1]) : 0.0f;
+    if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
 }
 
 enum { GM_BM = 64, GM_BK = 32, GM_THREADS = 256 };
@@ -558,7 +586,9 @@ static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
     if (ny <= 0) return;
     if (gemv) {
         dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny);
-        if (one && T == GGML_Q4_K) gemv_q4k_kernel<<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        if (one && a->w_up && T == GGML_Q4_K) gemv_q4k_kernel<true><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        else if (one && a->w_up) gemv_kernel<T, 1, true><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        else if (one && T == GGML_Q4_K) gemv_q4k_kernel<false><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
         else if (one) gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
         else gemv_kernel<T, CU_GEMV_COLS><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
     } else {

@@ -436,6 +436,54 @@ static void check_gemv_q4k(void) {
     }
 }
 
+/* Gate, up and SwiGLU in one launch (mm_args.w_up: gemv_q4k_kernel<true>, gemv_kernel<T, 1,
+ * true>) give the bits of the gate's and the up's products and swiglu_kernel after them: Q4_K and
+ * Q6_K rows, grouped one-column tiles (two experts) and a dense single column. */
+static void check_gemv_glu(void) {
+    uint64_t rng = 9;
+    auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
+    for (uint32_t type : {(uint32_t)GGML_Q4_K, (uint32_t)GGML_Q6_K})
+        for (int grouped = 0; grouped < 2; grouped++) {
+            const bool q6 = type == GGML_Q6_K;
+            const int nb = 5, n = nb * QK_K, rows = 9, E = 2;
+            const size_t bs = q6 ? sizeof(block_q6_K) : sizeof(block_q4_K), rb = (size_t)nb * bs;
+            std::vector<uint8_t> wg(rb * rows * E), wu(rb * rows * E);
+            for (std::vector<uint8_t> *w : {&wg, &wu}) {
+                for (auto &b : *w) b = (uint8_t)next();
+                for (size_t i = 0; i < w->size(); i += bs) {
+                    const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
+                    memcpy(&(*w)[i + (q6 ? offsetof(block_q6_K, d) : 0)], &d, 2);
+                    if (!q6) memcpy(&(*w)[i + 2], &dm, 2);
+                }
+            }
+            std::vector<float> x((size_t)n * 2);
+            for (auto &v : x) v = (float)((int)(next() % 2001) - 1000) / 700;
+            const int ncols = grouped ? 2 : 1;
+            std::vector<float> g((size_t)rows * ncols), u((size_t)rows * ncols), y((size_t)rows * ncols, NAN);
+            int te[2] = {1, 0}, tc[2] = {0, 1}, tn[2] = {1, 1}, nt = 2, src[2] = {1, 0};
+            emu::mm_args a = {};
+            a.type = type, a.n = n, a.rows = rows, a.row_bytes = rb, a.expert_stride = rb * rows;
+            a.x = x.data(), a.ldx = n, a.ldy = rows, a.ncols = ncols;
+            if (grouped)
+                a.col_src = src, a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 2,
+                a.tile_width = 1;
+            CHECK(emu::cu_matmul_glu_ok(true, grouped, a.tile_width, ncols), "glu allowed");
+            a.w = wg.data(), a.y = g.data();
+            emu::cu_matmul(nullptr, &a, true);
+            a.w = wu.data(), a.y = u.data();
+            emu::cu_matmul(nullptr, &a, true);
+            emu::cu_swiglu(nullptr, g.data(), u.data(), g.size());
+            a.w = wg.data(), a.w_up = wu.data(), a.y = y.data();
+            emu::cu_matmul(nullptr, &a, true);
+            CHECK(cudaGetLastError() == cudaSuccess, "glu launch");
+            CHECK(!memcmp(g.data(), y.data(), sizeof(float) * g.size()), "%s %s: gate+up+swiglu in one launch differs",
+                  q6 ? "q6_k" : "q4_k", grouped ? "grouped" : "dense");
+        }
+    CHECK(!emu::cu_matmul_glu_ok(true, true, 8, 4) && !emu::cu_matmul_glu_ok(true, false, 0, 2) &&
+              !emu::cu_matmul_glu_ok(false, false, 0, 1),
+          "glu only for one-column gemv tiles");
+}
+
 /* The K-quant GEMMs over the quants (gemm_kq_mma_kernel for Q4_K / Q5_K: mma.sync on sc q and x
  * as high and low halves, d, dmin m and the sums of x applied once a step; gemm_q6k_mma_kernel:
  * q - 32, d sc applied per slice of 16) against the scalar truth
@@ -594,6 +642,7 @@ int main(void) {
     check_route_plan();
     check_gemv_q4k();
     check_gemm_kq();
+    check_gemv_glu();
     check_profile(moe);
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
