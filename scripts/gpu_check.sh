@@ -535,6 +535,10 @@ stage_speed() {
     LFM2C_CUDA_GRAPH=0 run_bench bench_nograph 120 -m "$m" --device cuda -p 0 -n $n -r 1
     echo "- the same decode with \`LFM2C_CUDA_GRAPH=0\` (plain launches): $(rc_word "$RC") in ${DUR}s" | frag
     bench_rows bench_nograph | sed 's/| cuda |/| cuda, no graph |/' >>"$WORK/logs/speed_table.md"
+    # decode with the gate, the up and the SwiGLU as three launches, as before they were one
+    LFM2C_CUDA_GLU=0 run_bench bench_noglu 120 -m "$m" --device cuda -p 0 -n $n -r 1
+    echo "- the decode with \`LFM2C_CUDA_GLU=0\` (gate, up and SwiGLU as three launches): $(rc_word "$RC") in ${DUR}s" | frag
+    bench_rows bench_noglu | sed 's/| cuda |/| cuda, three-launch GLU |/' >>"$WORK/logs/speed_table.md"
     # the prefill GEMM before the K-quant mma kernels (dequantized weights on wmma), to compare
     LFM2C_CUDA_TC=wmma run_bench bench_wmma 120 -m "$m" --device cuda -p $p -n 0 -r 1
     echo "- the prefill with \`LFM2C_CUDA_TC=wmma\` (the GEMM on dequantized weights, as before the K-quant mma kernels): $(rc_word "$RC") in ${DUR}s" | frag

@@ -56,6 +56,7 @@ struct cu_model {
     bool use_graph;
     bool use_tc;                 /* GEMMs on the tensor cores (LFM2C_CUDA_TC=0: in float) */
     bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
+    bool use_glu;                /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
     cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
     struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
 };
@@ -284,6 +285,8 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     const char *te = getenv("LFM2C_CUDA_TC");
     cm->use_tc = !(te && !strcmp(te, "0"));
     cm->use_kq_mma = cm->use_tc && !(te && !strcmp(te, "wmma"));
+    const char *gl = getenv("LFM2C_CUDA_GLU");
+    cm->use_glu = !(gl && !strcmp(gl, "0"));
     if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
         cudaGetLastError();
         cm->pass[0] = cm->pass[1] = nullptr;
@@ -483,8 +486,8 @@ static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *
 }
 
 /* gate and up can run as one launch with the SwiGLU (mm_args.w_up): the same type and shape */
-static bool glu_ok(const tensor *gate, const tensor *up) {
-    return gate->type == up->type && gate->row_bytes == up->row_bytes && gate->ne[0] == up->ne[0] &&
+static bool glu_ok(const cu_model *cm, const tensor *gate, const tensor *up) {
+    return cm->use_glu && gate->type == up->type && gate->row_bytes == up->row_bytes && gate->ne[0] == up->ne[0] &&
            gate->ne[1] == up->ne[1] && gate->ne[2] == up->ne[2];
 }
 
@@ -492,7 +495,7 @@ static bool glu_ok(const tensor *gate, const tensor *up) {
  * (up's product into y2). */
 static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const float *x, int T, float *y,
                        float *y2) {
-    if (glu_ok(gate, up) && cu_matmul_glu_ok(T <= CU_GEMV_COLS, false, 0, T)) {
+    if (glu_ok(cm, gate, up) && cu_matmul_glu_ok(T <= CU_GEMV_COLS, false, 0, T)) {
         mm_args a = {};
         a.w = dev_ptr(cm, gate);
         a.w_up = dev_ptr(cm, up);
@@ -553,7 +556,7 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.kq_mma = cm->use_kq_mma;
     a.w = dev_ptr(cm, &L->gate_exps);
     a.y = s->G;
-    if (glu_ok(&L->gate_exps, &L->up_exps) && cu_matmul_glu_ok(gemv, true, width, n_pairs)) {
+    if (glu_ok(cm, &L->gate_exps, &L->up_exps) && cu_matmul_glu_ok(gemv, true, width, n_pairs)) {
         a.w_up = dev_ptr(cm, &L->up_exps); /* gate, up and SwiGLU in one launch */
         cu_matmul(cm->st, &a, gemv);
         a.w_up = nullptr;

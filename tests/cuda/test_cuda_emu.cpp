@@ -550,6 +550,29 @@ static void check_gemm_kq(void) {
             }
 }
 
+/* LFM2C_CUDA_GLU=0 (a token's gate, up and SwiGLU as three launches) decodes the bits of the one
+ * launch, with and without the decode graph. */
+static void check_glu_model(const synth_config &c) {
+    const std::string path = synth_tmp(c, "glu", "q4_k_m", 6);
+    if (path.empty()) return;
+    lfm2c_model *one = open_emu(path, true);
+    setenv("LFM2C_CUDA_GLU", "0", 1);
+    lfm2c_model *three = open_emu(path, true), *three_p = open_emu(path, false);
+    unsetenv("LFM2C_CUDA_GLU");
+    if (one && three && three_p) {
+        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(one)->n_vocab);
+        const std::vector<float> a = all_logits(one, ids, true), b = all_logits(three, ids, true),
+                                 p = all_logits(three_p, ids, true);
+        CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
+              "gate+up+swiglu in one launch: logits differ from three launches (%g, %g)",
+              maxabs(a.data(), b.data(), a.size()), maxabs(a.data(), p.data(), a.size()));
+    }
+    lfm2c_model_free(one);
+    lfm2c_model_free(three);
+    lfm2c_model_free(three_p);
+    unlink(path.c_str());
+}
+
 /* LFM2C_CUDA_PROFILE=1: plain launches with an event after each stage; the logits stay those of
  * the plain launches, and the profile names the stages a forward ran. */
 static void check_profile(const synth_config &c) {
@@ -644,6 +667,7 @@ int main(void) {
     check_gemm_kq();
     check_gemv_glu();
     check_profile(moe);
+    check_glu_model(moe);
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
     const int kv16[][2] = {{LFM2C_KV_F16, LFM2C_KV_F16}, {LFM2C_KV_F16, LFM2C_KV_F32}, {LFM2C_KV_F32, LFM2C_KV_F16}};
