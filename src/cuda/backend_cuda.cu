@@ -468,7 +468,8 @@ static void cuda_session_push_conv(lfm2c_session *s) {
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
-static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
+/* y = W x for T tokens (a dense matrix) */
+static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
     mm_args a = {};
     a.w = dev_ptr(cm, w);
     a.type = w->type;
@@ -482,6 +483,11 @@ static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *
     a.ncols = T;
     a.tc = cm->use_tc;
     a.kq_mma = cm->use_kq_mma;
+    return a;
+}
+
+static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
+    const mm_args a = dense_args(cm, w, x, T, y);
     cu_matmul(cm->st, &a, T <= CU_GEMV_COLS);
 }
 
@@ -496,18 +502,8 @@ static bool glu_ok(const cu_model *cm, const tensor *gate, const tensor *up) {
 static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const float *x, int T, float *y,
                        float *y2) {
     if (glu_ok(cm, gate, up) && cu_matmul_glu_ok(T <= CU_GEMV_COLS, false, 0, T)) {
-        mm_args a = {};
-        a.w = dev_ptr(cm, gate);
+        mm_args a = dense_args(cm, gate, x, T, y);
         a.w_up = dev_ptr(cm, up);
-        a.type = gate->type;
-        a.n = (int)gate->ne[0];
-        a.rows = (int)gate->ne[1];
-        a.row_bytes = gate->row_bytes;
-        a.x = x;
-        a.ldx = a.n;
-        a.y = y;
-        a.ldy = a.rows;
-        a.ncols = T;
         cu_matmul(cm->st, &a, true);
         return;
     }

@@ -471,48 +471,6 @@ __device__ __forceinline__ void kq_load_w45(kq_smem &sm, const uint8_t *wrow, in
     sm.wsc[lr][2 * part + 1] = dm * (float)mn1;
 }
 
-/* Prefill / big batches of Q4_K and Q5_K weights on mma.sync, over the quants instead of
- * dequantized weights: a sub-block's weights are d sc q - dmin m, so a row's product with x is
- * d (sum of sc q x) - dmin (sum over sub-blocks of m times the sub-block's sum of x). sc q is an
- * integer below 2048 (6-bit scales, 4- or 5-bit quants), exact in a half; x goes in as a high
- * and a low half (two products, as gemm_tc_kernel's), so the sums keep about float's precision,
- * and d, dmin m and the sums of x are applied in float once a step. The same 64-row x 32-column
- * output tile per block as the other GEMMs (the plan's tiles); a step is half a superblock (128
- * weights): each of the 128 threads turns 64 quants of one row into sc q halves and one sub-block
- * of one column into high and low halves and its sum; each warp then multiplies its 16 rows by
- * the 32 columns (four 16 x 8 tiles, 16 products a slice of 16). Values of x beyond the half
- * range (65504) are not handled: LFM2C_CUDA_TC=0 takes gemm_kernel instead. */
-template <uint32_t T>
-__global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
-    __shared__ __align__(16) kq_smem sm;
-    int e, c0, nc;
-    if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
-    const int tid = threadIdx.x, warp = tid / 32, g = tid % 32 / 4, t = tid % 4, r0 = blockIdx.x * KQ_BM;
-    const int lr = tid / 2, ra = 16 * warp + g;
-    const uint8_t *wrow =
-        r0 + lr < a.rows ? a.w + (size_t)e * a.expert_stride + (size_t)(r0 + lr) * a.row_bytes : nullptr;
-    const float *xrow = tid / 4 < nc ? mm_xrow(a, c0 + tid / 4) : nullptr;
-    float acc[4][4] = {};
-    for (int kb = 0; kb < a.n; kb += KQ_BK) {
-        kq_load_w45<T>(sm, wrow, kb, lr, tid % 2);
-        kq_load_x(sm, xrow, kb, tid);
-        __syncthreads();
-        float p[4][4] = {};
-#pragma unroll
-        for (int ks = 0; ks < KQ_BK / 2; ks += 8) kq_mma(sm, ra, ks, g, t, p);
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int r = ra + 8 * (i / 2), c = 8 * nt + 2 * t + (i & 1);
-                const float *m = sm.wsc[r], *xs = sm.xs[c];
-                acc[nt][i] += sm.wd[r] * p[nt][i] - (m[0] * xs[0] + m[1] * xs[1] + m[2] * xs[2] + m[3] * xs[3]);
-            }
-        __syncthreads();
-    }
-    kq_store(a, acc, r0, warp, g, t, c0, nc);
-}
-
 /* Row lr's 64 weights of a Q6_K step taken by thread part (0, 1): quarters 2 part and 2 part + 1
  * of the step's half superblock as q - 32 (6 bits: exact halves), and d sc of the step's eight
  * sub-blocks of 16 (thread part 0). Q6_K blocks (210 bytes) are read a byte at a time. */
@@ -543,11 +501,21 @@ __device__ __forceinline__ void kq_load_w6(kq_smem &sm, const uint8_t *wrow, int
     }
 }
 
-/* Prefill / big batches of Q6_K weights on mma.sync over the quants: weights are d sc (q - 32)
- * with an 8-bit scale per sub-block of 16, so each slice of 16 weights is multiplied as q - 32
- * (exact in a half) against x's high and low halves, and d sc applied to that slice's sums in
- * float. The tile, the steps and the activations as in gemm_kq_mma_kernel. */
-__global__ void __launch_bounds__(KQ_THREADS) gemm_q6k_mma_kernel(mm_args a) {
+/* Prefill / big batches of K-quant weights on mma.sync, over the quants instead of dequantized
+ * weights. Q4_K / Q5_K: a sub-block's weights are d sc q - dmin m, so a row's product with x is
+ * d (sum of sc q x) - dmin (sum over sub-blocks of m times the sub-block's sum of x); sc q is an
+ * integer below 2048 (6-bit scales, 4- or 5-bit quants), exact in a half, and d, dmin m and the
+ * sums of x are applied in float once a step. Q6_K: weights are d sc (q - 32) with an 8-bit scale
+ * per 16, so q - 32 (exact) goes in and d sc is applied to each slice of 16's sums. x goes in as
+ * a high and a low half (two products, as gemm_tc_kernel's), so the sums keep about float's
+ * precision. The same 64-row x 32-column output tile per block as the other GEMMs (the plan's
+ * tiles); a step is half a superblock (128 weights): each of the 128 threads turns 64 quants of
+ * one row into halves and one sub-block of one column into high and low halves and its sum; each
+ * warp then multiplies its 16 rows by the 32 columns (four 16 x 8 tiles, 16 products a slice of
+ * 16). Values of x beyond the half range (65504) are not handled: LFM2C_CUDA_TC=0 takes
+ * gemm_kernel instead. */
+template <uint32_t T>
+__global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
     __shared__ __align__(16) kq_smem sm;
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
@@ -558,18 +526,33 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_q6k_mma_kernel(mm_args a) {
     const float *xrow = tid / 4 < nc ? mm_xrow(a, c0 + tid / 4) : nullptr;
     float acc[4][4] = {};
     for (int kb = 0; kb < a.n; kb += KQ_BK) {
-        kq_load_w6(sm, wrow, kb, lr, tid % 2);
+        if constexpr (T == GGML_Q6_K) kq_load_w6(sm, wrow, kb, lr, tid % 2);
+        else kq_load_w45<T>(sm, wrow, kb, lr, tid % 2);
         kq_load_x(sm, xrow, kb, tid);
         __syncthreads();
+        if constexpr (T == GGML_Q6_K) {
 #pragma unroll
-        for (int ks = 0; ks < KQ_BK / 2; ks += 8) {
+            for (int ks = 0; ks < KQ_BK / 2; ks += 8) {
+                float p[4][4] = {};
+                kq_mma(sm, ra, ks, g, t, p);
+                const float s0 = sm.wsc[ra][ks / 8], s1 = sm.wsc[ra + 8][ks / 8];
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) acc[nt][i] += (i < 2 ? s0 : s1) * p[nt][i];
+            }
+        } else {
             float p[4][4] = {};
-            kq_mma(sm, ra, ks, g, t, p);
-            const float s0 = sm.wsc[ra][ks / 8], s1 = sm.wsc[ra + 8][ks / 8];
+#pragma unroll
+            for (int ks = 0; ks < KQ_BK / 2; ks += 8) kq_mma(sm, ra, ks, g, t, p);
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
-                for (int i = 0; i < 4; i++) acc[nt][i] += (i < 2 ? s0 : s1) * p[nt][i];
+                for (int i = 0; i < 4; i++) {
+                    const int r = ra + 8 * (i / 2), c = 8 * nt + 2 * t + (i & 1);
+                    const float *m = sm.wsc[r], *xs = sm.xs[c];
+                    acc[nt][i] += sm.wd[r] * p[nt][i] - (m[0] * xs[0] + m[1] * xs[1] + m[2] * xs[2] + m[3] * xs[3]);
+                }
         }
         __syncthreads();
     }
@@ -593,10 +576,9 @@ static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
         else gemv_kernel<T, CU_GEMV_COLS><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
     } else {
         dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);
-        constexpr uint32_t KQ = T == GGML_Q5_K ? GGML_Q5_K : GGML_Q4_K; /* the kq kernel's instance */
-        if (a->tc && a->kq_mma && (T == GGML_Q4_K || T == GGML_Q5_K))
-            gemm_kq_mma_kernel<KQ><<<grid, KQ_THREADS, 0, st>>>(*a);
-        else if (a->tc && a->kq_mma && T == GGML_Q6_K) gemm_q6k_mma_kernel<<<grid, KQ_THREADS, 0, st>>>(*a);
+        constexpr bool kq = T == GGML_Q4_K || T == GGML_Q5_K || T == GGML_Q6_K;
+        constexpr uint32_t KQ = kq ? T : (uint32_t)GGML_Q4_K; /* the kq kernel's instance */
+        if (a->tc && a->kq_mma && kq) gemm_kq_mma_kernel<KQ><<<grid, KQ_THREADS, 0, st>>>(*a);
         else if (a->tc) gemm_tc_kernel<T><<<grid, TC_THREADS, 0, st>>>(*a);
         else gemm_kernel<T><<<grid, GM_THREADS, 0, st>>>(*a);
     }

@@ -484,9 +484,9 @@ static void check_gemv_glu(void) {
           "glu only for one-column gemv tiles");
 }
 
-/* The K-quant GEMMs over the quants (gemm_kq_mma_kernel for Q4_K / Q5_K: mma.sync on sc q and x
- * as high and low halves, d, dmin m and the sums of x applied once a step; gemm_q6k_mma_kernel:
- * q - 32, d sc applied per slice of 16) against the scalar truth
+/* The K-quant GEMM over the quants (gemm_kq_mma_kernel; Q4_K / Q5_K: mma.sync on sc q and x as
+ * high and low halves, d, dmin m and the sums of x applied once a step; Q6_K: q - 32, d sc applied
+ * per slice of 16) against the scalar truth
  * cm_dequant8 in double: rows that do not fill the 64-row tile, 1 to 4 superblocks, grouped
  * tiles of 1, 7 and 32 columns (two experts, gathered columns) and a dense product of 40
  * columns (a partial second tile); random quants, scales and halves. */
