@@ -501,8 +501,8 @@ static bool glu_ok(const cu_model *cm, const tensor *gate, const tensor *up) {
  * (up's product into y2). */
 static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const float *x, int T, float *y,
                        float *y2) {
-    if (glu_ok(cm, gate, up) && cu_matmul_glu_ok(T <= CU_GEMV_COLS, false, 0, T)) {
-        mm_args a = dense_args(cm, gate, x, T, y);
+    mm_args a = dense_args(cm, gate, x, T, y);
+    if (glu_ok(cm, gate, up) && cu_mm_one_column(&a, T <= CU_GEMV_COLS)) {
         a.w_up = dev_ptr(cm, up);
         cu_matmul(cm->st, &a, true);
         return;
@@ -552,7 +552,7 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.kq_mma = cm->use_kq_mma;
     a.w = dev_ptr(cm, &L->gate_exps);
     a.y = s->G;
-    if (glu_ok(cm, &L->gate_exps, &L->up_exps) && cu_matmul_glu_ok(gemv, true, width, n_pairs)) {
+    if (glu_ok(cm, &L->gate_exps, &L->up_exps) && cu_mm_one_column(&a, gemv)) {
         a.w_up = dev_ptr(cm, &L->up_exps); /* gate, up and SwiGLU in one launch */
         cu_matmul(cm->st, &a, gemv);
         a.w_up = nullptr;

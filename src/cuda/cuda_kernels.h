@@ -18,7 +18,7 @@ struct cu_tok {
 
 /* A matrix product y[col * ldy + r] = W_e[r] · x[src(col)] for rows r < rows; with w_up (an up
  * matrix of W's type and shape), y = silu(W_e[r] · x) * (U_e[r] · x): the gate, the up and the
- * SwiGLU in one launch, for gemv tiles of one column only (cu_matmul_glu_ok).
+ * SwiGLU in one launch, for gemv tiles of one column only (cu_mm_one_column).
  * Dense: e = 0, columns 0..ncols. Grouped (MoE): column tiles (expert, first column, count)
  * come from the device plan, *n_tiles of them (at most max_tiles). */
 struct mm_args {
@@ -36,16 +36,18 @@ struct mm_args {
     int max_tiles;
     int tile_width; /* grouped: the plan's most columns per tile */
     bool tc;        /* GEMM on the tensor cores (gemm_tc_kernel), else in float (gemm_kernel) */
-    bool kq_mma;    /* with tc: Q4_K / Q5_K / Q6_K weights multiplied as quants (the *_mma_kernel GEMMs) */
+    bool kq_mma;    /* with tc: Q4_K / Q5_K / Q6_K weights multiplied as quants (gemm_kq_mma_kernel) */
 };
 
 enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };
 
 /* gemv: warp per row, up to 8 columns per tile (decode); else the tiled GEMM. */
 void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv);
-/* Whether a product of these gemv tiles (tile_width for grouped, else ncols) may take w_up. */
-static inline bool cu_matmul_glu_ok(bool gemv, bool grouped, int tile_width, int ncols) {
-    return gemv && (grouped ? tile_width == 1 : ncols == 1);
+/* Whether cu_matmul(a, gemv) runs tiles of one column (a single token, or the pairs of a single
+ * token, each its own expert): the gemvs without the other columns' registers, and the only ones
+ * that take w_up. */
+static inline bool cu_mm_one_column(const mm_args *a, bool gemv) {
+    return gemv && (a->tile_e ? a->tile_width == 1 : a->ncols == 1);
 }
 void cu_embed(cudaStream_t st, const uint8_t *w, uint32_t type, size_t row_bytes, int H, const cu_tok *toks, int T,
               float *x);

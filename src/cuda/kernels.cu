@@ -369,9 +369,12 @@ __device__ __forceinline__ void mma16816(float (*d)[4], const uint32_t a[4], con
 #endif
 }
 
-/* two values as the bits of two halves in one register (x0 in the low half) */
+/* two halves as the bits of one register (a in the low half), and two values rounded to them */
+__device__ __forceinline__ uint32_t hpack(__half a, __half b) {
+    return (uint32_t)__half_as_ushort(a) | (uint32_t)__half_as_ushort(b) << 16;
+}
 __device__ __forceinline__ uint32_t h2bits(float x0, float x1) {
-    return (uint32_t)__half_as_ushort(__float2half_rn(x0)) | (uint32_t)__half_as_ushort(__float2half_rn(x1)) << 16;
+    return hpack(__float2half_rn(x0), __float2half_rn(x1));
 }
 
 enum { KQ_BM = 64, KQ_BK = 128, KQ_LD = KQ_BK / 2 + 4, KQ_THREADS = 128 };
@@ -391,12 +394,15 @@ __device__ __forceinline__ void kq_load_x(kq_smem &sm, const float *xrow, int kb
 #pragma unroll
     for (int i = 0; i < 32; i += 4) {
         const float4 v = xrow ? *(const float4 *)(xrow + kb + 32 * xq + i) : make_float4(0, 0, 0, 0);
-        const float h0 = __half2float(__float2half_rn(v.x)), h1 = __half2float(__float2half_rn(v.y));
-        const float h2 = __half2float(__float2half_rn(v.z)), h3 = __half2float(__float2half_rn(v.w));
-        sm.xh[xc][16 * xq + i / 2] = h2bits(h0, h1);
-        sm.xh[xc][16 * xq + i / 2 + 1] = h2bits(h2, h3);
-        sm.xl[xc][16 * xq + i / 2] = h2bits(v.x - h0, v.y - h1);
-        sm.xl[xc][16 * xq + i / 2 + 1] = h2bits(v.z - h2, v.w - h3);
+        __half hi[4], lo[4];
+        tc_split(v.x, &hi[0], &lo[0]);
+        tc_split(v.y, &hi[1], &lo[1]);
+        tc_split(v.z, &hi[2], &lo[2]);
+        tc_split(v.w, &hi[3], &lo[3]);
+        sm.xh[xc][16 * xq + i / 2] = hpack(hi[0], hi[1]);
+        sm.xh[xc][16 * xq + i / 2 + 1] = hpack(hi[2], hi[3]);
+        sm.xl[xc][16 * xq + i / 2] = hpack(lo[0], lo[1]);
+        sm.xl[xc][16 * xq + i / 2 + 1] = hpack(lo[2], lo[3]);
         sum += v.x + v.y + v.z + v.w;
     }
     sm.xs[xc][xq] = sum;
@@ -563,7 +569,7 @@ template <uint32_t T>
 static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
     /* one column per tile (a single token; the pairs of a single token, each its own expert):
      * the gemv without the other columns' registers */
-    bool one = gemv && (a->tile_e ? a->tile_width == 1 : a->ncols == 1);
+    const bool one = cu_mm_one_column(a, gemv);
     int width = gemv ? (one ? 1 : CU_GEMV_COLS) : CU_GEMM_COLS;
     int ny = a->tile_e ? a->max_tiles : (a->ncols + width - 1) / width;
     if (ny <= 0) return;

@@ -467,7 +467,7 @@ static void check_gemv_glu(void) {
             if (grouped)
                 a.col_src = src, a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 2,
                 a.tile_width = 1;
-            CHECK(emu::cu_matmul_glu_ok(true, grouped, a.tile_width, ncols), "glu allowed");
+            CHECK(emu::cu_mm_one_column(&a, true), "one-column tiles");
             a.w = wg.data(), a.y = g.data();
             emu::cu_matmul(nullptr, &a, true);
             a.w = wu.data(), a.y = u.data();
@@ -479,9 +479,11 @@ static void check_gemv_glu(void) {
             CHECK(!memcmp(g.data(), y.data(), sizeof(float) * g.size()), "%s %s: gate+up+swiglu in one launch differs",
                   q6 ? "q6_k" : "q4_k", grouped ? "grouped" : "dense");
         }
-    CHECK(!emu::cu_matmul_glu_ok(true, true, 8, 4) && !emu::cu_matmul_glu_ok(true, false, 0, 2) &&
-              !emu::cu_matmul_glu_ok(false, false, 0, 1),
-          "glu only for one-column gemv tiles");
+    emu::mm_args wide = {}, grouped8 = {}, gemm = {};
+    wide.ncols = 2, grouped8.tile_e = &wide.ncols, grouped8.tile_width = 8, gemm.ncols = 1;
+    CHECK(!emu::cu_mm_one_column(&wide, true) && !emu::cu_mm_one_column(&grouped8, true) &&
+              !emu::cu_mm_one_column(&gemm, false),
+          "one-column tiles only for gemvs of one column");
 }
 
 /* The K-quant GEMM over the quants (gemm_kq_mma_kernel; Q4_K / Q5_K: mma.sync on sc q and x as
