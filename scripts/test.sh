@@ -44,7 +44,9 @@ fi
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
   nvcc_bin=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   cmake -S . -B build-cuda -DLFM2C_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc_bin" >/dev/null
-  cmake --build build-cuda -j"$jobs"
+  # the CLI, the shared library and the CUDA tests: the other tests ran in the builds above
+  cuda_tests=$(cd tests/cuda && ls test_*.cu test_*.cpp 2>/dev/null | sed 's/\.[a-z]*$//')
+  cmake --build build-cuda -j"$jobs" --target lfm2c_cli lfm2c_shared $cuda_tests
   (cd build-cuda && ctest -R cuda --output-on-failure)
 fi
 # ARM64 without ARM hardware: cross-compiled (cmake/toolchain-aarch64.cmake) and run under
