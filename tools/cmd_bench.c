@@ -777,12 +777,18 @@ static int bench_test(const bench_row *b, lfm2c_session *s, int depth, int pass,
 static int bench_depths(const bench_row *b, uint64_t *rng) {
     const bench_opts *o = b->o;
     lfm2c_error err = {0};
-    /* warm-up: pages the weights in and settles the thread pool */
-    lfm2c_session *w = depth_session(b->m, 0, 4, rng, &err);
-    if (!w || run_tg(b->m, w, 0, 4, rng, NULL, &err) < 0) return cli_fail("%s", err.msg);
+    /* warm-up, as llama-bench's: a prompt of the largest pp size (it reads every weight a
+     * prompt reads, all of a MoE's experts among them, so the first pp repetition does not pay
+     * the first read of the weights), then a few tokens one at a time (settles the pool) */
+    int max_pp = 0, extra = 0;
+    for (int i = 0; i < o->n_pp; i++) max_pp = o->pps[i] > max_pp ? o->pps[i] : max_pp;
+    lfm2c_session *w = depth_session(b->m, 0, max_pp + 4, rng, &err);
+    if (!w || (max_pp > 0 && run_pp(b->m, w, 0, max_pp, rng, &err) < 0) || run_tg(b->m, w, 0, 4, rng, NULL, &err) < 0) {
+        lfm2c_session_free(w);
+        return cli_fail("%s", err.msg);
+    }
     lfm2c_session_free(w);
-    int extra = 0;
-    for (int i = 0; i < o->n_pp; i++) extra = o->pps[i] > extra ? o->pps[i] : extra;
+    extra = max_pp;
     for (int i = 0; i < o->n_tg; i++) extra = o->tgs[i] > extra ? o->tgs[i] : extra;
     for (int di = 0; di < o->n_d; di++) {
         lfm2c_session *s = depth_session(b->m, o->depths[di], extra, rng, &err);
