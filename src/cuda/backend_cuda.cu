@@ -42,7 +42,7 @@ struct cu_region {
 
 struct cu_model {
     int dev;
-    cudaStream_t st;
+    cu_q q; /* the stream, and whether its kernels may overlap (LFM2C_CUDA_PDL=0: never) */
     cu_region *reg;              /* the weights on the device: one region per file of the model */
     int n_reg;
     int kv_dim_max;
@@ -81,7 +81,8 @@ static void prof_mark(cu_model *cm, const char *tag) {
     cu_prof *p = cm->prof;
     if (!p || p->n >= PROF_EVENTS) return;
     p->tag[p->n] = tag;
-    cudaEventRecord(p->ev[p->n++], cm->st);
+    cudaEventRecord(p->ev[p->n++], cm->q.st);
+    cu_q_other(&cm->q);
 }
 
 /* after the stream's work is done: the stages' times into the totals */
@@ -256,14 +257,14 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     cudaError_t e;
     const char *dev_env = getenv("LFM2C_CUDA_DEVICE");
     cm->dev = dev_env ? atoi(dev_env) : 0;
-    if ((e = cudaSetDevice(cm->dev)) != cudaSuccess || (e = cudaStreamCreate(&cm->st)) != cudaSuccess) {
+    if ((e = cudaSetDevice(cm->dev)) != cudaSuccess || (e = cudaStreamCreate(&cm->q.st)) != cudaSuccess) {
         free(cm);
         return cuda_fail(err, e, "device setup");
     }
     cm->kv = (m->type_k == LFM2C_KV_F16 ? CU_KV_K16 : 0) | (m->type_v == LFM2C_KV_F16 ? CU_KV_V16 : 0);
     if (upload_weights(m, cm, err)) {
         free_weights(cm);
-        cudaStreamDestroy(cm->st);
+        cudaStreamDestroy(cm->q.st);
         free(cm);
         return -1;
     }
@@ -292,6 +293,12 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
         cm->pass[0] = cm->pass[1] = nullptr;
     }
     prof_init(cm);
+    /* kernels that overlap the one before them: Hopper and later, not while profiling (the
+     * stages' events between them) */
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, cm->dev) != cudaSuccess) cudaGetLastError();
+    const char *pe = getenv("LFM2C_CUDA_PDL");
+    cm->q.pdl = major >= 9 && !(pe && !strcmp(pe, "0")) && !cm->prof;
     m->backend_state = cm;
     return 0;
 }
@@ -313,14 +320,14 @@ static void scratch_free(cu_scratch *s) {
 static void cuda_model_free(lfm2c_model *m) {
     cu_model *cm = (cu_model *)m->backend_state;
     if (!cm) return;
-    cudaStreamSynchronize(cm->st);
+    cudaStreamSynchronize(cm->q.st);
     if (cm->graph) cudaGraphExecDestroy(cm->graph);
     scratch_free(&cm->s);
     free_weights(cm);
     prof_free(cm);
     for (int i = 0; i < 2; i++)
         if (cm->pass[i]) cudaEventDestroy(cm->pass[i]);
-    cudaStreamDestroy(cm->st);
+    cudaStreamDestroy(cm->q.st);
     free(cm);
     m->backend_state = nullptr;
 }
@@ -351,7 +358,7 @@ static size_t table_bytes_for(int cap) { return sizeof(cu_tok) * (size_t)cap + s
 static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2c_error *err) {
     cu_scratch *s = &cm->s;
     if (T <= s->cap) return 0;
-    cudaStreamSynchronize(cm->st);
+    cudaStreamSynchronize(cm->q.st);
     scratch_free(s);
     int cap = 16;
     while (cap < T) cap *= 2;
@@ -410,7 +417,7 @@ static int cuda_session_init(lfm2c_session *s, lfm2c_error *err) {
 static void cuda_session_free(lfm2c_session *s) {
     cu_session *cs = (cu_session *)s->backend_state;
     if (!cs) return;
-    cudaStreamSynchronize(((cu_model *)s->model->backend_state)->st);
+    cudaStreamSynchronize(((cu_model *)s->model->backend_state)->q.st);
     cudaFree(cs->k);
     cudaFree(cs->v);
     cudaFree(cs->conv);
@@ -429,7 +436,7 @@ static int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     const size_t rv = (cm->kv & CU_KV_V16 ? 2 : 4) * (size_t)cm->kv_dim_max;
     void *nk = nullptr, *nv = nullptr;
     cudaSetDevice(cm->dev);
-    cudaStreamSynchronize(cm->st);
+    cudaStreamSynchronize(cm->q.st);
     cudaError_t e = cudaMalloc(&nk, rk * cap * na);
     if (e == cudaSuccess) e = cudaMalloc(&nv, rv * cap * na);
     for (int l = 0; l < na && e == cudaSuccess && cs->cap; l++) {   /* old positions keep their place */
@@ -488,7 +495,7 @@ static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, 
 
 static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
     const mm_args a = dense_args(cm, w, x, T, y);
-    cu_matmul(cm->st, &a, T <= CU_GEMV_COLS);
+    cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS);
 }
 
 /* gate and up can run as one launch with the SwiGLU (mm_args.w_up): the same type and shape */
@@ -504,12 +511,12 @@ static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const
     mm_args a = dense_args(cm, gate, x, T, y);
     if (glu_ok(cm, gate, up) && cu_mm_one_column(&a, T <= CU_GEMV_COLS)) {
         a.w_up = dev_ptr(cm, up);
-        cu_matmul(cm->st, &a, true);
+        cu_matmul(&cm->q, &a, true);
         return;
     }
     matmul(cm, gate, x, T, y);
     matmul(cm, up, x, T, y2);
-    cu_swiglu(cm->st, y, y2, (size_t)T * gate->ne[1]);
+    cu_swiglu(&cm->q, y, y2, (size_t)T * gate->ne[1]);
 }
 
 /* The experts of an MoE layer: their outputs into s->D (a row per pair, in expert order), their
@@ -528,7 +535,7 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     int max_tiles = (n_pairs + width - 1) / width + E;
     if (max_tiles > n_pairs) max_tiles = n_pairs;
     const float *bias = L->expert_bias.data ? (const float *)dev_ptr(cm, &L->expert_bias) : nullptr;
-    cu_moe_route(cm->st, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
+    cu_moe_route(&cm->q, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
                  I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv);
     prof_mark(cm, "route+plan");
     mm_args a = {};
@@ -554,20 +561,20 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.y = s->G;
     if (glu_ok(cm, &L->gate_exps, &L->up_exps) && cu_mm_one_column(&a, gemv)) {
         a.w_up = dev_ptr(cm, &L->up_exps); /* gate, up and SwiGLU in one launch */
-        cu_matmul(cm->st, &a, gemv);
+        cu_matmul(&cm->q, &a, gemv);
         a.w_up = nullptr;
         prof_mark(cm, "experts gate+up+swiglu");
     } else {
-        cu_matmul(cm->st, &a, gemv);
+        cu_matmul(&cm->q, &a, gemv);
         prof_mark(cm, "experts gate");
         a.type = L->up_exps.type;
         a.row_bytes = L->up_exps.row_bytes;
         a.expert_stride = L->up_exps.row_bytes * (size_t)Fe;
         a.w = dev_ptr(cm, &L->up_exps);
         a.y = s->U;
-        cu_matmul(cm->st, &a, gemv);
+        cu_matmul(&cm->q, &a, gemv);
         prof_mark(cm, "experts up");
-        cu_swiglu(cm->st, s->G, s->U, (size_t)n_pairs * Fe);
+        cu_swiglu(&cm->q, s->G, s->U, (size_t)n_pairs * Fe);
         prof_mark(cm, "swiglu");
     }
     a.type = L->down_exps.type;
@@ -581,7 +588,7 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.col_src = nullptr;
     a.y = s->D;
     a.ldy = H;
-    cu_matmul(cm->st, &a, gemv);
+    cu_matmul(&cm->q, &a, gemv);
     prof_mark(cm, "experts down");
 }
 
@@ -591,15 +598,16 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
     const int H = in->n_embd, hd = in->head_dim, nh = in->n_head;
     const float eps = in->norm_eps;
     cu_scratch *s = &cm->s;
-    cudaStream_t st = cm->st;
+    cu_q *cq = &cm->q;
     const cu_tok *toks = (const cu_tok *)s->table;
     const int *seq_last = (const int *)(toks + s->cap), *out_tok = seq_last + s->cap;
     prof_mark(cm, "start");
-    if (s->table_bytes) cudaMemcpyAsync(s->table, s->host_table, s->table_bytes, cudaMemcpyHostToDevice, st);
+    if (s->table_bytes) cudaMemcpyAsync(s->table, s->host_table, s->table_bytes, cudaMemcpyHostToDevice, cq->st);
+    cu_q_other(cq);
     prof_mark(cm, "table upload");
-    cu_embed(st, dev_ptr(cm, &m->tok_embd), m->tok_embd.type, m->tok_embd.row_bytes, H, toks, T, s->x);
-    cu_rope_table(st, toks, T, hd, in->rope_theta, s->rope);
-    cu_add_rmsnorm(st, s->x, nullptr, (const float *)dev_ptr(cm, &m->layers[0].attn_norm), s->a, T, H, eps, nullptr);
+    cu_embed(cq, dev_ptr(cm, &m->tok_embd), m->tok_embd.type, m->tok_embd.row_bytes, H, toks, T, s->x);
+    cu_rope_table(cq, toks, T, hd, in->rope_theta, s->rope);
+    cu_add_rmsnorm(cq, s->x, nullptr, (const float *)dev_ptr(cm, &m->layers[0].attn_norm), s->a, T, H, eps, nullptr);
     prof_mark(cm, "embed+rope+norm");
     for (int l = 0; l < in->n_layer; l++) {
         const layer *L = &m->layers[l];
@@ -610,25 +618,25 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
             matmul(cm, &L->wk, s->a, T, k);
             matmul(cm, &L->wv, s->a, T, v);
             prof_mark(cm, "qkv proj");
-            cu_qk_norm_rope_store(st, q, k, v, (const float *)dev_ptr(cm, &L->q_norm),
+            cu_qk_norm_rope_store(cq, q, k, v, (const float *)dev_ptr(cm, &L->q_norm),
                                   (const float *)dev_ptr(cm, &L->k_norm), s->rope, toks, T, nh, nkv, hd,
                                   L->attn_index, cm->kv_dim_max, eps, cm->kv);
             prof_mark(cm, "qk norm+rope");
-            cu_attention(st, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2, cm->kv);
+            cu_attention(cq, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2, cm->kv);
             prof_mark(cm, "attention");
             matmul(cm, &L->wo, s->big2, T, s->out);
             prof_mark(cm, "o proj");
         } else {
             matmul(cm, &L->conv_in, s->a, T, s->big);
             prof_mark(cm, "conv in proj");
-            cu_conv(st, s->big, (const float *)dev_ptr(cm, &L->conv_w), toks, T, H, L->conv_index, s->hid,
+            cu_conv(cq, s->big, (const float *)dev_ptr(cm, &L->conv_w), toks, T, H, L->conv_index, s->hid,
                     n_seq == T);   /* a token per sequence: each token's thread also updates the state */
-            if (n_seq != T) cu_conv_state(st, s->big, toks, seq_last, n_seq, H, L->conv_index);
+            if (n_seq != T) cu_conv_state(cq, s->big, toks, seq_last, n_seq, H, L->conv_index);
             prof_mark(cm, "conv");
             matmul(cm, &L->conv_out, s->hid, T, s->out);
             prof_mark(cm, "conv out proj");
         }
-        cu_add_rmsnorm(st, s->x, s->out, (const float *)dev_ptr(cm, &L->ffn_norm), s->a, T, H, eps, nullptr);
+        cu_add_rmsnorm(cq, s->x, s->out, (const float *)dev_ptr(cm, &L->ffn_norm), s->a, T, H, eps, nullptr);
         prof_mark(cm, "add+norm");
         if (L->is_moe) {
             moe_ffn(m, cm, L, T, s->a);
@@ -647,18 +655,19 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
         const int *map = last ? out_tok : nullptr;
         if (L->is_moe) {
             const int k = in->n_expert_used;
-            cu_moe_combine_add_rmsnorm(st, s->x, s->D, s->wsel, s->ints + ints_for(in, s->cap).inv, k, nw, s->a, rows,
+            cu_moe_combine_add_rmsnorm(cq, s->x, s->D, s->wsel, s->ints + ints_for(in, s->cap).inv, k, nw, s->a, rows,
                                        H, eps, map);
             prof_mark(cm, "combine+add+norm");
         } else {
-            cu_add_rmsnorm(st, s->x, s->out, nw, s->a, rows, H, eps, map);
+            cu_add_rmsnorm(cq, s->x, s->out, nw, s->a, rows, H, eps, map);
             prof_mark(cm, "add+norm");
         }
     }
     matmul(cm, &m->output, s->a, n_out, s->logits);
     prof_mark(cm, "output proj");
     cudaMemcpyAsync(s->host_logits, s->logits, sizeof(float) * (size_t)n_out * in->n_vocab,
-                    cudaMemcpyDeviceToHost, st);
+                    cudaMemcpyDeviceToHost, cq->st);
+    cu_q_other(cq);
     prof_mark(cm, "logits download");
 }
 
@@ -682,6 +691,26 @@ static int build_table(cu_model *cm, const fwd_token *toks, int T, int *n_out) {
     return n_seq;
 }
 
+/* One forward's kernels captured as a graph, instantiated; NULL where capture fails. */
+static cudaGraphExec_t capture(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
+    cudaGraph_t gr;
+    cudaGraphExec_t ex = nullptr;
+    cudaError_t e = cudaStreamBeginCapture(cm->q.st, cudaStreamCaptureModeThreadLocal);
+    if (e == cudaSuccess) {
+        enqueue(m, cm, T, n_seq, n_out);
+        e = cudaStreamEndCapture(cm->q.st, &gr);
+    }
+    if (e == cudaSuccess) {
+        e = cudaGraphInstantiate(&ex, gr, 0);
+        cudaGraphDestroy(gr);
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return nullptr;
+    }
+    return ex;
+}
+
 static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     cu_model *cm = (cu_model *)m->backend_state;
     if (T <= 0) return 0;
@@ -694,33 +723,25 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
     bool graph = cm->use_graph && T == 1 && n_out == 1;
     if (graph && (!cm->graph || cm->graph_generation != cm->generation)) {
         if (cm->graph) cudaGraphExecDestroy(cm->graph);
-        cm->graph = nullptr;
-        cudaGraph_t gr;
-        e = cudaStreamBeginCapture(cm->st, cudaStreamCaptureModeThreadLocal);
-        if (e == cudaSuccess) {
-            enqueue(m, cm, T, n_seq, n_out);
-            e = cudaStreamEndCapture(cm->st, &gr);
+        cm->graph = capture(m, cm, T, n_seq, n_out);
+        if (!cm->graph && cm->q.pdl) {   /* a graph of overlapping kernels refused: without the overlap */
+            cm->q.pdl = false;
+            cm->graph = capture(m, cm, T, n_seq, n_out);
         }
-        if (e == cudaSuccess) {
-            e = cudaGraphInstantiate(&cm->graph, gr, 0);
-            cudaGraphDestroy(gr);
-        }
-        if (e != cudaSuccess) {   /* capture unsupported here: plain launches from now on */
-            cudaGetLastError();
-            cm->graph = nullptr;
+        if (!cm->graph) {   /* capture unsupported here: plain launches from now on */
             cm->use_graph = false;
             graph = false;
         }
         cm->graph_generation = cm->generation;
     }
-    if (cm->pass[0]) cudaEventRecord(cm->pass[0], cm->st);
-    if (graph) e = cudaGraphLaunch(cm->graph, cm->st);
+    if (cm->pass[0]) cudaEventRecord(cm->pass[0], cm->q.st);
+    if (graph) e = cudaGraphLaunch(cm->graph, cm->q.st);
     else enqueue(m, cm, T, n_seq, n_out);
-    if (cm->pass[1]) cudaEventRecord(cm->pass[1], cm->st);
+    if (cm->pass[1]) cudaEventRecord(cm->pass[1], cm->q.st);
     if (e == cudaSuccess) e = cudaGetLastError();
     /* waited for after an error too: kernels queued before a failed launch may still read the
      * pinned table and the scratch, which the next forward rewrites */
-    cudaError_t es = cudaStreamSynchronize(cm->st);
+    cudaError_t es = cudaStreamSynchronize(cm->q.st);
     if (e == cudaSuccess) e = es;
     if (e != cudaSuccess) return cuda_fail(err, e, "forward");
     float ms = 0;

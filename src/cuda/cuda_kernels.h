@@ -1,11 +1,25 @@
 /* cuda_kernels.h — launchers of the CUDA kernels (kernels.cu), called by backend_cuda.cu.
- * Every launcher queues work on the given stream and returns at once; pointers are device
+ * Every launcher queues work on the given queue's stream and returns at once; pointers are device
  * pointers unless named host_*. */
 #ifndef LFM2C_CUDA_KERNELS_H
 #define LFM2C_CUDA_KERNELS_H
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stddef.h>
+
+/* Where launches go: a stream, and whether a kernel may start while the kernel before it on the
+ * stream is still running (programmatic dependent launch, compute capability 9.0 and up: each
+ * kernel waits for its predecessor with griddepcontrol.wait before it touches what that one
+ * writes, and may read weights before). chained: the last work queued was one of these launches
+ * (the next one may overlap it); whoever queues anything else (a copy, a memset) clears it. A
+ * NULL queue: the default stream, no overlap. */
+struct cu_q {
+    cudaStream_t st;
+    bool pdl, chained;
+};
+static inline void cu_q_other(cu_q *cq) {
+    if (cq) cq->chained = false;
+}
 
 /* One token of a batch as the kernels see it (uploaded once per forward). */
 struct cu_tok {
@@ -42,40 +56,38 @@ struct mm_args {
 enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };
 
 /* gemv: warp per row, up to 8 columns per tile (decode); else the tiled GEMM. */
-void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv);
+void cu_matmul(cu_q *cq, const mm_args *a, bool gemv);
 /* Whether cu_matmul(a, gemv) runs tiles of one column (a single token, or the pairs of a single
  * token, each its own expert): the gemvs without the other columns' registers, and the only ones
  * that take w_up. */
 static inline bool cu_mm_one_column(const mm_args *a, bool gemv) {
     return gemv && (a->tile_e ? a->tile_width == 1 : a->ncols == 1);
 }
-void cu_embed(cudaStream_t st, const uint8_t *w, uint32_t type, size_t row_bytes, int H, const cu_tok *toks, int T,
-              float *x);
-void cu_rope_table(cudaStream_t st, const cu_tok *toks, int T, int hd, float theta, float *cs);
+void cu_embed(cu_q *cq, const uint8_t *w, uint32_t type, size_t row_bytes, int H, const cu_tok *toks, int T, float *x);
+void cu_rope_table(cu_q *cq, const cu_tok *toks, int T, int hd, float theta, float *cs);
 /* y[i] = rmsnorm(x[src] += delta[src]) * w for i < rows; src = map ? map[i] : i */
-void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *w, float *y, int rows, int H, float eps,
+void cu_add_rmsnorm(cu_q *cq, float *x, const float *delta, const float *w, float *y, int rows, int H, float eps,
                     const int *map);
 /* The KV cache's element types: CU_KV_K16 set, K holds half bits (else float); CU_KV_V16, V. */
 enum { CU_KV_K16 = 1, CU_KV_V16 = 2 };
-void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const float *v, const float *qn, const float *kn,
+void cu_qk_norm_rope_store(cu_q *cq, float *q, const float *k, const float *v, const float *qn, const float *kn,
                            const float *cs, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
                            int kv_dim_max, float eps, int kv);
-void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
+void cu_attention(cu_q *cq, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
                   int kv_dim_max, float *o, int kv);
 /* with_state: every token is its sequence's only one in the batch, and its thread also writes the
  * sequence's new state (cu_conv_state is then not needed) */
-void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H, int conv_index,
-             float *o, bool with_state);
-void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last, int n_seq, int H,
-                   int conv_index);
-void cu_swiglu(cudaStream_t st, float *g, const float *u, size_t n);
+void cu_conv(cu_q *cq, const float *z, const float *w, const cu_tok *toks, int T, int H, int conv_index, float *o,
+             bool with_state);
+void cu_conv_state(cu_q *cq, const float *z, const cu_tok *toks, const int *seq_last, int n_seq, int H, int conv_index);
+void cu_swiglu(cu_q *cq, float *g, const float *u, size_t n);
 /* routing + plan + scatter: fills sel/wsel [T*k], tiles, col_src (sorted pair → token), inv
  * (pair → sorted position). count, fill: [E] scratch. */
-void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T, int E, int k, int width, int *sel,
+void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E, int k, int width, int *sel,
                   float *wsel, int *count, int *start, int *fill, int *tile_e, int *tile_c0, int *tile_n, int *n_tiles,
                   int *col_src, int *inv);
 /* y[i] = rmsnorm(x[src] += sum_j wsel[src][j] * D[inv[src][j]]) * w: the experts' outputs combined
  * into the residual, then the next norm (cu_add_rmsnorm's rows and map) */
-void cu_moe_combine_add_rmsnorm(cudaStream_t st, float *x, const float *D, const float *wsel, const int *inv, int k,
+void cu_moe_combine_add_rmsnorm(cu_q *cq, float *x, const float *D, const float *wsel, const int *inv, int k,
                                 const float *w, float *y, int rows, int H, float eps, const int *map);
 #endif

@@ -33,6 +33,36 @@ __device__ float block_sum(float v) {
     return r;
 }
 
+/* ---- launches ----------------------------------------------------------------------------- */
+
+/* Every kernel starts with pdl_ready(): where it was launched to overlap the kernel before it
+ * (cu_q.pdl), it waits there until that kernel has finished and its writes are visible, then lets
+ * the next kernel's blocks be scheduled. Nothing an earlier kernel writes may be read, and nothing
+ * written, before it; the weights may be (gemv_prefetch). Every thread calls it, even one that
+ * has nothing to do: a kernel that ends without waiting would let the next one run ahead of the
+ * kernel before it. Elsewhere it does nothing. */
+__device__ __forceinline__ void pdl_ready() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#elif defined(LFM2C_EMU_CUDA_RUNTIME_H)
+    emu_pdl_ready();
+#endif
+}
+
+/* kernel<<<grid, block, 0, stream>>>(args), on cq's stream (the default one for NULL), allowed to
+ * overlap the kernel queued just before it where cq says so */
+template <class... P, class... A>
+static void cu_launch(cu_q *cq, void (*kernel)(P...), dim3 grid, dim3 block, A... args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    /* grid, block, shared memory bytes, stream, attributes (CUDA's member order) */
+    const cudaLaunchConfig_t cfg = {grid, block, 0, cq ? cq->st : nullptr, at, cq && cq->pdl && cq->chained ? 1u : 0u};
+    cudaLaunchKernelEx(&cfg, kernel, (P)args...);
+    if (cq) cq->chained = true;
+}
+
 /* ---- matrix products ---------------------------------------------------------------------- */
 
 /* The column tile of blockIdx.y: expert e, first column c0, nc columns. False: no such tile. */
@@ -63,12 +93,38 @@ __device__ __forceinline__ float gemv_dot8(const float *w, const float *x) {
 
 enum { GEMV_WARPS = 4, GEMV_UNROLL = 4 };
 
+__device__ __forceinline__ void prefetch_l2(const void *p) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+    (void)p;
+#endif
+}
+
+/* A dense GEMV's weights do not depend on the kernels before it: before pdl_ready, each warp of
+ * the first column tile asks for its row (and the up matrix's) to be brought into L2, so that
+ * the fetch overlaps the end of the kernel before. Grouped products learn their expert only from
+ * the routing, after pdl_ready. */
+__device__ __forceinline__ void gemv_prefetch(const mm_args &a) {
+    const int r = blockIdx.x * GEMV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (a.tile_e || blockIdx.y || r >= a.rows) return;
+    const uint8_t *rows[2] = {a.w + (size_t)r * a.row_bytes, a.w_up ? a.w_up + (size_t)r * a.row_bytes : nullptr};
+    for (const uint8_t *row : rows) {
+        if (!row) continue;
+        const uintptr_t end = (uintptr_t)row + a.row_bytes;
+        for (uintptr_t p = ((uintptr_t)row & ~(uintptr_t)127) + 128 * lane; p < end; p += 128 * 32)
+            prefetch_l2((const void *)p);
+    }
+}
+
 /* Decode: one warp per weight row; each lane dequantizes chunks of 8 weights once and uses
  * them for every column of the tile (up to NC tokens / pairs of one expert). GEMV_UNROLL chunks
  * are dequantized before any is used, so each lane keeps that many loads in flight: a row is
  * only a few blocks long, and one chunk at a time leaves the memory system waiting. */
 template <uint32_t T, int NC, bool GLU = false>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
+    gemv_prefetch(a);
+    pdl_ready();
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, NC, &e, &c0, &nc)) return;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -176,6 +232,8 @@ __device__ __forceinline__ float q4k_lane_dot(uint4 q, const uint32_t w[4], cons
  * the up matrix (a.w_up), its loads beside the gate row's, and writes silu(gate) * up. */
 template <bool GLU>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
+    gemv_prefetch(a);
+    pdl_ready();
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = blockIdx.x * GEMV_WARPS + warp;
@@ -222,6 +280,7 @@ enum { GM_BM = 64, GM_BK = 32, GM_THREADS = 256 };
  * memory; each thread then accumulates 4 rows x 2 columns. */
 template <uint32_t T>
 __global__ void __launch_bounds__(GM_THREADS) gemm_kernel(mm_args a) {
+    pdl_ready();
     __shared__ float Ws[GM_BK][GM_BM + 4];
     __shared__ float Xs[GM_BK][CU_GEMM_COLS + 4];
     int e, c0, nc;
@@ -291,6 +350,7 @@ __device__ __forceinline__ void tc_split(float x, __half *hi, __half *lo) {
  * handled: LFM2C_CUDA_TC=0 takes gemm_kernel instead. */
 template <uint32_t T>
 __global__ void __launch_bounds__(TC_THREADS) gemm_tc_kernel(mm_args a) {
+    pdl_ready();
     using namespace nvcuda;
     __shared__ __align__(32) __half Wh[TC_BM][TC_LD], Wl[TC_BM][TC_LD];
     __shared__ __align__(32) __half Xh[CU_GEMM_COLS][TC_LD], Xl[CU_GEMM_COLS][TC_LD];
@@ -522,6 +582,7 @@ __device__ __forceinline__ void kq_load_w6(kq_smem &sm, const uint8_t *wrow, int
  * gemm_kernel instead. */
 template <uint32_t T>
 __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
+    pdl_ready();
     __shared__ __align__(16) kq_smem sm;
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
@@ -566,7 +627,7 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
 }
 
 template <uint32_t T>
-static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
+static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
     /* one column per tile (a single token; the pairs of a single token, each its own expert):
      * the gemv without the other columns' registers */
     const bool one = cu_mm_one_column(a, gemv);
@@ -575,24 +636,24 @@ static void launch_mm(cudaStream_t st, const mm_args *a, bool gemv) {
     if (ny <= 0) return;
     if (gemv) {
         dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny);
-        if (one && a->w_up && T == GGML_Q4_K) gemv_q4k_kernel<true><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
-        else if (one && a->w_up) gemv_kernel<T, 1, true><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
-        else if (one && T == GGML_Q4_K) gemv_q4k_kernel<false><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
-        else if (one) gemv_kernel<T, 1><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
-        else gemv_kernel<T, CU_GEMV_COLS><<<grid, GEMV_WARPS * 32, 0, st>>>(*a);
+        if (one && a->w_up && T == GGML_Q4_K) cu_launch(cq, gemv_q4k_kernel<true>, grid, GEMV_WARPS * 32, *a);
+        else if (one && a->w_up) cu_launch(cq, gemv_kernel<T, 1, true>, grid, GEMV_WARPS * 32, *a);
+        else if (one && T == GGML_Q4_K) cu_launch(cq, gemv_q4k_kernel<false>, grid, GEMV_WARPS * 32, *a);
+        else if (one) cu_launch(cq, gemv_kernel<T, 1>, grid, GEMV_WARPS * 32, *a);
+        else cu_launch(cq, gemv_kernel<T, CU_GEMV_COLS>, grid, GEMV_WARPS * 32, *a);
     } else {
         dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);
         constexpr bool kq = T == GGML_Q4_K || T == GGML_Q5_K || T == GGML_Q6_K;
         constexpr uint32_t KQ = kq ? T : (uint32_t)GGML_Q4_K; /* the kq kernel's instance */
-        if (a->tc && a->kq_mma && kq) gemm_kq_mma_kernel<KQ><<<grid, KQ_THREADS, 0, st>>>(*a);
-        else if (a->tc) gemm_tc_kernel<T><<<grid, TC_THREADS, 0, st>>>(*a);
-        else gemm_kernel<T><<<grid, GM_THREADS, 0, st>>>(*a);
+        if (a->tc && a->kq_mma && kq) cu_launch(cq, gemm_kq_mma_kernel<KQ>, grid, KQ_THREADS, *a);
+        else if (a->tc) cu_launch(cq, gemm_tc_kernel<T>, grid, TC_THREADS, *a);
+        else cu_launch(cq, gemm_kernel<T>, grid, GM_THREADS, *a);
     }
 }
 
-void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv) {
+void cu_matmul(cu_q *cq, const mm_args *a, bool gemv) {
     switch (a->type) {
-#define CASE(t) case t: launch_mm<t>(st, a, gemv); break;
+#define CASE(t) case t: launch_mm<t>(cq, a, gemv); break;
     CASE(GGML_F32) CASE(GGML_F16) CASE(GGML_BF16) CASE(GGML_Q4_0) CASE(GGML_Q4_1) CASE(GGML_Q5_0)
     CASE(GGML_Q5_1) CASE(GGML_Q8_0) CASE(GGML_Q2_K) CASE(GGML_Q3_K) CASE(GGML_Q4_K) CASE(GGML_Q5_K)
     CASE(GGML_Q6_K) CASE(GGML_IQ4_NL) CASE(GGML_IQ4_XS) CASE(GGML_MXFP4)
@@ -605,6 +666,7 @@ void cu_matmul(cudaStream_t st, const mm_args *a, bool gemv) {
 
 __global__ void embed_kernel(const uint8_t *w, uint32_t type, size_t row_bytes, int H,
                              const cu_tok *toks, float *x) {
+    pdl_ready();
     int t = blockIdx.x;
     const uint8_t *row = w + (size_t)toks[t].token * row_bytes;
     for (int k0 = 8 * threadIdx.x; k0 < H; k0 += 8 * blockDim.x) {
@@ -614,22 +676,23 @@ __global__ void embed_kernel(const uint8_t *w, uint32_t type, size_t row_bytes, 
     }
 }
 
-void cu_embed(cudaStream_t st, const uint8_t *w, uint32_t type, size_t row_bytes, int H,
+void cu_embed(cu_q *cq, const uint8_t *w, uint32_t type, size_t row_bytes, int H,
               const cu_tok *toks, int T, float *x) {
-    embed_kernel<<<T, 128, 0, st>>>(w, type, row_bytes, H, toks, x);
+    cu_launch(cq, embed_kernel, T, 128, w, type, row_bytes, H, toks, x);
 }
 
 /* cs[t][2i], cs[t][2i+1] = cos, sin of token t's position for pair i */
 __global__ void rope_kernel(const cu_tok *toks, int T, int hd, float theta, float *cs) {
+    pdl_ready();
     int idx = blockIdx.x * blockDim.x + threadIdx.x, half = hd / 2;
     if (idx >= T * half) return;
     int t = idx / half, i = idx % half;
     cm_rope_cs(toks[t].pos, i, hd, theta, &cs[(size_t)t * hd + 2 * i], &cs[(size_t)t * hd + 2 * i + 1]);
 }
 
-void cu_rope_table(cudaStream_t st, const cu_tok *toks, int T, int hd, float theta, float *cs) {
+void cu_rope_table(cu_q *cq, const cu_tok *toks, int T, int hd, float theta, float *cs) {
     int n = T * (hd / 2);
-    rope_kernel<<<(n + 255) / 256, 256, 0, st>>>(toks, T, hd, theta, cs);
+    cu_launch(cq, rope_kernel, (n + 255) / 256, 256, toks, T, hd, theta, cs);
 }
 
 /* The block's row: y = x * rms scale (from the threads' partial sums of squares ss) * w */
@@ -640,6 +703,7 @@ __device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const f
 
 __global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w, float *y, int H,
                                    float eps, const int *map) {
+    pdl_ready();
     int src = map ? map[blockIdx.x] : blockIdx.x;
     float *xr = x + (size_t)src * H;
     float ss = 0;
@@ -651,9 +715,9 @@ __global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w,
     rmsnorm_store(xr, ss, w, y + (size_t)blockIdx.x * H, H, eps);
 }
 
-void cu_add_rmsnorm(cudaStream_t st, float *x, const float *delta, const float *w, float *y,
+void cu_add_rmsnorm(cu_q *cq, float *x, const float *delta, const float *w, float *y,
                     int rows, int H, float eps, const int *map) {
-    if (rows > 0) add_rmsnorm_kernel<<<rows, 256, 0, st>>>(x, delta, w, y, H, eps, map);
+    if (rows > 0) cu_launch(cq, add_rmsnorm_kernel, rows, 256, x, delta, w, y, H, eps, map);
 }
 
 /* ---- attention ------------------------------------------------------------------------------ */
@@ -672,6 +736,7 @@ template <int KV>
 __global__ void qk_kernel(float *q, const float *k, const float *v, const float *qn, const float *kn,
                           const float *cs, const cu_tok *toks, int nh, int nkv, int hd,
                           int attn_index, int kv_dim_max, float eps) {
+    pdl_ready();
     typedef typename kv_elem<(KV & CU_KV_K16) != 0>::T TK;
     typedef typename kv_elem<(KV & CU_KV_V16) != 0>::T TV;
     int t = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
@@ -713,15 +778,15 @@ __global__ void qk_kernel(float *q, const float *k, const float *v, const float 
     }
 }
 
-void cu_qk_norm_rope_store(cudaStream_t st, float *q, const float *k, const float *v,
+void cu_qk_norm_rope_store(cu_q *cq, float *q, const float *k, const float *v,
                            const float *qn, const float *kn, const float *cs, const cu_tok *toks,
                            int T, int nh, int nkv, int hd, int attn_index, int kv_dim_max, float eps, int kv) {
     dim3 grid(T, nh + 2 * nkv);
     switch (kv) {
-    case 0: qk_kernel<0><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
-    case 1: qk_kernel<1><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
-    case 2: qk_kernel<2><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
-    default: qk_kernel<3><<<grid, 32, 0, st>>>(q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    case 0: cu_launch(cq, qk_kernel<0>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    case 1: cu_launch(cq, qk_kernel<1>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    case 2: cu_launch(cq, qk_kernel<2>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
+    default: cu_launch(cq, qk_kernel<3>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
     }
 }
 
@@ -734,6 +799,7 @@ template <int KV>
 __global__ void __launch_bounds__(ATT_WARPS * 32)
 attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, int attn_index,
                  int kv_dim_max, float *o) {
+    pdl_ready();
     typedef typename kv_elem<(KV & CU_KV_K16) != 0>::T TK;
     typedef typename kv_elem<(KV & CU_KV_V16) != 0>::T TV;
     __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
@@ -781,14 +847,14 @@ attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, in
     }
 }
 
-void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, int nh, int nkv,
+void cu_attention(cu_q *cq, const float *q, const cu_tok *toks, int T, int nh, int nkv,
                   int hd, int attn_index, int kv_dim_max, float *o, int kv) {
     dim3 grid(T, nh);
     switch (kv) {
-    case 0: attention_kernel<0><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
-    case 1: attention_kernel<1><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
-    case 2: attention_kernel<2><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
-    default: attention_kernel<3><<<grid, ATT_WARPS * 32, 0, st>>>(q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    case 0: cu_launch(cq, attention_kernel<0>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    case 1: cu_launch(cq, attention_kernel<1>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    case 2: cu_launch(cq, attention_kernel<2>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
+    default: cu_launch(cq, attention_kernel<3>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
     }
 }
 
@@ -798,6 +864,7 @@ void cu_attention(cudaStream_t st, const float *q, const cu_tok *toks, int T, in
  * (prev1 links) or from the sequence's saved state; the state itself is updated afterwards. */
 __global__ void conv_kernel(const float *z, const float *w, const cu_tok *toks, int T, int H,
                             int conv_index, float *o, bool with_state) {
+    pdl_ready();
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= T * H) return;
     int t = idx / H, c = idx % H;
@@ -807,42 +874,45 @@ __global__ void conv_kernel(const float *z, const float *w, const cu_tok *toks, 
     if (with_state) cm_conv_state_elem(z, state, t, p1, c, H);   /* this thread alone reads that channel */
 }
 
-void cu_conv(cudaStream_t st, const float *z, const float *w, const cu_tok *toks, int T, int H,
+void cu_conv(cu_q *cq, const float *z, const float *w, const cu_tok *toks, int T, int H,
              int conv_index, float *o, bool with_state) {
     int n = T * H;
-    conv_kernel<<<(n + 255) / 256, 256, 0, st>>>(z, w, toks, T, H, conv_index, o, with_state);
+    cu_launch(cq, conv_kernel, (n + 255) / 256, 256, z, w, toks, T, H, conv_index, o, with_state);
 }
 
 /* The new state of each sequence: its last two u's (the older one may still be in the state). */
 __global__ void conv_state_kernel(const float *z, const cu_tok *toks, const int *seq_last, int n_seq,
                                   int H, int conv_index) {
+    pdl_ready();
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= n_seq * H) return;
     int t = seq_last[idx / H];
     cm_conv_state_elem(z, toks[t].conv + (size_t)conv_index * 2 * H, t, toks[t].prev1, idx % H, H);
 }
 
-void cu_conv_state(cudaStream_t st, const float *z, const cu_tok *toks, const int *seq_last,
+void cu_conv_state(cu_q *cq, const float *z, const cu_tok *toks, const int *seq_last,
                    int n_seq, int H, int conv_index) {
     int n = n_seq * H;
-    if (n > 0) conv_state_kernel<<<(n + 255) / 256, 256, 0, st>>>(z, toks, seq_last, n_seq, H, conv_index);
+    if (n > 0) cu_launch(cq, conv_state_kernel, (n + 255) / 256, 256, z, toks, seq_last, n_seq, H, conv_index);
 }
 
 /* ---- feed-forward -------------------------------------------------------------------------- */
 
 __global__ void swiglu_kernel(float *g, const float *u, size_t n) {
+    pdl_ready();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) g[i] = cm_silu(g[i]) * u[i];
 }
 
-void cu_swiglu(cudaStream_t st, float *g, const float *u, size_t n) {
-    if (n) swiglu_kernel<<<(unsigned)((n + 255) / 256), 256, 0, st>>>(g, u, n);
+void cu_swiglu(cu_q *cq, float *g, const float *u, size_t n) {
+    if (n) cu_launch(cq, swiglu_kernel, (unsigned)((n + 255) / 256), 256, g, u, n);
 }
 
 /* The serial router and plan: one thread (a token; the whole plan), for shapes the warp
  * versions below do not hold. */
 __global__ void route_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
                              float *wsel, int *count) {
+    pdl_ready();
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= T) return;
     cm_route(logits + (size_t)t * E, bias, E, k, sel + (size_t)t * k, wsel + (size_t)t * k);
@@ -851,6 +921,7 @@ __global__ void route_kernel(const float *logits, const float *bias, int T, int 
 
 __global__ void plan_kernel(const int *count, int E, int width, int *start, int *fill, int *tile_e,
                             int *tile_c0, int *tile_n, int *n_tiles) {
+    pdl_ready();
     *n_tiles = cm_plan_tiles(count, E, width, start, tile_e, tile_c0, tile_n);
     for (int e = 0; e < E; e++) fill[e] = start[e];
 }
@@ -893,6 +964,7 @@ __device__ __forceinline__ float route_select(const float *lg, const float *bias
 /* One warp per token (route_select): its experts, weights and counts. */
 __global__ void route_warp_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
                                   float *wsel, int *count) {
+    pdl_ready();
     int t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (t >= T) return;   /* the whole warp */
     const float *lg = logits + (size_t)t * E;
@@ -911,6 +983,7 @@ __global__ void route_warp_kernel(const float *logits, const float *bias, int T,
  * first offsets come from prefix sums over the lanes. The same plan as cm_plan_tiles. */
 __global__ void plan_warp_kernel(const int *count, int E, int width, int *start, int *fill, int *tile_e,
                                  int *tile_c0, int *tile_n, int *n_tiles) {
+    pdl_ready();
     const int lane = threadIdx.x, per = (E + 31) / 32, e0 = lane * per;
     int cnt[ROUTE_LANE_E], pairs = 0, tiles = 0;
 #pragma unroll
@@ -945,6 +1018,7 @@ __global__ void plan_warp_kernel(const int *count, int E, int width, int *start,
  * among the k chosen), as plan_warp_kernel and scatter_kernel make them for one token. */
 __global__ void route1_kernel(const float *lg, const float *bias, int E, int k, int *sel, float *wsel,
                               int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
+    pdl_ready();
     const int lane = threadIdx.x;
     float w[ROUTE_MAX_K];
     int chosen[ROUTE_MAX_K];
@@ -966,6 +1040,7 @@ __global__ void route1_kernel(const float *lg, const float *bias, int E, int k, 
 
 /* Pairs in expert order; the order inside an expert does not change any result. */
 __global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, int *col_src, int *inv) {
+    pdl_ready();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_pairs) return;
     int pos = atomicAdd(&fill[sel[i]], 1);
@@ -973,29 +1048,31 @@ __global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, in
     inv[i] = pos;
 }
 
-void cu_moe_route(cudaStream_t st, const float *logits, const float *bias, int T, int E, int k,
+void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E, int k,
                   int width, int *sel, float *wsel, int *count, int *start, int *fill,
                   int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
     if (T == 1 && width == 1 && E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K) {
-        route1_kernel<<<1, 32, 0, st>>>(logits, bias, E, k, sel, wsel, tile_e, tile_c0, tile_n, n_tiles, col_src, inv);
+        cu_launch(cq, route1_kernel, 1, 32, logits, bias, E, k, sel, wsel, tile_e, tile_c0, tile_n, n_tiles, col_src, inv);
         return;
     }
-    cudaMemsetAsync(count, 0, sizeof(int) * (size_t)E, st);
+    cudaMemsetAsync(count, 0, sizeof(int) * (size_t)E, cq ? cq->st : nullptr);
+    cu_q_other(cq);
     if (E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K) {
-        route_warp_kernel<<<(T + 3) / 4, 128, 0, st>>>(logits, bias, T, E, k, sel, wsel, count);
-        plan_warp_kernel<<<1, 32, 0, st>>>(count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
+        cu_launch(cq, route_warp_kernel, (T + 3) / 4, 128, logits, bias, T, E, k, sel, wsel, count);
+        cu_launch(cq, plan_warp_kernel, 1, 32, count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
     } else {
-        route_kernel<<<(T + 63) / 64, 64, 0, st>>>(logits, bias, T, E, k, sel, wsel, count);
-        plan_kernel<<<1, 1, 0, st>>>(count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
+        cu_launch(cq, route_kernel, (T + 63) / 64, 64, logits, bias, T, E, k, sel, wsel, count);
+        cu_launch(cq, plan_kernel, 1, 1, count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
     }
     int n = T * k;
-    scatter_kernel<<<(n + 255) / 256, 256, 0, st>>>(sel, n, k, fill, col_src, inv);
+    cu_launch(cq, scatter_kernel, (n + 255) / 256, 256, sel, n, k, fill, col_src, inv);
 }
 
 /* add_rmsnorm_kernel with the layer's output made here: the sum over the token's k slots (in slot
  * order) of weight * expert output */
 __global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float *wsel, const int *inv, int k,
                                            const float *w, float *y, int H, float eps, const int *map) {
+    pdl_ready();
     int src = map ? map[blockIdx.x] : blockIdx.x;
     float *xr = x + (size_t)src * H;
     const float *ws = wsel + (size_t)src * k;
@@ -1011,7 +1088,7 @@ __global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float
     rmsnorm_store(xr, ss, w, y + (size_t)blockIdx.x * H, H, eps);
 }
 
-void cu_moe_combine_add_rmsnorm(cudaStream_t st, float *x, const float *D, const float *wsel, const int *inv, int k,
+void cu_moe_combine_add_rmsnorm(cu_q *cq, float *x, const float *D, const float *wsel, const int *inv, int k,
                                 const float *w, float *y, int rows, int H, float eps, const int *map) {
-    if (rows > 0) combine_add_rmsnorm_kernel<<<rows, 256, 0, st>>>(x, D, wsel, inv, k, w, y, H, eps, map);
+    if (rows > 0) cu_launch(cq, combine_add_rmsnorm_kernel, rows, 256, x, D, wsel, inv, k, w, y, H, eps, map);
 }

@@ -1,6 +1,6 @@
-/* test_cuda_emu.cpp — the CUDA backend's own code (src/cuda/backend_cuda.cu and kernels.cu, the
- * launches rewritten to emu_launch() at configure time) compiled with the host C++ compiler
- * against the emulated runtime of tests/cuda/emu/cuda_runtime.h, and run on the CPU: the whole
+/* test_cuda_emu.cpp — the CUDA backend's own code (src/cuda/backend_cuda.cu and kernels.cu)
+ * compiled with the host C++ compiler against the emulated runtime of
+ * tests/cuda/emu/cuda_runtime.h, and run on the CPU: the whole
  * forward of the device backend (scratch layout, batch table, kernel index arithmetic, tiles and
  * tails, shared-memory barriers, warp shuffles, the MoE plan, the decode graph's replay) against
  * the CPU --reference path, where no GPU is. It checks logic, not the GPU's arithmetic (the
@@ -42,7 +42,7 @@ extern "C" {
 #define cuda_device_count emu_cuda_device_count
 #define cuda_profile_text emu_cuda_profile_text
 namespace emu {
-#include "kernels_emu.cu"
+#include "cuda/kernels.cu"
 #include "cuda/backend_cuda.cu"
 } // namespace emu
 #undef backend_cuda
@@ -607,7 +607,44 @@ static void check_profile(const synth_config &c) {
     unlink(path.c_str());
 }
 
-/* The emulated runtime itself: a launch configuration a GPU refuses is an error, not a run. */
+/* Kernels that overlap the one before them (LFM2C_CUDA_PDL, on by default on compute capability
+ * 9.0, which the emulation reports): every launch after the first of a forward asks for it, every
+ * thread of those kernels calls pdl_ready() (the emulation checks each), and LFM2C_CUDA_PDL=0
+ * launches none of them, with the same logits. */
+static void check_pdl_model(const synth_config &c) {
+    const std::string path = synth_tmp(c, "pdl", "q4_k_m", 8);
+    if (path.empty()) return;
+    lfm2c_model *on = open_emu(path, true), *on_p = open_emu(path, false);
+    setenv("LFM2C_CUDA_PDL", "0", 1);
+    lfm2c_model *off = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_PDL");
+    if (on && on_p && off) {
+        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(on)->n_vocab);
+        emu_rt::state &s = emu_rt::S();
+        long l0 = s.launches, p0 = s.pdl_launches;
+        const std::vector<float> b = all_logits(off, ids, true);
+        CHECK(s.pdl_launches == p0 && s.launches > l0, "LFM2C_CUDA_PDL=0: %ld overlapping launches",
+              s.pdl_launches - p0);
+        l0 = s.launches, p0 = s.pdl_launches;
+        const std::vector<float> a = all_logits(on, ids, true), p = all_logits(on_p, ids, true);
+        const long n = s.launches - l0, np = s.pdl_launches - p0;
+        /* per forward, the first kernel follows the table's upload (a copy): it cannot overlap */
+        CHECK(np > n / 2 && np < n, "%ld of %ld launches overlap the one before", np, n);
+        CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
+              "overlapping launches: logits differ (%g, %g)", maxabs(a.data(), b.data(), a.size()),
+              maxabs(a.data(), p.data(), a.size()));
+    }
+    lfm2c_model_free(on);
+    lfm2c_model_free(on_p);
+    lfm2c_model_free(off);
+    unlink(path.c_str());
+}
+
+/* a kernel that forgets pdl_ready() */
+static void no_ready_kernel(float *x) { x[threadIdx.x] = 1; }
+
+/* The emulated runtime itself: a launch configuration a GPU refuses is an error, not a run; a
+ * thread of an overlapping launch that ends without pdl_ready() is a device-side error. */
 static void check_launch_errors(void) {
     cudaGetLastError();
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8}, w[8] = {1, 1, 1, 1, 1, 1, 1, 1}, y[8];
@@ -619,6 +656,19 @@ static void check_launch_errors(void) {
     CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "grid.y > 65535 must fail");
     emu_launch(&emu::swiglu_kernel, 1, 2048)(x, w, (size_t)8);
     CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads must fail");
+    emu_rt::state &s = emu_rt::S();
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    for (unsigned n_at = 0; n_at < 2; n_at++) {
+        const cudaLaunchConfig_t cfg = {dim3(1), dim3(8), 0, nullptr, at, n_at};
+        const long e0 = s.errors;
+        cudaLaunchKernelEx(&cfg, &no_ready_kernel, x);
+        CHECK(s.errors - e0 == (n_at ? 8 : 0) && x[7] == 1, "no pdl_ready(): %ld errors, %s overlapping",
+              s.errors - e0, n_at ? "" : "not");
+        s.errors = e0;
+        if (!e0) s.first_error[0] = 0;
+    }
 }
 
 int main(void) {
@@ -670,6 +720,7 @@ int main(void) {
     check_gemv_glu();
     check_profile(moe);
     check_glu_model(moe);
+    check_pdl_model(moe);
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
     const int kv16[][2] = {{LFM2C_KV_F16, LFM2C_KV_F16}, {LFM2C_KV_F16, LFM2C_KV_F32}, {LFM2C_KV_F32, LFM2C_KV_F16}};
@@ -691,6 +742,6 @@ int main(void) {
     }
     const emu_rt::state &s = emu_rt::S();
     CHECK(s.errors == 0, "%ld device-side errors in the emulation, the first: %s", s.errors, s.first_error);
-    printf("%ld kernel launches emulated\n", s.launches);
+    printf("%ld kernel launches emulated, %ld of them overlapping the one before\n", s.launches, s.pdl_launches);
     TEST_MAIN_END();
 }

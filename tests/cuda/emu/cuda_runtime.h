@@ -11,7 +11,10 @@
  * cudaErrorInvalidConfiguration like CUDA does. Stream capture records the launches, copies and
  * sets as closures with their arguments frozen, and a graph launch replays them, as CUDA graphs
  * do; a synchronous call while capturing invalidates the capture. Everything runs on the calling
- * thread, in order: one stream. */
+ * thread, in order: one stream. A launch allowed to overlap the kernel before it (cudaLaunchKernelEx
+ * with programmatic stream serialization) runs in order all the same, but each of its threads
+ * must call emu_pdl_ready() (kernels.cu's pdl_ready, griddepcontrol.wait on a GPU) before it
+ * ends: one that does not is a device-side error. */
 #ifndef LFM2C_EMU_CUDA_RUNTIME_H
 #define LFM2C_EMU_CUDA_RUNTIME_H
 
@@ -98,6 +101,7 @@ struct fiber {
     ucontext_t ctx; /* without EMU_FAST_SWITCH */
     void *sp;       /* with it: the saved stack pointer */
     int state, shfl_gen;
+    bool pdl_ready; /* called emu_pdl_ready() */
 };
 
 struct state {
@@ -107,6 +111,7 @@ struct state {
     /* the block being run */
     dim3 grid, block, bid;
     int nthreads = 0, cur = -1;
+    bool pdl = false; /* the kernel being run may overlap the one before it */
     fiber f[MAX_THREADS];
     char *stacks = nullptr;
     int n_stacks = 0;
@@ -116,7 +121,7 @@ struct state {
     float shfl[2][MAX_THREADS];
     int shfl_i[2][MAX_THREADS];                /* the int shuffles' values */
     float mma_vals[2][MAX_THREADS][8 + 4 * 8]; /* each lane's A and B halves of an mma (mma.h) */
-    long launches = 0, errors = 0;
+    long launches = 0, pdl_launches = 0, errors = 0;
     char first_error[256] = "";
 };
 static inline state &S() {
@@ -135,6 +140,8 @@ static inline void device_error(const char *what) {
 static inline void trampoline() {
     state &s = S();
     (*s.body)();
+    if (s.pdl && !s.f[s.cur].pdl_ready)
+        device_error("a thread of a kernel launched to overlap the one before it ended without pdl_ready()");
     s.f[s.cur].state = DONE;
 #if EMU_FAST_SWITCH
     emu_ctx_switch(&s.f[s.cur].sp, s.sched_sp);
@@ -195,6 +202,7 @@ static inline void run_block(const std::function<void()> &body) {
         fiber_init(f, s.stacks + (size_t)STACK * i);
         f.state = RUN;
         f.shfl_gen = 0;
+        f.pdl_ready = false;
     }
     for (int pass = 0;; pass++) {
         for (int k = 0; k < n; k++) {
@@ -239,9 +247,10 @@ static inline void run_block(const std::function<void()> &body) {
     s.cur = -1;
 }
 
-static inline void run_kernel(dim3 grid, dim3 block, const std::function<void()> &body) {
+static inline void run_kernel(dim3 grid, dim3 block, const std::function<void()> &body, bool pdl = false) {
     state &s = S();
     s.launches++;
+    s.pdl_launches += pdl;
     const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     if (!grid.x || !grid.y || !grid.z || !threads || threads > MAX_THREADS || grid.y > 65535 || grid.z > 65535 ||
         block.y != 1 || block.z != 1) {
@@ -251,6 +260,7 @@ static inline void run_kernel(dim3 grid, dim3 block, const std::function<void()>
     }
     s.grid = grid;
     s.block = block;
+    s.pdl = pdl;
     s.nthreads = (int)threads;
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
@@ -291,8 +301,39 @@ template <class... P> struct launcher {
 
 } // namespace emu_rt
 
-/* kernel<<<grid, block, smem, stream>>>(args) is rewritten to emu_launch(&kernel, grid, block, smem,
- * stream)(args) in the copy of kernels.cu the test compiles */
+/* cudaLaunchKernelEx with its configuration: the one attribute emulated is programmatic stream
+ * serialization (the kernel may overlap the one before it) */
+enum cudaLaunchAttributeID { cudaLaunchAttributeProgrammaticStreamSerialization = 6 };
+struct cudaLaunchAttribute {
+    cudaLaunchAttributeID id;
+    struct {
+        int programmaticStreamSerializationAllowed;
+    } val;
+};
+struct cudaLaunchConfig_t { /* CUDA's members in CUDA's order (gridDim and blockDim renamed: macros here) */
+    dim3 grid_dim, block_dim;
+    size_t dynamicSmemBytes;
+    cudaStream_t stream;
+    cudaLaunchAttribute *attrs;
+    unsigned numAttrs;
+};
+template <class... P, class... A>
+static inline cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *cfg, void (*f)(P...), A &&...a) {
+    bool pdl = false;
+    for (unsigned i = 0; i < cfg->numAttrs; i++)
+        pdl |= cfg->attrs[i].id == cudaLaunchAttributeProgrammaticStreamSerialization &&
+               cfg->attrs[i].val.programmaticStreamSerializationAllowed;
+    std::tuple<typename std::decay<P>::type...> args(static_cast<P>(a)...);
+    dim3 g = cfg->grid_dim, b = cfg->block_dim;
+    emu_rt::enqueue([f, args, g, b, pdl] {
+        emu_rt::run_kernel(
+            g, b, [&] { std::apply(f, args); }, pdl);
+    });
+    return cudaSuccess; /* a configuration the GPU refuses: cudaGetLastError, after the run */
+}
+
+/* kernel<<<grid, block, smem, stream>>>(args) as emu_launch(&kernel, grid, block, smem, stream)(args),
+ * for the tests' own launches (kernels.cu launches with cudaLaunchKernelEx) */
 template <class... P>
 static inline emu_rt::launcher<P...> emu_launch(void (*f)(P...), dim3 grid, dim3 block, size_t smem = 0,
                                                 cudaStream_t st = nullptr) {
@@ -315,6 +356,7 @@ static inline emu_rt::launcher<P...> emu_launch(void (*f)(P...), dim3 grid, dim3
 #define gridDim (emu_rt::S().grid)
 
 static inline void __syncthreads() { emu_rt::yield(emu_rt::WAIT_BLOCK); }
+static inline void emu_pdl_ready() { emu_rt::S().f[emu_rt::S().cur].pdl_ready = true; }
 
 static inline float __shfl_xor_sync(unsigned mask, float v, int o) {
     emu_rt::state &s = emu_rt::S();
@@ -369,6 +411,13 @@ static inline cudaError_t cudaGetDeviceCount(int *n) {
     return cudaSuccess;
 }
 static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+/* the device: compute capability 9.0 (the kernels' Hopper paths) */
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
+    if (d != 0) return cudaErrorInvalidValue;
+    *v = a == cudaDevAttrComputeCapabilityMajor ? 9 : 0;
+    return cudaSuccess;
+}
 static inline cudaError_t cudaStreamCreate(cudaStream_t *st) {
     *st = new emu_stream_s();
     return cudaSuccess;
