@@ -24,7 +24,7 @@ struct cu_scratch {
     int cap;            /* tokens */
     float *x, *a, *out, *big, *big2, *hid, *rope, *logits;
     float *router, *wsel, *G, *U, *D;
-    int *ints;          /* sel | col_src | inv | count | start | fill | tiles (3x) | n_tiles */
+    int *ints;          /* sel | col_src | inv | count | start | fill | tiles (3x) | n_tiles | done */
     void *table;        /* device copy of the batch table */
     void *host_table;   /* pinned */
     float *host_logits; /* pinned */
@@ -57,6 +57,7 @@ struct cu_model {
     bool use_tc;                 /* GEMMs on the tensor cores (LFM2C_CUDA_TC=0: in float) */
     bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
     bool use_glu;                /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
+    bool use_fin;                /* a decode step's add + norm in the GEMV before (LFM2C_CUDA_FUSE_NORM=0: kernels) */
     cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
     struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
 };
@@ -288,6 +289,8 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     cm->use_kq_mma = cm->use_tc && !(te && !strcmp(te, "wmma"));
     const char *gl = getenv("LFM2C_CUDA_GLU");
     cm->use_glu = !(gl && !strcmp(gl, "0"));
+    const char *fn = getenv("LFM2C_CUDA_FUSE_NORM");
+    cm->use_fin = !(fn && !strcmp(fn, "0"));
     if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
         cudaGetLastError();
         cm->pass[0] = cm->pass[1] = nullptr;
@@ -333,7 +336,7 @@ static void cuda_model_free(lfm2c_model *m) {
 }
 
 /* int scratch layout for cap tokens */
-struct int_layout { size_t sel, col_src, inv, count, start, fill, te, tc, tn, nt, total; };
+struct int_layout { size_t sel, col_src, inv, count, start, fill, te, tc, tn, nt, done, total; };
 
 static int_layout ints_for(const lfm2c_model_info *in, int cap) {
     int_layout L;
@@ -349,7 +352,8 @@ static int_layout ints_for(const lfm2c_model_info *in, int cap) {
     L.tc = L.te + tiles;
     L.tn = L.tc + tiles;
     L.nt = L.tn + tiles;
-    L.total = L.nt + 1;
+    L.done = L.nt + 1;
+    L.total = L.done + 1;
     return L;
 }
 
@@ -498,6 +502,32 @@ static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *
     cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS);
 }
 
+/* y = W x, then the residual add and norm fin says (its done set: in the product's last block) */
+static void matmul_fin(cu_model *cm, const tensor *w, const float *x, int T, float *y, const cu_fin &fin) {
+    mm_args a = dense_args(cm, w, x, T, y);
+    a.fin = fin;
+    cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS);
+}
+
+/* A decode step's add + norm after a product (x += its output, or the experts' combined; out =
+ * rmsnorm(x) * w) in that product's last block: a one-token forward whose token's logits are
+ * wanted (the output norm's row map is then that token). Otherwise done stays NULL and the
+ * caller launches the add + norm itself. */
+static cu_fin fin_for(lfm2c_model *m, cu_model *cm, bool fuse, const float *w, const float *wsel, const int *inv) {
+    cu_fin f = {};
+    if (!fuse) return f;
+    f.done = cm->s.ints + ints_for(&m->info, cm->s.cap).done;
+    f.x = cm->s.x;
+    f.w = w;
+    f.out = cm->s.a;
+    f.H = m->info.n_embd;
+    f.eps = m->info.norm_eps;
+    f.wsel = wsel;
+    f.inv = inv;
+    f.k = m->info.n_expert_used;
+    return f;
+}
+
 /* gate and up can run as one launch with the SwiGLU (mm_args.w_up): the same type and shape */
 static bool glu_ok(const cu_model *cm, const tensor *gate, const tensor *up) {
     return cm->use_glu && gate->type == up->type && gate->row_bytes == up->row_bytes && gate->ne[0] == up->ne[0] &&
@@ -521,7 +551,7 @@ static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const
 
 /* The experts of an MoE layer: their outputs into s->D (a row per pair, in expert order), their
  * weights into s->wsel; the next norm combines them (cu_moe_combine_add_rmsnorm). */
-static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f) {
+static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f, const cu_fin &fin) {
     const lfm2c_model_info *in = &m->info;
     const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
     cu_scratch *s = &cm->s;
@@ -588,6 +618,7 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.col_src = nullptr;
     a.y = s->D;
     a.ldy = H;
+    a.fin = fin;
     cu_matmul(&cm->q, &a, gemv);
     prof_mark(cm, "experts down");
 }
@@ -603,6 +634,10 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
     const int *seq_last = (const int *)(toks + s->cap), *out_tok = seq_last + s->cap;
     prof_mark(cm, "start");
     if (s->table_bytes) cudaMemcpyAsync(s->table, s->host_table, s->table_bytes, cudaMemcpyHostToDevice, cq->st);
+    /* the add + norm after a decode step's layer outputs: in the products' last blocks */
+    const bool fuse = cm->use_fin && T == 1 && n_out == 1;
+    int *inv = s->ints + ints_for(in, s->cap).inv;
+    if (fuse) cudaMemsetAsync(s->ints + ints_for(in, s->cap).done, 0, sizeof(int), cq->st);   /* after a failure too */
     cu_q_other(cq);
     prof_mark(cm, "table upload");
     cu_embed(cq, dev_ptr(cm, &m->tok_embd), m->tok_embd.type, m->tok_embd.row_bytes, H, toks, T, s->x);
@@ -611,6 +646,7 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
     prof_mark(cm, "embed+rope+norm");
     for (int l = 0; l < in->n_layer; l++) {
         const layer *L = &m->layers[l];
+        const float *ffn_norm = (const float *)dev_ptr(cm, &L->ffn_norm);
         if (L->is_attn) {
             const int nkv = L->n_head_kv, kvd = nkv * hd;
             float *q = s->big, *k = s->hid, *v = s->hid + (size_t)T * kvd;
@@ -624,7 +660,7 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
             prof_mark(cm, "qk norm+rope");
             cu_attention(cq, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2, cm->kv);
             prof_mark(cm, "attention");
-            matmul(cm, &L->wo, s->big2, T, s->out);
+            matmul_fin(cm, &L->wo, s->big2, T, s->out, fin_for(m, cm, fuse, ffn_norm, nullptr, nullptr));
             prof_mark(cm, "o proj");
         } else {
             matmul(cm, &L->conv_in, s->a, T, s->big);
@@ -633,30 +669,31 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
                     n_seq == T);   /* a token per sequence: each token's thread also updates the state */
             if (n_seq != T) cu_conv_state(cq, s->big, toks, seq_last, n_seq, H, L->conv_index);
             prof_mark(cm, "conv");
-            matmul(cm, &L->conv_out, s->hid, T, s->out);
+            matmul_fin(cm, &L->conv_out, s->hid, T, s->out, fin_for(m, cm, fuse, ffn_norm, nullptr, nullptr));
             prof_mark(cm, "conv out proj");
         }
-        cu_add_rmsnorm(cq, s->x, s->out, (const float *)dev_ptr(cm, &L->ffn_norm), s->a, T, H, eps, nullptr);
-        prof_mark(cm, "add+norm");
-        if (L->is_moe) {
-            moe_ffn(m, cm, L, T, s->a);
-        } else {
-            matmul_glu(cm, &L->ffn_gate, &L->ffn_up, s->a, T, s->big, s->big2);
-            prof_mark(cm, "ffn gate+up+swiglu");
-            matmul(cm, &L->ffn_down, s->big, T, s->out);
-            prof_mark(cm, "ffn down");
+        if (!fuse) {
+            cu_add_rmsnorm(cq, s->x, s->out, ffn_norm, s->a, T, H, eps, nullptr);
+            prof_mark(cm, "add+norm");
         }
         /* the residual add and the next norm (the output norm after the last layer: only the rows
          * whose logits are wanted); after an MoE layer the experts' outputs are combined in it */
         const bool last = l + 1 == in->n_layer;
-        if (last && !n_out) return;
         const float *nw = (const float *)dev_ptr(cm, last ? &m->out_norm : &m->layers[l + 1].attn_norm);
+        if (L->is_moe) {
+            moe_ffn(m, cm, L, T, s->a, fin_for(m, cm, fuse, nw, s->wsel, inv));
+        } else {
+            matmul_glu(cm, &L->ffn_gate, &L->ffn_up, s->a, T, s->big, s->big2);
+            prof_mark(cm, "ffn gate+up+swiglu");
+            matmul_fin(cm, &L->ffn_down, s->big, T, s->out, fin_for(m, cm, fuse, nw, nullptr, nullptr));
+            prof_mark(cm, "ffn down");
+        }
+        if (last && !n_out) return;
+        if (fuse) continue;
         const int rows = last ? n_out : T;
         const int *map = last ? out_tok : nullptr;
         if (L->is_moe) {
-            const int k = in->n_expert_used;
-            cu_moe_combine_add_rmsnorm(cq, s->x, s->D, s->wsel, s->ints + ints_for(in, s->cap).inv, k, nw, s->a, rows,
-                                       H, eps, map);
+            cu_moe_combine_add_rmsnorm(cq, s->x, s->D, s->wsel, inv, in->n_expert_used, nw, s->a, rows, H, eps, map);
             prof_mark(cm, "combine+add+norm");
         } else {
             cu_add_rmsnorm(cq, s->x, s->out, nw, s->a, rows, H, eps, map);

@@ -30,9 +30,25 @@ struct cu_tok {
     int kv_cap;
 };
 
+/* The residual add and the next RMSNorm of a decode step, done by the last block of the one-column
+ * GEMV that makes the layer's output instead of by a kernel of its own: x += y (inv: x += the sum
+ * over the k pairs j of wsel[j] * y row inv[j], the experts combined), then out = rmsnorm(x) * w.
+ * done counts the GEMV's finished blocks (0 before and after each launch). */
+struct cu_fin {
+    int *done;
+    float *x;
+    const float *w;
+    float *out;
+    int H;
+    float eps;
+    const float *wsel;
+    const int *inv;
+    int k;
+};
+
 /* A matrix product y[col * ldy + r] = W_e[r] · x[src(col)] for rows r < rows; with w_up (an up
  * matrix of W's type and shape), y = silu(W_e[r] · x) * (U_e[r] · x): the gate, the up and the
- * SwiGLU in one launch, for gemv tiles of one column only (cu_mm_one_column).
+ * SwiGLU in one launch, for gemv tiles of one column only (cu_mm_one_column); likewise fin.
  * Dense: e = 0, columns 0..ncols. Grouped (MoE): column tiles (expert, first column, count)
  * come from the device plan, *n_tiles of them (at most max_tiles). */
 struct mm_args {
@@ -51,6 +67,7 @@ struct mm_args {
     int tile_width; /* grouped: the plan's most columns per tile */
     bool tc;        /* GEMM on the tensor cores (gemm_tc_kernel), else in float (gemm_kernel) */
     bool kq_mma;    /* with tc: Q4_K / Q5_K / Q6_K weights multiplied as quants (gemm_kq_mma_kernel) */
+    cu_fin fin;     /* fin.done: the add and norm after the product (one-column gemv tiles only) */
 };
 
 enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };

@@ -63,6 +63,48 @@ static void cu_launch(cu_q *cq, void (*kernel)(P...), dim3 grid, dim3 block, A..
     if (cq) cq->chained = true;
 }
 
+/* ---- the residual add and RMSNorm of one row, by one block ----------------------------------- */
+
+/* The add + norm kernels' block size: that of the decode GEMVs (GEMV_WARPS), whose last block does
+ * the same sums in the same order (gemv_finish) */
+enum { NORM_THREADS = 128 };
+
+/* The block's row: y = x * rms scale (from the threads' partial sums of squares ss) * w */
+__device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const float *w, float *yr, int H, float eps) {
+    float scale = cm_rms_scale(block_sum(ss), H, eps);
+    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
+/* xr += dr (NULL: nothing), then yr = rmsnorm(xr) * w. dr is read past L1 (__ldcg): in
+ * gemv_finish other blocks of the same kernel wrote it. */
+__device__ void add_rmsnorm_row(float *xr, const float *dr, const float *w, float *yr, int H, float eps) {
+    float ss = 0;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) {
+        float v = xr[i];
+        if (dr) {
+            v += __ldcg(dr + i);
+            xr[i] = v;
+        }
+        ss += v * v;
+    }
+    rmsnorm_store(xr, ss, w, yr, H, eps);
+}
+
+/* add_rmsnorm_row with the layer's output made here: the sum over the token's k slots (in slot
+ * order) of ws[j] * D row iv[j] */
+__device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *ws, const int *iv, int k,
+                                        const float *w, float *yr, int H, float eps) {
+    float ss = 0;
+    for (int i = threadIdx.x; i < H; i += blockDim.x) {
+        float s = 0;
+        for (int j = 0; j < k; j++) s += ws[j] * __ldcg(D + (size_t)iv[j] * H + i);
+        float v = xr[i] + s;
+        xr[i] = v;
+        ss += v * v;
+    }
+    rmsnorm_store(xr, ss, w, yr, H, eps);
+}
+
 /* ---- matrix products ---------------------------------------------------------------------- */
 
 /* The column tile of blockIdx.y: expert e, first column c0, nc columns. False: no such tile. */
@@ -91,7 +133,7 @@ __device__ __forceinline__ float gemv_dot8(const float *w, const float *x) {
            w[7] * x1.w;
 }
 
-enum { GEMV_WARPS = 4, GEMV_UNROLL = 4 };
+enum { GEMV_WARPS = NORM_THREADS / 32, GEMV_UNROLL = 4 };
 
 __device__ __forceinline__ void prefetch_l2(const void *p) {
 #if defined(__CUDA_ARCH__)
@@ -121,10 +163,8 @@ __device__ __forceinline__ void gemv_prefetch(const mm_args &a) {
  * them for every column of the tile (up to NC tokens / pairs of one expert). GEMV_UNROLL chunks
  * are dequantized before any is used, so each lane keeps that many loads in flight: a row is
  * only a few blocks long, and one chunk at a time leaves the memory system waiting. */
-template <uint32_t T, int NC, bool GLU = false>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
-    gemv_prefetch(a);
-    pdl_ready();
+template <uint32_t T, int NC, bool GLU>
+__device__ __forceinline__ void gemv_rows(const mm_args &a) {
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, NC, &e, &c0, &nc)) return;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -231,9 +271,7 @@ __device__ __forceinline__ float q4k_lane_dot(uint4 q, const uint32_t w[4], cons
  * two steps' loads are issued before either is used. GLU: the warp also takes the same row of
  * the up matrix (a.w_up), its loads beside the gate row's, and writes silu(gate) * up. */
 template <bool GLU>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
-    gemv_prefetch(a);
-    pdl_ready();
+__device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = blockIdx.x * GEMV_WARPS + warp;
@@ -271,6 +309,42 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
     }
     const float g = warp_sum(acc[0]), up = GLU ? warp_sum(acc[R - 1]) : 0.0f;
     if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
+}
+
+/* After a one-column product whose a.fin.done is set (a decode step's layer output): the block
+ * that finishes last does the residual add and the next norm (cu_fin). Every block counts itself
+ * once its outputs are written and made visible (__threadfence); the count goes back to 0 for the
+ * next launch. Every thread of the block calls it. */
+__device__ void gemv_finish(const mm_args &a) {
+    const cu_fin &f = a.fin;
+    if (!f.done) return;
+    __shared__ bool last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) last = atomicAdd(f.done, 1) == (int)(gridDim.x * gridDim.y) - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (f.inv) combine_add_rmsnorm_row(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
+    else add_rmsnorm_row(f.x, a.y, f.w, f.out, f.H, f.eps);
+    if (threadIdx.x == 0) *f.done = 0;
+}
+
+/* The decode GEMVs: the rows (a warp each), then the add and norm where a.fin asks for them. */
+template <uint32_t T, int NC, bool GLU = false>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
+    gemv_prefetch(a);
+    pdl_ready();
+    gemv_rows<T, NC, GLU>(a);
+    gemv_finish(a);
+}
+
+template <bool GLU>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
+    gemv_prefetch(a);
+    pdl_ready();
+    gemv_q4k_rows<GLU>(a);
+    gemv_finish(a);
 }
 
 enum { GM_BM = 64, GM_BK = 32, GM_THREADS = 256 };
@@ -695,29 +769,17 @@ void cu_rope_table(cu_q *cq, const cu_tok *toks, int T, int hd, float theta, flo
     cu_launch(cq, rope_kernel, (n + 255) / 256, 256, toks, T, hd, theta, cs);
 }
 
-/* The block's row: y = x * rms scale (from the threads' partial sums of squares ss) * w */
-__device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const float *w, float *yr, int H, float eps) {
-    float scale = cm_rms_scale(block_sum(ss), H, eps);
-    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
-}
-
 __global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w, float *y, int H,
                                    float eps, const int *map) {
     pdl_ready();
-    int src = map ? map[blockIdx.x] : blockIdx.x;
-    float *xr = x + (size_t)src * H;
-    float ss = 0;
-    for (int i = threadIdx.x; i < H; i += blockDim.x) {
-        float v = xr[i];
-        if (delta) { v += delta[(size_t)src * H + i]; xr[i] = v; }
-        ss += v * v;
-    }
-    rmsnorm_store(xr, ss, w, y + (size_t)blockIdx.x * H, H, eps);
+    const int src = map ? map[blockIdx.x] : blockIdx.x;
+    add_rmsnorm_row(x + (size_t)src * H, delta ? delta + (size_t)src * H : nullptr, w, y + (size_t)blockIdx.x * H, H,
+                    eps);
 }
 
 void cu_add_rmsnorm(cu_q *cq, float *x, const float *delta, const float *w, float *y,
                     int rows, int H, float eps, const int *map) {
-    if (rows > 0) cu_launch(cq, add_rmsnorm_kernel, rows, 256, x, delta, w, y, H, eps, map);
+    if (rows > 0) cu_launch(cq, add_rmsnorm_kernel, rows, NORM_THREADS, x, delta, w, y, H, eps, map);
 }
 
 /* ---- attention ------------------------------------------------------------------------------ */
@@ -1073,22 +1135,12 @@ void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E
 __global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float *wsel, const int *inv, int k,
                                            const float *w, float *y, int H, float eps, const int *map) {
     pdl_ready();
-    int src = map ? map[blockIdx.x] : blockIdx.x;
-    float *xr = x + (size_t)src * H;
-    const float *ws = wsel + (size_t)src * k;
-    const int *iv = inv + (size_t)src * k;
-    float ss = 0;
-    for (int i = threadIdx.x; i < H; i += blockDim.x) {
-        float s = 0;
-        for (int j = 0; j < k; j++) s += ws[j] * D[(size_t)iv[j] * H + i];
-        float v = xr[i] + s;
-        xr[i] = v;
-        ss += v * v;
-    }
-    rmsnorm_store(xr, ss, w, y + (size_t)blockIdx.x * H, H, eps);
+    const int src = map ? map[blockIdx.x] : blockIdx.x;
+    combine_add_rmsnorm_row(x + (size_t)src * H, D, wsel + (size_t)src * k, inv + (size_t)src * k, k, w,
+                            y + (size_t)blockIdx.x * H, H, eps);
 }
 
 void cu_moe_combine_add_rmsnorm(cu_q *cq, float *x, const float *D, const float *wsel, const int *inv, int k,
                                 const float *w, float *y, int rows, int H, float eps, const int *map) {
-    if (rows > 0) cu_launch(cq, combine_add_rmsnorm_kernel, rows, 256, x, D, wsel, inv, k, w, y, H, eps, map);
+    if (rows > 0) cu_launch(cq, combine_add_rmsnorm_kernel, rows, NORM_THREADS, x, D, wsel, inv, k, w, y, H, eps, map);
 }

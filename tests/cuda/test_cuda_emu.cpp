@@ -640,6 +640,38 @@ static void check_pdl_model(const synth_config &c) {
     unlink(path.c_str());
 }
 
+/* LFM2C_CUDA_FUSE_NORM=0 (a decode step's residual add and norm as kernels of their own) decodes
+ * the bits of the add and norm done by the last block of the product before them (gemv_finish:
+ * the same block size, the same sums), dense layers and MoE, with and without the decode graph,
+ * each launch's block count back at 0 for the next. */
+static void check_fin_model(const synth_config &c, const char *type) {
+    const std::string path = synth_tmp(c, "fin", type, 9);
+    if (path.empty()) return;
+    lfm2c_model *in_gemv = open_emu(path, true), *in_gemv_p = open_emu(path, false);
+    setenv("LFM2C_CUDA_FUSE_NORM", "0", 1);
+    lfm2c_model *apart = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_FUSE_NORM");
+    if (in_gemv && in_gemv_p && apart) {
+        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(apart)->n_vocab);
+        const long l0 = emu_rt::S().launches;
+        const std::vector<float> b = all_logits(apart, ids, true);
+        const long l1 = emu_rt::S().launches;
+        const std::vector<float> a = all_logits(in_gemv, ids, true);
+        const long l2 = emu_rt::S().launches;
+        const std::vector<float> p = all_logits(in_gemv_p, ids, true);
+        const lfm2c_model_info *in = lfm2c_model_get_info(apart);
+        CHECK((l1 - l0) - (l2 - l1) == (long)ids.size() * in->n_layer * 2, "%ld launches apart, %ld in the products",
+              l1 - l0, l2 - l1);
+        CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
+              "%s: add + norm in the products' last blocks: logits differ from the kernels (%g, %g)", type,
+              maxabs(a.data(), b.data(), a.size()), maxabs(a.data(), p.data(), a.size()));
+    }
+    lfm2c_model_free(in_gemv);
+    lfm2c_model_free(in_gemv_p);
+    lfm2c_model_free(apart);
+    unlink(path.c_str());
+}
+
 /* a kernel that forgets pdl_ready() */
 static void no_ready_kernel(float *x) { x[threadIdx.x] = 1; }
 
@@ -721,6 +753,8 @@ int main(void) {
     check_profile(moe);
     check_glu_model(moe);
     check_pdl_model(moe);
+    check_fin_model(moe, "q4_k_m");
+    check_fin_model(dense, "q6_k");
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
     const int kv16[][2] = {{LFM2C_KV_F16, LFM2C_KV_F16}, {LFM2C_KV_F16, LFM2C_KV_F32}, {LFM2C_KV_F32, LFM2C_KV_F16}};

@@ -383,6 +383,10 @@ static inline int __shfl_up_sync(unsigned mask, int v, unsigned d) {
     return emu_shfl_int(mask, v, (emu_rt::S().cur & 31) - (int)d, "__shfl_up_sync with a partial mask");
 }
 
+/* one thread runs at a time, in order: memory is always coherent */
+static inline void __threadfence() {}
+template <class T> static inline T __ldcg(const T *p) { return *p; }
+
 static inline int atomicAdd(int *p, int v) {
     int old = *p;
     *p = old + v;
