@@ -555,8 +555,6 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     const lfm2c_model_info *in = &m->info;
     const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
     cu_scratch *s = &cm->s;
-    matmul(cm, &L->router, f, T, s->router);
-    prof_mark(cm, "router");
     int_layout il = ints_for(in, s->cap);
     int *I = s->ints;
     bool gemv = T <= CU_GEMV_COLS;
@@ -565,9 +563,19 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     int max_tiles = (n_pairs + width - 1) / width + E;
     if (max_tiles > n_pairs) max_tiles = n_pairs;
     const float *bias = L->expert_bias.data ? (const float *)dev_ptr(cm, &L->expert_bias) : nullptr;
-    cu_moe_route(&cm->q, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
-                 I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv);
-    prof_mark(cm, "route+plan");
+    if (fin.done && cu_moe_route1_ok(T, width, E, k)) { /* the routing in the router product's last block */
+        cu_fin rf = {};
+        rf.done = fin.done;
+        rf.route = {bias, E, k, I + il.sel, s->wsel, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv};
+        matmul_fin(cm, &L->router, f, T, s->router, rf);
+        prof_mark(cm, "router+route+plan");
+    } else {
+        matmul(cm, &L->router, f, T, s->router);
+        prof_mark(cm, "router");
+        cu_moe_route(&cm->q, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
+                     I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv);
+        prof_mark(cm, "route+plan");
+    }
     mm_args a = {};
     a.type = L->gate_exps.type;
     a.n = H;

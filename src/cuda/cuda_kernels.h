@@ -30,6 +30,16 @@ struct cu_tok {
     int kv_cap;
 };
 
+/* A single token's routing: its k of E experts from the router's logits (bias added for the
+ * choice only), their weights, and the one-column tiles and scatter of the experts' products. */
+struct cu_route1 {
+    const float *bias;
+    int E, k;
+    int *sel;
+    float *wsel;
+    int *tile_e, *tile_c0, *tile_n, *n_tiles, *col_src, *inv;
+};
+
 /* The residual add and the next RMSNorm of a decode step, done by the last block of the one-column
  * GEMV that makes the layer's output instead of by a kernel of its own: x += y (inv: x += the sum
  * over the k pairs j of wsel[j] * y row inv[j], the experts combined), then out = rmsnorm(x) * w.
@@ -44,6 +54,7 @@ struct cu_fin {
     const float *wsel;
     const int *inv;
     int k;
+    cu_route1 route; /* route.sel: instead of the add and norm, the routing of the logits made (y) */
 };
 
 /* A matrix product y[col * ldy + r] = W_e[r] · x[src(col)] for rows r < rows; with w_up (an up
@@ -100,6 +111,8 @@ void cu_conv_state(cu_q *cq, const float *z, const cu_tok *toks, const int *seq_
 void cu_swiglu(cu_q *cq, float *g, const float *u, size_t n);
 /* routing + plan + scatter: fills sel/wsel [T*k], tiles, col_src (sorted pair → token), inv
  * (pair → sorted position). count, fill: [E] scratch. */
+/* Whether a batch of T tokens and tiles of width columns is routed by one warp (cu_route1) */
+bool cu_moe_route1_ok(int T, int width, int E, int k);
 void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E, int k, int width, int *sel,
                   float *wsel, int *count, int *start, int *fill, int *tile_e, int *tile_c0, int *tile_n, int *n_tiles,
                   int *col_src, int *inv);

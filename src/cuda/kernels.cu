@@ -311,8 +311,10 @@ __device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
     if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
 }
 
+__device__ void route1_warp(const float *lg, const cu_route1 &r);
+
 /* After a one-column product whose a.fin.done is set (a decode step's layer output): the block
- * that finishes last does the residual add and the next norm (cu_fin). Every block counts itself
+ * that finishes last does the residual add and the next norm, or the routing (cu_fin). Every block counts itself
  * once its outputs are written and made visible (__threadfence); the count goes back to 0 for the
  * next launch. Every thread of the block calls it. */
 __device__ void gemv_finish(const mm_args &a) {
@@ -325,7 +327,9 @@ __device__ void gemv_finish(const mm_args &a) {
     __syncthreads();
     if (!last) return;
     __threadfence();
-    if (f.inv) combine_add_rmsnorm_row(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
+    if (f.route.sel) {
+        if (threadIdx.x < 32) route1_warp(a.y, f.route);
+    } else if (f.inv) combine_add_rmsnorm_row(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
     else add_rmsnorm_row(f.x, a.y, f.w, f.out, f.H, f.eps);
     if (threadIdx.x == 0) *f.done = 0;
 }
@@ -992,7 +996,8 @@ enum { ROUTE_LANE_E = 8, ROUTE_MAX_K = 16 };   /* the warp versions: E <= 32 * 8
 
 /* One token's choice by one warp, lane l holding experts l, l + 32, ...: k rounds of a warp-wide
  * argmax. The same choice as cm_route: the highest score, ties to the lower expert id; the same
- * sums. Every lane gets chosen[] and w[]; the return value is the clamped sum of the weights. */
+ * sums. Every lane gets chosen[] and w[]; the return value is the clamped sum of the weights. The
+ * logits are read past L1 (in gemv_finish, other blocks of the kernel wrote them). */
 __device__ __forceinline__ float route_select(const float *lg, const float *bias, int E, int k, int lane, int *chosen,
                                               float *w) {
     float v[ROUTE_LANE_E], sum = 0;
@@ -1000,7 +1005,7 @@ __device__ __forceinline__ float route_select(const float *lg, const float *bias
 #pragma unroll
     for (int i = 0; i < ROUTE_LANE_E; i++) {
         int e = lane + 32 * i;
-        v[i] = e < E ? cm_sigmoid(lg[e]) + (bias ? bias[e] : 0.0f) : 0.0f;
+        v[i] = e < E ? cm_sigmoid(__ldcg(lg + e)) + (bias ? bias[e] : 0.0f) : 0.0f;
     }
     for (int j = 0; j < k; j++) {
         float bv = 0;
@@ -1017,7 +1022,7 @@ __device__ __forceinline__ float route_select(const float *lg, const float *bias
         }
         if (be % 32 == lane) taken |= 1u << (be / 32);
         chosen[j] = be;
-        w[j] = cm_sigmoid(lg[be]);
+        w[j] = cm_sigmoid(__ldcg(lg + be));
         sum += w[j];
     }
     return sum < 6.103515625e-5f ? 6.103515625e-5f : sum;
@@ -1078,26 +1083,33 @@ __global__ void plan_warp_kernel(const int *count, int E, int width, int *start,
 /* A single token's whole routing in one warp (the decode step): route_warp_kernel's choice, then
  * the plan of one-column tiles and the scatter directly (pair j's tile is the rank of its expert
  * among the k chosen), as plan_warp_kernel and scatter_kernel make them for one token. */
-__global__ void route1_kernel(const float *lg, const float *bias, int E, int k, int *sel, float *wsel,
-                              int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
-    pdl_ready();
-    const int lane = threadIdx.x;
+__device__ void route1_warp(const float *lg, const cu_route1 &r) {
+    const int lane = threadIdx.x % 32, k = r.k;
     float w[ROUTE_MAX_K];
     int chosen[ROUTE_MAX_K];
-    const float sum = route_select(lg, bias, E, k, lane, chosen, w);
+    const float sum = route_select(lg, r.bias, r.E, k, lane, chosen, w);
     if (lane) return;
     for (int j = 0; j < k; j++) {
         int rank = 0;
         for (int i = 0; i < k; i++) rank += chosen[i] < chosen[j];
-        sel[j] = chosen[j];
-        wsel[j] = w[j] / sum;
-        tile_e[rank] = chosen[j];
-        tile_c0[rank] = rank;
-        tile_n[rank] = 1;
-        col_src[rank] = 0;
-        inv[j] = rank;
+        r.sel[j] = chosen[j];
+        r.wsel[j] = w[j] / sum;
+        r.tile_e[rank] = chosen[j];
+        r.tile_c0[rank] = rank;
+        r.tile_n[rank] = 1;
+        r.col_src[rank] = 0;
+        r.inv[j] = rank;
     }
-    *n_tiles = k;
+    *r.n_tiles = k;
+}
+
+__global__ void route1_kernel(const float *lg, cu_route1 r) {
+    pdl_ready();
+    route1_warp(lg, r);
+}
+
+bool cu_moe_route1_ok(int T, int width, int E, int k) {
+    return T == 1 && width == 1 && E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K;
 }
 
 /* Pairs in expert order; the order inside an expert does not change any result. */
@@ -1113,8 +1125,9 @@ __global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, in
 void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E, int k,
                   int width, int *sel, float *wsel, int *count, int *start, int *fill,
                   int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
-    if (T == 1 && width == 1 && E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K) {
-        cu_launch(cq, route1_kernel, 1, 32, logits, bias, E, k, sel, wsel, tile_e, tile_c0, tile_n, n_tiles, col_src, inv);
+    if (cu_moe_route1_ok(T, width, E, k)) {
+        const cu_route1 r = {bias, E, k, sel, wsel, tile_e, tile_c0, tile_n, n_tiles, col_src, inv};
+        cu_launch(cq, route1_kernel, 1, 32, logits, r);
         return;
     }
     cudaMemsetAsync(count, 0, sizeof(int) * (size_t)E, cq ? cq->st : nullptr);

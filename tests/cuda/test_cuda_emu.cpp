@@ -380,7 +380,7 @@ static void check_route_plan(void) {
             int *sel = out[v].data(), *te = sel + k, *tc = te + k, *tn = tc + k, *nt = tn + k, *cs = nt + 1, *inv = cs + k;
             int *count = inv + k, *start = count + E, *fill = start + E + 1;
             if (v) {
-                emu_launch(&emu::route1_kernel, 1, 32)(logits.data(), nullptr, E, k, sel, w[v].data(), te, tc, tn, nt, cs, inv);
+                emu_launch(&emu::route1_kernel, 1, 32)(logits.data(), emu::cu_route1{nullptr, E, k, sel, w[v].data(), te, tc, tn, nt, cs, inv});
             } else {
                 for (int e = 0; e < E; e++) count[e] = 0;
                 emu_launch(&emu::route_kernel, 1, 64)(logits.data(), nullptr, 1, E, k, sel, w[v].data(), count);
@@ -640,10 +640,10 @@ static void check_pdl_model(const synth_config &c) {
     unlink(path.c_str());
 }
 
-/* LFM2C_CUDA_FUSE_NORM=0 (a decode step's residual add and norm as kernels of their own) decodes
- * the bits of the add and norm done by the last block of the product before them (gemv_finish:
- * the same block size, the same sums), dense layers and MoE, with and without the decode graph,
- * each launch's block count back at 0 for the next. */
+/* LFM2C_CUDA_FUSE_NORM=0 (a decode step's residual add and norm, and its routing, as kernels of
+ * their own) decodes the bits of those done by the last block of the product before them
+ * (gemv_finish: the same block size, the same sums), dense layers and MoE, with and without the
+ * decode graph, each launch's block count back at 0 for the next. */
 static void check_fin_model(const synth_config &c, const char *type) {
     const std::string path = synth_tmp(c, "fin", type, 9);
     if (path.empty()) return;
@@ -660,8 +660,9 @@ static void check_fin_model(const synth_config &c, const char *type) {
         const long l2 = emu_rt::S().launches;
         const std::vector<float> p = all_logits(in_gemv_p, ids, true);
         const lfm2c_model_info *in = lfm2c_model_get_info(apart);
-        CHECK((l1 - l0) - (l2 - l1) == (long)ids.size() * in->n_layer * 2, "%ld launches apart, %ld in the products",
-              l1 - l0, l2 - l1);
+        const int moe_layers = in->n_expert ? in->n_layer - in->n_dense_lead : 0; /* and their routing */
+        CHECK((l1 - l0) - (l2 - l1) == (long)ids.size() * (in->n_layer * 2 + moe_layers),
+              "%ld launches apart, %ld in the products", l1 - l0, l2 - l1);
         CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
               "%s: add + norm in the products' last blocks: logits differ from the kernels (%g, %g)", type,
               maxabs(a.data(), b.data(), a.size()), maxabs(a.data(), p.data(), a.size()));
