@@ -671,12 +671,23 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
             matmul_fin(cm, &L->wo, s->big2, T, s->out, fin_for(m, cm, fuse, ffn_norm, nullptr, nullptr));
             prof_mark(cm, "o proj");
         } else {
-            matmul(cm, &L->conv_in, s->a, T, s->big);
-            prof_mark(cm, "conv in proj");
-            cu_conv(cq, s->big, (const float *)dev_ptr(cm, &L->conv_w), toks, T, H, L->conv_index, s->hid,
-                    n_seq == T);   /* a token per sequence: each token's thread also updates the state */
-            if (n_seq != T) cu_conv_state(cq, s->big, toks, seq_last, n_seq, H, L->conv_index);
-            prof_mark(cm, "conv");
+            const float *conv_w = (const float *)dev_ptr(cm, &L->conv_w);
+            if (fuse) { /* the conv in the in-projection's last block */
+                cu_fin cf = fin_for(m, cm, true, nullptr, nullptr, nullptr);
+                cf.conv_o = s->hid;
+                cf.conv_w = conv_w;
+                cf.toks = toks;
+                cf.conv_index = L->conv_index;
+                matmul_fin(cm, &L->conv_in, s->a, T, s->big, cf);
+                prof_mark(cm, "conv in proj+conv");
+            } else {
+                matmul(cm, &L->conv_in, s->a, T, s->big);
+                prof_mark(cm, "conv in proj");
+                cu_conv(cq, s->big, conv_w, toks, T, H, L->conv_index, s->hid,
+                        n_seq == T);   /* a token per sequence: each token's thread also updates the state */
+                if (n_seq != T) cu_conv_state(cq, s->big, toks, seq_last, n_seq, H, L->conv_index);
+                prof_mark(cm, "conv");
+            }
             matmul_fin(cm, &L->conv_out, s->hid, T, s->out, fin_for(m, cm, fuse, ffn_norm, nullptr, nullptr));
             prof_mark(cm, "conv out proj");
         }

@@ -55,6 +55,12 @@ struct cu_fin {
     const int *inv;
     int k;
     cu_route1 route; /* route.sel: instead of the add and norm, the routing of the logits made (y) */
+    /* conv_o: instead, the gated short conv of the conv layer conv_index's in-projection made (y,
+     * one token: rows B | C | X of H each), into conv_o, and the token's conv state updated */
+    float *conv_o;
+    const float *conv_w;
+    const cu_tok *toks;
+    int conv_index;
 };
 
 /* A matrix product y[col * ldy + r] = W_e[r] · x[src(col)] for rows r < rows; with w_up (an up

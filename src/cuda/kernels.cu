@@ -313,6 +313,18 @@ __device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
 
 __device__ void route1_warp(const float *lg, const cu_route1 &r);
 
+/* The gated short conv of a batch of one token, every channel by the calling block: conv_kernel's
+ * output and state update with the token's previous u's both from the state. z is read past L1
+ * (other blocks of the kernel wrote it); the same products as cm_conv_elem and cm_conv_state_elem. */
+__device__ void conv1_block(const float *z, const float *w, float *state, float *o, int H) {
+    for (int c = threadIdx.x; c < H; c += blockDim.x) {
+        const float u0 = __ldcg(z + c) * __ldcg(z + 2 * H + c), u1 = state[H + c], u2 = state[c];
+        o[c] = cm_conv_out(w + 3 * c, u2, u1, u0, __ldcg(z + H + c));
+        state[c] = u1;
+        state[H + c] = u0;
+    }
+}
+
 /* After a one-column product whose a.fin.done is set (a decode step's layer output): the block
  * that finishes last does the residual add and the next norm, or the routing (cu_fin). Every block counts itself
  * once its outputs are written and made visible (__threadfence); the count goes back to 0 for the
@@ -329,6 +341,8 @@ __device__ void gemv_finish(const mm_args &a) {
     __threadfence();
     if (f.route.sel) {
         if (threadIdx.x < 32) route1_warp(a.y, f.route);
+    } else if (f.conv_o) {
+        conv1_block(a.y, f.conv_w, f.toks[0].conv + (size_t)f.conv_index * 2 * f.H, f.conv_o, f.H);
     } else if (f.inv) combine_add_rmsnorm_row(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
     else add_rmsnorm_row(f.x, a.y, f.w, f.out, f.H, f.eps);
     if (threadIdx.x == 0) *f.done = 0;

@@ -640,8 +640,8 @@ static void check_pdl_model(const synth_config &c) {
     unlink(path.c_str());
 }
 
-/* LFM2C_CUDA_FUSE_NORM=0 (a decode step's residual add and norm, and its routing, as kernels of
- * their own) decodes the bits of those done by the last block of the product before them
+/* LFM2C_CUDA_FUSE_NORM=0 (a decode step's residual add and norm, its routing and its conv, as
+ * kernels of their own) decodes the bits of those done by the last block of the product before them
  * (gemv_finish: the same block size, the same sums), dense layers and MoE, with and without the
  * decode graph, each launch's block count back at 0 for the next. */
 static void check_fin_model(const synth_config &c, const char *type) {
@@ -660,8 +660,9 @@ static void check_fin_model(const synth_config &c, const char *type) {
         const long l2 = emu_rt::S().launches;
         const std::vector<float> p = all_logits(in_gemv_p, ids, true);
         const lfm2c_model_info *in = lfm2c_model_get_info(apart);
-        const int moe_layers = in->n_expert ? in->n_layer - in->n_dense_lead : 0; /* and their routing */
-        CHECK((l1 - l0) - (l2 - l1) == (long)ids.size() * (in->n_layer * 2 + moe_layers),
+        int moe_layers = 0, conv_layers = 0; /* and their routing, their conv */
+        for (int l = 0; l < in->n_layer; l++) moe_layers += in->is_moe[l], conv_layers += !in->is_attention[l];
+        CHECK((l1 - l0) - (l2 - l1) == (long)ids.size() * (in->n_layer * 2 + moe_layers + conv_layers),
               "%ld launches apart, %ld in the products", l1 - l0, l2 - l1);
         CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
               "%s: add + norm in the products' last blocks: logits differ from the kernels (%g, %g)", type,
