@@ -544,9 +544,9 @@ stage_speed() {
     echo "- the decode with \`LFM2C_CUDA_PDL=0\` (no kernel starts before the one before it ends): $(rc_word "$RC") in ${DUR}s" | frag
     bench_rows bench_nopdl | sed 's/| cuda |/| cuda, no overlap |/' >>"$WORK/logs/speed_table.md"
     # decode with each layer's residual add and norm as kernels of their own
-    LFM2C_CUDA_FUSE_NORM=0 run_bench bench_nofin 120 -m "$m" --device cuda -p 0 -n $n -r 1
-    echo "- the decode with \`LFM2C_CUDA_FUSE_NORM=0\` (the residual add and norm, the routing and the conv as kernels of their own): $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows bench_nofin | sed 's/| cuda |/| cuda, add+norm kernels |/' >>"$WORK/logs/speed_table.md"
+    LFM2C_CUDA_FUSE=0 run_bench bench_nofin 120 -m "$m" --device cuda -p 0 -n $n -r 1
+    echo "- the decode with \`LFM2C_CUDA_FUSE=0\` (the residual add and norm, the routing and the conv as kernels of their own): $(rc_word "$RC") in ${DUR}s" | frag
+    bench_rows bench_nofin | sed 's/| cuda |/| cuda, unfused |/' >>"$WORK/logs/speed_table.md"
     # the prefill GEMM before the K-quant mma kernels (dequantized weights on wmma), to compare
     LFM2C_CUDA_TC=wmma run_bench bench_wmma 120 -m "$m" --device cuda -p $p -n 0 -r 1
     echo "- the prefill with \`LFM2C_CUDA_TC=wmma\` (the GEMM on dequantized weights, as before the K-quant mma kernels): $(rc_word "$RC") in ${DUR}s" | frag

@@ -640,7 +640,7 @@ static void check_pdl_model(const synth_config &c) {
     unlink(path.c_str());
 }
 
-/* LFM2C_CUDA_FUSE_NORM=0 (a decode step's residual add and norm, its routing and its conv, as
+/* LFM2C_CUDA_FUSE=0 (a decode step's residual add and norm, its routing and its conv, as
  * kernels of their own) decodes the bits of those done by the last block of the product before them
  * (gemv_finish: the same block size, the same sums), dense layers and MoE, with and without the
  * decode graph, each launch's block count back at 0 for the next. */
@@ -648,9 +648,9 @@ static void check_fin_model(const synth_config &c, const char *type) {
     const std::string path = synth_tmp(c, "fin", type, 9);
     if (path.empty()) return;
     lfm2c_model *in_gemv = open_emu(path, true), *in_gemv_p = open_emu(path, false);
-    setenv("LFM2C_CUDA_FUSE_NORM", "0", 1);
+    setenv("LFM2C_CUDA_FUSE", "0", 1);
     lfm2c_model *apart = open_emu(path, true);
-    unsetenv("LFM2C_CUDA_FUSE_NORM");
+    unsetenv("LFM2C_CUDA_FUSE");
     if (in_gemv && in_gemv_p && apart) {
         const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(apart)->n_vocab);
         const long l0 = emu_rt::S().launches;
