@@ -129,7 +129,8 @@ find_cuda_tool() {  # find_cuda_tool NAME: on PATH, else under /usr/local/cuda*/
   command -v "$1" 2>/dev/null && return 0
   local c
   for c in /usr/local/cuda/bin/"$1" /usr/local/cuda-*/bin/"$1" /opt/nvidia/nsight-systems/*/bin/"$1" \
-           /opt/nvidia/nsight-systems*/bin/"$1" /usr/local/cuda/nsight-systems*/bin/"$1"; do
+           /opt/nvidia/nsight-systems*/bin/"$1" /usr/local/cuda/nsight-systems*/bin/"$1" \
+           /opt/nvidia/nsight-compute/*/"$1" /usr/local/cuda/nsight-compute*/"$1"; do
     [ -x "$c" ] && { echo "$c"; return 0; }
   done
   return 1
@@ -577,6 +578,50 @@ stage_speed() {
   else
     echo "- nsys: $( [ "$device" = cuda ] && echo "not found (PATH, /usr/local/cuda/bin, /opt/nvidia/nsight-systems)" || echo "not run (--device cpu)")" | frag
   fi
+  # each kernel alone: Nsight Compute's speed-of-light and occupancy of a decode step's kernels
+  # and of the prefill GEMMs (GPU_CHECK_NCU=0: not run)
+  local ncu
+  if [ "$device" = cuda ] && [ "${GPU_CHECK_NCU:-1}" != 0 ] && ncu=$(find_cuda_tool ncu); then
+    local sec=(--section SpeedOfLight --section Occupancy --section LaunchStats)
+    run_step ncu_decode 150 "$ncu" --csv --page details "${sec[@]}" -k "regex:gemv|attention|qk_kernel|rmsnorm|route|conv|embed|rope" \
+      --launch-skip 400 --launch-count 16 "$BIN" bench -m "$m" --device cuda -p 0 -n 8 -r 1
+    echo "- ncu, a decode step's kernels each alone: $(rc_word "$RC") in ${DUR}s" | frag
+    ncu_table ncu_decode | frag
+    run_step ncu_prefill 150 "$ncu" --csv --page details "${sec[@]}" -k "regex:gemm" --launch-skip 20 --launch-count 8 \
+      "$BIN" bench -m "$m" --device cuda -p 512 -n 0 -r 1
+    echo "- ncu, prefill GEMMs (\`-p 512\`) each alone: $(rc_word "$RC") in ${DUR}s" | frag
+    ncu_table ncu_prefill | frag
+  else
+    echo "- ncu: $( [ "$device" = cuda ] && echo "not run (GPU_CHECK_NCU=0, or not found: PATH, /usr/local/cuda/bin, /opt/nvidia/nsight-compute)" || echo "not run (--device cpu)")" | frag
+  fi
+}
+
+# ncu_table NAME: the kernels of logs/NAME.log (ncu --csv --page details) as a markdown table
+ncu_table() {
+  py "$WORK/logs/$1.log" <<'EOF2'
+import csv, io, re, sys
+text = open(sys.argv[1], errors='replace').read()
+start = text.find('"ID"')
+rows = list(csv.DictReader(io.StringIO(text[start:]))) if start >= 0 else []
+want = [("Duration", "time"), ("DRAM Throughput", "DRAM %"), ("Compute (SM) Throughput", "SM %"),
+        ("Achieved Occupancy", "occupancy %"), ("Registers Per Thread", "registers")]
+kern = {}
+for r in rows:
+    k = kern.setdefault(r.get("ID"), {"name": r.get("Kernel Name", ""), "grid": r.get("Grid Size", ""),
+                                      "block": r.get("Block Size", "")})
+    k[r.get("Metric Name")] = (r.get("Metric Value", ""), r.get("Metric Unit", ""))
+if not kern:
+    print("    (no kernels in the output)"); sys.exit()
+print("| kernel | grid | block | " + " | ".join(h for _, h in want) + " |")
+print("|---|---|---|" + "---:|" * len(want))
+for k in kern.values():
+    name = re.sub(r"\(.*", "", k["name"])[:48]
+    cells = []
+    for m, _ in want:
+        v = k.get(m)
+        cells.append((v[0] + (" " + v[1] if m == "Duration" else "")) if v else "")
+    print("| %s | %s | %s | %s |" % (name, k["grid"], k["block"], " | ".join(cells)))
+EOF2
 }
 
 # ---- stage: serve under load -----------------------------------------------------------------
