@@ -340,6 +340,13 @@ stage_correct() {
     if [ "$device" = cuda ] && [ -x "$build_dir/test_cuda_forward" ]; then   # the GEMMs in float (gemm_kernel) too
       run_step ctest_cuda_float 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_TC=0 '$build_dir/test_cuda_forward'"
       echo "- test_cuda_forward with \`LFM2C_CUDA_TC=0\` (the GEMMs in float, not on the tensor cores): $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_float.log")" | frag
+      # failed: again without the overlapping launches, then also unfused, to name the culprit
+      if [ "$rc_tc" != 0 ] && [ "$skipped" = false ]; then
+        run_step ctest_cuda_nopdl 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_PDL=0 '$build_dir/test_cuda_forward'"
+        echo "- failed: again with \`LFM2C_CUDA_PDL=0\` (no overlapping launches): $(rc_word "$RC") — $(tail -1 "$WORK/logs/ctest_cuda_nopdl.log")" | frag
+        run_step ctest_cuda_plain 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_PDL=0 LFM2C_CUDA_FUSE=0 LFM2C_CUDA_GLU=0 '$build_dir/test_cuda_forward'"
+        echo "- and with \`LFM2C_CUDA_PDL=0 LFM2C_CUDA_FUSE=0 LFM2C_CUDA_GLU=0\` (no overlap, nothing fused): $(rc_word "$RC") — $(tail -1 "$WORK/logs/ctest_cuda_plain.log")" | frag
+      fi
       RC=$rc_tc
     fi
     echo "{\"rc\": $RC, \"seconds\": $DUR, \"device_tests_skipped\": $skipped}" >"$WORK/json/ctest_cuda.json"
