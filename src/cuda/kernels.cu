@@ -224,6 +224,19 @@ __device__ __forceinline__ int q4k_byte(uint32_t w0, uint32_t w1, uint32_t w2, i
     return (int)(w >> 8 * (j & 3)) & 0xFF;
 }
 
+/* cm_kq_scale_min of sub-block j from a K-quant block's first 16 bytes held as words w (d | dmin,
+ * then the 12 bytes of scales) */
+__device__ __forceinline__ void q4k_scale_min(const uint32_t w[4], int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = q4k_byte(w[1], w[2], w[3], j) & 63;
+        *mn = q4k_byte(w[1], w[2], w[3], j + 4) & 63;
+    } else {
+        const int bj4 = q4k_byte(w[1], w[2], w[3], j + 4);
+        *sc = (bj4 & 0xF) | (q4k_byte(w[1], w[2], w[3], j - 4) >> 6) << 4;
+        *mn = (bj4 >> 4) | (q4k_byte(w[1], w[2], w[3], j) >> 6) << 4;
+    }
+}
+
 /* x[0..15] . the low (hi = 0) or high nibbles of the 16 bytes q, and the sum of x[0..15] */
 __device__ __forceinline__ void q4k_dot16(uint4 q, const float *x, int hi, float *dot, float *sum) {
     const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
@@ -250,17 +263,7 @@ __device__ __forceinline__ float q4k_lane_dot(uint4 q, const uint32_t w[4], cons
     q4k_dot16(q, x + 64 * c + l0 + 32, 1, &dh, &sh);
     int sc[2], mn[2];
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int j = 2 * c + h;
-        if (j < 4) {
-            sc[h] = q4k_byte(w[1], w[2], w[3], j) & 63;
-            mn[h] = q4k_byte(w[1], w[2], w[3], j + 4) & 63;
-        } else {
-            const int bj4 = q4k_byte(w[1], w[2], w[3], j + 4);
-            sc[h] = (bj4 & 0xF) | (q4k_byte(w[1], w[2], w[3], j - 4) >> 6) << 4;
-            mn[h] = (bj4 >> 4) | (q4k_byte(w[1], w[2], w[3], j) >> 6) << 4;
-        }
-    }
+    for (int h = 0; h < 2; h++) q4k_scale_min(w, 2 * c + h, &sc[h], &mn[h]);
     const float d = cm_half(w[0] & 0xFFFF), dmin = cm_half(w[0] >> 16);
     return d * ((float)sc[0] * dl + (float)sc[1] * dh) - dmin * ((float)mn[0] * sl + (float)mn[1] * sh);
 }
@@ -586,45 +589,69 @@ __device__ __forceinline__ void kq_store(const mm_args &a, float (*acc)[4], int 
         }
 }
 
-/* Row lr's 64 weights of a Q4_K / Q5_K step taken by thread part (0, 1): the pair of sub-blocks
- * j = 2 (step half) + part, low nibbles then high, as sc q; d, and dmin m of the two. */
+/* What a thread reads of a Q4_K / Q5_K step from memory (kq_fetch45), kept in registers until
+ * kq_store45 turns it into halves: the quants of its pair of sub-blocks, Q5_K's high bits, and the
+ * block's first 16 bytes (d | dmin, the 12 bytes of scales) as words. */
+struct kq_raw {
+    uint4 q[2], qh[2];
+    uint32_t head[4];
+};
+
+/* Thread part's (0, 1) share of row wrow's Q4_K / Q5_K step from kb: the pair of sub-blocks
+ * j = 2 (step half) + part (wrow NULL: none). 16-byte loads: blocks of 144 / 176 bytes keep their
+ * quants 16-byte aligned. */
 template <uint32_t T>
-__device__ __forceinline__ void kq_load_w45(kq_smem &sm, const uint8_t *wrow, int kb, int lr, int part) {
+__device__ __forceinline__ void kq_fetch45(kq_raw &r, const uint8_t *wrow, int kb, int part) {
+    if (!wrow) return;
     const int j = 2 * ((kb / KQ_BK) % 2) + part;
-    if (!wrow) {
+    const size_t bsz = T == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
+    const int qs_at = T == GGML_Q4_K ? CM_AT(block_q4_K, qs) : CM_AT(block_q5_K, qs);
+    const uint8_t *b = wrow + (size_t)(kb / QK_K) * bsz;
+    r.q[0] = *(const uint4 *)(b + qs_at + 32 * j);
+    r.q[1] = *(const uint4 *)(b + qs_at + 32 * j + 16);
+    if (T == GGML_Q5_K) {
+        r.qh[0] = *(const uint4 *)(b + CM_AT(block_q5_K, qh));
+        r.qh[1] = *(const uint4 *)(b + CM_AT(block_q5_K, qh) + 16);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) r.head[i] = *(const uint32_t *)(b + 4 * i);
+}
+
+/* byte i (0..31) of two 16-byte registers */
+__device__ __forceinline__ int kq_byte(const uint4 (&v)[2], int i) {
+    const uint4 &h = v[i / 16];
+    const uint32_t w = (i % 16) < 4 ? h.x : (i % 16) < 8 ? h.y : (i % 16) < 12 ? h.z : h.w;
+    return (int)(w >> 8 * (i % 4)) & 0xFF;
+}
+
+/* Row lr's 64 weights of the step fetched into r by thread part: low nibbles then high, as sc q
+ * (with Q5_K's fifth bit); d, and dmin m of the two sub-blocks (present false: zeros). */
+template <uint32_t T>
+__device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw &r, bool present, int kb, int lr, int part) {
+    if (!present) {
         for (int i = 0; i < 32; i++) sm.w[lr][32 * part + i] = 0;
         if (part == 0) sm.wd[lr] = 0;
         sm.wsc[lr][2 * part] = sm.wsc[lr][2 * part + 1] = 0;
         return;
     }
-    const size_t bsz = T == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
-    const int qs_at = T == GGML_Q4_K ? CM_AT(block_q4_K, qs) : CM_AT(block_q5_K, qs);
-    const uint8_t *b = wrow + (size_t)(kb / QK_K) * bsz;
-    union {
-        uint4 v[2];
-        uint8_t b[32];
-    } q, qh; /* 16-byte loads: blocks of 144 / 176 bytes keep their quants 16-byte aligned */
-    q.v[0] = *(const uint4 *)(b + qs_at + 32 * j);
-    q.v[1] = *(const uint4 *)(b + qs_at + 32 * j + 16);
-    if (T == GGML_Q5_K) {
-        qh.v[0] = *(const uint4 *)(b + CM_AT(block_q5_K, qh));
-        qh.v[1] = *(const uint4 *)(b + CM_AT(block_q5_K, qh) + 16);
-    }
+    const int j = 2 * ((kb / KQ_BK) % 2) + part;
     int sc0, mn0, sc1, mn1;
-    cm_kq_scale_min(2 * j, b + CM_AT(block_q4_K, scales), &sc0, &mn0);
-    cm_kq_scale_min(2 * j + 1, b + CM_AT(block_q4_K, scales), &sc1, &mn1);
+    q4k_scale_min(r.head, 2 * j, &sc0, &mn0);
+    q4k_scale_min(r.head, 2 * j + 1, &sc1, &mn1);
 #pragma unroll
     for (int l = 0; l < 32; l += 2) {
-        int lo0 = q.b[l] & 0xF, lo1 = q.b[l + 1] & 0xF, hi0 = q.b[l] >> 4, hi1 = q.b[l + 1] >> 4;
+        const int b0 = kq_byte(r.q, l), b1 = kq_byte(r.q, l + 1);
+        int lo0 = b0 & 0xF, lo1 = b1 & 0xF, hi0 = b0 >> 4, hi1 = b1 >> 4;
         if (T == GGML_Q5_K) {
-            lo0 += ((qh.b[l] >> (2 * j)) & 1) << 4, lo1 += ((qh.b[l + 1] >> (2 * j)) & 1) << 4;
-            hi0 += ((qh.b[l] >> (2 * j + 1)) & 1) << 4, hi1 += ((qh.b[l + 1] >> (2 * j + 1)) & 1) << 4;
+            const int h0 = kq_byte(r.qh, l), h1 = kq_byte(r.qh, l + 1);
+            lo0 += ((h0 >> (2 * j)) & 1) << 4, lo1 += ((h1 >> (2 * j)) & 1) << 4;
+            hi0 += ((h0 >> (2 * j + 1)) & 1) << 4, hi1 += ((h1 >> (2 * j + 1)) & 1) << 4;
         }
         sm.w[lr][32 * part + l / 2] = h2bits((float)(sc0 * lo0), (float)(sc0 * lo1));
         sm.w[lr][32 * part + 16 + l / 2] = h2bits((float)(sc1 * hi0), (float)(sc1 * hi1));
     }
-    const float dm = cm_half_at(b + CM_AT(block_q4_K, dmin));
-    if (part == 0) sm.wd[lr] = cm_half_at(b + CM_AT(block_q4_K, d));
+    const float dm = cm_half(r.head[0] >> 16);
+    if (part == 0) sm.wd[lr] = cm_half(r.head[0] & 0xFFFF);
     sm.wsc[lr][2 * part] = dm * (float)mn0;
     sm.wsc[lr][2 * part + 1] = dm * (float)mn1;
 }
@@ -670,8 +697,9 @@ __device__ __forceinline__ void kq_load_w6(kq_smem &sm, const uint8_t *wrow, int
  * tiles); a step is half a superblock (128 weights): each of the 128 threads turns 64 quants of
  * one row into halves and one sub-block of one column into high and low halves and its sum; each
  * warp then multiplies its 16 rows by the 32 columns (four 16 x 8 tiles, 16 products a slice of
- * 16). Values of x beyond the half range (65504) are not handled: LFM2C_CUDA_TC=0 takes
- * gemm_kernel instead. */
+ * 16). Q4_K / Q5_K weights of the next step are fetched into registers (kq_raw) before this
+ * step's products, so their memory latency overlaps the products. Values of x beyond the half
+ * range (65504) are not handled: LFM2C_CUDA_TC=0 takes gemm_kernel instead. */
 template <uint32_t T>
 __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
     pdl_ready();
@@ -684,11 +712,16 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
         r0 + lr < a.rows ? a.w + (size_t)e * a.expert_stride + (size_t)(r0 + lr) * a.row_bytes : nullptr;
     const float *xrow = tid / 4 < nc ? mm_xrow(a, c0 + tid / 4) : nullptr;
     float acc[4][4] = {};
+    kq_raw raw = {};
+    if constexpr (T != GGML_Q6_K) kq_fetch45<T>(raw, wrow, 0, tid % 2);
     for (int kb = 0; kb < a.n; kb += KQ_BK) {
         if constexpr (T == GGML_Q6_K) kq_load_w6(sm, wrow, kb, lr, tid % 2);
-        else kq_load_w45<T>(sm, wrow, kb, lr, tid % 2);
+        else kq_store45<T>(sm, raw, wrow != nullptr, kb, lr, tid % 2);
         kq_load_x(sm, xrow, kb, tid);
         __syncthreads();
+        /* Q4_K / Q5_K: the next step's weights are on their way while this step's products run */
+        if constexpr (T != GGML_Q6_K)
+            if (kb + KQ_BK < a.n) kq_fetch45<T>(raw, wrow, kb + KQ_BK, tid % 2);
         if constexpr (T == GGML_Q6_K) {
 #pragma unroll
             for (int ks = 0; ks < KQ_BK / 2; ks += 8) {
