@@ -515,6 +515,17 @@ for r in rows:
 EOF
 }
 
+# bench_variant NAME VAR=VALUE LABEL WHAT BENCH-ARGS...: stage_speed's model ($m) on CUDA again with
+# one variable set, one repetition; its rows join the speed table as "cuda, LABEL"
+bench_variant() {
+  local name=$1 set=$2 label=$3 what=$4
+  local -x "$set"
+  shift 4
+  run_bench "$name" 120 -m "$m" --device cuda "$@" -r 1
+  echo "- \`$set lfm2c bench $* -r 1\` ($what): $(rc_word "$RC") in ${DUR}s" | frag
+  bench_rows "$name" | sed "s/| cuda |/| cuda, $label |/" >>"$WORK/logs/speed_table.md"
+}
+
 stage_speed() {
   begin_stage speed
   need_bin || return
@@ -538,27 +549,13 @@ stage_speed() {
     echo "- the same with \`-p 0\` (decode steps only, one token each):" | frag
     echo '```' | frag; sed -n '/^CUDA profile/,$p' "$WORK/logs/bench_profile_tg.log" | head -30 | frag; echo '```' | frag
   fi
-  # the same decode without the CUDA graph: the difference is the launch overhead the graph saves
+  # the decode, then the prefill, with one of the backend's variables set: what each change bought
   if [ "$device" = cuda ]; then
-    LFM2C_CUDA_GRAPH=0 run_bench bench_nograph 120 -m "$m" --device cuda -p 0 -n $n -r 1
-    echo "- the same decode with \`LFM2C_CUDA_GRAPH=0\` (plain launches): $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows bench_nograph | sed 's/| cuda |/| cuda, no graph |/' >>"$WORK/logs/speed_table.md"
-    # decode with the gate, the up and the SwiGLU as three launches, as before they were one
-    LFM2C_CUDA_GLU=0 run_bench bench_noglu 120 -m "$m" --device cuda -p 0 -n $n -r 1
-    echo "- the decode with \`LFM2C_CUDA_GLU=0\` (gate, up and SwiGLU as three launches): $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows bench_noglu | sed 's/| cuda |/| cuda, three-launch GLU |/' >>"$WORK/logs/speed_table.md"
-    # decode without the kernels overlapping the one before them (programmatic dependent launch)
-    LFM2C_CUDA_PDL=0 run_bench bench_nopdl 120 -m "$m" --device cuda -p 0 -n $n -r 1
-    echo "- the decode with \`LFM2C_CUDA_PDL=0\` (no kernel starts before the one before it ends): $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows bench_nopdl | sed 's/| cuda |/| cuda, no overlap |/' >>"$WORK/logs/speed_table.md"
-    # decode with each layer's residual add and norm as kernels of their own
-    LFM2C_CUDA_FUSE=0 run_bench bench_nofin 120 -m "$m" --device cuda -p 0 -n $n -r 1
-    echo "- the decode with \`LFM2C_CUDA_FUSE=0\` (the residual add and norm, the routing and the conv as kernels of their own): $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows bench_nofin | sed 's/| cuda |/| cuda, unfused |/' >>"$WORK/logs/speed_table.md"
-    # the prefill GEMM before the K-quant mma kernels (dequantized weights on wmma), to compare
-    LFM2C_CUDA_TC=wmma run_bench bench_wmma 120 -m "$m" --device cuda -p $p -n 0 -r 1
-    echo "- the prefill with \`LFM2C_CUDA_TC=wmma\` (the GEMM on dequantized weights, as before the K-quant mma kernels): $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows bench_wmma | sed 's/| cuda |/| cuda, wmma GEMM |/' >>"$WORK/logs/speed_table.md"
+    bench_variant bench_nograph LFM2C_CUDA_GRAPH=0 "no graph" "plain launches, no CUDA graph (the launch overhead the graph saves)" -p 0 -n $n
+    bench_variant bench_noglu LFM2C_CUDA_GLU=0 "three-launch GLU" "gate, up and SwiGLU as three launches, as before they were one" -p 0 -n $n
+    bench_variant bench_nopdl LFM2C_CUDA_PDL=0 "no overlap" "no kernel starts before the one before it ends" -p 0 -n $n
+    bench_variant bench_nofin LFM2C_CUDA_FUSE=0 "unfused" "the residual add and norm, the routing and the conv as kernels of their own" -p 0 -n $n
+    bench_variant bench_wmma LFM2C_CUDA_TC=wmma "wmma GEMM" "the prefill GEMM on dequantized weights, as before the K-quant mma kernels" -p $p -n 0
   fi
   run_bench bench_batched 300 -m "$m" --device "$device" -b $b -p $bp -n $bn -r 1
   echo "- \`lfm2c bench --device $device -b $b -p $bp -n $bn\`: $(rc_word "$RC") in ${DUR}s (target on H100: ≥ 30K total tok/s; vLLM 26.8K at BF16)" | frag

@@ -552,27 +552,59 @@ static void check_gemm_kq(void) {
             }
 }
 
+/* A synthetic model opened three ways: as the backend's defaults have it, with the decode graph (a)
+ * and without (p), and with the variable var set to "0" (b); the logits of a prompt decoded one
+ * token at a time each way, and the emulated launches (all, and overlapping ones) of a and b. */
+struct variant_run {
+    bool ok = false;
+    int n_tokens = 0, n_layer = 0, moe_layers = 0, conv_layers = 0; /* the prompt, the model's layers */
+    std::vector<float> a, p, b;
+    long launches_a = 0, launches_b = 0, pdl_a = 0, pdl_b = 0;
+};
+static variant_run run_variant(const synth_config &c, const char *name, const char *type, uint64_t seed,
+                               const char *var) {
+    variant_run r;
+    const std::string path = synth_tmp(c, name, type, seed);
+    if (path.empty()) return r;
+    lfm2c_model *def = open_emu(path, true), *def_p = open_emu(path, false);
+    setenv(var, "0", 1);
+    lfm2c_model *off = open_emu(path, true);
+    unsetenv(var);
+    if (def && def_p && off) {
+        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(def)->n_vocab);
+        const emu_rt::state &s = emu_rt::S();
+        long l0 = s.launches, p0 = s.pdl_launches;
+        r.b = all_logits(off, ids, true);
+        r.launches_b = s.launches - l0, r.pdl_b = s.pdl_launches - p0;
+        l0 = s.launches, p0 = s.pdl_launches;
+        r.a = all_logits(def, ids, true);
+        r.launches_a = s.launches - l0, r.pdl_a = s.pdl_launches - p0;
+        r.p = all_logits(def_p, ids, true);
+        r.n_tokens = (int)ids.size();
+        const lfm2c_model_info *in = lfm2c_model_get_info(def);
+        r.n_layer = in->n_layer;
+        for (int l = 0; l < in->n_layer; l++) r.moe_layers += in->is_moe[l], r.conv_layers += !in->is_attention[l];
+        r.ok = true;
+    }
+    lfm2c_model_free(def);
+    lfm2c_model_free(def_p);
+    lfm2c_model_free(off);
+    unlink(path.c_str());
+    return r;
+}
+
+/* r's three ways decode the same bits */
+static void check_same_bits(const variant_run &r, const char *what) {
+    CHECK(maxabs(r.a.data(), r.b.data(), r.a.size()) == 0 && maxabs(r.a.data(), r.p.data(), r.a.size()) == 0,
+          "%s: logits differ (%g from the variable's, %g without the graph)", what,
+          maxabs(r.a.data(), r.b.data(), r.a.size()), maxabs(r.a.data(), r.p.data(), r.a.size()));
+}
+
 /* LFM2C_CUDA_GLU=0 (a token's gate, up and SwiGLU as three launches) decodes the bits of the one
  * launch, with and without the decode graph. */
 static void check_glu_model(const synth_config &c) {
-    const std::string path = synth_tmp(c, "glu", "q4_k_m", 6);
-    if (path.empty()) return;
-    lfm2c_model *one = open_emu(path, true);
-    setenv("LFM2C_CUDA_GLU", "0", 1);
-    lfm2c_model *three = open_emu(path, true), *three_p = open_emu(path, false);
-    unsetenv("LFM2C_CUDA_GLU");
-    if (one && three && three_p) {
-        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(one)->n_vocab);
-        const std::vector<float> a = all_logits(one, ids, true), b = all_logits(three, ids, true),
-                                 p = all_logits(three_p, ids, true);
-        CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
-              "gate+up+swiglu in one launch: logits differ from three launches (%g, %g)",
-              maxabs(a.data(), b.data(), a.size()), maxabs(a.data(), p.data(), a.size()));
-    }
-    lfm2c_model_free(one);
-    lfm2c_model_free(three);
-    lfm2c_model_free(three_p);
-    unlink(path.c_str());
+    const variant_run r = run_variant(c, "glu", "q4_k_m", 6, "LFM2C_CUDA_GLU");
+    if (r.ok) check_same_bits(r, "gate+up+swiglu in one launch against three");
 }
 
 /* LFM2C_CUDA_PROFILE=1: plain launches with an event after each stage; the logits stay those of
@@ -608,70 +640,29 @@ static void check_profile(const synth_config &c) {
 }
 
 /* Kernels that overlap the one before them (LFM2C_CUDA_PDL, on by default on compute capability
- * 9.0, which the emulation reports): every launch after the first of a forward asks for it, every
- * thread of those kernels calls pdl_ready() (the emulation checks each), and LFM2C_CUDA_PDL=0
- * launches none of them, with the same logits. */
+ * 9.0, which the emulation reports): most launches of a forward ask for it (not the first, after
+ * the table's upload, a copy), every thread of those kernels calls pdl_ready() (the emulation
+ * checks each), and LFM2C_CUDA_PDL=0 launches none of them, with the same logits. */
 static void check_pdl_model(const synth_config &c) {
-    const std::string path = synth_tmp(c, "pdl", "q4_k_m", 8);
-    if (path.empty()) return;
-    lfm2c_model *on = open_emu(path, true), *on_p = open_emu(path, false);
-    setenv("LFM2C_CUDA_PDL", "0", 1);
-    lfm2c_model *off = open_emu(path, true);
-    unsetenv("LFM2C_CUDA_PDL");
-    if (on && on_p && off) {
-        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(on)->n_vocab);
-        emu_rt::state &s = emu_rt::S();
-        long l0 = s.launches, p0 = s.pdl_launches;
-        const std::vector<float> b = all_logits(off, ids, true);
-        CHECK(s.pdl_launches == p0 && s.launches > l0, "LFM2C_CUDA_PDL=0: %ld overlapping launches",
-              s.pdl_launches - p0);
-        l0 = s.launches, p0 = s.pdl_launches;
-        const std::vector<float> a = all_logits(on, ids, true), p = all_logits(on_p, ids, true);
-        const long n = s.launches - l0, np = s.pdl_launches - p0;
-        /* per forward, the first kernel follows the table's upload (a copy): it cannot overlap */
-        CHECK(np > n / 2 && np < n, "%ld of %ld launches overlap the one before", np, n);
-        CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
-              "overlapping launches: logits differ (%g, %g)", maxabs(a.data(), b.data(), a.size()),
-              maxabs(a.data(), p.data(), a.size()));
-    }
-    lfm2c_model_free(on);
-    lfm2c_model_free(on_p);
-    lfm2c_model_free(off);
-    unlink(path.c_str());
+    const variant_run r = run_variant(c, "pdl", "q4_k_m", 8, "LFM2C_CUDA_PDL");
+    if (!r.ok) return;
+    CHECK(r.pdl_b == 0 && r.launches_b > 0, "LFM2C_CUDA_PDL=0: %ld overlapping launches", r.pdl_b);
+    CHECK(r.pdl_a > r.launches_a / 2 && r.pdl_a < r.launches_a, "%ld of %ld launches overlap the one before", r.pdl_a,
+          r.launches_a);
+    check_same_bits(r, "overlapping launches");
 }
 
-/* LFM2C_CUDA_FUSE=0 (a decode step's residual add and norm, its routing and its conv, as
- * kernels of their own) decodes the bits of those done by the last block of the product before them
+/* LFM2C_CUDA_FUSE=0 (a decode step's residual add and norm, its routing and its conv, as kernels
+ * of their own) decodes the bits of those done by the last block of the product before them
  * (gemv_finish: the same block size, the same sums), dense layers and MoE, with and without the
  * decode graph, each launch's block count back at 0 for the next. */
 static void check_fin_model(const synth_config &c, const char *type) {
-    const std::string path = synth_tmp(c, "fin", type, 9);
-    if (path.empty()) return;
-    lfm2c_model *in_gemv = open_emu(path, true), *in_gemv_p = open_emu(path, false);
-    setenv("LFM2C_CUDA_FUSE", "0", 1);
-    lfm2c_model *apart = open_emu(path, true);
-    unsetenv("LFM2C_CUDA_FUSE");
-    if (in_gemv && in_gemv_p && apart) {
-        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(apart)->n_vocab);
-        const long l0 = emu_rt::S().launches;
-        const std::vector<float> b = all_logits(apart, ids, true);
-        const long l1 = emu_rt::S().launches;
-        const std::vector<float> a = all_logits(in_gemv, ids, true);
-        const long l2 = emu_rt::S().launches;
-        const std::vector<float> p = all_logits(in_gemv_p, ids, true);
-        const lfm2c_model_info *in = lfm2c_model_get_info(apart);
-        int moe_layers = 0, conv_layers = 0; /* and their routing, their conv */
-        for (int l = 0; l < in->n_layer; l++) moe_layers += in->is_moe[l], conv_layers += !in->is_attention[l];
-        CHECK((l1 - l0) - (l2 - l1) == (long)ids.size() * (in->n_layer * 2 + moe_layers + conv_layers),
-              "%ld launches apart, %ld in the products", l1 - l0, l2 - l1);
-        CHECK(maxabs(a.data(), b.data(), a.size()) == 0 && maxabs(a.data(), p.data(), a.size()) == 0,
-              "%s: add + norm in the products' last blocks: logits differ from the kernels (%g, %g)", type,
-              maxabs(a.data(), b.data(), a.size()), maxabs(a.data(), p.data(), a.size()));
-    }
-    lfm2c_model_free(in_gemv);
-    lfm2c_model_free(in_gemv_p);
-    lfm2c_model_free(apart);
-    unlink(path.c_str());
+    const variant_run r = run_variant(c, "fin", type, 9, "LFM2C_CUDA_FUSE");
+    if (!r.ok) return;
+    /* each token: two add + norm kernels a layer, a routing an MoE layer, a conv a conv layer */
+    CHECK(r.launches_b - r.launches_a == (long)r.n_tokens * (r.n_layer * 2 + r.moe_layers + r.conv_layers),
+          "%s: %ld launches apart, %ld in the products", type, r.launches_b, r.launches_a);
+    check_same_bits(r, "add + norm, routing and conv in the products' last blocks");
 }
 
 /* a kernel that forgets pdl_ready() */
