@@ -903,13 +903,14 @@ void cu_qk_norm_rope_store(cu_q *cq, float *q, const float *k, const float *v,
     }
 }
 
-enum { ATT_WARPS = 16, ATT_MAXD = 8 };   /* head_dim <= 32 * ATT_MAXD */
+enum { ATT_WARPS = 16, ATT_MAXD = 8, ATT_UNROLL = 4 };   /* head_dim <= 32 * ATT_MAXD */
 
 /* One block per (token, head): each warp runs an online softmax over every ATT_WARPS-th cached
  * position (lanes split the head dims), then the warps' partial states are merged. Many warps: a
- * decode step has only n_head blocks, each walking every cached position. */
+ * decode step has only n_head blocks, each walking every cached position. Two blocks an SM at
+ * most 64 registers a thread (ptxas spills a word), for batches of many tokens. */
 template <int KV>
-__global__ void __launch_bounds__(ATT_WARPS * 32)
+__global__ void __launch_bounds__(ATT_WARPS * 32, 2)
 attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, int attn_index,
                  int kv_dim_max, float *o) {
     pdl_ready();
@@ -931,18 +932,29 @@ attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, in
         qr[j] = i < hd ? qh[i] : 0.0f;
         acc[j] = 0;
     }
-    for (int p = warp; p <= tk.pos; p += ATT_WARPS) {
-        const TK *kp = K + (size_t)p * kvd;
-        const TV *vp = V + (size_t)p * kvd;
-        float d = 0, vr[ATT_MAXD];
+    /* ATT_UNROLL of the warp's positions a pass: their loads all issued before any is summed, so a
+     * long cache costs a memory latency every ATT_UNROLL positions, not every one; the softmax
+     * still takes them in order */
+    for (int p0 = warp; p0 <= tk.pos; p0 += ATT_WARPS * ATT_UNROLL) {
+        float d[ATT_UNROLL], vr[ATT_UNROLL][ATT_MAXD];
 #pragma unroll
-        for (int j = 0; j < ATT_MAXD; j++) {
-            int i = lane + 32 * j;
-            if (i < hd) d += qr[j] * kv_get(kp + i);
-            vr[j] = i < hd ? kv_get(vp + i) : 0.0f;
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            const int p = p0 + ATT_WARPS * u;   /* the same for the whole warp */
+            const TK *kp = K + (size_t)p * kvd;
+            const TV *vp = V + (size_t)p * kvd;
+            d[u] = 0;
+#pragma unroll
+            for (int j = 0; j < ATT_MAXD; j++) {
+                int i = lane + 32 * j;
+                if (p <= tk.pos && i < hd) d[u] += qr[j] * kv_get(kp + i);
+                vr[u][j] = p <= tk.pos && i < hd ? kv_get(vp + i) : 0.0f;
+            }
         }
-        float s = warp_sum(d) * scale;
-        cm_softmax_step(s, vr, ATT_MAXD, &m, &l, acc);
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            float s = warp_sum(d[u]) * scale;
+            if (p0 + ATT_WARPS * u <= tk.pos) cm_softmax_step(s, vr[u], ATT_MAXD, &m, &l, acc);
+        }
     }
     if (lane == 0) { sm_m[warp] = m; sm_l[warp] = l; }
 #pragma unroll

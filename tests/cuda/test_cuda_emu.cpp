@@ -552,6 +552,47 @@ static void check_gemm_kq(void) {
             }
 }
 
+/* The attention kernel on long caches (attention_kernel: each warp's positions ATT_UNROLL at a
+ * pass, partial passes at the end) against softmax(q k / sqrt(hd)) v in double: tokens at
+ * positions 0 to 200 over one float cache, two query heads a KV head, head sizes 64 and 80. */
+static void check_attention_long(void) {
+    uint64_t rng = 11;
+    auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
+    for (int hd : {64, 80}) {
+        const int nh = 4, nkv = 2, kvd = nkv * hd, cap = 256, T = 7;
+        const int pos[T] = {0, 1, 63, 64, 65, 130, 200};
+        std::vector<float> K((size_t)cap * kvd), V((size_t)cap * kvd), q((size_t)T * nh * hd), o((size_t)T * nh * hd);
+        for (auto *vec : {&K, &V, &q})
+            for (auto &x : *vec) x = (float)((int)(next() % 2001) - 1000) / 400;
+        std::vector<emu::cu_tok> toks(T);
+        for (int t = 0; t < T; t++) toks[t] = emu::cu_tok{K.data(), V.data(), nullptr, 0, pos[t], -1, cap};
+        emu::cu_attention(nullptr, q.data(), toks.data(), T, nh, nkv, hd, 0, kvd, o.data(), 0);
+        CHECK(cudaGetLastError() == cudaSuccess, "attention launch");
+        double worst = 0;
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < nh; h++) {
+                const float *qh = q.data() + ((size_t)t * nh + h) * hd;
+                const int g = h / (nh / nkv);
+                std::vector<double> sc(pos[t] + 1), out(hd, 0.0);
+                double mx = -1e300, sum = 0;
+                for (int p = 0; p <= pos[t]; p++) {
+                    double d = 0;
+                    for (int i = 0; i < hd; i++) d += (double)qh[i] * K[(size_t)p * kvd + g * hd + i];
+                    sc[p] = d / sqrt((double)hd);
+                    mx = fmax(mx, sc[p]);
+                }
+                for (int p = 0; p <= pos[t]; p++) {
+                    const double e = exp(sc[p] - mx);
+                    sum += e;
+                    for (int i = 0; i < hd; i++) out[i] += e * V[(size_t)p * kvd + g * hd + i];
+                }
+                for (int i = 0; i < hd; i++)
+                    worst = fmax(worst, fabs(o[((size_t)t * nh + h) * hd + i] - out[i] / sum));
+            }
+        CHECK(worst <= 2e-5, "attention, head size %d, positions up to 200: max error %g", hd, worst);
+    }
+}
+
 /* A synthetic model opened three ways: as the backend's defaults have it, with the decode graph (a)
  * and without (p), and with the variable var set to "0" (b); the logits of a prompt decoded one
  * token at a time each way, and the emulated launches (all, and overlapping ones) of a and b. */
@@ -741,6 +782,7 @@ int main(void) {
     check_many_sessions(moe);
     check_route_plan();
     check_gemv_q4k();
+    check_attention_long();
     check_gemm_kq();
     check_gemv_glu();
     check_profile(moe);
