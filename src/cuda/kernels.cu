@@ -137,7 +137,7 @@ enum { GEMV_WARPS = NORM_THREADS / 32, GEMV_UNROLL = 4 };
 
 __device__ __forceinline__ void prefetch_l2(const void *p) {
 #if defined(__CUDA_ARCH__)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+    asm volatile("prefetch.L2 [%0];" ::"l"(p)); /* generic address */
 #else
     (void)p;
 #endif
