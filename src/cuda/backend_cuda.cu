@@ -497,16 +497,15 @@ static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, 
     return a;
 }
 
-static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
-    const mm_args a = dense_args(cm, w, x, T, y);
-    cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS);
-}
-
-/* y = W x, then the residual add and norm fin says (its done set: in the product's last block) */
+/* y = W x, then what fin asks of the product's last block (fin.done NULL: nothing) */
 static void matmul_fin(cu_model *cm, const tensor *w, const float *x, int T, float *y, const cu_fin &fin) {
     mm_args a = dense_args(cm, w, x, T, y);
     a.fin = fin;
     cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS);
+}
+
+static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
+    matmul_fin(cm, w, x, T, y, cu_fin{});
 }
 
 /* A decode step's add + norm after a product (x += its output, or the experts' combined; out =
