@@ -24,6 +24,9 @@ struct cu_scratch {
     int cap;            /* tokens */
     float *x, *a, *out, *big, *big2, *hid, *rope, *logits;
     float *router, *wsel, *G, *U, *D;
+    uint32_t *xh, *xl; /* x as halves for the K-quant GEMMs (mm_args.xh): xq_cap / 2 words each */
+    float *xs;         /* and its sums of 32: xq_cap / 32 */
+    size_t xq_cap;     /* values */
     int *ints;          /* sel | col_src | inv | count | start | fill | tiles (3x) | n_tiles | done */
     void *table;        /* device copy of the batch table */
     void *host_table;   /* pinned */
@@ -310,6 +313,9 @@ static void scratch_free(cu_scratch *s) {
     float *fs[] = {s->x, s->a, s->out, s->big, s->big2, s->hid, s->rope, s->logits, s->router, s->wsel,
                    s->G, s->U, s->D};
     for (size_t i = 0; i < sizeof fs / sizeof *fs; i++) cudaFree(fs[i]);
+    cudaFree(s->xh);
+    cudaFree(s->xl);
+    cudaFree(s->xs);
     cudaFree(s->ints);
     cudaFree(s->table);
     cudaFreeHost(s->host_table);
@@ -377,6 +383,16 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     cudaError_t e = cudaSuccess;
     for (size_t i = 0; i < sizeof want / sizeof *want && e == cudaSuccess; i++)
         e = cudaMalloc((void **)want[i].p, sizeof(float) * want[i].n);
+    /* the widest x row a product reads, per token: a row of big, hid or the token's k experts' hidden rows */
+    size_t xw = H > (size_t)cm->big_w ? H : (size_t)cm->big_w;
+    if ((size_t)cm->hid_w > xw) xw = cm->hid_w;
+    if (k * Fe > xw) xw = k * Fe;
+    if (cm->use_kq_mma && e == cudaSuccess) {
+        s->xq_cap = c * xw;
+        e = cudaMalloc((void **)&s->xh, sizeof(uint32_t) * (s->xq_cap / 2));
+        if (e == cudaSuccess) e = cudaMalloc((void **)&s->xl, sizeof(uint32_t) * (s->xq_cap / 2));
+        if (e == cudaSuccess) e = cudaMalloc((void **)&s->xs, sizeof(float) * (s->xq_cap / 32));
+    }
     s->table_bytes = table_bytes_for(cap);
     s->logits_cap = c * in->n_vocab;
     if (e == cudaSuccess) e = cudaMalloc((void **)&s->ints, sizeof(int) * ints_for(in, cap).total);
@@ -479,6 +495,14 @@ static void cuda_session_push_conv(lfm2c_session *s) {
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
+/* where the K-quant GEMMs may split x into halves once (mm_args.xh) */
+static void kq_room(cu_model *cm, mm_args *a) {
+    a->xh = cm->s.xh;
+    a->xl = cm->s.xl;
+    a->xs = cm->s.xs;
+    a->xq_cap = cm->s.xq_cap;
+}
+
 /* y = W x for T tokens (a dense matrix) */
 static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
     mm_args a = {};
@@ -494,6 +518,7 @@ static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, 
     a.ncols = T;
     a.tc = cm->use_tc;
     a.kq_mma = cm->use_kq_mma;
+    kq_room(cm, &a);
     return a;
 }
 
@@ -594,6 +619,8 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     a.tile_width = width;
     a.tc = cm->use_tc;
     a.kq_mma = cm->use_kq_mma;
+    kq_room(cm, &a);
+    a.x_rows = T;
     a.w = dev_ptr(cm, &L->gate_exps);
     a.y = s->G;
     if (glu_ok(cm, &L->gate_exps, &L->up_exps) && cu_mm_one_column(&a, gemv)) {

@@ -84,7 +84,14 @@ struct mm_args {
     int tile_width; /* grouped: the plan's most columns per tile */
     bool tc;        /* GEMM on the tensor cores (gemm_tc_kernel), else in float (gemm_kernel) */
     bool kq_mma;    /* with tc: Q4_K / Q5_K / Q6_K weights multiplied as quants (gemm_kq_mma_kernel) */
-    cu_fin fin;     /* fin.done: the add and norm after the product (one-column gemv tiles only) */
+    /* kq_mma: room for x's rows as halves, split once for all row tiles (NULL: each tile splits
+     * its own): xh, xl xq_cap / 2 words each, xs xq_cap / 32 sums; x_rows, the rows of x that
+     * col_src points into (grouped products; dense ones read ncols) */
+    uint32_t *xh, *xl;
+    float *xs;
+    size_t xq_cap;
+    int x_rows;
+    cu_fin fin; /* fin.done: the add and norm after the product (one-column gemv tiles only) */
 };
 
 enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };

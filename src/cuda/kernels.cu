@@ -541,26 +541,57 @@ struct kq_smem {
     float wd[KQ_BM], wsc[KQ_BM][8], xs[CU_GEMM_COLS][4];
 };
 
-/* Thread tid's share of a step's activations: sub-block tid % 4 (32 values from kb) of column
- * tid / 4 of the tile (xrow, NULL past its columns) as high and low halves, and its sum. */
-__device__ __forceinline__ void kq_load_x(kq_smem &sm, const float *xrow, int kb, int tid) {
-    const int xc = tid / 4, xq = tid % 4;
-    float sum = 0;
+/* 32 values of x (src, NULL: zeros) as the K-quant GEMMs take them: high and low halves, two a
+ * word (h[0..15], l[0..15]), and their sum in the order the sum is kept (*sum) */
+__device__ __forceinline__ void kq_split32(const float *src, uint32_t *h, uint32_t *l, float *sum) {
+    float s = 0;
 #pragma unroll
     for (int i = 0; i < 32; i += 4) {
-        const float4 v = xrow ? *(const float4 *)(xrow + kb + 32 * xq + i) : make_float4(0, 0, 0, 0);
+        const float4 v = src ? *(const float4 *)(src + i) : make_float4(0, 0, 0, 0);
         __half hi[4], lo[4];
         tc_split(v.x, &hi[0], &lo[0]);
         tc_split(v.y, &hi[1], &lo[1]);
         tc_split(v.z, &hi[2], &lo[2]);
         tc_split(v.w, &hi[3], &lo[3]);
-        sm.xh[xc][16 * xq + i / 2] = hpack(hi[0], hi[1]);
-        sm.xh[xc][16 * xq + i / 2 + 1] = hpack(hi[2], hi[3]);
-        sm.xl[xc][16 * xq + i / 2] = hpack(lo[0], lo[1]);
-        sm.xl[xc][16 * xq + i / 2 + 1] = hpack(lo[2], lo[3]);
-        sum += v.x + v.y + v.z + v.w;
+        h[i / 2] = hpack(hi[0], hi[1]);
+        h[i / 2 + 1] = hpack(hi[2], hi[3]);
+        l[i / 2] = hpack(lo[0], lo[1]);
+        l[i / 2 + 1] = hpack(lo[2], lo[3]);
+        s += v.x + v.y + v.z + v.w;
     }
-    sm.xs[xc][xq] = sum;
+    *sum = s;
+}
+
+/* x's rows 0..rows-1 (ldx apart) once for every row tile of a K-quant GEMM (mm_args.xh): row r's
+ * halves at xh / xl + r n / 2, its sums of 32 at xs + r n / 32. One thread per 32 values. */
+__global__ void kq_prep_x_kernel(const float *x, int ldx, int n, int rows, uint32_t *xh, uint32_t *xl, float *xs) {
+    pdl_ready();
+    const int per = n / 32;
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * per) return;
+    const size_t r = i / per, s = i % per;
+    kq_split32(x + r * ldx + 32 * s, xh + r * (n / 2) + 16 * s, xl + r * (n / 2) + 16 * s, xs + r * per + s);
+}
+
+/* Thread tid's share of a step's activations: sub-block tid % 4 (32 values from kb) of column
+ * tid / 4 of the tile (src: its x row, -1 past the tile's columns) as high and low halves, and its
+ * sum; from kq_prep_x_kernel's rows where a.xh, else split here. */
+__device__ __forceinline__ void kq_load_x(kq_smem &sm, const mm_args &a, int src, int kb, int tid) {
+    const int xc = tid / 4, xq = tid % 4;
+    if (!a.xh) {
+        kq_split32(src >= 0 ? a.x + (size_t)src * a.ldx + kb + 32 * xq : nullptr, &sm.xh[xc][16 * xq],
+                   &sm.xl[xc][16 * xq], &sm.xs[xc][xq]);
+        return;
+    }
+    const size_t at = (size_t)src * (a.n / 2) + kb / 2 + 16 * xq;
+    const uint4 *h = (const uint4 *)(a.xh + at), *l = (const uint4 *)(a.xl + at);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint4 z = {0, 0, 0, 0};
+        ((uint4 *)&sm.xh[xc][16 * xq])[i] = src >= 0 ? h[i] : z;
+        ((uint4 *)&sm.xl[xc][16 * xq])[i] = src >= 0 ? l[i] : z;
+    }
+    sm.xs[xc][xq] = src >= 0 ? a.xs[(size_t)src * (a.n / 32) + kb / 32 + xq] : 0.0f;
 }
 
 /* One warp's products of a 16-weight slice (words ks..ks + 7 of the step): its 16 rows (from ra)
@@ -617,15 +648,22 @@ __device__ __forceinline__ void kq_fetch45(kq_raw &r, const uint8_t *wrow, int k
     for (int i = 0; i < 4; i++) r.head[i] = *(const uint32_t *)(b + 4 * i);
 }
 
-/* byte i (0..31) of two 16-byte registers */
-__device__ __forceinline__ int kq_byte(const uint4 (&v)[2], int i) {
-    const uint4 &h = v[i / 16];
-    const uint32_t w = (i % 16) < 4 ? h.x : (i % 16) < 8 ? h.y : (i % 16) < 12 ? h.z : h.w;
-    return (int)(w >> 8 * (i % 4)) & 0xFF;
+/* the register of two halves, and back */
+__device__ __forceinline__ __half2 kq_h2(uint32_t v) {
+    return __halves2half2(__ushort_as_half((unsigned short)(v & 0xFFFF)), __ushort_as_half((unsigned short)(v >> 16)));
+}
+/* sc q0 and sc q1, exact halves, from integers q0 (bits 0..4 of q2) and q1 (bits 16..20) below
+ * 32 in one fused operation: 0x6400 | q is the half 1024 + q, and (1024 + q) sc + off with off =
+ * -1024 sc is rounded once, to sc q itself (an integer below 2048) */
+__device__ __forceinline__ uint32_t kq_scale2(uint32_t q2, __half2 sc, __half2 off) {
+    const __half2 r = __hfma2(kq_h2(q2 | 0x64006400u), sc, off);
+    return hpack(__low2half(r), __high2half(r));
 }
 
 /* Row lr's 64 weights of the step fetched into r by thread part: low nibbles then high, as sc q
- * (with Q5_K's fifth bit); d, and dmin m of the two sub-blocks (present false: zeros). */
+ * (with Q5_K's fifth bit); d, and dmin m of the two sub-blocks (present false: zeros). Each word
+ * of quants holds weights l..l + 3 of sub-block 2j (low nibbles) and 2j + 1 (high); a byte
+ * permute puts two of its bytes in the low bytes of two halves. */
 template <uint32_t T>
 __device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw &r, bool present, int kb, int lr, int part) {
     if (!present) {
@@ -638,18 +676,25 @@ __device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw &r, bool pr
     int sc0, mn0, sc1, mn1;
     q4k_scale_min(r.head, 2 * j, &sc0, &mn0);
     q4k_scale_min(r.head, 2 * j + 1, &sc1, &mn1);
+    const __half2 s0 = __half2half2(__float2half_rn((float)sc0)), s1 = __half2half2(__float2half_rn((float)sc1));
+    const __half2 o0 = __half2half2(__float2half_rn(-1024.0f * sc0)), o1 = __half2half2(__float2half_rn(-1024.0f * sc1));
+    const uint32_t qw[8] = {r.q[0].x, r.q[0].y, r.q[0].z, r.q[0].w, r.q[1].x, r.q[1].y, r.q[1].z, r.q[1].w};
+    const uint32_t hw[8] = {r.qh[0].x, r.qh[0].y, r.qh[0].z, r.qh[0].w, r.qh[1].x, r.qh[1].y, r.qh[1].z, r.qh[1].w};
 #pragma unroll
-    for (int l = 0; l < 32; l += 2) {
-        const int b0 = kq_byte(r.q, l), b1 = kq_byte(r.q, l + 1);
-        int lo0 = b0 & 0xF, lo1 = b1 & 0xF, hi0 = b0 >> 4, hi1 = b1 >> 4;
-        if (T == GGML_Q5_K) {
-            const int h0 = kq_byte(r.qh, l), h1 = kq_byte(r.qh, l + 1);
-            lo0 += ((h0 >> (2 * j)) & 1) << 4, lo1 += ((h1 >> (2 * j)) & 1) << 4;
-            hi0 += ((h0 >> (2 * j + 1)) & 1) << 4, hi1 += ((h1 >> (2 * j + 1)) & 1) << 4;
+    for (int m = 0; m < 8; m++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) { /* weights l = 4m + 2h and l + 1 */
+            const unsigned sel = h ? 0x4342u : 0x4140u;
+            const uint32_t p = __byte_perm(qw[m], 0, sel);
+            uint32_t lo = p & 0x000F000Fu, hi = p >> 4 & 0x000F000Fu;
+            if (T == GGML_Q5_K) {
+                const uint32_t b = __byte_perm(hw[m], 0, sel);
+                lo |= (b >> (2 * j) & 0x00010001u) << 4;
+                hi |= (b >> (2 * j + 1) & 0x00010001u) << 4;
+            }
+            sm.w[lr][32 * part + 2 * m + h] = kq_scale2(lo, s0, o0);
+            sm.w[lr][32 * part + 16 + 2 * m + h] = kq_scale2(hi, s1, o1);
         }
-        sm.w[lr][32 * part + l / 2] = h2bits((float)(sc0 * lo0), (float)(sc0 * lo1));
-        sm.w[lr][32 * part + 16 + l / 2] = h2bits((float)(sc1 * hi0), (float)(sc1 * hi1));
-    }
     const float dm = cm_half(r.head[0] >> 16);
     if (part == 0) sm.wd[lr] = cm_half(r.head[0] & 0xFFFF);
     sm.wsc[lr][2 * part] = dm * (float)mn0;
@@ -710,14 +755,14 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
     const int lr = tid / 2, ra = 16 * warp + g;
     const uint8_t *wrow =
         r0 + lr < a.rows ? a.w + (size_t)e * a.expert_stride + (size_t)(r0 + lr) * a.row_bytes : nullptr;
-    const float *xrow = tid / 4 < nc ? mm_xrow(a, c0 + tid / 4) : nullptr;
+    const int xsrc = tid / 4 < nc ? (a.col_src ? a.col_src[c0 + tid / 4] : c0 + tid / 4) : -1;
     float acc[4][4] = {};
     kq_raw raw = {};
     if constexpr (T != GGML_Q6_K) kq_fetch45<T>(raw, wrow, 0, tid % 2);
     for (int kb = 0; kb < a.n; kb += KQ_BK) {
         if constexpr (T == GGML_Q6_K) kq_load_w6(sm, wrow, kb, lr, tid % 2);
         else kq_store45<T>(sm, raw, wrow != nullptr, kb, lr, tid % 2);
-        kq_load_x(sm, xrow, kb, tid);
+        kq_load_x(sm, a, xsrc, kb, tid);
         __syncthreads();
         /* Q4_K / Q5_K: the next step's weights are on their way while this step's products run */
         if constexpr (T != GGML_Q6_K)
@@ -770,7 +815,18 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
         dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);
         constexpr bool kq = T == GGML_Q4_K || T == GGML_Q5_K || T == GGML_Q6_K;
         constexpr uint32_t KQ = kq ? T : (uint32_t)GGML_Q4_K; /* the kq kernel's instance */
-        if (a->tc && a->kq_mma && kq) cu_launch(cq, gemm_kq_mma_kernel<KQ>, grid, KQ_THREADS, *a);
+        if (a->tc && a->kq_mma && kq) {
+            /* x split into halves once for every row tile, where there is room (else in each) */
+            mm_args b = *a;
+            const int xr = a->col_src ? a->x_rows : a->ncols;
+            if (b.xh && xr > 0 && (size_t)xr * a->n <= a->xq_cap) {
+                const int nthr = xr * (a->n / 32);
+                cu_launch(cq, kq_prep_x_kernel, dim3((nthr + 127) / 128), dim3(128), a->x, a->ldx, a->n, xr, b.xh, b.xl, b.xs);
+            } else {
+                b.xh = nullptr;
+            }
+            cu_launch(cq, gemm_kq_mma_kernel<KQ>, grid, KQ_THREADS, b);
+        }
         else if (a->tc) cu_launch(cq, gemm_tc_kernel<T>, grid, TC_THREADS, *a);
         else cu_launch(cq, gemm_kernel<T>, grid, GM_THREADS, *a);
     }

@@ -548,6 +548,17 @@ static void check_gemm_kq(void) {
                     CHECK(worst <= 2e-6, "gemm %s, %d superblocks, %d rows, %s: relative error %g",
                           type == GGML_Q4_K ? "q4_k" : type == GGML_Q5_K ? "q5_k" : "q6_k", nb, rows,
                           grouped ? "grouped" : "dense", worst);
+                    /* x split into halves once (kq_prep_x_kernel) for every row tile: the same bits */
+                    std::vector<uint32_t> xh((size_t)X * n / 2), xl((size_t)X * n / 2);
+                    std::vector<float> xs((size_t)X * n / 32), y2(y.size(), NAN);
+                    a.xh = xh.data(), a.xl = xl.data(), a.xs = xs.data(), a.xq_cap = (size_t)X * n, a.x_rows = X;
+                    a.y = y2.data();
+                    emu::cu_matmul(nullptr, &a, false);
+                    CHECK(cudaGetLastError() == cudaSuccess, "gemm kq launch, x split once");
+                    CHECK(!memcmp(y.data(), y2.data(), sizeof(float) * y.size()),
+                          "gemm %s, %d superblocks, %d rows, %s: x split once differs from x split per tile",
+                          type == GGML_Q4_K ? "q4_k" : type == GGML_Q5_K ? "q5_k" : "q6_k", nb, rows,
+                          grouped ? "grouped" : "dense");
                 }
             }
 }

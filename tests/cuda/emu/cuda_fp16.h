@@ -23,4 +23,21 @@ static inline __half __ushort_as_half(unsigned short b) {
     return __half{(float)f};
 }
 
+/* two halves (x the low 16 bits of the GPU's register), and the fused a * b + c of each lane:
+ * exact in double for the values the kernels give it, then rounded to half once, as the GPU's
+ * fused half operation rounds */
+struct __half2 {
+    __half x, y;
+};
+static inline __half2 __halves2half2(__half a, __half b) { return __half2{a, b}; }
+static inline __half __low2half(__half2 h) { return h.x; }
+static inline __half __high2half(__half2 h) { return h.y; }
+static inline __half2 __half2half2(__half a) { return __half2{a, a}; }
+static inline __half emu_hfma(__half a, __half b, __half c) {
+    return __half{(float)(_Float16)((double)a.v * b.v + c.v)};
+}
+static inline __half2 __hfma2(__half2 a, __half2 b, __half2 c) {
+    return __half2{emu_hfma(a.x, b.x, c.x), emu_hfma(a.y, b.y, c.y)};
+}
+
 #endif

@@ -386,6 +386,13 @@ static inline int __shfl_up_sync(unsigned mask, int v, unsigned d) {
 /* one thread runs at a time, in order: memory is always coherent */
 static inline void __threadfence() {}
 template <class T> static inline T __ldcg(const T *p) { return *p; }
+/* byte i of the result: byte (s >> 4 i) & 7 of y:x (x bytes 0..3, y bytes 4..7) */
+static inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+    const uint64_t v = (uint64_t)y << 32 | x;
+    unsigned r = 0;
+    for (int i = 0; i < 4; i++) r |= (unsigned)(v >> 8 * ((s >> 4 * i) & 7) & 0xFF) << 8 * i;
+    return r;
+}
 
 static inline int atomicAdd(int *p, int v) {
     int old = *p;
