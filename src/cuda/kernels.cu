@@ -623,16 +623,25 @@ __device__ __forceinline__ void kq_store(const mm_args &a, float (*acc)[4], int 
 /* What a thread reads of a Q4_K / Q5_K step from memory (kq_fetch45), kept in registers until
  * kq_store45 turns it into halves: the quants of its pair of sub-blocks, Q5_K's high bits, and the
  * block's first 16 bytes (d | dmin, the 12 bytes of scales) as words. */
-struct kq_raw {
+template <uint32_t T> struct kq_raw {
     uint4 q[2], qh[2];
     uint32_t head[4];
+};
+
+/* What a thread reads of a Q6_K step (kq_fetch6): the 4-byte words that hold the step's 64 bytes
+ * of low bits, 32 of high bits and (thread part 0) 8 scales, from the word below each (a 210-byte
+ * block is only 2-byte aligned); shift, how far into its first word each starts (the same for
+ * all three); d's bits. */
+template <> struct kq_raw<GGML_Q6_K> {
+    uint32_t ql[17], qh[9], sc[3];
+    uint32_t shift, d;
 };
 
 /* Thread part's (0, 1) share of row wrow's Q4_K / Q5_K step from kb: the pair of sub-blocks
  * j = 2 (step half) + part (wrow NULL: none). 16-byte loads: blocks of 144 / 176 bytes keep their
  * quants 16-byte aligned. */
 template <uint32_t T>
-__device__ __forceinline__ void kq_fetch45(kq_raw &r, const uint8_t *wrow, int kb, int part) {
+__device__ __forceinline__ void kq_fetch45(kq_raw<T> &r, const uint8_t *wrow, int kb, int part) {
     if (!wrow) return;
     const int j = 2 * ((kb / KQ_BK) % 2) + part;
     const size_t bsz = T == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
@@ -665,7 +674,7 @@ __device__ __forceinline__ uint32_t kq_scale2(uint32_t q2, __half2 sc, __half2 o
  * of quants holds weights l..l + 3 of sub-block 2j (low nibbles) and 2j + 1 (high); a byte
  * permute puts two of its bytes in the low bytes of two halves. */
 template <uint32_t T>
-__device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw &r, bool present, int kb, int lr, int part) {
+__device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw<T> &r, bool present, int kb, int lr, int part) {
     if (!present) {
         for (int i = 0; i < 32; i++) sm.w[lr][32 * part + i] = 0;
         if (part == 0) sm.wd[lr] = 0;
@@ -701,34 +710,74 @@ __device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw &r, bool pr
     sm.wsc[lr][2 * part + 1] = dm * (float)mn1;
 }
 
-/* Row lr's 64 weights of a Q6_K step taken by thread part (0, 1): quarters 2 part and 2 part + 1
- * of the step's half superblock as q - 32 (6 bits: exact halves), and d sc of the step's eight
- * sub-blocks of 16 (thread part 0). Q6_K blocks (210 bytes) are read a byte at a time. */
-__device__ __forceinline__ void kq_load_w6(kq_smem &sm, const uint8_t *wrow, int kb, int lr, int part) {
-    if (!wrow) {
+/* Thread part's (0, 1) share of row wrow's Q6_K step from kb (wrow NULL: none): the words over
+ * the step's half superblock of low and high bits; part 0 also its eight scales and d. No word
+ * reaches past the block's 210 bytes. */
+__device__ __forceinline__ void kq_fetch6(kq_raw<GGML_Q6_K> &r, const uint8_t *wrow, int kb, int part) {
+    if (!wrow) return;
+    const int n = (kb / KQ_BK) % 2;
+    const uint8_t *b = wrow + (size_t)(kb / QK_K) * sizeof(block_q6_K);
+    const uint8_t *ql = b + CM_AT(block_q6_K, ql) + 64 * n, *qh = b + CM_AT(block_q6_K, qh) + 32 * n;
+    r.shift = (uint32_t)((uintptr_t)ql & 3);
+    const uint32_t *wl = (const uint32_t *)(ql - r.shift), *wh = (const uint32_t *)(qh - r.shift);
+#pragma unroll
+    for (int i = 0; i < 17; i++) r.ql[i] = wl[i];
+#pragma unroll
+    for (int i = 0; i < 9; i++) r.qh[i] = wh[i];
+    if (part == 0) {
+        const uint32_t *ws = (const uint32_t *)(b + CM_AT(block_q6_K, scales) + 8 * n - r.shift);
+        r.sc[0] = ws[0], r.sc[1] = ws[1], r.sc[2] = r.shift ? ws[2] : 0;
+        r.d = *(const uint16_t *)(b + CM_AT(block_q6_K, d));
+    }
+}
+
+/* Row lr's 64 weights of a Q6_K step fetched by thread part (0, 1): quarters 2 part and 2 part + 1
+ * of the step's half superblock as q - 32 (6 bits: exact halves), low bits ql[l + 32 quarter % 2]
+ * (the low nibble for part 0, the high for part 1), high bits qh[l] >> 2 quarter; and d sc of the
+ * step's eight sub-blocks of 16 (thread part 0). present false: zeros. */
+__device__ __forceinline__ void kq_store6(kq_smem &sm, const kq_raw<GGML_Q6_K> &r, bool present, int lr, int part) {
+    if (!present) {
         for (int i = 0; i < 32; i++) sm.w[lr][32 * part + i] = 0;
         if (part == 0)
             for (int s = 0; s < 8; s++) sm.wsc[lr][s] = 0;
         return;
     }
-    const uint8_t *b = wrow + (size_t)(kb / QK_K) * sizeof(block_q6_K);
-    const int n = (kb / KQ_BK) % 2;
-    const uint8_t *ql = b + CM_AT(block_q6_K, ql) + 64 * n, *qh = b + CM_AT(block_q6_K, qh) + 32 * n;
+    const uint32_t sel = 0x3210u + 0x1111u * r.shift; /* the 4 bytes from shift on of two words */
+    const __half2 one = __half2half2(__float2half_rn(1.0f)), off = __half2half2(__float2half_rn(-1056.0f));
 #pragma unroll
-    for (int h = 0; h < 2; h++) { /* quarter 2 part + h: ql[l + 32 h], the low (part 0) or high nibble */
+    for (int h = 0; h < 2; h++) {
         const int quarter = 2 * part + h;
 #pragma unroll
-        for (int l = 0; l < 32; l += 2) {
-            const int q0 = (part ? ql[l + 32 * h] >> 4 : ql[l + 32 * h] & 0xF) | ((qh[l] >> (2 * quarter)) & 3) << 4;
-            const int q1 =
-                (part ? ql[l + 1 + 32 * h] >> 4 : ql[l + 1 + 32 * h] & 0xF) | ((qh[l + 1] >> (2 * quarter)) & 3) << 4;
-            sm.w[lr][16 * quarter + l / 2] = h2bits((float)(q0 - 32), (float)(q1 - 32));
+        for (int m = 0; m < 8; m++) { /* weights l = 4m..4m + 3 */
+            const uint32_t lw = __byte_perm(r.ql[8 * h + m], r.ql[8 * h + m + 1], sel);
+            const uint32_t hw = __byte_perm(r.qh[m], r.qh[m + 1], sel);
+#pragma unroll
+            for (int e = 0; e < 2; e++) { /* the pair l = 4m + 2e, l + 1 in the low bytes of two halves */
+                const uint32_t ps = e ? 0x4342u : 0x4140u;
+                const uint32_t pl = __byte_perm(lw, 0, ps), ph = __byte_perm(hw, 0, ps);
+                const uint32_t q = ((part ? pl >> 4 : pl) & 0x000F000Fu) | (ph >> (2 * quarter) & 0x00030003u) << 4;
+                sm.w[lr][16 * quarter + 2 * m + e] = kq_scale2(q, one, off); /* 1024 + q - 1056 */
+            }
         }
     }
     if (part == 0) {
-        const float d = cm_half_at(b + CM_AT(block_q6_K, d));
-        for (int s = 0; s < 8; s++) sm.wsc[lr][s] = d * (float)(int8_t)b[CM_AT(block_q6_K, scales) + 8 * n + s];
+        const float d = cm_half(r.d);
+        const uint32_t s[2] = {__byte_perm(r.sc[0], r.sc[1], sel), __byte_perm(r.sc[1], r.sc[2], sel)};
+#pragma unroll
+        for (int i = 0; i < 8; i++) sm.wsc[lr][i] = d * (float)(int8_t)(s[i / 4] >> 8 * (i % 4));
     }
+}
+
+/* the next step's weights into registers, and this step's from them into shared memory */
+template <uint32_t T>
+__device__ __forceinline__ void kq_fetch(kq_raw<T> &r, const uint8_t *wrow, int kb, int part) {
+    if constexpr (T == GGML_Q6_K) kq_fetch6(r, wrow, kb, part);
+    else kq_fetch45<T>(r, wrow, kb, part);
+}
+template <uint32_t T>
+__device__ __forceinline__ void kq_store(kq_smem &sm, const kq_raw<T> &r, bool present, int kb, int lr, int part) {
+    if constexpr (T == GGML_Q6_K) kq_store6(sm, r, present, lr, part);
+    else kq_store45<T>(sm, r, present, kb, lr, part);
 }
 
 /* Prefill / big batches of K-quant weights on mma.sync, over the quants instead of dequantized
@@ -742,7 +791,7 @@ __device__ __forceinline__ void kq_load_w6(kq_smem &sm, const uint8_t *wrow, int
  * tiles); a step is half a superblock (128 weights): each of the 128 threads turns 64 quants of
  * one row into halves and one sub-block of one column into high and low halves and its sum; each
  * warp then multiplies its 16 rows by the 32 columns (four 16 x 8 tiles, 16 products a slice of
- * 16). Q4_K / Q5_K weights of the next step are fetched into registers (kq_raw) before this
+ * 16). The weights of the next step are fetched into registers (kq_raw) before this
  * step's products, so their memory latency overlaps the products. Values of x beyond the half
  * range (65504) are not handled: LFM2C_CUDA_TC=0 takes gemm_kernel instead. */
 template <uint32_t T>
@@ -757,16 +806,14 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
         r0 + lr < a.rows ? a.w + (size_t)e * a.expert_stride + (size_t)(r0 + lr) * a.row_bytes : nullptr;
     const int xsrc = tid / 4 < nc ? (a.col_src ? a.col_src[c0 + tid / 4] : c0 + tid / 4) : -1;
     float acc[4][4] = {};
-    kq_raw raw = {};
-    if constexpr (T != GGML_Q6_K) kq_fetch45<T>(raw, wrow, 0, tid % 2);
+    kq_raw<T> raw = {};
+    kq_fetch<T>(raw, wrow, 0, tid % 2);
     for (int kb = 0; kb < a.n; kb += KQ_BK) {
-        if constexpr (T == GGML_Q6_K) kq_load_w6(sm, wrow, kb, lr, tid % 2);
-        else kq_store45<T>(sm, raw, wrow != nullptr, kb, lr, tid % 2);
+        kq_store<T>(sm, raw, wrow != nullptr, kb, lr, tid % 2);
         kq_load_x(sm, a, xsrc, kb, tid);
         __syncthreads();
-        /* Q4_K / Q5_K: the next step's weights are on their way while this step's products run */
-        if constexpr (T != GGML_Q6_K)
-            if (kb + KQ_BK < a.n) kq_fetch45<T>(raw, wrow, kb + KQ_BK, tid % 2);
+        /* the next step's weights are on their way while this step's products run */
+        if (kb + KQ_BK < a.n) kq_fetch<T>(raw, wrow, kb + KQ_BK, tid % 2);
         if constexpr (T == GGML_Q6_K) {
 #pragma unroll
             for (int ks = 0; ks < KQ_BK / 2; ks += 8) {
