@@ -556,6 +556,7 @@ stage_speed() {
     bench_variant bench_nopdl LFM2C_CUDA_PDL=0 "no overlap" "no kernel starts before the one before it ends" -p 0 -n $n
     bench_variant bench_nofin LFM2C_CUDA_FUSE=0 "unfused" "the residual add and norm, the routing and the conv as kernels of their own" -p 0 -n $n
     bench_variant bench_wmma LFM2C_CUDA_TC=wmma "wmma GEMM" "the prefill GEMM on dequantized weights, as before the K-quant mma kernels" -p $p -n 0
+    bench_variant bench_half LFM2C_CUDA_TC=half "x as one half" "the K-quant GEMMs with x rounded to one half: half the tensor-core products, less precise" -p $p -n 0
   fi
   run_bench bench_batched 300 -m "$m" --device "$device" -b $b -p $bp -n $bn -r 1
   echo "- \`lfm2c bench --device $device -b $b -p $bp -n $bn\`: $(rc_word "$RC") in ${DUR}s (target on H100: ≥ 30K total tok/s; vLLM 26.8K at BF16)" | frag

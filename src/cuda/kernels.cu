@@ -576,6 +576,7 @@ __global__ void kq_prep_x_kernel(const float *x, int ldx, int n, int rows, uint3
 /* Thread tid's share of a step's activations: sub-block tid % 4 (32 values from kb) of column
  * tid / 4 of the tile (src: its x row, -1 past the tile's columns) as high and low halves, and its
  * sum; from kq_prep_x_kernel's rows where a.xh, else split here. */
+template <bool LO>
 __device__ __forceinline__ void kq_load_x(kq_smem &sm, const mm_args &a, int src, int kb, int tid) {
     const int xc = tid / 4, xq = tid % 4;
     if (!a.xh) {
@@ -589,23 +590,26 @@ __device__ __forceinline__ void kq_load_x(kq_smem &sm, const mm_args &a, int src
     for (int i = 0; i < 4; i++) {
         const uint4 z = {0, 0, 0, 0};
         ((uint4 *)&sm.xh[xc][16 * xq])[i] = src >= 0 ? h[i] : z;
-        ((uint4 *)&sm.xl[xc][16 * xq])[i] = src >= 0 ? l[i] : z;
+        if (LO) ((uint4 *)&sm.xl[xc][16 * xq])[i] = src >= 0 ? l[i] : z;
     }
     sm.xs[xc][xq] = src >= 0 ? a.xs[(size_t)src * (a.n / 32) + kb / 32 + xq] : 0.0f;
 }
 
 /* One warp's products of a 16-weight slice (words ks..ks + 7 of the step): its 16 rows (from ra)
- * by the tile's 32 columns, low halves then high, into p[4][4] (four 16 x 8 tiles). */
+ * by the tile's 32 columns into p[4][4] (four 16 x 8 tiles): x's low halves then its high (LO),
+ * or its high halves alone (x rounded to half). */
+template <bool LO>
 __device__ __forceinline__ void kq_mma(const kq_smem &sm, int ra, int ks, int g, int t, float (*p)[4]) {
     const uint32_t A[4] = {sm.w[ra][ks + t], sm.w[ra + 8][ks + t], sm.w[ra][ks + 4 + t], sm.w[ra + 8][ks + 4 + t]};
-    uint32_t B[8][2]; /* per 8 columns: the low halves, then the high */
+    constexpr int PER = LO ? 2 : 1;
+    uint32_t B[4 * PER][2]; /* per 8 columns: the low halves (LO), then the high */
 #pragma unroll
     for (int nt = 0; nt < 4; nt++) {
         const int cb = 8 * nt + g;
-        B[2 * nt][0] = sm.xl[cb][ks + t], B[2 * nt][1] = sm.xl[cb][ks + 4 + t];
-        B[2 * nt + 1][0] = sm.xh[cb][ks + t], B[2 * nt + 1][1] = sm.xh[cb][ks + 4 + t];
+        if (LO) B[PER * nt][0] = sm.xl[cb][ks + t], B[PER * nt][1] = sm.xl[cb][ks + 4 + t];
+        B[PER * nt + PER - 1][0] = sm.xh[cb][ks + t], B[PER * nt + PER - 1][1] = sm.xh[cb][ks + 4 + t];
     }
-    mma16816<8, 2>(p, A, B);
+    mma16816<4 * PER, PER>(p, A, B);
 }
 
 /* acc (the warp's 16 rows from r0 + 16 warp, the tile's columns) into y */
@@ -794,7 +798,7 @@ __device__ __forceinline__ void kq_store(kq_smem &sm, const kq_raw<T> &r, bool p
  * 16). The weights of the next step are fetched into registers (kq_raw) before this
  * step's products, so their memory latency overlaps the products. Values of x beyond the half
  * range (65504) are not handled: LFM2C_CUDA_TC=0 takes gemm_kernel instead. */
-template <uint32_t T>
+template <uint32_t T, bool LO>
 __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
     pdl_ready();
     __shared__ __align__(16) kq_smem sm;
@@ -810,7 +814,7 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
     kq_fetch<T>(raw, wrow, 0, tid % 2);
     for (int kb = 0; kb < a.n; kb += KQ_BK) {
         kq_store<T>(sm, raw, wrow != nullptr, kb, lr, tid % 2);
-        kq_load_x(sm, a, xsrc, kb, tid);
+        kq_load_x<LO>(sm, a, xsrc, kb, tid);
         __syncthreads();
         /* the next step's weights are on their way while this step's products run */
         if (kb + KQ_BK < a.n) kq_fetch<T>(raw, wrow, kb + KQ_BK, tid % 2);
@@ -818,7 +822,7 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
 #pragma unroll
             for (int ks = 0; ks < KQ_BK / 2; ks += 8) {
                 float p[4][4] = {};
-                kq_mma(sm, ra, ks, g, t, p);
+                kq_mma<LO>(sm, ra, ks, g, t, p);
                 const float s0 = sm.wsc[ra][ks / 8], s1 = sm.wsc[ra + 8][ks / 8];
 #pragma unroll
                 for (int nt = 0; nt < 4; nt++)
@@ -828,7 +832,7 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
         } else {
             float p[4][4] = {};
 #pragma unroll
-            for (int ks = 0; ks < KQ_BK / 2; ks += 8) kq_mma(sm, ra, ks, g, t, p);
+            for (int ks = 0; ks < KQ_BK / 2; ks += 8) kq_mma<LO>(sm, ra, ks, g, t, p);
 #pragma unroll
             for (int nt = 0; nt < 4; nt++)
 #pragma unroll
@@ -872,7 +876,8 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
             } else {
                 b.xh = nullptr;
             }
-            cu_launch(cq, gemm_kq_mma_kernel<KQ>, grid, KQ_THREADS, b);
+            if (a->x_lo) cu_launch(cq, gemm_kq_mma_kernel<KQ, true>, grid, KQ_THREADS, b);
+            else cu_launch(cq, gemm_kq_mma_kernel<KQ, false>, grid, KQ_THREADS, b);
         }
         else if (a->tc) cu_launch(cq, gemm_tc_kernel<T>, grid, TC_THREADS, *a);
         else cu_launch(cq, gemm_kernel<T>, grid, GM_THREADS, *a);
