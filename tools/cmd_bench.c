@@ -242,8 +242,9 @@ static double run_batched(lfm2c_model *m, int B, int np, int ng, uint64_t *rng, 
         mode[b] = LFM2C_LOGITS_LAST;
     }
     double t0 = lfm2c_now_s();
-    /* prefill in groups so one forward holds about 512 tokens */
-    int group = np >= 512 ? 1 : 512 / (np ? np : 1);
+    /* prefill in groups of about 2048 tokens a call: the library cuts each call into forwards of
+     * its backend's size (lfm2c_backend.ubatch) */
+    int group = np >= 2048 ? 1 : 2048 / (np ? np : 1);
     for (int b = 0; b < B; b += group) {
         int g = B - b < group ? B - b : group;
         for (int i = 0; i < g; i++) n[b + i] = np;

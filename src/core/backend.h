@@ -42,6 +42,9 @@ typedef struct lfm2c_backend {
     /* Runs the model over toks[0..n) (forward.h): KV caches and conv states updated, logits
      * written to the sessions' host buffers. */
     int (*forward)(lfm2c_model *m, const struct fwd_token *toks, int n, lfm2c_error *err);
+    /* The most tokens one forward call takes (0: session.c's default): bounds the scratch memory
+     * of a long prompt or a large batch; larger on a GPU, whose products fill it with columns. */
+    int ubatch;
 } lfm2c_backend;
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */

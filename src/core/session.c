@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { UBATCH = 512 }; /* tokens per forward call: bounds the scratch memory of long prompts */
+enum { UBATCH = 512 }; /* tokens per forward call where the backend does not say (lfm2c_backend.ubatch) */
 
 static int fail(lfm2c_error *err, int code, const char *msg) {
     if (err) {
@@ -177,13 +177,14 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
         ss[i]->n_rows = rows;
         total += n[i];
     }
-    fwd_token *toks = malloc(sizeof(fwd_token) * (size_t)(total < UBATCH ? total : UBATCH) + 1);
+    const int ub = m->backend->ubatch > 0 ? m->backend->ubatch : UBATCH;
+    fwd_token *toks = malloc(sizeof(fwd_token) * (size_t)(total < ub ? total : ub) + 1);
     if (!toks) return fail(err, LFM2C_ENOMEM, "out of memory");
     /* walk the items in order, cutting the token stream into ubatches */
     int item = 0, off = 0, rc = 0;
     while (item < n_items && rc == 0) {
         int nt = 0;
-        while (nt < UBATCH && item < n_items) {
+        while (nt < ub && item < n_items) {
             lfm2c_session *s = ss[item];
             if (off == n[item]) {
                 item++;

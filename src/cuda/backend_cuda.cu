@@ -20,6 +20,11 @@ extern "C" {
 
 /* ---- state ------------------------------------------------------------------------------- */
 
+/* The most tokens a forward takes (lfm2c_backend.ubatch): more than the CPU's, so that a prefill or
+ * a large batch gives each of an MoE layer's experts several full column tiles of the GEMM, not one
+ * or two partly filled ones, and the dense products more tiles to spread over the SMs. */
+enum { CU_UBATCH = 2048 };
+
 struct cu_scratch {
     int cap;            /* tokens */
     float *x, *a, *out, *big, *big2, *hid, *rope, *logits;
@@ -33,7 +38,8 @@ struct cu_scratch {
     float *host_logits; /* pinned */
     const void **host_seq; /* [cap] batch structure, host side */
     int *host_pos, *host_prev;
-    size_t table_bytes, logits_cap;
+    size_t table_bytes;
+    int logits_rows;    /* rows of logits / host_logits (logits_reserve): the tokens with logits */
 };
 
 /* The data section of one GGUF file (a split model has one per part) and its device copy. */
@@ -312,9 +318,9 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
 }
 
 static void scratch_free(cu_scratch *s) {
-    float *fs[] = {s->x, s->a, s->out, s->big, s->big2, s->hid, s->rope, s->logits, s->router, s->wsel,
-                   s->G, s->U, s->D};
+    float *fs[] = {s->x, s->a, s->out, s->big, s->big2, s->hid, s->rope, s->router, s->wsel, s->G, s->U, s->D};
     for (size_t i = 0; i < sizeof fs / sizeof *fs; i++) cudaFree(fs[i]);
+    cudaFree(s->logits);
     cudaFree(s->xh);
     cudaFree(s->xl);
     cudaFree(s->xs);
@@ -378,7 +384,7 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     size_t c = (size_t)cap;
     struct { float **p; size_t n; } want[] = {
         {&s->x, c * H}, {&s->a, c * H}, {&s->out, c * H}, {&s->big, c * cm->big_w}, {&s->big2, c * cm->big_w},
-        {&s->hid, c * cm->hid_w}, {&s->rope, c * in->head_dim}, {&s->logits, c * in->n_vocab},
+        {&s->hid, c * cm->hid_w}, {&s->rope, c * in->head_dim},
         {&s->router, c * (E ? E : 1)}, {&s->wsel, c * (k ? k : 1)}, {&s->G, c * k * Fe + 1},
         {&s->U, c * k * Fe + 1}, {&s->D, c * k * H + 1},
     };
@@ -396,11 +402,9 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
         if (e == cudaSuccess) e = cudaMalloc((void **)&s->xs, sizeof(float) * (s->xq_cap / 32));
     }
     s->table_bytes = table_bytes_for(cap);
-    s->logits_cap = c * in->n_vocab;
     if (e == cudaSuccess) e = cudaMalloc((void **)&s->ints, sizeof(int) * ints_for(in, cap).total);
     if (e == cudaSuccess) e = cudaMalloc(&s->table, s->table_bytes);
     if (e == cudaSuccess) e = cudaMallocHost(&s->host_table, s->table_bytes);
-    if (e == cudaSuccess) e = cudaMallocHost((void **)&s->host_logits, sizeof(float) * s->logits_cap);
     if (e != cudaSuccess) {
         scratch_free(s);
         return cuda_fail(err, e, "allocating the forward buffers");
@@ -414,6 +418,34 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     }
     s->cap = cap;
     cm->generation++;
+    return 0;
+}
+
+/* s->logits and its pinned host copy for n rows (the tokens of a forward with logits), grown to
+ * a power of two and kept */
+static int logits_reserve(cu_model *cm, const lfm2c_model_info *in, int n, lfm2c_error *err) {
+    cu_scratch *s = &cm->s;
+    if (n <= s->logits_rows) return 0;
+    cudaStreamSynchronize(cm->q.st);
+    cudaFree(s->logits);
+    cudaFreeHost(s->host_logits);
+    s->logits = nullptr;
+    s->host_logits = nullptr;
+    s->logits_rows = 0;
+    int rows = 16;
+    while (rows < n) rows *= 2;
+    const size_t bytes = sizeof(float) * (size_t)rows * in->n_vocab;
+    cudaError_t e = cudaMalloc((void **)&s->logits, bytes);
+    if (e == cudaSuccess) e = cudaMallocHost((void **)&s->host_logits, bytes);
+    if (e != cudaSuccess) {
+        cudaFree(s->logits);
+        cudaFreeHost(s->host_logits);
+        s->logits = nullptr;
+        s->host_logits = nullptr;
+        return cuda_fail(err, e, "allocating the logits");
+    }
+    s->logits_rows = rows;
+    cm->generation++; /* graphs hold the logits' pointer */
     return 0;
 }
 
@@ -803,6 +835,7 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
     if (scratch_reserve(cm, &m->info, T, err)) return -1;
     int n_out;
     int n_seq = build_table(cm, toks, T, &n_out);
+    if (logits_reserve(cm, &m->info, n_out, err)) return -1;
     cudaError_t e = cudaSuccess;
     /* one token with logits: the decode step; replay its graph (captured on first use) */
     bool graph = cm->use_graph && T == 1 && n_out == 1;
@@ -854,4 +887,5 @@ extern "C" const lfm2c_backend backend_cuda = {
     nullptr,   /* kv_copy: sessions on the device cannot be copied (yet) */
     cuda_session_pull_conv, cuda_session_push_conv,
     cuda_forward,
+    CU_UBATCH,
 };

@@ -1285,5 +1285,5 @@ const lfm2c_backend backend_vulkan = {
     "vulkan",          LFM2C_DEVICE_VULKAN, vulkan_model_init,
     vulkan_model_free, vulkan_session_init, vulkan_session_free,
     vulkan_kv_reserve, vulkan_kv_copy,      vulkan_conv_pull,
-    vulkan_conv_push,  vulkan_forward,
+    vulkan_conv_push,  vulkan_forward,      0, /* ubatch: session.c's default */
 };
