@@ -532,7 +532,20 @@ __device__ __forceinline__ uint32_t h2bits(float x0, float x1) {
     return hpack(__float2half_rn(x0), __float2half_rn(x1));
 }
 
-enum { KQ_BM = 64, KQ_BK = 128, KQ_LD = KQ_BK / 2 + 4, KQ_THREADS = 128 };
+/* KQ_LD: a row of words in shared memory, 8 more than a step's 64 so that the 8-byte loads of
+ * kq_mma's lanes fall on different banks */
+enum { KQ_BM = 64, KQ_BK = 128, KQ_LD = KQ_BK / 2 + 8, KQ_THREADS = 128 };
+
+/* Shared memory keeps each group of 8 words of a row (16 halves along k) as words 0 4 1 5 2 6 3 7,
+ * so the two words a lane of mma.sync takes from a row (k 2t.. and 8 + 2t..) lie side by side:
+ * one 8-byte load. Where word i goes: */
+__device__ __forceinline__ constexpr int kq_slot(int i) { return (i & ~7) | (i & 3) << 1 | (i >> 2 & 1); }
+
+/* the 32 words v (already in kq_slot order) into dst, 16 bytes at a time */
+__device__ __forceinline__ void kq_put32(uint32_t *dst, const uint32_t *v) {
+#pragma unroll
+    for (int i = 0; i < 8; i++) ((uint4 *)dst)[i] = uint4{v[4 * i], v[4 * i + 1], v[4 * i + 2], v[4 * i + 3]};
+}
 
 /* The shared memory of the GEMMs over the quants: a step's 64 x 128 weights as integer halves (two
  * a word), its 32 x 128 activations as high and low halves, per-row scales, per-column sums. */
@@ -542,7 +555,7 @@ struct kq_smem {
 };
 
 /* 32 values of x (src, NULL: zeros) as the K-quant GEMMs take them: high and low halves, two a
- * word (h[0..15], l[0..15]), and their sum in the order the sum is kept (*sum) */
+ * word (h[0..15], l[0..15], in kq_slot order), and their sum in the order the sum is kept (*sum) */
 __device__ __forceinline__ void kq_split32(const float *src, uint32_t *h, uint32_t *l, float *sum) {
     float s = 0;
 #pragma unroll
@@ -553,10 +566,10 @@ __device__ __forceinline__ void kq_split32(const float *src, uint32_t *h, uint32
         tc_split(v.y, &hi[1], &lo[1]);
         tc_split(v.z, &hi[2], &lo[2]);
         tc_split(v.w, &hi[3], &lo[3]);
-        h[i / 2] = hpack(hi[0], hi[1]);
-        h[i / 2 + 1] = hpack(hi[2], hi[3]);
-        l[i / 2] = hpack(lo[0], lo[1]);
-        l[i / 2 + 1] = hpack(lo[2], lo[3]);
+        h[kq_slot(i / 2)] = hpack(hi[0], hi[1]);
+        h[kq_slot(i / 2 + 1)] = hpack(hi[2], hi[3]);
+        l[kq_slot(i / 2)] = hpack(lo[0], lo[1]);
+        l[kq_slot(i / 2 + 1)] = hpack(lo[2], lo[3]);
         s += v.x + v.y + v.z + v.w;
     }
     *sum = s;
@@ -600,14 +613,19 @@ __device__ __forceinline__ void kq_load_x(kq_smem &sm, const mm_args &a, int src
  * or its high halves alone (x rounded to half). */
 template <bool LO>
 __device__ __forceinline__ void kq_mma(const kq_smem &sm, int ra, int ks, int g, int t, float (*p)[4]) {
-    const uint32_t A[4] = {sm.w[ra][ks + t], sm.w[ra + 8][ks + t], sm.w[ra][ks + 4 + t], sm.w[ra + 8][ks + 4 + t]};
+    const uint2 a0 = *(const uint2 *)&sm.w[ra][ks + 2 * t], a1 = *(const uint2 *)&sm.w[ra + 8][ks + 2 * t];
+    const uint32_t A[4] = {a0.x, a1.x, a0.y, a1.y};
     constexpr int PER = LO ? 2 : 1;
     uint32_t B[4 * PER][2]; /* per 8 columns: the low halves (LO), then the high */
 #pragma unroll
     for (int nt = 0; nt < 4; nt++) {
         const int cb = 8 * nt + g;
-        if (LO) B[PER * nt][0] = sm.xl[cb][ks + t], B[PER * nt][1] = sm.xl[cb][ks + 4 + t];
-        B[PER * nt + PER - 1][0] = sm.xh[cb][ks + t], B[PER * nt + PER - 1][1] = sm.xh[cb][ks + 4 + t];
+        if (LO) {
+            const uint2 b = *(const uint2 *)&sm.xl[cb][ks + 2 * t];
+            B[PER * nt][0] = b.x, B[PER * nt][1] = b.y;
+        }
+        const uint2 b = *(const uint2 *)&sm.xh[cb][ks + 2 * t];
+        B[PER * nt + PER - 1][0] = b.x, B[PER * nt + PER - 1][1] = b.y;
     }
     mma16816<4 * PER, PER>(p, A, B);
 }
@@ -680,7 +698,8 @@ __device__ __forceinline__ uint32_t kq_scale2(uint32_t q2, __half2 sc, __half2 o
 template <uint32_t T>
 __device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw<T> &r, bool present, int kb, int lr, int part) {
     if (!present) {
-        for (int i = 0; i < 32; i++) sm.w[lr][32 * part + i] = 0;
+        const uint32_t zero[32] = {};
+        kq_put32(&sm.w[lr][32 * part], zero);
         if (part == 0) sm.wd[lr] = 0;
         sm.wsc[lr][2 * part] = sm.wsc[lr][2 * part + 1] = 0;
         return;
@@ -693,6 +712,7 @@ __device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw<T> &r, bool
     const __half2 o0 = __half2half2(__float2half_rn(-1024.0f * sc0)), o1 = __half2half2(__float2half_rn(-1024.0f * sc1));
     const uint32_t qw[8] = {r.q[0].x, r.q[0].y, r.q[0].z, r.q[0].w, r.q[1].x, r.q[1].y, r.q[1].z, r.q[1].w};
     const uint32_t hw[8] = {r.qh[0].x, r.qh[0].y, r.qh[0].z, r.qh[0].w, r.qh[1].x, r.qh[1].y, r.qh[1].z, r.qh[1].w};
+    uint32_t v[32]; /* the part's words: sub-block 2j's 16, then 2j + 1's, in kq_slot order */
 #pragma unroll
     for (int m = 0; m < 8; m++)
 #pragma unroll
@@ -705,9 +725,10 @@ __device__ __forceinline__ void kq_store45(kq_smem &sm, const kq_raw<T> &r, bool
                 lo |= (b >> (2 * j) & 0x00010001u) << 4;
                 hi |= (b >> (2 * j + 1) & 0x00010001u) << 4;
             }
-            sm.w[lr][32 * part + 2 * m + h] = kq_scale2(lo, s0, o0);
-            sm.w[lr][32 * part + 16 + 2 * m + h] = kq_scale2(hi, s1, o1);
+            v[kq_slot(2 * m + h)] = kq_scale2(lo, s0, o0);
+            v[16 + kq_slot(2 * m + h)] = kq_scale2(hi, s1, o1);
         }
+    kq_put32(&sm.w[lr][32 * part], v);
     const float dm = cm_half(r.head[0] >> 16);
     if (part == 0) sm.wd[lr] = cm_half(r.head[0] & 0xFFFF);
     sm.wsc[lr][2 * part] = dm * (float)mn0;
@@ -741,11 +762,13 @@ __device__ __forceinline__ void kq_fetch6(kq_raw<GGML_Q6_K> &r, const uint8_t *w
  * step's eight sub-blocks of 16 (thread part 0). present false: zeros. */
 __device__ __forceinline__ void kq_store6(kq_smem &sm, const kq_raw<GGML_Q6_K> &r, bool present, int lr, int part) {
     if (!present) {
-        for (int i = 0; i < 32; i++) sm.w[lr][32 * part + i] = 0;
+        const uint32_t zero[32] = {};
+        kq_put32(&sm.w[lr][32 * part], zero);
         if (part == 0)
             for (int s = 0; s < 8; s++) sm.wsc[lr][s] = 0;
         return;
     }
+    uint32_t v[32]; /* the part's words: quarter 2 part's 16, then 2 part + 1's, in kq_slot order */
     const uint32_t sel = 0x3210u + 0x1111u * r.shift; /* the 4 bytes from shift on of two words */
     const __half2 one = __half2half2(__float2half_rn(1.0f)), off = __half2half2(__float2half_rn(-1056.0f));
 #pragma unroll
@@ -760,10 +783,11 @@ __device__ __forceinline__ void kq_store6(kq_smem &sm, const kq_raw<GGML_Q6_K> &
                 const uint32_t ps = e ? 0x4342u : 0x4140u;
                 const uint32_t pl = __byte_perm(lw, 0, ps), ph = __byte_perm(hw, 0, ps);
                 const uint32_t q = ((part ? pl >> 4 : pl) & 0x000F000Fu) | (ph >> (2 * quarter) & 0x00030003u) << 4;
-                sm.w[lr][16 * quarter + 2 * m + e] = kq_scale2(q, one, off); /* 1024 + q - 1056 */
+                v[16 * h + kq_slot(2 * m + e)] = kq_scale2(q, one, off); /* 1024 + q - 1056 */
             }
         }
     }
+    kq_put32(&sm.w[lr][32 * part], v);
     if (part == 0) {
         const float d = cm_half(r.d);
         const uint32_t s[2] = {__byte_perm(r.sc[0], r.sc[1], sel), __byte_perm(r.sc[1], r.sc[2], sel)};

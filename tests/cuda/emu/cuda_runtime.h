@@ -45,6 +45,9 @@ static inline float4 make_float4(float x, float y, float z, float w) { return fl
 struct uint4 {
     unsigned x, y, z, w;
 };
+struct uint2 {
+    unsigned x, y;
+};
 
 enum cudaError {
     cudaSuccess = 0,
