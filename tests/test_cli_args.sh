@@ -68,6 +68,8 @@ fi
 # llama.cpp (run MODEL, help), --host checks, the file type by name
 refuse bench -m $m -t 0
 refuse serve -m $m -np 0
+refuse serve -m $m --prefill-chunk 0
+refuse serve -m $m --prefill-chunk 70000
 refuse serve -m $m --port 99999
 refuse serve -m $m -ctk q4_0
 refuse serve -m $m --host ::1

@@ -372,7 +372,7 @@ check "thinking budget: speculative == plain at temperature 0" 'python3 -c "impo
 check "--reasoning-format: a bad value is refused" '[ $rc != 0 ] && grep -q "reasoning-format" "$TMP/e_rf"'
 
 # ---- a full queue answers 503 with Retry-After ------------------------------------------------------
-if start_server small -np 1 --queue 1 --alias fixture; then
+if start_server small -np 1 --queue 1 --alias fixture --prefill-chunk 8; then  # prompts prefilled 8 tokens a step
   # a past assistant tool call reaches the model between the real call markers (special tokens),
   # while the same text typed by the client, or inside a call's arguments, stays plain text
   ptok() { req POST $CHAT "$1"; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["usage"]["prompt_tokens"])' "$TMP/body" 2>/dev/null; }

@@ -30,6 +30,8 @@ static const char USAGE[] =
     "  -c, --ctx-size N      context per slot (default 4096, at most the model's)\n"
     "  -t, --threads N       worker threads (default: one per physical core)\n"
     "  --queue N             requests that may wait for a slot before 503 (default 256)\n"
+    "  --prefill-chunk N     prompt tokens prefilled per step, all slots together, beside the\n"
+    "                        decoding slots' tokens (default 512; 2048 with --device cuda)\n"
     "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
     "  --api-key-file F      the same, key read from the first line of F\n"
     "  --alias NAME          model id shown by /v1/models and in responses; requests naming\n"
@@ -203,7 +205,7 @@ typedef struct serve_opts {
     const char *model_path, *host, *api_key, *key_file, *alias, *tmpl_file, *cors;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
     int max_detok, max_messages, max_stop, drain_timeout, ready_queue_max, reasoning_format, reasoning_budget;
-    int device, n_lora;
+    int device, n_lora, prefill_chunk;
     long max_req_mem, max_body, max_tok_bytes;
     bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script;
     char *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
@@ -217,6 +219,7 @@ static serve_opts serve_opts_init(void) {
                         .n_slots = 4,
                         .n_ctx = 4096,
                         .queue = 256,
+                        .prefill_chunk = -1, /* by the device (serve_load) */
                         .timeout = SERVER_DEFAULT_TIMEOUT,
                         .idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT,
                         .max_conn = SERVER_DEFAULT_MAX_CONNECTIONS,
@@ -246,6 +249,7 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--host", NULL, SO_STR, host),
     SO("-np", "--parallel", SO_INT, n_slots),
     SO("--queue", NULL, SO_INT, queue),
+    SO("--prefill-chunk", NULL, SO_INT, prefill_chunk),
     SO("--api-key", NULL, SO_STR, api_key),
     SO("--api-key-file", NULL, SO_STR, key_file),
     SO("--alias", NULL, SO_STR, alias),
@@ -343,6 +347,8 @@ static int serve_check(serve_opts *o) {
     if (o->n_slots < 1 || o->n_slots > 1024) return cli_fail("-np must be 1..1024"), 2;
     if (o->n_ctx < 16) return cli_fail("-c must be at least 16"), 2;
     if (o->queue < 1) return cli_fail("--queue must be at least 1"), 2;
+    if (o->prefill_chunk != -1 && (o->prefill_chunk < 1 || o->prefill_chunk > 65536))
+        return cli_fail("--prefill-chunk must be 1..65536"), 2;
     if (o->max_body < 1024) return cli_fail("--max-body must be at least 1024"), 2;
     if (o->max_req_mem && o->max_req_mem < (1L << 20))
         return cli_fail("--max-request-memory must be at least 1 MiB"), 2;
@@ -458,7 +464,9 @@ static int serve_load(const serve_opts *o, serve_run *r) {
     sched_params sp = {.n_slots = o->n_slots,
                        .n_ctx = r->n_ctx,
                        .queue_max = o->queue,
-                       .prefill_chunk = 512,
+                       .prefill_chunk = o->prefill_chunk > 0             ? o->prefill_chunk
+                                        : o->device == LFM2C_DEVICE_CUDA ? 2048
+                                                                         : 512,
                        .no_prefix_reuse = o->no_reuse,
                        .spec_on = cli_spec_on(&o->spec),
                        .spec = lfm2c_spec_default_params()};
