@@ -97,6 +97,9 @@ fi
 # which prefetch plan decode runs, and why: --version, bench (stderr and JSON)
 LFM2C_DEC_PF=nta4 "$bin" --version | grep -Eq '^decode prefetch: (nta4 \(forced: LFM2C_DEC_PF=nta4\)|nta2 \(none: )' && ok || bad "--version: no forced plan"
 LFM2C_DEC_PF=t1x8 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 -o json 2>/dev/null | grep -Eq '"decode_prefetch": "(t1x8|nta2)"' && ok || bad "bench json: no decode_prefetch"
+# and where attention prefetches the KV cache
+LFM2C_ATTN_PF=t1 "$bin" --version | grep -Eq '^attention prefetch: t1 \(forced: LFM2C_ATTN_PF=t1\)' && ok || bad "--version: no forced attention prefetch"
+LFM2C_ATTN_PF=nta "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 -o json 2>/dev/null | grep -q '"attention_prefetch": "nta"' && ok || bad "bench json: no attention_prefetch"
 # bench says which it did: --hugepages copies, --no-hugepages maps
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --hugepages 2>&1 >/dev/null | grep -q '^weights copied' && ok || bad "bench --hugepages does not say copied"
 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --no-hugepages 2>&1 >/dev/null | grep -q '^weights mapped' && ok || bad "bench --no-hugepages does not say mapped"

@@ -525,8 +525,9 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
                "\"pool_went_solo\": %s",
                gbps, rss_mb, r->steps, r->solo_steps, ran_solo(r) ? "true" : "false");
         if (!device || !strcmp(device, "cpu")) /* the CPU kernel table that ran, and how it was chosen */
-            printf(", \"kernels\": \"%s\", \"kernels_choice\": \"%s\", \"decode_prefetch\": \"%s\"", kernels_in_use,
-                   kernels_how, kernels_pf);
+            printf(", \"kernels\": \"%s\", \"kernels_choice\": \"%s\", \"decode_prefetch\": \"%s\", "
+                   "\"attention_prefetch\": \"%s\"",
+                   kernels_in_use, kernels_how, kernels_pf, ATTN_PF_NAMES[kernels_choice()->apf]);
         const tg_prof p = prof_sum(r);
         if (profiled(&p)) { /* the share of decode time in the weight products, their GB/s */
             printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [", prof_share(&p),
@@ -815,6 +816,9 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
     if (!o->device || !strcmp(o->device, "cpu"))
         fprintf(stderr, "kernels: %s (%s: %s); decode prefetch: %s (%s: %s)\n", kernels_in_use, kernels_how,
                 kernels_choice()->why, kernels_choice()->pf_name, kernels_choice()->pf_how, kernels_choice()->pf_why);
+    if (!o->device || !strcmp(o->device, "cpu"))
+        fprintf(stderr, "attention prefetch: %s (%s: %s)\n", ATTN_PF_NAMES[kernels_choice()->apf],
+                kernels_choice()->apf_how, kernels_choice()->apf_why);
     if (in->weights_packed) fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
     fprintf(stderr,
             "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "

@@ -61,7 +61,13 @@ void swiglu_x86_avx512(float *g, const float *u, int64_t n); /* kernels_attn_x86
 void swiglu_x86_avx2(float *g, const float *u, int64_t n);
 void swiglu_arm_neon(float *g, const float *u, int64_t n); /* kernels_attn_neon.c */
 void attention_scalar(const attn_call *c);
-void attention_x86_avx512(const attn_call *c); /* kernels_attn_x86.c (x86 only) */
+/* Where the attention kernels prefetch the cache ahead of their reads: prefetchnta (into L1,
+ * the default) or prefetcht1 (into L2); which reads faster from memory differs between cores.
+ * Set once, before the first call, from kernels_choice() (kernels_choose.c); speed only. */
+enum { ATTN_PF_NTA, ATTN_PF_T1, ATTN_PF_NLOC };
+extern int attn_pf_loc;
+extern const char *const ATTN_PF_NAMES[ATTN_PF_NLOC]; /* "nta", "t1" */
+void attention_x86_avx512(const attn_call *c);        /* kernels_attn_x86.c (x86 only) */
 void attention_x86_avx2(const attn_call *c);
 void attention_arm_neon(const attn_call *c); /* kernels_attn_neon.c (ARM64 only) */
 const char *kv_type_name(int type);
@@ -123,6 +129,10 @@ typedef struct kernel_choice {
     int pf;
     const char *pf_name, *pf_how;
     char pf_why[320];
+    /* where the attention kernels prefetch the KV cache (attn_pf_loc): how and why as above */
+    int apf;
+    const char *apf_how;
+    char apf_why[256];
 } kernel_choice;
 enum { KERNELS_NO_TABLE = 1, KERNELS_NO_TIMING = 2, KERNELS_NO_CACHE = 4, KERNELS_RETIME = 8 };
 void kernels_cpu_id(kernel_cpu *c);
@@ -134,8 +144,13 @@ void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_
  * (a few hundred ms), cached per CPU and table beside the table's choice. */
 void kernels_choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
                        int flags, kernel_choice *out);
+/* Where the attention kernels of ops prefetch the cache (force: LFM2C_ATTN_PF's value, "nta"
+ * or "t1", or NULL; the rest as kernels_choose): fills out->apf, apf_how and apf_why. Else a
+ * timing of both from memory (a 128 MB F16 cache, ~0.1 s), cached per CPU and table. */
+void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                            int flags, kernel_choice *out);
 /* This process's choice, made once from the environment and this CPU; it sets tiles.h's
- * dec_pf_plan. */
+ * dec_pf_plan and attn_pf_loc. */
 const kernel_choice *kernels_choice(void);
 /* Tables compiled in and usable on this CPU (for tests): fills up to max, returns count. */
 int kernels_available(const kernel_ops **out, int max);

@@ -10,6 +10,9 @@
 #include <math.h>
 #include <string.h>
 
+int attn_pf_loc = ATTN_PF_NTA;
+const char *const ATTN_PF_NAMES[ATTN_PF_NLOC] = {"nta", "t1"};
+
 const char *kv_type_name(int type) {
     return type == KV_F32 ? "f32" : type == KV_F16 ? "f16" : type == KV_Q8_0 ? "q8_0" : "?";
 }

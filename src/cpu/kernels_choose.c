@@ -11,7 +11,8 @@
  * usable here, is timed again; a cache that cannot be written costs a timing per process.
  * Then, for a table that streams the X16 layout, the decode stream's prefetch plan (tiles.h)
  * the same way: LFM2C_DEC_PF forces one, else a from-memory timing of the plans, cached on a
- * line of its own beside the table's. */
+ * line of its own beside the table's. And where the table's attention prefetches the KV cache
+ * (kernels.h attn_pf_loc): LFM2C_ATTN_PF forces one, else a timing from memory, cached alike. */
 #include "cpu/kernels.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
@@ -388,6 +389,108 @@ void kernels_choose_pf(const char *force, const kernel_ops *ops, const kernel_cp
     out->pf_name = DEC_PF_PLANS[out->pf].name;
 }
 
+/* ---- where the attention kernels prefetch the KV cache (kernels.h attn_pf_loc) -------------- */
+
+/* The timing's cache: F16 keys and values of 8 KV heads of 64, APF_TIME_POS positions (64 MB of
+ * each, beyond a core's share of L3 as PF_TIME_BYTES), read as a decode step reads them: per
+ * head, its 4 queries over every position (the 1.2B's shape; a decode step at depth). */
+enum { APF_HEADS = 8, APF_HD = 64, APF_Q = 4, APF_TIME_POS = (PF_TIME_BYTES / 2) / (APF_HEADS * APF_HD * 2) };
+#define APF_TIME_WHAT "one decode step's attention over a 128 MB F16 cache (8 heads of 64, 4 queries each)"
+
+static int find_apf(const char *name) {
+    for (int i = 0; i < ATTN_PF_NLOC; i++)
+        if (!strcmp(ATTN_PF_NAMES[i], name)) return i;
+    return -1;
+}
+
+/* One pass over every head under the current attn_pf_loc, in seconds. */
+static double time_apf_once(const kernel_ops *t, const uint8_t *k, const uint8_t *v, const float *q, float *o) {
+    const size_t v_row = kv_v_row_bytes(KV_F16, APF_HEADS * APF_HD);
+    const double t0 = lfm2c_now_s();
+    for (int h = 0; h < APF_HEADS; h++) {
+        attn_call c = {KV_F16, KV_F16, APF_HD, APF_HEADS, h, k, v, v_row, APF_Q, {0}, {0}, {0}};
+        for (int j = 0; j < APF_Q; j++) c.q[j] = q + j * APF_HD, c.out[j] = o + j * APF_HD, c.n[j] = APF_TIME_POS;
+        t->attention(&c);
+    }
+    return lfm2c_now_s() - t0;
+}
+
+/* The location whose pass is fastest, if it beats the default (nta) by 10%; rounds alternate
+ * the two, after a warm-up. -1 when memory is short. */
+static int time_apf(const kernel_ops *t, char *why, size_t wn) {
+    const size_t kb = (size_t)APF_TIME_POS / KV_KB * APF_HEADS * kv_k_head_block_bytes(KV_F16, APF_HD);
+    const size_t vb = (size_t)APF_TIME_POS * kv_v_row_bytes(KV_F16, APF_HEADS * APF_HD);
+    size_t lk, lv;
+    uint8_t *k = huge_alloc(kb, &lk), *v = huge_alloc(vb, &lv);
+    float *q = malloc(sizeof(float) * APF_Q * APF_HD * 2);
+    double best[ATTN_PF_NLOC];
+    int pick = -1;
+    const int saved = attn_pf_loc;
+    if (k && v && q) {
+        memset(k, 0x11, kb); /* every half 0x1111: a small normal number; pages written */
+        memset(v, 0x11, vb);
+        for (int i = 0; i < APF_Q * APF_HD; i++) q[i] = (float)(i % 7) / 64.0f;
+        for (int r = -1; r < PF_TIME_ROUNDS; r++)
+            for (int p = 0; p < ATTN_PF_NLOC; p++) {
+                attn_pf_loc = p;
+                const double dt = time_apf_once(t, k, v, q, q + APF_Q * APF_HD);
+                if (r < 0) continue;
+                if (r == 0 || dt < best[p]) best[p] = dt;
+            }
+        pick = best[ATTN_PF_T1] < 0.9 * best[ATTN_PF_NTA] ? ATTN_PF_T1 : ATTN_PF_NTA;
+        size_t at = snprintf(why, wn, APF_TIME_WHAT ", one thread:");
+        for (int p = 0; p < ATTN_PF_NLOC && at < wn; p++)
+            at += snprintf(why + at, wn - at, " %s %.1f", ATTN_PF_NAMES[p], (kb + vb) / best[p] / 1e9);
+        if (at < wn) snprintf(why + at, wn - at, " GB/s%s", pick ? "" : " (t1 not 10% faster: nta)");
+    }
+    attn_pf_loc = saved;
+    huge_free(k, lk), huge_free(v, lv);
+    free(q);
+    return pick;
+}
+
+static void choose_apf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                       int flags, kernel_choice *out) {
+    out->apf = ATTN_PF_NTA;
+    if (force && *force && find_apf(force) >= 0) {
+        out->apf = find_apf(force), out->apf_how = "forced";
+        snprintf(out->apf_why, sizeof out->apf_why, "LFM2C_ATTN_PF=%s", force);
+        return;
+    }
+    const char *unknown = force && *force ? "LFM2C_ATTN_PF names neither nta nor t1; " : "";
+    if (!ops || (flags & KERNELS_NO_TIMING)) {
+        out->apf_how = "default";
+        snprintf(out->apf_why, sizeof out->apf_why, "%s%s", unknown, ops ? "LFM2C_KERNEL_TIMING=0: nta" : "no table");
+        return;
+    }
+    char key[512], path[1024], name[32], why[sizeof out->apf_why];
+    const kernel_ops *one[1] = {ops};
+    cache_key(cpu, one, 1, key, sizeof key);
+    size_t kl = strlen(key);
+    snprintf(key + kl, sizeof key - kl, "|attention prefetch nta,t1 on " APF_TIME_WHAT);
+    const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
+    if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, name, sizeof name, why, sizeof why) &&
+        find_apf(name) >= 0) {
+        out->apf = find_apf(name), out->apf_how = "cached";
+        snprintf(out->apf_why, sizeof out->apf_why, "%s%.200s", unknown, why);
+        return;
+    }
+    const int p = time_apf(ops, why, sizeof why);
+    if (p < 0) {
+        out->apf_how = "default";
+        snprintf(out->apf_why, sizeof out->apf_why, "%sthe timing could not run (memory): nta", unknown);
+        return;
+    }
+    out->apf = p, out->apf_how = "timed";
+    snprintf(out->apf_why, sizeof out->apf_why, "%s%.200s", unknown, why);
+    if (cacheable) cache_write(path, key, ATTN_PF_NAMES[p], why);
+}
+
+void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                            int flags, kernel_choice *out) {
+    choose_apf(force, ops, cpu, cache_dir, flags, out);
+}
+
 /* ---- the choice ------------------------------------------------------------------------------ */
 
 static void choose(const char *force, const kernel_cpu *cpu, const char *cache_dir, int flags, kernel_choice *out) {
@@ -470,6 +573,8 @@ static void choose_once(void) {
     kernels_choose(getenv("LFM2C_ISA"), &c, NULL, flags, &the_choice);
     kernels_choose_pf(getenv("LFM2C_DEC_PF"), the_choice.ops, &c, NULL, flags, &the_choice);
     dec_pf_plan = the_choice.pf;
+    kernels_choose_attn_pf(getenv("LFM2C_ATTN_PF"), the_choice.ops, &c, NULL, flags, &the_choice);
+    attn_pf_loc = the_choice.apf;
 }
 
 const kernel_choice *kernels_choice(void) {

@@ -137,12 +137,18 @@ static void run_case(const kernel_ops *const *tables, int nt, int tk, int tv, in
             CHECK(0, "%s: no attention kernel", tables[t]->isa);
             continue;
         }
-        for (int i = 0; i < NQ; i++) c.out[i] = got[i];
-        tables[t]->attention(&c);
         int same = 1;
-        for (int i = 0; i < NQ; i++) same &= !memcmp(got[i], want[i], sizeof(float) * hd);
-        CHECK(same, "%s k %s v %s hd %d: differs from the scalar truth", tables[t]->isa, kv_type_name(tk),
-              kv_type_name(tv), hd);
+        for (int loc = 0; loc < ATTN_PF_NLOC; loc++) { /* where the cache is prefetched: no bit moves */
+            const int saved = attn_pf_loc;
+            attn_pf_loc = loc;
+            for (int i = 0; i < NQ; i++) c.out[i] = got[i];
+            tables[t]->attention(&c);
+            attn_pf_loc = saved;
+            same = 1;
+            for (int i = 0; i < NQ; i++) same &= !memcmp(got[i], want[i], sizeof(float) * hd);
+            CHECK(same, "%s k %s v %s hd %d, prefetch %s: differs from the scalar truth", tables[t]->isa,
+                  kv_type_name(tk), kv_type_name(tv), hd, ATTN_PF_NAMES[loc]);
+        }
         /* each query alone, and the queries in the reverse order */
         for (int i = 0; i < NQ; i++) {
             attn_call one = c;

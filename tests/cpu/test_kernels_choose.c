@@ -223,6 +223,46 @@ static void test_plans(void) {
     CHECK(!strcmp(d.pf_how, "default") && d.pf == 0, "no timing: the first plan (%s)", d.pf_how);
 }
 
+/* Where the attention prefetches the cache: forced by name, a name that matches neither, the
+ * timing (both named with their GB/s), its cache line (read back; timed again when asked), no
+ * timing. */
+static void test_attn_pf(void) {
+    kernel_choice c;
+    memset(&c, 0, sizeof c);
+    kernel_cpu cpu = {"TestVendor", 1, 4, ""};
+    snprintf(cpu.name, sizeof cpu.name, "lfm2c attention prefetch test CPU %d", (int)getpid());
+    const kernel_ops *t = kernels_get();
+    for (int p = 0; p < ATTN_PF_NLOC; p++) {
+        kernels_choose_attn_pf(ATTN_PF_NAMES[p], t, &cpu, dir, 0, &c);
+        CHECK(c.apf == p && !strcmp(c.apf_how, "forced") && strstr(c.apf_why, ATTN_PF_NAMES[p]), "LFM2C_ATTN_PF=%s: %s",
+              ATTN_PF_NAMES[p], c.apf_why);
+    }
+    kernels_choose_attn_pf("t7", t, &cpu, dir, KERNELS_NO_TIMING, &c);
+    CHECK(c.apf == ATTN_PF_NTA && !strcmp(c.apf_how, "default") && strstr(c.apf_why, "names neither"),
+          "no such location: %s (%s)", c.apf_how, c.apf_why);
+    remove(path);
+    const int before = attn_pf_loc;
+    kernels_choose_attn_pf(NULL, t, &cpu, dir, 0, &c);
+    CHECK(!strcmp(c.apf_how, "timed") && c.apf >= 0 && c.apf < ATTN_PF_NLOC, "timed: %s", c.apf_how);
+    for (int p = 0; p < ATTN_PF_NLOC; p++)
+        CHECK(strstr(c.apf_why, ATTN_PF_NAMES[p]) != NULL && strstr(c.apf_why, "GB/s"), "the timing names %s: %s",
+              ATTN_PF_NAMES[p], c.apf_why);
+    CHECK(attn_pf_loc == before, "the timing leaves the process's location as it was");
+    printf("attention prefetch timed: %s (%s)\n", ATTN_PF_NAMES[c.apf], c.apf_why);
+    char *s = slurp();
+    CHECK(s && strstr(s, cpu.name) && strstr(s, "attention prefetch"), "the cache holds the location: %s",
+          s ? s : "(no file)");
+    free(s);
+    kernel_choice d;
+    memset(&d, 0, sizeof d);
+    kernels_choose_attn_pf(NULL, t, &cpu, dir, 0, &d);
+    CHECK(!strcmp(d.apf_how, "cached") && d.apf == c.apf, "read back: %s", d.apf_how);
+    kernels_choose_attn_pf(NULL, t, &cpu, dir, KERNELS_RETIME, &d);
+    CHECK(!strcmp(d.apf_how, "timed"), "timed again when asked: %s", d.apf_how);
+    kernels_choose_attn_pf(NULL, t, &cpu, dir, KERNELS_NO_TIMING, &d);
+    CHECK(!strcmp(d.apf_how, "default") && d.apf == ATTN_PF_NTA, "no timing: nta (%s)", d.apf_how);
+}
+
 int main(void) {
     n_avail = kernels_available(avail, 8);
     for (int i = 1; i < n_avail; i++)
@@ -240,11 +280,14 @@ int main(void) {
     printf("this process: %s (%s: %s); decode prefetch %s (%s: %s)\n", k->ops->isa, k->how, k->why, k->pf_name,
            k->pf_how, k->pf_why);
     CHECK(k->pf_name && k->pf_how && dec_pf_plan == k->pf, "the process's plan is set");
+    CHECK(k->apf_how && attn_pf_loc == k->apf, "the process's attention prefetch is set (%s: %s)", k->apf_how,
+          k->apf_why);
 
     test_forced(&me);
     test_known();
     test_timed();
     test_plans();
+    test_attn_pf();
     remove(path);
     rmdir(dir);
     TEST_MAIN_END();
