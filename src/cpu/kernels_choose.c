@@ -252,6 +252,31 @@ static void cache_write(const char *path, const char *key, const char *isa, cons
     else remove(tmp);
 }
 
+/* ---- a timed choice, cached per CPU and table --------------------------------------------- */
+
+/* The choice cached under key (a name find knows), else the timer's (an index; -1 when memory
+ * is short: index 0, how "default"), written back under key by name_of's name. *how is
+ * "cached", "timed" or "default"; why the timer's or the cache's line. */
+static int cached_or_timed(const char *key, const char *cache_dir, int flags, const kernel_ops *ops,
+                           int (*find)(const char *), const char *(*name_of)(int),
+                           int (*timer)(const kernel_ops *, char *, size_t), const char **how, char *why, size_t wn) {
+    char path[1024], name[32];
+    const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
+    if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, name, sizeof name, why, wn) &&
+        find(name) >= 0) {
+        *how = "cached";
+        return find(name);
+    }
+    const int p = timer(ops, why, wn);
+    if (p < 0) {
+        *how = "default";
+        return 0;
+    }
+    *how = "timed";
+    if (cacheable) cache_write(path, key, name_of(p), why);
+    return p;
+}
+
 /* ---- the decode stream's prefetch plan (tiles.h dec_pf_plan) --------------------------------- */
 
 /* Bytes of weights the plan timing streams from memory (beyond a core's share of L3 on the
@@ -272,6 +297,7 @@ static int find_plan(const char *name) {
         if (!strcmp(DEC_PF_PLANS[i].name, name)) return i;
     return -1;
 }
+static const char *plan_name(int i) { return DEC_PF_PLANS[i].name; }
 
 /* One decode of both matrices under the current plan, in seconds. */
 static double time_plan_once(const kernel_ops *t, const uint8_t *w4, const uint8_t *w6, const uint8_t *act,
@@ -355,7 +381,7 @@ static void choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu
         snprintf(out->pf_why, sizeof out->pf_why, "%sLFM2C_KERNEL_TIMING=0: the first plan", unknown);
         return;
     }
-    char key[512], path[1024], name[32], why[sizeof out->pf_why];
+    char key[512], why[sizeof out->pf_why];
     const kernel_ops *one[1] = {ops};
     cache_key(cpu, one, 1, key, sizeof key);
     /* the plans timed are part of the key: a build with other plans times them again */
@@ -365,22 +391,10 @@ static void choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu
         kl += snprintf(key + kl, sizeof key - kl, "%c%s", i ? ',' : ' ', DEC_PF_PLANS[i].name);
     /* and what they were timed on: a cache from a timing of other layouts is timed again */
     if (kl < sizeof key) kl += snprintf(key + kl, sizeof key - kl, " on " PF_TIME_WHAT);
-    const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
-    if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, name, sizeof name, why, sizeof why) &&
-        find_plan(name) >= 0) {
-        out->pf = find_plan(name), out->pf_how = "cached";
-        snprintf(out->pf_why, sizeof out->pf_why, "%s%.280s", unknown, why);
-        return;
-    }
-    const int p = time_plans(ops, why, sizeof why);
-    if (p < 0) {
-        out->pf_how = "default";
-        snprintf(out->pf_why, sizeof out->pf_why, "%sthe timing could not run (memory): the first plan", unknown);
-        return;
-    }
-    out->pf = p, out->pf_how = "timed";
-    snprintf(out->pf_why, sizeof out->pf_why, "%s%.280s", unknown, why);
-    if (cacheable) cache_write(path, key, DEC_PF_PLANS[p].name, why);
+    out->pf =
+        cached_or_timed(key, cache_dir, flags, ops, find_plan, plan_name, time_plans, &out->pf_how, why, sizeof why);
+    snprintf(out->pf_why, sizeof out->pf_why, "%s%.280s", unknown,
+             out->pf_how[0] == 'd' ? "the timing could not run (memory): the first plan" : why);
 }
 
 void kernels_choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
@@ -402,6 +416,7 @@ static int find_apf(const char *name) {
         if (!strcmp(ATTN_PF_NAMES[i], name)) return i;
     return -1;
 }
+static const char *apf_name(int i) { return ATTN_PF_NAMES[i]; }
 
 /* One pass over every head under the current attn_pf_loc, in seconds. */
 static double time_apf_once(const kernel_ops *t, const uint8_t *k, const uint8_t *v, const float *q, float *o) {
@@ -449,8 +464,8 @@ static int time_apf(const kernel_ops *t, char *why, size_t wn) {
     return pick;
 }
 
-static void choose_apf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
-                       int flags, kernel_choice *out) {
+void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                            int flags, kernel_choice *out) {
     out->apf = ATTN_PF_NTA;
     if (force && *force && find_apf(force) >= 0) {
         out->apf = find_apf(force), out->apf_how = "forced";
@@ -463,32 +478,15 @@ static void choose_apf(const char *force, const kernel_ops *ops, const kernel_cp
         snprintf(out->apf_why, sizeof out->apf_why, "%s%s", unknown, ops ? "LFM2C_KERNEL_TIMING=0: nta" : "no table");
         return;
     }
-    char key[512], path[1024], name[32], why[sizeof out->apf_why];
+    char key[512], why[sizeof out->apf_why];
     const kernel_ops *one[1] = {ops};
     cache_key(cpu, one, 1, key, sizeof key);
     size_t kl = strlen(key);
     snprintf(key + kl, sizeof key - kl, "|attention prefetch nta,t1 on " APF_TIME_WHAT);
-    const bool cacheable = !(flags & KERNELS_NO_CACHE) && cache_path(cache_dir, path, sizeof path);
-    if (cacheable && !(flags & KERNELS_RETIME) && cache_read(path, key, name, sizeof name, why, sizeof why) &&
-        find_apf(name) >= 0) {
-        out->apf = find_apf(name), out->apf_how = "cached";
-        snprintf(out->apf_why, sizeof out->apf_why, "%s%.200s", unknown, why);
-        return;
-    }
-    const int p = time_apf(ops, why, sizeof why);
-    if (p < 0) {
-        out->apf_how = "default";
-        snprintf(out->apf_why, sizeof out->apf_why, "%sthe timing could not run (memory): nta", unknown);
-        return;
-    }
-    out->apf = p, out->apf_how = "timed";
-    snprintf(out->apf_why, sizeof out->apf_why, "%s%.200s", unknown, why);
-    if (cacheable) cache_write(path, key, ATTN_PF_NAMES[p], why);
-}
-
-void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
-                            int flags, kernel_choice *out) {
-    choose_apf(force, ops, cpu, cache_dir, flags, out);
+    out->apf =
+        cached_or_timed(key, cache_dir, flags, ops, find_apf, apf_name, time_apf, &out->apf_how, why, sizeof why);
+    snprintf(out->apf_why, sizeof out->apf_why, "%s%.200s", unknown,
+             out->apf_how[0] == 'd' ? "the timing could not run (memory): nta" : why);
 }
 
 /* ---- the choice ------------------------------------------------------------------------------ */
