@@ -51,8 +51,10 @@ typedef struct lfm2c_backend {
 const lfm2c_backend *backend_for_device(int device, lfm2c_error *err);
 
 extern const lfm2c_backend backend_cpu; /* backend_cpu.c */
-/* Tests: the size from which the CPU backend maps a KV array in 2 MB pages (default 8 MB);
- * to be changed only while no CPU session exists (an array is freed by the rule it was made by). */
+/* Tests: the size from which the CPU backend maps a KV array in 2 MB pages (default
+ * KV_MAP_MIN_DEFAULT); to be changed only while no CPU session exists (an array is freed by the
+ * rule it was made by). */
+#define KV_MAP_MIN_DEFAULT ((size_t)2 << 20)
 void backend_cpu_kv_map_min(size_t bytes);
 
 #ifdef __cplusplus

@@ -1,7 +1,7 @@
 /* backend_cpu.c — the CPU backend's entry in the backend table (backend.h): the forward pass of
  * forward.c over the kernel tables (src/cpu), its scratch buffers, and the KV cache in host
  * memory in the layouts of kernels.h (K in blocks of KV_KB positions, V in rows), one pair of
- * arrays per attention layer, grown with the sequence (from 8 MB on in 2 MB pages). The conv
+ * arrays per attention layer, grown with the sequence (from 2 MB on in 2 MB pages). The conv
  * state is s->conv itself. When the weights are a private copy (gguf.h: huge pages), matrices
  * are rearranged in place into the layout the kernel table multiplies fastest
  * (kernel_ops.packed_type; same bytes, same results bit for bit), in parallel on the pool. */
@@ -123,13 +123,15 @@ static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
 
 /* ---- the KV arrays ------------------------------------------------------------------------ */
 
-/* An array of kv_map_min bytes (8 MB) or more is huge_alloc's memory (base/hugemem.h): in
- * 2 MB pages (transparent huge pages in madvise or always mode): a decode step at depth reads
- * all of every layer's cache, each head's K blocks and V slices strided, and on 4 KB pages most
- * blocks cost TLB misses (docs/HARDWARE.md "What the code's choices measured"). Smaller arrays
- * stay with malloc, so that a short session is not made resident 2 MB at a time. The session
- * keeps each array's capacity in bytes (cpu_session.cap). */
-static size_t kv_map_min = (size_t)8 << 20;
+/* An array of KV_MAP_MIN_DEFAULT bytes (one 2 MB page) or more is huge_alloc's memory
+ * (base/hugemem.h): in 2 MB pages (transparent huge pages in madvise or always mode): a decode
+ * step at depth reads all of every layer's cache, each head's K blocks and V slices strided,
+ * and on 4 KB pages most blocks cost TLB misses, which also leave the attention's prefetch
+ * behind (docs/HARDWARE.md "What the code's choices measured"). Smaller arrays stay with malloc,
+ * so that a short session is not made resident 2 MB at a time; a mapped array's slack is at
+ * most its last, partly touched page. The session keeps each array's capacity in bytes
+ * (cpu_session.cap). */
+static size_t kv_map_min = KV_MAP_MIN_DEFAULT;
 
 void backend_cpu_kv_map_min(size_t bytes) { kv_map_min = bytes; }
 

@@ -456,7 +456,7 @@ static void check_kv_growth(const char *name) {
         lfm2c_session_free(s);
         lfm2c_model_free(m);
     }
-    backend_cpu_kv_map_min((size_t)8 << 20);
+    backend_cpu_kv_map_min(KV_MAP_MIN_DEFAULT);
     int first = -1;
     for (int t = 0; t < N && first < 0; t++)
         if (h[0][t] != h[1][t]) first = t;
@@ -475,12 +475,12 @@ int main(void) {
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_fixture(fixtures[i]);
     if (!quick)
         for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) check_kv_types(fixtures[i]);
-    /* every KV array in its own 2 MB-page mapping (backend_cpu.c; from 8 MB by default): the
+    /* every KV array in its own 2 MB-page mapping (backend_cpu.c; from 2 MB by default): the
      * same goldens, copies, truncations and batches */
     backend_cpu_kv_map_min(0);
     check_fixture("lfm2-kq-dense-q4_k_m");
     check_fixture("lfm2-tiny-moe-q8_0");
-    backend_cpu_kv_map_min((size_t)8 << 20);
+    backend_cpu_kv_map_min(KV_MAP_MIN_DEFAULT);
     check_kv_growth("lfm2-tiny-dense-q8_0");
     check_packed("lfm2-kq-dense-q4_k_m"); /* tied embedding (Q6_K) */
     check_packed("lfm2-kq-moe-q4_k_m");
