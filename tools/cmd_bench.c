@@ -813,12 +813,12 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     print_huge_pages(in->weights_copied);
-    if (!o->device || !strcmp(o->device, "cpu"))
-        fprintf(stderr, "kernels: %s (%s: %s); decode prefetch: %s (%s: %s)\n", kernels_in_use, kernels_how,
-                kernels_choice()->why, kernels_choice()->pf_name, kernels_choice()->pf_how, kernels_choice()->pf_why);
-    if (!o->device || !strcmp(o->device, "cpu"))
-        fprintf(stderr, "attention prefetch: %s (%s: %s)\n", ATTN_PF_NAMES[kernels_choice()->apf],
-                kernels_choice()->apf_how, kernels_choice()->apf_why);
+    if (!o->device || !strcmp(o->device, "cpu")) {
+        const kernel_choice *kc = kernels_choice();
+        fprintf(stderr, "kernels: %s (%s: %s); decode prefetch: %s (%s: %s)\n", kernels_in_use, kernels_how, kc->why,
+                kc->pf_name, kc->pf_how, kc->pf_why);
+        fprintf(stderr, "attention prefetch: %s (%s: %s)\n", ATTN_PF_NAMES[kc->apf], kc->apf_how, kc->apf_why);
+    }
     if (in->weights_packed) fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
     fprintf(stderr,
             "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "

@@ -61,15 +61,15 @@ void swiglu_x86_avx512(float *g, const float *u, int64_t n); /* kernels_attn_x86
 void swiglu_x86_avx2(float *g, const float *u, int64_t n);
 void swiglu_arm_neon(float *g, const float *u, int64_t n); /* kernels_attn_neon.c */
 void attention_scalar(const attn_call *c);
+void attention_x86_avx512(const attn_call *c); /* kernels_attn_x86.c (x86 only) */
+void attention_x86_avx2(const attn_call *c);
+void attention_arm_neon(const attn_call *c); /* kernels_attn_neon.c (ARM64 only) */
 /* Where the attention kernels prefetch the cache ahead of their reads: prefetchnta (into L1,
  * the default) or prefetcht1 (into L2); which reads faster from memory differs between cores.
  * Set once, before the first call, from kernels_choice() (kernels_choose.c); speed only. */
 enum { ATTN_PF_NTA, ATTN_PF_T1, ATTN_PF_NLOC };
 extern int attn_pf_loc;
 extern const char *const ATTN_PF_NAMES[ATTN_PF_NLOC]; /* "nta", "t1" */
-void attention_x86_avx512(const attn_call *c);        /* kernels_attn_x86.c (x86 only) */
-void attention_x86_avx2(const attn_call *c);
-void attention_arm_neon(const attn_call *c); /* kernels_attn_neon.c (ARM64 only) */
 const char *kv_type_name(int type);
 
 typedef struct kernel_ops {
