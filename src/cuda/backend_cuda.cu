@@ -557,11 +557,13 @@ static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, 
     return a;
 }
 
-/* y = W x, then what fin asks of the product's last block (fin.done NULL: nothing) */
+/* y = W x, then what fin asks of the product's last block (fin.done NULL: nothing). A matrix of
+ * at most CU_GEMV_MAX_ROWS rows (the MoE router) takes the GEMV for any number of tokens: the GEMM
+ * would give it one row tile, a block per 32 tokens, on a GPU of a hundred and more SMs. */
 static void matmul_fin(cu_model *cm, const tensor *w, const float *x, int T, float *y, const cu_fin &fin) {
     mm_args a = dense_args(cm, w, x, T, y);
     a.fin = fin;
-    cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS);
+    cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS || a.rows <= CU_GEMV_MAX_ROWS);
 }
 
 static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {

@@ -95,7 +95,7 @@ struct mm_args {
     cu_fin fin; /* fin.done: the add and norm after the product (one-column gemv tiles only) */
 };
 
-enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32 };
+enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32, CU_GEMV_MAX_ROWS = 64 };
 
 /* gemv: warp per row, up to 8 columns per tile (decode); else the tiled GEMM. */
 void cu_matmul(cu_q *cq, const mm_args *a, bool gemv);

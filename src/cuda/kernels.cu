@@ -6,6 +6,7 @@
 
 #include <cuda_fp16.h>
 #include <mma.h>
+#include <string.h>
 
 /* ---- reductions ----------------------------------------------------------------------------- */
 
@@ -69,40 +70,116 @@ static void cu_launch(cu_q *cq, void (*kernel)(P...), dim3 grid, dim3 block, A..
  * the same sums in the same order (gemv_finish) */
 enum { NORM_THREADS = 128 };
 
+/* Each thread's elements of a row are i = threadIdx.x + j * blockDim.x. A thread takes S of them
+ * at a time (the template argument), issuing every load of the group before any arithmetic: one
+ * memory latency a group instead of one an element (stores to the row would otherwise keep the
+ * next element's loads from starting). The sums run over each thread's elements in order, for
+ * any S: the same bits. The add + norm kernels take NORM_STAGE; the last block of a decode GEMV
+ * (gemv_finish) takes 1, the registers of a staged group would cost the GEMV occupancy. */
+enum { NORM_STAGE = 4 };
+
 /* The block's row: y = x * rms scale (from the threads' partial sums of squares ss) * w */
+template <int S>
 __device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const float *w, float *yr, int H, float eps) {
-    float scale = cm_rms_scale(block_sum(ss), H, eps);
-    for (int i = threadIdx.x; i < H; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+    const float scale = cm_rms_scale(block_sum(ss), H, eps);
+    const int step = blockDim.x;
+    for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
+        float xv[S], wv[S];
+#pragma unroll
+        for (int j = 0; j < S; j++) {
+            const int i = i0 + j * step;
+            xv[j] = i < H ? xr[i] : 0.0f;
+            wv[j] = i < H ? w[i] : 0.0f;
+        }
+#pragma unroll
+        for (int j = 0; j < S; j++)
+            if (i0 + j * step < H) yr[i0 + j * step] = xv[j] * scale * wv[j];
+    }
 }
 
 /* xr += dr (NULL: nothing), then yr = rmsnorm(xr) * w. dr is read past L1 (__ldcg): in
  * gemv_finish other blocks of the same kernel wrote it. */
+template <int S>
 __device__ void add_rmsnorm_row(float *xr, const float *dr, const float *w, float *yr, int H, float eps) {
     float ss = 0;
-    for (int i = threadIdx.x; i < H; i += blockDim.x) {
-        float v = xr[i];
-        if (dr) {
-            v += __ldcg(dr + i);
-            xr[i] = v;
+    const int step = blockDim.x;
+    for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
+        float v[S], d[S];
+#pragma unroll
+        for (int j = 0; j < S; j++) {
+            const int i = i0 + j * step;
+            v[j] = i < H ? xr[i] : 0.0f;
+            d[j] = dr && i < H ? __ldcg(dr + i) : 0.0f;
         }
-        ss += v * v;
+#pragma unroll
+        for (int j = 0; j < S; j++) {
+            const int i = i0 + j * step;
+            if (i >= H) continue;
+            if (dr) {
+                v[j] += d[j];
+                xr[i] = v[j];
+            }
+            ss += v[j] * v[j];
+        }
     }
-    rmsnorm_store(xr, ss, w, yr, H, eps);
+    rmsnorm_store<S>(xr, ss, w, yr, H, eps);
 }
 
 /* add_rmsnorm_row with the layer's output made here: the sum over the token's k slots (in slot
- * order) of ws[j] * D row iv[j] */
+ * order) of ws[j] * D row iv[j]. Up to COMBINE_MAX_K slots, their weights and rows are read once,
+ * into shared memory; more, one element at a time (the same sums). */
+enum { COMBINE_MAX_K = 8 };
+template <int S>
 __device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *ws, const int *iv, int k,
                                         const float *w, float *yr, int H, float eps) {
-    float ss = 0;
-    for (int i = threadIdx.x; i < H; i += blockDim.x) {
-        float s = 0;
-        for (int j = 0; j < k; j++) s += ws[j] * __ldcg(D + (size_t)iv[j] * H + i);
-        float v = xr[i] + s;
-        xr[i] = v;
-        ss += v * v;
+    if (k > COMBINE_MAX_K) {
+        float ss = 0;
+        for (int i = threadIdx.x; i < H; i += blockDim.x) {
+            float s = 0;
+            for (int j = 0; j < k; j++) s += ws[j] * __ldcg(D + (size_t)iv[j] * H + i);
+            float v = xr[i] + s;
+            xr[i] = v;
+            ss += v * v;
+        }
+        rmsnorm_store<S>(xr, ss, w, yr, H, eps);
+        return;
     }
-    rmsnorm_store(xr, ss, w, yr, H, eps);
+    __shared__ float wk[COMBINE_MAX_K];
+    __shared__ int rk[COMBINE_MAX_K];
+    if (threadIdx.x < k) {
+        wk[threadIdx.x] = ws[threadIdx.x];
+        rk[threadIdx.x] = iv[threadIdx.x];
+    }
+    __syncthreads();
+    float ss = 0;
+    const int step = blockDim.x;
+    for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
+        float v[S], s[S];
+#pragma unroll
+        for (int c = 0; c < S; c++) {
+            const int i = i0 + c * step;
+            v[c] = i < H ? xr[i] : 0.0f;
+            s[c] = 0;
+        }
+#pragma unroll
+        for (int j = 0; j < COMBINE_MAX_K; j++) {
+            if (j >= k) break;
+            float dv[S];
+#pragma unroll
+            for (int c = 0; c < S; c++) dv[c] = i0 + c * step < H ? __ldcg(D + (size_t)rk[j] * H + i0 + c * step) : 0.0f;
+#pragma unroll
+            for (int c = 0; c < S; c++) s[c] += wk[j] * dv[c];
+        }
+#pragma unroll
+        for (int c = 0; c < S; c++) {
+            const int i = i0 + c * step;
+            if (i >= H) continue;
+            v[c] = v[c] + s[c];
+            xr[i] = v[c];
+            ss += v[c] * v[c];
+        }
+    }
+    rmsnorm_store<S>(xr, ss, w, yr, H, eps);
 }
 
 /* ---- matrix products ---------------------------------------------------------------------- */
@@ -237,6 +314,16 @@ __device__ __forceinline__ void q4k_scale_min(const uint32_t w[4], int j, int *s
     }
 }
 
+/* Byte k of w less `less` (0 to 255), as a float made from bits: 2^23 + the byte, less 2^23 +
+ * `less` (exact). An integer-to-float conversion issues at a fraction of the rate of a byte permute
+ * and an add, and a decode GEMV converts every weight. */
+__device__ __forceinline__ float byte_float(uint32_t w, int k, int less = 0) {
+    const uint32_t u = __byte_perm(w, 0x4B000000u, 0x7650u + (uint32_t)k);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f - (8388608.0f + (float)less);
+}
+
 /* x[0..15] . the low (hi = 0) or high nibbles of the 16 bytes q, and the sum of x[0..15] */
 __device__ __forceinline__ void q4k_dot16(uint4 q, const float *x, int hi, float *dot, float *sum) {
     const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
@@ -244,9 +331,8 @@ __device__ __forceinline__ void q4k_dot16(uint4 q, const float *x, int hi, float
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         const float4 xv = *(const float4 *)(x + 4 * i);
-        const uint32_t b = qw[i] >> 4 * hi;
-        d += (float)(b & 0xF) * xv.x + (float)(b >> 8 & 0xF) * xv.y + (float)(b >> 16 & 0xF) * xv.z +
-             (float)(b >> 24 & 0xF) * xv.w;
+        const uint32_t b = qw[i] >> 4 * hi & 0x0F0F0F0Fu;
+        d += byte_float(b, 0) * xv.x + byte_float(b, 1) * xv.y + byte_float(b, 2) * xv.z + byte_float(b, 3) * xv.w;
         s += xv.x + xv.y + xv.z + xv.w;
     }
     *dot = d;
@@ -314,6 +400,96 @@ __device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
     if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
 }
 
+/* A Q6_K lane's raw bytes for one superblock (only 2-byte aligned: 210-byte blocks), loaded before
+ * any is used: 8 ql bytes of quarters 0 and 2 (lo), 8 of quarters 1 and 3 (hi), their 8 qh bytes,
+ * the 4 quarters' scales and d. */
+struct q6k_raw {
+    uint32_t lo[2], hi[2], qh[2];
+    int sc[4];
+    uint16_t d;
+};
+
+__device__ __forceinline__ uint32_t ld_u32_a2(const uint8_t *p) {
+    const uint16_t *h = (const uint16_t *)(const void *)p;
+    return h[0] | (uint32_t)h[1] << 16;
+}
+
+/* Lane s of a superblock's 8 takes positions l = 8 (s % 4) .. + 7 of half n = s / 4, in each of
+ * the four quarters: 32 weights */
+__device__ __forceinline__ void q6k_load(const uint8_t *b, int s, q6k_raw *r) {
+    const int n = s / 4, l0 = 8 * (s % 4);
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        r->lo[i] = ld_u32_a2(b + CM_AT(block_q6_K, ql) + 64 * n + l0 + 4 * i);
+        r->hi[i] = ld_u32_a2(b + CM_AT(block_q6_K, ql) + 64 * n + 32 + l0 + 4 * i);
+        r->qh[i] = ld_u32_a2(b + CM_AT(block_q6_K, qh) + 32 * n + l0 + 4 * i);
+    }
+#pragma unroll
+    for (int q = 0; q < 4; q++) r->sc[q] = (int8_t)b[CM_AT(block_q6_K, scales) + 8 * n + l0 / 16 + 2 * q];
+    r->d = *(const uint16_t *)(const void *)(b + CM_AT(block_q6_K, d));
+}
+
+/* The lane's 32 weights dotted with x from the superblock's start: per quarter, d sc (q . x) with
+ * q = the 6-bit quant less 32 (four to a word, made from bits as byte_float does) */
+__device__ __forceinline__ float q6k_lane_dot(const q6k_raw &r, const float *x, int s) {
+    const int n = s / 4, l0 = 8 * (s % 4);
+    const float d = cm_half(r.d);
+    float acc = 0;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const float *xq = x + 128 * n + 32 * q + l0;
+        float dot = 0;
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint32_t src = (q & 1) ? r.hi[i] : r.lo[i];
+            const uint32_t v = ((q < 2 ? src : src >> 4) & 0x0F0F0F0Fu) | (r.qh[i] >> 2 * q & 0x03030303u) << 4;
+            const float4 xv = *(const float4 *)(xq + 4 * i);
+            dot += byte_float(v, 0, 32) * xv.x + byte_float(v, 1, 32) * xv.y + byte_float(v, 2, 32) * xv.z +
+                   byte_float(v, 3, 32) * xv.w;
+        }
+        acc += d * (float)r.sc[q] * dot;
+    }
+    return acc;
+}
+
+/* The decode GEMV of Q6_K rows for one column (a Q4_K_M model's output and some of its down
+ * matrices): 8 lanes a superblock, 4 superblocks a warp step, two steps' loads issued before
+ * either is used, as gemv_q4k_rows; GLU: the up row beside the gate row. */
+template <bool GLU>
+__device__ __forceinline__ void gemv_q6k_rows(const mm_args &a) {
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = blockIdx.x * GEMV_WARPS + warp;
+    if (r >= a.rows) return;
+    constexpr int R = GLU ? 2 : 1;
+    const size_t at = (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
+    const uint8_t *rows[R];
+    rows[0] = a.w + at;
+    if (GLU) rows[R - 1] = a.w_up + at;
+    const float *x = mm_xrow(a, c0);
+    const int nb = a.n / QK_K, s = lane % 8;
+    float acc[R] = {};
+    for (int sb0 = 0; sb0 < nb; sb0 += 8) {
+        q6k_raw raw[R][2];
+#pragma unroll
+        for (int h = 0; h < R; h++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int sb = sb0 + 4 * u + lane / 8;
+                if (sb < nb) q6k_load(rows[h] + (size_t)sb * sizeof(block_q6_K), s, &raw[h][u]);
+            }
+#pragma unroll
+        for (int h = 0; h < R; h++)
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int sb = sb0 + 4 * u + lane / 8;
+                if (sb < nb) acc[h] += q6k_lane_dot(raw[h][u], x + (size_t)sb * QK_K, s);
+            }
+    }
+    const float g = warp_sum(acc[0]), up = GLU ? warp_sum(acc[R - 1]) : 0.0f;
+    if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
+}
+
 __device__ void route1_warp(const float *lg, const cu_route1 &r);
 
 /* The gated short conv of a batch of one token, every channel by the calling block: conv_kernel's
@@ -346,8 +522,8 @@ __device__ void gemv_finish(const mm_args &a) {
         if (threadIdx.x < 32) route1_warp(a.y, f.route);
     } else if (f.conv_o) {
         conv1_block(a.y, f.conv_w, f.toks[0].conv + (size_t)f.conv_index * 2 * f.H, f.conv_o, f.H);
-    } else if (f.inv) combine_add_rmsnorm_row(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
-    else add_rmsnorm_row(f.x, a.y, f.w, f.out, f.H, f.eps);
+    } else if (f.inv) combine_add_rmsnorm_row<1>(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
+    else add_rmsnorm_row<1>(f.x, a.y, f.w, f.out, f.H, f.eps);
     if (threadIdx.x == 0) *f.done = 0;
 }
 
@@ -365,6 +541,14 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
     gemv_prefetch(a);
     pdl_ready();
     gemv_q4k_rows<GLU>(a);
+    gemv_finish(a);
+}
+
+template <bool GLU>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q6k_kernel(mm_args a) {
+    gemv_prefetch(a);
+    pdl_ready();
+    gemv_q6k_rows<GLU>(a);
     gemv_finish(a);
 }
 
@@ -882,8 +1066,10 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
     if (gemv) {
         dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny);
         if (one && a->w_up && T == GGML_Q4_K) cu_launch(cq, gemv_q4k_kernel<true>, grid, GEMV_WARPS * 32, *a);
+        else if (one && a->w_up && T == GGML_Q6_K) cu_launch(cq, gemv_q6k_kernel<true>, grid, GEMV_WARPS * 32, *a);
         else if (one && a->w_up) cu_launch(cq, gemv_kernel<T, 1, true>, grid, GEMV_WARPS * 32, *a);
         else if (one && T == GGML_Q4_K) cu_launch(cq, gemv_q4k_kernel<false>, grid, GEMV_WARPS * 32, *a);
+        else if (one && T == GGML_Q6_K) cu_launch(cq, gemv_q6k_kernel<false>, grid, GEMV_WARPS * 32, *a);
         else if (one) cu_launch(cq, gemv_kernel<T, 1>, grid, GEMV_WARPS * 32, *a);
         else cu_launch(cq, gemv_kernel<T, CU_GEMV_COLS>, grid, GEMV_WARPS * 32, *a);
     } else {
@@ -956,7 +1142,7 @@ __global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w,
                                    float eps, const int *map) {
     pdl_ready();
     const int src = map ? map[blockIdx.x] : blockIdx.x;
-    add_rmsnorm_row(x + (size_t)src * H, delta ? delta + (size_t)src * H : nullptr, w, y + (size_t)blockIdx.x * H, H,
+    add_rmsnorm_row<NORM_STAGE>(x + (size_t)src * H, delta ? delta + (size_t)src * H : nullptr, w, y + (size_t)blockIdx.x * H, H,
                     eps);
 }
 
@@ -1340,7 +1526,7 @@ __global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float
                                            const float *w, float *y, int H, float eps, const int *map) {
     pdl_ready();
     const int src = map ? map[blockIdx.x] : blockIdx.x;
-    combine_add_rmsnorm_row(x + (size_t)src * H, D, wsel + (size_t)src * k, inv + (size_t)src * k, k, w,
+    combine_add_rmsnorm_row<NORM_STAGE>(x + (size_t)src * H, D, wsel + (size_t)src * k, inv + (size_t)src * k, k, w,
                             y + (size_t)blockIdx.x * H, H, eps);
 }
 

@@ -394,46 +394,49 @@ static void check_route_plan(void) {
     CHECK(cudaGetLastError() == cudaSuccess, "route / plan launches");
 }
 
-/* The Q4_K decode GEMV (gemv_q4k_kernel: 16-byte quant loads, 4 superblocks a step, two steps
- * at once) against the scalar truth cm_dot_lane on rows of 1 to 9 superblocks (partial steps,
- * lanes without a superblock), random quants, scales and halves, two experts. */
-static void check_gemv_q4k(void) {
+/* The Q4_K and Q6_K decode GEMVs (gemv_q4k_kernel, gemv_q6k_kernel: wide quant loads, 4
+ * superblocks a step, two steps at once) against the scalar truth cm_dequant8 on rows of 1 to 9
+ * superblocks (partial steps, lanes without a superblock), random quants, scales and halves, two
+ * experts. */
+static void check_gemv_kq(void) {
     uint64_t rng = 3;
     auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
-    for (int nb : {1, 3, 4, 6, 8, 9}) {
-        const int n = nb * QK_K, rows = 6, E = 2;
-        const size_t rb = (size_t)nb * sizeof(block_q4_K);
-        std::vector<uint8_t> w(rb * rows * E);
-        for (auto &b : w) b = (uint8_t)next();
-        for (size_t i = 0; i < w.size(); i += sizeof(block_q4_K)) {   /* d, dmin: finite halves */
-            const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
-            memcpy(&w[i], &d, 2);
-            memcpy(&w[i + 2], &dm, 2);
-        }
-        std::vector<float> x((size_t)n * 2), y((size_t)rows * 2, NAN);
-        for (auto &v : x) v = (float)((int)(next() % 2001) - 1000) / 500;
-        int te[2] = {1, 0}, tc[2] = {0, 1}, tn[2] = {1, 1}, nt = 2, src[2] = {1, 0};
-        emu::mm_args a = {};
-        a.w = w.data(), a.type = GGML_Q4_K, a.n = n, a.rows = rows, a.row_bytes = rb, a.expert_stride = rb * rows;
-        a.x = x.data(), a.ldx = n, a.col_src = src, a.y = y.data(), a.ldy = rows, a.ncols = 2;
-        a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 2, a.tile_width = 1;
-        emu::cu_matmul(nullptr, &a, true);
-        CHECK(cudaGetLastError() == cudaSuccess, "gemv q4k launch");
-        double worst = 0;
-        for (int col = 0; col < 2; col++)
-            for (int r = 0; r < rows; r++) {
-                const uint8_t *row = w.data() + (size_t)te[col] * a.expert_stride + (size_t)r * rb;
-                const float *xr = x.data() + (size_t)src[col] * n;
-                double ref = 0, mag = 0;
-                for (int k0 = 0; k0 < n; k0 += 8) {
-                    float wv[8];
-                    emu::cm_dequant8(GGML_Q4_K, row, k0, wv);
-                    for (int i = 0; i < 8; i++) ref += (double)wv[i] * xr[k0 + i], mag += fabs((double)wv[i] * xr[k0 + i]);
-                }
-                worst = fmax(worst, fabs(y[(size_t)col * rows + r] - ref) / (mag + 1e-30));
+    for (uint32_t type : {(uint32_t)GGML_Q4_K, (uint32_t)GGML_Q6_K})
+        for (int nb : {1, 3, 4, 6, 8, 9}) {
+            const bool q6 = type == GGML_Q6_K;
+            const int n = nb * QK_K, rows = 6, E = 2;
+            const size_t bs = q6 ? sizeof(block_q6_K) : sizeof(block_q4_K), rb = (size_t)nb * bs;
+            std::vector<uint8_t> w(rb * rows * E);
+            for (auto &b : w) b = (uint8_t)next();
+            for (size_t i = 0; i < w.size(); i += bs) {   /* d (and dmin): finite halves */
+                const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
+                memcpy(&w[i + (q6 ? offsetof(block_q6_K, d) : 0)], &d, 2);
+                if (!q6) memcpy(&w[i + 2], &dm, 2);
             }
-        CHECK(worst <= 1e-6, "gemv q4k, %d superblocks: relative error %g", nb, worst);
-    }
+            std::vector<float> x((size_t)n * 2), y((size_t)rows * 2, NAN);
+            for (auto &v : x) v = (float)((int)(next() % 2001) - 1000) / 500;
+            int te[2] = {1, 0}, tc[2] = {0, 1}, tn[2] = {1, 1}, nt = 2, src[2] = {1, 0};
+            emu::mm_args a = {};
+            a.w = w.data(), a.type = type, a.n = n, a.rows = rows, a.row_bytes = rb, a.expert_stride = rb * rows;
+            a.x = x.data(), a.ldx = n, a.col_src = src, a.y = y.data(), a.ldy = rows, a.ncols = 2;
+            a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 2, a.tile_width = 1;
+            emu::cu_matmul(nullptr, &a, true);
+            CHECK(cudaGetLastError() == cudaSuccess, "gemv kq launch");
+            double worst = 0;
+            for (int col = 0; col < 2; col++)
+                for (int r = 0; r < rows; r++) {
+                    const uint8_t *row = w.data() + (size_t)te[col] * a.expert_stride + (size_t)r * rb;
+                    const float *xr = x.data() + (size_t)src[col] * n;
+                    double ref = 0, mag = 0;
+                    for (int k0 = 0; k0 < n; k0 += 8) {
+                        float wv[8];
+                        emu::cm_dequant8(type, row, k0, wv);
+                        for (int i = 0; i < 8; i++) ref += (double)wv[i] * xr[k0 + i], mag += fabs((double)wv[i] * xr[k0 + i]);
+                    }
+                    worst = fmax(worst, fabs(y[(size_t)col * rows + r] - ref) / (mag + 1e-30));
+                }
+            CHECK(worst <= 1e-6, "gemv %s, %d superblocks: relative error %g", q6 ? "q6_k" : "q4_k", nb, worst);
+        }
 }
 
 /* Gate, up and SwiGLU in one launch (mm_args.w_up: gemv_q4k_kernel<true>, gemv_kernel<T, 1,
@@ -793,7 +796,7 @@ int main(void) {
     for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("moe", moe, i ? "q4_k_m" : "f32");
     check_many_sessions(moe);
     check_route_plan();
-    check_gemv_q4k();
+    check_gemv_kq();
     check_attention_long();
     check_gemm_kq();
     check_gemv_glu();
