@@ -340,6 +340,8 @@ stage_correct() {
     if [ "$device" = cuda ] && [ -x "$build_dir/test_cuda_forward" ]; then   # the GEMMs in float (gemm_kernel) too
       run_step ctest_cuda_float 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_TC=0 '$build_dir/test_cuda_forward'"
       echo "- test_cuda_forward with \`LFM2C_CUDA_TC=0\` (the GEMMs in float, not on the tensor cores): $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_float.log")" | frag
+      run_step ctest_cuda_fused 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_FUSE=1 '$build_dir/test_cuda_forward'"
+      echo "- test_cuda_forward with \`LFM2C_CUDA_FUSE=1\` (a decode step's add + norm, routing and conv in the product before them, off by default): $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_fused.log")" | frag
       # failed: again without the overlapping launches, then also unfused, to name the culprit
       if [ "$rc_tc" != 0 ] && [ "$skipped" = false ]; then
         run_step ctest_cuda_nopdl 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_PDL=0 '$build_dir/test_cuda_forward'"
@@ -554,7 +556,7 @@ stage_speed() {
     bench_variant bench_nograph LFM2C_CUDA_GRAPH=0 "no graph" "plain launches, no CUDA graph (the launch overhead the graph saves)" -p 0 -n $n
     bench_variant bench_noglu LFM2C_CUDA_GLU=0 "three-launch GLU" "gate, up and SwiGLU as three launches, as before they were one" -p 0 -n $n
     bench_variant bench_nopdl LFM2C_CUDA_PDL=0 "no overlap" "no kernel starts before the one before it ends" -p 0 -n $n
-    bench_variant bench_nofin LFM2C_CUDA_FUSE=0 "unfused" "the residual add and norm, the routing and the conv as kernels of their own" -p 0 -n $n
+    bench_variant bench_fin LFM2C_CUDA_FUSE=1 "fused" "the residual add and norm, the routing and the conv in the last block of the product before them" -p 0 -n $n
     bench_variant bench_wmma LFM2C_CUDA_TC=wmma "wmma GEMM" "the prefill GEMM on dequantized weights, as before the K-quant mma kernels" -p $p -n 0
     bench_variant bench_half LFM2C_CUDA_TC=half "x as one half" "the K-quant GEMMs with x rounded to one half: half the tensor-core products, less precise" -p $p -n 0
   fi

@@ -67,7 +67,7 @@ struct cu_model {
     bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
     bool use_x_lo;               /* their x as high + low halves (LFM2C_CUDA_TC=half: one half) */
     bool use_glu;                /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
-    bool use_fin;                /* a decode step's add + norm, routing, conv in the GEMV before (LFM2C_CUDA_FUSE=0: kernels) */
+    bool use_fin;                /* LFM2C_CUDA_FUSE=1: a decode step's add + norm, routing, conv in the GEMV before */
     cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
     struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
 };
@@ -301,7 +301,7 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     const char *gl = getenv("LFM2C_CUDA_GLU");
     cm->use_glu = !(gl && !strcmp(gl, "0"));
     const char *fn = getenv("LFM2C_CUDA_FUSE");
-    cm->use_fin = !(fn && !strcmp(fn, "0"));
+    cm->use_fin = fn && !strcmp(fn, "1"); /* slower on an H100: bench/GPU.md */
     if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
         cudaGetLastError();
         cm->pass[0] = cm->pass[1] = nullptr;

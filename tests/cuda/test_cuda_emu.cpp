@@ -608,9 +608,10 @@ static void check_attention_long(void) {
     }
 }
 
-/* A synthetic model opened three ways: as the backend's defaults have it, with the decode graph (a)
- * and without (p), and with the variable var set to "0" (b); the logits of a prompt decoded one
- * token at a time each way, and the emulated launches (all, and overlapping ones) of a and b. */
+/* A synthetic model opened three ways: as the backend's defaults have it (or with var set to on,
+ * where given), with the decode graph (a) and without (p), and with the variable var set to "0"
+ * (b); the logits of a prompt decoded one token at a time each way, and the emulated launches
+ * (all, and overlapping ones) of a and b. */
 struct variant_run {
     bool ok = false;
     int n_tokens = 0, n_layer = 0, moe_layers = 0, conv_layers = 0; /* the prompt, the model's layers */
@@ -618,10 +619,11 @@ struct variant_run {
     long launches_a = 0, launches_b = 0, pdl_a = 0, pdl_b = 0;
 };
 static variant_run run_variant(const synth_config &c, const char *name, const char *type, uint64_t seed,
-                               const char *var) {
+                               const char *var, const char *on = nullptr) {
     variant_run r;
     const std::string path = synth_tmp(c, name, type, seed);
     if (path.empty()) return r;
+    if (on) setenv(var, on, 1);
     lfm2c_model *def = open_emu(path, true), *def_p = open_emu(path, false);
     setenv(var, "0", 1);
     lfm2c_model *off = open_emu(path, true);
@@ -708,12 +710,12 @@ static void check_pdl_model(const synth_config &c) {
     check_same_bits(r, "overlapping launches");
 }
 
-/* LFM2C_CUDA_FUSE=0 (a decode step's residual add and norm, its routing and its conv, as kernels
- * of their own) decodes the bits of those done by the last block of the product before them
- * (gemv_finish: the same block size, the same sums), dense layers and MoE, with and without the
- * decode graph, each launch's block count back at 0 for the next. */
+/* A decode step's residual add and norm, its routing and its conv as kernels of their own (the
+ * default, and LFM2C_CUDA_FUSE=0) decode the bits of those done by the last block of the product
+ * before them (LFM2C_CUDA_FUSE=1, gemv_finish: the same block size, the same sums), dense layers
+ * and MoE, with and without the decode graph, each launch's block count back at 0 for the next. */
 static void check_fin_model(const synth_config &c, const char *type) {
-    const variant_run r = run_variant(c, "fin", type, 9, "LFM2C_CUDA_FUSE");
+    const variant_run r = run_variant(c, "fin", type, 9, "LFM2C_CUDA_FUSE", "1");
     if (!r.ok) return;
     /* each token: two add + norm kernels a layer, a routing an MoE layer, a conv a conv layer */
     CHECK(r.launches_b - r.launches_a == (long)r.n_tokens * (r.n_layer * 2 + r.moe_layers + r.conv_layers),
