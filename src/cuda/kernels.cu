@@ -324,40 +324,37 @@ __device__ __forceinline__ float byte_float(uint32_t w, int k, int less = 0) {
     return f - (8388608.0f + (float)less);
 }
 
-/* x[0..15] . the low (hi = 0) or high nibbles of the 16 bytes q, and the sum of x[0..15] */
-__device__ __forceinline__ void q4k_dot16(uint4 q, const float *x, int hi, float *dot, float *sum) {
-    const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
-    float d = 0, s = 0;
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const float4 xv = *(const float4 *)(x + 4 * i);
-        const uint32_t b = qw[i] >> 4 * hi & 0x0F0F0F0Fu;
-        d += byte_float(b, 0) * xv.x + byte_float(b, 1) * xv.y + byte_float(b, 2) * xv.z + byte_float(b, 3) * xv.w;
-        s += xv.x + xv.y + xv.z + xv.w;
-    }
-    *dot = d;
-    *sum = s;
-}
-
-/* Lane s's share of a Q4_K superblock (its 16 bytes of quants q, the block's first 16 bytes w:
- * d | dmin, then the 12 bytes of scales) dotted with x from the superblock's start: sub-blocks
- * 2c and 2c + 1 (c = s / 2), each sub-block's dot scaled once, d sc (q . x) - dmin m sum(x). */
+/* Lane s's share of a Q4_K superblock dotted with x from the superblock's start. q holds the
+ * words at byte 4s of the quants' four 32-byte groups k (weights 64k + 4s.. in their low nibbles,
+ * 64k + 32 + 4s.. in their high), w the block's first 16 bytes (d | dmin, then the 12 bytes of
+ * scales). The 8 lanes of a superblock thus read x as 128 contiguous bytes a load (one L1
+ * wavefront, where a lane's 16 contiguous quants made them read 4 lines). Each sub-block's dot is
+ * scaled once: d sc (q . x) - dmin m sum(x). */
 __device__ __forceinline__ float q4k_lane_dot(uint4 q, const uint32_t w[4], const float *x, int s) {
-    const int c = s / 2, l0 = 16 * (s % 2);
-    float dl, sl, dh, sh;
-    q4k_dot16(q, x + 64 * c + l0, 0, &dl, &sl);
-    q4k_dot16(q, x + 64 * c + l0 + 32, 1, &dh, &sh);
-    int sc[2], mn[2];
-#pragma unroll
-    for (int h = 0; h < 2; h++) q4k_scale_min(w, 2 * c + h, &sc[h], &mn[h]);
+    const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
     const float d = cm_half(w[0] & 0xFFFF), dmin = cm_half(w[0] >> 16);
-    return d * ((float)sc[0] * dl + (float)sc[1] * dh) - dmin * ((float)mn[0] * sl + (float)mn[1] * sh);
+    float acc = 0;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const float4 xl = *(const float4 *)(x + 64 * k + 4 * s), xh = *(const float4 *)(x + 64 * k + 32 + 4 * s);
+        const uint32_t lo = qw[k] & 0x0F0F0F0Fu, hi = qw[k] >> 4 & 0x0F0F0F0Fu;
+        const float dl = byte_float(lo, 0) * xl.x + byte_float(lo, 1) * xl.y + byte_float(lo, 2) * xl.z +
+                         byte_float(lo, 3) * xl.w;
+        const float dh = byte_float(hi, 0) * xh.x + byte_float(hi, 1) * xh.y + byte_float(hi, 2) * xh.z +
+                         byte_float(hi, 3) * xh.w;
+        const float sl = xl.x + xl.y + xl.z + xl.w, sh = xh.x + xh.y + xh.z + xh.w;
+        int sc[2], mn[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) q4k_scale_min(w, 2 * k + h, &sc[h], &mn[h]);
+        acc += d * ((float)sc[0] * dl + (float)sc[1] * dh) - dmin * ((float)mn[0] * sl + (float)mn[1] * sh);
+    }
+    return acc;
 }
 
 /* The decode GEMV of Q4_K rows for one column, the bulk of a Q4_K_M model's bytes. A superblock
- * (256 weights, 144 bytes) is 8 lanes' work: lane s takes 16 bytes of its quants in one load,
- * 32 weights of sub-blocks 2c and 2c + 1 (c = s / 2); the warp covers 4 superblocks a step, and
- * two steps' loads are issued before either is used. GLU: the warp also takes the same row of
+ * (256 weights, 144 bytes) is 8 lanes' work: lane s takes a word of each 32 bytes of its quants,
+ * 32 weights (q4k_lane_dot); the warp covers 4 superblocks a step, and two steps' loads are issued
+ * before either is used. GLU: the warp also takes the same row of
  * the up matrix (a.w_up), its loads beside the gate row's, and writes silu(gate) * up. */
 template <bool GLU>
 __device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
@@ -383,9 +380,10 @@ __device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
                 const int sb = sb0 + 4 * u + lane / 8;
                 if (sb < nb) {
                     const uint8_t *b = rows[h] + (size_t)sb * sizeof(block_q4_K);
-                    q[h][u] = *(const uint4 *)(b + CM_AT(block_q4_K, qs) + 16 * s);
-#pragma unroll
-                    for (int j = 0; j < 4; j++) w[h][u][j] = *(const uint32_t *)(b + 4 * j);
+                    const uint32_t *qs = (const uint32_t *)(const void *)(b + CM_AT(block_q4_K, qs)) + s;
+                    q[h][u] = uint4{qs[0], qs[8], qs[16], qs[24]};
+                    const uint4 hd = *(const uint4 *)(const void *)b;
+                    w[h][u][0] = hd.x, w[h][u][1] = hd.y, w[h][u][2] = hd.z, w[h][u][3] = hd.w;
                 }
             }
 #pragma unroll
@@ -401,11 +399,12 @@ __device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
 }
 
 /* A Q6_K lane's raw bytes for one superblock (only 2-byte aligned: 210-byte blocks), loaded before
- * any is used: 8 ql bytes of quarters 0 and 2 (lo), 8 of quarters 1 and 3 (hi), their 8 qh bytes,
- * the 4 quarters' scales and d. */
+ * any is used. Lane s of a superblock's 8 takes positions l = 4s .. 4s + 3 of both halves n and all
+ * four quarters q (weight 128 n + 32 q + l: 32 weights), so the 8 lanes read x as 128 contiguous
+ * bytes a load. Per half: the ql word of quarters 0 and 2 (lo), of quarters 1 and 3 (hi), the qh
+ * word, and the 8 scale bytes of the half (the lane's are bytes s / 4 + 2q). */
 struct q6k_raw {
-    uint32_t lo[2], hi[2], qh[2];
-    int sc[4];
+    uint32_t lo[2], hi[2], qh[2], sc[2][2];
     uint16_t d;
 };
 
@@ -414,41 +413,35 @@ __device__ __forceinline__ uint32_t ld_u32_a2(const uint8_t *p) {
     return h[0] | (uint32_t)h[1] << 16;
 }
 
-/* Lane s of a superblock's 8 takes positions l = 8 (s % 4) .. + 7 of half n = s / 4, in each of
- * the four quarters: 32 weights */
 __device__ __forceinline__ void q6k_load(const uint8_t *b, int s, q6k_raw *r) {
-    const int n = s / 4, l0 = 8 * (s % 4);
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        r->lo[i] = ld_u32_a2(b + CM_AT(block_q6_K, ql) + 64 * n + l0 + 4 * i);
-        r->hi[i] = ld_u32_a2(b + CM_AT(block_q6_K, ql) + 64 * n + 32 + l0 + 4 * i);
-        r->qh[i] = ld_u32_a2(b + CM_AT(block_q6_K, qh) + 32 * n + l0 + 4 * i);
+    for (int n = 0; n < 2; n++) {
+        r->lo[n] = ld_u32_a2(b + CM_AT(block_q6_K, ql) + 64 * n + 4 * s);
+        r->hi[n] = ld_u32_a2(b + CM_AT(block_q6_K, ql) + 64 * n + 32 + 4 * s);
+        r->qh[n] = ld_u32_a2(b + CM_AT(block_q6_K, qh) + 32 * n + 4 * s);
+        r->sc[n][0] = ld_u32_a2(b + CM_AT(block_q6_K, scales) + 8 * n);
+        r->sc[n][1] = ld_u32_a2(b + CM_AT(block_q6_K, scales) + 8 * n + 4);
     }
-#pragma unroll
-    for (int q = 0; q < 4; q++) r->sc[q] = (int8_t)b[CM_AT(block_q6_K, scales) + 8 * n + l0 / 16 + 2 * q];
     r->d = *(const uint16_t *)(const void *)(b + CM_AT(block_q6_K, d));
 }
 
-/* The lane's 32 weights dotted with x from the superblock's start: per quarter, d sc (q . x) with
- * q = the 6-bit quant less 32 (four to a word, made from bits as byte_float does) */
+/* The lane's 32 weights dotted with x from the superblock's start: per half and quarter,
+ * d sc (q . x) with q = the 6-bit quant less 32 (four to a word, made from bits as byte_float does) */
 __device__ __forceinline__ float q6k_lane_dot(const q6k_raw &r, const float *x, int s) {
-    const int n = s / 4, l0 = 8 * (s % 4);
     const float d = cm_half(r.d);
     float acc = 0;
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        const float *xq = x + 128 * n + 32 * q + l0;
-        float dot = 0;
+    for (int n = 0; n < 2; n++)
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const uint32_t src = (q & 1) ? r.hi[i] : r.lo[i];
-            const uint32_t v = ((q < 2 ? src : src >> 4) & 0x0F0F0F0Fu) | (r.qh[i] >> 2 * q & 0x03030303u) << 4;
-            const float4 xv = *(const float4 *)(xq + 4 * i);
-            dot += byte_float(v, 0, 32) * xv.x + byte_float(v, 1, 32) * xv.y + byte_float(v, 2, 32) * xv.z +
-                   byte_float(v, 3, 32) * xv.w;
+        for (int q = 0; q < 4; q++) {
+            const uint32_t src = (q & 1) ? r.hi[n] : r.lo[n];
+            const uint32_t v = ((q < 2 ? src : src >> 4) & 0x0F0F0F0Fu) | (r.qh[n] >> 2 * q & 0x03030303u) << 4;
+            const float4 xv = *(const float4 *)(x + 128 * n + 32 * q + 4 * s);
+            const float dot = byte_float(v, 0, 32) * xv.x + byte_float(v, 1, 32) * xv.y +
+                              byte_float(v, 2, 32) * xv.z + byte_float(v, 3, 32) * xv.w;
+            const int sc = (int8_t)(r.sc[n][q / 2] >> 8 * (s / 4 + 2 * (q % 2)) & 0xFF);
+            acc += d * (float)sc * dot;
         }
-        acc += d * (float)r.sc[q] * dot;
-    }
     return acc;
 }
 
