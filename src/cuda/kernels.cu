@@ -324,20 +324,33 @@ __device__ __forceinline__ float byte_float(uint32_t w, int k, int less = 0) {
     return f - (8388608.0f + (float)less);
 }
 
-/* Lane s's share of a Q4_K superblock dotted with x from the superblock's start. q holds the
- * words at byte 4s of the quants' four 32-byte groups k (weights 64k + 4s.. in their low nibbles,
- * 64k + 32 + 4s.. in their high), w the block's first 16 bytes (d | dmin, then the 12 bytes of
- * scales). The 8 lanes of a superblock thus read x as 128 contiguous bytes a load (one L1
- * wavefront, where a lane's 16 contiguous quants made them read 4 lines). Each sub-block's dot is
- * scaled once: d sc (q . x) - dmin m sum(x). */
-__device__ __forceinline__ float q4k_lane_dot(uint4 q, const uint32_t w[4], const float *x, int s) {
-    const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
-    const float d = cm_half(w[0] & 0xFFFF), dmin = cm_half(w[0] >> 16);
+/* A Q4_K lane's raw bytes for one superblock, loaded before any is used. Lane s of a superblock's
+ * 8 takes the words at byte 4s of the quants' four 32-byte groups k (q: weights 64k + 4s.. in
+ * their low nibbles, 64k + 32 + 4s.. in their high), and the block's first 16 bytes (w: d | dmin,
+ * then the 12 bytes of scales). The 8 lanes of a superblock thus read x as 128 contiguous bytes
+ * a load (one L1 wavefront, where a lane's 16 contiguous quants made them read 4 lines). */
+struct q4k_lane {
+    static constexpr size_t bytes = sizeof(block_q4_K);
+    uint32_t q[4], w[4];
+};
+
+__device__ __forceinline__ void kq_lane_load(const uint8_t *b, int s, q4k_lane *r) {
+    const uint32_t *qs = (const uint32_t *)(const void *)(b + CM_AT(block_q4_K, qs)) + s;
+    const uint4 hd = *(const uint4 *)(const void *)b;
+#pragma unroll
+    for (int k = 0; k < 4; k++) r->q[k] = qs[8 * k];
+    r->w[0] = hd.x, r->w[1] = hd.y, r->w[2] = hd.z, r->w[3] = hd.w;
+}
+
+/* The lane's 32 weights dotted with x from the superblock's start, each sub-block's dot scaled
+ * once: d sc (q . x) - dmin m sum(x) */
+__device__ __forceinline__ float kq_lane_dot(const q4k_lane &r, const float *x, int s) {
+    const float d = cm_half(r.w[0] & 0xFFFF), dmin = cm_half(r.w[0] >> 16);
     float acc = 0;
 #pragma unroll
     for (int k = 0; k < 4; k++) {
         const float4 xl = *(const float4 *)(x + 64 * k + 4 * s), xh = *(const float4 *)(x + 64 * k + 32 + 4 * s);
-        const uint32_t lo = qw[k] & 0x0F0F0F0Fu, hi = qw[k] >> 4 & 0x0F0F0F0Fu;
+        const uint32_t lo = r.q[k] & 0x0F0F0F0Fu, hi = r.q[k] >> 4 & 0x0F0F0F0Fu;
         const float dl = byte_float(lo, 0) * xl.x + byte_float(lo, 1) * xl.y + byte_float(lo, 2) * xl.z +
                          byte_float(lo, 3) * xl.w;
         const float dh = byte_float(hi, 0) * xh.x + byte_float(hi, 1) * xh.y + byte_float(hi, 2) * xh.z +
@@ -345,57 +358,10 @@ __device__ __forceinline__ float q4k_lane_dot(uint4 q, const uint32_t w[4], cons
         const float sl = xl.x + xl.y + xl.z + xl.w, sh = xh.x + xh.y + xh.z + xh.w;
         int sc[2], mn[2];
 #pragma unroll
-        for (int h = 0; h < 2; h++) q4k_scale_min(w, 2 * k + h, &sc[h], &mn[h]);
+        for (int h = 0; h < 2; h++) q4k_scale_min(r.w, 2 * k + h, &sc[h], &mn[h]);
         acc += d * ((float)sc[0] * dl + (float)sc[1] * dh) - dmin * ((float)mn[0] * sl + (float)mn[1] * sh);
     }
     return acc;
-}
-
-/* The decode GEMV of Q4_K rows for one column, the bulk of a Q4_K_M model's bytes. A superblock
- * (256 weights, 144 bytes) is 8 lanes' work: lane s takes a word of each 32 bytes of its quants,
- * 32 weights (q4k_lane_dot); the warp covers 4 superblocks a step, and two steps' loads are issued
- * before either is used. GLU: the warp also takes the same row of
- * the up matrix (a.w_up), its loads beside the gate row's, and writes silu(gate) * up. */
-template <bool GLU>
-__device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
-    int e, c0, nc;
-    if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = blockIdx.x * GEMV_WARPS + warp;
-    if (r >= a.rows) return;
-    constexpr int R = GLU ? 2 : 1; /* GLU: the gate row, then the up row */
-    const size_t at = (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
-    const uint8_t *rows[R];
-    rows[0] = a.w + at;
-    if (GLU) rows[R - 1] = a.w_up + at;
-    const float *x = mm_xrow(a, c0);
-    const int nb = a.n / QK_K, s = lane % 8;
-    float acc[R] = {};
-    for (int sb0 = 0; sb0 < nb; sb0 += 8) {
-        uint4 q[R][2];
-        uint32_t w[R][2][4]; /* d | dmin, then the 12 bytes of scales */
-#pragma unroll
-        for (int h = 0; h < R; h++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) {
-                const int sb = sb0 + 4 * u + lane / 8;
-                if (sb < nb) {
-                    const uint8_t *b = rows[h] + (size_t)sb * sizeof(block_q4_K);
-                    const uint32_t *qs = (const uint32_t *)(const void *)(b + CM_AT(block_q4_K, qs)) + s;
-                    q[h][u] = uint4{qs[0], qs[8], qs[16], qs[24]};
-                    const uint4 hd = *(const uint4 *)(const void *)b;
-                    w[h][u][0] = hd.x, w[h][u][1] = hd.y, w[h][u][2] = hd.z, w[h][u][3] = hd.w;
-                }
-            }
-#pragma unroll
-        for (int h = 0; h < R; h++)
-#pragma unroll
-            for (int u = 0; u < 2; u++) {
-                const int sb = sb0 + 4 * u + lane / 8;
-                if (sb < nb) acc[h] += q4k_lane_dot(q[h][u], w[h][u], x + (size_t)sb * QK_K, s);
-            }
-    }
-    const float g = warp_sum(acc[0]), up = GLU ? warp_sum(acc[R - 1]) : 0.0f;
-    if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
 }
 
 /* A Q6_K lane's raw bytes for one superblock (only 2-byte aligned: 210-byte blocks), loaded before
@@ -403,7 +369,8 @@ __device__ __forceinline__ void gemv_q4k_rows(const mm_args &a) {
  * four quarters q (weight 128 n + 32 q + l: 32 weights), so the 8 lanes read x as 128 contiguous
  * bytes a load. Per half: the ql word of quarters 0 and 2 (lo), of quarters 1 and 3 (hi), the qh
  * word, and the 8 scale bytes of the half (the lane's are bytes s / 4 + 2q). */
-struct q6k_raw {
+struct q6k_lane {
+    static constexpr size_t bytes = sizeof(block_q6_K);
     uint32_t lo[2], hi[2], qh[2], sc[2][2];
     uint16_t d;
 };
@@ -413,7 +380,7 @@ __device__ __forceinline__ uint32_t ld_u32_a2(const uint8_t *p) {
     return h[0] | (uint32_t)h[1] << 16;
 }
 
-__device__ __forceinline__ void q6k_load(const uint8_t *b, int s, q6k_raw *r) {
+__device__ __forceinline__ void kq_lane_load(const uint8_t *b, int s, q6k_lane *r) {
 #pragma unroll
     for (int n = 0; n < 2; n++) {
         r->lo[n] = ld_u32_a2(b + CM_AT(block_q6_K, ql) + 64 * n + 4 * s);
@@ -427,7 +394,7 @@ __device__ __forceinline__ void q6k_load(const uint8_t *b, int s, q6k_raw *r) {
 
 /* The lane's 32 weights dotted with x from the superblock's start: per half and quarter,
  * d sc (q . x) with q = the 6-bit quant less 32 (four to a word, made from bits as byte_float does) */
-__device__ __forceinline__ float q6k_lane_dot(const q6k_raw &r, const float *x, int s) {
+__device__ __forceinline__ float kq_lane_dot(const q6k_lane &r, const float *x, int s) {
     const float d = cm_half(r.d);
     float acc = 0;
 #pragma unroll
@@ -445,16 +412,18 @@ __device__ __forceinline__ float q6k_lane_dot(const q6k_raw &r, const float *x, 
     return acc;
 }
 
-/* The decode GEMV of Q6_K rows for one column (a Q4_K_M model's output and some of its down
- * matrices): 8 lanes a superblock, 4 superblocks a warp step, two steps' loads issued before
- * either is used, as gemv_q4k_rows; GLU: the up row beside the gate row. */
-template <bool GLU>
-__device__ __forceinline__ void gemv_q6k_rows(const mm_args &a) {
+/* The decode GEMV of K-quant rows for one column (Q4_K: the bulk of a Q4_K_M model's bytes;
+ * Q6_K: its output and some down matrices). A superblock is 8 lanes' work, each lane 32 weights
+ * (L: q4k_lane or q6k_lane, their kq_lane_load and kq_lane_dot); the warp covers 4 superblocks a
+ * step, and two steps' loads are issued before either is used. GLU: the warp also takes the same
+ * row of the up matrix (a.w_up), its loads beside the gate row's, and writes silu(gate) * up. */
+template <class L, bool GLU>
+__device__ __forceinline__ void gemv_kq_rows(const mm_args &a) {
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r = blockIdx.x * GEMV_WARPS + warp;
     if (r >= a.rows) return;
-    constexpr int R = GLU ? 2 : 1;
+    constexpr int R = GLU ? 2 : 1; /* GLU: the gate row, then the up row */
     const size_t at = (size_t)e * a.expert_stride + (size_t)r * a.row_bytes;
     const uint8_t *rows[R];
     rows[0] = a.w + at;
@@ -463,20 +432,20 @@ __device__ __forceinline__ void gemv_q6k_rows(const mm_args &a) {
     const int nb = a.n / QK_K, s = lane % 8;
     float acc[R] = {};
     for (int sb0 = 0; sb0 < nb; sb0 += 8) {
-        q6k_raw raw[R][2];
+        L raw[R][2];
 #pragma unroll
         for (int h = 0; h < R; h++)
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 const int sb = sb0 + 4 * u + lane / 8;
-                if (sb < nb) q6k_load(rows[h] + (size_t)sb * sizeof(block_q6_K), s, &raw[h][u]);
+                if (sb < nb) kq_lane_load(rows[h] + (size_t)sb * L::bytes, s, &raw[h][u]);
             }
 #pragma unroll
         for (int h = 0; h < R; h++)
 #pragma unroll
             for (int u = 0; u < 2; u++) {
                 const int sb = sb0 + 4 * u + lane / 8;
-                if (sb < nb) acc[h] += q6k_lane_dot(raw[h][u], x + (size_t)sb * QK_K, s);
+                if (sb < nb) acc[h] += kq_lane_dot(raw[h][u], x + (size_t)sb * QK_K, s);
             }
     }
     const float g = warp_sum(acc[0]), up = GLU ? warp_sum(acc[R - 1]) : 0.0f;
@@ -529,19 +498,11 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
     gemv_finish(a);
 }
 
-template <bool GLU>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q4k_kernel(mm_args a) {
+template <class L, bool GLU>
+__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kq_kernel(mm_args a) {
     gemv_prefetch(a);
     pdl_ready();
-    gemv_q4k_rows<GLU>(a);
-    gemv_finish(a);
-}
-
-template <bool GLU>
-__global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_q6k_kernel(mm_args a) {
-    gemv_prefetch(a);
-    pdl_ready();
-    gemv_q6k_rows<GLU>(a);
+    gemv_kq_rows<L, GLU>(a);
     gemv_finish(a);
 }
 
@@ -1058,11 +1019,11 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
     if (ny <= 0) return;
     if (gemv) {
         dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny);
-        if (one && a->w_up && T == GGML_Q4_K) cu_launch(cq, gemv_q4k_kernel<true>, grid, GEMV_WARPS * 32, *a);
-        else if (one && a->w_up && T == GGML_Q6_K) cu_launch(cq, gemv_q6k_kernel<true>, grid, GEMV_WARPS * 32, *a);
+        if (one && a->w_up && T == GGML_Q4_K) cu_launch(cq, gemv_kq_kernel<q4k_lane, true>, grid, GEMV_WARPS * 32, *a);
+        else if (one && a->w_up && T == GGML_Q6_K) cu_launch(cq, gemv_kq_kernel<q6k_lane, true>, grid, GEMV_WARPS * 32, *a);
         else if (one && a->w_up) cu_launch(cq, gemv_kernel<T, 1, true>, grid, GEMV_WARPS * 32, *a);
-        else if (one && T == GGML_Q4_K) cu_launch(cq, gemv_q4k_kernel<false>, grid, GEMV_WARPS * 32, *a);
-        else if (one && T == GGML_Q6_K) cu_launch(cq, gemv_q6k_kernel<false>, grid, GEMV_WARPS * 32, *a);
+        else if (one && T == GGML_Q4_K) cu_launch(cq, gemv_kq_kernel<q4k_lane, false>, grid, GEMV_WARPS * 32, *a);
+        else if (one && T == GGML_Q6_K) cu_launch(cq, gemv_kq_kernel<q6k_lane, false>, grid, GEMV_WARPS * 32, *a);
         else if (one) cu_launch(cq, gemv_kernel<T, 1>, grid, GEMV_WARPS * 32, *a);
         else cu_launch(cq, gemv_kernel<T, CU_GEMV_COLS>, grid, GEMV_WARPS * 32, *a);
     } else {

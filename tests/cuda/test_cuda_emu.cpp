@@ -394,7 +394,7 @@ static void check_route_plan(void) {
     CHECK(cudaGetLastError() == cudaSuccess, "route / plan launches");
 }
 
-/* The Q4_K and Q6_K decode GEMVs (gemv_q4k_kernel, gemv_q6k_kernel: wide quant loads, 4
+/* The Q4_K and Q6_K decode GEMVs (gemv_kq_kernel with q4k_lane / q6k_lane: 4
  * superblocks a step, two steps at once) against the scalar truth cm_dequant8 on rows of 1 to 9
  * superblocks (partial steps, lanes without a superblock), random quants, scales and halves, two
  * experts. */
@@ -439,7 +439,7 @@ static void check_gemv_kq(void) {
         }
 }
 
-/* Gate, up and SwiGLU in one launch (mm_args.w_up: gemv_q4k_kernel<true>, gemv_kernel<T, 1,
+/* Gate, up and SwiGLU in one launch (mm_args.w_up: gemv_kq_kernel<L, true>, gemv_kernel<T, 1,
  * true>) give the bits of the gate's and the up's products and swiglu_kernel after them: Q4_K and
  * Q6_K rows, grouped one-column tiles (two experts) and a dense single column. */
 static void check_gemv_glu(void) {
