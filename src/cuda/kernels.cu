@@ -78,6 +78,16 @@ enum { NORM_THREADS = 128 };
  * (gemv_finish) takes 1, the registers of a staged group would cost the GEMV occupancy. */
 enum { NORM_STAGE = 4 };
 
+/* v[j] = p[i0 + j step] for j < S, 0 past H or where p is NULL; CG: read past L1 (__ldcg) */
+template <int S, bool CG = false>
+__device__ __forceinline__ void stage_load(const float *p, int i0, int step, int H, float *v) {
+#pragma unroll
+    for (int j = 0; j < S; j++) {
+        const int i = i0 + j * step;
+        v[j] = p && i < H ? (CG ? __ldcg(p + i) : p[i]) : 0.0f;
+    }
+}
+
 /* The block's row: y = x * rms scale (from the threads' partial sums of squares ss) * w */
 template <int S>
 __device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const float *w, float *yr, int H, float eps) {
@@ -85,12 +95,8 @@ __device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const f
     const int step = blockDim.x;
     for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
         float xv[S], wv[S];
-#pragma unroll
-        for (int j = 0; j < S; j++) {
-            const int i = i0 + j * step;
-            xv[j] = i < H ? xr[i] : 0.0f;
-            wv[j] = i < H ? w[i] : 0.0f;
-        }
+        stage_load<S>(xr, i0, step, H, xv);
+        stage_load<S>(w, i0, step, H, wv);
 #pragma unroll
         for (int j = 0; j < S; j++)
             if (i0 + j * step < H) yr[i0 + j * step] = xv[j] * scale * wv[j];
@@ -105,12 +111,8 @@ __device__ void add_rmsnorm_row(float *xr, const float *dr, const float *w, floa
     const int step = blockDim.x;
     for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
         float v[S], d[S];
-#pragma unroll
-        for (int j = 0; j < S; j++) {
-            const int i = i0 + j * step;
-            v[j] = i < H ? xr[i] : 0.0f;
-            d[j] = dr && i < H ? __ldcg(dr + i) : 0.0f;
-        }
+        stage_load<S>(xr, i0, step, H, v);
+        stage_load<S, true>(dr, i0, step, H, d);
 #pragma unroll
         for (int j = 0; j < S; j++) {
             const int i = i0 + j * step;
@@ -154,19 +156,13 @@ __device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *
     float ss = 0;
     const int step = blockDim.x;
     for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
-        float v[S], s[S];
-#pragma unroll
-        for (int c = 0; c < S; c++) {
-            const int i = i0 + c * step;
-            v[c] = i < H ? xr[i] : 0.0f;
-            s[c] = 0;
-        }
+        float v[S], s[S] = {};
+        stage_load<S>(xr, i0, step, H, v);
 #pragma unroll
         for (int j = 0; j < COMBINE_MAX_K; j++) {
             if (j >= k) break;
             float dv[S];
-#pragma unroll
-            for (int c = 0; c < S; c++) dv[c] = i0 + c * step < H ? __ldcg(D + (size_t)rk[j] * H + i0 + c * step) : 0.0f;
+            stage_load<S, true>(D + (size_t)rk[j] * H, i0, step, H, dv);
 #pragma unroll
             for (int c = 0; c < S; c++) s[c] += wk[j] * dv[c];
         }

@@ -394,6 +394,22 @@ static void check_route_plan(void) {
     CHECK(cudaGetLastError() == cudaSuccess, "route / plan launches");
 }
 
+/* n_rows rows of nb random K-quant superblocks (Q4_K, Q5_K or Q6_K), their d (and dmin) finite
+ * halves */
+template <class Next>
+static std::vector<uint8_t> random_kq_rows(uint32_t type, int nb, int n_rows, Next &next) {
+    const bool q6 = type == GGML_Q6_K;
+    const size_t bs = q6 ? sizeof(block_q6_K) : type == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
+    std::vector<uint8_t> w(bs * nb * n_rows);
+    for (auto &b : w) b = (uint8_t)next();
+    for (size_t i = 0; i < w.size(); i += bs) {
+        const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
+        memcpy(&w[i + (q6 ? offsetof(block_q6_K, d) : 0)], &d, 2);
+        if (!q6) memcpy(&w[i + 2], &dm, 2);
+    }
+    return w;
+}
+
 /* The Q4_K and Q6_K decode GEMVs (gemv_kq_kernel with q4k_lane / q6k_lane: 4
  * superblocks a step, two steps at once) against the scalar truth cm_dequant8 on rows of 1 to 9
  * superblocks (partial steps, lanes without a superblock), random quants, scales and halves, two
@@ -406,13 +422,7 @@ static void check_gemv_kq(void) {
             const bool q6 = type == GGML_Q6_K;
             const int n = nb * QK_K, rows = 6, E = 2;
             const size_t bs = q6 ? sizeof(block_q6_K) : sizeof(block_q4_K), rb = (size_t)nb * bs;
-            std::vector<uint8_t> w(rb * rows * E);
-            for (auto &b : w) b = (uint8_t)next();
-            for (size_t i = 0; i < w.size(); i += bs) {   /* d (and dmin): finite halves */
-                const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
-                memcpy(&w[i + (q6 ? offsetof(block_q6_K, d) : 0)], &d, 2);
-                if (!q6) memcpy(&w[i + 2], &dm, 2);
-            }
+            const std::vector<uint8_t> w = random_kq_rows(type, nb, rows * E, next);
             std::vector<float> x((size_t)n * 2), y((size_t)rows * 2, NAN);
             for (auto &v : x) v = (float)((int)(next() % 2001) - 1000) / 500;
             int te[2] = {1, 0}, tc[2] = {0, 1}, tn[2] = {1, 1}, nt = 2, src[2] = {1, 0};
@@ -450,15 +460,7 @@ static void check_gemv_glu(void) {
             const bool q6 = type == GGML_Q6_K;
             const int nb = 5, n = nb * QK_K, rows = 9, E = 2;
             const size_t bs = q6 ? sizeof(block_q6_K) : sizeof(block_q4_K), rb = (size_t)nb * bs;
-            std::vector<uint8_t> wg(rb * rows * E), wu(rb * rows * E);
-            for (std::vector<uint8_t> *w : {&wg, &wu}) {
-                for (auto &b : *w) b = (uint8_t)next();
-                for (size_t i = 0; i < w->size(); i += bs) {
-                    const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
-                    memcpy(&(*w)[i + (q6 ? offsetof(block_q6_K, d) : 0)], &d, 2);
-                    if (!q6) memcpy(&(*w)[i + 2], &dm, 2);
-                }
-            }
+            std::vector<uint8_t> wg = random_kq_rows(type, nb, rows * E, next), wu = random_kq_rows(type, nb, rows * E, next);
             std::vector<float> x((size_t)n * 2);
             for (auto &v : x) v = (float)((int)(next() % 2001) - 1000) / 700;
             const int ncols = grouped ? 2 : 1;
@@ -505,13 +507,7 @@ static void check_gemm_kq(void) {
                 const bool q6 = type == GGML_Q6_K;
                 const size_t bs = q6 ? sizeof(block_q6_K) : type == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
                 const size_t rb = (size_t)nb * bs;
-                std::vector<uint8_t> w(rb * rows * E);
-                for (auto &b : w) b = (uint8_t)next();
-                for (size_t i = 0; i < w.size(); i += bs) { /* d (and dmin): finite halves */
-                    const uint16_t d = (uint16_t)(0x1000 + next() % 0x1800), dm = (uint16_t)(0x1000 + next() % 0x1800);
-                    memcpy(&w[i + (q6 ? offsetof(block_q6_K, d) : 0)], &d, 2);
-                    if (!q6) memcpy(&w[i + 2], &dm, 2);
-                }
+                const std::vector<uint8_t> w = random_kq_rows(type, nb, rows * E, next);
                 std::vector<float> x((size_t)n * X);
                 for (auto &v : x) v = (float)((int)(next() % 20001) - 10000) / 5000;
                 std::vector<int> src(X);
