@@ -527,7 +527,7 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
         if (!device || !strcmp(device, "cpu")) /* the CPU kernel table that ran, and how it was chosen */
             printf(", \"kernels\": \"%s\", \"kernels_choice\": \"%s\", \"decode_prefetch\": \"%s\", "
                    "\"attention_prefetch\": \"%s\"",
-                   kernels_in_use, kernels_how, kernels_pf, ATTN_PF_NAMES[kernels_choice()->apf]);
+                   kernels_in_use, kernels_how, kernels_pf, kernels_choice()->apf_name);
         const tg_prof p = prof_sum(r);
         if (profiled(&p)) { /* the share of decode time in the weight products, their GB/s */
             printf(", \"matmul_share\": %.4f, \"matmul_gbps\": %.3f, \"samples_matmul_share\": [", prof_share(&p),
@@ -817,7 +817,7 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
         const kernel_choice *kc = kernels_choice();
         fprintf(stderr, "kernels: %s (%s: %s); decode prefetch: %s (%s: %s)\n", kernels_in_use, kernels_how, kc->why,
                 kc->pf_name, kc->pf_how, kc->pf_why);
-        fprintf(stderr, "attention prefetch: %s (%s: %s)\n", ATTN_PF_NAMES[kc->apf], kc->apf_how, kc->apf_why);
+        fprintf(stderr, "attention prefetch: %s (%s: %s)\n", kc->apf_name, kc->apf_how, kc->apf_why);
     }
     if (in->weights_packed) fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
     fprintf(stderr,

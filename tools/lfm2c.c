@@ -354,7 +354,7 @@ static int print_version(void) {
     printf("kernel choice: %s: %s; CPU: %s (%s family %d model %d)\n", kc->how, kc->why, kc->cpu.name, kc->cpu.vendor,
            kc->cpu.family, kc->cpu.model);
     printf("decode prefetch: %s (%s: %s)\n", kc->pf_name, kc->pf_how, kc->pf_why);
-    printf("attention prefetch: %s (%s: %s)\n", ATTN_PF_NAMES[kc->apf], kc->apf_how, kc->apf_why);
+    printf("attention prefetch: %s (%s: %s)\n", kc->apf_name, kc->apf_how, kc->apf_why);
 #ifdef LFM2C_HAVE_CUDA
     printf("cuda: yes\n");
 #else

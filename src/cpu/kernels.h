@@ -131,7 +131,7 @@ typedef struct kernel_choice {
     char pf_why[320];
     /* where the attention kernels prefetch the KV cache (attn_pf_loc): how and why as above */
     int apf;
-    const char *apf_how;
+    const char *apf_name, *apf_how;
     char apf_why[256];
 } kernel_choice;
 enum { KERNELS_NO_TABLE = 1, KERNELS_NO_TIMING = 2, KERNELS_NO_CACHE = 4, KERNELS_RETIME = 8 };
@@ -145,7 +145,7 @@ void kernels_choose(const char *force, const kernel_cpu *cpu, const char *cache_
 void kernels_choose_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
                        int flags, kernel_choice *out);
 /* Where the attention kernels of ops prefetch the cache (force: LFM2C_ATTN_PF's value, "nta"
- * or "t1", or NULL; the rest as kernels_choose): fills out->apf, apf_how and apf_why. Else a
+ * or "t1", or NULL; the rest as kernels_choose): fills out->apf, apf_name, apf_how and apf_why. Else a
  * timing of both from memory (a 128 MB F16 cache, ~0.1 s), cached per CPU and table. */
 void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
                             int flags, kernel_choice *out);

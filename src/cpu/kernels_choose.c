@@ -464,8 +464,8 @@ static int time_apf(const kernel_ops *t, char *why, size_t wn) {
     return pick;
 }
 
-void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
-                            int flags, kernel_choice *out) {
+static void choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                           int flags, kernel_choice *out) {
     out->apf = ATTN_PF_NTA;
     if (force && *force && find_apf(force) >= 0) {
         out->apf = find_apf(force), out->apf_how = "forced";
@@ -487,6 +487,12 @@ void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kern
         cached_or_timed(key, cache_dir, flags, ops, find_apf, apf_name, time_apf, &out->apf_how, why, sizeof why);
     snprintf(out->apf_why, sizeof out->apf_why, "%s%.200s", unknown,
              out->apf_how[0] == 'd' ? "the timing could not run (memory): nta" : why);
+}
+
+void kernels_choose_attn_pf(const char *force, const kernel_ops *ops, const kernel_cpu *cpu, const char *cache_dir,
+                            int flags, kernel_choice *out) {
+    choose_attn_pf(force, ops, cpu, cache_dir, flags, out);
+    out->apf_name = ATTN_PF_NAMES[out->apf];
 }
 
 /* ---- the choice ------------------------------------------------------------------------------ */

@@ -248,7 +248,7 @@ static void test_attn_pf(void) {
         CHECK(strstr(c.apf_why, ATTN_PF_NAMES[p]) != NULL && strstr(c.apf_why, "GB/s"), "the timing names %s: %s",
               ATTN_PF_NAMES[p], c.apf_why);
     CHECK(attn_pf_loc == before, "the timing leaves the process's location as it was");
-    printf("attention prefetch timed: %s (%s)\n", ATTN_PF_NAMES[c.apf], c.apf_why);
+    printf("attention prefetch timed: %s (%s)\n", c.apf_name, c.apf_why);
     char *s = slurp();
     CHECK(s && strstr(s, cpu.name) && strstr(s, "attention prefetch"), "the cache holds the location: %s",
           s ? s : "(no file)");
@@ -256,7 +256,8 @@ static void test_attn_pf(void) {
     kernel_choice d;
     memset(&d, 0, sizeof d);
     kernels_choose_attn_pf(NULL, t, &cpu, dir, 0, &d);
-    CHECK(!strcmp(d.apf_how, "cached") && d.apf == c.apf, "read back: %s", d.apf_how);
+    CHECK(!strcmp(d.apf_how, "cached") && d.apf == c.apf && !strcmp(d.apf_name, ATTN_PF_NAMES[c.apf]), "read back: %s",
+          d.apf_how);
     kernels_choose_attn_pf(NULL, t, &cpu, dir, KERNELS_RETIME, &d);
     CHECK(!strcmp(d.apf_how, "timed"), "timed again when asked: %s", d.apf_how);
     kernels_choose_attn_pf(NULL, t, &cpu, dir, KERNELS_NO_TIMING, &d);
