@@ -41,10 +41,22 @@
 #   decode time inside the weight products and the GB/s they read at (the kernels' own stream);
 #   then bench's replay of the decode's own reads (src/cpu/replay.c): its GB/s job by job, and the
 #   products' share of it token by token ("paired"), the ceiling on the weights' own pages.
+#        LLAMA_DIR=DIR bash bench/cpu_bench.sh --paired [MODELS_DIR]
+#   paired mode (issue 34, a VM whose bandwidth flips): tg128 of llama-bench (-mmp 0 and mapped,
+#   the better taken) and of lfm2c bench, one after the other, with `membw 1024` before, between
+#   and after, for ROUNDS rounds (default 6) at each of THREADS (default "1 2") on PAIRED_PRESETS
+#   (default all four). On the 2-core Zen 4 VMs the two-thread bandwidth flips within seconds
+#   between ~37 and ~65-75 GB/s (bench/CPU.md "2026-11-27"), so a ratio of runs a minute apart
+#   can compare two machines. Each run is put in the bandwidth state its two probes agree on
+#   ("low": below 75% of the best probe), and each state compares lfm2c's slowest run with
+#   llama.cpp's fastest, and gives lfm2c's decode GB/s as a share of its probes' mean.
+#   PAIRED_DEPTH=D decodes on top of D tokens of context (llama-bench's -d; F16 KV, -fa 1 for
+#   llama.cpp), PAIRED_REPS repetitions a run (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-contention=0; depth=0; side=0; batch=0; decode=0
+contention=0; depth=0; side=0; batch=0; decode=0; paired=0
 if [ "${1:-}" = "--decode" ]; then decode=1; shift; fi
+if [ "${1:-}" = "--paired" ]; then paired=1; shift; fi
 if [ "${1:-}" = "--batch" ]; then batch=1; shift; fi
 if [ "${1:-}" = "--contention" ]; then contention=1; shift; fi
 if [ "${1:-}" = "--depth" ]; then depth=1; shift; fi
@@ -124,6 +136,60 @@ for (m, t), rs in rows.items():
     print(f"| {m} | {t} | {med(3):.2f} | {med(4):.1f} | {med(6):.0f}% | {med(8):.0f}% | {med(9):.1f}% | {med(10):.1f} | {med(11):.1f} | {med(12):.0f}% |")
 PY
   rm -f "$log" "$log.json"
+  exit 0
+fi
+
+if [ $paired = 1 ]; then
+  [ -n "${LLAMA_DIR:-}" ] || { echo "--paired needs LLAMA_DIR (a llama.cpp build directory)" >&2; exit 2; }
+  rounds=${ROUNDS:-6}; n=${PAIRED_N:-128}; d=${PAIRED_DEPTH:-0}; pr=${PAIRED_REPS:-2}; log=$(mktemp)
+  for preset in ${PAIRED_PRESETS-lfm2-350m lfm2-1.2b lfm2-8b-a1b lfm2-24b-a2b}; do
+    f="$dir/$preset-q4_k_m.gguf"
+    [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
+    warm "$f"
+    for t in ${THREADS:-1 2}; do
+      probe() { ./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}'; }
+      for r in $(seq 1 "$rounds"); do
+        b0=$(probe)
+        l0=$("$LLAMA_DIR/bin/llama-bench" -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -fa 1 -mmp 0 -o json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['avg_ts'])")
+        l1=$("$LLAMA_DIR/bin/llama-bench" -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -fa 1 -o json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['avg_ts'])")
+        b1=$(probe)
+        o=$(./build/lfm2c bench -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -o json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin)[-1]; print(d['avg_ts'], d['gbps'])")
+        b2=$(probe)
+        echo "$preset$([ "$d" = 0 ] || echo "@d$d") $t $r $b0 $b1 $b2 $l0 $l1 $o" | tee -a "$log"
+      done
+    done
+  done
+  python3 - "$log" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+print("\n| model | threads | round | membw 1 GB before / between / after | llama.cpp -mmp 0 / mapped | lfm2c | ratio | lfm2c GB/s, of membw after it |")
+print("|---|---:|---:|---|---|---:|---:|---|")
+best = {}
+for m, t, r, *v in rows:
+    best[t] = max(best.get(t, 0), *map(float, v[:3]))
+state = lambda t, x: "high" if float(x) >= 0.75 * best[t] else "low"
+runs = {}   # (model, threads, state) -> {"llama": [t/s], "lfm2c": [(t/s, share of membw)]}
+for m, t, r, b0, b1, b2, l0, l1, o, dec in rows:   # dec: lfm2c's decode GB/s (t/s x weights read per token)
+    l = max(float(l0), float(l1)); o = float(o); dec = float(dec)
+    print(f"| {m} | {t} | {r} | {b0} / {b1} / {b2} | {float(l0):.2f} / {float(l1):.2f} | {o:.2f} | {o / l:.2f}x | {dec:.1f}, {dec / ((float(b1) + float(b2)) / 2) * 100:.0f}% |")
+    # a run belongs to a bandwidth state when the probes on both sides of it agree
+    if state(t, b0) == state(t, b1):
+        runs.setdefault((m, t, state(t, b1)), {"llama": [], "lfm2c": []})["llama"].append(l)
+    if state(t, b1) == state(t, b2):
+        runs.setdefault((m, t, state(t, b2)), {"llama": [], "lfm2c": []})["lfm2c"].append((o, dec / ((float(b1) + float(b2)) / 2)))
+print("\nBy bandwidth state (a run counts where the probes before and after it are in the same state;")
+print("\"low\" is below 75% of the best probe at that thread count); the ratio is lfm2c's slowest run")
+print("against llama.cpp's fastest in the same state:\n")
+print("| model | threads | bandwidth state | llama.cpp runs: best t/s | lfm2c runs: slowest t/s | ratio | lfm2c decode / membw (worst) |")
+print("|---|---:|---|---|---|---:|---:|")
+for (m, t, st), v in sorted(runs.items()):
+    L, O = v["llama"], v["lfm2c"]
+    lb = max(L) if L else 0; ow = min(x[0] for x in O) if O else 0
+    ratio = "%.2fx" % (ow / lb) if L and O else "-"
+    share = "%.0f%%" % (min(x[1] for x in O) * 100) if O else "-"
+    print(f"| {m} | {t} | {st} | {len(L)}: {lb:.2f} | {len(O)}: {ow:.2f} | {ratio} | {share} |")
+PY
+  rm -f "$log"
   exit 0
 fi
 
