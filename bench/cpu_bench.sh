@@ -71,6 +71,8 @@ warm() {
   done
   cat "$1" > /dev/null
 }
+# membw's GB/s over $1 MB with $2 threads ($3: pieces of that many KB, optional)
+membw_gbs() { ./build/membw "$1" "$2" ${3:+"$3"} | awk -v t="$2" '$1=="threads" && $2==t":"{print $3}'; }
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 # every table names the machine it came from: the CPU kind (family / model), AMX or not, the date
@@ -98,11 +100,10 @@ print(int(e.group(1))*int(h.group(1))*144//256//1024 if e else 0)")
       mb=$(( $(stat -c %s "$f") >> 20 ))
       warm "$f"
       for t in ${THREADS:-1 2}; do
-        membw1() { ./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}'; }
-        bw0=$(membw1)
-        pbw=$(./build/membw "$mb" "$t" $([ "$piece_kb" = 0 ] || echo "$piece_kb") | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}')
+        bw0=$(membw_gbs 1024 "$t")
+        pbw=$(membw_gbs "$mb" "$t" $([ "$piece_kb" = 0 ] || echo "$piece_kb"))
         ./build/lfm2c bench -m "$f" -p 0 -n 128 -t "$t" -r "$reps" --warm-read -o json > "$log.json" 2>/dev/null
-        bw=$(python3 -c "import sys; print('%.1f' % ((float(sys.argv[1]) + float(sys.argv[2])) / 2))" "$bw0" "$(membw1)")
+        bw=$(python3 -c "import sys; print('%.1f' % ((float(sys.argv[1]) + float(sys.argv[2])) / 2))" "$bw0" "$(membw_gbs 1024 "$t")")
         python3 - "$log.json" "$r" "$preset" "$t" "$bw" "$pbw" <<'PY' | tee -a "$log"
 import json, sys
 js, r, preset, t, bw, pbw = sys.argv[1:]
@@ -147,14 +148,13 @@ if [ $paired = 1 ]; then
     [ -f "$f" ] || ./build/lfm2c synth --preset $preset --type q4_k_m -o "$f" >/dev/null
     warm "$f"
     for t in ${THREADS:-1 2}; do
-      probe() { ./build/membw 1024 "$t" | awk -v t="$t" '$1=="threads" && $2==t":"{print $3}'; }
       for r in $(seq 1 "$rounds"); do
-        b0=$(probe)
+        b0=$(membw_gbs 1024 "$t")
         l0=$("$LLAMA_DIR/bin/llama-bench" -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -fa 1 -mmp 0 -o json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['avg_ts'])")
         l1=$("$LLAMA_DIR/bin/llama-bench" -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -fa 1 -o json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['avg_ts'])")
-        b1=$(probe)
+        b1=$(membw_gbs 1024 "$t")
         o=$(./build/lfm2c bench -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -o json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin)[-1]; print(d['avg_ts'], d['gbps'])")
-        b2=$(probe)
+        b2=$(membw_gbs 1024 "$t")
         echo "$preset$([ "$d" = 0 ] || echo "@d$d") $t $r $b0 $b1 $b2 $l0 $l1 $o" | tee -a "$log"
       done
     done
