@@ -74,9 +74,10 @@ enum { NORM_THREADS = 128 };
  * at a time (the template argument), issuing every load of the group before any arithmetic: one
  * memory latency a group instead of one an element (stores to the row would otherwise keep the
  * next element's loads from starting). The sums run over each thread's elements in order, for
- * any S: the same bits. The add + norm kernels take NORM_STAGE; the last block of a decode GEMV
- * (gemv_finish) takes 1, the registers of a staged group would cost the GEMV occupancy. */
-enum { NORM_STAGE = 4 };
+ * any S: the same bits. The add + norm kernels take NORM_STAGE (a 2048-wide row in one group at
+ * 128 threads: two memory latencies a row); the last block of a decode GEMV (gemv_finish) takes
+ * FIN_STAGE, as many as fit the GEMV's own registers (more would cost it occupancy). */
+enum { NORM_STAGE = 16, FIN_STAGE = 8, FIN_CONV_STAGE = 4 };
 
 /* v[j] = p[i0 + j step] for j < S, 0 past H or where p is NULL; CG: read past L1 (__ldcg) */
 template <int S, bool CG = false>
@@ -452,13 +453,26 @@ __device__ void route1_warp(const float *lg, const cu_route1 &r);
 
 /* The gated short conv of a batch of one token, every channel by the calling block: conv_kernel's
  * output and state update with the token's previous u's both from the state. z is read past L1
- * (other blocks of the kernel wrote it); the same products as cm_conv_elem and cm_conv_state_elem. */
+ * (other blocks of the kernel wrote it); the same products as cm_conv_elem and cm_conv_state_elem.
+ * A thread takes FIN_CONV_STAGE channels at a time, every load of the group issued before any store. */
 __device__ void conv1_block(const float *z, const float *w, float *state, float *o, int H) {
-    for (int c = threadIdx.x; c < H; c += blockDim.x) {
-        const float u0 = __ldcg(z + c) * __ldcg(z + 2 * H + c), u1 = state[H + c], u2 = state[c];
-        o[c] = cm_conv_out(w + 3 * c, u2, u1, u0, __ldcg(z + H + c));
-        state[c] = u1;
-        state[H + c] = u0;
+    const int step = blockDim.x;
+    for (int c0 = threadIdx.x; c0 < H; c0 += FIN_CONV_STAGE * step) { /* a group's loads before its stores */
+        float b[FIN_CONV_STAGE], g[FIN_CONV_STAGE], x[FIN_CONV_STAGE], u1[FIN_CONV_STAGE], u2[FIN_CONV_STAGE];
+        stage_load<FIN_CONV_STAGE, true>(z, c0, step, H, b);
+        stage_load<FIN_CONV_STAGE, true>(z + H, c0, step, H, g);
+        stage_load<FIN_CONV_STAGE, true>(z + 2 * H, c0, step, H, x);
+        stage_load<FIN_CONV_STAGE>(state + H, c0, step, H, u1);
+        stage_load<FIN_CONV_STAGE>(state, c0, step, H, u2);
+#pragma unroll
+        for (int j = 0; j < FIN_CONV_STAGE; j++) {
+            const int c = c0 + j * step;
+            if (c >= H) continue;
+            const float u0 = b[j] * x[j];
+            o[c] = cm_conv_out(w + 3 * c, u2[j], u1[j], u0, g[j]);
+            state[c] = u1[j];
+            state[H + c] = u0;
+        }
     }
 }
 
@@ -480,8 +494,8 @@ __device__ void gemv_finish(const mm_args &a) {
         if (threadIdx.x < 32) route1_warp(a.y, f.route);
     } else if (f.conv_o) {
         conv1_block(a.y, f.conv_w, f.toks[0].conv + (size_t)f.conv_index * 2 * f.H, f.conv_o, f.H);
-    } else if (f.inv) combine_add_rmsnorm_row<1>(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
-    else add_rmsnorm_row<1>(f.x, a.y, f.w, f.out, f.H, f.eps);
+    } else if (f.inv) combine_add_rmsnorm_row<FIN_STAGE>(f.x, a.y, f.wsel, f.inv, f.k, f.w, f.out, f.H, f.eps);
+    else add_rmsnorm_row<FIN_STAGE>(f.x, a.y, f.w, f.out, f.H, f.eps);
     if (threadIdx.x == 0) *f.done = 0;
 }
 
@@ -1327,29 +1341,31 @@ enum { ROUTE_LANE_E = 8, ROUTE_MAX_K = 16 };   /* the warp versions: E <= 32 * 8
  * logits are read past L1 (in gemv_finish, other blocks of the kernel wrote them). */
 __device__ __forceinline__ float route_select(const float *lg, const float *bias, int E, int k, int lane, int *chosen,
                                               float *w) {
-    float v[ROUTE_LANE_E], sum = 0;
+    float v[ROUTE_LANE_E], sg[ROUTE_LANE_E], sum = 0;
     unsigned taken = 0;
 #pragma unroll
     for (int i = 0; i < ROUTE_LANE_E; i++) {
         int e = lane + 32 * i;
-        v[i] = e < E ? cm_sigmoid(__ldcg(lg + e)) + (bias ? bias[e] : 0.0f) : 0.0f;
+        sg[i] = e < E ? cm_sigmoid(__ldcg(lg + e)) : 0.0f;
+        v[i] = e < E ? sg[i] + (bias ? bias[e] : 0.0f) : 0.0f;
     }
+    /* each pick's sigmoid travels with it through the reduction (no load after the choice) */
     for (int j = 0; j < k; j++) {
-        float bv = 0;
+        float bv = 0, bs = 0;
         int be = -1;
 #pragma unroll
         for (int i = 0; i < ROUTE_LANE_E; i++) {
             int e = lane + 32 * i;
-            if (e < E && !(taken >> i & 1) && (be < 0 || v[i] > bv)) { bv = v[i]; be = e; }
+            if (e < E && !(taken >> i & 1) && (be < 0 || v[i] > bv)) { bv = v[i]; bs = sg[i]; be = e; }
         }
         for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            float ov = __shfl_xor_sync(0xffffffffu, bv, o), os = __shfl_xor_sync(0xffffffffu, bs, o);
             int oe = __shfl_xor_sync(0xffffffffu, be, o);
-            if (oe >= 0 && (be < 0 || ov > bv || (ov == bv && oe < be))) { bv = ov; be = oe; }
+            if (oe >= 0 && (be < 0 || ov > bv || (ov == bv && oe < be))) { bv = ov; bs = os; be = oe; }
         }
         if (be % 32 == lane) taken |= 1u << (be / 32);
         chosen[j] = be;
-        w[j] = cm_sigmoid(__ldcg(lg + be));
+        w[j] = bs;
         sum += w[j];
     }
     return sum < 6.103515625e-5f ? 6.103515625e-5f : sum;
