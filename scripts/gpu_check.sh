@@ -521,6 +521,8 @@ EOF
 # one variable set, one repetition; its rows join the speed table as "cuda, LABEL"
 bench_variant() {
   local name=$1 set=$2 label=$3 what=$4
+  # GPU_CHECK_VARIANTS="nograph fin ...": only those (names without bench_); default every one
+  [ -z "${GPU_CHECK_VARIANTS+x}" ] || [[ " $GPU_CHECK_VARIANTS " == *" ${name#bench_} "* ]] || return 0
   local -x "$set"
   shift 4
   run_bench "$name" 120 -m "$m" --device cuda "$@" -r 1
