@@ -297,7 +297,9 @@ stage_build() {
   # keep going past a target that does not link there (a test program against that machine's own
   # toolchain), so the engine and the CUDA tests are built whatever else fails
   KEEP=(-- -k); [ -f "$build_dir/build.ninja" ] && KEEP=(-- -k 0)
-  if [ "$RC" = 0 ]; then run_step compile 420 cmake --build "$build_dir" -j"$JOBS" "${KEEP[@]}"; fi
+  # GPU_CHECK_TARGETS="lfm2c": only those targets (a timing-only call; the correct stage needs the tests)
+  local TGT=(); [ -n "${GPU_CHECK_TARGETS:-}" ] && TGT=(--target $GPU_CHECK_TARGETS)
+  if [ "$RC" = 0 ]; then run_step compile 420 cmake --build "$build_dir" -j"$JOBS" "${TGT[@]}" "${KEEP[@]}"; fi
   if [ "$RC" != 0 ] && [ "$server" = ON ] && grep -q -i -E "microhttpd|gnutls" "$WORK/logs/compile.log" 2>/dev/null; then
     echo "- the server did not link (libmicrohttpd / gnutls): rebuilt without it" | frag
     server=OFF
@@ -559,6 +561,9 @@ stage_speed() {
     bench_variant bench_noglu LFM2C_CUDA_GLU=0 "three-launch GLU" "gate, up and SwiGLU as three launches, as before they were one" -p 0 -n $n
     bench_variant bench_nopdl LFM2C_CUDA_PDL=0 "no overlap" "no kernel starts before the one before it ends" -p 0 -n $n
     bench_variant bench_fin LFM2C_CUDA_FUSE=1 "fused" "the residual add and norm, the routing and the conv in the last block of the product before them" -p 0 -n $n
+    bench_variant bench_finnorm LFM2C_CUDA_FUSE=norm "fused add + norm" "only the residual add and norm in the product before" -p 0 -n $n
+    bench_variant bench_finroute LFM2C_CUDA_FUSE=route "fused routing" "only the routing in the router's product" -p 0 -n $n
+    bench_variant bench_finconv LFM2C_CUDA_FUSE=conv "fused conv" "only the conv in the conv in-projection" -p 0 -n $n
     bench_variant bench_wmma LFM2C_CUDA_TC=wmma "wmma GEMM" "the prefill GEMM on dequantized weights, as before the K-quant mma kernels" -p $p -n 0
     bench_variant bench_half LFM2C_CUDA_TC=half "x as one half" "the K-quant GEMMs with x rounded to one half: half the tensor-core products, less precise" -p $p -n 0
   fi

@@ -67,7 +67,7 @@ struct cu_model {
     bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
     bool use_x_lo;               /* their x as high + low halves (LFM2C_CUDA_TC=half: one half) */
     bool use_glu;                /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
-    bool use_fin;                /* LFM2C_CUDA_FUSE=1: a decode step's add + norm, routing, conv in the GEMV before */
+    int use_fin;                 /* LFM2C_CUDA_FUSE: which of a decode step's add + norm, routing, conv run in the GEMV before (FIN_*) */
     cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
     struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
 };
@@ -259,6 +259,23 @@ static int upload_weights(const lfm2c_model *m, cu_model *cm, lfm2c_error *err) 
     return 0;
 }
 
+/* LFM2C_CUDA_FUSE: "1" or "all" every fusion, else a comma list of norm, route, conv ("0", unset:
+ * none). Each moves kernels of a single-token step into the last block of the product before. */
+enum { FIN_NORM = 1, FIN_ROUTE = 2, FIN_CONV = 4 };
+static int fin_parse(const char *v) {
+    if (!v) return 0;
+    if (!strcmp(v, "1") || !strcmp(v, "all")) return FIN_NORM | FIN_ROUTE | FIN_CONV;
+    int f = 0;
+    for (const char *p = v; *p;) {
+        const size_t n = strcspn(p, ",");
+        if (n == 4 && !strncmp(p, "norm", 4)) f |= FIN_NORM;
+        if (n == 5 && !strncmp(p, "route", 5)) f |= FIN_ROUTE;
+        if (n == 4 && !strncmp(p, "conv", 4)) f |= FIN_CONV;
+        p += n + (p[n] == ',');
+    }
+    return f;
+}
+
 static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     if (cuda_device_count() <= 0)
         return seterr(err, LFM2C_EUNSUPPORTED, "no CUDA device found");
@@ -300,8 +317,7 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     cm->use_x_lo = !(te && !strcmp(te, "half"));
     const char *gl = getenv("LFM2C_CUDA_GLU");
     cm->use_glu = !(gl && !strcmp(gl, "0"));
-    const char *fn = getenv("LFM2C_CUDA_FUSE");
-    cm->use_fin = fn && !strcmp(fn, "1"); /* slower on an H100: bench/GPU.md */
+    cm->use_fin = fin_parse(getenv("LFM2C_CUDA_FUSE")); /* all three slower on an H100: bench/GPU.md */
     if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
         cudaGetLastError();
         cm->pass[0] = cm->pass[1] = nullptr;
@@ -612,7 +628,8 @@ static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const
 
 /* The experts of an MoE layer: their outputs into s->D (a row per pair, in expert order), their
  * weights into s->wsel; the next norm combines them (cu_moe_combine_add_rmsnorm). */
-static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f, const cu_fin &fin) {
+static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f, const cu_fin &fin,
+                    bool route_fuse) {
     const lfm2c_model_info *in = &m->info;
     const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
     cu_scratch *s = &cm->s;
@@ -624,9 +641,9 @@ static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const f
     int max_tiles = (n_pairs + width - 1) / width + E;
     if (max_tiles > n_pairs) max_tiles = n_pairs;
     const float *bias = L->expert_bias.data ? (const float *)dev_ptr(cm, &L->expert_bias) : nullptr;
-    if (fin.done && cu_moe_route1_ok(T, width, E, k)) { /* the routing in the router product's last block */
+    if (route_fuse && cu_moe_route1_ok(T, width, E, k)) { /* the routing in the router product's last block */
         cu_fin rf = {};
-        rf.done = fin.done;
+        rf.done = s->ints + il.done;
         rf.route = {bias, E, k, I + il.sel, s->wsel, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv};
         matmul_fin(cm, &L->router, f, T, s->router, rf);
         prof_mark(cm, "router+route+plan");
@@ -706,9 +723,11 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
     prof_mark(cm, "start");
     if (s->table_bytes) cudaMemcpyAsync(s->table, s->host_table, s->table_bytes, cudaMemcpyHostToDevice, cq->st);
     /* the add + norm after a decode step's layer outputs: in the products' last blocks */
-    const bool fuse = cm->use_fin && T == 1 && n_out == 1;
+    const bool one = T == 1 && n_out == 1;
+    const bool fuse = one && (cm->use_fin & FIN_NORM), route_fuse = one && (cm->use_fin & FIN_ROUTE),
+               conv_fuse = one && (cm->use_fin & FIN_CONV);
     int *inv = s->ints + ints_for(in, s->cap).inv;
-    if (fuse) cudaMemsetAsync(s->ints + ints_for(in, s->cap).done, 0, sizeof(int), cq->st);   /* after a failure too */
+    if (fuse || route_fuse || conv_fuse) cudaMemsetAsync(s->ints + ints_for(in, s->cap).done, 0, sizeof(int), cq->st);   /* after a failure too */
     cu_q_other(cq);
     prof_mark(cm, "table upload");
     cu_embed(cq, dev_ptr(cm, &m->tok_embd), m->tok_embd.type, m->tok_embd.row_bytes, H, toks, T, s->x);
@@ -735,7 +754,7 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
             prof_mark(cm, "o proj");
         } else {
             const float *conv_w = (const float *)dev_ptr(cm, &L->conv_w);
-            if (fuse) { /* the conv in the in-projection's last block */
+            if (conv_fuse) { /* the conv in the in-projection's last block */
                 cu_fin cf = fin_for(m, cm, true, nullptr, nullptr, nullptr);
                 cf.conv_o = s->hid;
                 cf.conv_w = conv_w;
@@ -763,7 +782,7 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
         const bool last = l + 1 == in->n_layer;
         const float *nw = (const float *)dev_ptr(cm, last ? &m->out_norm : &m->layers[l + 1].attn_norm);
         if (L->is_moe) {
-            moe_ffn(m, cm, L, T, s->a, fin_for(m, cm, fuse, nw, s->wsel, inv));
+            moe_ffn(m, cm, L, T, s->a, fin_for(m, cm, fuse, nw, s->wsel, inv), route_fuse);
         } else {
             matmul_glu(cm, &L->ffn_gate, &L->ffn_up, s->a, T, s->big, s->big2);
             prof_mark(cm, "ffn gate+up+swiglu");

@@ -709,7 +709,8 @@ static void check_pdl_model(const synth_config &c) {
 /* A decode step's residual add and norm, its routing and its conv as kernels of their own (the
  * default, and LFM2C_CUDA_FUSE=0) decode the bits of those done by the last block of the product
  * before them (LFM2C_CUDA_FUSE=1, gemv_finish: the same block size, the same sums), dense layers
- * and MoE, with and without the decode graph, each launch's block count back at 0 for the next. */
+ * and MoE, with and without the decode graph, each launch's block count back at 0 for the next;
+ * and with only some of them fused (LFM2C_CUDA_FUSE=route,conv). */
 static void check_fin_model(const synth_config &c, const char *type) {
     const variant_run r = run_variant(c, "fin", type, 9, "LFM2C_CUDA_FUSE", "1");
     if (!r.ok) return;
@@ -717,6 +718,12 @@ static void check_fin_model(const synth_config &c, const char *type) {
     CHECK(r.launches_b - r.launches_a == (long)r.n_tokens * (r.n_layer * 2 + r.moe_layers + r.conv_layers),
           "%s: %ld launches apart, %ld in the products", type, r.launches_b, r.launches_a);
     check_same_bits(r, "add + norm, routing and conv in the products' last blocks");
+    /* a list: the routing and the conv fused, the add + norm kernels kept */
+    const variant_run p = run_variant(c, "finrc", type, 9, "LFM2C_CUDA_FUSE", "route,conv");
+    if (!p.ok) return;
+    CHECK(p.launches_b - p.launches_a == (long)p.n_tokens * (p.moe_layers + p.conv_layers),
+          "%s, route,conv: %ld launches apart, %ld in the products", type, p.launches_b, p.launches_a);
+    check_same_bits(p, "routing and conv in the products' last blocks");
 }
 
 /* a kernel that forgets pdl_ready() */
