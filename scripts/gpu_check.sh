@@ -565,6 +565,8 @@ stage_speed() {
     bench_variant bench_finroute LFM2C_CUDA_FUSE=route "fused routing" "only the routing in the router's product" -p 0 -n $n
     bench_variant bench_finconv LFM2C_CUDA_FUSE=conv "fused conv" "only the conv in the conv in-projection" -p 0 -n $n
     bench_variant bench_wmma LFM2C_CUDA_TC=wmma "wmma GEMM" "the prefill GEMM on dequantized weights, as before the K-quant mma kernels" -p $p -n 0
+    bench_variant bench_reg LFM2C_CUDA_TC=reg "Q4_K GEMM into registers" "Q4_K's GEMM with each warp's weights straight into its mma.sync registers" -p $p -n 0
+    bench_variant bench_regb LFM2C_CUDA_TC=reg "Q4_K GEMM into registers" "the same, batched" -b $b -p $bp -n $bn
     bench_variant bench_half LFM2C_CUDA_TC=half "x as one half" "the K-quant GEMMs with x rounded to one half: half the tensor-core products, less precise" -p $p -n 0
   fi
   run_bench bench_batched 300 -m "$m" --device "$device" -b $b -p $bp -n $bn -r 1

@@ -1019,6 +1019,213 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
     kq_store(a, acc, r0, warp, g, t, c0, nc);
 }
 
+/* ---- a Q4_K GEMM with the weights straight from memory into mma.sync's registers ------------ */
+
+/* LFM2C_CUDA_TC=reg (untimed on a GPU): gemm_kq_mma_kernel writes every weight into shared memory
+ * as halves and every warp of its 64 x 32 tile reads all 32 columns' x fragments for its own 16
+ * rows, so shared memory bounds it (bench/GPU.md). Here a block takes 128 rows by the column tile,
+ * a superblock of k a step, and warp w rows 32w..32w + 31 as two 16-row tiles that share each x
+ * fragment. A lane (g = lane / 4, t = lane % 4) loads rows g and g + 8 of each tile, bytes
+ * 8t..8t + 7 of each 32-byte group of quants, and makes them sc q halves in its A registers (the k
+ * order inside a sub-block permuted: lane t's words are k 2t.. and 8 + 2t.. of two products); x's
+ * halves sit in shared memory in the natural order, which that permutation reads with one 16-byte
+ * load for two products. The mins are one more product a superblock: the 8 sub-blocks' m (A, exact
+ * halves) by x's sub-block sums (B, high and low halves). d and dmin are applied once a superblock in
+ * float. No weight passes through shared memory. */
+enum { KG_WROWS = 32, KG_ROWS = 4 * KG_WROWS, KG_LD = QK_K / 2 + 16, KG_THREADS = 128 };
+
+struct kg_smem {
+    uint32_t xh[CU_GEMM_COLS][KG_LD], xl[CU_GEMM_COLS][KG_LD]; /* a superblock of each column's x as halves */
+    uint32_t sh[CU_GEMM_COLS][4], sl[CU_GEMM_COLS][4];          /* its 8 sub-block sums, two halves a word */
+};
+
+/* A lane's raw bytes of one row's superblock: the first 16 bytes (d | dmin, the scales) and bytes
+ * 8t..8t + 7 of each 32-byte group of quants (zeros past the last row) */
+struct kg_raw {
+    uint4 hd;
+    uint2 q[4];
+};
+
+__device__ __forceinline__ void kg_load(const uint8_t *blk, bool ok, int t, kg_raw *r) {
+    if (!ok) {
+        *r = kg_raw{};
+        return;
+    }
+    r->hd = *(const uint4 *)(const void *)blk;
+#pragma unroll
+    for (int k = 0; k < 4; k++) r->q[k] = *(const uint2 *)(const void *)(blk + CM_AT(block_q4_K, qs) + 32 * k + 8 * t);
+}
+
+/* the halves (v0, v1) of two integers below 1024, exact: 1024 + v, less 1024 */
+__device__ __forceinline__ __half2 kg_int2(uint32_t v0, uint32_t v1) {
+    return __hfma2(kq_h2(0x64006400u | v0 | v1 << 16), kq_h2(0x3C003C00u), kq_h2(0xE400E400u));
+}
+
+/* sc q of the two quants in bytes (sel) of w, as a register of two halves (kq_scale2's rounding) */
+__device__ __forceinline__ uint32_t kg_pair(uint32_t w, uint32_t sel, __half2 sc, __half2 off) {
+    const __half2 r = __hfma2(kq_h2(__byte_perm(w, 0x64646464u, sel)), sc, off);
+    return hpack(__low2half(r), __high2half(r));
+}
+
+/* Column tid / 4's quarter tid % 4 of the step's x (k from kb: 64 values, sub-blocks 2q and 2q + 1)
+ * into sm: from the halves split once per product (a.xh, kq_slot order within 8 words), else from
+ * x itself; src < 0: zeros */
+__device__ __forceinline__ void kg_stage_x(kg_smem &sm, const mm_args &a, int src, int kb, int tid) {
+    const int c = tid / 4, q = tid % 4;
+    uint32_t *dh = &sm.xh[c][32 * q], *dl = &sm.xl[c][32 * q];
+    float s[2] = {0, 0};
+    if (src < 0) {
+#pragma unroll
+        for (int i = 0; i < 32; i += 4) *(uint4 *)(dh + i) = *(uint4 *)(dl + i) = uint4{0, 0, 0, 0};
+    } else if (a.xh) {
+        const size_t at = (size_t)src * (a.n / 2) + kb / 2 + 32 * q;
+        const uint4 *h = (const uint4 *)(a.xh + at), *l = (const uint4 *)(a.xl + at);
+#pragma unroll
+        for (int i = 0; i < 8; i += 2) { /* stored words 0 4 1 5 | 2 6 3 7 back to 0 1 2 3 | 4 5 6 7 */
+            const uint4 h0 = h[i], h1 = h[i + 1], l0 = l[i], l1 = l[i + 1];
+            *(uint4 *)(dh + 4 * i) = uint4{h0.x, h0.z, h1.x, h1.z};
+            *(uint4 *)(dh + 4 * i + 4) = uint4{h0.y, h0.w, h1.y, h1.w};
+            *(uint4 *)(dl + 4 * i) = uint4{l0.x, l0.z, l1.x, l1.z};
+            *(uint4 *)(dl + 4 * i + 4) = uint4{l0.y, l0.w, l1.y, l1.w};
+        }
+        s[0] = a.xs[(size_t)src * (a.n / 32) + kb / 32 + 2 * q];
+        s[1] = a.xs[(size_t)src * (a.n / 32) + kb / 32 + 2 * q + 1];
+    } else {
+        const float *x = a.x + (size_t)src * a.ldx + kb + 64 * q;
+#pragma unroll
+        for (int i = 0; i < 64; i += 4) {
+            const float4 v = *(const float4 *)(x + i);
+            __half hi[4], lo[4];
+            tc_split(v.x, &hi[0], &lo[0]);
+            tc_split(v.y, &hi[1], &lo[1]);
+            tc_split(v.z, &hi[2], &lo[2]);
+            tc_split(v.w, &hi[3], &lo[3]);
+            dh[i / 2] = hpack(hi[0], hi[1]), dh[i / 2 + 1] = hpack(hi[2], hi[3]);
+            dl[i / 2] = hpack(lo[0], lo[1]), dl[i / 2 + 1] = hpack(lo[2], lo[3]);
+            s[i / 32] += v.x + v.y + v.z + v.w;
+        }
+    }
+    __half h0, l0, h1, l1;
+    tc_split(s[0], &h0, &l0);
+    tc_split(s[1], &h1, &l1);
+    sm.sh[c][q] = hpack(h0, h1);
+    sm.sl[c][q] = hpack(l0, l1);
+}
+
+/* acc -= dmin (m . sums of x) for one 16-row tile (rows g: ra, g + 8: rb), on the tensor cores:
+ * lane t's k are sub-blocks 2t and 2t + 1 (k 8..15 zeros) */
+__device__ __forceinline__ void kg_mins(const kg_smem &sm, const kg_raw &ra, const kg_raw &rb, int g, int t,
+                                        float (*acc)[4]) {
+    const uint32_t wa[4] = {ra.hd.x, ra.hd.y, ra.hd.z, ra.hd.w}, wb[4] = {rb.hd.x, rb.hd.y, rb.hd.z, rb.hd.w};
+    int sc, ma0, ma1, mb0, mb1;
+    q4k_scale_min(wa, 2 * t, &sc, &ma0);
+    q4k_scale_min(wa, 2 * t + 1, &sc, &ma1);
+    q4k_scale_min(wb, 2 * t, &sc, &mb0);
+    q4k_scale_min(wb, 2 * t + 1, &sc, &mb1);
+    const __half2 ha = kg_int2((uint32_t)ma0, (uint32_t)ma1), hb = kg_int2((uint32_t)mb0, (uint32_t)mb1);
+    const uint32_t A[4] = {hpack(__low2half(ha), __high2half(ha)), hpack(__low2half(hb), __high2half(hb)), 0, 0};
+    uint32_t B[8][2];
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++) {
+        B[2 * nt][0] = sm.sh[8 * nt + g][t], B[2 * nt][1] = 0;
+        B[2 * nt + 1][0] = sm.sl[8 * nt + g][t], B[2 * nt + 1][1] = 0;
+    }
+    float pm[4][4] = {};
+    mma16816<8, 2>(pm, A, B);
+    const float da = cm_half(ra.hd.x >> 16), db = cm_half(rb.hd.x >> 16);
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[nt][i] -= (i < 2 ? da : db) * pm[nt][i];
+}
+
+__global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
+    pdl_ready();
+    __shared__ __align__(16) kg_smem sm;
+    int e, c0, nc;
+    if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
+    const int rw = blockIdx.x * KG_ROWS + KG_WROWS * warp; /* the warp's first row */
+    const int xsrc = tid / 4 < nc ? (a.col_src ? a.col_src[c0 + tid / 4] : c0 + tid / 4) : -1;
+    const uint8_t *base = a.w + (size_t)e * a.expert_stride;
+    float acc[2][4][4] = {};
+    const int nb = a.n / QK_K;
+    for (int sb = 0; sb < nb; sb++) {
+        kg_raw raw[2][2]; /* tile i, rows g (0) and g + 8 (1) */
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = rw + 16 * i + 8 * h + g;
+                kg_load(base + (size_t)r * a.row_bytes + (size_t)sb * sizeof(block_q4_K), r < a.rows, t, &raw[i][h]);
+            }
+        if (sb + 1 < nb && rw + lane < a.rows) { /* the next superblock of the warp's rows into L2 */
+            const uint8_t *nx = base + (size_t)(rw + lane) * a.row_bytes + (size_t)(sb + 1) * sizeof(block_q4_K);
+            prefetch_l2(nx);
+            prefetch_l2(nx + sizeof(block_q4_K) - 1);
+        }
+        __syncthreads(); /* the step before has read sm */
+        kg_stage_x(sm, a, xsrc, sb * QK_K, tid);
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < 2; i++) kg_mins(sm, raw[i][0], raw[i][1], g, t, acc[i]);
+        float p[2][4][4] = {};
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            uint4 bh[4], bl[4];
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                bh[nt] = *(const uint4 *)&sm.xh[8 * nt + g][16 * j + 4 * t];
+                bl[nt] = *(const uint4 *)&sm.xl[8 * nt + g][16 * j + 4 * t];
+            }
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const uint32_t wa[4] = {raw[i][0].hd.x, raw[i][0].hd.y, raw[i][0].hd.z, raw[i][0].hd.w};
+                const uint32_t wb[4] = {raw[i][1].hd.x, raw[i][1].hd.y, raw[i][1].hd.z, raw[i][1].hd.w};
+                int sca, mn, scb;
+                q4k_scale_min(wa, j, &sca, &mn);
+                q4k_scale_min(wb, j, &scb, &mn);
+                const __half2 sa = kg_int2((uint32_t)sca, (uint32_t)sca), sb2 = kg_int2((uint32_t)scb, (uint32_t)scb);
+                const __half2 m1024 = kq_h2(0xE400E400u), zero = kq_h2(0);
+                const __half2 oa = __hfma2(sa, m1024, zero), ob = __hfma2(sb2, m1024, zero);
+                const uint2 qa = raw[i][0].q[j / 2], qb = raw[i][1].q[j / 2];
+                const int sh = 4 * (j & 1);
+#pragma unroll
+                for (int m = 0; m < 2; m++) {
+                    const uint32_t va = ((m ? qa.y : qa.x) >> sh) & 0x0F0F0F0Fu;
+                    const uint32_t vb = ((m ? qb.y : qb.x) >> sh) & 0x0F0F0F0Fu;
+                    const uint32_t A[4] = {kg_pair(va, 0x7170u, sa, oa), kg_pair(vb, 0x7170u, sb2, ob),
+                                           kg_pair(va, 0x7372u, sa, oa), kg_pair(vb, 0x7372u, sb2, ob)};
+                    uint32_t B[8][2];
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++) {
+                        B[2 * nt][0] = m ? bh[nt].z : bh[nt].x, B[2 * nt][1] = m ? bh[nt].w : bh[nt].y;
+                        B[2 * nt + 1][0] = m ? bl[nt].z : bl[nt].x, B[2 * nt + 1][1] = m ? bl[nt].w : bl[nt].y;
+                    }
+                    mma16816<8, 2>(p[i], A, B);
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const float da = cm_half(raw[i][0].hd.x & 0xFFFF), db = cm_half(raw[i][1].hd.x & 0xFFFF);
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) acc[i][nt][q] += (q < 2 ? da : db) * p[i][nt][q];
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int r = rw + 16 * i + g + 8 * (q / 2), c = 8 * nt + 2 * t + (q & 1);
+                if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[i][nt][q];
+            }
+}
+
 template <uint32_t T>
 static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
     /* one column per tile (a single token; the pairs of a single token, each its own expert):
@@ -1040,7 +1247,18 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
         dim3 grid((a->rows + GM_BM - 1) / GM_BM, ny);
         constexpr bool kq = T == GGML_Q4_K || T == GGML_Q5_K || T == GGML_Q6_K;
         constexpr uint32_t KQ = kq ? T : (uint32_t)GGML_Q4_K; /* the kq kernel's instance */
-        if (a->tc && a->kq_mma && kq) {
+        if (a->tc && a->kq_reg && T == GGML_Q4_K && a->x_lo) {
+            mm_args b = *a; /* x split into halves once for every row tile, where there is room */
+            const int xr = a->col_src ? a->x_rows : a->ncols;
+            if (b.xh && xr > 0 && (size_t)xr * a->n <= a->xq_cap) {
+                const int nthr = xr * (a->n / 32);
+                cu_launch(cq, kq_prep_x_kernel, dim3((nthr + 127) / 128), dim3(128), a->x, a->ldx, a->n, xr, b.xh, b.xl, b.xs);
+            } else {
+                b.xh = nullptr;
+            }
+            cu_launch(cq, gemm_q4k_reg_kernel, dim3((a->rows + KG_ROWS - 1) / KG_ROWS, ny), KG_THREADS, b);
+        }
+        else if (a->tc && a->kq_mma && kq) {
             /* x split into halves once for every row tile, where there is room (else in each) */
             mm_args b = *a;
             const int xr = a->col_src ? a->x_rows : a->ncols;

@@ -493,8 +493,8 @@ static void check_gemv_glu(void) {
 
 /* The K-quant GEMM over the quants (gemm_kq_mma_kernel; Q4_K / Q5_K: mma.sync on sc q and x as
  * high and low halves, d, dmin m and the sums of x applied once a step; Q6_K: q - 32, d sc applied
- * per slice of 16) against the scalar truth
- * cm_dequant8 in double: rows that do not fill the 64-row tile, 1 to 4 superblocks, grouped
+ * per slice of 16; and Q4_K's gemm_q4k_reg_kernel, LFM2C_CUDA_TC=reg) against the scalar truth
+ * cm_dequant8 in double: rows that do not fill the 64- or 128-row tile, 1 to 4 superblocks, grouped
  * tiles of 1, 7 and 32 columns (two experts, gathered columns) and a dense product of 40
  * columns (a partial second tile); random quants, scales and halves. */
 static void check_gemm_kq(void) {
@@ -502,7 +502,7 @@ static void check_gemm_kq(void) {
     auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
     for (uint32_t type : {(uint32_t)GGML_Q4_K, (uint32_t)GGML_Q5_K, (uint32_t)GGML_Q6_K})
         for (int nb : {1, 2, 4})
-            for (int rows : {5, 64, 70}) {
+            for (int rows : {5, 64, 70, 150}) {
                 const int n = nb * QK_K, E = 2, X = 48;
                 const bool q6 = type == GGML_Q6_K;
                 const size_t bs = q6 ? sizeof(block_q6_K) : type == GGML_Q4_K ? sizeof(block_q4_K) : sizeof(block_q5_K);
@@ -515,14 +515,15 @@ static void check_gemm_kq(void) {
                 /* grouped: expert 1 takes columns 0 (1 column) and 1..7; expert 0 columns 8..39 */
                 int te[3] = {1, 1, 0}, tc[3] = {0, 1, 8}, tn[3] = {1, 7, 32}, nt = 3;
                 for (int grouped = 0; grouped < 2; grouped++)
-                for (int lo = 0; lo < 2; lo++) {
+                for (int lo = 0; lo < 2; lo++)
+                for (int reg = 0; reg < 1 + (type == GGML_Q4_K && lo); reg++) {
                     const int ncols = 40;
                     std::vector<float> y((size_t)rows * ncols, NAN);
                     emu::mm_args a = {};
                     a.w = w.data(), a.type = type, a.n = n, a.rows = rows, a.row_bytes = rb,
                     a.expert_stride = rb * rows;
                     a.x = x.data(), a.ldx = n, a.col_src = grouped ? src.data() : nullptr, a.y = y.data(), a.ldy = rows;
-                    a.ncols = ncols, a.tc = true, a.kq_mma = true, a.x_lo = lo;
+                    a.ncols = ncols, a.tc = true, a.kq_mma = true, a.x_lo = lo, a.kq_reg = reg;
                     if (grouped) a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 3;
                     a.tile_width = emu::CU_GEMM_COLS;
                     emu::cu_matmul(nullptr, &a, false);
@@ -545,9 +546,9 @@ static void check_gemm_kq(void) {
                             worst = fmax(worst, fabs(y[(size_t)col * rows + r] - ref) / (mag + 1e-30));
                         }
                     }
-                    CHECK(worst <= (lo ? 2e-6 : 1e-3), "gemm %s, %d superblocks, %d rows, %s, x as %s: relative error %g",
-                          type == GGML_Q4_K ? "q4_k" : type == GGML_Q5_K ? "q5_k" : "q6_k", nb, rows,
-                          grouped ? "grouped" : "dense", lo ? "two halves" : "one half", worst);
+                    CHECK(worst <= (lo ? 2e-6 : 1e-3), "gemm %s%s, %d superblocks, %d rows, %s, x as %s: relative error %g",
+                          type == GGML_Q4_K ? "q4_k" : type == GGML_Q5_K ? "q5_k" : "q6_k", reg ? " (weights into registers)" : "",
+                          nb, rows, grouped ? "grouped" : "dense", lo ? "two halves" : "one half", worst);
                     /* x split into halves once (kq_prep_x_kernel) for every row tile: the same bits */
                     std::vector<uint32_t> xh((size_t)X * n / 2), xl((size_t)X * n / 2);
                     std::vector<float> xs((size_t)X * n / 32), y2(y.size(), NAN);
@@ -810,6 +811,10 @@ int main(void) {
     check_pdl_model(moe);
     check_fin_model(moe, "q4_k_m");
     check_fin_model(dense, "q6_k");
+    setenv("LFM2C_CUDA_TC", "reg", 1); /* Q4_K's GEMM with the weights straight into registers */
+    check_model("moe,reg", moe, "q4_k_m");
+    check_model("dense,reg", dense, "q4_k_m");
+    unsetenv("LFM2C_CUDA_TC");
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
     const int kv16[][2] = {{LFM2C_KV_F16, LFM2C_KV_F16}, {LFM2C_KV_F16, LFM2C_KV_F32}, {LFM2C_KV_F32, LFM2C_KV_F16}};
