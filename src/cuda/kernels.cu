@@ -1290,6 +1290,20 @@ __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
             }
 }
 
+/* a's x split into halves once for every row tile of a K-quant GEMM (kq_prep_x_kernel), where
+ * there is room; else the copy's xh is NULL and each tile splits its own */
+static mm_args kq_prep_x(cu_q *cq, const mm_args *a) {
+    mm_args b = *a;
+    const int xr = a->col_src ? a->x_rows : a->ncols;
+    if (b.xh && xr > 0 && (size_t)xr * a->n <= a->xq_cap) {
+        const int nthr = xr * (a->n / 32);
+        cu_launch(cq, kq_prep_x_kernel, dim3((nthr + 127) / 128), dim3(128), a->x, a->ldx, a->n, xr, b.xh, b.xl, b.xs);
+    } else {
+        b.xh = nullptr;
+    }
+    return b;
+}
+
 /* the one-column K-quant GEMV (T: Q4_K or Q6_K) with a->gemv_rows rows a warp (1, 2 or 4) */
 template <uint32_t T>
 static void launch_gemv_kq(cu_q *cq, const mm_args *a, int ny) {
@@ -1326,26 +1340,11 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
         constexpr bool kq = T == GGML_Q4_K || T == GGML_Q5_K || T == GGML_Q6_K;
         constexpr uint32_t KQ = kq ? T : (uint32_t)GGML_Q4_K; /* the kq kernel's instance */
         if (a->tc && a->kq_reg && T == GGML_Q4_K && a->x_lo) {
-            mm_args b = *a; /* x split into halves once for every row tile, where there is room */
-            const int xr = a->col_src ? a->x_rows : a->ncols;
-            if (b.xh && xr > 0 && (size_t)xr * a->n <= a->xq_cap) {
-                const int nthr = xr * (a->n / 32);
-                cu_launch(cq, kq_prep_x_kernel, dim3((nthr + 127) / 128), dim3(128), a->x, a->ldx, a->n, xr, b.xh, b.xl, b.xs);
-            } else {
-                b.xh = nullptr;
-            }
+            const mm_args b = kq_prep_x(cq, a);
             cu_launch(cq, gemm_q4k_reg_kernel, dim3((a->rows + KG_ROWS - 1) / KG_ROWS, ny), KG_THREADS, b);
         }
         else if (a->tc && a->kq_mma && kq) {
-            /* x split into halves once for every row tile, where there is room (else in each) */
-            mm_args b = *a;
-            const int xr = a->col_src ? a->x_rows : a->ncols;
-            if (b.xh && xr > 0 && (size_t)xr * a->n <= a->xq_cap) {
-                const int nthr = xr * (a->n / 32);
-                cu_launch(cq, kq_prep_x_kernel, dim3((nthr + 127) / 128), dim3(128), a->x, a->ldx, a->n, xr, b.xh, b.xl, b.xs);
-            } else {
-                b.xh = nullptr;
-            }
+            const mm_args b = kq_prep_x(cq, a);
             if (a->x_lo) cu_launch(cq, gemm_kq_mma_kernel<KQ, true>, grid, KQ_THREADS, b);
             else cu_launch(cq, gemm_kq_mma_kernel<KQ, false>, grid, KQ_THREADS, b);
         }
