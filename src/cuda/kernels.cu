@@ -1125,12 +1125,6 @@ __device__ __forceinline__ __half2 kg_int2(uint32_t v0, uint32_t v1) {
     return __hfma2(kq_h2(0x64006400u | v0 | v1 << 16), kq_h2(0x3C003C00u), kq_h2(0xE400E400u));
 }
 
-/* sc q of the two quants in bytes (sel) of w, as a register of two halves (kq_scale2's rounding) */
-__device__ __forceinline__ uint32_t kg_pair(uint32_t w, uint32_t sel, __half2 sc, __half2 off) {
-    const __half2 r = __hfma2(kq_h2(__byte_perm(w, 0x64646464u, sel)), sc, off);
-    return hpack(__low2half(r), __high2half(r));
-}
-
 /* Column tid / 4's quarter tid % 4 of the step's x (k from kb: 64 values, sub-blocks 2q and 2q + 1)
  * into sm: from the halves split once per product (a.xh, kq_slot order within 8 words), else from
  * x itself; src < 0: zeros */
@@ -1258,8 +1252,11 @@ __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
                 for (int m = 0; m < 2; m++) {
                     const uint32_t va = ((m ? qa.y : qa.x) >> sh) & 0x0F0F0F0Fu;
                     const uint32_t vb = ((m ? qb.y : qb.x) >> sh) & 0x0F0F0F0Fu;
-                    const uint32_t A[4] = {kg_pair(va, 0x7170u, sa, oa), kg_pair(vb, 0x7170u, sb2, ob),
-                                           kg_pair(va, 0x7372u, sa, oa), kg_pair(vb, 0x7372u, sb2, ob)};
+                    /* bytes 0, 1 and 2, 3 of each word as the two quants of a register */
+                    const uint32_t A[4] = {kq_scale2(__byte_perm(va, 0, 0x4140u), sa, oa),
+                                           kq_scale2(__byte_perm(vb, 0, 0x4140u), sb2, ob),
+                                           kq_scale2(__byte_perm(va, 0, 0x4342u), sa, oa),
+                                           kq_scale2(__byte_perm(vb, 0, 0x4342u), sb2, ob)};
                     uint32_t B[8][2];
 #pragma unroll
                     for (int nt = 0; nt < 4; nt++) {
