@@ -344,6 +344,12 @@ stage_correct() {
       echo "- test_cuda_forward with \`LFM2C_CUDA_TC=0\` (the GEMMs in float, not on the tensor cores): $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_float.log")" | frag
       run_step ctest_cuda_fused 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_FUSE=1 '$build_dir/test_cuda_forward'"
       echo "- test_cuda_forward with \`LFM2C_CUDA_FUSE=1\` (a decode step's add + norm, routing and conv in the product before them, off by default): $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_fused.log")" | frag
+      # GPU_CHECK_TEST_ENVS="VAR=VALUE ...": test_cuda_forward again with each one set (variants to make default)
+      local tenv
+      for tenv in ${GPU_CHECK_TEST_ENVS:-}; do
+        run_step "ctest_cuda_${tenv//[^A-Za-z0-9]/_}" 240 env -C "$ROOT/tests" "$tenv" "$build_dir/test_cuda_forward"
+        echo "- test_cuda_forward with \`$tenv\`: $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_${tenv//[^A-Za-z0-9]/_}.log")" | frag
+      done
       # failed: again without the overlapping launches, then also unfused, to name the culprit
       if [ "$rc_tc" != 0 ] && [ "$skipped" = false ]; then
         run_step ctest_cuda_nopdl 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_PDL=0 '$build_dir/test_cuda_forward'"
@@ -546,8 +552,9 @@ stage_speed() {
   run_bench bench_single 240 -m "$m" --device "$device" -p $p -n $n -r $reps
   echo "- \`lfm2c bench --device $device -p $p -n $n -r $reps\` on $(basename "$m"): $(rc_word "$RC") in ${DUR}s (target on H100: tg128 ≥ 600 tok/s; llama.cpp 293; bandwidth bound ~2,400)" | frag
   bench_rows bench_single >>"$WORK/logs/speed_table.md"
-  # where a decode step's device time goes, stage by stage (events between the stages: plain launches)
-  if [ "$device" = cuda ]; then
+  # where a decode step's device time goes, stage by stage (events between the stages: plain launches;
+  # GPU_CHECK_PROFILE=0: not run)
+  if [ "$device" = cuda ] && [ "${GPU_CHECK_PROFILE:-1}" != 0 ]; then
     LFM2C_CUDA_PROFILE=1 run_bench bench_profile 120 -m "$m" --device cuda -p $p -n $n -r 1
     echo "- \`LFM2C_CUDA_PROFILE=1 lfm2c bench -p $p -n $n -r 1\` (plain launches with an event after each stage; the prefill's and the decode's forwards together): $(rc_word "$RC") in ${DUR}s" | frag
     echo '```' | frag; sed -n '/^CUDA profile/,$p' "$WORK/logs/bench_profile.log" | head -30 | frag; echo '```' | frag
@@ -588,11 +595,12 @@ stage_speed() {
   # where a decode step's time goes: nsys
   local nsys
   if [ "$device" = cuda ] && nsys=$(find_cuda_tool nsys); then
-    local rep=$WORK/nsys_decode
-    run_step nsys_decode 240 bash -c "'$nsys' profile -f true -o '$rep' --trace=cuda,osrt '$BIN' bench -m '$m' --device cuda -p 0 -n 64 -r 1 &&
+    # GPU_CHECK_NSYS="ARGS": the bench nsys traces (default a decode of 64 tokens; e.g. "-b 128 -p 256 -n 32")
+    local rep=$WORK/nsys_decode nargs=${GPU_CHECK_NSYS:--p 0 -n 64}
+    run_step nsys_decode 240 bash -c "'$nsys' profile -f true -o '$rep' --trace=cuda,osrt '$BIN' bench -m '$m' --device cuda $nargs -r 1 &&
       '$nsys' stats -f csv -r cuda_gpu_kern_sum,cuda_api_sum,cuda_gpu_mem_time_sum '$rep.nsys-rep'"
-    echo "- nsys (decode of 64 tokens): $(rc_word "$RC"); the kernel and API summaries are in logs/nsys_decode.log:" | frag
-    echo '```' | frag; grep -A12 -i "cuda_gpu_kern_sum" "$WORK/logs/nsys_decode.log" | cut -c1-200 | head -16 | frag; echo '```' | frag
+    echo "- nsys (\`lfm2c bench $nargs -r 1\`): $(rc_word "$RC"); the kernel and API summaries are in logs/nsys_decode.log:" | frag
+    echo '```' | frag; grep -A16 -i "cuda_gpu_kern_sum" "$WORK/logs/nsys_decode.log" | cut -c1-200 | head -20 | frag; echo '```' | frag
   else
     echo "- nsys: $( [ "$device" = cuda ] && echo "not found (PATH, /usr/local/cuda/bin, /opt/nvidia/nsight-systems)" || echo "not run (--device cpu)")" | frag
   fi
