@@ -574,8 +574,8 @@ stage_speed() {
     bench_variant bench_rows2 LFM2C_CUDA_GEMV_ROWS=2 "2 rows a warp" "the one-column K-quant GEMVs two rows a warp, the next chunk's loads in flight" -p 0 -n $n
     bench_variant bench_rows4 LFM2C_CUDA_GEMV_ROWS=4 "4 rows a warp" "the same, four rows a warp" -p 0 -n $n
     bench_variant bench_wmma LFM2C_CUDA_TC=wmma "wmma GEMM" "the prefill GEMM on dequantized weights, as before the K-quant mma kernels" -p $p -n 0
-    bench_variant bench_reg LFM2C_CUDA_TC=reg "Q4_K GEMM into registers" "Q4_K's GEMM with each warp's weights straight into its mma.sync registers" -p $p -n 0
-    bench_variant bench_regb LFM2C_CUDA_TC=reg "Q4_K GEMM into registers" "the same, batched" -b $b -p $bp -n $bn
+    bench_variant bench_mma LFM2C_CUDA_TC=mma "Q4_K GEMM through shared memory" "Q4_K's GEMM with the weights as halves in shared memory, as before the register GEMM" -p $p -n 0
+    bench_variant bench_mmab LFM2C_CUDA_TC=mma "Q4_K GEMM through shared memory" "the same, batched" -b $b -p $bp -n $bn
     bench_variant bench_half LFM2C_CUDA_TC=half "x as one half" "the K-quant GEMMs with x rounded to one half: half the tensor-core products, less precise" -p $p -n 0
   fi
   run_bench bench_batched 300 -m "$m" --device "$device" -b $b -p $bp -n $bn -r 1

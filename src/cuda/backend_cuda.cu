@@ -66,7 +66,7 @@ struct cu_model {
     bool use_tc;                 /* GEMMs on the tensor cores (LFM2C_CUDA_TC=0: in float) */
     bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
     bool use_x_lo;               /* their x as high + low halves (LFM2C_CUDA_TC=half: one half) */
-    bool use_kq_reg;             /* Q4_K's GEMM with the weights straight into registers (LFM2C_CUDA_TC=reg) */
+    bool use_kq_reg;             /* Q4_K's GEMM with the weights straight into registers (LFM2C_CUDA_TC=mma: through shared memory) */
     int gemv_rows;               /* the one-column K-quant GEMVs' rows a warp (LFM2C_CUDA_GEMV_ROWS: 1, 2, 4) */
     bool use_glu;                /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
     int use_fin;                 /* LFM2C_CUDA_FUSE: which of a decode step's add + norm, routing, conv run in the GEMV before (FIN_*) */
@@ -317,7 +317,7 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     cm->use_tc = !(te && !strcmp(te, "0"));
     cm->use_kq_mma = cm->use_tc && !(te && !strcmp(te, "wmma"));
     cm->use_x_lo = !(te && !strcmp(te, "half"));
-    cm->use_kq_reg = cm->use_kq_mma && te && !strcmp(te, "reg"); /* untimed: bench/GPU.md */
+    cm->use_kq_reg = cm->use_kq_mma && !(te && !strcmp(te, "mma")); /* faster: bench/GPU.md */
     const char *gr = getenv("LFM2C_CUDA_GEMV_ROWS");
     cm->gemv_rows = gr && (!strcmp(gr, "2") || !strcmp(gr, "4")) ? atoi(gr) : 1; /* 2, 4 untimed */
     const char *gl = getenv("LFM2C_CUDA_GLU");

@@ -1085,7 +1085,7 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
 
 /* ---- a Q4_K GEMM with the weights straight from memory into mma.sync's registers ------------ */
 
-/* LFM2C_CUDA_TC=reg (untimed on a GPU): gemm_kq_mma_kernel writes every weight into shared memory
+/* The default for Q4_K (LFM2C_CUDA_TC=mma: the other): gemm_kq_mma_kernel writes every weight into shared memory
  * as halves and every warp of its 64 x 32 tile reads all 32 columns' x fragments for its own 16
  * rows, so shared memory bounds it (bench/GPU.md). Here a block takes 128 rows by the column tile,
  * a superblock of k a step, and warp w rows 32w..32w + 31 as two 16-row tiles that share each x

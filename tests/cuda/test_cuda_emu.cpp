@@ -496,7 +496,7 @@ static void check_gemv_glu(void) {
 
 /* The K-quant GEMM over the quants (gemm_kq_mma_kernel; Q4_K / Q5_K: mma.sync on sc q and x as
  * high and low halves, d, dmin m and the sums of x applied once a step; Q6_K: q - 32, d sc applied
- * per slice of 16; and Q4_K's gemm_q4k_reg_kernel, LFM2C_CUDA_TC=reg) against the scalar truth
+ * per slice of 16; and Q4_K's gemm_q4k_reg_kernel, its default) against the scalar truth
  * cm_dequant8 in double: rows that do not fill the 64- or 128-row tile, 1 to 4 superblocks, grouped
  * tiles of 1, 7 and 32 columns (two experts, gathered columns) and a dense product of 40
  * columns (a partial second tile); random quants, scales and halves. */
@@ -826,9 +826,9 @@ int main(void) {
     check_gemv_rows_model(moe);
     check_fin_model(moe, "q4_k_m");
     check_fin_model(dense, "q6_k");
-    setenv("LFM2C_CUDA_TC", "reg", 1); /* Q4_K's GEMM with the weights straight into registers */
-    check_model("moe,reg", moe, "q4_k_m");
-    check_model("dense,reg", dense, "q4_k_m");
+    setenv("LFM2C_CUDA_TC", "mma", 1); /* Q4_K's GEMM through shared memory, not the default's registers */
+    check_model("moe,mma", moe, "q4_k_m");
+    check_model("dense,mma", dense, "q4_k_m");
     unsetenv("LFM2C_CUDA_TC");
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
