@@ -571,8 +571,6 @@ stage_speed() {
     bench_variant bench_finnorm LFM2C_CUDA_FUSE=norm "fused add + norm" "only the residual add and norm in the product before" -p 0 -n $n
     bench_variant bench_finroute LFM2C_CUDA_FUSE=route "fused routing" "only the routing in the router's product" -p 0 -n $n
     bench_variant bench_finconv LFM2C_CUDA_FUSE=conv "fused conv" "only the conv in the conv in-projection" -p 0 -n $n
-    bench_variant bench_rows2 LFM2C_CUDA_GEMV_ROWS=2 "2 rows a warp" "the one-column K-quant GEMVs two rows a warp, the next chunk's loads in flight" -p 0 -n $n
-    bench_variant bench_rows4 LFM2C_CUDA_GEMV_ROWS=4 "4 rows a warp" "the same, four rows a warp" -p 0 -n $n
     bench_variant bench_wmma LFM2C_CUDA_TC=wmma "wmma GEMM" "the prefill GEMM on dequantized weights, as before the K-quant mma kernels" -p $p -n 0
     bench_variant bench_mma LFM2C_CUDA_TC=mma "Q4_K GEMM through shared memory" "Q4_K's GEMM with the weights as halves in shared memory, as before the register GEMM" -p $p -n 0
     bench_variant bench_mmab LFM2C_CUDA_TC=mma "Q4_K GEMM through shared memory" "the same, batched" -b $b -p $bp -n $bn

@@ -67,7 +67,6 @@ struct cu_model {
     bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
     bool use_x_lo;               /* their x as high + low halves (LFM2C_CUDA_TC=half: one half) */
     bool use_kq_reg;             /* Q4_K's GEMM with the weights straight into registers (LFM2C_CUDA_TC=mma: through shared memory) */
-    int gemv_rows;               /* the one-column K-quant GEMVs' rows a warp (LFM2C_CUDA_GEMV_ROWS: 1, 2, 4) */
     bool use_glu;                /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
     int use_fin;                 /* LFM2C_CUDA_FUSE: which of a decode step's add + norm, routing, conv run in the GEMV before (FIN_*) */
     cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
@@ -318,8 +317,6 @@ static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
     cm->use_kq_mma = cm->use_tc && !(te && !strcmp(te, "wmma"));
     cm->use_x_lo = !(te && !strcmp(te, "half"));
     cm->use_kq_reg = cm->use_kq_mma && !(te && !strcmp(te, "mma")); /* faster: bench/GPU.md */
-    const char *gr = getenv("LFM2C_CUDA_GEMV_ROWS");
-    cm->gemv_rows = gr && (!strcmp(gr, "2") || !strcmp(gr, "4")) ? atoi(gr) : 1; /* 2, 4 untimed */
     const char *gl = getenv("LFM2C_CUDA_GLU");
     cm->use_glu = !(gl && !strcmp(gl, "0"));
     cm->use_fin = fin_parse(getenv("LFM2C_CUDA_FUSE")); /* all three slower on an H100: bench/GPU.md */
@@ -554,7 +551,6 @@ static void cuda_session_push_conv(lfm2c_session *s) {
 static void kq_room(cu_model *cm, mm_args *a) {
     a->x_lo = cm->use_x_lo;
     a->kq_reg = cm->use_kq_reg;
-    a->gemv_rows = cm->gemv_rows;
     a->xh = cm->s.xh;
     a->xl = cm->s.xl;
     a->xs = cm->s.xs;

@@ -86,7 +86,6 @@ struct mm_args {
     bool kq_mma;    /* with tc: Q4_K / Q5_K / Q6_K weights multiplied as quants (gemm_kq_mma_kernel) */
     bool x_lo;      /* kq_mma: x as a high and a low half (about float's precision), else one half */
     bool kq_reg;    /* with tc: Q4_K weights from memory into mma.sync's registers (gemm_q4k_reg_kernel) */
-    int gemv_rows;  /* one-column Q4_K / Q6_K GEMVs: rows a warp, 1 (0 too), 2 or 4 */
     /* kq_mma: room for x's rows as halves, split once for all row tiles (NULL: each tile splits
      * its own): xh, xl xq_cap / 2 words each, xs xq_cap / 32 sums; x_rows, the rows of x that
      * col_src points into (grouped products; dense ones read ncols) */

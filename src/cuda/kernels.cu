@@ -222,14 +222,13 @@ __device__ __forceinline__ void prefetch_l2(const void *p) {
  * the first column tile asks for its row (and the up matrix's) to be brought into L2, so that
  * the fetch overlaps the end of the kernel before. Grouped products learn their expert only from
  * the routing, after pdl_ready. */
-__device__ __forceinline__ void gemv_prefetch(const mm_args &a, int rpw = 1) {
-    const int r0 = (blockIdx.x * GEMV_WARPS + threadIdx.x / 32) * rpw, lane = threadIdx.x % 32;
+__device__ __forceinline__ void gemv_prefetch(const mm_args &a) {
+    const int r0 = blockIdx.x * GEMV_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (a.tile_e || blockIdx.y || r0 >= a.rows) return;
-    const int nr = a.rows - r0 < rpw ? a.rows - r0 : rpw; /* the warp's rows are contiguous */
     const uint8_t *rows[2] = {a.w + (size_t)r0 * a.row_bytes, a.w_up ? a.w_up + (size_t)r0 * a.row_bytes : nullptr};
     for (const uint8_t *row : rows) {
         if (!row) continue;
-        const uintptr_t end = (uintptr_t)row + (size_t)nr * a.row_bytes;
+        const uintptr_t end = (uintptr_t)row + a.row_bytes;
         for (uintptr_t p = ((uintptr_t)row & ~(uintptr_t)127) + 128 * lane; p < end; p += 128 * 32)
             prefetch_l2((const void *)p);
     }
@@ -416,42 +415,8 @@ __device__ __forceinline__ float kq_lane_dot(const q6k_lane &r, const float *x, 
  * (L: q4k_lane or q6k_lane, their kq_lane_load and kq_lane_dot); the warp covers 4 superblocks a
  * step, and a chunk of two steps' loads is issued before either is used. GLU: the warp also takes
  * the same row of the up matrix (a.w_up), its loads beside the gate row's, and writes
- * silu(gate) * up. RPW rows a warp (LFM2C_CUDA_GEMV_ROWS): the chunks of its rows one after
- * another, each chunk's loads issued before the chunk before it is summed; each row's sums in the
- * same order whatever RPW (the same bits). */
-template <class L, int R>
-__device__ __forceinline__ void kq_chunk_load(const uint8_t *const *mat, size_t row_bytes, int row, int sb0, int nb,
-                                              int lane, L (&raw)[R][2]) {
-#pragma unroll
-    for (int h = 0; h < R; h++)
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int sb = sb0 + 4 * u + lane / 8;
-            if (sb < nb) kq_lane_load(mat[h] + (size_t)row * row_bytes + (size_t)sb * L::bytes, lane % 8, &raw[h][u]);
-        }
-}
-
-/* chunk c of the warp's rows (from r0, per chunks a row) into acc; a row's last chunk writes it */
-template <class L, bool GLU, int R>
-__device__ __forceinline__ void kq_chunk_dot(const mm_args &a, const float *x, int c, int per, int r0, int c0,
-                                             int nb, int lane, const L (&raw)[R][2], float *acc) {
-    const int sb0 = 8 * (c % per);
-#pragma unroll
-    for (int h = 0; h < R; h++)
-#pragma unroll
-        for (int u = 0; u < 2; u++) {
-            const int sb = sb0 + 4 * u + lane / 8;
-            if (sb < nb) acc[h] += kq_lane_dot(raw[h][u], x + (size_t)sb * QK_K, lane % 8);
-        }
-    if (c % per != per - 1) return;
-    const float g = warp_sum(acc[0]), up = GLU ? warp_sum(acc[R - 1]) : 0.0f;
-    if (lane == 0) a.y[(size_t)c0 * a.ldy + r0 + c / per] = GLU ? cm_silu(g) * up : g;
-#pragma unroll
-    for (int h = 0; h < R; h++) acc[h] = 0;
-}
-
-/* one row a warp (the default): a chunk's loads, then its sums (the registers of a second chunk in
- * flight would cost occupancy) */
+ * silu(gate) * up. One row a warp: a chunk's loads, then its sums (two or four rows a warp, the
+ * next chunk's loads in flight, measured slower: bench/GPU.md). */
 template <class L, bool GLU>
 __device__ __forceinline__ void gemv_kq_row1(const mm_args &a) {
     int e, c0, nc;
@@ -485,32 +450,6 @@ __device__ __forceinline__ void gemv_kq_row1(const mm_args &a) {
     }
     const float g = warp_sum(acc[0]), up = GLU ? warp_sum(acc[R - 1]) : 0.0f;
     if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
-}
-
-template <class L, bool GLU, int RPW>
-__device__ __forceinline__ void gemv_kq_rows(const mm_args &a) {
-    if (RPW == 1) return gemv_kq_row1<L, GLU>(a);
-    int e, c0, nc;
-    if (!mm_tile(a, blockIdx.y, 1, &e, &c0, &nc)) return;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = (blockIdx.x * GEMV_WARPS + warp) * RPW;
-    if (r0 >= a.rows) return;
-    constexpr int R = GLU ? 2 : 1; /* GLU: the gate row, then the up row */
-    const uint8_t *mat[R];
-    mat[0] = a.w + (size_t)e * a.expert_stride;
-    if (GLU) mat[R - 1] = a.w_up + (size_t)e * a.expert_stride;
-    const float *x = mm_xrow(a, c0);
-    const int nb = a.n / QK_K, per = (nb + 7) / 8;
-    const int total = (a.rows - r0 < RPW ? a.rows - r0 : RPW) * per; /* chunks */
-    float acc[R] = {};
-    L ra[R][2], rb[R][2];
-    kq_chunk_load<L, R>(mat, a.row_bytes, r0, 0, nb, lane, ra);
-    for (int c = 0; c < total; c += 2) {
-        if (c + 1 < total) kq_chunk_load<L, R>(mat, a.row_bytes, r0 + (c + 1) / per, 8 * ((c + 1) % per), nb, lane, rb);
-        kq_chunk_dot<L, GLU, R>(a, x, c, per, r0, c0, nb, lane, ra, acc);
-        if (c + 1 >= total) break;
-        if (c + 2 < total) kq_chunk_load<L, R>(mat, a.row_bytes, r0 + (c + 2) / per, 8 * ((c + 2) % per), nb, lane, ra);
-        kq_chunk_dot<L, GLU, R>(a, x, c + 1, per, r0, c0, nb, lane, rb, acc);
-    }
 }
 
 __device__ void route1_warp(const float *lg, const cu_route1 &r);
@@ -572,11 +511,11 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kernel(mm_args a) {
     gemv_finish(a);
 }
 
-template <class L, bool GLU, int RPW>
+template <class L, bool GLU>
 __global__ void __launch_bounds__(GEMV_WARPS * 32) gemv_kq_kernel(mm_args a) {
-    gemv_prefetch(a, RPW);
+    gemv_prefetch(a);
     pdl_ready();
-    gemv_kq_rows<L, GLU, RPW>(a);
+    gemv_kq_row1<L, GLU>(a);
     gemv_finish(a);
 }
 
@@ -1301,21 +1240,13 @@ static mm_args kq_prep_x(cu_q *cq, const mm_args *a) {
     return b;
 }
 
-/* the one-column K-quant GEMV (T: Q4_K or Q6_K) with a->gemv_rows rows a warp (1, 2 or 4) */
+/* the one-column K-quant GEMV (T: Q4_K or Q6_K) */
 template <uint32_t T>
 static void launch_gemv_kq(cu_q *cq, const mm_args *a, int ny) {
     typedef typename std::conditional<T == GGML_Q6_K, q6k_lane, q4k_lane>::type L;
-    const int rpw = a->gemv_rows == 4 ? 4 : a->gemv_rows == 2 ? 2 : 1;
-    const dim3 grid((a->rows + GEMV_WARPS * rpw - 1) / (GEMV_WARPS * rpw), ny), block(GEMV_WARPS * 32);
-    if (a->w_up) {
-        if (rpw == 4) cu_launch(cq, gemv_kq_kernel<L, true, 4>, grid, block, *a);
-        else if (rpw == 2) cu_launch(cq, gemv_kq_kernel<L, true, 2>, grid, block, *a);
-        else cu_launch(cq, gemv_kq_kernel<L, true, 1>, grid, block, *a);
-    } else {
-        if (rpw == 4) cu_launch(cq, gemv_kq_kernel<L, false, 4>, grid, block, *a);
-        else if (rpw == 2) cu_launch(cq, gemv_kq_kernel<L, false, 2>, grid, block, *a);
-        else cu_launch(cq, gemv_kq_kernel<L, false, 1>, grid, block, *a);
-    }
+    const dim3 grid((a->rows + GEMV_WARPS - 1) / GEMV_WARPS, ny), block(GEMV_WARPS * 32);
+    if (a->w_up) cu_launch(cq, gemv_kq_kernel<L, true>, grid, block, *a);
+    else cu_launch(cq, gemv_kq_kernel<L, false>, grid, block, *a);
 }
 
 template <uint32_t T>

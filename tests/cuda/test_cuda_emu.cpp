@@ -418,8 +418,7 @@ static void check_gemv_kq(void) {
     uint64_t rng = 3;
     auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
     for (uint32_t type : {(uint32_t)GGML_Q4_K, (uint32_t)GGML_Q6_K})
-        for (int nb : {1, 3, 4, 6, 8, 9})
-        for (int rpw : {1, 2, 4}) {
+        for (int nb : {1, 3, 4, 6, 8, 9}) {
             const bool q6 = type == GGML_Q6_K;
             const int n = nb * QK_K, rows = 6, E = 2;
             const size_t bs = q6 ? sizeof(block_q6_K) : sizeof(block_q4_K), rb = (size_t)nb * bs;
@@ -431,7 +430,6 @@ static void check_gemv_kq(void) {
             a.w = w.data(), a.type = type, a.n = n, a.rows = rows, a.row_bytes = rb, a.expert_stride = rb * rows;
             a.x = x.data(), a.ldx = n, a.col_src = src, a.y = y.data(), a.ldy = rows, a.ncols = 2;
             a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 2, a.tile_width = 1;
-            a.gemv_rows = rpw;
             emu::cu_matmul(nullptr, &a, true);
             CHECK(cudaGetLastError() == cudaSuccess, "gemv kq launch");
             double worst = 0;
@@ -447,8 +445,7 @@ static void check_gemv_kq(void) {
                     }
                     worst = fmax(worst, fabs(y[(size_t)col * rows + r] - ref) / (mag + 1e-30));
                 }
-            CHECK(worst <= 1e-6, "gemv %s, %d superblocks, %d rows a warp: relative error %g", q6 ? "q6_k" : "q4_k", nb, rpw,
-                  worst);
+            CHECK(worst <= 1e-6, "gemv %s, %d superblocks: relative error %g", q6 ? "q6_k" : "q4_k", nb, worst);
         }
 }
 
@@ -701,17 +698,6 @@ static void check_profile(const synth_config &c) {
  * 9.0, which the emulation reports): most launches of a forward ask for it (not the first, after
  * the table's upload, a copy), every thread of those kernels calls pdl_ready() (the emulation
  * checks each), and LFM2C_CUDA_PDL=0 launches none of them, with the same logits. */
-/* LFM2C_CUDA_GEMV_ROWS=2 and 4 (the one-column K-quant GEMVs' rows a warp) decode the bits of one
- * row a warp, with the same launches */
-static void check_gemv_rows_model(const synth_config &c) {
-    for (const char *rpw : {"2", "4"}) {
-        const variant_run r = run_variant(c, "rows", "q4_k_m", 10, "LFM2C_CUDA_GEMV_ROWS", rpw);
-        if (!r.ok) return;
-        CHECK(r.launches_a == r.launches_b, "%s rows a warp: %ld launches against %ld", rpw, r.launches_a, r.launches_b);
-        check_same_bits(r, rpw[0] == '2' ? "two rows a warp" : "four rows a warp");
-    }
-}
-
 static void check_pdl_model(const synth_config &c) {
     const variant_run r = run_variant(c, "pdl", "q4_k_m", 8, "LFM2C_CUDA_PDL");
     if (!r.ok) return;
@@ -823,7 +809,6 @@ int main(void) {
     check_profile(moe);
     check_glu_model(moe);
     check_pdl_model(moe);
-    check_gemv_rows_model(moe);
     check_fin_model(moe, "q4_k_m");
     check_fin_model(dense, "q6_k");
     setenv("LFM2C_CUDA_TC", "mma", 1); /* Q4_K's GEMM through shared memory, not the default's registers */
