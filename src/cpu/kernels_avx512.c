@@ -607,16 +607,32 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
  * completing the weights of quads u, u + 16 (low nibbles of nibble vectors u, u + 16), u + 32,
  * u + 48 (their high nibbles), so every vector is loaded once (x16q6_block5 loads a high-bit
  * vector twice); quads 4j..4j+3 are sub-block j, so a run of 4 vectors u ends sub-blocks j,
- * j + 4, j + 8, j + 12, each taking its -32 bsum offset before its scale:
- * S = sum_j sc_j (q_j . a_j - 32 bsum_j), the same integer as x16q6_block5's. */
+ * j + 4, j + 8, j + 12. Each sub-block's one chain starts at its -32 bsum offset (a broadcast
+ * from the block's table) and takes its scale once: S = sum_j sc_j (q_j . a_j - 32 bsum_j), the
+ * same integer as x16q6_block5's. Fewer instructions a block than with the offset subtracted and
+ * two chains summed per sub-block; from memory that is what counts (bench/CPU.md). */
+AI T5 __m512i bcast5(const int32_t *p) { /* a load-broadcast the compiler keeps as one instruction */
+#if defined(__GNUC__)
+    __m512i v;
+    __asm__("vpbroadcastd %1, %0" : "=v"(v) : "m"(*p));
+    return v;
+#else
+    return _mm512_set1_epi32(*p);
+#endif
+}
 AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    int32_t off[16]; /* -32 bsum_j */
+    _mm512_storeu_si512(
+        off,
+        _mm512_sub_epi32(_mm512_setzero_si512(),
+                         _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)a->bsums)), 5)));
     __m512i S = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        __m512i A[4][2]; /* [quarter s: quads 16 s + 4 j ..][even / odd u: two chains] */
+        __m512i A[4]; /* quarter s: quads 16 s + 4 j .., sub-block j + 4 s */
 #pragma GCC unroll 4
-        for (int s = 0; s < 4; s++) A[s][0] = A[s][1] = _mm512_setzero_si512();
+        for (int s = 0; s < 4; s++) A[s] = bcast5(off + j + 4 * s);
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             const int u = 4 * j + t;
@@ -626,18 +642,15 @@ AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) 
             const __m512i w2 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n0, 4), m4, _mm512_and_si512(h, m30), 0xEA);
             const __m512i w3 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n1, 4), m4,
                                                          _mm512_and_si512(_mm512_srli_epi16(h, 2), m30), 0xEA);
-            A[0][t & 1] = dpbusd_b5(A[0][t & 1], w0, a->qs + 4 * u);
-            A[1][t & 1] = dpbusd_b5(A[1][t & 1], w1, a->qs + 4 * (u + 16));
-            A[2][t & 1] = dpbusd_b5(A[2][t & 1], w2, a->qs + 4 * (u + 32));
-            A[3][t & 1] = dpbusd_b5(A[3][t & 1], w3, a->qs + 4 * (u + 48));
+            A[0] = dpbusd_b5(A[0], w0, a->qs + 4 * u);
+            A[1] = dpbusd_b5(A[1], w1, a->qs + 4 * (u + 16));
+            A[2] = dpbusd_b5(A[2], w2, a->qs + 4 * (u + 32));
+            A[3] = dpbusd_b5(A[3], w3, a->qs + 4 * (u + 48));
         }
 #pragma GCC unroll 4
         for (int s = 0; s < 4; s++) {
-            const int sb = j + 4 * s;
-            const __m512i x =
-                _mm512_sub_epi32(_mm512_add_epi32(A[s][0], A[s][1]), _mm512_set1_epi32(32 * a->bsums[sb]));
-            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * sb)));
-            S = _mm512_add_epi32(S, _mm512_mullo_epi32(x, sc));
+            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * (j + 4 * s))));
+            S = _mm512_add_epi32(S, _mm512_mullo_epi32(A[s], sc));
         }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
