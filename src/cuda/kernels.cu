@@ -1024,17 +1024,18 @@ __global__ void __launch_bounds__(KQ_THREADS) gemm_kq_mma_kernel(mm_args a) {
 
 /* ---- a Q4_K GEMM with the weights straight from memory into mma.sync's registers ------------ */
 
-/* The default for Q4_K (LFM2C_CUDA_TC=mma: the other): gemm_kq_mma_kernel writes every weight into shared memory
- * as halves and every warp of its 64 x 32 tile reads all 32 columns' x fragments for its own 16
- * rows, so shared memory bounds it (bench/GPU.md). Here a block takes 128 rows by the column tile,
- * a superblock of k a step, and warp w rows 32w..32w + 31 as two 16-row tiles that share each x
- * fragment. A lane (g = lane / 4, t = lane % 4) loads rows g and g + 8 of each tile, bytes
- * 8t..8t + 7 of each 32-byte group of quants, and makes them sc q halves in its A registers (the k
- * order inside a sub-block permuted: lane t's words are k 2t.. and 8 + 2t.. of two products); x's
- * halves sit in shared memory in the natural order, which that permutation reads with one 16-byte
- * load for two products. The mins are one more product a superblock: the 8 sub-blocks' m (A, exact
- * halves) by x's sub-block sums (B, high and low halves). d and dmin are applied once a superblock in
- * float. No weight passes through shared memory. */
+/* Q4_K's GEMM by default (LFM2C_CUDA_TC=mma runs gemm_kq_mma_kernel instead). That kernel writes
+ * every weight into shared memory as halves and every warp of its 64 x 32 tile reads all 32
+ * columns' x fragments for its own 16 rows, so shared memory bounds it (bench/GPU.md). Here a
+ * block takes 128 rows by the column tile, a superblock of k a step, and warp w rows 32w..32w + 31
+ * as two 16-row tiles that share each x fragment. A lane (g = lane / 4, t = lane % 4) loads rows g
+ * and g + 8 of each tile, bytes 8t..8t + 7 of each 32-byte group of quants, and makes them sc q
+ * halves in its A registers (the k order inside a sub-block permuted: lane t's words are k 2t..
+ * and 8 + 2t.. of two products); x's halves sit in shared memory in the natural order, which that
+ * permutation reads with one 16-byte load for two products. The mins are one more product a
+ * superblock: the 8 sub-blocks' m (A, exact halves) by x's sub-block sums (B, high and low
+ * halves). d and dmin are applied once a superblock in float. No weight passes through shared
+ * memory. */
 enum { KG_WROWS = 32, KG_ROWS = 4 * KG_WROWS, KG_LD = QK_K / 2 + 16, KG_THREADS = 128 };
 
 struct kg_smem {
