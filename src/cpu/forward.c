@@ -272,9 +272,9 @@ static void qk_tokens(void *arg, size_t t0, size_t t1) {
             rope_neox(x, cs, hd);
         }
         kv_store_k(s->type_k, hd, in->n_head_kv_max, nkv, cpu_session_of(s)->k[j->L->attn_index], j->toks[t].pos,
-                   j->k + t * kv_dim);
+                   j->k + t * kv_dim, j->m->kern->f16_row);
         kv_store_v(s->type_v, kv_dim, cpu_session_of(s)->v[j->L->attn_index], s->v_row, j->toks[t].pos,
-                   j->v + t * kv_dim);
+                   j->v + t * kv_dim, j->m->kern->f16_row);
     }
 }
 

@@ -46,10 +46,18 @@ size_t kv_k_head_block_bytes(int type, int hd);
 size_t kv_v_row_bytes(int type, int kv_dim);
 /* bytes per position of one layer of K plus V (K counted per whole block / KV_KB) */
 size_t kv_bytes_per_token(int type_k, int type_v, int n_head_kv, int hd);
-/* Writes position pos (n_head_kv * hd values each) into the caches. */
+/* ---- F32 to F16, elementwise: y[i] = f32_to_fp16(x[i]) (ggml_types.h: round to nearest even,
+ * every NaN to sign | 0x7e00), the same bits on every table. */
+typedef void (*f16_row_fn)(const float *x, uint16_t *y, int64_t n);
+void f16_row_scalar(const float *x, uint16_t *y, int64_t n);
+void f16_row_x86_avx512(const float *x, uint16_t *y, int64_t n); /* kernels_attn_x86.c */
+void f16_row_x86_avx2(const float *x, uint16_t *y, int64_t n);
+void f16_row_arm_neon(const float *x, uint16_t *y, int64_t n); /* kernels_attn_neon.c */
+/* Writes position pos (n_head_kv * hd values each) into the caches; to_f16 converts an F16
+ * cache's values (a table's f16_row, NULL: f16_row_scalar). */
 /* kv_store_k: the cache is laid out for n_head_kv heads; heads 0..n_write-1 are written. */
-void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x);
-void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x);
+void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x, f16_row_fn to_f16);
+void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x, f16_row_fn to_f16);
 float kv_exp(float x); /* exp of x <= 0 (the contract's); 0 below -87.3 */
 /* ---- SwiGLU, elementwise: g[i] = silu(g[i]) * u[i], the contract: with E = kv_exp(-|x|),
  * silu(x) = x / (1 + E) for x >= 0 and (x * E) / (1 + E) otherwise (never exp of a positive
@@ -92,6 +100,8 @@ typedef struct kernel_ops {
     uint32_t (*packed_type)(uint32_t wtype, int64_t n_rows);
     /* the SwiGLU contract above */
     void (*swiglu)(float *g, const float *u, int64_t n);
+    /* the F16 contract above (the KV cache's stores) */
+    f16_row_fn f16_row;
     /* The most columns for which one matmul call streams its weights once, as decode does (the
      * few-column tiles of tiles.h): products that narrow take decode's work-stealing split over
      * the thread pool (cpu/matmul.c). 0: 4. */

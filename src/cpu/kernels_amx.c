@@ -677,9 +677,15 @@ static void matmul_amx(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row
 }
 
 
-static const kernel_ops AMX_OPS = {
-    "amx",       true, avx512_quantize_act, matmul_amx, attention_x86_avx512, avx512_packed_type, swiglu_x86_avx512,
-    FEW_MAX_COLS};
+static const kernel_ops AMX_OPS = {"amx",
+                                   true,
+                                   avx512_quantize_act,
+                                   matmul_amx,
+                                   attention_x86_avx512,
+                                   avx512_packed_type,
+                                   swiglu_x86_avx512,
+                                   f16_row_x86_avx512,
+                                   FEW_MAX_COLS};
 
 /* AMX-TILE and AMX-INT8 (CPUID leaf 7: EDX bits 24, 25), read directly: not every compiler's
  * __builtin_cpu_supports knows the AMX names (clang 14 does not). */

@@ -33,7 +33,11 @@ size_t kv_bytes_per_token(int type_k, int type_v, int n_head_kv, int hd) {
     return (size_t)n_head_kv * kv_k_head_block_bytes(type_k, hd) / KV_KB + kv_v_row_bytes(type_v, n_head_kv * hd);
 }
 
-void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x) {
+void f16_row_scalar(const float *x, uint16_t *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = f32_to_fp16(x[i]);
+}
+
+void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x, f16_row_fn to_f16) {
     const size_t hb = kv_k_head_block_bytes(type, hd);
     uint8_t *blk = k + (size_t)(pos / KV_KB) * n_head_kv * hb;
     const int j = pos % KV_KB;
@@ -43,9 +47,11 @@ void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int po
         if (type == KV_F32) {
             for (int i = 0; i < hd; i++) memcpy(b + ((size_t)i * KV_KB + j) * 4, &xh[i], 4);
         } else if (type == KV_F16) {
-            for (int i = 0; i < hd; i++) {
-                ggml_half v = f32_to_fp16(xh[i]);
-                memcpy(b + ((size_t)i * KV_KB + j) * 2, &v, 2);
+            uint16_t v[256]; /* a head at a time: the cache's position j of each of its hd rows */
+            for (int i0 = 0; i0 < hd; i0 += 256) {
+                const int m = hd - i0 < 256 ? hd - i0 : 256;
+                (to_f16 ? to_f16 : f16_row_scalar)(xh + i0, v, m);
+                for (int i = 0; i < m; i++) memcpy(b + ((size_t)(i0 + i) * KV_KB + j) * 2, &v[i], 2);
             }
         } else {
             uint8_t *sc = b + (size_t)hd * KV_KB;
@@ -59,15 +65,12 @@ void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int po
     }
 }
 
-void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x) {
+void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x, f16_row_fn to_f16) {
     uint8_t *row = v + (size_t)pos * v_row;
     if (type == KV_F32) {
         memcpy(row, x, sizeof(float) * (size_t)kv_dim);
     } else if (type == KV_F16) {
-        for (int i = 0; i < kv_dim; i++) {
-            ggml_half h = f32_to_fp16(x[i]);
-            memcpy(row + 2 * (size_t)i, &h, 2);
-        }
+        (to_f16 ? to_f16 : f16_row_scalar)(x, (uint16_t *)(void *)row, kv_dim); /* rows are 2-byte aligned */
     } else {
         quantize_row_q8_0(x, (block_q8_0 *)row, kv_dim);
     }

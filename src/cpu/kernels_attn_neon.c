@@ -111,4 +111,18 @@ AN V4 v4_tail(V4 v, int nb) {
 
 void attention_arm_neon(const attn_call *c) { attention_neon(c); }
 void swiglu_arm_neon(float *g, const float *u, int64_t n) { swiglu_neon(g, u, n); }
+
+/* F32 to F16 by FCVTN (round to nearest even in the default FPCR, subnormals kept); a NaN comes
+ * out quieted with its payload's top bits, so NaN lanes are set to the truth's sign | 0x7e00. */
+void f16_row_arm_neon(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t v = vld1q_f32(x + i);
+        const uint16x4_t h = vreinterpret_u16_f16(vcvt_f16_f32(v));
+        const uint16x4_t q = vorr_u16(vand_u16(h, vdup_n_u16(0x8000)), vdup_n_u16(0x7e00));
+        const uint16x4_t nan = vmovn_u32(vmvnq_u32(vceqq_f32(v, v)));
+        vst1_u16(y + i, vbsl_u16(nan, q, h));
+    }
+    for (; i < n; i++) y[i] = f32_to_fp16(x[i]);
+}
 #endif

@@ -144,4 +144,32 @@ void attention_x86_avx512(const attn_call *c) { attention_avx512(c); }
 void attention_x86_avx2(const attn_call *c) { attention_avx2(c); }
 void swiglu_x86_avx512(float *g, const float *u, int64_t n) { swiglu_avx512(g, u, n); }
 void swiglu_x86_avx2(float *g, const float *u, int64_t n) { swiglu_avx2(g, u, n); }
+
+/* F32 to F16 by VCVTPS2PH, rounding to nearest even as the truth does; a NaN comes out quieted
+ * with its payload's top bits, so NaN lanes are set to the truth's sign | 0x7e00. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) void f16_row_x86_avx512(const float *x, uint16_t *y,
+                                                                                  int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256i q =
+            _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16((short)0x8000)), _mm256_set1_epi16(0x7e00));
+        _mm256_storeu_si256((__m256i *)(y + i), _mm256_mask_mov_epi16(h, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), q));
+    }
+    for (; i < n; i++) y[i] = f32_to_fp16(x[i]);
+}
+
+__attribute__((target("avx2,f16c"))) void f16_row_x86_avx2(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256i nan32 = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        const __m128i nan16 = _mm_packs_epi32(_mm256_castsi256_si128(nan32), _mm256_extracti128_si256(nan32, 1));
+        const __m128i q = _mm_or_si128(_mm_and_si128(h, _mm_set1_epi16((short)0x8000)), _mm_set1_epi16(0x7e00));
+        _mm_storeu_si128((__m128i *)(y + i), _mm_blendv_epi8(h, q, nan16));
+    }
+    for (; i < n; i++) y[i] = f32_to_fp16(x[i]);
+}
 #endif

@@ -746,7 +746,8 @@ static uint32_t avx2_packed_type(uint32_t wtype, int64_t n_rows) {
 }
 
 static const kernel_ops AVX2_OPS = {
-    "avx2", true, quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type, swiglu_x86_avx2, FEW_MAX_COLS};
+    "avx2",           true,        quantize_act2, matmul2, attention_x86_avx2, avx2_packed_type, swiglu_x86_avx2,
+    f16_row_x86_avx2, FEW_MAX_COLS};
 
 const kernel_ops *kernels_x86_avx2(void) {
     __builtin_cpu_init();

@@ -1078,9 +1078,11 @@ uint32_t avx512_packed_type(uint32_t wtype, int64_t n_rows) {
     return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }
 
-static const kernel_ops AVX512_OPS = {
-    "avx512vnni",      true,        avx512_quantize_act, avx512_matmul, attention_x86_avx512, avx512_packed_type,
-    swiglu_x86_avx512, FEW_MAX_COLS};
+static const kernel_ops AVX512_OPS = {"avx512vnni",         true,
+                                      avx512_quantize_act,  avx512_matmul,
+                                      attention_x86_avx512, avx512_packed_type,
+                                      swiglu_x86_avx512,    f16_row_x86_avx512,
+                                      FEW_MAX_COLS};
 
 const kernel_ops *kernels_x86_avx512(void) {
     __builtin_cpu_init();

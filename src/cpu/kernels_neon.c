@@ -538,15 +538,15 @@ static void matmul_mm(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row,
 
 /* ---- the tables ------------------------------------------------------------------------------ */
 
-static const kernel_ops NEON_OPS = {"neon",          true, quantize_act_n, matmul_nn, attention_arm_neon, NULL,
-                                    swiglu_arm_neon, 0};
+static const kernel_ops NEON_OPS = {
+    "neon", true, quantize_act_n, matmul_nn, attention_arm_neon, NULL, swiglu_arm_neon, f16_row_arm_neon, 0};
 #if NEON_DP
-static const kernel_ops DOTPROD_OPS = {"neon-dotprod",     true, quantize_act_n,  matmul_dp,
-                                       attention_arm_neon, NULL, swiglu_arm_neon, 0};
+static const kernel_ops DOTPROD_OPS = {
+    "neon-dotprod", true, quantize_act_n, matmul_dp, attention_arm_neon, NULL, swiglu_arm_neon, f16_row_arm_neon, 0};
 #endif
 #if NEON_MM
-static const kernel_ops I8MM_OPS = {"neon-i8mm",        true, quantize_act_n,  matmul_mm,
-                                    attention_arm_neon, NULL, swiglu_arm_neon, 0};
+static const kernel_ops I8MM_OPS = {
+    "neon-i8mm", true, quantize_act_n, matmul_mm, attention_arm_neon, NULL, swiglu_arm_neon, f16_row_arm_neon, 0};
 #endif
 
 #if defined(__linux__)

@@ -187,7 +187,7 @@ static void scalar_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_
         for (int r = 0; r < nr; r++) out[c * out_stride + r] = vec_dot_ref(wtype, n, w + r * w_row, act + c * act_row);
 }
 
-static const kernel_ops SCALAR = {"scalar",         true, scalar_quantize_act, scalar_matmul,
-                                  attention_scalar, NULL, swiglu_scalar,       0};
+static const kernel_ops SCALAR = {
+    "scalar", true, scalar_quantize_act, scalar_matmul, attention_scalar, NULL, swiglu_scalar, f16_row_scalar, 0};
 
 const kernel_ops *kernels_scalar(void) { return &SCALAR; }

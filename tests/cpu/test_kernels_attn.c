@@ -30,6 +30,75 @@ static void test_exp(void) {
     printf("kv_exp: max relative error %.2e on [-87, 0]\n", worst);
 }
 
+/* The F16 contract: every table's f16_row gives f32_to_fp16's bits, for every class of float
+ * (zeros, subnormal results, rounding ties, the overflow edge, infinities, NaNs with payloads)
+ * at every length and alignment; and kv_store with a table's converter stores what it does
+ * with the scalar one. */
+static uint32_t bits_rng = 0x9E3779B9u;
+static uint32_t next_bits(void) {
+    bits_rng ^= bits_rng << 13;
+    bits_rng ^= bits_rng >> 17;
+    bits_rng ^= bits_rng << 5;
+    return bits_rng;
+}
+static float from_bits(uint32_t b) {
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+static void test_f16_row(const kernel_ops *const *tables, int nt) {
+    enum { N = 4096 };
+    static const uint32_t special[] = {
+        0x00000000, 0x80000000, 0x33000000, 0x33000001, 0x33800000, 0x337fffff, 0x33c00000, /* around 2^-24 */
+        0x387fc000, 0x387fe000, 0x38800000, 0x38801000, 0x38802000, 0x38803000,             /* min normal */
+        0x3f800000, 0x3f801000, 0x3f802000, 0x3f803000, 0x3f801001, 0xbf803000,             /* ties at 1 */
+        0x477fe000, 0x477fefff, 0x477ff000, 0x477ff001, 0x47800000, 0x501502f9, 0xc77ff000, /* overflow */
+        0x7f800000, 0xff800000, 0x7fc00000, 0xffc00000, 0x7f800001, 0x7fa00000, 0xffc12345,
+        0x7fffffff, 0x7fbfffff, 0x00000001, 0x807fffff, 0x3dcccccd, 0xc2f6e979};
+    const int ns = (int)(sizeof special / sizeof *special);
+    static float x[N + 1];
+    static uint16_t want[N + 1], got[N + 1];
+    for (int i = 0; i < N + 1; i++) {
+        const uint32_t r = next_bits();
+        if (i < ns) x[i] = from_bits(special[i]);
+        else if (i % 3 == 0) x[i] = from_bits(r); /* any bit pattern */
+        else if (i % 3 == 1)
+            x[i] = from_bits((r & 0x807fffffu) | (uint32_t)(103 + (r >> 8) % 40) << 23); /* f16 range */
+        else x[i] = frand() * 8.0f;
+        want[i] = f32_to_fp16(x[i]);
+    }
+    for (int t = 0; t < nt; t++) {
+        int bad = 0, first = -1;
+        for (int off = 0; off < 2; off++) /* an unaligned start too */
+            for (int n = 0; n <= N; n = n < 40 ? n + 1 : n == 40 ? N - 1 : N + 1) {
+                if (off + n > N + 1) continue;
+                memset(got, 0xAB, sizeof got);
+                tables[t]->f16_row(x + off, got + off, n);
+                for (int i = 0; i < n; i++)
+                    if (got[off + i] != want[off + i]) bad++, first = first < 0 ? off + i : first;
+                bad += got[off + n] != 0xABAB && off + n <= N; /* nothing written past n */
+            }
+        uint32_t fb = 0;
+        if (first >= 0) memcpy(&fb, &x[first], 4);
+        CHECK(bad == 0, "%s f16_row: %d differences from f32_to_fp16 (first at x = 0x%08x)", tables[t]->isa, bad,
+              (unsigned)fb);
+        /* kv_store with this table's converter: the same cache bytes as with the scalar one */
+        enum { HD = 40, P = 37, NH = 3 };
+        const size_t kb = NH * kv_k_head_block_bytes(KV_F16, HD) * ((P + KV_KB) / KV_KB),
+                     vr = kv_v_row_bytes(KV_F16, NH * HD);
+        uint8_t *k0 = calloc(1, kb), *k1 = calloc(1, kb), *v0 = calloc(P + 1, vr), *v1 = calloc(P + 1, vr);
+        for (int p = 0; p <= P; p++) {
+            kv_store_k(KV_F16, HD, NH, NH, k0, p, x + 7 * p, NULL);
+            kv_store_k(KV_F16, HD, NH, NH, k1, p, x + 7 * p, tables[t]->f16_row);
+            kv_store_v(KV_F16, NH * HD, v0, vr, p, x + 11 * p, NULL);
+            kv_store_v(KV_F16, NH * HD, v1, vr, p, x + 11 * p, tables[t]->f16_row);
+        }
+        CHECK(!memcmp(k0, k1, kb) && !memcmp(v0, v1, (P + 1) * vr), "%s kv_store with f16_row", tables[t]->isa);
+        free(k0), free(k1), free(v0), free(v1);
+    }
+    printf("f16_row: %d tables match f32_to_fp16 on %d values\n", nt, N + 1);
+}
+
 /* value the cache holds for x (what the truth computes with) */
 static float cached(int type, float x) {
     if (type == KV_F32) return x;
@@ -59,8 +128,8 @@ static void fixture_make(fixture *f, int tk, int tv, int hd, float kscale) {
     for (int p = 0; p < NPOS; p++) {
         float *kx = f->kx + (size_t)p * kv_dim, *vx = f->vx + (size_t)p * kv_dim;
         for (int i = 0; i < kv_dim; i++) kx[i] = frand() * kscale, vx[i] = frand();
-        kv_store_k(tk, hd, NKV, NKV, f->k, p, kx);
-        kv_store_v(tv, kv_dim, f->v, f->v_row, p, vx);
+        kv_store_k(tk, hd, NKV, NKV, f->k, p, kx, NULL);
+        kv_store_v(tv, kv_dim, f->v, f->v_row, p, vx, NULL);
         for (int i = 0; i < kv_dim; i++) {
             f->kd[(size_t)p * kv_dim + i] = cached(tk, kx[i]);
             f->vd[(size_t)p * kv_dim + i] = cached(tv, vx[i]);
@@ -172,6 +241,7 @@ int main(void) {
     int nt = kernels_available(tables, 8);
     for (int i = 0; i < nt; i++) printf("table: %s\n", tables[i]->isa);
     test_exp();
+    test_f16_row(tables, nt);
     const int types[3] = {KV_F32, KV_F16, KV_Q8_0};
     const int hds[] = {64, 32, 128, 40, 8};
     for (int a = 0; a < 3; a++)
