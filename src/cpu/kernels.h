@@ -54,7 +54,7 @@ void f16_row_x86_avx512(const float *x, uint16_t *y, int64_t n); /* kernels_attn
 void f16_row_x86_avx2(const float *x, uint16_t *y, int64_t n);
 void f16_row_arm_neon(const float *x, uint16_t *y, int64_t n); /* kernels_attn_neon.c */
 /* Writes position pos (n_head_kv * hd values each) into the caches; to_f16 converts an F16
- * cache's values (a table's f16_row, NULL: f16_row_scalar). */
+ * cache's values (a table's f16_row). */
 /* kv_store_k: the cache is laid out for n_head_kv heads; heads 0..n_write-1 are written. */
 void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int pos, const float *x, f16_row_fn to_f16);
 void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const float *x, f16_row_fn to_f16);

@@ -50,7 +50,7 @@ void kv_store_k(int type, int hd, int n_head_kv, int n_write, uint8_t *k, int po
             uint16_t v[256]; /* a head at a time: the cache's position j of each of its hd rows */
             for (int i0 = 0; i0 < hd; i0 += 256) {
                 const int m = hd - i0 < 256 ? hd - i0 : 256;
-                (to_f16 ? to_f16 : f16_row_scalar)(xh + i0, v, m);
+                to_f16(xh + i0, v, m);
                 for (int i = 0; i < m; i++) memcpy(b + ((size_t)(i0 + i) * KV_KB + j) * 2, &v[i], 2);
             }
         } else {
@@ -70,7 +70,7 @@ void kv_store_v(int type, int kv_dim, uint8_t *v, size_t v_row, int pos, const f
     if (type == KV_F32) {
         memcpy(row, x, sizeof(float) * (size_t)kv_dim);
     } else if (type == KV_F16) {
-        (to_f16 ? to_f16 : f16_row_scalar)(x, (uint16_t *)(void *)row, kv_dim); /* rows are 2-byte aligned */
+        to_f16(x, (uint16_t *)(void *)row, kv_dim); /* rows are 2-byte aligned */
     } else {
         quantize_row_q8_0(x, (block_q8_0 *)row, kv_dim);
     }

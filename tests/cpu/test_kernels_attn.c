@@ -88,9 +88,9 @@ static void test_f16_row(const kernel_ops *const *tables, int nt) {
                      vr = kv_v_row_bytes(KV_F16, NH * HD);
         uint8_t *k0 = calloc(1, kb), *k1 = calloc(1, kb), *v0 = calloc(P + 1, vr), *v1 = calloc(P + 1, vr);
         for (int p = 0; p <= P; p++) {
-            kv_store_k(KV_F16, HD, NH, NH, k0, p, x + 7 * p, NULL);
+            kv_store_k(KV_F16, HD, NH, NH, k0, p, x + 7 * p, f16_row_scalar);
             kv_store_k(KV_F16, HD, NH, NH, k1, p, x + 7 * p, tables[t]->f16_row);
-            kv_store_v(KV_F16, NH * HD, v0, vr, p, x + 11 * p, NULL);
+            kv_store_v(KV_F16, NH * HD, v0, vr, p, x + 11 * p, f16_row_scalar);
             kv_store_v(KV_F16, NH * HD, v1, vr, p, x + 11 * p, tables[t]->f16_row);
         }
         CHECK(!memcmp(k0, k1, kb) && !memcmp(v0, v1, (P + 1) * vr), "%s kv_store with f16_row", tables[t]->isa);
@@ -128,8 +128,8 @@ static void fixture_make(fixture *f, int tk, int tv, int hd, float kscale) {
     for (int p = 0; p < NPOS; p++) {
         float *kx = f->kx + (size_t)p * kv_dim, *vx = f->vx + (size_t)p * kv_dim;
         for (int i = 0; i < kv_dim; i++) kx[i] = frand() * kscale, vx[i] = frand();
-        kv_store_k(tk, hd, NKV, NKV, f->k, p, kx, NULL);
-        kv_store_v(tv, kv_dim, f->v, f->v_row, p, vx, NULL);
+        kv_store_k(tk, hd, NKV, NKV, f->k, p, kx, f16_row_scalar);
+        kv_store_v(tv, kv_dim, f->v, f->v_row, p, vx, f16_row_scalar);
         for (int i = 0; i < kv_dim; i++) {
             f->kd[(size_t)p * kv_dim + i] = cached(tk, kx[i]);
             f->vd[(size_t)p * kv_dim + i] = cached(tv, vx[i]);
