@@ -472,7 +472,7 @@ static TA void amx_unpack_xq6(const uint8_t *g, int64_t nb, amx_xq6 *out) {
         prefetch_block(G + AMX_PF_BLOCKS * 16 * sizeof(block_q6_K), 16 * sizeof(block_q6_K));
         _mm512_storeu_ps(o->d, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)G)));
         for (int j = 0; j < 16; j++)
-            xq6_digits(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(G + 32 + 16 * j))), &dg[j]);
+            xq6_digits(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(G + x16q6_sc(j)))), &dg[j]);
         for (int u = 0; u < 16; u++) {
             const __m512i h = _mm512_loadu_si512(G + x16q6_hi(u)), n0 = _mm512_loadu_si512(G + x16q6_nib(u)),
                           n1 = _mm512_loadu_si512(G + x16q6_nib(u + 16));

@@ -435,26 +435,14 @@ AI T2 void x16_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a
 /* One block of a Q6_K_X16 group, rows 8h..8h+7: quads v (sub-block v / 4) and v + 32
  * (sub-block 8 + v / 4) share nibble vector v (at x16q6_nib(v)); their high bits sit in vector
  * v % 16 (at x16q6_hi), bits 2 (v / 16) and 4 + 2 (v / 16); scales (int8) of sub-block j at
- * 32 + 16 j. S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j. */
+ * x16q6_sc(j). S = sum_j sc_j (q_j . a_j) - 32 sum_j sc_j bsum_j. */
 AI T2 void x16q6_half2(int CB, int h, const uint8_t *p, const block_q8_K *const *a, __m256 *acc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256i S[4];
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) S[c] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) { /* the offset: (sc_2i, sc_2i+1) . (bsum_2i, bsum_2i+1), times 32 */
-        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)),
-                      y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
-        const __m256i sp = _mm256_cvtepi8_epi16(h ? _mm_unpackhi_epi8(x, y) : _mm_unpacklo_epi8(x, y));
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++)
-            S[c] = _mm256_sub_epi32(
-                S[c],
-                _mm256_slli_epi32(_mm256_madd_epi16(sp, x16_pair2(a[c]->bsums[2 * i], a[c]->bsums[2 * i + 1])), 5));
-    }
 #pragma GCC unroll 16
     for (int j = 0; j < 16; j++) {
-        const __m256i sc = x16_scdup2(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + 32 + 16 * j + 8 * h))));
         __m256i P[2][4];
 #pragma GCC unroll 2
         for (int u = 0; u < 2; u++)
@@ -478,10 +466,25 @@ AI T2 void x16q6_half2(int CB, int h, const uint8_t *p, const block_q8_K *const 
                 P[t / 2][c] =
                     _mm256_add_epi16(P[t / 2][c], _mm256_maddubs_epi16(x, x16_act2(a[c], j < 8 ? v : v + 32)));
         }
+        const __m256i sc = x16_scdup2(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(p + x16q6_sc(j) + 8 * h))));
 #pragma GCC unroll 4
         for (int c = 0; c < CB; c++)
             S[c] = _mm256_add_epi32(S[c],
                                     _mm256_add_epi32(_mm256_madd_epi16(P[0][c], sc), _mm256_madd_epi16(P[1][c], sc)));
+    }
+    /* the offset (sc_2i, sc_2i+1) . (bsum_2i, bsum_2i+1), times 32, after the quants: read
+     * before them, the scales' lines spread over the block (ggml_types.h) are read ahead of the
+     * stream, and decode from memory waits for them */
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        const __m128i x = _mm_loadu_si128((const __m128i *)(p + x16q6_sc(2 * i))),
+                      y = _mm_loadu_si128((const __m128i *)(p + x16q6_sc(2 * i + 1)));
+        const __m256i sp = _mm256_cvtepi8_epi16(h ? _mm_unpackhi_epi8(x, y) : _mm_unpacklo_epi8(x, y));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            S[c] = _mm256_sub_epi32(
+                S[c],
+                _mm256_slli_epi32(_mm256_madd_epi16(sp, x16_pair2(a[c]->bsums[2 * i], a[c]->bsums[2 * i + 1])), 5));
     }
 #pragma GCC unroll 4
     for (int c = 0; c < CB; c++) acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(S[c]), x16_f2(p, 0, h, a[c]->d), acc[c]);

@@ -573,8 +573,8 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
             A0[0] = _mm512_add_epi32(A0[0], B0);
             A1[0] = _mm512_add_epi32(A1[0], B1);
         }
-        const __m512i s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * j)));
-        const __m512i s1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * (j + 8))));
+        const __m512i s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + x16q6_sc(j))));
+        const __m512i s1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + x16q6_sc(j + 8))));
 #pragma GCC unroll 8
         for (int c = 0; c < CB; c++)
             S[c] =
@@ -584,8 +584,8 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
     __m512i sp[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
-        const __m128i x = _mm_loadu_si128((const __m128i *)(p + 32 + 32 * i)),
-                      y = _mm_loadu_si128((const __m128i *)(p + 48 + 32 * i));
+        const __m128i x = _mm_loadu_si128((const __m128i *)(p + x16q6_sc(2 * i))),
+                      y = _mm_loadu_si128((const __m128i *)(p + x16q6_sc(2 * i + 1)));
         sp[i] = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(x, y), _mm_unpacklo_epi8(x, y)));
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -649,7 +649,7 @@ AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) 
         }
 #pragma GCC unroll 4
         for (int s = 0; s < 4; s++) {
-            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * (j + 4 * s))));
+            const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + x16q6_sc(j + 4 * s))));
             S = _mm512_add_epi32(S, _mm512_mullo_epi32(A[s], sc));
         }
     }

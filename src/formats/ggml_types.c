@@ -416,7 +416,7 @@ static void x16_pack_q6_K(const block_q6_K *const *b, uint8_t *o) {
         uint8_t q[QK_K];
         q6_values(b[r], q);
         memcpy(o + 2 * r, &b[r]->d, 2);
-        for (int j = 0; j < 16; j++) o[32 + 16 * j + r] = (uint8_t)b[r]->scales[j];
+        for (int j = 0; j < 16; j++) o[x16q6_sc(j) + r] = (uint8_t)b[r]->scales[j];
         for (int v = 0; v < 32; v++)
             for (int i = 0; i < 4; i++)
                 o[x16q6_nib(v) + 4 * r + i] = (uint8_t)((q[4 * v + i] & 15) | (q[4 * (v + 32) + i] & 15) << 4);
@@ -438,7 +438,7 @@ static void x16_unpack_q6_K(const uint8_t *o, int r, block_q6_K *b) {
         }
     q6_store(q, b);
     memcpy(&b->d, o + 2 * r, 2);
-    for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)o[32 + 16 * j + r];
+    for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)o[x16q6_sc(j) + r];
 }
 
 uint32_t x16_type(uint32_t type) { return type == GGML_Q4_K ? GGML_Q4_K_X16 : type == GGML_Q6_K ? GGML_Q6_K_X16 : 0; }

@@ -159,23 +159,29 @@ uint32_t vec_dot_type(uint32_t weight_type);
  *                qs[32 jj + 4 g .. + 3] of its Q4_K block (low nibbles: weights 64 jj + 4 g + i
  *                of sub-block 2 jj; high nibbles: the same positions of sub-block 2 jj + 1).
  * GGML_Q6_K_X16 (3360 bytes a block; q = the unsigned 6-bit values, weight = d * sc * (q - 32);
- * quad k = weights 4k .. 4k + 3, k < 64):
+ * quad k = weights 4k .. 4k + 3, k < 64), every byte in the order decode reads it (one forward
+ * stream: a core's prefetcher follows it, where three streams 1 KB apart, or a jump back to the
+ * block's scales at each sub-block, lost it; bench/CPU.md):
  *   [0, 32)      d of rows 0..15 (fp16)
- *   [32, 288)    byte j * 16 + r: row r's scale of sub-block j (int8), j < 16
- *   [288, 3360)  192 bytes per u < 16, in the order decode reads them (one forward stream: a
- *                core's prefetcher follows it, where three streams 1 KB apart lost it):
- *                nibble vectors u and u + 16, then high-bit vector u (x16q6_nib, x16q6_hi).
- *                Nibble vector v < 32, 64 bytes: for each row r 4 bytes, byte i = low 4 bits of
- *                q of weight i of quad v | those of quad v + 32 << 4. High-bit vector u < 16,
- *                64 bytes: for each row r 4 bytes, byte i = the high 2 bits of q of weight i of
- *                quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7).
+ *   then 4 quarters of 832 bytes, quarter j < 4:
+ *     192 bytes per u = 4j .. 4j + 3: nibble vectors u and u + 16, then high-bit vector u
+ *                (x16q6_nib, x16q6_hi). Nibble vector v < 32, 64 bytes: for each row r 4 bytes,
+ *                byte i = low 4 bits of q of weight i of quad v | those of quad v + 32 << 4.
+ *                High-bit vector u < 16, 64 bytes: for each row r 4 bytes, byte i = the high 2
+ *                bits of q of weight i of quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7).
+ *     64 bytes: the scales of sub-blocks j, j + 4, j + 8, j + 12, the ones those quads end
+ *                (x16q6_sc): 16 bytes each, byte r = row r's scale (int8).
  * x16_type says which layout a type has (0: none) and x16_base which type a layout holds (0:
  * not a layout); x16_pack makes groups from rows (n_rows a multiple of 16), x16_unpack gives the
  * rows back, x16_unpack_row row r (0..15) of one group. */
 enum { X16_ROWS = 16 };
-/* where a Q6_K_X16 block keeps nibble vector v (< 32) and high-bit vector u (< 16) */
-static inline size_t x16q6_nib(int v) { return 288 + 192 * (size_t)(v & 15) + 64 * (size_t)(v >> 4); }
-static inline size_t x16q6_hi(int u) { return 288 + 192 * (size_t)u + 128; }
+/* where a Q6_K_X16 block keeps nibble vector v (< 32), high-bit vector u (< 16) and the 16 scales
+ * of sub-block j (< 16) */
+static inline size_t x16q6_nib(int v) {
+    return 32 + 832 * (size_t)((v & 15) >> 2) + 192 * (size_t)(v & 3) + 64 * (size_t)(v >> 4);
+}
+static inline size_t x16q6_hi(int u) { return 32 + 832 * (size_t)(u >> 2) + 192 * (size_t)(u & 3) + 128; }
+static inline size_t x16q6_sc(int j) { return 32 + 832 * (size_t)(j & 3) + 768 + 16 * (size_t)(j >> 2); }
 uint32_t x16_type(uint32_t type);
 uint32_t x16_base(uint32_t type);
 void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst);

@@ -505,19 +505,24 @@ static void test_swiglu(const kernel_ops *k) {
         }
 }
 
-/* The Q6_K_X16 byte map keeps a block's quants in the order decode reads them (ggml_types.h):
- * for u < 16, nibble vectors u and u + 16, then high-bit vector u, one 64-byte vector after the
- * other from byte 288 to the block's end; three regions read side by side lost Zen 4's
- * prefetchers (docs/HARDWARE.md). The products are checked against plain rows elsewhere. */
+/* The Q6_K_X16 byte map keeps every byte of a block in the order decode reads it (ggml_types.h):
+ * d, then for each quarter j the vectors of u = 4j .. 4j + 3 (nibble vectors u and u + 16, then
+ * high-bit vector u), then the scales of sub-blocks j, j + 4, j + 8, j + 12, one after the other
+ * to the block's end; three regions read side by side, or scales read back at the block's head,
+ * lost Zen 4's prefetchers (bench/CPU.md). The products are checked against plain rows elsewhere. */
 static void test_x16q6_order(void) {
     const size_t end = 16 * sizeof(block_q6_K);
-    size_t next = 288;
+    size_t next = 32;
     int ok = 1;
-    for (int u = 0; u < 16; u++) {
-        const size_t at[3] = {x16q6_nib(u), x16q6_nib(u + 16), x16q6_hi(u)};
-        for (int i = 0; i < 3; i++, next += 64) ok &= at[i] == next;
+    for (int j = 0; j < 4; j++) {
+        for (int t = 0; t < 4; t++) {
+            const int u = 4 * j + t;
+            const size_t at[3] = {x16q6_nib(u), x16q6_nib(u + 16), x16q6_hi(u)};
+            for (int i = 0; i < 3; i++, next += 64) ok &= at[i] == next;
+        }
+        for (int s = 0; s < 4; s++, next += 16) ok &= x16q6_sc(j + 4 * s) == next;
     }
-    CHECK(ok && next == end, "Q6_K_X16: decode's vectors follow one another from 288 to %zu (got to %zu)", end, next);
+    CHECK(ok && next == end, "Q6_K_X16: decode's reads follow one another from 32 to %zu (got to %zu)", end, next);
 }
 
 int main(void) {
