@@ -603,14 +603,17 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
     }
 }
 
-/* Decode's Q6_K_X16 block (one column): the walk follows the 16 high-bit vectors u, each
+/* Decode's Q6_K_X16 block (one column, or up to X16Q6_DEC_MAX_CB for the few-column passes): one
+ * forward walk over the block's bytes (ggml_types.h). It follows the 16 high-bit vectors u, each
  * completing the weights of quads u, u + 16 (low nibbles of nibble vectors u, u + 16), u + 32,
  * u + 48 (their high nibbles), so every vector is loaded once (x16q6_block5 loads a high-bit
  * vector twice); quads 4j..4j+3 are sub-block j, so a run of 4 vectors u ends sub-blocks j,
  * j + 4, j + 8, j + 12. Each sub-block's one chain starts at its -32 bsum offset (a broadcast
  * from the block's table) and takes its scale once: S = sum_j sc_j (q_j . a_j - 32 bsum_j), the
- * same integer as x16q6_block5's. Fewer instructions a block than with the offset subtracted and
- * two chains summed per sub-block; from memory that is what counts (bench/CPU.md). */
+ * same integer as x16q6_block5's, with fewer instructions a block than the offset subtracted and
+ * two chains summed per sub-block. From memory what counts is the order of the reads (bench/CPU.md
+ * "2026-11-27 (fifth)"): with 4 or more columns x16q6_block5 computes faster and reads at its pace. */
+enum { X16Q6_DEC_MAX_CB = 3 };           /* columns: 4 chains each */
 AI T5 __m512i bcast5(const int32_t *p) { /* a load-broadcast the compiler keeps as one instruction */
 #if defined(__GNUC__)
     __m512i v;
@@ -620,19 +623,25 @@ AI T5 __m512i bcast5(const int32_t *p) { /* a load-broadcast the compiler keeps 
     return _mm512_set1_epi32(*p);
 #endif
 }
-AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) {
+AI T5 void x16q6_dec_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    int32_t off[16]; /* -32 bsum_j */
-    _mm512_storeu_si512(
-        off,
-        _mm512_sub_epi32(_mm512_setzero_si512(),
-                         _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)a->bsums)), 5)));
-    __m512i S = _mm512_setzero_si512();
+    int32_t off[X16Q6_DEC_MAX_CB][16]; /* -32 bsum_j of each column */
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++)
+        _mm512_storeu_si512(
+            off[c], _mm512_sub_epi32(
+                        _mm512_setzero_si512(),
+                        _mm512_slli_epi32(_mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)a[c]->bsums)), 5)));
+    __m512i S[X16Q6_DEC_MAX_CB];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        __m512i A[4]; /* quarter s: quads 16 s + 4 j .., sub-block j + 4 s */
+        __m512i A[X16Q6_DEC_MAX_CB][4]; /* quarter s: quads 16 s + 4 j .., sub-block j + 4 s */
 #pragma GCC unroll 4
-        for (int s = 0; s < 4; s++) A[s] = bcast5(off + j + 4 * s);
+        for (int c = 0; c < CB; c++)
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) A[c][s] = bcast5(off[c] + j + 4 * s);
 #pragma GCC unroll 4
         for (int t = 0; t < 4; t++) {
             const int u = 4 * j + t;
@@ -642,19 +651,25 @@ AI T5 void x16q6_dec_block5(const uint8_t *p, const block_q8_K *a, __m512 *acc) 
             const __m512i w2 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n0, 4), m4, _mm512_and_si512(h, m30), 0xEA);
             const __m512i w3 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(n1, 4), m4,
                                                          _mm512_and_si512(_mm512_srli_epi16(h, 2), m30), 0xEA);
-            A[0] = dpbusd_b5(A[0], w0, a->qs + 4 * u);
-            A[1] = dpbusd_b5(A[1], w1, a->qs + 4 * (u + 16));
-            A[2] = dpbusd_b5(A[2], w2, a->qs + 4 * (u + 32));
-            A[3] = dpbusd_b5(A[3], w3, a->qs + 4 * (u + 48));
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) {
+                A[c][0] = dpbusd_b5(A[c][0], w0, a[c]->qs + 4 * u);
+                A[c][1] = dpbusd_b5(A[c][1], w1, a[c]->qs + 4 * (u + 16));
+                A[c][2] = dpbusd_b5(A[c][2], w2, a[c]->qs + 4 * (u + 32));
+                A[c][3] = dpbusd_b5(A[c][3], w3, a[c]->qs + 4 * (u + 48));
+            }
         }
 #pragma GCC unroll 4
         for (int s = 0; s < 4; s++) {
             const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + x16q6_sc(j + 4 * s))));
-            S = _mm512_add_epi32(S, _mm512_mullo_epi32(A[s], sc));
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) S[c] = _mm512_add_epi32(S[c], _mm512_mullo_epi32(A[c][s], sc));
         }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S), _mm512_mul_ps(d, _mm512_set1_ps(a->d)), *acc);
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++)
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, _mm512_set1_ps(a[c]->d)), acc[c]);
 }
 
 /* Prefill: one group, CB columns. */
@@ -692,7 +707,7 @@ AI T5 void x16_dec5(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t
         prefetch_loc(p + ahead, bb, loc);
         if (far) prefetch_loc(p + far, bb, PF_T1);
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
-        if (q6) x16q6_dec_block5(p, a[0], &acc);
+        if (q6) x16q6_dec_block5(1, p, a, &acc);
         else x16_block5(1, p, a, &acc);
     }
     _mm512_storeu_ps(o, acc);
@@ -703,9 +718,9 @@ AI T5 void x16_dec5(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t
  * per pass. */
 AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     switch (k) {
-    case 1: q6 ? x16q6_block5(1, p, a, acc) : x16_block5(1, p, a, acc); break;
-    case 2: q6 ? x16q6_block5(2, p, a, acc) : x16_block5(2, p, a, acc); break;
-    case 3: q6 ? x16q6_block5(3, p, a, acc) : x16_block5(3, p, a, acc); break;
+    case 1: q6 ? x16q6_dec_block5(1, p, a, acc) : x16_block5(1, p, a, acc); break;
+    case 2: q6 ? x16q6_dec_block5(2, p, a, acc) : x16_block5(2, p, a, acc); break;
+    case 3: q6 ? x16q6_dec_block5(3, p, a, acc) : x16_block5(3, p, a, acc); break;
     case 4: q6 ? x16q6_block5(4, p, a, acc) : x16_block5(4, p, a, acc); break;
     case 5: q6 ? x16q6_block5(5, p, a, acc) : x16_block5(5, p, a, acc); break;
     default: q6 ? x16q6_block5(6, p, a, acc) : x16_block5(6, p, a, acc); break;
@@ -724,8 +739,9 @@ AI T5 void x16_few5(int q6, int loc, int nc, int64_t nb, const uint8_t *w, const
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         const block_q8_K *a[FEW_MAX_COLS];
         for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        /* passes of at most X16_MAX_CB columns, as even as they go: 7 = 4 + 3, not 6 + 1 */
-        const int np = (nc + X16_MAX_CB - 1) / X16_MAX_CB;
+        /* passes of at most X16_MAX_CB columns (Q6_K_X16: 4, measured faster from memory than 5 or
+         * 6; up to 3 on the decode block's one walk), as even as they go: 7 = 4 + 3, not 6 + 1 */
+        const int cb = q6 ? 4 : X16_MAX_CB, np = (nc + cb - 1) / cb;
         for (int i = 0, c0 = 0; i < np; i++) {
             const int k = (nc - c0) / (np - i);
             x16_cols5(q6, k, p, a + c0, acc + c0);
