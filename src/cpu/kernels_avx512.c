@@ -613,7 +613,9 @@ AI T5 void x16q6_block5(int CB, const uint8_t *p, const block_q8_K *const *a, __
  * same integer as x16q6_block5's, with fewer instructions a block than the offset subtracted and
  * two chains summed per sub-block. From memory what counts is the order of the reads (bench/CPU.md
  * "2026-11-27 (fifth)"): with 4 or more columns x16q6_block5 computes faster and reads at its pace. */
-enum { X16Q6_DEC_MAX_CB = 3 };           /* columns: 4 chains each */
+/* columns a Q6_K_X16 pass takes: up to X16Q6_DEC_MAX_CB on this walk (4 chains a column), and
+ * X16Q6_MAX_CB in all (x16_few5: with 4, x16q6_block5; 5 or 6 read slower from memory) */
+enum { X16Q6_DEC_MAX_CB = 3, X16Q6_MAX_CB = 4 };
 AI T5 __m512i bcast5(const int32_t *p) { /* a load-broadcast the compiler keeps as one instruction */
 #if defined(__GNUC__)
     __m512i v;
@@ -739,9 +741,9 @@ AI T5 void x16_few5(int q6, int loc, int nc, int64_t nb, const uint8_t *w, const
         if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
         const block_q8_K *a[FEW_MAX_COLS];
         for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        /* passes of at most X16_MAX_CB columns (Q6_K_X16: 4, measured faster from memory than 5 or
-         * 6; up to 3 on the decode block's one walk), as even as they go: 7 = 4 + 3, not 6 + 1 */
-        const int cb = q6 ? 4 : X16_MAX_CB, np = (nc + cb - 1) / cb;
+        /* passes of at most X16_MAX_CB columns (Q6_K_X16: X16Q6_MAX_CB), as even as they go:
+         * 7 = 4 + 3, not 6 + 1 */
+        const int cb = q6 ? X16Q6_MAX_CB : X16_MAX_CB, np = (nc + cb - 1) / cb;
         for (int i = 0, c0 = 0; i < np; i++) {
             const int k = (nc - c0) / (np - i);
             x16_cols5(q6, k, p, a + c0, acc + c0);
