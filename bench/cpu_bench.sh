@@ -51,7 +51,11 @@
 #   ("low": below 75% of the best probe), and each state compares lfm2c's slowest run with
 #   llama.cpp's fastest, and gives lfm2c's decode GB/s as a share of its probes' mean.
 #   PAIRED_DEPTH=D decodes on top of D tokens of context (llama-bench's -d; F16 KV, -fa 1 for
-#   llama.cpp), PAIRED_REPS repetitions a run (default 2).
+#   llama.cpp), PAIRED_REPS repetitions a run (default 2). At two threads and more each probe also
+#   gives membw's cross-core round trip (about 50 ns: the vCPUs share a core complex, the low state
+#   there; 300 ns and more: two complexes, the high state), and each lfm2c run its whole decode
+#   step's share of a plain one-pass read of its own weights, token by token (bench's
+#   `replay_paired_whole_share`), which no flip between the probes can skew.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contention=0; depth=0; side=0; batch=0; decode=0; paired=0
@@ -73,6 +77,8 @@ warm() {
 }
 # membw's GB/s over $1 MB with $2 threads ($3: pieces of that many KB, optional)
 membw_gbs() { ./build/membw "$1" "$2" ${3:+"$3"} | awk -v t="$2" '$1=="threads" && $2==t":"{print $3}'; }
+# "GB/s round-trip-ns" at t threads (the round trip "-" at one thread)
+membw_probe() { ./build/membw "$1" "$2" | awk -v t="$2" '$1=="cross-core"{rt=$4} $1=="threads" && $2==t":"{g=$3} END{print g, (rt=="" ? "-" : rt)}'; }
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 # every table names the machine it came from: the CPU kind (family / model), AMX or not, the date
@@ -149,45 +155,52 @@ if [ $paired = 1 ]; then
     warm "$f"
     for t in ${THREADS:-1 2}; do
       for r in $(seq 1 "$rounds"); do
-        b0=$(membw_gbs 1024 "$t")
+        read -r b0 rt0 <<< "$(membw_probe 1024 "$t")"
         l0=$("$LLAMA_DIR/bin/llama-bench" -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -fa 1 -mmp 0 -o json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['avg_ts'])")
         l1=$("$LLAMA_DIR/bin/llama-bench" -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -fa 1 -o json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)[-1]['avg_ts'])")
-        b1=$(membw_gbs 1024 "$t")
-        o=$(./build/lfm2c bench -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -o json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin)[-1]; print(d['avg_ts'], d['gbps'])")
-        b2=$(membw_gbs 1024 "$t")
-        echo "$preset$([ "$d" = 0 ] || echo "@d$d") $t $r $b0 $b1 $b2 $l0 $l1 $o" | tee -a "$log"
+        read -r b1 rt1 <<< "$(membw_probe 1024 "$t")"
+        o=$(./build/lfm2c bench -m "$f" -p 0 -n "$n" -d "$d" -t "$t" -r "$pr" -o json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin)[-1]; print(d['avg_ts'], d['gbps'], d.get('replay_paired_whole_share', 0))")
+        read -r b2 rt2 <<< "$(membw_probe 1024 "$t")"
+        echo "$preset$([ "$d" = 0 ] || echo "@d$d") $t $r $b0 $b1 $b2 $l0 $l1 $o $rt0/$rt1/$rt2" | tee -a "$log"
       done
     done
   done
   python3 - "$log" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-print("\n| model | threads | round | membw 1 GB before / between / after | llama.cpp -mmp 0 / mapped | lfm2c | ratio | lfm2c GB/s, of membw after it |")
-print("|---|---:|---:|---|---|---:|---:|---|")
+print("\n| model | threads | round | membw 1 GB before / between / after (round trip, ns) | llama.cpp -mmp 0 / mapped | lfm2c | ratio | lfm2c GB/s, of membw around it | whole step, of a one-pass read of its weights (paired) |")
+print("|---|---:|---:|---|---|---:|---:|---|---:|")
 best = {}
 for m, t, r, *v in rows:
     best[t] = max(best.get(t, 0), *map(float, v[:3]))
-state = lambda t, x: "high" if float(x) >= 0.75 * best[t] else "low"
-runs = {}   # (model, threads, state) -> {"llama": [t/s], "lfm2c": [(t/s, share of membw)]}
-for m, t, r, b0, b1, b2, l0, l1, o, dec in rows:   # dec: lfm2c's decode GB/s (t/s x weights read per token)
-    l = max(float(l0), float(l1)); o = float(o); dec = float(dec)
-    print(f"| {m} | {t} | {r} | {b0} / {b1} / {b2} | {float(l0):.2f} / {float(l1):.2f} | {o:.2f} | {o / l:.2f}x | {dec:.1f}, {dec / ((float(b1) + float(b2)) / 2) * 100:.0f}% |")
+def state(t, x, rt):   # the round trip when measured (two threads), else the bandwidth against the best probe
+    if rt != "-": return "high" if float(rt) >= 150 else "low"
+    return "high" if float(x) >= 0.75 * best[t] else "low"
+runs = {}   # (model, threads, state) -> {"llama": [t/s], "lfm2c": [(t/s, share of membw, whole-step share)]}
+for m, t, r, b0, b1, b2, l0, l1, o, dec, whole, rts in rows:   # dec: lfm2c's decode GB/s (t/s x weights read per token)
+    l = max(float(l0), float(l1)); o = float(o); dec = float(dec); whole = float(whole)
+    rt = "" if rts == "-/-/-" else f" ({rts})"
+    wh = f"{whole * 100:.0f}%" if whole > 0 else "-"
+    print(f"| {m} | {t} | {r} | {b0} / {b1} / {b2}{rt} | {float(l0):.2f} / {float(l1):.2f} | {o:.2f} | {o / l:.2f}x | {dec:.1f}, {dec / ((float(b1) + float(b2)) / 2) * 100:.0f}% | {wh} |")
     # a run belongs to a bandwidth state when the probes on both sides of it agree
-    if state(t, b0) == state(t, b1):
-        runs.setdefault((m, t, state(t, b1)), {"llama": [], "lfm2c": []})["llama"].append(l)
-    if state(t, b1) == state(t, b2):
-        runs.setdefault((m, t, state(t, b2)), {"llama": [], "lfm2c": []})["lfm2c"].append((o, dec / ((float(b1) + float(b2)) / 2)))
-print("\nBy bandwidth state (a run counts where the probes before and after it are in the same state;")
-print("\"low\" is below 75% of the best probe at that thread count); the ratio is lfm2c's slowest run")
-print("against llama.cpp's fastest in the same state:\n")
-print("| model | threads | bandwidth state | llama.cpp runs: best t/s | lfm2c runs: slowest t/s | ratio | lfm2c decode / membw (worst) |")
-print("|---|---:|---|---|---|---:|---:|")
+    r0, r1, r2 = rts.split("/")
+    if state(t, b0, r0) == state(t, b1, r1):
+        runs.setdefault((m, t, state(t, b1, r1)), {"llama": [], "lfm2c": []})["llama"].append(l)
+    if state(t, b1, r1) == state(t, b2, r2):
+        runs.setdefault((m, t, state(t, b2, r2)), {"llama": [], "lfm2c": []})["lfm2c"].append((o, dec / ((float(b1) + float(b2)) / 2), whole))
+print("\nBy bandwidth state (a run counts where the probes before and after it are in the same state:")
+print("\"high\" where the cross-core round trip is 150 ns or more, or without one, where the bandwidth is at")
+print("least 75% of the best probe at that thread count); the ratio is lfm2c's slowest run against")
+print("llama.cpp's fastest in the same state:\n")
+print("| model | threads | bandwidth state | llama.cpp runs: best t/s | lfm2c runs: slowest t/s | ratio | lfm2c decode / membw (worst) | whole step / one-pass read (worst) |")
+print("|---|---:|---|---|---|---:|---:|---:|")
 for (m, t, st), v in sorted(runs.items()):
     L, O = v["llama"], v["lfm2c"]
     lb = max(L) if L else 0; ow = min(x[0] for x in O) if O else 0
     ratio = "%.2fx" % (ow / lb) if L and O else "-"
     share = "%.0f%%" % (min(x[1] for x in O) * 100) if O else "-"
-    print(f"| {m} | {t} | {st} | {len(L)}: {lb:.2f} | {len(O)}: {ow:.2f} | {ratio} | {share} |")
+    whole = "%.0f%%" % (min(x[2] for x in O) * 100) if O and min(x[2] for x in O) > 0 else "-"
+    print(f"| {m} | {t} | {st} | {len(L)}: {lb:.2f} | {len(O)}: {ow:.2f} | {ratio} | {share} | {whole} |")
 PY
   rm -f "$log"
   exit 0

@@ -12,13 +12,19 @@
  * of one slice: MoE decode reads its experts so (an expert's matrix of the 24B-A2B is 1.7 MB,
  * four of 64 chosen per token and layer), and on a virtual machine with a large buffer this
  * reads slower than one long stream. Usage: membw [MB] [max_threads] [PIECE_KB]; MEMBW_ALL=1 also
- * prints every pattern's figure, not just the best. */
+ * prints every pattern's figure, not just the best.
+ * With two threads or more it first times two threads handing one cache line back and forth
+ * (the round trip, median of a few runs): near 50 ns the two cores share a cache, 300 ns and more
+ * the line crosses between core complexes. On the 2-core Zen 4 VMs that says which placement the
+ * host gave the two vCPUs, and so which bandwidth state the machine is in (bench/CPU.md). */
 #include "base/hugemem.h"
 #include "base/threadpool.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +151,48 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* ---- the cross-core round trip: two threads hand one cache line back and forth ---- */
+
+enum { PING_ROUNDS = 20000, PING_RUNS = 5 };
+#define PING_MAX_S 0.25 /* a run stops here: two threads sharing one CPU hand over once a time slice */
+static _Alignas(64) atomic_int ping_line;
+
+static void *pong(void *arg) {
+    (void)arg;
+    for (int i = 0; i < PING_ROUNDS; i++) {
+        int v;
+        while ((v = atomic_load_explicit(&ping_line, memory_order_acquire)) != 2 * i + 1)
+            if (v < 0) return NULL;
+        atomic_store_explicit(&ping_line, 2 * i + 2, memory_order_release);
+    }
+    return NULL;
+}
+
+/* nanoseconds per round trip, the median of PING_RUNS runs; < 0 when no thread starts */
+static double round_trip_ns(void) {
+    double r[PING_RUNS];
+    for (int k = 0; k < PING_RUNS; k++) {
+        pthread_t t;
+        atomic_store(&ping_line, 0);
+        if (pthread_create(&t, NULL, pong, NULL) != 0) return -1;
+        const double t0 = now();
+        int i = 0;
+        for (; i < PING_ROUNDS; i++) {
+            atomic_store_explicit(&ping_line, 2 * i + 1, memory_order_release);
+            while (atomic_load_explicit(&ping_line, memory_order_acquire) != 2 * i + 2) {}
+            if (i % 256 == 255 && now() - t0 > PING_MAX_S) break;
+        }
+        r[k] = (now() - t0) / (i < PING_ROUNDS ? i + 1 : PING_ROUNDS) * 1e9;
+        atomic_store(&ping_line, -1); /* ends pong if the run stopped early */
+        pthread_join(t, NULL);
+        for (int a = k; a > 0 && r[a] < r[a - 1]; a--) {
+            const double x = r[a];
+            r[a] = r[a - 1], r[a - 1] = x;
+        }
+    }
+    return r[PING_RUNS / 2];
+}
+
 int main(int argc, char **argv) {
     size_t mb = argc > 1 ? (size_t)atol(argv[1]) : 1024;
     int maxt = argc > 2 ? atoi(argv[2]) : 0;
@@ -177,6 +225,8 @@ int main(int argc, char **argv) {
 #endif
     if (piece) printf(", random pieces of %zu KB", piece >> 10);
     printf("\n");
+    if (maxt >= 2 && threadpool_available_cpus() >= 2)
+        printf("cross-core round trip: %.0f ns (two threads handing one cache line back and forth)\n", round_trip_ns());
     /* prefetch: none; 1 KB ahead into L2; 1 KB and 4 KB ahead non-temporal; 1 KB non-temporal
      * and one line a page 64 KB ahead (the decode kernels' page prefetch, src/cpu/tiles.h) */
     static const int streams[] = {1, 2, 4, 8};

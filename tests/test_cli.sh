@@ -39,6 +39,11 @@ for r in rows:
     assert r["kernels"] and r["kernels_choice"] in ("forced", "table", "timed", "cached", "only", "default"), r
 assert sorted((r["n_threads"], r["n_prompt"], r["n_gen"]) for r in rows) == [(1, 0, 8), (1, 16, 0), (2, 0, 8), (2, 16, 0)]
 assert all("warm_read_gbps" not in r for r in rows), rows   # only with --warm-read
+# tg on the CPU: its reads replayed, and each of 16 tokens paired with a replay of its own reads
+for r in rows:
+    if r["n_gen"]:
+        assert r["replay_gbps_jobs"] > 0 and r["replay_gbps_flat"] > 0, r
+        assert r["replay_paired_share"] > 0 and r["replay_paired_whole_share"] > 0, r
 PY
 "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 0 -n 2 -r 1 --warm-read -o json 2>/dev/null | python3 -c "
 import json, sys; rows = json.load(sys.stdin); assert len(rows) == 1 and rows[0]['warm_read_gbps'] > 0, rows" && ok || bad "bench --warm-read: no warm_read_gbps"

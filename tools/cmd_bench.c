@@ -37,8 +37,9 @@ typedef struct result {
     long dev_passes;
     bool replayed; /* tg on the CPU: tokens' weight reads replayed as plain streams (cpu/replay.h) */
     replay_result rp;
-    double paired;    /* the products' rate over the replay's, token by token (0: not measured) */
-    double warm_gbps; /* --warm-read: the rate every weight byte was read at before the rows (0: not read) */
+    double paired;       /* the products' rate over the replay's, token by token (0: not measured) */
+    double paired_whole; /* the whole decode step's rate over the one-pass replay's, token by token */
+    double warm_gbps;    /* --warm-read: the rate every weight byte was read at before the rows (0: not read) */
 } result;
 
 /* A result's time on the device (lfm2c_decode_profile's device_seconds, Vulkan's timestamps)
@@ -174,20 +175,25 @@ static double prof_gbps(const tg_prof *p) { return profiled(p) ? p->mm_bytes / p
  * model picks other experts each token, and the replay should meet as many as decode does */
 enum { REPLAY_PASSES = 16, REPLAY_PAIRS = 16 };
 
-/* The products' rate over the replay's, REPLAY_PAIRS tokens each decoded then read again at the
- * replay's best distance (job by job): on a machine whose bandwidth drifts by the second the
- * pairs meet the same drift. 0 when it cannot be measured. */
-static double replay_paired(lfm2c_model *m, lfm2c_session *s, int depth, int pf, uint64_t *rng) {
-    double prod = 0, rep = 0;
+/* REPLAY_PAIRS tokens, each decoded and then its reads read again at once (job by job at the
+ * replay's best distance for jobs, then in one pass at the best for one pass): on a machine whose
+ * bandwidth drifts by the second each pair meets the same drift. Sets the products' rate over
+ * the job-by-job replay's, and the whole step's (products and the steps between) over the
+ * one-pass replay's; false when they cannot be measured. */
+static bool replay_paired(lfm2c_model *m, lfm2c_session *s, int depth, const replay_result *rp, uint64_t *rng,
+                          double *products, double *whole) {
+    double prod = 0, rep = 0, step = 0, flat = 0;
     lfm2c_error err = {0};
     for (int i = 0; i < REPLAY_PAIRS; i++) {
         tg_prof p = {0};
-        if (replay_arm(m, 1) || run_tg(m, s, depth, 1, rng, &p, &err) < 0) return 0;
-        const double g = replay_gbps(m, pf, false);
-        if (g <= 0 || !profiled(&p)) return 0;
+        if (replay_arm(m, 1) || run_tg(m, s, depth, 1, rng, &p, &err) < 0) return false;
+        const double g = replay_gbps(m, rp->pf_bytes_jobs, false), f = replay_gbps(m, rp->pf_bytes_flat, true);
+        if (g <= 0 || f <= 0 || !profiled(&p)) return false;
         prod += p.mm_seconds, rep += p.mm_bytes / (g * 1e9);
+        step += p.seconds, flat += p.mm_bytes / (f * 1e9);
     }
-    return rep / prod;
+    *products = rep / prod, *whole = flat / step;
+    return true;
 }
 
 /* a result's repetitions together */
@@ -219,9 +225,10 @@ static void print_tg_prof(const result *r) {
                 100 * prof_gbps(&r->prof[r->n - 1]) / r->rp.gbps_jobs);
     if (r->paired > 0)
         fprintf(stderr,
-                "tg%d: paired, %d tokens each decoded and its reads read again at once (job by job): the products "
-                "read at %.0f%% of the replay's rate\n",
-                r->n_gen, REPLAY_PAIRS, 100 * r->paired);
+                "tg%d: paired, %d tokens each decoded and its reads read again at once: the products read at %.0f%% "
+                "of the job-by-job replay's rate, the whole step (products and the steps between) at %.0f%% of the "
+                "one-pass replay's\n",
+                r->n_gen, REPLAY_PAIRS, 100 * r->paired, 100 * r->paired_whole);
 }
 
 /* B sequences: prefill each prompt (in batches), then decode all B together; total tok/s */
@@ -541,7 +548,8 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
             printf(", \"replay_gbps_jobs\": %.3f, \"replay_gbps_flat\": %.3f, \"replay_bytes\": %.0f, "
                    "\"replay_passes\": %d",
                    r->rp.gbps_jobs, r->rp.gbps_flat, r->rp.bytes, r->rp.passes);
-        if (r->paired > 0) printf(", \"replay_paired_share\": %.4f", r->paired);
+        if (r->paired > 0)
+            printf(", \"replay_paired_share\": %.4f, \"replay_paired_whole_share\": %.4f", r->paired, r->paired_whole);
         if (r->warm_gbps > 0) printf(", \"warm_read_gbps\": %.3f", r->warm_gbps);
         if (r->dev_seconds > 0) /* Vulkan: the device's own clock (timestamp queries) */
             printf(", \"device_seconds\": %.6f, \"wall_seconds\": %.6f, \"device_passes\": %ld, \"device_ts\": %.6f, "
@@ -768,7 +776,8 @@ static int bench_test(const bench_row *b, lfm2c_session *s, int depth, int pass,
     }
     count_solo(b->m, &p0, &r);
     count_device(b->m, &p0, &r);
-    if (r.replayed) r.paired = replay_paired(b->m, s, depth, r.rp.pf_bytes_jobs, rng);
+    if (r.replayed && !replay_paired(b->m, s, depth, &r.rp, rng, &r.paired, &r.paired_whole))
+        r.paired = r.paired_whole = 0;
     bench_print(b, &r);
     if (pass && !o->json && !o->csv) print_tg_prof(&r);
     if (!o->json && !o->csv) print_device_time(&r, b->in);
