@@ -52,10 +52,11 @@
 #   llama.cpp's fastest, and gives lfm2c's decode GB/s as a share of its probes' mean.
 #   PAIRED_DEPTH=D decodes on top of D tokens of context (llama-bench's -d; F16 KV, -fa 1 for
 #   llama.cpp), PAIRED_REPS repetitions a run (default 2). At two threads and more each probe also
-#   gives membw's cross-core round trip (about 50 ns: the vCPUs share a core complex, the low state
-#   there; 300 ns and more: two complexes, the high state), and each lfm2c run its whole decode
-#   step's share of a plain one-pass read of its own weights, token by token (bench's
-#   `replay_paired_whole_share`), which no flip between the probes can skew.
+#   gives membw's cross-core round trip, timed before its bandwidth (about 50 ns: the vCPUs share a
+#   core complex, the low state there; 300 ns and more: two complexes, the high state; a flip can
+#   fall between the two), and each lfm2c run its whole decode step's share of a plain one-pass
+#   read of its own weights, token by token (bench's `replay_paired_whole_share`), which no flip
+#   between the probes can skew.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 contention=0; depth=0; side=0; batch=0; decode=0; paired=0
@@ -173,9 +174,7 @@ print("|---|---:|---:|---|---|---:|---:|---|---:|")
 best = {}
 for m, t, r, *v in rows:
     best[t] = max(best.get(t, 0), *map(float, v[:3]))
-def state(t, x, rt):   # the round trip when measured (two threads), else the bandwidth against the best probe
-    if rt != "-": return "high" if float(rt) >= 150 else "low"
-    return "high" if float(x) >= 0.75 * best[t] else "low"
+state = lambda t, x: "high" if float(x) >= 0.75 * best[t] else "low"
 runs = {}   # (model, threads, state) -> {"llama": [t/s], "lfm2c": [(t/s, share of membw, whole-step share)]}
 for m, t, r, b0, b1, b2, l0, l1, o, dec, whole, rts in rows:   # dec: lfm2c's decode GB/s (t/s x weights read per token)
     l = max(float(l0), float(l1)); o = float(o); dec = float(dec); whole = float(whole)
@@ -183,15 +182,13 @@ for m, t, r, b0, b1, b2, l0, l1, o, dec, whole, rts in rows:   # dec: lfm2c's de
     wh = f"{whole * 100:.0f}%" if whole > 0 else "-"
     print(f"| {m} | {t} | {r} | {b0} / {b1} / {b2}{rt} | {float(l0):.2f} / {float(l1):.2f} | {o:.2f} | {o / l:.2f}x | {dec:.1f}, {dec / ((float(b1) + float(b2)) / 2) * 100:.0f}% | {wh} |")
     # a run belongs to a bandwidth state when the probes on both sides of it agree
-    r0, r1, r2 = rts.split("/")
-    if state(t, b0, r0) == state(t, b1, r1):
-        runs.setdefault((m, t, state(t, b1, r1)), {"llama": [], "lfm2c": []})["llama"].append(l)
-    if state(t, b1, r1) == state(t, b2, r2):
-        runs.setdefault((m, t, state(t, b2, r2)), {"llama": [], "lfm2c": []})["lfm2c"].append((o, dec / ((float(b1) + float(b2)) / 2), whole))
-print("\nBy bandwidth state (a run counts where the probes before and after it are in the same state:")
-print("\"high\" where the cross-core round trip is 150 ns or more, or without one, where the bandwidth is at")
-print("least 75% of the best probe at that thread count); the ratio is lfm2c's slowest run against")
-print("llama.cpp's fastest in the same state:\n")
+    if state(t, b0) == state(t, b1):
+        runs.setdefault((m, t, state(t, b1)), {"llama": [], "lfm2c": []})["llama"].append(l)
+    if state(t, b1) == state(t, b2):
+        runs.setdefault((m, t, state(t, b2)), {"llama": [], "lfm2c": []})["lfm2c"].append((o, dec / ((float(b1) + float(b2)) / 2), whole))
+print("\nBy bandwidth state (a run counts where the probes before and after it are in the same state;")
+print("\"low\" is below 75% of the best probe at that thread count); the ratio is lfm2c's slowest run")
+print("against llama.cpp's fastest in the same state:\n")
 print("| model | threads | bandwidth state | llama.cpp runs: best t/s | lfm2c runs: slowest t/s | ratio | lfm2c decode / membw (worst) | whole step / one-pass read (worst) |")
 print("|---|---:|---|---|---|---:|---:|---:|")
 for (m, t, st), v in sorted(runs.items()):

@@ -238,6 +238,17 @@ static void quant_worker(void *arg, int ith, int nth) {
         q->m->kern->quantize_act(q->fmt, q->x + (size_t)t * q->n, q->dst + (size_t)t * q->row, q->n);
 }
 
+/* A few tokens' activation rows are quantized here by the caller alone, into lines every thread
+ * of the pool read in an earlier product and may still hold. A store to a line another core
+ * holds waits until that core gives it up, and the quantizer's many small stores would ask for
+ * a few lines at a time; one store per line first asks for all of them at once (bench/CPU.md,
+ * "2026-11-27 (sixth)": most felt where the two cores are on different core complexes). */
+static void claim_lines(uint8_t *p, size_t n) {
+    volatile uint8_t *v = p;
+    for (size_t o = 0; o < n; o += 64) v[o] = 0;
+    if (n) v[n - 1] = 0;
+}
+
 act_buf prepare_act(lfm2c_model *m, int slot, const float *x, int T, int64_t n, uint32_t wtype) {
     uint32_t fmt = act_format(m, wtype);
     act_buf a;
@@ -250,7 +261,10 @@ act_buf prepare_act(lfm2c_model *m, int slot, const float *x, int T, int64_t n, 
     uint8_t *dst = scratch_get(cpu_model_of(m)->scratch, slot, a.row * (size_t)T);
     quant_job q = {m, fmt, x, n, dst, a.row, T};
     if (T >= 8) threadpool_run(m->pool, quant_worker, &q);
-    else quant_worker(&q, 0, 1);
+    else {
+        if (threadpool_active(m->pool) > 1) claim_lines(dst, a.row * (size_t)T);
+        quant_worker(&q, 0, 1);
+    }
     a.data = dst;
     return a;
 }
