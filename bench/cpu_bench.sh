@@ -76,10 +76,10 @@ warm() {
   done
   cat "$1" > /dev/null
 }
-# membw's GB/s over $1 MB with $2 threads ($3: pieces of that many KB, optional)
-membw_gbs() { ./build/membw "$1" "$2" ${3:+"$3"} | awk -v t="$2" '$1=="threads" && $2==t":"{print $3}'; }
-# "GB/s round-trip-ns" at t threads (the round trip "-" at one thread)
-membw_probe() { ./build/membw "$1" "$2" | awk -v t="$2" '$1=="cross-core"{rt=$4} $1=="threads" && $2==t":"{g=$3} END{print g, (rt=="" ? "-" : rt)}'; }
+# "GB/s round-trip-ns": membw over $1 MB with $2 threads ($3: pieces of that many KB, optional);
+# the cross-core round trip is "-" at one thread
+membw_probe() { ./build/membw "$1" "$2" ${3:+"$3"} | awk -v t="$2" '$1=="cross-core"{rt=$4} $1=="threads" && $2==t":"{g=$3} END{print g, (rt=="" ? "-" : rt)}'; }
+membw_gbs() { membw_probe "$@" | cut -d' ' -f1; }
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 # every table names the machine it came from: the CPU kind (family / model), AMX or not, the date
