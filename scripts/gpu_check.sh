@@ -99,7 +99,7 @@ run_step() {
   echo "  $name: rc $RC in ${DUR}s" >&2
 }
 rc_word() {  # what an exit status means, for the report
-  case $1 in 0) echo ok;; 124|137) echo "TIMED OUT";; 125) echo "skipped (budget spent: rerun this stage)";; *) echo "FAILED (rc $1)";; esac
+  case $1 in 0) echo ok;; 124|137) echo "TIMED OUT";; 125) echo "skipped (budget spent: rerun this stage)";; 77) echo "skipped (no CUDA device)";; *) echo "FAILED (rc $1)";; esac
 }
 frag() { cat >>"$WORK/frag/$CUR.md"; }   # append markdown to the current stage's fragment
 tailog() { echo '```'; tail -n "${2:-15}" "$WORK/logs/$1.log" | cut -c1-300; echo '```'; }
