@@ -167,6 +167,26 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
 int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, const int *n, const int *logits_mode,
                        int n_items, lfm2c_error *err);
 
+/* ---- embeddings --------------------------------------------------------------------------------
+ * An embedding session's rows (the LFM2C_LOGITS_LAST / ALL rows of its decodes) are the final
+ * RMSNorm's output, n_embd floats: the hidden state the output head reads, which it then skips.
+ * lfm2c_session_embedding reads them (lfm2c_session_logits gives NULL for such a session). The
+ * mode changes no state: a session may switch between embedding and generating and keep its
+ * cache. CPU backend only (LFM2C_EUNSUPPORTED elsewhere). */
+int lfm2c_session_set_embeddings(lfm2c_session *s, bool on, lfm2c_error *err);
+const float *lfm2c_session_embedding(const lfm2c_session *s, int row);
+
+/* How lfm2c_embed makes one vector of a sequence: the last token's row (it has seen every
+ * token: a causal model's summary), or the mean of every token's row. */
+enum { LFM2C_POOL_LAST = 0, LFM2C_POOL_MEAN = 1 };
+/* The embedding of tokens[0..n) (1 <= n <= the session's context) into out[0..n_embd): s is
+ * reset and fed the tokens in chunks, pooled, scaled to unit length when normalize. s keeps the
+ * tokens afterwards, and its mode (embedding or not) is what it was. Returns 0 or -1. */
+int lfm2c_embed(lfm2c_session *s, const int32_t *tokens, int n, int pooling, bool normalize, float *out,
+                lfm2c_error *err);
+/* Scales v[0..n) to unit Euclidean length (left as is when all zero). */
+void lfm2c_embedding_normalize(float *v, int n);
+
 /* ---- LoRA adapters ---------------------------------------------------------------------------
  * A LoRA adapter changes weight matrices by a low-rank update, W' = W + s B A, without touching
  * the model file: the CPU backend adds s B (A x) after each adapted product. An adapter is a PEFT

@@ -215,5 +215,25 @@ expect_err "bad regex" "cannot constrain the output" "$bin" run -m $t -p x --reg
 expect_err "bad schema" "cannot constrain the output" "$bin" run -m $t -p x -j '{"type":"nope"}'
 expect_err "two constraints" "give one of" "$bin" run -m $t -p x --regex a --choice b
 expect_err "constraint with speculation" "speculative decoding" "$bin" run -m $t -p x --regex a --spec-lookup
+# embed: one unit-length vector per text (JSON Lines), -f FILE the same as arguments, a text
+# against itself cosine 1, --pooling mean differs from last, --no-normalize keeps the length
+e=data/lfm2-tiny-moe-q8_0.gguf
+"$bin" embed -m $e "The quick brown fox" "jumps over the lazy dog" > "$tmp/emb" 2>"$tmp/emb.err"
+printf 'The quick brown fox\n\njumps over the lazy dog\n' > "$tmp/texts"
+"$bin" embed -m $e -f "$tmp/texts" > "$tmp/embf" 2>/dev/null
+"$bin" embed -m $e --pooling mean --no-normalize "The quick brown fox" > "$tmp/embm" 2>/dev/null
+python3 - "$tmp/emb" "$tmp/embf" "$tmp/embm" <<'PY' && ok || bad "embed: $(cat "$tmp/emb.err")"
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 2 and all(len(r) == 64 for r in rows), [len(r) for r in rows]
+for r in rows: assert abs(math.sqrt(sum(x * x for x in r)) - 1) < 1e-5
+assert [json.loads(l) for l in open(sys.argv[2])] == rows
+m = json.loads(open(sys.argv[3]).read())
+assert len(m) == 64 and abs(math.sqrt(sum(x * x for x in m)) - 1) > 1e-3
+PY
+sim=$("$bin" embed -m $e --similarity "a b c" "a b c" "zebra" 2>/dev/null)
+python3 -c 'import sys; r=[list(map(float,l.split())) for l in sys.argv[1].splitlines()]; assert len(r)==3 and abs(r[0][1]-1)<1e-5 and abs(r[0][2])<0.999 and r[0][2]==r[2][0]' "$sim" && ok || bad "embed --similarity: $sim"
+expect_err "embed pooling" "is not last or mean" "$bin" embed -m $e --pooling cls x
+expect_err "embed context" "more than the context" "$bin" embed -m $e -c 2 "a longer text than two tokens"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -10,6 +10,7 @@
     X(chat, "interactive multi-turn chat") \
     X(serve, "OpenAI-compatible HTTP server") \
     X(logits, "write the logits at every position (float32)") \
+    X(embed, "one vector per text: a hidden state, pooled") \
     X(info, "architecture, layer plan, tensor types, memory") \
     X(tokenize, "text -> token ids") \
     X(detokenize, "token ids -> text") \

@@ -389,7 +389,8 @@ static void usage(FILE *out) {
 }
 
 static bool opens_model(const char *cmd) {
-    return !strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "serve") || !strcmp(cmd, "bench");
+    return !strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "serve") || !strcmp(cmd, "bench") ||
+           !strcmp(cmd, "embed");
 }
 
 static bool is_file(const char *path) {

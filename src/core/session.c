@@ -127,7 +127,25 @@ const int32_t *lfm2c_session_tokens(const lfm2c_session *s) { return s->tokens; 
 int lfm2c_session_n_logits_rows(const lfm2c_session *s) { return s->n_rows; }
 
 const float *lfm2c_session_logits(const lfm2c_session *s, int row) {
-    if (row < 0 || row >= s->n_rows) return NULL;
+    if (s->embeddings || row < 0 || row >= s->n_rows) return NULL;
+    return s->logits + (size_t)row * s->model->info.n_vocab;
+}
+
+int lfm2c_session_set_embeddings(lfm2c_session *s, bool on, lfm2c_error *err) {
+    if (on && s->model->backend->device != LFM2C_DEVICE_CPU) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "embeddings run on the CPU backend only (this model runs on %s)",
+                        s->model->backend->name);
+        return -1;
+    }
+    if (on && s->model->info.n_embd > s->model->info.n_vocab) /* a row holds n_vocab floats */
+        return fail(err, LFM2C_EUNSUPPORTED, "embeddings need a vocabulary at least as wide as the hidden state");
+    if (s->embeddings != on) s->n_rows = 0; /* the last rows were of the other kind */
+    s->embeddings = on;
+    return 0;
+}
+
+const float *lfm2c_session_embedding(const lfm2c_session *s, int row) {
+    if (!s->embeddings || row < 0 || row >= s->n_rows) return NULL;
     return s->logits + (size_t)row * s->model->info.n_vocab;
 }
 
@@ -273,6 +291,7 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     }
     dst->n_past = src->n_past;
     dst->n_rows = src->n_rows;
+    dst->embeddings = src->embeddings;
     memcpy(dst->lora, src->lora, sizeof dst->lora); /* the copy continues with the same weights */
     memcpy(dst->lora_scale, src->lora_scale, sizeof dst->lora_scale);
     dst->n_lora = src->n_lora;

@@ -20,7 +20,8 @@ struct lfm2c_session {
     size_t k_block;     /* bytes of one K block (KV_KB positions, n_head_kv_max heads) */
     size_t v_row;       /* bytes of one V row (kv_dim values) */
     float *conv;        /* per conv layer: [2][n_embd] = the last two u columns, oldest first */
-    float *logits;      /* [rows_cap][n_vocab] */
+    float *logits;      /* [rows_cap][n_vocab]; an embedding session's rows use the first n_embd */
+    bool embeddings;    /* rows are the final norm's output, not logits (lfm2c_session_set_embeddings) */
     int n_rows, rows_cap;
     conv_checkpoint ckpt[SESSION_MAX_CHECKPOINTS];
     int n_ckpt;

@@ -577,6 +577,10 @@ static void embed_row(lfm2c_model *m, int token, float *dst, int64_t n) {
     dequantize_row(base, row, dst, n);
 }
 
+/* A token whose logits the output head computes: it wants a row, and its sequence is not an
+ * embedding one (whose rows are the final norm's output). */
+static bool wants_head(const fwd_token *tk) { return tk->out_row >= 0 && !tk->seq->embeddings; }
+
 /* Where the head can write the logits itself: when the tokens that want them are consecutive
  * rows of one sequence's logits (a decode step; a prompt with every position's logits), their
  * first row; else NULL (they are computed together and copied out). */
@@ -584,7 +588,7 @@ static float *head_rows(const fwd_token *toks, int T, int V) {
     struct lfm2c_session *seq = NULL;
     int first = -1, n = 0;
     for (int t = 0; t < T; t++) {
-        if (toks[t].out_row < 0) continue;
+        if (!wants_head(&toks[t])) continue;
         if (!n) seq = toks[t].seq, first = toks[t].out_row;
         else if (toks[t].seq != seq || toks[t].out_row != first + n) return NULL;
         n++;
@@ -596,7 +600,7 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     const lfm2c_model_info *in = &m->info;
     const int H = in->n_embd, hd = in->head_dim;
     int n_out = 0;
-    for (int t = 0; t < T; t++) n_out += toks[t].out_row >= 0;
+    for (int t = 0; t < T; t++) n_out += wants_head(&toks[t]);
     float *direct = head_rows(toks, T, in->n_vocab); /* such logits need no scratch */
     if (!reserve_scratch(m, toks, T, direct ? 0 : n_out)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
@@ -630,17 +634,20 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
         add_norm(m, T, x, out, NULL, NULL);
     }
 
-    /* final norm and the (tied) output head, only for the tokens whose logits are wanted */
-    n_out = 0;
-    for (int t = 0; t < T; t++)
-        if (toks[t].out_row >= 0)
-            rmsnorm(a + (size_t)n_out++ * H, x + (size_t)t * H, (const float *)m->out_norm.data, H, in->norm_eps);
-    if (!n_out) return 0;
+    /* final norm, for the tokens that want a row: an embedding sequence's row is the norm's
+     * output itself; the others' go through the (tied) output head */
     const int V = in->n_vocab;
+    n_out = 0;
+    for (int t = 0; t < T; t++) {
+        if (toks[t].out_row < 0) continue;
+        float *dst = wants_head(&toks[t]) ? a + (size_t)n_out++ * H : toks[t].seq->logits + (size_t)toks[t].out_row * V;
+        rmsnorm(dst, x + (size_t)t * H, (const float *)m->out_norm.data, H, in->norm_eps);
+    }
+    if (!n_out) return 0;
     float *logits = direct ? direct : slot(m, FWD_LOGITS, sizeof(float) * (size_t)n_out * V);
     matmul(m, NULL, &m->output, a, n_out, logits);
     for (int t = 0, i = 0; !direct && t < T; t++)
-        if (toks[t].out_row >= 0)
+        if (wants_head(&toks[t]))
             memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, logits + (size_t)i++ * V, sizeof(float) * V);
     return 0;
 }
