@@ -172,7 +172,7 @@ int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, c
  * RMSNorm's output, n_embd floats: the hidden state the output head reads, which it then skips.
  * lfm2c_session_embedding reads them (lfm2c_session_logits gives NULL for such a session). The
  * mode changes no state: a session may switch between embedding and generating and keep its
- * cache. CPU backend only (LFM2C_EUNSUPPORTED elsewhere). */
+ * cache. CPU and Vulkan backends (LFM2C_EUNSUPPORTED on CUDA). */
 int lfm2c_session_set_embeddings(lfm2c_session *s, bool on, lfm2c_error *err);
 const float *lfm2c_session_embedding(const lfm2c_session *s, int row);
 

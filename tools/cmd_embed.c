@@ -16,7 +16,7 @@ static int usage(void) {
             "  --similarity         print the texts' cosine similarities (one row a text) instead\n"
             "  -f FILE              one text per line ('-' = stdin; empty lines skipped)\n"
             "  -c N                 context: the longest text it takes (default: the longest given)\n"
-            "  -t N                 threads;  --device cpu (the embeddings' backend)\n"
+            "  -t N                 threads;  --device cpu|vulkan\n"
             "  -ctk / -ctv T        KV cache types f16 (default), q8_0, f32\n" CLI_LORA_HELP);
     return 2;
 }

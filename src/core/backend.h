@@ -45,6 +45,10 @@ typedef struct lfm2c_backend {
     /* The most tokens one forward call takes (0: session.c's default): bounds the scratch memory
      * of a long prompt or a large batch; larger on a GPU, whose products fill it with columns. */
     int ubatch;
+    /* Its forward writes an embedding session's rows (session.h `embeddings`: the final norm's
+     * output, n_embd floats, where the logits would go; no head for them). false: such sessions
+     * are refused (lfm2c_session_set_embeddings). */
+    bool embeddings;
 } lfm2c_backend;
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */

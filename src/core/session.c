@@ -132,8 +132,9 @@ const float *lfm2c_session_logits(const lfm2c_session *s, int row) {
 }
 
 int lfm2c_session_set_embeddings(lfm2c_session *s, bool on, lfm2c_error *err) {
-    if (on && s->model->backend->device != LFM2C_DEVICE_CPU) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "embeddings run on the CPU backend only (this model runs on %s)",
+    if (on && !s->model->backend->embeddings) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                        "embeddings run on the CPU and Vulkan backends (this model runs on %s)",
                         s->model->backend->name);
         return -1;
     }

@@ -240,4 +240,5 @@ const lfm2c_backend backend_cpu = {
     .conv_pull = NULL,
     .conv_push = NULL,
     .forward = forward_cpu,
+    .embeddings = true,
 };

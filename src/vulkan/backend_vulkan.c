@@ -71,7 +71,7 @@ typedef struct vk_weight {
 typedef struct vk_scratch {
     int cap; /* tokens */
     vbuf x, a, out, big, big2, hid, router, wsel, sel, G, U, D, cnt, list;
-    vbuf logits, batch; /* host-visible */
+    vbuf logits, emb, batch; /* host-visible (emb: the output rows' final norm, for embedding sessions) */
 } vk_scratch;
 
 typedef struct vk_model {
@@ -804,8 +804,8 @@ static int upload_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err) 
 
 static void scratch_free(vk_model *vm) {
     vk_scratch *s = &vm->s;
-    vbuf *bs[] = {&s->x,   &s->a, &s->out, &s->big, &s->big2, &s->hid,  &s->router, &s->wsel,
-                  &s->sel, &s->G, &s->U,   &s->D,   &s->cnt,  &s->list, &s->logits, &s->batch};
+    vbuf *bs[] = {&s->x, &s->a, &s->out, &s->big, &s->big2, &s->hid,    &s->router, &s->wsel, &s->sel,
+                  &s->G, &s->U, &s->D,   &s->cnt, &s->list, &s->logits, &s->emb,    &s->batch};
     for (size_t i = 0; i < sizeof bs / sizeof *bs; i++) buf_free(vm, bs[i]);
     s->cap = 0;
 }
@@ -891,6 +891,7 @@ static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2
         {&s->cnt, E * 4, 0},
         {&s->list, E * c * 4, 0},
         {&s->logits, c * in->n_vocab * f, 1},
+        {&s->emb, c * H * f, 1},
         {&s->batch, (batch_rope(cap) + c * in->head_dim) * 4, 1},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
@@ -1162,8 +1163,9 @@ static void conv_block(vk_model *vm, const lfm2c_model *m, const layer *L, int T
     dense(vm, &L->conv_out, s->hid.addr, T, s->out.addr);
 }
 
-/* Records every dispatch of one forward over a batch whose table is in s->batch. */
-static void record(vk_model *vm, const lfm2c_model *m, int T, int n_seq, int n_out) {
+/* Records every dispatch of one forward over a batch whose table is in s->batch; with emb, the
+ * output rows' final norm is also copied to s->emb (some of them are embedding sessions'). */
+static void record(vk_model *vm, const lfm2c_model *m, int T, int n_seq, int n_out, bool emb) {
     const lfm2c_model_info *in = &m->info;
     vk_scratch *s = &vm->s;
     struct {
@@ -1194,7 +1196,23 @@ static void record(vk_model *vm, const lfm2c_model *m, int T, int n_seq, int n_o
     }
     if (!n_out) return;
     add_rmsnorm(vm, m, s->out.addr, &m->out_norm, s->a.addr, n_out, s->batch.addr + 4ull * batch_out_tok(s->cap));
+    if (emb)
+        vkCmdCopyBuffer(vm->cb, s->a.buf, s->emb.buf, 1, &(VkBufferCopy){0, 0, (VkDeviceSize)n_out * in->n_embd * 4});
     dense(vm, &m->output, s->a.addr, n_out, s->logits.addr);
+}
+
+/* The output rows into their sessions: an embedding session's the final norm (s->emb), the
+ * others' logits. */
+static void rows_out(vk_model *vm, const lfm2c_model *m, const fwd_token *toks, int T) {
+    const int V = m->info.n_vocab, H = m->info.n_embd;
+    const float *lg = vm->s.logits.map, *em = vm->s.emb.map;
+    for (int t = 0, i = 0; t < T; t++) {
+        if (toks[t].out_row < 0) continue;
+        float *dst = toks[t].seq->logits + (size_t)toks[t].out_row * V;
+        if (toks[t].seq->embeddings) memcpy(dst, em + (size_t)i * H, sizeof(float) * (size_t)H);
+        else memcpy(dst, lg + (size_t)i * V, sizeof(float) * (size_t)V);
+        i++;
+    }
 }
 
 /* Fills the batch table: tokens with their previous-token links and cache addresses, the last
@@ -1263,18 +1281,14 @@ static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_er
             vkCmdResetQueryPool(vm->cb, vm->timer, 0, 2);
             vkCmdWriteTimestamp(vm->cb, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, vm->timer, 0);
         }
-        record(vm, m, T, n_seq, n_out);
+        bool emb = false;
+        for (int t = 0; t < T; t++) emb |= toks[t].out_row >= 0 && toks[t].seq->embeddings;
+        record(vm, m, T, n_seq, n_out, emb);
         if (vm->timer) vkCmdWriteTimestamp(vm->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vm->timer, 1);
         rc = rec_submit(vm, err);
         if (!rc && vm->timer) timer_read(vm, &m->prof);
     }
-    if (!rc) {
-        const int V = m->info.n_vocab;
-        const float *lg = vm->s.logits.map;
-        for (int t = 0, i = 0; t < T; t++)
-            if (toks[t].out_row >= 0)
-                memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, lg + (size_t)i++ * V, sizeof(float) * V);
-    }
+    if (!rc) rows_out(vm, m, toks, T);
     pthread_mutex_unlock(&vm->lock);
     return rc;
 }
@@ -1282,8 +1296,17 @@ static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_er
 /* ---- the backend table entry (backend.h) ------------------------------------------------------------- */
 
 const lfm2c_backend backend_vulkan = {
-    "vulkan",          LFM2C_DEVICE_VULKAN, vulkan_model_init,
-    vulkan_model_free, vulkan_session_init, vulkan_session_free,
-    vulkan_kv_reserve, vulkan_kv_copy,      vulkan_conv_pull,
-    vulkan_conv_push,  vulkan_forward,      0, /* ubatch: session.c's default */
+    "vulkan",
+    LFM2C_DEVICE_VULKAN,
+    vulkan_model_init,
+    vulkan_model_free,
+    vulkan_session_init,
+    vulkan_session_free,
+    vulkan_kv_reserve,
+    vulkan_kv_copy,
+    vulkan_conv_pull,
+    vulkan_conv_push,
+    vulkan_forward,
+    0,    /* ubatch: session.c's default */
+    true, /* embeddings */
 };

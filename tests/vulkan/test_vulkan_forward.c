@@ -3,7 +3,8 @@
  * path (the same F16 KV cache) and vs the goldens (F32 fixtures: the golden's 1e-3 plus the F16
  * cache's 1e-2; quantized ones: the CPU fast path's bound against the dequantized reference),
  * greedy continuations of the F32 fixtures, several sessions in one batch == each alone,
- * checkpoints / truncation / reset (conv state host <-> device), session copies, and a model that does not fit
+ * checkpoints / truncation / reset (conv state host <-> device), session copies, embedding
+ * sessions' rows against the CPU's and beside a generating one, and a model that does not fit
  * the device's memory (LFM2C_VULKAN_MEMORY_MB) failing with a clear message; and the paths the
  * default picks leave out on this device (check_paths): the tiled GEMM for every batch, the
  * shared-memory GEMV reduction, copied weights (on lavapipe they are imported), each against the
@@ -109,6 +110,45 @@ static void check_sessions(lfm2c_model *m, const char *nm, const int32_t *ids, i
     for (int i = 0; i < NS; i++) lfm2c_session_free(ss[i]);
 }
 
+/* Embedding sessions (the final norm's output as rows): Vulkan's against the CPU --reference
+ * path's, and in one batch beside a generating session each row as alone. */
+static void check_embeddings(lfm2c_model *gpu, lfm2c_model *ref, const char *nm, const int32_t *ids, int n) {
+    const int H = lfm2c_model_get_info(gpu)->n_embd, V = lfm2c_model_get_info(gpu)->n_vocab;
+    lfm2c_error err = {0};
+    lfm2c_session *e = lfm2c_session_new(gpu, 64, &err), *r = lfm2c_session_new(ref, 64, &err);
+    lfm2c_session *e2 = lfm2c_session_new(gpu, 64, &err), *g = lfm2c_session_new(gpu, 64, &err),
+                  *g2 = lfm2c_session_new(gpu, 64, &err);
+    bool ok = e && r && e2 && g && g2 && !lfm2c_session_set_embeddings(e, true, &err) &&
+              !lfm2c_session_set_embeddings(r, true, &err) && !lfm2c_session_set_embeddings(e2, true, &err);
+    CHECK(ok, "%s: embedding sessions: %s", nm, err.msg);
+    if (ok) {
+        lfm2c_session_decode(e, ids, n, LFM2C_LOGITS_ALL, &err);
+        lfm2c_session_decode(r, ids, n, LFM2C_LOGITS_ALL, &err);
+        double worst = 0;
+        for (int i = 0; i < n; i++)
+            worst = fmax(worst, test_maxabs(lfm2c_session_embedding(e, i), lfm2c_session_embedding(r, i), H));
+        CHECK(worst <= 2e-3, "%s: Vulkan embedding rows differ from the CPU --reference by %g", nm, worst);
+        lfm2c_session *ss[2] = {e2, g};
+        const int32_t *tk[2] = {ids, ids};
+        int nn[2] = {n, n}, modes[2] = {LFM2C_LOGITS_ALL, LFM2C_LOGITS_LAST};
+        CHECK(lfm2c_decode_batch(ss, tk, nn, modes, 2, &err) == 0, "%s: batch: %s", nm, err.msg);
+        lfm2c_session_decode(g2, ids, n, LFM2C_LOGITS_LAST, &err);
+        double de = 0;
+        for (int i = 0; i < n; i++)
+            de = fmax(de, test_maxabs(lfm2c_session_embedding(e2, i), lfm2c_session_embedding(e, i), H));
+        double dg = test_maxabs(lfm2c_session_logits(g, 0), lfm2c_session_logits(g2, 0), V);
+        /* the batch's products may take another path than one session's (tiled GEMM / GEMV):
+         * the same bounds as the logits' here and against the reference */
+        CHECK(de <= 2e-3 && dg <= 1e-3, "%s: beside a generating session: embeddings %g, logits %g", nm, de, dg);
+        printf("%-26s embeddings vs --reference %.2e, batched vs alone %.2e\n", nm, worst, de);
+    }
+    lfm2c_session_free(e);
+    lfm2c_session_free(r);
+    lfm2c_session_free(e2);
+    lfm2c_session_free(g);
+    lfm2c_session_free(g2);
+}
+
 static void check_fixture(const char *nm) {
     char path[512];
     snprintf(path, sizeof path, "data/%s.golden.json", nm);
@@ -165,6 +205,7 @@ static void check_fixture(const char *nm) {
         lfm2c_session_free(s);
     }
     check_sessions(gpu, nm, ids, n, batch + (size_t)(n - 1) * V);
+    check_embeddings(gpu, ref, nm, ids, n);
     free(golden);
     free(batch);
     free(one);
