@@ -167,6 +167,37 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   echo "$out" | grep '^FAIL' >&2
   tally "frameworks.mjs" "$out"
   fi   # QUICK
+  # embeddings: on the CPU the official clients and the RAG libraries, every vector against
+  # `lfm2c embed`; on Vulkan one vector (test_vulkan_forward checks its rows against the CPU's);
+  # on CUDA a clear 400
+  if [ "${LFM2C_TEST_SERVE_DEVICE:-cpu}" = cpu ]; then
+    out=$(cd server && timeout 300 node embeddings.mjs "http://127.0.0.1:$PORT" $KEY "$LFM2C" ../$MODEL 2>&1)
+    echo "$out" | grep -v '^[0-9]* passed' >&2
+    tally "embeddings.mjs" "$out"
+    if [ "$QUICK" != 1 ]; then
+      out=$(cd clients && timeout 300 node embeddings.mjs "http://127.0.0.1:$PORT" $KEY fixture "$LFM2C" ../$MODEL 2>&1)
+      echo "$out" | grep -v '^[0-9]* passed' >&2
+      tally "clients/embeddings.mjs" "$out"
+    fi
+    many=$(python3 -c 'import json; print(json.dumps({"input": ["x"] * 2049}))')
+    req POST /v1/embeddings "$many" "${AUTH[@]}"
+    check "embeddings: 2049 inputs -> 400" '[ "$STATUS" = 400 ] && error_shape && [ "$(error_param)" = input ]'
+    for body in '{"input":["a",5]}' '{"input":[[1,"a"]]}' '{"input":"a","dimensions":"8"}' '{"input":"a","encoding_format":7}' '{"input":true}'; do
+      req POST /v1/embeddings "$body" "${AUTH[@]}"
+      check "embeddings: $body -> 400" '[ "$STATUS" = 400 ] && error_shape'
+    done
+    for body in '{"model":"fixture","input":[1,2]}' '{"model":7,"input":"a"}' '{"model":"fixture","input":"a","truncate":"no"}' '{"model":"fixture","prompt":["a"]}'; do
+      path=/api/embed; case $body in *prompt*) path=/api/embeddings;; esac
+      req POST $path "$body" "${AUTH[@]}"
+      check "ollama $path: $body -> 400" '[ "$STATUS" = 400 ] && python3 -c "import json,sys; assert json.load(open(sys.argv[1]))[\"error\"]" "$TMP/body"'
+    done
+  elif [ "$LFM2C_TEST_SERVE_DEVICE" = vulkan ]; then
+    req POST /v1/embeddings '{"input":"hi","encoding_format":"float"}' "${AUTH[@]}"
+    check "embeddings on vulkan" '[ "$STATUS" = 200 ] && python3 -c "import json,sys; v=json.load(open(sys.argv[1]))[\"data\"][0][\"embedding\"]; assert len(v)==64 and abs(sum(x*x for x in v)-1)<1e-4" "$TMP/body"'
+  else
+    req POST /v1/embeddings '{"input":"hi"}' "${AUTH[@]}"
+    check "embeddings on $LFM2C_TEST_SERVE_DEVICE -> 400 naming the backends" '[ "$STATUS" = 400 ] && error_shape && grep -q "CPU and Vulkan" "$TMP/body"'
+  fi
   kill $WATCH 2>/dev/null
 
   req GET /health ''

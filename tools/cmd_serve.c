@@ -45,6 +45,8 @@ static const char USAGE[] =
     "  --reasoning-format F  split (default): a thinking model's <think> block goes to each API's\n"
     "                        reasoning field (reasoning_content, reasoning items, thinking\n"
     "                        blocks, Ollama's thinking); none: the raw text is the answer\n"
+    "  --pooling last|mean   how /v1/embeddings and /api/embed make one vector of a text: the last\n"
+    "                        token's hidden state (default) or the mean of all\n"
     "  --reasoning-budget N  tokens of thinking before </think> is forced (default -1: no limit;\n"
     "                        0: close the block at once); requests may ask for less\n"
     "  --test-script         for tests only: a request's 'test_script' text is its output\n"
@@ -205,7 +207,7 @@ typedef struct serve_opts {
     const char *model_path, *host, *api_key, *key_file, *alias, *tmpl_file, *cors;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
     int max_detok, max_messages, max_stop, drain_timeout, ready_queue_max, reasoning_format, reasoning_budget;
-    int device, n_lora, prefill_chunk;
+    int device, n_lora, prefill_chunk, pooling;
     long max_req_mem, max_body, max_tok_bytes;
     bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script;
     char *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
@@ -331,6 +333,11 @@ static int serve_parse(int argc, char **argv, serve_opts *o) {
                 o->reasoning_format = SERVER_REASONING_SPLIT;
             else if (!strcmp(v, "none")) o->reasoning_format = SERVER_REASONING_NONE;
             else return cli_fail("--reasoning-format must be split or none, not '%s'", v), 2;
+        } else if (!strcmp(a, "--pooling")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!strcmp(v, "last")) o->pooling = LFM2C_POOL_LAST;
+            else if (!strcmp(v, "mean")) o->pooling = LFM2C_POOL_MEAN;
+            else return cli_fail("--pooling must be last or mean, not '%s'", v), 2;
         } else return cli_unknown_option("serve", a, USAGE);
     }
     return -1;
@@ -417,6 +424,7 @@ static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
                          .alias = o->alias ? o->alias : (base ? base + 1 : o->model_path),
                          .chat_template = r->tmpl,
                          .reasoning_format = o->reasoning_format,
+                         .pooling = o->pooling,
                          .limit_reasoning = o->reasoning_budget >= 0,
                          .reasoning_budget = o->reasoning_budget,
                          .test_script = o->test_script,

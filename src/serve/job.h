@@ -84,6 +84,16 @@ int req_common(serve_api *api, json_t *body, sched_req *r, gen_opts *o, bool cha
 int req_fit_context(serve_api *api, sched_req *r, gen_opts *o, const char *param, http_err *e);
 /* The job's one request per prompt -> o.n choices of each (choice k with seed + k). */
 int job_expand(serve_api *api, job *j, http_err *e);
+/* The "model" of a body (absent: the served one) -> j->model_id, and the LoRA adapter it names
+ * on j's first request; 404 model_not_found for another model unless --any-model. */
+int job_check_model(serve_api *api, json_t *body, job *j, http_err *e);
+/* The prompts of a body's field `param` (a string, an array of token ids, or an array of
+ * either) as a JSON array of them; NULL with e set. */
+json_t *req_prompt_list(json_t *p, const char *param, http_err *e);
+/* One of those prompts (the which-th) as token ids (a string with BOS where the model adds
+ * one); a token array longer than the context is refused. */
+int req_prompt_tokens(serve_api *api, json_t *p, const char *param, size_t which, int32_t **out, int *n_out,
+                      http_err *e);
 /* A model id names this server's model (alias, file name with or without .gguf). */
 bool api_model_matches(const serve_api *api, const char *id);
 /* The LoRA adapter a model id names (NAME or ALIAS:NAME); -1: none. */

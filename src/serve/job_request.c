@@ -371,34 +371,34 @@ static char *prompt_text(serve_api *api, const int32_t *t, int n, size_t *len) {
     return text;
 }
 
-/* One prompt of /v1/completions (a string or an array of token ids) as token ids. */
-static int completion_prompt(serve_api *api, json_t *p, size_t which, int32_t **out, int *n_out, http_err *e) {
+int req_prompt_tokens(serve_api *api, json_t *p, const char *param, size_t which, int32_t **out, int *n_out,
+                      http_err *e) {
     lfm2c_error err = {0};
     if (json_is_string(p)) {
         const lfm2c_model_info *mi = lfm2c_model_get_info(api->model);
         if (json_string_length(p) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx)
-            return http_set_err(e, 400, "context_length_exceeded", "prompt",
-                                "the prompt is far longer than the context of %d tokens", api->n_ctx);
+            return http_set_err(e, 400, "context_length_exceeded", param,
+                                "'%s' %zu is far longer than the context of %d tokens", param, which, api->n_ctx);
         *out = lfm2c_tokenize(api->model, json_string_value(p), json_string_length(p), mi->add_bos, true, n_out, &err);
         if (!*out)
-            return http_set_err(e, 400, "invalid_value", "prompt", "cannot tokenize prompt %zu: %s", which, err.msg);
+            return http_set_err(e, 400, "invalid_value", param, "cannot tokenize '%s' %zu: %s", param, which, err.msg);
         return 0;
     }
     size_t n = json_array_size(p), i;
     json_t *t;
     if (!json_is_array(p) || n == 0)
         return http_set_err(
-            e, 400, "invalid_type", "prompt",
-            "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
+            e, 400, "invalid_type", param,
+            "'%s' must be a string, an array of strings, an array of token ids or an array of such arrays", param);
     if (n > (size_t)api->n_ctx)
-        return http_set_err(e, 400, "context_length_exceeded", "prompt",
-                            "this model's context is %d tokens; prompt %zu has %zu tokens", api->n_ctx, which, n);
+        return http_set_err(e, 400, "context_length_exceeded", param,
+                            "this model's context is %d tokens; '%s' %zu has %zu tokens", api->n_ctx, param, which, n);
     if (!(*out = malloc(n * sizeof **out))) return http_set_err(e, 500, NULL, NULL, "out of memory");
     json_array_foreach(p, i, t) {
         if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) >= api->n_vocab) {
             free(*out);
             *out = NULL;
-            return http_set_err(e, 400, "invalid_value", "prompt", "prompt[%zu] is not a token id of this model", i);
+            return http_set_err(e, 400, "invalid_value", param, "%s[%zu] is not a token id of this model", param, i);
         }
         (*out)[i] = (int32_t)json_integer_value(t);
     }
@@ -406,13 +406,12 @@ static int completion_prompt(serve_api *api, json_t *p, size_t which, int32_t **
     return 0;
 }
 
-/* The prompts of a /v1/completions body: one string or token array, or an array of them. */
-static json_t *completion_prompts(json_t *p, http_err *e) {
+json_t *req_prompt_list(json_t *p, const char *param, http_err *e) {
     if (json_is_string(p)) return json_pack("[O]", p);
     if (!json_is_array(p) || json_array_size(p) == 0) {
-        http_set_err(
-            e, 400, p ? "invalid_type" : "missing_required_parameter", "prompt",
-            "'prompt' must be a string, an array of strings, an array of token ids or an array of such arrays");
+        http_set_err(e, 400, p ? "invalid_type" : "missing_required_parameter", param,
+                     "'%s' must be a string, an array of strings, an array of token ids or an array of such arrays",
+                     param);
         return NULL;
     }
     json_t *first = json_array_get(p, 0);
@@ -421,7 +420,7 @@ static json_t *completion_prompts(json_t *p, http_err *e) {
     json_t *x;
     json_array_foreach(p, i, x) {
         if (!json_is_string(x) && !json_is_array(x)) {
-            http_set_err(e, 400, "invalid_type", "prompt", "prompt[%zu] must be a string or an array of token ids", i);
+            http_set_err(e, 400, "invalid_type", param, "%s[%zu] must be a string or an array of token ids", param, i);
             return NULL;
         }
     }
@@ -492,7 +491,7 @@ static int build_completion(serve_api *api, json_t *body, job *j, http_err *e) {
         json_string_length(suffix) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) /* before tokenizing */
         return http_set_err(e, 400, "context_length_exceeded", "suffix",
                             "'suffix' is far longer than the context of %d tokens", api->n_ctx);
-    json_t *prompts = completion_prompts(json_object_get(body, "prompt"), e);
+    json_t *prompts = req_prompt_list(json_object_get(body, "prompt"), "prompt", e);
     if (!prompts) return -1;
     size_t np = json_array_size(prompts);
     int rc = 0;
@@ -516,7 +515,7 @@ static int build_completion(serve_api *api, json_t *body, job *j, http_err *e) {
         json_t *p = json_array_get(prompts, i);
         int32_t *toks = NULL;
         int nt = 0;
-        if ((rc = completion_prompt(api, p, i, &toks, &nt, e))) break;
+        if ((rc = req_prompt_tokens(api, p, "prompt", i, &toks, &nt, e))) break;
         sched_req *r = i == 0 ? b : req_clone(api, b, toks, nt);
         if (!r) {
             free(toks);
@@ -553,7 +552,7 @@ out:
 /* The request's "model" must name the served model (its alias or file name, with or without
  * .gguf) or one of its LoRA adapters (NAME or ALIAS:NAME: the request runs with it), unless the
  * server accepts any name (--any-model). An absent model is accepted. */
-static int check_model(serve_api *api, json_t *body, job *j, http_err *e) {
+int job_check_model(serve_api *api, json_t *body, job *j, http_err *e) {
     sched_req *r = j->rs[0];
     json_t *m = json_object_get(body, "model");
     j->model_id = api->alias;
@@ -575,6 +574,6 @@ static int check_model(serve_api *api, json_t *body, job *j, http_err *e) {
 }
 
 int job_build(serve_api *api, json_t *body, job *j, bool chat, http_err *e) {
-    if (check_model(api, body, j, e)) return -1;
+    if (job_check_model(api, body, j, e)) return -1;
     return chat ? job_build_chat(api, body, j, e) : build_completion(api, body, j, e);
 }

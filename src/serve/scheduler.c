@@ -43,7 +43,7 @@ typedef struct slot {
 struct sched {
     lfm2c_model *model;
     sched_params p;
-    int n_vocab;
+    int n_vocab, n_embd;
     slot *slots;
     sched_req **queue;
     int n_queue;
@@ -107,6 +107,7 @@ static void req_free(sched_req *r) {
     free(r->script);
     free(r->logprobs);
     free(r->prompt_lp);
+    free(r->embedding);
     pthread_cond_destroy(&r->cond);
     free(r);
 }
@@ -303,6 +304,24 @@ static void prompt_logprobs_record(sched *s, slot *sl, int from, int n) {
                          r->prompt[from + j + 1]);
     }
     sl->cap_prompt_lp = cap;
+}
+
+/* An embedding request's rows of the chunk just read (n tokens; lock held) into its embedding
+ * (zeroed n_embd floats, the caller's): a mean adds them all, the last token's row is the
+ * embedding; at the prompt's end the mean is divided. */
+static void embed_record(sched *s, slot *sl, int n, bool at_end) {
+    sched_req *r = sl->req;
+    const int H = s->n_embd;
+    if (r->pooling == LFM2C_POOL_LAST) {
+        if (at_end) memcpy(r->embedding, lfm2c_session_embedding(sl->sess, 0), sizeof(float) * (size_t)H);
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        const float *row = lfm2c_session_embedding(sl->sess, j);
+        for (int i = 0; i < H; i++) r->embedding[i] += row[i];
+    }
+    if (at_end)
+        for (int i = 0; i < H; i++) r->embedding[i] /= (float)r->n_prompt;
 }
 
 /* ---- slots -------------------------------------------------------------------------------- */
@@ -682,6 +701,7 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
  * must read its whole prompt (lock held; the session of a free slot is not being fed). */
 static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
     if (s->p.no_prefix_reuse || r->prompt_logprobs) return 0; /* every position's logits are needed */
+    if (r->embed && r->pooling == LFM2C_POOL_MEAN) return 0;  /* every position's row */
     if (sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) return 0; /* other weights */
     return lfm2c_session_reusable(sl->sess, r->prompt, r->n_prompt);
 }
@@ -698,6 +718,20 @@ static bool start_cancelled(sched *s, sched_req *r) {
     return true;
 }
 
+/* A request its slot's session cannot run (its adapter, or embeddings, on this backend): it
+ * fails with msg (status: 400 when the request asked for what this server lacks, else 0). */
+static void start_failed(sched *s, slot *sl, sched_req *r, const char *msg, int status) {
+    pthread_mutex_lock(&s->mu);
+    if (!start_cancelled(s, r)) {
+        slot_setup(s, sl, r, 0);
+        if (sl->req) {
+            r->error_status = status;
+            slot_fail(s, sl, msg);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Gives a queued request the free slot sharing the longest prefix with its prompt. Runs on the
  * scheduler thread without the lock (it may re-feed tokens after restoring a checkpoint). */
 static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
@@ -709,17 +743,14 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
         sl->lora_scale = scale;
         if (rc) {
             lfm2c_session_set_lora(sl->sess, NULL, NULL, 0, NULL);
-            pthread_mutex_lock(&s->mu);
-            if (start_cancelled(s, r)) {
-                pthread_mutex_unlock(&s->mu);
-                return;
-            }
-            slot_setup(s, sl, r, 0);
-            if (sl->req) slot_fail(s, sl, err.msg);
-            pthread_mutex_unlock(&s->mu);
+            start_failed(s, sl, r, err.msg, 0);
             return;
         }
         keep = 0;
+    }
+    if (lfm2c_session_set_embeddings(sl->sess, r->embed, &err)) { /* the mode keeps the cache */
+        start_failed(s, sl, r, err.msg, 400);
+        return;
     }
     if (keep == 0) lfm2c_session_reset(sl->sess);
     else if (lfm2c_session_sync(sl->sess, r->prompt, r->n_prompt, &keep, &err) != 0) keep = 0; /* reset: read it all */
@@ -896,13 +927,14 @@ static bool step(sched *s) {
                     n = j + 1;
                     break;
                 }
-            if (r->prompt_logprobs && n > PROMPT_LOGPROBS_CHUNK) n = PROMPT_LOGPROBS_CHUNK; /* bounds the logits rows */
+            const bool all_rows = r->prompt_logprobs || (r->embed && r->pooling == LFM2C_POOL_MEAN);
+            if (all_rows && n > PROMPT_LOGPROBS_CHUNK) n = PROMPT_LOGPROBS_CHUNK; /* bounds the rows */
             budget -= n;
             n_prefill += n;
             sess[n_items] = sl->sess;
             toks[n_items] = r->prompt + sl->n_fed;
             ns[n_items] = n;
-            modes[n_items] = r->prompt_logprobs             ? LFM2C_LOGITS_ALL
+            modes[n_items] = all_rows                       ? LFM2C_LOGITS_ALL
                              : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST
                                                             : LFM2C_LOGITS_NONE;
         } else if (sl->next >= 0) {
@@ -948,6 +980,7 @@ static bool step(sched *s) {
         int row = 0;
         if (sl->n_fed < sl->req->n_prompt) {
             if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
+            if (sl->req->embed) embed_record(s, sl, ns[k], sl->n_fed + ns[k] == sl->req->n_prompt);
             sl->n_fed += ns[k];
             lfm2c_session_checkpoint(sl->sess);
             if (sl->n_fed < sl->req->n_prompt) continue;
@@ -1035,6 +1068,7 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     if (s->p.prefill_chunk < 1) s->p.prefill_chunk = 512;
     if (s->p.spec_on && s->p.spec.draft_max < 1) s->p.spec_on = false;
     s->n_vocab = lfm2c_vocab_size(model);
+    s->n_embd = lfm2c_model_get_info(model)->n_embd;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     s->slots = calloc((size_t)s->p.n_slots, sizeof *s->slots);

@@ -78,6 +78,9 @@ typedef struct sched_req {
                                    open a block first, and they apply to the answer after it; false:
                                    they apply from the first token */
     int think_budget;   /* tokens inside the block before </think> is forced; -1: no limit */
+    bool embed;         /* an embedding: the prompt is read in an embedding session (lfm2c.h)
+                                   and pooled into `embedding`; nothing is generated */
+    int pooling;        /* with embed: LFM2C_POOL_LAST or LFM2C_POOL_MEAN */
     int32_t *script;    /* tests (serve --test-script): the tokens to pick, each through the
                                    mask, then an end of generation (owned) */
     int n_script;
@@ -96,6 +99,8 @@ typedef struct sched_req {
     sched_logprob *prompt_lp; /* with prompt_logprobs: one per prompt token once it is read
                                    (the first has logprob NAN: nothing predicts it) */
     int n_prompt_lp;
+    float *embedding;          /* with embed: n_embd zeroes the caller allocates; the vector once finished
+                                   (not normalized; owned, freed with the request) */
     int n_generated, n_cached; /* completion tokens; prompt tokens reused from a slot */
     double t_submit, t_first;  /* seconds (monotonic): submission and first token */
     int finish;                /* FINISH_*; != NONE: done */

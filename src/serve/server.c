@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "serve/http.h"
 #include "serve/job.h"
+#include "serve/embeddings.h"
 #include "serve/openai.h"
 #include "serve/server_dialect.h"
 
@@ -261,6 +262,7 @@ static void build_routes(void) {
     add_routes(responses_routes, responses_n_routes);
     add_routes(anthropic_routes, anthropic_n_routes);
     add_routes(ollama_routes, ollama_n_routes);
+    add_routes(embedding_routes, embedding_n_routes);
 }
 
 /* The error shape of a path (any path, routed or not): that of the API it belongs to. */

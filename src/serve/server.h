@@ -19,6 +19,7 @@ typedef struct server_params {
     const char *alias;          /* model id shown to clients */
     const char *chat_template;  /* template source, NULL: the model's */
     int reasoning_format;       /* SERVER_REASONING_*: a thinking block apart from the answer, or not */
+    int pooling;                /* LFM2C_POOL_*: one vector of a text for the embedding routes */
     bool limit_reasoning;       /* reasoning_budget applies (else no limit) */
     int reasoning_budget;       /* tokens of thinking before </think> is forced (0: closed at once);
                                    a request may ask for less, never more */
