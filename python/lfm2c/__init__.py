@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED = range(1, 8)
 _LOGITS = {"none": 0, "last": 1, "all": 2}
+_POOLING = {"last": 0, "mean": 1}
 _DEVICES = {"cpu": 0, "cuda": 1}
 
 
@@ -300,6 +301,30 @@ class Model:
             decode_batch([r[0] for r in run], [r[1] for r in run])
         return ["".join(q[4]) + q[2].flush() for q in seqs]
 
+    # -- embeddings
+    def embed(self, texts, pooling="last", normalize=True, add_bos=None):
+        """The embedding of a text (str, or a list of token ids) as array('f') of n_embd values, or
+        of each text of a list of str, as a list of them: the hidden state the output head reads,
+        of the last token ("last") or the mean over the tokens ("mean"), unit length unless
+        normalize=False. The same vectors as `lfm2c embed` and the server's /v1/embeddings."""
+        many = isinstance(texts, (list, tuple)) and texts and all(isinstance(t, str) for t in texts)
+        ids = [self.tokenize(t, add_bos) if isinstance(t, str) else list(t) for t in (texts if many else [texts])]
+        if pooling not in _POOLING:
+            raise Error("pooling must be 'last' or 'mean', not %r" % (pooling,), EINVAL)
+        if not all(ids):
+            raise Error("nothing to embed", EINVAL)
+        s, out = Session(self, max(len(t) for t in ids)), []
+        try:
+            for t in ids:
+                buf, n = _ids(t)
+                vec, err = (ctypes.c_float * self.n_embd)(), _lib.ErrorStruct()
+                if lib.lfm2c_embed(s.handle, buf, n, _POOLING[pooling], normalize, vec, ctypes.byref(err)):
+                    _check(err)
+                out.append(array.array("f", bytes(vec)))
+        finally:
+            s.close()
+        return out if many else out[0]
+
     def session(self, n_ctx=None):
         """A new session (KV cache + conv state) of n_ctx positions (default: the trained context)."""
         return Session(self, n_ctx or self.n_ctx_train)
@@ -366,7 +391,23 @@ class Session:
             raise Error("no logits row %d (the last decode produced %d)"
                         % (row, lib.lfm2c_session_n_logits_rows(self.handle)), EINVAL)
         p = lib.lfm2c_session_logits(self.handle, row)
+        if not p:
+            raise Error("an embedding session's rows are embeddings (embedding(row)), not logits", EINVAL)
         return array.array("f", ctypes.string_at(p, self.model.n_vocab * 4))
+
+    def set_embeddings(self, on=True):
+        """From now on the rows of a decode are embeddings (the final norm's output, n_embd
+        values: embedding(row)) instead of logits; the cache is kept."""
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_set_embeddings(self.handle, on, ctypes.byref(err)):
+            _check(err)
+
+    def embedding(self, row=0):
+        """Row `row` of the last decode of an embedding session, as array('f') of n_embd values."""
+        p = lib.lfm2c_session_embedding(self.handle, row)
+        if not p:
+            raise Error("no embedding row %d (set_embeddings(True) before the decode)" % row, EINVAL)
+        return array.array("f", ctypes.string_at(p, self.model.n_embd * 4))
 
     def reset(self):
         lib.lfm2c_session_reset(self.handle)

@@ -1,7 +1,8 @@
 """test_lfm2c.py — the Python package (python/lfm2c) over liblfm2c.so: model info against the
 library's own answers (so a struct layout out of step with lfm2c.h fails here), tokenize /
 detokenize against the CLI, generate and streaming against `lfm2c run --temp 0`, batched
-generation against separate ones, sessions (prefix reuse, copy, truncate), LoRA adapters
+generation against separate ones, sessions (prefix reuse, copy, truncate), embeddings against
+`lfm2c embed`, LoRA adapters
 against `lfm2c run --lora`, chat with the model's template and tool-call parsing, and errors as
 lfm2c.Error with the library's message."""
 import json
@@ -231,3 +232,27 @@ def test_lora_matches_cli(model, model_path, cli, tmp_path):
         model.load_lora(str(tmp_path / "missing.gguf"))
     assert "missing.gguf" in str(e.value)
     lo.close()
+
+
+def test_embed_matches_cli(model, model_path, cli):
+    texts = ["The quick brown fox", "zebra"]
+    for pooling in ("last", "mean"):
+        want = [json.loads(l) for l in run_cli(cli, "embed", "-m", model_path, "--pooling", pooling, *texts).splitlines()]
+        got = model.embed(texts, pooling=pooling)
+        assert len(got) == 2 and all(len(v) == model.n_embd for v in got)
+        assert all(abs(a - b) < 1e-6 for v, w in zip(got, want) for a, b in zip(v, w))
+    one = model.embed(texts[1])
+    assert list(one) == list(model.embed(texts)[1])
+    raw = model.embed(texts[0], normalize=False)
+    assert abs(sum(x * x for x in raw) ** 0.5 - 1) > 1e-3
+    # a session's rows: the last one is the "last" pooling's vector before normalizing
+    with model.session(64) as s:
+        s.set_embeddings(True)
+        s.decode(model.tokenize(texts[0]), logits="all")
+        assert list(s.embedding(len(model.tokenize(texts[0])) - 1)) == list(raw)
+        with pytest.raises(lfm2c.Error):
+            s.logits(0)
+    with pytest.raises(lfm2c.Error):
+        model.embed("x", pooling="cls")
+    with pytest.raises(lfm2c.Error):
+        model.embed([])
