@@ -63,13 +63,14 @@ static void print_similarity(const float *v, int n_text, int H) {
     }
 }
 
-/* Tokenizes every text (with BOS where the model adds one); the longest in *longest. */
+/* Tokenizes every text as run and the server do (BOS where the model adds one, control tokens
+ * written as text become their ids); the longest in *longest. */
 static int32_t **tokenize_all(lfm2c_model *m, const char **texts, int n_text, int *ns, int *longest) {
     int32_t **ids = calloc((size_t)n_text, sizeof *ids);
     *longest = 0;
     for (int i = 0; ids && i < n_text; i++) {
         lfm2c_error err = {0};
-        ids[i] = lfm2c_tokenize(m, texts[i], strlen(texts[i]), lfm2c_model_get_info(m)->add_bos, false, &ns[i], &err);
+        ids[i] = lfm2c_tokenize(m, texts[i], strlen(texts[i]), lfm2c_model_get_info(m)->add_bos, true, &ns[i], &err);
         if (!ids[i] || ns[i] == 0) {
             cli_fail("text %d: %s", i + 1, ids[i] ? "no tokens" : err.msg);
             for (int k = 0; k <= i; k++) free(ids[k]);

@@ -121,8 +121,10 @@ static void check_pooling(void) {
     /* normalized: unit length, the same direction */
     CHECK(lfm2c_embed(s, t, N, LFM2C_POOL_LAST, true, mean, &err) == 0, "%s", err.msg);
     double n2 = 0, dot = 0, l2 = 0;
-    for (int i = 0; i < H; i++) n2 += (double)mean[i] * mean[i], dot += (double)mean[i] * last[i], l2 += (double)last[i] * last[i];
-    CHECK(fabs(n2 - 1) < 1e-5 && fabs(dot - sqrt(l2)) < 1e-4 * sqrt(l2), "normalized: |v|^2 %g, cos %g", n2, dot / sqrt(l2));
+    for (int i = 0; i < H; i++)
+        n2 += (double)mean[i] * mean[i], dot += (double)mean[i] * last[i], l2 += (double)last[i] * last[i];
+    CHECK(fabs(n2 - 1) < 1e-5 && fabs(dot - sqrt(l2)) < 1e-4 * sqrt(l2), "normalized: |v|^2 %g, cos %g", n2,
+          dot / sqrt(l2));
 done:
     lfm2c_session_free(ref);
     lfm2c_session_free(s);
@@ -144,7 +146,8 @@ static void check_switch(void) {
     CHECK(lfm2c_session_set_embeddings(s, false, &err) == 0, "%s", err.msg);
     CHECK(lfm2c_session_decode(s, t + N, 1, LFM2C_LOGITS_LAST, &err) == 0, "%s", err.msg);
     CHECK(lfm2c_session_decode(g, t, N + 1, LFM2C_LOGITS_LAST, &err) == 0, "%s", err.msg);
-    CHECK(lfm2c_session_logits(s, 0) && !memcmp(lfm2c_session_logits(s, 0), lfm2c_session_logits(g, 0), sizeof(float) * (size_t)V),
+    CHECK(lfm2c_session_logits(s, 0) &&
+              !memcmp(lfm2c_session_logits(s, 0), lfm2c_session_logits(g, 0), sizeof(float) * (size_t)V),
           "logits after a switch differ from a plain read");
 done:
     lfm2c_session_free(s);
