@@ -25,10 +25,10 @@ typedef enum { EMB_OPENAI, EMB_OLLAMA, EMB_OLLAMA_LEGACY } emb_api;
 
 typedef struct emb_opts {
     emb_api api;
-    bool base64;    /* OpenAI encoding_format "base64": little-endian float32 bytes */
-    bool normalize; /* unit length (all but /api/embeddings) */
-    bool truncate;  /* Ollama: an input longer than the context is cut to it (else 400) */
-    int dims;       /* the leading dimensions kept (then normalized again); 0: all */
+    bool base64;     /* OpenAI encoding_format "base64": little-endian float32 bytes */
+    bool normalize;  /* unit length (all but /api/embeddings) */
+    bool truncate;   /* Ollama: an input longer than the context is cut to it (else 400) */
+    int dims;        /* the leading dimensions kept (then normalized again); 0: all */
     char model[256]; /* Ollama: the name the request gave, echoed (the body is freed before the run) */
 } emb_opts;
 
@@ -59,7 +59,8 @@ static int read_opts(serve_api *api, json_t *body, emb_opts *o, http_err *e) {
     if (o->api == EMB_OPENAI && f && !json_is_null(f)) {
         const char *v = json_string_value(f);
         if (!v || (strcmp(v, "float") && strcmp(v, "base64")))
-            return http_set_err(e, 400, "invalid_value", "encoding_format", "'encoding_format' must be float or base64");
+            return http_set_err(e, 400, "invalid_value", "encoding_format",
+                                "'encoding_format' must be float or base64");
         o->base64 = !strcmp(v, "base64");
     }
     if (o->api == EMB_OLLAMA && req_bool(body, "truncate", &o->truncate, e)) return -1;
@@ -76,8 +77,8 @@ static int read_opts(serve_api *api, json_t *body, emb_opts *o, http_err *e) {
 static json_t *input_list(json_t *body, const emb_opts *o, http_err *e) {
     const char *field = o->api == EMB_OLLAMA_LEGACY ? "prompt" : "input";
     json_t *in = json_object_get(body, field);
-    if (o->api != EMB_OPENAI && (!in || (json_is_string(in) && !json_string_length(in)) ||
-                                 (json_is_array(in) && !json_array_size(in))))
+    if (o->api != EMB_OPENAI &&
+        (!in || (json_is_string(in) && !json_string_length(in)) || (json_is_array(in) && !json_array_size(in))))
         return json_array();
     if (o->api != EMB_OPENAI && !json_is_string(in)) {
         size_t i;
