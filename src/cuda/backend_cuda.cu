@@ -912,4 +912,5 @@ extern "C" const lfm2c_backend backend_cuda = {
     cuda_session_pull_conv, cuda_session_push_conv,
     cuda_forward,
     CU_UBATCH,
+    false, /* embeddings: not written on the device yet (lfm2c_session_set_embeddings refuses) */
 };
