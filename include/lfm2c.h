@@ -146,18 +146,30 @@ void lfm2c_session_reset(lfm2c_session *s);
 /* Keep the first n_keep tokens. Conv state cannot be rewound, so the session restores the
  * nearest checkpoint at or before n_keep and re-feeds the tokens after it. */
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err);
-/* How many leading tokens of tokens[0..n) the session already holds that lfm2c_session_sync
- * would keep: the common prefix of its history and tokens, at most n - 1 (the last token is
- * always fed again, so its logits come out). Reads only. */
+/* How many leading tokens of tokens[0..n) lfm2c_session_sync would keep: the position of the
+ * newest checkpoint within the common prefix of the session's history and tokens, short of the
+ * last token (whose logits must come out) -- or n, when the session keeps logits
+ * (lfm2c_session_set_checkpoints) and holds a checkpoint with them after the whole of tokens.
+ * Every token kept is one not computed again. Reads only. */
 int lfm2c_session_reusable(const lfm2c_session *s, const int32_t *tokens, int n);
-/* Prompt-prefix reuse: make the session hold the longest usable prefix of tokens[0..n) (see
- * lfm2c_session_reusable), dropping the rest of its history. The conv state is rebuilt from the
- * newest checkpoint at or before that point (lfm2c_session_truncate); with nothing in common the
- * session is reset. *n_reused (may be NULL) gets the number of tokens kept: the caller feeds
- * tokens[*n_reused..n) next. Returns 0, or -1 with err set and the session reset (n_past 0). */
+/* Prompt-prefix reuse: the session resumes at the point lfm2c_session_reusable names (its conv
+ * checkpoint restored, the KV entries before it kept), dropping the rest of its history; with
+ * nothing usable it is reset. *n_reused (may be NULL) gets the number of tokens kept: the caller
+ * feeds tokens[*n_reused..n) next. When *n_reused == n, nothing is fed: lfm2c_session_logits(s, 0)
+ * is already the row after the last token. Returns 0, or -1 with err set and the session reset. */
 int lfm2c_session_sync(lfm2c_session *s, const int32_t *tokens, int n, int *n_reused, lfm2c_error *err);
-/* Remember the conv state at the current position (cheap: 2 columns per conv layer). */
+/* Remember the conv state at the current position (cheap: 2 columns per conv layer); with logits
+ * kept (lfm2c_session_set_checkpoints), also the logits row of the last token when the last
+ * decode produced it. */
 void lfm2c_session_checkpoint(lfm2c_session *s);
+/* The checkpoint policy: one every `every` positions, taken inside the forward (and one after
+ * each end-of-turn token) on backends that can (the CPU's; 0: only lfm2c_session_checkpoint's);
+ * at most `max` per session, thinned so that the spacing grows with the distance from the newest
+ * position; the newest `logits` explicit checkpoints keep their logits row (0: none). A new
+ * session: every 0, max 16, logits 0. Memory: see lfm2c_session_checkpoint_usage. */
+int lfm2c_session_set_checkpoints(lfm2c_session *s, int every, int max, int logits, lfm2c_error *err);
+/* The checkpoints a session holds now and their bytes (conv states and logits rows). */
+void lfm2c_session_checkpoint_usage(const lfm2c_session *s, int *count, size_t *bytes);
 /* Make dst an exact copy of src (history, KV cache, conv state, checkpoints, last logits), so
  * several continuations of one prompt share its prefill. Same model; CPU sessions only. */
 int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error *err);

@@ -72,6 +72,8 @@ static const char USAGE[] =
     "  --ready-queue-max N   GET /ready is 503 while N requests wait for a slot (default 0: never)\n"
     "  --allow-no-key        listen on a non-loopback address without an API key (refused otherwise)\n"
     "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
+    "  --ckpt-every N  --ckpt-max N  prefix reuse: a conv checkpoint every N positions, at most N per\n"
+    "                        slot (32, 32; memory in /metrics lfm2c_checkpoint_bytes)\n"
     "  -md FILE / -hfd REPO  speculative decoding with a draft model (same vocabulary), per slot\n"
     "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
     "  --draft-max N  --draft-min N  --draft-p-min P  (16, 0, 0.75; per request: speculative.n_max,\n"
@@ -207,7 +209,7 @@ typedef struct serve_opts {
     const char *model_path, *host, *api_key, *key_file, *alias, *tmpl_file, *cors;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
     int max_detok, max_messages, max_stop, drain_timeout, ready_queue_max, reasoning_format, reasoning_budget;
-    int device, n_lora, prefill_chunk, pooling;
+    int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max;
     long max_req_mem, max_body, max_tok_bytes;
     bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script;
     char *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
@@ -260,6 +262,8 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--accept-any-model", NULL, SO_TRUE, any_model),
     SO("--reference", NULL, SO_TRUE, reference),
     SO("--no-prefix-reuse", NULL, SO_TRUE, no_reuse),
+    SO("--ckpt-every", NULL, SO_INT, ckpt_every),
+    SO("--ckpt-max", NULL, SO_INT, ckpt_max),
     SO("--drain-timeout", NULL, SO_INT, drain_timeout),
     SO("--ready-queue-max", NULL, SO_INT, ready_queue_max),
     SO("--allow-no-key", NULL, SO_TRUE, allow_no_key),
@@ -354,6 +358,8 @@ static int serve_check(serve_opts *o) {
     if (o->n_slots < 1 || o->n_slots > 1024) return cli_fail("-np must be 1..1024"), 2;
     if (o->n_ctx < 16) return cli_fail("-c must be at least 16"), 2;
     if (o->queue < 1) return cli_fail("--queue must be at least 1"), 2;
+    if (o->ckpt_every < 0 || o->ckpt_every > 65536 || o->ckpt_max < 0 || o->ckpt_max > 4096)
+        return cli_fail("--ckpt-every takes 1..65536 and --ckpt-max 1..4096"), 2;
     if (o->prefill_chunk != -1 && (o->prefill_chunk < 1 || o->prefill_chunk > 65536))
         return cli_fail("--prefill-chunk must be 1..65536"), 2;
     if (o->max_body < 1024) return cli_fail("--max-body must be at least 1024"), 2;
@@ -476,6 +482,8 @@ static int serve_load(const serve_opts *o, serve_run *r) {
                                         : o->device == LFM2C_DEVICE_CUDA ? 2048
                                                                          : 512,
                        .no_prefix_reuse = o->no_reuse,
+                       .ckpt_every = o->ckpt_every,
+                       .ckpt_max = o->ckpt_max,
                        .spec_on = cli_spec_on(&o->spec),
                        .spec = lfm2c_spec_default_params()};
     if (o->spec.draft_path && !(r->draft = lfm2c_model_open(o->spec.draft_path, &mp, &err)))

@@ -420,9 +420,23 @@ class Session:
     def checkpoint(self):
         lib.lfm2c_session_checkpoint(self.handle)
 
+    def set_checkpoints(self, every=0, max=16, logits=0):
+        """The checkpoint policy (lfm2c_session_set_checkpoints): one every `every` positions taken
+        inside the forward (0: only checkpoint()'s), at most `max`, and `logits` explicit ones
+        keeping their logits row (so that sync() of a prompt held whole feeds nothing)."""
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_set_checkpoints(self.handle, every, max, logits, ctypes.byref(err)):
+            _check(err)
+
+    def checkpoint_usage(self):
+        """(count, bytes) of the checkpoints this session holds."""
+        count, size = ctypes.c_int(0), ctypes.c_size_t(0)
+        lib.lfm2c_session_checkpoint_usage(self.handle, ctypes.byref(count), ctypes.byref(size))
+        return count.value, size.value
+
     def sync(self, tokens):
-        """Keep the longest usable prefix of tokens this session holds, feed the rest; returns the
-        number of tokens reused."""
+        """Resume at the newest checkpoint within the prefix of tokens this session holds, feed the
+        rest; returns the number of tokens kept (not computed again)."""
         buf, n = _ids(tokens)
         reused = ctypes.c_int(0)
         err = _lib.ErrorStruct()

@@ -78,6 +78,8 @@ _API = {
     "lfm2c_session_truncate": (ctypes.c_int, [_P, ctypes.c_int, _E]),
     "lfm2c_session_sync": (ctypes.c_int, [_P, c_int32_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int), _E]),
     "lfm2c_session_checkpoint": (None, [_P]),
+    "lfm2c_session_set_checkpoints": (ctypes.c_int, [_P, ctypes.c_int, ctypes.c_int, ctypes.c_int, _E]),
+    "lfm2c_session_checkpoint_usage": (None, [_P, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_size_t)]),
     "lfm2c_session_copy": (ctypes.c_int, [_P, _P, _E]),
     "lfm2c_lora_load": (_P, [_P, ctypes.c_char_p, _E]),
     "lfm2c_lora_free": (None, [_P]),

@@ -100,9 +100,20 @@ def test_sessions(model):
         assert len(logits) == model.n_vocab
         t.copy_from(s)
         assert t.tokens == ids and list(t.logits()) == list(logits)
-        # prefix reuse: the same prompt again keeps all but the last token, whose logits come out anew
-        assert s.sync(ids) == len(ids) - 1
+        # prefix reuse resumes at a checkpoint: with none, nothing is kept and all is read again
+        assert s.sync(ids) == 0
         assert list(s.logits()) == list(logits)
+        # checkpoints every 4 positions and kept logits: the same prompt again feeds nothing, and a
+        # longer one resumes at its end
+        s.set_checkpoints(every=4, max=16, logits=2)
+        s.reset()
+        s.decode(ids)
+        s.checkpoint()
+        count, size = s.checkpoint_usage()
+        assert count == len(ids) // 4 + (len(ids) % 4 != 0) and size > 0
+        assert s.sync(ids) == len(ids) and list(s.logits()) == list(logits)
+        assert s.sync(ids + ids[:3]) == len(ids) and s.n_past == len(ids) + 3
+        assert s.sync(ids[:9] + [ids[0]] * 4) == 8
         s.truncate(2)
         assert s.n_past == 2
         s.reset()

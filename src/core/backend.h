@@ -49,6 +49,10 @@ typedef struct lfm2c_backend {
      * output, n_embd floats, where the logits would go; no head for them). false: such sessions
      * are refused (lfm2c_session_set_embeddings). */
     bool embeddings;
+    /* Its forward copies a sequence's conv state after a token into fwd_token.snap when that is
+     * set (checkpoints inside a prefill, checkpoint.c). false: session.c never sets it, and
+     * checkpoints are taken between forwards only. */
+    bool conv_snap;
 } lfm2c_backend;
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */

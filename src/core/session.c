@@ -78,7 +78,7 @@ lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
     s->v_row = kv_v_row_bytes(s->type_v, s->kv_dim);
     s->tokens = malloc(sizeof(int32_t) * (size_t)n_ctx);
     s->conv = calloc((size_t)m->n_conv * 2 * in->n_embd + 1, sizeof(float));
-    if (!s->tokens || !s->conv) {
+    if (!s->tokens || !s->conv || ckpt_init(s)) {
         lfm2c_session_free(s);
         fail(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
@@ -93,7 +93,8 @@ lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
 void lfm2c_session_free(lfm2c_session *s) {
     if (!s) return;
     s->model->backend->session_free(s);
-    for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
+    if (s->ckpt) ckpt_free_all(s);
+    free(s->ckpt);
     free(s->trail);
     free(s->trail_conv);
     free(s->conv);
@@ -194,6 +195,7 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
         int rows = logits_mode[i] == LFM2C_LOGITS_ALL ? n[i] : logits_mode[i] == LFM2C_LOGITS_LAST && n[i] > 0;
         if (session_reserve(ss[i], ss[i]->n_past + n[i], err) || session_reserve_rows(ss[i], rows, err)) return -1;
         ss[i]->n_rows = rows;
+        ss[i]->rows_end = rows ? ss[i]->n_past + n[i] : 0;
         total += n[i];
     }
     const int ub = m->backend->ubatch > 0 ? m->backend->ubatch : UBATCH;
@@ -213,11 +215,15 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
             int row = -1;
             if (logits_mode[item] == LFM2C_LOGITS_ALL) row = off;
             else if (logits_mode[item] == LFM2C_LOGITS_LAST && off == n[item] - 1) row = 0;
-            toks[nt++] = (fwd_token){s, tokens[item][off], s->n_past, row};
-            s->tokens[s->n_past++] = tokens[item][off];
+            int32_t tok = tokens[item][off];
+            float *snap = ckpt_snap(s, s->n_past + 1, lfm2c_token_is_eog(m, tok));
+            toks[nt++] = (fwd_token){s, tok, s->n_past, row, snap};
+            s->tokens[s->n_past++] = tok;
             off++;
         }
         if (nt) rc = m->backend->forward(m, toks, nt, err);
+        for (int t = 0; t < nt; t++)
+            if (t + 1 == nt || toks[t + 1].seq != toks[t].seq) ckpt_forward_done(toks[t].seq, rc == 0);
     }
     free(toks);
     return rc;
@@ -243,27 +249,7 @@ void lfm2c_session_reset(lfm2c_session *s) {
     s->n_rows = 0;
     memset(s->conv, 0, sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd);
     conv_push(s);
-    for (int i = 0; i < s->n_ckpt; i++) free(s->ckpt[i].conv);
-    s->n_ckpt = 0;
-}
-
-void lfm2c_session_checkpoint(lfm2c_session *s) {
-    size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
-    conv_pull(s); /* the current state may be the backend's */
-    for (int i = 0; i < s->n_ckpt; i++)
-        if (s->ckpt[i].pos == s->n_past) {
-            memcpy(s->ckpt[i].conv, s->conv, bytes);
-            return;
-        }
-    if (s->n_ckpt == SESSION_MAX_CHECKPOINTS) { /* drop the oldest */
-        free(s->ckpt[0].conv);
-        memmove(s->ckpt, s->ckpt + 1, sizeof(conv_checkpoint) * (SESSION_MAX_CHECKPOINTS - 1));
-        s->n_ckpt--;
-    }
-    float *c = malloc(bytes + 1);
-    if (!c) return; /* a missing checkpoint only costs re-computation later */
-    memcpy(c, s->conv, bytes);
-    s->ckpt[s->n_ckpt++] = (conv_checkpoint){s->n_past, c};
+    ckpt_free_all(s);
 }
 
 int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error *err) {
@@ -282,16 +268,10 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     memcpy(dst->conv, src->conv, conv);
     memcpy(dst->tokens, src->tokens, sizeof(int32_t) * (size_t)src->n_past);
     if (src->n_rows) memcpy(dst->logits, src->logits, sizeof(float) * (size_t)src->n_rows * src->model->info.n_vocab);
-    for (int i = 0; i < dst->n_ckpt; i++) free(dst->ckpt[i].conv);
-    dst->n_ckpt = 0;
-    for (int i = 0; i < src->n_ckpt; i++) { /* a checkpoint that cannot be copied only costs re-computation */
-        float *c = malloc(conv + 1);
-        if (!c) continue;
-        memcpy(c, src->ckpt[i].conv, conv);
-        dst->ckpt[dst->n_ckpt++] = (conv_checkpoint){src->ckpt[i].pos, c};
-    }
     dst->n_past = src->n_past;
+    ckpt_copy(dst, src); /* a checkpoint that cannot be copied only costs re-computation */
     dst->n_rows = src->n_rows;
+    dst->rows_end = src->rows_end;
     dst->embeddings = src->embeddings;
     memcpy(dst->lora, src->lora, sizeof dst->lora); /* the copy continues with the same weights */
     memcpy(dst->lora_scale, src->lora_scale, sizeof dst->lora_scale);
@@ -301,35 +281,18 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     return 0;
 }
 
-static void drop_checkpoints_after(lfm2c_session *s, int n_keep) { /* they describe dropped tokens */
-    for (int i = 0; i < s->n_ckpt;)
-        if (s->ckpt[i].pos > n_keep) {
-            free(s->ckpt[i].conv);
-            s->ckpt[i] = s->ckpt[--s->n_ckpt];
-        } else {
-            i++;
-        }
-}
-
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
     if (n_keep == s->n_past) return 0;
     if (n_keep < s->trail_pos) s->trail_cap = 0, s->trail_ok = false; /* the trail's start is being dropped */
     /* the newest checkpoint at or before n_keep; later ones describe tokens being dropped */
-    int best = -1;
-    for (int i = 0; i < s->n_ckpt; i++)
-        if (s->ckpt[i].pos <= n_keep && (best < 0 || s->ckpt[i].pos > s->ckpt[best].pos)) best = i;
-    size_t bytes = sizeof(float) * (size_t)s->model->n_conv * 2 * s->model->info.n_embd;
-    int from = 0;
-    if (best >= 0) {
-        memcpy(s->conv, s->ckpt[best].conv, bytes);
-        from = s->ckpt[best].pos;
-    } else {
-        memset(s->conv, 0, bytes);
-    }
+    const conv_checkpoint *c = ckpt_at_or_before(s, n_keep);
+    const int from = c ? c->pos : 0;
+    if (c) memcpy(s->conv, c->conv, ckpt_conv_bytes(s));
+    else memset(s->conv, 0, ckpt_conv_bytes(s));
     conv_push(s);
-    drop_checkpoints_after(s, n_keep);
+    ckpt_drop_after(s, n_keep);
     /* the KV entries before n_keep are still valid; re-feed [from, n_keep) to rebuild the conv
      * state (attention layers just rewrite identical K/V values) */
     s->n_past = from;
@@ -389,7 +352,7 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
         int from = s->trail_pos, n = n_keep - from;
         memcpy(s->conv, s->trail_conv, sizeof(float) * conv_floats(s));
         conv_push(s);
-        drop_checkpoints_after(s, n_keep);
+        ckpt_drop_after(s, n_keep);
         s->n_past = from;
         s->n_rows = 0;
         if (n == 0) return 0;
@@ -407,7 +370,7 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
         memcpy(st, trail_u(s, l, n_keep - 2), sizeof(float) * (size_t)H);
         memcpy(st + H, trail_u(s, l, n_keep - 1), sizeof(float) * (size_t)H);
     }
-    drop_checkpoints_after(s, n_keep);
+    ckpt_drop_after(s, n_keep);
     s->n_past = n_keep; /* KV entries past n_keep are rewritten before anything reads them */
     s->n_rows = 0;
     return 0;
@@ -415,25 +378,55 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
 
 /* ---- prompt-prefix reuse: one rule for the CLI chat and the server's slots ------------------ */
 
+/* Where a sync to tokens[0..n) resumes: the checkpoint holding the logits of the whole of
+ * tokens (when the session keeps logits and holds all n), else the newest checkpoint within
+ * the common prefix short of the last token (whose logits must come out). NULL: none. */
+static const conv_checkpoint *resume_point(const lfm2c_session *s, const int32_t *tokens, int n) {
+    int common = 0, limit = s->n_past < n ? s->n_past : n;
+    while (common < limit && s->tokens[common] == tokens[common]) common++;
+    const conv_checkpoint *c = ckpt_at_or_before(s, common);
+    if (c && c->pos == n && c->logits && !s->embeddings && n > 0) return c;
+    c = ckpt_at_or_before(s, common < n ? common : n - 1);
+    return c && c->pos > 0 ? c : NULL;
+}
+
 int lfm2c_session_reusable(const lfm2c_session *s, const int32_t *tokens, int n) {
-    int limit = s->n_past < n - 1 ? s->n_past : n - 1; /* the last token is always fed: its logits */
-    int i = 0;
-    while (i < limit && s->tokens[i] == tokens[i]) i++;
-    return i;
+    const conv_checkpoint *c = resume_point(s, tokens, n);
+    return c ? c->pos : 0;
+}
+
+/* The session resumes at checkpoint c (its KV entries before c->pos are still valid). */
+static int restore(lfm2c_session *s, const conv_checkpoint *c, lfm2c_error *err) {
+    const int pos = c->pos;
+    memcpy(s->conv, c->conv, ckpt_conv_bytes(s));
+    conv_push(s);
+    s->trail_cap = 0;
+    s->trail_ok = false;
+    s->n_rows = 0;
+    if (c->logits) { /* the whole prompt is held: its last logits come back without a forward */
+        if (session_reserve_rows(s, 1, err)) return -1;
+        memcpy(s->logits, c->logits, sizeof(float) * (size_t)s->model->info.n_vocab);
+        s->n_rows = 1;
+        s->rows_end = pos;
+    }
+    s->n_past = pos;
+    ckpt_drop_after(s, pos);
+    return 0;
 }
 
 int lfm2c_session_sync(lfm2c_session *s, const int32_t *tokens, int n, int *n_reused, lfm2c_error *err) {
-    int keep = lfm2c_session_reusable(s, tokens, n);
     if (n_reused) *n_reused = 0;
-    if (keep == 0) {
+    const conv_checkpoint *c = resume_point(s, tokens, n);
+    if (!c) {
         lfm2c_session_reset(s);
         return 0;
     }
-    /* truncate restores the newest conv checkpoint at or before keep and re-feeds the rest */
-    if (lfm2c_session_truncate(s, keep, err) != 0) {
-        lfm2c_session_reset(s); /* a half-rebuilt state is no use: start over */
+    conv_checkpoint at = *c;
+    if (at.pos != n) at.logits = NULL; /* resuming short of the end: the caller feeds the rest */
+    if (restore(s, &at, err)) {
+        lfm2c_session_reset(s); /* a half-restored state is no use: start over */
         return -1;
     }
-    if (n_reused) *n_reused = keep;
+    if (n_reused) *n_reused = at.pos;
     return 0;
 }

@@ -3,12 +3,18 @@
 #define LFM2C_SESSION_H
 #include "core/model.h"
 
+/* The conv state after positions [0, pos) (checkpoint.c): restoring it and the KV entries before
+ * pos resumes the sequence there without reading its tokens again. */
 typedef struct conv_checkpoint {
     int pos;
-    float *conv;
+    bool pinned;   /* taken by lfm2c_session_checkpoint or after an end-of-turn token: thinned last */
+    bool pending;  /* its buffer is being written by the forward under way */
+    float *conv;   /* the layout of s->conv */
+    float *logits; /* the logits row of position pos - 1 (n_vocab floats), or NULL */
 } conv_checkpoint;
 
-#define SESSION_MAX_CHECKPOINTS 16
+/* The checkpoint policy of a new session (lfm2c_session_set_checkpoints changes it). */
+enum { CKPT_EVERY_DEFAULT = 0, CKPT_MAX_DEFAULT = 16, CKPT_LOGITS_DEFAULT = 0 };
 
 struct lfm2c_session {
     lfm2c_model *model;
@@ -23,8 +29,12 @@ struct lfm2c_session {
     float *logits;      /* [rows_cap][n_vocab]; an embedding session's rows use the first n_embd */
     bool embeddings;    /* rows are the final norm's output, not logits (lfm2c_session_set_embeddings) */
     int n_rows, rows_cap;
-    conv_checkpoint ckpt[SESSION_MAX_CHECKPOINTS];
-    int n_ckpt;
+    int rows_end; /* the last logits row (n_rows - 1) is of position rows_end - 1 */
+    /* Checkpoints (checkpoint.c), sorted by pos: at most ckpt_max, one every ckpt_every positions
+     * taken inside the forward where the backend can (conv_snap), ckpt_logits of them keeping a
+     * logits row. */
+    conv_checkpoint *ckpt;
+    int n_ckpt, ckpt_max, ckpt_every, ckpt_logits;
     void *backend_state;                     /* the backend's own (CPU: cpu_session, backend_cpu.h: the KV arrays;
                                CUDA: device KV cache + conv state), or NULL */
     struct lfm2c_lora *lora[LFM2C_MAX_LORA]; /* adapters applied to this sequence (lora.h) */
@@ -40,6 +50,19 @@ struct lfm2c_session {
                                    only this: rollback restores it and re-feeds the kept tokens) */
     int trail_alloc;          /* positions trail has room for */
 };
+
+/* checkpoint.c: the session's checkpoints (session.c and the backends' forwards use them) */
+int ckpt_init(struct lfm2c_session *s);
+void ckpt_free_all(struct lfm2c_session *s);
+/* The buffer the forward fills with the conv state after the token at pos - 1 (fwd_token.snap),
+ * when the policy wants one there; NULL otherwise. */
+float *ckpt_snap(struct lfm2c_session *s, int pos, bool end_of_turn);
+void ckpt_forward_done(struct lfm2c_session *s, bool ok); /* the forward that wrote the snaps ended */
+void ckpt_drop_after(struct lfm2c_session *s, int pos);   /* they describe dropped tokens */
+/* The newest checkpoint at or before pos (NULL: none). */
+const conv_checkpoint *ckpt_at_or_before(const struct lfm2c_session *s, int pos);
+int ckpt_copy(struct lfm2c_session *dst, const struct lfm2c_session *src);
+size_t ckpt_conv_bytes(const struct lfm2c_session *s);
 
 /* Makes room for positions [0, n) in the KV cache. */
 int session_reserve(struct lfm2c_session *s, int n, lfm2c_error *err);

@@ -241,4 +241,5 @@ const lfm2c_backend backend_cpu = {
     .conv_push = NULL,
     .forward = forward_cpu,
     .embeddings = true,
+    .conv_snap = true,
 };

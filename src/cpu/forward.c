@@ -170,6 +170,12 @@ static void conv_worker(void *arg, int ith, int nth) {
             state[j->H + c] = u;
             j->o[(size_t)t * j->H + c] = C[c] * v;
         }
+        float *snap = j->toks[t].snap; /* a checkpoint after this token (checkpoint.c) */
+        if (snap) {
+            snap += (size_t)j->layer_index * 2 * j->H;
+            memcpy(snap + c0, state + c0, sizeof(float) * (size_t)(c1 - c0));
+            memcpy(snap + j->H + c0, state + j->H + c0, sizeof(float) * (size_t)(c1 - c0));
+        }
     }
 }
 

@@ -913,4 +913,5 @@ extern "C" const lfm2c_backend backend_cuda = {
     cuda_forward,
     CU_UBATCH,
     false, /* embeddings: not written on the device yet (lfm2c_session_set_embeddings refuses) */
+    false, /* conv_snap: checkpoints between forwards only */
 };

@@ -697,6 +697,35 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     if (!sl->sampler) slot_fail(s, sl, "out of memory");
 }
 
+static void fork_children(sched *s, slot *parent);
+
+/* A slot's prompt is read, its logits in row `row` of its session: the first token (lock held). */
+static void prompt_done(sched *s, slot *sl, int row) {
+    if (sl->req->max_tokens <= 0) { /* the prompt only */
+        slot_finish(s, sl, FINISH_LENGTH);
+        return;
+    }
+    fork_children(s, sl);
+    sl->next = -1;
+    sl->last_used = s->st.steps;
+    slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
+}
+
+/* The slots' checkpoints, for /metrics (scheduler thread, lock held: the sessions are still). */
+static void ckpt_stats(sched *s) {
+    int count = 0;
+    size_t bytes = 0;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        int c = 0;
+        size_t b = 0;
+        lfm2c_session_checkpoint_usage(s->slots[i].sess, &c, &b);
+        count += c;
+        bytes += b;
+    }
+    s->st.ckpt_count = count;
+    s->st.ckpt_bytes = bytes;
+}
+
 /* Prompt tokens of r a slot's session can keep (lfm2c_session_reusable), 0 when the request
  * must read its whole prompt (lock held; the session of a free slot is not being fed). */
 static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
@@ -755,7 +784,10 @@ static void slot_start(sched *s, slot *sl, sched_req *r, int keep) {
     if (keep == 0) lfm2c_session_reset(sl->sess);
     else if (lfm2c_session_sync(sl->sess, r->prompt, r->n_prompt, &keep, &err) != 0) keep = 0; /* reset: read it all */
     pthread_mutex_lock(&s->mu);
-    if (!start_cancelled(s, r)) slot_setup(s, sl, r, keep);
+    if (!start_cancelled(s, r)) {
+        slot_setup(s, sl, r, keep);
+        if (sl->req && keep == r->n_prompt) prompt_done(s, sl, 0); /* its logits were kept */
+    }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -793,6 +825,55 @@ static void fork_children(sched *s, slot *parent) {
     }
 }
 
+/* The free slot for r: the one holding the longest reusable prefix of its prompt, the least
+ * recently used among equals; -1 when none is free (lock held). */
+static int slot_choose(sched *s, const sched_req *r, int *keep) {
+    int best = -1, best_keep = -1;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->req) continue;
+        int k = slot_reusable(s, sl, r);
+        if (k > best_keep || (k == best_keep && sl->last_used < s->slots[best].last_used)) best = i, best_keep = k;
+    }
+    *keep = best_keep;
+    return best;
+}
+
+enum { COPY_MIN_GAIN = 16 }; /* prompt tokens a copy must save over the chosen slot's own prefix */
+
+/* Another slot (running or free) whose session holds a longer prefix of r's prompt than the
+ * chosen slot's by COPY_MIN_GAIN tokens or more: copying its state (KV entries and conv
+ * checkpoints, a memcpy) beats reading those tokens again. -1: none. Scheduler thread, between
+ * steps: no session is being fed. */
+static int prefix_donor(sched *s, const sched_req *r, int chosen, int keep) {
+    if (s->p.no_prefix_reuse || r->prompt_logprobs || (r->embed && r->pooling == LFM2C_POOL_MEAN)) return -1;
+    int donor = -1, most = keep + COPY_MIN_GAIN - 1;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        slot *sl = &s->slots[i];
+        if (i == chosen || sl->lora != r->lora || (r->lora && sl->lora_scale != r->lora_scale)) continue;
+        int k = lfm2c_session_reusable(sl->sess, r->prompt, r->n_prompt);
+        if (k > most) donor = i, most = k;
+    }
+    return donor;
+}
+
+/* The chosen slot takes the donor's state (what the slot held is worth less: the donor's prefix
+ * is longer); returns the prompt tokens it can now keep (0 when the copy failed: reset). */
+static int slot_copy_from(sched *s, slot *sl, slot *donor, const sched_req *r, int keep) {
+    lfm2c_error err = {0};
+    if (lfm2c_session_copy(sl->sess, donor->sess, &err) != 0) {
+        lfm2c_session_reset(sl->sess); /* half copied: nothing of it can be trusted */
+        return 0;
+    }
+    sl->lora = donor->lora; /* the copy runs with the donor's adapter, which is r's */
+    sl->lora_scale = donor->lora_scale;
+    pthread_mutex_lock(&s->mu);
+    s->st.prefix_copies++;
+    pthread_mutex_unlock(&s->mu);
+    int k = lfm2c_session_reusable(sl->sess, r->prompt, r->n_prompt);
+    return k > keep ? k : keep;
+}
+
 static void admit(sched *s) {
     for (;;) {
         pthread_mutex_lock(&s->mu);
@@ -806,18 +887,10 @@ static void admit(sched *s) {
                 r->finish = FINISH_CANCELLED;
                 req_unref(r);
             }
-        int best = -1, best_keep = -1, qi = 0;
+        int qi = 0;
         while (qi < s->n_queue && waits_for_parent(s, s->queue[qi])) qi++;
         sched_req *r = qi < s->n_queue ? s->queue[qi] : NULL;
-        for (int i = 0; r && i < s->p.n_slots; i++) {
-            slot *sl = &s->slots[i];
-            if (sl->req) continue;
-            int keep = slot_reusable(s, sl, r);
-            if (keep > best_keep || (keep == best_keep && sl->last_used < s->slots[best].last_used)) {
-                best = i;
-                best_keep = keep;
-            }
-        }
+        int keep = -1, best = r ? slot_choose(s, r, &keep) : -1;
         if (best < 0) {
             pthread_mutex_unlock(&s->mu);
             return;
@@ -826,7 +899,9 @@ static void admit(sched *s) {
         s->n_queue--;
         s->st.active_slots++;
         pthread_mutex_unlock(&s->mu);
-        slot_start(s, &s->slots[best], r, best_keep);
+        int donor = prefix_donor(s, r, best, keep);
+        if (donor >= 0) keep = slot_copy_from(s, &s->slots[best], &s->slots[donor], r, keep);
+        slot_start(s, &s->slots[best], r, keep);
     }
 }
 
@@ -982,20 +1057,16 @@ static bool step(sched *s) {
             if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
             if (sl->req->embed) embed_record(s, sl, ns[k], sl->n_fed + ns[k] == sl->req->n_prompt);
             sl->n_fed += ns[k];
-            lfm2c_session_checkpoint(sl->sess);
-            if (sl->n_fed < sl->req->n_prompt) continue;
-            row = modes[k] == LFM2C_LOGITS_ALL ? ns[k] - 1 : 0;
-            if (sl->req->max_tokens <= 0) { /* the prompt only */
-                slot_finish(s, sl, FINISH_LENGTH);
-                continue;
-            }
-            fork_children(s, sl);
+            lfm2c_session_checkpoint(sl->sess); /* a chunk's end; the prompt's end keeps its logits */
+            if (sl->n_fed == sl->req->n_prompt) prompt_done(s, sl, modes[k] == LFM2C_LOGITS_ALL ? ns[k] - 1 : 0);
+            continue;
         }
         sl->next = -1;
         sl->last_used = s->st.steps;
         if (sl->spec_k) slot_accept(s, sl);
         else slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
     }
+    ckpt_stats(s);
     pthread_mutex_unlock(&s->mu);
     return true;
 }
@@ -1066,6 +1137,9 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     if (s->p.n_slots < 1) s->p.n_slots = 1;
     if (s->p.queue_max < 1) s->p.queue_max = 1;
     if (s->p.prefill_chunk < 1) s->p.prefill_chunk = 512;
+    if (s->p.ckpt_every < 1) s->p.ckpt_every = SCHED_CKPT_EVERY;
+    if (s->p.ckpt_max < 1) s->p.ckpt_max = SCHED_CKPT_MAX;
+    s->st.ckpt_max = s->p.ckpt_max;
     if (s->p.spec_on && s->p.spec.draft_max < 1) s->p.spec_on = false;
     s->n_vocab = lfm2c_vocab_size(model);
     s->n_embd = lfm2c_model_get_info(model)->n_embd;
@@ -1086,7 +1160,8 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     for (int i = 0; i < s->p.n_slots; i++) {
         s->slots[i].owner = s;
         s->slots[i].next = -1;
-        if (!(s->slots[i].sess = lfm2c_session_new(model, s->p.n_ctx, err))) {
+        if (!(s->slots[i].sess = lfm2c_session_new(model, s->p.n_ctx, err)) ||
+            lfm2c_session_set_checkpoints(s->slots[i].sess, s->p.ckpt_every, s->p.ckpt_max, SCHED_CKPT_LOGITS, err)) {
             sched_free(s);
             return NULL;
         }

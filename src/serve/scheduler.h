@@ -25,12 +25,19 @@ typedef struct sched_params {
     int queue_max;        /* requests that may wait beyond the free slots; more are refused */
     int prefill_chunk;    /* prompt tokens per step (all prompts together) */
     bool no_prefix_reuse; /* always start from an empty session (for measuring the reuse) */
+    /* each slot's checkpoints (lfm2c_session_set_checkpoints): one every ckpt_every positions
+     * inside the forward, at most ckpt_max per slot; the prompt's end keeps its logits, so a
+     * prompt read before is answered without a forward. 0, 0: the defaults below. */
+    int ckpt_every, ckpt_max;
     /* speculative decoding per slot (lfm2c_spec): a draft model (borrowed) or prompt lookup
      * (spec.lookup_max > 0); spec_on false: off */
     bool spec_on;
     lfm2c_model *draft;
     lfm2c_spec_params spec;
 } sched_params;
+
+/* The checkpoint policy of a slot where sched_params leaves it 0 (bench/SERVE.md measured it). */
+enum { SCHED_CKPT_EVERY = 32, SCHED_CKPT_MAX = 32, SCHED_CKPT_LOGITS = 2 };
 
 enum { FINISH_NONE, FINISH_STOP, FINISH_LENGTH, FINISH_TOOL_CALLS, FINISH_CANCELLED, FINISH_ERROR };
 
@@ -157,6 +164,10 @@ typedef struct sched_stats {
     uint64_t spec_drafted, spec_accepted, spec_steps; /* speculative decoding: tokens drafted,
                                   accepted, verification forwards that carried a draft */
     double kv_usage;                                  /* tokens held by running requests / (slots x context), 0..1 */
+    uint64_t prefix_copies;                           /* requests that took another slot's prefix (a copy) */
+    int ckpt_count;                                   /* conv checkpoints held by all slots now */
+    size_t ckpt_bytes;                                /* and their memory */
+    int ckpt_max;                                     /* the bound per slot */
     /* latency histograms of finished requests (cumulative buckets up to SCHED_LAT_BOUNDS) */
     uint64_t ttft_bucket[SCHED_N_LAT], tpot_bucket[SCHED_N_LAT], e2e_bucket[SCHED_N_LAT];
     uint64_t ttft_count, tpot_count, e2e_count;

@@ -116,7 +116,7 @@ static void metrics_gateway(FILE *f, const sched_stats *st, int state) {
             "# TYPE lfm2c_kv_cache_usage_ratio gauge\nlfm2c_kv_cache_usage_ratio %.6f\n"
             "# HELP vllm:prefix_cache_queries_total Prompt tokens looked up in the slots' cached state.\n"
             "# TYPE vllm:prefix_cache_queries_total counter\nvllm:prefix_cache_queries_total %llu\n"
-            "# HELP vllm:prefix_cache_hits_total Prompt tokens found in a slot's cached state.\n"
+            "# HELP vllm:prefix_cache_hits_total Prompt tokens taken from a slot's cached state (not computed again).\n"
             "# TYPE vllm:prefix_cache_hits_total counter\nvllm:prefix_cache_hits_total %llu\n"
             "# HELP vllm:prompt_tokens_total Prompt tokens of admitted requests.\n"
             "# TYPE vllm:prompt_tokens_total counter\nvllm:prompt_tokens_total %llu\n"
@@ -140,6 +140,21 @@ static void metrics_gateway(FILE *f, const sched_stats *st, int state) {
         metric_hist(f, h[i].a, h[i].help, bk[i], cnt[i], sum[i]);
         metric_hist(f, h[i].b, h[i].help, bk[i], cnt[i], sum[i]);
     }
+}
+
+/* Prefix reuse's own state: the slots' conv checkpoints (count, memory, bound) and copies of
+ * another slot's prefix. */
+static void metrics_prefix(FILE *f, const sched_stats *st) {
+    fprintf(f,
+            "# HELP lfm2c_checkpoints Conv checkpoints held by the slots (prefix reuse).\n"
+            "# TYPE lfm2c_checkpoints gauge\nlfm2c_checkpoints %d\n"
+            "# HELP lfm2c_checkpoint_bytes Memory of the slots' conv checkpoints and kept logits rows.\n"
+            "# TYPE lfm2c_checkpoint_bytes gauge\nlfm2c_checkpoint_bytes %zu\n"
+            "# HELP lfm2c_checkpoints_per_slot_max The bound on each slot's checkpoints (--ckpt-max).\n"
+            "# TYPE lfm2c_checkpoints_per_slot_max gauge\nlfm2c_checkpoints_per_slot_max %d\n"
+            "# HELP lfm2c_prefix_copies_total Requests that copied a longer prefix from another slot.\n"
+            "# TYPE lfm2c_prefix_copies_total counter\nlfm2c_prefix_copies_total %llu\n",
+            st->ckpt_count, st->ckpt_bytes, st->ckpt_max, (unsigned long long)st->prefix_copies);
 }
 
 /* GET /metrics (Prometheus text), with --metrics. */
@@ -220,6 +235,7 @@ static int route_metrics(http_req *q, json_t *body) {
                 "# TYPE lfm2c_spec_steps_total counter\nlfm2c_spec_steps_total %llu\n",
                 (unsigned long long)st.spec_drafted, (unsigned long long)st.spec_accepted,
                 (unsigned long long)st.spec_steps);
+        metrics_prefix(f, &st);
         fclose(f);
     }
     char *all = more ? realloc(buf, len + n_more + 1) : NULL;

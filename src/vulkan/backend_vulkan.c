@@ -1307,6 +1307,7 @@ const lfm2c_backend backend_vulkan = {
     vulkan_conv_pull,
     vulkan_conv_push,
     vulkan_forward,
-    0,    /* ubatch: session.c's default */
-    true, /* embeddings */
+    0,     /* ubatch: session.c's default */
+    true,  /* embeddings */
+    false, /* conv_snap: checkpoints between forwards only */
 };

@@ -1,8 +1,11 @@
 /* test_session.c — prompt-prefix reuse (lfm2c_session_reusable / lfm2c_session_sync in
- * src/core/session.c) on the tiny dense fixture: after a sync the session holds the longest
- * usable prefix, and feeding the rest gives the same logits, bit for bit, as a fresh session
- * that read the whole prompt; with conv checkpoints before, at and after the kept prefix, with
- * nothing in common, and with the whole prompt already held (its last token is fed again). */
+ * src/core/session.c, checkpoints in src/core/checkpoint.c) on the tiny dense fixture: after a
+ * sync the session resumes at the newest checkpoint within the common prefix (every kept token is
+ * one not computed again), and feeding the rest gives the same logits, bit for bit, as a fresh
+ * session that read the whole prompt; with conv checkpoints before, at and after the prefix, none,
+ * nothing in common; checkpoints taken inside one forward (every N positions, after an end of
+ * turn, in a batch of two sessions), a whole prompt answered from its kept logits with no token
+ * fed, the count and bytes bounded under thinning, copies keeping them. */
 #include "lfm2c.h"
 #include "test.h"
 
@@ -76,6 +79,127 @@ static void sync_and_compare(const char *what, lfm2c_session *s, const int32_t *
     free(ref);
 }
 
+
+/* A session with the policy (every, max, logits) that read tokens[0..n) in ONE decode. */
+static lfm2c_session *session_policy(const int32_t *t, int n, int every, int max, int logits) {
+    lfm2c_error err = {0};
+    lfm2c_session *s = lfm2c_session_new(model, 512, &err);
+    CHECK(s && lfm2c_session_set_checkpoints(s, every, max, logits, &err) == 0, "policy: %s", err.msg);
+    CHECK(s && lfm2c_session_decode(s, t, n, LFM2C_LOGITS_LAST, &err) == 0, "decode: %s", err.msg);
+    return s;
+}
+
+/* Checkpoints taken inside one forward: every 8 positions, and after an end-of-turn token. */
+static void snaps_in_forward(const int32_t *a, const int32_t *b, const int32_t *extra) {
+    int32_t x[N + 8];
+    memcpy(x, a, sizeof(int32_t) * N);
+    memcpy(x + N, extra, sizeof(int32_t) * 8);
+    lfm2c_session *s = session_policy(x, N + 8, 8, 64, 0);
+    int count = 0;
+    size_t bytes = 0;
+    lfm2c_session_checkpoint_usage(s, &count, &bytes);
+    CHECK(count == (N + 8) / 8, "%d checkpoints in one forward, want %d", count, (N + 8) / 8);
+    CHECK(count > 0 && bytes % (size_t)count == 0 && bytes > 0, "%zu bytes for %d checkpoints", bytes, count);
+    sync_and_compare("every 8, parting at 30", s, b, N, 24);
+    lfm2c_session_free(s);
+
+    /* an end-of-turn token at 12: a checkpoint right after it, whatever the spacing */
+    int32_t t[N];
+    memcpy(t, a, sizeof t);
+    int32_t eot = -1;
+    for (int32_t i = 0; i < n_vocab && eot < 0; i++)
+        if (lfm2c_token_is_eog(model, i)) eot = i;
+    CHECK(eot >= 0, "the fixture has no end-of-generation token");
+    if (eot < 0) return;
+    t[12] = eot;
+    int32_t u[N];
+    memcpy(u, t, sizeof u);
+    u[20] = u[20] % (n_vocab - 1) + 1;
+    s = session_policy(t, N, 64, 64, 0);
+    sync_and_compare("after an end of turn", s, u, N, 13);
+    lfm2c_session_free(s);
+}
+
+/* Two sessions in one batch each get their own checkpoints (their positions differ). */
+static void snaps_batched(const int32_t *a, const int32_t *b) {
+    lfm2c_error err = {0};
+    lfm2c_session *s[2];
+    for (int i = 0; i < 2; i++) {
+        s[i] = lfm2c_session_new(model, 256, &err);
+        lfm2c_session_set_checkpoints(s[i], 5, 64, 0, &err);
+    }
+    CHECK(lfm2c_session_decode(s[1], a, 3, LFM2C_LOGITS_NONE, &err) == 0, "%s", err.msg); /* offset by 3 */
+    const int32_t *toks[2] = {a, a + 3};
+    int ns[2] = {N, N - 3}, modes[2] = {LFM2C_LOGITS_LAST, LFM2C_LOGITS_LAST};
+    CHECK(lfm2c_decode_batch(s, toks, ns, modes, 2, &err) == 0, "batch: %s", err.msg);
+    sync_and_compare("batched, first", s[0], b, N, 30);
+    sync_and_compare("batched, second", s[1], b, N, 30);
+    for (int i = 0; i < 2; i++) lfm2c_session_free(s[i]);
+}
+
+/* The whole prompt held with its logits: nothing fed, and the sequence goes on exactly. */
+static void logits_kept(const int32_t *a, const int32_t *extra) {
+    lfm2c_error err = {0};
+    lfm2c_session *s = session_policy(a, N, 16, 64, 2);
+    lfm2c_session_checkpoint(s); /* the prompt's end, with its logits */
+    CHECK(lfm2c_session_decode(s, extra, 8, LFM2C_LOGITS_LAST, &err) == 0, "answer: %s", err.msg);
+    lfm2c_session_checkpoint(s);
+    for (int round = 0; round < 2; round++) { /* twice: restoring keeps the checkpoint */
+        CHECK(lfm2c_session_reusable(s, a, N) == N, "reusable %d, want the whole %d", lfm2c_session_reusable(s, a, N),
+              N);
+        int kept = -1;
+        CHECK(lfm2c_session_sync(s, a, N, &kept, &err) == 0 && kept == N, "sync kept %d: %s", kept, err.msg);
+        float *ref = fresh_logits(a, N);
+        const float *got = lfm2c_session_logits(s, 0);
+        CHECK(lfm2c_session_n_logits_rows(s) == 1 && ref && got && !memcmp(ref, got, sizeof(float) * (size_t)n_vocab),
+              "kept logits differ from a fresh read");
+        free(ref);
+        CHECK(lfm2c_session_decode(s, extra, 8, LFM2C_LOGITS_LAST, &err) == 0, "go on: %s", err.msg);
+        int32_t all[N + 8];
+        memcpy(all, a, sizeof(int32_t) * N);
+        memcpy(all + N, extra, sizeof(int32_t) * 8);
+        ref = fresh_logits(all, N + 8);
+        got = lfm2c_session_logits(s, 0);
+        CHECK(ref && got && !memcmp(ref, got, sizeof(float) * (size_t)n_vocab), "the restored state differs");
+        free(ref);
+    }
+    /* a copy keeps them */
+    lfm2c_session *d = lfm2c_session_new(model, 256, &err);
+    lfm2c_session_set_checkpoints(d, 16, 64, 2, &err);
+    CHECK(lfm2c_session_copy(d, s, &err) == 0, "copy: %s", err.msg);
+    CHECK(lfm2c_session_reusable(d, a, N) == N, "the copy lost the kept logits");
+    /* a session that keeps no logits does not answer from them */
+    lfm2c_session_set_checkpoints(d, 16, 64, 0, &err);
+    CHECK(lfm2c_session_reusable(d, a, N) == 32, "without logits: %d, want 32", lfm2c_session_reusable(d, a, N));
+    lfm2c_session_free(d);
+    lfm2c_session_free(s);
+}
+
+/* A long sequence under a small bound: the count and bytes stay bounded, the newest checkpoints
+ * stay dense and the spacing grows with the distance; a prompt parting late re-feeds little. */
+static void thinning(const int32_t *a) {
+    enum { L = 240 };
+    int32_t t[L], u[L];
+    for (int i = 0; i < L; i++) t[i] = a[i % N] ^ (i / N);
+    for (int i = 0; i < L; i++) t[i] = 1 + t[i] % (n_vocab - 1);
+    memcpy(u, t, sizeof u);
+    u[L - 10] = u[L - 10] % (n_vocab - 1) + 1; /* parts 10 before the end */
+    lfm2c_session *s = session_policy(t, L, 4, 8, 0);
+    int count = 0;
+    size_t bytes = 0, one = 0;
+    lfm2c_session_checkpoint_usage(s, &count, &bytes);
+    CHECK(count == 8, "%d checkpoints, want the bound 8", count);
+    lfm2c_session *e = session_policy(t, 4, 4, 8, 0);
+    int c1 = 0;
+    lfm2c_session_checkpoint_usage(e, &c1, &one);
+    CHECK(c1 == 1 && bytes == 8 * one, "%zu bytes for 8 checkpoints of %zu", bytes, one);
+    lfm2c_session_free(e);
+    int kept = lfm2c_session_reusable(s, u, L);
+    CHECK(kept >= L - 10 - 8, "parting 10 before the end of %d resumes at %d", L, kept);
+    sync_and_compare("thinned", s, u, L, kept);
+    lfm2c_session_free(s);
+}
+
 int main(void) {
     lfm2c_error err = {0};
     lfm2c_model_params mp = lfm2c_model_default_params();
@@ -92,10 +216,10 @@ int main(void) {
     make_tokens(b + 30, N - 30, 1234); /* b shares a's first 30 tokens */
     CHECK(b[30] != a[30], "the prompts should part at 30");
 
-    /* checkpoints before the shared prefix: restore at 20, re-feed 20..30 */
+    /* checkpoints before the shared prefix: resume at 20, feed 20..48 */
     const int before[2] = {10, 20};
     lfm2c_session *s = session_after(a, N, before, 2, extra, 8);
-    sync_and_compare("checkpoint before the prefix", s, b, N, 30);
+    sync_and_compare("checkpoint before the prefix", s, b, N, 20);
     lfm2c_session_free(s);
 
     /* a checkpoint exactly at the prefix's end, and later ones that must be dropped */
@@ -104,18 +228,19 @@ int main(void) {
     sync_and_compare("checkpoint at the prefix", s, b, N, 30);
     lfm2c_session_free(s);
 
-    /* no checkpoint at all: the conv state is rebuilt from position 0 */
+    /* no checkpoint at all: nothing can be kept (the conv state needs position 0) */
     s = session_after(a, N, NULL, 0, extra, 8);
-    sync_and_compare("no checkpoint", s, b, N, 30);
+    sync_and_compare("no checkpoint", s, b, N, 0);
     lfm2c_session_free(s);
 
-    /* the session holds exactly the prompt: all but its last token are kept */
+    /* the session holds exactly the prompt, no logits kept: the newest checkpoint short of the end */
     s = session_after(a, N, at, 1, NULL, 0);
-    sync_and_compare("whole prompt held", s, a, N, N - 1);
+    sync_and_compare("whole prompt held", s, a, N, 30);
     lfm2c_session_free(s);
 
-    /* the prompt extends what the session holds (a follow-up turn): nothing to re-feed */
-    s = session_after(a, 30, before, 2, NULL, 0);
+    /* the prompt extends what the session holds (a follow-up turn) */
+    const int upto[3] = {10, 20, 30};
+    s = session_after(a, 30, upto, 3, NULL, 0);
     sync_and_compare("follow-up", s, b, N, 30);
     lfm2c_session_free(s);
 
@@ -131,6 +256,11 @@ int main(void) {
     s = lfm2c_session_new(model, 256, &err);
     sync_and_compare("empty session", s, a, 1, 0);
     lfm2c_session_free(s);
+
+    snaps_in_forward(a, b, extra);
+    snaps_batched(a, b);
+    logits_kept(a, extra);
+    thinning(a);
 
     lfm2c_model_free(model);
     TEST_MAIN_END();

@@ -1,7 +1,9 @@
 /* test_scheduler.c — the continuous-batching scheduler (src/serve/scheduler.c) driven directly,
  * without HTTP, on the tiny dense fixture at temperature 0: requests admitted together give the
  * same tokens as each alone (and share forward passes); a request sharing a prompt prefix with a
- * slot's history reuses it (n_cached, and still the same tokens); a running and a queued request
+ * slot's history reuses it (n_cached, and still the same tokens), what it reports is what it saved
+ * (a prompt read before feeds nothing; one parting late re-feeds less than a checkpoint spacing), a
+ * running slot's prefix is copied into a free one; a running and a queued request
  * are cancelled; the queue limit refuses what does not fit (a group all or none); a shut-down
  * scheduler refuses new work; a request cancelled during its forward takes no token (and the
  * scheduler no longer reads the grammar its caller freed). */
@@ -136,6 +138,89 @@ static void test_batching_and_prefix(void) {
     sched_free(one);
 }
 
+/* The prompt tokens a scheduler has fed so far (stats.prefill_tokens). */
+static uint64_t fed(sched *s) {
+    sched_stats st;
+    sched_get_stats(s, &st);
+    return st.prefill_tokens;
+}
+
+/* Submits a greedy request, waits for it; returns it (the caller releases it). */
+static sched_req *run_one(sched *s, const int32_t *prompt, int n, int gen) {
+    sched_req *r = greedy(prompt, n, gen);
+    CHECK(sched_submit(s, r) == 0, "submit");
+    wait_for(s, r, 0);
+    return r;
+}
+
+/* What reuse saves is what it reports: a prompt read before is answered with no token fed (its
+ * logits kept), one sharing all but its last 20 tokens re-feeds fewer than SCHED_CKPT_EVERY of
+ * the shared ones, and n_cached + the tokens fed is always the prompt; each answer as alone. */
+static void test_reuse_counts(void) {
+    enum { LONG = 200, DIFF = 20 };
+    int32_t p[LONG], q[LONG];
+    make_tokens(p, LONG, 77);
+    memcpy(q, p, sizeof q);
+    make_tokens(q + LONG - DIFF, DIFF, 78);
+    sched *one = new_sched(1, 4, 512, true), *s = new_sched(2, 4, 512, false);
+    if (!one || !s) goto out;
+    sched_req *ref_p = alone(one, p, LONG), *ref_q = alone(one, q, LONG);
+    sched_req *a = run_one(s, p, LONG, GEN);
+    CHECK(same_tokens(a, ref_p) && a->n_cached == 0, "first read: cached %d", a->n_cached);
+    uint64_t f0 = fed(s);
+    sched_req *b = run_one(s, p, LONG, GEN);
+    CHECK(fed(s) == f0 && b->n_cached == LONG, "the same prompt again: %llu tokens fed, %d cached",
+          (unsigned long long)(fed(s) - f0), b->n_cached);
+    CHECK(same_tokens(b, ref_p), "the same prompt again answers differently");
+    f0 = fed(s);
+    sched_req *c = run_one(s, q, LONG, GEN);
+    uint64_t n_fed = fed(s) - f0;
+    CHECK(n_fed == (uint64_t)(LONG - c->n_cached), "fed %llu + cached %d is not the prompt's %d",
+          (unsigned long long)n_fed, c->n_cached, LONG);
+    CHECK(n_fed < DIFF + SCHED_CKPT_EVERY, "all but the last %d shared: %llu tokens fed", DIFF,
+          (unsigned long long)n_fed);
+    CHECK(same_tokens(c, ref_q), "the request parting late answers differently");
+    sched_release(s, a);
+    sched_release(s, b);
+    sched_release(s, c);
+    sched_release(one, ref_p);
+    sched_release(one, ref_q);
+out:
+    sched_free(one);
+    sched_free(s);
+}
+
+/* A prefix held by a running slot is copied into the free one instead of being read again. */
+static void test_prefix_copy(void) {
+    enum { LONG = 160 };
+    int32_t p[LONG], q[LONG + 8];
+    make_tokens(p, LONG, 91);
+    memcpy(q, p, sizeof p);
+    make_tokens(q + LONG, 8, 92);
+    sched *one = new_sched(1, 4, 512, true), *s = new_sched(2, 4, 512, false);
+    if (!one || !s) goto out;
+    sched_req *ref = alone(one, q, LONG + 8);
+    sched_req *busy = endless(p, LONG, 400); /* holds its slot while the next request comes */
+    CHECK(sched_submit(s, busy) == 0, "submit the long one");
+    wait_for(s, busy, 2);
+    uint64_t f0 = fed(s);
+    sched_req *r = run_one(s, q, LONG + 8, GEN);
+    sched_stats st;
+    sched_get_stats(s, &st);
+    CHECK(st.prefix_copies == 1, "%llu prefix copies, want 1", (unsigned long long)st.prefix_copies);
+    CHECK(r->n_cached >= LONG - SCHED_CKPT_EVERY && fed(s) - f0 <= (uint64_t)(LONG + 8 - r->n_cached) + 64,
+          "copied prefix: %d cached, %llu fed", r->n_cached, (unsigned long long)(fed(s) - f0));
+    CHECK(same_tokens(r, ref), "the request on a copied prefix answers differently");
+    CHECK(st.ckpt_count > 0 && st.ckpt_bytes > 0 && st.ckpt_max == SCHED_CKPT_MAX, "checkpoint stats: %d, %zu, %d",
+          st.ckpt_count, st.ckpt_bytes, st.ckpt_max);
+    sched_release(s, busy);
+    sched_release(s, r);
+    sched_release(one, ref);
+out:
+    sched_free(one);
+    sched_free(s);
+}
+
 static void test_cancel_and_queue(void) {
     sched *s = new_sched(1, 2, 2048, false);
     if (!s) return;
@@ -228,6 +313,8 @@ int main(void) {
     if (!model) TEST_MAIN_END();
     n_vocab = lfm2c_vocab_size(model);
     test_batching_and_prefix();
+    test_reuse_counts();
+    test_prefix_copy();
     test_cancel_and_queue();
     test_cancel_during_forward();
     lfm2c_model_free(model);

@@ -304,11 +304,27 @@ await test('completions', async () => {
 });
 
 await test('prefix reuse', async () => {
+  const prefilled = async () => {
+    const t = await (await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${apiKey}` } })).text();
+    const m = t.match(/^lfm2c_prefill_tokens_total (\d+)/m);
+    return m ? Number(m[1]) : NaN;
+  };
   const first = await client.chat.completions.create({ model, messages: user('My name is Ada.'), max_tokens: 6, temperature: 0 });
+  let before = await prefilled();
   const second = await client.chat.completions.create({ model, max_tokens: 6, temperature: 0, messages: [
     ...user('My name is Ada.'), { role: 'assistant', content: first.choices[0].message.content }, ...user('What is my name?')] });
+  let read = await prefilled() - before;
   const cached = second.usage.prompt_tokens_details.cached_tokens;
   check(cached >= first.usage.prompt_tokens, `second turn reuses the first (${cached} of ${second.usage.prompt_tokens} cached)`);
+  check(read === second.usage.prompt_tokens - cached, `cached tokens are not read again (${read} read, ${cached} of ${second.usage.prompt_tokens} cached)`);
+  // the same conversation again ("regenerate"): nothing is read, every prompt token is cached
+  before = await prefilled();
+  const again = await client.chat.completions.create({ model, max_tokens: 6, temperature: 0, messages: [
+    ...user('My name is Ada.'), { role: 'assistant', content: first.choices[0].message.content }, ...user('What is my name?')] });
+  read = await prefilled() - before;
+  check(read === 0 && again.usage.prompt_tokens_details.cached_tokens === again.usage.prompt_tokens,
+    `a prompt read before is not read again (${read} read, ${again.usage.prompt_tokens_details.cached_tokens} cached)`);
+  check(again.choices[0].message.content === second.choices[0].message.content, 'and answers the same');
 });
 
 await test('n choices', async () => {
