@@ -318,7 +318,9 @@ static ssize_t stream_read(void *cls, char *buf, size_t max, http_log *log) {
         st->n_out = st->off_out = 0;
         sched_lock(api->sched);
         for (;;) {
+            double t0 = lfm2c_now_s();
             stream_pump(st);
+            sched_add_render_time(api->sched, lfm2c_now_s() - t0);
             if (st->n_out > 0) break;
             if (http_fd_gone(st->fd)) {
                 sched_unlock(api->sched);

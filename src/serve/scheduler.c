@@ -179,6 +179,8 @@ void sched_get_stats(sched *s, sched_stats *out) {
     pthread_mutex_unlock(&s->mu);
 }
 
+void sched_add_render_time(sched *s, double seconds) { s->st.t_render += seconds; }
+
 /* ---- output of one token (lock held) ------------------------------------------------------- */
 
 static bool buf_append(char **buf, size_t *len, size_t *cap, const char *b, size_t n) {
@@ -857,6 +859,25 @@ static int prefix_donor(sched *s, const sched_req *r, int chosen, int keep) {
     return donor;
 }
 
+/* When the chosen slot would drop COPY_MIN_GAIN or more tokens of its own past r's prefix (a
+ * conversation r branches from, which its next turn would want), another free slot takes a copy
+ * of the prefix instead: an empty one, else the least recently used. -1: none (or nothing to
+ * keep). Scheduler thread, between steps (only it gives slots out). */
+static int spare_slot(sched *s, int chosen, int keep) {
+    const slot *c = &s->slots[chosen];
+    if (keep <= 0 || lfm2c_session_n_past(c->sess) - keep < COPY_MIN_GAIN) return -1;
+    int spare = -1;
+    for (int i = 0; i < s->p.n_slots; i++) {
+        const slot *sl = &s->slots[i];
+        if (i == chosen || sl->req) continue;
+        bool empty = lfm2c_session_n_past(sl->sess) == 0;
+        if (spare < 0 || (empty && lfm2c_session_n_past(s->slots[spare].sess) > 0) ||
+            (empty == (lfm2c_session_n_past(s->slots[spare].sess) == 0) && sl->last_used < s->slots[spare].last_used))
+            spare = i;
+    }
+    return spare;
+}
+
 /* The chosen slot takes the donor's state (what the slot held is worth less: the donor's prefix
  * is longer); returns the prompt tokens it can now keep (0 when the copy failed: reset). */
 static int slot_copy_from(sched *s, slot *sl, slot *donor, const sched_req *r, int keep) {
@@ -899,8 +920,9 @@ static void admit(sched *s) {
         s->n_queue--;
         s->st.active_slots++;
         pthread_mutex_unlock(&s->mu);
-        int donor = prefix_donor(s, r, best, keep);
+        int donor = prefix_donor(s, r, best, keep), spare = donor < 0 ? spare_slot(s, best, keep) : -1;
         if (donor >= 0) keep = slot_copy_from(s, &s->slots[best], &s->slots[donor], r, keep);
+        else if (spare >= 0) keep = slot_copy_from(s, &s->slots[spare], &s->slots[best], r, keep), best = spare;
         slot_start(s, &s->slots[best], r, keep);
     }
 }
@@ -976,6 +998,7 @@ static void slot_accept(sched *s, slot *sl) {
 
 /* One step: one forward over every active slot. Returns false when there was nothing to do. */
 static bool step(sched *s) {
+    const double t_start = lfm2c_now_s();
     int n_slots = s->p.n_slots, n_items = 0, budget = s->p.prefill_chunk;
     lfm2c_session *sess[n_slots];
     const int32_t *toks[n_slots];
@@ -1030,6 +1053,10 @@ static bool step(sched *s) {
     int rc = lfm2c_decode_batch(sess, toks, ns, modes, n_items, &err);
     double dt = lfm2c_now_s() - t0;
     pthread_mutex_lock(&s->mu);
+    const double t_locked = lfm2c_now_s();
+    s->st.t_plan += t0 - t_start;
+    s->st.t_forward += dt;
+    s->st.t_lock += t_locked - t0 - dt;
     s->st.steps++;
     s->st.batch_tokens += (uint64_t)(n_prefill + n_decode);
     s->st.prefill_tokens += (uint64_t)n_prefill;
@@ -1067,6 +1094,7 @@ static bool step(sched *s) {
         else slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
     }
     ckpt_stats(s);
+    s->st.t_sample += lfm2c_now_s() - t_locked;
     pthread_mutex_unlock(&s->mu);
     return true;
 }
@@ -1078,13 +1106,22 @@ static void *sched_main(void *arg) {
         bool stop = s->stopping;
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
+        double t0 = lfm2c_now_s();
         admit(s);
+        double t1 = lfm2c_now_s();
+        pthread_mutex_lock(&s->mu);
+        s->st.t_admit += t1 - t0;
+        pthread_mutex_unlock(&s->mu);
         if (step(s)) continue;
         pthread_mutex_lock(&s->mu);
         bool idle = !s->stopping && s->n_queue == 0;
         for (int i = 0; idle && i < s->p.n_slots; i++)
             if (s->slots[i].req) idle = false;
-        if (idle) pthread_cond_wait(&s->work, &s->mu);
+        if (idle) {
+            double w = lfm2c_now_s();
+            pthread_cond_wait(&s->work, &s->mu);
+            s->st.t_idle += lfm2c_now_s() - w;
+        }
         pthread_mutex_unlock(&s->mu);
     }
     return NULL;

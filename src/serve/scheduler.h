@@ -165,14 +165,22 @@ typedef struct sched_stats {
                                   accepted, verification forwards that carried a draft */
     double kv_usage;                                  /* tokens held by running requests / (slots x context), 0..1 */
     uint64_t prefix_copies;                           /* requests that took another slot's prefix (a copy) */
-    int ckpt_count;                                   /* conv checkpoints held by all slots now */
-    size_t ckpt_bytes;                                /* and their memory */
-    int ckpt_max;                                     /* the bound per slot */
+    /* where the scheduler thread's time goes, seconds in all: admitting requests (prefix sync
+     * and copies), planning a step (drafts included), the forward, waiting for the lock after it
+     * (held by the streams' renderers), sampling and taking the tokens (grammar, detokenizing,
+     * stop strings), waiting for work */
+    double t_admit, t_plan, t_forward, t_lock, t_sample, t_idle;
+    double t_render;   /* the streams' threads turning output into events under the lock (job.c) */
+    int ckpt_count;    /* conv checkpoints held by all slots now */
+    size_t ckpt_bytes; /* and their memory */
+    int ckpt_max;      /* the bound per slot */
     /* latency histograms of finished requests (cumulative buckets up to SCHED_LAT_BOUNDS) */
     uint64_t ttft_bucket[SCHED_N_LAT], tpot_bucket[SCHED_N_LAT], e2e_bucket[SCHED_N_LAT];
     uint64_t ttft_count, tpot_count, e2e_count;
     double ttft_sum, tpot_sum, e2e_sum;
 } sched_stats;
 void sched_get_stats(sched *s, sched_stats *out);
+/* A stream's thread spent `seconds` rendering under the lock (lock held): for sched_stats. */
+void sched_add_render_time(sched *s, double seconds);
 
 #endif

@@ -155,6 +155,13 @@ static void metrics_prefix(FILE *f, const sched_stats *st) {
             "# HELP lfm2c_prefix_copies_total Requests that copied a longer prefix from another slot.\n"
             "# TYPE lfm2c_prefix_copies_total counter\nlfm2c_prefix_copies_total %llu\n",
             st->ckpt_count, st->ckpt_bytes, st->ckpt_max, (unsigned long long)st->prefix_copies);
+    static const char *const phase[7] = {"admit", "plan", "forward", "lock", "sample", "idle", "render"};
+    const double t[7] = {st->t_admit, st->t_plan, st->t_forward, st->t_lock, st->t_sample, st->t_idle, st->t_render};
+    fprintf(f, "# HELP lfm2c_scheduler_seconds_total The scheduler thread's time by phase (admit: prefix sync "
+               "and copies; lock: waiting for the streams' renderers after a forward; sample: sampling and taking "
+               "the tokens; render: the streams' threads making events under the lock).\n# TYPE "
+               "lfm2c_scheduler_seconds_total counter\n");
+    for (int i = 0; i < 7; i++) fprintf(f, "lfm2c_scheduler_seconds_total{phase=\"%s\"} %.6f\n", phase[i], t[i]);
 }
 
 /* GET /metrics (Prometheus text), with --metrics. */

@@ -155,7 +155,8 @@ static sched_req *run_one(sched *s, const int32_t *prompt, int n, int gen) {
 
 /* What reuse saves is what it reports: a prompt read before is answered with no token fed (its
  * logits kept), one sharing all but its last 20 tokens re-feeds fewer than SCHED_CKPT_EVERY of
- * the shared ones, and n_cached + the tokens fed is always the prompt; each answer as alone. */
+ * the shared ones (in another slot, so the conversation it parts from stays whole), and n_cached
+ * + the tokens fed is always the prompt; each answer as alone. */
 static void test_reuse_counts(void) {
     enum { LONG = 200, DIFF = 20 };
     int32_t p[LONG], q[LONG];
@@ -180,6 +181,12 @@ static void test_reuse_counts(void) {
     CHECK(n_fed < DIFF + SCHED_CKPT_EVERY, "all but the last %d shared: %llu tokens fed", DIFF,
           (unsigned long long)n_fed);
     CHECK(same_tokens(c, ref_q), "the request parting late answers differently");
+    /* c branched from p's conversation into the other slot (a copy): p's slot still holds it all */
+    f0 = fed(s);
+    sched_req *d = run_one(s, p, LONG, GEN);
+    CHECK(fed(s) == f0 && d->n_cached == LONG, "p after a branch from it: %llu fed, %d cached",
+          (unsigned long long)(fed(s) - f0), d->n_cached);
+    sched_release(s, d);
     sched_release(s, a);
     sched_release(s, b);
     sched_release(s, c);
