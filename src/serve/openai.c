@@ -70,9 +70,10 @@ static json_t *legacy_logprobs_json(const serve_api *api, const job *j, int i, b
 }
 
 
-/* The chat shape of logprob entries: {"content": [...]}. */
+/* The chat shape of logprob entries: {"content": [...], "refusal": null} (the spec requires both;
+ * this server never refuses). */
 static json_t *chat_logprobs_json(const serve_api *api, const sched_logprob *lp, int n) {
-    return json_pack("{s:o}", "content", dl_logprobs_json(api->model, lp, n));
+    return json_pack("{s:o,s:n}", "content", dl_logprobs_json(api->model, lp, n), "refusal");
 }
 
 static json_t *usage_json(const job_usage *u) {
@@ -186,7 +187,8 @@ static json_t *completion_choice(const job *j, const job_choice *c, int i) {
                      "finish_reason", finish_name(c->finish));
 }
 
-/* A chat choice: the message (reasoning_content, content, tool_calls) and the logprobs. */
+/* A chat choice: the message (reasoning_content, content, tool_calls, refusal: null, which the
+ * spec requires) and the logprobs. */
 static json_t *chat_choice(const job *j, const job_choice *c, int i) {
     json_t *msg = json_pack("{s:s}", "role", "assistant");
     if (c->reasoning) json_object_set_new(msg, "reasoning_content", json_stringn(c->reasoning, c->n_reasoning));
@@ -199,6 +201,7 @@ static json_t *chat_choice(const job *j, const job_choice *c, int i) {
     } else {
         json_object_set_new(msg, "content", json_stringn(c->text, c->n));
     }
+    json_object_set_new(msg, "refusal", json_null());
     return json_pack("{s:i,s:o,s:o,s:s}", "index", i, "message", msg, "logprobs",
                      c->logprobs ? chat_logprobs_json(j->api, c->lp, c->n_lp) : json_null(), "finish_reason",
                      finish_name(c->finish));
