@@ -428,6 +428,27 @@ if start_server small -np 1 --queue 1 --alias fixture --prefill-chunk 8; then  #
   check "no key for a keyed response's previous_response_id -> 404" '[ "$STATUS" = 404 ]'
   req POST /v1/responses '{"input":"more","max_output_tokens":2,"previous_response_id":"'$rid'"}' -H 'x-api-key: alice'
   check "the same key (either header) continues the conversation -> 200" '[ "$STATUS" = 200 ]'
+  # the stored response itself (GET, input_items, DELETE): the same binding to the key
+  for path in /v1/responses/$rid /v1/responses/$rid/input_items /responses/$rid; do
+    req GET $path '' -H 'Authorization: Bearer bob'
+    check "another key's GET $path -> 404" '[ "$STATUS" = 404 ] && error_shape'
+    req GET $path ''
+    check "no key's GET $path -> 404" '[ "$STATUS" = 404 ] && error_shape'
+    req GET $path '' -H 'x-api-key: alice'
+    check "the same key's GET $path -> 200" '[ "$STATUS" = 200 ] && grep -q "$rid\|input_text" "$TMP/body"'
+  done
+  req DELETE /v1/responses/$rid '' -H 'Authorization: Bearer bob'
+  check "another key's DELETE -> 404" '[ "$STATUS" = 404 ] && error_shape'
+  req GET /v1/responses/$rid '' -H 'Authorization: Bearer alice'
+  check "... and the response is still there" '[ "$STATUS" = 200 ]'
+  req POST /v1/responses/$rid '{}' -H 'Authorization: Bearer alice'
+  check "POST on a stored response -> 405" '[ "$STATUS" = 405 ] && error_shape'
+  req DELETE /v1/responses/$rid/input_items '' -H 'Authorization: Bearer alice'
+  check "DELETE input_items -> 404" '[ "$STATUS" = 404 ] && error_shape'
+  req DELETE /v1/responses/$rid '' -H 'Authorization: Bearer alice'
+  check "the same key's DELETE -> 200" '[ "$STATUS" = 200 ] && grep -q "\"deleted\":true" "$TMP/body"'
+  req POST /v1/responses '{"input":"more","max_output_tokens":2,"previous_response_id":"'$rid'"}' -H 'x-api-key: alice'
+  check "a deleted response's previous_response_id -> 404" '[ "$STATUS" = 404 ]'
   # per-request caps (issue 12): messages, stop strings, prompts far beyond the context, decided
   # before anything is tokenized; a too-long legacy prompt names 'prompt'
   python3 -c 'import json; print(json.dumps({"messages":[{"role":"user","content":"x"}]*5000,"max_tokens":1}))' >"$TMP/many.json"

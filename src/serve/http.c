@@ -172,6 +172,9 @@ http *http_of(const http_req *q) { return q->h; }
 const void *http_arg(const http_req *q) { return q->route ? q->route->arg : NULL; }
 const char *http_rest(const http_req *q) { return q->rest ? q->rest : ""; }
 const char *http_method(const http_req *q) { return q->log.method; }
+const char *http_query(http_req *q, const char *name) {
+    return MHD_lookup_connection_value(q->c, MHD_GET_ARGUMENT_KIND, name);
+}
 http_log *http_req_log(http_req *q) { return &q->log; }
 http_err_shape http_shape(const http_req *q) { return q->shape; }
 
@@ -418,7 +421,7 @@ static void add_common_headers(const http *h, struct MHD_Connection *c, struct M
     if (!origin) return;
     MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
     if (strcmp(origin, "*")) MHD_add_response_header(r, "Vary", "Origin");
-    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
     const char *want = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
     MHD_add_response_header(r, "Access-Control-Allow-Headers",
                             want && strlen(want) < 2048 ? want : "Authorization, Content-Type, X-Api-Key");
@@ -490,7 +493,7 @@ static int send_preflight(http_req *q) {
     struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
     if (!r) return -1;
     add_common_headers(q->h, q->c, r);
-    MHD_add_response_header(r, "Allow", "GET, POST, OPTIONS");
+    MHD_add_response_header(r, "Allow", "GET, POST, DELETE, OPTIONS");
     MHD_add_response_header(r, "Access-Control-Max-Age", "600");
     q->log.status = 204;
     return queue(q->c, 204, r);
@@ -748,10 +751,11 @@ static bool key_ok(http *h, struct MHD_Connection *c) {
 /* ---- the route table ------------------------------------------------------------------------------ */
 
 static unsigned method_bit(const char *method) {
-    return !strcmp(method, "GET")    ? HTTP_GET
-           : !strcmp(method, "HEAD") ? HTTP_HEAD
-           : !strcmp(method, "POST") ? HTTP_POST
-                                     : 0;
+    return !strcmp(method, "GET")      ? HTTP_GET
+           : !strcmp(method, "HEAD")   ? HTTP_HEAD
+           : !strcmp(method, "POST")   ? HTTP_POST
+           : !strcmp(method, "DELETE") ? HTTP_DELETE
+                                       : 0;
 }
 
 /* Does path match the route's? *rest: what a trailing '*' matched. */
@@ -817,8 +821,12 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
     }
     if (r && !(r->methods & HTTP_POST)) return run_now(q, r, rest);
     if (!r) {
-        if (route_find(h, HTTP_POST, url, &rest))
-            http_set_err(&e, 405, "method_not_allowed", NULL, "%.300s needs POST", url);
+        const http_route *other = route_find(h, 0, url, &rest);
+        if (other)
+            http_set_err(&e, 405, "method_not_allowed", NULL, "%.300s %s", url,
+                         other->methods & HTTP_POST     ? "needs POST"
+                         : other->methods & HTTP_DELETE ? "takes GET or DELETE"
+                                                        : "takes GET");
         else http_set_err(&e, 404, "not_found", NULL, "no route %.11s %.300s", method, url);
         return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     }

@@ -4,7 +4,7 @@
  *
  * A route is {methods, path, handler, flags, arg}; the server hands the transport one table
  * (its lifecycle routes, the OpenAI routes of openai.c and the dialects' routes) and a request
- * is dispatched by method and path. A GET/HEAD route is answered from the headers; a POST
+ * is dispatched by method and path. A GET/HEAD/DELETE route is answered from the headers; a POST
  * route's body is read (bounded by max_body) and parsed as a JSON object first. Handlers answer
  * with http_send_*; the status they send is what the log line reports. */
 #ifndef LFM2C_HTTP_H
@@ -34,7 +34,7 @@ json_t *http_err_json(const http_err *e);
 /* Another API's error body (server_dialect.h), new reference. */
 typedef json_t *(*http_err_shape)(int status, const char *code, const char *param, const char *msg);
 
-enum { HTTP_GET = 1, HTTP_HEAD = 2, HTTP_POST = 4 };
+enum { HTTP_GET = 1, HTTP_HEAD = 2, HTTP_POST = 4, HTTP_DELETE = 8 };
 enum { HTTP_PUBLIC = 1 }; /* route flag: no API key, answered while loading or draining too */
 enum { HTTP_LOADING, HTTP_READY, HTTP_DRAINING };
 
@@ -44,7 +44,7 @@ enum { HTTP_LOADING, HTTP_READY, HTTP_DRAINING };
 typedef int (*http_handler)(http_req *q, json_t *body);
 
 typedef struct http_route {
-    unsigned methods; /* HTTP_GET | HTTP_HEAD | HTTP_POST */
+    unsigned methods; /* HTTP_GET | HTTP_HEAD | HTTP_POST | HTTP_DELETE */
     const char *path; /* exact; a trailing '*' stands for one or more further bytes */
     http_handler fn;
     unsigned flags;  /* HTTP_PUBLIC */
@@ -104,6 +104,7 @@ http *http_of(const http_req *q);
 const void *http_arg(const http_req *q);  /* the route's arg */
 const char *http_rest(const http_req *q); /* what a trailing '*' of the route matched ("" if none) */
 const char *http_method(const http_req *q);
+const char *http_query(http_req *q, const char *name);  /* a query-string argument (NULL if absent) */
 const char *http_header(http_req *q, const char *name); /* NULL if absent */
 http_log *http_req_log(http_req *q);
 http_err_shape http_shape(const http_req *q); /* the error shape of this request (NULL: default) */

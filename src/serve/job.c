@@ -673,7 +673,7 @@ int api_route_answer(http_req *q, json_t *body) {
     char owner[DL_OWNER_LEN];
     dl_server v = route_view(q, owner);
     dl_err de = {0};
-    json_t *o = h->fn(&v, body, &de);
+    json_t *o = h->route ? h->route(&v, q, &de) : h->fn(&v, body, &de);
     if (o) return http_send_json(q, 200, o);
     if (!de.status) return -1; /* out of memory: no answer */
     return send_dl_err(q, &de);

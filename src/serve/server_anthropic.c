@@ -447,7 +447,7 @@ const dialect dialect_anthropic = {
     .free_state = an_free,
 };
 
-static const dl_hook count_hook = {anthropic_count_request};
+static const dl_hook count_hook = {.fn = anthropic_count_request};
 
 const http_route anthropic_routes[] = {
     {HTTP_POST, "/v1/messages", api_route_dialect, 0, &dialect_anthropic},

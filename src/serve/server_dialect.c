@@ -197,6 +197,7 @@ int dl_text_of(json_t *v, const char *types, dl_buf *out) {
 typedef struct resp_entry {
     char id[64], owner[DL_OWNER_LEN];
     json_t *messages;
+    json_t *extra; /* a response's object and input items (NULL for an output item) */
     size_t bytes;
 } resp_entry;
 
@@ -222,47 +223,90 @@ resp_store *resp_store_new(int max_entries, size_t max_bytes) {
 
 void resp_store_free(resp_store *st) {
     if (!st) return;
-    for (int i = 0; i < st->n; i++) json_decref(st->e[i].messages);
+    for (int i = 0; i < st->n; i++) {
+        json_decref(st->e[i].messages);
+        json_decref(st->e[i].extra);
+    }
     pthread_mutex_destroy(&st->mu);
     free(st->e);
     free(st);
 }
 
-static void drop_oldest(resp_store *st) {
-    st->bytes -= st->e[0].bytes;
-    json_decref(st->e[0].messages);
-    memmove(st->e, st->e + 1, (size_t)(st->n - 1) * sizeof *st->e);
+static void drop_at(resp_store *st, int i) {
+    st->bytes -= st->e[i].bytes;
+    json_decref(st->e[i].messages);
+    json_decref(st->e[i].extra);
+    memmove(st->e + i, st->e + i + 1, (size_t)(st->n - i - 1) * sizeof *st->e);
     st->n--;
 }
 
-void resp_store_put(resp_store *st, const char *owner, const char *id, json_t *messages) {
-    if (!st) return;
-    char *s = json_dumps(messages, JSON_COMPACT);
-    size_t bytes = s ? strlen(s) : 0;
+/* The size a value is counted for (its compact JSON text); 0 for none. */
+static size_t json_bytes(json_t *v) {
+    if (!v) return 0;
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t n = s ? strlen(s) : 0;
     free(s);
-    if (!bytes || bytes > st->max_bytes) return;
-    json_t *copy = json_deep_copy(messages);
-    if (!copy) return;
+    return n;
+}
+
+void resp_store_put_response(resp_store *st, const char *owner, const char *id, json_t *messages, json_t *extra) {
+    if (!st) return;
+    size_t bytes = json_bytes(messages), more = json_bytes(extra);
+    if (!bytes || (extra && !more) || bytes + more > st->max_bytes) return;
+    bytes += more;
+    json_t *copy = json_deep_copy(messages), *ecopy = extra ? json_deep_copy(extra) : NULL;
+    if (!copy || (extra && !ecopy)) {
+        json_decref(copy);
+        json_decref(ecopy);
+        return;
+    }
     pthread_mutex_lock(&st->mu);
-    while (st->n && (st->n >= st->max || st->bytes + bytes > st->max_bytes)) drop_oldest(st);
+    while (st->n && (st->n >= st->max || st->bytes + bytes > st->max_bytes)) drop_at(st, 0);
     resp_entry *e = &st->e[st->n++];
     snprintf(e->id, sizeof e->id, "%s", id);
     snprintf(e->owner, sizeof e->owner, "%s", owner ? owner : "");
     e->messages = copy;
+    e->extra = ecopy;
     e->bytes = bytes;
     st->bytes += bytes;
     pthread_mutex_unlock(&st->mu);
 }
 
+void resp_store_put(resp_store *st, const char *owner, const char *id, json_t *messages) {
+    resp_store_put_response(st, owner, id, messages, NULL);
+}
+
+/* The newest entry of id, where owner stored it (another key's is not found either); -1 none.
+ * Called with the lock held. */
+static int find_entry(resp_store *st, const char *owner, const char *id) {
+    for (int i = st->n - 1; i >= 0; i--)
+        if (!strcmp(st->e[i].id, id)) return strcmp(st->e[i].owner, owner ? owner : "") ? -1 : i;
+    return -1;
+}
+
 json_t *resp_store_get(resp_store *st, const char *owner, const char *id) {
     if (!st) return NULL;
-    json_t *out = NULL;
     pthread_mutex_lock(&st->mu);
-    for (int i = st->n - 1; i >= 0; i--)
-        if (!strcmp(st->e[i].id, id)) { /* another key's conversation is not found either */
-            if (!strcmp(st->e[i].owner, owner ? owner : "")) out = json_deep_copy(st->e[i].messages);
-            break;
-        }
+    int i = find_entry(st, owner, id);
+    json_t *out = i >= 0 ? json_deep_copy(st->e[i].messages) : NULL;
     pthread_mutex_unlock(&st->mu);
     return out;
+}
+
+json_t *resp_store_get_extra(resp_store *st, const char *owner, const char *id) {
+    if (!st) return NULL;
+    pthread_mutex_lock(&st->mu);
+    int i = find_entry(st, owner, id);
+    json_t *out = i >= 0 && st->e[i].extra ? json_deep_copy(st->e[i].extra) : NULL;
+    pthread_mutex_unlock(&st->mu);
+    return out;
+}
+
+bool resp_store_del(resp_store *st, const char *owner, const char *id) {
+    if (!st) return false;
+    pthread_mutex_lock(&st->mu);
+    int i = find_entry(st, owner, id);
+    if (i >= 0) drop_at(st, i);
+    pthread_mutex_unlock(&st->mu);
+    return i >= 0;
 }

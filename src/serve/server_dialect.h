@@ -93,19 +93,27 @@ void dl_buf_add(dl_buf *b, const char *s, size_t n);
  * any with a text). -1 when the value is none of those. */
 int dl_text_of(json_t *v, const char *types, dl_buf *out);
 
-/* Responses store (previous_response_id): bounded by count and bytes, oldest out first. */
+/* Responses store (previous_response_id, item_reference, GET / DELETE /v1/responses/{id}):
+ * bounded by count and bytes, oldest out first. */
 resp_store *resp_store_new(int max_entries, size_t max_bytes);
 void resp_store_free(resp_store *st);
-/* A conversation is found only by the owner (API key digest) that stored it. */
+/* An entry is found only by the owner (API key digest) that stored it. */
 void resp_store_put(resp_store *st, const char *owner, const char *id, json_t *messages); /* borrows messages */
-json_t *resp_store_get(resp_store *st, const char *owner, const char *id);                /* new reference or NULL */
+/* A response: its conversation in chat form (messages, what resp_store_get gives) and extra
+ * (what GET /v1/responses/{id} and its input_items answer from); both borrowed. */
+void resp_store_put_response(resp_store *st, const char *owner, const char *id, json_t *messages, json_t *extra);
+json_t *resp_store_get(resp_store *st, const char *owner, const char *id);       /* new reference or NULL */
+json_t *resp_store_get_extra(resp_store *st, const char *owner, const char *id); /* new reference or NULL */
+bool resp_store_del(resp_store *st, const char *owner, const char *id);          /* false: none of owner's */
 /* prefix + 32 hex digits from the system's CSPRNG (ids that cannot be guessed from others). */
 void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap);
 
 /* A route's hook (the arg of api_route_count and api_route_answer): the body (NULL for a GET)
- * -> a new JSON value, or NULL with e set. */
+ * -> a new JSON value, or NULL with e set. A hook with 'route' instead reads the request itself
+ * (http_rest, http_method, http_query): api_route_answer calls that one. */
 typedef struct dl_hook {
     json_t *(*fn)(const dl_server *s, json_t *body, dl_err *e);
+    json_t *(*route)(const dl_server *s, http_req *q, dl_err *e);
 } dl_hook;
 
 /* Handlers of the translated APIs' routes (job.c):

@@ -544,7 +544,8 @@ static json_t *version_hook(const dl_server *s, json_t *body, dl_err *e) {
     (void)e;
     return ollama_version();
 }
-static const dl_hook show_hook = {ollama_show}, tags = {tags_hook}, ps = {ps_hook}, version = {version_hook};
+static const dl_hook show_hook = {.fn = ollama_show}, tags = {.fn = tags_hook}, ps = {.fn = ps_hook},
+                     version = {.fn = version_hook};
 
 const http_route ollama_routes[] = {
     {HTTP_POST, "/api/chat", api_route_dialect, 0, &dialect_ollama},

@@ -6,7 +6,9 @@
  * job's answer (job_final) becomes a response object (reasoning, message and function_call output
  * items, usage), and its stream events (job_event) the documented event sequence
  * (response.created ... response.reasoning_text.delta ... response.completed). Recent conversations are kept in a
- * bounded store (server_dialect.c) unless 'store' is false. */
+ * bounded store (server_dialect.c) unless 'store' is false, with the response object and the
+ * input as items: GET /v1/responses/{id}, GET /v1/responses/{id}/input_items and DELETE
+ * /v1/responses/{id} answer from it, for the API key that stored them. */
 #include "serve/server_dialect.h"
 
 #include <stdlib.h>
@@ -23,6 +25,7 @@ typedef struct rs_state {
     bool started, msg_open, think_open, completed;
     dl_buf text, thinking;
     json_t *output;          /* finished output items */
+    json_t *input;           /* the request's input as listed items (input_items; NULL: not stored) */
     json_t *calls;           /* chat tool_calls of the answer (for the store) */
     json_t *lp, *lp_pending; /* logprobs asked for: every token's entry; those not yet sent */
 } rs_state;
@@ -33,6 +36,7 @@ static void rs_free(void *p) {
     json_decref(st->echo);
     json_decref(st->messages);
     json_decref(st->output);
+    json_decref(st->input);
     json_decref(st->calls);
     json_decref(st->lp);
     json_decref(st->lp_pending);
@@ -339,6 +343,8 @@ static json_t *rs_echo(json_t *body, bool store) {
     return echo;
 }
 
+static json_t *input_list(const dl_server *s, json_t *body);
+
 static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *legacy, dl_err *e) {
     *legacy = false;
     json_t *msgs = rs_history(s, body, e), *chat = NULL;
@@ -361,6 +367,7 @@ static json_t *rs_request(const dl_server *s, json_t *body, void **state, bool *
         st->lp_pending = json_array();
     }
     st->echo = rs_echo(body, st->store);
+    if (st->store) st->input = input_list(s, body);
     *state = st;
     return chat;
 bad:
@@ -369,19 +376,22 @@ bad:
     return NULL;
 }
 
+/* cache_write_tokens: none are billed for writing the prefix cache here (as the Anthropic
+ * dialect's cache_creation_input_tokens) */
 static json_t *usage(int in, int cached, int out, int reasoning) {
-    return json_pack("{s:i,s:{s:i},s:i,s:{s:i},s:i}", "input_tokens", in, "input_tokens_details", "cached_tokens",
-                     cached, "output_tokens", out, "output_tokens_details", "reasoning_tokens", reasoning,
-                     "total_tokens", in + out);
+    return json_pack("{s:i,s:{s:i,s:i},s:i,s:{s:i},s:i}", "input_tokens", in, "input_tokens_details", "cached_tokens",
+                     cached, "cache_write_tokens", 0, "output_tokens", out, "output_tokens_details", "reasoning_tokens",
+                     reasoning, "total_tokens", in + out);
 }
 
-/* The response object (steals output and usage). */
+/* The response object (steals output and usage; no usage yet: none, the spec allows no null). */
 static json_t *rs_object(const dl_server *s, rs_state *st, const char *status, json_t *output, json_t *use) {
     json_t *o =
-        json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:s,s:o,s:o}", "id", st->id, "object", "response", "created_at",
+        json_pack("{s:s,s:s,s:I,s:s,s:n,s:o,s:s,s:o}", "id", st->id, "object", "response", "created_at",
                   (json_int_t)st->created, "status", status, "error", "incomplete_details",
                   strcmp(status, "incomplete") ? json_null() : json_pack("{s:s}", "reason", "max_output_tokens"),
-                  "model", s->alias, "output", output, "usage", use ? use : json_null());
+                  "model", s->alias, "output", output);
+    if (use) json_object_set_new(o, "usage", use);
     json_object_update(o, st->echo);
     return o;
 }
@@ -416,9 +426,10 @@ static json_t *chat_call(const char *id, const char *name, const char *args) {
                      args);
 }
 
-/* Keeps the conversation under the response's id and each output item under its own id (for
+/* Keeps the conversation under the response's id, with the response object o and its input items
+ * (GET /v1/responses/{id}, input_items), and each output item under its own id (for
  * previous_response_id and item_reference). */
-static void remember(rs_state *st, const dl_server *s, const char *text, size_t n, json_t *output) {
+static void remember(rs_state *st, const dl_server *s, const char *text, size_t n, json_t *output, json_t *o) {
     if (!st->store) return;
     size_t i;
     json_t *item;
@@ -431,7 +442,9 @@ static void remember(rs_state *st, const dl_server *s, const char *text, size_t 
     if (json_array_size(st->calls)) json_object_set(m, "tool_calls", st->calls);
     if (st->thinking.n) json_object_set_new(m, "reasoning_content", json_stringn(st->thinking.p, st->thinking.n));
     json_array_append_new(st->messages, m);
-    resp_store_put(s->responses, s->owner, st->id, st->messages);
+    json_t *extra = json_pack("{s:O,s:o}", "response", o, "input", st->input ? json_incref(st->input) : json_array());
+    resp_store_put_response(s->responses, s->owner, st->id, st->messages, extra);
+    json_decref(extra);
 }
 
 static json_t *rs_final(const dl_server *s, void *state, const job_final *f, const job_run *run) {
@@ -456,10 +469,11 @@ static json_t *rs_final(const dl_server *s, void *state, const job_final *f, con
         json_array_append_new(st->calls, chat_call(c->calls[i].id, c->calls[i].name, c->calls[i].args));
         json_array_append_new(out, call_item(s, c->calls[i].id, c->calls[i].name, "completed", c->calls[i].args));
     }
-    remember(st, s, text, n, out);
     const job_usage *u = &f->usage;
-    return rs_object(s, st, c->finish == JOB_LENGTH ? "incomplete" : "completed", out,
-                     usage(u->prompt, u->cached, u->completion, u->reasoning));
+    json_t *o = rs_object(s, st, c->finish == JOB_LENGTH ? "incomplete" : "completed", out,
+                          usage(u->prompt, u->cached, u->completion, u->reasoning));
+    remember(st, s, text, n, out, o);
+    return o;
 }
 
 /* ---- streaming ---- */
@@ -506,8 +520,8 @@ static void open_msg(rs_state *st, dl_write w, void *wctx) {
                              "role", "assistant", "content");
     ev(st, w, wctx, "response.output_item.added", json_pack("{s:i,s:o}", "output_index", st->n_out, "item", item));
     ev(st, w, wctx, "response.content_part.added",
-       json_pack("{s:s,s:i,s:i,s:{s:s,s:s,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0,
-                 "part", "type", "output_text", "text", "", "annotations"));
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s,s:[],s:[]}}", "item_id", st->msg_id, "output_index", st->n_out,
+                 "content_index", 0, "part", "type", "output_text", "text", "", "annotations", "logprobs"));
 }
 
 static void close_msg(rs_state *st, dl_write w, void *wctx) {
@@ -518,8 +532,9 @@ static void close_msg(rs_state *st, dl_write w, void *wctx) {
        json_pack("{s:s,s:i,s:i,s:s%,s:o}", "item_id", st->msg_id, "output_index", st->n_out, "content_index", 0, "text",
                  t, st->text.n, "logprobs", lp_copy(st->lp)));
     ev(st, w, wctx, "response.content_part.done",
-       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%,s:[]}}", "item_id", st->msg_id, "output_index", st->n_out, "content_index",
-                 0, "part", "type", "output_text", "text", t, st->text.n, "annotations"));
+       json_pack("{s:s,s:i,s:i,s:{s:s,s:s%,s:[],s:o}}", "item_id", st->msg_id, "output_index", st->n_out,
+                 "content_index", 0, "part", "type", "output_text", "text", t, st->text.n, "annotations", "logprobs",
+                 lp_copy(st->lp)));
     json_t *item = message_item(st, "completed", t, st->text.n);
     json_array_append(st->output, item);
     ev(st, w, wctx, "response.output_item.done", json_pack("{s:i,s:o}", "output_index", st->n_out++, "item", item));
@@ -580,11 +595,11 @@ static void complete(const dl_server *s, rs_state *st, const job_event *je, dl_w
     close_think(st, w, wctx);
     if (!st->msg_open && !st->calls) open_msg(st, w, wctx); /* the answer is at least an empty message */
     close_msg(st, w, wctx);
-    remember(st, s, st->text.p ? st->text.p : "", st->text.n, st->output);
     bool cut = je->finish == JOB_LENGTH;
     const job_run *run = je->run;
     json_t *o = rs_object(s, st, cut ? "incomplete" : "completed", json_incref(st->output),
                           usage(run->n_prompt, run->n_cached, run->n_generated, run->n_reasoning));
+    remember(st, s, st->text.p ? st->text.p : "", st->text.n, st->output, o);
     ev(st, w, wctx, cut ? "response.incomplete" : "response.completed", json_pack("{s:o}", "response", o));
 }
 
@@ -612,6 +627,161 @@ static void rs_event(const dl_server *s, void *state, const job_event *e, dl_wri
     if (e->kind == JOB_EV_FINISH) complete(s, st, e, w, wctx);
 }
 
+/* ---- the stored responses: GET /v1/responses/{id}, its input_items, DELETE ---- */
+
+/* A text as a content part: input_text, or output_text (with annotations and logprobs). */
+static json_t *text_part(bool output, json_t *text) {
+    if (output) return json_pack("{s:s,s:O,s:[],s:[]}", "type", "output_text", "text", text, "annotations", "logprobs");
+    return json_pack("{s:s,s:O}", "type", "input_text", "text", text);
+}
+
+/* A message input item (or a bare string: the user's) as the spec's item resource: its id (the
+ * client's, else a new msg_ one), a status, its content as text parts. */
+static json_t *listed_message(const dl_server *s, json_t *it, const char *role) {
+    bool output = !strcmp(role, "assistant");
+    json_t *content = json_is_object(it) ? json_object_get(it, "content") : it, *parts = json_array();
+    if (json_is_string(content)) json_array_append_new(parts, text_part(output, content));
+    size_t i;
+    json_t *p;
+    json_array_foreach(content, i, p) {
+        json_t *t = json_object_get(p, "text");
+        if (json_is_string(t)) json_array_append_new(parts, text_part(output, t));
+    }
+    char id[48];
+    const char *given = json_string_value(json_object_get(it, "id"));
+    if (!given) dl_make_id(s, "msg_", id, sizeof id);
+    return json_pack("{s:s,s:s,s:s,s:s,s:o}", "id", given ? given : id, "type", "message", "role", role, "status",
+                     "completed", "content", parts);
+}
+
+/* Another input item (function_call, function_call_output, reasoning) as given, with an id (the
+ * client's, else a new one) and a status; a call's output as the text the model read. */
+static json_t *listed_other(const dl_server *s, json_t *it, const char *type) {
+    json_t *c = json_deep_copy(it);
+    const char *prefix = !strcmp(type, "function_call") ? "fc_" : !strcmp(type, "reasoning") ? "rs_" : "fco_";
+    if (!json_is_string(json_object_get(c, "id"))) {
+        char id[48];
+        dl_make_id(s, prefix, id, sizeof id);
+        json_object_set_new(c, "id", json_string(id));
+    }
+    if (!json_is_string(json_object_get(c, "status"))) json_object_set_new(c, "status", json_string("completed"));
+    if (!strcmp(type, "reasoning") && !json_is_array(json_object_get(c, "summary")))
+        json_object_set_new(c, "summary", json_array());
+    json_t *out = json_object_get(c, "output");
+    if (!strcmp(type, "function_call_output") && !json_is_string(out)) {
+        dl_buf b = {0};
+        if (json_is_object(out)) out = json_object_get(out, "text");
+        if (!dl_text_of(out, "input_text,output_text,text", &b))
+            json_object_set_new(c, "output", json_stringn(b.p ? b.p : "", b.n));
+        free(b.p);
+    }
+    return c;
+}
+
+/* A referenced item as stored: an output item, or a whole response's output items. */
+static void listed_reference(const dl_server *s, json_t *list, const char *id) {
+    json_t *got = resp_store_get(s->responses, s->owner, id);
+    if (json_is_object(got)) {
+        json_array_append_new(list, got);
+        return;
+    }
+    json_decref(got);
+    json_t *extra = resp_store_get_extra(s->responses, s->owner, id);
+    json_array_extend(list, json_object_get(json_object_get(extra, "response"), "output"));
+    json_decref(extra);
+}
+
+/* The request's input (already checked by rs_history) as the items input_items lists. */
+static json_t *input_list(const dl_server *s, json_t *body) {
+    json_t *input = json_object_get(body, "input"), *list = json_array();
+    if (json_is_string(input)) json_array_append_new(list, listed_message(s, input, "user"));
+    size_t i;
+    json_t *it;
+    json_array_foreach(input, i, it) {
+        const char *type = json_string_value(json_object_get(it, "type"));
+        const char *role = json_string_value(json_object_get(it, "role"));
+        if (json_is_string(it)) json_array_append_new(list, listed_message(s, it, "user"));
+        else if ((type && !strcmp(type, "item_reference")) ||
+                 (!type && !role && json_is_string(json_object_get(it, "id"))))
+            listed_reference(s, list, json_string_value(json_object_get(it, "id")));
+        else if (!type || !strcmp(type, "message"))
+            json_array_append_new(list, listed_message(s, it, role ? role : "user"));
+        else json_array_append_new(list, listed_other(s, it, type));
+    }
+    return list;
+}
+
+/* The page of items an input_items query asks for (order: desc by default, after, limit 1..100,
+ * 20 by default) as a list object; NULL after dl_fail. */
+static json_t *item_page(http_req *q, json_t *items, dl_err *e) {
+    const char *order = http_query(q, "order"), *after = http_query(q, "after"), *lim = http_query(q, "limit");
+    long limit = 20;
+    if (lim) {
+        char *end;
+        limit = strtol(lim, &end, 10);
+        if (end == lim || *end || limit < 1 || limit > 100)
+            return dl_fail(e, 400, "limit", "'limit' must be an integer between 1 and 100"), NULL;
+    }
+    if (order && strcmp(order, "asc") && strcmp(order, "desc"))
+        return dl_fail(e, 400, "order", "'order' must be asc or desc"), NULL;
+    bool asc = order && !strcmp(order, "asc");
+    size_t n = json_array_size(items), start = 0;
+#define AT(k) json_array_get(items, asc ? (k) : n - 1 - (k))
+    if (after) {
+        const char *iid;
+        while (start < n && (!(iid = json_string_value(json_object_get(AT(start), "id"))) || strcmp(after, iid)))
+            start++;
+        if (start == n)
+            return dl_fail(e, 400, "after", "'after': no input item '%.100s' in this response", after), NULL;
+        start++; /* the page begins after it */
+    }
+    json_t *data = json_array();
+    for (size_t k = start; k < n && json_array_size(data) < (size_t)limit; k++) json_array_append(data, AT(k));
+#undef AT
+    size_t got = json_array_size(data);
+    const char *first = json_string_value(json_object_get(json_array_get(data, 0), "id"));
+    const char *last = json_string_value(json_object_get(json_array_get(data, got - 1), "id"));
+    return json_pack("{s:s,s:o,s:b,s:s,s:s}", "object", "list", "data", data, "has_more", start + got < n, "first_id",
+                     first ? first : "", "last_id", got && last ? last : "");
+}
+
+/* DELETE: the response and its output items leave the store. */
+static json_t *forget(const dl_server *s, const char *id, json_t *extra) {
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(json_object_get(extra, "response"), "output"), i, item) {
+        const char *iid = json_string_value(json_object_get(item, "id"));
+        if (iid) resp_store_del(s->responses, s->owner, iid);
+    }
+    resp_store_del(s->responses, s->owner, id);
+    return json_pack("{s:s,s:s,s:b}", "id", id, "object", "response", "deleted", 1);
+}
+
+/* GET /v1/responses/{id} (the response object), GET .../{id}/input_items (a page of its input),
+ * DELETE /v1/responses/{id}: a response stored with the key this request sends. */
+static json_t *rs_stored(const dl_server *s, http_req *q, dl_err *e) {
+    const char *rest = http_rest(q);
+    size_t n = strcspn(rest, "/");
+    bool items = !strcmp(rest + n, "/input_items"), del = !strcmp(http_method(q), "DELETE");
+    char id[64];
+    if (n >= sizeof id || (rest[n] && !items) || (items && del))
+        return dl_fail(e, 404, NULL, "no route %.11s /v1/responses/%.200s", http_method(q), rest), NULL;
+    memcpy(id, rest, n);
+    id[n] = 0;
+    json_t *extra = resp_store_get_extra(s->responses, s->owner, id), *out = NULL;
+    if (!extra)
+        return dl_fail(e, 404, NULL,
+                       "Response with id '%.100s' not found (only recent responses stored with 'store' are kept, "
+                       "for the API key that made them).",
+                       id),
+               NULL;
+    if (del) out = forget(s, id, extra);
+    else if (items) out = item_page(q, json_object_get(extra, "input"), e);
+    else out = json_incref(json_object_get(extra, "response"));
+    json_decref(extra);
+    return out;
+}
+
 const dialect dialect_responses = {
     .name = "responses",
     .stream_type = "text/event-stream",
@@ -622,8 +792,12 @@ const dialect dialect_responses = {
     .free_state = rs_free,
 };
 
+static const dl_hook stored = {.route = rs_stored};
+
 const http_route responses_routes[] = {
     {HTTP_POST, "/v1/responses", api_route_dialect, 0, &dialect_responses},
     {HTTP_POST, "/responses", api_route_dialect, 0, &dialect_responses},
+    {HTTP_GET | HTTP_HEAD | HTTP_DELETE, "/v1/responses/*", api_route_answer, 0, &stored},
+    {HTTP_GET | HTTP_HEAD | HTTP_DELETE, "/responses/*", api_route_answer, 0, &stored},
 };
 const int responses_n_routes = sizeof responses_routes / sizeof *responses_routes;

@@ -220,16 +220,23 @@ static void test_responses(void) {
         "event: response.reasoning_text.delta\n",
         "\"delta\":\"hm\"",
         "event: response.output_item.done\n",
+        "event: response.content_part.added\n",
+        "\"part\":{\"type\":\"output_text\",\"text\":\"\",\"annotations\":[],\"logprobs\":[]}",
         "event: response.output_text.delta\n",
         "\"delta\":\"Hi\",\"logprobs\":[]",
+        "event: response.content_part.done\n",
+        "\"part\":{\"type\":\"output_text\",\"text\":\"Hi\",\"annotations\":[],\"logprobs\":[]}",
         "event: response.output_item.done\n",
         "\"type\":\"function_call\",\"status\":\"in_progress\",\"call_id\":\"call_abc\",\"name\":\"f\"",
         "event: response.function_call_arguments.delta\n",
         "\"delta\":\"{\\\"a\\\":1}\"",
         "event: response.function_call_arguments.done\n",
         "event: response.completed\n",
-        "\"usage\":{\"input_tokens\":10,\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":7"};
+        "\"usage\":{\"input_tokens\":10,\"input_tokens_details\":{\"cached_tokens\":4,\"cache_write_tokens\":0},"
+        "\"output_tokens\":7"};
     CHECK(in_order(o.s, want, (int)(sizeof want / sizeof *want)), "Responses stream:\n%s", o.s);
+    const char *first_usage = strstr(o.s, "\"usage\""), *done = strstr(o.s, "event: response.completed");
+    CHECK(first_usage && done && first_usage > done, "no usage before response.completed (the spec allows no null)");
     int deltas = 0;
     for (const char *p = o.s; (p = strstr(p, "event: response.output_text.delta")); p++) deltas++;
     CHECK(deltas == 1, "the invalid byte is no text delta (%d)", deltas);
@@ -251,10 +258,50 @@ static void test_responses(void) {
     resp_store_free(rs);
 }
 
+/* A stored response: its object and input items kept beside its conversation, for the owner
+ * that stored it only, until deleted (its output items with it). */
+static void test_responses_store(void) {
+    resp_store *rs = resp_store_new(8, 1 << 16);
+    dl_server s = view(rs);
+    s.owner = "alice";
+    void *st = state_for(&dialect_responses, &s,
+                         "{\"input\":[{\"role\":\"user\",\"content\":\"q\"},{\"type\":\"function_call_output\","
+                         "\"call_id\":\"c1\",\"output\":[{\"type\":\"input_text\",\"text\":\"sunny\"}]}]}");
+    job_choice c = {.text = "Hi", .n = 2, .finish = JOB_STOP};
+    job_final f = {.ch = &c, .n = 1, .usage = {.prompt = 10, .cached = 4, .completion = 7}};
+    json_t *a = dialect_responses.final(&s, st, &f, &run);
+    const char *id = json_string_value(json_object_get(a, "id"));
+    const char *item = json_string_value(json_object_get(json_array_get(json_object_get(a, "output"), 0), "id"));
+    json_t *x = resp_store_get_extra(rs, "alice", id);
+    CHECK(x && json_equal(json_object_get(x, "response"), a), "the response object is kept as answered");
+    json_t *in = json_object_get(x, "input");
+    CHECK(json_array_size(in) == 2, "two input items");
+    json_t *m = json_array_get(in, 0), *o = json_array_get(in, 1);
+    CHECK(!strncmp(json_string_value(json_object_get(m, "id")), "msg_", 4) &&
+              !strcmp(json_string_value(json_object_get(json_array_get(json_object_get(m, "content"), 0), "type")),
+                      "input_text"),
+          "a user message as an item with an id and input_text content");
+    CHECK(!strcmp(json_string_value(json_object_get(o, "output")), "sunny") &&
+              !strcmp(json_string_value(json_object_get(o, "status")), "completed"),
+          "a call's output as the text the model read");
+    json_decref(x);
+    CHECK(!resp_store_get_extra(rs, "bob", id) && !resp_store_del(rs, "bob", id), "another owner's is not found");
+    json_t *kept = resp_store_get(rs, "alice", item);
+    CHECK(json_is_object(kept) && !resp_store_get_extra(rs, "alice", item), "an output item is kept, as no response");
+    json_decref(kept);
+    CHECK(resp_store_del(rs, "alice", id) && !resp_store_get_extra(rs, "alice", id) && !resp_store_get(rs, "alice", id),
+          "deleted");
+    CHECK(!resp_store_del(rs, "alice", id), "deleted once");
+    json_decref(a);
+    dialect_responses.free_state(st);
+    resp_store_free(rs);
+}
+
 int main(void) {
     test_openai();
     test_anthropic();
     test_ollama();
     test_responses();
+    test_responses_store();
     TEST_MAIN_END();
 }

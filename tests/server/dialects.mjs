@@ -95,6 +95,19 @@ await test('responses store', async () => {
                'store:false is not kept');
   await throws(() => oa.responses.create({ model, input: 'more', previous_response_id: 'resp_0000', max_output_tokens: 4 }), 404,
                'unknown previous_response_id');
+  await throws(() => oa.responses.retrieve(r.id), 404, 'store:false: retrieve');
+  // a stored one: retrieved, its input items listed (a page of one at a time), deleted
+  const input = [{ role: 'user', content: 'one' }, { role: 'assistant', content: 'two' }, { role: 'user', content: 'three' }];
+  const k = await oa.responses.create({ model, input, max_output_tokens: 4 });
+  const got = await oa.responses.retrieve(k.id);
+  check(got.id === k.id && got.output_text === k.output_text, 'retrieve: the response made');
+  const items = [];
+  for await (const it of oa.responses.inputItems.list(k.id, { limit: 1, order: 'asc' })) items.push(it);
+  check(items.map((i) => `${i.role}:${i.content[0].text}`).join() === 'user:one,assistant:two,user:three',
+        `inputItems.list pages through the input (${JSON.stringify(items)})`);
+  await oa.responses.delete(k.id);
+  await throws(() => oa.responses.retrieve(k.id), 404, 'deleted: retrieve');
+  await throws(() => oa.responses.delete(k.id), 404, 'deleted: delete again');
 });
 
 await test('responses structured output', async () => {
