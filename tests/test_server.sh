@@ -4,7 +4,8 @@
 # clients against serial answers, a full queue (503), a client going away, clean shutdown, and the
 # transport under hostile clients (tests/server/hostile.py): stalled uploads, slowloris, half-close,
 # abandoned requests, idle timeout, early answers from the headers, tokenizer caps, CORS, bounded
-# shutdown; LoRA adapters picked per request (tests/server/lora.mjs).
+# shutdown; LoRA adapters picked per request (tests/server/lora.mjs); every OpenAI body and stream
+# event against OpenAI's published OpenAPI schemas (tests/server/openapi.mjs).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 # LFM2C_TEST_SERVE_DEVICE=vulkan (or cuda) runs every server of the suite on that backend.
 # LFM2C_TEST_SERVE_QUICK=1 runs the part that exercises the device (for a slow one: lavapipe in
@@ -39,7 +40,7 @@ for tool in node npm curl python3; do
   command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
 done
 if [ ! -d server/node_modules/openai ] || [ ! -d server/node_modules/ollama ] || [ ! -d server/node_modules/@anthropic-ai/sdk ] ||
-   [ ! -d server/node_modules/@openai/agents ]; then
+   [ ! -d server/node_modules/@openai/agents ] || [ ! -d server/node_modules/ajv ] || [ ! -d server/node_modules/ajv-formats ]; then
   (cd server && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm ci of the client SDKs (tests/server)"; echo "0 passed, 1 failed"; exit 1; }
 fi
@@ -146,6 +147,11 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   echo "$out" | grep -v '^[0-9]* passed' >&2
   tally "dialects.mjs" "$out"
   if [ "$QUICK" != 1 ]; then
+  # every body and stream event against OpenAI's OpenAPI spec (chat, completions, embeddings,
+  # models, Responses with its stored responses: GET, input_items, DELETE)
+  out=$(cd server && timeout 300 node openapi.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally "openapi.mjs" "$out"
   out=$(timeout 300 python3 server/dialects_bad.py "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   tally "dialects_bad.py" "$out"
@@ -367,6 +373,9 @@ if start_server reason -np 2 -c 1024 --alias fixture --test-script --chat-templa
   out=$(cd server && timeout 300 node reasoning.mjs "http://127.0.0.1:$PORT" 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   tally "reasoning.mjs" "$out"
+  out=$(cd server && timeout 300 node openapi.mjs "http://127.0.0.1:$PORT" none --thinking 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally "openapi.mjs --thinking" "$out"
   kill $PID; wait $PID 2>/dev/null
 else
   bad "reasoning server start"
