@@ -65,6 +65,16 @@ out=$(HF_ENDPOINT=http://127.0.0.1:9 LFM2C_HUB_RETRIES=5 LFM2C_HUB_BACKOFF_MS=10
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 [ "$out" = "$ref" ] && [ $ms -lt 3000 ] && ok || bad "-hf with the Hub refusing connections did not use the cache at once ($ms ms): $(cat "$tmp/err")"
 grep -q "cannot be reached.*cached copy.*--offline" "$tmp/err" && ok || bad "-hf falling back to the cache does not say so: $(cat "$tmp/err")"
+# 2a'. no network and nothing cached: the first request is not retried (the default retries and
+# backoff would wait 31 s), it fails within the 3 s connect timeout and names --offline; a name
+# that does not resolve, and a refused connection
+for ep in http://no-hub.invalid http://127.0.0.1:9; do
+  t0=$(date +%s%N)
+  HF_ENDPOINT=$ep env -u LFM2C_HUB_RETRIES -u LFM2C_HUB_BACKOFF_MS "$bin" run -hf test/nothing-GGUF -p "Hello" -n 4 >/dev/null 2>"$tmp/err"; rc=$?
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  [ $rc = 1 ] && [ $ms -lt 3500 ] && grep -q "cannot be reached.*not in the cache.*--offline" "$tmp/err" && ok ||
+    bad "-hf without a network ($ep): rc=$rc in $ms ms: $(cat "$tmp/err")"
+done
 setmode api-down
 t0=$(date +%s%N)
 p3=$(LFM2C_HUB_RETRIES=5 LFM2C_HUB_BACKOFF_MS=1000 "$bin" pull test/tiny-GGUF:Q4_0 2>"$tmp/err")

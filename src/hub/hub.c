@@ -154,10 +154,12 @@ static size_t mem_write(char *p, size_t sz, size_t nm, void *ud) {
     return n;
 }
 
-/* Connect timeout (seconds); when the model is cached, the check for a newer revision gets a
- * short one and no retries, and an unreachable Hub means the cached copy is used at once. */
+/* Connect timeout (seconds). The first request (the revision's commit) gets a short one, and a
+ * Hub that cannot be reached there (no name resolution, no connection) is not retried: without a
+ * network the pull fails at once naming --offline, or, when the model is cached, the cached copy
+ * is used at once (that check also gets no retries at all and a whole-request limit). */
 #define HUB_CONNECT_S 30L
-#define HUB_CACHED_CONNECT_S 3L
+#define HUB_FIRST_CONNECT_S 3L
 #define HUB_CACHED_TIMEOUT_S 10L
 
 typedef struct {
@@ -165,6 +167,8 @@ typedef struct {
     const char *endpoint, *token;
     int retries, backoff_ms;
     long connect_s, timeout_s; /* connect timeout; whole-request limit (0: none) */
+    bool first;                /* the first request: an unreachable Hub is not retried */
+    bool unreached;            /* set when a request failed that way */
 } hub_ctx;
 
 static struct curl_slist *auth_headers(const hub_ctx *h) {
@@ -217,8 +221,16 @@ static bool status_error(long code, const char *what, lfm2c_error *err, const hu
     return false;
 }
 
-/* GET url into memory (JSON answers: at most 64 MiB), retrying network errors and 5xx. */
-static char *http_get(const hub_ctx *h, const char *url, const char *what, lfm2c_error *err) {
+/* Whether a transfer failed before reaching the Hub: no name resolution, no connection, or the
+ * connect timeout (no response at all). */
+static bool unreachable(CURLcode rc, long code) {
+    return rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_COULDNT_CONNECT ||
+           (rc == CURLE_OPERATION_TIMEDOUT && code == 0);
+}
+
+/* GET url into memory (JSON answers: at most 64 MiB), retrying network errors and 5xx (on the
+ * first request, not a Hub that cannot be reached). */
+static char *http_get(hub_ctx *h, const char *url, const char *what, lfm2c_error *err) {
     for (int attempt = 0;; attempt++) {
         CURL *c = curl_easy_init();
         if (!c) {
@@ -247,6 +259,12 @@ static char *http_get(const hub_ctx *h, const char *url, const char *what, lfm2c
         }
         free(b.data);
         if (rc == CURLE_OK && status_error(code, what, err, h)) return NULL;
+        if (h->first && unreachable(rc, code)) {
+            h->unreached = true;
+            lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: the Hub cannot be reached: %s (%s)", what,
+                            curl_easy_strerror(rc), url);
+            return NULL;
+        }
         if (attempt >= h->retries) {
             if (rc != CURLE_OK) lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: %s (%s)", what, curl_easy_strerror(rc), url);
             else lfm2c_set_error(err, LFM2C_HUB_E_NET, "%s: HTTP %ld (%s)", what, code, url);
@@ -581,7 +599,7 @@ static bool is_commit(const char *s) {
 }
 
 /* the tree of `commit` as repo_file[] (files only) */
-static repo_file *list_tree(const hub_ctx *h, const char *repo, const char *commit, int *nf, lfm2c_error *err) {
+static repo_file *list_tree(hub_ctx *h, const char *repo, const char *commit, int *nf, lfm2c_error *err) {
     char *url = xstrdup_printf("%s/api/models/%s/tree/%s?recursive=true", h->endpoint, repo, commit);
     char *body = url ? http_get(h, url, repo, err) : NULL;
     free(url);
@@ -840,6 +858,17 @@ static char *fall_back_to_cache(const lfm2c_hub_params *p, char *cached, lfm2c_e
     return cached;
 }
 
+/* The first request found no Hub and the cache has not the model: the message says how to run
+ * without a network. */
+static void no_network(lfm2c_error *err) {
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg,
+             "%.300s; the model is not in the cache. Without a network, --offline (or HF_HUB_OFFLINE=1) uses "
+             "only the cache: pull it where there is one, or give a local file with -m",
+             err->msg);
+    snprintf(err->msg, sizeof err->msg, "%s", msg);
+}
+
 char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params *p, lfm2c_error *err) {
     lfm2c_hub_params defaults = {0};
     if (!p) p = &defaults;
@@ -891,10 +920,12 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     char commit[128];
     /* what the cache already holds: the Hub is only asked whether there is newer, briefly */
     char *cached = resolve_offline(repo_dir, revision, repo, quant, file, NULL);
-    if (cached) h.retries = 0, h.connect_s = HUB_CACHED_CONNECT_S, h.timeout_s = HUB_CACHED_TIMEOUT_S;
+    h.first = true, h.connect_s = HUB_FIRST_CONNECT_S;
+    if (cached) h.retries = 0, h.timeout_s = HUB_CACHED_TIMEOUT_S;
     else h.retries = retries;
     const bool got = fetch_commit(&h, repo, revision, commit, err);
-    h.retries = retries, h.connect_s = h.timeout_s = 0;
+    h.first = false, h.retries = retries, h.connect_s = h.timeout_s = 0;
+    if (!got && !cached && h.unreached) no_network(err);
     if (got && (fs = list_tree(&h, repo, commit, &nf, err)) && (n = choose(fs, nf, quant, file, idx, repo, err)) > 0 &&
         !fetch_files(&h, repo_dir, repo, commit, revision, fs, idx, n, err))
         out = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
