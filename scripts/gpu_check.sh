@@ -436,7 +436,7 @@ EOF
   [ -n "$first_bad" ] && echo "(first failure, $first_bad: \`$(tail -1 "$WORK/logs/logits_$first_bad.log" | cut -c1-200)\`)" | frag
   # greedy continuations of the F32 fixtures: device vs the CPU fast path vs the golden text
   echo | frag
-  echo "### greedy continuations (F32 fixtures, 16 tokens, \`lfm2c run --temp 0\`)" | frag
+  echo "### greedy continuations (F32 fixtures, 16 tokens, \`lfm2c run --raw --temp 0\`)" | frag
   echo | frag
   local gjson="[" sep=""
   for js in "$data"/*f32.golden.json; do
@@ -444,8 +444,8 @@ EOF
     local prompt; prompt=$(py "$js" <<<'import json,sys; print(json.load(open(sys.argv[1]))["prompt"])')
     local o=$WORK/logits/$name
     run_step "greedy_$name" 60 bash -c "
-      '$BIN' run -m '$data/$name.gguf' -p \"\$1\" -n 16 --temp 0 --ignore-eos --special -ctk f32 -ctv f32 --device $device >'$o/greedy_dev.txt' &&
-      '$BIN' run -m '$data/$name.gguf' -p \"\$1\" -n 16 --temp 0 --ignore-eos --special -ctk f32 -ctv f32 --device cpu >'$o/greedy_cpu.txt'" _ "$prompt"
+      '$BIN' run -m '$data/$name.gguf' -p \"\$1\" -n 16 --temp 0 --raw --ignore-eos --special -ctk f32 -ctv f32 --device $device >'$o/greedy_dev.txt' &&
+      '$BIN' run -m '$data/$name.gguf' -p \"\$1\" -n 16 --temp 0 --raw --ignore-eos --special -ctk f32 -ctv f32 --device cpu >'$o/greedy_cpu.txt'" _ "$prompt"
     local verdict
     verdict=$(py "$js" "$o/greedy_dev.txt" "$o/greedy_cpu.txt" "$RC" <<'EOF'
 import json, sys

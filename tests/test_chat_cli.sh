@@ -10,12 +10,14 @@ m=data/lfm2-tiny-moe-q4_0.gguf
 printf 'Hello there\nSecond turn\n/reset\nAfter reset\n/exit\n' | "$bin" chat -m $m -n 6 --temp 0 -v >"$tmp/out" 2>"$tmp/err"
 [ $? -eq 0 ] && ok || bad "chat exit code: $(cat "$tmp/err")"
 [ "$(grep -c 'reply: 6 tokens' "$tmp/err")" = 3 ] && ok || bad "expected 3 replies: $(cat "$tmp/err")"
-# turn 2 feeds only its new tokens: fewer than the whole conversation so far
-new2=$(sed -n 2p "$tmp/err" | sed 's/.*prompt: \([0-9]*\) new.*/\1/')
-ctx2=$(sed -n 2p "$tmp/err" | sed 's/.*context \([0-9]*\)\/.*/\1/')
-[ -n "$new2" ] && [ "$new2" -lt $((ctx2 - 6 - 20)) ] && ok || bad "turn 2 re-fed the conversation: $(sed -n 2p "$tmp/err")"
+# turn 2 feeds only its new tokens: fewer than the whole conversation so far (-v's turn lines;
+# the first line is the sampling's)
+grep "new tokens" "$tmp/err" > "$tmp/turns"
+new2=$(sed -n 2p "$tmp/turns" | sed 's/.*prompt: \([0-9]*\) new.*/\1/')
+ctx2=$(sed -n 2p "$tmp/turns" | sed 's/.*context \([0-9]*\)\/.*/\1/')
+[ -n "$new2" ] && [ "$new2" -lt $((ctx2 - 6 - 20)) ] && ok || bad "turn 2 re-fed the conversation: $(sed -n 2p "$tmp/turns")"
 # after /reset the context starts over
-ctx3=$(sed -n 3p "$tmp/err" | sed 's/.*context \([0-9]*\)\/.*/\1/')
+ctx3=$(sed -n 3p "$tmp/turns" | sed 's/.*context \([0-9]*\)\/.*/\1/')
 [ -n "$ctx3" ] && [ "$ctx3" -lt "$ctx2" ] && ok || bad "/reset did not start over"
 # same conversation, same greedy replies (prefix reuse does not change answers)
 printf 'Hello there\nSecond turn\n' | "$bin" chat -m $m -n 6 --temp 0 >"$tmp/a" 2>/dev/null

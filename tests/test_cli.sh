@@ -19,8 +19,35 @@ b=$("$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -p "Hi" -n 12 --temp 0.9 --seed 3
 echo '[{"role": "user", "content": "Hi there"}]' > "$tmp/conv.json"
 "$bin" template -m data/lfm2-tiny-dense-f32.gguf --messages "$tmp/conv.json" --add-generation-prompt > "$tmp/rendered" 2>/dev/null
 a=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hi there" --chat -n 6 --temp 0 2>/dev/null)
-b=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -f "$tmp/rendered" --no-bos -n 6 --temp 0 2>/dev/null)
+b=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -f "$tmp/rendered" --no-bos --raw -n 6 --temp 0 2>/dev/null)
 [ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "run --chat differs from the rendered prompt"
+# run's prompt is a user message in the model's chat template by default (every fixture has one):
+# as --chat, and -v counts the rendered prompt's tokens; --raw continues the text as it is
+a=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hi there" -n 6 --temp 0 -v 2>"$tmp/err")
+b=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -f "$tmp/rendered" --no-bos --raw -n 6 --temp 0 2>/dev/null)
+[ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "run without --chat does not apply the model's template: '$a' vs '$b'"
+n_chat=$("$bin" tokenize -m data/lfm2-tiny-dense-f32.gguf -f "$tmp/rendered" --no-bos --parse-special --ids 2>/dev/null | tr -cs '0-9' '\n' | grep -c .)
+grep -q "prompt: $n_chat tokens" "$tmp/err" && grep -q "chat template" "$tmp/err" && ok || bad "run -v: not the template's $n_chat tokens: $(cat "$tmp/err")"
+printf 'Hi there' > "$tmp/plain.txt"
+a=$("$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hi there" --raw -n 6 --temp 0 -v 2>"$tmp/err")
+n_raw=$("$bin" tokenize -m data/lfm2-tiny-dense-f32.gguf -f "$tmp/plain.txt" --parse-special --ids 2>/dev/null | tr -cs '0-9' '\n' | grep -c .)
+grep -q "prompt: $n_raw tokens" "$tmp/err" && [ "$n_raw" -lt "$n_chat" ] && ok || bad "run --raw: not the text's $n_raw tokens: $(cat "$tmp/err")"
+# a file without a chat template (the key renamed, same length): a plain completion, as --raw
+python3 -c 'import sys; d = open(sys.argv[1], "rb").read(); open(sys.argv[2], "wb").write(d.replace(b"tokenizer.chat_template", b"tokenizer.chat_templatX"))' \
+  data/lfm2-tiny-dense-f32.gguf "$tmp/notmpl.gguf"
+b=$("$bin" run -m "$tmp/notmpl.gguf" -p "Hi there" -n 6 --temp 0 2>/dev/null)
+[ -n "$a" ] && [ "$a" == "$b" ] && ok || bad "run on a file without a template is not the plain completion: '$b' vs '$a'"
+"$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "Hi" --raw --chat >/dev/null 2>"$tmp/err"; rc=$?
+[ $rc = 2 ] && grep -q "raw" "$tmp/err" && ok || bad "--raw --chat: rc=$rc $(cat "$tmp/err")"
+# the default seed is random (two runs differ at a high temperature); -v prints it, --seed repeats it
+a=$("$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -p "Hi" -n 24 --temp 5 -v 2>"$tmp/err")
+b=$("$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -p "Hi" -n 24 --temp 5 2>/dev/null)
+[ -n "$a" ] && [ "$a" != "$b" ] && ok || bad "the default seed is fixed: two runs gave '$a'"
+seed=$(sed -n 's/^sampling: seed \([0-9]*\).*/\1/p' "$tmp/err")
+c=$("$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -p "Hi" -n 24 --temp 5 --seed "${seed:-x}" 2>/dev/null)
+[ -n "$seed" ] && [ "$a" == "$c" ] && ok || bad "-v's seed '$seed' does not repeat the run: '$a' vs '$c' $(cat "$tmp/err")"
+printf 'hi\n' | "$bin" chat -m data/lfm2-tiny-moe-q4_0.gguf -n 4 -v >/dev/null 2>"$tmp/err"
+grep -q "^sampling: seed [0-9]" "$tmp/err" && ok || bad "chat -v does not print the seed: $(cat "$tmp/err")"
 # bench: llama-bench's JSON rows, csv, and the batched mode
 "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 16 -n 8 -r 2 -t 1,2 -o json > "$tmp/bench.json" 2>/dev/null
 python3 - "$tmp/bench.json" <<'PY' && ok || bad "bench -o json shape"

@@ -63,7 +63,7 @@ if [ -n "$train" ]; then
 else
   bad "info does not show n_ctx_train"
 fi
-"$bin" run -m $m -p "hello there" -c 8 -n 50 --ignore-eos >/dev/null 2>"$tmp/err" && grep -q "context of 8 tokens is full" "$tmp/err" && ok || bad "a full context is not reported: $(cat "$tmp/err")"
+"$bin" run -m $m -p "hello there" --raw -c 8 -n 50 --ignore-eos >/dev/null 2>"$tmp/err" && grep -q "context of 8 tokens is full" "$tmp/err" && ok || bad "a full context is not reported: $(cat "$tmp/err")"
 # issue 36: docs/USAGE.md's promise on exit codes, short errors, "did you mean", habits from ollama /
 # llama.cpp (run MODEL, help), --host checks, the file type by name
 refuse bench -m $m -t 0

@@ -22,9 +22,9 @@ for e in generate chat batch; do
     bad "examples/$e.c against the install: $(head -5 "$tmp/err")"
 done
 
-# generate == lfm2c run --temp 0 (the same greedy continuation, byte for byte)
+# generate == lfm2c run --raw --temp 0 (the same greedy continuation, byte for byte)
 for prompt in "The capital of France is" "Once upon a time"; do
-  want=$("$bin" run -m $model -p "$prompt" -n 24 --temp 0 2>/dev/null)
+  want=$("$bin" run -m $model -p "$prompt" -n 24 --temp 0 --raw 2>/dev/null)
   got=$("$tmp/generate" $model "$prompt" 24 2>"$tmp/err")
   [ -n "$want" ] && [ "$got" = "$want" ] && ok || bad "generate '$prompt': '$got' vs lfm2c run's '$want' $(head -2 "$tmp/err")"
 done

@@ -53,7 +53,6 @@ const char *cli_device(const char *flag, const char *value);
 /* an integer >= 1 (-c, -b, ...) / >= -1 (-n: -1 = no limit), else exits 2 with a message */
 int cli_positive(const char *flag, const char *value);
 int cli_n_predict(const char *flag, const char *value);
-#define CLI_SEED_RANDOM (-2) /* --seed -1 */
 /* argv[*i] is a flag that needs a value: returns argv[++*i] or exits with a message. */
 const char *cli_value(int argc, char **argv, int *i);
 /* Sampling flags shared by run and chat (--temp --top-k --top-p --min-p --repeat-penalty
@@ -61,12 +60,14 @@ const char *cli_value(int argc, char **argv, int *i);
 typedef struct cli_sampling {
     double temp, top_p, min_p, rep; /* NAN = not given */
     int top_k, rep_n;               /* -1 / -2 = not given */
-    long long seed;                 /* -1 = not given */
+    long long seed;                 /* -1 = not given or --seed -1: random, a new one each run */
 } cli_sampling;
 cli_sampling cli_sampling_init(void);
 /* If argv[*i] is a sampling flag, consumes it (and its value) and returns true. */
 bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i);
 lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_model *m);
+/* -v's line for the sampling in use: the seed (which --seed repeats) and the temperature. */
+void cli_sampling_report(const lfm2c_sampler_params *p);
 /* KV cache types: -ctk / -ctv / --cache-type-k / --cache-type-v f16|q8_0|f32 (llama.cpp's flags).
  * cli_kv_flag consumes one if argv[*i] is one; cli_open_model / cli_kv_apply use the types given,
  * else the command's default (F16; cli_kv_set_default changes it, e.g. F32 for `logits`).

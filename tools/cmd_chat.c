@@ -58,7 +58,8 @@ static const char USAGE[] =
     "usage: lfm2c chat -m MODEL.gguf [--system TEXT] [--tools tools.json] [options]\n"
     "  --chat-template-file F   use this Jinja template instead of the model's\n"
     "  -c CTX  -t THREADS  --temp T  --top-k K  --top-p P  --min-p M  --repeat-penalty R\n"
-    "  --seed S  -n N (max tokens per reply, default 1024)  --device cpu|cuda|vulkan  -v, --verbose\n"
+    "  --seed S (default: random; -v prints it)  -n N (max tokens per reply, default 1024)\n"
+    "  --device cpu|cuda|vulkan  -v, --verbose\n"
     "  --reasoning-budget N  a thinking model's block is closed after N tokens (default: no limit)\n"
     "  (a thinking model's block is dimmed on a terminal; NO_COLOR=1 / CLICOLOR_FORCE=1 change that)\n"
     "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
@@ -504,6 +505,7 @@ int cmd_chat(int argc, char **argv) {
     ch.ctx = o.n_ctx > 0 ? o.n_ctx : (ch.in->n_ctx_train < 8192 ? ch.in->n_ctx_train : 8192);
     ch.s = lfm2c_session_new(m, ch.ctx, &err);
     lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);
+    if (o.verbose) cli_sampling_report(&sp);
     ch.smp = lfm2c_sampler_new(&sp, ch.in->n_vocab);
     lfm2c_model *draft = NULL;
     if (ch.s && ch.smp && cli_spec_on(&o.spec) &&

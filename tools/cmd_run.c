@@ -1,4 +1,6 @@
-/* cmd_run.c — `lfm2c run`: generate a continuation of a prompt, printed as it is produced. */
+/* cmd_run.c — `lfm2c run`: answer a prompt, printed as it is produced. The prompt is a user
+ * message rendered with the model's chat template when the file has one (as ollama run and
+ * llama.cpp's conversation mode do); --raw continues it as plain text. */
 #include "cli.h"
 #include "base/clock.h"
 
@@ -15,7 +17,7 @@ static const char USAGE[] =
     "                                             without a prompt: the interactive chat)\n"
     "  -n N               tokens to generate (default 256; -1 = until EOS or context end)\n"
     "  --temp T           temperature (0 = greedy)     --top-k K   --top-p P   --min-p M\n"
-    "  --repeat-penalty R --repeat-last-n N            --seed S\n"
+    "  --repeat-penalty R --repeat-last-n N            --seed S (default: random; -v prints it)\n"
     "  -c CTX             context size (default: prompt + n, at most the model's)\n"
     "  -t THREADS         --device cpu|cuda|vulkan     --reference (scalar float path)\n"
     "  -ctk / -ctv TYPE   KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
@@ -37,7 +39,9 @@ static const char USAGE[] =
     "  --draft-auto       each step drafts the length (0..draft-max) that yields most tokens per\n"
     "                     second, from measured costs and acceptance (default at --temp 0 only:\n"
     "                     above it a seed no longer fixes the text)   --draft-fixed  draft-max always\n"
-    "  --chat             treat the prompt as a user message: render it with the chat template\n"
+    "the prompt is a user message rendered with the model's chat template when the file has one:\n"
+    "  --raw              a plain completion: the prompt's text continued, no template\n"
+    "  --chat             the template even where the file has none (the built-in LFM2 format)\n"
     "  --system TEXT      system message (implies --chat)\n"
     "  --chat-template-file F  template to use instead of the model's (implies --chat)\n"
     "Sampling defaults come from the model file, else Liquid's recommendation\n"
@@ -52,7 +56,7 @@ static int usage(void) {
 typedef struct run_opts {
     const char *model_path, *prompt, *prompt_file, *device, *system, *tmpl_path;
     int n_gen, n_ctx, threads;
-    bool chat, reference, no_bos, special, ignore_eos, verbose;
+    bool chat, raw, reference, no_bos, special, ignore_eos, verbose;
     cli_sampling samp;
     cli_spec spec;
     const char *schema, *schema_file, *regex; /* constrained output */
@@ -76,6 +80,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--reference")) o->reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) o->chat = true;
+        else if (!strcmp(a, "--raw")) o->raw = true;
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) {
             o->system = cli_value(argc, argv, &i);
             o->chat = true;
@@ -101,6 +106,8 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         return cli_fail("run: give one prompt: -p PROMPT or -f FILE (or lfm2c run MODEL PROMPT); 'lfm2c run --help' "
                         "lists the options"),
                2;
+    if (o->raw && o->chat)
+        return cli_fail("run: --raw (no template) cannot be combined with --chat, --system or --chat-template-file"), 2;
     if (o->n_ctx < 0) return cli_fail("-c must be positive");
     if (!!o->schema + !!o->schema_file + !!o->regex + (o->n_choices > 0) > 1)
         return cli_fail("run: give one of --json-schema, --json-schema-file, --regex or --choice"), 2;
@@ -223,6 +230,12 @@ int cmd_run(int argc, char **argv) {
     int32_t *ids = NULL;
     int n_prompt = 0, ctx = 0;
     rc = 1;
+    if (!o.raw && lfm2c_model_meta_str(m, "tokenizer.chat_template")) o.chat = true; /* the default */
+    if (o.verbose)
+        fprintf(stderr, "prompt: %s\n",
+                o.chat  ? "a user message in the chat template (--raw: a plain completion)"
+                : o.raw ? "plain text continued (--raw)"
+                        : "plain text continued (the file has no chat template)");
     if (o.chat) {
         char *rendered = run_render(&o, m, prompt, prompt_len);
         if (!rendered) goto done;
@@ -246,6 +259,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (cli_lora_attach(m, s)) goto done;
     lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);
+    if (o.verbose) cli_sampling_report(&sp);
     if (!(smp = lfm2c_sampler_new(&sp, in->n_vocab))) {
         cli_fail("out of memory");
         goto done;

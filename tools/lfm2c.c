@@ -283,7 +283,7 @@ int32_t *cli_parse_ids(const char *s, int *n_out) {
     return ids;
 }
 
-cli_sampling cli_sampling_init(void) { return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1}; /* seed -1: not given */ }
+cli_sampling cli_sampling_init(void) { return (cli_sampling){NAN, NAN, NAN, NAN, -1, -2, -1}; /* seed -1: random */ }
 
 bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i) {
     const char *a = argv[*i];
@@ -311,7 +311,6 @@ bool cli_sampling_flag(cli_sampling *s, int argc, char **argv, int *i) {
             cli_fail("%s must be -1 (random) or more, got %lld", a, s->seed);
             exit(2);
         }
-        if (s->seed == -1) s->seed = CLI_SEED_RANDOM;
     } else return false;
     return true;
 }
@@ -325,12 +324,17 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
     if (!isnan(s->rep)) p.repeat_penalty = (float)s->rep;
     if (s->rep_n >= -1) p.repeat_last_n = s->rep_n;
     if (s->seed >= 0) p.seed = (uint64_t)s->seed;
-    else if (s->seed == CLI_SEED_RANDOM) { /* --seed -1: a different seed each run, as llama.cpp does */
-        struct timespec ts;
+    else { /* no --seed, or --seed -1: a different seed each run, as llama.cpp and ollama do */ struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+        p.seed = (p.seed ^ (p.seed >> 31)) & 0x7fffffff; /* one that --seed takes back */
     }
     return p;
+}
+
+void cli_sampling_report(const lfm2c_sampler_params *p) {
+    fprintf(stderr, "sampling: seed %llu (--seed repeats it), temperature %g, top-k %d, top-p %g, min-p %g\n",
+            (unsigned long long)p->seed, p->temperature, p->top_k, p->top_p, p->min_p);
 }
 
 #ifndef LFM2C_VERSION

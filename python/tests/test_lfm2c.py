@@ -1,6 +1,6 @@
 """test_lfm2c.py — the Python package (python/lfm2c) over liblfm2c.so: model info against the
 library's own answers (so a struct layout out of step with lfm2c.h fails here), tokenize /
-detokenize against the CLI, generate and streaming against `lfm2c run --temp 0`, batched
+detokenize against the CLI, generate and streaming against `lfm2c run --raw --temp 0`, batched
 generation against separate ones, sessions (prefix reuse, copy, truncate), embeddings against
 `lfm2c embed`, LoRA adapters
 against `lfm2c run --lora`, chat with the model's template and tool-call parsing, and errors as
@@ -44,7 +44,7 @@ def test_detokenize_roundtrip(model):
 
 @pytest.mark.parametrize("prompt", ["The capital of France is", "Once upon a time"])
 def test_generate_matches_cli(model, model_path, cli, prompt):
-    want = run_cli(cli, "run", "-m", model_path, "-p", prompt, "-n", "24", "--temp", "0")
+    want = run_cli(cli, "run", "-m", model_path, "-p", prompt, "-n", "24", "--temp", "0", "--raw")
     got = model.generate(prompt, max_tokens=24, temperature=0)
     assert got + "\n" == want
     assert "".join(model.generate(prompt, max_tokens=24, temperature=0, stream=True)) == got
@@ -234,7 +234,7 @@ def test_lora_matches_cli(model, model_path, cli, tmp_path):
     lo = model.load_lora(ad)
     assert lo.n_matrices > 0
     prompt = "Once upon a time"
-    want = run_cli(cli, "run", "-m", model_path, "--lora", ad, "-p", prompt, "-n", "16", "--temp", "0")
+    want = run_cli(cli, "run", "-m", model_path, "--lora", ad, "-p", prompt, "-n", "16", "--temp", "0", "--raw")
     got = model.generate(prompt, 16, temperature=0, lora=lo)
     assert got + "\n" == want
     assert got != model.generate(prompt, 16, temperature=0)   # the adapter changes the answer
