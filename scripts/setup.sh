@@ -35,7 +35,7 @@ for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libed
 done
 add_arm64=0
 if [ "$test_deps" = 1 ]; then
-for p in python3 python3-jinja2 python3-yaml python3-pip python3-setuptools python3-wheel python3-pytest curl haproxy clang clang-format libclang-rt-14-dev chromium; do
+for p in python3 python3-jinja2 python3-yaml python3-pip python3-venv python3-pytest curl haproxy clang clang-format libclang-rt-14-dev chromium; do
   installed "$p" || missing="$missing $p"
 done
 # The Vulkan backend (built where these are found) and lavapipe, the CPU Vulkan driver its tests

@@ -2,12 +2,16 @@
 
 The library is looked for in this order: the file LFM2C_LIB names (nothing else is tried when it
 is set); a copy bundled beside this file when the package was built with LFM2C_BUNDLE_LIB; the
-system's loader (ldconfig's cache, LD_LIBRARY_PATH), as liblfm2c.so.0 then liblfm2c.so. The
+system's loader (ldconfig's cache, LD_LIBRARY_PATH), as liblfm2c.so.0 then liblfm2c.so; then
+where `cmake --install build --prefix P` put it for P = ~/.local, this interpreter's prefix (a
+venv) and /usr/local. `path` is the one loaded. The
 struct layouts below mirror lfm2c.h field for field; python/tests/test_lfm2c.py checks them against the
 library's own answers.
 """
 import ctypes
 import os
+import sys
+import sysconfig
 
 c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_float_p = ctypes.POINTER(ctypes.c_float)
@@ -118,13 +122,28 @@ _API = {
 }
 
 
+def _prefix_libs():
+    """liblfm2c.so where `cmake --install build --prefix P` puts it, for the prefixes a user
+    installs into without root (~/.local: the README's) and this interpreter's own (a venv),
+    then /usr/local: P/lib, P/lib64 or P/lib/<multiarch>, as the install's GNUInstallDirs chose."""
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    out = []
+    for prefix in (os.path.expanduser("~/.local"), sys.prefix, "/usr/local"):
+        for libdir in ("lib", "lib64", os.path.join("lib", multiarch) if multiarch else None):
+            for name in ("liblfm2c.so.0", "liblfm2c.so"):
+                path = os.path.join(prefix, libdir, name) if libdir else None
+                if path and os.path.exists(path) and path not in out:
+                    out.append(path)
+    return out
+
+
 def _candidates():
     env = os.environ.get("LFM2C_LIB")
     if env:
         return [env]
     here = os.path.dirname(os.path.abspath(__file__))
     bundled = [os.path.join(here, n) for n in ("liblfm2c.so", "liblfm2c.so.0")]
-    return [p for p in bundled if os.path.exists(p)] + ["liblfm2c.so.0", "liblfm2c.so"]
+    return [p for p in bundled if os.path.exists(p)] + ["liblfm2c.so.0", "liblfm2c.so"] + _prefix_libs()
 
 
 def _load():
@@ -138,7 +157,7 @@ def _load():
     else:
         raise ImportError("lfm2c: cannot load liblfm2c.so (" + "; ".join(tried) + "): build it "
                           "(cmake --build build) and set LFM2C_LIB=build/liblfm2c.so, or install it "
-                          "(cmake --install build) where the loader looks")
+                          "(cmake --install build --prefix ~/.local, or where the loader looks)")
     for name, (restype, argtypes) in _API.items():
         fn = getattr(lib, name)
         fn.restype = restype
@@ -147,6 +166,7 @@ def _load():
 
 
 lib = _load()
+path = lib._name  # the library loaded: a path, or the name the system's loader resolved
 # The library's malloc'd results (token arrays, rendered text, JSON) are released with the C
 # library's free, the allocator liblfm2c itself uses.
 _libc = ctypes.CDLL(None)
