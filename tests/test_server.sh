@@ -309,6 +309,8 @@ PY'
   check "GET /v1/models/{file name}" '[ "$STATUS" = 200 ]'
   req GET /v1/models/gpt-4o '' "${AUTH[@]}"
   check "unknown model id -> 404 model_not_found" '[ "$STATUS" = 404 ] && error_shape && [ "$(error_code)" = model_not_found ]'
+  req POST $CHAT '{"model":"lfm2","messages":[{"role":"user","content":"hi"}],"max_tokens":2}' "${AUTH[@]}"
+  check "a request naming another model -> 404 naming --alias and --accept-any-model" '[ "$STATUS" = 404 ] && [ "$(error_code)" = model_not_found ] && grep -q -- "--alias NAME" "$TMP/body" && grep -q -- "--accept-any-model" "$TMP/body"'
   req OPTIONS $CHAT '' -H 'Origin: http://app.example' -H 'Access-Control-Request-Method: POST'
   check "preflight without key -> 204 (no CORS headers without --cors-origin)" '[ "$STATUS" = 204 ] && ! grep -qi "^access-control-allow-origin" "$TMP/hdr"'
   # refused from the headers: the body is never read (curl would wait for 100-continue; send it anyway)
@@ -554,7 +556,7 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
   grep -q ' 499 ' "$TMP/hostile.err" && bad "half-close logged 499"
   # an error message quoting the client's bytes, cut mid-character or not UTF-8 at all, is still
   # a JSON answer (valid UTF-8)
-  M=$(python3 -c 'print("a" * 199 + "\u00e9")')
+  M=$(python3 -c 'print("a" * 79 + "\u00e9")')  # the message quotes the model's first 80 bytes
   req POST $CHAT "{\"model\":\"$M\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" "${AUTH[@]}"
   check "an error message cut inside a UTF-8 character -> 404 JSON" '[ "$STATUS" = 404 ] && error_shape'
   req GET '/v1/%FF%FEx' '' "${AUTH[@]}"

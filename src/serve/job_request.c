@@ -569,7 +569,8 @@ int job_check_model(serve_api *api, json_t *body, job *j, http_err *e) {
     }
     if (api->p.any_model || api_model_matches(api, id)) return 0;
     return http_set_err(e, 404, "model_not_found", "model",
-                        "The model '%.200s' does not exist or you do not have access to it (this server has '%.200s')",
+                        "The model '%.80s' does not exist or you do not have access to it (this server has '%.80s'; "
+                        "start it with --alias NAME to answer to another name, or --accept-any-model to answer any)",
                         id, api->alias);
 }
 
