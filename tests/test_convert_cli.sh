@@ -2,7 +2,8 @@
 # test_convert_cli.sh — `lfm2c convert` from the command line: a tiny BF16 Hugging Face checkpoint
 # written here (python3, standard library only) converts to every --type, the engine loads the
 # results, BF16 and F32 conversions give identical logits, and bad invocations fail with one
-# clear line and leave no output file behind.
+# clear line and leave no output file behind; a LoRA merge (convert BASE --lora) on 1 and 3
+# threads writes the same file, with a progress bar on a terminal.
 set -u
 LFM2C=${1:?usage: test_convert_cli.sh PATH/TO/lfm2c}
 T=$(mktemp -d /tmp/lfm2c-convert-sh-XXXXXX)
@@ -96,6 +97,27 @@ truncate -s 5000 "$T/hf2/model.safetensors"
 ok fails_with "truncated" "$T/hf2" -o "$T/bad.gguf"
 ok test ! -e "$T/bad.gguf"
 ok test ! -e "$T/bad.gguf.tmp"
+
+# convert BASE --lora A -o MERGED: -t spreads the rows over threads (the file is the same whatever
+# their number, and as without -t), the count is reported; a progress bar on a terminal (script(1)
+# gives the command a tty), none in a pipe
+B=data/lfm2-kq-moe-q4_k_m.gguf
+"$LFM2C" synth --lora-for "$B" -o "$T/ad.gguf" --rank 4 --seed 3 >/dev/null 2>&1
+ok test -s "$T/ad.gguf"
+"$LFM2C" convert "$B" --lora "$T/ad.gguf" -o "$T/m1.gguf" -t 1 >"$T/m1.out" 2>"$T/m1.err"
+ok grep -q "merged 1 adapter(s) .* (1 thread," "$T/m1.out"
+ok test ! -s "$T/m1.err"
+"$LFM2C" convert "$B" --lora "$T/ad.gguf" -o "$T/m3.gguf" -t 3 >"$T/m3.out" 2>&1
+ok grep -q "merged 1 adapter(s) .* (3 threads," "$T/m3.out"
+ok cmp -s "$T/m1.gguf" "$T/m3.gguf"
+"$LFM2C" convert "$B" --lora "$T/ad.gguf" -o "$T/md.gguf" >/dev/null 2>&1
+ok cmp -s "$T/m1.gguf" "$T/md.gguf"
+ok test "$(stat -c %s "$T/m1.gguf")" -eq "$(stat -c %s "$B")"
+if command -v script >/dev/null; then
+  script -qec "'$LFM2C' convert '$B' --lora '$T/ad.gguf' -o '$T/mt.gguf' -t 2" /dev/null >"$T/tty" 2>&1
+  ok grep -q "\[#*\] *[0-9]*%  blk\." "$T/tty"
+  ok cmp -s "$T/m1.gguf" "$T/mt.gguf"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

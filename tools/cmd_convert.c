@@ -2,6 +2,8 @@
  * Hugging Face LFM2 / LFM2-MoE checkpoint -> GGUF, with a progress bar on a terminal and a
  * summary (tensors per type, sizes, speed) at the end. */
 #include "cli.h"
+#include "base/clock.h"
+#include "base/threadpool.h"
 #include "convert/convert.h"
 #include "convert/lora_file.h"
 #include "formats/ggml_types.h"
@@ -24,11 +26,40 @@ static void usage(FILE *f) {
                "           adapter (llama.cpp's layout), checked against the base it adapts\n"
                "  lfm2c convert BASE.gguf --lora PATH[:S]... [--lora-scaled PATH S] -o MERGED.gguf\n"
                "           the adapters merged into the base: a plain model file; quantized matrices are\n"
-               "           dequantized, added to and requantized to their own type\n");
+               "           dequantized, added to and requantized to their own type (-t threads; a progress\n"
+               "           bar on a terminal)\n");
+}
+
+/* The merge's progress on a terminal: a bar, the tensor being written. */
+static void merge_progress(void *ud, uint64_t done, uint64_t total, const char *tensor) {
+    int *last = ud, pct = total ? (int)(100 * done / total) : 100;
+    if (pct == *last) return;
+    *last = pct;
+    int bar = pct * 40 / 100;
+    fprintf(stderr, "\r[%.*s%*s] %3d%%  %-40.40s", bar, "########################################", 40 - bar, "", pct,
+            tensor);
+    if (done == total) fprintf(stderr, "\r%-90s\r", "");
+    fflush(stderr);
+}
+
+/* BASE + the --lora adapters -> merged GGUF on `threads` threads: 0, or 1 with the message said. */
+static int merge_lora(lfm2c_model *m, const char *in, const char *out, int threads) {
+    lfm2c_lora *los[LFM2C_MAX_LORA];
+    float sc[LFM2C_MAX_LORA];
+    int n = cli_lora_list(los, sc), last = -1;
+    lfm2c_error err = {0};
+    lora_merge_params p = {.n_threads = threads > 0 ? threads : threadpool_default_threads(),
+                           .progress = isatty(STDERR_FILENO) ? merge_progress : NULL,
+                           .progress_ud = &last};
+    double t0 = lfm2c_now_s();
+    if (!lora_merge(in, los, sc, n, out, &p, &err)) return cli_fail("convert: %s", err.msg);
+    printf("merged %d adapter(s) into %s -> %s (%d thread%s, %.2f s)\n", n, in, out, p.n_threads,
+           p.n_threads == 1 ? "" : "s", lfm2c_now_s() - t0);
+    return 0;
 }
 
 /* PEFT_DIR -> GGUF adapter, or BASE + adapters -> merged GGUF */
-static int convert_lora(const char *in, const char *base, const char *out) {
+static int convert_lora(const char *in, const char *base, const char *out, int threads) {
     struct stat sb;
     bool peft = !stat(in, &sb) && S_ISDIR(sb.st_mode);
     if (peft && !base) return cli_fail("convert: a PEFT adapter needs --base BASE.gguf (the model it adapts)");
@@ -46,13 +77,7 @@ static int convert_lora(const char *in, const char *base, const char *out) {
         else if (!lora_write_gguf(lo, out, &err)) cli_fail("convert: %s", err.msg);
         else rc = 0, printf("converted %s -> %s (%d adapted matrices)\n", in, out, lfm2c_lora_n_matrices(lo));
         lfm2c_lora_free(lo);
-    } else if (cli_lora_load(m) == 0) {
-        lfm2c_lora *los[LFM2C_MAX_LORA];
-        float sc[LFM2C_MAX_LORA];
-        int n = cli_lora_list(los, sc);
-        if (!lora_merge(in, los, sc, n, out, &err)) cli_fail("convert: %s", err.msg);
-        else rc = 0, printf("merged %d adapter(s) into %s -> %s\n", n, in, out);
-    }
+    } else if (cli_lora_load(m) == 0) rc = merge_lora(m, in, out, threads);
     cli_lora_forget();
     lfm2c_model_free(m);
     return rc;
@@ -96,7 +121,7 @@ int cmd_convert(int argc, char **argv) {
     }
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
-    if (base || cli_lora_count() || access(cfg, F_OK) == 0) return convert_lora(dir, base, out);
+    if (base || cli_lora_count() || access(cfg, F_OK) == 0) return convert_lora(dir, base, out, threads);
     int t = convert_parse_type(type);
     if (t < 0) return cli_fail("convert: unknown --type '%s' (f16, bf16, f32, q8_0)", type);
 

@@ -1,14 +1,17 @@
 /* lora_file.c — LoRA adapters as files (lora_file.h): the GGUF adapter writer, the merge of
- * adapters into a base GGUF (dequantize, add, requantize to the same type), and random adapters
+ * adapters into a base GGUF (dequantize, add, requantize to the same type; the rows of a tensor
+ * spread over a thread pool, chunk by chunk, with progress), and random adapters
  * for synthetic and fixture models. The adapters themselves are core/lora.h's. */
 #include "convert/lora_file.h"
 #include "convert/quantize.h"
 #include "base/error.h"
+#include "base/threadpool.h"
 #include "core/lora.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf_write.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,46 +89,90 @@ static lfm2c_model *open_base(const char *path, lfm2c_error *err) {
     return lfm2c_model_open(path, &p, err);
 }
 
-/* Rows of tensor t (layer l, row id) with the adapters added, requantized, into the writer. */
-static bool merge_tensor(gguf_writer *w, const gguf_tensor *t, int l, int id, lfm2c_lora *const *los,
-                         const float *scales, int n, lfm2c_error *err) {
+/* One merge in progress: the adapters, the pool, each thread's float row, the output chunk. */
+typedef struct merge_run {
+    lfm2c_lora *const *los;
+    const float *scales;
+    int n, nth;
+    threadpool *pool;
+    float **rows;     /* nth rows of max_in floats */
+    uint8_t *obuf;    /* one chunk of requantized rows */
+    size_t obuf_size; /* bytes */
+    const lora_merge_params *p;
+    uint64_t done, total; /* bytes of the base's tensors written / to write */
+} merge_run;
+
+/* The rows [r0, r0 + nrows) of one tensor (layer l, row id) that the pool's threads share. */
+typedef struct merge_chunk {
+    merge_run *mr;
+    const gguf_tensor *t;
+    int l, id;
+    int64_t r0, nrows;
+    atomic_int failed; /* a row could not be requantized */
+} merge_chunk;
+
+/* Row o of expert e: dequantized, the adapters added, requantized to dst. */
+static bool merge_row(const merge_run *mr, const gguf_tensor *t, int l, int id, int64_t e, int64_t o, float *row,
+                      uint8_t *dst) {
+    const int64_t n_in = t->ne[0], n_out = t->ne[1];
+    const size_t rb = ggml_row_size(t->type, n_in);
+    dequantize_row(t->type, t->data + ((size_t)e * n_out + o) * rb, row, n_in);
+    for (int k = 0; k < mr->n; k++) {
+        const lora_mat *mt = lora_get(mr->los[k], l, id);
+        if (!mt || mr->scales[k] == 0) continue;
+        const float *a = mt->a + (size_t)e * mt->r * n_in, *bt = mt->bt + (size_t)e * mt->r * n_out;
+        for (int j = 0; j < mt->r; j++) {
+            const float c = mr->scales[k] * mt->scale * bt[(size_t)j * n_out + o];
+            for (int64_t i = 0; i < n_in; i++) row[i] += c * a[(size_t)j * n_in + i];
+        }
+    }
+    return quantize_rows(t->type, row, dst, 1, n_in) == rb;
+}
+
+/* Thread ith's share of the chunk's rows. */
+static void merge_work(void *arg, int ith, int nth) {
+    merge_chunk *c = arg;
+    const int64_t n_out = c->t->ne[1], per = (c->nrows + nth - 1) / nth;
+    const size_t rb = ggml_row_size(c->t->type, c->t->ne[0]);
+    for (int64_t k = (int64_t)ith * per; k < c->nrows && k < (int64_t)(ith + 1) * per; k++) {
+        const int64_t r = c->r0 + k;
+        if (!merge_row(c->mr, c->t, c->l, c->id, r / n_out, r % n_out, c->mr->rows[ith], c->mr->obuf + (size_t)k * rb))
+            atomic_store_explicit(&c->failed, 1, memory_order_relaxed);
+    }
+}
+
+static void merge_progress(merge_run *mr, const char *tensor) {
+    if (mr->p && mr->p->progress) mr->p->progress(mr->p->progress_ud, mr->done, mr->total, tensor);
+}
+
+/* Tensor t (layer l, row id) with the adapters added, requantized, into the writer, a chunk of
+ * rows at a time. */
+static bool merge_tensor(merge_run *mr, gguf_writer *w, const gguf_tensor *t, int l, int id, lfm2c_error *err) {
     const int64_t n_in = t->ne[0], n_out = t->ne[1], n_exp = t->ne[2];
     const size_t rb = ggml_row_size(t->type, n_in);
-    for (int k = 0; k < n; k++) {
-        const lora_mat *mt = lora_get(los[k], l, id);
+    for (int k = 0; k < mr->n; k++) {
+        const lora_mat *mt = lora_get(mr->los[k], l, id);
         if (mt && (mt->n_in != n_in || mt->n_out != n_out || mt->n_exp != n_exp)) {
             lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': adapter %d was made for other shapes (another base?)",
                             t->name, k);
             return false;
         }
     }
-    float *row = malloc(sizeof(float) * (size_t)n_in);
-    uint8_t *q = malloc(rb + 64);
-    bool ok = row && q;
-    if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-    for (int64_t e = 0; ok && e < n_exp; e++)
-        for (int64_t o = 0; ok && o < n_out; o++) {
-            const uint8_t *src = t->data + ((size_t)e * n_out + o) * rb;
-            dequantize_row(t->type, src, row, n_in);
-            for (int k = 0; k < n; k++) {
-                const lora_mat *mt = lora_get(los[k], l, id);
-                if (!mt || scales[k] == 0) continue;
-                const float *a = mt->a + (size_t)e * mt->r * n_in, *bt = mt->bt + (size_t)e * mt->r * n_out;
-                for (int j = 0; j < mt->r; j++) {
-                    const float c = scales[k] * mt->scale * bt[(size_t)j * n_out + o];
-                    for (int64_t i = 0; i < n_in; i++) row[i] += c * a[(size_t)j * n_in + i];
-                }
-            }
-            if (quantize_rows(t->type, row, q, 1, n_in) != rb) {
-                lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot requantize type %s", t->name,
-                                ggml_type_get(t->type)->name);
-                ok = false;
-            }
-            ok = ok && gguf_write_data(w, q, rb, err);
+    const int64_t nrows = n_exp * n_out, chunk = (int64_t)(mr->obuf_size / rb);
+    merge_chunk c = {.mr = mr, .t = t, .l = l, .id = id};
+    for (c.r0 = 0; c.r0 < nrows; c.r0 += c.nrows) {
+        c.nrows = nrows - c.r0 < chunk ? nrows - c.r0 : chunk;
+        threadpool_run(mr->pool, merge_work, &c);
+        if (atomic_load(&c.failed)) {
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot requantize type %s", t->name,
+                            ggml_type_get(t->type)->name);
+            return false;
         }
-    free(row);
-    free(q);
-    return ok;
+        if (!gguf_write_data(w, mr->obuf, (size_t)c.nrows * rb, err)) return false;
+        mr->done += (uint64_t)c.nrows * rb;
+        merge_progress(mr, t->name);
+    }
+    return true;
 }
 
 /* The adapted (layer, row) of tensor t, when some adapter touches it. */
@@ -138,24 +185,52 @@ static bool adapted(const gguf_tensor *t, lfm2c_lora *const *los, int n, int *l,
     return false;
 }
 
-bool lora_merge(const char *base_path, lfm2c_lora *const *los, const float *scales, int n, const char *out_path,
-                lfm2c_error *err) {
-    gguf_file *g = gguf_open(base_path, err);
-    if (!g) return false;
-    if (g->n_parts) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: merging into a split model is not supported", base_path);
-        gguf_close(g);
-        return false;
-    }
+/* Every adapted tensor's type can be requantized: true, else false with the error set. */
+static bool merge_check(const gguf_file *g, lfm2c_lora *const *los, int n, int64_t *max_in, size_t *max_row,
+                        lfm2c_error *err) {
+    *max_in = 1, *max_row = 1;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *t = &g->tensors[i];
         int l, id;
-        if (adapted(&g->tensors[i], los, n, &l, &id) && !quantize_supported(g->tensors[i].type)) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot requantize type %s after the merge",
-                            g->tensors[i].name, ggml_type_get(g->tensors[i].type)->name);
-            gguf_close(g);
+        if (!adapted(t, los, n, &l, &id)) continue;
+        if (!quantize_supported(t->type)) {
+            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot requantize type %s after the merge", t->name,
+                            ggml_type_get(t->type)->name);
             return false;
         }
+        if (t->ne[0] > *max_in) *max_in = t->ne[0];
+        if (ggml_row_size(t->type, t->ne[0]) > *max_row) *max_row = ggml_row_size(t->type, t->ne[0]);
     }
+    return true;
+}
+
+/* The pool, a float row per thread and an output chunk of at least a few rows per thread. */
+static bool merge_start(merge_run *mr, int64_t max_in, size_t max_row, lfm2c_error *err) {
+    if (!(mr->pool = threadpool_new(mr->p ? mr->p->n_threads : 0))) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "cannot start threads");
+        return false;
+    }
+    mr->nth = threadpool_size(mr->pool);
+    mr->obuf_size = (size_t)16 << 20;
+    if (mr->obuf_size < max_row * 4 * (size_t)mr->nth) mr->obuf_size = max_row * 4 * (size_t)mr->nth;
+    mr->obuf = malloc(mr->obuf_size);
+    mr->rows = calloc((size_t)mr->nth, sizeof *mr->rows);
+    bool ok = mr->obuf && mr->rows;
+    for (int i = 0; ok && i < mr->nth; i++) ok = (mr->rows[i] = malloc(sizeof(float) * (size_t)max_in)) != NULL;
+    if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+    return ok;
+}
+
+static void merge_end(merge_run *mr) {
+    for (int i = 0; mr->rows && i < mr->nth; i++) free(mr->rows[i]);
+    free(mr->rows);
+    free(mr->obuf);
+    threadpool_free(mr->pool);
+}
+
+/* The output file: the base's metadata and tensor table, then each tensor's data, merged where
+ * adapted, copied otherwise. */
+static bool merge_write(merge_run *mr, const gguf_file *g, const char *out_path, lfm2c_error *err) {
     gguf_writer *w = gguf_writer_new();
     bool ok = w != NULL;
     if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
@@ -167,16 +242,38 @@ bool lora_merge(const char *base_path, lfm2c_lora *const *los, const float *scal
     for (uint64_t i = 0; ok && i < g->n_tensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         ok = gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, err);
+        mr->total += t->nbytes;
     }
     ok = ok && gguf_writer_open(w, out_path, err);
     for (uint64_t i = 0; ok && i < g->n_tensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         int l, id;
-        if (adapted(t, los, n, &l, &id)) ok = merge_tensor(w, t, l, id, los, scales, n, err);
-        else ok = gguf_write_data(w, t->data, t->nbytes, err);
+        if (adapted(t, mr->los, mr->n, &l, &id)) ok = merge_tensor(mr, w, t, l, id, err);
+        else if ((ok = gguf_write_data(w, t->data, t->nbytes, err))) {
+            mr->done += t->nbytes;
+            merge_progress(mr, t->name);
+        }
     }
     ok = ok && gguf_writer_finish(w, err);
     gguf_writer_free(w);
+    return ok;
+}
+
+bool lora_merge(const char *base_path, lfm2c_lora *const *los, const float *scales, int n, const char *out_path,
+                const lora_merge_params *p, lfm2c_error *err) {
+    gguf_file *g = gguf_open(base_path, err);
+    if (!g) return false;
+    if (g->n_parts) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: merging into a split model is not supported", base_path);
+        gguf_close(g);
+        return false;
+    }
+    merge_run mr = {.los = los, .scales = scales, .n = n, .p = p};
+    int64_t max_in;
+    size_t max_row;
+    bool ok = merge_check(g, los, n, &max_in, &max_row, err) && merge_start(&mr, max_in, max_row, err) &&
+              merge_write(&mr, g, out_path, err);
+    merge_end(&mr);
     gguf_close(g);
     return ok;
 }

@@ -14,12 +14,20 @@
  * alpha / r (PEFT's patterns, rsLoRA) has the difference folded into its B. */
 bool lora_write_gguf(const lfm2c_lora *lo, const char *path, lfm2c_error *err);
 
+typedef struct lora_merge_params {
+    int n_threads; /* <= 0: threadpool_default_threads() */
+    /* called as the output is written (may be NULL): bytes of the base done / total, the tensor */
+    void (*progress)(void *ud, uint64_t done, uint64_t total, const char *tensor);
+    void *progress_ud;
+} lora_merge_params;
+
 /* Writes base_path with the adapters merged in: W' = W + Σ scale_i s_i B_i A_i for each adapted
  * matrix, dequantized, added in float and requantized to the tensor's own type (every other
- * tensor and all metadata copied as they are). The adapters were loaded for the model opened from
- * base_path. */
+ * tensor and all metadata copied as they are), the rows of an adapted tensor spread over
+ * p->n_threads threads (the file is the same whatever their number). The adapters were loaded
+ * for the model opened from base_path. p may be NULL (defaults). */
 bool lora_merge(const char *base_path, lfm2c_lora *const *loras, const float *scales, int n, const char *out_path,
-                lfm2c_error *err);
+                const lora_merge_params *p, lfm2c_error *err);
 
 typedef struct lora_synth_params {
     int rank;    /* default 8 */
