@@ -93,6 +93,16 @@ typedef struct lfm2c_model_info {
 } lfm2c_model_info;
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
+/* The device a model runs on: its LFM2C_DEVICE_*, a name ("CPU"; on Vulkan the driver's name
+ * for the device, e.g. "AMD Radeon 780M" or "llvmpipe (LLVM 15.0.6, 256 bits)"; "CUDA"), and
+ * is_cpu: the device is the CPU itself — the CPU backend, or a Vulkan driver that runs on the
+ * CPU (lavapipe), where the CPU backend runs the same model much faster. */
+typedef struct lfm2c_device_info {
+    int device;
+    char name[256];
+    bool is_cpu;
+} lfm2c_device_info;
+lfm2c_device_info lfm2c_model_device(const lfm2c_model *model);
 /* The name of a general.file_type (llama.cpp's ids: 15 -> "Q4_K_M", 0 -> "F32"); NULL if unknown. */
 const char *lfm2c_file_type_name(int file_type);
 

@@ -48,12 +48,26 @@ c=$("$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -p "Hi" -n 24 --temp 5 --seed "${
 [ -n "$seed" ] && [ "$a" == "$c" ] && ok || bad "-v's seed '$seed' does not repeat the run: '$a' vs '$c' $(cat "$tmp/err")"
 printf 'hi\n' | "$bin" chat -m data/lfm2-tiny-moe-q4_0.gguf -n 4 -v >/dev/null 2>"$tmp/err"
 grep -q "^sampling: seed [0-9]" "$tmp/err" && ok || bad "chat -v does not print the seed: $(cat "$tmp/err")"
+# bench prints llama-bench's table and a build line, nothing on stderr (but a busy machine's
+# warning); -v adds where the time went and the machine's state; a file that does not open gets
+# its one line and no table head, in every format
+"$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 8 -n 4 -r 1 -t 1 >"$tmp/b.md" 2>"$tmp/b.err"
+head -1 "$tmp/b.md" | grep -q "^| model | size |" && grep -q "| tg4 |" "$tmp/b.md" && tail -1 "$tmp/b.md" | grep -q "^build: [0-9a-f]" &&
+  ok || bad "bench md: no table and build line: $(cat "$tmp/b.md")"
+grep -v "thread pool ran" "$tmp/b.err" | grep -q . && bad "bench prints diagnostics without -v: $(cat "$tmp/b.err")" || ok
+"$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 8 -n 4 -r 1 -t 1 -v >/dev/null 2>"$tmp/b.err"
+grep -q "^tg4: weight products" "$tmp/b.err" && grep -q "^peak RSS" "$tmp/b.err" && ok || bad "bench -v: $(cat "$tmp/b.err")"
+for f in md json csv; do
+  "$bin" bench -m "$tmp/none.gguf" -p 8 -n 4 -r 1 -o $f >"$tmp/b.out" 2>"$tmp/b.err"; rc=$?
+  [ $rc = 1 ] && [ ! -s "$tmp/b.out" ] && grep -q "cannot open" "$tmp/b.err" && ok || bad "bench -o $f of a missing file: rc=$rc out: $(cat "$tmp/b.out") err: $(cat "$tmp/b.err")"
+done
 # bench: llama-bench's JSON rows, csv, and the batched mode
 "$bin" bench -m data/lfm2-tiny-moe-q8_0.gguf -p 16 -n 8 -r 2 -t 1,2 -o json > "$tmp/bench.json" 2>/dev/null
 python3 - "$tmp/bench.json" <<'PY' && ok || bad "bench -o json shape"
 import json, sys
 rows = json.load(open(sys.argv[1]))
 assert len(rows) == 4, rows
+assert all(r["build_commit"] for r in rows), rows
 for r in rows:
     for k in ("n_prompt", "n_gen", "n_threads", "avg_ts", "stddev_ts", "samples_ts"):
         assert k in r, k
@@ -133,8 +147,8 @@ LFM2C_DEC_PF=t1x8 "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 
 LFM2C_ATTN_PF=t1 "$bin" --version | grep -Eq '^attention prefetch: t1 \(forced: LFM2C_ATTN_PF=t1\)' && ok || bad "--version: no forced attention prefetch"
 LFM2C_ATTN_PF=nta "$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 -o json 2>/dev/null | grep -q '"attention_prefetch": "nta"' && ok || bad "bench json: no attention_prefetch"
 # bench says which it did: --hugepages copies, --no-hugepages maps
-"$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --hugepages 2>&1 >/dev/null | grep -q '^weights copied' && ok || bad "bench --hugepages does not say copied"
-"$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --no-hugepages 2>&1 >/dev/null | grep -q '^weights mapped' && ok || bad "bench --no-hugepages does not say mapped"
+"$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --hugepages -v 2>&1 >/dev/null | grep -q '^weights copied' && ok || bad "bench --hugepages does not say copied"
+"$bin" bench -m data/lfm2-kq-dense-q4_k_m.gguf -p 0 -n 2 -r 1 --no-hugepages -v 2>&1 >/dev/null | grep -q '^weights mapped' && ok || bad "bench --no-hugepages does not say mapped"
 # speculative decoding: at --temp 0 the output is the plain run's, with a draft model (itself, a
 # quantized copy, an MoE) and with prompt lookup; -v reports drafted / accepted
 t=data/lfm2-tiny-dense-f32.gguf

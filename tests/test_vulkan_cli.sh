@@ -2,7 +2,7 @@
 # test_vulkan_cli.sh LFM2C — --device vulkan from the CLI: logits of a prompt equal the CPU's
 # --reference within 1e-2, greedy `run` gives the CPU's text, `bench --device vulkan` prints
 # sane JSON rows (with the device's timestamp time and GB/s beside the wall's), speculative decoding (--spec-lookup) gives the CPU's greedy text, an unknown
-# device is refused. SKIPs, saying so, in a build without the Vulkan
+# device is refused, the device is named at start (a warning on a CPU implementation). SKIPs, saying so, in a build without the Vulkan
 # backend or on a machine without a Vulkan device (then only checks that it fails cleanly).
 set -u
 bin=$1; pass=0; fail=0
@@ -19,6 +19,23 @@ if ! "$bin" logits -m $m --tokens 1,2 --device vulkan -o "$tmp/x" >/dev/null 2>"
   grep -qi "vulkan" "$tmp/err" && ok || bad "no device: unclear error: $(cat "$tmp/err")"
   echo "SKIP: no Vulkan device ($(cat "$tmp/err"))"; echo "$pass passed, $fail failed"; [ $fail = 0 ]; exit
 fi
+# the device is named at start; where it is the CPU itself (lavapipe) a warning says --device cpu is
+# faster. vulkaninfo (vulkan-tools) is the oracle for the names and types of the devices there are.
+"$bin" run -m $m -p hi -n 1 --device vulkan >/dev/null 2>"$tmp/err"
+name=$(sed -n 's/^lfm2c: device: \(.*\) (Vulkan)$/\1/p' "$tmp/err")
+[ -n "$name" ] && ok || bad "run --device vulkan does not name the device: $(cat "$tmp/err")"
+if command -v vulkaninfo >/dev/null; then
+  vulkaninfo --summary 2>/dev/null | sed -n 's/^\s*deviceType *= *//p; s/^\s*deviceName *= *//p' | paste - - >"$tmp/devs"
+  type=$(awk -F'\t' -v n="$name" '$2 == n {print $1; exit}' "$tmp/devs")
+  [ -n "$type" ] && ok || bad "the named device '$name' is not one vulkaninfo lists: $(cat "$tmp/devs")"
+  if [ "$type" = PHYSICAL_DEVICE_TYPE_CPU ]; then
+    grep -q "warning: .*runs on the CPU.*--device cpu" "$tmp/err" && ok || bad "no warning on a CPU implementation: $(cat "$tmp/err")"
+  else
+    grep -q "warning" "$tmp/err" && bad "a warning on a GPU ($type): $(cat "$tmp/err")" || ok
+  fi
+fi
+"$bin" run -m $m -p hi -n 1 >/dev/null 2>"$tmp/err"
+grep -q "device:" "$tmp/err" && bad "the CPU backend names a device: $(cat "$tmp/err")" || ok
 toks=1,1098,2318,5117,1711,1238,2002,1437
 "$bin" logits -m $m --tokens $toks --device vulkan -ctk f16 -ctv f16 -o "$tmp/vk" >/dev/null 2>&1 && ok || bad "logits --device vulkan"
 "$bin" logits -m $m --tokens $toks --reference -ctk f16 -ctv f16 -o "$tmp/ref" >/dev/null 2>&1 && ok || bad "logits --reference"

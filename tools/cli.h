@@ -91,8 +91,14 @@ int cli_lora_list(lfm2c_lora **los, float *scales); /* the loaded adapters and t
 int cli_lora_load(lfm2c_model *m);                  /* loads them now (attach does it when needed) */
 int cli_lora_attach(lfm2c_model *m, lfm2c_session *s);
 void cli_lora_forget(void);
-/* Opens a model, printing the library's error on failure. */
+/* The build: its git commit, and "COMMIT (lfm2c VERSION)" for bench's build line. */
+const char *cli_build_commit(void);
+const char *cli_build_string(void);
+/* Opens a model, printing the library's error on failure, and the device (cli_report_device). */
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device);
+/* On a device other than the CPU backend: its name on stderr, once a process, with a warning
+ * where that device is the CPU itself (lavapipe), where --device cpu is much faster. */
+void cli_report_device(const lfm2c_model *m);
 /* a device name ("cpu", "cuda" or "vulkan") -> LFM2C_DEVICE_*; -1 (after cli_fail) for another name */
 int cli_device_id(const char *name);
 /* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */

@@ -1,6 +1,8 @@
 /* cmd_bench.c — `lfm2c bench`: prefill (ppN) and decode (tgN) speed, in llama-bench's table and
- * JSON shapes so the numbers compare directly; plus achieved GB/s of weights per decoded token,
- * peak RSS, and a batched mode (-b B: B sequences decoded together, total tokens/s). */
+ * JSON shapes so the numbers compare directly (the table, then a build line, as llama-bench
+ * prints them); plus achieved GB/s of weights per decoded token, peak RSS, and a batched mode
+ * (-b B: B sequences decoded together, total tokens/s). Under -v, where the time went (weight
+ * products, replays, device time) and the machine's state (pages, kernels, memory) on stderr. */
 #include "cli.h"
 #include "base/threadpool.h"
 #include "cpu/kernels.h"
@@ -461,6 +463,8 @@ static const char USAGE[] =
     "                   (every session runs with the adapters: their cost is in the numbers)\n"
     "                   [--warm-read]  (CPU: every weight byte read once before the rows, and the rate\n"
     "                   said: the first read of what a load wrote can be far slower than decode's)\n"
+    "                   [-v]  (after each row, on stderr: where the time went (the weight products'\n"
+    "                   share and GB/s, replays of their reads, device time), pages, kernels, memory)\n"
     "  -p / -n / -t / -b / -d / -ctk / -ctv accept comma lists (e.g. -d 0,4096,16384); 0 skips\n"
     "  a -p / -n test.\n"
     "  --spec  speculative decoding instead: one forward over k+1 tokens against one decode step\n"
@@ -523,10 +527,10 @@ static void print_row(const char *fmt, const char *model_path, const lfm2c_model
             "%s  {\"model_filename\": \"%s\", \"model_type\": \"%s\", \"model_size\": %llu, "
             "\"model_n_params\": %llu, \"file_type\": \"%s\", \"backend\": \"%s\", \"n_threads\": %d, \"n_batch\": %d, "
             "\"type_k\": \"%s\", \"type_v\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
-            "\"test\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
+            "\"test\": \"%s\", \"build_commit\": \"%s\", \"avg_ts\": %.6f, \"stddev_ts\": %.6f, \"samples_ts\": [",
             *first_row ? "" : ",\n", model_path, in->arch, (unsigned long long)in->weight_bytes,
             (unsigned long long)in->n_params, ftn, device ? device : "CPU", nth, r->batch, ktn, vtn, r->n_prompt,
-            r->n_gen, r->depth, test, avg, sd);
+            r->n_gen, r->depth, test, cli_build_commit(), avg, sd);
         for (int k = 0; k < r->n; k++) printf("%s%.6f", k ? ", " : "", r->samples[k]);
         printf("], \"gbps\": %.3f, \"peak_rss_mb\": %.1f, \"pool_steps\": %ld, \"pool_solo_steps\": %ld, "
                "\"pool_went_solo\": %s",
@@ -580,7 +584,7 @@ typedef struct bench_opts {
     const char *model_path, *fmt, *device;
     int pps[8], n_pp, tgs[8], n_tg, threads[8], n_th, reps, batches[8], n_b, depths[16], n_d;
     int tks[3], n_tk, tvs[3], n_tv, hugepages;
-    bool reference, spec, json, csv, warm_read;
+    bool reference, spec, json, csv, warm_read, verbose;
     spec_bench sb;
 } bench_opts;
 
@@ -643,6 +647,7 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
         else if (cli_lora_flag(argc, argv, &i)) continue;
         else if (!strcmp(a, "--spec")) o->spec = true;
         else if (!strcmp(a, "--warm-read")) o->warm_read = true;
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "-md") || !strcmp(a, "--model-draft")) o->sb.draft_path = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--draft-max")) {
             o->sb.draft_max = cli_int(a, cli_value(argc, argv, &i));
@@ -656,7 +661,7 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
                 "-m --model -p --n-prompt -n --n-gen -t --threads -r --repetitions -o --output -b "
                 "--batch -d --n-depth -ctk --cache-type-k -ctv --cache-type-v -fa --flash-attn "
                 "--device --reference --hugepages --no-hugepages --lora --lora-scaled --spec -md --model-draft "
-                "--draft-max --spec-accept --warm-read");
+                "--draft-max --spec-accept --warm-read -v --verbose");
     }
     return -1;
 }
@@ -701,6 +706,7 @@ static lfm2c_model *bench_open(const bench_opts *o, int ti, int ki, int vi, lfm2
     lfm2c_error err = {0};
     lfm2c_model *m = lfm2c_model_open(o->model_path, mp, &err);
     if (!m) cli_fail("%s", err.msg);
+    else cli_report_device(m);
     return m;
 }
 
@@ -779,8 +785,8 @@ static int bench_test(const bench_row *b, lfm2c_session *s, int depth, int pass,
     if (r.replayed && !replay_paired(b->m, s, depth, &r.rp, rng, &r.paired, &r.paired_whole))
         r.paired = r.paired_whole = 0;
     bench_print(b, &r);
-    if (pass && !o->json && !o->csv) print_tg_prof(&r);
-    if (!o->json && !o->csv) print_device_time(&r, b->in);
+    if (pass && o->verbose && !o->json && !o->csv) print_tg_prof(&r);
+    if (o->verbose && !o->json && !o->csv) print_device_time(&r, b->in);
     return 0;
 }
 
@@ -814,11 +820,11 @@ static int bench_depths(const bench_row *b, uint64_t *rng) {
     return 0;
 }
 
-/* After a model's rows (md only, on stderr): pages, kernels, interleaving, memory. */
+/* After a model's rows (md with -v, on stderr): pages, kernels, interleaving, memory. */
 static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
     const bench_opts *o = b->o;
     const lfm2c_model_info *in = b->in;
-    if (o->json || o->csv) return;
+    if (o->json || o->csv || !o->verbose) return;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     print_huge_pages(in->weights_copied);
@@ -850,11 +856,26 @@ static int warm_read(bench_row *b) {
     return 0;
 }
 
+/* The table's head, once, when the first model has opened (an error before it prints no table). */
+static void bench_header(const bench_opts *o) {
+    static bool done;
+    if (done) return;
+    done = true;
+    if (o->json) printf("[\n");
+    else if (o->csv)
+        printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb,n_depth,type_k,type_"
+               "v\n");
+    else
+        printf("| model | size | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n"
+               "|---|---:|---:|---|---:|---|---|---:|---:|---:|\n");
+}
+
 /* One combination of threads, K and V type: the model opened, its rows, its footer: 0 or 1. */
 static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_row) {
     lfm2c_model_params mp;
     lfm2c_model *m = bench_open(o, ti, ki, vi, &mp);
     if (!m) return 1;
+    bench_header(o);
     int rc = cli_lora_load(m) ? 1 : 0;
     if (!rc && cli_lora_count() && !o->json && !o->csv) fprintf(stderr, "with %d LoRA adapter(s)\n", cli_lora_count());
     bench_row b = {o,
@@ -887,18 +908,12 @@ int cmd_bench(int argc, char **argv) {
     kernels_how = o.reference ? "--reference" : kernels_choice()->how;
     kernels_pf = o.reference ? "none" : kernels_choice()->pf_name;
     if (o.spec) return bench_spec(&o);
-    if (o.json) printf("[\n");
-    else if (o.csv)
-        printf("model_filename,n_threads,n_batch,n_prompt,n_gen,avg_ts,stddev_ts,gbps,peak_rss_mb,n_depth,type_k,type_"
-               "v\n");
-    else
-        printf("| model | size | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n"
-               "|---|---:|---:|---|---:|---|---|---:|---:|---:|\n");
     int first_row = 1;
     for (int ti = 0; ti < o.n_th; ti++)
         for (int ki = 0; ki < o.n_tk; ki++)
             for (int vi = 0; vi < o.n_tv; vi++)
                 if ((rc = bench_model(&o, ti, ki, vi, &first_row))) return rc;
     if (o.json) printf("\n]\n");
+    else if (!o.csv) printf("\nbuild: %s\n", cli_build_string()); /* as llama-bench ends its table */
     return 0;
 }

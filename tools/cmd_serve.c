@@ -470,6 +470,7 @@ static int serve_load(const serve_opts *o, serve_run *r) {
     mp.device = o->device;
     cli_kv_apply(&mp);
     if (!(r->model = lfm2c_model_open(o->model_path, &mp, &err))) return cli_fail("%s", err.msg);
+    cli_report_device(r->model);
     const lfm2c_model_info *mi = lfm2c_model_get_info(r->model);
     r->n_ctx = mi->n_ctx_train > 0 && o->n_ctx > mi->n_ctx_train ? mi->n_ctx_train : o->n_ctx;
     for (int k = 0; k < o->n_lora; k++)

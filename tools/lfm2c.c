@@ -247,7 +247,22 @@ lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, con
     lfm2c_error err = {0};
     lfm2c_model *m = lfm2c_model_open(path, &p, &err);
     if (!m) cli_fail("%s", err.msg);
+    else cli_report_device(m);
     return m;
+}
+
+void cli_report_device(const lfm2c_model *m) {
+    static bool said;
+    lfm2c_device_info d = lfm2c_model_device(m);
+    if (said || d.device == LFM2C_DEVICE_CPU) return;
+    said = true;
+    const char *api = d.device == LFM2C_DEVICE_VULKAN ? "Vulkan" : "CUDA";
+    fprintf(stderr, "lfm2c: device: %s (%s)\n", d.name, api);
+    if (d.is_cpu)
+        fprintf(stderr,
+                "lfm2c: warning: %s is a %s driver that runs on the CPU, not a GPU: the CPU backend (--device "
+                "cpu) runs this model much faster here\n",
+                d.name, api);
 }
 
 int32_t *cli_parse_ids(const char *s, int *n_out) {
@@ -346,6 +361,9 @@ void cli_sampling_report(const lfm2c_sampler_params *p) {
 #ifndef LFM2C_GIT_COMMIT
 #define LFM2C_GIT_COMMIT "unknown"
 #endif
+
+const char *cli_build_commit(void) { return LFM2C_GIT_COMMIT; }
+const char *cli_build_string(void) { return LFM2C_GIT_COMMIT " (lfm2c " LFM2C_VERSION ")"; }
 
 static int print_version(void) {
     printf("lfm2c %s (commit %s)\n", LFM2C_VERSION, LFM2C_GIT_COMMIT);

@@ -11,6 +11,8 @@
 #endif
 
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 static const lfm2c_backend *const backends[] = {
     &backend_cpu,
@@ -43,4 +45,25 @@ const lfm2c_backend *backend_for_device(int device, lfm2c_error *err) {
         }
     lfm2c_set_error(err, LFM2C_EINVAL, "unknown device %d", device);
     return NULL;
+}
+
+/* Vulkan: the device the backend picks (vulkan_device_count describes it as "NAME (CPU
+ * implementation)" or "NAME (GPU)"); the others by their backend's name. */
+lfm2c_device_info backend_device_info(const lfm2c_backend *b) {
+    lfm2c_device_info d = {.device = b->device, .is_cpu = b->device == LFM2C_DEVICE_CPU};
+    snprintf(d.name, sizeof d.name, "%s", b->device == LFM2C_DEVICE_CPU ? "CPU" : "CUDA");
+#ifdef LFM2C_HAVE_VULKAN
+    if (b->device == LFM2C_DEVICE_VULKAN) {
+        static const char cpu_mark[] = " (CPU implementation)", gpu_mark[] = " (GPU)";
+        char desc[sizeof d.name + 32];
+        snprintf(d.name, sizeof d.name, "Vulkan");
+        if (vulkan_device_count(desc, sizeof desc) > 0 && desc[0]) {
+            size_t n = strlen(desc), nc = sizeof cpu_mark - 1, ng = sizeof gpu_mark - 1;
+            if (n > nc && !strcmp(desc + n - nc, cpu_mark)) desc[n - nc] = 0, d.is_cpu = true;
+            else if (n > ng && !strcmp(desc + n - ng, gpu_mark)) desc[n - ng] = 0;
+            snprintf(d.name, sizeof d.name, "%.255s", desc);
+        }
+    }
+#endif
+    return d;
 }

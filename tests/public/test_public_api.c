@@ -2,7 +2,7 @@
  * internals: it uses include/lfm2c.h only, and clash.c defines functions named like lfm2c's
  * internals (and ggml's). It must link without duplicate symbols, its calls must reach its own
  * functions, and the library must still work: open a fixture model, tokenize, decode, render a
- * chat. Run from tests/. */
+ * chat, name its device. Run from tests/. */
 #include "lfm2c.h"
 
 #include <math.h>
@@ -44,6 +44,9 @@ int main(void) {
     char *p = lfm2c_chat_render(m, NULL, "[{\"role\":\"user\",\"content\":\"hi\"}]", NULL, true, &err);
     EXPECT(p && strstr(p, "hi"), "chat render: %s", err.msg);
     free(p);
+    lfm2c_device_info dev = lfm2c_model_device(m);
+    EXPECT(dev.device == LFM2C_DEVICE_CPU && dev.is_cpu && !strcmp(dev.name, "CPU"), "the device: %d '%s' %d",
+           dev.device, dev.name, dev.is_cpu);
     free(ids);
     lfm2c_session_free(s);
     lfm2c_model_free(m);
