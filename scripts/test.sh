@@ -3,8 +3,17 @@
 # then the parsers' fuzzers, the CUDA build where nvcc is, and the ARM64 stage (cross-compiled,
 # run under qemu). LFM2C_SKIP_SANITIZE=1, LFM2C_SKIP_FUZZ=1, LFM2C_SKIP_ARM=1 skip a stage;
 # LFM2C_VULKAN_SERVE=0 skips the server suite's device part on the Vulkan device.
+#   bash scripts/test.sh [--setup]   --setup: first install what the tests need (setup.sh --test)
 set -euo pipefail
+self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/.."
+for a in "$@"; do
+  case "$a" in
+    --setup) bash scripts/setup.sh --test ;;
+    -h|--help) sed -n '2,6p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test: unknown option '$a' (--setup installs the tests' packages first)" >&2; exit 2 ;;
+  esac
+done
 jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"

@@ -14,7 +14,9 @@ whole file gets the full Content-Length but half the body, then the connection c
 first CDN request answers 503), "long" (4 KB more than the file), "api-down" (every /api request
 answers 503), "api-hang" (/api requests are never answered). Every request is logged to STATEDIR/requests.log with its Range.
 Repos: test/tiny-GGUF (Q4_0, Q8_0, F32 of the tiny fixture), test/kq-GGUF (Q4_K_M, F16),
-test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts)."""
+test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts);
+and any LiquidAI/NAME-GGUF (the names the docs use, for tests/test_docs.sh): NAME-Q4_K_M, -Q8_0,
+-Q4_0 and -F16 .gguf, each the tiny Q4_0 fixture (it prints noise, but every command runs)."""
 import hashlib, json, os, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -88,6 +90,11 @@ class Hub(BaseHTTPRequestHandler):
             self.send_json(404, {"error": "Repository not found"})
             return None, None
         name = parts[0] + "/" + parts[1]
+        if parts[0] == "LiquidAI" and parts[1].endswith("-GGUF"):
+            base = parts[1][:-len("-GGUF")]
+            with lock:
+                if name not in repos:
+                    add_repo(name, {"%s-%s.gguf" % (base, q): tiny_q4 for q in ("Q4_K_M", "Q8_0", "Q4_0", "F16")})
         repo = repos.get(name)
         if repo is None:
             self.send_json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
