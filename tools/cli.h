@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 #define CLI_COMMANDS(X) \
-    X(run, "generate text from a prompt") \
+    X(run, "answer a prompt (the model's chat template; --raw: continue the text)") \
     X(chat, "interactive multi-turn chat") \
     X(serve, "OpenAI-compatible HTTP server") \
     X(logits, "write the logits at every position (float32)") \
