@@ -31,7 +31,8 @@ if "$bin" --version | grep -q "hub (pull, -hf): yes" && "$bin" --version | grep 
   for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
   export HF_ENDPOINT="http://127.0.0.1:$(cat "$tmp/port")"
   serve_once() {   # serve_once WHAT: start serve, wait for its port, GET /v1/models, stop it
-    start serve --port 0 >"$tmp/serve" 2>"$tmp/serve.err" & spid=$!
+    # (not through the function: $! is then start.sh itself, which execs lfm2c serve)
+    bash ../scripts/start.sh --no-setup --build "$build" serve --port 0 >"$tmp/serve" 2>"$tmp/serve.err" & spid=$!
     port=
     for _ in $(seq 200); do
       port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$port" ] && break
