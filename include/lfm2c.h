@@ -94,7 +94,8 @@ typedef struct lfm2c_model_info {
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *model);
 /* The device a model runs on: its LFM2C_DEVICE_*, a name ("CPU"; on Vulkan the driver's name
- * for the device, e.g. "AMD Radeon 780M" or "llvmpipe (LLVM 15.0.6, 256 bits)"; "CUDA"), and
+ * for the device, e.g. "AMD Radeon 780M" or "llvmpipe (LLVM 15.0.6, 256 bits)"; on CUDA the
+ * GPU's, e.g. "NVIDIA H100 80GB HBM3"), and
  * is_cpu: the device is the CPU itself — the CPU backend, or a Vulkan driver that runs on the
  * CPU (lavapipe), where the CPU backend runs the same model much faster. */
 typedef struct lfm2c_device_info {

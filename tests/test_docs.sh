@@ -3,4 +3,4 @@
 # sandbox (tests/docs/run_docs.py: what runs, what stands in for the network and the machine, how
 # a block says it is skipped). LFM2C_DOCS_ONLY=docs/LIBRARY.md runs one file's blocks.
 set -u
-python3 docs/run_docs.py "$1"
+python3 ../tests/docs/run_docs.py "$1"

@@ -257,7 +257,8 @@ void cli_report_device(const lfm2c_model *m) {
     if (said || d.device == LFM2C_DEVICE_CPU) return;
     said = true;
     const char *api = d.device == LFM2C_DEVICE_VULKAN ? "Vulkan" : "CUDA";
-    fprintf(stderr, "lfm2c: device: %s (%s)\n", d.name, api);
+    if (strcmp(d.name, api)) fprintf(stderr, "lfm2c: device: %s (%s)\n", d.name, api);
+    else fprintf(stderr, "lfm2c: device: %s\n", api); /* CUDA: the backend names no GPU yet */
     if (d.is_cpu)
         fprintf(stderr,
                 "lfm2c: warning: %s is a %s driver that runs on the CPU, not a GPU: the CPU backend (--device "

@@ -1,7 +1,9 @@
-/* backend.c — the one list of the backends compiled into this build, and the lookup by device.
+/* backend.c — the one list of the backends compiled into this build, the lookup by device, and
+ * the name of the device a model runs on (lfm2c_model_device).
  * This is the only file of the library that knows whether CUDA is compiled in (LFM2C_HAVE_CUDA,
  * set by CMake with -DLFM2C_CUDA=ON) or Vulkan (LFM2C_HAVE_VULKAN, -DLFM2C_VULKAN=AUTO|ON). */
 #include "core/backend.h"
+#include "core/model.h"
 #include "base/error.h"
 #ifdef LFM2C_HAVE_CUDA
 #include "cuda/backend_cuda.h"
@@ -48,10 +50,18 @@ const lfm2c_backend *backend_for_device(int device, lfm2c_error *err) {
 }
 
 /* Vulkan: the device the backend picks (vulkan_device_count describes it as "NAME (CPU
- * implementation)" or "NAME (GPU)"); the others by their backend's name. */
-lfm2c_device_info backend_device_info(const lfm2c_backend *b) {
+ * implementation)" or "NAME (GPU)"); CUDA: the GPU's name; the CPU by its backend's. */
+lfm2c_device_info backend_device_info(const lfm2c_model *m) {
+    const lfm2c_backend *b = m->backend;
     lfm2c_device_info d = {.device = b->device, .is_cpu = b->device == LFM2C_DEVICE_CPU};
     snprintf(d.name, sizeof d.name, "%s", b->device == LFM2C_DEVICE_CPU ? "CPU" : "CUDA");
+#ifdef LFM2C_HAVE_CUDA
+    if (b->device == LFM2C_DEVICE_CUDA) {
+        char gpu[sizeof d.name];
+        cuda_device_name(m, gpu, sizeof gpu);
+        if (gpu[0]) snprintf(d.name, sizeof d.name, "%s", gpu);
+    }
+#endif
 #ifdef LFM2C_HAVE_VULKAN
     if (b->device == LFM2C_DEVICE_VULKAN) {
         static const char cpu_mark[] = " (CPU implementation)", gpu_mark[] = " (GPU)";

@@ -57,8 +57,8 @@ typedef struct lfm2c_backend {
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */
 const lfm2c_backend *backend_for_device(int device, lfm2c_error *err);
-/* The device backend b runs on, named (lfm2c_model_device). */
-lfm2c_device_info backend_device_info(const lfm2c_backend *b);
+/* The device model m's backend runs on, named (lfm2c_model_device). */
+lfm2c_device_info backend_device_info(const lfm2c_model *m);
 
 extern const lfm2c_backend backend_cpu; /* backend_cpu.c */
 /* Tests: the size from which the CPU backend maps a KV array in 2 MB pages (default

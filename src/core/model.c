@@ -481,7 +481,7 @@ void lfm2c_model_free(lfm2c_model *m) {
 
 const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *m) { return &m->info; }
 
-lfm2c_device_info lfm2c_model_device(const lfm2c_model *m) { return backend_device_info(m->backend); }
+lfm2c_device_info lfm2c_model_device(const lfm2c_model *m) { return backend_device_info(m); }
 
 /* general.file_type ids are llama.cpp's llama_ftype values. */
 const char *lfm2c_file_type_name(int file_type) {

@@ -189,6 +189,16 @@ extern "C" int cuda_device_count(void) {
     return n;
 }
 
+/* The name of the GPU a model opened on CUDA runs on (cudaGetDeviceProperties); "" when unknown. */
+extern "C" void cuda_device_name(const lfm2c_model *m, char *name, size_t cap) {
+    cudaDeviceProp p;
+    if (!cap) return;
+    name[0] = 0;
+    if (cudaGetDeviceProperties(&p, ((const cu_model *)m->backend_state)->dev) == cudaSuccess)
+        snprintf(name, cap, "%s", p.name);
+    else cudaGetLastError();
+}
+
 /* The device address of a weight: its offset in the data section of the file (part) it lies in. */
 static const uint8_t *dev_ptr(const cu_model *cm, const tensor *t) {
     if (!t->data) return nullptr;

@@ -14,6 +14,8 @@ extern const lfm2c_backend backend_cuda;
 
 /* Number of usable CUDA devices (0 when there is no driver or no device). */
 int cuda_device_count(void);
+/* The name of the GPU model m (opened on CUDA) runs on, cap bytes; "" when unknown. */
+void cuda_device_name(const lfm2c_model *m, char *name, size_t cap);
 
 /* With LFM2C_CUDA_PROFILE=1 in the environment when the model was opened on CUDA: each stage's
  * device time over the forwards so far, as a table of text into buf. -1: no such profile. */
