@@ -837,10 +837,9 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
     if (in->weights_packed) fprintf(stderr, "%d weight matrices interleaved for the kernels\n", in->weights_packed);
     fprintf(stderr,
             "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
-            "%.1f MiB per 32768-token sequence%s\n",
+            "%.1f MiB per 32768-token sequence\n",
             ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9, lfm2c_kv_type_name(o->tks[b->ki]),
-            lfm2c_kv_type_name(o->tvs[b->vi]), lfm2c_kv_cache_bytes(b->m, 32768) / 1048576.0,
-            mp->device == LFM2C_DEVICE_VULKAN ? " on the CPU (the Vulkan backend keeps F16)" : "");
+            lfm2c_kv_type_name(o->tvs[b->vi]), lfm2c_kv_cache_bytes(b->m, 32768) / 1048576.0);
 }
 
 /* --warm-read: every weight byte read once, over the pool, before the first row (the rate on

@@ -8,8 +8,9 @@
  * tensor's device address is found from its host pointer. Activations stay float. A forward is
  * one command buffer — every dispatch followed by a memory barrier — submitted and waited for;
  * the logits land in host-visible memory and are copied into the sessions' buffers. Sampling
- * stays on the host. Sessions keep their F16 KV cache in device memory and their conv state in
- * host-visible memory (pull / push are copies). One mutex serialises the queue.
+ * stays on the host. Sessions keep their KV cache in device memory (F16 or F32 as -ctk / -ctv
+ * say; q8_0 is refused) and their conv state in host-visible memory (pull / push are copies).
+ * One mutex serialises the queue.
  * The weight products (mm) are a GEMV for few columns and a tiled GEMM from tile_min columns,
  * MoE products grouped by expert (docs/VULKAN.md); on unified memory the weights are imported
  * in place (import_weights); each forward is timed by two timestamps into the model's profile. */
@@ -555,6 +556,14 @@ static int check_matrix(const vk_model *vm, const tensor *t, lfm2c_error *err) {
 
 static int check_model(const vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
     const lfm2c_model_info *in = &m->info;
+    for (int i = 0; i < 2; i++) {
+        const int t = i ? m->type_v : m->type_k;
+        if (t != LFM2C_KV_F16 && t != LFM2C_KV_F32)
+            return lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                                   "Vulkan backend: the KV cache is f16 or f32 (-ctk / -ctv), not %s",
+                                   lfm2c_kv_type_name(t)),
+                   -1;
+    }
     if (in->head_dim > 256 || in->head_dim % 2)
         return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: head dimension %d (even, at most 256)",
                                in->head_dim),
@@ -935,6 +944,22 @@ static void vulkan_session_free(lfm2c_session *s) {
     s->backend_state = NULL;
 }
 
+/* qk.comp / attention.comp's kv bits: which of the caches are F32 (the others F16) */
+static uint32_t kv_f32_bits(const lfm2c_model *m) {
+    return (m->type_k == LFM2C_KV_F32 ? 1u : 0u) | (m->type_v == LFM2C_KV_F32 ? 2u : 0u);
+}
+
+/* bytes of one position's row of the K (v false) or V cache: kvdm values, F16 or F32 */
+static uint64_t kv_row(const vk_model *vm, const lfm2c_model *m, bool v) {
+    return (uint64_t)vm->kvdm * ((v ? m->type_v : m->type_k) == LFM2C_KV_F32 ? 4 : 2);
+}
+
+/* regions copying positions [0, n) of every attention layer from a cache of src_cap positions
+ * to one of dst_cap (rows of `row` bytes) */
+static void kv_regions(VkBufferCopy *r, int na, uint64_t row, int src_cap, int dst_cap, int n) {
+    for (int l = 0; l < na; l++) r[l] = (VkBufferCopy){row * src_cap * l, row * dst_cap * l, row * n};
+}
+
 static int vulkan_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     vk_session *cs = s->backend_state;
     vk_model *vm = s->model->backend_state;
@@ -944,17 +969,18 @@ static int vulkan_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
         cs->cap = cap;
         return 0;
     }
-    const uint64_t row = 2ull * vm->kvdm, bytes = row * (uint64_t)cap * na; /* F16 */
+    const uint64_t rk = kv_row(vm, s->model, false), rv = kv_row(vm, s->model, true);
     vbuf nk, nv;
     pthread_mutex_lock(&vm->lock);
-    int rc = buf_new(vm, &nk, bytes, false, "the KV cache", err);
-    if (!rc && (rc = buf_new(vm, &nv, bytes, false, "the KV cache", err))) buf_free(vm, &nk);
+    int rc = buf_new(vm, &nk, rk * (uint64_t)cap * na, false, "the KV cache", err);
+    if (!rc && (rc = buf_new(vm, &nv, rv * (uint64_t)cap * na, false, "the KV cache", err))) buf_free(vm, &nk);
     if (!rc && cs->cap) { /* old positions keep their place */
-        VkBufferCopy regions[LFM2C_MAX_LAYERS];
-        for (int l = 0; l < na; l++) regions[l] = (VkBufferCopy){row * cs->cap * l, row * cap * l, row * cs->cap};
+        VkBufferCopy regions[2][LFM2C_MAX_LAYERS];
+        kv_regions(regions[0], na, rk, cs->cap, cap, cs->cap);
+        kv_regions(regions[1], na, rv, cs->cap, cap, cs->cap);
         rec_begin(vm);
-        vkCmdCopyBuffer(vm->cb, cs->k.buf, nk.buf, (uint32_t)na, regions);
-        vkCmdCopyBuffer(vm->cb, cs->v.buf, nv.buf, (uint32_t)na, regions);
+        vkCmdCopyBuffer(vm->cb, cs->k.buf, nk.buf, (uint32_t)na, regions[0]);
+        vkCmdCopyBuffer(vm->cb, cs->v.buf, nv.buf, (uint32_t)na, regions[1]);
         if ((rc = rec_submit(vm, err))) {
             buf_free(vm, &nk);
             buf_free(vm, &nv);
@@ -979,12 +1005,12 @@ static void vulkan_kv_copy(lfm2c_session *dst, const lfm2c_session *src, int n) 
     const int na = src->model->n_attn;
     pthread_mutex_lock(&vm->lock);
     if (na && n > 0 && cd->cap >= n) {
-        const uint64_t row = 2ull * vm->kvdm;
-        VkBufferCopy regions[LFM2C_MAX_LAYERS];
-        for (int l = 0; l < na; l++) regions[l] = (VkBufferCopy){row * cs->cap * l, row * cd->cap * l, row * n};
+        VkBufferCopy regions[2][LFM2C_MAX_LAYERS];
+        kv_regions(regions[0], na, kv_row(vm, src->model, false), cs->cap, cd->cap, n);
+        kv_regions(regions[1], na, kv_row(vm, src->model, true), cs->cap, cd->cap, n);
         rec_begin(vm);
-        vkCmdCopyBuffer(vm->cb, cs->k.buf, cd->k.buf, (uint32_t)na, regions);
-        vkCmdCopyBuffer(vm->cb, cs->v.buf, cd->v.buf, (uint32_t)na, regions);
+        vkCmdCopyBuffer(vm->cb, cs->k.buf, cd->k.buf, (uint32_t)na, regions[0]);
+        vkCmdCopyBuffer(vm->cb, cs->v.buf, cd->v.buf, (uint32_t)na, regions[1]);
         rec_submit(vm, NULL); /* a failed copy leaves a device that fails the next forward too */
     }
     memcpy(cd->conv.map, cs->conv.map, conv_bytes(src));
@@ -1115,6 +1141,7 @@ static void attention(vk_model *vm, const lfm2c_model *m, const layer *L, int T)
         uint64_t q, k, v, qn, kn, rope, toks;
         uint32_t nh, nkv, hd, attn_index, kvdm;
         float eps;
+        uint32_t kv;
     } pq = {q,
             k,
             v,
@@ -1127,11 +1154,12 @@ static void attention(vk_model *vm, const lfm2c_model *m, const layer *L, int T)
             (uint32_t)hd,
             (uint32_t)L->attn_index,
             (uint32_t)vm->kvdm,
-            in->norm_eps};
+            in->norm_eps,
+            kv_f32_bits(m)};
     dispatch(vm, SH_qk, &pq, sizeof pq, (uint32_t)T, (uint32_t)(nh + 2 * nkv));
     struct {
         uint64_t q, toks, o;
-        uint32_t nh, nkv, hd, attn_index, kvdm;
+        uint32_t nh, nkv, hd, attn_index, kvdm, kv;
     } pa = {q,
             s->batch.addr,
             s->big2.addr,
@@ -1139,7 +1167,8 @@ static void attention(vk_model *vm, const lfm2c_model *m, const layer *L, int T)
             (uint32_t)nkv,
             (uint32_t)hd,
             (uint32_t)L->attn_index,
-            (uint32_t)vm->kvdm};
+            (uint32_t)vm->kvdm,
+            kv_f32_bits(m)};
     dispatch(vm, SH_attention, &pa, sizeof pa, (uint32_t)T, (uint32_t)nh);
     dense(vm, &L->wo, s->big2.addr, T, s->out.addr);
 }

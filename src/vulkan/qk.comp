@@ -1,7 +1,8 @@
 // qk.comp — attention inputs of one (token, head): q heads RMSNormed and rotated (NEOX) in
-// place; k heads the same, then stored into the session's F16 K cache at the token's position;
+// place; k heads the same, then stored into the session's K cache at the token's position;
 // v heads stored into the V cache. Heads: [0, nh) q, [nh, nh+nkv) k, [nh+nkv, nh+2nkv) v.
-// Cache layout per session: [n_attn][kv_cap][kvdm] halves, two to a 32-bit word.
+// Cache layout per session: [n_attn][kv_cap][kvdm] values, each cache F16 (two halves to a
+// 32-bit word) or F32 as kv's bits say (-ctk / -ctv).
 #version 450
 #include "common.glsl"
 #include "tok.glsl"
@@ -10,6 +11,7 @@ layout(push_constant) uniform P {
     uvec2 q, k, v, qn, kn, rope, toks;
     uint nh, nkv, hd, attn_index, kvdm;
     float eps;
+    uint kv;   // bit 0: the K cache is F32, bit 1: the V cache is F32 (else F16)
 } p;
 shared float red[64];
 shared float head[256];   // the rotated k head, for the cache store
@@ -48,8 +50,14 @@ void main() {
         barrier();
     }
     if (is_q) return;
-    U32s cache = U32s(tok_addr(TB, t, is_v ? 1u : 0u));
-    uint cell = (p.attn_index * tok_cap(TB, t) + uint(tok_pos(TB, t))) * p.kvdm + hh * p.hd;   // in halves
-    for (uint i = lid; i < half_d; i += 64u)
-        cache.v[cell / 2u + i] = packHalf2x16(vec2(head[2u * i], head[2u * i + 1u]));
+    uvec2 at = tok_addr(TB, t, is_v ? 1u : 0u);
+    uint cell = (p.attn_index * tok_cap(TB, t) + uint(tok_pos(TB, t))) * p.kvdm + hh * p.hd;   // in values
+    if ((p.kv & (is_v ? 2u : 1u)) != 0u) {
+        F32s cache = F32s(at);
+        for (uint i = lid; i < p.hd; i += 64u) cache.v[cell + i] = head[i];
+    } else {
+        U32s cache = U32s(at);
+        for (uint i = lid; i < half_d; i += 64u)
+            cache.v[cell / 2u + i] = packHalf2x16(vec2(head[2u * i], head[2u * i + 1u]));
+    }
 }
