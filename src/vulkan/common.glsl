@@ -2,7 +2,7 @@
 // device addresses (GL_EXT_buffer_reference, passed as uvec2 in push constants, no descriptor
 // sets), byte / half reads out of 32-bit words (no 8- or 16-bit storage features needed), and
 // the GGUF block types' dequantization of 8 consecutive weights (layouts: formats/ggml_types.h;
-// the same math as cuda/cuda_math.cuh's cm_dequant8).
+// the same math as cuda/cuda_math.cuh's cm_dequant8), and float -> half rounded to nearest even.
 #extension GL_EXT_buffer_reference : require
 #extension GL_EXT_buffer_reference_uvec2 : require
 #extension GL_GOOGLE_include_directive : require
@@ -21,6 +21,24 @@ uint rd_u16(U32s w, uint off) { return (w.v[off >> 2] >> ((off & 2u) * 8u)) & 0x
 uint rd_u32(U32s w, uint off) { return rd_u16(w, off) | (rd_u16(w, off + 2u) << 16); }
 float rd_half(U32s w, uint off) { return unpackHalf2x16(rd_u16(w, off)).x; }
 int rd_i8(U32s w, uint off) { return int(rd_u8(w, off) << 24) >> 24; }
+
+// f as a half's bits, rounded to nearest even (the CPU's f32_to_fp16, F16C's rounding). Vulkan
+// leaves packHalf2x16's rounding to the implementation (either neighbour); the KV cache is
+// stored through this so its halves are the CPU's on every driver.
+uint half_bits(float f) {
+    uint x = floatBitsToUint(f), sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00u;    // NaN
+    if (a >= 0x477ff000u) return sign | 0x7c00u;   // rounds past the largest half: inf
+    if (a < 0x38800000u) {                         // a subnormal half, or zero
+        if (a < 0x33000000u) return sign;          // under half the smallest subnormal
+        uint man = (a & 0x7fffffu) | 0x800000u, shift = 126u - (a >> 23);
+        uint q = man >> shift, rem = man & ((1u << shift) - 1u), hf = 1u << (shift - 1u);
+        return sign | (q + uint(rem > hf || (rem == hf && (q & 1u) != 0u)));
+    }
+    uint q = (a >> 13) - (112u << 10), rem = a & 0x1fffu;
+    return sign | (q + uint(rem > 0x1000u || (rem == 0x1000u && (q & 1u) != 0u)));
+}
+uint pack_half2(float lo, float hi) { return half_bits(lo) | (half_bits(hi) << 16); }
 
 const int iq4nl_tab[16] = int[16](-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
 

@@ -2,7 +2,7 @@
 // place; k heads the same, then stored into the session's K cache at the token's position;
 // v heads stored into the V cache. Heads: [0, nh) q, [nh, nh+nkv) k, [nh+nkv, nh+2nkv) v.
 // Cache layout per session: [n_attn][kv_cap][kvdm] values, each cache F16 (two halves to a
-// 32-bit word) or F32 as kv's bits say (-ctk / -ctv).
+// 32-bit word, rounded to nearest even as the CPU's) or F32 as kv's bits say (-ctk / -ctv).
 #version 450
 #include "common.glsl"
 #include "tok.glsl"
@@ -57,7 +57,6 @@ void main() {
         for (uint i = lid; i < p.hd; i += 64u) cache.v[cell + i] = head[i];
     } else {
         U32s cache = U32s(at);
-        for (uint i = lid; i < half_d; i += 64u)
-            cache.v[cell / 2u + i] = packHalf2x16(vec2(head[2u * i], head[2u * i + 1u]));
+        for (uint i = lid; i < half_d; i += 64u) cache.v[cell / 2u + i] = pack_half2(head[2u * i], head[2u * i + 1u]);
     }
 }
