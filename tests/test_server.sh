@@ -5,7 +5,8 @@
 # transport under hostile clients (tests/server/hostile.py): stalled uploads, slowloris, half-close,
 # abandoned requests, idle timeout, early answers from the headers, tokenizer caps, CORS, bounded
 # shutdown; LoRA adapters picked per request (tests/server/lora.mjs); every OpenAI body and stream
-# event against OpenAI's published OpenAPI schemas (tests/server/openapi.mjs).
+# event against OpenAI's published OpenAPI schemas (tests/server/openapi.mjs); a Responses request
+# naming a stored item tens of thousands of times (tests/server/references.py).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 # LFM2C_TEST_SERVE_DEVICE=vulkan (or cuda) runs every server of the suite on that backend.
 # LFM2C_TEST_SERVE_QUICK=1 runs the part that exercises the device (for a slow one: lavapipe in
@@ -532,6 +533,20 @@ if start_server memory -np 2 --api-key $KEY --max-body 2097152 --max-request-mem
   kill $PID; wait $PID 2>/dev/null
 else
   bad "memory server start"
+fi
+
+# ---- one Responses request naming a stored item tens of thousands of times (item_reference): ------
+# refused by --max-messages as the references are added, or by the request memory each resolved
+# item is charged to; quickly, the RSS bounded (it grew by gigabytes), four at once too
+if start_server refs -np 1 -c 4096 --test-script --chat-template-file data/chat/LFM2.5-8B-A1B.chat_template.jinja \
+    --max-messages 1000 --max-request-memory 67108864 --max-body 8388608; then
+  rss_limit=150; { ldd "$LFM2C"; nm "$LFM2C"; } 2>/dev/null | grep -q asan && rss_limit=700
+  out=$(timeout 300 python3 server/references.py $PORT $PID 1000 $rss_limit 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally "references.py" "$out"
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "references server start"
 fi
 
 # ---- answers nobody reads: cut for memory and after the idle timeout --------------------------------

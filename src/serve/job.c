@@ -134,7 +134,8 @@ dl_server api_view(serve_api *api, const char *owner) {
                        .responses = api->responses,
                        .id_mu = &api->mu,
                        .id_counter = &api->id_counter,
-                       .owner = owner};
+                       .owner = owner,
+                       .max_messages = api->p.max_messages};
 }
 
 /* The scheduler's finish as the client sees it, before tool calls are looked at. */
@@ -616,6 +617,8 @@ static int send_dl_err(http_req *q, dl_err *de) {
     http_err e;
     http_set_err(&e, status,
                  status == 404   ? "not_found"
+                 : status == 413 ? "request_too_large"
+                 : status == 503 ? "server_overloaded"
                  : status >= 500 ? NULL
                                  : "invalid_value",
                  de->param[0] ? de->param : NULL, "%s", de->msg);
@@ -626,7 +629,9 @@ static int send_dl_err(http_req *q, dl_err *de) {
  * written to owner). */
 static dl_server route_view(http_req *q, char owner[DL_OWNER_LEN]) {
     http_key_digest(q, owner, DL_OWNER_LEN);
-    return api_view(http_app(q), owner);
+    dl_server v = api_view(http_app(q), owner);
+    v.q = q; /* what the request expands to is charged to it */
+    return v;
 }
 
 int api_route_dialect(http_req *q, json_t *body) {

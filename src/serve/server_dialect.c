@@ -24,6 +24,30 @@ int dl_fail(dl_err *e, int status, const char *param, const char *fmt, ...) {
     return -1;
 }
 
+int dl_charge(const dl_server *s, size_t bytes, dl_err *e) {
+    http_err he;
+    if (!s->q || http_charge(s->q, bytes, &he)) return 0;
+    return dl_fail(e, he.status, NULL, "%s", he.msg);
+}
+
+/* The sizes jansson's values take (measured as http.c's json_cost: an object ~224 B, an array
+ * ~142 B, a member or item ~50-130 B, a string its bytes + ~90 B). */
+size_t dl_json_bytes(json_t *v) {
+    size_t n = 0, i;
+    const char *k;
+    json_t *x;
+    if (json_is_object(v)) {
+        n = 224;
+        json_object_foreach(v, k, x) n += 112 + strlen(k) + dl_json_bytes(x);
+    } else if (json_is_array(v)) {
+        n = 142;
+        json_array_foreach(v, i, x) n += 16 + dl_json_bytes(x);
+    } else {
+        n = json_is_string(v) ? 90 + json_string_length(v) : 64;
+    }
+    return n;
+}
+
 const dialect *dialect_for_url(const char *url) {
     if (!strcmp(url, "/v1/responses") || !strncmp(url, "/v1/responses/", 14) || !strcmp(url, "/responses"))
         return &dialect_responses;
@@ -289,6 +313,19 @@ json_t *resp_store_get(resp_store *st, const char *owner, const char *id) {
     pthread_mutex_lock(&st->mu);
     int i = find_entry(st, owner, id);
     json_t *out = i >= 0 ? json_deep_copy(st->e[i].messages) : NULL;
+    pthread_mutex_unlock(&st->mu);
+    return out;
+}
+
+json_t *resp_store_ref(resp_store *st, const char *owner, const char *id, bool *answer) {
+    if (!st) return NULL;
+    pthread_mutex_lock(&st->mu);
+    int i = find_entry(st, owner, id);
+    json_t *out = NULL, *m = i >= 0 ? st->e[i].messages : NULL;
+    if (m) { /* one message is copied, never a whole conversation */
+        *answer = json_is_array(m);
+        out = json_deep_copy(*answer ? json_array_get(m, json_array_size(m) - 1) : m);
+    }
     pthread_mutex_unlock(&st->mu);
     return out;
 }

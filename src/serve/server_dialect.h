@@ -35,18 +35,26 @@ typedef struct dl_server {
     pthread_mutex_t *id_mu; /* guards *id_counter */
     uint64_t *id_counter;
     const char *owner; /* who asks: a digest of the API key the request sent ("" none) */
+    int max_messages;  /* --max-messages: what a request's input may expand to (0: unbounded) */
+    http_req *q;       /* the request being read (NULL outside one): what it expands to is charged */
 } dl_server;
 
 #define DL_OWNER_LEN 33 /* an owner digest: 32 hex digits + NUL */
 
 /* A dialect's error before anything runs (status and message; the shape is the dialect's). */
-/* status 200 with answer: the dialect answers at once (nothing to generate; answer is new). */
+/* status 413 / 503: past the request's memory budget (dl_charge).
+ * status 200 with answer: the dialect answers at once (nothing to generate; answer is new). */
 typedef struct dl_err {
     int status;
     char param[64], msg[400];
     json_t *answer;
 } dl_err;
 int dl_fail(dl_err *e, int status, const char *param, const char *fmt, ...);
+/* Charges `bytes` more to the request's memory budget (s->q; none: nothing to charge): 0, or -1
+ * after dl_fail (413: past the whole budget; 503: others hold it). */
+int dl_charge(const dl_server *s, size_t bytes, dl_err *e);
+/* An upper estimate of the bytes jansson holds for v (what dl_charge is told for a copy). */
+size_t dl_json_bytes(json_t *v);
 
 typedef void (*dl_write)(void *ctx, const char *s, size_t n);
 
@@ -105,6 +113,9 @@ void resp_store_put_response(resp_store *st, const char *owner, const char *id, 
 json_t *resp_store_get(resp_store *st, const char *owner, const char *id);       /* new reference or NULL */
 json_t *resp_store_get_extra(resp_store *st, const char *owner, const char *id); /* new reference or NULL */
 bool resp_store_del(resp_store *st, const char *owner, const char *id);          /* false: none of owner's */
+/* What an item_reference resolves to: a copy of a stored output item, or, for a stored response
+ * (*answer set), a copy of its answer alone (the last message of its conversation); NULL: none. */
+json_t *resp_store_ref(resp_store *st, const char *owner, const char *id, bool *answer);
 /* prefix + 32 hex digits from the system's CSPRNG (ids that cannot be guessed from others). */
 void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap);
 

@@ -2,7 +2,8 @@
  * API: 'input' (a string or items: messages, function_call, function_call_output, reasoning),
  * 'instructions', function tools + tool_choice, text.format (json_schema / json_object),
  * max_output_tokens, temperature/top_p, reasoning.effort and previous_response_id become a chat
- * request; 'item_reference' input items resolve stored output items (or responses) by id; the
+ * request; 'item_reference' input items resolve stored output items (or responses) by id, each
+ * charged to the request's memory budget and counted against --max-messages as it is added; the
  * job's answer (job_final) becomes a response object (reasoning, message and function_call output
  * items, usage), and its stream events (job_event) the documented event sequence
  * (response.created ... response.reasoning_text.delta ... response.completed). Recent conversations are kept in a
@@ -67,22 +68,20 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
 
 /* An item_reference ({"type":"item_reference","id":...}, or an item with only an 'id'): an
  * output item of a stored response (message, function_call) by its id, or a stored response
- * by its id (its answer), resolved from the store and added as that item would be. */
+ * by its id (its answer), resolved from the store and added as that item would be. Every item
+ * resolved is charged to the request's memory budget: one request may name an item many times. */
 static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i, dl_buf *th, dl_err *e) {
     const char *id = json_string_value(json_object_get(it, "id"));
     if (!id) return dl_fail(e, 400, "input", "input[%zu]: an item_reference needs a string 'id'", i);
-    json_t *got = resp_store_get(s->responses, s->owner, id);
+    bool answer = false;
+    json_t *got = resp_store_ref(s->responses, s->owner, id, &answer);
     if (!got)
         return dl_fail(e, 400, "input",
                        "input[%zu]: item '%.100s' not found (only recent responses stored with 'store' are kept)", i,
                        id);
-    int rc = 0;
-    if (json_is_array(got)) { /* a response: its answer is the last message of its conversation */
-        json_t *last = json_array_get(got, json_array_size(got) - 1);
-        if (last) json_array_append(msgs, last);
-    } else {
-        rc = add_item(s, msgs, got, i, true, th, e);
-    }
+    int rc = dl_charge(s, dl_json_bytes(got), e);
+    if (!rc && answer) return json_array_append_new(msgs, got), 0; /* a response: its answer, in chat form */
+    if (!rc) rc = add_item(s, msgs, got, i, true, th, e);
     json_decref(got);
     return rc;
 }
@@ -185,11 +184,32 @@ static int want_logprobs(json_t *body, json_t *chat, bool *want, dl_err *e) {
     return 0;
 }
 
+/* The items of input (an array) appended to msgs, counted against --max-messages as they are
+ * added (a reference adds a stored message). 0, or -1 after dl_fail. */
+static int add_items(const dl_server *s, json_t *msgs, json_t *input, dl_err *e) {
+    size_t i, max = s->max_messages > 0 ? (size_t)s->max_messages : (size_t)-1;
+    json_t *it;
+    dl_buf th = {0};
+    int rc = 0;
+    json_array_foreach(input, i, it) {
+        if ((rc = add_item(s, msgs, it, i, false, &th, e))) break;
+        if (json_array_size(msgs) > max) {
+            rc = dl_fail(e, 400, "input", "input[%zu]: at most %d messages per request (--max-messages)", i,
+                         s->max_messages);
+            break;
+        }
+    }
+    free(th.p);
+    return rc;
+}
+
 /* The conversation: the stored one of previous_response_id (else none), then input (a string: a
- * user message; an array of items). A new array, or NULL after dl_fail. */
+ * user message; an array of items). A new array, or NULL after dl_fail. What the store gives is
+ * charged to the request's memory budget. */
 static json_t *rs_history(const dl_server *s, json_t *body, dl_err *e) {
     json_t *input = json_object_get(body, "input"), *prev = json_object_get(body, "previous_response_id");
     json_t *msgs;
+    int rc = 0;
     if (prev && !json_is_null(prev)) {
         if (!json_is_string(prev))
             return dl_fail(e, 400, "previous_response_id", "'previous_response_id' must be a string"), NULL;
@@ -197,21 +217,15 @@ static json_t *rs_history(const dl_server *s, json_t *body, dl_err *e) {
             return dl_fail(e, 404, "previous_response_id", "Previous response with id '%.100s' not found.",
                            json_string_value(prev)),
                    NULL;
+        rc = dl_charge(s, dl_json_bytes(msgs), e);
     } else {
         msgs = json_array();
     }
-    int rc = 0;
-    if (json_is_string(input)) {
+    if (!rc && json_is_string(input))
         json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", input));
-    } else if (json_is_array(input)) {
-        size_t i;
-        json_t *it;
-        dl_buf th = {0};
-        json_array_foreach(input, i, it) if ((rc = add_item(s, msgs, it, i, false, &th, e))) break;
-        free(th.p);
-    } else if (input && !json_is_null(input)) {
+    else if (!rc && json_is_array(input)) rc = add_items(s, msgs, input, e);
+    else if (!rc && input && !json_is_null(input))
         rc = dl_fail(e, 400, "input", "'input' must be a string or an array of items");
-    }
     if (!rc && !json_array_size(msgs)) rc = dl_fail(e, 400, "input", "'input' is missing or empty");
     if (rc) json_decref(msgs);
     return rc ? NULL : msgs;
