@@ -34,8 +34,9 @@ static const char USAGE[] =
     "                        decoding slots' tokens (default 512; 2048 with --device cuda)\n"
     "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
     "  --api-key-file F      the same, key read from the first line of F\n"
-    "  --alias NAME          model id shown by /v1/models and in responses; requests naming\n"
-    "                        another model get 404 model_not_found (the file name also works)\n"
+    "  --alias NAME          model id shown by /v1/models and in responses (at most 256 bytes);\n"
+    "                        requests naming another model get 404 model_not_found (the file\n"
+    "                        name also works)\n"
     "  --accept-any-model    answer requests whatever 'model' they name (clients with a fixed name)\n"
     "  --lora NAME=PATH[:S]  serve a LoRA adapter (PEFT folder or GGUF; scale S, default 1) besides\n"
     "                        the base: requests naming model NAME or ALIAS:NAME run with it;\n"
@@ -366,6 +367,8 @@ static int serve_check(serve_opts *o) {
     if (o->max_req_mem && o->max_req_mem < (1L << 20))
         return cli_fail("--max-request-memory must be at least 1 MiB"), 2;
     if (o->api_key && o->key_file) return cli_fail("give --api-key or --api-key-file, not both"), 2;
+    if (o->alias && strlen(o->alias) > SERVER_MAX_MODEL_NAME)
+        return cli_fail("--alias must be at most %d bytes", SERVER_MAX_MODEL_NAME), 2;
     if (o->max_messages < 1 || o->max_stop < 1) return cli_fail("--max-messages and --max-stop-bytes must be >= 1"), 2;
     if (o->drain_timeout < 0 || o->drain_timeout > 3600) return cli_fail("--drain-timeout must be 0..3600 seconds"), 2;
     if (o->ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0"), 2;

@@ -25,11 +25,11 @@ typedef enum { EMB_OPENAI, EMB_OLLAMA, EMB_OLLAMA_LEGACY } emb_api;
 
 typedef struct emb_opts {
     emb_api api;
-    bool base64;     /* OpenAI encoding_format "base64": little-endian float32 bytes */
-    bool normalize;  /* unit length (all but /api/embeddings) */
-    bool truncate;   /* Ollama: an input longer than the context is cut to it (else 400) */
-    int dims;        /* the leading dimensions kept (then normalized again); 0: all */
-    char model[256]; /* Ollama: the name the request gave, echoed (the body is freed before the run) */
+    bool base64;                           /* OpenAI encoding_format "base64": little-endian float32 bytes */
+    bool normalize;                        /* unit length (all but /api/embeddings) */
+    bool truncate;                         /* Ollama: an input longer than the context is cut to it (else 400) */
+    int dims;                              /* the leading dimensions kept (then normalized again); 0: all */
+    char model[SERVER_MAX_MODEL_NAME + 1]; /* Ollama: the name the request gave, echoed (the body is freed first) */
 } emb_opts;
 
 /* ---- the request ------------------------------------------------------------------------------ */
@@ -40,13 +40,14 @@ static int check_model(serve_api *api, json_t *body, job *j, emb_opts *o, http_e
     if (o->api == EMB_OPENAI) return job_check_model(api, body, j, e);
     json_t *m = json_object_get(body, "model");
     if (m && !json_is_string(m)) return http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
+    if (req_model_name(body, e)) return -1;
     const char *id = json_string_value(m);
     int li = id ? api_lora_index(api, id) : -1;
     if (li >= 0) {
         j->rs[0]->lora = api->p.loras[li];
         j->rs[0]->lora_scale = api->p.lora_scales ? api->p.lora_scales[li] : 1.0f;
     }
-    snprintf(o->model, sizeof o->model, "%s", id && *id ? id : api->alias);
+    dl_copy_text(o->model, sizeof o->model, id && *id ? id : api->alias);
     j->model_id = o->model;
     return 0;
 }

@@ -635,6 +635,8 @@ static dl_server route_view(http_req *q, char owner[DL_OWNER_LEN]) {
 }
 
 int api_route_dialect(http_req *q, json_t *body) {
+    http_err me;
+    if (req_model_name(body, &me)) return http_send_err(q, &me); /* before any API reads or echoes it */
     serve_api *api = http_app(q);
     const dialect *dl = http_arg(q);
     char owner[DL_OWNER_LEN];
@@ -661,6 +663,8 @@ int api_route_dialect(http_req *q, json_t *body) {
 }
 
 int api_route_count(http_req *q, json_t *body) {
+    http_err me;
+    if (req_model_name(body, &me)) return http_send_err(q, &me); /* before any API reads or echoes it */
     serve_api *api = http_app(q);
     const dl_hook *h = http_arg(q);
     char owner[DL_OWNER_LEN];
@@ -674,6 +678,8 @@ int api_route_count(http_req *q, json_t *body) {
 }
 
 int api_route_answer(http_req *q, json_t *body) {
+    http_err me;
+    if (req_model_name(body, &me)) return http_send_err(q, &me); /* before any API reads or echoes it */
     const dl_hook *h = http_arg(q);
     char owner[DL_OWNER_LEN];
     dl_server v = route_view(q, owner);
@@ -696,7 +702,7 @@ int serve_api_init(serve_api *api, lfm2c_model *model, sched *s, const server_pa
     api->started = time(NULL);
     pthread_mutex_init(&api->mu, NULL);
     http_gate_init(&api->aux, SERVER_AUX_PARALLEL);
-    snprintf(api->alias, sizeof api->alias, "%s", p->alias && *p->alias ? p->alias : "lfm2c");
+    dl_copy_text(api->alias, sizeof api->alias, p->alias && *p->alias ? p->alias : "lfm2c");
     snprintf(api->model_file, sizeof api->model_file, "%s", p->model_file ? p->model_file : "");
     api->responses = resp_store_new(SERVER_RESPONSES_KEPT, SERVER_RESPONSES_BYTES);
     return 0;

@@ -24,7 +24,7 @@ typedef struct serve_api {
     sched *sched;
     server_params p; /* limits, defaults applied */
     int n_ctx, n_vocab;
-    char alias[256];
+    char alias[SERVER_MAX_MODEL_NAME + 1];
     char model_file[256]; /* also accepted as a model id */
     pthread_mutex_t mu;   /* ids, tool ids, jobs */
     uint64_t id_counter;
@@ -94,6 +94,9 @@ json_t *req_prompt_list(json_t *p, const char *param, http_err *e);
  * one); a token array longer than the context is refused. */
 int req_prompt_tokens(serve_api *api, json_t *p, const char *param, size_t which, int32_t **out, int *n_out,
                       http_err *e);
+/* The "model" a body names, if a string: at most SERVER_MAX_MODEL_NAME bytes, no control
+ * characters (every route checks it before the name is used or echoed); -1 with e set (400). */
+int req_model_name(json_t *body, http_err *e);
 /* A model id names this server's model (alias, file name with or without .gguf). */
 bool api_model_matches(const serve_api *api, const char *id);
 /* The LoRA adapter a model id names (NAME or ALIAS:NAME); -1: none. */

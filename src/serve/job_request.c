@@ -552,10 +552,25 @@ out:
 /* The request's "model" must name the served model (its alias or file name, with or without
  * .gguf) or one of its LoRA adapters (NAME or ALIAS:NAME: the request runs with it), unless the
  * server accepts any name (--any-model). An absent model is accepted. */
+int req_model_name(json_t *body, http_err *e) {
+    json_t *m = json_object_get(body, "model");
+    if (!json_is_string(m)) return 0; /* a wrong type is each route's own error */
+    const char *s = json_string_value(m);
+    size_t n = json_string_length(m);
+    if (n > SERVER_MAX_MODEL_NAME)
+        return http_set_err(e, 400, "invalid_value", "model", "'model' is %zu bytes long (at most %d)", n,
+                            SERVER_MAX_MODEL_NAME);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
+            return http_set_err(e, 400, "invalid_value", "model", "'model' must not hold control characters");
+    return 0;
+}
+
 int job_check_model(serve_api *api, json_t *body, job *j, http_err *e) {
     sched_req *r = j->rs[0];
     json_t *m = json_object_get(body, "model");
     j->model_id = api->alias;
+    if (req_model_name(body, e)) return -1;
     if (!m || json_is_null(m)) return 0;
     if (!json_is_string(m))
         return api->p.any_model ? 0 : http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");

@@ -170,6 +170,14 @@ void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap) {
     dl_random_id(s->id_mu, s->id_counter, s->started, prefix, out, cap);
 }
 
+void dl_copy_text(char *out, size_t cap, const char *s) {
+    size_t n = strlen(s);
+    if (n >= cap)
+        for (n = cap - 1; n && ((unsigned char)s[n] & 0xC0) == 0x80;) n--; /* s[n], the first left out, starts one */
+    memcpy(out, s, n);
+    out[n] = 0;
+}
+
 void dl_iso_time(time_t t, char *out, size_t cap) {
     struct tm tm;
     gmtime_r(&t, &tm);

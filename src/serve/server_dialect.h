@@ -90,6 +90,8 @@ json_t *dl_logprobs_json(lfm2c_model *m, const sched_logprob *lp, int n);
 void dl_sse(dl_write w, void *wctx, const char *event, json_t *data); /* steals data */
 void dl_ndjson(dl_write w, void *wctx, json_t *data);                 /* steals data */
 void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap);
+/* s (valid UTF-8) into out, cut to cap - 1 bytes at most, never inside a character. */
+void dl_copy_text(char *out, size_t cap, const char *s);
 void dl_iso_time(time_t t, char *out, size_t cap);
 /* A growable text buffer. */
 typedef struct dl_buf {

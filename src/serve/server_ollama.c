@@ -16,8 +16,8 @@
 #include <string.h>
 
 typedef struct ol_state {
-    char model[200];
-    bool generate; /* /api/generate: "response" instead of "message" */
+    char model[SERVER_MAX_MODEL_NAME + 1]; /* the name the request gave (api_route_dialect checked its length) */
+    bool generate;                         /* /api/generate: "response" instead of "message" */
     bool ended;
     dl_buf text; /* /api/generate streamed: the reply so far (for 'context') */
 } ol_state;
@@ -118,7 +118,7 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
 
 static void set_model(ol_state *st, const dl_server *s, json_t *body) {
     const char *m = json_string_value(json_object_get(body, "model"));
-    snprintf(st->model, sizeof st->model, "%s", m && *m ? m : s->alias);
+    dl_copy_text(st->model, sizeof st->model, m && *m ? m : s->alias);
 }
 
 /* Nothing to generate: Ollama loads the model and answers done ("done_reason": "load"), as a

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """dialects_bad.py — malformed requests to the Responses, Anthropic Messages and Ollama routes of a
 running `lfm2c serve`: each gets a 4xx in its API's own error shape (never a 5xx, a hang or a
-crash), and the server still answers afterwards.
+crash), and the server still answers afterwards; over-long and multi-byte model names on every
+route that takes a 'model' (OpenAI's too).
 usage: python3 dialects_bad.py BASE_URL API_KEY"""
 import http.client
 import json
@@ -187,6 +188,60 @@ s, t = req("GET", "/", headers={"User-Agent": "ollama-python/0.4", "Authorizatio
 check(s == 200 and t == "Ollama is running", "GET / from an Ollama client -> %d %s" % (s, t[:80]))
 s, t = req("GET", "/", headers={"User-Agent": "Mozilla/5.0", "Accept": "text/html"})
 check(t != "Ollama is running", "GET / from a browser is not the Ollama answer")
+# ---- model names: over-long, multi-byte, control characters, on every route that takes one ----
+# an over-long or odd name is a 400 / 404 in the route's own shape, valid UTF-8; one within the
+# limit whose cut would fall inside a character is used (Ollama echoes it whole), never a 500
+SHAPE = {"o": openai_shape, "a": anthropic_shape, "l": ollama_shape}
+ROUTES = [("/v1/chat/completions", "o", {"messages": user, "max_tokens": 2}),
+          ("/v1/completions", "o", {"prompt": "hi", "max_tokens": 2}),
+          ("/v1/embeddings", "o", {"input": "hi"}),
+          ("/v1/responses", "o", {"input": "hi", "max_output_tokens": 2}),
+          ("/v1/messages", "a", {"messages": user, "max_tokens": 2}),
+          ("/v1/messages/count_tokens", "a", {"messages": user}),
+          ("/api/chat", "l", {"messages": user, "stream": False, "options": {"num_predict": 2}}),
+          ("/api/generate", "l", {"prompt": "hi", "stream": False, "options": {"num_predict": 2}}),
+          ("/api/embed", "l", {"input": "hi"}),
+          ("/api/embeddings", "l", {"prompt": "hi"}),
+          ("/api/show", "l", {})]
+BAD = {"400 bytes of e-acute": "\u00e9" * 200, "300 bytes of euro": "\u20ac" * 100, "260 bytes of emoji": "\U0001F600" * 65,
+       "5000 ASCII bytes": "x" * 5000, "a control character": "llama\u0001x", "a newline": "llama3\n"}
+FITS = {"255 bytes, e-acute from byte 1": "a" + "\u00e9" * 127, "256 bytes of e-acute": "\u00e9" * 128,
+        "254 bytes, euro from byte 2": "ab" + "\u20ac" * 84, "short": "mod\u00e8le-\u20ac:latest"}
+for path, shape, body in ROUTES:
+    for what, name in list(BAD.items()) + list(FITS.items()):
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        c.request("POST", path, json.dumps(dict(body, model=name)),
+                  {"Content-Type": "application/json", "Authorization": "Bearer " + key})
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        try:
+            t = raw.decode("utf-8")
+            j = json.loads(t)
+        except ValueError:
+            t, j = raw.decode("utf-8", "replace"), None
+        if what in BAD:
+            check(r.status in (400, 404) and j is not None and SHAPE[shape](t),
+                  "%s with a model of %s -> %d %s" % (path, what, r.status, t[:160]))
+        else:
+            echoed = j.get("model", name) if isinstance(j, dict) and shape == "l" and r.status == 200 else name
+            check(r.status < 500 and j is not None and echoed == name and (r.status < 400 or SHAPE[shape](t)),
+                  "%s with a model of %s -> %d %s" % (path, what, r.status, t[:160]))
+
+# a long multi-byte model id in a path, and /api/show naming it by 'name': 404, valid UTF-8
+for method, path, body, shape in [("GET", "/v1/models/" + urllib.parse.quote("\u00e9" * 200), None, "o"),
+                                  ("POST", "/api/show", {"name": "\u00e9" * 200}, "l")]:
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    c.request(method, path, json.dumps(body) if body else None, {"Authorization": "Bearer " + key})
+    r = c.getresponse()
+    raw = r.read()
+    c.close()
+    try:
+        t = raw.decode("utf-8")
+    except ValueError:
+        t = ""
+    check(r.status in (400, 404) and SHAPE[shape](t), "%s %s with a long multi-byte name -> %d %r" % (method, path[:20], r.status, raw[:160]))
+
 # structured output: integers past int64 in a schema are numbers (not a refused body); a pattern
 # whose automaton is too costly to build is a quick 400 naming it
 C = "/v1/chat/completions"
