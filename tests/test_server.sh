@@ -6,7 +6,8 @@
 # abandoned requests, idle timeout, early answers from the headers, tokenizer caps, CORS, bounded
 # shutdown; LoRA adapters picked per request (tests/server/lora.mjs); every OpenAI body and stream
 # event against OpenAI's published OpenAPI schemas (tests/server/openapi.mjs); a Responses request
-# naming a stored item tens of thousands of times (tests/server/references.py).
+# naming a stored item tens of thousands of times (tests/server/references.py); heavy renders at
+# once held to the renders' memory bound (tests/server/render_gate.py).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 # LFM2C_TEST_SERVE_DEVICE=vulkan (or cuda) runs every server of the suite on that backend.
 # LFM2C_TEST_SERVE_QUICK=1 runs the part that exercises the device (for a slow one: lavapipe in
@@ -547,6 +548,27 @@ if start_server refs -np 1 -c 4096 --test-script --chat-template-file data/chat/
   kill $PID; wait $PID 2>/dev/null
 else
   bad "references server start"
+fi
+
+# ---- renders share one memory bound (jinja's per process, 512 MiB): 12 requests at once with a -----
+# template holding ~120 MB each; without the bound the RSS grew by ~1.7 GB
+cat >"$TMP/heavy.jinja" <<'EOF'
+{%- set a = 'x' * 10000 -%}
+{%- set b = a * 2000 -%}
+{%- set big = b ~ b ~ b -%}
+{%- for m in messages %}<|im_start|>{{ m.role }}
+{{ m.content }}<|im_end|>
+{% endfor %}<|im_start|>assistant
+{{ big[:3] }}
+EOF
+if start_server gate -np 2 -c 512 --chat-template-file "$TMP/heavy.jinja"; then
+  rss_limit=700; { ldd "$LFM2C"; nm "$LFM2C"; } 2>/dev/null | grep -q asan && rss_limit=1000
+  out=$(timeout 300 python3 server/render_gate.py $PORT $PID 12 $rss_limit 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally "render_gate.py" "$out"
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "render-gate server start"
 fi
 
 # ---- answers nobody reads: cut for memory and after the idle timeout --------------------------------
