@@ -1,13 +1,14 @@
 /* fuzz_http.c — the HTTP request → JSON → scheduler-input path of `lfm2c serve`: one real server
  * (the fixture model, 2 slots, a 128-token context so any generation is short, an API key, CORS
  * for one origin, /metrics) on 127.0.0.1, and each input sent as the body of a POST to a route
- * chosen by its first byte; the answer is read whole. The server must answer every input (4xx for
- * bad ones) and never crash. An input whose first byte is 0xFF is instead sent raw, as the whole
- * request stream (request line, headers, a chunked or sized body), and the connection half-closed
- * after it: the transport's own paths (methods, GET routes, the key, preflight, framing checks,
- * chunked uploads). Such a stream may be cut short, so
- * the server may close without an answer, but it must close within the wait and never answer 5xx
- * (but 503, and 505 for an HTTP version the server does not speak). */
+ * chosen by its first byte (OpenAI's chat, completions, tokenizer and embeddings routes, the
+ * Responses, Anthropic and Ollama routes, Ollama's embeddings); the answer is read whole. The
+ * server must answer every input (4xx for bad ones) and never crash. An input whose first byte
+ * is 0xFF is instead sent raw, as the whole request stream (request line, headers, a chunked or
+ * sized body), and the connection half-closed after it: the transport's own paths (methods, GET
+ * routes, the key, preflight, framing checks, chunked uploads). Such a stream may be cut short,
+ * so the server may close without an answer, but it must close within the wait and never answer
+ * 5xx (but 503, and 505 for an HTTP version the server does not speak). */
 #include "fuzz_common.h"
 #include "serve/scheduler.h"
 #include "serve/server.h"
@@ -78,10 +79,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const char *routes[] = {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
-                                   /* the other APIs (server_dialect.h) */
-                                   "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat",
-                                   "/api/generate", "/api/show"};
+    static const char *routes[] = {
+        "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
+        /* the other APIs (server_dialect.h) */
+        "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat", "/api/generate", "/api/show",
+        /* embeddings (embeddings.c); new routes go last: a seed's first byte keeps its route */
+        "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings"};
     bool raw = size && data[0] == RAW;
     const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
     const uint8_t *body = size ? data + 1 : data;
