@@ -221,13 +221,24 @@ void lfm2c_embedding_normalize(float *v, int n);
 typedef struct lfm2c_lora lfm2c_lora;
 #define LFM2C_MAX_LORA 8
 /* Loads the adapter at path (a PEFT folder or a GGUF file) for model: every tensor must name a
- * module the model has, with the model's shapes and one rank per matrix (the config's, for PEFT),
- * A and B both present; otherwise NULL with err naming the first problem (LFM2C_EFORMAT,
- * LFM2C_EUNSUPPORTED for modules or features LoRA here does not adapt: embeddings, lm_head,
- * DoRA, biases). The adapter does not hold the model but must only be used with it. */
+ * module the model has, with the model's shapes, one rank per matrix (the config's, for PEFT)
+ * and finite values, and every scale must be finite and at most 1e4 in size; otherwise NULL with
+ * err naming the first problem (LFM2C_EFORMAT, LFM2C_EUNSUPPORTED for modules or features LoRA
+ * here does not adapt: embeddings, lm_head, DoRA, biases). A GGUF adapter has A and B of each
+ * matrix. A PEFT folder is read as PEFT loads it: the config's target_modules, exclude_modules,
+ * layers_to_transform and layers_pattern say which modules carry LoRA (tensors of others are
+ * ignored), a targeted module without tensors or with lora_A alone is unchanged, lora_B alone
+ * is refused, and rank_pattern / alpha_pattern set ranks and alphas (Python regular expressions
+ * in their common subset, compiled under a work budget; at most 4096 keys of 512 bytes). The
+ * adapter does not hold the model but must only be used with it. */
 lfm2c_lora *lfm2c_lora_load(const lfm2c_model *model, const char *path, lfm2c_error *err);
 void lfm2c_lora_free(lfm2c_lora *lora);
 int lfm2c_lora_n_matrices(const lfm2c_lora *lora); /* adapted (layer, module) matrices */
+/* What the adapter changes, in one line: "N matrices", then per module its HF name, the layers
+ * (ranges) and its rank and scale ("; self_attn.q_proj layers 0-2,5 (rank 8, scale 2)"), then
+ * what a PEFT folder had that is not applied. Written as snprintf does (buf may be NULL with
+ * cap 0); returns the length of the whole text, -1 when out of memory. */
+int lfm2c_lora_describe(const lfm2c_lora *lora, char *buf, size_t cap);
 /* The adapters (at most LFM2C_MAX_LORA, each with its user scale) the session's tokens run with
  * from now on; n = 0 removes them. Sessions with different adapters may share a batch
  * (lfm2c_decode_batch). A change of adapters resets the session (its cache was computed with the

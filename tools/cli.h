@@ -91,6 +91,11 @@ int cli_lora_list(lfm2c_lora **los, float *scales); /* the loaded adapters and t
 int cli_lora_load(lfm2c_model *m);                  /* loads them now (attach does it when needed) */
 int cli_lora_attach(lfm2c_model *m, lfm2c_session *s);
 void cli_lora_forget(void);
+/* -v: each adapter, once loaded, is described on stderr (the modules and layers it changes:
+ * lfm2c_lora_describe). */
+void cli_lora_verbose(bool on);
+/* Prints "lfm2c: LoRA adapter NAME: <what it changes>" to stderr. */
+void cli_lora_describe(const char *name, const lfm2c_lora *lo);
 /* The build: its git commit, and "COMMIT (lfm2c VERSION)" for bench's build line. */
 const char *cli_build_commit(void);
 const char *cli_build_string(void);

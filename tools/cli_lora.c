@@ -1,6 +1,6 @@
 /* cli_lora.c — the LoRA flags of run, chat, bench and logits: `--lora PATH[:SCALE]` (repeatable;
  * a PEFT folder or a GGUF adapter; scale 1 when none is given) and `--lora-scaled PATH SCALE`,
- * parsed first and loaded once the model is open (cli.h). */
+ * parsed first and loaded once the model is open (cli.h); with -v each is described once loaded. */
 #include "cli.h"
 
 #include <stdio.h>
@@ -15,6 +15,17 @@ static int n_given;
 static lfm2c_lora *loaded[LFM2C_MAX_LORA];
 static float scales[LFM2C_MAX_LORA];
 static const lfm2c_model *loaded_for;
+static bool verbose;
+
+void cli_lora_verbose(bool on) { verbose = on; }
+
+void cli_lora_describe(const char *name, const lfm2c_lora *lo) {
+    int n = lfm2c_lora_describe(lo, NULL, 0);
+    char *text = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (text) lfm2c_lora_describe(lo, text, (size_t)n + 1);
+    fprintf(stderr, "lfm2c: LoRA adapter %s: %s\n", name, text ? text : "(out of memory)");
+    free(text);
+}
 
 static void add(const char *flag, char *path, double scale) {
     if (n_given == LFM2C_MAX_LORA) {
@@ -72,6 +83,7 @@ int cli_lora_load(lfm2c_model *m) {
             if (!(loaded[i] = lfm2c_lora_load(m, given[i].path, &err)))
                 return cli_fail("--lora %s: %s", given[i].path, err.msg);
             scales[i] = given[i].scale;
+            if (verbose) cli_lora_describe(given[i].path, loaded[i]);
         }
         loaded_for = m;
     }

@@ -520,6 +520,7 @@ int cmd_chat(int argc, char **argv) {
     ch.messages = json_array();
     if (o.system) json_array_append_new(ch.messages, chat_msg(m, "system", o.system));
     rc = 0;
+    cli_lora_verbose(o.verbose);
     if (!ch.s) rc = cli_fail("%s", err.msg);
     else if (cli_lora_attach(m, ch.s)) rc = 1;
     if (!rc && ch.smp) chat_loop(&ch);

@@ -25,7 +25,7 @@ static const char USAGE[] =
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
     "  --no-bos           do not add BOS               --special  print special tokens\n"
     "  --ignore-eos       keep going past end-of-generation tokens\n"
-    "  -v, --verbose      print speed (and drafted / accepted tokens) to stderr\n"
+    "  -v, --verbose      print speed (and drafted / accepted tokens) and what each LoRA adapter changes\n"
     "constrained output (one of them; not with speculative decoding):\n"
     "  -j, --json-schema SCHEMA  JSON valid against SCHEMA   --json-schema-file F  the schema from F\n"
     "  --regex R          raw text matching R as a whole    --choice S  one of the strings (repeatable)\n" CLI_LORA_HELP
@@ -257,6 +257,7 @@ int cmd_run(int argc, char **argv) {
         cli_fail("%s", err.msg);
         goto done;
     }
+    cli_lora_verbose(o.verbose);
     if (cli_lora_attach(m, s)) goto done;
     lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);
     if (o.verbose) cli_sampling_report(&sp);

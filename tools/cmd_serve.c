@@ -507,9 +507,11 @@ static void serve_announce(const serve_opts *o, const serve_run *r, const server
     fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p->alias,
             lfm2c_model_get_info(r->model)->arch, o->n_slots, r->n_ctx, o->host, server_port(r->srv),
             o->api_key ? " (API key required)" : "");
-    for (int k = 0; k < o->n_lora; k++)
+    for (int k = 0; k < o->n_lora; k++) {
         fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", o->lora_names[k], o->lora_paths[k],
                 o->lora_scales[k], lfm2c_lora_n_matrices(r->loras[k]));
+        cli_lora_describe(o->lora_names[k], r->loras[k]); /* the modules and layers it changes */
+    }
     if (cli_spec_on(&o->spec))
         fprintf(stderr, "lfm2c: speculative decoding: %s, draft-max %d\n",
                 r->draft ? o->spec.draft_path : "prompt lookup", o->spec.draft_max);

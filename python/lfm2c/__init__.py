@@ -494,6 +494,13 @@ class Lora:
         """The adapted (layer, module) matrices."""
         return lib.lfm2c_lora_n_matrices(self.handle)
 
+    def describe(self):
+        """What the adapter changes, in one line (modules, layers, rank and scale), as `-v` prints it."""
+        n = lib.lfm2c_lora_describe(self.handle, None, 0)
+        buf = ctypes.create_string_buffer(max(n, 0) + 1)
+        lib.lfm2c_lora_describe(self.handle, buf, len(buf))
+        return buf.value.decode()
+
     def close(self):
         """Frees the adapter: only once no session runs with it (a session keeps the adapters it
         was given alive, so dropping the references is always safe)."""

@@ -88,6 +88,7 @@ _API = {
     "lfm2c_lora_load": (_P, [_P, ctypes.c_char_p, _E]),
     "lfm2c_lora_free": (None, [_P]),
     "lfm2c_lora_n_matrices": (ctypes.c_int, [_P]),
+    "lfm2c_lora_describe": (ctypes.c_int, [_P, ctypes.c_char_p, ctypes.c_size_t]),
     "lfm2c_session_set_lora": (ctypes.c_int, [_P, ctypes.POINTER(_P), c_float_p, ctypes.c_int, _E]),
     "lfm2c_decode_batch": (ctypes.c_int, [ctypes.POINTER(_P), ctypes.POINTER(c_int32_p), ctypes.POINTER(ctypes.c_int),
                                           ctypes.POINTER(ctypes.c_int), ctypes.c_int, _E]),

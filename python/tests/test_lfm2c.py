@@ -233,6 +233,7 @@ def test_lora_matches_cli(model, model_path, cli, tmp_path):
     run_cli(cli, "synth", "--lora-for", model_path, "-o", ad, "--rank", "4", "--seed", "7")
     lo = model.load_lora(ad)
     assert lo.n_matrices > 0
+    assert lo.describe().startswith("%d matrices; " % lo.n_matrices) and "self_attn.q_proj layer" in lo.describe()
     prompt = "Once upon a time"
     want = run_cli(cli, "run", "-m", model_path, "--lora", ad, "-p", prompt, "-n", "16", "--temp", "0", "--raw")
     got = model.generate(prompt, 16, temperature=0, lora=lo)

@@ -1,6 +1,7 @@
-/* grammar_regex.h — private to src/chat/grammar_*.c: the regular expressions of patterns and
- * formats, compiled to DFAs over code points (grammar_regex.c), and the few operations the
- * schema compiler, the automaton and the token mask use on them. */
+/* grammar_regex.h — private to the engine (src/chat/grammar_*.c, and core/lora_peft.c for
+ * PEFT's pattern keys): the regular expressions of patterns and formats, compiled to DFAs over
+ * code points under a work budget (grammar_regex.c), and the few operations the schema
+ * compiler, the automaton and the token mask use on them. */
 #ifndef LFM2C_CHAT_GRAMMAR_REGEX_H
 #define LFM2C_CHAT_GRAMMAR_REGEX_H
 #include "base/error.h"

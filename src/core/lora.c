@@ -1,25 +1,22 @@
-/* lora.c — LoRA adapters (lora.h): loading PEFT folders and GGUF adapters into one form (float
- * A and B per adapted matrix, every shape checked against the model), the public functions of
- * lfm2c.h (load, free, attach to a session), and the run-time hook of the CPU forward.
+/* lora.c — LoRA adapters (lora.h): the one form of a loaded adapter (float A and B per adapted
+ * matrix, every shape checked against the model, every value and scale finite), GGUF adapters
+ * read into it (PEFT folders: lora_peft.c), the public functions of lfm2c.h (load, describe,
+ * free, attach to a session), and the run-time hook of the CPU forward.
  *
- * PEFT facts used: tensors "base_model.model.<module>.lora_A.weight" [r, in] and ".lora_B.weight"
- * [out, r] in adapter_model.safetensors; adapter_config.json's r, lora_alpha, use_rslora,
- * rank_pattern / alpha_pattern (keys matched as PEFT does: the module name ends with the key at
- * a dot), target_modules. GGUF facts (llama.cpp's adapters): general.type "adapter",
- * adapter.type "lora", adapter.lora.alpha (absent or 0: scale 1), "<base tensor>.lora_a"
- * ne [in, r(, experts)] and ".lora_b" ne [r, out(, experts)], scale alpha / r. */
+ * GGUF facts (llama.cpp's adapters): general.type "adapter", adapter.type "lora",
+ * adapter.lora.alpha (absent or 0: scale 1), "<base tensor>.lora_a" ne [in, r(, experts)] and
+ * ".lora_b" ne [r, out(, experts)], scale alpha / r. */
 #include "core/lora.h"
 #include "cpu/matmul.h"
 #include "core/backend.h"
 #include "base/error.h"
 #include "core/session.h"
 #include "formats/ggml_types.h"
-#include "formats/safetensors.h"
 #include "cpu/backend_cpu.h"
 
-#include <jansson.h>
 #include <math.h>
-#include <regex.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +57,71 @@ void lfm2c_lora_free(lfm2c_lora *lo) {
 }
 
 int lfm2c_lora_n_matrices(const lfm2c_lora *lo) { return lo ? lo->n_mats : 0; }
+
+/* ---- what an adapter changes, in words ------------------------------------------------------ */
+
+typedef struct text_out {
+    char *buf;
+    size_t cap, len; /* len: what the whole text needs, written or not */
+} text_out;
+
+static void put(text_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(text_out *o, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    const int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0) o->len += (size_t)n;
+}
+
+/* The layers of module id adapted with rank r and scale sc, as ranges ("0-2,5"); marks them done. */
+static void put_layers(text_out *o, const lfm2c_lora *lo, int id, int r, float sc, unsigned char *done) {
+    int from = -1;
+    bool first = true;
+    for (int l = 0; l <= lo->n_layer; l++) {
+        const lora_mat *mt = l < lo->n_layer ? lora_get(lo, l, id) : NULL;
+        const bool in = mt && mt->r == r && mt->scale == sc;
+        if (in) done[l] = 1;
+        if (in && from < 0) from = l;
+        if (in || from < 0) continue;
+        put(o, "%s%d", first ? "" : ",", from);
+        if (l - 1 > from) put(o, "-%d", l - 1);
+        first = false;
+        from = -1;
+    }
+}
+
+int lfm2c_lora_describe(const lfm2c_lora *lo, char *buf, size_t cap) {
+    text_out o = {buf, buf ? cap : 0, 0};
+    if (o.cap) buf[0] = 0;
+    if (!lo || lo->n_layer < 1) return 0;
+    const size_t n_layer = (size_t)lo->n_layer;
+    unsigned char *done = calloc(n_layer, 1);
+    if (!done) return -1;
+    put(&o, "%d matrices", lo->n_mats);
+    for (int id = 0; id < LFM2_T_COUNT; id++) {
+        memset(done, 0, n_layer);
+        for (int l = 0; l < lo->n_layer; l++) {
+            const lora_mat *mt = lora_get(lo, l, id);
+            if (!mt || done[l]) continue;
+            const char *hf = LFM2_TENSORS[id].hf, *dot = strstr(hf, ".weight");
+            int n = 0;
+            for (int k = l; k < lo->n_layer; k++) {
+                const lora_mat *mk = lora_get(lo, k, id);
+                n += mk && mk->r == mt->r && mk->scale == mt->scale;
+            }
+            put(&o, "; %.*s layer%s ", (int)(dot ? (size_t)(dot - hf) : strlen(hf)), hf, n > 1 ? "s" : "");
+            put_layers(&o, lo, id, mt->r, mt->scale, done);
+            put(&o, " (rank %d, scale %g)", mt->r, (double)mt->scale);
+        }
+    }
+    free(done);
+    if (lo->n_ignored)
+        put(&o, "; %d tensors ignored (their modules are not among the config's targets)", lo->n_ignored);
+    if (lo->n_unpaired) put(&o, "; %d modules with lora_A alone left unchanged", lo->n_unpaired);
+    return o.len > INT32_MAX ? -1 : (int)o.len;
+}
 
 /* ---- building an adapter: one (layer, tensor) matrix at a time ------------------------------ */
 
@@ -123,6 +185,12 @@ lora_mat *lora_claim(lfm2c_lora *lo, const lfm2c_model *m, int l, int id, int r,
                         LORA_MAX_RANK);
         return NULL;
     }
+    if (!(fabsf(scale) <= LORA_MAX_SCALE)) { /* NaN too */
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                        "adapter tensor '%s': scale %g (alpha / rank) is not finite or over %g", what, (double)scale,
+                        (double)LORA_MAX_SCALE);
+        return NULL;
+    }
     lora_mat *mt = &lo->mats[(size_t)l * LFM2_T_COUNT + id];
     if (mt->r) {
         if (mt->r != r) {
@@ -149,9 +217,8 @@ lora_mat *lora_claim(lfm2c_lora *lo, const lfm2c_model *m, int l, int id, int r,
     return mt;
 }
 
-/* Checks one side's dims (in GGUF order: ne[0] fastest) against what the base wants. */
-static int want_dims(const char *what, const int64_t *ne, int n_dims, int64_t d0, int64_t d1, int64_t d2,
-                     lfm2c_error *err) {
+int lora_want_dims(const char *what, const int64_t *ne, int n_dims, int64_t d0, int64_t d1, int64_t d2,
+                   lfm2c_error *err) {
     int64_t want[3] = {d0, d1, d2};
     bool ok = n_dims <= 3;
     for (int i = 0; i < 3 && ok; i++) ok = (i < n_dims ? ne[i] : 1) == want[i];
@@ -164,6 +231,12 @@ static int want_dims(const char *what, const int64_t *ne, int n_dims, int64_t d0
         return -1;
     }
     return 0;
+}
+
+bool lora_finite(const float *v, size_t n) {
+    float acc = 0; /* x * 0 is NaN for x infinite or NaN */
+    for (size_t i = 0; i < n; i++) acc += v[i] * 0.0f;
+    return acc == 0;
 }
 
 /* Every matrix that has A has B and the other way round (all experts of it). seen[slot * ne + e]:
@@ -193,6 +266,92 @@ static int check_pairs(const lfm2c_lora *lo, const unsigned char *seen, int ne, 
 
 static char *gguf_str_or(const gguf_file *g, const char *key) { return gguf_get_string(g, key); }
 
+/* The values of GGUF adapter tensor t into matrix mt: A as it is, B row o of expert e (r values)
+ * into column o of bt[e]. -1 when a value is not finite. */
+static int gguf_read_side(lora_mat *mt, const gguf_tensor *t, bool is_a, const char *path, lfm2c_error *err) {
+    const size_t rb = ggml_row_size(t->type, t->ne[0]);
+    const int64_t rows = t->ne[1] * t->ne[2];
+    float *tmp = malloc(sizeof(float) * (size_t)t->ne[0]);
+    if (!tmp) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    bool ok = true;
+    for (int64_t rr = 0; rr < rows && ok; rr++) {
+        dequantize_row(t->type, t->data + rr * rb, tmp, t->ne[0]);
+        ok = lora_finite(tmp, (size_t)t->ne[0]);
+        if (is_a) {
+            memcpy(mt->a + rr * mt->n_in, tmp, sizeof(float) * (size_t)mt->n_in);
+            continue;
+        }
+        const int64_t e = rr / mt->n_out, o = rr % mt->n_out;
+        for (int j = 0; j < mt->r; j++) mt->bt[((size_t)e * mt->r + j) * mt->n_out + o] = tmp[j];
+    }
+    free(tmp);
+    if (!ok)
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: adapter tensor '%s' holds a value that is not finite", path, t->name);
+    return ok ? 0 : -1;
+}
+
+/* The matrix GGUF adapter tensor t (a lora_b in pass 0, a lora_a in pass 1) belongs to, checked
+ * (claimed by its B), or NULL with err set. */
+static lora_mat *gguf_mat(lfm2c_lora *lo, const lfm2c_model *m, const gguf_tensor *t, bool is_a, double alpha,
+                          const char *path, int *l, int *id, lfm2c_error *err) {
+    const size_t len = strlen(t->name);
+    char base[128];
+    snprintf(base, sizeof base, "%.*s", (int)(len - 7), t->name);
+    const lfm2_tensor *row = lfm2_tensor_by_gguf(base, l);
+    if (!row || *l < 0 || *l >= lo->n_layer) {
+        lfm2c_set_error(err, row ? LFM2C_EFORMAT : LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' names %s", path,
+                        t->name, row ? "a layer the model does not have" : "no module LoRA can adapt here");
+        return NULL;
+    }
+    const ggml_type_info *ti = ggml_type_get(t->type);
+    if (!ti || !ti->supported || t->ne[3] != 1) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' has an unsupported type or shape", path,
+                        t->name);
+        return NULL;
+    }
+    *id = (int)row->id;
+    lora_mat *mt;
+    if (!is_a) {
+        const double r = (double)t->ne[0];
+        mt = lora_claim(lo, m, *l, *id, (int)t->ne[0], alpha ? (float)(alpha / r) : 1.0f, t->name, err);
+        return !mt || lora_want_dims(t->name, t->ne, (int)t->n_dims, mt->r, mt->n_out, mt->n_exp, err) ? NULL : mt;
+    }
+    if (!(mt = (lora_mat *)lora_get(lo, *l, *id))) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: adapter is missing %s.lora_b", path, base);
+        return NULL;
+    }
+    if (t->ne[1] != mt->r && t->ne[0] == mt->n_in) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: %s has rank %lld but %s.lora_b rank %d", path, t->name,
+                        (long long)t->ne[1], base, mt->r);
+        return NULL;
+    }
+    return lora_want_dims(t->name, t->ne, (int)t->n_dims, mt->n_in, mt->r, mt->n_exp, err) ? NULL : mt;
+}
+
+/* The tensors of an opened GGUF adapter: B first (it gives the rank and the scale), then A. */
+static int gguf_tensors(lfm2c_lora *lo, const lfm2c_model *m, gguf_file *g, double alpha, const char *path,
+                        unsigned char *seen, lfm2c_error *err) {
+    for (int pass = 0; pass < 2; pass++)
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+            const gguf_tensor *t = &g->tensors[i];
+            size_t len = strlen(t->name);
+            bool is_a = len > 7 && !strcmp(t->name + len - 7, ".lora_a"),
+                 is_b = len > 7 && !strcmp(t->name + len - 7, ".lora_b");
+            if (!is_a && !is_b) {
+                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: tensor '%s' is not a LoRA tensor (.lora_a / .lora_b)", path,
+                                t->name);
+                return -1;
+            }
+            if (is_a != (pass == 1)) continue;
+            int l, id;
+            lora_mat *mt = gguf_mat(lo, m, t, is_a, alpha, path, &l, &id, err);
+            if (!mt || gguf_read_side(mt, t, is_a, path, err)) return -1;
+            for (int e = 0; e < mt->n_exp; e++)
+                seen[((size_t)l * LFM2_T_COUNT + id) * seen_stride(m) + e] |= is_a ? 1 : 2;
+        }
+    return 0;
+}
+
 static int load_gguf(lfm2c_lora *lo, const lfm2c_model *m, const char *path, lfm2c_error *err) {
     gguf_file *g = gguf_open(path, err);
     if (!g) return -1;
@@ -218,73 +377,7 @@ static int load_gguf(lfm2c_lora *lo, const lfm2c_model *m, const char *path, lfm
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         goto done;
     }
-    for (int pass = 0; pass < 2; pass++) /* B first (it gives the rank and the scale), then A */
-        for (uint64_t i = 0; i < g->n_tensors; i++) {
-            const gguf_tensor *t = &g->tensors[i];
-            size_t len = strlen(t->name);
-            bool is_a = len > 7 && !strcmp(t->name + len - 7, ".lora_a"),
-                 is_b = len > 7 && !strcmp(t->name + len - 7, ".lora_b");
-            if (!is_a && !is_b) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: tensor '%s' is not a LoRA tensor (.lora_a / .lora_b)", path,
-                                t->name);
-                goto done;
-            }
-            if (is_a != (pass == 1)) continue;
-            char base[128];
-            snprintf(base, sizeof base, "%.*s", (int)(len - 7), t->name);
-            int l;
-            const lfm2_tensor *row = lfm2_tensor_by_gguf(base, &l);
-            if (!row || l < 0 || l >= lo->n_layer) {
-                lfm2c_set_error(err, row ? LFM2C_EFORMAT : LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' names %s", path,
-                                t->name, row ? "a layer the model does not have" : "no module LoRA can adapt here");
-                goto done;
-            }
-            const ggml_type_info *ti = ggml_type_get(t->type);
-            if (!ti || !ti->supported || t->ne[3] != 1) {
-                lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' has an unsupported type or shape",
-                                path, t->name);
-                goto done;
-            }
-            const int id = (int)row->id;
-            lora_mat *mt;
-            if (is_b) {
-                const float r = (float)t->ne[0];
-                mt = lora_claim(lo, m, l, id, (int)t->ne[0], alpha ? (float)(alpha / r) : 1.0f, t->name, err);
-                if (!mt || want_dims(t->name, t->ne, (int)t->n_dims, mt->r, mt->n_out, mt->n_exp, err)) goto done;
-            } else {
-                mt = (lora_mat *)lora_get(lo, l, id);
-                if (!mt) {
-                    lfm2c_set_error(err, LFM2C_EFORMAT, "%s: adapter is missing %s.lora_b", path, base);
-                    goto done;
-                }
-                if (t->ne[1] != mt->r && t->ne[0] == mt->n_in) {
-                    lfm2c_set_error(err, LFM2C_EFORMAT, "%s: %s has rank %lld but %s.lora_b rank %d", path, t->name,
-                                    (long long)t->ne[1], base, mt->r);
-                    goto done;
-                }
-                if (want_dims(t->name, t->ne, (int)t->n_dims, mt->n_in, mt->r, mt->n_exp, err)) goto done;
-            }
-            const size_t rb = ggml_row_size(t->type, t->ne[0]);
-            const int64_t rows = t->ne[1] * t->ne[2];
-            float *tmp = is_b ? malloc(sizeof(float) * (size_t)t->ne[0]) : NULL;
-            if (is_b && !tmp) {
-                lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-                goto done;
-            }
-            for (int64_t rr = 0; rr < rows; rr++) {
-                if (is_a) {
-                    dequantize_row(t->type, t->data + rr * rb, mt->a + rr * mt->n_in, mt->n_in);
-                    continue;
-                }
-                /* B row o of expert e (r values) -> column o of bt[e] */
-                const int64_t e = rr / mt->n_out, o = rr % mt->n_out;
-                dequantize_row(t->type, t->data + rr * rb, tmp, mt->r);
-                for (int j = 0; j < mt->r; j++) mt->bt[((size_t)e * mt->r + j) * mt->n_out + o] = tmp[j];
-            }
-            free(tmp);
-            for (int e = 0; e < mt->n_exp; e++)
-                seen[((size_t)l * LFM2_T_COUNT + id) * seen_stride(m) + e] |= is_a ? 1 : 2;
-        }
+    if (gguf_tensors(lo, m, g, alpha, path, seen, err)) goto done;
     if (!lo->n_mats) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "%s: the adapter has no tensors", path);
         goto done;
@@ -296,255 +389,6 @@ done:
     free(atype);
     free(arch);
     gguf_close(g);
-    return rc;
-}
-
-/* ---- PEFT folders --------------------------------------------------------------------------- */
-
-typedef struct peft_config {
-    int r;
-    double alpha;
-    bool rslora;
-    json_t *rank_pattern, *alpha_pattern, *targets, *layers;
-} peft_config;
-
-/* PEFT's pattern rule: key matches module name when the name is key or ends with "." + key
- * (key is a regular expression). */
-static bool pattern_match(const char *key, const char *module) {
-    char *re = malloc(strlen(key) + 16);
-    if (!re) return false;
-    sprintf(re, "^(.*\\.)?(%s)$", key);
-    regex_t rx;
-    bool hit = false;
-    if (!regcomp(&rx, re, REG_EXTENDED | REG_NOSUB)) {
-        hit = !regexec(&rx, module, 0, NULL, 0);
-        regfree(&rx);
-    }
-    free(re);
-    return hit;
-}
-
-static bool pattern_value(json_t *patterns, const char *module, double *v) {
-    const char *key;
-    json_t *val;
-    if (!json_is_object(patterns)) return false;
-    json_object_foreach(patterns, key, val) if (json_is_number(val) && pattern_match(key, module)) {
-        *v = json_number_value(val);
-        return true;
-    }
-    return false;
-}
-
-static int read_config(const char *dir, peft_config *c, json_t **root, lfm2c_error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    if (!j || !json_is_object(j)) {
-        lfm2c_set_error(err, j ? LFM2C_EFORMAT : LFM2C_EIO, "%s: %s", path, j ? "not a JSON object" : je.text);
-        json_decref(j);
-        return -1;
-    }
-    *root = j;
-    const char *pt = json_string_value(json_object_get(j, "peft_type"));
-    if (pt && strcmp(pt, "LORA")) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: peft_type '%s' (only LORA adapters are supported)", path, pt);
-        return -1;
-    }
-    if (json_is_true(json_object_get(j, "use_dora"))) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: DoRA adapters (use_dora) are not supported", path);
-        return -1;
-    }
-    if (json_is_true(json_object_get(j, "fan_in_fan_out"))) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
-                        "%s: fan_in_fan_out adapters are not supported (LFM2's projections are Linear)", path);
-        return -1;
-    }
-    json_t *r = json_object_get(j, "r"), *a = json_object_get(j, "lora_alpha");
-    if (!json_is_integer(r) || json_integer_value(r) < 1 || json_integer_value(r) > LORA_MAX_RANK ||
-        !json_is_number(a)) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: needs an integer r (1..%d) and a number lora_alpha", path,
-                        LORA_MAX_RANK);
-        return -1;
-    }
-    c->r = (int)json_integer_value(r);
-    c->alpha = json_number_value(a);
-    c->rslora = json_is_true(json_object_get(j, "use_rslora"));
-    c->rank_pattern = json_object_get(j, "rank_pattern");
-    c->alpha_pattern = json_object_get(j, "alpha_pattern");
-    c->targets = json_object_get(j, "target_modules");
-    c->layers = json_object_get(j, "layers_to_transform");
-    return 0;
-}
-
-/* "base_model.model.model.layers.N.<module>.lora_A.weight" -> layer, row, expert, side */
-static const lfm2_tensor *peft_name(const char *name, int *l, int *expert, bool *is_a, char *module, size_t mcap) {
-    const char *pre = "base_model.model.model.layers.";
-    size_t pl = strlen(pre), len = strlen(name);
-    const char *sa = ".lora_A.weight", *sb = ".lora_B.weight";
-    size_t sl = strlen(sa);
-    if (strncmp(name, pre, pl) || len <= pl + sl) return NULL;
-    if (!strcmp(name + len - sl, sa)) *is_a = true;
-    else if (!strcmp(name + len - sl, sb)) *is_a = false;
-    else return NULL;
-    int nc = 0;
-    if (sscanf(name + pl, "%d.%n", l, &nc) != 1 || nc <= 0) return NULL;
-    const char *mod = name + pl + nc;
-    size_t ml = len - sl - (size_t)(mod - name);
-    snprintf(module, mcap, "model.layers.%d.%.*s", *l, (int)ml, mod);
-    /* experts: "feed_forward.experts.E.w1" -> "feed_forward.experts.*.w1" */
-    char hf[160];
-    *expert = -1;
-    const char *ex = "feed_forward.experts.";
-    size_t el = strlen(ex);
-    if (ml > el && !strncmp(mod, ex, el)) {
-        int e, n2 = 0;
-        if (sscanf(mod + el, "%d.%n", &e, &n2) != 1 || n2 <= 0 || e < 0 || e >= 4096) return NULL;
-        *expert = e;
-        snprintf(hf, sizeof hf, "%s*.%.*s.weight", ex, (int)(ml - el - (size_t)n2), mod + el + n2);
-    } else {
-        snprintf(hf, sizeof hf, "%.*s.weight", (int)ml, mod);
-    }
-    return lfm2_tensor_by_hf(hf, true);
-}
-
-/* The module's effective scale from the config and its patterns. */
-static float peft_scale(const peft_config *c, const char *module, int *rank) {
-    double r = c->r, alpha = c->alpha;
-    pattern_value(c->rank_pattern, module, &r);
-    pattern_value(c->alpha_pattern, module, &alpha);
-    *rank = (int)r;
-    return (float)(c->rslora ? alpha / sqrt(r) : alpha / r);
-}
-
-/* Leaf name of a row's HF module ("self_attn.q_proj.weight" -> "q_proj"). */
-static void hf_leaf(const lfm2_tensor *row, char *out, size_t cap) {
-    const char *s = row->hf;
-    const char *end = strstr(s, ".weight");
-    size_t n = end ? (size_t)(end - s) : strlen(s);
-    const char *dot = s;
-    for (const char *p = s; p < s + n; p++)
-        if (*p == '.') dot = p + 1;
-    snprintf(out, cap, "%.*s", (int)(s + n - dot), dot);
-}
-
-/* With target_modules a list (and every layer transformed), each dense module it names must be
- * in the file for every layer that has it. */
-static int check_targets(const lfm2c_lora *lo, const lfm2c_model *m, const peft_config *c, const char *dir,
-                         lfm2c_error *err) {
-    if (!json_is_array(c->targets) || (c->layers && !json_is_null(c->layers))) return 0;
-    size_t i;
-    json_t *v;
-    json_array_foreach(c->targets, i, v) {
-        const char *want = json_string_value(v);
-        bool known = false;
-        for (int id = 0; want && id < LFM2_T_COUNT; id++) {
-            if (!lora_target_ok(id)) continue;
-            char leaf[64];
-            hf_leaf(&LFM2_TENSORS[id], leaf, sizeof leaf);
-            if (strcmp(leaf, want)) continue;
-            known = true;
-            if (LFM2_TENSORS[id].flags & LFM2_TF_EXPERTS) continue; /* experts: may be fused (not Linear) */
-            for (int l = 0; l < lo->n_layer; l++)
-                if (lora_base_tensor(m, l, id) && !lora_get(lo, l, id)) {
-                    lfm2c_set_error(err, LFM2C_EFORMAT,
-                                    "%s: target module '%s' has no tensors for layer %d (model.layers.%d.%.*s)", dir,
-                                    want, l, l, (int)(strlen(LFM2_TENSORS[id].hf) - 7), LFM2_TENSORS[id].hf);
-                    return -1;
-                }
-        }
-        if (want && !known) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
-                            "%s: target module '%s' is not one LoRA can adapt in LFM2 "
-                            "(in_proj, out_proj, q_proj, k_proj, v_proj, w1, w2, w3)",
-                            dir, want);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int load_peft(lfm2c_lora *lo, const lfm2c_model *m, const char *dir, lfm2c_error *err) {
-    peft_config c = {0};
-    json_t *root = NULL;
-    st_model *st = NULL;
-    unsigned char *seen = NULL;
-    int rc = -1;
-    if (read_config(dir, &c, &root, err)) goto done;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-    if (!(st = st_open_file(path, err))) goto done;
-    seen = calloc((size_t)lo->n_layer * LFM2_T_COUNT * seen_stride(m), 1);
-    if (!seen) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (int pass = 0; pass < 2; pass++) /* A first (rank), then B */
-        for (int i = 0; i < st->n_tensors; i++) {
-            const st_tensor *t = &st->tensors[i];
-            int l, e;
-            bool is_a;
-            char module[256];
-            const lfm2_tensor *row = peft_name(t->name, &l, &e, &is_a, module, sizeof module);
-            if (!row) {
-                lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
-                                "%s: tensor '%s' is not a LoRA A/B matrix of a module LoRA can adapt in LFM2"
-                                " (DoRA, embeddings, lm_head and biases are not supported)",
-                                path, t->name);
-                goto done;
-            }
-            if (is_a != (pass == 0)) continue;
-            const bool stacked = (row->flags & LFM2_TF_EXPERTS) != 0;
-            if (stacked != (e >= 0) || l < 0 || l >= lo->n_layer || !st_dtype_is_float(t->dtype) || t->n_dims != 2) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: tensor '%s' (%s, %d dims) does not fit the model", path,
-                                t->name, st_dtype_name(t->dtype), t->n_dims);
-                goto done;
-            }
-            int want_r;
-            float scale = peft_scale(&c, module, &want_r);
-            lora_mat *mt;
-            if (is_a) {
-                if (t->shape[0] != want_r) {
-                    lfm2c_set_error(err, LFM2C_EFORMAT, "%s: '%s' has rank %lld, the config says %d", path, t->name,
-                                    (long long)t->shape[0], want_r);
-                    goto done;
-                }
-                if (!(mt = lora_claim(lo, m, l, (int)row->id, want_r, scale, t->name, err))) goto done;
-            } else if (!(mt = (lora_mat *)lora_get(lo, l, (int)row->id))) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: '%s' has no lora_A", path, t->name);
-                goto done;
-            }
-            if (e >= mt->n_exp) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "%s: '%s' names expert %d of %d", path, t->name, e, mt->n_exp);
-                goto done;
-            }
-            const int ee = e < 0 ? 0 : e;
-            int64_t ne[2] = {t->shape[1], t->shape[0]}; /* GGUF order */
-            if (is_a ? want_dims(t->name, ne, 2, mt->n_in, mt->r, 1, err)
-                     : want_dims(t->name, ne, 2, mt->r, mt->n_out, 1, err))
-                goto done;
-            if (is_a) {
-                st_read_f32(t, 0, t->numel, mt->a + (size_t)ee * mt->r * mt->n_in);
-            } else {
-                float row_b[LORA_MAX_RANK];
-                float *bt = mt->bt + (size_t)ee * mt->r * mt->n_out;
-                for (int64_t o = 0; o < mt->n_out; o++) {
-                    st_read_f32(t, o * mt->r, mt->r, row_b);
-                    for (int j = 0; j < mt->r; j++) bt[(size_t)j * mt->n_out + o] = row_b[j];
-                }
-            }
-            seen[((size_t)l * LFM2_T_COUNT + row->id) * seen_stride(m) + ee] |= is_a ? 1 : 2;
-        }
-    if (!lo->n_mats) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "%s: the adapter has no tensors", path);
-        goto done;
-    }
-    if (check_pairs(lo, seen, seen_stride(m), err) || check_targets(lo, m, &c, dir, err)) goto done;
-    rc = 0;
-done:
-    free(seen);
-    st_close(st);
-    json_decref(root);
     return rc;
 }
 
@@ -563,7 +407,7 @@ lfm2c_lora *lfm2c_lora_load(const lfm2c_model *m, const char *path, lfm2c_error 
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
-    if (S_ISDIR(sb.st_mode) ? load_peft(lo, m, path, err) : load_gguf(lo, m, path, err)) {
+    if (S_ISDIR(sb.st_mode) ? lora_load_peft(lo, m, path, err) : load_gguf(lo, m, path, err)) {
         lfm2c_lora_free(lo);
         return NULL;
     }

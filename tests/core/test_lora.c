@@ -1,9 +1,10 @@
 /* test_lora.c — LoRA adapters through the public API (lora.c): sessions with different adapters
  * (and none) batched in one lfm2c_decode_batch give each the logits it gets alone; scale 0 gives
  * the base's bits; attaching another adapter resets the session and the same one keeps it; a
- * copied session keeps its adapters; bad arguments are refused. The adapters are written by
- * lora_synth (convert/lora_file.c) for the fixtures, dense and MoE; the kq ones are large enough
- * that a decoded row's adapter work is split over the pool, and a batch's rows too. */
+ * copied session keeps its adapters; bad arguments are refused; lfm2c_lora_describe names what
+ * an adapter changes. The adapters are written by lora_synth (convert/lora_file.c) for the
+ * fixtures, dense and MoE; the kq ones are large enough that a decoded row's adapter work is
+ * split over the pool, and a batch's rows too. */
 #include "lfm2c.h"
 #include "convert/lora_file.h"
 #include "test.h"
@@ -27,6 +28,20 @@ static float *alone(lfm2c_model *m, lfm2c_lora *lo, float scale) {
     return out;
 }
 
+/* lfm2c_lora_describe: the modules adapter 2 has, snprintf's contract (a short buffer is cut
+ * and terminated; the length is always the whole text's) */
+static void check_describe(const lfm2c_lora *lo, const char *tag) {
+    char full[2048], cut[12];
+    const int n = lfm2c_lora_describe(lo, full, sizeof full), n0 = lfm2c_lora_describe(lo, NULL, 0);
+    CHECK(n > 0 && n == n0 && (size_t)n == strlen(full), "%s: describe's length %d / %d", tag, n, n0);
+    CHECK(strstr(full, "self_attn.q_proj layer") && strstr(full, "feed_forward.") && !strstr(full, "k_proj"),
+          "%s: describe names the modules: %s", tag, full);
+    memset(cut, 'x', sizeof cut);
+    CHECK(lfm2c_lora_describe(lo, cut, sizeof cut) == n && cut[11] == 0 && !strncmp(cut, full, 11),
+          "%s: describe into a short buffer", tag);
+    CHECK(lfm2c_lora_describe(NULL, cut, sizeof cut) == 0 && !cut[0], "%s: describe NULL", tag);
+}
+
 static void check_model(const char *path, const char *tag) {
     char a1[256], a2[256];
     snprintf(a1, sizeof a1, "/tmp/test_lora_%d_%s_1.gguf", (int)getpid(), tag);
@@ -45,6 +60,7 @@ static void check_model(const char *path, const char *tag) {
     CHECK(l1 && l2, "%s: load: %s", tag, err.msg);
     if (!l1 || !l2) return;
     CHECK(lfm2c_lora_n_matrices(l1) > lfm2c_lora_n_matrices(l2), "%s: all targets vs a few", tag);
+    check_describe(l2, tag);
     const int V = lfm2c_model_get_info(m)->n_vocab;
     float *base = alone(m, NULL, 0), *r1 = alone(m, l1, 1), *r2 = alone(m, l2, 0.7f), *z = alone(m, l1, 0);
     CHECK(!memcmp(base, z, sizeof(float) * V), "%s: scale 0 == base bit for bit", tag);

@@ -4,13 +4,23 @@ adapter_model.safetensors) from a GGUF adapter of F32 tensors, with the Python s
 only, for tests/test_lora_cli.sh: the same A and B under PEFT's names, so lfm2c must give the same
 logits for both forms.
 
-usage: peft_from_gguf.py ADAPTER.gguf OUT_DIR [--rslora] [--drop NAME] [--extra NAME]
-                         [--rank-pattern KEY=R] [--targets a,b,c]
+usage: peft_from_gguf.py ADAPTER.gguf OUT_DIR [--rslora] [--drop NAME] [--drop-re RE] [--extra NAME]
+                         [--rank-pattern KEY=R] [--targets a,b,c] [--config KEY=JSON] [--cut-rank]
+                         [--keep-all]
   --rslora        write use_rslora with the lora_alpha that gives the same scale (alpha_gguf * sqrt(r) / r)
-  --drop NAME     leave out the PEFT tensor NAME (a bad adapter)
+  --drop NAME     leave out the PEFT tensor NAME (a bad adapter, or a module left unchanged)
+  --drop-re RE    leave out the PEFT tensors whose names RE matches (re.search)
   --extra NAME    add a [r, 8] tensor NAME (a bad adapter)
+  --rank-pattern KEY=R  rank_pattern[KEY] = R in the config only (the tensors keep their rank)
+  --config KEY=JSON     adapter_config.json's KEY set to the JSON value (layers_to_transform,
+                  layers_pattern, exclude_modules, target_modules, rank_pattern, alpha_pattern, ...)
+  --cut-rank      cut each module's A and B to the rank its rank_pattern gives (a real rank pattern)
+  --keep-all      keep the tensors of modules the config does not target (PEFT saves only the
+                  targeted ones, peft_merge.targeted: the default)
 """
-import json, math, os, struct, sys
+import json, math, os, re, struct, sys
+
+from peft_merge import rank_scale, targeted
 
 GGUF_TO_HF = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
@@ -75,11 +85,12 @@ def read_gguf(path):
 def main():
     args = sys.argv[1:]
     src, out = args[0], args[1]
-    opts = {"--drop": [], "--extra": [], "--rank-pattern": [], "--targets": None, "--rslora": False}
+    opts = {"--drop": [], "--drop-re": [], "--extra": [], "--rank-pattern": [], "--config": [], "--targets": None,
+            "--rslora": False, "--cut-rank": False, "--keep-all": False}
     i = 2
     while i < len(args):
-        if args[i] == "--rslora":
-            opts["--rslora"] = True
+        if args[i] in ("--rslora", "--cut-rank", "--keep-all"):
+            opts[args[i]] = True
             i += 1
         elif args[i] == "--targets":
             opts["--targets"] = args[i + 1].split(",")
@@ -106,8 +117,34 @@ def main():
             out_t[peft] = (shape, data[e * per:(e + 1) * per])
     assert len(ranks) == 1, "one rank"
     r = ranks.pop()
+    cfg = {
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "bias": "none", "fan_in_fan_out": False,
+        "lora_alpha": alpha,
+        "use_rslora": False, "use_dora": False, "lora_dropout": 0.0,
+        "target_modules": opts["--targets"] or sorted(targets), "rank_pattern": {}, "alpha_pattern": {},
+    }
+    if opts["--rslora"]:
+        cfg["use_rslora"] = True
+        cfg["lora_alpha"] = alpha / math.sqrt(r)   # alpha' / sqrt(r) == alpha / r
+    for kv in opts["--config"]:
+        k, v = kv.split("=", 1)
+        cfg[k] = json.loads(v)
+    for name in list(out_t):
+        module = name[len("base_model.model."):].rsplit(".lora_", 1)[0]
+        if not opts["--keep-all"] and not targeted(cfg, module):
+            del out_t[name]
+        elif opts["--cut-rank"]:
+            want = rank_scale(cfg, module)[0]
+            shape, data = out_t[name]
+            if ".lora_A." in name:   # [r, in]: the first rows
+                out_t[name] = ([want, shape[1]], data[:4 * want * shape[1]])
+            else:                    # [out, r]: the first columns of each row
+                out_t[name] = ([shape[0], want], b"".join(data[4 * o * r:4 * (o * r + want)] for o in range(shape[0])))
     for name in opts["--drop"]:
         del out_t[name]
+    for pat in opts["--drop-re"]:
+        for name in [n for n in out_t if re.search(pat, n)]:
+            del out_t[name]
     for name in opts["--extra"]:
         out_t[name] = ([r, 8], b"\0" * (4 * r * 8))
     os.makedirs(out, exist_ok=True)
@@ -122,15 +159,6 @@ def main():
     hj += b" " * ((8 - len(hj) % 8) % 8)
     with open(os.path.join(out, "adapter_model.safetensors"), "wb") as f:
         f.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
-    cfg = {
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "bias": "none", "fan_in_fan_out": False,
-        "lora_alpha": alpha,
-        "use_rslora": False, "use_dora": False, "lora_dropout": 0.0,
-        "target_modules": opts["--targets"] or sorted(targets), "rank_pattern": {}, "alpha_pattern": {},
-    }
-    if opts["--rslora"]:
-        cfg["use_rslora"] = True
-        cfg["lora_alpha"] = alpha / math.sqrt(r)   # alpha' / sqrt(r) == alpha / r
     for kvp in opts["--rank-pattern"]:
         k, v = kvp.split("=")
         cfg["rank_pattern"][k] = int(v)
@@ -138,4 +166,5 @@ def main():
         json.dump(cfg, f, indent=2)
 
 
-main()
+if __name__ == "__main__":
+    main()
