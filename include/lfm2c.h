@@ -204,7 +204,8 @@ const float *lfm2c_session_embedding(const lfm2c_session *s, int row);
 enum { LFM2C_POOL_LAST = 0, LFM2C_POOL_MEAN = 1 };
 /* The embedding of tokens[0..n) (1 <= n <= the session's context) into out[0..n_embd): s is
  * reset and fed the tokens in chunks, pooled, scaled to unit length when normalize. s keeps the
- * tokens afterwards, and its mode (embedding or not) is what it was. Returns 0 or -1. */
+ * tokens afterwards, and its mode (embedding or not) is what it was. Returns 0 or -1 (a vector
+ * that is not finite, from weights that overflow, is LFM2C_EFORMAT). */
 int lfm2c_embed(lfm2c_session *s, const int32_t *tokens, int n, int pooling, bool normalize, float *out,
                 lfm2c_error *err);
 /* Scales v[0..n) to unit Euclidean length (left as is when all zero). */
@@ -311,7 +312,10 @@ lfm2c_sampler_params lfm2c_sampler_params_for_model(const lfm2c_model *model);
 lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab);
 void lfm2c_sampler_free(lfm2c_sampler *s);
 /* Sample from logits (not modified). history = tokens seen so far (for penalties). Returns -1
- * when no token is left (logit_bias / the filter excluded every one). */
+ * when no token is left (logit_bias / the filter excluded every one), LFM2C_SAMPLE_NOT_FINITE
+ * when the logits hold NaN or +infinity (a model's or an adapter's weights overflow: no token
+ * drawn from them would mean anything). */
+#define LFM2C_SAMPLE_NOT_FINITE (-2)
 int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *history, int n_history);
 /* Optional per-token additive bias (OpenAI logit_bias); NULL clears. Copied. */
 void lfm2c_sampler_set_logit_bias(lfm2c_sampler *s, const float *bias);

@@ -15,6 +15,14 @@ static int gen_fail(lfm2c_error *err, const char *msg) {
     return -1;
 }
 
+/* A sampler's failure (t < 0) as a message. */
+static int sample_fail(lfm2c_error *err, int32_t t) {
+    return gen_fail(err, t == LFM2C_SAMPLE_NOT_FINITE
+                             ? "the model's logits are not finite (NaN or infinity): its weights, or an adapter's, "
+                               "overflow"
+                             : "no token can be sampled (every logit is -inf)");
+}
+
 cli_spec cli_spec_init(void) {
     lfm2c_spec_params d = lfm2c_spec_default_params();
     return (cli_spec){.draft_max = d.draft_max,
@@ -136,7 +144,7 @@ int cli_gen_next(cli_gen *g, int want, int32_t *tok, lfm2c_error *err) {
     if (g->np == 0) { /* the first token: from the logits the caller's decode left */
         if (past >= g->limit) return 0;
         int32_t t = lfm2c_sampler_sample(g->smp, lfm2c_session_logits(g->s, 0), lfm2c_session_tokens(g->s), past);
-        if (t < 0) return gen_fail(err, "no token can be sampled (every logit is -inf)");
+        if (t < 0) return sample_fail(err, t);
         g->pend[0] = t;
         g->np = g->ip = 1;
         *tok = t;
@@ -156,7 +164,7 @@ int cli_gen_next(cli_gen *g, int want, int32_t *tok, lfm2c_error *err) {
     } else {
         if (lfm2c_session_decode(g->s, &last, 1, LFM2C_LOGITS_LAST, err)) return -1;
         int32_t t = lfm2c_sampler_sample(g->smp, lfm2c_session_logits(g->s, 0), lfm2c_session_tokens(g->s), past + 1);
-        if (t < 0) return gen_fail(err, "no token can be sampled (every logit is -inf)");
+        if (t < 0) return sample_fail(err, t);
         g->pend[0] = t;
         n = 1;
     }

@@ -27,6 +27,7 @@ __all__ = ["Error", "Model", "Session", "Sampler", "Constraint", "Lora", "ChatSt
 __version__ = "0.1.0"
 
 EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED = range(1, 8)
+SAMPLE_NOT_FINITE = -2  # lfm2c_sampler_sample: the logits hold NaN or +inf (Sampler.sample raises)
 _LOGITS = {"none": 0, "last": 1, "all": 2}
 _POOLING = {"last": 0, "mean": 1}
 _DEVICES = {"cpu": 0, "cuda": 1}
@@ -561,10 +562,15 @@ class Sampler:
         lib.lfm2c_sampler_set_filter(self._p, fn, constraint.handle if constraint is not None else None)
 
     def sample(self, session):
-        """The next token after session's last decode (-1 when no token is left)."""
+        """The next token after session's last decode (-1 when no token is left). Raises Error
+        when the logits are not finite (a model's or an adapter's weights overflow)."""
         h = session.handle
-        return lib.lfm2c_sampler_sample(self._p, lib.lfm2c_session_logits(h, 0), lib.lfm2c_session_tokens(h),
-                                        lib.lfm2c_session_n_past(h))
+        t = lib.lfm2c_sampler_sample(self._p, lib.lfm2c_session_logits(h, 0), lib.lfm2c_session_tokens(h),
+                                     lib.lfm2c_session_n_past(h))
+        if t == SAMPLE_NOT_FINITE:
+            raise Error("the model's logits are not finite (NaN or infinity): its weights, or an adapter's, overflow",
+                        EFORMAT)
+        return t
 
 
 class Constraint:

@@ -4,13 +4,18 @@ detokenize against the CLI, generate and streaming against `lfm2c run --raw --te
 generation against separate ones, sessions (prefix reuse, copy, truncate), embeddings against
 `lfm2c embed`, LoRA adapters
 against `lfm2c run --lora`, chat with the model's template and tool-call parsing, and errors as
-lfm2c.Error with the library's message."""
+lfm2c.Error with the library's message (a model whose outputs are not finite included)."""
 import json
+import pathlib
+import struct
 import subprocess
+import sys
 
 import pytest
 
 import lfm2c
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def run_cli(cli, *args):
@@ -244,6 +249,26 @@ def test_lora_matches_cli(model, model_path, cli, tmp_path):
         model.load_lora(str(tmp_path / "missing.gguf"))
     assert "missing.gguf" in str(e.value)
     lo.close()
+
+
+def test_not_finite_is_an_error(tmp_path):
+    """A model whose weights give NaN: generating and embedding raise, never yield tokens of NaN."""
+    sys.path.insert(0, str(ROOT / "tests" / "lora"))
+    from peft_merge import read_gguf_layout
+    b = bytearray((ROOT / "tests" / "data" / "lfm2-tiny-dense-f32.gguf").read_bytes())
+    ne, typ, off = read_gguf_layout(b)["token_embd_norm.weight"]
+    for i in range(ne[0]):
+        struct.pack_into("<f", b, off + 4 * i, float("nan"))
+    path = tmp_path / "nan.gguf"
+    path.write_bytes(bytes(b))
+    with lfm2c.Model(str(path), n_threads=1) as m:
+        for t in (0, 0.8):
+            with pytest.raises(lfm2c.Error) as e:
+                m.generate("Hello", 4, temperature=t)
+            assert "not finite" in str(e.value)
+        with pytest.raises(lfm2c.Error) as e:
+            m.embed("Hello")
+        assert "not finite" in str(e.value) and e.value.code == lfm2c.EFORMAT
 
 
 def test_embed_matches_cli(model, model_path, cli):

@@ -1,6 +1,7 @@
 /* embed.c — one vector for a token sequence (lfm2c_embed): an embedding session fed the tokens
  * in chunks, its rows pooled (the last token's, or the mean of all), optionally scaled to unit
- * length. The rows themselves come from the forward of each backend (session.c's embedding mode). */
+ * length; a vector that is not finite is an error. The rows themselves come from the forward of
+ * each backend (session.c's embedding mode). */
 #include "core/session.h"
 #include "base/error.h"
 
@@ -57,6 +58,14 @@ int lfm2c_embed(lfm2c_session *s, const int32_t *tokens, int n, int pooling, boo
         rc = embed_feed(s, tokens, n, pooling, H, sum, out, err);
     }
     for (int i = 0; rc == 0 && sum && i < H; i++) out[i] = (float)(sum[i] / n);
+    bool finite = true;
+    for (int i = 0; rc == 0 && i < H; i++) finite &= isfinite(out[i]) != 0;
+    if (!finite) {
+        lfm2c_set_error(err, LFM2C_EFORMAT,
+                        "the embedding is not finite (NaN or infinity): the model's weights, or "
+                        "an adapter's, overflow");
+        rc = -1;
+    }
     if (rc == 0 && normalize) lfm2c_embedding_normalize(out, H);
     free(sum);
     lfm2c_session_set_embeddings(s, was, NULL);

@@ -120,13 +120,22 @@ static int cmp_desc(const void *a, const void *b, void *ctx) {
     return *(const int *)a - *(const int *)b;
 }
 
+/* NaN or +infinity among the logits (-infinity is an excluded token) */
+static bool not_finite(const float *l, int V) {
+    bool bad = false;
+    for (int i = 0; i < V; i++) bad |= l[i] != l[i] || l[i] == INFINITY;
+    return bad;
+}
+
 /* The distribution the sampler draws from: bias, penalties, filter, then greedy (n = 1: the
  * best token) or top-k -> top-p -> min-p -> temperature. Candidates in s->idx[0..n), weights
- * in s->prob[0..n) (unnormalised; *sum_out their sum). Returns n, 0 when every token is out. */
+ * in s->prob[0..n) (unnormalised; *sum_out their sum). Returns n, 0 when every token is out,
+ * LFM2C_SAMPLE_NOT_FINITE when the logits are not all finite. */
 static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist, double *sum_out) {
     const lfm2c_sampler_params *p = &s->p;
     const int V = s->n_vocab;
     float *l = s->work;
+    if (not_finite(logits, V)) return LFM2C_SAMPLE_NOT_FINITE;
     memcpy(l, logits, sizeof(float) * (size_t)V);
     if (s->bias)
         for (int i = 0; i < V; i++) l[i] += s->bias[i];
@@ -214,7 +223,7 @@ static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist
 int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist) {
     double sum = 0;
     int n = candidates(s, logits, hist, n_hist, &sum);
-    if (n == 0) return -1;
+    if (n <= 0) return n == 0 ? -1 : n;
     if (s->p.temperature <= 0) return s->idx[0];
     double r = next_uniform(&s->rng) * sum, c = 0;
     int chosen = s->idx[n - 1];
@@ -233,7 +242,7 @@ int sampler_probs(lfm2c_sampler *s, const float *logits, const int32_t *hist, in
     int n = candidates(s, logits, hist, n_hist, &sum);
     memset(probs, 0, sizeof(float) * (size_t)s->n_vocab);
     for (int i = 0; i < n; i++) probs[s->idx[i]] = (float)(s->prob[i] / sum);
-    return n ? 0 : -1;
+    return n > 0 ? 0 : n == 0 ? -1 : n;
 }
 
 double sampler_uniform(lfm2c_sampler *s) { return next_uniform(&s->rng); }

@@ -6,7 +6,8 @@
 #include "lfm2c.h"
 
 /* probs[0..n_vocab) = the probabilities lfm2c_sampler_sample would draw with from these logits
- * and history (greedy: 1 at its pick). Does not advance the RNG. -1 when no token is left. */
+ * and history (greedy: 1 at its pick). Does not advance the RNG. -1 when no token is left,
+ * LFM2C_SAMPLE_NOT_FINITE when the logits are not all finite. */
 int sampler_probs(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist, float *probs);
 /* A uniform number in [0, 1) from the sampler's RNG. */
 double sampler_uniform(lfm2c_sampler *s);

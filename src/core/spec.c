@@ -427,16 +427,18 @@ int lfm2c_spec_draft(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, int32
 }
 
 /* Verifies drafted token d against the target's row (history hist[0..n_hist)): accepted (1), or
- * rejected with the replacement written to *repl (0), or -1 when no token can be sampled. */
+ * rejected with the replacement written to *repl (0), or -1 when no token can be sampled
+ * (LFM2C_SAMPLE_NOT_FINITE: the row is not finite). */
 static int verify_one(lfm2c_spec *sp, lfm2c_sampler *smp, const float *row, const int32_t *hist, int n_hist, int32_t d,
                       const float *q, int32_t *repl) {
     if (sp->p.force_accept >= 0) { /* benchmarks: a chosen acceptance rate */
         if (uniform(&sp->rng) < sp->p.force_accept) return 1;
         *repl = lfm2c_sampler_sample(smp, row, hist, n_hist);
-        return *repl < 0 ? -1 : 0;
+        return *repl < 0 ? *repl : 0;
     }
     float *p = sp->pv;
-    if (sampler_probs(smp, row, hist, n_hist, p)) return -1;
+    const int rc = sampler_probs(smp, row, hist, n_hist, p);
+    if (rc) return rc;
     if (sampler_params(smp)->temperature <= 0) { /* p is 1 at the greedy pick */
         if (p[d] > 0) return 1;
         for (int i = 0; i < sp->V; i++)
@@ -470,19 +472,19 @@ int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, cons
     }
     const int base = s->n_past - (k + 1); /* where last went */
     const bool use_q = sp->q_valid && sp->n_drafted == k;
-    int n = 0, acc = 0;
+    int n = 0, acc = 0, bad = 0;
     for (int i = 0; i <= k; i++) {
         const float *row = lfm2c_session_logits(s, i);
         int n_hist = base + 1 + i;
         if (i == k) { /* every drafted token accepted: one more from the target */
             int32_t t = lfm2c_sampler_sample(smp, row, s->tokens, n_hist);
-            if (t < 0) goto none;
+            if ((bad = t) < 0) goto none;
             out[n++] = t;
             break;
         }
         int32_t repl = -1;
         int v = verify_one(sp, smp, row, s->tokens, n_hist, draft[i], use_q ? sp->q + (size_t)i * sp->V : NULL, &repl);
-        if (v < 0) goto none;
+        if ((bad = v) < 0) goto none;
         if (v == 0) {
             out[n++] = repl;
             break;
@@ -502,7 +504,11 @@ int lfm2c_spec_accept(lfm2c_spec *sp, lfm2c_session *s, lfm2c_sampler *smp, cons
         return -1;
     return n;
 none:
-    lfm2c_set_error(err, LFM2C_EINVAL, "no token can be sampled (every logit is -inf)");
+    if (bad == LFM2C_SAMPLE_NOT_FINITE)
+        lfm2c_set_error(err, LFM2C_EFORMAT,
+                        "the model's logits are not finite (NaN or infinity): its weights, or "
+                        "an adapter's, overflow");
+    else lfm2c_set_error(err, LFM2C_EINVAL, "no token can be sampled (every logit is -inf)");
     return -1;
 }
 

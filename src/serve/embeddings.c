@@ -193,10 +193,10 @@ static char *base64_of(const unsigned char *b, size_t n) {
     return out;
 }
 
-/* The vector as the answer gives it: the leading dims, normalized or not; a JSON array, or
- * base64 of its float32 bytes (little-endian, as x86 and ARM64 store them). */
-static json_t *vector_json(float *v, int n, const emb_opts *o) {
-    if (o->normalize) lfm2c_embedding_normalize(v, n);
+/* The vector (its leading dims, normalized or not: the caller's) as the answer gives it: a JSON
+ * array of exactly n numbers, or base64 of its float32 bytes (little-endian, as x86 and ARM64
+ * store them). NULL when out of memory. */
+static json_t *vector_json(const float *v, int n, const emb_opts *o) {
     if (o->base64) {
         char *s = base64_of((const unsigned char *)v, sizeof(float) * (size_t)n);
         json_t *j = s ? json_string(s) : NULL;
@@ -204,17 +204,39 @@ static json_t *vector_json(float *v, int n, const emb_opts *o) {
         return j;
     }
     json_t *a = json_array();
-    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_real(v[i]));
+    for (int i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_real(v[i]))) {
+            json_decref(a);
+            a = NULL;
+        }
     return a;
 }
 
-static json_t *answer(serve_api *api, job *j, const emb_opts *o, double seconds) {
+/* Every value finite: an answer never carries a shorter vector or one of NaN (the scheduler
+ * fails such a request already; the answer checks again, before and after normalizing). */
+static bool vector_ok(const float *v, int n) {
+    bool ok = true;
+    for (int i = 0; i < n; i++) ok &= isfinite(v[i]) != 0;
+    return ok;
+}
+
+static json_t *answer(serve_api *api, job *j, const emb_opts *o, double seconds, http_err *e) {
     const int H = lfm2c_model_get_info(api->model)->n_embd, n = o->dims ? o->dims : H;
     long long tokens = 0;
     json_t *vecs = json_array();
     for (int i = 0; vecs && i < j->n_rs; i++) {
         sched_req *r = j->rs[i];
         tokens += r->n_prompt;
+        bool ok = vector_ok(r->embedding, H);
+        if (ok && o->normalize) lfm2c_embedding_normalize(r->embedding, n);
+        if (!ok || !vector_ok(r->embedding, n)) {
+            http_set_err(e, 500, "embedding_failed", NULL,
+                         "input %d: the embedding is not finite (NaN or infinity): the model's weights, or the "
+                         "adapter's, overflow",
+                         i);
+            json_decref(vecs);
+            return NULL;
+        }
         json_t *v = vector_json(r->embedding, n, o);
         if (o->api == EMB_OPENAI)
             v = v ? json_pack("{s:s,s:i,s:o}", "object", "embedding", "index", i, "embedding", v) : NULL;
@@ -259,8 +281,12 @@ static int embed_route(http_req *q, json_t *body, emb_opts o) {
         job_free(j);
         return http_drop(q);
     }
-    json_t *out = rc ? NULL : answer(api, j, &o, lfm2c_now_s() - t0);
-    if (!rc && !out) http_set_err(&e, 500, NULL, NULL, "out of memory");
+    json_t *out = NULL;
+    if (!rc) {
+        e.status = 0;
+        if (!(out = answer(api, j, &o, lfm2c_now_s() - t0, &e)) && !e.status)
+            http_set_err(&e, 500, NULL, NULL, "out of memory");
+    }
     for (int i = 0; i < j->n_rs; i++) http_req_log(q)->prompt_tokens += j->rs[i]->n_prompt;
     job_free(j);
     return out ? http_send_json(q, 200, out) : http_send_err(q, &e);

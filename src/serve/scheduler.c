@@ -310,20 +310,24 @@ static void prompt_logprobs_record(sched *s, slot *sl, int from, int n) {
 
 /* An embedding request's rows of the chunk just read (n tokens; lock held) into its embedding
  * (zeroed n_embd floats, the caller's): a mean adds them all, the last token's row is the
- * embedding; at the prompt's end the mean is divided. */
-static void embed_record(sched *s, slot *sl, int n, bool at_end) {
+ * embedding; at the prompt's end the mean is divided. False when the finished vector is not
+ * finite (the model's weights, or the adapter's, overflow). */
+static bool embed_record(sched *s, slot *sl, int n, bool at_end) {
     sched_req *r = sl->req;
     const int H = s->n_embd;
     if (r->pooling == LFM2C_POOL_LAST) {
         if (at_end) memcpy(r->embedding, lfm2c_session_embedding(sl->sess, 0), sizeof(float) * (size_t)H);
-        return;
+    } else {
+        for (int j = 0; j < n; j++) {
+            const float *row = lfm2c_session_embedding(sl->sess, j);
+            for (int i = 0; i < H; i++) r->embedding[i] += row[i];
+        }
+        if (at_end)
+            for (int i = 0; i < H; i++) r->embedding[i] /= (float)r->n_prompt;
     }
-    for (int j = 0; j < n; j++) {
-        const float *row = lfm2c_session_embedding(sl->sess, j);
-        for (int i = 0; i < H; i++) r->embedding[i] += row[i];
-    }
-    if (at_end)
-        for (int i = 0; i < H; i++) r->embedding[i] /= (float)r->n_prompt;
+    bool finite = true;
+    for (int i = 0; at_end && i < H; i++) finite &= isfinite(r->embedding[i]) != 0;
+    return finite;
 }
 
 /* ---- slots -------------------------------------------------------------------------------- */
@@ -648,6 +652,11 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
     int hist_n = lfm2c_session_n_past(sl->sess);
     const int32_t *hist = lfm2c_session_tokens(sl->sess);
     int32_t t = lfm2c_sampler_sample(sl->sampler, logits, hist, hist_n);
+    if (t == LFM2C_SAMPLE_NOT_FINITE) { /* no token drawn from these means anything: a 500 */
+        slot_fail(s, sl,
+                  "the model's logits are not finite (NaN or infinity): its weights, or the adapter's, overflow");
+        return;
+    }
     if (sl->g_stuck || t < 0) { /* the request's own limits leave no token */
         r->error_status = 400;
         slot_fail(s, sl,
@@ -1082,7 +1091,12 @@ static bool step(sched *s) {
         int row = 0;
         if (sl->n_fed < sl->req->n_prompt) {
             if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
-            if (sl->req->embed) embed_record(s, sl, ns[k], sl->n_fed + ns[k] == sl->req->n_prompt);
+            if (sl->req->embed && !embed_record(s, sl, ns[k], sl->n_fed + ns[k] == sl->req->n_prompt)) {
+                slot_fail(s, sl,
+                          "the embedding is not finite (NaN or infinity): the model's weights, or the "
+                          "adapter's, overflow");
+                continue;
+            }
             sl->n_fed += ns[k];
             lfm2c_session_checkpoint(sl->sess); /* a chunk's end; the prompt's end keeps its logits */
             if (sl->n_fed == sl->req->n_prompt) prompt_done(s, sl, modes[k] == LFM2C_LOGITS_ALL ? ns[k] - 1 : 0);

@@ -1,5 +1,6 @@
 /* test_sampler.c — the sampler on hand-made logits, where the right answer is known: greedy and
- * its tie rule, logit bias, the filter hook, "no token left" (-1), top-k / top-p / min-p cut the
+ * its tie rule, logit bias, the filter hook, "no token left" (-1), logits with NaN or +inf
+ * refused (LFM2C_SAMPLE_NOT_FINITE, greedy or not), top-k / top-p / min-p cut the
  * candidate set exactly where llama.cpp's chain does, the draw follows softmax(logits / T) (20,000
  * seeded draws, so the check is deterministic), seeds reproduce, the penalties (llama.cpp's
  * repeat penalty over the last N tokens, OpenAI's presence / frequency) move the argmax as their
@@ -25,7 +26,7 @@ static lfm2c_sampler_params plain(void) { /* every stage off */
 
 static int sample1(const lfm2c_sampler_params *p, const float *l, int V, const int32_t *h, int nh) {
     lfm2c_sampler *s = lfm2c_sampler_new(p, V);
-    int r = s ? lfm2c_sampler_sample(s, l, h, nh) : -2;
+    int r = s ? lfm2c_sampler_sample(s, l, h, nh) : -99;
     lfm2c_sampler_free(s);
     return r;
 }
@@ -86,6 +87,25 @@ static void test_filter_and_empty(void) {
     lfm2c_sampler_set_filter(s, mask_all, NULL);
     CHECK(lfm2c_sampler_sample(s, l, NULL, 0) == -1, "sampling: no token left gives -1");
     lfm2c_sampler_free(s);
+}
+
+/* A row with NaN or +infinity anywhere (weights that overflow) is refused, not drawn from: greedy
+ * would pick an arbitrary token past a NaN, and the softmax of +inf is NaN. -inf stays an
+ * excluded token. */
+static void test_not_finite(void) {
+    lfm2c_sampler_params g = plain(), t = plain();
+    t.temperature = 0.8f;
+    t.top_k = 2;
+    const float bad[2] = {NAN, INFINITY};
+    for (int b = 0; b < 2; b++)
+        for (int at = 0; at < 6; at++) {
+            float l[6] = {1, 2, 3, 0.5f, -INFINITY, 0};
+            l[at] = bad[b];
+            CHECK(sample1(&g, l, 6, NULL, 0) == LFM2C_SAMPLE_NOT_FINITE, "greedy: %g at %d refused", bad[b], at);
+            CHECK(sample1(&t, l, 6, NULL, 0) == LFM2C_SAMPLE_NOT_FINITE, "sampling: %g at %d refused", bad[b], at);
+        }
+    float l[6] = {1, 2, 3, 0.5f, -INFINITY, -INFINITY};
+    CHECK(sample1(&g, l, 6, NULL, 0) == 2 && sample1(&t, l, 6, NULL, 0) >= 0, "-inf logits are excluded tokens");
 }
 
 static void test_cuts(void) {
@@ -199,6 +219,7 @@ static void test_penalties(void) {
 int main(void) {
     test_greedy();
     test_filter_and_empty();
+    test_not_finite();
     test_cuts();
     test_distribution();
     test_seeds();
