@@ -2,9 +2,10 @@
 # fuzz.sh [SECONDS_PER_TARGET|replay] [TARGET...] — builds the libFuzzer harnesses (tests/fuzz/fuzz_*.c,
 # clang, ASan + UBSan) in build-fuzz/ and runs each for the given time (default 30 s) from its seed
 # corpus (tests/fuzz/corpus/<target>/, read-only; new inputs go to build-fuzz/corpus/<target>/,
-# kept between runs). Prints executions and coverage per target; exits 1 on any crash, leak,
-# timeout or sanitizer report (the reproducer is in build-fuzz/artifacts/). The harnesses run one
-# per core at once. The README's test command runs it briefly; run it longer by hand:
+# kept between runs), with its dictionary when it has one (tests/fuzz/<target>.dict). Prints
+# executions and coverage per target; exits 1 on any crash, leak, timeout or sanitizer report
+# (the reproducer is in build-fuzz/artifacts/). The harnesses run one per core at once. The
+# README's test command runs it briefly; run it longer by hand:
 # bash scripts/fuzz.sh 600
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ run_one() {
   mkdir -p "build-fuzz/corpus/$t"
   # "replay" runs the seed corpus once, without mutation (a quick regression check)
   if [ "$secs" = replay ]; then mode=(-runs=0); corpora=("tests/fuzz/corpus/$t"); else mode=(-max_total_time="$secs"); corpora=("build-fuzz/corpus/$t" "tests/fuzz/corpus/$t"); fi
+  # a target's dictionary (tests/fuzz/TARGET.dict: the words its inputs are made of) when it has one
+  [ -f "tests/fuzz/$t.dict" ] && mode+=(-dict="tests/fuzz/$t.dict")
   LFM2C_FUZZ_MODEL=tests/data/lfm2-tiny-moe-q4_0.gguf ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     "build-fuzz/fuzz_$t" "${corpora[@]}" "${mode[@]}" \
     -max_len="${maxlen[$t]}" -timeout=30 -rss_limit_mb=2560 -print_final_stats=1 \

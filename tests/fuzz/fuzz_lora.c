@@ -1,6 +1,8 @@
-/* fuzz_lora.c — the LoRA adapter loader (core/lora.c) against the fixture model: the input as a
- * GGUF adapter file, and (split at the first NUL byte) as a PEFT folder: adapter_config.json +
- * adapter_model.safetensors. A loaded adapter is attached to a session and one token decoded. */
+/* fuzz_lora.c — the LoRA adapter loader (core/lora.c, core/lora_peft.c) against the fixture
+ * model: the input as a GGUF adapter file, and (split at the first NUL byte) as a PEFT folder:
+ * adapter_config.json + adapter_model.safetensors. A loaded adapter is described, attached to a
+ * session and one token decoded. tests/fuzz/lora.dict gives the config's keys and the pattern
+ * keys' costly shapes (the load must stay within its work budget). */
 #include "fuzz_common.h"
 #include "lfm2c.h"
 
@@ -19,6 +21,8 @@ static void write_file(const char *path, const uint8_t *d, size_t n) {
 
 static void use(lfm2c_lora *lo) {
     if (!lo) return;
+    char text[256];
+    (void)lfm2c_lora_describe(lo, text, sizeof text); /* a long text is cut, never overrun */
     lfm2c_error err = {0};
     float scale = 1;
     int32_t tok = 1;
