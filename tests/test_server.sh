@@ -41,18 +41,12 @@ tally() {
 for tool in node npm curl python3; do
   command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
 done
-if [ ! -d server/node_modules/openai ] || [ ! -d server/node_modules/ollama ] || [ ! -d server/node_modules/@anthropic-ai/sdk ] ||
-   [ ! -d server/node_modules/@openai/agents ] || [ ! -d server/node_modules/ajv ] || [ ! -d server/node_modules/ajv-formats ]; then
-  (cd server && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
-    { echo "FAIL npm ci of the client SDKs (tests/server)"; echo "0 passed, 1 failed"; exit 1; }
-fi
-# the agent libraries (Vercel AI SDK and its providers, LangChain JS, LangGraph, LlamaIndex TS, Mastra), pinned in clients/package.json
-if [ ! -d clients/node_modules/ai ] || [ ! -d clients/node_modules/@langchain/openai ] || [ ! -d clients/node_modules/@ai-sdk/anthropic ] ||
-   [ ! -d clients/node_modules/ollama-ai-provider-v2 ] || [ ! -d clients/node_modules/@langchain/ollama ] ||
-   [ ! -d clients/node_modules/@langchain/langgraph ] || [ ! -d clients/node_modules/@llamaindex/workflow ] || [ ! -d clients/node_modules/@mastra/core ]; then
-  (cd clients && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
-    { echo "FAIL npm ci of the agent libraries (tests/clients)"; echo "0 passed, 1 failed"; exit 1; }
-fi
+# the client SDKs (pinned in server/package.json) and the agent libraries (Vercel AI SDK and its
+# providers, LangChain JS, LangGraph, LlamaIndex TS, Mastra; pinned in clients/package.json)
+bash ./npm_deps.sh server openai ollama @anthropic-ai/sdk @openai/agents ajv ajv-formats ||
+  { echo "0 passed, 1 failed"; exit 1; }
+bash ./npm_deps.sh clients ai @langchain/openai @ai-sdk/anthropic ollama-ai-provider-v2 @langchain/ollama \
+  @langchain/langgraph @llamaindex/workflow @mastra/core || { echo "0 passed, 1 failed"; exit 1; }
 
 # start_server NAME ARGS...: starts on a free port, sets PORT and PID.
 start_server() {

@@ -241,6 +241,10 @@ class Runner:
             self.box.env = env
             return
         d = name + "_js"  # an ES module beside tests/server's packages (openai, anthropic, ollama, agents)
+        deps = subprocess.run(["bash", os.path.join(SRC, "tests", "npm_deps.sh"), "server", "openai", "ollama",
+                               "@anthropic-ai/sdk", "@openai/agents"], capture_output=True, text=True)
+        if deps.returncode != 0:
+            return self.report(where, False, (deps.stdout + deps.stderr).strip())
         os.makedirs(d)
         os.symlink(os.path.join(SRC, "tests", "server", "node_modules"), os.path.join(d, "node_modules"))
         with open(os.path.join(d, "snippet.mjs"), "w") as f:
