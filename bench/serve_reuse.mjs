@@ -21,6 +21,7 @@
 // TTFT p50 / p99; and lfm2c / llama-server ratios.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import http from 'node:http';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((a, x, i, all) => {
   if (x.startsWith('--')) a.push([x.slice(2), all[i + 1]]);
@@ -53,7 +54,7 @@ async function start(which) {
       '-c', String(np * ctxPerSlot), '-cb', ...threads, ...extraArgs.llama]]
     : [lfm2c, ['serve', '-m', modelPath, '--port', String(port), '-np', String(np), '-c', String(ctxPerSlot),
       ...threads, '--accept-any-model', '--metrics', ...extraArgs.lfm2c]];
-  const p = spawn(argv[0], argv[1], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const p = spawn(argv[0], argv[1], { stdio: ['ignore', 'ignore', args.log ? 'inherit' : 'ignore'] });
   let exited = null;
   p.on('exit', (code, sig) => { exited = code ?? sig; });
   const base = `http://127.0.0.1:${port}`;
@@ -71,35 +72,41 @@ async function start(which) {
 const stop = (s) => new Promise((r) => { s.proc.removeAllListeners('exit'); s.proc.on('exit', r); s.proc.kill('SIGTERM'); });
 
 // One streamed greedy chat completion of exactly maxTokens tokens: {ttft, total, tokens, cached, prompt, text}.
-async function chat(base, messages, maxTokens) {
+// node:http, not fetch: fetch gives up on a server that sends no headers for 300 s (a busy peer).
+function chat(base, messages, maxTokens) {
+  const body = JSON.stringify({ model: 'm', messages, max_tokens: maxTokens, temperature: 0, stream: true,
+    stream_options: { include_usage: true }, logit_bias: { 7: -100, 2: -100 } });
   const t0 = performance.now();
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), 600000);
-  const res = await fetch(`${base}/v1/chat/completions`, {
-    method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: ctl.signal,
-    body: JSON.stringify({ model: 'm', messages, max_tokens: maxTokens, temperature: 0, stream: true,
-      stream_options: { include_usage: true }, logit_bias: { 7: -100, 2: -100 } }),
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}/v1/chat/completions`, { method: 'POST', timeout: 1800000,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+      let ttft = null, usage = null, text = '', buf = '', raw = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        if (res.statusCode !== 200) { raw += d; return; }
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const ev = buf.slice(0, i); buf = buf.slice(i + 2);
+          if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+          const j = JSON.parse(ev.slice(6));
+          if (j.usage) usage = j.usage;
+          const c = j.choices?.[0]?.delta?.content;
+          if (c) { if (ttft === null) ttft = performance.now() - t0; text += c; }
+        }
+      });
+      res.on('end', () => {
+        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${raw}`));
+        const total = performance.now() - t0;
+        if (!usage) return reject(new Error('the stream ended without usage'));
+        resolve({ ttft: ttft ?? total, total, tokens: usage.completion_tokens,
+          cached: usage.prompt_tokens_details?.cached_tokens ?? -1, prompt: usage.prompt_tokens, text });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 30 minutes')));
+    req.on('error', (e) => { console.error('request to', base, 'failed:', e.message); reject(e); });
+    req.end(body);
   });
-  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  let ttft = null, usage = null, text = '', buf = '';
-  const dec = new TextDecoder();
-  for await (const chunk of res.body) {
-    buf += dec.decode(chunk, { stream: true });
-    let i;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const ev = buf.slice(0, i); buf = buf.slice(i + 2);
-      if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
-      const j = JSON.parse(ev.slice(6));
-      if (j.usage) usage = j.usage;
-      const d = j.choices?.[0]?.delta?.content;
-      if (d) { if (ttft === null) ttft = performance.now() - t0; text += d; }
-    }
-  }
-  clearTimeout(timer);
-  const total = performance.now() - t0;
-  if (!usage) throw new Error('the stream ended without usage');
-  return { ttft: ttft ?? total, total, tokens: usage.completion_tokens,
-    cached: usage.prompt_tokens_details?.cached_tokens ?? -1, prompt: usage.prompt_tokens, text };
 }
 
 // Deterministic filler text: words from a seed.
@@ -121,6 +128,7 @@ function toolsSystem() {   // ~1,500 tokens: tool definitions and house rules, a
     '\nHouse rules: ' + words(100, 7);
 }
 
+const fmt = (x, d = 1) => (x === undefined ? '-' : x.toFixed(d));
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
 const summary = (rs, wall) => ({ tps: rs.reduce((a, r) => a + r.tokens, 0) / wall, ttft50: pct(rs.map((r) => r.ttft), 0.5),
   ttft99: pct(rs.map((r) => r.ttft), 0.99), wall, n: rs.length });
@@ -168,7 +176,6 @@ const LOADS = {
   },
 };
 
-const fmt = (x, d = 1) => (x === undefined ? '-' : x.toFixed(d));
 const results = { lfm2c: [], llama: [] };
 const order = only ? [only] : ['lfm2c', 'llama'];
 for (let round = 0; round < rounds; round++) {
@@ -176,10 +183,17 @@ for (let round = 0; round < rounds; round++) {
     const srv = await start(which);
     await chat(srv.base, [{ role: 'user', content: 'warm up' }], 2);
     const r = {};
-    for (const l of loads) r[l] = await LOADS[l](srv.base);
+    for (const l of loads) {
+      r[l] = await LOADS[l](srv.base);
+      const s = r[l];
+      if (l === 'ttft') console.log(`${which} ttft: ` + ['first', 'again', 'late', 'next'].map((k) =>
+        `${k} ${fmt(s[k].ttft)} ms (prompt ${s[k].prompt}, cached ${s[k].cached})`).join(', '));
+      else console.log(`${which} ${l}: ${fmt(s.tps)} tok/s, TTFT p50 ${fmt(s.ttft50)} ms, p99 ${fmt(s.ttft99)} ms, wall ${fmt(s.wall, 2)} s`);
+    }
     if (which === 'lfm2c') {
       const m = await (await fetch(`${srv.base}/metrics`)).text();
-      r.metrics = m.split('\n').filter((x) => /^lfm2c_(scheduler_seconds_total|checkpoint|prefix_copies)/.test(x));
+      r.metrics = m.split('\n').filter((x) => /^lfm2c_(scheduler_seconds_total|checkpoint|prefix_copies|prefill_tokens_total|generated_tokens_total|batch_steps)/.test(x));
+      console.log(`${which} metrics: ${r.metrics.join('; ')}`);
     }
     results[which].push(r);
     await stop(srv);
