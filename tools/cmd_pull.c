@@ -141,6 +141,7 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
     hub_opts o = {0};
     const char *draft_repo = NULL;
     int n = *argc;
+    const bool serve = n > 1 && !strcmp(argv[1], "serve");
     char **out = calloc((size_t)n + 5, sizeof *out);
     if (!out) return NULL;
     int k = 0;
@@ -149,6 +150,7 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         if (i > 0 && cli_hub_flag(a)) {
             if (!strcmp(a, "--offline")) {
                 o.offline = true;
+                if (serve) out[k++] = argv[i]; /* serve's own too: its pulls are refused */
                 continue;
             }
             if (i + 1 >= n) {
@@ -167,7 +169,7 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         out[k++] = argv[i];
     }
     if (!o.repo && !draft_repo) {
-        if (o.file || o.token || o.offline || o.revision) {
+        if (o.file || o.token || (o.offline && !serve) || o.revision) {
             cli_fail("-hff, --hf-token, --offline and --revision need -hf REPO");
             free(out);
             exit(2);
