@@ -530,6 +530,7 @@ static models_params serve_models_params(const serve_opts *o) {
                         .wait_s = o->timeout,
                         .log = log_line};
     mp.mp.n_threads = o->n_threads;
+    mp.mp.shared_threads = true; /* one pool: the loaded models' steps take turns */
     mp.mp.reference = o->reference;
     mp.mp.device = o->device;
     cli_kv_apply(&mp.mp);
