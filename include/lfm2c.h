@@ -50,6 +50,11 @@ typedef struct lfm2c_model_params {
                            is fragmented. CUDA models and no_populate opens map in AUTO. */
     int type_k, type_v; /* KV cache types of the sessions on the CPU: LFM2C_KV_* (0 = F16);
                            the CUDA backend keeps its own F32 cache and ignores them */
+    /* Run on one thread pool with every other model opened so in this process (a server
+     * holding several models): their forward passes take turns, first come first served, so a
+     * pass of one waits at most for the others' current ones. The first such model sizes the
+     * pool (n_threads); each model's own decode calls still must not run concurrently. */
+    bool shared_threads;
 } lfm2c_model_params;
 
 enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1, LFM2C_DEVICE_VULKAN = 2 };

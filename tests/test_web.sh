@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_web.sh LFM2C — the chat page at "/" of `lfm2c serve`: served from the binary without the API
 # key, then driven in headless Chromium (tests/web/chat_page.mjs, puppeteer-core) against the real
-# server on loopback with --api-key. Screenshots: <build dir>/web-screenshots/*.png.
+# server on loopback with --api-key and two models (the picker). Screenshots:
+# <build dir>/web-screenshots/*.png.
 set -u
 bin=$1; here=$(cd "$(dirname "$0")" && pwd)
 pass=0; fail=0
@@ -19,7 +20,7 @@ fi
 tmp=$(mktemp -d); pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 shots="$(cd "$(dirname "$bin")" && pwd)/web-screenshots"; mkdir -p "$shots"
-"$bin" serve -m "$here/data/lfm2-kq-moe-q4_k_m.gguf" -t 1 -np 2 -c 2048 --host 127.0.0.1 --port 0 \
+"$bin" serve -m "$here/data/lfm2-kq-moe-q4_k_m.gguf" -m "$here/data/lfm2-tiny-dense-q8_0.gguf" -t 1 -np 2 -c 2048 --host 127.0.0.1 --port 0 \
   --api-key sekrit >"$tmp/out" 2>"$tmp/err" & pid=$!
 port=
 for _ in $(seq 200); do

@@ -8,7 +8,9 @@
 #define CLI_COMMANDS(X) \
     X(run, "answer a prompt (the model's chat template; --raw: continue the text)") \
     X(chat, "interactive multi-turn chat") \
-    X(serve, "OpenAI-compatible HTTP server") \
+    X(serve, "HTTP server of your models (OpenAI, Responses, Anthropic, Ollama APIs)") \
+    X(ps, "models a running server has loaded") \
+    X(stop, "unload a model from a running server") \
     X(logits, "write the logits at every position (float32)") \
     X(embed, "one vector per text: a hidden state, pooled") \
     X(info, "architecture, layer plan, tensor types, memory") \

@@ -6,7 +6,6 @@
 #include "hub/hub.h"
 #include "base/clock.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -142,6 +141,7 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
     hub_opts o = {0};
     const char *draft_repo = NULL;
     int n = *argc;
+    const bool serve = n > 1 && !strcmp(argv[1], "serve");
     char **out = calloc((size_t)n + 5, sizeof *out);
     if (!out) return NULL;
     int k = 0;
@@ -150,6 +150,7 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         if (i > 0 && cli_hub_flag(a)) {
             if (!strcmp(a, "--offline")) {
                 o.offline = true;
+                if (serve) out[k++] = argv[i]; /* serve's own too: its pulls are refused */
                 continue;
             }
             if (i + 1 >= n) {
@@ -168,7 +169,7 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         out[k++] = argv[i];
     }
     if (!o.repo && !draft_repo) {
-        if (o.file || o.token || o.offline || o.revision) {
+        if (o.file || o.token || (o.offline && !serve) || o.revision) {
             cli_fail("-hff, --hf-token, --offline and --revision need -hf REPO");
             free(out);
             exit(2);
@@ -253,83 +254,12 @@ int cmd_pull(int argc, char **argv) {
 
 /* ---------- list / rm ---------- */
 
-static char *cache_dir(void) {
-#ifdef LFM2C_HAVE_HUB
-    return lfm2c_hub_cache_dir(NULL);
-#else
-    const char *e = getenv("HF_HUB_CACHE"), *h = getenv("HF_HOME"), *home = getenv("HOME");
-    char buf[4096];
-    if (e && *e) snprintf(buf, sizeof buf, "%s", e);
-    else if (h && *h) snprintf(buf, sizeof buf, "%s/hub", h);
-    else snprintf(buf, sizeof buf, "%s/.cache/huggingface/hub", home ? home : ".");
-    return strdup(buf);
-#endif
-}
-
-/* "models--ORG--NAME" -> "ORG/NAME" */
-static bool repo_of_dir(const char *d, char *out, size_t cap) {
-    if (strncmp(d, "models--", 8)) return false;
-    const char *s = strstr(d + 8, "--");
-    if (!s || (size_t)(s - d - 8) + strlen(s + 2) + 2 > cap) return false;
-    snprintf(out, cap, "%.*s/%s", (int)(s - d - 8), d + 8, s + 2);
-    return true;
-}
-
-static bool quant_of(const char *name, char *q, size_t cap) {
-#ifdef LFM2C_HAVE_HUB
-    return lfm2c_hub_quant_of(name, q, cap);
-#else
-    (void)name;
-    snprintf(q, cap, "?");
-    return true;
-#endif
-}
-
-typedef void (*gguf_visit)(void *u, const char *repo, const char *snapdir, const char *name, const char *full);
-
-static void walk_cache(const char *cache, const char *only_repo, gguf_visit fn, void *u) {
-    DIR *d = opendir(cache);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char repo[512];
-        if (!repo_of_dir(e->d_name, repo, sizeof repo)) continue;
-        if (only_repo && strcasecmp(repo, only_repo)) continue;
-        char snaps[4096];
-        snprintf(snaps, sizeof snaps, "%s/%s/snapshots", cache, e->d_name);
-        DIR *sd = opendir(snaps);
-        if (!sd) continue;
-        struct dirent *c;
-        while ((c = readdir(sd))) {
-            if (c->d_name[0] == '.') continue;
-            char snap[4096 + 256];
-            snprintf(snap, sizeof snap, "%s/%s", snaps, c->d_name);
-            DIR *fd = opendir(snap);
-            if (!fd) continue;
-            struct dirent *f;
-            while ((f = readdir(fd))) {
-                size_t n = strlen(f->d_name);
-                if (n < 5 || strcasecmp(f->d_name + n - 5, ".gguf")) continue;
-                char full[8192];
-                snprintf(full, sizeof full, "%s/%s", snap, f->d_name);
-                fn(u, repo, snap, f->d_name, full);
-            }
-            closedir(fd);
-        }
-        closedir(sd);
-    }
-    closedir(d);
-}
-
-static void list_one(void *u, const char *repo, const char *snap, const char *name, const char *full) {
+static void list_one(void *u, const lfm2c_hub_file *f) {
     int *count = u;
-    struct stat st;
-    char q[32] = "-", sz[32];
-    if (stat(full, &st)) return; /* a dangling link: the blob was removed */
-    quant_of(name, q, sizeof q);
-    human((uint64_t)st.st_size, sz, sizeof sz);
+    char sz[32];
+    human(f->bytes, sz, sizeof sz);
     if (!*count) printf("%-40s %-10s %10s  %s\n", "REPO", "QUANT", "SIZE", "FILE");
-    printf("%-40s %-10s %10s  %s\n", repo, q, sz, name);
+    printf("%-40s %-10s %10s  %s\n", f->repo, *f->quant ? f->quant : "-", sz, f->file);
     ++*count;
 }
 
@@ -343,42 +273,17 @@ int cmd_list(int argc, char **argv) {
         cli_fail("list: unknown argument '%s'", argv[i]);
         return 2;
     }
-    char *cache = cache_dir();
+    char *cache = lfm2c_hub_cache_dir(NULL);
     int count = 0;
-    walk_cache(cache, NULL, list_one, &count);
+    lfm2c_hub_list(cache, NULL, list_one, &count);
     if (!count) fprintf(stderr, "no GGUF models in %s (lfm2c pull ORG/NAME[:QUANT] fetches one)\n", cache);
     free(cache);
     return 0;
 }
 
-typedef struct {
-    const char *quant;
-    int removed;
-    bool fail;
-} rm_state;
-
-static void rm_one(void *u, const char *repo, const char *snap, const char *name, const char *full) {
-    rm_state *st = u;
-    char q[32];
-    if (st->quant && (!quant_of(name, q, sizeof q) || strcasecmp(q, st->quant))) return;
-    char target[4096];
-    ssize_t n = readlink(full, target, sizeof target - 1);
-    if (n > 0) {
-        target[n] = 0;
-        char blob[8192 + 4096];
-        snprintf(blob, sizeof blob, "%s/%s", snap, target);
-        if (unlink(blob) && errno != ENOENT) {
-            cli_fail("cannot remove '%s': %s", blob, strerror(errno));
-            st->fail = true;
-        }
-    }
-    if (unlink(full)) {
-        cli_fail("cannot remove '%s': %s", full, strerror(errno));
-        st->fail = true;
-        return;
-    }
-    fprintf(stderr, "removed %s %s\n", repo, name);
-    st->removed++;
+static void rm_said(void *u, const lfm2c_hub_file *f) {
+    (void)u;
+    fprintf(stderr, "removed %s %s\n", f->repo, f->file);
 }
 
 int cmd_rm(int argc, char **argv) {
@@ -403,14 +308,11 @@ int cmd_rm(int argc, char **argv) {
     snprintf(repo, sizeof repo, "%s", spec);
     char *colon = strchr(repo, ':');
     if (colon) *colon = 0;
-    rm_state st = {colon ? colon + 1 : NULL, 0, false};
-    char *cache = cache_dir();
-    walk_cache(cache, repo, rm_one, &st);
+    char *cache = lfm2c_hub_cache_dir(NULL);
+    lfm2c_error err = {0};
+    int removed = lfm2c_hub_remove(cache, repo, colon ? colon + 1 : NULL, rm_said, NULL, &err);
     free(cache);
-    if (st.fail) return 1;
-    if (!st.removed) {
-        cli_fail("%s is not in the cache (see lfm2c list)", spec);
-        return 1;
-    }
+    if (removed < 0) return cli_fail("%s", err.msg);
+    if (!removed) return cli_fail("%s is not in the cache (see lfm2c list)", spec);
     return 0;
 }

@@ -1,15 +1,20 @@
-/* cmd_serve.c — `lfm2c serve`: the OpenAI-compatible HTTP server. It listens before the model is
- * loaded (GET /health answers, GET /ready is 503 until the model is in). SIGINT/SIGTERM stop it
- * within a bounded time: with --drain-timeout it first drains (no new requests, running ones
- * finish, bounded); then requests are cancelled, open connections cut, and a watchdog ends the
- * process if that still takes more than SHUTDOWN_LIMIT_S seconds (or on a second signal). */
+/* cmd_serve.c — `lfm2c serve`: the HTTP server of every model the user has: the files given
+ * (-m, repeatable) and, with --models or no -m at all, every GGUF of the Hugging Face cache
+ * (serve/models.h: loaded on demand, unloaded when idle). It listens before the first model is
+ * loaded (GET /health answers, GET /ready is 503 until the first -m model is in). SIGINT/SIGTERM
+ * stop it within a bounded time: with --drain-timeout it first drains (no new requests, running
+ * ones finish, bounded); then requests are cancelled, open connections cut, and a watchdog ends
+ * the process if that still takes more than SHUTDOWN_LIMIT_S seconds (or on a second signal). */
 #include "cli.h"
+#include "serve/models.h"
 #include "serve/scheduler.h"
 #include "serve/server.h"
+#include "hub/hub.h"
 #include "base/clock.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -21,12 +26,24 @@
 #include <time.h>
 
 static const char USAGE[] =
-    "usage: lfm2c serve -m MODEL.gguf [options]\n"
+    "usage: lfm2c serve [-m MODEL.gguf ...] [--models] [options]\n"
+    "  -m, --model FILE      a model to serve; repeatable (the first is the default of requests naming\n"
+    "                        none, and is loaded at start)\n"
+    "  --models              also every GGUF of the Hugging Face cache ('lfm2c list'), named ORG/NAME:QUANT\n"
+    "                        (the default without -m); models pulled meanwhile are seen too\n"
+    "  --keep-alive D        how long an idle model stays loaded: 5m, 1h30m, 300 (seconds), 0 (unload\n"
+    "                        after each answer), -1 (never); default 5m, never with a single -m model.\n"
+    "                        Ollama requests' keep_alive overrides it\n"
+    "  --memory-budget B     memory the loaded models may hold (files + KV caches): bytes, 8G, 512M or\n"
+    "                        50% of RAM (default 80%); past it the least recently used idle model is\n"
+    "                        unloaded before another loads\n"
+    "  --max-loaded N        models loaded at once (default: as many as the budget holds)\n"
+    "  --no-pull             refuse POST /api/pull (also --offline: the Hub is never asked)\n"
     "  --host ADDR           IPv4 address to bind (default 127.0.0.1: loopback only)\n"
     "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  --ollama              default port 11434, where Ollama clients look (the OpenAI, Responses,\n"
     "                        Anthropic and Ollama APIs are served on every port)\n"
-    "  -np, --parallel N     slots decoded together (default 4)\n"
+    "  -np, --parallel N     slots decoded together, per loaded model (default 4)\n"
     "  -c, --ctx-size N      context per slot (default 4096, at most the model's)\n"
     "  -t, --threads N       worker threads (default: one per physical core)\n"
     "  --queue N             requests that may wait for a slot before 503 (default 256)\n"
@@ -34,12 +51,12 @@ static const char USAGE[] =
     "                        decoding slots' tokens (default 512; 2048 with --device cuda)\n"
     "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
     "  --api-key-file F      the same, key read from the first line of F\n"
-    "  --alias NAME          model id shown by /v1/models and in responses (at most 256 bytes);\n"
-    "                        requests naming another model get 404 model_not_found (the file\n"
-    "                        name also works)\n"
-    "  --accept-any-model    answer requests whatever 'model' they name (clients with a fixed name)\n"
-    "  --lora NAME=PATH[:S]  serve a LoRA adapter (PEFT folder or GGUF; scale S, default 1) besides\n"
-    "                        the base: requests naming model NAME or ALIAS:NAME run with it;\n"
+    "  --alias NAME          the first model's id in /v1/models and answers (at most 256 bytes; the\n"
+    "                        file name also works); a request naming no model served gets a 404\n"
+    "                        worded as its API words it\n"
+    "  --accept-any-model    a request naming a model not served runs on the first (clients with a fixed name)\n"
+    "  --lora [MODEL:]NAME=PATH[:S]  a LoRA adapter (PEFT folder or GGUF; scale S, default 1) of the\n"
+    "                        first model, or of MODEL: requests naming NAME or MODEL:NAME run with it;\n"
     "                        listed by /v1/models and /api/tags; repeatable (up to 64)\n"
     "  --metrics             serve Prometheus metrics at GET /metrics\n"
     "  --chat-template-file F  Jinja chat template instead of the model's\n"
@@ -75,7 +92,8 @@ static const char USAGE[] =
     "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
     "  --ckpt-every N  --ckpt-max N  prefix reuse: a conv checkpoint every N positions, at most N per\n"
     "                        slot (32, 32; memory in /metrics lfm2c_checkpoint_bytes)\n"
-    "  -md FILE / -hfd REPO  speculative decoding with a draft model (same vocabulary), per slot\n"
+    "  -md FILE / -hfd REPO  speculative decoding of the first model with a draft model (same\n"
+    "                        vocabulary), per slot\n"
     "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
     "  --draft-max N  --draft-min N  --draft-p-min P  (16, 0, 0.75; per request: speculative.n_max,\n"
     "                        speculative.n_min, speculative.p_min, n_max at most --draft-max)\n"
@@ -165,13 +183,13 @@ static void log_line(void *user, const char *line) {
 
 /* Drain: /ready and new requests answer 503 so balancers go elsewhere; admitted requests run
  * on until none is left or timeout_s passes. False when cut short (time or a second signal). */
-static bool drain(server *srv, sched *s, int timeout_s, const sigset_t *stop_set) {
+static bool drain(server *srv, serve_models *models, int timeout_s, const sigset_t *stop_set) {
     server_drain(srv);
     fprintf(stderr, "lfm2c: draining (up to %d s; a second signal stops at once)\n", timeout_s);
     double end = lfm2c_now_s() + timeout_s;
     while (lfm2c_now_s() < end) {
         sched_stats st;
-        sched_get_stats(s, &st);
+        models_stats(models, &st); /* every loaded model's slots and queue */
         if (st.active_slots == 0 && st.queue_depth == 0) return true;
         struct timespec ts = {0, 50 * 1000 * 1000};
         if (sigtimedwait(stop_set, NULL, &ts) > 0) return false;
@@ -179,13 +197,15 @@ static bool drain(server *srv, sched *s, int timeout_s, const sigset_t *stop_set
     return false;
 }
 
-enum { SERVE_MAX_LORA = 64 };
+enum { SERVE_MAX_LORA = 64, SERVE_MAX_MODELS = 64 };
 
-/* --lora NAME=PATH[:SCALE] (PATH alone: NAME is its file name without .gguf) */
-static int parse_lora(const char *v, char **name, char **path, float *scale) {
+/* --lora [MODEL:]NAME=PATH[:SCALE] (PATH alone: NAME is its file name without .gguf; MODEL: the
+ * model it adapts, NULL for the first) */
+static int parse_lora(const char *v, char **model, char **name, char **path, float *scale) {
     const char *eq = strchr(v, '=');
     char *p = strdup(eq ? eq + 1 : v), *colon = strrchr(p, ':');
     *scale = 1;
+    *model = NULL;
     if (colon && colon[1]) {
         char *end;
         double s = strtod(colon + 1, &end);
@@ -196,24 +216,34 @@ static int parse_lora(const char *v, char **name, char **path, float *scale) {
     }
     const char *base = strrchr(p, '/');
     base = base && base[1] ? base + 1 : p;
-    *name = eq ? strndup(v, (size_t)(eq - v))
+    const char *left = NULL; /* MODEL:NAME: the last ':' before the '=' */
+    for (const char *c = v; eq && c < eq; c++)
+        if (*c == ':') left = c;
+    if (left) *model = strndup(v, (size_t)(left - v));
+    const char *nm = left ? left + 1 : v;
+    *name = eq ? strndup(nm, (size_t)(eq - nm))
                : strndup(base, strlen(base) > 5 && !strcmp(base + strlen(base) - 5, ".gguf") ? strlen(base) - 5
                                                                                              : strlen(base));
     *path = p;
-    if (!**name || !*p || strchr(*name, ':') || strchr(*name, '/'))
-        return cli_fail("--lora expects NAME=PATH[:SCALE] (a NAME without ':' or '/'), got '%s'", v);
+    if (!**name || !*p || strchr(*name, ':') || strchr(*name, '/') || (*model && !**model))
+        return cli_fail("--lora expects [MODEL:]NAME=PATH[:SCALE] (a NAME without ':' or '/'), got '%s'", v);
     return 0;
 }
 
 /* What serve's options set; serve_opts_init gives the defaults. */
 typedef struct serve_opts {
-    const char *model_path, *host, *api_key, *key_file, *alias, *tmpl_file, *cors;
+    const char *host, *api_key, *key_file, *alias, *tmpl_file, *cors, *keep_alive_s, *budget_s;
+    const char *model_paths[SERVE_MAX_MODELS];
+    int n_models;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
     int max_detok, max_messages, max_stop, drain_timeout, ready_queue_max, reasoning_format, reasoning_budget;
-    int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max;
+    int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max, max_loaded;
     long max_req_mem, max_body, max_tok_bytes;
-    bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script;
-    char *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
+    bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script, cache_models;
+    bool no_pull, offline;
+    double keep_alive; /* seconds; < 0 forever */
+    size_t budget;
+    char *lora_models[SERVE_MAX_LORA], *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
     float lora_scales[SERVE_MAX_LORA];
     cli_spec spec;
 } serve_opts;
@@ -250,7 +280,6 @@ typedef struct serve_option {
 #define SO(name, alias, kind, field) \
     { name, alias, kind, offsetof(serve_opts, field) }
 static const serve_option SERVE_OPTIONS[] = {
-    SO("-m", "--model", SO_STR, model_path),
     SO("--host", NULL, SO_STR, host),
     SO("-np", "--parallel", SO_INT, n_slots),
     SO("--queue", NULL, SO_INT, queue),
@@ -261,6 +290,12 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--metrics", NULL, SO_TRUE, metrics),
     SO("--ollama", NULL, SO_TRUE, ollama),
     SO("--accept-any-model", NULL, SO_TRUE, any_model),
+    SO("--models", NULL, SO_TRUE, cache_models),
+    SO("--no-pull", NULL, SO_TRUE, no_pull),
+    SO("--offline", NULL, SO_TRUE, offline),
+    SO("--keep-alive", NULL, SO_STR, keep_alive_s),
+    SO("--memory-budget", NULL, SO_STR, budget_s),
+    SO("--max-loaded", NULL, SO_INT, max_loaded),
     SO("--reference", NULL, SO_TRUE, reference),
     SO("--no-prefix-reuse", NULL, SO_TRUE, no_reuse),
     SO("--ckpt-every", NULL, SO_INT, ckpt_every),
@@ -302,11 +337,11 @@ static bool serve_option_take(serve_opts *o, int argc, char **argv, int *i) {
     return false;
 }
 
-/* --lora NAME=PATH[:SCALE], once more: 0, or 2 with the message said */
+/* --lora [MODEL:]NAME=PATH[:SCALE], once more: 0, or 2 with the message said */
 static int serve_add_lora(serve_opts *o, const char *v) {
     const int n = o->n_lora;
     if (n == SERVE_MAX_LORA) return cli_fail("--lora: at most %d adapters", SERVE_MAX_LORA), 2;
-    if (parse_lora(v, &o->lora_names[n], &o->lora_paths[n], &o->lora_scales[n])) return 2;
+    if (parse_lora(v, &o->lora_models[n], &o->lora_names[n], &o->lora_paths[n], &o->lora_scales[n])) return 2;
     for (int k = 0; k < n; k++)
         if (!strcmp(o->lora_names[k], o->lora_names[n]))
             return cli_fail("--lora: the name '%s' is given twice", o->lora_names[k]), 2;
@@ -322,6 +357,9 @@ static int serve_parse(int argc, char **argv, serve_opts *o) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (o->n_models == SERVE_MAX_MODELS) return cli_fail("-m: at most %d models", SERVE_MAX_MODELS), 2;
+            o->model_paths[o->n_models++] = cli_value(argc, argv, &i);
         } else if (!strcmp(a, "--port")) {
             o->port = cli_int(a, cli_value(argc, argv, &i));
             o->port_set = true;
@@ -348,12 +386,23 @@ static int serve_parse(int argc, char **argv, serve_opts *o) {
     return -1;
 }
 
+/* The models' options: which models, how long they stay, how many fit: 0, or 2 said. */
+static int serve_check_models(serve_opts *o) {
+    if (!o->n_models) o->cache_models = true;                        /* no file: the cache's models */
+    o->keep_alive = o->n_models == 1 && !o->cache_models ? -1 : 300; /* one model: kept */
+    if (o->keep_alive_s && !dl_parse_duration(o->keep_alive_s, &o->keep_alive))
+        return cli_fail("--keep-alive takes a duration (5m, 1h30m, 300 seconds, 0, -1), not '%s'", o->keep_alive_s), 2;
+    o->budget = models_default_budget();
+    if (o->budget_s && (!models_parse_bytes(o->budget_s, &o->budget) || o->budget < (1u << 20)))
+        return cli_fail("--memory-budget takes bytes (at least 1M), 8G, 512M or 50%%, not '%s'", o->budget_s), 2;
+    if (o->max_loaded < 0) return cli_fail("--max-loaded must be >= 0 (0: no bound)"), 2;
+    if (o->alias && !o->n_models) return cli_fail("--alias names the first -m model: give one"), 2;
+    return 0;
+}
+
 /* The options' ranges and combinations: 0, or 2 with the message said. */
 static int serve_check(serve_opts *o) {
-    if (!o->model_path)
-        return cli_fail("serve: no model given: lfm2c serve MODEL, -m MODEL.gguf or -hf ORG/NAME[:QUANT] ('lfm2c serve "
-                        "--help')"),
-               2;
+    if (serve_check_models(o)) return 2;
     if (o->ollama && !o->port_set) o->port = 11434; /* --port wins over --ollama */
     if (o->port < 0 || o->port > 65535) return cli_fail("--port must be 0..65535"), 2;
     if (o->n_slots < 1 || o->n_slots > 1024) return cli_fail("-np must be 1..1024"), 2;
@@ -392,23 +441,18 @@ static int serve_check(serve_opts *o) {
 
 /* What a running server holds; serve_close frees whatever is set, in the shutdown's order. */
 typedef struct serve_run {
-    char *key_buf, *tmpl;
+    char *key_buf, *tmpl, *cache;
     server *srv;
-    lfm2c_model *model, *draft;
-    lfm2c_lora *loras[SERVE_MAX_LORA];
-    sched *s;
-    int n_ctx;
+    serve_models *models;
 } serve_run;
 
 static void serve_close(serve_run *r) {
-    if (r->s) sched_shutdown(r->s); /* ends running requests: open streams finish, handlers return */
+    models_shutdown(r->models); /* ends running requests: open streams finish, handlers return */
     if (r->srv) server_stop(r->srv);
-    if (r->s) sched_free(r->s);
-    for (int k = 0; k < SERVE_MAX_LORA; k++) lfm2c_lora_free(r->loras[k]);
-    lfm2c_model_free(r->model);
-    lfm2c_model_free(r->draft);
+    models_free(r->models);
     free(r->key_buf);
     free(r->tmpl);
+    free(r->cache);
 }
 
 /* The API key (from its file) and the chat template file: 0, or the exit code with the message said. */
@@ -426,11 +470,14 @@ static int serve_read_files(serve_opts *o, serve_run *r) {
 
 /* Starts listening (/health answers while the model loads): 0, or the exit code. */
 static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
-    const char *base = strrchr(o->model_path, '/');
+    const char *first = o->n_models ? o->model_paths[0] : NULL, *base = first ? strrchr(first, '/') : NULL;
+    r->cache = lfm2c_hub_cache_dir(NULL);
     *p = (server_params){.host = o->host,
                          .port = o->port,
                          .api_key = o->api_key,
-                         .alias = o->alias ? o->alias : (base ? base + 1 : o->model_path),
+                         .alias = o->alias ? o->alias
+                                  : first  ? (base ? base + 1 : first)
+                                           : "lfm2c",
                          .chat_template = r->tmpl,
                          .reasoning_format = o->reasoning_format,
                          .pooling = o->pooling,
@@ -441,7 +488,6 @@ static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
                          .max_body = (size_t)o->max_body,
                          .max_request_memory = (size_t)o->max_req_mem,
                          .n_ctx = o->n_ctx,
-                         .model_file = base ? base + 1 : o->model_path,
                          .cors_origin = o->cors,
                          .idle_timeout = o->idle_timeout,
                          .timeout = o->timeout,
@@ -454,67 +500,113 @@ static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
                          .max_messages = o->max_messages,
                          .max_stop_bytes = o->max_stop,
                          .any_model = o->any_model,
-                         .n_lora = o->n_lora,
-                         .lora_names = (const char *const *)o->lora_names,
-                         .loras = r->loras,
-                         .lora_scales = o->lora_scales,
+                         .cache_dir = r->cache,
+                         .no_pull = o->no_pull,
+                         .offline = o->offline,
                          .log = log_line};
     lfm2c_error err = {0};
-    if (!(r->srv = server_start(NULL, NULL, p, &err))) return cli_fail("%s", err.msg);
+    if (!(r->srv = server_start(p, &err))) return cli_fail("%s", err.msg);
     return 0;
 }
 
-/* The model, its adapters, the draft model and the scheduler, attached to the server: 0, or the exit code. */
-static int serve_load(const serve_opts *o, serve_run *r) {
+/* How every model opens and runs: the registry's parameters. */
+static models_params serve_models_params(const serve_opts *o) {
+    models_params mp = {.mp = lfm2c_model_default_params(),
+                        .sp = {.n_slots = o->n_slots,
+                               .n_ctx = o->n_ctx,
+                               .queue_max = o->queue,
+                               .prefill_chunk = o->prefill_chunk > 0             ? o->prefill_chunk
+                                                : o->device == LFM2C_DEVICE_CUDA ? 2048
+                                                                                 : 512,
+                               .no_prefix_reuse = o->no_reuse,
+                               .ckpt_every = o->ckpt_every,
+                               .ckpt_max = o->ckpt_max,
+                               .spec_on = cli_spec_on(&o->spec),
+                               .spec = lfm2c_spec_default_params()},
+                        .draft_path = o->spec.draft_path,
+                        .memory_budget = o->budget,
+                        .max_loaded = o->max_loaded,
+                        .keep_alive = o->keep_alive,
+                        .wait_s = o->timeout,
+                        .log = log_line};
+    mp.mp.n_threads = o->n_threads;
+    mp.mp.shared_threads = true; /* one pool: the loaded models' steps take turns */
+    mp.mp.reference = o->reference;
+    mp.mp.device = o->device;
+    cli_kv_apply(&mp.mp);
+    mp.sp.spec.draft_max = o->spec.draft_max;
+    mp.sp.spec.draft_min = o->spec.draft_min;
+    mp.sp.spec.draft_p_min = (float)o->spec.p_min;
+    mp.sp.spec.lookup_min = o->spec.lookup_min;
+    mp.sp.spec.lookup_max = o->spec.lookup_max;
+    return mp;
+}
+
+/* The registry: the files given, the cache's models, the adapters: 0, or the exit code said. */
+static int serve_add_models(const serve_opts *o, serve_run *r) {
     lfm2c_error err = {0};
-    lfm2c_model_params mp = lfm2c_model_default_params();
-    mp.n_threads = o->n_threads;
-    mp.reference = o->reference;
-    mp.device = o->device;
-    cli_kv_apply(&mp);
-    if (!(r->model = lfm2c_model_open(o->model_path, &mp, &err))) return cli_fail("%s", err.msg);
-    cli_report_device(r->model);
-    const lfm2c_model_info *mi = lfm2c_model_get_info(r->model);
-    r->n_ctx = mi->n_ctx_train > 0 && o->n_ctx > mi->n_ctx_train ? mi->n_ctx_train : o->n_ctx;
+    for (int i = 0; i < o->n_models; i++)
+        if (models_add_file(r->models, o->model_paths[i], i == 0 ? o->alias : NULL, &err))
+            return cli_fail("%s", err.msg);
+    if (o->cache_models) models_add_cache(r->models, r->cache, true);
     for (int k = 0; k < o->n_lora; k++)
-        if (!(r->loras[k] = lfm2c_lora_load(r->model, o->lora_paths[k], &err)))
+        if (models_add_lora(r->models, o->lora_models[k], o->lora_names[k], o->lora_paths[k], o->lora_scales[k], &err))
             return cli_fail("--lora %s: %s", o->lora_names[k], err.msg);
-    sched_params sp = {.n_slots = o->n_slots,
-                       .n_ctx = r->n_ctx,
-                       .queue_max = o->queue,
-                       .prefill_chunk = o->prefill_chunk > 0             ? o->prefill_chunk
-                                        : o->device == LFM2C_DEVICE_CUDA ? 2048
-                                                                         : 512,
-                       .no_prefix_reuse = o->no_reuse,
-                       .ckpt_every = o->ckpt_every,
-                       .ckpt_max = o->ckpt_max,
-                       .spec_on = cli_spec_on(&o->spec),
-                       .spec = lfm2c_spec_default_params()};
-    if (o->spec.draft_path && !(r->draft = lfm2c_model_open(o->spec.draft_path, &mp, &err)))
-        return cli_fail("draft model: %s", err.msg);
-    sp.draft = r->draft;
-    sp.spec.draft_max = o->spec.draft_max;
-    sp.spec.draft_min = o->spec.draft_min;
-    sp.spec.draft_p_min = (float)o->spec.p_min;
-    sp.spec.lookup_min = o->spec.lookup_min;
-    sp.spec.lookup_max = o->spec.lookup_max;
-    if (!(r->s = sched_new(r->model, &sp, &err))) return cli_fail("%s%s", r->draft ? "draft model: " : "", err.msg);
-    server_attach(r->srv, r->model, r->s, r->n_ctx);
+    if (models_count(r->models) || o->n_models) return 0;
+    if (o->no_pull || o->offline)
+        return cli_fail(
+            "serve: no model: give -m MODEL.gguf, or pull one first: lfm2c pull LiquidAI/LFM2-1.2B-GGUF (the "
+            "cache %s is empty)",
+            r->cache);
+    fprintf(stderr,
+            "lfm2c: no models yet (%s is empty): pull one with 'lfm2c pull LiquidAI/LFM2-1.2B-GGUF' or POST /api/pull "
+            "to this server ('ollama pull LiquidAI/LFM2-1.2B-GGUF' with OLLAMA_HOST set to it)\n",
+            r->cache);
     return 0;
 }
 
-static void serve_announce(const serve_opts *o, const serve_run *r, const server_params *p) {
-    fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", p->alias,
-            lfm2c_model_get_info(r->model)->arch, o->n_slots, r->n_ctx, o->host, server_port(r->srv),
-            o->api_key ? " (API key required)" : "");
-    for (int k = 0; k < o->n_lora; k++) {
-        fprintf(stderr, "lfm2c: LoRA adapter '%s' (%s, scale %g, %d matrices)\n", o->lora_names[k], o->lora_paths[k],
-                o->lora_scales[k], lfm2c_lora_n_matrices(r->loras[k]));
-        cli_lora_describe(o->lora_names[k], r->loras[k]); /* the modules and layers it changes */
+/* The registry filled and the first model given loaded (its errors are start-up errors), the
+ * server ready: 0, or the exit code. */
+static int serve_load(const serve_opts *o, serve_run *r) {
+    models_params mp = serve_models_params(o);
+    if (!(r->models = models_new(&mp, server_shared(r->srv)))) return cli_fail("out of memory");
+    server_set_models(r->srv, r->models);
+    int rc = serve_add_models(o, r);
+    if (rc) return rc;
+    if (o->n_models) { /* the first model is loaded now: a bad file or adapter stops the start */
+        int lora, status;
+        char msg[400];
+        serve_api *api = models_acquire(r->models, NULL, NAN, &lora, &status, msg, sizeof msg);
+        if (!api) return cli_fail("%s", msg[0] ? msg : "cannot load the model");
+        cli_report_device(api->model);
+        models_release(api);
     }
+    server_ready(r->srv);
+    return 0;
+}
+
+static void serve_announce(const serve_opts *o, const serve_run *r) {
+    model_row *rows = NULL;
+    int n = models_list(r->models, false, &rows);
+    if (n == 1 && rows[0].facts.ok)
+        fprintf(stderr, "lfm2c: serving %s (%s, %d slots x %d ctx) on http://%s:%d%s\n", rows[0].id,
+                rows[0].facts.info.arch, o->n_slots, rows[0].facts.n_ctx, o->host, server_port(r->srv),
+                o->api_key ? " (API key required)" : "");
+    else
+        fprintf(stderr,
+                "lfm2c: serving %d models (%d slots each, loaded on demand; --memory-budget %.1f GiB) on "
+                "http://%s:%d%s\n",
+                n, o->n_slots, (double)o->budget / (1 << 30), o->host, server_port(r->srv),
+                o->api_key ? " (API key required)" : "");
+    for (int i = 0; n > 1 && i < n; i++)
+        fprintf(stderr, "lfm2c:   %s%s\n", rows[i].id, rows[i].state == MODEL_LOADED ? " (loaded)" : "");
+    free(rows);
+    for (int k = 0; k < o->n_lora; k++)
+        fprintf(stderr, "lfm2c: LoRA adapter '%s' of %s (%s, scale %g)\n", o->lora_names[k],
+                o->lora_models[k] ? o->lora_models[k] : "the first model", o->lora_paths[k], o->lora_scales[k]);
     if (cli_spec_on(&o->spec))
         fprintf(stderr, "lfm2c: speculative decoding: %s, draft-max %d\n",
-                r->draft ? o->spec.draft_path : "prompt lookup", o->spec.draft_max);
+                o->spec.draft_path ? o->spec.draft_path : "prompt lookup", o->spec.draft_max);
     printf("listening on %s:%d\n", o->host, server_port(r->srv)); /* tests and scripts wait for this line */
     fflush(stdout);
 }
@@ -540,11 +632,11 @@ int cmd_serve(int argc, char **argv) {
         serve_close(&r);
         return rc;
     }
-    serve_announce(&o, &r, &p);
+    serve_announce(&o, &r);
 
     int sig = 0;
     sigwait(&stop_set, &sig);
-    if (o.drain_timeout > 0 && !drain(r.srv, r.s, o.drain_timeout, &stop_set))
+    if (o.drain_timeout > 0 && !drain(r.srv, r.models, o.drain_timeout, &stop_set))
         fprintf(stderr, "lfm2c: drain cut short\n");
     fprintf(stderr, "lfm2c: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     pthread_t dog;

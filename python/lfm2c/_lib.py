@@ -26,7 +26,7 @@ class ErrorStruct(ctypes.Structure):
 class ModelParams(ctypes.Structure):
     _fields_ = [("n_threads", ctypes.c_int), ("reference", ctypes.c_bool), ("device", ctypes.c_int),
                 ("no_populate", ctypes.c_bool), ("hugepages", ctypes.c_int),
-                ("type_k", ctypes.c_int), ("type_v", ctypes.c_int)]
+                ("type_k", ctypes.c_int), ("type_v", ctypes.c_int), ("shared_threads", ctypes.c_bool)]
 
 
 class ModelInfo(ctypes.Structure):

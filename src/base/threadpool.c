@@ -108,6 +108,10 @@ struct threadpool {
     atomic_int *stat_fd; /* each worker's /proc/thread-self/schedstat, or -1 */
     worker_arg *wargs;
     adapt ad; /* touched by the caller of threadpool_run / threadpool_step only */
+    /* turns (threadpool_turn_begin): tickets handed out and served, in order */
+    pthread_mutex_t turn_mu;
+    pthread_cond_t turn_cv;
+    unsigned long next_ticket, serving;
 #if !defined(__linux__)
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -425,6 +429,8 @@ threadpool *threadpool_new(int n_threads) {
     }
     for (int i = 0; i < n_threads; i++) atomic_init(&p->stat_fd[i], -1);
     adapt_init(&p->ad);
+    pthread_mutex_init(&p->turn_mu, NULL);
+    pthread_cond_init(&p->turn_cv, NULL);
 #if !defined(__linux__)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
@@ -454,6 +460,8 @@ void threadpool_free(threadpool *p) {
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 #endif
+    pthread_mutex_destroy(&p->turn_mu);
+    pthread_cond_destroy(&p->turn_cv);
     free(p->threads);
     free(p->wargs);
     free(p->stat_fd);
@@ -461,6 +469,46 @@ void threadpool_free(threadpool *p) {
 }
 
 int threadpool_size(const threadpool *p) { return p ? p->n : 1; }
+
+/* ---- turns, and the shared pool ---- */
+
+void threadpool_turn_begin(threadpool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->turn_mu);
+    const unsigned long mine = p->next_ticket++;
+    while (p->serving != mine) pthread_cond_wait(&p->turn_cv, &p->turn_mu);
+    pthread_mutex_unlock(&p->turn_mu);
+}
+
+void threadpool_turn_end(threadpool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->turn_mu);
+    p->serving++;
+    pthread_cond_broadcast(&p->turn_cv);
+    pthread_mutex_unlock(&p->turn_mu);
+}
+
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static threadpool *shared_pool;
+static int shared_refs;
+
+threadpool *threadpool_shared_get(int n_threads) {
+    pthread_mutex_lock(&shared_mu);
+    if (!shared_pool) shared_pool = threadpool_new(n_threads);
+    threadpool *p = shared_pool;
+    if (p) shared_refs++;
+    pthread_mutex_unlock(&shared_mu);
+    return p;
+}
+
+void threadpool_shared_put(threadpool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&shared_mu);
+    bool last = p == shared_pool && --shared_refs == 0;
+    if (last) shared_pool = NULL;
+    pthread_mutex_unlock(&shared_mu);
+    if (last) threadpool_free(p);
+}
 
 int threadpool_threads(const threadpool *p) { return p ? p->started : 1; }
 

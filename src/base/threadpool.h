@@ -24,6 +24,17 @@ int threadpool_default_threads(void);
 /* CPUs this process may run on (affinity mask; else online CPUs); at least 1. */
 int threadpool_available_cpus(void);
 
+/* Several callers of one pool (models sharing it, lfm2c_model_params.shared_threads): each wraps
+ * its unit of work (a forward pass) in a turn, and turns are given first come, first served, so a
+ * caller waits at most for the turns asked before its own (one per other caller in a steady
+ * loop), never for a run of another's. A pool used by one caller needs none. */
+void threadpool_turn_begin(threadpool *p);
+void threadpool_turn_end(threadpool *p);
+/* The process's shared pool, made by the first call (n_threads as threadpool_new takes it; later
+ * calls get the same pool whatever they ask) and freed by the last put; NULL as threadpool_new. */
+threadpool *threadpool_shared_get(int n_threads);
+void threadpool_shared_put(threadpool *p);
+
 /* A busy machine. When another process competes for the cores, a worker that is preempted in
  * the middle of its share makes every job wait for its next time slice, and n threads can be
  * slower than the caller alone. The pool then runs jobs on the caller alone ("solo": every

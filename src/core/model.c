@@ -392,6 +392,22 @@ static void count_params(lfm2c_model *m) {
     in->n_params_active = active_p;
 }
 
+/* The process's shared pool instead of the model's own, once the model is attached (its own did
+ * the work of opening it: packing a big model would hold the other models' passes for seconds). */
+static int share_pool(lfm2c_model *m, int n_threads, lfm2c_error *err) {
+    static _Atomic int keys;
+    threadpool *s = threadpool_shared_get(n_threads);
+    if (!s) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return -1;
+    }
+    threadpool_free(m->pool);
+    m->pool = s;
+    m->pool_shared = true;
+    m->pool_key = (++keys & 0x3ff) << 20; /* a pass has fewer than 2^20 tokens */
+    return 0;
+}
+
 lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params, lfm2c_error *err) {
     lfm2c_model_params p = params ? *params : lfm2c_model_default_params();
     if (err) {
@@ -463,6 +479,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     }
     if (backend->model_init(m, err)) goto fail; /* the backend attaches: buffers, device upload */
     m->backend = backend;
+    if (p.shared_threads && share_pool(m, n_threads, err)) goto fail;
     return m;
 fail:
     lfm2c_model_free(m);
@@ -472,7 +489,8 @@ fail:
 void lfm2c_model_free(lfm2c_model *m) {
     if (!m) return;
     if (m->backend) m->backend->model_free(m);
-    threadpool_free(m->pool);
+    if (m->pool_shared) threadpool_shared_put(m->pool);
+    else threadpool_free(m->pool);
     if (m->tok) tokenizer_free(m->tok);
     free(m->layers);
     gguf_close(m->gguf);

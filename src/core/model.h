@@ -37,6 +37,8 @@ struct lfm2c_model {
     int n_attn, n_conv;
     lfm2c_tokenizer *tok;
     threadpool *pool;
+    bool pool_shared; /* the process's shared pool (shared_threads): a forward pass is a turn */
+    int pool_key;     /* added to threadpool_step's keys: another model's passes cost otherwise */
     const kernel_ops *kern;
     bool reference;
     const struct lfm2c_backend *backend; /* what runs it (backend.h); set once attached */

@@ -612,10 +612,10 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
         return -1;
     }
-    threadpool_step(m->pool, T);         /* passes of T tokens cost alike: a busy machine may go solo */
-    cpu_model_of(m)->prof_pass = T == 1; /* decode of one sequence: its products are profiled */
-    replay_pass_begin(m, T == 1);        /* and `bench` may record their weight reads (replay.h) */
-    cpu_model_of(m)->lora_pass = false;  /* some token's sequence runs with adapters (lora.h) */
+    threadpool_step(m->pool, m->pool_key + T); /* passes of T tokens cost alike: a busy machine may go solo */
+    cpu_model_of(m)->prof_pass = T == 1;       /* decode of one sequence: its products are profiled */
+    replay_pass_begin(m, T == 1);              /* and `bench` may record their weight reads (replay.h) */
+    cpu_model_of(m)->lora_pass = false;        /* some token's sequence runs with adapters (lora.h) */
     for (int t = 0; t < T && !cpu_model_of(m)->lora_pass; t++) cpu_model_of(m)->lora_pass = toks[t].seq->n_lora > 0;
     float *x = slot(m, FWD_X, sizeof(float) * (size_t)T * H);
     float *a = slot(m, FWD_A, sizeof(float) * (size_t)T * H);

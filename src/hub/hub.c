@@ -58,16 +58,6 @@ static void sleep_ms(int ms) {
     while (nanosleep(&ts, &ts) && errno == EINTR) {}
 }
 
-char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p) {
-    if (p && p->cache_dir) return strdup(p->cache_dir);
-    const char *e = getenv("HF_HUB_CACHE");
-    if (e && *e) return strdup(e);
-    if ((e = getenv("HF_HOME")) && *e) return xstrdup_printf("%s/hub", e);
-    if ((e = getenv("XDG_CACHE_HOME")) && *e) return xstrdup_printf("%s/huggingface/hub", e);
-    const char *home = getenv("HOME");
-    return xstrdup_printf("%s/.cache/huggingface/hub", home && *home ? home : ".");
-}
-
 static bool env_true(const char *name) {
     const char *e = getenv(name);
     return e && (!strcmp(e, "1") || !strcasecmp(e, "true") || !strcasecmp(e, "yes") || !strcasecmp(e, "on"));
@@ -90,29 +80,6 @@ static bool valid_file(const char *f) {
     for (const char *q = f; (q = strstr(q, "..")); q += 2)
         if ((q == f || q[-1] == '/') && (q[2] == 0 || q[2] == '/')) return false;
     return true;
-}
-
-bool lfm2c_hub_quant_of(const char *name, char *out, size_t cap) {
-    const char *base = strrchr(name, '/');
-    base = base ? base + 1 : name;
-    size_t n = strlen(base);
-    if (n < 5 || strcasecmp(base + n - 5, ".gguf")) return false;
-    n -= 5;
-    /* strip a split suffix -00001-of-00003 */
-    if (n > 15 && !strncmp(base + n - 9, "-of-", 4) && base[n - 15] == '-') n -= 15;
-    size_t start = n;
-    while (start > 0 && base[start - 1] != '-' && base[start - 1] != '.') start--;
-    size_t len = n - start;
-    if (len == 0 || len + 1 > cap) return false;
-    /* a quant tag starts with Q, IQ, F, BF or TQ and contains a digit */
-    bool digit = false;
-    for (size_t i = 0; i < len; i++) {
-        out[i] = (char)toupper((unsigned char)base[start + i]);
-        if (isdigit((unsigned char)out[i])) digit = true;
-    }
-    out[len] = 0;
-    if (!digit) return false;
-    return out[0] == 'Q' || !strncmp(out, "IQ", 2) || out[0] == 'F' || !strncmp(out, "BF", 2) || !strncmp(out, "TQ", 2);
 }
 
 /* split part: "...-00002-of-00003.gguf" -> part 2 of 3 (and the prefix length before it) */

@@ -1,7 +1,9 @@
 /* hub.h — fetching GGUF files from the Hugging Face Hub (or a mirror) into the Hugging Face cache
  * layout: resolve REPO[:QUANT] with the Hub's HTTP API, download with resume / retries, verify the
- * LFS sha256, publish as $HF_HOME/hub/models--ORG--NAME/{blobs,snapshots/COMMIT,refs/main}.
- * The library never prints: progress goes through a callback; errors through lfm2c_error. */
+ * LFS sha256, publish as $HF_HOME/hub/models--ORG--NAME/{blobs,snapshots/COMMIT,refs/main}
+ * (hub.c, with libcurl); and the cache itself: where it is, what it holds, removing a model
+ * (cache.c, built without libcurl too). The library never prints: progress goes through a
+ * callback; errors through lfm2c_error. */
 #ifndef LFM2C_HUB_H
 #define LFM2C_HUB_H
 #include "lfm2c.h"
@@ -9,6 +11,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 /* error codes (err->code) beyond the generic ones, so callers can tell them apart */
 enum {
@@ -52,4 +55,27 @@ char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p);
 /* Extracts the quant tag of a GGUF file name ("LFM2-1.2B-Q4_K_M.gguf" -> "Q4_K_M", upper case)
  * into out; returns false when the name has none. */
 bool lfm2c_hub_quant_of(const char *filename, char *out, size_t cap);
+
+/* ---- the cache (cache.c) ---- */
+
+/* One GGUF file of the cache, as `lfm2c list` shows it (the strings live during the call). */
+typedef struct lfm2c_hub_file {
+    const char *repo;     /* ORG/NAME */
+    const char *quant;    /* upper case, "" when the name has none */
+    const char *file;     /* its name in the snapshot */
+    const char *path;     /* the snapshot's link to it */
+    const char *snapshot; /* the snapshot directory */
+    uint64_t bytes;
+    time_t mtime;
+    bool later_part; /* part 2 or later of a split GGUF (the first part opens the model) */
+} lfm2c_hub_file;
+typedef void (*lfm2c_hub_visit)(void *user, const lfm2c_hub_file *f);
+
+/* Calls fn for every GGUF file of the cache (of only_repo, case-insensitive, when given) whose
+ * blob is there, in directory order. */
+void lfm2c_hub_list(const char *cache, const char *only_repo, lfm2c_hub_visit fn, void *user);
+/* Removes repo's GGUF files (only those of quant, when given: every part of a split file) and
+ * their blobs, calling removed (optional) for each: the count removed, or -1 with err set. */
+int lfm2c_hub_remove(const char *cache, const char *repo, const char *quant, lfm2c_hub_visit removed, void *user,
+                     lfm2c_error *err);
 #endif

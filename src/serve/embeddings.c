@@ -8,6 +8,7 @@
  * API's shape (the path's, http.c). */
 #include "serve/embeddings.h"
 #include "serve/job.h"
+#include "serve/models.h"
 #include "base/clock.h"
 
 #include <jansson.h>
@@ -34,14 +35,28 @@ typedef struct emb_opts {
 
 /* ---- the request ------------------------------------------------------------------------------ */
 
-/* OpenAI's "model" must name the served model or an adapter (job_check_model); Ollama's, as its
- * chat routes take it, may be any name (NAME:TAG), and picks an adapter it names. */
+/* The model the body names ("model"; absent: the default), held: NULL with e set (404 in the
+ * request's API's words; Ollama's keep_alive read). */
+static serve_api *hold_model(serve_shared *sh, json_t *body, const emb_opts *o, http_err *e) {
+    json_t *m = json_object_get(body, "model");
+    if (req_model_name(body, e)) return NULL;
+    if (m && !json_is_null(m) && !json_is_string(m) && (o->api != EMB_OPENAI || !sh->p.any_model)) {
+        http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
+        return NULL;
+    }
+    double keep_alive = NAN;
+    dl_err de = {0};
+    if (o->api != EMB_OPENAI && dialect_ollama.keep_alive(body, &keep_alive, &de)) {
+        http_set_err(e, de.status, "invalid_value", "keep_alive", "%s", de.msg);
+        return NULL;
+    }
+    return api_hold(sh, json_string_value(m), keep_alive, o->api == EMB_OPENAI ? &dialect_openai : &dialect_ollama, e);
+}
+
+/* The adapter the body's model names, and the name the answer echoes (Ollama: as given). */
 static int check_model(serve_api *api, json_t *body, job *j, emb_opts *o, http_err *e) {
     if (o->api == EMB_OPENAI) return job_check_model(api, body, j, e);
-    json_t *m = json_object_get(body, "model");
-    if (m && !json_is_string(m)) return http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
-    if (req_model_name(body, e)) return -1;
-    const char *id = json_string_value(m);
+    const char *id = json_string_value(json_object_get(body, "model"));
     int li = id ? api_lora_index(api, id) : -1;
     if (li >= 0) {
         j->rs[0]->lora = api->p.loras[li];
@@ -266,10 +281,14 @@ static size_t request_bytes(const serve_api *api, const job *j) {
 }
 
 static int embed_route(http_req *q, json_t *body, emb_opts o) {
-    serve_api *api = http_app(q);
     http_err e;
+    serve_api *api = hold_model(http_app(q), body, &o, &e);
+    if (!api) return http_send_err(q, &e);
     job *j = job_new(api);
-    if (!j) return http_set_err(&e, 500, NULL, NULL, "out of memory"), http_send_err(q, &e);
+    if (!j) {
+        models_release(api);
+        return http_set_err(&e, 500, NULL, NULL, "out of memory"), http_send_err(q, &e);
+    }
     double t0 = lfm2c_now_s();
     json_t *list = NULL;
     bool bad = check_model(api, body, j, &o, &e) || read_opts(api, body, &o, &e) ||

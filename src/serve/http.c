@@ -813,13 +813,14 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
     if (r && (r->flags & HTTP_PUBLIC)) return run_now(q, r, rest);
     /* not ready: GETs are answered 503 here; a POST's body is read first (on_request answers),
      * since closing on an unread body resets the connection before a proxy reads the 503 */
-    if (state == HTTP_LOADING && m != HTTP_POST) return send_not_ready(q, state) == 0 ? MHD_YES : MHD_NO;
+    if (state == HTTP_LOADING && m != HTTP_POST && !(r && (r->flags & HTTP_BODY)))
+        return send_not_ready(q, state) == 0 ? MHD_YES : MHD_NO;
     if (!key_ok(h, c)) {
         http_set_err(&e, 401, "invalid_api_key", NULL,
                      "Incorrect or missing API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')");
         return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     }
-    if (r && !(r->methods & HTTP_POST)) return run_now(q, r, rest);
+    if (r && !(r->methods & HTTP_POST) && !(r->flags & HTTP_BODY)) return run_now(q, r, rest);
     if (!r) {
         const http_route *other = route_find(h, 0, url, &rest);
         if (other)

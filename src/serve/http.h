@@ -5,7 +5,8 @@
  * A route is {methods, path, handler, flags, arg}; the server hands the transport one table
  * (its lifecycle routes, the OpenAI routes of openai.c and the dialects' routes) and a request
  * is dispatched by method and path. A GET/HEAD/DELETE route is answered from the headers; a POST
- * route's body is read (bounded by max_body) and parsed as a JSON object first. Handlers answer
+ * route's body (and a DELETE's, with HTTP_BODY) is read (bounded by max_body) and parsed as a
+ * JSON object first. Handlers answer
  * with http_send_*; the status they send is what the log line reports. */
 #ifndef LFM2C_HTTP_H
 #define LFM2C_HTTP_H
@@ -35,7 +36,10 @@ json_t *http_err_json(const http_err *e);
 typedef json_t *(*http_err_shape)(int status, const char *code, const char *param, const char *msg);
 
 enum { HTTP_GET = 1, HTTP_HEAD = 2, HTTP_POST = 4, HTTP_DELETE = 8 };
-enum { HTTP_PUBLIC = 1 }; /* route flag: no API key, answered while loading or draining too */
+enum {
+    HTTP_PUBLIC = 1, /* route flag: no API key, answered while loading or draining too */
+    HTTP_BODY = 2
+}; /* route flag: a DELETE whose JSON body is read, as a POST's */
 enum { HTTP_LOADING, HTTP_READY, HTTP_DRAINING };
 
 /* Answers the request (http_send_*, or http_send_stream). body: the JSON object of a POST
@@ -47,7 +51,7 @@ typedef struct http_route {
     unsigned methods; /* HTTP_GET | HTTP_HEAD | HTTP_POST | HTTP_DELETE */
     const char *path; /* exact; a trailing '*' stands for one or more further bytes */
     http_handler fn;
-    unsigned flags;  /* HTTP_PUBLIC */
+    unsigned flags;  /* HTTP_PUBLIC, HTTP_BODY */
     const void *arg; /* the handler's own (a dialect, a hook) */
 } http_route;
 

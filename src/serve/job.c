@@ -8,11 +8,13 @@
  * into a neutral final answer. The API's dialect renders both (openai.c for OpenAI's routes);
  * nothing here writes an API's JSON, except the error body of a route's refusal. */
 #include "serve/job.h"
+#include "serve/models.h"
 #include "chat/toolcall.h"
 #include "base/buf.h"
 #include "base/clock.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,17 +40,15 @@ job *job_new(serve_api *api) {
     j->api = api;
     j->model_id = api->alias;
     pthread_cond_init(&j->cond, NULL);
-    pthread_mutex_lock(&api->mu);
-    api->jobs++;
-    pthread_mutex_unlock(&api->mu);
+    pthread_mutex_lock(&api->sh->mu);
+    api->sh->jobs++;
+    pthread_mutex_unlock(&api->sh->mu);
     return j;
 }
 
 void job_free(job *j) {
     if (!j) return;
-    pthread_mutex_lock(&j->api->mu);
-    j->api->jobs--;
-    pthread_mutex_unlock(&j->api->mu);
+    serve_shared *sh = j->api->sh;
     for (int i = 0; i < j->n_rs; i++)
         if (j->rs[i]) sched_release(j->api->sched, j->rs[i]);
     for (int i = 0; j->echo && i < j->n_rs; i++) free(j->echo[i]);
@@ -60,7 +60,11 @@ void job_free(job *j) {
     grammar_free(j->g_tool);
     pthread_cond_destroy(&j->cond);
     if (j->dl && j->dl->free_state) j->dl->free_state(j->dls);
+    models_release(j->api); /* last: a keep-alive of 0 unloads the model here */
     free(j);
+    pthread_mutex_lock(&sh->mu);
+    sh->jobs--;
+    pthread_mutex_unlock(&sh->mu);
 }
 
 /* The first failed choice, if any (lock held). */
@@ -120,22 +124,29 @@ static job_run run_of(const job *j) {
                      .stop_text = r->stop_hit >= 0 && r->stop_hit < r->n_stop ? r->stop[r->stop_hit] : NULL,
                      .t_submit = r->t_submit,
                      .t_first = r->t_first,
-                     .t_now = lfm2c_now_s()};
+                     .t_now = lfm2c_now_s(),
+                     .t_load = j->t_load};
+}
+
+dl_server shared_view(serve_shared *sh, const char *owner) {
+    return (dl_server){.alias = "",
+                       .started = sh->started,
+                       .responses = sh->responses,
+                       .id_mu = &sh->mu,
+                       .id_counter = &sh->id_counter,
+                       .owner = owner,
+                       .max_messages = sh->p.max_messages};
 }
 
 dl_server api_view(serve_api *api, const char *owner) {
-    return (dl_server){.model = api->model,
-                       .alias = api->alias,
-                       .model_file = api->model_file[0] ? api->model_file : NULL,
-                       .n_lora = api->p.n_lora,
-                       .lora_names = api->p.lora_names,
-                       .n_ctx = api->n_ctx,
-                       .started = api->started,
-                       .responses = api->responses,
-                       .id_mu = &api->mu,
-                       .id_counter = &api->id_counter,
-                       .owner = owner,
-                       .max_messages = api->p.max_messages};
+    dl_server v = shared_view(api->sh, owner);
+    v.model = api->model;
+    v.alias = api->alias;
+    v.model_file = api->model_file[0] ? api->model_file : NULL;
+    v.n_lora = api->p.n_lora;
+    v.lora_names = api->p.lora_names;
+    v.n_ctx = api->n_ctx;
+    return v;
 }
 
 /* The scheduler's finish as the client sees it, before tool calls are looked at. */
@@ -548,14 +559,21 @@ static void job_unsubmitted_free(job *j) {
 }
 
 int job_handle(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own) {
+    return job_handle_timed(api, q, body, chat, dl, dls, own, 0);
+}
+
+int job_handle_timed(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own,
+                     double t_load) {
     http_err e;
     job *j = job_new(api);
     if (!j) {
+        models_release(api);
         http_set_err(&e, 500, NULL, NULL, "out of memory");
         return http_send_err(q, &e);
     }
     j->chat = chat;
     j->created = time(NULL);
+    j->t_load = t_load;
     j->dl = dl;
     j->dls = dls ? *dls : NULL;
     if (dls) *dls = NULL;
@@ -598,6 +616,7 @@ static int count_tokens(serve_api *api, http_req *q, json_t *chat) {
     http_err e;
     job *j = job_new(api);
     if (!j) {
+        models_release(api);
         http_set_err(&e, 500, NULL, NULL, "out of memory");
         return http_send_err(q, &e);
     }
@@ -626,37 +645,65 @@ static int send_dl_err(http_req *q, dl_err *de) {
 }
 
 /* What a dialect's route may read of the server, for the API key request q sent (its digest is
- * written to owner). */
-static dl_server route_view(http_req *q, char owner[DL_OWNER_LEN]) {
+ * written to owner), with the model it holds (NULL: none). */
+static dl_server route_view(http_req *q, serve_api *api, char owner[DL_OWNER_LEN]) {
     http_key_digest(q, owner, DL_OWNER_LEN);
-    dl_server v = api_view(http_app(q), owner);
+    dl_server v = api ? api_view(api, owner) : shared_view(http_app(q), owner);
     v.q = q; /* what the request expands to is charged to it */
     return v;
+}
+
+/* The "model" a body names (NULL: none, or not a string: the route's own error). */
+static const char *body_model(json_t *body) { return json_string_value(json_object_get(body, "model")); }
+
+/* An empty request of an API that unloads with it (Ollama's, keep_alive 0): the model unloaded
+ * (not loaded for it) and the request answered (*rc); false when the request is not one. */
+static bool dialect_unload(http_req *q, const dialect *dl, json_t *body, double keep_alive, int *rc) {
+    serve_shared *sh = http_app(q);
+    json_t *answer = keep_alive == 0 && dl->unload_answer ? dl->unload_answer(body) : NULL;
+    if (!answer) return false;
+    if (sh->models && models_unload(sh->models, body_model(body)) == 0) {
+        *rc = http_send_json(q, 200, answer);
+        return true;
+    }
+    json_decref(answer);
+    http_err e;
+    api_model_404(sh, dl, body_model(body), &e);
+    *rc = http_send_err(q, &e);
+    return true;
 }
 
 int api_route_dialect(http_req *q, json_t *body) {
     http_err me;
     if (req_model_name(body, &me)) return http_send_err(q, &me); /* before any API reads or echoes it */
-    serve_api *api = http_app(q);
     const dialect *dl = http_arg(q);
-    char owner[DL_OWNER_LEN];
-    dl_server v = route_view(q, owner);
     dl_err de = {0};
+    double keep_alive = NAN;
+    if (dl->keep_alive && dl->keep_alive(body, &keep_alive, &de)) return send_dl_err(q, &de);
+    int rc;
+    if (dialect_unload(q, dl, body, keep_alive, &rc)) return rc;
+    double t_load = 0;
+    serve_api *api = api_hold_timed(http_app(q), body_model(body), keep_alive, dl, &t_load, &me);
+    if (!api) return http_send_err(q, &me);
+    char owner[DL_OWNER_LEN];
+    dl_server v = route_view(q, api, owner);
+    v.t_load = t_load;
     bool legacy = false;
     void *dls = NULL;
     json_t *chat = dl->request(&v, body, &dls, &legacy, &de);
-    const char *id = json_string_value(json_object_get(body, "model"));
+    const char *id = body_model(body);
     if (chat && id && api_lora_index(api, id) >= 0)
         json_object_set_new(chat, "model", json_string(id)); /* the adapter it names */
     json_t *ts = json_object_get(body, "test_script");
     if (chat && ts && api->p.test_script)
         json_object_set(chat, "test_script", ts); /* tests: the output, in every API */
     if (chat) {
-        int r = job_handle(api, q, chat, !legacy, dl, &dls, &chat);
+        int r = job_handle_timed(api, q, chat, !legacy, dl, &dls, &chat, t_load);
         json_decref(chat);
         if (dls) dl->free_state(dls); /* no job took it */
         return r;
     }
+    models_release(api); /* nothing to run (a load asked for: its keep-alive starts now) */
     if (dls) dl->free_state(dls);
     if (de.status == 200 && de.answer) return http_send_json(q, 200, de.answer);
     return send_dl_err(q, &de);
@@ -665,13 +712,17 @@ int api_route_dialect(http_req *q, json_t *body) {
 int api_route_count(http_req *q, json_t *body) {
     http_err me;
     if (req_model_name(body, &me)) return http_send_err(q, &me); /* before any API reads or echoes it */
-    serve_api *api = http_app(q);
     const dl_hook *h = http_arg(q);
+    serve_api *api = api_hold(http_app(q), body_model(body), NAN, h->dl, &me);
+    if (!api) return http_send_err(q, &me);
     char owner[DL_OWNER_LEN];
-    dl_server v = route_view(q, owner);
+    dl_server v = route_view(q, api, owner);
     dl_err de = {0};
     json_t *chat = h->fn(&v, body, &de);
-    if (!chat) return send_dl_err(q, &de);
+    if (!chat) {
+        models_release(api);
+        return send_dl_err(q, &de);
+    }
     int r = count_tokens(api, q, chat);
     json_decref(chat);
     return r;
@@ -682,7 +733,7 @@ int api_route_answer(http_req *q, json_t *body) {
     if (req_model_name(body, &me)) return http_send_err(q, &me); /* before any API reads or echoes it */
     const dl_hook *h = http_arg(q);
     char owner[DL_OWNER_LEN];
-    dl_server v = route_view(q, owner);
+    dl_server v = route_view(q, NULL, owner);
     dl_err de = {0};
     json_t *o = h->route ? h->route(&v, q, &de) : h->fn(&v, body, &de);
     if (o) return http_send_json(q, 200, o);
@@ -690,40 +741,121 @@ int api_route_answer(http_req *q, json_t *body) {
     return send_dl_err(q, &de);
 }
 
+/* ---- models ------------------------------------------------------------------------------------ */
+
+void api_model_404(serve_shared *sh, const dialect *dl, const char *name, http_err *e) {
+    char ids[300] = "";
+    model_row *rows = NULL;
+    int n = sh->models ? models_list(sh->models, false, &rows) : 0;
+    size_t o = 0;
+    for (int i = 0; i < n && i < 3 && o < sizeof ids - 1; i++)
+        o += (size_t)snprintf(ids + o, sizeof ids - o, "%s'%.80s'", i ? ", " : "", rows[i].id);
+    if (n > 3 && o < sizeof ids - 1) snprintf(ids + o, sizeof ids - o, " and %d more", n - 3);
+    free(rows);
+    const char *fmt = dl && dl->model_404 ? dl->model_404 : NULL;
+    char what[SERVER_MAX_MODEL_NAME + 1];
+    dl_copy_text(what, sizeof what, name ? name : "");
+    if (fmt) { /* the API's own wording */
+        http_set_err(e, 404, "model_not_found", "model", fmt, what);
+        return;
+    }
+    http_set_err(e, 404, "model_not_found", "model",
+                 "The model '%.200s' does not exist or you do not have access to it (this server has %s%s; start it "
+                 "with --alias NAME to answer to another name, or --accept-any-model to answer any)",
+                 what, n ? ids : "no model", n ? ": GET /v1/models lists them" : "");
+}
+
+serve_api *api_hold(serve_shared *sh, const char *name, double keep_alive, const dialect *dl, http_err *e) {
+    double t_load;
+    return api_hold_timed(sh, name, keep_alive, dl, &t_load, e);
+}
+
+serve_api *api_hold_timed(serve_shared *sh, const char *name, double keep_alive, const dialect *dl, double *t_load,
+                          http_err *e) {
+    const double t0 = lfm2c_now_s();
+    *t_load = 0;
+    if (!sh->models) {
+        http_set_err(e, 503, "server_overloaded", NULL, "no model is served yet");
+        return NULL;
+    }
+    int lora, status = 0;
+    char msg[400];
+    serve_api *api = models_acquire(sh->models, name, keep_alive, &lora, &status, msg, sizeof msg);
+    if (!api && status == 404 && sh->p.any_model && name && *name) /* a fixed name the server does not have */
+        api = models_acquire(sh->models, NULL, keep_alive, &lora, &status, msg, sizeof msg);
+    *t_load = lfm2c_now_s() - t0 > 0.001 ? lfm2c_now_s() - t0 : 0; /* loaded already: a lock's time */
+    if (api) return api;
+    if (status == 404) api_model_404(sh, dl, name, e);
+    else if (status == 500) http_set_err(e, 500, "model_load_failed", "model", "%s", msg);
+    else http_set_err(e, status ? status : 500, "server_overloaded", NULL, "%s", msg[0] ? msg : "no model");
+    return NULL;
+}
+
 /* ---- life cycle --------------------------------------------------------------------------------- */
 
-int serve_api_init(serve_api *api, lfm2c_model *model, sched *s, const server_params *p) {
-    memset(api, 0, sizeof *api);
-    api->model = model;
-    api->sched = s;
-    api->p = *p;
-    api->n_ctx = p->n_ctx;
-    api->n_vocab = model ? lfm2c_vocab_size(model) : 0;
-    api->started = time(NULL);
-    pthread_mutex_init(&api->mu, NULL);
-    http_gate_init(&api->aux, SERVER_AUX_PARALLEL);
-    dl_copy_text(api->alias, sizeof api->alias, p->alias && *p->alias ? p->alias : "lfm2c");
-    snprintf(api->model_file, sizeof api->model_file, "%s", p->model_file ? p->model_file : "");
-    api->responses = resp_store_new(SERVER_RESPONSES_KEPT, SERVER_RESPONSES_BYTES);
+int serve_shared_init(serve_shared *sh, const server_params *p) {
+    memset(sh, 0, sizeof *sh);
+    sh->p = *p;
+    sh->started = time(NULL);
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_cond_init(&sh->pull_cv, NULL);
+    http_gate_init(&sh->aux, SERVER_AUX_PARALLEL);
+    sh->responses = resp_store_new(SERVER_RESPONSES_KEPT, SERVER_RESPONSES_BYTES);
     return 0;
 }
 
-void serve_api_attach(serve_api *api, lfm2c_model *model, sched *s, int n_ctx) {
-    api->model = model;
-    api->sched = s;
-    api->n_ctx = n_ctx;
-    api->n_vocab = lfm2c_vocab_size(model);
-}
-
-int serve_api_jobs(serve_api *api) {
-    pthread_mutex_lock(&api->mu);
-    int n = api->jobs;
-    pthread_mutex_unlock(&api->mu);
+int serve_shared_jobs(serve_shared *sh) {
+    pthread_mutex_lock(&sh->mu);
+    int n = sh->jobs;
+    pthread_mutex_unlock(&sh->mu);
     return n;
 }
 
+void serve_shared_stop_pulls(serve_shared *sh) {
+    pthread_mutex_lock(&sh->mu);
+    sh->stopping = true;
+    for (int i = 0; i < sh->n_pulls; i++) *sh->pulls[i] = 1;
+    for (int i = 0; i < 50 && sh->n_pulls; i++) { /* a cancelled transfer ends within its progress tick */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&sh->pull_cv, &sh->mu, &ts);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+void serve_shared_free(serve_shared *sh) {
+    pthread_cond_destroy(&sh->pull_cv);
+    resp_store_free(sh->responses);
+    http_gate_destroy(&sh->aux);
+    pthread_mutex_destroy(&sh->mu);
+}
+
+void serve_api_set(serve_api *api, serve_shared *sh, lfm2c_model *model, sched *s, int n_ctx) {
+    api->sh = sh;
+    api->model = model;
+    api->sched = s;
+    api->p = sh->p;
+    api->p.n_ctx = n_ctx;
+    api->n_ctx = n_ctx;
+    api->n_vocab = model ? lfm2c_vocab_size(model) : 0;
+}
+
+int serve_api_init(serve_api *api, lfm2c_model *model, sched *s, const server_params *p) {
+    memset(api, 0, sizeof *api);
+    serve_shared *sh = malloc(sizeof *sh);
+    if (!sh) return -1;
+    serve_shared_init(sh, p);
+    serve_api_set(api, sh, model, s, p->n_ctx);
+    dl_copy_text(api->alias, sizeof api->alias, p->alias && *p->alias ? p->alias : "lfm2c");
+    snprintf(api->model_file, sizeof api->model_file, "%s", p->model_file ? p->model_file : "");
+    return 0;
+}
+
 void serve_api_free(serve_api *api) {
-    resp_store_free(api->responses);
-    http_gate_destroy(&api->aux);
-    pthread_mutex_destroy(&api->mu);
+    if (!api->sh) return;
+    serve_shared_free(api->sh);
+    free(api->sh);
+    api->sh = NULL;
 }

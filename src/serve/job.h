@@ -15,29 +15,55 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <time.h>
 
-/* What the handlers read of the server (http_app of every route). */
-typedef struct serve_api {
-    lfm2c_model *model;
-    sched *sched;
-    server_params p; /* limits, defaults applied */
-    int n_ctx, n_vocab;
-    char alias[SERVER_MAX_MODEL_NAME + 1];
-    char model_file[256]; /* also accepted as a model id */
-    pthread_mutex_t mu;   /* ids, tool ids, jobs */
+typedef struct serve_models serve_models;
+typedef struct serve_entry serve_entry;
+
+/* What every request shares (http_app of every route): limits, ids, the Responses store, the
+ * jobs in flight and the models (models.h). */
+typedef struct serve_shared {
+    server_params p;    /* limits, defaults applied */
+    pthread_mutex_t mu; /* ids, tool ids, jobs */
     uint64_t id_counter;
     time_t started;
     int jobs;              /* generation requests in flight (shutdown waits for them) */
     http_gate aux;         /* tokenizer requests at once */
     resp_store *responses; /* Responses API conversations (previous_response_id) */
+    serve_models *models;  /* the models served (NULL: none attached yet) */
+    /* pulls in progress (POST /api/pull, server_models.c): each one's cancel flag, so that the
+     * server's stop ends them; pull_cv is signalled as one ends */
+    volatile sig_atomic_t *pulls[SERVER_MAX_PULLS];
+    int n_pulls;
+    bool stopping;
+    pthread_cond_t pull_cv;
+} serve_shared;
+
+/* One loaded model as the handlers read it: a request holds it (models_acquire) from its start
+ * to its job's end (job_free releases it). */
+typedef struct serve_api {
+    serve_shared *sh;
+    serve_entry *entry; /* its registry entry (NULL: a model served alone, serve_api_init) */
+    lfm2c_model *model;
+    sched *sched;
+    server_params p; /* the shared limits, with this model's context and LoRA adapters */
+    int n_ctx, n_vocab;
+    char alias[SERVER_MAX_MODEL_NAME + 1]; /* its id */
+    char model_file[256];                  /* also accepted as a model id */
 } serve_api;
 
-/* p: limits with their defaults applied. model and s may be NULL until serve_api_attach. */
+/* The shared part: p with its defaults applied; models attached later (serve_shared_attach). */
+int serve_shared_init(serve_shared *sh, const server_params *p);
+int serve_shared_jobs(serve_shared *sh);
+/* Cancels the pulls in progress and waits for them to end (bounded). */
+void serve_shared_stop_pulls(serve_shared *sh);
+void serve_shared_free(serve_shared *sh);
+/* A model's view over sh (the registry fills it as the model loads). */
+void serve_api_set(serve_api *api, serve_shared *sh, lfm2c_model *model, sched *s, int n_ctx);
+/* One model alone, with a shared part of its own (tests): p's alias, file name and adapters. */
 int serve_api_init(serve_api *api, lfm2c_model *model, sched *s, const server_params *p);
-void serve_api_attach(serve_api *api, lfm2c_model *model, sched *s, int n_ctx);
-int serve_api_jobs(serve_api *api);
 void serve_api_free(serve_api *api);
 
 typedef struct gen_opts {
@@ -48,7 +74,7 @@ typedef struct gen_opts {
 } gen_opts;
 
 typedef struct job {
-    serve_api *api;
+    serve_api *api; /* the model it runs on, held until job_free */
     sched_req **rs; /* the choices; with several prompts, prompt p's k-th is p*n + k */
     int n_rs;
     gen_opts o;
@@ -64,9 +90,12 @@ typedef struct job {
     const dialect *dl;    /* the API that renders the answer (OpenAI's included) */
     void *dls;            /* its state (owned) */
     const char *model_id; /* the answers' "model": the alias, or the LoRA adapter's name */
+    double t_load;        /* seconds its request waited for the model to load */
     http_req *q;          /* while the job is built (NULL after): a costly compile stops once its client is gone */
 } job;
 
+/* A job on api, taking over the caller's hold of it (models_acquire): job_free releases it.
+ * NULL (out of memory): the hold is still the caller's. */
 job *job_new(serve_api *api);
 void job_free(job *j);
 
@@ -85,7 +114,7 @@ int req_fit_context(serve_api *api, sched_req *r, gen_opts *o, const char *param
 /* The job's one request per prompt -> o.n choices of each (choice k with seed + k). */
 int job_expand(serve_api *api, job *j, http_err *e);
 /* The "model" of a body (absent: the served one) -> j->model_id, and the LoRA adapter it names
- * on j's first request; 404 model_not_found for another model unless --any-model. */
+ * on j's first request (the name already chose j's model, api_hold). */
 int job_check_model(serve_api *api, json_t *body, job *j, http_err *e);
 /* The prompts of a body's field `param` (a string, an array of token ids, or an array of
  * either) as a JSON array of them; NULL with e set. */
@@ -97,9 +126,7 @@ int req_prompt_tokens(serve_api *api, json_t *p, const char *param, size_t which
 /* The "model" a body names, if a string: at most SERVER_MAX_MODEL_NAME bytes, no control
  * characters (every route checks it before the name is used or echoed); -1 with e set (400). */
 int req_model_name(json_t *body, http_err *e);
-/* A model id names this server's model (alias, file name with or without .gguf). */
-bool api_model_matches(const serve_api *api, const char *id);
-/* The LoRA adapter a model id names (NAME or ALIAS:NAME); -1: none. */
+/* The LoRA adapter of api's model a model id names (NAME or MODEL:NAME); -1: none. */
 int api_lora_index(const serve_api *api, const char *id);
 void api_make_id(serve_api *api, const char *prefix, char *out, size_t cap);
 /* Optional boolean / integer (in [lo, hi]) field of a body; -1 with e set on a wrong type. */
@@ -108,11 +135,27 @@ int req_int(json_t *body, const char *key, long long lo, long long hi, long long
 /* Appends s[0..n) to a NUL-terminated buffer; on failure frees it and sets *buf NULL. */
 void req_buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 
+/* ---- models (job.c) ---- */
+/* The model a request names (NULL: the default; a name no model has: the default with
+ * --accept-any-model), loaded and held for the request: NULL with e set (404 in dl's wording,
+ * "model_not_found"; 500 its load failed; 503). keep_alive: NAN for the server's default. */
+serve_api *api_hold(serve_shared *sh, const char *name, double keep_alive, const dialect *dl, http_err *e);
+/* The same, with the seconds the request waited for the model to load in *t_load. */
+serve_api *api_hold_timed(serve_shared *sh, const char *name, double keep_alive, const dialect *dl, double *t_load,
+                          http_err *e);
+/* The 404 of a model name no model has, worded as dl's API words it (NULL: OpenAI's). */
+void api_model_404(serve_shared *sh, const dialect *dl, const char *name, http_err *e);
+
 /* ---- running (job.c) ---- */
-/* Runs a chat or completion body for the API dl: dls is its state, which the job owns from
- * here (*dls is cleared once taken); own: a tree of the caller's to free once the job is built. */
+/* Runs a chat or completion body for the API dl on api (held: the job takes the hold): dls is
+ * its state, which the job owns from here (*dls is cleared once taken); own: a tree of the
+ * caller's to free once the job is built. */
 int job_handle(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own);
-/* The server as a dialect sees it. */
+/* The same, t_load: the seconds the request waited for its model to load (Ollama's load_duration). */
+int job_handle_timed(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own,
+                     double t_load);
+/* The server as a dialect sees it, with api's model (NULL: none). */
 dl_server api_view(serve_api *api, const char *owner);
+dl_server shared_view(serve_shared *sh, const char *owner);
 
 #endif

@@ -25,6 +25,7 @@ typedef struct job_run {
     int stop_hit;                    /* index of the request's stop string that ended it, -1: none */
     const char *stop_text;           /* that string, NULL: none */
     double t_submit, t_first, t_now; /* seconds (monotonic) */
+    double t_load;                   /* seconds the request waited for its model to load (0: loaded) */
 } job_run;
 
 /* Why a choice ended, as the client sees it (a call cut by max_tokens is "length"; a tool-call

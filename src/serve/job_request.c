@@ -17,24 +17,16 @@
 #include <time.h>
 
 void api_make_id(serve_api *api, const char *prefix, char *out, size_t cap) {
-    dl_random_id(&api->mu, &api->id_counter, api->started, prefix, out, cap);
+    dl_random_id(&api->sh->mu, &api->sh->id_counter, api->sh->started, prefix, out, cap);
 }
 
-/* A model id names this server's model: its alias, or its file name with or without .gguf. */
-bool api_model_matches(const serve_api *api, const char *id) {
-    if (!strcmp(id, api->alias)) return true;
-    size_t n = strlen(api->model_file), k = strlen(id);
-    if (!n) return false;
-    if (!strcmp(id, api->model_file)) return true;
-    return n > 5 && !strcasecmp(api->model_file + n - 5, ".gguf") && k == n - 5 && !strncmp(id, api->model_file, k);
-}
-
-/* The LoRA adapter a model id names: NAME or ALIAS:NAME of a served adapter; -1: none. */
+/* The LoRA adapter of this model a model id names: NAME, or ANY:NAME where ANY named this model
+ * (models_acquire resolved it); -1: none. */
 int api_lora_index(const serve_api *api, const char *id) {
-    size_t na = strlen(api->alias);
+    const char *colon = strrchr(id, ':');
     for (int i = 0; i < api->p.n_lora; i++) {
         const char *n = api->p.lora_names[i];
-        if (!strcmp(id, n) || (!strncmp(id, api->alias, na) && id[na] == ':' && !strcmp(id + na + 1, n))) return i;
+        if (!strcmp(id, n) || (colon && colon > id && !strcmp(colon + 1, n))) return i;
     }
     return -1;
 }
@@ -549,9 +541,9 @@ out:
     return rc;
 }
 
-/* The request's "model" must name the served model (its alias or file name, with or without
- * .gguf) or one of its LoRA adapters (NAME or ALIAS:NAME: the request runs with it), unless the
- * server accepts any name (--any-model). An absent model is accepted. */
+/* The request's "model" named the model it runs on (api_hold) or one of its LoRA adapters
+ * (NAME or MODEL:NAME: the request runs with it). A name over SERVER_MAX_MODEL_NAME bytes or with
+ * control characters is refused before anything reads it. */
 int req_model_name(json_t *body, http_err *e) {
     json_t *m = json_object_get(body, "model");
     if (!json_is_string(m)) return 0; /* a wrong type is each route's own error */
@@ -574,19 +566,13 @@ int job_check_model(serve_api *api, json_t *body, job *j, http_err *e) {
     if (!m || json_is_null(m)) return 0;
     if (!json_is_string(m))
         return api->p.any_model ? 0 : http_set_err(e, 400, "invalid_type", "model", "'model' must be a string");
-    const char *id = json_string_value(m);
-    int li = api_lora_index(api, id);
+    int li = api_lora_index(api, json_string_value(m));
     if (li >= 0) {
         r->lora = api->p.loras[li];
         r->lora_scale = api->p.lora_scales ? api->p.lora_scales[li] : 1.0f;
         j->model_id = api->p.lora_names[li];
-        return 0;
     }
-    if (api->p.any_model || api_model_matches(api, id)) return 0;
-    return http_set_err(e, 404, "model_not_found", "model",
-                        "The model '%.80s' does not exist or you do not have access to it (this server has '%.80s'; "
-                        "start it with --alias NAME to answer to another name, or --accept-any-model to answer any)",
-                        id, api->alias);
+    return 0;
 }
 
 int job_build(serve_api *api, json_t *body, job *j, bool chat, http_err *e) {

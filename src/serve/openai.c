@@ -8,12 +8,14 @@
  * (job_request.c, job_chat.c); errors keep OpenAI's shape (http_err_json). */
 #include "serve/openai.h"
 #include "serve/job.h"
+#include "serve/models.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static const char *finish_name(job_finish f) {
@@ -258,14 +260,14 @@ static int handle_tokenize(serve_api *api, http_req *q, json_t *body) {
                      json_string_length(content), api->p.max_tokenize_bytes);
         goto bad;
     }
-    if (!http_gate_enter(&api->aux)) return http_send_busy(q, "tokenizer requests");
+    if (!http_gate_enter(&api->sh->aux)) return http_send_busy(q, "tokenizer requests");
     lfm2c_error err = {0};
     int n = 0;
     int32_t *t = lfm2c_tokenize(api->model, json_string_value(content), json_string_length(content), add_special,
                                 parse_special, &n, &err);
     size_t len = 0;
     char *out = t ? tokens_text(t, n, &len) : NULL;
-    http_gate_leave(&api->aux);
+    http_gate_leave(&api->sh->aux);
     free(t);
     if (!t) {
         http_set_err(&e, 400, "invalid_value", "content", "%s", err.msg);
@@ -321,11 +323,11 @@ static int handle_detokenize(serve_api *api, http_req *q, json_t *body) {
                      json_array_size(tokens), api->p.max_detokenize_tokens);
         return http_send_err(q, &e);
     }
-    if (!http_gate_enter(&api->aux)) return http_send_busy(q, "tokenizer requests");
+    if (!http_gate_enter(&api->sh->aux)) return http_send_busy(q, "tokenizer requests");
     char *text = NULL;
     size_t len = 0;
     int rc = detok_text(api, tokens, api->p.max_body, &text, &len, &e);
-    http_gate_leave(&api->aux);
+    http_gate_leave(&api->sh->aux);
     json_t *out = rc ? NULL : json_pack("{s:s%}", "content", text, len);
     free(text);
     if (rc || !out) {
@@ -335,56 +337,98 @@ static int handle_detokenize(serve_api *api, http_req *q, json_t *body) {
     return http_send_json(q, 200, out);
 }
 
-/* The model (lora -1) or one of its adapters, in OpenAI's shape and Anthropic's (type,
- * display_name, created_at), which share GET /v1/models. */
-static json_t *model_json(serve_api *api, int lora) {
-    const lfm2c_model_info *mi = lfm2c_model_get_info(api->model);
-    const char *id = lora < 0 ? api->alias : api->p.lora_names[lora];
-    char t[40];
-    dl_iso_time(api->started, t, sizeof t);
-    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:{s:s,s:i,s:i,s:I}}", "id", id, "object", "model", "created",
-                          (json_int_t)api->started, "owned_by", "lfm2c", "type", "model", "display_name", id,
-                          "created_at", t, "meta", "arch", mi->arch, "n_ctx", api->n_ctx, "n_vocab", api->n_vocab,
-                          "n_params", (json_int_t)mi->n_params);
+/* A model (lora -1) or one of its adapters, in OpenAI's shape and Anthropic's (type,
+ * display_name, created_at), which share GET /v1/models; "meta" where its file could be read. */
+static json_t *model_json(const model_row *m, int lora) {
+    char id[SERVER_MAX_MODEL_NAME + 80], t[40];
+    if (lora < 0) snprintf(id, sizeof id, "%s", m->id);
+    else snprintf(id, sizeof id, "%s", m->lora_names[lora]);
+    dl_iso_time(m->mtime, t, sizeof t);
+    json_t *o = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s,s:s}", "id", id, "object", "model", "created", (json_int_t)m->mtime,
+                          "owned_by", "lfm2c", "type", "model", "display_name", id, "created_at", t);
+    if (o && m->facts.ok)
+        json_object_set_new(o, "meta",
+                            json_pack("{s:s,s:i,s:i,s:I,s:b}", "arch", m->facts.info.arch, "n_ctx", m->facts.n_ctx,
+                                      "n_vocab", m->facts.info.n_vocab, "n_params", (json_int_t)m->facts.info.n_params,
+                                      "loaded", m->state == MODEL_LOADED));
     if (o && lora >= 0) { /* vLLM's way of listing an adapter */
-        json_object_set_new(o, "parent", json_string(api->alias));
-        json_object_set_new(o, "root", json_string(api->alias));
+        json_object_set_new(o, "parent", json_string(m->id));
+        json_object_set_new(o, "root", json_string(m->id));
     }
     return o;
 }
 
 /* ---- the OpenAI routes ------------------------------------------------------------------------ */
 
+/* The model a body names ("model": absent or null is the default one), held: NULL after the
+ * error is answered. */
+static serve_api *hold_for(http_req *q, json_t *body) {
+    http_err e;
+    json_t *m = json_object_get(body, "model");
+    serve_shared *sh = http_app(q);
+    serve_api *api = NULL;
+    if (req_model_name(body, &e)) return http_send_err(q, &e), NULL;
+    if (m && !json_is_null(m) && !json_is_string(m) && !sh->p.any_model)
+        http_set_err(&e, 400, "invalid_type", "model", "'model' must be a string");
+    else api = api_hold(sh, json_string_value(m), NAN, &dialect_openai, &e);
+    if (!api) http_send_err(q, &e);
+    return api;
+}
+
 static int route_chat(http_req *q, json_t *body) {
-    return job_handle(http_app(q), q, body, true, &dialect_openai, NULL, NULL);
+    serve_api *api = hold_for(q, body);
+    return api ? job_handle(api, q, body, true, &dialect_openai, NULL, NULL) : 0;
 }
 static int route_completions(http_req *q, json_t *body) {
-    return job_handle(http_app(q), q, body, false, &dialect_openai, NULL, NULL);
+    serve_api *api = hold_for(q, body);
+    return api ? job_handle(api, q, body, false, &dialect_openai, NULL, NULL) : 0;
 }
-static int route_tokenize(http_req *q, json_t *body) { return handle_tokenize(http_app(q), q, body); }
-static int route_detokenize(http_req *q, json_t *body) { return handle_detokenize(http_app(q), q, body); }
+static int route_tokenize(http_req *q, json_t *body) {
+    serve_api *api = hold_for(q, body);
+    if (!api) return 0;
+    int rc = handle_tokenize(api, q, body);
+    models_release(api);
+    return rc;
+}
+static int route_detokenize(http_req *q, json_t *body) {
+    serve_api *api = hold_for(q, body);
+    if (!api) return 0;
+    int rc = handle_detokenize(api, q, body);
+    models_release(api);
+    return rc;
+}
 
 static int route_models(http_req *q, json_t *body) {
-    serve_api *api = http_app(q);
+    serve_shared *sh = http_app(q);
     (void)body;
+    model_row *rows = NULL;
+    int n = sh->models ? models_list(sh->models, false, &rows) : 0;
     json_t *data = json_array();
-    for (int i = -1; i < api->p.n_lora; i++) json_array_append_new(data, model_json(api, i));
-    const char *last = api->p.n_lora ? api->p.lora_names[api->p.n_lora - 1] : api->alias;
-    return http_send_json(q, 200,
-                          json_pack("{s:s,s:o,s:b,s:s,s:s}", "object", "list", "data", data, "has_more", 0, "first_id",
-                                    api->alias, "last_id", last));
+    for (int i = 0; i < n; i++)
+        for (int k = -1; k < rows[i].n_lora; k++) json_array_append_new(data, model_json(&rows[i], k));
+    const char *first = n ? rows[0].id : "";
+    const char *last = n ? (rows[n - 1].n_lora ? rows[n - 1].lora_names[rows[n - 1].n_lora - 1] : rows[n - 1].id) : "";
+    json_t *out = json_pack("{s:s,s:o,s:b,s:s,s:s}", "object", "list", "data", data, "has_more", 0, "first_id", first,
+                            "last_id", last);
+    free(rows);
+    return http_send_json(q, 200, out);
 }
 
 /* GET /v1/models/{id} */
 static int route_model(http_req *q, json_t *body) {
-    serve_api *api = http_app(q);
+    serve_shared *sh = http_app(q);
     const char *id = http_rest(q);
     (void)body;
-    if (api_model_matches(api, id)) return http_send_json(q, 200, model_json(api, -1));
-    if (api_lora_index(api, id) >= 0) return http_send_json(q, 200, model_json(api, api_lora_index(api, id)));
+    model_row row;
+    if (sh->models && models_row(sh->models, id, &row)) {
+        int lora = -1; /* an adapter's name, or MODEL:NAME */
+        const char *colon = strrchr(id, ':');
+        for (int k = 0; k < row.n_lora && strcasecmp(id, row.id); k++)
+            if (!strcmp(id, row.lora_names[k]) || (colon && !strcmp(colon + 1, row.lora_names[k]))) lora = k;
+        return http_send_json(q, 200, model_json(&row, lora));
+    }
     http_err e;
-    http_set_err(&e, 404, "model_not_found", "model", "The model '%.200s' does not exist (this server has '%.200s')",
-                 id, api->alias);
+    api_model_404(sh, NULL, id, &e);
     return http_send_err(q, &e);
 }
 

@@ -1,7 +1,9 @@
-/* server.h — the OpenAI-compatible HTTP API (libmicrohttpd, one thread per connection) on top
- * of the scheduler: /v1/chat/completions, /v1/completions, /v1/models[/{id}], /health, /metrics,
- * /tokenize, /detokenize. The library never prints: request log lines go to a callback.
- * Zero in a limit field means its default (SERVER_DEFAULT_*). */
+/* server.h — the HTTP server (libmicrohttpd, one thread per connection) of the OpenAI, Responses,
+ * Anthropic and Ollama APIs over the models it serves (models.h: each loaded model has its own
+ * scheduler): /v1/chat/completions, /v1/completions, /v1/models[/{id}], /health, /metrics,
+ * /tokenize, /detokenize, the other APIs' routes, Ollama's model management. The library never
+ * prints: request log lines go to a callback. Zero in a limit field means its default
+ * (SERVER_DEFAULT_*). */
 #ifndef LFM2C_SERVER_H
 #define LFM2C_SERVER_H
 #include "lfm2c.h"
@@ -40,10 +42,12 @@ typedef struct server_params {
     int max_detokenize_tokens;  /* /detokenize 'tokens' */
     int max_messages;           /* chat 'messages' per request */
     int max_stop_bytes;         /* bytes of one stop string (at most 4 strings, as OpenAI) */
-    bool any_model;             /* accept any 'model' in requests (else 404 model_not_found) */
-    /* LoRA adapters served besides the base: a request picks one by 'model' (NAME or
-     * ALIAS:NAME); listed by /v1/models and /api/tags. The arrays are the caller's and outlive the
-     * server; loras[i] may be filled after server_start, before server_attach. */
+    bool any_model;             /* a 'model' no model has runs on the default one (else 404 model_not_found) */
+    const char *cache_dir;      /* the Hugging Face cache POST /api/pull fills (NULL: the default) */
+    bool no_pull;               /* POST /api/pull is refused (--no-pull) */
+    bool offline;               /* POST /api/pull looks only in the cache (--offline) */
+    /* A model's LoRA adapters (a request picks one by 'model': NAME or MODEL:NAME): the
+     * registry sets them in each loaded model's copy of the parameters (none here). */
     int n_lora;
     const char *const *lora_names;
     lfm2c_lora *const *loras;
@@ -72,6 +76,7 @@ typedef struct server_params {
     1024 /* Responses API conversations and output items kept (previous_response_id, item_reference) */
 #define SERVER_RESPONSES_BYTES (64u << 20) /* ... and their bytes in all (oldest dropped first) */
 #define SERVER_AUX_PARALLEL 2              /* tokenizer requests, and bodies over 1 MiB, handled at once */
+#define SERVER_MAX_PULLS 4                 /* POST /api/pull in progress at once (one downloads at a time) */
 
 enum { SERVER_REASONING_SPLIT, SERVER_REASONING_NONE };
 
@@ -79,10 +84,18 @@ typedef struct server server;
 
 enum { SERVER_LOADING, SERVER_READY, SERVER_DRAINING };
 
-/* Listens at once. model and s may be NULL: the server is then LOADING (GET /health answers,
- * GET /ready and every other route are 503) until server_attach. */
-server *server_start(lfm2c_model *model, sched *s, const server_params *p, lfm2c_error *err);
-void server_attach(server *srv, lfm2c_model *model, sched *s, int n_ctx);
+typedef struct serve_shared serve_shared;
+typedef struct serve_models serve_models;
+
+/* Listens at once, LOADING (GET /health answers, GET /ready and every other route are 503)
+ * until server_ready. */
+server *server_start(const server_params *p, lfm2c_error *err);
+/* What the handlers share (the models registry is made over it, models_new). */
+serve_shared *server_shared(server *srv);
+/* The models it serves (before server_ready; the caller frees them after server_stop). */
+void server_set_models(server *srv, serve_models *models);
+/* READY: every route answers. */
+void server_ready(server *srv);
 /* DRAINING: GET /ready and new generation requests get 503 (a balancer sends them elsewhere);
  * requests already admitted run on. */
 void server_drain(server *srv);

@@ -445,9 +445,10 @@ const dialect dialect_anthropic = {
     .event = an_event,
     .error = an_error,
     .free_state = an_free,
+    .model_404 = "model: %s", /* Anthropic's not_found_error */
 };
 
-static const dl_hook count_hook = {.fn = anthropic_count_request};
+static const dl_hook count_hook = {.fn = anthropic_count_request, .dl = &dialect_anthropic};
 
 const http_route anthropic_routes[] = {
     {HTTP_POST, "/v1/messages", api_route_dialect, 0, &dialect_anthropic},

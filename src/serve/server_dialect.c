@@ -6,7 +6,9 @@
 #include "base/buf.h"
 #include "text/unicode.h"
 
+#include <ctype.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +178,47 @@ void dl_copy_text(char *out, size_t cap, const char *s) {
         for (n = cap - 1; n && ((unsigned char)s[n] & 0xC0) == 0x80;) n--; /* s[n], the first left out, starts one */
     memcpy(out, s, n);
     out[n] = 0;
+}
+
+/* One Go duration unit ("h", "m", "s", "ms", "us", "µs", "ns") -> its seconds; 0 when none. */
+static double unit_seconds(const char **s) {
+    static const struct {
+        const char *name;
+        double sec;
+    } units[] = {{"ns", 1e-9}, {"us", 1e-6}, {"\xc2\xb5s", 1e-6}, {"ms", 1e-3}, {"h", 3600}, {"m", 60}, {"s", 1}};
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++) {
+        size_t n = strlen(units[i].name);
+        if (!strncmp(*s, units[i].name, n)) {
+            *s += n;
+            return units[i].sec;
+        }
+    }
+    return 0;
+}
+
+bool dl_parse_duration(const char *s, double *seconds) {
+    if (!s || !*s) return false;
+    const char *p = s;
+    bool neg = *p == '-';
+    if (*p == '-' || *p == '+') p++;
+    if (!isdigit((unsigned char)*p) && *p != '.') return false;
+    char *end;
+    double plain = strtod(p, &end);
+    if (end != p && !*end && isfinite(plain)) { /* a bare number: seconds */
+        *seconds = neg ? -1 : plain;
+        return true;
+    }
+    double total = 0;
+    while (*p) {
+        double v = strtod(p, &end);
+        if (end == p || !isfinite(v) || v < 0) return false;
+        p = end;
+        double u = unit_seconds(&p);
+        if (u == 0) return false;
+        total += v * u;
+    }
+    *seconds = neg && total > 0 ? -1 : total;
+    return true;
 }
 
 void dl_iso_time(time_t t, char *out, size_t cap) {

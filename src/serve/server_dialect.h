@@ -37,6 +37,7 @@ typedef struct dl_server {
     const char *owner; /* who asks: a digest of the API key the request sent ("" none) */
     int max_messages;  /* --max-messages: what a request's input may expand to (0: unbounded) */
     http_req *q;       /* the request being read (NULL outside one): what it expands to is charged */
+    double t_load;     /* seconds the request waited for its model to load */
 } dl_server;
 
 #define DL_OWNER_LEN 33 /* an owner digest: 32 hex digits + NUL */
@@ -72,6 +73,15 @@ typedef struct dialect {
     /* An error body in the dialect's shape (code/type: OpenAI's, may be ignored); NULL: OpenAI's. */
     json_t *(*error)(int status, const char *code, const char *param, const char *msg);
     void (*free_state)(void *state);
+    /* The message of a 404 for a model name no model has, with one %s for the name (NULL:
+     * OpenAI's, which names the server's models and its options). */
+    const char *model_404;
+    /* How long the request asks its model to stay loaded once idle (Ollama's keep_alive): 0 with
+     * *seconds set (NAN: not said; < 0: forever), or -1 with e set. NULL: never said. */
+    int (*keep_alive)(json_t *body, double *seconds, dl_err *e);
+    /* The answer to a request that asks for no output (an unload, with a keep-alive of 0),
+     * new; NULL when the request asks for output. NULL hook: no such requests. */
+    json_t *(*unload_answer)(json_t *body);
 } dialect;
 
 extern const dialect dialect_openai, dialect_responses, dialect_anthropic, dialect_ollama, dialect_ollama_generate;
@@ -93,6 +103,9 @@ void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap);
 /* s (valid UTF-8) into out, cut to cap - 1 bytes at most, never inside a character. */
 void dl_copy_text(char *out, size_t cap, const char *s);
 void dl_iso_time(time_t t, char *out, size_t cap);
+/* A duration as Ollama's keep_alive and Go write them ("5m", "1h30m", "300ms", "-1m") or a bare
+ * number of seconds ("120", "-1"): false when s is none of those; a negative one is -1 (forever). */
+bool dl_parse_duration(const char *s, double *seconds);
 /* A growable text buffer. */
 typedef struct dl_buf {
     char *p;
@@ -122,11 +135,13 @@ json_t *resp_store_ref(resp_store *st, const char *owner, const char *id, bool *
 void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap);
 
 /* A route's hook (the arg of api_route_count and api_route_answer): the body (NULL for a GET)
- * -> a new JSON value, or NULL with e set. A hook with 'route' instead reads the request itself
+ * -> a new JSON value, or NULL with e set (api_route_count: s has the model the body names;
+ * api_route_answer: none). A hook with 'route' instead reads the request itself
  * (http_rest, http_method, http_query): api_route_answer calls that one. */
 typedef struct dl_hook {
     json_t *(*fn)(const dl_server *s, json_t *body, dl_err *e);
     json_t *(*route)(const dl_server *s, http_req *q, dl_err *e);
+    const struct dialect *dl; /* api_route_count: whose wording an unknown model's 404 takes */
 } dl_hook;
 
 /* Handlers of the translated APIs' routes (job.c):

@@ -18,6 +18,7 @@
 typedef struct ol_state {
     char model[SERVER_MAX_MODEL_NAME + 1]; /* the name the request gave (api_route_dialect checked its length) */
     bool generate;                         /* /api/generate: "response" instead of "message" */
+    double t_load;                         /* seconds the request waited for the model to load */
     bool ended;
     dl_buf text; /* /api/generate streamed: the reply so far (for 'context') */
 } ol_state;
@@ -131,8 +132,48 @@ static int ol_loaded(const ol_state *st, bool generate, dl_err *e) {
                                      "done_reason", "load", "done", 1)
                          : json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:b}", "model", st->model, "created_at", t, "message",
                                      "role", "assistant", "content", "", "done_reason", "load", "done", 1);
+    if (e->answer) json_object_set_new(e->answer, "load_duration", json_integer((json_int_t)(st->t_load * 1e9)));
     return -1;
 }
+
+/* keep_alive: seconds (a number), a duration ("5m", "1h30m", "-1"), or null; negative: forever. */
+static int ol_keep_alive(json_t *body, double *seconds, dl_err *e) {
+    json_t *k = json_object_get(body, "keep_alive");
+    *seconds = NAN;
+    if (!k || json_is_null(k)) return 0;
+    if (json_is_number(k)) {
+        double v = json_number_value(k);
+        *seconds = v < 0 ? -1 : v;
+        return 0;
+    }
+    if (json_is_string(k) && dl_parse_duration(json_string_value(k), seconds)) return 0;
+    return dl_fail(e, 400, "keep_alive",
+                   "'keep_alive' must be a number of seconds or a duration such as \"5m\", \"1h30m\" or \"-1\"");
+}
+
+/* A request with nothing to generate: /api/chat without messages, /api/generate without a
+ * prompt (or suffix). */
+static bool ol_empty(json_t *body, bool generate) {
+    if (!generate) return json_array_size(json_object_get(body, "messages")) == 0;
+    return !json_string_length(json_object_get(body, "prompt")) && !json_string_length(json_object_get(body, "suffix"));
+}
+
+/* Ollama's answer to an empty request with keep_alive 0: the model unloaded ("done_reason":
+ * "unload"); NULL for a request that asks for output. */
+static json_t *ol_unloaded(json_t *body, bool generate) {
+    if (!ol_empty(body, generate)) return NULL;
+    char t[40];
+    dl_iso_time(time(NULL), t, sizeof t);
+    const char *m = json_string_value(json_object_get(body, "model"));
+    char model[SERVER_MAX_MODEL_NAME + 1];
+    dl_copy_text(model, sizeof model, m ? m : "");
+    return generate ? json_pack("{s:s,s:s,s:s,s:s,s:b}", "model", model, "created_at", t, "response", "", "done_reason",
+                                "unload", "done", 1)
+                    : json_pack("{s:s,s:s,s:{s:s,s:s},s:s,s:b}", "model", model, "created_at", t, "message", "role",
+                                "assistant", "content", "", "done_reason", "unload", "done", 1);
+}
+static json_t *ol_chat_unloaded(json_t *body) { return ol_unloaded(body, false); }
+static json_t *ol_generate_unloaded(json_t *body) { return ol_unloaded(body, true); }
 
 /* /api/chat: messages, tools and tool_choice into the chat request (msgs is its messages) */
 static int ol_chat_body(json_t *body, json_t *chat, json_t *msgs, const ol_state *st, dl_err *e) {
@@ -250,6 +291,7 @@ static json_t *ol_request(const dl_server *s, json_t *body, void **state, bool *
     if (!st || (model && !json_is_string(model))) goto bad;
     set_model(st, s, body);
     st->generate = generate;
+    st->t_load = s->t_load;
     if ((generate ? ol_generate_body(s, body, chat, msgs, st, legacy, e) : ol_chat_body(body, chat, msgs, st, e)) ||
         ol_common(body, chat, *legacy, e))
         goto bad;
@@ -298,12 +340,12 @@ static json_t *done_obj(const dl_server *s, ol_state *st, json_t *msg_or_text, j
     char t[40];
     dl_iso_time(time(NULL), t, sizeof t);
     double first = run->t_first > 0 ? run->t_first : run->t_now;
-    json_t *o =
-        json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
-                  st->generate ? "response" : "message", msg_or_text, "done", 1, "done_reason",
-                  finish == JOB_LENGTH ? "length" : "stop", "total_duration", ns(run->t_now - run->t_submit),
-                  "load_duration", (json_int_t)0, "prompt_eval_count", run->n_prompt, "prompt_eval_duration",
-                  ns(first - run->t_submit), "eval_count", run->n_generated, "eval_duration", ns(run->t_now - first));
+    json_t *o = json_pack("{s:s,s:s,s:o,s:b,s:s,s:I,s:I,s:i,s:I,s:i,s:I}", "model", st->model, "created_at", t,
+                          st->generate ? "response" : "message", msg_or_text, "done", 1, "done_reason",
+                          finish == JOB_LENGTH ? "length" : "stop", "total_duration",
+                          ns(run->t_now - run->t_submit + run->t_load), "load_duration", ns(run->t_load),
+                          "prompt_eval_count", run->n_prompt, "prompt_eval_duration", ns(first - run->t_submit),
+                          "eval_count", run->n_generated, "eval_duration", ns(run->t_now - first));
     if (o && st->generate) {
         const char *text = st->text.n ? st->text.p : json_string_value(msg_or_text); /* streamed: the text kept */
         size_t n = st->text.n ? st->text.n : json_string_length(msg_or_text);
@@ -386,6 +428,8 @@ static void ol_event(const dl_server *s, void *state, const job_event *ev, dl_wr
     }
 }
 
+#define OL_404 "model \"%s\" not found, try pulling it first" /* Ollama's words */
+
 const dialect dialect_ollama = {
     .name = "ollama",
     .stream_type = "application/x-ndjson",
@@ -394,6 +438,9 @@ const dialect dialect_ollama = {
     .event = ol_event,
     .error = ol_error,
     .free_state = ol_free,
+    .model_404 = OL_404,
+    .keep_alive = ol_keep_alive,
+    .unload_answer = ol_chat_unloaded,
 };
 
 const dialect dialect_ollama_generate = {
@@ -404,155 +451,26 @@ const dialect dialect_ollama_generate = {
     .event = ol_event,
     .error = ol_error,
     .free_state = ol_free,
+    .model_404 = OL_404,
+    .keep_alive = ol_keep_alive,
+    .unload_answer = ol_generate_unloaded,
 };
-
-/* ---- model information ---- */
-
-static const char *quant_name(int ft) {
-    const char *n = lfm2c_file_type_name(ft);
-    return n ? n : "unknown";
-}
-
-static json_t *details(const dl_server *s) {
-    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
-    char size[32];
-    double n = (double)mi->n_params;
-    if (n >= 1e9) snprintf(size, sizeof size, "%.1fB", n / 1e9);
-    else if (n >= 1e6) snprintf(size, sizeof size, "%.0fM", n / 1e6);
-    else snprintf(size, sizeof size, "%.0fK", n / 1e3);
-    return json_pack("{s:s,s:s,s:s,s:[s],s:s,s:s}", "parent_model", "", "format", "gguf", "family", mi->arch,
-                     "families", mi->arch, "parameter_size", size, "quantization_level", quant_name(mi->file_type));
-}
-
-static void name_of(const dl_server *s, char *out, size_t cap) {
-    snprintf(out, cap, "%s%s", s->alias, strchr(s->alias, ':') ? "" : ":latest");
-}
-
-/* A stable 64-hex digest of what identifies the served model (not a file hash). */
-static void digest(const dl_server *s, char *out) {
-    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = s->alias; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    h ^= mi->n_params * 0x9E3779B97F4A7C15ull ^ mi->weight_bytes;
-    for (int i = 0; i < 4; i++) {
-        h ^= h >> 31;
-        h *= 0xBF58476D1CE4E5B9ull;
-        snprintf(out + 16 * i, 17, "%016llx", (unsigned long long)h);
-    }
-}
-
-/* The model (lora -1), or its LoRA adapter `lora` as ALIAS:NAME (a request naming it runs with it). */
-static json_t *tag_json(const dl_server *s, bool ps, int lora) {
-    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
-    char name[300], dg[72], t[40];
-    if (lora < 0) name_of(s, name, sizeof name);
-    else snprintf(name, sizeof name, "%s:%s", s->alias, s->lora_names[lora]);
-    digest(s, dg);
-    if (lora >= 0) snprintf(dg + 48, 17, "%016x", (unsigned)lora + 1u);
-    dl_iso_time(s->started, t, sizeof t);
-    json_t *m = json_pack("{s:s,s:s,s:I,s:s,s:o}", "name", name, "model", name, "size", (json_int_t)mi->weight_bytes,
-                          "digest", dg, "details", details(s));
-    if (ps) {
-        json_object_set_new(m, "expires_at", json_string("2318-01-01T00:00:00Z")); /* loaded until the server stops */
-        json_object_set_new(m, "size_vram", json_integer(0));
-        json_object_set_new(m, "context_length", json_integer(s->n_ctx));
-    } else {
-        json_object_set_new(m, "modified_at", json_string(t));
-    }
-    return m;
-}
-
-static json_t *ollama_tags(const dl_server *s, bool ps) {
-    json_t *models = json_array();
-    for (int i = -1; i < s->n_lora; i++) json_array_append_new(models, tag_json(s, ps, i));
-    return json_pack("{s:o}", "models", models);
-}
-
-/* m names the model or one of its adapters (NAME or ALIAS:NAME) */
-static bool names_served(const dl_server *s, const char *m, const char *name) {
-    if (!strcmp(m, s->alias) || !strcmp(m, name) || (s->model_file && !strcmp(m, s->model_file))) return true;
-    size_t na = strlen(s->alias);
-    for (int i = 0; i < s->n_lora; i++)
-        if (!strcmp(m, s->lora_names[i]) ||
-            (!strncmp(m, s->alias, na) && m[na] == ':' && !strcmp(m + na + 1, s->lora_names[i])))
-            return true;
-    return false;
-}
-
-static json_t *ollama_show(const dl_server *s, json_t *body, dl_err *e) {
-    json_t *mv = json_object_get(body, "model");
-    if (!mv) mv = json_object_get(body, "name");
-    const char *m = json_string_value(mv);
-    if (!m) {
-        dl_fail(e, 400, "model", "'model' is required");
-        return NULL;
-    }
-    char name[300];
-    name_of(s, name, sizeof name);
-    if (!names_served(s, m, name)) {
-        dl_fail(e, 404, "model", "model '%.200s' not found", m);
-        return NULL;
-    }
-    const lfm2c_model_info *mi = lfm2c_model_get_info(s->model);
-    const char *tmpl = lfm2c_model_meta_str(s->model, "tokenizer.chat_template");
-    char key[96], t[40];
-    json_t *info = json_pack("{s:s,s:I,s:s}", "general.architecture", mi->arch, "general.parameter_count",
-                             (json_int_t)mi->n_params, "general.name", mi->name);
-#define ARCH_KEY(k, v) (snprintf(key, sizeof key, "%s." k, mi->arch), json_object_set_new(info, key, json_integer(v)))
-    ARCH_KEY("context_length", mi->n_ctx_train);
-    ARCH_KEY("embedding_length", mi->n_embd);
-    ARCH_KEY("block_count", mi->n_layer);
-    ARCH_KEY("attention.head_count", mi->n_head);
-    ARCH_KEY("vocab_size", mi->n_vocab);
-    if (mi->n_expert) {
-        ARCH_KEY("expert_count", mi->n_expert);
-        ARCH_KEY("expert_used_count", mi->n_expert_used);
-    }
-#undef ARCH_KEY
-    lfm2c_sampler_params sp = lfm2c_sampler_params_for_model(s->model);
-    char params[256];
-    snprintf(params, sizeof params, "temperature %g\ntop_k %d\ntop_p %g\nmin_p %g\nrepeat_penalty %g\nnum_ctx %d",
-             sp.temperature, sp.top_k, sp.top_p, sp.min_p, sp.repeat_penalty, s->n_ctx);
-    char modelfile[512];
-    snprintf(modelfile, sizeof modelfile, "# served by lfm2c\nFROM %s\n", s->model_file ? s->model_file : s->alias);
-    dl_iso_time(s->started, t, sizeof t);
-    json_t *caps = json_pack("[s,s]", "completion", "tools");
-    if (tmpl && strstr(tmpl, LFM2C_THINK_OPEN))
-        json_array_append_new(caps, json_string("thinking")); /* a thinking model's template */
-    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "modelfile", modelfile, "parameters", params, "template",
-                     tmpl ? tmpl : "", "details", details(s), "model_info", info, "capabilities", caps, "modified_at",
-                     t);
-}
 
 static json_t *ollama_version(void) { return json_pack("{s:s}", "version", "0.12.0"); }
 
 /* ---- routes ----------------------------------------------------------------------------------- */
 
-static json_t *tags_hook(const dl_server *s, json_t *body, dl_err *e) {
-    (void)body;
-    (void)e;
-    return ollama_tags(s, false);
-}
-static json_t *ps_hook(const dl_server *s, json_t *body, dl_err *e) {
-    (void)body;
-    (void)e;
-    return ollama_tags(s, true);
-}
 static json_t *version_hook(const dl_server *s, json_t *body, dl_err *e) {
     (void)s;
     (void)body;
     (void)e;
     return ollama_version();
 }
-static const dl_hook show_hook = {.fn = ollama_show}, tags = {.fn = tags_hook}, ps = {.fn = ps_hook},
-                     version = {.fn = version_hook};
+static const dl_hook version = {.fn = version_hook};
 
 const http_route ollama_routes[] = {
     {HTTP_POST, "/api/chat", api_route_dialect, 0, &dialect_ollama},
     {HTTP_POST, "/api/generate", api_route_dialect, 0, &dialect_ollama_generate},
-    {HTTP_POST, "/api/show", api_route_answer, 0, &show_hook},
-    {HTTP_GET | HTTP_HEAD, "/api/tags", api_route_answer, 0, &tags},
-    {HTTP_GET | HTTP_HEAD, "/api/ps", api_route_answer, 0, &ps},
     {HTTP_GET | HTTP_HEAD, "/api/version", api_route_answer, 0, &version},
 };
 const int ollama_n_routes = sizeof ollama_routes / sizeof *ollama_routes;

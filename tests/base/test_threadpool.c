@@ -3,7 +3,9 @@
  * a thread that stalls in its index does not keep the other indices from being run by others,
  * many jobs on a heavily oversubscribed pool all complete (counted, no timing assertions),
  * two oversubscribed pools driven at once from two threads (two models decoding side by side),
- * shutdown with workers blocked, the thread-count bounds and the default thread count. */
+ * shutdown with workers blocked, the thread-count bounds and the default thread count; turns
+ * (models sharing one pool): first come first served, so a caller waiting for its turn waits for
+ * at most one turn of a caller that asks again at once; the shared pool, one for every getter. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -244,6 +246,61 @@ static void *pinned_default(void *out) {
     return NULL;
 }
 
+/* A caller that takes turn after turn (each ~2 ms), another asking now and then. */
+typedef struct turns {
+    threadpool *p;
+    atomic_int done; /* turns the busy caller finished */
+    atomic_bool stop;
+} turns;
+
+static void add_fn(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void *busy_turns(void *arg) {
+    turns *t = arg;
+    atomic_int runs = 0;
+    while (!atomic_load(&t->stop)) {
+        threadpool_turn_begin(t->p);
+        threadpool_run(t->p, add_fn, &runs);
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        atomic_fetch_add(&t->done, 1);
+        threadpool_turn_end(t->p); /* and at once the next */
+    }
+    return NULL;
+}
+
+static void check_turns(void) {
+    turns t = {.p = threadpool_shared_get(2)};
+    CHECK(t.p && threadpool_shared_get(4) == t.p, "the shared pool: one for every getter");
+    pthread_t th;
+    pthread_create(&th, NULL, busy_turns, &t);
+    int worst = 0;
+    atomic_int runs = 0;
+    for (int i = 0; i < 40; i++) {
+        struct timespec ts = {0, 3 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        int before = atomic_load(&t.done);
+        threadpool_turn_begin(t.p);
+        int waited = atomic_load(&t.done) - before; /* the other's turns that ended meanwhile */
+        threadpool_run(t.p, add_fn, &runs);
+        threadpool_turn_end(t.p);
+        if (waited > worst) worst = waited;
+    }
+    atomic_store(&t.stop, true);
+    pthread_join(th, NULL);
+    CHECK(worst <= 1, "a waiting caller waits for at most one turn of the other (%d)", worst);
+    CHECK(atomic_load(&runs) == 40 * threadpool_size(t.p), "every index of the waiting caller's runs: %d",
+          atomic_load(&runs));
+    threadpool_shared_put(t.p);
+    threadpool_shared_put(t.p);
+    threadpool *again = threadpool_shared_get(1);
+    CHECK(again && threadpool_size(again) == 1, "the last put freed it: a new one is made");
+    threadpool_shared_put(again);
+}
+
 int main(void) {
     check_pool(1, 2000); /* one index: the caller alone */
     check_pool(2, 2000);
@@ -256,6 +313,7 @@ int main(void) {
     check_two_pools();
     check_sleep_and_shutdown();
     check_bounds();
+    check_turns();
     pthread_t t;
     int pinned = 0;
     pthread_create(&t, NULL, pinned_default, &pinned);

@@ -1,16 +1,19 @@
 /* test_model.c — the forward pass against the reference goldens (tests/data, *.golden.*), the
  * cache paths (one-by-one == batch, greedy continuations, batched sessions, truncation), and
- * the load-time errors of bad files.
+ * the load-time errors of bad files, and two models on the process's shared thread pool
+ * (shared_threads) decoding from two threads at once: the same bits as each one alone.
  * LFM2C_TEST_QUICK=1 (scripts/test_arm64.sh, under qemu, where a forward is ~40x slower) keeps
  * the fast path of every fixture against its goldens and the cache paths, and leaves out the
  * reference-mode forwards (float activations: no kernel table's code) and the KV cache types. */
 #include "lfm2c.h"
 #include "core/backend.h"
+#include "core/model.h"
 #include "cpu/kernels.h"
 #include "test.h"
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 static bool quick; /* LFM2C_TEST_QUICK=1 */
@@ -465,6 +468,65 @@ static void check_kv_growth(const char *name) {
     free(h[1]);
 }
 
+/* One model decoding a prompt again and again from its own thread, against its logits alone. */
+typedef struct shared_job {
+    lfm2c_model *m;
+    const int32_t *ids;
+    int n, rounds, differ;
+    const float *want;
+} shared_job;
+
+static void *shared_decode(void *arg) {
+    shared_job *j = arg;
+    const size_t bytes = sizeof(float) * (size_t)j->n * (size_t)lfm2c_model_get_info(j->m)->n_vocab;
+    for (int r = 0; r < j->rounds; r++) {
+        float *got = all_logits(j->m, j->ids, j->n, r % 2 == 1);
+        j->differ += !got || memcmp(got, j->want, bytes) != 0;
+        free(got);
+    }
+    return NULL;
+}
+
+/* Two models on the shared pool (a server's): one pool, passes taking turns from two threads,
+ * every logit the one each model makes alone; the pool outlives the first model freed. */
+static void check_shared_threads(void) {
+    static const char *const names[2] = {DATA("lfm2-tiny-dense-q8_0.gguf"), DATA("lfm2-kq-moe-q4_k_m.gguf")};
+    static const int32_t ids[12] = {1, 422, 1500, 27, 3001, 99, 4242, 7, 640, 1234, 5, 777};
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 2;
+    float *want[2];
+    for (int i = 0; i < 2; i++) { /* alone, each on its own pool */
+        lfm2c_model *m = lfm2c_model_open(names[i], &mp, NULL);
+        want[i] = m ? all_logits(m, ids, 12, false) : NULL;
+        lfm2c_model_free(m);
+    }
+    mp.shared_threads = true;
+    lfm2c_model *m[2] = {lfm2c_model_open(names[0], &mp, NULL), lfm2c_model_open(names[1], &mp, NULL)};
+    CHECK(m[0] && m[1] && want[0] && want[1], "shared_threads: open");
+    if (m[0] && m[1] && want[0] && want[1]) {
+        CHECK(m[0]->pool == m[1]->pool && m[0]->pool_shared, "shared_threads: one pool for both models");
+        shared_job j[2];
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) {
+            j[i] = (shared_job){.m = m[i], .ids = ids, .n = 12, .rounds = 8, .want = want[i]};
+            pthread_create(&t[i], NULL, shared_decode, &j[i]);
+        }
+        for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+        CHECK(j[0].differ == 0 && j[1].differ == 0,
+              "shared_threads: two models at once decode as alone (%d, %d of 8 rounds differ)", j[0].differ,
+              j[1].differ);
+        lfm2c_model_free(m[0]);
+        m[0] = NULL;
+        shared_job one = {.m = m[1], .ids = ids, .n = 12, .rounds = 1, .want = want[1]};
+        shared_decode(&one);
+        CHECK(one.differ == 0, "shared_threads: the pool outlives the first model freed");
+    }
+    lfm2c_model_free(m[0]);
+    lfm2c_model_free(m[1]);
+    free(want[0]);
+    free(want[1]);
+}
+
 int main(void) {
     const char *fixtures[] = {"lfm2-tiny-dense-f32",  "lfm2-tiny-moe-f32",  "lfm2-tiny-dense-q8_0",
                               "lfm2-tiny-dense-q4_0", "lfm2-tiny-moe-q8_0", "lfm2-tiny-moe-q4_0",
@@ -487,5 +549,6 @@ int main(void) {
     check_decode_profile("lfm2-kq-dense-q4_k_m");
     check_decode_profile("lfm2-kq-moe-q4_k_m");
     bad_files();
+    check_shared_threads();
     TEST_MAIN_END();
 }

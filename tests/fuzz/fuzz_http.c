@@ -2,7 +2,8 @@
  * (the fixture model, 2 slots, a 128-token context so any generation is short, an API key, CORS
  * for one origin, /metrics) on 127.0.0.1, and each input sent as the body of a POST to a route
  * chosen by its first byte (OpenAI's chat, completions, tokenizer and embeddings routes, the
- * Responses, Anthropic and Ollama routes, Ollama's embeddings); the answer is read whole. The
+ * Responses, Anthropic and Ollama routes, Ollama's embeddings, /api/pull (refused: --no-pull));
+ * the model served through the registry (serve/models.h), as `lfm2c serve -m`; the answer is read whole. The
  * server must answer every input (4xx for bad ones) and never crash. An input whose first byte
  * is 0xFF is instead sent raw, as the whole request stream (request line, headers, a chunked or
  * sized body), and the connection half-closed after it: the transport's own paths (methods, GET
@@ -10,8 +11,11 @@
  * so the server may close without an answer, but it must close within the wait and never answer
  * 5xx (but 503, and 505 for an HTTP version the server does not speak). */
 #include "fuzz_common.h"
+#include "serve/models.h"
 #include "serve/scheduler.h"
 #include "serve/server.h"
+
+#include <math.h>
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -44,36 +48,40 @@ static int send_all(int fd, const uint8_t *p, size_t n) {
     }
     return 0;
 }
-static sched *sch;
+static serve_models *models;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     lfm2c_error err = {0};
-    lfm2c_model_params mp = lfm2c_model_default_params();
-    mp.n_threads = 1;
-    lfm2c_model *m = lfm2c_model_open(fuzz_fixture(), &mp, &err);
-    if (!m) {
-        fprintf(stderr, "fuzz_http: %s\n", err.msg);
-        abort();
-    }
-    /* a short context keeps every generation short (a request without max_tokens runs to the end
-     * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
-    sched_params sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128};
-    sched *s = sched_new(m, &sp, &err);
-    sch = s;
     server_params p = {.host = "127.0.0.1",
                        .port = 0,
                        .alias = "fuzz",
                        .n_ctx = 128,
                        .max_body = 1 << 20,
-                       .model_file = "fuzz.gguf",
                        .api_key = API_KEY,
                        .cors_origin = "http://a.example",
+                       .no_pull = true,
                        .metrics = true};
-    server *srv = s ? server_start(m, s, &p, &err) : NULL;
-    if (!srv) {
-        fprintf(stderr, "fuzz_http: %s\n", err.msg);
+    server *srv = server_start(&p, &err);
+    /* a short context keeps every generation short (a request without max_tokens runs to the end
+     * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
+    models_params mp = {.mp = lfm2c_model_default_params(),
+                        .sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128},
+                        .keep_alive = -1,
+                        .wait_s = 5};
+    mp.mp.n_threads = 1;
+    models = srv ? models_new(&mp, server_shared(srv)) : NULL;
+    int lora, status;
+    char msg[400] = "";
+    serve_api *api = models && !models_add_file(models, fuzz_fixture(), "fuzz", &err)
+                         ? models_acquire(models, NULL, NAN, &lora, &status, msg, sizeof msg)
+                         : NULL;
+    if (!api) {
+        fprintf(stderr, "fuzz_http: %s%s\n", err.msg, msg);
         abort();
     }
+    models_release(api);
+    server_set_models(srv, models);
+    server_ready(srv);
     port = server_port(srv);
     return 0; /* the server lives as long as the process */
 }
@@ -84,7 +92,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* the other APIs (server_dialect.h) */
         "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat", "/api/generate", "/api/show",
         /* embeddings (embeddings.c); new routes go last: a seed's first byte keeps its route */
-        "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings"};
+        "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings",
+        /* the models' management (server_models.c): a pull is refused before anything is fetched */
+        "/api/pull"};
     bool raw = size && data[0] == RAW;
     const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
     const uint8_t *body = size ? data + 1 : data;
@@ -141,7 +151,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (got >= 12) memcpy(status, head_buf + 9, 3);
     if (raw ? why == ETIMEDOUT : !got) { /* every request gets an answer; a raw stream is closed in time */
         sched_stats st;
-        sched_get_stats(sch, &st);
+        models_stats(models, &st);
         fprintf(stderr,
                 "fuzz_http: %s from %s (%s after %.1f s; scheduler: %d of %d slots active, %d queued, "
                 "%llu steps, %llu tokens generated)\n",

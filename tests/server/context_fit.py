@@ -28,6 +28,19 @@ def req(path, body):
         return r.status, text
 
 
+def served_model():
+    """The server's model id: every API's requests name it (another name is a 404)."""
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    c.request("GET", "/v1/models")
+    r = c.getresponse()
+    m = json.loads(r.read())["data"][0]["id"]
+    c.close()
+    return m
+
+
+MODEL = served_model()
+
+
 def check(cond, what):
     global passed, failed
     if cond:
@@ -141,23 +154,23 @@ resp_tools = [{"type": "function", "name": x["function"]["name"], "parameters": 
 
 
 def resp_tokens(n, extra):
-    s, t = req("/v1/responses", dict({"model": "m", "input": "x " * n, "max_output_tokens": 1}, **extra))
+    s, t = req("/v1/responses", dict({"model": MODEL, "input": "x " * n, "max_output_tokens": 1}, **extra))
     return t["usage"]["input_tokens"] if s == 200 else CTX
 
 
 r2 = filler(2, lambda n: resp_tokens(n, {"tools": resp_tools}))
-s, t = req("/v1/responses", {"model": "m", "input": msgs(r2)[0]["content"], "tools": resp_tools, "tool_choice": "required"})
+s, t = req("/v1/responses", {"model": MODEL, "input": msgs(r2)[0]["content"], "tools": resp_tools, "tool_choice": "required"})
 check(s == 400 and err_code(t) == "context_length_exceeded" and "needs at least" in err_msg(t),
       "responses: required call without room: 400 (%d %r)" % (s, t))
 r30 = filler(30, lambda n: resp_tokens(n, {}))
-s, t = req("/v1/responses", {"model": "m", "input": msgs(r30)[0]["content"], "text": {"format": {"type": "json_schema", "name": "w",
+s, t = req("/v1/responses", {"model": MODEL, "input": msgs(r30)[0]["content"], "text": {"format": {"type": "json_schema", "name": "w",
                                                                                    "strict": True, "schema": long_schema}}})
 check(s == 400 and "needs at least" in err_msg(t), "responses: json_schema without room: 400 (%d %r)" % (s, t))
 ant_tools = [{"name": x["function"]["name"], "input_schema": x["function"]["parameters"]} for x in TOOLS]
 
 
 def ant_tokens(n, extra):
-    s, t = req("/v1/messages", dict({"model": "m", "max_tokens": 1, "messages": msgs(n)}, **extra))
+    s, t = req("/v1/messages", dict({"model": MODEL, "max_tokens": 1, "messages": msgs(n)}, **extra))
     if s != 200:
         return CTX
     us = t["usage"]
@@ -165,12 +178,12 @@ def ant_tokens(n, extra):
 
 
 a2 = filler(2, lambda n: ant_tokens(n, {"tools": ant_tools}))
-s, t = req("/v1/messages", {"model": "m", "max_tokens": 1000, "messages": msgs(a2), "tools": ant_tools,
+s, t = req("/v1/messages", {"model": MODEL, "max_tokens": 1000, "messages": msgs(a2), "tools": ant_tools,
                             "tool_choice": {"type": "any"}})
 check(s == 400 and isinstance(t, dict) and t.get("type") == "error" and "needs at least" in err_msg(t),
       "anthropic: tool_choice any without room: 400 (%d %r)" % (s, t))
 a30 = filler(30, lambda n: ant_tokens(n, {"tools": ant_tools}))
-s, t = req("/v1/messages", {"model": "m", "max_tokens": 1000, "messages": msgs(a30), "tools": ant_tools,
+s, t = req("/v1/messages", {"model": MODEL, "max_tokens": 1000, "messages": msgs(a30), "tools": ant_tools,
                             "tool_choice": {"type": "any"}, "test_script": long_call})
 check(s == 400 and "ran out" in err_msg(t), "anthropic: a call cut by the context: 400 (%d %r)" % (s, t))
 
@@ -183,26 +196,26 @@ def stream_body(path, body):
     return r.status, text
 
 
-s, text = stream_body("/v1/messages", {"model": "m", "max_tokens": 1000, "messages": msgs(a30), "tools": ant_tools,
+s, text = stream_body("/v1/messages", {"model": MODEL, "max_tokens": 1000, "messages": msgs(a30), "tools": ant_tools,
                                        "tool_choice": {"type": "any"}, "test_script": long_call, "stream": True})
 check("event: error" in text and "ran out" in text and "invalid_request_error" in text and "message_stop" not in text,
       "anthropic streamed: an error event, no message_stop (%r)" % text[-300:])
 rt30 = filler(30, lambda n: resp_tokens(n, {"tools": resp_tools}))
-s, text = stream_body("/v1/responses", {"model": "m", "input": msgs(rt30)[0]["content"], "tools": resp_tools,
+s, text = stream_body("/v1/responses", {"model": MODEL, "input": msgs(rt30)[0]["content"], "tools": resp_tools,
                                         "tool_choice": "required", "test_script": long_call, "stream": True})
 check("ran out" in text and "response.completed" not in text and "response.incomplete" not in text,
       "responses streamed: an error, no completed / incomplete response (%r)" % text[-300:])
 
 
 def ollama_tokens(n):
-    s, t = req("/api/chat", {"model": "m", "messages": msgs(n), "stream": False, "options": {"num_predict": 1}})
+    s, t = req("/api/chat", {"model": MODEL, "messages": msgs(n), "stream": False, "options": {"num_predict": 1}})
     return t["prompt_eval_count"] if s == 200 else CTX
 
 
 o30 = filler(30, ollama_tokens)
-s, t = req("/api/chat", {"model": "m", "messages": msgs(o30), "format": long_schema, "stream": False})
+s, t = req("/api/chat", {"model": MODEL, "messages": msgs(o30), "format": long_schema, "stream": False})
 check(s == 400 and "needs at least" in err_msg(t), "ollama: format without room: 400 (%d %r)" % (s, t))
-s, t = req("/api/chat", {"model": "m", "messages": msgs(o30), "format": "json", "stream": False,
+s, t = req("/api/chat", {"model": MODEL, "messages": msgs(o30), "format": "json", "stream": False,
                          "test_script": '{"k":"' + "a b " * 30 + '"}'})
 check(s == 400 and "ran out" in err_msg(t), "ollama: JSON cut by the context: 400 (%d %r)" % (s, t))
 

@@ -64,7 +64,7 @@ user = [{"role": "user", "content": "hi"}]
 # ---- Responses (OpenAI's error shape) ----
 R = "/v1/responses"
 for name, body, status in [
-    ("no input", {"model": "m"}, 400),
+    ("no input", {}, 400),
     ("input a number", {"input": 5}, 400),
     ("input item of unknown type", {"input": [{"type": "input_image", "image_url": "x"}]}, 400),
     ("message with a bad role", {"input": [{"role": "robot", "content": "x"}]}, 400),
@@ -138,7 +138,7 @@ check(s == 404 and anthropic_shape(t, "not_found_error"), "anthropic unknown rou
 
 # ---- Ollama ----
 for path, name, body, status in [
-    ("/api/chat", "messages a string", {"model": "m", "messages": "x"}, 400),
+    ("/api/chat", "messages a string", {"messages": "x"}, 400),
     ("/api/chat", "message without role", {"messages": [{"content": "x"}]}, 400),
     ("/api/chat", "content a number", {"messages": [{"role": "user", "content": 1}]}, 400),
     ("/api/chat", "images", {"messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, 400),
@@ -162,7 +162,8 @@ for path, name, body, status in [
     ("/api/generate", "raw a string", {"prompt": "x", "raw": "yes"}, 400),
     ("/api/show", "no model", {}, 400),
     ("/api/show", "unknown model", {"model": "nope"}, 404),
-    ("/api/pull", "unknown route", {"model": "x"}, 404),
+    ("/api/pull", "no model", {}, 400),
+    ("/api/copy", "unknown route", {"model": "x"}, 404),
 ]:
     s, t = req("POST", path, body)
     check(s == status and ollama_shape(t), "ollama %s %s -> %d %s" % (path, name, s, t[:200]))
@@ -173,9 +174,9 @@ check(s == 405 and ollama_shape(t), "ollama GET /api/chat -> %d" % s)
 s, t = req("GET", "/api/tags", headers={"Authorization": ""})
 check(s == 401 and ollama_shape(t), "ollama without the key -> %d %s" % (s, t[:200]))
 # empty requests load the model and answer done (as Ollama)
-s, t = req("POST", "/api/generate", {"model": "m"})
+s, t = req("POST", "/api/generate", {})
 check(s == 200 and json.loads(t)["done_reason"] == "load", "ollama generate without prompt -> %d %s" % (s, t[:200]))
-s, t = req("POST", "/api/chat", {"model": "m", "messages": []})
+s, t = req("POST", "/api/chat", {"messages": []})
 check(s == 200 and json.loads(t)["done"] is True, "ollama chat without messages -> %d %s" % (s, t[:200]))
 # a stream answers NDJSON lines, the last one done
 s, t = req("POST", "/api/chat", {"messages": [{"role": "user", "content": "x"}], "options": {"num_predict": 3}})
@@ -225,7 +226,9 @@ for path, shape, body in ROUTES:
                   "%s with a model of %s -> %d %s" % (path, what, r.status, t[:160]))
         else:
             echoed = j.get("model", name) if isinstance(j, dict) and shape == "l" and r.status == 200 else name
-            check(r.status < 500 and j is not None and echoed == name and (r.status < 400 or SHAPE[shape](t)),
+            found = r.status != 404 or shape != "a" or anthropic_shape(t, "not_found_error")  # Anthropic's 404
+            check(r.status < 500 and j is not None and echoed == name and
+                  (r.status < 400 or (SHAPE[shape](t) if r.status != 404 or shape != "a" else found)),
                   "%s with a model of %s -> %d %s" % (path, what, r.status, t[:160]))
 
 # a long multi-byte model id in a path, and /api/show naming it by 'name': 404, valid UTF-8

@@ -28,6 +28,12 @@ def req(method, path, body=None):
     return r.status, text
 
 
+def served_model():
+    """The server's (first) model id: requests of every API name it (another name is a 404)."""
+    s, t = req("GET", "/v1/models")
+    return json.loads(t)["data"][0]["id"]
+
+
 def jreq(path, body):
     s, t = req("POST", path, body)
     try:
@@ -60,6 +66,7 @@ def param_of(t):
     return t.get("error", {}).get("param") if isinstance(t, dict) and isinstance(t.get("error"), dict) else None
 
 
+MODEL = served_model()
 user = [{"role": "user", "content": "Tell me something."}]
 
 # ---- sampling without a seed: every request draws its own ----------------------------------------
@@ -79,7 +86,7 @@ for _ in range(N):
 check(None not in answers and len(set(answers)) >= N - 1, "completions without seed: %d distinct of %d" % (len(set(answers)), N))
 answers = []
 for _ in range(N):
-    s, t = jreq("/api/chat", {"model": "x", "messages": user, "stream": False, "options": {"num_predict": 8, "temperature": 1}})
+    s, t = jreq("/api/chat", {"model": MODEL, "messages": user, "stream": False, "options": {"num_predict": 8, "temperature": 1}})
     answers.append(t["message"]["content"] if s == 200 else None)
 check(None not in answers and len(set(answers)) >= N - 1, "/api/chat without seed: %d distinct of %d" % (len(set(answers)), N))
 
@@ -98,10 +105,10 @@ def valid(text):
 
 for field, val in (("output_config", {"format": {"type": "json_schema", "schema": schema}}),
                    ("output_format", {"type": "json_schema", "schema": schema})):
-    s, t = jreq("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": user, field: val})
+    s, t = jreq("/v1/messages", {"model": MODEL, "max_tokens": 200, "messages": user, field: val})
     text = t["content"][0]["text"] if s == 200 else ""
     check(s == 200 and valid(text), "anthropic %s: constrained answer (%d %r)" % (field, s, text[:200]))
-    s, t = req("POST", "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": user, field: val, "stream": True})
+    s, t = req("POST", "/v1/messages", {"model": MODEL, "max_tokens": 200, "messages": user, field: val, "stream": True})
     text = "".join(d["delta"]["text"] for e, d in sse(t) if e == "content_block_delta" and d["delta"]["type"] == "text_delta")
     check(s == 200 and valid(text), "anthropic %s streamed: constrained answer (%r)" % (field, text[:200]))
 s, t = jreq("/v1/messages", {"max_tokens": 10, "messages": user, "output_config": {"format": {"type": "regex", "pattern": "a+"}}})
@@ -235,40 +242,40 @@ check(s == 400 and param_of(t) == "include", "include not an array -> 400 (%d)" 
 # ---- Ollama: flat named tool_choice, /api/generate context ----------------------------------------------
 otools = [{"type": "function", "function": {"name": "get_weather", "description": "weather",
                                              "parameters": weather}}]
-s, t = jreq("/api/chat", {"model": "x", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": otools, "stream": False,
+s, t = jreq("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": otools, "stream": False,
                           "tool_choice": {"type": "function", "name": "get_weather"}, "options": {"num_predict": 200}})
 calls = t["message"].get("tool_calls", []) if s == 200 else []
 check(s == 200 and calls and calls[0]["function"]["name"] == "get_weather", "ollama flat named tool_choice honoured (%d %s)" % (s, str(t)[:200]))
-s, t = jreq("/api/chat", {"model": "x", "messages": user, "stream": False, "tool_choice": {"type": "function", "name": "nothing"},
+s, t = jreq("/api/chat", {"model": MODEL, "messages": user, "stream": False, "tool_choice": {"type": "function", "name": "nothing"},
                           "options": {"num_predict": 3}})
 check(s == 200, "ollama tool_choice without tools is ignored, as Ollama does (%d)" % s)
 
-s, g = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "options": {"num_predict": 5, "seed": 1}})
+s, g = jreq("/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False, "options": {"num_predict": 5, "seed": 1}})
 ctx = g.get("context") if s == 200 else None
 check(isinstance(ctx, list) and len(ctx) > g["prompt_eval_count"] and all(isinstance(x, int) for x in ctx),
       "/api/generate answers carry 'context' (%d)" % s)
-s, g2 = jreq("/api/generate", {"model": "x", "prompt": "More", "stream": False, "context": ctx, "options": {"num_predict": 3}})
-s0, g0 = jreq("/api/generate", {"model": "x", "prompt": "More", "stream": False, "options": {"num_predict": 3}})
+s, g2 = jreq("/api/generate", {"model": MODEL, "prompt": "More", "stream": False, "context": ctx, "options": {"num_predict": 3}})
+s0, g0 = jreq("/api/generate", {"model": MODEL, "prompt": "More", "stream": False, "options": {"num_predict": 3}})
 check(s == 200 and s0 == 200 and g2["prompt_eval_count"] == g0["prompt_eval_count"] + len(ctx) - 1 and g2["context"][:len(ctx)] == ctx,
       "a request's 'context' comes before its prompt (%d)" % s)
-s, t = req("POST", "/api/generate", {"model": "x", "prompt": "Hello", "options": {"num_predict": 5, "seed": 1}})
+s, t = req("POST", "/api/generate", {"model": MODEL, "prompt": "Hello", "options": {"num_predict": 5, "seed": 1}})
 lines = [json.loads(x) for x in t.splitlines() if x.strip()]
 check(s == 200 and lines[-1]["done"] and lines[-1].get("context") == ctx, "streamed /api/generate: the done line carries the same 'context'")
 check(all(x.get("context") == [] for x in lines[:-1]), "streamed /api/generate: partial lines carry an empty 'context'")
-s, t = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "max_tokens": 3})
+s, t = jreq("/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False, "max_tokens": 3})
 check(s == 200 and t["eval_count"] == 3, "/api/generate top-level max_tokens honoured (%d)" % s)
-s, t = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "raw": True, "context": ctx, "options": {"num_predict": 2}})
+s, t = jreq("/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False, "raw": True, "context": ctx, "options": {"num_predict": 2}})
 check(s == 200 and t["prompt_eval_count"] > len(ctx), "raw with context (%d)" % s)
-s, t = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "context": [1, 2, 10 ** 9]})
+s, t = jreq("/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False, "context": [1, 2, 10 ** 9]})
 check(s == 400 and "context" in t.get("error", ""), "bad context id -> 400 (%d)" % s)
-s, t = jreq("/api/generate", {"model": "x", "prompt": "Hello", "stream": False, "context": "abc"})
+s, t = jreq("/api/generate", {"model": MODEL, "prompt": "Hello", "stream": False, "context": "abc"})
 check(s == 400 and "context" in t.get("error", ""), "context not an array -> 400 (%d)" % s)
 
 # ---- fill-in-the-middle: suffix ----------------------------------------------------------------------------
 s, a = jreq("/v1/completions", {"prompt": "def add(a, b):\n", "max_tokens": 4})
 s2, b = jreq("/v1/completions", {"prompt": "def add(a, b):\n", "suffix": "\n    return c\n", "max_tokens": 4})
 check(s == 200 and s2 == 200 and b["usage"]["prompt_tokens"] > a["usage"]["prompt_tokens"] + 2, "completions suffix honoured (%d)" % s2)
-s3, c = jreq("/api/generate", {"model": "x", "prompt": "def add(a, b):\n", "suffix": "\n    return c\n", "stream": False,
+s3, c = jreq("/api/generate", {"model": MODEL, "prompt": "def add(a, b):\n", "suffix": "\n    return c\n", "stream": False,
                                "options": {"num_predict": 4}})
 check(s3 == 200 and c["prompt_eval_count"] == b["usage"]["prompt_tokens"], "/api/generate suffix: the same prompt (%d)" % s3)
 s, t = jreq("/v1/completions", {"prompt": "x", "suffix": ["y"], "max_tokens": 2})

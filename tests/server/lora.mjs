@@ -67,7 +67,7 @@ await test('openai: streamed chat with an adapter', async () => {
 await test('anthropic and ollama pick the adapter by model', async () => {
   const ask = async (model) => (await an.messages.create({ model, max_tokens: 10, temperature: 0,
     messages: [{ role: 'user', content: 'Hello there' }] })).content.map((c) => c.text ?? '').join('');
-  const [a1, a2, ab] = [await ask('one'), await ask('fixture:one'), await ask('claude-any-name')];
+  const [a1, a2, ab] = [await ask('one'), await ask('fixture:one'), await ask('fixture')];
   check(a1 === a2 && a1 !== ab, `anthropic: adapter one (${JSON.stringify(a1)}) vs base (${JSON.stringify(ab)})`);
   const chat = async (model) => (await ol.chat({ model, messages: [{ role: 'user', content: 'Hello there' }],
     options: { temperature: 0, num_predict: 10 } })).message.content;

@@ -2,7 +2,9 @@
 // send, stream, stop (button and Esc), regenerate, edit + resend, reload keeps the conversation,
 // markdown and code render (and model text cannot inject HTML), a tool call displays, a thinking
 // model's reasoning sits collapsed above the answer (and goes back with the turn), the API-key
-// prompt (asked once, kept), the mobile layout. Screenshots go to SHOTDIR. Prints "N passed, M failed".
+// prompt (asked once, kept), the model picker (every model of /v1/models; another model answers and
+// loads on demand; a conversation keeps its model across reloads), the mobile layout. Screenshots
+// go to SHOTDIR. Prints "N passed, M failed".
 import puppeteer from "puppeteer-core";
 
 const [url, shots, apiKey] = process.argv.slice(2);
@@ -107,6 +109,26 @@ try {
   ok((await page.$$eval(".conv", (c) => c.length)) >= 1, "the sidebar lists the conversation");
   if (apiKey) ok(prompts === promptsBefore, "the API key is kept across reloads");
 
+  // the model picker: the server's models (the first picked); another one answers (loaded for it),
+  // and its conversation keeps it across a reload
+  const opts = await page.$$eval("#model option", (o) => o.map((x) => x.value));
+  ok(opts.length === 2 && (await page.$eval("#model", (s) => s.value)) === opts[0], "the picker lists the models: " + opts);
+  if (opts.length === 2) {
+    await page.click("#new");
+    await page.select("#model", opts[1]);
+    await page.type("#input", "Hello other model");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector(".msg.assistant .stats", {timeout: 60000});
+    const stats = await page.$eval(".msg.assistant .stats", (e) => e.textContent);
+    ok(stats.endsWith(" · " + opts[1]), "the other model answered (loaded on demand): " + stats);
+    await page.reload({waitUntil: "load"});
+    await page.waitForFunction((id) => document.getElementById("model").value === id, {timeout: 10000}, opts[1]);
+    ok(true, "the conversation keeps its model across a reload");
+    await page.screenshot({path: shots + "/chat-models.png"});
+    await page.click(".conv:last-child");
+    ok((await page.$eval("#model", (s) => s.value)) === opts[0], "the first conversation switches back to its model");
+  }
+
   // markdown, code highlighting, tool calls and escaping: a canned stream stands in for the model
   await page.setRequestInterception(true);
   const canned = (chunks) => chunks.map((c) => "data: " + JSON.stringify(c) + "\n\n").join("") + "data: [DONE]\n\n";
@@ -121,6 +143,7 @@ try {
     delta({content: "```python\ndef f(x):\n    return 42  # answer\n```\n<img src=x onerror=alert(1)>"}),
     {choices: [], usage: {prompt_tokens: 10, completion_tokens: 20, total_tokens: 30}}]);
   await page.click("#new");
+  if (opts.length === 2) await page.select("#model", opts[1]);
   await page.type("#input", "markdown please");
   await page.keyboard.press("Enter");
   await page.waitForSelector(".msg.assistant .stats");
@@ -128,6 +151,7 @@ try {
   ok(await page.$(".msg.assistant ul li") !== null, "list renders");
   ok(await page.$(".msg.assistant pre code .kw") !== null, "code is highlighted");
   ok(await page.$(".msg.assistant img") === null, "model text cannot inject HTML");
+  ok(opts.length < 2 || JSON.parse(lastBody || "{}").model === opts[1], "the request names the picked model: " + lastBody);
   await page.screenshot({path: shots + "/chat-markdown.png"});
   reply = canned([delta({role: "assistant", tool_calls: [{index: 0, id: "call_1", type: "function", function: {name: "get_weather", arguments: ""}}]}),
     delta({tool_calls: [{index: 0, function: {arguments: "{\"city\": \"Paris\"}"}}]}),

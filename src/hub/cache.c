@@ -1,0 +1,175 @@
+/* cache.c — the local store of pulled models, without the network (so it builds without
+ * libcurl): where the Hugging Face cache is, the quant tag of a file name, the GGUF files the
+ * cache holds (what `lfm2c list` shows and `lfm2c serve --models` serves) and removing a model's
+ * files (`lfm2c rm`, the server's DELETE /api/delete). The layout is huggingface_hub's:
+ * models--ORG--NAME/snapshots/COMMIT/FILE, each a relative link to blobs/SHA256. */
+#include "hub/hub.h"
+#include "base/error.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    va_end(ap);
+    return s;
+}
+
+char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p) {
+    if (p && p->cache_dir) return strdup(p->cache_dir);
+    const char *e = getenv("HF_HUB_CACHE");
+    if (e && *e) return strdup(e);
+    if ((e = getenv("HF_HOME")) && *e) return dup_printf("%s/hub", e);
+    if ((e = getenv("XDG_CACHE_HOME")) && *e) return dup_printf("%s/huggingface/hub", e);
+    const char *home = getenv("HOME");
+    return dup_printf("%s/.cache/huggingface/hub", home && *home ? home : ".");
+}
+
+bool lfm2c_hub_quant_of(const char *name, char *out, size_t cap) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    size_t n = strlen(base);
+    if (n < 5 || strcasecmp(base + n - 5, ".gguf")) return false;
+    n -= 5;
+    /* strip a split suffix -00001-of-00003 */
+    if (n > 15 && !strncmp(base + n - 9, "-of-", 4) && base[n - 15] == '-') n -= 15;
+    size_t start = n;
+    while (start > 0 && base[start - 1] != '-' && base[start - 1] != '.') start--;
+    size_t len = n - start;
+    if (len == 0 || len + 1 > cap) return false;
+    /* a quant tag starts with Q, IQ, F, BF or TQ and contains a digit */
+    bool digit = false;
+    for (size_t i = 0; i < len; i++) {
+        out[i] = (char)toupper((unsigned char)base[start + i]);
+        if (isdigit((unsigned char)out[i])) digit = true;
+    }
+    out[len] = 0;
+    if (!digit) return false;
+    return out[0] == 'Q' || !strncmp(out, "IQ", 2) || out[0] == 'F' || !strncmp(out, "BF", 2) || !strncmp(out, "TQ", 2);
+}
+
+/* "models--ORG--NAME" -> "ORG/NAME" */
+static bool repo_of_dir(const char *d, char *out, size_t cap) {
+    if (strncmp(d, "models--", 8)) return false;
+    const char *s = strstr(d + 8, "--");
+    if (!s || s == d + 8 || !s[2] || (size_t)(s - d - 8) + strlen(s + 2) + 2 > cap) return false;
+    snprintf(out, cap, "%.*s/%s", (int)(s - d - 8), d + 8, s + 2);
+    return true;
+}
+
+/* A later part of a split GGUF ("-00002-of-00003.gguf"): the first part stands for the model. */
+static bool later_part(const char *name) {
+    size_t n = strlen(name);
+    if (n < 20) return false;
+    const char *s = name + n - 20; /* "-00002-of-00003.gguf" */
+    int a, b;
+    char tail[8];
+    return s[0] == '-' && isdigit((unsigned char)s[1]) && sscanf(s, "-%5d-of-%5d%7s", &a, &b, tail) == 3 &&
+           !strcasecmp(tail, ".gguf") && a > 1;
+}
+
+/* The GGUF files of one snapshot directory. */
+static void visit_snapshot(const char *repo, const char *snap, lfm2c_hub_visit fn, void *user) {
+    DIR *fd = opendir(snap);
+    if (!fd) return;
+    struct dirent *f;
+    while ((f = readdir(fd))) {
+        size_t n = strlen(f->d_name);
+        if (n < 5 || strcasecmp(f->d_name + n - 5, ".gguf")) continue;
+        char *full = dup_printf("%s/%s", snap, f->d_name);
+        struct stat st;
+        if (full && stat(full, &st) == 0 && S_ISREG(st.st_mode)) { /* a dangling link: its blob was removed */
+            char q[32] = "";
+            if (!lfm2c_hub_quant_of(f->d_name, q, sizeof q)) q[0] = 0;
+            lfm2c_hub_file hf = {.repo = repo,
+                                 .quant = q,
+                                 .file = f->d_name,
+                                 .path = full,
+                                 .snapshot = snap,
+                                 .bytes = (uint64_t)st.st_size,
+                                 .mtime = st.st_mtime,
+                                 .later_part = later_part(f->d_name)};
+            fn(user, &hf);
+        }
+        free(full);
+    }
+    closedir(fd);
+}
+
+void lfm2c_hub_list(const char *cache, const char *only_repo, lfm2c_hub_visit fn, void *user) {
+    DIR *d = cache ? opendir(cache) : NULL;
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char repo[512];
+        if (!repo_of_dir(e->d_name, repo, sizeof repo)) continue;
+        if (only_repo && strcasecmp(repo, only_repo)) continue;
+        char *snaps = dup_printf("%s/%s/snapshots", cache, e->d_name);
+        DIR *sd = snaps ? opendir(snaps) : NULL;
+        struct dirent *c;
+        while (sd && (c = readdir(sd))) {
+            if (c->d_name[0] == '.') continue;
+            char *snap = dup_printf("%s/%s", snaps, c->d_name);
+            if (snap) visit_snapshot(repo, snap, fn, user);
+            free(snap);
+        }
+        if (sd) closedir(sd);
+        free(snaps);
+    }
+    closedir(d);
+}
+
+typedef struct rm_state {
+    const char *quant;
+    int removed;
+    lfm2c_hub_visit done;
+    void *user;
+    lfm2c_error *err;
+} rm_state;
+
+/* One file of the model: its blob (where the link points) and the link itself. */
+static void rm_one(void *u, const lfm2c_hub_file *f) {
+    rm_state *st = u;
+    if (st->err && st->err->code) return;
+    if (st->quant && strcasecmp(f->quant, st->quant)) return;
+    char target[4096];
+    ssize_t n = readlink(f->path, target, sizeof target - 1);
+    if (n > 0) {
+        target[n] = 0;
+        char *blob = target[0] == '/' ? strdup(target) : dup_printf("%s/%s", f->snapshot, target);
+        if (blob && unlink(blob) && errno != ENOENT) {
+            lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", blob, strerror(errno));
+            free(blob);
+            return;
+        }
+        free(blob);
+    }
+    if (unlink(f->path)) {
+        lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", f->path, strerror(errno));
+        return;
+    }
+    st->removed++;
+    if (st->done) st->done(st->user, f);
+}
+
+int lfm2c_hub_remove(const char *cache, const char *repo, const char *quant, lfm2c_hub_visit removed, void *user,
+                     lfm2c_error *err) {
+    lfm2c_error local = {0};
+    rm_state st = {.quant = quant && *quant ? quant : NULL, .done = removed, .user = user, .err = err ? err : &local};
+    st.err->code = 0;
+    st.err->msg[0] = 0;
+    lfm2c_hub_list(cache, repo, rm_one, &st);
+    return st.err->code ? -1 : st.removed;
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# test_serve_models.sh LFM2C — one `lfm2c serve` with several models (issue 74), on loopback:
+# tests/server/models.mjs drives it with ollama-js, the OpenAI and the Anthropic SDKs (list, ps,
+# show, two models in turn and at once, keep_alive, every API's 404, a corrupt file's load
+# failing alone, pull with progress from the Hub imitation (tests/hub/fake_hub.py), one load for
+# concurrent first requests, delete); `lfm2c ps` and `lfm2c stop` against it; pulls refused with
+# --no-pull / --offline; `lfm2c serve` with an empty cache (says how to pull one, then serves
+# what POST /api/pull brings); eviction under a small --memory-budget with the process's RSS
+# checked against a server without the budget (which holds both models).
+set -u
+LFM2C=$(realpath "$1")
+cd "$(dirname "$0")"
+KEY=models-key-1
+tmp=$(mktemp -d)
+pass=0 fail=0
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL $*" >&2; }
+check() { if eval "$2"; then ok; else bad "$1"; fi; }
+tally() {
+  local line p f
+  line=$(echo "$2" | tail -1)
+  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "$1 did not finish: $line"; fi
+}
+for tool in node curl python3; do
+  command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
+done
+[ -d server/node_modules/ollama ] || (cd server && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
+  { echo "FAIL npm ci of the client SDKs (tests/server)"; echo "0 passed, 1 failed"; exit 1; }
+
+# start_server NAME ARGS...: on a free port; sets PORT and PID (0 when it exited at once)
+start_server() {
+  local name=$1; shift
+  "$LFM2C" serve --host 127.0.0.1 --port 0 -t 1 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  PID=$!
+  PIDS+=("$PID")
+  for _ in $(seq 300); do
+    PORT=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
+    [ -n "$PORT" ] && return 0
+    kill -0 $PID 2>/dev/null || break
+    sleep 0.1
+  done
+  bad "server $name did not start: $(head -c 300 "$tmp/$name.err")"
+  return 1
+}
+stop_server() { kill $PID 2>/dev/null; wait $PID 2>/dev/null; }
+api() { curl -s -m 60 -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' "$@"; }
+rss() { awk '/^VmRSS:/ {print $2 * 1024}' /proc/$1/status; }
+
+# the models: two distinct fixtures and a truncated copy of one (its header reads, its weights do not)
+cp data/lfm2-tiny-dense-q8_0.gguf "$tmp/alpha-Q8_0.gguf"
+cp data/lfm2-tiny-moe-q8_0.gguf "$tmp/beta-Q8_0.gguf"
+head -c 600000 data/lfm2-tiny-moe-q8_0.gguf >"$tmp/broken-Q8_0.gguf"
+export HF_HOME="$tmp/hf" LFM2C_HUB_BACKOFF_MS=50 LFM2C_HUB_RETRIES=2
+unset HF_TOKEN HF_HUB_CACHE HF_HUB_OFFLINE OLLAMA_HOST LFM2C_HOST LFM2C_API_KEY
+REPO=
+if "$LFM2C" --version | grep -q "hub (pull, -hf): yes"; then
+  mkdir -p "$tmp/hubstate"
+  python3 hub/fake_hub.py "$tmp/hubport" "$tmp/hubstate" & PIDS+=($!)
+  for _ in $(seq 100); do [ -s "$tmp/hubport" ] && break; sleep 0.05; done
+  if [ -s "$tmp/hubport" ]; then export HF_ENDPOINT="http://127.0.0.1:$(cat "$tmp/hubport")"; REPO=test/tiny-GGUF
+  else bad "the Hub imitation did not start"; fi
+else
+  echo "(built without libcurl: the pulls are left out)"
+fi
+
+# ---- the clients against one server of three files and the cache ------------------------------
+if start_server main -m "$tmp/alpha-Q8_0.gguf" -m "$tmp/beta-Q8_0.gguf" -m "$tmp/broken-Q8_0.gguf" --models \
+     -np 2 -c 512 --api-key $KEY --metrics; then
+  out=$(cd server && timeout 300 node models.mjs "http://127.0.0.1:$PORT" $KEY alpha-Q8_0.gguf beta-Q8_0.gguf \
+        broken-Q8_0.gguf $REPO 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally models.mjs "$out"
+  check "the log says what was loaded and unloaded" 'grep -q "loaded model beta-Q8_0.gguf" "$tmp/main.err" && grep -q "unloaded model beta-Q8_0.gguf (keep_alive 0)" "$tmp/main.err"'
+
+  # lfm2c ps / lfm2c stop, as ollama ps / ollama stop
+  api -d '{"model":"beta-Q8_0.gguf","prompt":""}' "http://127.0.0.1:$PORT/api/generate" >/dev/null
+  "$LFM2C" ps --port $PORT --api-key $KEY >"$tmp/ps" 2>"$tmp/ps.err"; rc=$?
+  check "lfm2c ps: a table of the loaded models" '[ $rc = 0 ] && head -1 "$tmp/ps" | grep -q "^NAME.*SIZE.*PROCESSOR.*UNTIL" && grep -q "^alpha-Q8_0.gguf:latest .*100% CPU" "$tmp/ps" && grep -q "^beta-Q8_0.gguf:latest .*minutes from now" "$tmp/ps"'
+  OLLAMA_HOST="http://127.0.0.1:$PORT" LFM2C_API_KEY=$KEY "$LFM2C" ps >"$tmp/ps2" 2>&1; rc=$?
+  check "lfm2c ps: OLLAMA_HOST and LFM2C_API_KEY" '[ $rc = 0 ] && grep -q "^beta-Q8_0.gguf" "$tmp/ps2"'
+  "$LFM2C" stop beta-Q8_0.gguf --host "127.0.0.1:$PORT" --api-key $KEY >"$tmp/stop" 2>&1; rc=$?
+  "$LFM2C" ps --port $PORT --api-key $KEY >"$tmp/ps3" 2>&1
+  check "lfm2c stop: unloaded" '[ $rc = 0 ] && ! grep -q "^beta" "$tmp/ps3" && grep -q "^alpha" "$tmp/ps3"'
+  "$LFM2C" stop nope --port $PORT --api-key $KEY >/dev/null 2>"$tmp/stop.err"; rc=$?
+  check "lfm2c stop: an unknown model" '[ $rc = 1 ] && grep -q "404: model \"nope\" not found" "$tmp/stop.err"'
+  "$LFM2C" ps --port $PORT >/dev/null 2>"$tmp/ps.err"; rc=$?
+  check "lfm2c ps without the key: 401" '[ $rc = 1 ] && grep -q "401" "$tmp/ps.err"'
+  code=$(curl -s -o "$tmp/body" -w '%{http_code}' -X DELETE -d '{"model":"alpha-Q8_0.gguf"}' "http://127.0.0.1:$PORT/api/delete")
+  check "/api/delete needs the key" '[ "$code" = 401 ]'
+  stop_server
+fi
+"$LFM2C" ps --port 9 >/dev/null 2>"$tmp/ps.err"; rc=$?
+check "lfm2c ps: no server" '[ $rc = 1 ] && grep -q "cannot reach a server at 127.0.0.1:9" "$tmp/ps.err"'
+
+# ---- pulls refused: --no-pull, --offline -------------------------------------------------------
+for flag in --no-pull --offline; do
+  if start_server refuse -m "$tmp/alpha-Q8_0.gguf" $flag; then
+    code=$(curl -s -o "$tmp/body" -w '%{http_code}' -d '{"model":"test/tiny-GGUF:Q4_0"}' "http://127.0.0.1:$PORT/api/pull")
+    check "$flag: /api/pull refused naming it" '[ "$code" = 403 ] || [ "$code" = 501 ]; grep -q -- "$flag\|libcurl" "$tmp/body"'
+    stop_server
+  fi
+done
+
+# ---- lfm2c serve with an empty cache: says how to pull one; pulls through the API fill it ------
+HF_HOME="$tmp/hf-empty" timeout 30 "$LFM2C" serve --port 0 --no-pull >/dev/null 2>"$tmp/e1"; rc=$?
+check "no model, no pulls: exits saying how to pull one" '[ $rc = 1 ] && grep -q "lfm2c pull LiquidAI/LFM2-1.2B-GGUF" "$tmp/e1"'
+if HF_HOME="$tmp/hf-empty" start_server empty --api-key $KEY; then
+  check "no model: starts, saying how to pull one" 'grep -q "no models yet.*lfm2c pull" "$tmp/empty.err"'
+  code=$(api -d '{"messages":[{"role":"user","content":"hi"}]}' "http://127.0.0.1:$PORT/v1/chat/completions")
+  check "no model: a chat is a 404 naming no model" '[ "$code" = 404 ] && grep -q "no model" "$tmp/body"'
+  if [ -n "$REPO" ]; then
+    code=$(api -d "{\"model\":\"$REPO:Q4_0\",\"stream\":false}" "http://127.0.0.1:$PORT/api/pull")
+    code2=$(api -d "{\"model\":\"$REPO:Q4_0\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":false}" "http://127.0.0.1:$PORT/api/chat")
+    check "then a pull through the API, and it serves" '[ "$code" = 200 ] && [ "$code2" = 200 ] && grep -q "\"done\":true" "$tmp/body"'
+  fi
+  stop_server
+fi
+
+# ---- eviction under a memory budget: the process holds one model, not two -----------------------
+if "$LFM2C" synth --preset lfm2-350m --type F16 --layers 3 --vocab 8192 -o "$tmp/big-a.gguf" >/dev/null 2>&1; then
+  cp "$tmp/big-a.gguf" "$tmp/big-b.gguf"
+  size=$(stat -c %s "$tmp/big-a.gguf")
+  ask() { api -d "{\"model\":\"$1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}" "http://127.0.0.1:$PORT/v1/chat/completions" >/dev/null; }
+  for budget in $((size * 3 / 2)) 0; do
+    args=(-m "$tmp/big-a.gguf" -m "$tmp/big-b.gguf" -np 1 -c 256 --api-key $KEY)
+    [ $budget = 0 ] || args+=(--memory-budget $budget)
+    start_server evict "${args[@]}" || continue
+    ask big-a.gguf; r0=$(rss $PID)
+    ask big-b.gguf; r1=$(rss $PID); n1=$(api "http://127.0.0.1:$PORT/api/ps" >/dev/null; grep -o '"name":' "$tmp/body" | wc -l)
+    ask big-a.gguf; r2=$(rss $PID); n2=$(api "http://127.0.0.1:$PORT/api/ps" >/dev/null; grep -o '"name":' "$tmp/body" | wc -l)
+    grow1=$(( (r1 - r0) >> 20 )) grow2=$(( (r2 - r0) >> 20 )) mb=$((size >> 20))
+    if [ $budget != 0 ]; then
+      echo "budget $((budget >> 20)) MB, models of $mb MB: RSS +$grow1 MB after the second, +$grow2 MB after the first again"
+      check "budget: one model loaded at a time ($n1, $n2)" '[ $n1 = 1 ] && [ $n2 = 1 ]'
+      check "budget: RSS holds one model (+$grow1 / +$grow2 MB, models of $mb MB)" '[ $((r1 - r0)) -lt $((size / 2)) ] && [ $((r2 - r0)) -lt $((size / 2)) ]'
+      check "budget: the evictions logged" 'grep -q "unloaded model big-a.gguf (to make room for big-b.gguf)" "$tmp/evict.err"'
+    else
+      echo "no budget: RSS +$grow1 MB after the second model"
+      check "no budget: both loaded, RSS holds both (+$grow1 MB)" '[ $n1 = 2 ] && [ $((r1 - r0)) -gt $((size * 8 / 10)) ]'
+    fi
+    stop_server
+  done
+else
+  bad "synth of the eviction test's models"
+fi
+
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
