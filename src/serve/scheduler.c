@@ -869,22 +869,18 @@ static int prefix_donor(sched *s, const sched_req *r, int chosen, int keep) {
 }
 
 /* When the chosen slot would drop COPY_MIN_GAIN or more tokens of its own past r's prefix (a
- * conversation r branches from, which its next turn would want), another free slot takes a copy
- * of the prefix instead: an empty one, else the least recently used. -1: none (or nothing to
- * keep). Scheduler thread, between steps (only it gives slots out). */
+ * conversation r branches from, which a regenerate or another branch would want), an empty free
+ * slot takes a copy of the prefix instead. Only an empty one: a free slot holding state holds
+ * another conversation, whose next turn would then read its whole prompt again (measured: 8
+ * four-turn chats on 8 slots fell from cached turns to full re-reads when the least recently used
+ * slot was taken). -1: none (or nothing to keep). Scheduler thread, between steps (only it gives
+ * slots out). */
 static int spare_slot(sched *s, int chosen, int keep) {
     const slot *c = &s->slots[chosen];
     if (keep <= 0 || lfm2c_session_n_past(c->sess) - keep < COPY_MIN_GAIN) return -1;
-    int spare = -1;
-    for (int i = 0; i < s->p.n_slots; i++) {
-        const slot *sl = &s->slots[i];
-        if (i == chosen || sl->req) continue;
-        bool empty = lfm2c_session_n_past(sl->sess) == 0;
-        if (spare < 0 || (empty && lfm2c_session_n_past(s->slots[spare].sess) > 0) ||
-            (empty == (lfm2c_session_n_past(s->slots[spare].sess) == 0) && sl->last_used < s->slots[spare].last_used))
-            spare = i;
-    }
-    return spare;
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (i != chosen && !s->slots[i].req && lfm2c_session_n_past(s->slots[i].sess) == 0) return i;
+    return -1;
 }
 
 /* The chosen slot takes the donor's state (what the slot held is worth less: the donor's prefix

@@ -197,6 +197,31 @@ out:
     sched_free(s);
 }
 
+/* A branch copies its prefix only into an empty slot: with both slots holding conversations, a
+ * request parting late from one takes that one's slot, and the other conversation stays whole. */
+static void test_branch_keeps_others(void) {
+    enum { LONG = 160, DIFF = 20 };
+    int32_t a[LONG], b[LONG], q[LONG];
+    make_tokens(a, LONG, 81);
+    make_tokens(b, LONG, 82);
+    memcpy(q, a, sizeof q);
+    make_tokens(q + LONG - DIFF, DIFF, 83);
+    sched *s = new_sched(2, 4, 512, false);
+    if (!s) return;
+    sched_req *ra = run_one(s, a, LONG, GEN), *rb = run_one(s, b, LONG, GEN);
+    sched_req *rq = run_one(s, q, LONG, GEN);
+    CHECK(rq->n_cached >= LONG - DIFF - SCHED_CKPT_EVERY, "the branch reused %d of a's prompt", rq->n_cached);
+    uint64_t f0 = fed(s);
+    sched_req *rb2 = run_one(s, b, LONG, GEN);
+    CHECK(fed(s) == f0 && rb2->n_cached == LONG, "b after a branch from a: %llu fed, %d cached",
+          (unsigned long long)(fed(s) - f0), rb2->n_cached);
+    sched_release(s, ra);
+    sched_release(s, rb);
+    sched_release(s, rq);
+    sched_release(s, rb2);
+    sched_free(s);
+}
+
 /* A prefix held by a running slot is copied into the free one instead of being read again. */
 static void test_prefix_copy(void) {
     enum { LONG = 160 };
@@ -322,6 +347,7 @@ int main(void) {
     test_batching_and_prefix();
     test_reuse_counts();
     test_prefix_copy();
+    test_branch_keeps_others();
     test_cancel_and_queue();
     test_cancel_during_forward();
     lfm2c_model_free(model);
