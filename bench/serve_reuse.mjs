@@ -72,13 +72,15 @@ async function start(which) {
 const stop = (s) => new Promise((r) => { s.proc.removeAllListeners('exit'); s.proc.on('exit', r); s.proc.kill('SIGTERM'); });
 
 // One streamed greedy chat completion of exactly maxTokens tokens: {ttft, total, tokens, cached, prompt, text}.
-// node:http, not fetch: fetch gives up on a server that sends no headers for 300 s (a busy peer).
+// node:http, not fetch: fetch gives up on a server that sends no headers for 300 s (a busy peer);
+// a connection per request (agent: false): llama-server closes a kept-alive connection after a
+// streamed answer, and a request sent on it at once fails with 'socket hang up'.
 function chat(base, messages, maxTokens) {
   const body = JSON.stringify({ model: 'm', messages, max_tokens: maxTokens, temperature: 0, stream: true,
     stream_options: { include_usage: true }, logit_bias: { 7: -100, 2: -100 } });
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const req = http.request(`${base}/v1/chat/completions`, { method: 'POST', timeout: 1800000,
+    const req = http.request(`${base}/v1/chat/completions`, { method: 'POST', timeout: 1800000, agent: false,
       headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
       let ttft = null, usage = null, text = '', buf = '', raw = '';
       res.setEncoding('utf8');
