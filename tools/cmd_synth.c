@@ -9,23 +9,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: lfm2c synth --preset NAME --type TYPE -o FILE.gguf [options]\n"
-            "  --preset NAME     %s\n"
+            "  --preset NAME     %s,\n"
+            "                    LFM2-VL: %s (the language model; --mmproj writes the vision part)\n"
             "  --type TYPE       %s (default q4_k_m)\n"
             "  -o FILE           output GGUF\n"
             "  --seed S          random seed (default 1)\n"
             "  -t N              threads (default: all cores)\n"
+            "  --mmproj FILE     with an LFM2-VL preset: also write its mmproj (vision tower + projector)\n"
+            "  --mmproj-type T   the mmproj's matrices: f32, f16 (default) or q8_0\n"
             "overrides: --hidden N --layers N --attn-layers 2,6,... --heads N --kv-heads N --ff N\n"
             "           --experts N --experts-used N --expert-ff N --dense-layers N --vocab N --ctx N\n"
             "a random LoRA adapter (GGUF) for an existing model:\n"
             "  lfm2c synth --lora-for BASE.gguf -o ADAPTER.gguf [--rank R (8)] [--alpha A (2R)] [--seed S]\n"
             "              [--targets attn_q,attn_k,attn_v,attn_output,shortconv.in_proj,shortconv.out_proj,\n"
             "               ffn_gate,ffn_up,ffn_down,ffn_gate_exps,ffn_up_exps,ffn_down_exps (default: all)]\n",
-            synth_preset_list(), quant_ftype_list());
+            synth_preset_list(), synth_vl_preset_list(), quant_ftype_list());
 }
 
 static int parse_layers(const char *s, synth_config *c) {
@@ -55,7 +59,7 @@ static void progress(void *ud, uint64_t done, uint64_t total, const char *tensor
 
 /* What synth's options set; the overrides apply after the preset (-1: not given). */
 typedef struct synth_opts {
-    const char *preset, *type, *out, *attn, *lora_for, *targets;
+    const char *preset, *type, *out, *attn, *lora_for, *targets, *mmproj, *mmproj_type;
     synth_params p;
     int hidden, layers, heads, kv_heads, ff, experts, used, eff, dense, vocab, ctx, rank;
     double alpha;
@@ -78,7 +82,7 @@ static const synth_int SYNTH_INTS[] = {
 
 /* The command line into o: -1 to go on, else the exit code (0 after --help). */
 static int synth_parse(int argc, char **argv, synth_opts *o) {
-    *o = (synth_opts){.type = "q4_k_m", .p = {.seed = 1}, .rank = 8};
+    *o = (synth_opts){.type = "q4_k_m", .mmproj_type = "f16", .p = {.seed = 1}, .rank = 8};
     for (size_t k = 0; k < sizeof SYNTH_INTS / sizeof *SYNTH_INTS; k++) *(int *)((char *)o + SYNTH_INTS[k].at) = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -105,12 +109,14 @@ static int synth_parse(int argc, char **argv, synth_opts *o) {
         else if (!strcmp(a, "--rank")) o->rank = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--alpha")) o->alpha = cli_float(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--targets")) o->targets = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--mmproj")) o->mmproj = cli_value(argc, argv, &i);
+        else if (!strcmp(a, "--mmproj-type")) o->mmproj_type = cli_value(argc, argv, &i);
         else
             return cli_unknown_option(
                 "synth", a,
                 "--preset --type -o --output --seed -t --threads --hidden --layers --attn-layers --heads "
                 "--kv-heads --ff --experts --experts-used --expert-ff --dense-layers --vocab --ctx "
-                "--lora-for --rank --alpha --targets");
+                "--lora-for --rank --alpha --targets --mmproj --mmproj-type");
     }
     return -1;
 }
@@ -156,6 +162,23 @@ static int synth_lora(const synth_opts *o) {
     return 0;
 }
 
+/* --mmproj FILE of an LFM2-VL preset: its vision tower and projector */
+static int synth_mmproj(const synth_opts *o, synth_vl_config *vc) {
+    static const struct {
+        const char *name;
+        uint32_t type;
+    } T[] = {{"f32", GGML_F32}, {"f16", GGML_F16}, {"q8_0", GGML_Q8_0}};
+    size_t k = 0;
+    while (k < 3 && strcasecmp(o->mmproj_type, T[k].name)) k++;
+    if (k == 3) return cli_fail("synth: --mmproj-type expects f32, f16 or q8_0, got '%s'", o->mmproj_type);
+    if (o->hidden >= 0) vc->proj_dim = o->hidden; /* the projector feeds the language model's width */
+    lfm2c_error err = {0};
+    if (!synth_mmproj_write(vc, T[k].type, o->p.seed, o->mmproj, &err)) return cli_fail("synth: %s", err.msg);
+    printf("wrote %s: LFM2-VL mmproj %s, %d blocks of %d, patch %d, projector %d -> %d\n", o->mmproj, T[k].name,
+           vc->n_layer, vc->n_embd, vc->patch, vc->mm_hidden, vc->proj_dim);
+    return 0;
+}
+
 int cmd_synth(int argc, char **argv) {
     synth_opts o;
     int rc = synth_parse(argc, argv, &o);
@@ -164,8 +187,13 @@ int cmd_synth(int argc, char **argv) {
     if (!o.preset) return cli_fail("synth: --preset is required (%s)", synth_preset_list());
     if (!o.out) return cli_fail("synth: -o FILE.gguf is required");
     synth_config c;
-    if (!synth_preset(o.preset, &c))
-        return cli_fail("synth: unknown preset '%s' (expected one of %s)", o.preset, synth_preset_list());
+    synth_vl_config vc;
+    const bool vl = synth_vl_preset(o.preset, &c, &vc);
+    if (!vl && !synth_preset(o.preset, &c))
+        return cli_fail("synth: unknown preset '%s' (expected one of %s, %s)", o.preset, synth_preset_list(),
+                        synth_vl_preset_list());
+    if (o.mmproj && !vl) return cli_fail("synth: --mmproj needs an LFM2-VL preset (%s)", synth_vl_preset_list());
+    if (o.mmproj && (rc = synth_mmproj(&o, &vc))) return rc;
     const quant_ftype *ft = quant_ftype_find(o.type);
     if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", o.type, quant_ftype_list());
     if ((rc = synth_override(&o, &c))) return rc;

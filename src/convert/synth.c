@@ -120,6 +120,22 @@ static const char *SPECIALS[14] = {"<|pad|>",
                                    "<|tool_response_start|>",
                                    "<|tool_response_end|>"};
 
+/* An LFM2-VL model's image tokens, in place of the first reserved ones (ids 14..): the
+ * placeholder, the image's start and end, the thumbnail and the first tiles' markers. */
+static const char *VL_SPECIALS[] = {"<image>",
+                                    "<|image_start|>",
+                                    "<|image_end|>",
+                                    "<|img_thumbnail|>",
+                                    "<|img_row_1_col_1|>",
+                                    "<|img_row_1_col_2|>",
+                                    "<|img_row_1_col_3|>",
+                                    "<|img_row_2_col_1|>",
+                                    "<|img_row_2_col_2|>",
+                                    "<|img_row_2_col_3|>",
+                                    "<|img_row_3_col_1|>",
+                                    "<|img_row_3_col_2|>",
+                                    "<|img_row_3_col_3|>"};
+
 #define G "\xc4\xa0" /* "Ġ": the byte-level form of a space */
 static const char *MERGES[] = {G " t", "h e",  G " a",   "i n",   "e r",   "o n",   G "t he", G " o",  G " s",   "r e",
                                G " w", "a t",  "e n",    G " c",  "i s",   "o r",   G " b",   G " f",  "i t",    G " p",
@@ -152,7 +168,7 @@ static void byte_token(int b, char out[4]) {
     }
 }
 
-static bool set_tokenizer(gguf_writer *w, int vocab, lfm2c_error *err) {
+static bool set_tokenizer(gguf_writer *w, int vocab, bool vl, lfm2c_error *err) {
     bool ok = false;
     char **tok = calloc((size_t)vocab, sizeof *tok);
     int32_t *type = malloc((size_t)vocab * sizeof *type);
@@ -161,8 +177,9 @@ static bool set_tokenizer(gguf_writer *w, int vocab, lfm2c_error *err) {
     int n = 0;
     for (; n < 14; n++) tok[n] = strdup(SPECIALS[n]);
     for (; n < FIRST_BYTE_TOKEN; n++) {
+        const int v = n - 14;
         snprintf(buf, sizeof buf, "<|reserved_%d|>", n - 10);
-        tok[n] = strdup(buf);
+        tok[n] = strdup(vl && v < (int)(sizeof VL_SPECIALS / sizeof *VL_SPECIALS) ? VL_SPECIALS[v] : buf);
     }
     for (int b = 0; b < 256; b++, n++) {
         byte_token(b, buf);
@@ -543,7 +560,7 @@ static bool write_meta(gguf_writer *w, const synth_config *c, const quant_ftype 
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return false;
     }
-    if (!set_tokenizer(w, c->vocab, err)) return false;
+    if (!set_tokenizer(w, c->vocab, c->vl, err)) return false;
     if (quantized && !gguf_set_u32(w, "general.quantization_version", 2)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return false;

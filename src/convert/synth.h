@@ -22,7 +22,23 @@ typedef struct synth_config {
     int n_expert, n_expert_used, expert_ff, n_dense; /* lfm2moe only */
     float rope_theta, norm_eps;
     int l_cache;
+    bool vl; /* an LFM2-VL language model: the tokenizer gets the image tokens */
 } synth_config;
+
+/* The vision tower and projector of an LFM2-VL preset (synth_vl.c). */
+typedef struct synth_vl_config {
+    int n_embd, n_ff, n_head, n_layer;
+    int patch, pos_side, n_merge; /* pixels per patch side, the position grid's side, unshuffle */
+    int mm_hidden, proj_dim;      /* the projector's width; its output (the language model's) */
+} synth_vl_config;
+
+/* Fills lm and v with an LFM2-VL preset (lfm2-vl-450m, lfm2-vl-1.6b, lfm2-vl-tiny); false if
+ * unknown. */
+bool synth_vl_preset(const char *name, synth_config *lm, synth_vl_config *v);
+const char *synth_vl_preset_list(void);
+/* Writes a random mmproj (as llama.cpp writes LFM2-VL's) of v's shapes: matrices of wtype
+ * (GGML_F32, GGML_F16 or GGML_Q8_0). */
+bool synth_mmproj_write(const synth_vl_config *v, uint32_t wtype, uint64_t seed, const char *path, lfm2c_error *err);
 
 /* Fills c with a named preset (lfm2-350m, lfm2-700m, lfm2-1.2b, lfm2-2.6b, lfm2-8b-a1b,
  * lfm2-24b-a2b; case-insensitive); false if unknown. */

@@ -1,0 +1,98 @@
+/* vision.h — the LFM2-VL image encoder on the CPU: an mmproj GGUF as llama.cpp writes it for
+ * LFM2-VL (clip.projector_type "lfm2": a SigLIP2 NaFlex vision tower, pixel unshuffle, a layer
+ * norm and a two-layer GELU MLP into the language model's width), loaded and checked by
+ * mmproj.c, run by tower.c (the tower's blocks) over vision_ops.c (layer norm, GELU, the
+ * position-embedding resize, pixel unshuffle, attention), the matrix products through the CPU
+ * backend's kernel table (cpu/kernels.h). Internal to the library; nothing here prints. */
+#ifndef LFM2C_VISION_H
+#define LFM2C_VISION_H
+#include "lfm2c.h"
+#include "base/threadpool.h"
+#include "cpu/kernels.h"
+#include "formats/gguf.h"
+
+#include <stdint.h>
+#include <stddef.h>
+
+/* A weight matrix in the file's bytes: n_out rows of n_in values (GGUF ne = {n_in, n_out}). */
+typedef struct vis_mat {
+    const uint8_t *data;
+    uint32_t type;
+    int64_t n_in, n_out;
+    size_t row_bytes;
+} vis_mat;
+
+/* One pre-norm ViT block; the vectors are F32 copies (the file may hold F16). */
+typedef struct vis_layer {
+    float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    vis_mat q, k, v, o, up, down;
+    float *q_b, *k_b, *v_b, *o_b, *up_b, *down_b;
+} vis_layer;
+
+typedef struct vis_hparams {
+    int n_embd, n_ff, n_head, n_layer;
+    int patch;    /* pixels per patch side */
+    int pos_side; /* the learned position grid is pos_side x pos_side */
+    int n_merge;  /* pixel unshuffle factor per side (downsample_factor) */
+    int proj_dim; /* output width: the language model's hidden size */
+    int mm_hidden;
+    float eps;                  /* the tower's layer norms */
+    float mean[3], stdev[3];    /* normalisation of 0..1 RGB */
+    int min_tokens, max_tokens; /* image tokens after unshuffle, as llama.cpp bounds them */
+} vis_hparams;
+
+typedef struct vis_model {
+    gguf_file *gguf;
+    vis_hparams hp;
+    vis_mat patch_w;      /* n_in = 3 * patch * patch in (channel, y, x) order */
+    float *patch_b, *pos; /* pos: pos_side^2 rows of n_embd */
+    vis_layer *layers;
+    float *post_w, *post_b;
+    float *mm_norm_w, *mm_norm_b; /* NULL when the projector has no layer norm */
+    vis_mat mm1, mm2;
+    float *mm1_b, *mm2_b;
+    const kernel_ops *kern;
+} vis_model;
+
+/* Opens and checks an mmproj GGUF (every tensor's shape and type against the header's sizes). */
+vis_model *vis_open(const char *path, lfm2c_error *err);
+vis_model *vis_open_gguf(gguf_file *g, lfm2c_error *err); /* takes g (closed on failure too) */
+void vis_close(vis_model *vm);
+
+/* Image tokens an image of w x h pixels (multiples of the patch size) becomes. */
+int vis_n_tokens(const vis_model *vm, int w, int h);
+/* 0..255 RGB (interleaved, w x h) -> the tower's input: 3 planes of w x h floats,
+ * (v / 255 - mean[c]) / std[c]. */
+void vis_normalize(const vis_model *vm, const uint8_t *rgb, int w, int h, float *planes);
+/* Encodes one image given as 3 normalised planes of w x h (both multiples of the patch size):
+ * out gets vis_n_tokens rows of proj_dim floats. pool may be NULL (the caller's thread alone).
+ * 0, or -1 with err set (sizes, memory). */
+int vis_encode(const vis_model *vm, threadpool *pool, const float *planes, int w, int h, float *out, lfm2c_error *err);
+
+/* ---- vision_ops.c: the tower's pieces, each as the reference computes it ------------------ */
+/* y = layer_norm(x) * w + b over rows of n (mean and variance in double; w, b may be NULL). */
+void vis_layer_norm(float *x, int64_t rows, int n, const float *w, const float *b, float eps);
+void vis_gelu_tanh(float *x, int64_t n); /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+void vis_gelu_erf(float *x, int64_t n);  /* 0.5 x (1 + erf(x / sqrt(2))) */
+/* the tanh form as ggml's CPU computes it: through F16 (x and the result rounded to F16) for
+ * -10 < x < 10; 0 at or below -10, x at or above 10 */
+void vis_gelu_ggml(float *x, int64_t n);
+/* The side x side learned grid resized to w x h (antialiased bilinear, half-pixel centres, as
+ * ggml's interpolate does it): out has w * h rows of n values, row = y * w + x. */
+void vis_pos_resize(const float *pos, int side, int n, int w, int h, float *out);
+/* Rows of n values on a gw x gh grid (row = y * gw + x), zero-padded to multiples of f, into
+ * (gw/f) x (gh/f) rows of f*f*n values: out row (Y, X) = [dy][dx][channel] of the f x f block. */
+void vis_unshuffle(const float *x, int gw, int gh, int n, int f, float *out);
+/* y[c][r] = W[r] . x[c] + b[r] for c < nc (x: nc rows of W.n_in floats; y: nc rows of W.n_out),
+ * the rows split over pool; act: scratch of vis_act_bytes(W, nc) bytes. */
+size_t vis_act_bytes(const vis_mat *w, int nc);
+void vis_linear(const kernel_ops *k, threadpool *pool, const vis_mat *w, const float *b, const float *x, int nc,
+                float *y, uint8_t *act);
+/* Full (unmasked) multi-head attention over n tokens, softmax(q k^T / sqrt(d)) v per head: q, k,
+ * v and out n rows of E (heads side by side). scratch: vis_attn_bytes(n, E, pool) bytes. */
+size_t vis_attn_bytes(int n, int E, const threadpool *pool);
+void vis_attention(const kernel_ops *k, threadpool *pool, const float *q, const float *kk, const float *v, int n, int E,
+                   int n_head, float *out, uint8_t *scratch);
+/* fn(arg, i, n) for every index of pool (i = 0, n = 1 without one) */
+void vis_run(threadpool *pool, threadpool_fn fn, void *arg);
+#endif
