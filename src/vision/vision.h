@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 #include <stddef.h>
+#include <stdbool.h>
 
 /* A weight matrix in the file's bytes: n_out rows of n_in values (GGUF ne = {n_in, n_out}). */
 typedef struct vis_mat {
@@ -68,6 +69,24 @@ void vis_normalize(const vis_model *vm, const uint8_t *rgb, int w, int h, float 
  * out gets vis_n_tokens rows of proj_dim floats. pool may be NULL (the caller's thread alone).
  * 0, or -1 with err set (sizes, memory). */
 int vis_encode(const vis_model *vm, threadpool *pool, const float *planes, int w, int h, float *out, lfm2c_error *err);
+
+/* ---- preprocess.c: the processor's sizes and tiles ------------------------------------------ */
+typedef struct vis_prep_params {
+    int patch, n_merge;         /* encoder patch size, downsample factor */
+    int min_tokens, max_tokens; /* image tokens of one resized image (after the unshuffle) */
+    int tile, min_tiles, max_tiles;
+    bool thumbnail, split; /* a thumbnail beside the tiles; tiling at all */
+    double tolerance;      /* tiles when the image rounded is over max_tokens' pixels times this */
+} vis_prep_params;
+vis_prep_params vis_prep_default(void); /* Lfm2VlImageProcessor's defaults */
+typedef struct vis_prep_plan {
+    int w, h;       /* the image resized as one (the thumbnail when tiled) */
+    int cols, rows; /* tiles (0 x 0: not tiled); the image is then resized to cols*tile x rows*tile */
+    bool thumbnail; /* tiled: the w x h image follows the tiles */
+    int tokens;     /* image tokens in all */
+} vis_prep_plan;
+/* What the processor does with a w x h image: 0, or -1 for a side <= 0. */
+int vis_plan(const vis_prep_params *p, int w, int h, vis_prep_plan *out);
 
 /* ---- vision_ops.c: the tower's pieces, each as the reference computes it ------------------ */
 /* y = layer_norm(x) * w + b over rows of n (mean and variance in double; w, b may be NULL). */

@@ -4,6 +4,7 @@
  * libmtmd preprocessed is normalised and encoded here, and the projected embeddings must match
  * libmtmd's for the mmproj in F32, F16 and Q8_0; the result is the same bits on one thread and
  * on several; the pieces (pixel unshuffle, the position resize) against direct computations;
+ * the processor's sizes and tiles for a table of image sizes;
  * files and images that must be refused are, with a message. */
 #include "test.h"
 #include "vision/vision.h"
@@ -69,6 +70,7 @@ static void test_goldens(const char *tname, double tol, threadpool *pool) {
         const int w = (int)json_integer_value(json_object_get(c, "w")),
                   h = (int)json_integer_value(json_object_get(c, "h"));
         const int want_tok = (int)json_integer_value(json_object_get(c, "n_tokens"));
+        if (getenv("LFM2C_TEST_QUICK") && want_tok > 512) continue; /* the ARM stage under qemu */
         snprintf(path, sizeof path, VDATA("%s.%s.embd.bin"), name, tname);
         float *gold = read_floats(path, (size_t)want_tok * vm->hp.proj_dim);
         if (!gold) {
@@ -158,6 +160,41 @@ static void test_pos_resize(void) {
     }
 }
 
+/* The processor's sizes, worked by hand from Lfm2VlImageProcessor's rule (docs/VISION.md) with its
+ * defaults: patch 16, downsample 2, 64..256 tokens, 512 tiles, 2..10 of them, a thumbnail,
+ * tolerance 2. {w, h, resized w, resized h (the thumbnail when tiled), cols, rows, tokens} */
+static void test_plan(void) {
+    static const int T[][7] = {
+        {512, 512, 512, 512, 0, 0, 256},    /* at the maximum: as it is */
+        {100, 50, 384, 192, 0, 0, 72},      /* below the minimum: scaled up, aspect kept */
+        {48, 80, 224, 352, 0, 0, 77},       /* below, portrait */
+        {592, 336, 576, 320, 0, 0, 180},    /* 18.5 and 10.5 patch pairs: halves to even */
+        {700, 700, 512, 512, 0, 0, 256},    /* over the maximum, under the tolerance: one image */
+        {1000, 1000, 512, 512, 2, 2, 1280}, /* tiled 2 x 2 + thumbnail */
+        {2000, 1000, 704, 352, 4, 2, 2290}, /* 2:1 ties 4 x 2 (area under twice the image's) */
+        {1920, 1080, 672, 384, 4, 2, 2300}, /* 2:1 nearest 16:9 */
+        {3000, 4000, 416, 576, 2, 3, 1770}, /* portrait grid */
+        {4000, 100, 3232, 64, 0, 0, 202},   /* extreme aspect, not too large: one image */
+        {10000, 10, 16160, 32, 0, 0, 505},  /* one patch pair high: over max_tokens, as the rule says */
+        {1, 1, 256, 256, 0, 0, 64},         /* a pixel */
+    };
+    const vis_prep_params p = vis_prep_default();
+    for (size_t i = 0; i < sizeof T / sizeof *T; i++) {
+        vis_prep_plan pl;
+        CHECK(vis_plan(&p, T[i][0], T[i][1], &pl) == 0, "plan %dx%d", T[i][0], T[i][1]);
+        CHECK(pl.w == T[i][2] && pl.h == T[i][3] && pl.cols == T[i][4] && pl.rows == T[i][5] && pl.tokens == T[i][6] &&
+                  pl.thumbnail == (T[i][4] > 0),
+              "%dx%d: %dx%d, %dx%d tiles, %d tokens; want %dx%d, %dx%d, %d", T[i][0], T[i][1], pl.w, pl.h, pl.cols,
+              pl.rows, pl.tokens, T[i][2], T[i][3], T[i][4], T[i][5], T[i][6]);
+    }
+    vis_prep_plan pl;
+    CHECK(vis_plan(&p, 0, 5, &pl) == -1 && vis_plan(&p, 5, -1, &pl) == -1, "sides <= 0 accepted");
+    vis_prep_params one = p;
+    one.split = false;
+    CHECK(vis_plan(&one, 2000, 1000, &pl) == 0 && pl.cols == 0 && pl.w == 704 && pl.tokens == 242,
+          "no splitting: %dx%d", pl.w, pl.h);
+}
+
 static void test_refusals(void) {
     lfm2c_error err = {0};
     CHECK(vis_open(VDATA("lfm2-vl-tiny-f32.gguf"), &err) == NULL && strstr(err.msg, "projector type"),
@@ -176,6 +213,7 @@ static void test_refusals(void) {
 
 int main(void) {
     threadpool *pool = threadpool_new(3);
+    test_plan();
     test_unshuffle();
     test_pos_resize();
     test_refusals();
