@@ -475,7 +475,9 @@ static const char USAGE[] =
     "          then both with the draft length chosen per step (--draft-auto, at most --draft-max):\n"
     "    -md FILE             the draft model (default: the target itself)\n"
     "    --draft-max K        tokens drafted per step (default 4)\n"
-    "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n";
+    "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n"
+    "lfm2c bench --mmproj MMPROJ.gguf [--image-size WxH,... (512x512,1920x1080)] [-t N] [-r 3]\n"
+    "  the LFM2-VL image encoder: each size cut as the processor cuts it (tiles + thumbnail)\n";
 
 static int usage(void) {
     fputs(USAGE, stderr);
@@ -898,7 +900,11 @@ static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_r
     return rc;
 }
 
+int cmd_bench_vision(int argc, char **argv); /* cmd_bench_vision.c */
+
 int cmd_bench(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* the LFM2-VL encoder instead */
+        if (!strcmp(argv[i], "--mmproj") || !strcmp(argv[i], "-mm")) return cmd_bench_vision(argc, argv);
     bench_opts o = bench_opts_init();
     int rc = bench_parse(argc, argv, &o);
     if (rc >= 0) return rc;
