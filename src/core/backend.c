@@ -1,5 +1,6 @@
-/* backend.c — the one list of the backends compiled into this build, the lookup by device, and
- * the name of the device a model runs on (lfm2c_model_device).
+/* backend.c — the one list of the backends compiled into this build, the lookup by device, the
+ * capability checks of backend.h (backend_has, backend_require: the refusal names the backends
+ * of this build that can), and the name of the device a model runs on (lfm2c_model_device).
  * This is the only file of the library that knows whether CUDA is compiled in (LFM2C_HAVE_CUDA,
  * set by CMake with -DLFM2C_CUDA=ON) or Vulkan (LFM2C_HAVE_VULKAN, -DLFM2C_VULKAN=AUTO|ON). */
 #include "core/backend.h"
@@ -29,11 +30,11 @@ static const lfm2c_backend *const backends[] = {
 /* Devices the API names, with how to build their backend, for the message when one is missing. */
 static const struct {
     int device;
-    const char *name, *how;
+    const char *id, *name, *how;
 } known[] = {
-    {LFM2C_DEVICE_CPU, "CPU", "always built"},
-    {LFM2C_DEVICE_CUDA, "CUDA", "configure with -DLFM2C_CUDA=ON"},
-    {LFM2C_DEVICE_VULKAN, "Vulkan",
+    {LFM2C_DEVICE_CPU, "cpu", "CPU", "always built"},
+    {LFM2C_DEVICE_CUDA, "cuda", "CUDA", "configure with -DLFM2C_CUDA=ON"},
+    {LFM2C_DEVICE_VULKAN, "vulkan", "Vulkan",
      "install libvulkan-dev and glslc (scripts/setup.sh), configure with -DLFM2C_VULKAN=ON"},
 };
 
@@ -49,12 +50,27 @@ const lfm2c_backend *backend_for_device(int device, lfm2c_error *err) {
     return NULL;
 }
 
+bool backend_has(const lfm2c_model *m, unsigned cap) { return (m->backend->caps & cap) == cap; }
+
+int backend_require(const lfm2c_model *m, unsigned cap, const char *what, lfm2c_error *err) {
+    if (backend_has(m, cap)) return 0;
+    char list[128] = "";
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        if ((backends[i]->caps & cap) == cap && n < sizeof list)
+            n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "", backends[i]->name);
+    lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: not supported on the %s backend (supported on: %s)", what,
+                    m->backend->name, n ? list : "none in this build");
+    return -1;
+}
+
 /* Vulkan: the device the backend picks (vulkan_device_count describes it as "NAME (CPU
  * implementation)" or "NAME (GPU)"); CUDA: the GPU's name; the CPU by its backend's. */
 lfm2c_device_info backend_device_info(const lfm2c_model *m) {
     const lfm2c_backend *b = m->backend;
     lfm2c_device_info d = {.device = b->device, .is_cpu = b->device == LFM2C_DEVICE_CPU};
-    snprintf(d.name, sizeof d.name, "%s", b->device == LFM2C_DEVICE_CPU ? "CPU" : "CUDA");
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (known[i].device == b->device) snprintf(d.name, sizeof d.name, "%s", known[i].name);
 #ifdef LFM2C_HAVE_CUDA
     if (b->device == LFM2C_DEVICE_CUDA) {
         char gpu[sizeof d.name];

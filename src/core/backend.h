@@ -1,12 +1,17 @@
-/* backend.h — what runs a model: one table of operations per backend (CPU, CUDA), and the one
- * list of the backends this build has (backend.c). model.c, session.c and the decode path call
- * a backend only through m->backend; none of them knows which backends exist. A backend keeps
- * its own state in m->backend_state and s->backend_state; the host-side parts of a session
- * (token history, conv state s->conv, checkpoints, logits) are session.c's on every backend.
+/* backend.h — what runs a model: one table of operations per backend (CPU, CUDA, Vulkan), and
+ * the one list of the backends this build has (backend.c). The core (model.c, session.c,
+ * checkpoint.c, lora.c, the decode path) calls a backend only through m->backend and includes
+ * no backend's header; none of it knows which backends exist. What a backend can do beyond the
+ * operations every backend has is one field of its table, `caps` (BACKEND_CAP_* bits), asked
+ * with backend_has and refused with backend_require, whose message is written from the table.
+ * A backend keeps its own state in m->backend_state and s->backend_state; the host-side parts
+ * of a session (token history, conv state s->conv, checkpoints, logits) are session.c's on
+ * every backend.
  *
  * Adding a backend: a `const lfm2c_backend` in its own file(s), one line in backends[] in
  * backend.c (under the build flag that compiles it), its LFM2C_DEVICE_* id in include/lfm2c.h,
- * and the CMake option that builds it. */
+ * and the CMake option that builds it. Adding a capability: a bit below with its name in
+ * backend.c's cap_names[], and the bit in the tables of the backends that have it. */
 #ifndef LFM2C_BACKEND_H
 #define LFM2C_BACKEND_H
 #include "lfm2c.h"
@@ -18,12 +23,35 @@ extern "C" {
 struct lfm2c_session;
 struct fwd_token;
 
+/* What a backend can do beyond the operations every backend has (lfm2c_backend.caps). */
+enum {
+    /* Its forward applies a session's LoRA adapters (lora.h); without it lfm2c_session_set_lora
+     * refuses adapters. */
+    BACKEND_CAP_LORA = 1u << 0,
+    /* Its forward writes an embedding session's rows (session.h `embeddings`: the final norm's
+     * output, n_embd floats, where the logits would go; no head for them); without it
+     * lfm2c_session_set_embeddings refuses. */
+    BACKEND_CAP_EMBEDDINGS = 1u << 1,
+    /* kv_copy is set: a session can be copied (lfm2c_session_copy). */
+    BACKEND_CAP_KV_COPY = 1u << 2,
+    /* Its forward records the conv trail (session.h: the conv input u of each marked position,
+     * for an exact rollback); without it lfm2c_session_mark keeps only the state at the mark. */
+    BACKEND_CAP_CONV_TRAIL = 1u << 3,
+    /* Its forward copies a sequence's conv state after a token into fwd_token.snap when that is
+     * set (checkpoints inside a prefill, checkpoint.c); without it session.c never sets it, and
+     * checkpoints are taken between forwards only. */
+    BACKEND_CAP_CONV_SNAP = 1u << 4,
+    /* Its forward reads the weights where the file is mapped in host memory: hugepages AUTO
+     * copies them into 2 MB pages for it (lfm2c_model_params.hugepages). */
+    BACKEND_CAP_HOST_WEIGHTS = 1u << 5,
+};
+
 typedef struct lfm2c_backend {
-    const char *name; /* "cpu", "cuda": for messages */
+    const char *name; /* "cpu", "cuda", "vulkan": for messages */
     int device;       /* the LFM2C_DEVICE_* of lfm2c_model_params that selects it */
     /* Attaches to a model whose weights are bound (m->backend_state, buffers, device upload).
      * On failure it leaves nothing to free. model_free undoes a successful model_init. */
-    int (*model_init)(lfm2c_model *m, lfm2c_error *err);
+    int (*model_init)(lfm2c_model *m, const lfm2c_model_params *p, lfm2c_error *err);
     void (*model_free)(lfm2c_model *m);
     /* A new session's backend state (its KV cache, empty). session_free must accept a session
      * whose session_init failed part-way. */
@@ -32,7 +60,7 @@ typedef struct lfm2c_backend {
     /* Grows the KV cache to cap positions, keeping its contents (session.c sets s->kv_cap). */
     int (*kv_reserve)(struct lfm2c_session *s, int cap, lfm2c_error *err);
     /* Copies the KV entries of positions [0, n) from src to dst (reserved for n positions).
-     * NULL: sessions of this backend cannot be copied. */
+     * Set where caps has BACKEND_CAP_KV_COPY. */
     void (*kv_copy)(struct lfm2c_session *dst, const struct lfm2c_session *src, int n);
     /* Where the backend keeps the conv state elsewhere, the host copy s->conv is current only
      * after conv_pull, and changes made to it reach the backend with conv_push (checkpoints,
@@ -45,14 +73,7 @@ typedef struct lfm2c_backend {
     /* The most tokens one forward call takes (0: session.c's default): bounds the scratch memory
      * of a long prompt or a large batch; larger on a GPU, whose products fill it with columns. */
     int ubatch;
-    /* Its forward writes an embedding session's rows (session.h `embeddings`: the final norm's
-     * output, n_embd floats, where the logits would go; no head for them). false: such sessions
-     * are refused (lfm2c_session_set_embeddings). */
-    bool embeddings;
-    /* Its forward copies a sequence's conv state after a token into fwd_token.snap when that is
-     * set (checkpoints inside a prefill, checkpoint.c). false: session.c never sets it, and
-     * checkpoints are taken between forwards only. */
-    bool conv_snap;
+    unsigned caps; /* what it can do beyond the operations above: BACKEND_CAP_* bits */
 } lfm2c_backend;
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */
@@ -60,12 +81,14 @@ const lfm2c_backend *backend_for_device(int device, lfm2c_error *err);
 /* The device model m's backend runs on, named (lfm2c_model_device). */
 lfm2c_device_info backend_device_info(const lfm2c_model *m);
 
+/* Whether m's backend can do cap (one BACKEND_CAP_* bit). */
+bool backend_has(const lfm2c_model *m, unsigned cap);
+/* 0 when m's backend can do cap; else -1 with err set (LFM2C_EUNSUPPORTED) saying which
+ * backends of this build can ("WHAT: on the cpu and vulkan backends; this model runs on
+ * cuda"), the names taken from backends[]. */
+int backend_require(const lfm2c_model *m, unsigned cap, const char *what, lfm2c_error *err);
+
 extern const lfm2c_backend backend_cpu; /* backend_cpu.c */
-/* Tests: the size from which the CPU backend maps a KV array in 2 MB pages (default
- * KV_MAP_MIN_DEFAULT); to be changed only while no CPU session exists (an array is freed by the
- * rule it was made by). */
-#define KV_MAP_MIN_DEFAULT ((size_t)2 << 20)
-void backend_cpu_kv_map_min(size_t bytes);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@
  * only the last two conv inputs, so it cannot be rewound and must be remembered. A checkpoint is
  * taken (1) by lfm2c_session_checkpoint between forwards (prompt and answer ends; pinned), and
  * (2) inside a forward, every ckpt_every positions and after each end-of-turn token, where the
- * backend copies the state into fwd_token.snap (lfm2c_backend.conv_snap). A session holds at most
+ * backend copies the state into fwd_token.snap (BACKEND_CAP_CONV_SNAP, backend.h). A session holds at most
  * ckpt_max; past that the one whose removal leaves the smallest gap relative to its distance from
  * the newest goes, so the spacing grows with the distance (dense where prompts usually part,
  * sparse far back), pinned ones last. The newest ckpt_logits explicit checkpoints keep the logits
@@ -96,7 +96,7 @@ static conv_checkpoint *ckpt_append(lfm2c_session *s, int pos, bool pinned, bool
 }
 
 float *ckpt_snap(lfm2c_session *s, int pos, bool end_of_turn) {
-    if (!s->model->backend->conv_snap || s->ckpt_max < 1) return NULL;
+    if (!backend_has(s->model, BACKEND_CAP_CONV_SNAP) || s->ckpt_max < 1) return NULL;
     bool every = s->ckpt_every > 0 && pos % s->ckpt_every == 0;
     if (!every && !end_of_turn) return NULL;
     if (s->n_ckpt && s->ckpt[s->n_ckpt - 1].pos >= pos) return NULL; /* not after the newest */

@@ -14,7 +14,7 @@ typedef struct fwd_token {
     int32_t token;
     int pos;     /* absolute position in its sequence */
     int out_row; /* row of seq->logits to fill, or -1 for no logits */
-    float *snap; /* where the backend can (lfm2c_backend.conv_snap): the sequence's conv state after
+    float *snap; /* where the backend can (BACKEND_CAP_CONV_SNAP): the sequence's conv state after
                     this token goes here (a checkpoint, session.h), or NULL */
 } fwd_token;
 

@@ -1,14 +1,13 @@
 /* lora.h — LoRA adapters: low-rank updates W' = W + s B A of a model's weight matrices, loaded
  * from PEFT's folder (adapter_config.json + adapter_model.safetensors) or from a GGUF adapter
  * (llama.cpp's: general.type "adapter", adapter.type "lora", tensors "<base>.lora_a/.lora_b"),
- * checked against the model they adapt, and applied at run time by the CPU forward as
- * y += s B (A x) after each adapted product (lora_apply, called from forward.c's matmul helper
- * and after its grouped products). A session holds the adapters its tokens use, so one batch
- * may mix sequences with different adapters. Internal to the library. */
+ * checked against the model they adapt, and applied at run time by the backends that can
+ * (BACKEND_CAP_LORA, backend.h; the CPU's: cpu/lora_apply.c) as y += s B (A x) after each
+ * adapted product. A session holds the adapters its tokens use, so one batch may mix sequences
+ * with different adapters. Internal to the library. */
 #ifndef LFM2C_LORA_H
 #define LFM2C_LORA_H
 #include "core/model.h"
-#include "core/forward.h"
 #include "core/lfm2_arch.h"
 
 /* Ranks above this are refused (the run-time hook keeps A x of one row on the stack). */
@@ -58,10 +57,4 @@ bool lora_finite(const float *v, size_t n);
  * targets and with which rank and scale; -1 with err set. */
 int lora_load_peft(struct lfm2c_lora *lo, const lfm2c_model *m, const char *dir, lfm2c_error *err);
 
-/* Run time: y[i * ldy + o] += Σ over the adapters of row i's sequence s' s B_e (A_e x_i) for the
- * rows i < n of one product with w (expert e of a stacked expert tensor). Row i's input is
- * x + (xrow ? xrow[i] : i) * ldx, its token toks[tok ? tok[i] : i]. Does nothing when the pass
- * has no adapters (the CPU backend's lora_pass) or none adapts w. */
-void lora_apply(lfm2c_model *m, const fwd_token *toks, const tensor *w, int expert, const float *x, size_t ldx,
-                const int *xrow, const int *tok, int n, float *y, size_t ldy);
 #endif

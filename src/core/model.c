@@ -421,10 +421,11 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
-    unsigned flags = p.hugepages == LFM2C_HUGEPAGES_ON ? GGUF_OPEN_HUGE_COPY
-                     : p.hugepages == LFM2C_HUGEPAGES_AUTO && p.device == LFM2C_DEVICE_CPU && !p.no_populate
-                         ? GGUF_OPEN_HUGE_AUTO
-                         : 0;
+    unsigned flags =
+        p.hugepages == LFM2C_HUGEPAGES_ON ? GGUF_OPEN_HUGE_COPY
+        : p.hugepages == LFM2C_HUGEPAGES_AUTO && (backend->caps & BACKEND_CAP_HOST_WEIGHTS) && !p.no_populate
+            ? GGUF_OPEN_HUGE_AUTO
+            : 0;
     const int n_threads =
         p.n_threads > 0 ? p.n_threads : threadpool_default_threads(); /* the pool's; the copy's readers */
     if (flags) flags |= GGUF_OPEN_READERS(n_threads);
@@ -466,8 +467,6 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
     }
 
     if (!p.no_populate) gguf_populate(m->gguf);
-    m->reference = p.reference;
-    m->kern = p.reference ? kernels_scalar() : kernels_get();
     if (p.n_threads > THREADPOOL_MAX_THREADS) {
         lfm2c_set_error(err, LFM2C_EINVAL, "n_threads %d is more than %d", p.n_threads, THREADPOOL_MAX_THREADS);
         goto fail;
@@ -477,7 +476,7 @@ lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         goto fail;
     }
-    if (backend->model_init(m, err)) goto fail; /* the backend attaches: buffers, device upload */
+    if (backend->model_init(m, &p, err)) goto fail; /* the backend attaches: buffers, device upload */
     m->backend = backend;
     if (p.shared_threads && share_pool(m, n_threads, err)) goto fail;
     return m;

@@ -4,7 +4,6 @@
 #define LFM2C_MODEL_H
 #include "lfm2c.h"
 #include "formats/gguf.h"
-#include "cpu/kernels.h"
 #include "text/tokenizer.h"
 #include "base/threadpool.h"
 
@@ -37,13 +36,11 @@ struct lfm2c_model {
     int n_attn, n_conv;
     lfm2c_tokenizer *tok;
     threadpool *pool;
-    bool pool_shared; /* the process's shared pool (shared_threads): a forward pass is a turn */
-    int pool_key;     /* added to threadpool_step's keys: another model's passes cost otherwise */
-    const kernel_ops *kern;
-    bool reference;
+    bool pool_shared;                    /* the process's shared pool (shared_threads): a forward pass is a turn */
+    int pool_key;                        /* added to threadpool_step's keys: another model's passes cost otherwise */
     const struct lfm2c_backend *backend; /* what runs it (backend.h); set once attached */
-    void *backend_state;                 /* the backend's own (CPU: cpu_model, backend_cpu.h; CUDA: the
-                                          device copy), or NULL */
+    void *backend_state;                 /* the backend's own (CPU: cpu_model, backend_cpu.h; a GPU's:
+                                          the device copy), or NULL */
     int type_k, type_v;                  /* KV cache types of new sessions (LFM2C_KV_*) */
     lfm2c_decode_profile prof;           /* matmul_run's products in one-token passes (lfm2c.h) */
 };

@@ -6,7 +6,7 @@
 #include "core/backend.h"
 #include "base/error.h"
 #include "core/forward.h"
-#include "cpu/kernels.h"
+#include "formats/kv_layout.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,10 +50,7 @@ int kv_types_check(const lfm2c_model *m, lfm2c_error *err) {
 }
 
 size_t lfm2c_kv_cache_bytes(const lfm2c_model *m, int n_tokens) {
-    const int hd = m->info.head_dim, nkv = m->info.n_head_kv_max;
-    size_t blocks = ((size_t)(n_tokens > 0 ? n_tokens : 0) + KV_KB - 1) / KV_KB;
-    size_t per_layer =
-        blocks * nkv * kv_k_head_block_bytes(m->type_k, hd) + blocks * KV_KB * kv_v_row_bytes(m->type_v, nkv * hd);
+    const size_t per_layer = kv_layer_bytes(m->type_k, m->type_v, m->info.n_head_kv_max, m->info.head_dim, n_tokens);
     return per_layer * (size_t)m->n_attn;
 }
 
@@ -74,8 +71,6 @@ lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
     s->kv_dim = in->n_head_kv_max * in->head_dim;
     s->type_k = m->type_k;
     s->type_v = m->type_v;
-    s->k_block = (size_t)in->n_head_kv_max * kv_k_head_block_bytes(s->type_k, in->head_dim);
-    s->v_row = kv_v_row_bytes(s->type_v, s->kv_dim);
     s->tokens = malloc(sizeof(int32_t) * (size_t)n_ctx);
     s->conv = calloc((size_t)m->n_conv * 2 * in->n_embd + 1, sizeof(float));
     if (!s->tokens || !s->conv || ckpt_init(s)) {
@@ -133,12 +128,7 @@ const float *lfm2c_session_logits(const lfm2c_session *s, int row) {
 }
 
 int lfm2c_session_set_embeddings(lfm2c_session *s, bool on, lfm2c_error *err) {
-    if (on && !s->model->backend->embeddings) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
-                        "embeddings run on the CPU and Vulkan backends (this model runs on %s)",
-                        s->model->backend->name);
-        return -1;
-    }
+    if (on && backend_require(s->model, BACKEND_CAP_EMBEDDINGS, "embeddings", err)) return -1;
     if (on && s->model->info.n_embd > s->model->info.n_vocab) /* a row holds n_vocab floats */
         return fail(err, LFM2C_EUNSUPPORTED, "embeddings need a vocabulary at least as wide as the hidden state");
     if (s->embeddings != on) s->n_rows = 0; /* the last rows were of the other kind */
@@ -258,11 +248,7 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     if (!dst || !src) return fail(err, LFM2C_EINVAL, "NULL session");
     if (dst == src) return 0;
     if (dst->model != src->model) return fail(err, LFM2C_EINVAL, "the sessions belong to different models");
-    if (!src->model->backend->kv_copy) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "copying a session is not supported on the %s backend",
-                        src->model->backend->name);
-        return -1;
-    }
+    if (backend_require(src->model, BACKEND_CAP_KV_COPY, "copying a session", err)) return -1;
     if (src->n_past > dst->n_ctx) return fail(err, LFM2C_EINVAL, "the sequence does not fit the destination's context");
     if (session_reserve(dst, src->n_past, err) || session_reserve_rows(dst, src->n_rows, err)) return -1;
     src->model->backend->kv_copy(dst, src, src->n_past);
@@ -325,7 +311,7 @@ int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err) {
     memcpy(s->trail_conv, s->conv, sizeof(float) * conv_floats(s));
     s->trail_pos = s->n_past;
     s->trail_ok = true;
-    if (s->model->backend->conv_pull || n_ahead == 0) return 0; /* the state is on a device: no columns */
+    if (!backend_has(s->model, BACKEND_CAP_CONV_TRAIL) || n_ahead == 0) return 0; /* no columns recorded */
     const int H = s->model->info.n_embd;
     if (n_ahead > s->trail_alloc) {
         float *t = realloc(s->trail, sizeof(float) * ((size_t)n_ahead * s->model->n_conv * H + 1));

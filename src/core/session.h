@@ -20,18 +20,16 @@ struct lfm2c_session {
     lfm2c_model *model;
     int n_ctx, n_past;
     int32_t *tokens;    /* [n_ctx] history */
-    int kv_cap;         /* positions usable in each k / v array (allocated: rounded up to KV_KB) */
+    int kv_cap;         /* positions usable in each k / v array (the backend may round it up) */
     int kv_dim;         /* n_head_kv * head_dim of the widest attention layer */
-    int type_k, type_v; /* LFM2C_KV_* (kernels.h KV_*) */
-    size_t k_block;     /* bytes of one K block (KV_KB positions, n_head_kv_max heads) */
-    size_t v_row;       /* bytes of one V row (kv_dim values) */
+    int type_k, type_v; /* LFM2C_KV_* (formats/kv_layout.h KV_*) */
     float *conv;        /* per conv layer: [2][n_embd] = the last two u columns, oldest first */
     float *logits;      /* [rows_cap][n_vocab]; an embedding session's rows use the first n_embd */
     bool embeddings;    /* rows are the final norm's output, not logits (lfm2c_session_set_embeddings) */
     int n_rows, rows_cap;
     int rows_end; /* the last logits row (n_rows - 1) is of position rows_end - 1 */
     /* Checkpoints (checkpoint.c), sorted by pos: at most ckpt_max, one every ckpt_every positions
-     * taken inside the forward where the backend can (conv_snap), ckpt_logits of them keeping a
+     * taken inside the forward where the backend can (BACKEND_CAP_CONV_SNAP), ckpt_logits of them keeping a
      * logits row. */
     conv_checkpoint *ckpt;
     int n_ckpt, ckpt_max, ckpt_every, ckpt_logits;
@@ -41,7 +39,7 @@ struct lfm2c_session {
     float lora_scale[LFM2C_MAX_LORA];
     int n_lora;
     /* The conv trail (lfm2c_session_mark): positions [trail_pos, trail_pos + trail_cap) have
-     * their conv input u recorded by the CPU forward, trail[(pos - trail_pos)][conv layer][n_embd],
+     * their conv input u recorded by the forward (BACKEND_CAP_CONV_TRAIL), trail[(pos - trail_pos)][conv layer][n_embd],
      * and trail_conv is the conv state at trail_pos (a checkpoint of the same layout as ckpt[]):
      * together they give the conv state after any of those positions exactly (rollback). */
     float *trail, *trail_conv;

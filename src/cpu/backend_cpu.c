@@ -1,6 +1,6 @@
 /* backend_cpu.c — the CPU backend's entry in the backend table (backend.h): the forward pass of
  * forward.c over the kernel tables (src/cpu), its scratch buffers, and the KV cache in host
- * memory in the layouts of kernels.h (K in blocks of KV_KB positions, V in rows), one pair of
+ * memory in the layouts of formats/kv_layout.h (K in blocks of KV_KB positions, V in rows), one pair of
  * arrays per attention layer, grown with the sequence (from 2 MB on in 2 MB pages). The conv
  * state is s->conv itself. When the weights are a private copy (gguf.h: huge pages), matrices
  * are rearranged in place into the layout the kernel table multiplies fastest
@@ -59,7 +59,7 @@ static void pack_worker(void *arg, int ith, int nth) {
 
 static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
     if (!t->data || j->n == PACK_MAX) return;
-    const uint32_t to = m->kern->packed_type(t->type, t->ne[1]);
+    const uint32_t to = cpu_model_of(m)->kern->packed_type(t->type, t->ne[1]);
     if (to == t->type || to != x16_type(t->type)) return; /* X16 is the one layout we pack */
     j->t[j->n] = t;
     j->first[j->n + 1] = j->first[j->n] + t->ne[1] * t->ne[2] / X16_ROWS;
@@ -69,7 +69,7 @@ static void pack_add(pack_job *j, const lfm2c_model *m, tensor *t) {
 
 /* Rearranges the matrices in place (the file's copy is private); nothing when it is mapped. */
 static int pack_weights(lfm2c_model *m, lfm2c_error *err) {
-    if (!m->kern->packed_type || !m->gguf->copied) return 0;
+    if (!cpu_model_of(m)->kern->packed_type || !m->gguf->copied) return 0;
     pack_job *j = calloc(1, sizeof *j);
     if (!j) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
@@ -107,10 +107,14 @@ static void cpu_model_free(lfm2c_model *m) {
     m->backend_state = NULL;
 }
 
-static int cpu_model_init(lfm2c_model *m, lfm2c_error *err) {
+static int cpu_model_init(lfm2c_model *m, const lfm2c_model_params *p, lfm2c_error *err) {
     cpu_model *cm = calloc(1, sizeof *cm);
     m->backend_state = cm;
-    if (cm) cm->scratch = forward_scratch_new();
+    if (cm) {
+        cm->reference = p->reference;
+        cm->kern = p->reference ? kernels_scalar() : kernels_get();
+        cm->scratch = forward_scratch_new();
+    }
     if (!cm || !cm->scratch) {
         cpu_model_free(m);
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
@@ -175,6 +179,9 @@ static int cpu_session_init(lfm2c_session *s, lfm2c_error *err) {
     cs->k = calloc((size_t)n + 1, sizeof(uint8_t *));
     cs->v = calloc((size_t)n + 1, sizeof(uint8_t *));
     cs->cap = calloc(2 * (size_t)n + 1, sizeof(size_t));
+    const lfm2c_model_info *in = &s->model->info;
+    cs->k_block = (size_t)in->n_head_kv_max * kv_k_head_block_bytes(s->type_k, in->head_dim);
+    cs->v_row = kv_v_row_bytes(s->type_v, in->n_head_kv_max * in->head_dim);
     if (!cs->k || !cs->v || !cs->cap) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return -1;
@@ -198,9 +205,9 @@ static void cpu_session_free(lfm2c_session *s) {
 
 static int cpu_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     const size_t blocks = ((size_t)cap + KV_KB - 1) / KV_KB; /* whole K blocks; V rows to match */
-    const size_t n[2] = {blocks * s->k_block, blocks * KV_KB * s->v_row};
-    const size_t used[2] = {((size_t)s->n_past + KV_KB - 1) / KV_KB * s->k_block, (size_t)s->n_past * s->v_row};
     cpu_session *cs = cpu_session_of(s);
+    const size_t n[2] = {blocks * cs->k_block, blocks * KV_KB * cs->v_row};
+    const size_t used[2] = {((size_t)s->n_past + KV_KB - 1) / KV_KB * cs->k_block, (size_t)s->n_past * cs->v_row};
     size_t *c = cs->cap;
     for (int i = 0; i < s->model->n_attn; i++)
         for (int kv = 0; kv < 2; kv++) {
@@ -220,8 +227,8 @@ static int cpu_kv_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
 
 static void cpu_kv_copy(lfm2c_session *dst, const lfm2c_session *src, int n) {
     /* same model, so the same cache types and layouts: K in whole 16-position blocks, V rows */
-    size_t kb = ((size_t)n + KV_KB - 1) / KV_KB * src->k_block, vb = (size_t)n * src->v_row;
     const cpu_session *d = cpu_session_of(dst), *s = cpu_session_of(src);
+    size_t kb = ((size_t)n + KV_KB - 1) / KV_KB * s->k_block, vb = (size_t)n * s->v_row;
     for (int i = 0; n && i < src->model->n_attn; i++) {
         memcpy(d->k[i], s->k[i], kb);
         memcpy(d->v[i], s->v[i], vb);
@@ -240,6 +247,6 @@ const lfm2c_backend backend_cpu = {
     .conv_pull = NULL,
     .conv_push = NULL,
     .forward = forward_cpu,
-    .embeddings = true,
-    .conv_snap = true,
+    .caps = BACKEND_CAP_LORA | BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY | BACKEND_CAP_CONV_TRAIL |
+            BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS,
 };

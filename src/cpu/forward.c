@@ -10,7 +10,6 @@
 #include "cpu/kernels.h"
 #include "cpu/matmul.h"
 #include "cpu/replay.h"
-#include "core/lora.h"
 #include "core/model.h"
 #include "cpu/scratch.h"
 #include "formats/ggml_types.h"
@@ -223,7 +222,7 @@ static void attn_item(const attn_job *j, int it) {
                    g,
                    cpu_session_of(s)->k[j->L->attn_index],
                    cpu_session_of(s)->v[j->L->attn_index],
-                   s->v_row,
+                   cpu_session_of(s)->v_row,
                    0,
                    {0},
                    {0},
@@ -234,7 +233,7 @@ static void attn_item(const attn_job *j, int it) {
             c.out[c.nq] = j->o + (size_t)t * nh * hd + (size_t)h * hd;
             c.n[c.nq++] = j->toks[t].pos + 1; /* causal: positions 0..pos */
         }
-    j->m->kern->attention(&c);
+    cpu_model_of(j->m)->kern->attention(&c);
 }
 
 static void attn_worker(void *arg, int ith, int nth) {
@@ -278,9 +277,9 @@ static void qk_tokens(void *arg, size_t t0, size_t t1) {
             rope_neox(x, cs, hd);
         }
         kv_store_k(s->type_k, hd, in->n_head_kv_max, nkv, cpu_session_of(s)->k[j->L->attn_index], j->toks[t].pos,
-                   j->k + t * kv_dim, j->m->kern->f16_row);
-        kv_store_v(s->type_v, kv_dim, cpu_session_of(s)->v[j->L->attn_index], s->v_row, j->toks[t].pos,
-                   j->v + t * kv_dim, j->m->kern->f16_row);
+                   j->k + t * kv_dim, cpu_model_of(j->m)->kern->f16_row);
+        kv_store_v(s->type_v, kv_dim, cpu_session_of(s)->v[j->L->attn_index], cpu_session_of(s)->v_row, j->toks[t].pos,
+                   j->v + t * kv_dim, cpu_model_of(j->m)->kern->f16_row);
     }
 }
 
@@ -357,7 +356,7 @@ static void swiglu_range(void *arg, size_t i0, size_t i1) {
 
 /* g = silu(g) * u, elementwise (the kernel table's, kernels.h: the same bits on every table) */
 static void swiglu(lfm2c_model *m, float *g, const float *u, size_t n) {
-    swiglu_job j = {g, u, m->kern};
+    swiglu_job j = {g, u, cpu_model_of(m)->kern};
     par_range(m, n, 16, swiglu_range, &j);
 }
 

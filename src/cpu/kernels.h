@@ -12,14 +12,10 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#include "formats/kv_layout.h"
+
 /* ---- attention over a sequence's KV cache (kernels_attn.c holds the scalar truth) ----------
- * Cache types: KV_F32, KV_F16 (default) and KV_Q8_0 (blocks of 32 values along the head
- * dimension with one f16 scale, as GGML's Q8_0: 34 bytes per 32 values).
- * K layout (one layer of one sequence): positions in blocks of KV_KB = 16; block b holds, for
- *   each KV head h, the head's hd values of its 16 positions transposed ([i][16], i < hd), so a
- *   score is computed for 16 keys at once; Q8_0 keeps the int8 values [hd][16] followed by the
- *   scales [hd/32][16] (f16). Bytes per block: n_head_kv * kv_k_head_block_bytes().
- * V layout: one row per position of n_head_kv * hd values (F32 / F16 / GGML Q8_0 blocks).
+ * The cache types and the K / V layouts are formats/kv_layout.h's.
  * The contract for one query q (already multiplied by 1/sqrt(hd)) over keys 0..n-1:
  *   keys go in blocks of 16 (from position 0); score = fma chain over i in order (Q8_0: an fma
  *   chain per 32 values, then acc = fma(scale, part, acc)); online softmax with a running max M,
@@ -28,8 +24,7 @@
  *   exp is kv_exp() (a fixed polynomial), the final sum is a fixed tree over the 16 lanes.
  * Every table computes exactly this (bitwise), and a query's result depends on nothing but its
  * own q, n and the cache: not on the other queries of the call, nor on the batch. */
-enum { KV_F16 = 0, KV_F32 = 1, KV_Q8_0 = 2 }; /* = LFM2C_KV_* of lfm2c.h */
-enum { KV_KB = 16, ATTN_MAX_Q = 16 };
+enum { ATTN_MAX_Q = 16 };
 
 typedef struct attn_call {
     int type_k, type_v, hd, n_head_kv, kv_head;
@@ -42,10 +37,6 @@ typedef struct attn_call {
     float *out[ATTN_MAX_Q];     /* hd values each */
 } attn_call;
 
-size_t kv_k_head_block_bytes(int type, int hd);
-size_t kv_v_row_bytes(int type, int kv_dim);
-/* bytes per position of one layer of K plus V (K counted per whole block / KV_KB) */
-size_t kv_bytes_per_token(int type_k, int type_v, int n_head_kv, int hd);
 /* ---- F32 to F16, elementwise: y[i] = f32_to_fp16(x[i]) (ggml_types.h: round to nearest even,
  * every NaN to sign | 0x7e00), the same bits on every table. */
 typedef void (*f16_row_fn)(const float *x, uint16_t *y, int64_t n);
@@ -78,7 +69,6 @@ void attention_arm_neon(const attn_call *c); /* kernels_attn_neon.c (ARM64 only)
 enum { ATTN_PF_NTA, ATTN_PF_T1, ATTN_PF_NLOC };
 extern int attn_pf_loc;
 extern const char *const ATTN_PF_NAMES[ATTN_PF_NLOC]; /* "nta", "t1" */
-const char *kv_type_name(int type);
 
 typedef struct kernel_ops {
     const char *isa; /* "scalar", "avx2", "avx512vnni", "amx", "neon", "neon-dotprod", "neon-i8mm" */

@@ -1,4 +1,4 @@
-/* kernels_attn.c — the KV cache layouts (kernels.h) and the scalar truth of the attention
+/* kernels_attn.c — the scalar truth of the attention
  * contract: one query against keys 0..n-1, blocked over 16 keys with an online softmax; and of
  * the SwiGLU contract, which shares its exp. The SIMD versions (kernels_attn_x86.c,
  * kernels_attn_neon.c) compute the same operations in the same order, so
@@ -12,26 +12,6 @@
 
 int attn_pf_loc = ATTN_PF_NTA;
 const char *const ATTN_PF_NAMES[ATTN_PF_NLOC] = {"nta", "t1"};
-
-const char *kv_type_name(int type) {
-    return type == KV_F32 ? "f32" : type == KV_F16 ? "f16" : type == KV_Q8_0 ? "q8_0" : "?";
-}
-
-size_t kv_k_head_block_bytes(int type, int hd) {
-    if (type == KV_F32) return (size_t)hd * KV_KB * 4;
-    if (type == KV_F16) return (size_t)hd * KV_KB * 2;
-    return (size_t)hd * KV_KB + (size_t)(hd / 32) * KV_KB * 2;
-}
-
-size_t kv_v_row_bytes(int type, int kv_dim) {
-    if (type == KV_F32) return (size_t)kv_dim * 4;
-    if (type == KV_F16) return (size_t)kv_dim * 2;
-    return (size_t)(kv_dim / 32) * sizeof(block_q8_0);
-}
-
-size_t kv_bytes_per_token(int type_k, int type_v, int n_head_kv, int hd) {
-    return (size_t)n_head_kv * kv_k_head_block_bytes(type_k, hd) / KV_KB + kv_v_row_bytes(type_v, n_head_kv * hd);
-}
 
 void f16_row_scalar(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = f32_to_fp16(x[i]);

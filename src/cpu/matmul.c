@@ -28,19 +28,22 @@ typedef struct mm_job {
  * do it once per call, and each tile of weights is loaded once for the whole batch. */
 enum { ROW_BLOCK = 16 };
 
-uint32_t act_format(const lfm2c_model *m, uint32_t wtype) { return m->reference ? GGML_F32 : vec_dot_type(wtype); }
+uint32_t act_format(const lfm2c_model *m, uint32_t wtype) {
+    return cpu_model_of(m)->reference ? GGML_F32 : vec_dot_type(wtype);
+}
 
 static void mm_rows(const lfm2c_model *m, const mm_task *t, int64_t r0, int64_t nr) {
     const tensor *w = t->w;
     const uint8_t *wd = w->data + ((size_t)t->expert * w->ne[1] + r0) * w->row_bytes;
-    if (m->reference) {
+    if (cpu_model_of(m)->reference) {
         for (int c = 0; c < t->n_cols; c++)
             for (int64_t r = 0; r < nr; r++)
                 t->y[c * t->ldy + r0 + r] =
                     vec_dot_float(w->type, w->ne[0], wd + r * w->row_bytes, (const float *)(t->act + c * t->act_row));
         return;
     }
-    m->kern->matmul(w->type, w->ne[0], wd, w->row_bytes, (int)nr, t->act, t->act_row, t->n_cols, t->y + r0, t->ldy);
+    cpu_model_of(m)->kern->matmul(w->type, w->ne[0], wd, w->row_bytes, (int)nr, t->act, t->act_row, t->n_cols,
+                                  t->y + r0, t->ldy);
 }
 
 /* Threads split the row blocks of all tasks by bytes of weights, not by rows: a job may mix
@@ -161,7 +164,7 @@ static void matmul_split(lfm2c_model *m, const mm_task *tasks, int n, mm_job *jo
         return;
     }
     job->n_parts = nth * MM_PARTS_PER_THREAD;
-    const int dyn_cols = m->kern->stream_cols > 0 ? m->kern->stream_cols : DYN_MAX_COLS;
+    const int dyn_cols = cpu_model_of(m)->kern->stream_cols > 0 ? cpu_model_of(m)->kern->stream_cols : DYN_MAX_COLS;
     if (max_cols > dyn_cols || nth > DYN_MAX_THREADS || n > DYN_MAX_TASKS) {
         threadpool_run(m->pool, mm_worker, job);
         return;
@@ -235,7 +238,7 @@ typedef struct quant_job {
 static void quant_worker(void *arg, int ith, int nth) {
     const quant_job *q = arg;
     for (int t = q->T * ith / nth; t < q->T * (ith + 1) / nth; t++)
-        q->m->kern->quantize_act(q->fmt, q->x + (size_t)t * q->n, q->dst + (size_t)t * q->row, q->n);
+        cpu_model_of(q->m)->kern->quantize_act(q->fmt, q->x + (size_t)t * q->n, q->dst + (size_t)t * q->row, q->n);
 }
 
 /* A few tokens' activation rows are quantized here by the caller alone, into lines every thread

@@ -287,7 +287,7 @@ static int fin_parse(const char *v) {
     return f;
 }
 
-static int cuda_model_init(lfm2c_model *m, lfm2c_error *err) {
+static int cuda_model_init(lfm2c_model *m, const lfm2c_model_params *, lfm2c_error *err) {
     if (cuda_device_count() <= 0)
         return seterr(err, LFM2C_EUNSUPPORTED, "no CUDA device found");
     if (check_model(m, err)) return -1;
@@ -922,6 +922,7 @@ extern "C" const lfm2c_backend backend_cuda = {
     cuda_session_pull_conv, cuda_session_push_conv,
     cuda_forward,
     CU_UBATCH,
-    false, /* embeddings: not written on the device yet (lfm2c_session_set_embeddings refuses) */
-    false, /* conv_snap: checkpoints between forwards only */
+    /* caps: none of backend.h's (no LoRA, embeddings, session copy, conv trail; checkpoints
+     * between forwards only) */
+    0,
 };

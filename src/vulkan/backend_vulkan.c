@@ -841,7 +841,8 @@ static void vulkan_model_free(lfm2c_model *m) {
     m->backend_state = NULL;
 }
 
-static int vulkan_model_init(lfm2c_model *m, lfm2c_error *err) {
+static int vulkan_model_init(lfm2c_model *m, const lfm2c_model_params *p, lfm2c_error *err) {
+    (void)p;
     vk_model *vm = calloc(1, sizeof *vm);
     if (!vm) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
     m->backend_state = vm;
@@ -1336,7 +1337,8 @@ const lfm2c_backend backend_vulkan = {
     vulkan_conv_pull,
     vulkan_conv_push,
     vulkan_forward,
-    0,     /* ubatch: session.c's default */
-    true,  /* embeddings */
-    false, /* conv_snap: checkpoints between forwards only */
+    0, /* ubatch: session.c's default */
+    /* caps: embeddings and session copies; no LoRA, no conv trail (the state is on the device),
+     * checkpoints between forwards only */
+    BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY,
 };

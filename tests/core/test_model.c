@@ -8,6 +8,7 @@
 #include "lfm2c.h"
 #include "core/backend.h"
 #include "core/model.h"
+#include "cpu/backend_cpu.h"
 #include "cpu/kernels.h"
 #include "test.h"
 

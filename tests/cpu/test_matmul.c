@@ -113,20 +113,21 @@ static void prepare(job *j, const job_def *d, const lfm2c_model *m, int cols) {
         j->act_row[i] = fmt == GGML_F32 ? sizeof(float) * N_IN : ggml_row_size(fmt, N_IN);
         j->act[i] = malloc(j->act_row[i] * (size_t)cols);
         for (int c = 0; c < cols; c++)
-            m->kern->quantize_act(fmt, j->x + (size_t)c * N_IN, j->act[i] + (size_t)c * j->act_row[i], N_IN);
+            cpu_model_of(m)->kern->quantize_act(fmt, j->x + (size_t)c * N_IN, j->act[i] + (size_t)c * j->act_row[i],
+                                                N_IN);
         const size_t ldy = (size_t)d->rows[i] + PAD, n_out = ldy * (size_t)j->cols[i];
         j->want[i] = malloc(sizeof(float) * n_out);
         j->got[i] = malloc(sizeof(float) * n_out);
         for (size_t k = 0; k < n_out; k++) j->want[i][k] = -7.25f; /* the padding's sentinel */
         const uint8_t *w = expert_rows(j, d, i);
-        if (m->reference) {
+        if (cpu_model_of(m)->reference) {
             for (int c = 0; c < j->cols[i]; c++)
                 for (int r = 0; r < d->rows[i]; r++)
                     j->want[i][c * ldy + r] = vec_dot_float(t->type, N_IN, w + (size_t)r * t->row_bytes,
                                                             (const float *)(j->act[i] + (size_t)c * j->act_row[i]));
         } else {
-            m->kern->matmul(t->type, N_IN, w, t->row_bytes, d->rows[i], j->act[i], j->act_row[i], j->cols[i],
-                            j->want[i], ldy);
+            cpu_model_of(m)->kern->matmul(t->type, N_IN, w, t->row_bytes, d->rows[i], j->act[i], j->act_row[i],
+                                          j->cols[i], j->want[i], ldy);
         }
     }
 }
@@ -189,10 +190,8 @@ static lfm2c_model model_on(threadpool *pool, const kernel_ops *kern, bool refer
     lfm2c_model m;
     memset(&m, 0, sizeof m);
     m.pool = pool;
-    m.kern = kern;
-    m.reference = reference;
-    cpu_model *cm = calloc(1, sizeof *cm); /* the CPU backend's state: matmul_run's scratch */
-    if (cm) cm->scratch = scratch_new(1);
+    cpu_model *cm = calloc(1, sizeof *cm); /* the CPU backend's state: its kernels, matmul_run's scratch */
+    if (cm) cm->kern = kern, cm->reference = reference, cm->scratch = scratch_new(1);
     m.backend_state = cm;
     return m;
 }
@@ -267,7 +266,7 @@ static void test_prepare_act(threadpool *pool) {
             CHECK(a.row == row, "prepare_act row bytes for %s", ggml_type_get(wtypes[i])->name);
             uint8_t *want = malloc(row * (size_t)rows);
             for (int t = 0; t < rows; t++)
-                m.kern->quantize_act(fmt, x + (size_t)t * N_IN, want + (size_t)t * row, N_IN);
+                cpu_model_of(&m)->kern->quantize_act(fmt, x + (size_t)t * N_IN, want + (size_t)t * row, N_IN);
             CHECK(!memcmp(a.data, want, row * (size_t)rows), "prepare_act of %d rows for %s", rows,
                   ggml_type_get(wtypes[i])->name);
             free(want);

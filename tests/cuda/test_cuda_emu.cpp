@@ -41,6 +41,7 @@ extern "C" {
 #define backend_cuda emu_backend_cuda
 #define cuda_device_count emu_cuda_device_count
 #define cuda_profile_text emu_cuda_profile_text
+#define cuda_device_name emu_cuda_device_name
 namespace emu {
 #include "cuda/kernels.cu"
 #include "cuda/backend_cuda.cu"
@@ -48,6 +49,7 @@ namespace emu {
 #undef backend_cuda
 #undef cuda_device_count
 #undef cuda_profile_text
+#undef cuda_device_name
 
 static int N = 12;                                     /* prompt tokens */
 static int KV_K = LFM2C_KV_F32, KV_V = LFM2C_KV_F32; /* the KV cache's types, both sides */
@@ -73,7 +75,7 @@ static lfm2c_model *open_emu(const std::string &path, bool graph) {
     m->backend = NULL;
     if (!graph) setenv("LFM2C_CUDA_GRAPH", "0", 1);
     lfm2c_error err = {};
-    int rc = emu::emu_backend_cuda.model_init(m, &err);
+    int rc = emu::emu_backend_cuda.model_init(m, NULL, &err);
     unsetenv("LFM2C_CUDA_GRAPH");
     CHECK(rc == 0, "%s: emulated CUDA init: %s", path.c_str(), err.msg);
     if (rc) {
@@ -323,7 +325,7 @@ static void check_kv_refused(const synth_config &c) {
         m->backend->model_free(m);
         m->backend = NULL;
         memset(&err, 0, sizeof err);
-        const int rc = emu::emu_backend_cuda.model_init(m, &err);
+        const int rc = emu::emu_backend_cuda.model_init(m, NULL, &err);
         CHECK(rc != 0 && strstr(err.msg, "f16 or f32") && strstr(err.msg, "q8_0"), "a q8_0 KV cache: %d %s", rc,
               err.msg);
         if (!rc) emu::emu_backend_cuda.model_free(m);

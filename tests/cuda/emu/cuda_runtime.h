@@ -426,6 +426,14 @@ static inline cudaError_t cudaGetDeviceCount(int *n) {
 }
 static inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidValue; }
 /* the device: compute capability 9.0 (the kernels' Hopper paths) */
+struct cudaDeviceProp {
+    char name[256];
+};
+static inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    if (d != 0) return cudaErrorInvalidValue;
+    snprintf(p->name, sizeof p->name, "%s", "emulated CUDA device");
+    return cudaSuccess;
+}
 enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
 static inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d) {
     if (d != 0) return cudaErrorInvalidValue;
