@@ -58,6 +58,13 @@ typedef struct lfm2c_model_params {
 } lfm2c_model_params;
 
 enum { LFM2C_DEVICE_CPU = 0, LFM2C_DEVICE_CUDA = 1, LFM2C_DEVICE_VULKAN = 2 };
+/* "cpu" / "cuda" / "vulkan" -> LFM2C_DEVICE_*, or -1; whether this build has that device's
+ * backend is lfm2c_model_open's to say. */
+int lfm2c_device_from_name(const char *name);
+/* LFM2C_DEVICE_* -> "cpu" / "cuda" / "vulkan", or NULL for another value. */
+const char *lfm2c_device_name(int device);
+/* The names lfm2c_device_from_name takes, for help texts (a test checks each against it). */
+#define LFM2C_DEVICE_NAMES "cpu|cuda|vulkan"
 enum { LFM2C_HUGEPAGES_AUTO = 0, LFM2C_HUGEPAGES_ON = 1, LFM2C_HUGEPAGES_OFF = -1 };
 enum { LFM2C_KV_F16 = 0, LFM2C_KV_F32 = 1, LFM2C_KV_Q8_0 = 2 };
 /* "f16" / "f32" / "q8_0" -> LFM2C_KV_*, or -1 */

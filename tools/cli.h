@@ -50,7 +50,7 @@ int cli_int(const char *flag, const char *value);
 /* -t: 0 (one thread per physical core) .. THREADPOOL_MAX_THREADS, else fails and exits */
 int cli_threads(const char *flag, const char *value);
 double cli_float(const char *flag, const char *value);
-/* --device: "cpu", "cuda" or "vulkan", else exits 2 with a message */
+/* --device: a name lfm2c_device_from_name takes, else exits 2 with a message */
 const char *cli_device(const char *flag, const char *value);
 /* an integer >= 1 (-c, -b, ...) / >= -1 (-n: -1 = no limit), else exits 2 with a message */
 int cli_positive(const char *flag, const char *value);
@@ -106,7 +106,7 @@ lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, con
 /* On a device other than the CPU backend: its name on stderr, once a process, with a warning
  * where that device is the CPU itself (lavapipe), where --device cpu is much faster. */
 void cli_report_device(const lfm2c_model *m);
-/* a device name ("cpu", "cuda" or "vulkan") -> LFM2C_DEVICE_*; -1 (after cli_fail) for another name */
+/* a device name -> LFM2C_DEVICE_* (lfm2c_device_from_name); -1 (after cli_fail) for another name */
 int cli_device_id(const char *name);
 /* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */
 int32_t *cli_parse_ids(const char *s, int *n_out);

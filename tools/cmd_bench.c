@@ -459,7 +459,7 @@ static const char USAGE[] =
     "                   [-ctk f16|q8_0|f32] [-ctv f16|q8_0|f32]  (KV cache types; default f16)\n"
     "                   [--hugepages | --no-hugepages]  (weights always copied into anonymous transparent\n"
     "                   huge pages | always mapped; default: copied when THP is on and RAM allows)\n"
-    "                   [--device cpu|cuda|vulkan] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
+    "                   [--device " LFM2C_DEVICE_NAMES "] [--reference] [--lora PATH[:S]]... [--lora-scaled PATH S]\n"
     "                   (every session runs with the adapters: their cost is in the numbers)\n"
     "                   [--warm-read]  (CPU: every weight byte read once before the rows, and the rate\n"
     "                   said: the first read of what a load wrote can be far slower than decode's)\n"

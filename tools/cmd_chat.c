@@ -59,7 +59,7 @@ static const char USAGE[] =
     "  --chat-template-file F   use this Jinja template instead of the model's\n"
     "  -c CTX  -t THREADS  --temp T  --top-k K  --top-p P  --min-p M  --repeat-penalty R\n"
     "  --seed S (default: random; -v prints it)  -n N (max tokens per reply, default 1024)\n"
-    "  --device cpu|cuda|vulkan  -v, --verbose\n"
+    "  --device " LFM2C_DEVICE_NAMES "  -v, --verbose\n"
     "  --reasoning-budget N  a thinking model's block is closed after N tokens (default: no limit)\n"
     "  (a thinking model's block is dimmed on a terminal; NO_COLOR=1 / CLICOLOR_FORCE=1 change that)\n"
     "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"

@@ -11,7 +11,7 @@ static int usage(void) {
             "usage: lfm2c logits -m MODEL.gguf (--tokens 1,498,582 | -p TEXT) -o OUT.f32\n"
             "  --one-by-one   feed one token at a time (tests the caches) instead of one batch\n"
             "  --reference    plain scalar path: dequantized weights, float activations\n"
-            "  -t N           threads;  --device cpu|cuda|vulkan\n"
+            "  -t N           threads;  --device " LFM2C_DEVICE_NAMES "\n"
             "  -ctk / -ctv T  KV cache types f32 (default here: the goldens' precision), f16, q8_0\n" CLI_LORA_HELP);
     return 2; /* a usage error (--help returns 0 itself) */
 }

@@ -19,7 +19,7 @@ static const char USAGE[] =
     "  --temp T           temperature (0 = greedy)     --top-k K   --top-p P   --min-p M\n"
     "  --repeat-penalty R --repeat-last-n N            --seed S (default: random; -v prints it)\n"
     "  -c CTX             context size (default: prompt + n, at most the model's)\n"
-    "  -t THREADS         --device cpu|cuda|vulkan     --reference (scalar float path)\n"
+    "  -t THREADS         --device " LFM2C_DEVICE_NAMES "     --reference (scalar float path)\n"
     "  -ctk / -ctv TYPE   KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"

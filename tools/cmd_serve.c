@@ -101,7 +101,7 @@ static const char USAGE[] =
     "  -ctk / -ctv TYPE      KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
-    "  --device cpu|cuda|vulkan  backend (cuda: a build with -DLFM2C_CUDA=ON; vulkan: where built)\n";
+    "  --device " LFM2C_DEVICE_NAMES "  backend (cuda: a build with -DLFM2C_CUDA=ON; vulkan: where built)\n";
 
 static void usage(FILE *out) { fputs(USAGE, out); }
 

@@ -102,9 +102,23 @@ int cli_threads(const char *flag, const char *value) {
     return t;
 }
 
+/* "cpu, cuda or vulkan": the device names of lfm2c.h, for messages */
+static const char *device_list(void) {
+    static char list[64];
+    const char *last = NULL;
+    size_t n = 0;
+    list[0] = 0;
+    for (int d = 0; lfm2c_device_name(d); d++) {
+        if (last) n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "", last);
+        last = lfm2c_device_name(d);
+    }
+    snprintf(list + n, sizeof list - n, "%s%s", n ? " or " : "", last ? last : "");
+    return list;
+}
+
 const char *cli_device(const char *flag, const char *value) {
-    if (strcmp(value, "cpu") && strcmp(value, "cuda") && strcmp(value, "vulkan")) {
-        cli_fail("%s: unknown device '%s' (cpu, cuda or vulkan)", flag, value);
+    if (lfm2c_device_from_name(value) < 0) {
+        cli_fail("%s: unknown device '%s' (%s)", flag, value, device_list());
         exit(2);
     }
     return value;
@@ -227,11 +241,9 @@ void cli_kv_apply(lfm2c_model_params *p) {
 }
 
 int cli_device_id(const char *name) {
-    if (!strcmp(name, "cpu")) return LFM2C_DEVICE_CPU;
-    if (!strcmp(name, "cuda")) return LFM2C_DEVICE_CUDA;
-    if (!strcmp(name, "vulkan")) return LFM2C_DEVICE_VULKAN;
-    cli_fail("unknown device '%s' (cpu, cuda or vulkan)", name);
-    return -1;
+    const int d = lfm2c_device_from_name(name);
+    if (d < 0) cli_fail("unknown device '%s' (%s)", name, device_list());
+    return d;
 }
 
 lfm2c_model *cli_open_model(const char *path, int n_threads, bool reference, const char *device) {

@@ -30,7 +30,14 @@ EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED = range(1, 8)
 SAMPLE_NOT_FINITE = -2  # lfm2c_sampler_sample: the logits hold NaN or +inf (Sampler.sample raises)
 _LOGITS = {"none": 0, "last": 1, "all": 2}
 _POOLING = {"last": 0, "mean": 1}
-_DEVICES = {"cpu": 0, "cuda": 1}
+
+
+def _device_names():
+    """The device names the library takes (lfm2c_device_name of each LFM2C_DEVICE_*)."""
+    names = []
+    while lib.lfm2c_device_name(len(names)):
+        names.append(lib.lfm2c_device_name(len(names)).decode())
+    return names
 
 
 class Error(Exception):
@@ -92,7 +99,7 @@ def render_template(template, messages, tools=None, add_generation_prompt=True, 
 
 
 class Model:
-    """A GGUF model. Model(path, n_threads=0 (one per core), device="cpu"|"cuda", reference=False,
+    """A GGUF model. Model(path, n_threads=0 (one per core), device="cpu"|"cuda"|"vulkan", reference=False,
     kv_type="f16"|"q8_0"|"f32"). Use as a context manager, or call close(), to free it early.
     Its sessions need it: closed while some are open, the model is unusable at once and freed
     when the last of them closes (in whatever order the garbage collector finalizes them)."""
@@ -104,9 +111,9 @@ class Model:
         p = lib.lfm2c_model_default_params()
         p.n_threads = n_threads
         p.reference = reference
-        if device not in _DEVICES:
-            raise Error("device must be one of %s, not %r" % (", ".join(_DEVICES), device), EINVAL)
-        p.device = _DEVICES[device]
+        p.device = lib.lfm2c_device_from_name(device.encode()) if isinstance(device, str) else -1
+        if p.device < 0:
+            raise Error("device must be one of %s, not %r" % (", ".join(_device_names()), device), EINVAL)
         if kv_type is not None:
             t = lib.lfm2c_kv_type_from_name(kv_type.encode())
             if t < 0:

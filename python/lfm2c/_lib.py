@@ -65,6 +65,8 @@ _API = {
     "lfm2c_model_get_info": (ctypes.POINTER(ModelInfo), [_P]),
     "lfm2c_model_meta_str": (ctypes.c_char_p, [_P, ctypes.c_char_p]),
     "lfm2c_kv_type_from_name": (ctypes.c_int, [ctypes.c_char_p]),
+    "lfm2c_device_from_name": (ctypes.c_int, [ctypes.c_char_p]),
+    "lfm2c_device_name": (ctypes.c_char_p, [ctypes.c_int]),
     "lfm2c_token_is_eog": (ctypes.c_bool, [_P, ctypes.c_int32]),
     "lfm2c_vocab_size": (ctypes.c_int, [_P]),
     "lfm2c_session_new": (_P, [_P, ctypes.c_int, _E]),

@@ -212,6 +212,12 @@ def test_errors_carry_the_library_message(model, tmp_path):
         model.session(8).logits()
     with pytest.raises(lfm2c.Error):
         lfm2c.Model("x", kv_type="f13")
+    with pytest.raises(lfm2c.Error) as e:
+        lfm2c.Model("x", device="metal")
+    assert e.value.code == lfm2c.EINVAL and "cpu, cuda, vulkan" in str(e.value)
+    with pytest.raises(lfm2c.Error) as e:  # a name the library knows: refused for the build or the file
+        lfm2c.Model("no-such-file.gguf", device="vulkan")
+    assert "device must be" not in str(e.value)
     with pytest.raises(TypeError):
         lfm2c.Sampler(model, temprature=1)
 

@@ -1,4 +1,5 @@
-/* backend.c — the one list of the backends compiled into this build, the lookup by device, the
+/* backend.c — the one list of the backends compiled into this build, the devices' names
+ * (lfm2c_device_from_name, lfm2c_device_name), the lookup by device, the
  * capability checks of backend.h (backend_has, backend_require: the refusal names the backends
  * of this build that can), and the name of the device a model runs on (lfm2c_model_device).
  * This is the only file of the library that knows whether CUDA is compiled in (LFM2C_HAVE_CUDA,
@@ -27,7 +28,8 @@ static const lfm2c_backend *const backends[] = {
 #endif
 };
 
-/* Devices the API names, with how to build their backend, for the message when one is missing. */
+/* Devices the API names: the name lfm2c_device_from_name takes, the name in messages, and how to
+ * build their backend, for the message when one is missing. */
 static const struct {
     int device;
     const char *id, *name, *how;
@@ -37,6 +39,18 @@ static const struct {
     {LFM2C_DEVICE_VULKAN, "vulkan", "Vulkan",
      "install libvulkan-dev and glslc (scripts/setup.sh), configure with -DLFM2C_VULKAN=ON"},
 };
+
+int lfm2c_device_from_name(const char *name) {
+    for (size_t i = 0; name && i < sizeof known / sizeof *known; i++)
+        if (!strcmp(name, known[i].id)) return known[i].device;
+    return -1;
+}
+
+const char *lfm2c_device_name(int device) {
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (known[i].device == device) return known[i].id;
+    return NULL;
+}
 
 const lfm2c_backend *backend_for_device(int device, lfm2c_error *err) {
     for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)

@@ -4,7 +4,8 @@
  * another name): LoRA adapters, embeddings and session copies are refused with a message written
  * from the table (the backend's name, the backends of this build that can), mark keeps no conv
  * trail, and no checkpoint is taken inside a forward; under the CPU's own table all of them
- * work. And the layering rule: no file of src/core/ but the registry (backend.c) includes a
+ * work. The device names (lfm2c_device_from_name / lfm2c_device_name): each of
+ * LFM2C_DEVICE_NAMES and back, another name refused. And the layering rule: no file of src/core/ but the registry (backend.c) includes a
  * backend's header (src/cpu, src/cuda, src/vulkan). */
 #include "lfm2c.h"
 #include "convert/lora_file.h"
@@ -84,6 +85,22 @@ static void test_caps(void) {
     lfm2c_model_free(m);
 }
 
+static void test_device_names(void) {
+    char names[] = LFM2C_DEVICE_NAMES;
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(names, "|", &save); t; t = strtok_r(NULL, "|", &save), n++) {
+        const int d = lfm2c_device_from_name(t);
+        CHECK(d >= 0 && lfm2c_device_name(d) && !strcmp(lfm2c_device_name(d), t), "device '%s': %d", t, d);
+    }
+    CHECK(n == 3 && !lfm2c_device_name(n), "every device named: %d", n);
+    CHECK(lfm2c_device_from_name("cpu") == LFM2C_DEVICE_CPU && lfm2c_device_from_name("vulkan") == LFM2C_DEVICE_VULKAN,
+          "the ids");
+    CHECK(lfm2c_device_from_name("metal") == -1 && lfm2c_device_from_name("CPU") == -1 &&
+              lfm2c_device_from_name("") == -1 && lfm2c_device_from_name(NULL) == -1,
+          "another name refused");
+    CHECK(!lfm2c_device_name(-1), "no name for -1");
+}
+
 /* Whether the source file at path includes a header of src/cpu, src/cuda or src/vulkan. */
 static bool includes_backend(const char *path) {
     size_t n = 0;
@@ -115,6 +132,7 @@ static void test_layering(void) {
 
 int main(void) {
     test_caps();
+    test_device_names();
     test_layering();
     TEST_MAIN_END();
 }
