@@ -1,5 +1,6 @@
 /* cli.h — what the subcommands of the lfm2c program share: one entry point per command and
- * small argument helpers. Each command lives in tools/cmd_<name>.c. */
+ * small argument helpers (tools/cli.c; the generation loop cli_gen.c, LoRA flags cli_lora.c).
+ * Each command lives in tools/cmd_<name>.c; tools/lfm2c.c dispatches to them. */
 #ifndef LFM2C_CLI_H
 #define LFM2C_CLI_H
 #include "lfm2c.h"
@@ -98,7 +99,8 @@ void cli_lora_forget(void);
 void cli_lora_verbose(bool on);
 /* Prints "lfm2c: LoRA adapter NAME: <what it changes>" to stderr. */
 void cli_lora_describe(const char *name, const lfm2c_lora *lo);
-/* The build: its git commit, and "COMMIT (lfm2c VERSION)" for bench's build line. */
+/* The build: its version, its git commit, and "COMMIT (lfm2c VERSION)" for bench's build line. */
+const char *cli_build_version(void);
 const char *cli_build_commit(void);
 const char *cli_build_string(void);
 /* Opens a model, printing the library's error on failure, and the device (cli_report_device). */
