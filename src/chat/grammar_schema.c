@@ -698,27 +698,17 @@ static json_t *prop_schema(compiler *c, json_t *own, const char *key, json_t *pp
     return r;
 }
 
-static int compile_object(compiler *c, json_t *s, int id, int depth) {
-#define N (c->g->nodes[id])
-    json_t *props = json_object_get(s, "properties"), *pp = json_object_get(s, "patternProperties");
-    json_t *add = json_object_get(s, "additionalProperties"), *req = json_object_get(s, "required");
-    if (props && !json_is_object(props)) return fail(c, "schema 'properties' must be an object");
-    if (pp && !json_is_object(pp)) return fail(c, "schema 'patternProperties' must be an object");
-    if (req && !json_is_array(req)) return fail(c, "schema 'required' must be an array");
-    if (pp && !json_object_size(pp)) pp = NULL;
-    json_t *deps[3] = {json_object_get(s, "dependentRequired"), json_object_get(s, "dependencies"),
-                       json_object_get(s, "dependentSchemas")};
-    static const char *DEP_NAMES[3] = {"dependentRequired", "dependencies", "dependentSchemas"};
-    for (int k = 0; k < 3; k++)
-        if (deps[k] && !json_is_object(deps[k])) return fail(c, "schema '%s' must be an object", DEP_NAMES[k]);
-    /* required names: 'required', plus what a required property's dependencies require */
+/* The names an object must have: 'required', plus what a required property's dependencies
+ * (deps: dependentRequired, dependencies, dependentSchemas) require. NULL after fail. */
+static json_t *object_required(compiler *c, json_t *req, json_t *const deps[3], const char *const dep_names[3]) {
     json_t *reqs = json_array();
     size_t i;
     json_t *r;
     if (req) json_array_foreach(req, i, r) {
             if (!json_is_string(r)) {
                 json_decref(reqs);
-                return fail(c, "schema 'required' must list strings");
+                fail(c, "schema 'required' must list strings");
+                return NULL;
             }
             if (!in_array(reqs, json_string_value(r))) json_array_append(reqs, r);
         }
@@ -732,51 +722,46 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
                     json_array_append(reqs, r);
             } else if (!json_is_true(d) && !(json_is_object(d) && only_annotations(d, ""))) {
                 json_decref(reqs);
-                return fail(c, "schema keyword '%s' is supported only for optional properties or as a list of names",
-                            DEP_NAMES[k]);
+                fail(c, "schema keyword '%s' is supported only for optional properties or as a list of names",
+                     dep_names[k]);
+                return NULL;
             }
         }
     }
-    /* patterns */
-    int n_pp = pp ? (int)json_object_size(pp) : 0, rc = 0;
-    rdfa **pdfa = n_pp ? calloc((size_t)n_pp, sizeof *pdfa) : NULL;
-    if (n_pp && !pdfa) {
-        json_decref(reqs);
-        return oom(c);
-    }
-    if (pp) {
-        const char *pk;
-        json_t *ps;
-        int k = 0;
-        json_object_foreach(pp, pk, ps) {
+    return reqs;
+}
+
+/* The patternProperties' patterns compiled into pdfa[] (in the object's order). */
+static int object_patterns(compiler *c, json_t *pp, rdfa **pdfa) {
+    const char *pk;
+    json_t *ps;
+    int k = 0;
+    if (pp) json_object_foreach(pp, pk, ps) {
             lfm2c_error rerr = {0};
-            if (!(pdfa[k++] = regex_compile(pk, strlen(pk), &rerr, &c->g->budget))) {
-                rc = fail(c, "schema 'patternProperties' pattern %s: %.199s", pk, rerr.msg);
+            if (!(pdfa[k++] = regex_compile(pk, strlen(pk), &rerr, &c->g->budget)))
+                return fail(c, "schema 'patternProperties' pattern %s: %.199s", pk, rerr.msg);
+        }
+    return 0;
+}
+
+/* The properties written, into names: every required one, then optional ones up to MAX_PROPS
+ * (*cut when some were left out), then named ones for a minProperties past the declared names
+ * where other keys are allowed. */
+static int object_names(compiler *c, json_t *s, json_t *props, json_t *add, json_t *reqs, json_t *names, bool *cut) {
+    if (json_array_size(reqs) > MAX_PROPS) return fail(c, "more than %d required properties in one object", MAX_PROPS);
+    json_array_extend(names, reqs);
+    const char *key;
+    json_t *sub;
+    if (props) json_object_foreach(props, key, sub) {
+            if (in_array(names, key)) continue;
+            if (json_array_size(names) >= MAX_PROPS) {
+                *cut = true;
                 break;
             }
+            json_array_append_new(names, json_string(key));
         }
-    }
-    /* the properties written: every required one, then optional ones up to MAX_PROPS */
-    json_t *names = json_array();
-    bool cut = false;
-    if (!rc && json_array_size(reqs) > MAX_PROPS)
-        rc = fail(c, "more than %d required properties in one object", MAX_PROPS);
-    if (!rc) {
-        json_array_extend(names, reqs);
-        const char *key;
-        json_t *sub;
-        if (props) json_object_foreach(props, key, sub) {
-                if (in_array(names, key)) continue;
-                if (json_array_size(names) >= MAX_PROPS) {
-                    cut = true;
-                    break;
-                }
-                json_array_append_new(names, json_string(key));
-            }
-    }
-    /* minProperties past the declared names, where other keys are allowed: named ones */
     json_t *minp = json_object_get(s, "minProperties");
-    if (!rc && json_is_number(minp) && !(add && json_is_false(add)) && !json_object_get(s, "propertyNames"))
+    if (json_is_number(minp) && !(add && json_is_false(add)) && !json_object_get(s, "propertyNames"))
         for (int k = 1; k <= MAX_PROPS && (double)json_array_size(names) < json_number_value(minp) &&
                         json_array_size(names) < MAX_PROPS;
              k++) {
@@ -785,79 +770,88 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
             if (!in_array(names, name) && !(props && json_object_get(props, name)))
                 json_array_append_new(names, json_string(name));
         }
+    return 0;
+}
+
+#define N (c->g->nodes[id]) /* the node being compiled (compile may move the node array) */
+
+/* Node id's properties: each name's escaped key and compiled schema, the required bits. */
+static int object_props(compiler *c, int id, int depth, json_t *names, json_t *props, json_t *pp, rdfa **pdfa,
+                        json_t *add, json_t *reqs) {
     int n = (int)json_array_size(names);
-    if (!rc) {
-        N.keys = calloc((size_t)n + 1, sizeof(gstr));
-        N.prop_node = calloc((size_t)n + 1, sizeof(int));
-        if (!N.keys || !N.prop_node) rc = oom(c);
-    }
-    for (int k = 0; !rc && k < n; k++) {
+    N.keys = calloc((size_t)n + 1, sizeof(gstr));
+    N.prop_node = calloc((size_t)n + 1, sizeof(int));
+    if (!N.keys || !N.prop_node) return oom(c);
+    for (int k = 0; k < n; k++) {
         const char *key = json_string_value(json_array_get(names, (size_t)k));
         bool perr;
         json_t *sub = prop_schema(c, props ? json_object_get(props, key) : NULL, key, pp, pdfa, add, &perr);
-        if (!sub) {
-            rc = unsat(c, "required property '%s' is forbidden by 'additionalProperties': false", key);
-            break;
-        }
+        if (!sub) return unsat(c, "required property '%s' is forbidden by 'additionalProperties': false", key);
         if (escaped_key(c, key, &N.keys[k])) {
             json_decref(sub);
-            rc = -1;
-            break;
+            return -1;
         }
         N.n_props++;
         int child = compile(c, sub, depth + 1);
         json_decref(sub);
-        if (child < 0) {
-            rc = -1;
-            break;
-        }
+        if (child < 0) return -1;
         N.prop_node[k] = child;
         if (in_array(reqs, key)) N.required |= 1ull << k;
     }
+    return 0;
+}
+
+/* The declared properties of node id: the patterns, the names written, their schemas. */
+static int object_declared(compiler *c, json_t *s, int id, int depth, json_t *props, json_t *pp, json_t *add,
+                           json_t *reqs, bool *cut) {
+    int n_pp = pp ? (int)json_object_size(pp) : 0, rc = 0;
+    rdfa **pdfa = n_pp ? calloc((size_t)n_pp, sizeof *pdfa) : NULL;
+    if (n_pp && !pdfa) return oom(c);
+    json_t *names = json_array();
+    rc = object_patterns(c, pp, pdfa);
+    if (!rc) rc = object_names(c, s, props, add, reqs, names, cut);
+    if (!rc) rc = object_props(c, id, depth, names, props, pp, pdfa, add, reqs);
     N.sreq = N.required;
     for (int k = 0; k < n_pp; k++) dfa_free(pdfa[k]);
     free(pdfa);
     json_decref(names);
-    if (rc) {
-        json_decref(reqs);
-        return -1;
-    }
-    /* keys outside the declared ones */
+    return rc ? -1 : 0;
+}
+
+/* Keys outside the declared ones (additionalProperties, the counts), and the optional
+ * properties with dependencies, which are never written. */
+static int object_others(compiler *c, json_t *s, int id, int depth, json_t *props, json_t *pp, json_t *add,
+                         json_t *reqs, json_t *const deps[3], bool cut) {
     N.add_false = add && json_is_false(add) && !pp;
-    if (get_count(c, s, "minProperties", &N.min_props) || get_count(c, s, "maxProperties", &N.max_props)) {
-        json_decref(reqs);
-        return -1;
-    }
+    if (get_count(c, s, "minProperties", &N.min_props) || get_count(c, s, "maxProperties", &N.max_props)) return -1;
     if (add && json_is_false(add)) {
         N.additional = -1;
     } else if (pp || cut || N.max_props >= 0 || (!add && props) || (!add && json_array_size(reqs))) {
         N.additional = -1; /* declared properties only (the output stays valid) */
     } else if (add && !json_is_true(add)) {
         int child = compile(c, add, depth + 1);
-        if (child < 0) {
-            json_decref(reqs);
-            return -1;
-        }
+        if (child < 0) return -1;
         N.additional = child;
     }
-    /* an optional property with dependencies is never written */
     for (int k = 0; k < 3; k++) {
         const char *key;
         json_t *d;
         if (deps[k]) json_object_foreach(deps[k], key, d) {
                 if (in_array(reqs, key)) continue;
                 gstr ek;
-                if (escaped_key(c, key, &ek)) {
-                    json_decref(reqs);
-                    return -1;
-                }
+                if (escaped_key(c, key, &ek)) return -1;
                 int p = prop_index(&N, &ek);
                 free(ek.s);
                 if (p >= 0) N.banned |= 1ull << p;
                 else N.additional = -1;
             }
     }
-    json_decref(reqs);
+    return 0;
+}
+
+/* The counts against what can be written, and propertyNames: declared names that fail it are
+ * never written, and no others. */
+static int object_limits(compiler *c, json_t *s, int id, int depth) {
     int n_req = __builtin_popcountll(N.required), n_free = N.n_props - __builtin_popcountll(N.banned & ~N.required);
     if (N.max_props >= 0 && n_req > N.max_props) return fail(c, "'maxProperties' is less than the required properties");
     if (N.min_props > n_free)
@@ -866,28 +860,50 @@ static int compile_object(compiler *c, json_t *s, int id, int depth) {
     json_t *pn = json_object_get(s, "propertyNames"), *pnt = json_is_object(pn) ? json_object_get(pn, "type") : NULL;
     if (pn && json_is_object(pn) && (!pnt || (json_is_string(pnt) && !strcmp(json_string_value(pnt), "string"))) &&
         only_annotations(pn, "type"))
-        pn = NULL;                 /* every key is a string */
-    if (pn && !json_is_true(pn)) { /* declared names that fail it are never written; no others */
-        int check = compile(c, pn, depth + 1);
-        if (check < 0) return -1;
-        for (int k = 0; k < N.n_props; k++) {
-            char *q = malloc((size_t)N.keys[k].n + 3);
-            if (!q) return oom(c);
-            q[0] = '"';
-            memcpy(q + 1, N.keys[k].s, (size_t)N.keys[k].n);
-            q[N.keys[k].n + 1] = '"';
-            q[N.keys[k].n + 2] = 0;
-            bool ok = grammar_node_accepts(c->g, check, q, (size_t)N.keys[k].n + 2);
-            free(q);
-            if (ok) continue;
-            if (N.required >> k & 1)
-                return fail(c, "required property '%.*s' fails 'propertyNames'", N.keys[k].n, N.keys[k].s);
-            N.banned |= 1ull << k;
-        }
-        N.additional = -1;
+        pn = NULL; /* every key is a string */
+    if (!pn || json_is_true(pn)) return 0;
+    int check = compile(c, pn, depth + 1);
+    if (check < 0) return -1;
+    for (int k = 0; k < N.n_props; k++) {
+        char *q = malloc((size_t)N.keys[k].n + 3);
+        if (!q) return oom(c);
+        q[0] = '"';
+        memcpy(q + 1, N.keys[k].s, (size_t)N.keys[k].n);
+        q[N.keys[k].n + 1] = '"';
+        q[N.keys[k].n + 2] = 0;
+        bool ok = grammar_node_accepts(c->g, check, q, (size_t)N.keys[k].n + 2);
+        free(q);
+        if (ok) continue;
+        if (N.required >> k & 1)
+            return fail(c, "required property '%.*s' fails 'propertyNames'", N.keys[k].n, N.keys[k].s);
+        N.banned |= 1ull << k;
     }
+    N.additional = -1;
     return 0;
+}
 #undef N
+
+/* An object: its keywords checked, the required names, the declared properties, the others,
+ * the limits. */
+static int compile_object(compiler *c, json_t *s, int id, int depth) {
+    json_t *props = json_object_get(s, "properties"), *pp = json_object_get(s, "patternProperties");
+    json_t *add = json_object_get(s, "additionalProperties"), *req = json_object_get(s, "required");
+    if (props && !json_is_object(props)) return fail(c, "schema 'properties' must be an object");
+    if (pp && !json_is_object(pp)) return fail(c, "schema 'patternProperties' must be an object");
+    if (req && !json_is_array(req)) return fail(c, "schema 'required' must be an array");
+    if (pp && !json_object_size(pp)) pp = NULL;
+    json_t *deps[3] = {json_object_get(s, "dependentRequired"), json_object_get(s, "dependencies"),
+                       json_object_get(s, "dependentSchemas")};
+    static const char *const DEP_NAMES[3] = {"dependentRequired", "dependencies", "dependentSchemas"};
+    for (int k = 0; k < 3; k++)
+        if (deps[k] && !json_is_object(deps[k])) return fail(c, "schema '%s' must be an object", DEP_NAMES[k]);
+    json_t *reqs = object_required(c, req, deps, DEP_NAMES);
+    if (!reqs) return -1;
+    bool cut = false;
+    int rc = object_declared(c, s, id, depth, props, pp, add, reqs, &cut);
+    if (!rc) rc = object_others(c, s, id, depth, props, pp, add, reqs, deps, cut);
+    json_decref(reqs);
+    return rc ? -1 : object_limits(c, s, id, depth);
 }
 
 static int compile_array_with(compiler *c, json_t *s, int id, int depth, json_t **own);
@@ -1068,62 +1084,168 @@ static int compile_into(compiler *c, json_t *s, int id, int depth) {
     return id;
 }
 
+/* if / then / else: the values written take one branch, 'if' and 'then' merged in, else
+ * 'not if' and 'else'; node id is the choice of those that admit a value. */
+static int compile_if(compiler *c, json_t *s, json_t *cif, int id, int depth) {
+    json_t *base = without(s, "if"), *thn = json_object_get(s, "then"), *els = json_object_get(s, "else");
+    json_object_del(base, "then");
+    json_object_del(base, "else");
+    json_t *m = json_pack("{s:[O,O,O]}", "allOf", base, cif, thn ? thn : json_true());
+    lfm2c_error saved = *c->err;
+    int a = compile(c, m, depth + 1);
+    json_decref(m);
+    if (a < 0) *c->err = saved;
+    m = json_pack("{s:[O,O],s:O}", "allOf", base, els ? els : json_true(), "not", cif);
+    int b = compile(c, m, depth + 1);
+    json_decref(m);
+    json_decref(base);
+    if (b < 0 && a >= 0) *c->err = saved;
+    if (a < 0 && b < 0) return -1;
+    int *alts = malloc(2 * sizeof *alts), n = 0;
+    if (!alts) return oom(c);
+    if (a >= 0) alts[n++] = a;
+    if (b >= 0) alts[n++] = b;
+    c->g->nodes[id].any = alts;
+    c->g->nodes[id].n_any = n;
+    return id;
+}
+
+/* $ref and allOf: everything merged into one schema, compiled into node id. */
+static int compile_merged(compiler *c, json_t *s, json_t *ref, json_t *all, int id, int depth) {
+    json_t *m = without(s, "$ref");
+    json_object_del(m, "allOf");
+    int r = 0;
+    if (ref) {
+        json_t *one = json_pack("{s:O}", "$ref", ref);
+        r = merge_schema(c, m, one, 0);
+        json_decref(one);
+    }
+    if (all && !r) {
+        if (!json_is_array(all)) r = fail(c, "'allOf' must be an array");
+        size_t i;
+        json_t *a;
+        if (!r) json_array_foreach(all, i, a) if ((r = merge_schema(c, m, a, 0))) break;
+    }
+    if (!r && json_object_get(m, "allOf")) r = fail(c, "allOf could not be merged");
+    if (!r) r = compile_into(c, m, id, depth + 1) < 0 ? -1 : 0;
+    json_decref(m);
+    return r ? -1 : id;
+}
+
+/* anyOf / oneOf (any) and nullable: node id is the choice of the alternatives, each merged with
+ * the schema's other keywords; nullable adds null. */
+static int compile_alternatives(compiler *c, json_t *s, json_t *any, json_t *nullable, int id, int depth) {
+    if (any && (!json_is_array(any) || json_array_size(any) == 0 || json_array_size(any) > 64))
+        return fail(c, "'anyOf'/'oneOf' must be an array of 1..64 schemas");
+    json_t *rest = without(s, any == json_object_get(s, "anyOf") ? "anyOf" : "oneOf");
+    json_object_del(rest, "nullable");
+    if (!any) {
+        any = json_pack("[O]", rest);
+        json_decref(rest);
+        rest = json_object();
+    } else json_incref(any);
+    int n = (int)json_array_size(any) + (json_is_true(nullable) ? 1 : 0);
+    int *alts = calloc((size_t)n, sizeof(int));
+    int r = alts ? 0 : oom(c);
+    for (int i = 0; !r && i < (int)json_array_size(any); i++) {
+        json_t *a = json_array_get(any, (size_t)i);
+        if (json_object_size(rest)) {
+            json_t *m = json_deep_copy(rest);
+            r = merge_schema(c, m, a, 0);
+            if (!r && (alts[i] = compile(c, m, depth + 1)) < 0) r = -1;
+            json_decref(m);
+        } else if ((alts[i] = compile(c, a, depth + 1)) < 0) r = -1;
+    }
+    if (!r && json_is_true(nullable)) {
+        json_t *ns = json_pack("{s:s}", "type", "null");
+        if ((alts[n - 1] = compile(c, ns, depth + 1)) < 0) r = -1;
+        json_decref(ns);
+    }
+    json_decref(rest);
+    json_decref(any);
+    if (r) {
+        free(alts);
+        return -1;
+    }
+    c->g->nodes[id].any = alts;
+    c->g->nodes[id].n_any = n;
+    c->g->nodes[id].one_of = json_object_get(s, "oneOf") != NULL;
+    return id;
+}
+
+/* The types a schema admits (T_* bits): its 'type', else what its keywords imply. */
+static int schema_types(compiler *c, json_t *s, int *types) {
+    json_t *type = json_object_get(s, "type");
+    *types = 0;
+    if (json_is_string(type)) {
+        if (!(*types = type_bit(json_string_value(type))))
+            return fail(c, "unknown schema type '%s'", json_string_value(type));
+    } else if (json_is_array(type)) {
+        size_t i;
+        json_t *t;
+        json_array_foreach(type, i, t) {
+            int b = json_is_string(t) ? type_bit(json_string_value(t)) : 0;
+            if (!b) return fail(c, "schema 'type' lists an unknown type");
+            *types |= b;
+        }
+        if (!*types) return fail(c, "schema 'type' is empty");
+    } else if (type) {
+        return fail(c, "schema 'type' must be a string or an array");
+    } else if (json_object_get(s, "properties") || json_object_get(s, "additionalProperties")) {
+        *types = T_OBJ;
+    } else if (json_object_get(s, "items") || json_object_get(s, "prefixItems")) {
+        *types = T_ARR;
+    } else if (json_object_get(s, "pattern") || json_object_get(s, "format") || json_object_get(s, "minLength") ||
+               json_object_get(s, "maxLength")) {
+        *types = T_STR;
+    } else if (json_object_get(s, "minimum") || json_object_get(s, "maximum") || json_object_get(s, "multipleOf") ||
+               json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum")) {
+        *types = T_NUM;
+    } else {
+        *types = T_ALL;
+    }
+    if (*types & T_NUM) *types |= T_INT;
+    return 0;
+}
+
+/* A schema of its types' keywords (no combinator left): enum / const, or each type's part. */
+static int compile_typed(compiler *c, json_t *s, int id, int depth) {
+    int types;
+    if (schema_types(c, s, &types)) return -1;
+    c->g->nodes[id].types = types;
+    c->g->nodes[id].stypes = json_object_get(s, "type") ? types : T_ALL;
+    json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
+    if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM_VALUES))
+        return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM_VALUES);
+    if (cn && en) { /* both: the const, if the enum holds it */
+        bool in = false;
+        for (size_t i = 0; i < json_array_size(en) && !in; i++) in = json_equal(json_array_get(en, i), cn);
+        if (!in) return unsat(c, "'const' is not among the 'enum' values");
+    }
+    if (en || cn) return compile_enum(c, s, id, cn ? NULL : en, cn, depth);
+    if ((types & (T_INT | T_NUM)) && compile_numeric(c, s, id)) return -1;
+    if ((types & T_STR) && compile_string(c, s, id)) return -1;
+    if ((types & T_OBJ) && compile_object(c, s, id, depth)) return -1;
+    if ((types & T_ARR) && compile_array(c, s, id, depth)) return -1;
+    return id;
+}
+
+/* One schema into node id: the trivial ones, then if, the unsupported keywords, $ref / allOf,
+ * not, anyOf with oneOf, anyOf / oneOf / nullable, and the typed rest, in that order. */
 static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
     if (depth > MAX_SCHEMA_DEPTH) return fail(c, "schema nested deeper than %d", MAX_SCHEMA_DEPTH);
     if (json_is_true(s) || (json_is_object(s) && only_annotations(s, ""))) return id; /* any value */
     if (json_is_false(s)) return unsat(c, "schema 'false' admits no value");
     if (!json_is_object(s)) return fail(c, "schema must be an object");
     json_t *cif = json_object_get(s, "if");
-    if (cif) { /* the values written take one branch: 'if' and 'then' merged in, else 'not if' and 'else' */
-        json_t *base = without(s, "if"), *thn = json_object_get(s, "then"), *els = json_object_get(s, "else");
-        json_object_del(base, "then");
-        json_object_del(base, "else");
-        json_t *m = json_pack("{s:[O,O,O]}", "allOf", base, cif, thn ? thn : json_true());
-        lfm2c_error saved = *c->err;
-        int a = compile(c, m, depth + 1);
-        json_decref(m);
-        if (a < 0) *c->err = saved;
-        m = json_pack("{s:[O,O],s:O}", "allOf", base, els ? els : json_true(), "not", cif);
-        int b = compile(c, m, depth + 1);
-        json_decref(m);
-        json_decref(base);
-        if (b < 0 && a >= 0) *c->err = saved;
-        if (a < 0 && b < 0) return -1;
-        int *alts = malloc(2 * sizeof *alts), n = 0;
-        if (!alts) return oom(c);
-        if (a >= 0) alts[n++] = a;
-        if (b >= 0) alts[n++] = b;
-        c->g->nodes[id].any = alts;
-        c->g->nodes[id].n_any = n;
-        return id;
-    }
+    if (cif) return compile_if(c, s, cif, id, depth);
     static const char *unsupported[] = {
         "minContains",   "maxContains", "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
         "$recursiveRef", NULL};
     for (int i = 0; unsupported[i]; i++)
         if (json_object_get(s, unsupported[i])) return fail(c, "schema keyword '%s' is not supported", unsupported[i]);
-#define N (c->g->nodes[id])
     json_t *ref = json_object_get(s, "$ref"), *all = json_object_get(s, "allOf");
-    if (ref || all) { /* merge everything into one schema */
-        json_t *m = without(s, "$ref");
-        json_object_del(m, "allOf");
-        int r = 0;
-        if (ref) {
-            json_t *one = json_pack("{s:O}", "$ref", ref);
-            r = merge_schema(c, m, one, 0);
-            json_decref(one);
-        }
-        if (all && !r) {
-            if (!json_is_array(all)) r = fail(c, "'allOf' must be an array");
-            size_t i;
-            json_t *a;
-            if (!r) json_array_foreach(all, i, a) if ((r = merge_schema(c, m, a, 0))) break;
-        }
-        if (!r && json_object_get(m, "allOf")) r = fail(c, "allOf could not be merged");
-        if (!r) r = compile_into(c, m, id, depth + 1) < 0 ? -1 : 0;
-        json_decref(m);
-        return r ? -1 : id;
-    }
+    if (ref || all) return compile_merged(c, s, ref, all, id, depth);
     json_t *nt = json_object_get(s, "not");
     if (nt) { /* enforced after compilation (check_not) */
         int x = compile(c, nt, depth + 1);
@@ -1142,92 +1264,8 @@ static int compile_into_inner(compiler *c, json_t *s, int id, int depth) {
         return r;
     }
     json_t *nullable = json_object_get(s, "nullable");
-    if (any || json_is_true(nullable)) {
-        if (any && (!json_is_array(any) || json_array_size(any) == 0 || json_array_size(any) > 64))
-            return fail(c, "'anyOf'/'oneOf' must be an array of 1..64 schemas");
-        json_t *rest = without(s, any == json_object_get(s, "anyOf") ? "anyOf" : "oneOf");
-        json_object_del(rest, "nullable");
-        if (!any) {
-            any = json_pack("[O]", rest);
-            json_decref(rest);
-            rest = json_object();
-        } else json_incref(any);
-        int n = (int)json_array_size(any) + (json_is_true(nullable) ? 1 : 0);
-        int *alts = calloc((size_t)n, sizeof(int));
-        int r = alts ? 0 : oom(c);
-        for (int i = 0; !r && i < (int)json_array_size(any); i++) {
-            json_t *a = json_array_get(any, (size_t)i);
-            if (json_object_size(rest)) {
-                json_t *m = json_deep_copy(rest);
-                r = merge_schema(c, m, a, 0);
-                if (!r && (alts[i] = compile(c, m, depth + 1)) < 0) r = -1;
-                json_decref(m);
-            } else if ((alts[i] = compile(c, a, depth + 1)) < 0) r = -1;
-        }
-        if (!r && json_is_true(nullable)) {
-            json_t *ns = json_pack("{s:s}", "type", "null");
-            if ((alts[n - 1] = compile(c, ns, depth + 1)) < 0) r = -1;
-            json_decref(ns);
-        }
-        json_decref(rest);
-        json_decref(any);
-        if (r) {
-            free(alts);
-            return -1;
-        }
-        N.any = alts;
-        N.n_any = n;
-        N.one_of = json_object_get(s, "oneOf") != NULL;
-        return id;
-    }
-    json_t *type = json_object_get(s, "type");
-    int types = 0;
-    if (json_is_string(type)) {
-        if (!(types = type_bit(json_string_value(type))))
-            return fail(c, "unknown schema type '%s'", json_string_value(type));
-    } else if (json_is_array(type)) {
-        size_t i;
-        json_t *t;
-        json_array_foreach(type, i, t) {
-            int b = json_is_string(t) ? type_bit(json_string_value(t)) : 0;
-            if (!b) return fail(c, "schema 'type' lists an unknown type");
-            types |= b;
-        }
-        if (!types) return fail(c, "schema 'type' is empty");
-    } else if (type) {
-        return fail(c, "schema 'type' must be a string or an array");
-    } else if (json_object_get(s, "properties") || json_object_get(s, "additionalProperties")) {
-        types = T_OBJ;
-    } else if (json_object_get(s, "items") || json_object_get(s, "prefixItems")) {
-        types = T_ARR;
-    } else if (json_object_get(s, "pattern") || json_object_get(s, "format") || json_object_get(s, "minLength") ||
-               json_object_get(s, "maxLength")) {
-        types = T_STR;
-    } else if (json_object_get(s, "minimum") || json_object_get(s, "maximum") || json_object_get(s, "multipleOf") ||
-               json_object_get(s, "exclusiveMinimum") || json_object_get(s, "exclusiveMaximum")) {
-        types = T_NUM;
-    } else {
-        types = T_ALL;
-    }
-    if (types & T_NUM) types |= T_INT;
-    N.types = types;
-    N.stypes = type ? types : T_ALL;
-
-    json_t *en = json_object_get(s, "enum"), *cn = json_object_get(s, "const");
-    if (en && (!json_is_array(en) || json_array_size(en) == 0 || json_array_size(en) > MAX_ENUM_VALUES))
-        return fail(c, "schema 'enum' must be an array of 1..%d values", MAX_ENUM_VALUES);
-    if (cn && en) { /* both: the const, if the enum holds it */
-        bool in = false;
-        for (size_t i = 0; i < json_array_size(en) && !in; i++) in = json_equal(json_array_get(en, i), cn);
-        if (!in) return unsat(c, "'const' is not among the 'enum' values");
-    }
-    if (en || cn) return compile_enum(c, s, id, cn ? NULL : en, cn, depth);
-    if ((types & (T_INT | T_NUM)) && compile_numeric(c, s, id)) return -1;
-    if ((types & T_STR) && compile_string(c, s, id)) return -1;
-    if ((types & T_OBJ) && compile_object(c, s, id, depth)) return -1;
-    if ((types & T_ARR) && compile_array(c, s, id, depth)) return -1;
-#undef N
-    return id;
+    if (any || json_is_true(nullable)) return compile_alternatives(c, s, any, nullable, id, depth);
+    return compile_typed(c, s, id, depth);
 }
 
 static uint64_t all_bits_of(int n) { return n >= 64 ? ~0ull : (1ull << n) - 1; }
