@@ -1,6 +1,8 @@
-/* backend_vulkan.c — the LFM2 forward pass on one Vulkan device (spec section 2, the same
- * blocks as forward.c; the shaders are src/vulkan/NAME.comp, compiled to SPIR-V at build time and
- * linked in as byte arrays, cmake/embed.cmake).
+/* backend_vulkan.c — the Vulkan backend's device, buffers and upload, and its row of the backend
+ * table: the LFM2 forward on one Vulkan device, whose dispatches forward.c records (the same
+ * blocks as cpu/forward.c; the shaders are src/vulkan/NAME.comp, compiled to SPIR-V at build
+ * time and linked in as byte arrays, cmake/embed.cmake). The state both files share is
+ * vk_model.h's.
  *
  * Every buffer is reached from the shaders by its device address (Vulkan 1.2 buffer device
  * address, passed in push constants): no descriptor sets. The weights are uploaded once, each
@@ -11,10 +13,11 @@
  * stays on the host. Sessions keep their KV cache in device memory (F16 or F32 as -ctk / -ctv
  * say; q8_0 is refused) and their conv state in host-visible memory (pull / push are copies).
  * One mutex serialises the queue.
- * The weight products (mm) are a GEMV for few columns and a tiled GEMM from tile_min columns,
+ * The weight products (forward.c's mm) are a GEMV for few columns and a tiled GEMM from tile_min columns,
  * MoE products grouped by expert (docs/VULKAN.md); on unified memory the weights are imported
  * in place (import_weights); each forward is timed by two timestamps into the model's profile. */
 #include "vulkan/backend_vulkan.h"
+#include "vulkan/vk_model.h"
 #include "base/error.h"
 #include "core/forward.h"
 #include "core/model.h"
@@ -31,20 +34,11 @@
 
 /* ---- the shaders (generated arrays, one per src/vulkan/NAME.comp) ----------------------------- */
 
-/* clang-format re-wraps this list differently on each run: it is left as written */
-/* clang-format off */
-#define SHADERS(X) \
-    X(matmul) X(matmul_sg) X(matmul_tile) X(moe_group) X(embed) X(rmsnorm) X(qk) X(attention) X(conv) \
-    X(conv_state) X(swiglu) X(route) X(combine)
-/* clang-format on */
 #define DECL(n) \
     extern const unsigned char lfm2c_spv_##n[]; \
     extern const size_t lfm2c_spv_##n##_len;
 SHADERS(DECL)
 #undef DECL
-#define ID(n) SH_##n,
-enum { SHADERS(ID) SH_COUNT };
-#undef ID
 #define ENTRY(n) {lfm2c_spv_##n, &lfm2c_spv_##n##_len, #n},
 static const struct {
     const unsigned char *code;
@@ -52,66 +46,6 @@ static const struct {
     const char *name;
 } spv[] = {SHADERS(ENTRY)};
 #undef ENTRY
-
-enum { TOKW = 12 }; /* ints per token in the batch table (tok.glsl) */
-
-/* ---- state ------------------------------------------------------------------------------------ */
-
-typedef struct vbuf {
-    VkBuffer buf;
-    VkDeviceMemory mem;
-    VkDeviceSize size;
-    uint64_t addr;
-    void *map;
-} vbuf;
-typedef struct vk_weight {
-    const uint8_t *data;
-    uint64_t bytes, addr;
-} vk_weight;
-
-typedef struct vk_scratch {
-    int cap; /* tokens */
-    vbuf x, a, out, big, big2, hid, router, wsel, sel, G, U, D, cnt, list;
-    vbuf logits, emb, batch; /* host-visible (emb: the output rows' final norm, for embedding sessions) */
-} vk_scratch;
-
-typedef struct vk_model {
-    VkInstance inst;
-    VkPhysicalDevice pd;
-    VkDevice dev;
-    VkQueue queue;
-    VkCommandPool pool;
-    VkCommandBuffer cb;
-    VkFence fence;
-    VkPipelineLayout layout;
-    VkPipeline pipe[SH_COUNT];
-    VkPhysicalDeviceMemoryProperties memp;
-    uint32_t max_groups[3];
-    bool subgroup;         /* matmul_sg runs the GEMV (subgroup_ok) */
-    int tile_min;          /* products over this many columns or more: matmul_tile */
-    bool has_host_import;  /* VK_EXT_external_memory_host enabled */
-    uint64_t import_align; /* its minImportedHostPointerAlignment */
-    uint64_t imported;     /* bytes of weights imported (not copied) */
-    PFN_vkGetMemoryHostPointerPropertiesEXT host_ptr_props;
-    VkPhysicalDeviceType type;
-    VkQueryPool timer;  /* two timestamps a forward, where the queue has them */
-    double tick_ns;     /* timestampPeriod */
-    uint64_t tick_mask; /* timestampValidBits */
-    char name[VK_MAX_PHYSICAL_DEVICE_NAME_SIZE];
-    vbuf *chunks;
-    int n_chunks;
-    vk_weight *w; /* sorted by data */
-    int n_w;
-    int big_w, hid_w, kvdm, max_fe;
-    vk_scratch s;
-    pthread_mutex_t lock;
-    bool lock_ok;
-} vk_model;
-
-typedef struct vk_session {
-    vbuf k, v, conv;
-    int cap;
-} vk_session;
 
 /* ---- instance and device ------------------------------------------------------------------------ */
 
@@ -465,7 +399,7 @@ static int rec_submit(vk_model *vm, lfm2c_error *err) {
     return r == VK_SUCCESS ? 0 : vk_fail(err, r, "waiting for the device");
 }
 
-static void dispatch3(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy, uint32_t gz) {
+void vk_dispatch3(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy, uint32_t gz) {
     if (!gx || !gy || !gz) return;
     vkCmdBindPipeline(vm->cb, VK_PIPELINE_BIND_POINT_COMPUTE, vm->pipe[sh]);
     vkCmdPushConstants(vm->cb, vm->layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, (uint32_t)pc_size, pc);
@@ -474,14 +408,14 @@ static void dispatch3(vk_model *vm, int sh, const void *pc, size_t pc_size, uint
             VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT);
 }
 
-static void dispatch(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy) {
-    dispatch3(vm, sh, pc, pc_size, gx, gy, 1);
+void vk_dispatch(vk_model *vm, int sh, const void *pc, size_t pc_size, uint32_t gx, uint32_t gy) {
+    vk_dispatch3(vm, sh, pc, pc_size, gx, gy, 1);
 }
 
 /* n elements, 256 per workgroup, on a 2-D grid (tok.glsl's flat_index) */
-static void dispatch_1d(vk_model *vm, int sh, const void *pc, size_t pc_size, size_t n) {
+void vk_dispatch_1d(vk_model *vm, int sh, const void *pc, size_t pc_size, size_t n) {
     size_t groups = (n + 255) / 256, gx = groups < vm->max_groups[0] ? groups : vm->max_groups[0];
-    if (groups) dispatch(vm, sh, pc, pc_size, (uint32_t)gx, (uint32_t)((groups + gx - 1) / gx));
+    if (groups) vk_dispatch(vm, sh, pc, pc_size, (uint32_t)gx, (uint32_t)((groups + gx - 1) / gx));
 }
 
 /* Copies n bytes from host memory into b at off (through a staging buffer unless b is mapped). */
@@ -616,7 +550,7 @@ static int collect_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err)
     return 0;
 }
 
-static uint64_t weight_addr(const vk_model *vm, const tensor *t) {
+uint64_t vk_weight_addr(const vk_model *vm, const tensor *t) {
     if (!t->data) return 0;
     int lo = 0, hi = vm->n_w - 1;
     while (lo <= hi) {
@@ -868,11 +802,6 @@ static int vulkan_model_init(lfm2c_model *m, const lfm2c_model_params *p, lfm2c_
     return 0;
 }
 
-/* the batch table's parts for cap tokens: tokens, seq_last, out_tok (ints), rope (floats) */
-static size_t batch_seq_last(int cap) { return (size_t)cap * TOKW; }
-static size_t batch_out_tok(int cap) { return batch_seq_last(cap) + (size_t)cap; }
-static size_t batch_rope(int cap) { return batch_out_tok(cap) + (size_t)cap; }
-
 static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2c_error *err) {
     vk_scratch *s = &vm->s;
     if (T <= s->cap) return 0;
@@ -943,11 +872,6 @@ static void vulkan_session_free(lfm2c_session *s) {
     pthread_mutex_unlock(&vm->lock);
     free(cs);
     s->backend_state = NULL;
-}
-
-/* qk.comp / attention.comp's kv bits: which of the caches are F32 (the others F16) */
-static uint32_t kv_f32_bits(const lfm2c_model *m) {
-    return (m->type_k == LFM2C_KV_F32 ? 1u : 0u) | (m->type_v == LFM2C_KV_F32 ? 2u : 0u);
 }
 
 /* bytes of one position's row of the K (v false) or V cache: kvdm values, F16 or F32 */
@@ -1026,209 +950,6 @@ static void vulkan_conv_pull(lfm2c_session *s) {
 static void vulkan_conv_push(lfm2c_session *s) {
     vk_session *cs = s->backend_state;
     if (cs) memcpy(cs->conv.map, s->conv, conv_bytes(s));
-}
-
-/* ---- forward ------------------------------------------------------------------------------------- */
-
-/* mm_pc.glsl's push constants */
-typedef struct {
-    uint64_t w, x, y, sel, cnt, list;
-    uint32_t type, n, rows, row_bytes, expert_stride, ncols, ldx, ldy, xdiv, group, mode, col0, list_stride;
-} pc_matmul;
-
-enum { MM_DENSE, MM_PAIRS, MM_GROUPED }; /* mm_pc.glsl's modes */
-
-/* y[col][r] = W_e[r] · x[col / xdiv]. MM_DENSE: ncols columns, e = 0. MM_PAIRS: ncols (token,
- * slot) pairs, e = sel[col]. MM_GROUPED: per expert the pairs of s->list (at most T each). The
- * GEMV (subgroup reduction where the device has it) for few columns, the tiled GEMM from
- * vm->tile_min columns (an expert's: T). */
-static void mm(vk_model *vm, const tensor *t, uint64_t x, int ldx, int ncols, int xdiv, int mode, int T, uint64_t y) {
-    const vk_scratch *s = &vm->s;
-    const bool tile = mode == MM_GROUPED ? T >= vm->tile_min : mode == MM_DENSE && ncols >= vm->tile_min;
-    const uint32_t group = tile ? 64 : mode == MM_PAIRS ? 1 : 8, rows_per = tile ? 64 : 4;
-    const uint32_t width = mode == MM_GROUPED ? (uint32_t)T : (uint32_t)ncols; /* columns per expert at most */
-    pc_matmul pc = {weight_addr(vm, t),
-                    x,
-                    y,
-                    mode == MM_PAIRS ? s->sel.addr : 0,
-                    s->cnt.addr,
-                    s->list.addr,
-                    t->type,
-                    (uint32_t)t->ne[0],
-                    (uint32_t)t->ne[1],
-                    (uint32_t)t->row_bytes,
-                    (uint32_t)(t->row_bytes * (uint64_t)t->ne[1]),
-                    (uint32_t)ncols,
-                    (uint32_t)ldx,
-                    (uint32_t)t->ne[1],
-                    (uint32_t)xdiv,
-                    group,
-                    (uint32_t)mode,
-                    0,
-                    (uint32_t)T};
-    const int sh = tile ? SH_matmul_tile : vm->subgroup ? SH_matmul_sg : SH_matmul;
-    const uint32_t gx = (uint32_t)((t->ne[1] + rows_per - 1) / rows_per), groups = (width + group - 1) / group;
-    const uint32_t gz = mode == MM_GROUPED ? (uint32_t)t->ne[2] : 1;
-    for (uint32_t g0 = 0; g0 < groups; g0 += vm->max_groups[1]) { /* wide batches: several dispatches */
-        pc.col0 = g0 * group;
-        uint32_t gy = groups - g0 < vm->max_groups[1] ? groups - g0 : vm->max_groups[1];
-        dispatch3(vm, sh, &pc, sizeof pc, gx, gy, gz);
-    }
-}
-
-static void dense(vk_model *vm, const tensor *t, uint64_t x, int T, uint64_t y) {
-    mm(vm, t, x, (int)t->ne[0], T, 1, MM_DENSE, T, y);
-}
-
-typedef struct {
-    uint64_t x, delta, w, y, map;
-    uint32_t H, has_delta, has_map;
-    float eps;
-} pc_norm;
-
-static void add_rmsnorm(vk_model *vm, const lfm2c_model *m, uint64_t delta, const tensor *w, uint64_t y, int rows,
-                        uint64_t map) {
-    pc_norm pc = {vm->s.x.addr, delta,    weight_addr(vm, w), y, map, (uint32_t)m->info.n_embd,
-                  delta != 0,   map != 0, m->info.norm_eps};
-    dispatch(vm, SH_rmsnorm, &pc, sizeof pc, (uint32_t)rows, 1);
-}
-
-static void moe_ffn(vk_model *vm, const lfm2c_model *m, const layer *L, int T) {
-    const lfm2c_model_info *in = &m->info;
-    const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
-    vk_scratch *s = &vm->s;
-    dense(vm, &L->router, s->a.addr, T, s->router.addr);
-    struct {
-        uint64_t logits, bias, sel, wsel;
-        uint32_t T, E, k, has_bias;
-    } pr = {s->router.addr, weight_addr(vm, &L->expert_bias), s->sel.addr, s->wsel.addr, (uint32_t)T, (uint32_t)E,
-            (uint32_t)k,    L->expert_bias.data != NULL};
-    dispatch(vm, SH_route, &pr, sizeof pr, (uint32_t)(T + 63) / 64, 1);
-    const int pairs = T * k;
-    /* grouped by expert once the pairs are as many as the experts (each expert's weights read
-     * once for its tokens); fewer pairs (decode): each pair its own column, no empty experts */
-    const int mode = pairs >= E ? MM_GROUPED : MM_PAIRS;
-    if (mode == MM_GROUPED) {
-        struct {
-            uint64_t sel, cnt, list;
-            uint32_t pairs, E, stride;
-        } pg = {s->sel.addr, s->cnt.addr, s->list.addr, (uint32_t)pairs, (uint32_t)E, (uint32_t)T};
-        dispatch(vm, SH_moe_group, &pg, sizeof pg, (uint32_t)(E + 63) / 64, 1);
-    }
-    mm(vm, &L->gate_exps, s->a.addr, H, pairs, k, mode, T, s->G.addr);
-    mm(vm, &L->up_exps, s->a.addr, H, pairs, k, mode, T, s->U.addr);
-    struct {
-        uint64_t g, u;
-        uint32_t n;
-    } ps = {s->G.addr, s->U.addr, (uint32_t)(pairs * Fe)};
-    dispatch_1d(vm, SH_swiglu, &ps, sizeof ps, (size_t)pairs * Fe);
-    mm(vm, &L->down_exps, s->G.addr, Fe, pairs, 1, mode, T, s->D.addr);
-    struct {
-        uint64_t d, wsel, o;
-        uint32_t T, k, H;
-    } pc = {s->D.addr, s->wsel.addr, s->out.addr, (uint32_t)T, (uint32_t)k, (uint32_t)H};
-    dispatch_1d(vm, SH_combine, &pc, sizeof pc, (size_t)T * H);
-}
-
-static void attention(vk_model *vm, const lfm2c_model *m, const layer *L, int T) {
-    const lfm2c_model_info *in = &m->info;
-    const int nh = in->n_head, hd = in->head_dim, nkv = L->n_head_kv, kvd = nkv * hd;
-    vk_scratch *s = &vm->s;
-    const uint64_t q = s->big.addr, k = s->hid.addr, v = s->hid.addr + 4ull * T * kvd;
-    dense(vm, &L->wq, s->a.addr, T, q);
-    dense(vm, &L->wk, s->a.addr, T, k);
-    dense(vm, &L->wv, s->a.addr, T, v);
-    struct {
-        uint64_t q, k, v, qn, kn, rope, toks;
-        uint32_t nh, nkv, hd, attn_index, kvdm;
-        float eps;
-        uint32_t kv;
-    } pq = {q,
-            k,
-            v,
-            weight_addr(vm, &L->q_norm),
-            weight_addr(vm, &L->k_norm),
-            s->batch.addr + 4ull * batch_rope(s->cap),
-            s->batch.addr,
-            (uint32_t)nh,
-            (uint32_t)nkv,
-            (uint32_t)hd,
-            (uint32_t)L->attn_index,
-            (uint32_t)vm->kvdm,
-            in->norm_eps,
-            kv_f32_bits(m)};
-    dispatch(vm, SH_qk, &pq, sizeof pq, (uint32_t)T, (uint32_t)(nh + 2 * nkv));
-    struct {
-        uint64_t q, toks, o;
-        uint32_t nh, nkv, hd, attn_index, kvdm, kv;
-    } pa = {q,
-            s->batch.addr,
-            s->big2.addr,
-            (uint32_t)nh,
-            (uint32_t)nkv,
-            (uint32_t)hd,
-            (uint32_t)L->attn_index,
-            (uint32_t)vm->kvdm,
-            kv_f32_bits(m)};
-    dispatch(vm, SH_attention, &pa, sizeof pa, (uint32_t)T, (uint32_t)nh);
-    dense(vm, &L->wo, s->big2.addr, T, s->out.addr);
-}
-
-static void conv_block(vk_model *vm, const lfm2c_model *m, const layer *L, int T, int n_seq) {
-    const uint32_t H = (uint32_t)m->info.n_embd;
-    vk_scratch *s = &vm->s;
-    dense(vm, &L->conv_in, s->a.addr, T, s->big.addr);
-    struct {
-        uint64_t z, w, toks, o;
-        uint32_t T, H, conv_index;
-    } pc = {s->big.addr, weight_addr(vm, &L->conv_w), s->batch.addr, s->hid.addr, (uint32_t)T,
-            H,           (uint32_t)L->conv_index};
-    dispatch_1d(vm, SH_conv, &pc, sizeof pc, (size_t)T * H);
-    struct {
-        uint64_t z, toks, seq_last;
-        uint32_t n_seq, H, conv_index;
-    } ps = {s->big.addr, s->batch.addr,          s->batch.addr + 4ull * batch_seq_last(s->cap), (uint32_t)n_seq,
-            H,           (uint32_t)L->conv_index};
-    dispatch_1d(vm, SH_conv_state, &ps, sizeof ps, (size_t)n_seq * H);
-    dense(vm, &L->conv_out, s->hid.addr, T, s->out.addr);
-}
-
-/* Records every dispatch of one forward over a batch whose table is in s->batch; with emb, the
- * output rows' final norm is also copied to s->emb (some of them are embedding sessions'). */
-static void record(vk_model *vm, const lfm2c_model *m, int T, int n_seq, int n_out, bool emb) {
-    const lfm2c_model_info *in = &m->info;
-    vk_scratch *s = &vm->s;
-    struct {
-        uint64_t w, toks, x;
-        uint32_t type, row_bytes, H;
-    } pe = {weight_addr(vm, &m->tok_embd),   s->batch.addr,       s->x.addr, m->tok_embd.type,
-            (uint32_t)m->tok_embd.row_bytes, (uint32_t)in->n_embd};
-    dispatch(vm, SH_embed, &pe, sizeof pe, (uint32_t)T, 1);
-    add_rmsnorm(vm, m, 0, &m->layers[0].attn_norm, s->a.addr, T, 0);
-    for (int l = 0; l < in->n_layer; l++) {
-        const layer *L = &m->layers[l];
-        if (L->is_attn) attention(vm, m, L, T);
-        else conv_block(vm, m, L, T, n_seq);
-        add_rmsnorm(vm, m, s->out.addr, &L->ffn_norm, s->a.addr, T, 0);
-        if (L->is_moe) {
-            moe_ffn(vm, m, L, T);
-        } else {
-            dense(vm, &L->ffn_gate, s->a.addr, T, s->big.addr);
-            dense(vm, &L->ffn_up, s->a.addr, T, s->big2.addr);
-            struct {
-                uint64_t g, u;
-                uint32_t n;
-            } ps = {s->big.addr, s->big2.addr, (uint32_t)(T * L->ffn_gate.ne[1])};
-            dispatch_1d(vm, SH_swiglu, &ps, sizeof ps, (size_t)T * L->ffn_gate.ne[1]);
-            dense(vm, &L->ffn_down, s->big.addr, T, s->out.addr);
-        }
-        if (l + 1 < in->n_layer) add_rmsnorm(vm, m, s->out.addr, &m->layers[l + 1].attn_norm, s->a.addr, T, 0);
-    }
-    if (!n_out) return;
-    add_rmsnorm(vm, m, s->out.addr, &m->out_norm, s->a.addr, n_out, s->batch.addr + 4ull * batch_out_tok(s->cap));
-    if (emb)
-        vkCmdCopyBuffer(vm->cb, s->a.buf, s->emb.buf, 1, &(VkBufferCopy){0, 0, (VkDeviceSize)n_out * in->n_embd * 4});
-    dense(vm, &m->output, s->a.addr, n_out, s->logits.addr);
 }
 
 /* The output rows into their sessions: an embedding session's the final norm (s->emb), the
@@ -1313,7 +1034,7 @@ static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_er
         }
         bool emb = false;
         for (int t = 0; t < T; t++) emb |= toks[t].out_row >= 0 && toks[t].seq->embeddings;
-        record(vm, m, T, n_seq, n_out, emb);
+        vk_record(vm, m, T, n_seq, n_out, emb);
         if (vm->timer) vkCmdWriteTimestamp(vm->cb, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, vm->timer, 1);
         rc = rec_submit(vm, err);
         if (!rc && vm->timer) timer_read(vm, &m->prof);
