@@ -142,132 +142,170 @@ static bool read_value(cursor *c, gguf_kv *kv, lfm2c_error *err) {
 
 static const char *tensor_name_at(const void *owner, uint32_t i) { return ((const gguf_file *)owner)->tensors[i].name; }
 
-static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
-    cursor c = {g->map, g->size, 0, false};
-    if (g->size < 24 || rd_u32(&c) != GGUF_MAGIC) {
+/* parse's first phase: the magic, the version and the two counts, bounded by the file; the tables
+ * allocated. */
+static bool parse_header(gguf_file *g, cursor *c, lfm2c_error *err) {
+    if (g->size < 24 || rd_u32(c) != GGUF_MAGIC) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "not a GGUF file (bad magic)");
-        return NULL;
+        return false;
     }
-    g->version = rd_u32(&c);
+    g->version = rd_u32(c);
     if (g->version != 2 && g->version != 3) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "unsupported GGUF version %u (expected 3)", g->version);
-        return NULL;
+        return false;
     }
-    g->n_tensors = rd_u64(&c);
-    g->n_kv = rd_u64(&c);
+    g->n_tensors = rd_u64(c);
+    g->n_kv = rd_u64(c);
     /* every KV needs >= 12 bytes and every tensor info >= 24: bound the counts by the file */
     if (g->n_kv > g->size / 12 || g->n_tensors > g->size / 24) {
         lfm2c_set_error(err, LFM2C_EFORMAT,
                         "truncated or corrupt GGUF header (n_kv=%llu, n_tensors=%llu do not fit in the file)",
                         (unsigned long long)g->n_kv, (unsigned long long)g->n_tensors);
-        return NULL;
+        return false;
     }
     g->kv = calloc(g->n_kv + 1, sizeof(gguf_kv));
     g->tensors = calloc(g->n_tensors + 1, sizeof(gguf_tensor));
     if (!g->kv || !g->tensors) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        return NULL;
+        return false;
     }
+    return true;
+}
+
+/* The metadata: every key and value, general.alignment checked and kept. */
+static bool parse_kvs(gguf_file *g, cursor *c, lfm2c_error *err) {
     g->alignment = 32;
     for (uint64_t i = 0; i < g->n_kv; i++) {
         gguf_kv *kv = &g->kv[i];
-        gguf_str key = rd_str(&c);
-        if (c.bad) break;
+        gguf_str key = rd_str(c);
+        if (c->bad) break;
         kv->key = dup_str(key);
-        kv->type = rd_u32(&c);
-        if (c.bad || !kv->key) break;
-        if (!read_value(&c, kv, err)) {
-            if (!c.bad) return NULL; /* read_value said why; a bad cursor is reported below */
+        kv->type = rd_u32(c);
+        if (c->bad || !kv->key) break;
+        if (!read_value(c, kv, err)) {
+            if (!c->bad) return false; /* read_value said why; a bad cursor is reported below */
             break;
         }
         if (!strcmp(kv->key, "general.alignment")) {
             int64_t a;
             if (!gguf_arr_int(kv, 0, &a) || a <= 0 || (a & (a - 1)) || a > 65536) {
                 lfm2c_set_error(err, LFM2C_EFORMAT, "invalid general.alignment");
-                return NULL;
+                return false;
             }
             g->alignment = (uint64_t)a;
         }
     }
-    if (c.bad) {
+    if (c->bad) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF metadata");
-        return NULL;
+        return false;
     }
+    return true;
+}
+
+/* Tensor t's type, its row against the type's block, its byte count (with overflow checks) and the
+ * alignment of its offset. */
+static bool tensor_size(const gguf_file *g, gguf_tensor *t, lfm2c_error *err) {
+    const ggml_type_info *ti = t->type < GGML_NTYPES ? ggml_type_get(t->type) : NULL; /* not an internal layout */
+    if (!ti) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown tensor type %u", t->name, t->type);
+        return false;
+    }
+    if (t->ne[0] % ti->block_size) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': row of %lld not a multiple of the %s block (%d)", t->name,
+                        (long long)t->ne[0], ti->name, ti->block_size);
+        return false;
+    }
+    /* nbytes = rows * row size, with overflow checks */
+    uint64_t rows = (uint64_t)t->ne[1] * (uint64_t)t->ne[2];
+    if (rows > ((uint64_t)1 << 40) || (uint64_t)t->ne[3] > ((uint64_t)1 << 20)) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
+        return false;
+    }
+    rows *= (uint64_t)t->ne[3];
+    uint64_t row = (uint64_t)t->ne[0] / ti->block_size * ti->type_size;
+    if (row && rows > UINT64_MAX / row) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
+        return false;
+    }
+    t->nbytes = rows * row;
+    if (t->offset % g->alignment) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': misaligned data offset", t->name);
+        return false;
+    }
+    return true;
+}
+
+/* One tensor info at the cursor into t: 0 when read, 1 when the cursor went bad (the caller says so),
+ * -1 with err set. */
+static int parse_tensor_info(const gguf_file *g, cursor *c, gguf_tensor *t, lfm2c_error *err) {
+    gguf_str name = rd_str(c);
+    t->n_dims = rd_u32(c);
+    if (c->bad) return 1;
+    t->name = dup_str(name);
+    if (!t->name) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return -1;
+    }
+    if (t->n_dims == 0 || t->n_dims > 4) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': bad dimension count %u", t->name, t->n_dims);
+        return -1;
+    }
+    for (int d = 0; d < 4; d++) t->ne[d] = 1;
+    for (uint32_t d = 0; d < t->n_dims; d++) {
+        uint64_t ne = rd_u64(c);
+        if (ne == 0 || ne > ((uint64_t)1 << 40)) {
+            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': bad dimension %llu", t->name, (unsigned long long)ne);
+            return -1;
+        }
+        t->ne[d] = (int64_t)ne;
+    }
+    t->type = rd_u32(c);
+    t->offset = rd_u64(c);
+    if (c->bad) return 1;
+    return tensor_size(g, t, err) ? 0 : -1;
+}
+
+/* The tensor table, one info after another. */
+static bool parse_tensors(gguf_file *g, cursor *c, lfm2c_error *err) {
     for (uint64_t i = 0; i < g->n_tensors; i++) {
-        gguf_tensor *t = &g->tensors[i];
-        gguf_str name = rd_str(&c);
-        t->n_dims = rd_u32(&c);
-        if (c.bad) break;
-        t->name = dup_str(name);
-        if (!t->name) {
-            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-            return NULL;
-        }
-        if (t->n_dims == 0 || t->n_dims > 4) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': bad dimension count %u", t->name, t->n_dims);
-            return NULL;
-        }
-        for (int d = 0; d < 4; d++) t->ne[d] = 1;
-        for (uint32_t d = 0; d < t->n_dims; d++) {
-            uint64_t ne = rd_u64(&c);
-            if (ne == 0 || ne > ((uint64_t)1 << 40)) {
-                lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': bad dimension %llu", t->name, (unsigned long long)ne);
-                return NULL;
-            }
-            t->ne[d] = (int64_t)ne;
-        }
-        t->type = rd_u32(&c);
-        t->offset = rd_u64(&c);
-        if (c.bad) break;
-        const ggml_type_info *ti = t->type < GGML_NTYPES ? ggml_type_get(t->type) : NULL; /* not an internal layout */
-        if (!ti) {
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': unknown tensor type %u", t->name, t->type);
-            return NULL;
-        }
-        if (t->ne[0] % ti->block_size) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': row of %lld not a multiple of the %s block (%d)", t->name,
-                            (long long)t->ne[0], ti->name, ti->block_size);
-            return NULL;
-        }
-        /* nbytes = rows * row size, with overflow checks */
-        uint64_t rows = (uint64_t)t->ne[1] * (uint64_t)t->ne[2];
-        if (rows > ((uint64_t)1 << 40) || (uint64_t)t->ne[3] > ((uint64_t)1 << 20)) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
-            return NULL;
-        }
-        rows *= (uint64_t)t->ne[3];
-        uint64_t row = (uint64_t)t->ne[0] / ti->block_size * ti->type_size;
-        if (row && rows > UINT64_MAX / row) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': too large", t->name);
-            return NULL;
-        }
-        t->nbytes = rows * row;
-        if (t->offset % g->alignment) {
-            lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': misaligned data offset", t->name);
-            return NULL;
-        }
+        int r = parse_tensor_info(g, c, &g->tensors[i], err);
+        if (r < 0) return false;
+        if (r > 0) break;
     }
-    if (c.bad) {
+    if (c->bad) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "truncated or corrupt GGUF tensor table");
-        return NULL;
+        return false;
     }
-    g->data_offset = (c.pos + g->alignment - 1) / g->alignment * g->alignment;
+    return true;
+}
+
+/* The data section after the table: each tensor's bytes inside the file, its name indexed once. */
+static bool place_tensors(gguf_file *g, const cursor *c, lfm2c_error *err) {
+    g->data_offset = (c->pos + g->alignment - 1) / g->alignment * g->alignment;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         gguf_tensor *t = &g->tensors[i];
         if (g->data_offset > g->size || t->offset > g->size - g->data_offset ||
             t->nbytes > g->size - g->data_offset - t->offset) {
             lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s' extends past the end of the file (truncated file?)",
                             t->name);
-            return NULL;
+            return false;
         }
         t->data = g->map + g->data_offset + t->offset;
         int r = i < UINT32_MAX ? name_index_add(&g->tindex, (uint32_t)i, tensor_name_at, g, NULL) : -1;
         if (r) {
             lfm2c_set_error(err, r > 0 ? LFM2C_EFORMAT : LFM2C_ENOMEM,
                             r > 0 ? "duplicate tensor name '%s'" : "out of memory (%s)", t->name);
-            return NULL;
+            return false;
         }
     }
+    return true;
+}
+
+/* The whole header: parse_header, parse_kvs, parse_tensors, place_tensors. */
+static gguf_file *parse(gguf_file *g, lfm2c_error *err) {
+    cursor c = {g->map, g->size, 0, false};
+    if (!parse_header(g, &c, err) || !parse_kvs(g, &c, err) || !parse_tensors(g, &c, err) || !place_tensors(g, &c, err))
+        return NULL;
     return g;
 }
 

@@ -66,138 +66,145 @@ static int cmp_begin(const void *a, const void *b) {
     return x->data < y->data ? -1 : x->data > y->data;
 }
 
-/* Maps file `path` and appends its tensors to m. */
-static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
+/* add_file's first phase: maps `path` and appends it to m->files; returns its index, or -1. */
+static int map_file(st_model *m, const char *path, lfm2c_error *err) {
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return fail(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno)), false;
+    if (fd < 0) return fail(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno)), -1;
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return fail(err, LFM2C_EIO, "'%s' is not a regular file", path), false;
+        return fail(err, LFM2C_EIO, "'%s' is not a regular file", path), -1;
     }
     size_t size = (size_t)sb.st_size;
     if (size < 8) {
         close(fd);
-        return fail(err, LFM2C_EFORMAT, "'%s' is truncated (%zu bytes, no safetensors header)", path, size), false;
+        return fail(err, LFM2C_EFORMAT, "'%s' is truncated (%zu bytes, no safetensors header)", path, size), -1;
     }
     uint8_t *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (map == MAP_FAILED) return fail(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno)), false;
+    if (map == MAP_FAILED) return fail(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno)), -1;
 
     st_file *nf = realloc(m->files, (size_t)(m->n_files + 1) * sizeof *nf);
     if (!nf) {
         munmap(map, size);
-        return fail(err, LFM2C_ENOMEM, "out of memory"), false;
+        return fail(err, LFM2C_ENOMEM, "out of memory"), -1;
     }
     m->files = nf;
     int fi = m->n_files++;
     m->files[fi] = (st_file){.path = strdup(path), .map = map, .size = size};
-    if (!m->files[fi].path) return fail(err, LFM2C_ENOMEM, "out of memory"), false;
+    if (!m->files[fi].path) return fail(err, LFM2C_ENOMEM, "out of memory"), -1;
+    return fi;
+}
 
+/* The header of mapped file `f`: its length checked against the file, then its JSON, which must be an
+ * object. Sets *hlen; NULL with err set on failure. */
+static json_t *read_header(const st_file *f, uint64_t *hlen_out, lfm2c_error *err) {
+    const uint8_t *map = f->map;
+    size_t size = f->size;
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | map[i];
     if (hlen > size - 8 || hlen > ST_MAX_HEADER)
         return fail(err, LFM2C_EFORMAT,
-                    "'%s': header length %llu does not fit the file (%zu bytes): truncated or not safetensors", path,
-                    (unsigned long long)hlen, size),
-               false;
+                    "'%s': header length %llu does not fit the file (%zu bytes): truncated or not safetensors", f->path,
+                    (unsigned long long)hlen, size);
     json_error_t jerr;
     json_t *root = json_loadb((const char *)map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) return fail(err, LFM2C_EFORMAT, "'%s': bad header JSON: %s", path, jerr.text), false;
+    if (!root) return fail(err, LFM2C_EFORMAT, "'%s': bad header JSON: %s", f->path, jerr.text);
     if (!json_is_object(root)) {
         json_decref(root);
-        return fail(err, LFM2C_EFORMAT, "'%s': header is not a JSON object", path), false;
+        return fail(err, LFM2C_EFORMAT, "'%s': header is not a JSON object", f->path);
     }
-    const uint8_t *data = map + 8 + hlen;
-    uint64_t data_size = size - 8 - hlen;
-    size_t n_new = json_object_size(root);
-    st_tensor *nt = realloc(m->tensors, (size_t)(m->n_tensors + n_new + 1) * sizeof *nt);
-    if (!nt) {
-        json_decref(root);
+    *hlen_out = hlen;
+    return root;
+}
+
+/* The shape of entry `js` into t (n_dims, shape, numel); NULL or why it is refused. */
+static const char *entry_shape(st_tensor *t, json_t *js) {
+    if (json_array_size(js) > ST_MAX_DIMS) return "too many dimensions";
+    t->n_dims = (int)json_array_size(js);
+    t->numel = 1;
+    for (int d = 0; d < t->n_dims; d++) {
+        json_t *e = json_array_get(js, (size_t)d);
+        if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > ((int64_t)1 << 40))
+            return "bad shape";
+        t->shape[d] = json_integer_value(e);
+        if (t->shape[d] && t->numel > ((int64_t)1 << 50) / t->shape[d]) return "shape too large";
+        t->numel *= t->shape[d];
+    }
+    return NULL;
+}
+
+/* The data offsets `jo` of t against the data section (data, data_size); NULL or why refused. */
+static const char *entry_offsets(st_tensor *t, json_t *jo, const uint8_t *data, uint64_t data_size) {
+    json_t *b = json_array_get(jo, 0), *e = json_array_get(jo, 1);
+    if (!json_is_integer(b) || !json_is_integer(e)) return "bad data_offsets";
+    int64_t begin = json_integer_value(b), end = json_integer_value(e);
+    if (begin < 0 || end < begin || (uint64_t)end > data_size) return "data_offsets outside the file (truncated?)";
+    if ((uint64_t)(end - begin) != (uint64_t)t->numel * DTYPES[t->dtype].size)
+        return "data_offsets do not match dtype and shape";
+    t->data = data + begin;
+    t->nbytes = (uint64_t)(end - begin);
+    return NULL;
+}
+
+/* One header entry `key`: `val` read into t (name, dtype, shape, offsets) and checked against the tensors
+ * m already holds; NULL or why it is refused. */
+static const char *read_entry(const st_model *m, st_tensor *t, const char *key, json_t *val, const uint8_t *data,
+                              uint64_t data_size) {
+    json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
+           *jo = json_object_get(val, "data_offsets");
+    if (!*key || strlen(key) > 4096) return "bad tensor name";
+    if (!json_is_object(val) || !json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) ||
+        json_array_size(jo) != 2)
+        return "entry needs dtype, shape and data_offsets";
+    t->dtype = -1;
+    for (int d = 0; d < ST_NDTYPES; d++)
+        if (!strcmp(json_string_value(jd), DTYPES[d].name)) t->dtype = d;
+    if (t->dtype < 0) return "unknown dtype";
+    const char *why = entry_shape(t, js);
+    if (!why) why = entry_offsets(t, jo, data, data_size);
+    if (!why && st_find(m, key)) why = "tensor appears twice";
+    return why;
+}
+
+/* Appends t, named `key`, to m and its name index (m->tensors has room). */
+static bool add_tensor(st_model *m, st_tensor t, const char *key, lfm2c_error *err) {
+    t.name = strdup(key);
+    if (!t.name) return fail(err, LFM2C_ENOMEM, "out of memory"), false;
+    m->tensors[m->n_tensors] = t;
+    if (name_index_add(&m->index, (uint32_t)m->n_tensors, tensor_name_at, m, NULL) < 0) {
+        free(t.name);
         return fail(err, LFM2C_ENOMEM, "out of memory"), false;
     }
-    m->tensors = nt;
-    int first = m->n_tensors;
+    m->n_tensors++;
+    return true;
+}
 
+/* Every entry of header `root` of file fi appended to m, in the header's order. */
+static bool add_entries(st_model *m, int fi, json_t *root, uint64_t hlen, lfm2c_error *err) {
+    const char *path = m->files[fi].path;
+    const uint8_t *data = m->files[fi].map + 8 + hlen;
+    uint64_t data_size = m->files[fi].size - 8 - hlen;
     const char *key;
     json_t *val;
-    bool ok = true;
     json_object_foreach(root, key, val) {
         if (!strcmp(key, "__metadata__")) continue;
-        const char *why = NULL;
-        json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"),
-               *jo = json_object_get(val, "data_offsets");
         st_tensor t = {.file = fi};
-        if (!*key || strlen(key) > 4096) why = "bad tensor name";
-        else if (!json_is_object(val) || !json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) ||
-                 json_array_size(jo) != 2)
-            why = "entry needs dtype, shape and data_offsets";
-        if (!why) {
-            t.dtype = -1;
-            for (int d = 0; d < ST_NDTYPES; d++)
-                if (!strcmp(json_string_value(jd), DTYPES[d].name)) t.dtype = d;
-            if (t.dtype < 0) why = "unknown dtype";
-        }
-        if (!why && json_array_size(js) > ST_MAX_DIMS) why = "too many dimensions";
-        if (!why) {
-            t.n_dims = (int)json_array_size(js);
-            t.numel = 1;
-            for (int d = 0; d < t.n_dims && !why; d++) {
-                json_t *e = json_array_get(js, (size_t)d);
-                if (!json_is_integer(e) || json_integer_value(e) < 0 || json_integer_value(e) > ((int64_t)1 << 40))
-                    why = "bad shape";
-                else {
-                    t.shape[d] = json_integer_value(e);
-                    if (t.shape[d] && t.numel > ((int64_t)1 << 50) / t.shape[d]) why = "shape too large";
-                    else t.numel *= t.shape[d];
-                }
-            }
-        }
-        if (!why) {
-            json_t *b = json_array_get(jo, 0), *e = json_array_get(jo, 1);
-            if (!json_is_integer(b) || !json_is_integer(e)) why = "bad data_offsets";
-            else {
-                int64_t begin = json_integer_value(b), end = json_integer_value(e);
-                if (begin < 0 || end < begin || (uint64_t)end > data_size)
-                    why = "data_offsets outside the file (truncated?)";
-                else if ((uint64_t)(end - begin) != (uint64_t)t.numel * DTYPES[t.dtype].size)
-                    why = "data_offsets do not match dtype and shape";
-                else {
-                    t.data = data + begin;
-                    t.nbytes = (uint64_t)(end - begin);
-                }
-            }
-        }
-        if (!why && st_find(m, key)) why = "tensor appears twice";
-        if (why) {
-            fail(err, LFM2C_EFORMAT, "'%s': tensor '%s': %s", path, key, why);
-            ok = false;
-            break;
-        }
-        t.name = strdup(key);
-        if (!t.name) {
-            fail(err, LFM2C_ENOMEM, "out of memory");
-            ok = false;
-            break;
-        }
-        m->tensors[m->n_tensors] = t;
-        if (name_index_add(&m->index, (uint32_t)m->n_tensors, tensor_name_at, m, NULL) < 0) {
-            free(t.name);
-            fail(err, LFM2C_ENOMEM, "out of memory");
-            ok = false;
-            break;
-        }
-        m->n_tensors++;
+        const char *why = read_entry(m, &t, key, val, data, data_size);
+        if (why) return fail(err, LFM2C_EFORMAT, "'%s': tensor '%s': %s", path, key, why), false;
+        if (!add_tensor(m, t, key, err)) return false;
     }
-    json_decref(root);
-    if (!ok) return false;
+    return true;
+}
 
-    /* tensors of one file must not share bytes */
+/* Tensors first.. of one file must not share bytes. */
+static bool check_overlap(const st_model *m, int first, const char *path, lfm2c_error *err) {
     int n = m->n_tensors - first;
     const st_tensor **byoff = malloc((size_t)(n + 1) * sizeof *byoff);
     if (!byoff) return fail(err, LFM2C_ENOMEM, "out of memory"), false;
     for (int i = 0; i < n; i++) byoff[i] = &m->tensors[first + i];
     qsort(byoff, (size_t)n, sizeof *byoff, cmp_begin);
+    bool ok = true;
     for (int i = 1; i < n; i++)
         if (byoff[i]->data < byoff[i - 1]->data + byoff[i - 1]->nbytes) {
             fail(err, LFM2C_EFORMAT, "'%s': tensors '%s' and '%s' overlap", path, byoff[i - 1]->name, byoff[i]->name);
@@ -206,6 +213,27 @@ static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
         }
     free(byoff);
     return ok;
+}
+
+/* Maps file `path` and appends its tensors to m: map_file, read_header, add_entries, check_overlap. */
+static bool add_file(st_model *m, const char *path, lfm2c_error *err) {
+    int fi = map_file(m, path, err);
+    if (fi < 0) return false;
+    uint64_t hlen = 0;
+    json_t *root = read_header(&m->files[fi], &hlen, err);
+    if (!root) return false;
+    size_t n_new = json_object_size(root);
+    st_tensor *nt = realloc(m->tensors, (size_t)(m->n_tensors + n_new + 1) * sizeof *nt);
+    if (!nt) {
+        json_decref(root);
+        return fail(err, LFM2C_ENOMEM, "out of memory"), false;
+    }
+    m->tensors = nt;
+    int first = m->n_tensors;
+    bool ok = add_entries(m, fi, root, hlen, err);
+    json_decref(root);
+    if (!ok) return false;
+    return check_overlap(m, first, path, err);
 }
 
 st_model *st_open_file(const char *path, lfm2c_error *err) {
