@@ -711,51 +711,49 @@ static void lex_decode_string(lexer *L, token *t, const char *s, size_t n) {
     t->n = k;
 }
 
-static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
-    const char *s = L->s;
-    int depth = 0;
-    for (;;) {
-        while (L->pos < L->n && isspace((unsigned char)s[L->pos])) L->line += s[L->pos++] == '\n';
-        if (L->pos >= L->n)
-            fail(L->f, open_line, "unexpected end of template: '%s' opened here is not closed", is_block ? "{%" : "{{");
-        const char *c = s + L->pos;
-        size_t left = L->n - L->pos;
-        const char *end = is_block ? "%}" : "}}";
-        if (depth == 0) {
-            if (left >= 3 && (c[0] == '-' || c[0] == '+') && !memcmp(c + 1, end, 2)) {
-                lex_push(L, is_block ? T_BEND : T_VEND, L->line, c, 3);
-                L->pos += 3;
-                *strip_after = c[0] == '-';
-                return;
-            }
-            if (left >= 2 && !memcmp(c, end, 2)) {
-                lex_push(L, is_block ? T_BEND : T_VEND, L->line, c, 2);
-                L->pos += 2;
-                *strip_after = false;
-                return;
-            }
+/* lex_tag's phases: each reads one token at c (left bytes to the end) and moves L->pos past it. */
+
+/* The tag's end (with its '-' or '+'), at depth 0 only: true when it was there. */
+static bool lex_tag_end(lexer *L, bool is_block, const char *c, size_t left, bool *strip_after) {
+    const char *end = is_block ? "%}" : "}}";
+    if (left >= 3 && (c[0] == '-' || c[0] == '+') && !memcmp(c + 1, end, 2)) {
+        lex_push(L, is_block ? T_BEND : T_VEND, L->line, c, 3);
+        L->pos += 3;
+        *strip_after = c[0] == '-';
+        return true;
+    }
+    if (left >= 2 && !memcmp(c, end, 2)) {
+        lex_push(L, is_block ? T_BEND : T_VEND, L->line, c, 2);
+        L->pos += 2;
+        *strip_after = false;
+        return true;
+    }
+    return false;
+}
+
+/* names: ASCII letters, digits, '_', and (as Python identifiers) non-ASCII characters */
+static void lex_name(lexer *L, const char *c, size_t left) {
+    size_t i = 0;
+    while (i < left) {
+        if (isalnum((unsigned char)c[i]) || c[i] == '_') {
+            i++;
+            continue;
         }
-        if (isalpha((unsigned char)*c) || *c == '_' || ((unsigned char)*c >= 0x80 && !lstrip_len(c, left))) {
-            /* names: ASCII letters, digits, '_', and (as Python identifiers) non-ASCII characters */
-            size_t i = 0;
-            while (i < left) {
-                if (isalnum((unsigned char)c[i]) || c[i] == '_') {
-                    i++;
-                    continue;
-                }
-                if ((unsigned char)c[i] < 0x80 || lstrip_len(c + i, left - i)) break;
-                int l;
-                utf8_dec(c + i, left - i, &l);
-                i += (size_t)l;
-            }
-            lex_push(L, T_NAME, L->line, c, i);
-            L->pos += i;
-        } else if (isdigit((unsigned char)*c)) {
-            size_t i = 0;
-            bool isf = false;
-            char buf[64];
-            size_t bn = 0;
-            /* every write is bounded: a longer literal sets bn to the cap and fails below */
+        if ((unsigned char)c[i] < 0x80 || lstrip_len(c + i, left - i)) break;
+        int l;
+        utf8_dec(c + i, left - i, &l);
+        i += (size_t)l;
+    }
+    lex_push(L, T_NAME, L->line, c, i);
+    L->pos += i;
+}
+
+static void lex_number(lexer *L, const char *c, size_t left) {
+    size_t i = 0;
+    bool isf = false;
+    char buf[64];
+    size_t bn = 0;
+    /* every write is bounded: a longer literal sets bn to the cap and fails below */
 #define PUT(ch) \
     do { \
         if (bn < sizeof buf - 1) buf[bn++] = (ch); \
@@ -767,63 +765,82 @@ static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
         if (c[i] != '_') PUT(c[i]); \
         i++; \
     }
-            DIGITS();
-            if (i + 1 < left && c[i] == '.' && isdigit((unsigned char)c[i + 1])) {
-                isf = true;
-                PUT(c[i]);
-                i++;
-                DIGITS();
-            }
-            if (i + 1 < left && (c[i] == 'e' || c[i] == 'E') &&
-                (isdigit((unsigned char)c[i + 1]) ||
-                 (i + 2 < left && (c[i + 1] == '+' || c[i + 1] == '-') && isdigit((unsigned char)c[i + 2])))) {
-                isf = true;
-                PUT(c[i]);
-                i++;
-                if (c[i] == '+' || c[i] == '-') {
-                    PUT(c[i]);
-                    i++;
-                }
-                DIGITS();
-            }
+    DIGITS();
+    if (i + 1 < left && c[i] == '.' && isdigit((unsigned char)c[i + 1])) {
+        isf = true;
+        PUT(c[i]);
+        i++;
+        DIGITS();
+    }
+    if (i + 1 < left && (c[i] == 'e' || c[i] == 'E') &&
+        (isdigit((unsigned char)c[i + 1]) ||
+         (i + 2 < left && (c[i + 1] == '+' || c[i + 1] == '-') && isdigit((unsigned char)c[i + 2])))) {
+        isf = true;
+        PUT(c[i]);
+        i++;
+        if (c[i] == '+' || c[i] == '-') {
+            PUT(c[i]);
+            i++;
+        }
+        DIGITS();
+    }
 #undef DIGITS
 #undef PUT
-            if (bn >= sizeof buf - 1)
-                fail(L->f, L->line, "number literal too long (at most %zu digits)", sizeof buf - 2);
-            buf[bn] = 0;
-            token *t = lex_push(L, isf ? T_FLOAT : T_INT, L->line, c, i);
-            if (isf) t->f = strtod(buf, NULL);
-            else {
-                char *e;
-                unsigned long long u = strtoull(buf, &e, 10);
-                if (u > INT64_MAX || bn > 19) fail(L->f, L->line, "integer literal %s is too large", buf);
-                t->i = (int64_t)u;
-            }
-            L->pos += i;
-        } else if (*c == '\'' || *c == '"') {
-            size_t i = 1;
-            int line = L->line;
-            while (i < left && c[i] != *c) {
-                if (c[i] == '\\' && i + 1 < left) i++;
-                i++;
-            }
-            if (i >= left) fail(L->f, line, "unterminated string literal");
-            token *t = lex_push(L, T_STR, line, NULL, 0);
-            lex_decode_string(L, t, c + 1, i - 1);
-            L->line += count_nl(c, i);
-            L->pos += i + 1;
-        } else {
-            static const char *ops2[] = {"//", "**", "==", "!=", ">=", "<="};
-            size_t k = 1;
-            for (size_t j = 0; j < sizeof ops2 / sizeof *ops2; j++)
-                if (left >= 2 && c[0] == ops2[j][0] && c[1] == ops2[j][1]) k = 2;
-            if (k == 1 && !strchr("+-/*%~[](){}><=.:|,;", *c))
-                fail(L->f, L->line, "unexpected character '%c' in a tag", *c);
-            if (*c == '(' || *c == '[' || *c == '{') depth++;
-            if ((*c == ')' || *c == ']' || *c == '}') && depth > 0) depth--;
-            lex_push(L, T_OP, L->line, c, k);
-            L->pos += k;
-        }
+    if (bn >= sizeof buf - 1) fail(L->f, L->line, "number literal too long (at most %zu digits)", sizeof buf - 2);
+    buf[bn] = 0;
+    token *t = lex_push(L, isf ? T_FLOAT : T_INT, L->line, c, i);
+    if (isf) t->f = strtod(buf, NULL);
+    else {
+        char *e;
+        unsigned long long u = strtoull(buf, &e, 10);
+        if (u > INT64_MAX || bn > 19) fail(L->f, L->line, "integer literal %s is too large", buf);
+        t->i = (int64_t)u;
+    }
+    L->pos += i;
+}
+
+static void lex_string(lexer *L, const char *c, size_t left) {
+    size_t i = 1;
+    int line = L->line;
+    while (i < left && c[i] != *c) {
+        if (c[i] == '\\' && i + 1 < left) i++;
+        i++;
+    }
+    if (i >= left) fail(L->f, line, "unterminated string literal");
+    token *t = lex_push(L, T_STR, line, NULL, 0);
+    lex_decode_string(L, t, c + 1, i - 1);
+    L->line += count_nl(c, i);
+    L->pos += i + 1;
+}
+
+/* An operator or punctuation; *depth counts the open brackets. */
+static void lex_op(lexer *L, const char *c, size_t left, int *depth) {
+    static const char *ops2[] = {"//", "**", "==", "!=", ">=", "<="};
+    size_t k = 1;
+    for (size_t j = 0; j < sizeof ops2 / sizeof *ops2; j++)
+        if (left >= 2 && c[0] == ops2[j][0] && c[1] == ops2[j][1]) k = 2;
+    if (k == 1 && !strchr("+-/*%~[](){}><=.:|,;", *c)) fail(L->f, L->line, "unexpected character '%c' in a tag", *c);
+    if (*c == '(' || *c == '[' || *c == '{') (*depth)++;
+    if ((*c == ')' || *c == ']' || *c == '}') && *depth > 0) (*depth)--;
+    lex_push(L, T_OP, L->line, c, k);
+    L->pos += k;
+}
+
+static void lex_tag(lexer *L, bool is_block, int open_line, bool *strip_after) {
+    const char *s = L->s;
+    int depth = 0;
+    for (;;) {
+        while (L->pos < L->n && isspace((unsigned char)s[L->pos])) L->line += s[L->pos++] == '\n';
+        if (L->pos >= L->n)
+            fail(L->f, open_line, "unexpected end of template: '%s' opened here is not closed", is_block ? "{%" : "{{");
+        const char *c = s + L->pos;
+        size_t left = L->n - L->pos;
+        if (depth == 0 && lex_tag_end(L, is_block, c, left, strip_after)) return;
+        if (isalpha((unsigned char)*c) || *c == '_' || ((unsigned char)*c >= 0x80 && !lstrip_len(c, left)))
+            lex_name(L, c, left);
+        else if (isdigit((unsigned char)*c)) lex_number(L, c, left);
+        else if (*c == '\'' || *c == '"') lex_string(L, c, left);
+        else lex_op(L, c, left, &depth);
     }
 }
 
@@ -1489,133 +1506,170 @@ static node *parse_block_filters(parser *P, int line, bool first_pipe_consumed) 
     return parse_filter_chain(P, x);
 }
 
+/* parse_statement's phases, one per statement: each starts after the statement's name and stops
+ * before the last end tag's '%}' (parse_set and the break / continue in parse_statement close their own). */
+
+static node *parse_if(parser *P, int line) {
+    node *x = mk(P, S_IF, line);
+    x->a = parse_tuple_expr_cond(P, false);
+    expect_block_end(P);
+    static const char *const ends[] = {"elif", "else", "endif"};
+    node *cur = x;
+    for (;;) {
+        int e = parse_body(P, &cur->items, ends, 3);
+        if (e == 0) {
+            node *el = mk(P, S_IF, peek(P)->line);
+            el->a = parse_tuple_expr_cond(P, false);
+            expect_block_end(P);
+            nl_push(P->f, &cur->items2, el);
+            cur = el;
+            continue;
+        }
+        if (e == 1) {
+            expect_block_end(P);
+            static const char *const endif[] = {"endif"};
+            parse_body(P, &cur->items2, endif, 1);
+        }
+        break;
+    }
+    return x;
+}
+
+static node *parse_for(parser *P, int line) {
+    node *x = mk(P, S_FOR, line);
+    parse_targets(P, x);
+    if (!accept_name(P, "in")) fail(P->f, peek(P)->line, "expected 'in' in a for loop, got %s", tok_desc(P, peek(P)));
+    /* the iterable: no conditional expression here, `if` starts the loop filter */
+    x->a = parse_or(P);
+    if (tok_op(peek(P), ",")) {
+        node *t = mk(P, E_TUPLE, x->a->line);
+        nl_push(P->f, &t->items, x->a);
+        while (accept_op(P, ",")) nl_push(P->f, &t->items, parse_or(P));
+        x->a = t;
+    }
+    if (accept_name(P, "if")) x->b = parse_expr(P);
+    if (tok_name(peek(P), "recursive")) fail(P->f, line, "recursive for loops are not supported");
+    expect_block_end(P);
+    static const char *const ends[] = {"else", "endfor"};
+    P->loops++;
+    int e = parse_body(P, &x->items, ends, 2);
+    P->loops--;
+    if (e == 0) {
+        expect_block_end(P);
+        static const char *const endfor[] = {"endfor"};
+        parse_body(P, &x->items2, endfor, 1);
+    }
+    return x;
+}
+
+/* `set`: an attribute, targets = value, or a block set; closes its own end tag. */
+static node *parse_set(parser *P, int line) {
+    node *x;
+    token *t = peek(P);
+    if (t->t == T_NAME && tok_op(peek2(P), ".")) {
+        x = mk(P, S_SETATTR, line);
+        x->name = expect_ident(P);
+        advance(P);
+        const char *attr = expect_ident(P);
+        x->val = v_cstr(attr);
+        expect_op(P, "=");
+        x->a = parse_tuple_expr(P);
+        expect_block_end(P);
+        return x;
+    }
+    x = mk(P, S_SET, line);
+    parse_targets(P, x);
+    if (accept_op(P, "=")) {
+        x->a = parse_tuple_expr(P);
+        expect_block_end(P);
+        return x;
+    }
+    if (x->n_names != 1) fail(P->f, line, "a block set takes exactly one target");
+    x->kind = S_SETBLOCK;
+    if (accept_op(P, "|")) x->b = parse_block_filters(P, line, true);
+    expect_block_end(P);
+    static const char *const ends[] = {"endset"};
+    parse_body(P, &x->items, ends, 1);
+    expect_block_end(P);
+    return x;
+}
+
+/* `macro` and `call`: a body parsed outside any loop. */
+static node *parse_macro(parser *P, int line) {
+    node *x = mk(P, S_MACRO, line);
+    x->name = expect_ident(P);
+    parse_params(P, x);
+    expect_block_end(P);
+    static const char *const ends[] = {"endmacro"};
+    int loops = P->loops;
+    P->loops = 0;
+    parse_body(P, &x->items, ends, 1);
+    P->loops = loops;
+    if (peek(P)->t == T_NAME) advance(P); /* {% endmacro name %} */
+    return x;
+}
+
+static node *parse_call(parser *P, int line) {
+    node *x = mk(P, S_CALLBLOCK, line);
+    if (tok_op(peek(P), "(")) parse_params(P, x);
+    x->a = parse_expr(P);
+    if (x->a->kind != E_CALL) fail(P->f, line, "'call' expects a macro call");
+    expect_block_end(P);
+    static const char *const ends[] = {"endcall"};
+    int loops = P->loops;
+    P->loops = 0;
+    parse_body(P, &x->items, ends, 1);
+    P->loops = loops;
+    return x;
+}
+
+static node *parse_filter_block(parser *P, int line) {
+    node *x = mk(P, S_FILTERBLOCK, line);
+    x->b = parse_block_filters(P, line, true);
+    expect_block_end(P);
+    static const char *const ends[] = {"endfilter"};
+    parse_body(P, &x->items, ends, 1);
+    return x;
+}
+
+static node *parse_with(parser *P, int line) {
+    node *x = mk(P, S_WITH, line);
+    while (peek(P)->t == T_NAME) {
+        names_push(P->f, x, expect_ident(P));
+        expect_op(P, "=");
+        nl_push(P->f, &x->items2, parse_expr(P));
+        if (!accept_op(P, ",")) break;
+    }
+    expect_block_end(P);
+    static const char *const ends[] = {"endwith"};
+    parse_body(P, &x->items, ends, 1);
+    return x;
+}
+
+static node *parse_generation(parser *P, int line) {
+    node *x = mk(P, S_GENERATION, line);
+    expect_block_end(P);
+    static const char *const ends[] = {"endgeneration"};
+    parse_body(P, &x->items, ends, 1);
+    return x;
+}
+
+/* A statement after '{%': its name, then the phase that parses it. */
 static node *parse_statement(parser *P) {
     token *kw = peek(P);
     int line = kw->line;
     if (kw->t != T_NAME) fail(P->f, line, "expected a statement name after '{%%', got %s", tok_desc(P, kw));
     advance(P);
     node *x;
-    if (tok_name(kw, "if")) {
-        x = mk(P, S_IF, line);
-        x->a = parse_tuple_expr_cond(P, false);
-        expect_block_end(P);
-        static const char *const ends[] = {"elif", "else", "endif"};
-        node *cur = x;
-        for (;;) {
-            int e = parse_body(P, &cur->items, ends, 3);
-            if (e == 0) {
-                node *el = mk(P, S_IF, peek(P)->line);
-                el->a = parse_tuple_expr_cond(P, false);
-                expect_block_end(P);
-                nl_push(P->f, &cur->items2, el);
-                cur = el;
-                continue;
-            }
-            if (e == 1) {
-                expect_block_end(P);
-                static const char *const endif[] = {"endif"};
-                parse_body(P, &cur->items2, endif, 1);
-            }
-            break;
-        }
-    } else if (tok_name(kw, "for")) {
-        x = mk(P, S_FOR, line);
-        parse_targets(P, x);
-        if (!accept_name(P, "in"))
-            fail(P->f, peek(P)->line, "expected 'in' in a for loop, got %s", tok_desc(P, peek(P)));
-        /* the iterable: no conditional expression here, `if` starts the loop filter */
-        x->a = parse_or(P);
-        if (tok_op(peek(P), ",")) {
-            node *t = mk(P, E_TUPLE, x->a->line);
-            nl_push(P->f, &t->items, x->a);
-            while (accept_op(P, ",")) nl_push(P->f, &t->items, parse_or(P));
-            x->a = t;
-        }
-        if (accept_name(P, "if")) x->b = parse_expr(P);
-        if (tok_name(peek(P), "recursive")) fail(P->f, line, "recursive for loops are not supported");
-        expect_block_end(P);
-        static const char *const ends[] = {"else", "endfor"};
-        P->loops++;
-        int e = parse_body(P, &x->items, ends, 2);
-        P->loops--;
-        if (e == 0) {
-            expect_block_end(P);
-            static const char *const endfor[] = {"endfor"};
-            parse_body(P, &x->items2, endfor, 1);
-        }
-    } else if (tok_name(kw, "set")) {
-        token *t = peek(P);
-        if (t->t == T_NAME && tok_op(peek2(P), ".")) {
-            x = mk(P, S_SETATTR, line);
-            x->name = expect_ident(P);
-            advance(P);
-            const char *attr = expect_ident(P);
-            x->val = v_cstr(attr);
-            expect_op(P, "=");
-            x->a = parse_tuple_expr(P);
-            expect_block_end(P);
-        } else {
-            x = mk(P, S_SET, line);
-            parse_targets(P, x);
-            if (accept_op(P, "=")) {
-                x->a = parse_tuple_expr(P);
-                expect_block_end(P);
-            } else {
-                if (x->n_names != 1) fail(P->f, line, "a block set takes exactly one target");
-                x->kind = S_SETBLOCK;
-                if (accept_op(P, "|")) x->b = parse_block_filters(P, line, true);
-                expect_block_end(P);
-                static const char *const ends[] = {"endset"};
-                parse_body(P, &x->items, ends, 1);
-                expect_block_end(P);
-            }
-        }
-        return x;
-    } else if (tok_name(kw, "macro")) {
-        x = mk(P, S_MACRO, line);
-        x->name = expect_ident(P);
-        parse_params(P, x);
-        expect_block_end(P);
-        static const char *const ends[] = {"endmacro"};
-        int loops = P->loops;
-        P->loops = 0;
-        parse_body(P, &x->items, ends, 1);
-        P->loops = loops;
-        if (peek(P)->t == T_NAME) advance(P); /* {% endmacro name %} */
-    } else if (tok_name(kw, "call")) {
-        x = mk(P, S_CALLBLOCK, line);
-        if (tok_op(peek(P), "(")) parse_params(P, x);
-        x->a = parse_expr(P);
-        if (x->a->kind != E_CALL) fail(P->f, line, "'call' expects a macro call");
-        expect_block_end(P);
-        static const char *const ends[] = {"endcall"};
-        int loops = P->loops;
-        P->loops = 0;
-        parse_body(P, &x->items, ends, 1);
-        P->loops = loops;
-    } else if (tok_name(kw, "filter")) {
-        x = mk(P, S_FILTERBLOCK, line);
-        x->b = parse_block_filters(P, line, true);
-        expect_block_end(P);
-        static const char *const ends[] = {"endfilter"};
-        parse_body(P, &x->items, ends, 1);
-    } else if (tok_name(kw, "with")) {
-        x = mk(P, S_WITH, line);
-        while (peek(P)->t == T_NAME) {
-            names_push(P->f, x, expect_ident(P));
-            expect_op(P, "=");
-            nl_push(P->f, &x->items2, parse_expr(P));
-            if (!accept_op(P, ",")) break;
-        }
-        expect_block_end(P);
-        static const char *const ends[] = {"endwith"};
-        parse_body(P, &x->items, ends, 1);
-    } else if (tok_name(kw, "generation")) {
-        x = mk(P, S_GENERATION, line);
-        expect_block_end(P);
-        static const char *const ends[] = {"endgeneration"};
-        parse_body(P, &x->items, ends, 1);
-    } else if (tok_name(kw, "break") || tok_name(kw, "continue")) {
+    if (tok_name(kw, "if")) x = parse_if(P, line);
+    else if (tok_name(kw, "for")) x = parse_for(P, line);
+    else if (tok_name(kw, "set")) return parse_set(P, line);
+    else if (tok_name(kw, "macro")) x = parse_macro(P, line);
+    else if (tok_name(kw, "call")) x = parse_call(P, line);
+    else if (tok_name(kw, "filter")) x = parse_filter_block(P, line);
+    else if (tok_name(kw, "with")) x = parse_with(P, line);
+    else if (tok_name(kw, "generation")) x = parse_generation(P, line);
+    else if (tok_name(kw, "break") || tok_name(kw, "continue")) {
         x = mk(P, tok_name(kw, "break") ? S_BREAK : S_CONTINUE, line);
         if (!P->loops) fail(P->f, line, "'%.*s' outside of a for loop", (int)kw->n, kw->p);
         expect_block_end(P);
@@ -2282,104 +2336,132 @@ static int64_t floordiv_i(int64_t a, int64_t b) {
     return q;
 }
 
+/* binop's phases, one per operator family; num: both operands are numbers, flt: one of them a float. */
+
+static value op_add(ctx *c, int line, value a, value b, bool num, bool flt) {
+    int64_t r;
+    if (num && !flt) {
+        if (__builtin_add_overflow(v_asi(a), v_asi(b), &r)) FAIL(c, line, "integer overflow");
+        return v_int(r);
+    }
+    if (num) return v_float(v_asf(a) + v_asf(b));
+    if (a.t == V_STR && b.t == V_STR) return str_concat(c, a, b);
+    if (a.t == V_LIST && b.t == V_LIST && a.u.l->tuple == b.u.l->tuple) {
+        list *l = list_new(&c->f, a.u.l->n + b.u.l->n);
+        l->tuple = a.u.l->tuple;
+        for (size_t i = 0; i < a.u.l->n; i++) list_push(&c->f, l, a.u.l->v[i]);
+        for (size_t i = 0; i < b.u.l->n; i++) list_push(&c->f, l, b.u.l->v[i]);
+        return v_list(l);
+    }
+    fail_operands(c, line, "+", a, b);
+}
+
+static value op_sub(ctx *c, int line, value a, value b, bool num, bool flt) {
+    int64_t r;
+    if (num && !flt) {
+        if (__builtin_sub_overflow(v_asi(a), v_asi(b), &r)) FAIL(c, line, "integer overflow");
+        return v_int(r);
+    }
+    if (num) return v_float(v_asf(a) - v_asf(b));
+    fail_operands(c, line, "-", a, b);
+}
+
+/* A string or list `a` repeated k times (an int or bool b). */
+static value op_repeat(ctx *c, int line, value a, value b) {
+    int64_t k = v_asi(b);
+    if (k < 0) k = 0;
+    if (a.t == V_STR) {
+        if (a.u.s.n && (uint64_t)k > (uint64_t)(256u << 20) / a.u.s.n) FAIL(c, line, "string repetition too large");
+        charge_repeat(&c->f, line, (uint64_t)k, a.u.s.n, 1, "string repetition");
+        sbuf buf = {0};
+        for (int64_t i = 0; i < k; i++) sb_put(&c->f, &buf, a.u.s.p, a.u.s.n);
+        return sb_value(&buf);
+    }
+    if (a.u.l->n && (uint64_t)k > (uint64_t)(16u << 20) / a.u.l->n) FAIL(c, line, "list repetition too large");
+    charge_repeat(&c->f, line, (uint64_t)k, a.u.l->n, sizeof(value), "list repetition");
+    list *l = list_new(&c->f, 0);
+    l->tuple = a.u.l->tuple;
+    for (int64_t i = 0; i < k; i++)
+        for (size_t j = 0; j < a.u.l->n; j++) list_push(&c->f, l, a.u.l->v[j]);
+    return v_list(l);
+}
+
+static value op_mul(ctx *c, int line, value a, value b, bool num, bool flt) {
+    int64_t r;
+    if (num && !flt) {
+        if (__builtin_mul_overflow(v_asi(a), v_asi(b), &r)) FAIL(c, line, "integer overflow");
+        return v_int(r);
+    }
+    if (num) return v_float(v_asf(a) * v_asf(b));
+    if ((a.t == V_STR || a.t == V_LIST) && (b.t == V_INT || b.t == V_BOOL)) return op_repeat(c, line, a, b);
+    if ((b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL)) return op_mul(c, line, b, a, num, flt);
+    fail_operands(c, line, "*", a, b);
+}
+
+/* '/' and '//' ('F') */
+static value op_div(ctx *c, int line, int op, value a, value b, bool num, bool flt) {
+    if (op == '/') {
+        if (!num) fail_operands(c, line, "/", a, b);
+        if (v_asf(b) == 0) FAIL(c, line, "ZeroDivisionError: division by zero");
+        return v_float(v_asf(a) / v_asf(b));
+    }
+    if (!num) fail_operands(c, line, "//", a, b);
+    if (v_asf(b) == 0) FAIL(c, line, "ZeroDivisionError: integer division or modulo by zero");
+    if (!flt) {
+        if (v_asi(a) == INT64_MIN && v_asi(b) == -1) FAIL(c, line, "integer overflow");
+        return v_int(floordiv_i(v_asi(a), v_asi(b)));
+    }
+    return v_float(floor(v_asf(a) / v_asf(b)));
+}
+
+/* '%': a string's format, or the modulo with the divisor's sign */
+static value op_mod(ctx *c, int line, value a, value b, bool num, bool flt) {
+    if (a.t == V_STR) return py_format(c, line, a, b);
+    if (!num) fail_operands(c, line, "%", a, b);
+    if (v_asf(b) == 0) FAIL(c, line, "ZeroDivisionError: integer division or modulo by zero");
+    if (!flt) {
+        if (v_asi(b) == -1) return v_int(0);
+        int64_t m = v_asi(a) % v_asi(b);
+        if (m != 0 && ((m < 0) != (v_asi(b) < 0))) m += v_asi(b);
+        return v_int(m);
+    }
+    double m = fmod(v_asf(a), v_asf(b));
+    if (m != 0 && ((m < 0) != (v_asf(b) < 0))) m += v_asf(b);
+    return v_float(m);
+}
+
+/* '**' ('P') */
+static value op_pow(ctx *c, int line, value a, value b, bool num, bool flt) {
+    if (!num) fail_operands(c, line, "**", a, b);
+    if (!flt && v_asi(b) >= 0) {
+        int64_t base = v_asi(a), e = v_asi(b), acc = 1;
+        if (base == 0 || base == 1) return v_int(e == 0 ? 1 : base);
+        if (base == -1) return v_int(e % 2 ? -1 : 1);
+        for (;;) { /* |base| >= 2: at most 63 squarings before an overflow */
+            if ((e & 1) && __builtin_mul_overflow(acc, base, &acc)) FAIL(c, line, "integer overflow");
+            e >>= 1;
+            if (!e) break;
+            if (__builtin_mul_overflow(base, base, &base)) FAIL(c, line, "integer overflow");
+        }
+        return v_int(acc);
+    }
+    return v_float(pow(v_asf(a), v_asf(b)));
+}
+
 static value binop(ctx *c, int line, int op, value a, value b) {
     if (op == '~') {
         value sa = to_str(c, a), sb = to_str(c, b);
         return str_concat(c, sa, sb);
     }
     bool num = v_num(a) && v_num(b), flt = num && (a.t == V_FLOAT || b.t == V_FLOAT);
-    int64_t r;
     switch (op) {
-    case '+':
-        if (num && !flt) {
-            if (__builtin_add_overflow(v_asi(a), v_asi(b), &r)) FAIL(c, line, "integer overflow");
-            return v_int(r);
-        }
-        if (num) return v_float(v_asf(a) + v_asf(b));
-        if (a.t == V_STR && b.t == V_STR) return str_concat(c, a, b);
-        if (a.t == V_LIST && b.t == V_LIST && a.u.l->tuple == b.u.l->tuple) {
-            list *l = list_new(&c->f, a.u.l->n + b.u.l->n);
-            l->tuple = a.u.l->tuple;
-            for (size_t i = 0; i < a.u.l->n; i++) list_push(&c->f, l, a.u.l->v[i]);
-            for (size_t i = 0; i < b.u.l->n; i++) list_push(&c->f, l, b.u.l->v[i]);
-            return v_list(l);
-        }
-        fail_operands(c, line, "+", a, b);
-    case '-':
-        if (num && !flt) {
-            if (__builtin_sub_overflow(v_asi(a), v_asi(b), &r)) FAIL(c, line, "integer overflow");
-            return v_int(r);
-        }
-        if (num) return v_float(v_asf(a) - v_asf(b));
-        fail_operands(c, line, "-", a, b);
-    case '*':
-        if (num && !flt) {
-            if (__builtin_mul_overflow(v_asi(a), v_asi(b), &r)) FAIL(c, line, "integer overflow");
-            return v_int(r);
-        }
-        if (num) return v_float(v_asf(a) * v_asf(b));
-        if ((a.t == V_STR || a.t == V_LIST) && (b.t == V_INT || b.t == V_BOOL)) {
-            int64_t k = v_asi(b);
-            if (k < 0) k = 0;
-            if (a.t == V_STR) {
-                if (a.u.s.n && (uint64_t)k > (uint64_t)(256u << 20) / a.u.s.n)
-                    FAIL(c, line, "string repetition too large");
-                charge_repeat(&c->f, line, (uint64_t)k, a.u.s.n, 1, "string repetition");
-                sbuf buf = {0};
-                for (int64_t i = 0; i < k; i++) sb_put(&c->f, &buf, a.u.s.p, a.u.s.n);
-                return sb_value(&buf);
-            }
-            if (a.u.l->n && (uint64_t)k > (uint64_t)(16u << 20) / a.u.l->n) FAIL(c, line, "list repetition too large");
-            charge_repeat(&c->f, line, (uint64_t)k, a.u.l->n, sizeof(value), "list repetition");
-            list *l = list_new(&c->f, 0);
-            l->tuple = a.u.l->tuple;
-            for (int64_t i = 0; i < k; i++)
-                for (size_t j = 0; j < a.u.l->n; j++) list_push(&c->f, l, a.u.l->v[j]);
-            return v_list(l);
-        }
-        if ((b.t == V_STR || b.t == V_LIST) && (a.t == V_INT || a.t == V_BOOL)) return binop(c, line, '*', b, a);
-        fail_operands(c, line, "*", a, b);
+    case '+': return op_add(c, line, a, b, num, flt);
+    case '-': return op_sub(c, line, a, b, num, flt);
+    case '*': return op_mul(c, line, a, b, num, flt);
     case '/':
-        if (!num) fail_operands(c, line, "/", a, b);
-        if (v_asf(b) == 0) FAIL(c, line, "ZeroDivisionError: division by zero");
-        return v_float(v_asf(a) / v_asf(b));
-    case 'F':
-        if (!num) fail_operands(c, line, "//", a, b);
-        if (v_asf(b) == 0) FAIL(c, line, "ZeroDivisionError: integer division or modulo by zero");
-        if (!flt) {
-            if (v_asi(a) == INT64_MIN && v_asi(b) == -1) FAIL(c, line, "integer overflow");
-            return v_int(floordiv_i(v_asi(a), v_asi(b)));
-        }
-        return v_float(floor(v_asf(a) / v_asf(b)));
-    case '%':
-        if (a.t == V_STR) return py_format(c, line, a, b);
-        if (!num) fail_operands(c, line, "%", a, b);
-        if (v_asf(b) == 0) FAIL(c, line, "ZeroDivisionError: integer division or modulo by zero");
-        if (!flt) {
-            if (v_asi(b) == -1) return v_int(0);
-            int64_t m = v_asi(a) % v_asi(b);
-            if (m != 0 && ((m < 0) != (v_asi(b) < 0))) m += v_asi(b);
-            return v_int(m);
-        } else {
-            double m = fmod(v_asf(a), v_asf(b));
-            if (m != 0 && ((m < 0) != (v_asf(b) < 0))) m += v_asf(b);
-            return v_float(m);
-        }
-    case 'P':
-        if (!num) fail_operands(c, line, "**", a, b);
-        if (!flt && v_asi(b) >= 0) {
-            int64_t base = v_asi(a), e = v_asi(b), acc = 1;
-            if (base == 0 || base == 1) return v_int(e == 0 ? 1 : base);
-            if (base == -1) return v_int(e % 2 ? -1 : 1);
-            for (;;) { /* |base| >= 2: at most 63 squarings before an overflow */
-                if ((e & 1) && __builtin_mul_overflow(acc, base, &acc)) FAIL(c, line, "integer overflow");
-                e >>= 1;
-                if (!e) break;
-                if (__builtin_mul_overflow(base, base, &base)) FAIL(c, line, "integer overflow");
-            }
-            return v_int(acc);
-        }
-        return v_float(pow(v_asf(a), v_asf(b)));
+    case 'F': return op_div(c, line, op, a, b, num, flt);
+    case '%': return op_mod(c, line, a, b, num, flt);
+    case 'P': return op_pow(c, line, a, b, num, flt);
     }
     FAIL(c, line, "unknown operator");
 }
