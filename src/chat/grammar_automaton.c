@@ -942,6 +942,108 @@ static int pick(uint64_t cand, uint64_t prefer) {
     return m ? __builtin_ctzll(m) : -1;
 }
 
+/* closing_byte's phases, one per frame kind: the byte for the top frame f of st (node n); -1 pops it. */
+
+/* The first byte of code point cp in UTF-8. */
+static int lead_byte(uint32_t cp) {
+    return cp < 0x80      ? (int)cp
+           : cp < 0x800   ? (int)(0xc0 | cp >> 6)
+           : cp < 0x10000 ? (int)(0xe0 | cp >> 12)
+                          : (int)(0xf0 | cp >> 18);
+}
+
+static int closing_enum(const grammar *g, const grammar_stack *st, const grammar_frame *f, const gnode *n) {
+    uint64_t used = 0; /* uniqueItems: values the array already holds */
+    if (st->depth >= 2 && st->f[st->depth - 2].kind == F_ARR && g->nodes[st->f[st->depth - 2].node].unique)
+        used = st->f[st->depth - 2].cand;
+    int e = exact(n->enums, f->cand, f->pos);
+    if (e >= 0 && !(used >> e & 1)) return -1;
+    int k = pick(f->cand & ~used & ~(e >= 0 ? 1ull << e : 0), ~0ull);
+    if (k < 0) return 1; /* no way on: a byte nothing accepts */
+    return (unsigned char)n->enums[k].s[f->pos];
+}
+
+static int closing_str(const grammar *g, const grammar_frame *f, const gnode *n) {
+    if (f->phase == S_ESC && n->rx) { /* the escape whose character gets closest to a match */
+        static const char E[] = "nt\"\\/bfr";
+        int best = 'n', bd = -1;
+        for (int i = 0; E[i]; i++) {
+            uint32_t cp = esc_cp((unsigned char)E[i], g->python);
+            int t = cp == 0xFFFFFFFF ? -1 : dfa_next(n->rx, (int)f->seen, cp);
+            if (t >= 0 && (bd < 0 || n->rx->dist[t] < bd)) {
+                bd = n->rx->dist[t];
+                best = E[i];
+            }
+        }
+        return best;
+    }
+    if (f->phase == S_ESC) return 'n';
+    if (f->phase == S_HEX) return '0';
+    if (f->phase == S_UTF8) return f->pos & 0xff;
+    if (n->rx) {
+        if (n->rx->accept[f->seen] && (int)f->count >= n->min_len) return '"';
+        uint32_t cp = n->rx->next_cp[f->seen];
+        if (n->rx->dist[f->seen] == 0) cp = 'a';
+        if (cp == '"' || cp == '\\' || cp < 0x20) return '\\';
+        return lead_byte(cp);
+    }
+    return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
+}
+
+static int closing_obj(const grammar *g, const grammar_stack *st, const grammar_frame *f, const gnode *n) {
+    bool more = !obj_can_close(f, n);
+    switch (f->phase) {
+    case O_FIRST: return more ? '"' : '}';
+    case O_NEXT: return '"';
+    case O_KEY: {
+        if (!f->cand && f->aux) return f->aux == 1 ? 'n' : '0';
+        uint64_t left = f->cand & obj_keys_left(g, st, f, n);
+        int k = exact(n->keys, left, f->pos);
+        if (k >= 0 || !f->cand) return '"';
+        k = pick(left, n->required & ~f->seen);
+        return k >= 0 && f->pos < n->keys[k].n ? (unsigned char)n->keys[k].s[f->pos] : '"';
+    }
+    case O_COLON: return ':';
+    default: return more ? ',' : '}';
+    }
+}
+
+static int closing_arr(const grammar *g, const grammar_frame *f, const gnode *n) {
+    bool need = !arr_can_close(n, f);
+    if (n->unique && need && f->phase != A_AFTER) { /* a value the array does not hold yet */
+        int k = pick(all_bits(g->nodes[n->items].n_enum) & ~f->cand, ~0ull);
+        return k >= 0 ? (unsigned char)g->nodes[n->items].enums[k].s[0] : ']';
+    }
+    if (f->phase == A_FIRST) return need ? first_byte_of_min_value(g, item_node(n, (int)f->count), 0) : ']';
+    if (f->phase == A_NEXT) return first_byte_of_min_value(g, item_node(n, (int)f->count), 0);
+    return need ? ',' : ']';
+}
+
+static int closing_calls(const grammar *g, const grammar_frame *f) {
+    const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
+    switch (f->phase) {
+    case C_OPEN: return '[';
+    case C_NEXTCALL: return (unsigned char)g->func_names[0].s[0];
+    case C_NAME: {
+        if (exact(g->func_names, f->cand, f->pos) >= 0) return '(';
+        return (unsigned char)g->func_names[pick(f->cand, 0)].s[f->pos];
+    }
+    case C_ARGFIRST:
+    case C_ARGNEXT: {
+        uint64_t missing = pn->required & ~f->seen;
+        if (!missing && f->phase == C_ARGFIRST) return ')';
+        int k = pick(all_bits(pn->n_props) & ~f->seen, pn->required);
+        return (unsigned char)pn->keys[k].s[0];
+    }
+    case C_KEY: {
+        if (exact(pn->keys, f->cand, f->pos) >= 0) return '=';
+        return (unsigned char)pn->keys[pick(f->cand, pn->required)].s[f->pos];
+    }
+    case C_ARGAFTER: return (pn->required & ~f->seen) ? ',' : ')';
+    default: return ']';
+    }
+}
+
 /* The byte that moves the stack towards completion fastest; -1: pop the top frame. */
 static int closing_byte(const grammar *g, const grammar_stack *st) {
     const grammar_frame *f = &st->f[st->depth - 1];
@@ -949,106 +1051,16 @@ static int closing_byte(const grammar *g, const grammar_stack *st) {
     switch (f->kind) {
     case F_VALUE: return first_byte_of_min_value(g, f->node, 0);
     case F_LIT: return (unsigned char)(g->python ? LIT_PY : LIT_JSON)[f->aux][f->pos];
-    case F_ENUM: {
-        uint64_t used = 0; /* uniqueItems: values the array already holds */
-        if (st->depth >= 2 && st->f[st->depth - 2].kind == F_ARR && g->nodes[st->f[st->depth - 2].node].unique)
-            used = st->f[st->depth - 2].cand;
-        int e = exact(n->enums, f->cand, f->pos);
-        if (e >= 0 && !(used >> e & 1)) return -1;
-        int k = pick(f->cand & ~used & ~(e >= 0 ? 1ull << e : 0), ~0ull);
-        if (k < 0) return 1; /* no way on: a byte nothing accepts */
-        return (unsigned char)n->enums[k].s[f->pos];
-    }
+    case F_ENUM: return closing_enum(g, st, f, n);
     case F_NUM: return frame_can_end(g, f) ? -1 : '0';
-    case F_STR:
-        if (f->phase == S_ESC && n->rx) { /* the escape whose character gets closest to a match */
-            static const char E[] = "nt\"\\/bfr";
-            int best = 'n', bd = -1;
-            for (int i = 0; E[i]; i++) {
-                uint32_t cp = esc_cp((unsigned char)E[i], g->python);
-                int t = cp == 0xFFFFFFFF ? -1 : dfa_next(n->rx, (int)f->seen, cp);
-                if (t >= 0 && (bd < 0 || n->rx->dist[t] < bd)) {
-                    bd = n->rx->dist[t];
-                    best = E[i];
-                }
-            }
-            return best;
-        }
-        if (f->phase == S_ESC) return 'n';
-        if (f->phase == S_HEX) return '0';
-        if (f->phase == S_UTF8) return f->pos & 0xff;
-        if (n->rx) {
-            if (n->rx->accept[f->seen] && (int)f->count >= n->min_len) return '"';
-            uint32_t cp = n->rx->next_cp[f->seen];
-            if (n->rx->dist[f->seen] == 0) cp = 'a';
-            if (cp == '"' || cp == '\\' || cp < 0x20) return '\\';
-            return cp < 0x80      ? (int)cp
-                   : cp < 0x800   ? (int)(0xc0 | cp >> 6)
-                   : cp < 0x10000 ? (int)(0xe0 | cp >> 12)
-                                  : (int)(0xf0 | cp >> 18);
-        }
-        return n->min_len > 0 && (int)f->count < n->min_len ? 'a' : '"';
-    case F_RAW: { /* the first code point on a shortest way to a match; -1 at a match */
+    case F_STR: return closing_str(g, f, n);
+    case F_RAW: /* the first code point on a shortest way to a match; -1 at a match */
         if (f->phase == S_UTF8) return f->pos & 0xff;
         if (n->rx->accept[f->seen]) return -1;
-        const uint32_t cp = n->rx->next_cp[f->seen];
-        return cp < 0x80      ? (int)cp
-               : cp < 0x800   ? (int)(0xc0 | cp >> 6)
-               : cp < 0x10000 ? (int)(0xe0 | cp >> 12)
-                              : (int)(0xf0 | cp >> 18);
-    }
-    case F_OBJ: {
-        bool more = !obj_can_close(f, n);
-        switch (f->phase) {
-        case O_FIRST: return more ? '"' : '}';
-        case O_NEXT: return '"';
-        case O_KEY: {
-            if (!f->cand && f->aux) return f->aux == 1 ? 'n' : '0';
-            uint64_t left = f->cand & obj_keys_left(g, st, f, n);
-            int k = exact(n->keys, left, f->pos);
-            if (k >= 0 || !f->cand) return '"';
-            k = pick(left, n->required & ~f->seen);
-            return k >= 0 && f->pos < n->keys[k].n ? (unsigned char)n->keys[k].s[f->pos] : '"';
-        }
-        case O_COLON: return ':';
-        default: return more ? ',' : '}';
-        }
-    }
-    case F_ARR: {
-        bool need = !arr_can_close(n, f);
-        (void)0;
-        if (n->unique && need && f->phase != A_AFTER) { /* a value the array does not hold yet */
-            int k = pick(all_bits(g->nodes[n->items].n_enum) & ~f->cand, ~0ull);
-            return k >= 0 ? (unsigned char)g->nodes[n->items].enums[k].s[0] : ']';
-        }
-        if (f->phase == A_FIRST) return need ? first_byte_of_min_value(g, item_node(n, (int)f->count), 0) : ']';
-        if (f->phase == A_NEXT) return first_byte_of_min_value(g, item_node(n, (int)f->count), 0);
-        return need ? ',' : ']';
-    }
-    case F_CALLS: {
-        const gnode *pn = f->cur >= 0 ? &g->nodes[g->func_node[f->cur]] : NULL;
-        switch (f->phase) {
-        case C_OPEN: return '[';
-        case C_NEXTCALL: return (unsigned char)g->func_names[0].s[0];
-        case C_NAME: {
-            if (exact(g->func_names, f->cand, f->pos) >= 0) return '(';
-            return (unsigned char)g->func_names[pick(f->cand, 0)].s[f->pos];
-        }
-        case C_ARGFIRST:
-        case C_ARGNEXT: {
-            uint64_t missing = pn->required & ~f->seen;
-            if (!missing && f->phase == C_ARGFIRST) return ')';
-            int k = pick(all_bits(pn->n_props) & ~f->seen, pn->required);
-            return (unsigned char)pn->keys[k].s[0];
-        }
-        case C_KEY: {
-            if (exact(pn->keys, f->cand, f->pos) >= 0) return '=';
-            return (unsigned char)pn->keys[pick(f->cand, pn->required)].s[f->pos];
-        }
-        case C_ARGAFTER: return (pn->required & ~f->seen) ? ',' : ')';
-        default: return ']';
-        }
-    }
+        return lead_byte(n->rx->next_cp[f->seen]);
+    case F_OBJ: return closing_obj(g, st, f, n);
+    case F_ARR: return closing_arr(g, f, n);
+    case F_CALLS: return closing_calls(g, f);
     }
     return -1;
 }

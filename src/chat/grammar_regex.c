@@ -628,20 +628,9 @@ void dfa_free(rdfa *d) {
     free(d);
 }
 
-/* Keeps only states from which an accepting state is reachable; computes the distances. */
-static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsigned char *accept) {
-    int *dist = malloc((size_t)n * sizeof *dist);
-    uint32_t *ncp = malloc((size_t)n * sizeof *ncp);
-    if (!dist || !ncp) {
-        free(dist);
-        free(ncp);
-        return NULL;
-    }
-    for (int i = 0; i < n; i++) {
-        dist[i] = accept[i] ? 0 : -1;
-        ncp[i] = 0;
-    }
-    /* shortest distances to acceptance: a breadth-first search over the reversed edges */
+/* dfa_prune's first phase: each state's shortest distance to acceptance (-1: none), a breadth-first
+ * search over the reversed edges. False when out of memory. */
+static bool prune_distances(int n, const int *first, const redge *edges, const unsigned char *accept, int *dist) {
     int n_e = first[n], *rfirst = calloc((size_t)n + 1, sizeof *rfirst),
         *rsrc = malloc(((size_t)n_e + 1) * sizeof *rsrc);
     int *queue = malloc((size_t)n * sizeof *queue);
@@ -649,9 +638,7 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
         free(rfirst);
         free(rsrc);
         free(queue);
-        free(dist);
-        free(ncp);
-        return NULL;
+        return false;
     }
     for (int e = 0; e < n_e; e++) rfirst[edges[e].to + 1]++;
     for (int i = 0; i < n; i++) rfirst[i + 1] += rfirst[i];
@@ -673,8 +660,12 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
     free(rfirst);
     free(rsrc);
     free(queue);
-    /* a code point on a shortest way: a printable ASCII character that needs no escape when one
-     * is there (a lowercase letter first) */
+    return true;
+}
+
+/* A code point on a shortest way from each state: a printable ASCII character that needs no escape
+ * when one is there (a lowercase letter first). */
+static void prune_next_cp(int n, const int *first, const redge *edges, const int *dist, uint32_t *ncp) {
     for (int s = 0; s < n; s++) {
         int best = 3;
         for (int e = first[s]; e < first[s + 1] && dist[s] > 0; e++) {
@@ -697,20 +688,13 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
             }
         }
     }
-    if (dist[0] < 0) {
-        free(dist);
-        free(ncp);
-        return NULL;
-    }
-    int *map = malloc((size_t)n * sizeof *map);
+}
+
+/* The DFA of the states with a distance, renumbered in order (map: old to new, -1 dropped). */
+static rdfa *prune_copy(int n, const int *first, const redge *edges, const unsigned char *accept, const int *dist,
+                        const uint32_t *ncp, int *map) {
     rdfa *d = calloc(1, sizeof *d);
-    if (!map || !d) {
-        free(map);
-        free(d);
-        free(dist);
-        free(ncp);
-        return NULL;
-    }
+    if (!d) return NULL;
     int m = 0;
     for (int i = 0; i < n; i++) map[i] = dist[i] >= 0 ? m++ : -1;
     d->n = m;
@@ -720,9 +704,6 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
     d->dist = malloc((size_t)m * sizeof *d->dist);
     d->next_cp = malloc((size_t)m * sizeof *d->next_cp);
     if (!d->first || !d->edges || !d->accept || !d->dist || !d->next_cp) {
-        free(map);
-        free(dist);
-        free(ncp);
         dfa_free(d);
         return NULL;
     }
@@ -741,116 +722,157 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
             }
     }
     d->first[m] = ne;
-    free(map);
+    return d;
+}
+
+/* Keeps only states from which an accepting state is reachable; computes the distances:
+ * prune_distances, prune_next_cp, prune_copy. */
+static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsigned char *accept) {
+    int *dist = malloc((size_t)n * sizeof *dist);
+    uint32_t *ncp = malloc((size_t)n * sizeof *ncp);
+    if (!dist || !ncp) {
+        free(dist);
+        free(ncp);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        dist[i] = accept[i] ? 0 : -1;
+        ncp[i] = 0;
+    }
+    rdfa *d = NULL;
+    if (prune_distances(n, first, edges, accept, dist)) {
+        prune_next_cp(n, first, edges, dist, ncp);
+        int *map = dist[0] < 0 ? NULL : malloc((size_t)n * sizeof *map);
+        if (map) d = prune_copy(n, first, edges, accept, dist, ncp, map);
+        free(map);
+    }
     free(dist);
     free(ncp);
     return d;
 }
 
-/* The DFA of a parsed NFA (start state s0, match state). NULL + error. */
+/* dfa_from_nfa's scratch: the closure stack and three state sets, the interval bounds. */
+typedef struct dscratch {
+    int *stack;
+    uint64_t *tmp, *acc, *cur;
+    uint32_t *bounds;
+    int cap_bounds, cap_first;
+} dscratch;
+
+/* Room in b.first and b.accept for state s and the end mark. */
+static bool dfa_room(dbuild *b, dscratch *w, int s) {
+    if (s + 2 <= w->cap_first) return true;
+    w->cap_first = 2 * (s + 2);
+    int *nf = realloc(b->first, (size_t)w->cap_first * sizeof *nf);
+    unsigned char *na = realloc(b->accept, (size_t)w->cap_first);
+    if (nf) b->first = nf;
+    if (na) b->accept = na;
+    return nf && na;
+}
+
+/* The elementary intervals' bounds of the classes leaving set, sorted into w->bounds; their count or
+ * -1 when out of memory. */
+static int dfa_bounds(rxc *x, const uint64_t *set, dscratch *w) {
+    int nb = 0;
+    for (int t = 0; t < x->n_nfa; t++) {
+        if (!(set[t >> 6] >> (t & 63) & 1) || x->nfa[t].type != RN_CHAR) continue;
+        const rcls *c = &x->cls[x->nfa[t].cls];
+        if (nb + 2 * c->n > w->cap_bounds) {
+            w->cap_bounds = 2 * (nb + 2 * c->n) + 16;
+            uint32_t *nbnd = realloc(w->bounds, (size_t)w->cap_bounds * sizeof *nbnd);
+            if (!nbnd) return -1;
+            w->bounds = nbnd;
+        }
+        for (int i = 0; i < c->n; i++) {
+            w->bounds[nb++] = c->r[i].lo;
+            w->bounds[nb++] = c->r[i].hi + 1;
+        }
+    }
+    qsort(w->bounds, (size_t)nb, sizeof *w->bounds, u32cmp);
+    return nb;
+}
+
+/* An edge from set for each elementary interval some transition takes, to the closure's state. */
+static bool dfa_edges(dbuild *b, const uint64_t *set, dscratch *w, int nb) {
+    rxc *x = b->x;
+    for (int i = 0; i + 1 < nb; i++) {
+        if (w->bounds[i] == w->bounds[i + 1]) continue;
+        x->budget->left -= x->n_nfa;
+        if (x->budget->left < 0) {
+            rx_fail(x, "pattern too costly to compile (DFA construction over its budget)");
+            return false;
+        }
+        uint32_t lo = w->bounds[i], hi = w->bounds[i + 1] - 1;
+        memset(w->tmp, 0, (size_t)b->words * 8);
+        bool any = false;
+        for (int t = 0; t < x->n_nfa; t++) {
+            if (!(set[t >> 6] >> (t & 63) & 1) || x->nfa[t].type != RN_CHAR) continue;
+            const rcls *c = &x->cls[x->nfa[t].cls];
+            for (int r = 0; r < c->n; r++)
+                if (c->r[r].lo <= lo && lo <= c->r[r].hi) {
+                    closure(x, w->tmp, x->nfa[t].out1, false, false, w->stack);
+                    any = true;
+                    break;
+                }
+        }
+        if (!any) continue;
+        int to = dstate(b, w->tmp);
+        if (to < 0) {
+            rx_fail(x, "pattern too complex (DFA over 4000 states)");
+            return false;
+        }
+        if (push_edge(b, lo, hi, to)) return false;
+    }
+    return true;
+}
+
+/* DFA state s: its first edge, the budget, whether it accepts, then its edges. */
+static bool dfa_state(dbuild *b, dscratch *w, int s, int match) {
+    rxc *x = b->x;
+    if (!dfa_room(b, w, s)) return false;
+    b->first[s] = b->n_edges;
+    x->budget->left -= 4L * x->n_nfa;
+    if (rx_spent(x->budget)) {
+        rx_fail(x, "pattern too costly to compile (DFA construction over its budget)");
+        return false;
+    }
+    memcpy(w->cur, b->sets + (size_t)s * b->words, (size_t)b->words * 8); /* dstate may move b.sets */
+    const uint64_t *set = w->cur;
+    /* accepting: the end assertions lead to the match state */
+    memset(w->acc, 0, (size_t)b->words * 8);
+    for (int t = 0; t < x->n_nfa; t++)
+        if (set[t >> 6] >> (t & 63) & 1) closure(x, w->acc, t, s == 0, true, w->stack);
+    b->accept[s] = w->acc[match >> 6] >> (match & 63) & 1;
+    int nb = dfa_bounds(x, set, w);
+    return nb >= 0 && dfa_edges(b, set, w, nb);
+}
+
+/* The DFA of a parsed NFA (start state s0, match state): the start state's closure, dfa_state for each
+ * state as they are found, dfa_prune. NULL + error. */
 static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
     dbuild b = {0};
     b.x = x;
     b.words = (x->n_nfa + 63) / 64;
-    int *stack = malloc((size_t)(x->n_nfa * 2 + 2) * sizeof *stack);
-    uint64_t *tmp = calloc((size_t)b.words, 8), *acc = calloc((size_t)b.words, 8), *cur = calloc((size_t)b.words, 8);
-    uint32_t *bounds = NULL;
-    int cap_bounds = 0;
+    dscratch w = {0};
+    w.stack = malloc((size_t)(x->n_nfa * 2 + 2) * sizeof *w.stack);
+    w.tmp = calloc((size_t)b.words, 8), w.acc = calloc((size_t)b.words, 8), w.cur = calloc((size_t)b.words, 8);
     rdfa *d = NULL;
-    bool ok = stack && tmp && acc && cur;
+    bool ok = w.stack && w.tmp && w.acc && w.cur;
     if (ok) {
-        closure(x, tmp, s0, true, false, stack);
-        ok = dstate(&b, tmp) == 0;
+        closure(x, w.tmp, s0, true, false, w.stack);
+        ok = dstate(&b, w.tmp) == 0;
     }
-    int cap_first = 0;
-    for (int s = 0; ok && s < b.n; s++) {
-        if (s + 2 > cap_first) {
-            cap_first = 2 * (s + 2);
-            int *nf = realloc(b.first, (size_t)cap_first * sizeof *nf);
-            unsigned char *na = realloc(b.accept, (size_t)cap_first);
-            if (nf) b.first = nf;
-            if (na) b.accept = na;
-            if (!nf || !na) {
-                ok = false;
-                break;
-            }
-        }
-        b.first[s] = b.n_edges;
-        x->budget->left -= 4L * x->n_nfa;
-        if (rx_spent(x->budget)) {
-            rx_fail(x, "pattern too costly to compile (DFA construction over its budget)");
-            ok = false;
-            break;
-        }
-        memcpy(cur, b.sets + (size_t)s * b.words, (size_t)b.words * 8); /* dstate may move b.sets */
-        const uint64_t *set = cur;
-        /* accepting: the end assertions lead to the match state */
-        memset(acc, 0, (size_t)b.words * 8);
-        for (int t = 0; t < x->n_nfa; t++)
-            if (set[t >> 6] >> (t & 63) & 1) closure(x, acc, t, s == 0, true, stack);
-        b.accept[s] = acc[match >> 6] >> (match & 63) & 1;
-        /* the elementary intervals of the classes leaving this set */
-        int nb = 0;
-        for (int t = 0; t < x->n_nfa; t++) {
-            if (!(set[t >> 6] >> (t & 63) & 1) || x->nfa[t].type != RN_CHAR) continue;
-            const rcls *c = &x->cls[x->nfa[t].cls];
-            if (nb + 2 * c->n > cap_bounds) {
-                cap_bounds = 2 * (nb + 2 * c->n) + 16;
-                uint32_t *nbnd = realloc(bounds, (size_t)cap_bounds * sizeof *nbnd);
-                if (!nbnd) {
-                    ok = false;
-                    break;
-                }
-                bounds = nbnd;
-            }
-            for (int i = 0; i < c->n; i++) {
-                bounds[nb++] = c->r[i].lo;
-                bounds[nb++] = c->r[i].hi + 1;
-            }
-        }
-        if (!ok) break;
-        qsort(bounds, (size_t)nb, sizeof *bounds, u32cmp);
-        for (int i = 0; i + 1 < nb && ok; i++) {
-            if (bounds[i] == bounds[i + 1]) continue;
-            x->budget->left -= x->n_nfa;
-            if (x->budget->left < 0) {
-                rx_fail(x, "pattern too costly to compile (DFA construction over its budget)");
-                ok = false;
-                break;
-            }
-            uint32_t lo = bounds[i], hi = bounds[i + 1] - 1;
-            memset(tmp, 0, (size_t)b.words * 8);
-            bool any = false;
-            for (int t = 0; t < x->n_nfa; t++) {
-                if (!(set[t >> 6] >> (t & 63) & 1) || x->nfa[t].type != RN_CHAR) continue;
-                const rcls *c = &x->cls[x->nfa[t].cls];
-                for (int r = 0; r < c->n; r++)
-                    if (c->r[r].lo <= lo && lo <= c->r[r].hi) {
-                        closure(x, tmp, x->nfa[t].out1, false, false, stack);
-                        any = true;
-                        break;
-                    }
-            }
-            if (!any) continue;
-            int to = dstate(&b, tmp);
-            if (to < 0) {
-                rx_fail(x, "pattern too complex (DFA over 4000 states)");
-                ok = false;
-                break;
-            }
-            if (push_edge(&b, lo, hi, to)) ok = false;
-        }
-    }
+    for (int s = 0; ok && s < b.n; s++) ok = dfa_state(&b, &w, s, match);
     if (ok) {
         b.first[b.n] = b.n_edges;
         d = dfa_prune(b.n, b.first, b.edges, b.accept);
         if (!d) rx_fail(x, "pattern can never match (or out of memory)");
     } else if (!x->failed) rx_oom(x);
-    free(stack);
-    free(tmp);
-    free(acc);
-    free(cur);
-    free(bounds);
+    free(w.stack);
+    free(w.tmp);
+    free(w.acc);
+    free(w.cur);
+    free(w.bounds);
     free(b.sets);
     free(b.hash);
     free(b.edges);

@@ -490,82 +490,102 @@ static int compile(compiler *c, json_t *s, int depth) {
     return compile_into(c, s, id, depth);
 }
 
-/* Bounds and multipleOf of integers and numbers. */
-static int compile_numeric(compiler *c, json_t *s, int id) {
-#define N (c->g->nodes[id])
-    double lo = -INFINITY, hi = INFINITY;
-    bool lo_ex = false, hi_ex = false;
+/* compile_numeric's bounds as the schema's keywords and formats narrow them. */
+typedef struct nbounds {
+    double lo, hi;
+    bool lo_ex, hi_ex;
+} nbounds;
+
+/* minimum, maximum, exclusiveMinimum and exclusiveMaximum (a boolean: draft 4's form). */
+static int numeric_bounds(compiler *c, json_t *s, nbounds *b) {
     json_t *v;
     if ((v = json_object_get(s, "minimum"))) {
         if (!json_is_number(v)) return fail(c, "'minimum' must be a number");
-        lo = json_number_value(v);
+        b->lo = json_number_value(v);
     }
     if ((v = json_object_get(s, "maximum"))) {
         if (!json_is_number(v)) return fail(c, "'maximum' must be a number");
-        hi = json_number_value(v);
+        b->hi = json_number_value(v);
     }
     if ((v = json_object_get(s, "exclusiveMinimum"))) {
-        if (json_is_boolean(v)) lo_ex = json_is_true(v);
+        if (json_is_boolean(v)) b->lo_ex = json_is_true(v);
         else if (!json_is_number(v)) return fail(c, "'exclusiveMinimum' must be a number");
-        else if (json_number_value(v) >= lo) {
-            lo = json_number_value(v);
-            lo_ex = true;
+        else if (json_number_value(v) >= b->lo) {
+            b->lo = json_number_value(v);
+            b->lo_ex = true;
         }
     }
     if ((v = json_object_get(s, "exclusiveMaximum"))) {
-        if (json_is_boolean(v)) hi_ex = json_is_true(v);
+        if (json_is_boolean(v)) b->hi_ex = json_is_true(v);
         else if (!json_is_number(v)) return fail(c, "'exclusiveMaximum' must be a number");
-        else if (json_number_value(v) <= hi) {
-            hi = json_number_value(v);
-            hi_ex = true;
+        else if (json_number_value(v) <= b->hi) {
+            b->hi = json_number_value(v);
+            b->hi_ex = true;
         }
     }
-    int64_t K = 0;
-    int d = 0;
-    if ((v = json_object_get(s, "multipleOf"))) {
-        double m = json_number_value(v);
-        if (!json_is_number(v) || !(m > 0)) return fail(c, "'multipleOf' must be a positive number");
-        double p = 1;
-        for (d = 0; d <= 9; d++, p *= 10) {
-            double k = m * p;
-            if (fabs(k - nearbyint(k)) <= 1e-9 * k) break;
-        }
-        if (d > 9 || m * p > 1e15) return fail(c, "'multipleOf' %g is not supported (at most 9 decimals)", m);
-        K = (int64_t)nearbyint(m * p);
-        if (N.types & T_NUM) {
-            if (d == 0) N.types &= ~T_NUM;
-            else if (K == 1) N.frac_max = d;
-            else return fail(c, "'multipleOf' %g on a number is supported only as an integer or 10^-n", m);
-        }
+    return 0;
+}
+
+/* multipleOf as K / 10^d (*K stays 0 without one). */
+static int numeric_multiple(compiler *c, json_t *s, int id, int64_t *K, int *d) {
+#define N (c->g->nodes[id])
+    json_t *v = json_object_get(s, "multipleOf");
+    if (!v) return 0;
+    double m = json_number_value(v);
+    if (!json_is_number(v) || !(m > 0)) return fail(c, "'multipleOf' must be a positive number");
+    double p = 1;
+    for (*d = 0; *d <= 9; (*d)++, p *= 10) {
+        double k = m * p;
+        if (fabs(k - nearbyint(k)) <= 1e-9 * k) break;
     }
-    /* numeric formats (OpenAPI's, as ajv-formats checks them): the integer ones make the value
-     * an integer within their range; float/double are any number; others are annotations */
+    if (*d > 9 || m * p > 1e15) return fail(c, "'multipleOf' %g is not supported (at most 9 decimals)", m);
+    *K = (int64_t)nearbyint(m * p);
+    if (N.types & T_NUM) {
+        if (*d == 0) N.types &= ~T_NUM;
+        else if (*K == 1) N.frac_max = *d;
+        else return fail(c, "'multipleOf' %g on a number is supported only as an integer or 10^-n", m);
+    }
+    return 0;
+#undef N
+}
+
+/* numeric formats (OpenAPI's, as ajv-formats checks them): the integer ones make the value
+ * an integer within their range; float/double are any number; others are annotations */
+static void numeric_format(compiler *c, json_t *s, int id, nbounds *b) {
+#define N (c->g->nodes[id])
     json_t *fmt = json_object_get(s, "format");
-    if (json_is_string(fmt)) {
-        static const struct {
-            const char *name;
-            double lo, hi;
-        } F[] = {{"int8", -128, 127},
-                 {"int16", -32768, 32767},
-                 {"int32", -2147483648.0, 2147483647.0},
-                 {"int64", -9223372036854775808.0, 9223372036854775807.0},
-                 {"uint8", 0, 255},
-                 {"uint16", 0, 65535},
-                 {"uint32", 0, 4294967295.0},
-                 {"uint64", 0, 18446744073709551615.0}};
-        for (size_t i = 0; i < sizeof F / sizeof *F; i++) {
-            if (strcmp(json_string_value(fmt), F[i].name)) continue;
-            N.types &= ~T_NUM;
-            if (F[i].lo > lo || (F[i].lo == lo && lo_ex)) {
-                lo = F[i].lo;
-                lo_ex = false;
-            }
-            if (F[i].hi < hi || (F[i].hi == hi && hi_ex)) {
-                hi = F[i].hi;
-                hi_ex = false;
-            }
+    if (!json_is_string(fmt)) return;
+    static const struct {
+        const char *name;
+        double lo, hi;
+    } F[] = {{"int8", -128, 127},
+             {"int16", -32768, 32767},
+             {"int32", -2147483648.0, 2147483647.0},
+             {"int64", -9223372036854775808.0, 9223372036854775807.0},
+             {"uint8", 0, 255},
+             {"uint16", 0, 65535},
+             {"uint32", 0, 4294967295.0},
+             {"uint64", 0, 18446744073709551615.0}};
+    for (size_t i = 0; i < sizeof F / sizeof *F; i++) {
+        if (strcmp(json_string_value(fmt), F[i].name)) continue;
+        N.types &= ~T_NUM;
+        if (F[i].lo > b->lo || (F[i].lo == b->lo && b->lo_ex)) {
+            b->lo = F[i].lo;
+            b->lo_ex = false;
+        }
+        if (F[i].hi < b->hi || (F[i].hi == b->hi && b->hi_ex)) {
+            b->hi = F[i].hi;
+            b->hi_ex = false;
         }
     }
+#undef N
+}
+
+/* The node's integer bounds and multiple, its number bounds, and whether any value is left. */
+static int numeric_store(compiler *c, int id, nbounds b, int64_t K, int d) {
+#define N (c->g->nodes[id])
+    double lo = b.lo, hi = b.hi;
+    bool lo_ex = b.lo_ex, hi_ex = b.hi_ex;
     /* integers (bounds beyond what 16 digits can write clamp to the limit; none left: an error
      * below) */
     double ilo = lo_ex ? floor(lo) + 1 : ceil(lo), ihi = hi_ex ? ceil(hi) - 1 : floor(hi);
@@ -576,11 +596,11 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
     if (K) {
         int64_t p10 = 1;
         for (int i = 0; i < d; i++) p10 *= 10;
-        int64_t a = K, b = p10;
-        while (b) {
-            int64_t t = a % b;
-            a = b;
-            b = t;
+        int64_t a = K, r = p10;
+        while (r) {
+            int64_t t = a % r;
+            a = r;
+            r = t;
         }
         N.imult = K / a;
     }
@@ -600,6 +620,17 @@ static int compile_numeric(compiler *c, json_t *s, int id) {
         return fail(c, "number bounds beyond 15 digits are not supported: 'minimum'/'maximum'");
     return 0;
 #undef N
+}
+
+/* Bounds and multipleOf of integers and numbers: numeric_bounds, numeric_multiple, numeric_format,
+ * numeric_store. */
+static int compile_numeric(compiler *c, json_t *s, int id) {
+    nbounds b = {-INFINITY, INFINITY, false, false};
+    int64_t K = 0;
+    int d = 0;
+    if (numeric_bounds(c, s, &b) || numeric_multiple(c, s, id, &K, &d)) return -1;
+    numeric_format(c, s, id, &b);
+    return numeric_store(c, id, b, K, d);
 }
 
 static int compile_string(compiler *c, json_t *s, int id) {
