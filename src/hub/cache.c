@@ -17,8 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *dup_printf(const char *fmt, ...) {
+char *hub_strdup_printf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char *s = NULL;
@@ -31,10 +30,10 @@ char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p) {
     if (p && p->cache_dir) return strdup(p->cache_dir);
     const char *e = getenv("HF_HUB_CACHE");
     if (e && *e) return strdup(e);
-    if ((e = getenv("HF_HOME")) && *e) return dup_printf("%s/hub", e);
-    if ((e = getenv("XDG_CACHE_HOME")) && *e) return dup_printf("%s/huggingface/hub", e);
+    if ((e = getenv("HF_HOME")) && *e) return hub_strdup_printf("%s/hub", e);
+    if ((e = getenv("XDG_CACHE_HOME")) && *e) return hub_strdup_printf("%s/huggingface/hub", e);
     const char *home = getenv("HOME");
-    return dup_printf("%s/.cache/huggingface/hub", home && *home ? home : ".");
+    return hub_strdup_printf("%s/.cache/huggingface/hub", home && *home ? home : ".");
 }
 
 bool lfm2c_hub_quant_of(const char *name, char *out, size_t cap) {
@@ -88,7 +87,7 @@ static void visit_snapshot(const char *repo, const char *snap, lfm2c_hub_visit f
     while ((f = readdir(fd))) {
         size_t n = strlen(f->d_name);
         if (n < 5 || strcasecmp(f->d_name + n - 5, ".gguf")) continue;
-        char *full = dup_printf("%s/%s", snap, f->d_name);
+        char *full = hub_strdup_printf("%s/%s", snap, f->d_name);
         struct stat st;
         if (full && stat(full, &st) == 0 && S_ISREG(st.st_mode)) { /* a dangling link: its blob was removed */
             char q[32] = "";
@@ -116,12 +115,12 @@ void lfm2c_hub_list(const char *cache, const char *only_repo, lfm2c_hub_visit fn
         char repo[512];
         if (!repo_of_dir(e->d_name, repo, sizeof repo)) continue;
         if (only_repo && strcasecmp(repo, only_repo)) continue;
-        char *snaps = dup_printf("%s/%s/snapshots", cache, e->d_name);
+        char *snaps = hub_strdup_printf("%s/%s/snapshots", cache, e->d_name);
         DIR *sd = snaps ? opendir(snaps) : NULL;
         struct dirent *c;
         while (sd && (c = readdir(sd))) {
             if (c->d_name[0] == '.') continue;
-            char *snap = dup_printf("%s/%s", snaps, c->d_name);
+            char *snap = hub_strdup_printf("%s/%s", snaps, c->d_name);
             if (snap) visit_snapshot(repo, snap, fn, user);
             free(snap);
         }
@@ -148,7 +147,7 @@ static void rm_one(void *u, const lfm2c_hub_file *f) {
     ssize_t n = readlink(f->path, target, sizeof target - 1);
     if (n > 0) {
         target[n] = 0;
-        char *blob = target[0] == '/' ? strdup(target) : dup_printf("%s/%s", f->snapshot, target);
+        char *blob = target[0] == '/' ? strdup(target) : hub_strdup_printf("%s/%s", f->snapshot, target);
         if (blob && unlink(blob) && errno != ENOENT) {
             lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", blob, strerror(errno));
             free(blob);

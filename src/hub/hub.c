@@ -30,16 +30,6 @@
 
 /* ---------- small helpers ---------- */
 
-static char *xstrdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xstrdup_printf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-    va_end(ap);
-    return s;
-}
-
 static int mkdirs(const char *path) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
@@ -141,7 +131,7 @@ typedef struct {
 static struct curl_slist *auth_headers(const hub_ctx *h) {
     struct curl_slist *l = curl_slist_append(NULL, "User-Agent: lfm2c");
     if (h->token && *h->token) {
-        char *a = xstrdup_printf("Authorization: Bearer %s", h->token);
+        char *a = hub_strdup_printf("Authorization: Bearer %s", h->token);
         if (a) l = curl_slist_append(l, a);
         free(a);
     }
@@ -404,7 +394,7 @@ static int judge(const hub_ctx *h, dl_state *d, CURLcode cr, long code, const ch
  * doubling pause, verified against sha_expect: 0, or -1 with the error set. */
 static int download_blob(const hub_ctx *h, const char *url, const char *name, const char *sha_expect, uint64_t size,
                          const char *blob, lfm2c_error *err) {
-    char *part = xstrdup_printf("%s.incomplete", blob);
+    char *part = hub_strdup_printf("%s.incomplete", blob);
     if (!part) {
         lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory");
         return -1;
@@ -567,7 +557,7 @@ static bool is_commit(const char *s) {
 
 /* the tree of `commit` as repo_file[] (files only) */
 static repo_file *list_tree(hub_ctx *h, const char *repo, const char *commit, int *nf, lfm2c_error *err) {
-    char *url = xstrdup_printf("%s/api/models/%s/tree/%s?recursive=true", h->endpoint, repo, commit);
+    char *url = hub_strdup_printf("%s/api/models/%s/tree/%s?recursive=true", h->endpoint, repo, commit);
     char *body = url ? http_get(h, url, repo, err) : NULL;
     free(url);
     if (!body) return NULL;
@@ -607,7 +597,7 @@ static repo_file *list_tree(hub_ctx *h, const char *repo, const char *commit, in
 }
 
 static int write_text(const char *path, const char *text) {
-    char *tmp = xstrdup_printf("%s.tmp%d", path, (int)getpid());
+    char *tmp = hub_strdup_printf("%s.tmp%d", path, (int)getpid());
     if (!tmp) return -1;
     FILE *f = fopen(tmp, "w");
     int bad = !f || fputs(text, f) < 0;
@@ -624,7 +614,7 @@ static int write_text(const char *path, const char *text) {
 /* snapshots/<commit>/<file> -> ../../blobs/<sha> (one more ../ per directory level of file) */
 static int link_snapshot(const char *repo_dir, const char *commit, const char *file, const char *sha,
                          lfm2c_error *err) {
-    char *dst = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, file);
+    char *dst = hub_strdup_printf("%s/snapshots/%s/%s", repo_dir, commit, file);
     if (!dst) return -1;
     char *slash = strrchr(dst, '/');
     *slash = 0;
@@ -634,7 +624,7 @@ static int link_snapshot(const char *repo_dir, const char *commit, const char *f
     for (const char *q = file; (q = strchr(q, '/')); q++) strncat(target, "../", sizeof target - strlen(target) - 1);
     strncat(target, "blobs/", sizeof target - strlen(target) - 1);
     strncat(target, sha, sizeof target - strlen(target) - 1);
-    char *tmp = xstrdup_printf("%s.lnk%d", dst, (int)getpid());
+    char *tmp = hub_strdup_printf("%s.lnk%d", dst, (int)getpid());
     if (ok && tmp) {
         unlink(tmp);
         ok = symlink(target, tmp) == 0 && rename(tmp, dst) == 0;
@@ -652,7 +642,7 @@ static int link_snapshot(const char *repo_dir, const char *commit, const char *f
 static char *resolve_offline(const char *repo_dir, const char *revision, const char *repo, const char *quant,
                              const char *file, lfm2c_error *err) {
     char commit[128] = "";
-    char *refp = xstrdup_printf("%s/refs/%s", repo_dir, revision);
+    char *refp = hub_strdup_printf("%s/refs/%s", repo_dir, revision);
     FILE *f = refp ? fopen(refp, "r") : NULL;
     free(refp);
     if (f) {
@@ -666,7 +656,7 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
         lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s is not in the cache (%s) and we are offline", repo, repo_dir);
         return NULL;
     }
-    char *snap = xstrdup_printf("%s/snapshots/%s", repo_dir, commit);
+    char *snap = hub_strdup_printf("%s/snapshots/%s", repo_dir, commit);
     DIR *d = snap ? opendir(snap) : NULL;
     if (!d) {
         lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s: snapshot %s is not in the cache and we are offline", repo,
@@ -680,7 +670,7 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
     struct dirent *de;
     while (fs && (de = readdir(d))) {
         if (de->d_name[0] == '.') continue;
-        char *full = xstrdup_printf("%s/%s", snap, de->d_name);
+        char *full = hub_strdup_printf("%s/%s", snap, de->d_name);
         struct stat st;
         bool ok = full && stat(full, &st) == 0 && S_ISREG(st.st_mode);
         free(full);
@@ -701,7 +691,7 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
     int idx[256];
     if (fs) {
         int n = choose(fs, nf, quant, file, idx, repo, err);
-        if (n > 0) out = xstrdup_printf("%s/%s", snap, fs[idx[0]].path);
+        if (n > 0) out = hub_strdup_printf("%s/%s", snap, fs[idx[0]].path);
         else if (err) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%.400s (offline: looked only in the cache)", err->msg);
@@ -755,7 +745,7 @@ static bool parse_spec(const char *spec, char repo[256], char quant[32], lfm2c_e
 
 /* The revision's commit id, from the Hub's model info: false with the error set. */
 static bool fetch_commit(hub_ctx *h, const char *repo, const char *revision, char commit[128], lfm2c_error *err) {
-    char *url = xstrdup_printf("%s/api/models/%s/revision/%s", h->endpoint, repo, revision);
+    char *url = hub_strdup_printf("%s/api/models/%s/revision/%s", h->endpoint, repo, revision);
     char *body = url ? http_get(h, url, repo, err) : NULL;
     free(url);
     if (!body) return false;
@@ -774,7 +764,7 @@ static bool fetch_commit(hub_ctx *h, const char *repo, const char *revision, cha
 static int fetch_files(hub_ctx *h, const char *repo_dir, const char *repo, const char *commit, const char *revision,
                        const repo_file *fs, const int *idx, int n, lfm2c_error *err) {
     const lfm2c_hub_params *p = h->p;
-    char *blobs = xstrdup_printf("%s/blobs", repo_dir), *refs = xstrdup_printf("%s/refs", repo_dir);
+    char *blobs = hub_strdup_printf("%s/blobs", repo_dir), *refs = hub_strdup_printf("%s/refs", repo_dir);
     int mk = blobs && refs && !mkdirs(blobs) && !mkdirs(refs) ? 0 : -1;
     if (mk) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot create '%s': %s", repo_dir, strerror(errno));
     free(blobs);
@@ -787,14 +777,14 @@ static int fetch_files(hub_ctx *h, const char *repo_dir, const char *repo, const
                             rf->path);
             return -1;
         }
-        char *blob = xstrdup_printf("%s/blobs/%s", repo_dir, rf->sha);
+        char *blob = hub_strdup_printf("%s/blobs/%s", repo_dir, rf->sha);
         struct stat st;
         int rc = 0;
         if (!blob) rc = -1;
         else if (stat(blob, &st) == 0 && (uint64_t)st.st_size == rf->size) {
             if (p->progress) p->progress(p->progress_user, rf->path, rf->size, rf->size, rf->size, true);
         } else {
-            char *furl = xstrdup_printf("%s/%s/resolve/%s/%s", h->endpoint, repo, commit, rf->path);
+            char *furl = hub_strdup_printf("%s/%s/resolve/%s/%s", h->endpoint, repo, commit, rf->path);
             rc = furl ? download_blob(h, furl, rf->path, rf->sha, rf->size, blob, err) : -1;
             free(furl);
         }
@@ -802,7 +792,7 @@ static int fetch_files(hub_ctx *h, const char *repo_dir, const char *repo, const
         free(blob);
         if (rc) return -1;
     }
-    char *ref = xstrdup_printf("%s/refs/%s", repo_dir, revision);
+    char *ref = hub_strdup_printf("%s/refs/%s", repo_dir, revision);
     const int rc = !ref || write_text(ref, commit) ? -1 : 0;
     if (rc) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", ref ? ref : "refs", strerror(errno));
     free(ref);
@@ -855,7 +845,7 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     char *cache = lfm2c_hub_cache_dir(p);
     char *repo_slash = strchr(repo, '/');
     char *repo_dir =
-        cache ? xstrdup_printf("%s/models--%.*s--%s", cache, (int)(repo_slash - repo), repo, repo_slash + 1) : NULL;
+        cache ? hub_strdup_printf("%s/models--%.*s--%s", cache, (int)(repo_slash - repo), repo, repo_slash + 1) : NULL;
     free(cache);
     if (!repo_dir) {
         lfm2c_set_error(err, LFM2C_HUB_E_IO, "out of memory");
@@ -895,7 +885,7 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     if (!got && !cached && h.unreached) no_network(err);
     if (got && (fs = list_tree(&h, repo, commit, &nf, err)) && (n = choose(fs, nf, quant, file, idx, repo, err)) > 0 &&
         !fetch_files(&h, repo_dir, repo, commit, revision, fs, idx, n, err))
-        out = xstrdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
+        out = hub_strdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
     if (!out && cached && err && err->code == LFM2C_HUB_E_NET) out = fall_back_to_cache(p, cached, err), cached = NULL;
     free(cached);
     free_files(fs, nf);

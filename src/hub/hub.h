@@ -50,6 +50,8 @@ typedef struct lfm2c_hub_params {
 char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params *p, lfm2c_error *err);
 
 /* The cache directory the parameters resolve to (malloc'd). */
+/* A printf-formatted string in malloc'd memory (NULL when out of memory); cache.c's, for both. */
+char *hub_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p);
 
 /* Extracts the quant tag of a GGUF file name ("LFM2-1.2B-Q4_K_M.gguf" -> "Q4_K_M", upper case)
