@@ -131,14 +131,15 @@ async function ttfts(base) {
   return rows;
 }
 
-/* tokens/s of `streams` streams on each model of ids at once */
+/* tokens/s of `streams` streams on each model of ids at once: each model's tokens over the time
+ * until its own last stream ended (not the other's: a fast model beside a slow one ends first) */
 async function rate(base, ids) {
   const t0 = performance.now();
   const all = await Promise.all(ids.flatMap((id) => Array.from({ length: streams }, () => stream(base, id, nTok)
-    .then((s) => ({ id, ...s })))));
-  const wall = (performance.now() - t0) / 1000;
+    .then((s) => ({ id, ...s, end: performance.now() })))));
   return ids.map((id) => {
     const mine = all.filter((s) => s.id === id);
+    const wall = (Math.max(...mine.map((s) => s.end)) - t0) / 1000;
     return { id, tok_s: mine.reduce((a, s) => a + s.n, 0) / wall };
   });
 }

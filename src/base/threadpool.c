@@ -91,6 +91,25 @@ typedef struct threadpool_worker_arg {
     int i;
 } worker_arg;
 
+/* One caller of threadpool_turn_begin (a model on the shared pool): the time its turns took,
+ * and how many of its calls wait or run. */
+enum { TURN_CALLERS = 32 };
+typedef struct turn_caller {
+    const void *key;
+    double vtime;
+    double last_end; /* when its last turn ended */
+    int users;
+} turn_caller;
+/* How long the next turn is held for a caller that ran less and just ended a turn: its thread
+ * needs a moment (sampling, the answers' text) before it asks again, and without the wait a
+ * caller always ready would take every such moment (plain alternation, whatever the passes cost). */
+#define TURN_GRACE_S 0.002
+typedef struct turn_waiter {
+    unsigned long ticket;
+    int caller;
+    struct turn_waiter *next;
+} turn_waiter;
+
 struct threadpool {
     int n;          /* indices per job (the pool's size, as asked) */
     int started;    /* threads running them, the caller included: min(n, CPUs) */
@@ -108,10 +127,15 @@ struct threadpool {
     atomic_int *stat_fd; /* each worker's /proc/thread-self/schedstat, or -1 */
     worker_arg *wargs;
     adapt ad; /* touched by the caller of threadpool_run / threadpool_step only */
-    /* turns (threadpool_turn_begin): tickets handed out and served, in order */
+    /* turns (threadpool_turn_begin): who waits, each caller's time in turns, the turn running */
     pthread_mutex_t turn_mu;
     pthread_cond_t turn_cv;
-    unsigned long next_ticket, serving;
+    struct turn_waiter *waiters; /* in ticket order */
+    turn_caller callers[TURN_CALLERS];
+    unsigned long next_ticket;
+    double vfloor; /* the time in turns of the caller whose turn began last */
+    bool turn_busy;
+    double turn_t0; /* when the running turn began */
 #if !defined(__linux__)
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -472,18 +496,100 @@ int threadpool_size(const threadpool *p) { return p ? p->n : 1; }
 
 /* ---- turns, and the shared pool ---- */
 
-void threadpool_turn_begin(threadpool *p) {
+/* The caller slot of key (lock held): its own (kept while it pauses between turns, so the time
+ * its turns took still counts), else an unused one, else an idle one. A caller
+ * starting again after a pause starts no lower than the floor: time it did not use is not saved
+ * up for later. */
+static int turn_caller_of(threadpool *p, const void *key) {
+    int slot = -1;
+    for (int i = 0; i < TURN_CALLERS && slot < 0; i++)
+        if (p->callers[i].key == key) slot = i;
+    for (int i = 0; i < TURN_CALLERS && slot < 0; i++)
+        if (!p->callers[i].key) slot = i;
+    for (int i = 0; i < TURN_CALLERS; i++)
+        if (slot < 0 && p->callers[i].users == 0) slot = i;
+    if (slot < 0) return 0; /* more callers at once than slots: they share the first slot */
+    turn_caller *c = &p->callers[slot];
+    if (c->key != key) c->key = key, c->vtime = p->vfloor;
+    if (c->users == 0 && c->vtime < p->vfloor) c->vtime = p->vfloor;
+    return slot;
+}
+
+/* The waiter whose turn is next: the least time in turns, the earliest ticket among equals. */
+static const turn_waiter *turn_next(const threadpool *p) {
+    const turn_waiter *best = NULL;
+    for (const turn_waiter *w = p->waiters; w; w = w->next)
+        if (!best || p->callers[w->caller].vtime < p->callers[best->caller].vtime) best = w;
+    return best;
+}
+
+/* Until when the turn waits for an idle caller that ran less than vtime and ended a turn within
+ * TURN_GRACE_S; 0: for none (lock held). */
+static double turn_grace_until(const threadpool *p, double vtime, double now) {
+    double until = 0;
+    for (int i = 0; i < TURN_CALLERS; i++) {
+        const turn_caller *c = &p->callers[i];
+        if (c->key && c->users == 0 && c->vtime < vtime && c->last_end + TURN_GRACE_S > now &&
+            c->last_end + TURN_GRACE_S > until)
+            until = c->last_end + TURN_GRACE_S;
+    }
+    return until;
+}
+
+static void turn_wait_until(threadpool *p, double until) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double rel = until - lfm2c_now_s();
+    if (rel <= 0) return;
+    long ns = ts.tv_nsec + (long)(rel * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(&p->turn_cv, &p->turn_mu, &ts);
+}
+
+void threadpool_turn_begin(threadpool *p, const void *key) {
     if (!p) return;
     pthread_mutex_lock(&p->turn_mu);
-    const unsigned long mine = p->next_ticket++;
-    while (p->serving != mine) pthread_cond_wait(&p->turn_cv, &p->turn_mu);
+    turn_waiter me = {.ticket = p->next_ticket++, .caller = turn_caller_of(p, key)};
+    p->callers[me.caller].users++;
+    turn_waiter **tail = &p->waiters;
+    while (*tail) tail = &(*tail)->next;
+    *tail = &me;
+    for (;;) {
+        if (p->turn_busy || turn_next(p) != &me) {
+            pthread_cond_wait(&p->turn_cv, &p->turn_mu);
+            continue;
+        }
+        double until = turn_grace_until(p, p->callers[me.caller].vtime, lfm2c_now_s());
+        if (until == 0) break;
+        turn_wait_until(p, until);
+    }
+    for (turn_waiter **w = &p->waiters; *w; w = &(*w)->next)
+        if (*w == &me) {
+            *w = me.next;
+            break;
+        }
+    p->turn_busy = true;
+    p->vfloor = p->callers[me.caller].vtime;
+    p->turn_t0 = lfm2c_now_s();
     pthread_mutex_unlock(&p->turn_mu);
 }
 
-void threadpool_turn_end(threadpool *p) {
+void threadpool_turn_end(threadpool *p, const void *key) {
     if (!p) return;
     pthread_mutex_lock(&p->turn_mu);
-    p->serving++;
+    int c = 0;
+    for (int i = 0; i < TURN_CALLERS; i++)
+        if (p->callers[i].key == key && p->callers[i].users > 0) {
+            c = i;
+            break;
+        }
+    /* (not found: the slots were full and it shared slot 0) */
+    const double now = lfm2c_now_s();
+    p->callers[c].vtime += now - p->turn_t0;
+    p->callers[c].last_end = now;
+    p->callers[c].users--;
+    p->turn_busy = false;
     pthread_cond_broadcast(&p->turn_cv);
     pthread_mutex_unlock(&p->turn_mu);
 }

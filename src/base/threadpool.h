@@ -25,11 +25,16 @@ int threadpool_default_threads(void);
 int threadpool_available_cpus(void);
 
 /* Several callers of one pool (models sharing it, lfm2c_model_params.shared_threads): each wraps
- * its unit of work (a forward pass) in a turn, and turns are given first come, first served, so a
- * caller waits at most for the turns asked before its own (one per other caller in a steady
- * loop), never for a run of another's. A pool used by one caller needs none. */
-void threadpool_turn_begin(threadpool *p);
-void threadpool_turn_end(threadpool *p);
+ * its unit of work (a forward pass) in a turn, naming itself by key (its model). Turns share the
+ * pool's time fairly: the next turn goes to the waiting caller whose turns have taken the least
+ * time (first come, first served among equals), and a caller that starts waiting after a pause
+ * starts level with the caller that ran last; the pool is held up to 2 ms for a caller that ran
+ * less and has just ended a turn (its thread samples before asking again). So a caller waits at most for one turn of each
+ * other caller before its first, and two busy callers each get about half of the time whatever
+ * their passes cost (with plain alternation a cheap pass waited for an expensive one each time).
+ * A pool used by one caller needs none. */
+void threadpool_turn_begin(threadpool *p, const void *key);
+void threadpool_turn_end(threadpool *p, const void *key);
 /* The process's shared pool, made by the first call (n_threads as threadpool_new takes it; later
  * calls get the same pool whatever they ask) and freed by the last put; NULL as threadpool_new. */
 threadpool *threadpool_shared_get(int n_threads);

@@ -211,9 +211,9 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
             s->tokens[s->n_past++] = tok;
             off++;
         }
-        if (nt && m->pool_shared) threadpool_turn_begin(m->pool); /* models sharing the pool take turns */
+        if (nt && m->pool_shared) threadpool_turn_begin(m->pool, m); /* models sharing the pool take turns */
         if (nt) rc = m->backend->forward(m, toks, nt, err);
-        if (nt && m->pool_shared) threadpool_turn_end(m->pool);
+        if (nt && m->pool_shared) threadpool_turn_end(m->pool, m);
         for (int t = 0; t < nt; t++)
             if (t + 1 == nt || toks[t + 1].seq != toks[t].seq) ckpt_forward_done(toks[t].seq, rc == 0);
     }

@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #endif
 #include "base/threadpool.h"
+#include "base/clock.h"
 #include "test.h"
 
 #include <pthread.h>
@@ -262,12 +263,12 @@ static void *busy_turns(void *arg) {
     turns *t = arg;
     atomic_int runs = 0;
     while (!atomic_load(&t->stop)) {
-        threadpool_turn_begin(t->p);
+        threadpool_turn_begin(t->p, t);
         threadpool_run(t->p, add_fn, &runs);
         struct timespec ts = {0, 2 * 1000 * 1000};
         nanosleep(&ts, NULL);
         atomic_fetch_add(&t->done, 1);
-        threadpool_turn_end(t->p); /* and at once the next */
+        threadpool_turn_end(t->p, t); /* and at once the next */
     }
     return NULL;
 }
@@ -283,10 +284,10 @@ static void check_turns(void) {
         struct timespec ts = {0, 3 * 1000 * 1000};
         nanosleep(&ts, NULL);
         int before = atomic_load(&t.done);
-        threadpool_turn_begin(t.p);
+        threadpool_turn_begin(t.p, &runs);
         int waited = atomic_load(&t.done) - before; /* the other's turns that ended meanwhile */
         threadpool_run(t.p, add_fn, &runs);
-        threadpool_turn_end(t.p);
+        threadpool_turn_end(t.p, &runs);
         if (waited > worst) worst = waited;
     }
     atomic_store(&t.stop, true);
@@ -299,6 +300,52 @@ static void check_turns(void) {
     threadpool *again = threadpool_shared_get(1);
     CHECK(again && threadpool_size(again) == 1, "the last put freed it: a new one is made");
     threadpool_shared_put(again);
+}
+
+/* Two callers taking turn after turn, one's turns 4 times as long as the other's: each gets
+ * about half the pool's time (plain alternation gave the short one a fifth), also when the short
+ * one pauses a little before asking again (as a model's scheduler samples between passes). */
+typedef struct fair {
+    threadpool *p;
+    long pass_us, gap_us; /* each turn's length, and the pause before asking again */
+    double busy_s;        /* time in its own turns */
+    int turns;
+    atomic_bool *stop;
+} fair;
+
+static void *fair_turns(void *arg) {
+    fair *f = arg;
+    while (!atomic_load(f->stop)) {
+        threadpool_turn_begin(f->p, f);
+        double t0 = lfm2c_now_s();
+        struct timespec ts = {0, f->pass_us * 1000};
+        nanosleep(&ts, NULL);
+        f->busy_s += lfm2c_now_s() - t0;
+        f->turns++;
+        threadpool_turn_end(f->p, f);
+        struct timespec gap = {0, f->gap_us * 1000};
+        if (f->gap_us) nanosleep(&gap, NULL);
+    }
+    return NULL;
+}
+
+static void check_fair_turns(long gap_us) {
+    threadpool *p = threadpool_new(1);
+    atomic_bool stop = false;
+    fair a = {p, 1000, gap_us, 0, 0, &stop}, b = {p, 4000, 0, 0, 0, &stop};
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, fair_turns, &a);
+    pthread_create(&tb, NULL, fair_turns, &b);
+    struct timespec ts = {0, 600 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    atomic_store(&stop, true);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    double share = a.busy_s / (a.busy_s + b.busy_s);
+    CHECK(share > 0.3 && share < 0.7 && a.turns > 2 * b.turns,
+          "the short caller's share of the time %.2f (%d turns, the long one's %d; pauses of %ld us): want about half",
+          share, a.turns, b.turns, gap_us);
+    threadpool_free(p);
 }
 
 int main(void) {
@@ -314,6 +361,8 @@ int main(void) {
     check_sleep_and_shutdown();
     check_bounds();
     check_turns();
+    check_fair_turns(0);
+    check_fair_turns(300);
     pthread_t t;
     int pinned = 0;
     pthread_create(&t, NULL, pinned_default, &pinned);
