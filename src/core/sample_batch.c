@@ -1,9 +1,11 @@
 /* sample_batch.c — decode_batch_sample (sample_batch.h): sets each session's dev_sample for the
- * forward, decodes, then samples on the host every item the backend left (SMP_PENDING: the CPU
- * backend, the CUDA one without LFM2C_CUDA_SAMPLE=1, a sampler with a filter hook; SMP_HOST: more
- * candidates than the device sorts) and moves the device-sampled items' counters on. */
+ * forward (where the backend has BACKEND_CAP_SAMPLE), decodes, then samples on the host every
+ * item the backend left (SMP_PENDING: the CPU backend, the CUDA one without LFM2C_CUDA_SAMPLE=1,
+ * a sampler with a filter hook; SMP_HOST: more candidates than the device sorts) and moves the
+ * device-sampled items' counters on. */
 #include "core/sample_batch.h"
 
+#include "core/backend.h"
 #include "core/model.h"
 #include "core/sampler.h"
 #include "core/session.h"
@@ -66,7 +68,7 @@ int decode_batch_sample(lfm2c_session **ss, const int32_t *const *tokens, const 
             return -1;
         }
         items[i].out.status = SMP_PENDING;
-        ss[i]->dev_sample = &items[i];
+        ss[i]->dev_sample = backend_has(ss[i]->model, BACKEND_CAP_SAMPLE) ? &items[i] : NULL;
     }
     int rc = lfm2c_decode_batch(ss, tokens, n, modes, n_items, err);
     free(modes);
@@ -75,7 +77,11 @@ int decode_batch_sample(lfm2c_session **ss, const int32_t *const *tokens, const 
     for (int i = 0; i < n_items; i++) {
         sample_item *it = &items[i];
         if (it->out.status == SMP_PENDING || it->out.status == SMP_HOST) sample_host(ss[i], it);
-        else if (it->out.drew) sampler_drew(it->smp);
+        else {
+            if (it->out.drew) sampler_drew(it->smp);
+            /* its row stayed on the device: none here, and none for a checkpoint to keep */
+            ss[i]->n_rows = ss[i]->rows_end = 0;
+        }
     }
     return 0;
 }

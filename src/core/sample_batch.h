@@ -15,7 +15,8 @@ extern "C" {
  * (lfm2c_session.dev_sample) while the forward runs, fills `out` for the rows it sampled and
  * leaves SMP_PENDING (or sets SMP_HOST) where the host must; it never changes the sampler (the
  * host moves its counter on when out.drew). A device-sampled item's logits row is not copied to
- * the session (lfm2c_session_logits is not current for it). */
+ * the session: the session then has no logits rows (lfm2c_session_logits NULL, no checkpoint
+ * keeps them). */
 enum { SMP_PENDING = -4 };
 typedef struct sample_item {
     lfm2c_sampler *smp;

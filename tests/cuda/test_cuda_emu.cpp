@@ -797,6 +797,8 @@ static void check_device_sampling(synth_config c) {
             }
             CHECK(i != 3 || (mask[id[i].out.token >> 5] >> (id[i].out.token & 31) & 1), "masked token drawn");
             CHECK(i != 4 || id[i].out.token % 2 == 0, "the filter's odd token drawn");
+            /* a row sampled on the device never reached the host: the session has none */
+            CHECK((lfm2c_session_logits(sd[i], 0) == NULL) == (id[i].out.drew || i == 0), "session %d's logits row", i);
             next_d[i] = id[i].out.token >= 0 ? id[i].out.token : 0, next_h[i] = ih[i].out.token >= 0 ? ih[i].out.token : 0;
         }
     }
