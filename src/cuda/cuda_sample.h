@@ -15,8 +15,8 @@ extern "C" {
 /* Samples n rows: job i reads logits row jobs[i].row (rows ldl floats apart, n_vocab used), its
  * arrays at byte offsets in arena, and writes out[i]; work holds n * n_vocab floats (the rows as
  * biased, penalized and masked). Every pointer is a device pointer. Queued on cq's stream. */
-void cu_sample(cu_q *cq, const float *logits, size_t ldl, int n_vocab, const smp_job *jobs, int n,
-               const uint8_t *arena, float *work, smp_out *out);
+void cu_sample(cu_q *cq, const float *logits, size_t ldl, int n_vocab, const smp_job *jobs, int n, const uint8_t *arena,
+               float *work, smp_out *out);
 
 /* The backend's side of decode_batch_sample (sample_step.cu), one per model. */
 struct cu_sampler;
