@@ -72,6 +72,16 @@ int lfm2c_kv_type_from_name(const char *name);
 const char *lfm2c_kv_type_name(int type);
 /* Bytes of CPU KV cache that n_tokens positions of one sequence take with the model's types. */
 size_t lfm2c_kv_cache_bytes(const lfm2c_model *model, int n_tokens);
+/* The GPU memory plan: what a CUDA card holds of the model for n_slots sequences of n_ctx
+ * positions (the weights as stored, the KV cache, BF16 copies of the non-expert linears and of
+ * the experts, docs/CUDA.md), as text in buf. free_bytes: the card's free memory, 0 for the CUDA
+ * device's own (an error where there is none); cap_bytes: at most that (0: none). The KV cache is
+ * F32 where the model's -ctk and -ctv both are, else F16. Returns the text's length, or -1. */
+/* "80G", "80GB", "512M", "1073741824" -> bytes (K / M / G / T as powers of 1024, a fraction
+ * allowed: "79.5G"); 0 for anything else. */
+uint64_t lfm2c_parse_size(const char *s);
+int lfm2c_memory_plan(const lfm2c_model *model, uint64_t free_bytes, uint64_t cap_bytes, int n_slots, int n_ctx,
+                      char *buf, size_t cap, lfm2c_error *err);
 
 lfm2c_model_params lfm2c_model_default_params(void);
 lfm2c_model *lfm2c_model_open(const char *path, const lfm2c_model_params *params, lfm2c_error *err);

@@ -10,7 +10,7 @@
 # in the build folder between calls, each call rewrites the report from every stage run so far.
 # Without a GPU it says so, writes that into the report and exits 0.
 #
-#   scripts/gpu_check.sh [--stage all|build,correct,sanitize,speed,serve,bf16,vulkan] [--budget S]
+#   scripts/gpu_check.sh [--stage all|build,correct,sanitize,speed,serve,bf16,vulkan,throughput] [--budget S]
 #                        [--build-dir DIR] [--device cuda|cpu] [--arch CC] [--quick] OUTDIR
 #   scripts/gpu_check.sh --fetch-deps     (here, before the GPU call: .gpu-deps/, see below)
 #
@@ -49,7 +49,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ALL_STAGES="build correct sanitize speed serve bf16 vulkan"
+ALL_STAGES="build correct sanitize speed serve bf16 vulkan throughput"
 if [ "$fetch" = 1 ]; then
   mkdir -p "$ROOT/.gpu-deps" && cd "$ROOT/.gpu-deps" || exit 1
   apt-get download pkgconf pkgconf-bin libpkgconf3 libjansson4 libjansson-dev libmicrohttpd12 libmicrohttpd-dev \
@@ -788,6 +788,54 @@ stage_vulkan() {
   done
   echo | frag; cat "$WORK/logs/vulkan_table.md" | frag; echo | frag
   echo "{\"built\": true, \"tests_rc\": $rct, \"cli_rc\": $rcc, \"tests_skipped\": $skip}" >"$WORK/json/vulkan.json"
+}
+
+# ---- stage: throughput (issue 71: the batched server's figures, one call) ---------------------
+# cuBLASLt on this machine (bench/cublas_probe.cu, built with nvcc -lcublasLt: BF16 products of
+# the 24B-A2B's shapes at 64..8192 tokens, TFLOPS), the per-stage device time of a batched decode
+# at 1,024 sequences (LFM2C_CUDA_PROFILE=1: attention's share), `lfm2c bench -b 1024 -p 1024 -n 512`,
+# and serve under load at 1,024 clients.
+# GPU_CHECK_THROUGHPUT="B P N MAX_TOKENS CLIENTS TOKENS" sets other sizes.
+stage_throughput() {
+  begin_stage throughput
+  need_bin || return
+  local m; m=$(make_model q4_k_m) || { echo "- **could not make the Q4_K_M model**" | frag; return; }
+  local b=1024 p=1024 n=512 maxn=8192 clients=1024 tok=512
+  [ "$quick" = 1 ] && b=8 p=32 n=8 maxn=128 clients=4 tok=8
+  [ -n "${GPU_CHECK_THROUGHPUT:-}" ] && read -r b p n maxn clients tok <<<"$GPU_CHECK_THROUGHPUT"
+  local nvcc; nvcc=$(find_cuda_tool nvcc 2>/dev/null) || nvcc=
+  if [ "$device" = cuda ] && [ -n "$nvcc" ]; then
+    local ccs=${gpu_cc:-9.0}
+    run_step cublas_build 180 "$nvcc" -O2 -arch=sm_${ccs//./} -o "$WORK/cublas_probe" "$ROOT/bench/cublas_probe.cu" -lcublasLt
+    if [ "$RC" = 0 ]; then
+      run_step cublas_probe 150 "$WORK/cublas_probe" "$maxn"
+      echo "- cuBLASLt probe (BF16 x BF16 -> F32, the 24B-A2B's shapes, 64..$maxn tokens): $(rc_word "$RC") in ${DUR}s" | frag
+      echo | frag; grep -E "^\||^cuBLASLt" "$WORK/logs/cublas_probe.log" | frag; echo | frag
+    else
+      echo "- cuBLASLt probe: **could not build** (no libcublasLt with this toolkit?)" | frag; tailog cublas_build 6 | frag
+    fi
+  else
+    echo "- cuBLASLt probe: not run (device $device, nvcc ${nvcc:-not found})" | frag
+  fi
+  echo "| test | backend | tok/s | GB/s |" >"$WORK/logs/throughput_table.md"; echo "|---|---|---:|---:|" >>"$WORK/logs/throughput_table.md"
+  if [ "$device" = cuda ]; then
+    LFM2C_CUDA_PROFILE=1 run_bench tp_profile 150 -m "$m" --device cuda -b $b -p $p -n 4 -r 1
+    echo "- \`LFM2C_CUDA_PROFILE=1 lfm2c bench -b $b -p $p -n 4\` (the stages' device time, attention's among them): $(rc_word "$RC") in ${DUR}s" | frag
+    echo '```' | frag; sed -n '/^CUDA profile/,$p' "$WORK/logs/tp_profile.log" | head -30 | frag; echo '```' | frag
+  fi
+  run_bench tp_batched 300 -m "$m" --device "$device" -b $b -p $p -n $n -r 1
+  echo "- \`lfm2c bench --device $device -b $b -p $p -n $n\` (vLLM on an H100: 26.8K total tok/s; target ≥ 30K): $(rc_word "$RC") in ${DUR}s" | frag
+  bench_rows tp_batched >>"$WORK/logs/throughput_table.md"
+  echo | frag; cat "$WORK/logs/throughput_table.md" | frag
+  if "$BIN" --version 2>/dev/null | grep -q "server: yes"; then
+    local load=(python3 "$ROOT/bench/serve_load.py")
+    command -v node >/dev/null 2>&1 && [ "${GPU_CHECK_NO_NODE:-0}" != 1 ] && load=(node "$ROOT/bench/serve_load.mjs" --skip-reuse 1)
+    run_step tp_serve 420 "${load[@]}" --lfm2c "$BIN" --model "$m" --device "$device" --np $clients --tokens $tok --levels $clients
+    echo "- \`serve --device $device -np $clients\` under $(basename "${load[1]}") at $clients clients, $tok tokens each (short fixed prompts, not yet vLLM's random ones up to 1,024): $(rc_word "$RC") in ${DUR}s" | frag
+    echo | frag; grep -E "^\|" "$WORK/logs/tp_serve.log" | frag
+  else
+    echo "- serve: not run (built without the server)" | frag
+  fi
 }
 
 # ---- run the stages asked for -----------------------------------------------------------------

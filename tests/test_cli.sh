@@ -225,6 +225,14 @@ expect_err() { # what, pattern, command...
 expect_err "missing file" "cannot open" "$bin" run -m "$tmp/none.gguf" -p x
 echo "plain text" > "$tmp/text.gguf"
 expect_err "not gguf" "not a GGUF" "$bin" info -m "$tmp/text.gguf"
+# info's GPU memory plan (core/mem_plan.c): 4 slots of 1024 on an 80 GiB card fit, with BF16
+# copies; on 2 GiB they do not (1 GiB + 2% stay free); a cap below the card's memory is its budget
+"$bin" info -m data/lfm2-kq-moe-q4_k_m.gguf --gpu-mem 80G -np 4 -c 1024 >"$tmp/plan" 2>&1 &&
+  grep -q "memory plan: 4 slots x 1024 positions" "$tmp/plan" && grep -q "BF16 experts .* yes" "$tmp/plan" &&
+  grep -q ": fits" "$tmp/plan" && ok || bad "info --gpu-mem: $(cat "$tmp/plan")"
+"$bin" info -m data/lfm2-kq-moe-q4_k_m.gguf --gpu-mem 80G --gpu-mem-cap 1G -np 4 -c 1024 2>&1 |
+  grep -q "does not fit" && ok || bad "info --gpu-mem-cap 1G: fits"
+expect_err "gpu-mem size" "not a size" "$bin" info -m data/lfm2-kq-moe-q4_k_m.gguf --gpu-mem 80X
 head -c 100000 data/lfm2-tiny-dense-f32.gguf > "$tmp/trunc.gguf"
 expect_err "truncated" "truncated" "$bin" run -m "$tmp/trunc.gguf" -p x
 expect_err "prompt too long" "longer than the context" "$bin" run -m data/lfm2-tiny-dense-f32.gguf -p "a b c d e f g h i j k l m n o p" -c 8

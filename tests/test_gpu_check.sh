@@ -15,6 +15,9 @@ out=$(GPU_CHECK_NVIDIA_SMI=/nonexistent/nvidia-smi bash "$script" "$tmp/nogpu" 2
 echo "$out"
 [[ $rc == 0 && $out == *"no NVIDIA GPU here (nvidia-smi not found)"* ]] && ok || bad "no GPU: rc=$rc out=$out"
 grep -q "no NVIDIA GPU here" "$tmp/nogpu/report.md" 2>/dev/null && ok || bad "no GPU: report.md does not say why"
+# the throughput stage (issue 71) is a stage like the others: without a GPU, the same answer
+out=$(GPU_CHECK_NVIDIA_SMI=/nonexistent/nvidia-smi bash "$script" --stage throughput "$tmp/nogpu3" 2>&1); rc=$?
+[[ $rc == 0 && $out == *"no NVIDIA GPU here"* ]] && ok || bad "--stage throughput without a GPU: rc=$rc out=$out"
 # an nvidia-smi that finds no device (a driver without a GPU) counts as no GPU
 printf '#!/bin/sh\necho "No devices were found"\n' >"$tmp/smi"; chmod +x "$tmp/smi"
 out=$(GPU_CHECK_NVIDIA_SMI=$tmp/smi bash "$script" "$tmp/nogpu2" 2>&1); rc=$?

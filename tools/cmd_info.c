@@ -1,24 +1,49 @@
 /* cmd_info.c — `lfm2c info`: what a GGUF holds — architecture, layer plan, sizes, tensor types,
- * memory needed. */
+ * memory needed; with --device cuda or --gpu-mem, the GPU memory plan for -np slots of -c
+ * positions (lfm2c_memory_plan). */
 #include "cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+/* the GPU memory plan: --device cuda (the card's free memory) or --gpu-mem SIZE */
+static int print_plan(const lfm2c_model *m, const char *mem, const char *cap, int slots, int ctx) {
+    uint64_t free_b = mem ? lfm2c_parse_size(mem) : 0, cap_b = cap ? lfm2c_parse_size(cap) : 0;
+    if (mem && !free_b) return cli_fail("--gpu-mem %s: not a size (e.g. 80G)", mem);
+    if (cap && !cap_b) return cli_fail("--gpu-mem-cap %s: not a size (e.g. 80G)", cap);
+    char buf[2048];
+    lfm2c_error err = {0};
+    if (lfm2c_memory_plan(m, free_b, cap_b, slots, ctx, buf, sizeof buf, &err) < 0) return cli_fail("%s", err.msg);
+    fputs(buf, stdout);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *device = NULL, *gpu_mem = NULL, *gpu_cap = getenv("LFM2C_GPU_MEM_CAP");
     bool tensors = false;
+    int slots = 1, ctx = 4096;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (!strcmp(argv[i], "--device")) device = cli_device("--device", cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "--gpu-mem")) gpu_mem = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--gpu-mem-cap")) gpu_cap = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "-np") || !strcmp(argv[i], "--parallel")) slots = atoi(cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) ctx = atoi(cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n");
+            printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n"
+                   "                  [--device cuda | --gpu-mem SIZE] [--gpu-mem-cap SIZE] [-np SLOTS] [-c CTX]\n"
+                   "  --device cuda / --gpu-mem: also the GPU memory plan for SLOTS sequences of CTX positions\n"
+                   "  (the CUDA card's free memory, or SIZE such as 80G), at most --gpu-mem-cap\n"
+                   "  (or $LFM2C_GPU_MEM_CAP)\n");
             return 0;
         } else
             return cli_unknown_option(
                 "info", argv[i],
-                "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages");
+                "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages --device "
+                "--gpu-mem --gpu-mem-cap -np --parallel -c --ctx-size");
     }
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
@@ -98,6 +123,8 @@ int cmd_info(int argc, char **argv) {
            n_conv * 2.0 * in->n_embd * 4 / 1024);
     printf("special:      bos %d, eos %d, pad %d, add_bos %s\n", in->bos_id, in->eos_id, in->pad_id,
            in->add_bos ? "yes" : "no");
+    int rc = 0;
+    if (gpu_mem || (device && !strcmp(device, "cuda"))) rc = print_plan(m, gpu_mem, gpu_cap, slots, ctx);
     lfm2c_model_free(m);
-    return 0;
+    return rc;
 }

@@ -44,6 +44,10 @@ enum {
     /* Its forward reads the weights where the file is mapped in host memory: hugepages AUTO
      * copies them into 2 MB pages for it (lfm2c_model_params.hugepages). */
     BACKEND_CAP_HOST_WEIGHTS = 1u << 5,
+    /* Its forward may sample the rows of decode_batch_sample's items itself (session.h
+     * dev_sample, core/sample_batch.h: out filled, the logits row left on the device); without
+     * it the host samples every row from the logits. */
+    BACKEND_CAP_SAMPLE = 1u << 6,
 };
 
 typedef struct lfm2c_backend {

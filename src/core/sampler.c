@@ -3,6 +3,8 @@
  * decoding), then greedy or top-k → top-p → min-p → temperature → draw with a seeded RNG. */
 #include "core/sampler.h"
 
+#include "core/sample_math.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,14 +12,15 @@
 struct lfm2c_sampler {
     lfm2c_sampler_params p;
     int n_vocab;
-    uint64_t rng;
-    float *bias; /* NULL = none */
-    float *work; /* logits copy */
-    int *idx;    /* candidate ids */
-    float *prob; /* candidate weights */
-    int *counts; /* penalty counts per token */
+    uint64_t seed, draws; /* the generator (sample_math.h): draw n is smp_uniform(seed, n) */
+    float *bias;          /* NULL = none */
+    float *work;          /* logits copy */
+    int *idx;             /* candidate ids */
+    float *prob;          /* candidate weights */
+    int *counts;          /* penalty counts per token */
     lfm2c_logits_filter filter;
     void *filter_user;
+    const uint32_t *mask; /* sampler_set_mask: allowed tokens as bits, after the filter; NULL: all */
 };
 
 lfm2c_sampler_params lfm2c_sampler_default_params(void) {
@@ -49,7 +52,7 @@ lfm2c_sampler *lfm2c_sampler_new(const lfm2c_sampler_params *p, int n_vocab) {
     if (!s) return NULL;
     s->p = *p;
     s->n_vocab = n_vocab;
-    s->rng = p->seed ? p->seed : 0x9e3779b97f4a7c15ull;
+    s->seed = smp_seed(p->seed);
     s->work = malloc(sizeof(float) * (size_t)n_vocab);
     s->idx = malloc(sizeof(int) * (size_t)n_vocab);
     s->prob = malloc(sizeof(float) * (size_t)n_vocab);
@@ -83,13 +86,12 @@ void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *use
     s->filter_user = user;
 }
 
-/* splitmix64: small, seedable, good enough for sampling */
-static double next_uniform(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
+/* splitmix64 on a counter (sample_math.h): small, seedable, the same on a device */
+static double next_uniform(lfm2c_sampler *s) { return smp_uniform(s->seed, s->draws++); }
+
+/* The first position of the penalty window of a history of n_hist tokens. */
+static int window_from(const lfm2c_sampler_params *p, int n_hist) {
+    return p->repeat_last_n >= 0 && n_hist > p->repeat_last_n ? n_hist - p->repeat_last_n : 0;
 }
 
 static void apply_penalties(lfm2c_sampler *s, float *l, const int32_t *hist, int n_hist) {
@@ -97,15 +99,13 @@ static void apply_penalties(lfm2c_sampler *s, float *l, const int32_t *hist, int
     bool rep = p->repeat_penalty != 1.0f && p->repeat_penalty > 0;
     bool oai = p->presence_penalty != 0 || p->frequency_penalty != 0;
     if (!rep && !oai) return;
-    int from = 0;
-    if (p->repeat_last_n >= 0 && n_hist > p->repeat_last_n) from = n_hist - p->repeat_last_n;
+    int from = window_from(p, n_hist);
     for (int i = from; i < n_hist; i++)
         if (hist[i] >= 0 && hist[i] < s->n_vocab) s->counts[hist[i]]++;
     for (int i = from; i < n_hist; i++) {
         int t = hist[i];
         if (t < 0 || t >= s->n_vocab || s->counts[t] == 0) continue;
-        if (rep) l[t] = l[t] > 0 ? l[t] / p->repeat_penalty : l[t] * p->repeat_penalty;
-        l[t] -= (float)s->counts[t] * p->frequency_penalty + p->presence_penalty;
+        l[t] = smp_penalize(l[t], s->counts[t], rep, p->repeat_penalty, p->frequency_penalty, p->presence_penalty);
         s->counts[t] = 0; /* each distinct token once */
     }
 }
@@ -141,6 +141,9 @@ static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist
         for (int i = 0; i < V; i++) l[i] += s->bias[i];
     apply_penalties(s, l, hist, n_hist);
     if (s->filter) s->filter(s->filter_user, l, V);
+    if (s->mask)
+        for (int i = 0; i < V; i++)
+            if (!(s->mask[i >> 5] >> (i & 31) & 1)) l[i] = -INFINITY;
 
     if (p->temperature <= 0) { /* greedy: ties go to the lower id */
         int best = 0;
@@ -225,7 +228,7 @@ int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_
     int n = candidates(s, logits, hist, n_hist, &sum);
     if (n <= 0) return n == 0 ? -1 : n;
     if (s->p.temperature <= 0) return s->idx[0];
-    double r = next_uniform(&s->rng) * sum, c = 0;
+    double r = next_uniform(s) * sum, c = 0;
     int chosen = s->idx[n - 1];
     for (int i = 0; i < n; i++) {
         c += s->prob[i];
@@ -245,7 +248,7 @@ int sampler_probs(lfm2c_sampler *s, const float *logits, const int32_t *hist, in
     return n > 0 ? 0 : n == 0 ? -1 : n;
 }
 
-double sampler_uniform(lfm2c_sampler *s) { return next_uniform(&s->rng); }
+double sampler_uniform(lfm2c_sampler *s) { return next_uniform(s); }
 
 int32_t sampler_draw(lfm2c_sampler *s, const float *weights) {
     double sum = 0;
@@ -256,7 +259,7 @@ int32_t sampler_draw(lfm2c_sampler *s, const float *weights) {
             last = i;
         }
     if (last < 0) return -1;
-    double r = next_uniform(&s->rng) * sum, c = 0;
+    double r = next_uniform(s) * sum, c = 0;
     for (int i = 0; i < s->n_vocab; i++) {
         if (!(weights[i] > 0)) continue;
         c += weights[i];
@@ -266,3 +269,31 @@ int32_t sampler_draw(lfm2c_sampler *s, const float *weights) {
 }
 
 const lfm2c_sampler_params *sampler_params(const lfm2c_sampler *s) { return &s->p; }
+
+int sampler_job(const lfm2c_sampler *s, int n_hist, smp_job *j, int *hist_from, const float **bias) {
+    if (s->filter) return -1; /* a hook runs on the host only */
+    const lfm2c_sampler_params *p = &s->p;
+    bool rep = p->repeat_penalty != 1.0f && p->repeat_penalty > 0;
+    bool oai = p->presence_penalty != 0 || p->frequency_penalty != 0;
+    *j = (smp_job){.temperature = p->temperature,
+                   .top_p = p->top_p,
+                   .min_p = p->min_p,
+                   .top_k = p->top_k,
+                   .rep = rep,
+                   .repeat = p->repeat_penalty,
+                   .presence = p->presence_penalty,
+                   .frequency = p->frequency_penalty,
+                   .seed = s->seed,
+                   .counter = s->draws,
+                   .hist_off = -1,
+                   .bias_off = -1,
+                   .mask_off = -1,
+                   .n_logprobs = -1};
+    *hist_from = rep || oai ? window_from(p, n_hist) : n_hist;
+    *bias = s->bias;
+    return 0;
+}
+
+void sampler_drew(lfm2c_sampler *s) { s->draws++; }
+
+void sampler_set_mask(lfm2c_sampler *s, const uint32_t *mask) { s->mask = mask; }

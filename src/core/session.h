@@ -47,6 +47,8 @@ struct lfm2c_session {
     bool trail_ok;            /* trail_conv holds the state at trail_pos (a device backend keeps
                                    only this: rollback restores it and re-feeds the kept tokens) */
     int trail_alloc;          /* positions trail has room for */
+    /* the item decode_batch_sample samples this session's row into, during its forward (sample_batch.h) */
+    struct sample_item *dev_sample;
 };
 
 /* checkpoint.c: the session's checkpoints (session.c and the backends' forwards use them) */

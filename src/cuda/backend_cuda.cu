@@ -11,6 +11,7 @@ extern "C" {
 #include "backend_cuda.h"
 #include "cuda_kernels.h"
 #include "cuda_math.cuh"
+#include "cuda_sample.h"
 
 #include <cuda_runtime.h>
 #include <stdarg.h>
@@ -71,6 +72,7 @@ struct cu_model {
     int use_fin;                 /* LFM2C_CUDA_FUSE: which of a decode step's add + norm, routing, conv run in the GEMV before (FIN_*) */
     cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
     struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
+    cu_sampler *smp;             /* LFM2C_CUDA_SAMPLE=1: decode_batch_sample's rows sampled here (sample_step.cu) */
 };
 
 /* ---- profile: the device time of each stage of the forward, by name ------------------------- */
@@ -330,6 +332,8 @@ static int cuda_model_init(lfm2c_model *m, const lfm2c_model_params *, lfm2c_err
     const char *gl = getenv("LFM2C_CUDA_GLU");
     cm->use_glu = !(gl && !strcmp(gl, "0"));
     cm->use_fin = fin_parse(getenv("LFM2C_CUDA_FUSE")); /* all three slower on an H100: bench/GPU.md */
+    const char *se = getenv("LFM2C_CUDA_SAMPLE"); /* off until timed on a GPU (docs/CUDA.md) */
+    if (se && strcmp(se, "0")) cm->smp = cu_sampler_new();
     if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
         cudaGetLastError();
         cm->pass[0] = cm->pass[1] = nullptr;
@@ -370,6 +374,7 @@ static void cuda_model_free(lfm2c_model *m) {
     scratch_free(&cm->s);
     free_weights(cm);
     prof_free(cm);
+    cu_sampler_free(cm->smp);
     for (int i = 0; i < 2; i++)
         if (cm->pass[i]) cudaEventDestroy(cm->pass[i]);
     cudaStreamDestroy(cm->q.st);
@@ -816,8 +821,11 @@ static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
     }
     matmul(cm, &m->output, s->a, n_out, s->logits);
     prof_mark(cm, "output proj");
-    cudaMemcpyAsync(s->host_logits, s->logits, sizeof(float) * (size_t)n_out * in->n_vocab,
-                    cudaMemcpyDeviceToHost, cq->st);
+    if (cu_sampler_active(cm->smp)) /* rows planned to be sampled here (sample_step.cu) */
+        cu_sampler_enqueue(cm->smp, cq, s->logits, s->host_logits, n_out, in->n_vocab);
+    else
+        cudaMemcpyAsync(s->host_logits, s->logits, sizeof(float) * (size_t)n_out * in->n_vocab,
+                        cudaMemcpyDeviceToHost, cq->st);
     cu_q_other(cq);
     prof_mark(cm, "logits download");
 }
@@ -870,9 +878,11 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
     int n_out;
     int n_seq = build_table(cm, toks, T, &n_out);
     if (logits_reserve(cm, &m->info, n_out, err)) return -1;
+    const int n_smp = cm->smp ? cu_sampler_plan(cm->smp, toks, T, m->info.n_vocab, err) : 0;
+    if (n_smp < 0) return -1;
     cudaError_t e = cudaSuccess;
     /* one token with logits: the decode step; replay its graph (captured on first use) */
-    bool graph = cm->use_graph && T == 1 && n_out == 1;
+    bool graph = cm->use_graph && T == 1 && n_out == 1 && !n_smp;
     if (graph && (!cm->graph || cm->graph_generation != cm->generation)) {
         if (cm->graph) cudaGraphExecDestroy(cm->graph);
         cm->graph = capture(m, cm, T, n_seq, n_out);
@@ -904,10 +914,14 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
     cudaGetLastError();
     prof_collect(cm, T);
     const int V = m->info.n_vocab;
-    for (int t = 0, i = 0; t < T; t++)
-        if (toks[t].out_row >= 0)
-            memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, cm->s.host_logits + (size_t)i++ * V,
+    if (n_smp && cu_sampler_finish(cm->smp, cm->s.logits, V, err)) return -1;
+    for (int t = 0, i = 0; t < T; t++) {
+        if (toks[t].out_row < 0) continue;
+        if (!cu_sampler_took(cm->smp, i)) /* a row sampled on the device stays there */
+            memcpy(toks[t].seq->logits + (size_t)toks[t].out_row * V, cm->s.host_logits + (size_t)i * V,
                    sizeof(float) * V);
+        i++;
+    }
     return 0;
 }
 
@@ -922,7 +936,7 @@ extern "C" const lfm2c_backend backend_cuda = {
     cuda_session_pull_conv, cuda_session_push_conv,
     cuda_forward,
     CU_UBATCH,
-    /* caps: none of backend.h's (no LoRA, embeddings, session copy, conv trail; checkpoints
-     * between forwards only) */
-    0,
+    /* caps: no LoRA, embeddings, session copy, conv trail; checkpoints between forwards only;
+     * rows sampled on the device with LFM2C_CUDA_SAMPLE=1 (sample_step.cu) */
+    BACKEND_CAP_SAMPLE,
 };

@@ -4,8 +4,13 @@
  * candidate set exactly where llama.cpp's chain does, the draw follows softmax(logits / T) (20,000
  * seeded draws, so the check is deterministic), seeds reproduce, the penalties (llama.cpp's
  * repeat penalty over the last N tokens, OpenAI's presence / frequency) move the argmax as their
- * formulas say, and the caller's logits are never modified. */
+ * formulas say, and the caller's logits are never modified. The generator is counter-based
+ * (core/sample_math.h, shared with the device sampler): draw n of a seed is splitmix64's n-th
+ * output from that seed, as the sampler's stateful generator gave before; a mask
+ * (sampler_set_mask) excludes what a filter hook setting the same tokens to -inf excludes. */
 #include "lfm2c.h"
+#include "core/sample_math.h"
+#include "core/sampler.h"
 #include "test.h"
 
 #include <math.h>
@@ -216,7 +221,58 @@ static void test_penalties(void) {
     CHECK(r1 == 1 && r2 == 1, "penalty counts do not leak between calls (%d %d)", r1, r2);
 }
 
+/* smp_uniform(seed, n) is the stateful splitmix64's n-th draw from seed */
+static void test_counter_generator(void) {
+    const uint64_t seeds[] = {0x5eed, 1, 0xdeadbeefcafef00dull};
+    for (int k = 0; k < 3; k++) {
+        uint64_t st = seeds[k];
+        for (uint64_t n = 0; n < 1000; n++) {
+            uint64_t z = (st += 0x9e3779b97f4a7c15ull);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            double want = (double)(z >> 11) / 9007199254740992.0;
+            if (smp_uniform(seeds[k], n) != want) {
+                CHECK(0, "seed %d draw %d", k, (int)n);
+                break;
+            }
+        }
+    }
+    CHECK(smp_key(-0.0f, 3) == smp_key(0.0f, 3) && smp_key(1.0f, 2) > smp_key(1.0f, 3) &&
+              smp_key(-1.0f, 0) < smp_key(0.5f, 9) && smp_key(-INFINITY, 0) < smp_key(-1e30f, 5),
+          "the keys' order");
+}
+
+static void odd_filter(void *u, float *l, int V) {
+    (void)u;
+    for (int i = 1; i < V; i += 2) l[i] = -INFINITY;
+}
+
+/* a mask of the even tokens draws what a filter hook excluding the odd ones draws */
+static void test_mask(void) {
+    enum { V = 70 };
+    float l[V];
+    uint32_t mask[(V + 31) / 32] = {0};
+    for (int i = 0; i < V; i++)
+        l[i] = (float)((i * 37) % 11) * 0.3f, mask[i >> 5] |= (uint32_t)(i % 2 == 0) << (i & 31);
+    lfm2c_sampler_params p = plain();
+    p.temperature = 1.0f;
+    lfm2c_sampler *a = lfm2c_sampler_new(&p, V), *b = lfm2c_sampler_new(&p, V);
+    lfm2c_sampler_set_filter(a, odd_filter, NULL);
+    sampler_set_mask(b, mask);
+    int same = 0;
+    for (int i = 0; i < 200; i++) {
+        int ta = lfm2c_sampler_sample(a, l, NULL, 0), tb = lfm2c_sampler_sample(b, l, NULL, 0);
+        same += ta == tb && tb % 2 == 0;
+    }
+    CHECK(same == 200, "%d of 200 equal", same);
+    lfm2c_sampler_free(a);
+    lfm2c_sampler_free(b);
+}
+
 int main(void) {
+    test_counter_generator();
+    test_mask();
     test_greedy();
     test_filter_and_empty();
     test_not_finite();

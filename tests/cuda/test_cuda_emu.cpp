@@ -18,6 +18,8 @@ extern "C" {
 #include "core/backend.h"
 #include "core/forward.h"
 #include "core/model.h"
+#include "core/sample_batch.h"
+#include "core/sampler.h"
 #include "core/session.h"
 #include "convert/synth.h"
 #include "formats/ggml_types.h"
@@ -44,6 +46,8 @@ extern "C" {
 #define cuda_device_name emu_cuda_device_name
 namespace emu {
 #include "cuda/kernels.cu"
+#include "cuda/sample.cu"
+#include "cuda/sample_step.cu"
 #include "cuda/backend_cuda.cu"
 } // namespace emu
 #undef backend_cuda
@@ -729,6 +733,84 @@ static void check_fin_model(const synth_config &c, const char *type) {
     check_same_bits(p, "routing and conv in the products' last blocks");
 }
 
+/* a sampler's filter: only even tokens (a hook: the host samples its item) */
+static void even_filter(void *, float *l, int V) {
+    for (int i = 1; i < V; i += 2) l[i] = -INFINITY;
+}
+
+/* decode_batch_sample on the emulated device with LFM2C_CUDA_SAMPLE=1 draws the tokens the host
+ * draws from the same backend's logits (a second model without it), step after step of 6
+ * sessions: greedy, temperatures with top-k / top-p / min-p and penalties, a logit bias, a mask,
+ * logprobs; one sampler with a filter hook (sampled on the host, its logits row copied) and one
+ * past SMP_KMAX candidates (handed back) in the same batches. */
+static void check_device_sampling(synth_config c) {
+    c.vocab = 1500; /* past SMP_KMAX: top-k off hands the row back */
+    const std::string path = synth_tmp(c, "sample", "q8_0", 5);
+    if (path.empty()) return;
+    setenv("LFM2C_CUDA_SAMPLE", "1", 1);
+    lfm2c_model *dev = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_SAMPLE");
+    lfm2c_model *host = open_emu(path, true);
+    if (!dev || !host) return;
+    const int V = lfm2c_model_get_info(dev)->n_vocab, S = 6, STEPS = 5;
+    std::vector<float> bias(V, 0.0f);
+    bias[3] = 4.0f, bias[5] = -INFINITY;
+    std::vector<uint32_t> mask((V + 31) / 32, 0x0F0F0F0Fu);
+    lfm2c_session *sd[S], *sh[S];
+    lfm2c_sampler *md[S], *mh[S];
+    sample_item id[S], ih[S];
+    int32_t next_d[S], next_h[S];
+    const int32_t *td[S], *th[S];
+    int nd[S], nh[S], draws = 0, equal = 0;
+    lfm2c_error err = {};
+    for (int i = 0; i < S; i++) {
+        lfm2c_sampler_params p = lfm2c_sampler_default_params();
+        p.temperature = i == 0 ? 0.0f : 0.3f * i, p.top_k = i == 5 ? 0 : 10 * i, p.top_p = i == 3 ? 0.8f : 1.0f;
+        p.min_p = i == 4 ? 0.05f : 0.0f, p.presence_penalty = i == 2 ? 0.7f : 0.0f, p.seed = 100 + i;
+        for (int k = 0; k < 2; k++) {
+            (k ? sh : sd)[i] = lfm2c_session_new(k ? host : dev, 64, &err);
+            lfm2c_sampler *m = (k ? mh : md)[i] = lfm2c_sampler_new(&p, V);
+            if (i == 1) lfm2c_sampler_set_logit_bias(m, bias.data());
+            if (i == 4) lfm2c_sampler_set_filter(m, even_filter, NULL);
+            (k ? ih : id)[i] = sample_item{m, i == 3 ? mask.data() : NULL, i == 2 ? 3 : -1, {}};
+        }
+    }
+    const std::vector<int32_t> ids = prompt(V);
+    for (int step = 0; step < STEPS; step++) {
+        for (int i = 0; i < S; i++) {
+            td[i] = step ? &next_d[i] : ids.data() + i, th[i] = step ? &next_h[i] : ids.data() + i;
+            nd[i] = nh[i] = step ? 1 : N - i;
+        }
+        int rc = decode_batch_sample(sd, td, nd, id, S, &err);
+        CHECK(rc == 0, "device-sampled batch: %s", err.msg);
+        rc |= decode_batch_sample(sh, th, nh, ih, S, &err);
+        if (rc) break;
+        for (int i = 0; i < S; i++) {
+            CHECK(id[i].out.token == ih[i].out.token && id[i].out.status == ih[i].out.status,
+                  "step %d session %d: device %d (status %d), host %d", step, i, id[i].out.token, id[i].out.status,
+                  ih[i].out.token);
+            equal += id[i].out.token == ih[i].out.token;
+            draws += id[i].out.drew;
+            if (i == 2) {
+                CHECK(fabs(id[i].out.logprob - ih[i].out.logprob) <= 1e-5 && id[i].out.n_top == 3, "logprob");
+                for (int j = 0; j < 3; j++) CHECK(id[i].out.top_token[j] == ih[i].out.top_token[j], "top %d", j);
+            }
+            CHECK(i != 3 || (mask[id[i].out.token >> 5] >> (id[i].out.token & 31) & 1), "masked token drawn");
+            CHECK(i != 4 || id[i].out.token % 2 == 0, "the filter's odd token drawn");
+            /* a row sampled on the device never reached the host: the session has none */
+            CHECK((lfm2c_session_logits(sd[i], 0) == NULL) == (id[i].out.drew || i == 0), "session %d's logits row", i);
+            next_d[i] = id[i].out.token >= 0 ? id[i].out.token : 0, next_h[i] = ih[i].out.token >= 0 ? ih[i].out.token : 0;
+        }
+    }
+    CHECK(draws >= 3 * STEPS && equal == S * STEPS, "%d device draws, %d of %d equal", draws, equal, S * STEPS);
+    for (int i = 0; i < S; i++) {
+        lfm2c_session_free(sd[i]), lfm2c_session_free(sh[i]);
+        lfm2c_sampler_free(md[i]), lfm2c_sampler_free(mh[i]);
+    }
+    lfm2c_model_free(dev), lfm2c_model_free(host);
+    unlink(path.c_str());
+}
+
 /* a kernel that forgets pdl_ready() */
 static void no_ready_kernel(float *x) { x[threadIdx.x] = 1; }
 
@@ -803,6 +885,7 @@ int main(void) {
     for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("odd", odd, i ? "q8_0" : "f32");
     for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("moe", moe, i ? "q4_k_m" : "f32");
     check_many_sessions(moe);
+    check_device_sampling(dense);
     check_route_plan();
     check_gemv_kq();
     check_attention_long();
