@@ -31,6 +31,7 @@ enum {
     LFM2C_EINVAL = 5,   /* bad argument (token id out of range, …) */
     LFM2C_ECONTEXT = 6, /* would exceed the session's context */
     LFM2C_ECANCELLED = 7,
+    LFM2C_ETOOLARGE = 8, /* an input over a limit (an image's bytes or pixels) */
 };
 
 /* ---- model ------------------------------------------------------------------------------ */

@@ -23,10 +23,11 @@ from . import _lib
 from ._lib import lib
 
 __all__ = ["Error", "Model", "Session", "Sampler", "Constraint", "Lora", "ChatStream", "decode_batch", "parse_tool_calls",
-           "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED"]
+           "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED",
+           "ETOOLARGE"]
 __version__ = "0.1.0"
 
-EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED = range(1, 8)
+EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED, ETOOLARGE = range(1, 9)
 SAMPLE_NOT_FINITE = -2  # lfm2c_sampler_sample: the logits hold NaN or +inf (Sampler.sample raises)
 _LOGITS = {"none": 0, "last": 1, "all": 2}
 _POOLING = {"last": 0, "mean": 1}
