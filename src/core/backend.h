@@ -44,6 +44,9 @@ enum {
     /* Its forward reads the weights where the file is mapped in host memory: hugepages AUTO
      * copies them into 2 MB pages for it (lfm2c_model_params.hugepages). */
     BACKEND_CAP_HOST_WEIGHTS = 1u << 5,
+    /* Its forward takes a position's input as an embedding row (fwd_token.embd: an image's);
+     * without it session.c refuses such positions. */
+    BACKEND_CAP_EMBD_INPUT = 1u << 6,
 };
 
 typedef struct lfm2c_backend {

@@ -922,7 +922,7 @@ extern "C" const lfm2c_backend backend_cuda = {
     cuda_session_pull_conv, cuda_session_push_conv,
     cuda_forward,
     CU_UBATCH,
-    /* caps: none of backend.h's (no LoRA, embeddings, session copy, conv trail; checkpoints
-     * between forwards only) */
+    /* caps: none of backend.h's (no LoRA, embeddings, session copy, conv trail, image rows;
+     * checkpoints between forwards only) */
     0,
 };
