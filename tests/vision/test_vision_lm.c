@@ -212,6 +212,34 @@ static void test_reuse(lfm2c_model *m) {
     const int V = lfm2c_model_get_info(m)->n_vocab;
     CHECK(rc == 0 && test_maxabs(lfm2c_session_logits(s, 0), lfm2c_session_logits(f, 0), (size_t)V) <= 1e-4,
           "after reuse (%d positions) the logits are the fresh ones: %s", reused, err.msg);
+    /* speculative decoding over a history with an image: prompt lookup never drafts an image's
+       row; a draft model (the model itself) reads them as token 0; greedy output = plain */
+    for (int mode = 0; mode < 2 && rc == 0; mode++) {
+        lfm2c_session *g = lfm2c_session_new(m, 1024, &err), *h = lfm2c_session_new(m, 1024, &err);
+        lfm2c_session_decode_embd(g, p2, r2, n2, LFM2C_LOGITS_LAST, &err);
+        lfm2c_session_decode_embd(h, p2, r2, n2, LFM2C_LOGITS_LAST, &err);
+        lfm2c_sampler_params sp = lfm2c_sampler_default_params();
+        sp.temperature = 0;
+        lfm2c_sampler *smp = lfm2c_sampler_new(&sp, V);
+        lfm2c_spec_params pp = lfm2c_spec_default_params();
+        pp.lookup_min = mode ? 0 : 1, pp.lookup_max = mode ? 0 : 3, pp.draft_auto = false, pp.draft_max = 4;
+        lfm2c_spec *spec = lfm2c_spec_new(m, mode ? m : NULL, 1024, &pp, &err);
+        CHECK(spec != NULL, "%s", err.msg);
+        int32_t plain[24], fast[40], last = lfm2c_sampler_sample(smp, lfm2c_session_logits(g, 0), NULL, 0);
+        for (int i = 0; i < 24; i++) {
+            plain[i] = i ? lfm2c_sampler_sample(smp, lfm2c_session_logits(g, 0), NULL, 0) : last;
+            lfm2c_session_decode(g, &plain[i], 1, LFM2C_LOGITS_LAST, &err);
+        }
+        int nf = 0, k = 0;
+        while (spec && nf < 24 &&
+               (k = lfm2c_spec_step(spec, h, smp, nf ? fast[nf - 1] : last, fast + nf, 16, &err)) > 0)
+            nf += k;
+        CHECK(k > 0 && nf >= 23 && !memcmp(plain + 1, fast, sizeof(int32_t) * 23), "%s: spec over an image: %d %s",
+              mode ? "draft model" : "lookup", k, err.msg);
+        lfm2c_spec_free(spec);
+        lfm2c_sampler_free(smp);
+        lfm2c_session_free(g), lfm2c_session_free(h);
+    }
     /* back into the image without a checkpoint there: refused, the session emptied */
     lfm2c_session_set_checkpoints(f, 0, 0, 0, &err);
     rc = lfm2c_session_truncate(f, first + 3, &err);
