@@ -225,7 +225,8 @@ typedef struct lfm2c_image_limits {
 } lfm2c_image_limits;
 lfm2c_image_limits lfm2c_image_default_limits(void);
 /* Opens an mmproj for `model` (its projection must match the model's width; the model's
- * tokenizer must have the image tokens). The model outlives it. */
+ * tokenizer must have the image tokens). The model outlives it. model NULL: only to describe
+ * it (lfm2c_image_encode refuses). */
 lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2c_error *err);
 void lfm2c_mmproj_free(lfm2c_mmproj *mm);
 /* One line describing the mmproj (tower, patch, tokens, projector, tensor types); returns the

@@ -5,20 +5,34 @@
 #include <stdio.h>
 #include <string.h>
 
+/* An mmproj described (checked against m when given): 0, or 1 (said when m is given). */
+static int info_mmproj(const char *path, const lfm2c_model *m) {
+    lfm2c_error err = {0};
+    lfm2c_mmproj *mm = lfm2c_mmproj_open(path, m, &err);
+    if (!mm) return m ? cli_fail("%s: %s", path, err.msg) : 1;
+    char line[512];
+    lfm2c_mmproj_describe(mm, line, sizeof line);
+    printf("mmproj:       %s\n              %s\n", path, line);
+    lfm2c_mmproj_free(mm);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *mmproj = NULL;
     bool tensors = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (!strcmp(argv[i], "-mm") || !strcmp(argv[i], "--mmproj")) mmproj = cli_value(argc, argv, &i);
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n");
+            printf("usage: lfm2c info -m MODEL.gguf [--mmproj MMPROJ.gguf] [--tensors] [-ctk TYPE] [-ctv TYPE]\n"
+                   "       lfm2c info -m MMPROJ.gguf   (an LFM2-VL vision tower and projector)\n");
             return 0;
         } else
             return cli_unknown_option(
                 "info", argv[i],
-                "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages");
+                "-m --model --mmproj -mm --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages");
     }
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
@@ -26,8 +40,12 @@ int cmd_info(int argc, char **argv) {
     lfm2c_error err = {0};
     cli_kv_apply(&mp);
     lfm2c_model *m = path ? lfm2c_model_open(path, &mp, &err) : NULL;
+    if (!m && path && !mmproj && info_mmproj(path, NULL) == 0) return 0; /* -m an mmproj */
     if (!m) return cli_fail("%s", path ? err.msg : "no model given (-m MODEL.gguf)");
-    if (!m) return 1;
+    if (mmproj && info_mmproj(mmproj, m)) {
+        lfm2c_model_free(m);
+        return 1;
+    }
     const lfm2c_model_info *in = lfm2c_model_get_info(m);
     printf("model:        %s%s%s\n", path, in->name[0] ? "  name: " : "", in->name);
     printf("architecture: %s\n", in->arch);

@@ -42,6 +42,13 @@ static int32_t find_tok(const lfm2c_model *m, const char *text) {
 int32_t lfm2c_image_placeholder(const lfm2c_model *model) { return find_tok(model, "<image>"); }
 
 lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2c_error *err) {
+    if (!model) { /* to describe it only */
+        vis_model *vm = vis_open(path, err);
+        lfm2c_mmproj *mm = vm ? calloc(1, sizeof *mm) : NULL;
+        if (mm) *mm = (lfm2c_mmproj){.vm = vm, .pp = vis_prep_for(vm)};
+        else if (vm) vis_close(vm), lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return mm;
+    }
     const int32_t ph = find_tok(model, "<image>"), st = find_tok(model, "<|image_start|>"),
                   en = find_tok(model, "<|image_end|>"), th = find_tok(model, "<|img_thumbnail|>");
     if (ph < 0 || st < 0 || en < 0 || th < 0) {
@@ -168,6 +175,7 @@ static lfm2c_image *encode_decoded(lfm2c_mmproj *mm, const vis_image *im, lfm2c_
 lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
                                 lfm2c_error *err) {
     if (!mm) return lfm2c_set_error(err, LFM2C_EINVAL, "no mmproj: images need a vision model's mmproj file"), NULL;
+    if (!mm->model) return lfm2c_set_error(err, LFM2C_EINVAL, "the mmproj was opened without its model"), NULL;
     const lfm2c_image_limits l = lim ? *lim : lfm2c_image_default_limits();
     const vis_image_limits vl = {l.max_bytes, l.max_pixels, l.max_side};
     vis_image im;
