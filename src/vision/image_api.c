@@ -20,6 +20,8 @@ struct lfm2c_mmproj {
     const lfm2c_model *model;
     vis_prep_params pp;
     int32_t placeholder, start, end, thumb;
+    threadpool *pool; /* its own (as many threads as the model's): an encode may run beside the
+                         model's forwards (the server encodes on a request's thread) */
 };
 
 struct lfm2c_image {
@@ -70,12 +72,18 @@ lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2
         vis_close(vm);
         return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), NULL;
     }
-    *mm = (lfm2c_mmproj){vm, model, vis_prep_for(vm), ph, st, en, th};
+    *mm = (lfm2c_mmproj){vm, model, vis_prep_for(vm), ph, st, en, th, NULL};
+    const int n = model->pool ? threadpool_size(model->pool) : 1;
+    if (n > 1 && !(mm->pool = threadpool_new(n))) {
+        lfm2c_mmproj_free(mm);
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the encoder's threads"), NULL;
+    }
     return mm;
 }
 
 void lfm2c_mmproj_free(lfm2c_mmproj *mm) {
     if (!mm) return;
+    threadpool_free(mm->pool);
     vis_close(mm->vm);
     free(mm);
 }
@@ -132,10 +140,8 @@ static int build_tokens(const lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_im
 /* Each prepared image normalised and encoded into its rows. */
 static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img, lfm2c_error *err) {
     const vis_model *vm = mm->vm;
-    lfm2c_model *m = (lfm2c_model *)mm->model; /* its pool: the encoder takes a turn like a forward */
     size_t off = 0;
     int rc = 0;
-    if (m->pool_shared) threadpool_turn_begin(m->pool);
     for (int k = 0; k < pp->n && !rc; k++) {
         const vis_image *t = &pp->img[k];
         float *planes = malloc(sizeof(float) * (size_t)t->w * t->h * 3);
@@ -145,11 +151,10 @@ static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img
             break;
         }
         vis_normalize(vm, t->rgb, t->w, t->h, planes);
-        rc = vis_encode(vm, m->pool, planes, t->w, t->h, img->emb + off, err);
+        rc = vis_encode(vm, mm->pool, planes, t->w, t->h, img->emb + off, err);
         off += (size_t)vis_n_tokens(vm, t->w, t->h) * vm->hp.proj_dim;
         free(planes);
     }
-    if (m->pool_shared) threadpool_turn_end(m->pool);
     return rc;
 }
 
