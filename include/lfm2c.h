@@ -232,11 +232,12 @@ void lfm2c_mmproj_free(lfm2c_mmproj *mm);
 /* One line describing the mmproj (tower, patch, tokens, projector, tensor types); returns the
  * length it wanted (cut to cap). */
 int lfm2c_mmproj_describe(const lfm2c_mmproj *mm, char *buf, size_t cap);
-/* lim NULL: the defaults. Encodes on the model's threads. */
+/* lim NULL: the defaults. Encodes on the mmproj's own threads (as many as the model's), one
+ * image at a time: callers on several threads take turns. */
 lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
                                 lfm2c_error *err);
 void lfm2c_image_free(lfm2c_image *img);
-const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n); /* the placeholder's expansion */
+const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n);  /* the placeholder's expansion */
 const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows); /* n_rows x n_embd floats */
 /* The image's source size, tile grid (0 x 0: one image) and a 64-bit digest of its pixels. */
 void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, uint64_t *digest);

@@ -139,7 +139,7 @@ void req_buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 /* ---- images in a chat request (job_image.c) ---- */
 typedef struct job_images {
     lfm2c_image *img[SERVER_MAX_IMAGES]; /* in the order of the messages' placeholders */
-    int n;
+    int n, rows;                         /* rows: theirs in all (at most the context) */
 } job_images;
 /* An OpenAI image_url part (a base64 data URL) encoded with api's mmproj into ji: 0, or -1 with
  * e set (400: no mmproj, not an image, over the pixels; 413: over the bytes). */

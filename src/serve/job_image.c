@@ -89,7 +89,12 @@ int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e) {
                             : err.code == LFM2C_ETOOLARGE && n > lim.max_bytes ? 413
                                                                                : 400,
                             "invalid_value", "messages", "image %d: %s", ji->n + 1, err.msg);
-    ji->n++;
+    int rows = 0;
+    lfm2c_image_rows(ji->img[ji->n++], &rows);
+    ji->rows += rows; /* the rows held are bounded by the context they must fit in */
+    if (ji->rows >= api->n_ctx)
+        return http_set_err(e, 400, "context_length_exceeded", "messages",
+                            "the images take %d positions; this model's context is %d tokens", ji->rows, api->n_ctx);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include "core/model.h"
 #include "text/tokenizer.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,9 @@ struct lfm2c_mmproj {
     const lfm2c_model *model;
     vis_prep_params pp;
     int32_t placeholder, start, end, thumb;
-    threadpool *pool; /* its own (as many threads as the model's): an encode may run beside the
+    threadpool *pool;   /* its own (as many threads as the model's): an encode may run beside the
                          model's forwards (the server encodes on a request's thread) */
+    pthread_mutex_t mu; /* one encode at a time on the pool (callers on several threads) */
 };
 
 struct lfm2c_image {
@@ -47,7 +49,7 @@ lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2
     if (!model) { /* to describe it only */
         vis_model *vm = vis_open(path, err);
         lfm2c_mmproj *mm = vm ? calloc(1, sizeof *mm) : NULL;
-        if (mm) *mm = (lfm2c_mmproj){.vm = vm, .pp = vis_prep_for(vm)};
+        if (mm) *mm = (lfm2c_mmproj){.vm = vm, .pp = vis_prep_for(vm), .mu = PTHREAD_MUTEX_INITIALIZER};
         else if (vm) vis_close(vm), lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return mm;
     }
@@ -72,7 +74,7 @@ lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2
         vis_close(vm);
         return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), NULL;
     }
-    *mm = (lfm2c_mmproj){vm, model, vis_prep_for(vm), ph, st, en, th, NULL};
+    *mm = (lfm2c_mmproj){vm, model, vis_prep_for(vm), ph, st, en, th, NULL, PTHREAD_MUTEX_INITIALIZER};
     const int n = model->pool ? threadpool_size(model->pool) : 1;
     if (n > 1 && !(mm->pool = threadpool_new(n))) {
         lfm2c_mmproj_free(mm);
@@ -84,6 +86,7 @@ lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2
 void lfm2c_mmproj_free(lfm2c_mmproj *mm) {
     if (!mm) return;
     threadpool_free(mm->pool);
+    pthread_mutex_destroy(&mm->mu);
     vis_close(mm->vm);
     free(mm);
 }
@@ -142,6 +145,7 @@ static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img
     const vis_model *vm = mm->vm;
     size_t off = 0;
     int rc = 0;
+    pthread_mutex_lock(&mm->mu);
     for (int k = 0; k < pp->n && !rc; k++) {
         const vis_image *t = &pp->img[k];
         float *planes = malloc(sizeof(float) * (size_t)t->w * t->h * 3);
@@ -155,6 +159,7 @@ static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img
         off += (size_t)vis_n_tokens(vm, t->w, t->h) * vm->hp.proj_dim;
         free(planes);
     }
+    pthread_mutex_unlock(&mm->mu);
     return rc;
 }
 

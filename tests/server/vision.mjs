@@ -87,6 +87,10 @@ await test('refusals', async () => {
   s = await status(() => oa.chat.completions.create({ ...opts, messages: [{ role: 'user', content: [
     { type: 'image_url', image_url: { url: `data:image/png;base64,${A}` } }, { type: 'image_url', image_url: {} }] }] }));
   check(s[0] === 400 && /image_url.url/.test(s[1]), `an image without a URL: ${s}`);
+  // sixteen images of 66 positions each do not fit a context of 1024: refused as they add up
+  s = await status(() => oa.chat.completions.create({ ...opts, messages: [{ role: 'user', content:
+    Array(16).fill({ type: 'image_url', image_url: { url: `data:image/png;base64,${A}` } }) }] }));
+  check(s[0] === 400 && /the images take \d+ positions; this model's context is 1024/.test(s[1]), `images over the context: ${s}`);
 });
 
 report();
