@@ -31,6 +31,7 @@ enum {
     LFM2C_EINVAL = 5,   /* bad argument (token id out of range, …) */
     LFM2C_ECONTEXT = 6, /* would exceed the session's context */
     LFM2C_ECANCELLED = 7,
+    LFM2C_ETOOLARGE = 8, /* an input over a limit (an image's bytes or pixels) */
 };
 
 /* ---- model ------------------------------------------------------------------------------ */
@@ -211,6 +212,57 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
  * sessions[i]. Answers equal those of separate decodes. */
 int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, const int *n, const int *logits_mode,
                        int n_items, lfm2c_error *err);
+
+/* ---- images (LFM2-VL): an mmproj, images encoded into rows, the prompt with them ----------------
+ * A vision model is a language model plus an mmproj file (the vision tower and projector, as
+ * llama.cpp writes it). lfm2c_image_encode decodes an image file's bytes (JPEG, PNG, WebP, the
+ * first frame of a GIF; a format the build lacks is LFM2C_EUNSUPPORTED), checks its bytes and the
+ * header's pixels against the limits before decoding (LFM2C_ETOOLARGE), resizes and tiles it as
+ * the model's processor does and encodes it on the CPU into embedding rows, one per image
+ * token. Its tokens (lfm2c_image_tokens) are what the prompt's image placeholder becomes: the
+ * image start and end tokens, the tile markers, the thumbnail marker, and for each row an id
+ * below 0 computed from the image's pixels, so that the session's history, and prefix reuse
+ * (lfm2c_session_sync), tell two images apart however alike their placeholders. Decode such a
+ * sequence with lfm2c_session_decode_embd / lfm2c_decode_batch_embd: each id below 0 takes the
+ * next row of the item's rows (feeding a suffix: skip the rows of the ids below 0 before it).
+ * CPU backend only for now (others: LFM2C_EUNSUPPORTED). */
+typedef struct lfm2c_mmproj lfm2c_mmproj;
+typedef struct lfm2c_image lfm2c_image;
+typedef struct lfm2c_image_limits {
+    size_t max_bytes;   /* the file (default 32 MiB) */
+    int64_t max_pixels; /* width x height from its header (default 40 Mi) */
+    int max_side;       /* default 16384 */
+} lfm2c_image_limits;
+lfm2c_image_limits lfm2c_image_default_limits(void);
+/* Opens an mmproj for `model` (its projection must match the model's width; the model's
+ * tokenizer must have the image tokens). The model outlives it. model NULL: only to describe
+ * it (lfm2c_image_encode refuses). */
+lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2c_error *err);
+void lfm2c_mmproj_free(lfm2c_mmproj *mm);
+/* One line describing the mmproj (tower, patch, tokens, projector, tensor types); returns the
+ * length it wanted (cut to cap). */
+int lfm2c_mmproj_describe(const lfm2c_mmproj *mm, char *buf, size_t cap);
+/* lim NULL: the defaults. Encodes on the mmproj's own threads (as many as the model's), one
+ * image at a time: callers on several threads take turns. */
+lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
+                                lfm2c_error *err);
+void lfm2c_image_free(lfm2c_image *img);
+const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n);  /* the placeholder's expansion */
+const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows); /* n_rows x n_embd floats */
+/* The image's source size, tile grid (0 x 0: one image) and a 64-bit digest of its pixels. */
+void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, uint64_t *digest);
+/* The model's image placeholder token (the chat template's "<image>"), or -1 if none. */
+int32_t lfm2c_image_placeholder(const lfm2c_model *model);
+/* tokens[0..n) with the k-th placeholder replaced by images[k]'s tokens: *out (malloc'd, n_out
+ * ids) and *rows (malloc'd, the images' rows in order; NULL without images). The count of
+ * placeholders must equal n_images (LFM2C_EINVAL). */
+int lfm2c_prompt_images(const lfm2c_model *model, const int32_t *tokens, int n, lfm2c_image *const *images,
+                        int n_images, int32_t **out, int *n_out, float **rows, lfm2c_error *err);
+/* As lfm2c_session_decode / lfm2c_decode_batch, with the items' embedding rows (see above). */
+int lfm2c_session_decode_embd(lfm2c_session *s, const int32_t *tokens, const float *rows, int n, int logits_mode,
+                              lfm2c_error *err);
+int lfm2c_decode_batch_embd(lfm2c_session **sessions, const int32_t *const *tokens, const float *const *rows,
+                            const int *n, const int *logits_mode, int n_items, lfm2c_error *err);
 
 /* ---- embeddings --------------------------------------------------------------------------------
  * An embedding session's rows (the LFM2C_LOGITS_LAST / ALL rows of its decodes) are the final

@@ -30,7 +30,9 @@ installed() {
   dpkg-query -W -f='${Architecture} ${db:Status-Status}\n' "$name" 2>/dev/null | grep -E "^($arch|all) installed$" >/dev/null
 }
 missing=""
-for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev libcurl4-openssl-dev; do
+# the image decoders (src/vision/image.c): JPEG, PNG, WebP, GIF
+for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev libcurl4-openssl-dev \
+         libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev; do
   installed "$p" || missing="$missing $p"
 done
 add_arm64=0

@@ -7,7 +7,8 @@
 # shutdown; LoRA adapters picked per request (tests/server/lora.mjs); every OpenAI body and stream
 # event against OpenAI's published OpenAPI schemas (tests/server/openapi.mjs); a Responses request
 # naming a stored item tens of thousands of times (tests/server/references.py); heavy renders at
-# once held to the renders' memory bound (tests/server/render_gate.py).
+# once held to the renders' memory bound (tests/server/render_gate.py); images through every API's
+# client with a vision model (tests/server/vision.mjs).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 # LFM2C_TEST_SERVE_DEVICE=vulkan (or cuda) runs every server of the suite on that backend.
 # LFM2C_TEST_SERVE_QUICK=1 runs the part that exercises the device (for a slow one: lavapipe in
@@ -48,10 +49,10 @@ bash ./npm_deps.sh server openai ollama @anthropic-ai/sdk @openai/agents ajv ajv
 bash ./npm_deps.sh clients ai @langchain/openai @ai-sdk/anthropic ollama-ai-provider-v2 @langchain/ollama \
   @langchain/langgraph @llamaindex/workflow @mastra/core || { echo "0 passed, 1 failed"; exit 1; }
 
-# start_server NAME ARGS...: starts on a free port, sets PORT and PID.
+# start_server NAME ARGS...: starts on a free port, sets PORT and PID (SERVE_MODEL=FILE: another model).
 start_server() {
   local name=$1; shift
-  "$LFM2C" serve -m $MODEL --host 127.0.0.1 --port 0 ${LFM2C_TEST_SERVE_DEVICE:+--device "$LFM2C_TEST_SERVE_DEVICE"} "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  "$LFM2C" serve -m "${SERVE_MODEL:-$MODEL}" --host 127.0.0.1 --port 0 ${LFM2C_TEST_SERVE_DEVICE:+--device "$LFM2C_TEST_SERVE_DEVICE"} "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
   PID=$!
   PIDS+=("$PID")
   for _ in $(seq 200); do
@@ -142,6 +143,9 @@ if start_server main -np 8 -c 2048 --alias fixture --api-key $KEY --metrics --ma
   out=$(cd server && timeout 300 node dialects.mjs "http://127.0.0.1:$PORT" $KEY 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
   tally "dialects.mjs" "$out"
+  # an image to a text model (no mmproj): a 400 naming what is missing
+  req POST $CHAT '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}' "${AUTH[@]}"
+  check "an image to a text model: 400 naming the mmproj" '[ "$STATUS" = 400 ] && grep -q "loaded without an mmproj" "$TMP/body"'
   if [ "$QUICK" != 1 ]; then
   # every body and stream event against OpenAI's OpenAPI spec (chat, completions, embeddings,
   # models, Responses with its stored responses: GET, input_items, DELETE)
@@ -360,6 +364,19 @@ if [ "$QUICK" = 1 ]; then
   echo "(LFM2C_TEST_SERVE_QUICK: the main server's part of the suite only)"
   echo "$pass passed, $fail failed"
   [ $fail = 0 ]; exit
+fi
+
+# ---- images: a vision model (the tiny LFM2-VL fixture and its mmproj) through every API's client ----
+if SERVE_MODEL=data/vision/lfm2-vl-tiny-f32.gguf start_server vision -np 4 -c 1024 --alias vl \
+    -mm data/vision/mmproj-tiny-f32.gguf; then
+  ok
+  out=$(cd server && timeout 120 node vision.mjs "http://127.0.0.1:$PORT" ../data/vision/images/rgb.png \
+    ../data/vision/images/gray.png 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally "vision.mjs" "$out"
+  kill $PID
+else
+  bad "vision server start"
 fi
 
 # ---- a forced answer that cannot fit in the context: a 400, never a 200 cut short (every API) ------

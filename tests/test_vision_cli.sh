@@ -28,5 +28,28 @@ check "--mmproj needs a VL preset" "$rc:$(grep -c 'LFM2-VL preset' "$tmp/err")" 
 "$bin" synth --preset lfm2-vl-tiny --type f32 -o "$tmp/x.gguf" --mmproj "$tmp/y.gguf" --mmproj-type q4_k >/dev/null 2>"$tmp/err"; rc=$?
 check "--mmproj-type refused" "$rc:$(grep -c 'f32, f16 or q8_0' "$tmp/err")" "1:1"
 
+# run / chat with images (-mm, --image, /image) and info on an mmproj
+lm=data/vision/lfm2-vl-tiny-f32.gguf mm=data/vision/mmproj-tiny-f32.gguf img=data/vision/images
+a=$("$bin" run -m $lm -mm $mm --image $img/rgb.png -p "what is it?" -n 6 --temp 0 2>"$tmp/err"); rc=$?
+check "run --image" "$rc" 0
+check "the same run again" "$("$bin" run -m $lm -mm $mm --image $img/rgb.png -p "what is it?" -n 6 --temp 0 2>&1)" "$a"
+check "the placeholder placed by the prompt = put in front" \
+    "$("$bin" run -m $lm -mm $mm --image $img/rgb.png -p "<image>
+what is it?" -n 6 --temp 0 2>&1)" "$a"
+b=$("$bin" run -m $lm -mm $mm --image $img/gray.png -p "what is it?" -n 6 --temp 0 2>&1)
+check "another image, another answer" "$([ "$a" != "$b" ] && echo differ)" differ
+c=$(printf '/image %s\nwhat is it?\n' $img/rgb.png | "$bin" chat -m $lm -mm $mm -n 6 --temp 0 2>&1)
+check "chat /image: the run's answer" "$(echo "$c" | grep -cF "$a")" 1
+"$bin" run -m $lm --image $img/rgb.png -p x -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+check "--image without --mmproj" "$rc:$(grep -c 'needs the model.s vision tower: -mm / --mmproj' "$tmp/err")" "1:1"
+"$bin" run -m $lm -mm $mm --image data/vision/golden.json -p x -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+check "not an image" "$rc:$(grep -c 'not a JPEG, PNG, WebP or GIF image' "$tmp/err")" "1:1"
+head -c 200 $img/rgb.png >"$tmp/cut.png"
+"$bin" run -m $lm -mm $mm --image "$tmp/cut.png" -p x -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+check "a cut PNG" "$rc:$(grep -c 'corrupt PNG image' "$tmp/err")" "1:1"
+"$bin" run -m data/lfm2-tiny-moe-q4_0.gguf -mm $mm --image $img/rgb.png -p x -n 1 >/dev/null 2>"$tmp/err"; rc=$?
+check "a text model with an mmproj" "$rc:$(grep -c 'not a vision-language model' "$tmp/err")" "1:1"
+check "info on an mmproj" "$("$bin" info -m $mm | grep -c 'LFM2-VL mmproj: tower 2 blocks x 64 wide')" 1
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -152,4 +152,30 @@ int cli_gen_next(cli_gen *g, int want, int32_t *tok, lfm2c_error *err);
 /* Makes the session hold exactly the first n_tokens handed out (after the start): rolls back
  * drafted tokens past them, feeds the ones not fed yet. */
 int cli_gen_settle(cli_gen *g, int n_tokens, lfm2c_error *err);
+
+/* Images (cli_image.c): -mm / --mmproj FILE and --image FILE (repeatable) for run and chat. */
+enum { CLI_MAX_IMAGES = 16 };
+#define CLI_IMAGE_HELP \
+    "  -mm, --mmproj FILE a vision model's mmproj (LFM2-VL: the vision tower and projector)\n" \
+    "  --image FILE       an image (JPEG, PNG, WebP, GIF) for the prompt; repeatable; needs --mmproj\n"
+typedef struct cli_images {
+    const char *mmproj_path;
+    const char *files[CLI_MAX_IMAGES];
+    int n_files;
+    lfm2c_mmproj *mm;
+    lfm2c_image *img[CLI_MAX_IMAGES]; /* encoded, in the order of the prompt's placeholders */
+    int n;
+} cli_images;
+bool cli_image_flag(cli_images *ci, int argc, char **argv, int *i);
+/* Opens the mmproj for m and encodes the --image files: 0, or 1 with the message said (an
+ * image without --mmproj included). */
+int cli_image_open(cli_images *ci, lfm2c_model *m);
+int cli_image_add(cli_images *ci, const char *path); /* one more image: 0, or 1 said */
+/* text with n_new "<image>" placeholders in front unless it has one itself (malloc'd). */
+char *cli_image_text(const cli_images *ci, int n_new, const char *text, size_t len, size_t *out_len);
+/* ids (taken) with every placeholder replaced by the images' tokens; *rows their rows (NULL
+ * without images). NULL with the message said. */
+int32_t *cli_image_expand(const cli_images *ci, const lfm2c_model *m, int32_t *ids, int *n, float **rows);
+void cli_image_clear(cli_images *ci); /* forgets the images (keeps the mmproj) */
+void cli_image_close(cli_images *ci);
 #endif

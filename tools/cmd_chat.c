@@ -65,10 +65,11 @@ static const char USAGE[] =
     "  -ctk / -ctv TYPE  KV cache types f16 (default), q8_0, f32 (--cache-type-k / -v)\n"
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n" CLI_LORA_HELP
-    "  -md FILE / -hfd REPO  a draft model (speculative decoding; same vocabulary)\n"
+        CLI_IMAGE_HELP "  -md FILE / -hfd REPO  a draft model (speculative decoding; same vocabulary)\n"
     "  --spec-lookup [N | A..B]  prompt lookup drafting   --draft-max N  --draft-min N  --draft-p-min P\n"
     "  --draft-auto / --draft-fixed  draft length chosen per step / always draft-max (auto at --temp 0)\n"
-    "In the chat: /help lists the commands, /reset starts over, /exit (or Ctrl-D) leaves,\n"
+    "In the chat: /help lists the commands, /image PATH adds an image to the next message,\n"
+    "/reset starts over, /exit (or Ctrl-D) leaves,\n"
     "Ctrl-C stops a reply (at the prompt: twice to leave).\n";
 
 static int usage(void) {
@@ -87,6 +88,18 @@ static json_t *chat_msg(const lfm2c_model *m, const char *role, const char *text
     return j;
 }
 
+/* A user message with n_img images in front (their "<image>" placeholders, not guarded). */
+static json_t *chat_msg_images(const lfm2c_model *m, const cli_images *ci, const char *text, int n_img) {
+    json_t *j = chat_msg(m, "user", text);
+    if (!n_img) return j;
+    const char *c = json_string_value(json_object_get(j, "content"));
+    size_t len = 0;
+    char *t = cli_image_text(ci, n_img, c, strlen(c), &len);
+    if (t) json_object_set_new(j, "content", json_stringn(t, len));
+    free(t);
+    return j;
+}
+
 /* What the command line asks for. */
 typedef struct chat_opts {
     const char *model_path, *system, *tools_path, *tmpl_path, *device;
@@ -94,6 +107,7 @@ typedef struct chat_opts {
     int think_budget; /* -1: no limit */
     cli_sampling samp;
     cli_spec spec;
+    cli_images images; /* --mmproj, --image (and /image), for the next user message */
     bool verbose;
 } chat_opts;
 
@@ -111,6 +125,7 @@ static int parse_args(int argc, char **argv, chat_opts *o) {
         else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) o->n_ctx = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) o->threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
+        else if (cli_image_flag(&o->images, argc, argv, &i)) continue;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
             o->max_reply = cli_positive(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reasoning-budget")) {
@@ -153,6 +168,8 @@ typedef struct chat {
     json_t *messages;
     char *session_text; /* the text the session's tokens stand for */
     size_t session_len;
+    cli_images *im; /* the conversation's images, in order; the last `pending` not sent yet */
+    int pending;
     bool color;  /* thinking dimmed (ANSI), else between <think> lines */
     bool opened; /* the prompt of this turn opened a thinking block */
 } chat;
@@ -208,6 +225,7 @@ static void split_reply(const char *reply, size_t len, bool opened, char **think
  * itself, so no BOS is added. */
 static int32_t *prompt_tokens(chat *ch, const char *prompt, int *n, lfm2c_error *err) {
     int past = lfm2c_session_n_past(ch->s);
+    if (ch->im->n) past = 0; /* with images: the whole conversation, every placeholder expanded */
     size_t plen = strlen(prompt);
     if (past > 0 && ch->session_text && plen > ch->session_len && !memcmp(prompt, ch->session_text, ch->session_len)) {
         int n_new = 0;
@@ -341,7 +359,7 @@ static void drop_last_message(chat *ch) { json_array_remove(ch->messages, json_a
 /* One user line: render, feed what the session lacks, reply. Returns false when the chat must end. */
 static bool chat_turn(chat *ch, const char *line) {
     lfm2c_error err = {0};
-    json_array_append_new(ch->messages, chat_msg(ch->m, "user", line));
+    json_array_append_new(ch->messages, chat_msg_images(ch->m, ch->im, line, ch->pending));
     char *msgs = json_dumps(ch->messages, JSON_COMPACT);
     char *prompt = lfm2c_chat_render(ch->m, ch->tmpl, msgs, ch->tools_json, true, &err);
     free(msgs);
@@ -352,11 +370,18 @@ static bool chat_turn(chat *ch, const char *line) {
     }
     int n = 0;
     int32_t *ids = prompt_tokens(ch, prompt, &n, &err);
+    float *rows = NULL;
     if (!ids) {
         cli_fail("%s", err.msg);
         free(prompt);
         return true;
     }
+    if (!(ids = cli_image_expand(ch->im, ch->m, ids, &n, &rows))) {
+        free(prompt);
+        drop_last_message(ch);
+        return true;
+    }
+    ch->pending = 0;
     free(ch->session_text);
     ch->session_text = prompt;
     ch->session_len = strlen(prompt);
@@ -366,17 +391,22 @@ static bool chat_turn(chat *ch, const char *line) {
     if (n + 1 >= ch->ctx) {
         cli_fail("the conversation (%d tokens) no longer fits in the context (%d); /reset to start over", n, ch->ctx);
         free(ids);
+        free(rows);
         drop_last_message(ch);
         return true;
     }
     double t0 = lfm2c_now_s();
-    int common = 0;
-    if (lfm2c_session_sync(ch->s, ids, n, &common, &err) ||
-        lfm2c_session_decode(ch->s, ids + common, n - common, LFM2C_LOGITS_LAST, &err)) {
+    int common = 0, skip = 0; /* the image rows before common are in the session already */
+    if (lfm2c_session_sync(ch->s, ids, n, &common, &err) == 0)
+        for (int i = 0; i < common; i++) skip += ids[i] < 0;
+    if (err.code || lfm2c_session_decode_embd(ch->s, ids + common, rows ? rows + (size_t)skip * ch->in->n_embd : NULL,
+                                              n - common, LFM2C_LOGITS_LAST, &err)) {
         cli_fail("%s", err.msg);
         free(ids);
+        free(rows);
         return false;
     }
+    free(rows);
     double t1 = lfm2c_now_s();
     int fed = n - common, produced = 0;
     free(ids);
@@ -412,12 +442,15 @@ static void chat_reset(chat *ch) {
     if (ch->o->system) json_array_append_new(ch->messages, chat_msg(ch->m, "system", ch->o->system));
     lfm2c_session_reset(ch->s);
     ch->session_len = 0;
+    cli_image_clear(ch->im);
+    ch->pending = 0;
 }
 
 static const char CHAT_HELP[] =
     "commands (never sent to the model):\n"
     "  /help, /?          this list\n"
     "  /reset, /clear     forget the conversation (the system message stays)\n"
+    "  /image PATH        an image for the next message (needs -mm / --mmproj)\n"
     "  /exit, /quit, /bye leave (also Ctrl-D, or Ctrl-C twice at the prompt)\n"
     "Ctrl-C stops a reply. A message that starts with '/' is sent as text when it starts with '//'\n"
     "(one '/' is dropped) or when its first word is a path such as /usr/bin.\n";
@@ -437,7 +470,14 @@ static bool chat_command(chat *ch, const char *line) {
 #define IS(cmd) (n == strlen(cmd) && !strncmp(line, cmd, n))
     if (IS("/exit") || IS("/quit") || IS("/bye")) return false;
     if (IS("/help") || IS("/?")) fputs(CHAT_HELP, stdout);
-    else if (IS("/reset") || IS("/clear")) {
+    else if (IS("/image")) {
+        const char *path = line + n + strspn(line + n, " \t");
+        if (!*path) printf("usage: /image PATH\n");
+        else if (cli_image_add(ch->im, path) == 0) {
+            ch->pending++;
+            printf("(image %d added to the next message)\n", ch->pending);
+        }
+    } else if (IS("/reset") || IS("/clear")) {
         chat_reset(ch);
         printf("(conversation reset%s)\n", ch->o->system ? "; the system message is kept" : "");
     } else
@@ -499,7 +539,7 @@ int cmd_chat(int argc, char **argv) {
         return 1;
     }
     lfm2c_error err = {0};
-    chat ch = {.m = m, .in = lfm2c_model_get_info(m), .o = &o, .tools_json = tools_json, .tmpl = tmpl};
+    chat ch = {.m = m, .in = lfm2c_model_get_info(m), .o = &o, .tools_json = tools_json, .tmpl = tmpl, .im = &o.images};
     const char *force = getenv("CLICOLOR_FORCE"), *no = getenv("NO_COLOR");
     ch.color = (force && *force && strcmp(force, "0")) || (isatty(1) && !(no && *no));
     ch.ctx = o.n_ctx > 0 ? o.n_ctx : (ch.in->n_ctx_train < 8192 ? ch.in->n_ctx_train : 8192);
@@ -522,7 +562,8 @@ int cmd_chat(int argc, char **argv) {
     rc = 0;
     cli_lora_verbose(o.verbose);
     if (!ch.s) rc = cli_fail("%s", err.msg);
-    else if (cli_lora_attach(m, ch.s)) rc = 1;
+    else if (cli_lora_attach(m, ch.s) || cli_image_open(&o.images, m)) rc = 1;
+    ch.pending = o.images.n;
     if (!rc && ch.smp) chat_loop(&ch);
     free(ch.session_text);
     json_decref(ch.messages);
@@ -531,6 +572,7 @@ int cmd_chat(int argc, char **argv) {
     lfm2c_sampler_free(ch.smp);
     lfm2c_session_free(ch.s);
     cli_lora_forget();
+    cli_image_close(&o.images);
     lfm2c_model_free(m);
     free(tools_json);
     free(tmpl);

@@ -19,13 +19,26 @@ static int print_plan(const lfm2c_model *m, const char *mem, const char *cap, in
     return 0;
 }
 
+/* An mmproj described (checked against m when given): 0, or 1 (said when m is given). */
+static int info_mmproj(const char *path, const lfm2c_model *m) {
+    lfm2c_error err = {0};
+    lfm2c_mmproj *mm = lfm2c_mmproj_open(path, m, &err);
+    if (!mm) return m ? cli_fail("%s: %s", path, err.msg) : 1;
+    char line[512];
+    lfm2c_mmproj_describe(mm, line, sizeof line);
+    printf("mmproj:       %s\n              %s\n", path, line);
+    lfm2c_mmproj_free(mm);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
-    const char *path = NULL, *device = NULL, *gpu_mem = NULL, *gpu_cap = getenv("LFM2C_GPU_MEM_CAP");
+    const char *path = NULL, *mmproj = NULL, *device = NULL, *gpu_mem = NULL, *gpu_cap = getenv("LFM2C_GPU_MEM_CAP");
     bool tensors = false;
     int slots = 1, ctx = 4096;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (!strcmp(argv[i], "-mm") || !strcmp(argv[i], "--mmproj")) mmproj = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--device")) device = cli_device("--device", cli_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--gpu-mem")) gpu_mem = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--gpu-mem-cap")) gpu_cap = cli_value(argc, argv, &i);
@@ -33,8 +46,9 @@ int cmd_info(int argc, char **argv) {
         else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) ctx = atoi(cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lfm2c info -m MODEL.gguf [--tensors] [-ctk TYPE] [-ctv TYPE]\n"
+            printf("usage: lfm2c info -m MODEL.gguf [--mmproj MMPROJ.gguf] [--tensors] [-ctk TYPE] [-ctv TYPE]\n"
                    "                  [--device cuda | --gpu-mem SIZE] [--gpu-mem-cap SIZE] [-np SLOTS] [-c CTX]\n"
+                   "       lfm2c info -m MMPROJ.gguf   (an LFM2-VL vision tower and projector)\n"
                    "  --device cuda / --gpu-mem: also the GPU memory plan for SLOTS sequences of CTX positions\n"
                    "  (the CUDA card's free memory, or SIZE such as 80G), at most --gpu-mem-cap\n"
                    "  (or $LFM2C_GPU_MEM_CAP)\n");
@@ -42,8 +56,8 @@ int cmd_info(int argc, char **argv) {
         } else
             return cli_unknown_option(
                 "info", argv[i],
-                "-m --model --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages --device "
-                "--gpu-mem --gpu-mem-cap -np --parallel -c --ctx-size");
+                "-m --model --mmproj -mm --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages "
+                "--device --gpu-mem --gpu-mem-cap -np --parallel -c --ctx-size");
     }
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
@@ -51,8 +65,12 @@ int cmd_info(int argc, char **argv) {
     lfm2c_error err = {0};
     cli_kv_apply(&mp);
     lfm2c_model *m = path ? lfm2c_model_open(path, &mp, &err) : NULL;
+    if (!m && path && !mmproj && info_mmproj(path, NULL) == 0) return 0; /* -m an mmproj */
     if (!m) return cli_fail("%s", path ? err.msg : "no model given (-m MODEL.gguf)");
-    if (!m) return 1;
+    if (mmproj && info_mmproj(mmproj, m)) {
+        lfm2c_model_free(m);
+        return 1;
+    }
     const lfm2c_model_info *in = lfm2c_model_get_info(m);
     printf("model:        %s%s%s\n", path, in->name[0] ? "  name: " : "", in->name);
     printf("architecture: %s\n", in->arch);

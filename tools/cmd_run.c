@@ -24,7 +24,7 @@ static const char USAGE[] =
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
     "  --no-bos           do not add BOS               --special  print special tokens\n"
-    "  --ignore-eos       keep going past end-of-generation tokens\n"
+    "  --ignore-eos       keep going past end-of-generation tokens\n" CLI_IMAGE_HELP
     "  -v, --verbose      print speed (and drafted / accepted tokens) and what each LoRA adapter changes\n"
     "constrained output (one of them; not with speculative decoding):\n"
     "  -j, --json-schema SCHEMA  JSON valid against SCHEMA   --json-schema-file F  the schema from F\n"
@@ -59,6 +59,7 @@ typedef struct run_opts {
     bool chat, raw, reference, no_bos, special, ignore_eos, verbose;
     cli_sampling samp;
     cli_spec spec;
+    cli_images images;                        /* --mmproj, --image */
     const char *schema, *schema_file, *regex; /* constrained output */
     const char *choices[64];
     int n_choices;
@@ -79,6 +80,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reference")) o->reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
+        else if (cli_image_flag(&o->images, argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) o->chat = true;
         else if (!strcmp(a, "--raw")) o->raw = true;
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) {
@@ -167,10 +169,10 @@ static int run_context(const run_opts *o, const lfm2c_model_info *in, int n_prom
 /* Reads the prompt, then writes tokens to stdout until -n, an end of generation or a full
  * context: 0, or 1 with the message said. */
 static int run_generate(const run_opts *o, lfm2c_model *m, lfm2c_session *s, lfm2c_sampler *smp, lfm2c_spec *spec,
-                        lfm2c_constraint *c, const int32_t *ids, int n_prompt, int ctx) {
+                        lfm2c_constraint *c, const int32_t *ids, const float *rows, int n_prompt, int ctx) {
     lfm2c_error err = {0};
     double t0 = lfm2c_now_s();
-    if (lfm2c_session_decode(s, ids, n_prompt, LFM2C_LOGITS_LAST, &err)) return cli_fail("%s", err.msg);
+    if (lfm2c_session_decode_embd(s, ids, rows, n_prompt, LFM2C_LOGITS_LAST, &err)) return cli_fail("%s", err.msg);
     double t1 = lfm2c_now_s();
     lfm2c_detok dt;
     lfm2c_detok_init(&dt, o->special);
@@ -228,8 +230,17 @@ int cmd_run(int argc, char **argv) {
     lfm2c_constraint *con = NULL;
     lfm2c_model *draft = NULL;
     int32_t *ids = NULL;
+    float *rows = NULL;
     int n_prompt = 0, ctx = 0;
     rc = 1;
+    if (cli_image_open(&o.images, m)) goto done;
+    if (o.images.n) { /* a placeholder per image in front, unless the prompt places them itself */
+        size_t len = 0;
+        char *t = cli_image_text(&o.images, o.images.n, prompt, prompt_len, &len);
+        free(file_text);
+        prompt = file_text = t;
+        prompt_len = len;
+    }
     if (!o.raw && lfm2c_model_meta_str(m, "tokenizer.chat_template")) o.chat = true; /* the default */
     if (o.verbose)
         fprintf(stderr, "prompt: %s\n",
@@ -252,6 +263,7 @@ int cmd_run(int argc, char **argv) {
         cli_fail("empty prompt");
         goto done;
     }
+    if (!(ids = cli_image_expand(&o.images, m, ids, &n_prompt, &rows))) goto done;
     if (!(ctx = run_context(&o, in, n_prompt))) goto done;
     if (!(s = lfm2c_session_new(m, ctx, &err))) {
         cli_fail("%s", err.msg);
@@ -269,8 +281,10 @@ int cmd_run(int argc, char **argv) {
         goto done;
     if (run_constraint(&o, m, &con)) goto done;
     if (con) lfm2c_sampler_set_filter(smp, lfm2c_constraint_filter, con);
-    rc = run_generate(&o, m, s, smp, spec, con, ids, n_prompt, ctx) ? 1 : 0;
+    rc = run_generate(&o, m, s, smp, spec, con, ids, rows, n_prompt, ctx) ? 1 : 0;
 done:
+    free(rows);
+    cli_image_close(&o.images);
     lfm2c_constraint_free(con);
     lfm2c_spec_free(spec);
     lfm2c_model_free(draft);

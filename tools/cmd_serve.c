@@ -92,6 +92,8 @@ static const char USAGE[] =
     "  --no-prefix-reuse     re-read every prompt from the start (to measure the reuse)\n"
     "  --ckpt-every N  --ckpt-max N  prefix reuse: a conv checkpoint every N positions, at most N per\n"
     "                        slot (32, 32; memory in /metrics lfm2c_checkpoint_bytes)\n"
+    "  -mm, --mmproj FILE    the first model's vision tower (an LFM2-VL mmproj): images in chat\n"
+    "                        requests (data URLs; --max-body bounds them)\n"
     "  -md FILE / -hfd REPO  speculative decoding of the first model with a draft model (same\n"
     "                        vocabulary), per slot\n"
     "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
@@ -232,7 +234,7 @@ static int parse_lora(const char *v, char **model, char **name, char **path, flo
 
 /* What serve's options set; serve_opts_init gives the defaults. */
 typedef struct serve_opts {
-    const char *host, *api_key, *key_file, *alias, *tmpl_file, *cors, *keep_alive_s, *budget_s;
+    const char *host, *api_key, *key_file, *alias, *tmpl_file, *cors, *keep_alive_s, *budget_s, *mmproj;
     const char *model_paths[SERVE_MAX_MODELS];
     int n_models;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
@@ -287,6 +289,7 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--api-key", NULL, SO_STR, api_key),
     SO("--api-key-file", NULL, SO_STR, key_file),
     SO("--alias", NULL, SO_STR, alias),
+    SO("-mm", "--mmproj", SO_STR, mmproj),
     SO("--metrics", NULL, SO_TRUE, metrics),
     SO("--ollama", NULL, SO_TRUE, ollama),
     SO("--accept-any-model", NULL, SO_TRUE, any_model),
@@ -524,6 +527,7 @@ static models_params serve_models_params(const serve_opts *o) {
                                .spec_on = cli_spec_on(&o->spec),
                                .spec = lfm2c_spec_default_params()},
                         .draft_path = o->spec.draft_path,
+                        .mmproj_path = o->mmproj,
                         .memory_budget = o->budget,
                         .max_loaded = o->max_loaded,
                         .keep_alive = o->keep_alive,

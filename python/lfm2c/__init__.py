@@ -23,10 +23,11 @@ from . import _lib
 from ._lib import lib
 
 __all__ = ["Error", "Model", "Session", "Sampler", "Constraint", "Lora", "ChatStream", "decode_batch", "parse_tool_calls",
-           "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED"]
+           "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED",
+           "ETOOLARGE"]
 __version__ = "0.1.0"
 
-EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED = range(1, 8)
+EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED, ETOOLARGE = range(1, 9)
 SAMPLE_NOT_FINITE = -2  # lfm2c_sampler_sample: the logits hold NaN or +inf (Sampler.sample raises)
 _LOGITS = {"none": 0, "last": 1, "all": 2}
 _POOLING = {"last": 0, "mean": 1}
@@ -100,12 +101,14 @@ def render_template(template, messages, tools=None, add_generation_prompt=True, 
 
 class Model:
     """A GGUF model. Model(path, n_threads=0 (one per core), device="cpu"|"cuda"|"vulkan", reference=False,
-    kv_type="f16"|"q8_0"|"f32"). Use as a context manager, or call close(), to free it early.
+    kv_type="f16"|"q8_0"|"f32", mmproj=None (a vision model's mmproj file: generate's images)). Use as a
+    context manager, or call close(), to free it early.
     Its sessions need it: closed while some are open, the model is unusable at once and freed
     when the last of them closes (in whatever order the garbage collector finalizes them)."""
 
-    def __init__(self, path, n_threads=0, device="cpu", reference=False, kv_type=None):
+    def __init__(self, path, n_threads=0, device="cpu", reference=False, kv_type=None, mmproj=None):
         self._m = None
+        self._mm = None
         self._closed = False
         self._n_sessions = 0
         p = lib.lfm2c_model_default_params()
@@ -131,10 +134,19 @@ class Model:
         self.n_ctx_train = info.n_ctx_train
         self.bos_id, self.eos_id, self.add_bos = info.bos_id, info.eos_id, info.add_bos
         self.n_params = info.n_params
+        if mmproj is not None:
+            mm = lib.lfm2c_mmproj_open(str(mmproj).encode(), m, ctypes.byref(err))
+            if not mm:
+                self.close()
+                _check(err)
+            self._mm = mm
 
     # -- lifetime
     def close(self):
         self._closed = True
+        if self._mm:
+            lib.lfm2c_mmproj_free(self._mm)
+            self._mm = None
         if self._m and self._n_sessions == 0:
             lib.lfm2c_model_free(self._m)
             self._m = None
@@ -258,22 +270,62 @@ class Model:
         """A LoRA adapter for this model (a PEFT folder or a GGUF adapter)."""
         return Lora(self, path)
 
+    def _with_images(self, ids, images):
+        """ids with each image placeholder expanded (lfm2c_prompt_images) and the images' rows
+        (a C pointer the caller frees)."""
+        if not self._mm:
+            raise Error("images need a vision model's mmproj: Model(path, mmproj=FILE)", EINVAL)
+        handles = []
+        try:
+            for im in images:
+                data = im if isinstance(im, (bytes, bytearray)) else open(im, "rb").read()
+                err = _lib.ErrorStruct()
+                h = lib.lfm2c_image_encode(self._mm, bytes(data), len(data), None, ctypes.byref(err))
+                if not h:
+                    _check(err)
+                handles.append(h)
+            buf, n = _ids(ids)
+            arr = (_lib._P * len(handles))(*handles)
+            out, n_out, rows = _lib.c_int32_p(), ctypes.c_int(0), _lib.c_float_p()
+            err = _lib.ErrorStruct()
+            if lib.lfm2c_prompt_images(self.handle, buf, n, arr, len(handles), ctypes.byref(out), ctypes.byref(n_out),
+                                       ctypes.byref(rows), ctypes.byref(err)):
+                _check(err)
+            return _take_tokens(out, n_out.value), rows
+        finally:
+            for h in handles:
+                lib.lfm2c_image_free(h)
+
     def generate(self, prompt, max_tokens=256, stream=False, add_bos=None, special=False, n_ctx=None, lora=None,
-                 json_schema=None, regex=None, choices=None, **sampling):
+                 json_schema=None, regex=None, choices=None, images=None, **sampling):
         """The continuation of prompt (str, or a list of token ids), at most max_tokens tokens, up
         to an end-of-generation token. stream=True: an iterator of text pieces instead. Sampling:
         temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
         presence_penalty, frequency_penalty, seed; unset ones are the model file's defaults.
         lora: adapters to run with (as Session.set_lora takes them). At most one of json_schema
         (a dict or its JSON text), regex (matched as a whole) or choices (a list of strings) holds
-        the output to it (Constraint)."""
+        the output to it (Constraint). images: image files (paths or bytes: JPEG, PNG, WebP, GIF)
+        for a vision model opened with mmproj; each "<image>" in a str prompt is one, else one
+        "<image>" per image is put in front."""
+        if images and isinstance(prompt, (str, bytes)):
+            text = prompt.decode("utf-8") if isinstance(prompt, bytes) else prompt
+            prompt = text if "<image>" in text else "<image>\n" * len(images) + text
         ids = list(prompt) if not isinstance(prompt, (str, bytes)) else self.tokenize(prompt, add_bos)
         if not ids:
             raise Error("empty prompt", EINVAL)
+        rows = None
+        if images:
+            ids, rows = self._with_images(ids, images)
         s = Session(self, n_ctx or min(len(ids) + max_tokens, max(self.n_ctx_train, len(ids) + 1)))
         if lora is not None:
             s.set_lora(lora)
-        s.decode(ids)
+        if rows is None:
+            s.decode(ids)
+        else:
+            try:
+                s._decode_embd(ids, rows)
+            finally:
+                _lib.free(rows)
         c = Constraint.of(self, json_schema, regex, choices)
         pieces = _stream_text(self, s, Sampler(self, **sampling), max_tokens, special, c)
         return pieces if stream else "".join(pieces)
@@ -391,6 +443,12 @@ class Session:
         buf, n = _ids(tokens)
         err = _lib.ErrorStruct()
         if lib.lfm2c_session_decode(self.handle, buf, n, _LOGITS[logits], ctypes.byref(err)):
+            _check(err)
+
+    def _decode_embd(self, tokens, rows, logits="last"):
+        buf, n = _ids(tokens)
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_decode_embd(self.handle, buf, rows, n, _LOGITS[logits], ctypes.byref(err)):
             _check(err)
 
     def logits(self, row=0):

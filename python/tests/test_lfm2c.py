@@ -299,3 +299,24 @@ def test_embed_matches_cli(model, model_path, cli):
         model.embed("x", pooling="cls")
     with pytest.raises(lfm2c.Error):
         model.embed([])
+
+
+def test_generate_with_images(cli):
+    """A vision model (the tiny LFM2-VL fixture and its mmproj): generate(images=[...]) answers as
+    `lfm2c run --raw -mm ... --image ...` does; bytes equal a path; another image, another
+    answer; a model without its mmproj refuses images."""
+    vd = ROOT / "tests" / "data" / "vision"
+    lm, mm, png = str(vd / "lfm2-vl-tiny-f32.gguf"), str(vd / "mmproj-tiny-f32.gguf"), str(vd / "images" / "rgb.png")
+    want = run_cli(cli, "run", "-m", lm, "-mm", mm, "--image", png, "-p", "what is it?", "-n", "8", "--temp", "0",
+                   "--raw")
+    with lfm2c.Model(lm, n_threads=1, mmproj=mm) as m:
+        got = m.generate("what is it?", max_tokens=8, temperature=0, images=[png])
+        assert got + "\n" == want
+        assert m.generate("<image>\nwhat is it?", max_tokens=8, temperature=0, images=[open(png, "rb").read()]) == got
+        other = m.generate("what is it?", max_tokens=8, temperature=0, images=[str(vd / "images" / "gray.png")])
+        assert other != got
+        with pytest.raises(lfm2c.Error, match="not a JPEG, PNG, WebP or GIF"):
+            m.generate("x", max_tokens=1, images=[b"not an image"])
+    with lfm2c.Model(lm, n_threads=1) as m:
+        with pytest.raises(lfm2c.Error, match="mmproj"):
+            m.generate("x", max_tokens=1, images=[png])

@@ -48,6 +48,9 @@ enum {
      * dev_sample, core/sample_batch.h: out filled, the logits row left on the device); without
      * it the host samples every row from the logits. */
     BACKEND_CAP_SAMPLE = 1u << 6,
+    /* Its forward takes a position's input as an embedding row (fwd_token.embd: an image's);
+     * without it session.c refuses such positions. */
+    BACKEND_CAP_EMBD_INPUT = 1u << 7,
 };
 
 typedef struct lfm2c_backend {

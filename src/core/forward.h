@@ -12,10 +12,14 @@ struct lfm2c_session;
 typedef struct fwd_token {
     struct lfm2c_session *seq;
     int32_t token;
-    int pos;     /* absolute position in its sequence */
-    int out_row; /* row of seq->logits to fill, or -1 for no logits */
-    float *snap; /* where the backend can (BACKEND_CAP_CONV_SNAP): the sequence's conv state after
+    int pos;           /* absolute position in its sequence */
+    int out_row;       /* row of seq->logits to fill, or -1 for no logits */
+    float *snap;       /* where the backend can (BACKEND_CAP_CONV_SNAP): the sequence's conv state after
                     this token goes here (a checkpoint, session.h), or NULL */
+    const float *embd; /* an input row (n_embd floats, an image's projected embedding) taken
+                          instead of token's embedding; token is then the position's id in the
+                          history (< 0, from the image's pixels: lfm2c_image_tokens). NULL: a
+                          token. Only for a backend with BACKEND_CAP_EMBD_INPUT. */
 } fwd_token;
 
 #ifdef __cplusplus

@@ -141,8 +141,9 @@ const float *lfm2c_session_embedding(const lfm2c_session *s, int row) {
     return s->logits + (size_t)row * s->model->info.n_vocab;
 }
 
-/* Checks one item of a batch before anything is changed. */
-static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_error *err) {
+/* Checks one item of a batch before anything is changed: ids below 0 are embedding rows
+ * (lfm2c_decode_batch_embd), allowed where the item has rows and the backend takes them. */
+static int check_item(lfm2c_session *s, const int32_t *tokens, const float *embd, int n, lfm2c_error *err) {
     if (n < 0) return fail(err, LFM2C_EINVAL, "negative token count");
     if (s->n_past + n > s->n_ctx) {
         if (err) {
@@ -152,7 +153,11 @@ static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_erro
         }
         return -1;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] < 0 && embd) {
+            if (backend_require(s->model, BACKEND_CAP_EMBD_INPUT, "embedding rows (images)", err)) return -1;
+            continue;
+        }
         if (tokens[i] < 0 || tokens[i] >= s->model->info.n_vocab) {
             if (err) {
                 err->code = LFM2C_EINVAL;
@@ -161,11 +166,31 @@ static int check_item(lfm2c_session *s, const int32_t *tokens, int n, lfm2c_erro
             }
             return -1;
         }
+    }
     return 0;
 }
 
+static int decode_items(lfm2c_session **ss, const int32_t *const *tokens, const float *const *embd, const int *n,
+                        const int *logits_mode, int n_items, lfm2c_error *err);
+
 int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const int *n, const int *logits_mode,
                        int n_items, lfm2c_error *err) {
+    return decode_items(ss, tokens, NULL, n, logits_mode, n_items, err);
+}
+
+int lfm2c_decode_batch_embd(lfm2c_session **ss, const int32_t *const *tokens, const float *const *embd, const int *n,
+                            const int *logits_mode, int n_items, lfm2c_error *err) {
+    if (!embd && n_items > 0) return fail(err, LFM2C_EINVAL, "NULL array in a batch");
+    return decode_items(ss, tokens, embd, n, logits_mode, n_items, err);
+}
+
+int lfm2c_session_decode_embd(lfm2c_session *s, const int32_t *tokens, const float *embd, int n, int logits_mode,
+                              lfm2c_error *err) {
+    return decode_items(&s, &tokens, &embd, &n, &logits_mode, 1, err);
+}
+
+static int decode_items(lfm2c_session **ss, const int32_t *const *tokens, const float *const *embd, const int *n,
+                        const int *logits_mode, int n_items, lfm2c_error *err) {
     if (n_items <= 0) return 0;
     if (!ss || !tokens || !n || !logits_mode) return fail(err, LFM2C_EINVAL, "NULL array in a batch");
     for (int i = 0; i < n_items; i++) {
@@ -178,7 +203,7 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
         if (ss[i]->model != m) return fail(err, LFM2C_EINVAL, "sessions of different models in one batch");
         for (int j = 0; j < i; j++)
             if (ss[j] == ss[i]) return fail(err, LFM2C_EINVAL, "a session appears twice in one batch");
-        if (check_item(ss[i], tokens[i], n[i], err)) return -1;
+        if (check_item(ss[i], tokens[i], embd ? embd[i] : NULL, n[i], err)) return -1;
     }
     int total = 0;
     for (int i = 0; i < n_items; i++) {
@@ -193,6 +218,8 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
     if (!toks) return fail(err, LFM2C_ENOMEM, "out of memory");
     /* walk the items in order, cutting the token stream into ubatches */
     int item = 0, off = 0, rc = 0;
+    const float *row = embd ? embd[0] : NULL; /* the item's next embedding row */
+    const size_t H = (size_t)m->info.n_embd;
     while (item < n_items && rc == 0) {
         int nt = 0;
         while (nt < ub && item < n_items) {
@@ -200,14 +227,17 @@ int lfm2c_decode_batch(lfm2c_session **ss, const int32_t *const *tokens, const i
             if (off == n[item]) {
                 item++;
                 off = 0;
+                row = embd && item < n_items ? embd[item] : NULL;
                 continue;
             }
-            int row = -1;
-            if (logits_mode[item] == LFM2C_LOGITS_ALL) row = off;
-            else if (logits_mode[item] == LFM2C_LOGITS_LAST && off == n[item] - 1) row = 0;
+            int out = -1;
+            if (logits_mode[item] == LFM2C_LOGITS_ALL) out = off;
+            else if (logits_mode[item] == LFM2C_LOGITS_LAST && off == n[item] - 1) out = 0;
             int32_t tok = tokens[item][off];
-            float *snap = ckpt_snap(s, s->n_past + 1, lfm2c_token_is_eog(m, tok));
-            toks[nt++] = (fwd_token){s, tok, s->n_past, row, snap};
+            float *snap = ckpt_snap(s, s->n_past + 1, tok >= 0 && lfm2c_token_is_eog(m, tok));
+            const float *e = tok < 0 ? row : NULL;
+            if (e) row += H;
+            toks[nt++] = (fwd_token){s, tok, s->n_past, out, snap, e};
             s->tokens[s->n_past++] = tok;
             off++;
         }
@@ -269,6 +299,24 @@ int lfm2c_session_copy(lfm2c_session *dst, const lfm2c_session *src, lfm2c_error
     return 0;
 }
 
+/* Feeds the history's tokens [from, from + n) again (s->n_past is from). An image's positions
+ * cannot be: their rows are the caller's (the caller resets and feeds the prompt again). */
+static int replay(lfm2c_session *s, int from, int n, lfm2c_error *err) {
+    for (int i = from; i < from + n; i++)
+        if (s->tokens[i] < 0) {
+            s->n_past = 0; /* no half state: the sequence is empty */
+            lfm2c_session_reset(s);
+            return fail(err, LFM2C_EUNSUPPORTED,
+                        "cannot go back into an image's positions without a checkpoint there (feed the prompt again)");
+        }
+    int32_t *again = malloc(sizeof(int32_t) * (size_t)n);
+    if (!again) return fail(err, LFM2C_ENOMEM, "out of memory");
+    memcpy(again, s->tokens + from, sizeof(int32_t) * (size_t)n);
+    int rc = lfm2c_session_decode(s, again, n, LFM2C_LOGITS_NONE, err);
+    free(again);
+    return rc;
+}
+
 int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (n_keep < 0 || n_keep > s->n_past) return fail(err, LFM2C_EINVAL, "truncate beyond the sequence");
@@ -284,14 +332,7 @@ int lfm2c_session_truncate(lfm2c_session *s, int n_keep, lfm2c_error *err) {
     /* the KV entries before n_keep are still valid; re-feed [from, n_keep) to rebuild the conv
      * state (attention layers just rewrite identical K/V values) */
     s->n_past = from;
-    if (n_keep > from) {
-        int32_t *replay = malloc(sizeof(int32_t) * (size_t)(n_keep - from));
-        if (!replay) return fail(err, LFM2C_ENOMEM, "out of memory");
-        memcpy(replay, s->tokens + from, sizeof(int32_t) * (size_t)(n_keep - from));
-        int rc = lfm2c_session_decode(s, replay, n_keep - from, LFM2C_LOGITS_NONE, err);
-        free(replay);
-        return rc;
-    }
+    if (n_keep > from) { return replay(s, from, n_keep - from, err); }
     return 0;
 }
 
@@ -344,12 +385,7 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
         s->n_past = from;
         s->n_rows = 0;
         if (n == 0) return 0;
-        int32_t *replay = malloc(sizeof(int32_t) * (size_t)n);
-        if (!replay) return fail(err, LFM2C_ENOMEM, "out of memory");
-        memcpy(replay, s->tokens + from, sizeof(int32_t) * (size_t)n);
-        int rc = lfm2c_session_decode(s, replay, n, LFM2C_LOGITS_NONE, err);
-        free(replay);
-        return rc;
+        return replay(s, from, n, err);
     }
     /* the state after n_keep tokens: the u of positions n_keep - 2 and n_keep - 1 */
     const int H = s->model->info.n_embd;

@@ -198,7 +198,7 @@ static int draft_lookup(const lfm2c_spec *sp, const lfm2c_session *s, int32_t la
             while (i < g && ctx_at(s, last, j + i) == ctx_at(s, last, n - g + i)) i++;
             if (i < g) continue;
             int k = 0;
-            while (k < max && j + g + k < n) {
+            while (k < max && j + g + k < n && ctx_at(s, last, j + g + k) >= 0) { /* never an image's row */
                 d[k] = ctx_at(s, last, j + g + k);
                 k++;
             }
@@ -244,6 +244,10 @@ static float top_prob(const float *logits, int V) {
     return (float)(1.0 / sum);
 }
 
+/* What the draft model reads for a target token: an image's row (an id below 0, which a text
+ * draft model cannot take) becomes token 0; its drafts there are guesses verified as any. */
+#define DRAFT_TOK(t) ((t) < 0 ? 0 : (t))
+
 /* Makes the draft session ready to read the target's history + last: keeps the common prefix,
  * feeds a long catch-up (a prompt, a chat turn) on its own, and leaves in sp->dfeed[0..*n_feed)
  * the rest, ending with last, for the batch (after a step that accepted everything: the tokens
@@ -252,14 +256,19 @@ static int draft_prepare(lfm2c_spec *sp, const lfm2c_session *s, int32_t last, i
     lfm2c_session *ds = sp->draft;
     const int n = s->n_past;
     int keep = 0, lim = ds->n_past < n ? ds->n_past : n;
-    while (keep < lim && ds->tokens[keep] == s->tokens[keep]) keep++;
+    while (keep < lim && ds->tokens[keep] == DRAFT_TOK(s->tokens[keep])) keep++;
     if (keep < ds->n_past && lfm2c_session_rollback(ds, keep, err)) return -1;
     if (n - keep > sp->p.draft_max + 1) { /* a checkpoint after it keeps the next sync cheap */
-        if (lfm2c_session_decode(ds, s->tokens + keep, n - keep, LFM2C_LOGITS_NONE, err)) return -1;
+        int32_t *t = malloc(sizeof(int32_t) * (size_t)(n - keep));
+        if (!t) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+        for (int i = keep; i < n; i++) t[i - keep] = DRAFT_TOK(s->tokens[i]);
+        const int rc = lfm2c_session_decode(ds, t, n - keep, LFM2C_LOGITS_NONE, err);
+        free(t);
+        if (rc) return -1;
         lfm2c_session_checkpoint(ds);
         keep = n;
     }
-    memcpy(sp->dfeed, s->tokens + keep, sizeof(int32_t) * (size_t)(n - keep));
+    for (int i = keep; i < n; i++) sp->dfeed[i - keep] = DRAFT_TOK(s->tokens[i]);
     sp->dfeed[n - keep] = last;
     *n_feed = n - keep + 1;
     return lfm2c_session_mark(ds, n - keep + 1 + sp->p.draft_max, err);

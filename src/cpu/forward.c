@@ -621,7 +621,8 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     float *out = slot(m, FWD_OUT, sizeof(float) * (size_t)T * H);
     float *rope = slot(m, FWD_ROPE, sizeof(float) * (size_t)T * hd);
     for (int t = 0; t < T; t++) {
-        embed_row(m, toks[t].token, x + (size_t)t * H, H);
+        if (toks[t].embd) memcpy(x + (size_t)t * H, toks[t].embd, sizeof(float) * (size_t)H);
+        else embed_row(m, toks[t].token, x + (size_t)t * H, H);
         for (int i = 0; i < hd / 2; i++) { /* cos / sin per token, shared by all layers */
             double angle = toks[t].pos * pow(in->rope_theta, -2.0 * i / hd);
             rope[(size_t)t * hd + 2 * i] = (float)cos(angle);

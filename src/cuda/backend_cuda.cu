@@ -936,7 +936,7 @@ extern "C" const lfm2c_backend backend_cuda = {
     cuda_session_pull_conv, cuda_session_push_conv,
     cuda_forward,
     CU_UBATCH,
-    /* caps: no LoRA, embeddings, session copy, conv trail; checkpoints between forwards only;
-     * rows sampled on the device with LFM2C_CUDA_SAMPLE=1 (sample_step.cu) */
+    /* caps: no LoRA, embeddings, session copy, conv trail, image rows; checkpoints between
+     * forwards only; rows sampled on the device with LFM2C_CUDA_SAMPLE=1 (sample_step.cu) */
     BACKEND_CAP_SAMPLE,
 };

@@ -47,6 +47,7 @@ typedef struct serve_api {
     serve_shared *sh;
     serve_entry *entry; /* its registry entry (NULL: a model served alone, serve_api_init) */
     lfm2c_model *model;
+    lfm2c_mmproj *mm; /* its vision tower (images), or NULL: a text model */
     sched *sched;
     server_params p; /* the shared limits, with this model's context and LoRA adapters */
     int n_ctx, n_vocab;
@@ -134,6 +135,18 @@ int req_bool(json_t *body, const char *key, bool *out, http_err *e);
 int req_int(json_t *body, const char *key, long long lo, long long hi, long long *out, http_err *e);
 /* Appends s[0..n) to a NUL-terminated buffer; on failure frees it and sets *buf NULL. */
 void req_buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
+
+/* ---- images in a chat request (job_image.c) ---- */
+typedef struct job_images {
+    lfm2c_image *img[SERVER_MAX_IMAGES]; /* in the order of the messages' placeholders */
+    int n, rows;                         /* rows: theirs in all (at most the context) */
+} job_images;
+/* An OpenAI image_url part (a base64 data URL) encoded with api's mmproj into ji: 0, or -1 with
+ * e set (400: no mmproj, not an image, over the pixels; 413: over the bytes). */
+int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e);
+/* r's tokenized prompt with its placeholders replaced by the images' tokens, r->rows theirs. */
+int job_images_apply(serve_api *api, job_images *ji, sched_req *r, http_err *e);
+void job_images_free(job_images *ji);
 
 /* ---- models (job.c) ---- */
 /* The model a request names (NULL: the default; a name no model has: the default with

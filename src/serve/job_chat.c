@@ -15,11 +15,16 @@
 
 /* ---- chat messages --------------------------------------------------------------------------- */
 
-/* Text of a message content: a string, or the text parts of an array; NULL content is "". */
-static int content_text(json_t *c, char **buf, size_t *len, size_t *cap, http_err *e) {
+static void buf_add_guarded(serve_api *api, char **buf, size_t *len, size_t *cap, const char *s, size_t n);
+
+/* Text of a message content, guarded (the client's special-token texts stay plain): a string,
+ * or the parts of an array: text, and images (job_image.c), each an "<image>" placeholder
+ * (not guarded: the template and the tokenizer make it the placeholder token); NULL content is
+ * "". */
+static int content_text(serve_api *api, json_t *c, job_images *ji, char **buf, size_t *len, size_t *cap, http_err *e) {
     if (!c || json_is_null(c)) return 0;
     if (json_is_string(c)) {
-        req_buf_add(buf, len, cap, json_string_value(c), json_string_length(c));
+        buf_add_guarded(api, buf, len, cap, json_string_value(c), json_string_length(c));
         return 0;
     }
     if (!json_is_array(c))
@@ -28,9 +33,16 @@ static int content_text(json_t *c, char **buf, size_t *len, size_t *cap, http_er
     json_t *part;
     json_array_foreach(c, i, part) {
         json_t *t = json_object_get(part, "text");
+        const char *type = json_string_value(json_object_get(part, "type"));
+        if (json_is_object(part) && type && !strcmp(type, "image_url")) {
+            if (job_image_part(api, part, ji, e)) return -1;
+            req_buf_add(buf, len, cap, "<image>", 7);
+            continue;
+        }
         if (!json_is_object(part) || !json_is_string(t))
-            return http_set_err(e, 400, "invalid_value", "messages", "only text content parts are supported");
-        req_buf_add(buf, len, cap, json_string_value(t), json_string_length(t));
+            return http_set_err(e, 400, "invalid_value", "messages",
+                                "only text and image_url content parts are supported");
+        buf_add_guarded(api, buf, len, cap, json_string_value(t), json_string_length(t));
     }
     return 0;
 }
@@ -84,27 +96,11 @@ static int add_tool_calls(serve_api *api, json_t *calls, size_t i, char **text, 
     return 0;
 }
 
-/* *text[from, *len), the client's content, guarded (the markers before it are ours); *text NULL
- * when memory runs out. */
-static void guard_tail(serve_api *api, char **text, size_t *len, size_t *cap, size_t from) {
-    if (!*text || *len <= from) return;
-    const size_t n_mine = *len - from;
-    char *mine = malloc(n_mine);
-    if (mine) memcpy(mine, *text + from, n_mine);
-    *len = from;
-    if (mine) buf_add_guarded(api, text, len, cap, mine, n_mine);
-    else {
-        free(*text);
-        *text = NULL;
-    }
-    free(mine);
-}
-
 /* One message of the request as the template takes it: role (developer as system), content as
  * text after its tool calls, and an assistant turn's thinking (reasoning_content as answered,
  * 'thinking' as Ollama names it: the template decides whether it is rendered; LFM2.5 keeps it
  * only for the turns after the last user message). NULL after http_set_err. */
-static json_t *normalize_message(serve_api *api, json_t *m, size_t i, http_err *e) {
+static json_t *normalize_message(serve_api *api, json_t *m, size_t i, job_images *ji, http_err *e) {
     const char *role = json_string_value(json_object_get(m, "role"));
     if (!json_is_object(m) || !role)
         return http_set_err(e, 400, "invalid_type", "messages", "messages[%zu] must be an object with a string 'role'",
@@ -123,12 +119,10 @@ static json_t *normalize_message(serve_api *api, json_t *m, size_t i, http_err *
         free(text);
         return NULL;
     }
-    const size_t from = len; /* the content after the calls' markers */
-    if (content_text(json_object_get(m, "content"), &text, &len, &cap, e)) {
+    if (content_text(api, json_object_get(m, "content"), ji, &text, &len, &cap, e)) {
         free(text);
         return NULL;
     }
-    guard_tail(api, &text, &len, &cap, from);
     if (!text) return http_set_err(e, 500, NULL, NULL, "out of memory"), NULL;
     json_t *nm = json_pack("{s:s,s:s%}", "role", strcmp(role, "developer") ? role : "system", "content", text, len);
     free(text);
@@ -142,7 +136,7 @@ static json_t *normalize_message(serve_api *api, json_t *m, size_t i, http_err *
     return nm;
 }
 
-static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
+static json_t *normalize_messages(serve_api *api, json_t *msgs, job_images *ji, http_err *e) {
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         http_set_err(e, 400, json_is_array(msgs) ? "invalid_value" : "invalid_type", "messages",
                      "'messages' must be a non-empty array");
@@ -152,7 +146,7 @@ static json_t *normalize_messages(serve_api *api, json_t *msgs, http_err *e) {
     size_t i;
     json_t *m;
     json_array_foreach(msgs, i, m) {
-        json_t *nm = normalize_message(api, m, i, e);
+        json_t *nm = normalize_message(api, m, i, ji, e);
         if (!nm) {
             json_decref(out);
             return NULL;
@@ -467,8 +461,9 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     if (json_is_array(given) && json_array_size(given) > (size_t)api->p.max_messages)
         return http_set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)",
                             api->p.max_messages);
-    json_t *msgs = normalize_messages(api, given, e);
-    if (!msgs) return -1;
+    job_images ji = {0};
+    json_t *msgs = normalize_messages(api, given, &ji, e);
+    if (!msgs) return job_images_free(&ji), -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;
     const char *mode, *named;
     bool parallel = true;
@@ -491,10 +486,12 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
     if (!use_tools) json_decref(fns), fns = NULL;
     char *prompt = chat_render(api, body, r, msgs, fns, e);
-    if (!prompt || chat_tokenize(api, body, j, r, prompt, e) || req_fit_context(api, r, &j->o, "messages", e))
-        return -1;
-    return job_expand(api, j, e);
+    const int rc = !prompt || chat_tokenize(api, body, j, r, prompt, e) || job_images_apply(api, &ji, r, e) ||
+                   req_fit_context(api, r, &j->o, "messages", e);
+    job_images_free(&ji);
+    return rc ? -1 : job_expand(api, j, e);
 bad:
+    job_images_free(&ji);
     json_decref(msgs);
     json_decref(fns);
     return -1;

@@ -265,6 +265,10 @@ static sched_req *req_clone(serve_api *api, const sched_req *b, const int32_t *p
         memcpy(r->prompt, prompt, sizeof *r->prompt * (size_t)n_prompt);
         r->n_prompt = n_prompt;
     }
+    size_t n_rows = 0; /* the images' rows: one per id below 0 */
+    for (int i = 0; ok && b->rows && i < n_prompt; i++) n_rows += prompt[i] < 0;
+    const size_t rb = n_rows * sizeof(float) * (size_t)lfm2c_model_get_info(api->model)->n_embd;
+    if (ok && n_rows && (ok = (r->rows = malloc(rb)) != NULL)) memcpy(r->rows, b->rows, rb);
     if (ok && b->logit_bias && (ok = (r->logit_bias = malloc(sizeof(float) * (size_t)api->n_vocab)) != NULL))
         memcpy(r->logit_bias, b->logit_bias, sizeof(float) * (size_t)api->n_vocab);
     if (ok && b->script && (ok = (r->script = malloc(sizeof *r->script * (size_t)b->n_script + 1)) != NULL)) {

@@ -34,6 +34,7 @@ struct serve_entry {
     bool from_cache, deleted, first;
     int state; /* MODEL_* */
     lfm2c_model *model, *draft;
+    lfm2c_mmproj *mm; /* its vision tower (-mm, the first model's), or NULL */
     sched *s;
     int n_lora;
     char *lora_names[MODELS_MAX_LORA], *lora_paths[MODELS_MAX_LORA];
@@ -431,6 +432,7 @@ static void read_facts(serve_models *r, serve_entry *e) {
 /* What a loaded model holds of the server's state: its handles, its adapters, the view. */
 typedef struct loaded {
     lfm2c_model *model, *draft;
+    lfm2c_mmproj *mm;
     sched *s;
     lfm2c_lora *loras[MODELS_MAX_LORA];
     int n_ctx;
@@ -440,6 +442,7 @@ static void loaded_free(loaded *l, int n_lora) {
     if (l->s) sched_shutdown(l->s);
     sched_free(l->s);
     for (int k = 0; k < n_lora; k++) lfm2c_lora_free(l->loras[k]);
+    lfm2c_mmproj_free(l->mm);
     lfm2c_model_free(l->model);
     lfm2c_model_free(l->draft);
 }
@@ -467,6 +470,8 @@ static int open_entry(serve_models *r, serve_entry *e, loaded *l, char *msg, siz
             return snprintf(msg, cap, "--lora %s: %s", e->lora_names[k], err.msg), -1;
         say_lora(r, e, k, l->loras[k]);
     }
+    if (e->first && r->p.mmproj_path && !(l->mm = lfm2c_mmproj_open(r->p.mmproj_path, l->model, &err)))
+        return snprintf(msg, cap, "--mmproj %s: %s", r->p.mmproj_path, err.msg), -1;
     if (e->first && r->p.draft_path && !(l->draft = lfm2c_model_open(r->p.draft_path, &r->p.mp, &err)))
         return snprintf(msg, cap, "draft model: %s", err.msg), -1;
     sched_params sp = r->p.sp;
@@ -483,9 +488,11 @@ static int open_entry(serve_models *r, serve_entry *e, loaded *l, char *msg, siz
 static void publish(serve_models *r, serve_entry *e, loaded *l) {
     e->model = l->model;
     e->draft = l->draft;
+    e->mm = l->mm;
     e->s = l->s;
     memcpy(e->loras, l->loras, sizeof e->loras);
     serve_api_set(&e->api, r->sh, l->model, l->s, l->n_ctx);
+    e->api.mm = l->mm;
     e->api.entry = e;
     e->api.p.n_lora = e->n_lora;
     e->api.p.lora_names = (const char *const *)e->lora_names;
@@ -526,9 +533,11 @@ static void stats_add(sched_stats *a, const sched_stats *b) {
 /* Unloads an idle loaded e (lock held on entry and return; dropped while freeing). */
 static void unload_locked(serve_models *r, serve_entry *e, const char *why) {
     e->state = MODEL_UNLOADING;
-    loaded l = {.model = e->model, .draft = e->draft, .s = e->s};
+    loaded l = {.model = e->model, .draft = e->draft, .mm = e->mm, .s = e->s};
     memcpy(l.loras, e->loras, sizeof l.loras);
     e->model = e->draft = NULL;
+    e->mm = NULL;
+    e->api.mm = NULL;
     e->s = NULL;
     memset(e->loras, 0, sizeof e->loras);
     e->api.model = NULL;
@@ -975,7 +984,7 @@ void models_free(serve_models *r) {
     for (int i = 0; i < r->n; i++) {
         serve_entry *e = r->e[i];
         if (e->state == MODEL_LOADED) {
-            loaded l = {.model = e->model, .draft = e->draft, .s = e->s};
+            loaded l = {.model = e->model, .draft = e->draft, .mm = e->mm, .s = e->s};
             memcpy(l.loras, e->loras, sizeof l.loras);
             loaded_free(&l, e->n_lora);
         }

@@ -28,13 +28,14 @@ enum { MODEL_AVAILABLE, MODEL_LOADING, MODEL_LOADED, MODEL_UNLOADING };
 #define MODELS_FOREVER 1e18 /* a keep-alive that never expires (seconds) */
 
 typedef struct models_params {
-    lfm2c_model_params mp;  /* how every model opens (threads, device, KV types, pages) */
-    sched_params sp;        /* each loaded model's scheduler; n_ctx: the asked context, cut to the model's */
-    const char *draft_path; /* -md: the draft model of the first model (speculative decoding) */
-    size_t memory_budget;   /* bytes the loaded models may hold (0: no bound) */
-    int max_loaded;         /* models loaded at once (0: no bound) */
-    double keep_alive;      /* seconds an idle model stays loaded by default; < 0: forever */
-    double wait_s;          /* how long a load waits for busy models to leave room (then 503) */
+    lfm2c_model_params mp;   /* how every model opens (threads, device, KV types, pages) */
+    sched_params sp;         /* each loaded model's scheduler; n_ctx: the asked context, cut to the model's */
+    const char *draft_path;  /* -md: the draft model of the first model (speculative decoding) */
+    const char *mmproj_path; /* -mm: the first model's vision tower (images, lfm2c_mmproj) */
+    size_t memory_budget;    /* bytes the loaded models may hold (0: no bound) */
+    int max_loaded;          /* models loaded at once (0: no bound) */
+    double keep_alive;       /* seconds an idle model stays loaded by default; < 0: forever */
+    double wait_s;           /* how long a load waits for busy models to leave room (then 503) */
     void (*log)(void *user, const char *line);
     void *log_user;
 } models_params;

@@ -99,6 +99,7 @@ static void req_unref(sched_req *r);
 static void req_free(sched_req *r) {
     if (r->fork_of) req_unref(r->fork_of);
     free(r->prompt);
+    free(r->rows);
     free(r->logit_bias);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
@@ -1001,12 +1002,22 @@ static void slot_accept(sched *s, slot *sl) {
         if (!slot_take(s, sl, out[i], rows + (size_t)i * V)) break;
 }
 
+/* The first image row r's prompt from position `from` on takes (the rows of the ids below 0
+ * before it are in the session already); NULL without images. */
+static const float *prompt_rows(const sched *s, const sched_req *r, int from) {
+    if (!r->rows) return NULL;
+    size_t k = 0;
+    for (int i = 0; i < from; i++) k += r->prompt[i] < 0;
+    return r->rows + k * (size_t)lfm2c_model_get_info(s->model)->n_embd;
+}
+
 /* One step: one forward over every active slot. Returns false when there was nothing to do. */
 static bool step(sched *s) {
     const double t_start = lfm2c_now_s();
     int n_slots = s->p.n_slots, n_items = 0, budget = s->p.prefill_chunk;
     lfm2c_session *sess[n_slots];
     const int32_t *toks[n_slots];
+    const float *rows[n_slots];
     int ns[n_slots], modes[n_slots], which[n_slots];
     int n_prefill = 0, n_decode = 0;
     pthread_mutex_lock(&s->mu);
@@ -1026,7 +1037,8 @@ static bool step(sched *s) {
             if (n > budget) n = budget;
             /* end a chunk at a turn boundary so a checkpoint lands there */
             for (int j = 0; j < n - 1; j++)
-                if (lfm2c_token_is_eog(s->model, r->prompt[sl->n_fed + j]) && sl->n_fed + j + 1 < r->n_prompt) {
+                if (r->prompt[sl->n_fed + j] >= 0 && lfm2c_token_is_eog(s->model, r->prompt[sl->n_fed + j]) &&
+                    sl->n_fed + j + 1 < r->n_prompt) {
                     n = j + 1;
                     break;
                 }
@@ -1036,6 +1048,7 @@ static bool step(sched *s) {
             n_prefill += n;
             sess[n_items] = sl->sess;
             toks[n_items] = r->prompt + sl->n_fed;
+            rows[n_items] = prompt_rows(s, r, sl->n_fed);
             ns[n_items] = n;
             modes[n_items] = all_rows                       ? LFM2C_LOGITS_ALL
                              : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST
@@ -1045,6 +1058,7 @@ static bool step(sched *s) {
             n_decode += 1 + k;
             sess[n_items] = sl->sess;
             toks[n_items] = k ? sl->spec_feed : &sl->next;
+            rows[n_items] = NULL;
             ns[n_items] = 1 + k;
             modes[n_items] = k ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST;
         } else {
@@ -1055,7 +1069,7 @@ static bool step(sched *s) {
     if (!n_items) return false;
     lfm2c_error err = {0};
     double t0 = lfm2c_now_s();
-    int rc = lfm2c_decode_batch(sess, toks, ns, modes, n_items, &err);
+    int rc = lfm2c_decode_batch_embd(sess, toks, rows, ns, modes, n_items, &err);
     double dt = lfm2c_now_s() - t0;
     pthread_mutex_lock(&s->mu);
     const double t_locked = lfm2c_now_s();

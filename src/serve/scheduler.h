@@ -56,6 +56,8 @@ typedef struct sched_req {
     /* inputs (not touched after submit) */
     int32_t *prompt;
     int n_prompt;
+    float *rows; /* its images' rows (lfm2c_prompt_images; owned): each id below 0 of prompt takes the
+                    next one (lfm2c_decode_batch_embd); NULL: none */
     lfm2c_sampler_params sampling;
     float *logit_bias; /* n_vocab entries or NULL (owned, freed with the request) */
     int max_tokens;    /* 0: read the prompt only (its logprobs) */

@@ -47,6 +47,32 @@ static json_t *an_error(int status, const char *code, const char *param, const c
     return json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", err_type(status), "message", msg);
 }
 
+/* An image block's source as an OpenAI image_url part (base64: a data URL; url: as given, which
+ * the chat request refuses unless it is one); NULL if it is neither. */
+static json_t *image_part(json_t *b) {
+    json_t *src = json_object_get(b, "source");
+    const char *type = json_string_value(json_object_get(src, "type"));
+    const char *mt = json_string_value(json_object_get(src, "media_type"));
+    json_t *data = json_object_get(src, "data"), *url = json_object_get(src, "url");
+    if (type && !strcmp(type, "url") && json_is_string(url))
+        return json_pack("{s:s,s:{s:O}}", "type", "image_url", "image_url", "url", url);
+    if (!type || strcmp(type, "base64") || !mt || !json_is_string(data)) return NULL;
+    dl_buf u = {0};
+    dl_buf_add(&u, "data:", 5);
+    dl_buf_add(&u, mt, strlen(mt));
+    dl_buf_add(&u, ";base64,", 8);
+    dl_buf_add(&u, json_string_value(data), json_string_length(data));
+    json_t *p = u.p ? json_pack("{s:s,s:{s:s%}}", "type", "image_url", "image_url", "url", u.p, u.n) : NULL;
+    free(u.p);
+    return p;
+}
+
+/* The text so far as a text part of parts (then empty). */
+static void flush_text(json_t *parts, dl_buf *text) {
+    if (text->n) json_array_append_new(parts, json_pack("{s:s,s:s%}", "type", "text", "text", text->p, text->n));
+    text->n = 0;
+}
+
 /* One message's blocks -> chat messages (tool results first: they answer the previous turn). */
 static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     const char *role = json_string_value(json_object_get(m, "role"));
@@ -61,7 +87,7 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
         return dl_fail(e, 400, "messages", "messages.%zu.content must be a string or an array of blocks", i);
     dl_buf text = {0}, thinking = {0};
     dl_buf_add(&text, "", 0);
-    json_t *calls = json_array();
+    json_t *calls = json_array(), *parts = NULL; /* parts: text and images, once there is an image */
     size_t k;
     json_t *b;
     json_array_foreach(content, k, b) {
@@ -120,15 +146,31 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
             dl_buf_add(&thinking, json_string_value(t), json_string_length(t));
         } else if (!strcmp(type, "redacted_thinking")) {
             /* nothing readable to render */
+        } else if (!strcmp(type, "image")) {
+            json_t *ip = image_part(b);
+            if (!ip || strcmp(role, "user")) {
+                json_decref(ip);
+                dl_fail(e, 400, "messages",
+                        "messages.%zu.content.%zu: an image block (user) needs a source of type base64 with media_type "
+                        "and data",
+                        i, k);
+                goto bad;
+            }
+            if (!parts) parts = json_array();
+            flush_text(parts, &text);
+            json_array_append_new(parts, ip);
         } else {
             dl_fail(e, 400, "messages",
-                    "messages.%zu.content.%zu: block type '%.40s' is not supported (text, tool_use, tool_result)", i, k,
-                    type);
+                    "messages.%zu.content.%zu: block type '%.40s' is not supported (text, image, tool_use, "
+                    "tool_result)",
+                    i, k, type);
             goto bad;
         }
     }
-    if (text.n || json_array_size(calls) || !json_array_size(content)) {
+    if (parts) flush_text(parts, &text);
+    if (text.n || parts || json_array_size(calls) || !json_array_size(content)) {
         json_t *msg = json_pack("{s:s,s:s%}", "role", role, "content", text.p ? text.p : "", text.n);
+        if (parts) json_object_set(msg, "content", parts);
         if (json_array_size(calls)) json_object_set(msg, "tool_calls", calls);
         if (thinking.n && !strcmp(role, "assistant"))
             json_object_set_new(msg, "reasoning_content", json_stringn(thinking.p, thinking.n));
@@ -137,11 +179,13 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     free(text.p);
     free(thinking.p);
     json_decref(calls);
+    json_decref(parts);
     return 0;
 bad:
     free(text.p);
     free(thinking.p);
     json_decref(calls);
+    json_decref(parts);
     return -1;
 }
 

@@ -69,6 +69,26 @@ static int map_format(json_t *fmt, json_t *chat, dl_err *e) {
     return 0;
 }
 
+/* Ollama's images (base64 strings) then the text, as OpenAI content parts (data URLs); NULL if
+ * an image is not a string. */
+static json_t *image_parts(json_t *images, json_t *text) {
+    json_t *parts = json_array();
+    size_t k;
+    json_t *im;
+    json_array_foreach(images, k, im) {
+        if (!json_is_string(im)) return json_decref(parts), NULL;
+        dl_buf u = {0};
+        dl_buf_add(&u, "data:image;base64,", 18);
+        dl_buf_add(&u, json_string_value(im), json_string_length(im));
+        if (u.p)
+            json_array_append_new(parts,
+                                  json_pack("{s:s,s:{s:s%}}", "type", "image_url", "image_url", "url", u.p, u.n));
+        free(u.p);
+    }
+    if (json_string_length(text)) json_array_append_new(parts, json_pack("{s:s,s:O}", "type", "text", "text", text));
+    return parts;
+}
+
 static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     const char *role = json_string_value(json_object_get(m, "role"));
     if (!json_is_object(m) || !role)
@@ -76,10 +96,18 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     json_t *content = json_object_get(m, "content"), *images = json_object_get(m, "images");
     if (content && !json_is_null(content) && !json_is_string(content))
         return dl_fail(e, 400, "messages", "messages[%zu].content must be a string", i);
-    if (json_array_size(images))
-        return dl_fail(e, 400, "messages", "messages[%zu]: images are not supported by this model", i);
+    if (images && !json_is_null(images) && !json_is_array(images))
+        return dl_fail(e, 400, "messages", "messages[%zu].images must be an array of base64 strings", i);
     json_t *msg =
         json_pack("{s:s,s:s}", "role", role, "content", json_is_string(content) ? json_string_value(content) : "");
+    if (json_array_size(images)) {
+        json_t *parts = image_parts(images, content);
+        if (!parts) {
+            json_decref(msg);
+            return dl_fail(e, 400, "messages", "messages[%zu].images must be an array of base64 strings", i);
+        }
+        json_object_set_new(msg, "content", parts);
+    }
     json_t *thinking = json_object_get(m, "thinking");
     if (thinking && !json_is_null(thinking) && !json_is_string(thinking)) {
         json_decref(msg);
@@ -228,8 +256,11 @@ static int ol_generate_body(const dl_server *s, json_t *body, json_t *chat, json
     if (suffix && !json_is_null(suffix) && !json_is_string(suffix))
         return dl_fail(e, 400, "suffix", "'suffix' must be a string");
     const bool fim = json_string_length(suffix) > 0;
-    if (json_array_size(json_object_get(body, "images")))
-        return dl_fail(e, 400, "images", "images are not supported by this model");
+    json_t *images = json_object_get(body, "images");
+    if (images && !json_is_null(images) && !json_is_array(images))
+        return dl_fail(e, 400, "images", "'images' must be an array of base64 strings");
+    if (json_array_size(images) && (fim || json_is_true(raw)))
+        return dl_fail(e, 400, "images", "'images' cannot be used with 'suffix' or 'raw'");
     if (raw && !json_is_null(raw) && !json_is_boolean(raw)) return dl_fail(e, 400, "raw", "'raw' must be a boolean");
     if (!fim && (!json_is_string(prompt) || !json_string_length(prompt))) return ol_loaded(st, true, e);
     if (ctx && !json_is_null(ctx) && !json_is_array(ctx))
@@ -250,7 +281,11 @@ static int ol_generate_body(const dl_server *s, json_t *body, json_t *chat, json
     if (json_array_size(ctx)) json_object_set(chat, "context", ctx); /* job_chat.c puts it before the prompt */
     if (json_is_string(sys) && json_string_length(sys))
         json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "system", "content", sys));
-    json_array_append_new(msgs, json_pack("{s:s,s:O}", "role", "user", "content", prompt));
+    json_t *parts = json_array_size(images) ? image_parts(images, prompt) : NULL;
+    if (json_array_size(images) && !parts)
+        return dl_fail(e, 400, "images", "'images' must be an array of base64 strings");
+    json_array_append_new(msgs, parts ? json_pack("{s:s,s:o}", "role", "user", "content", parts)
+                                      : json_pack("{s:s,s:O}", "role", "user", "content", prompt));
     return 0;
 }
 

@@ -86,6 +86,32 @@ static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i,
     return rc;
 }
 
+/* A message's content with input_image parts as OpenAI content parts (text, image_url); NULL
+ * when it has none (plain text: dl_text_of) or a part is neither text nor an image given by URL
+ * (*bad then). */
+static json_t *image_content(json_t *c, bool *bad) {
+    *bad = false;
+    bool any = false;
+    size_t k;
+    json_t *p;
+    json_array_foreach(c, k, p) {
+        const char *t = json_string_value(json_object_get(p, "type"));
+        any |= t && !strcmp(t, "input_image");
+    }
+    if (!json_is_array(c) || !any) return NULL;
+    json_t *parts = json_array();
+    json_array_foreach(c, k, p) {
+        const char *t = json_string_value(json_object_get(p, "type"));
+        json_t *txt = json_object_get(p, "text"), *url = json_object_get(p, "image_url");
+        if (t && !strcmp(t, "input_image") && json_is_string(url))
+            json_array_append_new(parts, json_pack("{s:s,s:{s:O}}", "type", "image_url", "image_url", "url", url));
+        else if (t && strcmp(t, "input_image") && json_is_string(txt))
+            json_array_append_new(parts, json_pack("{s:s,s:O}", "type", "text", "text", txt));
+        else return *bad = true, json_decref(parts), NULL;
+    }
+    return parts;
+}
+
 /* One input item -> appended to the chat messages (ref: it came from the store). A reasoning
  * item's text waits in *th for the assistant turn that follows it. */
 static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool ref, dl_buf *th, dl_err *e) {
@@ -102,12 +128,17 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
             (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")))
             return dl_fail(e, 400, "input", "input[%zu].role must be user, assistant, system or developer", i);
         dl_buf b = {0};
-        if (dl_text_of(json_object_get(it, "content"), "input_text,output_text,text", &b)) {
+        bool bad = false;
+        json_t *parts = strcmp(role, "assistant") ? image_content(json_object_get(it, "content"), &bad) : NULL;
+        if (bad || (!parts && dl_text_of(json_object_get(it, "content"), "input_text,output_text,text", &b))) {
             free(b.p);
             return dl_fail(e, 400, "input",
-                           "input[%zu].content must be a string or text parts (input_text, output_text)", i);
+                           "input[%zu].content must be a string or parts (input_text, output_text, input_image with "
+                           "an image_url)",
+                           i);
         }
         json_t *m = json_pack("{s:s,s:s%}", "role", role, "content", b.p ? b.p : "", b.n);
+        if (parts) json_object_set_new(m, "content", parts);
         if (!strcmp(role, "assistant") && th->n) {
             json_object_set_new(m, "reasoning_content", json_stringn(th->p, th->n));
             th->n = 0;

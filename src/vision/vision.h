@@ -88,6 +88,38 @@ typedef struct vis_prep_plan {
 /* What the processor does with a w x h image: 0, or -1 for a side <= 0. */
 int vis_plan(const vis_prep_params *p, int w, int h, vis_prep_plan *out);
 
+/* ---- image.c: an image file's bytes to RGB ------------------------------------------------ */
+enum { VIS_IMG_JPEG, VIS_IMG_PNG, VIS_IMG_WEBP, VIS_IMG_GIF };
+typedef struct vis_image {
+    int w, h;
+    uint8_t *rgb; /* w * h * 3 bytes, row by row */
+} vis_image;
+typedef struct vis_image_limits {
+    size_t max_bytes;   /* of the file */
+    int64_t max_pixels; /* width x height, read from the header before decoding */
+    int max_side;
+} vis_image_limits;
+vis_image_limits vis_image_default_limits(void); /* 32 MiB, 40 Mi pixels, 16384 a side */
+unsigned vis_image_formats(void);                /* bit VIS_IMG_*: this build decodes it */
+int vis_image_sniff(const uint8_t *d, size_t n); /* VIS_IMG_* by the magic bytes, or -1 */
+/* Decodes a JPEG, PNG, WebP or GIF (first frame) into out (vis_image_free): 0, or -1 with err
+ * set (LFM2C_ETOOLARGE over a limit, LFM2C_EFORMAT corrupt or not an image, LFM2C_EUNSUPPORTED a
+ * format this build lacks). lim NULL: the defaults. */
+int vis_image_decode(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err);
+void vis_image_free(vis_image *im);
+
+/* ---- resample.c: the processor's pixels --------------------------------------------------- */
+/* Pillow's BILINEAR resize of 8-bit RGB (sw x sh -> dw x dh): 0, or -1 out of memory. */
+int vis_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh);
+vis_prep_params vis_prep_for(const vis_model *vm); /* the defaults with the mmproj's patch and merge */
+typedef struct vis_prepared {
+    vis_prep_plan plan;
+    int n, cap; /* images to encode: the tiles row by row then the thumbnail, or the one image */
+    vis_image *img;
+} vis_prepared;
+int vis_prepare(const vis_prep_params *p, const vis_image *im, vis_prepared *out, lfm2c_error *err);
+void vis_prepared_free(vis_prepared *pp);
+
 /* ---- vision_ops.c: the tower's pieces, each as the reference computes it ------------------ */
 /* y = layer_norm(x) * w + b over rows of n (mean and variance in double; w, b may be NULL). */
 void vis_layer_norm(float *x, int64_t rows, int n, const float *w, const float *b, float eps);

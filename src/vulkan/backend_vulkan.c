@@ -1060,6 +1060,6 @@ const lfm2c_backend backend_vulkan = {
     vulkan_forward,
     0, /* ubatch: session.c's default */
     /* caps: embeddings and session copies; no LoRA, no conv trail (the state is on the device),
-     * checkpoints between forwards only */
+     * checkpoints between forwards only, no image rows (BACKEND_CAP_EMBD_INPUT) yet */
     BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY,
 };

@@ -227,8 +227,10 @@ class Runner:
         if lang == "c":
             with open(name + ".c", "w") as f:
                 f.write(text)
-            cmd = 'cc -Wall -Werror "$0.c" -o "$0" -Iinclude build/liblfm2c.a $(pkg-config --libs jansson) ' \
-                  '-lpthread -lm $(grep -q "^vulkan: yes" <(build/lfm2c --version) && echo -lvulkan) && "$0" model.gguf'
+            # the libraries the build's lfm2c.pc names (jansson, the image decoders it found, the
+            # Vulkan loader), without its archive path (the install's)
+            cmd = 'cc -Wall -Werror "$0.c" -o "$0" -Iinclude build/liblfm2c.a $(PKG_CONFIG_PATH=build pkg-config ' \
+                  '--libs lfm2c | tr " " "\\n" | grep -v "liblfm2c\\.a$" | tr "\\n" " ") && "$0" model.gguf'
             self.box.models_for("model.gguf")
             return self.run(["bash", "-eo", "pipefail", "-c", cmd, name], where)
         if lang == "python":

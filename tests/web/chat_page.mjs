@@ -1,7 +1,8 @@
 // chat_page.mjs URL SHOTDIR [API_KEY] — the chat page of `lfm2c serve` in headless Chromium:
 // send, stream, stop (button and Esc), regenerate, edit + resend, reload keeps the conversation,
 // markdown and code render (and model text cannot inject HTML), a tool call displays, a thinking
-// model's reasoning sits collapsed above the answer (and goes back with the turn), the API-key
+// model's reasoning sits collapsed above the answer (and goes back with the turn), a dropped image
+// goes as an image_url part and shows in the message, the API-key
 // prompt (asked once, kept), the model picker (every model of /v1/models; another model answers and
 // loads on demand; a conversation keeps its model across reloads), the mobile layout. Screenshots
 // go to SHOTDIR. Prints "N passed, M failed".
@@ -190,6 +191,26 @@ try {
   const sent = JSON.parse(lastBody || "{}").messages || [];
   ok(sent.some((m) => m.role === "assistant" && m.reasoning_content === "The user asks for the capital. <b>France</b> -> Paris."),
      "the turn's thinking goes back as reasoning_content");
+
+  // an image dropped on the page goes with the next message as an image_url part (a data URL),
+  // shown above the message's text; the indicator clears
+  await page.evaluate(() => {
+    const png = Uint8Array.from(atob("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([png], "dot.png", {type: "image/png"}));
+    document.dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+  });
+  await page.waitForFunction(() => document.getElementById("attached").style.display !== "none");
+  ok(/1 image/.test(await page.$eval("#attached", (e) => e.textContent)), "a dropped image is attached");
+  await page.type("#input", "what is this?");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.querySelectorAll(".msg.assistant .stats").length === 3);
+  const last = (JSON.parse(lastBody || "{}").messages || []).filter((m) => m.role === "user").at(-1) || {};
+  ok(Array.isArray(last.content) && last.content[0].type === "image_url" &&
+     last.content[0].image_url.url.startsWith("data:image/png;base64,iVBOR") &&
+     last.content[1].type === "text" && last.content[1].text === "what is this?", "the image goes as an image_url part: " + JSON.stringify(last).slice(0, 200));
+  ok(await page.$$eval(".msg.user", (m) => m.at(-1).querySelectorAll(".imgs img").length === 1), "the image shows in the message");
+  ok(await page.$eval("#attached", (e) => e.style.display === "none"), "the indicator clears");
   reply = null;
 
   // mobile width: the sidebar is hidden until the menu button opens it

@@ -1,0 +1,119 @@
+/* job_image.c — images in a chat request (job.h, "images"): an OpenAI `image_url` content part
+ * (every other API's image is translated into one: Responses' input_image, Anthropic's base64
+ * image block, Ollama's images) decoded from its data URL, limited (the bytes: 413; the
+ * pixels, read from the header: 400), encoded with the model's mmproj (lfm2c_image_encode) and
+ * kept in the request's order; the rendered prompt's placeholders then become the images'
+ * tokens and rows (lfm2c_prompt_images) in the scheduler's request. A model without an mmproj
+ * answers an image with a 400 naming it; http(s) URLs are refused (nothing is fetched). */
+#include "serve/job.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int b64_val(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+}
+
+/* Standard or URL-safe base64 (padding optional, whitespace skipped) -> malloc'd bytes; NULL on
+ * a bad character or no memory. */
+static uint8_t *b64_decode(const char *s, size_t n, size_t *out_n) {
+    uint8_t *out = malloc(n / 4 * 3 + 3);
+    if (!out) return NULL;
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        if (c == '=' || c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+        const int v = b64_val(c);
+        if (v < 0) return free(out), NULL;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *out_n = o;
+    return out;
+}
+
+/* The bytes of an image URL (a data URL with base64); NULL after http_set_err. */
+static uint8_t *url_bytes(const char *url, size_t len, size_t max_bytes, size_t *n, http_err *e) {
+    if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
+        return http_set_err(e, 400, "invalid_value", "messages",
+                            "image URLs are not fetched: send the image inline as a data URL "
+                            "(data:image/png;base64,...)"),
+               NULL;
+    const char *comma = memchr(url, ',', len);
+    if (strncmp(url, "data:", 5) || !comma || comma - url < 12 || memcmp(comma - 7, ";base64", 7))
+        return http_set_err(e, 400, "invalid_value", "messages",
+                            "an image must be a base64 data URL (data:...;base64,...)"),
+               NULL;
+    const size_t b64 = len - (size_t)(comma + 1 - url);
+    if (b64 / 4 * 3 > max_bytes + 3)
+        return http_set_err(e, 413, "invalid_value", "messages", "an image of about %zu bytes is over the limit (%zu)",
+                            b64 / 4 * 3, max_bytes),
+               NULL;
+    uint8_t *d = b64_decode(comma + 1, b64, n);
+    if (!d) http_set_err(e, 400, "invalid_value", "messages", "the image's base64 data is not valid");
+    return d;
+}
+
+int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e) {
+    json_t *iu = json_object_get(part, "image_url");
+    const char *url = json_string_value(json_is_object(iu) ? json_object_get(iu, "url") : iu);
+    if (!url) return http_set_err(e, 400, "invalid_value", "messages", "an image_url part needs image_url.url");
+    if (!api->mm)
+        return http_set_err(e, 400, "invalid_value", "messages",
+                            "model '%s' takes no images: it was loaded without an mmproj (serve --mmproj FILE, "
+                            "the vision tower of an LFM2-VL model)",
+                            api->alias);
+    if (ji->n == SERVER_MAX_IMAGES)
+        return http_set_err(e, 400, "invalid_value", "messages", "at most %d images per request", SERVER_MAX_IMAGES);
+    const lfm2c_image_limits lim = lfm2c_image_default_limits();
+    size_t n = 0;
+    uint8_t *d = url_bytes(url, strlen(url), lim.max_bytes, &n, e);
+    if (!d) return -1;
+    lfm2c_error err = {0};
+    ji->img[ji->n] = lfm2c_image_encode(api->mm, d, n, &lim, &err);
+    free(d);
+    if (!ji->img[ji->n])
+        return http_set_err(e,
+                            err.code == LFM2C_ENOMEM                           ? 500
+                            : err.code == LFM2C_ETOOLARGE && n > lim.max_bytes ? 413
+                                                                               : 400,
+                            "invalid_value", "messages", "image %d: %s", ji->n + 1, err.msg);
+    int rows = 0;
+    lfm2c_image_rows(ji->img[ji->n++], &rows);
+    ji->rows += rows; /* the rows held are bounded by the context they must fit in */
+    if (ji->rows >= api->n_ctx)
+        return http_set_err(e, 400, "context_length_exceeded", "messages",
+                            "the images take %d positions; this model's context is %d tokens", ji->rows, api->n_ctx);
+    return 0;
+}
+
+int job_images_apply(serve_api *api, job_images *ji, sched_req *r, http_err *e) {
+    if (!ji->n) return 0;
+    int32_t *out = NULL;
+    int n_out = 0;
+    float *rows = NULL;
+    lfm2c_error err = {0};
+    if (lfm2c_prompt_images(api->model, r->prompt, r->n_prompt, ji->img, ji->n, &out, &n_out, &rows, &err))
+        return http_set_err(e, 400, "invalid_value", "messages", "%s (the chat template placed them)", err.msg);
+    free(r->prompt);
+    r->prompt = out;
+    r->n_prompt = n_out;
+    r->rows = rows;
+    return 0;
+}
+
+void job_images_free(job_images *ji) {
+    for (int k = 0; k < ji->n; k++) lfm2c_image_free(ji->img[k]);
+    ji->n = 0;
+}

@@ -1,0 +1,350 @@
+/* image.c — an image file's bytes to 8-bit RGB pixels (vision.h, vis_image_decode): JPEG through
+ * libjpeg(-turbo), PNG through libpng, WebP through libwebp, GIF (its first frame) through giflib,
+ * each where the build found the library (LFM2C_HAVE_{JPEG,PNG,WEBP,GIF}; a format whose library
+ * is missing is refused, naming the Debian package). The format is told by its magic bytes. The
+ * byte count is checked first, then the header's width and height against the limits BEFORE any
+ * pixel is decoded, so a decompression bomb costs nothing; a corrupt file is an error with the
+ * decoder's message. The pixels are what Pillow's convert("RGB") gives: grey replicated, a
+ * palette looked up, alpha dropped (not composited), 16-bit samples cut to their high byte. The
+ * decoders' own messages never reach stderr (their error and warning handlers are ours). */
+#include "vision/vision.h"
+#include "base/error.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef LFM2C_HAVE_JPEG
+#include <jpeglib.h>
+#endif
+#ifdef LFM2C_HAVE_PNG
+#include <png.h>
+#endif
+#ifdef LFM2C_HAVE_WEBP
+#include <webp/decode.h>
+#endif
+#ifdef LFM2C_HAVE_GIF
+#include <gif_lib.h>
+#endif
+
+vis_image_limits vis_image_default_limits(void) {
+    return (vis_image_limits){.max_bytes = (size_t)32 << 20, .max_pixels = (int64_t)40 << 20, .max_side = 16384};
+}
+
+unsigned vis_image_formats(void) {
+    unsigned f = 0;
+#ifdef LFM2C_HAVE_JPEG
+    f |= 1u << VIS_IMG_JPEG;
+#endif
+#ifdef LFM2C_HAVE_PNG
+    f |= 1u << VIS_IMG_PNG;
+#endif
+#ifdef LFM2C_HAVE_WEBP
+    f |= 1u << VIS_IMG_WEBP;
+#endif
+#ifdef LFM2C_HAVE_GIF
+    f |= 1u << VIS_IMG_GIF;
+#endif
+    return f;
+}
+
+int vis_image_sniff(const uint8_t *d, size_t n) {
+    if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return VIS_IMG_JPEG;
+    if (n >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8)) return VIS_IMG_PNG;
+    if (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return VIS_IMG_WEBP;
+    if (n >= 6 && (!memcmp(d, "GIF87a", 6) || !memcmp(d, "GIF89a", 6))) return VIS_IMG_GIF;
+    return -1;
+}
+
+static const char *const fmt_names[] = {"JPEG", "PNG", "WebP", "GIF"};
+static const char *const fmt_pkgs[] = {"libjpeg62-turbo-dev", "libpng-dev", "libwebp-dev", "libgif-dev"};
+
+/* The header's size against the limits; out->rgb allocated for it. */
+static int check_size(const vis_image_limits *lim, int fmt, int64_t w, int64_t h, vis_image *out, lfm2c_error *err) {
+    if (w <= 0 || h <= 0) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "%s image with an empty size (%lld x %lld)", fmt_names[fmt], (long long)w,
+                        (long long)h);
+        return -1;
+    }
+    if (w > lim->max_side || h > lim->max_side || w * h > lim->max_pixels) {
+        lfm2c_set_error(err, LFM2C_ETOOLARGE,
+                        "%s image of %lld x %lld pixels is over the limit (%lld pixels, %d a side)", fmt_names[fmt],
+                        (long long)w, (long long)h, (long long)lim->max_pixels, lim->max_side);
+        return -1;
+    }
+    out->w = (int)w;
+    out->h = (int)h;
+    out->rgb = calloc((size_t)(w * h * 3), 1);
+    if (!out->rgb)
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %lld x %lld image", (long long)w, (long long)h),
+               -1;
+    return 0;
+}
+
+#ifdef LFM2C_HAVE_JPEG
+typedef struct jpeg_err {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_fail(j_common_ptr c) {
+    jpeg_err *e = (jpeg_err *)c->err;
+    c->err->format_message(c, e->msg);
+    longjmp(e->jb, 1);
+}
+static void jpeg_quiet(j_common_ptr c, int level) { (void)c, (void)level; }
+static void jpeg_progress(j_common_ptr c) { /* a progressive file of endless scans is a CPU bomb */
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    if (d->is_decompressor && d->input_scan_number > 500) {
+        jpeg_err *e = (jpeg_err *)c->err;
+        snprintf(e->msg, sizeof e->msg, "too many scans (%d)", d->input_scan_number);
+        longjmp(e->jb, 1);
+    }
+}
+
+static int decode_jpeg(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
+    struct jpeg_decompress_struct c;
+    jpeg_err e;
+    struct jpeg_progress_mgr prog = {.progress_monitor = jpeg_progress};
+    memset(&c, 0, sizeof c);
+    c.err = jpeg_std_error(&e.pub);
+    e.pub.error_exit = jpeg_fail;
+    e.pub.emit_message = jpeg_quiet;
+    if (setjmp(e.jb)) {
+        jpeg_destroy_decompress(&c);
+        free(out->rgb), out->rgb = NULL;
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt JPEG image: %s", e.msg), -1;
+    }
+    jpeg_create_decompress(&c);
+    c.progress = &prog;
+    c.mem->max_memory_to_use = (long)lim->max_pixels * 16 + (64 << 20);
+    jpeg_mem_src(&c, d, (unsigned long)n);
+    jpeg_read_header(&c, TRUE);
+    if (c.jpeg_color_space == JCS_CMYK || c.jpeg_color_space == JCS_YCCK) {
+        jpeg_destroy_decompress(&c);
+        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "CMYK JPEG images are not supported"), -1;
+    }
+    if (check_size(lim, VIS_IMG_JPEG, c.image_width, c.image_height, out, err)) {
+        jpeg_destroy_decompress(&c);
+        return -1;
+    }
+    c.out_color_space = JCS_RGB;
+    jpeg_start_decompress(&c);
+    while (c.output_scanline < c.output_height) {
+        JSAMPROW row = out->rgb + (size_t)c.output_scanline * out->w * 3;
+        jpeg_read_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_decompress(&c);
+    jpeg_destroy_decompress(&c);
+    return 0;
+}
+#endif
+
+#ifdef LFM2C_HAVE_PNG
+typedef struct png_src {
+    const uint8_t *d;
+    size_t n, off;
+    char msg[160];
+} png_src;
+
+static void png_read_mem(png_structp p, png_bytep buf, size_t len) {
+    png_src *s = png_get_io_ptr(p);
+    if (len > s->n - s->off) png_error(p, "truncated file");
+    memcpy(buf, s->d + s->off, len);
+    s->off += len;
+}
+static void png_fail(png_structp p, png_const_charp msg) {
+    png_src *s = png_get_error_ptr(p);
+    snprintf(s->msg, sizeof s->msg, "%s", msg);
+    png_longjmp(p, 1);
+}
+static void png_quiet(png_structp p, png_const_charp msg) { (void)p, (void)msg; }
+
+/* The transforms to 8-bit RGB as Pillow's convert("RGB") gives it. */
+static void png_to_rgb(png_structp p, png_infop info) {
+    const int ct = png_get_color_type(p, info);
+    png_set_strip_16(p);
+    if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
+    if (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) {
+        png_set_expand_gray_1_2_4_to_8(p);
+        png_set_gray_to_rgb(p);
+    }
+    png_set_strip_alpha(p); /* an alpha channel, or one a tRNS chunk expanded into */
+    png_set_interlace_handling(p);
+    png_read_update_info(p, info);
+}
+
+static int decode_png(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
+    png_src src = {d, n, 0, ""};
+    png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_quiet);
+    png_infop info = p ? png_create_info_struct(p) : NULL;
+    png_bytep *volatile rows = NULL;
+    if (!info) {
+        png_destroy_read_struct(p ? &p : NULL, NULL, NULL);
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a PNG decoder"), -1;
+    }
+    if (setjmp(png_jmpbuf(p))) {
+        png_destroy_read_struct(&p, &info, NULL);
+        free(rows);
+        free(out->rgb), out->rgb = NULL;
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt PNG image: %s", src.msg), -1;
+    }
+    png_set_chunk_malloc_max(p, (png_alloc_size_t)8 << 20);
+    png_set_read_fn(p, &src, png_read_mem);
+    png_read_info(p, info);
+    if (check_size(lim, VIS_IMG_PNG, png_get_image_width(p, info), png_get_image_height(p, info), out, err)) {
+        png_destroy_read_struct(&p, &info, NULL);
+        return -1;
+    }
+    png_to_rgb(p, info);
+    if (png_get_rowbytes(p, info) != (size_t)out->w * 3) png_error(p, "unexpected row layout");
+    rows = malloc(sizeof(png_bytep) * (size_t)out->h);
+    if (!rows) png_error(p, "out of memory");
+    for (int y = 0; y < out->h; y++) rows[y] = out->rgb + (size_t)y * out->w * 3;
+    png_read_image(p, rows);
+    png_destroy_read_struct(&p, &info, NULL);
+    free(rows);
+    return 0;
+}
+#endif
+
+#ifdef LFM2C_HAVE_WEBP
+static int decode_webp(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
+    WebPBitstreamFeatures f;
+    if (WebPGetFeatures(d, n, &f) != VP8_STATUS_OK)
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt WebP image (its header does not parse)"), -1;
+    if (f.has_animation) return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "animated WebP images are not supported"), -1;
+    if (check_size(lim, VIS_IMG_WEBP, f.width, f.height, out, err)) return -1;
+    const size_t bytes = (size_t)out->w * out->h * 3;
+    if (!WebPDecodeRGBInto(d, n, out->rgb, bytes, out->w * 3)) {
+        free(out->rgb), out->rgb = NULL;
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt WebP image (its data does not decode)"), -1;
+    }
+    return 0;
+}
+#endif
+
+#ifdef LFM2C_HAVE_GIF
+typedef struct gif_src {
+    const uint8_t *d;
+    size_t n, off;
+} gif_src;
+
+static int gif_read_mem(GifFileType *g, GifByteType *buf, int len) {
+    gif_src *s = g->UserData;
+    size_t k = len < 0 ? 0 : (size_t)len;
+    if (k > s->n - s->off) k = s->n - s->off;
+    memcpy(buf, s->d + s->off, k);
+    s->off += k;
+    return (int)k;
+}
+
+/* The first frame's pixels, drawn over the screen filled with the background colour (the
+ * frame's transparent index, from a graphic control extension before it, leaves them). */
+static int gif_frame(GifFileType *g, int transparent, vis_image *out) {
+    const GifImageDesc *id = &g->Image;
+    const ColorMapObject *cm = id->ColorMap ? id->ColorMap : g->SColorMap;
+    if (!cm || id->Left < 0 || id->Top < 0 || id->Width <= 0 || id->Height <= 0 || id->Left + id->Width > out->w ||
+        id->Top + id->Height > out->h)
+        return -1;
+    const GifColorType *bg = g->SColorMap && g->SBackGroundColor < g->SColorMap->ColorCount
+                                 ? &g->SColorMap->Colors[g->SBackGroundColor]
+                                 : NULL;
+    for (size_t i = 0; bg && i < (size_t)out->w * out->h; i++)
+        memcpy(out->rgb + i * 3, (const uint8_t[3]){bg->Red, bg->Green, bg->Blue}, 3);
+    GifPixelType *line = malloc((size_t)id->Width);
+    if (!line) return -1;
+    static const int start[4] = {0, 4, 2, 1}, step[4] = {8, 8, 4, 2};
+    const int passes = id->Interlace ? 4 : 1;
+    for (int pass = 0; pass < passes; pass++)
+        for (int y = id->Interlace ? start[pass] : 0; y < id->Height; y += id->Interlace ? step[pass] : 1) {
+            if (DGifGetLine(g, line, id->Width) != GIF_OK) return free(line), -1;
+            uint8_t *o = out->rgb + ((size_t)(id->Top + y) * out->w + id->Left) * 3;
+            for (int x = 0; x < id->Width; x++, o += 3) {
+                if (line[x] == transparent) continue;
+                const GifColorType *c = line[x] < cm->ColorCount ? &cm->Colors[line[x]] : &cm->Colors[0];
+                o[0] = c->Red, o[1] = c->Green, o[2] = c->Blue;
+            }
+        }
+    free(line);
+    return 0;
+}
+
+/* Records up to the first image: its graphic control extension's transparent index. */
+static int gif_first(GifFileType *g, vis_image *out) {
+    int transparent = -1;
+    for (int guard = 0; guard < 100000; guard++) {
+        GifRecordType t;
+        if (DGifGetRecordType(g, &t) != GIF_OK) return -1;
+        if (t == TERMINATE_RECORD_TYPE) return -1;
+        if (t == IMAGE_DESC_RECORD_TYPE) return DGifGetImageDesc(g) == GIF_OK ? gif_frame(g, transparent, out) : -1;
+        if (t != EXTENSION_RECORD_TYPE) continue;
+        int code;
+        GifByteType *ext;
+        if (DGifGetExtension(g, &code, &ext) != GIF_OK) return -1;
+        if (code == GRAPHICS_EXT_FUNC_CODE && ext && ext[0] >= 4 && (ext[1] & 1)) transparent = ext[4];
+        while (ext)
+            if (DGifGetExtensionNext(g, &ext) != GIF_OK) return -1;
+    }
+    return -1;
+}
+
+static int decode_gif(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
+    gif_src src = {d, n, 0};
+    int e = 0;
+    GifFileType *g = DGifOpen(&src, gif_read_mem, &e);
+    if (!g) return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt GIF image: %s", GifErrorString(e)), -1;
+    if (check_size(lim, VIS_IMG_GIF, g->SWidth, g->SHeight, out, err)) {
+        DGifCloseFile(g, &e);
+        return -1;
+    }
+    const int rc = gif_first(g, out);
+    const char *why = g->Error ? GifErrorString(g->Error) : NULL;
+    if (rc) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt GIF image: %s", why ? why : "no frame inside the screen");
+        free(out->rgb), out->rgb = NULL;
+    }
+    DGifCloseFile(g, &e);
+    return rc;
+}
+#endif
+
+int vis_image_decode(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
+    const vis_image_limits def = vis_image_default_limits();
+    if (!lim) lim = &def;
+    memset(out, 0, sizeof *out);
+    if (n > lim->max_bytes)
+        return lfm2c_set_error(err, LFM2C_ETOOLARGE, "image of %zu bytes is over the limit (%zu)", n, lim->max_bytes),
+               -1;
+    const int fmt = data ? vis_image_sniff(data, n) : -1;
+    if (fmt < 0) return lfm2c_set_error(err, LFM2C_EFORMAT, "not a JPEG, PNG, WebP or GIF image"), -1;
+    if (!(vis_image_formats() >> fmt & 1)) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "this build of lfm2c has no %s decoder (build it with %s installed)",
+                        fmt_names[fmt], fmt_pkgs[fmt]);
+        return -1;
+    }
+    switch (fmt) {
+#ifdef LFM2C_HAVE_JPEG
+    case VIS_IMG_JPEG: return decode_jpeg(data, n, lim, out, err);
+#endif
+#ifdef LFM2C_HAVE_PNG
+    case VIS_IMG_PNG: return decode_png(data, n, lim, out, err);
+#endif
+#ifdef LFM2C_HAVE_WEBP
+    case VIS_IMG_WEBP: return decode_webp(data, n, lim, out, err);
+#endif
+#ifdef LFM2C_HAVE_GIF
+    case VIS_IMG_GIF: return decode_gif(data, n, lim, out, err);
+#endif
+    default: return -1;
+    }
+}
+
+void vis_image_free(vis_image *im) {
+    if (!im) return;
+    free(im->rgb);
+    im->rgb = NULL;
+    im->w = im->h = 0;
+}

@@ -1,0 +1,259 @@
+/* image_api.c — the public image API of include/lfm2c.h ("images"): an mmproj opened for a
+ * language model, an image file's bytes decoded (image.c), resized and cut (resample.c) and
+ * encoded (tower.c) into embedding rows, and the tokens its placeholder becomes, as LFM2-VL's
+ * processor builds them: <|image_start|>, then per tile <|img_row_R_col_C|> and its rows, then
+ * <|img_thumbnail|> and the thumbnail's rows (a tiled image), or the one image's rows, then
+ * <|image_end|>. A row's id is below 0 and derived from a 64-bit digest of the decoded pixels
+ * and the row's index, so the session's history (and prefix reuse, which compares it) tells
+ * two images apart; lfm2c_prompt_images splices images into a tokenized prompt. */
+#include "vision/vision.h"
+#include "base/error.h"
+#include "core/model.h"
+#include "text/tokenizer.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lfm2c_mmproj {
+    vis_model *vm;
+    const lfm2c_model *model;
+    vis_prep_params pp;
+    int32_t placeholder, start, end, thumb;
+    threadpool *pool;   /* its own (as many threads as the model's): an encode may run beside the
+                         model's forwards (the server encodes on a request's thread) */
+    pthread_mutex_t mu; /* one encode at a time on the pool (callers on several threads) */
+};
+
+struct lfm2c_image {
+    int w, h, cols, rows;
+    uint64_t digest;
+    int32_t *tokens;
+    int n_tokens, n_rows;
+    float *emb; /* n_rows x n_embd */
+};
+
+lfm2c_image_limits lfm2c_image_default_limits(void) {
+    const vis_image_limits l = vis_image_default_limits();
+    return (lfm2c_image_limits){l.max_bytes, l.max_pixels, l.max_side};
+}
+
+static int32_t find_tok(const lfm2c_model *m, const char *text) {
+    return tokenizer_find_token(m->tok, text, strlen(text));
+}
+
+int32_t lfm2c_image_placeholder(const lfm2c_model *model) { return find_tok(model, "<image>"); }
+
+lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2c_error *err) {
+    if (!model) { /* to describe it only */
+        vis_model *vm = vis_open(path, err);
+        lfm2c_mmproj *mm = vm ? calloc(1, sizeof *mm) : NULL;
+        if (mm) *mm = (lfm2c_mmproj){.vm = vm, .pp = vis_prep_for(vm), .mu = PTHREAD_MUTEX_INITIALIZER};
+        else if (vm) vis_close(vm), lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+        return mm;
+    }
+    const int32_t ph = find_tok(model, "<image>"), st = find_tok(model, "<|image_start|>"),
+                  en = find_tok(model, "<|image_end|>"), th = find_tok(model, "<|img_thumbnail|>");
+    if (ph < 0 || st < 0 || en < 0 || th < 0) {
+        lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                        "the model's tokenizer has no image tokens (<image>, <|image_start|>, "
+                        "<|image_end|>, <|img_thumbnail|>): not a vision-language model");
+        return NULL;
+    }
+    vis_model *vm = vis_open(path, err);
+    if (!vm) return NULL;
+    if (vm->hp.proj_dim != model->info.n_embd) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "the mmproj projects to a width of %d, the model's is %d: not its mmproj",
+                        vm->hp.proj_dim, model->info.n_embd);
+        vis_close(vm);
+        return NULL;
+    }
+    lfm2c_mmproj *mm = calloc(1, sizeof *mm);
+    if (!mm) {
+        vis_close(vm);
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), NULL;
+    }
+    *mm = (lfm2c_mmproj){vm, model, vis_prep_for(vm), ph, st, en, th, NULL, PTHREAD_MUTEX_INITIALIZER};
+    const int n = model->pool ? threadpool_size(model->pool) : 1;
+    if (n > 1 && !(mm->pool = threadpool_new(n))) {
+        lfm2c_mmproj_free(mm);
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the encoder's threads"), NULL;
+    }
+    return mm;
+}
+
+void lfm2c_mmproj_free(lfm2c_mmproj *mm) {
+    if (!mm) return;
+    threadpool_free(mm->pool);
+    pthread_mutex_destroy(&mm->mu);
+    vis_close(mm->vm);
+    free(mm);
+}
+
+int lfm2c_mmproj_describe(const lfm2c_mmproj *mm, char *buf, size_t cap) {
+    const vis_hparams *h = &mm->vm->hp;
+    return snprintf(buf, cap,
+                    "LFM2-VL mmproj: tower %d blocks x %d wide (%d heads, FFN %d), patch %d, position grid %d x %d, "
+                    "unshuffle %d, projector %d -> %d%s; images %d..%d tokens, tiles of %d px",
+                    h->n_layer, h->n_embd, h->n_head, h->n_ff, h->patch, h->pos_side, h->pos_side, h->n_merge,
+                    h->mm_hidden, h->proj_dim, mm->vm->mm_norm_w ? " (layer norm first)" : "", mm->pp.min_tokens,
+                    mm->pp.max_tokens, mm->pp.tile);
+}
+
+static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
+    x ^= x >> 30, x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27, x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static uint64_t digest(const vis_image *im) {
+    uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)im->w << 32 | (uint32_t)im->h);
+    const size_t n = (size_t)im->w * im->h * 3;
+    for (size_t i = 0; i < n; i++) h = (h ^ im->rgb[i]) * 0x100000001b3ull;
+    return mix64(h);
+}
+
+/* The placeholder's expansion for the prepared images (tile markers looked up by name). */
+static int build_tokens(const lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img, lfm2c_error *err) {
+    const int tiles = pp->plan.cols * pp->plan.rows;
+    img->tokens = malloc(sizeof(int32_t) * ((size_t)img->n_rows + tiles + 3));
+    if (!img->tokens) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    int n = 0, row = 0;
+    img->tokens[n++] = mm->start;
+    for (int k = 0; k < pp->n; k++) {
+        if (k < tiles && tiles > 1) {
+            char name[48];
+            snprintf(name, sizeof name, "<|img_row_%d_col_%d|>", k / pp->plan.cols + 1, k % pp->plan.cols + 1);
+            const int32_t t = find_tok(mm->model, name);
+            if (t < 0) return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "the model's tokenizer has no %s", name), -1;
+            img->tokens[n++] = t;
+        } else if (tiles > 1) {
+            img->tokens[n++] = mm->thumb;
+        }
+        const int rows = vis_n_tokens(mm->vm, pp->img[k].w, pp->img[k].h);
+        for (int r = 0; r < rows; r++, row++)
+            img->tokens[n++] = (int32_t)(0x80000000u | (uint32_t)(mix64(img->digest + (uint64_t)row) >> 33));
+    }
+    img->tokens[n++] = mm->end;
+    img->n_tokens = n;
+    return 0;
+}
+
+/* Each prepared image normalised and encoded into its rows. */
+static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img, lfm2c_error *err) {
+    const vis_model *vm = mm->vm;
+    size_t off = 0;
+    int rc = 0;
+    pthread_mutex_lock(&mm->mu);
+    for (int k = 0; k < pp->n && !rc; k++) {
+        const vis_image *t = &pp->img[k];
+        float *planes = malloc(sizeof(float) * (size_t)t->w * t->h * 3);
+        if (!planes) {
+            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
+            rc = -1;
+            break;
+        }
+        vis_normalize(vm, t->rgb, t->w, t->h, planes);
+        rc = vis_encode(vm, mm->pool, planes, t->w, t->h, img->emb + off, err);
+        off += (size_t)vis_n_tokens(vm, t->w, t->h) * vm->hp.proj_dim;
+        free(planes);
+    }
+    pthread_mutex_unlock(&mm->mu);
+    return rc;
+}
+
+static lfm2c_image *encode_decoded(lfm2c_mmproj *mm, const vis_image *im, lfm2c_error *err) {
+    vis_prepared pp;
+    if (vis_prepare(&mm->pp, im, &pp, err)) return NULL;
+    lfm2c_image *img = calloc(1, sizeof *img);
+    if (img) {
+        *img = (lfm2c_image){.w = im->w, .h = im->h, .cols = pp.plan.cols, .rows = pp.plan.rows, .digest = digest(im)};
+        for (int k = 0; k < pp.n; k++) img->n_rows += vis_n_tokens(mm->vm, pp.img[k].w, pp.img[k].h);
+        img->emb = malloc(sizeof(float) * (size_t)img->n_rows * mm->vm->hp.proj_dim + 1);
+    }
+    if (!img || !img->emb) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for an image's rows");
+        lfm2c_image_free(img), img = NULL;
+    } else if (build_tokens(mm, &pp, img, err) || encode_all(mm, &pp, img, err)) {
+        lfm2c_image_free(img), img = NULL;
+    }
+    vis_prepared_free(&pp);
+    return img;
+}
+
+lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
+                                lfm2c_error *err) {
+    if (!mm) return lfm2c_set_error(err, LFM2C_EINVAL, "no mmproj: images need a vision model's mmproj file"), NULL;
+    if (!mm->model) return lfm2c_set_error(err, LFM2C_EINVAL, "the mmproj was opened without its model"), NULL;
+    const lfm2c_image_limits l = lim ? *lim : lfm2c_image_default_limits();
+    const vis_image_limits vl = {l.max_bytes, l.max_pixels, l.max_side};
+    vis_image im;
+    if (vis_image_decode(data, n, &vl, &im, err)) return NULL;
+    lfm2c_image *img = encode_decoded(mm, &im, err);
+    vis_image_free(&im);
+    return img;
+}
+
+void lfm2c_image_free(lfm2c_image *img) {
+    if (!img) return;
+    free(img->tokens);
+    free(img->emb);
+    free(img);
+}
+
+const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n) {
+    if (n) *n = img->n_tokens;
+    return img->tokens;
+}
+
+const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows) {
+    if (n_rows) *n_rows = img->n_rows;
+    return img->emb;
+}
+
+void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, uint64_t *dig) {
+    if (w) *w = img->w;
+    if (h) *h = img->h;
+    if (cols) *cols = img->cols;
+    if (rows) *rows = img->rows;
+    if (dig) *dig = img->digest;
+}
+
+int lfm2c_prompt_images(const lfm2c_model *model, const int32_t *tokens, int n, lfm2c_image *const *images,
+                        int n_images, int32_t **out, int *n_out, float **rows, lfm2c_error *err) {
+    *out = NULL, *rows = NULL, *n_out = 0;
+    const int32_t ph = lfm2c_image_placeholder(model);
+    int found = 0;
+    size_t n_tok = (size_t)n, n_row = 0;
+    for (int i = 0; i < n; i++) {
+        if (tokens[i] != ph || ph < 0) continue;
+        if (found < n_images) n_tok += (size_t)images[found]->n_tokens - 1, n_row += (size_t)images[found]->n_rows;
+        found++;
+    }
+    if (found != n_images) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "the prompt has %d image placeholder%s for %d image%s", found,
+                        found == 1 ? "" : "s", n_images, n_images == 1 ? "" : "s");
+        return -1;
+    }
+    const size_t H = (size_t)model->info.n_embd;
+    *out = malloc(sizeof(int32_t) * (n_tok + 1));
+    *rows = n_row ? malloc(sizeof(float) * n_row * H) : NULL;
+    if (!*out || (n_row && !*rows)) {
+        free(*out), free(*rows), *out = NULL, *rows = NULL;
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    }
+    size_t t = 0, r = 0;
+    for (int i = 0, k = 0; i < n; i++) {
+        if (tokens[i] != ph) {
+            (*out)[t++] = tokens[i];
+            continue;
+        }
+        const lfm2c_image *im = images[k++];
+        memcpy(*out + t, im->tokens, sizeof(int32_t) * (size_t)im->n_tokens);
+        memcpy(*rows + r * H, im->emb, sizeof(float) * (size_t)im->n_rows * H);
+        t += (size_t)im->n_tokens, r += (size_t)im->n_rows;
+    }
+    *n_out = (int)t;
+    return 0;
+}
