@@ -125,6 +125,10 @@ if "$LFM2C" synth --preset lfm2-350m --type F16 --layers 3 --vocab 8192 -o "$tmp
   cp "$tmp/big-a.gguf" "$tmp/big-b.gguf"
   size=$(stat -c %s "$tmp/big-a.gguf")
   ask() { api -d "{\"model\":\"$1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":2}" "http://127.0.0.1:$PORT/v1/chat/completions" >/dev/null; }
+  # RSS is the gauge in a plain build only: a sanitizer build's allocator keeps freed blocks in
+  # quarantine and hands them out again, so a second model may grow RSS by a few MB there (seen in
+  # CI: +12 MB for a 119 MB model); the registry's counts are checked in every build.
+  san=; nm "$LFM2C" 2>/dev/null | grep -q __asan_init && san=1 && echo "sanitized build: RSS not compared, counts only"
   for budget in $((size * 3 / 2)) 0; do
     args=(-m "$tmp/big-a.gguf" -m "$tmp/big-b.gguf" -np 1 -c 256 --api-key $KEY)
     [ $budget = 0 ] || args+=(--memory-budget $budget)
@@ -136,11 +140,12 @@ if "$LFM2C" synth --preset lfm2-350m --type F16 --layers 3 --vocab 8192 -o "$tmp
     if [ $budget != 0 ]; then
       echo "budget $((budget >> 20)) MB, models of $mb MB: RSS +$grow1 MB after the second, +$grow2 MB after the first again"
       check "budget: one model loaded at a time ($n1, $n2)" '[ $n1 = 1 ] && [ $n2 = 1 ]'
-      check "budget: RSS holds one model (+$grow1 / +$grow2 MB, models of $mb MB)" '[ $((r1 - r0)) -lt $((size / 2)) ] && [ $((r2 - r0)) -lt $((size / 2)) ]'
+      [ -n "$san" ] || check "budget: RSS holds one model (+$grow1 / +$grow2 MB, models of $mb MB)" '[ $((r1 - r0)) -lt $((size / 2)) ] && [ $((r2 - r0)) -lt $((size / 2)) ]'
       check "budget: the evictions logged" 'grep -q "unloaded model big-a.gguf (to make room for big-b.gguf)" "$tmp/evict.err"'
     else
       echo "no budget: RSS +$grow1 MB after the second model"
-      check "no budget: both loaded, RSS holds both (+$grow1 MB)" '[ $n1 = 2 ] && [ $((r1 - r0)) -gt $((size * 8 / 10)) ]'
+      check "no budget: both loaded ($n1)" '[ $n1 = 2 ]'
+      [ -n "$san" ] || check "no budget: RSS holds both (+$grow1 MB)" '[ $((r1 - r0)) -gt $((size * 8 / 10)) ]'
     fi
     stop_server
   done
