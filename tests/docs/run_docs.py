@@ -254,8 +254,25 @@ class Runner:
         self.run(["node", os.path.join(d, "snippet.mjs")], where)
 
 
+def front_door(path):
+    """The README stays a short front door (issue 75): at most 150 lines, none over 120 columns."""
+    lines = open(path, encoding="utf-8").read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    long = [i + 1 for i, l in enumerate(lines) if len(l) > 120]
+    bad = []
+    if len(lines) > 150:
+        bad.append("README.md has %d lines (at most 150: move detail to docs/ or bench/)" % len(lines))
+    if long:
+        bad.append("README.md lines over 120 columns: %s" % ", ".join(map(str, long[:10])))
+    for b in bad:
+        print("FAIL " + b)
+    return len(bad)
+
+
 def main():
     lfm2c = os.path.abspath(sys.argv[1])
+    front_failed = front_door(os.path.join(SRC, "README.md"))
     files = [os.path.join(SRC, "README.md")] + sorted(
         os.path.join(SRC, "docs", f) for f in os.listdir(os.path.join(SRC, "docs")) if f.endswith(".md"))
     only = os.environ.get("LFM2C_DOCS_ONLY")  # e.g. README.md or docs/LIBRARY.md: one file
@@ -287,8 +304,8 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     for s in r.skipped:
         print("skipped %s" % s)
-    print("docs: %d passed, %d failed, %d skipped" % (r.passed, r.failed, len(r.skipped)))
-    return 1 if r.failed else 0
+    print("docs: %d passed, %d failed, %d skipped" % (r.passed, r.failed + front_failed, len(r.skipped)))
+    return 1 if r.failed or front_failed else 0
 
 
 if __name__ == "__main__":
