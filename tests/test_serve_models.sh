@@ -12,41 +12,15 @@ LFM2C=$(realpath "$1")
 cd "$(dirname "$0")"
 KEY=models-key-1
 tmp=$(mktemp -d)
-pass=0 fail=0
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*" >&2; }
-check() { if eval "$2"; then ok; else bad "$1"; fi; }
-tally() {
-  local line p f
-  line=$(echo "$2" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "$1 did not finish: $line"; fi
-}
+source ./serve_lib.sh
+serve_logs "$tmp"
+trap 'serve_cleanup "$tmp"' EXIT
+SERVE_ARGS=(-t 1)
 for tool in node curl python3; do
   command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
 done
-[ -d server/node_modules/ollama ] || (cd server && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
-  { echo "FAIL npm ci of the client SDKs (tests/server)"; echo "0 passed, 1 failed"; exit 1; }
+bash ./npm_deps.sh server ollama openai @anthropic-ai/sdk || { echo "0 passed, 1 failed"; exit 1; }
 
-# start_server NAME ARGS...: on a free port; sets PORT and PID (0 when it exited at once)
-start_server() {
-  local name=$1; shift
-  "$LFM2C" serve --host 127.0.0.1 --port 0 -t 1 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  PID=$!
-  PIDS+=("$PID")
-  for _ in $(seq 300); do
-    PORT=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/$name.out")
-    [ -n "$PORT" ] && return 0
-    kill -0 $PID 2>/dev/null || break
-    sleep 0.1
-  done
-  bad "server $name did not start: $(head -c 300 "$tmp/$name.err")"
-  return 1
-}
-stop_server() { kill $PID 2>/dev/null; wait $PID 2>/dev/null; }
 api() { curl -s -m 60 -o "$tmp/body" -w '%{http_code}' -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' "$@"; }
 rss() { awk '/^VmRSS:/ {print $2 * 1024}' /proc/$1/status; }
 

@@ -23,21 +23,9 @@ cd "$(dirname "$0")"
 MODEL=data/lfm2-tiny-moe-f32.gguf
 KEY=test-key-123
 TMP=$(mktemp -d)
-pass=0 fail=0
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*" >&2; }
-check() { if eval "$2"; then ok; else bad "$1"; fi; }
-# tally NAME OUT: adds the "N passed, M failed" last line of a script's output OUT to the totals
-tally() {
-  local line p f
-  line=$(echo "$2" | tail -1)
-  p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  if [ -n "$p" ]; then pass=$((pass + p)); fail=$((fail + f)); else bad "$1 did not finish: $line"; fi
-}
+source ./serve_lib.sh
+serve_logs "$TMP"
+trap 'serve_cleanup "$TMP"' EXIT
 
 for tool in node npm curl python3; do
   command -v $tool >/dev/null || { echo "FAIL $tool is not installed (scripts/setup.sh)"; echo "0 passed, 1 failed"; exit 1; }
@@ -49,20 +37,11 @@ bash ./npm_deps.sh server openai ollama @anthropic-ai/sdk @openai/agents ajv ajv
 bash ./npm_deps.sh clients ai @langchain/openai @ai-sdk/anthropic ollama-ai-provider-v2 @langchain/ollama \
   @langchain/langgraph @llamaindex/workflow @mastra/core || { echo "0 passed, 1 failed"; exit 1; }
 
-# start_server NAME ARGS...: starts on a free port, sets PORT and PID (SERVE_MODEL=FILE: another model).
+# start_server NAME ARGS...: serve_lib's, on this test's model (SERVE_MODEL=FILE: another one) and
+# device (LFM2C_TEST_SERVE_DEVICE)
 start_server() {
-  local name=$1; shift
-  "$LFM2C" serve -m "${SERVE_MODEL:-$MODEL}" --host 127.0.0.1 --port 0 ${LFM2C_TEST_SERVE_DEVICE:+--device "$LFM2C_TEST_SERVE_DEVICE"} "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  PID=$!
-  PIDS+=("$PID")
-  for _ in $(seq 200); do
-    PORT=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
-    [ -n "$PORT" ] && return 0
-    kill -0 $PID 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "server $name did not start:" >&2; cat "$TMP/$name.err" >&2
-  return 1
+  SERVE_ARGS=(-m "${SERVE_MODEL:-$MODEL}" ${LFM2C_TEST_SERVE_DEVICE:+--device "$LFM2C_TEST_SERVE_DEVICE"})
+  serve_start "$@"
 }
 
 # server_evidence NAME: what a stuck or dead server leaves for the log: its state (/metrics), the

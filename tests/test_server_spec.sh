@@ -10,28 +10,10 @@ LFM2C=$(realpath "$1")
 cd "$(dirname "$0")"
 MODEL=data/lfm2-tiny-dense-f32.gguf
 TMP=$(mktemp -d)
-pass=0 fail=0
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"; }
-trap cleanup EXIT
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL $*" >&2; }
-
-start_server() {   # NAME ARGS...: sets PORT and PID
-  local name=$1; shift
-  "$LFM2C" serve -m $MODEL --host 127.0.0.1 --port 0 -np 3 -c 512 -t 1 --metrics "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  PID=$!
-  PIDS+=("$PID")
-  for _ in $(seq 200); do
-    PORT=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$TMP/$name.out")
-    [ -n "$PORT" ] && return 0
-    kill -0 $PID 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "server $name did not start:" >&2; cat "$TMP/$name.err" >&2
-  return 1
-}
-stop_server() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }
+source ./serve_lib.sh
+serve_logs "$TMP"
+trap 'serve_cleanup "$TMP"' EXIT
+SERVE_ARGS=(-m $MODEL -np 3 -c 512 -t 1 --metrics)
 
 # completions NAME EXTRA_JSON: 6 prompts one at a time, then the same 6 at once; texts to NAME.serial / NAME.par
 PROMPTS=("one two three one two three one two" "The quick brown fox" "a b a b a b a b a b" "Hello there" "x y z x y z" "Once upon a time")
@@ -62,7 +44,7 @@ stop_server
 
 for cfg in "draft:-md $MODEL --draft-p-min 0 --draft-max 4" "q4:-md data/lfm2-tiny-dense-q4_0.gguf --draft-p-min 0" "lookup:--spec-lookup 1..3"; do
   name=${cfg%%:*} args=${cfg#*:}
-  start_server $name $args || { bad "$name did not start"; continue; }
+  start_server $name $args || continue
   grep -q "speculative decoding" "$TMP/$name.err" && ok || bad "$name: no startup line"
   completions $name ""
   cmp -s "$TMP/plain.serial" "$TMP/$name.serial" && ok || bad "$name: serial completions differ from the plain server's"
