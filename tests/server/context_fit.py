@@ -10,10 +10,10 @@ import http.client
 import json
 import sys
 import urllib.parse
+from harness import check, finish
 
 base, CTX = sys.argv[1], int(sys.argv[2])
 u = urllib.parse.urlparse(base)
-passed = failed = 0
 
 
 def req(path, body):
@@ -39,15 +39,6 @@ def served_model():
 
 
 MODEL = served_model()
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + what, file=sys.stderr)
 
 
 def fn(name, props, required):
@@ -219,5 +210,4 @@ s, t = req("/api/chat", {"model": MODEL, "messages": msgs(o30), "format": "json"
                          "test_script": '{"k":"' + "a b " * 30 + '"}'})
 check(s == 400 and "ran out" in err_msg(t), "ollama: JSON cut by the context: 400 (%d %r)" % (s, t))
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -8,10 +8,10 @@ import http.client
 import json
 import sys
 import urllib.parse
+from harness import check, finish
 
 base, key = sys.argv[1], sys.argv[2]
 u = urllib.parse.urlparse(base)
-passed = failed = 0
 
 
 def req(method, path, body=None, headers=None, raw=None):
@@ -24,15 +24,6 @@ def req(method, path, body=None, headers=None, raw=None):
     text = r.read().decode("utf-8", "replace")
     c.close()
     return r.status, text
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + what, file=sys.stderr)
 
 
 def openai_shape(t):
@@ -260,5 +251,4 @@ check(s == 400 and "pattern" in t and "too costly" in t, "costly patterns -> %d 
 s, t = req("POST", "/v1/messages", {"max_tokens": 3, "messages": user})
 check(s == 200, "server still answers -> %d" % s)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

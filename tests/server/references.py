@@ -14,26 +14,9 @@ import json
 import sys
 import threading
 import time
+from harness import check, finish, rss_kb
 
 port, pid, max_messages, limit_mb = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + what, file=sys.stderr)
-
-
-def rss_kb():
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def post(body, timeout=120):
@@ -59,7 +42,7 @@ class Peak:
     """The server's peak RSS while a block runs."""
 
     def __enter__(self):
-        self.base = self.peak = rss_kb()
+        self.base = self.peak = rss_kb(pid)
         self.stop = False
         self.th = threading.Thread(target=self.sample)
         self.th.start()
@@ -67,7 +50,7 @@ class Peak:
 
     def sample(self):
         while not self.stop:
-            self.peak = max(self.peak, rss_kb())
+            self.peak = max(self.peak, rss_kb(pid))
             time.sleep(0.005)
 
     def __exit__(self, *a):
@@ -86,8 +69,7 @@ s, first = post({"input": "hi", "max_output_tokens": 4000, "test_script": script
 items = {o["type"]: o["id"] for o in first.get("output", [])} if s == 200 else {}
 check(s == 200 and "reasoning" in items and "message" in items, "the stored answer (%d %s)" % (s, str(first)[:200]))
 if s != 200 or len(items) < 2:
-    print("%d passed, %d failed" % (passed, failed))
-    sys.exit(1)
+    finish()
 msg_id, rs_id, resp_id = items["message"], items["reasoning"], first["id"]
 
 # a few references work: the referenced answer is in the prompt
@@ -144,5 +126,4 @@ check(s in (200, 400) and (s == 200 or error_of(t).get("code") == "context_lengt
 s, t = post({"input": "still fine?", "max_output_tokens": 2})
 check(s == 200, "the server still answers (%d)" % s)
 
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()

@@ -12,26 +12,9 @@ import json
 import sys
 import threading
 import time
+from harness import check, finish, rss_kb
 
 port, pid, n, limit_mb = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-passed = failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL " + what, file=sys.stderr)
-
-
-def rss_kb():
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def chat():
@@ -44,14 +27,14 @@ def chat():
     return r.status, text
 
 
-base = peak = rss_kb()
+base = peak = rss_kb(pid)
 stop = False
 
 
 def sample():
     global peak
     while not stop:
-        peak = max(peak, rss_kb())
+        peak = max(peak, rss_kb(pid))
         time.sleep(0.005)
 
 
@@ -87,5 +70,4 @@ check(len(refused) >= 1 and statuses.count(200) + len(refused) + len(slow) == n,
       "each render served or refused by the bound: %s %s" % (statuses, [t[:200] for s, t in got if s != 200][:2]))
 s, t = chat()
 check(s == 200, "a render once they are over -> %d %s" % (s, t[:200]))
-print("%d passed, %d failed" % (passed, failed))
-sys.exit(1 if failed else 0)
+finish()
