@@ -73,6 +73,103 @@ static void flush_text(json_t *parts, dl_buf *text) {
     text->n = 0;
 }
 
+/* One message's blocks as they are read: its text (parts once there is an image), thinking and tool
+ * calls; tool results go straight to out (they answer the previous turn, so they come first). */
+typedef struct {
+    json_t *out, *calls, *parts;
+    const char *role;
+    dl_buf text, thinking;
+    size_t i, k; /* the message's and the block's index, for the errors */
+} msg_blocks;
+
+static int block_fail(const msg_blocks *mb, dl_err *e, const char *what) {
+    return dl_fail(e, 400, "messages", "messages.%zu.content.%zu%s", mb->i, mb->k, what);
+}
+
+static int block_text(msg_blocks *mb, json_t *b, dl_err *e) {
+    json_t *t = json_object_get(b, "text");
+    if (!json_is_string(t)) return block_fail(mb, e, ".text must be a string");
+    dl_buf_add(&mb->text, json_string_value(t), json_string_length(t));
+    return 0;
+}
+
+static int block_tool_use(msg_blocks *mb, json_t *b, dl_err *e) {
+    json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"), *input = json_object_get(b, "input");
+    if (strcmp(mb->role, "assistant") || !json_is_string(id) || !json_is_string(name) || !json_is_object(input))
+        return block_fail(mb, e, ": a tool_use block (assistant) needs 'id', 'name' and an object 'input'");
+    char *args = json_dumps(input, JSON_COMPACT);
+    json_array_append_new(mb->calls, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function",
+                                               "name", name, "arguments", args ? args : "{}"));
+    free(args);
+    return 0;
+}
+
+static int block_tool_result(msg_blocks *mb, json_t *b, dl_err *e) {
+    json_t *id = json_object_get(b, "tool_use_id"), *c = json_object_get(b, "content");
+    dl_buf r = {0};
+    if (strcmp(mb->role, "user") || !json_is_string(id) || (c && dl_text_of(c, "text", &r))) {
+        free(r.p);
+        return block_fail(mb, e, ": a tool_result block (user) needs 'tool_use_id' and text content");
+    }
+    if (json_is_true(json_object_get(b, "is_error"))) {
+        dl_buf x = {0};
+        dl_buf_add(&x, "Error: ", 7);
+        dl_buf_add(&x, r.p ? r.p : "", r.n);
+        free(r.p);
+        r = x;
+    }
+    json_array_append_new(
+        mb->out, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", id, "content", r.p ? r.p : "", r.n));
+    free(r.p);
+    return 0;
+}
+
+static int block_thinking(msg_blocks *mb, json_t *b, dl_err *e) { /* the template decides whether it is rendered */
+    json_t *t = json_object_get(b, "thinking");
+    if (!json_is_string(t)) return block_fail(mb, e, ".thinking must be a string");
+    dl_buf_add(&mb->thinking, json_string_value(t), json_string_length(t));
+    return 0;
+}
+
+static int block_image(msg_blocks *mb, json_t *b, dl_err *e) {
+    json_t *ip = image_part(b);
+    if (!ip || strcmp(mb->role, "user")) {
+        json_decref(ip);
+        return block_fail(mb, e, ": an image block (user) needs a source of type base64 with media_type and data");
+    }
+    if (!mb->parts) mb->parts = json_array();
+    flush_text(mb->parts, &mb->text);
+    json_array_append_new(mb->parts, ip);
+    return 0;
+}
+
+static int add_block(msg_blocks *mb, json_t *b, dl_err *e) {
+    const char *type = json_string_value(json_object_get(b, "type"));
+    if (!json_is_object(b) || !type) return block_fail(mb, e, ": a block needs a 'type'");
+    if (!strcmp(type, "text")) return block_text(mb, b, e);
+    if (!strcmp(type, "tool_use")) return block_tool_use(mb, b, e);
+    if (!strcmp(type, "tool_result")) return block_tool_result(mb, b, e);
+    if (!strcmp(type, "thinking")) return block_thinking(mb, b, e);
+    if (!strcmp(type, "redacted_thinking")) return 0; /* nothing readable to render */
+    if (!strcmp(type, "image")) return block_image(mb, b, e);
+    return dl_fail(e, 400, "messages",
+                   "messages.%zu.content.%zu: block type '%.40s' is not supported (text, image, tool_use, "
+                   "tool_result)",
+                   mb->i, mb->k, type);
+}
+
+/* The message the blocks make, when they make one (tool results alone make none). */
+static void emit_message(msg_blocks *mb, size_t n_blocks) {
+    if (mb->parts) flush_text(mb->parts, &mb->text);
+    if (!mb->text.n && !mb->parts && !json_array_size(mb->calls) && n_blocks) return;
+    json_t *msg = json_pack("{s:s,s:s%}", "role", mb->role, "content", mb->text.p ? mb->text.p : "", mb->text.n);
+    if (mb->parts) json_object_set(msg, "content", mb->parts);
+    if (json_array_size(mb->calls)) json_object_set(msg, "tool_calls", mb->calls);
+    if (mb->thinking.n && !strcmp(mb->role, "assistant"))
+        json_object_set_new(msg, "reasoning_content", json_stringn(mb->thinking.p, mb->thinking.n));
+    json_array_append_new(mb->out, msg);
+}
+
 /* One message's blocks -> chat messages (tool results first: they answer the previous turn). */
 static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     const char *role = json_string_value(json_object_get(m, "role"));
@@ -85,108 +182,19 @@ static int add_message(json_t *out, json_t *m, size_t i, dl_err *e) {
     }
     if (!json_is_array(content))
         return dl_fail(e, 400, "messages", "messages.%zu.content must be a string or an array of blocks", i);
-    dl_buf text = {0}, thinking = {0};
-    dl_buf_add(&text, "", 0);
-    json_t *calls = json_array(), *parts = NULL; /* parts: text and images, once there is an image */
-    size_t k;
+    msg_blocks mb = {.out = out, .calls = json_array(), .role = role, .i = i};
+    dl_buf_add(&mb.text, "", 0);
+    int rc = 0;
     json_t *b;
-    json_array_foreach(content, k, b) {
-        const char *type = json_string_value(json_object_get(b, "type"));
-        if (!json_is_object(b) || !type) {
-            dl_fail(e, 400, "messages", "messages.%zu.content.%zu: a block needs a 'type'", i, k);
-            goto bad;
-        }
-        if (!strcmp(type, "text")) {
-            json_t *t = json_object_get(b, "text");
-            if (!json_is_string(t)) {
-                dl_fail(e, 400, "messages", "messages.%zu.content.%zu.text must be a string", i, k);
-                goto bad;
-            }
-            dl_buf_add(&text, json_string_value(t), json_string_length(t));
-        } else if (!strcmp(type, "tool_use")) {
-            json_t *id = json_object_get(b, "id"), *name = json_object_get(b, "name"),
-                   *input = json_object_get(b, "input");
-            if (strcmp(role, "assistant") || !json_is_string(id) || !json_is_string(name) || !json_is_object(input)) {
-                dl_fail(
-                    e, 400, "messages",
-                    "messages.%zu.content.%zu: a tool_use block (assistant) needs 'id', 'name' and an object 'input'",
-                    i, k);
-                goto bad;
-            }
-            char *args = json_dumps(input, JSON_COMPACT);
-            json_array_append_new(calls, json_pack("{s:O,s:s,s:{s:O,s:s}}", "id", id, "type", "function", "function",
-                                                   "name", name, "arguments", args ? args : "{}"));
-            free(args);
-        } else if (!strcmp(type, "tool_result")) {
-            json_t *id = json_object_get(b, "tool_use_id"), *c = json_object_get(b, "content");
-            dl_buf r = {0};
-            if (strcmp(role, "user") || !json_is_string(id) || (c && dl_text_of(c, "text", &r))) {
-                free(r.p);
-                dl_fail(e, 400, "messages",
-                        "messages.%zu.content.%zu: a tool_result block (user) needs 'tool_use_id' and text content", i,
-                        k);
-                goto bad;
-            }
-            if (json_is_true(json_object_get(b, "is_error"))) {
-                dl_buf x = {0};
-                dl_buf_add(&x, "Error: ", 7);
-                dl_buf_add(&x, r.p ? r.p : "", r.n);
-                free(r.p);
-                r = x;
-            }
-            json_array_append_new(
-                out, json_pack("{s:s,s:O,s:s%}", "role", "tool", "tool_call_id", id, "content", r.p ? r.p : "", r.n));
-            free(r.p);
-        } else if (!strcmp(type, "thinking")) { /* the template decides whether it is rendered */
-            json_t *t = json_object_get(b, "thinking");
-            if (!json_is_string(t)) {
-                dl_fail(e, 400, "messages", "messages.%zu.content.%zu.thinking must be a string", i, k);
-                goto bad;
-            }
-            dl_buf_add(&thinking, json_string_value(t), json_string_length(t));
-        } else if (!strcmp(type, "redacted_thinking")) {
-            /* nothing readable to render */
-        } else if (!strcmp(type, "image")) {
-            json_t *ip = image_part(b);
-            if (!ip || strcmp(role, "user")) {
-                json_decref(ip);
-                dl_fail(e, 400, "messages",
-                        "messages.%zu.content.%zu: an image block (user) needs a source of type base64 with media_type "
-                        "and data",
-                        i, k);
-                goto bad;
-            }
-            if (!parts) parts = json_array();
-            flush_text(parts, &text);
-            json_array_append_new(parts, ip);
-        } else {
-            dl_fail(e, 400, "messages",
-                    "messages.%zu.content.%zu: block type '%.40s' is not supported (text, image, tool_use, "
-                    "tool_result)",
-                    i, k, type);
-            goto bad;
-        }
+    json_array_foreach(content, mb.k, b) {
+        if ((rc = add_block(&mb, b, e))) break;
     }
-    if (parts) flush_text(parts, &text);
-    if (text.n || parts || json_array_size(calls) || !json_array_size(content)) {
-        json_t *msg = json_pack("{s:s,s:s%}", "role", role, "content", text.p ? text.p : "", text.n);
-        if (parts) json_object_set(msg, "content", parts);
-        if (json_array_size(calls)) json_object_set(msg, "tool_calls", calls);
-        if (thinking.n && !strcmp(role, "assistant"))
-            json_object_set_new(msg, "reasoning_content", json_stringn(thinking.p, thinking.n));
-        json_array_append_new(out, msg);
-    }
-    free(text.p);
-    free(thinking.p);
-    json_decref(calls);
-    json_decref(parts);
-    return 0;
-bad:
-    free(text.p);
-    free(thinking.p);
-    json_decref(calls);
-    json_decref(parts);
-    return -1;
+    if (!rc) emit_message(&mb, json_array_size(content));
+    free(mb.text.p);
+    free(mb.thinking.p);
+    json_decref(mb.calls);
+    json_decref(mb.parts);
+    return rc ? -1 : 0;
 }
 
 /* The parts shared by messages and count_tokens: system, messages, tools, tool_choice. */
