@@ -31,47 +31,46 @@ static int info_mmproj(const char *path, const lfm2c_model *m) {
     return 0;
 }
 
-int cmd_info(int argc, char **argv) {
-    const char *path = NULL, *mmproj = NULL, *device = NULL, *gpu_mem = NULL, *gpu_cap = getenv("LFM2C_GPU_MEM_CAP");
-    bool tensors = false;
-    int slots = 1, ctx = 4096;
+typedef struct {
+    const char *path, *mmproj, *device, *gpu_mem, *gpu_cap;
+    bool tensors;
+    int slots, ctx;
+} info_opts;
+
+static void info_usage(void) {
+    printf("usage: lfm2c info -m MODEL.gguf [--mmproj MMPROJ.gguf] [--tensors] [-ctk TYPE] [-ctv TYPE]\n"
+           "                  [--device cuda | --gpu-mem SIZE] [--gpu-mem-cap SIZE] [-np SLOTS] [-c CTX]\n"
+           "       lfm2c info -m MMPROJ.gguf   (an LFM2-VL vision tower and projector)\n"
+           "  --device cuda / --gpu-mem: also the GPU memory plan for SLOTS sequences of CTX positions\n"
+           "  (the CUDA card's free memory, or SIZE such as 80G), at most --gpu-mem-cap\n"
+           "  (or $LFM2C_GPU_MEM_CAP)\n");
+}
+
+/* 0: parsed; -1: --help printed; else the exit status of a bad option (said). */
+static int info_parse(int argc, char **argv, info_opts *o) {
+    *o = (info_opts){.gpu_cap = getenv("LFM2C_GPU_MEM_CAP"), .slots = 1, .ctx = 4096};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) path = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "--tensors")) tensors = true;
-        else if (!strcmp(argv[i], "-mm") || !strcmp(argv[i], "--mmproj")) mmproj = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "--device")) device = cli_device("--device", cli_value(argc, argv, &i));
-        else if (!strcmp(argv[i], "--gpu-mem")) gpu_mem = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "--gpu-mem-cap")) gpu_cap = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "-np") || !strcmp(argv[i], "--parallel")) slots = atoi(cli_value(argc, argv, &i));
-        else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) ctx = atoi(cli_value(argc, argv, &i));
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) o->path = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--tensors")) o->tensors = true;
+        else if (!strcmp(argv[i], "-mm") || !strcmp(argv[i], "--mmproj")) o->mmproj = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--device")) o->device = cli_device("--device", cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "--gpu-mem")) o->gpu_mem = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--gpu-mem-cap")) o->gpu_cap = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "-np") || !strcmp(argv[i], "--parallel")) o->slots = atoi(cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) o->ctx = atoi(cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i)) continue;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lfm2c info -m MODEL.gguf [--mmproj MMPROJ.gguf] [--tensors] [-ctk TYPE] [-ctv TYPE]\n"
-                   "                  [--device cuda | --gpu-mem SIZE] [--gpu-mem-cap SIZE] [-np SLOTS] [-c CTX]\n"
-                   "       lfm2c info -m MMPROJ.gguf   (an LFM2-VL vision tower and projector)\n"
-                   "  --device cuda / --gpu-mem: also the GPU memory plan for SLOTS sequences of CTX positions\n"
-                   "  (the CUDA card's free memory, or SIZE such as 80G), at most --gpu-mem-cap\n"
-                   "  (or $LFM2C_GPU_MEM_CAP)\n");
-            return 0;
-        } else
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return info_usage(), -1;
+        else
             return cli_unknown_option(
                 "info", argv[i],
                 "-m --model --mmproj -mm --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages "
                 "--device --gpu-mem --gpu-mem-cap -np --parallel -c --ctx-size");
     }
-    lfm2c_model_params mp = lfm2c_model_default_params();
-    mp.n_threads = 1;
-    mp.no_populate = true; /* info reads only the header */
-    lfm2c_error err = {0};
-    cli_kv_apply(&mp);
-    lfm2c_model *m = path ? lfm2c_model_open(path, &mp, &err) : NULL;
-    if (!m && path && !mmproj && info_mmproj(path, NULL) == 0) return 0; /* -m an mmproj */
-    if (!m) return cli_fail("%s", path ? err.msg : "no model given (-m MODEL.gguf)");
-    if (mmproj && info_mmproj(mmproj, m)) {
-        lfm2c_model_free(m);
-        return 1;
-    }
-    const lfm2c_model_info *in = lfm2c_model_get_info(m);
+    return 0;
+}
+
+/* The architecture and the layer plan; returns the number of attention layers. */
+static int print_shape(const lfm2c_model_info *in, const char *path) {
     printf("model:        %s%s%s\n", path, in->name[0] ? "  name: " : "", in->name);
     printf("architecture: %s\n", in->arch);
     printf("parameters:   %.3f B total, %.3f B active per token\n", in->n_params / 1e9, in->n_params_active / 1e9);
@@ -96,8 +95,11 @@ int cmd_info(int argc, char **argv) {
             first = 0;
         }
     printf("\n");
+    return n_attn;
+}
 
-    /* tensor type census */
+/* The tensor types' census (every tensor with --tensors) and the file type. */
+static void print_tensors(lfm2c_model *m, const lfm2c_model_info *in, bool each) {
     const char *types[32];
     int counts[32] = {0}, n_types = 0;
     uint64_t bytes_by[32] = {0};
@@ -115,7 +117,7 @@ int cmd_info(int argc, char **argv) {
             counts[k]++;
             bytes_by[k] += nb;
         }
-        if (tensors) {
+        if (each) {
             printf("  %-36s %-6s [", name, type);
             for (int d = 0; d < nd; d++) printf("%s%lld", d ? ", " : "", (long long)ne[d]);
             printf("]  %.2f MB\n", nb / 1e6);
@@ -127,6 +129,9 @@ int cmd_info(int argc, char **argv) {
     const char *ftn = lfm2c_file_type_name(in->file_type);
     if (ftn) printf("\nfile type:    %s\n", ftn);
     else printf("\nfile type:    %d (%s)\n", in->file_type, in->file_type < 0 ? "not given" : "unknown");
+}
+
+static void print_memory(lfm2c_model *m, const lfm2c_model_info *in, int n_attn) {
     double kv_per_tok = lfm2c_kv_cache_bytes(m, 32768) / 32768.0;
     int n_conv = in->n_layer - n_attn, tk, tv;
     cli_kv_current(&tk, &tv);
@@ -141,8 +146,30 @@ int cmd_info(int argc, char **argv) {
            n_conv * 2.0 * in->n_embd * 4 / 1024);
     printf("special:      bos %d, eos %d, pad %d, add_bos %s\n", in->bos_id, in->eos_id, in->pad_id,
            in->add_bos ? "yes" : "no");
+}
+
+int cmd_info(int argc, char **argv) {
+    info_opts o;
+    int prc = info_parse(argc, argv, &o);
+    if (prc) return prc < 0 ? 0 : prc;
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 1;
+    mp.no_populate = true; /* info reads only the header */
+    lfm2c_error err = {0};
+    cli_kv_apply(&mp);
+    lfm2c_model *m = o.path ? lfm2c_model_open(o.path, &mp, &err) : NULL;
+    if (!m && o.path && !o.mmproj && info_mmproj(o.path, NULL) == 0) return 0; /* -m an mmproj */
+    if (!m) return cli_fail("%s", o.path ? err.msg : "no model given (-m MODEL.gguf)");
+    if (o.mmproj && info_mmproj(o.mmproj, m)) {
+        lfm2c_model_free(m);
+        return 1;
+    }
+    const lfm2c_model_info *in = lfm2c_model_get_info(m);
+    int n_attn = print_shape(in, o.path);
+    print_tensors(m, in, o.tensors);
+    print_memory(m, in, n_attn);
     int rc = 0;
-    if (gpu_mem || (device && !strcmp(device, "cuda"))) rc = print_plan(m, gpu_mem, gpu_cap, slots, ctx);
+    if (o.gpu_mem || (o.device && !strcmp(o.device, "cuda"))) rc = print_plan(m, o.gpu_mem, o.gpu_cap, o.slots, o.ctx);
     lfm2c_model_free(m);
     return rc;
 }
