@@ -2,7 +2,7 @@
 # test_pull.sh LFM2C — `lfm2c pull` / list / rm / -hf against an imitation of the Hugging Face Hub
 # (tests/hub/fake_hub.py, on 127.0.0.1): redirects to a CDN path, Range resume after a dropped
 # connection, a corrupted body, 401 gated, 404 repo / quant, a file-size limit, Ctrl-C, split files,
-# the cache layout, --offline. Nothing here reaches the internet.
+# the cache layout, --offline, an mmproj beside the model. Nothing here reaches the internet.
 set -u
 bin=$1; pass=0; fail=0
 ok()   { pass=$((pass+1)); }
@@ -196,9 +196,51 @@ cat "${p%00001-of-00003.gguf}"0000{1,2,3}-of-00003.gguf 2>/dev/null | cmp -s - d
 "$bin" list > "$tmp/list" 2>&1
 grep -q "test/tiny-GGUF *Q4_0" "$tmp/list" && grep -q "test/kq-GGUF *Q4_K_M" "$tmp/list" && ok || bad "list: $(cat "$tmp/list")"
 "$bin" rm test/kq-GGUF:F16 2>/dev/null && ok || bad "rm quant"
-"$bin" list 2>/dev/null | grep -q "kq-F16" && bad "rm left F16 listed" || ok
+"$bin" list 2>/dev/null | grep -q " kq-F16.gguf" && bad "rm left F16 listed" || ok
 "$bin" list 2>/dev/null | grep -q "kq-Q4_K_M" && ok || bad "rm of F16 removed Q4_K_M"
 "$bin" rm test/none-GGUF >/dev/null 2>&1 && bad "rm of an uncached repo succeeded" || ok
+
+# 14. a repository with an mmproj (llama.cpp's convention: mmproj*.gguf beside the model, the F16
+# one of several): pull fetches it too; -hf uses it as --mmproj unless -mm or --no-mmproj; the
+# server pairs a cached model with it; a quant's rm keeps it, the repository's removes it
+vd="$HF_HOME/hub/models--test--vl-GGUF"; img=data/vision/images/rgb.png
+p=$("$bin" pull test/vl-GGUF 2>"$tmp/err") && [ "${p##*/}" = "vl-F32.gguf" ] && ok || bad "pull vl: $p $(cat "$tmp/err")"
+snap=${p%/*}
+cmp -s "$snap/mmproj-vl-F16.gguf" data/vision/mmproj-tiny-f16.gguf && [ ! -e "$snap/mmproj-vl-Q8_0.gguf" ] && ok || bad "pull vl: the F16 mmproj not fetched (alone): $(ls "$snap")"
+grep -q "vision projector.*mmproj-vl-F16.gguf" "$tmp/err" && ok || bad "pull vl does not name the mmproj: $(cat "$tmp/err")"
+p1=$("$bin" pull -q test/vl1-GGUF 2>"$tmp/err") && cmp -s "${p1%/*}/mmproj-vl1-Q8_0.gguf" data/vision/mmproj-tiny-q8_0.gguf && ok || bad "pull vl1: the only (Q8_0) mmproj not fetched: $(cat "$tmp/err")"
+"$bin" rm test/vl1-GGUF >/dev/null 2>&1
+p1=$("$bin" pull -q test/vl1-GGUF --no-mmproj 2>"$tmp/err") && [ ! -e "${p1%/*}/mmproj-vl1-Q8_0.gguf" ] && ok || bad "pull --no-mmproj fetched it: $(cat "$tmp/err")"
+"$bin" list 2>/dev/null | grep -q "test/vl-GGUF.*vl-F32.gguf" && ok || bad "list: no vl-F32"
+ref=$("$bin" run -m data/vision/lfm2-vl-tiny-f32.gguf -mm data/vision/mmproj-tiny-f16.gguf --image $img -p "what is it?" -n 6 --temp 0 2>&1)
+out=$("$bin" run -hf test/vl-GGUF --image $img -p "what is it?" -n 6 --temp 0 2>"$tmp/err") && [ "$out" = "$ref" ] && ok || bad "run -hf vl --image: '$out' vs '$ref' $(cat "$tmp/err")"
+out=$("$bin" run -hf test/vl-GGUF --offline --image $img -p "what is it?" -n 6 --temp 0 2>"$tmp/err") && [ "$out" = "$ref" ] && ok || bad "run -hf vl --offline --image: $(cat "$tmp/err")"
+"$bin" run -hf test/vl-GGUF --offline --no-mmproj --image $img -p x -n 1 >/dev/null 2>"$tmp/err" && bad "--no-mmproj still used the mmproj" || ok
+grep -q "needs the model.s vision tower" "$tmp/err" && ok || bad "--no-mmproj: $(cat "$tmp/err")"
+"$bin" run -hf test/vl-GGUF --offline -mm "$tmp/none.gguf" --image $img -p x -n 1 >/dev/null 2>"$tmp/err" && bad "-mm FILE lost to the repository's" || ok
+grep -q "none.gguf" "$tmp/err" && ok || bad "-mm FILE: $(cat "$tmp/err")"
+"$bin" run -m data/lfm2-tiny-dense-q4_0.gguf --no-mmproj -p x -n 1 >/dev/null 2>"$tmp/err"; [ $? = 2 ] && ok || bad "--no-mmproj without -hf: not a usage error"
+# the server: -hf's mmproj, and a model of the cache paired with its own (a text one has none)
+png64=$(base64 -w0 $img)
+vreq() { printf '{"model":"%s","max_tokens":4,"temperature":0,"messages":[{"role":"user","content":[{"type":"text","text":"what?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,%s"}}]}]}' "$1" "$png64"; }
+"$bin" serve -hf test/vl-GGUF --models --host 127.0.0.1 --port 0 >"$tmp/serve" 2>&1 & spid=$!
+sport=
+for _ in $(seq 100); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
+code() { vreq "$1" > "$tmp/vreq"; curl -s -o "$tmp/vout" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$tmp/vreq" "http://127.0.0.1:$sport/v1/chat/completions"; }
+[ -n "$sport" ] && [ "$(code vl-F32.gguf)" = 200 ] && ok || bad "serve -hf vl: an image refused: $(cat "$tmp/vout") $(tail -3 "$tmp/serve")"
+[ "$(code test/tiny-GGUF:Q4_0)" = 400 ] && grep -q mmproj "$tmp/vout" && ok || bad "a cached text model took an image: $(cat "$tmp/vout")"
+curl -s "http://127.0.0.1:$sport/v1/models" | grep -q '"mmproj-' && bad "an mmproj listed as a model" || ok
+# POST /api/pull fetches the mmproj too (vl1's was left out by --no-mmproj above)
+[ "$(code test/vl1-GGUF:F32)" = 400 ] && ok || bad "vl1 without its mmproj took an image: $(cat "$tmp/vout")"
+curl -s -d '{"model":"hf.co/test/vl1-GGUF","stream":false}' "http://127.0.0.1:$sport/api/pull" > "$tmp/apull"
+grep -q success "$tmp/apull" && [ -e "${p1%/*}/mmproj-vl1-Q8_0.gguf" ] && ok || bad "/api/pull: no mmproj: $(cat "$tmp/apull")"
+curl -s -d '{"model":"test/vl1-GGUF:F32","keep_alive":0}' "http://127.0.0.1:$sport/api/generate" >/dev/null
+[ "$(code test/vl1-GGUF:F32)" = 200 ] && ok || bad "serve --models: the cached vl1 not paired with its mmproj: $(cat "$tmp/vout")"
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
+"$bin" rm test/vl-GGUF:F32 >/dev/null 2>&1
+[ ! -e "$snap/vl-F32.gguf" ] && [ -e "$snap/mmproj-vl-F16.gguf" ] && ok || bad "rm of a quant: $(ls "$snap")"
+"$bin" rm test/vl-GGUF >/dev/null 2>&1
+[ ! -e "$snap/mmproj-vl-F16.gguf" ] && ok || bad "rm of the repository left the mmproj"
 
 [ -n "${LFM2C_PULL_TRANSCRIPT:-}" ] && { cat "$tmp/transcript-drop"; echo; cat "$tmp/transcript-sigint"; } > "$LFM2C_PULL_TRANSCRIPT"
 echo "pull: $pass passed, $fail failed"

@@ -32,10 +32,11 @@ CLI_COMMANDS(CLI_DECLARE)
 #undef CLI_DECLARE
 
 /* -hf REPO[:QUANT] / -hff FILE / --hf-token / --offline / --revision / -hfd REPO[:QUANT] (the
- * draft model) on run, chat, serve, bench: pulls the models (exits on failure) and returns argv
- * with those replaced by "-m PATH" / "-md PATH" (*model_path / *draft_path: the malloc'd paths,
- * NULL when not given; with neither, argv is returned as is). */
-char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path);
+ * draft model) / --no-mmproj on run, chat, serve, bench: pulls the models (exits on failure) and
+ * returns argv with those replaced by "-m PATH" / "-md PATH", and "-mm PATH" where the repository
+ * has an mmproj and the command (run, chat, serve) was given none (*model_path / *draft_path /
+ * *mmproj_path: the malloc'd paths, NULL when not given; with neither, argv is returned as is). */
+char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path, char **mmproj_path);
 
 /* An unknown option of CMD: one line naming it, the closest option found in the command's usage
  * text ("did you mean ...?") and where the options are listed. Returns 2 (a usage error). */
@@ -156,7 +157,8 @@ int cli_gen_settle(cli_gen *g, int n_tokens, lfm2c_error *err);
 /* Images (cli_image.c): -mm / --mmproj FILE and --image FILE (repeatable) for run and chat. */
 enum { CLI_MAX_IMAGES = 16 };
 #define CLI_IMAGE_HELP \
-    "  -mm, --mmproj FILE a vision model's mmproj (LFM2-VL: the vision tower and projector)\n" \
+    "  -mm, --mmproj FILE a vision model's mmproj (LFM2-VL: the vision tower and projector); with\n" \
+    "                     -hf the repository's mmproj*.gguf unless given one or --no-mmproj\n" \
     "  --image FILE       an image (JPEG, PNG, WebP, GIF) for the prompt; repeatable; needs --mmproj\n"
 typedef struct cli_images {
     const char *mmproj_path;

@@ -93,13 +93,15 @@ static void on_notice(void *user, const char *msg) {
 /* Options shared by pull and -hf: parsed out of argv by the caller. */
 typedef struct {
     const char *repo, *file, *token, *revision;
-    bool offline, quiet;
+    bool offline, quiet, no_mmproj;
 } hub_opts;
 
 /* The model's path, or NULL with the error printed; *rc: the exit status then (2 for a bad
- * repository name or file: a usage error, else 1). */
-static char *hub_fetch(const hub_opts *o, int *rc) {
+ * repository name or file: a usage error, else 1). mmproj (optional): the repository's mmproj,
+ * fetched beside the model (NULL there when it has none). */
+static char *hub_fetch(const hub_opts *o, int *rc, char **mmproj) {
     *rc = 1;
+    if (mmproj) *mmproj = NULL;
 #ifdef LFM2C_HAVE_HUB
     progress_state ps = {.tty = isatty(2) != 0};
     lfm2c_hub_params p = {.token = o->token,
@@ -108,7 +110,8 @@ static char *hub_fetch(const hub_opts *o, int *rc) {
                           .progress = o->quiet ? NULL : on_progress,
                           .progress_user = &ps,
                           .cancel = &g_cancel,
-                          .notice = o->quiet ? NULL : on_notice};
+                          .notice = o->quiet ? NULL : on_notice,
+                          .mmproj = mmproj};
     const char *r = getenv("LFM2C_HUB_RETRIES"), *b = getenv("LFM2C_HUB_BACKOFF_MS"); /* for tests */
     if (r) p.max_retries = atoi(r);
     if (b) p.backoff_ms = atoi(b);
@@ -125,6 +128,7 @@ static char *hub_fetch(const hub_opts *o, int *rc) {
     return path;
 #else
     (void)o;
+    (void)mmproj;
     cli_fail("this lfm2c was built without libcurl: -hf / pull are not available (install libcurl4-openssl-dev and "
              "rebuild)");
     return NULL;
@@ -134,23 +138,34 @@ static char *hub_fetch(const hub_opts *o, int *rc) {
 int cli_hub_flag(const char *a) {
     return !strcmp(a, "-hf") || !strcmp(a, "--hf-repo") || !strcmp(a, "-hff") || !strcmp(a, "--hf-file") ||
            !strcmp(a, "--hf-token") || !strcmp(a, "--offline") || !strcmp(a, "--revision") || !strcmp(a, "-hfd") ||
-           !strcmp(a, "--hf-repo-draft");
+           !strcmp(a, "--hf-repo-draft") || !strcmp(a, "--no-mmproj");
 }
 
-char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path) {
+/* Does the command line give its own mmproj (-mm / --mmproj FILE)? */
+static bool gives_mmproj(int argc, char **argv) {
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "-mm") || !strcmp(argv[i], "--mmproj")) return true;
+    return false;
+}
+
+char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_path, char **mmproj_path) {
     hub_opts o = {0};
     const char *draft_repo = NULL;
     int n = *argc;
     const bool serve = n > 1 && !strcmp(argv[1], "serve");
-    char **out = calloc((size_t)n + 5, sizeof *out);
+    /* the repository's mmproj becomes -mm where the command takes one and the user gave none */
+    bool want_mmproj =
+        n > 1 && (serve || !strcmp(argv[1], "run") || !strcmp(argv[1], "chat")) && !gives_mmproj(n, argv);
+    char **out = calloc((size_t)n + 7, sizeof *out);
     if (!out) return NULL;
     int k = 0;
     for (int i = 0; i < n; i++) {
         const char *a = argv[i];
         if (i > 0 && cli_hub_flag(a)) {
-            if (!strcmp(a, "--offline")) {
-                o.offline = true;
-                if (serve) out[k++] = argv[i]; /* serve's own too: its pulls are refused */
+            if (!strcmp(a, "--offline") || !strcmp(a, "--no-mmproj")) {
+                if (a[2] == 'o') o.offline = true;
+                else want_mmproj = false, o.no_mmproj = true;
+                if (serve) out[k++] = argv[i]; /* serve's own too: its pulls are refused, its cache unpaired */
                 continue;
             }
             if (i + 1 >= n) {
@@ -169,8 +184,8 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         out[k++] = argv[i];
     }
     if (!o.repo && !draft_repo) {
-        if (o.file || o.token || (o.offline && !serve) || o.revision) {
-            cli_fail("-hff, --hf-token, --offline and --revision need -hf REPO");
+        if (o.file || o.token || ((o.offline || o.no_mmproj) && !serve) || o.revision) {
+            cli_fail("-hff, --hf-token, --offline, --no-mmproj and --revision need -hf REPO");
             free(out);
             exit(2);
         }
@@ -179,7 +194,7 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
     }
     int rc;
     if (o.repo) {
-        char *path = hub_fetch(&o, &rc);
+        char *path = hub_fetch(&o, &rc, want_mmproj ? mmproj_path : NULL);
         if (!path) {
             free(out);
             exit(rc);
@@ -187,16 +202,21 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
         out[k++] = "-m";
         out[k++] = path;
         *model_path = path;
+        if (want_mmproj && *mmproj_path) {
+            out[k++] = "-mm";
+            out[k++] = *mmproj_path;
+        }
     }
     if (draft_repo) { /* the draft: same token / revision / offline settings, its repo's default quant */
         hub_opts d = o;
         d.repo = draft_repo;
         d.file = NULL;
-        char *path = hub_fetch(&d, &rc);
+        char *path = hub_fetch(&d, &rc, NULL);
         if (!path) {
             free(out);
             free(*model_path);
-            *model_path = NULL;
+            free(*mmproj_path);
+            *model_path = *mmproj_path = NULL;
             exit(rc);
         }
         out[k++] = "-md";
@@ -217,10 +237,13 @@ static int pull_usage(FILE *f, int rc) {
                "  --hf-token TOKEN      token for gated / private repos (default $HF_TOKEN)\n"
                "  --revision REV        branch, tag or commit (default main)\n"
                "  --offline             only look in the cache (also HF_HUB_OFFLINE=1)\n"
+               "  --no-mmproj           not the repository's vision projector (mmproj*.gguf, the\n"
+               "                        F16 one if several), else fetched beside the model\n"
                "  -q, --quiet           no progress\n"
                "  HF_ENDPOINT sets the Hub's address (mirrors). Interrupted downloads resume.\n"
                "  The same options work on run, chat, serve and bench: -hf ORG/NAME[:QUANT]\n"
-               "  (and -hfd ORG/NAME[:QUANT] for a draft model: speculative decoding).\n");
+               "  (and -hfd ORG/NAME[:QUANT] for a draft model: speculative decoding); run, chat\n"
+               "  and serve use the repository's mmproj as --mmproj unless given one or --no-mmproj.\n");
     return rc;
 }
 
@@ -233,11 +256,12 @@ int cmd_pull(int argc, char **argv) {
         else if (!strcmp(a, "--hf-token")) o.token = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--revision")) o.revision = cli_value(argc, argv, &i);
         else if (!strcmp(a, "--offline")) o.offline = true;
+        else if (!strcmp(a, "--no-mmproj")) o.no_mmproj = true;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o.quiet = true;
         else if (!strcmp(a, "-hf") || !strcmp(a, "--hf-repo")) o.repo = cli_value(argc, argv, &i);
         else if (a[0] == '-')
-            return cli_unknown_option("pull", a,
-                                      "-hff --hf-file --hf-token --revision --offline -q --quiet -hf --hf-repo");
+            return cli_unknown_option(
+                "pull", a, "-hff --hf-file --hf-token --revision --offline --no-mmproj -q --quiet -hf --hf-repo");
         else if (o.repo) {
             cli_fail("pull: one repository at a time ('%s' and '%s')", o.repo, a);
             return 2;
@@ -245,9 +269,12 @@ int cmd_pull(int argc, char **argv) {
     }
     if (!o.repo) return pull_usage(stderr, 2);
     int rc;
-    char *path = hub_fetch(&o, &rc);
+    char *mmproj = NULL;
+    char *path = hub_fetch(&o, &rc, o.no_mmproj ? NULL : &mmproj);
     if (!path) return rc;
     printf("%s\n", path);
+    if (mmproj && !o.quiet) fprintf(stderr, "vision projector (-hf uses it as --mmproj): %s\n", mmproj);
+    free(mmproj);
     free(path);
     return 0;
 }

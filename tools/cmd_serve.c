@@ -93,7 +93,9 @@ static const char USAGE[] =
     "  --ckpt-every N  --ckpt-max N  prefix reuse: a conv checkpoint every N positions, at most N per\n"
     "                        slot (32, 32; memory in /metrics lfm2c_checkpoint_bytes)\n"
     "  -mm, --mmproj FILE    the first model's vision tower (an LFM2-VL mmproj): images in chat\n"
-    "                        requests (data URLs; --max-body bounds them)\n"
+    "                        requests (data URLs; --max-body bounds them). A model of the Hugging\n"
+    "                        Face cache (-hf, --models, pulled) takes the mmproj*.gguf beside it\n"
+    "  --no-mmproj           no mmproj but -mm's (none fetched or paired from the cache)\n"
     "  -md FILE / -hfd REPO  speculative decoding of the first model with a draft model (same\n"
     "                        vocabulary), per slot\n"
     "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
@@ -242,7 +244,7 @@ typedef struct serve_opts {
     int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max, max_loaded;
     long max_req_mem, max_body, max_tok_bytes;
     bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script, cache_models;
-    bool no_pull, offline;
+    bool no_pull, offline, no_mmproj;
     double keep_alive; /* seconds; < 0 forever */
     size_t budget;
     char *lora_models[SERVE_MAX_LORA], *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
@@ -296,6 +298,7 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--models", NULL, SO_TRUE, cache_models),
     SO("--no-pull", NULL, SO_TRUE, no_pull),
     SO("--offline", NULL, SO_TRUE, offline),
+    SO("--no-mmproj", NULL, SO_TRUE, no_mmproj),
     SO("--keep-alive", NULL, SO_STR, keep_alive_s),
     SO("--memory-budget", NULL, SO_STR, budget_s),
     SO("--max-loaded", NULL, SO_INT, max_loaded),
@@ -528,6 +531,7 @@ static models_params serve_models_params(const serve_opts *o) {
                                .spec = lfm2c_spec_default_params()},
                         .draft_path = o->spec.draft_path,
                         .mmproj_path = o->mmproj,
+                        .no_mmproj = o->no_mmproj,
                         .memory_budget = o->budget,
                         .max_loaded = o->max_loaded,
                         .keep_alive = o->keep_alive,

@@ -135,9 +135,9 @@ static char *command_names(void) {
 static int dispatch(int argc, char **argv) {
     /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
     if (opens_model(argv[1])) {
-        char *model_path = NULL, *draft_path = NULL;
+        char *model_path = NULL, *draft_path = NULL, *mmproj_path = NULL;
         int n = argc;
-        char **av = cli_hub_rewrite(&n, argv, &model_path, &draft_path);
+        char **av = cli_hub_rewrite(&n, argv, &model_path, &draft_path, &mmproj_path);
         if (!av) {
             cli_fail("out of memory");
             return 1;
@@ -151,6 +151,7 @@ static int dispatch(int argc, char **argv) {
             free(av);
             free(model_path);
             free(draft_path);
+            free(mmproj_path);
             return rc;
         }
     }

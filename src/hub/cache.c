@@ -1,7 +1,8 @@
 /* cache.c — the local store of pulled models, without the network (so it builds without
  * libcurl): where the Hugging Face cache is, the quant tag of a file name, the GGUF files the
  * cache holds (what `lfm2c list` shows and `lfm2c serve --models` serves) and removing a model's
- * files (`lfm2c rm`, the server's DELETE /api/delete). The layout is huggingface_hub's:
+ * files (`lfm2c rm`, the server's DELETE /api/delete), the vision projector (mmproj*.gguf) beside
+ * a model. The layout is huggingface_hub's:
  * models--ORG--NAME/snapshots/COMMIT/FILE, each a relative link to blobs/SHA256. */
 #include "hub/hub.h"
 #include "base/error.h"
@@ -59,6 +60,56 @@ bool lfm2c_hub_quant_of(const char *name, char *out, size_t cap) {
     return out[0] == 'Q' || !strncmp(out, "IQ", 2) || out[0] == 'F' || !strncmp(out, "BF", 2) || !strncmp(out, "TQ", 2);
 }
 
+bool lfm2c_hub_is_mmproj(const char *name) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    size_t n = strlen(base);
+    return n > 11 && !strncasecmp(base, "mmproj", 6) && !strcasecmp(base + n - 5, ".gguf");
+}
+
+/* Is name in the directory of model (the same text before the last '/')? */
+static bool same_dir(const char *name, const char *model) {
+    const char *a = strrchr(name, '/'), *b = strrchr(model, '/');
+    size_t la = a ? (size_t)(a - name) : 0, lb = b ? (size_t)(b - model) : 0;
+    return la == lb && !strncmp(name, model, la);
+}
+
+int lfm2c_hub_mmproj_pick(const char *const *names, int n, const char *model) {
+    int pick = -1;
+    bool pick_f16 = false;
+    for (int i = 0; i < n; i++) {
+        if (!lfm2c_hub_is_mmproj(names[i]) || (model && !same_dir(names[i], model))) continue;
+        char q[32];
+        const bool f16 = lfm2c_hub_quant_of(names[i], q, sizeof q) && !strcmp(q, "F16");
+        if (pick < 0 || (f16 && !pick_f16) || (f16 == pick_f16 && strcmp(names[i], names[pick]) < 0)) {
+            pick = i;
+            pick_f16 = f16;
+        }
+    }
+    return pick;
+}
+
+char *lfm2c_hub_mmproj_beside(const char *model_path) {
+    const char *slash = strrchr(model_path, '/');
+    char *dir = slash ? hub_strdup_printf("%.*s", (int)(slash - model_path), model_path) : strdup(".");
+    DIR *d = dir ? opendir(dir) : NULL;
+    char *names[64], *out = NULL;
+    int n = 0;
+    struct dirent *de;
+    while (d && n < 64 && (de = readdir(d)))
+        if (lfm2c_hub_is_mmproj(de->d_name) && (names[n] = strdup(de->d_name))) n++;
+    if (d) closedir(d);
+    int k = lfm2c_hub_mmproj_pick((const char *const *)names, n, NULL);
+    struct stat st;
+    if (k >= 0 && (out = hub_strdup_printf("%s/%s", dir, names[k])) && (stat(out, &st) || !S_ISREG(st.st_mode))) {
+        free(out); /* a dangling link: its blob was removed */
+        out = NULL;
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(dir);
+    return out;
+}
+
 /* "models--ORG--NAME" -> "ORG/NAME" */
 static bool repo_of_dir(const char *d, char *out, size_t cap) {
     if (strncmp(d, "models--", 8)) return false;
@@ -99,7 +150,8 @@ static void visit_snapshot(const char *repo, const char *snap, lfm2c_hub_visit f
                                  .snapshot = snap,
                                  .bytes = (uint64_t)st.st_size,
                                  .mtime = st.st_mtime,
-                                 .later_part = later_part(f->d_name)};
+                                 .later_part = later_part(f->d_name),
+                                 .mmproj = lfm2c_hub_is_mmproj(f->d_name)};
             fn(user, &hf);
         }
         free(full);
@@ -142,7 +194,7 @@ typedef struct rm_state {
 static void rm_one(void *u, const lfm2c_hub_file *f) {
     rm_state *st = u;
     if (st->err && st->err->code) return;
-    if (st->quant && strcasecmp(f->quant, st->quant)) return;
+    if (st->quant && (f->mmproj || strcasecmp(f->quant, st->quant))) return;
     char target[4096];
     ssize_t n = readlink(f->path, target, sizeof target - 1);
     if (n > 0) {

@@ -532,6 +532,16 @@ static int choose(repo_file *fs, int nf, const char *quant, const char *file, in
     return cnt;
 }
 
+/* The repository's mmproj beside fs[model] (lfm2c_hub_mmproj_pick): its index, or -1. */
+static int choose_mmproj(const repo_file *fs, int nf, int model) {
+    const char **names = calloc(nf ? (size_t)nf : 1, sizeof *names);
+    if (!names) return -1;
+    for (int i = 0; i < nf; i++) names[i] = fs[i].path;
+    const int k = lfm2c_hub_mmproj_pick(names, nf, fs[model].path);
+    free(names);
+    return k;
+}
+
 static void free_files(repo_file *fs, int nf) {
     for (int i = 0; i < nf; i++) {
         free(fs[i].path);
@@ -852,8 +862,10 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
         return NULL;
     }
     char *out = NULL;
+    if (p->mmproj) *p->mmproj = NULL;
     if (p->offline || env_true("HF_HUB_OFFLINE")) {
         out = resolve_offline(repo_dir, revision, repo, quant, file, err);
+        if (out && p->mmproj) *p->mmproj = lfm2c_hub_mmproj_beside(out);
         free(repo_dir);
         return out;
     }
@@ -873,7 +885,7 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     const int retries = p->max_retries < 0 ? 0 : p->max_retries ? p->max_retries : 5;
 
     repo_file *fs = NULL;
-    int nf = 0, idx[256], n = 0;
+    int nf = 0, idx[257], n = 0; /* the parts, and the mmproj */
     char commit[128];
     /* what the cache already holds: the Hub is only asked whether there is newer, briefly */
     char *cached = resolve_offline(repo_dir, revision, repo, quant, file, NULL);
@@ -883,10 +895,19 @@ char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params 
     const bool got = fetch_commit(&h, repo, revision, commit, err);
     h.first = false, h.retries = retries, h.connect_s = h.timeout_s = 0;
     if (!got && !cached && h.unreached) no_network(err);
-    if (got && (fs = list_tree(&h, repo, commit, &nf, err)) && (n = choose(fs, nf, quant, file, idx, repo, err)) > 0 &&
-        !fetch_files(&h, repo_dir, repo, commit, revision, fs, idx, n, err))
-        out = hub_strdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
+    int mm = -1;
+    if (got && (fs = list_tree(&h, repo, commit, &nf, err)) && (n = choose(fs, nf, quant, file, idx, repo, err)) > 0) {
+        if (p->mmproj && (mm = choose_mmproj(fs, nf, idx[0])) == idx[0]) mm = -1; /* -hff named the mmproj */
+        if (mm >= 0) idx[n++] = mm;                                               /* fetched with the model */
+        if (!fetch_files(&h, repo_dir, repo, commit, revision, fs, idx, n, err))
+            out = hub_strdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[idx[0]].path);
+    }
+    const bool fetched = out != NULL;
     if (!out && cached && err && err->code == LFM2C_HUB_E_NET) out = fall_back_to_cache(p, cached, err), cached = NULL;
+    if (out && p->mmproj)
+        *p->mmproj = fetched && mm >= 0 ? hub_strdup_printf("%s/snapshots/%s/%s", repo_dir, commit, fs[mm].path)
+                     : fetched          ? NULL
+                                        : lfm2c_hub_mmproj_beside(out);
     free(cached);
     free_files(fs, nf);
     free(endpoint);

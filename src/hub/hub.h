@@ -42,6 +42,10 @@ typedef struct lfm2c_hub_params {
     void *progress_user;                         /* also passed to notice */
     void (*notice)(void *user, const char *msg); /* optional: retries, in one line each */
     volatile sig_atomic_t *cancel;               /* optional: set non-zero (e.g. from SIGINT) to stop */
+    /* optional: the repository's vision projector is fetched beside the model, its malloc'd path
+     * stored here (NULL when the repository has none); NULL: not looked for. The mmproj is a
+     * GGUF whose name starts with "mmproj" in the model's directory (lfm2c_hub_mmproj_pick). */
+    char **mmproj;
 } lfm2c_hub_params;
 
 /* Resolves "ORG/NAME[:QUANT]" (QUANT default Q4_K_M, else the nearest the repo has) or, with
@@ -58,6 +62,12 @@ char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p);
  * into out; returns false when the name has none. */
 bool lfm2c_hub_quant_of(const char *filename, char *out, size_t cap);
 
+/* Is this file name (a path's last component counts) a vision projector: "mmproj*.gguf"? */
+bool lfm2c_hub_is_mmproj(const char *name);
+/* Of n file names, the mmproj to pair with a model, as llama.cpp's -hf does: the F16 one, else
+ * the first by name; only names in the directory of model (NULL: any). Its index, or -1. */
+int lfm2c_hub_mmproj_pick(const char *const *names, int n, const char *model);
+
 /* ---- the cache (cache.c) ---- */
 
 /* One GGUF file of the cache, as `lfm2c list` shows it (the strings live during the call). */
@@ -70,13 +80,18 @@ typedef struct lfm2c_hub_file {
     uint64_t bytes;
     time_t mtime;
     bool later_part; /* part 2 or later of a split GGUF (the first part opens the model) */
+    bool mmproj;     /* a vision projector (lfm2c_hub_is_mmproj), not a model */
 } lfm2c_hub_file;
 typedef void (*lfm2c_hub_visit)(void *user, const lfm2c_hub_file *f);
 
 /* Calls fn for every GGUF file of the cache (of only_repo, case-insensitive, when given) whose
  * blob is there, in directory order. */
 void lfm2c_hub_list(const char *cache, const char *only_repo, lfm2c_hub_visit fn, void *user);
-/* Removes repo's GGUF files (only those of quant, when given: every part of a split file) and
+/* The malloc'd path of the mmproj beside a model file (in its directory, lfm2c_hub_mmproj_pick),
+ * or NULL when there is none. */
+char *lfm2c_hub_mmproj_beside(const char *model_path);
+/* Removes repo's GGUF files (only those of quant, when given: every part of a split file; an
+ * mmproj goes only with the whole repository) and
  * their blobs, calling removed (optional) for each: the count removed, or -1 with err set. */
 int lfm2c_hub_remove(const char *cache, const char *repo, const char *quant, lfm2c_hub_visit removed, void *user,
                      lfm2c_error *err);

@@ -34,7 +34,7 @@ struct serve_entry {
     bool from_cache, deleted, first;
     int state; /* MODEL_* */
     lfm2c_model *model, *draft;
-    lfm2c_mmproj *mm; /* its vision tower (-mm, the first model's), or NULL */
+    lfm2c_mmproj *mm; /* its vision tower (-mm, the first model's; a cached one's beside it), or NULL */
     sched *s;
     int n_lora;
     char *lora_names[MODELS_MAX_LORA], *lora_paths[MODELS_MAX_LORA];
@@ -231,7 +231,7 @@ int models_add_file(serve_models *r, const char *path, const char *id, lfm2c_err
 /* A cached file into the registry (lock held): its id ORG/NAME:QUANT; a file already there (by
  * path or id) is left alone, a deleted one of the same id comes back. */
 static int add_cached(serve_models *r, const lfm2c_hub_file *f) {
-    if (f->later_part) return 0;
+    if (f->later_part || f->mmproj) return 0; /* an mmproj goes with its model (entry_new) */
     char id[600], stem[256];
     size_t n = strlen(f->file);
     snprintf(stem, sizeof stem, "%.*s", (int)(n > 5 ? n - 5 : n), f->file);
@@ -470,8 +470,17 @@ static int open_entry(serve_models *r, serve_entry *e, loaded *l, char *msg, siz
             return snprintf(msg, cap, "--lora %s: %s", e->lora_names[k], err.msg), -1;
         say_lora(r, e, k, l->loras[k]);
     }
-    if (e->first && r->p.mmproj_path && !(l->mm = lfm2c_mmproj_open(r->p.mmproj_path, l->model, &err)))
-        return snprintf(msg, cap, "--mmproj %s: %s", r->p.mmproj_path, err.msg), -1;
+    /* -mm is the first model's; a model of the cache takes its repository's mmproj beside it */
+    char *beside = e->first && r->p.mmproj_path    ? NULL
+                   : e->repo[0] && !r->p.no_mmproj ? lfm2c_hub_mmproj_beside(e->path)
+                                                   : NULL;
+    const char *mmproj = beside ? beside : e->first ? r->p.mmproj_path : NULL;
+    if (mmproj && !(l->mm = lfm2c_mmproj_open(mmproj, l->model, &err))) {
+        snprintf(msg, cap, "--mmproj %s: %s", mmproj, err.msg);
+        free(beside);
+        return -1;
+    }
+    free(beside);
     if (e->first && r->p.draft_path && !(l->draft = lfm2c_model_open(r->p.draft_path, &r->p.mp, &err)))
         return snprintf(msg, cap, "draft model: %s", err.msg), -1;
     sched_params sp = r->p.sp;

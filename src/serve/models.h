@@ -32,6 +32,7 @@ typedef struct models_params {
     sched_params sp;         /* each loaded model's scheduler; n_ctx: the asked context, cut to the model's */
     const char *draft_path;  /* -md: the draft model of the first model (speculative decoding) */
     const char *mmproj_path; /* -mm: the first model's vision tower (images, lfm2c_mmproj) */
+    bool no_mmproj;          /* a cached model is not paired with the mmproj*.gguf beside it */
     size_t memory_budget;    /* bytes the loaded models may hold (0: no bound) */
     int max_loaded;          /* models loaded at once (0: no bound) */
     double keep_alive;       /* seconds an idle model stays loaded by default; < 0: forever */

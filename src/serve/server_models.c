@@ -281,7 +281,10 @@ static void *pull_main(void *arg) {
     if (r) hp.max_retries = atoi(r);
     if (b) hp.backoff_ms = atoi(b);
     lfm2c_error err = {0};
+    char *mmproj = NULL; /* fetched beside the model: the registry pairs them (models.c) */
+    hp.mmproj = &mmproj;
     char *path = lfm2c_hub_pull(p->spec, NULL, &hp, &err);
+    free(mmproj);
     pthread_mutex_unlock(&pull_one);
     char id[SERVER_MAX_MODEL_NAME + 1] = "";
     if (path) {

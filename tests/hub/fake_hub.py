@@ -14,7 +14,8 @@ whole file gets the full Content-Length but half the body, then the connection c
 first CDN request answers 503), "long" (4 KB more than the file), "api-down" (every /api request
 answers 503), "api-hang" (/api requests are never answered). Every request is logged to STATEDIR/requests.log with its Range.
 Repos: test/tiny-GGUF (Q4_0, Q8_0, F32 of the tiny fixture), test/kq-GGUF (Q4_K_M, F16),
-test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts);
+test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts),
+test/vl-GGUF (the tiny LFM2-VL model with an F16 and a Q8_0 mmproj), test/vl1-GGUF (with a Q8_0 one);
 and any LiquidAI/NAME-GGUF (the names the docs use, for tests/test_docs.sh): NAME-Q4_K_M, -Q8_0,
 -Q4_0 and -F16 .gguf, each the tiny Q4_0 fixture (it prints noise, but every command runs)."""
 import hashlib, json, os, sys, threading, time
@@ -51,6 +52,11 @@ add_repo("test/tiny-GGUF", {"README.md": b"# tiny\n", "tiny-Q4_0.gguf": tiny_q4,
 add_repo("test/kq-GGUF", {"kq-Q4_K_M.gguf": fixture("lfm2-kq-dense-q4_k_m.gguf"),
                           "mmproj-kq-F16.gguf": b"not a model",
                           "kq-F16.gguf": fixture("lfm2-kq-dense-f16.gguf")})
+add_repo("test/vl-GGUF", {"vl-F32.gguf": fixture("vision/lfm2-vl-tiny-f32.gguf"),
+                          "mmproj-vl-Q8_0.gguf": fixture("vision/mmproj-tiny-q8_0.gguf"),
+                          "mmproj-vl-F16.gguf": fixture("vision/mmproj-tiny-f16.gguf")})
+add_repo("test/vl1-GGUF", {"vl1-F32.gguf": fixture("vision/lfm2-vl-tiny-f32.gguf"),
+                           "mmproj-vl1-Q8_0.gguf": fixture("vision/mmproj-tiny-q8_0.gguf")})
 add_repo("test/gated-GGUF", {"gated-Q4_0.gguf": tiny_q4}, gated=True)
 third = (len(tiny_q8) + 2) // 3
 add_repo("test/split-GGUF", {"split-Q8_0-%05d-of-00003.gguf" % (i + 1): tiny_q8[i * third:(i + 1) * third]
