@@ -96,6 +96,9 @@ static const char USAGE[] =
     "                        requests (data URLs; --max-body bounds them). A model of the Hugging\n"
     "                        Face cache (-hf, --models, pulled) takes the mmproj*.gguf beside it\n"
     "  --no-mmproj           no mmproj but -mm's (none fetched or paired from the cache)\n"
+    "  --allow-image-urls    fetch http(s) image URLs (else 400): at most 32 MiB, 3 redirects, http(s)\n"
+    "                        only; the server fetches what clients name: trusted clients only\n"
+    "  --image-url-timeout S one image URL's whole fetch (default 20)\n"
     "  -md FILE / -hfd REPO  speculative decoding of the first model with a draft model (same\n"
     "                        vocabulary), per slot\n"
     "  --spec-lookup [N | A..B]  speculative decoding by prompt lookup (n-gram sizes, default 3..1)\n"
@@ -244,7 +247,8 @@ typedef struct serve_opts {
     int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max, max_loaded;
     long max_req_mem, max_body, max_tok_bytes;
     bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script, cache_models;
-    bool no_pull, offline, no_mmproj;
+    bool no_pull, offline, no_mmproj, allow_image_urls;
+    int image_url_timeout;
     double keep_alive; /* seconds; < 0 forever */
     size_t budget;
     char *lora_models[SERVE_MAX_LORA], *lora_names[SERVE_MAX_LORA], *lora_paths[SERVE_MAX_LORA];
@@ -299,6 +303,8 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--no-pull", NULL, SO_TRUE, no_pull),
     SO("--offline", NULL, SO_TRUE, offline),
     SO("--no-mmproj", NULL, SO_TRUE, no_mmproj),
+    SO("--allow-image-urls", NULL, SO_TRUE, allow_image_urls),
+    SO("--image-url-timeout", NULL, SO_INT, image_url_timeout),
     SO("--keep-alive", NULL, SO_STR, keep_alive_s),
     SO("--memory-budget", NULL, SO_STR, budget_s),
     SO("--max-loaded", NULL, SO_INT, max_loaded),
@@ -509,6 +515,8 @@ static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
                          .cache_dir = r->cache,
                          .no_pull = o->no_pull,
                          .offline = o->offline,
+                         .allow_image_urls = o->allow_image_urls,
+                         .image_url_timeout = o->image_url_timeout,
                          .log = log_line};
     lfm2c_error err = {0};
     if (!(r->srv = server_start(p, &err))) return cli_fail("%s", err.msg);

@@ -53,6 +53,20 @@ typedef struct lfm2c_hub_params {
  * and returns the malloc'd path of the (first part of the) model in the snapshot directory. */
 char *lfm2c_hub_pull(const char *spec, const char *file, const lfm2c_hub_params *p, lfm2c_error *err);
 
+/* The bounds of one URL fetch (fetch_url.c). */
+typedef struct lfm2c_url_bounds {
+    size_t max_bytes;  /* the body's (a longer one is LFM2C_ETOOLARGE, read no further) */
+    int connect_s;     /* connecting, in seconds */
+    int timeout_s;     /* the whole transfer, redirects included */
+    int max_redirects; /* followed, each to http or https only */
+} lfm2c_url_bounds;
+
+/* GETs an http(s) URL into malloc'd bytes (*n of them) within bd: NULL with err set (the
+ * generic codes): LFM2C_ETOOLARGE (over max_bytes), LFM2C_EINVAL (another scheme, also by a
+ * redirect), LFM2C_EIO (a status not 2xx, a timeout, no connection, too many redirects),
+ * LFM2C_EUNSUPPORTED (built without libcurl), LFM2C_ENOMEM. The messages do not repeat the URL. */
+uint8_t *lfm2c_hub_fetch_url(const char *url, const lfm2c_url_bounds *bd, size_t *n, lfm2c_error *err);
+
 /* The cache directory the parameters resolve to (malloc'd). */
 /* A printf-formatted string in malloc'd memory (NULL when out of memory); cache.c's, for both. */
 char *hub_strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -4,11 +4,15 @@
  * pixels, read from the header: 400), encoded with the model's mmproj (lfm2c_image_encode) and
  * kept in the request's order; the rendered prompt's placeholders then become the images'
  * tokens and rows (lfm2c_prompt_images) in the scheduler's request. A model without an mmproj
- * answers an image with a 400 naming it; http(s) URLs are refused (nothing is fetched). */
+ * answers an image with a 400 naming it; http(s) URLs are refused unless --allow-image-urls,
+ * then fetched on the request's thread, bounded (hub/fetch_url.c), before the scheduler sees it. */
 #include "serve/job.h"
+#include "hub/hub.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
 
 static int b64_val(unsigned char c) {
     if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -43,13 +47,33 @@ static uint8_t *b64_decode(const char *s, size_t n, size_t *out_n) {
     return out;
 }
 
-/* The bytes of an image URL (a data URL with base64); NULL after http_set_err. */
-static uint8_t *url_bytes(const char *url, size_t len, size_t max_bytes, size_t *n, http_err *e) {
-    if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
+/* An http(s) image URL's bytes, fetched on the request's thread within the data URLs' byte limit
+ * (--allow-image-urls): NULL after http_set_err (413 over the bytes, else 400). */
+static uint8_t *fetch_bytes(const char *url, int timeout_s, size_t max_bytes, size_t *n, http_err *e) {
+    const int t = timeout_s > 0 ? timeout_s : 20;
+    const lfm2c_url_bounds bd = {
+        .max_bytes = max_bytes, .connect_s = t < 5 ? t : 5, .timeout_s = t, .max_redirects = 3};
+    lfm2c_error err = {0};
+    uint8_t *d = lfm2c_hub_fetch_url(url, &bd, n, &err);
+    if (!d)
+        http_set_err(e,
+                     err.code == LFM2C_ETOOLARGE ? 413
+                     : err.code == LFM2C_ENOMEM  ? 500
+                                                 : 400,
+                     "invalid_value", "messages", "%s", err.msg);
+    return d;
+}
+
+/* The bytes of an image URL (a data URL with base64; http(s) with --allow-image-urls); NULL
+ * after http_set_err. */
+static uint8_t *url_bytes(const serve_api *api, const char *url, size_t len, size_t max_bytes, size_t *n, http_err *e) {
+    if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+        if (api->p.allow_image_urls) return fetch_bytes(url, api->p.image_url_timeout, max_bytes, n, e);
         return http_set_err(e, 400, "invalid_value", "messages",
-                            "image URLs are not fetched: send the image inline as a data URL "
-                            "(data:image/png;base64,...)"),
+                            "image URLs are not fetched (serve --allow-image-urls): send the image inline as a "
+                            "data URL (data:image/png;base64,...)"),
                NULL;
+    }
     const char *comma = memchr(url, ',', len);
     if (strncmp(url, "data:", 5) || !comma || comma - url < 12 || memcmp(comma - 7, ";base64", 7))
         return http_set_err(e, 400, "invalid_value", "messages",
@@ -78,7 +102,7 @@ int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e) {
         return http_set_err(e, 400, "invalid_value", "messages", "at most %d images per request", SERVER_MAX_IMAGES);
     const lfm2c_image_limits lim = lfm2c_image_default_limits();
     size_t n = 0;
-    uint8_t *d = url_bytes(url, strlen(url), lim.max_bytes, &n, e);
+    uint8_t *d = url_bytes(api, url, strlen(url), lim.max_bytes, &n, e);
     if (!d) return -1;
     lfm2c_error err = {0};
     ji->img[ji->n] = lfm2c_image_encode(api->mm, d, n, &lim, &err);

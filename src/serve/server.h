@@ -46,6 +46,8 @@ typedef struct server_params {
     const char *cache_dir;      /* the Hugging Face cache POST /api/pull fills (NULL: the default) */
     bool no_pull;               /* POST /api/pull is refused (--no-pull) */
     bool offline;               /* POST /api/pull looks only in the cache (--offline) */
+    bool allow_image_urls;      /* http(s) image URLs are fetched (--allow-image-urls; else 400) */
+    int image_url_timeout;      /* s: one image URL's whole fetch (0: 20) */
     /* A model's LoRA adapters (a request picks one by 'model': NAME or MODEL:NAME): the
      * registry sets them in each loaded model's copy of the parameters (none here). */
     int n_lora;
