@@ -30,7 +30,8 @@ installed() {
   dpkg-query -W -f='${Architecture} ${db:Status-Status}\n' "$name" 2>/dev/null | grep -E "^($arch|all) installed$" >/dev/null
 }
 missing=""
-# the image decoders (src/vision/image.c): JPEG, PNG, WebP, GIF
+# the image decoders (src/vision/image.c): JPEG, PNG, WebP (libwebp-dev: also libwebpdemux, the first
+# frame of an animated one), GIF
 for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev libcurl4-openssl-dev \
          libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev; do
   installed "$p" || missing="$missing $p"

@@ -4,8 +4,11 @@
  * is missing is refused, naming the Debian package). The format is told by its magic bytes. The
  * byte count is checked first, then the header's width and height against the limits BEFORE any
  * pixel is decoded, so a decompression bomb costs nothing; a corrupt file is an error with the
- * decoder's message. The pixels are what Pillow's convert("RGB") gives: grey replicated, a
- * palette looked up, alpha dropped (not composited), 16-bit samples cut to their high byte. The
+ * decoder's message. The pixels are what Hugging Face's load_image gives (Pillow's
+ * exif_transpose, then convert("RGB")): a JPEG's EXIF orientation applied (its APP1 segment read
+ * within its bounds; a malformed one ignored), Adobe CMYK / YCCK converted as Pillow does, grey
+ * replicated, a palette looked up, alpha dropped (not composited), 16-bit samples cut to their
+ * high byte, an animated WebP's first frame (libwebpdemux, where the build found it). The
  * decoders' own messages never reach stderr (their error and warning handlers are ours). */
 #include "vision/vision.h"
 #include "base/error.h"
@@ -23,6 +26,9 @@
 #endif
 #ifdef LFM2C_HAVE_WEBP
 #include <webp/decode.h>
+#endif
+#ifdef LFM2C_HAVE_WEBPDEMUX
+#include <webp/demux.h>
 #endif
 #ifdef LFM2C_HAVE_GIF
 #include <gif_lib.h>
@@ -82,6 +88,32 @@ static int check_size(const vis_image_limits *lim, int fmt, int64_t w, int64_t h
     return 0;
 }
 
+int vis_image_orient(vis_image *im, int o) {
+    if (o < 2 || o > 8) return 0;
+    const int w = im->w, h = im->h, ow = o >= 5 ? h : w, oh = o >= 5 ? w : h;
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    if (!rgb) return -1;
+    for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++) {
+            int sx, sy; /* the source pixel of output (x, y) */
+            switch (o) {
+            case 2: sx = w - 1 - x, sy = y; break;
+            case 3: sx = w - 1 - x, sy = h - 1 - y; break;
+            case 4: sx = x, sy = h - 1 - y; break;
+            case 5: sx = y, sy = x; break;
+            case 6: sx = y, sy = h - 1 - x; break;
+            case 7: sx = w - 1 - y, sy = h - 1 - x; break;
+            default: sx = w - 1 - y, sy = x; break;
+            }
+            memcpy(rgb + ((size_t)y * ow + x) * 3, im->rgb + ((size_t)sy * w + sx) * 3, 3);
+        }
+    free(im->rgb);
+    im->rgb = rgb;
+    im->w = ow;
+    im->h = oh;
+    return 0;
+}
+
 #ifdef LFM2C_HAVE_JPEG
 typedef struct jpeg_err {
     struct jpeg_error_mgr pub;
@@ -104,6 +136,87 @@ static void jpeg_progress(j_common_ptr c) { /* a progressive file of endless sca
     }
 }
 
+static unsigned rd16(const uint8_t *p, bool le) { return le ? p[0] | p[1] << 8 : p[0] << 8 | p[1]; }
+static uint32_t rd32(const uint8_t *p, bool le) {
+    return le ? (uint32_t)rd16(p, true) | (uint32_t)rd16(p + 2, true) << 16
+              : (uint32_t)rd16(p, false) << 16 | rd16(p + 2, false);
+}
+
+/* The first value of an IFD entry e of an integer type (BYTE, SHORT, LONG and the signed ones),
+ * inline or at its offset within the tn bytes of t; 0 when it is none or outside. */
+static long exif_value(const uint8_t *t, size_t tn, size_t e, bool le) {
+    const unsigned type = rd16(t + e + 2, le);
+    const uint32_t count = rd32(t + e + 4, le);
+    const int size = type == 1 || type == 6 ? 1 : type == 3 || type == 8 ? 2 : type == 4 || type == 9 ? 4 : 0;
+    if (!size || !count || count > (1u << 28)) return 0;
+    size_t at = e + 8;
+    if ((uint64_t)count * size > 4 && ((at = rd32(t + e + 8, le)) > tn || (uint64_t)count * size > tn - at)) return 0;
+    const uint8_t *v = t + at;
+    switch (type) {
+    case 1: return v[0];
+    case 6: return (int8_t)v[0];
+    case 3: return (long)rd16(v, le);
+    case 8: return (int16_t)rd16(v, le);
+    case 4: return (long)rd32(v, le);
+    default: return (int32_t)rd32(v, le);
+    }
+}
+
+/* The orientation tag (0x0112) of an APP1 segment's EXIF data as Pillow's getexif reads it: a
+ * TIFF header after "Exif\0\0", IFD0's entries (the last of a repeated tag), the first value of
+ * an integer type. 1 (as stored) when there is none, it is not 1..8 or the data is malformed:
+ * every read is checked against the segment's n bytes. */
+static int exif_orientation(const uint8_t *d, size_t n) {
+    if (n < 6 + 8 + 2 || memcmp(d, "Exif\0\0", 6)) return 1;
+    const uint8_t *t = d + 6;
+    const size_t tn = n - 6;
+    const bool le = !memcmp(t, "II*\0", 4);
+    if (!le && memcmp(t, "MM\0*", 4)) return 1;
+    const uint32_t ifd = rd32(t + 4, le);
+    if (ifd < 8 || ifd > tn - 2) return 1;
+    const unsigned count = rd16(t + ifd, le);
+    int orient = 1;
+    for (unsigned i = 0; i < count; i++) {
+        const size_t e = ifd + 2 + (size_t)12 * i;
+        if (e + 12 > tn) break; /* a cut directory: the entries before it count, as in Pillow */
+        if (rd16(t + e, le) != 0x0112) continue;
+        const long v = exif_value(t, tn, e, le);
+        orient = v >= 1 && v <= 8 ? (int)v : 1;
+    }
+    return orient;
+}
+
+/* The orientation of the file's first APP1 segment that starts "Exif\0" (the one Pillow keeps). */
+static int jpeg_orientation(j_decompress_ptr c) {
+    for (jpeg_saved_marker_ptr m = c->marker_list; m; m = m->next)
+        if (m->marker == JPEG_APP0 + 1 && m->data_length >= 5 && !memcmp(m->data, "Exif", 5))
+            return exif_orientation(m->data, m->data_length);
+    return 1;
+}
+
+/* Adobe's inverted CMYK (YCCK converted to it by libjpeg) to RGB as Pillow does: its "CMYK;I"
+ * unpacking, then convert("RGB"): each channel nk - v nk / 255 (rounded as its MULDIV255), nk =
+ * 255 - k. */
+static void cmyk_row(const uint8_t *in, uint8_t *out, int w) {
+    for (int x = 0; x < w; x++, in += 4, out += 3) {
+        const int nk = in[3]; /* 255 - (255 - raw k) */
+        for (int ch = 0; ch < 3; ch++) {
+            const int v = 255 - in[ch], t = v * nk + 128;
+            out[ch] = (uint8_t)(nk - (((t >> 8) + t) >> 8));
+        }
+    }
+}
+
+/* The scanlines into out->rgb: RGB as they are, CMYK / YCCK through cmyk_row. */
+static void jpeg_rows(j_decompress_ptr c, vis_image *out, uint8_t *cmyk) {
+    while (c->output_scanline < c->output_height) {
+        uint8_t *rgb = out->rgb + (size_t)c->output_scanline * out->w * 3;
+        JSAMPROW row = cmyk ? cmyk : rgb;
+        jpeg_read_scanlines(c, &row, 1);
+        if (cmyk) cmyk_row(cmyk, rgb, out->w);
+    }
+}
+
 static int decode_jpeg(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
     struct jpeg_decompress_struct c;
     jpeg_err e;
@@ -121,23 +234,25 @@ static int decode_jpeg(const uint8_t *d, size_t n, const vis_image_limits *lim, 
     c.progress = &prog;
     c.mem->max_memory_to_use = (long)lim->max_pixels * 16 + (64 << 20);
     jpeg_mem_src(&c, d, (unsigned long)n);
+    jpeg_save_markers(&c, JPEG_APP0 + 1, 0xFFFF); /* EXIF: one segment is at most 64 KiB */
     jpeg_read_header(&c, TRUE);
-    if (c.jpeg_color_space == JCS_CMYK || c.jpeg_color_space == JCS_YCCK) {
-        jpeg_destroy_decompress(&c);
-        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "CMYK JPEG images are not supported"), -1;
-    }
     if (check_size(lim, VIS_IMG_JPEG, c.image_width, c.image_height, out, err)) {
         jpeg_destroy_decompress(&c);
         return -1;
     }
-    c.out_color_space = JCS_RGB;
+    const bool cmyk = c.jpeg_color_space == JCS_CMYK || c.jpeg_color_space == JCS_YCCK;
+    c.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
+    /* the CMYK row lives in libjpeg's pool: freed with the decoder, also by a longjmp */
+    uint8_t *row = cmyk ? (uint8_t *)(*c.mem->alloc_large)((j_common_ptr)&c, JPOOL_IMAGE, (size_t)out->w * 4) : NULL;
     jpeg_start_decompress(&c);
-    while (c.output_scanline < c.output_height) {
-        JSAMPROW row = out->rgb + (size_t)c.output_scanline * out->w * 3;
-        jpeg_read_scanlines(&c, &row, 1);
-    }
+    jpeg_rows(&c, out, row);
+    const int orient = jpeg_orientation(&c);
     jpeg_finish_decompress(&c);
     jpeg_destroy_decompress(&c);
+    if (vis_image_orient(out, orient)) {
+        free(out->rgb), out->rgb = NULL;
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %d x %d image", out->w, out->h), -1;
+    }
     return 0;
 }
 #endif
@@ -211,12 +326,41 @@ static int decode_png(const uint8_t *d, size_t n, const vis_image_limits *lim, v
 #endif
 
 #ifdef LFM2C_HAVE_WEBP
+/* An animated WebP's first frame as libwebpdemux's animation decoder composes it (what Pillow
+ * shows of it): RGBA on the canvas, the alpha dropped. */
+static int webp_first_frame(const uint8_t *d, size_t n, vis_image *out, lfm2c_error *err) {
+#ifdef LFM2C_HAVE_WEBPDEMUX
+    WebPAnimDecoderOptions o;
+    if (!WebPAnimDecoderOptionsInit(&o)) return lfm2c_set_error(err, LFM2C_EFORMAT, "WebP: bad library version"), -1;
+    o.color_mode = MODE_RGBA;
+    o.use_threads = 0;
+    const WebPData wd = {d, n};
+    WebPAnimDecoder *dec = WebPAnimDecoderNew(&wd, &o);
+    WebPAnimInfo info;
+    uint8_t *px = NULL;
+    int ts = 0;
+    const bool ok = dec && WebPAnimDecoderGetInfo(dec, &info) && info.canvas_width == (uint32_t)out->w &&
+                    info.canvas_height == (uint32_t)out->h && WebPAnimDecoderGetNext(dec, &px, &ts);
+    for (size_t i = 0; ok && i < (size_t)out->w * out->h; i++) memcpy(out->rgb + i * 3, px + i * 4, 3);
+    WebPAnimDecoderDelete(dec);
+    if (ok) return 0;
+    free(out->rgb), out->rgb = NULL;
+    return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt animated WebP image (its first frame does not decode)"), -1;
+#else
+    (void)d, (void)n;
+    free(out->rgb), out->rgb = NULL;
+    return lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
+                           "animated WebP images need libwebpdemux (libwebp-dev), which this build lacks"),
+           -1;
+#endif
+}
+
 static int decode_webp(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
     WebPBitstreamFeatures f;
     if (WebPGetFeatures(d, n, &f) != VP8_STATUS_OK)
         return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt WebP image (its header does not parse)"), -1;
-    if (f.has_animation) return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "animated WebP images are not supported"), -1;
     if (check_size(lim, VIS_IMG_WEBP, f.width, f.height, out, err)) return -1;
+    if (f.has_animation) return webp_first_frame(d, n, out, err);
     const size_t bytes = (size_t)out->w * out->h * 3;
     if (!WebPDecodeRGBInto(d, n, out->rgb, bytes, out->w * 3)) {
         free(out->rgb), out->rgb = NULL;

@@ -102,11 +102,16 @@ typedef struct vis_image_limits {
 vis_image_limits vis_image_default_limits(void); /* 32 MiB, 40 Mi pixels, 16384 a side */
 unsigned vis_image_formats(void);                /* bit VIS_IMG_*: this build decodes it */
 int vis_image_sniff(const uint8_t *d, size_t n); /* VIS_IMG_* by the magic bytes, or -1 */
-/* Decodes a JPEG, PNG, WebP or GIF (first frame) into out (vis_image_free): 0, or -1 with err
- * set (LFM2C_ETOOLARGE over a limit, LFM2C_EFORMAT corrupt or not an image, LFM2C_EUNSUPPORTED a
- * format this build lacks). lim NULL: the defaults. */
+/* Decodes a JPEG, PNG, WebP or GIF (first frame; an animated WebP's too) into out
+ * (vis_image_free) as Hugging Face's load_image gives it: a JPEG's EXIF orientation applied, CMYK
+ * converted. 0, or -1 with err set (LFM2C_ETOOLARGE over a limit, LFM2C_EFORMAT corrupt or not an
+ * image, LFM2C_EUNSUPPORTED a format this build lacks). lim NULL: the defaults. */
 int vis_image_decode(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err);
 void vis_image_free(vis_image *im);
+/* Turns im as the EXIF orientation o (1..8) says, as Pillow's exif_transpose: 2 mirrored, 3
+ * turned 180 degrees, 4 flipped, 5 transposed, 6 turned 90 clockwise, 7 transversed, 8 turned 90
+ * counter-clockwise (5..8 swap w and h); other values leave it. 0, or -1 out of memory (im kept). */
+int vis_image_orient(vis_image *im, int o);
 
 /* ---- resample.c: the processor's pixels --------------------------------------------------- */
 /* Pillow's BILINEAR resize of 8-bit RGB (sw x sh -> dw x dh): 0, or -1 out of memory. */

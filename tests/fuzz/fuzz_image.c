@@ -2,7 +2,9 @@
  * libraries behind our size checks) and the processor's resize and cut (resample.c): any input
  * decodes or is refused with a message, within limits small enough for a fuzzer (1 MiB, 4 Mi
  * pixels); a decoded image of moderate size is cut as the processor cuts it (tiles and
- * thumbnail). The seeds (tests/fuzz/corpus/image/) are small files of each format. */
+ * thumbnail). The seeds (tests/fuzz/corpus/image/) are small files of each format, a CMYK JPEG,
+ * JPEGs with EXIF orientations (both byte orders, a LONG value, a cut and a bad-count one) and an
+ * animated WebP. */
 #include "fuzz_common.h"
 #include "vision/vision.h"
 

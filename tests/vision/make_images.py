@@ -1,13 +1,15 @@
 #!/usr/bin/python3
 """make_images.py — writes tests/data/vision/images/: small image files of a known pattern in the
-formats lfm2c decodes, each with the RGB pixels Pillow gives for it (Image.open(f).convert("RGB"),
-what Hugging Face's processor starts from), and resize.json: FNV-1a 64 digests of Pillow's
+formats lfm2c decodes, each with the RGB pixels Pillow gives for it
+(ImageOps.exif_transpose(Image.open(f)).convert("RGB"), what Hugging Face's load_image hands the
+processor: JPEGs with each EXIF orientation, little- and big-endian, malformed EXIF data, CMYK,
+an animated WebP), and resize.json: FNV-1a 64 digests of Pillow's
 BILINEAR resizes of the pattern, and of the tiles and thumbnail Lfm2VlImageProcessor's rule cuts
 from larger images. Needs Debian's python3-pil; run from the repository root:
     /usr/bin/python3 tests/vision/make_images.py
 test_image.c reads what it writes."""
-import io, json, os
-from PIL import Image
+import io, json, os, struct
+from PIL import Image, ImageOps
 
 OUT = "tests/data/vision/images"
 
@@ -39,10 +41,28 @@ def processor_cut(w, h, f=32, tile=512):
     return grid, (max(f, int(w / beta // f) * f), max(f, int(h / beta // f) * f))
 
 
+def exif_tiff(orient, le=True, ifd=8, count=1, typ=3):
+    """An APP1 EXIF payload whose IFD0 holds the orientation tag (raw, to write odd ones)."""
+    e = "<" if le else ">"
+    val = struct.pack(e + "H", orient) + b"\0\0" if typ == 3 else struct.pack(e + "I", orient)
+    entry = struct.pack(e + "HHI", 0x0112, typ, count) + val
+    return b"Exif\0\0" + (b"II*\0" if le else b"MM\0*") + struct.pack(e + "I", ifd) + struct.pack(e + "H", 1) + \
+        entry + struct.pack(e + "I", 0)
+
+
+def load(path):
+    im = Image.open(path)
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # Pillow refusing the EXIF data: the pixels as stored (lfm2c ignores it)
+        im = Image.open(path)
+    return im.convert("RGB")
+
+
 def save(name, im, **kw):
     path = os.path.join(OUT, name)
     im.save(path, **kw)
-    rgb = Image.open(path).convert("RGB")
+    rgb = load(path)
     with open(path + ".rgb", "wb") as f:
         f.write(rgb.tobytes())
     return {"file": name, "w": rgb.width, "h": rgb.height}
@@ -67,7 +87,20 @@ def main():
         save("lossy.webp", src, quality=70),
         save("rgba.webp", rgba, lossless=True),
         save("palette.gif", pal),
+        save("cmyk.jpg", src.convert("CMYK"), quality=90),
+        save("animated.webp", src, save_all=True, append_images=[ImageOps.invert(src), src.transpose(0)],
+             duration=100, loop=0, lossless=True),
     ]
+    for o in range(1, 9):
+        ex = Image.Exif()
+        ex[0x0112] = o
+        files.append(save("exif-%d.jpg" % o, src, quality=90, exif=ex.tobytes()))
+    files += [save("exif-be-6.jpg", src, quality=90, exif=exif_tiff(6, le=False)),
+              save("exif-long-8.jpg", src, quality=90, exif=exif_tiff(8, typ=4)),
+              save("exif-bad-offset.jpg", src, quality=90, exif=exif_tiff(6, ifd=60000)),
+              save("exif-bad-count.jpg", src, quality=90, exif=exif_tiff(6, count=2)),
+              save("exif-bad-value.jpg", src, quality=90, exif=exif_tiff(9)),
+              save("exif-cut.jpg", src, quality=90, exif=exif_tiff(6)[:20])]
     resizes = []
     for (sw, sh), (dw, dh) in [((45, 29), (64, 32)), ((45, 29), (16, 40)), ((45, 29), (45, 12)), ((45, 29), (200, 130)),
                                ((300, 200), (32, 32)), ((301, 97), (96, 64)), ((17, 5), (17, 5))]:

@@ -1,6 +1,7 @@
 /* test_image.c — images in (src/vision/image.c, resample.c): each fixture of
  * data/vision/images (PNG RGB / RGBA / grey / palette with tRNS, JPEG baseline / progressive /
- * grey, WebP lossless / lossy / with alpha, GIF) decodes to the pixels Pillow gives for it
+ * grey, CMYK, with each EXIF orientation and malformed EXIF data, WebP lossless / lossy / with
+ * alpha / animated, GIF) decodes to the pixels Hugging Face's load_image gives for it
  * (images.json, tests/vision/make_images.py); the limits refuse a file over the byte limit and a
  * header over the pixel limit (a 60000 x 60000 PNG, JPEG and GIF made by patching the fixtures'
  * headers) before decoding; truncated and garbled files are clear errors; Pillow's BILINEAR
@@ -59,6 +60,11 @@ static void test_files(json_t *files) {
         vis_image im;
         lfm2c_error err = {0};
         int rc = d ? vis_image_decode(d, n, NULL, &im, &err) : -1;
+        if (rc && err.code == LFM2C_EUNSUPPORTED && strstr(err.msg, "libwebpdemux")) {
+            printf("SKIP %s: %s\n", name, err.msg); /* a build without it refuses it by name */
+            free(d), free(want);
+            continue;
+        }
         CHECK(rc == 0 && im.w == w && im.h == h, "%s: rc %d %s (%dx%d)", name, rc, err.msg, rc ? 0 : im.w,
               rc ? 0 : im.h);
         if (rc == 0 && want && nr == (size_t)w * h * 3) {
