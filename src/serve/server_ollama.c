@@ -242,6 +242,14 @@ static int ol_raw_prompt(const dl_server *s, json_t *prompt, json_t *ctx, json_t
     return 0;
 }
 
+/* Does a 'context' hold an image's positions (the ids below 0 an answer to images returns)? */
+static bool ol_context_has_image(json_t *ctx) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(ctx, i, x) if (json_is_integer(x) && json_integer_value(x) < 0) return true;
+    return false;
+}
+
 /* /api/generate: prompt, system, suffix (fill-in-the-middle), raw and context into the request;
  * *legacy where it is a plain completion (suffix, raw) rather than a chat */
 static int ol_generate_body(const dl_server *s, json_t *body, json_t *chat, json_t *msgs, const ol_state *st,
@@ -265,6 +273,11 @@ static int ol_generate_body(const dl_server *s, json_t *body, json_t *chat, json
     if (!fim && (!json_is_string(prompt) || !json_string_length(prompt))) return ol_loaded(st, true, e);
     if (ctx && !json_is_null(ctx) && !json_is_array(ctx))
         return dl_fail(e, 400, "context", "'context' must be an array of token ids");
+    if (ol_context_has_image(ctx)) /* Ollama's own context is text only: its images are not carried back either */
+        return dl_fail(e, 400, "context",
+                       "'context' holds an image's positions (its ids below 0), which cannot be sent back: send "
+                       "the conversation to /api/chat with each image in its message's 'images', or send the "
+                       "image again in 'images' without 'context'");
     if (fim) { /* insert: a completion with a suffix (fill-in-the-middle), as /v1/completions */
         if (json_array_size(ctx)) return dl_fail(e, 400, "context", "'context' cannot be used with 'suffix'");
         *legacy = true;

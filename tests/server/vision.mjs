@@ -4,7 +4,8 @@
 // generate). One image and one text give one prompt, so at temperature 0 every API answers as
 // the chat completion does; another image of the same size (the same placeholders) answers
 // otherwise and reuses none of the first image's positions, the same image again reuses them and
-// answers as before; requests at once equal their solo answers; the refusals.
+// answers as before; requests at once equal their solo answers; the refusals (an Ollama 'context'
+// holding an image's positions sent back among them).
 // usage: node vision.mjs BASE_URL IMAGE_A.png IMAGE_B.png
 import fs from 'node:fs';
 import OpenAI from 'openai';
@@ -67,6 +68,19 @@ await test('ollama images', async () => {
   check(r.message.content === a0.text, `ollama chat: ${JSON.stringify(r.message.content)}`);
   const g = await ol.generate({ model, prompt: text, images: [B], options: { temperature: 0, num_predict: 8 } });
   check(g.response === b0.text, `ollama generate: ${JSON.stringify(g.response)}`);
+  // its context holds the image's positions (ids below 0): sent back, a 400 that says what to do
+  // (Ollama's own context is text only and carries no image back either)
+  check(Array.isArray(g.context) && g.context.some((t) => t < 0), `the context's image ids: ${g.context?.length}`);
+  let err = null;
+  try {
+    await ol.generate({ model, prompt: 'and now?', context: g.context, options: { temperature: 0, num_predict: 4 } });
+  } catch (e) { err = e; }
+  check(err && (err.status_code ?? err.status) === 400 && /image's positions.*\/api\/chat/.test(err.message),
+    `a context with an image sent back: ${err && (err.status_code ?? err.status)} ${err && err.message}`);
+  // a context of text only still continues (the image's answer's text ids alone are not refused)
+  const t = await ol.generate({ model, prompt: text, options: { temperature: 0, num_predict: 4 } });
+  const t2 = await ol.generate({ model, prompt: 'and now?', context: t.context, options: { temperature: 0, num_predict: 4 } });
+  check(typeof t2.response === 'string' && t2.prompt_eval_count > t.context.length, `a text context: ${t2.prompt_eval_count}`);
 });
 
 await test('refusals', async () => {
