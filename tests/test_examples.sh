@@ -50,7 +50,7 @@ grep -qE '^\[parsed: \{"content":.*"tool_calls":\[.*"parsed":(true|false)\}\]$' 
 printf '#include <lfm2c.h>\nint main(int c, char **v) { lfm2c_error e; return c < 2 || !lfm2c_model_open(v[1], 0, &e); }\n' >"$tmp/two.c"
 # (a CUDA build's library needs the CUDA runtime too, a Vulkan build's the Vulkan loader, the image
 # decoders it found: those words of pkg-config's line)
-cuda=$(echo "$flags" | tr ' ' '\n' | grep -E -- '^-L.*cuda|^-Wl,-rpath|^-lcudart$|^-lstdc\+\+$|^-lvulkan$|^-ljpeg$|^-lpng16$|^-lwebp$|^-lgif$' | tr '\n' ' ')
+cuda=$(echo "$flags" | tr ' ' '\n' | grep -E -- '^-L.*cuda|^-Wl,-rpath|^-lcudart$|^-lstdc\+\+$|^-lvulkan$|^-ljpeg$|^-lpng16$|^-lwebp$|^-lwebpdemux$|^-lgif$' | tr '\n' ' ')
 cc $san "$tmp/two.c" -o "$tmp/two" -I"$src/include" "$build/liblfm2c.a" -ljansson -lpthread -lm $cuda 2>"$tmp/err" && ok ||
   bad "the two-line program does not link with the README's line: $(head -3 "$tmp/err")"
 # (it never frees the model: no leak check for it in a sanitized build)
