@@ -6,7 +6,7 @@
 # starts with src/ tests/ docs/ bench/ scripts/ include/ examples/ python/ (not inside a longer
 # path such as ../shared/docs/X or a URL) and checks it against the checkout:
 #   - the path as written: a file or a folder;
-#   - {a,b} alternatives are expanded first (src/serve/server_{responses,ollama}.c: each one);
+#   - {a,b} alternatives are expanded first (src/serve/api_{responses,ollama}.c: each one);
 #   - a pattern must match at least one path: `*` / `?` globs (src/cpu/kernels_*.c, or as git
 #     pathspecs, whose `*` crosses folders: src/*.c), and
 #     placeholders written as an all-capitals word or in angle brackets (tests/LAYER/test_X.c,
@@ -127,12 +127,12 @@ EOF
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 cat >"$tmp/self.md" <<'MD'
 See src/no/such/file.c, tests/LAYER/test_X.c, src/cpu/kernels_*.c and docs/DESIGN.md.
-Also src/serve/server_{responses,nosuch}.c (`tests/test_paths.sh`), ../shared/docs/nothing.md.
+Also src/serve/api_{responses,nosuch}.c (`tests/test_paths.sh`), ../shared/docs/nothing.md.
 Links: [a page](self.md#top), [a lost page](gone.md).
 MD
 self=$(echo "$tmp/self.md" | python3 -c "$check")
 if [ "$(echo "$self" | grep -c '^FAIL')" = 3 ] && echo "$self" | grep -q ': src/no/such/file.c$' &&
-   echo "$self" | grep -q ': src/serve/server_nosuch.c$' && echo "$self" | grep -q ': link gone.md$'; then
+   echo "$self" | grep -q ': src/serve/api_nosuch.c$' && echo "$self" | grep -q ': link gone.md$'; then
   echo "self-check: the checker finds the three planted missing paths"
 else
   echo "FAIL self-check: the checker did not find exactly the three planted missing paths:"; echo "$self"

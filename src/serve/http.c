@@ -1,6 +1,6 @@
 /* http.c — the HTTP transport of `lfm2c serve` (http.h): connections, limits, bodies, the API
  * key, CORS, the route table, senders and streams. No API lives here: handlers come from the
- * route table the server hands in (server.c, openai.c and the dialects).
+ * route table the server hands in (server.c, api_openai.c and the dialects).
  *
  * Threading: libmicrohttpd runs one thread per connection (poll(), not select(), so descriptors
  * above 1024 work), so a handler may block: a plain request waits for its completion, a stream's
@@ -32,7 +32,7 @@
  * socket (the client shut down its sending side after the request) still gets its answer. A
  * closed socket looks like a half-closed one until we write to it, so when the client's side
  * ends we write once at once: a plain request an interim "102 Processing" (HTTP/1.1 clients skip
- * 1xx answers), a stream a line its format ignores (openai.c). A client that closed both
+ * 1xx answers), a stream a line its format ignores (api_openai.c). A client that closed both
  * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
 #include "hub/sha256.h"

@@ -3,7 +3,7 @@
  * CORS, the request log, the readiness state (loading / ready / draining) and a route table.
  *
  * A route is {methods, path, handler, flags, arg}; the server hands the transport one table
- * (its lifecycle routes, the OpenAI routes of openai.c and the dialects' routes) and a request
+ * (its lifecycle routes, the OpenAI routes of api_openai.c and the dialects' routes) and a request
  * is dispatched by method and path. A GET/HEAD/DELETE route is answered from the headers; a POST
  * route's body (and a DELETE's, with HTTP_BODY) is read (bounded by max_body) and parsed as a
  * JSON object first. Handlers answer
@@ -32,7 +32,7 @@ int http_set_err(http_err *e, int status, const char *code, const char *param, c
     __attribute__((format(printf, 5, 6))); /* returns -1 */
 /* The default error body: {"error":{"message","type","param","code"}} (OpenAI's shape). */
 json_t *http_err_json(const http_err *e);
-/* Another API's error body (server_dialect.h), new reference. */
+/* Another API's error body (api_dialect.h), new reference. */
 typedef json_t *(*http_err_shape)(int status, const char *code, const char *param, const char *msg);
 
 enum { HTTP_GET = 1, HTTP_HEAD = 2, HTTP_POST = 4, HTTP_DELETE = 8 };

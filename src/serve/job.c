@@ -1,11 +1,11 @@
 /* job.c — the job engine of every API (job.h): a job's life (made, submitted as a group,
  * cancelled when its client leaves, freed), the memory it may hold (charged to the request's
  * budget before it runs, its answer's logprobs before they are built), a whole answer or a
- * stream, and the handlers of the routes whose requests are translated (server_dialect.h).
+ * stream, and the handlers of the routes whose requests are translated (api_dialect.h).
  * What the scheduler makes is turned into neutral events (job_event.h) as it comes: a choice
  * starts, its answer and thinking text (tool calls held back by chat/toolcall.c's stream until
  * they are whole), its calls, its finish reason, the usage, an error, the end; a finished job
- * into a neutral final answer. The API's dialect renders both (openai.c for OpenAI's routes);
+ * into a neutral final answer. The API's dialect renders both (api_openai.c for OpenAI's routes);
  * nothing here writes an API's JSON, except the error body of a route's refusal. */
 #include "serve/job.h"
 #include "serve/models.h"
@@ -609,7 +609,7 @@ int job_handle_timed(serve_api *api, http_req *q, json_t *body, bool chat, const
     return run_job(api, q, j);
 }
 
-/* ---- other APIs (server_dialect.h): translated into chat requests ------------------------------ */
+/* ---- other APIs (api_dialect.h): translated into chat requests ------------------------------ */
 
 /* POST /v1/messages/count_tokens: the prompt the chat request would render, counted. */
 static int count_tokens(serve_api *api, http_req *q, json_t *chat) {

@@ -3,7 +3,7 @@
  * shared request (job_request.c, job_chat.c: an OpenAI-shaped chat or completion body, which
  * every other API's request is translated into), run on the scheduler, answered whole or
  * streamed (job.c). What a job makes is told to its API as neutral events and a neutral final
- * answer (job_event.h); the API's `dialect` (server_dialect.h) renders them, OpenAI's (openai.c)
+ * answer (job_event.h); the API's `dialect` (api_dialect.h) renders them, OpenAI's (api_openai.c)
  * included. Internal to the server. */
 #ifndef LFM2C_JOB_H
 #define LFM2C_JOB_H
@@ -11,7 +11,7 @@
 #include "serve/job_event.h"
 #include "serve/scheduler.h"
 #include "serve/server.h"
-#include "serve/server_dialect.h"
+#include "serve/api_dialect.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -33,7 +33,7 @@ typedef struct serve_shared {
     http_gate aux;         /* tokenizer requests at once */
     resp_store *responses; /* Responses API conversations (previous_response_id) */
     serve_models *models;  /* the models served (NULL: none attached yet) */
-    /* pulls in progress (POST /api/pull, server_models.c): each one's cancel flag, so that the
+    /* pulls in progress (POST /api/pull, api_models.c): each one's cancel flag, so that the
      * server's stop ends them; pull_cv is signalled as one ends */
     volatile sig_atomic_t *pulls[SERVER_MAX_PULLS];
     int n_pulls;

@@ -3,8 +3,8 @@
  * choice finishes, the usage, an error, the end) and the neutral finished answer (per choice: the
  * answer text with the tool calls taken out, the thinking, the calls, the finish reason, the
  * logprob entries; the usage). Every API renders its wire format from these: OpenAI's SSE chunks
- * and objects (openai.c) as much as the Responses, Anthropic and Ollama shapes
- * (server_{responses,anthropic,ollama}.c); none parses another API's JSON. Internal to the server. */
+ * and objects (api_openai.c) as much as the Responses, Anthropic and Ollama shapes
+ * (api_{responses,anthropic,ollama}.c); none parses another API's JSON. Internal to the server. */
 #ifndef LFM2C_JOB_EVENT_H
 #define LFM2C_JOB_EVENT_H
 #include "serve/http.h"

@@ -1,5 +1,5 @@
 /* job_request.c — the shared request of every API (job.h): an OpenAI-shaped chat or completion
- * body (the other APIs' requests are translated into one, server_dialect.h) -> a job's scheduler
+ * body (the other APIs' requests are translated into one, api_dialect.h) -> a job's scheduler
  * requests. Here: the fields both bodies share (sampling, limits, stops, logit_bias, logprobs,
  * speculative settings, the model or LoRA adapter it names), the room the context leaves, n
  * choices per prompt, and the completion body (prompts as strings or token ids, echo,

@@ -117,7 +117,7 @@ int models_add_pulled(serve_models *r, const char *path, char *id, size_t cap);
  * and forgets it: 0; -1 with *status 404 / 400 / 500 and msg. */
 int models_delete(serve_models *r, const char *name, int *status, char *msg, size_t cap);
 
-/* Ollama's model management routes (server_models.c), in the server's route table. */
+/* Ollama's model management routes (api_models.c), in the server's route table. */
 extern const http_route models_routes[];
 extern const int models_n_routes;
 

@@ -1,6 +1,7 @@
-/* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step. */
+/* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step (plan /
+ * run / deliver); each slot's thinking-and-constraint state machine is gen_state.c. */
 #include "serve/scheduler.h"
-#include "chat/toolcall.h"
+#include "serve/gen_state.h"
 #include "base/clock.h"
 #include "base/buf.h"
 
@@ -18,18 +19,8 @@ typedef struct slot {
     bool has_logits; /* the last decode of this slot produced a logits row */
     lfm2c_sampler *sampler;
     lfm2c_detok detok;
-    const grammar *g; /* active grammar, NULL: free text */
-    bool g_tool;      /* the active grammar is the tool-call list */
-    grammar_state gst;
-    bool g_stuck;    /* the mask allowed nothing */
-    int32_t *forced; /* tokens to emit without sampling */
-    int n_forced, i_forced, cap_forced;
-    lfm2c_think think;  /* where the output is: before / in a <think> block, the answer */
-    int th;             /* TH_*: how the constraints stand towards the block */
-    int open_pos;       /* TH_MAY_OPEN: bytes of the open tag chosen so far */
-    bool think_closing; /* the budget forced the close tag */
-    int i_script;       /* script tokens used */
-    int answer_from;    /* n_generated when the answer's constraints began */
+    gen_state gen; /* the thinking block, the constraints, forced tokens (gen_state.h) */
+    int i_script;  /* script tokens used */
     uint64_t last_used;
     lfm2c_lora *lora; /* the adapter its session runs with (NULL: none) */
     float lora_scale;
@@ -52,30 +43,12 @@ struct sched {
     pthread_t thread;
     bool running, stopping;
     sched_stats st;
-    grammar_vocab *gvocab;
+    gen_vocab *gv; /* the vocabulary's tags, markers and ends (gen_state.h) */
     bool *allowed; /* mask scratch (the scheduler thread only) */
-    int32_t *eog;  /* end-of-generation tokens */
-    int n_eog;
-    int32_t tool_start, tool_end; /* -1 if the vocabulary lacks them */
-    int32_t *close_toks;          /* "</think>" as tokens (what the thinking budget forces) */
-    int n_close;
-    struct open_tok {
-        int32_t id;
-        uint8_t pos, len;
-    } * open_toks;   /* tokens that are bytes [pos, pos+len) */
-    int n_open_toks; /* of the open tag "<think>" (the mask while the output may open one) */
     float *scratch_logits;
 };
 
 enum { PROMPT_LOGPROBS_CHUNK = 64 }; /* prompt tokens per step of a request reading all logits */
-
-/* The constraints of a request (JSON grammar, a forced call) and a thinking block: */
-enum {
-    TH_FREE,     /* they apply as they are (none, or the answer has begun) */
-    TH_MAY_OPEN, /* the first tokens may open a block instead: the mask also allows the open tag */
-    TH_WAIT,     /* in a block: they wait for the answer after </think> (no end of generation) */
-};
-#define N_OPEN_TAG ((int)sizeof LFM2C_THINK_OPEN - 1)
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
@@ -204,40 +177,13 @@ static bool text_append(sched_req *r, const char *b, size_t n) {
 static void out_route(sched_req *r, slot *sl, const char *p, size_t n, bool flush, char *answer, size_t *n_answer) {
     char think[512 + LFM2C_THINK_HOLD];
     size_t nt = 0;
-    if (flush) lfm2c_think_flush(&sl->think, think, &nt, answer, n_answer);
-    else lfm2c_think_push(&sl->think, p, n, think, &nt, answer, n_answer);
+    gen_split(&sl->gen, p, n, flush, think, &nt, answer, n_answer);
     if (!r->think_split) {
         if (n) text_append(r, p, n);
         return;
     }
     if (nt) buf_append(&r->reasoning, &r->n_reasoning, &r->cap_reasoning, think, nt);
     if (*n_answer) text_append(r, answer, *n_answer);
-}
-
-/* Stop strings: cut at the first match; otherwise hold back a suffix that may start one. */
-static bool apply_stops(sched_req *r, size_t old_len) {
-    size_t hold = 0;
-    for (int i = 0; i < r->n_stop; i++) {
-        size_t sl = strlen(r->stop[i]);
-        if (!sl) continue;
-        size_t from = old_len >= sl ? old_len - sl + 1 : 0;
-        for (size_t p = from; p + sl <= r->n_text; p++)
-            if (!memcmp(r->text + p, r->stop[i], sl)) {
-                r->stop_hit = i;
-                r->n_text = p;
-                r->text[p] = 0;
-                r->n_released = r->n_text < r->n_released ? r->n_text : r->n_released;
-                return true;
-            }
-        for (size_t k = sl - 1; k > hold; k--)
-            if (k <= r->n_text && !memcmp(r->text + r->n_text - k, r->stop[i], k)) {
-                hold = k;
-                break;
-            }
-    }
-    size_t rel = r->n_text - hold;
-    if (rel > r->n_released) r->n_released = rel;
-    return false;
 }
 
 /* The log-probability of `tok` under `logits` and the top-k alternatives; NULL logits: a forced
@@ -368,7 +314,7 @@ static void slot_finish(sched *s, slot *sl, int reason) {
     sl->req = NULL;
     lfm2c_sampler_free(sl->sampler);
     sl->sampler = NULL;
-    sl->n_forced = sl->i_forced = 0;
+    gen_clear(&sl->gen);
     sl->next = -1;
     sl->has_logits = false;
     lfm2c_session_checkpoint(sl->sess);
@@ -380,97 +326,20 @@ static void slot_fail(sched *s, slot *sl, const char *msg) {
     slot_finish(s, sl, FINISH_ERROR);
 }
 
-static bool force_push(slot *sl, int32_t t) {
-    if (sl->n_forced == sl->cap_forced) {
-        int cap = sl->cap_forced ? 2 * sl->cap_forced : 32;
-        int32_t *f = realloc(sl->forced, (size_t)cap * sizeof *f);
-        if (!f) return false;
-        sl->forced = f;
-        sl->cap_forced = cap;
-    }
-    sl->forced[sl->n_forced++] = t;
-    return true;
-}
-
-/* Under tool_choice "auto" with a JSON answer format, the answer's first token may open a tool
- * call instead of the JSON value. */
-static bool call_may_open(const sched *s, const slot *sl) {
-    const sched_req *r = sl->req;
-    return r && sl->g && !sl->g_tool && sl->g == r->json_grammar && r->tools_auto && r->tool_grammar &&
-           s->tool_start >= 0 && r->n_generated == sl->answer_from;
-}
-
-/* A forced call (tool_choice required / named) that has not begun: its first token is the marker. */
-static bool call_forced_next(const sched *s, const slot *sl) {
-    const sched_req *r = sl->req;
-    return r->force_tool_call && r->tool_grammar && s->tool_start >= 0 && !sl->g;
-}
-
-/* Is the answer still owed to a constraint (a grammar under way, a JSON format or a forced call
- * not begun yet)? A completed one has finished the request already. */
-static bool answer_constrained(const sched *s, const slot *sl) {
-    const sched_req *r = sl->req;
-    return sl->g || r->json_grammar || call_forced_next(s, sl);
-}
-
 int sched_min_answer_tokens(const sched *s, const sched_req *r, int limit) {
     enum { BUDGET = 1 << 21 }; /* bytes fed by the search: tens of milliseconds at most */
     int call = -1, json = -1;
-    bool calls = r->tool_grammar && s->tool_start >= 0 && (r->force_tool_call || (r->tools_auto && r->json_grammar));
+    bool calls =
+        r->tool_grammar && s->gv->tool_start >= 0 && (r->force_tool_call || (r->tools_auto && r->json_grammar));
     if (calls) { /* the marker, then the list */
-        call = grammar_min_tokens(r->tool_grammar, s->gvocab, false, limit - 1, BUDGET);
+        call = grammar_min_tokens(r->tool_grammar, s->gv->gvocab, false, limit - 1, BUDGET);
         if (call >= 0) call += 1;
     }
     if (r->json_grammar && !r->force_tool_call)
-        json = grammar_min_tokens(r->json_grammar, s->gvocab, s->n_eog > 0, limit, BUDGET);
+        json = grammar_min_tokens(r->json_grammar, s->gv->gvocab, s->gv->n_eog > 0, limit, BUDGET);
     if (calls && r->json_grammar && !r->force_tool_call) /* either answer: too long only when both are */
         return call > limit && json > limit ? (call < json ? call : json) : -1;
     return calls ? call : json;
-}
-
-/* Marks the tokens that continue the open tag from byte pos; returns how many were newly marked. */
-static int mark_open(const sched *s, int pos, bool *allowed) {
-    int n = 0;
-    for (int i = 0; i < s->n_open_toks; i++)
-        if (s->open_toks[i].pos == pos && !allowed[s->open_toks[i].id]) {
-            allowed[s->open_toks[i].id] = true;
-            n++;
-        }
-    return n;
-}
-
-/* The bytes of the open tag token t continues from pos (0: it does not). */
-static int open_len(const sched *s, int pos, int32_t t) {
-    for (int i = 0; i < s->n_open_toks; i++)
-        if (s->open_toks[i].pos == pos && s->open_toks[i].id == t) return s->open_toks[i].len;
-    return 0;
-}
-
-/* Which tokens the slot's state allows (s->allowed; false: no mask). Returns false with *n the
- * count when there is a mask. */
-static bool slot_mask(sched *s, slot *sl, int *n) {
-    bool *al = s->allowed;
-    if (sl->th == TH_MAY_OPEN && sl->open_pos > 0) { /* the open tag was begun: only its rest */
-        memset(al, 0, (size_t)s->n_vocab * sizeof *al);
-        *n = mark_open(s, sl->open_pos, al);
-        return true;
-    }
-    if (sl->g) {
-        const int32_t *ends = sl->g_tool ? NULL : s->eog;
-        *n = grammar_allowed(sl->g, &sl->gst, s->gvocab, ends, sl->g_tool ? 0 : s->n_eog, al);
-        if (call_may_open(s, sl)) { /* tools under "auto" with a JSON answer: a call or the JSON */
-            if (!al[s->tool_start]) (*n)++;
-            al[s->tool_start] = true;
-        }
-    } else if (sl->th == TH_MAY_OPEN && call_forced_next(s, sl)) { /* the call, or a block first */
-        memset(al, 0, (size_t)s->n_vocab * sizeof *al);
-        al[s->tool_start] = true;
-        *n = 1;
-    } else {
-        return false;
-    }
-    if (sl->th == TH_MAY_OPEN) *n += mark_open(s, 0, al);
-    return true;
 }
 
 /* The sampler's filter hook: only tokens that keep the grammar alive (and, where the output may
@@ -480,17 +349,7 @@ static void mask_filter(void *user, float *logits, int n_vocab) {
     slot *sl = user;
     sched *s = sl->owner;
     const sched_req *r = sl->req;
-    int n = 0;
-    if (slot_mask(s, sl, &n)) {
-        if (n == 0) {
-            sl->g_stuck = true;
-            return;
-        }
-        for (int i = 0; i < n_vocab; i++)
-            if (!s->allowed[i]) logits[i] = -INFINITY;
-    } else if (sl->th == TH_WAIT) {
-        for (int i = 0; i < s->n_eog; i++) logits[s->eog[i]] = -INFINITY;
-    }
+    if (!gen_filter(&sl->gen, s->allowed, logits)) return; /* nothing allowed: the sample fails */
     if (r && r->script) { /* tests: the script's token if the mask left it, then an end */
         int32_t want = sl->i_script < r->n_script ? r->script[sl->i_script] : -1;
         for (int i = 0; i < n_vocab; i++)
@@ -498,77 +357,49 @@ static void mask_filter(void *user, float *logits, int n_vocab) {
     }
 }
 
-static void grammar_start(sched *s, slot *sl, const grammar *g, bool tool) {
-    sl->g = g;
-    sl->g_tool = tool;
-    sl->g_stuck = false;
-    grammar_state_init(g, &sl->gst);
-    (void)s;
-}
-
-/* The answer's constraints begin: the JSON grammar, or (unless the output may still open a
- * thinking block, where the mask offers the marker instead) the forced call's marker. */
-static void answer_begin(sched *s, slot *sl, bool may_open) {
+/* A constrained answer cut by max_tokens or the context: "length", or a 400 when the context,
+ * not the client, cut it (lock held). */
+static void slot_cut(sched *s, slot *sl, bool ctx_full) {
     sched_req *r = sl->req;
-    sl->answer_from = r->n_generated;
-    if (r->json_grammar) grammar_start(s, sl, r->json_grammar, false);
-    if (!may_open && call_forced_next(s, sl)) force_push(sl, s->tool_start);
-}
-
-/* The thinking budget: once the block holds think_budget tokens, its close tag is forced. */
-static void think_budget_check(sched *s, slot *sl) {
-    sched_req *r = sl->req;
-    if (r->think_budget < 0 || sl->think_closing || sl->think.phase != LFM2C_THINK_IN ||
-        r->n_think_tokens < r->think_budget)
+    if (!((ctx_full || r->ctx_bound) && gen_constrained(&sl->gen))) {
+        slot_finish(s, sl, FINISH_LENGTH);
         return;
-    sl->think_closing = true;
-    for (int i = 0; i < s->n_close; i++) force_push(sl, s->close_toks[i]);
+    }
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the context of %d tokens ran out before the %s was complete (prompt %d tokens, "
+             "%d generated): shorten the prompt or use a larger context",
+             lfm2c_session_n_ctx(sl->sess), sl->gen.g_tool || r->force_tool_call ? "tool call" : "structured output",
+             r->n_prompt, r->n_generated);
+    r->error_status = 400;
+    r->error_code = "context_length_exceeded";
+    slot_fail(s, sl, msg);
 }
 
-/* While the output may open a block (TH_MAY_OPEN): whether token t continues the open tag, and
- * the state after it. A token the constraints accept at the start is the answer's. */
-static bool may_open_take(sched *s, slot *sl, int32_t t) {
-    int len = open_len(s, sl->open_pos, t);
-    bool answer = false;
-    if (sl->open_pos == 0) {
-        if (sl->g) {
-            char bytes[512];
-            int nb = lfm2c_token_to_bytes(s->model, t, false, bytes, sizeof bytes);
-            grammar_state tmp = sl->gst;
-            answer = (nb >= 0 && nb <= (int)sizeof bytes && grammar_accept(sl->g, &tmp, bytes, (size_t)nb)) ||
-                     (call_may_open(s, sl) && t == s->tool_start);
-        } else {
-            answer = t == s->tool_start;
-        }
+/* What gen_take_end said, for the slot: true when it goes on. */
+static bool slot_verdict(sched *s, slot *sl, int v) {
+    switch (v) {
+    case GEN_GO: return true;
+    case GEN_STOP: slot_finish(s, sl, FINISH_STOP); break;
+    case GEN_CALLS: slot_finish(s, sl, FINISH_TOOL_CALLS); break;
+    case GEN_FAIL_ANSWER:
+        slot_fail(s, sl, "the text after the thinking block does not fit the output constraints");
+        break;
+    default: slot_fail(s, sl, "internal error: constrained decoding left its grammar"); break;
     }
-    if (len == 0 || answer) {
-        sl->th = TH_FREE;
-        return false;
-    }
-    sl->open_pos += len;
-    if (sl->open_pos >= N_OPEN_TAG) { /* a block opened: the constraints wait for the answer */
-        sl->th = TH_WAIT;
-        sl->g = NULL;
-    }
-    return true;
+    return false;
 }
 
 /* Handles the token chosen for a slot (lock held). Returns true when the slot goes on. */
 static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     sched_req *r = sl->req;
-    bool forced = logits == NULL;
-    bool in_block = sl->think.phase == LFM2C_THINK_IN;
-    bool tag = sl->th == TH_MAY_OPEN && !forced && may_open_take(s, sl, t);
-    if (r->tool_grammar && t == s->tool_start && (r->tools_auto || r->force_tool_call || forced) &&
-        (!sl->g || call_may_open(s, sl)) && sl->th != TH_WAIT && !in_block && !tag)
-        grammar_start(s, sl, r->tool_grammar, true);
-    if (lfm2c_token_is_eog(s->model, t) && !(sl->g && !forced && !grammar_complete(sl->g, &sl->gst))) {
+    if (gen_take_begin(&sl->gen, t, logits == NULL) == GEN_STOP) {
         slot_finish(s, sl, FINISH_STOP);
         return false;
     }
     if (r->n_generated == 0) r->t_first = lfm2c_now_s();
     r->n_generated++;
-    if (in_block) r->n_think_tokens++;
+    r->n_think_tokens = sl->gen.n_think;
     s->st.generated_tokens++;
     logprob_record(s, r, logits, t);
     char piece[512], answer[512 + LFM2C_THINK_HOLD];
@@ -580,60 +411,21 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
                        : n < (int)sizeof piece ? n
                                                : (int)sizeof piece),
               false, answer, &n_answer);
-    if (sl->th == TH_WAIT && sl->think.phase == LFM2C_THINK_ANSWER) { /* </think>: the answer's constraints begin */
-        sl->th = TH_FREE;
-        answer_begin(s, sl, false);
-        if (sl->g && n_answer && !grammar_accept(sl->g, &sl->gst, answer, n_answer)) {
-            slot_fail(s, sl, "the text after the thinking block does not fit the output constraints");
-            return false;
-        }
-        if (sl->g && n_answer && sl->gst.depth == 0) {
-            slot_finish(s, sl, FINISH_STOP);
-            return false;
-        }
-        tag = true; /* this token's bytes were fed above */
-    }
-    if (sl->g && sl->g_tool && t == s->tool_end) {
-        slot_finish(s, sl, FINISH_TOOL_CALLS);
-        return false;
-    }
-    if (sl->g && t != s->tool_start && !tag) {
-        char bytes[512];
-        int nb = lfm2c_token_to_bytes(s->model, t, false, bytes, sizeof bytes);
-        if (nb > (int)sizeof bytes || !grammar_accept(sl->g, &sl->gst, bytes, (size_t)(nb > 0 ? nb : 0))) {
-            slot_fail(s, sl, "internal error: constrained decoding left its grammar");
-            return false;
-        }
-        if (sl->gst.depth == 0) { /* the value / the call list is complete: done (no marker is added) */
-            slot_finish(s, sl, sl->g_tool ? FINISH_TOOL_CALLS : FINISH_STOP);
-            return false;
-        }
-    }
-    if (!sl->g && r->n_stop && apply_stops(r, old)) {
+    if (!slot_verdict(s, sl, gen_take_end(&sl->gen, t, answer, n_answer))) return false;
+    int hit = !sl->gen.g && r->n_stop ? gen_stops(r->text, &r->n_text, old, r->stop, r->n_stop, &r->n_released) : -1;
+    if (hit >= 0) {
+        r->stop_hit = hit;
         slot_finish(s, sl, FINISH_STOP);
         return false;
     }
-    if (!r->n_stop || sl->g) r->n_released = r->n_text;
+    if (!r->n_stop || sl->gen.g) r->n_released = r->n_text;
     /* max_tokens is a hard bound in every mode, forced tokens included: a constrained answer cut
      * here ends with finish "length" and exactly what was generated (nothing is invented) */
     bool ctx_full = lfm2c_session_n_past(sl->sess) >= lfm2c_session_n_ctx(sl->sess);
     if (r->n_generated >= r->max_tokens || ctx_full) {
-        if ((ctx_full || r->ctx_bound) && answer_constrained(s, sl)) { /* the context, not the client, cut it */
-            char msg[200];
-            snprintf(msg, sizeof msg,
-                     "the context of %d tokens ran out before the %s was complete (prompt %d tokens, "
-                     "%d generated): shorten the prompt or use a larger context",
-                     lfm2c_session_n_ctx(sl->sess),
-                     sl->g_tool || r->force_tool_call ? "tool call" : "structured output", r->n_prompt, r->n_generated);
-            r->error_status = 400;
-            r->error_code = "context_length_exceeded";
-            slot_fail(s, sl, msg);
-        } else {
-            slot_finish(s, sl, FINISH_LENGTH);
-        }
+        slot_cut(s, sl, ctx_full);
         return false;
     }
-    think_budget_check(s, sl);
     sl->next = t;
     req_signal(r);
     return true;
@@ -643,8 +435,8 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
 static void slot_sample(sched *s, slot *sl, const float *logits) {
     sched_req *r = sl->req;
     sl->has_logits = false;
-    if (sl->i_forced < sl->n_forced) {
-        int32_t f = sl->forced[sl->i_forced++];
+    int32_t f;
+    if (gen_forced(&sl->gen, &f)) {
         if (r->script && sl->i_script < r->n_script && r->script[sl->i_script] == f)
             sl->i_script++; /* the script says it too */
         slot_take(s, sl, f, NULL);
@@ -658,11 +450,11 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
                   "the model's logits are not finite (NaN or infinity): its weights, or the adapter's, overflow");
         return;
     }
-    if (sl->g_stuck || t < 0) { /* the request's own limits leave no token */
+    if (sl->gen.g_stuck || t < 0) { /* the request's own limits leave no token */
         r->error_status = 400;
         slot_fail(s, sl,
                   r->script ? "the test script's next token is not allowed here"
-                  : sl->g || sl->th == TH_MAY_OPEN
+                  : sl->gen.g || sl->gen.th == GEN_TH_MAY_OPEN
                       ? "no token satisfies the output constraints together with logit_bias"
                       : "logit_bias excludes every token");
         return;
@@ -681,28 +473,23 @@ static void slot_setup(sched *s, slot *sl, sched_req *r, int keep) {
     sl->next = -1;
     sl->spec_k = 0;
     sl->has_logits = false;
-    sl->g = NULL;
-    sl->g_stuck = false;
-    sl->n_forced = sl->i_forced = 0;
     sl->cap_prompt_lp = 0;
-    sl->open_pos = 0;
-    sl->think_closing = false;
     sl->i_script = 0;
     lfm2c_detok_init(&sl->detok, true);
-    lfm2c_think_init(&sl->think, r->think_opened);
     sl->sampler = lfm2c_sampler_new(&r->sampling, s->n_vocab);
     if (sl->sampler) {
         if (r->logit_bias) lfm2c_sampler_set_logit_bias(sl->sampler, r->logit_bias);
         lfm2c_sampler_set_filter(sl->sampler, mask_filter, sl);
     }
     sl->req = r;
-    bool constrained = r->json_grammar || (r->force_tool_call && r->tool_grammar && s->tool_start >= 0);
-    sl->th = !constrained                         ? TH_FREE
-             : r->think_opened                    ? TH_WAIT
-             : r->think_allowed && s->n_open_toks ? TH_MAY_OPEN
-                                                  : TH_FREE;
-    if (sl->th != TH_WAIT) answer_begin(s, sl, sl->th == TH_MAY_OPEN);
-    think_budget_check(s, sl);
+    gen_rules rules = {.json_grammar = r->json_grammar,
+                       .tool_grammar = r->tool_grammar,
+                       .force_tool_call = r->force_tool_call,
+                       .tools_auto = r->tools_auto,
+                       .think_opened = r->think_opened,
+                       .think_allowed = r->think_allowed,
+                       .think_budget = r->think_budget};
+    gen_start(&sl->gen, s->gv, &rules);
     r->n_cached = keep;
     s->st.prompt_tokens += (uint64_t)r->n_prompt;
     s->st.cached_tokens += (uint64_t)keep;
@@ -941,9 +728,9 @@ static void admit(sched *s) {
  * thinking budget (the budget closes the block at an exact token). */
 static bool slot_speculates(sched *s, slot *sl, int *room) {
     sched_req *r = sl->req;
-    if (!sl->spec || !r || sl->next < 0 || sl->n_fed < r->n_prompt || sl->g || r->json_grammar || r->tool_grammar ||
-        r->n_logprobs >= 0 || sl->i_forced < sl->n_forced || r->script ||
-        (r->think_budget >= 0 && sl->think.phase != LFM2C_THINK_ANSWER))
+    if (!sl->spec || !r || sl->next < 0 || sl->n_fed < r->n_prompt || sl->gen.g || r->json_grammar || r->tool_grammar ||
+        r->n_logprobs >= 0 || sl->gen.i_forced < sl->gen.n_forced || r->script ||
+        (r->think_budget >= 0 && sl->gen.think.phase != LFM2C_THINK_ANSWER))
         return false;
     lfm2c_spec_params p = s->p.spec;
     if (r->spec_n_max >= 0 && r->spec_n_max < p.draft_max) p.draft_max = r->spec_n_max;
@@ -1011,115 +798,156 @@ static const float *prompt_rows(const sched *s, const sched_req *r, int from) {
     return r->rows + k * (size_t)lfm2c_model_get_info(s->model)->n_embd;
 }
 
-/* One step: one forward over every active slot. Returns false when there was nothing to do. */
-static bool step(sched *s) {
-    const double t_start = lfm2c_now_s();
-    int n_slots = s->p.n_slots, n_items = 0, budget = s->p.prefill_chunk;
-    lfm2c_session *sess[n_slots];
-    const int32_t *toks[n_slots];
-    const float *rows[n_slots];
-    int ns[n_slots], modes[n_slots], which[n_slots];
-    int n_prefill = 0, n_decode = 0;
+/* A step's batch: an item per slot that reads a chunk of its prompt or decodes its next token
+ * (and a draft), the arrays sized by the slots; what the forward said. */
+typedef struct step_batch {
+    lfm2c_session **sess;
+    const int32_t **toks;
+    const float **rows;
+    int *ns, *modes, *which; /* tokens, logits mode, slot of each item */
+    int n, n_prefill, n_decode;
+    int rc;
+    lfm2c_error err;
+    double t_start, t_forward, dt; /* when the step and its forward began, the forward's seconds */
+} step_batch;
+
+/* The next chunk of a slot's prompt within the step's prefill budget (0: none this step). */
+static int prompt_chunk(const sched *s, const slot *sl, int budget, bool all_rows) {
+    const sched_req *r = sl->req;
+    if (budget <= 0) return 0;
+    int n = r->n_prompt - sl->n_fed;
+    if (n > budget) n = budget;
+    /* end a chunk at a turn boundary so a checkpoint lands there */
+    for (int j = 0; j < n - 1; j++)
+        if (r->prompt[sl->n_fed + j] >= 0 && lfm2c_token_is_eog(s->model, r->prompt[sl->n_fed + j]) &&
+            sl->n_fed + j + 1 < r->n_prompt) {
+            n = j + 1;
+            break;
+        }
+    if (all_rows && n > PROMPT_LOGPROBS_CHUNK) n = PROMPT_LOGPROBS_CHUNK; /* bounds the rows */
+    return n;
+}
+
+/* Adds slot i's item to the batch (its prompt's next chunk, or its next token and draft) and
+ * returns the prompt tokens it takes of the budget; the batch is unchanged when it has none. */
+static int plan_slot(sched *s, int i, step_batch *b, int budget) {
+    slot *sl = &s->slots[i];
+    sched_req *r = sl->req;
+    int k = b->n, n = 0;
+    if (sl->n_fed < r->n_prompt) {
+        const bool all_rows = r->prompt_logprobs || (r->embed && r->pooling == LFM2C_POOL_MEAN);
+        if (!(n = prompt_chunk(s, sl, budget, all_rows))) return 0;
+        b->n_prefill += n;
+        b->toks[k] = r->prompt + sl->n_fed;
+        b->rows[k] = prompt_rows(s, r, sl->n_fed);
+        b->ns[k] = n;
+        b->modes[k] = all_rows                       ? LFM2C_LOGITS_ALL
+                      : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST
+                                                     : LFM2C_LOGITS_NONE;
+    } else if (sl->next >= 0) {
+        int d = sl->spec_k;
+        b->n_decode += 1 + d;
+        b->toks[k] = d ? sl->spec_feed : &sl->next;
+        b->rows[k] = NULL;
+        b->ns[k] = 1 + d;
+        b->modes[k] = d ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST;
+    } else {
+        return 0;
+    }
+    b->sess[k] = sl->sess;
+    b->which[b->n++] = i;
+    return n;
+}
+
+/* Plan: cancelled slots end, the speculating ones draft, and every active slot gets its item.
+ * False when there is nothing to run. */
+static bool step_plan(sched *s, step_batch *b) {
+    int budget = s->p.prefill_chunk;
     pthread_mutex_lock(&s->mu);
-    for (int i = 0; i < n_slots; i++) {
+    for (int i = 0; i < s->p.n_slots; i++) {
         slot *sl = &s->slots[i];
         if (sl->req && sl->req->cancelled) slot_finish(s, sl, FINISH_CANCELLED);
     }
     pthread_mutex_unlock(&s->mu);
     slots_draft(s);
-    for (int i = 0; i < n_slots; i++) {
-        slot *sl = &s->slots[i];
-        sched_req *r = sl->req;
-        if (!r) continue;
-        if (sl->n_fed < r->n_prompt) {
-            if (budget <= 0) continue;
-            int n = r->n_prompt - sl->n_fed;
-            if (n > budget) n = budget;
-            /* end a chunk at a turn boundary so a checkpoint lands there */
-            for (int j = 0; j < n - 1; j++)
-                if (r->prompt[sl->n_fed + j] >= 0 && lfm2c_token_is_eog(s->model, r->prompt[sl->n_fed + j]) &&
-                    sl->n_fed + j + 1 < r->n_prompt) {
-                    n = j + 1;
-                    break;
-                }
-            const bool all_rows = r->prompt_logprobs || (r->embed && r->pooling == LFM2C_POOL_MEAN);
-            if (all_rows && n > PROMPT_LOGPROBS_CHUNK) n = PROMPT_LOGPROBS_CHUNK; /* bounds the rows */
-            budget -= n;
-            n_prefill += n;
-            sess[n_items] = sl->sess;
-            toks[n_items] = r->prompt + sl->n_fed;
-            rows[n_items] = prompt_rows(s, r, sl->n_fed);
-            ns[n_items] = n;
-            modes[n_items] = all_rows                       ? LFM2C_LOGITS_ALL
-                             : sl->n_fed + n == r->n_prompt ? LFM2C_LOGITS_LAST
-                                                            : LFM2C_LOGITS_NONE;
-        } else if (sl->next >= 0) {
-            int k = sl->spec_k;
-            n_decode += 1 + k;
-            sess[n_items] = sl->sess;
-            toks[n_items] = k ? sl->spec_feed : &sl->next;
-            rows[n_items] = NULL;
-            ns[n_items] = 1 + k;
-            modes[n_items] = k ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST;
-        } else {
-            continue;
-        }
-        which[n_items++] = i;
+    for (int i = 0; i < s->p.n_slots; i++)
+        if (s->slots[i].req) budget -= plan_slot(s, i, b, budget);
+    return b->n > 0;
+}
+
+/* Run: the one forward of the step (lock not held). */
+static void step_run(step_batch *b) {
+    b->t_forward = lfm2c_now_s();
+    b->rc = lfm2c_decode_batch_embd(b->sess, b->toks, b->rows, b->ns, b->modes, b->n, &b->err);
+    b->dt = lfm2c_now_s() - b->t_forward;
+}
+
+/* Item k of the forward to its slot: a chunk of its prompt recorded (the first token once it
+ * is read), or its next token sampled, or its draft accepted (lock held). */
+static void deliver_item(sched *s, const step_batch *b, int k) {
+    slot *sl = &s->slots[b->which[k]];
+    sched_req *r = sl->req;
+    if (!r) return;
+    /* cancelled during the forward (which runs unlocked, and may be slow on a device): its
+     * caller may already have freed what the request borrows (its grammars), so it ends here
+     * without sampling */
+    if (r->cancelled || b->rc != 0) {
+        sl->spec_k = 0;
+        if (r->cancelled) slot_finish(s, sl, FINISH_CANCELLED);
+        else slot_fail(s, sl, b->err.msg);
+        return;
     }
-    if (!n_items) return false;
-    lfm2c_error err = {0};
-    double t0 = lfm2c_now_s();
-    int rc = lfm2c_decode_batch_embd(sess, toks, rows, ns, modes, n_items, &err);
-    double dt = lfm2c_now_s() - t0;
+    if (sl->n_fed < r->n_prompt) {
+        int n = b->ns[k];
+        if (r->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, n);
+        if (r->embed && !embed_record(s, sl, n, sl->n_fed + n == r->n_prompt)) {
+            slot_fail(s, sl,
+                      "the embedding is not finite (NaN or infinity): the model's weights, or the "
+                      "adapter's, overflow");
+            return;
+        }
+        sl->n_fed += n;
+        lfm2c_session_checkpoint(sl->sess); /* a chunk's end; the prompt's end keeps its logits */
+        if (sl->n_fed == r->n_prompt) prompt_done(s, sl, b->modes[k] == LFM2C_LOGITS_ALL ? n - 1 : 0);
+        return;
+    }
+    sl->next = -1;
+    sl->last_used = s->st.steps;
+    if (sl->spec_k) slot_accept(s, sl);
+    else slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+}
+
+/* Deliver: the step's statistics, then each item to its slot (under the lock). */
+static void step_deliver(sched *s, const step_batch *b) {
     pthread_mutex_lock(&s->mu);
     const double t_locked = lfm2c_now_s();
-    s->st.t_plan += t0 - t_start;
-    s->st.t_forward += dt;
-    s->st.t_lock += t_locked - t0 - dt;
+    s->st.t_plan += b->t_forward - b->t_start;
+    s->st.t_forward += b->dt;
+    s->st.t_lock += t_locked - b->t_forward - b->dt;
     s->st.steps++;
-    s->st.batch_tokens += (uint64_t)(n_prefill + n_decode);
-    s->st.prefill_tokens += (uint64_t)n_prefill;
-    double share = (double)n_prefill / (double)(n_prefill + n_decode);
-    s->st.prefill_seconds += dt * share;
-    s->st.decode_seconds += dt * (1 - share);
-    for (int k = 0; k < n_items; k++) {
-        slot *sl = &s->slots[which[k]];
-        if (!sl->req) continue;
-        /* cancelled during the forward (which runs unlocked, and may be slow on a device): its
-         * caller may already have freed what the request borrows (its grammars), so it ends here
-         * without sampling */
-        if (sl->req->cancelled) {
-            sl->spec_k = 0;
-            slot_finish(s, sl, FINISH_CANCELLED);
-            continue;
-        }
-        if (rc != 0) {
-            sl->spec_k = 0;
-            slot_fail(s, sl, err.msg);
-            continue;
-        }
-        int row = 0;
-        if (sl->n_fed < sl->req->n_prompt) {
-            if (sl->req->prompt_logprobs) prompt_logprobs_record(s, sl, sl->n_fed, ns[k]);
-            if (sl->req->embed && !embed_record(s, sl, ns[k], sl->n_fed + ns[k] == sl->req->n_prompt)) {
-                slot_fail(s, sl,
-                          "the embedding is not finite (NaN or infinity): the model's weights, or the "
-                          "adapter's, overflow");
-                continue;
-            }
-            sl->n_fed += ns[k];
-            lfm2c_session_checkpoint(sl->sess); /* a chunk's end; the prompt's end keeps its logits */
-            if (sl->n_fed == sl->req->n_prompt) prompt_done(s, sl, modes[k] == LFM2C_LOGITS_ALL ? ns[k] - 1 : 0);
-            continue;
-        }
-        sl->next = -1;
-        sl->last_used = s->st.steps;
-        if (sl->spec_k) slot_accept(s, sl);
-        else slot_sample(s, sl, lfm2c_session_logits(sl->sess, row));
-    }
+    s->st.batch_tokens += (uint64_t)(b->n_prefill + b->n_decode);
+    s->st.prefill_tokens += (uint64_t)b->n_prefill;
+    double share = (double)b->n_prefill / (double)(b->n_prefill + b->n_decode);
+    s->st.prefill_seconds += b->dt * share;
+    s->st.decode_seconds += b->dt * (1 - share);
+    for (int k = 0; k < b->n; k++) deliver_item(s, b, k);
     ckpt_stats(s);
     s->st.t_sample += lfm2c_now_s() - t_locked;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* One step: one forward over every active slot. Returns false when there was nothing to do. */
+static bool step(sched *s) {
+    const int n = s->p.n_slots;
+    lfm2c_session *sess[n];
+    const int32_t *toks[n];
+    const float *rows[n];
+    int ns[n], modes[n], which[n];
+    step_batch b = {.sess = sess, .toks = toks, .rows = rows, .ns = ns, .modes = modes, .which = which};
+    b.t_start = lfm2c_now_s();
+    if (!step_plan(s, &b)) return false;
+    step_run(&b);
+    step_deliver(s, &b);
     return true;
 }
 
@@ -1153,43 +981,6 @@ static void *sched_main(void *arg) {
 
 /* ---- life cycle ---------------------------------------------------------------------------- */
 
-/* The thinking tags in this vocabulary: the close tag's tokens (forced by a budget) and every
- * token whose text is a piece of the open tag (special tokens by their text). */
-static int think_tags(sched *s) {
-    lfm2c_error err = {0};
-    s->close_toks =
-        lfm2c_tokenize(s->model, LFM2C_THINK_CLOSE, strlen(LFM2C_THINK_CLOSE), false, true, &s->n_close, &err);
-    if (!s->close_toks) return -1;
-    static const char open[] = LFM2C_THINK_OPEN;
-    for (int pass = 0; pass < 2; pass++) { /* count, then fill */
-        int k = 0;
-        for (int32_t i = 0; i < s->n_vocab; i++) {
-            char b[16];
-            int n = lfm2c_token_to_bytes(s->model, i, true, b, sizeof b);
-            if (n < 1 || n > N_OPEN_TAG) continue;
-            for (int pos = 0; pos + n <= N_OPEN_TAG; pos++)
-                if (!memcmp(open + pos, b, (size_t)n)) {
-                    if (pass) s->open_toks[k] = (struct open_tok){i, (uint8_t)pos, (uint8_t)n};
-                    k++;
-                }
-        }
-        if (!pass) {
-            if (!(s->open_toks = calloc((size_t)k + 1, sizeof *s->open_toks))) return -1;
-            s->n_open_toks = k;
-        }
-    }
-    return 0;
-}
-
-static int32_t single_token(lfm2c_model *m, const char *text) {
-    lfm2c_error err = {0};
-    int n = 0;
-    int32_t *t = lfm2c_tokenize(m, text, strlen(text), false, true, &n, &err);
-    int32_t id = t && n == 1 ? t[0] : -1;
-    free(t);
-    return id;
-}
-
 sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     sched *s = calloc(1, sizeof *s);
     if (!s) goto oom;
@@ -1209,15 +1000,8 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     s->slots = calloc((size_t)s->p.n_slots, sizeof *s->slots);
     s->queue = calloc((size_t)(s->p.queue_max + s->p.n_slots), sizeof *s->queue);
     s->allowed = calloc((size_t)s->n_vocab, sizeof *s->allowed);
-    s->eog = calloc((size_t)s->n_vocab, sizeof *s->eog);
-    if (!s->slots || !s->queue || !s->allowed || !s->eog) goto oom;
-    for (int i = 0; i < s->n_vocab; i++)
-        if (lfm2c_token_is_eog(model, i)) s->eog[s->n_eog++] = i;
-    s->tool_start = single_token(model, TOOLCALL_START);
-    s->tool_end = single_token(model, TOOLCALL_END);
-    if (think_tags(s) != 0) goto oom;
-    s->gvocab = grammar_vocab_of_model(model); /* token byte strings for the grammar mask */
-    if (!s->gvocab) goto oom;
+    s->gv = gen_vocab_of_model(model); /* the thinking tags, markers, ends, the grammar's vocabulary */
+    if (!s->slots || !s->queue || !s->allowed || !s->gv) goto oom;
     for (int i = 0; i < s->p.n_slots; i++) {
         s->slots[i].owner = s;
         s->slots[i].next = -1;
@@ -1284,16 +1068,13 @@ void sched_free(sched *s) {
         lfm2c_session_free(s->slots[i].sess);
         lfm2c_spec_free(s->slots[i].spec);
         free(s->slots[i].spec_feed);
-        free(s->slots[i].forced);
+        gen_free(&s->slots[i].gen);
     }
-    grammar_vocab_free(s->gvocab);
+    gen_vocab_free(s->gv);
     free(s->slots);
     free(s->queue);
     free(s->allowed);
-    free(s->eog);
     free(s->scratch_logits);
-    free(s->close_toks);
-    free(s->open_toks);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
     free(s);

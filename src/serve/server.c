@@ -1,6 +1,6 @@
 /* server.c — `lfm2c serve`: the transport (http.c) with one route table, made of the lifecycle
- * routes here (/health, /ready, /metrics, the chat page at /), the OpenAI routes (openai.c) and
- * the other APIs' routes (server_responses.c, server_anthropic.c, server_ollama.c); and the
+ * routes here (/health, /ready, /metrics, the chat page at /), the OpenAI routes (api_openai.c) and
+ * the other APIs' routes (api_responses.c, api_anthropic.c, api_ollama.c); and the
  * server's life: loading -> ready -> draining (what a load balancer's probes read), stop.
  * A new endpoint is one row in one of those tables and its handler. */
 #include "serve/server.h"
@@ -8,9 +8,9 @@
 #include "serve/http.h"
 #include "serve/job.h"
 #include "serve/models.h"
-#include "serve/embeddings.h"
-#include "serve/openai.h"
-#include "serve/server_dialect.h"
+#include "serve/api_embeddings.h"
+#include "serve/api_openai.h"
+#include "serve/api_dialect.h"
 
 #include <jansson.h>
 #include <stdio.h>

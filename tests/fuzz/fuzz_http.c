@@ -89,11 +89,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char *routes[] = {
         "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
-        /* the other APIs (server_dialect.h) */
+        /* the other APIs (api_dialect.h) */
         "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat", "/api/generate", "/api/show",
-        /* embeddings (embeddings.c); new routes go last: a seed's first byte keeps its route */
+        /* embeddings (api_embeddings.c); new routes go last: a seed's first byte keeps its route */
         "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings",
-        /* the models' management (server_models.c): a pull is refused before anything is fetched */
+        /* the models' management (api_models.c): a pull is refused before anything is fetched */
         "/api/pull"};
     bool raw = size && data[0] == RAW;
     const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];

@@ -1,12 +1,12 @@
 /* test_job_event.c — every API renders the job engine's neutral events (src/serve/job_event.h)
  * itself, without a model or a scheduler: one synthetic stream (start, thinking, text, a tool call,
- * finish, end) and a failed one, handed to each dialect's event function (openai.c,
- * server_anthropic.c, server_ollama.c, server_responses.c), must come out as that API's exact
+ * finish, end) and a failed one, handed to each dialect's event function (api_openai.c,
+ * api_anthropic.c, api_ollama.c, api_responses.c), must come out as that API's exact
  * bytes / events in order; a delta a JSON string cannot hold (invalid UTF-8) is sent by none of
  * the translated APIs; and a neutral final answer (text taken out, a call) becomes each one's
  * answer object. */
 #include "serve/job.h"
-#include "serve/server_dialect.h"
+#include "serve/api_dialect.h"
 #include "test.h"
 
 #include <string.h>

@@ -1,4 +1,4 @@
-/* server_ollama.c — the Ollama API as a dialect of the chat API: /api/chat and /api/generate
+/* api_ollama.c — the Ollama API as a dialect of the chat API: /api/chat and /api/generate
  * (NDJSON streaming by default, stream:false, think (a thinking model's block in message.thinking
  * / thinking; false turns it off), format "json" or a JSON schema, options
  * {temperature, top_k, top_p, min_p, num_predict, stop, seed, num_ctx, repeat_penalty, ...},
@@ -7,7 +7,7 @@
  * durations in nanoseconds; /api/tags, /api/ps, /api/show (from the GGUF: family, parameter size,
  * quantization, context length, template) and /api/version answer from the model. Errors are
  * {"error":"..."}. */
-#include "serve/server_dialect.h"
+#include "serve/api_dialect.h"
 #include "serve/server.h"
 
 #include <math.h>

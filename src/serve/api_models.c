@@ -1,4 +1,4 @@
-/* server_models.c — managing the models a server serves, in Ollama's API (what Open WebUI, the
+/* api_models.c — managing the models a server serves, in Ollama's API (what Open WebUI, the
  * ollama CLI and editor plugins call): GET /api/tags (every model, from its file's header:
  * family, parameter size, quantization), GET /api/ps (the loaded ones: size, size_vram,
  * expires_at, context length, device), POST /api/show (any model, loaded or not), POST /api/pull

@@ -1,15 +1,15 @@
-/* server_dialect.h — the seam between the job engine (job.h) and the APIs the server speaks on
- * one port: OpenAI's own (openai.c), the OpenAI Responses API (server_responses.c), Anthropic
- * Messages (server_anthropic.c) and Ollama (server_ollama.c). On the way in a dialect is a thin
+/* api_dialect.h — the seam between the job engine (job.h) and the APIs the server speaks on
+ * one port: OpenAI's own (api_openai.c), the OpenAI Responses API (api_responses.c), Anthropic
+ * Messages (api_anthropic.c) and Ollama (api_ollama.c). On the way in a dialect is a thin
  * translation: its request becomes an OpenAI-shaped chat (or completion) body that the engine
  * validates and runs as usual (tools, constrained decoding, stops, sampling, limits and the
  * special-token guard are shared). On the way out every dialect, OpenAI's included, renders the
  * engine's neutral stream events and neutral final answer (job_event.h) in its own shape, and
  * its errors. Each dialect file registers its routes (a table of http_route, http.h) in the
  * server's one route table, with the handlers declared here. Internal to the server; shared
- * helpers are in server_dialect.c. */
-#ifndef LFM2C_SERVER_DIALECT_H
-#define LFM2C_SERVER_DIALECT_H
+ * helpers are in api_dialect.c. */
+#ifndef LFM2C_API_DIALECT_H
+#define LFM2C_API_DIALECT_H
 #include "lfm2c.h"
 #include "serve/http.h"
 #include "serve/job_event.h"
@@ -89,7 +89,7 @@ extern const dialect dialect_openai, dialect_responses, dialect_anthropic, diale
 /* The dialect whose error shape a URL gets (NULL: OpenAI's). */
 const dialect *dialect_for_url(const char *url);
 
-/* ---- shared helpers (server_dialect.c) ---- */
+/* ---- shared helpers (api_dialect.c) ---- */
 /* s[0..n) is text a JSON string can hold (non-empty, valid UTF-8): what an API sends as a delta. */
 bool dl_text_ok(const char *s, size_t n);
 /* A token's text for logprobs (always valid UTF-8: else "bytes:" and \xNN per byte) in text, its

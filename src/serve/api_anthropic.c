@@ -1,4 +1,4 @@
-/* server_anthropic.c — Anthropic's Messages API (POST /v1/messages, /v1/messages/count_tokens)
+/* api_anthropic.c — Anthropic's Messages API (POST /v1/messages, /v1/messages/count_tokens)
  * as a dialect of the chat API: 'system' (string or text blocks), messages with text / tool_use /
  * tool_result / thinking blocks, tools with input_schema, tool_choice auto/any/tool/none,
  * max_tokens (required), stop_sequences, temperature/top_p/top_k, structured output
@@ -8,7 +8,7 @@
  * message_start, content_block_start/delta/stop (thinking_delta for a thinking model's block),
  * message_delta and message_stop, and errors take Anthropic's shape
  * {"type":"error","error":{"type":...,"message":...}}. */
-#include "serve/server_dialect.h"
+#include "serve/api_dialect.h"
 
 #include <stdlib.h>
 #include <string.h>

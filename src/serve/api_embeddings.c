@@ -1,4 +1,4 @@
-/* embeddings.c — the embedding routes of `lfm2c serve`: OpenAI's POST /v1/embeddings (input: a
+/* api_embeddings.c — the embedding routes of `lfm2c serve`: OpenAI's POST /v1/embeddings (input: a
  * string, an array of strings, of token ids or of such arrays; encoding_format float or base64;
  * dimensions; usage) and Ollama's POST /api/embed (input: a string or strings; truncate) and the
  * older /api/embeddings (prompt; the vector as it is, not normalized). Each input is a scheduler
@@ -6,7 +6,7 @@
  * whatever else runs (CPU and Vulkan backends); the vector is pooled as `serve --pooling` says (lfm2c.h LFM2C_POOL_*) and
  * scaled to unit length. A large request runs a window of inputs at a time. Errors keep each
  * API's shape (the path's, http.c). */
-#include "serve/embeddings.h"
+#include "serve/api_embeddings.h"
 #include "serve/job.h"
 #include "serve/models.h"
 #include "base/clock.h"

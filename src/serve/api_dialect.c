@@ -1,8 +1,8 @@
-/* server_dialect.c — helpers shared by the API dialects (server_dialect.h): which deltas a JSON
+/* api_dialect.c — helpers shared by the API dialects (api_dialect.h): which deltas a JSON
  * string can carry, token texts and logprob entries (OpenAI's chat shape, which the Responses API
  * shares), writing SSE events and NDJSON lines, ids, times, text of content parts, and the
  * bounded in-memory store behind the Responses API's previous_response_id. */
-#include "serve/server_dialect.h"
+#include "serve/api_dialect.h"
 #include "base/buf.h"
 #include "text/unicode.h"
 

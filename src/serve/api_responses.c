@@ -1,4 +1,4 @@
-/* server_responses.c — the OpenAI Responses API (POST /v1/responses) as a dialect of the chat
+/* api_responses.c — the OpenAI Responses API (POST /v1/responses) as a dialect of the chat
  * API: 'input' (a string or items: messages, function_call, function_call_output, reasoning),
  * 'instructions', function tools + tool_choice, text.format (json_schema / json_object),
  * max_output_tokens, temperature/top_p, reasoning.effort and previous_response_id become a chat
@@ -7,10 +7,10 @@
  * job's answer (job_final) becomes a response object (reasoning, message and function_call output
  * items, usage), and its stream events (job_event) the documented event sequence
  * (response.created ... response.reasoning_text.delta ... response.completed). Recent conversations are kept in a
- * bounded store (server_dialect.c) unless 'store' is false, with the response object and the
+ * bounded store (api_dialect.c) unless 'store' is false, with the response object and the
  * input as items: GET /v1/responses/{id}, GET /v1/responses/{id}/input_items and DELETE
  * /v1/responses/{id} answer from it, for the API key that stored them. */
-#include "serve/server_dialect.h"
+#include "serve/api_dialect.h"
 
 #include <stdlib.h>
 #include <string.h>

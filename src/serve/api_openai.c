@@ -1,12 +1,12 @@
-/* openai.c — the OpenAI API's wire format (openai.h): its routes (/v1/chat/completions,
- * /v1/completions, /v1/models[/{id}], /tokenize, /detokenize) and its dialect (server_dialect.h),
+/* api_openai.c — the OpenAI API's wire format (api_openai.h): its routes (/v1/chat/completions,
+ * /v1/completions, /v1/models[/{id}], /tokenize, /detokenize) and its dialect (api_dialect.h),
  * which renders the job engine's neutral events (job_event.h) as SSE chunks ("data: {...}",
  * chat.completion.chunk or text_completion, "data: [DONE]") and its neutral final answer as the
  * chat.completion / text_completion object: messages with reasoning_content and tool_calls,
  * finish reasons, logprobs (chat's entries; the completions' parallel arrays with text offsets
  * and the echoed prompt's), usage. The bodies of chat and completions are the shared request
  * (job_request.c, job_chat.c); errors keep OpenAI's shape (http_err_json). */
-#include "serve/openai.h"
+#include "serve/api_openai.h"
 #include "serve/job.h"
 #include "serve/models.h"
 
