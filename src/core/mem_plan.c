@@ -6,6 +6,7 @@
  * rows); the reserve covers the CUDA context, cuBLAS workspaces and fragmentation. */
 #include "core/mem_plan.h"
 
+#include "core/gpu_shapes.h"
 #include "core/model.h"
 
 #include <ctype.h>
@@ -49,10 +50,8 @@ uint64_t mem_kv_per_token(const mem_shapes *sh, int kv_type) {
 /* bytes the CUDA forward's scratch takes per token of a forward */
 static uint64_t scratch_per_token(const mem_shapes *sh) {
     const uint64_t H = (uint64_t)sh->n_embd, nq = (uint64_t)sh->n_head * sh->head_dim;
-    uint64_t big = 3 * H > nq ? 3 * H : nq;
-    if ((uint64_t)sh->ff_max > big) big = (uint64_t)sh->ff_max;
-    uint64_t hid = nq > H ? nq : H;
-    if (2 * (uint64_t)sh->n_head_kv * sh->head_dim > hid) hid = 2 * (uint64_t)sh->n_head_kv * sh->head_dim;
+    const uint64_t big = (uint64_t)gpu_big_width((int64_t)H, (int64_t)nq, sh->ff_max);
+    const uint64_t hid = (uint64_t)gpu_hid_width((int64_t)H, (int64_t)nq, (int64_t)sh->n_head_kv * sh->head_dim);
     const uint64_t k = (uint64_t)sh->n_expert_used;
     const uint64_t moe = (uint64_t)sh->n_expert + 2 * k + k * (2 * (uint64_t)sh->expert_ff + H);
     /* floats: x a out, big big2, hid, rope, the MoE rows; x as halves for the GEMMs (~1 float) */

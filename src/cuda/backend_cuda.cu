@@ -1,15 +1,20 @@
-/* backend_cuda.cu — the LFM2 forward pass on one CUDA device (spec section 2, same blocks as
- * forward.c). The GGUF's tensor data is uploaded once, as stored; a weight's device address is
- * its offset in the file. Activations stay float; every batch is one pass of kernels on one
- * stream, ending with the logits copied into the sessions' host buffers. Single-token decode
- * (the latency case) is captured once in a CUDA graph and replayed. */
+/* backend_cuda.cu — the CUDA backend's device, buffers and upload, and its row of the backend
+ * table: the LFM2 forward on one CUDA device, whose kernels forward.cu queues (the same blocks as
+ * cpu/forward.c; the state both files share is cuda_model.h's). The GGUF's tensor data is
+ * uploaded once, as stored; a weight's device address is its offset in the file. Activations stay
+ * float; every batch is one pass of kernels on one stream, ending with the logits copied into the
+ * sessions' host buffers. Single-token decode (the latency case) is captured once in a CUDA graph
+ * and replayed. Here too: the checks at open (core/gpu_shapes.c's, with this backend's types),
+ * the sessions' KV cache and conv state, the forward's scratch, the per-stage profile. */
 extern "C" {
+#include "core/forward.h"
+#include "core/gpu_shapes.h"
 #include "core/model.h"
 #include "core/session.h"
-#include "core/forward.h"
 }
 #include "backend_cuda.h"
 #include "cuda_kernels.h"
+#include "cuda_model.h"
 #include "cuda_math.cuh"
 #include "cuda_sample.h"
 
@@ -25,55 +30,6 @@ extern "C" {
  * a large batch gives each of an MoE layer's experts several full column tiles of the GEMM, not one
  * or two partly filled ones, and the dense products more tiles to spread over the SMs. */
 enum { CU_UBATCH = 2048 };
-
-struct cu_scratch {
-    int cap;            /* tokens */
-    float *x, *a, *out, *big, *big2, *hid, *rope, *logits;
-    float *router, *wsel, *G, *U, *D;
-    uint32_t *xh, *xl; /* x as halves for the K-quant GEMMs (mm_args.xh): xq_cap / 2 words each */
-    float *xs;         /* and its sums of 32: xq_cap / 32 */
-    size_t xq_cap;     /* values */
-    int *ints;          /* sel | col_src | inv | count | start | fill | tiles (3x) | n_tiles | done */
-    void *table;        /* device copy of the batch table */
-    void *host_table;   /* pinned */
-    float *host_logits; /* pinned */
-    const void **host_seq; /* [cap] batch structure, host side */
-    int *host_pos, *host_prev;
-    size_t table_bytes;
-    int logits_rows;    /* rows of logits / host_logits (logits_reserve): the tokens with logits */
-};
-
-/* The data section of one GGUF file (a split model has one per part) and its device copy. */
-struct cu_region {
-    const uint8_t *host;         /* the section in the file's mapping */
-    size_t bytes;
-    uint8_t *dev;
-};
-
-struct cu_model {
-    int dev;
-    cu_q q; /* the stream, and whether its kernels may overlap (LFM2C_CUDA_PDL=0: never) */
-    cu_region *reg;              /* the weights on the device: one region per file of the model */
-    int n_reg;
-    int kv_dim_max;
-    int kv;                      /* CU_KV_*: the KV cache's element types (-ctk / -ctv: f16 or f32) */
-    int big_w, hid_w;            /* widths of the scratch rows */
-    int max_ff_exp;
-    cu_scratch s;
-    int generation;              /* bumped when scratch moves: graphs hold its pointers */
-    cudaGraphExec_t graph;       /* single-token decode with logits */
-    int graph_generation;
-    bool use_graph;
-    bool use_tc;                 /* GEMMs on the tensor cores (LFM2C_CUDA_TC=0: in float) */
-    bool use_kq_mma;             /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
-    bool use_x_lo;               /* their x as high + low halves (LFM2C_CUDA_TC=half: one half) */
-    bool use_kq_reg;             /* Q4_K's GEMM with the weights straight into registers (LFM2C_CUDA_TC=mma: through shared memory) */
-    bool use_glu;                /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
-    int use_fin;                 /* LFM2C_CUDA_FUSE: which of a decode step's add + norm, routing, conv run in the GEMV before (FIN_*) */
-    cudaEvent_t pass[2];         /* each forward's start and end: the device time (lfm2c.h's profile) */
-    struct cu_prof *prof;        /* LFM2C_CUDA_PROFILE=1: each stage's time */
-    cu_sampler *smp;             /* LFM2C_CUDA_SAMPLE=1: decode_batch_sample's rows sampled here (sample_step.cu) */
-};
 
 /* ---- profile: the device time of each stage of the forward, by name ------------------------- */
 
@@ -91,7 +47,7 @@ struct cu_prof {
     long forwards, tokens;
 };
 
-static void prof_mark(cu_model *cm, const char *tag) {
+void cu_prof_mark(cu_model *cm, const char *tag) {
     cu_prof *p = cm->prof;
     if (!p || p->n >= PROF_EVENTS) return;
     p->tag[p->n] = tag;
@@ -201,42 +157,16 @@ extern "C" void cuda_device_name(const lfm2c_model *m, char *name, size_t cap) {
     else cudaGetLastError();
 }
 
-/* The device address of a weight: its offset in the data section of the file (part) it lies in. */
-static const uint8_t *dev_ptr(const cu_model *cm, const tensor *t) {
-    if (!t->data) return nullptr;
-    for (int i = 0; i < cm->n_reg; i++) {
-        const cu_region *r = &cm->reg[i];
-        if (t->data >= r->host && t->data < r->host + r->bytes) return r->dev + (t->data - r->host);
-    }
-    return nullptr;
-}
-
 /* ---- model ------------------------------------------------------------------------------- */
 
-static int check_matrix(const tensor *t, lfm2c_error *err) {
-    if (t->data && !cm_type_ok(t->type, t->ne[0]))
-        return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: tensor '%s' (type %u, %lld wide) is not supported",
-                      t->name, t->type, (long long)t->ne[0]);
-    return 0;
-}
+/* the weight types and widths kernels.cu's products take */
+static bool type_ok(uint32_t type, int64_t n) { return cm_type_ok(type, n); }
 
 static int check_model(const lfm2c_model *m, lfm2c_error *err) {
-    const lfm2c_model_info *in = &m->info;
-    for (int t : {m->type_k, m->type_v})
-        if (t != LFM2C_KV_F16 && t != LFM2C_KV_F32)
-            return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: the KV cache is f16 or f32 (-ctk / -ctv), not %s",
-                          lfm2c_kv_type_name(t));
-    if (in->head_dim > 256 || in->head_dim % 2)
-        return seterr(err, LFM2C_EUNSUPPORTED, "CUDA backend: head dimension %d (at most 256)", in->head_dim);
-    if (check_matrix(&m->tok_embd, err) || check_matrix(&m->output, err)) return -1;
-    for (int l = 0; l < in->n_layer; l++) {
-        const layer *L = &m->layers[l];
-        const tensor *mats[] = {&L->conv_in, &L->conv_out, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_gate,
-                                &L->ffn_up, &L->ffn_down, &L->router, &L->gate_exps, &L->up_exps, &L->down_exps};
-        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-            if (check_matrix(mats[i], err)) return -1;
-    }
-    return 0;
+    gpu_rules r = {};
+    r.name = "CUDA";
+    r.type_ok = type_ok;
+    return gpu_check_model(m, &r, err);
 }
 
 static void free_weights(cu_model *cm) {
@@ -274,7 +204,6 @@ static int upload_weights(const lfm2c_model *m, cu_model *cm, lfm2c_error *err) 
 
 /* LFM2C_CUDA_FUSE: "1" or "all" every fusion, else a comma list of norm, route, conv ("0", unset:
  * none). Each moves kernels of a single-token step into the last block of the product before. */
-enum { FIN_NORM = 1, FIN_ROUTE = 2, FIN_CONV = 4 };
 static int fin_parse(const char *v) {
     if (!v) return 0;
     if (!strcmp(v, "1") || !strcmp(v, "all")) return FIN_NORM | FIN_ROUTE | FIN_CONV;
@@ -309,19 +238,7 @@ static int cuda_model_init(lfm2c_model *m, const lfm2c_model_params *, lfm2c_err
         free(cm);
         return -1;
     }
-    const lfm2c_model_info *in = &m->info;
-    int H = in->n_embd, nq = in->n_head * in->head_dim;
-    cm->kv_dim_max = in->n_head_kv_max * in->head_dim;
-    int w = 3 * H;
-    if (nq > w) w = nq;
-    for (int l = 0; l < in->n_layer; l++) {   /* widths from the tensors themselves */
-        const layer *L = &m->layers[l];
-        if (L->ffn_gate.data && L->ffn_gate.ne[1] > w) w = (int)L->ffn_gate.ne[1];
-        if (L->gate_exps.data && L->gate_exps.ne[1] > cm->max_ff_exp) cm->max_ff_exp = (int)L->gate_exps.ne[1];
-    }
-    cm->big_w = w;
-    cm->hid_w = nq > H ? nq : H;
-    if (2 * cm->kv_dim_max > cm->hid_w) cm->hid_w = 2 * cm->kv_dim_max;
+    cm->wd = gpu_widths_of(m);
     const char *ge = getenv("LFM2C_CUDA_GRAPH");
     cm->use_graph = !(ge && !strcmp(ge, "0"));
     const char *te = getenv("LFM2C_CUDA_TC");
@@ -382,28 +299,6 @@ static void cuda_model_free(lfm2c_model *m) {
     m->backend_state = nullptr;
 }
 
-/* int scratch layout for cap tokens */
-struct int_layout { size_t sel, col_src, inv, count, start, fill, te, tc, tn, nt, done, total; };
-
-static int_layout ints_for(const lfm2c_model_info *in, int cap) {
-    int_layout L;
-    size_t pairs = (size_t)cap * (in->n_expert_used ? in->n_expert_used : 1);
-    size_t E = in->n_expert ? in->n_expert : 1, tiles = pairs + E;
-    L.sel = 0;
-    L.col_src = L.sel + pairs;
-    L.inv = L.col_src + pairs;
-    L.count = L.inv + pairs;
-    L.start = L.count + E;
-    L.fill = L.start + E + 1;
-    L.te = L.fill + E;
-    L.tc = L.te + tiles;
-    L.tn = L.tc + tiles;
-    L.nt = L.tn + tiles;
-    L.done = L.nt + 1;
-    L.total = L.done + 1;
-    return L;
-}
-
 static size_t table_bytes_for(int cap) { return sizeof(cu_tok) * (size_t)cap + sizeof(int) * 2 * (size_t)cap; }
 
 static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2c_error *err) {
@@ -413,11 +308,11 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     scratch_free(s);
     int cap = 16;
     while (cap < T) cap *= 2;
-    size_t H = in->n_embd, k = in->n_expert_used, E = in->n_expert, Fe = cm->max_ff_exp;
+    size_t H = in->n_embd, k = in->n_expert_used, E = in->n_expert, Fe = cm->wd.ff_exp;
     size_t c = (size_t)cap;
     struct { float **p; size_t n; } want[] = {
-        {&s->x, c * H}, {&s->a, c * H}, {&s->out, c * H}, {&s->big, c * cm->big_w}, {&s->big2, c * cm->big_w},
-        {&s->hid, c * cm->hid_w}, {&s->rope, c * in->head_dim},
+        {&s->x, c * H}, {&s->a, c * H}, {&s->out, c * H}, {&s->big, c * cm->wd.big}, {&s->big2, c * cm->wd.big},
+        {&s->hid, c * cm->wd.hid}, {&s->rope, c * in->head_dim},
         {&s->router, c * (E ? E : 1)}, {&s->wsel, c * (k ? k : 1)}, {&s->G, c * k * Fe + 1},
         {&s->U, c * k * Fe + 1}, {&s->D, c * k * H + 1},
     };
@@ -425,8 +320,8 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     for (size_t i = 0; i < sizeof want / sizeof *want && e == cudaSuccess; i++)
         e = cudaMalloc((void **)want[i].p, sizeof(float) * want[i].n);
     /* the widest x row a product reads, per token: a row of big, hid or the token's k experts' hidden rows */
-    size_t xw = H > (size_t)cm->big_w ? H : (size_t)cm->big_w;
-    if ((size_t)cm->hid_w > xw) xw = cm->hid_w;
+    size_t xw = H > (size_t)cm->wd.big ? H : (size_t)cm->wd.big;
+    if ((size_t)cm->wd.hid > xw) xw = cm->wd.hid;
     if (k * Fe > xw) xw = k * Fe;
     if (cm->use_kq_mma && e == cudaSuccess) {
         s->xq_cap = c * xw;
@@ -519,8 +414,8 @@ static int cuda_session_reserve(lfm2c_session *s, int cap, lfm2c_error *err) {
     int na = s->model->n_attn;
     if (!na) { cs->cap = cap; return 0; }
     /* a position's row of K and of V: half bits or floats */
-    const size_t rk = (cm->kv & CU_KV_K16 ? 2 : 4) * (size_t)cm->kv_dim_max;
-    const size_t rv = (cm->kv & CU_KV_V16 ? 2 : 4) * (size_t)cm->kv_dim_max;
+    const size_t rk = (cm->kv & CU_KV_K16 ? 2 : 4) * (size_t)cm->wd.kv_dim;
+    const size_t rv = (cm->kv & CU_KV_V16 ? 2 : 4) * (size_t)cm->wd.kv_dim;
     void *nk = nullptr, *nv = nullptr;
     cudaSetDevice(cm->dev);
     cudaStreamSynchronize(cm->q.st);
@@ -562,274 +457,6 @@ static void cuda_session_push_conv(lfm2c_session *s) {
 
 /* ---- forward ------------------------------------------------------------------------------- */
 
-/* where the K-quant GEMMs may split x into halves once (mm_args.xh) */
-static void kq_room(cu_model *cm, mm_args *a) {
-    a->x_lo = cm->use_x_lo;
-    a->kq_reg = cm->use_kq_reg;
-    a->xh = cm->s.xh;
-    a->xl = cm->s.xl;
-    a->xs = cm->s.xs;
-    a->xq_cap = cm->s.xq_cap;
-}
-
-/* y = W x for T tokens (a dense matrix) */
-static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
-    mm_args a = {};
-    a.w = dev_ptr(cm, w);
-    a.type = w->type;
-    a.n = (int)w->ne[0];
-    a.rows = (int)w->ne[1];
-    a.row_bytes = w->row_bytes;
-    a.x = x;
-    a.ldx = a.n;
-    a.y = y;
-    a.ldy = a.rows;
-    a.ncols = T;
-    a.tc = cm->use_tc;
-    a.kq_mma = cm->use_kq_mma;
-    kq_room(cm, &a);
-    return a;
-}
-
-/* y = W x, then what fin asks of the product's last block (fin.done NULL: nothing). A matrix of
- * at most CU_GEMV_MAX_ROWS rows (the MoE router) takes the GEMV for any number of tokens: the GEMM
- * would give it one row tile, a block per 32 tokens, on a GPU of a hundred and more SMs. */
-static void matmul_fin(cu_model *cm, const tensor *w, const float *x, int T, float *y, const cu_fin &fin) {
-    mm_args a = dense_args(cm, w, x, T, y);
-    a.fin = fin;
-    cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS || a.rows <= CU_GEMV_MAX_ROWS);
-}
-
-static void matmul(cu_model *cm, const tensor *w, const float *x, int T, float *y) {
-    matmul_fin(cm, w, x, T, y, cu_fin{});
-}
-
-/* A decode step's add + norm after a product (x += its output, or the experts' combined; out =
- * rmsnorm(x) * w) in that product's last block: a one-token forward whose token's logits are
- * wanted (the output norm's row map is then that token). Otherwise done stays NULL and the
- * caller launches the add + norm itself. */
-static cu_fin fin_for(lfm2c_model *m, cu_model *cm, bool fuse, const float *w, const float *wsel, const int *inv) {
-    cu_fin f = {};
-    if (!fuse) return f;
-    f.done = cm->s.ints + ints_for(&m->info, cm->s.cap).done;
-    f.x = cm->s.x;
-    f.w = w;
-    f.out = cm->s.a;
-    f.H = m->info.n_embd;
-    f.eps = m->info.norm_eps;
-    f.wsel = wsel;
-    f.inv = inv;
-    f.k = m->info.n_expert_used;
-    return f;
-}
-
-/* gate and up can run as one launch with the SwiGLU (mm_args.w_up): the same type and shape */
-static bool glu_ok(const cu_model *cm, const tensor *gate, const tensor *up) {
-    return cm->use_glu && gate->type == up->type && gate->row_bytes == up->row_bytes && gate->ne[0] == up->ne[0] &&
-           gate->ne[1] == up->ne[1] && gate->ne[2] == up->ne[2];
-}
-
-/* y = silu(gate x) * (up x) for one token: one launch where glu_ok, else two and the SwiGLU
- * (up's product into y2). */
-static void matmul_glu(cu_model *cm, const tensor *gate, const tensor *up, const float *x, int T, float *y,
-                       float *y2) {
-    mm_args a = dense_args(cm, gate, x, T, y);
-    if (glu_ok(cm, gate, up) && cu_mm_one_column(&a, T <= CU_GEMV_COLS)) {
-        a.w_up = dev_ptr(cm, up);
-        cu_matmul(&cm->q, &a, true);
-        return;
-    }
-    matmul(cm, gate, x, T, y);
-    matmul(cm, up, x, T, y2);
-    cu_swiglu(&cm->q, y, y2, (size_t)T * gate->ne[1]);
-}
-
-/* The experts of an MoE layer: their outputs into s->D (a row per pair, in expert order), their
- * weights into s->wsel; the next norm combines them (cu_moe_combine_add_rmsnorm). */
-static void moe_ffn(lfm2c_model *m, cu_model *cm, const layer *L, int T, const float *f, const cu_fin &fin,
-                    bool route_fuse) {
-    const lfm2c_model_info *in = &m->info;
-    const int E = in->n_expert, k = in->n_expert_used, H = in->n_embd, Fe = (int)L->gate_exps.ne[1];
-    cu_scratch *s = &cm->s;
-    int_layout il = ints_for(in, s->cap);
-    int *I = s->ints;
-    bool gemv = T <= CU_GEMV_COLS;
-    /* one token: each of its pairs is a different expert, a tile of one column */
-    int width = gemv ? (T == 1 ? 1 : CU_GEMV_COLS) : CU_GEMM_COLS, n_pairs = T * k;
-    int max_tiles = (n_pairs + width - 1) / width + E;
-    if (max_tiles > n_pairs) max_tiles = n_pairs;
-    const float *bias = L->expert_bias.data ? (const float *)dev_ptr(cm, &L->expert_bias) : nullptr;
-    if (route_fuse && cu_moe_route1_ok(T, width, E, k)) { /* the routing in the router product's last block */
-        cu_fin rf = {};
-        rf.done = s->ints + il.done;
-        rf.route = {bias, E, k, I + il.sel, s->wsel, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv};
-        matmul_fin(cm, &L->router, f, T, s->router, rf);
-        prof_mark(cm, "router+route+plan");
-    } else {
-        matmul(cm, &L->router, f, T, s->router);
-        prof_mark(cm, "router");
-        cu_moe_route(&cm->q, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
-                     I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv);
-        prof_mark(cm, "route+plan");
-    }
-    mm_args a = {};
-    a.type = L->gate_exps.type;
-    a.n = H;
-    a.rows = Fe;
-    a.row_bytes = L->gate_exps.row_bytes;
-    a.expert_stride = L->gate_exps.row_bytes * (size_t)Fe;
-    a.x = f;
-    a.ldx = H;
-    a.col_src = I + il.col_src;
-    a.ldy = Fe;
-    a.ncols = n_pairs;
-    a.tile_e = I + il.te;
-    a.tile_c0 = I + il.tc;
-    a.tile_n = I + il.tn;
-    a.n_tiles = I + il.nt;
-    a.max_tiles = max_tiles;
-    a.tile_width = width;
-    a.tc = cm->use_tc;
-    a.kq_mma = cm->use_kq_mma;
-    kq_room(cm, &a);
-    a.x_rows = T;
-    a.w = dev_ptr(cm, &L->gate_exps);
-    a.y = s->G;
-    if (glu_ok(cm, &L->gate_exps, &L->up_exps) && cu_mm_one_column(&a, gemv)) {
-        a.w_up = dev_ptr(cm, &L->up_exps); /* gate, up and SwiGLU in one launch */
-        cu_matmul(&cm->q, &a, gemv);
-        a.w_up = nullptr;
-        prof_mark(cm, "experts gate+up+swiglu");
-    } else {
-        cu_matmul(&cm->q, &a, gemv);
-        prof_mark(cm, "experts gate");
-        a.type = L->up_exps.type;
-        a.row_bytes = L->up_exps.row_bytes;
-        a.expert_stride = L->up_exps.row_bytes * (size_t)Fe;
-        a.w = dev_ptr(cm, &L->up_exps);
-        a.y = s->U;
-        cu_matmul(&cm->q, &a, gemv);
-        prof_mark(cm, "experts up");
-        cu_swiglu(&cm->q, s->G, s->U, (size_t)n_pairs * Fe);
-        prof_mark(cm, "swiglu");
-    }
-    a.type = L->down_exps.type;
-    a.n = Fe;
-    a.rows = H;
-    a.row_bytes = L->down_exps.row_bytes;
-    a.expert_stride = L->down_exps.row_bytes * (size_t)H;
-    a.w = dev_ptr(cm, &L->down_exps);
-    a.x = s->G;
-    a.ldx = Fe;
-    a.col_src = nullptr;
-    a.y = s->D;
-    a.ldy = H;
-    a.fin = fin;
-    cu_matmul(&cm->q, &a, gemv);
-    prof_mark(cm, "experts down");
-}
-
-/* Every kernel of one forward over a batch whose table is already in s->table. */
-static void enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
-    const lfm2c_model_info *in = &m->info;
-    const int H = in->n_embd, hd = in->head_dim, nh = in->n_head;
-    const float eps = in->norm_eps;
-    cu_scratch *s = &cm->s;
-    cu_q *cq = &cm->q;
-    const cu_tok *toks = (const cu_tok *)s->table;
-    const int *seq_last = (const int *)(toks + s->cap), *out_tok = seq_last + s->cap;
-    prof_mark(cm, "start");
-    if (s->table_bytes) cudaMemcpyAsync(s->table, s->host_table, s->table_bytes, cudaMemcpyHostToDevice, cq->st);
-    /* the add + norm after a decode step's layer outputs: in the products' last blocks */
-    const bool one = T == 1 && n_out == 1;
-    const bool fuse = one && (cm->use_fin & FIN_NORM), route_fuse = one && (cm->use_fin & FIN_ROUTE),
-               conv_fuse = one && (cm->use_fin & FIN_CONV);
-    int *inv = s->ints + ints_for(in, s->cap).inv;
-    if (fuse || route_fuse || conv_fuse) cudaMemsetAsync(s->ints + ints_for(in, s->cap).done, 0, sizeof(int), cq->st);   /* after a failure too */
-    cu_q_other(cq);
-    prof_mark(cm, "table upload");
-    cu_embed(cq, dev_ptr(cm, &m->tok_embd), m->tok_embd.type, m->tok_embd.row_bytes, H, toks, T, s->x);
-    cu_rope_table(cq, toks, T, hd, in->rope_theta, s->rope);
-    cu_add_rmsnorm(cq, s->x, nullptr, (const float *)dev_ptr(cm, &m->layers[0].attn_norm), s->a, T, H, eps, nullptr);
-    prof_mark(cm, "embed+rope+norm");
-    for (int l = 0; l < in->n_layer; l++) {
-        const layer *L = &m->layers[l];
-        const float *ffn_norm = (const float *)dev_ptr(cm, &L->ffn_norm);
-        if (L->is_attn) {
-            const int nkv = L->n_head_kv, kvd = nkv * hd;
-            float *q = s->big, *k = s->hid, *v = s->hid + (size_t)T * kvd;
-            matmul(cm, &L->wq, s->a, T, q);
-            matmul(cm, &L->wk, s->a, T, k);
-            matmul(cm, &L->wv, s->a, T, v);
-            prof_mark(cm, "qkv proj");
-            cu_qk_norm_rope_store(cq, q, k, v, (const float *)dev_ptr(cm, &L->q_norm),
-                                  (const float *)dev_ptr(cm, &L->k_norm), s->rope, toks, T, nh, nkv, hd,
-                                  L->attn_index, cm->kv_dim_max, eps, cm->kv);
-            prof_mark(cm, "qk norm+rope");
-            cu_attention(cq, q, toks, T, nh, nkv, hd, L->attn_index, cm->kv_dim_max, s->big2, cm->kv);
-            prof_mark(cm, "attention");
-            matmul_fin(cm, &L->wo, s->big2, T, s->out, fin_for(m, cm, fuse, ffn_norm, nullptr, nullptr));
-            prof_mark(cm, "o proj");
-        } else {
-            const float *conv_w = (const float *)dev_ptr(cm, &L->conv_w);
-            if (conv_fuse) { /* the conv in the in-projection's last block */
-                cu_fin cf = fin_for(m, cm, true, nullptr, nullptr, nullptr);
-                cf.conv_o = s->hid;
-                cf.conv_w = conv_w;
-                cf.toks = toks;
-                cf.conv_index = L->conv_index;
-                matmul_fin(cm, &L->conv_in, s->a, T, s->big, cf);
-                prof_mark(cm, "conv in proj+conv");
-            } else {
-                matmul(cm, &L->conv_in, s->a, T, s->big);
-                prof_mark(cm, "conv in proj");
-                cu_conv(cq, s->big, conv_w, toks, T, H, L->conv_index, s->hid,
-                        n_seq == T);   /* a token per sequence: each token's thread also updates the state */
-                if (n_seq != T) cu_conv_state(cq, s->big, toks, seq_last, n_seq, H, L->conv_index);
-                prof_mark(cm, "conv");
-            }
-            matmul_fin(cm, &L->conv_out, s->hid, T, s->out, fin_for(m, cm, fuse, ffn_norm, nullptr, nullptr));
-            prof_mark(cm, "conv out proj");
-        }
-        if (!fuse) {
-            cu_add_rmsnorm(cq, s->x, s->out, ffn_norm, s->a, T, H, eps, nullptr);
-            prof_mark(cm, "add+norm");
-        }
-        /* the residual add and the next norm (the output norm after the last layer: only the rows
-         * whose logits are wanted); after an MoE layer the experts' outputs are combined in it */
-        const bool last = l + 1 == in->n_layer;
-        const float *nw = (const float *)dev_ptr(cm, last ? &m->out_norm : &m->layers[l + 1].attn_norm);
-        if (L->is_moe) {
-            moe_ffn(m, cm, L, T, s->a, fin_for(m, cm, fuse, nw, s->wsel, inv), route_fuse);
-        } else {
-            matmul_glu(cm, &L->ffn_gate, &L->ffn_up, s->a, T, s->big, s->big2);
-            prof_mark(cm, "ffn gate+up+swiglu");
-            matmul_fin(cm, &L->ffn_down, s->big, T, s->out, fin_for(m, cm, fuse, nw, nullptr, nullptr));
-            prof_mark(cm, "ffn down");
-        }
-        if (last && !n_out) return;
-        if (fuse) continue;
-        const int rows = last ? n_out : T;
-        const int *map = last ? out_tok : nullptr;
-        if (L->is_moe) {
-            cu_moe_combine_add_rmsnorm(cq, s->x, s->D, s->wsel, inv, in->n_expert_used, nw, s->a, rows, H, eps, map);
-            prof_mark(cm, "combine+add+norm");
-        } else {
-            cu_add_rmsnorm(cq, s->x, s->out, nw, s->a, rows, H, eps, map);
-            prof_mark(cm, "add+norm");
-        }
-    }
-    matmul(cm, &m->output, s->a, n_out, s->logits);
-    prof_mark(cm, "output proj");
-    if (cu_sampler_active(cm->smp)) /* rows planned to be sampled here (sample_step.cu) */
-        cu_sampler_enqueue(cm->smp, cq, s->logits, s->host_logits, n_out, in->n_vocab);
-    else
-        cudaMemcpyAsync(s->host_logits, s->logits, sizeof(float) * (size_t)n_out * in->n_vocab,
-                        cudaMemcpyDeviceToHost, cq->st);
-    cu_q_other(cq);
-    prof_mark(cm, "logits download");
-}
-
 /* Fills the pinned batch table: tokens, previous-token links, the last token of each sequence,
  * the tokens whose logits are wanted. Returns n_seq; *n_out set. */
 static int build_table(cu_model *cm, const fwd_token *toks, int T, int *n_out) {
@@ -856,7 +483,7 @@ static cudaGraphExec_t capture(lfm2c_model *m, cu_model *cm, int T, int n_seq, i
     cudaGraphExec_t ex = nullptr;
     cudaError_t e = cudaStreamBeginCapture(cm->q.st, cudaStreamCaptureModeThreadLocal);
     if (e == cudaSuccess) {
-        enqueue(m, cm, T, n_seq, n_out);
+        cu_enqueue(m, cm, T, n_seq, n_out);
         e = cudaStreamEndCapture(cm->q.st, &gr);
     }
     if (e == cudaSuccess) {
@@ -898,7 +525,7 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
     }
     if (cm->pass[0]) cudaEventRecord(cm->pass[0], cm->q.st);
     if (graph) e = cudaGraphLaunch(cm->graph, cm->q.st);
-    else enqueue(m, cm, T, n_seq, n_out);
+    else cu_enqueue(m, cm, T, n_seq, n_out);
     if (cm->pass[1]) cudaEventRecord(cm->pass[1], cm->q.st);
     if (e == cudaSuccess) e = cudaGetLastError();
     /* waited for after an error too: kernels queued before a failed launch may still read the

@@ -20,6 +20,7 @@
 #include "vulkan/vk_model.h"
 #include "base/error.h"
 #include "core/forward.h"
+#include "core/gpu_shapes.h"
 #include "core/model.h"
 #include "core/session.h"
 #include "formats/ggml_types.h"
@@ -463,22 +464,9 @@ static uint64_t tensor_bytes(const tensor *t) {
     return (uint64_t)t->row_bytes * (uint64_t)(t->ne[1] > 0 ? t->ne[1] : 1) * (uint64_t)(t->ne[2] > 0 ? t->ne[2] : 1);
 }
 
-#define LAYER_MATS(L) \
-    { \
-        &(L)->conv_in, &(L)->conv_out, &(L)->wq, &(L)->wk, &(L)->wv, &(L)->wo, &(L)->ffn_gate, &(L)->ffn_up, \
-            &(L)->ffn_down, &(L)->router, &(L)->gate_exps, &(L)->up_exps, &(L)->down_exps \
-    }
-#define LAYER_VECS(L) \
-    { &(L)->attn_norm, &(L)->ffn_norm, &(L)->conv_w, &(L)->q_norm, &(L)->k_norm, &(L)->expert_bias }
-
-static int check_matrix(const vk_model *vm, const tensor *t, lfm2c_error *err) {
-    if (!t->data) return 0;
-    if (!type_ok(t->type, t->ne[0])) {
-        const ggml_type_info *ti = ggml_type_get(t->type);
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: tensor '%s' (%s, %lld wide) is not supported",
-                        t->name, ti ? ti->name : "?", (long long)t->ne[0]);
-        return -1;
-    }
+/* the sizes the products address: a matrix under 4 GiB, its rows in the dispatch's groups */
+static int check_size(const void *ctx, const tensor *t, lfm2c_error *err) {
+    const vk_model *vm = ctx;
     if (tensor_bytes(t) >= (1ull << 32) || (uint64_t)(t->ne[1] + 3) / 4 > vm->max_groups[0]) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
                         "Vulkan backend: tensor '%s' is too large (4 GiB, %u x 4 rows at most)", t->name,
@@ -488,33 +476,10 @@ static int check_matrix(const vk_model *vm, const tensor *t, lfm2c_error *err) {
     return 0;
 }
 
+/* the checks every GPU backend makes (core/gpu_shapes.c), with this one's types and sizes */
 static int check_model(const vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
-    const lfm2c_model_info *in = &m->info;
-    for (int i = 0; i < 2; i++) {
-        const int t = i ? m->type_v : m->type_k;
-        if (t != LFM2C_KV_F16 && t != LFM2C_KV_F32)
-            return lfm2c_set_error(err, LFM2C_EUNSUPPORTED,
-                                   "Vulkan backend: the KV cache is f16 or f32 (-ctk / -ctv), not %s",
-                                   lfm2c_kv_type_name(t)),
-                   -1;
-    }
-    if (in->head_dim > 256 || in->head_dim % 2)
-        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: head dimension %d (even, at most 256)",
-                               in->head_dim),
-               -1;
-    if (check_matrix(vm, &m->tok_embd, err) || check_matrix(vm, &m->output, err)) return -1;
-    if (m->out_norm.type != GGML_F32)
-        return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: '%s' is not F32", m->out_norm.name), -1;
-    for (int l = 0; l < in->n_layer; l++) {
-        const layer *L = &m->layers[l];
-        const tensor *mats[] = LAYER_MATS(L), *vecs[] = LAYER_VECS(L);
-        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-            if (check_matrix(vm, mats[i], err)) return -1;
-        for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
-            if (vecs[i]->data && vecs[i]->type != GGML_F32)
-                return lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "Vulkan backend: '%s' is not F32", vecs[i]->name), -1;
-    }
-    return 0;
+    const gpu_rules r = {"Vulkan", type_ok, check_size, vm};
+    return gpu_check_model(m, &r, err);
 }
 
 static int cmp_weight(const void *a, const void *b) {
@@ -524,7 +489,7 @@ static int cmp_weight(const void *a, const void *b) {
 
 /* Every tensor the forward reads, once each (a tied head is the embedding), sorted by data. */
 static int collect_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
-    size_t cap = 3 + (size_t)m->info.n_layer * 19;
+    size_t cap = 3 + (size_t)m->info.n_layer * (GPU_LAYER_MATS + GPU_LAYER_VECS);
     vm->w = calloc(cap, sizeof *vm->w);
     if (!vm->w) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
     const tensor *globals[] = {&m->tok_embd, &m->out_norm, &m->output};
@@ -532,11 +497,11 @@ static int collect_weights(vk_model *vm, const lfm2c_model *m, lfm2c_error *err)
         if (globals[i]->data) vm->w[vm->n_w++] = (vk_weight){globals[i]->data, tensor_bytes(globals[i]), 0};
     for (int l = 0; l < m->info.n_layer; l++) {
         const layer *L = &m->layers[l];
-        const tensor *mats[] = LAYER_MATS(L), *vecs[] = LAYER_VECS(L);
-        for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
-            if (mats[i]->data) vm->w[vm->n_w++] = (vk_weight){mats[i]->data, tensor_bytes(mats[i]), 0};
-        for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++)
-            if (vecs[i]->data) vm->w[vm->n_w++] = (vk_weight){vecs[i]->data, tensor_bytes(vecs[i]), 0};
+        const tensor *t[GPU_LAYER_MATS + GPU_LAYER_VECS];
+        gpu_layer_matrices(L, t);
+        gpu_layer_vectors(L, t + GPU_LAYER_MATS);
+        for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+            if (t[i]->data) vm->w[vm->n_w++] = (vk_weight){t[i]->data, tensor_bytes(t[i]), 0};
     }
     qsort(vm->w, (size_t)vm->n_w, sizeof *vm->w, cmp_weight);
     int n = 0;
@@ -787,18 +752,7 @@ static int vulkan_model_init(lfm2c_model *m, const lfm2c_model_params *p, lfm2c_
         vulkan_model_free(m);
         return -1;
     }
-    const lfm2c_model_info *in = &m->info;
-    int H = in->n_embd, nq = in->n_head * in->head_dim, w = 3 * H;
-    vm->kvdm = in->n_head_kv_max * in->head_dim;
-    if (nq > w) w = nq;
-    for (int l = 0; l < in->n_layer; l++) { /* widths from the tensors themselves */
-        const layer *L = &m->layers[l];
-        if (L->ffn_gate.data && L->ffn_gate.ne[1] > w) w = (int)L->ffn_gate.ne[1];
-        if (L->gate_exps.data && L->gate_exps.ne[1] > vm->max_fe) vm->max_fe = (int)L->gate_exps.ne[1];
-    }
-    vm->big_w = w;
-    vm->hid_w = nq > H ? nq : H;
-    if (2 * vm->kvdm > vm->hid_w) vm->hid_w = 2 * vm->kvdm;
+    vm->wd = gpu_widths_of(m);
     return 0;
 }
 
@@ -809,7 +763,7 @@ static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2
     int cap = 16;
     while (cap < T) cap *= 2;
     const uint64_t c = (uint64_t)cap, H = in->n_embd, k = in->n_expert_used > 0 ? in->n_expert_used : 1;
-    const uint64_t E = in->n_expert > 0 ? in->n_expert : 1, Fe = vm->max_fe > 0 ? vm->max_fe : 1, f = 4;
+    const uint64_t E = in->n_expert > 0 ? in->n_expert : 1, Fe = vm->wd.ff_exp > 0 ? vm->wd.ff_exp : 1, f = 4;
     struct {
         vbuf *b;
         uint64_t bytes;
@@ -818,9 +772,9 @@ static int scratch_reserve(vk_model *vm, const lfm2c_model_info *in, int T, lfm2
         {&s->x, c * H * f, 0},
         {&s->a, c * H * f, 0},
         {&s->out, c * H * f, 0},
-        {&s->big, c * vm->big_w * f, 0},
-        {&s->big2, c * vm->big_w * f, 0},
-        {&s->hid, c * vm->hid_w * f, 0},
+        {&s->big, c * vm->wd.big * f, 0},
+        {&s->big2, c * vm->wd.big * f, 0},
+        {&s->hid, c * vm->wd.hid * f, 0},
         {&s->router, c * E * f, 0},
         {&s->wsel, c * k * f, 0},
         {&s->sel, c * k * f, 0},
@@ -876,7 +830,7 @@ static void vulkan_session_free(lfm2c_session *s) {
 
 /* bytes of one position's row of the K (v false) or V cache: kvdm values, F16 or F32 */
 static uint64_t kv_row(const vk_model *vm, const lfm2c_model *m, bool v) {
-    return (uint64_t)vm->kvdm * ((v ? m->type_v : m->type_k) == LFM2C_KV_F32 ? 4 : 2);
+    return (uint64_t)vm->wd.kv_dim * ((v ? m->type_v : m->type_k) == LFM2C_KV_F32 ? 4 : 2);
 }
 
 /* regions copying positions [0, n) of every attention layer from a cache of src_cap positions

@@ -116,7 +116,7 @@ static void attention_block(vk_model *vm, const lfm2c_model *m, const layer *L, 
             (uint32_t)nkv,
             (uint32_t)hd,
             (uint32_t)L->attn_index,
-            (uint32_t)vm->kvdm,
+            (uint32_t)vm->wd.kv_dim,
             in->norm_eps,
             kv_f32_bits(m)};
     vk_dispatch(vm, SH_qk, &pq, sizeof pq, (uint32_t)T, (uint32_t)(nh + 2 * nkv));
@@ -130,7 +130,7 @@ static void attention_block(vk_model *vm, const lfm2c_model *m, const layer *L, 
             (uint32_t)nkv,
             (uint32_t)hd,
             (uint32_t)L->attn_index,
-            (uint32_t)vm->kvdm,
+            (uint32_t)vm->wd.kv_dim,
             kv_f32_bits(m)};
     vk_dispatch(vm, SH_attention, &pa, sizeof pa, (uint32_t)T, (uint32_t)nh);
     dense(vm, &L->wo, s->big2.addr, T, s->out.addr);

@@ -5,6 +5,7 @@
  * dispatches is forward.c's (the same blocks in the same order as the CPU's cpu/forward.c). */
 #ifndef LFM2C_VK_MODEL_H
 #define LFM2C_VK_MODEL_H
+#include "core/gpu_shapes.h"
 #include "core/model.h"
 
 #include <pthread.h>
@@ -73,7 +74,7 @@ typedef struct vk_model {
     int n_chunks;
     vk_weight *w; /* sorted by data */
     int n_w;
-    int big_w, hid_w, kvdm, max_fe;
+    gpu_widths wd; /* the scratch rows' widths (core/gpu_shapes.h) */
     vk_scratch s;
     pthread_mutex_t lock;
     bool lock_ok;

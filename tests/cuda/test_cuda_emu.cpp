@@ -1,4 +1,4 @@
-/* test_cuda_emu.cpp — the CUDA backend's own code (src/cuda/backend_cuda.cu and kernels.cu)
+/* test_cuda_emu.cpp — the CUDA backend's own code (src/cuda/backend_cuda.cu, forward.cu, kernels.cu)
  * compiled with the host C++ compiler against the emulated runtime of
  * tests/cuda/emu/cuda_runtime.h, and run on the CPU: the whole
  * forward of the device backend (scratch layout, batch table, kernel index arithmetic, tiles and
@@ -17,6 +17,7 @@ extern "C" {
 #include "lfm2c.h"
 #include "core/backend.h"
 #include "core/forward.h"
+#include "core/gpu_shapes.h"
 #include "core/model.h"
 #include "core/sample_batch.h"
 #include "core/sampler.h"
@@ -49,6 +50,7 @@ namespace emu {
 #include "cuda/sample.cu"
 #include "cuda/sample_step.cu"
 #include "cuda/backend_cuda.cu"
+#include "cuda/forward.cu"
 } // namespace emu
 #undef backend_cuda
 #undef cuda_device_count

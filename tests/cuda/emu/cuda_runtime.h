@@ -1,6 +1,7 @@
 /* cuda_runtime.h (test shim) — just enough of the CUDA runtime, and of the device side, to compile
- * the CUDA backend's own sources (src/cuda/kernels.cu, backend_cuda.cu) with the host C++ compiler
- * and run them on the CPU, for tests/cuda/test_cuda_emu.cpp: no GPU and no CUDA toolkit needed.
+ * the CUDA backend's own sources (src/cuda/kernels.cu, backend_cuda.cu, forward.cu) with the host
+ * C++ compiler and run them on the CPU, for tests/cuda/test_cuda_emu.cpp: no GPU and no CUDA
+ * toolkit needed.
  *
  * Device memory is host memory (cudaMalloc fills it with 0xFF bytes: an unwritten float reads
  * as NaN). A kernel launch runs every block in turn; a block's threads are fibers (ucontext)
