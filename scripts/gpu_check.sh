@@ -826,6 +826,19 @@ stage_throughput() {
   run_bench tp_batched 300 -m "$m" --device "$device" -b $b -p $p -n $n -r 1
   echo "- \`lfm2c bench --device $device -b $b -p $p -n $n\` (vLLM on an H100: 26.8K total tok/s; target ≥ 30K): $(rc_word "$RC") in ${DUR}s" | frag
   bench_rows tp_batched >>"$WORK/logs/throughput_table.md"
+  if [ "$device" = cuda ]; then
+    # the batched products through cuBLASLt (LFM2C_CUDA_BLAS=1, off by default: docs/CUDA.md) beside
+    # the kernels': a prefill of $p tokens each way, then the same batched run with it
+    local pp=$p; [ "$pp" -lt 64 ] && pp=64
+    run_bench tp_prefill 150 -m "$m" --device cuda -p $pp -n 0 -r 3
+    bench_rows tp_prefill >>"$WORK/logs/throughput_table.md"
+    LFM2C_CUDA_BLAS=1 run_bench tp_prefill_blas 150 -m "$m" --device cuda -p $pp -n 0 -r 3
+    echo "- \`LFM2C_CUDA_BLAS=1 lfm2c bench -p $pp -n 0\` (the non-expert linears and the head in BF16 through cuBLASLt from 64 columns) beside the default: $(rc_word "$RC") in ${DUR}s" | frag
+    bench_rows tp_prefill_blas | sed "s/| cuda |/| cuda, cuBLASLt BF16 |/" >>"$WORK/logs/throughput_table.md"
+    LFM2C_CUDA_BLAS=1 run_bench tp_batched_blas 300 -m "$m" --device cuda -b $b -p $p -n $n -r 1
+    echo "- \`LFM2C_CUDA_BLAS=1 lfm2c bench -b $b -p $p -n $n\`: $(rc_word "$RC") in ${DUR}s" | frag
+    bench_rows tp_batched_blas | sed "s/| cuda |/| cuda, cuBLASLt BF16 |/" >>"$WORK/logs/throughput_table.md"
+  fi
   echo | frag; cat "$WORK/logs/throughput_table.md" | frag
   if "$BIN" --version 2>/dev/null | grep -q "server: yes"; then
     local load=(python3 "$ROOT/bench/serve_load.py")

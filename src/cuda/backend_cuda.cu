@@ -13,6 +13,7 @@ extern "C" {
 #include "core/session.h"
 }
 #include "backend_cuda.h"
+#include "cuda_blas.h"
 #include "cuda_kernels.h"
 #include "cuda_model.h"
 #include "cuda_math.cuh"
@@ -232,7 +233,7 @@ static int cuda_model_init(lfm2c_model *m, const lfm2c_model_params *, lfm2c_err
         return cuda_fail(err, e, "device setup");
     }
     cm->kv = (m->type_k == LFM2C_KV_F16 ? CU_KV_K16 : 0) | (m->type_v == LFM2C_KV_F16 ? CU_KV_V16 : 0);
-    if (upload_weights(m, cm, err)) {
+    if (upload_weights(m, cm, err) || cu_blas_open(m, &cm->blas, err)) {
         free_weights(cm);
         cudaStreamDestroy(cm->q.st);
         free(cm);
@@ -292,6 +293,7 @@ static void cuda_model_free(lfm2c_model *m) {
     free_weights(cm);
     prof_free(cm);
     cu_sampler_free(cm->smp);
+    cu_blas_free(cm->blas);
     for (int i = 0; i < 2; i++)
         if (cm->pass[i]) cudaEventDestroy(cm->pass[i]);
     cudaStreamDestroy(cm->q.st);
@@ -323,6 +325,7 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     size_t xw = H > (size_t)cm->wd.big ? H : (size_t)cm->wd.big;
     if ((size_t)cm->wd.hid > xw) xw = cm->wd.hid;
     if (k * Fe > xw) xw = k * Fe;
+    if (e == cudaSuccess) e = cu_blas_reserve(cm->blas, c * xw); /* x in BF16 for cuBLASLt */
     if (cm->use_kq_mma && e == cudaSuccess) {
         s->xq_cap = c * xw;
         e = cudaMalloc((void **)&s->xh, sizeof(uint32_t) * (s->xq_cap / 2));
@@ -533,6 +536,7 @@ static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_erro
     cudaError_t es = cudaStreamSynchronize(cm->q.st);
     if (e == cudaSuccess) e = es;
     if (e != cudaSuccess) return cuda_fail(err, e, "forward");
+    if (cu_blas_status(cm->blas, err)) return -1;
     float ms = 0;
     if (cm->pass[0] && cudaEventElapsedTime(&ms, cm->pass[0], cm->pass[1]) == cudaSuccess) {
         m->prof.device_seconds += 1e-3 * ms;

@@ -124,6 +124,8 @@ void cu_conv(cu_q *cq, const float *z, const float *w, const cu_tok *toks, int T
              bool with_state);
 void cu_conv_state(cu_q *cq, const float *z, const cu_tok *toks, const int *seq_last, int n_seq, int H, int conv_index);
 void cu_swiglu(cu_q *cq, float *g, const float *u, size_t n);
+/* y[i] = x[i] as BF16 bits (round to nearest even), n values: cuBLASLt's input (blas.cu) */
+void cu_to_bf16(cu_q *cq, const float *x, size_t n, uint16_t *y);
 /* routing + plan + scatter: fills sel/wsel [T*k], tiles, col_src (sorted pair → token), inv
  * (pair → sorted position). count, fill: [E] scratch. */
 /* Whether a batch of T tokens and tiles of width columns is routed by one warp (cu_route1) */

@@ -92,6 +92,12 @@ HD uint32_t cm_f2h(float f) {
     return sign | q;
 }
 HD float cm_bf16(uint32_t b) { return cm_bits_f32(b << 16); }
+/* float to BF16 bits, rounded to nearest even; a NaN stays a quiet NaN (formats' f32_to_bf16) */
+HD uint32_t cm_f32_bf16(float f) {
+    const uint32_t x = cm_f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (x >> 16) | 64u;
+    return (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+}
 
 /* 16-entry int8 tables packed in two 64-bit words (no memory table: works in registers) */
 HD int cm_iq4nl(int i) {

@@ -15,6 +15,7 @@ extern "C" {
 
 struct cu_sampler;
 struct cu_prof;
+struct cu_blas;
 
 struct cu_scratch {
     int cap; /* tokens */
@@ -67,6 +68,7 @@ struct cu_model {
     cudaEvent_t pass[2]; /* each forward's start and end: the device time (lfm2c.h's profile) */
     cu_prof *prof;       /* LFM2C_CUDA_PROFILE=1: each stage's time */
     cu_sampler *smp;     /* LFM2C_CUDA_SAMPLE=1: decode_batch_sample's rows sampled here (sample_step.cu) */
+    cu_blas *blas;       /* LFM2C_CUDA_BLAS=1: batches' products over BF16 copies in cuBLASLt (blas.cu) */
 };
 
 /* The device address of a weight: its offset in the data section of the file (part) it lies in. */

@@ -7,6 +7,7 @@
  * outputs). A decode step may move those into the last block of the product before (FIN_*,
  * LFM2C_CUDA_FUSE). The device, buffers, upload, the batch table, the graph capture and the
  * profile are backend_cuda.cu's; the state both files share is cuda_model.h's. */
+#include "cuda_blas.h"
 #include "cuda_model.h"
 #include "cuda_sample.h"
 
@@ -43,8 +44,10 @@ static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, 
 
 /* y = W x, then what fin asks of the product's last block (fin.done NULL: nothing). A matrix of
  * at most CU_GEMV_MAX_ROWS rows (the MoE router) takes the GEMV for any number of tokens: the GEMM
- * would give it one row tile, a block per 32 tokens, on a GPU of a hundred and more SMs. */
+ * would give it one row tile, a block per 32 tokens, on a GPU of a hundred and more SMs. With
+ * LFM2C_CUDA_BLAS=1, CU_BLAS_MIN_COLS columns or more over a weight with a BF16 copy: cuBLASLt. */
 static void matmul_fin(cu_model *cm, const tensor *w, const float *x, int T, float *y, const cu_fin &fin) {
+    if (!fin.done && cu_blas_matmul(cm->blas, &cm->q, w, x, T, y)) return;
     mm_args a = dense_args(cm, w, x, T, y);
     a.fin = fin;
     cu_matmul(&cm->q, &a, T <= CU_GEMV_COLS || a.rows <= CU_GEMV_MAX_ROWS);

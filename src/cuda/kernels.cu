@@ -1539,6 +1539,17 @@ void cu_swiglu(cu_q *cq, float *g, const float *u, size_t n) {
     if (n) cu_launch(cq, swiglu_kernel, (unsigned)((n + 255) / 256), 256, g, u, n);
 }
 
+/* x to BF16 bits, rounded to nearest even (cm_f32_bf16): cuBLASLt's B operand (blas.cu) */
+__global__ void to_bf16_kernel(const float *x, size_t n, uint16_t *y) {
+    pdl_ready();
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = (uint16_t)cm_f32_bf16(x[i]);
+}
+
+void cu_to_bf16(cu_q *cq, const float *x, size_t n, uint16_t *y) {
+    if (n) cu_launch(cq, to_bf16_kernel, (unsigned)((n + 255) / 256), 256, x, n, y);
+}
+
 /* The serial router and plan: one thread (a token; the whole plan), for shapes the warp
  * versions below do not hold. */
 __global__ void route_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,

@@ -11,10 +11,14 @@
  * decode graph, replayed, vs plain launches), several sessions in one batch (both paths, conv
  * links, the logits rows), a truncation back to a checkpoint (conv state push / pull), 20
  * sessions in one batch of more than one forward, and a model split into 3 files (each file's
- * weights a device region of its own). */
+ * weights a device region of its own). The batched products through cuBLASLt (LFM2C_CUDA_BLAS=1,
+ * blas.cu) run on the stand-in tests/cuda/emu/cublasLt.h: checked itself against exact
+ * products, then the backend with and without the switch. */
 #include <cuda_runtime.h> /* the emulation: tests/cuda/emu comes first on the include path */
+#include <cublasLt.h>     /* its stand-in for cuBLASLt */
 extern "C" {
 #include "lfm2c.h"
+#include "base/error.h"
 #include "core/backend.h"
 #include "core/forward.h"
 #include "core/gpu_shapes.h"
@@ -51,6 +55,7 @@ namespace emu {
 #include "cuda/sample_step.cu"
 #include "cuda/backend_cuda.cu"
 #include "cuda/forward.cu"
+#include "cuda/blas.cu"
 } // namespace emu
 #undef backend_cuda
 #undef cuda_device_count
@@ -844,6 +849,171 @@ static void check_launch_errors(void) {
     }
 }
 
+/* ---- the batched products through cuBLASLt (LFM2C_CUDA_BLAS=1, blas.cu) -------------------- */
+
+/* A BF16 matrix of r x c at leading dimension ld, in device memory, of small dyadic values
+ * (exact in BF16, their products and sums exact in float): element (i, j) at i + j ld. */
+static uint16_t *lt_matrix(int r, int c, int ld, int seed, std::vector<float> &host) {
+    host.assign((size_t)ld * c, 0.0f);
+    std::vector<uint16_t> bits((size_t)ld * c, 0);
+    for (int j = 0; j < c; j++)
+        for (int i = 0; i < r; i++) {
+            const float v = (float)(((i * 7 + j * 3 + seed) % 9) - 4) / 8.0f;
+            host[(size_t)i + (size_t)j * ld] = v;
+            bits[(size_t)i + (size_t)j * ld] = f32_to_bf16(v);
+        }
+    void *d = nullptr;
+    cudaMalloc(&d, bits.size() * 2);
+    cudaMemcpy(d, bits.data(), bits.size() * 2, cudaMemcpyHostToDevice);
+    return (uint16_t *)d;
+}
+
+/* one product through the stand-in: its status, after a heuristic told alignment `al` */
+static cublasStatus_t lt_run(cublasOperation_t ta, cublasOperation_t tb, uint64_t ar, uint64_t ac, int64_t lda,
+                             uint64_t br, uint64_t bc, int64_t ldb, uint64_t m, uint64_t n, int64_t ldc,
+                             cudaDataType_t t, const void *A, const void *B, float *C, uint32_t al, float alpha,
+                             float beta) {
+    cublasLtHandle_t lt;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc;
+    cublasLtMatmulPreference_t pref;
+    cublasLtCreate(&lt);
+    cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    cublasLtMatrixLayoutCreate(&la, t, ar, ac, lda);
+    cublasLtMatrixLayoutCreate(&lb, t, br, bc, ldb);
+    cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, m, n, ldc);
+    cublasLtMatmulPreferenceCreate(&pref);
+    for (int i = 0; i < 4; i++)
+        cublasLtMatmulPreferenceSetAttribute(
+            pref, (cublasLtMatmulPreferenceAttributes_t)(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + i), &al, 4);
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &res, &found);
+    if (st == CUBLAS_STATUS_SUCCESS)
+        st = cublasLtMatmul(lt, op, &alpha, A, la, B, lb, &beta, C, lc, C, lc, &res.algo, nullptr, 0, nullptr);
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op);
+    cublasLtDestroy(lt);
+    return st;
+}
+
+/* The stand-in (tests/cuda/emu/cublasLt.h) computes D = alpha op(A) op(B) + beta C for each
+ * transpose pair at leading dimensions past the rows, exactly on exact values; and refuses what
+ * cuBLASLt does: a leading dimension under the rows, shapes that do not chain, a host pointer, a
+ * pointer less aligned than the heuristic was told, F16 into F32. */
+static void check_lt_standin(void) {
+    const int m = 5, k = 7, n = 3;
+    int bad = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            std::vector<float> ha, hb;
+            const int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n, ldc = m + 1;
+            uint16_t *A = lt_matrix(ar, ac, ar + 2, 1, ha), *B = lt_matrix(br, bc, br + 1, 2, hb);
+            std::vector<float> hc((size_t)ldc * n);
+            for (size_t i = 0; i < hc.size(); i++) hc[i] = (float)(i % 5) - 2.0f;
+            float *C = nullptr;
+            cudaMalloc((void **)&C, hc.size() * 4);
+            cudaMemcpy(C, hc.data(), hc.size() * 4, cudaMemcpyHostToDevice);
+            const cublasStatus_t st =
+                lt_run(ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ar, ac, ar + 2, br, bc, br + 1, m,
+                       n, ldc, CUDA_R_16BF, A, B, C, 4, 0.5f, 2.0f);
+            CHECK(st == CUBLAS_STATUS_SUCCESS, "stand-in product (transa %d, transb %d): status %d", ta, tb, st);
+            for (int j = 0; j < n; j++)
+                for (int i = 0; i < m; i++) {
+                    double s = 0;
+                    for (int p = 0; p < k; p++)
+                        s += (double)ha[ta ? p + (size_t)i * (ar + 2) : i + (size_t)p * (ar + 2)] *
+                             hb[tb ? j + (size_t)p * (br + 1) : p + (size_t)j * (br + 1)];
+                    bad += C[i + (size_t)j * ldc] != (float)(0.5 * s + 2.0 * hc[i + (size_t)j * ldc]);
+                }
+            bad += C[m] != hc[m]; /* the row past m in the leading dimension: untouched */
+            if (ta == 0 && tb == 0) {
+                CHECK(lt_run(CUBLAS_OP_N, CUBLAS_OP_N, m, k, m - 1, k, n, k + 1, m, n, ldc, CUDA_R_16BF, A, B, C, 4, 1,
+                             0) == CUBLAS_STATUS_INVALID_VALUE,
+                      "a leading dimension under the rows");
+                CHECK(lt_run(CUBLAS_OP_N, CUBLAS_OP_N, m, k, m + 2, k - 1, n, k + 1, m, n, ldc, CUDA_R_16BF, A, B, C, 4,
+                             1, 0) == CUBLAS_STATUS_INVALID_VALUE,
+                      "shapes that do not chain");
+                CHECK(lt_run(CUBLAS_OP_N, CUBLAS_OP_N, m, k, m + 2, k, n, k + 1, m, n, ldc, CUDA_R_16BF, A,
+                             hb.data(), C, 4, 1, 0) == CUBLAS_STATUS_INVALID_VALUE,
+                      "a host pointer");
+                CHECK(lt_run(CUBLAS_OP_N, CUBLAS_OP_N, m, k, m + 2, k, n, k + 1, m, n, ldc, CUDA_R_16BF, A + 1, B, C, 4,
+                             1, 0) == CUBLAS_STATUS_INVALID_VALUE,
+                      "A less aligned than the heuristic was told");
+                CHECK(lt_run(CUBLAS_OP_N, CUBLAS_OP_N, m, k, m + 2, k, n, k + 1, m, n, ldc, CUDA_R_16F, A, B, C, 4, 1,
+                             0) == CUBLAS_STATUS_NOT_SUPPORTED,
+                      "F16 into F32");
+            }
+            cudaFree(A), cudaFree(B), cudaFree(C);
+        }
+    CHECK(bad == 0, "stand-in products: %d values differ from alpha op(A) op(B) + beta C", bad);
+}
+
+/* LFM2C_CUDA_BLAS=1: a prompt of N_BLAS tokens in one forward runs every non-expert linear and
+ * the head through cuBLASLt (its calls counted: one each) and gives the default path's logits
+ * within BF16's tolerance (every row within BLAS_TOL of the largest logit, the same best token on
+ * 9 rows in 10); one token at a time, and a batch of CU_BLAS_MIN_COLS - 1 tokens, never take it
+ * and decode the default's bits. An MoE model is checked with every expert used: where a token
+ * chooses k of E, BF16's rounding flips the choice between nearly tied experts on some tokens
+ * (a jump of up to ~25% of the largest logit on a tenth of the rows of a 70-token prompt, and on
+ * the rows after them), which bounds nothing about the products. */
+enum { N_BLAS = 70 };
+static const double BLAS_TOL = 0.03;
+static void check_blas(const synth_config &c, const char *type) {
+    const std::string path = synth_tmp(c, std::string("blas-") + type, type, 13);
+    if (path.empty()) return;
+    lfm2c_model *def = open_emu(path, true);
+    setenv("LFM2C_CUDA_BLAS", "1", 1);
+    lfm2c_model *bl = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_BLAS");
+    emu::cu_blas *b = bl ? ((emu::cu_model *)bl->backend_state)->blas : nullptr;
+    CHECK(!def || ((emu::cu_model *)def->backend_state)->blas == nullptr, "%s: copies without the switch", type);
+    CHECK(b != nullptr, "%s: LFM2C_CUDA_BLAS=1 made no copies", type);
+    if (def && b) {
+        const int V = lfm2c_model_get_info(def)->n_vocab, saved = N;
+        N = N_BLAS;
+        const std::vector<int32_t> ids = prompt(V);
+        N = saved;
+        const std::vector<float> a = all_logits(def, ids, false), x = all_logits(bl, ids, false);
+        const long calls = emu::cu_blas_calls(b);
+        const lfm2c_model_info *in = lfm2c_model_get_info(def);
+        long want = 1; /* the head (every row's logits: 70 columns) */
+        for (int l = 0; l < in->n_layer; l++) want += (in->is_attention[l] ? 4 : 2) + (in->is_moe[l] ? 0 : 3);
+        double big = 0, d = 0;
+        int same_top = 0, rows_ok = 0;
+        for (size_t i = 0; i < a.size(); i++) big = fmax(big, fabs(a[i]));
+        for (int t = 0; t < N_BLAS; t++) {
+            const double dr = maxabs(&a[(size_t)t * V], &x[(size_t)t * V], V);
+            same_top += test_argmax(&a[(size_t)t * V], V) == test_argmax(&x[(size_t)t * V], V);
+            rows_ok += dr <= BLAS_TOL * big;
+            d = fmax(d, dr);
+        }
+        CHECK(calls == want, "%s: %ld products through cuBLASLt, not the %ld linears and the head", type, calls, want);
+        CHECK(rows_ok == N_BLAS && same_top >= N_BLAS * 9 / 10,
+              "%s: BF16 products: %d of %d rows within %g of the largest logit (%g; max diff %g), the same best "
+              "token on %d",
+              type, rows_ok, N_BLAS, BLAS_TOL, big, d, same_top);
+        printf("cuBLASLt BF16 products (%s): %ld products, %d of %d rows within %g of logits up to %.3g (max diff "
+               "%.3g), best token kept on %d\n",
+               type, calls, rows_ok, N_BLAS, BLAS_TOL, big, d, same_top);
+        const std::vector<int32_t> few(ids.begin(), ids.begin() + emu::CU_BLAS_MIN_COLS - 1),
+            dec(ids.begin(), ids.begin() + 8);
+        const std::vector<float> fa = all_logits(def, few, false), fx = all_logits(bl, few, false);
+        const std::vector<float> da = all_logits(def, dec, true), dx = all_logits(bl, dec, true);
+        CHECK(maxabs(fa.data(), fx.data(), fa.size()) == 0 && maxabs(da.data(), dx.data(), da.size()) == 0 &&
+                  emu::cu_blas_calls(b) == calls,
+              "%s: below %d columns the products are the default's (diff %g batched, %g one by one, %ld calls)", type,
+              (int)emu::CU_BLAS_MIN_COLS, maxabs(fa.data(), fx.data(), fa.size()),
+              maxabs(da.data(), dx.data(), da.size()), emu::cu_blas_calls(b) - calls);
+    }
+    lfm2c_model_free(def);
+    lfm2c_model_free(bl);
+    unlink(path.c_str());
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     check_launch_errors();
@@ -875,6 +1045,12 @@ int main(void) {
     /* without the fast fiber switch (not x86-64) a model takes ~10x longer: fewer of them */
     const int n_types = EMU_FAST_SWITCH ? (int)(sizeof types / sizeof *types) : 1;
     for (int i = 0; i < n_types; i++) check_model("dense", dense, types[i]);
+    check_lt_standin();
+    check_blas(dense, "q4_k_m");
+    synth_config moe_all = moe; /* every expert used: no choice for BF16 to flip */
+    moe_all.n_expert = 4;
+    moe_all.n_expert_used = 4;
+    check_blas(moe_all, "q8_0");
     check_split(dense);
     /* odd shapes: head size 16 (half a warp), 3 query heads a KV head, an FFN of 160 rows and a
      * vocabulary of 397 (row tails of every tile), hidden 96 */

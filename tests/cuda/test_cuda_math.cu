@@ -138,6 +138,21 @@ static void test_half(void) {
         same((uint32_t)(s >> 32));
     }
     CHECK(bad2 == 0, "%d floats round to other half bits than f32_to_fp16", bad2);
+    /* float -> BF16 bits (cuBLASLt's operands, blas.cu): every BF16's float and its neighbours
+     * halfway and a step either side (the ties), then random bit patterns (NaNs among them) */
+    int bad3 = 0;
+    auto same_bf = [&](uint32_t bits) {
+        float f;
+        memcpy(&f, &bits, 4);
+        if (cm_f32_bf16(f) != (uint32_t)f32_to_bf16(f)) bad3++;
+    };
+    for (uint32_t h = 0; h < 65536; h++)
+        for (int64_t d = -0x8001; d <= 0x8001; d += 0x4000) same_bf((uint32_t)((int64_t)(h << 16) + d));
+    for (int i = 0; i < 1000000; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        same_bf((uint32_t)(s >> 32));
+    }
+    CHECK(bad3 == 0, "%d floats round to other BF16 bits than f32_to_bf16", bad3);
 }
 
 /* RMSNorm then NEOX rotation of one head, as the CPU attention block does it (double sum) */

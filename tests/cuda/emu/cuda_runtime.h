@@ -4,7 +4,8 @@
  * toolkit needed.
  *
  * Device memory is host memory (cudaMalloc fills it with 0xFF bytes: an unwritten float reads
- * as NaN). A kernel launch runs every block in turn; a block's threads are fibers (ucontext)
+ * as NaN), its blocks registered as the device's (emu_rt::is_device; cudaMallocHost's are not),
+ * which the cuBLASLt stand-in (cublasLt.h) checks its pointers against. A kernel launch runs every block in turn; a block's threads are fibers (ucontext)
  * switched only at __syncthreads() and the shuffles (__shfl_xor_sync, __shfl_up_sync), so a
  * thread runs alone between two barriers, in alternating order from one barrier to the next: a missing barrier shows as a
  * wrong result. Shuffles check that the whole warp takes part; a launch whose configuration a GPU
@@ -127,6 +128,7 @@ struct state {
     float mma_vals[2][MAX_THREADS][8 + 4 * 8]; /* each lane's A and B halves of an mma (mma.h) */
     long launches = 0, pdl_launches = 0, errors = 0;
     char first_error[256] = "";
+    std::vector<std::pair<uintptr_t, size_t>> allocs; /* cudaMalloc's blocks: device memory */
 };
 static inline state &S() {
     static state s;
@@ -279,6 +281,14 @@ static inline void enqueue(std::function<void()> op) {
     state &s = S();
     if (s.capturing) s.captured.push_back(std::move(op));
     else op();
+}
+
+/* whether [p, p + n) lies inside one block cudaMalloc gave (pinned host memory does not) */
+static inline bool is_device(const void *p, size_t n) {
+    const uintptr_t a = (uintptr_t)p;
+    for (const auto &b : S().allocs)
+        if (a >= b.first && a - b.first <= b.second && n <= b.second - (a - b.first)) return true;
+    return false;
 }
 
 /* a call that would synchronize: invalid while capturing (the capture is then invalidated) */
@@ -450,19 +460,35 @@ static inline cudaError_t cudaStreamDestroy(cudaStream_t st) {
     return cudaSuccess;
 }
 static inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return emu_rt::sync_call(); }
-static inline cudaError_t cudaMalloc(void **p, size_t n) {
+static inline cudaError_t emu_malloc(void **p, size_t n) {
     if (emu_rt::sync_call()) return cudaErrorStreamCaptureUnsupported;
     *p = malloc(n ? n : 1);
     if (!*p) return cudaErrorMemoryAllocation;
     memset(*p, 0xFF, n); /* unwritten floats read as NaN */
     return cudaSuccess;
 }
-static inline cudaError_t cudaMallocHost(void **p, size_t n) { return cudaMalloc(p, n); }
+/* device memory is registered (emu_rt::is_device: cuBLASLt's stand-in refuses other pointers) */
+static inline cudaError_t cudaMalloc(void **p, size_t n) {
+    const cudaError_t e = emu_malloc(p, n);
+    if (e == cudaSuccess) emu_rt::S().allocs.push_back({(uintptr_t)*p, n});
+    return e;
+}
+static inline cudaError_t cudaMallocHost(void **p, size_t n) { return emu_malloc(p, n); }
 static inline cudaError_t cudaFree(void *p) {
+    auto &v = emu_rt::S().allocs;
+    for (size_t i = 0; i < v.size(); i++)
+        if (v[i].first == (uintptr_t)p) {
+            v[i] = v.back();
+            v.pop_back();
+            break;
+        }
     free(p);
     return cudaSuccess;
 }
-static inline cudaError_t cudaFreeHost(void *p) { return cudaFree(p); }
+static inline cudaError_t cudaFreeHost(void *p) {
+    free(p);
+    return cudaSuccess;
+}
 static inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
     if (emu_rt::sync_call()) return cudaErrorStreamCaptureUnsupported;
     memcpy(d, s, n);
