@@ -10,22 +10,14 @@ import http.client
 import json
 import sys
 import urllib.parse
-from harness import check, finish
+from harness import check, finish, request
 
 base, CTX = sys.argv[1], int(sys.argv[2])
 u = urllib.parse.urlparse(base)
 
 
 def req(path, body):
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
-    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    text = r.read().decode("utf-8", "replace")
-    c.close()
-    try:
-        return r.status, json.loads(text)
-    except ValueError:
-        return r.status, text
+    return request(u.port, "POST", path, body, host=u.hostname)
 
 
 def served_model():

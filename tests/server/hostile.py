@@ -24,13 +24,7 @@ import socket
 import sys
 import time
 
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from harness import rss_kb
 
 
 def connect(port, src="127.0.0.1", timeout=10):

@@ -9,27 +9,17 @@ refused 413 once the budget is passed; four such requests at once are each refus
 503 while others hold the budget). Every refusal comes quickly, and the server's RSS grows by
 less than LIMIT_MB all along (without the bounds it grew by gigabytes). A few references still
 work. usage: python3 references.py PORT PID MAX_MESSAGES LIMIT_MB"""
-import http.client
 import json
 import sys
 import threading
 import time
-from harness import check, finish, rss_kb
+from harness import check, finish, request, rss_kb
 
 port, pid, max_messages, limit_mb = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 
 
 def post(body, timeout=120):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    c.request("POST", "/v1/responses", data, {"Content-Type": "application/json"})
-    r = c.getresponse()
-    text = r.read().decode("utf-8", "replace")
-    c.close()
-    try:
-        return r.status, json.loads(text)
-    except ValueError:
-        return r.status, text
+    return request(port, "POST", "/v1/responses", body, timeout=timeout)
 
 
 def refs(rid, n):
