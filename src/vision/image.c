@@ -114,28 +114,7 @@ int vis_image_orient(vis_image *im, int o) {
     return 0;
 }
 
-#ifdef LFM2C_HAVE_JPEG
-typedef struct jpeg_err {
-    struct jpeg_error_mgr pub;
-    jmp_buf jb;
-    char msg[JMSG_LENGTH_MAX];
-} jpeg_err;
-
-static void jpeg_fail(j_common_ptr c) {
-    jpeg_err *e = (jpeg_err *)c->err;
-    c->err->format_message(c, e->msg);
-    longjmp(e->jb, 1);
-}
-static void jpeg_quiet(j_common_ptr c, int level) { (void)c, (void)level; }
-static void jpeg_progress(j_common_ptr c) { /* a progressive file of endless scans is a CPU bomb */
-    j_decompress_ptr d = (j_decompress_ptr)c;
-    if (d->is_decompressor && d->input_scan_number > 500) {
-        jpeg_err *e = (jpeg_err *)c->err;
-        snprintf(e->msg, sizeof e->msg, "too many scans (%d)", d->input_scan_number);
-        longjmp(e->jb, 1);
-    }
-}
-
+#if defined(LFM2C_HAVE_JPEG) || defined(LFM2C_HAVE_PNG) || defined(LFM2C_HAVE_WEBP)
 static unsigned rd16(const uint8_t *p, bool le) { return le ? p[0] | p[1] << 8 : p[0] << 8 | p[1]; }
 static uint32_t rd32(const uint8_t *p, bool le) {
     return le ? (uint32_t)rd16(p, true) | (uint32_t)rd16(p + 2, true) << 16
@@ -162,14 +141,16 @@ static long exif_value(const uint8_t *t, size_t tn, size_t e, bool le) {
     }
 }
 
-/* The orientation tag (0x0112) of an APP1 segment's EXIF data as Pillow's getexif reads it: a
- * TIFF header after "Exif\0\0", IFD0's entries (the last of a repeated tag), the first value of
- * an integer type. 1 (as stored) when there is none, it is not 1..8 or the data is malformed:
- * every read is checked against the segment's n bytes. */
+/* The orientation tag (0x0112) of EXIF data as Pillow's getexif reads it: a TIFF header (after
+ * "Exif\0\0" where the data starts so: a JPEG's APP1 segment, some WebP files; a PNG's eXIf is
+ * the TIFF data alone), IFD0's entries (the last of a repeated tag), the first value of an
+ * integer type. 1 (as stored) when there is none, it is not 1..8 or the data is malformed:
+ * every read is checked against the n bytes. */
 static int exif_orientation(const uint8_t *d, size_t n) {
-    if (n < 6 + 8 + 2 || memcmp(d, "Exif\0\0", 6)) return 1;
-    const uint8_t *t = d + 6;
-    const size_t tn = n - 6;
+    const size_t skip = n >= 6 && !memcmp(d, "Exif\0\0", 6) ? 6 : 0;
+    if (n < skip + 8 + 2) return 1;
+    const uint8_t *t = d + skip;
+    const size_t tn = n - skip;
     const bool le = !memcmp(t, "II*\0", 4);
     if (!le && memcmp(t, "MM\0*", 4)) return 1;
     const uint32_t ifd = rd32(t + 4, le);
@@ -184,6 +165,29 @@ static int exif_orientation(const uint8_t *d, size_t n) {
         orient = v >= 1 && v <= 8 ? (int)v : 1;
     }
     return orient;
+}
+#endif
+
+#ifdef LFM2C_HAVE_JPEG
+typedef struct jpeg_err {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_err;
+
+static void jpeg_fail(j_common_ptr c) {
+    jpeg_err *e = (jpeg_err *)c->err;
+    c->err->format_message(c, e->msg);
+    longjmp(e->jb, 1);
+}
+static void jpeg_quiet(j_common_ptr c, int level) { (void)c, (void)level; }
+static void jpeg_progress(j_common_ptr c) { /* a progressive file of endless scans is a CPU bomb */
+    j_decompress_ptr d = (j_decompress_ptr)c;
+    if (d->is_decompressor && d->input_scan_number > 500) {
+        jpeg_err *e = (jpeg_err *)c->err;
+        snprintf(e->msg, sizeof e->msg, "too many scans (%d)", d->input_scan_number);
+        longjmp(e->jb, 1);
+    }
 }
 
 /* The orientation of the file's first APP1 segment that starts "Exif\0" (the one Pillow keeps). */
@@ -291,6 +295,17 @@ static void png_to_rgb(png_structp p, png_infop info) {
     png_read_update_info(p, info);
 }
 
+/* The orientation of the PNG's eXIf chunk, before the pixels or after them (Pillow reads the file
+ * to its end for it); an error in the chunks after the pixels leaves them as stored. */
+static int png_orientation(png_structp p, png_infop info) {
+    png_uint_32 n = 0;
+    png_bytep x = NULL;
+    if (png_get_eXIf_1(p, info, &n, &x)) return exif_orientation(x, n);
+    if (setjmp(png_jmpbuf(p))) return 1;
+    png_read_end(p, info);
+    return png_get_eXIf_1(p, info, &n, &x) ? exif_orientation(x, n) : 1;
+}
+
 static int decode_png(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
     png_src src = {d, n, 0, ""};
     png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_quiet);
@@ -319,8 +334,13 @@ static int decode_png(const uint8_t *d, size_t n, const vis_image_limits *lim, v
     if (!rows) png_error(p, "out of memory");
     for (int y = 0; y < out->h; y++) rows[y] = out->rgb + (size_t)y * out->w * 3;
     png_read_image(p, rows);
+    const int orient = png_orientation(p, info);
     png_destroy_read_struct(&p, &info, NULL);
     free(rows);
+    if (vis_image_orient(out, orient)) {
+        free(out->rgb), out->rgb = NULL;
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %d x %d image", out->w, out->h), -1;
+    }
     return 0;
 }
 #endif
@@ -355,16 +375,33 @@ static int webp_first_frame(const uint8_t *d, size_t n, vis_image *out, lfm2c_er
 #endif
 }
 
+/* The orientation of a WebP's EXIF chunk: the RIFF container's chunks walked within its n bytes
+ * (each a fourcc, a little-endian size and the data padded to even), the first "EXIF" read. */
+static int webp_orientation(const uint8_t *d, size_t n) {
+    if (n < 12 || memcmp(d, "RIFF", 4) || memcmp(d + 8, "WEBP", 4)) return 1;
+    for (size_t at = 12; at + 8 <= n;) {
+        const size_t len = rd32(d + at + 4, true);
+        if (len > n - at - 8) return 1;
+        if (!memcmp(d + at, "EXIF", 4)) return exif_orientation(d + at + 8, len);
+        at += 8 + len + (len & 1);
+    }
+    return 1;
+}
+
 static int decode_webp(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
     WebPBitstreamFeatures f;
     if (WebPGetFeatures(d, n, &f) != VP8_STATUS_OK)
         return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt WebP image (its header does not parse)"), -1;
     if (check_size(lim, VIS_IMG_WEBP, f.width, f.height, out, err)) return -1;
-    if (f.has_animation) return webp_first_frame(d, n, out, err);
-    const size_t bytes = (size_t)out->w * out->h * 3;
-    if (!WebPDecodeRGBInto(d, n, out->rgb, bytes, out->w * 3)) {
+    if (f.has_animation) {
+        if (webp_first_frame(d, n, out, err)) return -1;
+    } else if (!WebPDecodeRGBInto(d, n, out->rgb, (size_t)out->w * out->h * 3, out->w * 3)) {
         free(out->rgb), out->rgb = NULL;
         return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt WebP image (its data does not decode)"), -1;
+    }
+    if (vis_image_orient(out, webp_orientation(d, n))) {
+        free(out->rgb), out->rgb = NULL;
+        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %d x %d image", out->w, out->h), -1;
     }
     return 0;
 }

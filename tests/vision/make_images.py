@@ -68,6 +68,29 @@ def save(name, im, **kw):
     return {"file": name, "w": rgb.width, "h": rgb.height}
 
 
+def moved_exif(name, im, exif):
+    """A PNG whose eXIf chunk comes after the image data (the PNG spec allows it; Pillow reads the
+    file to its end for it): Pillow writes it first, so the chunk is moved, its CRC unchanged."""
+    path = os.path.join(OUT, name)
+    im.save(path, exif=exif)
+    data = open(path, "rb").read()
+    chunks, at = [], 8
+    while at < len(data):
+        n = struct.unpack(">I", data[at:at + 4])[0]
+        chunks.append(data[at:at + 12 + n])
+        at += 12 + n
+    ex = [c for c in chunks if c[4:8] == b"eXIf"]
+    rest = [c for c in chunks if c[4:8] != b"eXIf"]
+    assert len(ex) == 1
+    rest.insert(len(rest) - 1, ex[0])  # before IEND
+    with open(path, "wb") as f:
+        f.write(data[:8] + b"".join(rest))
+    rgb = load(path)
+    with open(path + ".rgb", "wb") as f:
+        f.write(rgb.tobytes())
+    return {"file": name, "w": rgb.width, "h": rgb.height}
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     src = pattern(45, 29)
@@ -101,6 +124,13 @@ def main():
               save("exif-bad-count.jpg", src, quality=90, exif=exif_tiff(6, count=2)),
               save("exif-bad-value.jpg", src, quality=90, exif=exif_tiff(9)),
               save("exif-cut.jpg", src, quality=90, exif=exif_tiff(6)[:20])]
+    # PNG's eXIf (the TIFF data alone; also after the pixels) and WebP's EXIF chunk
+    ex6, ex3, ex8 = (Image.Exif() for _ in range(3))
+    ex6[0x0112], ex3[0x0112], ex8[0x0112] = 6, 3, 8
+    files += [save("exif-6.png", src, exif=ex6.tobytes()),
+              moved_exif("exif-late-8.png", src, ex8.tobytes()),
+              save("exif-3.webp", src, lossless=True, exif=ex3.tobytes()),
+              save("exif-8-lossy.webp", src, quality=80, exif=ex8.tobytes()[6:])]  # TIFF alone
     resizes = []
     for (sw, sh), (dw, dh) in [((45, 29), (64, 32)), ((45, 29), (16, 40)), ((45, 29), (45, 12)), ((45, 29), (200, 130)),
                                ((300, 200), (32, 32)), ((301, 97), (96, 64)), ((17, 5), (17, 5))]:
