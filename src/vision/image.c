@@ -115,6 +115,13 @@ int vis_image_orient(vis_image *im, int o) {
 }
 
 #if defined(LFM2C_HAVE_JPEG) || defined(LFM2C_HAVE_PNG) || defined(LFM2C_HAVE_WEBP)
+/* The decoded image turned by its EXIF orientation o; on failure (memory) the pixels freed. */
+static int orient_or_fail(vis_image *out, int o, lfm2c_error *err) {
+    if (!vis_image_orient(out, o)) return 0;
+    free(out->rgb), out->rgb = NULL;
+    return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %d x %d image", out->w, out->h), -1;
+}
+
 static unsigned rd16(const uint8_t *p, bool le) { return le ? p[0] | p[1] << 8 : p[0] << 8 | p[1]; }
 static uint32_t rd32(const uint8_t *p, bool le) {
     return le ? (uint32_t)rd16(p, true) | (uint32_t)rd16(p + 2, true) << 16
@@ -253,11 +260,7 @@ static int decode_jpeg(const uint8_t *d, size_t n, const vis_image_limits *lim, 
     const int orient = jpeg_orientation(&c);
     jpeg_finish_decompress(&c);
     jpeg_destroy_decompress(&c);
-    if (vis_image_orient(out, orient)) {
-        free(out->rgb), out->rgb = NULL;
-        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %d x %d image", out->w, out->h), -1;
-    }
-    return 0;
+    return orient_or_fail(out, orient, err);
 }
 #endif
 
@@ -337,11 +340,7 @@ static int decode_png(const uint8_t *d, size_t n, const vis_image_limits *lim, v
     const int orient = png_orientation(p, info);
     png_destroy_read_struct(&p, &info, NULL);
     free(rows);
-    if (vis_image_orient(out, orient)) {
-        free(out->rgb), out->rgb = NULL;
-        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %d x %d image", out->w, out->h), -1;
-    }
-    return 0;
+    return orient_or_fail(out, orient, err);
 }
 #endif
 
@@ -399,11 +398,7 @@ static int decode_webp(const uint8_t *d, size_t n, const vis_image_limits *lim, 
         free(out->rgb), out->rgb = NULL;
         return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt WebP image (its data does not decode)"), -1;
     }
-    if (vis_image_orient(out, webp_orientation(d, n))) {
-        free(out->rgb), out->rgb = NULL;
-        return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a %d x %d image", out->w, out->h), -1;
-    }
-    return 0;
+    return orient_or_fail(out, webp_orientation(d, n), err);
 }
 #endif
 
