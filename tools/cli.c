@@ -5,6 +5,7 @@
  * (lfm2c.c) call it; it calls none of them. */
 #include "cli.h"
 #include "base/threadpool.h"
+#include "base/os.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,9 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 int cli_fail(const char *fmt, ...) {
     va_list ap;
@@ -175,7 +174,7 @@ const char *cli_value(int argc, char **argv, int *i) {
 }
 
 char *cli_read_file(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    FILE *f = strcmp(path, "-") ? os_fopen(path, "rb") : stdin;
     if (!f) {
         cli_fail("cannot open '%s': %s", path, strerror(errno));
         return NULL;
@@ -357,7 +356,7 @@ lfm2c_sampler_params cli_sampling_params(const cli_sampling *s, const lfm2c_mode
     if (s->seed >= 0) p.seed = (uint64_t)s->seed;
     else { /* no --seed, or --seed -1: a different seed each run, as llama.cpp and ollama do */ struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+        p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)os_pid() << 32);
         p.seed = (p.seed ^ (p.seed >> 31)) & 0x7fffffff; /* one that --seed takes back */
     }
     return p;

@@ -11,14 +11,13 @@
 #include "cuda/backend_cuda.h"
 #endif
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Decode time and what the weight products took of it (lfm2c_model_decode_profile): summed
  * over a result's repetitions, and per repetition (the first is often slow: weights just
@@ -496,7 +495,7 @@ static int parse_list(const char *flag, const char *s, int *out, int max, int (*
 /* How much of this process sits in 2 MB pages (/proc/self/smaps_rollup): AnonHugePages for the
  * huge-page copy, FilePmdMapped for the file mapping; and the system's THP settings. */
 static void print_huge_pages(bool copied) {
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    FILE *f = os_fopen("/proc/self/smaps_rollup", "r");
     char line[256], en[128] = "?";
     long anon = -1, file = -1;
     while (f && fgets(line, sizeof line, f)) {
@@ -504,7 +503,7 @@ static void print_huge_pages(bool copied) {
         sscanf(line, "FilePmdMapped: %ld", &file);
     }
     if (f) fclose(f);
-    if ((f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r"))) {
+    if ((f = os_fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r"))) {
         if (fgets(en, sizeof en, f)) en[strcspn(en, "\n")] = 0;
         fclose(f);
     }
@@ -735,10 +734,8 @@ typedef struct bench_row {
 } bench_row;
 
 static void bench_print(const bench_row *b, const result *r) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     print_row(b->o->fmt, b->o->model_path, b->in, b->o->device, b->nth, b->o->tks[b->ki], b->o->tvs[b->vi], r,
-              ru.ru_maxrss / 1024.0, b->first_row);
+              (double)os_rss_peak_kb() / 1024.0, b->first_row);
 }
 
 /* -b: B sequences at once, for each B given: 0, or 1 with the message said. */
@@ -827,8 +824,6 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
     const bench_opts *o = b->o;
     const lfm2c_model_info *in = b->in;
     if (o->json || o->csv || !o->verbose) return;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     print_huge_pages(in->weights_copied);
     if (!o->device || !strcmp(o->device, "cpu")) {
         const kernel_choice *kc = kernels_choice();
@@ -840,7 +835,7 @@ static void bench_footer(const bench_row *b, const lfm2c_model_params *mp) {
     fprintf(stderr,
             "peak RSS %.1f MB; weights read per decoded token %.3f GB; KV cache (k %s, v %s) "
             "%.1f MiB per 32768-token sequence\n",
-            ru.ru_maxrss / 1024.0, in->weight_bytes_active / 1e9, lfm2c_kv_type_name(o->tks[b->ki]),
+            (double)os_rss_peak_kb() / 1024.0, in->weight_bytes_active / 1e9, lfm2c_kv_type_name(o->tks[b->ki]),
             lfm2c_kv_type_name(o->tvs[b->vi]), lfm2c_kv_cache_bytes(b->m, 32768) / 1048576.0);
 }
 
@@ -879,14 +874,8 @@ static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_r
     bench_header(o);
     int rc = cli_lora_load(m) ? 1 : 0;
     if (!rc && cli_lora_count() && !o->json && !o->csv) fprintf(stderr, "with %d LoRA adapter(s)\n", cli_lora_count());
-    bench_row b = {o,
-                   m,
-                   lfm2c_model_get_info(m),
-                   o->threads[ti] > 0 ? o->threads[ti] : (int)sysconf(_SC_NPROCESSORS_ONLN),
-                   ki,
-                   vi,
-                   first_row,
-                   0};
+    bench_row b = {
+        o, m, lfm2c_model_get_info(m), o->threads[ti] > 0 ? o->threads[ti] : os_cpus_online(), ki, vi, first_row, 0};
     if (!rc && o->warm_read) rc = warm_read(&b);
     uint64_t rng = 42;
     if (!rc) rc = o->n_b > 0 ? bench_batched(&b, &rng) : bench_depths(&b, &rng);

@@ -9,6 +9,8 @@
 #include "cli.h"
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/os.h"
+#include "line_edit.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -17,42 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#ifdef LFM2C_HAVE_LIBEDIT
-#include <editline/readline.h>
-#endif
 #include <ctype.h>
 #include <errno.h>
 
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
-}
+static void on_sigint(void) { interrupted = 1; }
 
-/* One input line (malloc'd, without newline) or NULL at end of input. */
-static char *read_line(const char *prompt, bool tty) {
-#ifdef LFM2C_HAVE_LIBEDIT
-    if (tty) {
-        char *line = readline(prompt);
-        if (line && *line) add_history(line);
-        return line;
-    }
-#endif
-    if (tty) {
-        fputs(prompt, stdout);
-        fflush(stdout);
-    }
-    size_t cap = 0;
-    char *line = NULL;
-    ssize_t n = getline(&line, &cap, stdin);
-    if (n < 0) {
-        free(line);
-        return NULL;
-    }
-    if (n > 0 && line[n - 1] == '\n') line[n - 1] = 0;
-    return line;
-}
 
 static const char USAGE[] =
     "usage: lfm2c chat -m MODEL.gguf [--system TEXT] [--tools tools.json] [options]\n"
@@ -490,10 +462,8 @@ static bool chat_command(chat *ch, const char *line) {
 
 /* Reads lines until /exit, the end of input or a second Ctrl-C at the prompt. */
 static void chat_loop(chat *ch) {
-    bool tty = isatty(0) && isatty(1);
-    struct sigaction sa = {0};
-    sa.sa_handler = on_sigint; /* no SA_RESTART: a Ctrl-C ends the wait for a line */
-    sigaction(SIGINT, &sa, NULL);
+    bool tty = os_isatty(stdin) && os_isatty(stdout);
+    os_on_interrupt(on_sigint); /* a Ctrl-C ends the wait for a line */
     if (tty)
         fprintf(stderr, "lfm2c chat — %s. /help for commands, /exit or Ctrl-D to leave.\n",
                 ch->in->name[0] ? ch->in->name : ch->in->arch);
@@ -502,7 +472,7 @@ static void chat_loop(chat *ch) {
     while (go) {
         interrupted = 0;
         errno = 0;
-        char *line = read_line(tty ? "> " : "", tty);
+        char *line = line_read(tty ? "> " : "", tty);
         if (!line) {
             if (!interrupted) break; /* end of input */
             clearerr(stdin);
@@ -541,7 +511,7 @@ int cmd_chat(int argc, char **argv) {
     lfm2c_error err = {0};
     chat ch = {.m = m, .in = lfm2c_model_get_info(m), .o = &o, .tools_json = tools_json, .tmpl = tmpl, .im = &o.images};
     const char *force = getenv("CLICOLOR_FORCE"), *no = getenv("NO_COLOR");
-    ch.color = (force && *force && strcmp(force, "0")) || (isatty(1) && !(no && *no));
+    ch.color = (force && *force && strcmp(force, "0")) || (os_isatty(stdout) && !(no && *no));
     ch.ctx = o.n_ctx > 0 ? o.n_ctx : (ch.in->n_ctx_train < 8192 ? ch.in->n_ctx_train : 8192);
     ch.s = lfm2c_session_new(m, ch.ctx, &err);
     lfm2c_sampler_params sp = cli_sampling_params(&o.samp, m);

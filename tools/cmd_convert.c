@@ -7,12 +7,11 @@
 #include "convert/convert.h"
 #include "convert/lora_file.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f, "usage: lfm2c convert HF_DIR -o OUT.gguf [--type f16|bf16|f32|q8_0] [-t THREADS]\n"
@@ -49,7 +48,7 @@ static int merge_lora(lfm2c_model *m, const char *in, const char *out, int threa
     int n = cli_lora_list(los, sc), last = -1;
     lfm2c_error err = {0};
     lora_merge_params p = {.n_threads = threads > 0 ? threads : threadpool_default_threads(),
-                           .progress = isatty(STDERR_FILENO) ? merge_progress : NULL,
+                           .progress = os_isatty(stderr) ? merge_progress : NULL,
                            .progress_ud = &last};
     double t0 = lfm2c_now_s();
     if (!lora_merge(in, los, sc, n, out, &p, &err)) return cli_fail("convert: %s", err.msg);
@@ -60,8 +59,8 @@ static int merge_lora(lfm2c_model *m, const char *in, const char *out, int threa
 
 /* PEFT_DIR -> GGUF adapter, or BASE + adapters -> merged GGUF */
 static int convert_lora(const char *in, const char *base, const char *out, int threads) {
-    struct stat sb;
-    bool peft = !stat(in, &sb) && S_ISDIR(sb.st_mode);
+    os_stat_t sb;
+    bool peft = !os_stat(in, &sb) && sb.is_dir;
     if (peft && !base) return cli_fail("convert: a PEFT adapter needs --base BASE.gguf (the model it adapts)");
     lfm2c_model_params mp = lfm2c_model_default_params();
     mp.n_threads = 1;
@@ -121,14 +120,14 @@ int cmd_convert(int argc, char **argv) {
     }
     char cfg[4096];
     snprintf(cfg, sizeof cfg, "%s/adapter_config.json", dir);
-    if (base || cli_lora_count() || access(cfg, F_OK) == 0) return convert_lora(dir, base, out, threads);
+    if (base || cli_lora_count() || os_exists(cfg)) return convert_lora(dir, base, out, threads);
     int t = convert_parse_type(type);
     if (t < 0) return cli_fail("convert: unknown --type '%s' (f16, bf16, f32, q8_0)", type);
 
     int last = -1;
     convert_params params = {.out_type = (uint32_t)t,
                              .n_threads = threads,
-                             .progress = isatty(STDERR_FILENO) ? progress : NULL,
+                             .progress = os_isatty(stderr) ? progress : NULL,
                              .progress_ud = &last};
     convert_stats st;
     lfm2c_error err = {0};

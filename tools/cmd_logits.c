@@ -1,6 +1,7 @@
 /* cmd_logits.c — `lfm2c logits`: the logits at every position of a token sequence, float32 LE
  * row-major [n_tokens][n_vocab] (the goldens' layout), for checking against other engines. */
 #include "cli.h"
+#include "base/os.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     if (cli_lora_attach(m, s)) goto done;
-    if (!(f = fopen(out_path, "wb"))) {
+    if (!(f = os_fopen(out_path, "wb"))) {
         cli_fail("cannot write '%s'", out_path);
         goto done;
     }

@@ -5,18 +5,15 @@
  * or $OLLAMA_HOST ("http://HOST:PORT", "HOST:PORT", ":PORT"), else 127.0.0.1:8080; the key:
  * --api-key, else $LFM2C_API_KEY. Plain HTTP over IPv4 (the server's own transport). */
 #include "cli.h"
+#include "base/os.h"
+#include "base/os_net.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
 typedef struct client {
     char host[256];
@@ -41,24 +38,7 @@ static bool parse_host(const char *s, client *c) {
     return true;
 }
 
-static int connect_to(const client *c) {
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%d", c->port);
-    if (getaddrinfo(c->host, port, &hints, &res) || !res) return -1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct timeval tv = {30, 0};
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    }
-    if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen)) {
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    return fd;
-}
+static int connect_to(const client *c) { return os_tcp_connect(c->host, c->port, 30); }
 
 /* A chunked body decoded in place; its length. */
 static size_t dechunk(char *b, size_t n) {
@@ -91,10 +71,11 @@ static int request(const client *c, const char *method, const char *path, const 
                       "Content-Length: %zu\r\n%s%s%s\r\n",
                       method, path, c->host, c->port, json ? strlen(json) : 0, c->key ? "Authorization: Bearer " : "",
                       c->key ? c->key : "", c->key ? "\r\n" : "");
-    bool sent = write(fd, head, (size_t)hn) == hn && (!json || write(fd, json, strlen(json)) == (ssize_t)strlen(json));
+    bool sent = os_sock_send(fd, head, (size_t)hn) == hn &&
+                (!json || os_sock_send(fd, json, strlen(json)) == (int64_t)strlen(json));
     size_t n = 0, cap = 65536;
     char *b = malloc(cap + 1);
-    for (ssize_t k; sent && b && (k = read(fd, b + n, cap - n)) > 0;) {
+    for (int64_t k; sent && b && (k = os_sock_recv(fd, b + n, cap - n)) > 0;) {
         n += (size_t)k;
         if (n == cap && cap < (64u << 20)) {
             char *nb = realloc(b, cap * 2 + 1);
@@ -102,7 +83,7 @@ static int request(const client *c, const char *method, const char *path, const 
             b = nb, cap *= 2;
         }
     }
-    close(fd);
+    os_sock_close(fd);
     int status = 0;
     char *sep = b && n ? (b[n] = 0, strstr(b, "\r\n\r\n")) : NULL;
     if (!sep || sscanf(b, "HTTP/1.%*d %d", &status) != 1) {
@@ -141,7 +122,7 @@ static void until(const char *iso, char *out, size_t cap) {
         snprintf(out, cap, "-");
         return;
     }
-    double left = difftime(timegm(&tm), time(NULL));
+    double left = difftime(os_timegm(&tm), time(NULL));
     if (left > 100.0 * 365 * 86400) snprintf(out, cap, "Forever");
     else if (left < 1) snprintf(out, cap, "Stopping...");
     else if (left < 120) snprintf(out, cap, "%.0f seconds from now", left);

@@ -5,21 +5,17 @@
 #include "cli.h"
 #include "hub/hub.h"
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 static volatile sig_atomic_t g_cancel;
-static void on_sigint(int sig) {
-    (void)sig;
-    g_cancel = 1;
-}
+static void on_sigint(void) { g_cancel = 1; }
 
 typedef struct {
     bool tty;
@@ -103,7 +99,7 @@ static char *hub_fetch(const hub_opts *o, int *rc, char **mmproj) {
     *rc = 1;
     if (mmproj) *mmproj = NULL;
 #ifdef LFM2C_HAVE_HUB
-    progress_state ps = {.tty = isatty(2) != 0};
+    progress_state ps = {.tty = os_isatty(stderr) != 0};
     lfm2c_hub_params p = {.token = o->token,
                           .revision = o->revision,
                           .offline = o->offline,
@@ -115,14 +111,11 @@ static char *hub_fetch(const hub_opts *o, int *rc, char **mmproj) {
     const char *r = getenv("LFM2C_HUB_RETRIES"), *b = getenv("LFM2C_HUB_BACKOFF_MS"); /* for tests */
     if (r) p.max_retries = atoi(r);
     if (b) p.backoff_ms = atoi(b);
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-    signal(SIGXFSZ, SIG_IGN); /* a file-size limit makes write() fail with EFBIG instead of killing us */
+    os_on_interrupt(on_sigint);
+    os_ignore_broken_pipe(); /* a file-size limit makes write() fail with EFBIG instead of killing us */
     lfm2c_error err = {0};
     char *path = lfm2c_hub_pull(o->repo, o->file, &p, &err);
-    sigaction(SIGINT, &old, NULL);
+    os_on_interrupt(NULL);
     if (!path) cli_fail("%s", err.msg);
     if (!path && err.code == LFM2C_HUB_E_ARG) *rc = 2;
     return path;

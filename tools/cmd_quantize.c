@@ -3,11 +3,10 @@
 #include "cli.h"
 #include "formats/ggml_types.h"
 #include "convert/quantize_file.h"
+#include "base/os.h"
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -59,9 +58,9 @@ int cmd_quantize(int argc, char **argv) {
         else return cli_fail("quantize: too many arguments ('%s')", argv[i]);
     }
     if (npos != 3) return cli_fail("quantize: expected IN.gguf OUT.gguf TYPE (lfm2c quantize --help)");
-    struct stat si, so;
+    os_stat_t si, so;
     if (!strcmp(pos[0], pos[1]) ||
-        (stat(pos[0], &si) == 0 && stat(pos[1], &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino))
+        (os_stat(pos[0], &si) == 0 && os_stat(pos[1], &so) == 0 && si.dev == so.dev && si.ino == so.ino))
         return cli_fail("quantize: OUT is the same file as IN ('%s'): refusing to overwrite the input", pos[1]), 2;
     const quant_ftype *ft = quant_ftype_find(pos[2]);
     if (!ft) return cli_fail("quantize: unknown type '%s' (expected one of %s)", pos[2], quant_ftype_list());
@@ -69,7 +68,7 @@ int cmd_quantize(int argc, char **argv) {
 
     bar b = {-1};
     quantize_file_params p = {.n_threads = threads, .stats = stats};
-    if (isatty(fileno(stderr))) {
+    if (os_isatty(stderr)) {
         p.progress = progress;
         p.progress_ud = &b;
     }

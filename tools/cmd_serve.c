@@ -11,14 +11,13 @@
 #include "serve/server.h"
 #include "hub/hub.h"
 #include "base/clock.h"
+#include "base/os.h"
+#include "base/os_net.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <unistd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,39 +140,22 @@ static int check_host(const char *host, bool key, bool allow_no_key) {
 
 /* After the first stop signal: a second one, or SHUTDOWN_LIMIT_S seconds, end the process. */
 static void *shutdown_watchdog(void *arg) {
-    sigset_t *set = arg;
-    struct timespec now, end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    end.tv_sec += SHUTDOWN_LIMIT_S;
-    int sig = -1;
-    for (;;) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        long long left = (end.tv_sec - now.tv_sec) * 1000000000LL + (end.tv_nsec - now.tv_nsec);
-        if (left <= 0) break;
-        struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
-        sig = sigtimedwait(set, NULL, &ts);
-        if (sig > 0 || errno == EAGAIN) break; /* a signal, or the time is up; EINTR: wait on */
-    }
-    fprintf(stderr, "lfm2c: %s, exiting now\n", sig > 0 ? "second stop signal" : "shutdown took too long");
-    _exit(1);
+    (void)arg;
+    int sig = os_stop_wait(SHUTDOWN_LIMIT_S);
+    fprintf(stderr, "lfm2c: %s, exiting now\n", sig ? "second stop signal" : "shutdown took too long");
+    os_exit_now(1);
     return NULL;
 }
 
 /* Room for the connection limit: raises the soft descriptor limit, lowers the connection limit
  * when the hard limit is too small. */
 static int fit_fd_limit(int max_conn) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl)) return max_conn;
-    rlim_t want = (rlim_t)max_conn + 64 + 128; /* MHD's slack + model files, pipes, ... */
-    if (rl.rlim_cur < want) {
-        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur < want) {
-        int fit = (int)rl.rlim_cur - 64 - 128;
-        fprintf(stderr, "lfm2c: the descriptor limit (%llu) allows %d connections, not %d\n",
-                (unsigned long long)rl.rlim_cur, fit < 16 ? 16 : fit, max_conn);
+    const int slack = 64 + 128; /* MHD's slack + model files, pipes, ... */
+    int have = os_fd_limit(max_conn + slack);
+    if (have < max_conn + slack) {
+        int fit = have - slack;
+        fprintf(stderr, "lfm2c: the descriptor limit (%d) allows %d connections, not %d\n", have, fit < 16 ? 16 : fit,
+                max_conn);
         return fit < 16 ? 16 : fit;
     }
     return max_conn;
@@ -184,13 +166,13 @@ static void log_line(void *user, const char *line) {
     char ts[32];
     time_t now = time(NULL);
     struct tm tm;
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", localtime_r(&now, &tm));
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", os_localtime(now, &tm));
     fprintf(stderr, "%s %s\n", ts, line);
 }
 
 /* Drain: /ready and new requests answer 503 so balancers go elsewhere; admitted requests run
  * on until none is left or timeout_s passes. False when cut short (time or a second signal). */
-static bool drain(server *srv, serve_models *models, int timeout_s, const sigset_t *stop_set) {
+static bool drain(server *srv, serve_models *models, int timeout_s) {
     server_drain(srv);
     fprintf(stderr, "lfm2c: draining (up to %d s; a second signal stops at once)\n", timeout_s);
     double end = lfm2c_now_s() + timeout_s;
@@ -198,8 +180,7 @@ static bool drain(server *srv, serve_models *models, int timeout_s, const sigset
         sched_stats st;
         models_stats(models, &st); /* every loaded model's slots and queue */
         if (st.active_slots == 0 && st.queue_depth == 0) return true;
-        struct timespec ts = {0, 50 * 1000 * 1000};
-        if (sigtimedwait(stop_set, NULL, &ts) > 0) return false;
+        if (os_stop_wait(0.05)) return false;
     }
     return false;
 }
@@ -635,12 +616,8 @@ int cmd_serve(int argc, char **argv) {
     if ((rc = serve_check(&o))) return rc;
 
     /* block the stop signals in every thread; this one waits for them */
-    sigset_t stop_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGINT);
-    sigaddset(&stop_set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    os_stop_block();
+    os_ignore_broken_pipe();
 
     serve_run r = {0};
     server_params p;
@@ -650,13 +627,11 @@ int cmd_serve(int argc, char **argv) {
     }
     serve_announce(&o, &r);
 
-    int sig = 0;
-    sigwait(&stop_set, &sig);
-    if (o.drain_timeout > 0 && !drain(r.srv, r.models, o.drain_timeout, &stop_set))
-        fprintf(stderr, "lfm2c: drain cut short\n");
-    fprintf(stderr, "lfm2c: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    int sig = os_stop_wait(-1);
+    if (o.drain_timeout > 0 && !drain(r.srv, r.models, o.drain_timeout)) fprintf(stderr, "lfm2c: drain cut short\n");
+    fprintf(stderr, "lfm2c: %s, shutting down\n", sig == OS_STOP_INT ? "SIGINT" : "SIGTERM");
     pthread_t dog;
-    pthread_create(&dog, NULL, shutdown_watchdog, &stop_set);
+    pthread_create(&dog, NULL, shutdown_watchdog, NULL);
     serve_close(&r);
     return 0;
 }

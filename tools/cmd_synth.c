@@ -4,13 +4,12 @@
 #include "formats/ggml_types.h"
 #include "convert/synth.h"
 #include "convert/lora_file.h"
+#include "base/os.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <unistd.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -198,7 +197,7 @@ int cmd_synth(int argc, char **argv) {
     if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", o.type, quant_ftype_list());
     if ((rc = synth_override(&o, &c))) return rc;
     int last = -1;
-    if (isatty(fileno(stderr))) {
+    if (os_isatty(stderr)) {
         o.p.progress = progress;
         o.p.progress_ud = &last;
     }

@@ -5,12 +5,12 @@
 #include "formats/gguf.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
+#include "base/os.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static lfm2c_tokenizer *open_tokenizer(const char *path, gguf_file **g) {
     lfm2c_error err = {0};
@@ -225,7 +225,7 @@ int cmd_detokenize(int argc, char **argv) {
             fwrite(piece, 1, (size_t)k, stdout);
         }
     }
-    if (n >= 0 && isatty(1)) putchar('\n');
+    if (n >= 0 && os_isatty(stdout)) putchar('\n');
     free(ids);
     free(idtext);
     tokenizer_free(t);

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "cpu/kernels.h"
 #include "base/threadpool.h"
+#include "base/os.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,9 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 static int print_version(void) {
     printf("lfm2c %s (commit %s)\n", cli_build_version(), cli_build_commit());
@@ -66,8 +65,8 @@ static bool opens_model(const char *cmd) {
 }
 
 static bool is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    os_stat_t st;
+    return os_stat(path, &st) == 0 && st.is_file;
 }
 
 /* ORG/NAME or ORG/NAME:QUANT (a Hub repository), with no spaces and no path look. */
@@ -189,7 +188,7 @@ int main(int argc, char **argv) {
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fflush(stderr);
-            dup2(1, 2);
+            os_stderr_to_stdout();
             break;
         }
     if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) return print_version();

@@ -6,9 +6,13 @@
 #define LFM2C_BASE_CLOCK_H
 #include <time.h>
 
+#if defined(_WIN32)
+double lfm2c_now_s(void); /* QueryPerformanceCounter: base/os_win32.c */
+#else
 static inline double lfm2c_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+#endif
 #endif

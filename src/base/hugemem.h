@@ -3,8 +3,9 @@
  * pages where it can (with THP "madvise" as well as "always"). The weights' copy, the big KV
  * arrays, and every timing or benchmark that must stream memory the way decode does use it:
  * on 4 KB pages a stream pays translations that decode does not, and reads slower
- * (docs/HARDWARE.md "What the code's choices measured"). Elsewhere than Linux it is aligned
- * heap memory. Internal: not part of include/lfm2c.h. */
+ * (docs/HARDWARE.md "What the code's choices measured"). On Windows it is large pages where
+ * the process may lock them (SeLockMemoryPrivilege), else plain pages; elsewhere aligned heap
+ * memory (base/os.h's os_pages_alloc). Internal: not part of include/lfm2c.h. */
 #ifndef LFM2C_BASE_HUGEMEM_H
 #define LFM2C_BASE_HUGEMEM_H
 #include <stddef.h>

@@ -3,8 +3,8 @@
  * index), so whichever threads are running take the work and a descheduled worker holds up
  * only the index it is in, never a share it has not started. A pool of 1 runs inline.
  *
- * Waiting spins briefly and then blocks (a futex on Linux, a mutex + condition variable
- * elsewhere), both for the workers waiting for a job and for the caller waiting for the job's
+ * Waiting spins briefly and then blocks (a futex on Linux, WaitOnAddress on Windows: base/os.h's
+ * os_word_wait; a mutex + condition variable elsewhere), both for the workers waiting for a job and for the caller waiting for the job's
  * end: decode launches hundreds of short jobs per token, so a short spin saves a sleep/wake
  * round trip when every thread has its own core, and the block gives the core away when a
  * thread it waits for is descheduled (a busy machine). Sleeping workers are woken a few at a
@@ -27,28 +27,24 @@
  * CHECK_S; past FORCE_PROBE_S it probes anyway, since in a container that count is the host's):
  * on a busy machine a normal step can cost ten solo ones (a worker waits out a time slice at
  * every job), so a probe bound to lose is not run, and one that is losing stops early. The
- * indices and what each computes are the same either way, so no result changes. */
+ * indices and what each computes are the same either way, so no result changes. Where the system
+ * gives no run-queue times (Windows: base/os.h's os_thread_wait_s says -1) no probe starts. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "base/threadpool.h"
 #include "base/clock.h"
 
+#include "base/os.h"
+
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <time.h>
-#include <unistd.h>
-#if defined(__linux__)
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#endif
 
 #define SPIN_ITERS 2000 /* ~ tens of microseconds of pause before blocking */
 
@@ -136,7 +132,7 @@ struct threadpool {
     double vfloor; /* the time in turns of the caller whose turn began last */
     bool turn_busy;
     double turn_t0; /* when the running turn began */
-#if !defined(__linux__)
+#if !OS_HAVE_WORD_WAIT
     pthread_mutex_t mu;
     pthread_cond_t cv;
 #endif
@@ -151,14 +147,14 @@ static inline void cpu_relax(void) {
 }
 
 /* Block while *w == expected (may return spuriously); wake up to count blockers of w. */
-#if defined(__linux__)
+#if OS_HAVE_WORD_WAIT
 static void word_wait(threadpool *p, atomic_uint *w, unsigned expected) {
     (void)p;
-    syscall(SYS_futex, (unsigned *)w, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+    os_word_wait(w, expected);
 }
 static void word_wake(threadpool *p, atomic_uint *w, int count) {
     (void)p;
-    syscall(SYS_futex, (unsigned *)w, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    os_word_wake(w, count);
 }
 #else
 static void word_wait(threadpool *p, atomic_uint *w, unsigned expected) {
@@ -191,13 +187,7 @@ static void run_indices(threadpool *p, unsigned g) {
     }
 }
 
-static int open_schedstat(void) {
-#if defined(__linux__)
-    return open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
-#else
-    return -1;
-#endif
-}
+static int open_schedstat(void) { return os_thread_stat_open(); }
 
 static void *worker(void *varg) {
     const worker_arg *wa = varg;
@@ -223,59 +213,9 @@ static void *worker(void *varg) {
 
 /* ---- CPU topology ---- */
 
-static bool allowed_cpus(cpu_set_t *set) {
-#if defined(__linux__)
-    CPU_ZERO(set);
-    return sched_getaffinity(0, sizeof *set, set) == 0 && CPU_COUNT(set) > 0;
-#else
-    (void)set;
-    return false;
-#endif
-}
+int threadpool_available_cpus(void) { return os_cpus_allowed(); }
 
-int threadpool_available_cpus(void) {
-    cpu_set_t set;
-    if (allowed_cpus(&set)) return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
-static long read_topology(int cpu, const char *what) {
-    char path[128];
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/%s", cpu, what);
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    long v = -1;
-    if (fscanf(f, "%ld", &v) != 1) v = -1;
-    fclose(f);
-    return v;
-}
-
-int threadpool_default_threads(void) {
-    cpu_set_t set;
-    if (!allowed_cpus(&set)) return threadpool_available_cpus();
-    /* distinct (package, core) pairs among the allowed CPUs */
-    long(*seen)[2] = malloc(sizeof *seen * CPU_SETSIZE);
-    if (!seen) return CPU_COUNT(&set);
-    int n_cores = 0;
-    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
-        if (!CPU_ISSET(cpu, &set)) continue;
-        long pkg = read_topology(cpu, "physical_package_id"), core = read_topology(cpu, "core_id");
-        if (pkg < 0 || core < 0) {
-            free(seen);
-            return CPU_COUNT(&set);
-        }
-        int k = 0;
-        while (k < n_cores && !(seen[k][0] == pkg && seen[k][1] == core)) k++;
-        if (k == n_cores) {
-            seen[n_cores][0] = pkg;
-            seen[n_cores][1] = core;
-            n_cores++;
-        }
-    }
-    free(seen);
-    return n_cores > 0 ? n_cores : CPU_COUNT(&set);
-}
+int threadpool_default_threads(void) { return os_cores_allowed(); }
 
 /* ---- a busy machine: normal or solo (see the top of the file) ---- */
 
@@ -287,22 +227,14 @@ static void adapt_init(adapt *a) {
     a->delay_seen = -1;
 }
 
-/* run-queue delay (seconds) in the second field of a schedstat file; -1 if unreadable */
-static double schedstat_delay(int fd) {
-    char buf[128];
-    ssize_t n = fd >= 0 ? pread(fd, buf, sizeof buf - 1, 0) : -1;
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    unsigned long long run, wait;
-    return sscanf(buf, "%llu %llu", &run, &wait) == 2 ? 1e-9 * (double)wait : -1;
-}
+static double schedstat_delay(int fd) { return os_thread_wait_s(fd); }
 
 /* Seconds the pool's threads (the caller and every started worker) have waited for a CPU. */
 static double pool_delay(threadpool *p) {
     if (p->ad.delay_fn) return p->ad.delay_fn(p->ad.delay_arg);
     int fd = open_schedstat();
     double total = schedstat_delay(fd);
-    if (fd >= 0) close(fd);
+    os_thread_stat_close(fd);
     for (int i = 1; i < p->started && total >= 0; i++) {
         double d = schedstat_delay(atomic_load(&p->stat_fd[i]));
         total = d < 0 ? -1 : total + d;
@@ -312,17 +244,7 @@ static double pool_delay(threadpool *p) {
 
 /* Tasks runnable on the whole machine now (the 4th field of /proc/loadavg, "R/T"), the reader
  * included; -1 if unreadable. */
-static int procs_running(void) {
-    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    char buf[128];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    int running;
-    return sscanf(buf, "%*f %*f %*f %d/", &running) == 1 ? running : -1;
-}
+static int procs_running(void) { return os_procs_running(); }
 
 /* Is there a CPU for every thread of the pool? 1 yes, 0 no, -1 unknown. The others are the
  * runnable tasks beyond the pool's own: the caller and the workers not blocked. */
@@ -455,7 +377,7 @@ threadpool *threadpool_new(int n_threads) {
     adapt_init(&p->ad);
     pthread_mutex_init(&p->turn_mu, NULL);
     pthread_cond_init(&p->turn_cv, NULL);
-#if !defined(__linux__)
+#if !OS_HAVE_WORD_WAIT
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
 #endif
@@ -478,9 +400,8 @@ void threadpool_free(threadpool *p) {
     atomic_fetch_add(&p->gen, 1);
     word_wake(p, &p->gen, p->started);
     for (int i = 1; i < p->started; i++) pthread_join(p->threads[i], NULL);
-    for (int i = 1; i < p->started; i++)
-        if (atomic_load(&p->stat_fd[i]) >= 0) close(atomic_load(&p->stat_fd[i]));
-#if !defined(__linux__)
+    for (int i = 1; i < p->started; i++) os_thread_stat_close(atomic_load(&p->stat_fd[i]));
+#if !OS_HAVE_WORD_WAIT
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 #endif

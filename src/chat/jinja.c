@@ -18,6 +18,7 @@
 #include "base/error.h"
 #include "chat/jinja.h"
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -3767,7 +3768,7 @@ static value g_strftime_now(ctx *c, int line, func *fn, args *a) {
     value f = arg_str(c, line, a, 0, NULL, "strftime_now");
     struct tm tm;
     time_t now = c->now ? c->now : time(NULL);
-    localtime_r(&now, &tm);
+    os_localtime(now, &tm);
     char *fmt = xstrndup(&c->f, f.u.s.p, f.u.s.n);
     char out[512];
     size_t n = strftime(out, sizeof out, fmt, &tm);

@@ -16,6 +16,7 @@
 #include "formats/safetensors.h"
 #include "base/threadpool.h"
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -25,10 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
 /* set the error and return false, so callers can `return fail(...)` */
 #define fail(err, ...) \
@@ -561,7 +559,7 @@ static bool load_json(const char *dir, const char *file, bool required, json_t *
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     *out = NULL;
-    if (access(path, F_OK) != 0) {
+    if (!os_exists(path)) {
         if (required) return fail(err, LFM2C_EIO, "'%s' is missing from '%s'", file, dir);
         return true;
     }
@@ -579,7 +577,7 @@ static bool load_json(const char *dir, const char *file, bool required, json_t *
 static char *read_text(const char *dir, const char *file) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    FILE *f = fopen(path, "rb");
+    FILE *f = os_fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
@@ -610,7 +608,7 @@ static void model_name(const char *dir, json_t *cfg, char *out, size_t n) {
         const char *s = strchr(id, '/');
         snprintf(buf, sizeof buf, "%s", s ? s + 1 : id);
     } else {
-        char *rp = realpath(dir, NULL);
+        char *rp = os_realpath(dir);
         const char *d = rp ? rp : dir;
         const char *s = strrchr(d, '/');
         snprintf(buf, sizeof buf, "%s", s && s[1] ? s + 1 : d);
@@ -1017,10 +1015,10 @@ static void convert_rows(void *arg, int ith, int nth) {
 
 /* Drops the source pages of a finished tensor from our resident set (they stay cached). */
 static void release_pages(const st_tensor *t) {
-    long ps = sysconf(_SC_PAGESIZE);
+    long ps = (long)os_page_size();
     uintptr_t b = ((uintptr_t)t->data + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
     uintptr_t e = ((uintptr_t)t->data + t->nbytes) & ~(uintptr_t)(ps - 1);
-    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+    if (e > b) os_advise((void *)b, e - b, OS_ADV_DONTNEED);
 }
 
 /* The header's key-values: architecture, name, sampling defaults, the hyperparameters and the tokenizer. */
@@ -1070,7 +1068,7 @@ typedef struct conv_run {
 
 static bool run_open(conv_run *c, const convert_params *params, int64_t max_row, lfm2c_error *err) {
     *c = (conv_run){.chunk_bytes = 8u << 20, .params = params};
-    int nth = params->n_threads > 0 ? params->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int nth = params->n_threads > 0 ? params->n_threads : os_cpus_online();
     nth = nth < 1 ? 1 : nth > 64 ? 64 : nth;
     c->pool = threadpool_new(nth);
     c->nth = c->pool ? threadpool_size(c->pool) : 0;

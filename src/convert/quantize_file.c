@@ -8,15 +8,14 @@
 #include "formats/gguf_write.h"
 #include "base/threadpool.h"
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
-#include <unistd.h>
 
 #define CHUNK_ELEMS (4 << 20) /* f32 values per chunk, over all threads */
 #define COPY_CHUNK (16 << 20)
@@ -26,10 +25,10 @@
  * keeps RSS near the working set when the input is much larger than memory. */
 static void release_pages(const uint8_t *map, const uint8_t *p, size_t n) {
     static long page;
-    if (!page) page = sysconf(_SC_PAGESIZE);
+    if (!page) page = (long)os_page_size();
     uintptr_t a = (uintptr_t)p, b = a + n;
     uintptr_t lo = (a + (uintptr_t)page - 1) & ~((uintptr_t)page - 1), hi = b & ~((uintptr_t)page - 1);
-    if (hi > lo && lo >= (uintptr_t)map) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (hi > lo && lo >= (uintptr_t)map) os_advise((void *)lo, hi - lo, OS_ADV_DONTNEED);
 }
 
 typedef struct chunk_job {

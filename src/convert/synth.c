@@ -16,13 +16,13 @@
 #include "formats/ggml_types.h"
 #include "base/threadpool.h"
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #define PIECE_ELEMS (1 << 18) /* weights per independently seeded piece */

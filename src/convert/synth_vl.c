@@ -12,12 +12,12 @@
 #include "convert/synth.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf_write.h"
+#include "base/os.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 typedef struct vl_preset {
     const char *name, *lm; /* the language model preset it pairs with (NULL: the tiny one below) */

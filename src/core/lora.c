@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "core/session.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -19,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 bool lora_target_ok(int id) {
     switch (id) {
@@ -396,8 +396,8 @@ lfm2c_lora *lfm2c_lora_load(const lfm2c_model *m, const char *path, lfm2c_error 
         lfm2c_set_error(err, LFM2C_EINVAL, "lfm2c_lora_load: NULL argument");
         return NULL;
     }
-    struct stat sb;
-    if (stat(path, &sb)) {
+    os_stat_t sb;
+    if (os_stat(path, &sb)) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot open adapter '%s'", path);
         return NULL;
     }
@@ -406,7 +406,7 @@ lfm2c_lora *lfm2c_lora_load(const lfm2c_model *m, const char *path, lfm2c_error 
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
-    if (S_ISDIR(sb.st_mode) ? lora_load_peft(lo, m, path, err) : load_gguf(lo, m, path, err)) {
+    if (sb.is_dir ? lora_load_peft(lo, m, path, err) : load_gguf(lo, m, path, err)) {
         lfm2c_lora_free(lo);
         return NULL;
     }

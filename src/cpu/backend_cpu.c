@@ -16,13 +16,13 @@
 #include "cpu/kernels.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
+#include "base/os.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__linux__)
-#include <sys/mman.h>
 #endif
 
 /* ---- weights in the kernel table's layout ------------------------------------------------ */

@@ -23,6 +23,7 @@
 #include "cpu/kernels_avx512.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
 #include <cpuid.h>
 #include <immintrin.h>
@@ -30,8 +31,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #define AI static inline __attribute__((always_inline))
 
@@ -53,14 +52,8 @@ typedef struct {
     uint8_t rows[16];
 } amx_tilecfg;
 
-/* Linux hands out the AMX register state only on request (once per process). */
-static int amx_request(void) {
-#if defined(__linux__) && defined(SYS_arch_prctl)
-    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
-#else
-    return 0;
-#endif
-}
+/* Linux hands out the AMX register state only on request (once per process): base/os.h. */
+static int amx_request(void) { return os_amx_permit(); }
 
 /* Per 16-row tile and block: unpacked weights, integer scales (int32 for broadcast), int16
  * pairs of the offset multipliers, and the float scales. */
@@ -317,13 +310,13 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
     if (ctiles < 1) ctiles = 1;
     if (ctiles > ntc) ctiles = ntc;
     const int hl = type != GGML_Q6_K;
-    amx_wblock *wbs = hl ? NULL : aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
-    amx_wblock_hl *whl = hl ? aligned_alloc(64, (size_t)nb * sizeof(amx_wblock_hl)) : NULL;
-    amx_ablock *abs = aligned_alloc(64, (size_t)nb * (size_t)ctiles * sizeof(amx_ablock));
+    amx_wblock *wbs = hl ? NULL : os_aligned_alloc(64, (size_t)nb * sizeof(amx_wblock));
+    amx_wblock_hl *whl = hl ? os_aligned_alloc(64, (size_t)nb * sizeof(amx_wblock_hl)) : NULL;
+    amx_ablock *abs = os_aligned_alloc(64, (size_t)nb * (size_t)ctiles * sizeof(amx_ablock));
     if (!abs || (hl ? !whl : !wbs)) {
-        free(wbs);
-        free(whl);
-        free(abs);
+        os_aligned_free(wbs);
+        os_aligned_free(whl);
+        os_aligned_free(abs);
         return 0;
     }
     const int S = type == GGML_Q6_K ? 16 : 32;
@@ -369,9 +362,9 @@ static TA int amx_matmul(uint32_t type, int64_t n, const uint8_t *w, size_t w_ro
         }
     }
     _tile_release();
-    free(wbs);
-    free(whl);
-    free(abs);
+    os_aligned_free(wbs);
+    os_aligned_free(whl);
+    os_aligned_free(abs);
     return 1;
 }
 
@@ -616,11 +609,11 @@ static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t 
     const int q6 = type == GGML_Q6_K_X16;
     const size_t wsz = q6 ? sizeof(amx_xq6) : sizeof(amx_xq4);
     const int part = nc % 16;
-    void *wbs = aligned_alloc(64, (size_t)nb * wsz);
+    void *wbs = os_aligned_alloc(64, (size_t)nb * wsz);
     uint8_t *pad = part ? calloc(16, act_row) : NULL;
     int32_t *bsp = q6 ? NULL : malloc(sizeof(int32_t) * (size_t)nc * (size_t)nb * 4); /* Q4_K's offsets */
     if (!wbs || (!q6 && !bsp) || (part && !pad)) {
-        free(wbs);
+        os_aligned_free(wbs);
         free(pad);
         free(bsp);
         return 0;
@@ -658,7 +651,7 @@ static TA int amx_matmul_x16(uint32_t type, int64_t n, const uint8_t *w, size_t 
         }
     }
     _tile_release();
-    free(wbs);
+    os_aligned_free(wbs);
     free(pad);
     free(bsp);
     return 1;

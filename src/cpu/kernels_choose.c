@@ -18,14 +18,13 @@
 #include "formats/ggml_types.h"
 #include "base/clock.h"
 #include "base/hugemem.h"
+#include "base/os.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
 #endif
@@ -59,7 +58,7 @@ void kernels_cpu_id(kernel_cpu *c) {
         snprintf(c->name, sizeof c->name, "%s", p);
     }
 #else
-    FILE *f = fopen("/proc/cpuinfo", "r"); /* ARM64 Linux: implementer and part */
+    FILE *f = os_fopen("/proc/cpuinfo", "r"); /* ARM64 Linux: implementer and part */
     char line[256];
     unsigned impl = 0, part = 0;
     while (f && fgets(line, sizeof line, f)) {
@@ -204,7 +203,7 @@ static bool cache_path(const char *dir, char *path, size_t pn) {
 
 /* The ISA cached for key, into isa / why; false when there is none. */
 static bool cache_read(const char *path, const char *key, char *isa, size_t in, char *why, size_t wn) {
-    FILE *f = fopen(path, "r");
+    FILE *f = os_fopen(path, "r");
     if (!f) return false;
     char line[1024];
     bool found = false;
@@ -228,7 +227,7 @@ static void mkdirs(const char *path) { /* every folder above the file */
     for (char *s = p + 1; *s; s++)
         if (*s == '/') {
             *s = 0;
-            mkdir(p, 0755);
+            os_mkdir(p);
             *s = '/';
         }
 }
@@ -236,9 +235,9 @@ static void mkdirs(const char *path) { /* every folder above the file */
 /* Replaces key's line (other CPUs' lines kept), through a temporary file and a rename. */
 static void cache_write(const char *path, const char *key, const char *isa, const char *why) {
     char tmp[1100], line[1024];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= sizeof tmp) return;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)os_pid()) >= sizeof tmp) return;
     mkdirs(path);
-    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
+    FILE *in = os_fopen(path, "r"), *out = os_fopen(tmp, "w");
     if (!out) {
         if (in) fclose(in);
         return;
@@ -248,7 +247,7 @@ static void cache_write(const char *path, const char *key, const char *isa, cons
         if (strchr(line, '\n') && !(strncmp(line, key, kl) == 0 && line[kl] == '\t')) fputs(line, out);
     fprintf(out, "%s\t%s\t%s\n", key, isa, why);
     if (in) fclose(in);
-    if (fclose(out) == 0) rename(tmp, path);
+    if (fclose(out) == 0) os_rename(tmp, path);
     else remove(tmp);
 }
 

@@ -26,12 +26,12 @@
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
 #include <arm_neon.h>
 #include <math.h>
 #include <string.h>
 #if defined(__linux__)
-#include <sys/auxv.h>
 #endif
 
 #define AI static inline __attribute__((always_inline))
@@ -556,8 +556,8 @@ static const kernel_ops I8MM_OPS = {
 #ifndef HWCAP2_I8MM
 #define HWCAP2_I8MM (1 << 13)
 #endif
-__attribute__((unused)) static bool cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
-__attribute__((unused)) static bool cpu_has_i8mm(void) { return (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0; }
+__attribute__((unused)) static bool cpu_has_dotprod(void) { return (os_hwcap(1) & HWCAP_ASIMDDP) != 0; }
+__attribute__((unused)) static bool cpu_has_i8mm(void) { return (os_hwcap(2) & HWCAP2_I8MM) != 0; }
 #else /* no HWCAPs: what the compiler was told the CPU has */
 __attribute__((unused)) static bool cpu_has_dotprod(void) {
 #if defined(__ARM_FEATURE_DOTPROD)

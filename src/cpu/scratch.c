@@ -1,5 +1,6 @@
 /* scratch.c — grow-only aligned scratch slots (scratch.h). */
 #include "cpu/scratch.h"
+#include "base/os.h"
 
 #include <stdlib.h>
 
@@ -19,15 +20,15 @@ scratch *scratch_new(int n_slots) {
 
 void scratch_free(scratch *s) {
     if (!s) return;
-    for (int i = 0; i < s->n_slots; i++) free(s->slot[i].buf);
+    for (int i = 0; i < s->n_slots; i++) os_aligned_free(s->slot[i].buf);
     free(s);
 }
 
 void *scratch_get(scratch *s, int slot, size_t bytes) {
     if (bytes > s->slot[slot].cap) {
-        free(s->slot[slot].buf);
+        os_aligned_free(s->slot[slot].buf);
         size_t cap = (bytes + 63) / 64 * 64;
-        s->slot[slot].buf = aligned_alloc(64, cap);
+        s->slot[slot].buf = os_aligned_alloc(64, cap);
         s->slot[slot].cap = s->slot[slot].buf ? cap : 0;
     }
     return s->slot[slot].buf;

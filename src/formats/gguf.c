@@ -4,18 +4,15 @@
 #include "base/hugemem.h"
 #include "formats/gguf.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
 
@@ -329,7 +326,7 @@ static void free_tables(gguf_file *g) {
  * as fast as one (docs/HARDWARE.md "What the code's choices measured"). A chunk is a quarter of a reader's share,
  * 1 to 64 MB (whole MB). */
 typedef struct copy_job {
-    int fd;
+    os_fd fd;
     uint8_t *dst; /* the file's first byte in the copy */
     size_t size, chunk;
     atomic_size_t next; /* next chunk to claim */
@@ -346,7 +343,7 @@ static void *copy_reader(void *arg) {
     for (size_t c; !atomic_load(&j->err) && (c = atomic_fetch_add(&j->next, 1)) * j->chunk < j->size;) {
         const size_t off = c * j->chunk, end = j->size - off > j->chunk ? off + j->chunk : j->size;
         for (size_t o = off; o < end;) {
-            ssize_t n = pread(j->fd, j->dst + o, end - o, (off_t)o);
+            int64_t n = os_pread(j->fd, j->dst + o, end - o, o);
             if (n <= 0) {
                 int none = 0;
                 atomic_compare_exchange_strong(&j->err, &none, n < 0 ? (errno ? errno : EIO) : -1);
@@ -364,7 +361,7 @@ static void *copy_reader(void *arg) {
  * them, whatever happened to the page cache. The mapping is 2 MB aligned and the file starts
  * `shift` bytes into it (copy_shift), so that the weights start on cache lines. *len: the
  * mapping's length. NULL (err set) on failure. */
-static uint8_t *huge_copy(int fd, size_t size, size_t shift, int n_readers, const char *path, size_t *len,
+static uint8_t *huge_copy(os_fd fd, size_t size, size_t shift, int n_readers, const char *path, size_t *len,
                           lfm2c_error *err) {
     uint8_t *p = huge_alloc(size + shift, len);
     if (!p) {
@@ -387,7 +384,7 @@ static uint8_t *huge_copy(int fd, size_t size, size_t shift, int n_readers, cons
         huge_free(p, *len);
         return NULL;
     }
-    mprotect(p, *len, PROT_READ);
+    os_protect(p, *len, false);
     return p;
 }
 
@@ -409,7 +406,7 @@ int gguf_set_writable(gguf_file *g, bool writable) {
     for (uint32_t i = 0; i < g->n_parts; i++)
         if (!g->parts[i]->copied) return -1;
     if (!g->copied) return -1;
-    if (mprotect(g->copy_base, g->copy_len, writable ? PROT_READ | PROT_WRITE : PROT_READ)) return -1;
+    if (os_protect(g->copy_base, g->copy_len, writable)) return -1;
     for (uint32_t i = 0; i < g->n_parts; i++)
         if (gguf_set_writable(g->parts[i], writable)) return -1;
     return 0;
@@ -422,55 +419,45 @@ bool gguf_huge_copy_wanted(uint64_t size, int64_t mem_available, const char *thp
 
 /* this system's answer for a file of `size` bytes */
 static bool huge_copy_here(uint64_t size) {
-    char thp[128] = "", line[256];
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    if (f) {
-        if (!fgets(thp, sizeof thp, f)) thp[0] = 0;
-        fclose(f);
-    }
-    long long avail_kb = -1;
-    if ((f = fopen("/proc/meminfo", "r"))) {
-        while (fgets(line, sizeof line, f))
-            if (sscanf(line, "MemAvailable: %lld kB", &avail_kb) == 1) break;
-        fclose(f);
-    }
-    return gguf_huge_copy_wanted(size, avail_kb < 0 ? -1 : (int64_t)avail_kb * 1024, thp);
+    char thp[128];
+    os_huge_pages_mode(thp, sizeof thp);
+    return gguf_huge_copy_wanted(size, os_mem_available(), thp);
 }
 
 static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
+    os_fd fd = os_open_read(path);
+    if (fd == OS_FD_NONE) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    const int64_t fsize = os_fd_size(fd);
+    if (fsize < 0) {
         lfm2c_set_error(err, LFM2C_EIO, "'%s' is not a regular file", path);
-        close(fd);
+        os_fd_close(fd);
         return NULL;
     }
-    if (st.st_size < 24) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "'%s' is not a GGUF file (only %lld bytes)", path, (long long)st.st_size);
-        close(fd);
+    if (fsize < 24) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "'%s' is not a GGUF file (only %lld bytes)", path, (long long)fsize);
+        os_fd_close(fd);
         return NULL;
     }
     const bool copy =
-        (flags & GGUF_OPEN_HUGE_COPY) || ((flags & GGUF_OPEN_HUGE_AUTO) && huge_copy_here((uint64_t)st.st_size));
-    uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
+        (flags & GGUF_OPEN_HUGE_COPY) || ((flags & GGUF_OPEN_HUGE_AUTO) && huge_copy_here((uint64_t)fsize));
+    uint8_t *map = os_map_read(fd, (size_t)fsize);
+    if (!map) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno));
-        close(fd);
+        os_fd_close(fd);
         return NULL;
     }
     gguf_file *g = calloc(1, sizeof *g);
     if (!g) {
-        munmap(map, (size_t)st.st_size);
-        close(fd);
+        os_unmap(map, (size_t)fsize);
+        os_fd_close(fd);
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
     g->map = map;
-    g->size = (size_t)st.st_size;
+    g->size = (size_t)fsize;
     g->owns_map = true;
     bool ok = parse(g, err);
     /* a copy is placed by what the table says (gguf_copy_shift), then parsed again: the
@@ -479,23 +466,23 @@ static gguf_file *open_one(const char *path, unsigned flags, lfm2c_error *err) {
         const size_t shift = gguf_copy_shift(g);
         free_tables(g);
         memset(g, 0, sizeof *g);
-        munmap(map, (size_t)st.st_size);
+        os_unmap(map, (size_t)fsize);
         size_t len;
-        uint8_t *base = huge_copy(fd, (size_t)st.st_size, shift, GGUF_READERS_OF(flags), path, &len, err);
+        uint8_t *base = huge_copy(fd, (size_t)fsize, shift, GGUF_READERS_OF(flags), path, &len, err);
         if (!base) {
             free(g);
-            close(fd);
+            os_fd_close(fd);
             return NULL;
         }
         g->copy_base = base;
         g->copy_len = len;
         g->copied = true;
         g->map = base + shift;
-        g->size = (size_t)st.st_size;
+        g->size = (size_t)fsize;
         g->owns_map = true;
         ok = parse(g, err);
     }
-    close(fd);
+    os_fd_close(fd);
     if (!ok) {
         if (err) {
             char msg[sizeof err->msg];
@@ -625,20 +612,16 @@ gguf_file *gguf_open_memory(const uint8_t *buf, size_t size, lfm2c_error *err) {
 
 void gguf_populate(const gguf_file *g) {
     for (uint32_t k = 0; k < g->n_parts; k++) gguf_populate(g->parts[k]);
-#ifdef MADV_HUGEPAGE /* file pages in large folios where the kernel does that (no effect elsewhere) */
-    madvise(g->map, g->size, MADV_HUGEPAGE);
-#endif
-#ifdef MADV_POPULATE_READ
-    if (madvise(g->map, g->size, MADV_POPULATE_READ) == 0) return;
-#endif
-    madvise(g->map, g->size, MADV_WILLNEED);
+    os_advise(g->map, g->size, OS_ADV_HUGE); /* file pages in large folios where the kernel does that */
+    if (os_advise(g->map, g->size, OS_ADV_POPULATE) == 0) return;
+    os_advise(g->map, g->size, OS_ADV_WILLNEED);
 }
 
 void gguf_close(gguf_file *g) {
     if (!g) return;
     free_tables(g);
     if (g->copied) huge_free(g->copy_base, g->copy_len);
-    else if (g->map && g->owns_map) munmap(g->map, g->size);
+    else if (g->map && g->owns_map) os_unmap(g->map, g->size);
     for (uint32_t k = 0; k < g->n_parts; k++) gguf_close(g->parts[k]);
     free(g->parts);
     free(g);

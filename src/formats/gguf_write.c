@@ -4,13 +4,13 @@
 #include "base/error.h"
 #include "formats/gguf_write.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define GGUF_MAGIC 0x46554747u
 #define GGUF_VERSION 3u
@@ -56,7 +56,7 @@ void gguf_writer_free(gguf_writer *w) {
     if (!w) return;
     if (w->f) {
         fclose(w->f);
-        unlink(w->tmp_path);
+        os_remove(w->tmp_path);
     }
     for (size_t i = 0; i < w->n_kv; i++) {
         free(w->kv[i].key);
@@ -350,7 +350,7 @@ bool gguf_writer_open(gguf_writer *w, const char *path, lfm2c_error *err) {
         return false;
     }
     sprintf(w->tmp_path, "%s.tmp", path);
-    w->f = fopen(w->tmp_path, "wb");
+    w->f = os_fopen(w->tmp_path, "wb");
     if (!w->f) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot create '%s': %s", w->tmp_path, strerror(errno));
         return false;
@@ -422,17 +422,17 @@ bool gguf_writer_finish(gguf_writer *w, lfm2c_error *err) {
     if (fflush(f) != 0 || ferror(f)) {
         lfm2c_set_error(err, LFM2C_EIO, "write to '%s' failed: %s", w->tmp_path, strerror(errno));
         fclose(f);
-        unlink(w->tmp_path);
+        os_remove(w->tmp_path);
         return false;
     }
     if (fclose(f) != 0) {
         lfm2c_set_error(err, LFM2C_EIO, "closing '%s' failed: %s", w->tmp_path, strerror(errno));
-        unlink(w->tmp_path);
+        os_remove(w->tmp_path);
         return false;
     }
-    if (rename(w->tmp_path, w->path) != 0) {
+    if (os_rename(w->tmp_path, w->path) != 0) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot rename '%s' to '%s': %s", w->tmp_path, w->path, strerror(errno));
-        unlink(w->tmp_path);
+        os_remove(w->tmp_path);
         return false;
     }
     return true;

@@ -5,11 +5,11 @@
  * bits that pick a slot) under an unkeyed hash made opens quadratic; without the key nobody can
  * choose names that collide here. */
 #include "formats/name_index.h"
+#include "base/os.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 static uint64_t key0, key1;
@@ -17,7 +17,7 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static void key_init(void) {
     uint64_t k[2] = {0, 0};
-    if (getrandom(k, sizeof k, GRND_NONBLOCK) != (ssize_t)sizeof k) { /* no entropy yet: the clock */
+    if (!os_random(k, sizeof k)) { /* no entropy yet: the clock */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         k[0] ^= (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&k;

@@ -4,19 +4,15 @@
 #include "base/error.h"
 #include "formats/safetensors.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define ST_MAX_HEADER (100u << 20) /* the format's own limit on the JSON header */
 
@@ -47,7 +43,7 @@ void st_close(st_model *m) {
     free(m->tensors);
     name_index_free(&m->index);
     for (int i = 0; i < m->n_files; i++) {
-        if (m->files[i].map) munmap(m->files[i].map, m->files[i].size);
+        if (m->files[i].map) os_unmap(m->files[i].map, m->files[i].size);
         free(m->files[i].path);
     }
     free(m->files);
@@ -68,25 +64,25 @@ static int cmp_begin(const void *a, const void *b) {
 
 /* add_file's first phase: maps `path` and appends it to m->files; returns its index, or -1. */
 static int map_file(st_model *m, const char *path, lfm2c_error *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return fail(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno)), -1;
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
+    os_fd fd = os_open_read(path);
+    if (fd == OS_FD_NONE) return fail(err, LFM2C_EIO, "cannot open '%s': %s", path, strerror(errno)), -1;
+    const int64_t fsize = os_fd_size(fd);
+    if (fsize < 0) {
+        os_fd_close(fd);
         return fail(err, LFM2C_EIO, "'%s' is not a regular file", path), -1;
     }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)fsize;
     if (size < 8) {
-        close(fd);
+        os_fd_close(fd);
         return fail(err, LFM2C_EFORMAT, "'%s' is truncated (%zu bytes, no safetensors header)", path, size), -1;
     }
-    uint8_t *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return fail(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno)), -1;
+    uint8_t *map = os_map_read(fd, size);
+    os_fd_close(fd);
+    if (!map) return fail(err, LFM2C_EIO, "cannot map '%s': %s", path, strerror(errno)), -1;
 
     st_file *nf = realloc(m->files, (size_t)(m->n_files + 1) * sizeof *nf);
     if (!nf) {
-        munmap(map, size);
+        os_unmap(map, size);
         return fail(err, LFM2C_ENOMEM, "out of memory"), -1;
     }
     m->files = nf;
@@ -294,7 +290,7 @@ static st_model *open_index(const char *dir, const char *index_path, lfm2c_error
             fail(err, LFM2C_ENOMEM, "out of memory");
             goto bad;
         }
-        if (access(p, F_OK) != 0) {
+        if (!os_exists(p)) {
             fail(err, LFM2C_EIO, "shard '%s' listed in model.safetensors.index.json is missing from '%s'", shards[i],
                  dir);
             free(p);
@@ -336,23 +332,23 @@ bad:
 st_model *st_open_dir(const char *dir, lfm2c_error *err) {
     char *index = join(dir, "model.safetensors.index.json");
     if (!index) return fail(err, LFM2C_ENOMEM, "out of memory");
-    if (access(index, F_OK) == 0) {
+    if (os_exists(index)) {
         st_model *m = open_index(dir, index, err);
         free(index);
         return m;
     }
     free(index);
-    DIR *d = opendir(dir);
+    os_dir *d = os_opendir(dir);
     if (!d) return fail(err, LFM2C_EIO, "cannot open directory '%s': %s", dir, strerror(errno));
     char **names = NULL;
     size_t n = 0;
-    struct dirent *e;
+    const char *e;
     bool oom = false;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (len < 17 || strncmp(e->d_name, "model", 5) || strcmp(e->d_name + len - 12, ".safetensors")) continue;
+    while ((e = os_readdir(d))) {
+        size_t len = strlen(e);
+        if (len < 17 || strncmp(e, "model", 5) || strcmp(e + len - 12, ".safetensors")) continue;
         char **nn = realloc(names, (n + 1) * sizeof *nn);
-        if (!nn || !(nn[n] = strdup(e->d_name))) {
+        if (!nn || !(nn[n] = strdup(e))) {
             oom = true;
             if (nn) names = nn;
             break;
@@ -360,7 +356,7 @@ st_model *st_open_dir(const char *dir, lfm2c_error *err) {
         names = nn;
         n++;
     }
-    closedir(d);
+    os_closedir(d);
     st_model *m = NULL;
     if (oom) fail(err, LFM2C_ENOMEM, "out of memory");
     else if (n == 0) fail(err, LFM2C_EIO, "no model.safetensors or model.safetensors.index.json in '%s'", dir);

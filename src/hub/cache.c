@@ -6,17 +6,14 @@
  * models--ORG--NAME/snapshots/COMMIT/FILE, each a relative link to blobs/SHA256. */
 #include "hub/hub.h"
 #include "base/error.h"
+#include "base/os.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 char *hub_strdup_printf(const char *fmt, ...) {
     va_list ap;
@@ -92,16 +89,16 @@ int lfm2c_hub_mmproj_pick(const char *const *names, int n, const char *model) {
 char *lfm2c_hub_mmproj_beside(const char *model_path) {
     const char *slash = strrchr(model_path, '/');
     char *dir = slash ? hub_strdup_printf("%.*s", (int)(slash - model_path), model_path) : strdup(".");
-    DIR *d = dir ? opendir(dir) : NULL;
+    os_dir *d = dir ? os_opendir(dir) : NULL;
     char *names[64], *out = NULL;
     int n = 0;
-    struct dirent *de;
-    while (d && n < 64 && (de = readdir(d)))
-        if (lfm2c_hub_is_mmproj(de->d_name) && (names[n] = strdup(de->d_name))) n++;
-    if (d) closedir(d);
+    const char *de;
+    while (d && n < 64 && (de = os_readdir(d)))
+        if (lfm2c_hub_is_mmproj(de) && (names[n] = strdup(de))) n++;
+    if (d) os_closedir(d);
     int k = lfm2c_hub_mmproj_pick((const char *const *)names, n, NULL);
-    struct stat st;
-    if (k >= 0 && (out = hub_strdup_printf("%s/%s", dir, names[k])) && (stat(out, &st) || !S_ISREG(st.st_mode))) {
+    os_stat_t st;
+    if (k >= 0 && (out = hub_strdup_printf("%s/%s", dir, names[k])) && (os_stat(out, &st) || !st.is_file)) {
         free(out); /* a dangling link: its blob was removed */
         out = NULL;
     }
@@ -132,54 +129,54 @@ static bool later_part(const char *name) {
 
 /* The GGUF files of one snapshot directory. */
 static void visit_snapshot(const char *repo, const char *snap, lfm2c_hub_visit fn, void *user) {
-    DIR *fd = opendir(snap);
+    os_dir *fd = os_opendir(snap);
     if (!fd) return;
-    struct dirent *f;
-    while ((f = readdir(fd))) {
-        size_t n = strlen(f->d_name);
-        if (n < 5 || strcasecmp(f->d_name + n - 5, ".gguf")) continue;
-        char *full = hub_strdup_printf("%s/%s", snap, f->d_name);
-        struct stat st;
-        if (full && stat(full, &st) == 0 && S_ISREG(st.st_mode)) { /* a dangling link: its blob was removed */
+    const char *f;
+    while ((f = os_readdir(fd))) {
+        size_t n = strlen(f);
+        if (n < 5 || strcasecmp(f + n - 5, ".gguf")) continue;
+        char *full = hub_strdup_printf("%s/%s", snap, f);
+        os_stat_t st;
+        if (full && os_stat(full, &st) == 0 && st.is_file) { /* a dangling link: its blob was removed */
             char q[32] = "";
-            if (!lfm2c_hub_quant_of(f->d_name, q, sizeof q)) q[0] = 0;
+            if (!lfm2c_hub_quant_of(f, q, sizeof q)) q[0] = 0;
             lfm2c_hub_file hf = {.repo = repo,
                                  .quant = q,
-                                 .file = f->d_name,
+                                 .file = f,
                                  .path = full,
                                  .snapshot = snap,
-                                 .bytes = (uint64_t)st.st_size,
-                                 .mtime = st.st_mtime,
-                                 .later_part = later_part(f->d_name),
-                                 .mmproj = lfm2c_hub_is_mmproj(f->d_name)};
+                                 .bytes = (uint64_t)st.size,
+                                 .mtime = st.mtime,
+                                 .later_part = later_part(f),
+                                 .mmproj = lfm2c_hub_is_mmproj(f)};
             fn(user, &hf);
         }
         free(full);
     }
-    closedir(fd);
+    os_closedir(fd);
 }
 
 void lfm2c_hub_list(const char *cache, const char *only_repo, lfm2c_hub_visit fn, void *user) {
-    DIR *d = cache ? opendir(cache) : NULL;
+    os_dir *d = cache ? os_opendir(cache) : NULL;
     if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
+    const char *e;
+    while ((e = os_readdir(d))) {
         char repo[512];
-        if (!repo_of_dir(e->d_name, repo, sizeof repo)) continue;
+        if (!repo_of_dir(e, repo, sizeof repo)) continue;
         if (only_repo && strcasecmp(repo, only_repo)) continue;
-        char *snaps = hub_strdup_printf("%s/%s/snapshots", cache, e->d_name);
-        DIR *sd = snaps ? opendir(snaps) : NULL;
-        struct dirent *c;
-        while (sd && (c = readdir(sd))) {
-            if (c->d_name[0] == '.') continue;
-            char *snap = hub_strdup_printf("%s/%s", snaps, c->d_name);
+        char *snaps = hub_strdup_printf("%s/%s/snapshots", cache, e);
+        os_dir *sd = snaps ? os_opendir(snaps) : NULL;
+        const char *c;
+        while (sd && (c = os_readdir(sd))) {
+            if (c[0] == '.') continue;
+            char *snap = hub_strdup_printf("%s/%s", snaps, c);
             if (snap) visit_snapshot(repo, snap, fn, user);
             free(snap);
         }
-        if (sd) closedir(sd);
+        if (sd) os_closedir(sd);
         free(snaps);
     }
-    closedir(d);
+    os_closedir(d);
 }
 
 typedef struct rm_state {
@@ -196,18 +193,17 @@ static void rm_one(void *u, const lfm2c_hub_file *f) {
     if (st->err && st->err->code) return;
     if (st->quant && (f->mmproj || strcasecmp(f->quant, st->quant))) return;
     char target[4096];
-    ssize_t n = readlink(f->path, target, sizeof target - 1);
+    int n = os_readlink(f->path, target, sizeof target);
     if (n > 0) {
-        target[n] = 0;
-        char *blob = target[0] == '/' ? strdup(target) : hub_strdup_printf("%s/%s", f->snapshot, target);
-        if (blob && unlink(blob) && errno != ENOENT) {
+        char *blob = os_path_is_abs(target) ? strdup(target) : hub_strdup_printf("%s/%s", f->snapshot, target);
+        if (blob && os_remove(blob) && errno != ENOENT) {
             lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", blob, strerror(errno));
             free(blob);
             return;
         }
         free(blob);
     }
-    if (unlink(f->path)) {
+    if (os_remove(f->path)) {
         lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", f->path, strerror(errno));
         return;
     }

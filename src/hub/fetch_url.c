@@ -7,10 +7,10 @@
  * never repeat the URL (it may carry credentials). Built without libcurl, it says so. */
 #include "hub/hub.h"
 #include "base/error.h"
+#include "base/os.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #ifdef LFM2C_HAVE_HUB
 #include <curl/curl.h>

@@ -12,10 +12,10 @@
 #include "base/error.h"
 #include "hub/sha256.h"
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <curl/curl.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -24,9 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 /* ---------- small helpers ---------- */
 
@@ -36,17 +34,14 @@ static int mkdirs(const char *path) {
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/') continue;
         *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        if (os_mkdir(tmp) && errno != EEXIST) return -1;
         *p = '/';
     }
-    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+    if (os_mkdir(tmp) && errno != EEXIST) return -1;
     return 0;
 }
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) && errno == EINTR) {}
-}
+static void sleep_ms(int ms) { os_sleep_s(ms / 1000.0); }
 
 static bool env_true(const char *name) {
     const char *e = getenv(name);
@@ -304,7 +299,7 @@ enum { DL_DONE, DL_FAIL, DL_RETRY, DL_AGAIN }; /* published, given up, retry aft
  * emptied) before any transfer. */
 static int fetch_once(const hub_ctx *h, const char *url, const char *name, uint64_t size, const char *part, dl_state *d,
                       CURLcode *cr, long *code, lfm2c_error *err) {
-    FILE *f = fopen(part, "a+b");
+    FILE *f = os_fopen(part, "a+b");
     if (!f) return lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot write '%s': %s", part, strerror(errno)), DL_FAIL;
     *d = (dl_state){.f = f, .total = size, .name = name, .h = h};
     sha256_init(&d->sha);
@@ -348,13 +343,13 @@ static int publish(const hub_ctx *h, dl_state *d, const char *name, const char *
     char hex[65];
     sha256_final_hex(&d->sha, hex);
     if (sha_expect && strcmp(hex, sha_expect)) {
-        unlink(part);
+        os_remove(part);
         lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
                         "%s: sha256 mismatch (expected %s, got %s); the download was deleted, nothing was published",
                         name, sha_expect, hex);
         return DL_FAIL;
     }
-    if (rename(part, blob))
+    if (os_rename(part, blob))
         return lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot rename '%s': %s", part, strerror(errno)), DL_FAIL;
     if (h->p && h->p->progress) h->p->progress(h->p->progress_user, name, d->done, size, d->resumed, true);
     return DL_DONE;
@@ -370,7 +365,7 @@ static int judge(const hub_ctx *h, dl_state *d, CURLcode cr, long code, const ch
                                (unsigned long long)d->done, (unsigned long long)size, part),
                DL_FAIL;
     if (d->overflow) {
-        unlink(part);
+        os_remove(part);
         lfm2c_set_error(err, LFM2C_HUB_E_VERIFY,
                         "%s: the server sent more than the %llu bytes the API announced; the download was deleted",
                         name, (unsigned long long)size);
@@ -607,13 +602,13 @@ static repo_file *list_tree(hub_ctx *h, const char *repo, const char *commit, in
 }
 
 static int write_text(const char *path, const char *text) {
-    char *tmp = hub_strdup_printf("%s.tmp%d", path, (int)getpid());
+    char *tmp = hub_strdup_printf("%s.tmp%d", path, (int)os_pid());
     if (!tmp) return -1;
-    FILE *f = fopen(tmp, "w");
+    FILE *f = os_fopen(tmp, "w");
     int bad = !f || fputs(text, f) < 0;
     if (f && fclose(f)) bad = 1;
-    if (bad || rename(tmp, path)) {
-        unlink(tmp);
+    if (bad || os_rename(tmp, path)) {
+        os_remove(tmp);
         free(tmp);
         return -1;
     }
@@ -634,14 +629,14 @@ static int link_snapshot(const char *repo_dir, const char *commit, const char *f
     for (const char *q = file; (q = strchr(q, '/')); q++) strncat(target, "../", sizeof target - strlen(target) - 1);
     strncat(target, "blobs/", sizeof target - strlen(target) - 1);
     strncat(target, sha, sizeof target - strlen(target) - 1);
-    char *tmp = hub_strdup_printf("%s.lnk%d", dst, (int)getpid());
+    char *tmp = hub_strdup_printf("%s.lnk%d", dst, (int)os_pid());
     if (ok && tmp) {
-        unlink(tmp);
-        ok = symlink(target, tmp) == 0 && rename(tmp, dst) == 0;
+        os_remove(tmp);
+        ok = os_symlink(target, tmp) == 0 && os_rename(tmp, dst) == 0;
     }
     if (!ok) {
         lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot link '%s': %s", dst, strerror(errno));
-        if (tmp) unlink(tmp);
+        if (tmp) os_remove(tmp);
     }
     free(tmp);
     free(dst);
@@ -653,7 +648,7 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
                              const char *file, lfm2c_error *err) {
     char commit[128] = "";
     char *refp = hub_strdup_printf("%s/refs/%s", repo_dir, revision);
-    FILE *f = refp ? fopen(refp, "r") : NULL;
+    FILE *f = refp ? os_fopen(refp, "r") : NULL;
     free(refp);
     if (f) {
         if (!fgets(commit, sizeof commit, f)) commit[0] = 0;
@@ -667,7 +662,7 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
         return NULL;
     }
     char *snap = hub_strdup_printf("%s/snapshots/%s", repo_dir, commit);
-    DIR *d = snap ? opendir(snap) : NULL;
+    os_dir *d = snap ? os_opendir(snap) : NULL;
     if (!d) {
         lfm2c_set_error(err, LFM2C_HUB_E_OFFLINE, "%s: snapshot %s is not in the cache and we are offline", repo,
                         commit);
@@ -677,12 +672,12 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
     /* the snapshot's top-level files stand in for the tree */
     int nf = 0, cap = 16;
     repo_file *fs = calloc((size_t)cap, sizeof *fs);
-    struct dirent *de;
-    while (fs && (de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        char *full = hub_strdup_printf("%s/%s", snap, de->d_name);
-        struct stat st;
-        bool ok = full && stat(full, &st) == 0 && S_ISREG(st.st_mode);
+    const char *de;
+    while (fs && (de = os_readdir(d))) {
+        if (de[0] == '.') continue;
+        char *full = hub_strdup_printf("%s/%s", snap, de);
+        os_stat_t st;
+        bool ok = full && os_stat(full, &st) == 0 && st.is_file;
         free(full);
         if (!ok) continue;
         if (nf == cap) {
@@ -691,12 +686,12 @@ static char *resolve_offline(const char *repo_dir, const char *revision, const c
             fs = nfs;
             cap *= 2;
         }
-        fs[nf].path = strdup(de->d_name);
+        fs[nf].path = strdup(de);
         fs[nf].sha = NULL;
-        fs[nf].size = (uint64_t)st.st_size;
+        fs[nf].size = (uint64_t)st.size;
         nf++;
     }
-    closedir(d);
+    os_closedir(d);
     char *out = NULL;
     int idx[256];
     if (fs) {
@@ -788,10 +783,10 @@ static int fetch_files(hub_ctx *h, const char *repo_dir, const char *repo, const
             return -1;
         }
         char *blob = hub_strdup_printf("%s/blobs/%s", repo_dir, rf->sha);
-        struct stat st;
+        os_stat_t st;
         int rc = 0;
         if (!blob) rc = -1;
-        else if (stat(blob, &st) == 0 && (uint64_t)st.st_size == rf->size) {
+        else if (os_stat(blob, &st) == 0 && (uint64_t)st.size == rf->size) {
             if (p->progress) p->progress(p->progress_user, rf->path, rf->size, rf->size, rf->size, true);
         } else {
             char *furl = hub_strdup_printf("%s/%s/resolve/%s/%s", h->endpoint, repo, commit, rf->path);

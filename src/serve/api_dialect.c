@@ -5,16 +5,14 @@
 #include "serve/api_dialect.h"
 #include "base/buf.h"
 #include "text/unicode.h"
+#include "base/os.h"
 
 #include <ctype.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 int dl_fail(dl_err *e, int status, const char *param, const char *fmt, ...) {
     e->status = status;
@@ -141,21 +139,9 @@ void dl_ndjson(dl_write w, void *wctx, json_t *data) {
     free(s);
 }
 
-/* n bytes from the system's CSPRNG (getrandom, else /dev/urandom); false if neither answers. */
-static bool random_bytes(void *buf, size_t n) {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = getrandom((char *)buf + got, n - got, 0);
-        if (k <= 0) break;
-        got += (size_t)k;
-    }
-    if (got == n) return true;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    bool ok = read(fd, buf, n) == (ssize_t)n;
-    close(fd);
-    return ok;
-}
+/* n bytes from the system's CSPRNG (base/os.h: getrandom or /dev/urandom, BCryptGenRandom);
+ * false if none answers. */
+static bool random_bytes(void *buf, size_t n) { return os_random(buf, n); }
 
 void dl_random_id(pthread_mutex_t *mu, uint64_t *counter, time_t started, const char *prefix, char *out, size_t cap) {
     uint64_t x[2];
@@ -223,7 +209,7 @@ bool dl_parse_duration(const char *s, double *seconds) {
 
 void dl_iso_time(time_t t, char *out, size_t cap) {
     struct tm tm;
-    gmtime_r(&t, &tm);
+    os_gmtime(t, &tm);
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 

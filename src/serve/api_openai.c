@@ -9,13 +9,13 @@
 #include "serve/api_openai.h"
 #include "serve/job.h"
 #include "serve/models.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 static const char *finish_name(job_finish f) {

@@ -38,21 +38,17 @@
 #include "hub/sha256.h"
 #include "chat/grammar.h"
 #include "base/clock.h"
+#include "base/os.h"
+#include "base/os_net.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <malloc.h>
 #include <microhttpd.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #define BIG_BODY (1u << 20)   /* bodies above this parse a few at a time */
 #define GATE_WAIT_MS 10000    /* longest wait for a place before 503 */
@@ -191,20 +187,10 @@ int http_req_fd(http_req *q) {
  * end of the client's sending side (a 0-byte read, POLLRDHUP) is NOT a disconnect: a client may
  * half-close after its request and still read the answer. A client that closed both directions
  * is seen at the next write (its stack answers with a reset). */
-bool http_fd_gone(int fd) {
-    if (fd < 0) return false;
-    struct pollfd pf = {fd, 0, 0};
-    if (poll(&pf, 1, 0) <= 0) return false;
-    return (pf.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0;
-}
+bool http_fd_gone(int fd) { return os_sock_broken(fd); }
 
 /* True when the peer shut down its sending side (a half-close, or a close seen as one). */
-bool http_fd_eof(int fd) {
-    if (fd < 0) return false;
-    struct pollfd pf = {fd, POLLRDHUP, 0};
-    if (poll(&pf, 1, 0) <= 0) return false;
-    return (pf.revents & (POLLRDHUP | POLLERR | POLLHUP)) != 0;
-}
+bool http_fd_eof(int fd) { return os_sock_peer_closed(fd); }
 
 bool http_client_gone(http_req *q) {
     int fd = http_req_fd(q);
@@ -213,7 +199,7 @@ bool http_client_gone(http_req *q) {
     q->probed = true;
     if (!q->http11) return false; /* no interim answers in HTTP/1.0: wait for the write */
     static const char interim[] = "HTTP/1.1 102 Processing\r\n\r\n";
-    ssize_t n = send(fd, interim, sizeof interim - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = os_sock_send_nowait(fd, interim, sizeof interim - 1);
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
@@ -314,7 +300,7 @@ static bool evict_unread(http *h) {
         best->evicted = true;
         h->n_evicting++;
         h->n_evicted++;
-        shutdown(best->fd, SHUT_RDWR); /* its write fails: the answer is freed */
+        os_sock_shutdown(best->fd); /* its write fails: the answer is freed */
     }
     pthread_mutex_unlock(&h->net_mu);
     return best != NULL;
@@ -326,8 +312,7 @@ static bool mem_charge(http_req *q, size_t n) {
     for (int i = 0; i < 100; i++) {
         if (mem_try(q, n)) return true;
         if (i == 0 || i % 10 == 0) evict_unread(q->h);
-        struct timespec ts = {0, 10 * 1000000L};
-        nanosleep(&ts, NULL);
+        os_sleep_s(0.010);
     }
     return false;
 }
@@ -616,7 +601,7 @@ static bool evict_oldest(http *h, uint32_t ip, bool by_ip) {
     best->evicted = true;
     h->n_evicting++;
     h->n_evicted++;
-    shutdown(best->fd, SHUT_RDWR); /* its thread sees the end and closes it */
+    os_sock_shutdown(best->fd); /* its thread sees the end and closes it */
     return true;
 }
 
@@ -1081,9 +1066,9 @@ void http_stop(http *h) {
     /* whatever is still open is cut: blocked reads and writes of its thread end at once */
     pthread_mutex_lock(&h->net_mu);
     for (sock *x = h->socks; x; x = x->next)
-        if (x->fd >= 0) shutdown(x->fd, SHUT_RDWR);
+        if (x->fd >= 0) os_sock_shutdown(x->fd);
     pthread_mutex_unlock(&h->net_mu);
     MHD_stop_daemon(h->mhd);
-    if (h->lfd != MHD_INVALID_SOCKET) close(h->lfd);
+    if (h->lfd != MHD_INVALID_SOCKET) os_sock_close((int)h->lfd);
     http_free(h);
 }

@@ -8,10 +8,10 @@
  * then fetched on the request's thread, bounded (hub/fetch_url.c), before the scheduler sees it. */
 #include "serve/job.h"
 #include "hub/hub.h"
+#include "base/os.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 
 static int b64_val(unsigned char c) {

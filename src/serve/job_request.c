@@ -6,14 +6,13 @@
  * fill-in-the-middle); the chat body is job_chat.c's. A bad field gets a 4xx (http_err) naming
  * it. Nothing here runs or answers. */
 #include "serve/job.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 void api_make_id(serve_api *api, const char *prefix, char *out, size_t cap) {
@@ -33,11 +32,11 @@ int api_lora_index(const serve_api *api, const char *id) {
 
 /* A sampler seed for a request that gives none: 64 bits from the kernel's CSPRNG, so that
  * identical requests (retries, "regenerate", self-consistency loops) draw different answers;
- * where getrandom fails, a per-process counter mixed with the clock in nanoseconds. Never 0
+ * where the system generator fails (base/os.h os_random), a per-process counter mixed with the clock in nanoseconds. Never 0
  * (the sampler's "default seed"). */
 static uint64_t fresh_seed(void) {
     uint64_t x = 0;
-    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+    if (!os_random(&x, sizeof x)) {
         static _Atomic uint64_t counter;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

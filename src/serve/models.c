@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "hub/hub.h"
+#include "base/os.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,9 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 struct serve_entry {
     serve_models *reg;
@@ -149,20 +147,20 @@ static void entry_free(serve_entry *e) {
 
 /* A new entry of path (its names filled; not in the registry yet); NULL with err set. */
 static serve_entry *entry_new(serve_models *r, const char *path, const char *id, lfm2c_error *err) {
-    struct stat st;
-    if (stat(path, &st) || !S_ISREG(st.st_mode)) {
+    os_stat_t st;
+    if (os_stat(path, &st) || !st.is_file) {
         lfm2c_set_error(err, LFM2C_EIO, "cannot read model '%s': %s", path, errno ? strerror(errno) : "not a file");
         return NULL;
     }
     serve_entry *e = calloc(1, sizeof *e);
-    if (!e || !(e->path = strdup(path)) || !(e->real = realpath(path, NULL))) {
+    if (!e || !(e->path = strdup(path)) || !(e->real = os_realpath(path))) {
         entry_free(e);
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return NULL;
     }
     e->reg = r;
-    e->file_bytes = (uint64_t)st.st_size;
-    e->mtime = st.st_mtime;
+    e->file_bytes = (uint64_t)st.size;
+    e->mtime = st.mtime;
     e->keep_alive = r->p.keep_alive;
     const char *base = strrchr(path, '/');
     dl_copy_text(e->file, sizeof e->file, base ? base + 1 : path);
@@ -236,7 +234,7 @@ static int add_cached(serve_models *r, const lfm2c_hub_file *f) {
     size_t n = strlen(f->file);
     snprintf(stem, sizeof stem, "%.*s", (int)(n > 5 ? n - 5 : n), f->file);
     snprintf(id, sizeof id, "%s:%s", f->repo, *f->quant ? f->quant : stem);
-    char *real = realpath(f->path, NULL);
+    char *real = os_realpath(f->path);
     serve_entry *same = real ? find_real(r, real) : NULL;
     free(real);
     if (same && !same->deleted) return 0;
@@ -264,8 +262,8 @@ static void cached_visit(void *u, const lfm2c_hub_file *f) {
 static void forget_vanished(serve_models *r) {
     for (int i = 0; i < r->n; i++) {
         serve_entry *e = r->e[i];
-        struct stat st;
-        if (!e->from_cache || e->deleted || !stat(e->path, &st)) continue;
+        os_stat_t st;
+        if (!e->from_cache || e->deleted || !os_stat(e->path, &st)) continue;
         e->deleted = true;
         e->expires = lfm2c_now_s();
         pthread_cond_signal(&r->wake);
@@ -511,8 +509,8 @@ static void publish(serve_models *r, serve_entry *e, loaded *l) {
     dl_copy_text(e->api.model_file, sizeof e->api.model_file, e->file);
     if (!e->facts.ok) facts_of(r, l->model, &e->facts);
     e->facts_read = true;
-    struct stat st;
-    uint64_t draft = l->draft && r->p.draft_path && !stat(r->p.draft_path, &st) ? (uint64_t)st.st_size : 0;
+    os_stat_t st;
+    uint64_t draft = l->draft && r->p.draft_path && !os_stat(r->p.draft_path, &st) ? (uint64_t)st.size : 0;
     e->bytes = (size_t)(e->file_bytes + draft) +
                lfm2c_kv_cache_bytes(l->model, l->n_ctx) * (size_t)(r->p.sp.n_slots > 0 ? r->p.sp.n_slots : 1);
 }
@@ -774,9 +772,8 @@ static void *reaper_main(void *arg) {
 /* The digest of a cached file: its blob's name (the content's sha256); else a hash of the id. */
 static void digest_of(const serve_entry *e, char out[72]) {
     char target[4096];
-    ssize_t n = readlink(e->path, target, sizeof target - 1);
+    int n = os_readlink(e->path, target, sizeof target);
     if (n > 0) {
-        target[n] = 0;
         const char *b = strrchr(target, '/');
         b = b ? b + 1 : target;
         if (strlen(b) == 64 && strspn(b, "0123456789abcdef") == 64) {
@@ -892,18 +889,18 @@ void models_stats(serve_models *r, sched_stats *out) {
 
 int models_add_pulled(serve_models *r, const char *path, char *id, size_t cap) {
     char repo[256];
-    char *real = realpath(path, NULL);
+    char *real = os_realpath(path);
     if (!real || !cache_repo_of(path, repo, sizeof repo)) {
         free(real);
         return -1;
     }
-    struct stat st;
+    os_stat_t st;
     const char *base = strrchr(path, '/');
     lfm2c_hub_file f = {.repo = repo, .file = base ? base + 1 : path, .path = path};
     char q[32] = "";
     if (!lfm2c_hub_quant_of(f.file, q, sizeof q)) q[0] = 0;
     f.quant = q;
-    f.bytes = stat(path, &st) ? 0 : (uint64_t)st.st_size;
+    f.bytes = os_stat(path, &st) ? 0 : (uint64_t)st.size;
     pthread_mutex_lock(&r->mu);
     add_cached(r, &f);
     serve_entry *e = find_real(r, real);

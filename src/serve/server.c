@@ -11,12 +11,12 @@
 #include "serve/api_embeddings.h"
 #include "serve/api_openai.h"
 #include "serve/api_dialect.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 _Static_assert((int)SERVER_LOADING == (int)HTTP_LOADING && (int)SERVER_READY == (int)HTTP_READY &&
@@ -483,10 +483,7 @@ void server_stop(server *srv) {
     http_quiesce(srv->h);              /* refuse new connections */
     serve_shared_stop_pulls(&srv->sh); /* downloads stop (a later pull resumes them) */
     /* let answers of requests the scheduler just ended reach their clients (bounded wait) */
-    for (int i = 0; i < 150 && serve_shared_jobs(&srv->sh); i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    for (int i = 0; i < 150 && serve_shared_jobs(&srv->sh); i++) { os_sleep_s(0.010); }
     http_stop(srv->h); /* whatever is still open is cut */
     serve_shared_free(&srv->sh);
     free(srv);

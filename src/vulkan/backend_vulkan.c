@@ -24,13 +24,13 @@
 #include "core/model.h"
 #include "core/session.h"
 #include "formats/ggml_types.h"
+#include "base/os.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <vulkan/vulkan.h>
 
 /* ---- the shaders (generated arrays, one per src/vulkan/NAME.comp) ----------------------------- */
@@ -610,7 +610,7 @@ static int import_host(vk_model *vm, vbuf *b, const uint8_t *p, uint64_t len) {
  * of its last page) or its huge-page copy; none for a file given as a buffer. */
 static bool file_span(const gguf_file *g, const uint8_t **lo, const uint8_t **hi) {
     if (!g->owns_map) return false;
-    const uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    const uint64_t page = (uint64_t)(long)os_page_size();
     *lo = g->copied ? g->copy_base : g->map;
     *hi = g->copied ? g->copy_base + g->copy_len : g->map + ((g->size + page - 1) / page) * page;
     return true;
