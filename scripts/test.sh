@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: builds (release, then ASan+UBSan) and runs the whole suite in each build;
-# then the parsers' fuzzers, the CUDA build where nvcc is, and the ARM64 stage (cross-compiled,
-# run under qemu). LFM2C_SKIP_SANITIZE=1, LFM2C_SKIP_FUZZ=1, LFM2C_SKIP_ARM=1 skip a stage;
+# then ThreadSanitizer on the model registry's stress test, the parsers' fuzzers, the CUDA build
+# where nvcc is, and the ARM64 stage (cross-compiled, run under qemu). LFM2C_SKIP_SANITIZE=1,
+# LFM2C_SKIP_TSAN=1, LFM2C_SKIP_FUZZ=1, LFM2C_SKIP_ARM=1 skip a stage;
 # LFM2C_VULKAN_SERVE=0 skips the server suite's device part on the Vulkan device.
 #   bash scripts/test.sh [--setup]   --setup: first install what the tests need (setup.sh --test)
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 for a in "$@"; do
   case "$a" in
     --setup) bash scripts/setup.sh --test ;;
-    -h|--help) sed -n '2,6p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test: unknown option '$a' (--setup installs the tests' packages first)" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +45,17 @@ if [ "${LFM2C_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLFM2C_SANITIZE=ON -DLFM2C_PORTABLE=ON -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
   cmake --build build-asan -j"$jobs"
   (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j"$jobs")
+fi
+# ThreadSanitizer on one test: the model registry's stress (tests/serve/test_models_stress.c: 16
+# threads loading, unloading, deleting and pulling three models with --max-loaded 1, then a
+# shutdown in the middle). Only its target is built (the engine, the server's code and the
+# test: ~1.5 CPU-minutes), not the suite; it runs 6 s of churn and fails at the first report.
+if [ "${LFM2C_SKIP_TSAN:-0}" != 1 ]; then
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLFM2C_TSAN=ON -DLFM2C_PORTABLE=ON -DLFM2C_VULKAN=OFF \
+    -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null
+  cmake --build build-tsan -j"$jobs" --target test_models_stress
+  (cd tests && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" LFM2C_STRESS_SECONDS=6 \
+    ../build-tsan/test_models_stress)
 fi
 # The parsers' fuzzers (libFuzzer, ASan + UBSan), briefly: scripts/fuzz.sh SECONDS runs them longer.
 if [ "${LFM2C_SKIP_FUZZ:-0}" != 1 ]; then

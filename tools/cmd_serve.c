@@ -37,6 +37,8 @@ static const char USAGE[] =
     "                        50% of RAM (default 80%); past it the least recently used idle model is\n"
     "                        unloaded before another loads\n"
     "  --max-loaded N        models loaded at once (default: as many as the budget holds)\n"
+    "  --load-timeout S      longest wait of a request for its model (another request's load or\n"
+    "                        unload of it, room among busy models); then 503 (default 300)\n"
     "  --no-pull             refuse POST /api/pull (also --offline: the Hub is never asked)\n"
     "  --host ADDR           IPv4 address to bind (default 127.0.0.1: loopback only)\n"
     "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
@@ -225,7 +227,7 @@ typedef struct serve_opts {
     int n_models;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
     int max_detok, max_messages, max_stop, drain_timeout, ready_queue_max, reasoning_format, reasoning_budget;
-    int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max, max_loaded;
+    int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max, max_loaded, load_timeout;
     long max_req_mem, max_body, max_tok_bytes;
     bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script, cache_models;
     bool no_pull, offline, no_mmproj, allow_image_urls;
@@ -246,6 +248,7 @@ static serve_opts serve_opts_init(void) {
                         .prefill_chunk = -1, /* by the device (serve_load) */
                         .timeout = SERVER_DEFAULT_TIMEOUT,
                         .idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT,
+                        .load_timeout = 300,
                         .max_conn = SERVER_DEFAULT_MAX_CONNECTIONS,
                         .max_pending_ip = SERVER_DEFAULT_MAX_PENDING_PER_IP,
                         .max_detok = SERVER_DEFAULT_MAX_DETOKENIZE_TOKENS,
@@ -289,6 +292,7 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--keep-alive", NULL, SO_STR, keep_alive_s),
     SO("--memory-budget", NULL, SO_STR, budget_s),
     SO("--max-loaded", NULL, SO_INT, max_loaded),
+    SO("--load-timeout", NULL, SO_INT, load_timeout),
     SO("--reference", NULL, SO_TRUE, reference),
     SO("--no-prefix-reuse", NULL, SO_TRUE, no_reuse),
     SO("--ckpt-every", NULL, SO_INT, ckpt_every),
@@ -416,8 +420,8 @@ static int serve_check(serve_opts *o) {
     if (o->ready_queue_max < 0) return cli_fail("--ready-queue-max must be >= 0"), 2;
     if (o->reasoning_budget < -1) return cli_fail("--reasoning-budget must be -1 (no limit) or >= 0"), 2;
     if (check_host(o->host, o->api_key || o->key_file, o->allow_no_key)) return 2;
-    if (o->timeout < 1 || o->idle_timeout < 1)
-        return cli_fail("--timeout and --idle-timeout must be at least 1 second"), 2;
+    if (o->timeout < 1 || o->idle_timeout < 1 || o->load_timeout < 1)
+        return cli_fail("--timeout, --idle-timeout and --load-timeout must be at least 1 second"), 2;
     if (o->max_conn < 16) return cli_fail("--max-connections must be at least 16"), 2;
     if (o->max_per_ip < 0 || o->max_pending_ip < 0)
         return cli_fail("--max-connections-per-ip and --max-pending-per-ip must be >= 0"), 2;
@@ -524,7 +528,7 @@ static models_params serve_models_params(const serve_opts *o) {
                         .memory_budget = o->budget,
                         .max_loaded = o->max_loaded,
                         .keep_alive = o->keep_alive,
-                        .wait_s = o->timeout,
+                        .wait_s = o->load_timeout,
                         .log = log_line};
     mp.mp.n_threads = o->n_threads;
     mp.mp.shared_threads = true; /* one pool: the loaded models' steps take turns */

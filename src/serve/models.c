@@ -4,7 +4,16 @@
  * it while later ones wait for that one load, held by requests, unloaded when its keep-alive
  * expires (the reaper thread), when room is needed (least recently used idle model first, past
  * the memory budget or the count), when deleted. One mutex guards the entries; no model is
- * opened, loaded or freed under it (an entry in LOADING or UNLOADING is its loader's alone). */
+ * opened, loaded or freed under it (an entry in LOADING or UNLOADING is its loader's alone).
+ *
+ * The states: AVAILABLE -> LOADING (a request that found it available: its loader) -> LOADED, or
+ * back to AVAILABLE when the load fails or finds no room; LOADED -> UNLOADING (whoever unloads
+ * it: the last release of keep-alive 0, the reaper, a loader making room, an unload or delete
+ * of an idle model) -> AVAILABLE. Only the thread that moved an entry into LOADING or UNLOADING
+ * moves it out, on every path, and every change is broadcast (set_state). A LOADING entry holds
+ * room (counts against the budget and --max-loaded) only once its loader made room for it
+ * (`room`): two loaders waiting for room never wait for each other. Every wait has a deadline
+ * (wait_s, --load-timeout, from the request's start): past it the request gets 503. */
 #include "serve/models.h"
 #include "base/clock.h"
 #include "base/error.h"
@@ -30,7 +39,8 @@ struct serve_entry {
     uint64_t file_bytes;
     time_t mtime;
     bool from_cache, deleted, first;
-    int state; /* MODEL_* */
+    int state; /* MODEL_*: changed by set_state only */
+    bool room; /* LOADING: its loader made room for it (it counts as loaded) */
     lfm2c_model *model, *draft;
     lfm2c_mmproj *mm; /* its vision tower (-mm, the first model's; a cached one's beside it), or NULL */
     sched *s;
@@ -537,9 +547,16 @@ static void stats_add(sched_stats *a, const sched_stats *b) {
     a->ttft_sum += b->ttft_sum, a->tpot_sum += b->tpot_sum, a->e2e_sum += b->e2e_sum;
 }
 
+/* Every state change (lock held): whoever waits for one sees it. */
+static void set_state(serve_models *r, serve_entry *e, int state) {
+    e->state = state;
+    if (state != MODEL_LOADING) e->room = false;
+    pthread_cond_broadcast(&r->changed);
+}
+
 /* Unloads an idle loaded e (lock held on entry and return; dropped while freeing). */
 static void unload_locked(serve_models *r, serve_entry *e, const char *why) {
-    e->state = MODEL_UNLOADING;
+    set_state(r, e, MODEL_UNLOADING);
     loaded l = {.model = e->model, .draft = e->draft, .mm = e->mm, .s = e->s};
     memcpy(l.loras, e->loras, sizeof l.loras);
     e->model = e->draft = NULL;
@@ -560,17 +577,18 @@ static void unload_locked(serve_models *r, serve_entry *e, const char *why) {
     pthread_mutex_lock(&r->mu);
     stats_add(&e->retired, &st);
     e->have_retired = true;
-    e->state = MODEL_AVAILABLE;
-    pthread_cond_broadcast(&r->changed);
+    set_state(r, e, MODEL_AVAILABLE);
 }
 
-/* Loaded entries other than e (lock held): their count and bytes (unloading ones still hold theirs). */
+/* Entries other than e that hold room (lock held): their count and bytes. Loaded and unloading
+ * ones hold theirs; a loading one only once its loader made room for it (one still waiting for
+ * room holds none, or two such loaders would each wait for the other to go). */
 static int in_memory(serve_models *r, const serve_entry *e, size_t *bytes) {
     int n = 0;
     *bytes = 0;
     for (int i = 0; i < r->n; i++) {
         const serve_entry *x = r->e[i];
-        if (x == e || x->state == MODEL_AVAILABLE) continue;
+        if (x == e || x->state == MODEL_AVAILABLE || (x->state == MODEL_LOADING && !x->room)) continue;
         n++;
         *bytes += x->bytes;
     }
@@ -599,17 +617,19 @@ static void wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, double when) {
 }
 
 /* Room for e: idle models unloaded, least recently used first, while the loaded ones and e would
- * pass the budget or the count; with busy ones in the way, waits for them up to wait_s (lock
- * held): 0, or 503 with msg. Alone, a model is loaded whatever its size. */
-static int make_room(serve_models *r, serve_entry *e, char *msg, size_t cap) {
-    const double deadline = lfm2c_now_s() + r->p.wait_s;
+ * pass the budget or the count; with busy ones in the way, waits for them until the deadline
+ * (lock held): 0 with e->room set, or 503 with msg. Alone, a model is loaded whatever its size. */
+static int make_room(serve_models *r, serve_entry *e, double deadline, char *msg, size_t cap) {
     for (;;) {
+        if (r->stopping) return snprintf(msg, cap, "the server is shutting down"), 503;
         size_t used;
         int n = in_memory(r, e, &used);
         bool fits =
             (!r->p.memory_budget || used + e->bytes <= r->p.memory_budget) && (!r->p.max_loaded || n < r->p.max_loaded);
-        if (fits || n == 0) return 0;
-        if (r->stopping) return snprintf(msg, cap, "the server is shutting down"), 503;
+        if (fits || n == 0) {
+            e->room = true;
+            return 0;
+        }
         serve_entry *v = lru_idle(r, e);
         if (v) {
             char why[SERVER_MAX_MODEL_NAME + 40];
@@ -619,9 +639,9 @@ static int make_room(serve_models *r, serve_entry *e, char *msg, size_t cap) {
         }
         if (lfm2c_now_s() >= deadline)
             return snprintf(msg, cap,
-                            "no room to load '%s': %d models are loaded and busy (--memory-budget, --max-loaded); "
-                            "retry later",
-                            e->id, n),
+                            "no room to load '%s' within %g s: %d models are loaded and busy (--memory-budget, "
+                            "--max-loaded, --load-timeout); retry later",
+                            e->id, r->p.wait_s, n),
                    503;
         double t = lfm2c_now_s() + 1;
         wait_until(&r->changed, &r->mu, t < deadline ? t : deadline);
@@ -629,14 +649,14 @@ static int make_room(serve_models *r, serve_entry *e, char *msg, size_t cap) {
 }
 
 /* Loads e, whose state this caller set to LOADING (lock held on entry and return): 0, or the
- * status with msg. */
-static int load_locked(serve_models *r, serve_entry *e, char *msg, size_t cap) {
+ * status with msg. The caller moves e out of LOADING whatever this returns. */
+static int load_locked(serve_models *r, serve_entry *e, double deadline, char *msg, size_t cap) {
     if (!e->facts_read) {
         pthread_mutex_unlock(&r->mu);
         read_facts(r, e);
         pthread_mutex_lock(&r->mu);
     }
-    int status = make_room(r, e, msg, cap);
+    int status = make_room(r, e, deadline, msg, cap);
     if (status) return status;
     pthread_mutex_unlock(&r->mu);
     double t0 = lfm2c_now_s();
@@ -659,41 +679,56 @@ static int fail(int status, int *out, char *msg, size_t cap, const char *text) {
     return 0;
 }
 
+/* Loads e, which this request found available, for it (lock held): e's api, or NULL with
+ * *status and msg. e leaves LOADING on every path. */
+static serve_api *load_for(serve_models *r, serve_entry *e, double deadline, int *status, char *msg, size_t cap) {
+    set_state(r, e, MODEL_LOADING);
+    e->load_gen++;
+    int st = load_locked(r, e, deadline, msg, cap);
+    set_state(r, e, st ? MODEL_AVAILABLE : MODEL_LOADED);
+    if (st == 500) {
+        e->failed_gen = e->load_gen;
+        snprintf(e->error, sizeof e->error, "%s", msg);
+    }
+    if (st) return fail(st, status, msg, cap, NULL), NULL;
+    /* loaded as the server stops: it stays loaded for models_free, unused */
+    if (r->stopping) return fail(503, status, msg, cap, "the server is shutting down"), NULL;
+    return &e->api;
+}
+
+/* e for a request: loaded already, loaded by this request, or after another request's load or
+ * unload ends, waiting until the deadline (lock held): e's api, or NULL with *status and msg. */
+static serve_api *hold_locked(serve_models *r, serve_entry *e, double deadline, int *status, char *msg, size_t cap) {
+    uint64_t waited = 0; /* the load this request waited for */
+    for (;;) {
+        if (r->stopping) return fail(503, status, msg, cap, "the server is shutting down"), NULL;
+        if (e->deleted) return fail(404, status, msg, cap, NULL), NULL;
+        if (waited && e->failed_gen == waited) return fail(500, status, msg, cap, e->error), NULL;
+        if (e->state == MODEL_LOADED) return &e->api;
+        if (e->state == MODEL_AVAILABLE) return load_for(r, e, deadline, status, msg, cap);
+        if (lfm2c_now_s() >= deadline) { /* another request loads or unloads it, and takes too long */
+            snprintf(msg, cap,
+                     "model '%s' was not ready within %g s (another request %s it; --load-timeout); retry later", e->id,
+                     r->p.wait_s, e->state == MODEL_LOADING ? "is loading" : "is unloading");
+            *status = 503;
+            return NULL;
+        }
+        if (e->state == MODEL_LOADING) waited = e->load_gen;
+        wait_until(&r->changed, &r->mu, deadline);
+    }
+}
+
 serve_api *models_acquire(serve_models *r, const char *name, double keep_alive, int *lora, int *status, char *msg,
                           size_t cap) {
     msg[0] = 0;
+    const double deadline = lfm2c_now_s() + r->p.wait_s;
     pthread_mutex_lock(&r->mu);
     serve_entry *e = resolve(r, name, lora);
     if (!e && r->cache) {
         rescan_locked(r);
         e = resolve(r, name, lora);
     }
-    serve_api *out = NULL;
-    uint64_t waited = 0; /* the load this request waited for */
-    while (e && !out) {
-        if (r->stopping) fail(503, status, msg, cap, "the server is shutting down");
-        else if (e->deleted) fail(404, status, msg, cap, NULL);
-        else if (waited && e->failed_gen == waited) fail(500, status, msg, cap, e->error);
-        else if (e->state == MODEL_LOADED) out = &e->api;
-        else if (e->state != MODEL_AVAILABLE) {
-            if (e->state == MODEL_LOADING) waited = e->load_gen;
-            pthread_cond_wait(&r->changed, &r->mu);
-            continue;
-        } else {
-            e->state = MODEL_LOADING;
-            e->load_gen++;
-            int st = load_locked(r, e, msg, cap);
-            e->state = st ? MODEL_AVAILABLE : MODEL_LOADED;
-            if (st == 500) {
-                e->failed_gen = e->load_gen;
-                snprintf(e->error, sizeof e->error, "%s", msg);
-            }
-            pthread_cond_broadcast(&r->changed);
-            if (st) fail(st, status, msg, cap, NULL);
-            else out = &e->api;
-        }
-        break;
-    }
+    serve_api *out = e ? hold_locked(r, e, deadline, status, msg, cap) : NULL;
     if (!e) fail(404, status, msg, cap, NULL);
     if (out) {
         e->refs++;
@@ -746,12 +781,14 @@ bool models_exists(serve_models *r, const char *name, char *id, size_t cap) {
 
 /* ---- the reaper: idle models whose keep-alive expired ------------------------------------------ */
 
+#define REAPER_TICK_S 1.0 /* the reaper looks at least this often (a missed alarm costs no more) */
+
 static void *reaper_main(void *arg) {
     serve_models *r = arg;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {
         const double now = lfm2c_now_s();
-        double next = MODELS_FOREVER;
+        double next = now + REAPER_TICK_S;
         serve_entry *v = NULL;
         for (int i = 0; i < r->n && !v; i++) {
             serve_entry *x = r->e[i];
@@ -760,7 +797,6 @@ static void *reaper_main(void *arg) {
             else if (x->expires < next) next = x->expires;
         }
         if (v) unload_locked(r, v, v->deleted ? "deleted" : "keep-alive expired");
-        else if (next >= MODELS_FOREVER) pthread_cond_wait(&r->wake, &r->mu);
         else wait_until(&r->wake, &r->mu, next);
     }
     pthread_mutex_unlock(&r->mu);
@@ -983,10 +1019,29 @@ void models_shutdown(serve_models *r) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Entries a thread is loading or unloading (lock held). */
+static int in_transition(serve_models *r) {
+    int n = 0;
+    for (int i = 0; i < r->n; i++) n += r->e[i]->state == MODEL_LOADING || r->e[i]->state == MODEL_UNLOADING;
+    return n;
+}
+
+#define FREE_WAIT_S 3.0 /* how long models_free waits for loads and unloads still running */
+
 void models_free(serve_models *r) {
     if (!r) return;
     models_shutdown(r);
     if (r->reaper_on) pthread_join(r->reaper, NULL);
+    /* a load or unload still running (on a thread nobody joined) ends first: each is bounded */
+    pthread_mutex_lock(&r->mu);
+    const double until = lfm2c_now_s() + FREE_WAIT_S;
+    while (in_transition(r) && lfm2c_now_s() < until) wait_until(&r->changed, &r->mu, until);
+    int busy = in_transition(r);
+    pthread_mutex_unlock(&r->mu);
+    if (busy) { /* its thread still uses the registry: left to the process's exit, not freed */
+        say(r, "%d models still loading or unloading at exit: not freed", busy);
+        return;
+    }
     for (int i = 0; i < r->n; i++) {
         serve_entry *e = r->e[i];
         if (e->state == MODEL_LOADED) {

@@ -4,8 +4,8 @@
  * its own scheduler (slots, queue, thread), the requests holding it, its keep-alive}. A request
  * names a model; models_acquire finds its entry (case-insensitive: the id, an alias, NAME:latest,
  * ORG/NAME for the repository's preferred quant, an adapter as NAME or MODEL:NAME), loads it
- * when it is not loaded (concurrent first requests wait for the same one load) and holds it
- * until models_release, which arms its keep-alive: an idle model is unloaded when that expires
+ * when it is not loaded (concurrent first requests wait for the same one load, up to a
+ * deadline) and holds it until models_release, which arms its keep-alive: an idle model is unloaded when that expires
  * (a timer thread), at once for keep-alive 0, never for < 0. Before a load, idle models are
  * unloaded least recently used first while the loaded ones would pass the memory budget (the
  * files' bytes and the slots' KV caches) or --max-loaded. A load that fails is the request's
@@ -36,7 +36,8 @@ typedef struct models_params {
     size_t memory_budget;    /* bytes the loaded models may hold (0: no bound) */
     int max_loaded;          /* models loaded at once (0: no bound) */
     double keep_alive;       /* seconds an idle model stays loaded by default; < 0: forever */
-    double wait_s;           /* how long a load waits for busy models to leave room (then 503) */
+    double wait_s;           /* how long a request waits for its model: another's load or unload of it,
+                                busy models leaving room (--load-timeout; then 503) */
     void (*log)(void *user, const char *line);
     void *log_user;
 } models_params;
@@ -89,9 +90,10 @@ int models_add_lora(serve_models *r, const char *model, const char *name, const 
 int models_count(serve_models *r);
 
 /* The model a request names (NULL or "": the default one), loaded and held; *lora: the adapter
- * it names (-1: none). keep_alive: seconds it stays loaded once idle (NAN: the default). NULL
- * with *status 404 (no such model; msg empty), 500 (its load failed: msg says why) or 503
- * (shutting down, or no room while other models are busy). */
+ * it names (-1: none). keep_alive: seconds it stays loaded once idle (NAN: the default). Waits
+ * at most wait_s in all. NULL with *status 404 (no such model; msg empty), 500 (its load
+ * failed: msg says why) or 503 (shutting down; no room while other models are busy, or another
+ * request's load or unload of it not done, within wait_s: msg says which). */
 serve_api *models_acquire(serve_models *r, const char *name, double keep_alive, int *lora, int *status, char *msg,
                           size_t cap);
 /* Drops a hold (NULL: nothing); the last one arms the model's keep-alive. */

@@ -3,7 +3,8 @@
  * case, a cache's ORG/NAME:QUANT and ORG/NAME for its preferred quant, adapters as NAME and
  * MODEL:NAME), one load shared by concurrent first holds, keep-alive 0 unloading at the last
  * release and a short keep-alive by the reaper, the least recently used idle model evicted past
- * --max-loaded or the memory budget, a busy model never evicted (503 after the wait), a corrupt
+ * --max-loaded or the memory budget, a busy model never evicted (503 after the wait), every wait
+ * ended at the request's own deadline (503, naming --load-timeout), a corrupt
  * file's failed load (500 naming the file; the other model still served), a cache's model
  * deleted (its files gone, 404 after), a file given to the server not deleted; and the parsers
  * of durations (keep_alive) and sizes (--memory-budget). */
@@ -218,6 +219,56 @@ static void test_evict(void) {
     models_free(r);
 }
 
+typedef struct timed_hold {
+    serve_models *r;
+    double delay, took;
+    int status;
+    char msg[400];
+} timed_hold;
+
+static void *timed_hold_main(void *arg) {
+    timed_hold *h = arg;
+    usleep((useconds_t)(h->delay * 1e6));
+    int lora;
+    double t0 = lfm2c_now_s();
+    serve_api *a = models_acquire(h->r, "moe", NAN, &lora, &h->status, h->msg, sizeof h->msg);
+    h->took = lfm2c_now_s() - t0;
+    models_release(a);
+    return NULL;
+}
+
+/* Every wait ends at the request's own deadline (wait_s from its start): a request that waits
+ * for another's load of its model, which itself waits for room, is refused 503 once its own time
+ * is up, not after the other's wait and then a wait of its own. */
+static void test_deadline(void) {
+    models_params p = params();
+    p.max_loaded = 1;
+    p.wait_s = 1.0;
+    serve_models *r = models_new(&p, &sh);
+    models_add_file(r, DENSE, "dense", NULL);
+    models_add_file(r, MOE, "moe", NULL);
+    int st;
+    serve_api *busy = hold(r, "dense", NAN, &st);
+    timed_hold first = {.r = r}, second = {.r = r, .delay = 0.5};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, timed_hold_main, &first);
+    pthread_create(&t2, NULL, timed_hold_main, &second);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK(first.status == 503 && strstr(first.msg, "no room") && strstr(first.msg, "--load-timeout") &&
+              first.took >= 0.95 && first.took < 1.3,
+          "the loader waiting for room: 503 after %.2f s: %s", first.took, first.msg);
+    CHECK(second.status == 503 && second.took >= 0.95 && second.took < 1.3,
+          "the request waiting for its load: 503 at its own deadline, after %.2f s (%s)", second.took, second.msg);
+    CHECK(state_of(r, "moe") == MODEL_AVAILABLE && state_of(r, "dense") == MODEL_LOADED,
+          "nothing left loading: moe %d, dense %d", state_of(r, "moe"), state_of(r, "dense"));
+    models_release(busy);
+    serve_api *a = hold(r, "moe", NAN, &st);
+    CHECK(a && state_of(r, "dense") == MODEL_AVAILABLE, "once the busy model is idle, the other loads");
+    models_release(a);
+    models_free(r);
+}
+
 /* A truncated file: its load fails with a clear message; the other model serves on. */
 static void test_corrupt(const char *dir) {
     char bad[600];
@@ -313,6 +364,7 @@ int main(void) {
     test_one_load();
     test_keep_alive();
     test_evict();
+    test_deadline();
     test_corrupt(dir);
     test_cache(dir);
     serve_shared_free(&sh);
