@@ -6,7 +6,10 @@
 # concurrent first requests, delete); `lfm2c ps` and `lfm2c stop` against it; pulls refused with
 # --no-pull / --offline; `lfm2c serve` with an empty cache (says how to pull one, then serves
 # what POST /api/pull brings); eviction under a small --memory-budget with the process's RSS
-# checked against a server without the budget (which holds both models).
+# checked against a server without the budget (which holds both models); a busy model keeping the
+# other out (503 after --load-timeout in each API's shape); the registry under churn (24 clients
+# over two models with --max-loaded 1, unloads, deletes and pulls, then SIGTERM in the middle of
+# it: tests/server/models_churn.py).
 set -u
 LFM2C=$(realpath "$1")
 cd "$(dirname "$0")"
@@ -123,8 +126,29 @@ if "$LFM2C" synth --preset lfm2-350m --type F16 --layers 3 --vocab 8192 -o "$tmp
     fi
     stop_server
   done
+  # a busy model keeps the other out: 503 after --load-timeout in each API's shape, then it loads
+  if start_server busy -m "$tmp/big-a.gguf" -m "$tmp/big-b.gguf" --max-loaded 1 --load-timeout 1 --test-script \
+       -np 1 -c 4096 --api-key $KEY; then
+    out=$(cd server && timeout 120 python3 models_churn.py busy $PORT $KEY big-a.gguf big-b.gguf 2>&1)
+    echo "$out" | grep -v '^[0-9]* passed' >&2
+    tally "models_churn.py busy" "$out"
+    stop_server
+  fi
 else
   bad "synth of the eviction test's models"
+fi
+
+# ---- churn: 24 clients over two models with --max-loaded 1, unloads, deletes and pulls, then
+# SIGTERM in the middle of it (tests/server/models_churn.py; the registry once deadlocked here)
+if start_server churn -m "$tmp/alpha-Q8_0.gguf" -m "$tmp/beta-Q8_0.gguf" --models --max-loaded 1 -np 2 -c 256 \
+     --api-key $KEY --load-timeout 20; then
+  out=$(cd server && timeout 180 python3 models_churn.py $PORT $KEY $PID alpha-Q8_0.gguf beta-Q8_0.gguf \
+        ${REPO:+$REPO:Q4_0} 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally models_churn.py "$out"
+  wait "$PID"; rc=$?
+  check "churn: the server exits 0 after SIGTERM ($rc), not by its watchdog" '[ $rc = 0 ] && ! grep -q "took too long" "$tmp/churn.err"'
+  check "churn: evictions logged" 'grep -q "to make room for" "$tmp/churn.err"'
 fi
 
 echo "$pass passed, $fail failed"

@@ -9,8 +9,11 @@ stop` sends), lists /api/ps, and deletes CACHED (DELETE /api/delete) and pulls i
 is a deadlock: the server then answers nothing more), 200 but for CACHED (404 while deleted,
 500 when its files went while it was loading);
 once the churn stops, each model must still answer. Then the churn again, and SIGTERM (to PID) in
-the middle of it: the server must be gone within a few seconds and every client back. The
-script prints what it saw and the "N passed, M failed" tally last."""
+the middle of it: the server must be gone within a few seconds and every client back.
+models_churn.py busy PORT KEY A B — a server of A and B with --max-loaded 1 --load-timeout 1
+--test-script: while a long stream runs on A, a request for B in each API waits for room and is
+refused 503 after 1 s in that API's error shape, with Retry-After; once the stream is closed B
+loads. The script prints what it saw and the "N passed, M failed" tally last."""
 import http.client
 import json
 import os
@@ -22,8 +25,12 @@ import time
 
 from harness import check, finish
 
-PORT, KEY, PID, A, B = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-CACHED = sys.argv[6] if len(sys.argv) > 6 else None
+BUSY = sys.argv[1] == "busy"
+if BUSY:
+    PORT, KEY, A, B, PID, CACHED = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], 0, None
+else:
+    PORT, KEY, PID, A, B = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    CACHED = sys.argv[6] if len(sys.argv) > 6 else None
 CLIENTS = 24
 CHURN_S = float(os.environ.get("LFM2C_CHURN_SECONDS", "15"))
 DEADLINE_S = 30  # one request's client deadline: far past any wait but a stuck one
@@ -166,6 +173,58 @@ def server_alive():
         return False
 
 
+def busy_main():
+    """A long stream holds A; B is refused 503 after --load-timeout in every API's shape."""
+    state = {}
+
+    def stream():
+        c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=DEADLINE_S)
+        script = " ".join("w%d" % i for i in range(3000))
+        body = {"model": A, "messages": USER, "stream": True, "max_tokens": 3000, "test_script": script}
+        c.request("POST", "/v1/chat/completions", json.dumps(body), AUTH)
+        r = c.getresponse()
+        for _ in r:
+            state["chunks"] = state.get("chunks", 0) + 1
+            if state.get("stop"):
+                break
+        state["ended"] = True
+        c.close()
+
+    th = threading.Thread(target=stream, daemon=True)
+    th.start()
+    while state.get("chunks", 0) < 2 and th.is_alive():
+        time.sleep(0.05)
+    shapes = {
+        "/v1/chat/completions": lambda j: j["error"]["code"] == "server_overloaded",
+        "/v1/messages": lambda j: j["type"] == "error" and j["error"]["type"] == "overloaded_error",
+        "/api/chat": lambda j: isinstance(j["error"], str),
+    }
+    for path, shape in shapes.items():
+        body = {"model": B, "messages": USER, "max_tokens": 2, "stream": False}
+        c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=DEADLINE_S)
+        t0 = time.monotonic()
+        c.request("POST", path, json.dumps(body), AUTH)
+        r = c.getresponse()
+        text = r.read().decode()
+        took, retry = time.monotonic() - t0, r.getheader("Retry-After")
+        c.close()
+        try:
+            j = json.loads(text)
+            msg = j["error"] if isinstance(j["error"], str) else j["error"]["message"]
+            ok = shape(j) and "no room to load" in msg and "--load-timeout" in msg
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        check(r.status == 503 and retry == "1" and ok and 0.9 < took < 5,
+              "%s for %s while %s is busy: 503 after --load-timeout in its shape (%d after %.2f s, Retry-After %s: %s)"
+              % (path, B, A, r.status, took, retry, text[:300]))
+    check(not state.get("ended"), "the stream on %s ran all along (%d chunks)" % (A, state.get("chunks", 0)))
+    state["stop"] = True
+    th.join(DEADLINE_S)
+    s, text = post("/api/chat", {"model": B, "messages": USER, "stream": False, "options": {"num_predict": 2}})
+    check(s == 200, "once the stream is closed %s loads: %d %s" % (B, s, text[:200]))
+    finish()
+
+
 def main():
     if CACHED:
         s, text = post("/api/pull", {"model": CACHED, "stream": False})
@@ -201,4 +260,4 @@ def main():
     finish()
 
 
-main()
+busy_main() if BUSY else main()
