@@ -135,7 +135,7 @@ int cmd_convert(int argc, char **argv) {
 
     printf("converted %s (%s) -> %s\n", dir, st.arch, out);
     printf("  tensors: %d (", st.n_tensors);
-    for (int k = 0, first = 1; k < 40; k++)
+    for (int k = 0, first = 1; k < GGML_NTYPES; k++)
         if (st.n_by_type[k]) {
             const ggml_type_info *ti = ggml_type_get((uint32_t)k);
             printf("%s%s: %d", first ? "" : ", ", ti ? ti->name : "?", st.n_by_type[k]);

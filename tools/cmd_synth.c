@@ -208,7 +208,7 @@ int cmd_synth(int argc, char **argv) {
     if (!ok) return cli_fail("synth: %s", err.msg);
     printf("wrote %s: %s %s, %d layers (%d attention), hidden %d, %.3f B params, %d tensors (", o.out, c.arch, ft->name,
            c.n_layer, c.n_attn, c.hidden, rep.n_params / 1e9, rep.n_tensors);
-    for (int t = 0, first = 1; t < 64; t++)
+    for (int t = 0, first = 1; t < GGML_NTYPES; t++)
         if (rep.type_count[t]) {
             printf("%s%s: %d", first ? "" : ", ", ggml_type_get((uint32_t)t)->name, rep.type_count[t]);
             first = 0;

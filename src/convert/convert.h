@@ -7,6 +7,7 @@
 #define LFM2C_CONVERT_H
 
 #include "lfm2c.h"
+#include "formats/ggml_types.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,11 +20,11 @@ typedef struct convert_params {
 } convert_params;
 
 typedef struct convert_stats {
-    char arch[16];      /* "lfm2" / "lfm2moe" */
-    int n_tensors;      /* tensors written */
-    int n_by_type[40];  /* per ggml type */
-    uint64_t bytes_in;  /* safetensors tensor bytes read */
-    uint64_t bytes_out; /* size of the GGUF file */
+    char arch[16];              /* "lfm2" / "lfm2moe" */
+    int n_tensors;              /* tensors written */
+    int n_by_type[GGML_NTYPES]; /* per ggml type */
+    uint64_t bytes_in;          /* safetensors tensor bytes read */
+    uint64_t bytes_out;         /* size of the GGUF file */
     uint64_t n_params;
     int n_vocab, n_merges;
     double seconds; /* wall time of the whole conversion */

@@ -527,53 +527,47 @@ static void q6_K_rows(const float *x, block_q6_K *y, int64_t nb) {
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
+/* The quantizer of each type the type table says quantize makes (GGML_TF_QUANTIZE): n values of
+ * x (a multiple of the block size) into y. */
+typedef void (*quant_maker)(const float *x, void *y, int64_t n);
+static void f32_make(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
+static void f16_make(const float *x, void *y, int64_t n) {
+    ggml_half *h = y;
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(x[i]);
+}
+static void bf16_make(const float *x, void *y, int64_t n) {
+    uint16_t *h = y;
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(x[i]);
+}
+#define BLOCK_MAKER(lower, QK) \
+    static void lower##_make(const float *x, void *y, int64_t n) { lower##_rows(x, y, n / (QK)); }
+BLOCK_MAKER(q4_0, 32)
+BLOCK_MAKER(q4_1, 32)
+BLOCK_MAKER(q5_0, 32)
+BLOCK_MAKER(q5_1, 32)
+BLOCK_MAKER(q8_0, 32)
+BLOCK_MAKER(q2_K, QK_K)
+BLOCK_MAKER(q3_K, QK_K)
+BLOCK_MAKER(q4_K, QK_K)
+BLOCK_MAKER(q5_K, QK_K)
+BLOCK_MAKER(q6_K, QK_K)
+#undef BLOCK_MAKER
+static const quant_maker MAKERS[GGML_NTYPES] = {
+    [GGML_F32] = f32_make,   [GGML_F16] = f16_make,   [GGML_BF16] = bf16_make, [GGML_Q4_0] = q4_0_make,
+    [GGML_Q4_1] = q4_1_make, [GGML_Q5_0] = q5_0_make, [GGML_Q5_1] = q5_1_make, [GGML_Q8_0] = q8_0_make,
+    [GGML_Q2_K] = q2_K_make, [GGML_Q3_K] = q3_K_make, [GGML_Q4_K] = q4_K_make, [GGML_Q5_K] = q5_K_make,
+    [GGML_Q6_K] = q6_K_make,
+};
+
 bool quantize_supported(uint32_t type) {
-    switch (type) {
-    case GGML_F32:
-    case GGML_F16:
-    case GGML_BF16:
-    case GGML_Q4_0:
-    case GGML_Q4_1:
-    case GGML_Q5_0:
-    case GGML_Q5_1:
-    case GGML_Q8_0:
-    case GGML_Q2_K:
-    case GGML_Q3_K:
-    case GGML_Q4_K:
-    case GGML_Q5_K:
-    case GGML_Q6_K: return true;
-    default: return false;
-    }
+    const ggml_type_info *t = ggml_type_get(type);
+    return t && type < GGML_NTYPES && (t->flags & GGML_TF_QUANTIZE) && MAKERS[type];
 }
 
 size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row) {
     size_t row = ggml_row_size(type, n_per_row);
     if (!quantize_supported(type) || row == 0 || nrows < 0) return 0;
-    const int64_t n = nrows * n_per_row;
-    const int64_t nb = n / ggml_type_get(type)->block_size;
-    switch (type) {
-    case GGML_F32: memcpy(dst, src, (size_t)n * 4); break;
-    case GGML_F16: {
-        ggml_half *h = dst;
-        for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
-        break;
-    }
-    case GGML_BF16: {
-        uint16_t *h = dst;
-        for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(src[i]);
-        break;
-    }
-    case GGML_Q4_0: q4_0_rows(src, dst, nb); break;
-    case GGML_Q4_1: q4_1_rows(src, dst, nb); break;
-    case GGML_Q5_0: q5_0_rows(src, dst, nb); break;
-    case GGML_Q5_1: q5_1_rows(src, dst, nb); break;
-    case GGML_Q8_0: q8_0_rows(src, dst, nb); break;
-    case GGML_Q2_K: q2_K_rows(src, dst, nb); break;
-    case GGML_Q3_K: q3_K_rows(src, dst, nb); break;
-    case GGML_Q4_K: q4_K_rows(src, dst, nb); break;
-    case GGML_Q5_K: q5_K_rows(src, dst, nb); break;
-    case GGML_Q6_K: q6_K_rows(src, dst, nb); break;
-    }
+    MAKERS[type](src, dst, nrows * n_per_row);
     return row * (size_t)nrows;
 }
 
@@ -732,18 +726,13 @@ static bool mix_type(recipe_state *s, const quant_tensor_desc *t, enum tcat cat,
     return true;
 }
 
-/* A K-quant whose rows are not a multiple of 256 falls back to a 32-block type. */
+/* A type whose rows are not whole blocks of it falls back to its row's fallback type (the type
+ * table's, llama-quantize's), and to F16 when those do not fit either. */
 static bool fallback(const quant_tensor_desc *t, uint32_t *type, lfm2c_error *err) {
     const ggml_type_info *ti = ggml_type_get(*type);
     if (t->ne[0] % ti->block_size == 0) return true;
-    uint32_t nt;
-    switch (*type) {
-    case GGML_Q2_K:
-    case GGML_Q3_K: nt = GGML_Q4_0; break;
-    case GGML_Q4_K: nt = GGML_Q5_0; break;
-    case GGML_Q5_K: nt = GGML_Q5_1; break;
-    case GGML_Q6_K: nt = GGML_Q8_0; break;
-    default:
+    uint32_t nt = ti->fallback;
+    if (nt == GGML_F32) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': rows of %lld weights do not fit %s blocks", t->name,
                         (long long)t->ne[0], ti->name);
         return false;

@@ -11,8 +11,8 @@
 
 /* ---- blocks ---------------------------------------------------------------------------- */
 
-/* Types quantize_rows can produce: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K,
- * Q4_K, Q5_K, Q6_K. */
+/* Types quantize_rows can produce: those whose row in the type table (formats/ggml_types.h) has
+ * GGML_TF_QUANTIZE (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K). */
 bool quantize_supported(uint32_t type);
 /* Quantizes nrows rows of n_per_row floats (n_per_row a multiple of the block size) into dst in
  * `type`'s row layout. Returns the bytes written, 0 when the type or row length is unsupported.

@@ -172,7 +172,7 @@ static bool check_conversions(qf_run *q, lfm2c_error *err) {
         const gguf_tensor *t = &q->g->tensors[q->order[i]];
         if (q->types[i] == t->type) continue;
         const ggml_type_info *ti = ggml_type_get(t->type);
-        if (!ti || !ti->supported) {
+        if (!ti || !ggml_type_readable(t->type)) {
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot convert from type %s", t->name,
                             ti ? ti->name : "?");
             return false;

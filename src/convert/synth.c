@@ -4,7 +4,8 @@
  * norms U(0.9, 1.1), conv taps N(0, 1/sqrt(3)), router N(0, 1/sqrt(H)), expert bias N(0, 0.05):
  * the forward pass stays finite and well scaled. Quantized tensors are not quantized from floats
  * (far too slow for 24B parameters) but made directly as random blocks: random quant bits with
- * scales chosen so the dequantized weights have the intended spread. Data is generated in fixed
+ * scales chosen so the dequantized weights have the intended spread (BLOCK_SCALE); a type without
+ * such a rule is quantized from floats where quantize makes it. Data is generated in fixed
  * pieces, each with its own seed, so the output does not depend on the thread count. The tensors,
  * their shapes and the metadata keys are the architecture table's (core/lfm2_arch.h); each row's
  * `init` says which of the spreads above it gets. */
@@ -445,12 +446,60 @@ static void pack_k_scales(uint8_t *sc12, const uint8_t ls[8], const uint8_t lm[8
     }
 }
 
-/* n weights of tensor t into dst (n a multiple of the block size), seeded by s. Quant blocks:
- * random bits, scales set so the weights spread like N(0, sigma). Std of a uniform integer over
- * k levels is ~k/sqrt(12): 4.61 (16 levels), 9.23 (32), 18.5 (64), 73.6 (255). */
-static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s) {
+/* The random blocks of the types synth makes directly: random quant bits (written before), the
+ * block's scales set here so the weights spread like N(0, sigma). Std of a uniform integer over k
+ * levels is ~k/sqrt(12): 4.61 (16 levels), 9.23 (32), 18.5 (64), 73.6 (255). */
+typedef void (*block_scale_fn)(uint8_t *blk, float sg, uint64_t *s);
+static void scale_q4_0(uint8_t *blk, float sg, uint64_t *s) { ((block_q4_0 *)blk)->d = f32_to_fp16(sg / 4.61f); }
+static void scale_q5_0(uint8_t *blk, float sg, uint64_t *s) { ((block_q5_0 *)blk)->d = f32_to_fp16(sg / 9.23f); }
+static void scale_q8_0(uint8_t *blk, float sg, uint64_t *s) { ((block_q8_0 *)blk)->d = f32_to_fp16(sg / 73.6f); }
+static void scale_q4_1(uint8_t *blk, float sg, uint64_t *s) {
+    block_q4_1 *q = (block_q4_1 *)blk;
+    q->d = f32_to_fp16(sg / 4.61f);
+    q->m = f32_to_fp16(-7.5f * sg / 4.61f);
+}
+static void scale_q5_1(uint8_t *blk, float sg, uint64_t *s) {
+    block_q5_1 *q = (block_q5_1 *)blk;
+    q->d = f32_to_fp16(sg / 9.23f);
+    q->m = f32_to_fp16(-15.5f * sg / 9.23f);
+}
+/* sub-block scale = min = 32..63: weight = d*s*(q - mid), mid = 7.5 (Q4_K) or 15.5 (Q5_K) */
+static void scale_q45_K(uint8_t *blk, float sg, uint64_t *s, bool q5) {
+    const float d = sg / ((q5 ? 9.23f : 4.61f) * 47.5f);
+    uint8_t ls[8];
+    uint64_t r = splitmix64(s);
+    for (int j = 0; j < 8; j++) ls[j] = (uint8_t)(32 + ((r >> (8 * j)) & 31));
+    ggml_half *hd = (ggml_half *)blk;
+    hd[0] = f32_to_fp16(d);
+    hd[1] = f32_to_fp16(d * (q5 ? 15.5f : 7.5f));
+    pack_k_scales(blk + 4, ls, ls);
+}
+static void scale_q4_K(uint8_t *blk, float sg, uint64_t *s) { scale_q45_K(blk, sg, s, false); }
+static void scale_q5_K(uint8_t *blk, float sg, uint64_t *s) { scale_q45_K(blk, sg, s, true); }
+static void scale_q6_K(uint8_t *blk, float sg, uint64_t *s) {
+    block_q6_K *q = (block_q6_K *)blk;
+    uint64_t r0 = splitmix64(s), r1 = splitmix64(s);
+    for (int j = 0; j < 16; j++) q->scales[j] = (int8_t)(64 + (((j < 8 ? r0 : r1) >> (8 * (j & 7))) & 63));
+    q->d = f32_to_fp16(sg / (18.5f * 95.5f));
+}
+static const block_scale_fn BLOCK_SCALE[GGML_NTYPES] = {
+    [GGML_Q4_0] = scale_q4_0, [GGML_Q4_1] = scale_q4_1, [GGML_Q5_0] = scale_q5_0, [GGML_Q5_1] = scale_q5_1,
+    [GGML_Q8_0] = scale_q8_0, [GGML_Q4_K] = scale_q4_K, [GGML_Q5_K] = scale_q5_K, [GGML_Q6_K] = scale_q6_K,
+};
+
+static bool is_float_type(uint32_t t) { return t == GGML_F32 || t == GGML_F16 || t == GGML_BF16; }
+
+/* The types synth can generate: the float types, the random blocks above, and every type quantize
+ * makes (its row in the type table, formats/ggml_types.h), from N(0, sigma) floats. */
+static bool can_generate(uint32_t type) {
+    return is_float_type(type) || (type < GGML_NTYPES && BLOCK_SCALE[type]) || quantize_supported(type);
+}
+
+/* n weights of tensor t into dst (n a multiple of the block size), seeded by s: floats, random
+ * blocks (BLOCK_SCALE), or floats quantized (scratch: n floats). */
+static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s, float *scratch) {
     const float sg = t->sigma;
-    if (t->type == GGML_F32 || t->type == GGML_F16 || t->type == GGML_BF16) {
+    if (is_float_type(t->type)) {
         for (int64_t i = 0; i < n; i++) {
             float v = t->init == INIT_NORM ? 0.9f + 0.2f * uniform(&s) : sg * gauss(&s);
             if (t->type == GGML_F32) memcpy(dst + 4 * i, &v, 4);
@@ -462,50 +511,15 @@ static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s) {
         return;
     }
     const ggml_type_info *ti = ggml_type_get(t->type);
+    const block_scale_fn scale = BLOCK_SCALE[t->type];
+    if (!scale) { /* a type quantize makes (can_generate) */
+        for (int64_t i = 0; i < n; i++) scratch[i] = sg * gauss(&s);
+        quantize_rows(t->type, scratch, dst, 1, n);
+        return;
+    }
     const int64_t nb = n / ti->block_size;
     random_bytes(dst, (size_t)(nb * ti->type_size), &s);
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *blk = dst + b * ti->type_size;
-        switch (t->type) {
-        case GGML_Q4_0: ((block_q4_0 *)blk)->d = f32_to_fp16(sg / 4.61f); break;
-        case GGML_Q5_0: ((block_q5_0 *)blk)->d = f32_to_fp16(sg / 9.23f); break;
-        case GGML_Q8_0: ((block_q8_0 *)blk)->d = f32_to_fp16(sg / 73.6f); break;
-        case GGML_Q4_1: {
-            block_q4_1 *q = (block_q4_1 *)blk;
-            q->d = f32_to_fp16(sg / 4.61f);
-            q->m = f32_to_fp16(-7.5f * sg / 4.61f);
-            break;
-        }
-        case GGML_Q5_1: {
-            block_q5_1 *q = (block_q5_1 *)blk;
-            q->d = f32_to_fp16(sg / 9.23f);
-            q->m = f32_to_fp16(-15.5f * sg / 9.23f);
-            break;
-        }
-        case GGML_Q4_K:
-        case GGML_Q5_K: {
-            /* sub-block scale = min = 32..63: weight = d*s*(q - mid), mid = 7.5 or 15.5 */
-            const bool q5 = t->type == GGML_Q5_K;
-            const float d = sg / ((q5 ? 9.23f : 4.61f) * 47.5f);
-            uint8_t ls[8];
-            uint64_t r = splitmix64(&s);
-            for (int j = 0; j < 8; j++) ls[j] = (uint8_t)(32 + ((r >> (8 * j)) & 31));
-            ggml_half *hd = (ggml_half *)blk;
-            hd[0] = f32_to_fp16(d);
-            hd[1] = f32_to_fp16(d * (q5 ? 15.5f : 7.5f));
-            pack_k_scales(blk + 4, ls, ls);
-            break;
-        }
-        case GGML_Q6_K: {
-            block_q6_K *q = (block_q6_K *)blk;
-            uint64_t r0 = splitmix64(&s), r1 = splitmix64(&s);
-            for (int j = 0; j < 16; j++) q->scales[j] = (int8_t)(64 + (((j < 8 ? r0 : r1) >> (8 * (j & 7))) & 63));
-            q->d = f32_to_fp16(sg / (18.5f * 95.5f));
-            break;
-        }
-        default: break; /* rejected before writing */
-        }
-    }
+    for (int64_t b = 0; b < nb; b++) scale(dst + b * ti->type_size, sg, &s);
 }
 
 typedef struct gen_job {
@@ -514,6 +528,7 @@ typedef struct gen_job {
     int64_t first_piece, n_pieces, n_elems; /* pieces of this chunk; elements of the tensor */
     int64_t piece_elems;
     size_t piece_bytes;
+    float *scratch; /* piece_elems floats per thread: the types made through quantize_rows */
 } gen_job;
 
 static void gen_work(void *arg, int ith, int nth) {
@@ -523,7 +538,7 @@ static void gen_work(void *arg, int ith, int nth) {
         int64_t n = j->n_elems - e0 < j->piece_elems ? j->n_elems - e0 : j->piece_elems;
         uint64_t s = j->t->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(piece + 1));
         splitmix64(&s);
-        gen_piece(j->t, j->buf + (size_t)k * j->piece_bytes, n, s);
+        gen_piece(j->t, j->buf + (size_t)k * j->piece_bytes, n, s, j->scratch + (size_t)ith * (size_t)j->piece_elems);
     }
 }
 
@@ -568,24 +583,6 @@ static bool write_meta(gguf_writer *w, const synth_config *c, const quant_ftype 
     return true;
 }
 
-/* The types synth can generate. */
-static bool can_generate(uint32_t type) {
-    switch (type) {
-    case GGML_F32:
-    case GGML_F16:
-    case GGML_BF16:
-    case GGML_Q4_0:
-    case GGML_Q4_1:
-    case GGML_Q5_0:
-    case GGML_Q5_1:
-    case GGML_Q8_0:
-    case GGML_Q4_K:
-    case GGML_Q5_K:
-    case GGML_Q6_K: return true;
-    default: return false;
-    }
-}
-
 /* Every tensor into the header with its type and seed; the data's bytes into *total, the
  * parameters into *n_params, the types counted in rep. */
 static bool add_tensors(gguf_writer *w, tlist *l, const uint32_t *types, uint64_t seed, synth_report *rep,
@@ -616,7 +613,10 @@ static bool write_data(gguf_writer *w, const tlist *l, const synth_params *p, ui
     }
     const int64_t chunk_pieces = (int64_t)threadpool_size(pool) * PIECES_PER_THREAD;
     uint8_t *buf = malloc((size_t)chunk_pieces * PIECE_ELEMS * 4);
-    bool ok = buf != NULL;
+    bool need_scratch = false; /* a type made from floats by quantize_rows */
+    for (int i = 0; i < l->n; i++) need_scratch |= !is_float_type(l->t[i].type) && !BLOCK_SCALE[l->t[i].type];
+    float *scratch = need_scratch ? malloc((size_t)threadpool_size(pool) * PIECE_ELEMS * sizeof(float)) : NULL;
+    bool ok = buf != NULL && (!need_scratch || scratch);
     if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
     uint64_t done_b = 0;
     for (int i = 0; ok && i < l->n; i++) {
@@ -625,7 +625,8 @@ static bool write_data(gguf_writer *w, const tlist *l, const synth_params *p, ui
                      .buf = buf,
                      .n_elems = t->ne[0] * t->ne[1] * t->ne[2],
                      .piece_elems = PIECE_ELEMS,
-                     .piece_bytes = ggml_row_size(t->type, PIECE_ELEMS)};
+                     .piece_bytes = ggml_row_size(t->type, PIECE_ELEMS),
+                     .scratch = scratch};
         const int64_t pieces = (j.n_elems + PIECE_ELEMS - 1) / PIECE_ELEMS;
         for (j.first_piece = 0; ok && j.first_piece < pieces; j.first_piece += chunk_pieces) {
             j.n_pieces = pieces - j.first_piece < chunk_pieces ? pieces - j.first_piece : chunk_pieces;
@@ -639,6 +640,7 @@ static bool write_data(gguf_writer *w, const tlist *l, const synth_params *p, ui
         }
     }
     free(buf);
+    free(scratch);
     threadpool_free(pool);
     return ok;
 }

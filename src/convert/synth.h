@@ -6,6 +6,7 @@
 #define LFM2C_SYNTH_H
 
 #include "lfm2c.h"
+#include "formats/ggml_types.h"
 #include "convert/quantize.h"
 #include <stdbool.h>
 #include <stdint.h>
@@ -56,7 +57,7 @@ typedef struct synth_params {
 
 typedef struct synth_report {
     int n_tensors;
-    int type_count[64]; /* tensors per ggml type */
+    int type_count[GGML_NTYPES]; /* tensors per ggml type */
     uint64_t n_params, file_bytes;
     double seconds;
 } synth_report;

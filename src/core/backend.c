@@ -1,12 +1,14 @@
 /* backend.c — the one list of the backends compiled into this build, the devices' names
  * (lfm2c_device_from_name, lfm2c_device_name), the lookup by device, the
  * capability checks of backend.h (backend_has, backend_require: the refusal names the backends
- * of this build that can), and the name of the device a model runs on (lfm2c_model_device).
+ * of this build that can; backend_runs_type, backend_type_runners: the weight types, by the type
+ * table's bit each backend names), and the name of the device a model runs on (lfm2c_model_device).
  * This is the only file of the library that knows whether CUDA is compiled in (LFM2C_HAVE_CUDA,
  * set by CMake with -DLFM2C_CUDA=ON) or Vulkan (LFM2C_HAVE_VULKAN, -DLFM2C_VULKAN=AUTO|ON). */
 #include "core/backend.h"
 #include "core/model.h"
 #include "base/error.h"
+#include "formats/ggml_types.h"
 #ifdef LFM2C_HAVE_CUDA
 #include "cuda/backend_cuda.h"
 #endif
@@ -76,6 +78,21 @@ int backend_require(const lfm2c_model *m, unsigned cap, const char *what, lfm2c_
     lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: not supported on the %s backend (supported on: %s)", what,
                     m->backend->name, n ? list : "none in this build");
     return -1;
+}
+
+bool backend_runs_type(const lfm2c_backend *b, uint32_t type) {
+    const ggml_type_info *t = ggml_type_get(type);
+    return t && (t->runs & b->types);
+}
+
+void backend_type_runners(uint32_t type, char *buf, size_t cap) {
+    size_t n = 0;
+    if (!cap) return;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        if (backend_runs_type(backends[i], type) && n < cap)
+            n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", backends[i]->name);
+    if (!n) snprintf(buf, cap, "none in this build");
 }
 
 /* Vulkan: the device the backend picks (vulkan_device_count describes it as "NAME (CPU

@@ -11,7 +11,9 @@
  * Adding a backend: a `const lfm2c_backend` in its own file(s), one line in backends[] in
  * backend.c (under the build flag that compiles it), its LFM2C_DEVICE_* id in include/lfm2c.h,
  * and the CMake option that builds it. Adding a capability: a bit below with its name in
- * backend.c's cap_names[], and the bit in the tables of the backends that have it. */
+ * backend.c's cap_names[], and the bit in the tables of the backends that have it. Which weight
+ * types a backend multiplies is the type table's (formats/ggml_types.h, a GGML_RUN_* bit per
+ * backend: `types` below), not a list of the backend's. */
 #ifndef LFM2C_BACKEND_H
 #define LFM2C_BACKEND_H
 #include "lfm2c.h"
@@ -81,6 +83,9 @@ typedef struct lfm2c_backend {
      * of a long prompt or a large batch; larger on a GPU, whose products fill it with columns. */
     int ubatch;
     unsigned caps; /* what it can do beyond the operations above: BACKEND_CAP_* bits */
+    /* Its bit among the type table's GGML_RUN_* (formats/ggml_types.h): the weight types whose
+     * row has it are the ones its products take (backend_runs_type). */
+    unsigned types;
 } lfm2c_backend;
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */
@@ -94,6 +99,12 @@ bool backend_has(const lfm2c_model *m, unsigned cap);
  * backends of this build can ("WHAT: on the cpu and vulkan backends; this model runs on
  * cuda"), the names taken from backends[]. */
 int backend_require(const lfm2c_model *m, unsigned cap, const char *what, lfm2c_error *err);
+
+/* Whether backend b's products take weight type `type` (its bit in the type's row). */
+bool backend_runs_type(const lfm2c_backend *b, uint32_t type);
+/* The backends of this build that run weight type `type`, by name, into buf ("cpu, cuda"; "none
+ * in this build"): for the message that refuses a tensor on another. */
+void backend_type_runners(uint32_t type, char *buf, size_t cap);
 
 extern const lfm2c_backend backend_cpu; /* backend_cpu.c */
 

@@ -3,6 +3,7 @@
 #include "core/gpu_shapes.h"
 
 #include "base/error.h"
+#include "core/backend.h"
 #include "formats/ggml_types.h"
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -41,13 +42,21 @@ void gpu_layer_vectors(const layer *L, const tensor *out[GPU_LAYER_VECS]) {
     for (int i = 0; i < GPU_LAYER_VECS; i++) out[i] = t[i];
 }
 
+/* A matrix the backend's products take: its type's row has the backend's bit (the type table,
+ * formats/ggml_types.h; the refusal names the backends of this build that run it), and its rows
+ * are whole blocks of a multiple of 8 weights (both GPUs dequantize 8 weights at a time). */
 static int check_matrix(const gpu_rules *r, const tensor *t, lfm2c_error *err) {
     if (!t->data) return 0;
-    if (!r->type_ok(t->type, t->ne[0])) {
-        const ggml_type_info *ti = ggml_type_get(t->type);
+    const ggml_type_info *ti = ggml_type_get(t->type);
+    const bool runs = ti && (ti->runs & r->run);
+    if (!runs || t->ne[0] % 8 || t->ne[0] % ti->block_size) {
+        char who[96] = "";
+        if (ti && !runs) backend_type_runners(t->type, who, sizeof who);
         if (ti)
-            lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s backend: tensor '%s' (%s, %lld wide) is not supported",
-                            r->name, t->name, ti->name, (long long)t->ne[0]);
+            lfm2c_set_error(
+                err, LFM2C_EUNSUPPORTED, "%s backend: tensor '%s' (%s, %lld wide) is not supported (%s%s%s)", r->name,
+                t->name, ti->name, (long long)t->ne[0],
+                runs ? "rows of whole blocks, a multiple of 8 weights" : ti->name, runs ? "" : " runs on: ", who);
         else
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s backend: tensor '%s' (type %u, %lld wide) is not supported",
                             r->name, t->name, t->type, (long long)t->ne[0]);

@@ -30,18 +30,20 @@ enum { GPU_LAYER_MATS = 13, GPU_LAYER_VECS = 6 };
 void gpu_layer_matrices(const layer *L, const tensor *out[GPU_LAYER_MATS]);
 void gpu_layer_vectors(const layer *L, const tensor *out[GPU_LAYER_VECS]);
 
-/* A backend's rules: its name starts every message ("NAME backend: ..."); type_ok says whether its
- * products take a matrix of this type and row width; matrix (optional) checks more of a present
- * matrix (sizes), setting err and returning -1 to refuse, with ctx passed back. */
+/* A backend's rules: its name starts every message ("NAME backend: ..."); run is its bit in the
+ * type table (its backend table's `types`, core/backend.h): a matrix whose type's row lacks it is
+ * refused, naming the backends that run it; matrix (optional) checks more of a present matrix
+ * (sizes), setting err and returning -1 to refuse, with ctx passed back. */
 typedef struct gpu_rules {
     const char *name;
-    bool (*type_ok)(uint32_t type, int64_t n);
+    unsigned run;
     int (*matrix)(const void *ctx, const tensor *t, lfm2c_error *err);
     const void *ctx;
 } gpu_rules;
 
 /* 0 when the backend of rules r can run m: the KV cache F16 or F32 on both sides, an even head
  * dimension of at most 256, every present matrix by r (the embedding, the head, each layer's),
- * the output norm and every layer's vectors F32. Else -1 and err says what (LFM2C_EUNSUPPORTED). */
+ * the output norm and every layer's vectors F32; a matrix by r's bit in its type's row and rows of
+ * whole blocks of a multiple of 8 weights. Else -1 and err says what (LFM2C_EUNSUPPORTED). */
 int gpu_check_model(const lfm2c_model *m, const gpu_rules *r, lfm2c_error *err);
 #endif

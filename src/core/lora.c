@@ -303,7 +303,7 @@ static lora_mat *gguf_mat(lfm2c_lora *lo, const lfm2c_model *m, const gguf_tenso
         return NULL;
     }
     const ggml_type_info *ti = ggml_type_get(t->type);
-    if (!ti || !ti->supported || t->ne[3] != 1) {
+    if (!ti || !ggml_type_readable(t->type) || t->ne[3] != 1) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "%s: adapter tensor '%s' has an unsupported type or shape", path,
                         t->name);
         return NULL;

@@ -249,7 +249,7 @@ static int bind(lfm2c_model *m, tensor *t, const char *name, bool optional, lfm2
         return -1;
     }
     const ggml_type_info *ti = ggml_type_get(gt->type);
-    if (!ti || !ti->supported) {
+    if (!ti || !ggml_type_readable(gt->type)) {
         lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s' has unsupported type %s", name, ti ? ti->name : "?");
         return -1;
     }

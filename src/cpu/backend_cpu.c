@@ -249,4 +249,5 @@ const lfm2c_backend backend_cpu = {
     .forward = forward_cpu,
     .caps = BACKEND_CAP_LORA | BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY | BACKEND_CAP_CONV_TRAIL |
             BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS | BACKEND_CAP_EMBD_INPUT,
+    .types = GGML_RUN_CPU,
 };

@@ -62,7 +62,9 @@ static void unpack_q32(uint32_t t, const uint8_t *p, int *q, float *d, float *m)
     }
 }
 
-static float dot_q32_q8_0(uint32_t t, int64_t n, const uint8_t *w, const block_q8_0 *a) {
+static float dot_q32_q8_0(uint32_t t, int64_t n, const void *wv, const void *av) {
+    const uint8_t *w = wv;
+    const block_q8_0 *a = av;
     size_t bs = ggml_type_get(t)->type_size;
     float sum = 0;
     for (int64_t i = 0; i < n / 32; i++, w += bs) {
@@ -80,7 +82,10 @@ static float dot_q32_q8_0(uint32_t t, int64_t n, const uint8_t *w, const block_q
     return sum;
 }
 
-static float dot_q4_K(int64_t n, const block_q4_K *w, const block_q8_K *a) {
+static float dot_q4_K(uint32_t t, int64_t n, const void *wv, const void *av) {
+    const block_q4_K *w = wv;
+    const block_q8_K *a = av;
+    (void)t;
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int sumi = 0, summ = 0;
@@ -98,7 +103,10 @@ static float dot_q4_K(int64_t n, const block_q4_K *w, const block_q8_K *a) {
     return sum;
 }
 
-static float dot_q5_K(int64_t n, const block_q5_K *w, const block_q8_K *a) {
+static float dot_q5_K(uint32_t t, int64_t n, const void *wv, const void *av) {
+    const block_q5_K *w = wv;
+    const block_q8_K *a = av;
+    (void)t;
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int sumi = 0, summ = 0;
@@ -119,7 +127,10 @@ static float dot_q5_K(int64_t n, const block_q5_K *w, const block_q8_K *a) {
     return sum;
 }
 
-static float dot_q6_K(int64_t n, const block_q6_K *w, const block_q8_K *a) {
+static float dot_q6_K(uint32_t t, int64_t n, const void *wv, const void *av) {
+    const block_q6_K *w = wv;
+    const block_q8_K *a = av;
+    (void)t;
     float sum = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
         int8_t q[256];
@@ -144,18 +155,17 @@ static float dot_q6_K(int64_t n, const block_q6_K *w, const block_q8_K *a) {
     return sum;
 }
 
+/* The truth of each type multiplied with integer activations (its row's vec_dot_type); the
+ * types of float activations take vec_dot_float. */
+typedef float (*dot_ref_fn)(uint32_t t, int64_t n, const void *w, const void *act);
+static const dot_ref_fn DOT_REF[GGML_NTYPES] = {
+    [GGML_Q4_0] = dot_q32_q8_0, [GGML_Q4_1] = dot_q32_q8_0, [GGML_Q5_0] = dot_q32_q8_0, [GGML_Q5_1] = dot_q32_q8_0,
+    [GGML_Q8_0] = dot_q32_q8_0, [GGML_Q4_K] = dot_q4_K,     [GGML_Q5_K] = dot_q5_K,     [GGML_Q6_K] = dot_q6_K,
+};
+
 float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {
-    switch (t) {
-    case GGML_Q4_0:
-    case GGML_Q4_1:
-    case GGML_Q5_0:
-    case GGML_Q5_1:
-    case GGML_Q8_0: return dot_q32_q8_0(t, n, w, act);
-    case GGML_Q4_K: return dot_q4_K(n, w, act);
-    case GGML_Q5_K: return dot_q5_K(n, w, act);
-    case GGML_Q6_K: return dot_q6_K(n, w, act);
-    default: return vec_dot_float(t, n, w, act);
-    }
+    const dot_ref_fn f = t < GGML_NTYPES ? DOT_REF[t] : NULL;
+    return f ? f(t, n, w, act) : vec_dot_float(t, n, w, act);
 }
 
 float vec_dot_float(uint32_t t, int64_t n, const void *w, const float *x) {

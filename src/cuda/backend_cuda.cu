@@ -160,13 +160,11 @@ extern "C" void cuda_device_name(const lfm2c_model *m, char *name, size_t cap) {
 
 /* ---- model ------------------------------------------------------------------------------- */
 
-/* the weight types and widths kernels.cu's products take */
-static bool type_ok(uint32_t type, int64_t n) { return cm_type_ok(type, n); }
-
+/* the weight types kernels.cu's products take: the rows of the type table with the CUDA bit */
 static int check_model(const lfm2c_model *m, lfm2c_error *err) {
     gpu_rules r = {};
     r.name = "CUDA";
-    r.type_ok = type_ok;
+    r.run = backend_cuda.types;
     return gpu_check_model(m, &r, err);
 }
 
@@ -570,4 +568,5 @@ extern "C" const lfm2c_backend backend_cuda = {
     /* caps: no LoRA, embeddings, session copy, conv trail, image rows; checkpoints between
      * forwards only; rows sampled on the device with LFM2C_CUDA_SAMPLE=1 (sample_step.cu) */
     BACKEND_CAP_SAMPLE,
+    GGML_RUN_CUDA,   /* types: the rows of formats/ggml_types.h that have it */
 };

@@ -127,33 +127,23 @@ HD int cm_q3k_scale(int i, const uint8_t *s) {
     return lo | hi << 4;
 }
 
-/* Bytes per block and weights per block (0 bytes: type not handled by the CUDA kernels). The
- * device cannot read ggml_type_get()'s table (host memory), so the switch names the structs. */
+/* Bytes per block and weights per block (0 bytes: a type the CUDA kernels do not take), from the
+ * rows of the type table (formats/ggml_types.h's GGML_TYPE_TABLE) that have the CUDA bit: the
+ * device cannot read ggml_type_get()'s table (host memory), so the rows are expanded here. */
 HD int cm_block_bytes(uint32_t t) {
     switch (t) {
-    case GGML_F32: return (int)sizeof(float);
-    case GGML_F16: case GGML_BF16: return (int)sizeof(ggml_half);
-    case GGML_Q4_0: return (int)sizeof(block_q4_0);
-    case GGML_IQ4_NL: return (int)sizeof(block_iq4_nl);
-    case GGML_Q4_1: return (int)sizeof(block_q4_1);
-    case GGML_Q5_0: return (int)sizeof(block_q5_0);
-    case GGML_Q5_1: return (int)sizeof(block_q5_1);
-    case GGML_Q8_0: return (int)sizeof(block_q8_0);
-    case GGML_MXFP4: return (int)sizeof(block_mxfp4);
-    case GGML_Q2_K: return (int)sizeof(block_q2_K);
-    case GGML_Q3_K: return (int)sizeof(block_q3_K);
-    case GGML_Q4_K: return (int)sizeof(block_q4_K);
-    case GGML_Q5_K: return (int)sizeof(block_q5_K);
-    case GGML_Q6_K: return (int)sizeof(block_q6_K);
-    case GGML_IQ4_XS: return (int)sizeof(block_iq4_xs);
+#define CM_ROW(N, id, bs, sz, vd, runs, fl, fb) case id: return ((runs) & GGML_RUN_CUDA) ? (int)(sz) : 0;
+    GGML_TYPE_TABLE(CM_ROW)
+#undef CM_ROW
     default: return 0;
     }
 }
 HD int cm_block_len(uint32_t t) {
     switch (t) {
-    case GGML_F32: case GGML_F16: case GGML_BF16: return 1;
-    case GGML_Q2_K: case GGML_Q3_K: case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: case GGML_IQ4_XS: return QK_K;
-    default: return QK4_0;   /* the 32-weight blocks: Q4_0 .. Q8_0, IQ4_NL, MXFP4 */
+#define CM_ROW(N, id, bs, sz, vd, runs, fl, fb) case id: return (bs);
+    GGML_TYPE_TABLE(CM_ROW)
+#undef CM_ROW
+    default: return 1;
     }
 }
 
@@ -288,7 +278,8 @@ HD void cm_dequant8(uint32_t t, const uint8_t *row, int k0, float *y) {
     }
 }
 
-/* True when the CUDA kernels handle weight type t for rows of n weights. */
+/* True when the CUDA kernels handle weight type t (its row's CUDA bit) for rows of n weights
+ * (whole blocks, 8 weights at a time: core/gpu_shapes.c checks the same at load). */
 HD bool cm_type_ok(uint32_t t, int64_t n) {
     return cm_block_bytes(t) > 0 && n % 8 == 0 && n % cm_block_len(t) == 0;
 }

@@ -1284,10 +1284,10 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
 
 void cu_matmul(cu_q *cq, const mm_args *a, bool gemv) {
     switch (a->type) {
-#define CASE(t) case t: launch_mm<t>(cq, a, gemv); break;
-    CASE(GGML_F32) CASE(GGML_F16) CASE(GGML_BF16) CASE(GGML_Q4_0) CASE(GGML_Q4_1) CASE(GGML_Q5_0)
-    CASE(GGML_Q5_1) CASE(GGML_Q8_0) CASE(GGML_Q2_K) CASE(GGML_Q3_K) CASE(GGML_Q4_K) CASE(GGML_Q5_K)
-    CASE(GGML_Q6_K) CASE(GGML_IQ4_NL) CASE(GGML_IQ4_XS) CASE(GGML_MXFP4)
+    /* every row of the type table (formats/ggml_types.h) with the CUDA bit */
+#define CASE(N, id, bs, sz, vd, runs, fl, fb) \
+    case id: if constexpr (((runs) & GGML_RUN_CUDA) != 0) launch_mm<id>(cq, a, gemv); break;
+    GGML_TYPE_TABLE(CASE)
 #undef CASE
     default: break;   /* rejected when the model was uploaded */
     }

@@ -6,37 +6,56 @@
 
 #include <math.h>
 #include <string.h>
+#include <strings.h>
 
-static const ggml_type_info TYPES[GGML_NTYPES] = {
-    [GGML_F32] = {"F32", 1, 4, true},
-    [GGML_F16] = {"F16", 1, 2, true},
-    [GGML_Q4_0] = {"Q4_0", 32, sizeof(block_q4_0), true},
-    [GGML_Q4_1] = {"Q4_1", 32, sizeof(block_q4_1), true},
-    [GGML_Q5_0] = {"Q5_0", 32, sizeof(block_q5_0), true},
-    [GGML_Q5_1] = {"Q5_1", 32, sizeof(block_q5_1), true},
-    [GGML_Q8_0] = {"Q8_0", 32, sizeof(block_q8_0), true},
-    [GGML_Q8_1] = {"Q8_1", 32, 36, false},
-    [GGML_Q2_K] = {"Q2_K", 256, sizeof(block_q2_K), true},
-    [GGML_Q3_K] = {"Q3_K", 256, sizeof(block_q3_K), true},
-    [GGML_Q4_K] = {"Q4_K", 256, sizeof(block_q4_K), true},
-    [GGML_Q5_K] = {"Q5_K", 256, sizeof(block_q5_K), true},
-    [GGML_Q6_K] = {"Q6_K", 256, sizeof(block_q6_K), true},
-    [GGML_Q8_K] = {"Q8_K", 256, sizeof(block_q8_K), false},
-    [GGML_IQ4_NL] = {"IQ4_NL", 32, sizeof(block_iq4_nl), true},
-    [GGML_IQ4_XS] = {"IQ4_XS", 256, sizeof(block_iq4_xs), true},
-    [GGML_BF16] = {"BF16", 1, 2, true},
-    [GGML_MXFP4] = {"MXFP4", 32, sizeof(block_mxfp4), true},
+/* each row's dequantizer, to_float_NAME (below); the activation formats have none */
+#define DQ_ROW_DECL(N) static void to_float_##N(const void *src, float *dst, int64_t n);
+DQ_ROW_DECL(F32)
+DQ_ROW_DECL(F16)
+DQ_ROW_DECL(BF16)
+DQ_ROW_DECL(Q4_0)
+DQ_ROW_DECL(Q4_1)
+DQ_ROW_DECL(Q5_0)
+DQ_ROW_DECL(Q5_1)
+DQ_ROW_DECL(Q8_0)
+DQ_ROW_DECL(Q2_K)
+DQ_ROW_DECL(Q3_K)
+DQ_ROW_DECL(Q4_K)
+DQ_ROW_DECL(Q5_K)
+DQ_ROW_DECL(Q6_K)
+DQ_ROW_DECL(IQ4_NL)
+DQ_ROW_DECL(IQ4_XS)
+DQ_ROW_DECL(MXFP4)
+#undef DQ_ROW_DECL
+#define to_float_Q8_1 NULL
+#define to_float_Q8_K NULL
+
+/* the interleaved layout of a row's type (ggml_types.h: X16), 0: none */
+#define X16_OF(id) ((id) == GGML_Q4_K ? GGML_Q4_K_X16 : (id) == GGML_Q6_K ? GGML_Q6_K_X16 : 0)
+
+#define TYPE_ROW(N, id, bs, sz, vd, runs, fl, fb) \
+    [id] = {#N, bs, (int)(sz), vd, runs, fl, fb, X16_OF(id), 0, to_float_##N},
+static const ggml_type_info TYPES[GGML_NTYPES_ALL] = {
+    GGML_TYPE_TABLE(TYPE_ROW)
+        /* the internal layouts: same blocks, read by the CPU's tiles only (x16_unpack gives rows back) */
+        [GGML_Q4_K_X16] = {"Q4_K_X16", 256, sizeof(block_q4_K), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_F32, 0, GGML_Q4_K,
+                           NULL},
+    [GGML_Q6_K_X16] = {"Q6_K_X16", 256, sizeof(block_q6_K), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_F32, 0, GGML_Q6_K, NULL},
 };
-
-static const ggml_type_info Q4_K_X16 = {"Q4_K_X16", 256, sizeof(block_q4_K), true};
-static const ggml_type_info Q6_K_X16 = {"Q6_K_X16", 256, sizeof(block_q6_K), true};
+#undef TYPE_ROW
 
 const ggml_type_info *ggml_type_get(uint32_t type) {
-    if (type == GGML_Q4_K_X16) return &Q4_K_X16;
-    if (type == GGML_Q6_K_X16) return &Q6_K_X16;
-    if (type >= GGML_NTYPES || !TYPES[type].name) return NULL;
+    if (type >= GGML_NTYPES_ALL || !TYPES[type].name) return NULL;
     return &TYPES[type];
 }
+
+int ggml_type_by_name(const char *name) {
+    for (uint32_t t = 0; name && t < GGML_NTYPES; t++)
+        if (TYPES[t].name && !strcasecmp(name, TYPES[t].name)) return (int)t;
+    return -1;
+}
+
+bool ggml_type_readable(uint32_t type) { return type < GGML_NTYPES && TYPES[type].to_float; }
 
 size_t ggml_row_size(uint32_t type, int64_t n) {
     const ggml_type_info *t = ggml_type_get(type);
@@ -251,45 +270,48 @@ static void dq_mxfp4(const block_mxfp4 *b, float *y) {
     }
 }
 
-void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
+static void to_float_F32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
+static void to_float_F16(const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
-    switch (type) {
-    case GGML_F32: memcpy(dst, src, (size_t)n * 4); return;
-    case GGML_F16:
-        for (int64_t i = 0; i < n; i++) {
-            ggml_half h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = fp16_to_f32(h);
-        }
-        return;
-    case GGML_BF16:
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = bf16_to_f32(h);
-        }
-        return;
-    default: break;
+    for (int64_t i = 0; i < n; i++) {
+        ggml_half h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = fp16_to_f32(h);
     }
+}
+static void to_float_BF16(const void *src, float *dst, int64_t n) {
+    const uint8_t *p = src;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        dst[i] = bf16_to_f32(h);
+    }
+}
+/* to_float_N: a row of blocks through the block's dequantizer dq_lower (QK weights a block) */
+#define DQ_ROW(N, lower, QK) \
+    static void to_float_##N(const void *src, float *dst, int64_t n) { \
+        const block_##lower *b = src; \
+        for (int64_t i = 0; i < n / (QK); i++) dq_##lower(b + i, dst + i * (QK)); \
+    }
+DQ_ROW(Q4_0, q4_0, 32)
+DQ_ROW(Q4_1, q4_1, 32)
+DQ_ROW(Q5_0, q5_0, 32)
+DQ_ROW(Q5_1, q5_1, 32)
+DQ_ROW(Q8_0, q8_0, 32)
+DQ_ROW(Q2_K, q2_K, QK_K)
+DQ_ROW(Q3_K, q3_K, QK_K)
+DQ_ROW(Q4_K, q4_K, QK_K)
+DQ_ROW(Q5_K, q5_K, QK_K)
+DQ_ROW(Q6_K, q6_K, QK_K)
+DQ_ROW(IQ4_NL, iq4_nl, 32)
+DQ_ROW(IQ4_XS, iq4_xs, QK_K)
+DQ_ROW(MXFP4, mxfp4, 32)
+#undef DQ_ROW
+
+void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {
     const ggml_type_info *t = ggml_type_get(type);
-    for (int64_t i = 0; i < n / t->block_size; i++, p += t->type_size, dst += t->block_size) {
-        switch (type) {
-        case GGML_Q4_0: dq_q4_0((const void *)p, dst); break;
-        case GGML_Q4_1: dq_q4_1((const void *)p, dst); break;
-        case GGML_Q5_0: dq_q5_0((const void *)p, dst); break;
-        case GGML_Q5_1: dq_q5_1((const void *)p, dst); break;
-        case GGML_Q8_0: dq_q8_0((const void *)p, dst); break;
-        case GGML_Q2_K: dq_q2_K((const void *)p, dst); break;
-        case GGML_Q3_K: dq_q3_K((const void *)p, dst); break;
-        case GGML_Q4_K: dq_q4_K((const void *)p, dst); break;
-        case GGML_Q5_K: dq_q5_K((const void *)p, dst); break;
-        case GGML_Q6_K: dq_q6_K((const void *)p, dst); break;
-        case GGML_IQ4_NL: dq_iq4_nl((const void *)p, dst); break;
-        case GGML_IQ4_XS: dq_iq4_xs((const void *)p, dst); break;
-        case GGML_MXFP4: dq_mxfp4((const void *)p, dst); break;
-        default: memset(dst, 0, (size_t)t->block_size * 4); break;
-        }
-    }
+    if (t && t->to_float) t->to_float(src, dst, n);
+    else memset(dst, 0, (size_t)n * sizeof *dst);
 }
 
 /* ---- activation quantization -------------------------------------------------------------- */
@@ -333,19 +355,8 @@ void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n) {
 }
 
 uint32_t vec_dot_type(uint32_t t) {
-    switch (t) {
-    case GGML_Q4_0:
-    case GGML_Q4_1:
-    case GGML_Q5_0:
-    case GGML_Q5_1:
-    case GGML_Q8_0: return GGML_Q8_0;
-    case GGML_Q4_K:
-    case GGML_Q5_K:
-    case GGML_Q6_K:
-    case GGML_Q4_K_X16:
-    case GGML_Q6_K_X16: return GGML_Q8_K;
-    default: return GGML_F32;
-    }
+    const ggml_type_info *ti = ggml_type_get(t);
+    return ti ? ti->vec_dot_type : GGML_F32;
 }
 
 /* ---- the X16 layouts (ggml_types.h): one block of 16 rows at a time ------------------------ */
@@ -441,9 +452,15 @@ static void x16_unpack_q6_K(const uint8_t *o, int r, block_q6_K *b) {
     for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)o[x16q6_sc(j) + r];
 }
 
-uint32_t x16_type(uint32_t type) { return type == GGML_Q4_K ? GGML_Q4_K_X16 : type == GGML_Q6_K ? GGML_Q6_K_X16 : 0; }
+uint32_t x16_type(uint32_t type) {
+    const ggml_type_info *t = ggml_type_get(type);
+    return t ? t->x16 : 0;
+}
 
-uint32_t x16_base(uint32_t type) { return type == GGML_Q4_K_X16 ? GGML_Q4_K : type == GGML_Q6_K_X16 ? GGML_Q6_K : 0; }
+uint32_t x16_base(uint32_t type) {
+    const ggml_type_info *t = ggml_type_get(type);
+    return t ? t->base : 0;
+}
 
 /* the blocks i of rows g0 .. g0 + 15, and the group's block i */
 static void x16_blocks(const uint8_t *rows, size_t row_bytes, size_t bs, int64_t g0, int64_t i, const uint8_t **b) {

@@ -1,7 +1,9 @@
-/* ggml_types.h — GGML tensor types and block formats: sizes, bit-exact dequantization, the
- * activation quantizers and the activation format each weight type is multiplied with. Format
- * facts, used by the kernels (cpu/), convert and quantize alike; the scalar reference dot
- * products are the kernels' (cpu/kernels.h). */
+/* ggml_types.h — GGML tensor types and block formats: the type table (GGML_TYPE_TABLE, one row
+ * per type: sizes, the activation format it is multiplied with, the backends that run it, what
+ * quantize can make), the block structs, bit-exact dequantization, the activation quantizers and
+ * the interleaved layouts. Format facts, used by the kernels (cpu/, cuda/, vulkan/), the backends'
+ * checks (core/gpu_shapes.c), convert and quantize alike; the scalar reference dot products are
+ * the kernels' (cpu/kernels.h). */
 #ifndef LFM2C_QUANT_H
 #define LFM2C_QUANT_H
 
@@ -9,30 +11,65 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+/* The type table: one row per GGML type a file may hold, everything the rest of the engine asks
+ * of a type. Its C form (ggml_type_info, ggml_type_get) adds each type's dequantizer
+ * (ggml_types.c); the CUDA sources expand the rows themselves (cuda/cuda_math.cuh: block sizes and
+ * the CUDA bit, in device code). A new type is its row here, its block struct below, its
+ * dequantizer in ggml_types.c, its kernels (cpu/, and cuda/, vulkan/ where its row says they run
+ * it) and its tests; nothing else restates it.
+ *   X(NAME, id, weights a block, bytes a block, vec_dot, runs, flags, fallback)
+ *   NAME      GGML_NAME is its id (the GGUF tensor type), "NAME" its name
+ *   vec_dot   the activation format the CPU's integer kernels multiply it with (GGML_Q8_0,
+ *             GGML_Q8_K; GGML_F32: float activations, the float path of cpu/tiles.h)
+ *   runs      GGML_RUN_* bits: the backends whose products take it (a backend's table,
+ *             core/backend.h, names its bit; a model with a type its backend lacks is refused,
+ *             naming the backends that run it)
+ *   flags     GGML_TF_*: quantize can make it (convert/quantize.c), making it needs an importance
+ *             matrix (llama-quantize's rule), an activation format only (never a weight)
+ *   fallback  the type quantize uses for rows that are not whole blocks of it (llama-quantize's
+ *             tensor_type_fallback; GGML_F16 after it when even those do not fit); GGML_F32: none */
+#define GGML_RUN_ALL (GGML_RUN_CPU | GGML_RUN_CUDA | GGML_RUN_VULKAN)
+#define GGML_RUN_CPU_CUDA (GGML_RUN_CPU | GGML_RUN_CUDA)
+#define GGML_TYPE_TABLE(X) \
+    X(F32, 0, 1, 4, GGML_F32, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(F16, 1, 1, 2, GGML_F32, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(Q4_0, 2, 32, sizeof(block_q4_0), GGML_Q8_0, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(Q4_1, 3, 32, sizeof(block_q4_1), GGML_Q8_0, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(Q5_0, 6, 32, sizeof(block_q5_0), GGML_Q8_0, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(Q5_1, 7, 32, sizeof(block_q5_1), GGML_Q8_0, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(Q8_0, 8, 32, sizeof(block_q8_0), GGML_Q8_0, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(Q8_1, 9, 32, 36, GGML_F32, 0, GGML_TF_ACT, GGML_F32) \
+    X(Q2_K, 10, 256, sizeof(block_q2_K), GGML_F32, GGML_RUN_CPU_CUDA, GGML_TF_QUANTIZE, GGML_Q4_0) \
+    X(Q3_K, 11, 256, sizeof(block_q3_K), GGML_F32, GGML_RUN_CPU_CUDA, GGML_TF_QUANTIZE, GGML_Q4_0) \
+    X(Q4_K, 12, 256, sizeof(block_q4_K), GGML_Q8_K, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_Q5_0) \
+    X(Q5_K, 13, 256, sizeof(block_q5_K), GGML_Q8_K, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_Q5_1) \
+    X(Q6_K, 14, 256, sizeof(block_q6_K), GGML_Q8_K, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_Q8_0) \
+    X(Q8_K, 15, 256, sizeof(block_q8_K), GGML_F32, 0, GGML_TF_ACT, GGML_F32) \
+    X(IQ4_NL, 20, 32, sizeof(block_iq4_nl), GGML_F32, GGML_RUN_ALL, 0, GGML_F32) \
+    X(IQ4_XS, 23, 256, sizeof(block_iq4_xs), GGML_F32, GGML_RUN_CPU_CUDA, 0, GGML_IQ4_NL) \
+    X(BF16, 30, 1, 2, GGML_F32, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(MXFP4, 39, 32, sizeof(block_mxfp4), GGML_F32, GGML_RUN_CPU_CUDA, 0, GGML_F32)
+
+/* a GGML_TYPE_TABLE row's id as an enumerator (the other columns unused) */
+#define GGML_TYPE_ENUM(N, id, bs, sz, vd, runs, fl, fb) GGML_##N = id,
 enum ggml_type {
-    GGML_F32 = 0,
-    GGML_F16 = 1,
-    GGML_Q4_0 = 2,
-    GGML_Q4_1 = 3,
-    GGML_Q5_0 = 6,
-    GGML_Q5_1 = 7,
-    GGML_Q8_0 = 8,
-    GGML_Q8_1 = 9,
-    GGML_Q2_K = 10,
-    GGML_Q3_K = 11,
-    GGML_Q4_K = 12,
-    GGML_Q5_K = 13,
-    GGML_Q6_K = 14,
-    GGML_Q8_K = 15,
-    GGML_IQ4_NL = 20,
-    GGML_IQ4_XS = 23,
-    GGML_BF16 = 30,
-    GGML_MXFP4 = 39,
+    GGML_TYPE_TABLE(GGML_TYPE_ENUM)
+    /* one past the largest id a file may hold (the GGUF reader refuses larger ones) */
     GGML_NTYPES = 40,
-    /* internal layouts, made at load time from a file's type; never in a file (the GGUF reader
-     * refuses ids >= GGML_NTYPES) */
+    /* internal layouts, made at load time from a file's type; never in a file */
     GGML_Q4_K_X16 = 64,
-    GGML_Q6_K_X16 = 65
+    GGML_Q6_K_X16 = 65,
+    GGML_NTYPES_ALL = 66 /* one past every id, the internal layouts' included */
+};
+#undef GGML_TYPE_ENUM
+
+/* the backends (GGML_TYPE_TABLE's runs): one bit each */
+enum { GGML_RUN_CPU = 1u << 0, GGML_RUN_CUDA = 1u << 1, GGML_RUN_VULKAN = 1u << 2 };
+/* GGML_TYPE_TABLE's flags */
+enum {
+    GGML_TF_QUANTIZE = 1u << 0, /* quantize_rows makes it (convert/quantize.c) */
+    GGML_TF_IMATRIX = 1u << 1,  /* making it needs an importance matrix */
+    GGML_TF_ACT = 1u << 2       /* an activation format (Q8_1, Q8_K): no weight, no dequantizer */
 };
 
 #define QK4_0 32
@@ -117,14 +154,28 @@ typedef struct {
 extern "C" {
 #endif
 
+/* A row of the type table (GGML_TYPE_TABLE above), or of an internal layout. */
 typedef struct ggml_type_info {
     const char *name;
-    int block_size; /* weights per block (1 for float types) */
-    int type_size;  /* bytes per block */
-    bool supported; /* we can dequantize / multiply it */
+    int block_size;        /* weights per block (1 for float types) */
+    int type_size;         /* bytes per block */
+    uint32_t vec_dot_type; /* the activation format the CPU multiplies it with (GGML_TYPE_TABLE) */
+    unsigned runs;         /* GGML_RUN_* */
+    unsigned flags;        /* GGML_TF_* */
+    uint32_t fallback;     /* GGML_TYPE_TABLE's fallback */
+    uint32_t x16;          /* its interleaved layout (below), 0: none */
+    uint32_t base;         /* an internal layout: the file's type it holds; else 0 */
+    /* n weights (a multiple of block_size) from src, bit for bit as llama.cpp's to_float;
+     * NULL where there is none (activation formats, internal layouts: x16_unpack first) */
+    void (*to_float)(const void *src, float *dst, int64_t n);
 } ggml_type_info;
 
 const ggml_type_info *ggml_type_get(uint32_t type); /* NULL for unknown ids */
+/* The type of that name (case-insensitive: "q4_k", "Q4_K"); -1 if none. Internal layouts are
+ * not found by name. */
+int ggml_type_by_name(const char *name);
+/* Whether the engine reads tensors of this type: a file's type with a dequantizer. */
+bool ggml_type_readable(uint32_t type);
 /* bytes of a row of n weights; 0 if n is not a multiple of the block size */
 size_t ggml_row_size(uint32_t type, int64_t n);
 
@@ -133,15 +184,16 @@ ggml_half f32_to_fp16(float f); /* round to nearest even, like F16C */
 float bf16_to_f32(uint16_t b);
 uint16_t f32_to_bf16(float f); /* round to nearest even; NaN kept quiet */
 
-/* Dequantize n weights (a multiple of the block size) of `type` starting at src. */
+/* Dequantize n weights (a multiple of the block size) of `type` starting at src (its row's
+ * to_float; zeros for a type without one). */
 void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 
 /* Activation quantization (reference semantics, see spec 2.8). */
 void quantize_row_q8_0(const float *x, block_q8_0 *y, int64_t n);
 void quantize_row_q8_K(const float *x, block_q8_K *y, int64_t n);
 
-/* The activation format a weight type is multiplied with on the fast path:
- * GGML_Q8_0, GGML_Q8_K, or GGML_F32 (float weights: plain float dot). */
+/* The activation format a weight type is multiplied with on the fast path (its row's vec_dot):
+ * GGML_Q8_0, GGML_Q8_K, or GGML_F32 (float activations); GGML_F32 for unknown ids. */
 uint32_t vec_dot_type(uint32_t weight_type);
 
 /* The X16 layouts: the same bytes as 16 consecutive rows of a K-quant, interleaved so that one

@@ -113,18 +113,12 @@ static float *vec(const gguf_file *g, const char *name, int64_t n, bool required
     return v;
 }
 
+/* A matrix type the CPU's products take as the file has it: its row in the type table runs on the
+ * CPU, and the kernel table does not want it in an interleaved layout (the mmproj's weights are
+ * the mapped file's, never repacked). */
 static bool mat_type_ok(const kernel_ops *k, uint32_t type, int64_t rows) {
-    switch (type) {
-    case GGML_F32:
-    case GGML_F16:
-    case GGML_BF16:
-    case GGML_Q4_0:
-    case GGML_Q4_1:
-    case GGML_Q5_0:
-    case GGML_Q5_1:
-    case GGML_Q8_0: return !k->packed_type || k->packed_type(type, rows) == type;
-    default: return false;
-    }
+    const ggml_type_info *t = ggml_type_get(type);
+    return t && (t->runs & GGML_RUN_CPU) && !t->base && (!k->packed_type || k->packed_type(type, rows) == type);
 }
 
 /* A matrix of n_out rows of n_in; the patch kernel is 4-D ({p, p, 3, E}: rows of 3 p^2). */

@@ -439,27 +439,6 @@ static int upload(vk_model *vm, vbuf *b, uint64_t off, const void *src, uint64_t
 
 /* ---- model -------------------------------------------------------------------------------------- */
 
-/* the weight types the shaders read (common.glsl's dequant8) */
-static bool type_ok(uint32_t t, int64_t n) {
-    int len;
-    switch (t) {
-    case GGML_F32:
-    case GGML_F16:
-    case GGML_BF16: len = 8; break;
-    case GGML_Q4_0:
-    case GGML_Q4_1:
-    case GGML_Q5_0:
-    case GGML_Q5_1:
-    case GGML_Q8_0:
-    case GGML_IQ4_NL: len = 32; break;
-    case GGML_Q4_K:
-    case GGML_Q5_K:
-    case GGML_Q6_K: len = 256; break;
-    default: return false;
-    }
-    return n % len == 0;
-}
-
 static uint64_t tensor_bytes(const tensor *t) {
     return (uint64_t)t->row_bytes * (uint64_t)(t->ne[1] > 0 ? t->ne[1] : 1) * (uint64_t)(t->ne[2] > 0 ? t->ne[2] : 1);
 }
@@ -478,7 +457,7 @@ static int check_size(const void *ctx, const tensor *t, lfm2c_error *err) {
 
 /* the checks every GPU backend makes (core/gpu_shapes.c), with this one's types and sizes */
 static int check_model(const vk_model *vm, const lfm2c_model *m, lfm2c_error *err) {
-    const gpu_rules r = {"Vulkan", type_ok, check_size, vm};
+    const gpu_rules r = {"Vulkan", backend_vulkan.types, check_size, vm};
     return gpu_check_model(m, &r, err);
 }
 
@@ -1001,19 +980,11 @@ static int vulkan_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_er
 /* ---- the backend table entry (backend.h) ------------------------------------------------------------- */
 
 const lfm2c_backend backend_vulkan = {
-    "vulkan",
-    LFM2C_DEVICE_VULKAN,
-    vulkan_model_init,
-    vulkan_model_free,
-    vulkan_session_init,
-    vulkan_session_free,
-    vulkan_kv_reserve,
-    vulkan_kv_copy,
-    vulkan_conv_pull,
-    vulkan_conv_push,
-    vulkan_forward,
+    "vulkan", LFM2C_DEVICE_VULKAN, vulkan_model_init, vulkan_model_free, vulkan_session_init, vulkan_session_free,
+    vulkan_kv_reserve, vulkan_kv_copy, vulkan_conv_pull, vulkan_conv_push, vulkan_forward,
     0, /* ubatch: session.c's default */
     /* caps: embeddings and session copies; no LoRA, no conv trail (the state is on the device),
      * checkpoints between forwards only, no image rows (BACKEND_CAP_EMBD_INPUT) yet */
     BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY,
+    GGML_RUN_VULKAN, /* types: the rows of formats/ggml_types.h that have it */
 };

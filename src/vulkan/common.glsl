@@ -53,7 +53,8 @@ void kq_scale_min(U32s w, uint s, uint j, out uint sc, out uint mn) {
     }
 }
 
-// The types read here are the host's list (backend_vulkan.c's type_ok); any other reads as 0.
+// The types read here are the rows of the type table (formats/ggml_types.h) with the Vulkan bit
+// (the host refuses others at load, core/gpu_shapes.c); any other reads as 0.
 // Weights k0 .. k0+7 (k0 a multiple of 8) of the row at byte `row` of w.
 void dequant8(uint t, U32s w, uint row, uint k0, out float y[8]) {
     if (t == T_F32) {

@@ -3,7 +3,8 @@
  * (b) the F16 kq masters -> every type of lfm2-kq-masters.quant-ref.json: per-tensor types,
  *     shapes and sha256 as recorded (on a mismatch both RMS errors are printed);
  * (c) requantizing a quantized input, and bad inputs leave no output;
- * (d) synth of a tiny preset opens and has the expected tensors, types and metadata. */
+ * (d) synth of a tiny preset opens and has the expected tensors, types and metadata;
+ * (e) quantize makes exactly the types the type table says it does. */
 #include "formats/gguf.h"
 #include "formats/ggml_types.h"
 #include "convert/quantize.h"
@@ -332,8 +333,36 @@ static void synth_tiny(void) {
     unlink(tmp_out);
 }
 
+/* quantize makes exactly the types whose row in the type table says so (GGML_TF_QUANTIZE), whole
+ * blocks only: what it makes dequantizes near the input (within the type's own error), and a
+ * row of another width or type is refused (0 bytes). */
+static void made_by_the_table(void) {
+    enum { N = 512 };
+    static float x[N], y[N];
+    static uint8_t q[N * 4];
+    for (int i = 0; i < N; i++) x[i] = sinf(0.37f * (float)i) * (1.0f + (float)(i % 7));
+    int made = 0;
+    for (uint32_t t = 0; t < GGML_NTYPES_ALL; t++) {
+        const ggml_type_info *ti = ggml_type_get(t);
+        const bool want = ti && (ti->flags & GGML_TF_QUANTIZE);
+        CHECK(quantize_supported(t) == want, "type %u (%s): quantize_supported", t, ti ? ti->name : "?");
+        const size_t bytes = quantize_rows(t, x, q, 2, N / 2);
+        CHECK(want ? bytes == 2 * ggml_row_size(t, N / 2) : bytes == 0, "%s: %zu bytes", ti ? ti->name : "?", bytes);
+        if (!want || !bytes) continue;
+        made++;
+        dequantize_row(t, q, y, N);
+        double e = 0, m = 0;
+        for (int i = 0; i < N; i++) e = fmax(e, fabs((double)y[i] - x[i])), m = fmax(m, fabs((double)x[i]));
+        CHECK(e <= 0.5 * m, "%s: made blocks dequantize near the input (max error %g of %g)", ti->name, e, m);
+        if (ti->block_size > 1)
+            CHECK(quantize_rows(t, x, q, 1, ti->block_size + 8) == 0, "%s: partial blocks", ti->name);
+    }
+    CHECK(made >= 13, "%d types made", made);
+}
+
 int main(void) {
     snprintf(tmp_out, sizeof tmp_out, "/tmp/lfm2c_test_q_%d.gguf", (int)getpid());
+    made_by_the_table();
     tiny_masters();
     requantize_and_errors();
     synth_tiny();

@@ -5,11 +5,14 @@
  * there (q, the conv's 3 H, a dense FFN's hidden row; attention's output, K and V side by side)
  * and are the widest of them, the planner's widths agree for the same model, and the checks:
  * a model every rule takes passes and a backend's matrix rule sees each present matrix with its
- * context; then each refusal with its message (a matrix type, the backend's own matrix rule, a
- * q8_0 KV cache on either side, the head dimension, a vector that is not F32). */
+ * context; then each refusal with its message (a matrix type whose row in the type table lacks
+ * the backend's bit, naming the backends that run it; rows not a multiple of 8 weights; the
+ * backend's own matrix rule, a q8_0 KV cache on either side, the head dimension, a vector that is
+ * not F32). */
 #include "core/gpu_shapes.h"
 
 #include "base/error.h"
+#include "core/backend.h"
 #include "convert/quantize.h"
 #include "convert/synth.h"
 #include "core/mem_plan.h"
@@ -59,9 +62,6 @@ static void check_widths(const lfm2c_model *m, const char *what) {
           "%s: the planner's widths", what);
 }
 
-static uint32_t refused_type = UINT32_MAX;
-static bool type_ok(uint32_t type, int64_t n) { return type != refused_type && n > 0; }
-
 typedef struct counter {
     int seen, refuse_at;
 } counter;
@@ -84,9 +84,8 @@ static void expect_refusal(const lfm2c_model *m, const gpu_rules *r, const char 
 
 static void check_rules(lfm2c_model *m, const char *what) {
     counter c = {0, 0};
-    gpu_rules r = {"TEST", type_ok, count_matrix, &c};
+    gpu_rules r = {"TEST", GGML_RUN_CPU, count_matrix, &c}; /* the CPU's bit: every type a file has */
     lfm2c_error err = {0};
-    refused_type = UINT32_MAX;
     CHECK(gpu_check_model(m, &r, &err) == 0, "%s: %s", what, err.msg);
     int mats = 1 + (m->output.data != NULL);
     for (int l = 0; l < m->info.n_layer; l++) {
@@ -99,12 +98,25 @@ static void check_rules(lfm2c_model *m, const char *what) {
     expect_refusal(m, &r, "TEST backend: tensor '");
     CHECK(c.seen == 3, "%s: stops at the refusal", what);
     r.matrix = NULL;
-    refused_type = m->tok_embd.type;
-    char msg[160];
-    snprintf(msg, sizeof msg, "TEST backend: tensor 'token_embd.weight' (%s, %lld wide) is not supported",
-             ggml_type_get(m->tok_embd.type)->name, (long long)m->tok_embd.ne[0]);
+    /* a bit no row has: the first matrix checked is refused, naming the backends that run its
+     * type (the CPU runs every type: first in the list) */
+    r.run = 1u << 30;
+    char msg[200], who[96];
+    const char *tn = ggml_type_get(m->tok_embd.type)->name;
+    backend_type_runners(m->tok_embd.type, who, sizeof who);
+    CHECK(!strncmp(who, "cpu", 3), "%s: %s runs on %s", what, tn, who);
+    snprintf(msg, sizeof msg,
+             "TEST backend: tensor 'token_embd.weight' (%s, %lld wide) is not supported (%s runs on: %s)", tn,
+             (long long)m->tok_embd.ne[0], tn, who);
     expect_refusal(m, &r, msg);
-    refused_type = UINT32_MAX;
+    r.run = GGML_RUN_CPU;
+    /* rows the GPUs cannot take: not a multiple of 8 weights */
+    const int64_t w0 = m->tok_embd.ne[0];
+    m->tok_embd.ne[0] = 60;
+    snprintf(msg, sizeof msg, "TEST backend: tensor 'token_embd.weight' (%s, 60 wide) is not supported (rows of whole",
+             tn);
+    expect_refusal(m, &r, msg);
+    m->tok_embd.ne[0] = w0;
     for (int side = 0; side < 2; side++) {
         int *kv = side ? &m->type_v : &m->type_k, was = *kv;
         *kv = LFM2C_KV_Q8_0;

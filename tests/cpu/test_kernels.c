@@ -26,9 +26,10 @@ static uint32_t rnd(void) {
 }
 static float frand(void) { return (float)(rnd() & 0xFFFFFF) / 16777216.0f * 2.0f - 1.0f; }
 
-static const uint32_t TYPES[] = {GGML_F32,  GGML_F16,    GGML_BF16,   GGML_Q4_0, GGML_Q4_1, GGML_Q5_0,
-                                 GGML_Q5_1, GGML_Q8_0,   GGML_Q2_K,   GGML_Q3_K, GGML_Q4_K, GGML_Q5_K,
-                                 GGML_Q6_K, GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};
+/* every weight type the CPU runs: the rows of the type table (formats/ggml_types.h) with the CPU
+ * bit, filled by main */
+static uint32_t TYPES[GGML_NTYPES];
+static size_t N_TYPES;
 
 static void set_half(uint8_t *p, float v) {
     ggml_half h = f32_to_fp16(v);
@@ -162,7 +163,7 @@ static void test_matmul(const kernel_ops *k) {
     static const int shapes[][2] = {{1, 1},   {1, 2},   {2, 1},   {3, 5},  {4, 1},   {4, 4}, {5, 3},
                                     {8, 8},   {7, 17},  {17, 1},  {17, 7}, {16, 16}, {9, 4}, {4, 9},
                                     {33, 17}, {16, 32}, {48, 20}, {20, 9}, {31, 8}};
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
         uint32_t t = TYPES[ti];
         int bsz = ggml_type_get(t)->block_size;
         int64_t ns[] = {256, 512, 2304, bsz == 1 ? 37 : 256, bsz == 1 ? 1000 : 512};
@@ -260,7 +261,7 @@ static float *tile_invariance(const kernel_ops *k, uint32_t t, int64_t n, const 
  * run prefill on AMX tiles and decode on AVX-512 rows), and the NEON tables equal to each other. */
 static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
     const int64_t ns[] = {256, 2048, 4096};
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+    for (size_t ti = 0; ti < N_TYPES; ti++) {
         uint32_t t = TYPES[ti], at = vec_dot_type(t);
         for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
             int64_t n = ns[ni];
@@ -526,6 +527,11 @@ static void test_x16q6_order(void) {
 }
 
 int main(void) {
+    for (uint32_t t = 0; t < GGML_NTYPES; t++) {
+        const ggml_type_info *ti = ggml_type_get(t);
+        if (ti && (ti->runs & GGML_RUN_CPU)) TYPES[N_TYPES++] = t;
+    }
+    CHECK(N_TYPES >= 16, "%zu weight types run on the CPU", N_TYPES);
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);
     CHECK(n >= 1 && !strcmp(tables[0]->isa, "scalar"), "the scalar table comes first");

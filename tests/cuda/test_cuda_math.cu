@@ -69,11 +69,15 @@ static std::vector<uint8_t> random_row(uint32_t t, int n) {
 }
 
 static void test_dequant(void) {
-    const uint32_t types[] = {GGML_F32, GGML_F16, GGML_BF16, GGML_Q4_0, GGML_Q4_1, GGML_Q5_0, GGML_Q5_1,
-                              GGML_Q8_0, GGML_Q2_K, GGML_Q3_K, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K,
-                              GGML_IQ4_NL, GGML_IQ4_XS, GGML_MXFP4};
-    for (uint32_t t : types) {
+    /* every row of the type table with the CUDA bit (formats/ggml_types.h); none other */
+    int n_types = 0;
+    for (uint32_t t = 0; t < GGML_NTYPES_ALL; t++) {
         const ggml_type_info *ti = ggml_type_get(t);
+        if (!ti || !(ti->runs & GGML_RUN_CUDA)) {
+            CHECK(cm_block_bytes(t) == 0 && !cm_type_ok(t, 1024), "type %u: not the CUDA kernels'", t);
+            continue;
+        }
+        n_types++;
         CHECK(cm_block_bytes(t) == ti->type_size, "%s: block bytes %d vs %d", ti->name, cm_block_bytes(t), ti->type_size);
         CHECK(cm_block_len(t) == ti->block_size, "%s: block len", ti->name);
         const int n = 1024;
@@ -104,6 +108,7 @@ static void test_dequant(void) {
         CHECK(bad == 0, "%s: %d dequantized weights differ", ti->name, bad);
         CHECK(bad_dot == 0, "%s: %d dots differ", ti->name, bad_dot);
     }
+    CHECK(n_types >= 16, "%d types with the CUDA bit", n_types);
     CHECK(!cm_type_ok(GGML_Q4_K, 128), "Q4_K rows of 128 are not whole blocks");
     CHECK(!cm_type_ok(GGML_F32, 12), "F32 rows must be a multiple of 8");
     CHECK(!cm_type_ok(GGML_Q8_K, 256), "Q8_K is an activation type");
