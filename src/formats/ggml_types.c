@@ -3,10 +3,10 @@
  * formats). The scalar reference dot products built on them are the CPU kernels' truth and live
  * with the kernel tables (cpu/kernels_scalar.c). */
 #include "formats/ggml_types.h"
+#include "base/os.h" /* strcasecmp */
 
 #include <math.h>
 #include <string.h>
-#include <strings.h>
 
 /* each row's dequantizer, to_float_NAME (below); the activation formats have none */
 #define DQ_ROW_DECL(N) static void to_float_##N(const void *src, float *dst, int64_t n);
