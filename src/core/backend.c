@@ -3,9 +3,13 @@
  * capability checks of backend.h (backend_has, backend_require: the refusal names the backends
  * of this build that can; backend_runs_type, backend_type_runners: the weight types, by the type
  * table's bit each backend names), and the name of the device a model runs on (lfm2c_model_device).
+}
+
+ * of this build that can), the encoders' table of a model's backend (encoder_for), and the name of the device a model runs on (lfm2c_model_device).
  * This is the only file of the library that knows whether CUDA is compiled in (LFM2C_HAVE_CUDA,
  * set by CMake with -DLFM2C_CUDA=ON) or Vulkan (LFM2C_HAVE_VULKAN, -DLFM2C_VULKAN=AUTO|ON). */
 #include "core/backend.h"
+#include "core/encoder.h"
 #include "core/model.h"
 #include "base/error.h"
 #include "formats/ggml_types.h"
@@ -93,6 +97,11 @@ void backend_type_runners(uint32_t type, char *buf, size_t cap) {
         if (backend_runs_type(backends[i], type) && n < cap)
             n += (size_t)snprintf(buf + n, cap - n, "%s%s", n ? ", " : "", backends[i]->name);
     if (!n) snprintf(buf, cap, "none in this build");
+}
+
+const encoder_ops *encoder_for(const lfm2c_model *m, const char *what, lfm2c_error *err) {
+    if (!m) return backend_cpu.encoder;
+    return backend_require(m, BACKEND_CAP_ENCODER, what, err) ? NULL : m->backend->encoder;
 }
 
 /* Vulkan: the device the backend picks (vulkan_device_count describes it as "NAME (CPU

@@ -24,6 +24,7 @@ extern "C" {
 
 struct lfm2c_session;
 struct fwd_token;
+struct encoder_ops;
 
 /* What a backend can do beyond the operations every backend has (lfm2c_backend.caps). */
 enum {
@@ -53,6 +54,9 @@ enum {
     /* Its forward takes a position's input as an embedding row (fwd_token.embd: an image's);
      * without it session.c refuses such positions. */
     BACKEND_CAP_EMBD_INPUT = 1u << 7,
+    /* `encoder` is set: it runs the encoders in front of the model (the image tower, the audio
+     * Conformer: core/encoder.h); without it lfm2c_mmproj_open / lfm2c_audio_open refuse. */
+    BACKEND_CAP_ENCODER = 1u << 8,
 };
 
 typedef struct lfm2c_backend {
@@ -86,6 +90,8 @@ typedef struct lfm2c_backend {
     /* Its bit among the type table's GGML_RUN_* (formats/ggml_types.h): the weight types whose
      * row has it are the ones its products take (backend_runs_type). */
     unsigned types;
+    /* The encoders' products (core/encoder.h); set where caps has BACKEND_CAP_ENCODER. */
+    const struct encoder_ops *encoder;
 } lfm2c_backend;
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */

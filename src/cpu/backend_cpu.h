@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct encoder_ops;
+extern const struct encoder_ops cpu_encoder_ops; /* encoder.c: the encoders' products (core/encoder.h) */
+
 /* Per model. */
 typedef struct cpu_model {
     const kernel_ops *kern;      /* the kernel table its products run on (kernels.h) */

@@ -566,7 +566,9 @@ extern "C" const lfm2c_backend backend_cuda = {
     cuda_forward,
     CU_UBATCH,
     /* caps: no LoRA, embeddings, session copy, conv trail, image rows; checkpoints between
-     * forwards only; rows sampled on the device with LFM2C_CUDA_SAMPLE=1 (sample_step.cu) */
+     * forwards only; rows sampled on the device with LFM2C_CUDA_SAMPLE=1 (sample_step.cu); no
+     * encoders (BACKEND_CAP_ENCODER) yet */
     BACKEND_CAP_SAMPLE,
     GGML_RUN_CUDA,   /* types: the rows of formats/ggml_types.h that have it */
+    nullptr, /* encoder */
 };

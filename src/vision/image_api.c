@@ -61,7 +61,8 @@ lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2
                         "<|image_end|>, <|img_thumbnail|>): not a vision-language model");
         return NULL;
     }
-    vis_model *vm = vis_open(path, err);
+    const encoder_ops *enc = encoder_for(model, "images (the vision encoder)", err);
+    vis_model *vm = enc ? vis_open_with(path, enc, err) : NULL;
     if (!vm) return NULL;
     if (vm->hp.proj_dim != model->info.n_embd) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "the mmproj projects to a width of %d, the model's is %d: not its mmproj",

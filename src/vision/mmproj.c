@@ -2,12 +2,13 @@
  * (projector type "lfm2", the tower's sizes, patch size, image mean / std, the unshuffle
  * factor) and every tensor the tower and projector use (v.patch_embd, v.position_embd,
  * v.blk.N.{ln1,attn_q,attn_k,attn_v,attn_out,ln2,ffn_up,ffn_down}, v.post_ln, mm.input_norm
- * (optional), mm.1, mm.2) against them: shapes, types the CPU kernel table multiplies in the
- * file's layout, vectors copied to F32. A file that fails any check is refused with a message
+ * (optional), mm.1, mm.2) against them: shapes, types the backend's encoder table multiplies
+ * (core/encoder.h), vectors copied to F32. A file that fails any check is refused with a message
  * naming the key or tensor; nothing of it is trusted before. */
 #include "vision/vision.h"
 #include "base/error.h"
 #include "formats/ggml_types.h"
+#include "formats/mmproj_read.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,19 +17,6 @@
 enum { VIS_MAX_EMBD = 16384, VIS_MAX_LAYERS = 256, VIS_MAX_PATCH = 64, VIS_MAX_MERGE = 8, VIS_MAX_SIDE = 1024 };
 
 #define FAIL(...) (lfm2c_set_error(err, LFM2C_EFORMAT, "mmproj: " __VA_ARGS__), -1)
-
-/* An integer key in [lo, hi]; def (>= 0) when absent, else required. */
-static int get_int(const gguf_file *g, const char *key, long long lo, long long hi, long long def, int *out,
-                   lfm2c_error *err) {
-    int64_t v;
-    if (!gguf_get_int(g, key, &v)) {
-        if (def < 0) return FAIL("key %s missing", key);
-        v = def;
-    }
-    if (v < lo || v > hi) return FAIL("key %s out of range (%lld)", key, (long long)v);
-    *out = (int)v;
-    return 0;
-}
 
 static int read_mean_std(const gguf_file *g, vis_hparams *hp, lfm2c_error *err) {
     const char *keys[2] = {"clip.vision.image_mean", "clip.vision.image_std"};
@@ -62,13 +50,13 @@ static int read_type(const gguf_file *g, lfm2c_error *err) {
 static int read_hparams(const gguf_file *g, vis_hparams *hp, lfm2c_error *err) {
     memset(hp, 0, sizeof *hp);
     double eps = 1e-6;
-    if (read_type(g, err) || get_int(g, "clip.vision.embedding_length", 1, VIS_MAX_EMBD, -1, &hp->n_embd, err) ||
-        get_int(g, "clip.vision.feed_forward_length", 1, 4 * VIS_MAX_EMBD, -1, &hp->n_ff, err) ||
-        get_int(g, "clip.vision.attention.head_count", 1, 1024, -1, &hp->n_head, err) ||
-        get_int(g, "clip.vision.block_count", 1, VIS_MAX_LAYERS, -1, &hp->n_layer, err) ||
-        get_int(g, "clip.vision.patch_size", 1, VIS_MAX_PATCH, -1, &hp->patch, err) ||
-        get_int(g, "clip.vision.projection_dim", 1, 4 * VIS_MAX_EMBD, -1, &hp->proj_dim, err) ||
-        get_int(g, "clip.vision.projector.scale_factor", 1, VIS_MAX_MERGE, 2, &hp->n_merge, err) ||
+    if (read_type(g, err) || mmr_int(g, "clip.vision.embedding_length", 1, VIS_MAX_EMBD, -1, &hp->n_embd, err) ||
+        mmr_int(g, "clip.vision.feed_forward_length", 1, 4 * VIS_MAX_EMBD, -1, &hp->n_ff, err) ||
+        mmr_int(g, "clip.vision.attention.head_count", 1, 1024, -1, &hp->n_head, err) ||
+        mmr_int(g, "clip.vision.block_count", 1, VIS_MAX_LAYERS, -1, &hp->n_layer, err) ||
+        mmr_int(g, "clip.vision.patch_size", 1, VIS_MAX_PATCH, -1, &hp->patch, err) ||
+        mmr_int(g, "clip.vision.projection_dim", 1, 4 * VIS_MAX_EMBD, -1, &hp->proj_dim, err) ||
+        mmr_int(g, "clip.vision.projector.scale_factor", 1, VIS_MAX_MERGE, 2, &hp->n_merge, err) ||
         read_mean_std(g, hp, err))
         return -1;
     if (gguf_get_float(g, "clip.vision.attention.layer_norm_epsilon", &eps) && !(eps > 0 && eps < 1))
@@ -83,42 +71,8 @@ static int read_hparams(const gguf_file *g, vis_hparams *hp, lfm2c_error *err) {
 
 /* ---- tensors ------------------------------------------------------------------------------- */
 
-static int64_t n_elems(const gguf_tensor *t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }
-
-/* A vector of n values (F32 / F16 / BF16) copied to F32; NULL with err set (or absent, optional). */
 static float *vec(const gguf_file *g, const char *name, int64_t n, bool required, lfm2c_error *err, int *bad) {
-    const gguf_tensor *t = gguf_find_tensor(g, name);
-    if (!t) {
-        if (required) (void)FAIL("tensor %s missing", name);
-        *bad |= required;
-        return NULL;
-    }
-    if (n_elems(t) != n) {
-        (void)FAIL("tensor %s has %lld values, not %lld", name, (long long)n_elems(t), (long long)n);
-        *bad = 1;
-        return NULL;
-    }
-    if (t->type != GGML_F32 && t->type != GGML_F16 && t->type != GGML_BF16) {
-        (void)FAIL("vector %s must be F32, F16 or BF16", name);
-        *bad = 1;
-        return NULL;
-    }
-    float *v = malloc((size_t)n * sizeof *v);
-    if (!v) {
-        lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-        *bad = 1;
-        return NULL;
-    }
-    dequantize_row(t->type, t->data, v, n);
-    return v;
-}
-
-/* A matrix type the CPU's products take as the file has it: its row in the type table runs on the
- * CPU, and the kernel table does not want it in an interleaved layout (the mmproj's weights are
- * the mapped file's, never repacked). */
-static bool mat_type_ok(const kernel_ops *k, uint32_t type, int64_t rows) {
-    const ggml_type_info *t = ggml_type_get(type);
-    return t && (t->runs & GGML_RUN_CPU) && !t->base && (!k->packed_type || k->packed_type(type, rows) == type);
+    return mmr_vec(g, name, n, required, err, bad);
 }
 
 /* A matrix of n_out rows of n_in; the patch kernel is 4-D ({p, p, 3, E}: rows of 3 p^2). */
@@ -133,7 +87,7 @@ static int mat(const vis_model *vm, const char *name, int64_t n_in, int64_t n_ou
         return FAIL("tensor %s has the wrong shape (%lld x %lld, expected %lld x %lld)", name, (long long)ne[0],
                     (long long)ne[1], (long long)n_in, (long long)n_out);
     const ggml_type_info *ti = ggml_type_get(t->type);
-    if (!ti || !mat_type_ok(vm->kern, t->type, n_out) || n_in % ti->block_size)
+    if (!ti || !vm->enc->mat_ok(t->type, n_in, n_out))
         return FAIL("matrix %s has a type the CPU products cannot take (%s)", name, ti ? ti->name : "unknown");
     *m = (vis_mat){t->data, t->type, n_in, n_out, ggml_row_size(t->type, n_in)};
     return 0;
@@ -188,7 +142,7 @@ static int load_globals(vis_model *vm, lfm2c_error *err) {
     return 0;
 }
 
-vis_model *vis_open_gguf(gguf_file *g, lfm2c_error *err) {
+vis_model *vis_open_gguf(gguf_file *g, const encoder_ops *enc, lfm2c_error *err) {
     vis_model *vm = calloc(1, sizeof *vm);
     if (!vm) {
         gguf_close(g);
@@ -196,7 +150,7 @@ vis_model *vis_open_gguf(gguf_file *g, lfm2c_error *err) {
         return NULL;
     }
     vm->gguf = g;
-    vm->kern = kernels_get();
+    vm->enc = enc;
     if (read_hparams(g, &vm->hp, err) || load_globals(vm, err)) goto fail;
     if (!(vm->layers = calloc((size_t)vm->hp.n_layer, sizeof *vm->layers))) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
@@ -210,9 +164,13 @@ fail:
     return NULL;
 }
 
-vis_model *vis_open(const char *path, lfm2c_error *err) {
+vis_model *vis_open_with(const char *path, const encoder_ops *enc, lfm2c_error *err) {
     gguf_file *g = gguf_open(path, err);
-    return g ? vis_open_gguf(g, err) : NULL;
+    return g ? vis_open_gguf(g, enc, err) : NULL;
+}
+
+vis_model *vis_open(const char *path, lfm2c_error *err) {
+    return vis_open_with(path, encoder_for(NULL, NULL, NULL), err);
 }
 
 void vis_close(vis_model *vm) {

@@ -4,8 +4,8 @@
  * pre-norm ViT blocks (layer norm, q / k / v, full attention, output, residual; layer norm,
  * up, tanh GELU, down, residual), the post layer norm, pixel unshuffle by the scale factor, and
  * the projector (layer norm with eps 1e-5 when the file has one, linear, erf GELU as the
- * model's projector_hidden_act "gelu", linear). The products run on the CPU kernel table over
- * the pool; the elementwise steps are split over it by rows. */
+ * model's projector_hidden_act "gelu", linear). The products run on the backend's encoder
+ * table (core/encoder.h) over the pool; the elementwise steps are split over it by rows. */
 #include "vision/vision.h"
 #include "base/error.h"
 #include "formats/ggml_types.h"
@@ -72,18 +72,18 @@ typedef struct enc {
     uint8_t *act, *attn;
 } enc;
 
-static size_t max_act(size_t need, const vis_mat *w, int nc) {
-    const size_t b = vis_act_bytes(w, nc);
+static size_t max_act(const vis_model *vm, size_t need, const vis_mat *w, int nc) {
+    const size_t b = vm->enc->act_bytes(w, nc);
     return b > need ? b : need;
 }
 
 /* The activation scratch the largest quantized input of any product needs. */
 static size_t act_need(const vis_model *vm, int n, int nt) {
-    size_t need = max_act(max_act(max_act(0, &vm->patch_w, n), &vm->mm1, nt), &vm->mm2, nt);
+    size_t need = max_act(vm, max_act(vm, max_act(vm, 0, &vm->patch_w, n), &vm->mm1, nt), &vm->mm2, nt);
     for (int l = 0; l < vm->hp.n_layer; l++) {
         const vis_layer *L = &vm->layers[l];
         const vis_mat *m[] = {&L->q, &L->k, &L->v, &L->o, &L->up, &L->down};
-        for (size_t i = 0; i < sizeof m / sizeof *m; i++) need = max_act(need, m[i], n);
+        for (size_t i = 0; i < sizeof m / sizeof *m; i++) need = max_act(vm, need, m[i], n);
     }
     return need;
 }
@@ -136,7 +136,7 @@ static void patch_rows(const enc *e, const float *planes, float *out) {
 static void embed(enc *e, const float *planes) {
     const vis_model *vm = e->vm;
     patch_rows(e, planes, e->h);
-    vis_linear(vm->kern, e->pool, &vm->patch_w, vm->patch_b, e->h, e->n, e->x, e->act);
+    vm->enc->linear(e->pool, &vm->patch_w, vm->patch_b, e->h, e->n, e->x, e->act);
     vis_pos_resize(vm->pos, vm->hp.pos_side, vm->hp.n_embd, e->gw, e->gh, e->a);
     rows_op(e->pool, OP_ADD, e->x, e->a, e->n, vm->hp.n_embd);
 }
@@ -145,20 +145,20 @@ static void embed(enc *e, const float *planes) {
 static void block(enc *e, const vis_layer *L) {
     const vis_model *vm = e->vm;
     const int E = vm->hp.n_embd;
-    const kernel_ops *k = vm->kern;
+    const encoder_ops *k = vm->enc;
     memcpy(e->h, e->x, (size_t)e->n * E * sizeof(float));
     norm_rows(e->pool, e->h, e->n, E, L->ln1_w, L->ln1_b, vm->hp.eps);
-    vis_linear(k, e->pool, &L->q, L->q_b, e->h, e->n, e->q, e->act);
-    vis_linear(k, e->pool, &L->k, L->k_b, e->h, e->n, e->k, e->act);
-    vis_linear(k, e->pool, &L->v, L->v_b, e->h, e->n, e->v, e->act);
+    k->linear(e->pool, &L->q, L->q_b, e->h, e->n, e->q, e->act);
+    k->linear(e->pool, &L->k, L->k_b, e->h, e->n, e->k, e->act);
+    k->linear(e->pool, &L->v, L->v_b, e->h, e->n, e->v, e->act);
     vis_attention(k, e->pool, e->q, e->k, e->v, e->n, E, vm->hp.n_head, e->a, e->attn);
-    vis_linear(k, e->pool, &L->o, L->o_b, e->a, e->n, e->h, e->act);
+    k->linear(e->pool, &L->o, L->o_b, e->a, e->n, e->h, e->act);
     rows_op(e->pool, OP_ADD, e->x, e->h, e->n, E);
     memcpy(e->h, e->x, (size_t)e->n * E * sizeof(float));
     norm_rows(e->pool, e->h, e->n, E, L->ln2_w, L->ln2_b, vm->hp.eps);
-    vis_linear(k, e->pool, &L->up, L->up_b, e->h, e->n, e->ff, e->act);
+    k->linear(e->pool, &L->up, L->up_b, e->h, e->n, e->ff, e->act);
     rows_op(e->pool, OP_GELU, e->ff, NULL, e->n, vm->hp.n_ff);
-    vis_linear(k, e->pool, &L->down, L->down_b, e->ff, e->n, e->h, e->act);
+    k->linear(e->pool, &L->down, L->down_b, e->ff, e->n, e->h, e->act);
     rows_op(e->pool, OP_ADD, e->x, e->h, e->n, E);
 }
 
@@ -167,9 +167,9 @@ static void project(enc *e, float *out) {
     const int f = vm->hp.n_merge, width = vm->hp.n_embd * f * f;
     vis_unshuffle(e->x, e->gw, e->gh, vm->hp.n_embd, f, e->merged);
     if (vm->mm_norm_w) norm_rows(e->pool, e->merged, e->nt, width, vm->mm_norm_w, vm->mm_norm_b, 1e-5f);
-    vis_linear(vm->kern, e->pool, &vm->mm1, vm->mm1_b, e->merged, e->nt, e->mid, e->act);
+    vm->enc->linear(e->pool, &vm->mm1, vm->mm1_b, e->merged, e->nt, e->mid, e->act);
     rows_op(e->pool, OP_GELU, e->mid, NULL, e->nt, vm->hp.mm_hidden);
-    vis_linear(vm->kern, e->pool, &vm->mm2, vm->mm2_b, e->mid, e->nt, out, e->act);
+    vm->enc->linear(e->pool, &vm->mm2, vm->mm2_b, e->mid, e->nt, out, e->act);
 }
 
 int vis_encode(const vis_model *vm, threadpool *pool, const float *planes, int w, int h, float *out, lfm2c_error *err) {

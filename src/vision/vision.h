@@ -2,13 +2,14 @@
  * LFM2-VL (clip.projector_type "lfm2": a SigLIP2 NaFlex vision tower, pixel unshuffle, a layer
  * norm and a two-layer GELU MLP into the language model's width), loaded and checked by
  * mmproj.c, run by tower.c (the tower's blocks) over vision_ops.c (layer norm, GELU, the
- * position-embedding resize, pixel unshuffle, attention), the matrix products through the CPU
- * backend's kernel table (cpu/kernels.h). Internal to the library; nothing here prints. */
+ * position-embedding resize, pixel unshuffle, attention), the matrix products through the
+ * backend table's encoder entry (core/encoder.h: the CPU's runs them on its kernel table).
+ * Internal to the library; nothing here prints. */
 #ifndef LFM2C_VISION_H
 #define LFM2C_VISION_H
 #include "lfm2c.h"
 #include "base/threadpool.h"
-#include "cpu/kernels.h"
+#include "core/encoder.h"
 #include "formats/gguf.h"
 
 #include <stdint.h>
@@ -16,12 +17,7 @@
 #include <stdbool.h>
 
 /* A weight matrix in the file's bytes: n_out rows of n_in values (GGUF ne = {n_in, n_out}). */
-typedef struct vis_mat {
-    const uint8_t *data;
-    uint32_t type;
-    int64_t n_in, n_out;
-    size_t row_bytes;
-} vis_mat;
+typedef enc_mat vis_mat;
 
 /* One pre-norm ViT block; the vectors are F32 copies (the file may hold F16). */
 typedef struct vis_layer {
@@ -52,12 +48,15 @@ typedef struct vis_model {
     float *mm_norm_w, *mm_norm_b; /* NULL when the projector has no layer norm */
     vis_mat mm1, mm2;
     float *mm1_b, *mm2_b;
-    const kernel_ops *kern;
+    const encoder_ops *enc; /* the backend's products (core/encoder.h) */
 } vis_model;
 
-/* Opens and checks an mmproj GGUF (every tensor's shape and type against the header's sizes). */
+/* Opens and checks an mmproj GGUF (every tensor's shape and type against the header's sizes),
+ * its products on enc (vis_open: the CPU's, encoder_for(NULL)). */
 vis_model *vis_open(const char *path, lfm2c_error *err);
-vis_model *vis_open_gguf(gguf_file *g, lfm2c_error *err); /* takes g (closed on failure too) */
+vis_model *vis_open_with(const char *path, const encoder_ops *enc, lfm2c_error *err);
+/* takes g (closed on failure too) */
+vis_model *vis_open_gguf(gguf_file *g, const encoder_ops *enc, lfm2c_error *err);
 void vis_close(vis_model *vm);
 
 /* Image tokens an image of w x h pixels (multiples of the patch size) becomes. */
@@ -139,16 +138,12 @@ void vis_pos_resize(const float *pos, int side, int n, int w, int h, float *out)
 /* Rows of n values on a gw x gh grid (row = y * gw + x), zero-padded to multiples of f, into
  * (gw/f) x (gh/f) rows of f*f*n values: out row (Y, X) = [dy][dx][channel] of the f x f block. */
 void vis_unshuffle(const float *x, int gw, int gh, int n, int f, float *out);
-/* y[c][r] = W[r] . x[c] + b[r] for c < nc (x: nc rows of W.n_in floats; y: nc rows of W.n_out),
- * the rows split over pool; act: scratch of vis_act_bytes(W, nc) bytes. */
-size_t vis_act_bytes(const vis_mat *w, int nc);
-void vis_linear(const kernel_ops *k, threadpool *pool, const vis_mat *w, const float *b, const float *x, int nc,
-                float *y, uint8_t *act);
 /* Full (unmasked) multi-head attention over n tokens, softmax(q k^T / sqrt(d)) v per head: q, k,
- * v and out n rows of E (heads side by side). scratch: vis_attn_bytes(n, E, pool) bytes. */
+ * v and out n rows of E (heads side by side); the products on enc. scratch: vis_attn_bytes(n,
+ * E, pool) bytes. */
 size_t vis_attn_bytes(int n, int E, const threadpool *pool);
-void vis_attention(const kernel_ops *k, threadpool *pool, const float *q, const float *kk, const float *v, int n, int E,
-                   int n_head, float *out, uint8_t *scratch);
+void vis_attention(const encoder_ops *enc, threadpool *pool, const float *q, const float *kk, const float *v, int n,
+                   int E, int n_head, float *out, uint8_t *scratch);
 /* fn(arg, i, n) for every index of pool (i = 0, n = 1 without one) */
 void vis_run(threadpool *pool, threadpool_fn fn, void *arg);
 #endif

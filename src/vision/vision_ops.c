@@ -1,42 +1,23 @@
 /* vision_ops.c — the pieces the LFM2-VL vision tower (tower.c) is made of, each computed as the
  * reference (llama.cpp's clip graph over ggml's CPU operators) computes it: layer norm with
  * the mean and variance summed in double, GELU, the antialiased bilinear resize of the learned
- * position grid to the image's patch grid, pixel unshuffle, the threaded products through the
- * CPU kernel table (its prefill tiles), and unmasked multi-head attention whose two products
- * (scores, then weights times values) go through the same table. */
+ * position grid to the image's patch grid, pixel unshuffle, and unmasked multi-head attention
+ * whose two products (scores, then weights times values) go through the backend's encoder
+ * table (core/encoder.h), as the tower's other products do. */
 #include "vision/vision.h"
 #include "formats/ggml_types.h"
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
-void vis_run(threadpool *pool, threadpool_fn fn, void *arg) {
-    if (pool) threadpool_run(pool, fn, arg);
-    else fn(arg, 0, 1);
-}
+void vis_run(threadpool *pool, threadpool_fn fn, void *arg) { enc_run(pool, fn, arg); }
 
 static int pool_n(const threadpool *pool) { return pool ? threadpool_size(pool) : 1; }
 
 void vis_layer_norm(float *x, int64_t rows, int n, const float *w, const float *b, float eps) {
-    for (int64_t r = 0; r < rows; r++) {
-        float *v = x + r * n;
-        double sum = 0;
-        for (int i = 0; i < n; i++) sum += v[i];
-        const float mean = (float)(sum / n);
-        double sq = 0;
-        for (int i = 0; i < n; i++) {
-            v[i] -= mean;
-            sq += (double)v[i] * v[i];
-        }
-        const float scale = 1.0f / sqrtf((float)(sq / n) + eps);
-        for (int i = 0; i < n; i++) {
-            float y = v[i] * scale;
-            if (w) y *= w[i];
-            if (b) y += b[i];
-            v[i] = y;
-        }
-    }
+    enc_layer_norm(x, rows, n, w, b, eps);
 }
 
 static float gelu_tanh1(float v) {
@@ -58,9 +39,7 @@ void vis_gelu_ggml(float *x, int64_t n) {
     }
 }
 
-void vis_gelu_erf(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752440f));
-}
+void vis_gelu_erf(float *x, int64_t n) { enc_gelu_erf(x, n); }
 
 static float tri(float x) {
     x = 1.0f - fabsf(x);
@@ -124,63 +103,6 @@ void vis_unshuffle(const float *x, int gw, int gh, int n, int f, float *out) {
         }
 }
 
-/* ---- products ------------------------------------------------------------------------------ */
-
-enum { ROWS = 16 }; /* rows per claimed piece of a product */
-
-size_t vis_act_bytes(const vis_mat *w, int nc) {
-    const uint32_t at = vec_dot_type(w->type);
-    return at == GGML_F32 ? 0 : ggml_row_size(at, w->n_in) * (size_t)nc;
-}
-
-typedef struct lin_job {
-    const kernel_ops *k;
-    const vis_mat *w;
-    const float *b, *x;
-    int nc;
-    float *y;
-    uint8_t *act;
-    size_t act_row;
-    atomic_int next;
-} lin_job;
-
-static void lin_quant(void *arg, int ith, int nth) {
-    lin_job *j = arg;
-    const uint32_t at = vec_dot_type(j->w->type);
-    for (int c = ith; c < j->nc; c += nth)
-        j->k->quantize_act(at, j->x + (size_t)c * j->w->n_in, j->act + (size_t)c * j->act_row, j->w->n_in);
-}
-
-static void lin_rows(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
-    lin_job *j = arg;
-    const vis_mat *w = j->w;
-    const int64_t pieces = (w->n_out + ROWS - 1) / ROWS;
-    for (int64_t p; (p = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < pieces;) {
-        const int64_t r0 = p * ROWS, nr = w->n_out - r0 < ROWS ? w->n_out - r0 : ROWS;
-        j->k->matmul(w->type, w->n_in, w->data + (size_t)r0 * w->row_bytes, w->row_bytes, (int)nr, j->act, j->act_row,
-                     j->nc, j->y + r0, (size_t)w->n_out);
-        if (j->b)
-            for (int c = 0; c < j->nc; c++)
-                for (int64_t r = r0; r < r0 + nr; r++) j->y[(size_t)c * w->n_out + r] += j->b[r];
-    }
-}
-
-void vis_linear(const kernel_ops *k, threadpool *pool, const vis_mat *w, const float *b, const float *x, int nc,
-                float *y, uint8_t *act) {
-    lin_job j = {.k = k, .w = w, .b = b, .x = x, .nc = nc, .y = y};
-    atomic_init(&j.next, 0);
-    if (vec_dot_type(w->type) == GGML_F32) {
-        j.act = (uint8_t *)x;
-        j.act_row = (size_t)w->n_in * sizeof(float);
-    } else {
-        j.act = act;
-        j.act_row = ggml_row_size(vec_dot_type(w->type), w->n_in);
-        vis_run(pool, lin_quant, &j);
-    }
-    vis_run(pool, lin_rows, &j);
-}
-
 /* ---- attention ----------------------------------------------------------------------------- */
 
 enum { QB = 32 }; /* queries per piece */
@@ -190,7 +112,7 @@ size_t vis_attn_bytes(int n, int E, const threadpool *pool) {
 }
 
 typedef struct attn_job {
-    const kernel_ops *k;
+    const encoder_ops *e;
     const float *q, *kk, *v;
     int n, E, n_head, d;
     float *out, *vt, *scores; /* vt: per head d rows of n values; scores: QB x n per index */
@@ -222,11 +144,10 @@ static void softmax_row(float *s, int n, float scale) {
 static void attn_piece(attn_job *j, int h, int c0, int nc, float *s) {
     const size_t row = (size_t)j->E * sizeof(float), srow = (size_t)j->n * sizeof(float);
     const float scale = 1.0f / sqrtf((float)j->d);
-    j->k->matmul(GGML_F32, j->d, (const uint8_t *)(j->kk + h * j->d), row, j->n,
-                 (const uint8_t *)(j->q + (size_t)c0 * j->E + h * j->d), row, nc, s, (size_t)j->n);
+    j->e->matmul_f32(j->d, j->kk + h * j->d, row, j->n, j->q + (size_t)c0 * j->E + h * j->d, row, nc, s, (size_t)j->n);
     for (int c = 0; c < nc; c++) softmax_row(s + (size_t)c * j->n, j->n, scale);
-    j->k->matmul(GGML_F32, j->n, (const uint8_t *)(j->vt + (size_t)h * j->d * j->n), srow, j->d, (const uint8_t *)s,
-                 srow, nc, j->out + (size_t)c0 * j->E + h * j->d, (size_t)j->E);
+    j->e->matmul_f32(j->n, j->vt + (size_t)h * j->d * j->n, srow, j->d, s, srow, nc,
+                     j->out + (size_t)c0 * j->E + h * j->d, (size_t)j->E);
 }
 
 static void attn_work(void *arg, int ith, int nth) {
@@ -240,9 +161,9 @@ static void attn_work(void *arg, int ith, int nth) {
     }
 }
 
-void vis_attention(const kernel_ops *k, threadpool *pool, const float *q, const float *kk, const float *v, int n, int E,
-                   int n_head, float *out, uint8_t *scratch) {
-    attn_job j = {.k = k, .q = q, .kk = kk, .v = v, .n = n, .E = E, .n_head = n_head, .d = E / n_head, .out = out};
+void vis_attention(const encoder_ops *enc, threadpool *pool, const float *q, const float *kk, const float *v, int n,
+                   int E, int n_head, float *out, uint8_t *scratch) {
+    attn_job j = {.e = enc, .q = q, .kk = kk, .v = v, .n = n, .E = E, .n_head = n_head, .d = E / n_head, .out = out};
     j.vt = (float *)scratch;
     j.scores = j.vt + (size_t)n * E;
     atomic_init(&j.next, 0);

@@ -984,7 +984,9 @@ const lfm2c_backend backend_vulkan = {
     vulkan_kv_reserve, vulkan_kv_copy, vulkan_conv_pull, vulkan_conv_push, vulkan_forward,
     0, /* ubatch: session.c's default */
     /* caps: embeddings and session copies; no LoRA, no conv trail (the state is on the device),
-     * checkpoints between forwards only, no image rows (BACKEND_CAP_EMBD_INPUT) yet */
+     * checkpoints between forwards only, no image rows (BACKEND_CAP_EMBD_INPUT) yet, no
+     * encoders (BACKEND_CAP_ENCODER) yet */
     BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY,
     GGML_RUN_VULKAN, /* types: the rows of formats/ggml_types.h that have it */
+    NULL,            /* encoder */
 };

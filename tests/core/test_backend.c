@@ -2,7 +2,8 @@
  * backend can do is its table's `caps` and nothing else. The tiny dense model is opened on the
  * CPU backend, then run under a copy of the CPU's table with no capabilities (same operations,
  * another name): LoRA adapters, embeddings and session copies are refused with a message written
- * from the table (the backend's name, the backends of this build that can), mark keeps no conv
+ * from the table (the backend's name, the backends of this build that can), as is the encoders'
+ * table (encoder_for: the image tower's and the audio Conformer's products), mark keeps no conv
  * trail, and no checkpoint is taken inside a forward; under the CPU's own table all of them
  * work. The device names (lfm2c_device_from_name / lfm2c_device_name): each of
  * LFM2C_DEVICE_NAMES and back, another name refused. And the layering rule: no file of src/core/ but the registry (backend.c) includes a
@@ -10,6 +11,7 @@
 #include "lfm2c.h"
 #include "convert/lora_file.h"
 #include "core/backend.h"
+#include "core/encoder.h"
 #include "core/session.h"
 #include "test.h"
 
@@ -53,6 +55,9 @@ static void check_caps(lfm2c_model *m, lfm2c_lora *lo, bool all) {
     CHECK((c->n_ckpt > 0) == all, "checkpoints inside a forward: %d", c->n_ckpt);
     lfm2c_session_free(s);
     lfm2c_session_free(c);
+    const encoder_ops *e = encoder_for(m, "the audio encoder", &err);
+    if (all) CHECK(e && e == encoder_for(NULL, NULL, NULL) && e->linear, "the CPU's encoder table: %s", err.msg);
+    else check_refusal(e ? 0 : -1, &err, "the audio encoder");
 }
 
 static void test_caps(void) {
@@ -70,7 +75,7 @@ static void test_caps(void) {
     unlink(adapter);
     if (!m || !lo) return;
     const unsigned every = BACKEND_CAP_LORA | BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY | BACKEND_CAP_CONV_TRAIL |
-                           BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS;
+                           BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS | BACKEND_CAP_ENCODER;
     CHECK(backend_has(m, every) && backend_require(m, every, "all", &err) == 0, "the CPU backend can do all");
     check_caps(m, lo, true);
     lfm2c_backend fake = *m->backend; /* the CPU's operations, no capabilities */
