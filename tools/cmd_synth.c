@@ -16,11 +16,13 @@ static void usage(FILE *f) {
             "usage: lfm2c synth --preset NAME --type TYPE -o FILE.gguf [options]\n"
             "  --preset NAME     %s,\n"
             "                    LFM2-VL: %s (the language model; --mmproj writes the vision part)\n"
+            "                    LFM2-Audio: %s (the language model; --mmproj writes the audio encoder)\n"
             "  --type TYPE       %s (default q4_k_m)\n"
             "  -o FILE           output GGUF\n"
             "  --seed S          random seed (default 1)\n"
             "  -t N              threads (default: all cores)\n"
-            "  --mmproj FILE     with an LFM2-VL preset: also write its mmproj (vision tower + projector)\n"
+            "  --mmproj FILE     with an LFM2-VL or LFM2-Audio preset: also write its mmproj (the vision\n"
+            "                    tower + projector, or the audio encoder + adapter)\n"
             "  --mmproj-type T   the mmproj's matrices: f32, f16 (default) or q8_0\n"
             "overrides: --hidden N --layers N --attn-layers 2,6,... --heads N --kv-heads N --ff N\n"
             "           --experts N --experts-used N --expert-ff N --dense-layers N --vocab N --ctx N\n"
@@ -28,7 +30,7 @@ static void usage(FILE *f) {
             "  lfm2c synth --lora-for BASE.gguf -o ADAPTER.gguf [--rank R (8)] [--alpha A (2R)] [--seed S]\n"
             "              [--targets attn_q,attn_k,attn_v,attn_output,shortconv.in_proj,shortconv.out_proj,\n"
             "               ffn_gate,ffn_up,ffn_down,ffn_gate_exps,ffn_up_exps,ffn_down_exps (default: all)]\n",
-            synth_preset_list(), synth_vl_preset_list(), quant_ftype_list());
+            synth_preset_list(), synth_vl_preset_list(), synth_audio_preset_list(), quant_ftype_list());
 }
 
 static int parse_layers(const char *s, synth_config *c) {
@@ -161,20 +163,59 @@ static int synth_lora(const synth_opts *o) {
     return 0;
 }
 
+static const struct {
+    const char *name;
+    uint32_t type;
+} MMPROJ_TYPES[] = {{"f32", GGML_F32}, {"f16", GGML_F16}, {"q8_0", GGML_Q8_0}};
+
+/* --mmproj-type's index in MMPROJ_TYPES, or -1 (said) */
+static int mmproj_type(const synth_opts *o) {
+    for (int k = 0; k < 3; k++)
+        if (!strcasecmp(o->mmproj_type, MMPROJ_TYPES[k].name)) return k;
+    cli_fail("synth: --mmproj-type expects f32, f16 or q8_0, got '%s'", o->mmproj_type);
+    return -1;
+}
+
 /* --mmproj FILE of an LFM2-VL preset: its vision tower and projector */
 static int synth_mmproj(const synth_opts *o, synth_vl_config *vc) {
-    static const struct {
-        const char *name;
-        uint32_t type;
-    } T[] = {{"f32", GGML_F32}, {"f16", GGML_F16}, {"q8_0", GGML_Q8_0}};
-    size_t k = 0;
-    while (k < 3 && strcasecmp(o->mmproj_type, T[k].name)) k++;
-    if (k == 3) return cli_fail("synth: --mmproj-type expects f32, f16 or q8_0, got '%s'", o->mmproj_type);
+    const int k = mmproj_type(o);
+    if (k < 0) return 1;
     if (o->hidden >= 0) vc->proj_dim = o->hidden; /* the projector feeds the language model's width */
     lfm2c_error err = {0};
-    if (!synth_mmproj_write(vc, T[k].type, o->p.seed, o->mmproj, &err)) return cli_fail("synth: %s", err.msg);
-    printf("wrote %s: LFM2-VL mmproj %s, %d blocks of %d, patch %d, projector %d -> %d\n", o->mmproj, T[k].name,
-           vc->n_layer, vc->n_embd, vc->patch, vc->mm_hidden, vc->proj_dim);
+    if (!synth_mmproj_write(vc, MMPROJ_TYPES[k].type, o->p.seed, o->mmproj, &err))
+        return cli_fail("synth: %s", err.msg);
+    printf("wrote %s: LFM2-VL mmproj %s, %d blocks of %d, patch %d, projector %d -> %d\n", o->mmproj,
+           MMPROJ_TYPES[k].name, vc->n_layer, vc->n_embd, vc->patch, vc->mm_hidden, vc->proj_dim);
+    return 0;
+}
+
+/* --mmproj FILE of an LFM2-Audio preset: its Conformer and adapter */
+static int synth_audio_mmproj(const synth_opts *o, synth_audio_config *ac) {
+    const int k = mmproj_type(o);
+    if (k < 0) return 1;
+    if (o->hidden >= 0) ac->proj_dim = o->hidden; /* the adapter feeds the language model's width */
+    lfm2c_error err = {0};
+    if (!synth_audio_mmproj_write(ac, MMPROJ_TYPES[k].type, o->p.seed, o->mmproj, &err))
+        return cli_fail("synth: %s", err.msg);
+    printf("wrote %s: LFM2-Audio mmproj %s, %d Conformer blocks of %d (%d heads, feed-forward %d), %d mel bins, "
+           "adapter %d -> %d\n",
+           o->mmproj, MMPROJ_TYPES[k].name, ac->n_layer, ac->n_embd, ac->n_head, ac->n_ff, ac->n_mel, ac->mm_hidden,
+           ac->proj_dim);
+    return 0;
+}
+
+/* The preset into c, its mmproj written when asked; 0, or the exit status (said). */
+static int synth_presets(const synth_opts *o, synth_config *c) {
+    synth_vl_config vc;
+    synth_audio_config ac;
+    const bool vl = synth_vl_preset(o->preset, c, &vc), audio = !vl && synth_audio_preset(o->preset, c, &ac);
+    if (!vl && !audio && !synth_preset(o->preset, c))
+        return cli_fail("synth: unknown preset '%s' (expected one of %s, %s, %s)", o->preset, synth_preset_list(),
+                        synth_vl_preset_list(), synth_audio_preset_list());
+    if (o->mmproj && !vl && !audio)
+        return cli_fail("synth: --mmproj needs an LFM2-VL or LFM2-Audio preset (%s, %s)", synth_vl_preset_list(),
+                        synth_audio_preset_list());
+    if (o->mmproj) return vl ? synth_mmproj(o, &vc) : synth_audio_mmproj(o, &ac);
     return 0;
 }
 
@@ -186,13 +227,7 @@ int cmd_synth(int argc, char **argv) {
     if (!o.preset) return cli_fail("synth: --preset is required (%s)", synth_preset_list());
     if (!o.out) return cli_fail("synth: -o FILE.gguf is required");
     synth_config c;
-    synth_vl_config vc;
-    const bool vl = synth_vl_preset(o.preset, &c, &vc);
-    if (!vl && !synth_preset(o.preset, &c))
-        return cli_fail("synth: unknown preset '%s' (expected one of %s, %s)", o.preset, synth_preset_list(),
-                        synth_vl_preset_list());
-    if (o.mmproj && !vl) return cli_fail("synth: --mmproj needs an LFM2-VL preset (%s)", synth_vl_preset_list());
-    if (o.mmproj && (rc = synth_mmproj(&o, &vc))) return rc;
+    if ((rc = synth_presets(&o, &c))) return rc;
     const quant_ftype *ft = quant_ftype_find(o.type);
     if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", o.type, quant_ftype_list());
     if ((rc = synth_override(&o, &c))) return rc;

@@ -41,6 +41,28 @@ const char *synth_vl_preset_list(void);
  * (GGML_F32, GGML_F16 or GGML_Q8_0). */
 bool synth_mmproj_write(const synth_vl_config *v, uint32_t wtype, uint64_t seed, const char *path, lfm2c_error *err);
 
+/* The tensor data of the mmproj writers (synth_vl.c): n values of the tensor `name`, seeded
+ * from the name and the seed (a file does not depend on the order it is written in): U(0.9,
+ * 1.1) for a norm, else N(0, sigma); and n floats in type (F32, F16 or Q8_0) into out. */
+void synth_fill(const char *name, bool norm, float sigma, uint64_t seed, float *x, int64_t n);
+void synth_encode(uint32_t type, const float *x, int64_t n, uint8_t *out);
+
+/* The audio encoder and adapter of an LFM2-Audio preset (synth_audio.c). */
+typedef struct synth_audio_config {
+    int n_embd, n_ff, n_head, n_layer; /* the Conformer: width, feed-forward, heads, blocks */
+    int n_mel, sub_ch, kernel;         /* mel bins, the subsampling's channels, depthwise taps */
+    int mm_hidden, proj_dim;           /* the adapter's width; its output (the language model's) */
+    int code_rows;                     /* rows of a.position_embd (the audio output's codes) */
+} synth_audio_config;
+/* Fills lm and a with an LFM2-Audio preset (lfm2-audio-1.5b, lfm2-audio-tiny); false if unknown. */
+bool synth_audio_preset(const char *name, synth_config *lm, synth_audio_config *a);
+const char *synth_audio_preset_list(void);
+/* Writes a random audio mmproj as llama.cpp's converter writes LFM2-Audio's (projector type
+ * lfm2a) of a's shapes: the linear layers of wtype (GGML_F32, GGML_F16 or GGML_Q8_0), the
+ * convolutions, the attention's position biases, a.position_embd and every vector F32. */
+bool synth_audio_mmproj_write(const synth_audio_config *a, uint32_t wtype, uint64_t seed, const char *path,
+                              lfm2c_error *err);
+
 /* Fills c with a named preset (lfm2-350m, lfm2-700m, lfm2-1.2b, lfm2-2.6b, lfm2-8b-a1b,
  * lfm2-24b-a2b; case-insensitive); false if unknown. */
 bool synth_preset(const char *name, synth_config *c);

@@ -147,15 +147,18 @@ static float gauss(uint64_t *s) { /* ~N(0, 1): four 16-bit uniforms */
     return (u / 65536.0f - 2.0f) * 1.7320508f;
 }
 
-static void fill(const vtensor *t, uint64_t seed, float *x, int64_t n) {
+void synth_fill(const char *name, bool norm, float sigma, uint64_t seed, float *x, int64_t n) {
     uint64_t s = seed;
-    for (const char *p = t->name; *p; p++) s = (s ^ (uint8_t)*p) * 0x100000001b3ull;
+    for (const char *p = name; *p; p++) s = (s ^ (uint8_t)*p) * 0x100000001b3ull;
     for (int64_t i = 0; i < n; i++)
-        x[i] = t->kind == K_NORM ? 0.9f + 0.2f * (float)(mix(&s) >> 40) / 16777216.0f : t->sigma * gauss(&s);
+        x[i] = norm ? 0.9f + 0.2f * (float)(mix(&s) >> 40) / 16777216.0f : sigma * gauss(&s);
 }
 
-/* x (n floats) in type into out (ggml_row_size(type, n) bytes) */
-static void encode(uint32_t type, const float *x, int64_t n, uint8_t *out) {
+static void fill(const vtensor *t, uint64_t seed, float *x, int64_t n) {
+    synth_fill(t->name, t->kind == K_NORM, t->sigma, seed, x, n);
+}
+
+void synth_encode(uint32_t type, const float *x, int64_t n, uint8_t *out) {
     if (type == GGML_F32) memcpy(out, x, (size_t)n * sizeof *x);
     else if (type == GGML_F16)
         for (int64_t i = 0; i < n; i++) ((ggml_half *)out)[i] = f32_to_fp16(x[i]);
@@ -210,7 +213,7 @@ static bool write_tensors(gguf_writer *w, const vlist *l, const uint32_t *types,
             ok = false;
         } else {
             fill(t, seed, x, n);
-            encode(types[i], x, n, b);
+            synth_encode(types[i], x, n, b);
             ok = gguf_write_data(w, b, ggml_row_size(types[i], n), err);
         }
         free(x);
