@@ -335,6 +335,74 @@ int lfm2c_session_set_lora(lfm2c_session *s, lfm2c_lora *const *loras, const flo
 int lfm2c_session_mark(lfm2c_session *s, int n_ahead, lfm2c_error *err);
 int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err);
 
+/* ---- audio (LFM2-Audio): an audio mmproj, clips encoded into rows, the prompt with them ------
+ * An LFM2-Audio model is a language model plus an audio mmproj file (a FastConformer encoder
+ * and its adapter, as llama.cpp writes it: projector type "lfm2a"). lfm2c_audio_encode decodes
+ * an audio file's bytes (WAV, FLAC, MP3, Ogg Vorbis / Opus, where the build has libsndfile),
+ * checks the limits from the header before decoding, down-mixes and resamples it to 16 kHz and
+ * computes its log-mel features as llama.cpp's libmtmd does, and encodes them on the model's
+ * backend (the CPU) into embedding rows, one per audio token (one per 80 ms). LFM2-Audio has no
+ * audio marker tokens: the rows stand where the prompt's text has LFM2C_AUDIO_MARKER
+ * (lfm2c_prompt_audio splits the text there and tokenizes each part as libmtmd does). A row's
+ * id is below 0 and derived from the SHA-256 of the 16 kHz samples and its index, so the
+ * session's history, and prefix reuse, tell two clips apart. Decode such a prompt with
+ * lfm2c_session_decode_embd / lfm2c_decode_batch_embd. One clip is at most as many tokens as
+ * the mmproj's audio code table has rows (llama.cpp's bound): about 5.5 minutes for
+ * LFM2-Audio-1.5B; lfm2c_audio_limits bound it further. */
+#define LFM2C_AUDIO_MARKER "<__media__>"
+typedef struct lfm2c_audio_mmproj lfm2c_audio_mmproj;
+typedef struct lfm2c_audio lfm2c_audio;
+typedef struct lfm2c_audio_limits {
+    size_t max_bytes;       /* of the file */
+    double max_seconds;     /* the declared duration, read from the header before decoding */
+    int max_channels;       /* declared channels */
+    int min_rate, max_rate; /* declared sample rate, Hz */
+    int64_t max_samples;    /* frames x channels decoded */
+} lfm2c_audio_limits;
+/* 64 MiB, 300 s, 8 channels, 1 kHz .. 384 kHz, 300 s of 48 kHz stereo */
+lfm2c_audio_limits lfm2c_audio_default_limits(void);
+/* What a file is, read from its header (the limits checked), and what encoding it costs. */
+typedef struct lfm2c_audio_facts {
+    int channels, rate;
+    int64_t frames; /* as declared */
+    double seconds;
+    int n_tokens; /* audio tokens (rows) it becomes */
+    size_t bytes; /* peak memory of decoding, resampling, features and encoding it (a budget's
+                        charge) */
+} lfm2c_audio_facts;
+/* Opens an audio mmproj for `model` (its projection must match the model's width; the model's
+ * backend must run encoders: the CPU does). The model outlives it. model NULL: only to
+ * describe it (lfm2c_audio_encode refuses). */
+lfm2c_audio_mmproj *lfm2c_audio_mmproj_open(const char *path, const lfm2c_model *model, lfm2c_error *err);
+void lfm2c_audio_mmproj_free(lfm2c_audio_mmproj *am);
+/* One line describing the mmproj (encoder, features, adapter); returns snprintf's count. */
+int lfm2c_audio_mmproj_describe(const lfm2c_audio_mmproj *am, char *buf, size_t cap);
+/* The facts of an audio file from its header alone; 0, or -1 (LFM2C_ETOOLARGE over a limit,
+ * LFM2C_EFORMAT not audio, LFM2C_EUNSUPPORTED no decoder in this build). lim NULL: defaults. */
+int lfm2c_audio_probe(const lfm2c_audio_mmproj *am, const void *data, size_t n, const lfm2c_audio_limits *lim,
+                      lfm2c_audio_facts *out, lfm2c_error *err);
+/* Decodes and encodes a file (lim NULL: the defaults) on the mmproj's own threads (as many as
+ * the model's), one clip at a time: callers on several threads take turns. progress (may be
+ * NULL) is called with the fraction done. */
+lfm2c_audio *lfm2c_audio_encode(lfm2c_audio_mmproj *am, const void *data, size_t n, const lfm2c_audio_limits *lim,
+                                void (*progress)(void *ud, double done), void *ud, lfm2c_error *err);
+/* The same from samples: `frames` frames of `channels` interleaved floats at `rate` Hz. */
+lfm2c_audio *lfm2c_audio_encode_pcm(lfm2c_audio_mmproj *am, const float *x, int64_t frames, int channels, int rate,
+                                    lfm2c_error *err);
+void lfm2c_audio_free(lfm2c_audio *a);
+const int32_t *lfm2c_audio_tokens(const lfm2c_audio *a, int *n);  /* the marker's expansion: the row ids */
+const float *lfm2c_audio_rows(const lfm2c_audio *a, int *n_rows); /* n_rows x n_embd floats */
+/* The clip's length in seconds and the SHA-256 (64 hex digits) of its 16 kHz samples. */
+double lfm2c_audio_seconds(const lfm2c_audio *a);
+const char *lfm2c_audio_digest(const lfm2c_audio *a);
+/* text[0..len) (a rendered prompt, guarded: lfm2c_guard_text keeps request text's markers plain)
+ * split at each LFM2C_AUDIO_MARKER, the parts tokenized as lfm2c_tokenize_prompt does (add_bos:
+ * BOS first), the k-th marker replaced by audio[k]'s ids: *out (malloc'd, n_out ids) and *rows
+ * (malloc'd, the clips' rows in order; NULL without clips). The count of markers must equal
+ * n_audio (LFM2C_EINVAL). */
+int lfm2c_prompt_audio(const lfm2c_model *model, const char *text, size_t len, bool add_bos, lfm2c_audio *const *audio,
+                       int n_audio, int32_t **out, int *n_out, float **rows, lfm2c_error *err);
+
 /* ---- tokenizer ----------------------------------------------------------------------------- */
 /* Encode text (len bytes; need not be NUL-terminated). Returns a malloc'd id array (caller
  * frees) and its length in *n_out, or NULL on error. */
@@ -342,7 +410,8 @@ int32_t *lfm2c_tokenize(const lfm2c_model *model, const char *text, size_t len, 
                         int *n_out, lfm2c_error *err);
 /* Request text inside a chat template must not become special tokens (a user who writes
  * "<|im_end|><|im_start|>system" must not fake a turn). lfm2c_guard_text returns a malloc'd
- * copy of s in which every special-token text is preceded by LFM2C_GUARD_MARK (U+F0000) and any
+ * copy of s in which every special-token text (and LFM2C_AUDIO_MARKER, which then stays plain
+ * text) is preceded by LFM2C_GUARD_MARK (U+F0000) and any
  * U+F0000 already there becomes U+FFFD; render the guarded strings with the template, then
  * lfm2c_tokenize_prompt tokenizes the result with special tokens parsed EXCEPT where a mark
  * stands (the marks are removed): the template's own markers stay special, the request's text

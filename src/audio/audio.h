@@ -26,7 +26,7 @@ typedef struct aud_layer {
     float *pos_u, *pos_v; /* the attention's two learned biases, n_head x d_head */
     enc_mat q, k, v, o, pos;
     float *conv_norm_w, *conv_norm_b, *pw1_b, *pw2_b;
-    enc_mat pw1, pw2; /* pointwise convolutions: E -> 2E (GLU), E -> E */
+    enc_mat pw1, pw2;   /* pointwise convolutions: E -> 2E (GLU), E -> E */
     float *dw_w, *dw_b; /* depthwise: E rows of `kernel` taps */
     float *bn_w, *bn_b; /* the batch norm, folded into a scale and a shift */
     float *ff2_norm_w, *ff2_norm_b, *ff2_up_b, *ff2_down_b;
@@ -48,12 +48,16 @@ typedef struct aud_model {
     gguf_file *gguf;
     aud_hparams hp;
     float *c0_w, *c0_b, *c2_w, *c2_b, *c3_b, *c5_w, *c5_b, *c6_b; /* 3x3 kernels and biases */
-    enc_mat c3, c6, pre_out;                                       /* 1x1 convolutions, the flatten's linear */
+    enc_mat c3, c6, pre_out;                                      /* 1x1 convolutions, the flatten's linear */
     float *pre_out_b;
     aud_layer *layers;
     float *mm0_w, *mm0_b, *mm1_b, *mm3_b;
     enc_mat mm1, mm3;
     const encoder_ops *enc;
+    /* called after each block with the fraction done (0.1 .. 1), when set (audio_api.c sets it
+       for one encode, under its lock) */
+    void (*progress)(void *ud, double done);
+    void *progress_ud;
 } aud_model;
 
 /* Opens and checks an lfm2a mmproj (every key and tensor against the header and each other). */
@@ -67,6 +71,12 @@ int aud_n_tokens(int n_frames);
  * them out) into aud_n_tokens(n_frames) rows of proj_dim floats. pool may be NULL. 0, or -1
  * with err set (sizes: more tokens than max_tokens; memory). */
 int aud_encode(const aud_model *am, threadpool *pool, const float *mel, int n_frames, float *out, lfm2c_error *err);
+
+/* Bytes aud_encode allocates for n_frames frames (its peak beside the weights). */
+size_t aud_encode_bytes(const aud_model *am, int n_frames, int n_threads);
+
+/* digest.c: SHA-256 (64 hex digits) of n samples at rate (the rate's 4 bytes, then the floats' bytes). */
+void aud_digest(const float *x, int64_t n, int rate, char out[65]);
 
 /* ---- mel.c: libmtmd's log-mel preprocessor for lfm2a ------------------------------------- */
 enum { AUD_MEL_MAX = 256 }; /* mel bins, at most (llama.cpp's bound) */
@@ -84,9 +94,9 @@ int aud_mel(const aud_mel_params *p, const float *pcm, int64_t n, float *out, lf
 /* ---- decode.c: an audio file's bytes to samples ------------------------------------------ */
 enum { AUD_FMT_WAV, AUD_FMT_FLAC, AUD_FMT_MP3, AUD_FMT_OGG };
 typedef struct aud_limits {
-    size_t max_bytes;    /* of the file */
-    double max_seconds;  /* declared duration, from the header, before decoding */
-    int max_channels;    /* declared channels */
+    size_t max_bytes;       /* of the file */
+    double max_seconds;     /* declared duration, from the header, before decoding */
+    int max_channels;       /* declared channels */
     int min_rate, max_rate; /* declared sample rate, Hz */
     int64_t max_samples;    /* frames x channels decoded (the float samples' memory / 4) */
 } aud_limits;
@@ -102,8 +112,8 @@ typedef struct aud_pcm {
     int64_t frames;
     float *x; /* frames x channels, interleaved, integer PCM divided by 2^(bits-1) */
 } aud_pcm;
-bool aud_have_decoder(void);                    /* this build has libsndfile */
-int aud_sniff(const uint8_t *d, size_t n);       /* AUD_FMT_* by the magic bytes, or -1 */
+bool aud_have_decoder(void);               /* this build has libsndfile */
+int aud_sniff(const uint8_t *d, size_t n); /* AUD_FMT_* by the magic bytes, or -1 */
 /* The header's facts, checked against lim (NULL: the defaults) before any sample is decoded:
  * 0, or -1 with err set (LFM2C_ETOOLARGE over a limit, LFM2C_EFORMAT not audio or corrupt,
  * LFM2C_EUNSUPPORTED no decoder in this build). */

@@ -49,7 +49,8 @@ typedef struct aenc {
 } aenc;
 
 static void aenc_free(aenc *e) {
-    float *f[] = {e->plane, e->p1, e->p2, e->x, e->h, e->q, e->k, e->v, e->a, e->g, e->ff, e->pe, e->pp, e->mid, e->scores};
+    float *f[] = {e->plane, e->p1, e->p2, e->x,  e->h,  e->q,   e->k,     e->v,
+                  e->a,     e->g,  e->ff, e->pe, e->pp, e->mid, e->scores};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) free(f[i]);
     free(e->act);
 }
@@ -65,9 +66,10 @@ static size_t act_need(const aenc *e) {
     need = act_max(e, act_max(e, act_max(e, need, &am->pre_out, e->T), &am->mm1, e->T), &am->mm3, e->T);
     for (int l = 0; l < am->hp.n_layer; l++) {
         const aud_layer *L = &am->layers[l];
-        const enc_mat *m[] = {&L->ff1_up, &L->ff1_down, &L->q, &L->k, &L->v, &L->o, &L->pos,
-                              &L->pw1, &L->pw2, &L->ff2_up, &L->ff2_down};
-        for (size_t i = 0; i < sizeof m / sizeof *m; i++) need = act_max(e, need, m[i], m[i] == &L->pos ? 2 * e->T : e->T);
+        const enc_mat *m[] = {&L->ff1_up, &L->ff1_down, &L->q,   &L->k,      &L->v,       &L->o,
+                              &L->pos,    &L->pw1,      &L->pw2, &L->ff2_up, &L->ff2_down};
+        for (size_t i = 0; i < sizeof m / sizeof *m; i++)
+            need = act_max(e, need, m[i], m[i] == &L->pos ? 2 * e->T : e->T);
     }
     return need;
 }
@@ -90,12 +92,25 @@ static int aenc_alloc(aenc *e, lfm2c_error *err) {
     e->mid = malloc(T * (size_t)(hp->mm_hidden > hp->proj_dim ? hp->mm_hidden : hp->proj_dim) * sizeof(float));
     e->scores = malloc((size_t)e->nth * att_floats(e->T, (int)d) * sizeof(float));
     e->act = malloc(act_need(e) + 64);
-    if (!e->plane || !e->p1 || !e->p2 || !e->x || !e->h || !e->q || !e->k || !e->v || !e->a || !e->g || !e->ff || !e->pe ||
-        !e->pp || !e->mid || !e->scores || !e->act) {
+    if (!e->plane || !e->p1 || !e->p2 || !e->x || !e->h || !e->q || !e->k || !e->v || !e->a || !e->g || !e->ff ||
+        !e->pe || !e->pp || !e->mid || !e->scores || !e->act) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory encoding %d mel frames", e->T0);
         return -1;
     }
     return 0;
+}
+
+size_t aud_encode_bytes(const aud_model *am, int n_frames, int n_threads) {
+    const aud_hparams *hp = &am->hp;
+    const size_t T = (size_t)aud_n_tokens(n_frames), E = (size_t)hp->n_embd, C = (size_t)hp->sub_ch,
+                 d = E / (size_t)hp->n_head, F = (size_t)(hp->n_ff > 2 * hp->n_embd ? hp->n_ff : 2 * hp->n_embd);
+    const size_t H1 = (size_t)half_up(n_frames), W1 = (size_t)half_up(hp->n_mel), H2 = (H1 + 1) / 2, W2 = (W1 + 1) / 2;
+    const size_t W3 = (W2 + 1) / 2, wide = C * W3 > E ? C * W3 : E,
+                 M = (size_t)(hp->mm_hidden > hp->proj_dim ? hp->mm_hidden : hp->proj_dim);
+    const size_t floats = (size_t)n_frames * hp->n_mel + H1 * W1 * C + H2 * W2 * C + 2 * T * wide + 4 * T * E +
+                          2 * T * E + T * F + 2 * (2 * T) * E + T * M +
+                          (size_t)(n_threads > 0 ? n_threads : 1) * att_floats((int)T, (int)d);
+    return floats * sizeof(float) + (2 * T + H2 * W2) * (wide > F ? wide : F) * 2; /* + the quantized activations */
 }
 
 /* ---- the subsampling ------------------------------------------------------------------------- */
@@ -123,7 +138,8 @@ static void conv3_rows(void *arg, int ith, int nth) {
                     for (int kx = 0; kx < 3; kx++) {
                         const int sx = 2 * x + kx - 1;
                         if (sx < 0 || sx >= j->wi) continue;
-                        const float v = j->first ? j->in[(size_t)sy * j->wi + sx] : j->in[((size_t)sy * j->wi + sx) * C + c];
+                        const float v =
+                            j->first ? j->in[(size_t)sy * j->wi + sx] : j->in[((size_t)sy * j->wi + sx) * C + c];
                         sum += j->w[c * 9 + ky * 3 + kx] * v;
                     }
                 }
@@ -367,7 +383,10 @@ int aud_encode(const aud_model *am, threadpool *pool, const float *mel, int n_fr
     if (!rc) {
         subsample(&e, mel);
         pos_table(e.pe, T, am->hp.n_embd);
-        for (int l = 0; l < am->hp.n_layer; l++) block(&e, &am->layers[l]);
+        for (int l = 0; l < am->hp.n_layer; l++) {
+            block(&e, &am->layers[l]);
+            if (am->progress) am->progress(am->progress_ud, 0.1 + 0.9 * (l + 1) / am->hp.n_layer);
+        }
         adapter(&e, out);
     }
     aenc_free(&e);

@@ -17,8 +17,12 @@
 #endif
 
 aud_limits aud_default_limits(void) {
-    return (aud_limits){.max_bytes = 64u << 20, .max_seconds = 300, .max_channels = 8, .min_rate = 1000,
-                        .max_rate = 384000, .max_samples = 300LL * 48000 * 2};
+    return (aud_limits){.max_bytes = 64u << 20,
+                        .max_seconds = 300,
+                        .max_channels = 8,
+                        .min_rate = 1000,
+                        .max_rate = 384000,
+                        .max_samples = 300LL * 48000 * 2};
 }
 
 bool aud_have_decoder(void) {
@@ -75,9 +79,12 @@ static SNDFILE *open_mem(mem_io *m, SF_INFO *si, lfm2c_error *err) {
 
 /* The header's facts against the limits. */
 static int check_info(const aud_info *in, const aud_limits *l, lfm2c_error *err) {
-    if (in->channels < 1 || in->rate < 1) return lfm2c_set_error(err, LFM2C_EFORMAT, "audio header without channels or sample rate"), -1;
+    if (in->channels < 1 || in->rate < 1)
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "audio header without channels or sample rate"), -1;
     if (in->channels > l->max_channels)
-        return lfm2c_set_error(err, LFM2C_ETOOLARGE, "audio with %d channels: at most %d", in->channels, l->max_channels), -1;
+        return lfm2c_set_error(err, LFM2C_ETOOLARGE, "audio with %d channels: at most %d", in->channels,
+                               l->max_channels),
+               -1;
     if (in->rate < l->min_rate || in->rate > l->max_rate)
         return lfm2c_set_error(err, LFM2C_ETOOLARGE, "audio sampled at %d Hz: the rate must be %d..%d Hz", in->rate,
                                l->min_rate, l->max_rate),
@@ -96,7 +103,9 @@ int aud_probe(const uint8_t *data, size_t n, const aud_limits *lim, aud_info *in
         return lfm2c_set_error(err, LFM2C_ETOOLARGE, "audio file of %zu bytes: at most %zu", n, l.max_bytes), -1;
     const int fmt = aud_sniff(data, n);
     if (fmt < 0)
-        return lfm2c_set_error(err, LFM2C_EFORMAT, "not an audio file this build reads (WAV, FLAC, MP3, Ogg Vorbis / Opus)"), -1;
+        return lfm2c_set_error(err, LFM2C_EFORMAT,
+                               "not an audio file this build reads (WAV, FLAC, MP3, Ogg Vorbis / Opus)"),
+               -1;
 #ifdef LFM2C_HAVE_SNDFILE
     mem_io m = {data, (sf_count_t)n, 0};
     SF_INFO si;

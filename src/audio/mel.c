@@ -80,9 +80,7 @@ static int cache_init(mel_cache *c, const aud_mel_params *p) {
     return 0;
 }
 
-static void cache_free(mel_cache *c) {
-    free(c->sinv), free(c->cosv), free(c->hann), free(c->filt);
-}
+static void cache_free(mel_cache *c) { free(c->sinv), free(c->cosv), free(c->hann), free(c->filt); }
 
 /* libmtmd's recursive radix-2 FFT of N real values (N a power of two): in has room for 2N
  * (the halves are copied behind the data), out for 8N (the halves' transforms behind it). */

@@ -73,14 +73,17 @@ static int load_layer(aud_model *am, int il, lfm2c_error *err) {
     aud_layer *L = &am->layers[il];
     char nm[96];
     int bad = 0;
-#define V(field, what, a, b) (snprintf(nm, sizeof nm, "a.blk.%d.%s", il, what), L->field = vec4(am, nm, a, b, 1, 1, err, &bad))
+#define V(field, what, a, b) \
+    (snprintf(nm, sizeof nm, "a.blk.%d.%s", il, what), L->field = vec4(am, nm, a, b, 1, 1, err, &bad))
 #define M(field, what, ni, no) \
-    (void)(bad || (snprintf(nm, sizeof nm, "a.blk.%d.%s.weight", il, what), bad = mat(am, nm, ni, no, false, &L->field, err) != 0))
+    (void)(bad || (snprintf(nm, sizeof nm, "a.blk.%d.%s.weight", il, what), \
+                   bad = mat(am, nm, ni, no, false, &L->field, err) != 0))
     V(ff1_norm_w, "ffn_norm.weight", E, 1), V(ff1_norm_b, "ffn_norm.bias", E, 1);
     V(ff1_up_b, "ffn_up.bias", F, 1), V(ff1_down_b, "ffn_down.bias", E, 1);
     M(ff1_up, "ffn_up", E, F), M(ff1_down, "ffn_down", F, E);
     V(att_norm_w, "ln1.weight", E, 1), V(att_norm_b, "ln1.bias", E, 1);
-    V(q_b, "attn_q.bias", E, 1), V(k_b, "attn_k.bias", E, 1), V(v_b, "attn_v.bias", E, 1), V(o_b, "attn_out.bias", E, 1);
+    V(q_b, "attn_q.bias", E, 1), V(k_b, "attn_k.bias", E, 1), V(v_b, "attn_v.bias", E, 1),
+        V(o_b, "attn_out.bias", E, 1);
     V(pos_u, "pos_bias_u", E / H, H), V(pos_v, "pos_bias_v", E / H, H);
     M(q, "attn_q", E, E), M(k, "attn_k", E, E), M(v, "attn_v", E, E), M(o, "attn_out", E, E);
     M(pos, "linear_pos", E, E);
@@ -102,14 +105,18 @@ static int load_layer(aud_model *am, int il, lfm2c_error *err) {
 static int infer_sizes(aud_model *am, lfm2c_error *err) {
     aud_hparams *hp = &am->hp;
     const gguf_file *g = am->gguf;
-    const gguf_tensor *c0 = gguf_find_tensor(g, "a.conv1d.0.weight"), *up = gguf_find_tensor(g, "a.blk.0.ffn_up.weight"),
-                      *dw = gguf_find_tensor(g, "a.blk.0.conv_dw.weight"), *m1 = gguf_find_tensor(g, "mm.a.mlp.1.weight"),
+    const gguf_tensor *c0 = gguf_find_tensor(g, "a.conv1d.0.weight"),
+                      *up = gguf_find_tensor(g, "a.blk.0.ffn_up.weight"),
+                      *dw = gguf_find_tensor(g, "a.blk.0.conv_dw.weight"),
+                      *m1 = gguf_find_tensor(g, "mm.a.mlp.1.weight"),
                       *pe = gguf_find_tensor(g, "a.position_embd.weight");
     if (!c0 || c0->ne[3] < 1 || c0->ne[3] > 4096) return FAIL("tensor a.conv1d.0.weight missing or too wide");
-    if (!up || up->ne[1] < 1 || up->ne[1] > 8 * AUD_MAX_EMBD) return FAIL("tensor a.blk.0.ffn_up.weight missing or too wide");
+    if (!up || up->ne[1] < 1 || up->ne[1] > 8 * AUD_MAX_EMBD)
+        return FAIL("tensor a.blk.0.ffn_up.weight missing or too wide");
     if (!dw || dw->ne[0] < 1 || dw->ne[0] > AUD_MAX_KERNEL || !(dw->ne[0] & 1))
         return FAIL("tensor a.blk.0.conv_dw.weight missing or not an odd kernel of at most %d taps", AUD_MAX_KERNEL);
-    if (!m1 || m1->ne[1] < 1 || m1->ne[1] > 8 * AUD_MAX_EMBD) return FAIL("tensor mm.a.mlp.1.weight missing or too wide");
+    if (!m1 || m1->ne[1] < 1 || m1->ne[1] > 8 * AUD_MAX_EMBD)
+        return FAIL("tensor mm.a.mlp.1.weight missing or too wide");
     if (!pe || pe->ne[0] != hp->proj_dim || pe->ne[1] < 1 || pe->ne[2] != 1 || pe->ne[3] != 1)
         return FAIL("tensor a.position_embd.weight missing or not %d wide (clip.audio.projection_dim)", hp->proj_dim);
     hp->sub_ch = (int)c0->ne[3], hp->n_ff = (int)up->ne[1], hp->kernel = (int)dw->ne[0], hp->mm_hidden = (int)m1->ne[1];
@@ -176,15 +183,15 @@ void aud_close(aud_model *am) {
     if (!am) return;
     for (int il = 0; am->layers && il < am->hp.n_layer; il++) {
         aud_layer *L = &am->layers[il];
-        float *v[] = {L->ff1_norm_w, L->ff1_norm_b, L->ff1_up_b,   L->ff1_down_b,  L->att_norm_w, L->att_norm_b,
-                      L->q_b,        L->k_b,        L->v_b,        L->o_b,         L->pos_u,      L->pos_v,
-                      L->conv_norm_w, L->conv_norm_b, L->pw1_b,    L->pw2_b,       L->dw_w,       L->dw_b,
-                      L->bn_w,       L->bn_b,       L->ff2_norm_w, L->ff2_norm_b,  L->ff2_up_b,   L->ff2_down_b,
-                      L->out_norm_w, L->out_norm_b};
+        float *v[] = {L->ff1_norm_w,  L->ff1_norm_b,  L->ff1_up_b,   L->ff1_down_b, L->att_norm_w, L->att_norm_b,
+                      L->q_b,         L->k_b,         L->v_b,        L->o_b,        L->pos_u,      L->pos_v,
+                      L->conv_norm_w, L->conv_norm_b, L->pw1_b,      L->pw2_b,      L->dw_w,       L->dw_b,
+                      L->bn_w,        L->bn_b,        L->ff2_norm_w, L->ff2_norm_b, L->ff2_up_b,   L->ff2_down_b,
+                      L->out_norm_w,  L->out_norm_b};
         for (size_t i = 0; i < sizeof v / sizeof *v; i++) free(v[i]);
     }
     free(am->layers);
-    float *g[] = {am->c0_w, am->c0_b, am->c2_w, am->c2_b, am->c3_b,  am->c5_w,  am->c5_b,
+    float *g[] = {am->c0_w, am->c0_b,      am->c2_w,  am->c2_b,  am->c3_b,  am->c5_w, am->c5_b,
                   am->c6_b, am->pre_out_b, am->mm0_w, am->mm0_b, am->mm1_b, am->mm3_b};
     for (size_t i = 0; i < sizeof g / sizeof *g; i++) free(g[i]);
     gguf_close(am->gguf);

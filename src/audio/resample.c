@@ -60,7 +60,8 @@ static int64_t resample(const float *x, int64_t n, int rate_in, int rate_out, fl
     const bool down = in > ro;
     const double lpf_rate = in > ro ? in : ro, cutoff = (in < ro ? in : ro) * 0.5 * 1;
     biquad f[2];
-    for (int i = 0; i < 2; i++) f[i] = lpf2(lpf_rate, cutoff, 1 / (2 * cos_ma((1 + i * 2) * (3.14159265358979323846264 / (4 * 2)))));
+    for (int i = 0; i < 2; i++)
+        f[i] = lpf2(lpf_rate, cutoff, 1 / (2 * cos_ma((1 + i * 2) * (3.14159265358979323846264 / (4 * 2)))));
     const unsigned adv_int = in / ro, adv_frac = in % ro;
     uint64_t t_int = 1, t_frac = 0;
     float x0 = 0, x1 = 0;

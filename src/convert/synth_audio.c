@@ -124,7 +124,8 @@ static void put_block(alist *l, const synth_audio_config *c, int il) {
     snprintf(nm, sizeof nm, "a.blk.%d.pos_bias_v", il), put(l, nm, K_BIAS, 0.1f, 2, E / H, H, 1, 1);
     norm(l, B("norm_conv"), E);
     linear(l, B("conv_pw1"), K_F32MAT, s, E, 2 * E, true);
-    snprintf(nm, sizeof nm, "a.blk.%d.conv_dw.weight", il), put(l, nm, K_F32MAT, inv_sqrt(c->kernel), 2, c->kernel, E, 1, 1);
+    snprintf(nm, sizeof nm, "a.blk.%d.conv_dw.weight", il),
+        put(l, nm, K_F32MAT, inv_sqrt(c->kernel), 2, c->kernel, E, 1, 1);
     snprintf(nm, sizeof nm, "a.blk.%d.conv_dw.bias", il), put(l, nm, K_BIAS, 0.02f, 1, E, 1, 1, 1);
     norm(l, B("conv_norm"), E);
     linear(l, B("conv_pw2"), K_F32MAT, r, E, E, true);

@@ -20,6 +20,7 @@ int32_t *lfm2c_tokenize(const lfm2c_model *m, const char *text, size_t len, bool
 }
 
 #define MARK_LEN 4
+#define AUDIO_LEN (sizeof LFM2C_AUDIO_MARKER - 1) /* the audio marker is guarded as a special text is */
 
 char *lfm2c_guard_text(const lfm2c_model *m, const char *s, size_t len, size_t *out_len) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
@@ -35,6 +36,7 @@ char *lfm2c_guard_text(const lfm2c_model *m, const char *s, size_t len, size_t *
             continue;
         }
         size_t l = t ? tokenizer_special_at(t, s, len, i) : 0;
+        if (!l && len - i >= AUDIO_LEN && !memcmp(s + i, LFM2C_AUDIO_MARKER, AUDIO_LEN)) l = AUDIO_LEN;
         if (l) {
             memcpy(o + n, LFM2C_GUARD_MARK, MARK_LEN);
             n += MARK_LEN;

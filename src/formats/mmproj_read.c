@@ -12,7 +12,8 @@
 #define FAIL(...) (lfm2c_set_error(err, LFM2C_EFORMAT, "mmproj: " __VA_ARGS__), -1)
 #define FAILP(...) (lfm2c_set_error(err, LFM2C_EFORMAT, "mmproj: " __VA_ARGS__), NULL)
 
-int mmr_int(const gguf_file *g, const char *key, long long lo, long long hi, long long def, int *out, lfm2c_error *err) {
+int mmr_int(const gguf_file *g, const char *key, long long lo, long long hi, long long def, int *out,
+            lfm2c_error *err) {
     int64_t v;
     if (!gguf_get_int(g, key, &v)) {
         if (def < 0) return FAIL("key %s missing", key);
@@ -34,7 +35,8 @@ int mmr_float(const gguf_file *g, const char *key, double lo, double hi, double 
 int mmr_type(const gguf_file *g, const char *alt, const char *want, const char *what, lfm2c_error *err) {
     char *pt = gguf_get_string(g, "clip.projector_type");
     if (!pt && alt) pt = gguf_get_string(g, alt);
-    const int rc = pt && !strcmp(pt, want) ? 0 : FAIL("projector type '%s' is not %s's '%s'", pt ? pt : "(none)", what, want);
+    const int rc =
+        pt && !strcmp(pt, want) ? 0 : FAIL("projector type '%s' is not %s's '%s'", pt ? pt : "(none)", what, want);
     free(pt);
     return rc;
 }
@@ -69,8 +71,8 @@ const gguf_tensor *mmr_shape(const gguf_file *g, const char *name, const int64_t
     const gguf_tensor *t = gguf_find_tensor(g, name);
     if (!t) return FAILP("tensor %s missing", name);
     if (t->ne[0] != ne[0] || t->ne[1] != ne[1] || t->ne[2] != ne[2] || t->ne[3] != ne[3])
-        return FAILP("tensor %s has the wrong shape (%lld x %lld x %lld x %lld, expected %lld x %lld x %lld x %lld)", name,
-                    (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
-                    (long long)ne[0], (long long)ne[1], (long long)ne[2], (long long)ne[3]);
+        return FAILP("tensor %s has the wrong shape (%lld x %lld x %lld x %lld, expected %lld x %lld x %lld x %lld)",
+                     name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                     (long long)ne[0], (long long)ne[1], (long long)ne[2], (long long)ne[3]);
     return t;
 }

@@ -15,12 +15,12 @@ typedef struct clip_spec {
 } clip_spec;
 
 static const clip_spec CLIPS[] = {
-    {"short", 16000, 1, 16, 20800},  /* 1.3 s at the encoder's rate */
-    {"mid", 44100, 2, 16, 441000},   /* 10 s, stereo, down-sampled */
-    {"low", 8000, 1, 16, 24000},     /* 3 s, up-sampled */
-    {"long", 16000, 1, 16, 560000},  /* 35 s: one clip of 438 tokens */
-    {"wide", 48000, 2, 24, 72000},   /* 1.5 s, 24-bit stereo */
-    {"float", 22050, 1, 32, 44100},  /* 2 s, float samples */
+    {"short", 16000, 1, 16, 20800}, /* 1.3 s at the encoder's rate */
+    {"mid", 44100, 2, 16, 441000},  /* 10 s, stereo, down-sampled */
+    {"low", 8000, 1, 16, 24000},    /* 3 s, up-sampled */
+    {"long", 16000, 1, 16, 560000}, /* 35 s: one clip of 438 tokens */
+    {"wide", 48000, 2, 24, 72000},  /* 1.5 s, 24-bit stereo */
+    {"float", 22050, 1, 32, 44100}, /* 2 s, float samples */
 };
 enum { N_CLIPS = sizeof CLIPS / sizeof *CLIPS };
 

@@ -97,8 +97,10 @@ typedef struct gcase {
 } gcase;
 
 static gcase read_case(json_t *c) {
-    gcase g = {json_string_value(json_object_get(c, "name")), json_string_value(json_object_get(c, "file")),
-               json_integer_value(json_object_get(c, "n_samples")), json_integer_value(json_object_get(c, "n_frames")),
+    gcase g = {json_string_value(json_object_get(c, "name")),
+               json_string_value(json_object_get(c, "file")),
+               json_integer_value(json_object_get(c, "n_samples")),
+               json_integer_value(json_object_get(c, "n_frames")),
                (int)json_integer_value(json_object_get(c, "mel_stride")),
                (int)json_integer_value(json_object_get(c, "mel_frames_kept")),
                (int)json_integer_value(json_object_get(c, "n_tokens")),
@@ -144,7 +146,8 @@ static float *check_front(const gcase *g, const aud_mel_params *mp) {
             const double d = fabs(mel[m * g->n_frames + t] - ref[(size_t)m * g->kept + k]);
             worst = d > worst ? d : worst;
         }
-    printf("  %s: %lld samples, %lld frames, mel max |diff| %.3g\n", g->name, (long long)n, (long long)g->n_frames, worst);
+    printf("  %s: %lld samples, %lld frames, mel max |diff| %.3g\n", g->name, (long long)n, (long long)g->n_frames,
+           worst);
     CHECK(worst == 0, "%s: the mel features differ from libmtmd's by %.3g", g->name, worst);
     free(ref);
     return mel;
@@ -196,10 +199,181 @@ static void test_goldens(threadpool *pool) {
     for (int k = 0; k < 3; k++) aud_close(am[k]);
 }
 
+/* ---- the language model with audio ------------------------------------------------------------ */
+
+static lfm2c_model *open_lm(int threads) {
+    lfm2c_model_params p = lfm2c_model_default_params();
+    p.n_threads = threads;
+    p.type_k = p.type_v = LFM2C_KV_F32;
+    lfm2c_error err = {0};
+    lfm2c_model *m = lfm2c_model_open(lm_path, &p, &err);
+    CHECK(m != NULL, "%s", err.msg);
+    return m;
+}
+
+static lfm2c_audio *encode_case(lfm2c_audio_mmproj *mm, const char *name, const char *file) {
+    size_t nb = 0;
+    uint8_t *b = case_bytes(name, file, &nb);
+    lfm2c_error err = {0};
+    lfm2c_audio *a = b ? lfm2c_audio_encode(mm, b, nb, NULL, NULL, NULL, &err) : NULL;
+    CHECK(a != NULL, "%s: %s", name, err.msg);
+    free(b);
+    return a;
+}
+
+typedef struct lm_prompt {
+    int32_t *ids;
+    float *rows;
+    int n;
+} lm_prompt;
+
+static lm_prompt prompt_with(lfm2c_model *m, const char *text, lfm2c_audio *a) {
+    lm_prompt p = {0};
+    lfm2c_error err = {0};
+    CHECK(lfm2c_prompt_audio(m, text, strlen(text), true, &a, a ? 1 : 0, &p.ids, &p.n, &p.rows, &err) == 0, "%s",
+          err.msg);
+    return p;
+}
+
+static float *last_logits(lfm2c_model *m, const lm_prompt *p) {
+    lfm2c_error err = {0};
+    lfm2c_session *s = lfm2c_session_new(m, 2048, &err);
+    const int V = lfm2c_model_get_info(m)->n_vocab;
+    float *l = malloc(sizeof(float) * V);
+    CHECK(lfm2c_session_decode_embd(s, p->ids, p->rows, p->n, LFM2C_LOGITS_LAST, &err) == 0, "%s", err.msg);
+    memcpy(l, lfm2c_session_logits(s, 0), sizeof(float) * V);
+    lfm2c_session_free(s);
+    return l;
+}
+
+/* Each case's prompt (golden.json's, the clip at the marker) from the file's bytes through the
+ * public API: the last logits against llama.cpp's, for each mmproj type. */
+static void test_logits(lfm2c_model *m) {
+    json_error_t je;
+    json_t *gj = json_load_file(ADATA("golden.json"), 0, &je);
+    const char *text = json_string_value(json_object_get(gj, "prompt"));
+    const int V = lfm2c_model_get_info(m)->n_vocab;
+    const double tol[3] = {2e-3, 4e-3, 4e-2};
+    for (int k = 0; k < 3; k++) {
+        lfm2c_error err = {0};
+        lfm2c_audio_mmproj *mm = lfm2c_audio_mmproj_open(mm_path[k], m, &err);
+        CHECK(mm != NULL, "%s", err.msg);
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(gj, "cases"), i, c) {
+            const gcase g = read_case(c);
+            lfm2c_audio *a = mm ? encode_case(mm, g.name, g.file) : NULL;
+            if (!a) continue;
+            lm_prompt p = prompt_with(m, text, a);
+            CHECK(p.n == 37 + g.n_tokens, "%s: %d positions", g.name, p.n);
+            char path[128];
+            snprintf(path, sizeof path, ADATA("%s.%s.logits.f32"), g.name, TYPES[k]);
+            float *want = read_floats(path, (size_t)V), *got = p.ids ? last_logits(m, &p) : NULL;
+            const double d = want && got ? test_maxabs(got, want, (size_t)V) : 1e9;
+            /* MP3: libmpg123's samples are not dr_mp3's (1.6e-5 apart), the logits carry it */
+            const double lim = tol[k] * (strcmp(g.file, "cmp.mp3") ? 1 : 3);
+            printf("  %s %s: logits vs llama.cpp's %.2e (limit %.0e)\n", g.name, TYPES[k], d, lim);
+            CHECK(d <= lim, "%s %s: logits %g from llama.cpp's", g.name, TYPES[k], d);
+            free(want), free(got), free(p.ids), free(p.rows);
+            lfm2c_audio_free(a);
+        }
+        lfm2c_audio_mmproj_free(mm);
+    }
+    json_decref(gj);
+}
+
+/* Two clip prompts and a text one in a batch equal each solo; the same clip reuses its prefix,
+ * another clip of the same length does not, and the reused state gives the fresh logits. */
+static void test_batch_reuse(lfm2c_model *m) {
+    lfm2c_error err = {0};
+    lfm2c_audio_mmproj *mm = lfm2c_audio_mmproj_open(mm_path[0], m, &err);
+    CHECK(mm != NULL, "%s", err.msg);
+    if (!mm) return;
+    const char *text = "<|im_start|>user\nListen: " LFM2C_AUDIO_MARKER " what is it?<|im_end|>\n";
+    lfm2c_audio *a = encode_case(mm, "short", "wav"), *b = encode_case(mm, "cmp-flac", "cmp.flac");
+    const clip_spec other = {"other", 16000, 1, 16, 20799}; /* short's length less a sample: same rows, other samples */
+    size_t nb = 0;
+    uint8_t *ob = clip_wav(&other, &nb);
+    lfm2c_audio *c = lfm2c_audio_encode(mm, ob, nb, NULL, NULL, NULL, &err);
+    free(ob);
+    CHECK(a && b && c, "encode: %s", err.msg);
+    if (!a || !b || !c) goto done;
+    int na, nc;
+    lfm2c_audio_tokens(a, &na), lfm2c_audio_tokens(c, &nc);
+    CHECK(na == nc && strcmp(lfm2c_audio_digest(a), lfm2c_audio_digest(c)), "two clips of %d rows, two digests", na);
+    lm_prompt pa = prompt_with(m, text, a), pb = prompt_with(m, text, b), pc = prompt_with(m, text, c);
+    float *la = last_logits(m, &pa), *lb = last_logits(m, &pb);
+    const int V = lfm2c_model_get_info(m)->n_vocab;
+    lfm2c_session *ss[3];
+    for (int i = 0; i < 3; i++) ss[i] = lfm2c_session_new(m, 1024, &err);
+    const int32_t tx[] = {1, 108, 143, 143, 139, 90};
+    const int32_t *toks[3] = {pa.ids, pb.ids, tx};
+    const float *rows[3] = {pa.rows, pb.rows, NULL};
+    const int n[3] = {pa.n, pb.n, 6}, mode[3] = {LFM2C_LOGITS_LAST, LFM2C_LOGITS_LAST, LFM2C_LOGITS_LAST};
+    CHECK(lfm2c_decode_batch_embd(ss, toks, rows, n, mode, 3, &err) == 0, "batch: %s", err.msg);
+    CHECK(test_maxabs(lfm2c_session_logits(ss[0], 0), la, (size_t)V) <= 1e-4 &&
+              test_maxabs(lfm2c_session_logits(ss[1], 0), lb, (size_t)V) <= 1e-4,
+          "batched == solo");
+    int first = 0;
+    while (first < pa.n && pa.ids[first] >= 0) first++;
+    CHECK(lfm2c_session_reusable(ss[0], pc.ids, pc.n) <= first, "another clip reuses %d (its rows start at %d)",
+          lfm2c_session_reusable(ss[0], pc.ids, pc.n), first);
+    CHECK(lfm2c_session_reusable(ss[0], pa.ids, pa.n) >= first + na, "the same clip reuses its rows and more: %d",
+          lfm2c_session_reusable(ss[0], pa.ids, pa.n));
+    int reused = 0;
+    CHECK(lfm2c_session_sync(ss[0], pc.ids, pc.n, &reused, &err) == 0, "sync: %s", err.msg);
+    int skip = 0;
+    for (int i = 0; i < reused; i++) skip += pc.ids[i] < 0;
+    CHECK(lfm2c_session_decode_embd(ss[0], pc.ids + reused, pc.rows + (size_t)skip * lfm2c_model_get_info(m)->n_embd,
+                                    pc.n - reused, LFM2C_LOGITS_LAST, &err) == 0,
+          "after sync: %s", err.msg);
+    float *lc = last_logits(m, &pc);
+    CHECK(test_maxabs(lfm2c_session_logits(ss[0], 0), lc, (size_t)V) <= 1e-4, "reused state, fresh logits");
+    for (int i = 0; i < 3; i++) lfm2c_session_free(ss[i]);
+    free(la), free(lb), free(lc);
+    free(pa.ids), free(pa.rows), free(pb.ids), free(pb.rows), free(pc.ids), free(pc.rows);
+done:
+    lfm2c_audio_free(a), lfm2c_audio_free(b), lfm2c_audio_free(c);
+    lfm2c_audio_mmproj_free(mm);
+}
+
+/* Markers and clips that do not match, a guarded marker, mmproj files that are not this one. */
+static void test_refusals(lfm2c_model *m) {
+    lfm2c_error err = {0};
+    int32_t *ids;
+    float *rows;
+    int n;
+    const char *two = "a " LFM2C_AUDIO_MARKER " b " LFM2C_AUDIO_MARKER;
+    CHECK(lfm2c_prompt_audio(m, two, strlen(two), true, NULL, 0, &ids, &n, &rows, &err) == -1 &&
+              strstr(err.msg, "2 audio markers for 0 clips"),
+          "%s", err.msg);
+    size_t gl = 0;
+    char *g = lfm2c_guard_text(m, two, strlen(two), &gl); /* request text: its markers stay text */
+    CHECK(g && lfm2c_prompt_audio(m, g, gl, true, NULL, 0, &ids, &n, &rows, &err) == 0 && n > 4 && !rows, "%s",
+          err.msg);
+    if (g && n > 4) free(ids);
+    free(g);
+    CHECK(!lfm2c_audio_mmproj_open(DATA("vision/mmproj-tiny-f32.gguf"), m, &err) && strstr(err.msg, "lfm2a"),
+          "the image mmproj: %s", err.msg);
+    CHECK(!lfm2c_audio_mmproj_open(lm_path, m, &err) && strstr(err.msg, "projector type"), "a model: %s", err.msg);
+    lfm2c_model_params p = lfm2c_model_default_params();
+    lfm2c_model *wide = lfm2c_model_open(DATA("lfm2-kq-dense-q4_k_m.gguf"), &p, &err);
+    CHECK(wide && !lfm2c_audio_mmproj_open(mm_path[0], wide, &err) && strstr(err.msg, "width"), "%s", err.msg);
+    lfm2c_model_free(wide);
+    lfm2c_audio_mmproj *mm = lfm2c_audio_mmproj_open(mm_path[0], NULL, &err);
+    char d[512];
+    CHECK(mm && lfm2c_audio_mmproj_describe(mm, d, sizeof d) > 0 && strstr(d, "2 blocks x 512"), "describe: %s", d);
+    CHECK(mm && !lfm2c_audio_encode(mm, "RIFF", 4, NULL, NULL, NULL, &err), "encode without the model");
+    lfm2c_audio_mmproj_free(mm);
+}
+
 int main(void) {
     threadpool *pool = threadpool_new(3);
     make_models();
     test_goldens(pool);
+    lfm2c_model *m = open_lm(2);
+    if (m) test_logits(m), test_batch_reuse(m), test_refusals(m);
+    lfm2c_model_free(m);
     for (int k = 0; k < 3; k++) unlink(mm_path[k]);
     unlink(lm_path);
     threadpool_free(pool);
