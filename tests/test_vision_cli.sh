@@ -24,7 +24,7 @@ check "a language model as mmproj fails" "$rc:$(grep -c 'projector type' "$tmp/e
 "$bin" bench --mmproj data/vision/mmproj-tiny-f32.gguf --image-size 12by4 >/dev/null 2>"$tmp/err"; rc=$?
 check "a bad size fails" "$rc:$(grep -c 'WxH' "$tmp/err")" "1:1"
 "$bin" synth --preset lfm2-350m --type f32 -o "$tmp/x.gguf" --mmproj "$tmp/y.gguf" >/dev/null 2>"$tmp/err"; rc=$?
-check "--mmproj needs a VL preset" "$rc:$(grep -c 'LFM2-VL preset' "$tmp/err")" "1:1"
+check "--mmproj needs a VL or audio preset" "$rc:$(grep -c 'LFM2-VL or LFM2-Audio preset' "$tmp/err")" "1:1"
 "$bin" synth --preset lfm2-vl-tiny --type f32 -o "$tmp/x.gguf" --mmproj "$tmp/y.gguf" --mmproj-type q4_k >/dev/null 2>"$tmp/err"; rc=$?
 check "--mmproj-type refused" "$rc:$(grep -c 'f32, f16 or q8_0' "$tmp/err")" "1:1"
 

@@ -8,6 +8,7 @@
 
 #define CLI_COMMANDS(X) \
     X(run, "answer a prompt (the model's chat template; --raw: continue the text)") \
+    X(transcribe, "an audio file's speech as text (LFM2-Audio)") \
     X(chat, "interactive multi-turn chat") \
     X(serve, "HTTP server of your models (OpenAI, Responses, Anthropic, Ollama APIs)") \
     X(ps, "models a running server has loaded") \
@@ -180,4 +181,29 @@ char *cli_image_text(const cli_images *ci, int n_new, const char *text, size_t l
 int32_t *cli_image_expand(const cli_images *ci, const lfm2c_model *m, int32_t *ids, int *n, float **rows);
 void cli_image_clear(cli_images *ci); /* forgets the images (keeps the mmproj) */
 void cli_image_close(cli_images *ci);
+
+/* Audio (cli_audio.c): --audio FILE (repeatable) for run, with -mm / --mmproj an LFM2-Audio
+ * model's audio mmproj (the same flag as the images': a model hears or sees). */
+enum { CLI_MAX_AUDIO = 16 };
+#define CLI_AUDIO_HELP \
+    "  --audio FILE       an audio clip (WAV, FLAC, MP3, Ogg Vorbis / Opus) for the prompt; repeatable;\n" \
+    "                     needs --mmproj (an LFM2-Audio model's audio mmproj)\n"
+typedef struct cli_audio {
+    const char *files[CLI_MAX_AUDIO];
+    int n_files;
+    lfm2c_audio_mmproj *am;
+    lfm2c_audio *clip[CLI_MAX_AUDIO];
+    int n;
+    double seconds, encode_s; /* the clips' length; the time decoding and encoding them took */
+} cli_audio;
+bool cli_audio_flag(cli_audio *ca, int argc, char **argv, int *i);
+/* Opens the audio mmproj for m and encodes the --audio files (a progress bar on a terminal):
+ * 0, or 1 with the message said. */
+int cli_audio_open(cli_audio *ca, const char *mmproj_path, lfm2c_model *m);
+/* text with a marker per clip in front unless it has one itself, as llama-mtmd-cli (malloc'd). */
+char *cli_audio_text(const cli_audio *ca, const char *text, size_t len, size_t *out_len);
+/* The rendered prompt's ids with the clips' rows (lfm2c_prompt_audio); NULL with the message said. */
+int32_t *cli_audio_ids(const cli_audio *ca, const lfm2c_model *m, const char *text, size_t len, bool add_bos, int *n,
+                       float **rows);
+void cli_audio_close(cli_audio *ca);
 #endif

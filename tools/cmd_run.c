@@ -24,7 +24,7 @@ static const char USAGE[] =
     "  --hugepages        always copy the weights into anonymous transparent huge pages\n"
     "  --no-hugepages     always map the file (default: copy when THP is on and RAM allows)\n"
     "  --no-bos           do not add BOS               --special  print special tokens\n"
-    "  --ignore-eos       keep going past end-of-generation tokens\n" CLI_IMAGE_HELP
+    "  --ignore-eos       keep going past end-of-generation tokens\n" CLI_IMAGE_HELP CLI_AUDIO_HELP
     "  -v, --verbose      print speed (and drafted / accepted tokens) and what each LoRA adapter changes\n"
     "constrained output (one of them; not with speculative decoding):\n"
     "  -j, --json-schema SCHEMA  JSON valid against SCHEMA   --json-schema-file F  the schema from F\n"
@@ -60,6 +60,7 @@ typedef struct run_opts {
     cli_sampling samp;
     cli_spec spec;
     cli_images images;                        /* --mmproj, --image */
+    cli_audio audio;                          /* --audio (with --mmproj) */
     const char *schema, *schema_file, *regex; /* constrained output */
     const char *choices[64];
     int n_choices;
@@ -80,7 +81,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--device")) o->device = cli_device(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "--reference")) o->reference = true;
         else if (cli_kv_flag(argc, argv, &i) || cli_lora_flag(argc, argv, &i)) continue;
-        else if (cli_image_flag(&o->images, argc, argv, &i)) continue;
+        else if (cli_image_flag(&o->images, argc, argv, &i) || cli_audio_flag(&o->audio, argc, argv, &i)) continue;
         else if (!strcmp(a, "--chat")) o->chat = true;
         else if (!strcmp(a, "--raw")) o->raw = true;
         else if (!strcmp(a, "--system") || !strcmp(a, "-sys")) {
@@ -233,10 +234,16 @@ int cmd_run(int argc, char **argv) {
     float *rows = NULL;
     int n_prompt = 0, ctx = 0;
     rc = 1;
-    if (cli_image_open(&o.images, m)) goto done;
-    if (o.images.n) { /* a placeholder per image in front, unless the prompt places them itself */
+    const double t_start = lfm2c_now_s();
+    if (o.audio.n_files && o.images.n_files) {
+        cli_fail("--image and --audio together: a model sees (LFM2-VL) or hears (LFM2-Audio), not both");
+        goto done;
+    }
+    if (o.audio.n_files ? cli_audio_open(&o.audio, o.images.mmproj_path, m) : cli_image_open(&o.images, m)) goto done;
+    if (o.images.n || o.audio.n) { /* a placeholder per image or clip in front, unless the prompt places them */
         size_t len = 0;
-        char *t = cli_image_text(&o.images, o.images.n, prompt, prompt_len, &len);
+        char *t = o.audio.n ? cli_audio_text(&o.audio, prompt, prompt_len, &len)
+                            : cli_image_text(&o.images, o.images.n, prompt, prompt_len, &len);
         free(file_text);
         prompt = file_text = t;
         prompt_len = len;
@@ -255,7 +262,10 @@ int cmd_run(int argc, char **argv) {
         prompt_len = strlen(rendered);
         o.no_bos = true;
     }
-    if (!(ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !o.no_bos, true, &n_prompt, &err))) {
+    if (o.audio.n) { /* the text split at the markers, the clips' rows between (as libmtmd) */
+        if (!(ids = cli_audio_ids(&o.audio, m, prompt, prompt_len, in->add_bos && !o.no_bos, &n_prompt, &rows)))
+            goto done;
+    } else if (!(ids = lfm2c_tokenize(m, prompt, prompt_len, in->add_bos && !o.no_bos, true, &n_prompt, &err))) {
         cli_fail("%s", err.msg);
         goto done;
     }
@@ -263,7 +273,7 @@ int cmd_run(int argc, char **argv) {
         cli_fail("empty prompt");
         goto done;
     }
-    if (!(ids = cli_image_expand(&o.images, m, ids, &n_prompt, &rows))) goto done;
+    if (!o.audio.n && !(ids = cli_image_expand(&o.images, m, ids, &n_prompt, &rows))) goto done;
     if (!(ctx = run_context(&o, in, n_prompt))) goto done;
     if (!(s = lfm2c_session_new(m, ctx, &err))) {
         cli_fail("%s", err.msg);
@@ -282,9 +292,17 @@ int cmd_run(int argc, char **argv) {
     if (run_constraint(&o, m, &con)) goto done;
     if (con) lfm2c_sampler_set_filter(smp, lfm2c_constraint_filter, con);
     rc = run_generate(&o, m, s, smp, spec, con, ids, rows, n_prompt, ctx) ? 1 : 0;
+    if (!rc && o.verbose && o.audio.n) {
+        const double all = lfm2c_now_s() - t_start;
+        fprintf(stderr,
+                "audio: %.2f s heard, decoded and encoded in %.3f s; real-time factor %.3f (decoding to the last "
+                "token: %.3f s)\n",
+                o.audio.seconds, o.audio.encode_s, all / o.audio.seconds, all);
+    }
 done:
     free(rows);
     cli_image_close(&o.images);
+    cli_audio_close(&o.audio);
     lfm2c_constraint_free(con);
     lfm2c_spec_free(spec);
     lfm2c_model_free(draft);

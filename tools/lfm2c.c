@@ -132,8 +132,9 @@ static char *command_names(void) {
 
 /* Runs argv[1] (after the positional model is rewritten): -hf first, then the command. */
 static int dispatch(int argc, char **argv) {
-    /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" */
-    if (opens_model(argv[1])) {
+    /* -hf on the commands that open a model: pull it, then hand the command "-m PATH" (transcribe
+       too, whose first word is the audio file, not a model) */
+    if (opens_model(argv[1]) || !strcmp(argv[1], "transcribe")) {
         char *model_path = NULL, *draft_path = NULL, *mmproj_path = NULL;
         int n = argc;
         char **av = cli_hub_rewrite(&n, argv, &model_path, &draft_path, &mmproj_path);
