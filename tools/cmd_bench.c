@@ -476,7 +476,9 @@ static const char USAGE[] =
     "    --draft-max K        tokens drafted per step (default 4)\n"
     "    --spec-accept LIST   forced acceptance rates (default 0.5,0.7,0.9,1)\n"
     "lfm2c bench --mmproj MMPROJ.gguf [--image-size WxH,... (512x512,1920x1080)] [-t N] [-r 3]\n"
-    "  the LFM2-VL image encoder: each size cut as the processor cuts it (tiles + thumbnail)\n";
+    "  the LFM2-VL image encoder: each size cut as the processor cuts it (tiles + thumbnail)\n"
+    "lfm2c bench --mmproj AUDIO_MMPROJ.gguf --audio-seconds S,... (10,60) [-t N] [-r 3]\n"
+    "  the LFM2-Audio encoder: the log-mel features and the Conformer for clips of S seconds\n";
 
 static int usage(void) {
     fputs(USAGE, stderr);
@@ -890,9 +892,12 @@ static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_r
 }
 
 int cmd_bench_vision(int argc, char **argv); /* cmd_bench_vision.c */
+int cmd_bench_audio(int argc, char **argv);  /* cmd_bench_audio.c */
 
 int cmd_bench(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) /* the LFM2-VL encoder instead */
+    for (int i = 1; i < argc; i++) /* an encoder instead: LFM2-Audio's with --audio-seconds, else LFM2-VL's */
+        if (!strcmp(argv[i], "--audio-seconds")) return cmd_bench_audio(argc, argv);
+    for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--mmproj") || !strcmp(argv[i], "-mm")) return cmd_bench_vision(argc, argv);
     bench_opts o = bench_opts_init();
     int rc = bench_parse(argc, argv, &o);
