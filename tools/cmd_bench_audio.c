@@ -59,7 +59,9 @@ int cmd_bench_audio(int argc, char **argv) {
         else if (!strcmp(a, "--audio-seconds")) lens = cli_value(argc, argv, &i);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = cli_threads(a, cli_value(argc, argv, &i));
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions")) reps = cli_positive(a, cli_value(argc, argv, &i));
-        else return cli_fail("bench: with an audio mmproj the options are --audio-seconds S,... -t N -r REPS; got '%s'", a);
+        else
+            return cli_fail("bench: with an audio mmproj the options are --audio-seconds S,... -t N -r REPS; got '%s'",
+                            a);
     }
     lfm2c_error err = {0};
     aud_model *am = aud_open(path, encoder_for(NULL, NULL, NULL), &err);

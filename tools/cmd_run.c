@@ -208,6 +208,32 @@ static int run_generate(const run_opts *o, lfm2c_model *m, lfm2c_session *s, lfm
     return 0;
 }
 
+/* The --image or --audio files opened and encoded, a placeholder per image or clip put in front
+ * of the prompt unless it places them itself: 0, or 1 with the message said. */
+static int run_media(run_opts *o, lfm2c_model *m, const char **prompt, size_t *len, char **file_text) {
+    if (o->audio.n_files && o->images.n_files)
+        return cli_fail("--image and --audio together: a model sees (LFM2-VL) or hears (LFM2-Audio), not both");
+    if (o->audio.n_files ? cli_audio_open(&o->audio, o->images.mmproj_path, m) : cli_image_open(&o->images, m))
+        return 1;
+    if (!o->images.n && !o->audio.n) return 0;
+    size_t n = 0;
+    char *t = o->audio.n ? cli_audio_text(&o->audio, *prompt, *len, &n)
+                         : cli_image_text(&o->images, o->images.n, *prompt, *len, &n);
+    if (!t) return cli_fail("out of memory");
+    free(*file_text);
+    *prompt = *file_text = t;
+    *len = n;
+    return 0;
+}
+
+/* -v with audio: its length, its encode time, the real-time factor of everything (`all` s). */
+static void run_audio_report(const cli_audio *ca, double all) {
+    fprintf(stderr,
+            "audio: %.2f s heard, decoded and encoded in %.3f s; real-time factor %.3f (decoding to the last token: "
+            "%.3f s)\n",
+            ca->seconds, ca->encode_s, all / ca->seconds, all);
+}
+
 int cmd_run(int argc, char **argv) {
     run_opts o;
     int rc = run_parse(argc, argv, &o);
@@ -235,19 +261,7 @@ int cmd_run(int argc, char **argv) {
     int n_prompt = 0, ctx = 0;
     rc = 1;
     const double t_start = lfm2c_now_s();
-    if (o.audio.n_files && o.images.n_files) {
-        cli_fail("--image and --audio together: a model sees (LFM2-VL) or hears (LFM2-Audio), not both");
-        goto done;
-    }
-    if (o.audio.n_files ? cli_audio_open(&o.audio, o.images.mmproj_path, m) : cli_image_open(&o.images, m)) goto done;
-    if (o.images.n || o.audio.n) { /* a placeholder per image or clip in front, unless the prompt places them */
-        size_t len = 0;
-        char *t = o.audio.n ? cli_audio_text(&o.audio, prompt, prompt_len, &len)
-                            : cli_image_text(&o.images, o.images.n, prompt, prompt_len, &len);
-        free(file_text);
-        prompt = file_text = t;
-        prompt_len = len;
-    }
+    if (run_media(&o, m, &prompt, &prompt_len, &file_text)) goto done;
     if (!o.raw && lfm2c_model_meta_str(m, "tokenizer.chat_template")) o.chat = true; /* the default */
     if (o.verbose)
         fprintf(stderr, "prompt: %s\n",
@@ -292,13 +306,7 @@ int cmd_run(int argc, char **argv) {
     if (run_constraint(&o, m, &con)) goto done;
     if (con) lfm2c_sampler_set_filter(smp, lfm2c_constraint_filter, con);
     rc = run_generate(&o, m, s, smp, spec, con, ids, rows, n_prompt, ctx) ? 1 : 0;
-    if (!rc && o.verbose && o.audio.n) {
-        const double all = lfm2c_now_s() - t_start;
-        fprintf(stderr,
-                "audio: %.2f s heard, decoded and encoded in %.3f s; real-time factor %.3f (decoding to the last "
-                "token: %.3f s)\n",
-                o.audio.seconds, o.audio.encode_s, all / o.audio.seconds, all);
-    }
+    if (!rc && o.verbose && o.audio.n) run_audio_report(&o.audio, lfm2c_now_s() - t_start);
 done:
     free(rows);
     cli_image_close(&o.images);

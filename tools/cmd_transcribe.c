@@ -24,8 +24,8 @@ int cmd_transcribe(int argc, char **argv) {
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return fputs(USAGE, stdout), 0;
-        if (argv[i][0] != '-' && !file && (i == 1 || argv[i - 1][0] != '-' || !strcmp(argv[i - 1], "-v") ||
-                                           !strcmp(argv[i - 1], "--verbose")))
+        if (argv[i][0] != '-' && !file &&
+            (i == 1 || argv[i - 1][0] != '-' || !strcmp(argv[i - 1], "-v") || !strcmp(argv[i - 1], "--verbose")))
             file = argv[i];
     }
     if (!file) return fputs(USAGE, stderr), cli_fail("transcribe: no audio file given"), 2;
