@@ -5,8 +5,11 @@
  * stereo, 16-bit, 24-bit and float WAV, FLAC, MP3; tests/data/audio/README.md says how they were
  * made): the decoded, down-mixed, resampled samples are libmtmd's to the bit (MP3: its decoder
  * is not ours, within a stated bound), the log-mel features too, and the projected embeddings
- * within a tolerance per mmproj type; one thread or three give the same bits; files the reader
- * must refuse are, with a message. */
+ * within a tolerance per mmproj type; the last logits of a prompt with each clip (built from the
+ * file's bytes through the public API) within a tolerance of llama.cpp's; a batch equals each
+ * solo, prefix reuse tells clips apart; hostile audio (truncated, a huge declared length, 1000
+ * channels, 500 Hz and 1 MHz, garbage behind a magic, too short, too long) and files the reader
+ * must refuse are clear errors. */
 #include "test.h"
 #include "audio/audio.h"
 #include "audio/clips.h"
@@ -367,9 +370,71 @@ static void test_refusals(lfm2c_model *m) {
     lfm2c_audio_mmproj_free(mm);
 }
 
+/* decode bytes with lim: -1 and the code and a message, or 0 with the frames */
+static int try_decode(const uint8_t *b, size_t n, const aud_limits *lim, int64_t *frames, lfm2c_error *err) {
+    aud_pcm pcm;
+    memset(err, 0, sizeof *err);
+    const int rc = aud_decode(b, n, lim, &pcm, err);
+    if (!rc) *frames = pcm.frames, aud_pcm_free(&pcm);
+    return rc;
+}
+
+/* Hostile audio: every refusal is a clear error (its code and message), never a crash or memory. */
+static void test_hostile(void) {
+    size_t n = 0;
+    uint8_t *w = clip_wav(&CLIPS[0], &n); /* short: 1.3 s, 16 kHz mono */
+    lfm2c_error err;
+    int64_t frames = 0;
+    const aud_limits def = aud_default_limits();
+    CHECK(try_decode(w, n, NULL, &frames, &err) == 0 && frames == CLIPS[0].frames, "the clip: %s", err.msg);
+    CHECK(try_decode(w, n / 2, NULL, &frames, &err) == 0 && frames < CLIPS[0].frames && frames > 0,
+          "a truncated WAV decodes what it holds: %lld frames", (long long)frames);
+    CHECK(try_decode(w, 30, NULL, &frames, &err) == -1 && err.code == LFM2C_EFORMAT, "a cut header: %s", err.msg);
+    aud_limits l = def;
+    l.max_seconds = 1.0;
+    CHECK(try_decode(w, n, &l, &frames, &err) == -1 && err.code == LFM2C_ETOOLARGE && strstr(err.msg, "at most 1 s"),
+          "over the duration: %s", err.msg);
+    l = def, l.max_bytes = 1000;
+    CHECK(try_decode(w, n, &l, &frames, &err) == -1 && err.code == LFM2C_ETOOLARGE, "over the bytes: %s", err.msg);
+    uint8_t h[44];
+    memcpy(h, w, 44);
+    clip_put32(h + 40, 0xfffffff0u), clip_put32(h + 4, 0xffffffffu); /* 4 GB declared in 44 bytes */
+    CHECK(try_decode(h, 44, NULL, &frames, &err) == -1 && err.msg[0], "a huge declared length: %s", err.msg);
+    memcpy(h, w, 44);
+    clip_put16(h + 22, 1000), clip_put16(h + 32, 2000); /* 1000 channels */
+    CHECK(try_decode(h, 44, NULL, &frames, &err) == -1 && err.msg[0], "1000 channels: %s", err.msg);
+    uint8_t *odd = malloc(n);
+    const uint32_t rates[] = {500, 1000000};
+    for (int k = 0; k < 2; k++) { /* odd rates: refused from the header */
+        memcpy(odd, w, n);
+        clip_put32(odd + 24, rates[k]), clip_put32(odd + 28, rates[k] * 2);
+        CHECK(try_decode(odd, n, NULL, &frames, &err) == -1 && err.code == LFM2C_ETOOLARGE && strstr(err.msg, "Hz"),
+              "%u Hz: %s", rates[k], err.msg);
+    }
+    memcpy(odd, w, n);
+    clip_put16(odd + 22, 3), clip_put16(odd + 32, 6); /* 3 channels: decoded and mixed down */
+    CHECK(try_decode(odd, n - n % 6, NULL, &frames, &err) == 0 && frames > 0, "3 channels: %s", err.msg);
+    memcpy(odd, "ID3", 3); /* MP3 by its tag, garbage after it */
+    CHECK(try_decode(odd, n, NULL, &frames, &err) == -1 && err.msg[0], "garbage after an ID3 tag: %s", err.msg);
+    CHECK(try_decode((const uint8_t *)"hello world!", 12, NULL, &frames, &err) == -1 &&
+              strstr(err.msg, "not an audio file"),
+          "%s", err.msg);
+    free(odd);
+    free(w);
+    /* too short to hear (libmtmd asserts), too long for the code table: clear errors */
+    const aud_mel_params mp = {16000, 512, 400, 160, 128};
+    float x[300] = {0}, mel[128 * 2];
+    CHECK(aud_mel(&mp, x, 300, mel, &err) == -1 && strstr(err.msg, "at least 320"), "%s", err.msg);
+    aud_model *am = aud_open(mm_path[0], encoder_for(NULL, NULL, NULL), &err);
+    CHECK(am && aud_encode(am, NULL, mel, 8 * am->hp.max_tokens + 1, NULL, &err) == -1 && err.code == LFM2C_ETOOLARGE,
+          "more tokens than the code table: %s", err.msg);
+    aud_close(am);
+}
+
 int main(void) {
     threadpool *pool = threadpool_new(3);
     make_models();
+    test_hostile();
     test_goldens(pool);
     lfm2c_model *m = open_lm(2);
     if (m) test_logits(m), test_batch_reuse(m), test_refusals(m);
