@@ -74,12 +74,13 @@ void lfm2c_audio_mmproj_free(lfm2c_audio_mmproj *mm) {
 
 int lfm2c_audio_mmproj_describe(const lfm2c_audio_mmproj *mm, char *buf, size_t cap) {
     const aud_hparams *h = &mm->am->hp;
-    return snprintf(buf, cap,
-                    "LFM2-Audio mmproj: Conformer %d blocks x %d wide (%d heads, feed-forward %d, depthwise kernel %d), "
-                    "%d mel bins at %d Hz, subsampling x8 (%d channels), adapter %d -> %d; clips up to %d tokens "
-                    "(%.1f s)",
-                    h->n_layer, h->n_embd, h->n_head, h->n_ff, h->kernel, h->n_mel, h->sample_rate, h->sub_ch,
-                    h->mm_hidden, h->proj_dim, h->max_tokens, h->max_tokens * 8.0 * h->hop / h->sample_rate);
+    return snprintf(
+        buf, cap,
+        "LFM2-Audio mmproj: Conformer %d blocks x %d wide (%d heads, feed-forward %d, depthwise kernel %d), "
+        "%d mel bins at %d Hz, subsampling x8 (%d channels), adapter %d -> %d; clips up to %d tokens "
+        "(%.1f s)",
+        h->n_layer, h->n_embd, h->n_head, h->n_ff, h->kernel, h->n_mel, h->sample_rate, h->sub_ch, h->mm_hidden,
+        h->proj_dim, h->max_tokens, h->max_tokens * 8.0 * h->hop / h->sample_rate);
 }
 
 int lfm2c_audio_probe(const lfm2c_audio_mmproj *mm, const void *data, size_t n, const lfm2c_audio_limits *lim,
@@ -90,14 +91,16 @@ int lfm2c_audio_probe(const lfm2c_audio_mmproj *mm, const void *data, size_t n, 
     if (aud_probe(data, n, &al, &in, err)) return -1;
     const aud_hparams *h = &mm->am->hp;
     const int64_t m = aud_out_frames(in.rate, h->sample_rate, in.frames), frames = m / h->hop + 1;
-    const int T = aud_n_tokens((int)(frames < 1 << 30 ? frames : 1 << 30)), nth = mm->pool ? threadpool_size(mm->pool) : 1;
+    const int T = aud_n_tokens((int)(frames < 1 << 30 ? frames : 1 << 30)),
+              nth = mm->pool ? threadpool_size(mm->pool) : 1;
     *out = (lfm2c_audio_facts){in.channels, in.rate, in.frames, (double)in.frames / in.rate, T, 0};
     out->bytes = (size_t)in.frames * in.channels * sizeof(float) * 2 + (size_t)m * sizeof(float) * 2 +
                  (size_t)h->n_mel * frames * sizeof(float) + aud_encode_bytes(mm->am, (int)frames, nth) +
                  (size_t)T * h->proj_dim * sizeof(float) * 2;
     if (T > h->max_tokens) {
-        lfm2c_set_error(err, LFM2C_ETOOLARGE, "audio of %.1f s makes %d audio tokens, more than the %d this mmproj allows",
-                        out->seconds, T, h->max_tokens);
+        lfm2c_set_error(err, LFM2C_ETOOLARGE,
+                        "audio of %.1f s makes %d audio tokens, more than the %d this mmproj allows", out->seconds, T,
+                        h->max_tokens);
         return -1;
     }
     return 0;
@@ -142,7 +145,8 @@ static lfm2c_audio *encode_mono(lfm2c_audio_mmproj *mm, const float *x, int64_t 
 }
 
 static int need_model(const lfm2c_audio_mmproj *mm, lfm2c_error *err) {
-    if (!mm) return lfm2c_set_error(err, LFM2C_EINVAL, "no audio mmproj: audio needs an LFM2-Audio model's mmproj file"), -1;
+    if (!mm)
+        return lfm2c_set_error(err, LFM2C_EINVAL, "no audio mmproj: audio needs an LFM2-Audio model's mmproj file"), -1;
     if (!mm->model) return lfm2c_set_error(err, LFM2C_EINVAL, "the audio mmproj was opened without its model"), -1;
     return 0;
 }
@@ -218,8 +222,8 @@ static int64_t next_marker(const char *t, size_t len, size_t at) {
 }
 
 /* Appends the ids of text[0..n) (tokenized as lfm2c_tokenize_prompt does) to *ids. */
-static int add_text(const lfm2c_model *m, const char *text, size_t n, bool bos, int32_t **ids, size_t *len,
-                    size_t *cap, lfm2c_error *err) {
+static int add_text(const lfm2c_model *m, const char *text, size_t n, bool bos, int32_t **ids, size_t *len, size_t *cap,
+                    lfm2c_error *err) {
     int k = 0;
     int32_t *t = lfm2c_tokenize_prompt(m, text, n, bos, &k, err);
     if (!t) return -1;
@@ -235,9 +239,8 @@ static int add_text(const lfm2c_model *m, const char *text, size_t n, bool bos, 
     return 0;
 }
 
-int lfm2c_prompt_audio(const lfm2c_model *model, const char *text, size_t len, bool add_bos,
-                       lfm2c_audio *const *audio, int n_audio, int32_t **out, int *n_out, float **rows,
-                       lfm2c_error *err) {
+int lfm2c_prompt_audio(const lfm2c_model *model, const char *text, size_t len, bool add_bos, lfm2c_audio *const *audio,
+                       int n_audio, int32_t **out, int *n_out, float **rows, lfm2c_error *err) {
     *out = NULL, *rows = NULL, *n_out = 0;
     int found = 0;
     size_t n_row = 0;
