@@ -293,6 +293,17 @@ static void test_batch_reuse(lfm2c_model *m) {
     CHECK(mm != NULL, "%s", err.msg);
     if (!mm) return;
     const char *text = "<|im_start|>user\nListen: " LFM2C_AUDIO_MARKER " what is it?<|im_end|>\n";
+    size_t wn = 0; /* the header's facts and the memory a clip costs, before decoding */
+    uint8_t *wb = clip_wav(&CLIPS[1], &wn);
+    lfm2c_audio_facts f;
+    CHECK(lfm2c_audio_probe(mm, wb, wn, NULL, &f, &err) == 0 && f.channels == 2 && f.rate == 44100 &&
+              f.frames == 441000 && f.n_tokens == 126 && f.bytes > (size_t)441000 * 2 * 4 && f.bytes < (64u << 20),
+          "probe: %s (%d tokens, %zu bytes)", err.msg, f.n_tokens, f.bytes);
+    lfm2c_audio_limits lim = lfm2c_audio_default_limits();
+    lim.max_seconds = 5;
+    CHECK(lfm2c_audio_probe(mm, wb, wn, &lim, &f, &err) == -1 && err.code == LFM2C_ETOOLARGE, "probe over: %s",
+          err.msg);
+    free(wb);
     lfm2c_audio *a = encode_case(mm, "short", "wav"), *b = encode_case(mm, "cmp-flac", "cmp.flac");
     const clip_spec other = {"other", 16000, 1, 16, 20799}; /* short's length less a sample: same rows, other samples */
     size_t nb = 0;
