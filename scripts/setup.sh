@@ -31,10 +31,10 @@ installed() {
 }
 missing=""
 # the image decoders (src/vision/image.c): JPEG, PNG, WebP (libwebp-dev: also libwebpdemux, the first
-# frame of an animated one), GIF; the audio decoder (src/audio/decode.c): libsndfile (WAV, FLAC, MP3 through
-# libmpg123, Ogg Vorbis / Opus)
+# frame of an animated one), GIF; the audio decoders (src/audio/decode.c): libsndfile (WAV, FLAC, Ogg Vorbis /
+# Opus), libmpg123 (MP3, asked directly to be quiet)
 for p in build-essential cmake pkg-config libjansson-dev libmicrohttpd-dev libedit-dev libcurl4-openssl-dev \
-         libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev; do
+         libjpeg62-turbo-dev libpng-dev libwebp-dev libgif-dev libsndfile1-dev libmpg123-dev; do
   installed "$p" || missing="$missing $p"
 done
 add_arm64=0

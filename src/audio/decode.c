@@ -6,7 +6,10 @@
  * small file declaring hours, or thousands of channels, is LFM2C_ETOOLARGE at once), and the
  * decoding itself stops at the declared length and at the limits, so a stream that decodes to
  * more than it declared cannot grow memory past them. Samples are libsndfile's normalised floats:
- * integer PCM divided by 2^(bits-1), as miniaudio converts them. */
+ * integer PCM divided by 2^(bits-1), as miniaudio converts them. MP3 goes to libmpg123 directly
+ * where the build found it (libmpg123-dev), asked to be quiet: through libsndfile it prints its
+ * resync notes on a damaged stream, and the library never prints; its length is mpg123's
+ * estimate from the file's size and the first frame, the decoding bounded by the limits. */
 #include "audio/audio.h"
 #include "base/error.h"
 
@@ -14,6 +17,9 @@
 #include <string.h>
 #ifdef LFM2C_HAVE_SNDFILE
 #include <sndfile.h>
+#endif
+#ifdef LFM2C_HAVE_MPG123
+#include <mpg123.h>
 #endif
 
 aud_limits aud_default_limits(void) {
@@ -77,6 +83,64 @@ static SNDFILE *open_mem(mem_io *m, SF_INFO *si, lfm2c_error *err) {
 }
 #endif
 
+#ifdef LFM2C_HAVE_MPG123
+/* An MP3 handle over the whole file (fed once), quiet, float output; its format and length. */
+static mpg123_handle *mp3_open(const uint8_t *d, size_t n, aud_info *in, lfm2c_error *err) {
+    int e = 0;
+    mpg123_handle *mh = mpg123_new(NULL, &e);
+    if (!mh) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the MP3 decoder"), NULL;
+    const long *rates;
+    size_t nr = 0;
+    mpg123_rates(&rates, &nr);
+    mpg123_param(mh, MPG123_ADD_FLAGS, MPG123_QUIET, 0);
+    mpg123_format_none(mh);
+    for (size_t i = 0; i < nr; i++) mpg123_format(mh, rates[i], MPG123_MONO | MPG123_STEREO, MPG123_ENC_FLOAT_32);
+    long rate = 0;
+    int ch = 0, enc = 0;
+    if (mpg123_open_feed(mh) != MPG123_OK || mpg123_set_filesize(mh, (off_t)n) != MPG123_OK ||
+        mpg123_feed(mh, d, n) != MPG123_OK || mpg123_getformat(mh, &rate, &ch, &enc) != MPG123_OK ||
+        enc != MPG123_ENC_FLOAT_32) {
+        lfm2c_set_error(err, LFM2C_EFORMAT, "not a readable MP3 stream (%s)", mpg123_strerror(mh));
+        mpg123_delete(mh);
+        return NULL;
+    }
+    const off_t len = mpg123_length(mh);
+    *in = (aud_info){AUD_FMT_MP3, ch, (int)rate, len > 0 ? (int64_t)len : 0};
+    return mh;
+}
+
+/* The whole MP3 into out, at most cap frames (more: LFM2C_ETOOLARGE). */
+static int mp3_decode(mpg123_handle *mh, const aud_info *in, int64_t cap, aud_pcm *out, lfm2c_error *err) {
+    size_t have = 0, room = 65536;
+    float *x = malloc(room * sizeof *x);
+    int rc = MPG123_OK;
+    while (x && rc == MPG123_OK) {
+        if (have + 16384 > room) {
+            float *g = realloc(x, (room *= 2) * sizeof *x);
+            if (!g) break;
+            x = g;
+        }
+        size_t done = 0;
+        rc = mpg123_read(mh, (unsigned char *)(x + have), 16384 * sizeof *x, &done);
+        have += done / sizeof *x;
+        if ((int64_t)(have / (size_t)in->channels) > cap) {
+            free(x);
+            return lfm2c_set_error(err, LFM2C_ETOOLARGE, "the MP3 stream decodes to more than the limits allow"), -1;
+        }
+        if (rc == MPG123_NEW_FORMAT) rc = MPG123_OK; /* the first frame's, announced again */
+    }
+    const int64_t frames = (int64_t)(have / (size_t)in->channels);
+    if (!x || frames == 0) {
+        free(x);
+        return lfm2c_set_error(err, x ? LFM2C_EFORMAT : LFM2C_ENOMEM,
+                               x ? "the MP3 file holds no samples" : "out of memory"),
+               -1;
+    }
+    *out = (aud_pcm){in->channels, in->rate, frames, x};
+    return 0;
+}
+#endif
+
 /* The header's facts against the limits. */
 static int check_info(const aud_info *in, const aud_limits *l, lfm2c_error *err) {
     if (in->channels < 1 || in->rate < 1)
@@ -106,6 +170,15 @@ int aud_probe(const uint8_t *data, size_t n, const aud_limits *lim, aud_info *in
         return lfm2c_set_error(err, LFM2C_EFORMAT,
                                "not an audio file this build reads (WAV, FLAC, MP3, Ogg Vorbis / Opus)"),
                -1;
+#ifdef LFM2C_HAVE_MPG123
+    if (fmt == AUD_FMT_MP3) {
+        mpg123_handle *mh = mp3_open(data, n, info, err);
+        if (!mh) return -1;
+        mpg123_delete(mh);
+        if (info->frames <= 0) info->frames = (int64_t)(l.max_seconds * info->rate); /* unknown: the limit rules */
+        return check_info(info, &l, err);
+    }
+#endif
 #ifdef LFM2C_HAVE_SNDFILE
     mem_io m = {data, (sf_count_t)n, 0};
     SF_INFO si;
@@ -127,6 +200,18 @@ int aud_decode(const uint8_t *data, size_t n, const aud_limits *lim, aud_pcm *ou
     memset(out, 0, sizeof *out);
     aud_info in;
     if (aud_probe(data, n, lim, &in, err)) return -1;
+#ifdef LFM2C_HAVE_MPG123
+    if (in.format == AUD_FMT_MP3) { /* decoded to the limits, not to mpg123's estimate */
+        const aud_limits l = lim ? *lim : aud_default_limits();
+        const int64_t cap = (int64_t)(l.max_seconds * in.rate) < l.max_samples / in.channels
+                                ? (int64_t)(l.max_seconds * in.rate)
+                                : l.max_samples / in.channels;
+        mpg123_handle *mh = mp3_open(data, n, &in, err);
+        const int rc = mh ? mp3_decode(mh, &in, cap, out, err) : -1;
+        mpg123_delete(mh);
+        return rc;
+    }
+#endif
 #ifdef LFM2C_HAVE_SNDFILE
     mem_io m = {data, (sf_count_t)n, 0};
     SF_INFO si;
