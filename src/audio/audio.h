@@ -55,7 +55,7 @@ typedef struct aud_model {
     enc_mat mm1, mm3;
     const encoder_ops *enc;
     /* called after each block with the fraction done (0.1 .. 1), when set (audio_api.c sets it
-       for one encode, under its lock) */
+       for one encode and clears it after, holding its lock throughout) */
     void (*progress)(void *ud, double done);
     void *progress_ud;
 } aud_model;

@@ -151,6 +151,22 @@ static int need_model(const lfm2c_audio_mmproj *mm, lfm2c_error *err) {
     return 0;
 }
 
+/* pcm to 16 kHz mono, then its rows; the encoder reports its blocks to progress. The mmproj's lock
+ * is held from setting progress to clearing it: one encode at a time, each with its own callback. */
+static lfm2c_audio *encode_pcm(lfm2c_audio_mmproj *mm, const aud_pcm *pcm, void (*progress)(void *ud, double done),
+                               void *ud, lfm2c_error *err) {
+    int64_t n = 0;
+    float *mono = aud_to_mono(pcm, mm->am->hp.sample_rate, &n);
+    if (!mono) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory resampling audio"), NULL;
+    pthread_mutex_lock(&mm->mu);
+    mm->am->progress = progress, mm->am->progress_ud = ud;
+    lfm2c_audio *a = encode_mono(mm, mono, n, err);
+    mm->am->progress = NULL, mm->am->progress_ud = NULL;
+    pthread_mutex_unlock(&mm->mu);
+    if (mono != pcm->x) free(mono);
+    return a;
+}
+
 lfm2c_audio *lfm2c_audio_encode_pcm(lfm2c_audio_mmproj *mm, const float *x, int64_t frames, int channels, int rate,
                                     lfm2c_error *err) {
     if (need_model(mm, err)) return NULL;
@@ -161,14 +177,7 @@ lfm2c_audio *lfm2c_audio_encode_pcm(lfm2c_audio_mmproj *mm, const float *x, int6
                                (long long)frames, channels, rate),
                NULL;
     const aud_pcm pcm = {channels, rate, frames, (float *)x};
-    int64_t n = 0;
-    float *mono = aud_to_mono(&pcm, mm->am->hp.sample_rate, &n);
-    if (!mono) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory resampling audio"), NULL;
-    pthread_mutex_lock(&mm->mu);
-    lfm2c_audio *a = encode_mono(mm, mono, n, err);
-    pthread_mutex_unlock(&mm->mu);
-    if (mono != x) free(mono);
-    return a;
+    return encode_pcm(mm, &pcm, NULL, NULL, err);
 }
 
 lfm2c_audio *lfm2c_audio_encode(lfm2c_audio_mmproj *mm, const void *data, size_t n, const lfm2c_audio_limits *lim,
@@ -181,13 +190,7 @@ lfm2c_audio *lfm2c_audio_encode(lfm2c_audio_mmproj *mm, const void *data, size_t
     aud_pcm pcm;
     if (aud_decode(data, n, &al, &pcm, err)) return NULL;
     if (progress) progress(ud, 0.1);
-    pthread_mutex_lock(&mm->mu); /* the encoder reports its blocks to progress */
-    mm->am->progress = progress, mm->am->progress_ud = ud;
-    pthread_mutex_unlock(&mm->mu);
-    lfm2c_audio *a = lfm2c_audio_encode_pcm(mm, pcm.x, pcm.frames, pcm.channels, pcm.rate, err);
-    pthread_mutex_lock(&mm->mu);
-    mm->am->progress = NULL, mm->am->progress_ud = NULL;
-    pthread_mutex_unlock(&mm->mu);
+    lfm2c_audio *a = encode_pcm(mm, &pcm, progress, ud, err);
     aud_pcm_free(&pcm);
     if (a && progress) progress(ud, 1.0);
     return a;

@@ -17,6 +17,7 @@
 #include "formats/ggml_types.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -351,6 +352,55 @@ done:
     lfm2c_audio_mmproj_free(mm);
 }
 
+typedef struct enc_thread {
+    lfm2c_audio_mmproj *mm;
+    pthread_t self;
+    int calls, foreign;
+    lfm2c_audio *a;
+} enc_thread;
+
+static void on_progress(void *ud, double done) {
+    enc_thread *t = ud;
+    (void)done;
+    t->calls++;
+    t->foreign += !pthread_equal(t->self, pthread_self()); /* another encode's callback: a race */
+}
+
+static void *encode_thread(void *arg) {
+    enc_thread *t = arg;
+    t->self = pthread_self();
+    size_t n = 0;
+    uint8_t *b = clip_wav(&CLIPS[2], &n);
+    lfm2c_error err = {0};
+    for (int k = 0; k < 3; k++) {
+        lfm2c_audio_free(t->a);
+        t->a = lfm2c_audio_encode(t->mm, b, n, NULL, on_progress, t, &err);
+    }
+    free(b);
+    return NULL;
+}
+
+/* Two threads encoding at once on one mmproj: each clip whole, each callback its own. */
+static void test_concurrent(lfm2c_model *m) {
+    lfm2c_error err = {0};
+    lfm2c_audio_mmproj *mm = lfm2c_audio_mmproj_open(mm_path[0], m, &err);
+    CHECK(mm != NULL, "%s", err.msg);
+    if (!mm) return;
+    enc_thread t[2] = {{.mm = mm}, {.mm = mm}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, encode_thread, &t[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    int na = 0, nb = 0;
+    CHECK(t[0].a && t[1].a && t[0].calls > 6 && t[1].calls > 6 && !t[0].foreign && !t[1].foreign,
+          "concurrent encodes: %d / %d callbacks, %d / %d foreign", t[0].calls, t[1].calls, t[0].foreign, t[1].foreign);
+    if (t[0].a && t[1].a) {
+        const float *ra = lfm2c_audio_rows(t[0].a, &na), *rb = lfm2c_audio_rows(t[1].a, &nb);
+        CHECK(na == nb && !memcmp(ra, rb, sizeof(float) * (size_t)na * 64), "the same clip, the same rows");
+    }
+    lfm2c_audio_free(t[0].a), lfm2c_audio_free(t[1].a);
+    lfm2c_audio_mmproj_free(mm);
+}
+
 /* Markers and clips that do not match, a guarded marker, mmproj files that are not this one. */
 static void test_refusals(lfm2c_model *m) {
     lfm2c_error err = {0};
@@ -448,7 +498,7 @@ int main(void) {
     test_hostile();
     test_goldens(pool);
     lfm2c_model *m = open_lm(2);
-    if (m) test_logits(m), test_batch_reuse(m), test_refusals(m);
+    if (m) test_logits(m), test_batch_reuse(m), test_refusals(m), test_concurrent(m);
     lfm2c_model_free(m);
     for (int k = 0; k < 3; k++) unlink(mm_path[k]);
     unlink(lm_path);
