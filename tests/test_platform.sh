@@ -4,7 +4,7 @@
 # sys/socket.h, windows.h, ...) except the layer itself, src/base/os.h, os_net.h, os_posix.c and
 # os_win32.c. Every <...> include must be a standard C header, one both POSIX and mingw-w64 have
 # (pthread.h: winpthreads; sys/types.h), a compiler intrinsic header, or a library the build
-# finds on every platform (jansson, libmicrohttpd, libcurl, the image decoders, Vulkan, libedit,
+# finds on every platform (jansson, libmicrohttpd, libcurl, the image and audio decoders, Vulkan, libedit,
 # CUDA). A new system header goes into the layer (a function in os.h) rather than on this list.
 # It fails naming each FILE:LINE: HEADER.
 # usage: bash test_platform.sh [PATH/TO/lfm2c]   (the argument is ignored: ctest passes it)
@@ -15,7 +15,7 @@ setjmp.h signal.h stdalign.h stdarg.h stdatomic.h stdbool.h stddef.h stdint.h st
 stdnoreturn.h string.h tgmath.h time.h uchar.h wchar.h wctype.h
 pthread.h sys/types.h
 immintrin.h x86intrin.h cpuid.h arm_neon.h
-jansson.h microhttpd.h curl/curl.h png.h jpeglib.h gif_lib.h webp/decode.h webp/demux.h vulkan/vulkan.h
+jansson.h microhttpd.h curl/curl.h png.h jpeglib.h gif_lib.h webp/decode.h webp/demux.h sndfile.h mpg123.h vulkan/vulkan.h
 editline/readline.h cuda_runtime.h cuda_fp16.h cuda_bf16.h cublasLt.h'
 layer='src/base/os.h src/base/os_net.h src/base/os_posix.c src/base/os_win32.c'
 fail=0

@@ -5,11 +5,11 @@
  * tokenized with the clips' rows at its markers (lfm2c_prompt_audio). */
 #include "cli.h"
 #include "base/clock.h"
+#include "base/os.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 bool cli_audio_flag(cli_audio *ca, int argc, char **argv, int *i) {
     if (strcmp(argv[*i], "--audio")) return false;
@@ -43,7 +43,7 @@ int cli_audio_open(cli_audio *ca, const char *mmproj_path, lfm2c_model *m) {
                         "an LFM2-Audio model)");
     lfm2c_error err = {0};
     if (!(ca->am = lfm2c_audio_mmproj_open(mmproj_path, m, &err))) return cli_fail("%s: %s", mmproj_path, err.msg);
-    const bool tty = isatty(fileno(stderr));
+    const bool tty = os_isatty(stderr);
     for (int k = 0; k < ca->n_files; k++) {
         size_t n = 0;
         char *data = cli_read_file(ca->files[k], &n);

@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include "base/os.h" /* strcasecmp */
 
 typedef struct audio_preset {
     const char *name, *lm; /* the language model preset it pairs with (NULL: the tiny one below) */
