@@ -98,7 +98,10 @@ static const char USAGE[] =
     "                        Face cache (-hf, --models, pulled) takes the mmproj*.gguf beside it\n"
     "  --no-mmproj           no mmproj but -mm's (none fetched or paired from the cache)\n"
     "  --allow-image-urls    fetch http(s) image URLs (else 400): at most 32 MiB, 3 redirects, http(s)\n"
-    "                        only; the server fetches what clients name: trusted clients only\n"
+    "                        only, public addresses only; the server fetches what clients name\n"
+    "  --allow-private-image-urls NETS  image URLs may also reach these networks (10.0.5.0/24,fd00::/8,\n"
+    "                        127.0.0.1: comma-separated) or 'all' (loopback, private, link-local with\n"
+    "                        the cloud metadata address, ...: refused otherwise, on every redirect)\n"
     "  --image-url-timeout S one image URL's whole fetch (default 20)\n"
     "  -md FILE / -hfd REPO  speculative decoding of the first model with a draft model (same\n"
     "                        vocabulary), per slot\n"
@@ -223,6 +226,7 @@ static int parse_lora(const char *v, char **model, char **name, char **path, flo
 /* What serve's options set; serve_opts_init gives the defaults. */
 typedef struct serve_opts {
     const char *host, *api_key, *key_file, *alias, *tmpl_file, *cors, *keep_alive_s, *budget_s, *mmproj;
+    const char *allow_private_urls;
     const char *model_paths[SERVE_MAX_MODELS];
     int n_models;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
@@ -289,6 +293,7 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--no-mmproj", NULL, SO_TRUE, no_mmproj),
     SO("--allow-image-urls", NULL, SO_TRUE, allow_image_urls),
     SO("--image-url-timeout", NULL, SO_INT, image_url_timeout),
+    SO("--allow-private-image-urls", NULL, SO_STR, allow_private_urls),
     SO("--keep-alive", NULL, SO_STR, keep_alive_s),
     SO("--memory-budget", NULL, SO_STR, budget_s),
     SO("--max-loaded", NULL, SO_INT, max_loaded),
@@ -397,6 +402,16 @@ static int serve_check_models(serve_opts *o) {
     return 0;
 }
 
+/* What the server may fetch for clients: image URLs' networks: 0, or 2 said. */
+static int serve_check_fetches(serve_opts *o) {
+    lfm2c_error err = {0};
+    if (o->allow_private_urls && !lfm2c_hub_nets_check(o->allow_private_urls, &err))
+        return cli_fail("--allow-private-image-urls: %s", err.msg), 2;
+    if (o->allow_private_urls && !o->allow_image_urls)
+        return cli_fail("--allow-private-image-urls widens --allow-image-urls: give that too"), 2;
+    return 0;
+}
+
 /* The options' ranges and combinations: 0, or 2 with the message said. */
 static int serve_check(serve_opts *o) {
     if (serve_check_models(o)) return 2;
@@ -428,6 +443,7 @@ static int serve_check(serve_opts *o) {
     if (o->max_tok_bytes < 1 || o->max_detok < 1)
         return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1"), 2;
     if (o->cors && !*o->cors) return cli_fail("--cors-origin must not be empty"), 2;
+    if (serve_check_fetches(o)) return 2;
     if (o->spec.draft_path && o->spec.lookup_max > 0)
         return cli_fail("-md and --spec-lookup are two drafters: give one"), 2;
     if (o->spec.draft_min > o->spec.draft_max)
@@ -502,6 +518,7 @@ static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
                          .offline = o->offline,
                          .allow_image_urls = o->allow_image_urls,
                          .image_url_timeout = o->image_url_timeout,
+                         .allow_private_image_urls = o->allow_private_urls,
                          .log = log_line};
     lfm2c_error err = {0};
     if (!(r->srv = server_start(p, &err))) return cli_fail("%s", err.msg);

@@ -46,8 +46,12 @@ typedef struct server_params {
     const char *cache_dir;      /* the Hugging Face cache POST /api/pull fills (NULL: the default) */
     bool no_pull;               /* POST /api/pull is refused (--no-pull) */
     bool offline;               /* POST /api/pull looks only in the cache (--offline) */
+    uint64_t pull_max_bytes;    /* bytes one POST /api/pull may download (0: no bound; --pull-max-bytes) */
+    uint64_t pull_min_free;     /* bytes a pull leaves free on the cache's disk (0: no bound; --pull-min-free) */
     bool allow_image_urls;      /* http(s) image URLs are fetched (--allow-image-urls; else 400) */
     int image_url_timeout;      /* s: one image URL's whole fetch (0: 20) */
+    const char *allow_private_image_urls; /* the non-public addresses image URLs may reach: NULL
+                                             none, "all", or networks (--allow-private-image-urls) */
     /* A model's LoRA adapters (a request picks one by 'model': NAME or MODEL:NAME): the
      * registry sets them in each loaded model's copy of the parameters (none here). */
     int n_lora;
