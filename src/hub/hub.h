@@ -23,6 +23,7 @@ enum {
     LFM2C_HUB_E_VERIFY = 6,    /* sha256 or size mismatch */
     LFM2C_HUB_E_CANCEL = 7,    /* *cancel became non-zero */
     LFM2C_HUB_E_OFFLINE = 8,   /* offline and not in the cache */
+    LFM2C_HUB_E_SPACE = 9,     /* the download is over max_bytes, or would leave less than min_free */
 };
 
 /* file: name in the repo; done / total bytes of that file (total 0 = unknown); resumed: bytes that
@@ -42,6 +43,10 @@ typedef struct lfm2c_hub_params {
     void *progress_user;                         /* also passed to notice */
     void (*notice)(void *user, const char *msg); /* optional: retries, in one line each */
     volatile sig_atomic_t *cancel;               /* optional: set non-zero (e.g. from SIGINT) to stop */
+    /* optional bounds of what a pull writes, checked before any download (0: none): the bytes
+     * still to fetch (announced by the Hub; the cache's whole or partial blobs not counted), and
+     * the bytes to leave free on the cache's file system after them */
+    uint64_t max_bytes, min_free;
     /* optional: the repository's vision projector is fetched beside the model, its malloc'd path
      * stored here (NULL when the repository has none); NULL: not looked for. The mmproj is a
      * GGUF whose name starts with "mmproj" in the model's directory (lfm2c_hub_mmproj_pick). */

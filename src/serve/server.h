@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef void (*server_log_fn)(void *user, const char *line);
 
@@ -32,6 +33,8 @@ typedef struct server_params {
     int n_ctx;                  /* context of a slot (the scheduler's n_ctx) */
     const char *model_file;     /* the model's file name: accepted as a model id besides alias */
     const char *cors_origin;    /* NULL: no CORS headers; "*" or a comma-separated list of origins */
+    const char *allowed_hosts;  /* without api_key: Host names answered besides localhost, 127.0.0.1,
+                                   [::1] and host (--allowed-hosts; http.h) */
     int idle_timeout;           /* s: a connection waiting for headers/body or idle between requests */
     int timeout;                /* s: longest silence while a request is being answered */
     int max_connections;        /* open connections in all */
