@@ -232,9 +232,9 @@ code() { vreq "$1" > "$tmp/vreq"; curl -s -o "$tmp/vout" -w '%{http_code}' -H 'C
 curl -s "http://127.0.0.1:$sport/v1/models" | grep -q '"mmproj-' && bad "an mmproj listed as a model" || ok
 # POST /api/pull fetches the mmproj too (vl1's was left out by --no-mmproj above)
 [ "$(code test/vl1-GGUF:F32)" = 400 ] && ok || bad "vl1 without its mmproj took an image: $(cat "$tmp/vout")"
-curl -s -d '{"model":"hf.co/test/vl1-GGUF","stream":false}' "http://127.0.0.1:$sport/api/pull" > "$tmp/apull"
+curl -s -H 'Content-Type: application/json' -d '{"model":"hf.co/test/vl1-GGUF","stream":false}' "http://127.0.0.1:$sport/api/pull" > "$tmp/apull"
 grep -q success "$tmp/apull" && [ -e "${p1%/*}/mmproj-vl1-Q8_0.gguf" ] && ok || bad "/api/pull: no mmproj: $(cat "$tmp/apull")"
-curl -s -d '{"model":"test/vl1-GGUF:F32","keep_alive":0}' "http://127.0.0.1:$sport/api/generate" >/dev/null
+curl -s -H 'Content-Type: application/json' -d '{"model":"test/vl1-GGUF:F32","keep_alive":0}' "http://127.0.0.1:$sport/api/generate" >/dev/null
 [ "$(code test/vl1-GGUF:F32)" = 200 ] && ok || bad "serve --models: the cached vl1 not paired with its mmproj: $(cat "$tmp/vout")"
 kill $spid 2>/dev/null; wait $spid 2>/dev/null
 "$bin" rm test/vl-GGUF:F32 >/dev/null 2>&1

@@ -5,11 +5,14 @@
 # failing alone, pull with progress from the Hub imitation (tests/hub/fake_hub.py), one load for
 # concurrent first requests, delete); `lfm2c ps` and `lfm2c stop` against it; pulls refused with
 # --no-pull / --offline; `lfm2c serve` with an empty cache (says how to pull one, then serves
-# what POST /api/pull brings); eviction under a small --memory-budget with the process's RSS
-# checked against a server without the budget (which holds both models); a busy model keeping the
-# other out (503 after --load-timeout in each API's shape); the registry under churn (24 clients
-# over two models with --max-loaded 1, unloads, deletes and pulls, then SIGTERM in the middle of
-# it: tests/server/models_churn.py).
+# what POST /api/pull brings); without a key, the Host (DNS rebinding) and Origin (cross-site
+# posts) a request may name, with a key the key alone; JSON bodies only (415); a file given with
+# -m in a cache's layout never deleted; pulls bounded by --pull-max-bytes / --pull-min-free;
+# eviction under a small --memory-budget with the process's RSS checked against a server without
+# the budget (which holds both models); a busy model keeping the other out (503 after
+# --load-timeout in each API's shape); the registry under churn (24 clients over two models with
+# --max-loaded 1, unloads, deletes and pulls, then SIGTERM in the middle of it:
+# tests/server/models_churn.py).
 set -u
 LFM2C=$(realpath "$1")
 cd "$(dirname "$0")"
@@ -76,7 +79,7 @@ check "lfm2c ps: no server" '[ $rc = 1 ] && grep -q "cannot reach a server at 12
 # ---- pulls refused: --no-pull, --offline -------------------------------------------------------
 for flag in --no-pull --offline; do
   if start_server refuse -m "$tmp/alpha-Q8_0.gguf" $flag; then
-    code=$(curl -s -o "$tmp/body" -w '%{http_code}' -d '{"model":"test/tiny-GGUF:Q4_0"}' "http://127.0.0.1:$PORT/api/pull")
+    code=$(curl -s -o "$tmp/body" -w '%{http_code}' -H 'Content-Type: application/json' -d '{"model":"test/tiny-GGUF:Q4_0"}' "http://127.0.0.1:$PORT/api/pull")
     check "$flag: /api/pull refused naming it" '[ "$code" = 403 ] || [ "$code" = 501 ]; grep -q -- "$flag\|libcurl" "$tmp/body"'
     stop_server
   fi
@@ -96,6 +99,86 @@ if HF_HOME="$tmp/hf-empty" start_server empty --api-key $KEY; then
   fi
   stop_server
 fi
+
+# ---- web pages against a server without a key: its Host (DNS rebinding) and Origin (cross-site
+# posts), a body's type; files given with -m never deleted; pulls bounded -----------------------
+# a cache of one model (its blob and the snapshot's link, as huggingface_hub lays them out), and a
+# file given with -m that sits in a cache's layout elsewhere
+hfw="$tmp/hf-web"; snap="$hfw/hub/models--org--web/snapshots/c1"; blob="$hfw/hub/models--org--web/blobs/aaaa"
+given="$tmp/elsewhere/models--org--given/snapshots/c1"
+mkdir -p "$hfw/hub/models--org--web/blobs" "$snap" "$given"
+cp data/lfm2-tiny-dense-q8_0.gguf "$blob"
+ln -s ../../blobs/aaaa "$snap/web-Q8_0.gguf"
+cp data/lfm2-tiny-moe-q8_0.gguf "$given/given-Q8_0.gguf"
+# raw METHOD PATH BODY [curl args...]: the status; the answer in $tmp/body
+raw() {
+  local m=$1 p=$2 b=$3; shift 3
+  curl -s -m 60 -o "$tmp/body" -w '%{http_code}' -X "$m" "$@" ${b:+--data-binary "$b"} "http://127.0.0.1:$PORT$p"
+}
+J=(-H 'Content-Type: application/json')
+chat='{"model":"org/web:Q8_0","messages":[{"role":"user","content":"hi"}],"max_tokens":2}'
+if HF_HOME="$hfw" start_server web -m "$given/given-Q8_0.gguf" --models -c 256 --allowed-hosts my.box,.lan \
+     --pull-max-bytes 1000; then
+  for h in "localhost:$PORT" "127.0.0.1:$PORT" "[::1]:$PORT" "LOCALHOST:$PORT" localhost. 127.0.0.1 "my.box:$PORT" \
+           x.lan lan; do
+    check "Host $h is answered" '[ "$(raw GET /api/tags "" -H "Host: $h")" = 200 ]'
+  done
+  for h in "evil.example:$PORT" evil.example 127.0.0.1.evil.example localhost.evil.example "127.0.0.2:$PORT" "[::2]" \
+           my.box.evil xlan "localhost:x"; do
+    check "Host $h is refused (403)" '[ "$(raw GET /api/tags "" -H "Host: $h")" = 403 ] && grep -q "allowed-hosts" "$tmp/body"'
+  done
+  check "a public route answers any Host" '[ "$(raw GET /health "" -H "Host: evil.example")" = 200 ]'
+  check "DNS rebinding: DELETE /api/delete naming another Host is 403, the model stays" \
+    '[ "$(raw DELETE /api/delete "{\"model\":\"org/web:Q8_0\"}" "${J[@]}" -H "Host: evil.example:$PORT")" = 403 ] && [ -e "$blob" ]'
+  check "DNS rebinding: a chat naming another Host is 403" \
+    '[ "$(raw POST /v1/chat/completions "$chat" "${J[@]}" -H "Host: evil.example:$PORT")" = 403 ]'
+  check "a cross-site text/plain form post to /api/pull is 403" \
+    '[ "$(raw POST /api/pull "{\"model\":\"test/tiny-GGUF:Q4_0\",\"stream\":false}" -H "Content-Type: text/plain" -H "Origin: http://evil.example")" = 403 ] && grep -q "origin" "$tmp/body"'
+  check "a cross-site JSON post to a chat route is 403" \
+    '[ "$(raw POST /v1/chat/completions "$chat" "${J[@]}" -H "Origin: http://evil.example")" = 403 ]'
+  check "a DELETE from another origin (another local port) is 403, the model stays" \
+    '[ "$(raw DELETE /api/delete "{\"model\":\"org/web:Q8_0\"}" "${J[@]}" -H "Origin: http://127.0.0.1:1")" = 403 ] && [ -e "$blob" ]'
+  check "a post from the server's own page (same origin) is answered" \
+    '[ "$(raw POST /v1/chat/completions "$chat" "${J[@]}" -H "Origin: http://127.0.0.1:$PORT")" = 200 ]'
+  check "a GET from another origin is answered (reading it is for CORS to allow)" \
+    '[ "$(raw GET /api/tags "" -H "Origin: http://evil.example")" = 200 ]'
+  check "text/plain from the server's own origin is 415" \
+    '[ "$(raw POST /v1/chat/completions "$chat" -H "Content-Type: text/plain" -H "Origin: http://127.0.0.1:$PORT")" = 415 ]'
+  check "curl -d's form type is 415, saying what to send" \
+    '[ "$(raw POST /v1/chat/completions "$chat" -H "Content-Type: application/x-www-form-urlencoded")" = 415 ] && grep -q "Content-Type: application/json" "$tmp/body"'
+  check "no Content-Type is 415" '[ "$(raw POST /api/show "{\"model\":\"org/web:Q8_0\"}" -H "Content-Type:")" = 415 ]'
+  check "application/json; charset=utf-8 is JSON" \
+    '[ "$(raw POST /api/show "{\"model\":\"org/web:Q8_0\"}" -H "Content-Type: application/json; charset=utf-8")" = 200 ]'
+  check "a -m file in a cache's layout is not deleted (400)" \
+    '[ "$(raw DELETE /api/delete "{\"model\":\"org/given:Q8_0\"}" "${J[@]}")" = 400 ] && grep -q "not deleted" "$tmp/body" && [ -e "$given/given-Q8_0.gguf" ]'
+  check "... nor by its file name" \
+    '[ "$(raw DELETE /api/delete "{\"model\":\"given-Q8_0.gguf\"}" "${J[@]}")" = 400 ] && [ -e "$given/given-Q8_0.gguf" ]'
+  if [ -n "$REPO" ]; then
+    check "a pull over --pull-max-bytes is 507 naming it, nothing written" \
+      '[ "$(raw POST /api/pull "{\"model\":\"$REPO:Q4_0\",\"stream\":false}" "${J[@]}")" = 507 ] && grep -q "pull-max-bytes" "$tmp/body" && [ -z "$(ls "$hfw/hub/models--test--tiny-GGUF/blobs" 2>/dev/null)" ]'
+  fi
+  check "a model of the cache is deleted" \
+    '[ "$(raw DELETE /api/delete "{\"model\":\"org/web:Q8_0\"}" "${J[@]}")" = 200 ] && [ ! -e "$blob" ]'
+  stop_server
+fi
+if start_server webkey -m "$tmp/alpha-Q8_0.gguf" --api-key $KEY --pull-min-free 1000000G; then
+  K=(-H "Authorization: Bearer $KEY")
+  check "with a key, the key is the gate: another Host is answered" \
+    '[ "$(raw GET /api/tags "" "${K[@]}" -H "Host: evil.example")" = 200 ]'
+  check "with a key, a post from another origin that has the key is answered" \
+    '[ "$(raw POST /api/show "{\"model\":\"alpha-Q8_0.gguf\"}" "${K[@]}" "${J[@]}" -H "Origin: http://evil.example")" = 200 ]'
+  check "with a key, a body must still be JSON (415)" \
+    '[ "$(raw POST /api/show "{\"model\":\"alpha-Q8_0.gguf\"}" "${K[@]}" -H "Content-Type: text/plain")" = 415 ]'
+  check "with a key, no key is 401 before the type" \
+    '[ "$(raw POST /api/show "{\"model\":\"alpha-Q8_0.gguf\"}" -H "Content-Type: text/plain")" = 401 ]'
+  if [ -n "$REPO" ]; then
+    check "a pull that would leave less than --pull-min-free is 507" \
+      '[ "$(raw POST /api/pull "{\"model\":\"$REPO:Q8_0\",\"stream\":false}" "${K[@]}" "${J[@]}")" = 507 ] && grep -q "free on the cache" "$tmp/body"'
+  fi
+  stop_server
+fi
+"$LFM2C" serve -m "$tmp/alpha-Q8_0.gguf" --port 0 --pull-max-bytes 10% >/dev/null 2>"$tmp/pmb"; rc=$?
+check "--pull-max-bytes takes bytes" '[ $rc = 2 ] && grep -q "pull-max-bytes takes bytes" "$tmp/pmb"'
 
 # ---- eviction under a memory budget: the process holds one model, not two -----------------------
 if "$LFM2C" synth --preset lfm2-350m --type F16 --layers 3 --vocab 8192 -o "$tmp/big-a.gguf" >/dev/null 2>&1; then

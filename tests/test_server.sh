@@ -486,14 +486,14 @@ if start_server small -np 1 --queue 1 --alias fixture --prefill-chunk 8; then  #
   # (long generations: the first ones are still running when the last clients arrive)
   for i in 1 2 3 4 5 6; do
     curl -s -o /dev/null -D "$TMP/h$i" -w '%{http_code}\n' "http://127.0.0.1:$PORT/v1/completions" \
-      -d '{"prompt":"Once","max_tokens":2000,"temperature":0}' >"$TMP/s$i" &
+      -H 'Content-Type: application/json' -d '{"prompt":"Once","max_tokens":2000,"temperature":0}' >"$TMP/s$i" &
   done
   wait $(jobs -p | grep -v "^$PID$") 2>/dev/null
   n503=$(cat "$TMP"/s? | grep -c '^503$'); n200=$(cat "$TMP"/s? | grep -c '^200$')
   check "queue full: some 503 ($n503) and some 200 ($n200)" '[ "$n503" -ge 1 ] && [ "$n200" -ge 2 ] && [ $((n503 + n200)) = 6 ]'
   check "503 carries Retry-After" 'grep -qi "^retry-after: 1" $(grep -l "503" "$TMP"/h?) '
   # SIGINT with a stream open: the stream ends, the server exits cleanly
-  curl -s -N "http://127.0.0.1:$PORT/v1/completions" -d '{"prompt":"x","max_tokens":1900,"stream":true,"logit_bias":{"7":-100,"2":-100}}' >"$TMP/cut" 2>/dev/null &
+  curl -s -N "http://127.0.0.1:$PORT/v1/completions" -H 'Content-Type: application/json' -d '{"prompt":"x","max_tokens":1900,"stream":true,"logit_bias":{"7":-100,"2":-100}}' >"$TMP/cut" 2>/dev/null &
   cpid=$!
   sleep 0.5
   kill -INT $PID
@@ -609,7 +609,7 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
   # a request being answered is not cut by the idle timeout: a stream queued behind long
   # generations (both slots busy) waits for its first byte longer than --idle-timeout
   for i in 1 2 3 4; do
-    curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/completions" "${AUTH[@]}" \
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/completions" "${AUTH[@]}" -H 'Content-Type: application/json' \
       -d '{"prompt":"x","max_tokens":1500,"logit_bias":{"7":-100,"2":-100},"temperature":1}' &
   done
   sleep 0.3
@@ -634,7 +634,7 @@ if start_server hostile -np 2 --api-key $KEY --metrics --max-connections 256 --i
   req POST /detokenize "{\"tokens\":[$(python3 -c 'print(",".join(["5"] * 101))')]}" "${AUTH[@]}"
   check "/detokenize over --max-detokenize-tokens -> 413" '[ "$STATUS" = 413 ] && error_shape && [ "$(error_param)" = tokens ]'
   # SIGTERM with a long generation, a stream nobody reads and a half-open connection: exits in time
-  curl -s -o "$TMP/long_gen" "http://127.0.0.1:$PORT$CHAT" "${AUTH[@]}" \
+  curl -s -o "$TMP/long_gen" "http://127.0.0.1:$PORT$CHAT" "${AUTH[@]}" -H 'Content-Type: application/json' \
     -d '{"messages":[{"role":"user","content":"go"}],"max_tokens":4000,"logit_bias":{"7":-100,"2":-100}}' &
   $H slow-reader $PORT $KEY >/dev/null 2>&1 &
   slow=$!

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_web.sh LFM2C — the chat page at "/" of `lfm2c serve`: served from the binary without the API
 # key, then driven in headless Chromium (tests/web/chat_page.mjs, puppeteer-core) against the real
-# server on loopback with --api-key and two models (the picker). Screenshots:
-# <build dir>/web-screenshots/*.png.
+# server on loopback with --api-key and two models (the picker); then against a server without a
+# key (tests/web/no_key.mjs): the page's own posts are answered, another origin's form post is 403.
+# Screenshots: <build dir>/web-screenshots/*.png.
 set -u
 bin=$1; here=$(cd "$(dirname "$0")" && pwd)
 pass=0; fail=0
@@ -40,5 +41,24 @@ cat "$tmp/browser"
 p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/browser"); f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/browser")
 [ -n "$p" ] || { bad "the browser test did not finish"; f=0; p=0; }
 pass=$((pass + p)); fail=$((fail + f))
+kill $pid 2>/dev/null; wait $pid 2>/dev/null
+# without a key: the server's own page works, other origins' posts do not
+"$bin" serve -m "$here/data/lfm2-tiny-dense-q8_0.gguf" -t 1 -np 1 -c 512 --host 127.0.0.1 --port 0 \
+  >"$tmp/out2" 2>"$tmp/err2" & pid=$!
+port=
+for _ in $(seq 200); do
+  port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/out2"); [ -n "$port" ] && break
+  kill -0 $pid 2>/dev/null || break; sleep 0.1
+done
+if [ -n "$port" ]; then
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+  CHROMIUM=$chromium timeout 120 node "$here/web/no_key.mjs" "http://127.0.0.1:$port/" > "$tmp/browser2" 2>&1
+  cat "$tmp/browser2"
+  p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/browser2"); f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/browser2")
+  [ -n "$p" ] || { bad "the browser test without a key did not finish"; f=0; p=0; }
+  pass=$((pass + p)); fail=$((fail + f))
+else
+  bad "the server without a key did not start: $(cat "$tmp/err2")"
+fi
 echo "web: $pass passed, $fail failed (screenshots in $shots)"
 [ $fail -eq 0 ]

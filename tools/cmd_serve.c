@@ -40,6 +40,8 @@ static const char USAGE[] =
     "  --load-timeout S      longest wait of a request for its model (another request's load or\n"
     "                        unload of it, room among busy models); then 503 (default 300)\n"
     "  --no-pull             refuse POST /api/pull (also --offline: the Hub is never asked)\n"
+    "  --pull-max-bytes B    the most one POST /api/pull may download (8G, 512M; default: no bound)\n"
+    "  --pull-min-free B     the free space a pull must leave on the cache's disk (default 1G)\n"
     "  --host ADDR           IPv4 address to bind (default 127.0.0.1: loopback only)\n"
     "  --port N              TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  --ollama              default port 11434, where Ollama clients look (the OpenAI, Responses,\n"
@@ -73,7 +75,11 @@ static const char USAGE[] =
     "  --max-request-memory BYTES  memory all requests in progress may hold: bodies, their\n"
     "                        parse, waiting jobs, unwritten answers (default 512 MiB); more: 503\n"
     "  --cors-origin O       allow browser calls from origin O ('*' or a comma-separated list;\n"
-    "                        default: no CORS headers). OPTIONS preflights never need the key\n"
+    "                        default: no CORS headers). OPTIONS preflights never need the key;\n"
+    "                        without a key, POSTs and DELETEs from other pages' origins are 403\n"
+    "  --allowed-hosts LIST  without a key, Host names answered besides localhost, 127.0.0.1, [::1]\n"
+    "                        and --host's address (comma-separated; .example.com: its names; '*':\n"
+    "                        any); others are 403 (DNS rebinding)\n"
     "  --timeout S           longest silence while a request is answered (default 600)\n"
     "  --idle-timeout S      a connection waiting for its headers or body, or idle between\n"
     "                        requests, is closed after S seconds (default 15)\n"
@@ -98,7 +104,10 @@ static const char USAGE[] =
     "                        Face cache (-hf, --models, pulled) takes the mmproj*.gguf beside it\n"
     "  --no-mmproj           no mmproj but -mm's (none fetched or paired from the cache)\n"
     "  --allow-image-urls    fetch http(s) image URLs (else 400): at most 32 MiB, 3 redirects, http(s)\n"
-    "                        only; the server fetches what clients name: trusted clients only\n"
+    "                        only, public addresses only; the server fetches what clients name\n"
+    "  --allow-private-image-urls NETS  image URLs may also reach these networks (10.0.5.0/24,fd00::/8,\n"
+    "                        127.0.0.1: comma-separated) or 'all' (loopback, private, link-local with\n"
+    "                        the cloud metadata address, ...: refused otherwise, on every redirect)\n"
     "  --image-url-timeout S one image URL's whole fetch (default 20)\n"
     "  -md FILE / -hfd REPO  speculative decoding of the first model with a draft model (same\n"
     "                        vocabulary), per slot\n"
@@ -223,6 +232,8 @@ static int parse_lora(const char *v, char **model, char **name, char **path, flo
 /* What serve's options set; serve_opts_init gives the defaults. */
 typedef struct serve_opts {
     const char *host, *api_key, *key_file, *alias, *tmpl_file, *cors, *keep_alive_s, *budget_s, *mmproj;
+    const char *allowed_hosts, *allow_private_urls, *pull_max_s, *pull_min_free_s;
+    size_t pull_max, pull_min_free;
     const char *model_paths[SERVE_MAX_MODELS];
     int n_models;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
@@ -289,6 +300,10 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("--no-mmproj", NULL, SO_TRUE, no_mmproj),
     SO("--allow-image-urls", NULL, SO_TRUE, allow_image_urls),
     SO("--image-url-timeout", NULL, SO_INT, image_url_timeout),
+    SO("--allow-private-image-urls", NULL, SO_STR, allow_private_urls),
+    SO("--allowed-hosts", NULL, SO_STR, allowed_hosts),
+    SO("--pull-max-bytes", NULL, SO_STR, pull_max_s),
+    SO("--pull-min-free", NULL, SO_STR, pull_min_free_s),
     SO("--keep-alive", NULL, SO_STR, keep_alive_s),
     SO("--memory-budget", NULL, SO_STR, budget_s),
     SO("--max-loaded", NULL, SO_INT, max_loaded),
@@ -397,6 +412,22 @@ static int serve_check_models(serve_opts *o) {
     return 0;
 }
 
+/* What the server may fetch and write for clients: image URLs' networks, pulls' bytes: 0, or 2 said. */
+static int serve_check_fetches(serve_opts *o) {
+    lfm2c_error err = {0};
+    if (o->allow_private_urls && !lfm2c_hub_nets_check(o->allow_private_urls, &err))
+        return cli_fail("--allow-private-image-urls: %s", err.msg), 2;
+    if (o->allow_private_urls && !o->allow_image_urls)
+        return cli_fail("--allow-private-image-urls widens --allow-image-urls: give that too"), 2;
+    o->pull_min_free = (size_t)1 << 30;
+    const char *s[2] = {o->pull_max_s, o->pull_min_free_s}, *name[2] = {"--pull-max-bytes", "--pull-min-free"};
+    size_t *v[2] = {&o->pull_max, &o->pull_min_free};
+    for (int i = 0; i < 2; i++)
+        if (s[i] && (strchr(s[i], '%') || !models_parse_bytes(s[i], v[i])))
+            return cli_fail("%s takes bytes: 8G, 512M, 1000000 (0: no bound), not '%s'", name[i], s[i]), 2;
+    return 0;
+}
+
 /* The options' ranges and combinations: 0, or 2 with the message said. */
 static int serve_check(serve_opts *o) {
     if (serve_check_models(o)) return 2;
@@ -428,6 +459,8 @@ static int serve_check(serve_opts *o) {
     if (o->max_tok_bytes < 1 || o->max_detok < 1)
         return cli_fail("--max-tokenize-bytes and --max-detokenize-tokens must be >= 1"), 2;
     if (o->cors && !*o->cors) return cli_fail("--cors-origin must not be empty"), 2;
+    if (o->allowed_hosts && !*o->allowed_hosts) return cli_fail("--allowed-hosts must not be empty"), 2;
+    if (serve_check_fetches(o)) return 2;
     if (o->spec.draft_path && o->spec.lookup_max > 0)
         return cli_fail("-md and --spec-lookup are two drafters: give one"), 2;
     if (o->spec.draft_min > o->spec.draft_max)
@@ -486,6 +519,7 @@ static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
                          .max_request_memory = (size_t)o->max_req_mem,
                          .n_ctx = o->n_ctx,
                          .cors_origin = o->cors,
+                         .allowed_hosts = o->allowed_hosts,
                          .idle_timeout = o->idle_timeout,
                          .timeout = o->timeout,
                          .max_connections = o->max_conn,
@@ -502,6 +536,9 @@ static int serve_listen(const serve_opts *o, serve_run *r, server_params *p) {
                          .offline = o->offline,
                          .allow_image_urls = o->allow_image_urls,
                          .image_url_timeout = o->image_url_timeout,
+                         .allow_private_image_urls = o->allow_private_urls,
+                         .pull_max_bytes = o->pull_max,
+                         .pull_min_free = o->pull_min_free,
                          .log = log_line};
     lfm2c_error err = {0};
     if (!(r->srv = server_start(p, &err))) return cli_fail("%s", err.msg);

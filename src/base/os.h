@@ -49,6 +49,8 @@ int os_remove(const char *path); /* a file or link (not a directory) */
  * MOVEFILE_REPLACE_EXISTING on Windows). */
 int os_rename(const char *from, const char *to);
 char *os_realpath(const char *path); /* malloc'd absolute path, or NULL */
+/* Bytes an unprivileged user may still write on the file system holding path; -1 unknown. */
+int64_t os_disk_free(const char *path);
 /* A link at `link` to `target` (relative to the link's folder, as huggingface_hub writes them).
  * Windows: a symbolic link where the process may make one, else a hard link to the target. */
 int os_symlink(const char *target, const char *link);

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -20,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -45,6 +47,13 @@ int os_stat(const char *path, os_stat_t *out) {
 }
 
 bool os_exists(const char *path) { return access(path, F_OK) == 0; }
+
+int64_t os_disk_free(const char *path) {
+    struct statvfs v;
+    if (statvfs(path, &v)) return -1;
+    const uint64_t b = (uint64_t)v.f_bavail * (uint64_t)v.f_frsize;
+    return b > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)b;
+}
 int os_mkdir(const char *path) { return mkdir(path, 0755); }
 int os_remove(const char *path) { return unlink(path); }
 int os_rename(const char *from, const char *to) { return rename(from, to); }
@@ -440,6 +449,17 @@ _Noreturn void os_exit_now(int code) { _exit(code); }
 /* ---- sockets (os_net.h) ---- */
 
 bool os_net_init(void) { return true; }
+
+bool os_own_ipv4(uint32_t addr) {
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs)) return false;
+    bool hit = false;
+    for (struct ifaddrs *i = ifs; i && !hit; i = i->ifa_next)
+        hit = i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+              ((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr.s_addr == addr;
+    freeifaddrs(ifs);
+    return hit;
+}
 
 int os_tcp_connect(const char *host, int port, double timeout_s) {
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;

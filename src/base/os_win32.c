@@ -109,6 +109,14 @@ bool os_exists(const char *path) {
     return a != INVALID_FILE_ATTRIBUTES;
 }
 
+int64_t os_disk_free(const char *path) {
+    wchar_t *w = wide(path);
+    ULARGE_INTEGER avail;
+    BOOL ok = w && GetDiskFreeSpaceExW(w, &avail, NULL, NULL);
+    free(w);
+    return !ok ? -1 : avail.QuadPart > (ULONGLONG)INT64_MAX ? INT64_MAX : (int64_t)avail.QuadPart;
+}
+
 int os_mkdir(const char *path) {
     wchar_t *w = wide(path);
     BOOL ok = w && CreateDirectoryW(w, NULL);
@@ -598,6 +606,17 @@ bool os_net_init(void) {
         state = WSAStartup(MAKEWORD(2, 2), &wd) == 0 ? 1 : -1;
     }
     return state > 0;
+}
+
+bool os_own_ipv4(uint32_t addr) {
+    char name[256];
+    struct addrinfo hints = {.ai_family = AF_INET}, *res = NULL;
+    if (!os_net_init() || gethostname(name, sizeof name) || getaddrinfo(name, NULL, &hints, &res)) return false;
+    bool hit = false;
+    for (struct addrinfo *i = res; i && !hit; i = i->ai_next)
+        hit = i->ai_family == AF_INET && ((struct sockaddr_in *)(void *)i->ai_addr)->sin_addr.s_addr == addr;
+    freeaddrinfo(res);
+    return hit;
 }
 
 int os_tcp_connect(const char *host, int port, double timeout_s) {

@@ -187,7 +187,33 @@ typedef struct rm_state {
     lfm2c_error *err;
 } rm_state;
 
-/* One file of the model: its blob (where the link points) and the link itself. */
+/* Is path in dir or below it (both resolved through every link; path's last component is not
+ * followed: it is the entry unlink would remove)? */
+static bool inside(const char *path, const char *dir) {
+    const char *slash = NULL;
+    for (const char *c = path; *c; c++)
+        if (os_is_sep(*c)) slash = c;
+    char *parent = slash ? hub_strdup_printf("%.*s", (int)(slash - path), path) : strdup(".");
+    char *rp = parent ? os_realpath(*parent ? parent : "/") : NULL, *rd = os_realpath(dir);
+    const size_t n = rd ? strlen(rd) : 0;
+    const bool in = rp && rd && !strncmp(rp, rd, n) && (os_is_sep(rp[n]) || !rp[n]) && slash && slash[1] &&
+                    strcmp(slash + 1, "..") && strcmp(slash + 1, ".");
+    free(parent);
+    free(rp);
+    free(rd);
+    return in;
+}
+
+/* REPO/snapshots/COMMIT -> REPO/blobs (the text cut, not "..": a linked COMMIT cannot move it). */
+static char *repo_blobs(const char *snapshot) {
+    const char *end = snapshot + strlen(snapshot);
+    for (int k = 0; k < 2 && end > snapshot;) /* back over COMMIT, then snapshots */
+        if (os_is_sep(*--end)) k++;
+    return end > snapshot ? hub_strdup_printf("%.*s/blobs", (int)(end - snapshot), snapshot) : NULL;
+}
+
+/* One file of the model: its blob (where the link points, when that lies in the repository's own
+ * blobs folder: a link that leads out of the cache loses only itself) and the link itself. */
 static void rm_one(void *u, const lfm2c_hub_file *f) {
     rm_state *st = u;
     if (st->err && st->err->code) return;
@@ -196,12 +222,15 @@ static void rm_one(void *u, const lfm2c_hub_file *f) {
     int n = os_readlink(f->path, target, sizeof target);
     if (n > 0) {
         char *blob = os_path_is_abs(target) ? strdup(target) : hub_strdup_printf("%s/%s", f->snapshot, target);
-        if (blob && os_remove(blob) && errno != ENOENT) {
+        char *blobs = repo_blobs(f->snapshot);
+        if (blob && blobs && inside(blob, blobs) && os_remove(blob) && errno != ENOENT) {
             lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", blob, strerror(errno));
             free(blob);
+            free(blobs);
             return;
         }
         free(blob);
+        free(blobs);
     }
     if (os_remove(f->path)) {
         lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", f->path, strerror(errno));

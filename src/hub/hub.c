@@ -764,6 +764,41 @@ static bool fetch_commit(hub_ctx *h, const char *repo, const char *revision, cha
     return ok;
 }
 
+/* Whether the n files fs[idx[..]] may be downloaded within p's bounds: the bytes still to fetch
+ * (the announced sizes, less what the cache has of each: a whole blob, a partial download) at
+ * most max_bytes, and min_free bytes left free on the cache's file system after them: 0, or -1
+ * with the error set (LFM2C_HUB_E_SPACE). The download never writes past the announced size. */
+static int space_check(const lfm2c_hub_params *p, const char *repo_dir, const char *repo, const repo_file *fs,
+                       const int *idx, int n, lfm2c_error *err) {
+    if (!p->max_bytes && !p->min_free) return 0;
+    uint64_t need = 0;
+    for (int k = 0; k < n; k++) {
+        const repo_file *rf = &fs[idx[k]];
+        char *blob = rf->sha ? hub_strdup_printf("%s/blobs/%s", repo_dir, rf->sha) : NULL;
+        char *part = blob ? hub_strdup_printf("%s.incomplete", blob) : NULL;
+        os_stat_t st;
+        uint64_t have = 0;
+        if (blob && !os_stat(blob, &st) && st.size == rf->size) have = rf->size;
+        else if (part && !os_stat(part, &st) && st.size <= rf->size) have = st.size;
+        free(blob);
+        free(part);
+        need = rf->size - have > UINT64_MAX - need ? UINT64_MAX : need + (rf->size - have); /* sizes from the Hub */
+    }
+    if (p->max_bytes && need > p->max_bytes)
+        return lfm2c_set_error(err, LFM2C_HUB_E_SPACE, "%s: the download is %llu bytes, over the %llu a pull may write",
+                               repo, (unsigned long long)need, (unsigned long long)p->max_bytes),
+               -1;
+    const int64_t free_bytes = p->min_free ? os_disk_free(repo_dir) : -1;
+    if (free_bytes < 0) return 0; /* not asked, or the system cannot say */
+    const uint64_t avail = (uint64_t)free_bytes;
+    if (need <= avail && avail - need >= p->min_free) return 0;
+    return lfm2c_set_error(err, LFM2C_HUB_E_SPACE,
+                           "%s: the download of %llu bytes would leave less than %llu bytes free on the cache's disk "
+                           "(%llu free)",
+                           repo, (unsigned long long)need, (unsigned long long)p->min_free, (unsigned long long)avail),
+           -1;
+}
+
 /* The n files fs[idx[..]] of commit into the cache's blobs (skipped where a blob of the right
  * size is there), each linked into the snapshot, then the revision's ref: 0, or -1 with the error set. */
 static int fetch_files(hub_ctx *h, const char *repo_dir, const char *repo, const char *commit, const char *revision,
@@ -774,7 +809,7 @@ static int fetch_files(hub_ctx *h, const char *repo_dir, const char *repo, const
     if (mk) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot create '%s': %s", repo_dir, strerror(errno));
     free(blobs);
     free(refs);
-    if (mk) return -1;
+    if (mk || space_check(p, repo_dir, repo, fs, idx, n, err)) return -1;
     for (int k = 0; k < n; k++) {
         const repo_file *rf = &fs[idx[k]];
         if (!rf->sha) {

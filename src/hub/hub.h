@@ -23,6 +23,7 @@ enum {
     LFM2C_HUB_E_VERIFY = 6,    /* sha256 or size mismatch */
     LFM2C_HUB_E_CANCEL = 7,    /* *cancel became non-zero */
     LFM2C_HUB_E_OFFLINE = 8,   /* offline and not in the cache */
+    LFM2C_HUB_E_SPACE = 9,     /* the download is over max_bytes, or would leave less than min_free */
 };
 
 /* file: name in the repo; done / total bytes of that file (total 0 = unknown); resumed: bytes that
@@ -42,6 +43,10 @@ typedef struct lfm2c_hub_params {
     void *progress_user;                         /* also passed to notice */
     void (*notice)(void *user, const char *msg); /* optional: retries, in one line each */
     volatile sig_atomic_t *cancel;               /* optional: set non-zero (e.g. from SIGINT) to stop */
+    /* optional bounds of what a pull writes, checked before any download (0: none): the bytes
+     * still to fetch (announced by the Hub; the cache's whole or partial blobs not counted), and
+     * the bytes to leave free on the cache's file system after them */
+    uint64_t max_bytes, min_free;
     /* optional: the repository's vision projector is fetched beside the model, its malloc'd path
      * stored here (NULL when the repository has none); NULL: not looked for. The mmproj is a
      * GGUF whose name starts with "mmproj" in the model's directory (lfm2c_hub_mmproj_pick). */
@@ -59,13 +64,29 @@ typedef struct lfm2c_url_bounds {
     int connect_s;     /* connecting, in seconds */
     int timeout_s;     /* the whole transfer, redirects included */
     int max_redirects; /* followed, each to http or https only */
+    /* the addresses besides public ones it may connect to: NULL (none), "all", or networks
+     * (lfm2c_hub_nets_check); every connection, each redirect's too, is judged */
+    const char *allow_private;
 } lfm2c_url_bounds;
 
 /* GETs an http(s) URL into malloc'd bytes (*n of them) within bd: NULL with err set (the
  * generic codes): LFM2C_ETOOLARGE (over max_bytes), LFM2C_EINVAL (another scheme, also by a
- * redirect), LFM2C_EIO (a status not 2xx, a timeout, no connection, too many redirects),
- * LFM2C_EUNSUPPORTED (built without libcurl), LFM2C_ENOMEM. The messages do not repeat the URL. */
+ * redirect), LFM2C_EIO (a status not 2xx, a timeout, no connection, too many redirects, an
+ * address not allowed), LFM2C_EUNSUPPORTED (built without libcurl), LFM2C_ENOMEM. The messages
+ * do not repeat the URL; they may name the status or the address (for a log, not a client). */
 uint8_t *lfm2c_hub_fetch_url(const char *url, const lfm2c_url_bounds *bd, size_t *n, lfm2c_error *err);
+
+struct sockaddr;
+/* What an address is when it is not a public unicast one, in words ("loopback (127.0.0.0/8)",
+ * "private (10.0.0.0/8)", "link-local (fe80::/10)", ...), or NULL for a public one. IPv4-mapped,
+ * IPv4-compatible, NAT64 (64:ff9b::/96) and 6to4 IPv6 addresses are judged by the IPv4 address
+ * they carry; an address of another family is refused. */
+const char *lfm2c_hub_addr_special(const struct sockaddr *sa);
+/* Why sa is refused under allow_private (NULL, "all", or networks), or NULL when it is not. */
+const char *lfm2c_hub_addr_refused(const char *allow_private, const struct sockaddr *sa);
+/* Is nets "all" or a comma-separated list of networks (ADDRESS or ADDRESS/BITS, IPv4 or IPv6;
+ * an IPv4 network also holds its IPv4-mapped IPv6 form)? false with err naming the bad entry. */
+bool lfm2c_hub_nets_check(const char *nets, lfm2c_error *err);
 
 /* The cache directory the parameters resolve to (malloc'd). */
 /* A printf-formatted string in malloc'd memory (NULL when out of memory); cache.c's, for both. */

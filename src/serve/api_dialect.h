@@ -73,9 +73,11 @@ typedef struct dialect {
     /* An error body in the dialect's shape (code/type: OpenAI's, may be ignored); NULL: OpenAI's. */
     json_t *(*error)(int status, const char *code, const char *param, const char *msg);
     void (*free_state)(void *state);
-    /* The message of a 404 for a model name no model has, with one %s for the name (NULL:
-     * OpenAI's, which names the server's models and its options). */
+    /* The API's own words for a model name no model has, with one %s for the name (NULL:
+     * OpenAI's); the 404 adds, in every API, the server's models and how to answer to such a
+     * name (--alias, --accept-any-model: clients with a fixed name, coding agents). */
     const char *model_404;
+    const char *model_list; /* the route that lists the models, named in that 404 (NULL: /v1/models) */
     /* How long the request asks its model to stay loaded once idle (Ollama's keep_alive): 0 with
      * *seconds set (NAN: not said; < 0: forever), or -1 with e set. NULL: never said. */
     int (*keep_alive)(json_t *body, double *seconds, dl_err *e);

@@ -4,7 +4,7 @@
  * expires_at, context length, device), POST /api/show (any model, loaded or not), POST /api/pull
  * (the Hub's GGUF into the Hugging Face cache through hub.c: NDJSON progress in Ollama's shape,
  * or one answer with stream false; resumed and sha256-checked; refused with --no-pull /
- * --offline) and DELETE /api/delete (a cached model's files). Errors are Ollama's
+ * --offline, and 507 past --pull-max-bytes or --pull-min-free) and DELETE /api/delete (a cached model's files). Errors are Ollama's
  * {"error": "..."} (the /api/ path's shape); every route is behind --api-key. */
 #include "serve/job.h"
 #include "serve/models.h"
@@ -248,6 +248,7 @@ static int hub_status(int code) {
     case LFM2C_HUB_E_AUTH: return 403;
     case LFM2C_HUB_E_NET:
     case LFM2C_HUB_E_VERIFY: return 502;
+    case LFM2C_HUB_E_SPACE: return 507; /* Insufficient Storage */
     default: return 500;
     }
 }
@@ -275,8 +276,12 @@ static void *pull_main(void *arg) {
     serve_shared *sh = p->sh;
     pthread_mutex_lock(&pull_one);
     pull_status(p, "pulling manifest");
-    lfm2c_hub_params hp = {
-        .cache_dir = p->sh->p.cache_dir, .progress = on_progress, .progress_user = p, .cancel = &p->cancel};
+    lfm2c_hub_params hp = {.cache_dir = p->sh->p.cache_dir,
+                           .progress = on_progress,
+                           .progress_user = p,
+                           .cancel = &p->cancel,
+                           .max_bytes = sh->p.pull_max_bytes,
+                           .min_free = sh->p.pull_min_free};
     const char *r = getenv("LFM2C_HUB_RETRIES"), *b = getenv("LFM2C_HUB_BACKOFF_MS"); /* for tests */
     if (r) hp.max_retries = atoi(r);
     if (b) hp.backoff_ms = atoi(b);
@@ -293,6 +298,9 @@ static void *pull_main(void *arg) {
         if (!p->sh->models || models_add_pulled(p->sh->models, path, id, sizeof id)) id[0] = 0;
         pull_line(p, json_pack("{s:s,s:s}", "status", "success", "model", id[0] ? id : p->spec));
     } else {
+        if (err.code == LFM2C_HUB_E_SPACE) /* the server's bounds: say which options set them */
+            snprintf(err.msg + strlen(err.msg), sizeof err.msg - strlen(err.msg),
+                     " (serve --pull-max-bytes, --pull-min-free)");
         pull_line(p, json_pack("{s:s}", "error", err.msg));
     }
     free(path);

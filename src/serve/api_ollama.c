@@ -487,6 +487,7 @@ const dialect dialect_ollama = {
     .error = ol_error,
     .free_state = ol_free,
     .model_404 = OL_404,
+    .model_list = "/api/tags",
     .keep_alive = ol_keep_alive,
     .unload_answer = ol_chat_unloaded,
 };
@@ -500,6 +501,7 @@ const dialect dialect_ollama_generate = {
     .error = ol_error,
     .free_state = ol_free,
     .model_404 = OL_404,
+    .model_list = "/api/tags",
     .keep_alive = ol_keep_alive,
     .unload_answer = ol_generate_unloaded,
 };

@@ -7,10 +7,11 @@
  * content reader waits for the next tokens. We keep that model rather than an event loop with
  * suspended connections because the blocking waits (scheduler, template render, tokenizer) stay
  * simple and cancellable; its cost, a thread per open socket, is bounded by strict limits:
- *  - every request is judged from its headers alone (OPTIONS preflight, public routes, API key,
- *    route, method, Content-Length against --max-body) before any body byte is stored; a refused
- *    request is answered at once and its connection closed, so an unauthenticated upload never
- *    buffers;
+ *  - every request is judged from its headers alone (OPTIONS preflight, public routes, without an
+ *    API key the Host and the Origin (web pages: DNS rebinding, cross-site posts), the API key,
+ *    route, method, a body's Content-Type (JSON only), Content-Length against --max-body) before
+ *    any body byte is stored; a refused request is answered at once and its connection closed, so
+ *    an unauthenticated upload never buffers;
  *  - a connection that is not being answered (waiting for headers, a body, or idle between
  *    keep-alive requests) is "pending"; pending connections have a short idle timeout
  *    (--idle-timeout), at most --max-pending-per-ip of them per client address, and when a new
@@ -41,6 +42,7 @@
 #include "base/os.h"
 #include "base/os_net.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -733,6 +735,128 @@ static bool key_ok(http *h, struct MHD_Connection *c) {
     return diff == 0;
 }
 
+/* ---- who may send what: Host, Origin, the body's type ------------------------------------------- */
+
+/* The name a Host header value gives (lower case, without its port, an IPv6 literal without
+ * its brackets, one trailing dot dropped) into out: false when the value is malformed. */
+static bool host_name(const char *v, char *out, size_t cap) {
+    const char *name = v, *end;
+    if (*v == '[') {
+        name = v + 1;
+        if (!(end = strchr(name, ']'))) return false;
+    } else end = v + strcspn(v, ":");
+    size_t n = (size_t)(end - name);
+    const char *port = end + (*v == '[');
+    if (*port == ':') {
+        size_t d = strspn(port + 1, "0123456789");
+        if (d < 1 || d > 5 || port[1 + d]) return false;
+    } else if (*port) return false;
+    if (n && name[n - 1] == '.' && *v != '[') n--;
+    if (!n || n >= cap) return false;
+    for (size_t i = 0; i < n; i++) out[i] = (char)tolower((unsigned char)name[i]);
+    out[n] = 0;
+    return true;
+}
+
+/* Is name one of this machine's IPv4 addresses (a server bound to 0.0.0.0 answers on each)? */
+static bool own_address(const char *name) {
+    struct in_addr a;
+    return inet_pton(AF_INET, name, &a) == 1 && os_own_ipv4(a.s_addr);
+}
+
+/* Does the comma-separated list (--allowed-hosts) hold name: "*" any, ".example.com" that
+ * domain's names, else the name itself ([::1] and ::1 alike)? */
+static bool list_holds(const char *list, const char *name) {
+    const size_t n = strlen(name);
+    for (const char *p = list; p && *p;) {
+        size_t m = strcspn(p, ","), k = m;
+        const char *e = p;
+        while (k && isspace((unsigned char)*e)) e++, k--;
+        while (k && isspace((unsigned char)e[k - 1])) k--;
+        if (k > 1 && *e == '[' && e[k - 1] == ']') e++, k -= 2;
+        if ((k == 1 && *e == '*') || (k == n && !strncasecmp(e, name, n)) ||
+            (k > 1 && *e == '.' && n > k && !strncasecmp(name + n - k, e, k)) ||
+            (k > 1 && *e == '.' && n == k - 1 && !strncasecmp(name, e + 1, n)))
+            return true;
+        p += m + (p[m] == ',');
+    }
+    return false;
+}
+
+/* Without an API key, a request must name this server in its Host header: localhost, 127.0.0.1,
+ * [::1], the --host address (one of the machine's own where it is 0.0.0.0) or a name of
+ * --allowed-hosts. A web page that rebinds its own name to 127.0.0.1 (DNS rebinding) sends its
+ * name here. No Host at all (an HTTP/1.0 client; browsers always send one) passes. */
+static bool host_ok(const http *h, struct MHD_Connection *c) {
+    if (h->p.api_key) return true;
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    char name[256];
+    if (!v) return true;
+    if (!host_name(v, name, sizeof name)) return false;
+    const char *bound = h->p.host && *h->p.host ? h->p.host : "127.0.0.1";
+    if (!strcmp(name, "localhost") || !strcmp(name, "127.0.0.1") || !strcmp(name, "::1") || !strcasecmp(name, bound))
+        return true;
+    if (list_holds(h->p.allowed_hosts, name)) return true;
+    return !strcmp(bound, "0.0.0.0") && own_address(name);
+}
+
+/* Without an API key, a request that may change something (any method but GET and HEAD) that a
+ * web page sent (it carries Origin) comes from the server's own page (the origin is the Host
+ * it names) or from an origin --cors-origin allows; a cross-site form post (text/plain, no
+ * preflight) is refused here. */
+static bool origin_ok(const http *h, struct MHD_Connection *c, unsigned m) {
+    if (h->p.api_key || m == HTTP_GET || m == HTTP_HEAD) return true;
+    const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!o || cors_allow(h, c)) return true;
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    const char *rest = !strncasecmp(o, "http://", 7) ? o + 7 : !strncasecmp(o, "https://", 8) ? o + 8 : NULL;
+    return host && rest && !strcasecmp(rest, host);
+}
+
+/* A body the routes parse as JSON comes as JSON: 'Content-Type: application/json' (parameters
+ * such as charset allowed). The types a page may post without a preflight (text/plain, forms)
+ * are refused. */
+static bool json_content_type(const char *ct) {
+    static const char J[] = "application/json";
+    if (!ct) return false;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    if (strncasecmp(ct, J, sizeof J - 1)) return false;
+    ct += sizeof J - 1;
+    while (*ct == ' ' || *ct == '\t') ct++;
+    return !*ct || *ct == ';';
+}
+
+/* The refusal of a request's sender from the headers (Host, then Origin): false, or true with e
+ * set (403). */
+static bool refused_sender(const http *h, struct MHD_Connection *c, unsigned m, http_err *e) {
+    if (!host_ok(h, c))
+        return http_set_err(e, 403, "host_not_allowed", NULL,
+                            "the Host '%.100s' is not a name of this server: without an API key it answers only "
+                            "localhost, 127.0.0.1, [::1] and its --host address (serve --allowed-hosts NAME,... "
+                            "adds names)",
+                            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host")),
+               true;
+    if (!origin_ok(h, c, m))
+        return http_set_err(e, 403, "origin_not_allowed", NULL,
+                            "a request from the web page of '%.100s' is refused: without an API key this server "
+                            "takes requests that change something only from its own page and the origins "
+                            "--cors-origin lists",
+                            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin")),
+               true;
+    return false;
+}
+
+/* The refusal of a body that is not said to be JSON: false, or true with e set (415). */
+static bool refused_type(struct MHD_Connection *c, http_err *e) {
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (json_content_type(ct)) return false;
+    return http_set_err(e, 415, "unsupported_media_type", NULL,
+                        "the body must be JSON sent with 'Content-Type: application/json' (this request has "
+                        "%s%.60s%s; curl: -H 'Content-Type: application/json')",
+                        ct ? "'" : "no Content-Type", ct ? ct : "", ct ? "'" : ""),
+           true;
+}
+
 /* ---- the route table ------------------------------------------------------------------------------ */
 
 static unsigned method_bit(const char *method) {
@@ -796,6 +920,7 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
     const char *rest = NULL;
     const http_route *r = m ? route_find(h, m, url, &rest) : NULL;
     if (r && (r->flags & HTTP_PUBLIC)) return run_now(q, r, rest);
+    if (refused_sender(h, c, m, &e)) return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     /* not ready: GETs are answered 503 here; a POST's body is read first (on_request answers),
      * since closing on an unread body resets the connection before a proxy reads the 503 */
     if (state == HTTP_LOADING && m != HTTP_POST && !(r && (r->flags & HTTP_BODY)))
@@ -816,6 +941,7 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
         else http_set_err(&e, 404, "not_found", NULL, "no route %.11s %.300s", method, url);
         return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     }
+    if (refused_type(c, &e)) return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end;

@@ -6,7 +6,10 @@
  * (its lifecycle routes, the OpenAI routes of api_openai.c and the dialects' routes) and a request
  * is dispatched by method and path. A GET/HEAD/DELETE route is answered from the headers; a POST
  * route's body (and a DELETE's, with HTTP_BODY) is read (bounded by max_body) and parsed as a
- * JSON object first. Handlers answer
+ * JSON object first: it must come as 'Content-Type: application/json' (else 415). Without an
+ * API key every route but the HTTP_PUBLIC ones answers only a Host naming this server (403
+ * otherwise: DNS rebinding) and, for methods other than GET and HEAD, an Origin of its own or
+ * one --cors-origin allows (403: a cross-site post). Handlers answer
  * with http_send_*; the status they send is what the log line reports. */
 #ifndef LFM2C_HTTP_H
 #define LFM2C_HTTP_H
@@ -60,6 +63,8 @@ typedef struct http_params {
     int port;                  /* 0: any free port */
     const char *api_key;       /* NULL: no authentication */
     const char *cors_origin;   /* NULL: no CORS headers; "*" or a comma-separated list */
+    const char *allowed_hosts; /* without api_key: Host names answered besides localhost, 127.0.0.1,
+                                  [::1] and host (comma-separated; ".example.com": its names; "*": any) */
     size_t max_body;           /* bytes */
     int idle_timeout, timeout; /* s: pending connections / a request being answered */
     int max_connections, max_connections_per_ip, max_pending_per_ip; /* see server.h */

@@ -744,25 +744,24 @@ int api_route_answer(http_req *q, json_t *body) {
 /* ---- models ------------------------------------------------------------------------------------ */
 
 void api_model_404(serve_shared *sh, const dialect *dl, const char *name, http_err *e) {
-    char ids[300] = "";
+    char ids[200] = "";
     model_row *rows = NULL;
     int n = sh->models ? models_list(sh->models, false, &rows) : 0;
     size_t o = 0;
     for (int i = 0; i < n && i < 3 && o < sizeof ids - 1; i++)
-        o += (size_t)snprintf(ids + o, sizeof ids - o, "%s'%.80s'", i ? ", " : "", rows[i].id);
+        o += (size_t)snprintf(ids + o, sizeof ids - o, "%s'%.50s'", i ? ", " : "", rows[i].id);
     if (n > 3 && o < sizeof ids - 1) snprintf(ids + o, sizeof ids - o, " and %d more", n - 3);
     free(rows);
-    const char *fmt = dl && dl->model_404 ? dl->model_404 : NULL;
-    char what[SERVER_MAX_MODEL_NAME + 1];
+    char what[SERVER_MAX_MODEL_NAME + 1], own[300];
     dl_copy_text(what, sizeof what, name ? name : "");
-    if (fmt) { /* the API's own wording */
-        http_set_err(e, 404, "model_not_found", "model", fmt, what);
-        return;
-    }
+    if (dl && dl->model_404) /* the API's own words first (clients may match them), then the help */
+        snprintf(own, sizeof own, dl->model_404, what);
+    else snprintf(own, sizeof own, "The model '%.120s' does not exist or you do not have access to it", what);
+    const char *list = dl && dl->model_list ? dl->model_list : "/v1/models";
     http_set_err(e, 404, "model_not_found", "model",
-                 "The model '%.200s' does not exist or you do not have access to it (this server has %s%s; start it "
-                 "with --alias NAME to answer to another name, or --accept-any-model to answer any)",
-                 what, n ? ids : "no model", n ? ": GET /v1/models lists them" : "");
+                 "%s (this server has %s%s%s; start it with --alias NAME to answer to another name, or "
+                 "--accept-any-model to answer any)",
+                 own, n ? ids : "no model", n ? ": GET " : "", n ? list : "");
 }
 
 serve_api *api_hold(serve_shared *sh, const char *name, double keep_alive, const dialect *dl, http_err *e) {

@@ -5,11 +5,14 @@
  * kept in the request's order; the rendered prompt's placeholders then become the images'
  * tokens and rows (lfm2c_prompt_images) in the scheduler's request. A model without an mmproj
  * answers an image with a 400 naming it; http(s) URLs are refused unless --allow-image-urls,
- * then fetched on the request's thread, bounded (hub/fetch_url.c), before the scheduler sees it. */
+ * then fetched on the request's thread, bounded (hub/fetch_url.c: public addresses only, unless
+ * --allow-private-image-urls), before the scheduler sees it; a fetch that fails is one generic
+ * 400, its cause in the server's log. */
 #include "serve/job.h"
 #include "hub/hub.h"
 #include "base/os.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,27 +51,34 @@ static uint8_t *b64_decode(const char *s, size_t n, size_t *out_n) {
 }
 
 /* An http(s) image URL's bytes, fetched on the request's thread within the data URLs' byte limit
- * (--allow-image-urls): NULL after http_set_err (413 over the bytes, else 400). */
-static uint8_t *fetch_bytes(const char *url, int timeout_s, size_t max_bytes, size_t *n, http_err *e) {
-    const int t = timeout_s > 0 ? timeout_s : 20;
-    const lfm2c_url_bounds bd = {
-        .max_bytes = max_bytes, .connect_s = t < 5 ? t : 5, .timeout_s = t, .max_redirects = 3};
+ * (--allow-image-urls; the addresses --allow-private-image-urls allows): NULL after http_set_err.
+ * Every failed fetch answers the same 400 (500: out of memory): what the server reached, what
+ * answered and with what, and which ports are open stay in the server's log. */
+static uint8_t *fetch_bytes(const serve_api *api, const char *url, size_t max_bytes, size_t *n, http_err *e) {
+    const int t = api->p.image_url_timeout > 0 ? api->p.image_url_timeout : 20;
+    const lfm2c_url_bounds bd = {.max_bytes = max_bytes,
+                                 .connect_s = t < 5 ? t : 5,
+                                 .timeout_s = t,
+                                 .max_redirects = 3,
+                                 .allow_private = api->p.allow_private_image_urls};
     lfm2c_error err = {0};
     uint8_t *d = lfm2c_hub_fetch_url(url, &bd, n, &err);
-    if (!d)
-        http_set_err(e,
-                     err.code == LFM2C_ETOOLARGE ? 413
-                     : err.code == LFM2C_ENOMEM  ? 500
-                                                 : 400,
-                     "invalid_value", "messages", "%s", err.msg);
-    return d;
+    if (d) return d;
+    if (api->p.log) {
+        char line[sizeof err.msg + 40];
+        snprintf(line, sizeof line, "image URL not fetched: %s", err.msg);
+        api->p.log(api->p.log_user, line);
+    }
+    if (err.code == LFM2C_ENOMEM) http_set_err(e, 500, NULL, "messages", "out of memory");
+    else http_set_err(e, 400, "invalid_value", "messages", "the image URL could not be fetched");
+    return NULL;
 }
 
 /* The bytes of an image URL (a data URL with base64; http(s) with --allow-image-urls); NULL
  * after http_set_err. */
 static uint8_t *url_bytes(const serve_api *api, const char *url, size_t len, size_t max_bytes, size_t *n, http_err *e) {
     if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
-        if (api->p.allow_image_urls) return fetch_bytes(url, api->p.image_url_timeout, max_bytes, n, e);
+        if (api->p.allow_image_urls) return fetch_bytes(api, url, max_bytes, n, e);
         return http_set_err(e, 400, "invalid_value", "messages",
                             "image URLs are not fetched (serve --allow-image-urls): send the image inline as a "
                             "data URL (data:image/png;base64,...)"),

@@ -958,7 +958,7 @@ int models_delete(serve_models *r, const char *name, int *status, char *msg, siz
     pthread_mutex_lock(&r->mu);
     serve_entry *e = resolve(r, name, &lora);
     char repo[256] = "", quant[32] = "", *cache = NULL;
-    if (e && lora < 0 && e->repo[0] && e->quant[0]) {
+    if (e && lora < 0 && e->from_cache && e->repo[0] && e->quant[0]) { /* found in the cache, not given */
         snprintf(repo, sizeof repo, "%s", e->repo);
         snprintf(quant, sizeof quant, "%s", e->quant);
         cache = cache_of(e->path);

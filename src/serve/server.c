@@ -453,6 +453,7 @@ server *server_start(const server_params *p, lfm2c_error *err) {
                       .port = q.port,
                       .api_key = q.api_key,
                       .cors_origin = q.cors_origin,
+                      .allowed_hosts = q.allowed_hosts,
                       .max_body = q.max_body,
                       .idle_timeout = q.idle_timeout,
                       .timeout = q.timeout,

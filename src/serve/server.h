@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef void (*server_log_fn)(void *user, const char *line);
 
@@ -32,6 +33,8 @@ typedef struct server_params {
     int n_ctx;                  /* context of a slot (the scheduler's n_ctx) */
     const char *model_file;     /* the model's file name: accepted as a model id besides alias */
     const char *cors_origin;    /* NULL: no CORS headers; "*" or a comma-separated list of origins */
+    const char *allowed_hosts;  /* without api_key: Host names answered besides localhost, 127.0.0.1,
+                                   [::1] and host (--allowed-hosts; http.h) */
     int idle_timeout;           /* s: a connection waiting for headers/body or idle between requests */
     int timeout;                /* s: longest silence while a request is being answered */
     int max_connections;        /* open connections in all */
@@ -46,8 +49,12 @@ typedef struct server_params {
     const char *cache_dir;      /* the Hugging Face cache POST /api/pull fills (NULL: the default) */
     bool no_pull;               /* POST /api/pull is refused (--no-pull) */
     bool offline;               /* POST /api/pull looks only in the cache (--offline) */
+    uint64_t pull_max_bytes;    /* bytes one POST /api/pull may download (0: no bound; --pull-max-bytes) */
+    uint64_t pull_min_free;     /* bytes a pull leaves free on the cache's disk (0: no bound; --pull-min-free) */
     bool allow_image_urls;      /* http(s) image URLs are fetched (--allow-image-urls; else 400) */
     int image_url_timeout;      /* s: one image URL's whole fetch (0: 20) */
+    const char *allow_private_image_urls; /* the non-public addresses image URLs may reach: NULL
+                                             none, "all", or networks (--allow-private-image-urls) */
     /* A model's LoRA adapters (a request picks one by 'model': NAME or MODEL:NAME): the
      * registry sets them in each loaded model's copy of the parameters (none here). */
     int n_lora;

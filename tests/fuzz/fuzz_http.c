@@ -7,9 +7,11 @@
  * server must answer every input (4xx for bad ones) and never crash. An input whose first byte
  * is 0xFF is instead sent raw, as the whole request stream (request line, headers, a chunked or
  * sized body), and the connection half-closed after it: the transport's own paths (methods, GET
- * routes, the key, preflight, framing checks, chunked uploads). Such a stream may be cut short,
- * so the server may close without an answer, but it must close within the wait and never answer
- * 5xx (but 503, and 505 for an HTTP version the server does not speak). */
+ * routes, the key, preflight, framing checks, chunked uploads, a body's Content-Type), to that
+ * server and then to a second one without a key (--allowed-hosts my.box,.lan): its Host and
+ * Origin checks read the client's headers. Such a stream may be cut short, so the server may
+ * close without an answer, but it must close within the wait and never answer 5xx (but 503, and
+ * 505 for an HTTP version the server does not speak). */
 #include "fuzz_common.h"
 #include "serve/models.h"
 #include "serve/scheduler.h"
@@ -49,16 +51,19 @@ static int send_all(int fd, const uint8_t *p, size_t n) {
     return 0;
 }
 static serve_models *models;
+static int port_open; /* a second server, without a key: the Host and Origin checks (raw streams) */
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
+/* One server of the fixture model on 127.0.0.1 (api_key NULL: none): its port; aborts on failure. */
+static int start_one(const char *api_key, serve_models **out) {
     lfm2c_error err = {0};
     server_params p = {.host = "127.0.0.1",
                        .port = 0,
                        .alias = "fuzz",
                        .n_ctx = 128,
                        .max_body = 1 << 20,
-                       .api_key = API_KEY,
+                       .api_key = api_key,
                        .cors_origin = "http://a.example",
+                       .allowed_hosts = "my.box,.lan",
                        .no_pull = true,
                        .metrics = true};
     server *srv = server_start(&p, &err);
@@ -69,41 +74,39 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
                         .keep_alive = -1,
                         .wait_s = 5};
     mp.mp.n_threads = 1;
-    models = srv ? models_new(&mp, server_shared(srv)) : NULL;
+    serve_models *m = srv ? models_new(&mp, server_shared(srv)) : NULL;
     int lora, status;
     char msg[400] = "";
-    serve_api *api = models && !models_add_file(models, fuzz_fixture(), "fuzz", &err)
-                         ? models_acquire(models, NULL, NAN, &lora, &status, msg, sizeof msg)
+    serve_api *api = m && !models_add_file(m, fuzz_fixture(), "fuzz", &err)
+                         ? models_acquire(m, NULL, NAN, &lora, &status, msg, sizeof msg)
                          : NULL;
     if (!api) {
         fprintf(stderr, "fuzz_http: %s%s\n", err.msg, msg);
         abort();
     }
     models_release(api);
-    server_set_models(srv, models);
+    server_set_models(srv, m);
     server_ready(srv);
-    port = server_port(srv);
-    return 0; /* the server lives as long as the process */
+    *out = m;
+    return server_port(srv);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static const char *routes[] = {
-        "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
-        /* the other APIs (api_dialect.h) */
-        "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat", "/api/generate", "/api/show",
-        /* embeddings (api_embeddings.c); new routes go last: a seed's first byte keeps its route */
-        "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings",
-        /* the models' management (api_models.c): a pull is refused before anything is fetched */
-        "/api/pull"};
-    bool raw = size && data[0] == RAW;
-    const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
-    const uint8_t *body = size ? data + 1 : data;
-    size_t n = size ? size - 1 : 0;
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    serve_models *open_models;
+    port = start_one(API_KEY, &models);
+    port_open = start_one(NULL, &open_models);
+    return 0; /* the servers live as long as the process */
+}
+
+/* One exchange with the server at port p: the input sent (raw: as the whole stream), the answer
+ * read and judged; aborts on a hang or a server error. */
+static void exchange(int p, bool raw, const char *route, const uint8_t *body, size_t n) {
     /* libFuzzer's -timeout is a periodic SIGALRM: every call below retries on EINTR (a recv cut
      * by the alarm once passed for "no answer"), and the wait has its own deadline */
     double deadline = now_s() + ANSWER_WAIT_S;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p)};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     int rc;
     while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 && errno == EINTR) {}
@@ -168,5 +171,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fprintf(stderr, "fuzz_http: %s answered:\n%s\n", route, head_buf);
         abort();
     }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static const char *routes[] = {
+        "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize",
+        /* the other APIs (api_dialect.h) */
+        "/v1/responses", "/v1/messages", "/v1/messages/count_tokens", "/api/chat", "/api/generate", "/api/show",
+        /* embeddings (api_embeddings.c); new routes go last: a seed's first byte keeps its route */
+        "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings",
+        /* the models' management (api_models.c): a pull is refused before anything is fetched */
+        "/api/pull"};
+    bool raw = size && data[0] == RAW;
+    const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
+    const uint8_t *body = size ? data + 1 : data;
+    size_t n = size ? size - 1 : 0;
+    exchange(port, raw, route, body, n);
+    if (raw) exchange(port_open, raw, route, body, n); /* the same stream to the server without a key */
     return 0;
 }

@@ -226,7 +226,8 @@ for path, shape, body in ROUTES:
 for method, path, body, shape in [("GET", "/v1/models/" + urllib.parse.quote("\u00e9" * 200), None, "o"),
                                   ("POST", "/api/show", {"name": "\u00e9" * 200}, "l")]:
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-    c.request(method, path, json.dumps(body) if body else None, {"Authorization": "Bearer " + key})
+    c.request(method, path, json.dumps(body) if body else None,
+              {"Authorization": "Bearer " + key, "Content-Type": "application/json"})
     r = c.getresponse()
     raw = r.read()
     c.close()

@@ -119,11 +119,11 @@ await test('stop strings', async () => {
 });
 
 await test('logit_bias', async () => {
-  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ content: ' the' }) })).json();
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ content: ' the' }) })).json();
   check(tok.tokens.length === 1, '/tokenize gives one token for " the"');
   const r = await client.chat.completions.create({ model, messages: user('Hello there'), max_tokens: 4, temperature: 0, logit_bias: { [tok.tokens[0]]: 100 } });
   check(r.choices[0].message.content === ' the the the the', `logit_bias +100 forces the token (${JSON.stringify(r.choices[0].message.content)})`);
-  const det = await (await fetch(`${base}/detokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ tokens: tok.tokens }) })).json();
+  const det = await (await fetch(`${base}/detokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ tokens: tok.tokens }) })).json();
   check(det.content === ' the', '/detokenize round trip');
 });
 
@@ -184,7 +184,7 @@ await test('tool result round trip', async () => {
   ];
   const r = await client.chat.completions.create({ model, messages, tools: [weatherTool, timeTool], tool_choice: 'none', max_tokens: 8, temperature: 0 });
   check(typeof r.choices[0].message.content === 'string' && !r.choices[0].message.tool_calls, 'answer after tool results');
-  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
     body: JSON.stringify({ content: 'get_weather(location="Paris", unit="c")' }) })).json();
   check(r.usage.prompt_tokens > tok.tokens.length + 20, 'the calls and results are in the prompt');
 });
@@ -289,7 +289,7 @@ await test('completions', async () => {
   const r = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0 });
   check(r.object === 'text_completion' && typeof r.choices[0].text === 'string', 'completion shape');
   check(r.usage.completion_tokens === 8 && r.choices[0].finish_reason === 'length', 'completion length');
-  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` }, body: JSON.stringify({ content: 'Once upon a time', add_special: true }) })).json();
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ content: 'Once upon a time', add_special: true }) })).json();
   const r2 = await client.completions.create({ model, prompt: tok.tokens, max_tokens: 8, temperature: 0 });
   check(r2.choices[0].text === r.choices[0].text, 'token-array prompt = string prompt');
   const s = await client.completions.create({ model, prompt: 'Once upon a time', max_tokens: 8, temperature: 0, stream: true });
@@ -369,7 +369,7 @@ await test('n choices', async () => {
 });
 
 await test('tools together with response_format', async () => {
-  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
     body: JSON.stringify({ content: '<|tool_call_start|>' }) })).json();
   const start = tok.tokens[0];
   const schema = { type: 'object', properties: { answer: { type: 'string', maxLength: 8 } }, required: ['answer'], additionalProperties: false };
@@ -396,7 +396,7 @@ await test('tools together with response_format', async () => {
 });
 
 await test('legacy completions: echo with logprobs (the prompt scored)', async () => {
-  const post = async (path, body) => (await fetch(`${base}${path}`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+  const post = async (path, body) => (await fetch(`${base}${path}`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
     body: JSON.stringify(body) })).json();
   const prefix = [1, 500, 600, 700];
   const next = await client.completions.create({ model, prompt: prefix, max_tokens: 1, temperature: 0, logprobs: 20 });
@@ -425,7 +425,7 @@ await test('legacy completions: echo with logprobs (the prompt scored)', async (
   for await (const ch of st) for (const c of ch.choices) { text += c.text; if (c.logprobs) { toks.push(...c.logprobs.tokens); lps.push(...c.logprobs.token_logprobs); } }
   check(text === s1.choices[0].text && JSON.stringify(toks) === JSON.stringify(l1.tokens), 'streamed echo + logprobs match');
   check(lps.slice(1).every((x, i) => Math.abs(x - l1.token_logprobs[i + 1]) < 1e-5), 'streamed logprobs match');
-  const bad = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}` },
+  const bad = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
     body: JSON.stringify({ model, prompt: 'x', max_tokens: 0 }) });
   check(bad.status === 400, 'max_tokens 0 without echo is a 400');
 });

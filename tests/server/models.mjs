@@ -2,7 +2,8 @@
 // ollama-js (list, ps, show, chat with two models in turn and at once, keep_alive 0 / -1 /
 // durations, the empty requests that load and unload, pull with progress from the loopback
 // imitation of the Hub, delete), the OpenAI SDK switching models request by request, the
-// Anthropic SDK; every API's 404 for a model it does not have, in that API's words; a corrupt
+// Anthropic SDK; every API's 404 for a model it does not have, in that API's words, with the same
+// help (the server's models, --alias, --accept-any-model: a coding agent's fixed name); a corrupt
 // file's failed load (500 naming it) leaving the other models serving; concurrent first requests
 // to a model not loaded sharing one load (/metrics lfm2c_model_loads_total).
 // usage: node models.mjs BASE_URL API_KEY MODEL_A MODEL_B BROKEN [PULL_REPO]
@@ -78,20 +79,24 @@ await test('ollama: two models in turn and at once', async () => {
   check(e.model === B && e.embeddings.length === 2, 'embed on the second model');
 });
 
-await test('every API answers 404 for a model it does not have, in its own words', async () => {
-  const ollamaWords = (e) => /model "nope" not found, try pulling it first/.test(e.error || e.message);
+await test('every API answers 404 for a model it does not have, in its own words, with the same help', async () => {
+  // the help: the server's models, the route that lists them, how to answer to a client's fixed name
+  const help = (m, list = '/v1/models') => /this server has '/.test(m) && m.includes(`GET ${list}`) &&
+    /--alias NAME/.test(m) && /--accept-any-model/.test(m);
+  const ollamaWords = (e) => /model "nope" not found, try pulling it first/.test(e.error || e.message) &&
+    help(e.error || e.message, '/api/tags');
   await throws(() => oa.chat.completions.create({ model: 'nope', messages: user, max_tokens: 2 }), 404, 'openai chat',
-    (e) => e.code === 'model_not_found' && /The model 'nope' does not exist/.test(e.message));
+    (e) => e.code === 'model_not_found' && /The model 'nope' does not exist/.test(e.message) && help(e.message));
   await throws(() => oa.completions.create({ model: 'nope', prompt: 'x', max_tokens: 2 }), 404, 'openai completions',
-    (e) => e.code === 'model_not_found');
+    (e) => e.code === 'model_not_found' && help(e.message));
   await throws(() => oa.embeddings.create({ model: 'nope', input: 'x' }), 404, 'openai embeddings', (e) => e.code === 'model_not_found');
   await throws(() => oa.responses.create({ model: 'nope', input: 'x', max_output_tokens: 2 }), 404, 'responses',
-    (e) => e.code === 'model_not_found');
+    (e) => e.code === 'model_not_found' && help(e.message));
   await throws(() => oa.models.retrieve('nope'), 404, 'openai /v1/models/nope');
-  await throws(() => an.messages.create({ model: 'nope', max_tokens: 2, messages: user }), 404, 'anthropic messages',
-    (e) => e.error?.error?.type === 'not_found_error' && /model: nope/.test(e.message));
+  await throws(() => an.messages.create({ model: 'claude-opus-4-5', max_tokens: 2, messages: user }), 404, 'anthropic messages',
+    (e) => e.error?.error?.type === 'not_found_error' && /model: claude-opus-4-5/.test(e.message) && help(e.error.error.message));
   await throws(() => an.messages.countTokens({ model: 'nope', messages: user }), 404, 'anthropic count_tokens',
-    (e) => e.error?.error?.type === 'not_found_error');
+    (e) => e.error?.error?.type === 'not_found_error' && help(e.error.error.message));
   await throws(() => ol.chat({ model: 'nope', messages: user, stream: false }), 404, 'ollama chat', ollamaWords);
   await throws(() => ol.generate({ model: 'nope', prompt: 'x', stream: false }), 404, 'ollama generate', ollamaWords);
   await throws(() => ol.embed({ model: 'nope', input: 'x' }), 404, 'ollama embed', ollamaWords);

@@ -81,7 +81,7 @@ await test('chat: structured output after the thinking', async () => {
 });
 
 await test('chat: the sampler opens a block through the mask, the budget closes it, then JSON', async () => {
-  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', body: JSON.stringify({ content: '<', add_special: false }) })).json();
+  const tok = await (await fetch(`${base}/tokenize`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ content: '<', add_special: false }) })).json();
   const lt = tok.tokens[0];
   for (const stream of [false, true]) {
     const args = { model, messages: user, max_tokens: 80, response_format: { type: 'json_object' }, thinking_token_budget: 6,

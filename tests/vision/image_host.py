@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-"""image_host.py PORTFILE IMAGE — a loopback HTTP server of images and faults for
+"""image_host.py PORTFILE IMAGE [HITS] — a loopback HTTP server of images and faults for
 tests/test_image_urls.sh (the server's --allow-image-urls), on 127.0.0.1 (port chosen by the
-system, written to PORTFILE). Paths:
+system, written to PORTFILE) and on the same port of 127.0.0.2 and [::1] where those can be
+bound (PORTFILE.2 / PORTFILE.6 say so); each request's address and path is appended to HITS.
+Paths:
   /img.png          the image                 /r1 -> /r2 -> /r3 -> /img.png  three redirects
   /r0 -> /r1 ...    four redirects            /tofile    302 to file:///etc/passwd
   /toftp            302 to ftp://127.0.0.1/x  /missing   404
+  /to2              302 to 127.0.0.2's /img.png   /to6   302 to [::1]'s /img.png
+  /tolocalhost      302 to localhost's /img.png
   /slow             the headers, then nothing for 30 s
   /big              Content-Length of 40 MiB (the body never sent)
   /big-unsized      33 MiB of zeros with no Content-Length (the end is the connection's close)"""
-import os, sys, time
+import os, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 portfile, image = sys.argv[1], sys.argv[2]
+hits = sys.argv[3] if len(sys.argv) > 3 else None
+hits_lock = threading.Lock()
 with open(image, "rb") as f:
     IMG = f.read()
 REDIRECTS = {"/r0": "/r1", "/r1": "/r2", "/r2": "/r3", "/r3": "/img.png",
@@ -26,6 +32,9 @@ class Host(BaseHTTPRequestHandler):
 
     def do_GET(self):
         p = self.path.split("?")[0]
+        if hits:
+            with hits_lock, open(hits, "a") as f:
+                f.write(f"{self.server.server_address[0]} {p}\n")
         try:
             if p == "/img.png":
                 self.send_response(200)
@@ -64,9 +73,26 @@ class Host(BaseHTTPRequestHandler):
             pass
 
 
+class Host6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 srv = ThreadingHTTPServer(("127.0.0.1", 0), Host)
+port = srv.server_address[1]
+REDIRECTS["/to2"] = f"http://127.0.0.2:{port}/img.png"
+REDIRECTS["/to6"] = f"http://[::1]:{port}/img.png"
+REDIRECTS["/tolocalhost"] = f"http://localhost:{port}/img.png"
+for cls, addr, tag in ((ThreadingHTTPServer, "127.0.0.2", "2"), (Host6, "::1", "6")):
+    try:
+        more = cls((addr, port), Host)
+    except OSError:
+        continue
+    more.daemon_threads = True
+    threading.Thread(target=more.serve_forever, daemon=True).start()
+    with open(portfile + "." + tag, "w") as f:
+        f.write(str(port))
 srv.daemon_threads = True
 with open(portfile + ".tmp", "w") as f:
-    f.write(str(srv.server_address[1]))
+    f.write(str(port))
 os.rename(portfile + ".tmp", portfile)
 srv.serve_forever()
