@@ -35,7 +35,7 @@
  * 1xx answers), a stream a line its format ignores (api_openai.c). A client that closed both
  * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
-#include "hub/sha256.h"
+#include "base/sha256.h"
 #include "chat/grammar.h"
 #include "base/clock.h"
 #include "base/os.h"
