@@ -221,8 +221,9 @@ int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, c
  * the model's processor does and encodes it on the CPU into embedding rows, one per image
  * token. Its tokens (lfm2c_image_tokens) are what the prompt's image placeholder becomes: the
  * image start and end tokens, the tile markers, the thumbnail marker, and for each row an id
- * below 0 computed from the image's pixels, so that the session's history, and prefix reuse
- * (lfm2c_session_sync), tell two images apart however alike their placeholders. Decode such a
+ * below 0 computed from the SHA-256 of the image's pixels, so that the session's history, and
+ * prefix reuse (lfm2c_session_sync, which reuses a run of such ids whole or not at all), tell two
+ * images apart however alike their placeholders. Decode such a
  * sequence with lfm2c_session_decode_embd / lfm2c_decode_batch_embd: each id below 0 takes the
  * next row of the item's rows (feeding a suffix: skip the rows of the ids below 0 before it).
  * CPU backend only for now (others: LFM2C_EUNSUPPORTED). */
@@ -249,8 +250,9 @@ lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, co
 void lfm2c_image_free(lfm2c_image *img);
 const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n);  /* the placeholder's expansion */
 const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows); /* n_rows x n_embd floats */
-/* The image's source size, tile grid (0 x 0: one image) and a 64-bit digest of its pixels. */
-void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, uint64_t *digest);
+/* The image's source size, tile grid (0 x 0: one image) and its identity: the SHA-256 of the
+ * width and height (32-bit little-endian each) and the decoded RGB pixels (any pointer may be NULL). */
+void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, unsigned char digest[32]);
 /* The model's image placeholder token (the chat template's "<image>"), or -1 if none. */
 int32_t lfm2c_image_placeholder(const lfm2c_model *model);
 /* tokens[0..n) with the k-th placeholder replaced by images[k]'s tokens: *out (malloc'd, n_out

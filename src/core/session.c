@@ -402,12 +402,25 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
 
 /* ---- prompt-prefix reuse: one rule for the CLI chat and the server's slots ------------------ */
 
+/* The common prefix of the session's history and tokens[0..n), an image's rows (a run of ids
+ * below 0: 31 bits of a SHA-256 each) whole or not at all: a prefix that ends inside such a run,
+ * in either sequence, ends before it, so that an image shares state only with one whose every row
+ * id is the same, never with one crafted to match its first rows. */
+static int common_prefix(const lfm2c_session *s, const int32_t *tokens, int n) {
+    int common = 0, limit = s->n_past < n ? s->n_past : n;
+    while (common < limit && s->tokens[common] == tokens[common]) common++;
+    const bool cut = common > 0 && tokens[common - 1] < 0 &&
+                     ((common < n && tokens[common] < 0) || (common < s->n_past && s->tokens[common] < 0));
+    if (cut)
+        while (common > 0 && tokens[common - 1] < 0) common--;
+    return common;
+}
+
 /* Where a sync to tokens[0..n) resumes: the checkpoint holding the logits of the whole of
  * tokens (when the session keeps logits and holds all n), else the newest checkpoint within
  * the common prefix short of the last token (whose logits must come out). NULL: none. */
 static const conv_checkpoint *resume_point(const lfm2c_session *s, const int32_t *tokens, int n) {
-    int common = 0, limit = s->n_past < n ? s->n_past : n;
-    while (common < limit && s->tokens[common] == tokens[common]) common++;
+    const int common = common_prefix(s, tokens, n);
     const conv_checkpoint *c = ckpt_at_or_before(s, common);
     if (c && c->pos == n && c->logits && !s->embeddings && n > 0) return c;
     c = ckpt_at_or_before(s, common < n ? common : n - 1);

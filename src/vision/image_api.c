@@ -3,11 +3,14 @@
  * encoded (tower.c) into embedding rows, and the tokens its placeholder becomes, as LFM2-VL's
  * processor builds them: <|image_start|>, then per tile <|img_row_R_col_C|> and its rows, then
  * <|img_thumbnail|> and the thumbnail's rows (a tiled image), or the one image's rows, then
- * <|image_end|>. A row's id is below 0 and derived from a 64-bit digest of the decoded pixels
- * and the row's index, so the session's history (and prefix reuse, which compares it) tells
- * two images apart; lfm2c_prompt_images splices images into a tokenized prompt. */
+ * <|image_end|>. The image's identity is the SHA-256 of its size and decoded pixels; a row's id
+ * is below 0, 31 bits of the SHA-256 of that identity and the row's index, so the session's
+ * history (and prefix reuse, which compares it and reuses an image's rows whole or not at all,
+ * core/session.c) tells two images apart; lfm2c_prompt_images splices images into a tokenized
+ * prompt. */
 #include "vision/vision.h"
 #include "base/error.h"
+#include "base/sha256.h"
 #include "core/model.h"
 #include "text/tokenizer.h"
 
@@ -28,7 +31,7 @@ struct lfm2c_mmproj {
 
 struct lfm2c_image {
     int w, h, cols, rows;
-    uint64_t digest;
+    uint8_t digest[32]; /* SHA-256 of the width, height (little-endian 32 bits each), pixels */
     int32_t *tokens;
     int n_tokens, n_rows;
     float *emb; /* n_rows x n_embd */
@@ -101,17 +104,30 @@ int lfm2c_mmproj_describe(const lfm2c_mmproj *mm, char *buf, size_t cap) {
                     mm->pp.max_tokens, mm->pp.tile);
 }
 
-static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
-    x ^= x >> 30, x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27, x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+static void put_le32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
 }
 
-static uint64_t digest(const vis_image *im) {
-    uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)im->w << 32 | (uint32_t)im->h);
-    const size_t n = (size_t)im->w * im->h * 3;
-    for (size_t i = 0; i < n; i++) h = (h ^ im->rgb[i]) * 0x100000001b3ull;
-    return mix64(h);
+static void digest(const vis_image *im, uint8_t out[32]) {
+    uint8_t size[8];
+    put_le32(size, (uint32_t)im->w), put_le32(size + 4, (uint32_t)im->h);
+    sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, size, 8);
+    sha256_update(&c, im->rgb, (size_t)im->w * im->h * 3);
+    sha256_final(&c, out);
+}
+
+/* Row `row`'s id: below 0, the first 31 bits of SHA-256(digest, row as little-endian 32 bits). */
+static int32_t row_id(const uint8_t dig[32], int row) {
+    uint8_t in[36], h[32];
+    memcpy(in, dig, 32);
+    put_le32(in + 32, (uint32_t)row);
+    sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, in, sizeof in);
+    sha256_final(&c, h);
+    return (int32_t)(0x80000000u | ((uint32_t)h[0] << 23 | (uint32_t)h[1] << 15 | (uint32_t)h[2] << 7 | h[3] >> 1));
 }
 
 /* The placeholder's expansion for the prepared images (tile markers looked up by name). */
@@ -132,8 +148,7 @@ static int build_tokens(const lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_im
             img->tokens[n++] = mm->thumb;
         }
         const int rows = vis_n_tokens(mm->vm, pp->img[k].w, pp->img[k].h);
-        for (int r = 0; r < rows; r++, row++)
-            img->tokens[n++] = (int32_t)(0x80000000u | (uint32_t)(mix64(img->digest + (uint64_t)row) >> 33));
+        for (int r = 0; r < rows; r++, row++) img->tokens[n++] = row_id(img->digest, row);
     }
     img->tokens[n++] = mm->end;
     img->n_tokens = n;
@@ -168,7 +183,8 @@ static lfm2c_image *encode_decoded(lfm2c_mmproj *mm, const vis_image *im, lfm2c_
     if (vis_prepare(&mm->pp, im, &pp, err)) return NULL;
     lfm2c_image *img = calloc(1, sizeof *img);
     if (img) {
-        *img = (lfm2c_image){.w = im->w, .h = im->h, .cols = pp.plan.cols, .rows = pp.plan.rows, .digest = digest(im)};
+        *img = (lfm2c_image){.w = im->w, .h = im->h, .cols = pp.plan.cols, .rows = pp.plan.rows};
+        digest(im, img->digest);
         for (int k = 0; k < pp.n; k++) img->n_rows += vis_n_tokens(mm->vm, pp.img[k].w, pp.img[k].h);
         img->emb = malloc(sizeof(float) * (size_t)img->n_rows * mm->vm->hp.proj_dim + 1);
     }
@@ -212,12 +228,12 @@ const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows) {
     return img->emb;
 }
 
-void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, uint64_t *dig) {
+void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, unsigned char dig[32]) {
     if (w) *w = img->w;
     if (h) *h = img->h;
     if (cols) *cols = img->cols;
     if (rows) *rows = img->rows;
-    if (dig) *dig = img->digest;
+    if (dig) memcpy(dig, img->digest, 32);
 }
 
 int lfm2c_prompt_images(const lfm2c_model *model, const int32_t *tokens, int n, lfm2c_image *const *images,

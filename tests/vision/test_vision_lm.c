@@ -3,12 +3,14 @@
  * (`Look: <__media__> what?`: text ids, the image's rows, text ids) with the rows our encoder
  * makes of the image libmtmd preprocessed gives the last logits of llama.cpp within the F32
  * tolerance; a batch of two prompts with images and one without equals each solo; images
- * through lfm2c_image_encode expand into the processor's tokens, and two different images of
- * the same size (the same placeholders) never reuse each other's state, while the same image
- * does, and the reused state gives the fresh logits; the refusals (a text model's mmproj, a
+ * through lfm2c_image_encode expand into the processor's tokens, their identity is the SHA-256
+ * of their size and pixels, and two different images of the same size (the same placeholders)
+ * never reuse each other's state, not even an image whose first row ids match, while the same
+ * image does, and the reused state gives the fresh logits; the refusals (a text model's mmproj, a
  * placeholder count that does not match, going back into an image without a checkpoint). */
 #include "test.h"
 #include "vision/vision.h"
+#include "base/sha256.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -161,6 +163,31 @@ static lfm2c_image *encode_file(lfm2c_mmproj *mm, const char *name) {
     return img;
 }
 
+/* The image's identity is the SHA-256 of its width, height (32-bit little-endian) and pixels. */
+static void check_identity(const lfm2c_image *img, const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, VDATA("images/%s"), name);
+    size_t n = 0;
+    uint8_t *d = test_read_file(path, &n);
+    vis_image im;
+    lfm2c_error err = {0};
+    if (!d || vis_image_decode(d, n, NULL, &im, &err)) {
+        CHECK(0, "%s: %s", name, err.msg);
+        return free(d);
+    }
+    const uint8_t size[8] = {(uint8_t)im.w, (uint8_t)(im.w >> 8), 0, 0, (uint8_t)im.h, (uint8_t)(im.h >> 8), 0, 0};
+    sha256_ctx c;
+    uint8_t want[32], got[32] = {0};
+    sha256_init(&c);
+    sha256_update(&c, size, 8);
+    sha256_update(&c, im.rgb, (size_t)im.w * im.h * 3);
+    sha256_final(&c, want);
+    lfm2c_image_info(img, NULL, NULL, NULL, NULL, got);
+    CHECK(!memcmp(got, want, 32), "%s: the identity is the SHA-256 of its size and pixels", name);
+    vis_image_free(&im);
+    free(d);
+}
+
 /* "Look: <image> what?" with img: the expanded prompt (ids and rows). */
 static int32_t *with_image(lfm2c_model *m, lfm2c_image *img, int *n, float **rows) {
     const int32_t ph = lfm2c_image_placeholder(m);
@@ -190,6 +217,8 @@ static void test_reuse(lfm2c_model *m) {
     for (int i = 1; i < na - 1; i++) same += ta[i] == tb[i], neg += ta[i] < 0;
     CHECK(neg == na - 2, "row ids below 0: %d of %d", neg, na - 2);
     CHECK(same == 0, "two images' row ids: %d equal", same);
+    check_identity(a, "rgb.png");
+    check_identity(b, "gray.png");
     int n1, n2;
     float *r1, *r2;
     int32_t *p1 = with_image(m, a, &n1, &r1), *p2 = with_image(m, b, &n2, &r2);
@@ -200,6 +229,21 @@ static void test_reuse(lfm2c_model *m) {
     CHECK(lfm2c_session_reusable(s, p2, n2) <= first, "another image reuses %d positions (its rows start at %d)",
           lfm2c_session_reusable(s, p2, n2), first);
     CHECK(lfm2c_session_reusable(s, p1, n1) > first, "the same image reuses %d", lfm2c_session_reusable(s, p1, n1));
+    /* an image crafted to match a's first rows (its ids a's up to half, then b's) reuses none of
+       them: an image's rows are reused whole or not at all; nor does a's prompt from a session
+       that holds only part of a's rows */
+    int32_t *p3 = malloc(sizeof(int32_t) * (size_t)n1);
+    memcpy(p3, p1, sizeof(int32_t) * (size_t)n1);
+    memcpy(p3 + first + ra / 2, p2 + first + ra / 2, sizeof(int32_t) * (size_t)(ra - ra / 2));
+    CHECK(lfm2c_session_reusable(s, p3, n1) <= first, "an image matching a's first %d rows reuses %d positions", ra / 2,
+          lfm2c_session_reusable(s, p3, n1));
+    lfm2c_session *part = lfm2c_session_new(m, 1024, &err);
+    lfm2c_session_set_checkpoints(part, 4, 64, 0, &err);
+    lfm2c_session_decode_embd(part, p1, r1, first + ra / 2, LFM2C_LOGITS_LAST, &err);
+    CHECK(lfm2c_session_n_past(part) == first + ra / 2 && lfm2c_session_reusable(part, p1, n1) <= first,
+          "half of a's rows held: %d reused", lfm2c_session_reusable(part, p1, n1));
+    lfm2c_session_free(part);
+    free(p3);
     /* sync to image b, feed the rest (rows after the reused ones), against a fresh session */
     int reused = 0;
     lfm2c_session_sync(s, p2, n2, &reused, &err);
