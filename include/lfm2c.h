@@ -247,6 +247,22 @@ int lfm2c_mmproj_describe(const lfm2c_mmproj *mm, char *buf, size_t cap);
  * image at a time: callers on several threads take turns. */
 lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
                                 lfm2c_error *err);
+/* A memory budget an encode draws on (a server's request budget): before each stage allocates,
+ * charge(user, bytes) is asked for what it will hold, each amount computed before the stage runs
+ * (the decode's from the file's header, before a pixel is decoded: the pixels, the decoder's own
+ * buffers or an EXIF turn's copy; then the resized tiles and thumbnail; the image's rows; the
+ * encoder's buffers, once the mmproj's turn is the caller's): 0 to go on, non-zero to refuse (the
+ * encode then fails, LFM2C_ENOMEM, nothing decoded past what was granted). release(user, bytes)
+ * gives back what a stage freed; everything charged is released before the encode returns (the
+ * image it returns holds its rows and tokens: the caller's to count). */
+typedef struct lfm2c_image_budget {
+    int (*charge)(void *user, size_t bytes);
+    void (*release)(void *user, size_t bytes);
+    void *user;
+} lfm2c_image_budget;
+/* lfm2c_image_encode within budget (NULL: none). */
+lfm2c_image *lfm2c_image_encode_budget(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
+                                       const lfm2c_image_budget *budget, lfm2c_error *err);
 void lfm2c_image_free(lfm2c_image *img);
 const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n);  /* the placeholder's expansion */
 const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows); /* n_rows x n_embd floats */

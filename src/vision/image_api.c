@@ -155,12 +155,40 @@ static int build_tokens(const lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_im
     return 0;
 }
 
-/* Each prepared image normalised and encoded into its rows. */
-static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img, lfm2c_error *err) {
+/* The caller's memory budget (lfm2c_image_budget), charged before each stage allocates and
+ * released as it frees; what is still held is released before the encode returns. */
+typedef struct charge {
+    const lfm2c_image_budget *b;
+    size_t held;
+} charge;
+
+static int take(charge *c, size_t bytes, const char *what, lfm2c_error *err) {
+    if (c->b && c->b->charge && c->b->charge(c->b->user, bytes)) {
+        lfm2c_set_error(err, LFM2C_ENOMEM, "the memory budget refused %zu MiB for %s", (bytes + (1u << 20) - 1) >> 20,
+                        what);
+        return -1;
+    }
+    c->held += bytes;
+    return 0;
+}
+
+static void give(charge *c, size_t bytes) {
+    if (bytes > c->held) bytes = c->held;
+    c->held -= bytes;
+    if (bytes && c->b && c->b->release) c->b->release(c->b->user, bytes);
+}
+
+/* Each prepared image normalised and encoded into its rows, one image at a time on the mmproj's
+ * pool: the encoder's buffers (for the largest image) are charged once the turn is ours. */
+static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img, charge *c, lfm2c_error *err) {
     const vis_model *vm = mm->vm;
-    size_t off = 0;
-    int rc = 0;
+    size_t off = 0, need = 0;
+    for (int k = 0; k < pp->n; k++) {
+        const size_t b = vis_encode_bytes(vm, mm->pool, pp->img[k].w, pp->img[k].h);
+        need = b > need ? b : need;
+    }
     pthread_mutex_lock(&mm->mu);
+    int rc = take(c, need, "encoding the image", err);
     for (int k = 0; k < pp->n && !rc; k++) {
         const vis_image *t = &pp->img[k];
         float *planes = malloc(sizeof(float) * (size_t)t->w * t->h * 3);
@@ -175,40 +203,73 @@ static int encode_all(lfm2c_mmproj *mm, const vis_prepared *pp, lfm2c_image *img
         free(planes);
     }
     pthread_mutex_unlock(&mm->mu);
+    if (!rc) give(c, need);
     return rc;
 }
 
-static lfm2c_image *encode_decoded(lfm2c_mmproj *mm, const vis_image *im, lfm2c_error *err) {
-    vis_prepared pp;
-    if (vis_prepare(&mm->pp, im, &pp, err)) return NULL;
+/* The image (its source of w x h) with its rows and tokens allocated, charged first. */
+static lfm2c_image *image_new(const lfm2c_mmproj *mm, int w, int h, const vis_prepared *pp, charge *c,
+                              lfm2c_error *err) {
+    int rows = 0;
+    for (int k = 0; k < pp->n; k++) rows += vis_n_tokens(mm->vm, pp->img[k].w, pp->img[k].h);
+    const size_t emb = sizeof(float) * (size_t)rows * mm->vm->hp.proj_dim + 1;
+    const size_t toks = sizeof(int32_t) * ((size_t)rows + (size_t)pp->plan.cols * pp->plan.rows + 3);
+    if (take(c, sizeof(lfm2c_image) + emb + toks, "the image's rows", err)) return NULL;
     lfm2c_image *img = calloc(1, sizeof *img);
     if (img) {
-        *img = (lfm2c_image){.w = im->w, .h = im->h, .cols = pp.plan.cols, .rows = pp.plan.rows};
-        digest(im, img->digest);
-        for (int k = 0; k < pp.n; k++) img->n_rows += vis_n_tokens(mm->vm, pp.img[k].w, pp.img[k].h);
-        img->emb = malloc(sizeof(float) * (size_t)img->n_rows * mm->vm->hp.proj_dim + 1);
+        *img = (lfm2c_image){.w = w, .h = h, .cols = pp->plan.cols, .rows = pp->plan.rows, .n_rows = rows};
+        img->emb = malloc(emb);
     }
     if (!img || !img->emb) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for an image's rows");
         lfm2c_image_free(img), img = NULL;
-    } else if (build_tokens(mm, &pp, img, err) || encode_all(mm, &pp, img, err)) {
-        lfm2c_image_free(img), img = NULL;
     }
+    return img;
+}
+
+/* The decoded image (freed here as soon as it is resized) -> its rows and tokens. */
+static lfm2c_image *encode_decoded(lfm2c_mmproj *mm, vis_image *im, charge *c, lfm2c_error *err) {
+    const size_t prep = vis_prepare_bytes(&mm->pp, im->w, im->h);
+    const int w = im->w, h = im->h;
+    vis_prepared pp;
+    uint8_t dig[32];
+    digest(im, dig);
+    if (take(c, prep, "resizing the image", err) || vis_prepare(&mm->pp, im, &pp, err)) return NULL;
+    const size_t kept = vis_prepared_bytes(&pp.plan, mm->pp.tile) + sizeof(vis_image) * (size_t)pp.cap;
+    give(c, prep > kept ? prep - kept : 0);
+    give(c, (size_t)w * h * 3); /* the source's pixels: only the prepared images are needed now */
+    vis_image_free(im);
+    lfm2c_image *img = image_new(mm, w, h, &pp, c, err);
+    if (img) memcpy(img->digest, dig, sizeof dig);
+    if (img && (build_tokens(mm, &pp, img, err) || encode_all(mm, &pp, img, c, err))) lfm2c_image_free(img), img = NULL;
     vis_prepared_free(&pp);
+    return img;
+}
+
+lfm2c_image *lfm2c_image_encode_budget(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
+                                       const lfm2c_image_budget *budget, lfm2c_error *err) {
+    if (!mm) return lfm2c_set_error(err, LFM2C_EINVAL, "no mmproj: images need a vision model's mmproj file"), NULL;
+    if (!mm->model) return lfm2c_set_error(err, LFM2C_EINVAL, "the mmproj was opened without its model"), NULL;
+    const lfm2c_image_limits l = lim ? *lim : lfm2c_image_default_limits();
+    const vis_image_limits vl = {l.max_bytes, l.max_pixels, l.max_side};
+    vis_image_head hd;
+    if (vis_image_probe(data, n, &vl, &hd, err)) return NULL; /* the header alone: nothing decoded yet */
+    charge c = {budget, 0};
+    if (take(&c, vis_image_decode_bytes(&hd), "decoding the image", err)) return NULL;
+    vis_image im;
+    lfm2c_image *img = NULL;
+    if (!vis_image_decode(data, n, &vl, &im, err)) {
+        give(&c, c.held - (size_t)im.w * im.h * 3); /* the decoder's buffers are gone */
+        img = encode_decoded(mm, &im, &c, err);
+        vis_image_free(&im);
+    }
+    give(&c, c.held);
     return img;
 }
 
 lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
                                 lfm2c_error *err) {
-    if (!mm) return lfm2c_set_error(err, LFM2C_EINVAL, "no mmproj: images need a vision model's mmproj file"), NULL;
-    if (!mm->model) return lfm2c_set_error(err, LFM2C_EINVAL, "the mmproj was opened without its model"), NULL;
-    const lfm2c_image_limits l = lim ? *lim : lfm2c_image_default_limits();
-    const vis_image_limits vl = {l.max_bytes, l.max_pixels, l.max_side};
-    vis_image im;
-    if (vis_image_decode(data, n, &vl, &im, err)) return NULL;
-    lfm2c_image *img = encode_decoded(mm, &im, err);
-    vis_image_free(&im);
-    return img;
+    return lfm2c_image_encode_budget(mm, data, n, lim, NULL, err);
 }
 
 void lfm2c_image_free(lfm2c_image *img) {

@@ -6,8 +6,11 @@
  * through lfm2c_image_encode expand into the processor's tokens, their identity is the SHA-256
  * of their size and pixels, and two different images of the same size (the same placeholders)
  * never reuse each other's state, not even an image whose first row ids match, while the same
- * image does, and the reused state gives the fresh logits; the refusals (a text model's mmproj, a
- * placeholder count that does not match, going back into an image without a checkpoint). */
+ * image does, and the reused state gives the fresh logits; lfm2c_image_encode_budget charges its
+ * budget before each stage (the decode's share from the header alone: a 6400 x 6400 PNG bomb is
+ * refused before a pixel is decoded), counts an EXIF turn's copy, and gives everything back,
+ * refused at any stage or not; the refusals (a text model's mmproj, a placeholder count that does
+ * not match, going back into an image without a checkpoint). */
 #include "test.h"
 #include "vision/vision.h"
 #include "base/sha256.h"
@@ -301,6 +304,77 @@ static void test_reuse(lfm2c_model *m) {
     lfm2c_mmproj_free(mm);
 }
 
+/* A budget that records what an encode charges: the first charge, the most held, what is held
+ * now, and refuses the charge numbered `refuse` (0: none). */
+typedef struct ledger {
+    size_t first, held, most;
+    int calls, refuse;
+} ledger;
+
+static int led_charge(void *u, size_t bytes) {
+    ledger *l = u;
+    if (!l->calls++) l->first = bytes;
+    if (l->calls == l->refuse) return -1;
+    l->held += bytes;
+    l->most = l->held > l->most ? l->held : l->most;
+    return 0;
+}
+
+static void led_release(void *u, size_t bytes) {
+    ledger *l = u;
+    CHECK(bytes <= l->held, "released %zu of %zu held", bytes, l->held);
+    l->held -= bytes < l->held ? bytes : l->held;
+}
+
+static lfm2c_image *encode_led(lfm2c_mmproj *mm, const uint8_t *d, size_t n, ledger *l, lfm2c_error *err) {
+    const lfm2c_image_budget b = {led_charge, led_release, l};
+    return lfm2c_image_encode_budget(mm, d, n, NULL, &b, err);
+}
+
+/* The encode charges its budget before it allocates, the decode's share from the header alone:
+ * the issue's bomb (a small PNG whose header says 6400 x 6400) is charged its 123 MB of pixels
+ * before a pixel is decoded, and refused there; an EXIF turn is charged a second copy; a refusal
+ * at any stage leaves nothing charged; a granted encode gives back all it took. */
+static void test_budget(lfm2c_model *m) {
+    lfm2c_error err = {0};
+    lfm2c_mmproj *mm = lfm2c_mmproj_open(VDATA("mmproj-tiny-f32.gguf"), m, &err);
+    CHECK(mm != NULL, "%s", err.msg);
+    if (!mm || !(vis_image_formats() >> VIS_IMG_PNG & 1)) return lfm2c_mmproj_free(mm);
+    size_t n = 0;
+    uint8_t *d = test_read_file(VDATA("images/rgb.png"), &n);
+    if (!d) return lfm2c_mmproj_free(mm);
+    ledger l = {0};
+    lfm2c_image *img = encode_led(mm, d, n, &l, &err);
+    int w = 0, h = 0;
+    if (img) lfm2c_image_info(img, &w, &h, NULL, NULL, NULL);
+    CHECK(img && l.held == 0 && l.first >= (size_t)w * h * 3 && l.most >= l.first && l.calls >= 4,
+          "rgb.png: %s; %d charges, first %zu, most %zu, %zu still held", err.msg, l.calls, l.first, l.most, l.held);
+    lfm2c_image_free(img);
+    for (int refuse = 1; refuse <= l.calls; refuse++) { /* refused at each stage in turn */
+        ledger r = {.refuse = refuse};
+        img = encode_led(mm, d, n, &r, &err);
+        CHECK(!img && err.code == LFM2C_ENOMEM && strstr(err.msg, "memory budget") && r.held == 0,
+              "charge %d refused: %s, %zu still held", refuse, err.msg, r.held);
+        lfm2c_image_free(img);
+    }
+    /* the bomb: IHDR patched to 6400 x 6400 (its CRC is not checked before the header is read) */
+    d[16] = d[20] = 0, d[17] = d[21] = 0, d[18] = d[22] = 0x19, d[19] = d[23] = 0x00;
+    ledger b = {.refuse = 1};
+    img = encode_led(mm, d, n, &b, &err);
+    CHECK(!img && b.calls == 1 && b.first >= (size_t)6400 * 6400 * 3 && strstr(err.msg, "memory budget"),
+          "a 6400 x 6400 header: %d charges, the first %zu bytes: %s", b.calls, b.first, err.msg);
+    free(d);
+    d = test_read_file(VDATA("images/exif-6.png"), &n);
+    ledger t = {0};
+    img = d ? encode_led(mm, d, n, &t, &err) : NULL;
+    if (img) lfm2c_image_info(img, &w, &h, NULL, NULL, NULL);
+    CHECK(img && t.first >= (size_t)w * h * 3 * 2 && t.held == 0, "exif-6.png: the turn charged: first %zu for %dx%d",
+          t.first, w, h);
+    lfm2c_image_free(img);
+    free(d);
+    lfm2c_mmproj_free(mm);
+}
+
 static void test_text_model(void) {
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = 1;
@@ -322,6 +396,7 @@ int main(void) {
     if (!root || !m) TEST_MAIN_END();
     test_goldens(m, json_object_get(root, "cases"));
     test_reuse(m);
+    test_budget(m);
     test_text_model();
     lfm2c_model_free(m);
     json_decref(root);
