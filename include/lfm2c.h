@@ -2,7 +2,10 @@
  *
  * Flow: open a model (GGUF), create sessions (one per conversation: its own KV cache and conv
  * state), feed tokens, read logits, sample. Nothing here prints or exits: every fallible call
- * takes an lfm2c_error* and returns NULL / a negative value with err->msg set.
+ * takes an lfm2c_error* and returns NULL / a negative value with err->msg set. A NULL handle (a
+ * model, session, mmproj, image, adapter, sampler, constraint, speculator, detokenizer or
+ * thinking state) is refused by every function: LFM2C_EINVAL where it takes err, else an empty
+ * result (0, NULL, false, a zeroed struct) or nothing done.
  * A model may be shared by many sessions; decode calls on one model must not run concurrently
  * (the server's scheduler serializes them and batches sessions into one forward instead). */
 #ifndef LFM2C_H
@@ -366,6 +369,7 @@ int32_t *lfm2c_tokenize(const lfm2c_model *model, const char *text, size_t len, 
  * stands (the marks are removed): the template's own markers stay special, the request's text
  * is tokenized as plain text. */
 #define LFM2C_GUARD_MARK "\xf3\xb0\x80\x80"
+/* (NULL without a model: there is nothing to guard against.) */
 char *lfm2c_guard_text(const lfm2c_model *model, const char *s, size_t len, size_t *out_len);
 int32_t *lfm2c_tokenize_prompt(const lfm2c_model *model, const char *text, size_t len, bool add_bos, int *n_out,
                                lfm2c_error *err);

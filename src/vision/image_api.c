@@ -46,7 +46,7 @@ static int32_t find_tok(const lfm2c_model *m, const char *text) {
     return tokenizer_find_token(m->tok, text, strlen(text));
 }
 
-int32_t lfm2c_image_placeholder(const lfm2c_model *model) { return find_tok(model, "<image>"); }
+int32_t lfm2c_image_placeholder(const lfm2c_model *model) { return model ? find_tok(model, "<image>") : -1; }
 
 lfm2c_mmproj *lfm2c_mmproj_open(const char *path, const lfm2c_model *model, lfm2c_error *err) {
     if (!model) { /* to describe it only */
@@ -95,6 +95,7 @@ void lfm2c_mmproj_free(lfm2c_mmproj *mm) {
 }
 
 int lfm2c_mmproj_describe(const lfm2c_mmproj *mm, char *buf, size_t cap) {
+    if (!mm) return buf && cap ? (buf[0] = 0) : 0;
     const vis_hparams *h = &mm->vm->hp;
     return snprintf(buf, cap,
                     "LFM2-VL mmproj: tower %d blocks x %d wide (%d heads, FFN %d), patch %d, position grid %d x %d, "
@@ -237,8 +238,8 @@ static lfm2c_image *encode_decoded(lfm2c_mmproj *mm, vis_image *im, charge *c, l
     if (take(c, prep, "resizing the image", err) || vis_prepare(&mm->pp, im, &pp, err)) return NULL;
     const size_t kept = vis_prepared_bytes(&pp.plan, mm->pp.tile) + sizeof(vis_image) * (size_t)pp.cap;
     give(c, prep > kept ? prep - kept : 0);
-    give(c, (size_t)w * h * 3); /* the source's pixels: only the prepared images are needed now */
-    vis_image_free(im);
+    vis_image_free(im); /* the source's pixels: only the prepared images are needed now */
+    give(c, (size_t)w * h * 3);
     lfm2c_image *img = image_new(mm, w, h, &pp, c, err);
     if (img) memcpy(img->digest, dig, sizeof dig);
     if (img && (build_tokens(mm, &pp, img, err) || encode_all(mm, &pp, img, c, err))) lfm2c_image_free(img), img = NULL;
@@ -280,16 +281,18 @@ void lfm2c_image_free(lfm2c_image *img) {
 }
 
 const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n) {
-    if (n) *n = img->n_tokens;
-    return img->tokens;
+    if (n) *n = img ? img->n_tokens : 0;
+    return img ? img->tokens : NULL;
 }
 
 const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows) {
-    if (n_rows) *n_rows = img->n_rows;
-    return img->emb;
+    if (n_rows) *n_rows = img ? img->n_rows : 0;
+    return img ? img->emb : NULL;
 }
 
 void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, unsigned char dig[32]) {
+    static const lfm2c_image none;
+    if (!img) img = &none;
     if (w) *w = img->w;
     if (h) *h = img->h;
     if (cols) *cols = img->cols;
@@ -299,7 +302,12 @@ void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *ro
 
 int lfm2c_prompt_images(const lfm2c_model *model, const int32_t *tokens, int n, lfm2c_image *const *images,
                         int n_images, int32_t **out, int *n_out, float **rows, lfm2c_error *err) {
+    if (!out || !n_out || !rows) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL output"), -1;
     *out = NULL, *rows = NULL, *n_out = 0;
+    if (!model || (!tokens && n > 0) || n < 0 || n_images < 0 || (!images && n_images > 0))
+        return lfm2c_set_error(err, LFM2C_EINVAL, "NULL model, tokens or images"), -1;
+    for (int k = 0; k < n_images; k++)
+        if (!images[k]) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL image %d", k), -1;
     const int32_t ph = lfm2c_image_placeholder(model);
     int found = 0;
     size_t n_tok = (size_t)n, n_row = 0;
