@@ -257,11 +257,14 @@ lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, co
  * encoder's buffers, once the mmproj's turn is the caller's): 0 to go on, non-zero to refuse (the
  * encode then fails, LFM2C_ENOMEM, nothing decoded past what was granted). release(user, bytes)
  * gives back what a stage freed; everything charged is released before the encode returns (the
- * image it returns holds its rows and tokens: the caller's to count). */
+ * image it returns holds its rows and tokens: the caller's to count). charge and release may be
+ * NULL. max_rows > 0: an image of more rows than that (the context left for it), known from its
+ * header, is refused before it is decoded (LFM2C_ECONTEXT). */
 typedef struct lfm2c_image_budget {
     int (*charge)(void *user, size_t bytes);
     void (*release)(void *user, size_t bytes);
     void *user;
+    int max_rows;
 } lfm2c_image_budget;
 /* lfm2c_image_encode within budget (NULL: none). */
 lfm2c_image *lfm2c_image_encode_budget(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,

@@ -156,10 +156,21 @@ static size_t image_bytes(const serve_api *api, const lfm2c_image *img) {
 static lfm2c_image *encode(serve_api *api, job_images *ji, const uint8_t *d, size_t n, http_err *e) {
     const lfm2c_image_limits lim = lfm2c_image_default_limits();
     img_budget b = {ji, e, ji->n + 1, false};
-    const lfm2c_image_budget bud = {img_charge, img_release, &b};
+    /* the positions left (one at least for the text): an image that cannot fit is refused from its
+     * header, before it is decoded */
+    const int left = api->n_ctx - ji->rows - 1;
+    if (left < 1)
+        return http_set_err(e, 400, "context_length_exceeded", "messages",
+                            "image %d: no positions are left for it (this model's context is %d tokens)", ji->n + 1,
+                            api->n_ctx),
+               NULL;
+    const lfm2c_image_budget bud = {ji->q ? img_charge : NULL, ji->q ? img_release : NULL, &b, left};
     lfm2c_error err = {0};
-    lfm2c_image *img = lfm2c_image_encode_budget(api->mm, d, n, &lim, ji->q ? &bud : NULL, &err);
-    if (!img && !b.refused)
+    lfm2c_image *img = lfm2c_image_encode_budget(api->mm, d, n, &lim, &bud, &err);
+    if (!img && err.code == LFM2C_ECONTEXT)
+        http_set_err(e, 400, "context_length_exceeded", "messages", "image %d: %s (this model's context is %d tokens)",
+                     ji->n + 1, err.msg, api->n_ctx);
+    else if (!img && !b.refused)
         http_set_err(e,
                      err.code == LFM2C_ENOMEM                           ? 500
                      : err.code == LFM2C_ETOOLARGE && n > lim.max_bytes ? 413

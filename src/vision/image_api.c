@@ -255,6 +255,11 @@ lfm2c_image *lfm2c_image_encode_budget(lfm2c_mmproj *mm, const void *data, size_
     const vis_image_limits vl = {l.max_bytes, l.max_pixels, l.max_side};
     vis_image_head hd;
     if (vis_image_probe(data, n, &vl, &hd, err)) return NULL; /* the header alone: nothing decoded yet */
+    vis_prep_plan pl; /* the rows it will make (the turned size's; the same either way) */
+    if (budget && budget->max_rows > 0 && !vis_plan(&mm->pp, (int)hd.w, (int)hd.h, &pl) && pl.tokens > budget->max_rows)
+        return lfm2c_set_error(err, LFM2C_ECONTEXT, "the image would take %d positions, more than the %d left for it",
+                               pl.tokens, budget->max_rows),
+               NULL;
     charge c = {budget, 0};
     if (take(&c, vis_image_decode_bytes(&hd), "decoding the image", err)) return NULL;
     vis_image im;

@@ -9,7 +9,8 @@
  * image does, and the reused state gives the fresh logits; lfm2c_image_encode_budget charges its
  * budget before each stage (the decode's share from the header alone: a 6400 x 6400 PNG bomb is
  * refused before a pixel is decoded), counts an EXIF turn's copy, and gives everything back,
- * refused at any stage or not; the refusals (a text model's mmproj, a placeholder count that does
+ * refused at any stage or not; an image of more rows than the positions left is refused from its
+ * header; the refusals (a text model's mmproj, a placeholder count that does
  * not match, going back into an image without a checkpoint). */
 #include "test.h"
 #include "vision/vision.h"
@@ -326,8 +327,9 @@ static void led_release(void *u, size_t bytes) {
     l->held -= bytes < l->held ? bytes : l->held;
 }
 
-static lfm2c_image *encode_led(lfm2c_mmproj *mm, const uint8_t *d, size_t n, ledger *l, lfm2c_error *err) {
-    const lfm2c_image_budget b = {led_charge, led_release, l};
+static lfm2c_image *encode_led(lfm2c_mmproj *mm, const uint8_t *d, size_t n, ledger *l, int max_rows,
+                               lfm2c_error *err) {
+    const lfm2c_image_budget b = {led_charge, led_release, l, max_rows};
     return lfm2c_image_encode_budget(mm, d, n, NULL, &b, err);
 }
 
@@ -344,15 +346,27 @@ static void test_budget(lfm2c_model *m) {
     uint8_t *d = test_read_file(VDATA("images/rgb.png"), &n);
     if (!d) return lfm2c_mmproj_free(mm);
     ledger l = {0};
-    lfm2c_image *img = encode_led(mm, d, n, &l, &err);
+    lfm2c_image *img = encode_led(mm, d, n, &l, 0, &err);
     int w = 0, h = 0;
     if (img) lfm2c_image_info(img, &w, &h, NULL, NULL, NULL);
     CHECK(img && l.held == 0 && l.first >= (size_t)w * h * 3 && l.most >= l.first && l.calls >= 4,
           "rgb.png: %s; %d charges, first %zu, most %zu, %zu still held", err.msg, l.calls, l.first, l.most, l.held);
     lfm2c_image_free(img);
+    int rows = 0;
+    img = encode_led(mm, d, n, &(ledger){0}, 0, &err);
+    lfm2c_image_rows(img, &rows);
+    lfm2c_image_free(img);
+    ledger few = {0}; /* fewer positions left than its rows: refused from the header, nothing charged */
+    img = encode_led(mm, d, n, &few, rows - 1, &err);
+    CHECK(!img && err.code == LFM2C_ECONTEXT && few.calls == 0, "%d rows, %d left: %s, %d charges", rows, rows - 1,
+          err.msg, few.calls);
+    lfm2c_image_free(img);
+    img = encode_led(mm, d, n, &few, rows, &err);
+    CHECK(img != NULL, "%d rows, as many left: %s", rows, err.msg);
+    lfm2c_image_free(img);
     for (int refuse = 1; refuse <= l.calls; refuse++) { /* refused at each stage in turn */
         ledger r = {.refuse = refuse};
-        img = encode_led(mm, d, n, &r, &err);
+        img = encode_led(mm, d, n, &r, 0, &err);
         CHECK(!img && err.code == LFM2C_ENOMEM && strstr(err.msg, "memory budget") && r.held == 0,
               "charge %d refused: %s, %zu still held", refuse, err.msg, r.held);
         lfm2c_image_free(img);
@@ -360,13 +374,13 @@ static void test_budget(lfm2c_model *m) {
     /* the bomb: IHDR patched to 6400 x 6400 (its CRC is not checked before the header is read) */
     d[16] = d[20] = 0, d[17] = d[21] = 0, d[18] = d[22] = 0x19, d[19] = d[23] = 0x00;
     ledger b = {.refuse = 1};
-    img = encode_led(mm, d, n, &b, &err);
+    img = encode_led(mm, d, n, &b, 0, &err);
     CHECK(!img && b.calls == 1 && b.first >= (size_t)6400 * 6400 * 3 && strstr(err.msg, "memory budget"),
           "a 6400 x 6400 header: %d charges, the first %zu bytes: %s", b.calls, b.first, err.msg);
     free(d);
     d = test_read_file(VDATA("images/exif-6.png"), &n);
     ledger t = {0};
-    img = d ? encode_led(mm, d, n, &t, &err) : NULL;
+    img = d ? encode_led(mm, d, n, &t, 0, &err) : NULL;
     if (img) lfm2c_image_info(img, &w, &h, NULL, NULL, NULL);
     CHECK(img && t.first >= (size_t)w * h * 3 * 2 && t.held == 0, "exif-6.png: the turn charged: first %zu for %dx%d",
           t.first, w, h);
