@@ -4,7 +4,11 @@
  * chosen by its first byte (OpenAI's chat, completions, tokenizer and embeddings routes, the
  * Responses, Anthropic and Ollama routes, Ollama's embeddings, /api/pull (refused: --no-pull));
  * the model served through the registry (serve/models.h), as `lfm2c serve -m`; the answer is read whole. The
- * server must answer every input (4xx for bad ones) and never crash. An input whose first byte
+ * server must answer every input (4xx for bad ones) and never crash. A second server serves the
+ * vision fixture (the tiny LFM2-VL model and its mmproj, -mm) with a request memory budget of
+ * 128 MiB: the last routes post to its chat routes of each API, whose seeds carry images (data URLs
+ * of small JPEG / PNG / WebP / GIF files, an EXIF-turned one, a header that claims 60000 x 60000,
+ * a cut one, bad base64) in each API's image shape: decoded, charged, cut and encoded, or refused. An input whose first byte
  * is 0xFF is instead sent raw, as the whole request stream (request line, headers, a chunked or
  * sized body), and the connection half-closed after it: the transport's own paths (methods, GET
  * routes, the key, preflight, framing checks, chunked uploads). Such a stream may be cut short,
@@ -27,7 +31,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 
-static int port;
+static int port, vl_port;
 
 #define ANSWER_WAIT_S 25.0 /* below libFuzzer's -timeout=30 */
 #define RAW 0xFF           /* first byte of an input sent as the whole request stream */
@@ -50,13 +54,15 @@ static int send_all(int fd, const uint8_t *p, size_t n) {
 }
 static serve_models *models;
 
-int LLVMFuzzerInitialize(int *argc, char ***argv) {
+/* A server of one model (path, its mmproj or NULL) through the registry: its port. */
+static int serve(const char *path, const char *alias, const char *mmproj, int n_ctx, size_t budget) {
     lfm2c_error err = {0};
     server_params p = {.host = "127.0.0.1",
                        .port = 0,
-                       .alias = "fuzz",
-                       .n_ctx = 128,
+                       .alias = alias,
+                       .n_ctx = n_ctx,
                        .max_body = 1 << 20,
+                       .max_request_memory = budget,
                        .api_key = API_KEY,
                        .cors_origin = "http://a.example",
                        .no_pull = true,
@@ -65,25 +71,34 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     /* a short context keeps every generation short (a request without max_tokens runs to the end
      * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
     models_params mp = {.mp = lfm2c_model_default_params(),
-                        .sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128},
+                        .sp = {.n_slots = 2, .n_ctx = n_ctx, .queue_max = 16, .prefill_chunk = 128},
+                        .mmproj_path = mmproj,
                         .keep_alive = -1,
                         .wait_s = 5};
     mp.mp.n_threads = 1;
-    models = srv ? models_new(&mp, server_shared(srv)) : NULL;
+    serve_models *ms = srv ? models_new(&mp, server_shared(srv)) : NULL;
     int lora, status;
     char msg[400] = "";
-    serve_api *api = models && !models_add_file(models, fuzz_fixture(), "fuzz", &err)
-                         ? models_acquire(models, NULL, NAN, &lora, &status, msg, sizeof msg)
+    serve_api *api = ms && !models_add_file(ms, path, alias, &err)
+                         ? models_acquire(ms, NULL, NAN, &lora, &status, msg, sizeof msg)
                          : NULL;
     if (!api) {
-        fprintf(stderr, "fuzz_http: %s%s\n", err.msg, msg);
+        fprintf(stderr, "fuzz_http: %s: %s%s\n", alias, err.msg, msg);
         abort();
     }
     models_release(api);
-    server_set_models(srv, models);
+    server_set_models(srv, ms);
     server_ready(srv);
-    port = server_port(srv);
-    return 0; /* the server lives as long as the process */
+    if (!models) models = ms; /* the first server's: stats when it hangs */
+    return server_port(srv);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc, (void)argv;
+    port = serve(fuzz_fixture(), "fuzz", NULL, 128, 0);
+    vl_port = serve(fuzz_data("vision/lfm2-vl-tiny-f32.gguf"), "vl", fuzz_data("vision/mmproj-tiny-f32.gguf"), 512,
+                    (size_t)128 << 20);
+    return 0; /* the servers live as long as the process */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -94,16 +109,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* embeddings (api_embeddings.c); new routes go last: a seed's first byte keeps its route */
         "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings",
         /* the models' management (api_models.c): a pull is refused before anything is fetched */
-        "/api/pull"};
+        "/api/pull",
+        /* from here on: the vision server (images), each API's chat route */
+        "/v1/chat/completions", "/v1/responses", "/v1/messages", "/api/chat", "/api/generate"};
+    enum { FIRST_VL = 15 };
     bool raw = size && data[0] == RAW;
-    const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
+    const int which = size ? data[0] % (int)(sizeof routes / sizeof *routes) : 0;
+    const char *route = raw ? "(raw)" : routes[which];
     const uint8_t *body = size ? data + 1 : data;
     size_t n = size ? size - 1 : 0;
     /* libFuzzer's -timeout is a periodic SIGALRM: every call below retries on EINTR (a recv cut
      * by the alarm once passed for "no answer"), and the wait has its own deadline */
     double deadline = now_s() + ANSWER_WAIT_S;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)(!raw && which >= FIRST_VL ? vl_port : port))};
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     int rc;
     while ((rc = connect(fd, (struct sockaddr *)&a, sizeof a)) != 0 && errno == EINTR) {}

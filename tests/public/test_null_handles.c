@@ -197,8 +197,7 @@ static void test_spec(void) {
     lfm2c_sampler *smp = NULL;
     int32_t *dr = out;
     int max = 4, k = 7;
-    EXPECT(lfm2c_spec_draft_batch(&sp, &s, &smp, &last, &dr, &max, &k, 1, &err) == -1 && refused(),
-           "spec_draft_batch");
+    EXPECT(lfm2c_spec_draft_batch(&sp, &s, &smp, &last, &dr, &max, &k, 1, &err) == -1 && refused(), "spec_draft_batch");
     EXPECT(lfm2c_spec_set_params(NULL, &p, &err) == -1 && refused(), "spec_set_params");
     EXPECT(lfm2c_spec_get_params(NULL) == NULL, "spec_get_params");
     EXPECT(lfm2c_spec_get_stats(NULL).drafted == 0, "spec_get_stats");
