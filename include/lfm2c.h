@@ -2,7 +2,10 @@
  *
  * Flow: open a model (GGUF), create sessions (one per conversation: its own KV cache and conv
  * state), feed tokens, read logits, sample. Nothing here prints or exits: every fallible call
- * takes an lfm2c_error* and returns NULL / a negative value with err->msg set.
+ * takes an lfm2c_error* and returns NULL / a negative value with err->msg set. A NULL handle (a
+ * model, session, mmproj, image, adapter, sampler, constraint, speculator, detokenizer or
+ * thinking state) is refused by every function: LFM2C_EINVAL where it takes err, else an empty
+ * result (0, NULL, false, a zeroed struct) or nothing done.
  * A model may be shared by many sessions; decode calls on one model must not run concurrently
  * (the server's scheduler serializes them and batches sessions into one forward instead). */
 #ifndef LFM2C_H
@@ -221,8 +224,9 @@ int lfm2c_decode_batch(lfm2c_session **sessions, const int32_t *const *tokens, c
  * the model's processor does and encodes it on the CPU into embedding rows, one per image
  * token. Its tokens (lfm2c_image_tokens) are what the prompt's image placeholder becomes: the
  * image start and end tokens, the tile markers, the thumbnail marker, and for each row an id
- * below 0 computed from the image's pixels, so that the session's history, and prefix reuse
- * (lfm2c_session_sync), tell two images apart however alike their placeholders. Decode such a
+ * below 0 computed from the SHA-256 of the image's pixels, so that the session's history, and
+ * prefix reuse (lfm2c_session_sync, which reuses a run of such ids whole or not at all), tell two
+ * images apart however alike their placeholders. Decode such a
  * sequence with lfm2c_session_decode_embd / lfm2c_decode_batch_embd: each id below 0 takes the
  * next row of the item's rows (feeding a suffix: skip the rows of the ids below 0 before it).
  * CPU backend only for now (others: LFM2C_EUNSUPPORTED). */
@@ -246,11 +250,31 @@ int lfm2c_mmproj_describe(const lfm2c_mmproj *mm, char *buf, size_t cap);
  * image at a time: callers on several threads take turns. */
 lfm2c_image *lfm2c_image_encode(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
                                 lfm2c_error *err);
+/* A memory budget an encode draws on (a server's request budget): before each stage allocates,
+ * charge(user, bytes) is asked for what it will hold, each amount computed before the stage runs
+ * (the decode's from the file's header, before a pixel is decoded: the pixels, the decoder's own
+ * buffers or an EXIF turn's copy; then the resized tiles and thumbnail; the image's rows; the
+ * encoder's buffers, once the mmproj's turn is the caller's): 0 to go on, non-zero to refuse (the
+ * encode then fails, LFM2C_ENOMEM, nothing decoded past what was granted). release(user, bytes)
+ * gives back what a stage freed; everything charged is released before the encode returns (the
+ * image it returns holds its rows and tokens: the caller's to count). charge and release may be
+ * NULL. max_rows > 0: an image of more rows than that (the context left for it), known from its
+ * header, is refused before it is decoded (LFM2C_ECONTEXT). */
+typedef struct lfm2c_image_budget {
+    int (*charge)(void *user, size_t bytes);
+    void (*release)(void *user, size_t bytes);
+    void *user;
+    int max_rows;
+} lfm2c_image_budget;
+/* lfm2c_image_encode within budget (NULL: none). */
+lfm2c_image *lfm2c_image_encode_budget(lfm2c_mmproj *mm, const void *data, size_t n, const lfm2c_image_limits *lim,
+                                       const lfm2c_image_budget *budget, lfm2c_error *err);
 void lfm2c_image_free(lfm2c_image *img);
 const int32_t *lfm2c_image_tokens(const lfm2c_image *img, int *n);  /* the placeholder's expansion */
 const float *lfm2c_image_rows(const lfm2c_image *img, int *n_rows); /* n_rows x n_embd floats */
-/* The image's source size, tile grid (0 x 0: one image) and a 64-bit digest of its pixels. */
-void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, uint64_t *digest);
+/* The image's source size, tile grid (0 x 0: one image) and its identity: the SHA-256 of the
+ * width and height (32-bit little-endian each) and the decoded RGB pixels (any pointer may be NULL). */
+void lfm2c_image_info(const lfm2c_image *img, int *w, int *h, int *cols, int *rows, unsigned char digest[32]);
 /* The model's image placeholder token (the chat template's "<image>"), or -1 if none. */
 int32_t lfm2c_image_placeholder(const lfm2c_model *model);
 /* tokens[0..n) with the k-th placeholder replaced by images[k]'s tokens: *out (malloc'd, n_out
@@ -417,6 +441,7 @@ int32_t *lfm2c_tokenize(const lfm2c_model *model, const char *text, size_t len, 
  * stands (the marks are removed): the template's own markers stay special, the request's text
  * is tokenized as plain text. */
 #define LFM2C_GUARD_MARK "\xf3\xb0\x80\x80"
+/* (NULL without a model: there is nothing to guard against.) */
 char *lfm2c_guard_text(const lfm2c_model *model, const char *s, size_t len, size_t *out_len);
 int32_t *lfm2c_tokenize_prompt(const lfm2c_model *model, const char *text, size_t len, bool add_bos, int *n_out,
                                lfm2c_error *err);

@@ -8,7 +8,8 @@
 # event against OpenAI's published OpenAPI schemas (tests/server/openapi.mjs); a Responses request
 # naming a stored item tens of thousands of times (tests/server/references.py); heavy renders at
 # once held to the renders' memory bound (tests/server/render_gate.py); images through every API's
-# client with a vision model (tests/server/vision.mjs).
+# client with a vision model (tests/server/vision.mjs); decompression-bomb images held to the
+# request memory budget (tests/server/image_bomb.py).
 # usage: bash test_server.sh PATH/TO/lfm2c   (run from anywhere; needs node, npm, curl, python3)
 # LFM2C_TEST_SERVE_DEVICE=vulkan (or cuda) runs every server of the suite on that backend.
 # LFM2C_TEST_SERVE_QUICK=1 runs the part that exercises the device (for a slow one: lavapipe in
@@ -356,6 +357,19 @@ if SERVE_MODEL=data/vision/lfm2-vl-tiny-f32.gguf start_server vision -np 4 -c 10
   kill $PID
 else
   bad "vision server start"
+fi
+# decompression bombs against the request memory budget: each image's decode charged from its
+# header before a pixel is decoded (a 400 or 503, never N decodes at once), one past the whole
+# budget a 413 in every API, a whole one still served (tests/server/image_bomb.py)
+if SERVE_MODEL=data/vision/lfm2-vl-tiny-f32.gguf start_server bombs -np 2 -c 4096 --alias vl \
+    -mm data/vision/mmproj-tiny-f32.gguf --max-request-memory $((96 << 20)); then
+  rss_limit=300; { ldd "$LFM2C"; nm "$LFM2C"; } 2>/dev/null | grep -q asan && rss_limit=600
+  out=$(cd server && timeout 300 python3 image_bomb.py $PORT $PID 16 4000 6400 1200 $rss_limit 2>&1)
+  echo "$out" | grep -v '^[0-9]* passed' >&2
+  tally "image_bomb.py" "$out"
+  kill $PID; wait $PID 2>/dev/null
+else
+  bad "image-bomb server start"
 fi
 
 # ---- a forced answer that cannot fit in the context: a 400, never a 200 cut short (every API) ------

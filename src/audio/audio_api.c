@@ -2,11 +2,13 @@
  * language model, a clip's bytes decoded (decode.c), down-mixed and resampled to 16 kHz
  * (resample.c), turned into log-mel features (mel.c) and encoded (conformer.c) into embedding
  * rows, and a prompt's text split at LFM2C_AUDIO_MARKER and tokenized part by part as libmtmd's
- * mtmd_tokenize does, each marker replaced by its clip's rows. A row's id is below 0 and derived
- * (splitmix64) from the SHA-256 of the 16 kHz samples plus the row's index, so the session's
- * history (and prefix reuse, which compares it) tells two clips apart. */
+ * mtmd_tokenize does, each marker replaced by its clip's rows. A row's id is below 0: 31 bits of
+ * SHA-256(the SHA-256 of the 16 kHz samples, the row's index), as an image's rows are named, so
+ * the session's history (and prefix reuse, which compares it and reuses such a run of rows whole
+ * or not at all) tells two clips apart. */
 #include "audio/audio.h"
 #include "base/error.h"
+#include "base/sha256.h"
 #include "core/model.h"
 
 #include <pthread.h>
@@ -106,10 +108,17 @@ int lfm2c_audio_probe(const lfm2c_audio_mmproj *mm, const void *data, size_t n, 
     return 0;
 }
 
-static uint64_t mix64(uint64_t x) { /* splitmix64's finaliser */
-    x ^= x >> 30, x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27, x *= 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
+/* Row `row`'s id: below 0, the first 31 bits of SHA-256(the clip's digest in hex, row as
+ * little-endian 32 bits). */
+static int32_t row_id(const char digest[65], int row) {
+    uint8_t in[68], h[32];
+    memcpy(in, digest, 64);
+    for (int i = 0; i < 4; i++) in[64 + i] = (uint8_t)((uint32_t)row >> (8 * i));
+    sha256_ctx c;
+    sha256_init(&c);
+    sha256_update(&c, in, sizeof in);
+    sha256_final(&c, h);
+    return (int32_t)(0x80000000u | ((uint32_t)h[0] << 23 | (uint32_t)h[1] << 15 | (uint32_t)h[2] << 7 | h[3] >> 1));
 }
 
 /* 16 kHz mono samples -> features -> rows (the mmproj's lock held by the caller). */
@@ -137,10 +146,7 @@ static lfm2c_audio *encode_mono(lfm2c_audio_mmproj *mm, const float *x, int64_t 
         return NULL;
     }
     free(mel);
-    char head[17];
-    memcpy(head, a->digest, 16), head[16] = 0;
-    const uint64_t d = strtoull(head, NULL, 16); /* the digest's first 64 bits */
-    for (int r = 0; r < T; r++) a->tokens[r] = (int32_t)(0x80000000u | (uint32_t)(mix64(d + (uint64_t)r) >> 33));
+    for (int r = 0; r < T; r++) a->tokens[r] = row_id(a->digest, r);
     return a;
 }
 

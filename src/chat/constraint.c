@@ -42,7 +42,9 @@ grammar_vocab *grammar_vocab_of_model(const lfm2c_model *model) {
 
 /* Wraps a compiled grammar (NULL: msg says why) for model; takes g. */
 static lfm2c_constraint *wrap(const lfm2c_model *model, grammar *g, const char *msg, lfm2c_error *err) {
-    if (!g) {
+    if (!g || !model) {
+        grammar_free(g);
+        if (!model) msg = "NULL model";
         lfm2c_set_error(err, LFM2C_EINVAL, "%s", msg[0] ? msg : "out of memory");
         return NULL;
     }
@@ -101,11 +103,13 @@ void lfm2c_constraint_free(lfm2c_constraint *c) {
 }
 
 void lfm2c_constraint_reset(lfm2c_constraint *c) {
+    if (!c) return;
     grammar_state_init(c->g, &c->st);
     c->ended = false;
 }
 
 int lfm2c_constraint_mask(lfm2c_constraint *c, float *logits, int n_vocab) {
+    if (!c || !logits) return 0;
     const int n = n_vocab < c->n_vocab ? n_vocab : c->n_vocab;
     if (c->ended) {
         for (int i = 0; i < n; i++) logits[i] = -INFINITY;
@@ -121,6 +125,7 @@ int lfm2c_constraint_mask(lfm2c_constraint *c, float *logits, int n_vocab) {
 void lfm2c_constraint_filter(void *c, float *logits, int n_vocab) { lfm2c_constraint_mask(c, logits, n_vocab); }
 
 int lfm2c_constraint_accept(lfm2c_constraint *c, int32_t token, lfm2c_error *err) {
+    if (!c) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL constraint"), -1;
     if (token < 0 || token >= c->n_vocab) {
         lfm2c_set_error(err, LFM2C_EINVAL, "token %d is outside the vocabulary", (int)token);
         return -1;
@@ -146,4 +151,4 @@ int lfm2c_constraint_accept(lfm2c_constraint *c, int32_t token, lfm2c_error *err
     return 0;
 }
 
-bool lfm2c_constraint_done(const lfm2c_constraint *c) { return c->ended || c->st.depth == 0; }
+bool lfm2c_constraint_done(const lfm2c_constraint *c) { return c && (c->ended || c->st.depth == 0); }

@@ -12,6 +12,7 @@ static const char OPEN[] = LFM2C_THINK_OPEN, CLOSE[] = LFM2C_THINK_CLOSE;
 enum { N_OPEN = sizeof OPEN - 1, N_CLOSE = sizeof CLOSE - 1 };
 
 void lfm2c_think_init(lfm2c_think *t, bool opened) {
+    if (!t) return;
     memset(t, 0, sizeof *t);
     t->phase = opened ? LFM2C_THINK_IN : LFM2C_THINK_START;
     t->lead = true;
@@ -92,6 +93,7 @@ void lfm2c_think_push(lfm2c_think *t, const char *s, size_t n, char *think, size
                       size_t *n_answer) {
     sink th = {think, n_think}, an = {answer, n_answer};
     *n_think = *n_answer = 0;
+    if (!t || (!s && n)) return;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         switch (t->phase) {
@@ -108,6 +110,7 @@ void lfm2c_think_push(lfm2c_think *t, const char *s, size_t n, char *think, size
 void lfm2c_think_flush(lfm2c_think *t, char *think, size_t *n_think, char *answer, size_t *n_answer) {
     sink th = {think, n_think}, an = {answer, n_answer};
     *n_think = *n_answer = 0;
+    if (!t) return;
     if (t->phase == LFM2C_THINK_START) {
         if (t->n_ws + t->n_tag) t->phase = LFM2C_THINK_ANSWER;
         put_held(t, an);

@@ -1025,6 +1025,7 @@ bool toolcall_stream_finish(toolcall_stream *s, toolcall_result *out, const char
 /* ---- public API ------------------------------------------------------------------------------ */
 
 char *lfm2c_parse_tool_calls(const char *text, size_t len) {
+    if (!text) return NULL;
     toolcall_result r;
     if (!toolcall_parse(text, len, &r)) return NULL;
     char *json = toolcall_result_to_json(&r);

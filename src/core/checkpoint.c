@@ -129,6 +129,7 @@ static const float *last_row(const lfm2c_session *s) {
 }
 
 void lfm2c_session_checkpoint(lfm2c_session *s) {
+    if (!s) return;
     if (s->model->backend->conv_pull) s->model->backend->conv_pull(s); /* the state may be the device's */
     conv_checkpoint *c = s->n_ckpt && s->ckpt[s->n_ckpt - 1].pos == s->n_past ? &s->ckpt[s->n_ckpt - 1] : NULL;
     if (c) c->pinned = true;
@@ -178,7 +179,7 @@ int lfm2c_session_set_checkpoints(lfm2c_session *s, int every, int max, int max_
 
 void lfm2c_session_checkpoint_usage(const lfm2c_session *s, int *count, size_t *bytes) {
     size_t b = 0;
-    for (int i = 0; i < s->n_ckpt; i++) b += ckpt_conv_bytes(s) + (s->ckpt[i].logits ? logits_bytes(s) : 0);
-    if (count) *count = s->n_ckpt;
+    for (int i = 0; s && i < s->n_ckpt; i++) b += ckpt_conv_bytes(s) + (s->ckpt[i].logits ? logits_bytes(s) : 0);
+    if (count) *count = s ? s->n_ckpt : 0;
     if (bytes) *bytes = b;
 }

@@ -12,6 +12,7 @@
 enum { EMBED_CHUNK = 512 }; /* tokens per decode: bounds the rows a mean keeps at once */
 
 void lfm2c_embedding_normalize(float *v, int n) {
+    if (!v) return;
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)v[i] * v[i];
     if (ss <= 0) return;

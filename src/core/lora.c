@@ -416,6 +416,7 @@ lfm2c_lora *lfm2c_lora_load(const lfm2c_model *m, const char *path, lfm2c_error 
 /* ---- sessions ------------------------------------------------------------------------------- */
 
 int lfm2c_session_set_lora(lfm2c_session *s, lfm2c_lora *const *loras, const float *scales, int n, lfm2c_error *err) {
+    if (!s) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL session"), -1;
     if (n < 0 || n > LFM2C_MAX_LORA || (n && (!loras || !scales))) {
         lfm2c_set_error(err, LFM2C_EINVAL, "a session takes 0..%d adapters", LFM2C_MAX_LORA);
         return -1;

@@ -496,9 +496,11 @@ void lfm2c_model_free(lfm2c_model *m) {
     free(m);
 }
 
-const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *m) { return &m->info; }
+const lfm2c_model_info *lfm2c_model_get_info(const lfm2c_model *m) { return m ? &m->info : NULL; }
 
-lfm2c_device_info lfm2c_model_device(const lfm2c_model *m) { return backend_device_info(m); }
+lfm2c_device_info lfm2c_model_device(const lfm2c_model *m) {
+    return m ? backend_device_info(m) : (lfm2c_device_info){0};
+}
 
 /* general.file_type ids are llama.cpp's llama_ftype values. */
 const char *lfm2c_file_type_name(int file_type) {
@@ -512,6 +514,7 @@ const char *lfm2c_file_type_name(int file_type) {
     return file_type >= 0 && file_type < (int)(sizeof names / sizeof *names) ? names[file_type] : NULL;
 }
 lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *m) {
+    if (!m) return (lfm2c_decode_profile){0};
     lfm2c_decode_profile p = m->prof;
     const threadpool_stats s = threadpool_get_stats(m->pool);
     p.steps = s.steps, p.solo_steps = s.solo_steps;
@@ -519,21 +522,23 @@ lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *m) {
 }
 const lfm2c_tokenizer *model_tokenizer(const lfm2c_model *m) { return m->tok; }
 
-int lfm2c_model_n_tensors(const lfm2c_model *m) { return (int)m->gguf->n_tensors; }
+int lfm2c_model_n_tensors(const lfm2c_model *m) { return m ? (int)m->gguf->n_tensors : 0; }
 
 void lfm2c_model_tensor_desc(const lfm2c_model *m, int i, const char **name, const char **type_name, int64_t ne[4],
                              int *n_dims, uint64_t *nbytes) {
-    const gguf_tensor *t = &m->gguf->tensors[i];
-    *name = t->name;
-    *type_name = ggml_type_get(t->type)->name;
-    memcpy(ne, t->ne, 4 * sizeof(int64_t));
-    *n_dims = (int)t->n_dims;
-    *nbytes = t->nbytes;
+    const gguf_tensor *t = m && i >= 0 && (uint64_t)i < m->gguf->n_tensors ? &m->gguf->tensors[i] : NULL;
+    const ggml_type_info *ti = t ? ggml_type_get(t->type) : NULL;
+    if (name) *name = t ? t->name : NULL;
+    if (type_name) *type_name = ti ? ti->name : NULL;
+    if (ne) t ? memcpy(ne, t->ne, 4 * sizeof(int64_t)) : memset(ne, 0, 4 * sizeof(int64_t));
+    if (n_dims) *n_dims = t ? (int)t->n_dims : 0;
+    if (nbytes) *nbytes = t ? t->nbytes : 0;
 }
 
 const char *lfm2c_model_meta_str(const lfm2c_model *m, const char *key) {
+    if (!m || !key) return NULL;
     const gguf_kv *kv = gguf_find(m->gguf, key);
     return kv && kv->type == GGUF_STR ? kv->cstr : NULL;
 }
 
-bool lfm2c_token_is_eog(const lfm2c_model *m, int32_t token) { return tokenizer_is_eog(m->tok, token); }
+bool lfm2c_token_is_eog(const lfm2c_model *m, int32_t token) { return m && tokenizer_is_eog(m->tok, token); }

@@ -38,6 +38,7 @@ lfm2c_sampler_params lfm2c_sampler_default_params(void) {
 lfm2c_sampler_params lfm2c_sampler_params_for_model(const lfm2c_model *model) {
     lfm2c_sampler_params p = lfm2c_sampler_default_params();
     const lfm2c_model_info *in = lfm2c_model_get_info(model);
+    if (!in) return p;
     if (!isnan(in->def_temp)) p.temperature = in->def_temp;
     if (in->def_top_k >= 0) p.top_k = in->def_top_k;
     if (!isnan(in->def_top_p)) p.top_p = in->def_top_p;
@@ -75,6 +76,7 @@ void lfm2c_sampler_free(lfm2c_sampler *s) {
 }
 
 void lfm2c_sampler_set_logit_bias(lfm2c_sampler *s, const float *bias) {
+    if (!s) return;
     free(s->bias);
     s->bias = NULL;
     if (bias && (s->bias = malloc(sizeof(float) * (size_t)s->n_vocab)))
@@ -82,6 +84,7 @@ void lfm2c_sampler_set_logit_bias(lfm2c_sampler *s, const float *bias) {
 }
 
 void lfm2c_sampler_set_filter(lfm2c_sampler *s, lfm2c_logits_filter f, void *user) {
+    if (!s) return;
     s->filter = f;
     s->filter_user = user;
 }
@@ -224,6 +227,7 @@ static int candidates(lfm2c_sampler *s, const float *logits, const int32_t *hist
 }
 
 int32_t lfm2c_sampler_sample(lfm2c_sampler *s, const float *logits, const int32_t *hist, int n_hist) {
+    if (!s || !logits) return -1;
     double sum = 0;
     int n = candidates(s, logits, hist, n_hist, &sum);
     if (n <= 0) return n == 0 ? -1 : n;

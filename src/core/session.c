@@ -50,11 +50,13 @@ int kv_types_check(const lfm2c_model *m, lfm2c_error *err) {
 }
 
 size_t lfm2c_kv_cache_bytes(const lfm2c_model *m, int n_tokens) {
+    if (!m) return 0;
     const size_t per_layer = kv_layer_bytes(m->type_k, m->type_v, m->info.n_head_kv_max, m->info.head_dim, n_tokens);
     return per_layer * (size_t)m->n_attn;
 }
 
 lfm2c_session *lfm2c_session_new(lfm2c_model *m, int n_ctx, lfm2c_error *err) {
+    if (!m) return fail(err, LFM2C_EINVAL, "NULL model"), NULL;
     const lfm2c_model_info *in = &m->info;
     if (n_ctx <= 0) n_ctx = in->n_ctx_train < 4096 ? in->n_ctx_train : 4096;
     if (n_ctx > (1 << 22)) {
@@ -117,17 +119,18 @@ int session_reserve_rows(lfm2c_session *s, int rows, lfm2c_error *err) {
     return 0;
 }
 
-int lfm2c_session_n_ctx(const lfm2c_session *s) { return s->n_ctx; }
-int lfm2c_session_n_past(const lfm2c_session *s) { return s->n_past; }
-const int32_t *lfm2c_session_tokens(const lfm2c_session *s) { return s->tokens; }
-int lfm2c_session_n_logits_rows(const lfm2c_session *s) { return s->n_rows; }
+int lfm2c_session_n_ctx(const lfm2c_session *s) { return s ? s->n_ctx : 0; }
+int lfm2c_session_n_past(const lfm2c_session *s) { return s ? s->n_past : 0; }
+const int32_t *lfm2c_session_tokens(const lfm2c_session *s) { return s ? s->tokens : NULL; }
+int lfm2c_session_n_logits_rows(const lfm2c_session *s) { return s ? s->n_rows : 0; }
 
 const float *lfm2c_session_logits(const lfm2c_session *s, int row) {
-    if (s->embeddings || row < 0 || row >= s->n_rows) return NULL;
+    if (!s || s->embeddings || row < 0 || row >= s->n_rows) return NULL;
     return s->logits + (size_t)row * s->model->info.n_vocab;
 }
 
 int lfm2c_session_set_embeddings(lfm2c_session *s, bool on, lfm2c_error *err) {
+    if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
     if (on && backend_require(s->model, BACKEND_CAP_EMBEDDINGS, "embeddings", err)) return -1;
     if (on && s->model->info.n_embd > s->model->info.n_vocab) /* a row holds n_vocab floats */
         return fail(err, LFM2C_EUNSUPPORTED, "embeddings need a vocabulary at least as wide as the hidden state");
@@ -137,7 +140,7 @@ int lfm2c_session_set_embeddings(lfm2c_session *s, bool on, lfm2c_error *err) {
 }
 
 const float *lfm2c_session_embedding(const lfm2c_session *s, int row) {
-    if (!s->embeddings || row < 0 || row >= s->n_rows) return NULL;
+    if (!s || !s->embeddings || row < 0 || row >= s->n_rows) return NULL;
     return s->logits + (size_t)row * s->model->info.n_vocab;
 }
 
@@ -265,6 +268,7 @@ static void conv_push(lfm2c_session *s) {
 }
 
 void lfm2c_session_reset(lfm2c_session *s) {
+    if (!s) return;
     s->trail_cap = 0;
     s->trail_ok = false;
     s->n_past = 0;
@@ -402,12 +406,25 @@ int lfm2c_session_rollback(lfm2c_session *s, int n_keep, lfm2c_error *err) {
 
 /* ---- prompt-prefix reuse: one rule for the CLI chat and the server's slots ------------------ */
 
+/* The common prefix of the session's history and tokens[0..n), an image's rows (a run of ids
+ * below 0: 31 bits of a SHA-256 each) whole or not at all: a prefix that ends inside such a run,
+ * in either sequence, ends before it, so that an image shares state only with one whose every row
+ * id is the same, never with one crafted to match its first rows. */
+static int common_prefix(const lfm2c_session *s, const int32_t *tokens, int n) {
+    int common = 0, limit = s->n_past < n ? s->n_past : n;
+    while (common < limit && s->tokens[common] == tokens[common]) common++;
+    const bool cut = common > 0 && tokens[common - 1] < 0 &&
+                     ((common < n && tokens[common] < 0) || (common < s->n_past && s->tokens[common] < 0));
+    if (cut)
+        while (common > 0 && tokens[common - 1] < 0) common--;
+    return common;
+}
+
 /* Where a sync to tokens[0..n) resumes: the checkpoint holding the logits of the whole of
  * tokens (when the session keeps logits and holds all n), else the newest checkpoint within
  * the common prefix short of the last token (whose logits must come out). NULL: none. */
 static const conv_checkpoint *resume_point(const lfm2c_session *s, const int32_t *tokens, int n) {
-    int common = 0, limit = s->n_past < n ? s->n_past : n;
-    while (common < limit && s->tokens[common] == tokens[common]) common++;
+    const int common = common_prefix(s, tokens, n);
     const conv_checkpoint *c = ckpt_at_or_before(s, common);
     if (c && c->pos == n && c->logits && !s->embeddings && n > 0) return c;
     c = ckpt_at_or_before(s, common < n ? common : n - 1);
@@ -415,6 +432,7 @@ static const conv_checkpoint *resume_point(const lfm2c_session *s, const int32_t
 }
 
 int lfm2c_session_reusable(const lfm2c_session *s, const int32_t *tokens, int n) {
+    if (!s || (!tokens && n > 0)) return 0;
     const conv_checkpoint *c = resume_point(s, tokens, n);
     return c ? c->pos : 0;
 }
@@ -440,6 +458,8 @@ static int restore(lfm2c_session *s, const conv_checkpoint *c, lfm2c_error *err)
 
 int lfm2c_session_sync(lfm2c_session *s, const int32_t *tokens, int n, int *n_reused, lfm2c_error *err) {
     if (n_reused) *n_reused = 0;
+    if (!s) return fail(err, LFM2C_EINVAL, "NULL session");
+    if (!tokens && n > 0) return fail(err, LFM2C_EINVAL, "NULL tokens");
     const conv_checkpoint *c = resume_point(s, tokens, n);
     if (!c) {
         lfm2c_session_reset(s);

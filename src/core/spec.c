@@ -167,7 +167,7 @@ int lfm2c_spec_set_params(lfm2c_spec *sp, const lfm2c_spec_params *p, lfm2c_erro
     return 0;
 }
 
-const lfm2c_spec_params *lfm2c_spec_get_params(const lfm2c_spec *sp) { return &sp->p; }
+const lfm2c_spec_params *lfm2c_spec_get_params(const lfm2c_spec *sp) { return sp ? &sp->p : NULL; }
 
 lfm2c_spec_stats lfm2c_spec_get_stats(const lfm2c_spec *sp) { return sp ? sp->stats : (lfm2c_spec_stats){0}; }
 

@@ -11,9 +11,9 @@
 int32_t *lfm2c_tokenize(const lfm2c_model *m, const char *text, size_t len, bool add_bos, bool parse_special,
                         int *n_out, lfm2c_error *err) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
-    if (!t) {
-        *n_out = 0;
-        lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: the model has no tokenizer");
+    if (n_out) *n_out = 0;
+    if (!t || !n_out || (!text && len)) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "tokenize: %s", !t ? "the model has no tokenizer" : "NULL argument");
         return NULL;
     }
     return tokenizer_encode(t, text, len, add_bos, parse_special, n_out, err);
@@ -24,6 +24,8 @@ int32_t *lfm2c_tokenize(const lfm2c_model *m, const char *text, size_t len, bool
 
 char *lfm2c_guard_text(const lfm2c_model *m, const char *s, size_t len, size_t *out_len) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
+    if (out_len) *out_len = 0;
+    if (!m || (!s && len)) return NULL; /* without the model's specials nothing could be guarded */
     /* worst case: a mark before every byte, or every mark replaced (3 bytes for 4) */
     char *o = malloc(len * (MARK_LEN + 1) + 1);
     if (!o) return NULL;
@@ -55,7 +57,7 @@ char *lfm2c_guard_text(const lfm2c_model *m, const char *s, size_t len, size_t *
 int32_t *lfm2c_tokenize_prompt(const lfm2c_model *m, const char *text, size_t len, bool add_bos, int *n_out,
                                lfm2c_error *err) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
-    if (!t) return lfm2c_tokenize(m, text, len, add_bos, true, n_out, err);
+    if (!t || !n_out || (!text && len)) return lfm2c_tokenize(m, text, len, add_bos, true, n_out, err);
     if (!memmem(text, len, LFM2C_GUARD_MARK, MARK_LEN))
         return tokenizer_encode(t, text, len, add_bos, true, n_out, err);
     char *plain = malloc(len + 1);
@@ -87,16 +89,17 @@ int lfm2c_token_to_bytes(const lfm2c_model *m, int32_t token, bool special, char
 }
 
 void lfm2c_detok_init(lfm2c_detok *d, bool special) {
+    if (!d) return;
     memset(d, 0, sizeof *d);
     d->special = special;
 }
 
 int lfm2c_detok_push(lfm2c_detok *d, const lfm2c_model *m, int32_t token, char *out, int cap) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;
-    return t ? tokenizer_detok_push(d, t, token, out, cap) : 0;
+    return t && d ? tokenizer_detok_push(d, t, token, out, cap) : 0;
 }
 
-int lfm2c_detok_flush(lfm2c_detok *d, char *out, int cap) { return tokenizer_detok_flush(d, out, cap); }
+int lfm2c_detok_flush(lfm2c_detok *d, char *out, int cap) { return d ? tokenizer_detok_flush(d, out, cap) : 0; }
 
 int lfm2c_vocab_size(const lfm2c_model *m) {
     const lfm2c_tokenizer *t = m ? model_tokenizer(m) : NULL;

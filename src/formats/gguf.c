@@ -578,6 +578,7 @@ static bool join_split(gguf_file *g, const char *path, int64_t count, unsigned f
 gguf_file *gguf_open(const char *path, lfm2c_error *err) { return gguf_open_ex(path, 0, err); }
 
 gguf_file *gguf_open_ex(const char *path, unsigned flags, lfm2c_error *err) {
+    if (!path) return lfm2c_set_error(err, LFM2C_EINVAL, "no file name"), NULL;
     gguf_file *g = open_one(path, flags, err);
     int64_t count = 1, no = 0;
     if (!g || !gguf_get_int(g, "split.count", &count) || count == 1) return g;

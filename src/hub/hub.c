@@ -10,7 +10,7 @@
  * A sha256 mismatch deletes the partial file (its bytes cannot be trusted for a resume). */
 #include "hub/hub.h"
 #include "base/error.h"
-#include "hub/sha256.h"
+#include "base/sha256.h"
 #include "base/clock.h"
 #include "base/os.h"
 

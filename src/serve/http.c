@@ -23,8 +23,10 @@
  *    way, http_gate);
  *  - memory: every request is charged what it holds against one budget (--max-request-memory):
  *    its body as it arrives, then the parse tree (estimated from the body before parsing: a
- *    jansson tree costs up to ~75x its text), then what its job keeps while it waits (the handler
- *    frees the tree, http_hold), then its answer until the answer is written. A request that
+ *    jansson tree costs up to ~75x its text), its images as they are decoded and encoded (each
+ *    stage charged before it allocates, given back as it frees: http_charge / http_release),
+ *    then what its job keeps while it waits (the handler frees the tree, http_hold), then its
+ *    answer until the answer is written. A request that
  *    would pass the budget is refused 503 + Retry-After (413 when it could never fit), and to
  *    make room the answers nobody reads are cut first, oldest first; a written answer the client
  *    does not read for --idle-timeout is cut too.
@@ -36,7 +38,7 @@
  * 1xx answers), a stream a line its format ignores (api_openai.c). A client that closed both
  * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
-#include "hub/sha256.h"
+#include "base/sha256.h"
 #include "chat/grammar.h"
 #include "base/clock.h"
 #include "base/os.h"
@@ -371,6 +373,8 @@ bool http_hold(http_req *q, size_t bytes, http_err *e) {
 }
 
 bool http_charge(http_req *q, size_t bytes, http_err *e) { return mem_more(q, bytes, e); }
+
+void http_release(http_req *q, size_t bytes) { mem_set(q, q->mem - (bytes < q->mem ? bytes : q->mem)); }
 
 size_t http_memory_budget(const http_req *q) { return q->h->p.max_memory; }
 

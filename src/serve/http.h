@@ -151,6 +151,8 @@ bool http_hold(http_req *q, size_t bytes, http_err *e);
 /* Charges `bytes` more (an answer being built), the same way; the charge is reset to the
  * answer's size once it is sent. */
 bool http_charge(http_req *q, size_t bytes, http_err *e);
+/* Gives back `bytes` of the request's charge (memory it charged and has freed). */
+void http_release(http_req *q, size_t bytes);
 /* The whole budget (--max-request-memory). */
 size_t http_memory_budget(const http_req *q);
 /* Bytes charged to this request now. */

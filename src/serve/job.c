@@ -533,14 +533,16 @@ static int run_job(serve_api *api, http_req *q, job *j) {
     return http_send_json(q, status, out);
 }
 
-/* What the job will hold while it runs: prompts, biases, stop strings, echoes, and its output
- * at most (text and logprobs of max_tokens tokens). */
+/* What the job will hold while it runs: prompts and their images' rows, biases, stop strings,
+ * echoes, and its output at most (text and logprobs of max_tokens tokens). */
 static size_t job_bytes(const serve_api *api, const job *j) {
     size_t n = sizeof *j;
+    const size_t row = sizeof(float) * (size_t)lfm2c_model_get_info(api->model)->n_embd;
     for (int i = 0; i < j->n_rs; i++) {
         const sched_req *r = j->rs[i];
         size_t out = (size_t)(r->max_tokens > 0 ? r->max_tokens : 0);
         n += sizeof *r + (size_t)r->n_prompt * sizeof(int32_t) + out * 16;
+        for (int k = 0; r->rows && k < r->n_prompt; k++) n += r->prompt[k] < 0 ? row : 0;
         if (r->logit_bias) n += (size_t)api->n_vocab * sizeof(float);
         if (r->n_logprobs >= 0) n += out * sizeof(sched_logprob);
         if (r->prompt_logprobs) n += (size_t)r->n_prompt * sizeof(sched_logprob);

@@ -140,11 +140,17 @@ void req_buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 typedef struct job_images {
     lfm2c_image *img[SERVER_MAX_IMAGES]; /* in the order of the messages' placeholders */
     int n, rows;                         /* rows: theirs in all (at most the context) */
+    http_req *q;                         /* the request whose memory budget they are charged to (NULL: none) */
+    size_t charged;                      /* what they hold of it (given back by job_images_free) */
 } job_images;
-/* An OpenAI image_url part (a base64 data URL) encoded with api's mmproj into ji: 0, or -1 with
- * e set (400: no mmproj, not an image, over the pixels; 413: over the bytes). */
+/* An OpenAI image_url part (a base64 data URL) encoded with api's mmproj into ji, its bytes and
+ * each stage of its decode and encode charged to ji->q's memory budget before they are taken
+ * (lfm2c_image_encode_budget), the encoded image's rows while ji holds them: 0, or -1 with e set
+ * (400: no mmproj, not an image, over the pixels; 413: over the bytes, or more memory than the
+ * whole budget; 503: the budget held by other requests). */
 int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e);
-/* r's tokenized prompt with its placeholders replaced by the images' tokens, r->rows theirs. */
+/* r's tokenized prompt with its placeholders replaced by the images' tokens, r->rows theirs (a
+ * copy, charged to ji->q while ji lasts; the job's hold counts it after, job_bytes). */
 int job_images_apply(serve_api *api, job_images *ji, sched_req *r, http_err *e);
 void job_images_free(job_images *ji);
 

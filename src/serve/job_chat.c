@@ -461,7 +461,7 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     if (json_is_array(given) && json_array_size(given) > (size_t)api->p.max_messages)
         return http_set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)",
                             api->p.max_messages);
-    job_images ji = {0};
+    job_images ji = {.q = j->q}; /* charged to the request while the job is built */
     json_t *msgs = normalize_messages(api, given, &ji, e);
     if (!msgs) return job_images_free(&ji), -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;

@@ -7,7 +7,11 @@
  * answers an image with a 400 naming it; http(s) URLs are refused unless --allow-image-urls,
  * then fetched on the request's thread, bounded (hub/fetch_url.c: public addresses only, unless
  * --allow-private-image-urls), before the scheduler sees it; a fetch that fails is one generic
- * 400, its cause in the server's log. */
+ * 400, its cause in the server's log. Every image is charged to the request's memory budget
+ * (--max-request-memory, http.c): its bytes, then each stage of its decode and encode before the
+ * stage allocates (the decode's share from the header, before a pixel is decoded:
+ * lfm2c_image_encode_budget), then its rows while the request holds them: past the whole budget
+ * a 413, while other requests hold it a 503. */
 #include "serve/job.h"
 #include "hub/hub.h"
 #include "base/os.h"
@@ -99,6 +103,93 @@ static uint8_t *url_bytes(const serve_api *api, const char *url, size_t len, siz
     return d;
 }
 
+/* The request's budget as an encode's (lfm2c_image_budget): a refusal keeps http_charge's 413 /
+ * 503 in e, worded for the image. */
+typedef struct img_budget {
+    job_images *ji;
+    http_err *e;
+    int index;
+    bool refused;
+} img_budget;
+
+static int img_charge(void *user, size_t bytes) {
+    img_budget *b = user;
+    if (http_charge(b->ji->q, bytes, b->e)) {
+        b->ji->charged += bytes;
+        return 0;
+    }
+    b->refused = true;
+    const size_t max = http_memory_budget(b->ji->q) >> 20;
+    if (b->e->status == 413)
+        http_set_err(b->e, 413, "request_too_large", "messages",
+                     "image %d would take about %zu MiB of memory to decode and encode, beside the request's %zu MiB "
+                     "(the server's request memory is %zu MiB, --max-request-memory)",
+                     b->index, (bytes + (1u << 20) - 1) >> 20, http_charged(b->ji->q) >> 20, max);
+    return -1;
+}
+
+static void img_release(void *user, size_t bytes) {
+    img_budget *b = user;
+    if (bytes > b->ji->charged) bytes = b->ji->charged;
+    b->ji->charged -= bytes;
+    http_release(b->ji->q, bytes);
+}
+
+/* Charges `bytes` the images will hold to the request (none without one): false with e set. */
+static bool ji_charge(job_images *ji, size_t bytes, http_err *e) {
+    if (!ji->q) return true;
+    if (!http_charge(ji->q, bytes, e)) return false;
+    ji->charged += bytes;
+    return true;
+}
+
+static void ji_release(job_images *ji, size_t bytes) {
+    if (!ji->q) return;
+    if (bytes > ji->charged) bytes = ji->charged;
+    ji->charged -= bytes;
+    http_release(ji->q, bytes);
+}
+
+static size_t row_bytes(const serve_api *api) {
+    return sizeof(float) * (size_t)lfm2c_model_get_info(api->model)->n_embd;
+}
+
+/* What an encoded image holds: its rows and tokens. */
+static size_t image_bytes(const serve_api *api, const lfm2c_image *img) {
+    int rows = 0, toks = 0;
+    lfm2c_image_rows(img, &rows);
+    lfm2c_image_tokens(img, &toks);
+    return (size_t)rows * row_bytes(api) + (size_t)toks * sizeof(int32_t) + 256;
+}
+
+/* The image's bytes d[0..n) encoded within the request's budget: NULL with e set. */
+static lfm2c_image *encode(serve_api *api, job_images *ji, const uint8_t *d, size_t n, http_err *e) {
+    const lfm2c_image_limits lim = lfm2c_image_default_limits();
+    img_budget b = {ji, e, ji->n + 1, false};
+    /* the positions left (one at least for the text): an image that cannot fit is refused from its
+     * header, before it is decoded */
+    const int left = api->n_ctx - ji->rows - 1;
+    if (left < 1)
+        return http_set_err(e, 400, "context_length_exceeded", "messages",
+                            "image %d: no positions are left for it (this model's context is %d tokens)", ji->n + 1,
+                            api->n_ctx),
+               NULL;
+    const lfm2c_image_budget bud = {ji->q ? img_charge : NULL, ji->q ? img_release : NULL, &b, left};
+    lfm2c_error err = {0};
+    lfm2c_image *img = lfm2c_image_encode_budget(api->mm, d, n, &lim, &bud, &err);
+    if (!img && err.code == LFM2C_ECONTEXT)
+        http_set_err(e, 400, "context_length_exceeded", "messages", "image %d: %s (this model's context is %d tokens)",
+                     ji->n + 1, err.msg, api->n_ctx);
+    else if (!img && !b.refused)
+        http_set_err(e,
+                     err.code == LFM2C_ENOMEM                           ? 500
+                     : err.code == LFM2C_ETOOLARGE && n > lim.max_bytes ? 413
+                                                                        : 400,
+                     "invalid_value", "messages", "image %d: %s", ji->n + 1, err.msg);
+    if (img && !ji_charge(ji, image_bytes(api, img), e)) lfm2c_image_free(img), img = NULL;
+    return img;
+}
+
 int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e) {
     json_t *iu = json_object_get(part, "image_url");
     const char *url = json_string_value(json_is_object(iu) ? json_object_get(iu, "url") : iu);
@@ -110,19 +201,14 @@ int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e) {
                             api->alias);
     if (ji->n == SERVER_MAX_IMAGES)
         return http_set_err(e, 400, "invalid_value", "messages", "at most %d images per request", SERVER_MAX_IMAGES);
-    const lfm2c_image_limits lim = lfm2c_image_default_limits();
     size_t n = 0;
-    uint8_t *d = url_bytes(api, url, strlen(url), lim.max_bytes, &n, e);
+    uint8_t *d = url_bytes(api, url, strlen(url), lfm2c_image_default_limits().max_bytes, &n, e);
     if (!d) return -1;
-    lfm2c_error err = {0};
-    ji->img[ji->n] = lfm2c_image_encode(api->mm, d, n, &lim, &err);
+    if (!ji_charge(ji, n, e)) return free(d), -1; /* the file's bytes, while it is decoded */
+    ji->img[ji->n] = encode(api, ji, d, n, e);
     free(d);
-    if (!ji->img[ji->n])
-        return http_set_err(e,
-                            err.code == LFM2C_ENOMEM                           ? 500
-                            : err.code == LFM2C_ETOOLARGE && n > lim.max_bytes ? 413
-                                                                               : 400,
-                            "invalid_value", "messages", "image %d: %s", ji->n + 1, err.msg);
+    ji_release(ji, n);
+    if (!ji->img[ji->n]) return -1;
     int rows = 0;
     lfm2c_image_rows(ji->img[ji->n++], &rows);
     ji->rows += rows; /* the rows held are bounded by the context they must fit in */
@@ -138,6 +224,7 @@ int job_images_apply(serve_api *api, job_images *ji, sched_req *r, http_err *e) 
     int n_out = 0;
     float *rows = NULL;
     lfm2c_error err = {0};
+    if (!ji_charge(ji, (size_t)ji->rows * row_bytes(api), e)) return -1; /* the copy */
     if (lfm2c_prompt_images(api->model, r->prompt, r->n_prompt, ji->img, ji->n, &out, &n_out, &rows, &err))
         return http_set_err(e, 400, "invalid_value", "messages", "%s (the chat template placed them)", err.msg);
     free(r->prompt);
@@ -150,4 +237,5 @@ int job_images_apply(serve_api *api, job_images *ji, sched_req *r, http_err *e) 
 void job_images_free(job_images *ji) {
     for (int k = 0; k < ji->n; k++) lfm2c_image_free(ji->img[k]);
     ji->n = 0;
+    ji_release(ji, ji->charged);
 }

@@ -3,8 +3,11 @@
  * each where the build found the library (LFM2C_HAVE_{JPEG,PNG,WEBP,GIF}; a format whose library
  * is missing is refused, naming the Debian package). The format is told by its magic bytes. The
  * byte count is checked first, then the header's width and height against the limits BEFORE any
- * pixel is decoded, so a decompression bomb costs nothing; a corrupt file is an error with the
- * decoder's message. The pixels are what Hugging Face's load_image gives (Pillow's
+ * pixel is decoded, so a decompression bomb costs nothing; vis_image_probe says from the header
+ * alone what the decode will hold (the pixels, the decoder's own memory, an EXIF turn's copy), for
+ * a caller to charge first: libjpeg's coefficient buffer is held to that figure and to 500 scans,
+ * libpng reads only the chunks the pixels need. A corrupt file is an error with the decoder's
+ * message. The pixels are what Hugging Face's load_image gives (Pillow's
  * exif_transpose, then convert("RGB")): a JPEG's EXIF orientation applied (its APP1 segment read
  * within its bounds; a malformed one ignored), Adobe CMYK / YCCK converted as Pillow does, grey
  * replicated, a palette looked up, alpha dropped (not composited), 16-bit samples cut to their
@@ -66,8 +69,8 @@ int vis_image_sniff(const uint8_t *d, size_t n) {
 static const char *const fmt_names[] = {"JPEG", "PNG", "WebP", "GIF"};
 static const char *const fmt_pkgs[] = {"libjpeg62-turbo-dev", "libpng-dev", "libwebp-dev", "libgif-dev"};
 
-/* The header's size against the limits; out->rgb allocated for it. */
-static int check_size(const vis_image_limits *lim, int fmt, int64_t w, int64_t h, vis_image *out, lfm2c_error *err) {
+/* The header's size against the limits. */
+static int check_limits(const vis_image_limits *lim, int fmt, int64_t w, int64_t h, lfm2c_error *err) {
     if (w <= 0 || h <= 0) {
         lfm2c_set_error(err, LFM2C_EFORMAT, "%s image with an empty size (%lld x %lld)", fmt_names[fmt], (long long)w,
                         (long long)h);
@@ -79,6 +82,12 @@ static int check_size(const vis_image_limits *lim, int fmt, int64_t w, int64_t h
                         (long long)w, (long long)h, (long long)lim->max_pixels, lim->max_side);
         return -1;
     }
+    return 0;
+}
+
+/* The header's size against the limits; out->rgb allocated for it. */
+static int check_size(const vis_image_limits *lim, int fmt, int64_t w, int64_t h, vis_image *out, lfm2c_error *err) {
+    if (check_limits(lim, fmt, w, h, err)) return -1;
     out->w = (int)w;
     out->h = (int)h;
     out->rgb = calloc((size_t)(w * h * 3), 1);
@@ -188,13 +197,32 @@ static void jpeg_fail(j_common_ptr c) {
     longjmp(e->jb, 1);
 }
 static void jpeg_quiet(j_common_ptr c, int level) { (void)c, (void)level; }
+enum { JPEG_MAX_SCANS = 500 }; /* libjpeg-turbo's advice for untrusted files (its djpeg -maxscans) */
+
 static void jpeg_progress(j_common_ptr c) { /* a progressive file of endless scans is a CPU bomb */
     j_decompress_ptr d = (j_decompress_ptr)c;
-    if (d->is_decompressor && d->input_scan_number > 500) {
+    if (d->is_decompressor && d->input_scan_number > JPEG_MAX_SCANS) {
         jpeg_err *e = (jpeg_err *)c->err;
-        snprintf(e->msg, sizeof e->msg, "too many scans (%d)", d->input_scan_number);
+        snprintf(e->msg, sizeof e->msg, "more than %d scans", JPEG_MAX_SCANS);
         longjmp(e->jb, 1);
     }
+}
+
+/* The memory libjpeg may take for c (its header read, up to the first scan): a whole-image
+ * coefficient buffer when the file has several scans (progressive, or its components scanned
+ * apart): 64 16-bit coefficients a block, the blocks rounded up to the sampling factors; its rows
+ * and tables; the saved markers (the n bytes of the file bound them). The decode sets its
+ * max_memory_to_use to this, so the buffer must fit in it (libjpeg has no backing store here). */
+static size_t jpeg_work(j_decompress_ptr c, size_t n) {
+    size_t coef = 0;
+    if (c->progressive_mode || c->comps_in_scan < c->num_components)
+        for (int i = 0; i < c->num_components; i++) {
+            const jpeg_component_info *ci = &c->comp_info[i];
+            const size_t hs = (size_t)ci->h_samp_factor, vs = (size_t)ci->v_samp_factor;
+            coef += (ci->width_in_blocks + hs - 1) / hs * hs * ((ci->height_in_blocks + vs - 1) / vs * vs) * DCTSIZE2 *
+                    sizeof(JCOEF);
+        }
+    return coef + (size_t)c->image_width * (size_t)c->num_components * 64 + n + ((size_t)4 << 20);
 }
 
 /* The orientation of the file's first APP1 segment that starts "Exif\0" (the one Pillow keeps). */
@@ -228,36 +256,57 @@ static void jpeg_rows(j_decompress_ptr c, vis_image *out, uint8_t *cmyk) {
     }
 }
 
+/* The decoder over d with our error handler, the scan limit and the EXIF markers kept, its header
+ * read. Call after setjmp(e->jb). */
+static void jpeg_begin(j_decompress_ptr c, jpeg_err *e, struct jpeg_progress_mgr *prog, const uint8_t *d, size_t n) {
+    c->err = jpeg_std_error(&e->pub);
+    e->pub.error_exit = jpeg_fail;
+    e->pub.emit_message = jpeg_quiet;
+    jpeg_create_decompress(c);
+    c->progress = prog;
+    jpeg_mem_src(c, d, (unsigned long)n);
+    jpeg_save_markers(c, JPEG_APP0 + 1, 0xFFFF); /* EXIF: one segment is at most 64 KiB */
+    jpeg_read_header(c, TRUE);
+}
+
+static int jpeg_head(const uint8_t *d, size_t n, vis_image_head *hd, lfm2c_error *err) {
+    struct jpeg_decompress_struct c;
+    jpeg_err e;
+    struct jpeg_progress_mgr prog = {.progress_monitor = jpeg_progress};
+    memset(&c, 0, sizeof c);
+    if (setjmp(e.jb)) {
+        jpeg_destroy_decompress(&c);
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt JPEG image: %s", e.msg), -1;
+    }
+    jpeg_begin(&c, &e, &prog, d, n);
+    *hd = (vis_image_head){VIS_IMG_JPEG, c.image_width, c.image_height, jpeg_orientation(&c), jpeg_work(&c, n)};
+    jpeg_destroy_decompress(&c);
+    return 0;
+}
+
 static int decode_jpeg(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
     struct jpeg_decompress_struct c;
     jpeg_err e;
     struct jpeg_progress_mgr prog = {.progress_monitor = jpeg_progress};
     memset(&c, 0, sizeof c);
-    c.err = jpeg_std_error(&e.pub);
-    e.pub.error_exit = jpeg_fail;
-    e.pub.emit_message = jpeg_quiet;
     if (setjmp(e.jb)) {
         jpeg_destroy_decompress(&c);
         free(out->rgb), out->rgb = NULL;
         return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt JPEG image: %s", e.msg), -1;
     }
-    jpeg_create_decompress(&c);
-    c.progress = &prog;
-    c.mem->max_memory_to_use = (long)lim->max_pixels * 16 + (64 << 20);
-    jpeg_mem_src(&c, d, (unsigned long)n);
-    jpeg_save_markers(&c, JPEG_APP0 + 1, 0xFFFF); /* EXIF: one segment is at most 64 KiB */
-    jpeg_read_header(&c, TRUE);
+    jpeg_begin(&c, &e, &prog, d, n);
     if (check_size(lim, VIS_IMG_JPEG, c.image_width, c.image_height, out, err)) {
         jpeg_destroy_decompress(&c);
         return -1;
     }
+    c.mem->max_memory_to_use = (long)jpeg_work(&c, n); /* what vis_image_probe said */
+    const int orient = jpeg_orientation(&c);           /* of the segments before the first scan, as Pillow */
     const bool cmyk = c.jpeg_color_space == JCS_CMYK || c.jpeg_color_space == JCS_YCCK;
     c.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     /* the CMYK row lives in libjpeg's pool: freed with the decoder, also by a longjmp */
     uint8_t *row = cmyk ? (uint8_t *)(*c.mem->alloc_large)((j_common_ptr)&c, JPOOL_IMAGE, (size_t)out->w * 4) : NULL;
     jpeg_start_decompress(&c);
     jpeg_rows(&c, out, row);
-    const int orient = jpeg_orientation(&c);
     jpeg_finish_decompress(&c);
     jpeg_destroy_decompress(&c);
     return orient_or_fail(out, orient, err);
@@ -309,6 +358,37 @@ static int png_orientation(png_structp p, png_infop info) {
     return png_get_eXIf_1(p, info, &n, &x) ? exif_orientation(x, n) : 1;
 }
 
+/* The size from the IHDR chunk (the first, as the format requires; libpng checks the rest as it
+ * decodes), the orientation of the first eXIf chunk anywhere in the file (its chunks walked within
+ * the n bytes: the decode may find fewer, never more), and libpng's memory: a few rows of up to 8
+ * bytes a pixel, the row pointers, the eXIf chunk, zlib's window (the chunks that could hold
+ * more, text, ICC profiles and the like, are skipped: png_keep_chunks). */
+static int png_head(const uint8_t *d, size_t n, vis_image_head *hd, lfm2c_error *err) {
+    if (n < 33 || memcmp(d + 8, "\0\0\0\15IHDR", 8))
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt PNG image: it does not begin with its IHDR chunk"), -1;
+    *hd = (vis_image_head){VIS_IMG_PNG, rd32(d + 16, false), rd32(d + 20, false), 1, 0};
+    size_t exif = 0;
+    for (size_t at = 8; at + 12 <= n;) {
+        const size_t len = rd32(d + at, false);
+        if (len > n - at - 12 || !memcmp(d + at + 4, "IEND", 4)) break;
+        if (!memcmp(d + at + 4, "eXIf", 4)) {
+            hd->orient = exif_orientation(d + at + 8, len), exif = len;
+            break;
+        }
+        at += 12 + len;
+    }
+    hd->work = 24 * (size_t)hd->w + 8 * (size_t)hd->h + exif + ((size_t)1 << 20);
+    return 0;
+}
+
+/* Only the chunks the pixels need (IHDR, PLTE, tRNS, IDAT, IEND) and eXIf are read: the others,
+ * text (zTXt / iTXt inflate to megabytes each), ICC profiles and the rest, are skipped unread. */
+static void png_keep_chunks(png_structp p) {
+    png_set_keep_unknown_chunks(p, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
+    png_set_keep_unknown_chunks(p, PNG_HANDLE_CHUNK_AS_DEFAULT, (png_const_bytep) "eXIf", 1);
+    png_set_chunk_cache_max(p, 64);
+}
+
 static int decode_png(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
     png_src src = {d, n, 0, ""};
     png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_quiet);
@@ -325,6 +405,7 @@ static int decode_png(const uint8_t *d, size_t n, const vis_image_limits *lim, v
         return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt PNG image: %s", src.msg), -1;
     }
     png_set_chunk_malloc_max(p, (png_alloc_size_t)8 << 20);
+    png_keep_chunks(p);
     png_set_read_fn(p, &src, png_read_mem);
     png_read_info(p, info);
     if (check_size(lim, VIS_IMG_PNG, png_get_image_width(p, info), png_get_image_height(p, info), out, err)) {
@@ -385,6 +466,22 @@ static int webp_orientation(const uint8_t *d, size_t n) {
         at += 8 + len + (len & 1);
     }
     return 1;
+}
+
+/* The size and kind from the bitstream's header (WebPGetFeatures reads it without allocating),
+ * the orientation of its EXIF chunk, and libwebp's memory: a lossy frame decodes through a few
+ * macroblock rows (~160 bytes a column); a lossless one, or an alpha plane, holds 4 bytes a pixel
+ * (ARGB) and 1 (the plane) besides; the animation decoder two RGBA canvases more. */
+static int webp_head(const uint8_t *d, size_t n, vis_image_head *hd, lfm2c_error *err) {
+    WebPBitstreamFeatures f;
+    if (WebPGetFeatures(d, n, &f) != VP8_STATUS_OK)
+        return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt WebP image (its header does not parse)"), -1;
+    const size_t px = (size_t)(f.width > 0 ? f.width : 0) * (size_t)(f.height > 0 ? f.height : 0);
+    size_t work = 256 * (size_t)(f.width > 0 ? f.width : 0) + ((size_t)1 << 20);
+    if (f.has_animation) work += 13 * px;
+    else if (f.has_alpha || f.format != 1) work += 5 * px;
+    *hd = (vis_image_head){VIS_IMG_WEBP, f.width, f.height, webp_orientation(d, n), work};
+    return 0;
 }
 
 static int decode_webp(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
@@ -467,6 +564,15 @@ static int gif_first(GifFileType *g, vis_image *out) {
     return -1;
 }
 
+/* The logical screen's size (bytes 6..9, little-endian); giflib's memory is its decoder state,
+ * the colour maps and one line. */
+static int gif_head(const uint8_t *d, size_t n, vis_image_head *hd, lfm2c_error *err) {
+    if (n < 13) return lfm2c_set_error(err, LFM2C_EFORMAT, "corrupt GIF image: its header is cut short"), -1;
+    *hd = (vis_image_head){VIS_IMG_GIF, d[6] | d[7] << 8, d[8] | d[9] << 8, 1, 0};
+    hd->work = (size_t)hd->w + ((size_t)1 << 20);
+    return 0;
+}
+
 static int decode_gif(const uint8_t *d, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
     gif_src src = {d, n, 0};
     int e = 0;
@@ -487,7 +593,7 @@ static int decode_gif(const uint8_t *d, size_t n, const vis_image_limits *lim, v
 }
 #endif
 
-int vis_image_decode(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
+int vis_image_probe(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image_head *out, lfm2c_error *err) {
     const vis_image_limits def = vis_image_default_limits();
     if (!lim) lim = &def;
     memset(out, 0, sizeof *out);
@@ -501,7 +607,37 @@ int vis_image_decode(const uint8_t *data, size_t n, const vis_image_limits *lim,
                         fmt_names[fmt], fmt_pkgs[fmt]);
         return -1;
     }
+    int rc = -1;
     switch (fmt) {
+#ifdef LFM2C_HAVE_JPEG
+    case VIS_IMG_JPEG: rc = jpeg_head(data, n, out, err); break;
+#endif
+#ifdef LFM2C_HAVE_PNG
+    case VIS_IMG_PNG: rc = png_head(data, n, out, err); break;
+#endif
+#ifdef LFM2C_HAVE_WEBP
+    case VIS_IMG_WEBP: rc = webp_head(data, n, out, err); break;
+#endif
+#ifdef LFM2C_HAVE_GIF
+    case VIS_IMG_GIF: rc = gif_head(data, n, out, err); break;
+#endif
+    default: break;
+    }
+    return rc ? rc : check_limits(lim, fmt, out->w, out->h, err);
+}
+
+size_t vis_image_decode_bytes(const vis_image_head *hd) {
+    const size_t px = (size_t)hd->w * (size_t)hd->h * 3, turn = hd->orient >= 2 && hd->orient <= 8 ? px : 0;
+    return px + (hd->work > turn ? hd->work : turn); /* the decoder is gone before the turn copies */
+}
+
+int vis_image_decode(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err) {
+    const vis_image_limits def = vis_image_default_limits();
+    if (!lim) lim = &def;
+    vis_image_head hd;
+    if (vis_image_probe(data, n, lim, &hd, err)) return -1;
+    memset(out, 0, sizeof *out);
+    switch (hd.fmt) {
 #ifdef LFM2C_HAVE_JPEG
     case VIS_IMG_JPEG: return decode_jpeg(data, n, lim, out, err);
 #endif

@@ -14,7 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { VIS_MAX_EMBD = 16384, VIS_MAX_LAYERS = 256, VIS_MAX_PATCH = 64, VIS_MAX_MERGE = 8, VIS_MAX_SIDE = 1024 };
+/* The patch size and the unshuffle factor decide how many pixels every image is resized to (the
+ * tile is 32 patches a side, a one-image side a multiple of patch x merge, at least 64 and at most
+ * 256 tokens of merge^2 patches each): LFM2-VL's are 16 and 2. Bounded at 32 and 4, an image is
+ * at most 10 tiles of 1024^2 and a thumbnail of 4 Mi pixels, 4096 patches (an mmproj of 64 and 8
+ * made every image 67 Mi pixels and 16384 patches). */
+enum { VIS_MAX_EMBD = 16384, VIS_MAX_LAYERS = 256, VIS_MAX_PATCH = 32, VIS_MAX_MERGE = 4, VIS_MAX_SIDE = 1024 };
 
 #define FAIL(...) (lfm2c_set_error(err, LFM2C_EFORMAT, "mmproj: " __VA_ARGS__), -1)
 

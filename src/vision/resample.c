@@ -105,6 +105,30 @@ int vis_resize(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh)
     return 0;
 }
 
+/* A bound on what vis_resize allocates: the horizontal pass's lines when both passes run, each
+ * pass's coefficients (first, count and ksize = 2 ceil(scale) + 1 weights an output index, and
+ * its ksize doubles). */
+static size_t resize_bytes(int sw, int sh, int dw, int dh) {
+    const size_t lines = sw != dw && sh != dh ? (size_t)dw * sh * 3 : 0;
+    return lines + 28 * ((size_t)sw + sh) + 40 * ((size_t)dw + dh) + 1024;
+}
+
+size_t vis_prepared_bytes(const vis_prep_plan *pl, int tile) {
+    const size_t one = (size_t)pl->w * pl->h * 3;
+    if (!pl->cols) return one;
+    return (size_t)pl->cols * pl->rows * tile * tile * 3 + (pl->thumbnail ? one : 0);
+}
+
+size_t vis_prepare_bytes(const vis_prep_params *p, int w, int h) {
+    vis_prep_plan pl;
+    if (vis_plan(p, w, h, &pl)) return 0;
+    const int gw = pl.cols * p->tile, gh = pl.rows * p->tile;
+    size_t n = vis_prepared_bytes(&pl, p->tile) + sizeof(vis_image) * ((size_t)pl.cols * pl.rows + 1);
+    if (pl.cols) n += (size_t)gw * gh * 3 + resize_bytes(w, h, gw, gh); /* the grid's image, then cut */
+    if (!pl.cols || pl.thumbnail) n += resize_bytes(w, h, pl.w, pl.h);
+    return n;
+}
+
 vis_prep_params vis_prep_for(const vis_model *vm) {
     vis_prep_params p = vis_prep_default();
     p.patch = vm->hp.patch;

@@ -95,22 +95,38 @@ static void enc_free(enc *e) {
     free(e->attn);
 }
 
+/* The bytes of each of the encoder's buffers, in enc's order (x h q k v a ff merged mid act attn). */
+enum { ENC_BUFS = 11 };
+static void enc_sizes(const vis_model *vm, const threadpool *pool, int n_, int nt_, size_t sz[ENC_BUFS]) {
+    const vis_hparams *hp = &vm->hp;
+    const size_t n = (size_t)n_, E = (size_t)hp->n_embd, P3 = 3 * (size_t)hp->patch * hp->patch;
+    const size_t f2 = (size_t)hp->n_merge * hp->n_merge, nt = (size_t)nt_, F = sizeof(float);
+    sz[0] = sz[2] = sz[3] = sz[4] = sz[5] = n * E * F;
+    sz[1] = n * (E > P3 ? E : P3) * F;
+    sz[6] = n * (size_t)hp->n_ff * F;
+    sz[7] = nt * f2 * E * F;
+    sz[8] = nt * (size_t)hp->mm_hidden * F;
+    sz[9] = act_need(vm, n_, nt_) + 64;
+    sz[10] = vis_attn_bytes(n_, (int)E, pool);
+}
+
+size_t vis_encode_bytes(const vis_model *vm, const threadpool *pool, int w, int h) {
+    const int P = vm->hp.patch;
+    size_t sz[ENC_BUFS], n = (size_t)w * h * 3 * sizeof(float); /* the planes */
+    enc_sizes(vm, pool, (w / P) * (h / P), vis_n_tokens(vm, w, h), sz);
+    for (int i = 0; i < ENC_BUFS; i++) n += sz[i];
+    return n;
+}
+
 static int enc_alloc(enc *e, lfm2c_error *err) {
-    const vis_hparams *hp = &e->vm->hp;
-    const size_t n = (size_t)e->n, E = (size_t)hp->n_embd, P3 = 3 * (size_t)hp->patch * hp->patch;
-    const size_t f2 = (size_t)hp->n_merge * hp->n_merge, nt = (size_t)e->nt;
-    e->x = malloc(n * E * sizeof(float));
-    e->h = malloc(n * (E > P3 ? E : P3) * sizeof(float));
-    e->q = malloc(n * E * sizeof(float));
-    e->k = malloc(n * E * sizeof(float));
-    e->v = malloc(n * E * sizeof(float));
-    e->a = malloc(n * E * sizeof(float));
-    e->ff = malloc(n * (size_t)hp->n_ff * sizeof(float));
-    e->merged = malloc(nt * f2 * E * sizeof(float));
-    e->mid = malloc(nt * (size_t)hp->mm_hidden * sizeof(float));
-    e->act = malloc(act_need(e->vm, e->n, e->nt) + 64);
-    e->attn = malloc(vis_attn_bytes(e->n, (int)E, e->pool));
-    if (!e->x || !e->h || !e->q || !e->k || !e->v || !e->a || !e->ff || !e->merged || !e->mid || !e->act || !e->attn) {
+    size_t sz[ENC_BUFS];
+    enc_sizes(e->vm, e->pool, e->n, e->nt, sz);
+    float **f[] = {&e->x, &e->h, &e->q, &e->k, &e->v, &e->a, &e->ff, &e->merged, &e->mid};
+    bool ok = true;
+    for (int i = 0; i < 9; i++) ok &= (*f[i] = malloc(sz[i])) != NULL;
+    ok &= (e->act = malloc(sz[9])) != NULL;
+    ok &= (e->attn = malloc(sz[10])) != NULL;
+    if (!ok) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory encoding a %d x %d patch image", e->gw, e->gh);
         return -1;
     }

@@ -68,6 +68,9 @@ void vis_normalize(const vis_model *vm, const uint8_t *rgb, int w, int h, float 
  * out gets vis_n_tokens rows of proj_dim floats. pool may be NULL (the caller's thread alone).
  * 0, or -1 with err set (sizes, memory). */
 int vis_encode(const vis_model *vm, threadpool *pool, const float *planes, int w, int h, float *out, lfm2c_error *err);
+/* The bytes vis_encode allocates for an image of w x h (its activations, scratch and attention's
+ * buffers), and the 3 planes of floats its caller normalises the image into. */
+size_t vis_encode_bytes(const vis_model *vm, const threadpool *pool, int w, int h);
 
 /* ---- preprocess.c: the processor's sizes and tiles ------------------------------------------ */
 typedef struct vis_prep_params {
@@ -106,6 +109,20 @@ int vis_image_sniff(const uint8_t *d, size_t n); /* VIS_IMG_* by the magic bytes
  * converted. 0, or -1 with err set (LFM2C_ETOOLARGE over a limit, LFM2C_EFORMAT corrupt or not an
  * image, LFM2C_EUNSUPPORTED a format this build lacks). lim NULL: the defaults. */
 int vis_image_decode(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image *out, lfm2c_error *err);
+/* What a decode of the file will take, from its header alone (no pixel decoded): the checks of
+ * vis_image_decode up to the limits (the same errors), then the format, the size as stored, the
+ * EXIF orientation the decode will apply (for a PNG, that of the file's first eXIf chunk: the
+ * decode turns it so or not at all) and the decoder's own memory at most beside the pixels. */
+typedef struct vis_image_head {
+    int fmt;
+    int64_t w, h;
+    int orient;  /* 1: as stored */
+    size_t work; /* bytes the decoder holds at most while it decodes */
+} vis_image_head;
+int vis_image_probe(const uint8_t *data, size_t n, const vis_image_limits *lim, vis_image_head *out, lfm2c_error *err);
+/* The bytes a decode holds at its peak: the pixels, and the decoder's memory or (an EXIF turn,
+ * after the decoder is gone) a second copy of the pixels. */
+size_t vis_image_decode_bytes(const vis_image_head *hd);
 void vis_image_free(vis_image *im);
 /* Turns im as the EXIF orientation o (1..8) says, as Pillow's exif_transpose: 2 mirrored, 3
  * turned 180 degrees, 4 flipped, 5 transposed, 6 turned 90 clockwise, 7 transversed, 8 turned 90
@@ -122,6 +139,11 @@ typedef struct vis_prepared {
     vis_image *img;
 } vis_prepared;
 int vis_prepare(const vis_prep_params *p, const vis_image *im, vis_prepared *out, lfm2c_error *err);
+/* The bytes vis_prepare allocates for a w x h image at most (the source's not counted): the
+ * grid's resized image, the resize's lines and coefficients, the tiles and the thumbnail; and
+ * what the prepared images of plan pl (tiles of tile pixels a side) hold once it returns. */
+size_t vis_prepare_bytes(const vis_prep_params *p, int w, int h);
+size_t vis_prepared_bytes(const vis_prep_plan *pl, int tile);
 void vis_prepared_free(vis_prepared *pp);
 
 /* ---- vision_ops.c: the tower's pieces, each as the reference computes it ------------------ */

@@ -9,7 +9,7 @@
 #include "formats/ggml_types.h"
 #include "convert/quantize.h"
 #include "convert/quantize_file.h"
-#include "hub/sha256.h"
+#include "base/sha256.h"
 #include "convert/synth.h"
 #include "test.h"
 

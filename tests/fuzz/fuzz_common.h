@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -33,5 +34,19 @@ __attribute__((unused)) static const char *fuzz_fixture(void) {
         if (access(cands[i], R_OK) == 0) return cands[i];
     fprintf(stderr, "fuzz: fixture model not found (set LFM2C_FUZZ_MODEL)\n");
     abort();
+}
+
+/* Another fixture, `rel` under tests/data/ (beside the fixture model's folder). */
+__attribute__((unused)) static const char *fuzz_data(const char *rel) {
+    static char path[4][512];
+    static int k;
+    const char *model = fuzz_fixture(), *slash = strrchr(model, '/');
+    char *out = path[k++ % 4];
+    snprintf(out, sizeof path[0], "%.*s%s", slash ? (int)(slash - model + 1) : 0, model, rel);
+    if (access(out, R_OK) != 0) {
+        fprintf(stderr, "fuzz: fixture %s not found\n", out);
+        abort();
+    }
+    return out;
 }
 #endif

@@ -4,7 +4,11 @@
  * chosen by its first byte (OpenAI's chat, completions, tokenizer and embeddings routes, the
  * Responses, Anthropic and Ollama routes, Ollama's embeddings, /api/pull (refused: --no-pull));
  * the model served through the registry (serve/models.h), as `lfm2c serve -m`; the answer is read whole. The
- * server must answer every input (4xx for bad ones) and never crash. An input whose first byte
+ * server must answer every input (4xx for bad ones) and never crash. A second server serves the
+ * vision fixture (the tiny LFM2-VL model and its mmproj, -mm) with a request memory budget of
+ * 128 MiB: the last routes post to its chat routes of each API, whose seeds carry images (data URLs
+ * of small JPEG / PNG / WebP / GIF files, an EXIF-turned one, a header that claims 60000 x 60000,
+ * a cut one, bad base64) in each API's image shape: decoded, charged, cut and encoded, or refused. An input whose first byte
  * is 0xFF is instead sent raw, as the whole request stream (request line, headers, a chunked or
  * sized body), and the connection half-closed after it: the transport's own paths (methods, GET
  * routes, the key, preflight, framing checks, chunked uploads, a body's Content-Type), to that
@@ -52,15 +56,19 @@ static int send_all(int fd, const uint8_t *p, size_t n) {
 }
 static serve_models *models;
 static int port_open; /* a second server, without a key: the Host and Origin checks (raw streams) */
+static int vl_port;   /* the vision fixture's server: images */
 
-/* One server of the fixture model on 127.0.0.1 (api_key NULL: none): its port; aborts on failure. */
-static int start_one(const char *api_key, serve_models **out) {
+/* A server on 127.0.0.1 of one model (path, its mmproj or NULL) through the registry, with a
+ * request memory budget (0: the default) and a key (NULL: none): its port; aborts on failure. */
+static int start_one(const char *path, const char *alias, const char *mmproj, int n_ctx, size_t budget,
+                     const char *api_key, serve_models **out) {
     lfm2c_error err = {0};
     server_params p = {.host = "127.0.0.1",
                        .port = 0,
-                       .alias = "fuzz",
-                       .n_ctx = 128,
+                       .alias = alias,
+                       .n_ctx = n_ctx,
                        .max_body = 1 << 20,
+                       .max_request_memory = budget,
                        .api_key = api_key,
                        .cors_origin = "http://a.example",
                        .allowed_hosts = "my.box,.lan",
@@ -70,18 +78,19 @@ static int start_one(const char *api_key, serve_models **out) {
     /* a short context keeps every generation short (a request without max_tokens runs to the end
      * of the context): a slow unit on a loaded machine must not pass for a server that hangs */
     models_params mp = {.mp = lfm2c_model_default_params(),
-                        .sp = {.n_slots = 2, .n_ctx = 128, .queue_max = 16, .prefill_chunk = 128},
+                        .sp = {.n_slots = 2, .n_ctx = n_ctx, .queue_max = 16, .prefill_chunk = 128},
+                        .mmproj_path = mmproj,
                         .keep_alive = -1,
                         .wait_s = 5};
     mp.mp.n_threads = 1;
     serve_models *m = srv ? models_new(&mp, server_shared(srv)) : NULL;
     int lora, status;
     char msg[400] = "";
-    serve_api *api = m && !models_add_file(m, fuzz_fixture(), "fuzz", &err)
+    serve_api *api = m && !models_add_file(m, path, alias, &err)
                          ? models_acquire(m, NULL, NAN, &lora, &status, msg, sizeof msg)
                          : NULL;
     if (!api) {
-        fprintf(stderr, "fuzz_http: %s%s\n", err.msg, msg);
+        fprintf(stderr, "fuzz_http: %s: %s%s\n", alias, err.msg, msg);
         abort();
     }
     models_release(api);
@@ -93,9 +102,11 @@ static int start_one(const char *api_key, serve_models **out) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    serve_models *open_models;
-    port = start_one(API_KEY, &models);
-    port_open = start_one(NULL, &open_models);
+    serve_models *open_models, *vl_models;
+    port = start_one(fuzz_fixture(), "fuzz", NULL, 128, 0, API_KEY, &models);
+    port_open = start_one(fuzz_fixture(), "fuzz", NULL, 128, 0, NULL, &open_models);
+    vl_port = start_one(fuzz_data("vision/lfm2-vl-tiny-f32.gguf"), "vl", fuzz_data("vision/mmproj-tiny-f32.gguf"), 512,
+                        (size_t)128 << 20, API_KEY, &vl_models);
     return 0; /* the servers live as long as the process */
 }
 
@@ -181,12 +192,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* embeddings (api_embeddings.c); new routes go last: a seed's first byte keeps its route */
         "/v1/embeddings", "/embeddings", "/api/embed", "/api/embeddings",
         /* the models' management (api_models.c): a pull is refused before anything is fetched */
-        "/api/pull"};
+        "/api/pull",
+        /* from here on: the vision server (images), each API's chat route */
+        "/v1/chat/completions", "/v1/responses", "/v1/messages", "/api/chat", "/api/generate"};
+    enum { FIRST_VL = 15 };
     bool raw = size && data[0] == RAW;
-    const char *route = raw ? "(raw)" : routes[size ? data[0] % (sizeof routes / sizeof *routes) : 0];
+    const int which = size ? data[0] % (int)(sizeof routes / sizeof *routes) : 0;
+    const char *route = raw ? "(raw)" : routes[which];
     const uint8_t *body = size ? data + 1 : data;
     size_t n = size ? size - 1 : 0;
-    exchange(port, raw, route, body, n);
+    exchange(!raw && which >= FIRST_VL ? vl_port : port, raw, route, body, n);
     if (raw) exchange(port_open, raw, route, body, n); /* the same stream to the server without a key */
     return 0;
 }

@@ -101,10 +101,12 @@ await test('refusals', async () => {
   s = await status(() => oa.chat.completions.create({ ...opts, messages: [{ role: 'user', content: [
     { type: 'image_url', image_url: { url: `data:image/png;base64,${A}` } }, { type: 'image_url', image_url: {} }] }] }));
   check(s[0] === 400 && /image_url.url/.test(s[1]), `an image without a URL: ${s}`);
-  // sixteen images of 66 positions each do not fit a context of 1024: refused as they add up
+  // sixteen images of 66 positions each do not fit a context of 1024: refused as they add up (the
+  // one that would not fit, from its header, before it is decoded)
   s = await status(() => oa.chat.completions.create({ ...opts, messages: [{ role: 'user', content:
     Array(16).fill({ type: 'image_url', image_url: { url: `data:image/png;base64,${A}` } }) }] }));
-  check(s[0] === 400 && /the images take \d+ positions; this model's context is 1024/.test(s[1]), `images over the context: ${s}`);
+  check(s[0] === 400 && /the image would take \d+ positions, more than the \d+ left for it \(this model's context is 1024/.test(s[1]),
+    `images over the context: ${s}`);
 });
 
 report();

@@ -40,6 +40,15 @@ static bool have(const char *file) {
     return vis_image_formats() >> f & 1;
 }
 
+/* The EXIF orientation make_images.py gave a fixture (exif-6.jpg, exif-be-6.jpg, exif-8-lossy.webp:
+ * the first digit of its name; exif-bad-count.jpg a 6 with a count of 2, read as Pillow reads it;
+ * the other malformed ones, and files without EXIF, 1). */
+static int orientation_of(const char *name) {
+    const char *d = strpbrk(name, "0123456789");
+    if (strstr(name, "bad-count")) return 6;
+    return !strncmp(name, "exif-", 5) && d ? *d - '0' : 1;
+}
+
 static void test_files(json_t *files) {
     size_t i;
     json_t *f;
@@ -67,6 +76,15 @@ static void test_files(json_t *files) {
         }
         CHECK(rc == 0 && im.w == w && im.h == h, "%s: rc %d %s (%dx%d)", name, rc, err.msg, rc ? 0 : im.w,
               rc ? 0 : im.h);
+        /* the header alone says the decoded size, the turn and what the decode holds */
+        vis_image_head hd;
+        const int prc = d ? vis_image_probe(d, n, NULL, &hd, &err) : -1;
+        const int64_t pw = hd.orient >= 5 ? hd.h : hd.w, ph = hd.orient >= 5 ? hd.w : hd.h;
+        const size_t px = (size_t)w * h * 3;
+        CHECK(prc == 0 && pw == w && ph == h && hd.orient == orientation_of(name) &&
+                  vis_image_decode_bytes(&hd) >= px * (hd.orient >= 2 ? 2 : 1),
+              "%s: the header says %lldx%lld turned %d, %zu bytes", name, (long long)hd.w, (long long)hd.h, hd.orient,
+              vis_image_decode_bytes(&hd));
         if (rc == 0 && want && nr == (size_t)w * h * 3) {
             size_t diff = 0;
             for (size_t k = 0; k < nr; k++) diff += im.rgb[k] != want[k];
@@ -148,6 +166,54 @@ static void test_bombs(void) {
           "%s", err.msg);
 }
 
+/* progressive.jpg with its last scan (the SOS segment and its entropy-coded data) repeated k more
+ * times before the EOI: libjpeg takes a repeated scan with a warning, so only the scan limit stops
+ * a file of endless scans. NULL if the file is not as expected. */
+static uint8_t *many_scans(const uint8_t *d, size_t n, int k, size_t *out_n) {
+    size_t at = 2, scan = 0, scan_end = 0;
+    while (at + 4 <= n && d[at] == 0xFF) {
+        const uint8_t m = d[at + 1];
+        if (m == 0xD9) break; /* EOI */
+        const size_t len = (size_t)d[at + 2] << 8 | d[at + 3];
+        size_t next = at + 2 + len;
+        if (m == 0xDA) { /* the scan's data runs to the next marker that is not a stuffed 0 or a restart */
+            while (next + 1 < n && !(d[next] == 0xFF && d[next + 1] != 0 && (d[next + 1] < 0xD0 || d[next + 1] > 0xD7)))
+                next++;
+            scan = at, scan_end = next;
+        }
+        at = next;
+    }
+    if (!scan || at + 2 > n || d[at + 1] != 0xD9) return NULL;
+    const size_t one = scan_end - scan;
+    uint8_t *o = malloc(n + one * (size_t)k);
+    memcpy(o, d, at);
+    for (int i = 0; i < k; i++) memcpy(o + at + one * i, d + scan, one);
+    memcpy(o + at + one * (size_t)k, d + at, n - at);
+    *out_n = n + one * (size_t)k;
+    return o;
+}
+
+/* A progressive JPEG of more scans than libjpeg-turbo advises for untrusted files (a CPU bomb: each
+ * scan is a pass over every block) is refused; one of a few repeated scans still decodes. */
+static void test_scans(void) {
+    if (!have("progressive.jpg")) return;
+    size_t n = 0, m = 0;
+    uint8_t *d = test_read_file(IDATA("progressive.jpg"), &n);
+    for (int k = 0; d && k < 2; k++) {
+        uint8_t *x = many_scans(d, n, k ? 600 : 40, &m);
+        CHECK(x != NULL, "progressive.jpg: no scan found");
+        if (!x) break;
+        vis_image im;
+        lfm2c_error err = {0};
+        const int rc = vis_image_decode(x, m, NULL, &im, &err);
+        if (k) CHECK(rc == -1 && strstr(err.msg, "more than 500 scans"), "600 more scans: %d %s", rc, err.msg);
+        else CHECK(rc == 0 && im.w == 45 && im.h == 29, "40 more scans: %d %s", rc, err.msg);
+        if (!rc) vis_image_free(&im);
+        free(x);
+    }
+    free(d);
+}
+
 static void test_resize(json_t *rs) {
     size_t i;
     json_t *r;
@@ -204,6 +270,7 @@ int main(void) {
     if (!root) TEST_MAIN_END();
     test_files(json_object_get(root, "files"));
     test_bombs();
+    test_scans();
     test_resize(json_object_get(root, "resize"));
     test_cuts(json_object_get(root, "cuts"));
     json_decref(root);

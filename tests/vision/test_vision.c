@@ -5,7 +5,8 @@
  * libmtmd's for the mmproj in F32, F16 and Q8_0; the result is the same bits on one thread and
  * on several; the pieces (pixel unshuffle, the position resize) against direct computations;
  * the processor's sizes and tiles for a table of image sizes;
- * files and images that must be refused are, with a message. */
+ * files and images that must be refused are, with a message; an mmproj whose patch size or
+ * unshuffle factor would blow every image up is refused by the key's name. */
 #include "test.h"
 #include "vision/vision.h"
 #include "formats/ggml_types.h"
@@ -195,6 +196,50 @@ static void test_plan(void) {
           "no splitting: %dx%d", pl.w, pl.h);
 }
 
+/* The fixture mmproj with the uint32 value of `key` set to v, opened from memory: NULL with err. */
+static vis_model *open_with(const uint8_t *d, size_t n, const char *key, uint32_t v, uint8_t *copy, lfm2c_error *err) {
+    memcpy(copy, d, n);
+    const size_t kl = strlen(key);
+    for (size_t i = 8; i + kl + 8 <= n; i++)
+        if (!memcmp(copy + i, key, kl) && copy[i - 8] == kl && copy[i + kl] == 4 /* GGUF_TYPE_UINT32 */) {
+            memcpy(copy + i + kl + 4, &v, 4); /* little-endian, as the file */
+            break;
+        }
+    gguf_file *g = gguf_open_memory(copy, n, err);
+    return g ? vis_open_gguf(g, err) : NULL;
+}
+
+/* An mmproj's patch size and unshuffle factor decide every image's size: past the bounds (32, 4)
+ * a file is refused by the key's name, before its tensors (whose shapes an attacker can make
+ * agree) are looked at; within them it opens. */
+static void test_hostile_sizes(void) {
+    size_t n = 0;
+    uint8_t *d = test_read_file(VDATA("mmproj-tiny-f32.gguf"), &n), *copy = d ? malloc(n) : NULL;
+    CHECK(copy != NULL, "mmproj-tiny-f32.gguf");
+    if (!copy) return free(d);
+    static const struct {
+        const char *key;
+        uint32_t v;
+        bool ok;
+    } cases[] = {{"clip.vision.patch_size", 33, false},
+                 {"clip.vision.patch_size", 64, false},
+                 {"clip.vision.patch_size", 0, false},
+                 {"clip.vision.projector.scale_factor", 5, false},
+                 {"clip.vision.projector.scale_factor", 8, false},
+                 {"clip.vision.projector.scale_factor", 2, true}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        lfm2c_error err = {0};
+        vis_model *vm = open_with(d, n, cases[i].key, cases[i].v, copy, &err);
+        if (cases[i].ok) CHECK(vm != NULL, "%s %u: %s", cases[i].key, cases[i].v, err.msg);
+        else
+            CHECK(!vm && strstr(err.msg, cases[i].key) && strstr(err.msg, "out of range"), "%s %u: %s", cases[i].key,
+                  cases[i].v, err.msg);
+        vis_close(vm);
+    }
+    free(copy);
+    free(d);
+}
+
 static void test_refusals(void) {
     lfm2c_error err = {0};
     CHECK(vis_open(VDATA("lfm2-vl-tiny-f32.gguf"), &err) == NULL && strstr(err.msg, "projector type"),
@@ -217,6 +262,7 @@ int main(void) {
     test_unshuffle();
     test_pos_resize();
     test_refusals();
+    test_hostile_sizes();
     test_threads(pool);
     /* libmtmd's own roundings decide the tolerances (docs/VISION.md): its GELU is an F16 table, its
      * F16 products round the activations to F16, its Q8_0 products quantize them to Q8_0, so a

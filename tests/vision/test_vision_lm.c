@@ -3,12 +3,18 @@
  * (`Look: <__media__> what?`: text ids, the image's rows, text ids) with the rows our encoder
  * makes of the image libmtmd preprocessed gives the last logits of llama.cpp within the F32
  * tolerance; a batch of two prompts with images and one without equals each solo; images
- * through lfm2c_image_encode expand into the processor's tokens, and two different images of
- * the same size (the same placeholders) never reuse each other's state, while the same image
- * does, and the reused state gives the fresh logits; the refusals (a text model's mmproj, a
- * placeholder count that does not match, going back into an image without a checkpoint). */
+ * through lfm2c_image_encode expand into the processor's tokens, their identity is the SHA-256
+ * of their size and pixels, and two different images of the same size (the same placeholders)
+ * never reuse each other's state, not even an image whose first row ids match, while the same
+ * image does, and the reused state gives the fresh logits; lfm2c_image_encode_budget charges its
+ * budget before each stage (the decode's share from the header alone: a 6400 x 6400 PNG bomb is
+ * refused before a pixel is decoded), counts an EXIF turn's copy, and gives everything back,
+ * refused at any stage or not; an image of more rows than the positions left is refused from its
+ * header; the refusals (a text model's mmproj, a placeholder count that does
+ * not match, going back into an image without a checkpoint). */
 #include "test.h"
 #include "vision/vision.h"
+#include "base/sha256.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -161,6 +167,31 @@ static lfm2c_image *encode_file(lfm2c_mmproj *mm, const char *name) {
     return img;
 }
 
+/* The image's identity is the SHA-256 of its width, height (32-bit little-endian) and pixels. */
+static void check_identity(const lfm2c_image *img, const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, VDATA("images/%s"), name);
+    size_t n = 0;
+    uint8_t *d = test_read_file(path, &n);
+    vis_image im;
+    lfm2c_error err = {0};
+    if (!d || vis_image_decode(d, n, NULL, &im, &err)) {
+        CHECK(0, "%s: %s", name, err.msg);
+        return free(d);
+    }
+    const uint8_t size[8] = {(uint8_t)im.w, (uint8_t)(im.w >> 8), 0, 0, (uint8_t)im.h, (uint8_t)(im.h >> 8), 0, 0};
+    sha256_ctx c;
+    uint8_t want[32], got[32] = {0};
+    sha256_init(&c);
+    sha256_update(&c, size, 8);
+    sha256_update(&c, im.rgb, (size_t)im.w * im.h * 3);
+    sha256_final(&c, want);
+    lfm2c_image_info(img, NULL, NULL, NULL, NULL, got);
+    CHECK(!memcmp(got, want, 32), "%s: the identity is the SHA-256 of its size and pixels", name);
+    vis_image_free(&im);
+    free(d);
+}
+
 /* "Look: <image> what?" with img: the expanded prompt (ids and rows). */
 static int32_t *with_image(lfm2c_model *m, lfm2c_image *img, int *n, float **rows) {
     const int32_t ph = lfm2c_image_placeholder(m);
@@ -190,6 +221,8 @@ static void test_reuse(lfm2c_model *m) {
     for (int i = 1; i < na - 1; i++) same += ta[i] == tb[i], neg += ta[i] < 0;
     CHECK(neg == na - 2, "row ids below 0: %d of %d", neg, na - 2);
     CHECK(same == 0, "two images' row ids: %d equal", same);
+    check_identity(a, "rgb.png");
+    check_identity(b, "gray.png");
     int n1, n2;
     float *r1, *r2;
     int32_t *p1 = with_image(m, a, &n1, &r1), *p2 = with_image(m, b, &n2, &r2);
@@ -200,6 +233,21 @@ static void test_reuse(lfm2c_model *m) {
     CHECK(lfm2c_session_reusable(s, p2, n2) <= first, "another image reuses %d positions (its rows start at %d)",
           lfm2c_session_reusable(s, p2, n2), first);
     CHECK(lfm2c_session_reusable(s, p1, n1) > first, "the same image reuses %d", lfm2c_session_reusable(s, p1, n1));
+    /* an image crafted to match a's first rows (its ids a's up to half, then b's) reuses none of
+       them: an image's rows are reused whole or not at all; nor does a's prompt from a session
+       that holds only part of a's rows */
+    int32_t *p3 = malloc(sizeof(int32_t) * (size_t)n1);
+    memcpy(p3, p1, sizeof(int32_t) * (size_t)n1);
+    memcpy(p3 + first + ra / 2, p2 + first + ra / 2, sizeof(int32_t) * (size_t)(ra - ra / 2));
+    CHECK(lfm2c_session_reusable(s, p3, n1) <= first, "an image matching a's first %d rows reuses %d positions", ra / 2,
+          lfm2c_session_reusable(s, p3, n1));
+    lfm2c_session *part = lfm2c_session_new(m, 1024, &err);
+    lfm2c_session_set_checkpoints(part, 4, 64, 0, &err);
+    lfm2c_session_decode_embd(part, p1, r1, first + ra / 2, LFM2C_LOGITS_LAST, &err);
+    CHECK(lfm2c_session_n_past(part) == first + ra / 2 && lfm2c_session_reusable(part, p1, n1) <= first,
+          "half of a's rows held: %d reused", lfm2c_session_reusable(part, p1, n1));
+    lfm2c_session_free(part);
+    free(p3);
     /* sync to image b, feed the rest (rows after the reused ones), against a fresh session */
     int reused = 0;
     lfm2c_session_sync(s, p2, n2, &reused, &err);
@@ -257,6 +305,90 @@ static void test_reuse(lfm2c_model *m) {
     lfm2c_mmproj_free(mm);
 }
 
+/* A budget that records what an encode charges: the first charge, the most held, what is held
+ * now, and refuses the charge numbered `refuse` (0: none). */
+typedef struct ledger {
+    size_t first, held, most;
+    int calls, refuse;
+} ledger;
+
+static int led_charge(void *u, size_t bytes) {
+    ledger *l = u;
+    if (!l->calls++) l->first = bytes;
+    if (l->calls == l->refuse) return -1;
+    l->held += bytes;
+    l->most = l->held > l->most ? l->held : l->most;
+    return 0;
+}
+
+static void led_release(void *u, size_t bytes) {
+    ledger *l = u;
+    CHECK(bytes <= l->held, "released %zu of %zu held", bytes, l->held);
+    l->held -= bytes < l->held ? bytes : l->held;
+}
+
+static lfm2c_image *encode_led(lfm2c_mmproj *mm, const uint8_t *d, size_t n, ledger *l, int max_rows,
+                               lfm2c_error *err) {
+    const lfm2c_image_budget b = {led_charge, led_release, l, max_rows};
+    return lfm2c_image_encode_budget(mm, d, n, NULL, &b, err);
+}
+
+/* The encode charges its budget before it allocates, the decode's share from the header alone:
+ * the issue's bomb (a small PNG whose header says 6400 x 6400) is charged its 123 MB of pixels
+ * before a pixel is decoded, and refused there; an EXIF turn is charged a second copy; a refusal
+ * at any stage leaves nothing charged; a granted encode gives back all it took. */
+static void test_budget(lfm2c_model *m) {
+    lfm2c_error err = {0};
+    lfm2c_mmproj *mm = lfm2c_mmproj_open(VDATA("mmproj-tiny-f32.gguf"), m, &err);
+    CHECK(mm != NULL, "%s", err.msg);
+    if (!mm || !(vis_image_formats() >> VIS_IMG_PNG & 1)) return lfm2c_mmproj_free(mm);
+    size_t n = 0;
+    uint8_t *d = test_read_file(VDATA("images/rgb.png"), &n);
+    if (!d) return lfm2c_mmproj_free(mm);
+    ledger l = {0};
+    lfm2c_image *img = encode_led(mm, d, n, &l, 0, &err);
+    int w = 0, h = 0;
+    if (img) lfm2c_image_info(img, &w, &h, NULL, NULL, NULL);
+    CHECK(img && l.held == 0 && l.first >= (size_t)w * h * 3 && l.most >= l.first && l.calls >= 4,
+          "rgb.png: %s; %d charges, first %zu, most %zu, %zu still held", err.msg, l.calls, l.first, l.most, l.held);
+    lfm2c_image_free(img);
+    int rows = 0;
+    img = encode_led(mm, d, n, &(ledger){0}, 0, &err);
+    lfm2c_image_rows(img, &rows);
+    lfm2c_image_free(img);
+    ledger few = {0}; /* fewer positions left than its rows: refused from the header, nothing charged */
+    img = encode_led(mm, d, n, &few, rows - 1, &err);
+    CHECK(!img && err.code == LFM2C_ECONTEXT && few.calls == 0, "%d rows, %d left: %s, %d charges", rows, rows - 1,
+          err.msg, few.calls);
+    lfm2c_image_free(img);
+    img = encode_led(mm, d, n, &few, rows, &err);
+    CHECK(img != NULL, "%d rows, as many left: %s", rows, err.msg);
+    lfm2c_image_free(img);
+    for (int refuse = 1; refuse <= l.calls; refuse++) { /* refused at each stage in turn */
+        ledger r = {.refuse = refuse};
+        img = encode_led(mm, d, n, &r, 0, &err);
+        CHECK(!img && err.code == LFM2C_ENOMEM && strstr(err.msg, "memory budget") && r.held == 0,
+              "charge %d refused: %s, %zu still held", refuse, err.msg, r.held);
+        lfm2c_image_free(img);
+    }
+    /* the bomb: IHDR patched to 6400 x 6400 (its CRC is not checked before the header is read) */
+    d[16] = d[20] = 0, d[17] = d[21] = 0, d[18] = d[22] = 0x19, d[19] = d[23] = 0x00;
+    ledger b = {.refuse = 1};
+    img = encode_led(mm, d, n, &b, 0, &err);
+    CHECK(!img && b.calls == 1 && b.first >= (size_t)6400 * 6400 * 3 && strstr(err.msg, "memory budget"),
+          "a 6400 x 6400 header: %d charges, the first %zu bytes: %s", b.calls, b.first, err.msg);
+    free(d);
+    d = test_read_file(VDATA("images/exif-6.png"), &n);
+    ledger t = {0};
+    img = d ? encode_led(mm, d, n, &t, 0, &err) : NULL;
+    if (img) lfm2c_image_info(img, &w, &h, NULL, NULL, NULL);
+    CHECK(img && t.first >= (size_t)w * h * 3 * 2 && t.held == 0, "exif-6.png: the turn charged: first %zu for %dx%d",
+          t.first, w, h);
+    lfm2c_image_free(img);
+    free(d);
+    lfm2c_mmproj_free(mm);
+}
+
 static void test_text_model(void) {
     lfm2c_model_params p = lfm2c_model_default_params();
     p.n_threads = 1;
@@ -278,6 +410,7 @@ int main(void) {
     if (!root || !m) TEST_MAIN_END();
     test_goldens(m, json_object_get(root, "cases"));
     test_reuse(m);
+    test_budget(m);
     test_text_model();
     lfm2c_model_free(m);
     json_decref(root);

@@ -1,7 +1,7 @@
 /* test_sha256.c — the FIPS 180-4 test vectors (empty, "abc", the two-block 448-bit message, a
  * million 'a's), and streaming in pieces of every size from 1 to 130 bytes equals one call:
  * padding at each length around the 55/56/64-byte block edges. */
-#include "hub/sha256.h"
+#include "base/sha256.h"
 #include "test.h"
 
 #include <string.h>

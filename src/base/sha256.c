@@ -1,6 +1,7 @@
 /* sha256.c — SHA-256 (FIPS 180-4): 64-byte blocks, big-endian words, the length in bits at the
- * end. Written for clarity, not speed: it hashes downloads and test data, never a hot path. */
-#include "hub/sha256.h"
+ * end. Written for clarity, not speed: it hashes downloads, test data, API keys and an image's
+ * pixels once (its identity, vision/image_api.c), never a per-token path. */
+#include "base/sha256.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -73,14 +74,20 @@ void sha256_update(sha256_ctx *c, const void *data, size_t n) {
     }
 }
 
-void sha256_final_hex(sha256_ctx *c, char out[65]) {
+void sha256_final(sha256_ctx *c, uint8_t out[32]) {
     uint64_t bits = c->len * 8;
     uint8_t pad = 0x80, zero = 0, lenb[8];
     sha256_update(c, &pad, 1);
     while (c->nbuf != 56) sha256_update(c, &zero, 1);
     for (int i = 0; i < 8; i++) lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
     sha256_update(c, lenb, 8);
-    for (int i = 0; i < 8; i++) sprintf(out + 8 * i, "%08x", c->h[i]);
+    for (int i = 0; i < 32; i++) out[i] = (uint8_t)(c->h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+void sha256_final_hex(sha256_ctx *c, char out[65]) {
+    uint8_t d[32];
+    sha256_final(c, d);
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
     out[64] = 0;
 }
 
