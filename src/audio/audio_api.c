@@ -75,6 +75,10 @@ void lfm2c_audio_mmproj_free(lfm2c_audio_mmproj *mm) {
 }
 
 int lfm2c_audio_mmproj_describe(const lfm2c_audio_mmproj *mm, char *buf, size_t cap) {
+    if (!mm) {
+        if (buf && cap) buf[0] = 0;
+        return 0;
+    }
     const aud_hparams *h = &mm->am->hp;
     return snprintf(
         buf, cap,
@@ -87,6 +91,7 @@ int lfm2c_audio_mmproj_describe(const lfm2c_audio_mmproj *mm, char *buf, size_t 
 
 int lfm2c_audio_probe(const lfm2c_audio_mmproj *mm, const void *data, size_t n, const lfm2c_audio_limits *lim,
                       lfm2c_audio_facts *out, lfm2c_error *err) {
+    if (!mm || !out) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL audio mmproj or facts"), -1;
     const lfm2c_audio_limits l = lim ? *lim : lfm2c_audio_default_limits();
     const aud_limits al = to_aud(&l);
     aud_info in;
@@ -210,17 +215,17 @@ void lfm2c_audio_free(lfm2c_audio *a) {
 }
 
 const int32_t *lfm2c_audio_tokens(const lfm2c_audio *a, int *n) {
-    if (n) *n = a->n_rows;
-    return a->tokens;
+    if (n) *n = a ? a->n_rows : 0;
+    return a ? a->tokens : NULL;
 }
 
 const float *lfm2c_audio_rows(const lfm2c_audio *a, int *n_rows) {
-    if (n_rows) *n_rows = a->n_rows;
-    return a->emb;
+    if (n_rows) *n_rows = a ? a->n_rows : 0;
+    return a ? a->emb : NULL;
 }
 
-double lfm2c_audio_seconds(const lfm2c_audio *a) { return a->seconds; }
-const char *lfm2c_audio_digest(const lfm2c_audio *a) { return a->digest; }
+double lfm2c_audio_seconds(const lfm2c_audio *a) { return a ? a->seconds : 0; }
+const char *lfm2c_audio_digest(const lfm2c_audio *a) { return a ? a->digest : NULL; }
 
 /* The next unguarded marker in t[at..len) (one the guard marked is text), or -1. */
 static int64_t next_marker(const char *t, size_t len, size_t at) {
@@ -250,7 +255,12 @@ static int add_text(const lfm2c_model *m, const char *text, size_t n, bool bos, 
 
 int lfm2c_prompt_audio(const lfm2c_model *model, const char *text, size_t len, bool add_bos, lfm2c_audio *const *audio,
                        int n_audio, int32_t **out, int *n_out, float **rows, lfm2c_error *err) {
+    if (!out || !n_out || !rows) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL output of lfm2c_prompt_audio"), -1;
     *out = NULL, *rows = NULL, *n_out = 0;
+    if (!model || (!text && len) || n_audio < 0 || (n_audio && !audio))
+        return lfm2c_set_error(err, LFM2C_EINVAL, "NULL model, text or clips"), -1;
+    for (int k = 0; k < n_audio; k++)
+        if (!audio[k]) return lfm2c_set_error(err, LFM2C_EINVAL, "clip %d is NULL", k), -1;
     int found = 0;
     size_t n_row = 0;
     for (int64_t at = 0; (at = next_marker(text, len, (size_t)at)) >= 0; at += sizeof LFM2C_AUDIO_MARKER - 1) {

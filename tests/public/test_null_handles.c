@@ -123,6 +123,33 @@ static void test_images(void) {
     EXPECT(lfm2c_image_default_limits().max_bytes > 0, "image_default_limits");
 }
 
+static void test_audio(void) {
+    EXPECT(lfm2c_audio_mmproj_open(NULL, NULL, &err) == NULL && err.code != 0, "audio_mmproj_open(NULL path)");
+    memset(&err, 0, sizeof err);
+    lfm2c_audio_mmproj_free(NULL);
+    char buf[16] = "x";
+    EXPECT(lfm2c_audio_mmproj_describe(NULL, buf, sizeof buf) == 0 && buf[0] == 0, "audio_mmproj_describe");
+    lfm2c_audio_facts f;
+    memset(&f, 0x55, sizeof f);
+    const int pr = lfm2c_audio_probe(NULL, "RIFF", 4, NULL, &f, &err);
+    EXPECT(pr == -1 && err.code != 0, "audio_probe(NULL mmproj, 4 bytes)");
+    memset(&err, 0, sizeof err);
+    EXPECT(lfm2c_audio_encode(NULL, "x", 1, NULL, NULL, NULL, &err) == NULL && refused(), "audio_encode");
+    const float x[2] = {0, 0};
+    EXPECT(lfm2c_audio_encode_pcm(NULL, x, 2, 1, 16000, &err) == NULL && refused(), "audio_encode_pcm");
+    lfm2c_audio_free(NULL);
+    int n = 7;
+    EXPECT(lfm2c_audio_tokens(NULL, &n) == NULL && n == 0, "audio_tokens");
+    n = 7;
+    EXPECT(lfm2c_audio_rows(NULL, &n) == NULL && n == 0, "audio_rows");
+    EXPECT(lfm2c_audio_seconds(NULL) == 0 && lfm2c_audio_digest(NULL) == NULL, "audio_seconds / digest");
+    int32_t *out = (int32_t *)1;
+    float *rows = (float *)1;
+    EXPECT(lfm2c_prompt_audio(NULL, "a", 1, true, NULL, 0, &out, &n, &rows, &err) == -1 && !out && !rows && refused(),
+           "prompt_audio");
+    EXPECT(lfm2c_audio_default_limits().max_bytes > 0, "audio_default_limits");
+}
+
 static void test_text(void) {
     int n = 7;
     EXPECT(lfm2c_tokenize(NULL, "a", 1, true, false, &n, &err) == NULL && n == 0 && refused(), "tokenize");
@@ -235,6 +262,7 @@ int main(void) {
     test_models();
     test_sessions();
     test_images();
+    test_audio();
     test_text();
     test_sampling();
     test_spec();

@@ -206,7 +206,7 @@ static vis_model *open_with(const uint8_t *d, size_t n, const char *key, uint32_
             break;
         }
     gguf_file *g = gguf_open_memory(copy, n, err);
-    return g ? vis_open_gguf(g, err) : NULL;
+    return g ? vis_open_gguf(g, encoder_for(NULL, NULL, NULL), err) : NULL;
 }
 
 /* An mmproj's patch size and unshuffle factor decide every image's size: past the bounds (32, 4)
