@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -21,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <wctype.h>
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/auxv.h>
@@ -47,6 +49,7 @@ int os_stat(const char *path, os_stat_t *out) {
 bool os_exists(const char *path) { return access(path, F_OK) == 0; }
 int os_mkdir(const char *path) { return mkdir(path, 0755); }
 int os_remove(const char *path) { return unlink(path); }
+int os_rmdir(const char *path) { return rmdir(path); }
 int os_rename(const char *from, const char *to) { return rename(from, to); }
 char *os_realpath(const char *path) { return realpath(path, NULL); }
 int os_symlink(const char *target, const char *link) { return symlink(target, link); }
@@ -63,6 +66,19 @@ int os_ftruncate(FILE *f, uint64_t len) {
     fflush(f);
     return ftruncate(fileno(f), (off_t)len);
 }
+
+FILE *os_memstream_open(os_memstream *m) {
+    *m = (os_memstream){0};
+    return m->f = open_memstream(&m->buf, &m->len);
+}
+
+char *os_memstream_close(os_memstream *m, size_t *len) {
+    fclose(m->f);
+    if (len) *len = m->len;
+    return m->buf;
+}
+
+int os_truncate(const char *path, uint64_t len) { return truncate(path, (off_t)len); }
 
 bool os_is_sep(char c) { return c == '/'; }
 bool os_path_is_abs(const char *path) { return path[0] == '/'; }
@@ -381,6 +397,34 @@ struct tm *os_gmtime(time_t t, struct tm *out) {
     return gmtime_r(&t, out);
 }
 time_t os_timegm(struct tm *tm) { return timegm(tm); }
+
+/* ---- locales ---- */
+
+os_ctype *os_ctype_new(void) { return (os_ctype *)newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+void os_ctype_free(os_ctype *c) {
+    if (c) freelocale((locale_t)c);
+}
+uint32_t os_towlower(os_ctype *c, uint32_t cp) { return (uint32_t)towlower_l((wint_t)cp, (locale_t)c); }
+uint32_t os_towupper(os_ctype *c, uint32_t cp) { return (uint32_t)towupper_l((wint_t)cp, (locale_t)c); }
+bool os_iswclass(os_ctype *c, uint32_t cp, int cls) {
+    locale_t l = (locale_t)c;
+    return cls == OS_WDIGIT   ? iswdigit_l((wint_t)cp, l) != 0
+           : cls == OS_WALPHA ? iswalpha_l((wint_t)cp, l) != 0
+                              : iswalnum_l((wint_t)cp, l) != 0;
+}
+
+os_c_numeric os_c_numeric_begin(void) {
+    os_c_numeric s = {0};
+    locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (c) s.c = c, s.old = uselocale(c);
+    return s;
+}
+
+void os_c_numeric_end(os_c_numeric s) {
+    if (!s.c) return;
+    uselocale((locale_t)s.old);
+    freelocale((locale_t)s.c);
+}
 
 /* ---- the terminal and the process ---- */
 

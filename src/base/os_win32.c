@@ -16,6 +16,7 @@
 #include "base/os_net.h" /* winsock2.h before windows.h */
 
 #include <limits.h>
+#include <locale.h>
 #include <windows.h>
 #include <bcrypt.h>
 #include <psapi.h>
@@ -63,6 +64,45 @@ char *strndup(const char *s, size_t n) {
     memcpy(d, s, k);
     d[k] = 0;
     return d;
+}
+
+void *memmem(const void *hay, size_t hn, const void *needle, size_t nn) {
+    const unsigned char *h = hay, *n = needle;
+    if (nn == 0) return (void *)h;
+    for (size_t i = 0; nn <= hn && i <= hn - nn; i++)
+        if (h[i] == n[0] && !memcmp(h + i, n, nn)) return (void *)(h + i);
+    return NULL;
+}
+
+char *strcasestr(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (!_strnicmp(hay, needle, n)) return (char *)hay;
+    return n ? NULL : (char *)hay;
+}
+
+/* a stable merge sort of n elements at a into tmp and back */
+static void merge_sort(unsigned char *a, unsigned char *tmp, size_t n, size_t size,
+                       int (*cmp)(const void *, const void *, void *), void *arg) {
+    if (n < 2) return;
+    size_t h = n / 2;
+    merge_sort(a, tmp, h, size, cmp, arg);
+    merge_sort(a + h * size, tmp, n - h, size, cmp, arg);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) {
+        bool right = cmp(a + j * size, a + i * size, arg) < 0; /* ties keep the left one first */
+        memcpy(tmp + k++ * size, a + (right ? j++ : i++) * size, size);
+    }
+    memcpy(tmp + k * size, a + i * size, (h - i) * size), k += h - i;
+    memcpy(tmp + k * size, a + j * size, (n - j) * size);
+    memcpy(a, tmp, n * size);
+}
+
+void qsort_r(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *, void *), void *arg) {
+    unsigned char *tmp = n > 1 ? malloc(n * size) : NULL;
+    if (n > 1 && !tmp) abort(); /* (glibc's qsort falls back to an unstable sort; we cannot fail) */
+    merge_sort(base, tmp, n, size, cmp, arg);
+    free(tmp);
 }
 
 /* ---- files and directories ---- */
@@ -119,6 +159,13 @@ int os_mkdir(const char *path) {
 int os_remove(const char *path) {
     wchar_t *w = wide(path);
     BOOL ok = w && DeleteFileW(w);
+    free(w);
+    return ok ? 0 : fail_errno();
+}
+
+int os_rmdir(const char *path) {
+    wchar_t *w = wide(path);
+    BOOL ok = w && RemoveDirectoryW(w);
     free(w);
     return ok ? 0 : fail_errno();
 }
@@ -198,6 +245,36 @@ int os_readlink(const char *path, char *buf, size_t cap) {
 int os_ftruncate(FILE *f, uint64_t len) {
     fflush(f);
     return _chsize_s(_fileno(f), (long long)len) == 0 ? 0 : -1;
+}
+
+FILE *os_memstream_open(os_memstream *m) {
+    *m = (os_memstream){0};
+    wchar_t dir[MAX_PATH + 1], name[MAX_PATH + 1];
+    if (!GetTempPathW(MAX_PATH + 1, dir) || !GetTempFileNameW(dir, L"lfm", 0, name)) return NULL;
+    m->f = _wfopen(name, L"w+bTD"); /* temporary, deleted at its close */
+    if (!m->f) DeleteFileW(name);
+    return m->f;
+}
+
+char *os_memstream_close(os_memstream *m, size_t *len) {
+    long n = ftell(m->f);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    rewind(m->f);
+    if (b && fread(b, 1, (size_t)n, m->f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[n] = 0;
+    fclose(m->f);
+    if (len) *len = b ? (size_t)n : 0;
+    return b;
+}
+
+int os_truncate(const char *path, uint64_t len) {
+    FILE *f = os_fopen(path, "r+b");
+    if (!f) return -1;
+    int rc = os_ftruncate(f, len);
+    return fclose(f) == 0 ? rc : -1;
 }
 
 bool os_is_sep(char c) { return c == '/' || c == '\\'; }
@@ -477,6 +554,50 @@ double lfm2c_now_s(void) {
     if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
     QueryPerformanceCounter(&c);
     return (double)c.QuadPart / (double)freq.QuadPart;
+}
+
+/* ---- locales ---- */
+
+struct os_ctype {
+    int unused;
+};
+static os_ctype the_ctype;
+os_ctype *os_ctype_new(void) { return &the_ctype; }
+void os_ctype_free(os_ctype *c) { (void)c; }
+
+static uint32_t map_case(uint32_t cp, DWORD how) {
+    if (cp >= 0xD800 && (cp < 0xE000 || cp > 0xFFFF)) return cp; /* surrogates and beyond the BMP: as is */
+    wchar_t in = (wchar_t)cp, out = 0;
+    return LCMapStringEx(LOCALE_NAME_INVARIANT, how, &in, 1, &out, 1, NULL, NULL, 0) == 1 ? out : cp;
+}
+uint32_t os_towlower(os_ctype *c, uint32_t cp) { return (void)c, map_case(cp, LCMAP_LOWERCASE); }
+uint32_t os_towupper(os_ctype *c, uint32_t cp) { return (void)c, map_case(cp, LCMAP_UPPERCASE); }
+
+bool os_iswclass(os_ctype *c, uint32_t cp, int cls) {
+    (void)c;
+    if (cp >= 0xD800 && (cp < 0xE000 || cp > 0xFFFF)) return false;
+    wchar_t w = (wchar_t)cp;
+    WORD t = 0;
+    if (!GetStringTypeW(CT_CTYPE1, &w, 1, &t)) return false;
+    return cls == OS_WDIGIT   ? (t & C1_DIGIT) != 0
+           : cls == OS_WALPHA ? (t & C1_ALPHA) != 0
+                              : (t & (C1_ALPHA | C1_DIGIT)) != 0;
+}
+
+os_c_numeric os_c_numeric_begin(void) {
+    os_c_numeric s = {0};
+    s.mode = _configthreadlocale(_ENABLE_PER_THREAD_LOCALE);
+    const char *cur = setlocale(LC_NUMERIC, NULL);
+    s.old = cur ? strdup(cur) : NULL;
+    setlocale(LC_NUMERIC, "C");
+    s.c = &the_ctype;
+    return s;
+}
+
+void os_c_numeric_end(os_c_numeric s) {
+    if (s.old) setlocale(LC_NUMERIC, (const char *)s.old);
+    free(s.old);
+    _configthreadlocale(s.mode);
 }
 
 /* ---- the terminal and the process ---- */
