@@ -17,7 +17,8 @@
 #    assembler writes every aligned vector move as its unaligned twin, which costs nothing on
 #    aligned data, so the kernels' spills are safe wherever they fall.
 #  - -static: the mingw runtime and winpthreads are linked in: lfm2c.exe and lfm2c.dll need no
-#    other DLL.
+#    other DLL. (Files are bytes, as on Linux, without a flag: the CLI sets _fmode at its start,
+#    os_console_utf8, the tests in tests/test.h, and the library's own os_fopen asks for it.)
 set(CMAKE_SYSTEM_NAME Windows)
 set(CMAKE_SYSTEM_PROCESSOR x86_64)
 set(LFM2C_WIN_TRIPLE x86_64-w64-mingw32)

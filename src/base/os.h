@@ -51,6 +51,7 @@ bool os_exists(const char *path);
 int os_mkdir(const char *path);  /* one level; errno EEXIST when it is there */
 int os_remove(const char *path); /* a file or link (not a directory) */
 int os_rmdir(const char *path);  /* an empty directory */
+char *os_mkdtemp(char *tmpl);    /* mkdtemp: tmpl ends in XXXXXX, replaced; tmpl or NULL */
 /* Moves from over to, replacing to atomically when it exists (os_rename(2); MoveFileExW with
  * MOVEFILE_REPLACE_EXISTING on Windows). */
 int os_rename(const char *from, const char *to);
@@ -170,6 +171,7 @@ void os_c_numeric_end(os_c_numeric s);
 
 /* ---- the terminal and the process ---- */
 bool os_isatty(FILE *f);
+int os_setenv(const char *name, const char *value); /* replaces an existing value */
 /* Windows: the console reads and writes UTF-8, and argv is re-read from the wide command line as
  * UTF-8 (the ANSI code page cannot hold every name); POSIX: nothing to do. */
 void os_console_utf8(int *argc, char ***argv);

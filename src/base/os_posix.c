@@ -50,6 +50,8 @@ bool os_exists(const char *path) { return access(path, F_OK) == 0; }
 int os_mkdir(const char *path) { return mkdir(path, 0755); }
 int os_remove(const char *path) { return unlink(path); }
 int os_rmdir(const char *path) { return rmdir(path); }
+char *os_mkdtemp(char *tmpl) { return mkdtemp(tmpl); }
+
 int os_rename(const char *from, const char *to) { return rename(from, to); }
 char *os_realpath(const char *path) { return realpath(path, NULL); }
 int os_symlink(const char *target, const char *link) { return symlink(target, link); }
@@ -429,6 +431,7 @@ void os_c_numeric_end(os_c_numeric s) {
 /* ---- the terminal and the process ---- */
 
 bool os_isatty(FILE *f) { return isatty(fileno(f)) != 0; }
+int os_setenv(const char *name, const char *value) { return setenv(name, value, 1); }
 void os_console_utf8(int *argc, char ***argv) { (void)argc, (void)argv; }
 char *os_console_line(const char *prompt, bool *console) {
     (void)prompt;

@@ -81,6 +81,27 @@ char *strcasestr(const char *hay, const char *needle) {
     return n ? NULL : (char *)hay;
 }
 
+/* fmaf correctly rounded. mingw-w64's rounds the product before the sum (measured: 29% of random
+ * operands differ from the fused result), which would move the scalar truth of the kernels
+ * (cpu/kernels_attn.c names every fused multiply-add) off Linux's and the SIMD tables' bits. This
+ * definition is linked in place of the C library's. The product of two floats is exact in a
+ * double; the sum's rounding error comes out exactly (TwoSum); the double is then rounded to odd
+ * (an inexact result's last bit set), and a double rounded to odd rounds to the float nearest the
+ * exact value, since 53 >= 24 + 2 bits (Boldo and Melquiond's theorem). */
+float fmaf(float a, float b, float c) {
+    volatile double p = (double)a * (double)b; /* (volatile: never contracted into another fma) */
+    double s = p + (double)c, bb = s - p, err = (p - (s - bb)) + ((double)c - bb);
+    if (err != 0 && s == s && s - s == 0) { /* inexact and finite */
+        uint64_t u;
+        memcpy(&u, &s, sizeof u);
+        if (!(u & 1)) {
+            u += (err > 0) == (s > 0) ? 1 : (uint64_t)-1; /* one ulp away from zero, or towards it */
+            memcpy(&s, &u, sizeof s);
+        }
+    }
+    return (float)s;
+}
+
 /* a stable merge sort of n elements at a into tmp and back */
 static void merge_sort(unsigned char *a, unsigned char *tmp, size_t n, size_t size,
                        int (*cmp)(const void *, const void *, void *), void *arg) {
@@ -107,7 +128,11 @@ void qsort_r(void *base, size_t n, size_t size, int (*cmp)(const void *, const v
 
 /* ---- files and directories ---- */
 
+/* Files are bytes, as on Linux: a mode without 'b' or 't' gets 'b' (no \r\n translation, whatever
+ * the host program's _fmode). */
 FILE *os_fopen(const char *path, const char *mode) {
+    char bm[16];
+    if (!strpbrk(mode, "bt") && strlen(mode) + 2 <= sizeof bm) snprintf(bm, sizeof bm, "%sb", mode), mode = bm;
     wchar_t *w = wide(path), *m = wide(mode);
     FILE *f = w && m ? _wfopen(w, m) : NULL;
     free(w), free(m);
@@ -170,6 +195,20 @@ int os_rmdir(const char *path) {
     return ok ? 0 : fail_errno();
 }
 
+char *os_mkdtemp(char *tmpl) {
+    size_t n = strlen(tmpl);
+    if (n < 6 || strcmp(tmpl + n - 6, "XXXXXX")) return errno = EINVAL, NULL;
+    static const char abc[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    for (int tries = 0; tries < 100; tries++) {
+        uint8_t r[6];
+        if (!os_random(r, sizeof r)) return NULL;
+        for (int i = 0; i < 6; i++) tmpl[n - 6 + i] = abc[r[i] % 36];
+        if (os_mkdir(tmpl) == 0) return tmpl;
+        if (errno != EEXIST) return NULL;
+    }
+    return NULL;
+}
+
 int os_rename(const char *from, const char *to) {
     wchar_t *a = wide(from), *b = wide(to);
     BOOL ok = a && b && MoveFileExW(a, b, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
@@ -201,6 +240,7 @@ int os_symlink(const char *target, const char *link) {
         if (*c == '/') *c = '\\';
     wchar_t *wt = wide(t), *wl = wide(link);
     BOOL ok = wt && wl && CreateSymbolicLinkW(wl, wt, 0x2 /* SYMBOLIC_LINK_FLAG_ALLOW_UNPRIVILEGED_CREATE */);
+    ok = ok && GetFileAttributesW(wl) != INVALID_FILE_ATTRIBUTES; /* (Wine 8 says yes and makes none) */
     if (!ok && wl) { /* no symbolic links here: a hard link to the target (resolved from the link's folder) */
         const char *end = link + strlen(link);
         while (end > link && !os_is_sep(end[-1])) end--;
@@ -220,8 +260,9 @@ int os_symlink(const char *target, const char *link) {
     return rc;
 }
 
-/* A symbolic link's target as an absolute path (the final path of what it points to), -1 for a
- * plain file (a hard link included: it is the file itself). */
+/* A symbolic link's target as an absolute path (the final path of what it points to); -1 for a
+ * plain file, a hard link included (its other names are not looked for: FindFirstFileNameW is
+ * missing from Wine, and `lfm2c rm` then leaves the blob, docs/HARDWARE.md). */
 int os_readlink(const char *path, char *buf, size_t cap) {
     wchar_t *w = wide(path);
     DWORD a = w ? GetFileAttributesW(w) : INVALID_FILE_ATTRIBUTES;
@@ -603,11 +644,13 @@ void os_c_numeric_end(os_c_numeric s) {
 /* ---- the terminal and the process ---- */
 
 bool os_isatty(FILE *f) { return _isatty(_fileno(f)) != 0; }
+int os_setenv(const char *name, const char *value) { return _putenv_s(name, value) ? -1 : 0; }
 
 void os_console_utf8(int *argc, char ***argv) {
     SetConsoleOutputCP(CP_UTF8);
     SetConsoleCP(CP_UTF8);
-    /* bytes in and out as on Linux: no \n -> \r\n, no ^Z end of file */
+    /* bytes in and out as on Linux: no \n -> \r\n, no ^Z end of file; files too */
+    _fmode = _O_BINARY;
     _setmode(_fileno(stdin), _O_BINARY);
     _setmode(_fileno(stdout), _O_BINARY);
     _setmode(_fileno(stderr), _O_BINARY);

@@ -89,7 +89,10 @@ static void test_dirs_and_links(void) {
     snprintf(snap, sizeof snap, "%s/snapshots", sub), os_mkdir(snap);
     snprintf(blob, sizeof blob, "%s/blobs/0123", sub);
     CHECK(write_text(blob, "weights"), "blob");
-    snprintf(lnk, sizeof lnk, "%s/snapshots/m\xc3\xb6" "del.gguf", sub);
+    snprintf(lnk, sizeof lnk,
+             "%s/snapshots/m\xc3\xb6"
+             "del.gguf",
+             sub);
     CHECK(os_symlink("../blobs/0123", lnk) == 0, "link: errno %d", errno);
     char text[64];
     read_text(lnk, text, sizeof text);

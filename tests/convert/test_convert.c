@@ -10,6 +10,7 @@
 #include "formats/ggml_types.h"
 #include "formats/safetensors.h"
 #include "test.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -424,7 +425,7 @@ static json_t *dense_config(void) {
 }
 
 static void make_dense_dir(const char *dir, ckpt *c) {
-    mkdir(dir, 0755);
+    os_mkdir(dir);
     build_dense(c, ST_BF16);
     char p[2048];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
@@ -712,7 +713,7 @@ static json_t *moe_config(void) {
 }
 
 static void make_moe_dir(const char *dir, ckpt *c, bool fused) {
-    mkdir(dir, 0755);
+    os_mkdir(dir);
     char p[1024];
     if (!fused) {
         c->round_to = ST_F16; /* every value F16-representable, also the F32 norms */
@@ -907,7 +908,7 @@ static void test_bad(const char *root) {
     expect_fail(dir, root, "model.layers.9.extra", "index lists a tensor the shard lacks");
     /* MoE with an expert missing */
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd);
-    mkdir(dir, 0755);
+    os_mkdir(dir);
     build_moe(&c, ST_F32, false);
     for (int i = 0; i < c.n; i++)
         if (!strcmp(c.t[i].name, "model.layers.3.feed_forward.experts.2.w3.weight"))
@@ -932,7 +933,7 @@ static bool fixture_to_hf(const char *gguf_path, const char *dir) {
     lfm2c_error err;
     gguf_file *g = gguf_open(gguf_path, &err);
     if (!g) return false;
-    mkdir(dir, 0755);
+    os_mkdir(dir);
     char *arch = gguf_get_string(g, "general.architecture");
     bool moe = !strcmp(arch, "lfm2moe");
     char k[128];
@@ -1255,7 +1256,7 @@ static void test_reader(const char *root) {
 
 int main(void) {
     char root[] = "/tmp/lfm2c-convert-XXXXXX";
-    if (!mkdtemp(root)) {
+    if (!os_mkdtemp(root)) {
         perror("mkdtemp");
         return 1;
     }
