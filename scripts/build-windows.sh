@@ -168,8 +168,8 @@ build_mhd() { # autotools: the server's HTTP only (no TLS: lfm2c serves plain HT
   (cd "$b" && "$s/configure" --host=$HOST CC=$CC --prefix="$prefix" --enable-static --disable-shared \
     --disable-https --disable-doc --disable-examples --disable-curl --disable-postprocessor \
     --disable-dauth --disable-bauth --disable-httpupgrade --disable-nls --without-gnutls \
-    --disable-dependency-tracking >"$b.log" 2>&1 && make -j"$jobs" -C src/microhttpd >>"$b.log" 2>&1 &&
-    make -C src/microhttpd install >>"$b.log" 2>&1 && make -C src/include install >>"$b.log" 2>&1) ||
+    --disable-dependency-tracking >"$b.log" 2>&1 && make -j"$jobs" -C "$b/src/microhttpd" >>"$b.log" 2>&1 &&
+    make -C "$b/src/microhttpd" install >>"$b.log" 2>&1 && make -C "$b/src/include" install >>"$b.log" 2>&1) ||
     { tail -30 "$b.log"; return 1; }
   pc libmicrohttpd "$(sed -n 's/^Version: //p' "$b/libmicrohttpd.pc")" "-lmicrohttpd -lws2_32" # (its own names no winsock)
 }

@@ -37,7 +37,7 @@ echo "windows: built in $((SECONDS - start)) s"
 export WINEPREFIX=$PWD/$B/wineprefix WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 wine=$(command -v wine64 || command -v wine || echo /usr/lib/wine/wine64)
 [ -d "$WINEPREFIX" ] || wineboot -i >/dev/null 2>&1 || true
-wineserver -p
+wineserver -p 2>/dev/null || true
 trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
 cat >"$B/lfm2c-wine" <<EOF
 #!/usr/bin/env bash
@@ -68,10 +68,13 @@ for isa in avx2 scalar; do
   stage "test_model with LFM2C_ISA=$isa" bash -c "cd $B && LFM2C_ISA=$isa LFM2C_TEST_QUICK=1 ctest --output-on-failure -R '^test_model\$'"
 done
 
+# (the scripts run from tests/, as ctest runs them; Ctrl-C at chat's prompt through a pipe is left
+# out: Wine sends that process no console event, docs/HARDWARE.md)
+wrapper=$PWD/$B/lfm2c-wine
 for t in test_chat_cli test_cli test_pull test_quantize_cli test_tokenize_cli; do
-  stage "$t" bash "tests/$t.sh" "$B/lfm2c-wine"
+  stage "$t" bash -c "cd tests && LFM2C_TEST_NO_CHAT_CTRL_C=1 bash ./$t.sh '$wrapper'"
 done
-stage "the server under the Linux clients" env LFM2C_TEST_SERVE_QUICK=1 bash tests/test_server.sh "$B/lfm2c-wine"
+stage "the server under the Linux clients" bash -c "cd tests && LFM2C_TEST_SERVE_QUICK=1 bash ./test_server.sh '$wrapper'"
 
 echo "windows: stage done in $((SECONDS - start)) s, $fails part(s) failed"
 [ "$fails" = 0 ]

@@ -52,6 +52,8 @@ int os_mkdir(const char *path);  /* one level; errno EEXIST when it is there */
 int os_remove(const char *path); /* a file or link (not a directory) */
 int os_rmdir(const char *path);  /* an empty directory */
 char *os_mkdtemp(char *tmpl);    /* mkdtemp: tmpl ends in XXXXXX, replaced; tmpl or NULL */
+/* A file, or a folder and everything in it (links removed, not followed); 0 when nothing is left. */
+int os_remove_tree(const char *path);
 /* Moves from over to, replacing to atomically when it exists (os_rename(2); MoveFileExW with
  * MOVEFILE_REPLACE_EXISTING on Windows). */
 int os_rename(const char *from, const char *to);

@@ -209,6 +209,30 @@ char *os_mkdtemp(char *tmpl) {
     return NULL;
 }
 
+/* (written once for both halves: it uses only the layer's own calls) */
+int os_remove_tree(const char *path) {
+    os_stat_t st;
+    char link[8];
+    if (os_readlink(path, link, sizeof link) >= 0 || os_stat(path, &st) || !st.is_dir)
+        return os_remove(path) == 0 || !os_exists(path) ? 0 : -1;
+    os_dir *d = os_opendir(path);
+    int rc = d ? 0 : -1;
+    size_t n = strlen(path);
+    for (const char *e; d && (e = os_readdir(d));) {
+        if (!strcmp(e, ".") || !strcmp(e, "..")) continue;
+        char *sub = malloc(n + strlen(e) + 2);
+        if (!sub) {
+            rc = -1;
+            break;
+        }
+        snprintf(sub, n + strlen(e) + 2, "%s/%s", path, e);
+        if (os_remove_tree(sub)) rc = -1;
+        free(sub);
+    }
+    os_closedir(d);
+    return os_rmdir(path) == 0 ? rc : -1;
+}
+
 int os_rename(const char *from, const char *to) {
     wchar_t *a = wide(from), *b = wide(to);
     BOOL ok = a && b && MoveFileExW(a, b, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
@@ -646,7 +670,12 @@ void os_c_numeric_end(os_c_numeric s) {
 bool os_isatty(FILE *f) { return _isatty(_fileno(f)) != 0; }
 int os_setenv(const char *name, const char *value) { return _putenv_s(name, value) ? -1 : 0; }
 
+static BOOL WINAPI on_ctrl(DWORD ev);
+static bool ctrl_installed;
+
 void os_console_utf8(int *argc, char ***argv) {
+    SetConsoleCtrlHandler(on_ctrl, TRUE); /* (Ctrl-C as by default until os_on_interrupt names a function) */
+    ctrl_installed = true;
     SetConsoleOutputCP(CP_UTF8);
     SetConsoleCP(CP_UTF8);
     /* bytes in and out as on Linux: no \n -> \r\n, no ^Z end of file; files too */
@@ -708,18 +737,23 @@ char *os_console_line(const char *prompt, bool *console) {
 void os_stderr_to_stdout(void) { _dup2(1, 2); }
 
 static void (*volatile interrupt_fn)(void);
+static HANDLE interrupt_thread; /* the thread that asked: its blocking read is cancelled */
 static BOOL WINAPI on_ctrl(DWORD ev) {
     void (*fn)(void) = interrupt_fn;
     if (ev != CTRL_C_EVENT || !fn) return FALSE;
     fn();
+    /* (POSIX's read returns EINTR; a Windows read of a pipe or file waits on: cancel it) */
+    if (interrupt_thread) CancelSynchronousIo(interrupt_thread);
     return TRUE;
 }
 
 void os_on_interrupt(void (*fn)(void)) {
-    static bool installed;
+    if (fn && !interrupt_thread)
+        DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &interrupt_thread, 0, FALSE,
+                        DUPLICATE_SAME_ACCESS);
     interrupt_fn = fn;
-    if (!installed) SetConsoleCtrlHandler(on_ctrl, TRUE);
-    installed = true;
+    if (!ctrl_installed) SetConsoleCtrlHandler(on_ctrl, TRUE);
+    ctrl_installed = true;
 }
 
 static HANDLE stop_sem;

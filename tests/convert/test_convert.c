@@ -828,10 +828,10 @@ static void expect_fail(const char *dir, const char *root, const char *needle, c
 }
 
 static void test_bad(const char *root) {
-    char dir[1024], p[1100], cmd[4096];
+    char dir[1024], p[1100];
     snprintf(dir, sizeof dir, "%s/bad", root);
     static ckpt c;
-#define RESET() (snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd), make_dense_dir(dir, &c))
+#define RESET() (os_remove_tree(dir), make_dense_dir(dir, &c))
     RESET();
     snprintf(p, sizeof p, "%s/config.json", dir), unlink(p);
     expect_fail(dir, root, "config.json", "missing config.json");
@@ -892,12 +892,12 @@ static void test_bad(const char *root) {
     expect_fail(dir, root, "bad header JSON", "corrupt header");
 
     /* sharded: a shard missing */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd);
+    os_remove_tree(dir);
     make_moe_dir(dir, &c, false);
     snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir), unlink(p);
     expect_fail(dir, root, "shard 'model-00002-of-00002.safetensors'", "missing shard");
     /* index naming a tensor the shard lacks */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd);
+    os_remove_tree(dir);
     make_moe_dir(dir, &c, false);
     json_error_t je;
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
@@ -907,7 +907,7 @@ static void test_bad(const char *root) {
     write_json(dir, "model.safetensors.index.json", ix);
     expect_fail(dir, root, "model.layers.9.extra", "index lists a tensor the shard lacks");
     /* MoE with an expert missing */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd);
+    os_remove_tree(dir);
     os_mkdir(dir);
     build_moe(&c, ST_F32, false);
     for (int i = 0; i < c.n; i++)
@@ -1265,9 +1265,7 @@ int main(void) {
     test_moe(root);
     test_bad(root);
     test_fixtures(root);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (getenv("LFM2C_KEEP_TMP")) fprintf(stderr, "kept %s\n", root);
-    else if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+    else if (os_remove_tree(root) != 0) fprintf(stderr, "could not remove %s\n", root);
     TEST_MAIN_END();
 }
