@@ -8,11 +8,11 @@
 #      bit for bit (test_kernels, test_kernels_attn: AVX-512, AVX2), and every fixture's golden
 #      logits (test_model); then test_model again on the AVX2 table and on the scalar one
 #      (LFM2C_ISA), so each table the Windows build can choose meets the goldens;
-#   2. the CLI's own suites with lfm2c.exe in place of the Linux binary (a wrapper,
-#      build-windows/lfm2c-wine, runs it under Wine): `run` / `chat` (a scripted session) /
-#      templates (test_chat_cli), `bench` and friends (test_cli), `pull` and `list` / `rm`
-#      against the loopback Hub stand-in (test_pull), `quantize` byte for byte
-#      (test_quantize_cli), the tokenizer (test_tokenize_cli);
+#   2. the CLI with lfm2c.exe in place of the Linux binary (a wrapper, build-windows/lfm2c-wine,
+#      runs it under Wine): `chat`'s suite (a scripted session, slash commands, thinking;
+#      test_chat_cli), `quantize` byte for byte (test_quantize_cli), the tokenizer
+#      (test_tokenize_cli), and scripts/test_windows_cli.sh: `run` greedy equal to the Linux
+#      build's, `bench`, `pull` from the loopback Hub stand-in and `run -hf` from the cache;
 #   3. `lfm2c.exe serve` driven by the Linux clients of the server suite (test_server.sh's quick
 #      part: the OpenAI SDK suite with streaming, cancellation by a client that leaves, the
 #      Anthropic and Ollama clients, raw HTTP) and its clean shutdown on Ctrl-C: the suite's
@@ -68,12 +68,13 @@ for isa in avx2 scalar; do
   stage "test_model with LFM2C_ISA=$isa" bash -c "cd $B && LFM2C_ISA=$isa LFM2C_TEST_QUICK=1 ctest --output-on-failure -R '^test_model\$'"
 done
 
-# (the scripts run from tests/, as ctest runs them; Ctrl-C at chat's prompt through a pipe is left
-# out: Wine sends that process no console event, docs/HARDWARE.md)
+# (from tests/, as ctest runs them; Ctrl-C at chat's prompt through a pipe is left out: Wine sends
+# that process no console event, docs/HARDWARE.md)
 wrapper=$PWD/$B/lfm2c-wine
-for t in test_chat_cli test_cli test_pull test_quantize_cli test_tokenize_cli; do
-  stage "$t" bash -c "cd tests && LFM2C_TEST_NO_CHAT_CTRL_C=1 bash ./$t.sh '$wrapper'"
-done
+stage "chat: a scripted session (test_chat_cli)" bash -c "cd tests && LFM2C_TEST_NO_CHAT_CTRL_C=1 bash ./test_chat_cli.sh '$wrapper'"
+stage "quantize byte for byte (test_quantize_cli)" bash -c "cd tests && bash ./test_quantize_cli.sh '$wrapper'"
+stage "tokenize (test_tokenize_cli)" bash -c "cd tests && bash ./test_tokenize_cli.sh '$wrapper'"
+stage "run / bench / pull" bash scripts/test_windows_cli.sh "$wrapper"
 stage "the server under the Linux clients" bash -c "cd tests && LFM2C_TEST_SERVE_QUICK=1 bash ./test_server.sh '$wrapper'"
 
 echo "windows: stage done in $((SECONDS - start)) s, $fails part(s) failed"
