@@ -75,7 +75,7 @@ stage "chat: a scripted session (test_chat_cli)" bash -c "cd tests && LFM2C_TEST
 stage "quantize byte for byte (test_quantize_cli)" bash -c "cd tests && bash ./test_quantize_cli.sh '$wrapper'"
 stage "tokenize (test_tokenize_cli)" bash -c "cd tests && bash ./test_tokenize_cli.sh '$wrapper'"
 stage "run / bench / pull" bash scripts/test_windows_cli.sh "$wrapper"
-stage "the server under the Linux clients" bash -c "cd tests && LFM2C_TEST_SERVE_QUICK=1 bash ./test_server.sh '$wrapper'"
+stage "the server under the Linux clients" bash -c "cd tests && LFM2C_TEST_SERVE_QUICK=1 LFM2C_TEST_STOP_SIGNAL=INT bash ./test_server.sh '$wrapper'"
 
 echo "windows: stage done in $((SECONDS - start)) s, $fails part(s) failed"
 [ "$fails" = 0 ]
