@@ -4,7 +4,7 @@
 #   bash scripts/setup.sh          what building needs (a C compiler, cmake, the libraries)
 #   bash scripts/setup.sh --test   also everything scripts/test.sh needs (node/npm, python3,
 #                                  chromium, haproxy, clang's fuzzer runtime, clang-format, the ARM64 cross
-#                                  compiler and qemu)
+#                                  compiler and qemu, mingw-w64 and Wine)
 set -euo pipefail
 test_deps=0
 for a in "$@"; do
@@ -58,6 +58,12 @@ if ! installed libjansson-dev:arm64; then
   missing="$missing libjansson-dev:arm64"
   dpkg --print-foreign-architectures | grep -qx arm64 || add_arm64=1
 fi
+# The Windows stage (scripts/test_windows.sh, scripts/build-windows.sh): the mingw-w64 cross
+# compiler (its POSIX-threads flavour: winpthreads), Wine to run what it builds, and what building
+# the libraries from their Debian sources takes (dpkg-source, ninja; zip for the download).
+for p in gcc-mingw-w64-x86-64-posix wine64 ninja-build dpkg-dev zip; do
+  installed "$p" || missing="$missing $p"
+done
 # node / npm may come from another source (e.g. nodesource, whose nodejs conflicts with Debian's
 # npm package): look for the commands, not the Debian packages
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: builds (release, then ASan+UBSan) and runs the whole suite in each build;
 # then ThreadSanitizer on the model registry's stress test, the parsers' fuzzers, the CUDA build
-# where nvcc is, and the ARM64 stage (cross-compiled, run under qemu). LFM2C_SKIP_SANITIZE=1,
-# LFM2C_SKIP_TSAN=1, LFM2C_SKIP_FUZZ=1, LFM2C_SKIP_ARM=1 skip a stage;
+# where nvcc is, the ARM64 stage (cross-compiled, run under qemu) and the Windows stage
+# (cross-compiled, run under Wine). LFM2C_SKIP_SANITIZE=1, LFM2C_SKIP_TSAN=1, LFM2C_SKIP_FUZZ=1,
+# LFM2C_SKIP_ARM=1, LFM2C_SKIP_WINDOWS=1 skip a stage;
 # LFM2C_VULKAN_SERVE=0 skips the server suite's device part on the Vulkan device.
 #   bash scripts/test.sh [--setup]   --setup: first install what the tests need (setup.sh --test)
 set -euo pipefail
@@ -79,4 +80,10 @@ fi
 # libjansson-dev:arm64.
 if [ "${LFM2C_SKIP_ARM:-0}" != 1 ]; then
   bash scripts/test_arm64.sh
+fi
+# Windows x64 without Windows: cross-compiled with mingw-w64 against the libraries built from
+# their Debian sources (cached in ~/.cache/lfm2c-windows), run under Wine: the C tests, the CLI's
+# suites and the server under the Linux clients (scripts/test_windows.sh; docs/TESTING.md).
+if [ "${LFM2C_SKIP_WINDOWS:-0}" != 1 ]; then
+  bash scripts/test_windows.sh
 fi

@@ -8,6 +8,11 @@
 
 static int test_passed, test_failed;
 
+#if defined(_WIN32) /* files are bytes, as on Linux (the CLI does the same: base/os.h's os_console_utf8) */
+#include <fcntl.h>
+__attribute__((constructor)) static void test_binary_files(void) { _fmode = _O_BINARY; }
+#endif
+
 #define CHECK(cond, ...) \
     do { \
         if (cond) { \

@@ -50,7 +50,10 @@ grep -q "/reset" "$tmp/out" && grep -q "/exit" "$tmp/out" && ok || bad "/help li
 grep -q "unknown command '/frobnicate'" "$tmp/out" && ok || bad "unknown command not reported: $(cat "$tmp/out")"
 grep -q "conversation reset" "$tmp/out" && ok || bad "/reset does not confirm"
 [ "$(grep -c 'reply: 3 tokens' "$tmp/err")" = 3 ] && ok || bad "expected 3 model replies (Hello, //slash, /usr/bin): $(cat "$tmp/err")"
-# Ctrl-C at the prompt: says how to leave, keeps the chat; a second one in a row leaves (exit 0)
+# Ctrl-C at the prompt: says how to leave, keeps the chat; a second one in a row leaves (exit 0).
+# LFM2C_TEST_NO_CHAT_CTRL_C=1 (scripts/test_windows.sh, under Wine) leaves this and the terminal
+# case out: Wine turns the SIGINT into no console event for the chat's reading process.
+if [ "${LFM2C_TEST_NO_CHAT_CTRL_C:-0}" != 1 ]; then
 mkfifo "$tmp/in"
 "$bin" chat -m $m -n 3 --temp 0 <"$tmp/in" >"$tmp/out" 2>"$tmp/err" & cpid=$!
 exec 7>"$tmp/in"
@@ -98,6 +101,7 @@ print("hint" if hint else "no-hint", "alive" if alive else "dead", "left" if tim
 PY
 )
   [ "$out" = "hint alive left" ] && ok || bad "Ctrl-C at a terminal prompt: $out"
+fi
 fi
 # a thinking model (the LFM2.5 template, here made to open the block in the generation prompt as
 # thinking templates do): the block is shown apart (dimmed on a terminal, between <think> lines in

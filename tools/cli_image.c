@@ -2,6 +2,7 @@
  * --image FILE for run and chat; the files read and encoded through the library's image API
  * (lfm2c_image_encode: decoded, limited, resized and tiled as the processor does, encoded on the
  * CPU), and a prompt's ids expanded with them (lfm2c_prompt_images). */
+#include "base/os.h"
 #include "cli.h"
 
 #include <stdio.h>

@@ -472,7 +472,7 @@ static void chat_loop(chat *ch) {
     while (go) {
         interrupted = 0;
         errno = 0;
-        char *line = line_read(tty ? "> " : "", tty);
+        char *line = line_read(tty ? "> " : "", tty, &interrupted);
         if (!line) {
             if (!interrupted) break; /* end of input */
             clearerr(stdin);

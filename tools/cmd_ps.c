@@ -118,10 +118,12 @@ static void human(uint64_t b, char *out, size_t cap) {
 /* "Forever", "4 minutes from now", "Stopping..." from an expires_at (UTC, ISO 8601). */
 static void until(const char *iso, char *out, size_t cap) {
     struct tm tm = {0};
-    if (!iso || !strptime(iso, "%Y-%m-%dT%H:%M:%S", &tm)) {
+    if (!iso || sscanf(iso, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                       &tm.tm_sec) != 6) {
         snprintf(out, cap, "-");
         return;
     }
+    tm.tm_year -= 1900, tm.tm_mon -= 1;
     double left = difftime(os_timegm(&tm), time(NULL));
     if (left > 100.0 * 365 * 86400) snprintf(out, cap, "Forever");
     else if (left < 1) snprintf(out, cap, "Stopping...");

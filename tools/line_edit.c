@@ -2,10 +2,13 @@
  * mode (base/os.h's os_console_line), else bytes from stdin up to a newline. */
 #include "line_edit.h"
 
+#include "base/os.h"
+
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "base/os.h"
+#include <time.h>
 
 #if !defined(_WIN32) && defined(LFM2C_HAVE_LIBEDIT)
 #include <editline/readline.h>
@@ -32,8 +35,56 @@ static char *plain_line(void) {
     return s;
 }
 
+#if defined(_WIN32)
+/* A read of a pipe or a file cannot be interrupted on Windows (no EINTR; Wine cannot cancel
+ * it either), so a reader thread reads the lines and the caller waits for the next one in 20 ms
+ * slices, watching its interrupt flag: a Ctrl-C returns NULL at once, and the line being read
+ * is the next call's. */
+static pthread_mutex_t rd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rd_cv = PTHREAD_COND_INITIALIZER;
+static char *rd_line;
+static bool rd_ready, rd_wanted, rd_started;
 
-char *line_read(const char *prompt, bool tty) {
+static void *reader(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&rd_mu);
+        while (!rd_wanted) pthread_cond_wait(&rd_cv, &rd_mu);
+        rd_wanted = false;
+        pthread_mutex_unlock(&rd_mu);
+        char *line = plain_line();
+        pthread_mutex_lock(&rd_mu);
+        rd_line = line, rd_ready = true;
+        pthread_cond_broadcast(&rd_cv);
+        pthread_mutex_unlock(&rd_mu);
+        if (!line) return NULL; /* the end of input stays the end */
+    }
+}
+
+static char *threaded_line(volatile sig_atomic_t *interrupted) {
+    pthread_t t;
+    pthread_mutex_lock(&rd_mu);
+    if (!rd_started && pthread_create(&t, NULL, reader, NULL) == 0) pthread_detach(t), rd_started = true;
+    if (!rd_started) {
+        pthread_mutex_unlock(&rd_mu);
+        return plain_line();
+    }
+    if (!rd_ready) rd_wanted = true, pthread_cond_broadcast(&rd_cv);
+    while (!rd_ready && !(interrupted && *interrupted)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&rd_cv, &rd_mu, &ts);
+    }
+    char *line = NULL;
+    if (rd_ready) line = rd_line, rd_line = NULL, rd_ready = !line; /* (NULL: the end, for every later call) */
+    pthread_mutex_unlock(&rd_mu);
+    return line;
+}
+#endif
+
+char *line_read(const char *prompt, bool tty, volatile sig_atomic_t *interrupted) {
     if (tty) {
 #if defined(_WIN32)
         bool console = false;
@@ -47,5 +98,10 @@ char *line_read(const char *prompt, bool tty) {
         fputs(prompt, stdout);
         fflush(stdout);
     }
+#if defined(_WIN32)
+    return threaded_line(interrupted);
+#else
+    (void)interrupted; /* a Ctrl-C ends the blocking read (EINTR) */
     return plain_line();
+#endif
 }

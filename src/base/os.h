@@ -22,8 +22,13 @@
 #include <time.h>
 
 #if defined(_WIN32)
-/* mingw-w64 lacks strndup (os_win32.c has it); its string.h declares strcasecmp / strncasecmp */
+/* mingw-w64 lacks these GNU / POSIX functions: os_win32.c has them (qsort_r with glibc's
+ * argument order, as a stable merge sort: glibc's result for every comparator); its string.h
+ * declares strcasecmp / strncasecmp */
 char *strndup(const char *s, size_t n);
+void *memmem(const void *hay, size_t hn, const void *needle, size_t nn);
+void qsort_r(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *, void *), void *arg);
+char *strcasestr(const char *hay, const char *needle);
 #define OS_PATH_SEPS "/\\"
 #else
 #if defined(__GLIBC__)
@@ -45,6 +50,10 @@ int os_stat(const char *path, os_stat_t *st); /* follows links */
 bool os_exists(const char *path);
 int os_mkdir(const char *path);  /* one level; errno EEXIST when it is there */
 int os_remove(const char *path); /* a file or link (not a directory) */
+int os_rmdir(const char *path);  /* an empty directory */
+char *os_mkdtemp(char *tmpl);    /* mkdtemp: tmpl ends in XXXXXX, replaced; tmpl or NULL */
+/* A file, or a folder and everything in it (links removed, not followed); 0 when nothing is left. */
+int os_remove_tree(const char *path);
 /* Moves from over to, replacing to atomically when it exists (os_rename(2); MoveFileExW with
  * MOVEFILE_REPLACE_EXISTING on Windows). */
 int os_rename(const char *from, const char *to);
@@ -57,6 +66,17 @@ int os_symlink(const char *target, const char *link);
 /* The target of the symbolic link at path into buf (NUL-terminated); -1 when it is none. */
 int os_readlink(const char *path, char *buf, size_t cap);
 int os_ftruncate(FILE *f, uint64_t len);
+int os_truncate(const char *path, uint64_t len);
+/* A stream whose bytes end up in memory (open_memstream; Windows: a temporary file read back at
+ * the close): os_memstream_close gives them (malloc'd, NUL-terminated; *len without the NUL when
+ * len is not NULL), NULL when out of memory; the FILE is closed either way. */
+typedef struct {
+    char *buf;
+    size_t len;
+    FILE *f;
+} os_memstream;
+FILE *os_memstream_open(os_memstream *m);
+char *os_memstream_close(os_memstream *m, size_t *len);
 bool os_is_sep(char c);                /* '/' (and '\' on Windows) */
 bool os_path_is_abs(const char *path); /* "/x"; on Windows also "C:/x", "C:\x", "\\server\x" */
 /* The user's home folder ($HOME; on Windows %USERPROFILE% when HOME is unset), or NULL. */
@@ -134,8 +154,28 @@ struct tm *os_localtime(time_t t, struct tm *out);
 struct tm *os_gmtime(time_t t, struct tm *out);
 time_t os_timegm(struct tm *tm);
 
+/* ---- locales ---- */
+/* Unicode case mapping and classes of code points, whatever the process's locale (POSIX: the
+ * C.UTF-8 locale; Windows: the invariant locale's mappings, LCMapStringEx, in the Basic
+ * Multilingual Plane). NULL where the system has none: callers fall back to ASCII. */
+typedef struct os_ctype os_ctype;
+os_ctype *os_ctype_new(void);
+void os_ctype_free(os_ctype *c);
+uint32_t os_towlower(os_ctype *c, uint32_t cp);
+uint32_t os_towupper(os_ctype *c, uint32_t cp);
+enum { OS_WDIGIT, OS_WALPHA, OS_WALNUM };
+bool os_iswclass(os_ctype *c, uint32_t cp, int cls);
+/* The "C" numeric locale in this thread between begin and end ('.' for strtod and printf). */
+typedef struct {
+    void *c, *old;
+    int mode;
+} os_c_numeric;
+os_c_numeric os_c_numeric_begin(void);
+void os_c_numeric_end(os_c_numeric s);
+
 /* ---- the terminal and the process ---- */
 bool os_isatty(FILE *f);
+int os_setenv(const char *name, const char *value); /* replaces an existing value */
 /* Windows: the console reads and writes UTF-8, and argv is re-read from the wide command line as
  * UTF-8 (the ANSI code page cannot hold every name); POSIX: nothing to do. */
 void os_console_utf8(int *argc, char ***argv);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <locale.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <wctype.h>
 #if defined(__linux__)
 #include <linux/futex.h>
 #include <sys/auxv.h>
@@ -56,6 +58,33 @@ int64_t os_disk_free(const char *path) {
 }
 int os_mkdir(const char *path) { return mkdir(path, 0755); }
 int os_remove(const char *path) { return unlink(path); }
+int os_rmdir(const char *path) { return rmdir(path); }
+char *os_mkdtemp(char *tmpl) { return mkdtemp(tmpl); }
+
+/* (written once for both halves: it uses only the layer's own calls) */
+int os_remove_tree(const char *path) {
+    os_stat_t st;
+    char link[8];
+    if (os_readlink(path, link, sizeof link) >= 0 || os_stat(path, &st) || !st.is_dir)
+        return os_remove(path) == 0 || !os_exists(path) ? 0 : -1;
+    os_dir *d = os_opendir(path);
+    int rc = d ? 0 : -1;
+    size_t n = strlen(path);
+    for (const char *e; d && (e = os_readdir(d));) {
+        if (!strcmp(e, ".") || !strcmp(e, "..")) continue;
+        char *sub = malloc(n + strlen(e) + 2);
+        if (!sub) {
+            rc = -1;
+            break;
+        }
+        snprintf(sub, n + strlen(e) + 2, "%s/%s", path, e);
+        if (os_remove_tree(sub)) rc = -1;
+        free(sub);
+    }
+    os_closedir(d);
+    return os_rmdir(path) == 0 ? rc : -1;
+}
+
 int os_rename(const char *from, const char *to) { return rename(from, to); }
 char *os_realpath(const char *path) { return realpath(path, NULL); }
 int os_symlink(const char *target, const char *link) { return symlink(target, link); }
@@ -72,6 +101,19 @@ int os_ftruncate(FILE *f, uint64_t len) {
     fflush(f);
     return ftruncate(fileno(f), (off_t)len);
 }
+
+FILE *os_memstream_open(os_memstream *m) {
+    *m = (os_memstream){0};
+    return m->f = open_memstream(&m->buf, &m->len);
+}
+
+char *os_memstream_close(os_memstream *m, size_t *len) {
+    fclose(m->f);
+    if (len) *len = m->len;
+    return m->buf;
+}
+
+int os_truncate(const char *path, uint64_t len) { return truncate(path, (off_t)len); }
 
 bool os_is_sep(char c) { return c == '/'; }
 bool os_path_is_abs(const char *path) { return path[0] == '/'; }
@@ -391,9 +433,38 @@ struct tm *os_gmtime(time_t t, struct tm *out) {
 }
 time_t os_timegm(struct tm *tm) { return timegm(tm); }
 
+/* ---- locales ---- */
+
+os_ctype *os_ctype_new(void) { return (os_ctype *)newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
+void os_ctype_free(os_ctype *c) {
+    if (c) freelocale((locale_t)c);
+}
+uint32_t os_towlower(os_ctype *c, uint32_t cp) { return (uint32_t)towlower_l((wint_t)cp, (locale_t)c); }
+uint32_t os_towupper(os_ctype *c, uint32_t cp) { return (uint32_t)towupper_l((wint_t)cp, (locale_t)c); }
+bool os_iswclass(os_ctype *c, uint32_t cp, int cls) {
+    locale_t l = (locale_t)c;
+    return cls == OS_WDIGIT   ? iswdigit_l((wint_t)cp, l) != 0
+           : cls == OS_WALPHA ? iswalpha_l((wint_t)cp, l) != 0
+                              : iswalnum_l((wint_t)cp, l) != 0;
+}
+
+os_c_numeric os_c_numeric_begin(void) {
+    os_c_numeric s = {0};
+    locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (c) s.c = c, s.old = uselocale(c);
+    return s;
+}
+
+void os_c_numeric_end(os_c_numeric s) {
+    if (!s.c) return;
+    uselocale((locale_t)s.old);
+    freelocale((locale_t)s.c);
+}
+
 /* ---- the terminal and the process ---- */
 
 bool os_isatty(FILE *f) { return isatty(fileno(f)) != 0; }
+int os_setenv(const char *name, const char *value) { return setenv(name, value, 1); }
 void os_console_utf8(int *argc, char ***argv) { (void)argc, (void)argv; }
 char *os_console_line(const char *prompt, bool *console) {
     (void)prompt;

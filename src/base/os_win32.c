@@ -16,6 +16,7 @@
 #include "base/os_net.h" /* winsock2.h before windows.h */
 
 #include <limits.h>
+#include <locale.h>
 #include <windows.h>
 #include <bcrypt.h>
 #include <psapi.h>
@@ -65,9 +66,73 @@ char *strndup(const char *s, size_t n) {
     return d;
 }
 
+void *memmem(const void *hay, size_t hn, const void *needle, size_t nn) {
+    const unsigned char *h = hay, *n = needle;
+    if (nn == 0) return (void *)h;
+    for (size_t i = 0; nn <= hn && i <= hn - nn; i++)
+        if (h[i] == n[0] && !memcmp(h + i, n, nn)) return (void *)(h + i);
+    return NULL;
+}
+
+char *strcasestr(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (!_strnicmp(hay, needle, n)) return (char *)hay;
+    return n ? NULL : (char *)hay;
+}
+
+/* fmaf correctly rounded. mingw-w64's rounds the product before the sum (measured: 29% of random
+ * operands differ from the fused result), which would move the scalar truth of the kernels
+ * (cpu/kernels_attn.c names every fused multiply-add) off Linux's and the SIMD tables' bits. This
+ * definition is linked in place of the C library's. The product of two floats is exact in a
+ * double; the sum's rounding error comes out exactly (TwoSum); the double is then rounded to odd
+ * (an inexact result's last bit set), and a double rounded to odd rounds to the float nearest the
+ * exact value, since 53 >= 24 + 2 bits (Boldo and Melquiond's theorem). */
+float fmaf(float a, float b, float c) {
+    volatile double p = (double)a * (double)b; /* (volatile: never contracted into another fma) */
+    double s = p + (double)c, bb = s - p, err = (p - (s - bb)) + ((double)c - bb);
+    if (err != 0 && s == s && s - s == 0) { /* inexact and finite */
+        uint64_t u;
+        memcpy(&u, &s, sizeof u);
+        if (!(u & 1)) {
+            u += (err > 0) == (s > 0) ? 1 : (uint64_t)-1; /* one ulp away from zero, or towards it */
+            memcpy(&s, &u, sizeof s);
+        }
+    }
+    return (float)s;
+}
+
+/* a stable merge sort of n elements at a into tmp and back */
+static void merge_sort(unsigned char *a, unsigned char *tmp, size_t n, size_t size,
+                       int (*cmp)(const void *, const void *, void *), void *arg) {
+    if (n < 2) return;
+    size_t h = n / 2;
+    merge_sort(a, tmp, h, size, cmp, arg);
+    merge_sort(a + h * size, tmp, n - h, size, cmp, arg);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n) {
+        bool right = cmp(a + j * size, a + i * size, arg) < 0; /* ties keep the left one first */
+        memcpy(tmp + k++ * size, a + (right ? j++ : i++) * size, size);
+    }
+    memcpy(tmp + k * size, a + i * size, (h - i) * size), k += h - i;
+    memcpy(tmp + k * size, a + j * size, (n - j) * size);
+    memcpy(a, tmp, n * size);
+}
+
+void qsort_r(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *, void *), void *arg) {
+    unsigned char *tmp = n > 1 ? malloc(n * size) : NULL;
+    if (n > 1 && !tmp) abort(); /* (glibc's qsort falls back to an unstable sort; we cannot fail) */
+    merge_sort(base, tmp, n, size, cmp, arg);
+    free(tmp);
+}
+
 /* ---- files and directories ---- */
 
+/* Files are bytes, as on Linux: a mode without 'b' or 't' gets 'b' (no \r\n translation, whatever
+ * the host program's _fmode). */
 FILE *os_fopen(const char *path, const char *mode) {
+    char bm[16];
+    if (!strpbrk(mode, "bt") && strlen(mode) + 2 <= sizeof bm) snprintf(bm, sizeof bm, "%sb", mode), mode = bm;
     wchar_t *w = wide(path), *m = wide(mode);
     FILE *f = w && m ? _wfopen(w, m) : NULL;
     free(w), free(m);
@@ -131,6 +196,51 @@ int os_remove(const char *path) {
     return ok ? 0 : fail_errno();
 }
 
+int os_rmdir(const char *path) {
+    wchar_t *w = wide(path);
+    BOOL ok = w && RemoveDirectoryW(w);
+    free(w);
+    return ok ? 0 : fail_errno();
+}
+
+char *os_mkdtemp(char *tmpl) {
+    size_t n = strlen(tmpl);
+    if (n < 6 || strcmp(tmpl + n - 6, "XXXXXX")) return errno = EINVAL, NULL;
+    static const char abc[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    for (int tries = 0; tries < 100; tries++) {
+        uint8_t r[6];
+        if (!os_random(r, sizeof r)) return NULL;
+        for (int i = 0; i < 6; i++) tmpl[n - 6 + i] = abc[r[i] % 36];
+        if (os_mkdir(tmpl) == 0) return tmpl;
+        if (errno != EEXIST) return NULL;
+    }
+    return NULL;
+}
+
+/* (written once for both halves: it uses only the layer's own calls) */
+int os_remove_tree(const char *path) {
+    os_stat_t st;
+    char link[8];
+    if (os_readlink(path, link, sizeof link) >= 0 || os_stat(path, &st) || !st.is_dir)
+        return os_remove(path) == 0 || !os_exists(path) ? 0 : -1;
+    os_dir *d = os_opendir(path);
+    int rc = d ? 0 : -1;
+    size_t n = strlen(path);
+    for (const char *e; d && (e = os_readdir(d));) {
+        if (!strcmp(e, ".") || !strcmp(e, "..")) continue;
+        char *sub = malloc(n + strlen(e) + 2);
+        if (!sub) {
+            rc = -1;
+            break;
+        }
+        snprintf(sub, n + strlen(e) + 2, "%s/%s", path, e);
+        if (os_remove_tree(sub)) rc = -1;
+        free(sub);
+    }
+    os_closedir(d);
+    return os_rmdir(path) == 0 ? rc : -1;
+}
+
 int os_rename(const char *from, const char *to) {
     wchar_t *a = wide(from), *b = wide(to);
     BOOL ok = a && b && MoveFileExW(a, b, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH);
@@ -162,6 +272,7 @@ int os_symlink(const char *target, const char *link) {
         if (*c == '/') *c = '\\';
     wchar_t *wt = wide(t), *wl = wide(link);
     BOOL ok = wt && wl && CreateSymbolicLinkW(wl, wt, 0x2 /* SYMBOLIC_LINK_FLAG_ALLOW_UNPRIVILEGED_CREATE */);
+    ok = ok && GetFileAttributesW(wl) != INVALID_FILE_ATTRIBUTES; /* (Wine 8 says yes and makes none) */
     if (!ok && wl) { /* no symbolic links here: a hard link to the target (resolved from the link's folder) */
         const char *end = link + strlen(link);
         while (end > link && !os_is_sep(end[-1])) end--;
@@ -181,8 +292,9 @@ int os_symlink(const char *target, const char *link) {
     return rc;
 }
 
-/* A symbolic link's target as an absolute path (the final path of what it points to), -1 for a
- * plain file (a hard link included: it is the file itself). */
+/* A symbolic link's target as an absolute path (the final path of what it points to); -1 for a
+ * plain file, a hard link included (its other names are not looked for: FindFirstFileNameW is
+ * missing from Wine, and `lfm2c rm` then leaves the blob, docs/HARDWARE.md). */
 int os_readlink(const char *path, char *buf, size_t cap) {
     wchar_t *w = wide(path);
     DWORD a = w ? GetFileAttributesW(w) : INVALID_FILE_ATTRIBUTES;
@@ -206,6 +318,36 @@ int os_readlink(const char *path, char *buf, size_t cap) {
 int os_ftruncate(FILE *f, uint64_t len) {
     fflush(f);
     return _chsize_s(_fileno(f), (long long)len) == 0 ? 0 : -1;
+}
+
+FILE *os_memstream_open(os_memstream *m) {
+    *m = (os_memstream){0};
+    wchar_t dir[MAX_PATH + 1], name[MAX_PATH + 1];
+    if (!GetTempPathW(MAX_PATH + 1, dir) || !GetTempFileNameW(dir, L"lfm", 0, name)) return NULL;
+    m->f = _wfopen(name, L"w+bTD"); /* temporary, deleted at its close */
+    if (!m->f) DeleteFileW(name);
+    return m->f;
+}
+
+char *os_memstream_close(os_memstream *m, size_t *len) {
+    long n = ftell(m->f);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    rewind(m->f);
+    if (b && fread(b, 1, (size_t)n, m->f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[n] = 0;
+    fclose(m->f);
+    if (len) *len = b ? (size_t)n : 0;
+    return b;
+}
+
+int os_truncate(const char *path, uint64_t len) {
+    FILE *f = os_fopen(path, "r+b");
+    if (!f) return -1;
+    int rc = os_ftruncate(f, len);
+    return fclose(f) == 0 ? rc : -1;
 }
 
 bool os_is_sep(char c) { return c == '/' || c == '\\'; }
@@ -487,14 +629,65 @@ double lfm2c_now_s(void) {
     return (double)c.QuadPart / (double)freq.QuadPart;
 }
 
+/* ---- locales ---- */
+
+struct os_ctype {
+    int unused;
+};
+static os_ctype the_ctype;
+os_ctype *os_ctype_new(void) { return &the_ctype; }
+void os_ctype_free(os_ctype *c) { (void)c; }
+
+static uint32_t map_case(uint32_t cp, DWORD how) {
+    if (cp >= 0xD800 && (cp < 0xE000 || cp > 0xFFFF)) return cp; /* surrogates and beyond the BMP: as is */
+    wchar_t in = (wchar_t)cp, out = 0;
+    return LCMapStringEx(LOCALE_NAME_INVARIANT, how, &in, 1, &out, 1, NULL, NULL, 0) == 1 ? out : cp;
+}
+uint32_t os_towlower(os_ctype *c, uint32_t cp) { return (void)c, map_case(cp, LCMAP_LOWERCASE); }
+uint32_t os_towupper(os_ctype *c, uint32_t cp) { return (void)c, map_case(cp, LCMAP_UPPERCASE); }
+
+bool os_iswclass(os_ctype *c, uint32_t cp, int cls) {
+    (void)c;
+    if (cp >= 0xD800 && (cp < 0xE000 || cp > 0xFFFF)) return false;
+    wchar_t w = (wchar_t)cp;
+    WORD t = 0;
+    if (!GetStringTypeW(CT_CTYPE1, &w, 1, &t)) return false;
+    return cls == OS_WDIGIT   ? (t & C1_DIGIT) != 0
+           : cls == OS_WALPHA ? (t & C1_ALPHA) != 0
+                              : (t & (C1_ALPHA | C1_DIGIT)) != 0;
+}
+
+os_c_numeric os_c_numeric_begin(void) {
+    os_c_numeric s = {0};
+    s.mode = _configthreadlocale(_ENABLE_PER_THREAD_LOCALE);
+    const char *cur = setlocale(LC_NUMERIC, NULL);
+    s.old = cur ? strdup(cur) : NULL;
+    setlocale(LC_NUMERIC, "C");
+    s.c = &the_ctype;
+    return s;
+}
+
+void os_c_numeric_end(os_c_numeric s) {
+    if (s.old) setlocale(LC_NUMERIC, (const char *)s.old);
+    free(s.old);
+    _configthreadlocale(s.mode);
+}
+
 /* ---- the terminal and the process ---- */
 
 bool os_isatty(FILE *f) { return _isatty(_fileno(f)) != 0; }
+int os_setenv(const char *name, const char *value) { return _putenv_s(name, value) ? -1 : 0; }
+
+static BOOL WINAPI on_ctrl(DWORD ev);
+static bool ctrl_installed;
 
 void os_console_utf8(int *argc, char ***argv) {
+    SetConsoleCtrlHandler(on_ctrl, TRUE); /* (Ctrl-C as by default until os_on_interrupt names a function) */
+    ctrl_installed = true;
     SetConsoleOutputCP(CP_UTF8);
     SetConsoleCP(CP_UTF8);
-    /* bytes in and out as on Linux: no \n -> \r\n, no ^Z end of file */
+    /* bytes in and out as on Linux: no \n -> \r\n, no ^Z end of file; files too */
+    _fmode = _O_BINARY;
     _setmode(_fileno(stdin), _O_BINARY);
     _setmode(_fileno(stdout), _O_BINARY);
     _setmode(_fileno(stderr), _O_BINARY);
@@ -552,18 +745,23 @@ char *os_console_line(const char *prompt, bool *console) {
 void os_stderr_to_stdout(void) { _dup2(1, 2); }
 
 static void (*volatile interrupt_fn)(void);
+static HANDLE interrupt_thread; /* the thread that asked: its blocking read is cancelled */
 static BOOL WINAPI on_ctrl(DWORD ev) {
     void (*fn)(void) = interrupt_fn;
     if (ev != CTRL_C_EVENT || !fn) return FALSE;
     fn();
+    /* (POSIX's read returns EINTR; a Windows read of a pipe or file waits on: cancel it) */
+    if (interrupt_thread) CancelSynchronousIo(interrupt_thread);
     return TRUE;
 }
 
 void os_on_interrupt(void (*fn)(void)) {
-    static bool installed;
+    if (fn && !interrupt_thread)
+        DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &interrupt_thread, 0, FALSE,
+                        DUPLICATE_SAME_ACCESS);
     interrupt_fn = fn;
-    if (!installed) SetConsoleCtrlHandler(on_ctrl, TRUE);
-    installed = true;
+    if (!ctrl_installed) SetConsoleCtrlHandler(on_ctrl, TRUE);
+    ctrl_installed = true;
 }
 
 static HANDLE stop_sem;

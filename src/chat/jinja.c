@@ -1861,7 +1861,7 @@ struct ctx {
     int ctl, depth;
     int eval_depth, max_depth; /* nested eval/exec calls (the C stack) */
     time_t now;
-    locale_t loc;
+    os_ctype *loc;  /* Unicode case and classes (base/os.h), NULL: ASCII only */
     value captured; /* the body of a filter block / block set, for its filter chain */
     frame *globals;
 };
@@ -2481,8 +2481,8 @@ static int v_cmp(ctx *c, int line, value a, value b, bool fold_case) {
                 int la, lb;
                 uint32_t x = utf8_dec(a.u.s.p + i, a.u.s.n - i, &la), y = utf8_dec(b.u.s.p + j, b.u.s.n - j, &lb);
                 if (c->loc) {
-                    x = (uint32_t)towlower_l((wint_t)x, c->loc);
-                    y = (uint32_t)towlower_l((wint_t)y, c->loc);
+                    x = os_towlower(c->loc, x);
+                    y = os_towlower(c->loc, y);
                 } else {
                     x = x < 128 ? (uint32_t)tolower((int)x) : x;
                     y = y < 128 ? (uint32_t)tolower((int)y) : y;
@@ -2637,11 +2637,11 @@ enum { CASE_LOWER, CASE_UPPER, CASE_TITLE, CASE_CAPITALIZE, CASE_SWAP };
 
 static uint32_t u_lower(ctx *c, uint32_t x) {
     if (x < 128) return (uint32_t)tolower((int)x);
-    return c->loc ? (uint32_t)towlower_l((wint_t)x, c->loc) : x;
+    return c->loc ? os_towlower(c->loc, x) : x;
 }
 static uint32_t u_upper(ctx *c, uint32_t x) {
     if (x < 128) return (uint32_t)toupper((int)x);
-    return c->loc ? (uint32_t)towupper_l((wint_t)x, c->loc) : x;
+    return c->loc ? os_towupper(c->loc, x) : x;
 }
 static bool u_cased(ctx *c, uint32_t x) { return u_lower(c, x) != x || u_upper(c, x) != x; }
 
@@ -2865,13 +2865,13 @@ static bool str_all(ctx *c, value s, int kind) {
         i += (size_t)l;
         switch (kind) {
         case 'd':
-            if (!(c->loc ? iswdigit_l((wint_t)x, c->loc) : (x < 128 && isdigit((int)x)))) return false;
+            if (!(c->loc ? os_iswclass(c->loc, x, OS_WDIGIT) : (x < 128 && isdigit((int)x)))) return false;
             break;
         case 'a':
-            if (!(c->loc ? iswalpha_l((wint_t)x, c->loc) : (x < 128 && isalpha((int)x)))) return false;
+            if (!(c->loc ? os_iswclass(c->loc, x, OS_WALPHA) : (x < 128 && isalpha((int)x)))) return false;
             break;
         case 'n':
-            if (!(c->loc ? iswalnum_l((wint_t)x, c->loc) : (x < 128 && isalnum((int)x)))) return false;
+            if (!(c->loc ? os_iswclass(c->loc, x, OS_WALNUM) : (x < 128 && isalnum((int)x)))) return false;
             break;
         case 's':
             if (!u_isspace(x)) return false;
@@ -4121,7 +4121,7 @@ char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_opti
     c.max_output = opt && opt->max_output ? opt->max_output : JINJA_DEFAULT_OUTPUT;
     c.max_depth = opt && opt->max_depth > 0 ? opt->max_depth : JINJA_DEFAULT_DEPTH;
     c.now = opt ? opt->now : 0;
-    c.loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    c.loc = os_ctype_new();
     char *volatile result = NULL;
     if (setjmp(c.f.jb) == 0) {
         sbuf out = {0};
@@ -4140,7 +4140,7 @@ char *jinja_render(const jinja_template *t, const json_t *vars, const jinja_opti
         if (out_len) *out_len = out.n;
         if (err) err->code = LFM2C_OK, err->msg[0] = 0;
     }
-    if (c.loc) freelocale(c.loc);
+    os_ctype_free(c.loc);
     arena_free(&a);
     return result;
 }

@@ -10,6 +10,7 @@
 
 #include "lfm2c.h"
 #include "base/buf.h"
+#include "base/os.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -201,23 +202,10 @@ static void write_json(strbuf *b, const json_t *v) {
 }
 
 /* strtod/snprintf must use '.' whatever locale the host program set (e.g. a chat UI calling
- * setlocale(LC_ALL, "")); uselocale is per thread, so this is safe in a server. */
-typedef struct {
-    locale_t c, old;
-} c_numeric;
-
-static c_numeric c_numeric_begin(void) {
-    c_numeric s = {(locale_t)0, (locale_t)0};
-    s.c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-    if (s.c) s.old = uselocale(s.c);
-    return s;
-}
-
-static void c_numeric_end(c_numeric s) {
-    if (!s.c) return;
-    uselocale(s.old);
-    freelocale(s.c);
-}
+ * setlocale(LC_ALL, "")); the switch is per thread (base/os.h), so this is safe in a server. */
+typedef os_c_numeric c_numeric;
+static c_numeric c_numeric_begin(void) { return os_c_numeric_begin(); }
+static void c_numeric_end(c_numeric s) { os_c_numeric_end(s); }
 
 /* ---- Python literal reader ---------------------------------------------------------------- */
 

@@ -4,6 +4,7 @@
 #include "core/sampler.h"
 
 #include "core/sample_math.h"
+#include "base/os.h"
 
 #include <math.h>
 #include <stdlib.h>

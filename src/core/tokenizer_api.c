@@ -3,6 +3,7 @@
 #include "base/error.h"
 #include "core/model.h"
 #include "text/tokenizer.h"
+#include "base/os.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -16,10 +16,12 @@
  * on AVX-512 agree.
  * Rows or columns that do not fill a tile are zero-padded. Everything else (decode, the other
  * types, activations) is the AVX-512 table's (kernels_avx512.c); off x86-64 the file only
- * defines the getter, returning NULL. */
+ * defines the getter, returning NULL. Not on Windows yet: GCC 12's _tile_loadd takes its stride as
+ * a long, 32 bits there, which the assembler refuses, and the tile state is not requested
+ * (base/os.h's os_amx_permit). */
 #include "cpu/kernels.h"
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
 #include "cpu/kernels_avx512.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
@@ -700,6 +702,6 @@ const kernel_ops *kernels_x86_amx(void) {
     return g ? &AMX_OPS : NULL;
 }
 
-#else /* not x86-64: no table */
+#else /* not x86-64 (or Windows): no table */
 const kernel_ops *kernels_x86_amx(void) { return 0; }
 #endif

@@ -195,7 +195,7 @@ static void cache_key(const kernel_cpu *c, const kernel_ops *const *cand, int nc
 
 static bool cache_path(const char *dir, char *path, size_t pn) {
     if (dir && *dir) return (size_t)snprintf(path, pn, "%s/kernels.tsv", dir) < pn;
-    const char *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    const char *x = getenv("XDG_CACHE_HOME"), *h = os_home();
     if (x && *x) return (size_t)snprintf(path, pn, "%s/lfm2c/kernels.tsv", x) < pn;
     if (h && *h) return (size_t)snprintf(path, pn, "%s/.cache/lfm2c/kernels.tsv", h) < pn;
     return false;

@@ -30,7 +30,7 @@ char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p) {
     if (e && *e) return strdup(e);
     if ((e = getenv("HF_HOME")) && *e) return hub_strdup_printf("%s/hub", e);
     if ((e = getenv("XDG_CACHE_HOME")) && *e) return hub_strdup_printf("%s/huggingface/hub", e);
-    const char *home = getenv("HOME");
+    const char *home = os_home();
     return hub_strdup_printf("%s/.cache/huggingface/hub", home && *home ? home : ".");
 }
 

@@ -248,7 +248,7 @@ static size_t file_write(char *ptr, size_t sz, size_t nm, void *ud) {
     curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &code);
     if (code != 200 && code != 206) return n;           /* an error body: ignored, status handled later */
     if (d->status == 0 && code == 200 && d->done > 0) { /* Range not honoured: start over */
-        if (ftruncate(fileno(d->f), 0) || fseek(d->f, 0, SEEK_SET)) {
+        if (os_ftruncate(d->f, 0) || fseek(d->f, 0, SEEK_SET)) {
             d->write_errno = errno;
             return 0;
         }
@@ -309,7 +309,7 @@ static int fetch_once(const hub_ctx *h, const char *url, const char *name, uint6
         rc = DL_FAIL, lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot read '%s': %s", part, strerror(errno));
     else if (cancelled(h)) rc = DL_FAIL, lfm2c_set_error(err, LFM2C_HUB_E_CANCEL, "%s: interrupted", name);
     else if (d->done > size) { /* longer than the file: cannot be a prefix of it */
-        rc = ftruncate(fileno(f), 0) == 0 ? DL_AGAIN : DL_FAIL;
+        rc = os_ftruncate(f, 0) == 0 ? DL_AGAIN : DL_FAIL;
         if (rc == DL_FAIL) lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno));
     }
     if (rc != DL_DONE) {
@@ -380,7 +380,7 @@ static int judge(const hub_ctx *h, dl_state *d, CURLcode cr, long code, const ch
         status_error(code, name, err, h))
         return DL_FAIL;
     if (cr == CURLE_OK && d->done == size) return publish(h, d, name, sha_expect, size, part, blob, err);
-    if (cr == CURLE_OK && code == 416 && truncate(part, 0)) /* the server thinks we are past the end: start over */
+    if (cr == CURLE_OK && code == 416 && os_truncate(part, 0)) /* the server thinks we are past the end: start over */
         return lfm2c_set_error(err, LFM2C_HUB_E_IO, "cannot truncate '%s': %s", part, strerror(errno)), DL_FAIL;
     return DL_RETRY;
 }

@@ -184,7 +184,7 @@ const char *http_header(http_req *q, const char *name) {
 
 int http_req_fd(http_req *q) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(q->c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    return ci ? ci->connect_fd : -1;
+    return ci ? (int)ci->connect_fd : -1;
 }
 
 /* True when the connection is broken: reset by the peer, or our own writes failed. An orderly
@@ -650,7 +650,7 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
         sock *x = calloc(1, sizeof *x);
         if (!x) return;
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        x->fd = ci ? ci->connect_fd : -1;
+        x->fd = ci ? (int)ci->connect_fd : -1;
         ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         x->ip = ci ? addr_ip(ci->client_addr, sizeof(struct sockaddr_in)) : 0;
         x->since = lfm2c_now_s();

@@ -88,10 +88,7 @@ static void say(serve_models *r, const char *fmt, ...) {
 
 /* ---- parsing: sizes ----------------------------------------------------------- */
 
-static uint64_t machine_memory(void) {
-    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
-}
+static uint64_t machine_memory(void) { return os_phys_mem(); }
 
 size_t models_default_budget(void) { return (size_t)(machine_memory() / 10 * 8); }
 

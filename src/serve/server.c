@@ -258,16 +258,15 @@ static void metrics_hist(FILE *f, const sched_stats *all, const metric_models *m
             const uint64_t *bk[3] = {st->ttft_bucket, st->tpot_bucket, st->e2e_bucket};
             const uint64_t cnt[3] = {st->ttft_count, st->tpot_count, st->e2e_count};
             const double sum[3] = {st->ttft_sum, st->tpot_sum, st->e2e_sum};
-            char *labels = NULL;
-            size_t nl = 0;
-            FILE *lf = open_memstream(&labels, &nl);
+            os_memstream lm;
+            FILE *lf = os_memstream_open(&lm);
             if (!lf) continue;
             if (m >= 0) {
                 fputs("model=\"", lf);
                 label_value(lf, mm->rows[m].id);
                 fputs("\",", lf);
             }
-            fclose(lf);
+            char *labels = os_memstream_close(&lm, NULL);
             hist_lines(f, name, labels ? labels : "", bk[i / 2], cnt[i / 2], sum[i / 2]);
             free(labels);
         }
@@ -367,10 +366,11 @@ static int route_metrics(http_req *q, json_t *body) {
     }
     char *buf = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    os_memstream ms;
+    FILE *f = os_memstream_open(&ms);
     if (f) {
         metrics_text(f, q, &st, &mm);
-        fclose(f);
+        buf = os_memstream_close(&ms, &len);
     }
     free(mm.rows);
     if (!f || !buf) return free(buf), -1;

@@ -9,6 +9,7 @@
 #include "text/tokenizer.h"
 #include "text/unicode.h"
 #include "base/buf.h"
+#include "base/os.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -14,7 +14,9 @@
 #include "test.h"
 
 #include <pthread.h>
-#include <sched.h>
+#if defined(__linux__)
+#include <sched.h> /* the affinity checks: Linux's calls */
+#endif
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
@@ -181,10 +183,12 @@ static void check_bounds(void) {
 
     int def = threadpool_default_threads(), cpus = threadpool_available_cpus();
     CHECK(def >= 1 && def <= cpus, "default %d threads, %d cpus", def, cpus);
+#if defined(__linux__)
     cpu_set_t set;
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof set, &set) == 0)
         CHECK(cpus == CPU_COUNT(&set), "available %d, affinity %d", cpus, CPU_COUNT(&set));
+#endif
     printf("default threads %d, available cpus %d\n", def, cpus);
     threadpool *d = threadpool_new(0);
     CHECK(d && threadpool_size(d) == def, "threadpool_new(0) uses the default");
@@ -234,6 +238,7 @@ static void check_two_pools(void) {
               res[i].bad);
 }
 
+#if defined(__linux__)
 /* the default follows the affinity mask: pinned to one CPU, it is 1 */
 static void *pinned_default(void *out) {
     cpu_set_t set;
@@ -246,6 +251,7 @@ static void *pinned_default(void *out) {
     *(int *)out = threadpool_default_threads();
     return NULL;
 }
+#endif
 
 /* A caller that takes turn after turn (each ~2 ms), another asking now and then. */
 typedef struct turns {
@@ -363,10 +369,12 @@ int main(void) {
     check_turns();
     check_fair_turns(0);
     check_fair_turns(300);
+#if defined(__linux__)
     pthread_t t;
     int pinned = 0;
     pthread_create(&t, NULL, pinned_default, &pinned);
     pthread_join(t, NULL);
     if (pinned >= 0) CHECK(pinned == 1, "pinned to cpu 0: default %d", pinned);
+#endif
     TEST_MAIN_END();
 }

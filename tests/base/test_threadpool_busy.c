@@ -11,6 +11,7 @@
 #endif
 #include "base/threadpool.h"
 #include "test.h"
+#include "base/os.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -145,7 +146,7 @@ int main(void) {
 
     /* LFM2C_ADAPT=0: never solo */
     threadpool_free(p);
-    setenv("LFM2C_ADAPT", "0", 1);
+    os_setenv("LFM2C_ADAPT", "0");
     p = pool = threadpool_new(2);
     threadpool_set_delay_probe(p, delay_probe, NULL);
     atomic_store(&slow_side, 1);

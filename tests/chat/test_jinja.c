@@ -7,6 +7,7 @@
  * - API behaviour: errors with line numbers, bad input, resource limits. */
 #include "test.h"
 #include "chat/jinja.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -127,7 +128,7 @@ static void test_public_goldens(void) {
             char date[16];
             time_t now = time(NULL);
             struct tm tm;
-            localtime_r(&now, &tm);
+            os_localtime(now, &tm);
             strftime(date, sizeof date, "%Y-%m-%d", &tm);
             CHECK(out && equal_but_date(out, want, date), "%s with today's date %s: got [%s]", id, date,
                   out ? out : err.msg);

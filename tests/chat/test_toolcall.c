@@ -4,6 +4,7 @@
 #include "lfm2c.h"
 #include "test.h"
 #include "chat/toolcall.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <stdint.h>

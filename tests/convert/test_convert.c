@@ -10,6 +10,7 @@
 #include "formats/ggml_types.h"
 #include "formats/safetensors.h"
 #include "test.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -424,7 +425,7 @@ static json_t *dense_config(void) {
 }
 
 static void make_dense_dir(const char *dir, ckpt *c) {
-    mkdir(dir, 0755);
+    os_mkdir(dir);
     build_dense(c, ST_BF16);
     char p[2048];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
@@ -712,7 +713,7 @@ static json_t *moe_config(void) {
 }
 
 static void make_moe_dir(const char *dir, ckpt *c, bool fused) {
-    mkdir(dir, 0755);
+    os_mkdir(dir);
     char p[1024];
     if (!fused) {
         c->round_to = ST_F16; /* every value F16-representable, also the F32 norms */
@@ -827,10 +828,10 @@ static void expect_fail(const char *dir, const char *root, const char *needle, c
 }
 
 static void test_bad(const char *root) {
-    char dir[1024], p[1100], cmd[4096];
+    char dir[1024], p[1100];
     snprintf(dir, sizeof dir, "%s/bad", root);
     static ckpt c;
-#define RESET() (snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd), make_dense_dir(dir, &c))
+#define RESET() (os_remove_tree(dir), make_dense_dir(dir, &c))
     RESET();
     snprintf(p, sizeof p, "%s/config.json", dir), unlink(p);
     expect_fail(dir, root, "config.json", "missing config.json");
@@ -891,12 +892,12 @@ static void test_bad(const char *root) {
     expect_fail(dir, root, "bad header JSON", "corrupt header");
 
     /* sharded: a shard missing */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd);
+    os_remove_tree(dir);
     make_moe_dir(dir, &c, false);
     snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir), unlink(p);
     expect_fail(dir, root, "shard 'model-00002-of-00002.safetensors'", "missing shard");
     /* index naming a tensor the shard lacks */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd);
+    os_remove_tree(dir);
     make_moe_dir(dir, &c, false);
     json_error_t je;
     snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
@@ -906,8 +907,8 @@ static void test_bad(const char *root) {
     write_json(dir, "model.safetensors.index.json", ix);
     expect_fail(dir, root, "model.layers.9.extra", "index lists a tensor the shard lacks");
     /* MoE with an expert missing */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir), system(cmd);
-    mkdir(dir, 0755);
+    os_remove_tree(dir);
+    os_mkdir(dir);
     build_moe(&c, ST_F32, false);
     for (int i = 0; i < c.n; i++)
         if (!strcmp(c.t[i].name, "model.layers.3.feed_forward.experts.2.w3.weight"))
@@ -932,7 +933,7 @@ static bool fixture_to_hf(const char *gguf_path, const char *dir) {
     lfm2c_error err;
     gguf_file *g = gguf_open(gguf_path, &err);
     if (!g) return false;
-    mkdir(dir, 0755);
+    os_mkdir(dir);
     char *arch = gguf_get_string(g, "general.architecture");
     bool moe = !strcmp(arch, "lfm2moe");
     char k[128];
@@ -1255,7 +1256,7 @@ static void test_reader(const char *root) {
 
 int main(void) {
     char root[] = "/tmp/lfm2c-convert-XXXXXX";
-    if (!mkdtemp(root)) {
+    if (!os_mkdtemp(root)) {
         perror("mkdtemp");
         return 1;
     }
@@ -1264,9 +1265,7 @@ int main(void) {
     test_moe(root);
     test_bad(root);
     test_fixtures(root);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (getenv("LFM2C_KEEP_TMP")) fprintf(stderr, "kept %s\n", root);
-    else if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+    else if (os_remove_tree(root) != 0) fprintf(stderr, "could not remove %s\n", root);
     TEST_MAIN_END();
 }

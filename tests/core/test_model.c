@@ -11,6 +11,7 @@
 #include "cpu/backend_cpu.h"
 #include "cpu/kernels.h"
 #include "test.h"
+#include "base/os.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -7,6 +7,7 @@
 #include "formats/gguf.h"
 #include "formats/gguf_write.h"
 #include "test.h"
+#include "base/os.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -110,7 +111,7 @@ int main(void) {
     if (!g) TEST_MAIN_END();
     CHECK(g->n_parts == 0, "a single file has no parts");
     char dir[] = "/tmp/lfm2c-split-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    CHECK(os_mkdtemp(dir) != NULL, "mkdtemp");
     char p1[256], p2[256], p3[256];
     snprintf(p1, sizeof p1, "%s/m-00001-of-00003.gguf", dir);
     snprintf(p2, sizeof p2, "%s/m-00002-of-00003.gguf", dir);

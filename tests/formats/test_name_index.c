@@ -7,6 +7,7 @@
 #include "formats/gguf.h"
 #include "formats/name_index.h"
 #include "formats/safetensors.h"
+#include "base/os.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -198,7 +199,7 @@ static void write_st(const char *path, int n, int dup) {
 
 static void test_big_safetensors(void) {
     char dir[] = "/tmp/lfm2c-stnames-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    CHECK(os_mkdtemp(dir) != NULL, "temp dir");
     char file[256], index[256];
     snprintf(file, sizeof file, "%s/model-00001-of-00001.safetensors", dir);
     snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);

@@ -11,6 +11,7 @@
 #include "serve/models.h"
 #include "base/clock.h"
 #include "test.h"
+#include "base/os.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -309,7 +310,7 @@ static void make_cached(const char *cache, const char *repo_dir, const char *fil
     snprintf(link, sizeof link, "%s/%s", path, file);
     char target[400];
     snprintf(target, sizeof target, "../../blobs/%s", strrchr(blob, '/') + 1);
-    CHECK(symlink(target, link) == 0, "link %s", link);
+    CHECK(os_symlink(target, link) == 0, "link %s", link);
 }
 
 static void test_cache(const char *dir) {
@@ -356,7 +357,7 @@ static void test_cache(const char *dir) {
 
 int main(void) {
     char dir[] = "/tmp/lfm2c-models-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    CHECK(os_mkdtemp(dir) != NULL, "temp dir");
     server_params sp = {.alias = "m", .n_ctx = 256, .max_messages = 64, .max_stop_bytes = 1024};
     serve_shared_init(&sh, &sp);
     test_parsers();

@@ -15,6 +15,7 @@
 #include "serve/models.h"
 #include "base/clock.h"
 #include "test.h"
+#include "base/os.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -73,7 +74,7 @@ static bool write_cached(void) {
     unlink(snap_file);
     char target[200];
     snprintf(target, sizeof target, "../../blobs/%s", strrchr(blob_file, '/') + 1);
-    return ok && !symlink(target, snap_file);
+    return ok && !os_symlink(target, snap_file);
 }
 
 /* One hold: generate, submit and cancel, or only hold (api is the model's, held). */
@@ -267,7 +268,7 @@ static void churn(run *u, double seconds, double shutdown_at, const char *when) 
 
 int main(void) {
     char dir[] = "/tmp/lfm2c-stress-XXXXXX";
-    CHECK(mkdtemp(dir) != NULL, "temp dir");
+    CHECK(os_mkdtemp(dir) != NULL, "temp dir");
     snprintf(cache, sizeof cache, "%s/hub", dir);
     snprintf(blob_file, sizeof blob_file, "%s/models--org--tiny-GGUF/blobs/74696e79%056d", cache, 0);
     snprintf(snap_file, sizeof snap_file, "%s/models--org--tiny-GGUF/snapshots/c0ffee/tiny-Q8_0.gguf", cache);
