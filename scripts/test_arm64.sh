@@ -30,8 +30,9 @@ fi
 
 # every CPU model runs the kernel-dependent tests; the first also runs the rest
 kernel_tests="test_kernels test_kernels_attn test_kernels_choose test_model"
-other_tests="test_gguf test_gguf_write test_name_index test_sampler test_threadpool test_tokenizer test_tokenizer_api test_lfm2_arch test_matmul test_session
-             test_sha256 test_grammar test_toolcall test_convert test_public_api test_null_handles"
+other_tests="test_gguf test_gguf_write test_ggml_types test_name_index test_sampler test_threadpool test_tokenizer
+             test_tokenizer_api test_lfm2_arch test_matmul test_session test_sha256 test_grammar test_toolcall
+             test_convert test_public_api test_null_handles"
 re() { echo "^($(echo "$*" | tr ' ' '|'))\$"; }
 
 start=$SECONDS

@@ -21,6 +21,7 @@
 #include "cpu/kernels.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu/kernels_iq.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 
@@ -735,7 +736,10 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
         run_groups(wtype == GGML_Q4_K_X16 ? &t2_q4_K_x16 : &t2_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out,
                    os);
         return;
-    default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT2, dequant_chunk2); return;
+    default:
+        if ((t = iq_tiles_avx2(wtype)) != NULL) break; /* kernels_iq_x86.c */
+        run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT2, dequant_chunk2);
+        return;
     }
     int64_t nb = n / ggml_type_get(wtype)->block_size;
     run_tiles(t, nb, w, w_row, nr, act, act_row, nc, out, os);

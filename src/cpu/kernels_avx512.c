@@ -19,6 +19,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include "cpu/kernels_avx512.h"
+#include "cpu/kernels_iq.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 
@@ -1082,7 +1083,10 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
             return;
         }
         /* fall through */
-    default: run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT5, dequant_chunk5); return;
+    default:
+        if ((t = iq_tiles_avx512(wtype)) != NULL) break; /* kernels_iq_x86.c */
+        run_float(wtype, n, w, w_row, nr, act, act_row, nc, out, os, FDOT5, dequant_chunk5);
+        return;
     }
     int64_t nb = n / ggml_type_get(wtype)->block_size;
     run_tiles(t, nb, w, w_row, nr, act, act_row, nc, out, os);

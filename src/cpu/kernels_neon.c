@@ -17,16 +17,19 @@
  * is the same float operations on the same integers: the three tables agree bitwise and are tile
  * invariant. The integer tiles are written once (kernels_neon_body.inc) and compiled for plain
  * NEON (16-bit products widened pairwise) and for SDOT; the i8mm table takes 2 x 2 tiles of
- * prefill through SMMLA and the rest through the SDOT tiles. The float path (F32, F16, BF16 and
+ * prefill through SMMLA and the rest through the SDOT tiles; the importance-matrix types' tiles are
+ * kernels_iq_neon.inc's (included by the body). The float path (F32, F16, BF16 and
  * the types without integer tiles: Q2_K, Q3_K, IQ4_NL, IQ4_XS, MXFP4) dequantizes a chunk and runs
  * float32x4 dot tiles through run_float (tiles.h); the activation quantizers give the scalar
  * quantizers' bytes. Attention is kernels_attn_neon.c's (the contract of kernels.h, bitwise). */
 #include "cpu/kernels.h"
 
 #if defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu/kernels_iq.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 #include "base/os.h"
+#include "formats/iq_grids.h"
 
 #include <arm_neon.h>
 #include <math.h>

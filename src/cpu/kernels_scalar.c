@@ -3,8 +3,11 @@
  * the exact integer sum of each block combined in float block after block; vec_dot_float, one
  * weight row x float activations in double precision. Plain C, no ISA-specific code. */
 #include "cpu/kernels.h"
+#include "cpu/kernels_iq.h"
 #include "formats/ggml_types.h"
+#include "formats/iq_grids.h"
 
+#include <math.h>
 #include <string.h>
 
 /* Unpacks a 32-weight block of the Q4/Q5 families to integers q[32] (before d/m). */
@@ -155,12 +158,96 @@ static float dot_q6_K(uint32_t t, int64_t n, const void *wv, const void *av) {
     return sum;
 }
 
+/* ---- the importance-matrix types x Q8_K ----------------------------------------------------
+ * A block as integers (kernels_iq.h): weight i is f * ls[i / 16] * q[i], its value exactly before
+ * the float rounding of its dequantization; q the grid value with its sign (IQ1: 8 g + delta,
+ * the delta of 1/8 made whole). The block's integer total S = sum_k ls[k] (q_k . a_k) is exact,
+ * and it adds acc = fma((float)S, f * da, acc), block after block: every SIMD table computes these
+ * operations on these integers (kernels_iq_x86.c, kernels_iq_neon.inc), bit for bit. */
+static uint32_t rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+/* the n grid bytes of g at q, negated where sign bit j is set */
+static void iq_signed(int8_t *q, uint64_t g, int n, unsigned signs) {
+    for (int j = 0; j < n; j++) {
+        const int v = (int)(g >> 8 * j & 255);
+        q[j] = (int8_t)(signs >> j & 1 ? -v : v);
+    }
+}
+/* IQ1's 8 weights: 8 g + delta, g the grid's -1 / 0 / 1 */
+static void iq_one(int8_t *q, uint64_t g, int delta) {
+    for (int j = 0; j < 8; j++) q[j] = (int8_t)(8 * (int8_t)(g >> 8 * j & 255) + delta);
+}
+/* the 256 signed weights q of the block at p, 8 at a time (group g of 32) */
+static void iq_weights(uint32_t t, const uint8_t *p, int8_t *q) {
+    for (int g = 0; g < 32; g++, q += 8) {
+        const int ib = g / 4, l = g % 4;
+        switch (t) {
+        case GGML_IQ2_XXS:
+            iq_signed(q, iq2xxs_grid[p[2 + 8 * ib + l]], 8, ksigns_iq2xs[rd32(p + 6 + 8 * ib) >> 7 * l & 127]);
+            break;
+        case GGML_IQ2_XS: {
+            const unsigned v = p[2 + 2 * g] | (unsigned)p[3 + 2 * g] << 8;
+            iq_signed(q, iq2xs_grid[v & 511], 8, ksigns_iq2xs[v >> 9]);
+            break;
+        }
+        case GGML_IQ2_S: iq_signed(q, iq2s_grid[p[2 + g] | (p[66 + ib] >> 2 * l & 3) << 8], 8, p[34 + g]); break;
+        case GGML_IQ3_XXS: {
+            const uint8_t s = ksigns_iq2xs[rd32(p + 66 + 4 * ib) >> 7 * l & 127];
+            iq_signed(q, iq3xxs_grid[p[2 + 2 * g]], 4, s);
+            iq_signed(q + 4, iq3xxs_grid[p[3 + 2 * g]], 4, s >> 4);
+            break;
+        }
+        case GGML_IQ3_S: {
+            const unsigned qh = p[66 + ib] >> 2 * l;
+            iq_signed(q, iq3s_grid[p[2 + 2 * g] | (qh & 1) << 8], 4, p[74 + g]);
+            iq_signed(q + 4, iq3s_grid[p[3 + 2 * g] | (qh >> 1 & 1) << 8], 4, p[74 + g] >> 4);
+            break;
+        }
+        case GGML_IQ1_S: {
+            const unsigned qh = p[34 + 2 * ib] | (unsigned)p[35 + 2 * ib] << 8;
+            iq_one(q, iq1s_grid[p[2 + g] | (qh >> 3 * l & 7) << 8], qh & 0x8000 ? -1 : 1);
+            break;
+        }
+        default: { /* IQ1_M */
+            const unsigned h = p[32 + g / 2] >> 4 * (g % 2);
+            iq_one(q, iq1s_grid[p[g] | (h & 7) << 8], h & 8 ? -1 : 1);
+            break;
+        }
+        }
+    }
+}
+static float dot_iq(uint32_t t, int64_t n, const void *wv, const void *av) {
+    const size_t bs = iq_bytes(t);
+    const uint8_t *w = wv;
+    const block_q8_K *a = av;
+    float acc = 0;
+    for (int64_t i = 0; i < n / QK_K; i++, w += bs) {
+        int8_t q[QK_K];
+        int16_t ls[16];
+        iq_weights(t, w, q);
+        iq_ls(t, w, ls);
+        int32_t S = 0;
+        for (int k = 0; k < 16; k++) {
+            int32_t s = 0;
+            for (int j = 0; j < 16; j++) s += q[16 * k + j] * a[i].qs[16 * k + j];
+            S += ls[k] * s;
+        }
+        acc = fmaf((float)S, iq_f_of(t, fp16_to_f32(iq_d_bits(t, w))) * a[i].d, acc);
+    }
+    return acc;
+}
+
 /* The truth of each type multiplied with integer activations (its row's vec_dot_type); the
  * types of float activations take vec_dot_float. */
 typedef float (*dot_ref_fn)(uint32_t t, int64_t n, const void *w, const void *act);
 static const dot_ref_fn DOT_REF[GGML_NTYPES] = {
     [GGML_Q4_0] = dot_q32_q8_0, [GGML_Q4_1] = dot_q32_q8_0, [GGML_Q5_0] = dot_q32_q8_0, [GGML_Q5_1] = dot_q32_q8_0,
     [GGML_Q8_0] = dot_q32_q8_0, [GGML_Q4_K] = dot_q4_K,     [GGML_Q5_K] = dot_q5_K,     [GGML_Q6_K] = dot_q6_K,
+    [GGML_IQ2_XXS] = dot_iq,    [GGML_IQ2_XS] = dot_iq,     [GGML_IQ2_S] = dot_iq,      [GGML_IQ3_XXS] = dot_iq,
+    [GGML_IQ3_S] = dot_iq,      [GGML_IQ1_S] = dot_iq,      [GGML_IQ1_M] = dot_iq,
 };
 
 float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {

@@ -1,9 +1,11 @@
 /* ggml_types.c — GGML block formats: type table, half/bfloat conversion, bit-exact
- * dequantization (spec section 7) and activation quantization (the Q8_0 / Q8_K activation
+ * dequantization (spec section 7; the importance-matrix types as llama.cpp's, over the grids of
+ * iq_grids.c) and activation quantization (the Q8_0 / Q8_K activation
  * formats). The scalar reference dot products built on them are the CPU kernels' truth and live
  * with the kernel tables (cpu/kernels_scalar.c). */
 #include "formats/ggml_types.h"
 #include "base/os.h" /* strcasecmp */
+#include "formats/iq_grids.h"
 
 #include <math.h>
 #include <string.h>
@@ -26,9 +28,22 @@ DQ_ROW_DECL(Q6_K)
 DQ_ROW_DECL(IQ4_NL)
 DQ_ROW_DECL(IQ4_XS)
 DQ_ROW_DECL(MXFP4)
+DQ_ROW_DECL(IQ2_XXS)
+DQ_ROW_DECL(IQ2_XS)
+DQ_ROW_DECL(IQ2_S)
+DQ_ROW_DECL(IQ3_XXS)
+DQ_ROW_DECL(IQ3_S)
+DQ_ROW_DECL(IQ1_S)
+DQ_ROW_DECL(IQ1_M)
 #undef DQ_ROW_DECL
 #define to_float_Q8_1 NULL
 #define to_float_Q8_K NULL
+
+/* the block structs are the format's bytes (ggml's ggml-common.h) */
+_Static_assert(sizeof(block_iq2_xxs) == 66 && sizeof(block_iq2_xs) == 74 && sizeof(block_iq2_s) == 82 &&
+                   sizeof(block_iq3_xxs) == 98 && sizeof(block_iq3_s) == 110 && sizeof(block_iq1_s) == 50 &&
+                   sizeof(block_iq1_m) == 56,
+               "IQ block sizes");
 
 /* the interleaved layout of a row's type (ggml_types.h: X16), 0: none */
 #define X16_OF(id) ((id) == GGML_Q4_K ? GGML_Q4_K_X16 : (id) == GGML_Q6_K ? GGML_Q6_K_X16 : 0)
@@ -270,6 +285,111 @@ static void dq_mxfp4(const block_mxfp4 *b, float *y) {
     }
 }
 
+/* ---- the importance-matrix types (IQ1_S .. IQ3_S): llama.cpp's dequantization, operation for
+ * operation (the same float products in the same order, so the same bits); the grids and sign
+ * table are iq_grids.h's, a grid entry's weights its bytes from the lowest ---------------------- */
+
+static uint8_t grid_byte(uint64_t g, int j) { return (uint8_t)(g >> 8 * j); }
+static float sign_of(uint8_t signs, int j) { return signs >> j & 1 ? -1.0f : 1.0f; }
+
+static void dq_iq2_xxs(const block_iq2_xxs *b, float *y) {
+    const float d = fp16_to_f32(b->d);
+    for (int ib = 0; ib < 8; ib++, y += 32) {
+        uint32_t idx, sg;
+        memcpy(&idx, b->qs + 4 * ib, 4);
+        memcpy(&sg, b->qs + 4 * ib + 2, 4);
+        const float db = d * (0.5f + (float)(sg >> 28)) * 0.25f;
+        for (int l = 0; l < 4; l++) {
+            const uint64_t g = iq2xxs_grid[idx >> 8 * l & 255];
+            const uint8_t s = ksigns_iq2xs[sg >> 7 * l & 127];
+            for (int j = 0; j < 8; j++) y[8 * l + j] = db * grid_byte(g, j) * sign_of(s, j);
+        }
+    }
+}
+static void dq_iq2_xs(const block_iq2_xs *b, float *y) {
+    const float d = fp16_to_f32(b->d);
+    for (int ib = 0; ib < 8; ib++, y += 32) {
+        const float db[2] = {d * (0.5f + (float)(b->scales[ib] & 15)) * 0.25f,
+                             d * (0.5f + (float)(b->scales[ib] >> 4)) * 0.25f};
+        for (int l = 0; l < 4; l++) {
+            const uint16_t q = b->qs[4 * ib + l];
+            const uint64_t g = iq2xs_grid[q & 511];
+            const uint8_t s = ksigns_iq2xs[q >> 9];
+            for (int j = 0; j < 8; j++) y[8 * l + j] = db[l / 2] * grid_byte(g, j) * sign_of(s, j);
+        }
+    }
+}
+static void dq_iq2_s(const block_iq2_s *b, float *y) {
+    const float d = fp16_to_f32(b->d);
+    const uint8_t *qs = b->qs, *signs = b->qs + 32;
+    for (int ib = 0; ib < 8; ib++, y += 32, qs += 4, signs += 4) {
+        const float db[2] = {d * (0.5f + (float)(b->scales[ib] & 15)) * 0.25f,
+                             d * (0.5f + (float)(b->scales[ib] >> 4)) * 0.25f};
+        for (int l = 0; l < 4; l++) {
+            const uint64_t g = iq2s_grid[qs[l] | (b->qh[ib] << (8 - 2 * l) & 0x300)];
+            for (int j = 0; j < 8; j++) y[8 * l + j] = db[l / 2] * grid_byte(g, j) * sign_of(signs[l], j);
+        }
+    }
+}
+static void dq_iq3_xxs(const block_iq3_xxs *b, float *y) {
+    const float d = fp16_to_f32(b->d);
+    for (int ib = 0; ib < 8; ib++, y += 32) {
+        const uint8_t *qs = b->qs + 8 * ib;
+        uint32_t sg;
+        memcpy(&sg, b->qs + 64 + 4 * ib, 4);
+        const float db = d * (0.5f + (float)(sg >> 28)) * 0.5f;
+        for (int l = 0; l < 4; l++) {
+            const uint8_t s = ksigns_iq2xs[sg >> 7 * l & 127];
+            const uint32_t g1 = iq3xxs_grid[qs[2 * l]], g2 = iq3xxs_grid[qs[2 * l + 1]];
+            for (int j = 0; j < 4; j++) {
+                y[8 * l + j] = db * grid_byte(g1, j) * sign_of(s, j);
+                y[8 * l + j + 4] = db * grid_byte(g2, j) * sign_of(s, j + 4);
+            }
+        }
+    }
+}
+static void dq_iq3_s(const block_iq3_s *b, float *y) {
+    const float d = fp16_to_f32(b->d);
+    for (int ib = 0; ib < 8; ib++, y += 32) {
+        const uint8_t *qs = b->qs + 8 * ib, *signs = b->signs + 4 * ib, qh = b->qh[ib];
+        const float db = d * (float)(1 + 2 * (b->scales[ib / 2] >> 4 * (ib % 2) & 15));
+        for (int l = 0; l < 4; l++) {
+            const uint32_t g1 = iq3s_grid[qs[2 * l] | (qh << (8 - 2 * l) & 256)];
+            const uint32_t g2 = iq3s_grid[qs[2 * l + 1] | (qh << (7 - 2 * l) & 256)];
+            for (int j = 0; j < 4; j++) {
+                y[8 * l + j] = db * grid_byte(g1, j) * sign_of(signs[l], j);
+                y[8 * l + j + 4] = db * grid_byte(g2, j) * sign_of(signs[l], j + 4);
+            }
+        }
+    }
+}
+static void dq_iq1_s(const block_iq1_s *b, float *y) {
+    const float d = fp16_to_f32(b->d);
+    for (int ib = 0; ib < 8; ib++, y += 32) {
+        const uint16_t qh = b->qh[ib];
+        const float dl = d * (float)(2 * (qh >> 12 & 7) + 1), delta = qh & 0x8000 ? -0.125f : 0.125f;
+        for (int l = 0; l < 4; l++) {
+            const uint64_t g = iq1s_grid[b->qs[4 * ib + l] | (qh >> 3 * l & 7) << 8];
+            for (int j = 0; j < 8; j++) y[8 * l + j] = dl * ((float)(int8_t)grid_byte(g, j) + delta);
+        }
+    }
+}
+static void dq_iq1_m(const block_iq1_m *b, float *y) {
+    const float d = fp16_to_f32(iq1m_d(b->scales));
+    uint16_t sc[4];
+    memcpy(sc, b->scales, 8);
+    for (int ib = 0; ib < 8; ib++, y += 32) {
+        const float dl[2] = {d * (float)(2 * (sc[ib / 2] >> (6 * (ib % 2)) & 7) + 1),
+                             d * (float)(2 * (sc[ib / 2] >> (6 * (ib % 2) + 3) & 7) + 1)};
+        for (int l = 0; l < 4; l++) {
+            const uint8_t h = b->qh[2 * ib + l / 2] >> 4 * (l % 2);
+            const uint64_t g = iq1s_grid[b->qs[4 * ib + l] | (h & 7) << 8];
+            const float delta = h & 8 ? -0.125f : 0.125f;
+            for (int j = 0; j < 8; j++) y[8 * l + j] = dl[l / 2] * ((float)(int8_t)grid_byte(g, j) + delta);
+        }
+    }
+}
+
 static void to_float_F32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * 4); }
 static void to_float_F16(const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
@@ -306,6 +426,13 @@ DQ_ROW(Q6_K, q6_K, QK_K)
 DQ_ROW(IQ4_NL, iq4_nl, 32)
 DQ_ROW(IQ4_XS, iq4_xs, QK_K)
 DQ_ROW(MXFP4, mxfp4, 32)
+DQ_ROW(IQ2_XXS, iq2_xxs, QK_K)
+DQ_ROW(IQ2_XS, iq2_xs, QK_K)
+DQ_ROW(IQ2_S, iq2_s, QK_K)
+DQ_ROW(IQ3_XXS, iq3_xxs, QK_K)
+DQ_ROW(IQ3_S, iq3_s, QK_K)
+DQ_ROW(IQ1_S, iq1_s, QK_K)
+DQ_ROW(IQ1_M, iq1_m, QK_K)
 #undef DQ_ROW
 
 void dequantize_row(uint32_t type, const void *src, float *dst, int64_t n) {

@@ -45,8 +45,15 @@
     X(Q5_K, 13, 256, sizeof(block_q5_K), GGML_Q8_K, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_Q5_1) \
     X(Q6_K, 14, 256, sizeof(block_q6_K), GGML_Q8_K, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_Q8_0) \
     X(Q8_K, 15, 256, sizeof(block_q8_K), GGML_F32, 0, GGML_TF_ACT, GGML_F32) \
+    X(IQ2_XXS, 16, 256, sizeof(block_iq2_xxs), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
+    X(IQ2_XS, 17, 256, sizeof(block_iq2_xs), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
+    X(IQ3_XXS, 18, 256, sizeof(block_iq3_xxs), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
+    X(IQ1_S, 19, 256, sizeof(block_iq1_s), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
     X(IQ4_NL, 20, 32, sizeof(block_iq4_nl), GGML_F32, GGML_RUN_ALL, 0, GGML_F32) \
+    X(IQ3_S, 21, 256, sizeof(block_iq3_s), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_IQ4_NL) \
+    X(IQ2_S, 22, 256, sizeof(block_iq2_s), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
     X(IQ4_XS, 23, 256, sizeof(block_iq4_xs), GGML_F32, GGML_RUN_CPU_CUDA, 0, GGML_IQ4_NL) \
+    X(IQ1_M, 29, 256, sizeof(block_iq1_m), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
     X(BF16, 30, 1, 2, GGML_F32, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
     X(MXFP4, 39, 32, sizeof(block_mxfp4), GGML_F32, GGML_RUN_CPU_CUDA, 0, GGML_F32)
 
@@ -149,6 +156,49 @@ typedef struct {
     uint8_t e;
     uint8_t qs[16];
 } block_mxfp4;
+/* the importance-matrix types (ggml's ggml-common.h defines the blocks; iq_grids.h the grids) */
+typedef struct {
+    ggml_half d;
+    uint16_t qs[32]; /* per 32 weights: 4 grid indices (bytes), then 4 x 7 sign bits and the scale (top 4) */
+} block_iq2_xxs;
+typedef struct {
+    ggml_half d;
+    uint16_t qs[32];   /* per 8 weights: grid index (9 bits) | 7 sign bits << 9 */
+    uint8_t scales[8]; /* per 32 weights: two 4-bit scales (16 weights each) */
+} block_iq2_xs;
+typedef struct {
+    ggml_half d;
+    uint8_t qs[64];    /* grid indices' low 8 bits (32), then the sign bytes (32) */
+    uint8_t qh[8];     /* per 32 weights: the indices' 2 high bits */
+    uint8_t scales[8]; /* per 32 weights: two 4-bit scales */
+} block_iq2_s;
+typedef struct {
+    ggml_half d;
+    uint8_t qs[96]; /* 64 grid indices (4 weights each), then per 32 weights 4 x 7 sign bits and the scale */
+} block_iq3_xxs;
+typedef struct {
+    ggml_half d;
+    uint8_t qs[64];    /* grid indices' low 8 bits */
+    uint8_t qh[8];     /* per 32 weights: the 8 indices' high bits */
+    uint8_t signs[32]; /* a bit per weight */
+    uint8_t scales[4]; /* per 64 weights: two 4-bit scales (32 weights each) */
+} block_iq3_s;
+typedef struct {
+    ggml_half d;
+    uint8_t qs[32]; /* grid indices' low 8 bits */
+    uint16_t qh[8]; /* per 32 weights: 4 x 3 high bits, the 3-bit scale, the delta's sign */
+} block_iq1_s;
+typedef struct {
+    uint8_t qs[32];    /* grid indices' low 8 bits */
+    uint8_t qh[16];    /* per 16 weights: 2 x (3 high bits, the delta's sign) */
+    uint8_t scales[8]; /* 4 x 16 bits: 3-bit scales of 16 weights, and d's 16 bits 4 at a time (top nibbles) */
+} block_iq1_m;
+/* IQ1_M's d: its 16 bits kept 4 at a time in the top nibbles of the 4 scale words */
+static inline uint16_t iq1m_d(const uint8_t *scales) {
+    const uint16_t s0 = (uint16_t)(scales[0] | scales[1] << 8), s1 = (uint16_t)(scales[2] | scales[3] << 8);
+    const uint16_t s2 = (uint16_t)(scales[4] | scales[5] << 8), s3 = (uint16_t)(scales[6] | scales[7] << 8);
+    return (uint16_t)(s0 >> 12 | (s1 >> 8 & 0x00f0) | (s2 >> 4 & 0x0f00) | (s3 & 0xf000));
+}
 
 #ifdef __cplusplus /* the CUDA sources include this file (the enum and block structs) */
 extern "C" {

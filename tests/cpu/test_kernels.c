@@ -1,10 +1,13 @@
 /* test_kernels.c — every kernel table this CPU can run against the scalar table (src/cpu/kernels_scalar.c):
  * random valid blocks of every weight type, many tile shapes and strides, and byte equality of
  * the activation quantizers. Two kinds of matmul checks:
- *  - random scales: results agree within 1e-5 of the sum of |w_i * a_i| (float order differs);
+ *  - random scales: results agree within 1e-5 of the sum of |w_i * a_i| (float order differs;
+ *    the importance-matrix types' float order is the truth's on every table: bitwise, and the
+ *    truth within 1e-5 of the dot of the dequantized weights, whose dequantization has goldens);
  *  - unit scales (every fp16 scale 1.0, integer activations with d = 1): every product and sum is
  *    an exact small integer, so results must be bitwise equal — this catches any integer slip. */
 #include "cpu/kernels.h"
+#include "cpu/kernels_iq.h"
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 #include "test.h"
@@ -66,7 +69,13 @@ static int half_fields(uint32_t t, size_t off[2]) {
     case GGML_Q6_K: off[0] = offsetof(block_q6_K, d); return 1;
     case GGML_IQ4_NL: off[0] = offsetof(block_iq4_nl, d); return 1;
     case GGML_IQ4_XS: off[0] = offsetof(block_iq4_xs, d); return 1;
-    default: return 0;
+    case GGML_IQ2_XXS: off[0] = offsetof(block_iq2_xxs, d); return 1;
+    case GGML_IQ2_XS: off[0] = offsetof(block_iq2_xs, d); return 1;
+    case GGML_IQ2_S: off[0] = offsetof(block_iq2_s, d); return 1;
+    case GGML_IQ3_XXS: off[0] = offsetof(block_iq3_xxs, d); return 1;
+    case GGML_IQ3_S: off[0] = offsetof(block_iq3_s, d); return 1;
+    case GGML_IQ1_S: off[0] = offsetof(block_iq1_s, d); return 1;
+    default: return 0; /* IQ1_M keeps its d in the scales' top nibbles: random_row */
     }
 }
 
@@ -96,6 +105,10 @@ static void random_row(uint32_t t, int64_t n, uint8_t *dst, int unit) {
         int k = half_fields(t, off);
         for (int j = 0; j < k; j++) set_half(blk + off[j], unit ? 1.0f : frand() * 0.05f + (j ? 0.0f : 0.001f));
         if (t == GGML_MXFP4) blk[0] = (uint8_t)(unit ? 128 : 120 + rnd() % 16);
+        if (t == GGML_IQ1_M) { /* d's 16 bits, 4 in the top of each scale word */
+            const ggml_half h = f32_to_fp16(unit ? 1.0f : frand() * 0.05f + 0.001f);
+            for (int i = 0; i < 4; i++) blk[49 + 2 * i] = (uint8_t)((blk[49 + 2 * i] & 0x0f) | (h >> 4 * i & 15) << 4);
+        }
     }
 }
 
@@ -135,13 +148,19 @@ static int check_matmul(const kernel_ops *k, uint32_t t, int64_t n, int nr, int 
         for (int r = 0; r < nr && !bad; r++) {
             float e = ref[c * os + r], g = got[c * os + r];
             int ok;
-            if (unit) {
+            if (unit || iq_type(t)) { /* exact, or (the IQ types) the truth's float order on every table */
                 ok = e == g;
             } else {
                 dequantize_row(t, wbuf + r * w_row, wf, n);
                 double mag = 0;
                 for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * af[i]);
                 ok = fabs((double)e - g) <= 1e-5 * mag + 1e-30;
+            }
+            if (ok && iq_type(t) && !unit) { /* the IQ truth: the dequantized weights' dot */
+                dequantize_row(t, wbuf + r * w_row, wf, n);
+                double dot = 0, mag = 0;
+                for (int64_t i = 0; i < n; i++) dot += (double)wf[i] * af[i], mag += fabs((double)wf[i] * af[i]);
+                ok = fabs(dot - e) <= 1e-5 * mag + 1e-30;
             }
             if (!ok) {
                 fprintf(stderr, "  %s %s n=%lld nr=%d nc=%d unit=%d: [c=%d r=%d] scalar %.9g, got %.9g\n", k->isa,

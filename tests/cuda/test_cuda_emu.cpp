@@ -13,7 +13,8 @@
  * sessions in one batch of more than one forward, and a model split into 3 files (each file's
  * weights a device region of its own). The batched products through cuBLASLt (LFM2C_CUDA_BLAS=1,
  * blas.cu) run on the stand-in tests/cuda/emu/cublasLt.h: checked itself against exact
- * products, then the backend with and without the switch. */
+ * products, then the backend with and without the switch. A model with a weight type whose row in
+ * the type table lacks the CUDA bit (the IQ fixture) is refused by name. */
 #include <cuda_runtime.h> /* the emulation: tests/cuda/emu comes first on the include path */
 #include <cublasLt.h>     /* its stand-in for cuBLASLt */
 extern "C" {
@@ -343,6 +344,28 @@ static void check_kv_refused(const synth_config &c) {
         lfm2c_model_free(m);
     }
     unlink(path.c_str());
+}
+
+/* A weight type the CUDA kernels do not take (the importance-matrix types: their rows in the type
+ * table have no CUDA bit) is refused at load by name, saying which backends run it. */
+static void check_iq_refused(void) {
+    lfm2c_error err = {};
+    lfm2c_model_params p = lfm2c_model_default_params();
+    p.n_threads = 1;
+    p.hugepages = LFM2C_HUGEPAGES_OFF;
+    lfm2c_model *m = lfm2c_model_open(DATA("iq/lfm2-iq-dense.gguf"), &p, &err);
+    CHECK(m != NULL, "the IQ fixture on the CPU: %s", err.msg);
+    if (!m) return;
+    m->backend->model_free(m);
+    m->backend = NULL;
+    memset(&err, 0, sizeof err);
+    const int rc = emu::emu_backend_cuda.model_init(m, NULL, &err);
+    const char *want = "CUDA backend: tensor 'blk.0.shortconv.in_proj.weight' (IQ1_S, 256 wide) is not supported "
+                       "(IQ1_S runs on: cpu";
+    CHECK(rc != 0 && err.code == LFM2C_EUNSUPPORTED && strstr(err.msg, want), "an IQ1_S matrix: %d %s", rc, err.msg);
+    printf("refused: %s\n", err.msg);
+    if (!rc) emu::emu_backend_cuda.model_free(m);
+    lfm2c_model_free(m);
 }
 
 /* The warp router and plan (route_warp_kernel, plan_warp_kernel) against the serial ones, which
@@ -1088,6 +1111,7 @@ int main(void) {
     KV_K = KV_V = LFM2C_KV_F16;
     if (EMU_FAST_SWITCH) check_model("moe", moe, "q8_0");
     check_kv_refused(dense);
+    check_iq_refused();
     KV_K = KV_V = LFM2C_KV_F32;
     if (EMU_FAST_SWITCH) { /* every token to every one of 4 experts, 40 tokens: an expert's pairs span two GEMM tiles */
         moe.n_expert = 4;

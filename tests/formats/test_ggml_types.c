@@ -4,12 +4,15 @@
  * with (an integer one only for block types of whole activation blocks), its dequantizer (every
  * weight type has one, the activation formats none), the CPU among its backends wherever it is
  * read, its fallback (a smaller block), the interleaved layouts and their base both ways; the
- * backend table's bits (core/backend.h) agree with the rows. */
+ * backend table's bits (core/backend.h) agree with the rows; the importance-matrix types'
+ * dequantization is llama.cpp's bit for bit (goldens: tests/data/iq). */
 #include "test.h"
 #include "core/backend.h"
 #include "formats/ggml_types.h"
 
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* the rows of the table as the header writes them */
@@ -104,8 +107,56 @@ static void test_backend_bits(void) {
     CHECK(!backend_runs_type(&backend_cpu, 7777), "an unknown type runs nowhere");
 }
 
+/* FNV-1a, 64 bits, of n bytes */
+static uint64_t fnv1a64(const void *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const uint8_t *)p)[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* The importance-matrix types dequantize as llama.cpp does, bit for bit (tests/data/iq/README.md):
+ * blocks of the llama-quantize fixture, random blocks and blocks whose grid indices run through
+ * the whole grid; the first 8 blocks' floats compared one by one, all of them by their hash. */
+static void test_iq_goldens(void) {
+    static const struct {
+        const char *name;
+        uint32_t type;
+    } IQ[] = {{"iq2_xxs", GGML_IQ2_XXS}, {"iq2_xs", GGML_IQ2_XS}, {"iq2_s", GGML_IQ2_S}, {"iq3_xxs", GGML_IQ3_XXS},
+              {"iq3_s", GGML_IQ3_S},     {"iq1_s", GGML_IQ1_S},   {"iq1_m", GGML_IQ1_M}};
+    char *sums = test_read_file(DATA("iq/dequant.fnv1a64.txt"), NULL);
+    CHECK(sums != NULL, "the hashes");
+    for (size_t i = 0; sums && i < sizeof IQ / sizeof *IQ; i++) {
+        char path[128];
+        size_t nb_bytes = 0, nf_bytes = 0;
+        snprintf(path, sizeof path, DATA("iq/%s.blocks.bin"), IQ[i].name);
+        uint8_t *blocks = test_read_file(path, &nb_bytes);
+        snprintf(path, sizeof path, DATA("iq/%s.dequant.f32.bin"), IQ[i].name);
+        float *want = test_read_file(path, &nf_bytes);
+        const ggml_type_info *t = ggml_type_get(IQ[i].type);
+        const size_t nb = t && blocks ? nb_bytes / (size_t)t->type_size : 0;
+        CHECK(t && blocks && want && nb >= 8 && nb * (size_t)t->type_size == nb_bytes && nf_bytes == 8 * QK_K * 4,
+              "%s: the goldens", IQ[i].name);
+        float *got = nb >= 8 && want ? malloc(nb * QK_K * sizeof(float)) : NULL;
+        if (got) {
+            dequantize_row(IQ[i].type, blocks, got, (int64_t)(nb * QK_K));
+            int bad = 0;
+            for (size_t k = 0; k < 8 * QK_K; k++) bad += memcmp(&got[k], &want[k], 4) != 0;
+            CHECK(bad == 0, "%s: %d of %d floats differ from llama.cpp's", IQ[i].name, bad, 8 * QK_K);
+            char line[96];
+            snprintf(line, sizeof line, "%s %zu %016llx\n", IQ[i].name, nb,
+                     (unsigned long long)fnv1a64(got, nb * QK_K * sizeof(float)));
+            CHECK(strstr(sums, line) != NULL, "%s: all %zu blocks: %s", IQ[i].name, nb, line);
+        }
+        free(got);
+        free(blocks);
+        free(want);
+    }
+    free(sums);
+}
+
 int main(void) {
     test_rows();
+    test_iq_goldens();
     test_backend_bits();
     TEST_MAIN_END();
 }

@@ -2,7 +2,8 @@
  * (NAME-0000K-of-00003.gguf with split.no / split.count / split.tensors.count, as gguf-split
  * writes them) loads as one model whose logits are bitwise those of the single file; a part
  * other than the first, a missing part, a wrong split.no and a tensor count that does not add up
- * are refused with a clear error. The huge-page copy holds the file's bytes with its tensors
+ * are refused with a clear error; a file of mixed types (the IQ fixture) split in two loads with
+ * the single file's logits. The huge-page copy holds the file's bytes with its tensors
  * moved onto 64-byte lines (gguf_copy_shift). */
 #include "formats/gguf.h"
 #include "formats/gguf_write.h"
@@ -101,9 +102,37 @@ static void test_copy_alignment(void) {
     gguf_close(c);
 }
 
+/* A file of mixed types (the importance-matrix fixture: IQ1_S .. IQ3_S, Q4_K and F32 tensors)
+ * split in 2 parts loads as one model with the single file's logits bit for bit. */
+static void test_split_mixed(void) {
+    lfm2c_error err = {0};
+    const char *src = DATA("iq/lfm2-iq-dense.gguf");
+    gguf_file *g = gguf_open(src, &err);
+    CHECK(g != NULL, "%s: %s", src, err.msg);
+    if (!g) return;
+    char dir[] = "/tmp/lfm2c-split-iq-XXXXXX", p1[256], p2[256];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(p1, sizeof p1, "%s/m-00001-of-00002.gguf", dir);
+    snprintf(p2, sizeof p2, "%s/m-00002-of-00002.gguf", dir);
+    const uint64_t n = g->n_tensors;
+    CHECK(write_part(g, p1, 0, 2, 0, n / 2, (int64_t)n, -1) && write_part(g, p2, 1, 2, n / 2, n, (int64_t)n, -1),
+          "writing the parts");
+    int nv1 = 0, nv2 = 0;
+    float *l1 = logits_of(src, &nv1, &err), *l2 = logits_of(p1, &nv2, &err);
+    CHECK(l1 && l2 && nv1 == nv2 && !memcmp(l1, l2, sizeof(float) * (size_t)nv1),
+          "the mixed file's split logits differ from the single file's: %s", err.msg);
+    free(l1);
+    free(l2);
+    unlink(p1);
+    unlink(p2);
+    rmdir(dir);
+    gguf_close(g);
+}
+
 int main(void) {
     test_huge_copy_rule();
     test_copy_alignment();
+    test_split_mixed();
     lfm2c_error err = {0};
     const char *src = DATA("lfm2-tiny-dense-f32.gguf");
     gguf_file *g = gguf_open(src, &err);

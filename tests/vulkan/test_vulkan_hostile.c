@@ -5,7 +5,8 @@
  * the fixtures with one field changed in place: a tensor's dimension or type in the tensor table,
  * or a key of the metadata (the embedding width, the expert count), so every other byte is real.
  * A type the CPU runs and Vulkan does not (MXFP4) opens on the CPU and is refused on Vulkan, by
- * the backend's own check. Without a Vulkan device it checks that opening on Vulkan fails
+ * the backend's own check, as the importance-matrix types of the IQ fixture are, naming the
+ * backends that run them. Without a Vulkan device it checks that opening on Vulkan fails
  * cleanly, prints "SKIP: no Vulkan device" and exits 0. */
 #include "lfm2c.h"
 #include "vulkan/backend_vulkan.h"
@@ -141,6 +142,15 @@ int main(void) {
     }
     printf("Vulkan device: %s\n", dev);
     for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) check_case(&CASES[i], path);
+    /* the importance-matrix types: a row of the type table without the Vulkan bit */
+    lfm2c_error err = {0};
+    lfm2c_model *m = open_on("data/iq/lfm2-iq-dense.gguf", LFM2C_DEVICE_VULKAN, &err);
+    CHECK(m == NULL && err.code == LFM2C_EUNSUPPORTED &&
+              strstr(err.msg, "Vulkan backend: tensor 'blk.0.shortconv.in_proj.weight' (IQ1_S, 256 wide) is not "
+                              "supported (IQ1_S runs on: cpu"),
+          "the IQ fixture on Vulkan: '%s'", err.msg);
+    printf("refused: %s\n", err.msg);
+    lfm2c_model_free(m);
     unlink(path);
     TEST_MAIN_END();
 }

@@ -1,0 +1,482 @@
+/* kernels_iq_x86.c — the importance-matrix types' tiles of the x86 tables (IQ1_S, IQ1_M,
+ * IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S x Q8_K): iq_tiles_avx512 (AVX-512 VNNI, which the AMX
+ * table reuses) and iq_tiles_avx2 hand kernels_avx512.c / kernels_avx2.c the tile_set of a type.
+ * What is computed is the scalar truth of kernels_scalar.c: a block's exact integer total
+ * S = sum_k ls[k] (q_k . a_k) (q the signed grid values, ls the 16-weight scales), then
+ * acc = fma((float)S, f * da, acc), block after block, for every output whatever tile computes it.
+ * Each block is decoded once per tile row into its weights (q + 64: unsigned bytes of at most 127,
+ * so maddubs' pair sums cannot saturate) and its 16 scales; each column then takes maddubs and a
+ * multiply-add with the scales (vpdpwssd on AVX-512), and the offset comes back out exactly as
+ * 64 sum_k ls[k] bsum[k] (Q8_K's sums of 16). The grids are looked up with gathers (AVX-512) or
+ * 64-bit loads (AVX2), the signs as bit masks (ksigns: 7 stored bits and their parity). */
+#include "cpu/kernels_iq.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu/tiles.h"
+#include "formats/ggml_types.h"
+#include "formats/iq_grids.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi,bmi2")))
+#define T2 __attribute__((target("avx2,fma,f16c")))
+
+static inline uint64_t rd64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static inline uint32_t rd32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline uint16_t rd16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+/* bytes i of v (7 bits each: ksigns' index) with their parity as bit 7: ksigns_iq2xs[b] for each byte */
+static inline uint64_t ksigns8(uint64_t v) {
+    uint64_t p = v ^ v >> 4;
+    p ^= p >> 2;
+    p ^= p >> 1;
+    return v | (p & 0x0101010101010101ull) << 7;
+}
+/* the 7-bit sign fields 0, 7, 14, 21 of two IQ2_XXS / IQ3_XXS sign words, one per byte */
+static inline uint64_t signs7x8(uint32_t s0, uint32_t s1) {
+    uint64_t v = 0;
+    for (int l = 0; l < 4; l++)
+        v |= (uint64_t)(s0 >> 7 * l & 127) << 8 * l | (uint64_t)(s1 >> 7 * l & 127) << (8 * l + 32);
+    return v;
+}
+/* the block's factor f (kernels_iq.h) */
+AI T2 float iq_f(uint32_t t, const uint8_t *p) { return iq_f_of(t, _cvtsh_ss(iq_d_bits(t, p))); }
+
+/* ---- AVX-512 ------------------------------------------------------------------------------- */
+
+/* A decoded block: w[j] weights 64 j .. 64 j + 63 as q + 64, ls the 16 scales (int16) */
+typedef struct {
+    __m512i w[4];
+    __m256i ls;
+} iqb5;
+
+/* q + 64 from magnitudes g and a sign mask k (bit i: weight i negative) */
+AI T5 __m512i signed64_5(__m512i g, __mmask64 k) {
+    const __m512i c64 = _mm512_set1_epi8(64);
+    return _mm512_mask_sub_epi8(_mm512_add_epi8(g, c64), k, c64, g);
+}
+/* 8 grid entries of 8 bytes by the indices in idx's 8 int32 lanes */
+AI T5 __m512i grid8x8_5(const uint64_t *grid, __m256i idx) {
+    return _mm512_i32gather_epi64(idx, (const void *)grid, 8);
+}
+/* 16 grid entries of 4 bytes by the indices in idx's 16 int32 lanes */
+AI T5 __m512i grid16x4_5(const uint32_t *grid, __m512i idx) {
+    return _mm512_i32gather_epi32(idx, (const void *)grid, 4);
+}
+/* 16 scales, each of 32 weights twice: from 8 values (int32 lanes) v, as 2 v + 1 */
+AI T5 __m256i ls_pairs5(__m256i v) {
+    const __m128i w = _mm256_cvtepi32_epi16(v);
+    const __m256i d = _mm256_set_m128i(_mm_unpackhi_epi16(w, w), _mm_unpacklo_epi16(w, w));
+    return _mm256_add_epi16(_mm256_add_epi16(d, d), _mm256_set1_epi16(1));
+}
+/* 16 scales of 16 weights from 8 bytes of two 4-bit scales each (low nibble first), 2 s + 1 */
+AI T5 __m256i ls_nibbles5(uint64_t b) {
+    const __m128i x = _mm_cvtsi64_si128((long long)b), m = _mm_set1_epi8(15);
+    const __m128i n = _mm_unpacklo_epi8(_mm_and_si128(x, m), _mm_and_si128(_mm_srli_epi16(x, 4), m));
+    const __m256i w = _mm256_cvtepu8_epi16(n);
+    return _mm256_add_epi16(_mm256_add_epi16(w, w), _mm256_set1_epi16(1));
+}
+
+AI T5 void iq2xxs_dec5(const uint8_t *p, iqb5 *b) {
+    const __m128i pick = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
+    /* the scale: the top 4 bits of each 64-bit group (4 indices, then the sign word) */
+    b->ls = ls_pairs5(_mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(p + 2), 60)));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *q = p + 2 + 16 * j;
+        const __m256i idx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)q), pick));
+        b->w[j] = signed64_5(grid8x8_5(iq2xxs_grid, idx), ksigns8(signs7x8(rd32(q + 4), rd32(q + 12))));
+    }
+}
+AI T5 void iq2xs_dec5(const uint8_t *p, iqb5 *b) {
+    b->ls = ls_nibbles5(rd64(p + 66));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m128i v = _mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)); /* 8 x (index | signs << 9) */
+        const __m256i idx = _mm256_cvtepu16_epi32(_mm_and_si128(v, _mm_set1_epi16(511)));
+        const __m128i s7 = _mm_srli_epi16(v, 9);
+        const uint64_t s = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(s7, s7));
+        b->w[j] = signed64_5(grid8x8_5(iq2xs_grid, idx), ksigns8(s));
+    }
+}
+AI T5 void iq2s_dec5(const uint8_t *p, iqb5 *b) {
+    b->ls = ls_nibbles5(rd64(p + 74));
+    const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        /* the indices' high 2 bits: qh[2j] for the first 4 entries, qh[2j + 1] for the next */
+        const __m256i hi =
+            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(rd16(p + 66 + 2 * j)), sh), _mm256_set1_epi32(3));
+        const __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)rd64(p + 2 + 8 * j))),
+                                            _mm256_slli_epi32(hi, 8));
+        b->w[j] = signed64_5(grid8x8_5(iq2s_grid, idx), rd64(p + 34 + 8 * j));
+    }
+}
+AI T5 void iq3xxs_dec5(const uint8_t *p, iqb5 *b) {
+    b->ls = ls_pairs5(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(p + 66)), 28));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)));
+        b->w[j] =
+            signed64_5(grid16x4_5(iq3xxs_grid, idx), ksigns8(signs7x8(rd32(p + 66 + 8 * j), rd32(p + 70 + 8 * j))));
+    }
+}
+AI T5 void iq3s_dec5(const uint8_t *p, iqb5 *b) {
+    /* 8 scales of 32 weights, a nibble each */
+    const uint32_t sc = rd32(p + 106);
+    b->ls = ls_pairs5(
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)sc), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                         _mm256_set1_epi32(15)));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)));
+        idx = _mm512_mask_or_epi32(idx, (__mmask16)rd16(p + 66 + 2 * j), idx, _mm512_set1_epi32(256));
+        b->w[j] = signed64_5(grid16x4_5(iq3s_grid, idx), rd64(p + 74 + 8 * j));
+    }
+}
+/* IQ1: q = 8 g + delta (g: the grid's -1 / 0 / 1) as q + 64; neg: the weights whose delta is -1 */
+AI T5 __m512i iq1_w5(__m512i g, __mmask64 neg) {
+    const __m512i g8 = _mm512_and_si512(_mm512_slli_epi16(g, 3), _mm512_set1_epi8((char)0xf8)),
+                  c65 = _mm512_set1_epi8(65);
+    const __m512i w = _mm512_add_epi8(g8, c65);
+    return _mm512_mask_sub_epi8(w, neg, w, _mm512_set1_epi8(2));
+}
+AI T5 void iq1s_dec5(const uint8_t *p, iqb5 *b) {
+    const __m128i qh = _mm_loadu_si128((const __m128i *)(p + 34)); /* 8 x 16 bits: 4 x 3 index bits, scale, sign */
+    b->ls = ls_pairs5(_mm256_cvtepu16_epi32(_mm_and_si128(_mm_srli_epi16(qh, 12), _mm_set1_epi16(7))));
+    const __m256i sh = _mm256_setr_epi32(0, 3, 6, 9, 16, 19, 22, 25);
+    const uint32_t neg = (uint32_t)_mm_movemask_epi8(qh); /* bit 2 ib + 1: ib's delta is -1 */
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m256i hi =
+            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)rd32(p + 34 + 4 * j)), sh), _mm256_set1_epi32(7));
+        const __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)rd64(p + 2 + 8 * j))),
+                                            _mm256_slli_epi32(hi, 8));
+        const __mmask64 k =
+            (neg >> (4 * j + 1) & 1 ? 0xffffffffull : 0) | (neg >> (4 * j + 3) & 1 ? 0xffffffff00000000ull : 0);
+        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, idx), k);
+    }
+}
+AI T5 void iq1m_dec5(const uint8_t *p, iqb5 *b) {
+    /* 16 scales of 16 weights: 3 bits each, 4 to a 16-bit word of p + 48 */
+    const __m256i words = _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                   _mm256_castsi128_si256(_mm_cvtsi64_si128((long long)rd64(p + 48))));
+    const __m256i s =
+        _mm256_and_si256(_mm256_srlv_epi16(words, _mm256_setr_epi16(0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9, 0, 3, 6, 9)),
+                         _mm256_set1_epi16(7));
+    b->ls = _mm256_add_epi16(_mm256_add_epi16(s, s), _mm256_set1_epi16(1));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        /* a nibble per grid entry: 3 index bits, the delta's sign */
+        const uint64_t nib = _pdep_u64(rd32(p + 32 + 4 * j), 0x0f0f0f0f0f0f0f0full);
+        const __m256i idx = _mm256_or_si256(
+            _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)rd64(p + 8 * j))),
+            _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)(nib & 0x0707070707070707ull))), 8));
+        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, idx), (nib >> 3 & 0x0101010101010101ull) * 0xff);
+    }
+}
+AI T5 void iq_dec5(uint32_t t, const uint8_t *p, iqb5 *b) {
+    switch (t) {
+    case GGML_IQ2_XXS: iq2xxs_dec5(p, b); break;
+    case GGML_IQ2_XS: iq2xs_dec5(p, b); break;
+    case GGML_IQ2_S: iq2s_dec5(p, b); break;
+    case GGML_IQ3_XXS: iq3xxs_dec5(p, b); break;
+    case GGML_IQ3_S: iq3s_dec5(p, b); break;
+    case GGML_IQ1_S: iq1s_dec5(p, b); break;
+    default: iq1m_dec5(p, b); break;
+    }
+}
+
+/* [total of a, b, c, d] (8 int32 lanes each; exact) */
+AI T5 __m128i hsum4x8_5(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* RB rows x CB columns (<= 4 each) of type t: per block, each row decoded once; per output the
+ * 8 lanes of S (the offset's 64 sum ls bsum taken out), then a lane per column:
+ * acc[r] = fma(S, f da, acc[r]) */
+AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                    size_t act_row, float *out, size_t os) {
+    const size_t bs = iq_bytes(t);
+    __m512i sidx[4]; /* int16 lane -> its scale: pairs 0-7 scale 4j, 8-15 4j + 1, ... */
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        sidx[j] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * j)), _mm_set1_epi16((short)(4 * j + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * j + 2)), _mm_set1_epi16((short)(4 * j + 3)), 1), 1);
+    __m128 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) acc[r] = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[4];
+        __m256i bsum[4];
+        float da[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) {
+            a[c] = (const block_q8_K *)(act + c * act_row) + b;
+            bsum[c] = _mm256_loadu_si256((const __m256i *)a[c]->bsums);
+            da[c] = a[c]->d;
+        }
+        const __m128 da4 = _mm_loadu_ps(da);
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            if (CB > 1) prefetch_block(p + PF_BLOCKS * bs, bs);
+            else prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
+            iqb5 q;
+            iq_dec5(t, p, &q);
+            __m512i sc[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) sc[j] = _mm512_permutexvar_epi16(sidx[j], _mm512_castsi256_si512(q.ls));
+            __m256i s8[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) s8[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) {
+                __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++)
+                    isum = _mm512_dpwssd_epi32(
+                        isum, _mm512_maddubs_epi16(q.w[j], _mm512_loadu_si512(a[c]->qs + 64 * j)), sc[j]);
+                const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(q.ls, bsum[c]), 6);
+                s8[c] = _mm256_sub_epi32(
+                    _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1)), off);
+            }
+            const __m128 S = _mm_cvtepi32_ps(hsum4x8_5(s8[0], s8[1], s8[2], s8[3]));
+            acc[r] = _mm_fmadd_ps(S, _mm_mul_ps(_mm_set1_ps(iq_f(t, p)), da4), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        float o[4];
+        _mm_storeu_ps(o, acc[r]);
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) out[c * os + r] = o[c];
+    }
+}
+
+#define ISA_T T5
+#define IQ_SET5(T, name) \
+    AI T5 void name##_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
+                         float *o, size_t os) { \
+        iq_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); \
+    } \
+    TILE_SET(name##_t5, 4, 4, name##_k5)
+IQ_SET5(IQ2_XXS, iq2xxs)
+IQ_SET5(IQ2_XS, iq2xs)
+IQ_SET5(IQ2_S, iq2s)
+IQ_SET5(IQ3_XXS, iq3xxs)
+IQ_SET5(IQ3_S, iq3s)
+IQ_SET5(IQ1_S, iq1s)
+IQ_SET5(IQ1_M, iq1m)
+#undef IQ_SET5
+#undef ISA_T
+
+const tile_set *iq_tiles_avx512(uint32_t t) {
+    switch (t) {
+    case GGML_IQ2_XXS: return &iq2xxs_t5;
+    case GGML_IQ2_XS: return &iq2xs_t5;
+    case GGML_IQ2_S: return &iq2s_t5;
+    case GGML_IQ3_XXS: return &iq3xxs_t5;
+    case GGML_IQ3_S: return &iq3s_t5;
+    case GGML_IQ1_S: return &iq1s_t5;
+    case GGML_IQ1_M: return &iq1m_t5;
+    default: return NULL;
+    }
+}
+
+/* ---- AVX2 ---------------------------------------------------------------------------------- */
+
+/* 32 bytes of 0xff / 0 from the 32 bits of m (byte i: bit i) */
+AI T2 __m256i bytemask2(uint32_t m) {
+    const __m256i sel = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3,
+                                         3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32((int)m), sel), bit);
+    return _mm256_cmpeq_epi8(v, bit);
+}
+/* q + 64 from 32 magnitudes g and the sign bits m */
+AI T2 __m256i signed32_2(__m256i g, uint32_t m) {
+    const __m256i c64 = _mm256_set1_epi8(64);
+    return _mm256_blendv_epi8(_mm256_add_epi8(c64, g), _mm256_sub_epi8(c64, g), bytemask2(m));
+}
+AI T2 __m256i grid4x8_2(const uint64_t *grid, uint32_t i0, uint32_t i1, uint32_t i2, uint32_t i3) {
+    return _mm256_setr_epi64x((long long)grid[i0], (long long)grid[i1], (long long)grid[i2], (long long)grid[i3]);
+}
+AI T2 __m256i grid8x4_2(const uint32_t *grid, const uint32_t *i) {
+    return _mm256_setr_epi32((int)grid[i[0]], (int)grid[i[1]], (int)grid[i[2]], (int)grid[i[3]], (int)grid[i[4]],
+                             (int)grid[i[5]], (int)grid[i[6]], (int)grid[i[7]]);
+}
+/* IQ1: 64 + 8 g + delta, delta -1 on the bytes of neg */
+AI T2 __m256i iq1_w2(__m256i g, __m256i neg) {
+    const __m256i g8 = _mm256_and_si256(_mm256_slli_epi16(g, 3), _mm256_set1_epi8((char)0xf8));
+    return _mm256_sub_epi8(_mm256_add_epi8(g8, _mm256_set1_epi8(65)), _mm256_and_si256(neg, _mm256_set1_epi8(2)));
+}
+
+/* weights 32 ib .. 32 ib + 31 of a block as q + 64 */
+AI T2 __m256i iq_w2(uint32_t t, const uint8_t *p, int ib) {
+    switch (t) {
+    case GGML_IQ2_XXS: {
+        const uint32_t idx = rd32(p + 2 + 8 * ib), sg = rd32(p + 6 + 8 * ib);
+        const __m256i g = grid4x8_2(iq2xxs_grid, idx & 255, idx >> 8 & 255, idx >> 16 & 255, idx >> 24);
+        return signed32_2(g, (uint32_t)ksigns8(signs7x8(sg, 0)));
+    }
+    case GGML_IQ2_XS: {
+        const uint8_t *q = p + 2 + 8 * ib;
+        const uint16_t v0 = rd16(q), v1 = rd16(q + 2), v2 = rd16(q + 4), v3 = rd16(q + 6);
+        const __m256i g = grid4x8_2(iq2xs_grid, v0 & 511, v1 & 511, v2 & 511, v3 & 511);
+        const uint64_t s7 =
+            (uint64_t)(v0 >> 9) | (uint64_t)(v1 >> 9) << 8 | (uint64_t)(v2 >> 9) << 16 | (uint64_t)(v3 >> 9) << 24;
+        return signed32_2(g, (uint32_t)ksigns8(s7));
+    }
+    case GGML_IQ2_S: {
+        const uint8_t *q = p + 2 + 4 * ib, h = p[66 + ib];
+        const __m256i g = grid4x8_2(iq2s_grid, q[0] | (h & 3) << 8, q[1] | (h >> 2 & 3) << 8, q[2] | (h >> 4 & 3) << 8,
+                                    q[3] | (uint32_t)(h >> 6) << 8);
+        return signed32_2(g, rd32(p + 34 + 4 * ib));
+    }
+    case GGML_IQ3_XXS: {
+        uint32_t i[8];
+        for (int l = 0; l < 8; l++) i[l] = p[2 + 8 * ib + l];
+        return signed32_2(grid8x4_2(iq3xxs_grid, i), (uint32_t)ksigns8(signs7x8(rd32(p + 66 + 4 * ib), 0)));
+    }
+    case GGML_IQ3_S: {
+        uint32_t i[8];
+        const uint8_t h = p[66 + ib];
+        for (int l = 0; l < 8; l++) i[l] = p[2 + 8 * ib + l] | (uint32_t)(h >> l & 1) << 8;
+        return signed32_2(grid8x4_2(iq3s_grid, i), rd32(p + 74 + 4 * ib));
+    }
+    case GGML_IQ1_S: {
+        const uint8_t *q = p + 2 + 4 * ib;
+        const uint16_t h = rd16(p + 34 + 2 * ib);
+        const __m256i g = grid4x8_2(iq1s_grid, q[0] | (h & 7) << 8, q[1] | (h >> 3 & 7) << 8, q[2] | (h >> 6 & 7) << 8,
+                                    q[3] | (h >> 9 & 7) << 8);
+        return iq1_w2(g, _mm256_set1_epi8(h & 0x8000 ? -1 : 0));
+    }
+    default: { /* IQ1_M */
+        const uint8_t *q = p + 4 * ib, h0 = p[32 + 2 * ib], h1 = p[33 + 2 * ib];
+        const __m256i g = grid4x8_2(iq1s_grid, q[0] | (h0 & 7) << 8, q[1] | (h0 >> 4 & 7) << 8, q[2] | (h1 & 7) << 8,
+                                    q[3] | (h1 >> 4 & 7) << 8);
+        const uint32_t neg = (h0 >> 3 & 1) * 0xffu | (h0 >> 7 & 1) * 0xff00u | (h1 >> 3 & 1) * 0xff0000u |
+                             (uint32_t)(h1 >> 7 & 1) * 0xff000000u;
+        return iq1_w2(g, bytemask2(neg));
+    }
+    }
+}
+
+/* RB rows x CB columns (CB <= 2): iq_tile5's operations on 256-bit vectors, a vector per 32
+ * weights; acc[r] holds row r, a lane per column */
+AI T2 void iq_tile2(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                    size_t act_row, float *out, size_t os) {
+    const size_t bs = iq_bytes(t);
+    const __m256i lohi = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3,
+                                          2, 3, 2, 3, 2, 3);
+    __m128 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) acc[r] = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[2];
+        __m256i bsum[2];
+        float da[4] = {0, 0, 0, 0};
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) {
+            a[c] = (const block_q8_K *)(act + c * act_row) + b;
+            bsum[c] = _mm256_loadu_si256((const __m256i *)a[c]->bsums);
+            da[c] = a[c]->d;
+        }
+        const __m128 da4 = _mm_loadu_ps(da);
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            if (CB > 1) prefetch_block(p + PF_BLOCKS * bs, bs);
+            else prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
+            int16_t lsv[16];
+            iq_ls(t, p, lsv);
+            const __m256i ls = _mm256_loadu_si256((const __m256i *)lsv);
+            __m256i isum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 8
+            for (int ib = 0; ib < 8; ib++) {
+                const __m256i wv = iq_w2(t, p, ib);
+                /* int16 lanes 0-7: the scale of the first 16 weights, 8-15: of the next */
+                const __m256i sc = _mm256_shuffle_epi8(_mm256_permutevar8x32_epi32(ls, _mm256_set1_epi32(ib)), lohi);
+#pragma GCC unroll 2
+                for (int c = 0; c < CB; c++)
+                    isum[c] = _mm256_add_epi32(
+                        isum[c],
+                        _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(wv, _mm256_loadu_si256((const __m256i *)(a[c]->qs + 32 * ib))), sc));
+            }
+            __m256i s8[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 2
+            for (int c = 0; c < CB; c++)
+                s8[c] = _mm256_sub_epi32(isum[c], _mm256_slli_epi32(_mm256_madd_epi16(ls, bsum[c]), 6));
+            const __m256i z = _mm256_setzero_si256();
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s8[0], s8[1]), _mm256_hadd_epi32(z, z));
+            const __m128 S = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+            acc[r] = _mm_fmadd_ps(S, _mm_mul_ps(_mm_set1_ps(iq_f(t, p)), da4), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        float o[4];
+        _mm_storeu_ps(o, acc[r]);
+#pragma GCC unroll 2
+        for (int c = 0; c < CB; c++) out[c * os + r] = o[c];
+    }
+}
+
+#define ISA_T T2
+#define IQ_SET2(T, name) \
+    AI T2 void name##_k2(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
+                         float *o, size_t os) { \
+        iq_tile2(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); \
+    } \
+    TILE_SET(name##_t2, 4, 2, name##_k2)
+IQ_SET2(IQ2_XXS, iq2xxs)
+IQ_SET2(IQ2_XS, iq2xs)
+IQ_SET2(IQ2_S, iq2s)
+IQ_SET2(IQ3_XXS, iq3xxs)
+IQ_SET2(IQ3_S, iq3s)
+IQ_SET2(IQ1_S, iq1s)
+IQ_SET2(IQ1_M, iq1m)
+#undef IQ_SET2
+#undef ISA_T
+
+const tile_set *iq_tiles_avx2(uint32_t t) {
+    switch (t) {
+    case GGML_IQ2_XXS: return &iq2xxs_t2;
+    case GGML_IQ2_XS: return &iq2xs_t2;
+    case GGML_IQ2_S: return &iq2s_t2;
+    case GGML_IQ3_XXS: return &iq3xxs_t2;
+    case GGML_IQ3_S: return &iq3s_t2;
+    case GGML_IQ1_S: return &iq1s_t2;
+    case GGML_IQ1_M: return &iq1m_t2;
+    default: return NULL;
+    }
+}
+
+#else /* not x86-64: no tiles */
+const tile_set *iq_tiles_avx512(uint32_t t) {
+    (void)t;
+    return NULL;
+}
+const tile_set *iq_tiles_avx2(uint32_t t) {
+    (void)t;
+    return NULL;
+}
+#endif
