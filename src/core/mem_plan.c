@@ -185,6 +185,7 @@ uint64_t lfm2c_parse_size(const char *s) {
 enum { OTHER_FIXED = 10 << 20, OTHER_PER_TOKEN = 160 };
 
 lfm2c_memory_request lfm2c_memory_default_request(const lfm2c_model *m) {
+    if (!m) return (lfm2c_memory_request){0};
     const int train = m->info.n_ctx_train;
     return (lfm2c_memory_request){.n_ctx = train > 0 && train < 4096 ? train : 4096,
                                   .n_seq = 1,
@@ -204,6 +205,7 @@ static uint64_t file_bytes(const gguf_file *g) {
 
 int lfm2c_memory_estimate(const lfm2c_model *m, const lfm2c_memory_request *rq, lfm2c_memory_need *need,
                           lfm2c_error *err) {
+    if (!m || !rq || !need) return lfm2c_set_error(err, LFM2C_EINVAL, "memory estimate: NULL model or request"), -1;
     const int types_ok = rq->type_k >= LFM2C_KV_F16 && rq->type_k <= LFM2C_KV_Q8_0 && rq->type_v >= LFM2C_KV_F16 &&
                          rq->type_v <= LFM2C_KV_Q8_0;
     if (rq->n_ctx < 1 || rq->n_ctx > (1 << 22) || rq->n_seq < 0 || rq->n_batch < 1 || !types_ok || rq->ckpt_max < 0 ||
@@ -243,6 +245,7 @@ int lfm2c_memory_estimate(const lfm2c_model *m, const lfm2c_memory_request *rq, 
 }
 
 uint64_t lfm2c_memory_need_bytes(const lfm2c_model *m, int n_ctx, int n_seq) {
+    if (!m) return 0;
     lfm2c_memory_request rq = lfm2c_memory_default_request(m);
     rq.n_ctx = n_ctx, rq.n_seq = n_seq;
     lfm2c_memory_need need;

@@ -14,7 +14,7 @@
  * - hostile files refused with a message (the fuzzer, fuzz_imatrix, goes further). */
 #include "convert/imatrix.h"
 #include "convert/synth.h"
-#include "hub/sha256.h"
+#include "base/sha256.h"
 #include "test.h"
 
 #include <string.h>
