@@ -153,6 +153,52 @@ typedef struct lfm2c_decode_profile {
     long device_passes;
 } lfm2c_decode_profile;
 lfm2c_decode_profile lfm2c_model_decode_profile(const lfm2c_model *model);
+/* ---- the inputs of the weight products (importance matrices) -----------------------------------
+ * A hook the forward calls with the input of each weight product just before the product: the
+ * weight's GGUF name ("blk.3.ffn_up.weight"; the tied output head is "token_embd.weight"), which
+ * of its n_mat matrices (an expert tensor, ffn_{gate,up,down}_exps: one call per expert that has
+ * tokens, expert 0..n_mat-1, its rows those of the (token, expert) pairs routed to it; every other
+ * weight: expert -1, n_mat 1), and the rows, n_rows of n_cols floats (the weight's input width):
+ * row i at x + (rows ? rows[i] : i) * ld. They are the float activations, before the kernels
+ * quantize them. It is called on the thread that decodes, inside lfm2c_session_decode /
+ * lfm2c_decode_batch, once per product and forward pass (a long prompt runs in passes of at most
+ * 512 tokens), in the forward's order; the pointers are valid during the call only, and it must
+ * not call the library. The output head sees only the rows that want logits. `lfm2c imatrix`
+ * collects importance matrices with it. CPU backend only (LFM2C_EUNSUPPORTED elsewhere); NULL
+ * removes it; without a hook the forward does nothing more. */
+typedef void (*lfm2c_matmul_hook)(void *user, const char *weight, int expert, int n_mat, const float *x, size_t ld,
+                                  const int *rows, int n_rows, int n_cols);
+int lfm2c_model_set_matmul_hook(lfm2c_model *model, lfm2c_matmul_hook hook, void *user, lfm2c_error *err);
+
+/* ---- host memory: what running a model takes --------------------------------------------------
+ * The estimate `lfm2c info` prints and the server's --memory-budget counts: the file (its
+ * weights, mapped or copied: resident either way once loaded), the KV cache of n_seq sequences of
+ * n_ctx positions at type_k / type_v, the per-sequence state (the conv columns, the token history,
+ * up to ckpt_max checkpoints with ckpt_logits logits rows), the forward's buffers for passes of
+ * n_batch tokens (at most the backend's pass size, 512 on the CPU), logits_rows logits rows per
+ * sequence, and the rest (tokenizer tables, threads' stacks), estimated from the vocabulary. */
+typedef struct lfm2c_memory_request {
+    int n_ctx, n_seq, n_batch;
+    int type_k, type_v;        /* LFM2C_KV_* */
+    int ckpt_max, ckpt_logits; /* checkpoints kept per sequence; logits rows among them */
+    int logits_rows;           /* logits rows per sequence (1: the last; a prompt's length: all) */
+} lfm2c_memory_request;
+typedef struct lfm2c_memory_need {
+    uint64_t file, kv, state, scratch, logits, other;
+    uint64_t total; /* the sum */
+} lfm2c_memory_need;
+/* n_ctx: a session's default (4096, or the training context when smaller), one sequence,
+ * n_batch 512, the model's KV types, a session's default checkpoints (16, no logits), 1 row. */
+lfm2c_memory_request lfm2c_memory_default_request(const lfm2c_model *model);
+/* 0, or -1 (EINVAL) for a request out of range (a count below 0, an unknown KV type, q8_0 where
+ * the head dimension is not a multiple of 32). */
+int lfm2c_memory_estimate(const lfm2c_model *model, const lfm2c_memory_request *rq, lfm2c_memory_need *need,
+                          lfm2c_error *err);
+/* The estimate's total less the file, for n_seq sequences of n_ctx positions, the rest of the
+ * request the default (the server's --memory-budget adds it to the file's size); 0 for sizes out
+ * of range. */
+uint64_t lfm2c_memory_need_bytes(const lfm2c_model *model, int n_ctx, int n_seq);
+
 /* Number of tensors and a description of tensor i (name, type name, shape), for `info`. */
 int lfm2c_model_n_tensors(const lfm2c_model *model);
 void lfm2c_model_tensor_desc(const lfm2c_model *model, int i, const char **name, const char **type_name, int64_t ne[4],

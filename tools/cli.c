@@ -4,6 +4,7 @@
  * build's version and commit. The commands (cmd_*.c, cli_gen.c, cli_lora.c) and the dispatcher
  * (lfm2c.c) call it; it calls none of them. */
 #include "cli.h"
+#include "base/clock.h"
 #include "base/threadpool.h"
 #include "base/os.h"
 
@@ -380,3 +381,23 @@ void cli_sampling_report(const lfm2c_sampler_params *p) {
 const char *cli_build_version(void) { return LFM2C_VERSION; }
 const char *cli_build_commit(void) { return LFM2C_GIT_COMMIT; }
 const char *cli_build_string(void) { return LFM2C_GIT_COMMIT " (lfm2c " LFM2C_VERSION ")"; }
+
+static bool progress_shown;
+
+void cli_progress(const char *what, long done, long total, double t_start) {
+    if (!os_isatty(stderr) || total <= 0) return;
+    const int width = 30, bar = (int)(width * done / total);
+    const double spent = lfm2c_now_s() - t_start, left = done > 0 ? spent * (double)(total - done) / (double)done : 0;
+    fprintf(stderr, "\r%s [%.*s%*s] %ld/%ld", what, bar, "##############################", width - bar, "", done,
+            total);
+    if (done > 0 && done < total) fprintf(stderr, ", %.0f s left ", left);
+    else fprintf(stderr, ", %.1f s        ", spent);
+    fflush(stderr);
+    progress_shown = true;
+}
+
+void cli_progress_end(void) {
+    if (!progress_shown) return;
+    fputc('\n', stderr);
+    progress_shown = false;
+}

@@ -14,6 +14,8 @@
     X(ps, "models a running server has loaded") \
     X(stop, "unload a model from a running server") \
     X(logits, "write the logits at every position (float32)") \
+    X(perplexity, "perplexity of a text; KL divergence against another quant's logits") \
+    X(imatrix, "importance matrix of a text (llama-imatrix's GGUF and .dat files)") \
     X(embed, "one vector per text: a hidden state, pooled") \
     X(info, "architecture, layer plan, tensor types, memory") \
     X(tokenize, "text -> token ids") \
@@ -114,6 +116,16 @@ void cli_report_device(const lfm2c_model *m);
 int cli_device_id(const char *name);
 /* Parses "1,2,3" / "1 2 3" / "[1, 2, 3]" into a malloc'd id array; NULL + message on bad input. */
 int32_t *cli_parse_ids(const char *s, int *n_out);
+/* A progress bar on stderr when it is a terminal (nothing otherwise): "WHAT [####    ] done/total,
+ * N s left" redrawn in place; cli_progress_end ends its line once one was drawn. */
+void cli_progress(const char *what, long done, long total, double t_start);
+void cli_progress_end(void);
+/* One chunk of a text (cli_chunks.c): chunk[0..n_ctx) decoded by s (reset first) with the first
+ * token replaced by BOS where m adds one, in passes of at most n_batch tokens; fn gets the logits
+ * of every position j >= first_out, in order. 0, or -1 with err set. */
+typedef void (*cli_chunk_row)(void *ud, int j, const float *logits);
+int cli_chunk_eval(const lfm2c_model *m, lfm2c_session *s, const int32_t *chunk, int n_ctx, int n_batch, int first_out,
+                   cli_chunk_row fn, void *ud, lfm2c_error *err);
 /* Reads a whole file (binary); NULL + message on failure. Caller frees. */
 char *cli_read_file(const char *path, size_t *len);
 

@@ -1,6 +1,7 @@
 /* cmd_info.c — `lfm2c info`: what a GGUF holds — architecture, layer plan, sizes, tensor types,
- * memory needed; with --device cuda or --gpu-mem, the GPU memory plan for -np slots of -c
- * positions (lfm2c_memory_plan). */
+ * and the memory running it needs for -np sequences of -c positions in passes of -b tokens
+ * (lfm2c_memory_estimate: the file, the KV cache at each type, the state, the scratch); with
+ * --device cuda or --gpu-mem, the GPU memory plan (lfm2c_memory_plan). */
 #include "cli.h"
 
 #include <stdio.h>
@@ -34,21 +35,23 @@ static int info_mmproj(const char *path, const lfm2c_model *m) {
 typedef struct {
     const char *path, *mmproj, *device, *gpu_mem, *gpu_cap;
     bool tensors;
-    int slots, ctx;
+    int slots, ctx, batch;
 } info_opts;
 
 static void info_usage(void) {
     printf("usage: lfm2c info -m MODEL.gguf [--mmproj MMPROJ.gguf] [--tensors] [-ctk TYPE] [-ctv TYPE]\n"
-           "                  [--device cuda | --gpu-mem SIZE] [--gpu-mem-cap SIZE] [-np SLOTS] [-c CTX]\n"
+           "                  [-c CTX] [-np SEQS] [-b BATCH] [--device cuda | --gpu-mem SIZE] [--gpu-mem-cap SIZE]\n"
            "       lfm2c info -m MMPROJ.gguf   (an LFM2-VL vision tower and projector)\n"
-           "  --device cuda / --gpu-mem: also the GPU memory plan for SLOTS sequences of CTX positions\n"
+           "  needs: the memory to run SEQS sequences (default 1) of CTX positions (default 4096) in passes of\n"
+           "  BATCH tokens (default 512): the file, the KV cache (and at every KV type), the state, the scratch\n"
+           "  --device cuda / --gpu-mem: also the GPU memory plan for SEQS sequences of CTX positions\n"
            "  (the CUDA card's free memory, or SIZE such as 80G), at most --gpu-mem-cap\n"
            "  (or $LFM2C_GPU_MEM_CAP)\n");
 }
 
 /* 0: parsed; -1: --help printed; else the exit status of a bad option (said). */
 static int info_parse(int argc, char **argv, info_opts *o) {
-    *o = (info_opts){.gpu_cap = getenv("LFM2C_GPU_MEM_CAP"), .slots = 1, .ctx = 4096};
+    *o = (info_opts){.gpu_cap = getenv("LFM2C_GPU_MEM_CAP"), .slots = 1, .ctx = 4096, .batch = 512};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) o->path = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--tensors")) o->tensors = true;
@@ -56,15 +59,19 @@ static int info_parse(int argc, char **argv, info_opts *o) {
         else if (!strcmp(argv[i], "--device")) o->device = cli_device("--device", cli_value(argc, argv, &i));
         else if (!strcmp(argv[i], "--gpu-mem")) o->gpu_mem = cli_value(argc, argv, &i);
         else if (!strcmp(argv[i], "--gpu-mem-cap")) o->gpu_cap = cli_value(argc, argv, &i);
-        else if (!strcmp(argv[i], "-np") || !strcmp(argv[i], "--parallel")) o->slots = atoi(cli_value(argc, argv, &i));
-        else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size")) o->ctx = atoi(cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "-np") || !strcmp(argv[i], "--parallel"))
+            o->slots = cli_positive(argv[i], cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--ctx-size"))
+            o->ctx = cli_positive(argv[i], cli_value(argc, argv, &i));
+        else if (!strcmp(argv[i], "-b") || !strcmp(argv[i], "--batch-size"))
+            o->batch = cli_positive(argv[i], cli_value(argc, argv, &i));
         else if (cli_kv_flag(argc, argv, &i)) continue;
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return info_usage(), -1;
         else
             return cli_unknown_option(
                 "info", argv[i],
                 "-m --model --mmproj -mm --tensors -ctk -ctv --cache-type-k --cache-type-v --hugepages --no-hugepages "
-                "--device --gpu-mem --gpu-mem-cap -np --parallel -c --ctx-size");
+                "--device --gpu-mem --gpu-mem-cap -np --parallel -c --ctx-size -b --batch-size");
     }
     return 0;
 }
@@ -148,6 +155,40 @@ static void print_memory(lfm2c_model *m, const lfm2c_model_info *in, int n_attn)
            in->add_bos ? "yes" : "no");
 }
 
+static const char *mib(uint64_t b, char *buf, size_t cap) {
+    if (b >= (1ull << 30)) snprintf(buf, cap, "%.2f GiB", (double)b / (1ull << 30));
+    else snprintf(buf, cap, "%.1f MiB", (double)b / (1 << 20));
+    return buf;
+}
+
+/* What running it takes (lfm2c_memory_estimate, as the server's --memory-budget counts it), and
+ * the KV cache at each type. */
+static int print_needs(const lfm2c_model *m, const info_opts *o) {
+    lfm2c_memory_request rq = lfm2c_memory_default_request(m);
+    rq.n_ctx = o->ctx, rq.n_seq = o->slots, rq.n_batch = o->batch;
+    lfm2c_memory_need nd;
+    lfm2c_error err = {0};
+    if (lfm2c_memory_estimate(m, &rq, &nd, &err))
+        return cli_fail("-c %d -np %d -b %d: %s", o->ctx, o->slots, o->batch, err.msg);
+    char a[6][32];
+    printf("needs:        %s for %d sequence%s of %d positions, passes of %d tokens (-np, -c, -b)\n",
+           mib(nd.total, a[0], 32), o->slots, o->slots == 1 ? "" : "s", o->ctx, o->batch);
+    printf("              file %s, KV cache %s (k %s, v %s), state %s, scratch %s, logits %s, other %s\n",
+           mib(nd.file, a[0], 32), mib(nd.kv, a[1], 32), lfm2c_kv_type_name(rq.type_k), lfm2c_kv_type_name(rq.type_v),
+           mib(nd.state, a[2], 32), mib(nd.scratch, a[3], 32), mib(nd.logits, a[4], 32), mib(nd.other, a[5], 32));
+    printf("KV by type:   at %d positions x %d:", o->ctx, o->slots);
+    const int types[3] = {LFM2C_KV_F16, LFM2C_KV_Q8_0, LFM2C_KV_F32};
+    for (int i = 0; i < 3; i++) {
+        rq.type_k = rq.type_v = types[i];
+        lfm2c_memory_need k;
+        if (lfm2c_memory_estimate(m, &rq, &k, NULL) == 0)
+            printf("%s %s %s (total %s)", i ? "," : "", lfm2c_kv_type_name(types[i]), mib(k.kv, a[0], 32),
+                   mib(k.total, a[1], 32));
+    }
+    printf("\n");
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     info_opts o;
     int prc = info_parse(argc, argv, &o);
@@ -168,8 +209,9 @@ int cmd_info(int argc, char **argv) {
     int n_attn = print_shape(in, o.path);
     print_tensors(m, in, o.tensors);
     print_memory(m, in, n_attn);
-    int rc = 0;
-    if (o.gpu_mem || (o.device && !strcmp(o.device, "cuda"))) rc = print_plan(m, o.gpu_mem, o.gpu_cap, o.slots, o.ctx);
+    int rc = print_needs(m, &o);
+    if (!rc && (o.gpu_mem || (o.device && !strcmp(o.device, "cuda"))))
+        rc = print_plan(m, o.gpu_mem, o.gpu_cap, o.slots, o.ctx);
     lfm2c_model_free(m);
     return rc;
 }

@@ -61,7 +61,7 @@ static void usage(FILE *out) {
 
 static bool opens_model(const char *cmd) {
     return !strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "serve") || !strcmp(cmd, "bench") ||
-           !strcmp(cmd, "embed");
+           !strcmp(cmd, "embed") || !strcmp(cmd, "perplexity") || !strcmp(cmd, "imatrix");
 }
 
 static bool is_file(const char *path) {

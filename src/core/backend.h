@@ -57,6 +57,10 @@ enum {
     /* `encoder` is set: it runs the encoders in front of the model (the image tower, the audio
      * Conformer: core/encoder.h); without it lfm2c_mmproj_open / lfm2c_audio_open refuse. */
     BACKEND_CAP_ENCODER = 1u << 8,
+    /* Its forward hands each weight product's float input to the model's matmul hook when one is
+     * set (m->mm_hook, lfm2c_model_set_matmul_hook: importance matrices); without it setting a
+     * hook is refused. */
+    BACKEND_CAP_MATMUL_HOOK = 1u << 9,
 };
 
 typedef struct lfm2c_backend {
@@ -92,6 +96,9 @@ typedef struct lfm2c_backend {
     unsigned types;
     /* The encoders' products (core/encoder.h); set where caps has BACKEND_CAP_ENCODER. */
     const struct encoder_ops *encoder;
+    /* Bytes of host memory its forward's own buffers take for a pass of n_tokens tokens, n_out of
+     * them wanting logits (lfm2c_memory_estimate); NULL: none counted. */
+    size_t (*scratch_bytes)(const lfm2c_model *m, int n_tokens, int n_out);
 } lfm2c_backend;
 
 /* The backend serving `device` in this build; NULL (err set, saying how to get one) if none. */

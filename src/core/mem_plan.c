@@ -6,8 +6,12 @@
  * rows); the reserve covers the CUDA context, cuBLAS workspaces and fragmentation. */
 #include "core/mem_plan.h"
 
+#include "base/error.h"
+#include "core/backend.h"
 #include "core/gpu_shapes.h"
 #include "core/model.h"
+#include "core/session.h"
+#include "formats/kv_layout.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -166,4 +170,84 @@ uint64_t lfm2c_parse_size(const char *s) {
     if (*end) return 0;
     v *= mul;
     return v < 1.8e19 ? (uint64_t)v : 0;
+}
+
+/* ---- host memory (lfm2c_memory_estimate) -------------------------------------------------------
+ * What a model and its sessions hold in host memory, part by part, as the code allocates it: the
+ * file (mapped or copied whole), per sequence the KV arrays at n_ctx positions (kv_layout.h:
+ * whole K blocks, V rows to match), the conv columns, the token history and the checkpoints
+ * (checkpoint.c: a conv state each, a logits row for the newest ckpt_logits), the backend's
+ * forward buffers for one pass (its scratch_bytes) and the logits rows. The rest is estimated:
+ * OTHER_FIXED for the process (what `lfm2c --version` holds resident: the C library, the CLI's
+ * shared libraries, the threads) and OTHER_PER_TOKEN bytes a vocabulary entry for the tokenizer's
+ * tables (measured: 10.6 MB more for a vocabulary of 65,536); docs/USAGE.md has the figures
+ * against measured RSS. */
+enum { OTHER_FIXED = 10 << 20, OTHER_PER_TOKEN = 160 };
+
+lfm2c_memory_request lfm2c_memory_default_request(const lfm2c_model *m) {
+    if (!m) return (lfm2c_memory_request){0};
+    const int train = m->info.n_ctx_train;
+    return (lfm2c_memory_request){.n_ctx = train > 0 && train < 4096 ? train : 4096,
+                                  .n_seq = 1,
+                                  .n_batch = SESSION_UBATCH,
+                                  .type_k = m->type_k,
+                                  .type_v = m->type_v,
+                                  .ckpt_max = CKPT_MAX_DEFAULT,
+                                  .ckpt_logits = CKPT_LOGITS_DEFAULT,
+                                  .logits_rows = 1};
+}
+
+static uint64_t file_bytes(const gguf_file *g) {
+    uint64_t n = g->size;
+    for (uint32_t i = 0; i < g->n_parts; i++) n += g->parts[i]->size;
+    return n;
+}
+
+int lfm2c_memory_estimate(const lfm2c_model *m, const lfm2c_memory_request *rq, lfm2c_memory_need *need,
+                          lfm2c_error *err) {
+    if (!m || !rq || !need) return lfm2c_set_error(err, LFM2C_EINVAL, "memory estimate: NULL model or request"), -1;
+    const int types_ok = rq->type_k >= LFM2C_KV_F16 && rq->type_k <= LFM2C_KV_Q8_0 && rq->type_v >= LFM2C_KV_F16 &&
+                         rq->type_v <= LFM2C_KV_Q8_0;
+    if (rq->n_ctx < 1 || rq->n_ctx > (1 << 22) || rq->n_seq < 0 || rq->n_batch < 1 || !types_ok || rq->ckpt_max < 0 ||
+        rq->ckpt_logits < 0 || rq->logits_rows < 0) {
+        lfm2c_set_error(err, LFM2C_EINVAL, "memory estimate: a size out of range or an unknown KV type");
+        return -1;
+    }
+    if ((rq->type_k == LFM2C_KV_Q8_0 || rq->type_v == LFM2C_KV_Q8_0) && m->info.head_dim % 32) {
+        lfm2c_set_error(err, LFM2C_EINVAL,
+                        "memory estimate: a q8_0 KV cache needs a head dimension that is a multiple of 32 (this "
+                        "model's is %d)",
+                        m->info.head_dim);
+        return -1;
+    }
+    const lfm2c_model_info *in = &m->info;
+    const uint64_t seqs = (uint64_t)rq->n_seq, V = (uint64_t)in->n_vocab, row = V * sizeof(float);
+    const uint64_t conv = (uint64_t)m->n_conv * 2 * (uint64_t)in->n_embd * sizeof(float);
+    const int ub = m->backend->ubatch > 0 ? m->backend->ubatch : SESSION_UBATCH;
+    int pass = rq->n_batch < ub ? rq->n_batch : ub; /* and never more tokens than the sequences hold */
+    if ((int64_t)rq->n_ctx * rq->n_seq < pass) pass = rq->n_ctx * (rq->n_seq > 0 ? rq->n_seq : 1);
+    const int rows = rq->logits_rows > 0 ? rq->logits_rows : 1;
+    memset(need, 0, sizeof *need);
+    need->file = file_bytes(m->gguf);
+    need->kv =
+        seqs * (uint64_t)m->n_attn * kv_layer_bytes(rq->type_k, rq->type_v, in->n_head_kv_max, in->head_dim, rq->n_ctx);
+    const int ck = rq->ckpt_max, cl = rq->ckpt_logits < ck ? rq->ckpt_logits : ck;
+    need->state = seqs * (conv + (uint64_t)rq->n_ctx * sizeof(int32_t) + (uint64_t)ck * conv + (uint64_t)cl * row);
+    /* the logits of one sequence's consecutive rows go straight to its buffer; a batch of several
+     * sequences computes them in scratch */
+    const int64_t in_scratch = rq->n_seq > 1 ? (int64_t)rq->n_seq * rows : 0;
+    if (m->backend->scratch_bytes)
+        need->scratch = m->backend->scratch_bytes(m, pass, in_scratch < pass ? (int)in_scratch : pass);
+    need->logits = seqs * (uint64_t)rows * row;
+    need->other = OTHER_FIXED + V * OTHER_PER_TOKEN;
+    need->total = need->file + need->kv + need->state + need->scratch + need->logits + need->other;
+    return 0;
+}
+
+uint64_t lfm2c_memory_need_bytes(const lfm2c_model *m, int n_ctx, int n_seq) {
+    if (!m) return 0;
+    lfm2c_memory_request rq = lfm2c_memory_default_request(m);
+    rq.n_ctx = n_ctx, rq.n_seq = n_seq;
+    lfm2c_memory_need need;
+    return lfm2c_memory_estimate(m, &rq, &need, NULL) ? 0 : need.total - need.file;
 }

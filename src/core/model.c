@@ -542,3 +542,11 @@ const char *lfm2c_model_meta_str(const lfm2c_model *m, const char *key) {
 }
 
 bool lfm2c_token_is_eog(const lfm2c_model *m, int32_t token) { return m && tokenizer_is_eog(m->tok, token); }
+
+int lfm2c_model_set_matmul_hook(lfm2c_model *m, lfm2c_matmul_hook hook, void *user, lfm2c_error *err) {
+    if (!m) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL model"), -1;
+    if (hook && backend_require(m, BACKEND_CAP_MATMUL_HOOK, "matmul hooks", err)) return -1;
+    m->mm_hook = hook;
+    m->mm_hook_user = hook ? user : NULL;
+    return 0;
+}

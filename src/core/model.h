@@ -43,6 +43,8 @@ struct lfm2c_model {
                                           the device copy), or NULL */
     int type_k, type_v;                  /* KV cache types of new sessions (LFM2C_KV_*) */
     lfm2c_decode_profile prof;           /* matmul_run's products in one-token passes (lfm2c.h) */
+    lfm2c_matmul_hook mm_hook;           /* each product's input, where the backend hands it over */
+    void *mm_hook_user;                  /* (lfm2c_model_set_matmul_hook; BACKEND_CAP_MATMUL_HOOK) */
 };
 
 /* Validates m->type_k / type_v against the model (session.c). */

@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { UBATCH = 512 }; /* tokens per forward call where the backend does not say (lfm2c_backend.ubatch) */
 
 static int fail(lfm2c_error *err, int code, const char *msg) {
     if (err) {
@@ -216,7 +215,7 @@ static int decode_items(lfm2c_session **ss, const int32_t *const *tokens, const 
         ss[i]->rows_end = rows ? ss[i]->n_past + n[i] : 0;
         total += n[i];
     }
-    const int ub = m->backend->ubatch > 0 ? m->backend->ubatch : UBATCH;
+    const int ub = m->backend->ubatch > 0 ? m->backend->ubatch : SESSION_UBATCH;
     fwd_token *toks = malloc(sizeof(fwd_token) * (size_t)(total < ub ? total : ub) + 1);
     if (!toks) return fail(err, LFM2C_ENOMEM, "out of memory");
     /* walk the items in order, cutting the token stream into ubatches */

@@ -15,6 +15,8 @@ typedef struct conv_checkpoint {
 
 /* The checkpoint policy of a new session (lfm2c_session_set_checkpoints changes it). */
 enum { CKPT_EVERY_DEFAULT = 0, CKPT_MAX_DEFAULT = 16, CKPT_LOGITS_DEFAULT = 0 };
+/* Tokens per forward call where the backend does not say (lfm2c_backend.ubatch). */
+enum { SESSION_UBATCH = 512 };
 
 struct lfm2c_session {
     lfm2c_model *model;

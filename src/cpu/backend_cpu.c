@@ -248,7 +248,9 @@ const lfm2c_backend backend_cpu = {
     .conv_push = NULL,
     .forward = forward_cpu,
     .caps = BACKEND_CAP_LORA | BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY | BACKEND_CAP_CONV_TRAIL |
-            BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS | BACKEND_CAP_EMBD_INPUT | BACKEND_CAP_ENCODER,
+            BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS | BACKEND_CAP_EMBD_INPUT | BACKEND_CAP_ENCODER |
+            BACKEND_CAP_MATMUL_HOOK,
     .types = GGML_RUN_CPU,
     .encoder = &cpu_encoder_ops,
+    .scratch_bytes = forward_scratch_bytes,
 };

@@ -45,6 +45,9 @@ struct scratch *forward_scratch_new(void);
 /* The CPU backend's forward (forward.c): runs the model over toks[0..n). KV caches and conv
  * states of the sessions are updated. */
 int forward_cpu(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_error *err);
+/* Bytes of the scratch slots forward_cpu grows for a pass of n tokens, n_out of them with logits
+ * (the backend table's scratch_bytes). */
+size_t forward_scratch_bytes(const lfm2c_model *m, int n, int n_out);
 /* LoRA at run time (lora_apply.c): y[i * ldy + o] += Σ over the adapters of row i's sequence
  * s' s B_e (A_e x_i) for the rows i < n of one product with w (expert e of a stacked expert
  * tensor). Row i's input is x + (xrow ? xrow[i] : i) * ldx, its token toks[tok ? tok[i] : i].

@@ -81,9 +81,19 @@ static void *slot(lfm2c_model *m, int i, size_t bytes) { return scratch_get(cpu_
 
 enum { ACT_IN = S_ACT0 }; /* matmul(): its input in the weight's activation format */
 
+/* The model's matmul hook, when one is set (lfm2c_model_set_matmul_hook): the float input of a
+ * product with w (matrix `expert` of an expert tensor, else -1), n rows at x + (rows ? rows[i] :
+ * i) * ld. */
+static inline void hook_input(const lfm2c_model *m, const tensor *w, int expert, const float *x, size_t ld,
+                              const int *rows, int n) {
+    if (m->mm_hook && n > 0)
+        m->mm_hook(m->mm_hook_user, w->name, expert, w->ne[2] > 1 ? (int)w->ne[2] : 1, x, ld, rows, n, (int)w->ne[0]);
+}
+
 /* y[T][rows] = W · x for one weight (convenience for a single product), plus the LoRA updates of
  * the tokens' sequences (toks: row t is token t; NULL for products no adapter touches). */
 static void matmul(lfm2c_model *m, const fwd_token *toks, const tensor *w, const float *x, int T, float *y) {
+    hook_input(m, w, -1, x, (size_t)w->ne[0], NULL, T);
     act_buf a = prepare_act(m, ACT_IN, x, T, w->ne[0], w->type);
     mm_task t = {w, 0, a.data, a.row, T, y, (size_t)w->ne[1]};
     matmul_run(m, &t, 1);
@@ -312,6 +322,8 @@ static void attention_block(lfm2c_model *m, const layer *L, const fwd_token *tok
                  : act_format(m, L->wv.type) == act_format(m, L->wk.type)
                      ? ak
                      : prepare_act(m, ATTN_ACT_V, a, T, L->wv.ne[0], L->wv.type);
+    for (int i = 0; m->mm_hook && i < 3; i++)
+        hook_input(m, (const tensor *[]){&L->wq, &L->wk, &L->wv}[i], -1, a, (size_t)L->wq.ne[0], NULL, T);
     mm_task tasks[3] = {{&L->wq, 0, aq.data, aq.row, T, q, (size_t)nq},
                         {&L->wk, 0, ak.data, ak.row, T, k, (size_t)kv_dim},
                         {&L->wv, 0, av.data, av.row, T, v, (size_t)kv_dim}};
@@ -371,6 +383,8 @@ static void dense_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int
     act_buf b = act_format(m, L->ffn_up.type) == act_format(m, L->ffn_gate.type)
                     ? a
                     : prepare_act(m, FFN_ACT_UP, f, T, L->ffn_up.ne[0], L->ffn_up.type);
+    hook_input(m, &L->ffn_gate, -1, f, (size_t)L->ffn_gate.ne[0], NULL, T);
+    hook_input(m, &L->ffn_up, -1, f, (size_t)L->ffn_up.ne[0], NULL, T);
     mm_task tasks[2] = {{&L->ffn_gate, 0, a.data, a.row, T, g, (size_t)F},
                         {&L->ffn_up, 0, b.data, b.row, T, u, (size_t)F}};
     matmul_run(m, tasks, 2);
@@ -451,6 +465,10 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
     float *U = slot(m, MOE_U, sizeof(float) * (size_t)n_pairs * Fe);
     float *D = slot(m, MOE_D, sizeof(float) * (size_t)n_pairs * H);
     mm_task *tasks = slot(m, MOE_TASKS, sizeof(mm_task) * 2 * (size_t)E); /* reserved */
+    for (int e = 0; m->mm_hook && e < E; e++) {                           /* each expert's rows: its pairs' tokens */
+        hook_input(m, &L->gate_exps, e, f, (size_t)H, ptok + start[e], start[e + 1] - start[e]);
+        hook_input(m, &L->up_exps, e, f, (size_t)H, ptok + start[e], start[e + 1] - start[e]);
+    }
     int nt = 0;
     for (int e = 0; e < E; e++) {
         int n = start[e + 1] - start[e];
@@ -466,6 +484,8 @@ static void moe_ffn(lfm2c_model *m, const layer *L, const fwd_token *toks, int T
         lora_apply(m, toks, &L->up_exps, e, f, (size_t)H, ptok + s0, ptok + s0, n, U + (size_t)s0 * Fe, (size_t)Fe);
     }
     swiglu(m, G, U, (size_t)n_pairs * Fe);
+    for (int e = 0; m->mm_hook && e < E; e++)
+        hook_input(m, &L->down_exps, e, G + (size_t)start[e] * Fe, (size_t)Fe, NULL, start[e + 1] - start[e]);
     act_buf h = prepare_act(m, MOE_ACT_HID, G, n_pairs, Fe, L->down_exps.type);
     nt = 0;
     for (int e = 0; e < E; e++) {
@@ -498,10 +518,8 @@ static size_t act_row_bytes(int64_t n) {
     return q80 > q8k ? q80 : q8k;
 }
 
-/* Grows every scratch buffer to what a batch of T tokens (n_out of them wanting logits in
- * scratch) needs, before any work starts: an allocation failure is then an error, not a crash
- * mid-layer. */
-static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_out) {
+/* What every scratch slot needs for a batch of T tokens, n_out of them wanting logits in scratch. */
+static void scratch_need(const lfm2c_model *m, int T, int n_out, size_t need[S_NSLOTS]) {
     const lfm2c_model_info *in = &m->info;
     const size_t H = in->n_embd, hd = in->head_dim, nq = (size_t)in->n_head * hd;
     const size_t kv = (size_t)in->n_head_kv_max * hd, F = in->n_ff, Fe = in->n_ff_exp, E = in->n_expert;
@@ -511,26 +529,34 @@ static bool reserve_scratch(lfm2c_model *m, const fwd_token *toks, int T, int n_
     if (F > widest) widest = F;
     if (Fe > widest) widest = Fe;
     const size_t emb = x16_base(m->tok_embd.type) ? m->tok_embd.row_bytes : 0; /* FWD_EMB */
-    const size_t need[S_NSLOTS] = {
-        [S_X] = t * H * f,
-        [S_A] = t * H * f,
-        [S_OUT] = t * H * f,
-        [S_ROPE] = t * hd * f,
-        [S_BIG] = t * big * f > emb ? t * big * f : emb,
-        [S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f,
-        [S_HID] = t * widest * f,
-        [S_ATT] = (t + 1) * sizeof(int),
-        [S_ROUTER] = t * (E + k) * f,
-        [S_MOE_G] = t * k * Fe * f,
-        [S_MOE_U] = t * k * Fe * f,
-        [S_MOE_D] = t * k * H * f,
-        [S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f,
-        [S_ACT0] = t * k * act_row_bytes((int64_t)widest),
-        [S_ACT1] = t * k * act_row_bytes((int64_t)widest),
-        [S_ACT2] = t * k * act_row_bytes((int64_t)widest),
-        [S_TASKS] = 2 * E * sizeof(mm_task),
-        [S_INTS] = (t * k * 3 + E + 1) * sizeof(int),
-    };
+    need[S_X] = need[S_A] = need[S_OUT] = t * H * f;
+    need[S_ROPE] = t * hd * f;
+    need[S_BIG] = t * big * f > emb ? t * big * f : emb;
+    need[S_BIG2] = t * (2 * kv > F ? 2 * kv : F) * f;
+    need[S_HID] = t * widest * f;
+    need[S_ATT] = (t + 1) * sizeof(int);
+    need[S_ROUTER] = t * (E + k) * f;
+    need[S_MOE_G] = need[S_MOE_U] = t * k * Fe * f;
+    need[S_MOE_D] = t * k * H * f;
+    need[S_LOGITS] = ((size_t)n_out * in->n_vocab > t * k ? (size_t)n_out * in->n_vocab : t * k) * f;
+    need[S_ACT0] = need[S_ACT1] = need[S_ACT2] = t * k * act_row_bytes((int64_t)widest);
+    need[S_TASKS] = 2 * E * sizeof(mm_task);
+    need[S_INTS] = (t * k * 3 + E + 1) * sizeof(int);
+}
+
+size_t forward_scratch_bytes(const lfm2c_model *m, int T, int n_out) {
+    size_t need[S_NSLOTS], sum = 0;
+    scratch_need(m, T, n_out, need);
+    for (int i = 0; i < S_NSLOTS; i++) sum += (need[i] + 63) / 64 * 64; /* scratch.c's rounding */
+    return sum;
+}
+
+/* Grows every scratch buffer to what a batch of T tokens (n_out of them wanting logits in
+ * scratch) needs, before any work starts: an allocation failure is then an error, not a crash
+ * mid-layer. */
+static bool reserve_scratch(lfm2c_model *m, int T, int n_out) {
+    size_t need[S_NSLOTS];
+    scratch_need(m, T, n_out, need);
     for (int i = 0; i < S_NSLOTS; i++)
         if (need[i] && !slot(m, i, need[i])) return false;
     return true;
@@ -607,7 +633,7 @@ int forward_cpu(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) 
     int n_out = 0;
     for (int t = 0; t < T; t++) n_out += wants_head(&toks[t]);
     float *direct = head_rows(toks, T, in->n_vocab); /* such logits need no scratch */
-    if (!reserve_scratch(m, toks, T, direct ? 0 : n_out)) {
+    if (!reserve_scratch(m, T, direct ? 0 : n_out)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for a batch of %d tokens", T);
         return -1;
     }

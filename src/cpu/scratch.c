@@ -33,3 +33,9 @@ void *scratch_get(scratch *s, int slot, size_t bytes) {
     }
     return s->slot[slot].buf;
 }
+
+size_t scratch_total(const scratch *s) {
+    size_t n = 0;
+    for (int i = 0; i < s->n_slots; i++) n += s->slot[i].cap;
+    return n;
+}

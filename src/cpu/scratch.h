@@ -12,4 +12,6 @@ scratch *scratch_new(int n_slots); /* all slots empty; NULL on allocation failur
 void scratch_free(scratch *s);
 /* Slot `slot` with room for at least `bytes`; NULL when it cannot be grown. */
 void *scratch_get(scratch *s, int slot, size_t bytes);
+/* Bytes the slots hold now (the memory estimate's check, tests/core/test_mem_plan.c). */
+size_t scratch_total(const scratch *s);
 #endif

@@ -571,4 +571,5 @@ extern "C" const lfm2c_backend backend_cuda = {
     BACKEND_CAP_SAMPLE,
     GGML_RUN_CUDA,   /* types: the rows of formats/ggml_types.h that have it */
     nullptr, /* encoder */
+    nullptr, /* scratch_bytes: its buffers are on the device */
 };

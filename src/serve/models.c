@@ -400,7 +400,7 @@ static void facts_of(serve_models *r, lfm2c_model *m, model_facts *f) {
     f->sampling = lfm2c_sampler_params_for_model(m);
     f->n_ctx = mi->n_ctx_train > 0 && r->p.sp.n_ctx > mi->n_ctx_train ? mi->n_ctx_train : r->p.sp.n_ctx;
     int slots = r->p.sp.n_slots > 0 ? r->p.sp.n_slots : 1;
-    f->kv_bytes = lfm2c_kv_cache_bytes(m, f->n_ctx) * (size_t)slots;
+    f->kv_bytes = (size_t)lfm2c_memory_need_bytes(m, f->n_ctx, slots); /* KV, state, scratch: lfm2c_memory_estimate */
     f->ok = true;
 }
 
@@ -519,7 +519,7 @@ static void publish(serve_models *r, serve_entry *e, loaded *l) {
     os_stat_t st;
     uint64_t draft = l->draft && r->p.draft_path && !os_stat(r->p.draft_path, &st) ? (uint64_t)st.size : 0;
     e->bytes = (size_t)(e->file_bytes + draft) +
-               lfm2c_kv_cache_bytes(l->model, l->n_ctx) * (size_t)(r->p.sp.n_slots > 0 ? r->p.sp.n_slots : 1);
+               (size_t)lfm2c_memory_need_bytes(l->model, l->n_ctx, r->p.sp.n_slots > 0 ? r->p.sp.n_slots : 1);
 }
 
 static void stats_add(sched_stats *a, const sched_stats *b) {

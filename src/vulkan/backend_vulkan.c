@@ -989,4 +989,5 @@ const lfm2c_backend backend_vulkan = {
     BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY,
     GGML_RUN_VULKAN, /* types: the rows of formats/ggml_types.h that have it */
     NULL,            /* encoder */
+    NULL,            /* scratch_bytes: its buffers are on the device */
 };

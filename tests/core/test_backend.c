@@ -1,7 +1,7 @@
 /* test_backend.c — the backend table's capabilities (src/core/backend.c, backend.h): what a
  * backend can do is its table's `caps` and nothing else. The tiny dense model is opened on the
  * CPU backend, then run under a copy of the CPU's table with no capabilities (same operations,
- * another name): LoRA adapters, embeddings and session copies are refused with a message written
+ * another name): LoRA adapters, embeddings, session copies and matmul hooks are refused with a message written
  * from the table (the backend's name, the backends of this build that can), as is the encoders'
  * table (encoder_for: the image tower's and the audio Conformer's products), mark keeps no conv
  * trail, and no checkpoint is taken inside a forward; under the CPU's own table all of them
@@ -28,6 +28,8 @@ static void check_refusal(int rc, const lfm2c_error *err, const char *what) {
           "%s: the message from the table: %s", what, err->msg);
 }
 
+static void no_hook(void *u, const char *w, int e, int n_mat, const float *x, size_t ld, const int *r, int n, int c) {}
+
 /* Every capability the session API asks, under the table m runs with (`all`: expect each). */
 static void check_caps(lfm2c_model *m, lfm2c_lora *lo, bool all) {
     lfm2c_error err = {0};
@@ -47,6 +49,10 @@ static void check_caps(lfm2c_model *m, lfm2c_lora *lo, bool all) {
     rc = lfm2c_session_copy(c, s, &err);
     if (all) CHECK(rc == 0, "copy: %s", err.msg);
     else check_refusal(rc, &err, "copying a session");
+    rc = lfm2c_model_set_matmul_hook(m, no_hook, NULL, &err);
+    if (all) CHECK(rc == 0, "matmul hook: %s", err.msg);
+    else check_refusal(rc, &err, "matmul hooks");
+    CHECK(lfm2c_model_set_matmul_hook(m, NULL, NULL, &err) == 0, "removing a hook is always allowed");
     CHECK(lfm2c_session_mark(s, 4, &err) == 0, "mark: %s", err.msg);
     CHECK((s->trail_cap > 0) == all, "conv trail columns: %d", s->trail_cap);
     CHECK(lfm2c_session_set_checkpoints(c, 2, 8, 0, &err) == 0, "checkpoints: %s", err.msg);
@@ -75,7 +81,8 @@ static void test_caps(void) {
     unlink(adapter);
     if (!m || !lo) return;
     const unsigned every = BACKEND_CAP_LORA | BACKEND_CAP_EMBEDDINGS | BACKEND_CAP_KV_COPY | BACKEND_CAP_CONV_TRAIL |
-                           BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS | BACKEND_CAP_ENCODER;
+                           BACKEND_CAP_CONV_SNAP | BACKEND_CAP_HOST_WEIGHTS | BACKEND_CAP_ENCODER |
+                           BACKEND_CAP_MATMUL_HOOK;
     CHECK(backend_has(m, every) && backend_require(m, every, "all", &err) == 0, "the CPU backend can do all");
     check_caps(m, lo, true);
     lfm2c_backend fake = *m->backend; /* the CPU's operations, no capabilities */

@@ -5,10 +5,17 @@
  * H200 under an 80 GiB cap plans the same, and uncapped takes the experts' copies too; a card too
  * small says so with the most slots that fit (that many fit, one more does not); an F32 cache that
  * does not fit falls back to F16; the sizes parse; and the shapes of an opened model add up to its
- * parameter count. */
+ * parameter count. The host estimate (lfm2c_memory_estimate, `lfm2c info`, the server's
+ * --memory-budget): its KV cache is the bytes the CPU backend's KV arrays hold at the full context,
+ * its scratch the bytes the forward's slots hold after a pass of the batch, its logits the
+ * session's rows, and the server's figure (lfm2c_memory_need_bytes) its total less the file;
+ * sizes out of range are refused. */
 #include "core/mem_plan.h"
 
 #include "convert/synth.h"
+#include "core/session.h"
+#include "cpu/backend_cpu.h"
+#include "cpu/scratch.h"
 #include "lfm2c.h"
 #include "test.h"
 
@@ -142,7 +149,52 @@ static void check_model_shapes(void) {
     lfm2c_model_free(m);
 }
 
+/* The estimate's parts against what the CPU backend holds once a session has run. */
+static void check_host_estimate(void) {
+    lfm2c_model_params mp = lfm2c_model_default_params();
+    mp.n_threads = 1;
+    lfm2c_error err = {0};
+    lfm2c_model *m = lfm2c_model_open(DATA("lfm2-kq-moe-q4_k_m.gguf"), &mp, &err);
+    CHECK(m != NULL, "open: %s", err.msg);
+    if (!m) return;
+    lfm2c_memory_request rq = lfm2c_memory_default_request(m);
+    CHECK(rq.n_ctx == 4096 && rq.n_seq == 1 && rq.n_batch == 512 && rq.ckpt_max == 16 && rq.logits_rows == 1,
+          "the defaults");
+    rq.n_ctx = 600;
+    lfm2c_memory_need nd;
+    CHECK(lfm2c_memory_estimate(m, &rq, &nd, &err) == 0, "estimate: %s", err.msg);
+    CHECK(nd.total == nd.file + nd.kv + nd.state + nd.scratch + nd.logits + nd.other, "the parts add up");
+    CHECK(nd.file == 7118368 && nd.logits == 8192 * 4 && nd.kv == lfm2c_kv_cache_bytes(m, 600), "file, logits, KV");
+    lfm2c_session *s = lfm2c_session_new(m, 600, &err);
+    int32_t t[600];
+    for (int i = 0; i < 600; i++) t[i] = 1 + (i * 37) % 8000;
+    CHECK(s && lfm2c_session_decode(s, t, 600, LFM2C_LOGITS_LAST, &err) == 0, "600 tokens: %s", err.msg);
+    size_t kv = 0;
+    for (int i = 0; s && i < 2 * m->n_attn; i++) kv += cpu_session_of(s)->cap[i];
+    CHECK(kv == nd.kv, "the KV arrays hold %zu bytes, the estimate %llu", kv, (unsigned long long)nd.kv);
+    const size_t sc = scratch_total(cpu_model_of(m)->scratch);
+    CHECK(sc == nd.scratch, "the scratch holds %zu bytes after passes of 512, the estimate %llu", sc,
+          (unsigned long long)nd.scratch);
+    CHECK(lfm2c_memory_need_bytes(m, 600, 1) == nd.total - nd.file, "the server's figure");
+    rq.n_seq = 3;
+    lfm2c_memory_need three;
+    lfm2c_memory_estimate(m, &rq, &three, &err);
+    CHECK(three.kv == 3 * nd.kv && three.state == 3 * nd.state && three.scratch > nd.scratch, "three sequences");
+    rq.type_k = rq.type_v = LFM2C_KV_F32;
+    lfm2c_memory_estimate(m, &rq, &three, &err);
+    CHECK(three.kv == 6 * nd.kv, "an F32 cache: twice the F16's");
+    rq.type_k = rq.type_v = LFM2C_KV_Q8_0;
+    CHECK(lfm2c_memory_estimate(m, &rq, &three, &err) == 0 && three.kv < 3 * nd.kv, "a q8_0 cache: %s", err.msg);
+    rq.type_k = 7;
+    CHECK(lfm2c_memory_estimate(m, &rq, &three, &err) < 0 && err.code == LFM2C_EINVAL, "an unknown type: %s", err.msg);
+    rq = lfm2c_memory_default_request(m), rq.n_ctx = 0;
+    CHECK(lfm2c_memory_estimate(m, &rq, &three, &err) < 0 && !lfm2c_memory_need_bytes(m, -1, 1), "no context");
+    lfm2c_session_free(s);
+    lfm2c_model_free(m);
+}
+
 int main(void) {
+    check_host_estimate();
     check_24b();
     check_others();
     check_parse();

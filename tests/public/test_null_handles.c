@@ -51,6 +51,12 @@ static void test_models(void) {
     EXPECT(lfm2c_kv_cache_bytes(NULL, 16) == 0, "kv_cache_bytes");
     char buf[64] = "x";
     EXPECT(lfm2c_memory_plan(NULL, 1 << 30, 0, 1, 64, buf, sizeof buf, &err) == -1 && refused(), "memory_plan");
+    lfm2c_memory_request rq = lfm2c_memory_default_request(NULL);
+    EXPECT(rq.n_ctx == 0 && rq.n_seq == 0, "memory_default_request");
+    lfm2c_memory_need need;
+    EXPECT(lfm2c_memory_estimate(NULL, &rq, &need, &err) == -1 && refused(), "memory_estimate");
+    EXPECT(lfm2c_memory_need_bytes(NULL, 64, 1) == 0, "memory_need_bytes");
+    EXPECT(lfm2c_model_set_matmul_hook(NULL, NULL, NULL, &err) == -1 && refused(), "model_set_matmul_hook");
     /* the functions of no handle take NULL strings too */
     EXPECT(lfm2c_device_from_name(NULL) == -1 && lfm2c_kv_type_from_name(NULL) == -1, "*_from_name(NULL)");
     EXPECT(lfm2c_device_name(-7) == NULL && lfm2c_kv_type_name(-7) != NULL && lfm2c_file_type_name(-7) == NULL,
