@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 for a in "$@"; do
   case "$a" in
     --setup) bash scripts/setup.sh --test ;;
-    -h|--help) sed -n '2,7p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test: unknown option '$a' (--setup installs the tests' packages first)" >&2; exit 2 ;;
   esac
 done

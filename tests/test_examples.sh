@@ -49,8 +49,8 @@ grep -qE '^\[parsed: \{"content":.*"tool_calls":\[.*"parsed":(true|false)\}\]$' 
 # the README's two-line program and link line (no pkg-config): only the engine's dependencies
 printf '#include <lfm2c.h>\nint main(int c, char **v) { lfm2c_error e; return c < 2 || !lfm2c_model_open(v[1], 0, &e); }\n' >"$tmp/two.c"
 # (a CUDA build's library needs the CUDA runtime too, a Vulkan build's the Vulkan loader, the image
-# decoders it found: those words of pkg-config's line)
-cuda=$(echo "$flags" | tr ' ' '\n' | grep -E -- '^-L.*cuda|^-Wl,-rpath|^-lcudart$|^-lstdc\+\+$|^-lvulkan$|^-ljpeg$|^-lpng16$|^-lwebp$|^-lwebpdemux$|^-lgif$' | tr '\n' ' ')
+# and audio decoders it found: those words of pkg-config's line)
+cuda=$(echo "$flags" | tr ' ' '\n' | grep -E -- '^-L.*cuda|^-Wl,-rpath|^-lcudart$|^-lstdc\+\+$|^-lvulkan$|^-ljpeg$|^-lpng16$|^-lwebp$|^-lwebpdemux$|^-lgif$|^-lsndfile$|^-lmpg123$' | tr '\n' ' ')
 cc $san "$tmp/two.c" -o "$tmp/two" -I"$src/include" "$build/liblfm2c.a" -ljansson -lpthread -lm $cuda 2>"$tmp/err" && ok ||
   bad "the two-line program does not link with the README's line: $(head -3 "$tmp/err")"
 # (it never frees the model: no leak check for it in a sanitized build)

@@ -28,7 +28,8 @@ int cmd_transcribe(int argc, char **argv) {
             (i == 1 || argv[i - 1][0] != '-' || !strcmp(argv[i - 1], "-v") || !strcmp(argv[i - 1], "--verbose")))
             file = argv[i];
     }
-    if (!file) return fputs(USAGE, stderr), cli_fail("transcribe: no audio file given"), 2;
+    if (argc < 2) return fputs(USAGE, stderr), 2;
+    if (!file) return cli_fail("transcribe: no audio file given (lfm2c transcribe --help)"), 2;
     char **av = calloc((size_t)argc + 16, sizeof *av);
     if (!av) return cli_fail("out of memory"), 1;
     int n = 0;
