@@ -757,13 +757,19 @@ static value f_int(ctx *c, int line, value in, args *a) {
     if (in.t == V_STR) {
         int64_t base = arg_int(c, line, a, 1, "base", 10, "int");
         char *s = xstrndup(&c->f, in.u.s.p, in.u.s.n), *e;
-        errno = 0;
-        long long v = strtoll(s, &e, (int)base);
-        while (*e && isspace((unsigned char)*e)) e++;
-        if (e != s && !*e && !errno) return v_int(v);
+        /* strtoll knows the bases 0 and 2..36 only (for another it leaves e unset); for another,
+         * Python's int() raises and jinja2's filter reads the text as a float, as below */
+        if (base == 0 || (base >= 2 && base <= 36)) {
+            errno = 0;
+            long long v = strtoll(s, &e, (int)base);
+            bool digits = e != s; /* e stays at s when no digit was read (spaces alone: the default) */
+            while (*e && isspace((unsigned char)*e)) e++;
+            if (digits && !*e && !errno) return v_int(v);
+        }
         double d = strtod(s, &e);
+        bool read = e != s;
         while (*e && isspace((unsigned char)*e)) e++;
-        if (e != s && !*e && isfinite(d) && fabs(d) < 9.2e18) return v_int((int64_t)d);
+        if (read && !*e && isfinite(d) && fabs(d) < 9.2e18) return v_int((int64_t)d);
     }
     return dflt;
 }
@@ -774,8 +780,9 @@ static value f_float(ctx *c, int line, value in, args *a) {
     if (in.t == V_STR) {
         char *s = xstrndup(&c->f, in.u.s.p, in.u.s.n), *e;
         double d = strtod(s, &e);
+        bool read = e != s;
         while (*e && isspace((unsigned char)*e)) e++;
-        if (e != s && !*e) return v_float(d);
+        if (read && !*e) return v_float(d);
     }
     return dflt;
 }
