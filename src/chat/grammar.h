@@ -28,7 +28,7 @@ typedef struct grammar grammar; /* compiled, immutable: share it between request
  * move to `lfm2c_error *err` together with their caller in src/serve/server.c.) */
 grammar *grammar_from_schema(const char *schema_json, char *err, size_t errcap);
 /* The same, given up ("too costly to compile") as soon as *cancel becomes true (the request is
- * gone). Pattern compilation has a work budget per call either way (see RX_BUDGET). */
+ * gone). Pattern compilation has a work budget per call either way (see REGEX_BUDGET). */
 grammar *grammar_from_schema_cancel(const char *schema_json, const volatile bool *cancel, char *err, size_t errcap);
 /* Any JSON object (response_format json_object). */
 grammar *grammar_any_object(void);
@@ -37,7 +37,7 @@ grammar *grammar_any_object(void);
  * restrict to that function (tool_choice named), else any of them; parallel: allow several. */
 grammar *grammar_tool_calls(const char *tools_json, const char *only_name, bool parallel, char *err, size_t errcap);
 /* Raw text (not JSON) matching a regular expression as a whole: the pattern syntax of JSON
- * Schema's "pattern" (grammar_regex.c), anchored at both ends (vLLM's structured outputs
+ * Schema's "pattern" (text/regex.c), anchored at both ends (vLLM's structured outputs
  * "regex"). Given up ("too costly to compile") as soon as *cancel becomes true (NULL: never).
  * NULL + message in err when the pattern is refused or matches no text. */
 grammar *grammar_from_regex(const char *pattern, size_t len, const volatile bool *cancel, char *err, size_t errcap);

@@ -211,7 +211,7 @@ static uint32_t esc_cp(unsigned char b, bool python) {
 /* A complete code point in a string frame; false if the pattern rejects it. */
 static bool str_char(const gnode *n, grammar_frame *f, uint32_t cp) {
     if (n->rx) {
-        int t = dfa_next(n->rx, (int)f->seen, cp);
+        int t = regex_dfa_next(n->rx, (int)f->seen, cp);
         if (t < 0) return false;
         /* maxLength and the pattern together: room for the shortest way to a match */
         if (n->max_len >= 0 && (long)f->count + 1 + n->rx->dist[t] > n->max_len) return false;
@@ -224,8 +224,8 @@ static bool str_char(const gnode *n, grammar_frame *f, uint32_t cp) {
 /* Can a code point in [lo, hi] come next in a pattern string, leaving room under maxLength for
  * the shortest way on to a match? */
 static bool rx_can_take(const gnode *n, const grammar_frame *f, uint32_t lo, uint32_t hi) {
-    const rdfa *d = n->rx;
-    if (n->max_len < 0) return dfa_any(d, (int)f->seen, lo, hi);
+    const regex_dfa *d = n->rx;
+    if (n->max_len < 0) return regex_dfa_any(d, (int)f->seen, lo, hi);
     for (int e = d->first[f->seen]; e < d->first[f->seen + 1]; e++)
         if (d->edges[e].hi >= lo && d->edges[e].lo <= hi && (long)f->count + 1 + d->dist[d->edges[e].to] <= n->max_len)
             return true;
@@ -336,7 +336,7 @@ static int step_str(const grammar *g, grammar_stack *st, grammar_frame *f, const
         return R_OK;
     }
     case S_HEX: {
-        int h = rx_hexval(b);
+        int h = regex_hexval(b);
         if (h < 0) return R_REJECT;
         f->cand = f->cand << 4 | (uint64_t)h;
         /* no surrogates: every escape is one whole code point */
@@ -358,7 +358,7 @@ static int step_raw(grammar_stack *st, grammar_frame *f, const gnode *n, unsigne
     const int r = f->phase == S_UTF8 ? utf8_cont(n, f, b)
                   : b < 0x80         ? (str_char(n, f, b) ? R_OK : R_REJECT)
                                      : utf8_lead(n, f, b);
-    const rdfa *d = n->rx;
+    const regex_dfa *d = n->rx;
     if (r == R_OK && f->phase == S_CHAR && d->accept[f->seen] && d->first[f->seen] == d->first[f->seen + 1])
         st->depth--;
     return r;
@@ -552,7 +552,7 @@ static int obj_key_byte(const grammar *g, const grammar_stack *st, grammar_frame
         else if (esc_cp(b, g->python) == 0xFFFFFFFF) return R_REJECT;
         else f->aux = 0;
     } else {
-        if (rx_hexval(b) < 0) return R_REJECT;
+        if (regex_hexval(b) < 0) return R_REJECT;
         f->aux = f->aux == 2 ? 0 : (uint8_t)(f->aux - 1);
     }
     f->cand = c;
@@ -969,7 +969,7 @@ static int closing_str(const grammar *g, const grammar_frame *f, const gnode *n)
         int best = 'n', bd = -1;
         for (int i = 0; E[i]; i++) {
             uint32_t cp = esc_cp((unsigned char)E[i], g->python);
-            int t = cp == 0xFFFFFFFF ? -1 : dfa_next(n->rx, (int)f->seen, cp);
+            int t = cp == 0xFFFFFFFF ? -1 : regex_dfa_next(n->rx, (int)f->seen, cp);
             if (t >= 0 && (bd < 0 || n->rx->dist[t] < bd)) {
                 bd = n->rx->dist[t];
                 best = E[i];

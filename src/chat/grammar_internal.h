@@ -5,7 +5,7 @@
 #ifndef LFM2C_CHAT_GRAMMAR_INTERNAL_H
 #define LFM2C_CHAT_GRAMMAR_INTERNAL_H
 #include "chat/grammar.h"
-#include "chat/grammar_regex.h"
+#include "text/regex.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -44,7 +44,7 @@ typedef struct gnode {
     bool one_of;                                /* a union from oneOf: its alternatives are made mutually exclusive */
     bool add_false;                             /* the schema forbids keys outside 'properties' */
     bool rx_exact;                              /* rx is exactly the schema's pattern (no format narrowing it) */
-    rdfa *srx;                                  /* the schema's own pattern automaton (exact), or NULL; may be rx */
+    regex_dfa *srx;                             /* the schema's own pattern automaton (exact), or NULL; may be rx */
     int stypes;                                 /* the types the schema itself admits (T_ALL without 'type') */
     uint64_t banned;                            /* declared properties never generated (oneOf exclusion) */
     uint64_t sreq;                              /* the schema's own 'required' (required may grow by narrowing) */
@@ -60,8 +60,8 @@ typedef struct gnode {
     bool nbound;             /* numbers: bounds or frac_max apply */
     double lo, hi;
     bool lo_ex, hi_ex;
-    int frac_max; /* at most this many decimals, -1: any */
-    rdfa *rx;     /* strings: pattern/format automaton */
+    int frac_max;  /* at most this many decimals, -1: any */
+    regex_dfa *rx; /* strings: pattern/format automaton */
 } gnode;
 
 typedef struct rxcache {
@@ -82,7 +82,7 @@ struct grammar {
     int *func_node;        /* parameters object node */
     unsigned char *finite; /* per node: some finite value can be generated from it */
     unsigned char *mind;   /* per node: the fewest frames a value of it needs (255: more) */
-    rxbudget budget;       /* while compiling: the patterns' work budget */
+    regex_budget budget;   /* while compiling: the patterns' work budget */
     /* mask cache: the plain-text tokens a pattern string accepts from each DFA state */
     pthread_mutex_t cache_mu;
     const struct grammar_vocab *cache_vocab;

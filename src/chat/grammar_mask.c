@@ -172,7 +172,8 @@ void grammar_vocab_free(grammar_vocab *v) {
 
 /* Collects the plain tokens the DFA takes from state s: a walk of the plain-token trie that
  * decodes UTF-8 on the way and cuts a subtree at the first refused character. */
-static void rx_walk(const grammar_vocab *v, int node, const rdfa *d, int s, uint32_t cp, int rem, int *toks, int *n) {
+static void rx_walk(const grammar_vocab *v, int node, const regex_dfa *d, int s, uint32_t cp, int rem, int *toks,
+                    int *n) {
     const trie *t = &v->plaint;
     for (int c = t->nodes[node].first_child; c >= 0; c = t->nodes[c].next_sibling) {
         unsigned b = t->nodes[c].byte;
@@ -192,11 +193,11 @@ static void rx_walk(const grammar_vocab *v, int node, const rdfa *d, int s, uint
             nrem = rem - 1;
         }
         if (nrem == 0) {
-            if ((ns = dfa_next(d, s, ncp)) < 0) continue;
+            if ((ns = regex_dfa_next(d, s, ncp)) < 0) continue;
             for (int k = t->nodes[c].tok_first; k >= 0; k = v->tok_next_plain[k]) toks[(*n)++] = k;
         } else {
             uint32_t lo = ncp << (6 * nrem), hi = lo | ((1u << (6 * nrem)) - 1);
-            if (!dfa_any(d, s, lo, hi)) continue;
+            if (!regex_dfa_any(d, s, lo, hi)) continue;
         }
         rx_walk(v, c, d, ns, ncp, nrem, toks, n);
     }
@@ -235,7 +236,7 @@ static int rx_cached(const grammar *gc, const grammar_vocab *v, int node, int st
         }
     }
     if (!e && g->cache_bytes < (64u << 20) && g->n_cache < g->cap_cache) {
-        const rdfa *d = g->nodes[node].rx;
+        const regex_dfa *d = g->nodes[node].rx;
         int *toks = malloc((size_t)(v->n_plain + 1) * sizeof *toks), n = 0;
         if (toks) {
             rx_walk(v, 0, d, state, 0, 0, toks, &n);

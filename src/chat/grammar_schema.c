@@ -1,7 +1,7 @@
 /* grammar_schema.c — JSON-schema constrained decoding as a byte-level pushdown automaton: the
  * compiler from a schema (or a tool list, or a raw-text regex / choice: one node and its DFA) to
  * the grammar's nodes, and the grammar's life.
- * (The regex: grammar_regex.c; the automaton that runs the nodes: grammar_automaton.c; the
+ * (The regex: text/regex.c; the automaton that runs the nodes: grammar_automaton.c; the
  * token mask: grammar_mask.c.)
  *
  * The schema is compiled into nodes (allowed types + per-type constraints); $ref targets are
@@ -31,7 +31,7 @@
  * it can still become meets the bounds.
  *
  * Regular expressions (pattern, format) are parsed from the ECMA-262 subset schemas use and
- * compiled to a DFA over code points (grammar_regex.c); strings carry the DFA state. */
+ * compiled to a DFA over code points (text/regex.c); strings carry the DFA state. */
 #include "chat/grammar_internal.h"
 
 #include <ctype.h>
@@ -78,7 +78,7 @@ static int unsat(compiler *c, const char *fmt, ...) __attribute__((format(printf
 static int unsat(compiler *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    grammar_einval(c->err, fmt, ap);
+    regex_einval(c->err, fmt, ap);
     va_end(ap);
     c->unsat = true;
     return -1;
@@ -220,8 +220,8 @@ static json_t *resolve_ref(compiler *c, const char *ref) {
         while (*p && *p != '/' && n < 255) {
             char ch = *p++;
             if (ch == '~' && (*p == '0' || *p == '1')) ch = *p++ == '0' ? '~' : '/';
-            else if (ch == '%' && rx_hexval(p[0]) >= 0 && rx_hexval(p[1]) >= 0) {
-                ch = (char)(rx_hexval(p[0]) * 16 + rx_hexval(p[1]));
+            else if (ch == '%' && regex_hexval(p[0]) >= 0 && regex_hexval(p[1]) >= 0) {
+                ch = (char)(regex_hexval(p[0]) * 16 + regex_hexval(p[1]));
                 p += 2;
             }
             tok[n++] = ch;
@@ -640,12 +640,12 @@ static int compile_string(compiler *c, json_t *s, int id) {
     json_t *pat = json_object_get(s, "pattern"), *fmt = json_object_get(s, "format");
     if (pat && !json_is_string(pat)) return fail(c, "'pattern' must be a string");
     if (fmt && !json_is_string(fmt)) return fail(c, "'format' must be a string");
-    const char *frx = fmt ? format_pattern(json_string_value(fmt)) : NULL;
+    const char *frx = fmt ? regex_format_pattern(json_string_value(fmt)) : NULL;
     if (frx && !*frx) frx = NULL, fmt = NULL; /* an annotation */
     if (fmt && !frx) return fail(c, "schema 'format' \"%s\" is not supported", json_string_value(fmt));
     if (fmt && !strcmp(json_string_value(fmt), "hostname") && (N.max_len < 0 || N.max_len > 253)) N.max_len = 253;
     lfm2c_error rerr = {0}; /* the pattern's message, cut to 199 bytes inside the schema's */
-    rdfa *a = NULL, *b = NULL;
+    regex_dfa *a = NULL, *b = NULL;
     if (pat) {
         a = regex_compile(json_string_value(pat), json_string_length(pat), &rerr, &c->g->budget);
         if (!a) return fail(c, "schema 'pattern' %s: %.199s", json_string_value(pat), rerr.msg);
@@ -653,14 +653,14 @@ static int compile_string(compiler *c, json_t *s, int id) {
     if (frx) {
         b = regex_compile(frx, strlen(frx), &rerr, &c->g->budget);
         if (!b) {
-            dfa_free(a);
+            regex_dfa_free(a);
             return fail(c, "format %s: %.199s", json_string_value(fmt), rerr.msg);
         }
     }
     if (a && b) {
-        N.rx = dfa_product(a, b, &c->g->budget);
-        dfa_free(a);
-        dfa_free(b);
+        N.rx = regex_dfa_product(a, b, &c->g->budget);
+        regex_dfa_free(a);
+        regex_dfa_free(b);
         if (!N.rx && c->g->budget.left < 0)
             return fail(c, "schema 'pattern' %s: too costly to compile (DFA construction over its budget)",
                         json_string_value(pat));
@@ -676,7 +676,7 @@ static int compile_string(compiler *c, json_t *s, int id) {
 static int prop_index(const gnode *n, const gstr *key);
 
 /* Does the pattern DFA match the whole UTF-8 text (JSON Schema's "contains" rule is built in)? */
-static bool rx_matches(const rdfa *d, const char *t) {
+static bool rx_matches(const regex_dfa *d, const char *t) {
     const unsigned char *p = (const unsigned char *)t;
     int st = 0;
     while (*p) {
@@ -688,7 +688,7 @@ static bool rx_matches(const rdfa *d, const char *t) {
             cp = cp << 6 | (p[i] & 0x3F);
         }
         p += n;
-        if ((st = dfa_next(d, st, cp)) < 0) return false;
+        if ((st = regex_dfa_next(d, st, cp)) < 0) return false;
     }
     return d->accept[st];
 }
@@ -703,7 +703,8 @@ static bool in_array(json_t *arr, const char *key) {
 /* The schema of property `key`: its own (NULL: none) and every patternProperties schema whose
  * pattern matches it, as one allOf; with neither, additionalProperties' (NULL: forbidden).
  * A new reference. */
-static json_t *prop_schema(compiler *c, json_t *own, const char *key, json_t *pp, rdfa **pdfa, json_t *add, bool *err) {
+static json_t *prop_schema(compiler *c, json_t *own, const char *key, json_t *pp, regex_dfa **pdfa, json_t *add,
+                           bool *err) {
     json_t *all = json_array();
     if (own) json_array_append(all, own);
     const char *pk;
@@ -763,7 +764,7 @@ static json_t *object_required(compiler *c, json_t *req, json_t *const deps[3], 
 }
 
 /* The patternProperties' patterns compiled into pdfa[] (in the object's order). */
-static int object_patterns(compiler *c, json_t *pp, rdfa **pdfa) {
+static int object_patterns(compiler *c, json_t *pp, regex_dfa **pdfa) {
     const char *pk;
     json_t *ps;
     int k = 0;
@@ -807,7 +808,7 @@ static int object_names(compiler *c, json_t *s, json_t *props, json_t *add, json
 #define N (c->g->nodes[id]) /* the node being compiled (compile may move the node array) */
 
 /* Node id's properties: each name's escaped key and compiled schema, the required bits. */
-static int object_props(compiler *c, int id, int depth, json_t *names, json_t *props, json_t *pp, rdfa **pdfa,
+static int object_props(compiler *c, int id, int depth, json_t *names, json_t *props, json_t *pp, regex_dfa **pdfa,
                         json_t *add, json_t *reqs) {
     int n = (int)json_array_size(names);
     N.keys = calloc((size_t)n + 1, sizeof(gstr));
@@ -836,14 +837,14 @@ static int object_props(compiler *c, int id, int depth, json_t *names, json_t *p
 static int object_declared(compiler *c, json_t *s, int id, int depth, json_t *props, json_t *pp, json_t *add,
                            json_t *reqs, bool *cut) {
     int n_pp = pp ? (int)json_object_size(pp) : 0, rc = 0;
-    rdfa **pdfa = n_pp ? calloc((size_t)n_pp, sizeof *pdfa) : NULL;
+    regex_dfa **pdfa = n_pp ? calloc((size_t)n_pp, sizeof *pdfa) : NULL;
     if (n_pp && !pdfa) return oom(c);
     json_t *names = json_array();
     rc = object_patterns(c, pp, pdfa);
     if (!rc) rc = object_names(c, s, props, add, reqs, names, cut);
     if (!rc) rc = object_props(c, id, depth, names, props, pp, pdfa, add, reqs);
     N.sreq = N.required;
-    for (int k = 0; k < n_pp; k++) dfa_free(pdfa[k]);
+    for (int k = 0; k < n_pp; k++) regex_dfa_free(pdfa[k]);
     free(pdfa);
     json_decref(names);
     return rc ? -1 : 0;
@@ -1397,10 +1398,10 @@ static bool excl_kind(const grammar *g, int a, int b, int k, int depth) {
         if (A->max_len >= 0 && B->min_len > A->max_len) return true;
         if (B->max_len >= 0 && A->min_len > B->max_len) return true;
         if (A->rx && B->srx) {
-            rxbudget *bud = (rxbudget *)&g->budget; /* compile time only */
-            rdfa *p = dfa_product(A->rx, B->srx, bud);
+            regex_budget *bud = (regex_budget *)&g->budget; /* compile time only */
+            regex_dfa *p = regex_dfa_product(A->rx, B->srx, bud);
             if (!p) return bud->left >= 0;
-            dfa_free(p);
+            regex_dfa_free(p);
         }
         return false;
     case T_ARR: {
@@ -1465,11 +1466,11 @@ static void narrow_for(grammar *g, int a, int b) {
         int bits = k == T_NUM ? (T_INT | T_NUM) : k;
         if (k == T_INT || !(kinds(A->types) & k) || !(bk & k) || excl_kind(g, a, b, k, 0)) continue;
         if (k == T_STR && B->srx && !B->n_enum) { /* a's strings outside b's pattern */
-            rdfa *nb = dfa_complement(B->srx, &g->budget), *r = NULL;
-            if (nb) r = A->rx ? dfa_product(A->rx, nb, &g->budget) : nb;
-            if (nb && r != nb) dfa_free(nb); /* r failed (budget), or r is the product */
+            regex_dfa *nb = regex_dfa_complement(B->srx, &g->budget), *r = NULL;
+            if (nb) r = A->rx ? regex_dfa_product(A->rx, nb, &g->budget) : nb;
+            if (nb && r != nb) regex_dfa_free(nb); /* r failed (budget), or r is the product */
             if (r) {
-                if (A->rx != A->srx) dfa_free(A->rx);
+                if (A->rx != A->srx) regex_dfa_free(A->rx);
                 A->rx = r;
                 A->rx_exact = false;
                 A->narrowed = true;
@@ -1691,7 +1692,7 @@ static grammar *grammar_alloc(compiler *c) {
     if (!g) return NULL;
     pthread_mutex_init(&g->cache_mu, NULL);
     c->g = g;
-    g->budget.left = RX_BUDGET;
+    g->budget.left = REGEX_BUDGET;
     if (new_node(c) != 0) {
         free(g);
         return NULL;
@@ -2003,8 +2004,8 @@ void grammar_free(grammar *g) {
         free(n->prop_node);
         free(n->prefix);
         free(n->any);
-        if (n->srx != n->rx) dfa_free(n->srx);
-        dfa_free(n->rx);
+        if (n->srx != n->rx) regex_dfa_free(n->srx);
+        regex_dfa_free(n->rx);
     }
     for (int i = 0; i < g->n_cache; i++) free(g->cache[i].toks);
     free(g->cache);

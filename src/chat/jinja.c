@@ -3,6 +3,8 @@
  * Pipeline: the source is normalised (newlines, trailing newline) and cut into tokens (text,
  * tag delimiters, expression tokens), whitespace control applied as jinja2's lexer does; a
  * recursive-descent parser builds an AST; the evaluator walks it over a dynamically typed value.
+ * The built-ins it calls (filters, tests, the str / dict / list methods, the global functions,
+ * printf-style %) are jinja_builtins.c's; what the two files share is jinja_internal.h.
  *
  * Memory: everything a parse or a render creates lives in an arena freed at once at the end.
  * Values are immutable once built (the sandbox is immutable; only namespaces change), so they
@@ -16,13 +18,11 @@
  * Sizes and indices are computed with checked arithmetic (Python ints are unbounded; ours are
  * int64, and an overflow is a clean render error, never a wrap). */
 #include "base/error.h"
-#include "chat/jinja.h"
+#include "chat/jinja_internal.h"
 #include "base/clock.h"
 #include "base/os.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <locale.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <wctype.h>
 
 /* ---- arena ---------------------------------------------------------------------------------- */
 
@@ -41,12 +40,12 @@ typedef struct arena_blk {
     _Alignas(16) char data[];
 } arena_blk;
 
-typedef struct arena {
+struct arena {
     arena_blk *blk;
     size_t total, limit;
     bool shared;       /* a render's: counted against the process's bound too */
     bool process_full; /* an allocation failed for the process's bound */
-} arena;
+};
 
 /* Bytes held by all renders in progress, and their bound (jinja_set_process_memory). */
 static _Atomic size_t render_total;
@@ -90,18 +89,11 @@ static void arena_free(arena *a) {
 /* ---- errors: both the parser and the evaluator unwind to their entry point ------------------- */
 
 /* What a render may still spend (NULL while parsing: the parser is linear in the source). */
-typedef struct budget {
+struct budget {
     uint64_t steps, max_steps, next_check;
     double deadline;          /* CLOCK_MONOTONIC seconds */
     const atomic_int *cancel; /* non-zero: stop */
-} budget;
-
-typedef struct jfail {
-    jmp_buf jb;
-    lfm2c_error *err;
-    arena *a;
-    budget *bud;
-} jfail;
+};
 
 static _Noreturn void failv(jfail *f, int code, int line, const char *fmt, va_list ap) {
     if (f->err) {
@@ -123,21 +115,20 @@ static _Noreturn void failv(jfail *f, int code, int line, const char *fmt, va_li
     longjmp(f->jb, 1);
 }
 
-static _Noreturn __attribute__((format(printf, 3, 4))) void fail(jfail *f, int line, const char *fmt, ...) {
+_Noreturn __attribute__((format(printf, 3, 4))) void fail(jfail *f, int line, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     failv(f, LFM2C_EINVAL, line, fmt, ap);
 }
 
-static _Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, int code, int line, const char *fmt,
-                                                                      ...) {
+_Noreturn __attribute__((format(printf, 4, 5))) void fail_code(jfail *f, int code, int line, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     failv(f, code, line, fmt, ap);
 }
 
 /* Charges n units of work to the render; fails when the steps, the time or the caller run out. */
-static void tick(jfail *f, uint64_t n) {
+void tick(jfail *f, uint64_t n) {
     budget *b = f->bud;
     if (!b) return;
     b->steps += n;
@@ -150,7 +141,7 @@ static void tick(jfail *f, uint64_t n) {
     if (lfm2c_now_s() > b->deadline) fail_code(f, LFM2C_EINVAL, 0, "the template exceeded its time budget");
 }
 
-static void *xalloc(jfail *f, size_t n) {
+void *xalloc(jfail *f, size_t n) {
     tick(f, 1 + n / 256);
     void *p = arena_alloc(f->a, n ? n : 1);
     if (!p && f->a->process_full)
@@ -164,7 +155,7 @@ static void *xalloc(jfail *f, size_t n) {
 /* Before a loop that repeats `unit` bytes or items `count` times: charges the whole loop to the
  * budget (at least one step per repetition, an empty unit too) and refuses output that could
  * never fit the render's memory, so no repetition runs or allocates past the budget. */
-static void charge_repeat(jfail *f, int line, uint64_t count, uint64_t unit, uint64_t elem_size, const char *what) {
+void charge_repeat(jfail *f, int line, uint64_t count, uint64_t unit, uint64_t elem_size, const char *what) {
     uint64_t work, bytes;
     if (__builtin_mul_overflow(count, unit ? unit : 1, &work)) work = UINT64_MAX;
     if (__builtin_mul_overflow(count, unit, &bytes) || __builtin_mul_overflow(bytes, elem_size, &bytes))
@@ -179,20 +170,11 @@ static void charge_repeat(jfail *f, int line, uint64_t count, uint64_t unit, uin
     tick(f, work);
 }
 
-static void *xzalloc(jfail *f, size_t n) { return memset(xalloc(f, n), 0, n); }
-
-static char *xstrndup(jfail *f, const char *s, size_t n) {
-    char *p = xalloc(f, n + 1);
-    memcpy(p, s, n);
-    p[n] = 0;
-    return p;
-}
-
 /* ---- UTF-8 helpers ----------------------------------------------------------------------------- */
 
 /* Decodes one code point at s (n bytes left); *len gets its byte length. Inputs are validated
  * UTF-8, but a stray byte still decodes as itself rather than reading past the end. */
-static uint32_t utf8_dec(const char *s, size_t n, int *len) {
+uint32_t utf8_dec(const char *s, size_t n, int *len) {
     const unsigned char *u = (const unsigned char *)s;
     if (u[0] < 0x80 || n < 2) {
         *len = 1;
@@ -214,7 +196,7 @@ static uint32_t utf8_dec(const char *s, size_t n, int *len) {
     return u[0];
 }
 
-static int utf8_enc(uint32_t c, char *o) {
+int utf8_enc(uint32_t c, char *o) {
     if (c < 0x80) {
         o[0] = (char)c;
         return 1;
@@ -257,7 +239,7 @@ static bool utf8_valid(const char *s, size_t n) {
     return true;
 }
 
-static size_t utf8_count(const char *s, size_t n) {
+size_t utf8_count(const char *s, size_t n) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
     return k;
@@ -275,7 +257,7 @@ static size_t utf8_offset(const char *s, size_t n, size_t ci) {
 }
 
 /* Python's str.isspace(). */
-static bool u_isspace(uint32_t c) {
+bool u_isspace(uint32_t c) {
     return (c >= 9 && c <= 13) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
@@ -291,82 +273,7 @@ static bool u_isprintable(uint32_t c) {
     return true;
 }
 
-/* ---- values --------------------------------------------------------------------------------- */
-
-typedef enum { V_UNDEF, V_NONE, V_BOOL, V_INT, V_FLOAT, V_STR, V_LIST, V_DICT, V_NS, V_FUNC } vtype;
-
-typedef struct list list;
-typedef struct dict dict;
-typedef struct func func;
-
-typedef struct value {
-    vtype t;
-    union {
-        bool b;
-        int64_t i;
-        double f;
-        struct {
-            const char *p;
-            size_t n;
-        } s; /* V_STR; V_UNDEF: the missing name (p may be NULL) */
-        list *l;
-        dict *d; /* V_DICT and V_NS */
-        func *fn;
-    } u;
-} value;
-
-struct list {
-    value *v;
-    size_t n, cap;
-    bool tuple;
-};
-struct dict {
-    value *k, *v;
-    size_t n, cap;
-};
-
-static value v_undef(const char *name) {
-    value v = {V_UNDEF, {0}};
-    v.u.s.p = name;
-    v.u.s.n = name ? strlen(name) : 0;
-    return v;
-}
-static value v_none(void) {
-    value v = {V_NONE, {0}};
-    return v;
-}
-static value v_bool(bool b) {
-    value v = {V_BOOL, {0}};
-    v.u.b = b;
-    return v;
-}
-static value v_int(int64_t i) {
-    value v = {V_INT, {0}};
-    v.u.i = i;
-    return v;
-}
-static value v_float(double f) {
-    value v = {V_FLOAT, {0}};
-    v.u.f = f;
-    return v;
-}
-static value v_str(const char *p, size_t n) {
-    value v = {V_STR, {0}};
-    v.u.s.p = p;
-    v.u.s.n = n;
-    return v;
-}
-static value v_cstr(const char *p) { return v_str(p, strlen(p)); }
-static value v_list(list *l) {
-    value v = {V_LIST, {0}};
-    v.u.l = l;
-    return v;
-}
-static value v_dict(dict *d) {
-    value v = {V_DICT, {0}};
-    v.u.d = d;
-    return v;
-}
+/* ---- values (the type and its constructors: jinja_internal.h) ------------------------------ */
 
 static size_t mul_size(jfail *f, size_t a, size_t b) {
     size_t r;
@@ -374,14 +281,14 @@ static size_t mul_size(jfail *f, size_t a, size_t b) {
     return r;
 }
 
-static list *list_new(jfail *f, size_t cap) {
+list *list_new(jfail *f, size_t cap) {
     list *l = xzalloc(f, sizeof *l);
     l->cap = cap ? cap : 4;
     l->v = xalloc(f, mul_size(f, l->cap, sizeof(value)));
     return l;
 }
 
-static void list_push(jfail *f, list *l, value v) {
+void list_push(jfail *f, list *l, value v) {
     if (l->n == l->cap) {
         value *nv = xalloc(f, mul_size(f, 2 * l->cap, sizeof(value)));
         memcpy(nv, l->v, l->n * sizeof(value));
@@ -392,7 +299,7 @@ static void list_push(jfail *f, list *l, value v) {
     tick(f, 1);
 }
 
-static dict *dict_new(jfail *f, size_t cap) {
+dict *dict_new(jfail *f, size_t cap) {
     dict *d = xzalloc(f, sizeof *d);
     d->cap = cap ? cap : 4;
     d->k = xalloc(f, mul_size(f, d->cap, sizeof(value)));
@@ -400,16 +307,13 @@ static dict *dict_new(jfail *f, size_t cap) {
     return d;
 }
 
-static bool v_eq(value a, value b);
-static bool v_eq_d(value a, value b, int depth);
-
-static long dict_find(const dict *d, value k) {
+long dict_find(const dict *d, value k) {
     for (size_t i = 0; i < d->n; i++)
         if (v_eq(d->k[i], k)) return (long)i;
     return -1;
 }
 
-static long dict_find_str(const dict *d, const char *s, size_t n) {
+long dict_find_str(const dict *d, const char *s, size_t n) {
     for (size_t i = 0; i < d->n; i++)
         if (d->k[i].t == V_STR && d->k[i].u.s.n == n && !memcmp(d->k[i].u.s.p, s, n)) return (long)i;
     return -1;
@@ -428,21 +332,13 @@ static void dict_append(jfail *f, dict *d, value k, value v) {
 }
 
 /* Python dict assignment: an existing key keeps its position. */
-static void dict_set(jfail *f, dict *d, value k, value v) {
+void dict_set(jfail *f, dict *d, value k, value v) {
     long i = dict_find(d, k);
     if (i >= 0) d->v[i] = v;
     else dict_append(f, d, k, v);
 }
 
-static bool v_num(value v) { return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL; }
-static double v_asf(value v) { return v.t == V_FLOAT ? v.u.f : v.t == V_INT ? (double)v.u.i : (double)v.u.b; }
-static int64_t v_asi(value v) { return v.t == V_INT ? v.u.i : (int64_t)v.u.b; }
-
-/* Equality as Python's ==. Values nested deeper than 10,000 levels (a template can build them
- * in a loop) compare unequal rather than exhaust the C stack. */
-static bool v_eq(value a, value b) { return v_eq_d(a, b, 0); }
-
-static bool v_eq_d(value a, value b, int depth) {
+bool v_eq_d(value a, value b, int depth) {
     if (depth > 10000) return false;
     if (v_num(a) && v_num(b)) {
         if (a.t == V_FLOAT || b.t == V_FLOAT) return v_asf(a) == v_asf(b);
@@ -471,7 +367,7 @@ static bool v_eq_d(value a, value b, int depth) {
     }
 }
 
-static bool v_truthy(value v) {
+bool v_truthy(value v) {
     switch (v.t) {
     case V_UNDEF:
     case V_NONE: return false;
@@ -485,7 +381,7 @@ static bool v_truthy(value v) {
     }
 }
 
-static const char *v_typename(value v) {
+const char *v_typename(value v) {
     static const char *names[] = {"Undefined", "NoneType", "bool", "int",       "float",
                                   "str",       "list",     "dict", "Namespace", "function"};
     if (v.t == V_LIST && v.u.l->tuple) return "tuple";
@@ -494,12 +390,7 @@ static const char *v_typename(value v) {
 
 /* ---- string buffer -------------------------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_put(jfail *f, sbuf *b, const char *s, size_t n) {
+void sb_put(jfail *f, sbuf *b, const char *s, size_t n) {
     tick(f, 1 + n / 256);
     if (n > f->a->limit || b->n + n + 1 > f->a->limit)
         fail_code(f, LFM2C_ENOMEM, 0, "out of memory (string too large)");
@@ -515,9 +406,6 @@ static void sb_put(jfail *f, sbuf *b, const char *s, size_t n) {
     b->p[b->n] = 0;
 }
 
-static void sb_puts(jfail *f, sbuf *b, const char *s) { sb_put(f, b, s, strlen(s)); }
-static void sb_putc(jfail *f, sbuf *b, char c) { sb_put(f, b, &c, 1); }
-
 static __attribute__((format(printf, 3, 4))) void sb_printf(jfail *f, sbuf *b, const char *fmt, ...) {
     char tmp[128];
     va_list ap;
@@ -526,8 +414,6 @@ static __attribute__((format(printf, 3, 4))) void sb_printf(jfail *f, sbuf *b, c
     va_end(ap);
     sb_put(f, b, tmp, (size_t)(k < (int)sizeof tmp ? k : (int)sizeof tmp - 1));
 }
-
-static value sb_value(sbuf *b) { return b->n ? v_str(b->p, b->n) : v_str("", 0); }
 
 /* ---- Python number formatting ------------------------------------------------------------------ */
 
@@ -967,11 +853,10 @@ enum {
 
 enum { OP_EQ = 1, OP_NE, OP_LT, OP_GT, OP_LE, OP_GE, OP_IN, OP_NOTIN };
 
-typedef struct node node;
-typedef struct nlist {
+struct nlist {
     node **v;
     int n, cap;
-} nlist;
+};
 
 struct node {
     int kind, line, op;
@@ -1129,8 +1014,6 @@ static const char *parse_dotted_name(parser *P) {
     }
     return name;
 }
-static bool known_filter(const char *name);
-static bool known_test(const char *name);
 
 /* A test name after 'is' (optionally 'not'), with arguments in parentheses or one bare
  * argument (`is divisibleby 3`, `is sameas false`). */
@@ -1827,57 +1710,8 @@ void jinja_free(jinja_template *t) {
 
 /* ---- evaluation ------------------------------------------------------------------------------ */
 
-typedef struct frame {
-    struct frame *parent;
-    dict *vars;
-} frame;
-
-typedef struct args {
-    value *pos;
-    int npos;
-    const char **kwn;
-    value *kwv;
-    int nkw;
-} args;
-
-typedef struct ctx ctx;
-typedef value (*builtin_fn)(ctx *c, int line, func *fn, args *a);
-
-struct func {
-    const char *name;
-    builtin_fn fn;     /* builtins and bound methods */
-    value self;        /* the receiver of a bound method; the loop of loop.cycle */
-    const node *macro; /* macros and call-block callers: params in names/items2, body in items */
-    frame *closure;
-    value caller; /* the `caller` a call block hands to its macro */
-};
-
-enum { CTL_NONE, CTL_BREAK, CTL_CONTINUE };
-
-struct ctx {
-    jfail f;
-    sbuf *out;
-    size_t max_output;
-    int ctl, depth;
-    int eval_depth, max_depth; /* nested eval/exec calls (the C stack) */
-    time_t now;
-    os_ctype *loc;  /* Unicode case and classes (base/os.h), NULL: ASCII only */
-    value captured; /* the body of a filter block / block set, for its filter chain */
-    frame *globals;
-};
-
-#define FAIL(c, line, ...) fail(&(c)->f, line, __VA_ARGS__)
-
-static value v_func(ctx *c, const char *name, builtin_fn fn, value self) {
-    func *f = xzalloc(&c->f, sizeof *f);
-    f->name = name, f->fn = fn, f->self = self;
-    value v = {V_FUNC, {0}};
-    v.u.fn = f;
-    return v;
-}
-
 /* An undefined value remembering why it is undefined, for the error its use raises. */
-static __attribute__((format(printf, 2, 3))) value v_undef_msg(ctx *c, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) value v_undef_msg(ctx *c, const char *fmt, ...) {
     char tmp[300];
     va_list ap;
     va_start(ap, fmt);
@@ -1905,8 +1739,6 @@ static void frame_set(ctx *c, frame *fr, const char *name, value v) {
 
 /* ---- str() and repr() ---- */
 
-static void repr_value(ctx *c, sbuf *b, value v, int depth);
-
 static void repr_str(ctx *c, sbuf *b, const char *s, size_t n) {
     bool has_sq = memchr(s, '\'', n) != NULL, has_dq = memchr(s, '"', n) != NULL;
     char q = has_sq && !has_dq ? '"' : '\'';
@@ -1930,7 +1762,7 @@ static void repr_str(ctx *c, sbuf *b, const char *s, size_t n) {
 }
 
 /* Python str(). */
-static void str_value(ctx *c, sbuf *b, value v, int depth) {
+void str_value(ctx *c, sbuf *b, value v, int depth) {
     switch (v.t) {
     case V_UNDEF: return;
     case V_NONE: sb_puts(&c->f, b, "None"); return;
@@ -1948,7 +1780,7 @@ static void str_value(ctx *c, sbuf *b, value v, int depth) {
     }
 }
 
-static void repr_value(ctx *c, sbuf *b, value v, int depth) {
+void repr_value(ctx *c, sbuf *b, value v, int depth) {
     if (depth > 200) FAIL(c, 0, "value nested too deeply to print");
     switch (v.t) {
     case V_UNDEF: sb_puts(&c->f, b, "Undefined"); return;
@@ -1980,7 +1812,7 @@ static void repr_value(ctx *c, sbuf *b, value v, int depth) {
     }
 }
 
-static value to_str(ctx *c, value v) {
+value to_str(ctx *c, value v) {
     if (v.t == V_STR) return v;
     sbuf b = {0};
     str_value(c, &b, v, 0);
@@ -1988,12 +1820,6 @@ static value to_str(ctx *c, value v) {
 }
 
 /* ---- JSON (json.dumps as transformers' tojson calls it) ---- */
-
-typedef struct json_opts {
-    const char *indent; /* NULL: one line */
-    const char *item_sep, *key_sep;
-    bool sort_keys, ensure_ascii;
-} json_opts;
 
 static void json_str(ctx *c, sbuf *b, const char *s, size_t n, bool ensure_ascii) {
     sb_putc(&c->f, b, '"');
@@ -2035,7 +1861,7 @@ static void json_newline(ctx *c, sbuf *b, const json_opts *o, int level) {
     for (int i = 0; i < level; i++) sb_puts(&c->f, b, o->indent);
 }
 
-static void json_value(ctx *c, int line, sbuf *b, value v, const json_opts *o, int level) {
+void json_value(ctx *c, int line, sbuf *b, value v, const json_opts *o, int level) {
     if (level > 500) FAIL(c, line, "value nested too deeply for tojson");
     switch (v.t) {
     case V_NONE: sb_puts(&c->f, b, "null"); return;
@@ -2118,32 +1944,13 @@ static void json_value(ctx *c, int line, sbuf *b, value v, const json_opts *o, i
 
 /* ---- attribute and item access ---- */
 
-static value str_method(ctx *c, int line, func *fn, args *a);
-static value dict_method(ctx *c, int line, func *fn, args *a);
-static value list_method(ctx *c, int line, func *fn, args *a);
-
-static const char *const STR_METHODS[] = {
-    "startswith", "endswith", "strip",   "lstrip",    "rstrip",     "split",        "rsplit",       "splitlines",
-    "replace",    "lower",    "upper",   "title",     "capitalize", "swapcase",     "find",         "rfind",
-    "index",      "rindex",   "count",   "join",      "format",     "isdigit",      "isalpha",      "isalnum",
-    "isspace",    "islower",  "isupper", "isnumeric", "isdecimal",  "removeprefix", "removesuffix", "center",
-    "ljust",      "rjust",    "zfill",   NULL};
-static const char *const DICT_METHODS[] = {"get", "items", "keys", "values", NULL};
-static const char *const LIST_METHODS[] = {"index", "count", NULL};
-
-static const char *find_name(const char *const *names, const char *s, size_t n) {
-    for (int i = 0; names[i]; i++)
-        if (strlen(names[i]) == n && !memcmp(names[i], s, n)) return names[i];
-    return NULL;
-}
-
-static value get_attr(ctx *c, int line, value obj, const char *name) {
+value get_attr(ctx *c, int line, value obj, const char *name) {
     size_t n = strlen(name);
-    const char *m;
+    value m;
     switch (obj.t) {
     case V_UNDEF: fail_undef(c, line, obj);
     case V_DICT:
-        if ((m = find_name(DICT_METHODS, name, n))) return v_func(c, m, dict_method, obj);
+        if (builtin_method(c, obj, name, &m)) return m;
         /* fallthrough */
     case V_NS: {
         long i = dict_find_str(obj.u.d, name, n);
@@ -2151,10 +1958,8 @@ static value get_attr(ctx *c, int line, value obj, const char *name) {
         break;
     }
     case V_STR:
-        if ((m = find_name(STR_METHODS, name, n))) return v_func(c, m, str_method, obj);
-        break;
     case V_LIST:
-        if ((m = find_name(LIST_METHODS, name, n))) return v_func(c, m, list_method, obj);
+        if (builtin_method(c, obj, name, &m)) return m;
         break;
     default: break;
     }
@@ -2167,7 +1972,7 @@ static value str_slice_cp(ctx *c, value s, size_t from, size_t to) {
     return v_str(s.u.s.p + a, b - a);
 }
 
-static value get_item(ctx *c, int line, value obj, value key) {
+value get_item(ctx *c, int line, value obj, value key) {
     switch (obj.t) {
     case V_UNDEF: fail_undef(c, line, obj);
     case V_DICT:
@@ -2243,7 +2048,7 @@ static int64_t slice_count(int64_t start, int64_t stop, int64_t step) {
     return start > stop ? (start - stop - 1) / (-(step + 1) + 1) + 1 : 0;
 }
 
-static value do_slice(ctx *c, int line, value obj, value vs, value ve, value vstep) {
+value do_slice(ctx *c, int line, value obj, value vs, value ve, value vstep) {
     if (obj.t == V_UNDEF) fail_undef(c, line, obj);
     int64_t start, stop, step;
     if (obj.t == V_LIST) {
@@ -2278,7 +2083,7 @@ static value do_slice(ctx *c, int line, value obj, value vs, value ve, value vst
 }
 
 /* Items a for loop / filter walks over. */
-static list *iter_list(ctx *c, int line, value v) {
+list *iter_list(ctx *c, int line, value v) {
     switch (v.t) {
     case V_UNDEF: return list_new(&c->f, 1);
     case V_LIST: return v.u.l;
@@ -2301,7 +2106,7 @@ static list *iter_list(ctx *c, int line, value v) {
     }
 }
 
-static int64_t v_len(ctx *c, int line, value v) {
+int64_t v_len(ctx *c, int line, value v) {
     switch (v.t) {
     case V_UNDEF: return 0;
     case V_STR: return (int64_t)utf8_count(v.u.s.p, v.u.s.n);
@@ -2313,7 +2118,7 @@ static int64_t v_len(ctx *c, int line, value v) {
 
 /* ---- operators ---- */
 
-static value str_concat(ctx *c, value a, value b) {
+value str_concat(ctx *c, value a, value b) {
     if (!a.u.s.n) return b;
     if (!b.u.s.n) return a;
     char *p = xalloc(&c->f, a.u.s.n + b.u.s.n + 1);
@@ -2328,8 +2133,6 @@ static _Noreturn void fail_operands(ctx *c, int line, const char *op, value a, v
     if (b.t == V_UNDEF) fail_undef(c, line, b);
     FAIL(c, line, "TypeError: unsupported operand type(s) for %s: '%s' and '%s'", op, v_typename(a), v_typename(b));
 }
-
-static value py_format(ctx *c, int line, value fmt, value argv);
 
 static int64_t floordiv_i(int64_t a, int64_t b) {
     int64_t q = a / b;
@@ -2449,7 +2252,7 @@ static value op_pow(ctx *c, int line, value a, value b, bool num, bool flt) {
     return v_float(pow(v_asf(a), v_asf(b)));
 }
 
-static value binop(ctx *c, int line, int op, value a, value b) {
+value binop(ctx *c, int line, int op, value a, value b) {
     if (op == '~') {
         value sa = to_str(c, a), sb = to_str(c, b);
         return str_concat(c, sa, sb);
@@ -2468,7 +2271,7 @@ static value binop(ctx *c, int line, int op, value a, value b) {
 }
 
 /* Ordering for <, sort, min, max: numbers, strings (code point order), lists. */
-static int v_cmp(ctx *c, int line, value a, value b, bool fold_case) {
+int v_cmp(ctx *c, int line, value a, value b, bool fold_case) {
     if (v_num(a) && v_num(b)) {
         if (a.t != V_FLOAT && b.t != V_FLOAT) return v_asi(a) < v_asi(b) ? -1 : v_asi(a) > v_asi(b);
         double x = v_asf(a), y = v_asf(b);
@@ -2508,7 +2311,7 @@ static int v_cmp(ctx *c, int line, value a, value b, bool fold_case) {
     FAIL(c, line, "TypeError: '<' not supported between instances of '%s' and '%s'", v_typename(a), v_typename(b));
 }
 
-static bool v_contains(ctx *c, int line, value container, value item) {
+bool v_contains(ctx *c, int line, value container, value item) {
     switch (container.t) {
     case V_UNDEF: return false;
     case V_STR:
@@ -2539,27 +2342,13 @@ static value compare(ctx *c, int line, int op, value a, value b) {
 
 /* ---- argument helpers ---- */
 
-static value arg_get(const args *a, int i, const char *kw) {
-    if (i >= 0 && i < a->npos) return a->pos[i];
-    for (int k = 0; kw && k < a->nkw; k++)
-        if (!strcmp(a->kwn[k], kw)) return a->kwv[k];
-    return v_undef(NULL);
-}
-
-static bool arg_has(const args *a, int i, const char *kw) {
-    if (i >= 0 && i < a->npos) return true;
-    for (int k = 0; kw && k < a->nkw; k++)
-        if (!strcmp(a->kwn[k], kw)) return true;
-    return false;
-}
-
-static value arg_str(ctx *c, int line, const args *a, int i, const char *kw, const char *what) {
+value arg_str(ctx *c, int line, const args *a, int i, const char *kw, const char *what) {
     value v = arg_get(a, i, kw);
     if (v.t != V_STR) FAIL(c, line, "TypeError: %s expects a string argument, got %s", what, v_typename(v));
     return v;
 }
 
-static int64_t arg_int(ctx *c, int line, const args *a, int i, const char *kw, int64_t dflt, const char *what) {
+int64_t arg_int(ctx *c, int line, const args *a, int i, const char *kw, int64_t dflt, const char *what) {
     value v = arg_get(a, i, kw);
     if (v.t == V_UNDEF || v.t == V_NONE) return dflt;
     if (v.t != V_INT && v.t != V_BOOL)
@@ -2631,1168 +2420,6 @@ static value call_value(ctx *c, int line, value callee, args *a) {
     return fn->fn(c, line, fn, a);
 }
 
-/* ---- string methods ---- */
-
-enum { CASE_LOWER, CASE_UPPER, CASE_TITLE, CASE_CAPITALIZE, CASE_SWAP };
-
-static uint32_t u_lower(ctx *c, uint32_t x) {
-    if (x < 128) return (uint32_t)tolower((int)x);
-    return c->loc ? os_towlower(c->loc, x) : x;
-}
-static uint32_t u_upper(ctx *c, uint32_t x) {
-    if (x < 128) return (uint32_t)toupper((int)x);
-    return c->loc ? os_towupper(c->loc, x) : x;
-}
-static bool u_cased(ctx *c, uint32_t x) { return u_lower(c, x) != x || u_upper(c, x) != x; }
-
-/* Python's full case mappings that change the length (SpecialCasing.txt, unconditional). */
-static const char *special_upper(uint32_t x) {
-    switch (x) {
-    case 0xDF: return "SS";
-    case 0x149: return "\u02BCN";
-    case 0x1F0: return "J\u030C";
-    case 0x587: return "\u0535\u0552";
-    case 0xFB00: return "FF";
-    case 0xFB01: return "FI";
-    case 0xFB02: return "FL";
-    case 0xFB03: return "FFI";
-    case 0xFB04: return "FFL";
-    case 0xFB05:
-    case 0xFB06: return "ST";
-    default: return NULL;
-    }
-}
-
-static value str_case(ctx *c, value s, int mode) {
-    sbuf b = {0};
-    bool prev_cased = false, first = true;
-    for (size_t i = 0; i < s.u.s.n;) {
-        int l;
-        uint32_t x = utf8_dec(s.u.s.p + i, s.u.s.n - i, &l), y = x;
-        switch (mode) {
-        case CASE_LOWER: y = u_lower(c, x); break;
-        case CASE_UPPER: y = u_upper(c, x); break;
-        case CASE_TITLE:
-            y = prev_cased ? u_lower(c, x) : u_upper(c, x);
-            prev_cased = u_cased(c, x);
-            break;
-        case CASE_CAPITALIZE: y = first ? u_upper(c, x) : u_lower(c, x); break;
-        case CASE_SWAP: y = u_lower(c, x) != x ? u_lower(c, x) : u_upper(c, x); break;
-        }
-        first = false;
-        const char *sp = NULL;
-        if (mode == CASE_UPPER || (mode == CASE_SWAP && y == x)) sp = special_upper(x);
-        if (mode == CASE_LOWER && x == 0x130) sp = "i\u0307";
-        if (sp) sb_puts(&c->f, &b, sp);
-        else {
-            char enc[4];
-            sb_put(&c->f, &b, enc, (size_t)utf8_enc(y, enc));
-        }
-        i += (size_t)l;
-    }
-    return sb_value(&b);
-}
-
-static bool in_chars(value chars, uint32_t x) {
-    for (size_t i = 0; i < chars.u.s.n;) {
-        int l;
-        if (utf8_dec(chars.u.s.p + i, chars.u.s.n - i, &l) == x) return true;
-        i += (size_t)l;
-    }
-    return false;
-}
-
-/* str.strip family; chars undefined/None = whitespace. */
-static value str_strip(ctx *c, int line, value s, value chars, bool left, bool right) {
-    bool ws = chars.t == V_UNDEF || chars.t == V_NONE;
-    if (!ws && chars.t != V_STR) FAIL(c, line, "TypeError: strip arg must be None or str");
-    const char *p = s.u.s.p;
-    size_t a = 0, b = s.u.s.n;
-    while (left && a < b) {
-        int l;
-        uint32_t x = utf8_dec(p + a, b - a, &l);
-        if (ws ? !u_isspace(x) : !in_chars(chars, x)) break;
-        a += (size_t)l;
-    }
-    while (right && b > a) {
-        size_t j = b - 1;
-        while (j > a && ((unsigned char)p[j] & 0xC0) == 0x80) j--;
-        int l;
-        uint32_t x = utf8_dec(p + j, b - j, &l);
-        if (ws ? !u_isspace(x) : !in_chars(chars, x)) break;
-        b = j;
-    }
-    return v_str(p + a, b - a);
-}
-
-static list *str_split(ctx *c, int line, value s, value sep, int64_t maxsplit) {
-    list *r = list_new(&c->f, 4);
-    const char *p = s.u.s.p;
-    size_t n = s.u.s.n;
-    if (sep.t == V_UNDEF || sep.t == V_NONE) {
-        size_t i = 0;
-        for (;;) {
-            while (i < n) {
-                int l;
-                if (!u_isspace(utf8_dec(p + i, n - i, &l))) break;
-                i += (size_t)l;
-            }
-            if (i >= n) break;
-            if (maxsplit >= 0 && (int64_t)r->n == maxsplit) {
-                value rest = str_strip(c, line, v_str(p + i, n - i), v_undef(NULL), false, true);
-                list_push(&c->f, r, rest);
-                break;
-            }
-            size_t j = i;
-            while (j < n) {
-                int l;
-                if (u_isspace(utf8_dec(p + j, n - j, &l))) break;
-                j += (size_t)l;
-            }
-            list_push(&c->f, r, v_str(p + i, j - i));
-            i = j;
-        }
-        return r;
-    }
-    if (sep.t != V_STR) FAIL(c, line, "TypeError: must be str or None, not %s", v_typename(sep));
-    if (!sep.u.s.n) FAIL(c, line, "ValueError: empty separator");
-    size_t i = 0;
-    for (;;) {
-        const char *q = maxsplit >= 0 && (int64_t)r->n >= maxsplit ? NULL : memmem(p + i, n - i, sep.u.s.p, sep.u.s.n);
-        if (!q) {
-            list_push(&c->f, r, v_str(p + i, n - i));
-            break;
-        }
-        list_push(&c->f, r, v_str(p + i, (size_t)(q - (p + i))));
-        i = (size_t)(q - p) + sep.u.s.n;
-    }
-    return r;
-}
-
-static value str_replace(ctx *c, int line, value s, value old, value neu, int64_t count) {
-    if (old.t != V_STR || neu.t != V_STR) FAIL(c, line, "TypeError: replace() arguments must be strings");
-    sbuf b = {0};
-    const char *p = s.u.s.p;
-    size_t n = s.u.s.n, i = 0;
-    int64_t done = 0;
-    if (!old.u.s.n) { /* insert between every character */
-        while (i <= n) {
-            if (count < 0 || done < count) {
-                sb_put(&c->f, &b, neu.u.s.p, neu.u.s.n);
-                done++;
-            } else {
-                sb_put(&c->f, &b, p + i, n - i);
-                break;
-            }
-            if (i == n) break;
-            int l;
-            utf8_dec(p + i, n - i, &l);
-            sb_put(&c->f, &b, p + i, (size_t)l);
-            i += (size_t)l;
-        }
-        return sb_value(&b);
-    }
-    for (;;) {
-        const char *q = count >= 0 && done >= count ? NULL : memmem(p + i, n - i, old.u.s.p, old.u.s.n);
-        if (!q) {
-            sb_put(&c->f, &b, p + i, n - i);
-            break;
-        }
-        sb_put(&c->f, &b, p + i, (size_t)(q - (p + i)));
-        sb_put(&c->f, &b, neu.u.s.p, neu.u.s.n);
-        i = (size_t)(q - p) + old.u.s.n;
-        done++;
-    }
-    return sb_value(&b);
-}
-
-static value str_join(ctx *c, int line, value sep, list *items, const char *attr) {
-    sbuf b = {0};
-    for (size_t i = 0; i < items->n; i++) {
-        if (i) sb_put(&c->f, &b, sep.u.s.p, sep.u.s.n);
-        value v = items->v[i];
-        if (attr) v = get_attr(c, line, v, attr);
-        str_value(c, &b, v, 0);
-    }
-    return sb_value(&b);
-}
-
-/* str.format with {} / {0} / {name} fields (no format specs or conversions). */
-static value str_format_method(ctx *c, int line, value fmt, args *a) {
-    sbuf b = {0};
-    const char *p = fmt.u.s.p;
-    size_t n = fmt.u.s.n;
-    int auto_idx = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '{' && i + 1 < n && p[i + 1] == '{') {
-            sb_putc(&c->f, &b, '{');
-            i++;
-            continue;
-        }
-        if (p[i] == '}' && i + 1 < n && p[i + 1] == '}') {
-            sb_putc(&c->f, &b, '}');
-            i++;
-            continue;
-        }
-        if (p[i] != '{') {
-            sb_putc(&c->f, &b, p[i]);
-            continue;
-        }
-        size_t j = i + 1;
-        while (j < n && p[j] != '}') j++;
-        if (j >= n) FAIL(c, line, "ValueError: unmatched '{' in format string");
-        const char *f = p + i + 1;
-        size_t fl = j - i - 1;
-        if (memchr(f, ':', fl) || memchr(f, '!', fl) || memchr(f, '.', fl) || memchr(f, '[', fl))
-            FAIL(c, line, "str.format: format specs, conversions and field access are not supported");
-        value v;
-        if (!fl) v = arg_get(a, auto_idx++, NULL);
-        else if (isdigit((unsigned char)f[0])) v = arg_get(a, atoi(f), NULL);
-        else v = arg_get(a, -1, xstrndup(&c->f, f, fl));
-        if (v.t == V_UNDEF && !v.u.s.p) FAIL(c, line, "str.format: missing argument for field '{%.*s}'", (int)fl, f);
-        str_value(c, &b, v, 0);
-        i = j;
-    }
-    return sb_value(&b);
-}
-
-static bool str_all(ctx *c, value s, int kind) {
-    if (!s.u.s.n) return false;
-    bool any_cased = false;
-    for (size_t i = 0; i < s.u.s.n;) {
-        int l;
-        uint32_t x = utf8_dec(s.u.s.p + i, s.u.s.n - i, &l);
-        i += (size_t)l;
-        switch (kind) {
-        case 'd':
-            if (!(c->loc ? os_iswclass(c->loc, x, OS_WDIGIT) : (x < 128 && isdigit((int)x)))) return false;
-            break;
-        case 'a':
-            if (!(c->loc ? os_iswclass(c->loc, x, OS_WALPHA) : (x < 128 && isalpha((int)x)))) return false;
-            break;
-        case 'n':
-            if (!(c->loc ? os_iswclass(c->loc, x, OS_WALNUM) : (x < 128 && isalnum((int)x)))) return false;
-            break;
-        case 's':
-            if (!u_isspace(x)) return false;
-            break;
-        case 'l':
-            if (u_upper(c, x) != x && u_lower(c, x) == x) any_cased = true;
-            else if (u_lower(c, x) != x) return false;
-            break;
-        case 'u':
-            if (u_lower(c, x) != x && u_upper(c, x) == x) any_cased = true;
-            else if (u_upper(c, x) != x) return false;
-            break;
-        }
-    }
-    return kind == 'l' || kind == 'u' ? any_cased : true;
-}
-
-static bool str_affix(ctx *c, int line, value s, value arg, bool prefix) {
-    if (arg.t == V_LIST && arg.u.l->tuple) {
-        for (size_t i = 0; i < arg.u.l->n; i++)
-            if (str_affix(c, line, s, arg.u.l->v[i], prefix)) return true;
-        return false;
-    }
-    if (arg.t != V_STR)
-        FAIL(c, line, "TypeError: %s first arg must be str or a tuple of str, not %s",
-             prefix ? "startswith" : "endswith", v_typename(arg));
-    if (arg.u.s.n > s.u.s.n) return false;
-    return !memcmp(prefix ? s.u.s.p : s.u.s.p + s.u.s.n - arg.u.s.n, arg.u.s.p, arg.u.s.n);
-}
-
-static int64_t str_find(value s, value sub, bool reverse) {
-    if (sub.u.s.n > s.u.s.n) return -1;
-    const char *hit = NULL;
-    if (!reverse) hit = memmem(s.u.s.p, s.u.s.n, sub.u.s.p, sub.u.s.n);
-    else
-        for (size_t i = s.u.s.n - sub.u.s.n + 1; i-- > 0;)
-            if (!memcmp(s.u.s.p + i, sub.u.s.p, sub.u.s.n)) {
-                hit = s.u.s.p + i;
-                break;
-            }
-    return hit ? (int64_t)utf8_count(s.u.s.p, (size_t)(hit - s.u.s.p)) : -1;
-}
-
-static value str_pad(ctx *c, int line, value s, args *a, int where) {
-    int64_t width = arg_int(c, line, a, 0, "width", 0, "str padding");
-    value fill = arg_get(a, 1, "fillchar");
-    const char *fp = " ";
-    size_t fl = 1;
-    if (fill.t == V_STR) fp = fill.u.s.p, fl = fill.u.s.n;
-    int64_t len = (int64_t)utf8_count(s.u.s.p, s.u.s.n);
-    if (width <= len) return s;
-    if (width > (1 << 24)) FAIL(c, line, "padding width too large");
-    int64_t total = width - len, left = where == 'l' ? 0 : where == 'r' ? total : total / 2 + (total & width & 1);
-    charge_repeat(&c->f, line, (uint64_t)total, fl, 1, "padding");
-    sbuf b = {0};
-    for (int64_t i = 0; i < left; i++) sb_put(&c->f, &b, fp, fl);
-    sb_put(&c->f, &b, s.u.s.p, s.u.s.n);
-    for (int64_t i = 0; i < total - left; i++) sb_put(&c->f, &b, fp, fl);
-    return sb_value(&b);
-}
-
-static list *str_splitlines(ctx *c, value s, bool keepends) {
-    list *r = list_new(&c->f, 4);
-    const char *p = s.u.s.p;
-    size_t n = s.u.s.n, start = 0, i = 0;
-    while (i < n) {
-        int l;
-        uint32_t x = utf8_dec(p + i, n - i, &l);
-        bool br = x == '\n' || x == '\r' || x == 0x0B || x == 0x0C || x == 0x1C || x == 0x1D || x == 0x1E ||
-                  x == 0x85 || x == 0x2028 || x == 0x2029;
-        if (!br) {
-            i += (size_t)l;
-            continue;
-        }
-        size_t end = i;
-        i += (size_t)l;
-        if (x == '\r' && i < n && p[i] == '\n') i++;
-        list_push(&c->f, r, v_str(p + start, (keepends ? i : end) - start));
-        start = i;
-    }
-    if (start < n) list_push(&c->f, r, v_str(p + start, n - start));
-    return r;
-}
-
-static value str_method(ctx *c, int line, func *fn, args *a) {
-    value s = fn->self;
-    const char *m = fn->name;
-    if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
-        if (a->npos > 1) FAIL(c, line, "%s: start/end arguments are not supported", m);
-        return v_bool(str_affix(c, line, s, arg_get(a, 0, NULL), m[0] == 's'));
-    }
-    if (!strcmp(m, "strip")) return str_strip(c, line, s, arg_get(a, 0, "chars"), true, true);
-    if (!strcmp(m, "lstrip")) return str_strip(c, line, s, arg_get(a, 0, "chars"), true, false);
-    if (!strcmp(m, "rstrip")) return str_strip(c, line, s, arg_get(a, 0, "chars"), false, true);
-    if (!strcmp(m, "split"))
-        return v_list(str_split(c, line, s, arg_get(a, 0, "sep"), arg_int(c, line, a, 1, "maxsplit", -1, m)));
-    if (!strcmp(m, "rsplit")) {
-        int64_t maxsplit = arg_int(c, line, a, 1, "maxsplit", -1, m);
-        value sep = arg_get(a, 0, "sep");
-        list *all = str_split(c, line, s, sep, -1);
-        if (maxsplit < 0 || maxsplit >= (int64_t)all->n - 1) return v_list(all);
-        if (sep.t != V_STR) FAIL(c, line, "rsplit(None, maxsplit) is not supported");
-        size_t keep_from = all->n - (size_t)maxsplit;
-        list *head = list_new(&c->f, keep_from);
-        for (size_t i = 0; i < keep_from; i++) list_push(&c->f, head, all->v[i]);
-        list *r = list_new(&c->f, (size_t)maxsplit + 1);
-        list_push(&c->f, r, str_join(c, line, sep, head, NULL));
-        for (size_t i = keep_from; i < all->n; i++) list_push(&c->f, r, all->v[i]);
-        return v_list(r);
-    }
-    if (!strcmp(m, "splitlines")) return v_list(str_splitlines(c, s, v_truthy(arg_get(a, 0, "keepends"))));
-    if (!strcmp(m, "replace"))
-        return str_replace(c, line, s, arg_get(a, 0, NULL), arg_get(a, 1, NULL),
-                           arg_int(c, line, a, 2, "count", -1, m));
-    if (!strcmp(m, "lower")) return str_case(c, s, CASE_LOWER);
-    if (!strcmp(m, "upper")) return str_case(c, s, CASE_UPPER);
-    if (!strcmp(m, "title")) return str_case(c, s, CASE_TITLE);
-    if (!strcmp(m, "capitalize")) return str_case(c, s, CASE_CAPITALIZE);
-    if (!strcmp(m, "swapcase")) return str_case(c, s, CASE_SWAP);
-    if (!strcmp(m, "find") || !strcmp(m, "rfind") || !strcmp(m, "index") || !strcmp(m, "rindex")) {
-        if (a->npos > 1) FAIL(c, line, "%s: start/end arguments are not supported", m);
-        int64_t r = str_find(s, arg_str(c, line, a, 0, NULL, m), m[0] == 'r');
-        if (r < 0 && strstr(m, "index")) FAIL(c, line, "ValueError: substring not found");
-        return v_int(r);
-    }
-    if (!strcmp(m, "count")) {
-        value sub = arg_str(c, line, a, 0, NULL, m);
-        if (!sub.u.s.n) return v_int((int64_t)utf8_count(s.u.s.p, s.u.s.n) + 1);
-        int64_t k = 0;
-        for (const char *p = s.u.s.p, *e = s.u.s.p + s.u.s.n; (p = memmem(p, (size_t)(e - p), sub.u.s.p, sub.u.s.n));
-             p += sub.u.s.n)
-            k++;
-        return v_int(k);
-    }
-    if (!strcmp(m, "join")) {
-        list *items = iter_list(c, line, arg_get(a, 0, NULL));
-        for (size_t i = 0; i < items->n; i++)
-            if (items->v[i].t != V_STR)
-                FAIL(c, line, "TypeError: sequence item %zu: expected str instance, %s found", i,
-                     v_typename(items->v[i]));
-        return str_join(c, line, s, items, NULL);
-    }
-    if (!strcmp(m, "format")) return str_format_method(c, line, s, a);
-    if (!strcmp(m, "isdigit") || !strcmp(m, "isnumeric") || !strcmp(m, "isdecimal")) return v_bool(str_all(c, s, 'd'));
-    if (!strcmp(m, "isalpha")) return v_bool(str_all(c, s, 'a'));
-    if (!strcmp(m, "isalnum")) return v_bool(str_all(c, s, 'n'));
-    if (!strcmp(m, "isspace")) return v_bool(str_all(c, s, 's'));
-    if (!strcmp(m, "islower")) return v_bool(str_all(c, s, 'l'));
-    if (!strcmp(m, "isupper")) return v_bool(str_all(c, s, 'u'));
-    if (!strcmp(m, "removeprefix") || !strcmp(m, "removesuffix")) {
-        value x = arg_str(c, line, a, 0, NULL, m);
-        bool pre = m[6] == 'p';
-        if (!str_affix(c, line, s, x, pre)) return s;
-        return pre ? v_str(s.u.s.p + x.u.s.n, s.u.s.n - x.u.s.n) : v_str(s.u.s.p, s.u.s.n - x.u.s.n);
-    }
-    if (!strcmp(m, "center")) return str_pad(c, line, s, a, 'c');
-    if (!strcmp(m, "ljust")) return str_pad(c, line, s, a, 'l');
-    if (!strcmp(m, "rjust")) return str_pad(c, line, s, a, 'r');
-    if (!strcmp(m, "zfill")) {
-        int64_t width = arg_int(c, line, a, 0, "width", 0, m), len = (int64_t)utf8_count(s.u.s.p, s.u.s.n);
-        if (width <= len) return s;
-        if (width > (1 << 24)) FAIL(c, line, "zfill width too large");
-        charge_repeat(&c->f, line, (uint64_t)(width - len), 1, 1, "zfill");
-        sbuf b = {0};
-        size_t k = s.u.s.n && (s.u.s.p[0] == '-' || s.u.s.p[0] == '+');
-        sb_put(&c->f, &b, s.u.s.p, k);
-        for (int64_t i = 0; i < width - len; i++) sb_putc(&c->f, &b, '0');
-        sb_put(&c->f, &b, s.u.s.p + k, s.u.s.n - k);
-        return sb_value(&b);
-    }
-    FAIL(c, line, "str.%s is not supported", m);
-}
-
-static list *dict_items(ctx *c, dict *d) {
-    list *r = list_new(&c->f, d->n);
-    for (size_t i = 0; i < d->n; i++) {
-        list *t = list_new(&c->f, 2);
-        t->tuple = true;
-        list_push(&c->f, t, d->k[i]);
-        list_push(&c->f, t, d->v[i]);
-        list_push(&c->f, r, v_list(t));
-    }
-    return r;
-}
-
-static value dict_method(ctx *c, int line, func *fn, args *a) {
-    dict *d = fn->self.u.d;
-    const char *m = fn->name;
-    if (!strcmp(m, "get")) {
-        long i = dict_find(d, arg_get(a, 0, NULL));
-        if (i >= 0) return d->v[i];
-        return a->npos > 1 ? a->pos[1] : v_none();
-    }
-    if (!strcmp(m, "items")) return v_list(dict_items(c, d));
-    list *r = list_new(&c->f, d->n);
-    for (size_t i = 0; i < d->n; i++) list_push(&c->f, r, !strcmp(m, "keys") ? d->k[i] : d->v[i]);
-    return v_list(r);
-}
-
-static value list_method(ctx *c, int line, func *fn, args *a) {
-    list *l = fn->self.u.l;
-    value x = arg_get(a, 0, NULL);
-    int64_t k = 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (v_eq(l->v[i], x)) {
-            if (!strcmp(fn->name, "index")) return v_int((int64_t)i);
-            k++;
-        }
-    if (!strcmp(fn->name, "index")) FAIL(c, line, "ValueError: value is not in list");
-    return v_int(k);
-}
-
-/* ---- printf-style formatting: "%s" % x and the format filter ---- */
-
-static value py_format(ctx *c, int line, value fmt, value argv) {
-    list *items;
-    dict *named = argv.t == V_DICT ? argv.u.d : NULL;
-    if (argv.t == V_LIST && argv.u.l->tuple) items = argv.u.l;
-    else {
-        items = list_new(&c->f, 1);
-        list_push(&c->f, items, argv);
-    }
-    size_t next = 0;
-    sbuf b = {0};
-    const char *p = fmt.u.s.p;
-    size_t n = fmt.u.s.n;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != '%') {
-            sb_putc(&c->f, &b, p[i]);
-            continue;
-        }
-        if (++i >= n) FAIL(c, line, "ValueError: incomplete format");
-        if (p[i] == '%') {
-            sb_putc(&c->f, &b, '%');
-            continue;
-        }
-        value v;
-        bool have = false;
-        if (p[i] == '(') {
-            size_t j = i + 1;
-            while (j < n && p[j] != ')') j++;
-            if (j >= n || !named) FAIL(c, line, "TypeError: format requires a mapping");
-            long k = dict_find_str(named, p + i + 1, j - i - 1);
-            if (k < 0) FAIL(c, line, "KeyError: '%.*s'", (int)(j - i - 1), p + i + 1);
-            v = named->v[k];
-            have = true;
-            i = j + 1;
-        }
-        char spec[32];
-        size_t sl = 0;
-        spec[sl++] = '%';
-        while (i < n && strchr("-+ #0", p[i]) && sl < 8) spec[sl++] = p[i++];
-        while (i < n && isdigit((unsigned char)p[i]) && sl < 16) spec[sl++] = p[i++];
-        if (i < n && p[i] == '.') {
-            spec[sl++] = p[i++];
-            while (i < n && isdigit((unsigned char)p[i]) && sl < 24) spec[sl++] = p[i++];
-        }
-        if (i >= n) FAIL(c, line, "ValueError: incomplete format");
-        char conv = p[i];
-        if (!have) {
-            if (named && !(argv.t == V_LIST)) v = argv;
-            else {
-                if (next >= items->n) FAIL(c, line, "TypeError: not enough arguments for format string");
-                v = items->v[next++];
-            }
-        }
-        char out[512];
-        switch (conv) {
-        case 's':
-        case 'r': {
-            sbuf t = {0};
-            if (conv == 's') str_value(c, &t, v, 0);
-            else repr_value(c, &t, v, 0);
-            spec[sl++] = 's';
-            spec[sl] = 0;
-            if (sl == 2) sb_put(&c->f, &b, t.p, t.n);
-            else {
-                snprintf(out, sizeof out, spec, t.n ? t.p : "");
-                sb_puts(&c->f, &b, out);
-            }
-            break;
-        }
-        case 'd':
-        case 'i':
-        case 'x':
-        case 'X':
-        case 'o':
-            if (!v_num(v)) FAIL(c, line, "TypeError: %%%c format: a number is required, not %s", conv, v_typename(v));
-            spec[sl++] = 'l', spec[sl++] = 'l', spec[sl++] = conv == 'i' ? 'd' : conv, spec[sl] = 0;
-            if (v.t == V_FLOAT && !(isfinite(v.u.f) && fabs(v.u.f) < 9.2e18))
-                FAIL(c, line, "OverflowError: %%%c format of %g does not fit a 64-bit integer", conv, v.u.f);
-            snprintf(out, sizeof out, spec, (long long)(v.t == V_FLOAT ? (int64_t)v.u.f : v_asi(v)));
-            sb_puts(&c->f, &b, out);
-            break;
-        case 'f':
-        case 'F':
-        case 'e':
-        case 'E':
-        case 'g':
-        case 'G':
-            if (!v_num(v)) FAIL(c, line, "TypeError: must be real number, not %s", v_typename(v));
-            spec[sl++] = conv, spec[sl] = 0;
-            snprintf(out, sizeof out, spec, v_asf(v));
-            sb_puts(&c->f, &b, out);
-            break;
-        default: FAIL(c, line, "ValueError: unsupported format character '%c'", conv);
-        }
-    }
-    if (!named && next < items->n) FAIL(c, line, "TypeError: not all arguments converted during string formatting");
-    return sb_value(&b);
-}
-
-/* ---- filters ---- */
-
-typedef value (*filter_fn)(ctx *c, int line, value in, args *a);
-static value apply_filter(ctx *c, int line, const char *name, value in, args *a);
-static bool apply_test(ctx *c, int line, const char *name, value in, args *a);
-
-static value f_tojson(ctx *c, int line, value in, args *a) {
-    json_opts o = {NULL, ", ", ": ", false, false};
-    o.ensure_ascii = v_truthy(arg_get(a, 0, "ensure_ascii"));
-    value ind = arg_get(a, 1, "indent");
-    if (ind.t == V_INT || ind.t == V_BOOL) {
-        int64_t k = v_asi(ind);
-        if (k > 64) k = 64;
-        char *s = xzalloc(&c->f, (size_t)(k > 0 ? k : 0) + 1);
-        for (int64_t i = 0; i < k; i++) s[i] = ' ';
-        o.indent = s;
-    } else if (ind.t == V_STR) {
-        o.indent = xstrndup(&c->f, ind.u.s.p, ind.u.s.n);
-    } else if (ind.t != V_NONE && ind.t != V_UNDEF) {
-        FAIL(c, line, "TypeError: tojson indent must be an int or a string");
-    }
-    if (o.indent) o.item_sep = ",";
-    value sep = arg_get(a, 2, "separators");
-    if (sep.t == V_LIST) {
-        if (sep.u.l->n != 2 || sep.u.l->v[0].t != V_STR || sep.u.l->v[1].t != V_STR)
-            FAIL(c, line, "tojson separators must be a pair of strings");
-        o.item_sep = xstrndup(&c->f, sep.u.l->v[0].u.s.p, sep.u.l->v[0].u.s.n);
-        o.key_sep = xstrndup(&c->f, sep.u.l->v[1].u.s.p, sep.u.l->v[1].u.s.n);
-    }
-    o.sort_keys = v_truthy(arg_get(a, 3, "sort_keys"));
-    sbuf b = {0};
-    json_value(c, line, &b, in, &o, 0);
-    return sb_value(&b);
-}
-
-static value need_str(ctx *c, int line, value in) {
-    if (in.t == V_UNDEF && in.u.s.p) return v_str("", 0);
-    return to_str(c, in);
-}
-
-static value f_trim(ctx *c, int line, value in, args *a) {
-    return str_strip(c, line, need_str(c, line, in), arg_get(a, 0, "chars"), true, true);
-}
-static value f_length(ctx *c, int line, value in, args *a) { return v_int(v_len(c, line, in)); }
-static value f_string(ctx *c, int line, value in, args *a) { return to_str(c, in); }
-static value f_lower(ctx *c, int line, value in, args *a) { return str_case(c, need_str(c, line, in), CASE_LOWER); }
-static value f_upper(ctx *c, int line, value in, args *a) { return str_case(c, need_str(c, line, in), CASE_UPPER); }
-static value f_title(ctx *c, int line, value in, args *a) { return str_case(c, need_str(c, line, in), CASE_TITLE); }
-static value f_capitalize(ctx *c, int line, value in, args *a) {
-    return str_case(c, need_str(c, line, in), CASE_CAPITALIZE);
-}
-static value f_safe(ctx *c, int line, value in, args *a) { return in; }
-
-static value f_default(ctx *c, int line, value in, args *a) {
-    bool boolean = v_truthy(arg_get(a, 1, "boolean"));
-    if (in.t == V_UNDEF || (boolean && !v_truthy(in)))
-        return arg_has(a, 0, "default_value") ? arg_get(a, 0, "default_value") : v_str("", 0);
-    return in;
-}
-
-static value f_join(ctx *c, int line, value in, args *a) {
-    value sep = arg_get(a, 0, "d");
-    if (sep.t == V_UNDEF) sep = v_str("", 0);
-    sep = to_str(c, sep);
-    value attr = arg_get(a, 1, "attribute");
-    return str_join(c, line, sep, iter_list(c, line, in),
-                    attr.t == V_STR ? xstrndup(&c->f, attr.u.s.p, attr.u.s.n) : NULL);
-}
-
-static value f_items(ctx *c, int line, value in, args *a) {
-    if (in.t == V_UNDEF) return v_list(list_new(&c->f, 1));
-    if (in.t != V_DICT && in.t != V_NS)
-        FAIL(c, line, "TypeError: can only get item pairs from a mapping, not %s", v_typename(in));
-    return v_list(dict_items(c, in.u.d));
-}
-
-static value f_first(ctx *c, int line, value in, args *a) {
-    list *l = iter_list(c, line, in);
-    return l->n ? l->v[0] : v_undef_msg(c, "No first item, sequence was empty.");
-}
-
-static value f_last(ctx *c, int line, value in, args *a) {
-    list *l = iter_list(c, line, in);
-    return l->n ? l->v[l->n - 1] : v_undef_msg(c, "No last item, sequence was empty.");
-}
-
-static value f_list(ctx *c, int line, value in, args *a) {
-    list *l = iter_list(c, line, in), *r = list_new(&c->f, l->n);
-    for (size_t i = 0; i < l->n; i++) list_push(&c->f, r, l->v[i]);
-    return v_list(r);
-}
-
-static value f_reverse(ctx *c, int line, value in, args *a) {
-    if (in.t == V_STR) {
-        value one = v_int(-1);
-        return do_slice(c, line, in, v_none(), v_none(), one);
-    }
-    list *l = iter_list(c, line, in), *r = list_new(&c->f, l->n);
-    for (size_t i = l->n; i-- > 0;) list_push(&c->f, r, l->v[i]);
-    return v_list(r);
-}
-
-static value f_replace(ctx *c, int line, value in, args *a) {
-    return str_replace(c, line, need_str(c, line, in), to_str(c, arg_get(a, 0, "old")), to_str(c, arg_get(a, 1, "new")),
-                       arg_int(c, line, a, 2, "count", -1, "replace"));
-}
-
-static value f_abs(ctx *c, int line, value in, args *a) {
-    if (in.t == V_FLOAT) return v_float(fabs(in.u.f));
-    if (in.t == V_INT || in.t == V_BOOL) {
-        if (v_asi(in) == INT64_MIN) FAIL(c, line, "integer overflow");
-        return v_int(v_asi(in) < 0 ? -v_asi(in) : v_asi(in));
-    }
-    FAIL(c, line, "TypeError: bad operand type for abs(): '%s'", v_typename(in));
-}
-
-static value f_int(ctx *c, int line, value in, args *a) {
-    value dflt = arg_has(a, 0, "default") ? arg_get(a, 0, "default") : v_int(0);
-    if (in.t == V_INT || in.t == V_BOOL) return v_int(v_asi(in));
-    if (in.t == V_FLOAT) return isfinite(in.u.f) && fabs(in.u.f) < 9.2e18 ? v_int((int64_t)in.u.f) : dflt;
-    if (in.t == V_STR) {
-        int64_t base = arg_int(c, line, a, 1, "base", 10, "int");
-        char *s = xstrndup(&c->f, in.u.s.p, in.u.s.n), *e;
-        errno = 0;
-        long long v = strtoll(s, &e, (int)base);
-        while (*e && isspace((unsigned char)*e)) e++;
-        if (e != s && !*e && !errno) return v_int(v);
-        double d = strtod(s, &e);
-        while (*e && isspace((unsigned char)*e)) e++;
-        if (e != s && !*e && isfinite(d) && fabs(d) < 9.2e18) return v_int((int64_t)d);
-    }
-    return dflt;
-}
-
-static value f_float(ctx *c, int line, value in, args *a) {
-    value dflt = arg_has(a, 0, "default") ? arg_get(a, 0, "default") : v_float(0);
-    if (v_num(in)) return v_float(v_asf(in));
-    if (in.t == V_STR) {
-        char *s = xstrndup(&c->f, in.u.s.p, in.u.s.n), *e;
-        double d = strtod(s, &e);
-        while (*e && isspace((unsigned char)*e)) e++;
-        if (e != s && !*e) return v_float(d);
-    }
-    return dflt;
-}
-
-static value f_round(ctx *c, int line, value in, args *a) {
-    int64_t prec = arg_int(c, line, a, 0, "precision", 0, "round");
-    value mv = arg_get(a, 1, "method");
-    const char *method = mv.t == V_STR ? xstrndup(&c->f, mv.u.s.p, mv.u.s.n) : "common";
-    if (!v_num(in)) FAIL(c, line, "TypeError: round needs a number, not %s", v_typename(in));
-    if (prec > 300) prec = 300;
-    if (prec < -300) prec = -300;
-    double x = v_asf(in), m = pow(10.0, (double)prec), y = x * m;
-    if (!strcmp(method, "common")) {
-        /* Python round(): half to even on the exact decimal value; printing it back gives
-         * exactly what Python gets for reasonable precisions */
-        char buf[400];
-        snprintf(buf, sizeof buf, "%.*f", prec > 0 ? (int)prec : 0, prec >= 0 ? x : x * m);
-        y = strtod(buf, NULL);
-        return v_float(prec >= 0 ? y : y / m);
-    }
-    if (!strcmp(method, "ceil")) return v_float(ceil(y) / m);
-    if (!strcmp(method, "floor")) return v_float(floor(y) / m);
-    FAIL(c, line, "round: method must be 'common', 'ceil' or 'floor'");
-}
-
-static value f_indent(ctx *c, int line, value in, args *a) {
-    value w = arg_get(a, 0, "width");
-    value s = need_str(c, line, in);
-    value ind;
-    if (w.t == V_STR) ind = w;
-    else {
-        int64_t k = w.t == V_UNDEF ? 4 : arg_int(c, line, a, 0, "width", 4, "indent");
-        if (k > 256) k = 256;
-        char *sp = xzalloc(&c->f, (size_t)(k > 0 ? k : 0) + 1);
-        for (int64_t i = 0; i < k; i++) sp[i] = ' ';
-        ind = v_cstr(sp);
-    }
-    bool first = v_truthy(arg_get(a, 1, "first")), blank = v_truthy(arg_get(a, 2, "blank"));
-    value sn = str_concat(c, s, v_str("\n", 1)); /* jinja2 appends a newline before splitting */
-    list *lines = str_splitlines(c, sn, false);
-    sbuf b = {0};
-    if (first) sb_put(&c->f, &b, ind.u.s.p, ind.u.s.n);
-    for (size_t i = 0; i < lines->n; i++) {
-        value ln = lines->v[i];
-        if (i) {
-            sb_putc(&c->f, &b, '\n');
-            if (blank || ln.u.s.n) sb_put(&c->f, &b, ind.u.s.p, ind.u.s.n);
-        }
-        sb_put(&c->f, &b, ln.u.s.p, ln.u.s.n);
-    }
-    return sb_value(&b);
-}
-
-static value f_escape(ctx *c, int line, value in, args *a) {
-    value s = to_str(c, in);
-    sbuf b = {0};
-    for (size_t i = 0; i < s.u.s.n; i++) {
-        char ch = s.u.s.p[i];
-        switch (ch) {
-        case '&': sb_puts(&c->f, &b, "&amp;"); break;
-        case '<': sb_puts(&c->f, &b, "&lt;"); break;
-        case '>': sb_puts(&c->f, &b, "&gt;"); break;
-        case '"': sb_puts(&c->f, &b, "&#34;"); break;
-        case '\'': sb_puts(&c->f, &b, "&#39;"); break;
-        default: sb_putc(&c->f, &b, ch);
-        }
-    }
-    return sb_value(&b);
-}
-
-/* args without the first `skip` positionals, for map/select passing the rest on */
-static args args_shift(const args *a, int skip) {
-    args r = *a;
-    r.npos = a->npos > skip ? a->npos - skip : 0;
-    r.pos = a->npos > skip ? a->pos + skip : a->pos;
-    return r;
-}
-
-static value attr_path(ctx *c, int line, value v, value attr) {
-    if (attr.t == V_INT) return get_item(c, line, v, attr);
-    const char *p = attr.u.s.p, *e = p + attr.u.s.n;
-    while (p <= e) {
-        const char *dot = memchr(p, '.', (size_t)(e - p));
-        if (!dot) dot = e;
-        value key = v_str(p, (size_t)(dot - p));
-        bool digits = dot > p;
-        for (const char *q = p; q < dot; q++) digits = digits && isdigit((unsigned char)*q);
-        v = digits ? get_item(c, line, v, v_int(atoll(xstrndup(&c->f, p, (size_t)(dot - p)))))
-                   : get_item(c, line, v, key);
-        p = dot + 1;
-    }
-    return v;
-}
-
-static value f_map(ctx *c, int line, value in, args *a) {
-    list *l = iter_list(c, line, in), *r = list_new(&c->f, l->n);
-    value attr = arg_get(a, -1, "attribute");
-    if (attr.t == V_STR || attr.t == V_INT) {
-        value dflt = arg_get(a, -1, "default");
-        for (size_t i = 0; i < l->n; i++) {
-            value v = attr_path(c, line, l->v[i], attr);
-            list_push(&c->f, r, v.t == V_UNDEF && arg_has(a, -1, "default") ? dflt : v);
-        }
-        return v_list(r);
-    }
-    value name = arg_str(c, line, a, 0, NULL, "map");
-    args rest = args_shift(a, 1);
-    const char *fname = xstrndup(&c->f, name.u.s.p, name.u.s.n);
-    for (size_t i = 0; i < l->n; i++) list_push(&c->f, r, apply_filter(c, line, fname, l->v[i], &rest));
-    return v_list(r);
-}
-
-static value select_impl(ctx *c, int line, value in, args *a, bool by_attr, bool keep) {
-    list *l = iter_list(c, line, in), *r = list_new(&c->f, l->n);
-    int base = by_attr ? 1 : 0;
-    value attr = by_attr ? arg_str(c, line, a, 0, NULL, "selectattr") : v_none();
-    value tname = arg_get(a, base, NULL);
-    args rest = args_shift(a, base + 1);
-    const char *tn = tname.t == V_STR ? xstrndup(&c->f, tname.u.s.p, tname.u.s.n) : NULL;
-    for (size_t i = 0; i < l->n; i++) {
-        value v = by_attr ? attr_path(c, line, l->v[i], attr) : l->v[i];
-        bool ok = tn ? apply_test(c, line, tn, v, &rest) : v_truthy(v);
-        if (ok == keep) list_push(&c->f, r, l->v[i]);
-    }
-    return v_list(r);
-}
-
-static value f_select(ctx *c, int line, value in, args *a) { return select_impl(c, line, in, a, false, true); }
-static value f_reject(ctx *c, int line, value in, args *a) { return select_impl(c, line, in, a, false, false); }
-static value f_selectattr(ctx *c, int line, value in, args *a) { return select_impl(c, line, in, a, true, true); }
-static value f_rejectattr(ctx *c, int line, value in, args *a) { return select_impl(c, line, in, a, true, false); }
-
-/* Stable merge sort by key values (errors can unwind from the comparison). */
-static void sort_values(ctx *c, int line, value *items, value *keys, size_t n, bool fold, bool reverse) {
-    if (n < 2) return;
-    value *ti = xalloc(&c->f, n * sizeof *ti), *tk = xalloc(&c->f, n * sizeof *tk);
-    for (size_t w = 1; w < n; w *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * w) {
-            size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n, i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) {
-                int r = v_cmp(c, line, keys[j], keys[i], fold);
-                bool take_right = reverse ? r > 0 : r < 0;
-                if (take_right) ti[k] = items[j], tk[k++] = keys[j++];
-                else ti[k] = items[i], tk[k++] = keys[i++];
-            }
-            while (i < mid) ti[k] = items[i], tk[k++] = keys[i++];
-            while (j < hi) ti[k] = items[j], tk[k++] = keys[j++];
-        }
-        memcpy(items, ti, n * sizeof *ti);
-        memcpy(keys, tk, n * sizeof *tk);
-    }
-}
-
-static value f_sort(ctx *c, int line, value in, args *a) {
-    list *l = iter_list(c, line, in), *r = list_new(&c->f, l->n);
-    bool reverse = v_truthy(arg_get(a, 0, "reverse")), cs = v_truthy(arg_get(a, 1, "case_sensitive"));
-    value attr = arg_get(a, 2, "attribute");
-    value *keys = xalloc(&c->f, (l->n + 1) * sizeof *keys);
-    for (size_t i = 0; i < l->n; i++) {
-        list_push(&c->f, r, l->v[i]);
-        keys[i] = attr.t == V_STR || attr.t == V_INT ? attr_path(c, line, l->v[i], attr) : l->v[i];
-    }
-    sort_values(c, line, r->v, keys, r->n, !cs, reverse);
-    return v_list(r);
-}
-
-static value f_dictsort(ctx *c, int line, value in, args *a) {
-    if (in.t != V_DICT) FAIL(c, line, "TypeError: dictsort needs a mapping, not %s", v_typename(in));
-    bool cs = v_truthy(arg_get(a, 0, "case_sensitive")), reverse = v_truthy(arg_get(a, 2, "reverse"));
-    value by = arg_get(a, 1, "by");
-    bool by_value = by.t == V_STR && by.u.s.n == 5 && !memcmp(by.u.s.p, "value", 5);
-    list *r = dict_items(c, in.u.d);
-    value *keys = xalloc(&c->f, (r->n + 1) * sizeof *keys);
-    for (size_t i = 0; i < r->n; i++) keys[i] = r->v[i].u.l->v[by_value ? 1 : 0];
-    sort_values(c, line, r->v, keys, r->n, !cs, reverse);
-    return v_list(r);
-}
-
-static value f_unique(ctx *c, int line, value in, args *a) {
-    list *l = iter_list(c, line, in), *r = list_new(&c->f, l->n), *seen = list_new(&c->f, l->n);
-    bool cs = v_truthy(arg_get(a, 0, "case_sensitive"));
-    value attr = arg_get(a, 1, "attribute");
-    for (size_t i = 0; i < l->n; i++) {
-        value k = attr.t == V_STR || attr.t == V_INT ? attr_path(c, line, l->v[i], attr) : l->v[i];
-        if (!cs && k.t == V_STR) k = str_case(c, k, CASE_LOWER);
-        bool dup = false;
-        for (size_t j = 0; j < seen->n && !dup; j++) dup = v_eq(seen->v[j], k);
-        if (!dup) list_push(&c->f, seen, k), list_push(&c->f, r, l->v[i]);
-    }
-    return v_list(r);
-}
-
-static value f_sum(ctx *c, int line, value in, args *a) {
-    list *l = iter_list(c, line, in);
-    value attr = arg_get(a, 0, "attribute"), acc = arg_has(a, 1, "start") ? arg_get(a, 1, "start") : v_int(0);
-    for (size_t i = 0; i < l->n; i++)
-        acc =
-            binop(c, line, '+', acc, attr.t == V_STR || attr.t == V_INT ? attr_path(c, line, l->v[i], attr) : l->v[i]);
-    return acc;
-}
-
-static value minmax(ctx *c, int line, value in, args *a, int sign) {
-    list *l = iter_list(c, line, in);
-    bool cs = v_truthy(arg_get(a, 0, "case_sensitive"));
-    value attr = arg_get(a, 1, "attribute");
-    if (!l->n) return v_undef_msg(c, "No aggregated item, sequence was empty.");
-    size_t best = 0;
-    value bk = attr.t == V_STR || attr.t == V_INT ? attr_path(c, line, l->v[0], attr) : l->v[0];
-    for (size_t i = 1; i < l->n; i++) {
-        value k = attr.t == V_STR || attr.t == V_INT ? attr_path(c, line, l->v[i], attr) : l->v[i];
-        if (v_cmp(c, line, k, bk, !cs) * sign > 0) best = i, bk = k;
-    }
-    return l->v[best];
-}
-static value f_min(ctx *c, int line, value in, args *a) { return minmax(c, line, in, a, -1); }
-static value f_max(ctx *c, int line, value in, args *a) { return minmax(c, line, in, a, 1); }
-
-static value f_attr(ctx *c, int line, value in, args *a) {
-    value n = arg_str(c, line, a, 0, "name", "attr");
-    return get_attr(c, line, in, xstrndup(&c->f, n.u.s.p, n.u.s.n));
-}
-
-static value f_format(ctx *c, int line, value in, args *a) {
-    value s = need_str(c, line, in);
-    if (a->nkw) {
-        dict *d = dict_new(&c->f, (size_t)a->nkw);
-        for (int i = 0; i < a->nkw; i++) dict_set(&c->f, d, v_cstr(a->kwn[i]), a->kwv[i]);
-        return py_format(c, line, s, v_dict(d));
-    }
-    list *t = list_new(&c->f, (size_t)a->npos + 1);
-    t->tuple = true;
-    for (int i = 0; i < a->npos; i++) list_push(&c->f, t, a->pos[i]);
-    return py_format(c, line, s, v_list(t));
-}
-
-static value f_center(ctx *c, int line, value in, args *a) {
-    args b = *a;
-    value w = arg_has(a, 0, "width") ? arg_get(a, 0, "width") : v_int(80);
-    b.pos = &w, b.npos = 1, b.nkw = 0;
-    return str_pad(c, line, need_str(c, line, in), &b, 'c');
-}
-
-static value f_wordcount(ctx *c, int line, value in, args *a) {
-    return v_int((int64_t)str_split(c, line, need_str(c, line, in), v_none(), -1)->n);
-}
-
-static value f_batch(ctx *c, int line, value in, args *a) {
-    int64_t size = arg_int(c, line, a, 0, "linecount", 1, "batch");
-    if (size < 1) FAIL(c, line, "batch size must be positive");
-    value fill = arg_get(a, 1, "fill_with");
-    list *l = iter_list(c, line, in), *r = list_new(&c->f, 4), *cur = NULL;
-    for (size_t i = 0; i < l->n; i++) {
-        if (!cur || (int64_t)cur->n == size)
-            cur = list_new(&c->f, (size_t)(size < (int64_t)(l->n - i) ? size : (int64_t)(l->n - i))),
-            list_push(&c->f, r, v_list(cur));
-        list_push(&c->f, cur, l->v[i]);
-    }
-    if (cur && arg_has(a, 1, "fill_with") && (int64_t)cur->n < size) { /* charged before the loop */
-        charge_repeat(&c->f, line, (uint64_t)(size - (int64_t)cur->n), 1, sizeof(value), "batch fill");
-        while ((int64_t)cur->n < size) list_push(&c->f, cur, fill);
-    }
-    return v_list(r);
-}
-
-static const struct {
-    const char *name;
-    filter_fn fn;
-} FILTERS[] = {
-    {"tojson", f_tojson},
-    {"trim", f_trim},
-    {"length", f_length},
-    {"count", f_length},
-    {"string", f_string},
-    {"lower", f_lower},
-    {"upper", f_upper},
-    {"title", f_title},
-    {"capitalize", f_capitalize},
-    {"default", f_default},
-    {"d", f_default},
-    {"join", f_join},
-    {"items", f_items},
-    {"first", f_first},
-    {"last", f_last},
-    {"list", f_list},
-    {"reverse", f_reverse},
-    {"replace", f_replace},
-    {"abs", f_abs},
-    {"int", f_int},
-    {"float", f_float},
-    {"round", f_round},
-    {"indent", f_indent},
-    {"safe", f_safe},
-    {"escape", f_escape},
-    {"e", f_escape},
-    {"forceescape", f_escape},
-    {"map", f_map},
-    {"select", f_select},
-    {"reject", f_reject},
-    {"selectattr", f_selectattr},
-    {"rejectattr", f_rejectattr},
-    {"sort", f_sort},
-    {"dictsort", f_dictsort},
-    {"unique", f_unique},
-    {"sum", f_sum},
-    {"min", f_min},
-    {"max", f_max},
-    {"attr", f_attr},
-    {"format", f_format},
-    {"center", f_center},
-    {"wordcount", f_wordcount},
-    {"batch", f_batch},
-};
-
-static bool known_filter(const char *name) {
-    for (size_t i = 0; i < sizeof FILTERS / sizeof *FILTERS; i++)
-        if (!strcmp(FILTERS[i].name, name)) return true;
-    return false;
-}
-
-static value apply_filter(ctx *c, int line, const char *name, value in, args *a) {
-    for (size_t i = 0; i < sizeof FILTERS / sizeof *FILTERS; i++)
-        if (!strcmp(FILTERS[i].name, name)) return FILTERS[i].fn(c, line, in, a);
-    FAIL(c, line, "unsupported filter '%s'", name);
-}
-
-/* ---- tests ---- */
-
-static const char *const TESTS[] = {
-    "defined", "undefined", "none",     "boolean",     "true",   "false", "integer",     "float", "number", "string",
-    "mapping", "iterable",  "sequence", "callable",    "sameas", "eq",    "equalto",     "==",    "ne",     "!=",
-    "lt",      "lessthan",  "<",        "le",          "<=",     "gt",    "greaterthan", ">",     "ge",     ">=",
-    "in",      "even",      "odd",      "divisibleby", "lower",  "upper", "escaped",     NULL};
-
-static bool known_test(const char *name) { return find_name(TESTS, name, strlen(name)) != NULL; }
-
-static bool apply_test(ctx *c, int line, const char *name, value in, args *a) {
-    value x = arg_get(a, 0, NULL);
-#define IS(s) (!strcmp(name, s))
-    bool takes_arg = IS("sameas") || IS("eq") || IS("equalto") || IS("==") || IS("ne") || IS("!=") || IS("lt") ||
-                     IS("lessthan") || IS("<") || IS("le") || IS("<=") || IS("gt") || IS("greaterthan") || IS(">") ||
-                     IS("ge") || IS(">=") || IS("in") || IS("divisibleby");
-    if (a->npos + a->nkw > (takes_arg ? 1 : 0))
-        FAIL(c, line, "TypeError: test '%s' takes %s", name, takes_arg ? "one argument" : "no arguments");
-    if (IS("defined")) return in.t != V_UNDEF;
-    if (IS("undefined")) return in.t == V_UNDEF;
-    if (IS("none")) return in.t == V_NONE;
-    if (IS("boolean")) return in.t == V_BOOL;
-    if (IS("true")) return in.t == V_BOOL && in.u.b;
-    if (IS("false")) return in.t == V_BOOL && !in.u.b;
-    if (IS("integer")) return in.t == V_INT;
-    if (IS("float")) return in.t == V_FLOAT;
-    if (IS("number")) return v_num(in);
-    if (IS("string")) return in.t == V_STR;
-    if (IS("mapping")) return in.t == V_DICT;
-    if (IS("iterable")) return in.t == V_STR || in.t == V_LIST || in.t == V_DICT || in.t == V_UNDEF;
-    if (IS("sequence")) return in.t == V_STR || in.t == V_LIST || in.t == V_DICT || in.t == V_UNDEF;
-    if (IS("callable")) return in.t == V_FUNC;
-    if (IS("sameas")) {
-        if (in.t != x.t) return false;
-        switch (in.t) {
-        case V_NONE:
-        case V_UNDEF: return true;
-        case V_BOOL: return in.u.b == x.u.b;
-        case V_INT: return in.u.i == x.u.i;
-        case V_LIST: return in.u.l == x.u.l;
-        case V_DICT:
-        case V_NS: return in.u.d == x.u.d;
-        case V_STR: return in.u.s.p == x.u.s.p && in.u.s.n == x.u.s.n;
-        default: return false;
-        }
-    }
-    if (IS("eq") || IS("equalto") || IS("==")) return v_eq(in, x);
-    if (IS("ne") || IS("!=")) return !v_eq(in, x);
-    if (IS("lt") || IS("lessthan") || IS("<")) return v_cmp(c, line, in, x, false) < 0;
-    if (IS("le") || IS("<=")) return v_cmp(c, line, in, x, false) <= 0;
-    if (IS("gt") || IS("greaterthan") || IS(">")) return v_cmp(c, line, in, x, false) > 0;
-    if (IS("ge") || IS(">=")) return v_cmp(c, line, in, x, false) >= 0;
-    if (IS("in")) return v_contains(c, line, x, in);
-    if (IS("even") || IS("odd") || IS("divisibleby")) {
-        if (in.t != V_INT && in.t != V_BOOL)
-            FAIL(c, line, "TypeError: test '%s' needs an integer, not %s", name, v_typename(in));
-        int64_t d = IS("divisibleby") ? arg_int(c, line, a, 0, "num", 1, name) : 2;
-        if (d == 0) FAIL(c, line, "ZeroDivisionError: integer division or modulo by zero");
-        bool div = d == -1 || v_asi(in) % d == 0;
-        return IS("odd") ? !div : div;
-    }
-    if (IS("lower")) return in.t == V_STR && str_all(c, in, 'l');
-    if (IS("upper")) return in.t == V_STR && str_all(c, in, 'u');
-    if (IS("escaped")) return false;
-#undef IS
-    FAIL(c, line, "unsupported test '%s'", name);
-}
-
-/* ---- global functions ---- */
-
-static value g_range(ctx *c, int line, func *fn, args *a) {
-    int64_t start = 0, stop, step = 1;
-    if (a->npos == 1) stop = arg_int(c, line, a, 0, NULL, 0, "range");
-    else {
-        start = arg_int(c, line, a, 0, NULL, 0, "range");
-        stop = arg_int(c, line, a, 1, NULL, 0, "range");
-        step = arg_int(c, line, a, 2, NULL, 1, "range");
-    }
-    if (a->npos < 1 || a->npos > 3) FAIL(c, line, "TypeError: range expects 1 to 3 arguments");
-    if (step == 0) FAIL(c, line, "ValueError: range() arg 3 must not be zero");
-    /* the length in 128-bit arithmetic: stop - start and the indices never overflow */
-    __int128 span = step > 0 ? (__int128)stop - start : (__int128)start - stop;
-    __int128 n = span > 0 ? (span - 1) / (step > 0 ? (__int128)step : -(__int128)step) + 1 : 0;
-    if (n > 10000000)
-        FAIL(c, line, "range too large (%lld items; at most 10000000)", (long long)(n > INT64_MAX ? INT64_MAX : n));
-    list *l = list_new(&c->f, (size_t)(n ? n : 1));
-    for (int64_t k = 0; k < (int64_t)n; k++) list_push(&c->f, l, v_int((int64_t)(start + (__int128)k * step)));
-    return v_list(l);
-}
-
-static value g_namespace(ctx *c, int line, func *fn, args *a) {
-    dict *d = dict_new(&c->f, (size_t)a->nkw + 4);
-    for (int i = 0; i < a->npos; i++) {
-        if (a->pos[i].t != V_DICT) FAIL(c, line, "TypeError: namespace() takes mappings and keyword arguments");
-        for (size_t k = 0; k < a->pos[i].u.d->n; k++) dict_set(&c->f, d, a->pos[i].u.d->k[k], a->pos[i].u.d->v[k]);
-    }
-    for (int i = 0; i < a->nkw; i++) dict_set(&c->f, d, v_cstr(a->kwn[i]), a->kwv[i]);
-    value v = {V_NS, {0}};
-    v.u.d = d;
-    return v;
-}
-
-static value g_dict(ctx *c, int line, func *fn, args *a) {
-    value v = g_namespace(c, line, fn, a);
-    v.t = V_DICT;
-    return v;
-}
-
-static value g_raise_exception(ctx *c, int line, func *fn, args *a) {
-    value m = to_str(c, arg_get(a, 0, "message"));
-    FAIL(c, line, "TemplateError: %.*s", (int)m.u.s.n, m.u.s.p);
-}
-
-static value g_strftime_now(ctx *c, int line, func *fn, args *a) {
-    value f = arg_str(c, line, a, 0, NULL, "strftime_now");
-    struct tm tm;
-    time_t now = c->now ? c->now : time(NULL);
-    os_localtime(now, &tm);
-    char *fmt = xstrndup(&c->f, f.u.s.p, f.u.s.n);
-    char out[512];
-    size_t n = strftime(out, sizeof out, fmt, &tm);
-    if (!n && *fmt) FAIL(c, line, "strftime_now: format too long or empty result");
-    return v_str(xstrndup(&c->f, out, n), n);
-}
-
-static value loop_cycle(ctx *c, int line, func *fn, args *a) {
-    if (!a->npos) FAIL(c, line, "TypeError: no items for cycling given");
-    long i = dict_find_str(fn->self.u.d, "index0", 6);
-    return a->pos[fn->self.u.d->v[i].u.i % a->npos];
-}
-
-static const struct {
-    const char *name;
-    builtin_fn fn;
-} GLOBALS[] = {
-    {"range", g_range},
-    {"namespace", g_namespace},
-    {"dict", g_dict},
-    {"raise_exception", g_raise_exception},
-    {"strftime_now", g_strftime_now},
-};
-
 /* ---- evaluator ---- */
 
 static value lookup(ctx *c, frame *fr, const char *name) {
@@ -3800,8 +2427,8 @@ static value lookup(ctx *c, frame *fr, const char *name) {
         long i = dict_find_str(fr->vars, name, strlen(name));
         if (i >= 0) return fr->vars->v[i];
     }
-    for (size_t i = 0; i < sizeof GLOBALS / sizeof *GLOBALS; i++)
-        if (!strcmp(GLOBALS[i].name, name)) return v_func(c, GLOBALS[i].name, GLOBALS[i].fn, v_none());
+    value g;
+    if (builtin_global(c, name, &g)) return g;
     return v_undef_msg(c, "'%s' is undefined", name);
 }
 

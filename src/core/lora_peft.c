@@ -14,7 +14,7 @@
  *  - its rank and alpha are those of the first key of rank_pattern / alpha_pattern whose
  *    expression KEY matches the name as "(.*\.)?(KEY)$" from its start, else r and lora_alpha;
  *    the scale is alpha / r, or alpha / sqrt(r) with use_rslora.
- * The config's expressions are Python's; the project's budgeted engine (chat/grammar_regex.h:
+ * The config's expressions are Python's; the project's budgeted engine (text/regex.h:
  * an ECMA subset, the syntax the two share) compiles each once per load under one work budget
  * that matching draws from too, and the count and length of entries are capped: an adapter from
  * the Hub is as untrusted as a model file. An entry of plain characters and '.' (a fixed-length
@@ -23,7 +23,7 @@
  * of targeted modules only, so the file then decides). */
 #include "core/lora.h"
 #include "base/error.h"
-#include "chat/grammar_regex.h"
+#include "text/regex.h"
 #include "formats/safetensors.h"
 
 #include <jansson.h>
@@ -50,9 +50,9 @@ static const char *const WRAP[3][2] = {
 typedef struct peft_rx {
     const char *text; /* the config's (borrowed from its JSON) */
     size_t len;
-    double value; /* rank_pattern / alpha_pattern: the key's value */
-    bool literal; /* plain characters and '.' only: matched directly */
-    rdfa *dfa;    /* otherwise compiled; NULL: the engine refused it */
+    double value;   /* rank_pattern / alpha_pattern: the key's value */
+    bool literal;   /* plain characters and '.' only: matched directly */
+    regex_dfa *dfa; /* otherwise compiled; NULL: the engine refused it */
 } peft_rx;
 
 typedef struct peft_list {
@@ -74,11 +74,11 @@ typedef struct peft_config {
     peft_list save;          /* modules_to_save */
     peft_list layer_pats;    /* layers_pattern */
     json_t *layers;          /* layers_to_transform (an integer or a non-empty list), else NULL */
-    rxbudget budget;         /* for compiling and matching every expression of the load */
+    regex_budget budget;     /* for compiling and matching every expression of the load */
 } peft_config;
 
 static void list_free(peft_list *l) {
-    for (int i = 0; l->x && i < l->n; i++) dfa_free(l->x[i].dfa);
+    for (int i = 0; l->x && i < l->n; i++) regex_dfa_free(l->x[i].dfa);
     free(l->x);
     l->x = NULL;
     l->n = 0;
@@ -91,8 +91,8 @@ static void config_free(peft_config *c) {
     list_free(&c->exclude);
     list_free(&c->save);
     list_free(&c->layer_pats);
-    dfa_free(c->target_rx.dfa);
-    dfa_free(c->exclude_rx.dfa);
+    regex_dfa_free(c->target_rx.dfa);
+    regex_dfa_free(c->exclude_rx.dfa);
 }
 
 static int too_costly(const peft_config *c, lfm2c_error *err) {
@@ -163,7 +163,7 @@ static bool rx_match(peft_config *c, const peft_rx *x, rx_kind kind, const char 
     if (x->literal) return lit_match(x, kind, name, n);
     if (!x->dfa) return refused;
     int s = 0;
-    for (size_t i = 0; i < n && s >= 0; i++) s = dfa_next(x->dfa, s, (unsigned char)name[i]);
+    for (size_t i = 0; i < n && s >= 0; i++) s = regex_dfa_next(x->dfa, s, (unsigned char)name[i]);
     return s >= 0 && x->dfa->accept[s];
 }
 
@@ -285,7 +285,7 @@ static int check_kind(const peft_config *c, json_t *j, lfm2c_error *err) {
 
 static int read_config(const char *dir, peft_config *c, json_t **root, lfm2c_error *err) {
     snprintf(c->path, sizeof c->path, "%s/adapter_config.json", dir);
-    c->budget.left = RX_BUDGET;
+    c->budget.left = REGEX_BUDGET;
     json_error_t je;
     json_t *j = json_load_file(c->path, 0, &je);
     if (!j || !json_is_object(j)) {

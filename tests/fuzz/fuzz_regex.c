@@ -1,21 +1,21 @@
-/* fuzz_regex.c — the pattern compiler alone (src/chat/grammar_regex.c): compile the input (up to
+/* fuzz_regex.c — the pattern compiler alone (src/text/regex.c): compile the input (up to
  * a NUL) as a JSON Schema pattern under a small work budget, then walk the DFA with the bytes
  * after the NUL (each byte a code point, bytes >= 0x80 spread over the BMP and beyond), asking
- * dfa_any over ranges on the way; complement the DFA and intersect it with itself and with a
+ * regex_dfa_any over ranges on the way; complement the DFA and intersect it with itself and with a
  * format's DFA, the operations lookaheads and formats use. */
 #include "fuzz_common.h"
-#include "chat/grammar_regex.h"
+#include "text/regex.h"
 
 #include <string.h>
 
 static uint32_t cp_of(uint8_t b) { return b < 0x80 ? b : (uint32_t)b * 4099u % 0x110000u; }
 
-static void walk(const rdfa *d, const uint8_t *t, size_t n) {
+static void walk(const regex_dfa *d, const uint8_t *t, size_t n) {
     int s = 0;
     for (size_t i = 0; i < n && i < 512 && s >= 0; i++) {
         uint32_t c = cp_of(t[i]);
-        (void)dfa_any(d, s, c > 16 ? c - 16 : 0, c);
-        s = dfa_next(d, s, c);
+        (void)regex_dfa_any(d, s, c > 16 ? c - 16 : 0, c);
+        s = regex_dfa_next(d, s, c);
         if (s >= d->n) abort(); /* a state out of range */
     }
 }
@@ -25,35 +25,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t n = nul ? (size_t)(nul - data) : size;
     const uint8_t *text = nul ? nul + 1 : data + size;
     size_t n_text = nul ? size - n - 1 : 0;
-    rxbudget budget = {.left = 2000000, .cancel = NULL};
+    regex_budget budget = {.left = 2000000, .cancel = NULL};
     lfm2c_error err = {0};
-    rdfa *d = regex_compile((const char *)data, n, &err, &budget);
+    regex_dfa *d = regex_compile((const char *)data, n, &err, &budget);
     if (!d) {
         if (!err.msg[0]) abort(); /* a refused pattern says why */
         return 0;
     }
     walk(d, text, n_text);
-    rdfa *c = dfa_complement(d, &budget);
+    regex_dfa *c = regex_dfa_complement(d, &budget);
     if (c) {
         walk(c, text, n_text);
-        rdfa *p = dfa_product(d, c, &budget);
+        regex_dfa *p = regex_dfa_product(d, c, &budget);
         if (p) {
             walk(p, text, n_text);
-            dfa_free(p);
+            regex_dfa_free(p);
         }
-        dfa_free(c);
+        regex_dfa_free(c);
     }
-    const char *fp = format_pattern(n_text && text[0] % 2 ? "date" : "uuid");
+    const char *fp = regex_format_pattern(n_text && text[0] % 2 ? "date" : "uuid");
     lfm2c_error ferr = {0};
-    rdfa *f = fp ? regex_compile(fp, strlen(fp), &ferr, &budget) : NULL;
+    regex_dfa *f = fp ? regex_compile(fp, strlen(fp), &ferr, &budget) : NULL;
     if (f) {
-        rdfa *p = dfa_product(d, f, &budget);
+        regex_dfa *p = regex_dfa_product(d, f, &budget);
         if (p) {
             walk(p, text, n_text);
-            dfa_free(p);
+            regex_dfa_free(p);
         }
-        dfa_free(f);
+        regex_dfa_free(f);
     }
-    dfa_free(d);
+    regex_dfa_free(d);
     return 0;
 }

@@ -1,8 +1,9 @@
-/* grammar_regex.c — the regular expressions of JSON Schema's pattern and format: an ECMA-262
- * subset parsed to an NFA and compiled to a DFA over code points (subset construction, pruning,
- * products and complements for lookaheads and formats), under a per-request work budget.
- * Strings in the grammar carry a state of these DFAs (grammar_regex.h). */
-#include "chat/grammar_regex.h"
+/* regex.c — the budgeted regular-expression engine (regex.h): an ECMA-262 subset (JSON Schema's
+ * pattern and format, PEFT's pattern keys) parsed to an NFA and compiled to a DFA over code points
+ * (subset construction, pruning, products and complements for lookaheads and formats), under a
+ * per-request work budget. Strings in the grammar carry a state of these DFAs; core/lora_peft.c
+ * matches module names with them. */
+#include "text/regex.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@
  * Rejected (error): backreferences, lookahead/lookbehind, \b \B, Unicode property escapes. */
 
 
-static bool rx_spent(rxbudget *b) {
+static bool rx_spent(regex_budget *b) {
     if (b->cancel && *b->cancel) b->left = -1;
     return b->left < 0;
 }
@@ -50,11 +51,11 @@ typedef struct rxc {
     lfm2c_error *err;
     bool failed; /* failed: a message is set */
     int depth;
-    rxbudget *budget; /* work units left for this request's patterns (see RX_BUDGET) */
+    regex_budget *budget; /* work units left for this request's patterns (see REGEX_BUDGET) */
 } rxc;
 
 /* An EINVAL with a formatted message (the compile errors of patterns and schemas). */
-void grammar_einval(lfm2c_error *err, const char *fmt, va_list ap) {
+void regex_einval(lfm2c_error *err, const char *fmt, va_list ap) {
     char msg[sizeof err->msg];
     vsnprintf(msg, sizeof msg, fmt, ap);
     lfm2c_set_error(err, LFM2C_EINVAL, "%s", msg);
@@ -65,7 +66,7 @@ static int rx_fail(rxc *x, const char *fmt, ...) __attribute__((format(printf, 2
 static int rx_fail(rxc *x, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    grammar_einval(x->err, fmt, ap);
+    regex_einval(x->err, fmt, ap);
     va_end(ap);
     x->failed = true;
     return -1;
@@ -191,7 +192,7 @@ static void add_named(rxc *x, int c, char e) {
     }
 }
 
-int rx_hexval(int ch) {
+int regex_hexval(int ch) {
     if (ch >= '0' && ch <= '9') return ch - '0';
     if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f') return (ch | 0x20) - 'a' + 10;
     return -1;
@@ -234,8 +235,8 @@ static int rx_escape(rxc *x, uint32_t *cp, char *named) {
         if (e == 'u' && x->p < x->end && *x->p == '{') {
             x->p++;
             int k = 0;
-            while (x->p < x->end && *x->p != '}' && rx_hexval(*x->p) >= 0 && k < 6)
-                v = v * 16 + (uint32_t)rx_hexval(*x->p++), k++;
+            while (x->p < x->end && *x->p != '}' && regex_hexval(*x->p) >= 0 && k < 6)
+                v = v * 16 + (uint32_t)regex_hexval(*x->p++), k++;
             if (x->p >= x->end || *x->p != '}' || !k || v > 0x10FFFF)
                 return rx_fail(x, "bad \\u{...} escape in pattern");
             x->p++;
@@ -243,8 +244,8 @@ static int rx_escape(rxc *x, uint32_t *cp, char *named) {
             return 1;
         }
         for (int i = 0; i < nd; i++) {
-            if (x->p >= x->end || rx_hexval(*x->p) < 0) return rx_fail(x, "bad \\%c escape in pattern", e);
-            v = v * 16 + (uint32_t)rx_hexval(*x->p++);
+            if (x->p >= x->end || regex_hexval(*x->p) < 0) return rx_fail(x, "bad \\%c escape in pattern", e);
+            v = v * 16 + (uint32_t)regex_hexval(*x->p++);
         }
         *cp = v;
         return 1;
@@ -530,7 +531,7 @@ typedef struct dbuild {
     int n, cap;
     int *hash;
     int hcap; /* open addressing of state ids, -1 empty */
-    redge *edges;
+    regex_edge *edges;
     int n_edges, cap_edges;
     int *first;
     unsigned char *accept;
@@ -604,12 +605,12 @@ static int push_edge(dbuild *b, uint32_t lo, uint32_t hi, int to) {
     }
     if (b->n_edges == b->cap_edges) {
         int nc = b->cap_edges ? 2 * b->cap_edges : 256;
-        redge *ne = realloc(b->edges, (size_t)nc * sizeof *ne);
+        regex_edge *ne = realloc(b->edges, (size_t)nc * sizeof *ne);
         if (!ne) return -1;
         b->edges = ne;
         b->cap_edges = nc;
     }
-    b->edges[b->n_edges++] = (redge){lo, hi, to};
+    b->edges[b->n_edges++] = (regex_edge){lo, hi, to};
     return 0;
 }
 
@@ -618,7 +619,7 @@ static int u32cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-void dfa_free(rdfa *d) {
+void regex_dfa_free(regex_dfa *d) {
     if (!d) return;
     free(d->first);
     free(d->edges);
@@ -630,7 +631,7 @@ void dfa_free(rdfa *d) {
 
 /* dfa_prune's first phase: each state's shortest distance to acceptance (-1: none), a breadth-first
  * search over the reversed edges. False when out of memory. */
-static bool prune_distances(int n, const int *first, const redge *edges, const unsigned char *accept, int *dist) {
+static bool prune_distances(int n, const int *first, const regex_edge *edges, const unsigned char *accept, int *dist) {
     int n_e = first[n], *rfirst = calloc((size_t)n + 1, sizeof *rfirst),
         *rsrc = malloc(((size_t)n_e + 1) * sizeof *rsrc);
     int *queue = malloc((size_t)n * sizeof *queue);
@@ -665,7 +666,7 @@ static bool prune_distances(int n, const int *first, const redge *edges, const u
 
 /* A code point on a shortest way from each state: a printable ASCII character that needs no escape
  * when one is there (a lowercase letter first). */
-static void prune_next_cp(int n, const int *first, const redge *edges, const int *dist, uint32_t *ncp) {
+static void prune_next_cp(int n, const int *first, const regex_edge *edges, const int *dist, uint32_t *ncp) {
     for (int s = 0; s < n; s++) {
         int best = 3;
         for (int e = first[s]; e < first[s + 1] && dist[s] > 0; e++) {
@@ -691,9 +692,9 @@ static void prune_next_cp(int n, const int *first, const redge *edges, const int
 }
 
 /* The DFA of the states with a distance, renumbered in order (map: old to new, -1 dropped). */
-static rdfa *prune_copy(int n, const int *first, const redge *edges, const unsigned char *accept, const int *dist,
-                        const uint32_t *ncp, int *map) {
-    rdfa *d = calloc(1, sizeof *d);
+static regex_dfa *prune_copy(int n, const int *first, const regex_edge *edges, const unsigned char *accept,
+                             const int *dist, const uint32_t *ncp, int *map) {
+    regex_dfa *d = calloc(1, sizeof *d);
     if (!d) return NULL;
     int m = 0;
     for (int i = 0; i < n; i++) map[i] = dist[i] >= 0 ? m++ : -1;
@@ -704,7 +705,7 @@ static rdfa *prune_copy(int n, const int *first, const redge *edges, const unsig
     d->dist = malloc((size_t)m * sizeof *d->dist);
     d->next_cp = malloc((size_t)m * sizeof *d->next_cp);
     if (!d->first || !d->edges || !d->accept || !d->dist || !d->next_cp) {
-        dfa_free(d);
+        regex_dfa_free(d);
         return NULL;
     }
     int ne = 0;
@@ -727,7 +728,7 @@ static rdfa *prune_copy(int n, const int *first, const redge *edges, const unsig
 
 /* Keeps only states from which an accepting state is reachable; computes the distances:
  * prune_distances, prune_next_cp, prune_copy. */
-static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsigned char *accept) {
+static regex_dfa *dfa_prune(int n, const int *first, const regex_edge *edges, const unsigned char *accept) {
     int *dist = malloc((size_t)n * sizeof *dist);
     uint32_t *ncp = malloc((size_t)n * sizeof *ncp);
     if (!dist || !ncp) {
@@ -739,7 +740,7 @@ static rdfa *dfa_prune(int n, const int *first, const redge *edges, const unsign
         dist[i] = accept[i] ? 0 : -1;
         ncp[i] = 0;
     }
-    rdfa *d = NULL;
+    regex_dfa *d = NULL;
     if (prune_distances(n, first, edges, accept, dist)) {
         prune_next_cp(n, first, edges, dist, ncp);
         int *map = dist[0] < 0 ? NULL : malloc((size_t)n * sizeof *map);
@@ -849,14 +850,14 @@ static bool dfa_state(dbuild *b, dscratch *w, int s, int match) {
 
 /* The DFA of a parsed NFA (start state s0, match state): the start state's closure, dfa_state for each
  * state as they are found, dfa_prune. NULL + error. */
-static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
+static regex_dfa *dfa_from_nfa(rxc *x, int s0, int match) {
     dbuild b = {0};
     b.x = x;
     b.words = (x->n_nfa + 63) / 64;
     dscratch w = {0};
     w.stack = malloc((size_t)(x->n_nfa * 2 + 2) * sizeof *w.stack);
     w.tmp = calloc((size_t)b.words, 8), w.acc = calloc((size_t)b.words, 8), w.cur = calloc((size_t)b.words, 8);
-    rdfa *d = NULL;
+    regex_dfa *d = NULL;
     bool ok = w.stack && w.tmp && w.acc && w.cur;
     if (ok) {
         closure(x, w.tmp, s0, true, false, w.stack);
@@ -882,13 +883,13 @@ static rdfa *dfa_from_nfa(rxc *x, int s0, int match) {
 }
 
 /* A compiled pattern without lookarounds: "contains a match" (JSON Schema's rule) unless anchored. */
-static rdfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err, rxbudget *budget) {
+static regex_dfa *regex_compile1(const char *pat, size_t len, lfm2c_error *err, regex_budget *budget) {
     rxc x = {0};
     x.budget = budget;
     x.p = pat;
     x.end = pat + len;
     x.err = err;
-    rdfa *d = NULL;
+    regex_dfa *d = NULL;
     int ast = rx_alt(&x);
     if (ast >= 0 && x.p < x.end) ast = rx_fail(&x, "pattern: unbalanced ')'");
     if (ast >= 0) {
@@ -945,7 +946,7 @@ static const char *group_end(const char *p, const char *end) {
 /* A pattern: lookaheads right after a leading '^' ("^(?!\\.)(?=.*\\d)REST") become
  * intersections: REST's language with X.* for (?=X), with the complement of X.* for (?!X).
  * Lookarounds anywhere else stay refused (by the parser). */
-rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, rxbudget *budget) {
+regex_dfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, regex_budget *budget) {
     const char *end = pat + len, *p = pat;
     if (len < 4 || pat[0] != '^' || pat[1] != '(' || pat[2] != '?' || (pat[3] != '=' && pat[3] != '!'))
         return regex_compile1(pat, len, err, budget);
@@ -975,39 +976,39 @@ rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, rxbudget *bud
     rest[0] = '^';
     memcpy(rest + 1, p, rl);
     rest[rl + 1] = 0;
-    rdfa *d = regex_compile1(rest, rl + 1, err, budget);
+    regex_dfa *d = regex_compile1(rest, rl + 1, err, budget);
     free(rest);
     for (int i = 0; i < n_la && d; i++) {
         const char *e = group_end(la[i], end);
         size_t bl = (size_t)(e - (la[i] + 3));
         char *body = malloc(bl + 6);
         if (!body) {
-            dfa_free(d);
+            regex_dfa_free(d);
             lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
             return NULL;
         }
         memcpy(body, "^(?:", 4);
         memcpy(body + 4, la[i] + 3, bl);
         memcpy(body + 4 + bl, ")", 2);
-        rdfa *x = regex_compile1(body, bl + 5, err, budget);
+        regex_dfa *x = regex_compile1(body, bl + 5, err, budget);
         free(body);
         if (!x) {
-            dfa_free(d);
+            regex_dfa_free(d);
             return NULL;
         }
         if (la[i][2] == '!') {
-            rdfa *nx = dfa_complement(x, budget);
-            dfa_free(x);
+            regex_dfa *nx = regex_dfa_complement(x, budget);
+            regex_dfa_free(x);
             if (!nx) {
-                dfa_free(d);
+                regex_dfa_free(d);
                 lfm2c_set_error(err, LFM2C_EINVAL, "pattern: a negative lookahead excludes every string");
                 return NULL;
             }
             x = nx;
         }
-        rdfa *r = dfa_product(d, x, budget);
-        dfa_free(d);
-        dfa_free(x);
+        regex_dfa *r = regex_dfa_product(d, x, budget);
+        regex_dfa_free(d);
+        regex_dfa_free(x);
         d = r;
         if (!d)
             lfm2c_set_error(err, LFM2C_EINVAL, "%s",
@@ -1018,13 +1019,13 @@ rdfa *regex_compile(const char *pat, size_t len, lfm2c_error *err, rxbudget *bud
 }
 
 /* Intersection of two DFAs (a pattern and a format). */
-rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
+regex_dfa *regex_dfa_product(const regex_dfa *a, const regex_dfa *b, regex_budget *budget) {
     int cap = 64, n = 1, *pa = malloc((size_t)cap * sizeof(int)), *pb = malloc((size_t)cap * sizeof(int));
     int *first = NULL;
     unsigned char *acc = NULL;
-    redge *edges = NULL;
+    regex_edge *edges = NULL;
     int n_edges = 0, cap_edges = 0;
-    rdfa *d = NULL;
+    regex_dfa *d = NULL;
     bool ok = pa && pb;
     if (ok) {
         pa[0] = 0;
@@ -1078,14 +1079,14 @@ rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
                 }
                 if (n_edges == cap_edges) {
                     cap_edges = cap_edges ? 2 * cap_edges : 256;
-                    redge *ne = realloc(edges, (size_t)cap_edges * sizeof *ne);
+                    regex_edge *ne = realloc(edges, (size_t)cap_edges * sizeof *ne);
                     if (!ne) {
                         ok = false;
                         break;
                     }
                     edges = ne;
                 }
-                edges[n_edges++] = (redge){lo, hi, to};
+                edges[n_edges++] = (regex_edge){lo, hi, to};
             }
     }
     if (ok) {
@@ -1093,10 +1094,10 @@ rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
         for (int s = 0; s < n; s++) {
             int m = (s + 1 < n ? first[s + 1] : n_edges) - first[s];
             if (m < 2) continue; /* nothing to sort (and edges is NULL when no state has any) */
-            redge *e = edges + first[s];
+            regex_edge *e = edges + first[s];
             for (int i = 1; i < m; i++)
                 for (int j = i; j > 0 && e[j].lo < e[j - 1].lo; j--) {
-                    redge t = e[j];
+                    regex_edge t = e[j];
                     e[j] = e[j - 1];
                     e[j - 1] = t;
                 }
@@ -1114,12 +1115,12 @@ rdfa *dfa_product(const rdfa *a, const rdfa *b, rxbudget *budget) {
 
 /* The complement of a DFA over all code points but the surrogates: a sink state takes the code
  * points a state has no edge for, acceptance flips. NULL when empty or out of memory. */
-rdfa *dfa_complement(const rdfa *a, rxbudget *budget) {
+regex_dfa *regex_dfa_complement(const regex_dfa *a, regex_budget *budget) {
     int n = a->n + 1, sink = a->n, cap = 2 * (a->first[a->n] + a->n) + 4, ne = 0;
     int *first = malloc((size_t)(n + 1) * sizeof *first);
-    redge *edges = malloc((size_t)cap * sizeof *edges);
+    regex_edge *edges = malloc((size_t)cap * sizeof *edges);
     unsigned char *acc = malloc((size_t)n);
-    rdfa *d = NULL;
+    regex_dfa *d = NULL;
     if (first && edges && acc) {
         static const rxrange SIGMA[2] = {{0, 0xD7FF}, {0xE000, 0x10FFFF}};
         for (int s = 0; s < n; s++) {
@@ -1129,11 +1130,11 @@ rdfa *dfa_complement(const rdfa *a, rxbudget *budget) {
             for (int k = 0; k < 2; k++) {
                 uint32_t at = SIGMA[k].lo;
                 for (; e < end && a->edges[e].lo <= SIGMA[k].hi; e++) {
-                    if (a->edges[e].lo > at) edges[ne++] = (redge){at, a->edges[e].lo - 1, sink};
+                    if (a->edges[e].lo > at) edges[ne++] = (regex_edge){at, a->edges[e].lo - 1, sink};
                     edges[ne++] = a->edges[e];
                     at = a->edges[e].hi + 1;
                 }
-                if (at <= SIGMA[k].hi) edges[ne++] = (redge){at, SIGMA[k].hi, sink};
+                if (at <= SIGMA[k].hi) edges[ne++] = (regex_edge){at, SIGMA[k].hi, sink};
             }
         }
         first[n] = ne;
@@ -1147,7 +1148,7 @@ rdfa *dfa_complement(const rdfa *a, rxbudget *budget) {
 }
 
 /* The edge of state s taking code point cp, -1 if none. */
-int dfa_next(const rdfa *d, int s, uint32_t cp) {
+int regex_dfa_next(const regex_dfa *d, int s, uint32_t cp) {
     int lo = d->first[s], hi = d->first[s + 1] - 1;
     while (lo <= hi) {
         int m = (lo + hi) / 2;
@@ -1159,7 +1160,7 @@ int dfa_next(const rdfa *d, int s, uint32_t cp) {
 }
 
 /* Does some code point in [a, b] leave state s? */
-bool dfa_any(const rdfa *d, int s, uint32_t a, uint32_t b) {
+bool regex_dfa_any(const regex_dfa *d, int s, uint32_t a, uint32_t b) {
     int lo = d->first[s], hi = d->first[s + 1] - 1, at = d->first[s + 1];
     while (lo <= hi) {
         int m = (lo + hi) / 2;
@@ -1173,7 +1174,7 @@ bool dfa_any(const rdfa *d, int s, uint32_t a, uint32_t b) {
 
 /* Formats as patterns (each a subset of what RFC 3339 / 5321 / 3986 / 1123 / 4291 and the
  * common validators accept). */
-const char *format_pattern(const char *f) {
+const char *regex_format_pattern(const char *f) {
 #define DATE \
     "\\d{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\\d|30)|02-(?:0[1-9]|1\\d|2[0-" \
     "8]))"
