@@ -158,9 +158,11 @@ static void print_row(const bench_cfg *c, int n, const window *a, const window *
     const double other = (b->wall - a->wall) - host - fake_s; /* outside the accounts: waits for the CPU, the lock */
     const double rows = (double)(b->fk.rows - a->fk.rows), toks = (double)(b->st.batch_tokens - a->st.batch_tokens);
     printf("| %d | %s | %.0f | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | **%.3f** | %.3f | %.3f | %.2f |\n", n,
-           c->cpu ? "cpu path" : c->host_sample ? "host sampling" : "device sampling", toks / steps, rows / steps,
-           1e3 * admit / steps, 1e3 * plan / steps, 1e3 * fwd / steps, 1e3 * lock / steps, 1e3 * deliver / steps,
-           1e3 * rend / steps, 1e3 * host / steps, 1e3 * fake_s / steps, 1e3 * other / steps,
+           c->cpu           ? "cpu path"
+           : c->host_sample ? "host sampling"
+                            : "device sampling",
+           toks / steps, rows / steps, 1e3 * admit / steps, 1e3 * plan / steps, 1e3 * fwd / steps, 1e3 * lock / steps,
+           1e3 * deliver / steps, 1e3 * rend / steps, 1e3 * host / steps, 1e3 * fake_s / steps, 1e3 * other / steps,
            (b->wall - a->wall) / steps * 1e3);
     fflush(stdout);
 }
@@ -252,7 +254,8 @@ int main(int argc, char **argv) {
            "(ms a step)\n\n",
            lfm2c_vocab_size(m), c.prompt, c.gen, c.cpu ? 0 : c.budget, c.forward_ms, c.steps);
     printf("| streams | sampling | tokens | rows | admit | plan | batch call | lock wait | deliver | render | "
-           "**host** | fake forward | other | step |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+           "**host** | fake forward | other | step "
+           "|\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < c.n_streams && !rc; i++) rc = run(&c, m, c.streams[i]);
     lfm2c_model_free(m);
     fake_cleanup();

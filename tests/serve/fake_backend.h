@@ -99,7 +99,7 @@ static void fake_draw(const lfm2c_model *m, struct lfm2c_session *s, sample_item
     int from;
     const float *bias;
     if (sampler_job(it->smp, s->n_past, &j, &from, &bias)) return; /* a filter hook: the host's */
-    if (j.temperature > 1.0f) {                                     /* handed back, as past SMP_KMAX */
+    if (j.temperature > 1.0f) {                                    /* handed back, as past SMP_KMAX */
         memcpy(s->logits + (size_t)out_row * V, fake_row_buf, sizeof(float) * (size_t)V);
         it->out.status = SMP_HOST;
         fake_n.handed_back++;
@@ -167,13 +167,33 @@ static int fake_forward_dev(lfm2c_model *m, const fwd_token *toks, int n, lfm2c_
 }
 
 static const lfm2c_backend fake_backend_host = {
-    "fake",         LFM2C_DEVICE_CPU,  fake_model_init,   fake_model_free, fake_session_init, fake_session_free,
-    fake_kv_reserve, fake_kv_copy,     NULL,              NULL,            fake_forward_host, 0,
+    "fake",
+    LFM2C_DEVICE_CPU,
+    fake_model_init,
+    fake_model_free,
+    fake_session_init,
+    fake_session_free,
+    fake_kv_reserve,
+    fake_kv_copy,
+    NULL,
+    NULL,
+    fake_forward_host,
+    0,
     BACKEND_CAP_KV_COPY,
 };
 static const lfm2c_backend fake_backend_dev = {
-    "fake-device",   LFM2C_DEVICE_CPU, fake_model_init,   fake_model_free, fake_session_init, fake_session_free,
-    fake_kv_reserve, fake_kv_copy,     NULL,              NULL,            fake_forward_dev,  2048,
+    "fake-device",
+    LFM2C_DEVICE_CPU,
+    fake_model_init,
+    fake_model_free,
+    fake_session_init,
+    fake_session_free,
+    fake_kv_reserve,
+    fake_kv_copy,
+    NULL,
+    NULL,
+    fake_forward_dev,
+    2048,
     BACKEND_CAP_KV_COPY | BACKEND_CAP_SAMPLE,
 };
 
