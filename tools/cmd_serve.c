@@ -665,6 +665,13 @@ int cmd_serve(int argc, char **argv) {
     int rc = serve_parse(argc, argv, &o);
     if (rc >= 0) return rc;
     if ((rc = serve_check(&o))) return rc;
+    if (o.device == LFM2C_DEVICE_CUDA) { /* the memory plan's slots and context (docs/CUDA.md), unless set */
+        char v[32];
+        snprintf(v, sizeof v, "%d", o.n_slots);
+        setenv("LFM2C_CUDA_SLOTS", v, 0);
+        snprintf(v, sizeof v, "%d", o.n_ctx);
+        setenv("LFM2C_CUDA_CTX", v, 0);
+    }
 
     /* block the stop signals in every thread; this one waits for them */
     os_stop_block();

@@ -130,8 +130,9 @@ __device__ void add_rmsnorm_row(float *xr, const float *dr, const float *w, floa
 }
 
 /* add_rmsnorm_row with the layer's output made here: the sum over the token's k slots (in slot
- * order) of ws[j] * D row iv[j]. Up to COMBINE_MAX_K slots, their weights and rows are read once,
- * into shared memory; more, one element at a time (the same sums). */
+ * order) of ws[j] * D row iv[j] (ws NULL: D's rows carry their weights already, mm_args.y_scale:
+ * the same products, made by the down GEMM). Up to COMBINE_MAX_K slots, their weights and rows are
+ * read once, into shared memory; more, one element at a time (the same sums). */
 enum { COMBINE_MAX_K = 8 };
 template <int S>
 __device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *ws, const int *iv, int k,
@@ -140,7 +141,7 @@ __device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *
         float ss = 0;
         for (int i = threadIdx.x; i < H; i += blockDim.x) {
             float s = 0;
-            for (int j = 0; j < k; j++) s += ws[j] * __ldcg(D + (size_t)iv[j] * H + i);
+            for (int j = 0; j < k; j++) s += ws ? ws[j] * __ldcg(D + (size_t)iv[j] * H + i) : __ldcg(D + (size_t)iv[j] * H + i);
             float v = xr[i] + s;
             xr[i] = v;
             ss += v * v;
@@ -151,7 +152,7 @@ __device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *
     __shared__ float wk[COMBINE_MAX_K];
     __shared__ int rk[COMBINE_MAX_K];
     if (threadIdx.x < k) {
-        wk[threadIdx.x] = ws[threadIdx.x];
+        wk[threadIdx.x] = ws ? ws[threadIdx.x] : 1.0f;
         rk[threadIdx.x] = iv[threadIdx.x];
     }
     __syncthreads();
@@ -166,7 +167,7 @@ __device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *
             float dv[S];
             stage_load<S, true>(D + (size_t)rk[j] * H, i0, step, H, dv);
 #pragma unroll
-            for (int c = 0; c < S; c++) s[c] += wk[j] * dv[c];
+            for (int c = 0; c < S; c++) s[c] += ws ? wk[j] * dv[c] : dv[c];
         }
 #pragma unroll
         for (int c = 0; c < S; c++) {
@@ -200,6 +201,10 @@ __device__ __forceinline__ bool mm_tile(const mm_args &a, int y, int width, int 
 __device__ __forceinline__ const float *mm_xrow(const mm_args &a, int col) {
     return a.x + (size_t)(a.col_src ? a.col_src[col] : col) * a.ldx;
 }
+
+/* A GEMM's output of column col: the product, times the column's weight where a.y_scale is set
+ * (the experts' down products, each pair by its router weight: mm_args.y_scale) */
+__device__ __forceinline__ float mm_out(const mm_args &a, int col, float v) { return a.y_scale ? v * a.y_scale[col] : v; }
 
 /* w[0..7] . x[0..7], in the order the scalar truth adds them */
 __device__ __forceinline__ float gemv_dot8(const float *w, const float *x) {
@@ -574,7 +579,7 @@ __global__ void __launch_bounds__(GM_THREADS) gemm_kernel(mm_args a) {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             int r = r0 + tr + 16 * i;
-            if (r < a.rows) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[i][j];
+            if (r < a.rows) a.y[(size_t)(c0 + c) * a.ldy + r] = mm_out(a, c0 + c, acc[i][j]);
         }
     }
 }
@@ -651,7 +656,7 @@ __global__ void __launch_bounds__(TC_THREADS) gemm_tc_kernel(mm_args a) {
     __syncthreads();
     for (int i = lane; i < 16 * CU_GEMM_COLS; i += 32) {   /* consecutive lanes: consecutive rows */
         const int r = i % 16, c = i / 16, row = r0 + 16 * warp + r;
-        if (row < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + row] = Cs[warp][r][c];
+        if (row < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + row] = mm_out(a, c0 + c, Cs[warp][r][c]);
     }
 }
 
@@ -789,7 +794,7 @@ __device__ __forceinline__ void kq_store(const mm_args &a, float (*acc)[4], int 
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int r = r0 + 16 * warp + g + 8 * (i / 2), c = 8 * nt + 2 * t + (i & 1);
-            if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[nt][i];
+            if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = mm_out(a, c0 + c, acc[nt][i]);
         }
 }
 
@@ -1137,15 +1142,48 @@ __device__ __forceinline__ void kg_mins(const kg_smem &sm, const kg_raw &ra, con
         for (int i = 0; i < 4; i++) acc[nt][i] -= (i < 2 ? da : db) * pm[nt][i];
 }
 
+/* The GLU register GEMM's epilogue: the up warps (2, 3) leave their sums in shared memory (the x
+ * staging, done with) and each gate warp turns its own into silu(gate) * up of the same element. */
+__device__ __forceinline__ void kg_glu_exchange(kg_smem &sm, float (*acc)[4][4], bool up, int warp, int g, int t) {
+    float *ex = (float *)(void *)&sm; /* [64 rows][CU_GEMM_COLS]: 8 KB of the staging's 37 */
+    __syncthreads();                  /* every warp has read the last step's x */
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int r = KG_WROWS * (warp & 1) + 16 * i + g + 8 * (q / 2), c = 8 * nt + 2 * t + (q & 1);
+                if (up) ex[r * CU_GEMM_COLS + c] = acc[i][nt][q];
+            }
+    __syncthreads();
+    if (up) return;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int r = KG_WROWS * warp + 16 * i + g + 8 * (q / 2), c = 8 * nt + 2 * t + (q & 1);
+                acc[i][nt][q] = cm_silu(acc[i][nt][q]) * ex[r * CU_GEMM_COLS + c];
+            }
+}
+
+/* GLU (a.w_up, mm_args): a block takes 64 rows of the gate (warps 0, 1) and the same 64 of the up
+ * matrix (warps 2, 3), each warp's sums those of the plain kernel's, and the gate warps write
+ * silu(gate) * up: the bits of the two products and swiglu_kernel after them. */
+template <bool GLU>
 __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
     pdl_ready();
     __shared__ __align__(16) kg_smem sm;
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-    const int rw = blockIdx.x * KG_ROWS + KG_WROWS * warp; /* the warp's first row */
+    const bool up = GLU && warp >= 2;
+    const int rw = GLU ? blockIdx.x * (KG_ROWS / 2) + KG_WROWS * (warp & 1)
+                       : blockIdx.x * KG_ROWS + KG_WROWS * warp; /* the warp's first row */
     const int xsrc = tid / 4 < nc ? (a.col_src ? a.col_src[c0 + tid / 4] : c0 + tid / 4) : -1;
-    const uint8_t *base = a.w + (size_t)e * a.expert_stride;
+    const uint8_t *base = (up ? a.w_up : a.w) + (size_t)e * a.expert_stride;
     float acc[2][4][4] = {};
     const int nb = a.n / QK_K;
     for (int sb = 0; sb < nb; sb++) {
@@ -1216,6 +1254,8 @@ __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
                 for (int q = 0; q < 4; q++) acc[i][nt][q] += (q < 2 ? da : db) * p[i][nt][q];
         }
     }
+    if (GLU) kg_glu_exchange(sm, acc, up, warp, g, t);
+    if (up) return;
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -1223,7 +1263,7 @@ __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const int r = rw + 16 * i + g + 8 * (q / 2), c = 8 * nt + 2 * t + (q & 1);
-                if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[i][nt][q];
+                if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = mm_out(a, c0 + c, acc[i][nt][q]);
             }
 }
 
@@ -1270,7 +1310,10 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
         constexpr uint32_t KQ = kq ? T : (uint32_t)GGML_Q4_K; /* the kq kernel's instance */
         if (a->tc && a->kq_reg && T == GGML_Q4_K && a->x_lo) {
             const mm_args b = kq_prep_x(cq, a);
-            cu_launch(cq, gemm_q4k_reg_kernel, dim3((a->rows + KG_ROWS - 1) / KG_ROWS, ny), KG_THREADS, b);
+            if (a->w_up) /* gate + up + SwiGLU (cu_mm_glu_gemm) */
+                cu_launch(cq, gemm_q4k_reg_kernel<true>, dim3((a->rows + KG_ROWS / 2 - 1) / (KG_ROWS / 2), ny),
+                          KG_THREADS, b);
+            else cu_launch(cq, gemm_q4k_reg_kernel<false>, dim3((a->rows + KG_ROWS - 1) / KG_ROWS, ny), KG_THREADS, b);
         }
         else if (a->tc && a->kq_mma && kq) {
             const mm_args b = kq_prep_x(cq, a);
@@ -1281,6 +1324,8 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
         else cu_launch(cq, gemm_kernel<T>, grid, GM_THREADS, *a);
     }
 }
+
+bool cu_mm_glu_gemm(const mm_args *a) { return a->type == GGML_Q4_K && a->tc && a->kq_reg && a->x_lo; }
 
 void cu_matmul(cu_q *cq, const mm_args *a, bool gemv) {
     switch (a->type) {
@@ -1489,6 +1534,142 @@ void cu_attention(cu_q *cq, const float *q, const cu_tok *toks, int T, int nh, i
     }
 }
 
+/* ---- attention reading each KV head once for its query heads (LFM2C_CUDA_ATTN=gqa) ---------- */
+
+/* A block per (token, KV head, split): the KV head's G query heads (nh / nkv, at most GQA_MAXG)
+ * share every K and V row the block loads. Split s of Z takes, through its warps, the positions
+ * p = (s W + w) + j Z W (warp w of W): a partition that holds for any position, so a graph
+ * captured for one step serves the next (Z is the launcher's, from the batch's size alone). With
+ * Z = 1 the block writes the heads' outputs; else each split's state (m, l, acc) goes to part and
+ * attention_gqa_combine_kernel merges them (the split-K of a decode step, whose few tokens would
+ * leave most SMs idle). */
+enum { GQA_WARPS = 8, GQA_MAXG = 4, GQA_MAXZ = 16, GQA_BLOCKS = 128 };
+
+template <int KV>
+__device__ __forceinline__ void gqa_walk(const float (*qr)[ATT_MAXD], int G, const cu_tok &tk, int kvd, const void *Kp,
+                                         const void *Vp, int hd, float scale, int first, int stride, float *m,
+                                         float *l, float (*acc)[ATT_MAXD]) {
+    typedef typename kv_elem<(KV & CU_KV_K16) != 0>::T TK;
+    typedef typename kv_elem<(KV & CU_KV_V16) != 0>::T TV;
+    const TK *K = (const TK *)Kp;
+    const TV *V = (const TV *)Vp;
+    const int lane = threadIdx.x % 32;
+    for (int p0 = first; p0 <= tk.pos; p0 += stride * ATT_UNROLL) {
+        float d[ATT_UNROLL][GQA_MAXG], vr[ATT_UNROLL][ATT_MAXD];
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            const int p = p0 + stride * u; /* the same for the whole warp */
+            const TK *kp = K + (size_t)p * kvd;
+            const TV *vp = V + (size_t)p * kvd;
+#pragma unroll
+            for (int h = 0; h < GQA_MAXG; h++) d[u][h] = 0;
+#pragma unroll
+            for (int j = 0; j < ATT_MAXD; j++) {
+                const int i = lane + 32 * j;
+                const float kv = p <= tk.pos && i < hd ? kv_get(kp + i) : 0.0f;
+#pragma unroll
+                for (int h = 0; h < GQA_MAXG; h++) d[u][h] += qr[h][j] * kv;
+                vr[u][j] = p <= tk.pos && i < hd ? kv_get(vp + i) : 0.0f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++)
+#pragma unroll
+            for (int h = 0; h < GQA_MAXG; h++) {
+                if (h >= G) break;
+                const float sc = warp_sum(d[u][h]) * scale;
+                if (p0 + stride * u <= tk.pos) cm_softmax_step(sc, vr[u], ATT_MAXD, &m[h], &l[h], acc[h]);
+            }
+    }
+}
+
+template <int KV>
+__global__ void __launch_bounds__(GQA_WARPS * 32)
+attention_gqa_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, int attn_index, int kv_dim_max,
+                     float *o, float *part) {
+    pdl_ready();
+    __shared__ float sm_m[GQA_WARPS][GQA_MAXG], sm_l[GQA_WARPS][GQA_MAXG];
+    __shared__ float sm_acc[GQA_WARPS][GQA_MAXG][32 * ATT_MAXD];
+    const int t = blockIdx.x, g = blockIdx.y, s = blockIdx.z, Z = gridDim.z, warp = threadIdx.x / 32;
+    const int lane = threadIdx.x % 32, G = nh / nkv, kvd = nkv * hd;
+    const cu_tok tk = toks[t];
+    const size_t base = (size_t)attn_index * tk.kv_cap * kv_dim_max + (size_t)g * hd;
+    const int es = (KV & CU_KV_K16) ? 2 : 4, vs = (KV & CU_KV_V16) ? 2 : 4;
+    float qr[GQA_MAXG][ATT_MAXD], acc[GQA_MAXG][ATT_MAXD], m[GQA_MAXG], l[GQA_MAXG];
+#pragma unroll
+    for (int h = 0; h < GQA_MAXG; h++) {
+        m[h] = -INFINITY, l[h] = 0;
+#pragma unroll
+        for (int j = 0; j < ATT_MAXD; j++) {
+            const int i = lane + 32 * j;
+            qr[h][j] = h < G && i < hd ? q[(size_t)t * nh * hd + (size_t)(g * G + h) * hd + i] : 0.0f;
+            acc[h][j] = 0;
+        }
+    }
+    gqa_walk<KV>(qr, G, tk, kvd, (const char *)tk.k + base * es, (const char *)tk.v + base * vs, hd,
+                 1.0f / sqrtf((float)hd), s * GQA_WARPS + warp, Z * GQA_WARPS, m, l, acc);
+#pragma unroll
+    for (int h = 0; h < GQA_MAXG; h++) {
+        if (lane == 0) sm_m[warp][h] = m[h], sm_l[warp][h] = l[h];
+#pragma unroll
+        for (int j = 0; j < ATT_MAXD; j++) sm_acc[warp][h][lane + 32 * j] = acc[h][j];
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < G * hd; idx += blockDim.x) { /* each (head, element): the warps merged */
+        const int h = idx / hd, i = idx % hd;
+        float mw[GQA_WARPS], lw[GQA_WARPS], f[GQA_WARPS];
+        for (int w = 0; w < GQA_WARPS; w++) mw[w] = sm_m[w][h], lw[w] = sm_l[w][h];
+        const float L = cm_softmax_merge(mw, lw, GQA_WARPS, f);
+        float sum = 0, M = -INFINITY;
+        for (int w = 0; w < GQA_WARPS; w++) sum += sm_acc[w][h][i] * f[w], M = mw[w] > M ? mw[w] : M;
+        const int head = g * G + h;
+        if (Z == 1) {
+            o[(size_t)t * nh * hd + (size_t)head * hd + i] = sum / L;
+            continue;
+        }
+        float *pp = part + (((size_t)t * nh + head) * Z + s) * (size_t)(hd + 2);
+        if (i == 0) pp[0] = M, pp[1] = L;
+        pp[2 + i] = sum;
+    }
+}
+
+/* A (token, head)'s Z split states merged into its output. */
+__global__ void attention_gqa_combine_kernel(const float *part, int nh, int hd, int Z, float *o) {
+    pdl_ready();
+    const int t = blockIdx.x, h = blockIdx.y;
+    const float *pp = part + ((size_t)t * nh + h) * Z * (size_t)(hd + 2);
+    float m[GQA_MAXZ], l[GQA_MAXZ], f[GQA_MAXZ];
+    for (int s = 0; s < Z; s++) m[s] = pp[(size_t)s * (hd + 2)], l[s] = pp[(size_t)s * (hd + 2) + 1];
+    const float L = cm_softmax_merge(m, l, Z, f);
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+        float sum = 0;
+        for (int s = 0; s < Z; s++) sum += pp[(size_t)s * (hd + 2) + 2 + i] * f[s];
+        o[(size_t)t * nh * hd + (size_t)h * hd + i] = sum / L;
+    }
+}
+
+bool cu_attention_gqa_ok(int nh, int nkv, int hd) {
+    return nkv > 0 && nh % nkv == 0 && nh / nkv <= GQA_MAXG && hd <= 32 * ATT_MAXD;
+}
+
+int cu_attention_gqa_splits(int T, int nkv) {
+    int z = GQA_BLOCKS / (T * nkv > 0 ? T * nkv : 1);
+    return z < 1 ? 1 : z > GQA_MAXZ ? GQA_MAXZ : z;
+}
+
+void cu_attention_gqa(cu_q *cq, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
+                      int kv_dim_max, float *o, int kv, float *part) {
+    const int Z = part ? cu_attention_gqa_splits(T, nkv) : 1;
+    const dim3 grid(T, nkv, Z);
+    switch (kv) {
+    case 0: cu_launch(cq, attention_gqa_kernel<0>, grid, GQA_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o, part); break;
+    case 1: cu_launch(cq, attention_gqa_kernel<1>, grid, GQA_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o, part); break;
+    case 2: cu_launch(cq, attention_gqa_kernel<2>, grid, GQA_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o, part); break;
+    default: cu_launch(cq, attention_gqa_kernel<3>, grid, GQA_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o, part); break;
+    }
+    if (Z > 1) cu_launch(cq, attention_gqa_combine_kernel, dim3(T, nh), 64, (const float *)part, nh, hd, Z, o);
+}
+
 /* ---- gated short conv ------------------------------------------------------------------------ */
 
 /* Every (token, channel) at once: the two previous u's come from earlier tokens of the batch
@@ -1548,6 +1729,62 @@ __global__ void to_bf16_kernel(const float *x, size_t n, uint16_t *y) {
 
 void cu_to_bf16(cu_q *cq, const float *x, size_t n, uint16_t *y) {
     if (n) cu_launch(cq, to_bf16_kernel, (unsigned)((n + 255) / 256), 256, x, n, y);
+}
+
+/* ---- BF16 rows for cuBLAS (blas_moe.cu: LFM2C_CUDA_MOE=cublas) ---------------------------- */
+
+/* rows x n weights of type `type` (row_bytes a row) as BF16, rounded to nearest even; a thread
+ * per 8 values (n a multiple of 8) */
+__global__ void dequant_bf16_kernel(const uint8_t *w, uint32_t type, size_t row_bytes, int n, size_t rows,
+                                    uint16_t *out) {
+    pdl_ready();
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, per = (size_t)n / 8;
+    if (i >= rows * per) return;
+    const size_t r = i / per;
+    const int k0 = (int)(i % per) * 8;
+    float v[8];
+    cm_dequant8(type, w + r * row_bytes, k0, v);
+    for (int j = 0; j < 8; j++) out[r * n + k0 + j] = (uint16_t)cm_f32_bf16(v[j]);
+}
+
+void cu_dequant_bf16(cu_q *cq, const uint8_t *w, uint32_t type, size_t row_bytes, int n, size_t rows, uint16_t *out) {
+    const size_t threads = rows * (size_t)(n / 8);
+    if (threads) cu_launch(cq, dequant_bf16_kernel, (unsigned)((threads + 255) / 256), 256, w, type, row_bytes, n, rows, out);
+}
+
+/* out row i (n values) = x row src[i] (ldx apart) as BF16 */
+__global__ void gather_bf16_kernel(const float *x, int ldx, const int *src, int rows, int n, uint16_t *out) {
+    pdl_ready();
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * n) return;
+    const size_t r = i / n, c = i % n;
+    out[i] = (uint16_t)cm_f32_bf16(x[(size_t)src[r] * ldx + c]);
+}
+
+void cu_gather_bf16(cu_q *cq, const float *x, int ldx, const int *src, int rows, int n, uint16_t *out) {
+    const size_t m = (size_t)rows * n;
+    if (m) cu_launch(cq, gather_bf16_kernel, (unsigned)((m + 255) / 256), 256, x, ldx, src, rows, n, out);
+}
+
+/* g = silu(g) * u over BF16 values, the result rounded to BF16 */
+__global__ void swiglu_bf16_kernel(uint16_t *g, const uint16_t *u, size_t n) {
+    pdl_ready();
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) g[i] = (uint16_t)cm_f32_bf16(cm_silu(cm_bf16(g[i])) * cm_bf16(u[i]));
+}
+
+void cu_swiglu_bf16(cu_q *cq, uint16_t *g, const uint16_t *u, size_t n) {
+    if (n) cu_launch(cq, swiglu_bf16_kernel, (unsigned)((n + 255) / 256), 256, g, u, n);
+}
+
+__global__ void bf16_to_f32_kernel(const uint16_t *x, size_t n, float *y) {
+    pdl_ready();
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = cm_bf16(x[i]);
+}
+
+void cu_bf16_to_f32(cu_q *cq, const uint16_t *x, size_t n, float *y) {
+    if (n) cu_launch(cq, bf16_to_f32_kernel, (unsigned)((n + 255) / 256), 256, x, n, y);
 }
 
 /* The serial router and plan: one thread (a token; the whole plan), for shapes the warp
@@ -1690,19 +1927,22 @@ bool cu_moe_route1_ok(int T, int width, int E, int k) {
     return T == 1 && width == 1 && E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K;
 }
 
-/* Pairs in expert order; the order inside an expert does not change any result. */
-__global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, int *col_src, int *inv) {
+/* Pairs in expert order; the order inside an expert does not change any result. wpos (NULL:
+ * none): each position's router weight, for a down product that applies it (mm_args.y_scale). */
+__global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, int *col_src, int *inv,
+                               const float *wsel, float *wpos) {
     pdl_ready();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_pairs) return;
     int pos = atomicAdd(&fill[sel[i]], 1);
     col_src[pos] = i / k;
     inv[i] = pos;
+    if (wpos) wpos[pos] = wsel[i];
 }
 
 void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E, int k,
                   int width, int *sel, float *wsel, int *count, int *start, int *fill,
-                  int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
+                  int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv, float *wpos) {
     if (cu_moe_route1_ok(T, width, E, k)) {
         const cu_route1 r = {bias, E, k, sel, wsel, tile_e, tile_c0, tile_n, n_tiles, col_src, inv};
         cu_launch(cq, route1_kernel, 1, 32, logits, r);
@@ -1718,7 +1958,7 @@ void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E
         cu_launch(cq, plan_kernel, 1, 1, count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
     }
     int n = T * k;
-    cu_launch(cq, scatter_kernel, (n + 255) / 256, 256, sel, n, k, fill, col_src, inv);
+    cu_launch(cq, scatter_kernel, (n + 255) / 256, 256, sel, n, k, fill, col_src, inv, (const float *)wsel, wpos);
 }
 
 /* add_rmsnorm_kernel with the layer's output made here: the sum over the token's k slots (in slot
@@ -1727,8 +1967,8 @@ __global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float
                                            const float *w, float *y, int H, float eps, const int *map) {
     pdl_ready();
     const int src = map ? map[blockIdx.x] : blockIdx.x;
-    combine_add_rmsnorm_row<NORM_STAGE>(x + (size_t)src * H, D, wsel + (size_t)src * k, inv + (size_t)src * k, k, w,
-                            y + (size_t)blockIdx.x * H, H, eps);
+    combine_add_rmsnorm_row<NORM_STAGE>(x + (size_t)src * H, D, wsel ? wsel + (size_t)src * k : nullptr,
+                                        inv + (size_t)src * k, k, w, y + (size_t)blockIdx.x * H, H, eps);
 }
 
 void cu_moe_combine_add_rmsnorm(cu_q *cq, float *x, const float *D, const float *wsel, const int *inv, int k,

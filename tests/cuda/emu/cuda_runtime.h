@@ -55,7 +55,9 @@ enum cudaError {
     cudaSuccess = 0,
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
+    cudaErrorInitializationError = 3,
     cudaErrorInvalidConfiguration = 9,
+    cudaErrorNotSupported = 801,
     cudaErrorStreamCaptureInvalidated = 901,
     cudaErrorStreamCaptureUnsupported = 900,
 };
@@ -128,7 +130,8 @@ struct state {
     float mma_vals[2][MAX_THREADS][8 + 4 * 8]; /* each lane's A and B halves of an mma (mma.h) */
     long launches = 0, pdl_launches = 0, errors = 0;
     char first_error[256] = "";
-    std::vector<std::pair<uintptr_t, size_t>> allocs; /* cudaMalloc's blocks: device memory */
+    std::vector<std::pair<uintptr_t, size_t>> allocs;                 /* cudaMalloc's blocks: device memory */
+    size_t mem_free = (size_t)64 << 30, mem_total = (size_t)80 << 30; /* what cudaMemGetInfo says */
 };
 static inline state &S() {
     static state s;
@@ -487,6 +490,12 @@ static inline cudaError_t cudaFree(void *p) {
 }
 static inline cudaError_t cudaFreeHost(void *p) {
     free(p);
+    return cudaSuccess;
+}
+/* the card's memory as the tests set it (emu_rt::state's mem_free, mem_total) */
+static inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
+    *f = emu_rt::S().mem_free;
+    *t = emu_rt::S().mem_total;
     return cudaSuccess;
 }
 static inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
