@@ -20,8 +20,7 @@ bool cu_plan_bf16(const lfm2c_model *m, bool experts, char *why, size_t cap);
 /* The experts' BF16 copies of every MoE layer, made on the device, into *out; *out NULL (and why
  * in note) where the model has no experts or the memory plan leaves the copies out. 0, or -1
  * with err set (nothing left allocated). */
-int cu_moe_blas_open(lfm2c_model *m, cu_model *cm, cu_moe_blas **out, char *note, size_t note_cap,
-                     lfm2c_error *err);
+int cu_moe_blas_open(lfm2c_model *m, cu_model *cm, cu_moe_blas **out, char *note, size_t note_cap, lfm2c_error *err);
 void cu_moe_blas_free(cu_moe_blas *b);
 /* MoE layer l's experts for a batch of T tokens routed k ways (count: the experts' pairs, col_src:
  * each sorted pair's token, on the device) from x [T][H] into D [T k][H] (float, the sorted

@@ -180,6 +180,7 @@ static const lfm2c_backend fake_backend_host = {
     fake_forward_host,
     0,
     BACKEND_CAP_KV_COPY,
+    0, /* types: none (a model is opened on the CPU, then handed over: fake_attach) */
 };
 static const lfm2c_backend fake_backend_dev = {
     "fake-device",
@@ -195,6 +196,7 @@ static const lfm2c_backend fake_backend_dev = {
     fake_forward_dev,
     2048,
     BACKEND_CAP_KV_COPY | BACKEND_CAP_SAMPLE,
+    0,
 };
 
 /* m (opened on the CPU, no session yet) handed to backend b. */

@@ -91,8 +91,17 @@ static inline cublasStatus_t cublasGemmGroupedBatchedEx(
     size_t problems = 0;
     for (int g = 0; g < group_count; g++) {
         emu_blas::group &q = gs[(size_t)g];
-        q = {transa_array[g], transb_array[g], m_array[g], n_array[g], k_array[g], lda_array[g], ldb_array[g],
-             ldc_array[g], group_size[g], ((const float *)alpha_array)[g], ((const float *)beta_array)[g]};
+        q = {transa_array[g],
+             transb_array[g],
+             m_array[g],
+             n_array[g],
+             k_array[g],
+             lda_array[g],
+             ldb_array[g],
+             ldc_array[g],
+             group_size[g],
+             ((const float *)alpha_array)[g],
+             ((const float *)beta_array)[g]};
         const bool ops = (q.ta == CUBLAS_OP_N || q.ta == CUBLAS_OP_T) && (q.tb == CUBLAS_OP_N || q.tb == CUBLAS_OP_T);
         const int ar = q.ta == CUBLAS_OP_N ? q.m : q.k, br = q.tb == CUBLAS_OP_N ? q.k : q.n;
         if (!ops || q.m < 0 || q.n < 0 || q.k < 0 || q.size < 0 || q.lda < (ar > 1 ? ar : 1) ||
