@@ -166,7 +166,7 @@ extern "C" void cuda_device_name(const lfm2c_model *m, char *name, size_t cap) {
 
 /* ---- model ------------------------------------------------------------------------------- */
 
-/* the weight types kernels.cu's products take: the rows of the type table with the CUDA bit */
+/* the weight types kernels_mm.cu's products take: the rows of the type table with the CUDA bit */
 static int check_model(const lfm2c_model *m, lfm2c_error *err) {
     gpu_rules r = {};
     r.name = "CUDA";

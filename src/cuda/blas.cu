@@ -2,7 +2,7 @@
  * copies of the non-expert linears, dequantized on the host from the file's rows
  * (formats/ggml_types.c's dequantize_row, then rounded to nearest even) a bounded stage at a time
  * and uploaded; in a forward, a product of CU_BLAS_MIN_COLS columns or more over such a weight
- * converts x to BF16 (kernels.cu's cu_to_bf16) and runs one cublasLtMatmul. The GGUF's W is
+ * converts x to BF16 (kernels_ops.cu's cu_to_bf16) and runs one cublasLtMatmul. The GGUF's W is
  * rows x n row-major, that is column-major n x rows: Y (rows x cols) = op(W) X with TRANSA = T,
  * X column-major n x cols (a token's inputs contiguous), Y column-major at leading dimension
  * rows, F32 compute and scale. A plan (descriptor, layouts, the heuristic's algorithm) is kept

@@ -1,7 +1,7 @@
 /* blas_moe.cu — a batch's experts through cublasGemmGroupedBatchedEx (LFM2C_CUDA_MOE=cublas, off by
  * default until gpu_check.sh's throughput stage has timed it beside the kernels: docs/CUDA.md),
  * over BF16 copies of every MoE layer's gate, up and down experts made at load on the device
- * (kernels.cu's cu_dequant_bf16 from the uploaded weights), when the memory plan (core/mem_plan.h)
+ * (kernels_moe.cu's cu_dequant_bf16 from the uploaded weights), when the memory plan (core/mem_plan.h)
  * leaves room for them beside the weights as stored and the KV cache of the slots asked for
  * (LFM2C_CUDA_SLOTS, LFM2C_CUDA_CTX: lfm2c serve sets them from -np and -c; $LFM2C_GPU_MEM_CAP
  * caps the card). In a forward of a batch past the GEMVs, after the routing: x's rows gathered

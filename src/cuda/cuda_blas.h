@@ -10,7 +10,7 @@ extern "C" {
 #include "core/model.h"
 }
 
-enum { CU_BLAS_MIN_COLS = 64 }; /* fewer columns (decode, small batches): kernels.cu's products */
+enum { CU_BLAS_MIN_COLS = 64 }; /* fewer columns (decode, small batches): kernels_mm.cu's products */
 
 /* The columns from which a forward's products take the BF16 paths (the non-expert linears here,
  * the experts in blas_moe.cu): $LFM2C_CUDA_BF16_COLS, CU_BLAS_MIN_COLS where unset. */

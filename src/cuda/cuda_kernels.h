@@ -1,4 +1,4 @@
-/* cuda_kernels.h — launchers of the CUDA kernels (kernels.cu), called by backend_cuda.cu.
+/* cuda_kernels.h — launchers of the CUDA kernels (kernels_{mm,attn,moe,ops}.cu), called by backend_cuda.cu.
  * Every launcher queues work on the given queue's stream and returns at once; pointers are device
  * pointers unless named host_*. */
 #ifndef LFM2C_CUDA_KERNELS_H

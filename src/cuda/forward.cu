@@ -1,7 +1,7 @@
 /* forward.cu — the CUDA backend's model pass (spec section 2): the kernels of one forward queued
  * on the model's stream, in the blocks and order of the CPU's cpu/forward.c: conv_block,
  * attention_block, dense_ffn, moe_ffn, then the layer loop (cu_enqueue). Each block queues its
- * products (kernels.cu's cu_matmul: a GEMV for a few columns, a GEMM on the tensor cores above,
+ * products (kernels_mm.cu's cu_matmul: a GEMV for a few columns, a GEMM on the tensor cores above,
  * MoE products over the routing plan's tiles) and kernels over the scratch rows; the residual add
  * and the next norm follow each block (after an MoE layer they also combine the experts'
  * outputs). A decode step may move those into the last block of the product before (FIN_*,

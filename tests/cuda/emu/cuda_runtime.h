@@ -1,5 +1,5 @@
 /* cuda_runtime.h (test shim) — just enough of the CUDA runtime, and of the device side, to compile
- * the CUDA backend's own sources (src/cuda/kernels.cu, backend_cuda.cu, forward.cu) with the host
+ * the CUDA backend's own sources (src/cuda/kernels_*.cu, backend_cuda.cu, forward.cu) with the host
  * C++ compiler and run them on the CPU, for tests/cuda/test_cuda_emu.cpp: no GPU and no CUDA
  * toolkit needed.
  *
@@ -15,7 +15,7 @@
  * do; a synchronous call while capturing invalidates the capture. Everything runs on the calling
  * thread, in order: one stream. A launch allowed to overlap the kernel before it (cudaLaunchKernelEx
  * with programmatic stream serialization) runs in order all the same, but each of its threads
- * must call emu_pdl_ready() (kernels.cu's pdl_ready, griddepcontrol.wait on a GPU) before it
+ * must call emu_pdl_ready() (kernels_common.cuh's pdl_ready, griddepcontrol.wait on a GPU) before it
  * ends: one that does not is a device-side error. */
 #ifndef LFM2C_EMU_CUDA_RUNTIME_H
 #define LFM2C_EMU_CUDA_RUNTIME_H
@@ -350,7 +350,7 @@ static inline cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *cfg, void
 }
 
 /* kernel<<<grid, block, smem, stream>>>(args) as emu_launch(&kernel, grid, block, smem, stream)(args),
- * for the tests' own launches (kernels.cu launches with cudaLaunchKernelEx) */
+ * for the tests' own launches (the kernels' files launch with cudaLaunchKernelEx) */
 template <class... P>
 static inline emu_rt::launcher<P...> emu_launch(void (*f)(P...), dim3 grid, dim3 block, size_t smem = 0,
                                                 cudaStream_t st = nullptr) {
