@@ -75,16 +75,29 @@ fi
 # the GPU machine, about 10 MB): the vulkan stage times it beside lfm2c on the same file. Building
 # it there instead would cost minutes of device time (its shaders alone are hundreds of glslc
 # runs). GPU_CHECK_LLAMA_SRC: the source (default /work/peers/llama.cpp), GPU_CHECK_PEER_BUILD:
-# its build folder (kept), GPU_CHECK_PEER_CMAKE: more CMake arguments (e.g.
-# -DSPIRV-Headers_DIR=... where the system has none). Peer code is never committed.
+# its build folder (kept; default build-peer-vulkan/, not carried), GPU_CHECK_PEER_CMAKE: more
+# CMake arguments. The SPIR-V headers it needs
+# come from Debian's spirv-headers, unpacked into .gpu-peer/ where the system has none. Peer code
+# is never committed.
 if [ "$fetch_peer" = 1 ]; then
-  src=${GPU_CHECK_LLAMA_SRC:-/work/peers/llama.cpp} pb=${GPU_CHECK_PEER_BUILD:-$ROOT/.gpu-peer/build}
+  src=${GPU_CHECK_LLAMA_SRC:-/work/peers/llama.cpp} pb=${GPU_CHECK_PEER_BUILD:-$ROOT/build-peer-vulkan}
   [ -f "$src/CMakeLists.txt" ] || die "no llama.cpp source at $src (GPU_CHECK_LLAMA_SRC)"
   mkdir -p "$ROOT/.gpu-peer" || exit 1
+  # its Vulkan backend needs the SPIR-V headers: Debian's spirv-headers, unpacked here where the
+  # system has none (its CMake config names /usr/include: the headers' folder is given too)
+  spv=()
+  if [ ! -f /usr/include/spirv/unified1/spirv.hpp ]; then
+    sd=$ROOT/.gpu-peer/spirv
+    if [ ! -f "$sd/usr/include/spirv/unified1/spirv.hpp" ]; then
+      (cd "$ROOT/.gpu-peer" && apt-get download spirv-headers >/dev/null 2>&1 && dpkg -x spirv-headers_*.deb spirv) \
+        || die "no SPIR-V headers: install spirv-headers, or apt-get download it (apt-get update first)"
+    fi
+    spv=(-DSPIRV-Headers_DIR="$sd/usr/share/cmake/SPIRV-Headers" -DCMAKE_CXX_FLAGS="-isystem $sd/usr/include")
+  fi
   # shellcheck disable=SC2086
   cmake -S "$src" -B "$pb" -DCMAKE_BUILD_TYPE=Release -DGGML_VULKAN=ON -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_BACKEND_DL=OFF \
-    ${GPU_CHECK_PEER_CMAKE:-} >"$ROOT/.gpu-peer/configure.log" 2>&1 || die "configure failed: .gpu-peer/configure.log"
+    "${spv[@]}" ${GPU_CHECK_PEER_CMAKE:-} >"$ROOT/.gpu-peer/configure.log" 2>&1 || die "configure failed: .gpu-peer/configure.log"
   cmake --build "$pb" -j"$(nproc 2>/dev/null || echo 2)" --target llama-bench >"$ROOT/.gpu-peer/build.log" 2>&1 \
     || die "build failed: .gpu-peer/build.log"
   xz -T0 -6 -c "$pb/bin/llama-bench" >"$ROOT/.gpu-peer/llama-bench-vulkan.xz" || die "xz failed"
