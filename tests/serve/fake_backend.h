@@ -180,7 +180,8 @@ static const lfm2c_backend fake_backend_host = {
     fake_forward_host,
     0,
     BACKEND_CAP_KV_COPY,
-    0, /* types: none (a model is opened on the CPU, then handed over: fake_attach) */
+    0,    /* types: none (a model is opened on the CPU, then handed over: fake_attach) */
+    NULL, /* encoder: none */
 };
 static const lfm2c_backend fake_backend_dev = {
     "fake-device",
@@ -197,6 +198,7 @@ static const lfm2c_backend fake_backend_dev = {
     2048,
     BACKEND_CAP_KV_COPY | BACKEND_CAP_SAMPLE,
     0,
+    NULL,
 };
 
 /* m (opened on the CPU, no session yet) handed to backend b. */
