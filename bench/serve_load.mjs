@@ -3,6 +3,7 @@
 //   node bench/serve_load.mjs --lfm2c build/lfm2c --model tests/data/lfm2-kq-dense-f16.gguf \
 //        [--np 32] [--tokens 64] [--levels 1,8,32,128] [--threads N] [--device cpu|cuda] [--skip-reuse 1]
 //        [--server lfm2c|llama] [--llama-server PATH] [--llama-args "-nr ..."] [--ctx-per-slot 4096]
+//        [--prompt-max N]
 //
 // --llama-args: more arguments for llama-server, space-separated (on Intel AMX machines its MoE
 // graphs abort at load unless -nr turns the AMX / repacked buffer types off: bench/CPU.md).
@@ -13,7 +14,10 @@
 // Starts the server itself (port 0, loopback), then for each concurrency level C runs C clients
 // at once, each streaming one chat completion of --tokens tokens (greedy; end-of-turn tokens are
 // biased away so every request generates the same number of tokens). Reports total tokens/s
-// (all streams), mean per-stream tokens/s (after the first token) and time to first token.
+// (all streams), mean per-stream tokens/s (after the first token), time to first token (TTFT)
+// and time per output token after it (TPOT). --prompt-max N pads each client's prompt with a
+// seeded random number (1..N) of tokens of filler words (their tokens a word measured once through
+// the server's /tokenize), vLLM's benchmark's random prompts up to 1,024 tokens.
 // Then a 5-turn conversation with a long system prompt, against the server with prompt-prefix
 // reuse and against one started with --no-prefix-reuse: prompt processing time per turn.
 // Everything is bounded: at most sum(levels) + 10 requests. Plain fetch + SSE, no SDK needed.
@@ -33,6 +37,17 @@ const levels = (args.levels || '1,8,32,128').split(',').map(Number);
 const threads = args.threads ? ['-t', args.threads] : [];   // default: the server's own
 const device = args.device ? ['--device', args.device] : [];
 const skipReuse = args['skip-reuse'] === '1';
+const promptMax = Number(args['prompt-max'] || 0);
+const WORDS = 'ocean river cloud stone light forest signal paper window garden number voice'.split(' ');
+const filler = (r, n) => Array.from({ length: n }, (_, k) => WORDS[Number((BigInt(r >>> 3) * BigInt(k + 1)) % BigInt(WORDS.length))]).join(' ');
+let tokensPerWord = 1; // the model's tokens a filler word (measured through /tokenize once the server is up)
+// client i's prompt: the short question, and with --prompt-max a seeded run of filler words of 1..N tokens
+const promptOf = (i, c) => {
+  const q = `Client ${i} of ${c}: write about the ocean.`;
+  if (promptMax <= 0) return q;
+  const r = Number((BigInt(i) * 2654435761n + 12345n) & 0xFFFFFFFFn);
+  return filler(r, Math.max(1, Math.floor((1 + r % promptMax) / tokensPerWord))) + '. ' + q;
+};
 
 const which = args.server || 'lfm2c';
 const llamaServer = args['llama-server'] || '../peers/llama.cpp/build/bin/llama-server';
@@ -120,18 +135,23 @@ const fmt = (x, d = 1) => x.toFixed(d);
 
 const server = await startServer([]);
 console.log(`${which === 'llama' ? llamaServer : lfm2c}: model ${modelPath}, ${np} slots, ${nTok} tokens per request, greedy`);
+if (promptMax > 0) {
+  const res = await fetch(`${server.base}/tokenize`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ content: filler(12345, 200) }) });
+  tokensPerWord = ((await res.json()).tokens?.length || 200) / 200;
+}
 await streamChat(server.base, [{ role: 'user', content: 'warm up' }], 4);
-console.log('\n| concurrency | requests | wall s | total tok/s | per-stream tok/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms |');
-console.log('|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('\n| concurrency | requests | wall s | total tok/s | per-stream tok/s | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | TPOT p50 ms | TPOT p99 ms |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const c of levels) {
   const t0 = performance.now();
   const rs = await Promise.all(Array.from({ length: c }, (_, i) =>
-    streamChat(server.base, [{ role: 'user', content: `Client ${i} of ${c}: write about the ocean.` }], nTok)));
+    streamChat(server.base, [{ role: 'user', content: promptOf(i, c) }], nTok)));
   const wall = (performance.now() - t0) / 1000;
   const toks = rs.reduce((a, r) => a + r.tokens, 0);
   const perStream = rs.reduce((a, r) => a + (r.tokens - 1) / ((r.total - r.ttft) / 1000), 0) / rs.length;
-  const ttfts = rs.map((r) => r.ttft);
-  console.log(`| ${c} | ${c} | ${fmt(wall, 2)} | ${fmt(toks / wall)} | ${fmt(perStream)} | ${fmt(pct(ttfts, 0.5))} | ${fmt(pct(ttfts, 0.9))} | ${fmt(pct(ttfts, 0.99))} |`);
+  const ttfts = rs.map((r) => r.ttft), tpots = rs.map((r) => (r.total - r.ttft) / Math.max(r.tokens - 1, 1));
+  console.log(`| ${c} | ${c} | ${fmt(wall, 2)} | ${fmt(toks / wall)} | ${fmt(perStream)} | ${fmt(pct(ttfts, 0.5))} | ${fmt(pct(ttfts, 0.9))} | ${fmt(pct(ttfts, 0.99))} | ${fmt(pct(tpots, 0.5), 2)} | ${fmt(pct(tpots, 0.99), 2)} |`);
 }
 await stopServer(server);
 if (skipReuse) process.exit(0);

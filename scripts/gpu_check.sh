@@ -11,8 +11,17 @@
 # Without a GPU it says so, writes that into the report and exits 0.
 #
 #   scripts/gpu_check.sh [--stage all|build,correct,sanitize,speed,serve,bf16,vulkan,throughput] [--budget S]
-#                        [--build-dir DIR] [--device cuda|cpu] [--arch CC] [--quick] OUTDIR
+#                        [--build-dir DIR] [--device cuda|cpu] [--arch CC] [--quick] [--prepared] [--dry-run] OUTDIR
 #   scripts/gpu_check.sh --fetch-deps     (here, before the GPU call: .gpu-deps/, see below)
+#   scripts/gpu_check.sh --fetch-peer     (here: .gpu-peer/, llama.cpp's llama-bench built for Vulkan)
+#
+# --prepared: issue 82's one prepared run (bench/GPU.md, "The prepared run"): build, correct
+# (goldens, batched == solo, the new paths' test run, memcheck), throughput (each stage's device
+# time, decode attention both ways, the experts three ways, a quarter batch each way, the full
+# -b 1024 -p 1024 -n 512 with the fastest, serve at 1,024 clients), serve at 64 clients, then
+# vulkan (lfm2c beside llama.cpp's Vulkan build on the same file), in a budget of 540 s, each step
+# sized to what is left; --dry-run: the same stages on the CPU here (--device cpu --quick), GPU
+# steps said and not run, then the plan of the GPU run with each step's timeout.
 #
 # --device cpu runs the same stages on the CPU (a dry run of everything but the GPU: the
 # comparisons, the report); --quick shrinks the synthetic model and the benchmark sizes;
@@ -28,12 +37,12 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 usage() {
-  sed -n '13,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '13,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() { echo "gpu_check: $*" >&2; exit 2; }
 
-stages=all device=cuda build_dir= budget=570 arch= quick=0 outdir= fetch=0
+stages=all device=cuda build_dir= budget=570 arch= quick=0 outdir= fetch=0 prepared=0 dry=0 fetch_peer=0
 while [ $# -gt 0 ]; do
   case $1 in
     --stage) [ $# -ge 2 ] || usage; stages=$2; shift 2;;
@@ -43,7 +52,10 @@ while [ $# -gt 0 ]; do
     --arch) [ $# -ge 2 ] || usage; arch=$2; shift 2;;
     --quick) quick=1; shift;;
     --fetch-deps) fetch=1; shift;;
-    -h|--help) sed -n "2,26p" "$0" | sed "s/^# \{0,1\}//"; exit 0;;
+    --fetch-peer) fetch_peer=1; shift;;
+    --prepared) prepared=1; shift;;
+    --dry-run) dry=1; prepared=1; shift;;
+    -h|--help) sed -n "2,35p" "$0" | sed "s/^# \{0,1\}//"; exit 0;;
     -*) die "unknown option '$1' (see --help)";;
     *) [ -z "$outdir" ] || die "one OUTDIR only (got '$outdir' and '$1')"; outdir=$1; shift;;
   esac
@@ -58,7 +70,62 @@ if [ "$fetch" = 1 ]; then
   echo "gpu_check: $(ls *.deb | wc -l) packages in .gpu-deps/ ($(du -sh . | cut -f1)); carry .gpu-deps to the GPU machine"
   exit 0
 fi
+# --fetch-peer: llama.cpp's llama-bench with its Vulkan backend, built here (static, for any x86-64:
+# GGML_NATIVE=OFF) from a llama.cpp source tree and packed into .gpu-peer/ (git-ignored; carried to
+# the GPU machine, about 10 MB): the vulkan stage times it beside lfm2c on the same file. Building
+# it there instead would cost minutes of device time (its shaders alone are hundreds of glslc
+# runs). GPU_CHECK_LLAMA_SRC: the source (default /work/peers/llama.cpp), GPU_CHECK_PEER_BUILD:
+# its build folder (kept; default build-peer-vulkan/, not carried), GPU_CHECK_PEER_CMAKE: more
+# CMake arguments. The SPIR-V headers it needs
+# come from Debian's spirv-headers, unpacked into .gpu-peer/ where the system has none. Peer code
+# is never committed.
+if [ "$fetch_peer" = 1 ]; then
+  src=${GPU_CHECK_LLAMA_SRC:-/work/peers/llama.cpp} pb=${GPU_CHECK_PEER_BUILD:-$ROOT/build-peer-vulkan}
+  [ -f "$src/CMakeLists.txt" ] || die "no llama.cpp source at $src (GPU_CHECK_LLAMA_SRC)"
+  mkdir -p "$ROOT/.gpu-peer" || exit 1
+  # its Vulkan backend needs the SPIR-V headers: Debian's spirv-headers, unpacked here where the
+  # system has none (its CMake config names /usr/include: the headers' folder is given too)
+  spv=()
+  if [ ! -f /usr/include/spirv/unified1/spirv.hpp ]; then
+    sd=$ROOT/.gpu-peer/spirv
+    if [ ! -f "$sd/usr/include/spirv/unified1/spirv.hpp" ]; then
+      (cd "$ROOT/.gpu-peer" && apt-get download spirv-headers >/dev/null 2>&1 && dpkg -x spirv-headers_*.deb spirv) \
+        || die "no SPIR-V headers: install spirv-headers, or apt-get download it (apt-get update first)"
+    fi
+    spv=(-DSPIRV-Headers_DIR="$sd/usr/share/cmake/SPIRV-Headers" -DCMAKE_CXX_FLAGS="-isystem $sd/usr/include")
+  fi
+  # shellcheck disable=SC2086
+  cmake -S "$src" -B "$pb" -DCMAKE_BUILD_TYPE=Release -DGGML_VULKAN=ON -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
+    -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DGGML_BACKEND_DL=OFF \
+    "${spv[@]}" ${GPU_CHECK_PEER_CMAKE:-} >"$ROOT/.gpu-peer/configure.log" 2>&1 || die "configure failed: .gpu-peer/configure.log"
+  cmake --build "$pb" -j"$(nproc 2>/dev/null || echo 2)" --target llama-bench >"$ROOT/.gpu-peer/build.log" 2>&1 \
+    || die "build failed: .gpu-peer/build.log"
+  xz -T0 -6 -c "$pb/bin/llama-bench" >"$ROOT/.gpu-peer/llama-bench-vulkan.xz" || die "xz failed"
+  git -C "$src" rev-parse --short=9 HEAD >"$ROOT/.gpu-peer/COMMIT" 2>/dev/null || echo unknown >"$ROOT/.gpu-peer/COMMIT"
+  echo "gpu_check: .gpu-peer/llama-bench-vulkan.xz ($(du -h "$ROOT/.gpu-peer/llama-bench-vulkan.xz" | cut -f1), llama.cpp $(cat "$ROOT/.gpu-peer/COMMIT")); carry .gpu-peer/llama-bench-vulkan.xz and .gpu-peer/COMMIT"
+  exit 0
+fi
 [ -n "$outdir" ] || usage
+# --prepared: the stages and sizes of issue 82's one run (its GPU_CHECK_* defaults, each still
+# settable); --dry-run: that run on the CPU, quick
+if [ "$prepared" = 1 ]; then
+  [ "$stages" = all ] && stages=build,correct,sanitize,throughput,serve,vulkan
+  [ "$budget" = 570 ] && budget=540
+  export GPU_CHECK_TP_STEPS=${GPU_CHECK_TP_STEPS-profile attention experts variants full serve}
+  if [ "$dry" = 1 ]; then export GPU_CHECK_TARGETS=${GPU_CHECK_TARGETS-lfm2c_cli}
+  else export GPU_CHECK_TARGETS=${GPU_CHECK_TARGETS-lfm2c_cli test_cuda_forward test_cuda_math test_vulkan_forward}; fi
+  export GPU_CHECK_TEST_ENVS=${GPU_CHECK_TEST_ENVS-LFM2C_CUDA_MOE=grouped+LFM2C_CUDA_ATTN=gqa+LFM2C_CUDA_GRAPH_BUCKETS=1}
+  export GPU_CHECK_SANITIZE_FIXTURES=${GPU_CHECK_SANITIZE_FIXTURES-lfm2-kq-moe-q4_k_m}
+  export GPU_CHECK_RACECHECK=${GPU_CHECK_RACECHECK-0} GPU_CHECK_FLOAT_FUSED=${GPU_CHECK_FLOAT_FUSED-0}
+  [ "$dry" = 1 ] || export GPU_CHECK_SERVE=${GPU_CHECK_SERVE-64 64 256}
+  export GPU_CHECK_VULKAN_TESTS=${GPU_CHECK_VULKAN_TESTS-1} GPU_CHECK_VULKAN_CLI=${GPU_CHECK_VULKAN_CLI-0}
+  export GPU_CHECK_SERVE_BEST=${GPU_CHECK_SERVE_BEST-1} GPU_CHECK_NCU=${GPU_CHECK_NCU-0}
+  export GPU_CHECK_VULKAN_MODELS=${GPU_CHECK_VULKAN_MODELS-24b}
+  # the dry run's Vulkan device is lavapipe (the CPU): a tiny fixture, not the fixtures' tests
+  [ "$dry" = 1 ] && export GPU_CHECK_VULKAN_MODELS=tiny GPU_CHECK_VULKAN_TESTS=0
+  export LFM2C_GPU_MEM_CAP=${LFM2C_GPU_MEM_CAP-80G} # the memory plan of an 80 GB H100: bench/GPU.md
+fi
+[ "$dry" = 1 ] && { device=cpu; quick=1; }
 case $device in cuda|cpu) ;; *) die "--device must be cuda or cpu, not '$device'";; esac
 [[ $budget =~ ^[0-9]+$ ]] || die "--budget expects seconds, not '$budget'"
 [ -z "$arch" ] || [[ $arch =~ ^[0-9]+[a-z]?$ ]] || die "--arch expects a compute capability like 90, not '$arch'"
@@ -155,7 +222,7 @@ b = get('build')
 if b: print("| build | %s (%s s) | |" % ("ok" if b.get('ok') else "**FAILED**", b.get('seconds')))
 c = get('correct_logits')
 if c:
-    bad = [f['fixture'] for f in c['fixtures'] if not f.get('ok')]
+    bad = [f['fixture'] for f in c['fixtures'] if f.get('ok') is False]
     print("| golden logits, %d fixtures | %s | all within the CPU fast path's limits |" % (len(c['fixtures']), "all within" if c['ok'] else "**failed: " + ", ".join(bad) + "**"))
 t = get('ctest_cuda')
 if t: print("| ctest -R cuda | %s | passed, device tests run |" % ("**device tests skipped**" if t['device_tests_skipped'] else "passed" if t['rc'] == 0 else "**rc %d**" % t['rc']))
@@ -173,8 +240,30 @@ for name, label in (('bench_batched', 'batched Q4_K_M'), ('bench_batched_small',
                     ('bench_bf16_batched', 'batched BF16'), ('bench_bf16_batched_small', 'batched BF16 (smaller)')):
     r = bench(name, 'b')
     if r: print("| %s %s | %.0f total tok/s | ≥ 30K on H100 (vLLM 26.8K at BF16) |" % (label, r['test'], r['avg_ts']))
-for r in get('serve') or []:
-    print("| serve, concurrency %d | %.1f total tok/s, TTFT p50 %.0f / p99 %.0f ms | |" % (r['concurrency'], r['total_tps'], r['ttft_p50_ms'], r['ttft_p99_ms']))
+for x in get('ctest_cuda_envs') or []:
+    print("| test_cuda_forward with %s | %s | passed |" % (x['env'], "passed" if x['rc'] == 0 else "**rc %d**" % x['rc']))
+for name, label in (('tp_attn', 'decode at depth, default attention'), ('tp_attn_gqa', 'decode at depth, LFM2C_CUDA_ATTN=gqa')):
+    r = bench(name, 'tg')
+    if r: print("| %s %s | %.1f tok/s | |" % (label, r['test'], r['avg_ts']))
+for v in ('kernels', 'grouped', 'cublas'):
+    r = bench('tp_experts_' + v, 'pp')
+    if r: print("| prefill %s, experts %s | %.0f tok/s | |" % (r['test'], v, r['avg_ts']))
+v = get('tp_variants')
+if v:
+    print("| a quarter batch, total tok/s | %s | the fastest kept: %s |" % (", ".join("%s %d" % (k, x) for k, x in v.items() if k not in ('best', 'best_rate')), v.get('best')))
+r = bench('tp_batched', 'b')
+if r: print("| batched, the fastest variables, %s | %.0f total tok/s | ≥ 30K on H100 (vLLM 26.8K) |" % (r['test'], r['avg_ts']))
+for name in ('serve', 'tp_serve'):
+    for r in get(name) or []:
+        tpot = " TPOT p50 %.1f / p99 %.1f ms" % (r['tpot_p50_ms'], r['tpot_p99_ms']) if 'tpot_p50_ms' in r else ""
+        print("| serve, concurrency %d | %.1f total tok/s, TTFT p50 %.0f / p99 %.0f ms%s | %s |" % (r['concurrency'], r['total_tps'], r['ttft_p50_ms'], r['ttft_p99_ms'], tpot,
+              "≥ 30K at 1,024 (H100)" if r['concurrency'] >= 1024 else "≥ 8K, TTFT p99 < 1 s at 64 (H100)" if r['concurrency'] == 64 else ""))
+for name in ('24b', '1.2b'):
+    ours, peer = get('vulkan_bench_' + name) or [], get('vulkan_peer_' + name) or []
+    for o in ours:
+        t = str(o.get('test', ''))
+        p = next((x for x in peer if ("pp%d" % x['n_prompt'] if x.get('n_prompt') else "tg%d" % x.get('n_gen', 0)) == t), None)
+        print("| Vulkan %s %s | lfm2c %.1f tok/s%s | at least llama.cpp-Vulkan's |" % (name, t, o.get('avg_ts', 0), ", llama.cpp %.1f" % p['avg_ts'] if p else ""))
 EOF
 }
 
@@ -191,7 +280,7 @@ write_report() {
     echo
     summary
     echo
-    for s in $ALL_STAGES; do [ -f "$WORK/frag/$s.md" ] && { cat "$WORK/frag/$s.md"; echo; }; done
+    for s in build correct sanitize speed throughput serve bf16 vulkan; do [ -f "$WORK/frag/$s.md" ] && { cat "$WORK/frag/$s.md"; echo; }; done
   } >"$f"
   py "$WORK/json" "$outdir/results.json" <<'EOF'
 import json, os, sys
@@ -298,7 +387,12 @@ stage_build() {
   # toolchain), so the engine and the CUDA tests are built whatever else fails
   KEEP=(-- -k); [ -f "$build_dir/build.ninja" ] && KEEP=(-- -k 0)
   # GPU_CHECK_TARGETS="lfm2c": only those targets (a timing-only call; the correct stage needs the tests)
-  local TGT=(); [ -n "${GPU_CHECK_TARGETS:-}" ] && TGT=(--target $GPU_CHECK_TARGETS)
+  local TGT=() t
+  if [ -n "${GPU_CHECK_TARGETS:-}" ] && [ "$RC" = 0 ]; then   # (the ones this configuration has: ninja stops at an unknown one)
+    local have; have=$(cmake --build "$build_dir" --target help 2>/dev/null)
+    for t in $GPU_CHECK_TARGETS; do grep -qE "(^|[ .:])$t(\$|[ :])" <<<"$have" && TGT+=("$t"); done
+    [ ${#TGT[@]} -gt 0 ] && TGT=(--target "${TGT[@]}")
+  fi
   if [ "$RC" = 0 ]; then run_step compile 420 cmake --build "$build_dir" -j"$JOBS" "${TGT[@]}" "${KEEP[@]}"; fi
   if [ "$RC" != 0 ] && [ "$server" = ON ] && grep -q -i -E "microhttpd|gnutls" "$WORK/logs/compile.log" 2>/dev/null; then
     echo "- the server did not link (libmicrohttpd / gnutls): rebuilt without it" | frag
@@ -339,17 +433,24 @@ stage_correct() {
     [ "$skipped" = true ] && echo "- **the device tests SKIPPED: CUDA saw no device although nvidia-smi lists one** (driver / runtime mismatch?)" | frag
     echo '```' | frag; grep -E "CUDA vs|batched|FAIL|SKIP|passed, .* failed" "$WORK/logs/ctest_cuda.log" | cut -c1-200 | head -40 | frag; echo '```' | frag
     local rc_tc=$RC
-    if [ "$device" = cuda ] && [ -x "$build_dir/test_cuda_forward" ]; then   # the GEMMs in float (gemm_kernel) too
+    if [ "$device" = cuda ] && [ -x "$build_dir/test_cuda_forward" ] && [ "${GPU_CHECK_FLOAT_FUSED:-1}" != 0 ]; then   # the GEMMs in float (gemm_kernel) too
       run_step ctest_cuda_float 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_TC=0 '$build_dir/test_cuda_forward'"
       echo "- test_cuda_forward with \`LFM2C_CUDA_TC=0\` (the GEMMs in float, not on the tensor cores): $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_float.log")" | frag
       run_step ctest_cuda_fused 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_FUSE=1 '$build_dir/test_cuda_forward'"
       echo "- test_cuda_forward with \`LFM2C_CUDA_FUSE=1\` (a decode step's add + norm, routing and conv in the product before them, off by default): $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_fused.log")" | frag
-      # GPU_CHECK_TEST_ENVS="VAR=VALUE ...": test_cuda_forward again with each one set (variants to make default)
-      local tenv
+    fi
+    if [ "$device" = cuda ] && [ -x "$build_dir/test_cuda_forward" ]; then
+      # GPU_CHECK_TEST_ENVS="VAR=VALUE[+VAR=VALUE] ...": test_cuda_forward again with each entry's
+      # variables set (variants to make default; + joins several into one run)
+      local tenv tj="[" tsep=""
       for tenv in ${GPU_CHECK_TEST_ENVS:-}; do
-        run_step "ctest_cuda_${tenv//[^A-Za-z0-9]/_}" 240 env -C "$ROOT/tests" "$tenv" "$build_dir/test_cuda_forward"
-        echo "- test_cuda_forward with \`$tenv\`: $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/ctest_cuda_${tenv//[^A-Za-z0-9]/_}.log")" | frag
+        local tn="ctest_cuda_${tenv//[^A-Za-z0-9]/_}" assigns
+        IFS=+ read -r -a assigns <<<"$tenv"
+        run_step "${tn:0:80}" 240 env -C "$ROOT/tests" "${assigns[@]}" "$build_dir/test_cuda_forward"
+        echo "- test_cuda_forward with \`${tenv//+/ }\`: $(rc_word "$RC") in ${DUR}s — $(tail -1 "$WORK/logs/${tn:0:80}.log")" | frag
+        tj+="$tsep{\"env\": \"${tenv//+/ }\", \"rc\": $RC}"; tsep=", "
       done
+      echo "$tj]" >"$WORK/json/ctest_cuda_envs.json"
       # failed: again without the overlapping launches, then also unfused, to name the culprit
       if [ "$rc_tc" != 0 ] && [ "$skipped" = false ]; then
         run_step ctest_cuda_nopdl 240 bash -c "cd '$ROOT/tests' && LFM2C_CUDA_PDL=0 '$build_dir/test_cuda_forward'"
@@ -362,13 +463,15 @@ stage_correct() {
     echo "{\"rc\": $RC, \"seconds\": $DUR, \"device_tests_skipped\": $skipped}" >"$WORK/json/ctest_cuda.json"
     grep -h -E "SKIP|CUDA vs|batched sessions|FAIL" "$WORK/logs/ctest_cuda.log" | head -40 >"$WORK/logs/ctest_cuda.summary"
   else
-    echo "- \`ctest -R cuda\`: not run (--device cpu)" | frag
+    echo "- \`ctest -R cuda\`: not run (--device cpu); on a GPU: \`ctest -R cuda -E emu\`, test_cuda_forward with$( [ "${GPU_CHECK_FLOAT_FUSED:-1}" != 0 ] && echo " LFM2C_CUDA_TC=0, LFM2C_CUDA_FUSE=1,") ${GPU_CHECK_TEST_ENVS:-(no other variables)}" | frag
   fi
   # 2. golden logits of every fixture, device vs the CPU --reference path; 3. greedy continuations
   local data=$ROOT/tests/data n=0
   : >"$WORK/logs/logits.tsv"
   for js in "$data"/*.golden.json; do
     local name; name=$(basename "$js" .golden.json)
+    # a fixture left out of the working tree sent to the GPU machine (its 64 MiB: bench/GPU.md)
+    [ -f "$data/$name.gguf" ] || { echo -e "$name\t126" >>"$WORK/logs/logits.tsv"; continue; }
     local ids; ids=$(py "$js" <<<'import json,sys; print(",".join(map(str, json.load(open(sys.argv[1]))["token_ids"])))')
     local o=$WORK/logits/$name; mkdir -p "$o"
     run_step "logits_$name" 60 bash -c "
@@ -400,6 +503,9 @@ print("|---|---:|---:|---:|---:|---|")
 for line in open(tsv):
     name, rc = line.split('\t'); rc = int(rc)
     r = {"fixture": name, "rc": rc}
+    if rc == 126:
+        r["ok"] = None; rows.append(r)
+        print("| %s | | | | | not carried (left out of the working tree) |" % name); continue
     if rc != 0:
         r["ok"] = False; ok_all = False; rows.append(r)
         print("| %s | | | | | **%s** |" % (name, "skipped (budget spent: rerun this stage)" if rc == 125 else "run failed (rc %d)" % rc)); continue
@@ -427,6 +533,8 @@ for line in open(tsv):
           " (≤%g)" % lim_ref if lim_ref != float('inf') else " (fast path: no limit)", gtxt, same, npos, "ok" if ok else "**FAIL**"))
 json.dump({"ok": ok_all, "fixtures": rows}, open(out, 'w'), indent=1)
 print("\n%d fixtures: %s" % (len(rows), "all within limits" if ok_all else "FAILURES"))
+if any(r.get("rc") == 126 for r in rows):
+    print("(%d not carried)" % sum(1 for r in rows if r.get("rc") == 126))
 EOF
   echo | frag
   echo "### golden logits ($n fixtures, \`lfm2c logits --device $device\` batch and \`--one-by-one\` vs \`--reference\`)" | frag
@@ -441,6 +549,7 @@ EOF
   local gjson="[" sep=""
   for js in "$data"/*f32.golden.json; do
     local name; name=$(basename "$js" .golden.json)
+    [ -f "$data/$name.gguf" ] || continue   # not carried
     local prompt; prompt=$(py "$js" <<<'import json,sys; print(json.load(open(sys.argv[1]))["prompt"])')
     local o=$WORK/logits/$name
     run_step "greedy_$name" 60 bash -c "
@@ -484,6 +593,7 @@ stage_sanitize() {
     for t in test_cuda_forward; do   # (test_cuda_math runs on the host: nothing to instrument)
       [ -x "$build_dir/$t" ] || continue
       local f=$fx; [ "$tool" = racecheck ] && f=${fx%%,*}   # racecheck is the slower: one fixture
+      [ "$tool" = racecheck ] && [ "${GPU_CHECK_RACECHECK:-1}" = 0 ] && { echo "- racecheck: not run (GPU_CHECK_RACECHECK=0)" | frag; continue; }
       run_step "${tool}_$t" 240 bash -c "cd '$ROOT/tests' && LFM2C_TEST_FIXTURES='$f' '$cs' --tool $tool --error-exitcode 99 '$build_dir/$t'"
       local summary; summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY|passed|failed" "$WORK/logs/${tool}_$t.log" | tail -2 | tr '\n' ' ')
       echo "- $tool $t ($f): $(rc_word "$RC") in ${DUR}s — $summary" | frag
@@ -648,6 +758,23 @@ for k in kern.values():
 EOF2
 }
 
+# serve_json LOG NAME: the load script's table in logs/LOG.log as json/NAME.json (TPOT where the
+# table has it)
+serve_json() {
+  py "$WORK/logs/$1.log" "$WORK/json/$2.json" <<'EOF'
+import json, sys
+rows = []
+for l in open(sys.argv[1]):
+    c = [x.strip() for x in l.strip().strip('|').split('|')]
+    if len(c) >= 8 and c[0].isdigit():
+        r = dict(concurrency=int(c[0]), wall_s=float(c[2]), total_tps=float(c[3]), per_stream_tps=float(c[4]),
+                 ttft_p50_ms=float(c[5]), ttft_p90_ms=float(c[6]), ttft_p99_ms=float(c[7]))
+        if len(c) >= 10: r.update(tpot_p50_ms=float(c[8]), tpot_p99_ms=float(c[9]))
+        rows.append(r)
+json.dump(rows, open(sys.argv[2], 'w'), indent=1)
+EOF
+}
+
 # ---- stage: serve under load -----------------------------------------------------------------
 stage_serve() {
   begin_stage serve
@@ -663,19 +790,17 @@ stage_serve() {
   else
     load=(python3 "$ROOT/bench/serve_load.py")
   fi
-  run_step serve_load 420 "${load[@]}" --lfm2c "$BIN" --model "$m" --device "$device" --np $np --tokens $tok --levels $levels
-  echo "- \`${load[0]} bench/$(basename "${load[1]}") --device $device --np $np --tokens $tok --levels $levels\` on $(basename "$m"): $(rc_word "$RC") in ${DUR}s" | frag
+  # GPU_CHECK_SERVE_BEST=1: with the throughput stage's fastest variables and the scheduler's
+  # device sampling (LFM2C_CUDA_SAMPLE=1), as that stage's 1,024 clients
+  local -a assigns=()
+  if [ "${GPU_CHECK_SERVE_BEST:-0}" = 1 ] && [ "$device" = cuda ]; then
+    [ "$(best_env)" != - ] && IFS=+ read -r -a assigns <<<"$(best_env)"
+    assigns+=(LFM2C_CUDA_SAMPLE=1)
+  fi
+  run_step serve_load 420 env "${assigns[@]}" "${load[@]}" --lfm2c "$BIN" --model "$m" --device "$device" --np $np --tokens $tok --levels $levels
+  echo "- \`${assigns[*]} ${load[0]} bench/$(basename "${load[1]}") --device $device --np $np --tokens $tok --levels $levels\` on $(basename "$m"): $(rc_word "$RC") in ${DUR}s" | frag
   echo | frag; grep -E "^\||^model" "$WORK/logs/serve_load.log" | frag
-  py "$WORK/logs/serve_load.log" "$WORK/json/serve.json" <<'EOF'
-import json, sys
-rows = []
-for l in open(sys.argv[1]):
-    c = [x.strip() for x in l.strip().strip('|').split('|')]
-    if len(c) >= 8 and c[0].isdigit():
-        rows.append(dict(concurrency=int(c[0]), wall_s=float(c[2]), total_tps=float(c[3]), per_stream_tps=float(c[4]),
-                         ttft_p50_ms=float(c[5]), ttft_p90_ms=float(c[6]), ttft_p99_ms=float(c[7])))
-json.dump(rows, open(sys.argv[2], 'w'), indent=1)
-EOF
+  serve_json serve_load serve
 }
 
 # ---- stage: bf16 (the batched figure at BF16, vLLM's precision) -------------------------------
@@ -742,6 +867,34 @@ for r in rows:
           ("%.0f%%" % (100 * d / w)) if d and w else ""))
 EOF
 }
+# vulkan_peer NAME MODEL P N REPS: llama.cpp's llama-bench with its Vulkan backend (.gpu-peer/,
+# --fetch-peer) on the same file, its rows beside lfm2c's as "llama.cpp vulkan"
+vulkan_peer() {
+  local xzf=$ROOT/.gpu-peer/llama-bench-vulkan.xz lb=$WORK/peer/llama-bench
+  if [ ! -f "$xzf" ]; then
+    echo "- llama.cpp's Vulkan build: not carried (\`scripts/gpu_check.sh --fetch-peer\` makes .gpu-peer/)" | frag
+    return
+  fi
+  if [ ! -x "$lb" ]; then
+    if ! { mkdir -p "$WORK/peer" && xz -dc "$xzf" >"$lb.part" && chmod +x "$lb.part" && mv "$lb.part" "$lb"; }; then
+      echo "- llama.cpp's llama-bench: **could not unpack**" | frag
+      return
+    fi
+  fi
+  run_step "vulkan_peer_$1" 240 bash -c '"$@" -o json >"$0"' "$WORK/logs/vulkan_peer_$1.out" "$lb" -m "$2" -p "$3" -n "$4" -r "$5" -ngl 99
+  echo "- llama.cpp $(cat "$ROOT/.gpu-peer/COMMIT" 2>/dev/null) \`llama-bench -ngl 99 -p $3 -n $4 -r $5\` (Vulkan) on $(basename "$2"): $(rc_word "$RC") in ${DUR}s" | frag
+  [ "$RC" != 0 ] && tailog "vulkan_peer_$1" 6 | frag
+  py "$WORK/logs/vulkan_peer_$1.out" "$WORK/json/vulkan_peer_$1.json" "$1" >>"$WORK/logs/vulkan_table.md" <<'EOF'
+import json, sys
+try: rows = json.load(open(sys.argv[1]))
+except Exception: rows = []
+json.dump(rows, open(sys.argv[2], 'w'), indent=1)
+for r in rows:
+    test = "pp%d" % r["n_prompt"] if r.get("n_prompt") else "tg%d" % r.get("n_gen", 0)
+    print("| %s | %s | llama.cpp vulkan | %.1f ± %.1f | | | | |" % (sys.argv[3], test, r.get("avg_ts", 0), r.get("stddev_ts", 0)))
+EOF
+}
+
 stage_vulkan() {
   begin_stage vulkan
   need_bin || return
@@ -756,7 +909,7 @@ stage_vulkan() {
     echo "- vulkaninfo: $(grep -m3 -E "deviceName|driverName" "$WORK/logs/vulkaninfo.log" | tr -s ' ' | tr '\n' ';')" | frag
   fi
   local ts=$build_dir/test_vulkan_forward rct=-1 rcc=-1 skip=false
-  if [ -x "$ts" ]; then
+  if [ -x "$ts" ] && [ "${GPU_CHECK_VULKAN_TESTS:-1}" != 0 ]; then
     run_step vulkan_tests 300 bash -c "cd '$ROOT/tests' && '$ts'"
     rct=$RC
     grep -q "^SKIP" "$WORK/logs/vulkan_tests.log" && skip=true
@@ -764,9 +917,11 @@ stage_vulkan() {
     [ "$skip" = true ] && echo "- **the Vulkan tests skipped on a GPU machine: no Vulkan device seen**" | frag
     [ "$RC" != 0 ] && tailog vulkan_tests 12 | frag
   fi
-  run_step vulkan_cli 120 bash -c "cd '$ROOT/tests' && bash test_vulkan_cli.sh '$BIN'"
-  rcc=$RC
-  echo "- test_vulkan_cli: $(rc_word "$RC"); $(tail -1 "$WORK/logs/vulkan_cli.log")" | frag
+  if [ "${GPU_CHECK_VULKAN_CLI:-1}" != 0 ]; then
+    run_step vulkan_cli 120 bash -c "cd '$ROOT/tests' && bash test_vulkan_cli.sh '$BIN'"
+    rcc=$RC
+    echo "- test_vulkan_cli: $(rc_word "$RC"); $(tail -1 "$WORK/logs/vulkan_cli.log")" | frag
+  fi
   local p=512 n=128 reps=3
   [ "$quick" = 1 ] && p=64 n=16 reps=1
   echo "| model | test | backend | tok/s | GB/s | device tok/s | device GB/s | device / wall |" >"$WORK/logs/vulkan_table.md"
@@ -774,81 +929,218 @@ stage_vulkan() {
   local m m12=$WORK/models/lfm2-1.2b-q4_k_m$( [ "$quick" = 1 ] && echo -quick).gguf name extra=()
   [ "$quick" = 1 ] && extra=(--layers 4)
   m=$(make_model q4_k_m) || m=
-  if [ ! -s "$m12" ]; then
+  local models=${GPU_CHECK_VULKAN_MODELS:-24b 1.2b}
+  if [[ " $models " == *" 1.2b "* ]] && [ ! -s "$m12" ]; then
     run_step synth_1.2b 300 "$BIN" synth --preset lfm2-1.2b --type q4_k_m -t "$JOBS" "${extra[@]}" -o "$m12.part"
     [ "$RC" = 0 ] && mv "$m12.part" "$m12" || rm -f "$m12.part"
   fi
-  for name in 24b 1.2b; do
+  for name in $models; do
     local mm=$m; [ "$name" = 1.2b ] && mm=$m12
+    [ "$name" = tiny ] && mm=$ROOT/tests/data/lfm2-tiny-moe-q4_0.gguf
     [ -s "$mm" ] || { echo "- no $name model: bench not run" | frag; continue; }
     run_bench "vulkan_bench_$name" 240 -m "$mm" --device vulkan -p $p -n $n -r $reps
     echo "- \`lfm2c bench --device vulkan -p $p -n $n -r $reps\` on $(basename "$mm"): $(rc_word "$RC") in ${DUR}s" | frag
     [ "$RC" != 0 ] && tailog "vulkan_bench_$name" 6 | frag
     vulkan_bench_rows "vulkan_bench_$name" | sed "s/^|/| $name |/" >>"$WORK/logs/vulkan_table.md"
+    vulkan_peer "$name" "$mm" $p $n $reps
   done
   echo | frag; cat "$WORK/logs/vulkan_table.md" | frag; echo | frag
   echo "{\"built\": true, \"tests_rc\": $rct, \"cli_rc\": $rcc, \"tests_skipped\": $skip}" >"$WORK/json/vulkan.json"
 }
 
-# ---- stage: throughput (issue 71: the batched server's figures, one call) ---------------------
-# cuBLASLt on this machine (bench/cublas_probe.cu, built with nvcc -lcublasLt: BF16 products of
-# the 24B-A2B's shapes at 64..8192 tokens, TFLOPS), the per-stage device time of a batched decode
-# at 1,024 sequences (LFM2C_CUDA_PROFILE=1: attention's share), `lfm2c bench -b 1024 -p 1024 -n 512`,
-# and serve under load at 1,024 clients.
-# GPU_CHECK_THROUGHPUT="B P N MAX_TOKENS CLIENTS TOKENS" sets other sizes.
+# ---- stage: throughput (issues 71 and 82: the batched server's figures, one call) ----------------
+# Steps (GPU_CHECK_TP_STEPS, in this order by default): probe — cuBLASLt on this machine
+# (bench/cublas_probe.cu: BF16 products of the 24B-A2B's shapes, TFLOPS); profile — each stage's
+# device time of a prefill and of a batch's decode steps (LFM2C_CUDA_PROFILE=1: the products per
+# shape of layer); attention — decode at depth with the default attention and LFM2C_CUDA_ATTN=gqa;
+# experts — a prefill with the experts as kernels, grouped (LFM2C_CUDA_MOE=grouped) and through
+# cuBLAS's grouped GEMM (=cublas); variants — a quarter of the batched run with each variant
+# (GPU_CHECK_TP_VARIANTS="NAME:VAR=VALUE[+VAR=VALUE] ..."), the fastest of the experts' ways and
+# of the BF16 path, with gqa where it won, kept as the best (logs/best.env); full — the batched
+# run `-b 1024 -p 1024 -n 512` with the best, its size halved until the quarter run's rate says it
+# fits the time left; serve — `lfm2c serve -np 1024` with the best and LFM2C_CUDA_SAMPLE=1 under
+# the load script at 1,024 clients, prompts of up to 1,024 tokens and 512 out (TTFT, TPOT).
+# GPU_CHECK_THROUGHPUT="B P N MAX_TOKENS CLIENTS TOKENS" sets other sizes. On --device cpu only
+# what runs on the CPU runs (the variables are the CUDA backend's); the rest is said.
+tp_probe() {
+  local nvcc; nvcc=$(find_cuda_tool nvcc 2>/dev/null) || nvcc=
+  if [ "$device" != cuda ] || [ -z "$nvcc" ]; then
+    echo "- cuBLASLt probe: not run (device $device, nvcc ${nvcc:-not found}): \`nvcc -lcublasLt bench/cublas_probe.cu\`, then \`cublas_probe $maxn\`" | frag
+    return
+  fi
+  local ccs=${gpu_cc:-9.0}
+  run_step cublas_build 180 "$nvcc" -O2 -arch=sm_${ccs//./} -o "$WORK/cublas_probe" "$ROOT/bench/cublas_probe.cu" -lcublasLt
+  if [ "$RC" = 0 ]; then
+    run_step cublas_probe 150 "$WORK/cublas_probe" "$maxn"
+    echo "- cuBLASLt probe (BF16 x BF16 -> F32, the 24B-A2B's shapes, 64..$maxn tokens): $(rc_word "$RC") in ${DUR}s" | frag
+    echo | frag; grep -E "^\||^cuBLASLt" "$WORK/logs/cublas_probe.log" | frag; echo | frag
+  else
+    echo "- cuBLASLt probe: **could not build** (no libcublasLt with this toolkit?)" | frag; tailog cublas_build 6 | frag
+  fi
+}
+tp_profile() {
+  if [ "$device" != cuda ]; then
+    echo "- profile: not run (--device cpu): \`LFM2C_CUDA_PROFILE=1 lfm2c bench -p $pf -n 0\` and a quarter batch's \`-n 4\`" | frag
+    return
+  fi
+  LFM2C_CUDA_PROFILE=1 run_bench tp_profile_pp 90 -m "$m" --device cuda -p $pf -n 0 -r 1
+  echo "- \`LFM2C_CUDA_PROFILE=1 lfm2c bench -p $pf -n 0\` (each stage's device time: the products per shape of layer): $(rc_word "$RC") in ${DUR}s" | frag
+  echo '```' | frag; sed -n '/^CUDA profile/,$p' "$WORK/logs/tp_profile_pp.log" | head -30 | frag; echo '```' | frag
+  local qb=$((b / 4)) qp=$((p / 4)); [ "$qb" -lt 1 ] && qb=1; [ "$qp" -lt 1 ] && qp=1
+  LFM2C_CUDA_PROFILE=1 run_bench tp_profile 120 -m "$m" --device cuda -b $qb -p $qp -n 4 -r 1
+  echo "- \`LFM2C_CUDA_PROFILE=1 lfm2c bench -b $qb -p $qp -n 4\` (a quarter batch's stages, attention's among them): $(rc_word "$RC") in ${DUR}s" | frag
+  echo '```' | frag; sed -n '/^CUDA profile/,$p' "$WORK/logs/tp_profile.log" | head -30 | frag; echo '```' | frag
+}
+# tp_one NAME LABEL WANT ENVS BENCH-ARGS...: one bench with ENVS' assignments (+ joined; "-":
+# none) set, its rows into the table as "$device, LABEL"
+tp_one() {
+  local name=$1 label=$2 want=$3 envs=$4 a; shift 4
+  local -a assigns=()
+  [ "$envs" != - ] && IFS=+ read -r -a assigns <<<"$envs"
+  for a in "${assigns[@]}"; do local -x "$a"; done
+  run_bench "$name" "$want" -m "$m" --device "$device" "$@"
+  local shown=${envs//+/ }; [ "$envs" = - ] && shown=
+  echo "- \`${shown:+$shown }lfm2c bench $*\` ($label): $(rc_word "$RC") in ${DUR}s" | frag
+  bench_rows "$name" | sed "s/| $device |/| $device, $label |/" >>"$WORK/logs/throughput_table.md"
+}
+# the total tok/s of NAME's row whose test starts with PREFIX (0: none)
+tp_rate() {
+  py "$WORK/json/$1.json" "$2" <<'EOF'
+import json, sys
+try: rows = json.load(open(sys.argv[1]))
+except Exception: rows = []
+print(next((int(r.get("avg_ts", 0)) for r in rows if str(r.get("test", "")).startswith(sys.argv[2])), 0))
+EOF
+}
+tp_attention() {
+  local d=4096; [ "$quick" = 1 ] && d=64
+  if [ "$device" != cuda ]; then
+    echo "- decode attention: not run (--device cpu): \`lfm2c bench -p 0 -n 32 -d $d\` with and without LFM2C_CUDA_ATTN=gqa" | frag
+    return
+  fi
+  tp_one tp_attn "attention default" 60 - -p 0 -n 32 -d $d -r 1
+  tp_one tp_attn_gqa "attention gqa" 60 LFM2C_CUDA_ATTN=gqa -p 0 -n 32 -d $d -r 1
+}
+tp_experts() {
+  if [ "$device" != cuda ]; then
+    echo "- experts: not run (--device cpu): \`lfm2c bench -p $pf -n 0\` with LFM2C_CUDA_MOE=kernels, grouped, cublas" | frag
+    return
+  fi
+  local v
+  for v in kernels grouped cublas; do tp_one "tp_experts_$v" "experts $v" 60 LFM2C_CUDA_MOE=$v -p $pf -n 0 -r 2; done
+  grep -h "^cuda:" "$WORK/logs/tp_experts_cublas.log" 2>/dev/null | head -2 | sed 's/^/    /' | frag
+}
+tp_variants() {
+  local qb=$((b / 4)) qp=$((p / 4)) qn=$((n / 4)) v best=- best_rate=0 gqa_rate=0 def_rate=0
+  [ "$qb" -lt 1 ] && qb=1; [ "$qp" -lt 1 ] && qp=1; [ "$qn" -lt 1 ] && qn=1
+  local vars=${GPU_CHECK_TP_VARIANTS:-default:- grouped:LFM2C_CUDA_MOE=grouped cublas:LFM2C_CUDA_MOE=cublas bf16:LFM2C_CUDA_BF16=1 gqa:LFM2C_CUDA_ATTN=gqa}
+  [ "$device" = cuda ] || vars="default:-"
+  local js="{" sep=""
+  for v in $vars; do
+    local nm=${v%%:*} envs=${v#*:} r
+    tp_one "tp_q_$nm" "quarter $nm" 90 "$envs" -b $qb -p $qp -n $qn -r 1
+    r=$(tp_rate "tp_q_$nm" b)
+    js+="$sep\"$nm\": $r"; sep=", "
+    case $nm in
+      default) def_rate=$r;;
+      gqa) gqa_rate=$r;;
+      *) if [ "$r" -gt "$best_rate" ]; then best_rate=$r; best=$envs; fi;;
+    esac
+  done
+  if [ "$def_rate" -ge "$best_rate" ]; then best=-; best_rate=$def_rate; fi
+  if [ "$gqa_rate" -gt "$def_rate" ]; then
+    if [ "$best" = - ]; then best=LFM2C_CUDA_ATTN=gqa; else best="$best+LFM2C_CUDA_ATTN=gqa"; fi
+  fi
+  echo "$best $best_rate" >"$WORK/logs/best.env"
+  echo "$js, \"best\": \"$best\", \"best_rate\": $best_rate}" >"$WORK/json/tp_variants.json"
+  echo "- the fastest at a quarter of the batch (\`-b $qb -p $qp -n $qn\`): \`${best//+/ }\` ($best_rate total tok/s; gqa $gqa_rate against $def_rate)" | frag
+  [ "$device" = cuda ] || echo "  (on a GPU also: ${GPU_CHECK_TP_VARIANTS:-grouped:LFM2C_CUDA_MOE=grouped cublas:LFM2C_CUDA_MOE=cublas bf16:LFM2C_CUDA_BF16=1 gqa:LFM2C_CUDA_ATTN=gqa})" | frag
+}
+# the best variant's assignments (+ joined; "-": the defaults) and its quarter rate (tp_variants)
+best_env() { if [ -f "$WORK/logs/best.env" ]; then cut -d' ' -f1 "$WORK/logs/best.env"; else echo -; fi; }
+best_rate() { if [ -f "$WORK/logs/best.env" ]; then cut -d' ' -f2 "$WORK/logs/best.env"; else echo 0; fi; }
+tp_full() {
+  local fb=$b fp=$p fn=$n rate want=${GPU_CHECK_FULL_WANT:-120} room
+  rate=$(best_rate); room=$(step_timeout "$want")
+  # halved while the quarter run's rate says it would not fit (a model load is ~15 s)
+  while [ "$rate" -gt 0 ] && [ $((fb * (fp + fn) / rate + 15)) -gt "$room" ] && [ "$fb" -gt 8 ]; do
+    fb=$((fb / 2)); fp=$((fp / 2)); fn=$((fn / 2))
+  done
+  [ "$fb" != "$b" ] && echo "- the full size would not fit the time left at $rate tok/s: \`-b $fb -p $fp -n $fn\` instead" | frag
+  local lbl; lbl=$(best_env | tr + ' '); [ "$lbl" = - ] && lbl="the defaults"
+  tp_one tp_batched "full, $lbl" "$want" "$(best_env)" -b $fb -p $fp -n $fn -r 1
+  echo "  (vLLM on an H100: 26.8K total tok/s; the target ≥ 30K at \`-b 1024 -p 1024 -n 512\`)" | frag
+}
+tp_serve() {
+  if ! "$BIN" --version 2>/dev/null | grep -q "server: yes"; then echo "- serve: not run (built without the server)" | frag; return; fi
+  local load=(python3 "$ROOT/bench/serve_load.py") ctx=$((p + tok + 64)) envs sp=$p st=$tok rate
+  local want=${GPU_CHECK_SERVE_WANT:-120} room
+  envs=$(best_env); rate=$(best_rate); room=$(step_timeout "$want")
+  # prompts (half of --prompt-max on average) and outputs halved while the quarter batch's rate
+  # says the clients' tokens would not fit (a server start is ~20 s)
+  while [ "$rate" -gt 0 ] && [ $((clients * (sp / 2 + st) / rate + 20)) -gt "$room" ] && [ "$st" -gt 16 ]; do
+    sp=$((sp / 2)); st=$((st / 2))
+  done
+  [ "$st" != "$tok" ] && echo "- the clients' full size would not fit the time left at $rate tok/s: prompts of 1..$sp tokens, $st tokens out" | frag
+  command -v node >/dev/null 2>&1 && [ "${GPU_CHECK_NO_NODE:-0}" != 1 ] && load=(node "$ROOT/bench/serve_load.mjs" --skip-reuse 1)
+  local ctxarg=(--ctx "$ctx"); [ "${load[0]}" = node ] && ctxarg=(--ctx-per-slot "$ctx")
+  local -a assigns=()
+  [ "$envs" != - ] && IFS=+ read -r -a assigns <<<"$envs"
+  [ "$device" = cuda ] && assigns+=(LFM2C_CUDA_SAMPLE=1)
+  run_step tp_serve "$want" env "${assigns[@]}" LFM2C_CUDA_SLOTS=$clients LFM2C_CUDA_CTX=$ctx \
+    "${load[@]}" --lfm2c "$BIN" --model "$m" --device "$device" --np $clients --tokens $st --levels $clients \
+    "${ctxarg[@]}" --prompt-max $sp
+  echo "- \`${assigns[*]} lfm2c serve --device $device -np $clients -c $ctx\` under $(basename "${load[1]}") at $clients clients, prompts of 1..$sp tokens (filler words), $st tokens out: $(rc_word "$RC") in ${DUR}s" | frag
+  echo | frag; grep -E "^\|" "$WORK/logs/tp_serve.log" | frag
+  serve_json tp_serve tp_serve
+}
 stage_throughput() {
   begin_stage throughput
   need_bin || return
   local m; m=$(make_model q4_k_m) || { echo "- **could not make the Q4_K_M model**" | frag; return; }
-  local b=1024 p=1024 n=512 maxn=8192 clients=1024 tok=512
-  [ "$quick" = 1 ] && b=8 p=32 n=8 maxn=128 clients=4 tok=8
+  local b=1024 p=1024 n=512 maxn=8192 clients=1024 tok=512 pf=2048
+  [ "$quick" = 1 ] && b=8 p=32 n=8 maxn=128 clients=4 tok=8 pf=64
   [ -n "${GPU_CHECK_THROUGHPUT:-}" ] && read -r b p n maxn clients tok <<<"$GPU_CHECK_THROUGHPUT"
-  local nvcc; nvcc=$(find_cuda_tool nvcc 2>/dev/null) || nvcc=
-  if [ "$device" = cuda ] && [ -n "$nvcc" ]; then
-    local ccs=${gpu_cc:-9.0}
-    run_step cublas_build 180 "$nvcc" -O2 -arch=sm_${ccs//./} -o "$WORK/cublas_probe" "$ROOT/bench/cublas_probe.cu" -lcublasLt
-    if [ "$RC" = 0 ]; then
-      run_step cublas_probe 150 "$WORK/cublas_probe" "$maxn"
-      echo "- cuBLASLt probe (BF16 x BF16 -> F32, the 24B-A2B's shapes, 64..$maxn tokens): $(rc_word "$RC") in ${DUR}s" | frag
-      echo | frag; grep -E "^\||^cuBLASLt" "$WORK/logs/cublas_probe.log" | frag; echo | frag
-    else
-      echo "- cuBLASLt probe: **could not build** (no libcublasLt with this toolkit?)" | frag; tailog cublas_build 6 | frag
-    fi
-  else
-    echo "- cuBLASLt probe: not run (device $device, nvcc ${nvcc:-not found})" | frag
-  fi
   echo "| test | backend | tok/s | GB/s |" >"$WORK/logs/throughput_table.md"; echo "|---|---|---:|---:|" >>"$WORK/logs/throughput_table.md"
-  if [ "$device" = cuda ]; then
-    LFM2C_CUDA_PROFILE=1 run_bench tp_profile 150 -m "$m" --device cuda -b $b -p $p -n 4 -r 1
-    echo "- \`LFM2C_CUDA_PROFILE=1 lfm2c bench -b $b -p $p -n 4\` (the stages' device time, attention's among them): $(rc_word "$RC") in ${DUR}s" | frag
-    echo '```' | frag; sed -n '/^CUDA profile/,$p' "$WORK/logs/tp_profile.log" | head -30 | frag; echo '```' | frag
-  fi
-  run_bench tp_batched 300 -m "$m" --device "$device" -b $b -p $p -n $n -r 1
-  echo "- \`lfm2c bench --device $device -b $b -p $p -n $n\` (vLLM on an H100: 26.8K total tok/s; target ≥ 30K): $(rc_word "$RC") in ${DUR}s" | frag
-  bench_rows tp_batched >>"$WORK/logs/throughput_table.md"
-  if [ "$device" = cuda ]; then
-    # the batched products through cuBLASLt (LFM2C_CUDA_BLAS=1, off by default: docs/CUDA.md) beside
-    # the kernels': a prefill of $p tokens each way, then the same batched run with it
-    local pp=$p; [ "$pp" -lt 64 ] && pp=64
-    run_bench tp_prefill 150 -m "$m" --device cuda -p $pp -n 0 -r 3
-    bench_rows tp_prefill >>"$WORK/logs/throughput_table.md"
-    LFM2C_CUDA_BLAS=1 run_bench tp_prefill_blas 150 -m "$m" --device cuda -p $pp -n 0 -r 3
-    echo "- \`LFM2C_CUDA_BLAS=1 lfm2c bench -p $pp -n 0\` (the non-expert linears and the head in BF16 through cuBLASLt from 64 columns) beside the default: $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows tp_prefill_blas | sed "s/| cuda |/| cuda, cuBLASLt BF16 |/" >>"$WORK/logs/throughput_table.md"
-    LFM2C_CUDA_BLAS=1 run_bench tp_batched_blas 300 -m "$m" --device cuda -b $b -p $p -n $n -r 1
-    echo "- \`LFM2C_CUDA_BLAS=1 lfm2c bench -b $b -p $p -n $n\`: $(rc_word "$RC") in ${DUR}s" | frag
-    bench_rows tp_batched_blas | sed "s/| cuda |/| cuda, cuBLASLt BF16 |/" >>"$WORK/logs/throughput_table.md"
-  fi
+  local st
+  for st in ${GPU_CHECK_TP_STEPS:-probe profile attention experts variants full serve}; do
+    case $st in probe|profile|attention|experts|variants|full|serve) "tp_$st";; *) echo "- unknown step '$st'" | frag;; esac
+  done
   echo | frag; cat "$WORK/logs/throughput_table.md" | frag
-  if "$BIN" --version 2>/dev/null | grep -q "server: yes"; then
-    local load=(python3 "$ROOT/bench/serve_load.py")
-    command -v node >/dev/null 2>&1 && [ "${GPU_CHECK_NO_NODE:-0}" != 1 ] && load=(node "$ROOT/bench/serve_load.mjs" --skip-reuse 1)
-    run_step tp_serve 420 "${load[@]}" --lfm2c "$BIN" --model "$m" --device "$device" --np $clients --tokens $tok --levels $clients
-    echo "- \`serve --device $device -np $clients\` under $(basename "${load[1]}") at $clients clients, $tok tokens each (short fixed prompts, not yet vLLM's random ones up to 1,024): $(rc_word "$RC") in ${DUR}s" | frag
-    echo | frag; grep -E "^\|" "$WORK/logs/tp_serve.log" | frag
-  else
-    echo "- serve: not run (built without the server)" | frag
-  fi
+}
+
+# The prepared run's plan on a GPU (--dry-run prints it, and writes OUTDIR/plan.md): each stage's
+# steps and the time each may take there (the figures of bench/GPU.md's leases where they exist,
+# else an estimate), beside the budget.
+print_plan() {
+  cat <<EOF
+## The prepared run on a GPU (\`scripts/gpu_check.sh --prepared OUTDIR\`, budget $( [ "$dry" = 1 ] && echo 540 || echo "$budget") s)
+
+| stage | step | may take (s) | what it times or checks |
+|---|---|---:|---|
+| build | configure + build (${GPU_CHECK_TARGETS:-all}) | 150 | 45–93 s on the H100 / H200 leases (the CUDA sources, now in several files) |
+| build | the synthetic 24B-A2B Q4_K_M (\`lfm2c synth\`) | 120 | made once in the build folder |
+| correct | \`ctest -R cuda -E emu\` | 60 | test_cuda_forward: every fixture's goldens, batched == solo (20 sessions) |
+| correct | test_cuda_forward with ${GPU_CHECK_TEST_ENVS:-(none)} | 40 | the new exact paths on the device |
+| correct | golden logits of the fixtures carried, greedy continuations | 45 | \`lfm2c logits --device cuda\` batch, one by one, vs \`--reference\` |
+| sanitize | memcheck on ${GPU_CHECK_SANITIZE_FIXTURES:-4 fixtures}$( [ "${GPU_CHECK_RACECHECK:-1}" = 0 ] && echo "; racecheck off (GPU_CHECK_RACECHECK=1: +30 s)") | 30 | compute-sanitizer |
+| throughput | profile | 40 | each stage's device time (the products per shape of layer): a 2,048-token prefill, a quarter batch (256 sequences) |
+| throughput | attention | 30 | decode at depth 4096, default and LFM2C_CUDA_ATTN=gqa |
+| throughput | experts | 30 | prefill 2048: kernels, grouped, cuBLAS grouped |
+| throughput | variants | 75 | \`-b 256 -p 256 -n 128\`: default, grouped, cublas, bf16, gqa |
+| throughput | full | 120 | \`-b 1024 -p 1024 -n 512\` with the fastest (halved to fit) |
+| throughput | serve | 120 | 1,024 clients, prompts up to 1,024 tokens, 512 out (halved to fit), LFM2C_CUDA_SAMPLE=1: TTFT / TPOT |
+| serve | 64 clients | 45 | TTFT / TPOT p50 / p99 |
+| vulkan | test_vulkan_forward, \`lfm2c bench --device vulkan\`, llama.cpp's llama-bench (Vulkan) | 100 | the goldens on a GPU; lfm2c beside llama.cpp on the same file |
+
+About 1,050 s if every step took its whole allowance; at the last leases' speeds (build 60–90,
+the model ~60, the correct stage ~90, each bench row 10–20 s) about 600 s, so the budget may end
+the run in its last stage: the stages are in order of importance, each step's timeout is what is
+left of the budget, and a step with no time left is reported "skipped (budget)" (the probe,
+\`GPU_CHECK_TP_STEPS=probe\`, and racecheck are left out for that). The machine's start (35–65 s)
+comes on top: about 10 minutes of the 15. Carry: the working tree less tests/data's three largest files (60 MB with
+.gpu-deps), \`.gpu-deps\` and \`.gpu-peer\` (about 10 MB): bench/GPU.md.
+EOF
 }
 
 # ---- run the stages asked for -----------------------------------------------------------------
@@ -860,10 +1152,14 @@ if [[ ",$stages," != *",build,"* ]] && [ ! -x "$BIN" ]; then
   echo "gpu_check: no $BIN: building first"
   stages=build,$stages
 fi
-for s in $ALL_STAGES; do
-  [[ ",$stages," == *",$s,"* ]] || continue
+# in the order asked (--prepared: build, correct, sanitize, throughput, serve, vulkan)
+for s in ${stages//,/ }; do
   "stage_$s"
   if [ "$s" = build ] && [ "$BUILD_OK" = 0 ]; then echo "gpu_check: the build failed: later stages skipped"; break; fi
 done
 write_report
+if [ "$dry" = 1 ]; then
+  print_plan >"$outdir/plan.md"
+  echo; cat "$outdir/plan.md"
+fi
 exit 0

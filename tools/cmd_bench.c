@@ -884,6 +884,7 @@ static int bench_model(const bench_opts *o, int ti, int ki, int vi, int *first_r
     if (!rc) bench_footer(&b, &mp);
 #ifdef LFM2C_HAVE_CUDA
     char prof[4096]; /* LFM2C_CUDA_PROFILE=1: where the device time went, stage by stage */
+    if (cuda_backend_note(m)) fprintf(stderr, "cuda: %s\n", cuda_backend_note(m));
     if (!rc && cuda_profile_text(m, prof, sizeof prof) == 0) fputs(prof, stderr);
 #endif
     cli_lora_forget();

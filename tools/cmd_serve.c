@@ -52,6 +52,9 @@ static const char USAGE[] =
     "  --queue N             requests that may wait for a slot before 503 (default 256)\n"
     "  --prefill-chunk N     prompt tokens prefilled per step, all slots together, beside the\n"
     "                        decoding slots' tokens (default 512; 2048 with --device cuda)\n"
+    "  --step-tokens N       tokens a step's forward takes at most: the decoding slots' first,\n"
+    "                        prompt chunks in the rest (default 0, none: the CPU's way; 2048 with\n"
+    "                        --device cuda)\n"
     "  --api-key KEY         require 'Authorization: Bearer KEY'\n"
     "  --api-key-file F      the same, key read from the first line of F\n"
     "  --alias NAME          the first model's id in /v1/models and answers (at most 256 bytes; the\n"
@@ -238,7 +241,7 @@ typedef struct serve_opts {
     int n_models;
     int port, n_slots, n_ctx, n_threads, queue, timeout, idle_timeout, max_conn, max_per_ip, max_pending_ip;
     int max_detok, max_messages, max_stop, drain_timeout, ready_queue_max, reasoning_format, reasoning_budget;
-    int device, n_lora, prefill_chunk, pooling, ckpt_every, ckpt_max, max_loaded, load_timeout;
+    int device, n_lora, prefill_chunk, step_tokens, pooling, ckpt_every, ckpt_max, max_loaded, load_timeout;
     long max_req_mem, max_body, max_tok_bytes;
     bool ollama, port_set, metrics, reference, no_reuse, allow_no_key, any_model, test_script, cache_models;
     bool no_pull, offline, no_mmproj, allow_image_urls;
@@ -257,6 +260,7 @@ static serve_opts serve_opts_init(void) {
                         .n_ctx = 4096,
                         .queue = 256,
                         .prefill_chunk = -1, /* by the device (serve_load) */
+                        .step_tokens = -1,   /* likewise */
                         .timeout = SERVER_DEFAULT_TIMEOUT,
                         .idle_timeout = SERVER_DEFAULT_IDLE_TIMEOUT,
                         .load_timeout = 300,
@@ -287,6 +291,7 @@ static const serve_option SERVE_OPTIONS[] = {
     SO("-np", "--parallel", SO_INT, n_slots),
     SO("--queue", NULL, SO_INT, queue),
     SO("--prefill-chunk", NULL, SO_INT, prefill_chunk),
+    SO("--step-tokens", NULL, SO_INT, step_tokens),
     SO("--api-key", NULL, SO_STR, api_key),
     SO("--api-key-file", NULL, SO_STR, key_file),
     SO("--alias", NULL, SO_STR, alias),
@@ -440,6 +445,8 @@ static int serve_check(serve_opts *o) {
         return cli_fail("--ckpt-every takes 1..65536 and --ckpt-max 1..4096"), 2;
     if (o->prefill_chunk != -1 && (o->prefill_chunk < 1 || o->prefill_chunk > 65536))
         return cli_fail("--prefill-chunk must be 1..65536"), 2;
+    if (o->step_tokens != -1 && (o->step_tokens < 0 || o->step_tokens > 65536))
+        return cli_fail("--step-tokens must be 0..65536"), 2;
     if (o->max_body < 1024) return cli_fail("--max-body must be at least 1024"), 2;
     if (o->max_req_mem && o->max_req_mem < (1L << 20))
         return cli_fail("--max-request-memory must be at least 1 MiB"), 2;
@@ -554,6 +561,9 @@ static models_params serve_models_params(const serve_opts *o) {
                                .prefill_chunk = o->prefill_chunk > 0             ? o->prefill_chunk
                                                 : o->device == LFM2C_DEVICE_CUDA ? 2048
                                                                                  : 512,
+                               .token_budget = o->step_tokens >= 0              ? o->step_tokens
+                                               : o->device == LFM2C_DEVICE_CUDA ? 2048
+                                                                                : 0,
                                .no_prefix_reuse = o->no_reuse,
                                .ckpt_every = o->ckpt_every,
                                .ckpt_max = o->ckpt_max,
@@ -655,6 +665,13 @@ int cmd_serve(int argc, char **argv) {
     int rc = serve_parse(argc, argv, &o);
     if (rc >= 0) return rc;
     if ((rc = serve_check(&o))) return rc;
+    if (o.device == LFM2C_DEVICE_CUDA) { /* the memory plan's slots and context (docs/CUDA.md), unless set */
+        char v[32];
+        snprintf(v, sizeof v, "%d", o.n_slots);
+        setenv("LFM2C_CUDA_SLOTS", v, 0);
+        snprintf(v, sizeof v, "%d", o.n_ctx);
+        setenv("LFM2C_CUDA_CTX", v, 0);
+    }
 
     /* block the stop signals in every thread; this one waits for them */
     os_stop_block();

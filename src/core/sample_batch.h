@@ -31,6 +31,15 @@ typedef struct sample_item {
  * session's tokens, and the logprobs asked for (the raw logits' log-softmax). */
 int decode_batch_sample(lfm2c_session **ss, const int32_t *const *tokens, const int *n, sample_item *items, int n_items,
                         lfm2c_error *err);
+/* decode_batch_sample for a batch of any items (lfm2c_decode_batch_embd's arguments: each item's
+ * tokens, its embedding rows (rows NULL: none) and its logits mode), of which those with a
+ * sampler (items[i].smp; NULL: not sampled) are offered to the backend's sampler: such an item
+ * asks for its last row (LFM2C_LOGITS_LAST). Nothing is sampled on the host here: an item the
+ * backend left (out.status SMP_PENDING, or SMP_HOST) has its logits row in its session for the
+ * caller's own sampling (the scheduler's, with its filters); a device-sampled one has out filled
+ * and its sampler's counter moved on, and no logits row. Returns lfm2c_decode_batch's result. */
+int decode_batch_sample_items(lfm2c_session **ss, const int32_t *const *tokens, const float *const *rows, const int *n,
+                              const int *modes, sample_item *items, int n_items, lfm2c_error *err);
 /* The chosen token's (o->token) logprob and the best k under the raw logits of n_vocab (ties: the
  * lower id), as a device sampler computes them. */
 void sample_logprobs(const float *logits, int n_vocab, int k, smp_out *o);

@@ -13,6 +13,7 @@ extern "C" {
 #include "core/session.h"
 }
 #include "backend_cuda.h"
+#include "blas_moe.h"
 #include "cuda_blas.h"
 #include "cuda_kernels.h"
 #include "cuda_model.h"
@@ -100,6 +101,11 @@ static void prof_init(cu_model *cm) {
     cm->use_graph = false;   /* events between the stages: plain launches */
 }
 
+extern "C" const char *cuda_backend_note(const lfm2c_model *m) {
+    const cu_model *cm = m && m->backend == &backend_cuda ? (const cu_model *)m->backend_state : nullptr;
+    return cm && cm->note[0] ? cm->note : nullptr;
+}
+
 extern "C" int cuda_profile_text(const lfm2c_model *m, char *buf, size_t n) {
     const cu_model *cm = m && m->backend == &backend_cuda ? (const cu_model *)m->backend_state : nullptr;
     if (!cm || !cm->prof || !n) return -1;
@@ -160,7 +166,7 @@ extern "C" void cuda_device_name(const lfm2c_model *m, char *name, size_t cap) {
 
 /* ---- model ------------------------------------------------------------------------------- */
 
-/* the weight types kernels.cu's products take: the rows of the type table with the CUDA bit */
+/* the weight types kernels_mm.cu's products take: the rows of the type table with the CUDA bit */
 static int check_model(const lfm2c_model *m, lfm2c_error *err) {
     gpu_rules r = {};
     r.name = "CUDA";
@@ -231,15 +237,19 @@ static int cuda_model_init(lfm2c_model *m, const lfm2c_model_params *, lfm2c_err
         return cuda_fail(err, e, "device setup");
     }
     cm->kv = (m->type_k == LFM2C_KV_F16 ? CU_KV_K16 : 0) | (m->type_v == LFM2C_KV_F16 ? CU_KV_V16 : 0);
-    if (upload_weights(m, cm, err) || cu_blas_open(m, &cm->blas, err)) {
+    const char *be = getenv("LFM2C_CUDA_BLAS"), *bf = getenv("LFM2C_CUDA_BF16"); /* untimed: off by default */
+    const bool bf16 = bf && strcmp(bf, "0");
+    if (upload_weights(m, cm, err) ||
+        cu_blas_open(m, bf16 || (be && strcmp(be, "0")), &cm->blas, cm->note, sizeof cm->note, err)) {
         free_weights(cm);
         cudaStreamDestroy(cm->q.st);
         free(cm);
         return -1;
     }
     cm->wd = gpu_widths_of(m);
-    const char *ge = getenv("LFM2C_CUDA_GRAPH");
+    const char *ge = getenv("LFM2C_CUDA_GRAPH"), *gb = getenv("LFM2C_CUDA_GRAPH_BUCKETS");
     cm->use_graph = !(ge && !strcmp(ge, "0"));
+    cm->use_buckets = gb && strcmp(gb, "0"); /* untimed: off until gpu_check.sh has timed it */
     const char *te = getenv("LFM2C_CUDA_TC");
     cm->use_tc = !(te && !strcmp(te, "0"));
     cm->use_kq_mma = cm->use_tc && !(te && !strcmp(te, "wmma"));
@@ -248,6 +258,25 @@ static int cuda_model_init(lfm2c_model *m, const lfm2c_model_params *, lfm2c_err
     const char *gl = getenv("LFM2C_CUDA_GLU");
     cm->use_glu = !(gl && !strcmp(gl, "0"));
     cm->use_fin = fin_parse(getenv("LFM2C_CUDA_FUSE")); /* all three slower on an H100: bench/GPU.md */
+    const char *me = getenv("LFM2C_CUDA_MOE"); /* untimed: off until gpu_check.sh's throughput stage */
+    cm->moe = me && !strcmp(me, "grouped")                 ? CU_MOE_GROUPED
+              : (me && !strcmp(me, "cublas")) || (bf16 && !me) ? CU_MOE_CUBLAS
+                                                               : CU_MOE_KERNELS;
+    cm->bf16_cols = cu_bf16_cols();
+    const size_t nl = strlen(cm->note); /* (after the dense copies' note, if any) */
+    if (nl) snprintf(cm->note + nl, sizeof cm->note - nl, "; ");
+    if (cm->moe == CU_MOE_CUBLAS && cu_moe_blas_open(m, cm, &cm->moe_blas, cm->note + strlen(cm->note),
+                                                     sizeof cm->note - strlen(cm->note), err)) {
+        cu_blas_free(cm->blas);
+        free_weights(cm);
+        cudaStreamDestroy(cm->q.st);
+        free(cm);
+        return -1;
+    }
+    if (cm->moe == CU_MOE_CUBLAS && !cm->moe_blas) cm->moe = CU_MOE_KERNELS; /* the plan said no: cm->note */
+    if (nl && cm->note[nl + 2] == 0) cm->note[nl] = 0;                         /* no second note: no "; " */
+    const char *ae = getenv("LFM2C_CUDA_ATTN"); /* untimed: off until gpu_check.sh's throughput stage */
+    cm->use_gqa = ae && !strcmp(ae, "gqa");
     const char *se = getenv("LFM2C_CUDA_SAMPLE"); /* off until timed on a GPU (docs/CUDA.md) */
     if (se && strcmp(se, "0")) cm->smp = cu_sampler_new();
     if (cudaEventCreate(&cm->pass[0]) != cudaSuccess || cudaEventCreate(&cm->pass[1]) != cudaSuccess) {
@@ -266,9 +295,10 @@ static int cuda_model_init(lfm2c_model *m, const lfm2c_model_params *, lfm2c_err
 }
 
 static void scratch_free(cu_scratch *s) {
-    float *fs[] = {s->x, s->a, s->out, s->big, s->big2, s->hid, s->rope, s->router, s->wsel, s->G, s->U, s->D};
+    float *fs[] = {s->x, s->a, s->out, s->big, s->big2, s->hid, s->rope, s->router, s->wsel, s->G, s->U, s->D, s->wpos};
     for (size_t i = 0; i < sizeof fs / sizeof *fs; i++) cudaFree(fs[i]);
     cudaFree(s->logits);
+    cudaFree(s->attn_part);
     cudaFree(s->xh);
     cudaFree(s->xl);
     cudaFree(s->xs);
@@ -286,12 +316,15 @@ static void cuda_model_free(lfm2c_model *m) {
     cu_model *cm = (cu_model *)m->backend_state;
     if (!cm) return;
     cudaStreamSynchronize(cm->q.st);
-    if (cm->graph) cudaGraphExecDestroy(cm->graph);
+    for (int i = 0; i < 8; i++)
+        if (cm->graph[i]) cudaGraphExecDestroy(cm->graph[i]);
+    cudaFree(cm->pad_k), cudaFree(cm->pad_v), cudaFree(cm->pad_conv);
     scratch_free(&cm->s);
     free_weights(cm);
     prof_free(cm);
     cu_sampler_free(cm->smp);
     cu_blas_free(cm->blas);
+    cu_moe_blas_free(cm->moe_blas);
     for (int i = 0; i < 2; i++)
         if (cm->pass[i]) cudaEventDestroy(cm->pass[i]);
     cudaStreamDestroy(cm->q.st);
@@ -314,7 +347,7 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
         {&s->x, c * H}, {&s->a, c * H}, {&s->out, c * H}, {&s->big, c * cm->wd.big}, {&s->big2, c * cm->wd.big},
         {&s->hid, c * cm->wd.hid}, {&s->rope, c * in->head_dim},
         {&s->router, c * (E ? E : 1)}, {&s->wsel, c * (k ? k : 1)}, {&s->G, c * k * Fe + 1},
-        {&s->U, c * k * Fe + 1}, {&s->D, c * k * H + 1},
+        {&s->U, c * k * Fe + 1}, {&s->D, c * k * H + 1}, {&s->wpos, c * (k ? k : 1)},
     };
     cudaError_t e = cudaSuccess;
     for (size_t i = 0; i < sizeof want / sizeof *want && e == cudaSuccess; i++)
@@ -324,6 +357,8 @@ static int scratch_reserve(cu_model *cm, const lfm2c_model_info *in, int T, lfm2
     if ((size_t)cm->wd.hid > xw) xw = cm->wd.hid;
     if (k * Fe > xw) xw = k * Fe;
     if (e == cudaSuccess) e = cu_blas_reserve(cm->blas, c * xw); /* x in BF16 for cuBLASLt */
+    if (e == cudaSuccess && cm->use_gqa)
+        e = cudaMalloc((void **)&s->attn_part, sizeof(float) * cu_attention_gqa_part(in->n_head, in->head_dim));
     if (cm->use_kq_mma && e == cudaSuccess) {
         s->xq_cap = c * xw;
         e = cudaMalloc((void **)&s->xh, sizeof(uint32_t) * (s->xq_cap / 2));
@@ -498,34 +533,67 @@ static cudaGraphExec_t capture(lfm2c_model *m, cu_model *cm, int T, int n_seq, i
     return ex;
 }
 
+/* The graph of slot i (B tokens, a sequence and a row of logits each), captured where it is
+ * missing or holds scratch pointers of an older generation; NULL (graphs off from now on) where
+ * capture fails even without overlapping launches. */
+static cudaGraphExec_t graph_for(lfm2c_model *m, cu_model *cm, int i, int B) {
+    if (cm->graph[i] && cm->graph_generation[i] == cm->generation) return cm->graph[i];
+    if (cm->graph[i]) cudaGraphExecDestroy(cm->graph[i]);
+    cm->graph[i] = capture(m, cm, B, B, B);
+    if (!cm->graph[i] && cm->q.pdl) { /* a graph of overlapping kernels refused: without the overlap */
+        cm->q.pdl = false;
+        cm->graph[i] = capture(m, cm, B, B, B);
+    }
+    if (!cm->graph[i]) cm->use_graph = false; /* capture unsupported here: plain launches from now on */
+    cm->graph_generation[i] = cm->generation;
+    return cm->graph[i];
+}
+
+/* LFM2C_CUDA_GRAPH_BUCKETS: rows T..B-1 of the batch table as pad tokens, each its own sequence
+ * in a state of the backend's own (token 0 at position 0: its KV row and conv state written
+ * there, read by no one else), with a row of logits that is not copied out. */
+static int pad_table(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out, int B, lfm2c_error *err) {
+    const size_t rk = (cm->kv & CU_KV_K16 ? 2 : 4) * (size_t)cm->wd.kv_dim * (m->n_attn ? m->n_attn : 1);
+    const size_t rv = (cm->kv & CU_KV_V16 ? 2 : 4) * (size_t)cm->wd.kv_dim * (m->n_attn ? m->n_attn : 1);
+    const size_t rc = (size_t)m->n_conv * 2 * m->info.n_embd + 1;
+    if (!cm->pad_conv) {
+        cudaError_t e = cudaMalloc(&cm->pad_k, rk * CM_GRAPH_MAX);
+        if (e == cudaSuccess) e = cudaMalloc(&cm->pad_v, rv * CM_GRAPH_MAX);
+        if (e == cudaSuccess) e = cudaMalloc((void **)&cm->pad_conv, sizeof(float) * rc * CM_GRAPH_MAX);
+        if (e == cudaSuccess) e = cudaMemset(cm->pad_conv, 0, sizeof(float) * rc * CM_GRAPH_MAX);
+        if (e != cudaSuccess) return cuda_fail(err, e, "allocating the graphs' pad tokens");
+    }
+    cu_tok *tt = (cu_tok *)cm->s.host_table;
+    int *seq_last = (int *)(tt + cm->s.cap), *out_tok = seq_last + cm->s.cap;
+    for (int t = T, i = 0; t < B; t++, i++) {
+        tt[t] = cu_tok{(char *)cm->pad_k + rk * i, (char *)cm->pad_v + rv * i, cm->pad_conv + rc * i, 0, 0, -1, 1};
+        seq_last[n_seq + i] = t;
+        out_tok[n_out + i] = t;
+    }
+    return 0;
+}
+
 static int cuda_forward(lfm2c_model *m, const fwd_token *toks, int T, lfm2c_error *err) {
     cu_model *cm = (cu_model *)m->backend_state;
     if (T <= 0) return 0;
-    cudaSetDevice(cm->dev);   /* the current device is per host thread (servers decode elsewhere) */
-    if (scratch_reserve(cm, &m->info, T, err)) return -1;
+    cudaSetDevice(cm->dev); /* the current device is per host thread (servers decode elsewhere) */
+    const int room = cm->use_buckets && T <= CM_GRAPH_MAX ? cm_graph_bucket(T, T, T) : T; /* for the pads */
+    if (scratch_reserve(cm, &m->info, room, err)) return -1;
     int n_out;
     int n_seq = build_table(cm, toks, T, &n_out);
-    if (logits_reserve(cm, &m->info, n_out, err)) return -1;
+    if (logits_reserve(cm, &m->info, room > n_out ? room : n_out, err)) return -1;
     const int n_smp = cm->smp ? cu_sampler_plan(cm->smp, toks, T, m->info.n_vocab, err) : 0;
     if (n_smp < 0) return -1;
     cudaError_t e = cudaSuccess;
-    /* one token with logits: the decode step; replay its graph (captured on first use) */
-    bool graph = cm->use_graph && T == 1 && n_out == 1 && !n_smp;
-    if (graph && (!cm->graph || cm->graph_generation != cm->generation)) {
-        if (cm->graph) cudaGraphExecDestroy(cm->graph);
-        cm->graph = capture(m, cm, T, n_seq, n_out);
-        if (!cm->graph && cm->q.pdl) {   /* a graph of overlapping kernels refused: without the overlap */
-            cm->q.pdl = false;
-            cm->graph = capture(m, cm, T, n_seq, n_out);
-        }
-        if (!cm->graph) {   /* capture unsupported here: plain launches from now on */
-            cm->use_graph = false;
-            graph = false;
-        }
-        cm->graph_generation = cm->generation;
-    }
+    /* one token with logits, the decode step (or, with buckets, a decode-only step of a few
+     * sessions): replay its graph (captured on first use) */
+    const int B = !cm->use_graph || n_smp           ? 0
+                  : cm->use_buckets                 ? cm_graph_bucket(T, n_seq, n_out)
+                  : T == 1 && n_out == 1 ? 1 : 0;
+    if (B > T && pad_table(m, cm, T, n_seq, n_out, B, err)) return -1;
+    cudaGraphExec_t graph = B ? graph_for(m, cm, cm_graph_slot(B), B) : nullptr;
     if (cm->pass[0]) cudaEventRecord(cm->pass[0], cm->q.st);
-    if (graph) e = cudaGraphLaunch(cm->graph, cm->q.st);
+    if (graph) e = cudaGraphLaunch(graph, cm->q.st);
     else cu_enqueue(m, cm, T, n_seq, n_out);
     if (cm->pass[1]) cudaEventRecord(cm->pass[1], cm->q.st);
     if (e == cudaSuccess) e = cudaGetLastError();

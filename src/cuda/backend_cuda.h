@@ -17,6 +17,10 @@ int cuda_device_count(void);
 /* The name of the GPU model m (opened on CUDA) runs on, cap bytes; "" when unknown. */
 void cuda_device_name(const lfm2c_model *m, char *name, size_t cap);
 
+/* What opening m on CUDA decided against what its variables asked (a path left out by the memory
+ * plan: LFM2C_CUDA_MOE=cublas), one line; NULL: nothing. */
+const char *cuda_backend_note(const lfm2c_model *m);
+
 /* With LFM2C_CUDA_PROFILE=1 in the environment when the model was opened on CUDA: each stage's
  * device time over the forwards so far, as a table of text into buf. -1: no such profile. */
 int cuda_profile_text(const lfm2c_model *m, char *buf, size_t n);

@@ -2,12 +2,13 @@
  * copies of the non-expert linears, dequantized on the host from the file's rows
  * (formats/ggml_types.c's dequantize_row, then rounded to nearest even) a bounded stage at a time
  * and uploaded; in a forward, a product of CU_BLAS_MIN_COLS columns or more over such a weight
- * converts x to BF16 (kernels.cu's cu_to_bf16) and runs one cublasLtMatmul. The GGUF's W is
+ * converts x to BF16 (kernels_ops.cu's cu_to_bf16) and runs one cublasLtMatmul. The GGUF's W is
  * rows x n row-major, that is column-major n x rows: Y (rows x cols) = op(W) X with TRANSA = T,
  * X column-major n x cols (a token's inputs contiguous), Y column-major at leading dimension
  * rows, F32 compute and scale. A plan (descriptor, layouts, the heuristic's algorithm) is kept
  * per shape and alignment, a few dozen at most; a shape the heuristic has no algorithm for is
  * left to the kernels (remembered too). */
+#include "blas_moe.h"
 #include "cuda_blas.h"
 #include "cuda_math.cuh"
 extern "C" {
@@ -47,6 +48,7 @@ struct cu_blas {
     int n_plan, next;
     int status; /* the first refused call's cublasStatus_t since cu_blas_status (0: none) */
     long calls;
+    int min_cols; /* cu_bf16_cols() */
 };
 
 static void plan_drop(blas_plan *p) {
@@ -143,10 +145,14 @@ static cudaError_t copy_weights(cu_blas *b, const lfm2c_model *m) {
     return e;
 }
 
-int cu_blas_open(const lfm2c_model *m, cu_blas **out, lfm2c_error *err) {
+int cu_bf16_cols(void) {
+    const char *e = getenv("LFM2C_CUDA_BF16_COLS");
+    return e && atoi(e) > 0 ? atoi(e) : CU_BLAS_MIN_COLS;
+}
+
+int cu_blas_open(const lfm2c_model *m, bool want, cu_blas **out, char *note, size_t note_cap, lfm2c_error *err) {
     *out = nullptr;
-    const char *env = getenv("LFM2C_CUDA_BLAS");
-    if (!env || !strcmp(env, "0")) return 0;
+    if (!want || !cu_plan_bf16(m, false, note, note_cap)) return 0;
     cu_blas *b = (cu_blas *)calloc(1, sizeof *b);
     if (!b) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
     const cublasStatus_t st = cublasLtCreate(&b->lt);
@@ -155,6 +161,7 @@ int cu_blas_open(const lfm2c_model *m, cu_blas **out, lfm2c_error *err) {
         cu_blas_free(b);
         return lfm2c_set_error(err, LFM2C_EIO, "CUDA: cuBLASLt: cublasLtCreate failed (status %d)", (int)st), -1;
     }
+    b->min_cols = cu_bf16_cols();
     cudaError_t e = cudaMalloc(&b->ws, WS_BYTES);
     if (e == cudaSuccess) e = copy_weights(b, m);
     if (e != cudaSuccess) {
@@ -232,7 +239,7 @@ static const blas_plan *plan_for(cu_blas *b, int rows, int n, int cols, const ui
 }
 
 bool cu_blas_matmul(cu_blas *b, cu_q *cq, const tensor *w, const float *x, int cols, float *y) {
-    const uint16_t *wb = b && cols >= CU_BLAS_MIN_COLS ? weight_of(b, w) : nullptr;
+    const uint16_t *wb = b && cols >= b->min_cols ? weight_of(b, w) : nullptr;
     const int n = (int)w->ne[0], rows = (int)w->ne[1];
     if (!wb || (size_t)cols * (size_t)n > b->xb_cap) return false;
     const uint32_t align[4] = {align_of(wb), align_of(b->xb), align_of(y), align_of(y)};

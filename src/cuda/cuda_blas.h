@@ -10,19 +10,24 @@ extern "C" {
 #include "core/model.h"
 }
 
-enum { CU_BLAS_MIN_COLS = 64 }; /* fewer columns (decode, small batches): kernels.cu's products */
+enum { CU_BLAS_MIN_COLS = 64 }; /* fewer columns (decode, small batches): kernels_mm.cu's products */
+
+/* The columns from which a forward's products take the BF16 paths (the non-expert linears here,
+ * the experts in blas_moe.cu): $LFM2C_CUDA_BF16_COLS, CU_BLAS_MIN_COLS where unset. */
+int cu_bf16_cols(void);
 
 struct cu_blas;
 
-/* With LFM2C_CUDA_BLAS set and not "0": a cuBLASLt handle, its workspace and the BF16 copies of
+/* With want (LFM2C_CUDA_BLAS=1, or LFM2C_CUDA_BF16=1): a cuBLASLt handle, its workspace and the BF16 copies of
  * m's non-expert linears (every layer's conv in / out, q k v o, dense gate / up / down, and the
  * output head), dequantized on the host from the file's rows and rounded to nearest even, into
- * *out; else *out = NULL. 0, or -1 with err set (nothing left allocated). */
-int cu_blas_open(const lfm2c_model *m, cu_blas **out, lfm2c_error *err);
+ * *out, where the memory plan keeps them (blas_moe.h's cu_plan_bf16; else why in note); else
+ * *out = NULL. 0, or -1 with err set (nothing left allocated). */
+int cu_blas_open(const lfm2c_model *m, bool want, cu_blas **out, char *note, size_t note_cap, lfm2c_error *err);
 void cu_blas_free(cu_blas *b);
 /* room for x in BF16: values (cols x inputs of the widest product); 0 or a CUDA error */
 cudaError_t cu_blas_reserve(cu_blas *b, size_t values);
-/* y [cols][rows] = W x for x [cols][n] floats, when b holds W's copy and cols >= CU_BLAS_MIN_COLS:
+/* y [cols][rows] = W x for x [cols][n] floats, when b holds W's copy and cols >= cu_bf16_cols():
  * x to BF16 (cu_to_bf16), then cublasLtMatmul on cq's stream; true when queued here (a refused
  * call is recorded for cu_blas_status). false: the caller runs its own product. */
 bool cu_blas_matmul(cu_blas *b, cu_q *cq, const tensor *w, const float *x, int cols, float *y);

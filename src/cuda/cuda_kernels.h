@@ -1,4 +1,4 @@
-/* cuda_kernels.h — launchers of the CUDA kernels (kernels.cu), called by backend_cuda.cu.
+/* cuda_kernels.h — launchers of the CUDA kernels (kernels_{mm,attn,moe,ops}.cu), called by backend_cuda.cu.
  * Every launcher queues work on the given queue's stream and returns at once; pointers are device
  * pointers unless named host_*. */
 #ifndef LFM2C_CUDA_KERNELS_H
@@ -94,12 +94,18 @@ struct mm_args {
     size_t xq_cap;
     int x_rows;
     cu_fin fin; /* fin.done: the add and norm after the product (one-column gemv tiles only) */
+    /* GEMM tiles: each output column times y_scale[column] (NULL: as it is): the experts' down
+     * products over the sorted pairs, each by its router weight (scatter's wpos) */
+    const float *y_scale;
 };
 
 enum { CU_GEMV_COLS = 8, CU_GEMM_COLS = 32, CU_GEMV_MAX_ROWS = 64 };
 
 /* gemv: warp per row, up to 8 columns per tile (decode); else the tiled GEMM. */
 void cu_matmul(cu_q *cq, const mm_args *a, bool gemv);
+/* Whether the GEMM (gemv false) of a takes w_up too (gate + up + SwiGLU in one launch): Q4_K's
+ * register GEMM; other types run the two products and cu_swiglu. */
+bool cu_mm_glu_gemm(const mm_args *a);
 /* Whether cu_matmul(a, gemv) runs tiles of one column (a single token, or the pairs of a single
  * token, each its own expert): the gemvs without the other columns' registers, and the only ones
  * that take w_up. */
@@ -118,6 +124,16 @@ void cu_qk_norm_rope_store(cu_q *cq, float *q, const float *k, const float *v, c
                            int kv_dim_max, float eps, int kv);
 void cu_attention(cu_q *cq, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
                   int kv_dim_max, float *o, int kv);
+/* The same attention with a block per (token, KV head, split) that reads each K and V row once
+ * for the KV head's query heads (LFM2C_CUDA_ATTN=gqa): where cu_attention_gqa_ok (at most 4 query
+ * heads a KV head, head_dim <= 256). part: room for the splits' states (cu_attention_gqa_part
+ * floats), NULL: one split. */
+bool cu_attention_gqa_ok(int nh, int nkv, int hd);
+/* the splits a batch of T tokens takes (so that T x nkv x splits fills about 128 blocks, at most 16) */
+int cu_attention_gqa_splits(int T, int nkv);
+static inline size_t cu_attention_gqa_part(int nh, int hd) { return (size_t)128 * (size_t)nh * (size_t)(hd + 2); }
+void cu_attention_gqa(cu_q *cq, const float *q, const cu_tok *toks, int T, int nh, int nkv, int hd, int attn_index,
+                      int kv_dim_max, float *o, int kv, float *part);
 /* with_state: every token is its sequence's only one in the batch, and its thread also writes the
  * sequence's new state (cu_conv_state is then not needed) */
 void cu_conv(cu_q *cq, const float *z, const float *w, const cu_tok *toks, int T, int H, int conv_index, float *o,
@@ -126,15 +142,22 @@ void cu_conv_state(cu_q *cq, const float *z, const cu_tok *toks, const int *seq_
 void cu_swiglu(cu_q *cq, float *g, const float *u, size_t n);
 /* y[i] = x[i] as BF16 bits (round to nearest even), n values: cuBLASLt's input (blas.cu) */
 void cu_to_bf16(cu_q *cq, const float *x, size_t n, uint16_t *y);
+/* BF16 rows for cuBLAS (blas_moe.cu): rows x n weights dequantized (n a multiple of 8); x's rows
+ * src[i] gathered; silu(g) * u in place; back to float */
+void cu_dequant_bf16(cu_q *cq, const uint8_t *w, uint32_t type, size_t row_bytes, int n, size_t rows, uint16_t *out);
+void cu_gather_bf16(cu_q *cq, const float *x, int ldx, const int *src, int rows, int n, uint16_t *out);
+void cu_swiglu_bf16(cu_q *cq, uint16_t *g, const uint16_t *u, size_t n);
+void cu_bf16_to_f32(cu_q *cq, const uint16_t *x, size_t n, float *y);
 /* routing + plan + scatter: fills sel/wsel [T*k], tiles, col_src (sorted pair → token), inv
  * (pair → sorted position). count, fill: [E] scratch. */
 /* Whether a batch of T tokens and tiles of width columns is routed by one warp (cu_route1) */
 bool cu_moe_route1_ok(int T, int width, int E, int k);
 void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E, int k, int width, int *sel,
                   float *wsel, int *count, int *start, int *fill, int *tile_e, int *tile_c0, int *tile_n, int *n_tiles,
-                  int *col_src, int *inv);
+                  int *col_src, int *inv, float *wpos);
 /* y[i] = rmsnorm(x[src] += sum_j wsel[src][j] * D[inv[src][j]]) * w: the experts' outputs combined
- * into the residual, then the next norm (cu_add_rmsnorm's rows and map) */
+ * into the residual, then the next norm (cu_add_rmsnorm's rows and map); wsel NULL: D's rows are
+ * weighted already (mm_args.y_scale), summed as they are */
 void cu_moe_combine_add_rmsnorm(cu_q *cq, float *x, const float *D, const float *wsel, const int *inv, int k,
                                 const float *w, float *y, int rows, int H, float eps, const int *map);
 #endif

@@ -357,6 +357,24 @@ HD int cm_batch_links(const void *const *seq, const int *pos, int T, int *prev1,
     return n_seq;
 }
 
+/* The CUDA graph a forward of T tokens (n_seq sequences, n_out rows of logits) replays with
+ * LFM2C_CUDA_GRAPH_BUCKETS=1: a decode-only step (every token its sequence's only one, each with
+ * logits) of at most CM_GRAPH_MAX tokens takes the graph of the smallest power of two of at
+ * least T tokens, the rest padded (backend_cuda.cu); 0: plain launches. */
+enum { CM_GRAPH_MAX = 64, CM_GRAPH_BUCKETS = 7 };
+HD int cm_graph_bucket(int T, int n_seq, int n_out) {
+    if (T < 1 || T > CM_GRAPH_MAX || n_seq != T || n_out != T) return 0;
+    int b = 1;
+    while (b < T) b *= 2;
+    return b;
+}
+/* a bucket's slot among the CM_GRAPH_BUCKETS graphs (log2 of its size) */
+HD int cm_graph_slot(int bucket) {
+    int i = 0;
+    while ((1 << i) < bucket) i++;
+    return i;
+}
+
 /* Router of one token: sigmoid scores, the bias only ranks, the k chosen scores are
  * renormalised. Ties go to the lower expert id (as the CPU path). */
 HD void cm_route(const float *logits, const float *bias, int E, int k, int *sel, float *w) {

@@ -16,11 +16,14 @@ extern "C" {
 struct cu_sampler;
 struct cu_prof;
 struct cu_blas;
+struct cu_moe_blas;
 
 struct cu_scratch {
     int cap; /* tokens */
     float *x, *a, *out, *big, *big2, *hid, *rope, *logits;
     float *router, *wsel, *G, *U, *D;
+    float *wpos;           /* LFM2C_CUDA_MOE=grouped: each sorted pair's router weight (scatter's) */
+    float *attn_part;      /* LFM2C_CUDA_ATTN=gqa: the splits' states (cu_attention_gqa_part) */
     uint32_t *xh, *xl;     /* x as halves for the K-quant GEMMs (mm_args.xh): xq_cap / 2 words each */
     float *xs;             /* and its sums of 32: xq_cap / 32 */
     size_t xq_cap;         /* values */
@@ -41,6 +44,14 @@ struct cu_region {
     uint8_t *dev;
 };
 
+/* LFM2C_CUDA_MOE: how a batch's experts run (cu_model.moe). KERNELS: the products over the plan's
+ * tiles, gate and up apart, SwiGLU, down, the weights applied in the combine (the default);
+ * GROUPED: the same tiles with gate + up + SwiGLU in one GEMM where the type has it
+ * (cu_mm_glu_gemm) and the router weights in the down GEMM's epilogue (mm_args.y_scale), the
+ * combine a plain sum; CUBLAS: cublasGemmGroupedBatchedEx over BF16 copies of the experts
+ * (blas.cu), where they were made. Decode steps (a few tokens) keep the GEMVs whatever it says. */
+enum { CU_MOE_KERNELS = 0, CU_MOE_GROUPED = 1, CU_MOE_CUBLAS = 2 };
+
 /* LFM2C_CUDA_FUSE's fusions (cu_model.use_fin): which of a decode step's kernels run in the last
  * block of the product before */
 enum { FIN_NORM = 1, FIN_ROUTE = 2, FIN_CONV = 4 };
@@ -53,10 +64,14 @@ struct cu_model {
     gpu_widths wd; /* the scratch rows' widths, the KV row (core/gpu_shapes.h) */
     int kv;        /* CU_KV_*: the KV cache's element types (-ctk / -ctv: f16 or f32) */
     cu_scratch s;
-    int generation;        /* bumped when scratch moves: graphs hold its pointers */
-    cudaGraphExec_t graph; /* single-token decode with logits */
-    int graph_generation;
-    bool use_graph;
+    int generation; /* bumped when scratch moves: graphs hold its pointers */
+    /* the decode graphs: slot 0 a single token with logits; with LFM2C_CUDA_GRAPH_BUCKETS=1 slot i
+     * a decode-only step padded to 2^i tokens (cuda_math.cuh's cm_graph_bucket) */
+    cudaGraphExec_t graph[8];
+    int graph_generation[8];
+    bool use_graph, use_buckets;
+    void *pad_k, *pad_v; /* the pad tokens' KV (CM_GRAPH_MAX of them, a position each) and conv state */
+    float *pad_conv;
     bool use_tc;     /* GEMMs on the tensor cores (LFM2C_CUDA_TC=0: in float) */
     bool use_kq_mma; /* K-quant GEMMs over the quants (LFM2C_CUDA_TC=wmma: dequantized) */
     bool use_x_lo;   /* their x as high + low halves (LFM2C_CUDA_TC=half: one half) */
@@ -65,10 +80,15 @@ struct cu_model {
     bool use_glu; /* a token's gate, up and SwiGLU in one launch (LFM2C_CUDA_GLU=0: three) */
     /* LFM2C_CUDA_FUSE: which of a decode step's add + norm, routing, conv run in the GEMV before (FIN_*) */
     int use_fin;
-    cudaEvent_t pass[2]; /* each forward's start and end: the device time (lfm2c.h's profile) */
-    cu_prof *prof;       /* LFM2C_CUDA_PROFILE=1: each stage's time */
-    cu_sampler *smp;     /* LFM2C_CUDA_SAMPLE=1: decode_batch_sample's rows sampled here (sample_step.cu) */
-    cu_blas *blas;       /* LFM2C_CUDA_BLAS=1: batches' products over BF16 copies in cuBLASLt (blas.cu) */
+    int moe;               /* CU_MOE_*: LFM2C_CUDA_MOE (LFM2C_CUDA_BF16=1 where unset: cublas) */
+    int bf16_cols;         /* a forward of this many tokens or more takes the BF16 paths (cu_bf16_cols) */
+    bool use_gqa;          /* attention a block per KV head and split (LFM2C_CUDA_ATTN=gqa), where the shapes allow */
+    cudaEvent_t pass[2];   /* each forward's start and end: the device time (lfm2c.h's profile) */
+    cu_prof *prof;         /* LFM2C_CUDA_PROFILE=1: each stage's time */
+    cu_sampler *smp;       /* LFM2C_CUDA_SAMPLE=1: decode_batch_sample's rows sampled here (sample_step.cu) */
+    cu_blas *blas;         /* LFM2C_CUDA_BLAS=1: batches' products over BF16 copies in cuBLASLt (blas.cu) */
+    cu_moe_blas *moe_blas; /* LFM2C_CUDA_MOE=cublas: the experts' BF16 copies in cuBLAS (blas_moe.cu) */
+    char note[320];        /* what the open decided against what was asked (cuda_backend_note) */
 };
 
 /* The device address of a weight: its offset in the data section of the file (part) it lies in. */

@@ -25,6 +25,8 @@ void cu_sampler_free(cu_sampler *cs);
 /* Before a forward of toks[0..T): the output rows to sample on the device (their session has an
  * item whose sampler has no filter hook) made into jobs. Returns how many (0: none), -1 on error. */
 int cu_sampler_plan(cu_sampler *cs, const fwd_token *toks, int T, int n_vocab, lfm2c_error *err);
+/* The rows drawn on the device so far (not handed back): the tests' proof the path was taken. */
+long cu_sampler_taken(const cu_sampler *cs);
 /* Whether the planned forward samples any row on the device. */
 bool cu_sampler_active(const cu_sampler *cs);
 /* Whether output row `row` of the planned forward is sampled on the device (its logits stay there). */

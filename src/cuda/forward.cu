@@ -1,12 +1,13 @@
 /* forward.cu — the CUDA backend's model pass (spec section 2): the kernels of one forward queued
  * on the model's stream, in the blocks and order of the CPU's cpu/forward.c: conv_block,
  * attention_block, dense_ffn, moe_ffn, then the layer loop (cu_enqueue). Each block queues its
- * products (kernels.cu's cu_matmul: a GEMV for a few columns, a GEMM on the tensor cores above,
+ * products (kernels_mm.cu's cu_matmul: a GEMV for a few columns, a GEMM on the tensor cores above,
  * MoE products over the routing plan's tiles) and kernels over the scratch rows; the residual add
  * and the next norm follow each block (after an MoE layer they also combine the experts'
  * outputs). A decode step may move those into the last block of the product before (FIN_*,
  * LFM2C_CUDA_FUSE). The device, buffers, upload, the batch table, the graph capture and the
  * profile are backend_cuda.cu's; the state both files share is cuda_model.h's. */
+#include "blas_moe.h"
 #include "cuda_blas.h"
 #include "cuda_model.h"
 #include "cuda_sample.h"
@@ -45,7 +46,8 @@ static mm_args dense_args(cu_model *cm, const tensor *w, const float *x, int T, 
 /* y = W x, then what fin asks of the product's last block (fin.done NULL: nothing). A matrix of
  * at most CU_GEMV_MAX_ROWS rows (the MoE router) takes the GEMV for any number of tokens: the GEMM
  * would give it one row tile, a block per 32 tokens, on a GPU of a hundred and more SMs. With
- * LFM2C_CUDA_BLAS=1, CU_BLAS_MIN_COLS columns or more over a weight with a BF16 copy: cuBLASLt. */
+ * LFM2C_CUDA_BLAS=1 (or LFM2C_CUDA_BF16=1), cu_bf16_cols() columns or more over a weight with a
+ * BF16 copy: cuBLASLt. */
 static void matmul_fin(cu_model *cm, const tensor *w, const float *x, int T, float *y, const cu_fin &fin) {
     if (!fin.done && cu_blas_matmul(cm->blas, &cm->q, w, x, T, y)) return;
     mm_args a = dense_args(cm, w, x, T, y);
@@ -90,6 +92,7 @@ struct cu_pass {
     const int *seq_last, *out_tok; /* the table's: each sequence's last token, the rows with logits */
     int *inv;                      /* the MoE plan's pair -> column map (the combine's) */
     bool fuse, route_fuse, conv_fuse;
+    bool moe_grouped; /* LFM2C_CUDA_MOE=grouped and a batch past the GEMVs: the epilogues (moe_ffn) */
 };
 
 /* A decode step's add + norm after a product (x += its output, or the experts' combined; out =
@@ -154,7 +157,10 @@ static void attention_block(const cu_pass *p, const layer *L, const float *ffn_n
                           (const float *)dev_ptr(cm, &L->k_norm), s->rope, p->toks, T, nh, nkv, hd, L->attn_index,
                           cm->wd.kv_dim, in->norm_eps, cm->kv);
     prof_mark(cm, "qk norm+rope");
-    cu_attention(&cm->q, q, p->toks, T, nh, nkv, hd, L->attn_index, cm->wd.kv_dim, s->big2, cm->kv);
+    if (cm->use_gqa && cu_attention_gqa_ok(nh, nkv, hd))
+        cu_attention_gqa(&cm->q, q, p->toks, T, nh, nkv, hd, L->attn_index, cm->wd.kv_dim, s->big2, cm->kv,
+                         s->attn_part);
+    else cu_attention(&cm->q, q, p->toks, T, nh, nkv, hd, L->attn_index, cm->wd.kv_dim, s->big2, cm->kv);
     prof_mark(cm, "attention");
     matmul_fin(cm, &L->wo, s->big2, T, s->out, fin_for(p, p->fuse, ffn_norm, nullptr, nullptr));
     prof_mark(cm, "o proj");
@@ -192,7 +198,8 @@ static void moe_route(const cu_pass *p, const layer *L, int width) {
     matmul(cm, &L->router, s->a, T, s->router);
     prof_mark(cm, "router");
     cu_moe_route(&cm->q, s->router, bias, T, E, k, width, I + il.sel, s->wsel, I + il.count, I + il.start,
-                 I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv);
+                 I + il.fill, I + il.te, I + il.tc, I + il.tn, I + il.nt, I + il.col_src, I + il.inv,
+                 p->moe_grouped ? s->wpos : nullptr);
     prof_mark(cm, "route+plan");
 }
 
@@ -237,9 +244,16 @@ static void moe_ffn(const cu_pass *p, const layer *L, const float *nw) {
     const int width = gemv ? (T == 1 ? 1 : CU_GEMV_COLS) : CU_GEMM_COLS; /* one token: tiles of one column */
     const size_t n_pairs = (size_t)T * p->m->info.n_expert_used;
     moe_route(p, L, width);
+    const int_layout il = ints_for(&p->m->info, s->cap);
+    if (!gemv && cm->moe == CU_MOE_CUBLAS && T >= cm->bf16_cols &&
+        cu_moe_blas_ffn(cm->moe_blas, &cm->q, (int)(L - p->m->layers), s->a, T, p->m->info.n_expert_used,
+                        s->ints + il.count, s->ints + il.col_src, s->D)) {
+        prof_mark(cm, "experts (cuBLAS grouped)");
+        return;
+    }
     mm_args a = expert_args(p, &L->gate_exps, width);
     a.x = s->a, a.ldx = H, a.col_src = s->ints + ints_for(&p->m->info, s->cap).col_src, a.ldy = Fe, a.y = s->G;
-    if (glu_ok(cm, &L->gate_exps, &L->up_exps) && cu_mm_one_column(&a, gemv)) {
+    if (glu_ok(cm, &L->gate_exps, &L->up_exps) && (cu_mm_one_column(&a, gemv) || (p->moe_grouped && cu_mm_glu_gemm(&a)))) {
         a.w_up = dev_ptr(cm, &L->up_exps); /* gate, up and SwiGLU in one launch */
         cu_matmul(&cm->q, &a, gemv);
         prof_mark(cm, "experts gate+up+swiglu");
@@ -256,6 +270,7 @@ static void moe_ffn(const cu_pass *p, const layer *L, const float *nw) {
     mm_args d = expert_args(p, &L->down_exps, width);
     d.x = s->G, d.ldx = Fe, d.y = s->D, d.ldy = H;
     d.fin = fin_for(p, p->fuse, nw, s->wsel, p->inv);
+    if (p->moe_grouped) d.y_scale = s->wpos; /* each pair by its router weight: the combine only sums */
     cu_matmul(&cm->q, &d, gemv);
     prof_mark(cm, "experts down");
 }
@@ -287,8 +302,8 @@ static void add_norm(const cu_pass *p, bool moe, const float *w, int rows, const
     cu_scratch *s = &cm->s;
     const lfm2c_model_info *in = &p->m->info;
     if (moe) {
-        cu_moe_combine_add_rmsnorm(&cm->q, s->x, s->D, s->wsel, p->inv, in->n_expert_used, w, s->a, rows, in->n_embd,
-                                   in->norm_eps, map);
+        cu_moe_combine_add_rmsnorm(&cm->q, s->x, s->D, p->moe_grouped ? nullptr : s->wsel, p->inv,
+                                   in->n_expert_used, w, s->a, rows, in->n_embd, in->norm_eps, map);
         prof_mark(cm, "combine+add+norm");
     } else {
         cu_add_rmsnorm(&cm->q, s->x, s->out, w, s->a, rows, in->n_embd, in->norm_eps, map);
@@ -320,9 +335,19 @@ void cu_enqueue(lfm2c_model *m, cu_model *cm, int T, int n_seq, int n_out) {
     const cu_tok *toks = (const cu_tok *)cm->s.table;
     const int *seq_last = (const int *)(toks + cm->s.cap);
     const bool one = T == 1 && n_out == 1;
-    const cu_pass p = {m, cm, T, n_seq, n_out, toks, seq_last, seq_last + cm->s.cap,
-                       cm->s.ints + ints_for(in, cm->s.cap).inv, one && (cm->use_fin & FIN_NORM),
-                       one && (cm->use_fin & FIN_ROUTE), one && (cm->use_fin & FIN_CONV)};
+    const cu_pass p = {m,
+                       cm,
+                       T,
+                       n_seq,
+                       n_out,
+                       toks,
+                       seq_last,
+                       seq_last + cm->s.cap,
+                       cm->s.ints + ints_for(in, cm->s.cap).inv,
+                       one && (cm->use_fin & FIN_NORM),
+                       one && (cm->use_fin & FIN_ROUTE),
+                       one && (cm->use_fin & FIN_CONV),
+                       cm->moe == CU_MOE_GROUPED && T > CU_GEMV_COLS};
     embed(&p);
     for (int l = 0; l < in->n_layer; l++) {
         const layer *L = &m->layers[l];

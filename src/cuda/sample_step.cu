@@ -27,6 +27,7 @@ struct cu_sampler {
     float *work;                 /* cap * n_vocab floats */
     int *row_job;                /* [rows] each output row's job, or -1 */
     int rows, rows_cap;          /* output rows this forward; room for */
+    long taken;                  /* rows drawn here so far (not handed back) */
 };
 
 cu_sampler *cu_sampler_new(void) { return (cu_sampler *)calloc(1, sizeof(cu_sampler)); }
@@ -151,6 +152,8 @@ int cu_sampler_plan(cu_sampler *cs, const fwd_token *toks, int T, int V, lfm2c_e
 
 bool cu_sampler_active(const cu_sampler *cs) { return cs && cs->n > 0; }
 
+long cu_sampler_taken(const cu_sampler *cs) { return cs ? cs->taken : 0; }
+
 bool cu_sampler_took(const cu_sampler *cs, int row) { return cs && cs->n && row < cs->rows && cs->row_job[row] >= 0; }
 
 void cu_sampler_enqueue(cu_sampler *cs, cu_q *cq, const float *logits, float *host_logits, int n_out, int V) {
@@ -170,7 +173,10 @@ int cu_sampler_finish(cu_sampler *cs, const float *logits, int V, lfm2c_error *e
         const int j = cs->row_job[r];
         if (j < 0) continue;
         cs->item[j]->out = cs->host_out[j];
-        if (cs->host_out[j].status != SMP_HOST) continue;
+        if (cs->host_out[j].status != SMP_HOST) {
+            cs->taken++;
+            continue;
+        }
         cudaError_t e = cudaMemcpy(cs->dst[j], logits + (size_t)r * V, sizeof(float) * V, cudaMemcpyDeviceToHost);
         if (e != cudaSuccess) return fail(err, e, "a handed-back row of logits");
     }

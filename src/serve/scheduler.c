@@ -1,9 +1,14 @@
 /* scheduler.c — continuous batching: slots, a bounded queue, one batched forward per step (plan /
- * run / deliver); each slot's thinking-and-constraint state machine is gen_state.c. */
+ * run / deliver), within a token budget where one is set (decode rows first, then prompt chunks);
+ * where the backend samples on the device (BACKEND_CAP_SAMPLE: CUDA with LFM2C_CUDA_SAMPLE=1) the
+ * rows of slots with nothing of their own to apply are drawn there (core/sample_batch.h); each
+ * slot's thinking-and-constraint state machine is gen_state.c. */
 #include "serve/scheduler.h"
 #include "serve/gen_state.h"
 #include "base/clock.h"
 #include "base/buf.h"
+#include "core/backend.h"
+#include "core/sample_batch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -46,6 +51,14 @@ struct sched {
     gen_vocab *gv; /* the vocabulary's tags, markers and ends (gen_state.h) */
     bool *allowed; /* mask scratch (the scheduler thread only) */
     float *scratch_logits;
+    sample_item *items; /* with dev_sample: a step's items (n_slots) */
+    bool dev_sample;    /* the backend may sample rows on the device (BACKEND_CAP_SAMPLE) */
+    int pf_start;       /* token_budget: the slot whose prompt the next step's chunks begin at */
+    /* token_budget (the GPU's way, up to 1,024 streams): every waiter waits on `progress`, which a
+     * step's delivery broadcasts once, after the lock is let go (in_deliver: the changes wait for
+     * it, wake_pending), instead of a broadcast per request under the lock */
+    pthread_cond_t progress;
+    bool in_deliver, wake_pending;
 };
 
 enum { PROMPT_LOGPROBS_CHUNK = 64 }; /* prompt tokens per step of a request reading all logits */
@@ -90,7 +103,13 @@ static void req_unref(sched_req *r) {
     if (--r->refs == 0) req_free(r);
 }
 
-static void req_signal(sched_req *r) {
+/* r changed (lock held): its waiters wake (with a token budget: all waiters, once a step) */
+static void req_signal(sched *s, sched_req *r) {
+    if (s->p.token_budget > 0) {
+        if (s->in_deliver) s->wake_pending = true;
+        else pthread_cond_broadcast(&s->progress);
+        return;
+    }
     pthread_cond_broadcast(&r->cond);
     if (r->notify) pthread_cond_broadcast(r->notify);
 }
@@ -138,7 +157,7 @@ void sched_wait(sched *s, sched_req *r, int timeout_ms) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    pthread_cond_timedwait(r->notify ? r->notify : &r->cond, &s->mu, &ts);
+    pthread_cond_timedwait(s->p.token_budget > 0 ? &s->progress : r->notify ? r->notify : &r->cond, &s->mu, &ts);
 }
 
 void sched_get_stats(sched *s, sched_stats *out) {
@@ -227,10 +246,22 @@ static sched_logprob *logprob_push(sched_logprob **a, int *n, int *cap) {
     return &(*a)[(*n)++];
 }
 
-static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok) {
+/* tok's entry from its logits, or from the record of a draw on the device (dev: the logprobs it
+ * computed under the same raw logits, the same order of ties) */
+static void logprob_record(sched *s, sched_req *r, const float *logits, int32_t tok, const smp_out *dev) {
     if (r->n_logprobs < 0) return;
     sched_logprob *lp = logprob_push(&r->logprobs, &r->n_logprobs_out, &r->cap_logprobs);
-    if (lp) logprob_fill(s, r->n_logprobs, lp, logits, tok);
+    if (!lp) return;
+    if (!dev) {
+        logprob_fill(s, r->n_logprobs, lp, logits, tok);
+        return;
+    }
+    memset(lp, 0, sizeof *lp);
+    lp->token = tok;
+    lp->logprob = dev->logprob;
+    lp->n_top = dev->n_top < r->n_logprobs ? dev->n_top : r->n_logprobs;
+    if (lp->n_top > SCHED_MAX_TOP_LOGPROBS) lp->n_top = SCHED_MAX_TOP_LOGPROBS;
+    for (int j = 0; j < lp->n_top; j++) lp->top_token[j] = dev->top_token[j], lp->top_logprob[j] = dev->top_logprob[j];
 }
 
 /* Prompt tokens [from+1, from+n] are predicted by logits rows 0..n-1 of the chunk just read from
@@ -309,7 +340,7 @@ static void slot_finish(sched *s, slot *sl, int reason) {
     }
     r->n_released = r->n_text;
     r->finish = reason;
-    req_signal(r);
+    req_signal(s, r);
     req_unref(r);
     sl->req = NULL;
     lfm2c_sampler_free(sl->sampler);
@@ -390,10 +421,11 @@ static bool slot_verdict(sched *s, slot *sl, int v) {
     return false;
 }
 
-/* Handles the token chosen for a slot (lock held). Returns true when the slot goes on. */
-static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
+/* Handles the token chosen for a slot (lock held): drawn from logits, or on the device (dev: its
+ * record), or forced (neither). Returns true when the slot goes on. */
+static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits, const smp_out *dev) {
     sched_req *r = sl->req;
-    if (gen_take_begin(&sl->gen, t, logits == NULL) == GEN_STOP) {
+    if (gen_take_begin(&sl->gen, t, logits == NULL && dev == NULL) == GEN_STOP) {
         slot_finish(s, sl, FINISH_STOP);
         return false;
     }
@@ -401,7 +433,7 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
     r->n_generated++;
     r->n_think_tokens = sl->gen.n_think;
     s->st.generated_tokens++;
-    logprob_record(s, r, logits, t);
+    logprob_record(s, r, logits, t, dev);
     char piece[512], answer[512 + LFM2C_THINK_HOLD];
     size_t n_answer = 0;
     int n = lfm2c_detok_push(&sl->detok, s->model, t, piece, sizeof piece);
@@ -427,7 +459,32 @@ static bool slot_take(sched *s, slot *sl, int32_t t, const float *logits) {
         return false;
     }
     sl->next = t;
-    req_signal(r);
+    req_signal(s, r);
+    return true;
+}
+
+/* What a draw gave (lfm2c_sampler_sample's result): false, the slot failed saying why, when it is
+ * no token to take (lock held). */
+static bool draw_ok(sched *s, slot *sl, int32_t t) {
+    sched_req *r = sl->req;
+    if (t == LFM2C_SAMPLE_NOT_FINITE) { /* no token drawn from these means anything: a 500 */
+        slot_fail(s, sl,
+                  "the model's logits are not finite (NaN or infinity): its weights, or the adapter's, overflow");
+        return false;
+    }
+    if (sl->gen.g_stuck || t < 0) { /* the request's own limits leave no token */
+        r->error_status = 400;
+        slot_fail(s, sl,
+                  r->script ? "the test script's next token is not allowed here"
+                  : sl->gen.g || sl->gen.th == GEN_TH_MAY_OPEN
+                      ? "no token satisfies the output constraints together with logit_bias"
+                      : "logit_bias excludes every token");
+        return false;
+    }
+    if (t >= s->n_vocab) {
+        slot_fail(s, sl, "sampler returned no token");
+        return false;
+    }
     return true;
 }
 
@@ -439,32 +496,35 @@ static void slot_sample(sched *s, slot *sl, const float *logits) {
     if (gen_forced(&sl->gen, &f)) {
         if (r->script && sl->i_script < r->n_script && r->script[sl->i_script] == f)
             sl->i_script++; /* the script says it too */
-        slot_take(s, sl, f, NULL);
+        slot_take(s, sl, f, NULL, NULL);
         return;
     }
     int hist_n = lfm2c_session_n_past(sl->sess);
     const int32_t *hist = lfm2c_session_tokens(sl->sess);
     int32_t t = lfm2c_sampler_sample(sl->sampler, logits, hist, hist_n);
-    if (t == LFM2C_SAMPLE_NOT_FINITE) { /* no token drawn from these means anything: a 500 */
-        slot_fail(s, sl,
-                  "the model's logits are not finite (NaN or infinity): its weights, or the adapter's, overflow");
-        return;
-    }
-    if (sl->gen.g_stuck || t < 0) { /* the request's own limits leave no token */
-        r->error_status = 400;
-        slot_fail(s, sl,
-                  r->script ? "the test script's next token is not allowed here"
-                  : sl->gen.g || sl->gen.th == GEN_TH_MAY_OPEN
-                      ? "no token satisfies the output constraints together with logit_bias"
-                      : "logit_bias excludes every token");
-        return;
-    }
-    if (t >= s->n_vocab) {
-        slot_fail(s, sl, "sampler returned no token");
-        return;
-    }
+    if (!draw_ok(s, sl, t)) return;
     if (r->script) sl->i_script++;
-    slot_take(s, sl, t, logits);
+    slot_take(s, sl, t, logits, NULL);
+}
+
+/* Whether a decoding slot's next token may be drawn by the backend (decode_batch_sample_items):
+ * nothing of the slot's own machine applies to the draw this step (no grammar or mask, no forced
+ * token, no test script, no draft to verify), so its sampler runs without the filter hook. */
+static bool slot_plain(const slot *sl) {
+    return !sl->req->script && !sl->gen.g && sl->gen.th == GEN_TH_FREE && sl->gen.i_forced >= sl->gen.n_forced &&
+           !sl->spec_k;
+}
+
+/* A slot's token as the backend's sampler left it (lock held): drawn there (o filled), or left to
+ * the host (SMP_PENDING, SMP_HOST: its logits row is in the session), sampled as any other. */
+static void slot_sample_dev(sched *s, slot *sl, const smp_out *o) {
+    if (o->status == SMP_PENDING || o->status == SMP_HOST) {
+        slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
+        return;
+    }
+    sl->has_logits = false;
+    const int32_t t = o->status == SMP_OK ? o->token : o->status == SMP_NOT_FINITE ? LFM2C_SAMPLE_NOT_FINITE : -1;
+    if (draw_ok(s, sl, t)) slot_take(s, sl, t, NULL, o);
 }
 
 /* Sets a slot up for a request whose first `keep` prompt tokens are in its session (lock held). */
@@ -540,7 +600,7 @@ static int slot_reusable(const sched *s, const slot *sl, const sched_req *r) {
 static bool start_cancelled(sched *s, sched_req *r) {
     if (!r->cancelled) return false;
     r->finish = FINISH_CANCELLED;
-    req_signal(r);
+    req_signal(s, r);
     req_unref(r);
     s->st.active_slots--;
     return true;
@@ -786,7 +846,7 @@ static void slot_accept(sched *s, slot *sl) {
     s->st.spec_drafted += (uint64_t)k;
     s->st.spec_accepted += (uint64_t)(n - 1);
     for (int i = 0; i < n; i++)
-        if (!slot_take(s, sl, out[i], rows + (size_t)i * V)) break;
+        if (!slot_take(s, sl, out[i], rows + (size_t)i * V, NULL)) break;
 }
 
 /* The first image row r's prompt from position `from` on takes (the rows of the ids below 0
@@ -805,7 +865,9 @@ typedef struct step_batch {
     const int32_t **toks;
     const float **rows;
     int *ns, *modes, *which; /* tokens, logits mode, slot of each item */
-    int n, n_prefill, n_decode;
+    sample_item *items;      /* where the backend samples (sched.dev_sample): each item's, smp NULL
+                                when its row is sampled here; else NULL */
+    int n, n_prefill, n_decode, n_sampled;
     int rc;
     lfm2c_error err;
     double t_start, t_forward, dt; /* when the step and its forward began, the forward's seconds */
@@ -834,6 +896,7 @@ static int plan_slot(sched *s, int i, step_batch *b, int budget) {
     slot *sl = &s->slots[i];
     sched_req *r = sl->req;
     int k = b->n, n = 0;
+    if (b->items) b->items[k].smp = NULL; /* (a row sampled here unless set below) */
     if (sl->n_fed < r->n_prompt) {
         const bool all_rows = r->prompt_logprobs || (r->embed && r->pooling == LFM2C_POOL_MEAN);
         if (!(n = prompt_chunk(s, sl, budget, all_rows))) return 0;
@@ -851,12 +914,43 @@ static int plan_slot(sched *s, int i, step_batch *b, int budget) {
         b->rows[k] = NULL;
         b->ns[k] = 1 + d;
         b->modes[k] = d ? LFM2C_LOGITS_ALL : LFM2C_LOGITS_LAST;
+        if (b->items && slot_plain(sl)) { /* its draw on the device: the filter hook (a no-op now) off */
+            b->items[k] = (sample_item){.smp = sl->sampler, .n_logprobs = r->n_logprobs};
+            lfm2c_sampler_set_filter(sl->sampler, NULL, NULL);
+            b->n_sampled++;
+        }
     } else {
         return 0;
     }
     b->sess[k] = sl->sess;
     b->which[b->n++] = i;
     return n;
+}
+
+/* A step within sched_params.token_budget: every decoding slot's item first, then prompt chunks
+ * in the room left (at least an eighth of the budget, so prompts advance under any decode load;
+ * at most prefill_chunk), round the slots from the one whose prompt was cut last step, so a
+ * prompt begun is read to its end before the next one starts. */
+static void plan_budget(sched *s, step_batch *b) {
+    const int n = s->p.n_slots, budget = s->p.token_budget;
+    for (int i = 0; i < n; i++) {
+        const slot *sl = &s->slots[i];
+        if (sl->req && sl->n_fed >= sl->req->n_prompt) plan_slot(s, i, b, 0);
+    }
+    int room = budget - b->n_decode, cut = -1, last = -1;
+    if (room < budget / 8) room = budget / 8;
+    if (room > s->p.prefill_chunk) room = s->p.prefill_chunk;
+    for (int j = 0; j < n && room > 0; j++) {
+        const int i = (s->pf_start + j) % n;
+        const slot *sl = &s->slots[i];
+        if (!sl->req || sl->n_fed >= sl->req->n_prompt) continue;
+        const int took = plan_slot(s, i, b, room);
+        room -= took;
+        if (took) last = i;
+        if (took && cut < 0 && sl->n_fed + took < sl->req->n_prompt) cut = i;
+    }
+    if (cut >= 0) s->pf_start = cut;
+    else if (last >= 0) s->pf_start = (last + 1) % n;
 }
 
 /* Plan: cancelled slots end, the speculating ones draft, and every active slot gets its item.
@@ -870,15 +964,22 @@ static bool step_plan(sched *s, step_batch *b) {
     }
     pthread_mutex_unlock(&s->mu);
     slots_draft(s);
+    if (s->p.token_budget > 0) {
+        plan_budget(s, b);
+        return b->n > 0;
+    }
     for (int i = 0; i < s->p.n_slots; i++)
         if (s->slots[i].req) budget -= plan_slot(s, i, b, budget);
     return b->n > 0;
 }
 
-/* Run: the one forward of the step (lock not held). */
+/* Run: the one forward of the step (lock not held); with rows to sample on the device, through
+ * decode_batch_sample_items. */
 static void step_run(step_batch *b) {
     b->t_forward = lfm2c_now_s();
-    b->rc = lfm2c_decode_batch_embd(b->sess, b->toks, b->rows, b->ns, b->modes, b->n, &b->err);
+    if (b->n_sampled)
+        b->rc = decode_batch_sample_items(b->sess, b->toks, b->rows, b->ns, b->modes, b->items, b->n, &b->err);
+    else b->rc = lfm2c_decode_batch_embd(b->sess, b->toks, b->rows, b->ns, b->modes, b->n, &b->err);
     b->dt = lfm2c_now_s() - b->t_forward;
 }
 
@@ -887,6 +988,8 @@ static void step_run(step_batch *b) {
 static void deliver_item(sched *s, const step_batch *b, int k) {
     slot *sl = &s->slots[b->which[k]];
     sched_req *r = sl->req;
+    const sample_item *it = b->n_sampled && b->items[k].smp ? &b->items[k] : NULL;
+    if (it) lfm2c_sampler_set_filter(it->smp, mask_filter, sl); /* the slot's own filter back */
     if (!r) return;
     /* cancelled during the forward (which runs unlocked, and may be slow on a device): its
      * caller may already have freed what the request borrows (its grammars), so it ends here
@@ -914,6 +1017,7 @@ static void deliver_item(sched *s, const step_batch *b, int k) {
     sl->next = -1;
     sl->last_used = s->st.steps;
     if (sl->spec_k) slot_accept(s, sl);
+    else if (it) slot_sample_dev(s, sl, &it->out);
     else slot_sample(s, sl, lfm2c_session_logits(sl->sess, 0));
 }
 
@@ -930,10 +1034,15 @@ static void step_deliver(sched *s, const step_batch *b) {
     double share = (double)b->n_prefill / (double)(b->n_prefill + b->n_decode);
     s->st.prefill_seconds += b->dt * share;
     s->st.decode_seconds += b->dt * (1 - share);
+    s->in_deliver = true;
     for (int k = 0; k < b->n; k++) deliver_item(s, b, k);
+    s->in_deliver = false;
     ckpt_stats(s);
+    const bool wake = s->wake_pending;
+    s->wake_pending = false;
     s->st.t_sample += lfm2c_now_s() - t_locked;
     pthread_mutex_unlock(&s->mu);
+    if (wake) pthread_cond_broadcast(&s->progress); /* (a waiter checked before the lock, or sees it after) */
 }
 
 /* One step: one forward over every active slot. Returns false when there was nothing to do. */
@@ -943,7 +1052,8 @@ static bool step(sched *s) {
     const int32_t *toks[n];
     const float *rows[n];
     int ns[n], modes[n], which[n];
-    step_batch b = {.sess = sess, .toks = toks, .rows = rows, .ns = ns, .modes = modes, .which = which};
+    step_batch b = {
+        .sess = sess, .toks = toks, .rows = rows, .ns = ns, .modes = modes, .which = which, .items = s->items};
     b.t_start = lfm2c_now_s();
     if (!step_plan(s, &b)) return false;
     step_run(&b);
@@ -997,11 +1107,14 @@ sched *sched_new(lfm2c_model *model, const sched_params *p, lfm2c_error *err) {
     s->n_embd = lfm2c_model_get_info(model)->n_embd;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->progress, NULL);
     s->slots = calloc((size_t)s->p.n_slots, sizeof *s->slots);
     s->queue = calloc((size_t)(s->p.queue_max + s->p.n_slots), sizeof *s->queue);
     s->allowed = calloc((size_t)s->n_vocab, sizeof *s->allowed);
     s->gv = gen_vocab_of_model(model); /* the thinking tags, markers, ends, the grammar's vocabulary */
-    if (!s->slots || !s->queue || !s->allowed || !s->gv) goto oom;
+    s->dev_sample = backend_has(model, BACKEND_CAP_SAMPLE);
+    if (s->dev_sample) s->items = calloc((size_t)s->p.n_slots, sizeof *s->items);
+    if (!s->slots || !s->queue || !s->allowed || !s->gv || (s->dev_sample && !s->items)) goto oom;
     for (int i = 0; i < s->p.n_slots; i++) {
         s->slots[i].owner = s;
         s->slots[i].next = -1;
@@ -1054,7 +1167,7 @@ void sched_shutdown(sched *s) {
         if (s->slots[i].req) slot_finish(s, &s->slots[i], FINISH_CANCELLED);
     for (int i = 0; i < s->n_queue; i++) {
         s->queue[i]->finish = FINISH_CANCELLED;
-        req_signal(s->queue[i]);
+        req_signal(s, s->queue[i]);
         req_unref(s->queue[i]);
     }
     s->n_queue = 0;
@@ -1074,8 +1187,10 @@ void sched_free(sched *s) {
     free(s->slots);
     free(s->queue);
     free(s->allowed);
+    free(s->items);
     free(s->scratch_logits);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->progress);
     free(s);
 }

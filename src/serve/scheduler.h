@@ -34,6 +34,11 @@ typedef struct sched_params {
     bool spec_on;
     lfm2c_model *draft;
     lfm2c_spec_params spec;
+    /* tokens one step's forward takes at most, decode rows first (each slot's next token and
+     * draft), then prompt chunks in the room left (at least an eighth of it, at most
+     * prefill_chunk), the prompt cut last step first; 0: no bound but prefill_chunk, the slots in
+     * order (the CPU's way). lfm2c serve sets the CUDA backend's forward size (2048). */
+    int token_budget;
 } sched_params;
 
 /* The checkpoint policy of a slot where sched_params leaves it 0 (bench/SERVE.md measured it). */
@@ -149,7 +154,8 @@ void sched_release(sched *s, sched_req *r);
 void sched_lock(sched *s);
 void sched_unlock(sched *s);
 /* Waits (lock held) until the request changes (its notify condition, if set, is signalled) or
- * timeout_ms passes. */
+ * timeout_ms passes; with a token budget, until a step changed any request (one wake a step for
+ * every stream). */
 void sched_wait(sched *s, sched_req *r, int timeout_ms);
 
 /* Upper bounds (seconds) of the latency histogram buckets; +Inf is the count. */

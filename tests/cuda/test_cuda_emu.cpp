@@ -1,4 +1,4 @@
-/* test_cuda_emu.cpp — the CUDA backend's own code (src/cuda/backend_cuda.cu, forward.cu, kernels.cu)
+/* test_cuda_emu.cpp — the CUDA backend's own code (src/cuda/backend_cuda.cu, forward.cu, kernels_*.cu)
  * compiled with the host C++ compiler against the emulated runtime of
  * tests/cuda/emu/cuda_runtime.h, and run on the CPU: the whole
  * forward of the device backend (scratch layout, batch table, kernel index arithmetic, tiles and
@@ -17,6 +17,7 @@
  * the type table lacks the CUDA bit (the IQ fixture) is refused by name. */
 #include <cuda_runtime.h> /* the emulation: tests/cuda/emu comes first on the include path */
 #include <cublasLt.h>     /* its stand-in for cuBLASLt */
+#include <cublas_v2.h>    /* and for cuBLAS's grouped GEMM */
 extern "C" {
 #include "lfm2c.h"
 #include "base/error.h"
@@ -31,6 +32,9 @@ extern "C" {
 #include "formats/ggml_types.h"
 #include "formats/gguf.h"
 #include "formats/gguf_write.h"
+#ifdef LFM2C_HAVE_SERVER
+#include "serve/scheduler.h"
+#endif
 }
 #include "test.h"
 
@@ -39,6 +43,7 @@ extern "C" {
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <string>
 #include <vector>
@@ -50,18 +55,24 @@ extern "C" {
 #define cuda_device_count emu_cuda_device_count
 #define cuda_profile_text emu_cuda_profile_text
 #define cuda_device_name emu_cuda_device_name
+#define cuda_backend_note emu_cuda_backend_note
 namespace emu {
-#include "cuda/kernels.cu"
+#include "cuda/kernels_mm.cu"
+#include "cuda/kernels_attn.cu"
+#include "cuda/kernels_moe.cu"
+#include "cuda/kernels_ops.cu"
 #include "cuda/sample.cu"
 #include "cuda/sample_step.cu"
 #include "cuda/backend_cuda.cu"
 #include "cuda/forward.cu"
 #include "cuda/blas.cu"
+#include "cuda/blas_moe.cu"
 } // namespace emu
 #undef backend_cuda
 #undef cuda_device_count
 #undef cuda_profile_text
 #undef cuda_device_name
+#undef cuda_backend_note
 
 static int N = 12;                                     /* prompt tokens */
 static int KV_K = LFM2C_KV_F32, KV_V = LFM2C_KV_F32; /* the KV cache's types, both sides */
@@ -190,6 +201,11 @@ static std::string synth_tmp(const synth_config &c, const std::string &name, con
     return ok ? path : std::string();
 }
 
+/* Whether check_model also decodes one token at a time with plain launches and again after the
+ * scratch grew (the graph's replay against plain launches, and its capture again): what the
+ * graph does is the same for every weight type, so the loop over the types checks it on a few. */
+static bool GRAPH_EACH = true;
+
 static void check_model(const char *label, const synth_config &c, const char *type) {
     const std::string path = synth_tmp(
         c, std::string(label) + "-" + type + "-kv" + std::to_string(KV_K) + std::to_string(KV_V), type, 11);
@@ -200,7 +216,7 @@ static void check_model(const char *label, const synth_config &c, const char *ty
         const std::vector<int32_t> ids = prompt(V);
         const std::vector<float> r = all_logits(ref, ids, false);
         const std::vector<float> b = all_logits(emu_g, ids, false), g = all_logits(emu_g, ids, true),
-                                 p = all_logits(emu_p, ids, true);
+                                 p = GRAPH_EACH ? all_logits(emu_p, ids, true) : g;
         /* float activations like --reference: only the order of the sums differs */
         const double lim = 1e-3 * fmax(1.0, maxval(r));
         const double d_b = maxabs(b.data(), r.data(), r.size()), d_g = maxabs(g.data(), r.data(), r.size());
@@ -208,7 +224,7 @@ static void check_model(const char *label, const synth_config &c, const char *ty
         const double d_bt = batched(emu_g, ids, r, false), d_sm = batched(emu_p, ids, r, true);
         const double d_tr = truncated(emu_g, ids, r);
         /* the batches above grew the scratch: the decode graph is captured again, not replayed stale */
-        const std::vector<float> g2 = all_logits(emu_g, ids, true);
+        const std::vector<float> g2 = GRAPH_EACH ? all_logits(emu_g, ids, true) : g;
         const double d_g2 = maxabs(g2.data(), g.data(), r.size());
         CHECK(d_g2 == 0, "%s %s: one by one after the scratch grew differs by %g", label, type, d_g2);
         CHECK(d_b <= lim, "%s %s: batch vs reference %g (limit %g)", label, type, d_b, lim);
@@ -219,7 +235,8 @@ static void check_model(const char *label, const synth_config &c, const char *ty
         CHECK(d_tr <= lim, "%s %s: truncate to a checkpoint %g", label, type, d_tr);
         printf("%-7s %-7s kv %s/%s batch %.1e, one by one %.1e, graph = plain %s, batched %.1e / %.1e, truncate %.1e "
                "(|logit| <= %.1f)\n",
-               label, type, lfm2c_kv_type_name(KV_K), lfm2c_kv_type_name(KV_V), d_b, d_g, d_gp == 0 ? "yes" : "NO",
+               label, type, lfm2c_kv_type_name(KV_K), lfm2c_kv_type_name(KV_V), d_b, d_g,
+               !GRAPH_EACH ? "(not run)" : d_gp == 0 ? "yes" : "NO",
                d_bt, d_sm, d_tr, maxval(r));
     }
     lfm2c_model_free(ref);
@@ -421,7 +438,7 @@ static void check_route_plan(void) {
                 for (int e = 0; e < E; e++) count[e] = 0;
                 emu_launch(&emu::route_kernel, 1, 64)(logits.data(), nullptr, 1, E, k, sel, w[v].data(), count);
                 emu_launch(&emu::plan_kernel, 1, 1)(count, E, 1, start, fill, te, tc, tn, nt);
-                emu_launch(&emu::scatter_kernel, 1, 32)(sel, k, k, fill, cs, inv);
+                emu_launch(&emu::scatter_kernel, 1, 32)(sel, k, k, fill, cs, inv, (const float *)nullptr, (float *)nullptr);
                 for (int i = 0; i < 3 * E + 1; i++) count[i] = -7;   /* scratch route1 does not write */
             }
         }
@@ -600,6 +617,86 @@ static void check_gemm_kq(void) {
             }
 }
 
+/* LFM2C_CUDA_MOE=grouped's epilogues, each against the products it replaces, bit for bit: Q4_K's
+ * register GEMM with w_up (gate + up + SwiGLU in one launch) against the gate's and the up's
+ * products and swiglu_kernel, over grouped tiles of 1, 7 and 32 columns of two experts, rows that
+ * do not fill a block; a down product with y_scale against the plain one times the weights. */
+static void check_glu_gemm(void) {
+    uint64_t rng = 21;
+    auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
+    for (int rows : {40, 64, 100}) {
+        const int nb = 2, n = nb * QK_K, E = 2, X = 48, ncols = 40;
+        const size_t rb = (size_t)nb * sizeof(block_q4_K);
+        const std::vector<uint8_t> wg = random_kq_rows(GGML_Q4_K, nb, rows * E, next),
+                                   wu = random_kq_rows(GGML_Q4_K, nb, rows * E, next);
+        std::vector<float> x((size_t)n * X), scale(ncols);
+        for (auto &v : x) v = (float)((int)(next() % 20001) - 10000) / 5000;
+        for (auto &v : scale) v = (float)(next() % 1000) / 997.0f;
+        std::vector<int> src(X);
+        for (int i = 0; i < X; i++) src[i] = (i * 7 + 3) % X;
+        int te[3] = {1, 1, 0}, tc[3] = {0, 1, 8}, tn[3] = {1, 7, 32}, nt = 3;
+        std::vector<float> g((size_t)rows * ncols, NAN), u(g.size(), NAN), y(g.size(), NAN), d(g.size(), NAN);
+        emu::mm_args a = {};
+        a.type = GGML_Q4_K, a.n = n, a.rows = rows, a.row_bytes = rb, a.expert_stride = rb * rows;
+        a.x = x.data(), a.ldx = n, a.col_src = src.data(), a.ldy = rows, a.ncols = ncols, a.tc = true, a.kq_mma = true;
+        a.x_lo = true, a.kq_reg = true, a.tile_e = te, a.tile_c0 = tc, a.tile_n = tn, a.n_tiles = &nt, a.max_tiles = 3;
+        a.tile_width = emu::CU_GEMM_COLS;
+        CHECK(emu::cu_mm_glu_gemm(&a), "Q4_K's register GEMM takes w_up");
+        a.w = wg.data(), a.y = g.data();
+        emu::cu_matmul(nullptr, &a, false);
+        a.w = wu.data(), a.y = u.data();
+        emu::cu_matmul(nullptr, &a, false);
+        emu::cu_swiglu(nullptr, g.data(), u.data(), g.size());
+        a.w = wg.data(), a.w_up = wu.data(), a.y = y.data();
+        emu::cu_matmul(nullptr, &a, false);
+        CHECK(!memcmp(g.data(), y.data(), sizeof(float) * g.size()), "%d rows: gate + up + SwiGLU in one GEMM differs",
+              rows);
+        a.w_up = nullptr, a.w = wu.data(), a.y = d.data(), a.y_scale = scale.data();
+        emu::cu_matmul(nullptr, &a, false);
+        int bad = 0;
+        for (int c = 0; c < ncols; c++)
+            for (int r = 0; r < rows; r++) bad += d[(size_t)c * rows + r] != u[(size_t)c * rows + r] * scale[c];
+        CHECK(bad == 0, "%d rows: %d outputs of the weighted product differ from the product times the weight", rows,
+              bad);
+        CHECK(cudaGetLastError() == cudaSuccess, "glu gemm launch");
+    }
+    emu::mm_args q6 = {};
+    q6.type = GGML_Q6_K, q6.tc = q6.kq_mma = q6.x_lo = q6.kq_reg = true;
+    CHECK(!emu::cu_mm_glu_gemm(&q6), "a type without the GLU GEMM runs three launches");
+}
+
+/* LFM2C_CUDA_MOE=grouped on an MoE model (Q4_K experts, a 12-token prompt: the GEMM tiles)
+ * decodes the default's bits in fewer launches (no up product or SwiGLU of its own); a decode
+ * step (the GEMVs) is left as it was. On a GPU the products may round once less where nvcc fuses
+ * the combine's multiply-add (within float's rounding). */
+static void check_moe_grouped(const synth_config &c) {
+    const std::string path = synth_tmp(c, "moe-grouped", "q4_k_m", 17);
+    if (path.empty()) return;
+    lfm2c_model *def = open_emu(path, true);
+    setenv("LFM2C_CUDA_MOE", "grouped", 1);
+    lfm2c_model *grp = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_MOE");
+    if (def && grp) {
+        const std::vector<int32_t> ids = prompt(lfm2c_model_get_info(def)->n_vocab);
+        const emu_rt::state &st = emu_rt::S();
+        long l0 = st.launches;
+        const std::vector<float> a = all_logits(def, ids, false);
+        const long la = st.launches - l0;
+        l0 = st.launches;
+        const std::vector<float> b = all_logits(grp, ids, false);
+        const long lb = st.launches - l0;
+        const std::vector<float> a1 = all_logits(def, ids, true), b1 = all_logits(grp, ids, true);
+        const double d = maxabs(a.data(), b.data(), a.size()), d1 = maxabs(a1.data(), b1.data(), a1.size());
+        CHECK(d == 0 && d1 == 0 && lb < la, "LFM2C_CUDA_MOE=grouped: %g from the default (batch), %g (one by one), %ld "
+              "launches against %ld", d, d1, lb, la);
+        printf("moe     q4_k_m  LFM2C_CUDA_MOE=grouped: the default's bits (batch %g, decode %g) in %ld launches, not %ld\n",
+               d, d1, lb, la);
+    }
+    lfm2c_model_free(def);
+    lfm2c_model_free(grp);
+    unlink(path.c_str());
+}
+
 /* The attention kernel on long caches (attention_kernel: each warp's positions ATT_UNROLL at a
  * pass, partial passes at the end) against softmax(q k / sqrt(hd)) v in double: tokens at
  * positions 0 to 200 over one float cache, two query heads a KV head, head sizes 64 and 80. */
@@ -639,6 +736,75 @@ static void check_attention_long(void) {
             }
         CHECK(worst <= 2e-5, "attention, head size %d, positions up to 200: max error %g", hd, worst);
     }
+}
+
+/* The attention of LFM2C_CUDA_ATTN=gqa (attention_gqa_kernel: a block per token, KV head and
+ * split, each K and V row read once for the KV head's query heads; the splits merged by
+ * attention_gqa_combine_kernel) against softmax(q k / sqrt(hd)) v in double, and against the
+ * default kernel: 2, 3 and 4 query heads a KV head, head sizes 64 and 80, float and half caches,
+ * positions 0 to 700 (partial passes, splits with no position), batches of 1, 5 (16 and 12 splits)
+ * and 40 tokens (one split: the heads' outputs written by the block, positions below 100). */
+static void check_attention_gqa(void) {
+    uint64_t rng = 13;
+    auto next = [&rng] { return (uint32_t)((rng = rng * 6364136223846793005ull + 1442695040888963407ull) >> 33); };
+    const int shapes[][3] = {{4, 2, 64}, {6, 2, 80}, {8, 2, 64}}; /* nh, nkv, hd */
+    double worst = 0, worst_def = 0;
+    int zs[3] = {};
+    for (const auto &sh : shapes)
+        for (int kv = 0; kv < 2; kv++)
+            for (int T : {1, 5, 40}) {
+                const int nh = sh[0], nkv = sh[1], hd = sh[2], kvd = nkv * hd, cap = 704, G = nh / nkv;
+                CHECK(emu::cu_attention_gqa_ok(nh, nkv, hd), "shape %d/%d/%d", nh, nkv, hd);
+                std::vector<float> K((size_t)cap * kvd), V((size_t)cap * kvd), q((size_t)T * nh * hd);
+                std::vector<float> o((size_t)T * nh * hd, NAN), od(o.size(), NAN);
+                std::vector<float> part(emu::cu_attention_gqa_part(nh, hd), NAN);
+                for (auto *vec : {&K, &V, &q})
+                    for (auto &x : *vec) x = (float)((int)(next() % 2001) - 1000) / 400;
+                std::vector<uint16_t> K16(K.size()), V16(V.size());
+                for (size_t i = 0; i < K.size(); i++) { /* the half cache: its values as the kernel reads them */
+                    K16[i] = (uint16_t)emu::cm_f2h(K[i]), V16[i] = (uint16_t)emu::cm_f2h(V[i]);
+                    if (kv) K[i] = emu::cm_half(K16[i]), V[i] = emu::cm_half(V16[i]);
+                }
+                std::vector<emu::cu_tok> toks(T);
+                for (int t = 0; t < T; t++) {
+                    const int pos = T > 8 ? (int)(next() % 100) : t == 0 ? 700 : (int)(next() % 700);
+                    toks[t] = emu::cu_tok{kv ? (void *)K16.data() : (void *)K.data(), kv ? (void *)V16.data() : (void *)V.data(),
+                                          nullptr, 0, pos, -1, cap};
+                }
+                const int mode = kv ? 3 : 0;
+                emu::cu_attention_gqa(nullptr, q.data(), toks.data(), T, nh, nkv, hd, 0, kvd, o.data(), mode, part.data());
+                emu::cu_attention(nullptr, q.data(), toks.data(), T, nh, nkv, hd, 0, kvd, od.data(), mode);
+                zs[T == 1 ? 0 : T == 5 ? 1 : 2] = emu::cu_attention_gqa_splits(T, nkv);
+                CHECK(cudaGetLastError() == cudaSuccess, "gqa attention launch");
+                for (int t = 0; t < T; t++)
+                    for (int h = 0; h < nh; h++) {
+                        const float *qh = q.data() + ((size_t)t * nh + h) * hd;
+                        const int g = h / G, P = toks[t].pos;
+                        std::vector<double> sc(P + 1), out(hd, 0.0);
+                        double mx = -1e300, sum = 0;
+                        for (int p = 0; p <= P; p++) {
+                            double d = 0;
+                            for (int i = 0; i < hd; i++) d += (double)qh[i] * K[(size_t)p * kvd + g * hd + i];
+                            sc[p] = d / sqrt((double)hd), mx = fmax(mx, sc[p]);
+                        }
+                        for (int p = 0; p <= P; p++) {
+                            const double e = exp(sc[p] - mx);
+                            sum += e;
+                            for (int i = 0; i < hd; i++) out[i] += e * V[(size_t)p * kvd + g * hd + i];
+                        }
+                        for (int i = 0; i < hd; i++) {
+                            const size_t at = ((size_t)t * nh + h) * hd + i;
+                            worst = fmax(worst, fabs(o[at] - out[i] / sum));
+                            worst_def = fmax(worst_def, fabs(o[at] - od[at]));
+                            if (!(o[at] == o[at])) worst = INFINITY;
+                        }
+                    }
+            }
+    CHECK(zs[0] == 16 && zs[1] == 12 && zs[2] == 1, "splits %d %d %d", zs[0], zs[1], zs[2]);
+    CHECK(worst <= 2e-5 && worst_def <= 2e-5, "gqa attention: max error %g (reference), %g (default kernel)", worst,
+          worst_def);
+    printf("attention (LFM2C_CUDA_ATTN=gqa): within %.1e of the reference, %.1e of the default kernel, splits %d/%d/%d\n",
+           worst, worst_def, zs[0], zs[1], zs[2]);
 }
 
 /* A synthetic model opened three ways: as the backend's defaults have it (or with var set to on,
@@ -689,6 +855,53 @@ static void check_same_bits(const variant_run &r, const char *what) {
     CHECK(maxabs(r.a.data(), r.b.data(), r.a.size()) == 0 && maxabs(r.a.data(), r.p.data(), r.a.size()) == 0,
           "%s: logits differ (%g from the variable's, %g without the graph)", what,
           maxabs(r.a.data(), r.b.data(), r.a.size()), maxabs(r.a.data(), r.p.data(), r.a.size()));
+}
+
+/* LFM2C_CUDA_GRAPH_BUCKETS=1: decode-only steps of 3 and 9 sessions (the GEMVs, the GEMMs) replay
+ * the graphs of 4 and 16 tokens (the rest pad tokens of the backend's own) and give the bits of
+ * plain launches (LFM2C_CUDA_GRAPH=0), step after step (the sessions' positions move under the
+ * same graphs), and no other bucket's graph is made. */
+static void check_graph_buckets(const synth_config &c) {
+    const std::string path = synth_tmp(c, "buckets", "q4_k_m", 23);
+    if (path.empty()) return;
+    setenv("LFM2C_CUDA_GRAPH_BUCKETS", "1", 1);
+    lfm2c_model *bk = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_GRAPH_BUCKETS");
+    lfm2c_model *pl = open_emu(path, false);
+    if (bk && pl) {
+        const int V = lfm2c_model_get_info(bk)->n_vocab;
+        double worst = 0;
+        for (int S : {3, 9}) {
+            std::vector<lfm2c_session *> sb(S), sp(S);
+            std::vector<int32_t> tok(S);
+            std::vector<const int32_t *> tp(S);
+            std::vector<int> n1(S, 1), modes(S, LFM2C_LOGITS_LAST);
+            lfm2c_error err = {};
+            for (int i = 0; i < S; i++) {
+                sb[i] = lfm2c_session_new(bk, 32, &err), sp[i] = lfm2c_session_new(pl, 32, &err);
+                tok[i] = (int32_t)((i * 53 + 11) % V), tp[i] = &tok[i];
+            }
+            int rc = 0;
+            for (int step = 0; step < 2 && !rc; step++) {
+                rc = lfm2c_decode_batch(sb.data(), tp.data(), n1.data(), modes.data(), S, &err);
+                rc |= lfm2c_decode_batch(sp.data(), tp.data(), n1.data(), modes.data(), S, &err);
+                for (int i = 0; i < S && !rc; i++) {
+                    worst = fmax(worst, maxabs(lfm2c_session_logits(sb[i], 0), lfm2c_session_logits(sp[i], 0), V));
+                    tok[i] = (int32_t)test_argmax(lfm2c_session_logits(sp[i], 0), V);
+                }
+            }
+            CHECK(rc == 0, "bucketed decode: %s", err.msg);
+            for (int i = 0; i < S; i++) lfm2c_session_free(sb[i]), lfm2c_session_free(sp[i]);
+        }
+        const emu::cu_model *cm = (const emu::cu_model *)bk->backend_state;
+        CHECK(worst == 0 && cm->graph[2] && cm->graph[4] && !cm->graph[1] && !cm->graph[3],
+              "graph buckets: %g from plain launches; graphs of 4, 16: %d %d", worst, cm->graph[2] != nullptr,
+              cm->graph[4] != nullptr);
+        printf("graph buckets: decode steps of 3, 9 sessions replayed as 4, 16: plain launches' bits (%g)\n", worst);
+    }
+    lfm2c_model_free(bk);
+    lfm2c_model_free(pl);
+    unlink(path.c_str());
 }
 
 /* LFM2C_CUDA_GLU=0 (a token's gate, up and SwiGLU as three launches) decodes the bits of the one
@@ -840,6 +1053,96 @@ static void check_device_sampling(synth_config c) {
     lfm2c_model_free(dev), lfm2c_model_free(host);
     unlink(path.c_str());
 }
+
+#ifdef LFM2C_HAVE_SERVER
+/* requests of the serving scheduler, one of each kind: greedy with top logprobs, seeded draws
+ * (top-k; top-p with a presence penalty), greedy with a logit bias that bans every end */
+static std::vector<sched_req *> sched_mix(const lfm2c_model *m) {
+    const int V = lfm2c_model_get_info(m)->n_vocab;
+    std::vector<sched_req *> rs;
+    for (int i = 0; i < 4; i++) {
+        sched_req *r = sched_req_new();
+        r->n_prompt = 6 + i;
+        r->prompt = (int32_t *)malloc(sizeof(int32_t) * r->n_prompt);
+        for (int j = 0; j < r->n_prompt; j++) r->prompt[j] = (int32_t)((j * 89 + i * 31 + 5) % V);
+        r->max_tokens = 8;
+        r->sampling.temperature = i == 1 ? 0.7f : i == 2 ? 0.9f : 0.0f;
+        r->sampling.top_k = i == 1 ? 20 : 0, r->sampling.top_p = i == 2 ? 0.9f : 1.0f;
+        r->sampling.presence_penalty = i == 2 ? 0.5f : 0.0f, r->sampling.seed = 40 + i;
+        r->n_logprobs = i == 0 ? 3 : 0; /* every token recorded (the comparison's), request 0 with 3 best */
+        if (i == 3) { /* toward token 300, away from every end (it runs to max_tokens) */
+            r->logit_bias = (float *)calloc(V, sizeof(float));
+            for (int t = 0; t < V; t++) r->logit_bias[t] = lfm2c_token_is_eog(m, t) ? -INFINITY : 0.0f;
+            r->logit_bias[300] = 3.0f;
+        }
+        rs.push_back(r);
+    }
+    return rs;
+}
+
+/* The serving scheduler with a token budget on the emulated device with LFM2C_CUDA_SAMPLE=1
+ * (its decode rows drawn there, through decode_batch_sample_items) against the same requests on
+ * a second model without it (drawn on the host): the same tokens, logprobs within 1e-5 (the host's
+ * log-sum-exp is a double sum in another order), the rows actually drawn on the device. */
+static void check_sched_sampling(const synth_config &c) {
+    const std::string path = synth_tmp(c, "sched", "q8_0", 6);
+    if (path.empty()) return;
+    setenv("LFM2C_CUDA_SAMPLE", "1", 1);
+    lfm2c_model *dev = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_SAMPLE");
+    lfm2c_model *host = open_emu(path, true);
+    std::vector<sched_req *> out[2];
+    sched *ss[2] = {};
+    for (int k = 0; k < 2 && dev && host; k++) {
+        lfm2c_error err = {};
+        sched_params p = {};
+        p.n_slots = 4, p.n_ctx = 64, p.queue_max = 8, p.prefill_chunk = 64, p.token_budget = 16;
+        sched *s = ss[k] = sched_new(k ? host : dev, &p, &err);
+        CHECK(s != NULL, "sched_new: %s", err.msg);
+        if (!s) break;
+        out[k] = sched_mix(dev);
+        CHECK(sched_submit_group(s, out[k].data(), (int)out[k].size()) == 0, "submit");
+        sched_lock(s);
+        for (sched_req *r : out[k])
+            for (int w = 0; r->finish == FINISH_NONE && w < 600; w++) sched_wait(s, r, 100);
+        sched_unlock(s);
+    }
+    const long taken = dev ? emu::cu_sampler_taken(((emu::cu_model *)dev->backend_state)->smp) : 0;
+    int same = 0, lp_ok = 0, n = 0;
+    for (size_t i = 0; i < out[0].size() && i < out[1].size(); i++) {
+        const sched_req *a = out[0][i], *b = out[1][i];
+        bool eq = a->n_generated == b->n_generated && a->n_generated > 0 && a->n_logprobs_out == b->n_logprobs_out;
+        for (int t = 0; eq && t < a->n_logprobs_out; t++) {
+            eq = a->logprobs[t].token == b->logprobs[t].token && a->logprobs[t].n_top == b->logprobs[t].n_top;
+            lp_ok += fabs(a->logprobs[t].logprob - b->logprobs[t].logprob) <= 1e-5;
+            for (int j = 0; eq && j < a->logprobs[t].n_top; j++)
+                eq = a->logprobs[t].top_token[j] == b->logprobs[t].top_token[j];
+        }
+        eq = eq && a->n_text == b->n_text && !memcmp(a->text, b->text, a->n_text);
+        if (!eq) {
+            fprintf(stderr, "request %zu: device %d tokens (finish %d), host %d (finish %d):", i, a->n_generated,
+                    a->finish, b->n_generated, b->finish);
+            for (int t = 0; t < a->n_logprobs_out && t < b->n_logprobs_out; t++)
+                fprintf(stderr, " %d/%d", a->logprobs[t].token, b->logprobs[t].token);
+            fprintf(stderr, " text '%.*s' / '%.*s'\n", (int)a->n_text, a->text, (int)b->n_text, b->text);
+        }
+        same += eq, n++;
+    }
+    int n_lp = 0;
+    for (size_t i = 0; i < out[0].size(); i++) n_lp += out[0][i]->n_logprobs_out;
+    CHECK(n == 4 && same == n && lp_ok == n_lp && taken >= 4,
+          "scheduler: %d of %d requests as on the host, logprobs %d within 1e-5, %ld rows drawn on the device", same, n,
+          lp_ok, taken);
+    printf("scheduler with LFM2C_CUDA_SAMPLE=1: %d of %d requests as the host's, %ld rows drawn on the device\n", same,
+           n, taken);
+    for (int k = 0; k < 2; k++) {
+        for (sched_req *r : out[k]) sched_release(ss[k], r);
+        sched_free(ss[k]);
+    }
+    lfm2c_model_free(dev), lfm2c_model_free(host);
+    unlink(path.c_str());
+}
+#endif
 
 /* a kernel that forgets pdl_ready() */
 static void no_ready_kernel(float *x) { x[threadIdx.x] = 1; }
@@ -1037,6 +1340,246 @@ static void check_blas(const synth_config &c, const char *type) {
     unlink(path.c_str());
 }
 
+/* ---- the experts through cuBLAS's grouped GEMM (LFM2C_CUDA_MOE=cublas, blas_moe.cu) ---------- */
+
+/* device pointers of count problems, in device memory (the call reads them there) */
+static void **dev_ptr_array(const std::vector<void *> &p) {
+    void **d = nullptr;
+    cudaMalloc((void **)&d, sizeof(void *) * p.size());
+    cudaMemcpy(d, p.data(), sizeof(void *) * p.size(), cudaMemcpyHostToDevice);
+    return d;
+}
+
+/* The stand-in's cublasGemmGroupedBatchedEx (tests/cuda/emu/cublas_v2.h) against exact products:
+ * two groups (op T x N of 3 problems, op N x N of 1), BF16 in and out, values exact in BF16 and
+ * their sums too; and its refusals: a leading dimension under the rows, a negative group size,
+ * BF16 into F32, the pointer arrays on the host (returned), a matrix on the host (a device-side
+ * error when the call runs). */
+static void check_grouped_standin(void) {
+    cublasHandle_t h;
+    CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS, "cublasCreate");
+    const int m[2] = {5, 4}, n[2] = {3, 2}, k[2] = {6, 7}, lda[2] = {6 + 1, 4 + 2}, ldb[2] = {6, 7 + 1},
+              ldc[2] = {5 + 3, 4}, gs[2] = {3, 1};
+    const cublasOperation_t ta[2] = {CUBLAS_OP_T, CUBLAS_OP_N}, tb[2] = {CUBLAS_OP_N, CUBLAS_OP_N};
+    const float al[2] = {1.0f, 0.5f}, be[2] = {0.0f, 2.0f};
+    std::vector<void *> A, B, C;
+    std::vector<std::vector<float>> ha, hb, hc;
+    for (int g = 0, i = 0; g < 2; g++)
+        for (int j = 0; j < gs[g]; j++, i++) {
+            const int ac = ta[g] == CUBLAS_OP_N ? k[g] : m[g], bc = n[g];
+            std::vector<float> fa, fb, fc;
+            A.push_back(lt_matrix(lda[g], ac, lda[g], 3 + i, fa)), B.push_back(lt_matrix(ldb[g], bc, ldb[g], 5 + i, fb));
+            C.push_back(lt_matrix(ldc[g], n[g], ldc[g], 7 + i, fc));
+            ha.push_back(fa), hb.push_back(fb), hc.push_back(fc);
+        }
+    void **dA = dev_ptr_array(A), **dB = dev_ptr_array(B), **dC = dev_ptr_array(C);
+    cublasStatus_t st = cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, al, (const void *const *)dA, CUDA_R_16BF, lda,
+                                                   (const void *const *)dB, CUDA_R_16BF, ldb, be, dC, CUDA_R_16BF, ldc,
+                                                   2, gs, CUBLAS_COMPUTE_32F);
+    CHECK(st == CUBLAS_STATUS_SUCCESS, "grouped call: status %d", st);
+    int bad = 0;
+    for (int g = 0, i = 0; g < 2; g++)
+        for (int j = 0; j < gs[g]; j++, i++) {
+            std::vector<uint16_t> out((size_t)ldc[g] * n[g]);
+            cudaMemcpy(out.data(), C[i], out.size() * 2, cudaMemcpyDeviceToHost);
+            for (int c = 0; c < n[g]; c++)
+                for (int r = 0; r < m[g]; r++) {
+                    double acc = 0;
+                    for (int p = 0; p < k[g]; p++)
+                        acc += (double)ha[i][ta[g] == CUBLAS_OP_N ? r + (size_t)p * lda[g] : p + (size_t)r * lda[g]] *
+                               hb[i][p + (size_t)c * ldb[g]];
+                    const float want = (float)(al[g] * acc + be[g] * hc[i][r + (size_t)c * ldc[g]]);
+                    bad += emu::cm_bf16(out[r + (size_t)c * ldc[g]]) != emu::cm_bf16(emu::cm_f32_bf16(want));
+                }
+        }
+    CHECK(bad == 0, "grouped products: %d values differ from alpha op(A) op(B) + beta C", bad);
+    int bad_lda[2] = {m[0] - 1, lda[1]}, neg[2] = {-1, 1};
+    CHECK(cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, al, (const void *const *)dA, CUDA_R_16BF, bad_lda,
+                                     (const void *const *)dB, CUDA_R_16BF, ldb, be, dC, CUDA_R_16BF, ldc, 2, gs,
+                                     CUBLAS_COMPUTE_32F) == CUBLAS_STATUS_INVALID_VALUE,
+          "a leading dimension under the rows");
+    CHECK(cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, al, (const void *const *)dA, CUDA_R_16BF, lda,
+                                     (const void *const *)dB, CUDA_R_16BF, ldb, be, dC, CUDA_R_16BF, ldc, 2, neg,
+                                     CUBLAS_COMPUTE_32F) == CUBLAS_STATUS_INVALID_VALUE,
+          "a negative group size");
+    CHECK(cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, al, (const void *const *)dA, CUDA_R_16BF, lda,
+                                     (const void *const *)dB, CUDA_R_16BF, ldb, be, dC, CUDA_R_32F, ldc, 2, gs,
+                                     CUBLAS_COMPUTE_32F) == CUBLAS_STATUS_NOT_SUPPORTED,
+          "BF16 into F32");
+    CHECK(cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, al, (const void *const *)A.data(), CUDA_R_16BF, lda,
+                                     (const void *const *)dB, CUDA_R_16BF, ldb, be, dC, CUDA_R_16BF, ldc, 2, gs,
+                                     CUBLAS_COMPUTE_32F) == CUBLAS_STATUS_INVALID_VALUE,
+          "the pointer array on the host");
+    emu_rt::state &es = emu_rt::S();
+    const long e0 = es.errors;
+    std::vector<float> host_c((size_t)ldc[0] * n[0]);
+    std::vector<void *> C2 = C;
+    C2[0] = host_c.data();
+    void **dC2 = dev_ptr_array(C2);
+    CHECK(cublasGemmGroupedBatchedEx(h, ta, tb, m, n, k, al, (const void *const *)dA, CUDA_R_16BF, lda,
+                                     (const void *const *)dB, CUDA_R_16BF, ldb, be, dC2, CUDA_R_16BF, ldc, 2, gs,
+                                     CUBLAS_COMPUTE_32F) == CUBLAS_STATUS_SUCCESS &&
+              es.errors == e0 + 1,
+          "a matrix on the host: a device-side error when the call runs (%ld)", es.errors - e0);
+    es.errors = e0;
+    if (!e0) es.first_error[0] = 0;
+    for (void *p : A) cudaFree(p);
+    for (void *p : B) cudaFree(p);
+    for (void *p : C) cudaFree(p);
+    cudaFree(dA), cudaFree(dB), cudaFree(dC), cudaFree(dC2);
+    cublasDestroy(h);
+}
+
+/* LFM2C_CUDA_MOE=cublas on an MoE model whose tokens use every expert (no choice for BF16 to
+ * flip): a 70-token prompt's logits within BLAS_TOL of the largest logit of the default's on every
+ * row, the same best token on 9 rows in 10, two grouped calls an MoE layer; one token at a time
+ * (the GEMVs) the default's bits. With the card's memory too small for the copies the memory
+ * plan leaves them out: the open says so (cuda_backend_note) and decodes the default's bits. */
+static void check_moe_cublas(const synth_config &c) {
+    const std::string path = synth_tmp(c, "moe-cublas", "q8_0", 19);
+    if (path.empty()) return;
+    lfm2c_model *def = open_emu(path, true);
+    setenv("LFM2C_CUDA_MOE", "cublas", 1);
+    lfm2c_model *cb = open_emu(path, true);
+    emu_rt::state &es = emu_rt::S();
+    const size_t free0 = es.mem_free;
+    es.mem_free = (size_t)1 << 20;
+    lfm2c_model *small = open_emu(path, true);
+    es.mem_free = free0;
+    unsetenv("LFM2C_CUDA_MOE");
+    emu::cu_moe_blas *b = cb ? ((emu::cu_model *)cb->backend_state)->moe_blas : nullptr;
+    CHECK(b != nullptr, "LFM2C_CUDA_MOE=cublas made no copies");
+    const char *note = small ? emu::emu_cuda_backend_note(small) : nullptr;
+    CHECK(small && !((emu::cu_model *)small->backend_state)->moe_blas && note && strstr(note, "memory plan"),
+          "a card too small: %s", note ? note : "(no note)");
+    if (def && b && small) {
+        const lfm2c_model_info *in = lfm2c_model_get_info(def);
+        const int V = in->n_vocab, saved = N;
+        N = N_BLAS;
+        const std::vector<int32_t> ids = prompt(V);
+        N = saved;
+        const std::vector<float> a = all_logits(def, ids, false), x = all_logits(cb, ids, false);
+        const std::vector<int32_t> ids12(ids.begin(), ids.begin() + 12);
+        const std::vector<float> a12 = all_logits(def, ids12, false), y = all_logits(small, ids12, false);
+        int moe_layers = 0, rows_ok = 0, same_top = 0;
+        for (int l = 0; l < in->n_layer; l++) moe_layers += in->is_moe[l];
+        double big = 0, d = 0;
+        for (float v : a) big = fmax(big, fabs(v));
+        for (int t = 0; t < N_BLAS; t++) {
+            const double dr = maxabs(&a[(size_t)t * V], &x[(size_t)t * V], V);
+            rows_ok += dr <= BLAS_TOL * big, d = fmax(d, dr);
+            same_top += test_argmax(&a[(size_t)t * V], V) == test_argmax(&x[(size_t)t * V], V);
+        }
+        const long calls = emu::cu_moe_blas_calls(b);
+        CHECK(calls == 2 * moe_layers && rows_ok == N_BLAS && same_top >= N_BLAS * 9 / 10,
+              "cuBLAS experts: %ld calls for %d MoE layers, %d of %d rows within %g of %g (max diff %g), best token "
+              "kept on %d",
+              calls, moe_layers, rows_ok, N_BLAS, BLAS_TOL, big, d, same_top);
+        CHECK(maxabs(a12.data(), y.data(), a12.size()) == 0, "without the copies: %g from the default",
+              maxabs(a12.data(), y.data(), a12.size()));
+        const std::vector<int32_t> dec(ids.begin(), ids.begin() + 8);
+        const std::vector<float> da = all_logits(def, dec, true), dx = all_logits(cb, dec, true);
+        CHECK(maxabs(da.data(), dx.data(), da.size()) == 0 && emu::cu_moe_blas_calls(b) == calls,
+              "a decode step takes the GEMVs: %g", maxabs(da.data(), dx.data(), da.size()));
+        printf("cuBLAS grouped experts (q8_0): %ld calls, %d of %d rows within %g of logits up to %.3g (max diff %.3g), "
+               "best token kept on %d; a card too small: \"%s\"\n",
+               calls, rows_ok, N_BLAS, BLAS_TOL, big, d, same_top, note);
+    }
+    lfm2c_model_free(def);
+    lfm2c_model_free(cb);
+    lfm2c_model_free(small);
+    unlink(path.c_str());
+}
+
+/* LFM2C_CUDA_BF16=1 (docs/TESTING.md's tolerances): a forward of cu_bf16_cols() (64) tokens or more
+ * runs the non-expert linears (cuBLASLt) and the experts (cuBLAS's grouped GEMM) on BF16 copies
+ * with BF16 activations. Against the CPU --reference path, a 70-token prompt's rows within
+ * BLAS_TOL of the largest logit and the same best token on 9 rows in 10; 6 sessions of 11 tokens
+ * in one batch (66 columns: BF16) against each alone (11 columns: the kernels), the same bounds
+ * (batched == solo within BF16's tolerance); with LFM2C_CUDA_BF16_COLS=100 that batch takes the
+ * kernels: the default's bits. */
+static void check_bf16(const synth_config &c) {
+    const std::string path = synth_tmp(c, "bf16", "q8_0", 29);
+    if (path.empty()) return;
+    lfm2c_model *ref = open_ref(path), *def = open_emu(path, true);
+    setenv("LFM2C_CUDA_BF16", "1", 1);
+    lfm2c_model *bf = open_emu(path, true);
+    setenv("LFM2C_CUDA_BF16_COLS", "100", 1);
+    lfm2c_model *hi = open_emu(path, true);
+    unsetenv("LFM2C_CUDA_BF16_COLS");
+    unsetenv("LFM2C_CUDA_BF16");
+    if (ref && def && bf && hi) {
+        const int V = lfm2c_model_get_info(ref)->n_vocab, saved = N, S = 6, L = 11;
+        N = N_BLAS;
+        const std::vector<int32_t> ids = prompt(V);
+        N = saved;
+        const std::vector<float> r = all_logits(ref, ids, false), x = all_logits(bf, ids, false);
+        double big = 0, d = 0;
+        int ok = 0, top = 0;
+        for (float v : r) big = fmax(big, fabs(v));
+        for (int t = 0; t < N_BLAS; t++) {
+            const double dr = maxabs(&r[(size_t)t * V], &x[(size_t)t * V], V);
+            ok += dr <= BLAS_TOL * big, d = fmax(d, dr);
+            top += test_argmax(&r[(size_t)t * V], V) == test_argmax(&x[(size_t)t * V], V);
+        }
+        CHECK(ok == N_BLAS && top >= N_BLAS * 9 / 10, "BF16 vs --reference: %d of %d rows within %g of %g (max %g), best "
+              "token on %d", ok, N_BLAS, BLAS_TOL, big, d, top);
+        /* batched == solo */
+        lfm2c_error err = {};
+        std::vector<lfm2c_session *> sb(S), sh(S), sd(S);
+        std::vector<const int32_t *> tk(S);
+        std::vector<int> nn(S, L), modes(S, LFM2C_LOGITS_ALL);
+        int rc = 0, ok2 = 0, top2 = 0, same_hi = 1;
+        double d2 = 0;
+        for (int i = 0; i < S; i++) {
+            sb[i] = lfm2c_session_new(bf, 32, &err), sh[i] = lfm2c_session_new(hi, 32, &err);
+            sd[i] = lfm2c_session_new(def, 32, &err);
+            tk[i] = ids.data() + 5 * i;
+        }
+        rc = lfm2c_decode_batch(sb.data(), tk.data(), nn.data(), modes.data(), S, &err);
+        rc |= lfm2c_decode_batch(sh.data(), tk.data(), nn.data(), modes.data(), S, &err);
+        rc |= lfm2c_decode_batch(sd.data(), tk.data(), nn.data(), modes.data(), S, &err);
+        for (int i = 0; i < S && !rc; i++) {
+            const std::vector<int32_t> one(tk[i], tk[i] + L);
+            const std::vector<float> solo = all_logits(bf, one, false);
+            for (int j = 0; j < L; j++) {
+                const float *row = lfm2c_session_logits(sb[i], j);
+                const double dr = maxabs(row, &solo[(size_t)j * V], V);
+                ok2 += dr <= BLAS_TOL * big, d2 = fmax(d2, dr);
+                top2 += test_argmax(row, V) == test_argmax(&solo[(size_t)j * V], V);
+                same_hi &= maxabs(lfm2c_session_logits(sh[i], j), lfm2c_session_logits(sd[i], j), V) == 0;
+            }
+        }
+        CHECK(rc == 0 && ok2 == S * L && top2 >= S * L * 9 / 10 && same_hi,
+              "BF16 batched vs solo: %d of %d rows within %g (max %g), best token on %d; under the threshold as the "
+              "default: %d (%s)", ok2, S * L, BLAS_TOL * big, d2, top2, same_hi, err.msg);
+        printf("BF16 (LFM2C_CUDA_BF16=1): vs --reference %d of %d rows within %.3g (max %.3g), best token on %d; batched "
+               "vs solo max %.3g, best token on %d of %d\n", ok, N_BLAS, BLAS_TOL * big, d, top, d2, top2, S * L);
+        for (int i = 0; i < S; i++) lfm2c_session_free(sb[i]), lfm2c_session_free(sh[i]), lfm2c_session_free(sd[i]);
+    }
+    lfm2c_model_free(ref), lfm2c_model_free(def), lfm2c_model_free(bf), lfm2c_model_free(hi);
+    unlink(path.c_str());
+}
+
+/* Each check's CPU seconds (what CI's time is made of), printed after it; LFM2C_EMU_ONLY=NAME,...
+ * runs only the checks whose names are given (a developer's loop over one path). */
+static bool emu_run(const char *name) {
+    const char *only = getenv("LFM2C_EMU_ONLY");
+    if (!only) return true;
+    const size_t n = strlen(name);
+    for (const char *p = only; (p = strstr(p, name)); p += n)
+        if ((p == only || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return true;
+    return false;
+}
+#define RUN(name, ...)                                                                                              \
+    do {                                                                                                            \
+        if (emu_run(name)) {                                                                                        \
+            const clock_t c0_ = clock();                                                                            \
+            __VA_ARGS__;                                                                                            \
+            printf("[%s: %.1f s]\n", name, (double)(clock() - c0_) / CLOCKS_PER_SEC);                               \
+        }                                                                                                           \
+    } while (0)
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     check_launch_errors();
@@ -1067,14 +1610,20 @@ int main(void) {
     const char *types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"};
     /* without the fast fiber switch (not x86-64) a model takes ~10x longer: fewer of them */
     const int n_types = EMU_FAST_SWITCH ? (int)(sizeof types / sizeof *types) : 1;
-    for (int i = 0; i < n_types; i++) check_model("dense", dense, types[i]);
-    check_lt_standin();
-    check_blas(dense, "q4_k_m");
+    RUN("models", for (int i = 0; i < n_types; i++) {
+        GRAPH_EACH = !strcmp(types[i], "f32") || !strcmp(types[i], "q4_k_m") || !strcmp(types[i], "q6_k");
+        check_model("dense", dense, types[i]);
+    } GRAPH_EACH = true);
+    RUN("lt_standin", check_lt_standin());
+    RUN("blas", check_blas(dense, "q4_k_m"));
     synth_config moe_all = moe; /* every expert used: no choice for BF16 to flip */
     moe_all.n_expert = 4;
     moe_all.n_expert_used = 4;
-    check_blas(moe_all, "q8_0");
-    check_split(dense);
+    RUN("blas", check_blas(moe_all, "q8_0"));
+    RUN("grouped_standin", check_grouped_standin());
+    RUN("moe_cublas", check_moe_cublas(moe_all));
+    RUN("bf16", check_bf16(moe_all));
+    RUN("split", check_split(dense));
     /* odd shapes: head size 16 (half a warp), 3 query heads a KV head, an FFN of 160 rows and a
      * vocabulary of 397 (row tails of every tile), hidden 96 */
     synth_config odd = dense;
@@ -1083,41 +1632,51 @@ int main(void) {
     odd.n_head_kv = 2;
     odd.ff = 160;
     odd.vocab = 397;
-    for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("odd", odd, i ? "q8_0" : "f32");
-    for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("moe", moe, i ? "q4_k_m" : "f32");
-    check_many_sessions(moe);
-    check_device_sampling(dense);
-    check_route_plan();
-    check_gemv_kq();
-    check_attention_long();
-    check_gemm_kq();
-    check_gemv_glu();
-    check_profile(moe);
-    check_glu_model(moe);
-    check_pdl_model(moe);
-    check_fin_model(moe, "q4_k_m");
-    check_fin_model(dense, "q6_k");
+    RUN("models", for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("odd", odd, i ? "q8_0" : "f32"));
+    RUN("models", for (int i = 0; i < (EMU_FAST_SWITCH ? 2 : 1); i++) check_model("moe", moe, i ? "q4_k_m" : "f32"));
+    RUN("many_sessions", check_many_sessions(moe));
+    RUN("device_sampling", check_device_sampling(dense));
+#ifdef LFM2C_HAVE_SERVER
+    RUN("sched_sampling", check_sched_sampling(dense));
+#endif
+    RUN("route_plan", check_route_plan());
+    RUN("gemv_kq", check_gemv_kq());
+    RUN("attention", check_attention_long());
+    RUN("attention_gqa", check_attention_gqa());
+    setenv("LFM2C_CUDA_ATTN", "gqa", 1); /* a model again: three query heads a KV head, a head of 16 */
+    RUN("attention_gqa", check_model("odd,gqa", odd, "f32"));
+    unsetenv("LFM2C_CUDA_ATTN");
+    RUN("gemm_kq", check_gemm_kq());
+    RUN("gemv_glu", check_gemv_glu());
+    RUN("moe_grouped", check_glu_gemm());
+    RUN("moe_grouped", check_moe_grouped(moe));
+    RUN("profile", check_profile(moe));
+    RUN("variants", check_glu_model(moe));
+    RUN("variants", check_pdl_model(moe));
+    RUN("graph_buckets", check_graph_buckets(moe));
+    RUN("variants", check_fin_model(moe, "q4_k_m"));
+    RUN("variants", check_fin_model(dense, "q6_k"));
     setenv("LFM2C_CUDA_TC", "mma", 1); /* Q4_K's GEMM through shared memory, not the default's registers */
-    check_model("moe,mma", moe, "q4_k_m");
-    check_model("dense,mma", dense, "q4_k_m");
+    RUN("models", check_model("moe,mma", moe, "q4_k_m"));
+    RUN("models", check_model("dense,mma", dense, "q4_k_m"));
     unsetenv("LFM2C_CUDA_TC");
     /* the KV cache in F16 (the default of -ctk / -ctv), K and V each: rounded as the CPU's F16
      * cache rounds, so against the CPU with the same cache types */
     const int kv16[][2] = {{LFM2C_KV_F16, LFM2C_KV_F16}, {LFM2C_KV_F16, LFM2C_KV_F32}, {LFM2C_KV_F32, LFM2C_KV_F16}};
     for (int i = 0; i < (EMU_FAST_SWITCH ? 3 : 1); i++) {
         KV_K = kv16[i][0], KV_V = kv16[i][1];
-        check_model(i == 0 ? "odd" : "dense", i == 0 ? odd : dense, "q4_k_m");
+        RUN("models", check_model(i == 0 ? "odd" : "dense", i == 0 ? odd : dense, "q4_k_m"));
     }
     KV_K = KV_V = LFM2C_KV_F16;
-    if (EMU_FAST_SWITCH) check_model("moe", moe, "q8_0");
-    check_kv_refused(dense);
-    check_iq_refused();
+    if (EMU_FAST_SWITCH) RUN("models", check_model("moe", moe, "q8_0"));
+    RUN("models", check_kv_refused(dense));
+    RUN("models", check_iq_refused());
     KV_K = KV_V = LFM2C_KV_F32;
     if (EMU_FAST_SWITCH) { /* every token to every one of 4 experts, 40 tokens: an expert's pairs span two GEMM tiles */
         moe.n_expert = 4;
         moe.n_expert_used = 4;
         N = 40;
-        check_model("moe4x4", moe, "q4_k_m");
+        RUN("models", check_model("moe4x4", moe, "q4_k_m"));
     } else {
         printf("(the slow fiber switch: fewer types, no 4x4-expert model)\n");
     }

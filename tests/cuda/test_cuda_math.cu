@@ -1,8 +1,8 @@
 /* test_cuda_math.cu — the CUDA kernels' per-element math (src/cuda/cuda_math.cuh), run on the
  * HOST and compared with the CPU reference: dequantization of every block type (quant.c), the
  * lane-split GEMV dot, half floats, RMSNorm + NEOX RoPE, the sigmoid top-k router, the expert
- * tile plan, the batch links and conv step against a sequential conv, and the warp-split online
- * softmax against a plain softmax. Needs no GPU. */
+ * tile plan, the batch links and conv step against a sequential conv, the warp-split online
+ * softmax against a plain softmax, and which graph bucket a forward takes. Needs no GPU. */
 extern "C" {
 #include "cpu/kernels.h"
 #include "formats/ggml_types.h"
@@ -312,7 +312,26 @@ static void test_softmax(void) {
     }
 }
 
+/* cm_graph_bucket (LFM2C_CUDA_GRAPH_BUCKETS=1): a decode-only step of T tokens takes the smallest
+ * power of two of at least T, up to CM_GRAPH_MAX; a step with a prompt chunk (fewer sequences
+ * than tokens), rows without logits, or past CM_GRAPH_MAX tokens takes none; each bucket its own
+ * slot. */
+static void test_graph_bucket(void) {
+    int bad = 0, slots = 0;
+    for (int T = 1; T <= CM_GRAPH_MAX; T++) {
+        const int b = cm_graph_bucket(T, T, T);
+        bad += b < T || b >= 2 * T || (b & (b - 1)) || cm_graph_slot(b) >= CM_GRAPH_BUCKETS || (1 << cm_graph_slot(b)) != b;
+        slots |= 1 << cm_graph_slot(b);
+        bad += cm_graph_bucket(T, T - 1, T) != 0 || cm_graph_bucket(T, T, T - 1) != 0;
+    }
+    CHECK(bad == 0 && slots == (1 << CM_GRAPH_BUCKETS) - 1, "graph buckets: %d wrong, slots %x", bad, slots);
+    CHECK(cm_graph_bucket(CM_GRAPH_MAX + 1, CM_GRAPH_MAX + 1, CM_GRAPH_MAX + 1) == 0 && cm_graph_bucket(0, 0, 0) == 0 &&
+              cm_graph_bucket(3, 3, 3) == 4 && cm_graph_bucket(1, 1, 1) == 1,
+          "graph bucket bounds");
+}
+
 int main(void) {
+    test_graph_bucket();
     test_dequant();
     test_half();
     test_norm_rope();

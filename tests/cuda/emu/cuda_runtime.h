@@ -1,5 +1,5 @@
 /* cuda_runtime.h (test shim) — just enough of the CUDA runtime, and of the device side, to compile
- * the CUDA backend's own sources (src/cuda/kernels.cu, backend_cuda.cu, forward.cu) with the host
+ * the CUDA backend's own sources (src/cuda/kernels_*.cu, backend_cuda.cu, forward.cu) with the host
  * C++ compiler and run them on the CPU, for tests/cuda/test_cuda_emu.cpp: no GPU and no CUDA
  * toolkit needed.
  *
@@ -15,7 +15,7 @@
  * do; a synchronous call while capturing invalidates the capture. Everything runs on the calling
  * thread, in order: one stream. A launch allowed to overlap the kernel before it (cudaLaunchKernelEx
  * with programmatic stream serialization) runs in order all the same, but each of its threads
- * must call emu_pdl_ready() (kernels.cu's pdl_ready, griddepcontrol.wait on a GPU) before it
+ * must call emu_pdl_ready() (kernels_common.cuh's pdl_ready, griddepcontrol.wait on a GPU) before it
  * ends: one that does not is a device-side error. */
 #ifndef LFM2C_EMU_CUDA_RUNTIME_H
 #define LFM2C_EMU_CUDA_RUNTIME_H
@@ -55,7 +55,9 @@ enum cudaError {
     cudaSuccess = 0,
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
+    cudaErrorInitializationError = 3,
     cudaErrorInvalidConfiguration = 9,
+    cudaErrorNotSupported = 801,
     cudaErrorStreamCaptureInvalidated = 901,
     cudaErrorStreamCaptureUnsupported = 900,
 };
@@ -128,7 +130,8 @@ struct state {
     float mma_vals[2][MAX_THREADS][8 + 4 * 8]; /* each lane's A and B halves of an mma (mma.h) */
     long launches = 0, pdl_launches = 0, errors = 0;
     char first_error[256] = "";
-    std::vector<std::pair<uintptr_t, size_t>> allocs; /* cudaMalloc's blocks: device memory */
+    std::vector<std::pair<uintptr_t, size_t>> allocs;                 /* cudaMalloc's blocks: device memory */
+    size_t mem_free = (size_t)64 << 30, mem_total = (size_t)80 << 30; /* what cudaMemGetInfo says */
 };
 static inline state &S() {
     static state s;
@@ -347,7 +350,7 @@ static inline cudaError_t cudaLaunchKernelEx(const cudaLaunchConfig_t *cfg, void
 }
 
 /* kernel<<<grid, block, smem, stream>>>(args) as emu_launch(&kernel, grid, block, smem, stream)(args),
- * for the tests' own launches (kernels.cu launches with cudaLaunchKernelEx) */
+ * for the tests' own launches (the kernels' files launch with cudaLaunchKernelEx) */
 template <class... P>
 static inline emu_rt::launcher<P...> emu_launch(void (*f)(P...), dim3 grid, dim3 block, size_t smem = 0,
                                                 cudaStream_t st = nullptr) {
@@ -487,6 +490,12 @@ static inline cudaError_t cudaFree(void *p) {
 }
 static inline cudaError_t cudaFreeHost(void *p) {
     free(p);
+    return cudaSuccess;
+}
+/* the card's memory as the tests set it (emu_rt::state's mem_free, mem_total) */
+static inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
+    *f = emu_rt::S().mem_free;
+    *t = emu_rt::S().mem_total;
     return cudaSuccess;
 }
 static inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {

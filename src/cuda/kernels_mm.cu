@@ -1,184 +1,10 @@
-/* kernels.cu — the CUDA kernels of the LFM2 forward pass. The per-element math lives in
- * cuda_math.cuh (tested on the host); this file is the parallel decomposition: which thread
- * does which element, shared-memory tiles, reductions. */
-#include "cuda_kernels.h"
-#include "cuda_math.cuh"
-
-#include <cuda_fp16.h>
-#include <mma.h>
-#include <string.h>
-#include <type_traits>
-
-/* ---- reductions ----------------------------------------------------------------------------- */
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* block-wide sum (blockDim.x a multiple of 32, at most 1024); every thread gets the result */
-__device__ float block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    v = warp_sum(v);
-    int w = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float s = lane < nw ? part[lane] : 0.0f;
-        s = warp_sum(s);
-        if (lane == 0) total = s;
-    }
-    __syncthreads();
-    float r = total;
-    __syncthreads();   /* part / total may be reused by the next call */
-    return r;
-}
-
-/* ---- launches ----------------------------------------------------------------------------- */
-
-/* Every kernel starts with pdl_ready(): where it was launched to overlap the kernel before it
- * (cu_q.pdl), it waits there until that kernel has finished and its writes are visible, then lets
- * the next kernel's blocks be scheduled. Nothing an earlier kernel writes may be read, and nothing
- * written, before it; the weights may be (gemv_prefetch). Every thread calls it, even one that
- * has nothing to do: a kernel that ends without waiting would let the next one run ahead of the
- * kernel before it. Elsewhere it does nothing. */
-__device__ __forceinline__ void pdl_ready() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#elif defined(LFM2C_EMU_CUDA_RUNTIME_H)
-    emu_pdl_ready();
-#endif
-}
-
-/* kernel<<<grid, block, 0, stream>>>(args), on cq's stream (the default one for NULL), allowed to
- * overlap the kernel queued just before it where cq says so */
-template <class... P, class... A>
-static void cu_launch(cu_q *cq, void (*kernel)(P...), dim3 grid, dim3 block, A... args) {
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    /* grid, block, shared memory bytes, stream, attributes (CUDA's member order) */
-    const cudaLaunchConfig_t cfg = {grid, block, 0, cq ? cq->st : nullptr, at, cq && cq->pdl && cq->chained ? 1u : 0u};
-    cudaLaunchKernelEx(&cfg, kernel, (P)args...);
-    if (cq) cq->chained = true;
-}
-
-/* ---- the residual add and RMSNorm of one row, by one block ----------------------------------- */
-
-/* The add + norm kernels' block size: that of the decode GEMVs (GEMV_WARPS), whose last block does
- * the same sums in the same order (gemv_finish) */
-enum { NORM_THREADS = 128 };
-
-/* Each thread's elements of a row are i = threadIdx.x + j * blockDim.x. A thread takes S of them
- * at a time (the template argument), issuing every load of the group before any arithmetic: one
- * memory latency a group instead of one an element (stores to the row would otherwise keep the
- * next element's loads from starting). The sums run over each thread's elements in order, for
- * any S: the same bits. The add + norm kernels take NORM_STAGE (a 2048-wide row in one group at
- * 128 threads: two memory latencies a row); the last block of a decode GEMV (gemv_finish) takes
- * FIN_STAGE, as many as fit the GEMV's own registers (more would cost it occupancy). */
-enum { NORM_STAGE = 16, FIN_STAGE = 8, FIN_CONV_STAGE = 4 };
-
-/* v[j] = p[i0 + j step] for j < S, 0 past H or where p is NULL; CG: read past L1 (__ldcg) */
-template <int S, bool CG = false>
-__device__ __forceinline__ void stage_load(const float *p, int i0, int step, int H, float *v) {
-#pragma unroll
-    for (int j = 0; j < S; j++) {
-        const int i = i0 + j * step;
-        v[j] = p && i < H ? (CG ? __ldcg(p + i) : p[i]) : 0.0f;
-    }
-}
-
-/* The block's row: y = x * rms scale (from the threads' partial sums of squares ss) * w */
-template <int S>
-__device__ __forceinline__ void rmsnorm_store(const float *xr, float ss, const float *w, float *yr, int H, float eps) {
-    const float scale = cm_rms_scale(block_sum(ss), H, eps);
-    const int step = blockDim.x;
-    for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
-        float xv[S], wv[S];
-        stage_load<S>(xr, i0, step, H, xv);
-        stage_load<S>(w, i0, step, H, wv);
-#pragma unroll
-        for (int j = 0; j < S; j++)
-            if (i0 + j * step < H) yr[i0 + j * step] = xv[j] * scale * wv[j];
-    }
-}
-
-/* xr += dr (NULL: nothing), then yr = rmsnorm(xr) * w. dr is read past L1 (__ldcg): in
- * gemv_finish other blocks of the same kernel wrote it. */
-template <int S>
-__device__ void add_rmsnorm_row(float *xr, const float *dr, const float *w, float *yr, int H, float eps) {
-    float ss = 0;
-    const int step = blockDim.x;
-    for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
-        float v[S], d[S];
-        stage_load<S>(xr, i0, step, H, v);
-        stage_load<S, true>(dr, i0, step, H, d);
-#pragma unroll
-        for (int j = 0; j < S; j++) {
-            const int i = i0 + j * step;
-            if (i >= H) continue;
-            if (dr) {
-                v[j] += d[j];
-                xr[i] = v[j];
-            }
-            ss += v[j] * v[j];
-        }
-    }
-    rmsnorm_store<S>(xr, ss, w, yr, H, eps);
-}
-
-/* add_rmsnorm_row with the layer's output made here: the sum over the token's k slots (in slot
- * order) of ws[j] * D row iv[j]. Up to COMBINE_MAX_K slots, their weights and rows are read once,
- * into shared memory; more, one element at a time (the same sums). */
-enum { COMBINE_MAX_K = 8 };
-template <int S>
-__device__ void combine_add_rmsnorm_row(float *xr, const float *D, const float *ws, const int *iv, int k,
-                                        const float *w, float *yr, int H, float eps) {
-    if (k > COMBINE_MAX_K) {
-        float ss = 0;
-        for (int i = threadIdx.x; i < H; i += blockDim.x) {
-            float s = 0;
-            for (int j = 0; j < k; j++) s += ws[j] * __ldcg(D + (size_t)iv[j] * H + i);
-            float v = xr[i] + s;
-            xr[i] = v;
-            ss += v * v;
-        }
-        rmsnorm_store<S>(xr, ss, w, yr, H, eps);
-        return;
-    }
-    __shared__ float wk[COMBINE_MAX_K];
-    __shared__ int rk[COMBINE_MAX_K];
-    if (threadIdx.x < k) {
-        wk[threadIdx.x] = ws[threadIdx.x];
-        rk[threadIdx.x] = iv[threadIdx.x];
-    }
-    __syncthreads();
-    float ss = 0;
-    const int step = blockDim.x;
-    for (int i0 = threadIdx.x; i0 < H; i0 += S * step) {
-        float v[S], s[S] = {};
-        stage_load<S>(xr, i0, step, H, v);
-#pragma unroll
-        for (int j = 0; j < COMBINE_MAX_K; j++) {
-            if (j >= k) break;
-            float dv[S];
-            stage_load<S, true>(D + (size_t)rk[j] * H, i0, step, H, dv);
-#pragma unroll
-            for (int c = 0; c < S; c++) s[c] += wk[j] * dv[c];
-        }
-#pragma unroll
-        for (int c = 0; c < S; c++) {
-            const int i = i0 + c * step;
-            if (i >= H) continue;
-            v[c] = v[c] + s[c];
-            xr[i] = v[c];
-            ss += v[c] * v[c];
-        }
-    }
-    rmsnorm_store<S>(xr, ss, w, yr, H, eps);
-}
+/* kernels_mm.cu — the CUDA kernels of the weight products and cu_matmul, which picks one per
+ * product (docs/CUDA.md's table): the decode GEMVs (a row a warp, the K-quants' lane loads, gate +
+ * up + SwiGLU in one launch, the fused tails of gemv_finish), the GEMMs in float, on wmma, over the
+ * K-quants on mma.sync and Q4_K's straight into registers (with LFM2C_CUDA_MOE=grouped's GLU and
+ * router-weight epilogues). The per-element math is cuda_math.cuh's (tested on the host); what the
+ * kernels' files share is kernels_common.cuh; the launchers are declared in cuda_kernels.h. */
+#include "kernels_common.cuh"
 
 /* ---- matrix products ---------------------------------------------------------------------- */
 
@@ -200,6 +26,10 @@ __device__ __forceinline__ bool mm_tile(const mm_args &a, int y, int width, int 
 __device__ __forceinline__ const float *mm_xrow(const mm_args &a, int col) {
     return a.x + (size_t)(a.col_src ? a.col_src[col] : col) * a.ldx;
 }
+
+/* A GEMM's output of column col: the product, times the column's weight where a.y_scale is set
+ * (the experts' down products, each pair by its router weight: mm_args.y_scale) */
+__device__ __forceinline__ float mm_out(const mm_args &a, int col, float v) { return a.y_scale ? v * a.y_scale[col] : v; }
 
 /* w[0..7] . x[0..7], in the order the scalar truth adds them */
 __device__ __forceinline__ float gemv_dot8(const float *w, const float *x) {
@@ -452,8 +282,6 @@ __device__ __forceinline__ void gemv_kq_row1(const mm_args &a) {
     if (lane == 0) a.y[(size_t)c0 * a.ldy + r] = GLU ? cm_silu(g) * up : g;
 }
 
-__device__ void route1_warp(const float *lg, const cu_route1 &r);
-
 /* The gated short conv of a batch of one token, every channel by the calling block: conv_kernel's
  * output and state update with the token's previous u's both from the state. z is read past L1
  * (other blocks of the kernel wrote it); the same products as cm_conv_elem and cm_conv_state_elem.
@@ -574,7 +402,7 @@ __global__ void __launch_bounds__(GM_THREADS) gemm_kernel(mm_args a) {
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             int r = r0 + tr + 16 * i;
-            if (r < a.rows) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[i][j];
+            if (r < a.rows) a.y[(size_t)(c0 + c) * a.ldy + r] = mm_out(a, c0 + c, acc[i][j]);
         }
     }
 }
@@ -651,7 +479,7 @@ __global__ void __launch_bounds__(TC_THREADS) gemm_tc_kernel(mm_args a) {
     __syncthreads();
     for (int i = lane; i < 16 * CU_GEMM_COLS; i += 32) {   /* consecutive lanes: consecutive rows */
         const int r = i % 16, c = i / 16, row = r0 + 16 * warp + r;
-        if (row < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + row] = Cs[warp][r][c];
+        if (row < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + row] = mm_out(a, c0 + c, Cs[warp][r][c]);
     }
 }
 
@@ -789,7 +617,7 @@ __device__ __forceinline__ void kq_store(const mm_args &a, float (*acc)[4], int 
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int r = r0 + 16 * warp + g + 8 * (i / 2), c = 8 * nt + 2 * t + (i & 1);
-            if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[nt][i];
+            if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = mm_out(a, c0 + c, acc[nt][i]);
         }
 }
 
@@ -1137,15 +965,48 @@ __device__ __forceinline__ void kg_mins(const kg_smem &sm, const kg_raw &ra, con
         for (int i = 0; i < 4; i++) acc[nt][i] -= (i < 2 ? da : db) * pm[nt][i];
 }
 
+/* The GLU register GEMM's epilogue: the up warps (2, 3) leave their sums in shared memory (the x
+ * staging, done with) and each gate warp turns its own into silu(gate) * up of the same element. */
+__device__ __forceinline__ void kg_glu_exchange(kg_smem &sm, float (*acc)[4][4], bool up, int warp, int g, int t) {
+    float *ex = (float *)(void *)&sm; /* [64 rows][CU_GEMM_COLS]: 8 KB of the staging's 37 */
+    __syncthreads();                  /* every warp has read the last step's x */
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int r = KG_WROWS * (warp & 1) + 16 * i + g + 8 * (q / 2), c = 8 * nt + 2 * t + (q & 1);
+                if (up) ex[r * CU_GEMM_COLS + c] = acc[i][nt][q];
+            }
+    __syncthreads();
+    if (up) return;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                const int r = KG_WROWS * warp + 16 * i + g + 8 * (q / 2), c = 8 * nt + 2 * t + (q & 1);
+                acc[i][nt][q] = cm_silu(acc[i][nt][q]) * ex[r * CU_GEMM_COLS + c];
+            }
+}
+
+/* GLU (a.w_up, mm_args): a block takes 64 rows of the gate (warps 0, 1) and the same 64 of the up
+ * matrix (warps 2, 3), each warp's sums those of the plain kernel's, and the gate warps write
+ * silu(gate) * up: the bits of the two products and swiglu_kernel after them. */
+template <bool GLU>
 __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
     pdl_ready();
     __shared__ __align__(16) kg_smem sm;
     int e, c0, nc;
     if (!mm_tile(a, blockIdx.y, CU_GEMM_COLS, &e, &c0, &nc)) return;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-    const int rw = blockIdx.x * KG_ROWS + KG_WROWS * warp; /* the warp's first row */
+    const bool up = GLU && warp >= 2;
+    const int rw = GLU ? blockIdx.x * (KG_ROWS / 2) + KG_WROWS * (warp & 1)
+                       : blockIdx.x * KG_ROWS + KG_WROWS * warp; /* the warp's first row */
     const int xsrc = tid / 4 < nc ? (a.col_src ? a.col_src[c0 + tid / 4] : c0 + tid / 4) : -1;
-    const uint8_t *base = a.w + (size_t)e * a.expert_stride;
+    const uint8_t *base = (up ? a.w_up : a.w) + (size_t)e * a.expert_stride;
     float acc[2][4][4] = {};
     const int nb = a.n / QK_K;
     for (int sb = 0; sb < nb; sb++) {
@@ -1216,6 +1077,8 @@ __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
                 for (int q = 0; q < 4; q++) acc[i][nt][q] += (q < 2 ? da : db) * p[i][nt][q];
         }
     }
+    if (GLU) kg_glu_exchange(sm, acc, up, warp, g, t);
+    if (up) return;
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -1223,7 +1086,7 @@ __global__ void __launch_bounds__(KG_THREADS) gemm_q4k_reg_kernel(mm_args a) {
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const int r = rw + 16 * i + g + 8 * (q / 2), c = 8 * nt + 2 * t + (q & 1);
-                if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = acc[i][nt][q];
+                if (r < a.rows && c < nc) a.y[(size_t)(c0 + c) * a.ldy + r] = mm_out(a, c0 + c, acc[i][nt][q]);
             }
 }
 
@@ -1270,7 +1133,10 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
         constexpr uint32_t KQ = kq ? T : (uint32_t)GGML_Q4_K; /* the kq kernel's instance */
         if (a->tc && a->kq_reg && T == GGML_Q4_K && a->x_lo) {
             const mm_args b = kq_prep_x(cq, a);
-            cu_launch(cq, gemm_q4k_reg_kernel, dim3((a->rows + KG_ROWS - 1) / KG_ROWS, ny), KG_THREADS, b);
+            if (a->w_up) /* gate + up + SwiGLU (cu_mm_glu_gemm) */
+                cu_launch(cq, gemm_q4k_reg_kernel<true>, dim3((a->rows + KG_ROWS / 2 - 1) / (KG_ROWS / 2), ny),
+                          KG_THREADS, b);
+            else cu_launch(cq, gemm_q4k_reg_kernel<false>, dim3((a->rows + KG_ROWS - 1) / KG_ROWS, ny), KG_THREADS, b);
         }
         else if (a->tc && a->kq_mma && kq) {
             const mm_args b = kq_prep_x(cq, a);
@@ -1282,6 +1148,8 @@ static void launch_mm(cu_q *cq, const mm_args *a, bool gemv) {
     }
 }
 
+bool cu_mm_glu_gemm(const mm_args *a) { return a->type == GGML_Q4_K && a->tc && a->kq_reg && a->x_lo; }
+
 void cu_matmul(cu_q *cq, const mm_args *a, bool gemv) {
     switch (a->type) {
     /* every row of the type table (formats/ggml_types.h) with the CUDA bit */
@@ -1291,447 +1159,4 @@ void cu_matmul(cu_q *cq, const mm_args *a, bool gemv) {
 #undef CASE
     default: break;   /* rejected when the model was uploaded */
     }
-}
-
-/* ---- embedding, rope, norms ------------------------------------------------------------------ */
-
-__global__ void embed_kernel(const uint8_t *w, uint32_t type, size_t row_bytes, int H,
-                             const cu_tok *toks, float *x) {
-    pdl_ready();
-    int t = blockIdx.x;
-    const uint8_t *row = w + (size_t)toks[t].token * row_bytes;
-    for (int k0 = 8 * threadIdx.x; k0 < H; k0 += 8 * blockDim.x) {
-        float v[8];
-        cm_dequant8(type, row, k0, v);
-        for (int i = 0; i < 8; i++) x[(size_t)t * H + k0 + i] = v[i];
-    }
-}
-
-void cu_embed(cu_q *cq, const uint8_t *w, uint32_t type, size_t row_bytes, int H,
-              const cu_tok *toks, int T, float *x) {
-    cu_launch(cq, embed_kernel, T, 128, w, type, row_bytes, H, toks, x);
-}
-
-/* cs[t][2i], cs[t][2i+1] = cos, sin of token t's position for pair i */
-__global__ void rope_kernel(const cu_tok *toks, int T, int hd, float theta, float *cs) {
-    pdl_ready();
-    int idx = blockIdx.x * blockDim.x + threadIdx.x, half = hd / 2;
-    if (idx >= T * half) return;
-    int t = idx / half, i = idx % half;
-    cm_rope_cs(toks[t].pos, i, hd, theta, &cs[(size_t)t * hd + 2 * i], &cs[(size_t)t * hd + 2 * i + 1]);
-}
-
-void cu_rope_table(cu_q *cq, const cu_tok *toks, int T, int hd, float theta, float *cs) {
-    int n = T * (hd / 2);
-    cu_launch(cq, rope_kernel, (n + 255) / 256, 256, toks, T, hd, theta, cs);
-}
-
-__global__ void add_rmsnorm_kernel(float *x, const float *delta, const float *w, float *y, int H,
-                                   float eps, const int *map) {
-    pdl_ready();
-    const int src = map ? map[blockIdx.x] : blockIdx.x;
-    add_rmsnorm_row<NORM_STAGE>(x + (size_t)src * H, delta ? delta + (size_t)src * H : nullptr, w, y + (size_t)blockIdx.x * H, H,
-                    eps);
-}
-
-void cu_add_rmsnorm(cu_q *cq, float *x, const float *delta, const float *w, float *y,
-                    int rows, int H, float eps, const int *map) {
-    if (rows > 0) cu_launch(cq, add_rmsnorm_kernel, rows, NORM_THREADS, x, delta, w, y, H, eps, map);
-}
-
-/* ---- attention ------------------------------------------------------------------------------ */
-
-/* The KV cache's elements: float, or half bits (uint16_t) rounded as the CPU rounds its F16 cache. */
-template <int F16> struct kv_elem { typedef float T; };
-template <> struct kv_elem<1> { typedef uint16_t T; };
-__device__ __forceinline__ void kv_put(float *p, float x) { *p = x; }
-__device__ __forceinline__ void kv_put(uint16_t *p, float x) { *p = (uint16_t)cm_f2h(x); }
-__device__ __forceinline__ float kv_get(const float *p) { return *p; }
-__device__ __forceinline__ float kv_get(const uint16_t *p) { return cm_half(*p); }
-
-/* One warp per (token, head): q heads are normed + rotated in place, k heads normed + rotated
- * into the cache, v heads copied into the cache. KV: CU_KV_* (the cache's element types). */
-template <int KV>
-__global__ void qk_kernel(float *q, const float *k, const float *v, const float *qn, const float *kn,
-                          const float *cs, const cu_tok *toks, int nh, int nkv, int hd,
-                          int attn_index, int kv_dim_max, float eps) {
-    pdl_ready();
-    typedef typename kv_elem<(KV & CU_KV_K16) != 0>::T TK;
-    typedef typename kv_elem<(KV & CU_KV_V16) != 0>::T TV;
-    int t = blockIdx.x, h = blockIdx.y, lane = threadIdx.x;
-    const cu_tok tk = toks[t];
-    const int kvd = nkv * hd;
-    size_t cache = (size_t)attn_index * tk.kv_cap * kv_dim_max + (size_t)tk.pos * kvd;
-    if (h >= nh + nkv) {   /* v head: copy */
-        int hv = h - nh - nkv;
-        for (int i = lane; i < hd; i += 32)
-            kv_put((TV *)tk.v + cache + hv * hd + i, v[(size_t)t * kvd + hv * hd + i]);
-        return;
-    }
-    const float *src, *nw;
-    float *qdst = nullptr;
-    TK *kdst = nullptr;
-    if (h < nh) {
-        src = qdst = q + (size_t)t * nh * hd + h * hd;
-        nw = qn;
-    } else {
-        src = k + (size_t)t * kvd + (h - nh) * hd;
-        kdst = (TK *)tk.k + cache + (h - nh) * hd;
-        nw = kn;
-    }
-    float ss = 0;
-    for (int i = lane; i < hd; i += 32) ss += src[i] * src[i];
-    float scale = cm_rms_scale(warp_sum(ss), hd, eps);
-    const float *c = cs + (size_t)t * hd;
-    const int half = hd / 2;
-    for (int i = lane; i < half; i += 32) {   /* each lane owns the pair (i, i + half) */
-        float a = src[i] * scale * nw[i], b = src[i + half] * scale * nw[i + half], ya, yb;
-        cm_rope_pair(a, b, c[2 * i], c[2 * i + 1], &ya, &yb);
-        if (qdst) {
-            qdst[i] = ya;
-            qdst[i + half] = yb;
-        } else {
-            kv_put(kdst + i, ya);
-            kv_put(kdst + i + half, yb);
-        }
-    }
-}
-
-void cu_qk_norm_rope_store(cu_q *cq, float *q, const float *k, const float *v,
-                           const float *qn, const float *kn, const float *cs, const cu_tok *toks,
-                           int T, int nh, int nkv, int hd, int attn_index, int kv_dim_max, float eps, int kv) {
-    dim3 grid(T, nh + 2 * nkv);
-    switch (kv) {
-    case 0: cu_launch(cq, qk_kernel<0>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
-    case 1: cu_launch(cq, qk_kernel<1>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
-    case 2: cu_launch(cq, qk_kernel<2>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
-    default: cu_launch(cq, qk_kernel<3>, grid, 32, q, k, v, qn, kn, cs, toks, nh, nkv, hd, attn_index, kv_dim_max, eps); break;
-    }
-}
-
-enum { ATT_WARPS = 16, ATT_MAXD = 8, ATT_UNROLL = 4 };   /* head_dim <= 32 * ATT_MAXD */
-
-/* One block per (token, head): each warp runs an online softmax over every ATT_WARPS-th cached
- * position (lanes split the head dims), then the warps' partial states are merged. Many warps: a
- * decode step has only n_head blocks, each walking every cached position. Two blocks an SM at
- * most 64 registers a thread (ptxas spills a word), for batches of many tokens. */
-template <int KV>
-__global__ void __launch_bounds__(ATT_WARPS * 32, 2)
-attention_kernel(const float *q, const cu_tok *toks, int nh, int nkv, int hd, int attn_index,
-                 int kv_dim_max, float *o) {
-    pdl_ready();
-    typedef typename kv_elem<(KV & CU_KV_K16) != 0>::T TK;
-    typedef typename kv_elem<(KV & CU_KV_V16) != 0>::T TV;
-    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
-    __shared__ float sm_acc[ATT_WARPS][32 * ATT_MAXD];
-    int t = blockIdx.x, h = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const cu_tok tk = toks[t];
-    const int kvd = nkv * hd, g = h / (nh / nkv);
-    const float scale = 1.0f / sqrtf((float)hd);
-    const float *qh = q + (size_t)t * nh * hd + h * hd;
-    const TK *K = (const TK *)tk.k + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
-    const TV *V = (const TV *)tk.v + (size_t)attn_index * tk.kv_cap * kv_dim_max + g * hd;
-    float qr[ATT_MAXD], acc[ATT_MAXD], m = -INFINITY, l = 0;
-#pragma unroll
-    for (int j = 0; j < ATT_MAXD; j++) {
-        int i = lane + 32 * j;
-        qr[j] = i < hd ? qh[i] : 0.0f;
-        acc[j] = 0;
-    }
-    /* ATT_UNROLL of the warp's positions a pass: their loads all issued before any is summed, so a
-     * long cache costs a memory latency every ATT_UNROLL positions, not every one; the softmax
-     * still takes them in order */
-    for (int p0 = warp; p0 <= tk.pos; p0 += ATT_WARPS * ATT_UNROLL) {
-        float d[ATT_UNROLL], vr[ATT_UNROLL][ATT_MAXD];
-#pragma unroll
-        for (int u = 0; u < ATT_UNROLL; u++) {
-            const int p = p0 + ATT_WARPS * u;   /* the same for the whole warp */
-            const TK *kp = K + (size_t)p * kvd;
-            const TV *vp = V + (size_t)p * kvd;
-            d[u] = 0;
-#pragma unroll
-            for (int j = 0; j < ATT_MAXD; j++) {
-                int i = lane + 32 * j;
-                if (p <= tk.pos && i < hd) d[u] += qr[j] * kv_get(kp + i);
-                vr[u][j] = p <= tk.pos && i < hd ? kv_get(vp + i) : 0.0f;
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < ATT_UNROLL; u++) {
-            float s = warp_sum(d[u]) * scale;
-            if (p0 + ATT_WARPS * u <= tk.pos) cm_softmax_step(s, vr[u], ATT_MAXD, &m, &l, acc);
-        }
-    }
-    if (lane == 0) { sm_m[warp] = m; sm_l[warp] = l; }
-#pragma unroll
-    for (int j = 0; j < ATT_MAXD; j++) sm_acc[warp][lane + 32 * j] = acc[j];
-    __syncthreads();
-    if (warp) return;
-    float f[ATT_WARPS], L = cm_softmax_merge(sm_m, sm_l, ATT_WARPS, f);
-    float *oh = o + (size_t)t * nh * hd + h * hd;
-    for (int j = 0; j < ATT_MAXD; j++) {
-        int i = lane + 32 * j;
-        if (i >= hd) break;
-        float s = 0;
-        for (int w = 0; w < ATT_WARPS; w++) s += sm_acc[w][i] * f[w];
-        oh[i] = s / L;
-    }
-}
-
-void cu_attention(cu_q *cq, const float *q, const cu_tok *toks, int T, int nh, int nkv,
-                  int hd, int attn_index, int kv_dim_max, float *o, int kv) {
-    dim3 grid(T, nh);
-    switch (kv) {
-    case 0: cu_launch(cq, attention_kernel<0>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
-    case 1: cu_launch(cq, attention_kernel<1>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
-    case 2: cu_launch(cq, attention_kernel<2>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
-    default: cu_launch(cq, attention_kernel<3>, grid, ATT_WARPS * 32, q, toks, nh, nkv, hd, attn_index, kv_dim_max, o); break;
-    }
-}
-
-/* ---- gated short conv ------------------------------------------------------------------------ */
-
-/* Every (token, channel) at once: the two previous u's come from earlier tokens of the batch
- * (prev1 links) or from the sequence's saved state; the state itself is updated afterwards. */
-__global__ void conv_kernel(const float *z, const float *w, const cu_tok *toks, int T, int H,
-                            int conv_index, float *o, bool with_state) {
-    pdl_ready();
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= T * H) return;
-    int t = idx / H, c = idx % H;
-    float *state = toks[t].conv + (size_t)conv_index * 2 * H;
-    int p1 = toks[t].prev1, p2 = p1 >= 0 ? toks[p1].prev1 : -1;
-    o[(size_t)t * H + c] = cm_conv_elem(z, w, state, t, p1, p2, c, H);
-    if (with_state) cm_conv_state_elem(z, state, t, p1, c, H);   /* this thread alone reads that channel */
-}
-
-void cu_conv(cu_q *cq, const float *z, const float *w, const cu_tok *toks, int T, int H,
-             int conv_index, float *o, bool with_state) {
-    int n = T * H;
-    cu_launch(cq, conv_kernel, (n + 255) / 256, 256, z, w, toks, T, H, conv_index, o, with_state);
-}
-
-/* The new state of each sequence: its last two u's (the older one may still be in the state). */
-__global__ void conv_state_kernel(const float *z, const cu_tok *toks, const int *seq_last, int n_seq,
-                                  int H, int conv_index) {
-    pdl_ready();
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= n_seq * H) return;
-    int t = seq_last[idx / H];
-    cm_conv_state_elem(z, toks[t].conv + (size_t)conv_index * 2 * H, t, toks[t].prev1, idx % H, H);
-}
-
-void cu_conv_state(cu_q *cq, const float *z, const cu_tok *toks, const int *seq_last,
-                   int n_seq, int H, int conv_index) {
-    int n = n_seq * H;
-    if (n > 0) cu_launch(cq, conv_state_kernel, (n + 255) / 256, 256, z, toks, seq_last, n_seq, H, conv_index);
-}
-
-/* ---- feed-forward -------------------------------------------------------------------------- */
-
-__global__ void swiglu_kernel(float *g, const float *u, size_t n) {
-    pdl_ready();
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) g[i] = cm_silu(g[i]) * u[i];
-}
-
-void cu_swiglu(cu_q *cq, float *g, const float *u, size_t n) {
-    if (n) cu_launch(cq, swiglu_kernel, (unsigned)((n + 255) / 256), 256, g, u, n);
-}
-
-/* x to BF16 bits, rounded to nearest even (cm_f32_bf16): cuBLASLt's B operand (blas.cu) */
-__global__ void to_bf16_kernel(const float *x, size_t n, uint16_t *y) {
-    pdl_ready();
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = (uint16_t)cm_f32_bf16(x[i]);
-}
-
-void cu_to_bf16(cu_q *cq, const float *x, size_t n, uint16_t *y) {
-    if (n) cu_launch(cq, to_bf16_kernel, (unsigned)((n + 255) / 256), 256, x, n, y);
-}
-
-/* The serial router and plan: one thread (a token; the whole plan), for shapes the warp
- * versions below do not hold. */
-__global__ void route_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
-                             float *wsel, int *count) {
-    pdl_ready();
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    if (t >= T) return;
-    cm_route(logits + (size_t)t * E, bias, E, k, sel + (size_t)t * k, wsel + (size_t)t * k);
-    for (int j = 0; j < k; j++) atomicAdd(&count[sel[(size_t)t * k + j]], 1);
-}
-
-__global__ void plan_kernel(const int *count, int E, int width, int *start, int *fill, int *tile_e,
-                            int *tile_c0, int *tile_n, int *n_tiles) {
-    pdl_ready();
-    *n_tiles = cm_plan_tiles(count, E, width, start, tile_e, tile_c0, tile_n);
-    for (int e = 0; e < E; e++) fill[e] = start[e];
-}
-
-enum { ROUTE_LANE_E = 8, ROUTE_MAX_K = 16 };   /* the warp versions: E <= 32 * 8, k <= 16 */
-
-/* One token's choice by one warp, lane l holding experts l, l + 32, ...: k rounds of a warp-wide
- * argmax. The same choice as cm_route: the highest score, ties to the lower expert id; the same
- * sums. Every lane gets chosen[] and w[]; the return value is the clamped sum of the weights. The
- * logits are read past L1 (in gemv_finish, other blocks of the kernel wrote them). */
-__device__ __forceinline__ float route_select(const float *lg, const float *bias, int E, int k, int lane, int *chosen,
-                                              float *w) {
-    float v[ROUTE_LANE_E], sg[ROUTE_LANE_E], sum = 0;
-    unsigned taken = 0;
-#pragma unroll
-    for (int i = 0; i < ROUTE_LANE_E; i++) {
-        int e = lane + 32 * i;
-        sg[i] = e < E ? cm_sigmoid(__ldcg(lg + e)) : 0.0f;
-        v[i] = e < E ? sg[i] + (bias ? bias[e] : 0.0f) : 0.0f;
-    }
-    /* each pick's sigmoid travels with it through the reduction (no load after the choice) */
-    for (int j = 0; j < k; j++) {
-        float bv = 0, bs = 0;
-        int be = -1;
-#pragma unroll
-        for (int i = 0; i < ROUTE_LANE_E; i++) {
-            int e = lane + 32 * i;
-            if (e < E && !(taken >> i & 1) && (be < 0 || v[i] > bv)) { bv = v[i]; bs = sg[i]; be = e; }
-        }
-        for (int o = 16; o > 0; o >>= 1) {
-            float ov = __shfl_xor_sync(0xffffffffu, bv, o), os = __shfl_xor_sync(0xffffffffu, bs, o);
-            int oe = __shfl_xor_sync(0xffffffffu, be, o);
-            if (oe >= 0 && (be < 0 || ov > bv || (ov == bv && oe < be))) { bv = ov; bs = os; be = oe; }
-        }
-        if (be % 32 == lane) taken |= 1u << (be / 32);
-        chosen[j] = be;
-        w[j] = bs;
-        sum += w[j];
-    }
-    return sum < 6.103515625e-5f ? 6.103515625e-5f : sum;
-}
-
-/* One warp per token (route_select): its experts, weights and counts. */
-__global__ void route_warp_kernel(const float *logits, const float *bias, int T, int E, int k, int *sel,
-                                  float *wsel, int *count) {
-    pdl_ready();
-    int t = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (t >= T) return;   /* the whole warp */
-    const float *lg = logits + (size_t)t * E;
-    float w[ROUTE_MAX_K];
-    int chosen[ROUTE_MAX_K];
-    const float sum = route_select(lg, bias, E, k, lane, chosen, w);
-    if (lane) return;
-    for (int j = 0; j < k; j++) {
-        sel[(size_t)t * k + j] = chosen[j];
-        wsel[(size_t)t * k + j] = w[j] / sum;
-        atomicAdd(&count[chosen[j]], 1);
-    }
-}
-
-/* The plan by one warp: lane l takes experts [l * per, (l + 1) * per); its pairs' and tiles'
- * first offsets come from prefix sums over the lanes. The same plan as cm_plan_tiles. */
-__global__ void plan_warp_kernel(const int *count, int E, int width, int *start, int *fill, int *tile_e,
-                                 int *tile_c0, int *tile_n, int *n_tiles) {
-    pdl_ready();
-    const int lane = threadIdx.x, per = (E + 31) / 32, e0 = lane * per;
-    int cnt[ROUTE_LANE_E], pairs = 0, tiles = 0;
-#pragma unroll
-    for (int i = 0; i < ROUTE_LANE_E; i++) {
-        int e = e0 + i;
-        cnt[i] = i < per && e < E ? count[e] : 0;
-        pairs += cnt[i];
-        tiles += (cnt[i] + width - 1) / width;
-    }
-    int ps = pairs, ts = tiles;   /* inclusive prefix sums over the lanes */
-    for (int o = 1; o < 32; o <<= 1) {
-        int a = __shfl_up_sync(0xffffffffu, ps, o), b = __shfl_up_sync(0xffffffffu, ts, o);
-        if (lane >= o) { ps += a; ts += b; }
-    }
-    if (lane == 31) { start[E] = ps; *n_tiles = ts; }
-    ps -= pairs;
-    ts -= tiles;
-    for (int i = 0; i < per && e0 + i < E; i++) {
-        int e = e0 + i;
-        start[e] = fill[e] = ps;
-        for (int c = 0; c < cnt[i]; c += width, ts++) {
-            tile_e[ts] = e;
-            tile_c0[ts] = ps + c;
-            tile_n[ts] = cnt[i] - c < width ? cnt[i] - c : width;
-        }
-        ps += cnt[i];
-    }
-}
-
-/* A single token's whole routing in one warp (the decode step): route_warp_kernel's choice, then
- * the plan of one-column tiles and the scatter directly (pair j's tile is the rank of its expert
- * among the k chosen), as plan_warp_kernel and scatter_kernel make them for one token. */
-__device__ void route1_warp(const float *lg, const cu_route1 &r) {
-    const int lane = threadIdx.x % 32, k = r.k;
-    float w[ROUTE_MAX_K];
-    int chosen[ROUTE_MAX_K];
-    const float sum = route_select(lg, r.bias, r.E, k, lane, chosen, w);
-    if (lane) return;
-    for (int j = 0; j < k; j++) {
-        int rank = 0;
-        for (int i = 0; i < k; i++) rank += chosen[i] < chosen[j];
-        r.sel[j] = chosen[j];
-        r.wsel[j] = w[j] / sum;
-        r.tile_e[rank] = chosen[j];
-        r.tile_c0[rank] = rank;
-        r.tile_n[rank] = 1;
-        r.col_src[rank] = 0;
-        r.inv[j] = rank;
-    }
-    *r.n_tiles = k;
-}
-
-__global__ void route1_kernel(const float *lg, cu_route1 r) {
-    pdl_ready();
-    route1_warp(lg, r);
-}
-
-bool cu_moe_route1_ok(int T, int width, int E, int k) {
-    return T == 1 && width == 1 && E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K;
-}
-
-/* Pairs in expert order; the order inside an expert does not change any result. */
-__global__ void scatter_kernel(const int *sel, int n_pairs, int k, int *fill, int *col_src, int *inv) {
-    pdl_ready();
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n_pairs) return;
-    int pos = atomicAdd(&fill[sel[i]], 1);
-    col_src[pos] = i / k;
-    inv[i] = pos;
-}
-
-void cu_moe_route(cu_q *cq, const float *logits, const float *bias, int T, int E, int k,
-                  int width, int *sel, float *wsel, int *count, int *start, int *fill,
-                  int *tile_e, int *tile_c0, int *tile_n, int *n_tiles, int *col_src, int *inv) {
-    if (cu_moe_route1_ok(T, width, E, k)) {
-        const cu_route1 r = {bias, E, k, sel, wsel, tile_e, tile_c0, tile_n, n_tiles, col_src, inv};
-        cu_launch(cq, route1_kernel, 1, 32, logits, r);
-        return;
-    }
-    cudaMemsetAsync(count, 0, sizeof(int) * (size_t)E, cq ? cq->st : nullptr);
-    cu_q_other(cq);
-    if (E <= 32 * ROUTE_LANE_E && k <= ROUTE_MAX_K) {
-        cu_launch(cq, route_warp_kernel, (T + 3) / 4, 128, logits, bias, T, E, k, sel, wsel, count);
-        cu_launch(cq, plan_warp_kernel, 1, 32, count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
-    } else {
-        cu_launch(cq, route_kernel, (T + 63) / 64, 64, logits, bias, T, E, k, sel, wsel, count);
-        cu_launch(cq, plan_kernel, 1, 1, count, E, width, start, fill, tile_e, tile_c0, tile_n, n_tiles);
-    }
-    int n = T * k;
-    cu_launch(cq, scatter_kernel, (n + 255) / 256, 256, sel, n, k, fill, col_src, inv);
-}
-
-/* add_rmsnorm_kernel with the layer's output made here: the sum over the token's k slots (in slot
- * order) of weight * expert output */
-__global__ void combine_add_rmsnorm_kernel(float *x, const float *D, const float *wsel, const int *inv, int k,
-                                           const float *w, float *y, int H, float eps, const int *map) {
-    pdl_ready();
-    const int src = map ? map[blockIdx.x] : blockIdx.x;
-    combine_add_rmsnorm_row<NORM_STAGE>(x + (size_t)src * H, D, wsel + (size_t)src * k, inv + (size_t)src * k, k, w,
-                            y + (size_t)blockIdx.x * H, H, eps);
-}
-
-void cu_moe_combine_add_rmsnorm(cu_q *cq, float *x, const float *D, const float *wsel, const int *inv, int k,
-                                const float *w, float *y, int rows, int H, float eps, const int *map) {
-    if (rows > 0) cu_launch(cq, combine_add_rmsnorm_kernel, rows, NORM_THREADS, x, D, wsel, inv, k, w, y, H, eps, map);
 }
