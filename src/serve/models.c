@@ -237,7 +237,7 @@ int models_add_file(serve_models *r, const char *path, const char *id, lfm2c_err
 /* A cached file into the registry (lock held): its id ORG/NAME:QUANT; a file already there (by
  * path or id) is left alone, a deleted one of the same id comes back. */
 static int add_cached(serve_models *r, const lfm2c_hub_file *f) {
-    if (f->later_part || f->mmproj) return 0; /* an mmproj goes with its model (entry_new) */
+    if (f->later_part || f->mmproj || f->companion) return 0; /* an mmproj goes with its model (entry_new) */
     char id[600], stem[256];
     size_t n = strlen(f->file);
     snprintf(stem, sizeof stem, "%.*s", (int)(n > 5 ? n - 5 : n), f->file);
