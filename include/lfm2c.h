@@ -440,6 +440,12 @@ typedef struct lfm2c_audio_facts {
     size_t bytes; /* peak memory of decoding, resampling, features and encoding it (a budget's
                         charge) */
 } lfm2c_audio_facts;
+/* What an mmproj file is, read from its header alone (nothing loaded): LFM2C_MMPROJ_IMAGE (an
+ * LFM2-VL vision tower: lfm2c_mmproj_open), LFM2C_MMPROJ_AUDIO (an LFM2-Audio encoder:
+ * lfm2c_audio_mmproj_open), or -1 with err saying what it is instead (not a GGUF, not a clip
+ * file, another projector type). The full checks are the opener's. */
+enum { LFM2C_MMPROJ_IMAGE = 1, LFM2C_MMPROJ_AUDIO = 2 };
+int lfm2c_mmproj_kind(const char *path, lfm2c_error *err);
 /* Opens an audio mmproj for `model` (its projection must match the model's width; the model's
  * backend must run encoders: the CPU does). The model outlives it. model NULL: only to
  * describe it (lfm2c_audio_encode refuses). */

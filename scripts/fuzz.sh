@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors jinja tokenizer toolcall grammar regex http lora reasoning image audio mmproj imatrix)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf safetensors jinja tokenizer toolcall grammar regex http lora reasoning image audio mmproj imatrix multipart)
 if ! command -v clang >/dev/null || [ -z "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ]; then
   echo "fuzz: SKIP: clang and its libFuzzer runtime are not installed (scripts/setup.sh installs them)"
   exit 0
@@ -21,7 +21,7 @@ CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLFM2C_FUZZ=ON -DLFM
   -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null || exit 1
 cmake --build build-fuzz -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null || exit 1
 mkdir -p build-fuzz/artifacts
-declare -A maxlen=([gguf]=65536 [safetensors]=16384 [jinja]=8192 [tokenizer]=4096 [toolcall]=4096 [grammar]=4096 [regex]=1024 [http]=8192 [lora]=32768 [reasoning]=4096 [image]=16384 [audio]=65536 [mmproj]=65536 [imatrix]=65536)
+declare -A maxlen=([gguf]=65536 [safetensors]=16384 [jinja]=8192 [tokenizer]=4096 [toolcall]=4096 [grammar]=4096 [regex]=1024 [http]=8192 [lora]=32768 [reasoning]=4096 [image]=16384 [audio]=65536 [mmproj]=65536 [imatrix]=65536 [multipart]=16384)
 # run_one TARGET: one harness; its log in build-fuzz/fuzz_TARGET.log, its exit status beside it (.rc)
 run_one() {
   local t=$1 log="build-fuzz/fuzz_$1.log" mode corpora

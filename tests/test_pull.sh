@@ -2,7 +2,8 @@
 # test_pull.sh LFM2C — `lfm2c pull` / list / rm / -hf against an imitation of the Hugging Face Hub
 # (tests/hub/fake_hub.py, on 127.0.0.1): redirects to a CDN path, Range resume after a dropped
 # connection, a corrupted body, 401 gated, 404 repo / quant, a file-size limit, Ctrl-C, split files,
-# the cache layout, --offline, an mmproj beside the model. Nothing here reaches the internet.
+# the cache layout, --offline, an mmproj beside the model (a vision tower, an audio encoder). Nothing
+# here reaches the internet.
 set -u
 bin=$1; pass=0; fail=0
 ok()   { pass=$((pass+1)); }
@@ -14,8 +15,12 @@ trap cleanup EXIT
 if ! "$bin" --version | grep -q "hub (pull, -hf): yes"; then
   echo "SKIP: built without libcurl"; exit 0
 fi
-mkdir -p "$tmp/state"
-python3 hub/fake_hub.py "$tmp/port" "$tmp/state" & hubpid=$!
+mkdir -p "$tmp/state" "$tmp/audio"
+# the tiny LFM2-Audio model and its audio mmproj for the hub's test/audio-GGUF (section 15)
+"$bin" synth --preset lfm2-audio-tiny --type f32 -o "$tmp/audio/lm.gguf" --mmproj "$tmp/audio/mm-f16.gguf" >/dev/null &&
+  "$bin" synth --preset lfm2-audio-tiny --type f32 -o "$tmp/audio/lm.gguf" --mmproj "$tmp/audio/mm-q8_0.gguf" \
+    --mmproj-type q8_0 >/dev/null || { echo "FAIL: synth of the audio model"; exit 1; }
+FAKE_HUB_AUDIO="$tmp/audio" python3 hub/fake_hub.py "$tmp/port" "$tmp/state" & hubpid=$!
 for _ in $(seq 100); do [ -s "$tmp/port" ] && break; sleep 0.05; done
 [ -s "$tmp/port" ] || { echo "FAIL: the imitation hub did not start"; exit 1; }
 export HF_ENDPOINT="http://127.0.0.1:$(cat "$tmp/port")" HF_HOME="$tmp/hf" LFM2C_HUB_BACKOFF_MS=50 LFM2C_HUB_RETRIES=3
@@ -92,7 +97,7 @@ setmode none
 "$bin" bench -hf test/tiny-GGUF:Q4_0 --offline -p 8 -n 4 -r 1 -t 1 -o csv >"$tmp/bench" 2>"$tmp/err" && grep -q "tiny-Q4_0.gguf" "$tmp/bench" && ok || bad "bench -hf: $(cat "$tmp/err")"
 "$bin" serve -hf test/tiny-GGUF:Q4_0 --offline --host 127.0.0.1 --port 0 >"$tmp/serve" 2>&1 & spid=$!
 sport=
-for _ in $(seq 100); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
+for _ in $(seq 300); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
 [ -n "$sport" ] && curl -s "http://127.0.0.1:$sport/v1/models" | grep -q "tiny-Q4_0.gguf" && ok || bad "serve -hf: $(cat "$tmp/serve")"
 kill $spid 2>/dev/null; wait $spid 2>/dev/null
 
@@ -207,7 +212,7 @@ vd="$HF_HOME/hub/models--test--vl-GGUF"; img=data/vision/images/rgb.png
 p=$("$bin" pull test/vl-GGUF 2>"$tmp/err") && [ "${p##*/}" = "vl-F32.gguf" ] && ok || bad "pull vl: $p $(cat "$tmp/err")"
 snap=${p%/*}
 cmp -s "$snap/mmproj-vl-F16.gguf" data/vision/mmproj-tiny-f16.gguf && [ ! -e "$snap/mmproj-vl-Q8_0.gguf" ] && ok || bad "pull vl: the F16 mmproj not fetched (alone): $(ls "$snap")"
-grep -q "vision projector.*mmproj-vl-F16.gguf" "$tmp/err" && ok || bad "pull vl does not name the mmproj: $(cat "$tmp/err")"
+grep -q "projector.*mmproj-vl-F16.gguf" "$tmp/err" && ok || bad "pull vl does not name the mmproj: $(cat "$tmp/err")"
 p1=$("$bin" pull -q test/vl1-GGUF 2>"$tmp/err") && cmp -s "${p1%/*}/mmproj-vl1-Q8_0.gguf" data/vision/mmproj-tiny-q8_0.gguf && ok || bad "pull vl1: the only (Q8_0) mmproj not fetched: $(cat "$tmp/err")"
 "$bin" rm test/vl1-GGUF >/dev/null 2>&1
 p1=$("$bin" pull -q test/vl1-GGUF --no-mmproj 2>"$tmp/err") && [ ! -e "${p1%/*}/mmproj-vl1-Q8_0.gguf" ] && ok || bad "pull --no-mmproj fetched it: $(cat "$tmp/err")"
@@ -225,7 +230,7 @@ png64=$(base64 -w0 $img)
 vreq() { printf '{"model":"%s","max_tokens":4,"temperature":0,"messages":[{"role":"user","content":[{"type":"text","text":"what?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,%s"}}]}]}' "$1" "$png64"; }
 "$bin" serve -hf test/vl-GGUF --models --host 127.0.0.1 --port 0 >"$tmp/serve" 2>&1 & spid=$!
 sport=
-for _ in $(seq 100); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
+for _ in $(seq 300); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
 code() { vreq "$1" > "$tmp/vreq"; curl -s -o "$tmp/vout" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$tmp/vreq" "http://127.0.0.1:$sport/v1/chat/completions"; }
 [ -n "$sport" ] && [ "$(code vl-F32.gguf)" = 200 ] && ok || bad "serve -hf vl: an image refused: $(cat "$tmp/vout") $(tail -3 "$tmp/serve")"
 [ "$(code test/tiny-GGUF:Q4_0)" = 400 ] && grep -q mmproj "$tmp/vout" && ok || bad "a cached text model took an image: $(cat "$tmp/vout")"
@@ -241,6 +246,36 @@ kill $spid 2>/dev/null; wait $spid 2>/dev/null
 [ ! -e "$snap/vl-F32.gguf" ] && [ -e "$snap/mmproj-vl-F16.gguf" ] && ok || bad "rm of a quant: $(ls "$snap")"
 "$bin" rm test/vl-GGUF >/dev/null 2>&1
 [ ! -e "$snap/mmproj-vl-F16.gguf" ] && ok || bad "rm of the repository left the mmproj"
+
+# 15. an LFM2-Audio repository: the model (not the tokenizer- or vocoder- files, listed first and
+# of the same quant) and its F16 audio mmproj fetched; -hf hands it to run --audio and transcribe
+# (the same text as with -m / -mm); the server pairs the cached model with it (it hears) and
+# does not serve the speech-output files as models
+ad="$HF_HOME/hub/models--test--audio-GGUF"
+python3 -c "
+import math, struct, sys, wave
+w = wave.open(sys.argv[1], 'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000)
+w.writeframes(b''.join(struct.pack('<h', int(8000 * math.sin(i / 5))) for i in range(16000))); w.close()" "$tmp/clip.wav"
+p=$("$bin" pull test/audio-GGUF 2>"$tmp/err") && [ "${p##*/}" = "audio-Q8_0.gguf" ] && ok || bad "pull audio: '$p' $(cat "$tmp/err")"
+snap=${p%/*}
+cmp -s "$snap/mmproj-audio-F16.gguf" "$tmp/audio/mm-f16.gguf" && [ ! -e "$snap/tokenizer-audio-Q8_0.gguf" ] &&
+  [ ! -e "$snap/vocoder-audio-Q8_0.gguf" ] && ok || bad "pull audio: not the model and its F16 mmproj alone: $(ls "$snap")"
+ref=$("$bin" transcribe "$tmp/clip.wav" -m "$tmp/audio/lm.gguf" -mm "$tmp/audio/mm-f16.gguf" -n 6 2>/dev/null)
+out=$("$bin" transcribe "$tmp/clip.wav" -hf test/audio-GGUF --offline -n 6 2>"$tmp/err") && [ "$out" = "$ref" ] && ok ||
+  bad "transcribe -hf: '$out' vs '$ref' $(cat "$tmp/err")"
+ref=$("$bin" run -m "$tmp/audio/lm.gguf" -mm "$tmp/audio/mm-f16.gguf" --audio "$tmp/clip.wav" -p "what?" -n 6 --temp 0 2>/dev/null)
+out=$("$bin" run -hf test/audio-GGUF --offline --audio "$tmp/clip.wav" -p "what?" -n 6 --temp 0 2>"$tmp/err") &&
+  [ "$out" = "$ref" ] && ok || bad "run -hf --audio: '$out' vs '$ref' $(cat "$tmp/err")"
+"$bin" serve --models --host 127.0.0.1 --port 0 --offline >"$tmp/serve" 2>&1 & spid=$!
+sport=
+for _ in $(seq 300); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
+st=$(curl -s -o "$tmp/aout" -w '%{http_code}' "http://127.0.0.1:$sport/v1/audio/transcriptions" -F "file=@$tmp/clip.wav" \
+  -F model=test/audio-GGUF:Q8_0 -F max_tokens=6 -F response_format=text)
+tref=$("$bin" transcribe "$tmp/clip.wav" -m "$tmp/audio/lm.gguf" -mm "$tmp/audio/mm-f16.gguf" -n 6 --special 2>/dev/null)
+[ "$st" = 200 ] && [ "$(cat "$tmp/aout")" = "$tref" ] && ok ||
+  bad "serve --models: the cached audio model does not hear as transcribe does: $st '$(cat "$tmp/aout")' vs '$tref' $(tail -3 "$tmp/serve")"
+curl -s "http://127.0.0.1:$sport/v1/models" | grep -q -E '"(tokenizer|vocoder)-audio' && bad "a speech-output file listed as a model" || ok
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
 
 [ -n "${LFM2C_PULL_TRANSCRIPT:-}" ] && { cat "$tmp/transcript-drop"; echo; cat "$tmp/transcript-sigint"; } > "$LFM2C_PULL_TRANSCRIPT"
 echo "pull: $pass passed, $fail failed"

@@ -148,7 +148,8 @@ char **cli_hub_rewrite(int *argc, char **argv, char **model_path, char **draft_p
     const bool serve = n > 1 && !strcmp(argv[1], "serve");
     /* the repository's mmproj becomes -mm where the command takes one and the user gave none */
     bool want_mmproj =
-        n > 1 && (serve || !strcmp(argv[1], "run") || !strcmp(argv[1], "chat")) && !gives_mmproj(n, argv);
+        n > 1 && (serve || !strcmp(argv[1], "run") || !strcmp(argv[1], "chat") || !strcmp(argv[1], "transcribe")) &&
+        !gives_mmproj(n, argv);
     char **out = calloc((size_t)n + 7, sizeof *out);
     if (!out) return NULL;
     int k = 0;
@@ -230,13 +231,16 @@ static int pull_usage(FILE *f, int rc) {
                "  --hf-token TOKEN      token for gated / private repos (default $HF_TOKEN)\n"
                "  --revision REV        branch, tag or commit (default main)\n"
                "  --offline             only look in the cache (also HF_HUB_OFFLINE=1)\n"
-               "  --no-mmproj           not the repository's vision projector (mmproj*.gguf, the\n"
-               "                        F16 one if several), else fetched beside the model\n"
+               "  --no-mmproj           not the repository's projector (mmproj*.gguf: a vision\n"
+               "                        tower or an audio encoder, the F16 one if several), else\n"
+               "                        fetched beside the model\n"
                "  -q, --quiet           no progress\n"
                "  HF_ENDPOINT sets the Hub's address (mirrors). Interrupted downloads resume.\n"
                "  The same options work on run, chat, serve and bench: -hf ORG/NAME[:QUANT]\n"
-               "  (and -hfd ORG/NAME[:QUANT] for a draft model: speculative decoding); run, chat\n"
-               "  and serve use the repository's mmproj as --mmproj unless given one or --no-mmproj.\n");
+               "  (and -hfd ORG/NAME[:QUANT] for a draft model: speculative decoding); run, chat,\n"
+               "  transcribe and serve use the repository's mmproj as --mmproj unless given one or\n"
+               "  --no-mmproj. An audio repository's vocoder-, tokenizer- and audiodecoder-*.gguf\n"
+               "  (speech output) are not models: never picked.\n");
     return rc;
 }
 
@@ -266,7 +270,7 @@ int cmd_pull(int argc, char **argv) {
     char *path = hub_fetch(&o, &rc, o.no_mmproj ? NULL : &mmproj);
     if (!path) return rc;
     printf("%s\n", path);
-    if (mmproj && !o.quiet) fprintf(stderr, "vision projector (-hf uses it as --mmproj): %s\n", mmproj);
+    if (mmproj && !o.quiet) fprintf(stderr, "projector, vision or audio (-hf uses it as --mmproj): %s\n", mmproj);
     free(mmproj);
     free(path);
     return 0;

@@ -10,6 +10,8 @@ install. The engine is liblfm2c.so (see _lib.py for where it is looked for).
         print(piece, end="", flush=True)
     reply = model.chat([{"role": "user", "content": "Weather in Paris?"}], tools=[...])
     reply["content"], reply["tool_calls"]
+    ears = lfm2c.Model("LFM2-Audio-1.5B-Q8_0.gguf", mmproj="mmproj-LFM2-Audio-1.5B-Q8_0.gguf")
+    print(ears.transcribe("speech.wav"))
 
 Errors of the library come out as lfm2c.Error carrying its code and one-line message.
 A model may be shared by several sessions, but calls that decode on one model must not run
@@ -24,10 +26,12 @@ from ._lib import lib
 
 __all__ = ["Error", "Model", "Session", "Sampler", "Constraint", "Lora", "ChatStream", "decode_batch", "parse_tool_calls",
            "render_template", "EIO", "EFORMAT", "EUNSUPPORTED", "ENOMEM", "EINVAL", "ECONTEXT", "ECANCELLED",
-           "ETOOLARGE"]
+           "ETOOLARGE", "AUDIO_MARKER"]
 __version__ = "0.1.0"
 
 EIO, EFORMAT, EUNSUPPORTED, ENOMEM, EINVAL, ECONTEXT, ECANCELLED, ETOOLARGE = range(1, 9)
+AUDIO_MARKER = "<__media__>"  # LFM2C_AUDIO_MARKER: where a clip stands in a prompt's text
+_MMPROJ_IMAGE, _MMPROJ_AUDIO = 1, 2
 SAMPLE_NOT_FINITE = -2  # lfm2c_sampler_sample: the logits hold NaN or +inf (Sampler.sample raises)
 _LOGITS = {"none": 0, "last": 1, "all": 2}
 _POOLING = {"last": 0, "mean": 1}
@@ -99,9 +103,17 @@ def render_template(template, messages, tools=None, add_generation_prompt=True, 
     return _take_string(ptr)
 
 
+def _audio_list(audio):
+    """One clip (bytes or a path) or a list of them, as a list."""
+    if audio is None:
+        return []
+    return list(audio) if isinstance(audio, (list, tuple)) else [audio]
+
+
 class Model:
     """A GGUF model. Model(path, n_threads=0 (one per core), device="cpu"|"cuda"|"vulkan", reference=False,
-    kv_type="f16"|"q8_0"|"f32", mmproj=None (a vision model's mmproj file: generate's images)). Use as a
+    kv_type="f16"|"q8_0"|"f32", mmproj=None (an mmproj file: a vision model's, for generate's images, or an
+    LFM2-Audio model's audio encoder, for audio= and transcribe; which one is read from the file)). Use as a
     context manager, or call close(), to free it early.
     Its sessions need it: closed while some are open, the model is unusable at once and freed
     when the last of them closes (in whatever order the garbage collector finalizes them)."""
@@ -109,6 +121,7 @@ class Model:
     def __init__(self, path, n_threads=0, device="cpu", reference=False, kv_type=None, mmproj=None):
         self._m = None
         self._mm = None
+        self._amm = None
         self._closed = False
         self._n_sessions = 0
         p = lib.lfm2c_model_default_params()
@@ -135,11 +148,16 @@ class Model:
         self.bos_id, self.eos_id, self.add_bos = info.bos_id, info.eos_id, info.add_bos
         self.n_params = info.n_params
         if mmproj is not None:
-            mm = lib.lfm2c_mmproj_open(str(mmproj).encode(), m, ctypes.byref(err))
+            kind = lib.lfm2c_mmproj_kind(str(mmproj).encode(), ctypes.byref(err))
+            opener = lib.lfm2c_audio_mmproj_open if kind == _MMPROJ_AUDIO else lib.lfm2c_mmproj_open
+            mm = opener(str(mmproj).encode(), m, ctypes.byref(err)) if kind > 0 else None
             if not mm:
                 self.close()
                 _check(err)
-            self._mm = mm
+            if kind == _MMPROJ_AUDIO:
+                self._amm = mm
+            else:
+                self._mm = mm
 
     # -- lifetime
     def close(self):
@@ -147,6 +165,9 @@ class Model:
         if self._mm:
             lib.lfm2c_mmproj_free(self._mm)
             self._mm = None
+        if self._amm:
+            lib.lfm2c_audio_mmproj_free(self._amm)
+            self._amm = None
         if self._m and self._n_sessions == 0:
             lib.lfm2c_model_free(self._m)
             self._m = None
@@ -232,13 +253,23 @@ class Model:
         finally:
             _lib.free(ptr)
 
+    def _chat_text(self, messages, tools=None, template=None, n_clips=0):
+        """The rendered prompt with every string content guarded; n_clips audio markers (not
+        guarded: the prompt is split there) in front of the last user message's text."""
+        guarded = [dict(m, content=self._guard(m["content"])) if isinstance(m.get("content"), str) else m
+                   for m in messages]
+        if n_clips:
+            last = max((i for i, m in enumerate(guarded) if m.get("role") == "user"), default=None)
+            if last is None or not isinstance(guarded[last].get("content", ""), str):
+                raise Error("audio goes with a user message whose content is text", EINVAL)
+            guarded[last] = dict(guarded[last], content=AUDIO_MARKER * n_clips + guarded[last].get("content", ""))
+        return self.render_chat(guarded, tools, True, template)
+
     def chat_tokens(self, messages, tools=None, template=None):
         """The prompt tokens of a conversation: every string content of messages is guarded
         (a user who writes "<|im_end|>" gets text, not a control token), the template's own
         markers stay special."""
-        guarded = [dict(m, content=self._guard(m["content"])) if isinstance(m.get("content"), str) else m
-                   for m in messages]
-        prompt = self.render_chat(guarded, tools, True, template).encode("utf-8")
+        prompt = self._chat_text(messages, tools, template).encode("utf-8")
         n = ctypes.c_int(0)
         err = _lib.ErrorStruct()
         ptr = lib.lfm2c_tokenize_prompt(self.handle, prompt, len(prompt), False, ctypes.byref(n), ctypes.byref(err))
@@ -247,16 +278,29 @@ class Model:
         return _take_tokens(ptr, n.value)
 
     def chat(self, messages, tools=None, max_tokens=512, stream=False, template=None, session=None,
-             json_schema=None, regex=None, choices=None, **sampling):
+             json_schema=None, regex=None, choices=None, audio=None, **sampling):
         """One assistant turn: {"content", "tool_calls", "parsed", "text"} (text: the raw reply,
         special tokens as text). stream=True returns a ChatStream: iterate it for the text as it
         comes, then read .result. A session given keeps the conversation's prefix between turns
         (only the new part of the prompt is computed). Sampling options and json_schema / regex /
-        choices as for generate."""
-        ids = self.chat_tokens(messages, tools, template)
+        choices as for generate. audio: a clip (bytes or a path: WAV, FLAC, MP3, Ogg) or a list of
+        them for an LFM2-Audio model opened with its audio mmproj, heard in front of the last user
+        message's text."""
+        clips = _audio_list(audio)
+        rows = None
+        if clips:
+            ids, rows = self._audio_prompt(self._chat_text(messages, tools, template, len(clips)), clips, False)
+        else:
+            ids = self.chat_tokens(messages, tools, template)
         if session is None:
             session = Session(self, min(len(ids) + max_tokens, self.n_ctx_train or len(ids) + max_tokens))
-        session.sync(ids)
+        if rows is None:
+            session.sync(ids)
+        else:
+            try:
+                session._sync_embd(ids, rows)
+            finally:
+                _lib.free(rows)
         cs = ChatStream(self, session, Sampler(self, **sampling), max_tokens,
                         Constraint.of(self, json_schema, regex, choices))
         if stream:
@@ -296,8 +340,59 @@ class Model:
             for h in handles:
                 lib.lfm2c_image_free(h)
 
+    def _encode_audio(self, clips):
+        """Each clip (bytes, or a path) decoded and encoded with the audio mmproj: the handles."""
+        if not self._amm:
+            raise Error("audio needs an LFM2-Audio model's audio mmproj: Model(path, mmproj=FILE)", EINVAL)
+        handles = []
+        try:
+            for c in clips:
+                data = bytes(c) if isinstance(c, (bytes, bytearray, memoryview)) else open(c, "rb").read()
+                err = _lib.ErrorStruct()
+                h = lib.lfm2c_audio_encode(self._amm, data, len(data), None, None, None, ctypes.byref(err))
+                if not h:
+                    _check(err)
+                handles.append(h)
+        except BaseException:
+            for h in handles:
+                lib.lfm2c_audio_free(h)
+            raise
+        return handles
+
+    def _audio_prompt(self, text, clips, add_bos):
+        """text split at its markers (AUDIO_MARKER) and tokenized, each marker the next clip's
+        rows (lfm2c_prompt_audio): the ids and the rows (a C pointer the caller frees)."""
+        handles = self._encode_audio(clips)
+        try:
+            b = text.encode("utf-8")
+            arr = (_lib._P * len(handles))(*handles)
+            out, n_out, rows = _lib.c_int32_p(), ctypes.c_int(0), _lib.c_float_p()
+            err = _lib.ErrorStruct()
+            if lib.lfm2c_prompt_audio(self.handle, b, len(b), add_bos, arr, len(handles), ctypes.byref(out),
+                                      ctypes.byref(n_out), ctypes.byref(rows), ctypes.byref(err)):
+                _check(err)
+            return _take_tokens(out, n_out.value), rows
+        finally:
+            for h in handles:
+                lib.lfm2c_audio_free(h)
+
+    def transcribe(self, audio, max_tokens=512, system="Perform ASR.", **sampling):
+        """The speech of an audio clip (bytes or a path: WAV, FLAC, MP3, Ogg Vorbis / Opus, any
+        rate and channels) as text, with an LFM2-Audio model opened with its audio mmproj, as its
+        model card runs ASR: the system prompt "Perform ASR.", the clip alone as the user's turn,
+        greedy unless a temperature is given. The same text as `lfm2c transcribe`."""
+        sampling.setdefault("temperature", 0)
+        text = self._chat_text([{"role": "system", "content": system}, {"role": "user", "content": ""}], n_clips=1)
+        ids, rows = self._audio_prompt(text, [audio], False)
+        s = Session(self, min(len(ids) + max_tokens, max(self.n_ctx_train, len(ids) + 1)))
+        try:
+            s._decode_embd(ids, rows)
+        finally:
+            _lib.free(rows)
+        return "".join(_stream_text(self, s, Sampler(self, **sampling), max_tokens, False))
+
     def generate(self, prompt, max_tokens=256, stream=False, add_bos=None, special=False, n_ctx=None, lora=None,
-                 json_schema=None, regex=None, choices=None, images=None, **sampling):
+                 json_schema=None, regex=None, choices=None, images=None, audio=None, **sampling):
         """The continuation of prompt (str, or a list of token ids), at most max_tokens tokens, up
         to an end-of-generation token. stream=True: an iterator of text pieces instead. Sampling:
         temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty, repeat_last_n,
@@ -306,14 +401,25 @@ class Model:
         (a dict or its JSON text), regex (matched as a whole) or choices (a list of strings) holds
         the output to it (Constraint). images: image files (paths or bytes: JPEG, PNG, WebP, GIF)
         for a vision model opened with mmproj; each "<image>" in a str prompt is one, else one
-        "<image>" per image is put in front."""
+        "<image>" per image is put in front. audio: a clip (bytes or a path: WAV, FLAC, MP3, Ogg
+        Vorbis / Opus) or a list of them for an LFM2-Audio model opened with its audio mmproj; each
+        AUDIO_MARKER ("<__media__>") in a str prompt is one, else one marker per clip is put in
+        front (as `lfm2c run --audio`)."""
+        clips = _audio_list(audio)
         if images and isinstance(prompt, (str, bytes)):
             text = prompt.decode("utf-8") if isinstance(prompt, bytes) else prompt
             prompt = text if "<image>" in text else "<image>\n" * len(images) + text
-        ids = list(prompt) if not isinstance(prompt, (str, bytes)) else self.tokenize(prompt, add_bos)
+        rows = None
+        if clips:
+            if images or not isinstance(prompt, (str, bytes)):
+                raise Error("audio goes with a text prompt (its markers place the clips), without images", EINVAL)
+            text = prompt.decode("utf-8") if isinstance(prompt, bytes) else prompt
+            text = text if AUDIO_MARKER in text else AUDIO_MARKER * len(clips) + text
+            ids, rows = self._audio_prompt(text, clips, self.add_bos if add_bos is None else add_bos)
+        else:
+            ids = list(prompt) if not isinstance(prompt, (str, bytes)) else self.tokenize(prompt, add_bos)
         if not ids:
             raise Error("empty prompt", EINVAL)
-        rows = None
         if images:
             ids, rows = self._with_images(ids, images)
         s = Session(self, n_ctx or min(len(ids) + max_tokens, max(self.n_ctx_train, len(ids) + 1)))
@@ -444,6 +550,21 @@ class Session:
         err = _lib.ErrorStruct()
         if lib.lfm2c_session_decode(self.handle, buf, n, _LOGITS[logits], ctypes.byref(err)):
             _check(err)
+
+    def _sync_embd(self, tokens, rows):
+        """sync() of a prompt with embedding rows (ids below 0 take the next row): the rows of
+        the positions kept are skipped."""
+        buf, n = _ids(tokens)
+        reused = ctypes.c_int(0)
+        err = _lib.ErrorStruct()
+        if lib.lfm2c_session_sync(self.handle, buf, n, ctypes.byref(reused), ctypes.byref(err)):
+            _check(err)
+        tokens = list(tokens)
+        rest = tokens[reused.value:]
+        if rest:
+            skip = sum(1 for t in tokens[:reused.value] if t < 0) * self.model.n_embd * 4
+            self._decode_embd(rest, ctypes.cast(ctypes.cast(rows, ctypes.c_void_p).value + skip, _lib.c_float_p))
+        return reused.value
 
     def _decode_embd(self, tokens, rows, logits="last"):
         buf, n = _ids(tokens)

@@ -3,8 +3,9 @@ library's own answers (so a struct layout out of step with lfm2c.h fails here), 
 detokenize against the CLI, generate and streaming against `lfm2c run --raw --temp 0`, batched
 generation against separate ones, sessions (prefix reuse, copy, truncate), embeddings against
 `lfm2c embed`, LoRA adapters
-against `lfm2c run --lora`, chat with the model's template and tool-call parsing, and errors as
-lfm2c.Error with the library's message (a model whose outputs are not finite included)."""
+against `lfm2c run --lora`, chat with the model's template and tool-call parsing, images and audio
+against `lfm2c run --image / --audio` and `lfm2c transcribe`, and errors as lfm2c.Error with the
+library's message (a model whose outputs are not finite included)."""
 import json
 import pathlib
 import struct
@@ -320,3 +321,56 @@ def test_generate_with_images(cli):
     with lfm2c.Model(lm, n_threads=1) as m:
         with pytest.raises(lfm2c.Error, match="mmproj"):
             m.generate("x", max_tokens=1, images=[png])
+
+
+def _tone(path, rate, secs, freq, channels=1):
+    import math
+    import wave
+    w = wave.open(str(path), "wb")
+    w.setnchannels(channels), w.setsampwidth(2), w.setframerate(rate)
+    w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * freq * i / rate + c)))
+                           for i in range(int(rate * secs)) for c in range(channels)))
+    w.close()
+    return str(path)
+
+
+def test_audio(cli, tmp_path):
+    """An LFM2-Audio model (the tiny synthetic one and its audio mmproj, written by `lfm2c synth`):
+    transcribe() gives `lfm2c transcribe`'s text, generate(audio=...) `lfm2c run --raw --audio`'s,
+    chat(audio=...) `lfm2c run --audio`'s (special tokens as text); bytes equal a path, the marker
+    placed by the prompt equals the one put in front; a session reuses a clip's positions and
+    answers the same; another clip answers otherwise; the refusals (no audio mmproj, not audio,
+    an image model given audio)."""
+    lm, mm = str(tmp_path / "lm.gguf"), str(tmp_path / "mm.gguf")
+    run_cli(cli, "synth", "--preset", "lfm2-audio-tiny", "--type", "f32", "-o", lm, "--mmproj", mm, "--mmproj-type",
+            "q8_0")
+    a, b = _tone(tmp_path / "a.wav", 16000, 1.0, 440), _tone(tmp_path / "b.wav", 44100, 0.7, 660, 2)
+    with lfm2c.Model(lm, n_threads=1, mmproj=mm) as m:
+        assert m.transcribe(a, max_tokens=8) + "\n" == run_cli(cli, "transcribe", a, "-m", lm, "-mm", mm, "-n", "8")
+        want = run_cli(cli, "run", "-m", lm, "-mm", mm, "--audio", a, "-p", "what is it?", "-n", "8", "--temp", "0",
+                       "--raw")
+        got = m.generate("what is it?", max_tokens=8, temperature=0, audio=a)
+        assert got + "\n" == want
+        assert m.generate(lfm2c.AUDIO_MARKER + "what is it?", max_tokens=8, temperature=0,
+                          audio=[open(a, "rb").read()]) == got
+        assert m.generate("what is it?", max_tokens=8, temperature=0, audio=b) != got
+        want = run_cli(cli, "run", "-m", lm, "-mm", mm, "--audio", a, "-p", "what is it?", "-n", "8", "--temp", "0",
+                       "--special")
+        msgs = [{"role": "user", "content": "what is it?"}]
+        s = m.session(512)
+        first = m.chat(msgs, max_tokens=8, temperature=0, audio=a, session=s)
+        assert first["text"] + "\n" == want
+        n = s.n_past
+        again = m.chat(msgs, max_tokens=8, temperature=0, audio=open(a, "rb").read(), session=s)
+        assert again["text"] == first["text"] and n > 8
+        with pytest.raises(lfm2c.Error, match="not an audio file"):
+            m.transcribe(b"plain text, not audio")
+    with lfm2c.Model(lm, n_threads=1) as m:
+        with pytest.raises(lfm2c.Error, match="audio mmproj"):
+            m.transcribe(a)
+    vd = ROOT / "tests" / "data" / "vision"
+    with lfm2c.Model(str(vd / "lfm2-vl-tiny-f32.gguf"), n_threads=1, mmproj=str(vd / "mmproj-tiny-f32.gguf")) as m:
+        with pytest.raises(lfm2c.Error, match="audio mmproj"):
+            m.generate("x", max_tokens=1, audio=a)
+    with pytest.raises(lfm2c.Error, match="not an mmproj"):
+        lfm2c.Model(lm, n_threads=1, mmproj=lm)

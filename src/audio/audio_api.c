@@ -10,6 +10,7 @@
 #include "base/error.h"
 #include "base/sha256.h"
 #include "core/model.h"
+#include "formats/gguf.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -39,6 +40,28 @@ static aud_limits to_aud(const lfm2c_audio_limits *l) {
 lfm2c_audio_limits lfm2c_audio_default_limits(void) {
     const aud_limits l = aud_default_limits();
     return (lfm2c_audio_limits){l.max_bytes, l.max_seconds, l.max_channels, l.min_rate, l.max_rate, l.max_samples};
+}
+
+int lfm2c_mmproj_kind(const char *path, lfm2c_error *err) {
+    if (!path) return lfm2c_set_error(err, LFM2C_EINVAL, "NULL mmproj path"), -1;
+    gguf_file *g = gguf_open(path, err);
+    if (!g) return -1;
+    char *arch = gguf_get_string(g, "general.architecture"), *pt = gguf_get_string(g, "clip.projector_type");
+    if (!pt) pt = gguf_get_string(g, "clip.audio.projector_type");
+    if (!pt) pt = gguf_get_string(g, "clip.vision.projector_type");
+    int kind = -1;
+    if (!arch || strcmp(arch, "clip"))
+        lfm2c_set_error(err, LFM2C_EFORMAT, "not an mmproj: its architecture is '%s', not 'clip' (a model file?)",
+                        arch ? arch : "(none)");
+    else if (pt && !strcmp(pt, "lfm2a")) kind = LFM2C_MMPROJ_AUDIO;
+    else if (pt && !strcmp(pt, "lfm2")) kind = LFM2C_MMPROJ_IMAGE;
+    else
+        lfm2c_set_error(err, LFM2C_EFORMAT,
+                        "mmproj: projector type '%s' is neither LFM2-VL's 'lfm2' (images) nor LFM2-Audio's 'lfm2a'",
+                        pt ? pt : "(none)");
+    free(arch), free(pt);
+    gguf_close(g);
+    return kind;
 }
 
 lfm2c_audio_mmproj *lfm2c_audio_mmproj_open(const char *path, const lfm2c_model *model, lfm2c_error *err) {

@@ -64,6 +64,17 @@ bool lfm2c_hub_is_mmproj(const char *name) {
     return n > 11 && !strncasecmp(base, "mmproj", 6) && !strcasecmp(base + n - 5, ".gguf");
 }
 
+bool lfm2c_hub_is_companion(const char *name) {
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    static const char *const prefixes[] = {"vocoder-", "tokenizer-", "audiodecoder-"};
+    const size_t n = strlen(base);
+    if (n < 5 || strcasecmp(base + n - 5, ".gguf")) return false;
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+        if (!strncasecmp(base, prefixes[i], strlen(prefixes[i]))) return true;
+    return false;
+}
+
 /* Is name in the directory of model (the same text before the last '/')? */
 static bool same_dir(const char *name, const char *model) {
     const char *a = strrchr(name, '/'), *b = strrchr(model, '/');
@@ -148,7 +159,8 @@ static void visit_snapshot(const char *repo, const char *snap, lfm2c_hub_visit f
                                  .bytes = (uint64_t)st.size,
                                  .mtime = st.mtime,
                                  .later_part = later_part(f),
-                                 .mmproj = lfm2c_hub_is_mmproj(f)};
+                                 .mmproj = lfm2c_hub_is_mmproj(f),
+                                 .companion = lfm2c_hub_is_companion(f)};
             fn(user, &hf);
         }
         free(full);

@@ -446,7 +446,8 @@ static bool is_model_gguf(const char *path) {
     if (n < 5 || strcasecmp(path + n - 5, ".gguf")) return false;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
-    return strncasecmp(base, "mmproj", 6) != 0; /* vision projectors are not models */
+    /* projectors and an audio model's speech-output files are not models */
+    return strncasecmp(base, "mmproj", 6) != 0 && !lfm2c_hub_is_companion(base);
 }
 
 /* picks the files of the requested quant/file among the repo's GGUFs; fills idx[] (sorted parts) */

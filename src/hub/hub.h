@@ -97,8 +97,13 @@ char *lfm2c_hub_cache_dir(const lfm2c_hub_params *p);
  * into out; returns false when the name has none. */
 bool lfm2c_hub_quant_of(const char *filename, char *out, size_t cap);
 
-/* Is this file name (a path's last component counts) a vision projector: "mmproj*.gguf"? */
+/* Is this file name (a path's last component counts) a projector: "mmproj*.gguf" (an LFM2-VL
+ * vision tower or an LFM2-Audio audio encoder)? */
 bool lfm2c_hub_is_mmproj(const char *name);
+/* Is it one of an LFM2-Audio repository's speech-output files, which are not models to run:
+ * "vocoder-*", "tokenizer-*" (LFM2.5-Audio's detokenizer, an lfm2 GGUF itself) or
+ * "audiodecoder-*.gguf"? */
+bool lfm2c_hub_is_companion(const char *name);
 /* Of n file names, the mmproj to pair with a model, as llama.cpp's -hf does: the F16 one, else
  * the first by name; only names in the directory of model (NULL: any). Its index, or -1. */
 int lfm2c_hub_mmproj_pick(const char *const *names, int n, const char *model);
@@ -115,7 +120,8 @@ typedef struct lfm2c_hub_file {
     uint64_t bytes;
     time_t mtime;
     bool later_part; /* part 2 or later of a split GGUF (the first part opens the model) */
-    bool mmproj;     /* a vision projector (lfm2c_hub_is_mmproj), not a model */
+    bool mmproj;     /* a projector (lfm2c_hub_is_mmproj), not a model */
+    bool companion;  /* an audio model's speech-output file (lfm2c_hub_is_companion), not a model */
 } lfm2c_hub_file;
 typedef void (*lfm2c_hub_visit)(void *user, const lfm2c_hub_file *f);
 

@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct an_state {
     char id[48];
@@ -132,6 +133,11 @@ static int block_thinking(msg_blocks *mb, json_t *b, dl_err *e) { /* the templat
 }
 
 static int block_image(msg_blocks *mb, json_t *b, dl_err *e) {
+    const char *mt = json_string_value(json_object_get(json_object_get(b, "source"), "media_type"));
+    if (mt && !strncasecmp(mt, "audio/", 6))
+        return block_fail(mb, e,
+                          ": an image block of media_type audio: the Anthropic Messages API has no audio input (send "
+                          "audio to /v1/chat/completions as an input_audio part, or to /v1/audio/transcriptions)");
     json_t *ip = image_part(b);
     if (!ip || strcmp(mb->role, "user")) {
         json_decref(ip);
@@ -152,6 +158,12 @@ static int add_block(msg_blocks *mb, json_t *b, dl_err *e) {
     if (!strcmp(type, "thinking")) return block_thinking(mb, b, e);
     if (!strcmp(type, "redacted_thinking")) return 0; /* nothing readable to render */
     if (!strcmp(type, "image")) return block_image(mb, b, e);
+    if (strstr(type, "audio"))
+        return dl_fail(e, 400, "messages",
+                       "messages.%zu.content.%zu: the Anthropic Messages API has no audio blocks (its spec: text, "
+                       "image, document, tool_use, tool_result): send audio to /v1/chat/completions as an "
+                       "input_audio part, or to /v1/audio/transcriptions",
+                       mb->i, mb->k);
     return dl_fail(e, 400, "messages",
                    "messages.%zu.content.%zu: block type '%.40s' is not supported (text, image, tool_use, "
                    "tool_result)",

@@ -122,9 +122,12 @@ void dl_sse(dl_write w, void *wctx, const char *event, json_t *data) {
     char *s = data ? json_dumps(data, JSON_COMPACT) : NULL;
     json_decref(data);
     if (!s) return;
-    w(wctx, "event: ", 7);
-    w(wctx, event, strlen(event));
-    w(wctx, "\ndata: ", 7);
+    if (event) {
+        w(wctx, "event: ", 7);
+        w(wctx, event, strlen(event));
+        w(wctx, "\n", 1);
+    }
+    w(wctx, "data: ", 6);
     w(wctx, s, strlen(s));
     w(wctx, "\n\n", 2);
     free(s);

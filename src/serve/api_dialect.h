@@ -99,7 +99,7 @@ bool dl_text_ok(const char *s, size_t n);
 int dl_token_text(lfm2c_model *m, int32_t tok, char *b, int cap, char *text, size_t text_cap);
 /* Logprob entries as OpenAI's chat shape, [{token, logprob, bytes, top_logprobs}] (new). */
 json_t *dl_logprobs_json(lfm2c_model *m, const sched_logprob *lp, int n);
-void dl_sse(dl_write w, void *wctx, const char *event, json_t *data); /* steals data */
+void dl_sse(dl_write w, void *wctx, const char *event, json_t *data); /* steals data; event NULL: data alone */
 void dl_ndjson(dl_write w, void *wctx, json_t *data);                 /* steals data */
 void dl_make_id(const dl_server *s, const char *prefix, char *out, size_t cap);
 /* s (valid UTF-8) into out, cut to cap - 1 bytes at most, never inside a character. */

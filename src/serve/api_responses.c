@@ -14,6 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct rs_state {
     char id[48], msg_id[48], rs_id[48];
@@ -86,28 +87,49 @@ static int add_reference(const dl_server *s, json_t *msgs, json_t *it, size_t i,
     return rc;
 }
 
-/* A message's content with input_image parts as OpenAI content parts (text, image_url); NULL
- * when it has none (plain text: dl_text_of) or a part is neither text nor an image given by URL
- * (*bad then). */
-static json_t *image_content(json_t *c, bool *bad) {
-    *bad = false;
+/* An input_file part as an OpenAI input_audio part: its file_data an audio data URL
+ * (data:audio/...;base64,...); NULL (with *why) for any other file. */
+static json_t *file_part(json_t *p, const char **why) {
+    const char *fd = json_string_value(json_object_get(p, "file_data"));
+    if (!fd || strncasecmp(fd, "data:audio/", 11)) {
+        *why = "an input_file is read only when it is audio given inline: file_data a data URL "
+               "(data:audio/wav;base64,...); file_id, file_url and other files are not";
+        return NULL;
+    }
+    return json_pack("{s:s,s:{s:O}}", "type", "input_audio", "input_audio", "data", json_object_get(p, "file_data"));
+}
+
+/* A message's content with input_image or input_file parts as OpenAI content parts (text,
+ * image_url, input_audio); NULL when it has none (plain text: dl_text_of) or a part is none of
+ * text, an image given by URL or an audio file (*why then says which). */
+static json_t *media_content(json_t *c, const char **why) {
+    *why = NULL;
     bool any = false;
     size_t k;
     json_t *p;
     json_array_foreach(c, k, p) {
         const char *t = json_string_value(json_object_get(p, "type"));
-        any |= t && !strcmp(t, "input_image");
+        any |= t && (!strcmp(t, "input_image") || !strcmp(t, "input_file") || !strcmp(t, "input_audio"));
     }
     if (!json_is_array(c) || !any) return NULL;
     json_t *parts = json_array();
     json_array_foreach(c, k, p) {
         const char *t = json_string_value(json_object_get(p, "type"));
-        json_t *txt = json_object_get(p, "text"), *url = json_object_get(p, "image_url");
+        json_t *txt = json_object_get(p, "text"), *url = json_object_get(p, "image_url"), *part = NULL;
         if (t && !strcmp(t, "input_image") && json_is_string(url))
-            json_array_append_new(parts, json_pack("{s:s,s:{s:O}}", "type", "image_url", "image_url", "url", url));
+            part = json_pack("{s:s,s:{s:O}}", "type", "image_url", "image_url", "url", url);
+        else if (t && !strcmp(t, "input_file")) part = file_part(p, why);
+        else if (t && !strcmp(t, "input_audio"))
+            *why = "the Responses API has no input_audio part (its spec: input_text, input_image, input_file): send "
+                   "audio as an input_file whose file_data is a data URL (data:audio/wav;base64,...), or to "
+                   "/v1/chat/completions as an input_audio part";
         else if (t && strcmp(t, "input_image") && json_is_string(txt))
-            json_array_append_new(parts, json_pack("{s:s,s:O}", "type", "text", "text", txt));
-        else return *bad = true, json_decref(parts), NULL;
+            part = json_pack("{s:s,s:O}", "type", "text", "text", txt);
+        if (!part) {
+            if (!*why) *why = "parts must be input_text, output_text, input_image with an image_url, or input_file";
+            return json_decref(parts), NULL;
+        }
+        json_array_append_new(parts, part);
     }
     return parts;
 }
@@ -128,13 +150,14 @@ static int add_item(const dl_server *s, json_t *msgs, json_t *it, size_t i, bool
             (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") && strcmp(role, "developer")))
             return dl_fail(e, 400, "input", "input[%zu].role must be user, assistant, system or developer", i);
         dl_buf b = {0};
-        bool bad = false;
-        json_t *parts = strcmp(role, "assistant") ? image_content(json_object_get(it, "content"), &bad) : NULL;
-        if (bad || (!parts && dl_text_of(json_object_get(it, "content"), "input_text,output_text,text", &b))) {
+        const char *why = NULL;
+        json_t *parts = strcmp(role, "assistant") ? media_content(json_object_get(it, "content"), &why) : NULL;
+        if (why || (!parts && dl_text_of(json_object_get(it, "content"), "input_text,output_text,text", &b))) {
             free(b.p);
+            if (why) return dl_fail(e, 400, "input", "input[%zu].content: %s", i, why);
             return dl_fail(e, 400, "input",
                            "input[%zu].content must be a string or parts (input_text, output_text, input_image with "
-                           "an image_url)",
+                           "an image_url, input_file with audio)",
                            i);
         }
         json_t *m = json_pack("{s:s,s:s%}", "role", role, "content", b.p ? b.p : "", b.n);

@@ -38,6 +38,7 @@
  * 1xx answers), a stream a line its format ignores (api_openai.c). A client that closed both
  * directions answers that write with a reset, seen at the next poll (~100 ms). */
 #include "serve/http.h"
+#include "serve/multipart.h"
 #include "base/sha256.h"
 #include "chat/grammar.h"
 #include "base/clock.h"
@@ -102,6 +103,7 @@ struct http_req {
     bool http11;      /* HTTP/1.1 (may get an interim 1xx answer) */
     bool probed;      /* the client's side ended and the interim answer was written */
     bool over_memory; /* the body passed the memory budget while arriving */
+    bool body_held;   /* the body's buffer is part of mem (until http_hold sets mem anew) */
     json_t *json;     /* the parsed body while the handler runs (until http_hold) */
     size_t mem;       /* bytes charged to the budget */
     size_t answer;    /* bytes of the answer queued by the handler */
@@ -369,6 +371,7 @@ static bool mem_more(http_req *q, size_t bytes, http_err *e) {
 bool http_hold(http_req *q, size_t bytes, http_err *e) {
     tree_free(q);
     mem_set(q, 0);
+    q->body_held = false;
     return mem_more(q, bytes, e);
 }
 
@@ -830,6 +833,21 @@ static bool json_content_type(const char *ct) {
     return !*ct || *ct == ';';
 }
 
+/* The refusal of a multipart route's body type (multipart/form-data with a boundary): false, or
+ * true with e set (415 another type, 400 a malformed boundary). */
+static bool refused_multipart(struct MHD_Connection *c, http_err *e) {
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    char b[MP_MAX_BOUNDARY + 1], msg[200];
+    const int rc = mp_boundary(ct, b, sizeof b, msg, sizeof msg);
+    if (!rc) return false;
+    if (rc < 0) return http_set_err(e, 400, "invalid_multipart", NULL, "%s", msg), true;
+    return http_set_err(e, 415, "unsupported_media_type", NULL,
+                        "the body must be a form sent as 'Content-Type: multipart/form-data; boundary=...' (this "
+                        "request has %s%.60s%s; curl: -F file=@clip.wav -F model=NAME)",
+                        ct ? "'" : "no Content-Type", ct ? ct : "", ct ? "'" : ""),
+           true;
+}
+
 /* The refusal of a request's sender from the headers (Host, then Origin): false, or true with e
  * set (403). */
 static bool refused_sender(const http *h, struct MHD_Connection *c, unsigned m, http_err *e) {
@@ -945,7 +963,8 @@ static enum MHD_Result on_headers(http *h, struct MHD_Connection *c, http_req *q
         else http_set_err(&e, 404, "not_found", NULL, "no route %.11s %.300s", method, url);
         return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     }
-    if (refused_type(c, &e)) return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
+    if ((r->flags & HTTP_MULTIPART) ? refused_multipart(c, &e) : refused_type(c, &e))
+        return http_send_err(q, &e) == 0 ? MHD_YES : MHD_NO;
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end;
@@ -985,10 +1004,43 @@ static enum MHD_Result on_body(http *h, http_req *q, const char *upload, size_t 
         if (!nb) return MHD_NO;
         q->body = nb;
         q->cap_body = cap;
+        q->body_held = true;
     }
     memcpy(q->body + q->n_body, upload, n);
     q->n_body += n;
     return MHD_YES;
+}
+
+/* What is held once a handler returned: its answer, until it is written. */
+static void handler_done(http *h, struct MHD_Connection *c, http_req *q) {
+    mem_set(q, q->answer);
+    if (q->answer) answer_queued(h, c, q->answer);
+    if (q->big) {
+        http_gate_leave(&h->big);
+        q->big = false;
+    }
+}
+
+const uint8_t *http_body(const http_req *q, size_t *n) {
+    *n = q->body ? q->n_body : 0;
+    return q->body ? (const uint8_t *)q->body : NULL;
+}
+
+void http_body_free(http_req *q) {
+    if (!q->body) return;
+    free(q->body);
+    if (q->body_held) http_release(q, q->cap_body);
+    q->body_held = false;
+    q->body = NULL;
+    q->n_body = q->cap_body = 0;
+}
+
+/* A multipart route's complete body: its handler reads it as it is (charged as it arrived). */
+static int run_multipart(http *h, struct MHD_Connection *c, http_req *q) {
+    const int ret = q->route->fn(q, NULL);
+    http_body_free(q);
+    handler_done(h, c, q);
+    return ret;
 }
 
 /* The body is complete: parse it and run the route. */
@@ -1007,6 +1059,7 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
         if (!http_gate_enter(&h->big)) return http_send_busy(q, "large requests");
         q->big = true;
     }
+    if (q->route->flags & HTTP_MULTIPART) return run_multipart(h, c, q);
     size_t cost = q->body ? json_cost(q->body, q->n_body) : 0;
     if (cost > h->p.max_memory) {
         http_set_err(&e, 413, "request_too_large", NULL,
@@ -1039,13 +1092,8 @@ static int on_request(http *h, struct MHD_Connection *c, http_req *q) {
     } else {
         ret = q->route->fn(q, body);
     }
-    tree_free(q);          /* unless the handler let it go already (http_hold) */
-    mem_set(q, q->answer); /* what is held now: the answer, until it is written */
-    if (q->answer) answer_queued(h, c, q->answer);
-    if (q->big) {
-        http_gate_leave(&h->big);
-        q->big = false;
-    }
+    tree_free(q); /* unless the handler let it go already (http_hold) */
+    handler_done(h, c, q);
     return ret;
 }
 

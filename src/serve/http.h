@@ -6,7 +6,8 @@
  * (its lifecycle routes, the OpenAI routes of api_openai.c and the dialects' routes) and a request
  * is dispatched by method and path. A GET/HEAD/DELETE route is answered from the headers; a POST
  * route's body (and a DELETE's, with HTTP_BODY) is read (bounded by max_body) and parsed as a
- * JSON object first: it must come as 'Content-Type: application/json' (else 415). Without an
+ * JSON object first: it must come as 'Content-Type: application/json' (else 415); an
+ * HTTP_MULTIPART route's comes as multipart/form-data and is handed over unparsed. Without an
  * API key every route but the HTTP_PUBLIC ones answers only a Host naming this server (403
  * otherwise: DNS rebinding) and, for methods other than GET and HEAD, an Origin of its own or
  * one --cors-origin allows (403: a cross-site post). Handlers answer
@@ -40,15 +41,23 @@ typedef json_t *(*http_err_shape)(int status, const char *code, const char *para
 
 enum { HTTP_GET = 1, HTTP_HEAD = 2, HTTP_POST = 4, HTTP_DELETE = 8 };
 enum {
-    HTTP_PUBLIC = 1, /* route flag: no API key, answered while loading or draining too */
-    HTTP_BODY = 2
-}; /* route flag: a DELETE whose JSON body is read, as a POST's */
+    HTTP_PUBLIC = 1,   /* route flag: no API key, answered while loading or draining too */
+    HTTP_BODY = 2,     /* route flag: a DELETE whose JSON body is read, as a POST's */
+    HTTP_MULTIPART = 4 /* route flag: the body is multipart/form-data (a valid boundary, else 415 /
+                          400), read whole within max_body and left unparsed: the handler gets
+                          body NULL and reads http_body (multipart.h cuts it) */
+};
 enum { HTTP_LOADING, HTTP_READY, HTTP_DRAINING };
 
 /* Answers the request (http_send_*, or http_send_stream). body: the JSON object of a POST
  * route, NULL for GET/HEAD. Returns what the http_send_* call returned (0, or -1: the
  * connection is closed without an answer). */
 typedef int (*http_handler)(http_req *q, json_t *body);
+/* The raw body of an HTTP_MULTIPART route's request while its handler runs (charged to the
+ * request's memory until http_body_free or the handler's return): NULL when there is none. */
+const uint8_t *http_body(const http_req *q, size_t *n);
+/* Frees that body now and gives its charge back (what was cut from it must not be used after). */
+void http_body_free(http_req *q);
 
 typedef struct http_route {
     unsigned methods; /* HTTP_GET | HTTP_HEAD | HTTP_POST | HTTP_DELETE */

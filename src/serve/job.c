@@ -530,6 +530,13 @@ static int run_job(serve_api *api, http_req *q, job *j) {
     json_t *out = final_json(j, &status);
     sched_unlock(api->sched);
     job_free(j);
+    if (status == 200 && json_is_string(out)) { /* a text answer (a transcript as text, srt, vtt) */
+        char *t = strndup(json_string_value(out), json_string_length(out));
+        const size_t n = json_string_length(out);
+        json_decref(out);
+        if (!t) return -1;
+        return http_send_text(q, 200, "text/plain; charset=utf-8", t, n, NULL);
+    }
     return http_send_json(q, status, out);
 }
 
@@ -560,19 +567,34 @@ static void job_unsubmitted_free(job *j) {
     job_free(j);
 }
 
+static int job_handle_audio_ex(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls,
+                               json_t **own, double t_load, job_audio *pre);
+
 int job_handle(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own) {
     return job_handle_timed(api, q, body, chat, dl, dls, own, 0);
 }
 
 int job_handle_timed(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own,
                      double t_load) {
+    return job_handle_audio_ex(api, q, body, chat, dl, dls, own, t_load, NULL);
+}
+
+int job_handle_audio(serve_api *api, http_req *q, json_t *body, const dialect *dl, void **dls, json_t **own,
+                     double t_load, job_audio *pre) {
+    return job_handle_audio_ex(api, q, body, true, dl, dls, own, t_load, pre);
+}
+
+static int job_handle_audio_ex(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls,
+                               json_t **own, double t_load, job_audio *pre) {
     http_err e;
     job *j = job_new(api);
     if (!j) {
+        if (pre) job_audio_free(pre);
         models_release(api);
         http_set_err(&e, 500, NULL, NULL, "out of memory");
         return http_send_err(q, &e);
     }
+    j->audio = pre;
     j->chat = chat;
     j->created = time(NULL);
     j->t_load = t_load;
@@ -583,7 +605,8 @@ int job_handle_timed(serve_api *api, http_req *q, json_t *body, bool chat, const
     http_key_digest(q, j->owner, sizeof j->owner);
     j->q = q;
     int built = job_build(api, body, j, chat, &e);
-    j->q = NULL; /* the job may outlive the request */
+    if (pre) job_audio_free(pre); /* their rows are the request's now (or it failed) */
+    j->q = NULL, j->audio = NULL; /* the job may outlive the request */
     if (built) {
         job_free(j);
         return http_send_err(q, &e);

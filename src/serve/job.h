@@ -47,7 +47,8 @@ typedef struct serve_api {
     serve_shared *sh;
     serve_entry *entry; /* its registry entry (NULL: a model served alone, serve_api_init) */
     lfm2c_model *model;
-    lfm2c_mmproj *mm; /* its vision tower (images), or NULL: a text model */
+    lfm2c_mmproj *mm;        /* its vision tower (images), or NULL */
+    lfm2c_audio_mmproj *amm; /* its audio encoder (LFM2-Audio), or NULL; a model has one mmproj */
     sched *sched;
     server_params p; /* the shared limits, with this model's context and LoRA adapters */
     int n_ctx, n_vocab;
@@ -88,11 +89,13 @@ typedef struct job {
     char id[48];
     char owner[DL_OWNER_LEN]; /* digest of the request's API key (the Responses store's owner) */
     time_t created;
-    const dialect *dl;    /* the API that renders the answer (OpenAI's included) */
-    void *dls;            /* its state (owned) */
-    const char *model_id; /* the answers' "model": the alias, or the LoRA adapter's name */
-    double t_load;        /* seconds its request waited for the model to load */
-    http_req *q;          /* while the job is built (NULL after): a costly compile stops once its client is gone */
+    const dialect *dl;       /* the API that renders the answer (OpenAI's included) */
+    void *dls;               /* its state (owned) */
+    const char *model_id;    /* the answers' "model": the alias, or the LoRA adapter's name */
+    double t_load;           /* seconds its request waited for the model to load */
+    http_req *q;             /* while the job is built (NULL after): a costly compile stops once its client is gone */
+    struct job_audio *audio; /* while the job is built: clips its route encoded already (the
+                                transcription routes), taken by input_audio parts without data */
 } job;
 
 /* A job on api, taking over the caller's hold of it (models_acquire): job_free releases it.
@@ -154,6 +157,39 @@ int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e);
 int job_images_apply(serve_api *api, job_images *ji, sched_req *r, http_err *e);
 void job_images_free(job_images *ji);
 
+/* Standard or URL-safe base64 (padding optional, white space skipped) -> malloc'd bytes; NULL on a
+ * bad character or no memory. */
+uint8_t *job_b64_decode(const char *s, size_t n, size_t *out_n);
+
+/* ---- audio in a chat request (job_audio.c) ---- */
+typedef struct job_audio {
+    lfm2c_audio *clip[SERVER_MAX_AUDIO]; /* in the order of the messages' markers */
+    int n, rows;                         /* rows: theirs in all (at most the context) */
+    int taken;                           /* pre: clips input_audio parts without data took */
+    bool pre;                            /* the clips came encoded with the request (its route's) */
+    double seconds;                      /* their length in all */
+    http_req *q;                         /* whose memory budget they are charged to (NULL: none) */
+    size_t charged;                      /* what they hold of it (given back by job_audio_free) */
+} job_audio;
+/* An audio file's bytes d[0..n) (the file charged already, or charge_bytes: charged here while it
+ * is decoded) encoded with api's audio mmproj into ja: the header probed first (lfm2c_audio_probe:
+ * a file that is not audio, over the limits or past the context left is refused before a sample
+ * is decoded), the decode's and encoder's memory charged to ja->q from the probe's figure, then
+ * the clip's rows while ja holds them. 0, or -1 with e set (400 not audio / no audio mmproj /
+ * context; 413 over the bytes or the whole budget; 503 the budget held by others). param: the
+ * request's field named in errors. */
+int job_audio_bytes(serve_api *api, const uint8_t *d, size_t n, bool charge_bytes, job_audio *ja, const char *param,
+                    http_err *e);
+/* An OpenAI input_audio part ({"input_audio": {"data": BASE64 or a data URL, "format": "wav" |
+ * "mp3" | ...}}) into ja; with ja->pre, a part without data takes the next clip given. */
+int job_audio_part(serve_api *api, json_t *part, job_audio *ja, http_err *e);
+/* The rendered prompt (its markers the clips') into r's tokens and rows (lfm2c_prompt_audio; the
+ * rows' copy charged while ja lasts). */
+int job_audio_tokenize(serve_api *api, job_audio *ja, sched_req *r, const char *prompt, http_err *e);
+void job_audio_free(job_audio *ja);
+/* The 400 of audio sent to a model without an audio mmproj (its vision tower named if it has one). */
+int job_audio_refused(const serve_api *api, const char *param, http_err *e);
+
 /* ---- models (job.c) ---- */
 /* The model a request names (NULL: the default; a name no model has: the default with
  * --accept-any-model), loaded and held for the request: NULL with e set (404 in dl's wording,
@@ -173,6 +209,11 @@ int job_handle(serve_api *api, http_req *q, json_t *body, bool chat, const diale
 /* The same, t_load: the seconds the request waited for its model to load (Ollama's load_duration). */
 int job_handle_timed(serve_api *api, http_req *q, json_t *body, bool chat, const dialect *dl, void **dls, json_t **own,
                      double t_load);
+/* The same with clips the route encoded (pre: taken by the body's input_audio parts without data;
+ * freed here). A final answer that is a JSON string is sent as text/plain (a transcript's text,
+ * srt, vtt). */
+int job_handle_audio(serve_api *api, http_req *q, json_t *body, const dialect *dl, void **dls, json_t **own,
+                     double t_load, job_audio *pre);
 /* The server as a dialect sees it, with api's model (NULL: none). */
 dl_server api_view(serve_api *api, const char *owner);
 dl_server shared_view(serve_shared *sh, const char *owner);

@@ -17,11 +17,18 @@
 
 static void buf_add_guarded(serve_api *api, char **buf, size_t *len, size_t *cap, const char *s, size_t n);
 
+/* What a request's parts put beside its text: images and audio clips. */
+typedef struct job_media {
+    job_images *ji;
+    job_audio *ja;
+} job_media;
+
 /* Text of a message content, guarded (the client's special-token texts stay plain): a string,
- * or the parts of an array: text, and images (job_image.c), each an "<image>" placeholder
- * (not guarded: the template and the tokenizer make it the placeholder token); NULL content is
- * "". */
-static int content_text(serve_api *api, json_t *c, job_images *ji, char **buf, size_t *len, size_t *cap, http_err *e) {
+ * or the parts of an array: text, images (job_image.c), each an "<image>" placeholder (not
+ * guarded: the template and the tokenizer make it the placeholder token), and audio clips
+ * (job_audio.c), each an LFM2C_AUDIO_MARKER (not guarded: the prompt is split there); NULL
+ * content is "". */
+static int content_text(serve_api *api, json_t *c, job_media *md, char **buf, size_t *len, size_t *cap, http_err *e) {
     if (!c || json_is_null(c)) return 0;
     if (json_is_string(c)) {
         buf_add_guarded(api, buf, len, cap, json_string_value(c), json_string_length(c));
@@ -35,13 +42,18 @@ static int content_text(serve_api *api, json_t *c, job_images *ji, char **buf, s
         json_t *t = json_object_get(part, "text");
         const char *type = json_string_value(json_object_get(part, "type"));
         if (json_is_object(part) && type && !strcmp(type, "image_url")) {
-            if (job_image_part(api, part, ji, e)) return -1;
+            if (job_image_part(api, part, md->ji, e)) return -1;
             req_buf_add(buf, len, cap, "<image>", 7);
+            continue;
+        }
+        if (json_is_object(part) && type && !strcmp(type, "input_audio")) {
+            if (job_audio_part(api, part, md->ja, e)) return -1;
+            req_buf_add(buf, len, cap, LFM2C_AUDIO_MARKER, sizeof LFM2C_AUDIO_MARKER - 1);
             continue;
         }
         if (!json_is_object(part) || !json_is_string(t))
             return http_set_err(e, 400, "invalid_value", "messages",
-                                "only text and image_url content parts are supported");
+                                "only text, image_url and input_audio content parts are supported");
         buf_add_guarded(api, buf, len, cap, json_string_value(t), json_string_length(t));
     }
     return 0;
@@ -100,7 +112,7 @@ static int add_tool_calls(serve_api *api, json_t *calls, size_t i, char **text, 
  * text after its tool calls, and an assistant turn's thinking (reasoning_content as answered,
  * 'thinking' as Ollama names it: the template decides whether it is rendered; LFM2.5 keeps it
  * only for the turns after the last user message). NULL after http_set_err. */
-static json_t *normalize_message(serve_api *api, json_t *m, size_t i, job_images *ji, http_err *e) {
+static json_t *normalize_message(serve_api *api, json_t *m, size_t i, job_media *md, http_err *e) {
     const char *role = json_string_value(json_object_get(m, "role"));
     if (!json_is_object(m) || !role)
         return http_set_err(e, 400, "invalid_type", "messages", "messages[%zu] must be an object with a string 'role'",
@@ -119,7 +131,7 @@ static json_t *normalize_message(serve_api *api, json_t *m, size_t i, job_images
         free(text);
         return NULL;
     }
-    if (content_text(api, json_object_get(m, "content"), ji, &text, &len, &cap, e)) {
+    if (content_text(api, json_object_get(m, "content"), md, &text, &len, &cap, e)) {
         free(text);
         return NULL;
     }
@@ -136,7 +148,7 @@ static json_t *normalize_message(serve_api *api, json_t *m, size_t i, job_images
     return nm;
 }
 
-static json_t *normalize_messages(serve_api *api, json_t *msgs, job_images *ji, http_err *e) {
+static json_t *normalize_messages(serve_api *api, json_t *msgs, job_media *md, http_err *e) {
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
         http_set_err(e, 400, json_is_array(msgs) ? "invalid_value" : "invalid_type", "messages",
                      "'messages' must be a non-empty array");
@@ -146,7 +158,7 @@ static json_t *normalize_messages(serve_api *api, json_t *msgs, job_images *ji, 
     size_t i;
     json_t *m;
     json_array_foreach(msgs, i, m) {
-        json_t *nm = normalize_message(api, m, i, ji, e);
+        json_t *nm = normalize_message(api, m, i, md, e);
         if (!nm) {
             json_decref(out);
             return NULL;
@@ -437,8 +449,9 @@ static char *chat_render(serve_api *api, json_t *body, sched_req *r, json_t *msg
     return prompt;
 }
 
-/* The rendered prompt into r's tokens (ollama's generate: after its context ids); takes prompt */
-static int chat_tokenize(serve_api *api, json_t *body, job *j, sched_req *r, char *prompt, http_err *e) {
+/* The rendered prompt into r's tokens (ollama's generate: after its context ids; with audio
+ * clips, split at their markers); takes prompt */
+static int chat_tokenize(serve_api *api, json_t *body, job *j, sched_req *r, char *prompt, job_audio *ja, http_err *e) {
     r->think_opened = prompt_opens_block(prompt);
     if (strlen(prompt) / SERVER_PROMPT_BYTES_PER_TOKEN > (size_t)api->n_ctx) { /* cannot fit: no need to tokenize */
         free(prompt);
@@ -446,9 +459,10 @@ static int chat_tokenize(serve_api *api, json_t *body, job *j, sched_req *r, cha
                             "the conversation is far longer than the context of %d tokens", api->n_ctx);
     }
     lfm2c_error terr = {0};
-    r->prompt = lfm2c_tokenize_prompt(api->model, prompt, strlen(prompt), false, &r->n_prompt, &terr);
-    int rc =
-        r->prompt ? 0 : http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
+    int rc = 0;
+    if (ja->n) rc = job_audio_tokenize(api, ja, r, prompt, e);
+    else if (!(r->prompt = lfm2c_tokenize_prompt(api->model, prompt, strlen(prompt), false, &r->n_prompt, &terr)))
+        rc = http_set_err(e, 400, "invalid_value", "messages", "cannot tokenize the prompt: %s", terr.msg);
     free(prompt);
     if (!rc && j->dl == &dialect_ollama_generate) rc = prepend_context(api, json_object_get(body, "context"), r, e);
     return rc;
@@ -462,8 +476,10 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
         return http_set_err(e, 400, "invalid_value", "messages", "at most %d messages per request (--max-messages)",
                             api->p.max_messages);
     job_images ji = {.q = j->q}; /* charged to the request while the job is built */
-    json_t *msgs = normalize_messages(api, given, &ji, e);
-    if (!msgs) return job_images_free(&ji), -1;
+    job_audio own = {.q = j->q}, *ja = j->audio ? j->audio : &own;
+    job_media md = {&ji, ja};
+    json_t *msgs = normalize_messages(api, given, &md, e);
+    if (!msgs) return job_images_free(&ji), job_audio_free(ja), -1;
     json_t *tools = json_object_get(body, "tools"), *fns = NULL;
     const char *mode, *named;
     bool parallel = true;
@@ -486,12 +502,14 @@ int job_build_chat(serve_api *api, json_t *body, job *j, http_err *e) {
     r->json_grammar = r->force_tool_call ? NULL : j->g_json; /* a forced call is the whole answer */
     if (!use_tools) json_decref(fns), fns = NULL;
     char *prompt = chat_render(api, body, r, msgs, fns, e);
-    const int rc = !prompt || chat_tokenize(api, body, j, r, prompt, e) || job_images_apply(api, &ji, r, e) ||
+    const int rc = !prompt || chat_tokenize(api, body, j, r, prompt, ja, e) || job_images_apply(api, &ji, r, e) ||
                    req_fit_context(api, r, &j->o, "messages", e);
     job_images_free(&ji);
+    job_audio_free(ja);
     return rc ? -1 : job_expand(api, j, e);
 bad:
     job_images_free(&ji);
+    job_audio_free(ja);
     json_decref(msgs);
     json_decref(fns);
     return -1;

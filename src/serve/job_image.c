@@ -30,9 +30,7 @@ static int b64_val(unsigned char c) {
     return -1;
 }
 
-/* Standard or URL-safe base64 (padding optional, whitespace skipped) -> malloc'd bytes; NULL on
- * a bad character or no memory. */
-static uint8_t *b64_decode(const char *s, size_t n, size_t *out_n) {
+uint8_t *job_b64_decode(const char *s, size_t n, size_t *out_n) {
     uint8_t *out = malloc(n / 4 * 3 + 3);
     if (!out) return NULL;
     size_t o = 0;
@@ -98,7 +96,7 @@ static uint8_t *url_bytes(const serve_api *api, const char *url, size_t len, siz
         return http_set_err(e, 413, "invalid_value", "messages", "an image of about %zu bytes is over the limit (%zu)",
                             b64 / 4 * 3, max_bytes),
                NULL;
-    uint8_t *d = b64_decode(comma + 1, b64, n);
+    uint8_t *d = job_b64_decode(comma + 1, b64, n);
     if (!d) http_set_err(e, 400, "invalid_value", "messages", "the image's base64 data is not valid");
     return d;
 }
@@ -190,10 +188,46 @@ static lfm2c_image *encode(serve_api *api, job_images *ji, const uint8_t *d, siz
     return img;
 }
 
+/* Do the bytes start as an audio file does (WAV, FLAC, Ogg, MP3 with an ID3 tag or a frame)? */
+static bool is_audio(const uint8_t *d, size_t n) {
+    return (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WAVE", 4)) || (n >= 4 && !memcmp(d, "fLaC", 4)) ||
+           (n >= 4 && !memcmp(d, "OggS", 4)) || (n >= 3 && !memcmp(d, "ID3", 3)) ||
+           (n >= 2 && d[0] == 0xFF && (d[1] & 0xE0) == 0xE0);
+}
+
+/* Audio where an image goes (an Ollama client's images, an Anthropic image block): a 400 saying
+ * where audio goes. */
+static int audio_refused(int k, http_err *e) {
+    return http_set_err(e, 400, "invalid_value", "messages",
+                        "image %d is an audio file: images take no audio (send it as an input_audio part to "
+                        "/v1/chat/completions, or to /v1/audio/transcriptions; Anthropic's and Ollama's APIs have no "
+                        "audio input)",
+                        k);
+}
+
+/* Is url a base64 data URL whose first bytes are an audio file's? */
+static bool data_url_audio(const char *url) {
+    const char *comma = strncmp(url, "data:", 5) ? NULL : strchr(url, ',');
+    if (!comma) return false;
+    size_t n = strnlen(comma + 1, 32) / 4 * 4, got = 0;
+    char head[33];
+    memcpy(head, comma + 1, n);
+    uint8_t *d = job_b64_decode(head, n, &got);
+    const bool audio = d && is_audio(d, got);
+    free(d);
+    return audio;
+}
+
 int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e) {
     json_t *iu = json_object_get(part, "image_url");
     const char *url = json_string_value(json_is_object(iu) ? json_object_get(iu, "url") : iu);
     if (!url) return http_set_err(e, 400, "invalid_value", "messages", "an image_url part needs image_url.url");
+    if (!api->mm && data_url_audio(url)) return audio_refused(ji->n + 1, e);
+    if (!api->mm && api->amm)
+        return http_set_err(e, 400, "invalid_value", "messages",
+                            "model '%s' takes no images: its mmproj is an audio encoder (LFM2-Audio); send audio as "
+                            "input_audio parts",
+                            api->alias);
     if (!api->mm)
         return http_set_err(e, 400, "invalid_value", "messages",
                             "model '%s' takes no images: it was loaded without an mmproj (serve --mmproj FILE, "
@@ -204,6 +238,7 @@ int job_image_part(serve_api *api, json_t *part, job_images *ji, http_err *e) {
     size_t n = 0;
     uint8_t *d = url_bytes(api, url, strlen(url), lfm2c_image_default_limits().max_bytes, &n, e);
     if (!d) return -1;
+    if (is_audio(d, n)) return free(d), audio_refused(ji->n + 1, e);
     if (!ji_charge(ji, n, e)) return free(d), -1; /* the file's bytes, while it is decoded */
     ji->img[ji->n] = encode(api, ji, d, n, e);
     free(d);

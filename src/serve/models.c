@@ -42,7 +42,8 @@ struct serve_entry {
     int state; /* MODEL_*: changed by set_state only */
     bool room; /* LOADING: its loader made room for it (it counts as loaded) */
     lfm2c_model *model, *draft;
-    lfm2c_mmproj *mm; /* its vision tower (-mm, the first model's; a cached one's beside it), or NULL */
+    lfm2c_mmproj *mm;        /* its vision tower (-mm, the first model's; a cached one's beside it), or NULL */
+    lfm2c_audio_mmproj *amm; /* or its audio encoder (an LFM2-Audio mmproj), or NULL */
     sched *s;
     int n_lora;
     char *lora_names[MODELS_MAX_LORA], *lora_paths[MODELS_MAX_LORA];
@@ -236,7 +237,7 @@ int models_add_file(serve_models *r, const char *path, const char *id, lfm2c_err
 /* A cached file into the registry (lock held): its id ORG/NAME:QUANT; a file already there (by
  * path or id) is left alone, a deleted one of the same id comes back. */
 static int add_cached(serve_models *r, const lfm2c_hub_file *f) {
-    if (f->later_part || f->mmproj) return 0; /* an mmproj goes with its model (entry_new) */
+    if (f->later_part || f->mmproj || f->companion) return 0; /* an mmproj goes with its model (entry_new) */
     char id[600], stem[256];
     size_t n = strlen(f->file);
     snprintf(stem, sizeof stem, "%.*s", (int)(n > 5 ? n - 5 : n), f->file);
@@ -438,6 +439,7 @@ static void read_facts(serve_models *r, serve_entry *e) {
 typedef struct loaded {
     lfm2c_model *model, *draft;
     lfm2c_mmproj *mm;
+    lfm2c_audio_mmproj *amm;
     sched *s;
     lfm2c_lora *loras[MODELS_MAX_LORA];
     int n_ctx;
@@ -448,6 +450,7 @@ static void loaded_free(loaded *l, int n_lora) {
     sched_free(l->s);
     for (int k = 0; k < n_lora; k++) lfm2c_lora_free(l->loras[k]);
     lfm2c_mmproj_free(l->mm);
+    lfm2c_audio_mmproj_free(l->amm);
     lfm2c_model_free(l->model);
     lfm2c_model_free(l->draft);
 }
@@ -460,6 +463,16 @@ static void say_lora(serve_models *r, const serve_entry *e, int k, const lfm2c_l
     say(r, "LoRA adapter %s of %s (scale %g, %d matrices): %s", e->lora_names[k], e->id, e->lora_scales[k],
         lfm2c_lora_n_matrices(lo), text ? text : "(out of memory)");
     free(text);
+}
+
+/* The mmproj at path for l's model, as what its header says it is: a vision tower (images) or an
+ * LFM2-Audio encoder (audio): 0, or -1 with err. */
+static int open_mmproj(serve_models *r, const serve_entry *e, loaded *l, const char *path, lfm2c_error *err) {
+    const int kind = lfm2c_mmproj_kind(path, err);
+    if (kind == LFM2C_MMPROJ_AUDIO && (l->amm = lfm2c_audio_mmproj_open(path, l->model, err)))
+        say(r, "%s hears: its audio mmproj %s", e->id, path);
+    else if (kind == LFM2C_MMPROJ_IMAGE) l->mm = lfm2c_mmproj_open(path, l->model, err);
+    return l->mm || l->amm ? 0 : -1;
 }
 
 /* Opens e's model, adapters, draft and scheduler (no lock: e is LOADING, its loader's): 0, or
@@ -480,7 +493,7 @@ static int open_entry(serve_models *r, serve_entry *e, loaded *l, char *msg, siz
                    : e->repo[0] && !r->p.no_mmproj ? lfm2c_hub_mmproj_beside(e->path)
                                                    : NULL;
     const char *mmproj = beside ? beside : e->first ? r->p.mmproj_path : NULL;
-    if (mmproj && !(l->mm = lfm2c_mmproj_open(mmproj, l->model, &err))) {
+    if (mmproj && open_mmproj(r, e, l, mmproj, &err)) {
         snprintf(msg, cap, "--mmproj %s: %s", mmproj, err.msg);
         free(beside);
         return -1;
@@ -503,10 +516,12 @@ static void publish(serve_models *r, serve_entry *e, loaded *l) {
     e->model = l->model;
     e->draft = l->draft;
     e->mm = l->mm;
+    e->amm = l->amm;
     e->s = l->s;
     memcpy(e->loras, l->loras, sizeof e->loras);
     serve_api_set(&e->api, r->sh, l->model, l->s, l->n_ctx);
     e->api.mm = l->mm;
+    e->api.amm = l->amm;
     e->api.entry = e;
     e->api.p.n_lora = e->n_lora;
     e->api.p.lora_names = (const char *const *)e->lora_names;
@@ -554,11 +569,13 @@ static void set_state(serve_models *r, serve_entry *e, int state) {
 /* Unloads an idle loaded e (lock held on entry and return; dropped while freeing). */
 static void unload_locked(serve_models *r, serve_entry *e, const char *why) {
     set_state(r, e, MODEL_UNLOADING);
-    loaded l = {.model = e->model, .draft = e->draft, .mm = e->mm, .s = e->s};
+    loaded l = {.model = e->model, .draft = e->draft, .mm = e->mm, .amm = e->amm, .s = e->s};
     memcpy(l.loras, e->loras, sizeof l.loras);
     e->model = e->draft = NULL;
     e->mm = NULL;
+    e->amm = NULL;
     e->api.mm = NULL;
+    e->api.amm = NULL;
     e->s = NULL;
     memset(e->loras, 0, sizeof e->loras);
     e->api.model = NULL;
@@ -1042,7 +1059,7 @@ void models_free(serve_models *r) {
     for (int i = 0; i < r->n; i++) {
         serve_entry *e = r->e[i];
         if (e->state == MODEL_LOADED) {
-            loaded l = {.model = e->model, .draft = e->draft, .mm = e->mm, .s = e->s};
+            loaded l = {.model = e->model, .draft = e->draft, .mm = e->mm, .amm = e->amm, .s = e->s};
             memcpy(l.loras, e->loras, sizeof l.loras);
             loaded_free(&l, e->n_lora);
         }

@@ -8,6 +8,7 @@
 #include "serve/http.h"
 #include "serve/job.h"
 #include "serve/models.h"
+#include "serve/api_audio.h"
 #include "serve/api_embeddings.h"
 #include "serve/api_openai.h"
 #include "serve/api_dialect.h"
@@ -409,6 +410,7 @@ static void build_routes(void) {
     add_routes(ollama_routes, ollama_n_routes);
     add_routes(models_routes, models_n_routes);
     add_routes(embedding_routes, embedding_n_routes);
+    add_routes(audio_routes, audio_n_routes);
 }
 
 /* The error shape of a path (any path, routed or not): that of the API it belongs to. */

@@ -80,6 +80,7 @@ typedef struct server_params {
 #define SERVER_MAX_MODEL_NAME 256         /* bytes of the 'model' a request names (longer: 400), of --alias */
 #define SERVER_MAX_N 16                   /* 'n': choices per prompt */
 #define SERVER_MAX_IMAGES 16              /* images per chat request */
+#define SERVER_MAX_AUDIO 16               /* audio clips per chat request */
 #define SERVER_MAX_CHOICES 64             /* choices per request (prompts x n) */
 #define SERVER_PROMPT_BYTES_PER_TOKEN 128 /* a rendered prompt longer than n_ctx x this cannot fit */
 #define SERVER_RESPONSES_KEPT \

@@ -8,7 +8,12 @@
  * vision fixture (the tiny LFM2-VL model and its mmproj, -mm) with a request memory budget of
  * 128 MiB: the last routes post to its chat routes of each API, whose seeds carry images (data URLs
  * of small JPEG / PNG / WebP / GIF files, an EXIF-turned one, a header that claims 60000 x 60000,
- * a cut one, bad base64) in each API's image shape: decoded, charged, cut and encoded, or refused. An input whose first byte
+ * a cut one, bad base64) in each API's image shape: decoded, charged, cut and encoded, or refused. A third
+ * serves the tiny LFM2-Audio model and its audio mmproj (written by synth at start, into a temporary
+ * folder) with the same budget: the routes after the vision ones post forms (multipart/form-data,
+ * boundary XYZ) to its transcription and translation routes, and JSON with input_audio parts (and
+ * the Responses API's input_file) to its chat routes: clips probed, charged, decoded and encoded,
+ * or refused (seeds aud-*). An input whose first byte
  * is 0xFF is instead sent raw, as the whole request stream (request line, headers, a chunked or
  * sized body), and the connection half-closed after it: the transport's own paths (methods, GET
  * routes, the key, preflight, framing checks, chunked uploads, a body's Content-Type), to that
@@ -20,6 +25,9 @@
 #include "serve/models.h"
 #include "serve/scheduler.h"
 #include "serve/server.h"
+#include "convert/quantize.h"
+#include "convert/synth.h"
+#include "formats/ggml_types.h"
 
 #include <math.h>
 
@@ -57,6 +65,35 @@ static int send_all(int fd, const uint8_t *p, size_t n) {
 static serve_models *models;
 static int port_open; /* a second server, without a key: the Host and Origin checks (raw streams) */
 static int vl_port;   /* the vision fixture's server: images */
+static int au_port;   /* the audio model's server: clips, forms */
+
+static char audio_lm[300], audio_mm[300];
+
+/* The audio model's files and folder, removed at exit. */
+static void remove_audio(void) {
+    unlink(audio_lm);
+    unlink(audio_mm);
+    char *slash = strrchr(audio_mm, '/');
+    if (slash) *slash = 0, rmdir(audio_mm);
+}
+
+/* The tiny LFM2-Audio model and its audio mmproj (Q8_0), written into a new temporary folder. */
+static void synth_audio(char *lm, char *mm, size_t cap) {
+    char dir[] = "/tmp/fuzz_http_audio.XXXXXX";
+    if (!mkdtemp(dir)) abort();
+    snprintf(lm, cap, "%s/lm.gguf", dir);
+    snprintf(mm, cap, "%s/mm.gguf", dir);
+    synth_config c;
+    synth_audio_config ac;
+    lfm2c_error err = {0};
+    synth_params sp = {.seed = 1, .n_threads = 1};
+    synth_report rep;
+    if (!synth_audio_preset("lfm2-audio-tiny", &c, &ac) || !synth_audio_mmproj_write(&ac, GGML_Q8_0, 1, mm, &err) ||
+        !synth_write(&c, quant_ftype_find("f32"), &sp, lm, &rep, &err)) {
+        fprintf(stderr, "fuzz_http: synth of the audio model: %s\n", err.msg);
+        abort();
+    }
+}
 
 /* A server on 127.0.0.1 of one model (path, its mmproj or NULL) through the registry, with a
  * request memory budget (0: the default) and a key (NULL: none): its port; aborts on failure. */
@@ -107,12 +144,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     port_open = start_one(fuzz_fixture(), "fuzz", NULL, 128, 0, NULL, &open_models);
     vl_port = start_one(fuzz_data("vision/lfm2-vl-tiny-f32.gguf"), "vl", fuzz_data("vision/mmproj-tiny-f32.gguf"), 512,
                         (size_t)128 << 20, API_KEY, &vl_models);
+    synth_audio(audio_lm, audio_mm, sizeof audio_lm);
+    atexit(remove_audio);
+    serve_models *au_models;
+    au_port = start_one(audio_lm, "au", audio_mm, 512, (size_t)128 << 20, API_KEY, &au_models);
     return 0; /* the servers live as long as the process */
 }
 
 /* One exchange with the server at port p: the input sent (raw: as the whole stream), the answer
  * read and judged; aborts on a hang or a server error. */
-static void exchange(int p, bool raw, const char *route, const uint8_t *body, size_t n) {
+static void exchange(int p, bool raw, const char *route, const uint8_t *body, size_t n, const char *ctype) {
     /* libFuzzer's -timeout is a periodic SIGALRM: every call below retries on EINTR (a recv cut
      * by the alarm once passed for "no answer"), and the wait has its own deadline */
     double deadline = now_s() + ANSWER_WAIT_S;
@@ -129,8 +170,8 @@ static void exchange(int p, bool raw, const char *route, const uint8_t *body, si
         char head[256];
         int h = snprintf(head, sizeof head,
                          "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " API_KEY
-                         "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                         route, n);
+                         "\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                         route, ctype, n);
         if (send_all(fd, (const uint8_t *)head, (size_t)h) != 0) abort();
         send_all(fd, body, n); /* the server may answer (413, 4xx) before reading it all */
     }
@@ -194,14 +235,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* the models' management (api_models.c): a pull is refused before anything is fetched */
         "/api/pull",
         /* from here on: the vision server (images), each API's chat route */
-        "/v1/chat/completions", "/v1/responses", "/v1/messages", "/api/chat", "/api/generate"};
-    enum { FIRST_VL = 15 };
+        "/v1/chat/completions", "/v1/responses", "/v1/messages", "/api/chat", "/api/generate",
+        /* the audio server: forms to the speech routes, then input_audio / input_file to chat */
+        "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/chat/completions", "/v1/responses"};
+    enum { FIRST_VL = 15, FIRST_AU = 20, FIRST_AU_JSON = 22 };
     bool raw = size && data[0] == RAW;
     const int which = size ? data[0] % (int)(sizeof routes / sizeof *routes) : 0;
     const char *route = raw ? "(raw)" : routes[which];
     const uint8_t *body = size ? data + 1 : data;
     size_t n = size ? size - 1 : 0;
-    exchange(!raw && which >= FIRST_VL ? vl_port : port, raw, route, body, n);
-    if (raw) exchange(port_open, raw, route, body, n); /* the same stream to the server without a key */
+    const int to = raw ? port : which >= FIRST_AU ? au_port : which >= FIRST_VL ? vl_port : port;
+    const bool form = !raw && which >= FIRST_AU && which < FIRST_AU_JSON;
+    exchange(to, raw, route, body, n, form ? "multipart/form-data; boundary=XYZ" : "application/json");
+    if (raw) exchange(port_open, raw, route, body, n, NULL); /* the same stream to the server without a key */
     return 0;
 }

@@ -16,6 +16,10 @@ answers 503), "api-hang" (/api requests are never answered). Every request is lo
 Repos: test/tiny-GGUF (Q4_0, Q8_0, F32 of the tiny fixture), test/kq-GGUF (Q4_K_M, F16),
 test/gated-GGUF (files need "Authorization: Bearer hf_good"), test/split-GGUF (a file in 3 parts),
 test/vl-GGUF (the tiny LFM2-VL model with an F16 and a Q8_0 mmproj), test/vl1-GGUF (with a Q8_0 one);
+with $FAKE_HUB_AUDIO (a folder holding lm.gguf, mm-f16.gguf and mm-q8_0.gguf: the tiny LFM2-Audio
+model and its audio mmproj, which tests/test_pull.sh writes with synth), test/audio-GGUF laid out as
+LiquidAI's LFM2.5-Audio repositories are: the model, an audio mmproj per type, and the speech-output
+files (tokenizer-*, an lfm2 GGUF itself, and vocoder-*), which are not models, listed first;
 and any LiquidAI/NAME-GGUF (the names the docs use, for tests/test_docs.sh): NAME-Q4_K_M, -Q8_0,
 -Q4_0 and -F16 .gguf, each the tiny Q4_0 fixture (it prints noise, but every command runs)."""
 import hashlib, json, os, sys, threading, time
@@ -57,6 +61,12 @@ add_repo("test/vl-GGUF", {"vl-F32.gguf": fixture("vision/lfm2-vl-tiny-f32.gguf")
                           "mmproj-vl-F16.gguf": fixture("vision/mmproj-tiny-f16.gguf")})
 add_repo("test/vl1-GGUF", {"vl1-F32.gguf": fixture("vision/lfm2-vl-tiny-f32.gguf"),
                            "mmproj-vl1-Q8_0.gguf": fixture("vision/mmproj-tiny-q8_0.gguf")})
+if os.environ.get("FAKE_HUB_AUDIO"):
+    audio = os.environ["FAKE_HUB_AUDIO"]
+    add_repo("test/audio-GGUF", {"tokenizer-audio-Q8_0.gguf": tiny_q8, "vocoder-audio-Q8_0.gguf": b"not a model",
+                                 "audio-Q8_0.gguf": open(os.path.join(audio, "lm.gguf"), "rb").read(),
+                                 "mmproj-audio-F16.gguf": open(os.path.join(audio, "mm-f16.gguf"), "rb").read(),
+                                 "mmproj-audio-Q8_0.gguf": open(os.path.join(audio, "mm-q8_0.gguf"), "rb").read()})
 add_repo("test/gated-GGUF", {"gated-Q4_0.gguf": tiny_q4}, gated=True)
 third = (len(tiny_q8) + 2) // 3
 add_repo("test/split-GGUF", {"split-Q8_0-%05d-of-00003.gguf" % (i + 1): tiny_q8[i * third:(i + 1) * third]

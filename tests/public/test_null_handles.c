@@ -130,6 +130,8 @@ static void test_images(void) {
 }
 
 static void test_audio(void) {
+    EXPECT(lfm2c_mmproj_kind(NULL, &err) == -1 && err.code != 0, "mmproj_kind(NULL path)");
+    memset(&err, 0, sizeof err);
     EXPECT(lfm2c_audio_mmproj_open(NULL, NULL, &err) == NULL && err.code != 0, "audio_mmproj_open(NULL path)");
     memset(&err, 0, sizeof err);
     lfm2c_audio_mmproj_free(NULL);

@@ -16,12 +16,14 @@ import sys
 
 import yaml
 
-# The answers the test validates: chat completions (and their chunks), completions, embeddings,
-# models, the Responses API (the object, its stream events, its input items) and errors.
+# The answers the tests validate: chat completions (and their chunks), completions, embeddings,
+# models, the Responses API (the object, its stream events, its input items), errors (openapi.mjs),
+# and the speech-to-text answers and stream events (audio.mjs).
 ROOTS = [
     "CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "CreateCompletionResponse",
     "CreateEmbeddingResponse", "ListModelsResponse", "Model", "Response", "ResponseStreamEvent",
-    "ResponseItemList", "ErrorResponse",
+    "ResponseItemList", "ErrorResponse", "CreateTranscriptionResponseJson", "CreateTranscriptionResponseVerboseJson",
+    "CreateTranscriptionResponseStreamEvent", "CreateTranslationResponseJson", "CreateTranslationResponseVerboseJson",
 ]
 ANNOTATIONS = {"description", "title", "example", "examples", "deprecated"}
 PREFIX = "#/components/schemas/"
