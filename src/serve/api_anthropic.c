@@ -12,7 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include "base/os.h"
 
 typedef struct an_state {
     char id[48];

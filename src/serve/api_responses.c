@@ -14,7 +14,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include "base/os.h"
 
 typedef struct rs_state {
     char id[48], msg_id[48], rs_id[48];

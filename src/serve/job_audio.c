@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include "base/os.h"
 
 int job_audio_refused(const serve_api *api, const char *param, http_err *e) {
     if (api->mm)

@@ -182,6 +182,7 @@ static const lfm2c_backend fake_backend_host = {
     BACKEND_CAP_KV_COPY,
     0,    /* types: none (a model is opened on the CPU, then handed over: fake_attach) */
     NULL, /* encoder: none */
+    NULL, /* scratch_bytes: none (the memory estimate is the CPU's) */
 };
 static const lfm2c_backend fake_backend_dev = {
     "fake-device",
@@ -198,6 +199,7 @@ static const lfm2c_backend fake_backend_dev = {
     2048,
     BACKEND_CAP_KV_COPY | BACKEND_CAP_SAMPLE,
     0,
+    NULL,
     NULL,
 };
 
