@@ -114,5 +114,12 @@ grep -q "^listening on 0.0.0.0:" "$tmp/out" && grep -q "warning: --host 0.0.0.0 
 "$bin" info -m $m | grep -q "^file type: *Q4_0$" && ok || bad "info file type: $("$bin" info -m $m | grep "file type")"
 "$bin" bench -m $m -p 8 -n 4 -r 1 -t 1 2>/dev/null | grep -q "^| lfm2 .* Q4_0 |" && ok || bad "bench does not show the quantization"
 "$bin" bench -m $m -p 8 -n 0 -r 1 -t 1 -o json 2>/dev/null | grep -q '"file_type": "Q4_0"' && ok || bad "bench -o json has no file_type"
+# an output that is not a regular file (a folder, a FIFO: /dev/null as root) is refused, left as it was
+mkdir "$tmp/outdir"; mkfifo "$tmp/fifo"
+for o in "$tmp/outdir" "$tmp/fifo"; do
+  "$bin" synth --preset lfm2-350m --layers 2 --hidden 64 --ff 128 --vocab 400 --type q8_0 -o "$o" >/dev/null 2>"$tmp/err"; rc=$?
+  [ $rc != 0 ] && grep -q "not a regular file" "$tmp/err" && { [ -d "$tmp/outdir" ] && [ -p "$tmp/fifo" ]; } && [ ! -e "$o.tmp" ] && ok ||
+    bad "synth -o $(basename "$o"): rc=$rc $(head -c 200 "$tmp/err")"
+done
 echo "cli_args: $pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -341,6 +341,12 @@ bool gguf_writer_open(gguf_writer *w, const char *path, lfm2c_error *err) {
         lfm2c_set_error(err, LFM2C_EINVAL, "writer already opened");
         return false;
     }
+    os_stat_t st;
+    if (os_stat(path, &st) == 0 && !st.is_file) { /* a device or a folder: never renamed over */
+        lfm2c_set_error(err, LFM2C_EINVAL,
+                        "'%s' is not a regular file: the output is written beside it, then renamed over it", path);
+        return false;
+    }
     w->alignment = alignment_of(w);
     layout(w);
     w->path = strdup(path);
