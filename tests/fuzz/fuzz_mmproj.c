@@ -9,6 +9,7 @@
  * tests/fuzz/mmproj_seeds.py from the fixture's mmproj) are complete small files in F32, F16 and
  * Q8_0, with and without the projector's layer norm. */
 #include "fuzz_common.h"
+#include "core/encoder.h"
 #include "vision/vision.h"
 
 #include <string.h>
@@ -46,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lfm2c_error err = {0};
     gguf_file *g = gguf_open_memory(data, size, &err);
     if (!g) return 0;
-    vis_model *vm = vis_open_gguf(g, &err); /* takes g */
+    vis_model *vm = vis_open_gguf(g, encoder_for(NULL, NULL, NULL), &err); /* takes g; the CPU's encoder table */
     if (!vm) {
         if (!err.msg[0]) abort(); /* a refusal always says why */
         return 0;
