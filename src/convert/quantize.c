@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "convert/quantize.h"
 #include "formats/ggml_types.h"
+#include "convert/quant_impl.h"
 
 #include <ctype.h>
 #include <float.h>
@@ -527,8 +528,10 @@ static void q6_K_rows(const float *x, block_q6_K *y, int64_t nb) {
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
-/* The quantizer of each type the type table says quantize makes (GGML_TF_QUANTIZE): n values of
- * x (a multiple of the block size) into y. */
+/* The quantizers of each type the type table says quantize makes (GGML_TF_QUANTIZE): plain (n
+ * values of x, a multiple of the block size, into y; the reference without importance weights)
+ * and weighted (quant_impl.h: rows with the importance weights of a row, or NULL where the type's
+ * weighted quantizer is also its plain one). */
 typedef void (*quant_maker)(const float *x, void *y, int64_t n);
 static void f32_make(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
 static void f16_make(const float *x, void *y, int64_t n) {
@@ -552,23 +555,41 @@ BLOCK_MAKER(q4_K, QK_K)
 BLOCK_MAKER(q5_K, QK_K)
 BLOCK_MAKER(q6_K, QK_K)
 #undef BLOCK_MAKER
-static const quant_maker MAKERS[GGML_NTYPES] = {
-    [GGML_F32] = f32_make,   [GGML_F16] = f16_make,   [GGML_BF16] = bf16_make, [GGML_Q4_0] = q4_0_make,
-    [GGML_Q4_1] = q4_1_make, [GGML_Q5_0] = q5_0_make, [GGML_Q5_1] = q5_1_make, [GGML_Q8_0] = q8_0_make,
-    [GGML_Q2_K] = q2_K_make, [GGML_Q3_K] = q3_K_make, [GGML_Q4_K] = q4_K_make, [GGML_Q5_K] = q5_K_make,
-    [GGML_Q6_K] = q6_K_make,
+static const struct {
+    quant_maker plain;
+    qi_rows_fn weighted;
+} MAKERS[GGML_NTYPES] = {
+    [GGML_F32] = {f32_make, NULL},        [GGML_F16] = {f16_make, NULL},        [GGML_BF16] = {bf16_make, NULL},
+    [GGML_Q4_0] = {q4_0_make, qi_q4_0_w}, [GGML_Q4_1] = {q4_1_make, qi_q4_1_w}, [GGML_Q5_0] = {q5_0_make, qi_q5_0_w},
+    [GGML_Q5_1] = {q5_1_make, qi_q5_1_w}, [GGML_Q8_0] = {q8_0_make, NULL},      [GGML_Q2_K] = {q2_K_make, qi_q2_K_w},
+    [GGML_Q3_K] = {q3_K_make, qi_q3_K_w}, [GGML_Q4_K] = {q4_K_make, qi_q4_K_w}, [GGML_Q5_K] = {q5_K_make, qi_q5_K_w},
+    [GGML_Q6_K] = {q6_K_make, qi_q6_K_w}, [GGML_IQ4_NL] = {NULL, qi_iq4_nl},    [GGML_IQ4_XS] = {NULL, qi_iq4_xs},
+    [GGML_IQ3_XXS] = {NULL, qi_iq3_xxs},  [GGML_IQ3_S] = {NULL, qi_iq3_s},      [GGML_IQ2_XXS] = {NULL, qi_iq2_xxs},
+    [GGML_IQ2_XS] = {NULL, qi_iq2_xs},    [GGML_IQ2_S] = {NULL, qi_iq2_s},      [GGML_IQ1_S] = {NULL, qi_iq1_s},
+    [GGML_IQ1_M] = {NULL, qi_iq1_m},
 };
 
-bool quantize_supported(uint32_t type) {
+static bool made_here(uint32_t type) {
     const ggml_type_info *t = ggml_type_get(type);
-    return t && type < GGML_NTYPES && (t->flags & GGML_TF_QUANTIZE) && MAKERS[type];
+    return t && type < GGML_NTYPES && (t->flags & GGML_TF_QUANTIZE) && (MAKERS[type].plain || MAKERS[type].weighted);
+}
+
+bool quantize_supported(uint32_t type) { return made_here(type) && !(ggml_type_get(type)->flags & GGML_TF_NEEDS_W); }
+
+bool quantize_supported_w(uint32_t type) { return made_here(type); }
+
+size_t quantize_rows_w(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *qw) {
+    size_t row = ggml_row_size(type, n_per_row);
+    if (!(qw ? quantize_supported_w(type) : quantize_supported(type)) || row == 0 || nrows < 0) return 0;
+    if (!qi_iq_prepare(type)) return 0; /* a grid type's maps: out of memory */
+    if (qw && MAKERS[type].weighted) MAKERS[type].weighted(src, dst, nrows, n_per_row, qw);
+    else if (MAKERS[type].plain) MAKERS[type].plain(src, dst, nrows * n_per_row);
+    else MAKERS[type].weighted(src, dst, nrows, n_per_row, NULL);
+    return row * (size_t)nrows;
 }
 
 size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row) {
-    size_t row = ggml_row_size(type, n_per_row);
-    if (!quantize_supported(type) || row == 0 || nrows < 0) return 0;
-    MAKERS[type](src, dst, nrows * n_per_row);
-    return row * (size_t)nrows;
+    return quantize_rows_w(type, src, dst, nrows, n_per_row, NULL);
 }
 
 /* ---- file types -------------------------------------------------------------------------- */

@@ -11,13 +11,22 @@
 
 /* ---- blocks ---------------------------------------------------------------------------- */
 
-/* Types quantize_rows can produce: those whose row in the type table (formats/ggml_types.h) has
- * GGML_TF_QUANTIZE (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K). */
+/* Types quantize_rows can produce without importance weights: those whose row in the type table
+ * (formats/ggml_types.h) has GGML_TF_QUANTIZE but not GGML_TF_NEEDS_W (F32, F16, BF16, Q4_0..Q8_0,
+ * the K-quants, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, IQ1_M). */
 bool quantize_supported(uint32_t type);
+/* Types quantize_rows_w can produce with importance weights: every GGML_TF_QUANTIZE row (those
+ * above and IQ2_XXS, IQ2_XS, IQ1_S). */
+bool quantize_supported_w(uint32_t type);
 /* Quantizes nrows rows of n_per_row floats (n_per_row a multiple of the block size) into dst in
  * `type`'s row layout. Returns the bytes written, 0 when the type or row length is unsupported.
  * Rows are independent: quantizing a tensor in row chunks gives the same bytes. */
 size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row);
+/* The same with importance weights qw (n_per_row values, one per column, the same for every row:
+ * an importance matrix's mean squared activations), as the reference's quantize_* with
+ * quant_weights; qw NULL is quantize_rows. Types without a weighted quantizer (F16, Q8_0, ...)
+ * ignore qw. */
+size_t quantize_rows_w(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *qw);
 
 /* ---- file types and the per-tensor recipe ---------------------------------------------- */
 
