@@ -9,7 +9,25 @@
 #include "formats/ggml_types.h"
 
 #include <ctype.h>
+#ifndef _WIN32
 #include <regex.h>
+#else
+/* mingw has no POSIX regex: there a --tensor-type pattern matches as a plain substring */
+typedef struct {
+    char *s;
+} regex_t;
+enum { REG_EXTENDED = 1, REG_NOSUB = 2 };
+static int regcomp(regex_t *r, const char *p, int f) {
+    (void)f;
+    r->s = strdup(p);
+    return r->s ? 0 : 1;
+}
+static int regexec(const regex_t *r, const char *s, size_t n, void *m, int f) {
+    (void)n, (void)m, (void)f;
+    return strstr(s, r->s) ? 0 : 1;
+}
+static void regfree(regex_t *r) { free(r->s); }
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
