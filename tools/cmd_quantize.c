@@ -1,19 +1,30 @@
-/* cmd_quantize.c — `lfm2c quantize IN.gguf OUT.gguf TYPE [--stats] [-t THREADS]`: requantize a
- * GGUF the way the reference quantizer does (same per-tensor types, same bytes). */
+/* cmd_quantize.c — `lfm2c quantize [OPTIONS] IN.gguf OUT.gguf TYPE`: requantize a GGUF the way the
+ * reference quantizer (llama-quantize) does: same per-tensor types, same bytes, its --imatrix,
+ * --tensor-type, --output-tensor-type, --token-embedding-type and --leave-output-tensor. */
 #include "cli.h"
 #include "formats/ggml_types.h"
 #include "convert/quantize_file.h"
 #include "base/os.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+static int run_quantize(const char **pos, int npos, int threads, bool stats, quantize_file_params *pp);
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: lfm2c quantize IN.gguf OUT.gguf TYPE [--stats] [-t THREADS]\n"
-            "  TYPE     %s (case-insensitive)\n"
-            "  --stats  print each tensor's RMS error against the input\n"
-            "  -t N     threads (default: all cores)\n",
+            "usage: lfm2c quantize [OPTIONS] IN.gguf OUT.gguf TYPE\n"
+            "  TYPE                        %s (case-insensitive)\n"
+            "  --imatrix FILE              importance matrix (GGUF as lfm2c imatrix writes, or legacy .dat);\n"
+            "                              required for IQ1_*, IQ2_*, IQ3_XXS tensors and Q2_K_S\n"
+            "  --tensor-type PATTERN=T     tensors whose name matches PATTERN (a regular expression) get\n"
+            "                              ggml type T (q4_k, iq3_s, ...); repeatable, the first match wins\n"
+            "  --output-tensor-type T      ggml type of output.weight\n"
+            "  --token-embedding-type T    ggml type of token_embd.weight\n"
+            "  --leave-output-tensor       keep output.weight as it is\n"
+            "  --stats                     print each tensor's RMS error against the input\n"
+            "  -t N                        threads (default: all cores)\n",
             quant_ftype_list());
 }
 
@@ -41,22 +52,79 @@ static void fmt_shape(const quantize_tensor_report *t, char *buf, size_t n) {
     if (o < (int)n) snprintf(buf + o, n - (size_t)o, "]");
 }
 
+/* a ggml type name quantize can make (T of --output-tensor-type and the like); -1 after cli_fail */
+static int quant_type_arg(const char *opt, const char *v) {
+    const int t = ggml_type_by_name(v);
+    if (t < 0 || !quantize_supported_w((uint32_t)t))
+        return cli_fail("quantize: %s: '%s' is not a type quantize makes (q4_0, q8_0, q2_k..q6_k, iq1_s..iq4_xs, "
+                        "f16, bf16, f32)",
+                        opt, v),
+               -1;
+    return t;
+}
+
+/* --tensor-type PATTERN=TYPE into o (grown); false after cli_fail */
+static bool tensor_type_arg(const char *v, quant_override **o, int *n) {
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || !eq[1]) return cli_fail("quantize: --tensor-type wants PATTERN=TYPE, not '%s'", v), false;
+    const int t = quant_type_arg("--tensor-type", eq + 1);
+    if (t < 0) return false;
+    quant_override *grown = realloc(*o, (size_t)(*n + 1) * sizeof **o);
+    char *pat = strndup(v, (size_t)(eq - v));
+    if (!grown || !pat) {
+        free(pat);
+        if (grown) *o = grown;
+        return cli_fail("quantize: out of memory"), false;
+    }
+    *o = grown;
+    (*o)[(*n)++] = (quant_override){pat, (uint32_t)t};
+    return true;
+}
+
+static void free_overrides(quant_override *o, int n) {
+    for (int i = 0; i < n; i++) free((char *)o[i].pattern);
+    free(o);
+}
+
 int cmd_quantize(int argc, char **argv) {
     const char *pos[3] = {0};
     int npos = 0, threads = 0;
     bool stats = false;
-    for (int i = 1; i < argc; i++) {
+    quantize_file_params p = {0};
+    quant_override *ov = NULL;
+    int n_ov = 0, rc = 0;
+    for (int i = 1; i < argc && !rc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
+            free_overrides(ov, n_ov);
             return 0;
         } else if (!strcmp(argv[i], "--stats")) stats = true;
-        else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads"))
+        else if (!strcmp(argv[i], "--imatrix")) p.imatrix = cli_value(argc, argv, &i);
+        else if (!strcmp(argv[i], "--leave-output-tensor")) p.leave_output = true;
+        else if (!strcmp(argv[i], "--tensor-type")) rc = !tensor_type_arg(cli_value(argc, argv, &i), &ov, &n_ov);
+        else if (!strcmp(argv[i], "--output-tensor-type") || !strcmp(argv[i], "--token-embedding-type")) {
+            const bool out = argv[i][2] == 'o';
+            const int t = quant_type_arg(argv[i], cli_value(argc, argv, &i));
+            if (t < 0) rc = 1;
+            else if (out) p.has_output_type = true, p.output_type = (uint32_t)t;
+            else p.has_token_embd_type = true, p.token_embd_type = (uint32_t)t;
+        } else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads"))
             threads = cli_threads(argv[i], cli_value(argc, argv, &i));
         else if (argv[i][0] == '-' && argv[i][1])
-            return cli_unknown_option("quantize", argv[i], "--stats -t --threads");
+            rc = cli_unknown_option("quantize", argv[i],
+                                    "--imatrix --tensor-type --output-tensor-type --token-embedding-type "
+                                    "--leave-output-tensor --stats -t --threads");
         else if (npos < 3) pos[npos++] = argv[i];
-        else return cli_fail("quantize: too many arguments ('%s')", argv[i]);
+        else rc = cli_fail("quantize: too many arguments ('%s')", argv[i]);
     }
+    p.overrides = ov;
+    p.n_overrides = n_ov;
+    if (!rc) rc = run_quantize(pos, npos, threads, stats, &p);
+    free_overrides(ov, n_ov);
+    return rc;
+}
+
+static int run_quantize(const char **pos, int npos, int threads, bool stats, quantize_file_params *pp) {
     if (npos != 3) return cli_fail("quantize: expected IN.gguf OUT.gguf TYPE (lfm2c quantize --help)");
     os_stat_t si, so;
     if (!strcmp(pos[0], pos[1]) ||
@@ -67,7 +135,9 @@ int cmd_quantize(int argc, char **argv) {
     if (threads < 0) return cli_fail("quantize: -t must be >= 0");
 
     bar b = {-1};
-    quantize_file_params p = {.n_threads = threads, .stats = stats};
+    quantize_file_params p = *pp;
+    p.n_threads = threads;
+    p.stats = stats;
     if (os_isatty(stderr)) {
         p.progress = progress;
         p.progress_ud = &b;

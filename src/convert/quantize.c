@@ -9,6 +9,7 @@
 #include "base/error.h"
 #include "convert/quantize.h"
 #include "formats/ggml_types.h"
+#include "convert/quant_impl.h"
 
 #include <ctype.h>
 #include <float.h>
@@ -527,8 +528,10 @@ static void q6_K_rows(const float *x, block_q6_K *y, int64_t nb) {
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
-/* The quantizer of each type the type table says quantize makes (GGML_TF_QUANTIZE): n values of
- * x (a multiple of the block size) into y. */
+/* The quantizers of each type the type table says quantize makes (GGML_TF_QUANTIZE): plain (n
+ * values of x, a multiple of the block size, into y; the reference without importance weights)
+ * and weighted (quant_impl.h: rows with the importance weights of a row, or NULL where the type's
+ * weighted quantizer is also its plain one). */
 typedef void (*quant_maker)(const float *x, void *y, int64_t n);
 static void f32_make(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
 static void f16_make(const float *x, void *y, int64_t n) {
@@ -552,222 +555,39 @@ BLOCK_MAKER(q4_K, QK_K)
 BLOCK_MAKER(q5_K, QK_K)
 BLOCK_MAKER(q6_K, QK_K)
 #undef BLOCK_MAKER
-static const quant_maker MAKERS[GGML_NTYPES] = {
-    [GGML_F32] = f32_make,   [GGML_F16] = f16_make,   [GGML_BF16] = bf16_make, [GGML_Q4_0] = q4_0_make,
-    [GGML_Q4_1] = q4_1_make, [GGML_Q5_0] = q5_0_make, [GGML_Q5_1] = q5_1_make, [GGML_Q8_0] = q8_0_make,
-    [GGML_Q2_K] = q2_K_make, [GGML_Q3_K] = q3_K_make, [GGML_Q4_K] = q4_K_make, [GGML_Q5_K] = q5_K_make,
-    [GGML_Q6_K] = q6_K_make,
+static const struct {
+    quant_maker plain;
+    qi_rows_fn weighted;
+} MAKERS[GGML_NTYPES] = {
+    [GGML_F32] = {f32_make, NULL},        [GGML_F16] = {f16_make, NULL},        [GGML_BF16] = {bf16_make, NULL},
+    [GGML_Q4_0] = {q4_0_make, qi_q4_0_w}, [GGML_Q4_1] = {q4_1_make, qi_q4_1_w}, [GGML_Q5_0] = {q5_0_make, qi_q5_0_w},
+    [GGML_Q5_1] = {q5_1_make, qi_q5_1_w}, [GGML_Q8_0] = {q8_0_make, NULL},      [GGML_Q2_K] = {q2_K_make, qi_q2_K_w},
+    [GGML_Q3_K] = {q3_K_make, qi_q3_K_w}, [GGML_Q4_K] = {q4_K_make, qi_q4_K_w}, [GGML_Q5_K] = {q5_K_make, qi_q5_K_w},
+    [GGML_Q6_K] = {q6_K_make, qi_q6_K_w}, [GGML_IQ4_NL] = {NULL, qi_iq4_nl},    [GGML_IQ4_XS] = {NULL, qi_iq4_xs},
+    [GGML_IQ3_XXS] = {NULL, qi_iq3_xxs},  [GGML_IQ3_S] = {NULL, qi_iq3_s},      [GGML_IQ2_XXS] = {NULL, qi_iq2_xxs},
+    [GGML_IQ2_XS] = {NULL, qi_iq2_xs},    [GGML_IQ2_S] = {NULL, qi_iq2_s},      [GGML_IQ1_S] = {NULL, qi_iq1_s},
+    [GGML_IQ1_M] = {NULL, qi_iq1_m},
 };
 
-bool quantize_supported(uint32_t type) {
+static bool made_here(uint32_t type) {
     const ggml_type_info *t = ggml_type_get(type);
-    return t && type < GGML_NTYPES && (t->flags & GGML_TF_QUANTIZE) && MAKERS[type];
+    return t && type < GGML_NTYPES && (t->flags & GGML_TF_QUANTIZE) && (MAKERS[type].plain || MAKERS[type].weighted);
 }
 
-size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row) {
+bool quantize_supported(uint32_t type) { return made_here(type) && !(ggml_type_get(type)->flags & GGML_TF_NEEDS_W); }
+
+bool quantize_supported_w(uint32_t type) { return made_here(type); }
+
+size_t quantize_rows_w(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row, const float *qw) {
     size_t row = ggml_row_size(type, n_per_row);
-    if (!quantize_supported(type) || row == 0 || nrows < 0) return 0;
-    MAKERS[type](src, dst, nrows * n_per_row);
+    if (!(qw ? quantize_supported_w(type) : quantize_supported(type)) || row == 0 || nrows < 0) return 0;
+    if (!qi_iq_prepare(type)) return 0; /* a grid type's maps: out of memory */
+    if (qw && MAKERS[type].weighted) MAKERS[type].weighted(src, dst, nrows, n_per_row, qw);
+    else if (MAKERS[type].plain) MAKERS[type].plain(src, dst, nrows * n_per_row);
+    else MAKERS[type].weighted(src, dst, nrows, n_per_row, NULL);
     return row * (size_t)nrows;
 }
 
-/* ---- file types -------------------------------------------------------------------------- */
-
-static const quant_ftype FTYPES[] = {
-    {"Q4_0", FTYPE_Q4_0, GGML_Q4_0},     {"Q4_1", FTYPE_Q4_1, GGML_Q4_1},     {"Q5_0", FTYPE_Q5_0, GGML_Q5_0},
-    {"Q5_1", FTYPE_Q5_1, GGML_Q5_1},     {"Q8_0", FTYPE_Q8_0, GGML_Q8_0},     {"Q4_K_S", FTYPE_Q4_K_S, GGML_Q4_K},
-    {"Q4_K_M", FTYPE_Q4_K_M, GGML_Q4_K}, {"Q5_K_S", FTYPE_Q5_K_S, GGML_Q5_K}, {"Q5_K_M", FTYPE_Q5_K_M, GGML_Q5_K},
-    {"Q6_K", FTYPE_Q6_K, GGML_Q6_K},     {"F16", FTYPE_F16, GGML_F16},        {"BF16", FTYPE_BF16, GGML_BF16},
-    {"F32", FTYPE_ALL_F32, GGML_F32},
-};
-
-const quant_ftype *quant_ftype_find(const char *name) {
-    for (size_t i = 0; i < sizeof FTYPES / sizeof FTYPES[0]; i++)
-        if (!strcasecmp(name, FTYPES[i].name)) return &FTYPES[i];
-    return NULL;
-}
-
-const char *quant_ftype_list(void) {
-    return "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, F16, BF16, F32";
-}
-
-/* ---- the recipe -------------------------------------------------------------------------- */
-
-enum tcat {
-    CAT_TOKEN_EMBD,
-    CAT_ATTN_Q,
-    CAT_ATTN_V,
-    CAT_ATTN_K,
-    CAT_ATTN_QKV,
-    CAT_ATTN_KV_B,
-    CAT_ATTN_OUT,
-    CAT_FFN_UP,
-    CAT_FFN_GATE,
-    CAT_FFN_DOWN,
-    CAT_OUTPUT,
-    CAT_OTHER
-};
-
-static enum tcat category(const char *name) {
-    if (!strcmp(name, "output.weight")) return CAT_OUTPUT;
-    if (!strcmp(name, "token_embd.weight") || !strcmp(name, "per_layer_token_embd.weight")) return CAT_TOKEN_EMBD;
-    if (strstr(name, "attn_qkv.weight")) return CAT_ATTN_QKV;
-    if (strstr(name, "attn_kv_b.weight")) return CAT_ATTN_KV_B;
-    if (strstr(name, "attn_v.weight")) return CAT_ATTN_V;
-    if (strstr(name, "attn_k.weight")) return CAT_ATTN_K;
-    if (strstr(name, "attn_q.weight")) return CAT_ATTN_Q;
-    if (strstr(name, "attn_output.weight")) return CAT_ATTN_OUT;
-    if (strstr(name, "ffn_up")) return CAT_FFN_UP;
-    if (strstr(name, "ffn_gate")) return CAT_FFN_GATE;
-    if (strstr(name, "ffn_down")) return CAT_FFN_DOWN;
-    return CAT_OTHER;
-}
-
-static bool is_attn_v_like(enum tcat c) { return c == CAT_ATTN_V || c == CAT_ATTN_QKV || c == CAT_ATTN_KV_B; }
-
-/* dims counted like the reference: trailing size-1 dims do not count */
-static int n_dims_of(const quant_tensor_desc *t) {
-    for (int i = 3; i >= 1; i--)
-        if (t->ne[i] > 1) return i + 1;
-    return 1;
-}
-
-static bool allows_quantization(const quant_tensor_desc *t) {
-    if (n_dims_of(t) < 2) return false;
-    const char *n = t->name;
-    size_t len = strlen(n);
-    if (len < 6 || strcmp(n + len - 6, "weight")) return false;
-    static const char *never[] = {"_norm.weight",
-                                  "ffn_gate_inp.weight",
-                                  "shortconv.conv.weight",
-                                  "ssm_conv1d",
-                                  "attn_rel_b.weight",
-                                  "position_embd",
-                                  "token_types",
-                                  "altup",
-                                  "laurel",
-                                  "per_layer_model_proj",
-                                  "ffn_gate_tid2eid.weight"};
-    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
-        if (strstr(n, never[i])) return false;
-    return true;
-}
-
-static bool is_quantized_type(uint32_t t) { return t != GGML_F32 && t != GGML_F16 && t != GGML_BF16; }
-
-static bool more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
-
-typedef struct recipe_state {
-    const quant_ftype *ft;
-    int n_layer, n_expert;
-    int n_attn_v, i_attn_v, i_ffn_down, i_ffn_gate, i_ffn_up;
-    bool tied;
-} recipe_state;
-
-
-/* Layer of an FFN tensor: the counter for dense models, the name's block number with experts
- * (expert tensors need not come in layer order). */
-static bool layer_of(const recipe_state *s, int counter, const char *name, int *layer, lfm2c_error *err) {
-    if (s->n_expert <= 1) {
-        *layer = counter;
-        return true;
-    }
-    int l;
-    if (sscanf(name, "blk.%d.", &l) != 1) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "cannot determine the layer of tensor '%s'", name);
-        return false;
-    }
-    if (l < 0 || l >= s->n_layer) {
-        lfm2c_set_error(err, LFM2C_EFORMAT, "tensor '%s': layer %d out of range [0, %d)", name, l, s->n_layer);
-        return false;
-    }
-    *layer = l;
-    return true;
-}
-
-static bool mix_type(recipe_state *s, const quant_tensor_desc *t, enum tcat cat, uint32_t *type, lfm2c_error *err) {
-    const int ft = s->ft->id;
-    uint32_t nt = *type;
-    if (cat == CAT_OUTPUT || (s->tied && cat == CAT_TOKEN_EMBD)) {
-        if (t->ne[0] % ggml_type_get(nt)->block_size != 0) nt = GGML_Q8_0;
-        else if (nt != GGML_Q8_0) nt = GGML_Q6_K;
-    } else if (cat == CAT_TOKEN_EMBD) {
-        /* untied embedding: the default type for these file types */
-    } else if (is_attn_v_like(cat)) {
-        if ((ft == FTYPE_Q4_K_M || ft == FTYPE_Q5_K_M) && more_bits(s->i_attn_v, s->n_attn_v)) nt = GGML_Q6_K;
-        else if (ft == FTYPE_Q4_K_S && s->i_attn_v < 4) nt = GGML_Q5_K;
-        if (s->n_expert == 8) nt = GGML_Q8_0; /* the reference's bump for 8-expert models */
-        s->i_attn_v++;
-    } else if (cat == CAT_ATTN_K) {
-        if (s->n_expert == 8) nt = GGML_Q8_0;
-    } else if (cat == CAT_FFN_DOWN) {
-        int il;
-        if (!layer_of(s, s->i_ffn_down, t->name, &il, err)) return false;
-        if (ft == FTYPE_Q4_K_M) {
-            if (more_bits(il, s->n_layer)) nt = GGML_Q6_K;
-        } else if (ft == FTYPE_Q5_K_M && more_bits(il, s->n_layer)) {
-            nt = GGML_Q6_K;
-        } else if (ft == FTYPE_Q4_K_S && il < s->n_layer / 8) {
-            nt = GGML_Q5_K;
-        }
-        s->i_ffn_down++;
-    } else if (cat == CAT_ATTN_OUT) {
-        if (s->n_expert == 8 && (ft == FTYPE_Q4_K_S || ft == FTYPE_Q4_K_M)) nt = GGML_Q5_K;
-    } else if (cat == CAT_ATTN_QKV) {
-        if (ft == FTYPE_Q4_K_M) nt = GGML_Q5_K;
-        else if (ft == FTYPE_Q5_K_M) nt = GGML_Q6_K;
-    } else if (cat == CAT_FFN_GATE || cat == CAT_FFN_UP) {
-        int il;
-        if (!layer_of(s, cat == CAT_FFN_GATE ? s->i_ffn_gate : s->i_ffn_up, t->name, &il, err)) return false;
-        if (cat == CAT_FFN_GATE) s->i_ffn_gate++;
-        else s->i_ffn_up++;
-    }
-    *type = nt;
-    return true;
-}
-
-/* A type whose rows are not whole blocks of it falls back to its row's fallback type (the type
- * table's, llama-quantize's), and to F16 when those do not fit either. */
-static bool fallback(const quant_tensor_desc *t, uint32_t *type, lfm2c_error *err) {
-    const ggml_type_info *ti = ggml_type_get(*type);
-    if (t->ne[0] % ti->block_size == 0) return true;
-    uint32_t nt = ti->fallback;
-    if (nt == GGML_F32) {
-        lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': rows of %lld weights do not fit %s blocks", t->name,
-                        (long long)t->ne[0], ti->name);
-        return false;
-    }
-    if (t->ne[0] % ggml_type_get(nt)->block_size) nt = GGML_F16;
-    *type = nt;
-    return true;
-}
-
-bool quant_recipe(const quant_ftype *ft, int n_layer, int n_expert, const quant_tensor_desc *t, int n,
-                  uint32_t *out_types, lfm2c_error *err) {
-    recipe_state s = {.ft = ft, .n_layer = n_layer, .n_expert = n_expert, .tied = true};
-    for (int i = 0; i < n; i++) {
-        enum tcat c = category(t[i].name);
-        if (is_attn_v_like(c)) s.n_attn_v++;
-        if (c == CAT_OUTPUT) s.tied = false;
-    }
-    for (int i = 0; i < n; i++) {
-        uint32_t type = t[i].type;
-        if (allows_quantization(&t[i])) {
-            type = ft->default_type;
-            if (is_quantized_type(type)) {
-                if (!mix_type(&s, &t[i], category(t[i].name), &type, err)) return false;
-                if (!fallback(&t[i], &type, err)) return false;
-            }
-        }
-        out_types[i] = type;
-    }
-    return true;
-}
-
-int quant_tensor_order_cmp(const char *a, const char *b) {
-    int la = -1, lb = -1;
-    sscanf(a, "blk.%d.", &la);
-    sscanf(b, "blk.%d.", &lb);
-    if (la != lb) return la < lb ? -1 : 1;
-    return strcmp(a, b);
+size_t quantize_rows(uint32_t type, const float *src, void *dst, int64_t nrows, int64_t n_per_row) {
+    return quantize_rows_w(type, src, dst, nrows, n_per_row, NULL);
 }

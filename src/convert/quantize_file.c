@@ -4,6 +4,7 @@
  * is appended to the output and the input pages it came from are released. */
 #include "base/error.h"
 #include "convert/quantize_file.h"
+#include "convert/quant_imatrix.h"
 #include "formats/gguf.h"
 #include "formats/gguf_write.h"
 #include "base/threadpool.h"
@@ -40,6 +41,8 @@ typedef struct chunk_job {
     float **f32, **deq; /* per-thread scratch */
     double *sqerr;      /* per-thread sum of squared errors */
     bool stats;
+    const float *qw;   /* importance weights: n_per_row per matrix, or NULL */
+    int64_t row0, ne1; /* the chunk's first row in the tensor; rows per matrix (expert) */
 } chunk_job;
 
 static void chunk_work(void *arg, int ith, int nth) {
@@ -51,7 +54,13 @@ static void chunk_work(void *arg, int ith, int nth) {
     const int64_t n = j->n_per_row;
     float *f = j->f32[ith];
     for (int64_t r = r0; r < r1; r++) dequantize_row(j->type_in, j->src + (size_t)r * j->row_in, f + (r - r0) * n, n);
-    quantize_rows(j->type_out, f, j->dst + (size_t)r0 * j->row_out, r1 - r0, n);
+    for (int64_t a = r0; a < r1;) { /* rows of one matrix at a time: each expert has its weights */
+        const int64_t mat = (j->row0 + a) / j->ne1, end = (mat + 1) * j->ne1 - j->row0;
+        const int64_t b = end < r1 ? end : r1;
+        quantize_rows_w(j->type_out, f + (a - r0) * n, j->dst + (size_t)a * j->row_out, b - a, n,
+                        j->qw ? j->qw + mat * n : NULL);
+        a = b;
+    }
     if (j->stats) {
         double s = 0;
         float *d = j->deq[ith];
@@ -74,7 +83,12 @@ static int order_cmp(const void *a, const void *b, void *ctx) {
     return c ? c : (ia > ib) - (ia < ib);
 }
 
-static bool skip_key(const char *k) {
+/* keys the output sets anew (at its end, as llama-quantize's gguf_set_val does) or drops */
+static bool skip_key(const char *k, const qimatrix *im) {
+    if (im && (!strcmp(k, "quantize.imatrix.file") || !strcmp(k, "quantize.imatrix.entries_count") ||
+               (!strcmp(k, "quantize.imatrix.dataset") && im->im.n_datasets) ||
+               (!strcmp(k, "quantize.imatrix.chunks_count") && im->chunks > 0)))
+        return true;
     return !strcmp(k, "general.quantization_version") || !strcmp(k, "general.file_type") || !strcmp(k, "split.no") ||
            !strcmp(k, "split.count") || !strcmp(k, "split.tensors.count");
 }
@@ -102,6 +116,10 @@ typedef struct qf_run {
     double *sqerr;
     uint8_t *obuf; /* one output chunk */
     uint64_t total_in, done_in, total_out;
+    qimatrix im; /* with --imatrix */
+    bool has_im;
+    bool *needs_im;   /* per output position: its type needs an importance matrix there */
+    const float **qw; /* per output position: its importance weights, or NULL */
 } qf_run;
 
 static void qf_free(qf_run *q) {
@@ -119,11 +137,31 @@ static void qf_free(qf_run *q) {
     free(q->types);
     free(q->desc);
     free(q->order);
+    free(q->needs_im);
+    free(q->qw);
+    if (q->has_im) qimatrix_free(&q->im);
     gguf_close(q->g);
 }
 
 /* The architecture's block and expert counts, which the recipe needs. */
-static bool read_layer_counts(const gguf_file *g, const char *in, int64_t *n_layer, int64_t *n_expert,
+/* a key's value, or its first element when it is an array (per-layer head counts) */
+static bool first_int(const gguf_file *g, const char *key, int64_t *v) {
+    const gguf_kv *kv = gguf_find(g, key);
+    if (kv && kv->type == GGUF_ARR) return kv->n > 0 && gguf_arr_int(kv, 0, v);
+    return gguf_get_int(g, key, v);
+}
+
+/* heads / kv heads of block 0, as llama's n_gqa(): 0 when block 0 has no kv heads */
+static int read_gqa(const gguf_file *g, const char *arch) {
+    char k1[160], k2[160];
+    int64_t h = 0, kv = 0;
+    snprintf(k1, sizeof k1, "%s.attention.head_count", arch);
+    snprintf(k2, sizeof k2, "%s.attention.head_count_kv", arch);
+    if (!first_int(g, k1, &h) || !first_int(g, k2, &kv) || kv <= 0 || h < 0) return 0;
+    return (int)(h / kv);
+}
+
+static bool read_layer_counts(const gguf_file *g, const char *in, int64_t *n_layer, int64_t *n_expert, int *n_gqa,
                               lfm2c_error *err) {
     char *arch = gguf_get_string(g, "general.architecture");
     if (!arch) {
@@ -140,19 +178,23 @@ static bool read_layer_counts(const gguf_file *g, const char *in, int64_t *n_lay
     } else {
         snprintf(key, sizeof key, "%s.expert_count", arch);
         if (!gguf_get_int(g, key, n_expert) || *n_expert < 0) *n_expert = 0;
+        *n_gqa = read_gqa(g, arch);
     }
     free(arch);
     return ok;
 }
 
 /* Puts the tensors in the output order and picks each one's type with the recipe of ft. */
-static bool plan_types(qf_run *q, const quant_ftype *ft, int64_t n_layer, int64_t n_expert, lfm2c_error *err) {
+static bool plan_types(qf_run *q, const quant_ftype *ft, int64_t n_layer, int64_t n_expert, int n_gqa,
+                       lfm2c_error *err) {
     const int n = q->n;
     q->order = malloc((size_t)(n ? n : 1) * sizeof *q->order);
     q->desc = malloc((size_t)(n ? n : 1) * sizeof *q->desc);
     q->types = malloc((size_t)(n ? n : 1) * sizeof *q->types);
     q->tr = calloc((size_t)(n ? n : 1), sizeof *q->tr);
-    if (!q->order || !q->desc || !q->types || !q->tr) {
+    q->needs_im = calloc((size_t)(n ? n : 1), sizeof *q->needs_im);
+    q->qw = calloc((size_t)(n ? n : 1), sizeof *q->qw);
+    if (!q->order || !q->desc || !q->types || !q->tr || !q->needs_im || !q->qw) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return false;
     }
@@ -162,7 +204,52 @@ static bool plan_types(qf_run *q, const quant_ftype *ft, int64_t n_layer, int64_
         const gguf_tensor *t = &q->g->tensors[q->order[i]];
         q->desc[i] = (quant_tensor_desc){t->name, t->n_dims, {t->ne[0], t->ne[1], t->ne[2], t->ne[3]}, t->type};
     }
-    return quant_recipe(ft, (int)n_layer, (int)n_expert, q->desc, n, q->types, err);
+    const quantize_file_params *p = q->p;
+    quant_recipe_opts o = {.n_layer = (int)n_layer,
+                           .n_expert = (int)n_expert,
+                           .n_gqa = n_gqa,
+                           .has_imatrix = q->has_im,
+                           .leave_output = p->leave_output,
+                           .output_type = p->has_output_type ? (int)p->output_type : -1,
+                           .token_embd_type = p->has_token_embd_type ? (int)p->token_embd_type : -1,
+                           .overrides = p->overrides,
+                           .n_overrides = p->n_overrides};
+    return quant_recipe_ex(ft, &o, q->desc, n, q->types, q->needs_im, err);
+}
+
+/* Each converted tensor's importance weights, and the refusals of llama-quantize: a type that
+ * needs an importance matrix without one, an entry of the wrong size. */
+static bool plan_weights(qf_run *q, lfm2c_error *err) {
+    for (int i = 0; i < q->n; i++) {
+        const gguf_tensor *t = &q->g->tensors[q->order[i]];
+        const char *tn = ggml_type_get(q->types[i])->name;
+        if (!q->has_im) {
+            if (q->needs_im[i])
+                return lfm2c_set_error(err, LFM2C_EINVAL,
+                                       "tensor '%s': type %s needs an importance matrix (give one with --imatrix)",
+                                       t->name, tn),
+                       false;
+            continue;
+        }
+        if (q->types[i] == t->type) continue;
+        uint32_t nv = 0;
+        const float *w = qimatrix_weights(&q->im, t->name, &nv);
+        const int64_t want = t->ne[0] * (t->n_dims > 2 ? t->ne[2] : 1);
+        if (w && (int64_t)nv != want) {
+            if (strcmp(t->name, "token_embd.weight") && strcmp(t->name, "per_layer_token_embd.weight"))
+                return lfm2c_set_error(err, LFM2C_EFORMAT, "imatrix size %u is different from tensor size %lld for %s",
+                                       nv, (long long)want, t->name),
+                       false;
+            w = NULL;
+        }
+        if (!w && q->needs_im[i])
+            return lfm2c_set_error(err, LFM2C_EINVAL,
+                                   "tensor '%s': the importance matrix has no entry for it (type %s needs one)",
+                                   t->name, tn),
+                   false;
+        q->qw[i] = w;
+    }
+    return true;
 }
 
 /* Every conversion must be possible before anything is written; also finds max_row. */
@@ -177,7 +264,12 @@ static bool check_conversions(qf_run *q, lfm2c_error *err) {
                             ti ? ti->name : "?");
             return false;
         }
-        if (!quantize_supported(q->types[i])) {
+        if (!(q->qw[i] ? quantize_supported_w(q->types[i]) : quantize_supported(q->types[i]))) {
+            if (quantize_supported_w(q->types[i]))
+                return lfm2c_set_error(err, LFM2C_EINVAL,
+                                       "tensor '%s': type %s cannot be made without importance weights", t->name,
+                                       ggml_type_get(q->types[i])->name),
+                       false;
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "tensor '%s': cannot produce type %s", t->name,
                             ggml_type_get(q->types[i])->name);
             return false;
@@ -185,6 +277,19 @@ static bool check_conversions(qf_run *q, lfm2c_error *err) {
         if (t->ne[0] > q->max_row) q->max_row = t->ne[0];
     }
     return true;
+}
+
+/* llama-quantize's record of the importance matrix (its kv overrides: strings cut to 127 bytes,
+ * counts as u32), when one was used and had entries */
+static bool imatrix_keys(qf_run *q) {
+    if (!q->has_im || !q->im.im.n) return true;
+    const qimatrix *im = &q->im;
+    bool ok = gguf_set_strn(q->w, "quantize.imatrix.file", im->path, strnlen(im->path, 127));
+    if (ok && im->im.n_datasets)
+        ok = gguf_set_strn(q->w, "quantize.imatrix.dataset", im->im.datasets[0], strnlen(im->im.datasets[0], 127));
+    ok = ok && gguf_set_u32(q->w, "quantize.imatrix.entries_count", im->im.n);
+    if (ok && im->chunks > 0) ok = gguf_set_u32(q->w, "quantize.imatrix.chunks_count", (uint32_t)im->chunks);
+    return ok;
 }
 
 /* The output's header: the input's keys (but the quantization ones), the new file type, the
@@ -197,12 +302,12 @@ static bool describe_output(qf_run *q, const quant_ftype *ft, lfm2c_error *err) 
         return false;
     }
     for (uint64_t i = 0; i < g->n_kv; i++)
-        if (!skip_key(g->kv[i].key) && !gguf_set_kv(q->w, &g->kv[i])) {
+        if (!skip_key(g->kv[i].key, q->has_im ? &q->im : NULL) && !gguf_set_kv(q->w, &g->kv[i])) {
             lfm2c_set_error(err, LFM2C_ENOMEM, "cannot copy key '%s'", g->kv[i].key);
             return false;
         }
     if (!gguf_set_u32(q->w, "general.quantization_version", 2) ||
-        !gguf_set_u32(q->w, "general.file_type", (uint32_t)ft->id)) {
+        !gguf_set_u32(q->w, "general.file_type", (uint32_t)ft->id) || !imatrix_keys(q)) {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
         return false;
     }
@@ -269,8 +374,8 @@ static bool copy_tensor(qf_run *q, const gguf_tensor *t, lfm2c_error *err) {
 
 /* A tensor converted to type_out in chunks of rows spread over the pool; with stats, its RMS
  * error goes to r. */
-static bool convert_tensor(qf_run *q, const gguf_tensor *t, uint32_t type_out, quantize_tensor_report *r,
-                           lfm2c_error *err) {
+static bool convert_tensor(qf_run *q, const gguf_tensor *t, uint32_t type_out, const float *qw,
+                           quantize_tensor_report *r, lfm2c_error *err) {
     const int nth = q->nth;
     const int64_t npr = t->ne[0], nrows = (int64_t)(t->nbytes / ggml_row_size(t->type, npr));
     chunk_job j = {.type_in = t->type,
@@ -283,12 +388,15 @@ static bool convert_tensor(qf_run *q, const gguf_tensor *t, uint32_t type_out, q
                    .deq = q->deq,
                    .sqerr = q->sqerr,
                    .stats = q->p->stats,
-                   .dst = q->obuf};
+                   .dst = q->obuf,
+                   .qw = qw,
+                   .ne1 = t->ne[1]};
     if (j.rows_per_thread < 1) j.rows_per_thread = 1;
     for (int k = 0; k < nth; k++) q->sqerr[k] = 0;
     for (int64_t r0 = 0; r0 < nrows; r0 += j.rows_per_thread * nth) {
         j.nrows = nrows - r0 < j.rows_per_thread * nth ? nrows - r0 : j.rows_per_thread * nth;
         j.src = t->data + (size_t)r0 * j.row_in;
+        j.row0 = r0;
         threadpool_run(q->pool, chunk_work, &j);
         if (!gguf_write_data(q->w, q->obuf, (size_t)j.nrows * j.row_out, err)) return false;
         release_pages(q->g->map, j.src, (size_t)j.nrows * j.row_in);
@@ -319,7 +427,8 @@ static bool write_tensors(qf_run *q, lfm2c_error *err) {
         r->bytes_out = gguf_writer_tensor_nbytes(q->w, (uint64_t)i);
         r->converted = q->types[i] != t->type;
         q->total_out += r->bytes_out;
-        if (!(r->converted ? convert_tensor(q, t, q->types[i], r, err) : copy_tensor(q, t, err))) return false;
+        if (!(r->converted ? convert_tensor(q, t, q->types[i], q->qw[i], r, err) : copy_tensor(q, t, err)))
+            return false;
     }
     return true;
 }
@@ -346,7 +455,16 @@ bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const
     if (!q.g) return false;
     q.n = (int)q.g->n_tensors;
     int64_t n_layer, n_expert;
-    bool ok = read_layer_counts(q.g, in, &n_layer, &n_expert, err) && plan_types(&q, ft, n_layer, n_expert, err) &&
+    int n_gqa = 0;
+    if (q.p->imatrix) {
+        q.has_im = true;
+        if (!qimatrix_load(&q.im, q.p->imatrix, err)) {
+            qf_free(&q);
+            return false;
+        }
+    }
+    bool ok = read_layer_counts(q.g, in, &n_layer, &n_expert, &n_gqa, err) &&
+              plan_types(&q, ft, n_layer, n_expert, n_gqa, err) && plan_weights(&q, err) &&
               check_conversions(&q, err) && describe_output(&q, ft, err) && start_workers(&q, err) &&
               gguf_writer_open(q.w, out, err) && write_tensors(&q, err);
     if (ok) {

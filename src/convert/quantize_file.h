@@ -16,6 +16,13 @@ typedef struct quantize_file_params {
     /* called after every chunk (may be NULL): bytes of input done / total, current tensor */
     void (*progress)(void *ud, uint64_t done, uint64_t total, const char *tensor);
     void *progress_ud;
+    /* llama-quantize's options (zero: none) */
+    const char *imatrix;             /* --imatrix: GGUF or legacy importance matrix file */
+    const quant_override *overrides; /* --tensor-type rules, in order */
+    int n_overrides;
+    bool leave_output; /* --leave-output-tensor */
+    bool has_output_type, has_token_embd_type;
+    uint32_t output_type, token_embd_type; /* --output-tensor-type, --token-embedding-type */
 } quantize_file_params;
 
 typedef struct quantize_tensor_report {
@@ -36,7 +43,10 @@ typedef struct quantize_report {
     double seconds;
 } quantize_report;
 
-/* Writes `out` (via out.tmp + rename; nothing is left behind on failure). rep may be NULL. */
+/* Writes `out` (via out.tmp + rename; nothing is left behind on failure). rep may be NULL. With
+ * an importance matrix each weight matrix is quantized with its entry's mean squared activations
+ * (per expert for expert tensors), and the output gets llama-quantize's quantize.imatrix.* keys;
+ * without one, a file type whose tensors need one is refused, naming the first such tensor. */
 bool quantize_file(const char *in, const char *out, const quant_ftype *ft, const quantize_file_params *p,
                    quantize_report *rep, lfm2c_error *err);
 void quantize_report_free(quantize_report *rep);

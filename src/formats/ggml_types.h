@@ -25,7 +25,8 @@
  *             core/backend.h, names its bit; a model with a type its backend lacks is refused,
  *             naming the backends that run it)
  *   flags     GGML_TF_*: quantize can make it (convert/quantize.c), making it needs an importance
- *             matrix (llama-quantize's rule), an activation format only (never a weight)
+ *             matrix (llama-quantize's rule: but for token_embd / output), its quantizer cannot run
+ *             without importance weights at all (ggml's rule), an activation format only
  *   fallback  the type quantize uses for rows that are not whole blocks of it (llama-quantize's
  *             tensor_type_fallback; GGML_F16 after it when even those do not fit); GGML_F32: none */
 #define GGML_RUN_ALL (GGML_RUN_CPU | GGML_RUN_CUDA | GGML_RUN_VULKAN)
@@ -45,15 +46,19 @@
     X(Q5_K, 13, 256, sizeof(block_q5_K), GGML_Q8_K, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_Q5_1) \
     X(Q6_K, 14, 256, sizeof(block_q6_K), GGML_Q8_K, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_Q8_0) \
     X(Q8_K, 15, 256, sizeof(block_q8_K), GGML_F32, 0, GGML_TF_ACT, GGML_F32) \
-    X(IQ2_XXS, 16, 256, sizeof(block_iq2_xxs), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
-    X(IQ2_XS, 17, 256, sizeof(block_iq2_xs), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
-    X(IQ3_XXS, 18, 256, sizeof(block_iq3_xxs), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
-    X(IQ1_S, 19, 256, sizeof(block_iq1_s), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
-    X(IQ4_NL, 20, 32, sizeof(block_iq4_nl), GGML_F32, GGML_RUN_ALL, 0, GGML_F32) \
-    X(IQ3_S, 21, 256, sizeof(block_iq3_s), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_IQ4_NL) \
-    X(IQ2_S, 22, 256, sizeof(block_iq2_s), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
-    X(IQ4_XS, 23, 256, sizeof(block_iq4_xs), GGML_F32, GGML_RUN_CPU_CUDA, 0, GGML_IQ4_NL) \
-    X(IQ1_M, 29, 256, sizeof(block_iq1_m), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_IMATRIX, GGML_IQ4_NL) \
+    X(IQ2_XXS, 16, 256, sizeof(block_iq2_xxs), GGML_Q8_K, GGML_RUN_CPU, \
+      GGML_TF_QUANTIZE | GGML_TF_IMATRIX | GGML_TF_NEEDS_W, GGML_IQ4_NL) \
+    X(IQ2_XS, 17, 256, sizeof(block_iq2_xs), GGML_Q8_K, GGML_RUN_CPU, \
+      GGML_TF_QUANTIZE | GGML_TF_IMATRIX | GGML_TF_NEEDS_W, GGML_IQ4_NL) \
+    X(IQ3_XXS, 18, 256, sizeof(block_iq3_xxs), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_QUANTIZE | GGML_TF_IMATRIX, \
+      GGML_IQ4_NL) \
+    X(IQ1_S, 19, 256, sizeof(block_iq1_s), GGML_Q8_K, GGML_RUN_CPU, \
+      GGML_TF_QUANTIZE | GGML_TF_IMATRIX | GGML_TF_NEEDS_W, GGML_IQ4_NL) \
+    X(IQ4_NL, 20, 32, sizeof(block_iq4_nl), GGML_F32, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
+    X(IQ3_S, 21, 256, sizeof(block_iq3_s), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_QUANTIZE, GGML_IQ4_NL) \
+    X(IQ2_S, 22, 256, sizeof(block_iq2_s), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_QUANTIZE | GGML_TF_IMATRIX, GGML_IQ4_NL) \
+    X(IQ4_XS, 23, 256, sizeof(block_iq4_xs), GGML_F32, GGML_RUN_CPU_CUDA, GGML_TF_QUANTIZE, GGML_IQ4_NL) \
+    X(IQ1_M, 29, 256, sizeof(block_iq1_m), GGML_Q8_K, GGML_RUN_CPU, GGML_TF_QUANTIZE | GGML_TF_IMATRIX, GGML_IQ4_NL) \
     X(BF16, 30, 1, 2, GGML_F32, GGML_RUN_ALL, GGML_TF_QUANTIZE, GGML_F32) \
     X(MXFP4, 39, 32, sizeof(block_mxfp4), GGML_F32, GGML_RUN_CPU_CUDA, 0, GGML_F32)
 
@@ -75,8 +80,9 @@ enum { GGML_RUN_CPU = 1u << 0, GGML_RUN_CUDA = 1u << 1, GGML_RUN_VULKAN = 1u << 
 /* GGML_TYPE_TABLE's flags */
 enum {
     GGML_TF_QUANTIZE = 1u << 0, /* quantize_rows makes it (convert/quantize.c) */
-    GGML_TF_IMATRIX = 1u << 1,  /* making it needs an importance matrix */
-    GGML_TF_ACT = 1u << 2       /* an activation format (Q8_1, Q8_K): no weight, no dequantizer */
+    GGML_TF_IMATRIX = 1u << 1,  /* making it needs an importance matrix (but token_embd, output) */
+    GGML_TF_ACT = 1u << 2,      /* an activation format (Q8_1, Q8_K): no weight, no dequantizer */
+    GGML_TF_NEEDS_W = 1u << 3   /* its quantizer needs importance weights, whatever the tensor */
 };
 
 #define QK4_0 32

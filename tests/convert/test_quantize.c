@@ -4,7 +4,9 @@
  *     shapes and sha256 as recorded (on a mismatch both RMS errors are printed);
  * (c) requantizing a quantized input, and bad inputs leave no output;
  * (d) synth of a tiny preset opens and has the expected tensors, types and metadata;
- * (e) quantize makes exactly the types the type table says it does. */
+ * (e) quantize makes exactly the types the type table says it does;
+ * (f) the block quantizers of the K, legacy, IQ4 and grid types, with and without importance
+ *     weights, on two synthetic inputs, equal ggml's quantize_* (data/quant/blocks.sha256). */
 #include "formats/gguf.h"
 #include "formats/ggml_types.h"
 #include "convert/quantize.h"
@@ -344,23 +346,83 @@ static void made_by_the_table(void) {
     int made = 0;
     for (uint32_t t = 0; t < GGML_NTYPES_ALL; t++) {
         const ggml_type_info *ti = ggml_type_get(t);
-        const bool want = ti && (ti->flags & GGML_TF_QUANTIZE);
+        const bool want_w = ti && (ti->flags & GGML_TF_QUANTIZE), want = want_w && !(ti->flags & GGML_TF_NEEDS_W);
         CHECK(quantize_supported(t) == want, "type %u (%s): quantize_supported", t, ti ? ti->name : "?");
+        CHECK(quantize_supported_w(t) == want_w, "type %u (%s): quantize_supported_w", t, ti ? ti->name : "?");
+        if (want_w && !want) { /* made only with importance weights */
+            static float qw[N / 2];
+            for (int i = 0; i < N / 2; i++) qw[i] = 1.0f + (float)(i % 5);
+            CHECK(quantize_rows(t, x, q, 2, N / 2) == 0, "%s: refused without weights", ti->name);
+            CHECK(quantize_rows_w(t, x, q, 2, N / 2, qw) == 2 * ggml_row_size(t, N / 2), "%s: made with weights",
+                  ti->name);
+            made++;
+            continue;
+        }
         const size_t bytes = quantize_rows(t, x, q, 2, N / 2);
         CHECK(want ? bytes == 2 * ggml_row_size(t, N / 2) : bytes == 0, "%s: %zu bytes", ti ? ti->name : "?", bytes);
         if (!want || !bytes) continue;
         made++;
         dequantize_row(t, q, y, N);
-        double e = 0, m = 0;
-        for (int i = 0; i < N; i++) e = fmax(e, fabs((double)y[i] - x[i])), m = fmax(m, fabs((double)x[i]));
-        CHECK(e <= 0.5 * m, "%s: made blocks dequantize near the input (max error %g of %g)", ti->name, e, m);
+        double e = 0, m = 0, se = 0, sx = 0;
+        for (int i = 0; i < N; i++) {
+            e = fmax(e, fabs((double)y[i] - x[i])), m = fmax(m, fabs((double)x[i]));
+            se += ((double)y[i] - x[i]) * ((double)y[i] - x[i]), sx += (double)x[i] * x[i];
+        }
+        if (ti->flags & GGML_TF_IMATRIX) /* 1.5-3 bits: near on the whole (RMS) */
+            CHECK(se <= 0.5 * sx, "%s: made blocks dequantize near the input (squared error %g of %g)", ti->name, se,
+                  sx);
+        else CHECK(e <= 0.5 * m, "%s: made blocks dequantize near the input (max error %g of %g)", ti->name, e, m);
         if (ti->block_size > 1)
             CHECK(quantize_rows(t, x, q, 1, ti->block_size + 8) == 0, "%s: partial blocks", ti->name);
     }
-    CHECK(made >= 13, "%d types made", made);
+    CHECK(made >= 22, "%d types made", made);
+}
+
+/* (f): the inputs of data/quant/README.md's reference harness (the same generator) */
+static uint64_t blk_state;
+static float blk_rnd(void) {
+    blk_state = blk_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((blk_state >> 40) & 0xffffff) / 16777216.0f;
+}
+enum { BLK_NPR = 512, BLK_ROWS = 16 };
+static void blk_fill(float *x, float *qw, int mode) {
+    blk_state = 0x1234567 + (uint64_t)mode;
+    for (int i = 0; i < BLK_NPR * BLK_ROWS; i++) {
+        float u = blk_rnd(), v = blk_rnd();
+        x[i] = mode ? (float)(int)((u - 0.4f) * 20) / 16.0f + (i % 97 == 0 ? 3 * v : 0)
+                    : sqrtf(-2 * logf(u + 1e-7f)) * cosf(6.2831853f * v) * 0.05f;
+    }
+    for (int i = 0; i < 256; i++) x[3 * BLK_NPR + i] = 0;                   /* a block of zeros */
+    for (int i = 0; i < 32; i++) x[5 * BLK_NPR + 64 + i] = 0;               /* a sub-block of zeros */
+    for (int i = 0; i < 64; i++) x[6 * BLK_NPR + i] = x[6 * BLK_NPR + 100]; /* ties */
+    for (int i = 0; i < BLK_NPR; i++) qw[i] = 0.01f + blk_rnd() * blk_rnd() * 3.0f;
+}
+
+static void quant_blocks(void) {
+    static float x[BLK_NPR * BLK_ROWS], qw[BLK_NPR];
+    static uint8_t q[BLK_NPR * BLK_ROWS * 4];
+    FILE *f = fopen(DATA("quant/blocks.sha256"), "r");
+    CHECK(f != NULL, "data/quant/blocks.sha256");
+    if (!f) return;
+    char name[32], want[65], got[65];
+    int w, mode, n = 0, filled = -1;
+    while (fscanf(f, "%31s %d %d %64s", name, &w, &mode, want) == 4) {
+        const int t = ggml_type_by_name(name);
+        CHECK(t >= 0, "type %s", name);
+        if (t < 0) continue;
+        if (mode != filled) blk_fill(x, qw, filled = mode);
+        const size_t bytes = quantize_rows_w((uint32_t)t, x, q, BLK_ROWS, BLK_NPR, w ? qw : NULL);
+        CHECK(bytes == BLK_ROWS * ggml_row_size((uint32_t)t, BLK_NPR), "%s: made", name);
+        sha256_hex(q, bytes, got);
+        CHECK(!strcmp(got, want), "%s %s weights, input %d: bytes equal ggml's", name, w ? "with" : "without", mode);
+        n++;
+    }
+    fclose(f);
+    CHECK(n == 66, "%d block checks", n);
 }
 
 int main(void) {
+    quant_blocks();
     snprintf(tmp_out, sizeof tmp_out, "/tmp/lfm2c_test_q_%d.gguf", (int)getpid());
     made_by_the_table();
     tiny_masters();
