@@ -538,7 +538,8 @@ static void gen_work(void *arg, int ith, int nth) {
         int64_t n = j->n_elems - e0 < j->piece_elems ? j->n_elems - e0 : j->piece_elems;
         uint64_t s = j->t->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(piece + 1));
         splitmix64(&s);
-        gen_piece(j->t, j->buf + (size_t)k * j->piece_bytes, n, s, j->scratch + (size_t)ith * (size_t)j->piece_elems);
+        float *scratch = j->scratch ? j->scratch + (size_t)ith * (size_t)j->piece_elems : NULL; /* NULL: none needed */
+        gen_piece(j->t, j->buf + (size_t)k * j->piece_bytes, n, s, scratch);
     }
 }
 
