@@ -60,7 +60,7 @@ if [ "${LFM2C_SKIP_TSAN:-0}" != 1 ]; then
 fi
 # The parsers' fuzzers (libFuzzer, ASan + UBSan), briefly: scripts/fuzz.sh SECONDS runs them longer.
 if [ "${LFM2C_SKIP_FUZZ:-0}" != 1 ]; then
-  bash scripts/fuzz.sh "${LFM2C_FUZZ_SECONDS:-20}" gguf safetensors jinja tokenizer toolcall grammar regex http lora reasoning image audio mmproj imatrix multipart
+  bash scripts/fuzz.sh "${LFM2C_FUZZ_SECONDS:-15}" gguf safetensors jinja tokenizer toolcall grammar regex http lora reasoning image audio mmproj imatrix multipart
 fi
 # The CUDA backend must compile wherever nvcc is (CI has no GPU: the device tests skip, saying so).
 if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then
