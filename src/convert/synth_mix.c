@@ -41,11 +41,11 @@ enum {
 };
 
 static const quant_ftype SYNTH_FTYPES[] = {
-    {"Q2_K", FT_Q2_K, GGML_Q2_K},          {"Q3_K_S", FT_Q3_K_S, GGML_Q3_K},     {"Q3_K_M", FT_Q3_K_M, GGML_Q3_K},
-    {"Q3_K_L", FT_Q3_K_L, GGML_Q3_K},      {"IQ4_NL", FT_IQ4_NL, GGML_IQ4_NL},   {"IQ4_XS", FT_IQ4_XS, GGML_IQ4_XS},
-    {"IQ3_XXS", FT_IQ3_XXS, GGML_IQ3_XXS}, {"IQ3_S", FT_IQ3_S, GGML_IQ3_S},      {"IQ3_M", FT_IQ3_M, GGML_IQ3_S},
-    {"IQ2_XXS", FT_IQ2_XXS, GGML_IQ2_XXS}, {"IQ2_XS", FT_IQ2_XS, GGML_IQ2_XS},   {"IQ2_S", FT_IQ2_S, GGML_IQ2_XS},
-    {"IQ2_M", FT_IQ2_M, GGML_IQ2_S},       {"IQ1_S", FT_IQ1_S, GGML_IQ1_S},      {"IQ1_M", FT_IQ1_M, GGML_IQ1_M},
+    {"Q2_K", FT_Q2_K, GGML_Q2_K},          {"Q3_K_S", FT_Q3_K_S, GGML_Q3_K},   {"Q3_K_M", FT_Q3_K_M, GGML_Q3_K},
+    {"Q3_K_L", FT_Q3_K_L, GGML_Q3_K},      {"IQ4_NL", FT_IQ4_NL, GGML_IQ4_NL}, {"IQ4_XS", FT_IQ4_XS, GGML_IQ4_XS},
+    {"IQ3_XXS", FT_IQ3_XXS, GGML_IQ3_XXS}, {"IQ3_S", FT_IQ3_S, GGML_IQ3_S},    {"IQ3_M", FT_IQ3_M, GGML_IQ3_S},
+    {"IQ2_XXS", FT_IQ2_XXS, GGML_IQ2_XXS}, {"IQ2_XS", FT_IQ2_XS, GGML_IQ2_XS}, {"IQ2_S", FT_IQ2_S, GGML_IQ2_XS},
+    {"IQ2_M", FT_IQ2_M, GGML_IQ2_S},       {"IQ1_S", FT_IQ1_S, GGML_IQ1_S},    {"IQ1_M", FT_IQ1_M, GGML_IQ1_M},
 };
 #define N_SYNTH_FTYPES ((int)(sizeof SYNTH_FTYPES / sizeof SYNTH_FTYPES[0]))
 
@@ -140,7 +140,7 @@ static uint32_t mix_other(int ft, enum cat c, int il, int n, int n_expert, int i
                            ft == FT_IQ3_S || ft == FT_IQ3_M || ft == FT_IQ4_XS
                        ? GGML_Q5_K
                        : t;
-        return ft == FT_Q2_K     ? GGML_Q3_K
+        return ft == FT_Q2_K      ? GGML_Q3_K
                : ft == FT_IQ3_XXS ? GGML_IQ3_S
                : ft == FT_Q3_K_M  ? GGML_Q4_K
                : ft == FT_Q3_K_L  ? GGML_Q5_K

@@ -52,6 +52,10 @@ static inline uint64_t signs7x8(uint32_t s0, uint32_t s1) {
         v |= (uint64_t)(s0 >> 7 * l & 127) << 8 * l | (uint64_t)(s1 >> 7 * l & 127) << (8 * l + 32);
     return v;
 }
+/* signs7x8 with BMI2's pdep (fast on the cores that have AVX-512; slow on Zen 1 / 2, which do not) */
+static inline __attribute__((target("bmi2"))) uint64_t signs7x8_pdep(uint32_t s0, uint32_t s1) {
+    return _pdep_u64(s0, 0x7f7f7f7full) | _pdep_u64(s1, 0x7f7f7f7f00000000ull);
+}
 /* the block's factor f (kernels_iq.h) */
 AI T2 float iq_f(uint32_t t, const uint8_t *p) { return iq_f_of(t, _cvtsh_ss(iq_d_bits(t, p))); }
 
@@ -68,12 +72,33 @@ AI T5 __m512i signed64_5(__m512i g, __mmask64 k) {
     const __m512i c64 = _mm512_set1_epi8(64);
     return _mm512_mask_sub_epi8(_mm512_add_epi8(g, c64), k, c64, g);
 }
-/* 8 grid entries of 8 bytes by the indices in idx's 8 int32 lanes */
-AI T5 __m512i grid8x8_5(const uint64_t *grid, __m256i idx) {
+/* 8 grid entries of 8 bytes by the indices i[0..7]: plain loads put together (on Zen 4 a gather
+ * of 8 costs about as much as decoding the rest of the block) */
+AI T5 __m512i grid8x8_5(const uint64_t *g, const unsigned *i) {
+    const __m256i lo =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set_epi64x((long long)g[i[1]], (long long)g[i[0]])),
+                                _mm_set_epi64x((long long)g[i[3]], (long long)g[i[2]]), 1);
+    const __m256i hi =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set_epi64x((long long)g[i[5]], (long long)g[i[4]])),
+                                _mm_set_epi64x((long long)g[i[7]], (long long)g[i[6]]), 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+/* 16 grid entries of 4 bytes by the indices i[0..15] */
+AI T5 __m512i grid16x4_5(const uint32_t *g, const unsigned *i) {
+    __m128i q[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm_set_epi32((int)g[i[4 * k + 3]], (int)g[i[4 * k + 2]], (int)g[i[4 * k + 1]], (int)g[i[4 * k]]);
+    const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1);
+    const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+/* the same two by gathers (idx: the indices' int32 lanes): faster where the indices are made in
+ * vectors (IQ3_S, IQ1_S) */
+AI T5 __m512i grid8x8g_5(const uint64_t *grid, __m256i idx) {
     return _mm512_i32gather_epi64(idx, (const void *)grid, 8);
 }
-/* 16 grid entries of 4 bytes by the indices in idx's 16 int32 lanes */
-AI T5 __m512i grid16x4_5(const uint32_t *grid, __m512i idx) {
+AI T5 __m512i grid16x4g_5(const uint32_t *grid, __m512i idx) {
     return _mm512_i32gather_epi32(idx, (const void *)grid, 4);
 }
 /* 16 scales, each of 32 weights twice: from 8 values (int32 lanes) v, as 2 v + 1 */
@@ -91,14 +116,13 @@ AI T5 __m256i ls_nibbles5(uint64_t b) {
 }
 
 AI T5 void iq2xxs_dec5(const uint8_t *p, iqb5 *b) {
-    const __m128i pick = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
     /* the scale: the top 4 bits of each 64-bit group (4 indices, then the sign word) */
     b->ls = ls_pairs5(_mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(p + 2), 60)));
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const uint8_t *q = p + 2 + 16 * j;
-        const __m256i idx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)q), pick));
-        b->w[j] = signed64_5(grid8x8_5(iq2xxs_grid, idx), ksigns8(signs7x8(rd32(q + 4), rd32(q + 12))));
+        const unsigned i[8] = {q[0], q[1], q[2], q[3], q[8], q[9], q[10], q[11]};
+        b->w[j] = signed64_5(grid8x8_5(iq2xxs_grid, i), ksigns8(signs7x8_pdep(rd32(q + 4), rd32(q + 12))));
     }
 }
 AI T5 void iq2xs_dec5(const uint8_t *p, iqb5 *b) {
@@ -106,32 +130,35 @@ AI T5 void iq2xs_dec5(const uint8_t *p, iqb5 *b) {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const __m128i v = _mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)); /* 8 x (index | signs << 9) */
-        const __m256i idx = _mm256_cvtepu16_epi32(_mm_and_si128(v, _mm_set1_epi16(511)));
+        unsigned i[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) i[k] = rd16(p + 2 + 16 * j + 2 * k) & 511;
         const __m128i s7 = _mm_srli_epi16(v, 9);
         const uint64_t s = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(s7, s7));
-        b->w[j] = signed64_5(grid8x8_5(iq2xs_grid, idx), ksigns8(s));
+        b->w[j] = signed64_5(grid8x8_5(iq2xs_grid, i), ksigns8(s));
     }
 }
 AI T5 void iq2s_dec5(const uint8_t *p, iqb5 *b) {
     b->ls = ls_nibbles5(rd64(p + 74));
-    const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         /* the indices' high 2 bits: qh[2j] for the first 4 entries, qh[2j + 1] for the next */
-        const __m256i hi =
-            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(rd16(p + 66 + 2 * j)), sh), _mm256_set1_epi32(3));
-        const __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)rd64(p + 2 + 8 * j))),
-                                            _mm256_slli_epi32(hi, 8));
-        b->w[j] = signed64_5(grid8x8_5(iq2s_grid, idx), rd64(p + 34 + 8 * j));
+        const unsigned qh = rd16(p + 66 + 2 * j);
+        unsigned i[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) i[k] = p[2 + 8 * j + k] | (qh >> 2 * k & 3) << 8;
+        b->w[j] = signed64_5(grid8x8_5(iq2s_grid, i), rd64(p + 34 + 8 * j));
     }
 }
 AI T5 void iq3xxs_dec5(const uint8_t *p, iqb5 *b) {
     b->ls = ls_pairs5(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(p + 66)), 28));
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)));
+        unsigned i[16];
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++) i[k] = p[2 + 16 * j + k];
         b->w[j] =
-            signed64_5(grid16x4_5(iq3xxs_grid, idx), ksigns8(signs7x8(rd32(p + 66 + 8 * j), rd32(p + 70 + 8 * j))));
+            signed64_5(grid16x4_5(iq3xxs_grid, i), ksigns8(signs7x8_pdep(rd32(p + 66 + 8 * j), rd32(p + 70 + 8 * j))));
     }
 }
 AI T5 void iq3s_dec5(const uint8_t *p, iqb5 *b) {
@@ -144,7 +171,7 @@ AI T5 void iq3s_dec5(const uint8_t *p, iqb5 *b) {
     for (int j = 0; j < 4; j++) {
         __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)));
         idx = _mm512_mask_or_epi32(idx, (__mmask16)rd16(p + 66 + 2 * j), idx, _mm512_set1_epi32(256));
-        b->w[j] = signed64_5(grid16x4_5(iq3s_grid, idx), rd64(p + 74 + 8 * j));
+        b->w[j] = signed64_5(grid16x4g_5(iq3s_grid, idx), rd64(p + 74 + 8 * j));
     }
 }
 /* IQ1: q = 8 g + delta (g: the grid's -1 / 0 / 1) as q + 64; neg: the weights whose delta is -1 */
@@ -167,7 +194,7 @@ AI T5 void iq1s_dec5(const uint8_t *p, iqb5 *b) {
                                             _mm256_slli_epi32(hi, 8));
         const __mmask64 k =
             (neg >> (4 * j + 1) & 1 ? 0xffffffffull : 0) | (neg >> (4 * j + 3) & 1 ? 0xffffffff00000000ull : 0);
-        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, idx), k);
+        b->w[j] = iq1_w5(grid8x8g_5(iq1s_grid, idx), k);
     }
 }
 AI T5 void iq1m_dec5(const uint8_t *p, iqb5 *b) {
@@ -182,10 +209,10 @@ AI T5 void iq1m_dec5(const uint8_t *p, iqb5 *b) {
     for (int j = 0; j < 4; j++) {
         /* a nibble per grid entry: 3 index bits, the delta's sign */
         const uint64_t nib = _pdep_u64(rd32(p + 32 + 4 * j), 0x0f0f0f0f0f0f0f0full);
-        const __m256i idx = _mm256_or_si256(
-            _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)rd64(p + 8 * j))),
-            _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)(nib & 0x0707070707070707ull))), 8));
-        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, idx), (nib >> 3 & 0x0101010101010101ull) * 0xff);
+        unsigned i[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) i[k] = p[8 * j + k] | (unsigned)(nib >> 8 * k & 7) << 8;
+        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, i), (nib >> 3 & 0x0101010101010101ull) * 0xff);
     }
 }
 AI T5 void iq_dec5(uint32_t t, const uint8_t *p, iqb5 *b) {
@@ -270,13 +297,60 @@ AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, si
     }
 }
 
+/* The decode tile: 4 rows x 1 column. The same sums and the same float operations per output
+ * as iq_tile5's (acc = fma(S, f da, acc) block after block), but the 4 rows' lane sums reduce
+ * together, one horizontal sum per block for the 4 rows instead of one per row. */
+AI T5 void iq_dec4x1_5(uint32_t t, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, float *out) {
+    const size_t bs = iq_bytes(t);
+    __m512i sidx[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        sidx[j] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * j)), _mm_set1_epi16((short)(4 * j + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * j + 2)), _mm_set1_epi16((short)(4 * j + 3)), 1), 1);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a = (const block_q8_K *)act + b;
+        const __m256i bsum = _mm256_loadu_si256((const __m256i *)a->bsums);
+        __m512i av[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) av[j] = _mm512_loadu_si512(a->qs + 64 * j);
+        __m256i s8[4];
+        float f[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
+            iqb5 q;
+            iq_dec5(t, p, &q);
+            f[r] = iq_f(t, p);
+            __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q.w[j], av[j]),
+                                           _mm512_permutexvar_epi16(sidx[j], _mm512_castsi256_si512(q.ls)));
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(q.ls, bsum), 6);
+            s8[r] = _mm256_sub_epi32(_mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1)),
+                                     off);
+        }
+        const __m128 S = _mm_cvtepi32_ps(hsum4x8_5(s8[0], s8[1], s8[2], s8[3]));
+        acc = _mm_fmadd_ps(S, _mm_mul_ps(_mm_loadu_ps(f), _mm_set1_ps(a->d)), acc);
+    }
+    _mm_storeu_ps(out, acc);
+}
+
 #define ISA_T T5
 #define IQ_SET5(T, name) \
     AI T5 void name##_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
                          float *o, size_t os) { \
         iq_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); \
     } \
-    TILE_SET(name##_t5, 4, 4, name##_k5)
+    AI T5 void name##_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) { \
+        iq_dec4x1_5(t, nb, w, wr, a, o); \
+    } \
+    DEC_FN(name##_d5, name##_dk5, GGML_##T) \
+    TILE_SET_DEC(name##_t5, 4, 4, name##_k5, name##_d5)
 IQ_SET5(IQ2_XXS, iq2xxs)
 IQ_SET5(IQ2_XS, iq2xs)
 IQ_SET5(IQ2_S, iq2s)

@@ -77,8 +77,8 @@ static const rule RULES[] = {
     {"IQ1_M", -1, "blk.3.shortconv.in_proj.weight", GGML_IQ1_M},
 };
 
-static const char *const FTYPES[] = {"Q2_K",   "Q3_K_S",  "Q3_K_M", "Q3_K_L", "IQ4_NL", "IQ4_XS", "IQ3_XXS", "IQ3_S",
-                                     "IQ3_M",  "IQ2_XXS", "IQ2_XS", "IQ2_S",  "IQ2_M",  "IQ1_S",  "IQ1_M"};
+static const char *const FTYPES[] = {"Q2_K",  "Q3_K_S",  "Q3_K_M", "Q3_K_L", "IQ4_NL", "IQ4_XS", "IQ3_XXS", "IQ3_S",
+                                     "IQ3_M", "IQ2_XXS", "IQ2_XS", "IQ2_S",  "IQ2_M",  "IQ1_S",  "IQ1_M"};
 
 static void tiny(synth_config *c, bool moe) {
     synth_preset(moe ? "lfm2-8b-a1b" : "lfm2-350m", c);
@@ -158,12 +158,11 @@ static void one(const char *ftname, bool moe) {
     for (size_t r = 0; r < sizeof RULES / sizeof *RULES; r++) {
         if (strcmp(RULES[r].ftype, ft->name) || (RULES[r].moe >= 0 && RULES[r].moe != moe)) continue;
         const gguf_tensor *t = gguf_find_tensor(g, RULES[r].tensor);
-        CHECK(t && t->type == RULES[r].type, "%s %s: %s is %s, want %s", moe ? "moe" : "dense", ftname,
-              RULES[r].tensor, t ? ggml_type_get(t->type)->name : "missing", ggml_type_get(RULES[r].type)->name);
+        CHECK(t && t->type == RULES[r].type, "%s %s: %s is %s, want %s", moe ? "moe" : "dense", ftname, RULES[r].tensor,
+              t ? ggml_type_get(t->type)->name : "missing", ggml_type_get(RULES[r].type)->name);
     }
     int64_t v = -1;
-    CHECK(gguf_get_int(g, "general.file_type", &v) && v == ft->id, "%s: general.file_type %lld", ftname,
-          (long long)v);
+    CHECK(gguf_get_int(g, "general.file_type", &v) && v == ft->id, "%s: general.file_type %lld", ftname, (long long)v);
     check_spread(g, ftname);
     gguf_close(g);
     check_runs(tmp_out, ftname);
