@@ -15,6 +15,8 @@
 /* The tiles of IQ type t; NULL for another type (or where the ISA is not compiled). */
 const tile_set *iq_tiles_avx512(uint32_t t);
 const tile_set *iq_tiles_avx2(uint32_t t);
+/* The tiles of Q2_K / Q3_K x Q8_K on AVX-512 (kernels_k23_x86.c, beside these); NULL for another type. */
+const tile_set *k23_tiles_avx512(uint32_t t);
 
 static inline bool iq_type(uint32_t t) {
     return t == GGML_IQ2_XXS || t == GGML_IQ2_XS || t == GGML_IQ2_S || t == GGML_IQ3_XXS || t == GGML_IQ3_S ||
