@@ -1076,7 +1076,8 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
                    os);
         return;
     case GGML_Q2_K:
-    case GGML_Q3_K: t = k23_tiles_avx512(wtype); break; /* kernels_k23_x86.c */
+    case GGML_Q3_K:
+    case GGML_IQ4_XS: t = k23_tiles_avx512(wtype); break; /* kernels_k23_x86.c */
     case GGML_F16:
     case GGML_BF16:
     case GGML_F32:

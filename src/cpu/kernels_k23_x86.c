@@ -1,4 +1,4 @@
-/* kernels_k23_x86.c — Q2_K and Q3_K x Q8_K tiles of the AVX-512 table (k23_tiles_avx512, which
+/* kernels_k23_x86.c — Q2_K, Q3_K and IQ4_XS x Q8_K tiles of the AVX-512 table (k23_tiles_avx512, which
  * kernels_avx512.c's matmul and through it the AMX table take). What is computed is the scalar
  * truth of kernels_scalar.c (dot_q2_K, dot_q3_K): a block's exact int32 totals
  *   Q2_K: S = sum_k sc_k (q_k . a_k), M = sum_k mn_k bsum_k  (q 0..3)
@@ -20,7 +20,9 @@
 #define AI static inline __attribute__((always_inline))
 #define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
-AI T5 __m256i fold512(__m512i v) { return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1)); }
+AI T5 __m256i fold512(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
 /* [total v0, total v1, total v2, total v3] of 8-lane int32 vectors (exact) */
 AI T5 __m128i hsum4x8(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
     const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
@@ -32,9 +34,9 @@ AI T5 __m256i q3K_sc16(const uint8_t *s) {
     uint32_t a0, a1, a2;
     memcpy(&a0, s, 4), memcpy(&a1, s + 4, 4), memcpy(&a2, s + 8, 4);
     const uint32_t m1 = 0x03030303, m2 = 0x0f0f0f0f;
-    const __m128i v = _mm_setr_epi32((int)((a0 & m2) | (a2 & m1) << 4), (int)((a1 & m2) | (a2 >> 2 & m1) << 4),
-                                     (int)((a0 >> 4 & m2) | (a2 >> 4 & m1) << 4),
-                                     (int)((a1 >> 4 & m2) | (a2 >> 6 & m1) << 4));
+    const __m128i v =
+        _mm_setr_epi32((int)((a0 & m2) | (a2 & m1) << 4), (int)((a1 & m2) | (a2 >> 2 & m1) << 4),
+                       (int)((a0 >> 4 & m2) | (a2 >> 4 & m1) << 4), (int)((a1 >> 4 & m2) | (a2 >> 6 & m1) << 4));
     return _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
 }
 
@@ -80,6 +82,55 @@ AI T5 void k23_block(int is_q3, int CB, const uint8_t *p, const block_q8_K *cons
     }
 }
 
+/* IQ4_XS: one block of one row, S's 8 lanes for each of CB columns. A vector holds sub-blocks
+ * 2k, 2k + 1 (64 weights): their 32 bytes' low and high nibbles in weight order, looked up in the
+ * table (vpshufb), made unsigned (v + 128) for vpdpbusd (4 products a lane, exact), each lane
+ * times its sub-block's scale; 128 sum_ib ls_ib (its 32 activations' sum) comes back out. */
+AI T5 void iq4xs_block(int CB, const uint8_t *p, const block_q8_K *const *a, const __m256i *bsum, __m256i *s8,
+                       float *d) {
+    const block_iq4_xs *x = (const block_iq4_xs *)p;
+    const __m512i table =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
+    const __m512i lanes = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), m4 = _mm512_set1_epi8(15);
+    *d = _cvtsh_ss(x->d);
+    /* the 8 scales ls - 32 as int32 (ls32) and each twice as int16 (against the 16 bsums) */
+    uint32_t sl;
+    memcpy(&sl, x->scales_l, 4);
+    const __m256i lo =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)sl), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                         _mm256_set1_epi32(15));
+    const __m256i hi = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+        _mm256_set1_epi32(3));
+    const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+    const __m128i l16 = _mm256_cvtepi32_epi16(ls);
+    const __m256i ls16 = _mm256_set_m128i(_mm_unpackhi_epi16(l16, l16), _mm_unpacklo_epi16(l16, l16));
+    __m512i isum[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i q = _mm512_permutexvar_epi64(
+            lanes, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * k))));
+        q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFF00FF00u, q, 4), m4);
+        const __m512i u = _mm512_xor_si512(_mm512_shuffle_epi8(table, q), _mm512_set1_epi8((char)0x80));
+        /* int32 lanes 0-7: sub-block 2k's scale, 8-15: 2k + 1's */
+        const __m512i s2 = _mm512_permutexvar_epi32(_mm512_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k,
+                                                                      2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                                                      2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1),
+                                                    _mm512_castsi256_si512(ls));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            isum[c] =
+                _mm512_add_epi32(isum[c], _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u,
+                                                                                 _mm512_loadu_si512(a[c]->qs + 64 * k)),
+                                                             s2));
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++)
+        s8[c] = _mm256_sub_epi32(fold512(isum[c]), _mm256_slli_epi32(_mm256_madd_epi16(ls16, bsum[c]), 7));
+}
+
 /* Adds one block to acc for cnt (1..4) outputs: the lanes of s[k] (and m[k]) summed per output,
  * dd / dm lanes d da and dmin da. Lanes >= cnt are garbage, never stored. */
 AI T5 __m128 k23_add(__m128 acc, int cnt, int has_m, const __m256i *s, const __m256i *m, __m128 dd, __m128 dm) {
@@ -87,15 +138,16 @@ AI T5 __m128 k23_add(__m128 acc, int cnt, int has_m, const __m256i *s, const __m
     acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4x8(s[0], cnt > 1 ? s[1] : z, cnt > 2 ? s[2] : z, cnt > 3 ? s[3] : z)), dd,
                        acc);
     if (has_m)
-        acc = _mm_fnmadd_ps(
-            _mm_cvtepi32_ps(hsum4x8(m[0], cnt > 1 ? m[1] : z, cnt > 2 ? m[2] : z, cnt > 3 ? m[3] : z)), dm, acc);
+        acc = _mm_fnmadd_ps(_mm_cvtepi32_ps(hsum4x8(m[0], cnt > 1 ? m[1] : z, cnt > 2 ? m[2] : z, cnt > 3 ? m[3] : z)),
+                            dm, acc);
     return acc;
 }
 
 /* RB rows (<= 8) x CB columns (<= 4); one column: the rows' totals go 4 at a time into one sum. */
-AI T5 void k23_tile5(int is_q3, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+AI T5 void k23_tile5(int kind, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
                      size_t act_row, float *out, size_t os) {
-    const size_t bs = is_q3 ? sizeof(block_q3_K) : sizeof(block_q2_K);
+    const int is_q3 = kind == 1;
+    const size_t bs = kind == 2 ? sizeof(block_iq4_xs) : is_q3 ? sizeof(block_q3_K) : sizeof(block_q2_K);
     __m512i sidx[4], hb[4]; /* int16 lane i of vector k -> sub-block 4 k + i / 8; Q3_K's hmask bits */
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
@@ -129,14 +181,17 @@ AI T5 void k23_tile5(int is_q3, int RB, int CB, int64_t nb, const uint8_t *w, si
             else prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
             __m256i s8[4], m8[4];
             float d, dmin = 0;
-            k23_block(is_q3, CB, p, a, bsum, sidx, hb, CB > 1 ? s8 : &ps[r % 4], CB > 1 ? m8 : &pm[r % 4], &d, &dmin);
+            if (kind == 2) iq4xs_block(CB, p, a, bsum, CB > 1 ? s8 : &ps[r % 4], &d);
+            else
+                k23_block(is_q3, CB, p, a, bsum, sidx, hb, CB > 1 ? s8 : &ps[r % 4], CB > 1 ? m8 : &pm[r % 4], &d,
+                          &dmin);
             if (CB > 1) {
-                acc[r] = k23_add(acc[r], CB, !is_q3, s8, m8, _mm_mul_ps(_mm_set1_ps(d), da4),
+                acc[r] = k23_add(acc[r], CB, kind == 0, s8, m8, _mm_mul_ps(_mm_set1_ps(d), da4),
                                  _mm_mul_ps(_mm_set1_ps(dmin), da4));
             } else {
                 pd[r % 4] = d, pdm[r % 4] = dmin;
                 if (r % 4 == 3 || r == RB - 1)
-                    acc[r / 4] = k23_add(acc[r / 4], r % 4 + 1, !is_q3, ps, pm,
+                    acc[r / 4] = k23_add(acc[r / 4], r % 4 + 1, kind == 0, ps, pm,
                                          _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])),
                                          _mm_mul_ps(_mm_loadu_ps(pdm), _mm_set1_ps(da[0])));
             }
@@ -159,11 +214,16 @@ AI T5 void q3Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const 
                  size_t os) {
     k23_tile5(1, RB, CB, nb, w, wr, a, ar, o, os);
 }
+AI T5 void iq4xsk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                   size_t os) {
+    k23_tile5(2, RB, CB, nb, w, wr, a, ar, o, os);
+}
 TILE_SET(t5_q2_K, 4, 4, q2Kk5)
 TILE_SET(t5_q3_K, 4, 4, q3Kk5)
+TILE_SET(t5_iq4_xs, 4, 4, iq4xsk5)
 #undef ISA_T
 
 const tile_set *k23_tiles_avx512(uint32_t t) {
-    return t == GGML_Q2_K ? &t5_q2_K : t == GGML_Q3_K ? &t5_q3_K : NULL;
+    return t == GGML_Q2_K ? &t5_q2_K : t == GGML_Q3_K ? &t5_q3_K : t == GGML_IQ4_XS ? &t5_iq4_xs : NULL;
 }
 #endif

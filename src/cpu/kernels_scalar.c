@@ -293,6 +293,29 @@ static float dot_q3_K(uint32_t t, int64_t n, const void *wv, const void *av) {
     return sum;
 }
 
+/* IQ4_XS x Q8_K: weight = d (ls - 32) v, v the non-linear table's value of the nibble, ls the
+ * 6-bit scale of 32 weights; the block adds da d S, S = sum (ls - 32) (v . a). */
+static float dot_iq4_xs(uint32_t t, int64_t n, const void *wv, const void *av) {
+    static const int8_t kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    const block_iq4_xs *w = wv;
+    const block_q8_K *a = av;
+    (void)t;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int S = 0;
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = (w[i].scales_l[ib / 2] >> 4 * (ib % 2) & 15) | (w[i].scales_h >> 2 * ib & 3) << 4;
+            const uint8_t *q = w[i].qs + 16 * ib;
+            const int8_t *x = a[i].qs + 32 * ib;
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += kv[q[l] & 15] * x[l] + kv[q[l] >> 4] * x[l + 16];
+            S += (ls - 32) * s;
+        }
+        sum += a[i].d * fp16_to_f32(w[i].d) * S;
+    }
+    return sum;
+}
+
 /* The truth of each type multiplied with integer activations (its row's vec_dot_type); the
  * types of float activations take vec_dot_float. */
 typedef float (*dot_ref_fn)(uint32_t t, int64_t n, const void *w, const void *act);
@@ -301,7 +324,7 @@ static const dot_ref_fn DOT_REF[GGML_NTYPES] = {
     [GGML_Q8_0] = dot_q32_q8_0, [GGML_Q4_K] = dot_q4_K,     [GGML_Q5_K] = dot_q5_K,     [GGML_Q6_K] = dot_q6_K,
     [GGML_IQ2_XXS] = dot_iq,    [GGML_IQ2_XS] = dot_iq,     [GGML_IQ2_S] = dot_iq,      [GGML_IQ3_XXS] = dot_iq,
     [GGML_IQ3_S] = dot_iq,      [GGML_IQ1_S] = dot_iq,      [GGML_IQ1_M] = dot_iq,      [GGML_Q2_K] = dot_q2_K,
-    [GGML_Q3_K] = dot_q3_K,
+    [GGML_Q3_K] = dot_q3_K,     [GGML_IQ4_XS] = dot_iq4_xs,
 };
 
 float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {
