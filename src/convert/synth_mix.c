@@ -5,7 +5,7 @@
  * random grid indices, signs and sub-block scales, the block's d set so the weights spread like
  * N(0, sigma)). A speed benchmark needs nothing more, and both engines read the same file.
  *
- * The mixes follow llama-quantize's per-tensor rules (llama.cpp src/llama-quant.cpp,
+ * The mixes follow llama-quantize's per-tensor rules (llama.cpp's llama-quant.cpp,
  * llama_tensor_get_type_impl) for an LFM2 / LFM2-MoE model quantized WITH an importance matrix,
  * as the published community files are: LFM2's first layer is a short convolution, so the
  * rules' n_gqa() (taken at layer 0) is 0 and no "n_gqa >= 4" bump applies; the tied token

@@ -1,7 +1,7 @@
 /* test_synth_mix.c — synth's own file types (convert/synth_mix.c): for each (Q2_K, Q3_K_S/M/L,
  * IQ4_NL, IQ4_XS, IQ3_XXS/S/M, IQ2_XXS/XS/S/M, IQ1_S/M) a tiny dense and a tiny MoE model
  * (a) take the per-tensor types llama-quantize's rules give an LFM2 model (the rows of RULES,
- *     stated here from llama.cpp's src/llama-quant.cpp),
+ *     stated here from llama.cpp's llama-quant.cpp),
  * (b) hold weights that dequantize finite and spread like the fan-in (the random blocks' d),
  * (c) open and decode to finite logits on the CPU (the kernels of every type they hold);
  * and the bytes do not depend on the thread count. llama.cpp reading the same files is
