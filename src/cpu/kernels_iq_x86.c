@@ -236,8 +236,9 @@ AI T5 __m128i hsum4x8_5(__m256i a, __m256i b, __m256i c, __m256i d) {
 /* RB rows x CB columns (<= 4 each) of type t: per block, each row decoded once; per output the
  * 8 lanes of S (the offset's 64 sum ls bsum taken out), then a lane per column:
  * acc[r] = fma(S, f da, acc[r]) */
-AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
-                    size_t act_row, float *out, size_t os) {
+typedef void (*iq_dec_fn)(uint32_t t, const uint8_t *p, iqb5 *b);
+AI T5 void iq_tile5(uint32_t t, iq_dec_fn dec, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
+                    const uint8_t *act, size_t act_row, float *out, size_t os) {
     const size_t bs = iq_bytes(t);
     __m512i sidx[4]; /* int16 lane -> its scale: pairs 0-7 scale 4j, 8-15 4j + 1, ... */
 #pragma GCC unroll 4
@@ -266,7 +267,7 @@ AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, si
             if (CB > 1) prefetch_block(p + PF_BLOCKS * bs, bs);
             else prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
             iqb5 q;
-            iq_dec5(t, p, &q);
+            dec(t, p, &q);
             __m512i sc[4];
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) sc[j] = _mm512_permutexvar_epi16(sidx[j], _mm512_castsi256_si512(q.ls));
@@ -300,7 +301,8 @@ AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, si
 /* The decode tile: 4 rows x 1 column. The same sums and the same float operations per output
  * as iq_tile5's (acc = fma(S, f da, acc) block after block), but the 4 rows' lane sums reduce
  * together, one horizontal sum per block for the 4 rows instead of one per row. */
-AI T5 void iq_dec4x1_5(uint32_t t, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act, float *out) {
+AI T5 void iq_dec4x1_5(uint32_t t, iq_dec_fn dec, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                       float *out) {
     const size_t bs = iq_bytes(t);
     __m512i sidx[4];
 #pragma GCC unroll 4
@@ -323,7 +325,7 @@ AI T5 void iq_dec4x1_5(uint32_t t, int64_t nb, const uint8_t *w, size_t w_row, c
             const uint8_t *p = w + r * w_row + b * bs;
             prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
             iqb5 q;
-            iq_dec5(t, p, &q);
+            dec(t, p, &q);
             f[r] = iq_f(t, p);
             __m512i isum = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -344,10 +346,10 @@ AI T5 void iq_dec4x1_5(uint32_t t, int64_t nb, const uint8_t *w, size_t w_row, c
 #define IQ_SET5(T, name) \
     AI T5 void name##_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
                          float *o, size_t os) { \
-        iq_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); \
+        iq_tile5(GGML_##T, iq_dec5, RB, CB, nb, w, wr, a, ar, o, os); \
     } \
     AI T5 void name##_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) { \
-        iq_dec4x1_5(t, nb, w, wr, a, o); \
+        iq_dec4x1_5(t, iq_dec5, nb, w, wr, a, o); \
     } \
     DEC_FN(name##_d5, name##_dk5, GGML_##T) \
     TILE_SET_DEC(name##_t5, 4, 4, name##_k5, name##_d5)
@@ -361,12 +363,136 @@ IQ_SET5(IQ1_M, iq1m)
 #undef IQ_SET5
 #undef ISA_T
 
+/* IQ3_XXS with AVX-512 VBMI: the grid looked up in registers instead of memory. Each grid entry's
+ * 4 bytes take one of 8 values (4, 12, .., 52, 62), so an entry is a 12-bit code, 3 bits a byte
+ * (IQ3XXS_CODE, made from iq3xxs_grid, formats/iq_grids.c): 32 indices look their codes up at
+ * once (vpermi2w over the 8 registers of the 256 codes), vpmultishiftqb spreads each code's four
+ * 3-bit fields to bytes and vpshufb maps them to the values. Bit for bit the grid's bytes. */
+#define TV __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c,bmi,bmi2")))
+/* The 256 codes of a 256-entry grid (8 registers) by 32 int16 indices: 4 vpermi2w, then picked
+ * by the indices' bits 6 and 7 */
+AI TV __m512i codes256v(const uint16_t *codes, __m512i idx) {
+    const __m512i *tab = (const __m512i *)codes;
+    const __m512i c01 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab), idx, _mm512_loadu_si512(tab + 1));
+    const __m512i c23 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab + 2), idx, _mm512_loadu_si512(tab + 3));
+    const __m512i c45 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab + 4), idx, _mm512_loadu_si512(tab + 5));
+    const __m512i c67 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab + 6), idx, _mm512_loadu_si512(tab + 7));
+    const __mmask32 b6 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(64)),
+                    b7 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(128));
+    return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, c01, c23), _mm512_mask_blend_epi16(b6, c45, c67));
+}
+
+static const uint16_t IQ3XXS_CODE[256] = {
+    0x000, 0x002, 0x004, 0x009, 0x00b, 0x00f, 0x010, 0x012, 0x019, 0x022, 0x03b, 0x03d, 0x041, 0x043, 0x048, 0x04a,
+    0x051, 0x055, 0x058, 0x05a, 0x061, 0x06c, 0x078, 0x080, 0x082, 0x084, 0x089, 0x090, 0x092, 0x099, 0x09b, 0x09f,
+    0x0a9, 0x0af, 0x0bd, 0x0c1, 0x0c7, 0x0c8, 0x0ca, 0x0d5, 0x0f8, 0x10b, 0x11f, 0x124, 0x12f, 0x13b, 0x13d, 0x141,
+    0x147, 0x15a, 0x16a, 0x19d, 0x1b4, 0x1c8, 0x1cc, 0x1ce, 0x1e3, 0x1f1, 0x201, 0x203, 0x208, 0x20a, 0x211, 0x213,
+    0x218, 0x21a, 0x21c, 0x227, 0x228, 0x240, 0x242, 0x249, 0x250, 0x252, 0x281, 0x283, 0x288, 0x28a, 0x291, 0x298,
+    0x2ba, 0x2c0, 0x2c2, 0x2d0, 0x2d9, 0x2e6, 0x2f6, 0x301, 0x305, 0x328, 0x350, 0x354, 0x366, 0x379, 0x385, 0x3d2,
+    0x3e0, 0x400, 0x402, 0x409, 0x40b, 0x410, 0x412, 0x416, 0x419, 0x422, 0x441, 0x443, 0x445, 0x448, 0x44a, 0x451,
+    0x458, 0x473, 0x477, 0x478, 0x480, 0x482, 0x489, 0x48f, 0x490, 0x492, 0x49f, 0x4a0, 0x4ad, 0x4c1, 0x4c8, 0x4cc,
+    0x4f8, 0x4fc, 0x51d, 0x52b, 0x543, 0x557, 0x561, 0x57c, 0x5c1, 0x5c3, 0x5ce, 0x5e5, 0x601, 0x608, 0x60a, 0x611,
+    0x613, 0x628, 0x635, 0x63a, 0x640, 0x642, 0x650, 0x659, 0x664, 0x666, 0x681, 0x683, 0x688, 0x695, 0x6aa, 0x6ba,
+    0x6c9, 0x6db, 0x718, 0x727, 0x73a, 0x740, 0x746, 0x752, 0x76d, 0x78c, 0x79e, 0x7b3, 0x7db, 0x7f0, 0x804, 0x80f,
+    0x81d, 0x81f, 0x82b, 0x82f, 0x87c, 0x890, 0x89f, 0x8a0, 0x8b0, 0x8b6, 0x8c7, 0x8e5, 0x904, 0x929, 0x934, 0x955,
+    0x963, 0x978, 0x9c5, 0x9c8, 0x9ca, 0x9d8, 0xa0a, 0xa21, 0xa38, 0xa40, 0xa46, 0xa56, 0xa6d, 0xa8c, 0xa9a, 0xaba,
+    0xac2, 0xaeb, 0xb08, 0xb13, 0xb17, 0xb3a, 0xb42, 0xb59, 0xba8, 0xbd4, 0xbe2, 0xc14, 0xc24, 0xc26, 0xc34, 0xc51,
+    0xc71, 0xc8f, 0xcb4, 0xcd8, 0xcde, 0xd24, 0xd45, 0xd6a, 0xd9b, 0xdc3, 0xdd1, 0xe03, 0xe05, 0xe07, 0xe08, 0xe1a,
+    0xe2a, 0xe56, 0xe60, 0xe8a, 0xea5, 0xeaa, 0xec0, 0xecd, 0xedb, 0xef0, 0xf11, 0xf21, 0xf40, 0xf42, 0xf54, 0xf98,
+};
+AI TV void iq3xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
+    (void)t;
+    const __m512i vals = _mm512_broadcast_i32x4(_mm_setr_epi8(4, 12, 20, 28, 36, 44, 52, 62, 0, 0, 0, 0, 0, 0, 0, 0));
+    /* result byte 4 i + k (i < 2 in a qword) <- bits 32 i + 3 k of the qword */
+    const __m512i ctrl = _mm512_set1_epi64((long long)0x2926232009060300ull);
+    b->ls = ls_pairs5(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(p + 66)), 28));
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512i idx = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(p + 2 + 32 * h)));
+        const __m512i code = codes256v(IQ3XXS_CODE, idx);
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; q++) {
+            const int j = 2 * h + q;
+            const __m512i c32 =
+                _mm512_cvtepu16_epi32(q ? _mm512_extracti64x4_epi64(code, 1) : _mm512_castsi512_si256(code));
+            const __m512i f = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, c32), _mm512_set1_epi8(7));
+            b->w[j] = signed64_5(_mm512_shuffle_epi8(vals, f),
+                                 ksigns8(signs7x8_pdep(rd32(p + 66 + 8 * j), rd32(p + 70 + 8 * j))));
+        }
+    }
+}
+/* IQ2_XXS the same way: an entry's 8 bytes take one of 3 values (8, 25, 43), a 16-bit code of 2
+ * bits a byte (IQ2XXS_CODE, from iq2xxs_grid); the block's 32 index bytes (4 of every 8) are
+ * picked out by vpermb, and each code spread to its entry's 8 bytes by vpmultishiftqb. */
+static const uint16_t IQ2XXS_CODE[256] = {
+    0x0000, 0x0002, 0x0005, 0x0008, 0x000a, 0x0011, 0x0014, 0x0020, 0x0022, 0x0028, 0x002a, 0x0041, 0x0044, 0x0050,
+    0x0058, 0x0061, 0x0064, 0x0080, 0x0082, 0x008a, 0x00a2, 0x0101, 0x0104, 0x0110, 0x0115, 0x0140, 0x0184, 0x0198,
+    0x0200, 0x0202, 0x0222, 0x0282, 0x0401, 0x0404, 0x0410, 0x0421, 0x0424, 0x0440, 0x0442, 0x0448, 0x0460, 0x0481,
+    0x0484, 0x0490, 0x04a4, 0x0500, 0x0502, 0x0508, 0x0520, 0x0546, 0x0569, 0x0580, 0x0591, 0x0609, 0x0610, 0x0640,
+    0x0684, 0x06a4, 0x0800, 0x0805, 0x0808, 0x0814, 0x0828, 0x0841, 0x0844, 0x0850, 0x0852, 0x0888, 0x0904, 0x0940,
+    0x0a02, 0x0a14, 0x1001, 0x1004, 0x1010, 0x1021, 0x1040, 0x1060, 0x1084, 0x1090, 0x1095, 0x1100, 0x1108, 0x1120,
+    0x1150, 0x115a, 0x1180, 0x1224, 0x1245, 0x1400, 0x1408, 0x1420, 0x1425, 0x1449, 0x1480, 0x1518, 0x1562, 0x1600,
+    0x1616, 0x1801, 0x1804, 0x1810, 0x1840, 0x1881, 0x1900, 0x1905, 0x19a0, 0x1a51, 0x2000, 0x2002, 0x200a, 0x2044,
+    0x2061, 0x2080, 0x2082, 0x2129, 0x2148, 0x2200, 0x2202, 0x2401, 0x2404, 0x2410, 0x2440, 0x2456, 0x2500, 0x2541,
+    0x2564, 0x2690, 0x2808, 0x2820, 0x2894, 0x2a44, 0x4001, 0x4004, 0x4010, 0x4018, 0x4021, 0x4024, 0x4040, 0x4048,
+    0x4056, 0x4060, 0x4081, 0x4084, 0x4090, 0x4100, 0x4120, 0x4161, 0x4180, 0x4185, 0x4201, 0x4210, 0x4248, 0x4256,
+    0x4268, 0x4400, 0x4408, 0x4420, 0x4480, 0x4499, 0x4512, 0x4524, 0x4600, 0x4801, 0x4804, 0x4810, 0x4840, 0x4845,
+    0x4900, 0x4958, 0x4961, 0x4982, 0x4a45, 0x4a90, 0x5000, 0x5008, 0x5011, 0x5019, 0x5020, 0x5080, 0x5088, 0x5104,
+    0x5142, 0x51a4, 0x5291, 0x5490, 0x5492, 0x550a, 0x5601, 0x5654, 0x5800, 0x5811, 0x5819, 0x5864, 0x5940, 0x5a08,
+    0x6004, 0x6010, 0x6040, 0x6068, 0x6100, 0x6155, 0x6218, 0x6260, 0x6400, 0x6405, 0x6510, 0x6512, 0x6584, 0x6842,
+    0x8000, 0x8002, 0x800a, 0x8041, 0x8082, 0x8104, 0x8118, 0x8140, 0x8211, 0x8401, 0x8404, 0x8410, 0x8415, 0x8440,
+    0x8460, 0x8500, 0x8546, 0x8594, 0x8609, 0x8640, 0x8660, 0x8802, 0x8904, 0x8a11, 0x9004, 0x9010, 0x9024, 0x9040,
+    0x90a1, 0x9116, 0x9180, 0x9245, 0x9400, 0x9422, 0x9444, 0x9551, 0x9881, 0x9920, 0xa002, 0xa050, 0xa085, 0xa109,
+    0xa200, 0xa418, 0xa850, 0xa904,
+};
+AI TV void iq2xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
+    (void)t;
+    const __m512i vals = _mm512_broadcast_i32x4(_mm_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    const __m512i ctrl = _mm512_set1_epi64((long long)0x0e0c0a0806040200ull); /* byte k <- bits 2 k */
+    const __m512i raw = _mm512_loadu_si512(p + 2);
+    b->ls = ls_pairs5(_mm512_cvtepi64_epi32(_mm512_srli_epi64(raw, 60)));
+    static const uint8_t pick[64] = {0,  1,  2,  3,  8,  9,  10, 11, 16, 17, 18, 19, 24, 25, 26, 27,
+                                     32, 33, 34, 35, 40, 41, 42, 43, 48, 49, 50, 51, 56, 57, 58, 59}; /* 8 m + k */
+    const __m512i idx8 = _mm512_permutexvar_epi8(_mm512_loadu_si512(pick), raw);
+    const __m512i code = codes256v(IQ2XXS_CODE, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(idx8)));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *q = p + 2 + 16 * j;
+        const __m512i c64 = _mm512_cvtepu16_epi64(_mm512_extracti32x4_epi32(code, j));
+        const __m512i f = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, c64), _mm512_set1_epi8(3));
+        b->w[j] = signed64_5(_mm512_shuffle_epi8(vals, f), ksigns8(signs7x8_pdep(rd32(q + 4), rd32(q + 12))));
+    }
+}
+#define ISA_T TV
+AI TV void iq2xxsv_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                      size_t os) {
+    iq_tile5(GGML_IQ2_XXS, iq2xxs_dec5v, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI TV void iq2xxsv_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) {
+    iq_dec4x1_5(t, iq2xxs_dec5v, nb, w, wr, a, o);
+}
+DEC_FN(iq2xxsv_d5, iq2xxsv_dk5, GGML_IQ2_XXS)
+TILE_SET_DEC(iq2xxsv_t5, 4, 4, iq2xxsv_k5, iq2xxsv_d5)
+AI TV void iq3xxsv_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                      size_t os) {
+    iq_tile5(GGML_IQ3_XXS, iq3xxs_dec5v, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI TV void iq3xxsv_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) {
+    iq_dec4x1_5(t, iq3xxs_dec5v, nb, w, wr, a, o);
+}
+DEC_FN(iq3xxsv_d5, iq3xxsv_dk5, GGML_IQ3_XXS)
+TILE_SET_DEC(iq3xxsv_t5, 4, 4, iq3xxsv_k5, iq3xxsv_d5)
+#undef ISA_T
+
+int iq_vbmi = -1;
+
 const tile_set *iq_tiles_avx512(uint32_t t) {
+    const bool vbmi = iq_vbmi < 0 ? __builtin_cpu_supports("avx512vbmi") : iq_vbmi > 0;
     switch (t) {
-    case GGML_IQ2_XXS: return &iq2xxs_t5;
+    case GGML_IQ2_XXS: return vbmi ? &iq2xxsv_t5 : &iq2xxs_t5;
     case GGML_IQ2_XS: return &iq2xs_t5;
     case GGML_IQ2_S: return &iq2s_t5;
-    case GGML_IQ3_XXS: return &iq3xxs_t5;
+    case GGML_IQ3_XXS: return vbmi ? &iq3xxsv_t5 : &iq3xxs_t5;
     case GGML_IQ3_S: return &iq3s_t5;
     case GGML_IQ1_S: return &iq1s_t5;
     case GGML_IQ1_M: return &iq1m_t5;
@@ -545,6 +671,8 @@ const tile_set *iq_tiles_avx2(uint32_t t) {
 }
 
 #else /* not x86-64: no tiles */
+int iq_vbmi = -1;
+
 const tile_set *iq_tiles_avx512(uint32_t t) {
     (void)t;
     return NULL;
