@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # quants.sh — the low-bit quants side by side with llama.cpp (issue 84): for each of QUANT_PRESETS
 # (default "lfm2-1.2b lfm2-24b-a2b") at each of QUANT_TYPES (default "iq2_xxs iq3_xxs iq4_xs q2_k
-# q3_k_m") writes the synthetic file once (`lfm2c synth --type`, llama-quantize's mix of that file
-# type: src/convert/synth_mix.c), then on that SAME file: pp512 and tg128 of llama-bench (-mmp 0
-# and mapped, the better of the two) and of `lfm2c bench`, at THREADS (default 2), REPS
-# repetitions (default 3) (PP / TG: other lengths), with `membw 1024` before and after each lfm2c run. Prints the ratios
-# lfm2c / llama.cpp (targets: decode >= 1.3x, or >= 90% of membw; prefill >= 2x) and lfm2c's
-# decode GB/s (t/s x weights read per token) as a share of membw.
+# q3_k_m") writes the synthetic file once (`lfm2c synth --type`: llama-quantize's mix of that file
+# type with an importance matrix, random valid blocks: src/convert/synth_mix.c), then on that SAME
+# file: pp512 and tg128 of llama-bench (-mmp 0 and mapped, the better of the two) and of `lfm2c
+# bench`, at THREADS (default 2), REPS repetitions (default 3; PP / TG: other lengths), with
+# `membw 1024` before and after each lfm2c run. Prints the ratios lfm2c / llama.cpp (targets:
+# decode >= 1.3x, or >= 90% of membw; prefill >= 2x) and lfm2c's decode GB/s (t/s x weights read
+# per token) as a share of membw.
 # usage: LLAMA_DIR=DIR bash bench/quants.sh [MODELS_DIR]       (default /tmp/lfm2c-quants)
 #        LLAMA_DIR=DIR bash bench/quants.sh --check [MODELS_DIR]
 #   check mode: every file type synth writes, on a 4-layer lfm2-350m: lfm2c runs it and
@@ -27,7 +28,7 @@ cmake --build build -j"$(nproc)" --target lfm2c_cli membw >/dev/null
 
 if [ $check = 1 ]; then
   bad=0
-  for t in q2_k q3_k_s q3_k_m q3_k_l iq4_nl iq4_xs iq3_xxs iq3_s iq3_m iq2_xxs iq2_xs iq2_s iq2_m iq1_s iq1_m; do
+  for t in q2_k q2_k_s q3_k_s q3_k_m q3_k_l iq4_nl iq4_xs iq3_xxs iq3_xs iq3_s iq3_m iq2_xxs iq2_xs iq2_s iq2_m iq1_s iq1_m; do
     f="$dir/check-350m-$t.gguf"
     ./build/lfm2c synth --preset lfm2-350m --layers 4 --type "$t" -o "$f" -t 2 >/dev/null
     if ! ./build/lfm2c run -m "$f" -p "hello" -n 4 -t 2 >/dev/null 2>&1; then echo "$t: lfm2c refuses"; bad=1; fi

@@ -3,7 +3,6 @@
 #include "cli.h"
 #include "formats/ggml_types.h"
 #include "convert/synth.h"
-#include "convert/synth_mix.h"
 #include "convert/lora_file.h"
 #include "base/os.h"
 
@@ -31,7 +30,7 @@ static void usage(FILE *f) {
             "  lfm2c synth --lora-for BASE.gguf -o ADAPTER.gguf [--rank R (8)] [--alpha A (2R)] [--seed S]\n"
             "              [--targets attn_q,attn_k,attn_v,attn_output,shortconv.in_proj,shortconv.out_proj,\n"
             "               ffn_gate,ffn_up,ffn_down,ffn_gate_exps,ffn_up_exps,ffn_down_exps (default: all)]\n",
-            synth_preset_list(), synth_vl_preset_list(), synth_audio_preset_list(), synth_ftype_list());
+            synth_preset_list(), synth_vl_preset_list(), synth_audio_preset_list(), quant_ftype_list());
 }
 
 static int parse_layers(const char *s, synth_config *c) {
@@ -229,8 +228,8 @@ int cmd_synth(int argc, char **argv) {
     if (!o.out) return cli_fail("synth: -o FILE.gguf is required");
     synth_config c;
     if ((rc = synth_presets(&o, &c))) return rc;
-    const quant_ftype *ft = synth_ftype_find(o.type);
-    if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", o.type, synth_ftype_list());
+    const quant_ftype *ft = quant_ftype_find(o.type);
+    if (!ft) return cli_fail("synth: unknown type '%s' (expected one of %s)", o.type, quant_ftype_list());
     if ((rc = synth_override(&o, &c))) return rc;
     int last = -1;
     if (os_isatty(stderr)) {

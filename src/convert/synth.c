@@ -564,9 +564,18 @@ static bool choose_types(const synth_config *c, const quant_ftype *ft, const tli
     for (int i = 0; i < l->n; i++)
         desc[i] = (quant_tensor_desc){
             l->t[i].name, l->t[i].n_dims, {l->t[i].ne[0], l->t[i].ne[1], l->t[i].ne[2], 1}, GGML_F32};
-    const int n_expert = is_moe(c) ? c->n_expert : 0;
-    const bool ok = synth_own_ftype(ft) ? synth_mix_recipe(ft, c->n_layer, n_expert, desc, l->n, types, err)
-                                        : quant_recipe(ft, c->n_layer, n_expert, desc, l->n, types, err);
+    /* the low-bit file types as they are published: made with an importance matrix (which some
+     * of their rules look at; llama-quantize refuses the IQ1 / IQ2 ones without) */
+    const bool low_bit = synth_random_type(ft->default_type);
+    bool attn0 = false;
+    for (int i = 0; i < c->n_attn; i++) attn0 |= c->attn_layers[i] == 0;
+    const quant_recipe_opts o = {.n_layer = c->n_layer,
+                                 .n_expert = is_moe(c) ? c->n_expert : 0,
+                                 .n_gqa = attn0 ? c->n_head / c->n_head_kv : 0, /* block 0's */
+                                 .has_imatrix = low_bit,
+                                 .output_type = -1,
+                                 .token_embd_type = -1};
+    const bool ok = quant_recipe_ex(ft, &o, desc, l->n, types, NULL, err);
     free(desc);
     return ok;
 }

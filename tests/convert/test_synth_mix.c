@@ -1,7 +1,8 @@
-/* test_synth_mix.c — synth's own file types (convert/synth_mix.c): for each (Q2_K, Q3_K_S/M/L,
- * IQ4_NL, IQ4_XS, IQ3_XXS/S/M, IQ2_XXS/XS/S/M, IQ1_S/M) a tiny dense and a tiny MoE model
- * (a) take the per-tensor types llama-quantize's rules give an LFM2 model (the rows of RULES,
- *     stated here from llama.cpp's llama-quant.cpp),
+/* test_synth_mix.c — synth's low-bit file types (random blocks: convert/synth_mix.c): for each
+ * (Q2_K, Q3_K_S/M/L, IQ4_NL, IQ4_XS, IQ3_XXS/S/M, IQ2_XXS/XS/S/M, IQ1_S/M) a tiny dense and a
+ * tiny MoE model
+ * (a) take the per-tensor types llama-quantize's rules give an LFM2 model made with an
+ *     importance matrix (the rows of RULES, stated here from llama.cpp's llama-quant.cpp),
  * (b) hold weights that dequantize finite and spread like the fan-in (the random blocks' d),
  * (c) open and decode to finite logits on the CPU (the kernels of every type they hold);
  * and the bytes do not depend on the thread count. llama.cpp reading the same files is
@@ -144,7 +145,7 @@ static void check_runs(const char *path, const char *ft) {
 }
 
 static void one(const char *ftname, bool moe) {
-    const quant_ftype *ft = synth_ftype_find(ftname);
+    const quant_ftype *ft = quant_ftype_find(ftname);
     CHECK(ft != NULL, "file type %s known", ftname);
     if (!ft) return;
     synth_config c;
@@ -174,8 +175,6 @@ int main(void) {
         one(FTYPES[i], false);
         one(FTYPES[i], true);
     }
-    CHECK(!synth_ftype_find("IQ5_XXL"), "unknown file type");
-    CHECK(synth_ftype_find("q4_k_m") && !synth_own_ftype(synth_ftype_find("q4_k_m")), "quantize's types first");
     /* the same bytes whatever the thread count */
     synth_config c;
     tiny(&c, true);
@@ -183,8 +182,8 @@ int main(void) {
     snprintf(other, sizeof other, "%s.b", tmp_out);
     synth_params p1 = {.seed = 9, .n_threads = 1}, p2 = {.seed = 9, .n_threads = 2};
     lfm2c_error err = {0};
-    CHECK(synth_write(&c, synth_ftype_find("iq2_xxs"), &p1, tmp_out, NULL, &err) &&
-              synth_write(&c, synth_ftype_find("iq2_xxs"), &p2, other, NULL, &err),
+    CHECK(synth_write(&c, quant_ftype_find("iq2_xxs"), &p1, tmp_out, NULL, &err) &&
+              synth_write(&c, quant_ftype_find("iq2_xxs"), &p2, other, NULL, &err),
           "synth: %s", err.msg);
     size_t na = 0, nb = 1;
     char *a = test_read_file(tmp_out, &na), *b = test_read_file(other, &nb);
