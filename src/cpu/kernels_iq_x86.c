@@ -454,11 +454,12 @@ AI TV void iq2xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
     static const uint8_t pick[64] = {0,  1,  2,  3,  8,  9,  10, 11, 16, 17, 18, 19, 24, 25, 26, 27,
                                      32, 33, 34, 35, 40, 41, 42, 43, 48, 49, 50, 51, 56, 57, 58, 59}; /* 8 m + k */
     const __m512i idx8 = _mm512_permutexvar_epi8(_mm512_loadu_si512(pick), raw);
-    const __m512i code = codes256v(IQ2XXS_CODE, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(idx8)));
+    uint16_t code[32]; /* through memory: an extract's lane must be an immediate, j is one only unrolled */
+    _mm512_storeu_si512(code, codes256v(IQ2XXS_CODE, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(idx8))));
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const uint8_t *q = p + 2 + 16 * j;
-        const __m512i c64 = _mm512_cvtepu16_epi64(_mm512_extracti32x4_epi32(code, j));
+        const __m512i c64 = _mm512_cvtepu16_epi64(_mm_loadu_si128((const __m128i *)(code + 8 * j)));
         const __m512i f = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, c64), _mm512_set1_epi8(3));
         b->w[j] = signed64_5(_mm512_shuffle_epi8(vals, f), ksigns8(signs7x8_pdep(rd32(q + 4), rd32(q + 12))));
     }
