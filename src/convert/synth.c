@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "core/lfm2_arch.h"
 #include "convert/synth.h"
+#include "convert/synth_mix.h"
 #include "formats/gguf_write.h"
 #include "chat/lfm2_chat_template.h"
 #include "formats/ggml_types.h"
@@ -492,7 +493,12 @@ static bool is_float_type(uint32_t t) { return t == GGML_F32 || t == GGML_F16 ||
 /* The types synth can generate: the float types, the random blocks above, and every type quantize
  * makes (its row in the type table, formats/ggml_types.h), from N(0, sigma) floats. */
 static bool can_generate(uint32_t type) {
-    return is_float_type(type) || (type < GGML_NTYPES && BLOCK_SCALE[type]) || quantize_supported(type);
+    return is_float_type(type) || (type < GGML_NTYPES && BLOCK_SCALE[type]) || synth_random_type(type) ||
+           quantize_supported(type);
+}
+/* made by synth_random_block (the low-bit types, synth_mix.c) */
+static bool random_typed(uint32_t type) {
+    return !(type < GGML_NTYPES && BLOCK_SCALE[type]) && synth_random_type(type);
 }
 
 /* n weights of tensor t into dst (n a multiple of the block size), seeded by s: floats, random
@@ -512,6 +518,10 @@ static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s, flo
     }
     const ggml_type_info *ti = ggml_type_get(t->type);
     const block_scale_fn scale = BLOCK_SCALE[t->type];
+    if (random_typed(t->type)) {
+        for (int64_t b = 0; b < n / ti->block_size; b++) synth_random_block(t->type, dst + b * ti->type_size, sg, &s);
+        return;
+    }
     if (!scale) { /* a type quantize makes (can_generate) */
         for (int64_t i = 0; i < n; i++) scratch[i] = sg * gauss(&s);
         quantize_rows(t->type, scratch, dst, 1, n);
@@ -554,7 +564,18 @@ static bool choose_types(const synth_config *c, const quant_ftype *ft, const tli
     for (int i = 0; i < l->n; i++)
         desc[i] = (quant_tensor_desc){
             l->t[i].name, l->t[i].n_dims, {l->t[i].ne[0], l->t[i].ne[1], l->t[i].ne[2], 1}, GGML_F32};
-    const bool ok = quant_recipe(ft, c->n_layer, is_moe(c) ? c->n_expert : 0, desc, l->n, types, err);
+    /* the low-bit file types as they are published: made with an importance matrix (which some
+     * of their rules look at; llama-quantize refuses the IQ1 / IQ2 ones without) */
+    const bool low_bit = synth_random_type(ft->default_type);
+    bool attn0 = false;
+    for (int i = 0; i < c->n_attn; i++) attn0 |= c->attn_layers[i] == 0;
+    const quant_recipe_opts o = {.n_layer = c->n_layer,
+                                 .n_expert = is_moe(c) ? c->n_expert : 0,
+                                 .n_gqa = attn0 ? c->n_head / c->n_head_kv : 0, /* block 0's */
+                                 .has_imatrix = low_bit,
+                                 .output_type = -1,
+                                 .token_embd_type = -1};
+    const bool ok = quant_recipe_ex(ft, &o, desc, l->n, types, NULL, err);
     free(desc);
     return ok;
 }
@@ -615,7 +636,9 @@ static bool write_data(gguf_writer *w, const tlist *l, const synth_params *p, ui
     const int64_t chunk_pieces = (int64_t)threadpool_size(pool) * PIECES_PER_THREAD;
     uint8_t *buf = malloc((size_t)chunk_pieces * PIECE_ELEMS * 4);
     bool need_scratch = false; /* a type made from floats by quantize_rows */
-    for (int i = 0; i < l->n; i++) need_scratch |= !is_float_type(l->t[i].type) && !BLOCK_SCALE[l->t[i].type];
+    for (int i = 0; i < l->n; i++)
+        need_scratch |= !is_float_type(l->t[i].type) && !BLOCK_SCALE[l->t[i].type] && !random_typed(l->t[i].type);
+    synth_random_init();
     float *scratch = need_scratch ? malloc((size_t)threadpool_size(pool) * PIECE_ELEMS * sizeof(float)) : NULL;
     bool ok = buf != NULL && (!need_scratch || scratch);
     if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");

@@ -1075,6 +1075,9 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
         run_groups(wtype == GGML_Q4_K_X16 ? &t5_q4_K_x16 : &t5_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out,
                    os);
         return;
+    case GGML_Q2_K:
+    case GGML_Q3_K:
+    case GGML_IQ4_XS: t = k23_tiles_avx512(wtype); break; /* kernels_k23_x86.c */
     case GGML_F16:
     case GGML_BF16:
     case GGML_F32:

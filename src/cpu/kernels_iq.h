@@ -15,6 +15,11 @@
 /* The tiles of IQ type t; NULL for another type (or where the ISA is not compiled). */
 const tile_set *iq_tiles_avx512(uint32_t t);
 const tile_set *iq_tiles_avx2(uint32_t t);
+/* Whether iq_tiles_avx512 gives IQ2_XXS and IQ3_XXS the tiles that look their grids up with
+ * AVX-512 VBMI (same results): -1 (the default) where the CPU has VBMI, 0 never (for tests). */
+extern int iq_vbmi;
+/* The tiles of Q2_K / Q3_K x Q8_K on AVX-512 (kernels_k23_x86.c, beside these); NULL for another type. */
+const tile_set *k23_tiles_avx512(uint32_t t);
 
 static inline bool iq_type(uint32_t t) {
     return t == GGML_IQ2_XXS || t == GGML_IQ2_XS || t == GGML_IQ2_S || t == GGML_IQ3_XXS || t == GGML_IQ3_S ||

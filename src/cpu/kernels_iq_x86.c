@@ -52,6 +52,10 @@ static inline uint64_t signs7x8(uint32_t s0, uint32_t s1) {
         v |= (uint64_t)(s0 >> 7 * l & 127) << 8 * l | (uint64_t)(s1 >> 7 * l & 127) << (8 * l + 32);
     return v;
 }
+/* signs7x8 with BMI2's pdep (fast on the cores that have AVX-512; slow on Zen 1 / 2, which do not) */
+static inline __attribute__((target("bmi2"))) uint64_t signs7x8_pdep(uint32_t s0, uint32_t s1) {
+    return _pdep_u64(s0, 0x7f7f7f7full) | _pdep_u64(s1, 0x7f7f7f7f00000000ull);
+}
 /* the block's factor f (kernels_iq.h) */
 AI T2 float iq_f(uint32_t t, const uint8_t *p) { return iq_f_of(t, _cvtsh_ss(iq_d_bits(t, p))); }
 
@@ -68,12 +72,33 @@ AI T5 __m512i signed64_5(__m512i g, __mmask64 k) {
     const __m512i c64 = _mm512_set1_epi8(64);
     return _mm512_mask_sub_epi8(_mm512_add_epi8(g, c64), k, c64, g);
 }
-/* 8 grid entries of 8 bytes by the indices in idx's 8 int32 lanes */
-AI T5 __m512i grid8x8_5(const uint64_t *grid, __m256i idx) {
+/* 8 grid entries of 8 bytes by the indices i[0..7]: plain loads put together (on Zen 4 a gather
+ * of 8 costs about as much as decoding the rest of the block) */
+AI T5 __m512i grid8x8_5(const uint64_t *g, const unsigned *i) {
+    const __m256i lo =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set_epi64x((long long)g[i[1]], (long long)g[i[0]])),
+                                _mm_set_epi64x((long long)g[i[3]], (long long)g[i[2]]), 1);
+    const __m256i hi =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set_epi64x((long long)g[i[5]], (long long)g[i[4]])),
+                                _mm_set_epi64x((long long)g[i[7]], (long long)g[i[6]]), 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+/* 16 grid entries of 4 bytes by the indices i[0..15] */
+AI T5 __m512i grid16x4_5(const uint32_t *g, const unsigned *i) {
+    __m128i q[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        q[k] = _mm_set_epi32((int)g[i[4 * k + 3]], (int)g[i[4 * k + 2]], (int)g[i[4 * k + 1]], (int)g[i[4 * k]]);
+    const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(q[0]), q[1], 1);
+    const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(q[2]), q[3], 1);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+/* the same two by gathers (idx: the indices' int32 lanes): faster where the indices are made in
+ * vectors (IQ3_S, IQ1_S) */
+AI T5 __m512i grid8x8g_5(const uint64_t *grid, __m256i idx) {
     return _mm512_i32gather_epi64(idx, (const void *)grid, 8);
 }
-/* 16 grid entries of 4 bytes by the indices in idx's 16 int32 lanes */
-AI T5 __m512i grid16x4_5(const uint32_t *grid, __m512i idx) {
+AI T5 __m512i grid16x4g_5(const uint32_t *grid, __m512i idx) {
     return _mm512_i32gather_epi32(idx, (const void *)grid, 4);
 }
 /* 16 scales, each of 32 weights twice: from 8 values (int32 lanes) v, as 2 v + 1 */
@@ -91,14 +116,13 @@ AI T5 __m256i ls_nibbles5(uint64_t b) {
 }
 
 AI T5 void iq2xxs_dec5(const uint8_t *p, iqb5 *b) {
-    const __m128i pick = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
     /* the scale: the top 4 bits of each 64-bit group (4 indices, then the sign word) */
     b->ls = ls_pairs5(_mm512_cvtepi64_epi32(_mm512_srli_epi64(_mm512_loadu_si512(p + 2), 60)));
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const uint8_t *q = p + 2 + 16 * j;
-        const __m256i idx = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)q), pick));
-        b->w[j] = signed64_5(grid8x8_5(iq2xxs_grid, idx), ksigns8(signs7x8(rd32(q + 4), rd32(q + 12))));
+        const unsigned i[8] = {q[0], q[1], q[2], q[3], q[8], q[9], q[10], q[11]};
+        b->w[j] = signed64_5(grid8x8_5(iq2xxs_grid, i), ksigns8(signs7x8_pdep(rd32(q + 4), rd32(q + 12))));
     }
 }
 AI T5 void iq2xs_dec5(const uint8_t *p, iqb5 *b) {
@@ -106,32 +130,35 @@ AI T5 void iq2xs_dec5(const uint8_t *p, iqb5 *b) {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const __m128i v = _mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)); /* 8 x (index | signs << 9) */
-        const __m256i idx = _mm256_cvtepu16_epi32(_mm_and_si128(v, _mm_set1_epi16(511)));
+        unsigned i[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) i[k] = rd16(p + 2 + 16 * j + 2 * k) & 511;
         const __m128i s7 = _mm_srli_epi16(v, 9);
         const uint64_t s = (uint64_t)_mm_cvtsi128_si64(_mm_packus_epi16(s7, s7));
-        b->w[j] = signed64_5(grid8x8_5(iq2xs_grid, idx), ksigns8(s));
+        b->w[j] = signed64_5(grid8x8_5(iq2xs_grid, i), ksigns8(s));
     }
 }
 AI T5 void iq2s_dec5(const uint8_t *p, iqb5 *b) {
     b->ls = ls_nibbles5(rd64(p + 74));
-    const __m256i sh = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         /* the indices' high 2 bits: qh[2j] for the first 4 entries, qh[2j + 1] for the next */
-        const __m256i hi =
-            _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(rd16(p + 66 + 2 * j)), sh), _mm256_set1_epi32(3));
-        const __m256i idx = _mm256_or_si256(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)rd64(p + 2 + 8 * j))),
-                                            _mm256_slli_epi32(hi, 8));
-        b->w[j] = signed64_5(grid8x8_5(iq2s_grid, idx), rd64(p + 34 + 8 * j));
+        const unsigned qh = rd16(p + 66 + 2 * j);
+        unsigned i[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) i[k] = p[2 + 8 * j + k] | (qh >> 2 * k & 3) << 8;
+        b->w[j] = signed64_5(grid8x8_5(iq2s_grid, i), rd64(p + 34 + 8 * j));
     }
 }
 AI T5 void iq3xxs_dec5(const uint8_t *p, iqb5 *b) {
     b->ls = ls_pairs5(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(p + 66)), 28));
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
-        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)));
+        unsigned i[16];
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++) i[k] = p[2 + 16 * j + k];
         b->w[j] =
-            signed64_5(grid16x4_5(iq3xxs_grid, idx), ksigns8(signs7x8(rd32(p + 66 + 8 * j), rd32(p + 70 + 8 * j))));
+            signed64_5(grid16x4_5(iq3xxs_grid, i), ksigns8(signs7x8_pdep(rd32(p + 66 + 8 * j), rd32(p + 70 + 8 * j))));
     }
 }
 AI T5 void iq3s_dec5(const uint8_t *p, iqb5 *b) {
@@ -144,7 +171,7 @@ AI T5 void iq3s_dec5(const uint8_t *p, iqb5 *b) {
     for (int j = 0; j < 4; j++) {
         __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 + 16 * j)));
         idx = _mm512_mask_or_epi32(idx, (__mmask16)rd16(p + 66 + 2 * j), idx, _mm512_set1_epi32(256));
-        b->w[j] = signed64_5(grid16x4_5(iq3s_grid, idx), rd64(p + 74 + 8 * j));
+        b->w[j] = signed64_5(grid16x4g_5(iq3s_grid, idx), rd64(p + 74 + 8 * j));
     }
 }
 /* IQ1: q = 8 g + delta (g: the grid's -1 / 0 / 1) as q + 64; neg: the weights whose delta is -1 */
@@ -167,7 +194,7 @@ AI T5 void iq1s_dec5(const uint8_t *p, iqb5 *b) {
                                             _mm256_slli_epi32(hi, 8));
         const __mmask64 k =
             (neg >> (4 * j + 1) & 1 ? 0xffffffffull : 0) | (neg >> (4 * j + 3) & 1 ? 0xffffffff00000000ull : 0);
-        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, idx), k);
+        b->w[j] = iq1_w5(grid8x8g_5(iq1s_grid, idx), k);
     }
 }
 AI T5 void iq1m_dec5(const uint8_t *p, iqb5 *b) {
@@ -182,10 +209,10 @@ AI T5 void iq1m_dec5(const uint8_t *p, iqb5 *b) {
     for (int j = 0; j < 4; j++) {
         /* a nibble per grid entry: 3 index bits, the delta's sign */
         const uint64_t nib = _pdep_u64(rd32(p + 32 + 4 * j), 0x0f0f0f0f0f0f0f0full);
-        const __m256i idx = _mm256_or_si256(
-            _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)rd64(p + 8 * j))),
-            _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)(nib & 0x0707070707070707ull))), 8));
-        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, idx), (nib >> 3 & 0x0101010101010101ull) * 0xff);
+        unsigned i[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) i[k] = p[8 * j + k] | (unsigned)(nib >> 8 * k & 7) << 8;
+        b->w[j] = iq1_w5(grid8x8_5(iq1s_grid, i), (nib >> 3 & 0x0101010101010101ull) * 0xff);
     }
 }
 AI T5 void iq_dec5(uint32_t t, const uint8_t *p, iqb5 *b) {
@@ -209,8 +236,9 @@ AI T5 __m128i hsum4x8_5(__m256i a, __m256i b, __m256i c, __m256i d) {
 /* RB rows x CB columns (<= 4 each) of type t: per block, each row decoded once; per output the
  * 8 lanes of S (the offset's 64 sum ls bsum taken out), then a lane per column:
  * acc[r] = fma(S, f da, acc[r]) */
-AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
-                    size_t act_row, float *out, size_t os) {
+typedef void (*iq_dec_fn)(uint32_t t, const uint8_t *p, iqb5 *b);
+AI T5 void iq_tile5(uint32_t t, iq_dec_fn dec, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
+                    const uint8_t *act, size_t act_row, float *out, size_t os) {
     const size_t bs = iq_bytes(t);
     __m512i sidx[4]; /* int16 lane -> its scale: pairs 0-7 scale 4j, 8-15 4j + 1, ... */
 #pragma GCC unroll 4
@@ -239,7 +267,7 @@ AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, si
             if (CB > 1) prefetch_block(p + PF_BLOCKS * bs, bs);
             else prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
             iqb5 q;
-            iq_dec5(t, p, &q);
+            dec(t, p, &q);
             __m512i sc[4];
 #pragma GCC unroll 4
             for (int j = 0; j < 4; j++) sc[j] = _mm512_permutexvar_epi16(sidx[j], _mm512_castsi256_si512(q.ls));
@@ -270,13 +298,61 @@ AI T5 void iq_tile5(uint32_t t, int RB, int CB, int64_t nb, const uint8_t *w, si
     }
 }
 
+/* The decode tile: 4 rows x 1 column. The same sums and the same float operations per output
+ * as iq_tile5's (acc = fma(S, f da, acc) block after block), but the 4 rows' lane sums reduce
+ * together, one horizontal sum per block for the 4 rows instead of one per row. */
+AI T5 void iq_dec4x1_5(uint32_t t, iq_dec_fn dec, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                       float *out) {
+    const size_t bs = iq_bytes(t);
+    __m512i sidx[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+        sidx[j] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * j)), _mm_set1_epi16((short)(4 * j + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * j + 2)), _mm_set1_epi16((short)(4 * j + 3)), 1), 1);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a = (const block_q8_K *)act + b;
+        const __m256i bsum = _mm256_loadu_si256((const __m256i *)a->bsums);
+        __m512i av[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) av[j] = _mm512_loadu_si512(a->qs + 64 * j);
+        __m256i s8[4];
+        float f[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
+            iqb5 q;
+            dec(t, p, &q);
+            f[r] = iq_f(t, p);
+            __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++)
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(q.w[j], av[j]),
+                                           _mm512_permutexvar_epi16(sidx[j], _mm512_castsi256_si512(q.ls)));
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(q.ls, bsum), 6);
+            s8[r] = _mm256_sub_epi32(_mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1)),
+                                     off);
+        }
+        const __m128 S = _mm_cvtepi32_ps(hsum4x8_5(s8[0], s8[1], s8[2], s8[3]));
+        acc = _mm_fmadd_ps(S, _mm_mul_ps(_mm_loadu_ps(f), _mm_set1_ps(a->d)), acc);
+    }
+    _mm_storeu_ps(out, acc);
+}
+
 #define ISA_T T5
 #define IQ_SET5(T, name) \
     AI T5 void name##_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
                          float *o, size_t os) { \
-        iq_tile5(GGML_##T, RB, CB, nb, w, wr, a, ar, o, os); \
+        iq_tile5(GGML_##T, iq_dec5, RB, CB, nb, w, wr, a, ar, o, os); \
     } \
-    TILE_SET(name##_t5, 4, 4, name##_k5)
+    AI T5 void name##_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) { \
+        iq_dec4x1_5(t, iq_dec5, nb, w, wr, a, o); \
+    } \
+    DEC_FN(name##_d5, name##_dk5, GGML_##T) \
+    TILE_SET_DEC(name##_t5, 4, 4, name##_k5, name##_d5)
 IQ_SET5(IQ2_XXS, iq2xxs)
 IQ_SET5(IQ2_XS, iq2xs)
 IQ_SET5(IQ2_S, iq2s)
@@ -287,12 +363,137 @@ IQ_SET5(IQ1_M, iq1m)
 #undef IQ_SET5
 #undef ISA_T
 
+/* IQ3_XXS with AVX-512 VBMI: the grid looked up in registers instead of memory. Each grid entry's
+ * 4 bytes take one of 8 values (4, 12, .., 52, 62), so an entry is a 12-bit code, 3 bits a byte
+ * (IQ3XXS_CODE, made from iq3xxs_grid, formats/iq_grids.c): 32 indices look their codes up at
+ * once (vpermi2w over the 8 registers of the 256 codes), vpmultishiftqb spreads each code's four
+ * 3-bit fields to bytes and vpshufb maps them to the values. Bit for bit the grid's bytes. */
+#define TV __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,f16c,bmi,bmi2")))
+/* The 256 codes of a 256-entry grid (8 registers) by 32 int16 indices: 4 vpermi2w, then picked
+ * by the indices' bits 6 and 7 */
+AI TV __m512i codes256v(const uint16_t *codes, __m512i idx) {
+    const __m512i *tab = (const __m512i *)codes;
+    const __m512i c01 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab), idx, _mm512_loadu_si512(tab + 1));
+    const __m512i c23 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab + 2), idx, _mm512_loadu_si512(tab + 3));
+    const __m512i c45 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab + 4), idx, _mm512_loadu_si512(tab + 5));
+    const __m512i c67 = _mm512_permutex2var_epi16(_mm512_loadu_si512(tab + 6), idx, _mm512_loadu_si512(tab + 7));
+    const __mmask32 b6 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(64)),
+                    b7 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(128));
+    return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, c01, c23), _mm512_mask_blend_epi16(b6, c45, c67));
+}
+
+static const uint16_t IQ3XXS_CODE[256] = {
+    0x000, 0x002, 0x004, 0x009, 0x00b, 0x00f, 0x010, 0x012, 0x019, 0x022, 0x03b, 0x03d, 0x041, 0x043, 0x048, 0x04a,
+    0x051, 0x055, 0x058, 0x05a, 0x061, 0x06c, 0x078, 0x080, 0x082, 0x084, 0x089, 0x090, 0x092, 0x099, 0x09b, 0x09f,
+    0x0a9, 0x0af, 0x0bd, 0x0c1, 0x0c7, 0x0c8, 0x0ca, 0x0d5, 0x0f8, 0x10b, 0x11f, 0x124, 0x12f, 0x13b, 0x13d, 0x141,
+    0x147, 0x15a, 0x16a, 0x19d, 0x1b4, 0x1c8, 0x1cc, 0x1ce, 0x1e3, 0x1f1, 0x201, 0x203, 0x208, 0x20a, 0x211, 0x213,
+    0x218, 0x21a, 0x21c, 0x227, 0x228, 0x240, 0x242, 0x249, 0x250, 0x252, 0x281, 0x283, 0x288, 0x28a, 0x291, 0x298,
+    0x2ba, 0x2c0, 0x2c2, 0x2d0, 0x2d9, 0x2e6, 0x2f6, 0x301, 0x305, 0x328, 0x350, 0x354, 0x366, 0x379, 0x385, 0x3d2,
+    0x3e0, 0x400, 0x402, 0x409, 0x40b, 0x410, 0x412, 0x416, 0x419, 0x422, 0x441, 0x443, 0x445, 0x448, 0x44a, 0x451,
+    0x458, 0x473, 0x477, 0x478, 0x480, 0x482, 0x489, 0x48f, 0x490, 0x492, 0x49f, 0x4a0, 0x4ad, 0x4c1, 0x4c8, 0x4cc,
+    0x4f8, 0x4fc, 0x51d, 0x52b, 0x543, 0x557, 0x561, 0x57c, 0x5c1, 0x5c3, 0x5ce, 0x5e5, 0x601, 0x608, 0x60a, 0x611,
+    0x613, 0x628, 0x635, 0x63a, 0x640, 0x642, 0x650, 0x659, 0x664, 0x666, 0x681, 0x683, 0x688, 0x695, 0x6aa, 0x6ba,
+    0x6c9, 0x6db, 0x718, 0x727, 0x73a, 0x740, 0x746, 0x752, 0x76d, 0x78c, 0x79e, 0x7b3, 0x7db, 0x7f0, 0x804, 0x80f,
+    0x81d, 0x81f, 0x82b, 0x82f, 0x87c, 0x890, 0x89f, 0x8a0, 0x8b0, 0x8b6, 0x8c7, 0x8e5, 0x904, 0x929, 0x934, 0x955,
+    0x963, 0x978, 0x9c5, 0x9c8, 0x9ca, 0x9d8, 0xa0a, 0xa21, 0xa38, 0xa40, 0xa46, 0xa56, 0xa6d, 0xa8c, 0xa9a, 0xaba,
+    0xac2, 0xaeb, 0xb08, 0xb13, 0xb17, 0xb3a, 0xb42, 0xb59, 0xba8, 0xbd4, 0xbe2, 0xc14, 0xc24, 0xc26, 0xc34, 0xc51,
+    0xc71, 0xc8f, 0xcb4, 0xcd8, 0xcde, 0xd24, 0xd45, 0xd6a, 0xd9b, 0xdc3, 0xdd1, 0xe03, 0xe05, 0xe07, 0xe08, 0xe1a,
+    0xe2a, 0xe56, 0xe60, 0xe8a, 0xea5, 0xeaa, 0xec0, 0xecd, 0xedb, 0xef0, 0xf11, 0xf21, 0xf40, 0xf42, 0xf54, 0xf98,
+};
+AI TV void iq3xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
+    (void)t;
+    const __m512i vals = _mm512_broadcast_i32x4(_mm_setr_epi8(4, 12, 20, 28, 36, 44, 52, 62, 0, 0, 0, 0, 0, 0, 0, 0));
+    /* result byte 4 i + k (i < 2 in a qword) <- bits 32 i + 3 k of the qword */
+    const __m512i ctrl = _mm512_set1_epi64((long long)0x2926232009060300ull);
+    b->ls = ls_pairs5(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(p + 66)), 28));
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512i idx = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(p + 2 + 32 * h)));
+        const __m512i code = codes256v(IQ3XXS_CODE, idx);
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; q++) {
+            const int j = 2 * h + q;
+            const __m512i c32 =
+                _mm512_cvtepu16_epi32(q ? _mm512_extracti64x4_epi64(code, 1) : _mm512_castsi512_si256(code));
+            const __m512i f = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, c32), _mm512_set1_epi8(7));
+            b->w[j] = signed64_5(_mm512_shuffle_epi8(vals, f),
+                                 ksigns8(signs7x8_pdep(rd32(p + 66 + 8 * j), rd32(p + 70 + 8 * j))));
+        }
+    }
+}
+/* IQ2_XXS the same way: an entry's 8 bytes take one of 3 values (8, 25, 43), a 16-bit code of 2
+ * bits a byte (IQ2XXS_CODE, from iq2xxs_grid); the block's 32 index bytes (4 of every 8) are
+ * picked out by vpermb, and each code spread to its entry's 8 bytes by vpmultishiftqb. */
+static const uint16_t IQ2XXS_CODE[256] = {
+    0x0000, 0x0002, 0x0005, 0x0008, 0x000a, 0x0011, 0x0014, 0x0020, 0x0022, 0x0028, 0x002a, 0x0041, 0x0044, 0x0050,
+    0x0058, 0x0061, 0x0064, 0x0080, 0x0082, 0x008a, 0x00a2, 0x0101, 0x0104, 0x0110, 0x0115, 0x0140, 0x0184, 0x0198,
+    0x0200, 0x0202, 0x0222, 0x0282, 0x0401, 0x0404, 0x0410, 0x0421, 0x0424, 0x0440, 0x0442, 0x0448, 0x0460, 0x0481,
+    0x0484, 0x0490, 0x04a4, 0x0500, 0x0502, 0x0508, 0x0520, 0x0546, 0x0569, 0x0580, 0x0591, 0x0609, 0x0610, 0x0640,
+    0x0684, 0x06a4, 0x0800, 0x0805, 0x0808, 0x0814, 0x0828, 0x0841, 0x0844, 0x0850, 0x0852, 0x0888, 0x0904, 0x0940,
+    0x0a02, 0x0a14, 0x1001, 0x1004, 0x1010, 0x1021, 0x1040, 0x1060, 0x1084, 0x1090, 0x1095, 0x1100, 0x1108, 0x1120,
+    0x1150, 0x115a, 0x1180, 0x1224, 0x1245, 0x1400, 0x1408, 0x1420, 0x1425, 0x1449, 0x1480, 0x1518, 0x1562, 0x1600,
+    0x1616, 0x1801, 0x1804, 0x1810, 0x1840, 0x1881, 0x1900, 0x1905, 0x19a0, 0x1a51, 0x2000, 0x2002, 0x200a, 0x2044,
+    0x2061, 0x2080, 0x2082, 0x2129, 0x2148, 0x2200, 0x2202, 0x2401, 0x2404, 0x2410, 0x2440, 0x2456, 0x2500, 0x2541,
+    0x2564, 0x2690, 0x2808, 0x2820, 0x2894, 0x2a44, 0x4001, 0x4004, 0x4010, 0x4018, 0x4021, 0x4024, 0x4040, 0x4048,
+    0x4056, 0x4060, 0x4081, 0x4084, 0x4090, 0x4100, 0x4120, 0x4161, 0x4180, 0x4185, 0x4201, 0x4210, 0x4248, 0x4256,
+    0x4268, 0x4400, 0x4408, 0x4420, 0x4480, 0x4499, 0x4512, 0x4524, 0x4600, 0x4801, 0x4804, 0x4810, 0x4840, 0x4845,
+    0x4900, 0x4958, 0x4961, 0x4982, 0x4a45, 0x4a90, 0x5000, 0x5008, 0x5011, 0x5019, 0x5020, 0x5080, 0x5088, 0x5104,
+    0x5142, 0x51a4, 0x5291, 0x5490, 0x5492, 0x550a, 0x5601, 0x5654, 0x5800, 0x5811, 0x5819, 0x5864, 0x5940, 0x5a08,
+    0x6004, 0x6010, 0x6040, 0x6068, 0x6100, 0x6155, 0x6218, 0x6260, 0x6400, 0x6405, 0x6510, 0x6512, 0x6584, 0x6842,
+    0x8000, 0x8002, 0x800a, 0x8041, 0x8082, 0x8104, 0x8118, 0x8140, 0x8211, 0x8401, 0x8404, 0x8410, 0x8415, 0x8440,
+    0x8460, 0x8500, 0x8546, 0x8594, 0x8609, 0x8640, 0x8660, 0x8802, 0x8904, 0x8a11, 0x9004, 0x9010, 0x9024, 0x9040,
+    0x90a1, 0x9116, 0x9180, 0x9245, 0x9400, 0x9422, 0x9444, 0x9551, 0x9881, 0x9920, 0xa002, 0xa050, 0xa085, 0xa109,
+    0xa200, 0xa418, 0xa850, 0xa904,
+};
+AI TV void iq2xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
+    (void)t;
+    const __m512i vals = _mm512_broadcast_i32x4(_mm_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    const __m512i ctrl = _mm512_set1_epi64((long long)0x0e0c0a0806040200ull); /* byte k <- bits 2 k */
+    const __m512i raw = _mm512_loadu_si512(p + 2);
+    b->ls = ls_pairs5(_mm512_cvtepi64_epi32(_mm512_srli_epi64(raw, 60)));
+    static const uint8_t pick[64] = {0,  1,  2,  3,  8,  9,  10, 11, 16, 17, 18, 19, 24, 25, 26, 27,
+                                     32, 33, 34, 35, 40, 41, 42, 43, 48, 49, 50, 51, 56, 57, 58, 59}; /* 8 m + k */
+    const __m512i idx8 = _mm512_permutexvar_epi8(_mm512_loadu_si512(pick), raw);
+    uint16_t code[32]; /* through memory: an extract's lane must be an immediate, j is one only unrolled */
+    _mm512_storeu_si512(code, codes256v(IQ2XXS_CODE, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(idx8))));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *q = p + 2 + 16 * j;
+        const __m512i c64 = _mm512_cvtepu16_epi64(_mm_loadu_si128((const __m128i *)(code + 8 * j)));
+        const __m512i f = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, c64), _mm512_set1_epi8(3));
+        b->w[j] = signed64_5(_mm512_shuffle_epi8(vals, f), ksigns8(signs7x8_pdep(rd32(q + 4), rd32(q + 12))));
+    }
+}
+#define ISA_T TV
+AI TV void iq2xxsv_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                      size_t os) {
+    iq_tile5(GGML_IQ2_XXS, iq2xxs_dec5v, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI TV void iq2xxsv_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) {
+    iq_dec4x1_5(t, iq2xxs_dec5v, nb, w, wr, a, o);
+}
+DEC_FN(iq2xxsv_d5, iq2xxsv_dk5, GGML_IQ2_XXS)
+TILE_SET_DEC(iq2xxsv_t5, 4, 4, iq2xxsv_k5, iq2xxsv_d5)
+AI TV void iq3xxsv_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                      size_t os) {
+    iq_tile5(GGML_IQ3_XXS, iq3xxs_dec5v, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI TV void iq3xxsv_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) {
+    iq_dec4x1_5(t, iq3xxs_dec5v, nb, w, wr, a, o);
+}
+DEC_FN(iq3xxsv_d5, iq3xxsv_dk5, GGML_IQ3_XXS)
+TILE_SET_DEC(iq3xxsv_t5, 4, 4, iq3xxsv_k5, iq3xxsv_d5)
+#undef ISA_T
+
+int iq_vbmi = -1;
+
 const tile_set *iq_tiles_avx512(uint32_t t) {
+    const bool vbmi = iq_vbmi < 0 ? __builtin_cpu_supports("avx512vbmi") : iq_vbmi > 0;
     switch (t) {
-    case GGML_IQ2_XXS: return &iq2xxs_t5;
+    case GGML_IQ2_XXS: return vbmi ? &iq2xxsv_t5 : &iq2xxs_t5;
     case GGML_IQ2_XS: return &iq2xs_t5;
     case GGML_IQ2_S: return &iq2s_t5;
-    case GGML_IQ3_XXS: return &iq3xxs_t5;
+    case GGML_IQ3_XXS: return vbmi ? &iq3xxsv_t5 : &iq3xxs_t5;
     case GGML_IQ3_S: return &iq3s_t5;
     case GGML_IQ1_S: return &iq1s_t5;
     case GGML_IQ1_M: return &iq1m_t5;
@@ -471,6 +672,8 @@ const tile_set *iq_tiles_avx2(uint32_t t) {
 }
 
 #else /* not x86-64: no tiles */
+int iq_vbmi = -1;
+
 const tile_set *iq_tiles_avx512(uint32_t t) {
     (void)t;
     return NULL;

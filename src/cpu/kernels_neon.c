@@ -20,7 +20,8 @@
  * prefill through SMMLA and the rest through the SDOT tiles; the importance-matrix types' tiles are
  * kernels_iq_neon.inc's (included by the body). The float path (F32, F16, BF16 and
  * the types without integer tiles: Q2_K, Q3_K, IQ4_NL, IQ4_XS, MXFP4) dequantizes a chunk and runs
- * float32x4 dot tiles through run_float (tiles.h); the activation quantizers give the scalar
+ * float32x4 dot tiles through run_float (tiles.h; Q2_K, Q3_K and IQ4_XS come with Q8_K activations,
+ * their exact values taken as floats there); the activation quantizers give the scalar
  * quantizers' bytes. Attention is kernels_attn_neon.c's (the contract of kernels.h, bitwise). */
 #include "cpu/kernels.h"
 

@@ -240,6 +240,82 @@ static float dot_iq(uint32_t t, int64_t n, const void *wv, const void *av) {
     return acc;
 }
 
+/* Q2_K x Q8_K: weight = d sc q - dmin m (q 0..3; sc, m the 4-bit scale and min of 16 weights);
+ * the block adds da (d S - dmin M), S = sum sc (q . a), M = sum m bsum (the K-quants' formula). */
+static float dot_q2_K(uint32_t t, int64_t n, const void *wv, const void *av) {
+    const block_q2_K *w = wv;
+    const block_q8_K *a = av;
+    (void)t;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int S = 0, M = 0;
+        for (int k = 0; k < 16; k++) {
+            /* sub-block k: 16 weights of bytes qs[32 (k / 8) + 16 (k % 2) ..], bits 2 ((k / 2) % 4) */
+            const uint8_t *q = w[i].qs + 32 * (k / 8) + 16 * (k % 2);
+            const int sh = 2 * ((k / 2) % 4);
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += (q[l] >> sh & 3) * a[i].qs[16 * k + l];
+            S += (w[i].scales[k] & 15) * s;
+            M += (w[i].scales[k] >> 4) * a[i].bsums[k];
+        }
+        sum += a[i].d * (fp16_to_f32(w[i].d) * S - fp16_to_f32(w[i].dmin) * M);
+    }
+    return sum;
+}
+/* Q3_K's 16 signed 6-bit scales from its 12 bytes */
+static void q3K_scales(const uint8_t *b, int8_t *sc) {
+    for (int k = 0; k < 16; k++) {
+        const int lo = k < 8 ? b[k] & 15 : b[k - 8] >> 4, hi = b[8 + k % 4] >> 2 * (k / 4) & 3;
+        sc[k] = (int8_t)((lo | hi << 4) - 32);
+    }
+}
+/* Q3_K x Q8_K: weight = d sc q, q = low 2 bits - 4 where the hmask bit is clear (-4..3); the
+ * block adds da d S, S = sum sc (q . a) (as Q6_K). */
+static float dot_q3_K(uint32_t t, int64_t n, const void *wv, const void *av) {
+    const block_q3_K *w = wv;
+    const block_q8_K *a = av;
+    (void)t;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int8_t sc[16];
+        q3K_scales(w[i].scales, sc);
+        int S = 0;
+        for (int k = 0; k < 16; k++) {
+            const int half = k / 8, j = (k / 2) % 4, off = 16 * (k % 2);
+            const uint8_t *q = w[i].qs + 32 * half + off, *hm = w[i].hmask + off;
+            int s = 0;
+            for (int l = 0; l < 16; l++)
+                s += ((q[l] >> 2 * j & 3) - (hm[l] >> (4 * half + j) & 1 ? 0 : 4)) * a[i].qs[16 * k + l];
+            S += sc[k] * s;
+        }
+        sum += a[i].d * fp16_to_f32(w[i].d) * S;
+    }
+    return sum;
+}
+
+/* IQ4_XS x Q8_K: weight = d (ls - 32) v, v the non-linear table's value of the nibble, ls the
+ * 6-bit scale of 32 weights; the block adds da d S, S = sum (ls - 32) (v . a). */
+static float dot_iq4_xs(uint32_t t, int64_t n, const void *wv, const void *av) {
+    static const int8_t kv[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    const block_iq4_xs *w = wv;
+    const block_q8_K *a = av;
+    (void)t;
+    float sum = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        int S = 0;
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = (w[i].scales_l[ib / 2] >> 4 * (ib % 2) & 15) | (w[i].scales_h >> 2 * ib & 3) << 4;
+            const uint8_t *q = w[i].qs + 16 * ib;
+            const int8_t *x = a[i].qs + 32 * ib;
+            int s = 0;
+            for (int l = 0; l < 16; l++) s += kv[q[l] & 15] * x[l] + kv[q[l] >> 4] * x[l + 16];
+            S += (ls - 32) * s;
+        }
+        sum += a[i].d * fp16_to_f32(w[i].d) * S;
+    }
+    return sum;
+}
+
 /* The truth of each type multiplied with integer activations (its row's vec_dot_type); the
  * types of float activations take vec_dot_float. */
 typedef float (*dot_ref_fn)(uint32_t t, int64_t n, const void *w, const void *act);
@@ -247,7 +323,8 @@ static const dot_ref_fn DOT_REF[GGML_NTYPES] = {
     [GGML_Q4_0] = dot_q32_q8_0, [GGML_Q4_1] = dot_q32_q8_0, [GGML_Q5_0] = dot_q32_q8_0, [GGML_Q5_1] = dot_q32_q8_0,
     [GGML_Q8_0] = dot_q32_q8_0, [GGML_Q4_K] = dot_q4_K,     [GGML_Q5_K] = dot_q5_K,     [GGML_Q6_K] = dot_q6_K,
     [GGML_IQ2_XXS] = dot_iq,    [GGML_IQ2_XS] = dot_iq,     [GGML_IQ2_S] = dot_iq,      [GGML_IQ3_XXS] = dot_iq,
-    [GGML_IQ3_S] = dot_iq,      [GGML_IQ1_S] = dot_iq,      [GGML_IQ1_M] = dot_iq,
+    [GGML_IQ3_S] = dot_iq,      [GGML_IQ1_S] = dot_iq,      [GGML_IQ1_M] = dot_iq,      [GGML_Q2_K] = dot_q2_K,
+    [GGML_Q3_K] = dot_q3_K,     [GGML_IQ4_XS] = dot_iq4_xs,
 };
 
 float vec_dot_ref(uint32_t t, int64_t n, const void *w, const void *act) {

@@ -5,6 +5,8 @@
 #include "cpu/tiles.h"
 #include "formats/ggml_types.h"
 
+#include <stdlib.h>
+
 /* The decode stream's prefetch plans (tiles.h); the first is the default, and the one the VMs
  * this project measured on stream fastest with (docs/HARDWARE.md "Kernels"). */
 const dec_pf DEC_PF_PLANS[] = {
@@ -87,8 +89,30 @@ void run_groups(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, i
     }
 }
 
-void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act, size_t act_row,
-               int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
+static void run_float_f32(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                          size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq);
+
+/* run_float over activations that come as Q8_K (a type whose integer tiles this table lacks):
+ * each column's values d q as floats (exact), a few columns at a time, then the float path. */
+static void run_float_q8K(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                          size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
+    enum { COLS = 4 };
+    float *x = malloc(sizeof(float) * (size_t)n * COLS);
+    if (!x) return; /* nothing to compute with: the outputs stay as they were */
+    for (int c0 = 0; c0 < nc; c0 += COLS) {
+        const int cn = nc - c0 < COLS ? nc - c0 : COLS;
+        for (int c = 0; c < cn; c++) {
+            const block_q8_K *a = (const block_q8_K *)(act + (size_t)(c0 + c) * act_row);
+            for (int64_t i = 0; i < n; i++) x[c * n + i] = a[i / QK_K].d * (float)a[i / QK_K].qs[i % QK_K];
+        }
+        run_float_f32(type, n, w, w_row, nr, (const uint8_t *)x, (size_t)n * sizeof(float), cn, out + (size_t)c0 * os,
+                      os, f, dq);
+    }
+    free(x);
+}
+
+static void run_float_f32(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act,
+                          size_t act_row, int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
     enum { RB = 4, CB = 4 };
     float buf[RB][FKC];
     int chunk = (int)(ACT_CHUNK_BYTES / (act_row ? act_row : 1));
@@ -130,4 +154,10 @@ void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr,
             }
         }
     }
+}
+
+void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act, size_t act_row,
+               int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq) {
+    if (vec_dot_type(type) == GGML_Q8_K) run_float_q8K(type, n, w, w_row, nr, act, act_row, nc, out, os, f, dq);
+    else run_float_f32(type, n, w, w_row, nr, act, act_row, nc, out, os, f, dq);
 }

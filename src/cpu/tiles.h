@@ -198,7 +198,9 @@ void run_tiles(const tile_set *t, int64_t nb, const uint8_t *w, size_t w_row, in
  * in an fdot_fn array); add: add to out instead of storing. */
 typedef void (*fdot_fn)(int m, const float *const *w, const float *const *x, float *o, size_t os, int add);
 typedef void (*dequant_fn)(uint32_t type, const uint8_t *row, int64_t k0, int m, float *dst);
-/* The float path, shared by every ISA through its two function pointer arguments (tiles.c). */
+/* The float path, shared by every ISA through its two function pointer arguments (tiles.c).
+ * act: float rows, or Q8_K rows for a type multiplied with Q8_K (its row's vec_dot) that the
+ * table has no integer tiles for (their values d q taken as floats, exactly). */
 void run_float(uint32_t type, int64_t n, const uint8_t *w, size_t w_row, int nr, const uint8_t *act, size_t act_row,
                int nc, float *out, size_t os, const fdot_fn f[4], dequant_fn dq);
 

@@ -582,6 +582,14 @@ int main(void) {
         test_swiglu(tables[i]);
     }
     test_tile_invariance(tables, n);
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512vbmi") && kernels_x86_avx512()) { /* the IQ tiles without VBMI too */
+        iq_vbmi = 0;
+        test_matmul(kernels_x86_avx512());
+        test_tile_invariance(tables, n);
+        iq_vbmi = -1;
+    }
+#endif
     test_x86_kquants_agree(tables, n);
     test_x16q6_order();
     TEST_MAIN_END();

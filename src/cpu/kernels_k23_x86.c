@@ -1,0 +1,229 @@
+/* kernels_k23_x86.c — Q2_K, Q3_K and IQ4_XS x Q8_K tiles of the AVX-512 table (k23_tiles_avx512, which
+ * kernels_avx512.c's matmul and through it the AMX table take). What is computed is the scalar
+ * truth of kernels_scalar.c (dot_q2_K, dot_q3_K): a block's exact int32 totals
+ *   Q2_K: S = sum_k sc_k (q_k . a_k), M = sum_k mn_k bsum_k  (q 0..3)
+ *   Q3_K: S = sum_k sc_k (q_k . a_k)                       (q -4..3, sc signed)
+ * then acc = fma((float)S, d da, acc) (and acc = fnma((float)M, dmin da, acc) for Q2_K), block
+ * after block, for every output whatever tile computes it (the K-quants' formula, kernels_avx512.c).
+ * A 512-bit vector holds 64 weights, 4 sub-blocks of 16: the block's 32 bytes of 2-bit fields
+ * broadcast to both halves, each half shifted to its own field. Q3_K's weights are kept unsigned
+ * (q + 4, 0..7: maddubs' pair sums cannot saturate) and 4 sum_k sc_k bsum_k comes back out. */
+#include "cpu/kernels_iq.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include "cpu/tiles.h"
+#include "formats/ggml_types.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define AI static inline __attribute__((always_inline))
+#define T5 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+AI T5 __m256i fold512(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+/* [total v0, total v1, total v2, total v3] of 8-lane int32 vectors (exact) */
+AI T5 __m128i hsum4x8(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* Q3_K's 16 signed scales (int16) from its 12 bytes */
+AI T5 __m256i q3K_sc16(const uint8_t *s) {
+    uint32_t a0, a1, a2;
+    memcpy(&a0, s, 4), memcpy(&a1, s + 4, 4), memcpy(&a2, s + 8, 4);
+    const uint32_t m1 = 0x03030303, m2 = 0x0f0f0f0f;
+    const __m128i v =
+        _mm_setr_epi32((int)((a0 & m2) | (a2 & m1) << 4), (int)((a1 & m2) | (a2 >> 2 & m1) << 4),
+                       (int)((a0 >> 4 & m2) | (a2 >> 4 & m1) << 4), (int)((a1 >> 4 & m2) | (a2 >> 6 & m1) << 4));
+    return _mm256_cvtepi8_epi16(_mm_sub_epi8(v, _mm_set1_epi8(32)));
+}
+
+/* One block of one row: the 8 lanes of S (and of M for Q2_K) for each of CB columns. */
+AI T5 void k23_block(int is_q3, int CB, const uint8_t *p, const block_q8_K *const *a, const __m256i *bsum,
+                     const __m512i *sidx, const __m512i *hb, __m256i *s8, __m256i *m8, float *d, float *dmin) {
+    const uint8_t *qs = is_q3 ? p + offsetof(block_q3_K, qs) : p + offsetof(block_q2_K, qs);
+    __m256i sc;
+    if (is_q3) {
+        sc = q3K_sc16(p + offsetof(block_q3_K, scales));
+        *d = _cvtsh_ss(*(const uint16_t *)(p + offsetof(block_q3_K, d)));
+    } else {
+        const __m128i b = _mm_loadu_si128((const __m128i *)p), m4 = _mm_set1_epi8(15);
+        sc = _mm256_cvtepu8_epi16(_mm_and_si128(b, m4));
+        const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(b, 4), m4));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) m8[c] = _mm256_madd_epi16(mn, bsum[c]);
+        *d = _cvtsh_ss(*(const uint16_t *)(p + offsetof(block_q2_K, d)));
+        *dmin = _cvtsh_ss(*(const uint16_t *)(p + offsetof(block_q2_K, dmin)));
+    }
+    const __m512i sc512 = _mm512_castsi256_si512(sc), three = _mm512_set1_epi8(3);
+    const __m512i hm = is_q3 ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p)) : _mm512_setzero_si512();
+    __m512i isum[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        /* weights 64 k ..: bytes 32 (k / 2) .., fields 2 (k % 2) (low half) and 2 (k % 2) + 1 */
+        __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * (k / 2))));
+        q = _mm512_srli_epi16(q, 4 * (k % 2));
+        q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 2), three);
+        if (is_q3) q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hm, hb[k]), q, _mm512_set1_epi8(4));
+        const __m512i s = _mm512_permutexvar_epi16(sidx[k], sc512);
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            isum[c] = _mm512_dpwssd_epi32(isum[c], _mm512_maddubs_epi16(q, _mm512_loadu_si512(a[c]->qs + 64 * k)), s);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) {
+        s8[c] = fold512(isum[c]);
+        if (is_q3) /* the weights were q + 4 */
+            s8[c] = _mm256_sub_epi32(s8[c], _mm256_slli_epi32(_mm256_madd_epi16(sc, bsum[c]), 2));
+    }
+}
+
+/* IQ4_XS: one block of one row, S's 8 lanes for each of CB columns. A vector holds sub-blocks
+ * 2k, 2k + 1 (64 weights): their 32 bytes' low and high nibbles in weight order, looked up in the
+ * table (vpshufb), made unsigned (v + 128) for vpdpbusd (4 products a lane, exact), each lane
+ * times its sub-block's scale; 128 sum_ib ls_ib (its 32 activations' sum) comes back out. */
+AI T5 void iq4xs_block(int CB, const uint8_t *p, const block_q8_K *const *a, const __m256i *bsum, __m256i *s8,
+                       float *d) {
+    const block_iq4_xs *x = (const block_iq4_xs *)p;
+    const __m512i table =
+        _mm512_broadcast_i32x4(_mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
+    const __m512i lanes = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3), m4 = _mm512_set1_epi8(15);
+    *d = _cvtsh_ss(x->d);
+    /* the 8 scales ls - 32 as int32 (ls32) and each twice as int16 (against the 16 bsums) */
+    uint32_t sl;
+    memcpy(&sl, x->scales_l, 4);
+    const __m256i lo =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)sl), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                         _mm256_set1_epi32(15));
+    const __m256i hi = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32(x->scales_h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+        _mm256_set1_epi32(3));
+    const __m256i ls = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+    const __m128i l16 = _mm256_cvtepi32_epi16(ls);
+    const __m256i ls16 = _mm256_set_m128i(_mm_unpackhi_epi16(l16, l16), _mm_unpacklo_epi16(l16, l16));
+    __m512i isum[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) isum[c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512i q = _mm512_permutexvar_epi64(
+            lanes, _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x->qs + 32 * k))));
+        q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFF00FF00u, q, 4), m4);
+        const __m512i u = _mm512_xor_si512(_mm512_shuffle_epi8(table, q), _mm512_set1_epi8((char)0x80));
+        /* int32 lanes 0-7: sub-block 2k's scale, 8-15: 2k + 1's */
+        const __m512i s2 = _mm512_permutexvar_epi32(_mm512_setr_epi32(2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k,
+                                                                      2 * k, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                                                      2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1),
+                                                    _mm512_castsi256_si512(ls));
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++)
+            isum[c] =
+                _mm512_add_epi32(isum[c], _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u,
+                                                                                 _mm512_loadu_si512(a[c]->qs + 64 * k)),
+                                                             s2));
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++)
+        s8[c] = _mm256_sub_epi32(fold512(isum[c]), _mm256_slli_epi32(_mm256_madd_epi16(ls16, bsum[c]), 7));
+}
+
+/* Adds one block to acc for cnt (1..4) outputs: the lanes of s[k] (and m[k]) summed per output,
+ * dd / dm lanes d da and dmin da. Lanes >= cnt are garbage, never stored. */
+AI T5 __m128 k23_add(__m128 acc, int cnt, int has_m, const __m256i *s, const __m256i *m, __m128 dd, __m128 dm) {
+    const __m256i z = _mm256_setzero_si256();
+    acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4x8(s[0], cnt > 1 ? s[1] : z, cnt > 2 ? s[2] : z, cnt > 3 ? s[3] : z)), dd,
+                       acc);
+    if (has_m)
+        acc = _mm_fnmadd_ps(_mm_cvtepi32_ps(hsum4x8(m[0], cnt > 1 ? m[1] : z, cnt > 2 ? m[2] : z, cnt > 3 ? m[3] : z)),
+                            dm, acc);
+    return acc;
+}
+
+/* RB rows (<= 8) x CB columns (<= 4); one column: the rows' totals go 4 at a time into one sum. */
+AI T5 void k23_tile5(int kind, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                     size_t act_row, float *out, size_t os) {
+    const int is_q3 = kind == 1;
+    const size_t bs = kind == 2 ? sizeof(block_iq4_xs) : is_q3 ? sizeof(block_q3_K) : sizeof(block_q2_K);
+    __m512i sidx[4], hb[4]; /* int16 lane i of vector k -> sub-block 4 k + i / 8; Q3_K's hmask bits */
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        sidx[k] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(
+                _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * k)), _mm_set1_epi16((short)(4 * k + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_set1_epi16((short)(4 * k + 2)), _mm_set1_epi16((short)(4 * k + 3)), 1), 1);
+        const int bit = 4 * (k / 2) + 2 * (k % 2);
+        hb[k] = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << bit)), _mm256_set1_epi8((char)(1 << (bit + 1))), 1);
+    }
+    __m128 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) acc[i] = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[4];
+        __m256i bsum[4];
+        float da[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) {
+            a[c] = (const block_q8_K *)(act + c * act_row) + b;
+            bsum[c] = _mm256_loadu_si256((const __m256i *)a[c]->bsums);
+            da[c] = a[c]->d;
+        }
+        const __m128 da4 = _mm_loadu_ps(da);
+        __m256i ps[4], pm[4]; /* one column: the pending rows of a group of 4 */
+        float pd[4] = {0, 0, 0, 0}, pdm[4] = {0, 0, 0, 0};
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            if (CB > 1) prefetch_block(p + PF_BLOCKS * bs, bs);
+            else prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
+            __m256i s8[4], m8[4];
+            float d, dmin = 0;
+            if (kind == 2) iq4xs_block(CB, p, a, bsum, CB > 1 ? s8 : &ps[r % 4], &d);
+            else
+                k23_block(is_q3, CB, p, a, bsum, sidx, hb, CB > 1 ? s8 : &ps[r % 4], CB > 1 ? m8 : &pm[r % 4], &d,
+                          &dmin);
+            if (CB > 1) {
+                acc[r] = k23_add(acc[r], CB, kind == 0, s8, m8, _mm_mul_ps(_mm_set1_ps(d), da4),
+                                 _mm_mul_ps(_mm_set1_ps(dmin), da4));
+            } else {
+                pd[r % 4] = d, pdm[r % 4] = dmin;
+                if (r % 4 == 3 || r == RB - 1)
+                    acc[r / 4] = k23_add(acc[r / 4], r % 4 + 1, kind == 0, ps, pm,
+                                         _mm_mul_ps(_mm_loadu_ps(pd), _mm_set1_ps(da[0])),
+                                         _mm_mul_ps(_mm_loadu_ps(pdm), _mm_set1_ps(da[0])));
+            }
+        }
+    }
+    float t[8][4];
+    for (int i = 0; i < (CB > 1 ? RB : (RB + 3) / 4); i++) _mm_storeu_ps(t[i], acc[i]);
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) out[c * os + r] = CB > 1 ? t[r][c] : t[r / 4][r % 4];
+}
+
+#define ISA_T T5
+AI T5 void q2Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                 size_t os) {
+    k23_tile5(0, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI T5 void q3Kk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                 size_t os) {
+    k23_tile5(1, RB, CB, nb, w, wr, a, ar, o, os);
+}
+AI T5 void iq4xsk5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
+                   size_t os) {
+    k23_tile5(2, RB, CB, nb, w, wr, a, ar, o, os);
+}
+TILE_SET(t5_q2_K, 4, 4, q2Kk5)
+TILE_SET(t5_q3_K, 4, 4, q3Kk5)
+TILE_SET(t5_iq4_xs, 4, 4, iq4xsk5)
+#undef ISA_T
+
+const tile_set *k23_tiles_avx512(uint32_t t) {
+    return t == GGML_Q2_K ? &t5_q2_K : t == GGML_Q3_K ? &t5_q3_K : t == GGML_IQ4_XS ? &t5_iq4_xs : NULL;
+}
+#endif
