@@ -232,9 +232,93 @@ size_t os_page_size(void) {
     return ps > 0 ? (size_t)ps : 4096;
 }
 
+/* One number from a file (a cgroup's memory.max reads "max" when there is none: false). */
+static bool read_u64_file(const char *path, uint64_t *v) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    unsigned long long x;
+    const bool ok = fscanf(f, "%llu", &x) == 1;
+    fclose(f);
+    if (ok) *v = (uint64_t)x;
+    return ok;
+}
+
+/* KEY's value in a cgroup's memory.stat ("KEY VALUE" lines). */
+static bool stat_value(const char *path, const char *key, uint64_t *v) {
+    char line[256];
+    const size_t n = strlen(key);
+    FILE *f = fopen(path, "r");
+    bool ok = false;
+    while (f && !ok && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ' ') *v = strtoull(line + n + 1, NULL, 10), ok = true;
+    if (f) fclose(f);
+    return ok;
+}
+
+/* The v1 memory controller's effective cap: memory.stat's hierarchical_memory_limit (the least of
+ * this cgroup's and its parents'), else its own limit_in_bytes. */
+static bool cgroup_v1_limit(const char *dir, uint64_t *limit) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/memory.stat", dir);
+    if (stat_value(path, "hierarchical_memory_limit", limit)) return true;
+    snprintf(path, sizeof path, "%s/memory.limit_in_bytes", dir);
+    return read_u64_file(path, limit);
+}
+
+/* The memory cap of the cgroup this process is in, and what the cgroup uses now (the page cache of
+ * its mapped files included): a container's or a `systemd-run -p MemoryMax=` limit, which
+ * /proc/meminfo does not show; the usage less the inactive file pages (what the kernel frees first,
+ * as container tools count a working set). /proc/self/cgroup names the cgroup: v2 (its "0::/path" line;
+ * memory.max / memory.current, the least memory.max up to the mount) or v1 (the line whose
+ * controllers include memory; memory.limit_in_bytes / memory.usage_in_bytes), looked for under the
+ * mount point, then at the mount itself (a cgroup namespace whose root is the mount). False: none. */
+static bool cgroup_mem(uint64_t *limit, uint64_t *usage) {
+    char line[1024], dir[1100], path[1200];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return false;
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2 || c2[1] != '/') continue;
+        *c2 = 0;
+        const char *ctl = c1 + 1, *rel = c2 + 1;
+        const bool v2 = !strcmp(line, "0:"); /* "0::/path" */
+        bool v1 = false;
+        char ctls[256], *sv = NULL;
+        snprintf(ctls, sizeof ctls, "%s", ctl);
+        for (char *t = strtok_r(ctls, ",", &sv); t && !v2; t = strtok_r(NULL, ",", &sv)) v1 |= !strcmp(t, "memory");
+        if (!v1 && !v2) continue;
+        const char *mnt = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+        for (int pass = 0; pass < 2 && !found; pass++) {
+            snprintf(dir, sizeof dir, "%s%s", mnt, pass || !strcmp(rel, "/") ? "" : rel);
+            snprintf(path, sizeof path, "%s/%s", dir, v2 ? "memory.current" : "memory.usage_in_bytes");
+            if (!read_u64_file(path, usage)) continue;
+            uint64_t lim = UINT64_MAX, l;
+            if (v1) {
+                if (!cgroup_v1_limit(dir, &lim)) continue;
+            } else
+                for (size_t n = strlen(dir); n >= strlen(mnt); n = (size_t)(strrchr(dir, '/') - dir)) {
+                    dir[n] = 0; /* this folder, then each parent's */
+                    snprintf(path, sizeof path, "%s/memory.max", dir);
+                    if (read_u64_file(path, &l) && l < lim) lim = l; /* "max" reads as none */
+                }
+            *limit = lim;
+            found = lim < (1ull << 60); /* v1's "none" is ~2^63 */
+            uint64_t cold = 0;          /* file pages not recently used: the kernel frees them first */
+            snprintf(path, sizeof path, "%s%s/memory.stat", mnt, pass || !strcmp(rel, "/") ? "" : rel);
+            if (found && stat_value(path, v2 ? "inactive_file" : "total_inactive_file", &cold))
+                *usage = cold < *usage ? *usage - cold : 0;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 uint64_t os_phys_mem(void) {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
-    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+    uint64_t ram = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0, lim, use;
+    return cgroup_mem(&lim, &use) && (ram == 0 || lim < ram) ? lim : ram;
 }
 
 int64_t os_mem_available(void) {
@@ -246,7 +330,13 @@ int64_t os_mem_available(void) {
             if (sscanf(line, "MemAvailable: %lld kB", &avail_kb) == 1) break;
         fclose(f);
     }
-    return avail_kb < 0 ? -1 : (int64_t)avail_kb * 1024;
+    int64_t avail = avail_kb < 0 ? -1 : (int64_t)avail_kb * 1024;
+    uint64_t lim, use;
+    if (cgroup_mem(&lim, &use)) { /* what the cap leaves */
+        const int64_t room = use < lim ? (int64_t)(lim - use) : 0;
+        if (avail < 0 || room < avail) avail = room;
+    }
+    return avail;
 }
 
 void os_huge_pages_mode(char *buf, size_t cap) {
