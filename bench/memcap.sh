@@ -7,7 +7,8 @@
 # disk after the cap pushed it out: zero or a few hundred is "runs without re-reading the weights",
 # thousands a decode that thrashes), and the speeds. Root only (it makes the cgroup). The speeds
 # are only a laptop's when the machine is quiet.
-# usage: bash bench/memcap.sh MODEL.gguf CAP_GB [THREADS] [CTX]   (THREADS 2, CTX 4096)
+# usage: bash bench/memcap.sh MODEL.gguf CAP_GB [THREADS] [CTX]   (THREADS 2; CTX 4096: what `info`
+#   says the file needs at that context; the bench itself holds -p + -n positions)
 #   LFM2C=build/lfm2c  BENCH_ARGS="-p 128 -n 64 -r 1"
 set -euo pipefail
 model=${1:?usage: bench/memcap.sh MODEL.gguf CAP_GB [THREADS] [CTX]}
@@ -43,7 +44,7 @@ sync
 echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || echo "(could not drop the page cache: the first read is warm)"
 out=$(mktemp)
 sh -c 'echo $$ >"$1/cgroup.procs"; shift; exec /usr/bin/time -v "$@"' _ "$cg" \
-  "$lfm2c" bench -m "$model" -t "$threads" -c "$ctx" $args >"$out" 2>"$out.err" || {
+  "$lfm2c" bench -m "$model" -t "$threads" $args >"$out" 2>"$out.err" || {
   echo "memcap: the bench failed inside the cap:"; tail -5 "$out.err"; rm -f "$out" "$out.err"; exit 1; }
 grep -E "^\|" "$out"
 echo "cgroup peak: $(($(cat "$cg/$peak_file") / 1048576)) MiB of $((cap / 1048576)) MiB"
