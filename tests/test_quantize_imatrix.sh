@@ -67,6 +67,7 @@ expect_error "malformed imatrix" "imatrix" --imatrix junk.dat moe.gguf x.gguf IQ
 expect_error "missing imatrix file" "imatrix" --imatrix nonexistent.gguf moe.gguf x.gguf IQ2_XXS
 expect_error "--tensor-type without =" "PATTERN=TYPE" --tensor-type ffn_down dense.gguf x.gguf Q3_K_M
 expect_error "--tensor-type bad type" "not a type quantize makes" --tensor-type ffn_down=q9_z dense.gguf x.gguf Q3_K_M
+expect_error "--tensor-type bad pattern" "bad pattern" --tensor-type "blk[=q4_k" dense.gguf x.gguf Q3_K_M
 expect_error "--output-tensor-type bad type" "not a type quantize makes" --output-tensor-type q8_1 dense.gguf x.gguf Q3_K_M
 expect_error "--tensor-type bad pattern" "bad pattern" --tensor-type "ffn_(=q4_k" dense.gguf x.gguf Q3_K_M
 expect_error "IQ2_XXS embeddings without weights" "without importance weights" \

@@ -3,35 +3,20 @@
  * quantizes, the output / token-embedding rules, the attn_v / ffn_down / attn_output bumps by file
  * type, layer, expert count, grouped-query ratio and whether an importance matrix is given, the
  * --tensor-type / --output-tensor-type / --token-embedding-type overrides, and the fallback of a
- * type whose blocks do not fit a row. */
+ * type whose blocks do not fit a row. A --tensor-type pattern is searched for in the tensor's name
+ * (std::regex_search, as llama-quantize) by the engine's own regex engine (text/regex.h, ECMAScript
+ * syntax as llama.cpp's std::regex): the same on every platform. */
 #include "base/error.h"
 #include "convert/quantize.h"
 #include "formats/ggml_types.h"
 
+#include "base/os.h"
+#include "text/regex.h"
+
 #include <ctype.h>
-#ifndef _WIN32
-#include <regex.h>
-#else
-/* mingw has no POSIX regex: there a --tensor-type pattern matches as a plain substring */
-typedef struct {
-    char *s;
-} regex_t;
-enum { REG_EXTENDED = 1, REG_NOSUB = 2 };
-static int regcomp(regex_t *r, const char *p, int f) {
-    (void)f;
-    r->s = strdup(p);
-    return r->s ? 0 : 1;
-}
-static int regexec(const regex_t *r, const char *s, size_t n, void *m, int f) {
-    (void)n, (void)m, (void)f;
-    return strstr(s, r->s) ? 0 : 1;
-}
-static void regfree(regex_t *r) { free(r->s); }
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 /* ---- file types -------------------------------------------------------------------------- */
 
@@ -335,14 +320,17 @@ static bool requires_imatrix(const char *name, uint32_t type, int ft) {
 }
 
 /* The first --tensor-type rule matching the name, or -1. */
-static int override_of(const regex_t *re, const quant_recipe_opts *o, const char *name) {
-    for (int i = 0; i < o->n_overrides; i++)
-        if (regexec(&re[i], name, 0, NULL, 0) == 0) return i;
+static int override_of(regex_dfa *const *re, const quant_recipe_opts *o, const char *name) {
+    for (int i = 0; i < o->n_overrides; i++) {
+        int st = 0;
+        for (const char *c = name; *c && st >= 0; c++) st = regex_dfa_next(re[i], st, (unsigned char)*c);
+        if (st >= 0 && re[i]->accept[st]) return i;
+    }
     return -1;
 }
 
 /* llama_tensor_get_type for tensor t (quantizable) */
-static bool tensor_type(recipe_state *s, const regex_t *re, const quant_tensor_desc *t, uint32_t def, uint32_t *out,
+static bool tensor_type(recipe_state *s, regex_dfa *const *re, const quant_tensor_desc *t, uint32_t def, uint32_t *out,
                         lfm2c_error *err) {
     const enum tcat cat = category(t->name);
     if (s->o->token_embd_type >= 0 && cat == CAT_TOKEN_EMBD) return *out = (uint32_t)s->o->token_embd_type, true;
@@ -358,18 +346,19 @@ static bool tensor_type(recipe_state *s, const regex_t *re, const quant_tensor_d
     return true;
 }
 
-static bool compile_overrides(const quant_recipe_opts *o, regex_t *re, lfm2c_error *err) {
+static bool compile_overrides(const quant_recipe_opts *o, regex_dfa **re, lfm2c_error *err) {
+    regex_budget budget = {REGEX_BUDGET, NULL};
     for (int i = 0; i < o->n_overrides; i++) {
         char lower[256];
         size_t n = strlen(o->overrides[i].pattern);
         if (n >= sizeof lower) n = sizeof lower - 1;
         for (size_t j = 0; j < n; j++) lower[j] = (char)tolower((unsigned char)o->overrides[i].pattern[j]);
         lower[n] = 0;
-        if (regcomp(&re[i], lower, REG_EXTENDED | REG_NOSUB)) {
-            for (int j = 0; j < i; j++) regfree(&re[j]);
-            return lfm2c_set_error(err, LFM2C_EINVAL, "--tensor-type: bad pattern '%s'", o->overrides[i].pattern),
+        lfm2c_error e = {0};
+        if (!(re[i] = regex_compile(lower, n, &e, &budget)))
+            return lfm2c_set_error(err, LFM2C_EINVAL, "--tensor-type: bad pattern '%s': %s", o->overrides[i].pattern,
+                                   budget.left < 0 ? "too costly to compile" : e.msg),
                    false;
-        }
     }
     return true;
 }
@@ -382,17 +371,16 @@ bool quant_recipe_ex(const quant_ftype *ft, const quant_recipe_opts *o, const qu
         if (is_attn_v_like(c)) s.n_attn_v++;
         if (c == CAT_OUTPUT) s.tied = false;
     }
-    regex_t *re = calloc((size_t)(o->n_overrides > 0 ? o->n_overrides : 1), sizeof *re);
+    regex_dfa **re = calloc((size_t)(o->n_overrides > 0 ? o->n_overrides : 1), sizeof *re);
     if (!re) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), false;
-    const bool compiled = compile_overrides(o, re, err);
-    bool ok = compiled;
+    bool ok = compile_overrides(o, re, err);
     for (int i = 0; ok && i < n; i++) {
         const bool q = allows_quantization(&t[i], o->leave_output);
         out_types[i] = t[i].type;
         if (q) ok = tensor_type(&s, re, &t[i], ft->default_type, &out_types[i], err);
         if (needs_imatrix) needs_imatrix[i] = q && requires_imatrix(t[i].name, out_types[i], ft->id);
     }
-    for (int i = 0; i < o->n_overrides && compiled; i++) regfree(&re[i]);
+    for (int i = 0; i < o->n_overrides; i++) regex_dfa_free(re[i]);
     free(re);
     return ok;
 }
