@@ -21,6 +21,10 @@ static inline int qi_nearest_int(float f) {
 static inline int qi_min(int a, int b) { return a < b ? a : b; }
 static inline int qi_max(int a, int b) { return a > b ? a : b; }
 
+/* Q4_K / Q5_K's final quants of a block (8 sub-blocks of 32) in [0, nmax] from its packed scales
+ * and mins sc12 and super-block scales d, dmin (as stored: F16), as the reference requantizes. */
+void qi_k45_requant(const float *x, const uint8_t *sc12, uint16_t d, uint16_t dmin, int nmax, uint8_t *L);
+
 /* Symmetric quants in [0, 2 nmax) for n values, the scale searched over 19 candidates by weighted
  * least squares (qw, or x^2 with rmse_type 1); returns the scale. */
 float qi_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, const float *qw);

@@ -295,16 +295,6 @@ static float asym_quants_search(int n, int nmax, const float *x, const float *we
     return scale;
 }
 
-static inline void kq_get_scale_min(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 /* ---- 256-weight super-blocks ------------------------------------------------------------- */
 
 static void q2_K_rows(const float *x, block_q2_K *y, int64_t nb) {
@@ -405,6 +395,18 @@ static void q3_K_rows(const float *x, block_q3_K *y, int64_t nb) {
     }
 }
 
+void qi_k45_requant(const float *x, const uint8_t *sc12, uint16_t d16, uint16_t dmin16, int nmax, uint8_t *L) {
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        kq_scale_min(j, sc12, &sc, &m);
+        const float d = fp16_to_f32(d16) * sc;
+        if (!d) continue;
+        const float dm = fp16_to_f32(dmin16) * m;
+        for (int ii = 0; ii < 32; ii++)
+            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm) / d)));
+    }
+}
+
 /* Shared by Q4_K (nmax 15) and Q5_K (nmax 31): eight sub-blocks of 32, each with a 6-bit scale
  * and min; returns the final quants in L. */
 static void k45_block(const float *x, int nmax, float rmin, float rdelta, int nstep, ggml_half *pd, ggml_half *pdmin,
@@ -424,31 +426,17 @@ static void k45_block(const float *x, int nmax, float rmin, float rdelta, int ns
     }
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; j++) {
-        uint8_t ls = (uint8_t)nearest_int(inv_scale * scales[j]);
-        uint8_t lm = (uint8_t)nearest_int(inv_min * mins[j]);
-        ls = ls < 63 ? ls : 63;
-        lm = lm < 63 ? lm : 63;
-        if (j < 4) {
-            sc12[j] = ls;
-            sc12[j + 4] = lm;
-        } else {
-            sc12[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-            sc12[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            sc12[j] |= (uint8_t)((lm >> 4) << 6);
-        }
+        ls[j] = (uint8_t)nearest_int(inv_scale * scales[j]);
+        lm[j] = (uint8_t)nearest_int(inv_min * mins[j]);
+        ls[j] = ls[j] < 63 ? ls[j] : 63;
+        lm[j] = lm[j] < 63 ? lm[j] : 63;
     }
+    kq_pack_scale_min(sc12, ls, lm);
     *pd = f32_to_fp16(max_scale / 63.f);
     *pdmin = f32_to_fp16(max_min / 63.f);
-    for (int j = 0; j < 8; j++) {
-        uint8_t sc, m;
-        kq_get_scale_min(j, sc12, &sc, &m);
-        const float d = fp16_to_f32(*pd) * sc;
-        if (!d) continue;
-        const float dm = fp16_to_f32(*pdmin) * m;
-        for (int ii = 0; ii < 32; ii++)
-            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm) / d)));
-    }
+    qi_k45_requant(x, sc12, *pd, *pdmin, nmax, L);
 }
 
 static void q4_K_rows(const float *x, block_q4_K *y, int64_t nb) {

@@ -310,27 +310,13 @@ static void k45_block_w(const float *x, const float *qwb, int nmax, ggml_half *p
     }
     float d_block = qi_qp_quants(8, 63, scales, Ls, sw), m_block = qi_qp_quants(8, 63, mins, Lm, sw);
     for (int j = 0; j < 8; j++) {
-        uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
-        if (j < 4) {
-            sc12[j] = ls;
-            sc12[j + 4] = lm;
-        } else {
-            sc12[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-            sc12[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            sc12[j] |= (uint8_t)((lm >> 4) << 6);
-        }
+        Ls[j] = Ls[j] < 63 ? Ls[j] : 63;
+        Lm[j] = Lm[j] < 63 ? Lm[j] : 63;
     }
+    kq_pack_scale_min(sc12, Ls, Lm);
     *pd = f32_to_fp16(d_block);
     *pdmin = f32_to_fp16(m_block);
-    for (int j = 0; j < 8; j++) {
-        uint8_t sc, m;
-        kq_scale_min(j, sc12, &sc, &m);
-        const float d = fp16_to_f32(*pd) * sc;
-        if (!d) continue;
-        const float dm = fp16_to_f32(*pdmin) * m;
-        for (int ii = 0; ii < 32; ii++)
-            L[32 * j + ii] = (uint8_t)qi_max(0, qi_min(nmax, qi_nearest_int((x[32 * j + ii] + dm) / d)));
-    }
+    qi_k45_requant(x, sc12, *pd, *pdmin, nmax, L);
 }
 
 void qi_q4_K_w(const float *x, void *vy, int64_t nrows, int64_t npr, const float *qw) {

@@ -433,19 +433,6 @@ static void random_bytes(uint8_t *p, size_t n, uint64_t *s) {
     }
 }
 
-static void pack_k_scales(uint8_t *sc12, const uint8_t ls[8], const uint8_t lm[8]) {
-    memset(sc12, 0, 12);
-    for (int j = 0; j < 8; j++) {
-        if (j < 4) {
-            sc12[j] = ls[j];
-            sc12[j + 4] = lm[j];
-        } else {
-            sc12[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
-            sc12[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
-            sc12[j] |= (uint8_t)((lm[j] >> 4) << 6);
-        }
-    }
-}
 
 /* The random blocks of the types synth makes directly: random quant bits (written before), the
  * block's scales set here so the weights spread like N(0, sigma). Std of a uniform integer over k
@@ -473,7 +460,7 @@ static void scale_q45_K(uint8_t *blk, float sg, uint64_t *s, bool q5) {
     ggml_half *hd = (ggml_half *)blk;
     hd[0] = f32_to_fp16(d);
     hd[1] = f32_to_fp16(d * (q5 ? 15.5f : 7.5f));
-    pack_k_scales(blk + 4, ls, ls);
+    kq_pack_scale_min(blk + 4, ls, ls);
 }
 static void scale_q4_K(uint8_t *blk, float sg, uint64_t *s) { scale_q45_K(blk, sg, s, false); }
 static void scale_q5_K(uint8_t *blk, float sg, uint64_t *s) { scale_q45_K(blk, sg, s, true); }

@@ -296,6 +296,20 @@ void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_ro
 void x16_unpack(uint32_t type, const uint8_t *src, size_t row_bytes, int64_t n_rows, uint8_t *rows);
 void x16_unpack_row(uint32_t type, const uint8_t *group, size_t row_bytes, int r, uint8_t *row);
 
+/* The 12 packed bytes of Q4_K / Q5_K from the eight 6-bit scales and mins (each at most 63):
+ * kq_scale_min's inverse. */
+static inline void kq_pack_scale_min(uint8_t *s, const uint8_t sc[8], const uint8_t mn[8]) {
+    for (int j = 0; j < 8; j++) {
+        if (j < 4) {
+            s[j] = sc[j];
+            s[j + 4] = mn[j];
+        } else {
+            s[j + 4] = (uint8_t)((sc[j] & 0xF) | ((mn[j] & 0xF) << 4));
+            s[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+            s[j] |= (uint8_t)((mn[j] >> 4) << 6);
+        }
+    }
+}
 /* 6-bit scale and min of sub-block j from the 12 packed bytes of Q4_K / Q5_K */
 static inline void kq_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *mn) {
     if (j < 4) {
