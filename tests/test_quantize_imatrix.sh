@@ -4,7 +4,7 @@
 # that fall back), the imatrix files llama-imatrix made for them, and the SHA-256 of
 # llama-quantize's output per file type (data/quant/goldens.sha256; data/quant/README.md says how
 # they were made). By default 8 of the 51 cases run (about 15 s); LFM2C_QUANT_ALL=1 runs
-# all. Then the refusals: no imatrix for a type that needs one, an imatrix of another model, a
+# all, LFM2C_QUANT_CASES="NAME ..." those (the sanitized build: 4; the last ends in moe-opt1). Then the refusals: no imatrix for a type that needs one, an imatrix of another model, a
 # malformed one, bad options; and a quantized output loads and generates.
 bin=$(readlink -f "${1:?usage: test_quantize_imatrix.sh PATH/TO/lfm2c}")
 data=$(readlink -f "$(dirname "$0")/data/quant")
@@ -39,7 +39,7 @@ run_case() {
   check "$name: quantize succeeds ($(head -c 200 err.txt))" "[ -s out.gguf ]"
   check "$name: output byte-identical to llama-quantize's" "[ \"\$(sha out.gguf)\" = \"$(golden "$name")\" ]"
 }
-subset="dense-Q2_K_S dense-IQ3_XS dense-IQ2_M dense-IQ1_M dense-IQ4_NL-noim dense-opt2 moe-IQ2_XXS-dat moe-opt1"
+subset=${LFM2C_QUANT_CASES:-dense-Q2_K_S dense-IQ3_XS dense-IQ2_M dense-IQ1_M dense-IQ4_NL-noim dense-opt2 moe-IQ2_XXS-dat moe-opt1}
 [ "${LFM2C_QUANT_ALL:-0}" = 1 ] && subset=$(awk '$1 !~ /^input-/ {print $1}' "$data/goldens.sha256")
 for c in $subset; do run_case "$c"; done
 
