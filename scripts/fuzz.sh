@@ -7,7 +7,7 @@
 # (the reproducer is in build-fuzz/artifacts/). The harnesses run one per core at once. The
 # README's test command runs it briefly; run it longer by hand:
 # bash scripts/fuzz.sh 600. Its build leaves out the Vulkan backend (no harness reaches it: the
-# shaders need not be compiled).
+# shaders need not be compiled) and keeps line tables only (a report still names file:line).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
@@ -19,7 +19,7 @@ if ! command -v clang >/dev/null || [ -z "$(ls /usr/lib/llvm-*/lib/clang/*/lib/l
   exit 0
 fi
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DLFM2C_FUZZ=ON -DLFM2C_PORTABLE=ON -DLFM2C_VULKAN=OFF \
-  -DCMAKE_C_FLAGS_DEBUG="-O1 -g" >/dev/null || exit 1
+  -DCMAKE_C_FLAGS_DEBUG="-O1 -gline-tables-only" >/dev/null || exit 1
 cmake --build build-fuzz -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") >/dev/null || exit 1
 mkdir -p build-fuzz/artifacts
 declare -A maxlen=([gguf]=65536 [safetensors]=16384 [jinja]=8192 [tokenizer]=4096 [toolcall]=4096 [grammar]=4096 [regex]=1024 [http]=8192 [lora]=32768 [reasoning]=4096 [image]=16384 [audio]=65536 [mmproj]=65536 [imatrix]=65536 [multipart]=16384)
