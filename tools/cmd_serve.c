@@ -668,9 +668,9 @@ int cmd_serve(int argc, char **argv) {
     if (o.device == LFM2C_DEVICE_CUDA) { /* the memory plan's slots and context (docs/CUDA.md), unless set */
         char v[32];
         snprintf(v, sizeof v, "%d", o.n_slots);
-        setenv("LFM2C_CUDA_SLOTS", v, 0);
+        if (!getenv("LFM2C_CUDA_SLOTS")) os_setenv("LFM2C_CUDA_SLOTS", v);
         snprintf(v, sizeof v, "%d", o.n_ctx);
-        setenv("LFM2C_CUDA_CTX", v, 0);
+        if (!getenv("LFM2C_CUDA_CTX")) os_setenv("LFM2C_CUDA_CTX", v);
     }
 
     /* block the stop signals in every thread; this one waits for them */

@@ -111,7 +111,7 @@ static void test_split_mixed(void) {
     CHECK(g != NULL, "%s: %s", src, err.msg);
     if (!g) return;
     char dir[] = "/tmp/lfm2c-split-iq-XXXXXX", p1[256], p2[256];
-    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    CHECK(os_mkdtemp(dir) != NULL, "mkdtemp");
     snprintf(p1, sizeof p1, "%s/m-00001-of-00002.gguf", dir);
     snprintf(p2, sizeof p2, "%s/m-00002-of-00002.gguf", dir);
     const uint64_t n = g->n_tensors;
