@@ -232,6 +232,11 @@ vreq() { printf '{"model":"%s","max_tokens":4,"temperature":0,"messages":[{"role
 sport=
 for _ in $(seq 300); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/serve"); [ -n "$sport" ] && break; sleep 0.1; done
 code() { vreq "$1" > "$tmp/vreq"; curl -s -o "$tmp/vout" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$tmp/vreq" "http://127.0.0.1:$sport/v1/chat/completions"; }
+# what /v1/models says model $1 takes (architecture.input_modalities, joined by +)
+mods() { curl -s "http://127.0.0.1:$sport/v1/models" | python3 -c 'import json, sys
+print(*["+".join(m["architecture"]["input_modalities"]) for m in json.load(sys.stdin)["data"] if m["id"] == sys.argv[1]])' "$1"; }
+m1=$(mods vl-F32.gguf); m2=$(mods test/tiny-GGUF:Q4_0); m3=$(mods test/vl1-GGUF:F32)
+[ "$m1 $m2 $m3" = "text+image text text" ] && ok || bad "/v1/models: -hf vl, a text model, vl1 without its mmproj take '$m1' '$m2' '$m3'"
 [ -n "$sport" ] && [ "$(code vl-F32.gguf)" = 200 ] && ok || bad "serve -hf vl: an image refused: $(cat "$tmp/vout") $(tail -3 "$tmp/serve")"
 [ "$(code test/tiny-GGUF:Q4_0)" = 400 ] && grep -q mmproj "$tmp/vout" && ok || bad "a cached text model took an image: $(cat "$tmp/vout")"
 curl -s "http://127.0.0.1:$sport/v1/models" | grep -q '"mmproj-' && bad "an mmproj listed as a model" || ok
@@ -239,7 +244,11 @@ curl -s "http://127.0.0.1:$sport/v1/models" | grep -q '"mmproj-' && bad "an mmpr
 [ "$(code test/vl1-GGUF:F32)" = 400 ] && ok || bad "vl1 without its mmproj took an image: $(cat "$tmp/vout")"
 curl -s -H 'Content-Type: application/json' -d '{"model":"hf.co/test/vl1-GGUF","stream":false}' "http://127.0.0.1:$sport/api/pull" > "$tmp/apull"
 grep -q success "$tmp/apull" && [ -e "${p1%/*}/mmproj-vl1-Q8_0.gguf" ] && ok || bad "/api/pull: no mmproj: $(cat "$tmp/apull")"
+# (loaded without it, vl1 takes text until it is loaded again; then images)
+[ "$(mods test/vl1-GGUF:F32)" = text ] && ok || bad "/v1/models: vl1 loaded without its mmproj takes '$(mods test/vl1-GGUF:F32)'"
 curl -s -H 'Content-Type: application/json' -d '{"model":"test/vl1-GGUF:F32","keep_alive":0}' "http://127.0.0.1:$sport/api/generate" >/dev/null
+for _ in $(seq 20); do [ "$(mods test/vl1-GGUF:F32)" = text+image ] && break; sleep 0.1; done
+[ "$(mods test/vl1-GGUF:F32)" = text+image ] && ok || bad "/v1/models: vl1 unloaded, its mmproj pulled, takes '$(mods test/vl1-GGUF:F32)'"
 [ "$(code test/vl1-GGUF:F32)" = 200 ] && ok || bad "serve --models: the cached vl1 not paired with its mmproj: $(cat "$tmp/vout")"
 kill $spid 2>/dev/null; wait $spid 2>/dev/null
 "$bin" rm test/vl-GGUF:F32 >/dev/null 2>&1
@@ -272,6 +281,7 @@ for _ in $(seq 300); do sport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1
 st=$(curl -s -o "$tmp/aout" -w '%{http_code}' "http://127.0.0.1:$sport/v1/audio/transcriptions" -F "file=@$tmp/clip.wav" \
   -F model=test/audio-GGUF:Q8_0 -F max_tokens=6 -F response_format=text)
 tref=$("$bin" transcribe "$tmp/clip.wav" -m "$tmp/audio/lm.gguf" -mm "$tmp/audio/mm-f16.gguf" -n 6 --special 2>/dev/null)
+[ "$(mods test/audio-GGUF:Q8_0)" = text+audio ] && ok || bad "/v1/models: the cached audio model takes '$(mods test/audio-GGUF:Q8_0)'"
 [ "$st" = 200 ] && [ "$(cat "$tmp/aout")" = "$tref" ] && ok ||
   bad "serve --models: the cached audio model does not hear as transcribe does: $st '$(cat "$tmp/aout")' vs '$tref' $(tail -3 "$tmp/serve")"
 curl -s "http://127.0.0.1:$sport/v1/models" | grep -q -E '"(tokenizer|vocoder)-audio' && bad "a speech-output file listed as a model" || ok

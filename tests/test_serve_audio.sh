@@ -7,7 +7,8 @@
 # JSON body 415, a malformed boundary 400, a form over --max-body 413, a cross-site form post
 # without a key 403 while the page's own origin passes); the clear 400s (a text model and a vision
 # model asked to hear, an audio model asked to see, Anthropic's and Ollama's APIs, which have no
-# audio input, a clip past the context); and hostile audio against the request memory budget
+# audio input, a clip past the context); what /v1/models says each model takes (architecture's
+# input_modalities: text, +image, +audio); and hostile audio against the request memory budget
 # (tests/server/audio_bomb.py: decoder bombs at once with the RSS bounded, over-budget 413s,
 # truncated files, huge declared lengths, odd rates and channel counts, bad forms).
 # usage: bash test_serve_audio.sh PATH/TO/lfm2c
@@ -43,6 +44,8 @@ req() {
   STATUS=$(curl -s -o "$TMP/body" -w '%{http_code}' -X "$method" "http://127.0.0.1:$PORT$path" "$@")
 }
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($1)" "$TMP/body" 2>/dev/null; }
+# what /v1/models says each model takes (architecture.input_modalities joined by +, the models by ,)
+modalities() { req GET /v1/models; json "','.join('+'.join(m['architecture']['input_modalities']) for m in d['data'])"; }
 T=/v1/audio/transcriptions
 B64=$(base64 -w0 "$TMP/a.wav")
 printf '{"max_tokens":1,"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"%s","format":"wav"}}]}]}' "$B64" >"$TMP/chat_audio.json"
@@ -50,6 +53,7 @@ printf '{"max_tokens":1,"messages":[{"role":"user","content":[{"type":"input_aud
 # ---- the audio model: the SDK suite, the upload transport -------------------------------------------
 if start_server audio -m "$TMP/lm.gguf" -mm "$TMP/mm.gguf" --alias au -np 4 -c 1024 --max-body $((2 << 20)); then
   check "the server says it hears" 'grep -q "hears: its audio mmproj" "$TMP/audio.err"'
+  check "/v1/models: the audio model takes text and audio" '[ "$(modalities)" = text+audio ]'
   out=$(cd server && timeout 300 node audio.mjs "http://127.0.0.1:$PORT" "$TMP/a.wav" "$TMP/b.wav" ../data/audio/cmp.mp3 \
     "$TMP/expected" $N 2>&1)
   echo "$out" | grep -v '^[0-9]* passed' >&2
@@ -88,6 +92,7 @@ fi
 
 # ---- models that cannot hear: a 400 naming the audio mmproj ------------------------------------------
 if start_server text -m data/lfm2-tiny-dense-f32.gguf -np 1 -c 256; then
+  check "/v1/models: the text model takes text" '[ "$(modalities)" = text ]'
   req POST /v1/chat/completions -H 'Content-Type: application/json' -d "@$TMP/chat_audio.json"
   check "a text model asked to hear (chat) -> 400" '[ "$STATUS" = 400 ] && grep -q "without an audio mmproj" "$TMP/body"'
   req POST $T -F "file=@$TMP/a.wav"
@@ -95,6 +100,7 @@ if start_server text -m data/lfm2-tiny-dense-f32.gguf -np 1 -c 256; then
   stop_server
 fi
 if start_server vision -m data/vision/lfm2-vl-tiny-f32.gguf -mm data/vision/mmproj-tiny-f32.gguf -np 1 -c 512; then
+  check "/v1/models: the vision model takes text and images" '[ "$(modalities)" = text+image ]'
   req POST /v1/chat/completions -H 'Content-Type: application/json' -d "@$TMP/chat_audio.json"
   check "a vision model asked to hear -> 400 naming its vision tower" '[ "$STATUS" = 400 ] && grep -q "vision tower" "$TMP/body"'
   stop_server

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_web.sh LFM2C — the chat page at "/" of `lfm2c serve`: served from the binary without the API
 # key, then driven in headless Chromium (tests/web/chat_page.mjs, puppeteer-core) against the real
-# server on loopback with --api-key and two models (the picker); then against a server without a
+# server on loopback with --api-key and two models (the picker), and against a second server whose
+# first model hears (the tiny LFM2-Audio model and its audio mmproj, written by synth here) and whose
+# second does not: attachments, the microphone, input_audio; then against a server without a
 # key (tests/web/no_key.mjs): the page's own posts are answered, another origin's form post is 403.
 # Screenshots: <build dir>/web-screenshots/*.png.
 set -u
@@ -18,9 +20,14 @@ if [ ! -d "$here/web/node_modules/puppeteer-core" ]; then
   (cd "$here/web" && timeout 300 npm ci --no-audit --no-fund --loglevel=error >/dev/null 2>&1) ||
     { echo "FAIL npm ci of puppeteer-core"; echo "0 passed, 1 failed"; exit 1; }
 fi
-tmp=$(mktemp -d); pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+tmp=$(mktemp -d); pid=; apid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; [ -n "$apid" ] && kill $apid 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 shots="$(cd "$(dirname "$bin")" && pwd)/web-screenshots"; mkdir -p "$shots"
+# the server that hears (no key): the audio model first (-mm is the first model's), a text model second
+"$bin" synth --preset lfm2-audio-tiny --type f32 -o "$tmp/au.gguf" --mmproj "$tmp/au-mm.gguf" --mmproj-type q8_0 >/dev/null ||
+  { echo "FAIL synth of the tiny audio model"; echo "0 passed, 1 failed"; exit 1; }
+"$bin" serve -m "$tmp/au.gguf" -mm "$tmp/au-mm.gguf" --alias au -m "$here/data/lfm2-tiny-dense-q8_0.gguf" -t 1 -np 1 \
+  -c 1024 --host 127.0.0.1 --port 0 >"$tmp/out3" 2>"$tmp/err3" & apid=$!
 "$bin" serve -m "$here/data/lfm2-kq-moe-q4_k_m.gguf" -m "$here/data/lfm2-tiny-dense-q8_0.gguf" -t 1 -np 2 -c 2048 --host 127.0.0.1 --port 0 \
   --api-key sekrit >"$tmp/out" 2>"$tmp/err" & pid=$!
 port=
@@ -36,12 +43,23 @@ code=$(curl -s -o "$tmp/page" -w '%{http_code} %{content_type}' "http://127.0.0.
 cmp -s "$tmp/page" "$here/../web/index.html" && ok || bad "GET / is not web/index.html"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/models")" = 401 ] && ok || bad "/v1/models without the key"
 grep -q "https\?://[a-z]" <(grep -o 'src="[^"]*"\|href="http[^"]*"' "$tmp/page") && bad "the page loads something from the network" || ok
-CHROMIUM=$chromium timeout 120 node "$here/web/chat_page.mjs" "http://127.0.0.1:$port/" "$shots" sekrit > "$tmp/browser" 2>&1
+aport=
+for _ in $(seq 200); do
+  aport=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$tmp/out3"); [ -n "$aport" ] && break
+  kill -0 $apid 2>/dev/null || break; sleep 0.1
+done
+[ -n "$aport" ] || { echo "FAIL the audio server did not start: $(cat "$tmp/err3")"; echo "0 passed, 1 failed"; exit 1; }
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$aport/ready" >/dev/null && break; sleep 0.1; done
+# the page's policy: its own inline script and its capture worklet (blob:), data: images and clips
+csp=$(curl -s -D - -o /dev/null "http://127.0.0.1:$port/" | tr -d '\r' | sed -n 's/^Content-Security-Policy: //Ip')
+case "$csp" in *"default-src 'self'"*"script-src 'unsafe-inline' blob:"*"media-src 'self' data:"*) ok ;; *) bad "the page's policy: $csp" ;; esac
+CHROMIUM=$chromium timeout 150 node "$here/web/chat_page.mjs" "http://127.0.0.1:$port/" "$shots" sekrit \
+  "http://127.0.0.1:$aport/" > "$tmp/browser" 2>&1
 cat "$tmp/browser"
 p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$tmp/browser"); f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$tmp/browser")
 [ -n "$p" ] || { bad "the browser test did not finish"; f=0; p=0; }
 pass=$((pass + p)); fail=$((fail + f))
-kill $pid 2>/dev/null; wait $pid 2>/dev/null
+kill $pid $apid 2>/dev/null; wait $pid $apid 2>/dev/null; apid=
 # without a key: the server's own page works, other origins' posts do not
 "$bin" serve -m "$here/data/lfm2-tiny-dense-q8_0.gguf" -t 1 -np 1 -c 512 --host 127.0.0.1 --port 0 \
   >"$tmp/out2" 2>"$tmp/err2" & pid=$!

@@ -337,8 +337,19 @@ static int handle_detokenize(serve_api *api, http_req *q, json_t *body) {
     return http_send_json(q, 200, out);
 }
 
+/* What a model takes and gives, as OpenRouter's listing says it (and llama.cpp's): "architecture":
+ * {"input_modalities": ["text", "image" with a vision mmproj, "audio" with an audio one],
+ * "output_modalities": ["text"]}; the chat page offers audio by it. */
+static json_t *modalities(const model_facts *f) {
+    json_t *in = json_pack("[s]", "text");
+    if (f->mmproj == LFM2C_MMPROJ_IMAGE) json_array_append_new(in, json_string("image"));
+    if (f->mmproj == LFM2C_MMPROJ_AUDIO) json_array_append_new(in, json_string("audio"));
+    return json_pack("{s:o,s:[s]}", "input_modalities", in, "output_modalities", "text");
+}
+
 /* A model (lora -1) or one of its adapters, in OpenAI's shape and Anthropic's (type,
- * display_name, created_at), which share GET /v1/models; "meta" where its file could be read. */
+ * display_name, created_at), which share GET /v1/models; "meta" and "architecture" where its
+ * file could be read. */
 static json_t *model_json(const model_row *m, int lora) {
     char id[SERVER_MAX_MODEL_NAME + 80], t[40];
     if (lora < 0) snprintf(id, sizeof id, "%s", m->id);
@@ -351,6 +362,7 @@ static json_t *model_json(const model_row *m, int lora) {
                             json_pack("{s:s,s:i,s:i,s:I,s:b}", "arch", m->facts.info.arch, "n_ctx", m->facts.n_ctx,
                                       "n_vocab", m->facts.info.n_vocab, "n_params", (json_int_t)m->facts.info.n_params,
                                       "loaded", m->state == MODEL_LOADED));
+    if (o && m->facts.ok) json_object_set_new(o, "architecture", modalities(&m->facts));
     if (o && lora >= 0) { /* vLLM's way of listing an adapter */
         json_object_set_new(o, "parent", json_string(m->id));
         json_object_set_new(o, "root", json_string(m->id));

@@ -405,6 +405,13 @@ static void facts_of(serve_models *r, lfm2c_model *m, model_facts *f) {
     f->ok = true;
 }
 
+/* e's mmproj (malloc'd; NULL: none): -mm is the first model's; a model of the cache takes its
+ * repository's mmproj beside it (none with --no-mmproj). */
+static char *mmproj_of(const serve_models *r, const serve_entry *e) {
+    if (e->first && r->p.mmproj_path) return strdup(r->p.mmproj_path);
+    return e->repo[0] && !r->p.no_mmproj ? lfm2c_hub_mmproj_beside(e->path) : NULL;
+}
+
 /* Reads e's facts once (the file's header: no lock held but facts_mu). */
 static void read_facts(serve_models *r, serve_entry *e) {
     pthread_mutex_lock(&r->facts_mu);
@@ -422,6 +429,10 @@ static void read_facts(serve_models *r, serve_entry *e) {
         lfm2c_model *m = lfm2c_model_open(e->path, &mp, NULL);
         if (m) facts_of(r, m, &f);
         lfm2c_model_free(m);
+        char *mmproj = f.ok ? mmproj_of(r, e) : NULL;
+        const int kind = mmproj ? lfm2c_mmproj_kind(mmproj, NULL) : 0; /* its header alone */
+        f.mmproj = kind > 0 ? kind : 0;
+        free(mmproj);
         pthread_mutex_lock(&r->mu);
         if (!e->facts.ok) e->facts = f;
         else free(f.tmpl);
@@ -488,17 +499,13 @@ static int open_entry(serve_models *r, serve_entry *e, loaded *l, char *msg, siz
             return snprintf(msg, cap, "--lora %s: %s", e->lora_names[k], err.msg), -1;
         say_lora(r, e, k, l->loras[k]);
     }
-    /* -mm is the first model's; a model of the cache takes its repository's mmproj beside it */
-    char *beside = e->first && r->p.mmproj_path    ? NULL
-                   : e->repo[0] && !r->p.no_mmproj ? lfm2c_hub_mmproj_beside(e->path)
-                                                   : NULL;
-    const char *mmproj = beside ? beside : e->first ? r->p.mmproj_path : NULL;
+    char *mmproj = mmproj_of(r, e);
     if (mmproj && open_mmproj(r, e, l, mmproj, &err)) {
         snprintf(msg, cap, "--mmproj %s: %s", mmproj, err.msg);
-        free(beside);
+        free(mmproj);
         return -1;
     }
-    free(beside);
+    free(mmproj);
     if (e->first && r->p.draft_path && !(l->draft = lfm2c_model_open(r->p.draft_path, &r->p.mp, &err)))
         return snprintf(msg, cap, "draft model: %s", err.msg), -1;
     sched_params sp = r->p.sp;
@@ -530,6 +537,7 @@ static void publish(serve_models *r, serve_entry *e, loaded *l) {
     dl_copy_text(e->api.alias, sizeof e->api.alias, e->id);
     dl_copy_text(e->api.model_file, sizeof e->api.model_file, e->file);
     if (!e->facts.ok) facts_of(r, l->model, &e->facts);
+    e->facts.mmproj = l->amm ? LFM2C_MMPROJ_AUDIO : l->mm ? LFM2C_MMPROJ_IMAGE : 0; /* what it found */
     e->facts_read = true;
     os_stat_t st;
     uint64_t draft = l->draft && r->p.draft_path && !os_stat(r->p.draft_path, &st) ? (uint64_t)st.size : 0;
@@ -870,6 +878,7 @@ static void row_of(serve_models *r, serve_entry *e, model_row *w) {
         lfm2c_device_info d = lfm2c_model_device(e->model);
         snprintf(w->device, sizeof w->device, "%s", d.name[0] ? d.name : "CPU");
         w->device_memory = !d.is_cpu;
+        w->facts.mmproj = e->amm ? LFM2C_MMPROJ_AUDIO : e->mm ? LFM2C_MMPROJ_IMAGE : 0; /* what it holds now */
     }
     (void)r;
 }
@@ -957,6 +966,16 @@ int models_add_pulled(serve_models *r, const char *path, char *id, size_t cap) {
     if (e) snprintf(id, cap, "%s", e->id);
     pthread_mutex_unlock(&r->mu);
     free(real);
+    if (e) { /* the pull may have brought its mmproj: the listing says so once it is not loaded without */
+        pthread_mutex_lock(&r->facts_mu); /* (a first read of its facts is done or not begun) */
+        char *mmproj = mmproj_of(r, e);
+        const int kind = mmproj ? lfm2c_mmproj_kind(mmproj, NULL) : 0;
+        free(mmproj);
+        pthread_mutex_lock(&r->mu);
+        if (e->facts.ok) e->facts.mmproj = kind > 0 ? kind : 0;
+        pthread_mutex_unlock(&r->mu);
+        pthread_mutex_unlock(&r->facts_mu);
+    }
     return e ? 0 : -1;
 }
 

@@ -51,6 +51,8 @@ typedef struct model_facts {
     lfm2c_sampler_params sampling;
     int n_ctx;       /* each slot's context */
     size_t kv_bytes; /* KV cache of all slots at n_ctx */
+    int mmproj;      /* what its mmproj makes it take besides text: LFM2C_MMPROJ_IMAGE or _AUDIO (0: none);
+                        the file's, a row of a loaded model the one it holds */
 } model_facts;
 
 /* A model as a listing shows it (models_list), a copy made under the registry's lock. */

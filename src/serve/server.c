@@ -65,13 +65,17 @@ static int route_ready(http_req *q, json_t *body) {
 
 /* ---- the chat page, and what Ollama clients probe ------------------------------------------------ */
 
-/* The chat page (web/index.html, compiled in): public, so it can ask for the API key itself. */
+/* The chat page (web/index.html, compiled in): public, so it can ask for the API key itself. Its
+ * policy: nothing from elsewhere; its own inline script and the microphone's capture worklet it
+ * makes as a blob: URL; images and audio clips it holds as data: URLs. */
 extern const unsigned char lfm2c_web_index[];
 extern const size_t lfm2c_web_index_len;
 static int route_page(http_req *q, json_t *body) {
     static const char *const headers[] = {
         "Cache-Control", "no-cache", "Content-Security-Policy",
-        "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:", NULL};
+        "default-src 'self'; script-src 'unsafe-inline' blob:; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "media-src 'self' data:",
+        NULL};
     (void)body;
     return http_send_static(q, "text/html; charset=utf-8", lfm2c_web_index, lfm2c_web_index_len, headers);
 }
