@@ -136,6 +136,27 @@ for isa in avx512vnni avx2; do
     done
   done
 done
+# the AVX-512 table interleaves Q2_K / Q3_K matrices too (Q2_K_X16, Q3_K_X16; the AVX2 table keeps
+# their rows): files quantized here from the F16 masters, dense and MoE, give the same bits
+# interleaved as mapped, in one batch and token by token
+if "$bin" --version | grep -q avx512vnni; then
+  gzip -dc data/lfm2-kq-moe-f16.gguf.gz >"$tmp/kq-moe-f16.gguf"
+  for src in data/lfm2-kq-dense-f16.gguf "$tmp/kq-moe-f16.gguf"; do
+    for q in q2_k q3_k_m; do
+      m="$tmp/k23-$q.gguf"
+      "$bin" quantize "$src" "$m" $q -t 2 >/dev/null 2>&1 && ok || { bad "quantize $src $q"; continue; }
+      packed() { LFM2C_ISA=$1 "$bin" info -m "$m" --hugepages 2>&1 | sed -n 's/.*, \([0-9]*\) matrices interleaved.*/\1/p'; }
+      n5=$(packed avx512vnni); n2=0
+      "$bin" --version | grep -q avx2 && n2=$(packed avx2)
+      [ "${n5:-0}" -gt "${n2:-0}" ] && ok || bad "$src $q: avx512vnni interleaves ${n5:-0} matrices, avx2 ${n2:-0}"
+      for mode in "" --one-by-one; do
+        LFM2C_ISA=avx512vnni "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 $mode --hugepages -t 2 -o "$tmp/x1.f32" >/dev/null 2>&1
+        LFM2C_ISA=avx512vnni "$bin" logits -m "$m" --tokens 1,498,582,1000,7,42,9,300 $mode --no-hugepages -t 2 -o "$tmp/x2.f32" >/dev/null 2>&1
+        [ -s "$tmp/x1.f32" ] && cmp -s "$tmp/x1.f32" "$tmp/x2.f32" && ok || bad "$src $q $mode: interleaved differ from plain"
+      done
+    done
+  done
+fi
 # --version names the commit the binary was built from (written at build time, not configure time)
 if head=$(git rev-parse --short=12 HEAD 2>/dev/null); then
   "$bin" --version | head -1 | grep -Eq "^lfm2c [0-9.]+ \(commit $head(\+changes)?\)$" && ok || bad "--version: not commit $head: $("$bin" --version | head -1)"

@@ -747,9 +747,9 @@ static void matmul2(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, i
 #undef ISA_T
 
 /* Weights this table multiplies faster interleaved (ggml_types.h): Q4_K and Q6_K whose row
- * count is a multiple of 16. */
+ * count is a multiple of 16 (the other X16 layouts have AVX-512 tiles only: their rows stay). */
 static uint32_t avx2_packed_type(uint32_t wtype, int64_t n_rows) {
-    return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
+    return (wtype == GGML_Q4_K || wtype == GGML_Q6_K) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }
 
 static const kernel_ops AVX2_OPS = {

@@ -1075,6 +1075,10 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
         run_groups(wtype == GGML_Q4_K_X16 ? &t5_q4_K_x16 : &t5_q6_K_x16, n / QK_K, w, w_row, nr, act, act_row, nc, out,
                    os);
         return;
+    case GGML_Q2_K_X16:
+    case GGML_Q3_K_X16: /* kernels_k23_x86.c */
+        run_groups(k23_tiles_avx512(wtype), n / QK_K, w, w_row, nr, act, act_row, nc, out, os);
+        return;
     case GGML_Q2_K:
     case GGML_Q3_K:
     case GGML_IQ4_XS: t = k23_tiles_avx512(wtype); break; /* kernels_k23_x86.c */
@@ -1097,8 +1101,8 @@ void avx512_matmul(uint32_t wtype, int64_t n, const uint8_t *w, size_t w_row, in
 
 #undef ISA_T
 
-/* Weights this table multiplies faster in an interleaved layout (ggml_types.h): Q4_K and Q6_K
- * whose row count is a multiple of 16. */
+/* Weights this table multiplies faster in an interleaved layout (ggml_types.h): Q4_K, Q6_K, Q2_K
+ * and Q3_K whose row count is a multiple of 16 (every type with an X16 layout). */
 uint32_t avx512_packed_type(uint32_t wtype, int64_t n_rows) {
     return x16_type(wtype) && n_rows % X16_ROWS == 0 ? x16_type(wtype) : wtype;
 }

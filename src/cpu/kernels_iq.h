@@ -18,7 +18,8 @@ const tile_set *iq_tiles_avx2(uint32_t t);
 /* Whether iq_tiles_avx512 gives IQ2_XXS and IQ3_XXS the tiles that look their grids up with
  * AVX-512 VBMI (same results): -1 (the default) where the CPU has VBMI, 0 never (for tests). */
 extern int iq_vbmi;
-/* The tiles of Q2_K / Q3_K x Q8_K on AVX-512 (kernels_k23_x86.c, beside these); NULL for another type. */
+/* The tiles of Q2_K / Q3_K / IQ4_XS x Q8_K on AVX-512 (kernels_k23_x86.c, beside these), and the
+ * group tiles of Q2_K_X16 / Q3_K_X16 (run_groups); NULL for another type. */
 const tile_set *k23_tiles_avx512(uint32_t t);
 
 static inline bool iq_type(uint32_t t) {

@@ -1,5 +1,6 @@
 /* kernels_k23_x86.c — Q2_K, Q3_K and IQ4_XS x Q8_K tiles of the AVX-512 table (k23_tiles_avx512, which
- * kernels_avx512.c's matmul and through it the AMX table take). What is computed is the scalar
+ * kernels_avx512.c's matmul and through it the AMX table take), on plain rows and (Q2_K, Q3_K) on
+ * their X16 layouts (groups of 16 interleaved rows, ggml_types.h; below). What is computed is the scalar
  * truth of kernels_scalar.c (dot_q2_K, dot_q3_K): a block's exact int32 totals
  *   Q2_K: S = sum_k sc_k (q_k . a_k), M = sum_k mn_k bsum_k  (q 0..3)
  *   Q3_K: S = sum_k sc_k (q_k . a_k)                       (q -4..3, sc signed)
@@ -223,7 +224,240 @@ TILE_SET(t5_q3_K, 4, 4, q3Kk5)
 TILE_SET(t5_iq4_xs, 4, 4, iq4xsk5)
 #undef ISA_T
 
+/* -- Q2_K_X16 / Q3_K_X16 x Q8_K: 16 interleaved rows (the layouts: ggml_types.h) -----------
+ * One 512-bit vector holds 4 consecutive weights (a quad) of each of 16 rows, so vpdpbusd against
+ * the quad's 4 activations (a broadcast operand) sums 4 products per row lane, and a sub-block's
+ * scale is applied once per 16 weights (an int32 multiply) instead of once per pair. A crumb
+ * vector u holds quads u, u + 16, u + 32, u + 48 (fields f = 0..3), which are sub-blocks
+ * u / 4 + 4 f: quarter j (u = 4j .. 4j + 3) completes sub-blocks j, j + 4, j + 8, j + 12, one
+ * chain A_f each per column. A field is taken in place: Q2_K's f by one AND (q 4^f, 0..192);
+ * Q3_K's q + 4 (0..7) as its low bits in place and the h bit beside them (4^f (q + 4), f < 3;
+ * f = 3 shifted down: q + 4), each chain starting at -4 bsum times that power, so it ends at
+ * 2^s_f (q . a) exactly. The scales come pre-multiplied by 2^(6 - s_f), so that
+ *   S' = sum_k (sc_k 2^(6 - s_k)) A_k = 64 S,   S = S' >> 6   (exact: |S'| < 2^31)
+ * is the plain tiles' S = sum_k sc_k (q_k . a_k); Q2_K's M = sum_k mn_k bsum_k takes int16 pairs
+ * (vpdpwssd). The float step is k23_add's (acc = fma(S, d da, acc); acc = fnma(M, dmin da, acc)),
+ * so every output equals the plain tiles' bit for bit. */
+enum { X16Q2_BYTES = 16 * sizeof(block_q2_K), X16Q3_BYTES = 16 * sizeof(block_q3_K), X16K_MAX_CB = 4 };
+
+/* acc + the dot of w's unsigned bytes with the 4 signed bytes at x, broadcast: vpdpbusd with an
+ * embedded broadcast operand (the compiler emits a separate vpbroadcastd) */
+AI T5 __m512i dpbusd_bk(__m512i acc, __m512i w, const int8_t *x) {
+#if defined(__GNUC__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*(const int32_t *)x));
+    return acc;
+#else
+    int32_t v;
+    memcpy(&v, x, 4);
+    return _mm512_dpbusd_epi32(acc, w, _mm512_set1_epi32(v));
+#endif
+}
+/* the same for vpdpwssd (int16 pairs) */
+AI T5 __m512i dpwssd_bk(__m512i acc, __m512i w, const int32_t *x) {
+#if defined(__GNUC__)
+    __asm__("vpdpwssd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*x));
+    return acc;
+#else
+    return _mm512_dpwssd_epi32(acc, w, _mm512_set1_epi32(*x));
+#endif
+}
+AI T5 __m512i bcastk(const int32_t *p) { /* a load-broadcast the compiler keeps as one instruction */
+#if defined(__GNUC__)
+    __m512i v;
+    __asm__("vpbroadcastd %1, %0" : "=v"(v) : "m"(*p));
+    return v;
+#else
+    return _mm512_set1_epi32(*p);
+#endif
+}
+
+/* The block's scales (int32 per row lane), sub-block k's times 2^(6 - s_k) (s_k: the power its
+ * chain carries), and (Q2_K) its mins as int16 pairs mp[j + 4p] = (mn_{j+8p}, mn_{j+8p+4}). */
+AI T5 void x16k_scales(int q3, const uint8_t *p, __m512i *sc, __m512i *mp) {
+    if (!q3) {
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++)
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) { /* sub-blocks j + 8h (f = 2h), j + 8h + 4 (f = 2h + 1) */
+                const __m512i x = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(p + x16q2_sc(j, h))));
+                mp[j + 4 * h] = _mm512_srli_epi16(x, 4);
+                sc[j + 8 * h] = _mm512_and_si512(_mm512_slli_epi32(x, 6 - 4 * h), _mm512_set1_epi32(15 << (6 - 4 * h)));
+                sc[j + 8 * h + 4] =
+                    _mm512_and_si512(_mm512_srli_epi32(x, 12 + 4 * h), _mm512_set1_epi32(15 << (4 - 4 * h)));
+            }
+        return;
+    }
+    const __m512i m15 = _mm512_set1_epi32(15), m48 = _mm512_set1_epi32(48), k32 = _mm512_set1_epi32(32);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *s = p + x16q3_sc(j);
+        const __m512i z0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)s));
+        const __m512i z1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(s + 16)));
+        const __m512i zh = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(s + 32)));
+        const __m512i s0 = _mm512_or_si512(_mm512_and_si512(z0, m15), _mm512_and_si512(_mm512_slli_epi32(zh, 4), m48));
+        const __m512i s1 = _mm512_or_si512(_mm512_srli_epi32(z0, 4), _mm512_and_si512(_mm512_slli_epi32(zh, 2), m48));
+        const __m512i s2 = _mm512_or_si512(_mm512_and_si512(z1, m15), _mm512_and_si512(zh, m48));
+        const __m512i s3 = _mm512_or_si512(_mm512_srli_epi32(z1, 4), _mm512_and_si512(_mm512_srli_epi32(zh, 2), m48));
+        sc[j] = _mm512_slli_epi32(_mm512_sub_epi32(s0, k32), 6);
+        sc[j + 4] = _mm512_slli_epi32(_mm512_sub_epi32(s1, k32), 4);
+        sc[j + 8] = _mm512_slli_epi32(_mm512_sub_epi32(s2, k32), 2);
+        sc[j + 12] = _mm512_slli_epi32(_mm512_sub_epi32(s3, k32), 6);
+    }
+}
+
+/* Field f of crumb vector u = 4j + t as in-place weights (above). */
+AI T5 __m512i x16k_weights(int q3, const uint8_t *p, int j, int t, int f) {
+    const int u = 4 * j + t;
+    const __m512i l = _mm512_loadu_si512(p + (q3 ? x16q3_lo(u) : x16q2_vec(u)));
+    if (!q3) return _mm512_and_si512(l, _mm512_set1_epi8((char)(3 << 2 * f)));
+    __m512i h = _mm512_loadu_si512(p + x16q3_hi(j, t / 2));
+    if (t & 1) h = _mm512_srli_epi16(h, 1); /* u1's bits to u0's places */
+    if (f < 3)                              /* (l & 3 << 2f) | (h & 4 << 2f) */
+        return _mm512_ternarylogic_epi32(_mm512_and_si512(l, _mm512_set1_epi8((char)(3 << 2 * f))), h,
+                                         _mm512_set1_epi8((char)(4 << 2 * f)), 0xF8);
+    return _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l, 6), _mm512_set1_epi8(3)),
+                                     _mm512_slli_epi16(h, 2), _mm512_set1_epi8(4), 0xF8);
+}
+
+/* One block (256 weights) of one group for CB (<= X16K_MAX_CB) columns, added to acc[c]. */
+AI T5 void x16k_block5(int q3, int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
+    __m512i sc[16], mp[8];
+    x16k_scales(q3, p, sc, mp);
+    /* per column: Q3_K the chains' starts -4 bsum_k 2^s_k; Q2_K the bsum pairs of mp */
+    int32_t tab[X16K_MAX_CB][16];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) {
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)a[c]->bsums);
+        if (q3)
+            _mm512_storeu_si512(tab[c], _mm512_sub_epi32(_mm512_setzero_si512(),
+                                                         _mm512_sllv_epi32(_mm512_cvtepi16_epi32(bs),
+                                                                           _mm512_setr_epi32(2, 2, 2, 2, 4, 4, 4, 4, 6,
+                                                                                             6, 6, 6, 2, 2, 2, 2))));
+        else
+            _mm256_storeu_si256(
+                (__m256i *)tab[c],
+                _mm256_permutexvar_epi16(_mm256_setr_epi16(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), bs));
+    }
+    __m512i S[X16K_MAX_CB];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) S[c] = _mm512_setzero_si512();
+        /* sub-block k = j + 4f: one chain a column over the quarter's 4 crumb vectors (the vectors
+     * are read again for each f, from L1; holding all four fields of a vector for all columns
+     * spilled) */
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+#pragma GCC unroll 4
+        for (int f = 0; f < 4; f++) {
+            __m512i A[X16K_MAX_CB];
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) A[c] = q3 ? bcastk(tab[c] + j + 4 * f) : _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                const __m512i w = x16k_weights(q3, p, j, t, f);
+#pragma GCC unroll 4
+                for (int c = 0; c < CB; c++) A[c] = dpbusd_bk(A[c], w, a[c]->qs + 4 * (4 * j + t + 16 * f));
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) {
+                S[c] = _mm512_add_epi32(S[c], _mm512_mullo_epi32(A[c], sc[j + 4 * f]));
+                /* here, not sunk to the block's end with every chain kept aside (GCC did) */
+                __asm__("" : "+v"(S[c]));
+            }
+        }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + (q3 ? X16Q3_D : X16Q2_D))));
+    const __m512 dmin = q3 ? d : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + X16Q2_DMIN)));
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) {
+        const __m512 da = _mm512_set1_ps(a[c]->d);
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(S[c], 6)), _mm512_mul_ps(d, da), acc[c]);
+        if (!q3) {
+            __m512i M = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) M = dpwssd_bk(M, mp[i], tab[c] + i);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(M), _mm512_mul_ps(dmin, da), acc[c]);
+        }
+    }
+}
+
+/* Prefill: one group, CB columns. */
+AI T5 void x16k_tile5(int q3, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
+                      size_t os) {
+    const size_t bb = q3 ? X16Q3_BYTES : X16Q2_BYTES;
+    __m512 acc[X16K_MAX_CB];
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[X16K_MAX_CB];
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+        x16k_block5(q3, CB, w + b * bb, a, acc);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+
+/* Decode: one group, one column, one stream, prefetched as the plan says (tiles.h dec_pf_plan;
+ * loc a constant in each instance), as the Q4_K_X16 decode tile (kernels_avx512.c). */
+AI T5 void x16k_dec5(int q3, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
+    const size_t bb = q3 ? X16Q3_BYTES : X16Q2_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
+                 far = (size_t)dec_pf_far() * bb;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[1] = {(const block_q8_K *)act + b};
+        const uint8_t *p = w + b * bb;
+        prefetch_loc(p + ahead, bb, loc);
+        if (far) prefetch_loc(p + far, bb, PF_T1);
+        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
+        x16k_block5(q3, 1, p, a, &acc);
+    }
+    _mm512_storeu_ps(o, acc);
+}
+
+/* Few columns (2..FEW_MAX_COLS): the decode tile's stream, each block computed for up to
+ * X16K_MAX_CB columns a pass while it is in L1 (passes as even as they go: 7 = 4 + 3). */
+AI T5 void x16k_cols5(int q3, int k, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
+    switch (k) {
+    case 1: x16k_block5(q3, 1, p, a, acc); break;
+    case 2: x16k_block5(q3, 2, p, a, acc); break;
+    case 3: x16k_block5(q3, 3, p, a, acc); break;
+    default: x16k_block5(q3, 4, p, a, acc); break;
+    }
+}
+AI T5 void x16k_few5(int q3, int loc, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
+                     float *out, size_t os) {
+    const size_t bb = q3 ? X16Q3_BYTES : X16Q2_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
+                 far = (size_t)dec_pf_far() * bb;
+    __m512 acc[FEW_MAX_COLS];
+    for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
+    const int np = (nc + X16K_MAX_CB - 1) / X16K_MAX_CB;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * bb;
+        prefetch_loc(p + ahead, bb, loc);
+        if (far) prefetch_loc(p + far, bb, PF_T1);
+        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
+        const block_q8_K *a[FEW_MAX_COLS];
+        for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
+        for (int i = 0, c0 = 0; i < np; i++) {
+            const int k = (nc - c0) / (np - i);
+            x16k_cols5(q3, k, p, a + c0, acc + c0);
+            c0 += k;
+        }
+    }
+    for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+}
+#define ISA_T T5
+GROUP_SET(t5_q2_K_x16, 4, x16k_tile5, x16k_dec5, x16k_few5, 0)
+GROUP_SET(t5_q3_K_x16, 4, x16k_tile5, x16k_dec5, x16k_few5, 1)
+#undef ISA_T
+
 const tile_set *k23_tiles_avx512(uint32_t t) {
-    return t == GGML_Q2_K ? &t5_q2_K : t == GGML_Q3_K ? &t5_q3_K : t == GGML_IQ4_XS ? &t5_iq4_xs : NULL;
+    switch (t) {
+    case GGML_Q2_K: return &t5_q2_K;
+    case GGML_Q3_K: return &t5_q3_K;
+    case GGML_IQ4_XS: return &t5_iq4_xs;
+    case GGML_Q2_K_X16: return &t5_q2_K_x16;
+    case GGML_Q3_K_X16: return &t5_q3_K_x16;
+    default: return NULL;
+    }
 }
 #endif

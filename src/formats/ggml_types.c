@@ -46,7 +46,12 @@ _Static_assert(sizeof(block_iq2_xxs) == 66 && sizeof(block_iq2_xs) == 74 && size
                "IQ block sizes");
 
 /* the interleaved layout of a row's type (ggml_types.h: X16), 0: none */
-#define X16_OF(id) ((id) == GGML_Q4_K ? GGML_Q4_K_X16 : (id) == GGML_Q6_K ? GGML_Q6_K_X16 : 0)
+#define X16_OF(id) \
+    ((id) == GGML_Q4_K   ? GGML_Q4_K_X16 \
+     : (id) == GGML_Q6_K ? GGML_Q6_K_X16 \
+     : (id) == GGML_Q2_K ? GGML_Q2_K_X16 \
+     : (id) == GGML_Q3_K ? GGML_Q3_K_X16 \
+                         : 0)
 
 #define TYPE_ROW(N, id, bs, sz, vd, runs, fl, fb) \
     [id] = {#N, bs, (int)(sz), vd, runs, fl, fb, X16_OF(id), 0, to_float_##N},
@@ -56,7 +61,10 @@ static const ggml_type_info TYPES[GGML_NTYPES_ALL] = {
         [GGML_Q4_K_X16] = {"Q4_K_X16", 256, sizeof(block_q4_K), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_F32, 0, GGML_Q4_K,
                            NULL},
     [GGML_Q6_K_X16] = {"Q6_K_X16", 256, sizeof(block_q6_K), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_F32, 0, GGML_Q6_K, NULL},
+    [GGML_Q2_K_X16] = {"Q2_K_X16", 256, sizeof(block_q2_K), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_F32, 0, GGML_Q2_K, NULL},
+    [GGML_Q3_K_X16] = {"Q3_K_X16", 256, sizeof(block_q3_K), GGML_Q8_K, GGML_RUN_CPU, 0, GGML_F32, 0, GGML_Q3_K, NULL},
 };
+_Static_assert(sizeof(block_q2_K) == 84 && sizeof(block_q3_K) == 110, "the X16 byte maps' block sizes");
 #undef TYPE_ROW
 
 const ggml_type_info *ggml_type_get(uint32_t type) {
@@ -579,6 +587,110 @@ static void x16_unpack_q6_K(const uint8_t *o, int r, block_q6_K *b) {
     for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)o[x16q6_sc(j) + r];
 }
 
+/* Byte i of crumb vector u (ggml_types.h) from a Q2_K / Q3_K block's qs, and back. Quad u + 16 f
+ * is sub-block k = u / 4 + 4 f: its weight 4 u + 64 f + i lies in qs[32 (k / 8) + 16 (k % 2) + l],
+ * l = 4 (u % 4) + i, at bits 2 ((k / 2) % 4) = 2 (u / 8) (f even) or 4 + 2 (u / 8) (f odd), and
+ * Q3_K's h bit in hmask[16 (k % 2) + l] at bit 2 f + u / 8 (spec: K-quant layouts). */
+static int crumb_at(int u, int i) { return 16 * ((u / 4) % 2) + 4 * (u % 4) + i; }
+static uint8_t crumb_byte(const uint8_t *qs, int u, int i) {
+    const int at = crumb_at(u, i), sh = 2 * (u / 8);
+    const uint8_t b0 = qs[at], b1 = qs[32 + at];
+    return (uint8_t)((b0 >> sh & 3) | (b0 >> (sh + 4) & 3) << 2 | (b1 >> sh & 3) << 4 | (b1 >> (sh + 4) & 3) << 6);
+}
+static void crumb_unbyte(uint8_t v, int u, int i, uint8_t *qs) { /* qs zeroed first */
+    const int at = crumb_at(u, i), sh = 2 * (u / 8);
+    qs[at] |= (uint8_t)((v & 3) << sh | (v >> 2 & 3) << (sh + 4));
+    qs[32 + at] |= (uint8_t)((v >> 4 & 3) << sh | (v >> 6 & 3) << (sh + 4));
+}
+/* Byte i of h vector t of quarter j from a Q3_K block's hmask, and back: quads u0 + 16 f and
+ * u1 + 16 f (u0 = 4 j + 2 t, u1 = u0 + 1) have their h bits in hmask bytes at0 and at0 + 4. */
+static uint8_t hbits_byte(const uint8_t *hm, int j, int t, int i) {
+    const int at0 = crumb_at(4 * j + 2 * t, i), sh = j / 2;
+    const unsigned h0 = hm[at0] >> sh, h1 = hm[at0 + 4] >> sh; /* the bits of f at 2 f */
+    unsigned v = (h0 >> 6 & 1) | (h1 >> 6 & 1) << 1;
+    for (int f = 0; f < 3; f++) v |= (h0 >> 2 * f & 1) << (2 + 2 * f) | (h1 >> 2 * f & 1) << (3 + 2 * f);
+    return (uint8_t)v;
+}
+static void hbits_unbyte(uint8_t v, int j, int t, int i, uint8_t *hm) { /* hm zeroed first */
+    const int at0 = crumb_at(4 * j + 2 * t, i), sh = j / 2;
+    unsigned h0 = (v & 1u) << 6, h1 = (v >> 1 & 1u) << 6;
+    for (int f = 0; f < 3; f++) h0 |= (v >> (2 + 2 * f) & 1u) << 2 * f, h1 |= (v >> (3 + 2 * f) & 1u) << 2 * f;
+    hm[at0] |= (uint8_t)(h0 << sh);
+    hm[at0 + 4] |= (uint8_t)(h1 << sh);
+}
+
+static void x16_pack_q2_K(const block_q2_K *const *b, uint8_t *o) {
+    for (int r = 0; r < X16_ROWS; r++) {
+        for (int j = 0; j < 4; j++)
+            for (int p = 0; p < 2; p++)
+                for (int e = 0; e < 2; e++) o[x16q2_sc(j, p) + 2 * r + e] = b[r]->scales[j + 8 * p + 4 * e];
+        for (int u = 0; u < 16; u++)
+            for (int i = 0; i < 4; i++) o[x16q2_vec(u) + 4 * r + i] = crumb_byte(b[r]->qs, u, i);
+        memcpy(o + X16Q2_D + 2 * r, &b[r]->d, 2);
+        memcpy(o + X16Q2_DMIN + 2 * r, &b[r]->dmin, 2);
+    }
+}
+static void x16_unpack_q2_K(const uint8_t *o, int r, block_q2_K *b) {
+    for (int j = 0; j < 4; j++)
+        for (int p = 0; p < 2; p++)
+            for (int e = 0; e < 2; e++) b->scales[j + 8 * p + 4 * e] = o[x16q2_sc(j, p) + 2 * r + e];
+    memset(b->qs, 0, sizeof b->qs);
+    for (int u = 0; u < 16; u++)
+        for (int i = 0; i < 4; i++) crumb_unbyte(o[x16q2_vec(u) + 4 * r + i], u, i, b->qs);
+    memcpy(&b->d, o + X16Q2_D + 2 * r, 2);
+    memcpy(&b->dmin, o + X16Q2_DMIN + 2 * r, 2);
+}
+
+/* Q3_K's 16 six-bit scales (before the -32) from its 12 bytes, and back */
+static void q3_scales(const uint8_t *b, uint8_t *s) {
+    for (int k = 0; k < 16; k++)
+        s[k] = (uint8_t)((k < 8 ? b[k] & 15 : b[k - 8] >> 4) | (b[8 + k % 4] >> 2 * (k / 4) & 3) << 4);
+}
+static void q3_scales_store(const uint8_t *s, uint8_t *b) {
+    memset(b, 0, 12);
+    for (int k = 0; k < 16; k++) {
+        b[k % 8] |= (uint8_t)((s[k] & 15) << 4 * (k / 8));
+        b[8 + k % 4] |= (uint8_t)((s[k] >> 4) << 2 * (k / 4));
+    }
+}
+static void x16_pack_q3_K(const block_q3_K *const *b, uint8_t *o) {
+    for (int r = 0; r < X16_ROWS; r++) {
+        uint8_t s[16];
+        q3_scales(b[r]->scales, s);
+        for (int j = 0; j < 4; j++) {
+            uint8_t *sc = o + x16q3_sc(j);
+            sc[r] = (uint8_t)((s[j] & 15) | (s[j + 4] & 15) << 4);
+            sc[16 + r] = (uint8_t)((s[j + 8] & 15) | (s[j + 12] & 15) << 4);
+            sc[32 + r] = (uint8_t)(s[j] >> 4 | (s[j + 4] >> 4) << 2 | (s[j + 8] >> 4) << 4 | (s[j + 12] >> 4) << 6);
+        }
+        for (int u = 0; u < 16; u++)
+            for (int i = 0; i < 4; i++) o[x16q3_lo(u) + 4 * r + i] = crumb_byte(b[r]->qs, u, i);
+        for (int j = 0; j < 4; j++)
+            for (int t = 0; t < 2; t++)
+                for (int i = 0; i < 4; i++) o[x16q3_hi(j, t) + 4 * r + i] = hbits_byte(b[r]->hmask, j, t, i);
+        memcpy(o + X16Q3_D + 2 * r, &b[r]->d, 2);
+    }
+}
+static void x16_unpack_q3_K(const uint8_t *o, int r, block_q3_K *b) {
+    uint8_t s[16];
+    for (int j = 0; j < 4; j++) {
+        const uint8_t *sc = o + x16q3_sc(j);
+        s[j] = (uint8_t)((sc[r] & 15) | (sc[32 + r] & 3) << 4);
+        s[j + 4] = (uint8_t)((sc[r] >> 4) | (sc[32 + r] >> 2 & 3) << 4);
+        s[j + 8] = (uint8_t)((sc[16 + r] & 15) | (sc[32 + r] >> 4 & 3) << 4);
+        s[j + 12] = (uint8_t)((sc[16 + r] >> 4) | (sc[32 + r] >> 6) << 4);
+    }
+    q3_scales_store(s, b->scales);
+    memset(b->qs, 0, sizeof b->qs);
+    memset(b->hmask, 0, sizeof b->hmask);
+    for (int u = 0; u < 16; u++)
+        for (int i = 0; i < 4; i++) crumb_unbyte(o[x16q3_lo(u) + 4 * r + i], u, i, b->qs);
+    for (int j = 0; j < 4; j++)
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < 4; i++) hbits_unbyte(o[x16q3_hi(j, t) + 4 * r + i], j, t, i, b->hmask);
+    memcpy(&b->d, o + X16Q3_D + 2 * r, 2);
+}
+
 uint32_t x16_type(uint32_t type) {
     const ggml_type_info *t = ggml_type_get(type);
     return t ? t->x16 : 0;
@@ -602,8 +714,12 @@ void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_ro
             const uint8_t *b[X16_ROWS];
             x16_blocks(rows, row_bytes, bs, g0, i, b);
             uint8_t *o = dst + (size_t)g0 * row_bytes + (size_t)i * X16_ROWS * bs;
-            if (type == GGML_Q4_K) x16_pack_q4_K((const block_q4_K *const *)b, o);
-            else x16_pack_q6_K((const block_q6_K *const *)b, o);
+            switch (type) {
+            case GGML_Q4_K: x16_pack_q4_K((const block_q4_K *const *)b, o); break;
+            case GGML_Q2_K: x16_pack_q2_K((const block_q2_K *const *)b, o); break;
+            case GGML_Q3_K: x16_pack_q3_K((const block_q3_K *const *)b, o); break;
+            default: x16_pack_q6_K((const block_q6_K *const *)b, o); break;
+            }
         }
 }
 
@@ -611,8 +727,13 @@ void x16_unpack_row(uint32_t type, const uint8_t *group, size_t row_bytes, int r
     const size_t bs = ggml_type_get(type)->type_size;
     for (size_t i = 0; i < row_bytes / bs; i++) {
         const uint8_t *o = group + i * X16_ROWS * bs;
-        if (type == GGML_Q4_K) x16_unpack_q4_K(o, r, (block_q4_K *)(void *)(row + i * bs));
-        else x16_unpack_q6_K(o, r, (block_q6_K *)(void *)(row + i * bs));
+        void *blk = row + i * bs;
+        switch (type) {
+        case GGML_Q4_K: x16_unpack_q4_K(o, r, blk); break;
+        case GGML_Q2_K: x16_unpack_q2_K(o, r, blk); break;
+        case GGML_Q3_K: x16_unpack_q3_K(o, r, blk); break;
+        default: x16_unpack_q6_K(o, r, blk); break;
+        }
     }
 }
 

@@ -71,7 +71,9 @@ enum ggml_type {
     /* internal layouts, made at load time from a file's type; never in a file */
     GGML_Q4_K_X16 = 64,
     GGML_Q6_K_X16 = 65,
-    GGML_NTYPES_ALL = 66 /* one past every id, the internal layouts' included */
+    GGML_Q2_K_X16 = 66,
+    GGML_Q3_K_X16 = 67,
+    GGML_NTYPES_ALL = 68 /* one past every id, the internal layouts' included */
 };
 #undef GGML_TYPE_ENUM
 
@@ -279,6 +281,29 @@ uint32_t vec_dot_type(uint32_t weight_type);
  *                bits of q of weight i of quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7).
  *     64 bytes: the scales of sub-blocks j, j + 4, j + 8, j + 12, the ones those quads end
  *                (x16q6_sc): 16 bytes each, byte r = row r's scale (int8).
+ * GGML_Q2_K_X16 (1344 bytes a block; q = the 2-bit values 0..3, weight = d sc q - dmin mn, sc and
+ * mn the low and high 4 bits of the block's scale byte of the weight's sub-block of 16; quad
+ * v = weights 4v .. 4v + 3, of sub-block v / 4), in the order decode reads it:
+ *   [0, 256)     the scale bytes, 64 per quarter j < 4 (x16q2_sc(j, p), p < 2): byte 2r + e = row
+ *                r's scale byte of sub-block j + 8p + 4e (the sub-blocks j, j + 4, j + 8, j + 12
+ *                that the quarter's quads complete; zero-extended to int16 the 32 bytes are the
+ *                (sub-block j + 8p, j + 8p + 4) pairs of each row in a dword)
+ *   [256, 1280)  16 crumb vectors u < 16 (x16q2_vec(u)), 64 bytes: for each row r 4 bytes, byte
+ *                i = q of weight i of quads u, u + 16, u + 32, u + 48 (bits 0-1, 2-3, 4-5, 6-7);
+ *                quarter j's are u = 4j .. 4j + 3
+ *   [1280, 1312) d of rows 0..15 (fp16)                [1312, 1344) dmin of rows 0..15 (fp16)
+ * GGML_Q3_K_X16 (1760 bytes a block; q = low 2 bits + 4 h - 4, h the hmask bit; s = the 6-bit
+ * scale of a sub-block of 16, weight = d (s - 32) q):
+ *   [0, 192)     the scales, 48 bytes per quarter j (x16q3_sc(j)): byte r = low 4 bits of row r's
+ *                s of sub-block j | those of j + 4 << 4; at 16 + r the same for j + 8, j + 12; at
+ *                32 + r the high 2 bits of its s of j, j + 4, j + 8, j + 12 (bits 0-1 .. 6-7)
+ *   [192, 1728)  384 bytes per quarter j: the crumb vectors u = 4j .. 4j + 3 of the low 2 bits (as
+ *                Q2_K_X16's, x16q3_lo(u)), then the h vectors t = 0, 1 (x16q3_hi(j, t)) of
+ *                u0 = 4j + 2t and u1 = u0 + 1: for each row r 4 bytes, byte i = h of weight i of
+ *                quad u0 + 16f at bit 2 + 2f and of u1 + 16f at bit 3 + 2f (f < 3), of u0 + 48 at
+ *                bit 0 and of u1 + 48 at bit 1 (so that one AND and one OR put a quad's
+ *                low 2 bits + 4 h in place for f < 3)
+ *   [1728, 1760) d of rows 0..15 (fp16)
  * x16_type says which layout a type has (0: none) and x16_base which type a layout holds (0:
  * not a layout); x16_pack makes groups from rows (n_rows a multiple of 16), x16_unpack gives the
  * rows back, x16_unpack_row row r (0..15) of one group. */
@@ -290,6 +315,13 @@ static inline size_t x16q6_nib(int v) {
 }
 static inline size_t x16q6_hi(int u) { return 32 + 832 * (size_t)(u >> 2) + 192 * (size_t)(u & 3) + 128; }
 static inline size_t x16q6_sc(int j) { return 32 + 832 * (size_t)(j & 3) + 768 + 16 * (size_t)(j >> 2); }
+/* where a Q2_K_X16 / Q3_K_X16 block keeps its parts (above) */
+enum { X16Q2_D = 1280, X16Q2_DMIN = 1312, X16Q3_D = 1728 };
+static inline size_t x16q2_sc(int j, int p) { return 64 * (size_t)j + 32 * (size_t)p; }
+static inline size_t x16q2_vec(int u) { return 256 + 64 * (size_t)u; }
+static inline size_t x16q3_sc(int j) { return 48 * (size_t)j; }
+static inline size_t x16q3_lo(int u) { return 192 + 384 * (size_t)(u >> 2) + 64 * (size_t)(u & 3); }
+static inline size_t x16q3_hi(int j, int t) { return 192 + 384 * (size_t)j + 256 + 64 * (size_t)t; }
 uint32_t x16_type(uint32_t type);
 uint32_t x16_base(uint32_t type);
 void x16_pack(uint32_t type, const uint8_t *rows, size_t row_bytes, int64_t n_rows, uint8_t *dst);

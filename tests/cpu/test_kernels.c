@@ -341,22 +341,26 @@ static void test_tile_invariance(const kernel_ops *const *tables, int nt) {
     }
 }
 
+/* the file types with an interleaved layout (ggml_types.h: X16), filled by main */
+static uint32_t X16_TYPES[GGML_NTYPES];
+static size_t N_X16;
+
 /* A table's packed layouts (kernel_ops.packed_type): the pack / unpack round trip gives the rows
  * back byte for byte, and the matmul on the packed groups equals the same table's matmul on the
  * plain rows bit for bit, for every column count (decode and prefill tiles, column chunks) and
- * for sub-ranges of whole groups (as the threads split the rows). */
+ * for sub-ranges of whole groups (as the threads split the rows); with unit scales (exact
+ * integers) it equals the scalar truth bit for bit too. */
 static void test_packed(const kernel_ops *k) {
     if (!k->packed_type) return;
     const int64_t ns[] = {256, 1024, 2304};
     const int nrs[] = {16, 48, 64}, ncs[] = {1, 2, 3, 4, 5, 7, 9, 16, 17, 33, 40, 56};
     enum { MAXC = 56 };
-    const uint32_t types[] = {GGML_Q4_K, GGML_Q6_K};
-    for (size_t ti = 0; ti < 2; ti++)
+    for (size_t ti = 0; ti < N_X16; ti++)
         for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
             for (size_t ri = 0; ri < sizeof nrs / sizeof *nrs; ri++) {
                 const int64_t n = ns[ni];
                 const int nr = nrs[ri];
-                const uint32_t t = types[ti], pt = k->packed_type(t, nr);
+                const uint32_t t = X16_TYPES[ti], pt = k->packed_type(t, nr);
                 CHECK(k->packed_type(t, nr + 8) == t, "%s: no packing for rows not in whole groups", k->isa);
                 if (pt == t) continue;
                 const size_t w_row = ggml_row_size(t, n), a_row = ggml_row_size(GGML_Q8_K, n);
@@ -397,6 +401,20 @@ static void test_packed(const kernel_ops *k) {
                             CHECK(diff == 0, "%s n=%lld nc=%d: a group range alone", k->isa, (long long)n, nc);
                         }
                     }
+                    if (n <= 1024) { /* unit scales: every sum exact, the packed products are the truth's */
+                        for (int r = 0; r < nr; r++) random_row(t, n, w + r * w_row, 1);
+                        x16_pack(t, w, w_row, nr, pw);
+                        for (int c = 0; c < 9; c++) {
+                            random_act(n, x, 1);
+                            k->quantize_act(GGML_Q8_K, x, act + c * a_row, n);
+                        }
+                        for (int nc = 1; nc <= 9; nc += 4) {
+                            kernels_scalar()->matmul(t, n, w, w_row, nr, act, a_row, nc, o1, nr);
+                            k->matmul(pt, n, pw, w_row, nr, act, a_row, nc, o2, nr);
+                            CHECK(!memcmp(o1, o2, sizeof(float) * nr * nc), "%s %s n=%lld nr=%d nc=%d: unit = scalar",
+                                  k->isa, ggml_type_get(pt)->name, (long long)n, nr, nc);
+                        }
+                    }
                 }
                 free(w);
                 free(pw);
@@ -413,9 +431,8 @@ static void test_packed(const kernel_ops *k) {
 static void test_packed_chunks(const kernel_ops *k) {
     if (!k->packed_type) return;
     enum { N = 16384, NR = 32, NC = 70 };
-    const uint32_t types[] = {GGML_Q4_K, GGML_Q6_K};
-    for (size_t ti = 0; ti < 2; ti++) {
-        const uint32_t t = types[ti], pt = k->packed_type(t, NR);
+    for (size_t ti = 0; ti < N_X16; ti++) {
+        const uint32_t t = X16_TYPES[ti], pt = k->packed_type(t, NR);
         const size_t w_row = ggml_row_size(t, N), a_row = ggml_row_size(GGML_Q8_K, N);
         uint8_t *w = malloc(w_row * NR), *pw = malloc(w_row * NR), *act = malloc(a_row * NC);
         float *x = malloc(sizeof(float) * N), *o1 = malloc(sizeof(float) * NR * NC);
@@ -549,7 +566,9 @@ int main(void) {
     for (uint32_t t = 0; t < GGML_NTYPES; t++) {
         const ggml_type_info *ti = ggml_type_get(t);
         if (ti && (ti->runs & GGML_RUN_CPU)) TYPES[N_TYPES++] = t;
+        if (ti && ti->x16) X16_TYPES[N_X16++] = t;
     }
+    CHECK(N_X16 == 4, "%zu types with an interleaved layout (Q2_K, Q3_K, Q4_K, Q6_K)", N_X16);
     CHECK(N_TYPES >= 16, "%zu weight types run on the CPU", N_TYPES);
     const kernel_ops *tables[8];
     int n = kernels_available(tables, 8);

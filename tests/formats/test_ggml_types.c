@@ -77,7 +77,7 @@ static void test_rows(void) {
     }
     int rows = 0;
     for (uint32_t id = 0; id < GGML_NTYPES_ALL; id++) rows += ggml_type_get(id) != NULL;
-    CHECK(rows == N_ROWS + 2, "%d rows: the table's %d and the two layouts", rows, N_ROWS);
+    CHECK(rows == N_ROWS + 4, "%d rows: the table's %d and the four layouts", rows, N_ROWS);
     CHECK(ggml_type_by_name("Q4_K_X16") < 0 && ggml_type_by_name("nope") < 0 && ggml_type_by_name(NULL) < 0,
           "internal layouts and unknown names are not found");
     CHECK(!ggml_type_get(GGML_NTYPES_ALL) && !ggml_type_get(41) && !ggml_type_readable(GGML_Q4_K_X16),
