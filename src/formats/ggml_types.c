@@ -592,24 +592,26 @@ static void x16_unpack_q6_K(const uint8_t *o, int r, block_q6_K *b) {
  * l = 4 (u % 4) + i, at bits 2 ((k / 2) % 4) = 2 (u / 8) (f even) or 4 + 2 (u / 8) (f odd), and
  * Q3_K's h bit in hmask[16 (k % 2) + l] at bit 2 f + u / 8 (spec: K-quant layouts). */
 static int crumb_at(int u, int i) { return 16 * ((u / 4) % 2) + 4 * (u % 4) + i; }
-static uint8_t crumb_byte(const uint8_t *qs, int u, int i) {
-    const int at = crumb_at(u, i), sh = 2 * (u / 8);
-    const uint8_t b0 = qs[at], b1 = qs[32 + at];
-    return (uint8_t)((b0 >> sh & 3) | (b0 >> (sh + 4) & 3) << 2 | (b1 >> sh & 3) << 4 | (b1 >> (sh + 4) & 3) << 6);
-}
 static void crumb_unbyte(uint8_t v, int u, int i, uint8_t *qs) { /* qs zeroed first */
     const int at = crumb_at(u, i), sh = 2 * (u / 8);
     qs[at] |= (uint8_t)((v & 3) << sh | (v >> 2 & 3) << (sh + 4));
     qs[32 + at] |= (uint8_t)((v >> 4 & 3) << sh | (v >> 6 & 3) << (sh + 4));
 }
-/* Byte i of h vector t of quarter j from a Q3_K block's hmask, and back: quads u0 + 16 f and
- * u1 + 16 f (u0 = 4 j + 2 t, u1 = u0 + 1) have their h bits in hmask bytes at0 and at0 + 4. */
-static uint8_t hbits_byte(const uint8_t *hm, int j, int t, int i) {
-    const int at0 = crumb_at(4 * j + 2 * t, i), sh = j / 2;
-    const unsigned h0 = hm[at0] >> sh, h1 = hm[at0 + 4] >> sh; /* the bits of f at 2 f */
-    unsigned v = (h0 >> 6 & 1) | (h1 >> 6 & 1) << 1;
-    for (int f = 0; f < 3; f++) v |= (h0 >> 2 * f & 1) << (2 + 2 * f) | (h1 >> 2 * f & 1) << (3 + 2 * f);
-    return (uint8_t)v;
+/* Row r's h vectors (t of quarter j) from a Q3_K block's hmask, and back: quads u0 + 16 f and
+ * u1 + 16 f (u0 = 4 j + 2 t, u1 = u0 + 1) have their h bits in hmask bytes at0 and at0 + 4
+ * (at0 = crumb_at(u0, i)), at bit 2 f + j / 2. */
+static void hbits_pack(const uint8_t *hm, int r, uint8_t *o) { /* 4 bytes at a time, as crumbs_pack */
+    const uint32_t m = 0x01010101u;
+    for (int j = 0; j < 4; j++)
+        for (int t = 0; t < 2; t++) {
+            uint32_t h0, h1;
+            memcpy(&h0, hm + crumb_at(4 * j + 2 * t, 0), 4);
+            memcpy(&h1, hm + crumb_at(4 * j + 2 * t, 0) + 4, 4);
+            h0 >>= j / 2, h1 >>= j / 2; /* the bits of f at 2 f of each byte */
+            uint32_t v = (h0 >> 6 & m) | (h1 >> 6 & m) << 1;
+            for (int f = 0; f < 3; f++) v |= (h0 >> 2 * f & m) << (2 + 2 * f) | (h1 >> 2 * f & m) << (3 + 2 * f);
+            memcpy(o + x16q3_hi(j, t) + 4 * r, &v, 4);
+        }
 }
 static void hbits_unbyte(uint8_t v, int j, int t, int i, uint8_t *hm) { /* hm zeroed first */
     const int at0 = crumb_at(4 * j + 2 * t, i), sh = j / 2;
@@ -619,13 +621,34 @@ static void hbits_unbyte(uint8_t v, int j, int t, int i, uint8_t *hm) { /* hm ze
     hm[at0 + 4] |= (uint8_t)(h1 << sh);
 }
 
+/* Row r's crumb vectors of a group block o (at vec(u) + 4 r, vec: x16q2_vec or x16q3_lo) from
+ * its qs, 8 bytes at a time: byte i of vector u = the 2-bit fields at 2 (u / 8) and 4 + 2 (u / 8) of
+ * qs[at] and of qs[32 + at], at = crumb_at(u, i) (above); a word of qs holds the bytes of quads
+ * 4g + 2h, 4g + 2h + 1 (l = 8h .. 8h + 7). Little-endian, as GGUF. */
+static void crumbs_pack(const uint8_t *qs, int q3, int r, uint8_t *o) {
+    const uint64_t m = 0x0303030303030303ull;
+    for (int g = 0; g < 4; g++)
+        for (int h = 0; h < 2; h++) {
+            uint64_t b0, b1;
+            memcpy(&b0, qs + 16 * (g % 2) + 8 * h, 8);
+            memcpy(&b1, qs + 32 + 16 * (g % 2) + 8 * h, 8);
+            const int sh = 2 * (g / 2);
+            const uint64_t v =
+                (b0 >> sh & m) | (b0 >> (sh + 4) & m) << 2 | (b1 >> sh & m) << 4 | (b1 >> (sh + 4) & m) << 6;
+            for (int k = 0; k < 2; k++) {
+                const int u = 4 * g + 2 * h + k;
+                const uint32_t w = (uint32_t)(v >> 32 * k);
+                memcpy(o + (q3 ? x16q3_lo(u) : x16q2_vec(u)) + 4 * r, &w, 4);
+            }
+        }
+}
+
 static void x16_pack_q2_K(const block_q2_K *const *b, uint8_t *o) {
     for (int r = 0; r < X16_ROWS; r++) {
         for (int j = 0; j < 4; j++)
             for (int p = 0; p < 2; p++)
                 for (int e = 0; e < 2; e++) o[x16q2_sc(j, p) + 2 * r + e] = b[r]->scales[j + 8 * p + 4 * e];
-        for (int u = 0; u < 16; u++)
-            for (int i = 0; i < 4; i++) o[x16q2_vec(u) + 4 * r + i] = crumb_byte(b[r]->qs, u, i);
+        crumbs_pack(b[r]->qs, 0, r, o);
         memcpy(o + X16Q2_D + 2 * r, &b[r]->d, 2);
         memcpy(o + X16Q2_DMIN + 2 * r, &b[r]->dmin, 2);
     }
@@ -663,11 +686,8 @@ static void x16_pack_q3_K(const block_q3_K *const *b, uint8_t *o) {
             sc[16 + r] = (uint8_t)((s[j + 8] & 15) | (s[j + 12] & 15) << 4);
             sc[32 + r] = (uint8_t)(s[j] >> 4 | (s[j + 4] >> 4) << 2 | (s[j + 8] >> 4) << 4 | (s[j + 12] >> 4) << 6);
         }
-        for (int u = 0; u < 16; u++)
-            for (int i = 0; i < 4; i++) o[x16q3_lo(u) + 4 * r + i] = crumb_byte(b[r]->qs, u, i);
-        for (int j = 0; j < 4; j++)
-            for (int t = 0; t < 2; t++)
-                for (int i = 0; i < 4; i++) o[x16q3_hi(j, t) + 4 * r + i] = hbits_byte(b[r]->hmask, j, t, i);
+        crumbs_pack(b[r]->qs, 1, r, o);
+        hbits_pack(b[r]->hmask, r, o);
         memcpy(o + X16Q3_D + 2 * r, &b[r]->d, 2);
     }
 }
