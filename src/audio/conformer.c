@@ -139,10 +139,8 @@ static void relu_rows(const rows_job *j, int64_t r0, int64_t r1) {
     for (size_t i = (size_t)r0 * j->n; i < (size_t)r1 * j->n; i++) j->x[i] = j->x[i] > 0 ? j->x[i] : 0;
 }
 
-static float silu1(float v) { return v / (1.0f + expf(-v)); }
-
 static void silu_rows(const rows_job *j, int64_t r0, int64_t r1) {
-    for (size_t i = (size_t)r0 * j->n; i < (size_t)r1 * j->n; i++) j->x[i] = silu1(j->x[i]);
+    j->e->am->enc->silu(j->x + (size_t)r0 * j->n, (r1 - r0) * j->n);
 }
 
 static void gelu_rows(const rows_job *j, int64_t r0, int64_t r1) {
@@ -424,7 +422,8 @@ static void dw_rows(void *arg, int ith, int nth) {
             const float *a = e->a + (size_t)s * E, *w = L->dw_w + (size_t)k * E;
             for (int c = 0; c < E; c++) o[c] += a[c] * w[c];
         }
-        for (int c = 0; c < E; c++) o[c] = silu1((o[c] + L->dw_b[c]) * L->bn_w[c] + L->bn_b[c]);
+        for (int c = 0; c < E; c++) o[c] = (o[c] + L->dw_b[c]) * L->bn_w[c] + L->bn_b[c];
+        e->am->enc->silu(o, E);
     }
 }
 

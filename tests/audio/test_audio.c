@@ -513,11 +513,31 @@ static void test_loud(threadpool *pool) {
     CHECK(finite > 0 && off == 0, "a loud tone: %d of %d finite features are not 0", off, finite);
 }
 
+/* The encoder table's SiLU: x / (1 + exp(-x)) to a few float roundings, the same bits however the
+ * values are cut into calls. */
+static void test_silu(void) {
+    enum { N = 1000 };
+    float a[N], b[N], x[N];
+    for (int i = 0; i < N; i++) a[i] = b[i] = x[i] = -30.0f + 60.0f * (float)i / N;
+    const encoder_ops *e = encoder_for(NULL, NULL, NULL);
+    e->silu(a, N);
+    e->silu(b, 37), e->silu(b + 37, 500), e->silu(b + 537, N - 537);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        const double want = x[i] / (1.0 + exp(-(double)x[i]));
+        const double d = fabs(a[i] - want) / (fabs(want) > 1e-30 ? fabs(want) : 1);
+        worst = d > worst ? d : worst;
+    }
+    CHECK(worst < 1e-6, "silu: %.3g from x / (1 + exp(-x))", worst);
+    CHECK(!memcmp(a, b, sizeof a), "silu: cut into three calls, other bits");
+}
+
 int main(void) {
     threadpool *pool = threadpool_new(3);
     make_models();
     test_hostile();
     test_loud(pool);
+    test_silu();
     test_goldens(pool);
     lfm2c_model *m = open_lm(2);
     if (m) test_logits(m), test_batch_reuse(m), test_refusals(m), test_concurrent(m);
