@@ -23,7 +23,7 @@ static double encode_once(const aud_model *am, threadpool *pool, double secs) {
     if (x && mel && out) {
         for (int64_t i = 0; i < n; i++) x[i] = (float)((int)((uint32_t)(i * 2654435761u) >> 20) - 2048) / 8192.0f;
         const double t0 = lfm2c_now_s();
-        if (aud_mel(&mp, x, n, mel, &err) || aud_encode(am, pool, mel, (int)frames, out, &err))
+        if (aud_mel(&mp, pool, x, n, mel, &err) || aud_encode(am, pool, mel, (int)frames, out, &err))
             cli_fail("bench: %s", err.msg);
         else t = lfm2c_now_s() - t0;
     } else cli_fail("bench: out of memory");

@@ -27,7 +27,8 @@ typedef struct aud_layer {
     enc_mat q, k, v, o, pos;
     float *conv_norm_w, *conv_norm_b, *pw1_b, *pw2_b;
     enc_mat pw1, pw2;   /* pointwise convolutions: E -> 2E (GLU), E -> E */
-    float *dw_w, *dw_b; /* depthwise: E rows of `kernel` taps */
+    float *dw_w, *dw_b; /* depthwise: `kernel` rows of E (tap-major: the file's E rows of taps
+                           transposed at load) */
     float *bn_w, *bn_b; /* the batch norm, folded into a scale and a shift */
     float *ff2_norm_w, *ff2_norm_b, *ff2_up_b, *ff2_down_b;
     enc_mat ff2_up, ff2_down;
@@ -47,7 +48,8 @@ typedef struct aud_hparams {
 typedef struct aud_model {
     gguf_file *gguf;
     aud_hparams hp;
-    float *c0_w, *c0_b, *c2_w, *c2_b, *c3_b, *c5_w, *c5_b, *c6_b; /* 3x3 kernels and biases */
+    float *c0_w, *c0_b, *c2_w, *c2_b, *c3_b, *c5_w, *c5_b, *c6_b; /* 3x3 kernels (tap-major: 9 rows
+                                                                     of C, transposed at load), biases */
     enc_mat c3, c6, pre_out;                                      /* 1x1 convolutions, the flatten's linear */
     float *pre_out_b;
     aud_layer *layers;
@@ -87,9 +89,9 @@ aud_mel_params aud_mel_for(const aud_model *am); /* 16 kHz, FFT 512, window 400,
 /* Frames of n samples: n / hop + 1. */
 int64_t aud_mel_frames(const aud_mel_params *p, int64_t n);
 /* The features of n samples (mono, at p->sample_rate) into out (n_mel x aud_mel_frames floats,
- * mel-major). n must be at least 2 hops (libmtmd asserts more than one frame to normalise).
- * 0, or -1 with err set. */
-int aud_mel(const aud_mel_params *p, const float *pcm, int64_t n, float *out, lfm2c_error *err);
+ * mel-major), its frames split over pool (NULL: the caller's thread). n must be at least 2 hops
+ * (libmtmd asserts more than one frame to normalise). 0, or -1 with err set. */
+int aud_mel(const aud_mel_params *p, threadpool *pool, const float *pcm, int64_t n, float *out, lfm2c_error *err);
 
 /* ---- decode.c: an audio file's bytes to samples ------------------------------------------ */
 enum { AUD_FMT_WAV, AUD_FMT_FLAC, AUD_FMT_MP3, AUD_FMT_OGG };

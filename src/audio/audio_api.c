@@ -169,7 +169,7 @@ static lfm2c_audio *encode_mono(lfm2c_audio_mmproj *mm, const float *x, int64_t 
     }
     a->seconds = (double)n / mp.sample_rate, a->n_rows = T;
     aud_digest(x, n, mp.sample_rate, a->digest);
-    if (aud_mel(&mp, x, n, mel, err) || aud_encode(am, mm->pool, mel, (int)frames, a->emb, err)) {
+    if (aud_mel(&mp, mm->pool, x, n, mel, err) || aud_encode(am, mm->pool, mel, (int)frames, a->emb, err)) {
         free(mel), lfm2c_audio_free(a);
         return NULL;
     }

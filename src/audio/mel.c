@@ -9,12 +9,13 @@
  * 0 .. 8 kHz) summed four bins at a time in float into a double; max with 2^-24, the natural
  * log; then per mel bin the mean and the unbiased deviation over the first n / 160 frames
  * (sqrt(var + 1e-5)) normalise those frames and the last frame is 0. The frame count is
- * n / 160 + 1. Compiled without fused multiply-adds (CMakeLists.txt), as libmtmd's baseline
- * build computes. */
+ * n / 160 + 1. Frames are computed over the pool, each as libmtmd computes it. Compiled without
+ * fused multiply-adds (CMakeLists.txt), as libmtmd's baseline build computes. */
 #include "audio/audio.h"
 #include "base/error.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +32,8 @@ int64_t aud_mel_frames(const aud_mel_params *p, int64_t n) { return n / p->hop +
 
 typedef struct mel_cache {
     int N, bins;
-    float *sinv, *cosv, *hann, *filt; /* N entries each; hann padded to N; n_mel x bins */
+    float *sinv, *cosv, *hann, *filt;     /* N entries each; hann padded to N; n_mel x bins */
+    int lo[AUD_MEL_MAX], hi[AUD_MEL_MAX]; /* a filter's weights: none below lo (a multiple of 4) or from hi */
 } mel_cache;
 
 static double hz_to_mel(double f) { /* Slaney */
@@ -77,6 +79,13 @@ static int cache_init(mel_cache *c, const aud_mel_params *p) {
     const int off = (c->N - p->win) / 2; /* the periodic window of win, centred in N */
     for (int i = 0; i < p->win; i++) c->hann[off + i] = (float)(0.5 * (1.0 - cosf((float)((2.0 * M_PI * i) / p->win))));
     filterbank(p, c->filt, c->bins);
+    for (int m = 0; m < p->n_mel; m++) {
+        const float *f = c->filt + (size_t)m * c->bins;
+        int lo = 0, hi = c->bins;
+        while (lo < c->bins && f[lo] == 0) lo++;
+        while (hi > lo && f[hi - 1] == 0) hi--;
+        c->lo[m] = lo / 4 * 4, c->hi[m] = hi;
+    }
     return 0;
 }
 
@@ -106,7 +115,10 @@ static void fft(const mel_cache *c, float *in, int N, float *out) {
     }
 }
 
-/* One frame at sample offset `at` of the padded signal (np samples) into column i of out. */
+/* One frame at sample offset `at` of the padded signal (np samples) into column i of out. The
+ * filters' sums in groups of four bins as libmtmd's, less the groups where a filter has no
+ * weight (each adds 0 to the sum), unless a power is not finite (then inf times 0 is NaN there:
+ * every group is summed). */
 static void frame(const mel_cache *c, const aud_mel_params *p, const float *x, int64_t np, int64_t at, float *in,
                   float *spec, float *out, int64_t n_len, int64_t i) {
     const int N = c->N;
@@ -114,14 +126,19 @@ static void frame(const mel_cache *c, const aud_mel_params *p, const float *x, i
     for (int j = 0; j < valid; j++) in[j] = c->hann[j] * x[at + j];
     for (int j = (int)valid; j < 2 * N; j++) in[j] = 0.0f;
     fft(c, in, N, spec);
-    for (int j = 0; j < c->bins; j++) spec[j] = spec[2 * j] * spec[2 * j] + spec[2 * j + 1] * spec[2 * j + 1];
+    bool finite = true;
+    for (int j = 0; j < c->bins; j++) {
+        spec[j] = spec[2 * j] * spec[2 * j] + spec[2 * j + 1] * spec[2 * j + 1];
+        finite &= isfinite(spec[j]) != 0;
+    }
     for (int m = 0; m < p->n_mel; m++) {
         const float *f = c->filt + (size_t)m * c->bins;
         double sum = 0.0;
-        int k = 0;
-        for (; k < c->bins - 3; k += 4)
+        int k = finite ? c->lo[m] : 0;
+        const int end = finite ? c->hi[m] : c->bins;
+        for (; k < c->bins - 3 && k < end; k += 4)
             sum += spec[k] * f[k] + spec[k + 1] * f[k + 1] + spec[k + 2] * f[k + 2] + spec[k + 3] * f[k + 3];
-        for (; k < c->bins; k++) sum += spec[k] * f[k];
+        for (; k < c->bins && k < end; k++) sum += spec[k] * f[k];
         sum = fmax(sum, (double)5.960464477539063e-08f);
         out[(size_t)m * n_len + i] = (float)log(sum);
     }
@@ -146,7 +163,23 @@ static void normalise(float *out, int n_mel, int64_t n_len, int64_t eff) {
     }
 }
 
-int aud_mel(const aud_mel_params *p, const float *pcm, int64_t n, float *out, lfm2c_error *err) {
+typedef struct frames_job {
+    const mel_cache *c;
+    const aud_mel_params *p;
+    const float *x; /* the padded, pre-emphasised signal */
+    int64_t np, n_len;
+    float *scratch; /* per index: 2N input, 8N transform */
+    float *out;
+} frames_job;
+
+static void frames_work(void *arg, int ith, int nth) {
+    const frames_job *j = arg;
+    float *in = j->scratch + (size_t)ith * 10 * j->c->N, *spec = in + 2 * (size_t)j->c->N;
+    for (int64_t i = j->n_len * ith / nth; i < j->n_len * (ith + 1) / nth; i++)
+        frame(j->c, j->p, j->x, j->np, i * j->p->hop, in, spec, j->out, j->n_len, i);
+}
+
+int aud_mel(const aud_mel_params *p, threadpool *pool, const float *pcm, int64_t n, float *out, lfm2c_error *err) {
     if (n / p->hop < 2 || p->n_mel < 1 || p->n_mel > AUD_MEL_MAX || p->n_fft < 2 || (p->n_fft & (p->n_fft - 1)) ||
         p->win > p->n_fft) {
         lfm2c_set_error(err, LFM2C_EINVAL, "audio of %lld samples: at least %d are needed (%.3f s)", (long long)n,
@@ -155,11 +188,11 @@ int aud_mel(const aud_mel_params *p, const float *pcm, int64_t n, float *out, lf
     }
     const int N = p->n_fft, pad = N / 2;
     const int64_t np = n + 2 * pad, n_len = aud_mel_frames(p, n);
+    const int nth = pool ? threadpool_size(pool) : 1;
     mel_cache c = {0};
-    float *x = calloc((size_t)np, sizeof *x), *in = malloc(sizeof(float) * 2 * (size_t)N),
-          *spec = malloc(sizeof(float) * 8 * (size_t)N);
+    float *x = calloc((size_t)np, sizeof *x), *scratch = malloc(sizeof(float) * 10 * (size_t)N * (size_t)nth);
     int rc = -1;
-    if (x && in && spec && !cache_init(&c, p)) {
+    if (x && scratch && !cache_init(&c, p)) {
         memcpy(x + pad, pcm, (size_t)n * sizeof *x);
         float prev = x[pad]; /* pre-emphasis, as libmtmd runs it over the padded buffer */
         for (int64_t i = pad + 1; i + pad < np; i++) {
@@ -167,13 +200,15 @@ int aud_mel(const aud_mel_params *p, const float *pcm, int64_t n, float *out, lf
             x[i] = cur - 0.97f * prev;
             prev = cur;
         }
-        for (int64_t i = 0; i < n_len; i++) frame(&c, p, x, np, i * p->hop, in, spec, out, n_len, i);
+        frames_job j = {&c, p, x, np, n_len, scratch, out};
+        if (pool) threadpool_run(pool, frames_work, &j);
+        else frames_work(&j, 0, 1);
         normalise(out, p->n_mel, n_len, n / p->hop);
         rc = 0;
     } else {
         lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory for the mel features of %lld samples", (long long)n);
     }
     cache_free(&c);
-    free(x), free(in), free(spec);
+    free(x), free(scratch);
     return rc;
 }

@@ -10,10 +10,12 @@
  * ffn_up_1, ffn_down_1, ln2}, the adapter mm.a.mlp.{0, 1, 3}, and a.position_embd (the audio
  * output's code embeddings, which llama.cpp reads for the projection width and as its bound on
  * a clip's tokens). Shapes against the header and each other, matrices of a type the backend's
- * encoder table multiplies (core/encoder.h), vectors copied to F32. A file that fails any check
- * is refused with a message naming the key or tensor. */
+ * encoder table multiplies (core/encoder.h), vectors copied to F32 (the convolutions' kernels
+ * transposed tap-major), the matrices' pages mapped at open (not by the first clip). A file that
+ * fails any check is refused with a message naming the key or tensor. */
 #include "audio/audio.h"
 #include "base/error.h"
+#include "base/os.h"
 #include "formats/ggml_types.h"
 #include "formats/mmproj_read.h"
 
@@ -68,6 +70,18 @@ static float *vec4(const aud_model *am, const char *name, int64_t a, int64_t b, 
     return mmr_vec(am->gguf, name, a * b * c * d, true, err, bad);
 }
 
+/* rows x taps -> taps x rows, in place (the convolutions read one tap of every channel at once) */
+static int taps_major(float *w, int64_t rows, int64_t taps, lfm2c_error *err) {
+    if (!w) return 0;
+    float *t = malloc(sizeof(float) * (size_t)(rows * taps));
+    if (!t) return lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory"), -1;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < taps; k++) t[k * rows + r] = w[r * taps + k];
+    memcpy(w, t, sizeof(float) * (size_t)(rows * taps));
+    free(t);
+    return 0;
+}
+
 static int load_layer(aud_model *am, int il, lfm2c_error *err) {
     const int E = am->hp.n_embd, F = am->hp.n_ff, H = am->hp.n_head, K = am->hp.kernel;
     aud_layer *L = &am->layers[il];
@@ -98,7 +112,7 @@ static int load_layer(aud_model *am, int il, lfm2c_error *err) {
     V(out_norm_w, "ln2.weight", E, 1), V(out_norm_b, "ln2.bias", E, 1);
 #undef V
 #undef M
-    return bad ? -1 : 0;
+    return bad || taps_major(L->dw_w, E, K, err) ? -1 : 0;
 }
 
 /* The sizes the header does not state, read from the tensors that carry them. */
@@ -143,13 +157,35 @@ static int load_globals(aud_model *am, lfm2c_error *err) {
     am->mm0_b = vec4(am, "mm.a.mlp.0.bias", E, 1, 1, 1, err, &bad);
     am->mm1_b = vec4(am, "mm.a.mlp.1.bias", hp->mm_hidden, 1, 1, 1, err, &bad);
     am->mm3_b = vec4(am, "mm.a.mlp.3.bias", hp->proj_dim, 1, 1, 1, err, &bad);
-    if (bad || mat(am, "a.conv1d.3.weight", C, C, true, &am->c3, err) ||
+    if (bad || taps_major(am->c0_w, C, 9, err) || taps_major(am->c2_w, C, 9, err) || taps_major(am->c5_w, C, 9, err) ||
+        mat(am, "a.conv1d.3.weight", C, C, true, &am->c3, err) ||
         mat(am, "a.conv1d.6.weight", C, C, true, &am->c6, err) ||
         mat(am, "a.pre_encode.out.weight", C * f8, E, false, &am->pre_out, err) ||
         mat(am, "mm.a.mlp.1.weight", E, hp->mm_hidden, false, &am->mm1, err) ||
         mat(am, "mm.a.mlp.3.weight", hp->mm_hidden, hp->proj_dim, false, &am->mm3, err))
         return -1;
     return 0;
+}
+
+/* A matrix's pages mapped now rather than by the first clip's products (a hint: where the system
+ * cannot, they are read ahead or left). */
+static void populate(const enc_mat *m) {
+    const uintptr_t ps = (uintptr_t)os_page_size(), lo = (uintptr_t)m->data / ps * ps,
+                    hi = (uintptr_t)m->data + m->row_bytes * (size_t)m->n_out;
+    if (os_advise((void *)lo, hi - lo, OS_ADV_POPULATE)) os_advise((void *)lo, hi - lo, OS_ADV_WILLNEED);
+}
+
+/* Every matrix the encoder multiplies, as the language model's weights are at load (the file's
+ * other tensors, a.position_embd's codes, stay where they are). */
+static void populate_all(const aud_model *am) {
+    const enc_mat *g[] = {&am->c3, &am->c6, &am->pre_out, &am->mm1, &am->mm3};
+    for (size_t i = 0; i < sizeof g / sizeof *g; i++) populate(g[i]);
+    for (int il = 0; il < am->hp.n_layer; il++) {
+        const aud_layer *L = &am->layers[il];
+        const enc_mat *m[] = {&L->ff1_up, &L->ff1_down, &L->q,   &L->k,      &L->v,       &L->o,
+                              &L->pos,    &L->pw1,      &L->pw2, &L->ff2_up, &L->ff2_down};
+        for (size_t i = 0; i < sizeof m / sizeof *m; i++) populate(m[i]);
+    }
 }
 
 aud_model *aud_open_gguf(gguf_file *g, const encoder_ops *enc, lfm2c_error *err) {
@@ -168,6 +204,7 @@ aud_model *aud_open_gguf(gguf_file *g, const encoder_ops *enc, lfm2c_error *err)
     }
     for (int il = 0; il < am->hp.n_layer; il++)
         if (load_layer(am, il, err)) goto fail;
+    populate_all(am);
     return am;
 fail:
     aud_close(am);

@@ -34,6 +34,10 @@ typedef struct encoder_ops {
      * for r < nr, c < nc; a and x rows a_row and x_row bytes apart (attention's pieces). */
     void (*matmul_f32)(int64_t k, const float *a, size_t a_row, int nr, const float *x, size_t x_row, int nc, float *y,
                        size_t y_stride);
+    /* x = silu(x) = x / (1 + exp(-x)) over n values on the caller's thread, the same bits
+     * whatever the length and start of the call (the Conformer's feed-forward and convolution
+     * module). */
+    void (*silu)(float *x, int64_t n);
 } encoder_ops;
 
 /* ---- encoder.c: what the encoders share beside the products ---------------------------------- */

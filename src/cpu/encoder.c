@@ -3,7 +3,8 @@
  * times rows of activations, its rows claimed in pieces of 16 by the pool's threads (the
  * activations first quantized to the matrix's product type, split by rows), and the single
  * float product attention's pieces take. The types: those whose prefill tiles read the file's
- * layout as it is (the table does not pack these matrices). */
+ * layout as it is (the table does not pack these matrices). SiLU is the table's SwiGLU times
+ * ones. */
 #include "core/encoder.h"
 #include "cpu/backend_cpu.h"
 #include "cpu/kernels.h"
@@ -86,9 +87,19 @@ static void cpu_matmul_f32(int64_t k, const float *a, size_t a_row, int nr, cons
     kernels_get()->matmul(GGML_F32, k, (const uint8_t *)a, a_row, nr, (const uint8_t *)x, x_row, nc, y, y_stride);
 }
 
+/* The kernel table's SwiGLU (kernels.h: its contract, the same bits on every table) times ones. */
+static void cpu_silu(float *x, int64_t n) {
+    enum { PIECE = 256 };
+    float one[PIECE];
+    for (int i = 0; i < PIECE; i++) one[i] = 1.0f;
+    const kernel_ops *k = kernels_get();
+    for (int64_t i = 0; i < n; i += PIECE) k->swiglu(x + i, one, n - i < PIECE ? n - i : PIECE);
+}
+
 const encoder_ops cpu_encoder_ops = {
     .mat_ok = cpu_mat_ok,
     .act_bytes = cpu_act_bytes,
     .linear = cpu_linear,
     .matmul_f32 = cpu_matmul_f32,
+    .silu = cpu_silu,
 };

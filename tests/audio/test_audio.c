@@ -113,8 +113,9 @@ static gcase read_case(json_t *c) {
 }
 
 /* The samples against libmtmd's (the bits; MP3 within a bound), then the mel features from them
- * (or, for MP3, from libmtmd's samples) against its kept frames. Returns the features. */
-static float *check_front(const gcase *g, const aud_mel_params *mp) {
+ * (or, for MP3, from libmtmd's samples; over the pool, and the same bits on one thread) against
+ * its kept frames. Returns the features. */
+static float *check_front(const gcase *g, const aud_mel_params *mp, threadpool *pool) {
     int64_t n = 0;
     float *pcm = case_samples(g->name, g->file, &n);
     if (!pcm) return NULL;
@@ -135,10 +136,13 @@ static float *check_front(const gcase *g, const aud_mel_params *mp) {
     }
     if (!pcm) return NULL;
     CHECK(aud_mel_frames(mp, n) == g->n_frames, "%s: %lld frames", g->name, (long long)aud_mel_frames(mp, n));
-    float *mel = malloc(sizeof(float) * (size_t)mp->n_mel * (size_t)g->n_frames);
+    const size_t nf = (size_t)mp->n_mel * (size_t)g->n_frames;
+    float *mel = malloc(sizeof(float) * nf), *solo = malloc(sizeof(float) * nf);
     lfm2c_error err = {0};
-    CHECK(aud_mel(mp, pcm, n, mel, &err) == 0, "%s: mel: %s", g->name, err.msg);
-    free(pcm);
+    CHECK(aud_mel(mp, pool, pcm, n, mel, &err) == 0, "%s: mel: %s", g->name, err.msg);
+    CHECK(aud_mel(mp, NULL, pcm, n, solo, &err) == 0, "%s: mel: %s", g->name, err.msg);
+    CHECK(!memcmp(mel, solo, sizeof(float) * nf), "%s: the features over the pool differ from one thread's", g->name);
+    free(pcm), free(solo);
     char p[128];
     snprintf(p, sizeof p, ADATA("%s.mel.f32"), g->name);
     float *ref = read_floats(p, (size_t)mp->n_mel * g->kept);
@@ -195,7 +199,7 @@ static void test_goldens(threadpool *pool) {
     json_t *c;
     json_array_foreach(json_object_get(gj, "cases"), i, c) {
         const gcase g = read_case(c);
-        float *mel = check_front(&g, &mp);
+        float *mel = check_front(&g, &mp, pool);
         if (mel) check_encoder(am, pool, &g, mel);
         free(mel);
     }
@@ -485,17 +489,55 @@ static void test_hostile(void) {
     /* too short to hear (libmtmd asserts), too long for the code table: clear errors */
     const aud_mel_params mp = {16000, 512, 400, 160, 128};
     float x[300] = {0}, mel[128 * 2];
-    CHECK(aud_mel(&mp, x, 300, mel, &err) == -1 && strstr(err.msg, "at least 320"), "%s", err.msg);
+    CHECK(aud_mel(&mp, NULL, x, 300, mel, &err) == -1 && strstr(err.msg, "at least 320"), "%s", err.msg);
     aud_model *am = aud_open(mm_path[0], encoder_for(NULL, NULL, NULL), &err);
     CHECK(am && aud_encode(am, NULL, mel, 8 * am->hp.max_tokens + 1, NULL, &err) == -1 && err.code == LFM2C_ETOOLARGE,
           "more tokens than the code table: %s", err.msg);
     aud_close(am);
 }
 
+/* A tone loud enough that some bins' power is infinite: mel.c sums every bin of such a frame as
+ * libmtmd does, and inf times a zero weight is NaN, which mel.c's fmax floors to 2^-24 in every
+ * frame: the features are 0 wherever they are finite (sums that skip the bins without weight give
+ * finite values there). libmtmd's std::max keeps the NaN: a difference on such input only. */
+static void test_loud(threadpool *pool) {
+    const aud_mel_params mp = {16000, 512, 400, 160, 128};
+    enum { N = 16000 };
+    static float x[N], mel[128 * (N / 160 + 1)];
+    for (int i = 0; i < N; i++) x[i] = 1e19f * sinf(2 * 3.14159265f * 1000 * (float)i / 16000);
+    lfm2c_error err = {0};
+    CHECK(aud_mel(&mp, pool, x, N, mel, &err) == 0, "%s", err.msg);
+    int finite = 0, off = 0;
+    for (size_t i = 0; i < sizeof mel / sizeof *mel; i++)
+        if (isfinite(mel[i])) finite++, off += mel[i] != 0;
+    CHECK(finite > 0 && off == 0, "a loud tone: %d of %d finite features are not 0", off, finite);
+}
+
+/* The encoder table's SiLU: x / (1 + exp(-x)) to a few float roundings, the same bits however the
+ * values are cut into calls. */
+static void test_silu(void) {
+    enum { N = 1000 };
+    float a[N], b[N], x[N];
+    for (int i = 0; i < N; i++) a[i] = b[i] = x[i] = -30.0f + 60.0f * (float)i / N;
+    const encoder_ops *e = encoder_for(NULL, NULL, NULL);
+    e->silu(a, N);
+    e->silu(b, 37), e->silu(b + 37, 500), e->silu(b + 537, N - 537);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        const double want = x[i] / (1.0 + exp(-(double)x[i]));
+        const double d = fabs(a[i] - want) / (fabs(want) > 1e-30 ? fabs(want) : 1);
+        worst = d > worst ? d : worst;
+    }
+    CHECK(worst < 1e-6, "silu: %.3g from x / (1 + exp(-x))", worst);
+    CHECK(!memcmp(a, b, sizeof a), "silu: cut into three calls, other bits");
+}
+
 int main(void) {
     threadpool *pool = threadpool_new(3);
     make_models();
     test_hostile();
+    test_loud(pool);
+    test_silu();
     test_goldens(pool);
     lfm2c_model *m = open_lm(2);
     if (m) test_logits(m), test_batch_reuse(m), test_refusals(m), test_concurrent(m);

@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const aud_mel_params mp = {16000, 512, 400, 160, 128};
     if (mono && n >= 320 && n <= 5 * 16000) {
         float *mel = malloc(sizeof(float) * 128 * (size_t)aud_mel_frames(&mp, n));
-        if (mel && aud_mel(&mp, mono, n, mel, &err)) abort(); /* enough samples: features always */
+        if (mel && aud_mel(&mp, NULL, mono, n, mel, &err)) abort(); /* enough samples: features always */
         free(mel);
     }
     if (mono != pcm.x) free(mono);
