@@ -19,20 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GROUP_MAX_EPS 1e-15f
-
-static inline int imin(int a, int b) { return a < b ? a : b; }
-static inline int imax(int a, int b) { return a > b ? a : b; }
-
-/* Round to nearest, ties to even, for |f| < 2^22: adding 1.5*2^23 puts the integer part in the
- * low mantissa bits. */
-static inline int nearest_int(float f) {
-    float v = f + 12582912.f;
-    int32_t i;
-    memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
-
 /* ---- 32-weight blocks -------------------------------------------------------------------- */
 
 /* value of largest magnitude (the first one on ties) */
@@ -51,8 +37,8 @@ static void q4_0_rows(const float *x, block_q4_0 *y, int64_t nb) {
         const float d = signed_absmax(x, 32) / -8, id = d ? 1.0f / d : 0.0f;
         y[i].d = f32_to_fp16(d);
         for (int j = 0; j < 16; j++) {
-            int a = imin(15, (int)(int8_t)(x[j] * id + 8.5f));
-            int b = imin(15, (int)(int8_t)(x[j + 16] * id + 8.5f));
+            int a = qi_min(15, (int)(int8_t)(x[j] * id + 8.5f));
+            int b = qi_min(15, (int)(int8_t)(x[j + 16] * id + 8.5f));
             y[i].qs[j] = (uint8_t)(a | (b << 4));
         }
     }
@@ -76,8 +62,8 @@ static void q4_1_rows(const float *x, block_q4_1 *y, int64_t nb) {
         y[i].d = f32_to_fp16(d);
         y[i].m = f32_to_fp16(lo);
         for (int j = 0; j < 16; j++) {
-            int a = imin(15, (int)(int8_t)((x[j] - lo) * id + 0.5f));
-            int b = imin(15, (int)(int8_t)((x[j + 16] - lo) * id + 0.5f));
+            int a = qi_min(15, (int)(int8_t)((x[j] - lo) * id + 0.5f));
+            int b = qi_min(15, (int)(int8_t)((x[j + 16] - lo) * id + 0.5f));
             y[i].qs[j] = (uint8_t)(a | (b << 4));
         }
     }
@@ -89,8 +75,8 @@ static void q5_0_rows(const float *x, block_q5_0 *y, int64_t nb) {
         y[i].d = f32_to_fp16(d);
         uint32_t qh = 0;
         for (int j = 0; j < 16; j++) {
-            int a = imin(31, (int)(int8_t)(x[j] * id + 16.5f));
-            int b = imin(31, (int)(int8_t)(x[j + 16] * id + 16.5f));
+            int a = qi_min(31, (int)(int8_t)(x[j] * id + 16.5f));
+            int b = qi_min(31, (int)(int8_t)(x[j + 16] * id + 16.5f));
             y[i].qs[j] = (uint8_t)((a & 15) | ((b & 15) << 4));
             qh |= (uint32_t)((a >> 4) & 1) << j;
             qh |= (uint32_t)((b >> 4) & 1) << (j + 16);
@@ -130,51 +116,6 @@ static void q8_0_rows(const float *x, block_q8_0 *y, int64_t nb) {
 
 /* ---- scale searches of the K-quants ------------------------------------------------------ */
 
-/* Symmetric quants in [-nmax, nmax-1] (stored +nmax) for n weights, weighted by x^2: tries the
- * plain scale and 18 nearby ones, keeps the least-squares best. Returns the scale. */
-static float sym_quants_search(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-        L[i] = (int8_t)(l + nmax);
-        float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
-            float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) L[i] = (int8_t)(nmax + imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i]))));
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
-
 /* Symmetric 3-bit-style quants with iterative per-weight refinement (Q3_K). */
 static float sym_quants_refine(int n, int nmax, const float *x, int8_t *L) {
     float max = 0, amax = 0;
@@ -185,14 +126,14 @@ static float sym_quants_refine(int n, int nmax, const float *x, int8_t *L) {
             max = x[i];
         }
     }
-    if (amax < GROUP_MAX_EPS) {
+    if (amax < QI_GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
     }
     float iscale = -nmax / max;
     float sumlx = 0, suml2 = 0;
     for (int i = 0; i < n; i++) {
-        int l = imax(-nmax, imin(nmax - 1, nearest_int(iscale * x[i])));
+        int l = qi_max(-nmax, qi_min(nmax - 1, qi_nearest_int(iscale * x[i])));
         L[i] = (int8_t)l;
         float w = x[i] * x[i];
         sumlx += w * x[i] * l;
@@ -205,7 +146,7 @@ static float sym_quants_refine(int n, int nmax, const float *x, int8_t *L) {
             float slx = sumlx - w * x[i] * L[i];
             if (slx > 0) {
                 float sl2 = suml2 - w * L[i] * L[i];
-                int nl = imax(-nmax, imin(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+                int nl = qi_max(-nmax, qi_min(nmax - 1, qi_nearest_int(x[i] * sl2 / slx)));
                 if (nl != L[i]) {
                     slx += w * x[i] * nl;
                     sl2 += w * nl * nl;
@@ -224,77 +165,6 @@ static float sym_quants_refine(int n, int nmax, const float *x, int8_t *L) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-/* Asymmetric quants in [0, nmax] with a scale and a min (x ~ scale*L - the_min): starts from
- * the min/max fit, then tries nstep+1 scales around it, each refit by weighted least squares,
- * keeping the one of smallest weighted error (squared, or absolute with use_mad). */
-static float asym_quants_search(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
-                                uint8_t *Laux, float rmin, float rdelta, int nstep, bool use_mad) {
-    float min = x[0], max = x[0];
-    float sum_w = weights[0], sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        float w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max == min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
-    for (int i = 0; i < n; i++) {
-        int l = nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)imax(0, imin(nmax, l));
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? fabsf(diff) : diff * diff;
-        best_error += weights[i] * diff;
-    }
-    if (nstep < 1) {
-        *the_min = -min;
-        return scale;
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = imax(0, imin(nmax, nearest_int(iscale * (x[i] - min))));
-            Laux[i] = (uint8_t)l;
-            float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? fabsf(diff) : diff * diff;
-                err += weights[i] * diff;
-            }
-            if (err < best_error) {
-                memcpy(L, Laux, (size_t)n);
-                best_error = err;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
-
 /* ---- 256-weight super-blocks ------------------------------------------------------------- */
 
 static void q2_K_rows(const float *x, block_q2_K *y, int64_t nb) {
@@ -305,14 +175,13 @@ static void q2_K_rows(const float *x, block_q2_K *y, int64_t nb) {
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < 16; j++) {
             for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
-            scales[j] =
-                asym_quants_search(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            scales[j] = qi_qkx_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
         if (max_scale > 0) {
             float iscale = q4scale / max_scale;
-            for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)nearest_int(iscale * scales[j]);
+            for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)qi_nearest_int(iscale * scales[j]);
             y[i].d = f32_to_fp16(max_scale / q4scale);
         } else {
             memset(y[i].scales, 0, 16);
@@ -320,22 +189,12 @@ static void q2_K_rows(const float *x, block_q2_K *y, int64_t nb) {
         }
         if (max_min > 0) {
             float iscale = q4scale / max_min;
-            for (int j = 0; j < 16; j++) y[i].scales[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
+            for (int j = 0; j < 16; j++) y[i].scales[j] |= (uint8_t)(qi_nearest_int(iscale * mins[j]) << 4);
             y[i].dmin = f32_to_fp16(max_min / q4scale);
         } else {
             y[i].dmin = f32_to_fp16(0.f);
         }
-        for (int j = 0; j < 16; j++) {
-            const float d = fp16_to_f32(y[i].d) * (y[i].scales[j] & 0xF);
-            if (!d) continue;
-            const float dm = fp16_to_f32(y[i].dmin) * (y[i].scales[j] >> 4);
-            for (int ii = 0; ii < 16; ii++)
-                L[16 * j + ii] = (uint8_t)imax(0, imin(3, nearest_int((x[16 * j + ii] + dm) / d)));
-        }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                y[i].qs[j / 4 + l] =
-                    (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        qi_q2_K_finish(x, &y[i], L);
     }
 }
 
@@ -352,46 +211,18 @@ static void q3_K_rows(const float *x, block_q3_K *y, int64_t nb) {
                 max_scale = scales[j];
             }
         }
-        memset(y[i].scales, 0, 12);
         if (max_scale) {
             float iscale = -32.f / max_scale;
-            for (int j = 0; j < 16; j++) {
-                int8_t l8 = (int8_t)nearest_int(iscale * scales[j]);
-                int l = imax(-32, imin(31, l8)) + 32;
-                if (j < 8) y[i].scales[j] = (uint8_t)(l & 0xF);
-                else y[i].scales[j - 8] |= (uint8_t)((l & 0xF) << 4);
-                l >>= 4;
-                y[i].scales[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
-            }
+            int8_t Ls[16];
+            for (int j = 0; j < 16; j++)
+                Ls[j] = (int8_t)(qi_max(-32, qi_min(31, (int8_t)qi_nearest_int(iscale * scales[j]))) + 32);
+            qi_q3_pack_scales(Ls, y[i].scales);
             y[i].d = f32_to_fp16(1 / iscale);
         } else {
+            memset(y[i].scales, 0, 12);
             y[i].d = f32_to_fp16(0.f);
         }
-        for (int j = 0; j < 16; j++) {
-            int sc = j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4;
-            sc = (int8_t)((sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-            float d = fp16_to_f32(y[i].d) * sc;
-            if (!d) continue;
-            for (int ii = 0; ii < 16; ii++)
-                L[16 * j + ii] = (int8_t)(imax(-4, imin(3, nearest_int(x[16 * j + ii] / d))) + 4);
-        }
-        memset(y[i].hmask, 0, 32);
-        int m = 0;
-        uint8_t hm = 1;
-        for (int j = 0; j < QK_K; j++) {
-            if (L[j] > 3) {
-                y[i].hmask[m] |= hm;
-                L[j] -= 4;
-            }
-            if (++m == 32) {
-                m = 0;
-                hm <<= 1;
-            }
-        }
-        for (int j = 0; j < QK_K; j += 128)
-            for (int l = 0; l < 32; l++)
-                y[i].qs[j / 4 + l] =
-                    (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+        qi_q3_K_finish(x, &y[i], L);
     }
 }
 
@@ -403,7 +234,7 @@ void qi_k45_requant(const float *x, const uint8_t *sc12, uint16_t d16, uint16_t 
         if (!d) continue;
         const float dm = fp16_to_f32(dmin16) * m;
         for (int ii = 0; ii < 32; ii++)
-            L[32 * j + ii] = (uint8_t)imax(0, imin(nmax, nearest_int((x[32 * j + ii] + dm) / d)));
+            L[32 * j + ii] = (uint8_t)qi_max(0, qi_min(nmax, qi_nearest_int((x[32 * j + ii] + dm) / d)));
     }
 }
 
@@ -420,7 +251,7 @@ static void k45_block(const float *x, int nmax, float rmin, float rdelta, int ns
         float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
         scales[j] =
-            asym_quants_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
+            qi_qkx_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -428,8 +259,8 @@ static void k45_block(const float *x, int nmax, float rmin, float rdelta, int ns
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     uint8_t ls[8], lm[8];
     for (int j = 0; j < 8; j++) {
-        ls[j] = (uint8_t)nearest_int(inv_scale * scales[j]);
-        lm[j] = (uint8_t)nearest_int(inv_min * mins[j]);
+        ls[j] = (uint8_t)qi_nearest_int(inv_scale * scales[j]);
+        lm[j] = (uint8_t)qi_nearest_int(inv_min * mins[j]);
         ls[j] = ls[j] < 63 ? ls[j] : 63;
         lm[j] = lm[j] < 63 ? lm[j] : 63;
     }
@@ -443,9 +274,7 @@ static void q4_K_rows(const float *x, block_q4_K *y, int64_t nb) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         k45_block(x, 15, -1.f, 0.1f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
-        uint8_t *q = y[i].qs;
-        for (int j = 0; j < QK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        qi_q4_K_pack(L, y[i].qs);
     }
 }
 
@@ -453,73 +282,16 @@ static void q5_K_rows(const float *x, block_q5_K *y, int64_t nb) {
     uint8_t L[QK_K];
     for (int64_t i = 0; i < nb; i++, x += QK_K) {
         k45_block(x, 31, -0.5f, 0.1f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
-        uint8_t *qh = y[i].qh, *ql = y[i].qs;
-        memset(qh, 0, 32);
-        uint8_t m1 = 1, m2 = 2;
-        for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2) {
-            for (int j = 0; j < 32; j++) {
-                int l1 = L[n + j], l2 = L[n + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] |= m1;
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] |= m2;
-                }
-                ql[j] = (uint8_t)(l1 | (l2 << 4));
-            }
-        }
-    }
-}
-
-static void q6_K_rows(const float *x, block_q6_K *y, int64_t nb) {
-    int8_t L[QK_K];
-    float scales[16];
-    for (int64_t i = 0; i < nb; i++, x += QK_K) {
-        float max_scale = 0, max_abs_scale = 0;
-        for (int ib = 0; ib < 16; ib++) {
-            scales[ib] = sym_quants_search(16, 32, x + 16 * ib, L + 16 * ib);
-            float a = fabsf(scales[ib]);
-            if (a > max_abs_scale) {
-                max_abs_scale = a;
-                max_scale = scales[ib];
-            }
-        }
-        if (max_abs_scale < GROUP_MAX_EPS) {
-            memset(&y[i], 0, sizeof y[i]);
-            y[i].d = f32_to_fp16(0.f);
-            continue;
-        }
-        float iscale = -128.f / max_scale;
-        y[i].d = f32_to_fp16(1 / iscale);
-        for (int ib = 0; ib < 16; ib++) y[i].scales[ib] = (int8_t)imin(127, nearest_int(iscale * scales[ib]));
-        for (int j = 0; j < 16; j++) {
-            float d = fp16_to_f32(y[i].d) * y[i].scales[j];
-            if (!d) continue;
-            for (int ii = 0; ii < 16; ii++)
-                L[16 * j + ii] = (int8_t)(imax(-32, imin(31, nearest_int(x[16 * j + ii] / d))) + 32);
-        }
-        uint8_t *ql = y[i].ql, *qh = y[i].qh;
-        for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {
-            for (int l = 0; l < 32; l++) {
-                const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
-                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-                ql[l] = (uint8_t)(q1 | (q3 << 4));
-                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
-                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                  ((L[j + l + 96] >> 4) << 6));
-            }
-        }
+        qi_q5_K_pack(L, y[i].qh, y[i].qs);
     }
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 /* The quantizers of each type the type table says quantize makes (GGML_TF_QUANTIZE): plain (n
- * values of x, a multiple of the block size, into y; the reference without importance weights)
- * and weighted (quant_impl.h: rows with the importance weights of a row, or NULL where the type's
- * weighted quantizer is also its plain one). */
+ * values of x, a multiple of the block size, into y; the reference without importance weights;
+ * NULL where the weighted one given no weights is that) and weighted (quant_impl.h: rows with the
+ * importance weights of a row, or NULL where the type's weighted quantizer is also its plain one). */
 typedef void (*quant_maker)(const float *x, void *y, int64_t n);
 static void f32_make(const float *x, void *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
 static void f16_make(const float *x, void *y, int64_t n) {
@@ -541,7 +313,6 @@ BLOCK_MAKER(q2_K, QK_K)
 BLOCK_MAKER(q3_K, QK_K)
 BLOCK_MAKER(q4_K, QK_K)
 BLOCK_MAKER(q5_K, QK_K)
-BLOCK_MAKER(q6_K, QK_K)
 #undef BLOCK_MAKER
 static const struct {
     quant_maker plain;
@@ -551,7 +322,7 @@ static const struct {
     [GGML_Q4_0] = {q4_0_make, qi_q4_0_w}, [GGML_Q4_1] = {q4_1_make, qi_q4_1_w}, [GGML_Q5_0] = {q5_0_make, qi_q5_0_w},
     [GGML_Q5_1] = {q5_1_make, qi_q5_1_w}, [GGML_Q8_0] = {q8_0_make, NULL},      [GGML_Q2_K] = {q2_K_make, qi_q2_K_w},
     [GGML_Q3_K] = {q3_K_make, qi_q3_K_w}, [GGML_Q4_K] = {q4_K_make, qi_q4_K_w}, [GGML_Q5_K] = {q5_K_make, qi_q5_K_w},
-    [GGML_Q6_K] = {q6_K_make, qi_q6_K_w}, [GGML_IQ4_NL] = {NULL, qi_iq4_nl},    [GGML_IQ4_XS] = {NULL, qi_iq4_xs},
+    [GGML_Q6_K] = {NULL, qi_q6_K_w},      [GGML_IQ4_NL] = {NULL, qi_iq4_nl},    [GGML_IQ4_XS] = {NULL, qi_iq4_xs},
     [GGML_IQ3_XXS] = {NULL, qi_iq3_xxs},  [GGML_IQ3_S] = {NULL, qi_iq3_s},      [GGML_IQ2_XXS] = {NULL, qi_iq2_xxs},
     [GGML_IQ2_XS] = {NULL, qi_iq2_xs},    [GGML_IQ2_S] = {NULL, qi_iq2_s},      [GGML_IQ1_S] = {NULL, qi_iq1_s},
     [GGML_IQ1_M] = {NULL, qi_iq1_m},

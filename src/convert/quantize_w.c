@@ -66,8 +66,11 @@ float qi_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type, co
 
 static inline float wt(const float *w, const float *x, int i) { return w ? w[i] : x[i] * x[i]; }
 
-float qi_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
-                     float rmin, float rdelta, int nstep) {
+/* a weighted error term: squared, or absolute with use_mad */
+static inline float err_of(float diff, bool use_mad) { return use_mad ? fabsf(diff) : diff * diff; }
+
+float qi_qkx_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min, uint8_t *Laux,
+                    float rmin, float rdelta, int nstep, bool use_mad) {
     float min = x[0], max = x[0];
     float sum_w = wt(weights, x, 0), sum_x = sum_w * x[0];
     for (int i = 1; i < n; i++) {
@@ -86,10 +89,9 @@ float qi_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint
     float iscale = nmax / (max - min), scale = 1 / iscale, best_mad = 0;
     for (int i = 0; i < n; i++) {
         L[i] = (uint8_t)qi_max(0, qi_min(nmax, qi_nearest_int(iscale * (x[i] - min))));
-        float diff = scale * L[i] + min - x[i];
-        best_mad += wt(weights, x, i) * (diff * diff);
+        best_mad += wt(weights, x, i) * err_of(scale * L[i] + min - x[i], use_mad);
     }
-    for (int is = 0; is <= nstep; is++) {
+    for (int is = 0; nstep >= 1 && is <= nstep; is++) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; i++) {
@@ -101,7 +103,7 @@ float qi_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint
             sum_xl += w * l * x[i];
         }
         float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D <= 0) continue;
+        if (!(D > 0)) continue;
         float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
         float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
         if (this_min > 0) {
@@ -109,10 +111,7 @@ float qi_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint
             this_scale = sum_xl / sum_l2;
         }
         float mad = 0;
-        for (int i = 0; i < n; i++) {
-            float diff = this_scale * Laux[i] + this_min - x[i];
-            mad += wt(weights, x, i) * (diff * diff);
-        }
+        for (int i = 0; i < n; i++) mad += wt(weights, x, i) * err_of(this_scale * Laux[i] + this_min - x[i], use_mad);
         if (mad < best_mad) {
             memcpy(L, Laux, (size_t)n);
             best_mad = mad;
@@ -211,14 +210,16 @@ static void q2_K_block(const float *x, block_q2_K *y, const float *qwb) {
         const float *qw = qwb + 16 * j;
         for (int l = 0; l < 16; l++) weight[l] = qw[l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
         for (int l = 0; l < 16; l++) sw[j] += weight[l];
-        scales[j] = qi_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+        scales[j] = qi_qkx_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
     }
-    float dm = qi_qp_quants(16, 15, scales, Ls, sw), mm = qi_qp_quants(16, 15, mins, Lm, sw);
-    y->d = f32_to_fp16(dm);
-    y->dmin = f32_to_fp16(mm);
-    dm = fp16_to_f32(y->d);
-    mm = fp16_to_f32(y->dmin);
+    y->d = f32_to_fp16(qi_qp_quants(16, 15, scales, Ls, sw));
+    y->dmin = f32_to_fp16(qi_qp_quants(16, 15, mins, Lm, sw));
     for (int j = 0; j < 16; j++) y->scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+    qi_q2_K_finish(x, y, L);
+}
+
+void qi_q2_K_finish(const float *x, block_q2_K *y, uint8_t *L) {
+    const float dm = fp16_to_f32(y->d), mm = fp16_to_f32(y->dmin);
     for (int j = 0; j < 16; j++) {
         const float d = dm * (y->scales[j] & 0xF);
         if (!d) continue;
@@ -235,8 +236,7 @@ void qi_q2_K_w(const float *x, void *vy, int64_t nrows, int64_t npr, const float
         for (int64_t i = 0; i < npr / QK_K; i++, x += QK_K) q2_K_block(x, y++, qw + QK_K * i);
 }
 
-/* Q3_K's 6-bit scales (biased by 32) into its 12 bytes */
-static void q3_pack_scales(const int8_t *Ls, uint8_t *s) {
+void qi_q3_pack_scales(const int8_t *Ls, uint8_t *s) {
     memset(s, 0, 12);
     for (int j = 0; j < 16; j++) {
         int l = Ls[j];
@@ -262,8 +262,12 @@ static void q3_K_block(const float *x, block_q3_K *y, const float *qwb) {
         scales[j] = qi_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
     }
     float d_block = qi_qx_quants(16, 32, scales, Ls, 1, sw);
-    q3_pack_scales(Ls, y->scales);
+    qi_q3_pack_scales(Ls, y->scales);
     y->d = f32_to_fp16(d_block);
+    qi_q3_K_finish(x, y, L);
+}
+
+void qi_q3_K_finish(const float *x, block_q3_K *y, int8_t *L) {
     for (int j = 0; j < 16; j++) {
         int sc = j < 8 ? y->scales[j] & 0xF : y->scales[j - 8] >> 4;
         sc = (int8_t)((sc | (((y->scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
@@ -306,7 +310,7 @@ static void k45_block_w(const float *x, const float *qwb, int nmax, ggml_half *p
         float sumw = 0;
         for (int l = 0; l < 32; l++) sumw += weights[l];
         sw[j] = sumw;
-        scales[j] = qi_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+        scales[j] = qi_qkx_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
     }
     float d_block = qi_qp_quants(8, 63, scales, Ls, sw), m_block = qi_qp_quants(8, 63, mins, Lm, sw);
     for (int j = 0; j < 8; j++) {
@@ -325,9 +329,7 @@ void qi_q4_K_w(const float *x, void *vy, int64_t nrows, int64_t npr, const float
     for (int64_t r = 0; r < nrows; r++)
         for (int64_t i = 0; i < npr / QK_K; i++, x += QK_K, y++) {
             k45_block_w(x, qw + QK_K * i, 15, &y->d, &y->dmin, y->scales, L);
-            uint8_t *q = y->qs;
-            for (int j = 0; j < QK_K; j += 64, q += 32)
-                for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            qi_q4_K_pack(L, y->qs);
         }
 }
 
@@ -337,15 +339,7 @@ void qi_q5_K_w(const float *x, void *vy, int64_t nrows, int64_t npr, const float
     for (int64_t r = 0; r < nrows; r++)
         for (int64_t i = 0; i < npr / QK_K; i++, x += QK_K, y++) {
             k45_block_w(x, qw + QK_K * i, 31, &y->d, &y->dmin, y->scales, L);
-            uint8_t *qh = y->qh, *ql = y->qs, m1 = 1, m2 = 2;
-            memset(qh, 0, 32);
-            for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2)
-                for (int j = 0; j < 32; j++) {
-                    int l1 = L[n + j], l2 = L[n + j + 32];
-                    if (l1 > 15) l1 -= 16, qh[j] |= m1;
-                    if (l2 > 15) l2 -= 16, qh[j] |= m2;
-                    ql[j] = (uint8_t)(l1 | (l2 << 4));
-                }
+            qi_q5_K_pack(L, y->qh, y->qs);
         }
 }
 
@@ -353,7 +347,7 @@ static void q6_K_block_w(const float *x, block_q6_K *y, const float *qwb) {
     int8_t L[QK_K];
     float scales[16], max_scale = 0, max_abs_scale = 0;
     for (int ib = 0; ib < 16; ib++) {
-        scales[ib] = qi_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qwb + 16 * ib);
+        scales[ib] = qi_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qwb ? qwb + 16 * ib : NULL);
         if (fabsf(scales[ib]) > max_abs_scale) {
             max_abs_scale = fabsf(scales[ib]);
             max_scale = scales[ib];
@@ -386,7 +380,7 @@ static void q6_K_block_w(const float *x, block_q6_K *y, const float *qwb) {
 void qi_q6_K_w(const float *x, void *vy, int64_t nrows, int64_t npr, const float *qw) {
     block_q6_K *y = vy;
     for (int64_t r = 0; r < nrows; r++)
-        for (int64_t i = 0; i < npr / QK_K; i++, x += QK_K) q6_K_block_w(x, y++, qw + QK_K * i);
+        for (int64_t i = 0; i < npr / QK_K; i++, x += QK_K) q6_K_block_w(x, y++, qw ? qw + QK_K * i : NULL);
 }
 
 /* ---- 32-weight blocks ---------------------------------------------------------------------- */
@@ -418,7 +412,7 @@ void qi_q4_1_w(const float *x, void *vy, int64_t nrows, int64_t npr, const float
         float sigma2 = sum_sq(x, npr) / npr;
         for (int64_t ib = 0; ib < npr / 32; ib++, y++) {
             block_weights(x + 32 * ib, qw + 32 * ib, sigma2, weight);
-            float d = qi_qkx3_quants(32, 15, x + 32 * ib, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+            float d = qi_qkx_quants(32, 15, x + 32 * ib, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
             y->d = f32_to_fp16(d);
             y->m = f32_to_fp16(-min);
             for (int j = 0; j < 16; j++) y->qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
@@ -459,7 +453,7 @@ void qi_q5_1_w(const float *x, void *vy, int64_t nrows, int64_t npr, const float
         float sigma2 = sum_sq(x, npr) / npr;
         for (int64_t ib = 0; ib < npr / 32; ib++, y++) {
             block_weights(x + 32 * ib, qw + 32 * ib, sigma2, weight);
-            float d = qi_qkx3_quants(32, 31, x + 32 * ib, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+            float d = qi_qkx_quants(32, 31, x + 32 * ib, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
             y->d = f32_to_fp16(d);
             y->m = f32_to_fp16(-min);
             pack_q5(L, y->qs, y->qh);

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "core/lfm2_arch.h"
 #include "convert/synth.h"
+#include "convert/synth_impl.h"
 #include "convert/synth_mix.h"
 #include "formats/gguf_write.h"
 #include "chat/lfm2_chat_template.h"
@@ -400,35 +401,16 @@ static int stensor_cmp(const void *a, const void *b) {
 
 /* ---- random data ------------------------------------------------------------------------- */
 
-static inline uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t hash_str(const char *s, uint64_t h) {
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-    return h;
-}
-
-/* approximately N(0,1): sum of four 16-bit uniforms, centred and scaled to unit variance */
-static inline float gauss(uint64_t *s) {
-    uint64_t r = splitmix64(s);
-    float u = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff) + (float)((r >> 32) & 0xffff) + (float)(r >> 48);
-    return (u / 65536.0f - 2.0f) * 1.7320508f;
-}
-
-static inline float uniform(uint64_t *s) { return (float)(splitmix64(s) >> 40) * (1.0f / 16777216.0f); }
+static inline float uniform(uint64_t *s) { return (float)(synth_splitmix64(s) >> 40) * (1.0f / 16777216.0f); }
 
 static void random_bytes(uint8_t *p, size_t n, uint64_t *s) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        uint64_t r = splitmix64(s);
+        uint64_t r = synth_splitmix64(s);
         memcpy(p + i, &r, 8);
     }
     if (i < n) {
-        uint64_t r = splitmix64(s);
+        uint64_t r = synth_splitmix64(s);
         memcpy(p + i, &r, n - i);
     }
 }
@@ -455,7 +437,7 @@ static void scale_q5_1(uint8_t *blk, float sg, uint64_t *s) {
 static void scale_q45_K(uint8_t *blk, float sg, uint64_t *s, bool q5) {
     const float d = sg / ((q5 ? 9.23f : 4.61f) * 47.5f);
     uint8_t ls[8];
-    uint64_t r = splitmix64(s);
+    uint64_t r = synth_splitmix64(s);
     for (int j = 0; j < 8; j++) ls[j] = (uint8_t)(32 + ((r >> (8 * j)) & 31));
     ggml_half *hd = (ggml_half *)blk;
     hd[0] = f32_to_fp16(d);
@@ -466,7 +448,7 @@ static void scale_q4_K(uint8_t *blk, float sg, uint64_t *s) { scale_q45_K(blk, s
 static void scale_q5_K(uint8_t *blk, float sg, uint64_t *s) { scale_q45_K(blk, sg, s, true); }
 static void scale_q6_K(uint8_t *blk, float sg, uint64_t *s) {
     block_q6_K *q = (block_q6_K *)blk;
-    uint64_t r0 = splitmix64(s), r1 = splitmix64(s);
+    uint64_t r0 = synth_splitmix64(s), r1 = synth_splitmix64(s);
     for (int j = 0; j < 16; j++) q->scales[j] = (int8_t)(64 + (((j < 8 ? r0 : r1) >> (8 * (j & 7))) & 63));
     q->d = f32_to_fp16(sg / (18.5f * 95.5f));
 }
@@ -494,7 +476,7 @@ static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s, flo
     const float sg = t->sigma;
     if (is_float_type(t->type)) {
         for (int64_t i = 0; i < n; i++) {
-            float v = t->init == INIT_NORM ? 0.9f + 0.2f * uniform(&s) : sg * gauss(&s);
+            float v = t->init == INIT_NORM ? 0.9f + 0.2f * uniform(&s) : sg * synth_gauss(&s);
             if (t->type == GGML_F32) memcpy(dst + 4 * i, &v, 4);
             else {
                 uint16_t h = t->type == GGML_F16 ? f32_to_fp16(v) : f32_to_bf16(v);
@@ -510,7 +492,7 @@ static void gen_piece(const stensor *t, uint8_t *dst, int64_t n, uint64_t s, flo
         return;
     }
     if (!scale) { /* a type quantize makes (can_generate) */
-        for (int64_t i = 0; i < n; i++) scratch[i] = sg * gauss(&s);
+        for (int64_t i = 0; i < n; i++) scratch[i] = sg * synth_gauss(&s);
         quantize_rows(t->type, scratch, dst, 1, n);
         return;
     }
@@ -534,7 +516,7 @@ static void gen_work(void *arg, int ith, int nth) {
         int64_t piece = j->first_piece + k, e0 = piece * j->piece_elems;
         int64_t n = j->n_elems - e0 < j->piece_elems ? j->n_elems - e0 : j->piece_elems;
         uint64_t s = j->t->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(piece + 1));
-        splitmix64(&s);
+        synth_splitmix64(&s);
         float *scratch = j->scratch ? j->scratch + (size_t)ith * (size_t)j->piece_elems : NULL; /* NULL: none needed */
         gen_piece(j->t, j->buf + (size_t)k * j->piece_bytes, n, s, scratch);
     }
@@ -600,7 +582,7 @@ static bool add_tensors(gguf_writer *w, tlist *l, const uint32_t *types, uint64_
     for (int i = 0; i < l->n; i++) {
         stensor *t = &l->t[i];
         t->type = types[i];
-        t->seed = hash_str(t->name, 0xcbf29ce484222325ull ^ (seed * 0x9e3779b97f4a7c15ull));
+        t->seed = synth_hash_str(t->name, 0xcbf29ce484222325ull ^ (seed * 0x9e3779b97f4a7c15ull));
         if (!can_generate(t->type)) {
             lfm2c_set_error(err, LFM2C_EUNSUPPORTED, "synth cannot generate %s tensors", ggml_type_get(t->type)->name);
             return false;

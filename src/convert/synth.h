@@ -41,7 +41,7 @@ const char *synth_vl_preset_list(void);
  * (GGML_F32, GGML_F16 or GGML_Q8_0). */
 bool synth_mmproj_write(const synth_vl_config *v, uint32_t wtype, uint64_t seed, const char *path, lfm2c_error *err);
 
-/* The tensor data of the mmproj writers (synth_vl.c): n values of the tensor `name`, seeded
+/* The tensor data of the mmproj writers (synth_mm.c): n values of the tensor `name`, seeded
  * from the name and the seed (a file does not depend on the order it is written in): U(0.9,
  * 1.1) for a norm, else N(0, sigma); and n floats in type (F32, F16 or Q8_0) into out. */
 void synth_fill(const char *name, bool norm, float sigma, uint64_t seed, float *x, int64_t n);

@@ -7,9 +7,10 @@
  * (its tensor_force_quant), as do the attention's position biases (no ".weight" suffix),
  * a.position_embd and every vector. Matrices are N(0, 1/sqrt(fan_in)) (the blocks' output
  * projections further / sqrt(2L)), norms and the folded batch norm's scale U(0.9, 1.1), biases
- * N(0, 0.02), each tensor seeded from its name and the seed (synth_fill). */
+ * N(0, 0.02), each tensor seeded from its name and the seed (synth_fill); the file is written by synth_mm.c. */
 #include "base/error.h"
 #include "convert/synth.h"
+#include "convert/synth_impl.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf_write.h"
 
@@ -20,7 +21,7 @@
 #include "base/os.h" /* strcasecmp */
 
 typedef struct audio_preset {
-    const char *name, *lm; /* the language model preset it pairs with (NULL: the tiny one below) */
+    const char *name, *lm; /* the language model preset it pairs with (NULL: synth_mm.c's tiny one) */
     synth_audio_config a;
 } audio_preset;
 
@@ -34,29 +35,11 @@ static const audio_preset AUDIO_PRESETS[] = {
     {"lfm2-audio-tiny", NULL, {512, 64, 8, 2, 128, 32, 9, 64, 64, 4096}},
 };
 
-static const synth_config TINY_LM = {.arch = "lfm2",
-                                     .name = "lfm2-audio-tiny",
-                                     .hidden = 64,
-                                     .n_layer = 3,
-                                     .n_head = 4,
-                                     .n_head_kv = 2,
-                                     .ff = 128,
-                                     .vocab = 512,
-                                     .ctx = 4096,
-                                     .n_attn = 1,
-                                     .attn_layers = {1},
-                                     .rope_theta = 1e6f,
-                                     .norm_eps = 1e-5f,
-                                     .l_cache = 3};
-
 bool synth_audio_preset(const char *name, synth_config *lm, synth_audio_config *a) {
     for (size_t i = 0; i < sizeof AUDIO_PRESETS / sizeof *AUDIO_PRESETS; i++)
         if (!strcasecmp(name, AUDIO_PRESETS[i].name)) {
             *a = AUDIO_PRESETS[i].a;
-            if (!AUDIO_PRESETS[i].lm) *lm = TINY_LM;
-            else if (!synth_preset(AUDIO_PRESETS[i].lm, lm)) return false;
-            snprintf(lm->name, sizeof lm->name, "%s", AUDIO_PRESETS[i].name);
-            return true;
+            return synth_mm_lm(AUDIO_PRESETS[i].lm, AUDIO_PRESETS[i].name, lm);
         }
     return false;
 }
@@ -65,51 +48,29 @@ const char *synth_audio_preset_list(void) { return "lfm2-audio-1.5b, lfm2-audio-
 
 /* ---- tensors ----------------------------------------------------------------------------------- */
 
-enum { K_MAT, K_F32MAT, K_NORM, K_BIAS };
-
-typedef struct atensor {
-    char name[64];
-    int64_t ne[4];
-    uint32_t n_dims;
-    int kind;
-    float sigma;
-} atensor;
-
-typedef struct alist {
-    atensor *t;
-    int n, cap;
-} alist;
-
-static void put(alist *l, const char *name, int kind, float sigma, uint32_t nd, int64_t a, int64_t b, int64_t c,
-                int64_t d) {
-    if (l->n == l->cap) return; /* sized by count_tensors: never */
-    atensor *t = &l->t[l->n++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->ne[0] = a, t->ne[1] = b, t->ne[2] = c, t->ne[3] = d;
-    t->n_dims = nd, t->kind = kind, t->sigma = sigma;
-}
+enum { K_MAT = SYNTH_MM_MAT, K_F32MAT = SYNTH_MM_F32MAT, K_NORM = SYNTH_MM_NORM, K_BIAS = SYNTH_MM_BIAS };
 
 static float inv_sqrt(int64_t n) { return 1.0f / sqrtf((float)n); }
 
 /* A linear layer (weight of n_in -> n_out and its bias) of the block il (il < 0: global name). */
-static void linear(alist *l, const char *base, int kind, float sigma, int64_t n_in, int64_t n_out, bool bias) {
+static void linear(synth_mm_list *l, const char *base, int kind, float sigma, int64_t n_in, int64_t n_out, bool bias) {
     char nm[64];
     snprintf(nm, sizeof nm, "%s.weight", base);
-    put(l, nm, kind, sigma, 2, n_in, n_out, 1, 1);
+    synth_mm_put(l, nm, kind, sigma, 2, n_in, n_out, 1, 1);
     if (!bias) return;
     snprintf(nm, sizeof nm, "%s.bias", base);
-    put(l, nm, K_BIAS, 0.02f, 1, n_out, 1, 1, 1);
+    synth_mm_put(l, nm, K_BIAS, 0.02f, 1, n_out, 1, 1, 1);
 }
 
-static void norm(alist *l, const char *base, int64_t n) {
+static void norm(synth_mm_list *l, const char *base, int64_t n) {
     char nm[64];
     snprintf(nm, sizeof nm, "%s.weight", base);
-    put(l, nm, K_NORM, 0, 1, n, 1, 1, 1);
+    synth_mm_put(l, nm, K_NORM, 0, 1, n, 1, 1, 1);
     snprintf(nm, sizeof nm, "%s.bias", base);
-    put(l, nm, K_BIAS, 0.02f, 1, n, 1, 1, 1);
+    synth_mm_put(l, nm, K_BIAS, 0.02f, 1, n, 1, 1, 1);
 }
 
-static void put_block(alist *l, const synth_audio_config *c, int il) {
+static void put_block(synth_mm_list *l, const synth_audio_config *c, int il) {
     const int64_t E = c->n_embd, F = c->n_ff, H = c->n_head;
     const float s = inv_sqrt(E), r = s / sqrtf(2.0f * (float)c->n_layer), rf = inv_sqrt(F) / sqrtf(2.0f * c->n_layer);
     char b[40], nm[64];
@@ -120,13 +81,13 @@ static void put_block(alist *l, const synth_audio_config *c, int il) {
     linear(l, B("attn_q"), K_MAT, s, E, E, true), linear(l, B("attn_k"), K_MAT, s, E, E, true);
     linear(l, B("attn_v"), K_MAT, s, E, E, true), linear(l, B("attn_out"), K_MAT, r, E, E, true);
     linear(l, B("linear_pos"), K_MAT, s, E, E, false);
-    snprintf(nm, sizeof nm, "a.blk.%d.pos_bias_u", il), put(l, nm, K_BIAS, 0.1f, 2, E / H, H, 1, 1);
-    snprintf(nm, sizeof nm, "a.blk.%d.pos_bias_v", il), put(l, nm, K_BIAS, 0.1f, 2, E / H, H, 1, 1);
+    snprintf(nm, sizeof nm, "a.blk.%d.pos_bias_u", il), synth_mm_put(l, nm, K_BIAS, 0.1f, 2, E / H, H, 1, 1);
+    snprintf(nm, sizeof nm, "a.blk.%d.pos_bias_v", il), synth_mm_put(l, nm, K_BIAS, 0.1f, 2, E / H, H, 1, 1);
     norm(l, B("norm_conv"), E);
     linear(l, B("conv_pw1"), K_F32MAT, s, E, 2 * E, true);
     snprintf(nm, sizeof nm, "a.blk.%d.conv_dw.weight", il),
-        put(l, nm, K_F32MAT, inv_sqrt(c->kernel), 2, c->kernel, E, 1, 1);
-    snprintf(nm, sizeof nm, "a.blk.%d.conv_dw.bias", il), put(l, nm, K_BIAS, 0.02f, 1, E, 1, 1, 1);
+        synth_mm_put(l, nm, K_F32MAT, inv_sqrt(c->kernel), 2, c->kernel, E, 1, 1);
+    snprintf(nm, sizeof nm, "a.blk.%d.conv_dw.bias", il), synth_mm_put(l, nm, K_BIAS, 0.02f, 1, E, 1, 1, 1);
     norm(l, B("conv_norm"), E);
     linear(l, B("conv_pw2"), K_F32MAT, r, E, E, true);
     norm(l, B("ffn_norm_1"), E);
@@ -135,16 +96,17 @@ static void put_block(alist *l, const synth_audio_config *c, int il) {
 #undef B
 }
 
-static void put_conv(alist *l, int i, int64_t C, bool pointwise) {
+static void put_conv(synth_mm_list *l, int i, int64_t C, bool pointwise) {
     char nm[64];
     snprintf(nm, sizeof nm, "a.conv1d.%d.weight", i);
-    if (pointwise) put(l, nm, K_F32MAT, inv_sqrt(C), 4, 1, 1, C, C);
-    else put(l, nm, K_F32MAT, 1.0f / 3.0f, 4, 3, 3, 1, C);
+    if (pointwise) synth_mm_put(l, nm, K_F32MAT, inv_sqrt(C), 4, 1, 1, C, C);
+    else synth_mm_put(l, nm, K_F32MAT, 1.0f / 3.0f, 4, 3, 3, 1, C);
     snprintf(nm, sizeof nm, "a.conv1d.%d.bias", i);
-    put(l, nm, K_BIAS, 0.02f, 3, 1, 1, C, 1);
+    synth_mm_put(l, nm, K_BIAS, 0.02f, 3, 1, 1, C, 1);
 }
 
-static void build(alist *l, const synth_audio_config *c) {
+static void build(synth_mm_list *l, const void *cfg) {
+    const synth_audio_config *c = cfg;
     const int64_t C = c->sub_ch, f8 = (((c->n_mel + 1) / 2 + 1) / 2 + 1) / 2, E = c->n_embd; /* the mel axis / 8 */
     put_conv(l, 0, C, false), put_conv(l, 2, C, false), put_conv(l, 3, C, true);
     put_conv(l, 5, C, false), put_conv(l, 6, C, true);
@@ -153,10 +115,10 @@ static void build(alist *l, const synth_audio_config *c) {
     norm(l, "mm.a.mlp.0", E);
     linear(l, "mm.a.mlp.1", K_MAT, inv_sqrt(E), E, c->mm_hidden, true);
     linear(l, "mm.a.mlp.3", K_MAT, inv_sqrt(c->mm_hidden), c->mm_hidden, c->proj_dim, true);
-    put(l, "a.position_embd.weight", K_F32MAT, 0.5f, 2, c->proj_dim, c->code_rows, 1, 1);
+    synth_mm_put(l, "a.position_embd.weight", K_F32MAT, 0.5f, 2, c->proj_dim, c->code_rows, 1, 1);
 }
 
-static uint32_t type_of(const atensor *t, uint32_t wtype) {
+static uint32_t type_of(const synth_mm_tensor *t, uint32_t wtype) {
     if (t->kind != K_MAT || wtype == GGML_F32) return GGML_F32;
     if (wtype == GGML_F16 || t->ne[0] % 32) return GGML_F16;
     return wtype;
@@ -164,14 +126,9 @@ static uint32_t type_of(const atensor *t, uint32_t wtype) {
 
 /* ---- the file ------------------------------------------------------------------------------------ */
 
-static bool write_meta(gguf_writer *w, const synth_audio_config *c, uint32_t wtype, uint64_t seed) {
-    char desc[128];
-    snprintf(desc, sizeof desc, "random weights, seed %llu, written by lfm2c synth", (unsigned long long)seed);
-    const uint32_t ftype = wtype == GGML_F32 ? 0 : wtype == GGML_F16 ? 1 : 7;
-    return gguf_set_str(w, "general.architecture", "clip") && gguf_set_str(w, "general.type", "mmproj") &&
-           gguf_set_str(w, "general.name", "synthetic LFM2-Audio mmproj") &&
-           gguf_set_str(w, "general.description", desc) && gguf_set_u32(w, "general.file_type", ftype) &&
-           gguf_set_bool(w, "clip.has_audio_encoder", true) &&
+static bool write_meta(gguf_writer *w, const void *cfg) {
+    const synth_audio_config *c = cfg;
+    return gguf_set_bool(w, "clip.has_audio_encoder", true) &&
            gguf_set_u32(w, "clip.audio.projection_dim", (uint32_t)c->proj_dim) &&
            gguf_set_u32(w, "clip.audio.embedding_length", (uint32_t)c->n_embd) &&
            gguf_set_u32(w, "clip.audio.feed_forward_length", (uint32_t)c->n_embd) && /* as the converter: d_model */
@@ -183,10 +140,7 @@ static bool write_meta(gguf_writer *w, const synth_audio_config *c, uint32_t wty
 }
 
 static bool audio_check(const synth_audio_config *c, uint32_t wtype, lfm2c_error *err) {
-    if (wtype != GGML_F32 && wtype != GGML_F16 && wtype != GGML_Q8_0) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "the mmproj's type must be f32, f16 or q8_0");
-        return false;
-    }
+    if (!synth_mm_type_ok(wtype, err)) return false;
     if (c->n_embd <= 0 || c->n_head <= 0 || c->n_embd % c->n_head || c->n_layer <= 0 || c->n_layer > 256 ||
         c->n_ff <= 0 || c->n_mel <= 0 || c->sub_ch <= 0 || c->kernel <= 0 || !(c->kernel & 1) || c->mm_hidden <= 0 ||
         c->proj_dim <= 0 || c->code_rows <= 0) {
@@ -196,44 +150,9 @@ static bool audio_check(const synth_audio_config *c, uint32_t wtype, lfm2c_error
     return true;
 }
 
-static bool write_tensors(gguf_writer *w, const alist *l, const uint32_t *types, uint64_t seed, lfm2c_error *err) {
-    bool ok = true;
-    for (int i = 0; ok && i < l->n; i++) {
-        const atensor *t = &l->t[i];
-        const int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-        float *x = malloc((size_t)n * sizeof *x);
-        uint8_t *b = malloc(ggml_row_size(types[i], n));
-        if (!x || !b) {
-            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-            ok = false;
-        } else {
-            synth_fill(t->name, t->kind == K_NORM, t->sigma, seed, x, n);
-            synth_encode(types[i], x, n, b);
-            ok = gguf_write_data(w, b, ggml_row_size(types[i], n), err);
-        }
-        free(x);
-        free(b);
-    }
-    return ok;
-}
-
 bool synth_audio_mmproj_write(const synth_audio_config *c, uint32_t wtype, uint64_t seed, const char *path,
                               lfm2c_error *err) {
     if (!audio_check(c, wtype, err)) return false;
-    alist l = {.cap = 32 + 48 * c->n_layer};
-    l.t = calloc((size_t)l.cap, sizeof *l.t);
-    uint32_t *types = l.t ? malloc((size_t)l.cap * sizeof *types) : NULL;
-    gguf_writer *w = gguf_writer_new();
-    bool ok = l.t && types && w && write_meta(w, c, wtype, seed);
-    if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-    if (ok) build(&l, c);
-    for (int i = 0; ok && i < l.n; i++) {
-        types[i] = type_of(&l.t[i], wtype);
-        ok = gguf_add_tensor(w, l.t[i].name, types[i], l.t[i].n_dims, l.t[i].ne, err);
-    }
-    ok = ok && gguf_writer_open(w, path, err) && write_tensors(w, &l, types, seed, err) && gguf_writer_finish(w, err);
-    gguf_writer_free(w);
-    free(types);
-    free(l.t);
-    return ok;
+    const synth_mm_spec spec = {"synthetic LFM2-Audio mmproj", 32 + 48 * c->n_layer, build, type_of, write_meta};
+    return synth_mm_write(&spec, c, wtype, seed, path, err);
 }

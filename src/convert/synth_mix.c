@@ -5,6 +5,7 @@
  * more than valid blocks, and both engines read the same file. Which tensor gets which type is
  * quantize's recipe (convert/quant_recipe.c) of the file type. */
 #include "convert/synth_mix.h"
+#include "convert/synth_impl.h"
 #include "formats/ggml_types.h"
 #include "base/error.h"
 
@@ -13,13 +14,6 @@
 #include <string.h>
 
 /* ---- random blocks ------------------------------------------------------------------------- */
-
-static inline uint64_t mix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* Where each type keeps its block's scale: d (fp16) at byte d_at; Q2_K's dmin follows. IQ1_M
  * spreads d over its scales' top nibbles. */
@@ -59,7 +53,7 @@ static void set_d(uint32_t type, uint8_t *blk, uint16_t h) {
 static void random_block(uint32_t type, uint8_t *blk, uint64_t *s) {
     const int size = ggml_type_get(type)->type_size;
     for (int i = 0; i < size; i += 8) {
-        uint64_t r = mix64(s);
+        uint64_t r = synth_splitmix64(s);
         memcpy(blk + i, &r, size - i < 8 ? (size_t)(size - i) : 8);
     }
     if (type == GGML_Q2_K) {

@@ -10,6 +10,7 @@
  * reference writes them. */
 #include "base/error.h"
 #include "convert/synth.h"
+#include "convert/synth_impl.h"
 #include "formats/ggml_types.h"
 #include "formats/gguf_write.h"
 #include "base/os.h"
@@ -20,7 +21,7 @@
 #include <string.h>
 
 typedef struct vl_preset {
-    const char *name, *lm; /* the language model preset it pairs with (NULL: the tiny one below) */
+    const char *name, *lm; /* the language model preset it pairs with (NULL: synth_mm.c's tiny one) */
     synth_vl_config v;
 } vl_preset;
 
@@ -34,29 +35,11 @@ static const vl_preset VL_PRESETS[] = {
     {"lfm2-vl-tiny", NULL, {64, 128, 4, 2, 4, 8, 2, 96, 64}},
 };
 
-/* the tiny language model of lfm2-vl-tiny: test fixtures, not a real shape */
-static const synth_config TINY_LM = {.arch = "lfm2",
-                                     .name = "lfm2-vl-tiny",
-                                     .hidden = 64,
-                                     .n_layer = 3,
-                                     .n_head = 4,
-                                     .n_head_kv = 2,
-                                     .ff = 128,
-                                     .vocab = 512,
-                                     .ctx = 4096,
-                                     .n_attn = 1,
-                                     .attn_layers = {1},
-                                     .rope_theta = 1e6f,
-                                     .norm_eps = 1e-5f,
-                                     .l_cache = 3};
-
 bool synth_vl_preset(const char *name, synth_config *lm, synth_vl_config *v) {
     for (size_t i = 0; i < sizeof VL_PRESETS / sizeof *VL_PRESETS; i++)
         if (!strcasecmp(name, VL_PRESETS[i].name)) {
             *v = VL_PRESETS[i].v;
-            if (!VL_PRESETS[i].lm) *lm = TINY_LM;
-            else if (!synth_preset(VL_PRESETS[i].lm, lm)) return false;
-            snprintf(lm->name, sizeof lm->name, "%s", VL_PRESETS[i].name);
+            if (!synth_mm_lm(VL_PRESETS[i].lm, VL_PRESETS[i].name, lm)) return false;
             lm->vl = true;
             return true;
         }
@@ -67,37 +50,14 @@ const char *synth_vl_preset_list(void) { return "lfm2-vl-450m, lfm2-vl-1.6b, lfm
 
 /* ---- tensors ----------------------------------------------------------------------------------- */
 
-enum { K_MAT, K_NORM, K_BIAS, K_POS };
+enum { K_MAT = SYNTH_MM_MAT, K_NORM = SYNTH_MM_NORM, K_BIAS = SYNTH_MM_BIAS, K_POS = SYNTH_MM_POS };
 
-typedef struct vtensor {
-    char name[64];
-    int64_t ne[4];
-    uint32_t n_dims, type;
-    int kind;
-    float sigma;
-} vtensor;
-
-typedef struct vlist {
-    vtensor t[16 + 16 * 256];
-    int n;
-} vlist;
-
-static void put(vlist *l, const char *name, int kind, float sigma, uint32_t nd, int64_t a, int64_t b, int64_t c,
-                int64_t d) {
-    vtensor *t = &l->t[l->n++];
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->ne[0] = a, t->ne[1] = b, t->ne[2] = c, t->ne[3] = d;
-    t->n_dims = nd;
-    t->kind = kind;
-    t->sigma = sigma;
-}
-
-static void put_block(vlist *l, const synth_vl_config *c, int il) {
+static void put_block(synth_mm_list *l, const synth_vl_config *c, int il) {
     const int64_t E = c->n_embd, F = c->n_ff;
     const float s = 1.0f / sqrtf((float)E), r = s / sqrtf(2.0f * (float)c->n_layer);
     char nm[64];
 #define P(what, kind, sg, nd, a, b) \
-    (snprintf(nm, sizeof nm, "v.blk.%d.%s", il, what), put(l, nm, kind, sg, nd, a, b, 1, 1))
+    (snprintf(nm, sizeof nm, "v.blk.%d.%s", il, what), synth_mm_put(l, nm, kind, sg, nd, a, b, 1, 1))
     P("ln1.weight", K_NORM, 0, 1, E, 1), P("ln1.bias", K_BIAS, 0.02f, 1, E, 1);
     P("attn_q.weight", K_MAT, s, 2, E, E), P("attn_q.bias", K_BIAS, 0.02f, 1, E, 1);
     P("attn_k.weight", K_MAT, s, 2, E, E), P("attn_k.bias", K_BIAS, 0.02f, 1, E, 1);
@@ -110,70 +70,35 @@ static void put_block(vlist *l, const synth_vl_config *c, int il) {
 #undef P
 }
 
-static void build(vlist *l, const synth_vl_config *c) {
+static void build(synth_mm_list *l, const void *cfg) {
+    const synth_vl_config *c = cfg;
     const int64_t E = c->n_embd, p = c->patch, m = E * c->n_merge * c->n_merge, H = c->mm_hidden;
-    put(l, "v.patch_embd.weight", K_MAT, 1.0f / sqrtf(3.0f * (float)(p * p)), 4, p, p, 3, E);
-    put(l, "v.patch_embd.bias", K_BIAS, 0.02f, 1, E, 1, 1, 1);
-    put(l, "v.position_embd.weight", K_POS, 0.5f, 2, E, (int64_t)c->pos_side * c->pos_side, 1, 1);
+    synth_mm_put(l, "v.patch_embd.weight", K_MAT, 1.0f / sqrtf(3.0f * (float)(p * p)), 4, p, p, 3, E);
+    synth_mm_put(l, "v.patch_embd.bias", K_BIAS, 0.02f, 1, E, 1, 1, 1);
+    synth_mm_put(l, "v.position_embd.weight", K_POS, 0.5f, 2, E, (int64_t)c->pos_side * c->pos_side, 1, 1);
     for (int il = 0; il < c->n_layer; il++) put_block(l, c, il);
-    put(l, "v.post_ln.weight", K_NORM, 0, 1, E, 1, 1, 1);
-    put(l, "v.post_ln.bias", K_BIAS, 0.02f, 1, E, 1, 1, 1);
-    put(l, "mm.input_norm.weight", K_NORM, 0, 1, m, 1, 1, 1);
-    put(l, "mm.input_norm.bias", K_BIAS, 0.02f, 1, m, 1, 1, 1);
-    put(l, "mm.1.weight", K_MAT, 1.0f / sqrtf((float)m), 2, m, H, 1, 1);
-    put(l, "mm.1.bias", K_BIAS, 0.02f, 1, H, 1, 1, 1);
-    put(l, "mm.2.weight", K_MAT, 1.0f / sqrtf((float)H), 2, H, c->proj_dim, 1, 1);
-    put(l, "mm.2.bias", K_BIAS, 0.02f, 1, c->proj_dim, 1, 1, 1);
+    synth_mm_put(l, "v.post_ln.weight", K_NORM, 0, 1, E, 1, 1, 1);
+    synth_mm_put(l, "v.post_ln.bias", K_BIAS, 0.02f, 1, E, 1, 1, 1);
+    synth_mm_put(l, "mm.input_norm.weight", K_NORM, 0, 1, m, 1, 1, 1);
+    synth_mm_put(l, "mm.input_norm.bias", K_BIAS, 0.02f, 1, m, 1, 1, 1);
+    synth_mm_put(l, "mm.1.weight", K_MAT, 1.0f / sqrtf((float)m), 2, m, H, 1, 1);
+    synth_mm_put(l, "mm.1.bias", K_BIAS, 0.02f, 1, H, 1, 1, 1);
+    synth_mm_put(l, "mm.2.weight", K_MAT, 1.0f / sqrtf((float)H), 2, H, c->proj_dim, 1, 1);
+    synth_mm_put(l, "mm.2.bias", K_BIAS, 0.02f, 1, c->proj_dim, 1, 1, 1);
 }
 
-static uint32_t type_of(const vtensor *t, uint32_t wtype) {
+static uint32_t type_of(const synth_mm_tensor *t, uint32_t wtype) {
     if (t->kind != K_MAT || wtype == GGML_F32) return GGML_F32; /* the position grid too: ggml resizes F32 only */
     if (t->n_dims == 4 || wtype == GGML_F16 || t->ne[0] % 32) return GGML_F16;
     return wtype;
 }
 
-/* ---- data ---------------------------------------------------------------------------------------- */
+/* ---- the file ---------------------------------------------------------------------------------- */
 
-static uint64_t mix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float gauss(uint64_t *s) { /* ~N(0, 1): four 16-bit uniforms */
-    uint64_t r = mix(s);
-    float u = (float)(r & 0xffff) + (float)((r >> 16) & 0xffff) + (float)((r >> 32) & 0xffff) + (float)(r >> 48);
-    return (u / 65536.0f - 2.0f) * 1.7320508f;
-}
-
-void synth_fill(const char *name, bool norm, float sigma, uint64_t seed, float *x, int64_t n) {
-    uint64_t s = seed;
-    for (const char *p = name; *p; p++) s = (s ^ (uint8_t)*p) * 0x100000001b3ull;
-    for (int64_t i = 0; i < n; i++)
-        x[i] = norm ? 0.9f + 0.2f * (float)(mix(&s) >> 40) / 16777216.0f : sigma * gauss(&s);
-}
-
-static void fill(const vtensor *t, uint64_t seed, float *x, int64_t n) {
-    synth_fill(t->name, t->kind == K_NORM, t->sigma, seed, x, n);
-}
-
-void synth_encode(uint32_t type, const float *x, int64_t n, uint8_t *out) {
-    if (type == GGML_F32) memcpy(out, x, (size_t)n * sizeof *x);
-    else if (type == GGML_F16)
-        for (int64_t i = 0; i < n; i++) ((ggml_half *)out)[i] = f32_to_fp16(x[i]);
-    else quantize_row_q8_0(x, (block_q8_0 *)out, n);
-}
-
-static bool write_meta(gguf_writer *w, const synth_vl_config *c, uint32_t wtype, uint64_t seed) {
+static bool write_meta(gguf_writer *w, const void *cfg) {
+    const synth_vl_config *c = cfg;
     const float half[3] = {0.5f, 0.5f, 0.5f};
-    char desc[128];
-    snprintf(desc, sizeof desc, "random weights, seed %llu, written by lfm2c synth", (unsigned long long)seed);
-    const uint32_t ftype = wtype == GGML_F32 ? 0 : wtype == GGML_F16 ? 1 : 7;
-    return gguf_set_str(w, "general.architecture", "clip") && gguf_set_str(w, "general.type", "mmproj") &&
-           gguf_set_str(w, "general.name", "synthetic LFM2-VL mmproj") &&
-           gguf_set_str(w, "general.description", desc) && gguf_set_u32(w, "general.file_type", ftype) &&
-           gguf_set_str(w, "clip.projector_type", "lfm2") && gguf_set_bool(w, "clip.has_vision_encoder", true) &&
+    return gguf_set_str(w, "clip.projector_type", "lfm2") && gguf_set_bool(w, "clip.has_vision_encoder", true) &&
            gguf_set_bool(w, "clip.use_gelu", true) &&
            gguf_set_u32(w, "clip.vision.projection_dim", (uint32_t)c->proj_dim) &&
            gguf_set_u32(w, "clip.vision.image_size", (uint32_t)(c->pos_side * c->patch)) &&
@@ -189,10 +114,7 @@ static bool write_meta(gguf_writer *w, const synth_vl_config *c, uint32_t wtype,
 }
 
 static bool vl_check(const synth_vl_config *c, uint32_t wtype, lfm2c_error *err) {
-    if (wtype != GGML_F32 && wtype != GGML_F16 && wtype != GGML_Q8_0) {
-        lfm2c_set_error(err, LFM2C_EINVAL, "the mmproj's type must be f32, f16 or q8_0");
-        return false;
-    }
+    if (!synth_mm_type_ok(wtype, err)) return false;
     if (c->n_embd <= 0 || c->n_head <= 0 || c->n_embd % c->n_head || c->n_layer <= 0 || c->n_layer > 256 ||
         c->n_ff <= 0 || c->patch <= 0 || c->pos_side <= 0 || c->n_merge <= 0 || c->mm_hidden <= 0 || c->proj_dim <= 0) {
         lfm2c_set_error(err, LFM2C_EINVAL, "inconsistent vision configuration");
@@ -201,42 +123,9 @@ static bool vl_check(const synth_vl_config *c, uint32_t wtype, lfm2c_error *err)
     return true;
 }
 
-static bool write_tensors(gguf_writer *w, const vlist *l, const uint32_t *types, uint64_t seed, lfm2c_error *err) {
-    bool ok = true;
-    for (int i = 0; ok && i < l->n; i++) {
-        const vtensor *t = &l->t[i];
-        const int64_t n = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
-        float *x = malloc((size_t)n * sizeof *x);
-        uint8_t *b = malloc(ggml_row_size(types[i], n));
-        if (!x || !b) {
-            lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-            ok = false;
-        } else {
-            fill(t, seed, x, n);
-            synth_encode(types[i], x, n, b);
-            ok = gguf_write_data(w, b, ggml_row_size(types[i], n), err);
-        }
-        free(x);
-        free(b);
-    }
-    return ok;
-}
-
 bool synth_mmproj_write(const synth_vl_config *c, uint32_t wtype, uint64_t seed, const char *path, lfm2c_error *err) {
     if (!vl_check(c, wtype, err)) return false;
-    vlist *l = calloc(1, sizeof *l);
-    uint32_t *types = l ? malloc(sizeof l->t / sizeof *l->t * sizeof *types) : NULL;
-    gguf_writer *w = gguf_writer_new();
-    bool ok = l && types && w && write_meta(w, c, wtype, seed);
-    if (!ok) lfm2c_set_error(err, LFM2C_ENOMEM, "out of memory");
-    if (ok) build(l, c);
-    for (int i = 0; ok && l && i < l->n; i++) {
-        types[i] = type_of(&l->t[i], wtype);
-        ok = gguf_add_tensor(w, l->t[i].name, types[i], l->t[i].n_dims, l->t[i].ne, err);
-    }
-    ok = ok && gguf_writer_open(w, path, err) && write_tensors(w, l, types, seed, err) && gguf_writer_finish(w, err);
-    gguf_writer_free(w);
-    free(types);
-    free(l);
-    return ok;
+    /* 11 tensors and 16 a block */
+    const synth_mm_spec spec = {"synthetic LFM2-VL mmproj", 16 + 16 * c->n_layer, build, type_of, write_meta};
+    return synth_mm_write(&spec, c, wtype, seed, path, err);
 }

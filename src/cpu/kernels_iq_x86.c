@@ -342,25 +342,26 @@ AI T5 void iq_dec4x1_5(uint32_t t, iq_dec_fn dec, int64_t nb, const uint8_t *w, 
     _mm_storeu_ps(out, acc);
 }
 
-#define ISA_T T5
-#define IQ_SET5(T, name) \
-    AI T5 void name##_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
-                         float *o, size_t os) { \
-        iq_tile5(GGML_##T, iq_dec5, RB, CB, nb, w, wr, a, ar, o, os); \
+/* The tile set name##_t5 of type T: the tiles iq_tile5 and iq_dec4x1_5 over the decoder dec,
+ * compiled for ISA (which ISA_T must name too). */
+#define IQ_SET5(T, name, dec, ISA) \
+    AI ISA void name##_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
+                          float *o, size_t os) { \
+        iq_tile5(GGML_##T, dec, RB, CB, nb, w, wr, a, ar, o, os); \
     } \
-    AI T5 void name##_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) { \
-        iq_dec4x1_5(t, iq_dec5, nb, w, wr, a, o); \
+    AI ISA void name##_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) { \
+        iq_dec4x1_5(t, dec, nb, w, wr, a, o); \
     } \
     DEC_FN(name##_d5, name##_dk5, GGML_##T) \
     TILE_SET_DEC(name##_t5, 4, 4, name##_k5, name##_d5)
-IQ_SET5(IQ2_XXS, iq2xxs)
-IQ_SET5(IQ2_XS, iq2xs)
-IQ_SET5(IQ2_S, iq2s)
-IQ_SET5(IQ3_XXS, iq3xxs)
-IQ_SET5(IQ3_S, iq3s)
-IQ_SET5(IQ1_S, iq1s)
-IQ_SET5(IQ1_M, iq1m)
-#undef IQ_SET5
+#define ISA_T T5
+IQ_SET5(IQ2_XXS, iq2xxs, iq_dec5, T5)
+IQ_SET5(IQ2_XS, iq2xs, iq_dec5, T5)
+IQ_SET5(IQ2_S, iq2s, iq_dec5, T5)
+IQ_SET5(IQ3_XXS, iq3xxs, iq_dec5, T5)
+IQ_SET5(IQ3_S, iq3s, iq_dec5, T5)
+IQ_SET5(IQ1_S, iq1s, iq_dec5, T5)
+IQ_SET5(IQ1_M, iq1m, iq_dec5, T5)
 #undef ISA_T
 
 /* IQ3_XXS with AVX-512 VBMI: the grid looked up in registers instead of memory. Each grid entry's
@@ -465,25 +466,10 @@ AI TV void iq2xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
     }
 }
 #define ISA_T TV
-AI TV void iq2xxsv_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
-                      size_t os) {
-    iq_tile5(GGML_IQ2_XXS, iq2xxs_dec5v, RB, CB, nb, w, wr, a, ar, o, os);
-}
-AI TV void iq2xxsv_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) {
-    iq_dec4x1_5(t, iq2xxs_dec5v, nb, w, wr, a, o);
-}
-DEC_FN(iq2xxsv_d5, iq2xxsv_dk5, GGML_IQ2_XXS)
-TILE_SET_DEC(iq2xxsv_t5, 4, 4, iq2xxsv_k5, iq2xxsv_d5)
-AI TV void iq3xxsv_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, float *o,
-                      size_t os) {
-    iq_tile5(GGML_IQ3_XXS, iq3xxs_dec5v, RB, CB, nb, w, wr, a, ar, o, os);
-}
-AI TV void iq3xxsv_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) {
-    iq_dec4x1_5(t, iq3xxs_dec5v, nb, w, wr, a, o);
-}
-DEC_FN(iq3xxsv_d5, iq3xxsv_dk5, GGML_IQ3_XXS)
-TILE_SET_DEC(iq3xxsv_t5, 4, 4, iq3xxsv_k5, iq3xxsv_d5)
+IQ_SET5(IQ2_XXS, iq2xxsv, iq2xxs_dec5v, TV)
+IQ_SET5(IQ3_XXS, iq3xxsv, iq3xxs_dec5v, TV)
 #undef ISA_T
+#undef IQ_SET5
 
 int iq_vbmi = -1;
 

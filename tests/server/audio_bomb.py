@@ -17,15 +17,13 @@ a small writer of our own (CONSTANT subframes: 65535 samples in ~10 bytes, a dec
 usage: python3 audio_bomb.py PORT PID N SECS LIMIT_MB MP3_FILE"""
 import http.client
 import io
-import json
 import base64
 import math
 import struct
 import sys
-import threading
 import time
 import wave
-from harness import check, finish, request, rss_kb
+from harness import Peak, at_once, check, finish, request, rss_kb
 
 port, pid, n, secs = (int(a) for a in sys.argv[1:5])
 limit_mb = float(sys.argv[5])
@@ -116,42 +114,12 @@ bomb = flac(48000, 2, secs * 48000)
 print("bomb: %d s of 48 kHz stereo in %d bytes" % (secs, len(bomb)))
 
 # ---- N bombs at once, the RSS sampled -------------------------------------------------------------
-base = peak = rss_kb(pid)
-stop = False
-
-
-def sample():
-    global peak
-    while not stop:
-        peak = max(peak, rss_kb(pid))
-        time.sleep(0.005)
-
-
-got = [None] * n
-
-
-def one(i):
-    try:
-        got[i] = transcribe(bomb)
-    except OSError as e:
-        got[i] = (-1, str(e))
-
-
-sampler = threading.Thread(target=sample)
-sampler.start()
-t0 = time.time()
-ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-for th in ths:
-    th.start()
-for th in ths:
-    th.join()
-dt = time.time() - t0
-stop = True
-sampler.join()
-grown = (peak - base) / 1024
+with Peak(pid) as p:
+    got, dt = at_once(n, lambda i: transcribe(bomb))
+grown = p.grown
 statuses = [s for s, _ in got]
 print("%d bombs at once: %s in %.1f s, RSS %d -> peak %d MB (+%.0f, limit %.0f)"
-      % (n, statuses, dt, base // 1024, peak // 1024, grown, limit_mb))
+      % (n, statuses, dt, p.base // 1024, p.peak // 1024, grown, limit_mb))
 check(grown < limit_mb, "RSS grew by %.0f MB (limit %.0f)" % (grown, limit_mb))
 busy = [b for s, b in got if s == 503]
 check(statuses.count(200) >= 1 and statuses.count(200) + len(busy) == n and

@@ -1,9 +1,12 @@
 """harness.py — what the server suite's Python scripts share: the tally they print last (the
-"N passed, M failed" line test_server.sh adds up), a process's resident memory, and one HTTP
-request whose answer is parsed as JSON where it is JSON."""
+"N passed, M failed" line test_server.sh adds up), a process's resident memory and its peak
+while a block runs, one HTTP request whose answer is parsed as JSON where it is JSON, and n calls
+made at once."""
 import http.client
 import json
 import sys
+import threading
+import time
 
 _count = {"passed": 0, "failed": 0}
 
@@ -29,6 +32,51 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+class Peak:
+    """The peak RSS of the process pid while a `with` block runs, sampled every `every` s: base and
+    peak (KB), grown (MB) once the block is over."""
+
+    def __init__(self, pid, every=0.005):
+        self.pid, self.every = pid, every
+
+    def __enter__(self):
+        self.base = self.peak = rss_kb(self.pid)
+        self.stop = False
+        self.th = threading.Thread(target=self.sample)
+        self.th.start()
+        return self
+
+    def sample(self):
+        while not self.stop:
+            self.peak = max(self.peak, rss_kb(self.pid))
+            time.sleep(self.every)
+
+    def __exit__(self, *a):
+        self.stop = True
+        self.th.join()
+        self.grown = (self.peak - self.base) / 1024
+
+
+def at_once(n, fn):
+    """fn(i) for i < n, each on its own thread, all started before any is waited for: (their
+    results, a socket error's as (-1, its text); the seconds from the first start to the last end)."""
+    got = [None] * n
+
+    def one(i):
+        try:
+            got[i] = fn(i)
+        except OSError as e:
+            got[i] = (-1, str(e))
+
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    t0 = time.time()
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    return got, time.time() - t0
 
 
 def request(port, method, path, body=None, headers=None, timeout=120, host="127.0.0.1"):

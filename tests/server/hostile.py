@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 
-from harness import rss_kb
+from harness import Peak, rss_kb
 
 
 def connect(port, src="127.0.0.1", timeout=10):
@@ -256,45 +256,31 @@ def padded(i, kb):
 
 
 def big_bodies(port, pid, key, n, limit_mb):
-    import threading
-    base = rss_kb(pid)
-    peak = [base]
-    stop = [False]
-
-    def sample():
-        while not stop[0]:
-            peak[0] = max(peak[0], rss_kb(pid))
-            time.sleep(0.01)
-
-    th = threading.Thread(target=sample)
-    th.start()
-    socks = []
-    for i in range(n):
-        b = padded(i, 400).encode()
-        h = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-             f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n").encode()
-        try:
-            s = connect(port, timeout=30)
-            s.sendall(h + b)
-            socks.append(s)
-        except OSError:
-            pass
-    statuses = []
-    for s in socks:  # the held ones do not answer within the wait: their jobs run
-        s.settimeout(3)
-        try:
-            st, _ = read_response(s)
-        except OSError:
-            st = 0
-        statuses.append(st)
-    stop[0] = True
-    th.join()
+    with Peak(pid, every=0.01) as p:
+        socks = []
+        for i in range(n):
+            b = padded(i, 400).encode()
+            h = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n").encode()
+            try:
+                s = connect(port, timeout=30)
+                s.sendall(h + b)
+                socks.append(s)
+            except OSError:
+                pass
+        statuses = []
+        for s in socks:  # the held ones do not answer within the wait: their jobs run
+            s.settimeout(3)
+            try:
+                st, _ = read_response(s)
+            except OSError:
+                st = 0
+            statuses.append(st)
     for s in socks:
         s.close()
-    grown = (peak[0] - base) / 1024
-    ok = grown < limit_mb and all(st in (0, 200, 503) for st in statuses)
+    ok = p.grown < limit_mb and all(st in (0, 200, 503) for st in statuses)
     print(f"{'ok' if ok else 'FAIL'} {len(socks)} long requests with 400 KiB bodies of small values: RSS "
-          f"{base // 1024} MB -> peak {peak[0] // 1024} MB (+{grown:.0f}, limit {limit_mb}); "
+          f"{p.base // 1024} MB -> peak {p.peak // 1024} MB (+{p.grown:.0f}, limit {limit_mb}); "
           f"{statuses.count(503)} refused 503, {statuses.count(200)} done, {statuses.count(0)} still held")
     return ok
 

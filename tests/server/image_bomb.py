@@ -15,10 +15,9 @@ usage: python3 image_bomb.py PORT PID N SIDE BIG_SIDE MID_SIDE LIMIT_MB"""
 import base64
 import struct
 import sys
-import threading
 import time
 import zlib
-from harness import check, finish, request, rss_kb
+from harness import Peak, at_once, check, finish, request
 
 port, pid, n, side, big_side, mid_side = (int(a) for a in sys.argv[1:7])
 limit_mb = float(sys.argv[7])
@@ -49,42 +48,12 @@ def chat(img):
 bomb, big = png(side, side, side - 8), png(big_side, big_side)
 print("bombs: %d x %d in %d bytes, %d x %d in %d bytes" % (side, side, len(bomb), big_side, big_side, len(big)))
 
-base = peak = rss_kb(pid)
-stop = False
-
-
-def sample():
-    global peak
-    while not stop:
-        peak = max(peak, rss_kb(pid))
-        time.sleep(0.005)
-
-
-got = [None] * n
-
-
-def one(i):
-    try:
-        got[i] = chat(bomb)
-    except OSError as e:
-        got[i] = (-1, str(e))
-
-
-sampler = threading.Thread(target=sample)
-sampler.start()
-t0 = time.time()
-ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-for th in ths:
-    th.start()
-for th in ths:
-    th.join()
-dt = time.time() - t0
-stop = True
-sampler.join()
-grown = (peak - base) / 1024
+with Peak(pid) as p:
+    got, dt = at_once(n, lambda i: chat(bomb))
+grown = p.grown
 statuses = [s for s, _ in got]
 print("%d bombs at once: %s in %.1f s, RSS %d -> peak %d MB (+%.0f, limit %.0f)"
-      % (n, statuses, dt, base // 1024, peak // 1024, grown, limit_mb))
+      % (n, statuses, dt, p.base // 1024, p.peak // 1024, grown, limit_mb))
 check(grown < limit_mb, "RSS grew by %.0f MB (limit %.0f)" % (grown, limit_mb))
 busy = [b for s, b in got if s == 503]
 short = [b for s, b in got if s == 400 and "corrupt PNG" in str(b)]

@@ -11,9 +11,8 @@ less than LIMIT_MB all along (without the bounds it grew by gigabytes). A few re
 work. usage: python3 references.py PORT PID MAX_MESSAGES LIMIT_MB"""
 import json
 import sys
-import threading
 import time
-from harness import check, finish, request, rss_kb
+from harness import Peak, at_once, check, finish, request
 
 port, pid, max_messages, limit_mb = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 
@@ -26,27 +25,6 @@ def refs(rid, n):
     """A body of n references to rid (the bare form, an item with only an id: the shortest)."""
     one = json.dumps({"id": rid})
     return ('{"max_output_tokens":2,"input":[' + ",".join([one] * n) + "]}").encode()
-
-
-class Peak:
-    """The server's peak RSS while a block runs."""
-
-    def __enter__(self):
-        self.base = self.peak = rss_kb(pid)
-        self.stop = False
-        self.th = threading.Thread(target=self.sample)
-        self.th.start()
-        return self
-
-    def sample(self):
-        while not self.stop:
-            self.peak = max(self.peak, rss_kb(pid))
-            time.sleep(0.005)
-
-    def __exit__(self, *a):
-        self.stop = True
-        self.th.join()
-        self.grown = (self.peak - self.base) / 1024
 
 
 def error_of(t):
@@ -72,7 +50,7 @@ check(s == 200 and s2 == 200 and three["usage"]["input_tokens"] > plain["usage"]
 N = 60000
 for name, rid, status in [("message", msg_id, 400), ("response", resp_id, 400), ("reasoning item", rs_id, 413)]:
     body = refs(rid, N)
-    with Peak() as p:
+    with Peak(pid) as p:
         t0 = time.time()
         s, t = post(body)
         dt = time.time() - t0
@@ -86,24 +64,9 @@ for name, rid, status in [("message", msg_id, 400), ("response", resp_id, 400), 
 
 # four at once, each of the three kinds: refused, none served, memory bounded
 bodies = [refs(rid, N) for rid in (rs_id, rs_id, msg_id, resp_id)]
-got = [None] * len(bodies)
-
-
-def one(i):
-    try:
-        got[i] = post(bodies[i])[0]
-    except OSError:
-        got[i] = -1
-
-
-with Peak() as p:
-    ths = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
-    t0 = time.time()
-    for th in ths:
-        th.start()
-    for th in ths:
-        th.join()
-    dt = time.time() - t0
+with Peak(pid) as p:
+    got, dt = at_once(len(bodies), lambda i: post(bodies[i]))
+got = [s for s, _ in got]
 check(all(g in (400, 413, 503) for g in got) and dt < 30 and p.grown < limit_mb,
       "four at once -> %s in %.2f s, RSS +%.0f MB (limit %.0f)" % (got, dt, p.grown, limit_mb))
 print("four at once: %s in %.2f s, RSS +%.0f MB" % (got, dt, p.grown))
