@@ -3,8 +3,8 @@
 # winpthreads, so the code's pthreads work unchanged), and runs the test programs under Wine, so
 # `ctest` in that build tests the Windows code paths on Linux (scripts/test_windows.sh).
 #   cmake -S . -B build-windows -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-mingw64.cmake -DLFM2C_WIN_PREFIX=DIR
-# LFM2C_WIN_PREFIX: where the Windows builds of jansson, libmicrohttpd, curl and the image
-# decoders are (include/, lib/, lib/pkgconfig/): only there are libraries and .pc files looked for.
+# LFM2C_WIN_PREFIX: where the Windows builds of jansson, libmicrohttpd, curl and the image and
+# audio decoders are (include/, lib/, lib/pkgconfig/): only there are libraries and .pc files looked for.
 #
 # Flags, and why:
 #  - _WIN32_WINNT=0x0A00: Windows 10's API (WaitOnAddress, WSAPoll, CreateSymbolicLinkW's

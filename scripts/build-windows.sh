@@ -3,7 +3,8 @@
 #   1. the libraries it needs, from their Debian source packages (deb-src of this machine's own
 #      release, Debian's patches applied): zlib, libpng, libjpeg-turbo, libwebp(+demux), giflib,
 #      jansson, libmicrohttpd, curl (Schannel: Windows' own TLS, no OpenSSL; http and https only),
-#      each a static library built for x86_64-w64-mingw32 into a prefix kept outside the
+#      the audio decoders: libsndfile (WAV; FLAC, Ogg Vorbis and Opus through flac, libogg,
+#      libvorbis, opus) and mpg123 (MP3), each a static library built for x86_64-w64-mingw32 into a prefix kept outside the
 #      repository, ${XDG_CACHE_HOME:-~/.cache}/lfm2c-windows/KEY, KEY a digest of the packages'
 #      versions, the compiler's and this script's recipe version: built once, again only when one
 #      of them changes;
@@ -41,7 +42,7 @@ t0=$SECONDS
 log() { echo "build-windows: $* ($((SECONDS - t0)) s)"; }
 
 # ---- the source packages ----
-PKGS="zlib libpng1.6 libjpeg-turbo libwebp giflib jansson libmicrohttpd curl"
+PKGS="zlib libpng1.6 libjpeg-turbo libwebp giflib jansson libmicrohttpd curl libogg flac libvorbis opus libsndfile mpg123"
 
 # deb-src for the release and mirror this machine's deb lines name (deb822 .sources or one-line lists)
 ensure_deb_src() {
@@ -62,16 +63,29 @@ ensure_deb_src() {
 
 # the newest version apt offers whose files the mirror has (a security suite's index can name one
 # not there yet): PKG's .dsc into $cache/src
+# (a signature the .dsc names but the mirror lacks, mpg123's orig.tar.bz2.asc in bookworm, is not
+# needed: dpkg-source --no-check does not read it)
 fetch() {
   local p=$1
   ls "$cache/src/${p}_"*.dsc >/dev/null 2>&1 && return
   (cd "$cache/src" && apt-get source --download-only -qq "$p" >/dev/null 2>&1) && return
+  have_all "$p" && return
   local v
   for v in $(apt-cache showsrc --only-source "$p" | sed -n 's/^Version: //p' | sort -rV); do
     (cd "$cache/src" && apt-get source --download-only -qq "$p=$v" >/dev/null 2>&1) && return
+    have_all "$p" && return
   done
   echo "build-windows: cannot download the Debian source of $p" >&2
   exit 1
+}
+
+have_all() { # PKG: a .dsc is here with every file it lists but signatures
+  local d f
+  d=$(ls "$cache/src/${1}_"*.dsc 2>/dev/null | sort -V | tail -1)
+  [ -n "$d" ] || return 1
+  for f in $(sed -n '/^Files:/,/^[^ ]/s/^ [0-9a-f]\{32\} [0-9]* //p' "$d"); do
+    case "$f" in *.asc) ;; *) [ -f "$cache/src/$f" ] || return 1 ;; esac
+  done
 }
 
 ensure_deb_src
@@ -184,12 +198,59 @@ build_curl() { # http and https (Schannel) only: `pull` and the server's image U
   pc libcurl "$(sed -n 's/^Version: //p' "$prefix/lib/pkgconfig/libcurl.pc")" \
     "-lcurl -lws2_32 -lcrypt32 -lbcrypt -ladvapi32 -lsecur32" -DCURL_STATICLIB
 }
+# The audio decoders (src/audio/decode.c): libsndfile with the Xiph codecs (FLAC, Ogg Vorbis, Opus;
+# no MP3 through it: lfm2c reads MP3 with libmpg123 itself), each with its own CMake, no programs,
+# tests or documents, no stack protector / fortify (mingw-w64 would need libssp's DLL for them).
+# Their project() lines name no language, so C++ too, for which there is no compiler here (only
+# their tests and flac's C++ binding are C++): made C alone (c_only, on the unpacked tree).
+c_only() {
+  sed -i -E -e 's/^(project\([A-Za-z_]+( VERSION [0-9.]+)?)\)/\1 LANGUAGES C)/' -e '/check_cxx_compiler_flag/d' \
+    "$1/CMakeLists.txt"
+  grep -q '^project(.*LANGUAGES C)' "$1/CMakeLists.txt"
+}
+build_ogg() {
+  local s
+  s=$(unpack libogg) && c_only "$s" || return 1
+  cmake_dep "$s" "$work/ogg-build" -DBUILD_TESTING=OFF -DINSTALL_DOCS=OFF
+}
+build_flac() {
+  local s
+  s=$(unpack flac) && c_only "$s" || return 1
+  cmake_dep "$s" "$work/flac-build" -DBUILD_CXXLIBS=OFF -DBUILD_PROGRAMS=OFF -DBUILD_EXAMPLES=OFF \
+    -DBUILD_TESTING=OFF -DBUILD_DOCS=OFF -DINSTALL_MANPAGES=OFF -DWITH_STACK_PROTECTOR=OFF -DWITH_FORTIFY_SOURCE=OFF
+}
+build_vorbis() {
+  local s
+  s=$(unpack libvorbis) && c_only "$s" || return 1
+  cmake_dep "$s" "$work/vorbis-build"
+}
+build_opus() { # (1.3.1's tarball lacks the file that only picks a default build type: it is given here)
+  local s
+  s=$(unpack opus) || return 1
+  [ -f "$s/opus_buildtype.cmake" ] || echo "# the build type: build-windows.sh gives it" >"$s/opus_buildtype.cmake"
+  cmake_dep "$s" "$work/opus-build" -DOPUS_STACK_PROTECTOR=OFF -DOPUS_BUILD_PROGRAMS=OFF -DBUILD_TESTING=OFF
+}
+build_sndfile() { # the codecs through their CMake packages (FLAC's carries FLAC__NO_DLL: a static libFLAC)
+  local s
+  s=$(unpack libsndfile) && c_only "$s" || return 1
+  cmake_dep "$s" "$work/sndfile-build" -DCMAKE_FIND_PACKAGE_PREFER_CONFIG=ON \
+    -DBUILD_PROGRAMS=OFF -DBUILD_EXAMPLES=OFF -DBUILD_TESTING=OFF -DENABLE_CPACK=OFF -DENABLE_PACKAGE_CONFIG=OFF \
+    -DINSTALL_MANPAGES=OFF -DENABLE_EXTERNAL_LIBS=ON -DENABLE_MPEG=OFF -DCMAKE_DISABLE_FIND_PACKAGE_SQLite3=ON \
+    -DCMAKE_DISABLE_FIND_PACKAGE_Speex=ON -DCMAKE_DISABLE_FIND_PACKAGE_mp3lame=ON -DCMAKE_DISABLE_FIND_PACKAGE_Mpg123=ON || return 1
+  grep -q '^Requires.private:.*flac' "$prefix/lib/pkgconfig/sndfile.pc" ||
+    { echo "build-windows: libsndfile was built without FLAC / Vorbis / Opus" >&2; return 1; }
+}
+build_mpg123() { # its CMake port (ports/cmake): the library alone; the decoders chosen at run time as on Linux
+  cmake_dep "$(unpack mpg123)/ports/cmake" "$work/mpg123-build" -DBUILD_LIBOUT123=OFF || return 1
+  # its .pc names no private libraries: the wide-character file names' shlwapi
+  pc libmpg123 "$(sed -n 's/^Version: //p' "$prefix/lib/pkgconfig/libmpg123.pc")" "-lmpg123 -lshlwapi"
+}
 
 if [ ! -f "$cache/$key/done" ]; then
   log "building the libraries (once for these versions)"
   rm -rf "$cache/$key"
   mkdir -p "$prefix/include" "$prefix/lib/pkgconfig" "$work"
-  for b in zlib png jpeg webp gif jansson mhd curl; do
+  for b in zlib png jpeg webp gif jansson mhd curl ogg flac vorbis opus sndfile mpg123; do
     "build_$b" || { echo "build-windows: building $b failed (logs in $work)" >&2; exit 1; }
     log "built $b"
   done

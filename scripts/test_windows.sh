@@ -10,10 +10,16 @@
 #      tables the Windows build can choose meet the goldens (the scalar table is test_kernels'
 #      truth; its test_model run takes minutes under Wine and stays with the Linux stages);
 #   2. the CLI with lfm2c.exe in place of the Linux binary (a wrapper, build-windows/lfm2c-wine,
-#      runs it under Wine): `chat`'s suite (a scripted session, slash commands, thinking;
-#      test_chat_cli), `quantize` byte for byte (test_quantize_cli), the tokenizer
-#      (test_tokenize_cli), and scripts/test_windows_cli.sh: `run` greedy equal to the Linux
-#      build's, `bench`, `pull` from the loopback Hub stand-in and `run -hf` from the cache;
+#      runs it under Wine): `chat`'s suite (a scripted session, slash commands, thinking, Ctrl-C
+#      at the prompt through a pipe: the SIGINT is a CTRL_C_EVENT there too; test_chat_cli),
+#      `quantize` byte for byte (test_quantize_cli), the tokenizer (test_tokenize_cli),
+#      `transcribe` / `run --audio` (test_audio_cli; test_audio among the C tests checks the
+#      decoded samples against libmtmd's goldens), scripts/test_windows_cli.sh: `run` greedy
+#      equal to the Linux build's, `bench`, `pull` from the loopback Hub stand-in and `run -hf`
+#      from the cache, `transcribe` of WAV, FLAC, MP3, Ogg Vorbis and Opus clips equal to the
+#      Linux build's; and test_pull. (LFM2C_TEST_WINE=1 tells the suites where Wine differs from
+#      Windows or Linux: a pulled file is a hard link to its blob, Wine makes no symbolic links;
+#      its console's line read does not end on a Ctrl-C; a POSIX file-size limit kills it.)
 #   3. `lfm2c.exe serve` driven by the Linux clients of the server suite (test_server.sh's quick
 #      part: the OpenAI SDK suite with streaming, cancellation by a client that leaves, the
 #      Anthropic and Ollama clients, raw HTTP) and its clean shutdown on Ctrl-C: the suite's
@@ -62,20 +68,21 @@ stage() { # NAME COMMAND...: runs it, counts a failure, says its time
 c_tests="test_os test_buf test_hugemem test_threadpool test_kernels test_kernels_attn test_kernels_choose test_model
          test_matmul test_session test_gguf test_gguf_write test_name_index test_sampler test_tokenizer
          test_tokenizer_api test_lfm2_arch test_sha256 test_grammar test_toolcall test_reasoning test_jinja
-         test_convert test_public_api test_image test_gen_state test_job_event"
+         test_convert test_public_api test_image test_gen_state test_job_event test_audio"
 stage "C tests" bash -c "cd $B && LFM2C_TEST_QUICK=1 ctest --output-on-failure -j$(nproc) -R '$(re $c_tests)'"
 echo "windows: kernel tables tested: $(sed -n 's/^table: //p' "$B/Testing/Temporary/LastTest.log" | sort -u | tr '\n' ' ')"
 for isa in avx2; do
   stage "test_model with LFM2C_ISA=$isa" bash -c "cd $B && LFM2C_ISA=$isa LFM2C_TEST_QUICK=1 ctest --output-on-failure -R '^test_model\$'"
 done
 
-# (from tests/, as ctest runs them; Ctrl-C at chat's prompt through a pipe is left out: Wine sends
-# that process no console event, docs/HARDWARE.md)
+# (from tests/, as ctest runs them)
 wrapper=$PWD/$B/lfm2c-wine
-stage "chat: a scripted session (test_chat_cli)" bash -c "cd tests && LFM2C_TEST_NO_CHAT_CTRL_C=1 bash ./test_chat_cli.sh '$wrapper'"
+stage "chat: a scripted session, Ctrl-C through a pipe (test_chat_cli)" bash -c "cd tests && LFM2C_TEST_WINE=1 bash ./test_chat_cli.sh '$wrapper'"
 stage "quantize byte for byte (test_quantize_cli)" bash -c "cd tests && bash ./test_quantize_cli.sh '$wrapper'"
 stage "tokenize (test_tokenize_cli)" bash -c "cd tests && bash ./test_tokenize_cli.sh '$wrapper'"
-stage "run / bench / pull" bash scripts/test_windows_cli.sh "$wrapper"
+stage "transcribe / run --audio (test_audio_cli)" bash -c "cd tests && bash ./test_audio_cli.sh '$wrapper'"
+stage "run / bench / pull / audio decoders" bash scripts/test_windows_cli.sh "$wrapper"
+stage "pull, list, rm, -hf against the Hub stand-in (test_pull)" bash -c "cd tests && LFM2C_TEST_WINE=1 bash ./test_pull.sh '$wrapper'"
 stage "the server under the Linux clients" bash -c "cd tests && LFM2C_TEST_SERVE_QUICK=1 LFM2C_TEST_STOP_SIGNAL=INT bash ./test_server.sh '$wrapper'"
 
 echo "windows: stage done in $((SECONDS - start)) s, $fails part(s) failed"

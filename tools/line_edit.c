@@ -39,7 +39,40 @@ static char *plain_line(void) {
 /* A read of a pipe or a file cannot be interrupted on Windows (no EINTR; Wine cannot cancel
  * it either), so a reader thread reads the lines and the caller waits for the next one in 20 ms
  * slices, watching its interrupt flag: a Ctrl-C returns NULL at once, and the line being read
- * is the next call's. */
+ * is the next call's. The thread reads past the C library's stream (os_read_stdin): blocked in
+ * getchar it would hold stdin's lock, and the caller's clearerr(stdin), or the flush of every
+ * stream at the exit, would wait for the next line. */
+static char rd_buf[4096];
+static size_t rd_at, rd_n;
+
+/* stdin up to a newline (kept out) from rd_buf, NULL at its end with nothing read */
+static char *raw_line(void) {
+    size_t n = 0, cap = 256;
+    char *s = malloc(cap);
+    bool nl = false;
+    while (s && !nl) {
+        if (rd_at == rd_n) {
+            const int64_t r = os_read_stdin(rd_buf, sizeof rd_buf);
+            if (r <= 0) break;
+            rd_at = 0, rd_n = (size_t)r;
+        }
+        const char c = rd_buf[rd_at++];
+        if ((nl = c == '\n')) break;
+        if (n + 1 == cap) {
+            char *t = realloc(s, cap * 2);
+            if (!t) break;
+            s = t, cap *= 2;
+        }
+        s[n++] = c;
+    }
+    if (!s || (!nl && n == 0)) {
+        free(s);
+        return NULL;
+    }
+    s[n] = 0;
+    return s;
+}
+
 static pthread_mutex_t rd_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t rd_cv = PTHREAD_COND_INITIALIZER;
 static char *rd_line;
@@ -52,7 +85,7 @@ static void *reader(void *arg) {
         while (!rd_wanted) pthread_cond_wait(&rd_cv, &rd_mu);
         rd_wanted = false;
         pthread_mutex_unlock(&rd_mu);
-        char *line = plain_line();
+        char *line = raw_line();
         pthread_mutex_lock(&rd_mu);
         rd_line = line, rd_ready = true;
         pthread_cond_broadcast(&rd_cv);

@@ -180,6 +180,11 @@ int os_setenv(const char *name, const char *value); /* replaces an existing valu
  * UTF-8 (the ANSI code page cannot hold every name); POSIX: nothing to do. */
 void os_console_utf8(int *argc, char ***argv);
 void os_stderr_to_stdout(void);
+/* Up to n bytes of stdin straight from its file or pipe, past the C library's stream: a thread
+ * blocked here holds no lock of stdin's (Windows' C library keeps one through a blocking read,
+ * which a clearerr(stdin) or the exit's flush would wait on). The count, 0 at the end, -1 on an
+ * error. */
+int64_t os_read_stdin(void *buf, size_t n);
 /* Windows: where stdin is a console, *console is set and the next line is read in the console's
  * line mode (its editing and up-arrow history), prompt shown first: malloc'd UTF-8 without the
  * newline, NULL at the end (Ctrl-Z) or after a Ctrl-C. Elsewhere *console is false: the caller

@@ -564,6 +564,13 @@ char *os_console_line(const char *prompt, bool *console) {
 
 void os_stderr_to_stdout(void) { dup2(1, 2); }
 
+int64_t os_read_stdin(void *buf, size_t n) {
+    ssize_t r;
+    do r = read(0, buf, n);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
 static void (*interrupt_fn)(void);
 static void on_sigint(int sig) {
     (void)sig;

@@ -293,8 +293,8 @@ int os_symlink(const char *target, const char *link) {
 }
 
 /* A symbolic link's target as an absolute path (the final path of what it points to); -1 for a
- * plain file, a hard link included (its other names are not looked for: FindFirstFileNameW is
- * missing from Wine, and `lfm2c rm` then leaves the blob, docs/HARDWARE.md). */
+ * plain file, a hard link included (its other names are not looked for here: FindFirstFileNameW
+ * is missing from Wine; `lfm2c rm` finds a hard link's blob by the file's identity, os_stat). */
 int os_readlink(const char *path, char *buf, size_t cap) {
     wchar_t *w = wide(path);
     DWORD a = w ? GetFileAttributesW(w) : INVALID_FILE_ATTRIBUTES;
@@ -743,6 +743,13 @@ char *os_console_line(const char *prompt, bool *console) {
 }
 
 void os_stderr_to_stdout(void) { _dup2(1, 2); }
+
+int64_t os_read_stdin(void *buf, size_t n) {
+    DWORD got = 0;
+    if (ReadFile(GetStdHandle(STD_INPUT_HANDLE), buf, (DWORD)(n < (1u << 30) ? n : 1u << 30), &got, NULL)) return got;
+    const DWORD e = GetLastError(); /* a pipe whose writer left: its end */
+    return e == ERROR_BROKEN_PIPE || e == ERROR_HANDLE_EOF ? 0 : -1;
+}
 
 static void (*volatile interrupt_fn)(void);
 static HANDLE interrupt_thread; /* the thread that asked: its blocking read is cancelled */

@@ -3,7 +3,9 @@
  * cache holds (what `lfm2c list` shows and `lfm2c serve --models` serves) and removing a model's
  * files (`lfm2c rm`, the server's DELETE /api/delete), the vision projector (mmproj*.gguf) beside
  * a model. The layout is huggingface_hub's:
- * models--ORG--NAME/snapshots/COMMIT/FILE, each a relative link to blobs/SHA256. */
+ * models--ORG--NAME/snapshots/COMMIT/FILE, each a relative link to blobs/SHA256 (where links cannot
+ * be made, Windows without the right to and Wine, a hard link to it: base/os.h's os_symlink; a
+ * cache huggingface_hub wrote there holds the file itself, no blob). */
 #include "hub/hub.h"
 #include "base/error.h"
 #include "base/os.h"
@@ -224,26 +226,42 @@ static char *repo_blobs(const char *snapshot) {
     return end > snapshot ? hub_strdup_printf("%.*s/blobs", (int)(end - snapshot), snapshot) : NULL;
 }
 
+/* The entry of blobs that is the file at path itself (a hard link to it), malloc'd; else NULL. */
+static char *same_file_in(const char *path, const char *blobs) {
+    os_stat_t a, b;
+    os_dir *d = blobs && os_stat(path, &a) == 0 ? os_opendir(blobs) : NULL;
+    char *found = NULL;
+    const char *e;
+    while (d && !found && (e = os_readdir(d))) {
+        if (e[0] == '.') continue;
+        char *p = hub_strdup_printf("%s/%s", blobs, e);
+        if (p && os_stat(p, &b) == 0 && b.is_file && b.dev == a.dev && b.ino == a.ino) found = p;
+        else free(p);
+    }
+    if (d) os_closedir(d);
+    return found;
+}
+
 /* One file of the model: its blob (where the link points, when that lies in the repository's own
- * blobs folder: a link that leads out of the cache loses only itself) and the link itself. */
+ * blobs folder: a link that leads out of the cache loses only itself; for a hard link, the blob
+ * that is the same file) and the link itself. */
 static void rm_one(void *u, const lfm2c_hub_file *f) {
     rm_state *st = u;
     if (st->err && st->err->code) return;
     if (st->quant && (f->mmproj || strcasecmp(f->quant, st->quant))) return;
     char target[4096];
     int n = os_readlink(f->path, target, sizeof target);
-    if (n > 0) {
-        char *blob = os_path_is_abs(target) ? strdup(target) : hub_strdup_printf("%s/%s", f->snapshot, target);
-        char *blobs = repo_blobs(f->snapshot);
-        if (blob && blobs && inside(blob, blobs) && os_remove(blob) && errno != ENOENT) {
-            lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", blob, strerror(errno));
-            free(blob);
-            free(blobs);
-            return;
-        }
+    char *blobs = repo_blobs(f->snapshot), *blob = NULL;
+    if (n > 0) blob = os_path_is_abs(target) ? strdup(target) : hub_strdup_printf("%s/%s", f->snapshot, target);
+    else blob = same_file_in(f->path, blobs);
+    if (blob && blobs && inside(blob, blobs) && os_remove(blob) && errno != ENOENT) {
+        lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", blob, strerror(errno));
         free(blob);
         free(blobs);
+        return;
     }
+    free(blob);
+    free(blobs);
     if (os_remove(f->path)) {
         lfm2c_set_error(st->err, LFM2C_HUB_E_IO, "cannot remove '%s': %s", f->path, strerror(errno));
         return;
