@@ -8,7 +8,9 @@
  * so maddubs' pair sums cannot saturate) and its 16 scales; each column then takes maddubs and a
  * multiply-add with the scales (vpdpwssd on AVX-512), and the offset comes back out exactly as
  * 64 sum_k ls[k] bsum[k] (Q8_K's sums of 16). The grids are looked up with gathers (AVX-512) or
- * 64-bit loads (AVX2), the signs as bit masks (ksigns: 7 stored bits and their parity). */
+ * 64-bit loads (AVX2), the signs as bit masks (ksigns: 7 stored bits and their parity).
+ * IQ2_XXS on AVX-512 VBMI takes another road (iqm5): magnitudes, with the sign put on the
+ * activation, and no offset to take out. */
 #include "cpu/kernels_iq.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -66,6 +68,14 @@ typedef struct {
     __m512i w[4];
     __m256i ls;
 } iqb5;
+/* A block decoded as magnitudes and signs (types with 8 scales of 32 weights): m[j] |q| of
+ * weights 64 j .. 64 j + 63, sg[4 + j] their sign mask (bit i: weight 64 j + i negative; sg[0..3]
+ * scratch), sc[m] the scale of weights 32 m .. 32 m + 31 as two int16 (its low 32 bits) */
+typedef struct {
+    __m512i m[4];
+    uint64_t sg[8];
+    uint64_t sc[8];
+} iqm5;
 
 /* q + 64 from magnitudes g and a sign mask k (bit i: weight i negative) */
 AI T5 __m512i signed64_5(__m512i g, __mmask64 k) {
@@ -422,53 +432,149 @@ AI TV void iq3xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
         }
     }
 }
-/* IQ2_XXS the same way: an entry's 8 bytes take one of 3 values (8, 25, 43), a 16-bit code of 2
- * bits a byte (IQ2XXS_CODE, from iq2xxs_grid); the block's 32 index bytes (4 of every 8) are
- * picked out by vpermb, and each code spread to its entry's 8 bytes by vpmultishiftqb. */
-static const uint16_t IQ2XXS_CODE[256] = {
-    0x0000, 0x0002, 0x0005, 0x0008, 0x000a, 0x0011, 0x0014, 0x0020, 0x0022, 0x0028, 0x002a, 0x0041, 0x0044, 0x0050,
-    0x0058, 0x0061, 0x0064, 0x0080, 0x0082, 0x008a, 0x00a2, 0x0101, 0x0104, 0x0110, 0x0115, 0x0140, 0x0184, 0x0198,
-    0x0200, 0x0202, 0x0222, 0x0282, 0x0401, 0x0404, 0x0410, 0x0421, 0x0424, 0x0440, 0x0442, 0x0448, 0x0460, 0x0481,
-    0x0484, 0x0490, 0x04a4, 0x0500, 0x0502, 0x0508, 0x0520, 0x0546, 0x0569, 0x0580, 0x0591, 0x0609, 0x0610, 0x0640,
-    0x0684, 0x06a4, 0x0800, 0x0805, 0x0808, 0x0814, 0x0828, 0x0841, 0x0844, 0x0850, 0x0852, 0x0888, 0x0904, 0x0940,
-    0x0a02, 0x0a14, 0x1001, 0x1004, 0x1010, 0x1021, 0x1040, 0x1060, 0x1084, 0x1090, 0x1095, 0x1100, 0x1108, 0x1120,
-    0x1150, 0x115a, 0x1180, 0x1224, 0x1245, 0x1400, 0x1408, 0x1420, 0x1425, 0x1449, 0x1480, 0x1518, 0x1562, 0x1600,
-    0x1616, 0x1801, 0x1804, 0x1810, 0x1840, 0x1881, 0x1900, 0x1905, 0x19a0, 0x1a51, 0x2000, 0x2002, 0x200a, 0x2044,
-    0x2061, 0x2080, 0x2082, 0x2129, 0x2148, 0x2200, 0x2202, 0x2401, 0x2404, 0x2410, 0x2440, 0x2456, 0x2500, 0x2541,
-    0x2564, 0x2690, 0x2808, 0x2820, 0x2894, 0x2a44, 0x4001, 0x4004, 0x4010, 0x4018, 0x4021, 0x4024, 0x4040, 0x4048,
-    0x4056, 0x4060, 0x4081, 0x4084, 0x4090, 0x4100, 0x4120, 0x4161, 0x4180, 0x4185, 0x4201, 0x4210, 0x4248, 0x4256,
-    0x4268, 0x4400, 0x4408, 0x4420, 0x4480, 0x4499, 0x4512, 0x4524, 0x4600, 0x4801, 0x4804, 0x4810, 0x4840, 0x4845,
-    0x4900, 0x4958, 0x4961, 0x4982, 0x4a45, 0x4a90, 0x5000, 0x5008, 0x5011, 0x5019, 0x5020, 0x5080, 0x5088, 0x5104,
-    0x5142, 0x51a4, 0x5291, 0x5490, 0x5492, 0x550a, 0x5601, 0x5654, 0x5800, 0x5811, 0x5819, 0x5864, 0x5940, 0x5a08,
-    0x6004, 0x6010, 0x6040, 0x6068, 0x6100, 0x6155, 0x6218, 0x6260, 0x6400, 0x6405, 0x6510, 0x6512, 0x6584, 0x6842,
-    0x8000, 0x8002, 0x800a, 0x8041, 0x8082, 0x8104, 0x8118, 0x8140, 0x8211, 0x8401, 0x8404, 0x8410, 0x8415, 0x8440,
-    0x8460, 0x8500, 0x8546, 0x8594, 0x8609, 0x8640, 0x8660, 0x8802, 0x8904, 0x8a11, 0x9004, 0x9010, 0x9024, 0x9040,
-    0x90a1, 0x9116, 0x9180, 0x9245, 0x9400, 0x9422, 0x9444, 0x9551, 0x9881, 0x9920, 0xa002, 0xa050, 0xa085, 0xa109,
-    0xa200, 0xa418, 0xa850, 0xa904,
-};
-AI TV void iq2xxs_dec5v(uint32_t t, const uint8_t *p, iqb5 *b) {
-    (void)t;
-    const __m512i vals = _mm512_broadcast_i32x4(_mm_setr_epi8(8, 25, 43, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
-    const __m512i ctrl = _mm512_set1_epi64((long long)0x0e0c0a0806040200ull); /* byte k <- bits 2 k */
+/* IQ2_XXS decoded as magnitudes and signs (iqm5, for the tiles below). The grid's entries are
+ * loaded as they are (8 bytes, |q|: no decoding is cheaper, and loads and inserts leave the
+ * shuffle unit, which the rest needs, half free); the 32 sign fields are picked out of each 8-byte
+ * group by one vpmultishiftqb and one vpermb and turned into sign bytes by ksigns (vpermi2b over
+ * its 128 bytes); the 8 scales go to memory as int16 pairs, for iqm_sc's broadcasts. */
+AI TV void iq2xxs_decm(const uint8_t *p, iqm5 *b) {
+    /* in each 8-byte group: bytes 4-7 the 4 sign fields (7 bits from bits 32, 39, 46, 53) */
+    const __m512i fields = _mm512_set1_epi64((long long)0x352e272018100800ull);
+    static const uint8_t pick[64] = {0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+                                     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+                                     4,  5,  6,  7,  12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31,
+                                     36, 37, 38, 39, 44, 45, 46, 47, 52, 53, 54, 55, 60, 61, 62, 63};
     const __m512i raw = _mm512_loadu_si512(p + 2);
-    b->ls = ls_pairs5(_mm512_cvtepi64_epi32(_mm512_srli_epi64(raw, 60)));
-    static const uint8_t pick[64] = {0,  1,  2,  3,  8,  9,  10, 11, 16, 17, 18, 19, 24, 25, 26, 27,
-                                     32, 33, 34, 35, 40, 41, 42, 43, 48, 49, 50, 51, 56, 57, 58, 59}; /* 8 m + k */
-    const __m512i idx8 = _mm512_permutexvar_epi8(_mm512_loadu_si512(pick), raw);
-    uint16_t code[32]; /* through memory: an extract's lane must be an immediate, j is one only unrolled */
-    _mm512_storeu_si512(code, codes256v(IQ2XXS_CODE, _mm512_cvtepu8_epi16(_mm512_castsi512_si256(idx8))));
+    /* group m's scale 2 s + 1 (s: its bits 60-63) twice, as two int16, in b->sc[m] */
+    const __m512i s = _mm512_or_si512(_mm512_slli_epi64(_mm512_srli_epi64(raw, 60), 1), _mm512_set1_epi64(1));
+    _mm512_storeu_si512(b->sc, _mm512_or_si512(s, _mm512_slli_epi64(s, 16)));
+    /* bytes 32-63: the 32 sign fields in order, then their sign bytes (sg[4 + j]: 8 of them) */
+    const __m512i sf = _mm512_permutexvar_epi8(_mm512_loadu_si512(pick), _mm512_multishift_epi64_epi8(fields, raw));
+    _mm512_storeu_si512(
+        b->sg, _mm512_permutex2var_epi8(_mm512_loadu_si512(ksigns_iq2xs), sf, _mm512_loadu_si512(ksigns_iq2xs + 64)));
+    /* read back from memory, not taken apart in registers (the compiler would: extracts and
+     * broadcasts are shuffles; a load is not) */
+    __asm__ volatile("" ::: "memory");
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) {
         const uint8_t *q = p + 2 + 16 * j;
-        const __m512i c64 = _mm512_cvtepu16_epi64(_mm_loadu_si128((const __m128i *)(code + 8 * j)));
-        const __m512i f = _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, c64), _mm512_set1_epi8(3));
-        b->w[j] = signed64_5(_mm512_shuffle_epi8(vals, f), ksigns8(signs7x8_pdep(rd32(q + 4), rd32(q + 12))));
+        const unsigned i[8] = {q[0], q[1], q[2], q[3], q[8], q[9], q[10], q[11]};
+        b->m[j] = grid8x8_5(iq2xxs_grid, i);
     }
 }
+
+/* The tiles of a type decoded as magnitudes and signs (iqm5; IQ2_XXS with VBMI). The sign goes to
+ * the activation instead of the weight: q a = |q| (+-a), exact since Q8_K's values lie in
+ * -127..127 (quantize_row_q8_K maps the largest magnitude to 127), so no negation overflows;
+ * maddubs takes |q| (unsigned) by +-a, and vpdpwssd the pair sums by the group's scale, which a
+ * masked broadcast from memory lays over the vector's two halves (no shuffle). Per block the same
+ * exact S and acc = fma(S, f da, acc) as iq_tile5. */
+AI TV __m512i iqm_sc(const iqm5 *b, int j) {
+    return _mm512_mask_set1_epi32(_mm512_set1_epi32((int)(uint32_t)b->sc[2 * j]), 0xff00,
+                                  (int)(uint32_t)b->sc[2 * j + 1]);
+}
+/* the lane sums (8 int32) of row b by column a (4 x 64 values) */
+AI TV __m256i iqm_dot(const iqm5 *b, const __m512i *sc, const __m512i *a) {
+    __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        const __m512i sa = _mm512_mask_sub_epi8(a[j], _cvtu64_mask64(b->sg[4 + j]), _mm512_setzero_si512(), a[j]);
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(b->m[j], sa), sc[j]);
+    }
+    return _mm256_add_epi32(_mm512_castsi512_si256(isum), _mm512_extracti64x4_epi64(isum, 1));
+}
+typedef void (*iqm_dec_fn)(const uint8_t *p, iqm5 *b);
+AI TV void iqm_tile(uint32_t t, iqm_dec_fn dec, int RB, int CB, int64_t nb, const uint8_t *w, size_t w_row,
+                    const uint8_t *act, size_t act_row, float *out, size_t os) {
+    const size_t bs = iq_bytes(t);
+    __m128 acc[4];
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) acc[r] = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a[4];
+        float da[4] = {0, 0, 0, 0};
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) {
+            a[c] = (const block_q8_K *)(act + c * act_row) + b;
+            da[c] = a[c]->d;
+        }
+        const __m128 da4 = _mm_loadu_ps(da);
+#pragma GCC unroll 4
+        for (int r = 0; r < RB; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            if (CB > 1) prefetch_block(p + PF_BLOCKS * bs, bs);
+            else prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
+            iqm5 q;
+            dec(p, &q);
+            __m512i sc[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) sc[j] = iqm_sc(&q, j);
+            __m256i s8[4];
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) s8[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+            for (int c = 0; c < CB; c++) {
+                __m512i av[4];
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) av[j] = _mm512_loadu_si512(a[c]->qs + 64 * j);
+                s8[c] = iqm_dot(&q, sc, av);
+            }
+            const __m128 S = _mm_cvtepi32_ps(hsum4x8_5(s8[0], s8[1], s8[2], s8[3]));
+            acc[r] = _mm_fmadd_ps(S, _mm_mul_ps(_mm_set1_ps(iq_f(t, p)), da4), acc[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < RB; r++) {
+        float o[4];
+        _mm_storeu_ps(o, acc[r]);
+#pragma GCC unroll 4
+        for (int c = 0; c < CB; c++) out[c * os + r] = o[c];
+    }
+}
+/* the decode tile, 4 rows x 1 column: the rows' lane sums reduced together (as iq_dec4x1_5) */
+AI TV void iqm_dec4x1(uint32_t t, iqm_dec_fn dec, int64_t nb, const uint8_t *w, size_t w_row, const uint8_t *act,
+                      float *out) {
+    const size_t bs = iq_bytes(t);
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const block_q8_K *a = (const block_q8_K *)act + b;
+        __m512i av[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) av[j] = _mm512_loadu_si512(a->qs + 64 * j);
+        __m256i s8[4];
+        float f[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const uint8_t *p = w + r * w_row + b * bs;
+            prefetch_dec(p + DEC_PF_BLOCKS * bs, bs);
+            iqm5 q;
+            dec(p, &q);
+            f[r] = iq_f(t, p);
+            __m512i sc[4];
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) sc[j] = iqm_sc(&q, j);
+            s8[r] = iqm_dot(&q, sc, av);
+        }
+        const __m128 S = _mm_cvtepi32_ps(hsum4x8_5(s8[0], s8[1], s8[2], s8[3]));
+        acc = _mm_fmadd_ps(S, _mm_mul_ps(_mm_loadu_ps(f), _mm_set1_ps(a->d)), acc);
+    }
+    _mm_storeu_ps(out, acc);
+}
+#define IQM_SET(T, name, dec) \
+    AI TV void name##_k5(int RB, int CB, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, size_t ar, \
+                         float *o, size_t os) { \
+        iqm_tile(GGML_##T, dec, RB, CB, nb, w, wr, a, ar, o, os); \
+    } \
+    AI TV void name##_dk5(uint32_t t, int64_t nb, const uint8_t *w, size_t wr, const uint8_t *a, float *o) { \
+        iqm_dec4x1(t, dec, nb, w, wr, a, o); \
+    } \
+    DEC_FN(name##_d5, name##_dk5, GGML_##T) \
+    TILE_SET_DEC(name##_t5, 4, 4, name##_k5, name##_d5)
 #define ISA_T TV
-IQ_SET5(IQ2_XXS, iq2xxsv, iq2xxs_dec5v, TV)
+IQM_SET(IQ2_XXS, iq2xxsv, iq2xxs_decm)
 IQ_SET5(IQ3_XXS, iq3xxsv, iq3xxs_dec5v, TV)
 #undef ISA_T
+#undef IQM_SET
 #undef IQ_SET5
 
 int iq_vbmi = -1;
