@@ -465,10 +465,11 @@ AI TV void iq2xxs_decm(const uint8_t *p, iqm5 *b) {
 
 /* The tiles of a type decoded as magnitudes and signs (iqm5; IQ2_XXS with VBMI). The sign goes to
  * the activation instead of the weight: q a = |q| (+-a), exact since Q8_K's values lie in
- * -127..127 (quantize_row_q8_K maps the largest magnitude to 127), so no negation overflows;
- * maddubs takes |q| (unsigned) by +-a, and vpdpwssd the pair sums by the group's scale, which a
- * masked broadcast from memory lays over the vector's two halves (no shuffle). Per block the same
- * exact S and acc = fma(S, f da, acc) as iq_tile5. */
+ * -127..127 (quantize_row_q8_K maps the largest magnitude to 127; test_kernels checks every
+ * table's), so no negation overflows (only a NaN activation quantizes to -128, and then no
+ * output means anything); maddubs takes |q| (unsigned) by +-a, and vpdpwssd the pair sums by
+ * the group's scale, which a masked broadcast from memory lays over the vector's two halves (no
+ * shuffle). Per block the same exact S and acc = fma(S, f da, acc) as iq_tile5. */
 AI TV __m512i iqm_sc(const iqm5 *b, int j) {
     return _mm512_mask_set1_epi32(_mm512_set1_epi32((int)(uint32_t)b->sc[2 * j]), 0xff00,
                                   (int)(uint32_t)b->sc[2 * j + 1]);
