@@ -21,6 +21,7 @@
 #include "cpu/kernels_avx512.h"
 #include "cpu/kernels_iq.h"
 #include "cpu/tiles.h"
+#include "cpu/x16_stream5.h"
 #include "formats/ggml_types.h"
 
 #include <immintrin.h>
@@ -675,50 +676,16 @@ AI T5 void x16q6_dec_block5(int CB, const uint8_t *p, const block_q8_K *const *a
         acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(S[c]), _mm512_mul_ps(d, _mm512_set1_ps(a[c]->d)), acc[c]);
 }
 
-/* Prefill: one group, CB columns. */
-AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
-                     size_t os) {
-    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES;
-    __m512 acc[4];
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++) acc[c] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const block_q8_K *a[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        if (q6) x16q6_block5(CB, w + b * bb, a, acc);
-        else x16_block5(CB, w + b * bb, a, acc);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+/* The group's block for the streams of x16_stream5.h: prefill's, decode's (Q6_K_X16's dec_block
+ * there) and the few-column passes' (k columns, a constant in each case) */
+AI T5 void x16_blk5(int q6, int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
+    if (q6) x16q6_block5(CB, p, a, acc);
+    else x16_block5(CB, p, a, acc);
 }
-
-/* Decode: one group, one column, one stream: each block's lines are prefetched as the plan says
- * (tiles.h dec_pf_plan; loc is a constant in each instance), and one line DEC_TLB_BLOCKS ahead
- * for its page's translation (tiles.h). The default plan, prefetchnta 2 blocks ahead (into L1
- * only: the weights are read once per token, so they do not push the activations and the KV
- * cache out of L2 / L3), measured fastest on the Zen 5 VMs; the figures and the other plans
- * are in docs/HARDWARE.md. Following 2 or 4 groups at once (one per segment of the rows, as
- * the plain decode tiles do) measured slower. */
-AI T5 void x16_dec5(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
-    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
-                 far = (size_t)dec_pf_far() * bb;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const block_q8_K *a[1] = {(const block_q8_K *)act + b};
-        const uint8_t *p = w + b * bb;
-        prefetch_loc(p + ahead, bb, loc);
-        if (far) prefetch_loc(p + far, bb, PF_T1);
-        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
-        if (q6) x16q6_dec_block5(1, p, a, &acc);
-        else x16_block5(1, p, a, &acc);
-    }
-    _mm512_storeu_ps(o, acc);
+AI T5 void x16_dblk5(int q6, int CB, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
+    if (q6) x16q6_dec_block5(CB, p, a, acc);
+    else x16_block5(CB, p, a, acc);
 }
-/* Few columns (2..FEW_MAX_COLS: a verification of drafted tokens, a few sessions' decode): the
- * decode tile's one prefetched stream, each block computed for up to X16_MAX_CB columns a pass
- * while it is in L1, so the weights are read from memory once for all columns and unpacked once
- * per pass. */
 AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     switch (k) {
     case 1: q6 ? x16q6_dec_block5(1, p, a, acc) : x16_block5(1, p, a, acc); break;
@@ -729,29 +696,18 @@ AI T5 void x16_cols5(int q6, int k, const uint8_t *p, const block_q8_K *const *a
     default: q6 ? x16q6_block5(6, p, a, acc) : x16_block5(6, p, a, acc); break;
     }
 }
+AI T5 void x16_tile5(int q6, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
+                     size_t os) {
+    x16s_tile5(x16_blk5, q6, q6 ? X16_BYTES6 : X16_BYTES, CB, nb, w, act, act_row, out, os);
+}
+AI T5 void x16_dec5(int q6, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
+    x16s_dec5(x16_dblk5, q6, q6 ? X16_BYTES6 : X16_BYTES, loc, nb, w, act, o);
+}
+/* passes of at most X16_MAX_CB columns (Q6_K_X16: X16Q6_MAX_CB) */
 AI T5 void x16_few5(int q6, int loc, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
                     float *out, size_t os) {
-    const size_t bb = q6 ? X16_BYTES6 : X16_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
-                 far = (size_t)dec_pf_far() * bb;
-    __m512 acc[FEW_MAX_COLS];
-    for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = w + b * bb;
-        prefetch_loc(p + ahead, bb, loc);
-        if (far) prefetch_loc(p + far, bb, PF_T1);
-        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
-        const block_q8_K *a[FEW_MAX_COLS];
-        for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        /* passes of at most X16_MAX_CB columns (Q6_K_X16: X16Q6_MAX_CB), as even as they go:
-         * 7 = 4 + 3, not 6 + 1 */
-        const int cb = q6 ? X16Q6_MAX_CB : X16_MAX_CB, np = (nc + cb - 1) / cb;
-        for (int i = 0, c0 = 0; i < np; i++) {
-            const int k = (nc - c0) / (np - i);
-            x16_cols5(q6, k, p, a + c0, acc + c0);
-            c0 += k;
-        }
-    }
-    for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+    x16s_few5(x16_cols5, q6, q6 ? X16_BYTES6 : X16_BYTES, q6 ? X16Q6_MAX_CB : X16_MAX_CB, loc, nc, nb, w, act, act_row,
+              out, os);
 }
 GROUP_SET(t5_q4_K_x16, 4, x16_tile5, x16_dec5, x16_few5, 0)
 GROUP_SET(t5_q6_K_x16, 4, x16_tile5, x16_dec5, x16_few5, 1)

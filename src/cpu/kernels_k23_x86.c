@@ -13,6 +13,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include "cpu/tiles.h"
+#include "cpu/x16_stream5.h"
 #include "formats/ggml_types.h"
 
 #include <immintrin.h>
@@ -379,42 +380,14 @@ AI T5 void x16k_block5(int q3, int CB, const uint8_t *p, const block_q8_K *const
     }
 }
 
-/* Prefill: one group, CB columns. */
 AI T5 void x16k_tile5(int q3, int CB, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row, float *out,
                       size_t os) {
-    const size_t bb = q3 ? X16Q3_BYTES : X16Q2_BYTES;
-    __m512 acc[X16K_MAX_CB];
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++) acc[c] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const block_q8_K *a[X16K_MAX_CB];
-#pragma GCC unroll 4
-        for (int c = 0; c < CB; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        x16k_block5(q3, CB, w + b * bb, a, acc);
-    }
-#pragma GCC unroll 4
-    for (int c = 0; c < CB; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+    x16s_tile5(x16k_block5, q3, q3 ? X16Q3_BYTES : X16Q2_BYTES, CB, nb, w, act, act_row, out, os);
 }
-
-/* Decode: one group, one column, one stream, prefetched as the plan says (tiles.h dec_pf_plan;
- * loc a constant in each instance), as the Q4_K_X16 decode tile (kernels_avx512.c). */
 AI T5 void x16k_dec5(int q3, int loc, int64_t nb, const uint8_t *w, const uint8_t *act, float *o) {
-    const size_t bb = q3 ? X16Q3_BYTES : X16Q2_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
-                 far = (size_t)dec_pf_far() * bb;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const block_q8_K *a[1] = {(const block_q8_K *)act + b};
-        const uint8_t *p = w + b * bb;
-        prefetch_loc(p + ahead, bb, loc);
-        if (far) prefetch_loc(p + far, bb, PF_T1);
-        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
-        x16k_block5(q3, 1, p, a, &acc);
-    }
-    _mm512_storeu_ps(o, acc);
+    x16s_dec5(x16k_block5, q3, q3 ? X16Q3_BYTES : X16Q2_BYTES, loc, nb, w, act, o);
 }
-
-/* Few columns (2..FEW_MAX_COLS): the decode tile's stream, each block computed for up to
- * X16K_MAX_CB columns a pass while it is in L1 (passes as even as they go: 7 = 4 + 3). */
+/* the few-column passes: up to X16K_MAX_CB columns each */
 AI T5 void x16k_cols5(int q3, int k, const uint8_t *p, const block_q8_K *const *a, __m512 *acc) {
     switch (k) {
     case 1: x16k_block5(q3, 1, p, a, acc); break;
@@ -425,25 +398,7 @@ AI T5 void x16k_cols5(int q3, int k, const uint8_t *p, const block_q8_K *const *
 }
 AI T5 void x16k_few5(int q3, int loc, int nc, int64_t nb, const uint8_t *w, const uint8_t *act, size_t act_row,
                      float *out, size_t os) {
-    const size_t bb = q3 ? X16Q3_BYTES : X16Q2_BYTES, ahead = (size_t)dec_pf_blocks() * bb,
-                 far = (size_t)dec_pf_far() * bb;
-    __m512 acc[FEW_MAX_COLS];
-    for (int c = 0; c < nc; c++) acc[c] = _mm512_setzero_ps();
-    const int np = (nc + X16K_MAX_CB - 1) / X16K_MAX_CB;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = w + b * bb;
-        prefetch_loc(p + ahead, bb, loc);
-        if (far) prefetch_loc(p + far, bb, PF_T1);
-        if (DEC_TLB_BLOCKS) prefetch_page(p + DEC_TLB_BLOCKS * bb);
-        const block_q8_K *a[FEW_MAX_COLS];
-        for (int c = 0; c < nc; c++) a[c] = (const block_q8_K *)(act + c * act_row) + b;
-        for (int i = 0, c0 = 0; i < np; i++) {
-            const int k = (nc - c0) / (np - i);
-            x16k_cols5(q3, k, p, a + c0, acc + c0);
-            c0 += k;
-        }
-    }
-    for (int c = 0; c < nc; c++) _mm512_storeu_ps(out + c * os, acc[c]);
+    x16s_few5(x16k_cols5, q3, q3 ? X16Q3_BYTES : X16Q2_BYTES, X16K_MAX_CB, loc, nc, nb, w, act, act_row, out, os);
 }
 #define ISA_T T5
 GROUP_SET(t5_q2_K_x16, 4, x16k_tile5, x16k_dec5, x16k_few5, 0)
